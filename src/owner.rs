@@ -1,0 +1,142 @@
+//! Who holds a lock: the calling thread's kernel thread id, cached, and a liveness probe.
+//!
+//! Locks record their owner's thread id (TID) in the lock word. Reading it with `gettid`
+//! on every lock would be a syscall on the fast path, so it is cached in a thread-local.
+//! A forked child's only thread has a new TID but inherits the parent thread's
+//! thread-local; a `pthread_atfork` child handler clears the cache, so the child looks its
+//! TID up again. (A child made by a raw `clone` syscall that bypasses libc's `fork` does
+//! not run the handler and is not supported.)
+//!
+//! [`probe`] asks the kernel whether a TID still names a live thread (`kill(tid, 0)`).
+//! Its limits, which every robust primitive inherits:
+//! - all processes sharing a region must be in the same PID namespace (a TID from another
+//!   namespace is meaningless here and reads as dead or as someone else);
+//! - TIDs are reused: if the owner died and the kernel has handed its TID to a new thread
+//!   before anyone probed, the owner reads as alive until that thread exits too. Every
+//!   wait therefore has a timed variant.
+
+#[cfg(not(loom))]
+mod imp {
+    use std::cell::Cell;
+    use std::sync::Once;
+
+    use rustix::io::Errno;
+    use rustix::process::{Pid, test_kill_process};
+
+    thread_local! {
+        /// This thread's TID, or 0 if not looked up yet (or reset in a forked child).
+        static TID: Cell<u32> = const { Cell::new(0) };
+    }
+
+    static ATFORK: Once = Once::new();
+
+    extern "C" fn reset_in_child() {
+        // The child's single thread is the one that called fork; its cached TID is the
+        // parent's. `try_with` cannot fail here (the thread is alive), and ignoring a
+        // failure only means we keep looking up lazily.
+        let _ = TID.try_with(|t| t.set(0));
+    }
+
+    /// The calling thread's TID: one thread-local read after the first call.
+    #[inline]
+    pub(crate) fn current() -> u32 {
+        let t = TID.with(Cell::get);
+        if t != 0 { t } else { current_slow() }
+    }
+
+    #[cold]
+    fn current_slow() -> u32 {
+        ATFORK.call_once(|| {
+            // SAFETY: `pthread_atfork` has no preconditions beyond valid function pointers;
+            // `reset_in_child` is an `extern "C" fn()` that only touches a thread-local
+            // `Cell` (async-signal-safe in practice: no allocation, no locks).
+            unsafe {
+                libc::pthread_atfork(None, None, Some(reset_in_child));
+            }
+        });
+        // A TID is a positive `pid_t`, so it fits in u32 and is never 0.
+        let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
+        TID.with(|t| t.set(tid));
+        tid
+    }
+
+    /// The calling process's PID.
+    pub(crate) fn current_pid() -> u32 {
+        rustix::process::getpid().as_raw_nonzero().get() as u32
+    }
+
+    /// Whether thread or process `id` is alive, asked of the kernel.
+    pub(crate) fn probe(id: u32) -> super::Liveness {
+        let Some(pid) = i32::try_from(id).ok().and_then(Pid::from_raw) else {
+            // 0 or > i32::MAX: no thread ever had this id (garbage in a lock word).
+            return super::Liveness::Dead;
+        };
+        match test_kill_process(pid) {
+            Ok(()) | Err(Errno::PERM) => super::Liveness::Alive,
+            Err(Errno::SRCH) => super::Liveness::Dead,
+            Err(_) => super::Liveness::Alive,
+        }
+    }
+}
+
+#[cfg(loom)]
+mod imp {
+    use loom::sync::atomic::{AtomicU32, Ordering};
+
+    loom::lazy_static! {
+        static ref NEXT: AtomicU32 = AtomicU32::new(1);
+    }
+    loom::thread_local! {
+        static TID: u32 = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A per-loom-thread id starting at 1.
+    pub(crate) fn current() -> u32 {
+        TID.with(|t| *t)
+    }
+
+    /// Loom models one process.
+    pub(crate) fn current_pid() -> u32 {
+        1
+    }
+
+    /// Loom threads of a model never die holding locks: always alive.
+    pub(crate) fn probe(_id: u32) -> super::Liveness {
+        super::Liveness::Alive
+    }
+}
+
+#[allow(unused_imports)] // used by the robust primitives
+pub(crate) use imp::{current, current_pid, probe};
+
+/// The answer of [`probe`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Liveness {
+    /// The id names a live thread or process (possibly a newer one that reused it).
+    Alive,
+    /// No thread or process has this id now.
+    Dead,
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tid_is_cached_and_matches_the_kernel() {
+        let t = current();
+        assert_eq!(t, rustix::thread::gettid().as_raw_nonzero().get() as u32);
+        assert_eq!(current(), t);
+        let other = std::thread::spawn(current).join().unwrap();
+        assert_ne!(other, t);
+    }
+
+    #[test]
+    fn probe_sees_this_process_alive_and_garbage_dead() {
+        assert_eq!(probe(current_pid()), Liveness::Alive);
+        assert_eq!(probe(0), Liveness::Dead);
+        assert_eq!(probe(u32::MAX), Liveness::Dead);
+        // Above the kernel's PID_MAX_LIMIT (2^22): never a live id.
+        assert_eq!(probe((1 << 22) + 1), Liveness::Dead);
+    }
+}

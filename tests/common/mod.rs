@@ -1,0 +1,106 @@
+//! Support for tests that run real processes: a watchdog, a shared anonymous mapping, and
+//! forked workers.
+#![allow(dead_code)]
+
+use std::ptr::NonNull;
+use std::time::Duration;
+
+use shmstate::Shared;
+
+/// Aborts the whole test process (and so fails the test) if it is still running after
+/// `limit`: a bug fails instead of hanging CI. Children are killed by the parent's
+/// `wait_all` timeout or die with their parent's process group.
+pub fn watchdog(limit: Duration) {
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        eprintln!("watchdog: test exceeded {limit:?}, aborting");
+        std::process::abort();
+    });
+}
+
+/// One `T` (of length `len`) in anonymous `MAP_SHARED` memory: shared with children
+/// forked after it is made, zero-filled like a fresh region object.
+pub struct SharedMem<T: ?Sized + Shared> {
+    ptr: NonNull<T>,
+    size: usize,
+}
+
+impl<T: ?Sized + Shared> SharedMem<T> {
+    pub fn new(len: usize) -> Self {
+        let size = T::size_for(len).expect("valid length");
+        // SAFETY: a fresh anonymous mapping; no existing memory is affected.
+        let raw = unsafe {
+            rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                size,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::SHARED,
+            )
+        }
+        .expect("mmap");
+        let ptr = T::from_raw_parts(NonNull::new(raw.cast()).unwrap(), len);
+        SharedMem { ptr, size }
+    }
+
+    pub fn get(&self) -> &T {
+        // SAFETY: the mapping is page-aligned (≥ T::ALIGN), zero-filled (valid by the
+        // `Shared` contract), lives as long as `self`, and is only shared by reference.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl<T: ?Sized + Shared> Drop for SharedMem<T> {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `new`; no reference outlives `self`.
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.size) };
+    }
+}
+
+/// Forks `n` children; child `i` runs `f(i)` and exits 0, or 101 if `f` panics. Returns
+/// their pids. Run tests that fork under nextest (one process per test) or with
+/// `--test-threads=1`: a fork copies only the calling thread.
+pub fn fork_children(n: usize, f: impl Fn(usize)) -> Vec<libc::pid_t> {
+    let mut pids = Vec::new();
+    for i in 0..n {
+        // SAFETY: the child only runs `f` and exits with `_exit`, never returning into the
+        // test harness.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(i))).is_ok();
+            // SAFETY: `_exit` ends the child without running the parent's atexit handlers.
+            unsafe { libc::_exit(if ok { 0 } else { 101 }) };
+        }
+        pids.push(pid);
+    }
+    pids
+}
+
+/// Waits for `pids`; panics if any did not exit 0, or if they are not all done within
+/// `limit` (then kills the stragglers first).
+pub fn wait_all(pids: &[libc::pid_t], limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    let mut failed = Vec::new();
+    for &pid in pids {
+        loop {
+            let mut status = 0;
+            // SAFETY: plain waitpid on our own child.
+            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            if r == pid {
+                if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+                    failed.push((pid, status));
+                }
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                for &p in pids {
+                    // SAFETY: killing our own children.
+                    unsafe { libc::kill(p, libc::SIGKILL) };
+                }
+                panic!("children did not finish within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    assert!(failed.is_empty(), "children failed: {failed:?}");
+}
