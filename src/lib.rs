@@ -20,3 +20,11 @@ pub mod shared;
 pub mod sync;
 
 pub use shared::{Elem, Kind, Shared, SharedSized, TypeTag};
+
+// Values and counters (helper "values").
+pub mod counter;
+pub mod striped_counter;
+pub mod value;
+pub use counter::Counter;
+pub use striped_counter::StripedCounter;
+pub use value::{Value, ValueType};
