@@ -309,3 +309,32 @@ impl fmt::Debug for StripedCounter {
             .finish()
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn nonzero_stripes(c: &StripedCounter) -> Vec<usize> {
+        (0..c.stripes())
+            .filter(|&i| c.stripes[i].value.load(Ordering::Relaxed) != 0)
+            .collect()
+    }
+
+    #[test]
+    fn a_thread_always_adds_to_the_stripe_of_its_thread_id() {
+        let c = StripedCounter::new(7);
+        for _ in 0..10 {
+            c.inc();
+        }
+        let tid = rustix::thread::gettid().as_raw_nonzero().get() as usize;
+        assert_eq!(nonzero_stripes(&c), vec![tid % 7]);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                c.add(5);
+                let tid = rustix::thread::gettid().as_raw_nonzero().get() as usize;
+                assert_eq!(c.stripes[tid % 7].value.load(Ordering::Relaxed) % 10, 5);
+            });
+        });
+        assert_eq!(c.sum(), 15);
+    }
+}

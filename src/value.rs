@@ -1,9 +1,9 @@
 //! [`Value<T>`]: one atomic primitive value (an integer, a `bool` or a float) that can live
 //! in shared memory.
 //!
-//! `Value<T>` is what `std::sync::atomic` offers, for the same types and with the same
-//! method names, signatures and [`Ordering`] parameters, in a form that may be placed in a
-//! region and shared between processes:
+//! `Value<T>` is what the standard library's atomics offer, for the same types and with
+//! the same method names, signatures and [`Ordering`] parameters, in a form that may be
+//! placed in a region and shared between processes:
 //!
 //! | `T`                          | storage        | operations                                   |
 //! |------------------------------|----------------|----------------------------------------------|
@@ -95,15 +95,15 @@ pub trait ValueType:
 /// One atomic value of type `T` (an integer, `bool`, `f32` or `f64`) that may be shared
 /// between threads on the heap or between processes in a region.
 ///
-/// The method names, signatures and [`Ordering`] rules are those of the matching
-/// `std::sync::atomic` type; see the [module docs](self) for how `bool` and the floats are
+/// The method names, signatures and [`Ordering`] rules are those of the matching standard
+/// library atomic type; see the [module docs](self) for how `bool` and the floats are
 /// stored, and how float comparisons differ from `==`.
 ///
 /// # Examples
 ///
 /// ```
 /// use shmstate::Value;
-/// use std::sync::atomic::Ordering;
+/// use shmstate::sync::Ordering;
 ///
 /// let hits = Value::new(0u64);
 /// hits.fetch_add(3, Ordering::Relaxed);
@@ -129,7 +129,7 @@ impl<T: ValueType> Value<T> {
     ///
     /// ```
     /// use shmstate::Value;
-    /// use std::sync::atomic::Ordering;
+    /// use shmstate::sync::Ordering;
     ///
     /// let v = Value::new(-7i32);
     /// assert_eq!(v.load(Ordering::Relaxed), -7);
@@ -165,7 +165,7 @@ impl<T: ValueType> Value<T> {
     ///
     /// ```
     /// use shmstate::Value;
-    /// use std::sync::atomic::Ordering;
+    /// use shmstate::sync::Ordering;
     ///
     /// assert_eq!(Value::new(2.5f32).load(Ordering::Acquire), 2.5);
     /// ```
@@ -184,7 +184,7 @@ impl<T: ValueType> Value<T> {
     ///
     /// ```
     /// use shmstate::Value;
-    /// use std::sync::atomic::Ordering;
+    /// use shmstate::sync::Ordering;
     ///
     /// let v = Value::new(0u8);
     /// v.store(9, Ordering::Release);
@@ -201,7 +201,7 @@ impl<T: ValueType> Value<T> {
     ///
     /// ```
     /// use shmstate::Value;
-    /// use std::sync::atomic::Ordering;
+    /// use shmstate::sync::Ordering;
     ///
     /// let v = Value::new(true);
     /// assert!(v.swap(false, Ordering::AcqRel));
@@ -228,7 +228,7 @@ impl<T: ValueType> Value<T> {
     ///
     /// ```
     /// use shmstate::Value;
-    /// use std::sync::atomic::Ordering::{Acquire, Relaxed};
+    /// use shmstate::sync::Ordering::{Acquire, Relaxed};
     ///
     /// let v = Value::new(5i64);
     /// assert_eq!(v.compare_exchange(5, 6, Acquire, Relaxed), Ok(5));
@@ -261,7 +261,7 @@ impl<T: ValueType> Value<T> {
     ///
     /// ```
     /// use shmstate::Value;
-    /// use std::sync::atomic::Ordering::{AcqRel, Relaxed};
+    /// use shmstate::sync::Ordering::{AcqRel, Relaxed};
     ///
     /// let v = Value::new(1u32);
     /// let mut cur = v.load(Relaxed);
@@ -297,7 +297,7 @@ impl<T: ValueType> Value<T> {
     ///
     /// ```
     /// use shmstate::Value;
-    /// use std::sync::atomic::Ordering::Relaxed;
+    /// use shmstate::sync::Ordering::Relaxed;
     ///
     /// let v = Value::new(7u8);
     /// assert_eq!(v.fetch_update(Relaxed, Relaxed, |x| x.checked_mul(2)), Ok(7));
@@ -345,13 +345,10 @@ impl<T: ValueType> fmt::Debug for Value<T> {
     }
 }
 
-/// The failure ordering to use with `success` in a compare-and-swap loop that implements a
-/// read-modify-write of ordering `success`: a failed attempt only yields a new guess, which
-/// the next attempt validates, so it needs no ordering of its own.
-#[inline]
-fn retry_order(_success: Ordering) -> Ordering {
-    Ordering::Relaxed
-}
+/// The failure ordering of the compare-and-swap loops that implement a read-modify-write:
+/// Relaxed, because a failed attempt only yields a new guess, which the next attempt
+/// validates; the successful attempt carries the caller's ordering.
+const RETRY_ORDER: Ordering = Ordering::Relaxed;
 
 // ---------------------------------------------------------------------------------------
 // Integers: the storage is the matching std/loom atomic, every operation forwards.
@@ -432,7 +429,7 @@ macro_rules! int_value {
                 "Adds `v`, wrapping around at the bounds of `", stringify!($t), "`, and ",
                 "returns the previous value.\n\n",
                 "# Examples\n\n```\n",
-                "use shmstate::Value;\nuse std::sync::atomic::Ordering::Relaxed;\n\n",
+                "use shmstate::Value;\nuse shmstate::sync::Ordering::Relaxed;\n\n",
                 "let v = Value::new(", stringify!($max), "_", stringify!($t), ");\n",
                 "assert_eq!(v.fetch_add(1, Relaxed), ", stringify!($max), ");\n",
                 "assert_eq!(v.load(Relaxed), ", stringify!($t), "::MIN); // wrapped\n```",
@@ -446,7 +443,7 @@ macro_rules! int_value {
                 "Subtracts `v`, wrapping around at the bounds of `", stringify!($t), "`, ",
                 "and returns the previous value.\n\n",
                 "# Examples\n\n```\n",
-                "use shmstate::Value;\nuse std::sync::atomic::Ordering::Relaxed;\n\n",
+                "use shmstate::Value;\nuse shmstate::sync::Ordering::Relaxed;\n\n",
                 "let v = Value::new(", stringify!($a), "_", stringify!($t), ");\n",
                 "assert_eq!(v.fetch_sub(", stringify!($b), ", Relaxed), ", stringify!($a), ");\n",
                 "assert_eq!(v.load(Relaxed), ", stringify!($a), " - ", stringify!($b), ");\n```",
@@ -459,7 +456,7 @@ macro_rules! int_value {
             #[doc = concat!(
                 "Bitwise \"and\" with `v`; returns the previous value.\n\n",
                 "# Examples\n\n```\n",
-                "use shmstate::Value;\nuse std::sync::atomic::Ordering::Relaxed;\n\n",
+                "use shmstate::Value;\nuse shmstate::sync::Ordering::Relaxed;\n\n",
                 "let v = Value::new(", stringify!($a), "_", stringify!($t), ");\n",
                 "assert_eq!(v.fetch_and(", stringify!($b), ", Relaxed), ", stringify!($a), ");\n",
                 "assert_eq!(v.load(Relaxed), ", stringify!($a), " & ", stringify!($b), ");\n```",
@@ -473,7 +470,7 @@ macro_rules! int_value {
                 "Bitwise \"nand\" with `v` (stores `!(old & v)`); returns the previous ",
                 "value.\n\n",
                 "# Examples\n\n```\n",
-                "use shmstate::Value;\nuse std::sync::atomic::Ordering::Relaxed;\n\n",
+                "use shmstate::Value;\nuse shmstate::sync::Ordering::Relaxed;\n\n",
                 "let v = Value::new(", stringify!($a), "_", stringify!($t), ");\n",
                 "assert_eq!(v.fetch_nand(", stringify!($b), ", Relaxed), ", stringify!($a), ");\n",
                 "assert_eq!(v.load(Relaxed), !(", stringify!($a), " & ", stringify!($b), "));\n```",
@@ -486,7 +483,7 @@ macro_rules! int_value {
             #[doc = concat!(
                 "Bitwise \"or\" with `v`; returns the previous value.\n\n",
                 "# Examples\n\n```\n",
-                "use shmstate::Value;\nuse std::sync::atomic::Ordering::Relaxed;\n\n",
+                "use shmstate::Value;\nuse shmstate::sync::Ordering::Relaxed;\n\n",
                 "let v = Value::new(", stringify!($a), "_", stringify!($t), ");\n",
                 "assert_eq!(v.fetch_or(", stringify!($b), ", Relaxed), ", stringify!($a), ");\n",
                 "assert_eq!(v.load(Relaxed), ", stringify!($a), " | ", stringify!($b), ");\n```",
@@ -499,7 +496,7 @@ macro_rules! int_value {
             #[doc = concat!(
                 "Bitwise \"xor\" with `v`; returns the previous value.\n\n",
                 "# Examples\n\n```\n",
-                "use shmstate::Value;\nuse std::sync::atomic::Ordering::Relaxed;\n\n",
+                "use shmstate::Value;\nuse shmstate::sync::Ordering::Relaxed;\n\n",
                 "let v = Value::new(", stringify!($a), "_", stringify!($t), ");\n",
                 "assert_eq!(v.fetch_xor(", stringify!($b), ", Relaxed), ", stringify!($a), ");\n",
                 "assert_eq!(v.load(Relaxed), ", stringify!($a), " ^ ", stringify!($b), ");\n```",
@@ -513,7 +510,7 @@ macro_rules! int_value {
                 "Stores the larger of the value and `v` (as `", stringify!($t), "`s); ",
                 "returns the previous value.\n\n",
                 "# Examples\n\n```\n",
-                "use shmstate::Value;\nuse std::sync::atomic::Ordering::Relaxed;\n\n",
+                "use shmstate::Value;\nuse shmstate::sync::Ordering::Relaxed;\n\n",
                 "let v = Value::new(", stringify!($b), "_", stringify!($t), ");\n",
                 "assert_eq!(v.fetch_max(", stringify!($a), ", Relaxed), ", stringify!($b), ");\n",
                 "assert_eq!(v.fetch_max(", stringify!($b), ", Relaxed), ", stringify!($a), ");\n",
@@ -528,7 +525,7 @@ macro_rules! int_value {
                 "Stores the smaller of the value and `v` (as `", stringify!($t), "`s); ",
                 "returns the previous value.\n\n",
                 "# Examples\n\n```\n",
-                "use shmstate::Value;\nuse std::sync::atomic::Ordering::Relaxed;\n\n",
+                "use shmstate::Value;\nuse shmstate::sync::Ordering::Relaxed;\n\n",
                 "let v = Value::new(", stringify!($a), "_", stringify!($t), ");\n",
                 "assert_eq!(v.fetch_min(", stringify!($b), ", Relaxed), ", stringify!($a), ");\n",
                 "assert_eq!(v.fetch_min(", stringify!($a), ", Relaxed), ", stringify!($b), ");\n",
@@ -700,7 +697,7 @@ impl Value<bool> {
             let new = bool_byte(f(byte_is_true(byte)));
             match self
                 .atom
-                .compare_exchange_weak(byte, new, order, retry_order(order))
+                .compare_exchange_weak(byte, new, order, RETRY_ORDER)
             {
                 Ok(b) => return byte_is_true(b),
                 Err(b) => byte = b,
@@ -717,7 +714,7 @@ impl Value<bool> {
     ///
     /// ```
     /// use shmstate::Value;
-    /// use std::sync::atomic::Ordering::Relaxed;
+    /// use shmstate::sync::Ordering::Relaxed;
     ///
     /// let v = Value::new(true);
     /// assert!(v.fetch_and(true, Relaxed));
@@ -740,7 +737,7 @@ impl Value<bool> {
     ///
     /// ```
     /// use shmstate::Value;
-    /// use std::sync::atomic::Ordering::Relaxed;
+    /// use shmstate::sync::Ordering::Relaxed;
     ///
     /// let v = Value::new(true);
     /// assert!(v.fetch_nand(true, Relaxed));
@@ -766,7 +763,7 @@ impl Value<bool> {
     ///
     /// ```
     /// use shmstate::Value;
-    /// use std::sync::atomic::Ordering::Relaxed;
+    /// use shmstate::sync::Ordering::Relaxed;
     ///
     /// let v = Value::new(false);
     /// assert!(!v.fetch_or(false, Relaxed));
@@ -792,7 +789,7 @@ impl Value<bool> {
     ///
     /// ```
     /// use shmstate::Value;
-    /// use std::sync::atomic::Ordering::Relaxed;
+    /// use shmstate::sync::Ordering::Relaxed;
     ///
     /// let v = Value::new(true);
     /// assert!(v.fetch_xor(true, Relaxed));
@@ -814,7 +811,7 @@ impl Value<bool> {
     ///
     /// ```
     /// use shmstate::Value;
-    /// use std::sync::atomic::Ordering::Relaxed;
+    /// use shmstate::sync::Ordering::Relaxed;
     ///
     /// let v = Value::new(false);
     /// assert!(!v.fetch_not(Relaxed));
@@ -917,7 +914,7 @@ macro_rules! float_value {
                     let new = f($t::from_bits(bits)).to_bits();
                     match self
                         .atom
-                        .compare_exchange_weak(bits, new, order, retry_order(order))
+                        .compare_exchange_weak(bits, new, order, RETRY_ORDER)
                     {
                         Ok(b) => return $t::from_bits(b),
                         Err(b) => bits = b,
@@ -933,7 +930,7 @@ macro_rules! float_value {
                 "float add), so no concurrent update is lost and a stored NaN does not ",
                 "make it spin.\n\n",
                 "# Examples\n\n```\n",
-                "use shmstate::Value;\nuse std::sync::atomic::Ordering::Relaxed;\n\n",
+                "use shmstate::Value;\nuse shmstate::sync::Ordering::Relaxed;\n\n",
                 "let v = Value::new(1.5_", stringify!($t), ");\n",
                 "assert_eq!(v.fetch_add(2.0, Relaxed), 1.5);\n",
                 "assert_eq!(v.load(Relaxed), 3.5);\n",
@@ -951,7 +948,7 @@ macro_rules! float_value {
                 "arithmetic, by a compare-and-swap loop on the bits, like ",
                 "[`fetch_add`](Self::fetch_add).\n\n",
                 "# Examples\n\n```\n",
-                "use shmstate::Value;\nuse std::sync::atomic::Ordering::Relaxed;\n\n",
+                "use shmstate::Value;\nuse shmstate::sync::Ordering::Relaxed;\n\n",
                 "let v = Value::new(1.5_", stringify!($t), ");\n",
                 "assert_eq!(v.fetch_sub(2.0, Relaxed), 1.5);\n",
                 "assert_eq!(v.load(Relaxed), -0.5);\n```",
@@ -970,7 +967,7 @@ macro_rules! float_value {
                 "the same on every platform. A compare-and-swap loop on the bits, like ",
                 "[`fetch_add`](Self::fetch_add).\n\n",
                 "# Examples\n\n```\n",
-                "use shmstate::Value;\nuse std::sync::atomic::Ordering::Relaxed;\n\n",
+                "use shmstate::Value;\nuse shmstate::sync::Ordering::Relaxed;\n\n",
                 "let v = Value::new(1.0_", stringify!($t), ");\n",
                 "assert_eq!(v.fetch_max(3.0, Relaxed), 1.0);\n",
                 "v.fetch_max(", stringify!($t), "::NAN, Relaxed);\n",
@@ -1003,7 +1000,7 @@ macro_rules! float_value {
                 "ordered below `+0.0` (IEEE 754-2019 `minimumNumber`). A compare-and-swap ",
                 "loop on the bits, like [`fetch_add`](Self::fetch_add).\n\n",
                 "# Examples\n\n```\n",
-                "use shmstate::Value;\nuse std::sync::atomic::Ordering::Relaxed;\n\n",
+                "use shmstate::Value;\nuse shmstate::sync::Ordering::Relaxed;\n\n",
                 "let v = Value::new(1.0_", stringify!($t), ");\n",
                 "assert_eq!(v.fetch_min(-3.0, Relaxed), 1.0);\n",
                 "v.fetch_min(", stringify!($t), "::NAN, Relaxed);\n",
