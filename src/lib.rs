@@ -20,3 +20,10 @@ pub mod shared;
 pub mod sync;
 
 pub use shared::{Elem, Kind, Shared, SharedSized, TypeTag};
+
+// seqlock (helper "seqlock")
+mod atomic_copy;
+pub mod seqlock;
+pub mod seqlock_array;
+pub use seqlock::{SeqLock, SeqLockError, SeqLockWriteGuard, WriteTimeout};
+pub use seqlock_array::SeqLockArray;
