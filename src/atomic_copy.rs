@@ -231,7 +231,7 @@ mod tests {
         round_trip([3u32; 3], [4; 3]);
         round_trip([5u8; 15], [6; 15]);
         round_trip([7u64; 8], [8; 8]);
-        round_trip([9u8; 100], [10; 100]);
+        round_trip([[9u8; 10]; 10], [[10; 10]; 10]);
         round_trip(u128::MAX - 5, 17);
     }
 }

@@ -34,8 +34,7 @@
 //!
 //! A writer killed between its odd and even sequence stores leaves `seq` odd and its TID in
 //! `writer`. Waiters (writers and readers) spin briefly with loads only, then futex-wait
-//! on `writer` in slices of [`SLICE`], probing the owner's TID with
-//! [`owner::probe`](crate::owner) before and between slices. When the owner is dead:
+//! on `writer` in slices of 10 ms, probing the owner's TID (`kill(tid, 0)`) before and between slices. When the owner is dead:
 //!
 //! - a writer takes the lock over (CAS `dead_tid → tid`) and learns whether the dead
 //!   writer was mid-write (`seq` odd): then the data is **torn** (each 8-byte word, or tail
@@ -51,7 +50,7 @@
 //! store or after its even store) leaves consistent data; the next writer takes over and
 //! `recovered()` is `false`.
 //!
-//! Limits (those of [`owner::probe`](crate::owner)): all processes must share a PID
+//! Limits (those of the liveness probe): all processes must share a PID
 //! namespace, and a dead writer whose TID the kernel has already reused reads as alive, so
 //! waits on it last until that thread exits: use the timed variants where that matters.
 //! `seq` is 32 bits: a reader preempted across exactly a multiple of 2³¹ writes could
@@ -76,7 +75,7 @@ const TID_MASK: u32 = !WAITERS;
 
 /// How long a waiter sleeps before probing the owner's liveness again.
 #[cfg(not(loom))]
-pub(crate) const SLICE: Duration = Duration::from_millis(10);
+const SLICE: Duration = Duration::from_millis(10);
 
 /// Loads a waiter spins (loads only) before it futex-waits.
 const SPINS: u32 = if cfg!(loom) { 1 } else { 200 };
@@ -612,9 +611,9 @@ impl<T: Pod> SeqLock<T> {
     /// # Examples
     ///
     /// ```
-    /// let hits = shmstate::SeqLock::new((0u64, 0u64));
-    /// hits.update(|(n, total)| { *n += 1; *total += 30; });
-    /// assert_eq!(hits.read(), (1, 30));
+    /// let hits = shmstate::SeqLock::new([0u64, 0]); // [count, total]
+    /// hits.update(|[n, total]| { *n += 1; *total += 30; });
+    /// assert_eq!(hits.read(), [1, 30]);
     /// ```
     pub fn update<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
         let mut guard = self.lock();

@@ -392,8 +392,8 @@ impl<T: Pod> SeqLockArray<T> {
     /// # Examples
     ///
     /// ```
-    /// let a = shmstate::SeqLockArray::from_slice(&[(1u8, 2u8)]);
-    /// assert_eq!(a.to_vec(), [(1, 2)]);
+    /// let a = shmstate::SeqLockArray::from_slice(&[[1u8, 2]]);
+    /// assert_eq!(a.to_vec(), [[1, 2]]);
     /// ```
     pub fn to_vec(&self) -> Vec<T> {
         let mut out = vec![T::zeroed(); self.len()];

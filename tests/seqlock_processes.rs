@@ -1,6 +1,7 @@
 //! Multi-process tests of `SeqLock` and `SeqLockArray` with real forked processes:
 //! no torn reads under a busy writer, consistent snapshots under a batch writer, and
 //! recovery from a writer SIGKILLed mid-write. Run under nextest (one process per test).
+#![cfg(not(loom))]
 
 mod common;
 
@@ -101,7 +102,11 @@ fn array_snapshots_stay_consistent_under_a_batch_writer() {
             } else {
                 buf.copy_from_slice(&a.to_vec());
             }
-            assert_eq!(buf.iter().sum::<u64>(), TOTAL, "inconsistent snapshot {buf:?}");
+            assert_eq!(
+                buf.iter().sum::<u64>(),
+                TOTAL,
+                "inconsistent snapshot {buf:?}"
+            );
         }
         c.update(1, |n| *n += SNAPSHOTS as u64);
     });
@@ -189,7 +194,10 @@ fn array_batch_writer_killed_mid_batch_is_reported_and_repaired() {
         libc::waitpid(doomed[0], std::ptr::null_mut(), 0);
     }
     let mut out = [0; 3];
-    assert_eq!(arr.get().try_snapshot(&mut out), Err(SeqLockError::WriterDied));
+    assert_eq!(
+        arr.get().try_snapshot(&mut out),
+        Err(SeqLockError::WriterDied)
+    );
     assert_eq!(arr.get().get(0), 1, "other elements read normally");
     let recovered = arr.get().write_batch(|v, recovered| {
         v[2] = 33;

@@ -1,6 +1,7 @@
 //! Single-process tests of `SeqLock` and `SeqLockArray`: every method, odd sizes and
 //! alignments of `T`, writers that die (threads that exit mid-write), and hostile bytes in
 //! the sequence and lock words.
+#![cfg(not(loom))]
 
 mod common;
 
