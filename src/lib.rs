@@ -28,3 +28,10 @@ pub mod value;
 pub use counter::Counter;
 pub use striped_counter::StripedCounter;
 pub use value::{Value, ValueType};
+
+// seqlock (helper "seqlock")
+mod atomic_copy;
+pub mod seqlock;
+pub mod seqlock_array;
+pub use seqlock::{SeqLock, SeqLockError, SeqLockWriteGuard, WriteTimeout};
+pub use seqlock_array::SeqLockArray;
