@@ -243,12 +243,16 @@ impl<T: Pod> SeqLockArray<T> {
 
     /// One optimistic snapshot attempt: `Err(Some((i, odd)))` if element `i` was being
     /// written, `Err(None)` if a write overlapped the copy.
-    fn snapshot_once(
-        &self,
-        out: &mut [T],
-        seqs: &mut Vec<u32>,
-    ) -> Result<(), Option<(usize, u32)>> {
-        seqs.clear();
+    ///
+    /// Allocation-free: instead of remembering every sequence value, the recheck compares
+    /// their sum. A sequence word only ever grows (each write adds 2), so the sums are
+    /// equal only if every word is unchanged. The one exception is a word that wraps
+    /// around 2^32 during a single snapshot, i.e. 2^31 writes to one element while the
+    /// snapshot copies, the same limit as a 32-bit sequence itself. (A hostile process can
+    /// make sequence words go backwards; then a snapshot may be inconsistent, as it may when
+    /// that process writes garbage data — never undefined behaviour.)
+    fn snapshot_once(&self, out: &mut [T]) -> Result<(), Option<(usize, u32)>> {
+        let mut before: u64 = 0;
         for (i, (slot, dst)) in self.slots.iter().zip(out.iter_mut()).enumerate() {
             // Acquire: pairs with each writer's Release even store; also orders the later
             // recheck of every *earlier* element after this load (see the module docs).
@@ -256,19 +260,17 @@ impl<T: Pod> SeqLockArray<T> {
             if is_writing(s) {
                 return Err(Some((i, s)));
             }
-            seqs.push(s);
+            before = before.wrapping_add(u64::from(s));
             *dst = slot.load_racy();
         }
         // Acquire fence: pairs with the writers' Release fence after their odd stores (see
         // `SeqLock`): if a copy saw a store of a later write, the recheck sees its odd seq.
         fence(Ordering::Acquire);
-        for (slot, &s) in self.slots.iter().zip(seqs.iter()) {
+        let after = self.slots.iter().fold(0u64, |sum, slot| {
             // Relaxed: ordered after the copies by the fence above.
-            if slot.seq_word().load(Ordering::Relaxed) != s {
-                return Err(None);
-            }
-        }
-        Ok(())
+            sum.wrapping_add(u64::from(slot.seq_word().load(Ordering::Relaxed)))
+        });
+        if after == before { Ok(()) } else { Err(None) }
     }
 
     #[track_caller]
@@ -284,9 +286,8 @@ impl<T: Pod> SeqLockArray<T> {
         deadline: Option<Instant>,
         repair_wait: bool,
     ) -> Result<(), SeqLockError> {
-        let mut seqs = Vec::with_capacity(self.len());
         loop {
-            match self.snapshot_once(out, &mut seqs) {
+            match self.snapshot_once(out) {
                 Ok(()) => return Ok(()),
                 Err(None) => continue,
                 Err(Some((i, odd))) => self.slots[i].wait_write_end(odd, deadline, repair_wait)?,
@@ -369,10 +370,9 @@ impl<T: Pod> SeqLockArray<T> {
     #[track_caller]
     pub fn try_snapshot(&self, out: &mut [T]) -> Result<(), SeqLockError> {
         self.check_len(out.len());
-        let mut seqs = Vec::with_capacity(self.len());
         let mut busy = None;
         for _ in 0..TRY_SNAPSHOT_ATTEMPTS {
-            match self.snapshot_once(out, &mut seqs) {
+            match self.snapshot_once(out) {
                 Ok(()) => return Ok(()),
                 Err(b) => busy = b.or(busy),
             }
