@@ -80,8 +80,9 @@ const CONTENDED: u32 = 1 << 31;
 /// Every bit that a valid word may have.
 const KNOWN_BITS: u32 = TID_MASK | OWNER_DIED | CONTENDED;
 
-/// Spin iterations (loads only) before a contended lock sleeps.
-pub(crate) const SPIN_LIMIT: u32 = 100;
+/// Spin iterations (loads only) before a contended lock sleeps (1 under loom, where each
+/// spin is a yield that multiplies the interleavings without testing anything new).
+pub(crate) const SPIN_LIMIT: u32 = if cfg!(loom) { 1 } else { 100 };
 
 /// The longest a waiter sleeps before probing the owner again. Slices start at
 /// [`FIRST_SLICE`] and double up to this after each one that runs out, so an owner killed

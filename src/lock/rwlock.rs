@@ -430,15 +430,26 @@ impl RawRwLock {
         }
     }
 
-    /// A writer gives up waiting. It cannot clear `WRITERS_WAITING` (others may wait), so
-    /// if the lock is free now it does the waking an unlock would have done; if it is held,
-    /// that holder's unlock will.
+    /// A writer gives up waiting. `WRITERS_WAITING` may be set only for it, and a stale
+    /// bit would block new readers for as long as the current ones hold (forever, if one of
+    /// them is the thread that asks next). So it clears the bit and wakes every waiting
+    /// writer, which re-registers, and, if no writer holds the lock, the readers that the
+    /// bit held back.
     #[cold]
     fn give_up_write(&self) {
-        // Relaxed: wakes are spurious-safe; `wake_writer_or_readers` compare-exchanges.
-        let s = self.state.load(Ordering::Relaxed);
-        if !is_garbage(s) && is_unlocked(s) && s & WAITING != 0 {
-            self.wake_writer_or_readers(s);
+        // Relaxed: no data is published; the waits re-check the words.
+        let prev = self
+            .state
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| {
+                (!is_garbage(s) && s & WRITERS_WAITING != 0).then_some(s & !WRITERS_WAITING)
+            });
+        if let Ok(prev) = prev {
+            // Release: as in `wake_writer`.
+            self.writer_notify.fetch_add(1, Ordering::Release);
+            futex::wake_all(&self.writer_notify);
+            if !is_write_locked(prev) && prev & READERS_WAITING != 0 {
+                futex::wake_all(&self.state);
+            }
         }
     }
 
