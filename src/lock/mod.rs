@@ -13,7 +13,7 @@ mod mutex;
 mod owner_died;
 pub mod raw_mutex;
 mod reentrant_mutex;
-mod rwlock;
+pub mod rwlock;
 
 pub use condvar::{Condvar, WaitTimeoutResult};
 pub use mutex::{Mutex, MutexGuard};

@@ -80,9 +80,15 @@ const CONTENDED: u32 = 1 << 31;
 /// Every bit that a valid word may have.
 const KNOWN_BITS: u32 = TID_MASK | OWNER_DIED | CONTENDED;
 
-/// Spin iterations (loads only) before a contended lock sleeps (1 under loom, where each
-/// spin is a yield that multiplies the interleavings without testing anything new).
-pub(crate) const SPIN_LIMIT: u32 = if cfg!(loom) { 1 } else { 100 };
+/// Spin iterations (loads only) before a contended lock sleeps. None under loom: there a
+/// spin is a yield, which forces a thread switch and so hides interleavings from loom's
+/// bounded search (it hid a lost wakeup in the broken-mutex model) without testing
+/// anything the loads around it do not.
+pub(crate) const SPIN_LIMIT: u32 = if cfg!(loom) { 0 } else { 100 };
+
+/// Compare-exchange attempts of a `try_*` operation before it reports "would block": a
+/// word that keeps changing under us means others hold the lock in turn.
+pub(crate) const TRY_LIMIT: u32 = 100;
 
 /// The longest a waiter sleeps before probing the owner again. Slices start at
 /// [`FIRST_SLICE`] and double up to this after each one that runs out, so an owner killed
@@ -289,8 +295,7 @@ impl RawMutex {
 
     #[cold]
     fn try_lock_slow(&self, me: u32, mut w: u32) -> Option<Acquired> {
-        // Bounded: a word that keeps changing under us means others hold it in turn.
-        for _ in 0..SPIN_LIMIT {
+        for _ in 0..TRY_LIMIT {
             let flags = takeable(w)?;
             match self.take(w, me | flags) {
                 Ok(a) => return Some(a),

@@ -1,9 +1,11 @@
 //! [`RwLock<T>`] and [`RawRwLock`]: a robust, writer-preferring readers-writer lock.
 //!
-//! The algorithm is std's futex rwlock (`sys/sync/rwlock/futex.rs`): one state word
+//! The algorithm follows std's futex rwlock (`sys/sync/rwlock/futex.rs`): one state word
 //! holding the reader count and two "waiting" bits, readers sleeping on the state word and
 //! writers on a separate notification counter; a waiting writer blocks new readers, so
-//! writers do not starve. As in [`RawMutex`](super::RawMutex), the write-locked state holds
+//! writers do not starve. One difference: an unlock clears both waiting bits and wakes one
+//! writer *and* all readers (see `wake_flagged`), because our futex wake does not report
+//! whether a writer was there to wake. As in [`RawMutex`](super::RawMutex), the write-locked state holds
 //! the writer's TID, so waiters can probe it and recover from a dead writer.
 //!
 //! # Owner death
@@ -29,7 +31,9 @@ use std::time::Instant;
 use bytemuck::Pod;
 
 use super::owner_died::{LockResult, OwnerDied, TimedLockError, TryLockError};
-use super::raw_mutex::{Acquired, MAX_TID, SPIN_LIMIT, Slices, TID_MASK, deadline_passed, is_dead};
+use super::raw_mutex::{
+    Acquired, MAX_TID, SPIN_LIMIT, Slices, TID_MASK, TRY_LIMIT, deadline_passed, is_dead,
+};
 use crate::futex;
 use crate::owner;
 use crate::shared::{Elem, Kind, SharedSized, TypeTag};
@@ -167,7 +171,7 @@ impl RawRwLock {
         }
         // Relaxed: the compare-exchange orders.
         let mut s = self.state.load(Ordering::Relaxed);
-        for _ in 0..SPIN_LIMIT {
+        for _ in 0..TRY_LIMIT {
             if is_garbage(s) {
                 self.recover(s);
             } else if is_read_lockable(s) {
@@ -283,9 +287,9 @@ impl RawRwLock {
         // Release pairs with the Acquire of the next writer (or of `recover`'s readers),
         // so our reads happen before its writes.
         let s = self.state.fetch_sub(1, Ordering::Release).wrapping_sub(1);
-        // The last reader out wakes a waiting writer (readers wait only behind writers).
-        if !is_garbage(s) && is_unlocked(s) && s & WRITERS_WAITING != 0 {
-            self.wake_writer_or_readers(s);
+        // The last reader out wakes the waiters (a writer waits behind readers).
+        if !is_garbage(s) && is_unlocked(s) && s & WAITING != 0 {
+            self.wake_waiters(s);
         }
     }
 
@@ -317,7 +321,7 @@ impl RawRwLock {
         let me = owner::current();
         // Relaxed: the compare-exchange orders.
         let mut s = self.state.load(Ordering::Relaxed);
-        for _ in 0..SPIN_LIMIT {
+        for _ in 0..TRY_LIMIT {
             if is_garbage(s) {
                 self.recover(s);
             } else if is_unlocked(s) {
@@ -453,7 +457,7 @@ impl RawRwLock {
         }
     }
 
-    /// Releases the write lock (keeping `OWNER_DIED`) and wakes a writer or the readers.
+    /// Releases the write lock (keeping `OWNER_DIED`) and wakes the waiters.
     /// If the state does not name the calling thread as writer, nothing happens.
     ///
     /// # Safety
@@ -481,18 +485,15 @@ impl RawRwLock {
             if is_garbage(s) || !is_write_locked(s) || writer_of(s) != me {
                 return;
             }
-            let new = s & (OWNER_DIED | WAITING);
-            // Release: as in `write_unlock`.
-            match self
-                .state
-                .compare_exchange(s, new, Ordering::Release, Ordering::Relaxed)
-            {
-                Ok(_) => {
-                    if new & WAITING != 0 {
-                        self.wake_writer_or_readers(new);
-                    }
-                    return;
-                }
+            // Release: as in `write_unlock`. Clearing the waiting bits in the same step
+            // means no one can lock in between and inherit them unwoken.
+            match self.state.compare_exchange(
+                s,
+                s & OWNER_DIED,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return self.wake_flagged(s),
                 Err(now) => s = now,
             }
         }
@@ -525,47 +526,42 @@ impl RawRwLock {
 
     // ----- shared -----
 
-    /// Called with an unlocked state `s` that has waiting bits: wakes one writer if any
-    /// waits (readers keep waiting behind it), else all readers.
-    fn wake_writer_or_readers(&self, mut s: u32) {
-        let keep = s & OWNER_DIED;
-        // Relaxed compare-exchanges: a failure means someone locked meanwhile, and that
-        // holder's unlock takes over the waking; `wake_writer` orders the writer's side.
-        if s & !OWNER_DIED == WRITERS_WAITING {
-            match self
-                .state
-                .compare_exchange(s, keep, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => {
-                    self.wake_writer();
-                    return;
-                }
+    /// Called with an unlocked state `s`: clears the waiting bits (keeping `OWNER_DIED`)
+    /// and wakes whoever they name. If someone locks first, their unlock inherits the bits
+    /// and does this instead.
+    fn wake_waiters(&self, mut s: u32) {
+        loop {
+            if is_garbage(s) || !is_unlocked(s) || s & WAITING == 0 {
+                return;
+            }
+            // Relaxed: no data is published (the unlock before us released); the woken
+            // re-check the state with their own compare-exchanges.
+            match self.state.compare_exchange(
+                s,
+                s & OWNER_DIED,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return self.wake_flagged(s),
                 Err(now) => s = now,
             }
         }
-        if s & !OWNER_DIED == WAITING {
-            if self
-                .state
-                .compare_exchange(
-                    s,
-                    keep | READERS_WAITING,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-            {
-                // The woken writer's unlock wakes the readers. If no writer is left (it
-                // timed out), the readers' next slice ends their wait.
-                self.wake_writer();
-            }
-            return;
+    }
+
+    /// Wakes one writer if `s` had `WRITERS_WAITING` and every reader if it had
+    /// `READERS_WAITING`. The bits have just been cleared, so every waiter re-registers.
+    ///
+    /// Why not only the writer when both wait, as std does: std learns from the wake count
+    /// whether a writer was there to wake and falls back to the readers; a writer that
+    /// took the lock with `WRITERS_WAITING` set conservatively, or gave up, would otherwise
+    /// leave readers asleep (loom finds this). The woken readers and writer race; a writer
+    /// that loses sets `WRITERS_WAITING` again, which stops further readers, so writers
+    /// still do not starve.
+    fn wake_flagged(&self, s: u32) {
+        if s & WRITERS_WAITING != 0 {
+            self.wake_writer();
         }
-        if s & !OWNER_DIED == READERS_WAITING
-            && self
-                .state
-                .compare_exchange(s, keep, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+        if s & READERS_WAITING != 0 {
             futex::wake_all(&self.state);
         }
     }
