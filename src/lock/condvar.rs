@@ -69,6 +69,17 @@ unsafe impl SharedSized for Condvar {
 }
 
 /// Whether a timed wait returned because its timeout elapsed.
+///
+/// # Examples
+///
+/// ```
+/// use shmstate::{Condvar, Mutex};
+/// use std::time::Duration;
+///
+/// let (m, cv) = (Mutex::new(0u8), Condvar::new());
+/// let (_g, r) = cv.wait_timeout(m.lock().unwrap(), Duration::from_millis(1)).unwrap();
+/// assert!(r.timed_out());
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WaitTimeoutResult(bool);
 

@@ -82,6 +82,18 @@ impl<G> std::error::Error for OwnerDied<G> {}
 pub type LockResult<G> = Result<G, OwnerDied<G>>;
 
 /// Why a `try_lock` did not return a plain guard.
+///
+/// # Examples
+///
+/// ```
+/// use shmstate::{Mutex, TryLockError};
+///
+/// let m = Mutex::new(0u8);
+/// let _held = m.lock().unwrap();
+/// std::thread::scope(|s| {
+///     s.spawn(|| assert!(matches!(m.try_lock(), Err(TryLockError::WouldBlock))));
+/// });
+/// ```
 pub enum TryLockError<G> {
     /// The lock is held (or `try_lock` does not probe whether its holder is alive: use a
     /// blocking or timed lock to recover from a dead owner).
@@ -91,6 +103,22 @@ pub enum TryLockError<G> {
 }
 
 /// Why a timed lock did not return a plain guard.
+///
+/// # Examples
+///
+/// ```
+/// use shmstate::{Mutex, TimedLockError};
+/// use std::time::Duration;
+///
+/// let m = Mutex::new(0u8);
+/// let _held = m.lock().unwrap();
+/// std::thread::scope(|s| {
+///     s.spawn(|| {
+///         let r = m.lock_timeout(Duration::from_millis(5));
+///         assert!(matches!(r, Err(TimedLockError::Timeout)));
+///     });
+/// });
+/// ```
 pub enum TimedLockError<G> {
     /// The timeout expired (never before the deadline) without acquiring the lock.
     Timeout,

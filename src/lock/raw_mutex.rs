@@ -165,6 +165,20 @@ const fn takeable(w: u32) -> Option<u32> {
 }
 
 /// How a lock was acquired.
+///
+/// # Examples
+///
+/// ```
+/// use shmstate::{Acquired, RawMutex};
+///
+/// let m = RawMutex::new();
+/// if m.lock() == Acquired::OwnerDied {
+///     // repair the protected state, then:
+///     m.mark_consistent();
+/// }
+/// // SAFETY: this thread holds the lock.
+/// unsafe { m.unlock() };
+/// ```
 #[must_use = "OwnerDied means the protected data may be inconsistent"]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Acquired {
