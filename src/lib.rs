@@ -14,6 +14,14 @@
 #![warn(missing_docs)]
 
 pub mod futex;
+// --- locks (helper "locks") ---
+pub mod lock;
+pub use lock::{
+    Acquired, Condvar, LockResult, Mutex, MutexGuard, OwnerDied, RawMutex, RawRwLock,
+    ReentrantMutex, ReentrantMutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, TimedLockError,
+    TryLockError, WaitTimeoutResult,
+};
+// --- end locks ---
 #[allow(dead_code)] // used by the robust primitives
 mod owner;
 pub mod shared;
