@@ -20,3 +20,9 @@ pub mod shared;
 pub mod sync;
 
 pub use shared::{Elem, Kind, Shared, SharedSized, TypeTag};
+
+// Region (helper "region").
+#[cfg(not(loom))]
+pub mod region;
+#[cfg(not(loom))]
+pub use region::{EntryInfo, EntryState, Region, RegionError, RegionOptions};
