@@ -179,6 +179,7 @@ impl RegionOptions {
             Ok(fd) => fd,
             Err(Errno::NOENT) => return Err(RegionError::NotFound(path_str(path))),
             Err(Errno::LOOP) => return Err(RegionError::Refused("the path is a symbolic link")),
+            Err(Errno::ISDIR) => return Err(RegionError::Refused("the path is a directory")),
             Err(e) => return Err(e.into()),
         };
         self.open_fd(fd, false)
