@@ -93,7 +93,10 @@ fn empty_short_and_random_files_are_refused() {
     // The header alone, without the directory its size field promises.
     assert!(matches!(
         open_bytes(&dir.0, &valid[..128]),
-        Err(RegionError::Truncated { found: 128, needed: SIZE })
+        Err(RegionError::Truncated {
+            found: 128,
+            needed: SIZE
+        })
     ));
     let mut rng = XorShift(0x1234_5678_9abc_def1);
     let random: Vec<u8> = (0..SIZE).map(|_| rng.next() as u8).collect();
@@ -112,13 +115,19 @@ fn each_bad_header_field_gets_its_own_error() {
 
     let mut b = valid.clone();
     put(&mut b, 0, b"NOTSHMST");
-    assert!(matches!(open_bytes(&dir.0, &b), Err(RegionError::BadMagic { .. })));
+    assert!(matches!(
+        open_bytes(&dir.0, &b),
+        Err(RegionError::BadMagic { .. })
+    ));
 
     let mut b = valid.clone();
     put(&mut b, 8, &2u32.to_ne_bytes());
     assert!(matches!(
         open_bytes(&dir.0, &b),
-        Err(RegionError::VersionMismatch { found: 2, expected: 1 })
+        Err(RegionError::VersionMismatch {
+            found: 2,
+            expected: 1
+        })
     ));
 
     let mut b = valid.clone();
@@ -130,18 +139,27 @@ fn each_bad_header_field_gets_its_own_error() {
 
     let mut b = valid.clone();
     b.extend_from_slice(&[0; 4096]);
-    assert!(matches!(open_bytes(&dir.0, &b), Err(RegionError::WrongSize { .. })));
+    assert!(matches!(
+        open_bytes(&dir.0, &b),
+        Err(RegionError::WrongSize { .. })
+    ));
 
     let mut b = valid.clone();
     b[24] ^= 1; // layout fingerprint
     assert!(matches!(
         open_bytes(&dir.0, &b),
-        Err(RegionError::LayoutMismatch { what: "layout fingerprint", .. })
+        Err(RegionError::LayoutMismatch {
+            what: "layout fingerprint",
+            ..
+        })
     ));
 
     let mut b = valid.clone();
     put(&mut b, 36, &100_000u32.to_ne_bytes()); // capacity
-    assert!(matches!(open_bytes(&dir.0, &b), Err(RegionError::Corrupt(_))));
+    assert!(matches!(
+        open_bytes(&dir.0, &b),
+        Err(RegionError::Corrupt(_))
+    ));
 }
 
 #[test]
@@ -151,12 +169,28 @@ fn bad_directory_entries_are_corrupt() {
     let valid = valid_bytes(&dir.0);
     let entry1 = ENTRY0 + 128;
     let cases: [(&str, u64, Vec<u8>); 6] = [
-        ("offset past the end", ENTRY0 + 40, SIZE.to_ne_bytes().to_vec()),
-        ("offset in the directory", ENTRY0 + 40, 128u64.to_ne_bytes().to_vec()),
-        ("misaligned offset", ENTRY0 + 40, 648u64.to_ne_bytes().to_vec()),
+        (
+            "offset past the end",
+            ENTRY0 + 40,
+            SIZE.to_ne_bytes().to_vec(),
+        ),
+        (
+            "offset in the directory",
+            ENTRY0 + 40,
+            128u64.to_ne_bytes().to_vec(),
+        ),
+        (
+            "misaligned offset",
+            ENTRY0 + 40,
+            648u64.to_ne_bytes().to_vec(),
+        ),
         ("huge size", ENTRY0 + 32, u64::MAX.to_ne_bytes().to_vec()),
         // Entry 1's object moved onto entry 0's.
-        ("overlapping objects", entry1 + 40, 640u64.to_ne_bytes().to_vec()),
+        (
+            "overlapping objects",
+            entry1 + 40,
+            640u64.to_ne_bytes().to_vec(),
+        ),
         ("unterminated name", ENTRY0 + 48, vec![b'x'; 48]),
     ];
     for (what, at, value) in cases {
@@ -179,12 +213,20 @@ fn a_name_asked_for_with_another_type_is_a_type_mismatch_in_another_process() {
         common::die_with_parent(parent);
         let r = Region::open(&path).unwrap();
         let err = r.get::<Line>("x").unwrap_err();
-        let RegionError::TypeMismatch { name, expected, found } = err else {
+        let RegionError::TypeMismatch {
+            name,
+            expected,
+            found,
+        } = err
+        else {
             panic!("{err:?}")
         };
         assert_eq!(name, "x");
         assert!(found.starts_with("kind#4097<u64> (8 bytes"), "{found}");
-        assert!(expected.starts_with("kind#4098<u64> (64 bytes"), "{expected}");
+        assert!(
+            expected.starts_with("kind#4098<u64> (64 bytes"),
+            "{expected}"
+        );
     });
     common::wait_all(&pids, Duration::from_secs(30));
 }
@@ -220,7 +262,19 @@ fn mutate(rng: &mut XorShift, b: &mut [u8]) {
         2 => {
             // An interesting 8-byte value at an 8-aligned field.
             let at = at & !7;
-            let values = [0, 1, 63, 64, 640, 704, SIZE - 64, SIZE, SIZE + 64, u64::MAX, rng.next()];
+            let values = [
+                0,
+                1,
+                63,
+                64,
+                640,
+                704,
+                SIZE - 64,
+                SIZE,
+                SIZE + 64,
+                u64::MAX,
+                rng.next(),
+            ];
             let v = values[rng.below(values.len() as u64) as usize];
             if at + 8 <= b.len() {
                 b[at..at + 8].copy_from_slice(&v.to_ne_bytes());
@@ -229,7 +283,8 @@ fn mutate(rng: &mut XorShift, b: &mut [u8]) {
         3 => {
             // A state word: any phase, with this process's pid, a dead pid or garbage.
             let entry = 128 + 128 * rng.below(CAPACITY as u64) as usize;
-            let pid = [std::process::id(), 0, 1 << 22, rng.next() as u32 >> 3][rng.below(4) as usize];
+            let pid =
+                [std::process::id(), 0, 1 << 22, rng.next() as u32 >> 3][rng.below(4) as usize];
             let word = (pid << 3) | rng.below(8) as u32;
             b[entry..entry + 4].copy_from_slice(&word.to_ne_bytes());
         }
@@ -247,7 +302,10 @@ fn exercise(r: &Region) {
     let size = r.size();
     let inside = |offset: Option<usize>, len: usize| {
         let offset = offset.expect("object inside the region");
-        assert!(offset + len <= size, "object [{offset}, +{len}) beyond {size}");
+        assert!(
+            offset + len <= size,
+            "object [{offset}, +{len}) beyond {size}"
+        );
         assert_eq!(offset % 64, 0);
     };
     for e in r.entries() {

@@ -46,8 +46,14 @@ fn a_symlink_at_the_path_is_refused() {
     let link = dir.0.join("link");
     symlink(&real, &link).unwrap();
     assert!(matches!(Region::open(&link), Err(RegionError::Refused(_))));
-    assert!(matches!(Region::open_or_create(&link, 1 << 16), Err(RegionError::Refused(_))));
-    assert!(matches!(Region::create(&link, 1 << 16), Err(RegionError::AlreadyExists(_))));
+    assert!(matches!(
+        Region::open_or_create(&link, 1 << 16),
+        Err(RegionError::Refused(_))
+    ));
+    assert!(matches!(
+        Region::create(&link, 1 << 16),
+        Err(RegionError::AlreadyExists(_))
+    ));
     // A dangling link is not followed either: nothing is created at its target.
     let dangling = dir.0.join("dangling");
     symlink(dir.0.join("target"), &dangling).unwrap();
@@ -65,7 +71,10 @@ fn new_files_have_mode_0600_or_the_mode_asked_for() {
     Region::create(&a, 1 << 16).unwrap();
     assert_eq!(std::fs::metadata(&a).unwrap().mode() & 0o7777, 0o600);
     let b = dir.0.join("b");
-    RegionOptions::new().mode(0o640).create(&b, 1 << 16).unwrap();
+    RegionOptions::new()
+        .mode(0o640)
+        .create(&b, 1 << 16)
+        .unwrap();
     assert_eq!(std::fs::metadata(&b).unwrap().mode() & 0o7777, 0o640);
     // No temporary files are left next to them.
     assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 2);
@@ -111,14 +120,20 @@ fn an_anonymous_region_is_shared_with_forked_children() {
     let p = parent();
     let pids = common::fork_children(4, |i| {
         common::die_with_parent(p);
-        r.get::<Word>("before").unwrap().0.fetch_add(1, Ordering::Relaxed);
+        r.get::<Word>("before")
+            .unwrap()
+            .0
+            .fetch_add(1, Ordering::Relaxed);
         // Objects created after the fork are shared too.
         let after = r.get_or_init::<Word>("after", 1, |_| {}).unwrap();
         after.0.fetch_add(i as u64 + 1, Ordering::Relaxed);
     });
     common::wait_all(&pids, Duration::from_secs(20));
     assert_eq!(before.0.load(Ordering::Relaxed), 4);
-    assert_eq!(r.get::<Word>("after").unwrap().0.load(Ordering::Relaxed), 1 + 2 + 3 + 4);
+    assert_eq!(
+        r.get::<Word>("after").unwrap().0.load(Ordering::Relaxed),
+        1 + 2 + 3 + 4
+    );
     assert!(r.as_fd().is_none());
 }
 
@@ -142,8 +157,14 @@ fn a_memfd_region_is_sealed_and_opens_from_its_fd_in_another_process() {
         // As a process that received the descriptor would: open a region from it.
         let fd = r.as_fd().unwrap().try_clone_to_owned().unwrap();
         let mine = Region::from_fd(fd).unwrap();
-        mine.get::<Word>("w").unwrap().0.fetch_add(1, Ordering::Relaxed);
-        mine.get_or_init::<Word>("child", 1, |_| {}).unwrap().0.fetch_add(1, Ordering::Relaxed);
+        mine.get::<Word>("w")
+            .unwrap()
+            .0
+            .fetch_add(1, Ordering::Relaxed);
+        mine.get_or_init::<Word>("child", 1, |_| {})
+            .unwrap()
+            .0
+            .fetch_add(1, Ordering::Relaxed);
     });
     common::wait_all(&pids, Duration::from_secs(20));
     assert_eq!(r.get::<Word>("w").unwrap().0.load(Ordering::Relaxed), 12);

@@ -66,7 +66,11 @@ fn child(ctl: &Control, dir: &std::path::Path, i: usize) {
             for k in 0..NAMES {
                 // Half the children go forwards, half backwards: every name is contended
                 // both first and last.
-                let n = if i % 2 == 0 { k } else { NAMES - 1 - k };
+                let n = if i.is_multiple_of(2) {
+                    k
+                } else {
+                    NAMES - 1 - k
+                };
                 let p = region.get_or_init::<Probe>(&name(n), 1, |p| {
                     // Relaxed: counted, and published by the region's READY store.
                     p.inits.fetch_add(1, Ordering::Relaxed);
@@ -128,12 +132,25 @@ fn sixteen_processes_agree_on_every_object_for_200_rounds() {
         assert_eq!(region.entries().len(), NAMES, "round {round}");
         for n in 0..NAMES {
             let p = region.get::<Probe>(&name(n)).unwrap();
-            assert_eq!(p.inits.load(Ordering::Relaxed), 1, "round {round} {}", name(n));
-            assert_eq!(p.hits.load(Ordering::Relaxed), PROCS as u64, "round {round}");
+            assert_eq!(
+                p.inits.load(Ordering::Relaxed),
+                1,
+                "round {round} {}",
+                name(n)
+            );
+            assert_eq!(
+                p.hits.load(Ordering::Relaxed),
+                PROCS as u64,
+                "round {round}"
+            );
             assert_ne!(p.initialiser.load(Ordering::Relaxed), 0);
             let offset = region.offset_of(p).unwrap() as u64;
             for (i, row) in ctl.offsets.iter().enumerate() {
-                assert_eq!(row[n].load(Ordering::Relaxed), offset, "round {round} child {i}");
+                assert_eq!(
+                    row[n].load(Ordering::Relaxed),
+                    offset,
+                    "round {round} child {i}"
+                );
             }
         }
         drop(region);
@@ -145,6 +162,9 @@ fn sixteen_processes_agree_on_every_object_for_200_rounds() {
         started.elapsed()
     );
     let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
-    assert!(leftovers.is_empty(), "temporary files left behind: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "temporary files left behind: {leftovers:?}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

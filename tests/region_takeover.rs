@@ -89,7 +89,11 @@ fn creator_killed_inside_init_is_taken_over_by_a_waiter() {
     common::wait_all(&survivors, Duration::from_secs(30));
     eprintln!("taken over {:?} after the kill", killed_at.elapsed());
 
-    assert_eq!(ctl.inits.load(Ordering::Relaxed), 1, "exactly one survivor re-initialised");
+    assert_eq!(
+        ctl.inits.load(Ordering::Relaxed),
+        1,
+        "exactly one survivor re-initialised"
+    );
     let o = region.get::<Object>("obj").unwrap();
     assert_eq!(o.value.load(Ordering::Relaxed), 42);
     assert_eq!(o.users.load(Ordering::Relaxed), 3);

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use shmstate::sync::{AtomicU64, Ordering};
-use shmstate::{Elem, Kind, Region, RegionOptions, SharedSized, Shared, TypeTag};
+use shmstate::{Elem, Kind, Region, RegionOptions, Shared, SharedSized, TypeTag};
 
 #[repr(C)]
 struct Word(AtomicU64);
@@ -68,16 +68,14 @@ fn template() -> &'static [u8] {
 /// One memfd per process, rewritten for each input.
 fn memfd() -> &'static OwnedFd {
     static FD: OnceLock<OwnedFd> = OnceLock::new();
-    FD.get_or_init(|| {
-        rustix::fs::memfd_create("fuzz", rustix::fs::MemfdFlags::CLOEXEC).unwrap()
-    })
+    FD.get_or_init(|| rustix::fs::memfd_create("fuzz", rustix::fs::MemfdFlags::CLOEXEC).unwrap())
 }
 
 fn exercise(r: &Region) {
     let size = r.size();
     let inside = |offset: Option<usize>, bytes: usize| {
         let offset = offset.expect("object inside the region");
-        assert!(offset % 64 == 0 && offset + bytes <= size);
+        assert!(offset.is_multiple_of(64) && offset + bytes <= size);
     };
     for e in r.entries() {
         if let Ok(w) = r.get::<Word>(&e.name) {
@@ -102,7 +100,9 @@ fn exercise(r: &Region) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else { return };
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
     let bytes = if mode % 2 == 0 {
         rest.to_vec()
     } else {

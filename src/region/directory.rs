@@ -45,7 +45,7 @@ use crate::sync::{Ordering, spin_loop};
 use super::error::RegionError;
 use super::file::Region;
 use super::format::{
-    EntrySnapshot, Entry, MAX_NAME_LEN, NAME_FIELD, OBJECT_ALIGN, describe, round_up, state,
+    Entry, EntrySnapshot, MAX_NAME_LEN, NAME_FIELD, OBJECT_ALIGN, describe, round_up, state,
 };
 
 /// Loads of a state word before a waiter sleeps.
@@ -381,7 +381,9 @@ impl Region {
         let mut i = 0;
         while i < geo.capacity {
             let Some(e) = raw.entry(&geo, i) else {
-                return Err(RegionError::Corrupt(format!("entry {i} outside the region")));
+                return Err(RegionError::Corrupt(format!(
+                    "entry {i} outside the region"
+                )));
             };
             // Acquire: pairs with the release transitions in `transition` (name and type
             // published for INITIALISING, the initialised object for READY).
@@ -394,7 +396,10 @@ impl Region {
                     // Acquire on success: if a claimer gave this entry back (CLAIMED ->
                     // EMPTY, release), its writes to the fields happen before ours.
                     let claimed = state::make(me, state::CLAIMED);
-                    match e.state.compare_exchange(s, claimed, Ordering::Acquire, Ordering::Relaxed) {
+                    match e
+                        .state
+                        .compare_exchange(s, claimed, Ordering::Acquire, Ordering::Relaxed)
+                    {
                         Ok(_) => return Ok(Step::Claimed(e)),
                         Err(_) if Instant::now() >= deadline => return Err(want.timeout()),
                         Err(_) => continue,
@@ -413,7 +418,9 @@ impl Region {
                 phase => {
                     let snap = EntrySnapshot::read(e);
                     let corrupt = |what: &str| RegionError::Corrupt(format!("entry {i}: {what}"));
-                    let name = snap.name_bytes().ok_or_else(|| corrupt("name not terminated"))?;
+                    let name = snap
+                        .name_bytes()
+                        .ok_or_else(|| corrupt("name not terminated"))?;
                     if name != want.name.as_bytes() {
                         i += 1;
                         continue;
@@ -515,7 +522,12 @@ impl Region {
     }
 
     /// Allocates `size` bytes (rounded up to 64) of data space; returns the offset.
-    fn allocate(&self, size: usize, deadline: Instant, want: &Want<'_>) -> Result<usize, RegionError> {
+    fn allocate(
+        &self,
+        size: usize,
+        deadline: Instant,
+        want: &Want<'_>,
+    ) -> Result<usize, RegionError> {
         let geo = self.geo;
         let raw = self.raw();
         let Some(h) = raw.header() else {
@@ -532,7 +544,10 @@ impl Region {
         // written into them is published through the entry's state word.
         let mut cur = h.bump.load(Ordering::Relaxed);
         loop {
-            if cur < geo.data_start as u64 || cur % OBJECT_ALIGN as u64 != 0 || cur > total {
+            if cur < geo.data_start as u64
+                || !cur.is_multiple_of(OBJECT_ALIGN as u64)
+                || cur > total
+            {
                 return Err(RegionError::Corrupt(format!(
                     "allocation pointer {cur} outside the data area"
                 )));
@@ -544,10 +559,12 @@ impl Region {
                     available,
                 });
             }
-            match h
-                .bump
-                .compare_exchange_weak(cur, cur + need, Ordering::Relaxed, Ordering::Relaxed)
-            {
+            match h.bump.compare_exchange_weak(
+                cur,
+                cur + need,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
                 // `cur <= total`, a `usize`.
                 Ok(_) => return Ok(cur as usize),
                 Err(now) => cur = now,
@@ -715,7 +732,9 @@ mod tests {
             .get_or_init::<TestWord>("a", 1, |w| w.0.store(7, Ordering::Relaxed))
             .unwrap();
         let b = r.get_or_init::<Words>("b", 3, |_| {}).unwrap();
-        let a2 = r.get_or_init::<TestWord>("a", 1, |_| panic!("ran twice")).unwrap();
+        let a2 = r
+            .get_or_init::<TestWord>("a", 1, |_| panic!("ran twice"))
+            .unwrap();
         assert!(core::ptr::eq(a, a2));
         assert_eq!(a2.0.load(Ordering::Relaxed), 7);
         assert_eq!(b.0.len(), 3);
@@ -731,11 +750,25 @@ mod tests {
         r.get_or_init::<TestWord>("a", 1, |_| {}).unwrap();
         r.get_or_init::<Words>("w", 2, |_| {}).unwrap();
         let err = r.get_or_init::<Pair>("a", 1, |_| {}).unwrap_err();
-        assert!(matches!(&err, RegionError::TypeMismatch { name, .. } if name == "a"), "{err}");
+        assert!(
+            matches!(&err, RegionError::TypeMismatch { name, .. } if name == "a"),
+            "{err}"
+        );
         let err = r.get_or_init::<Words>("w", 3, |_| {}).unwrap_err();
-        let RegionError::TypeMismatch { expected, found, .. } = err else { panic!() };
-        assert!(expected.contains("[3]") && found.contains("[2]"), "{expected} / {found}");
-        assert!(matches!(r.get::<Pair>("w"), Err(RegionError::TypeMismatch { .. })));
+        let RegionError::TypeMismatch {
+            expected, found, ..
+        } = err
+        else {
+            panic!()
+        };
+        assert!(
+            expected.contains("[3]") && found.contains("[2]"),
+            "{expected} / {found}"
+        );
+        assert!(matches!(
+            r.get::<Pair>("w"),
+            Err(RegionError::TypeMismatch { .. })
+        ));
     }
 
     #[test]
@@ -747,7 +780,10 @@ mod tests {
                 Err(RegionError::InvalidName { .. })
             ));
         }
-        assert!(r.get_or_init::<TestWord>(&"x".repeat(47), 1, |_| {}).is_ok());
+        assert!(
+            r.get_or_init::<TestWord>(&"x".repeat(47), 1, |_| {})
+                .is_ok()
+        );
         assert!(matches!(
             r.get_or_init::<TestWord>("n", 2, |_| {}),
             Err(RegionError::InvalidLength { len: 2, .. })
@@ -762,7 +798,13 @@ mod tests {
     fn full_directory_and_full_data_are_reported() {
         let r = region(); // 4 entries, 4096 - 640 = 3456 bytes of data
         let err = r.get_or_init::<Words>("big", 1000, |_| {}).unwrap_err();
-        assert!(matches!(err, RegionError::RegionFull { needed: 8000, available: 3456 }));
+        assert!(matches!(
+            err,
+            RegionError::RegionFull {
+                needed: 8000,
+                available: 3456
+            }
+        ));
         // The entry was given back: four objects still fit.
         for name in ["a", "b", "c", "d"] {
             r.get_or_init::<TestWord>(name, 1, |_| {}).unwrap();
@@ -779,8 +821,11 @@ mod tests {
         let r = region();
         let e = r.raw().entry(&r.geo, 0).unwrap();
         // Pid 0: nobody; as if the claimer died before publishing a name.
-        e.state.store(state::make(0, state::CLAIMED), Ordering::Release);
-        let w = r.get_or_init::<TestWord>("x", 1, |w| w.0.store(1, Ordering::Relaxed)).unwrap();
+        e.state
+            .store(state::make(0, state::CLAIMED), Ordering::Release);
+        let w = r
+            .get_or_init::<TestWord>("x", 1, |w| w.0.store(1, Ordering::Relaxed))
+            .unwrap();
         assert_eq!(w.0.load(Ordering::Relaxed), 1);
         assert_eq!(r.entries()[0].name, "x");
         assert_eq!(r.entries()[0].owner, owner::current_pid());
@@ -809,9 +854,18 @@ mod tests {
     fn a_live_owner_that_never_finishes_times_out() {
         let r = region();
         let e = r.raw().entry(&r.geo, 0).unwrap();
-        e.state.store(state::make(owner::current_pid(), state::CLAIMED), Ordering::Release);
-        assert!(matches!(r.get_or_init::<TestWord>("x", 1, |_| {}), Err(RegionError::Timeout { .. })));
-        assert!(matches!(r.get::<TestWord>("x"), Err(RegionError::Timeout { .. })));
+        e.state.store(
+            state::make(owner::current_pid(), state::CLAIMED),
+            Ordering::Release,
+        );
+        assert!(matches!(
+            r.get_or_init::<TestWord>("x", 1, |_| {}),
+            Err(RegionError::Timeout { .. })
+        ));
+        assert!(matches!(
+            r.get::<TestWord>("x"),
+            Err(RegionError::Timeout { .. })
+        ));
     }
 
     #[test]

@@ -24,16 +24,14 @@ use std::ptr::NonNull;
 use std::time::Duration;
 
 use memmap2::{MmapOptions, MmapRaw};
-use rustix::fs::{
-    AtFlags, CWD, FallocateFlags, FileType, MemfdFlags, Mode, OFlags, SealFlags,
-};
+use rustix::fs::{AtFlags, CWD, FallocateFlags, FileType, MemfdFlags, Mode, OFlags, SealFlags};
 use rustix::io::Errno;
 
 use super::error::RegionError;
-use crate::sync::{AtomicU32, Ordering};
 use super::format::{
     self, DEFAULT_CAPACITY, Geometry, HEADER_SIZE, MAX_CAPACITY, Raw, data_start_for,
 };
+use crate::sync::{AtomicU32, Ordering};
 
 /// How long [`Region::get_or_init`] and [`Region::get`] wait, by default, for another
 /// process to finish creating an object.
@@ -261,7 +259,11 @@ impl RegionOptions {
         }
     }
 
-    fn sealed_memfd(&self, name: &str, size: u64) -> Result<(MmapRaw, Geometry, OwnedFd), RegionError> {
+    fn sealed_memfd(
+        &self,
+        name: &str,
+        size: u64,
+    ) -> Result<(MmapRaw, Geometry, OwnedFd), RegionError> {
         let geo = self.geometry(size)?;
         let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
         reserve(&fd, size)?;
@@ -283,9 +285,13 @@ impl RegionOptions {
                 needed: HEADER_SIZE as u64,
             });
         }
-        let Some(len_usize) = usize::try_from(len).ok().filter(|&l| isize::try_from(l).is_ok())
+        let Some(len_usize) = usize::try_from(len)
+            .ok()
+            .filter(|&l| isize::try_from(l).is_ok())
         else {
-            return Err(RegionError::Corrupt(format!("file of {len} bytes cannot be mapped")));
+            return Err(RegionError::Corrupt(format!(
+                "file of {len} bytes cannot be mapped"
+            )));
         };
         let map = map(&fd, len_usize)?;
         let raw = raw_of(&map);
@@ -512,18 +518,22 @@ impl TempFile {
                 ".{stem}.{}.{seq}.{nanos}.tmp",
                 rustix::process::getpid().as_raw_nonzero()
             ));
-            let flags = OFlags::RDWR
-                | OFlags::CREATE
-                | OFlags::EXCL
-                | OFlags::NOFOLLOW
-                | OFlags::CLOEXEC;
+            let flags =
+                OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
             match rustix::fs::open(&name, flags, mode) {
-                Ok(fd) => return Ok(TempFile { fd, name: Some(name) }),
+                Ok(fd) => {
+                    return Ok(TempFile {
+                        fd,
+                        name: Some(name),
+                    });
+                }
                 Err(Errno::EXIST) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(RegionError::Io(std::io::Error::other("no free temporary file name")))
+        Err(RegionError::Io(std::io::Error::other(
+            "no free temporary file name",
+        )))
     }
 
     /// Gives the file its final name; fails if anything exists there.

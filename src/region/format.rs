@@ -102,8 +102,8 @@ pub(crate) struct Entry {
 static_assertions::const_assert_eq!(size_of::<Header>(), HEADER_SIZE);
 static_assertions::const_assert_eq!(size_of::<Entry>(), ENTRY_SIZE);
 static_assertions::const_assert!(align_of::<Header>() <= OBJECT_ALIGN);
-static_assertions::const_assert!(HEADER_SIZE % OBJECT_ALIGN == 0);
-static_assertions::const_assert!(ENTRY_SIZE % OBJECT_ALIGN == 0);
+static_assertions::const_assert!(HEADER_SIZE.is_multiple_of(OBJECT_ALIGN));
+static_assertions::const_assert!(ENTRY_SIZE.is_multiple_of(OBJECT_ALIGN));
 
 /// The entry state word.
 ///
@@ -307,7 +307,10 @@ impl<'a> Raw<'a> {
     /// and `offset` satisfies `T`'s alignment.
     pub(crate) fn object<T: Shared + ?Sized>(self, offset: usize, len: usize) -> Option<&'a T> {
         let size = T::size_for(len)?;
-        if !T::ALIGN.is_power_of_two() || T::ALIGN > OBJECT_ALIGN || offset % OBJECT_ALIGN != 0 {
+        if !T::ALIGN.is_power_of_two()
+            || T::ALIGN > OBJECT_ALIGN
+            || !offset.is_multiple_of(OBJECT_ALIGN)
+        {
             return None;
         }
         if offset.checked_add(size)? > self.len {
@@ -330,7 +333,7 @@ impl<'a> Raw<'a> {
         let Some(end) = offset.checked_add(size) else {
             return false;
         };
-        if end > self.len || offset % 8 != 0 {
+        if end > self.len || !offset.is_multiple_of(8) {
             return false;
         }
         let words = size / 8;
@@ -522,7 +525,7 @@ impl EntrySnapshot {
     pub(crate) fn placement(&self, geo: &Geometry) -> Result<(usize, usize), String> {
         let offset = usize::try_from(self.offset).map_err(|_| "offset overflows".to_owned())?;
         let size = usize::try_from(self.size).map_err(|_| "size overflows".to_owned())?;
-        if offset % OBJECT_ALIGN != 0 {
+        if !offset.is_multiple_of(OBJECT_ALIGN) {
             return Err(format!("offset {offset} not {OBJECT_ALIGN}-aligned"));
         }
         if offset < geo.data_start {
@@ -665,7 +668,8 @@ mod tests {
         e.size.store(size, Ordering::Relaxed);
         e.len.store(1, Ordering::Relaxed);
         e.align.store(8, Ordering::Relaxed);
-        e.state.store(state::make(1, state::READY), Ordering::Release);
+        e.state
+            .store(state::make(1, state::READY), Ordering::Release);
     }
 
     #[test]
@@ -697,14 +701,23 @@ mod tests {
     #[test]
     fn each_header_field_is_checked() {
         type Poke = fn(&Header);
-        let cases: [(Poke, fn(&RegionError) -> bool); 9] = [
+        type Expect = fn(&RegionError) -> bool;
+        let cases: [(Poke, Expect); 9] = [
             (
                 |h| h.magic.store(1, Ordering::Relaxed),
                 |e| matches!(e, RegionError::BadMagic { found: 1 }),
             ),
             (
                 |h| h.magic.store(MAGIC.swap_bytes(), Ordering::Relaxed),
-                |e| matches!(e, RegionError::LayoutMismatch { what: "byte order", .. }),
+                |e| {
+                    matches!(
+                        e,
+                        RegionError::LayoutMismatch {
+                            what: "byte order",
+                            ..
+                        }
+                    )
+                },
             ),
             (
                 |h| h.marker.store(0x0102_0304, Ordering::Relaxed),
@@ -712,13 +725,29 @@ mod tests {
             ),
             (
                 |h| h.version.store(VERSION + 1, Ordering::Relaxed),
-                |e| matches!(e, RegionError::VersionMismatch { found: 2, expected: 1 }),
+                |e| {
+                    matches!(
+                        e,
+                        RegionError::VersionMismatch {
+                            found: 2,
+                            expected: 1
+                        }
+                    )
+                },
             ),
             (
                 |h| {
                     h.fingerprint.fetch_xor(1, Ordering::Relaxed);
                 },
-                |e| matches!(e, RegionError::LayoutMismatch { what: "layout fingerprint", .. }),
+                |e| {
+                    matches!(
+                        e,
+                        RegionError::LayoutMismatch {
+                            what: "layout fingerprint",
+                            ..
+                        }
+                    )
+                },
             ),
             (
                 |h| h.init_state.store(0, Ordering::Relaxed),
@@ -726,11 +755,27 @@ mod tests {
             ),
             (
                 |h| h.total_size.store(8192, Ordering::Relaxed),
-                |e| matches!(e, RegionError::Truncated { found: 4096, needed: 8192 }),
+                |e| {
+                    matches!(
+                        e,
+                        RegionError::Truncated {
+                            found: 4096,
+                            needed: 8192
+                        }
+                    )
+                },
             ),
             (
                 |h| h.total_size.store(1024, Ordering::Relaxed),
-                |e| matches!(e, RegionError::WrongSize { header: 1024, file: 4096 }),
+                |e| {
+                    matches!(
+                        e,
+                        RegionError::WrongSize {
+                            header: 1024,
+                            file: 4096
+                        }
+                    )
+                },
             ),
             (
                 |h| h.capacity.store(MAX_CAPACITY + 1, Ordering::Relaxed),
@@ -750,8 +795,12 @@ mod tests {
         let buf = fresh(4096, 4);
         let h = buf.raw().header().unwrap();
         h.capacity.store(40, Ordering::Relaxed);
-        h.data_start.store(data_start_for(40) as u64, Ordering::Relaxed);
-        assert!(matches!(validate_header(buf.raw()), Err(RegionError::Corrupt(_))));
+        h.data_start
+            .store(data_start_for(40) as u64, Ordering::Relaxed);
+        assert!(matches!(
+            validate_header(buf.raw()),
+            Err(RegionError::Corrupt(_))
+        ));
     }
 
     #[test]
@@ -767,11 +816,13 @@ mod tests {
             validate_directory(buf.raw(), &geo)
         };
         assert!(check(&|r| publish(r, &geo, 0, "a", 640, 8)).is_ok());
-        assert!(check(&|r| {
-            publish(r, &geo, 0, "a", 640, 8);
-            publish(r, &geo, 1, "b", 704, 8);
-        })
-        .is_ok());
+        assert!(
+            check(&|r| {
+                publish(r, &geo, 0, "a", 640, 8);
+                publish(r, &geo, 1, "b", 704, 8);
+            })
+            .is_ok()
+        );
         let bad: [&dyn Fn(Raw<'_>); 7] = [
             &|r| publish(r, &geo, 0, "a", 4096, 8),   // past the end
             &|r| publish(r, &geo, 0, "a", 4032, 128), // crosses the end

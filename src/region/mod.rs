@@ -1,7 +1,7 @@
 //! The region: a fixed-size mapped file (or memfd, or anonymous shared memory) holding
 //! named, typed objects that many processes use at once.
 //!
-//! - [`format`](self): header and directory layout, validation (`format.rs`).
+//! - layout of the header and directory, and their validation (`format.rs`).
 //! - backings, creation and opening: [`Region`], [`RegionOptions`] (`file.rs`).
 //! - named objects: [`Region::get_or_init`], [`Region::get`], [`Region::entries`]
 //!   (`directory.rs`).

@@ -111,8 +111,9 @@ pub fn wait_all(pids: &[libc::pid_t], limit: Duration) {
 pub fn die_with_parent(parent: libc::pid_t) {
     // SAFETY: `prctl(PR_SET_PDEATHSIG, sig)` only sets a flag of the calling process.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-    // SAFETY: `getppid` has no preconditions; `_exit` ends the child without unwinding.
+    // SAFETY: `getppid` has no preconditions.
     if unsafe { libc::getppid() } != parent {
+        // SAFETY: `_exit` ends the child without unwinding into the test harness.
         unsafe { libc::_exit(1) };
     }
 }
