@@ -54,6 +54,18 @@ const SPINS: u32 = 64;
 const SLICE: Duration = Duration::from_millis(10);
 
 /// The life-cycle phase of a directory entry, as listed by [`Region::entries`].
+///
+/// # Examples
+///
+/// ```
+/// use shmstate::{EntryState, Region};
+///
+/// let region = Region::anonymous(1 << 16)?;
+/// // Tools can list objects still being created (or abandoned by a dead creator).
+/// let busy = region.entries().iter().filter(|e| e.state != EntryState::Ready).count();
+/// assert_eq!(busy, 0);
+/// # Ok::<(), shmstate::RegionError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EntryState {
     /// Taken by a process that has not published the name yet.

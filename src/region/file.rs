@@ -239,6 +239,10 @@ impl RegionOptions {
     /// Opens the region in `fd` (a memfd from [`Region::memfd`], or a region file), and
     /// validates it. The region keeps `fd`.
     ///
+    /// Seals are not required: a descriptor of an unsealed file that another process
+    /// truncates while it is mapped raises `SIGBUS` on access, as for any mapped file.
+    /// Memfds made by [`Region::memfd`] are sealed against that.
+    ///
     /// # Errors
     ///
     /// As [`open`](Self::open).
