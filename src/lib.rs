@@ -13,23 +13,22 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+// Foundations.
 pub mod futex;
-// --- locks (helper "locks") ---
-pub mod lock;
-pub use lock::{
-    Acquired, Condvar, LockResult, Mutex, MutexGuard, OwnerDied, RawMutex, RawRwLock,
-    ReentrantMutex, ReentrantMutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, TimedLockError,
-    TryLockError, WaitTimeoutResult,
-};
-// --- end locks ---
-#[allow(dead_code)] // used by the robust primitives
 mod owner;
 pub mod shared;
 pub mod sync;
 
 pub use shared::{Elem, Kind, Shared, SharedSized, TypeTag};
 
-// Values and counters (helper "values").
+// The region: named, typed objects in a mapped file (not under loom: loom atomics cannot
+// live in a mapping).
+#[cfg(not(loom))]
+pub mod region;
+#[cfg(not(loom))]
+pub use region::{EntryInfo, EntryState, Region, RegionError, RegionOptions};
+
+// Values and counters.
 pub mod counter;
 pub mod striped_counter;
 pub mod value;
@@ -37,9 +36,17 @@ pub use counter::Counter;
 pub use striped_counter::StripedCounter;
 pub use value::{Value, ValueType};
 
-// seqlock (helper "seqlock")
+// Seqlocks.
 mod atomic_copy;
 pub mod seqlock;
 pub mod seqlock_array;
 pub use seqlock::{SeqLock, SeqLockError, SeqLockWriteGuard, WriteTimeout};
 pub use seqlock_array::SeqLockArray;
+
+// Locks.
+pub mod lock;
+pub use lock::{
+    Acquired, Condvar, LockResult, Mutex, MutexGuard, OwnerDied, RawMutex, RawRwLock,
+    ReentrantMutex, ReentrantMutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, TimedLockError,
+    TryLockError, WaitTimeoutResult,
+};

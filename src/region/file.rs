@@ -1,0 +1,573 @@
+//! Backings and mapping: the `Region` handle, created on a path, a sealed memfd or
+//! anonymous shared memory, and opened from a path or a descriptor.
+//!
+//! # Race-free creation
+//!
+//! A region file is never visible half-built. [`RegionOptions::create`] builds it as an
+//! unnamed `O_TMPFILE` in the target directory (or, where the filesystem lacks
+//! `O_TMPFILE`, under a unique temporary name opened `O_CREAT|O_EXCL|O_NOFOLLOW`), sets
+//! its mode, reserves its space with `fallocate` (so a full tmpfs fails here, not with a
+//! `SIGBUS` later), writes the header, and only then `link`s it to its name. `link` fails
+//! with `EEXIST` if another creator won; [`RegionOptions::open_or_create`] then opens
+//! theirs. A creator that dies mid-way leaves nothing behind (an `O_TMPFILE` vanishes
+//! with its descriptor; a named temporary file may be left in the fallback case).
+//!
+//! # Limits
+//!
+//! A file-backed region's size is fixed at creation; if another process truncates the
+//! file while it is mapped, accesses beyond the new end raise `SIGBUS` (as for any
+//! mapped file). A memfd region is sealed against shrinking and growing, so it cannot.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+use std::time::Duration;
+
+use memmap2::{MmapOptions, MmapRaw};
+use rustix::fs::{AtFlags, CWD, FallocateFlags, FileType, MemfdFlags, Mode, OFlags, SealFlags};
+use rustix::io::Errno;
+
+use super::error::RegionError;
+use super::format::{
+    self, DEFAULT_CAPACITY, Geometry, HEADER_SIZE, MAX_CAPACITY, Raw, data_start_for,
+};
+use crate::sync::{AtomicU32, Ordering};
+
+/// How long [`Region::get_or_init`] and [`Region::get`] wait, by default, for another
+/// process to finish creating an object.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A mapped region: a fixed-size file (or memfd, or anonymous shared memory) holding
+/// named, typed objects that several processes use at once.
+///
+/// Objects are placed and found with [`get_or_init`](Region::get_or_init) and
+/// [`get`](Region::get); they live as long as the `Region` they were borrowed from.
+/// `Region` is `Send + Sync`: threads may share one handle.
+///
+/// # Examples
+///
+/// ```
+/// use shmstate::Region;
+///
+/// let dir = std::env::temp_dir().join(format!("shmstate-doc-region-{}", std::process::id()));
+/// let region = Region::open_or_create(&dir, 1 << 16)?;
+/// assert_eq!(region.size(), 1 << 16);
+/// let again = Region::open(&dir)?; // another process would do the same
+/// assert_eq!(again.capacity(), region.capacity());
+/// # std::fs::remove_file(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Region {
+    pub(super) map: MmapRaw,
+    pub(super) geo: Geometry,
+    pub(super) timeout: Duration,
+    fd: Option<OwnedFd>,
+}
+
+// `Region` must stay usable from any thread (the API contract).
+static_assertions::assert_impl_all!(Region: Send, Sync);
+
+impl std::fmt::Debug for Region {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Region")
+            .field("size", &self.geo.total)
+            .field("capacity", &self.geo.capacity)
+            .field("fd", &self.fd)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Options for creating or opening a [`Region`]: file mode, directory capacity, and how
+/// long to wait for other processes.
+///
+/// # Examples
+///
+/// ```
+/// use shmstate::RegionOptions;
+/// use std::time::Duration;
+///
+/// let region = RegionOptions::new()
+///     .capacity(8)
+///     .timeout(Duration::from_secs(1))
+///     .anonymous(64 * 1024)?;
+/// assert_eq!(region.capacity(), 8);
+/// # Ok::<(), shmstate::RegionError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct RegionOptions {
+    mode: u32,
+    capacity: u32,
+    timeout: Duration,
+}
+
+impl Default for RegionOptions {
+    fn default() -> Self {
+        RegionOptions::new()
+    }
+}
+
+impl RegionOptions {
+    /// Mode 0600, 64 directory entries, a 5 s timeout.
+    pub fn new() -> Self {
+        RegionOptions {
+            mode: 0o600,
+            capacity: DEFAULT_CAPACITY,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// Permission bits of a file created on a path (default 0600; set exactly, not
+    /// masked by the umask).
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode & 0o7777;
+        self
+    }
+
+    /// Number of named objects a created region can hold (default 64, at most
+    /// [`MAX_CAPACITY`](crate::region::MAX_CAPACITY); clamped to `1..=MAX_CAPACITY`).
+    pub fn capacity(mut self, entries: u32) -> Self {
+        self.capacity = entries.clamp(1, MAX_CAPACITY);
+        self
+    }
+
+    /// How long [`Region::get_or_init`] and [`Region::get`] wait for another live process
+    /// to finish creating an object before returning [`RegionError::Timeout`].
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Creates a new region file of `size` bytes at `path`; fails if anything exists
+    /// there (including a symbolic link).
+    ///
+    /// # Errors
+    ///
+    /// [`RegionError::AlreadyExists`] if the path exists; [`RegionError::InvalidSize`] if
+    /// `size` cannot hold the directory; [`RegionError::Io`] if the directory does not
+    /// exist, permission is denied, or there is no space (`ENOSPC`) for `size` bytes.
+    pub fn create(&self, path: impl AsRef<Path>, size: u64) -> Result<Region, RegionError> {
+        let path = path.as_ref();
+        let geo = self.geometry(size)?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let tmp = TempFile::new(dir, path, self.mode)?;
+        rustix::fs::fchmod(&tmp.fd, Mode::from_raw_mode(self.mode))?;
+        reserve(&tmp.fd, size)?;
+        let map = map(&tmp.fd, geo.total)?;
+        format::write_header(raw_of(&map), &geo);
+        tmp.link_to(path)?;
+        Ok(self.region(map, geo, None))
+    }
+
+    /// Opens the existing region at `path` and validates it.
+    ///
+    /// # Errors
+    ///
+    /// [`RegionError::NotFound`]; [`RegionError::Refused`] for a symbolic link or
+    /// anything but a regular file; the validation errors ([`RegionError::Truncated`],
+    /// [`RegionError::BadMagic`], [`RegionError::VersionMismatch`],
+    /// [`RegionError::LayoutMismatch`], [`RegionError::WrongSize`],
+    /// [`RegionError::Corrupt`]); [`RegionError::Io`] otherwise.
+    pub fn open(&self, path: impl AsRef<Path>) -> Result<Region, RegionError> {
+        let path = path.as_ref();
+        let flags = OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK;
+        let fd = match rustix::fs::open(path, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Err(RegionError::NotFound(path_str(path))),
+            Err(Errno::LOOP) => return Err(RegionError::Refused("the path is a symbolic link")),
+            Err(Errno::ISDIR) => return Err(RegionError::Refused("the path is a directory")),
+            Err(e) => return Err(e.into()),
+        };
+        self.open_fd(fd, false)
+    }
+
+    /// Opens the region at `path`, creating it with `size` bytes if it does not exist.
+    /// Any number of processes may race on this: exactly one creates the file, the
+    /// others open it, and none sees it half-built. An existing region keeps its size.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open) and [`create`](Self::create).
+    pub fn open_or_create(&self, path: impl AsRef<Path>, size: u64) -> Result<Region, RegionError> {
+        let path = path.as_ref();
+        // Each failed round means the file appeared or vanished between two syscalls
+        // (someone deleting it in a loop); give up after a few rather than spin.
+        for _ in 0..16 {
+            match self.open(path) {
+                Err(RegionError::NotFound(_)) => {}
+                other => return other,
+            }
+            match self.create(path, size) {
+                Err(RegionError::AlreadyExists(_)) => {}
+                other => return other,
+            }
+        }
+        Err(RegionError::Io(std::io::Error::other(format!(
+            "{} kept appearing and disappearing",
+            path.display()
+        ))))
+    }
+
+    /// Creates a region of `size` bytes in a new memfd named `name` (the name is only a
+    /// label for `/proc/PID/fd`), sealed so that nobody can shrink or grow it. Share it
+    /// with another process by passing [`Region::as_fd`] (fork, `SCM_RIGHTS`, or
+    /// `/proc/PID/fd/N`) and opening it there with [`Region::from_fd`].
+    ///
+    /// # Errors
+    ///
+    /// [`RegionError::InvalidSize`]; [`RegionError::Io`] if memfds are unavailable or
+    /// there is no memory for `size` bytes.
+    pub fn memfd(&self, name: &str, size: u64) -> Result<Region, RegionError> {
+        let (map, geo, fd) = self.sealed_memfd(name, size)?;
+        Ok(self.region(map, geo, Some(fd)))
+    }
+
+    /// Creates a region of `size` bytes in anonymous shared memory (a sealed memfd whose
+    /// descriptor is closed once mapped): shared with children forked afterwards, like a
+    /// `MAP_SHARED | MAP_ANONYMOUS` mapping, and with no one else.
+    ///
+    /// # Errors
+    ///
+    /// As [`memfd`](Self::memfd).
+    pub fn anonymous(&self, size: u64) -> Result<Region, RegionError> {
+        let (map, geo, _fd) = self.sealed_memfd("shmstate-anonymous", size)?;
+        Ok(self.region(map, geo, None))
+    }
+
+    /// Opens the region in `fd` (a memfd from [`Region::memfd`], or a region file), and
+    /// validates it. The region keeps `fd`.
+    ///
+    /// Seals are not required: a descriptor of an unsealed file that another process
+    /// truncates while it is mapped raises `SIGBUS` on access, as for any mapped file.
+    /// Memfds made by [`Region::memfd`] are sealed against that.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open).
+    pub fn from_fd(&self, fd: OwnedFd) -> Result<Region, RegionError> {
+        self.open_fd(fd, true)
+    }
+
+    fn geometry(&self, size: u64) -> Result<Geometry, RegionError> {
+        let data_start = data_start_for(self.capacity);
+        let min = data_start as u64;
+        match usize::try_from(size) {
+            Ok(total) if size >= min && isize::try_from(size).is_ok() => Ok(Geometry {
+                total,
+                capacity: self.capacity,
+                data_start,
+            }),
+            _ => Err(RegionError::InvalidSize { size, min }),
+        }
+    }
+
+    fn sealed_memfd(
+        &self,
+        name: &str,
+        size: u64,
+    ) -> Result<(MmapRaw, Geometry, OwnedFd), RegionError> {
+        let geo = self.geometry(size)?;
+        let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
+        reserve(&fd, size)?;
+        rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
+        let map = map(&fd, geo.total)?;
+        format::write_header(raw_of(&map), &geo);
+        Ok((map, geo, fd))
+    }
+
+    fn open_fd(&self, fd: OwnedFd, keep: bool) -> Result<Region, RegionError> {
+        let stat = rustix::fs::fstat(&fd)?;
+        if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+            return Err(RegionError::Refused("not a regular file"));
+        }
+        let len = u64::try_from(stat.st_size).unwrap_or(0);
+        if len < HEADER_SIZE as u64 {
+            return Err(RegionError::Truncated {
+                found: len,
+                needed: HEADER_SIZE as u64,
+            });
+        }
+        let Some(len_usize) = usize::try_from(len)
+            .ok()
+            .filter(|&l| isize::try_from(l).is_ok())
+        else {
+            return Err(RegionError::Corrupt(format!(
+                "file of {len} bytes cannot be mapped"
+            )));
+        };
+        let map = map(&fd, len_usize)?;
+        let raw = raw_of(&map);
+        let geo = format::validate_header(raw)?;
+        format::validate_directory(raw, &geo)?;
+        Ok(self.region(map, geo, keep.then_some(fd)))
+    }
+
+    fn region(&self, map: MmapRaw, geo: Geometry, fd: Option<OwnedFd>) -> Region {
+        Region {
+            map,
+            geo,
+            timeout: self.timeout,
+            fd,
+        }
+    }
+}
+
+impl Region {
+    /// Creates a new region file of `size` bytes at `path` with mode 0600 and 64 entries
+    /// (see [`RegionOptions`] for others).
+    ///
+    /// # Errors
+    ///
+    /// See [`RegionOptions::create`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{Region, RegionError};
+    ///
+    /// let path = std::env::temp_dir().join(format!("shmstate-doc-create-{}", std::process::id()));
+    /// let region = Region::create(&path, 1 << 16)?;
+    /// assert!(matches!(Region::create(&path, 1 << 16), Err(RegionError::AlreadyExists(_))));
+    /// # drop(region); std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn create(path: impl AsRef<Path>, size: u64) -> Result<Region, RegionError> {
+        RegionOptions::new().create(path, size)
+    }
+
+    /// Opens the existing region at `path`.
+    ///
+    /// # Errors
+    ///
+    /// See [`RegionOptions::open`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{Region, RegionError};
+    ///
+    /// assert!(matches!(Region::open("/nonexistent/region"), Err(RegionError::NotFound(_))));
+    /// ```
+    pub fn open(path: impl AsRef<Path>) -> Result<Region, RegionError> {
+        RegionOptions::new().open(path)
+    }
+
+    /// Opens the region at `path`, creating it with `size` bytes if there is none.
+    ///
+    /// # Errors
+    ///
+    /// See [`RegionOptions::open_or_create`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::Region;
+    ///
+    /// let path = std::env::temp_dir().join(format!("shmstate-doc-ooc-{}", std::process::id()));
+    /// let a = Region::open_or_create(&path, 1 << 16)?;
+    /// let b = Region::open_or_create(&path, 1 << 20)?; // opens; keeps the first size
+    /// assert_eq!(b.size(), 1 << 16);
+    /// # drop((a, b)); std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_or_create(path: impl AsRef<Path>, size: u64) -> Result<Region, RegionError> {
+        RegionOptions::new().open_or_create(path, size)
+    }
+
+    /// Creates a region in anonymous shared memory, shared with children forked later.
+    ///
+    /// # Errors
+    ///
+    /// See [`RegionOptions::anonymous`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::Region;
+    ///
+    /// let region = Region::anonymous(1 << 16)?;
+    /// assert_eq!(region.entries().len(), 0);
+    /// # Ok::<(), shmstate::RegionError>(())
+    /// ```
+    pub fn anonymous(size: u64) -> Result<Region, RegionError> {
+        RegionOptions::new().anonymous(size)
+    }
+
+    /// Creates a region in a new sealed memfd.
+    ///
+    /// # Errors
+    ///
+    /// See [`RegionOptions::memfd`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::Region;
+    ///
+    /// let region = Region::memfd("example", 1 << 16)?;
+    /// let fd = region.as_fd().expect("a memfd region keeps its fd").try_clone_to_owned()?;
+    /// let same = Region::from_fd(fd)?; // another process would receive the fd
+    /// assert_eq!(same.size(), region.size());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn memfd(name: &str, size: u64) -> Result<Region, RegionError> {
+        RegionOptions::new().memfd(name, size)
+    }
+
+    /// Opens the region in `fd`.
+    ///
+    /// # Errors
+    ///
+    /// See [`RegionOptions::from_fd`].
+    ///
+    /// # Examples
+    ///
+    /// See [`Region::memfd`].
+    pub fn from_fd(fd: OwnedFd) -> Result<Region, RegionError> {
+        RegionOptions::new().from_fd(fd)
+    }
+
+    /// The region's size in bytes.
+    pub fn size(&self) -> usize {
+        self.geo.total
+    }
+
+    /// The number of directory entries (named objects it can hold).
+    pub fn capacity(&self) -> usize {
+        self.geo.capacity as usize
+    }
+
+    /// The descriptor of a memfd region or of one opened with [`from_fd`](Self::from_fd)
+    /// (to hand to another process); `None` for path and anonymous regions.
+    pub fn as_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.fd.as_ref().map(AsFd::as_fd)
+    }
+
+    /// The offset of `object` from the start of the region, if it lies in this region
+    /// (the same in every process that maps it).
+    pub fn offset_of<T: ?Sized>(&self, object: &T) -> Option<usize> {
+        let addr = (object as *const T).cast::<u8>() as usize;
+        let base = self.map.as_mut_ptr() as usize;
+        addr.checked_sub(base).filter(|&o| o < self.geo.total)
+    }
+
+    /// The checked view of the mapping.
+    pub(super) fn raw(&self) -> Raw<'_> {
+        raw_of(&self.map)
+    }
+}
+
+/// The view of a whole mapping.
+fn raw_of(map: &MmapRaw) -> Raw<'_> {
+    // A mapping is never at address 0; a dangling pointer for an (impossible) empty one
+    // is never dereferenced because the view's length is 0.
+    let base = NonNull::new(map.as_mut_ptr()).unwrap_or(NonNull::dangling());
+    // SAFETY: `base` comes from `MmapRaw::as_mut_ptr` (a mutable pointer), is page-aligned
+    // (≥ 64), and is valid for reads and writes of `map.len()` bytes while `map` lives,
+    // which the returned lifetime ties to. This crate accesses region memory only through
+    // `Raw`, i.e. atomics and `Shared` types.
+    unsafe { Raw::new(base, map.len()) }
+}
+
+/// Maps `len` bytes of `fd`, shared and writable.
+fn map(fd: &OwnedFd, len: usize) -> Result<MmapRaw, RegionError> {
+    Ok(MmapOptions::new().len(len).map_raw(fd)?)
+}
+
+/// Sizes `fd` to `size` bytes with the space reserved, so that running out of memory or
+/// disk is an error now rather than a `SIGBUS` on first touch. Filesystems without
+/// `fallocate` get a plain (sparse) `ftruncate`.
+fn reserve(fd: &OwnedFd, size: u64) -> Result<(), RegionError> {
+    match rustix::fs::fallocate(fd, FallocateFlags::empty(), 0, size) {
+        Ok(()) => Ok(()),
+        Err(Errno::OPNOTSUPP) => Ok(rustix::fs::ftruncate(fd, size)?),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn path_str(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// A region file under construction: unnamed (`O_TMPFILE`) or under a temporary name
+/// that is removed on drop.
+struct TempFile {
+    fd: OwnedFd,
+    name: Option<PathBuf>,
+}
+
+impl TempFile {
+    fn new(dir: &Path, target: &Path, mode: u32) -> Result<TempFile, RegionError> {
+        let mode = Mode::from_raw_mode(mode);
+        match rustix::fs::open(dir, OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC, mode) {
+            Ok(fd) => return Ok(TempFile { fd, name: None }),
+            // The filesystem has no O_TMPFILE: fall back to a named temporary file.
+            Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => {}
+            Err(e) => return Err(e.into()),
+        }
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let stem = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        for _ in 0..100 {
+            // Relaxed: only uniqueness within this process matters; O_EXCL does the rest.
+            let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let name = dir.join(format!(
+                ".{stem}.{}.{seq}.{nanos}.tmp",
+                rustix::process::getpid().as_raw_nonzero()
+            ));
+            let flags =
+                OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            match rustix::fs::open(&name, flags, mode) {
+                Ok(fd) => {
+                    return Ok(TempFile {
+                        fd,
+                        name: Some(name),
+                    });
+                }
+                Err(Errno::EXIST) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(RegionError::Io(std::io::Error::other(
+            "no free temporary file name",
+        )))
+    }
+
+    /// Gives the file its final name; fails if anything exists there.
+    fn link_to(self, path: &Path) -> Result<(), RegionError> {
+        let result = match &self.name {
+            Some(name) => rustix::fs::link(name, path),
+            None => {
+                let proc = format!("/proc/self/fd/{}", self.fd.as_raw_fd());
+                match rustix::fs::linkat(CWD, &proc, CWD, path, AtFlags::SYMLINK_FOLLOW) {
+                    // No /proc: link the descriptor itself.
+                    Err(Errno::NOENT) if !Path::new("/proc/self/fd").exists() => {
+                        rustix::fs::linkat(&self.fd, "", CWD, path, AtFlags::EMPTY_PATH)
+                    }
+                    other => other,
+                }
+            }
+        };
+        match result {
+            Ok(()) => Ok(()),
+            Err(Errno::EXIST) => Err(RegionError::AlreadyExists(path_str(path))),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(name) = &self.name {
+            // Best effort: a leftover temporary file is harmless (never opened by name).
+            let _ = rustix::fs::unlink(name);
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! The region: a fixed-size mapped file (or memfd, or anonymous shared memory) holding
+//! named, typed objects that many processes use at once.
+//!
+//! - layout of the header and directory, and their validation (`format.rs`).
+//! - backings, creation and opening: [`Region`], [`RegionOptions`] (`file.rs`).
+//! - named objects: [`Region::get_or_init`], [`Region::get`], [`Region::entries`]
+//!   (`directory.rs`).
+//! - errors: [`RegionError`] (`error.rs`).
+
+mod directory;
+mod error;
+mod file;
+mod format;
+
+pub use directory::{EntryInfo, EntryState};
+pub use error::RegionError;
+pub use file::{DEFAULT_TIMEOUT, Region, RegionOptions};
+pub use format::{MAX_CAPACITY, MAX_NAME_LEN};

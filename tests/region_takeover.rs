@@ -1,0 +1,102 @@
+//! A creator killed inside `init` does not wedge the others: one of them takes the
+//! object over, initialises it again from zero, and everyone gets it in bounded time.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use shmstate::sync::{AtomicU32, AtomicU64, Ordering};
+use shmstate::{Elem, EntryState, Kind, Region, RegionOptions, SharedSized, TypeTag, futex};
+
+#[repr(C)]
+struct Object {
+    value: AtomicU64,
+    users: AtomicU64,
+}
+// SAFETY: integer atomics only: zero and every bit pattern valid, no pointers, `Sync`.
+unsafe impl SharedSized for Object {
+    const TAG: TypeTag = TypeTag::new(Kind(Kind::USER.0 + 3), Elem::NONE);
+}
+
+/// Coordination between the test and its children, outside the region.
+#[repr(C)]
+struct Control {
+    /// Set to 1 by the doomed child once it is inside `init`.
+    inside_init: AtomicU32,
+    /// `init` runs by the survivors.
+    inits: AtomicU32,
+}
+// SAFETY: integer atomics only: zero and every bit pattern valid, no pointers, `Sync`.
+unsafe impl SharedSized for Control {
+    const TAG: TypeTag = TypeTag::new(Kind(Kind::USER.0 + 4), Elem::NONE);
+}
+
+#[test]
+fn creator_killed_inside_init_is_taken_over_by_a_waiter() {
+    common::watchdog(Duration::from_secs(60));
+    let path = PathBuf::from(format!("/dev/shm/shmstate-takeover-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let region = RegionOptions::new()
+        .timeout(Duration::from_secs(20))
+        .create(&path, 1 << 16)
+        .unwrap();
+    let shared = common::SharedMem::<Control>::new(1);
+    let ctl = shared.get();
+    let parent = std::process::id() as libc::pid_t;
+
+    // The doomed creator: writes garbage into the object, tells us it is inside `init`,
+    // and blocks until killed.
+    let doomed = common::fork_children(1, |_| {
+        common::die_with_parent(parent);
+        let r = Region::open(&path).unwrap();
+        let _ = r.get_or_init::<Object>("obj", 1, |o| {
+            o.value.store(0xdead, Ordering::Relaxed);
+            // Release: pairs with the test's acquire load; the entry is INITIALISING now.
+            ctl.inside_init.store(1, Ordering::Release);
+            futex::wake_all(&ctl.inside_init);
+            loop {
+                futex::wait(&ctl.inits, u32::MAX, None);
+            }
+        });
+    })[0];
+    while ctl.inside_init.load(Ordering::Acquire) == 0 {
+        futex::wait(&ctl.inside_init, 0, Some(Duration::from_millis(100)));
+    }
+    assert_eq!(region.entries()[0].state, EntryState::Initialising);
+
+    // Survivors start waiting on the object while its creator is still alive.
+    let survivors = common::fork_children(3, |_| {
+        common::die_with_parent(parent);
+        let r = Region::open(&path).unwrap();
+        let o = r
+            .get_or_init::<Object>("obj", 1, |o| {
+                assert_eq!(o.value.load(Ordering::Relaxed), 0, "taken over from zero");
+                o.value.store(42, Ordering::Relaxed);
+                ctl.inits.fetch_add(1, Ordering::Relaxed);
+            })
+            .unwrap();
+        assert_eq!(o.value.load(Ordering::Relaxed), 42);
+        o.users.fetch_add(1, Ordering::Relaxed);
+    });
+
+    let killed_at = Instant::now();
+    // SAFETY: killing our own child.
+    unsafe { libc::kill(doomed, libc::SIGKILL) };
+    let mut status = 0;
+    // SAFETY: reaping our own child.
+    unsafe { libc::waitpid(doomed, &mut status, 0) };
+    common::wait_all(&survivors, Duration::from_secs(30));
+    eprintln!("taken over {:?} after the kill", killed_at.elapsed());
+
+    assert_eq!(
+        ctl.inits.load(Ordering::Relaxed),
+        1,
+        "exactly one survivor re-initialised"
+    );
+    let o = region.get::<Object>("obj").unwrap();
+    assert_eq!(o.value.load(Ordering::Relaxed), 42);
+    assert_eq!(o.users.load(Ordering::Relaxed), 3);
+    assert_eq!(region.entries()[0].state, EntryState::Ready);
+    std::fs::remove_file(&path).unwrap();
+}
