@@ -1,0 +1,468 @@
+//! `shmstate demo`: Python's `v.value += 1` lesson, with real processes.
+//!
+//! P worker processes (this binary, started with the hidden `demo-worker` subcommand) open
+//! one region file and each add 1 to a shared number N times, once per path:
+//!
+//! | path      | what each increment is                          | Python equivalent            |
+//! |-----------|-------------------------------------------------|------------------------------|
+//! | `naive`   | `load`, add, `store` on a `Value<u64>`          | `v.value += 1`, `lock=False` |
+//! | `locked`  | `+=` under the crate's futex `Mutex<u64>`       | `with v.get_lock(): ...`     |
+//! | `atomic`  | one `fetch_add` on a `Value<u64>`               | (none)                       |
+//! | `striped` | `StripedCounter::inc`, summed at the end        | (none)                       |
+//!
+//! Workers start together (a ready count and a go flag in the region) so that the timing
+//! covers only the increments, and the parent reads the totals after `waitpid`, which
+//! orders every worker's writes before the parent's reads.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use shmstate::sync::Ordering;
+use shmstate::{Mutex, Region, StripedCounter, Value};
+
+use crate::Failure;
+
+/// Size of the demo's region file.
+const REGION_SIZE: u64 = 1 << 20;
+/// How long workers and parent wait for each other to start before giving up.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Arguments of `shmstate demo`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Number of worker processes.
+    #[arg(long, short, default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    processes: u32,
+    /// Increments per process and path.
+    #[arg(long, short = 'n', default_value_t = 1_000_000,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000_000_000))]
+    increments: u64,
+    /// The region file (default: a private temporary region, removed afterwards).
+    #[arg(long)]
+    path: Option<PathBuf>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of the hidden `shmstate demo-worker`.
+#[derive(clap::Args, Debug)]
+pub struct WorkerArgs {
+    /// The region file.
+    #[arg(long)]
+    path: PathBuf,
+    /// Which path to run.
+    #[arg(long, value_enum)]
+    which: Which,
+    /// Increments to do.
+    #[arg(long)]
+    increments: u64,
+}
+
+/// The four ways to increment.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Which {
+    /// load, add, store.
+    Naive,
+    /// `+=` under the futex mutex.
+    Locked,
+    /// `fetch_add`.
+    Atomic,
+    /// `StripedCounter`.
+    Striped,
+}
+
+impl Which {
+    const ALL: [Which; 4] = [Which::Naive, Which::Locked, Which::Atomic, Which::Striped];
+
+    fn name(self) -> &'static str {
+        match self {
+            Which::Naive => "naive",
+            Which::Locked => "locked",
+            Which::Atomic => "atomic",
+            Which::Striped => "striped",
+        }
+    }
+
+    fn object(self) -> String {
+        format!("demo.{}", self.name())
+    }
+
+    fn ready(self) -> String {
+        format!("demo.{}.ready", self.name())
+    }
+
+    fn go(self) -> String {
+        format!("demo.{}.go", self.name())
+    }
+}
+
+/// One path's outcome.
+struct Outcome {
+    path: Which,
+    expected: u64,
+    final_: u64,
+    seconds: f64,
+}
+
+impl Outcome {
+    fn lost(&self) -> u64 {
+        self.expected.saturating_sub(self.final_)
+    }
+
+    fn rate(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.final_ as f64 / self.seconds / 1e6
+        } else {
+            f64::INFINITY
+        }
+    }
+}
+
+/// Removes the private temporary region file when the demo ends, however it ends.
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Runs `shmstate demo`.
+pub fn run(args: &Args) -> Result<(), Failure> {
+    let (path, _temp) = match &args.path {
+        Some(p) => {
+            check_directory(p)?;
+            (p.clone(), None)
+        }
+        None => {
+            let p = temp_region_path();
+            (p.clone(), Some(TempFile(p)))
+        }
+    };
+    let region = Region::open_or_create(&path, REGION_SIZE)
+        .map_err(|e| Failure::runtime(format!("cannot open region {}: {e}", path.display())))?;
+    let stripes = StripedCounter::default_stripes()
+        .max(args.processes as usize)
+        .min(64);
+    let expected = u64::from(args.processes)
+        .checked_mul(args.increments)
+        .ok_or_else(|| Failure::usage("processes × increments does not fit in a u64"))?;
+
+    let mut outcomes = Vec::new();
+    for which in Which::ALL {
+        let err =
+            |e: shmstate::RegionError| Failure::runtime(format!("region {}: {e}", path.display()));
+        // Set up (or reset, when --path names a region used before) this path's objects.
+        let ready: &Value<u32> = region.get_or_init(&which.ready(), 1, |_| {}).map_err(err)?;
+        let go: &Value<u32> = region.get_or_init(&which.go(), 1, |_| {}).map_err(err)?;
+        ready.store(0, Ordering::Relaxed);
+        go.store(0, Ordering::Relaxed);
+        match which {
+            Which::Naive | Which::Atomic => {
+                let v: &Value<u64> = region
+                    .get_or_init(&which.object(), 1, |_| {})
+                    .map_err(err)?;
+                v.store(0, Ordering::Relaxed);
+            }
+            Which::Locked => {
+                let m: &Mutex<u64> = region
+                    .get_or_init(&which.object(), 1, |_| {})
+                    .map_err(err)?;
+                *m.lock().unwrap_or_else(|died| died.into_inner()) = 0;
+            }
+            Which::Striped => {
+                let c: &StripedCounter = region
+                    .get_or_init(&which.object(), stripes, |_| {})
+                    .or_else(|_| region.get(&which.object()))
+                    .map_err(err)?;
+                c.reset();
+            }
+        }
+
+        let mut children = spawn_workers(&path, which, args)?;
+        // Wait until every worker has opened the region and is ready, so that the clock
+        // covers only the increments. Acquire pairs with the workers' Release increments.
+        let start = Instant::now();
+        while ready.load(Ordering::Acquire) < args.processes {
+            if start.elapsed() > START_TIMEOUT || any_exited(&mut children) {
+                kill_all(&mut children);
+                return Err(Failure::runtime(format!(
+                    "{} workers did not start (see their messages above)",
+                    which.name()
+                )));
+            }
+            std::thread::yield_now();
+        }
+        let t0 = Instant::now();
+        // Release: workers' Acquire load of `go` sees the resets above.
+        go.store(1, Ordering::Release);
+        for mut child in children {
+            let status = child
+                .wait()
+                .map_err(|e| Failure::runtime(format!("waiting for a worker: {e}")))?;
+            if !status.success() {
+                return Err(Failure::runtime(format!(
+                    "a {} worker failed: {status}",
+                    which.name()
+                )));
+            }
+        }
+        let seconds = t0.elapsed().as_secs_f64();
+        // Relaxed is enough: waitpid returned for every worker, and a process's exit is
+        // ordered before its parent's wait returns.
+        let final_ = match which {
+            Which::Naive | Which::Atomic => region
+                .get::<Value<u64>>(&which.object())
+                .map_err(err)?
+                .load(Ordering::Relaxed),
+            Which::Locked => *region
+                .get::<Mutex<u64>>(&which.object())
+                .map_err(err)?
+                .lock()
+                .unwrap_or_else(|died| died.into_inner()),
+            Which::Striped => region
+                .get::<StripedCounter>(&which.object())
+                .map_err(err)?
+                .sum(),
+        };
+        outcomes.push(Outcome {
+            path: which,
+            expected,
+            final_,
+            seconds,
+        });
+    }
+
+    if args.json {
+        println!("{}", to_json(args, &outcomes));
+    } else {
+        print!("{}", to_table(args, &outcomes));
+    }
+    Ok(())
+}
+
+/// Runs one worker: open the region, report ready, wait for go, increment.
+pub fn worker(args: &WorkerArgs) -> Result<(), Failure> {
+    let fail = |e: shmstate::RegionError| Failure::runtime(format!("worker: {e}"));
+    let region = Region::open(&args.path).map_err(fail)?;
+    let which = args.which;
+    let ready: &Value<u32> = region.get(&which.ready()).map_err(fail)?;
+    let go: &Value<u32> = region.get(&which.go()).map_err(fail)?;
+    // Fetch the object before reporting ready, so opening it is not timed.
+    enum Target<'a> {
+        Value(&'a Value<u64>),
+        Mutex(&'a Mutex<u64>),
+        Striped(&'a StripedCounter),
+    }
+    let target = match which {
+        Which::Naive | Which::Atomic => Target::Value(region.get(&which.object()).map_err(fail)?),
+        Which::Locked => Target::Mutex(region.get(&which.object()).map_err(fail)?),
+        Which::Striped => Target::Striped(region.get(&which.object()).map_err(fail)?),
+    };
+    // Release pairs with the parent's Acquire wait for all workers.
+    ready.fetch_add(1, Ordering::Release);
+    let start = Instant::now();
+    // Acquire pairs with the parent's Release store of `go`.
+    while go.load(Ordering::Acquire) == 0 {
+        if start.elapsed() > START_TIMEOUT {
+            return Err(Failure::runtime("worker: the parent never said go"));
+        }
+        std::hint::spin_loop();
+        std::thread::yield_now();
+    }
+    let n = args.increments;
+    match (which, target) {
+        (Which::Naive, Target::Value(v)) => {
+            for _ in 0..n {
+                // The lost update under test: another process may store between our load
+                // and our store, and one of the two increments disappears.
+                let x = v.load(Ordering::Relaxed);
+                v.store(x.wrapping_add(1), Ordering::Relaxed);
+            }
+        }
+        (Which::Atomic, Target::Value(v)) => {
+            for _ in 0..n {
+                // Relaxed: only the total matters, and fetch_add is one indivisible RMW.
+                v.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        (Which::Locked, Target::Mutex(m)) => {
+            for _ in 0..n {
+                let mut guard = m.lock().unwrap_or_else(|died| died.into_inner());
+                *guard = guard.wrapping_add(1);
+            }
+        }
+        (Which::Striped, Target::Striped(c)) => {
+            for _ in 0..n {
+                c.inc();
+            }
+        }
+        _ => unreachable!("target chosen from `which` above"),
+    }
+    Ok(())
+}
+
+fn spawn_workers(path: &Path, which: Which, args: &Args) -> Result<Vec<Child>, Failure> {
+    let exe = std::env::current_exe()
+        .map_err(|e| Failure::runtime(format!("cannot find this program to start workers: {e}")))?;
+    let mut children = Vec::new();
+    for _ in 0..args.processes {
+        let child = Command::new(&exe)
+            .arg("demo-worker")
+            .arg("--path")
+            .arg(path)
+            .arg("--which")
+            .arg(which.name())
+            .arg("--increments")
+            .arg(args.increments.to_string())
+            .spawn();
+        match child {
+            Ok(c) => children.push(c),
+            Err(e) => {
+                kill_all(&mut children);
+                return Err(Failure::runtime(format!("cannot start a worker: {e}")));
+            }
+        }
+    }
+    Ok(children)
+}
+
+fn any_exited(children: &mut [Child]) -> bool {
+    children
+        .iter_mut()
+        .any(|c| matches!(c.try_wait(), Ok(Some(_))))
+}
+
+fn kill_all(children: &mut [Child]) {
+    for c in children.iter_mut() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+/// `--path` must name a file in an existing directory.
+fn check_directory(path: &Path) -> Result<(), Failure> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(Failure::usage(format!(
+            "--path {}: directory {} does not exist",
+            path.display(),
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// A fresh name for a private region: in /dev/shm (RAM) where it exists.
+fn temp_region_path() -> PathBuf {
+    let dir = Path::new("/dev/shm");
+    let dir = if dir.is_dir() {
+        dir.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    dir.join(format!("shmstate-demo-{}-{nanos}", std::process::id()))
+}
+
+fn to_json(args: &Args, outcomes: &[Outcome]) -> String {
+    let mut s = format!(
+        "{{\"processes\": {}, \"increments\": {}, \"results\": [",
+        args.processes, args.increments
+    );
+    for (i, o) in outcomes.iter().enumerate() {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        let _ = write!(
+            s,
+            "{{\"path\": \"{}\", \"expected\": {}, \"final\": {}, \"lost\": {}, \"seconds\": {:.6}}}",
+            o.path.name(),
+            o.expected,
+            o.final_,
+            o.lost(),
+            o.seconds
+        );
+    }
+    s.push_str("]}");
+    s
+}
+
+fn to_table(args: &Args, outcomes: &[Outcome]) -> String {
+    let mut s = format!(
+        "{} processes × {} increments each, one shared number per path\n\n",
+        args.processes, args.increments
+    );
+    let _ = writeln!(
+        s,
+        "{:<8} {:>14} {:>14} {:>14} {:>10} {:>12}",
+        "path", "expected", "final", "lost", "seconds", "M incr/s"
+    );
+    for o in outcomes {
+        let _ = writeln!(
+            s,
+            "{:<8} {:>14} {:>14} {:>14} {:>10.3} {:>12.1}",
+            o.path.name(),
+            o.expected,
+            o.final_,
+            o.lost(),
+            o.seconds,
+            o.rate()
+        );
+    }
+    s.push('\n');
+    s.push_str(&conclusion(outcomes));
+    s.push('\n');
+    s
+}
+
+/// The one-line lesson, from the numbers of this run.
+fn conclusion(outcomes: &[Outcome]) -> String {
+    let get = |p: Which| outcomes.iter().find(|o| o.path == p);
+    let (Some(naive), Some(locked), Some(atomic), Some(striped)) = (
+        get(Which::Naive),
+        get(Which::Locked),
+        get(Which::Atomic),
+        get(Which::Striped),
+    ) else {
+        return String::new();
+    };
+    let exact = [locked, atomic, striped].iter().all(|o| o.lost() == 0);
+    let naive_part = if naive.lost() > 0 {
+        format!(
+            "naive load+store lost {} of {} updates ({:.1}%)",
+            naive.lost(),
+            naive.expected,
+            100.0 * naive.lost() as f64 / naive.expected as f64
+        )
+    } else {
+        "naive load+store lost nothing this time (the race did not fire; try more increments)"
+            .to_owned()
+    };
+    let speed = |a: &Outcome, b: &Outcome| {
+        if a.seconds > 0.0 {
+            b.seconds / a.seconds
+        } else {
+            f64::INFINITY
+        }
+    };
+    format!(
+        "{naive_part}; {}: fetch_add ran {:.1}× as fast as the mutex, striped {:.1}× as fast as fetch_add.",
+        if exact {
+            "the mutex, fetch_add and the striped counter were exact"
+        } else {
+            "BUG: an exact path lost updates"
+        },
+        speed(atomic, locked),
+        speed(striped, atomic),
+    )
+}

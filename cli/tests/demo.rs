@@ -1,0 +1,132 @@
+//! The `shmstate demo` command, run as users run it.
+
+use std::process::{Command, Output};
+
+fn shmstate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shmstate"))
+        .args(args)
+        .output()
+        .expect("run shmstate")
+}
+
+/// Pulls `"key": value` for each result object out of the demo's JSON line (the format is
+/// fixed by the demo's documentation, so a small scanner is enough).
+fn results(json: &str) -> Vec<(String, u64, u64, u64, f64)> {
+    let field = |obj: &str, key: &str| -> String {
+        let start = obj.find(&format!("\"{key}\": ")).expect(key) + key.len() + 4;
+        obj[start..]
+            .split([',', '}'])
+            .next()
+            .unwrap()
+            .trim()
+            .trim_matches('"')
+            .to_owned()
+    };
+    let list = &json[json.find("\"results\": [").expect("results") + 12..];
+    list.split("}, {")
+        .map(|obj| {
+            (
+                field(obj, "path"),
+                field(obj, "expected").parse().unwrap(),
+                field(obj, "final").parse().unwrap(),
+                field(obj, "lost").parse().unwrap(),
+                field(obj, "seconds").parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn demo_json_reports_every_path_and_exact_paths_are_exact() {
+    let out = shmstate(&[
+        "demo",
+        "--processes",
+        "3",
+        "--increments",
+        "20000",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("{\"processes\": 3, \"increments\": 20000, \"results\": ["));
+    let rows = results(&text);
+    let paths: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(paths, ["naive", "locked", "atomic", "striped"]);
+    for (path, expected, final_, lost, seconds) in &rows {
+        assert_eq!(*expected, 60_000, "{path}");
+        assert_eq!(*lost, expected - final_, "{path}");
+        assert!(*seconds >= 0.0);
+        if path != "naive" {
+            assert_eq!(*final_, 60_000, "{path} must be exact");
+        } else {
+            assert!(*final_ <= 60_000);
+        }
+    }
+}
+
+#[test]
+fn demo_table_has_a_row_per_path_and_a_conclusion() {
+    let out = shmstate(&["demo", "-p", "2", "-n", "10000"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    for path in ["naive", "locked", "atomic", "striped"] {
+        assert!(
+            text.lines().any(|l| l.starts_with(path)),
+            "no row for {path}:\n{text}"
+        );
+    }
+    assert!(text.contains("were exact"), "{text}");
+}
+
+#[test]
+fn demo_uses_and_keeps_a_region_file_given_by_path() {
+    let dir = std::env::temp_dir().join(format!("shmstate-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("demo.region");
+    let p = path.to_str().unwrap();
+    for _ in 0..2 {
+        // The second run reuses the objects the first one made, after resetting them.
+        let out = shmstate(&["demo", "-p", "2", "-n", "5000", "--json", "--path", p]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rows = results(&String::from_utf8(out.stdout).unwrap());
+        assert!(
+            rows.iter()
+                .filter(|r| r.0 != "naive")
+                .all(|r| r.2 == 10_000)
+        );
+    }
+    assert!(path.exists());
+    let listing = shmstate(&["inspect", p]);
+    assert!(listing.status.success());
+    assert!(String::from_utf8_lossy(&listing.stdout).contains("demo.atomic"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_arguments_exit_with_code_2_and_a_message() {
+    for args in [
+        &["demo", "--processes", "0"][..],
+        &["demo", "--increments", "0"][..],
+        &["demo", "--path", "/nonexistent-dir-for-shmstate/region"][..],
+        &["demo", "--bogus"][..],
+    ] {
+        let out = shmstate(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.trim().is_empty(), "{args:?} printed no message");
+    }
+    let out = shmstate(&["demo", "--path", "/nonexistent-dir-for-shmstate/region"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+}
