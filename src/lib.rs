@@ -21,6 +21,11 @@ pub mod sync;
 
 pub use shared::{Elem, Kind, Shared, SharedSized, TypeTag};
 
+/// The README's examples, run as doctests.
+#[cfg(all(doctest, not(loom)))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 // The region: named, typed objects in a mapped file (not under loom: loom atomics cannot
 // live in a mapping).
 #[cfg(not(loom))]
