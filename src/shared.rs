@@ -172,7 +172,11 @@ impl Elem {
     /// A [`bytemuck::Pod`] element, identified by size and alignment only: two different
     /// `Pod` structs of the same size and alignment are not told apart.
     pub const fn pod<T: bytemuck::Pod>() -> Elem {
-        Elem::code(Self::POD_CODE, size_of::<T>() as u32, align_of::<T>() as u32)
+        Elem::code(
+            Self::POD_CODE,
+            size_of::<T>() as u32,
+            align_of::<T>() as u32,
+        )
     }
 
     /// The element's name (`u64`, `f64`, `pod(16, 8)`, …) for error messages.
@@ -234,8 +238,14 @@ mod tests {
 
     #[test]
     fn tags_display_like_rust_types() {
-        assert_eq!(TypeTag::new(Kind::VALUE, Elem::U64).to_string(), "Value<u64>");
-        assert_eq!(TypeTag::new(Kind::COUNTER, Elem::NONE).to_string(), "Counter");
+        assert_eq!(
+            TypeTag::new(Kind::VALUE, Elem::U64).to_string(),
+            "Value<u64>"
+        );
+        assert_eq!(
+            TypeTag::new(Kind::COUNTER, Elem::NONE).to_string(),
+            "Counter"
+        );
         assert_eq!(
             TypeTag::new(Kind::SEQLOCK, Elem::pod::<[u64; 2]>()).to_string(),
             "SeqLock<pod(size 16, align 8)>"

@@ -16,7 +16,13 @@
 pub fn expect_model_failure(name: &str, expected: &str) {
     let exe = std::env::current_exe().expect("test binary path");
     let out = std::process::Command::new(exe)
-        .args(["--exact", name, "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            name,
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("RUST_BACKTRACE", "0")
         .output()
         .expect("run the failing model");

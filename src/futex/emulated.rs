@@ -30,7 +30,10 @@ pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool 
     if timeout.is_some() {
         return false;
     }
-    let cv = table.entry(key).or_insert_with(|| Arc::new(Condvar::new())).clone();
+    let cv = table
+        .entry(key)
+        .or_insert_with(|| Arc::new(Condvar::new()))
+        .clone();
     drop(cv.wait(table).unwrap());
     true
 }

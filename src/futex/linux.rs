@@ -33,7 +33,11 @@ pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool 
 pub fn wait_until(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> bool {
     match deadline {
         None => wait_abs(word, expected, None),
-        Some(d) => wait(word, expected, Some(d.saturating_duration_since(Instant::now()))),
+        Some(d) => wait(
+            word,
+            expected,
+            Some(d.saturating_duration_since(Instant::now())),
+        ),
     }
 }
 
