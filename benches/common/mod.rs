@@ -58,14 +58,14 @@ pub fn tune(group: &mut BenchmarkGroup<'_, WallTime>, weight: Weight) {
         Weight::Single => {
             group
                 .sample_size(30)
-                .warm_up_time(Duration::from_millis(700))
-                .measurement_time(Duration::from_secs(2));
+                .warm_up_time(Duration::from_secs(1))
+                .measurement_time(Duration::from_secs(3));
         }
         Weight::Spawning => {
             group
-                .sample_size(15)
+                .sample_size(20)
                 .warm_up_time(Duration::from_secs(1))
-                .measurement_time(Duration::from_secs(3));
+                .measurement_time(Duration::from_secs(4));
         }
     }
 }
