@@ -14,9 +14,32 @@
 #![warn(missing_docs)]
 
 pub mod futex;
+// --- locks (helper "locks") ---
+pub mod lock;
+pub use lock::{
+    Acquired, Condvar, LockResult, Mutex, MutexGuard, OwnerDied, RawMutex, RawRwLock,
+    ReentrantMutex, ReentrantMutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, TimedLockError,
+    TryLockError, WaitTimeoutResult,
+};
+// --- end locks ---
 #[allow(dead_code)] // used by the robust primitives
 mod owner;
 pub mod shared;
 pub mod sync;
 
 pub use shared::{Elem, Kind, Shared, SharedSized, TypeTag};
+
+// Values and counters (helper "values").
+pub mod counter;
+pub mod striped_counter;
+pub mod value;
+pub use counter::Counter;
+pub use striped_counter::StripedCounter;
+pub use value::{Value, ValueType};
+
+// seqlock (helper "seqlock")
+mod atomic_copy;
+pub mod seqlock;
+pub mod seqlock_array;
+pub use seqlock::{SeqLock, SeqLockError, SeqLockWriteGuard, WriteTimeout};
+pub use seqlock_array::SeqLockArray;

@@ -14,6 +14,13 @@
 //! - TIDs are reused: if the owner died and the kernel has handed its TID to a new thread
 //!   before anyone probed, the owner reads as alive until that thread exits too. Every
 //!   wait therefore has a timed variant.
+//!
+//! A process that was killed but not yet reaped by its parent is a zombie: `kill(pid, 0)`
+//! still succeeds for it. The same holds for a main thread that called `pthread_exit`
+//! while the other threads of its process run on. So when `kill` says "exists", [`probe`]
+//! also reads the state letter of `/proc/<id>/stat` and counts a zombie (`Z`) or dead
+//! (`X`) task as dead. Without `/proc` (or if it belongs to another PID namespace) that
+//! refinement is skipped and unreaped owners read as alive until reaped.
 
 #[cfg(not(loom))]
 mod imp {
@@ -72,10 +79,27 @@ mod imp {
             return super::Liveness::Dead;
         };
         match test_kill_process(pid) {
+            Ok(()) | Err(Errno::PERM) if is_zombie(id) => super::Liveness::Dead,
             Ok(()) | Err(Errno::PERM) => super::Liveness::Alive,
             Err(Errno::SRCH) => super::Liveness::Dead,
             Err(_) => super::Liveness::Alive,
         }
+    }
+
+    /// Whether `/proc/<id>/stat` names a zombie (`Z`) or dead (`X`) task. Any failure to
+    /// read or parse it answers `false` (trust `kill`). Only called on slow paths.
+    #[cold]
+    fn is_zombie(id: u32) -> bool {
+        let Ok(stat) = std::fs::read(format!("/proc/{id}/stat")) else {
+            return false;
+        };
+        // "pid (comm) S ...": comm may hold any bytes, including ')' and spaces, so the
+        // state is the first non-space byte after the *last* ')'.
+        let Some(close) = stat.iter().rposition(|&b| b == b')') else {
+            return false;
+        };
+        let state = stat[close + 1..].iter().find(|&&b| b != b' ');
+        matches!(state, Some(b'Z' | b'X'))
     }
 }
 
@@ -138,5 +162,30 @@ mod tests {
         assert_eq!(probe(u32::MAX), Liveness::Dead);
         // Above the kernel's PID_MAX_LIMIT (2^22): never a live id.
         assert_eq!(probe((1 << 22) + 1), Liveness::Dead);
+    }
+
+    #[test]
+    fn probe_sees_an_unreaped_child_as_dead() {
+        // SAFETY: the child only calls `_exit`.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            // SAFETY: ends the child at once, without running the parent's handlers.
+            unsafe { libc::_exit(0) };
+        }
+        let pid = pid as u32;
+        // The child exits but stays a zombie until reaped: `kill(pid, 0)` still succeeds,
+        // so only the `/proc` state check can see it is dead.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while probe(pid) == Liveness::Alive {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "zombie never read as dead"
+            );
+            std::thread::yield_now();
+        }
+        let mut status = 0;
+        // SAFETY: reaping our own child.
+        unsafe { libc::waitpid(pid as i32, &mut status, 0) };
     }
 }

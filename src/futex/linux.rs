@@ -20,7 +20,7 @@ const MATCH_ANY: NonZeroU32 = NonZeroU32::MAX;
 /// condition in a loop either way. `EINTR` is retried against the same deadline.
 #[inline]
 pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool {
-    let deadline = timeout.and_then(|t| monotonic_after(t));
+    let deadline = timeout.and_then(monotonic_after);
     match (timeout, deadline) {
         // A timeout too large to represent: no limit.
         (Some(_), None) => wait_abs(word, expected, None),

@@ -1,0 +1,23 @@
+//! Robust futex locks: [`Mutex`], [`RwLock`], [`ReentrantMutex`] and [`Condvar`], over the
+//! raw locks [`RawMutex`] and [`RawRwLock`].
+//!
+//! Every lock is one or two futex words placed next to its data, so it works the same on
+//! the heap and in shared memory. The uncontended paths are one atomic read-modify-write
+//! and no syscall, like `std::sync::Mutex`. Unlike a process-shared pthread mutex or
+//! Python's `multiprocessing.Lock`, a lock whose owner dies is not lost: the owner's thread
+//! id is in the lock word, waiters probe it, and the next acquirer gets an [`OwnerDied`]
+//! error carrying the guard. See [`raw_mutex`] for the mechanism and its limits.
+
+mod condvar;
+mod mutex;
+mod owner_died;
+pub mod raw_mutex;
+mod reentrant_mutex;
+pub mod rwlock;
+
+pub use condvar::{Condvar, WaitTimeoutResult};
+pub use mutex::{Mutex, MutexGuard};
+pub use owner_died::{LockResult, OwnerDied, TimedLockError, TryLockError};
+pub use raw_mutex::{Acquired, RawMutex};
+pub use reentrant_mutex::{ReentrantMutex, ReentrantMutexGuard};
+pub use rwlock::{RawRwLock, RwLock, RwLockReadGuard, RwLockWriteGuard};

@@ -1,0 +1,546 @@
+//! [`RawMutex`]: a robust futex mutex on one 32-bit word holding the owner's thread id.
+//!
+//! # The algorithm
+//!
+//! The word is `0` when unlocked, and the owner's kernel thread id (TID) when locked, plus
+//! two flags (see [`RawMutex`]'s field for the bit layout). It is the classic three-state
+//! futex mutex (Drepper, "Futexes Are Tricky"; std's `sys/sync/mutex/futex.rs`) with the
+//! "locked" state spelled as the owner's TID:
+//!
+//! - lock: one compare-exchange `0 -> tid` (the TID is a cached thread-local read, see
+//!   `owner`). No syscall.
+//! - unlock: one compare-exchange `tid -> 0`. It fails only if a flag is set; then the
+//!   slow path clears the word and calls `FUTEX_WAKE` only if `CONTENDED` was set.
+//! - contended lock: spin briefly with loads, then set `CONTENDED` and futex-wait.
+//!
+//! # Owner death
+//!
+//! Waiters do not sleep unboundedly: they wait in slices (1 ms, doubling up to
+//! [`PROBE_SLICE`] = 10 ms) and, before the first wait and after every slice that times out, ask the kernel whether the TID in the
+//! word is still alive (`kill(tid, 0)`, plus a `/proc/<tid>/stat` zombie check: see
+//! `owner::probe`). If it is dead, the waiter compare-exchanges the *observed* word to its
+//! own TID with `OWNER_DIED` set and returns [`Acquired::OwnerDied`]. This covers a process
+//! killed while holding the lock (its TIDs vanish, or its main thread becomes a zombie), a
+//! thread that exits holding the lock while its process runs on (a non-main thread's TID
+//! vanishes at once; a main thread that called `pthread_exit` shows as a zombie), and
+//! garbage: a word whose TID part is above the kernel's `PID_MAX_LIMIT` (2^22) or that has
+//! unknown bits set names no thread and is taken over at once.
+//!
+//! Detection latency is one slice at most after the kernel has torn the owner down
+//! (measured by `tests/locks_owner_death.rs` over 200 kills: median 1.1 ms, p99 1.5 ms).
+//! A waiter that is not dead-locked pays one probe per slice, not per lock.
+//!
+//! `OWNER_DIED` stays in the word while the new owner holds the lock and survives its
+//! unlock, so every later acquirer also gets `OwnerDied`, until an owner calls
+//! [`RawMutex::mark_consistent`].
+//!
+//! # Why not the kernel's robust futexes
+//!
+//! Linux has robust futexes: each thread registers one list head (`set_robust_list`) and
+//! the kernel sets `FUTEX_OWNER_DIED` on the futexes in that list when the thread dies.
+//! glibc owns that single list head per thread (for `PTHREAD_MUTEX_ROBUST`), so a library
+//! cannot register its own without breaking glibc's. Hence the probe.
+//!
+//! # Limits
+//!
+//! - **One PID namespace.** All processes that share a lock must see the same TIDs: a TID
+//!   written by a process in another PID namespace names someone else (or no one) here.
+//!   The zombie check additionally needs `/proc` of that namespace.
+//! - **TID reuse.** If the owner dies and the kernel hands its TID to a new thread before
+//!   any waiter probes, the lock reads as held by a live thread until that thread exits.
+//!   Linux allocates PIDs cyclically, so this needs the PID space to wrap between the death
+//!   and the next probe (at most one slice). It is why every wait has a timed variant.
+//! - **Zombies.** Without a readable `/proc`, a killed process reads as alive until its
+//!   parent reaps it.
+//! - **Fork with a guard held.** A forked child inherits copies of its parent's guards but
+//!   not the locks: the word still names the parent's thread. The child's copy must not be
+//!   used (unlocking it does nothing, since the word does not name the child's thread).
+//! - **Relocking on one thread** deadlocks like `std::sync::Mutex` (or times out): the word
+//!   names the caller, who is alive. Use a `ReentrantMutex` for that.
+//!
+//! Memory written by the dead owner is visible to the new owner (the kernel orders a dying
+//! process's stores before its exit is observable), but it may be half-updated: that is
+//! what `OwnerDied` reports.
+
+use core::time::Duration;
+use std::time::Instant;
+
+use crate::futex;
+use crate::owner::{self, Liveness};
+use crate::sync::{AtomicU32, Ordering, spin_loop};
+
+/// Mask of the owner's TID in a lock word.
+pub(crate) const TID_MASK: u32 = 0x00FF_FFFF;
+/// The kernel's `PID_MAX_LIMIT`: no TID is larger. A larger TID part is garbage.
+pub(crate) const MAX_TID: u32 = 1 << 22;
+/// The last owner died holding the lock and no owner has marked the data consistent since.
+const OWNER_DIED: u32 = 1 << 30;
+/// Some thread may be sleeping on the word: unlock must wake.
+const CONTENDED: u32 = 1 << 31;
+/// Every bit that a valid word may have.
+const KNOWN_BITS: u32 = TID_MASK | OWNER_DIED | CONTENDED;
+
+/// Spin iterations (loads only) before a contended lock sleeps. None under loom: there a
+/// spin is a yield, which forces a thread switch and so hides interleavings from loom's
+/// bounded search (it hid a lost wakeup in the broken-mutex model) without testing
+/// anything the loads around it do not.
+pub(crate) const SPIN_LIMIT: u32 = if cfg!(loom) { 0 } else { 100 };
+
+/// Compare-exchange attempts of a `try_*` operation before it reports "would block": a
+/// word that keeps changing under us means others hold the lock in turn.
+pub(crate) const TRY_LIMIT: u32 = 100;
+
+/// The longest a waiter sleeps before probing the owner again. Slices start at
+/// [`FIRST_SLICE`] and double up to this after each one that runs out, so an owner killed
+/// just before a waiter arrived (it still reads alive for a moment) is found quickly, and
+/// an owner that holds the lock long costs a waiter one probe per 10 ms.
+///
+/// Under loom waits are unbounded (a loom timed wait returns at once, and loom threads
+/// never die), so a missing wake is a loom deadlock instead of a hidden spin.
+#[cfg(not(loom))]
+pub const PROBE_SLICE: Option<Duration> = Some(Duration::from_millis(10));
+/// The longest a waiter sleeps before probing the owner again (unbounded under loom).
+#[cfg(loom)]
+pub const PROBE_SLICE: Option<Duration> = None;
+/// The first probe slice of a wait.
+pub const FIRST_SLICE: Duration = Duration::from_millis(1);
+
+/// The growing sequence of probe slices of one wait.
+pub(crate) struct Slices {
+    next: Duration,
+}
+
+impl Slices {
+    pub(crate) fn new() -> Self {
+        Slices { next: FIRST_SLICE }
+    }
+
+    /// The duration of the next wait towards `deadline`, or `None` if the deadline has
+    /// passed. `Some(None)` is an unbounded wait (only under loom without a deadline).
+    pub(crate) fn next(&mut self, deadline: Option<Instant>) -> Option<Option<Duration>> {
+        let slice = PROBE_SLICE.map(|max| {
+            let s = self.next;
+            self.next = (s * 2).min(max);
+            s
+        });
+        match deadline {
+            None => Some(slice),
+            Some(d) => {
+                let left = d.checked_duration_since(Instant::now())?;
+                if left.is_zero() {
+                    return None;
+                }
+                Some(Some(slice.map_or(left, |s| s.min(left))))
+            }
+        }
+    }
+}
+
+/// The TID part of a word.
+#[inline]
+const fn owner_of(w: u32) -> u32 {
+    w & TID_MASK
+}
+
+/// A word no valid sequence of operations produces: unknown bits, or a TID above
+/// `PID_MAX_LIMIT`. It names no live thread.
+#[inline]
+const fn is_garbage(w: u32) -> bool {
+    w & !KNOWN_BITS != 0 || owner_of(w) > MAX_TID
+}
+
+/// If a waiter may take the lock from word `w` (unlocked, or garbage), the flags its new
+/// word must carry besides its TID.
+#[inline]
+const fn takeable(w: u32) -> Option<u32> {
+    if is_garbage(w) {
+        Some(OWNER_DIED | CONTENDED)
+    } else if owner_of(w) == 0 {
+        // A stale CONTENDED on an unlocked word (only hostile bytes make one) is kept:
+        // it costs one needless wake.
+        Some(w & (OWNER_DIED | CONTENDED))
+    } else {
+        None
+    }
+}
+
+/// How a lock was acquired.
+///
+/// # Examples
+///
+/// ```
+/// use shmstate::{Acquired, RawMutex};
+///
+/// let m = RawMutex::new();
+/// if m.lock() == Acquired::OwnerDied {
+///     // repair the protected state, then:
+///     m.mark_consistent();
+/// }
+/// // SAFETY: this thread holds the lock.
+/// unsafe { m.unlock() };
+/// ```
+#[must_use = "OwnerDied means the protected data may be inconsistent"]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Acquired {
+    /// A normal acquisition.
+    Consistent,
+    /// The previous owner died holding the lock (or no owner has marked the lock
+    /// consistent since one did); the caller now holds it.
+    OwnerDied,
+}
+
+impl Acquired {
+    #[inline]
+    fn from_word(w: u32) -> Acquired {
+        if w & OWNER_DIED != 0 {
+            Acquired::OwnerDied
+        } else {
+            Acquired::Consistent
+        }
+    }
+}
+
+/// Whether a wait that timed out means `deadline` has passed. Under loom a timed wait times
+/// out at once and stands for "the deadline passed".
+pub(crate) fn deadline_passed(deadline: Option<Instant>) -> bool {
+    match deadline {
+        None => false,
+        Some(_) if cfg!(loom) => true,
+        Some(d) => Instant::now() >= d,
+    }
+}
+
+/// Whether thread `tid` is dead (the probe is a syscall: slow paths only).
+#[inline]
+pub(crate) fn is_dead(tid: u32) -> bool {
+    owner::probe(tid) == Liveness::Dead
+}
+
+/// A robust mutual-exclusion lock without data: one futex word naming its owner.
+///
+/// Prefer [`Mutex`](crate::Mutex), whose guard proves ownership. `RawMutex` is the
+/// building block: `lock` returns how it was acquired and [`unlock`](Self::unlock) is
+/// `unsafe`. See the [module docs](self) for the algorithm, owner-death detection and
+/// its limits.
+///
+/// All-zero bytes are an unlocked mutex, and any bytes are a valid one (garbage reads as
+/// a dead owner), so it can be placed in shared memory.
+///
+/// # Examples
+///
+/// ```
+/// use shmstate::{Acquired, RawMutex};
+///
+/// let m = RawMutex::new();
+/// assert_eq!(m.lock(), Acquired::Consistent);
+/// assert!(m.try_lock().is_none());
+/// // SAFETY: this thread holds the lock.
+/// unsafe { m.unlock() };
+/// assert!(!m.is_locked());
+/// ```
+#[derive(Debug, Default)]
+#[repr(C)]
+pub struct RawMutex {
+    /// The lock word:
+    ///
+    /// | bits   | meaning                                                         |
+    /// |--------|-----------------------------------------------------------------|
+    /// | 0..24  | owner's TID (`TID_MASK`); 0 = unlocked; > 2^22 = garbage       |
+    /// | 24..30 | unused: must be 0 (else garbage)                                |
+    /// | 30     | `OWNER_DIED`: an owner died; data not marked consistent since   |
+    /// | 31     | `CONTENDED`: a thread may sleep on the word; unlock must wake   |
+    ///
+    /// `0` is unlocked and consistent; `OWNER_DIED` alone is unlocked, inconsistent.
+    word: AtomicU32,
+}
+
+#[cfg(not(loom))]
+static_assertions::assert_eq_size!(RawMutex, u32);
+#[cfg(not(loom))]
+static_assertions::assert_eq_align!(RawMutex, u32);
+
+impl RawMutex {
+    /// An unlocked mutex.
+    pub fn new() -> Self {
+        RawMutex {
+            word: AtomicU32::new(0),
+        }
+    }
+
+    /// Blocks until the calling thread holds the lock. Recovers the lock from a dead owner
+    /// in bounded time (see the [module docs](self)).
+    ///
+    /// Locking a mutex the calling thread already holds deadlocks.
+    #[inline]
+    pub fn lock(&self) -> Acquired {
+        let me = owner::current();
+        // Acquire pairs with the Release compare-exchange in `unlock`, so the previous
+        // owner's writes happen before ours.
+        if self
+            .word
+            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            return Acquired::Consistent;
+        }
+        loop {
+            if let Some(a) = self.lock_contended(me, None) {
+                return a;
+            }
+        }
+    }
+
+    /// Takes the lock if it is free (or its word is garbage), without waiting and without
+    /// a syscall. Returns `None` if it is held, even if its holder is dead: recovering a
+    /// dead owner needs a probe, which [`lock`](Self::lock) and
+    /// [`lock_until`](Self::lock_until) do.
+    #[inline]
+    pub fn try_lock(&self) -> Option<Acquired> {
+        let me = owner::current();
+        // Acquire: as in `lock`.
+        match self
+            .word
+            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+        {
+            Ok(_) => Some(Acquired::Consistent),
+            Err(w) => self.try_lock_slow(me, w),
+        }
+    }
+
+    #[cold]
+    fn try_lock_slow(&self, me: u32, mut w: u32) -> Option<Acquired> {
+        for _ in 0..TRY_LIMIT {
+            let flags = takeable(w)?;
+            match self.take(w, me | flags) {
+                Ok(a) => return Some(a),
+                Err(now) => w = now,
+            }
+        }
+        None
+    }
+
+    /// [`lock`](Self::lock) that gives up after `timeout`. Returns `None` if the lock was
+    /// not acquired; then at least `timeout` has passed.
+    pub fn lock_timeout(&self, timeout: Duration) -> Option<Acquired> {
+        match Instant::now().checked_add(timeout) {
+            Some(deadline) => self.lock_until(deadline),
+            None => Some(self.lock()),
+        }
+    }
+
+    /// [`lock`](Self::lock) that gives up at `deadline` (`CLOCK_MONOTONIC`). Returns `None`
+    /// if the lock was not acquired; then `deadline` has passed.
+    pub fn lock_until(&self, deadline: Instant) -> Option<Acquired> {
+        if let Some(a) = self.try_lock() {
+            return Some(a);
+        }
+        self.lock_contended(owner::current(), Some(deadline))
+    }
+
+    /// Compare-exchanges the observed word `w` to `new` (`new` names the caller).
+    #[inline]
+    fn take(&self, w: u32, new: u32) -> Result<Acquired, u32> {
+        // Acquire pairs with the Release compare-exchange in `unlock` of the previous
+        // owner (a dead owner released nothing; what it wrote is visible anyway, see the
+        // module docs).
+        self.word
+            .compare_exchange(w, new, Ordering::Acquire, Ordering::Relaxed)
+            .map(|_| Acquired::from_word(new))
+    }
+
+    /// Spins with loads while the lock is held and nobody sleeps on it.
+    fn spin(&self) -> u32 {
+        let mut spins = SPIN_LIMIT;
+        loop {
+            // Relaxed: only a hint; every acquisition is a compare-exchange.
+            let w = self.word.load(Ordering::Relaxed);
+            if takeable(w).is_some() || w & CONTENDED != 0 || spins == 0 {
+                return w;
+            }
+            spins -= 1;
+            spin_loop();
+        }
+    }
+
+    /// The contended path. `None` only if `deadline` passed.
+    #[cold]
+    fn lock_contended(&self, me: u32, deadline: Option<Instant>) -> Option<Acquired> {
+        let mut w = self.spin();
+        // While spinning we have not announced ourselves: take it without CONTENDED.
+        if let Some(flags) = takeable(w) {
+            match self.take(w, me | flags) {
+                Ok(a) => return Some(a),
+                Err(now) => w = now,
+            }
+        }
+        let mut probed = 0;
+        let mut slices = Slices::new();
+        loop {
+            if let Some(flags) = takeable(w) {
+                // We may have slept, so others may sleep too: keep CONTENDED (as std does).
+                match self.take(w, me | flags | CONTENDED) {
+                    Ok(a) => return Some(a),
+                    Err(now) => {
+                        w = now;
+                        continue;
+                    }
+                }
+            }
+            if w & CONTENDED == 0 {
+                // Relaxed: the flag only tells the owner's unlock to wake; the futex
+                // wait below re-checks the word atomically.
+                if let Err(now) = self.word.compare_exchange(
+                    w,
+                    w | CONTENDED,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
+                    w = now;
+                    continue;
+                }
+                w |= CONTENDED;
+            }
+            // Probe each new owner once before sleeping: a lock held by a thread that is
+            // already dead is recovered without waiting a slice.
+            if owner_of(w) != probed {
+                probed = owner_of(w);
+                if is_dead(probed) {
+                    match self.take(w, me | OWNER_DIED | CONTENDED) {
+                        Ok(a) => return Some(a),
+                        Err(now) => {
+                            w = now;
+                            continue;
+                        }
+                    }
+                }
+            }
+            let slice = slices.next(deadline)?;
+            if !futex::wait(&self.word, w, slice) {
+                if deadline_passed(deadline) {
+                    return None;
+                }
+                // A slice ran out: has the owner died meanwhile?
+                probed = 0;
+            }
+            // Relaxed: re-read before the next compare-exchange, which orders.
+            w = self.word.load(Ordering::Relaxed);
+        }
+    }
+
+    /// Releases the lock, waking one waiter if any may sleep. Keeps `OWNER_DIED`.
+    ///
+    /// If the word does not name the calling thread (a copy of a guard in a forked child,
+    /// or another process overwrote the word), nothing happens.
+    ///
+    /// # Safety
+    ///
+    /// The calling thread holds the lock (acquired by `lock`, `try_lock` or a timed lock
+    /// on this thread, and not unlocked since), and nothing uses the data it protects
+    /// after this call until it locks again.
+    #[inline]
+    pub unsafe fn unlock(&self) {
+        let me = owner::current();
+        // Release pairs with the Acquire compare-exchange of the next owner (`take`,
+        // `lock`, `try_lock`), publishing our writes to the protected data.
+        if self
+            .word
+            .compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed)
+            .is_err()
+        {
+            self.unlock_slow(me, true);
+        }
+    }
+
+    /// `unlock` that forgets to wake: a deliberately broken unlock for the loom test that
+    /// proves lost wakeups are caught. Not part of the API.
+    ///
+    /// # Safety
+    ///
+    /// As for [`unlock`](Self::unlock).
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub unsafe fn unlock_without_wake(&self) {
+        let me = owner::current();
+        // Release: as in `unlock`.
+        if self
+            .word
+            .compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed)
+            .is_err()
+        {
+            self.unlock_slow(me, false);
+        }
+    }
+
+    #[cold]
+    fn unlock_slow(&self, me: u32, wake: bool) {
+        // Relaxed: the compare-exchange below orders.
+        let mut w = self.word.load(Ordering::Relaxed);
+        loop {
+            if is_garbage(w) || owner_of(w) != me {
+                // Not ours (see `unlock`'s docs): leave it for its owner or the recovery.
+                return;
+            }
+            // Release: as in `unlock`.
+            match self.word.compare_exchange(
+                w,
+                w & OWNER_DIED,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => w = now,
+            }
+        }
+        if wake && w & CONTENDED != 0 {
+            futex::wake_one(&self.word);
+        }
+    }
+
+    /// Clears the `OWNER_DIED` mark if the calling thread holds the lock: the data is
+    /// consistent again, later acquirers get [`Acquired::Consistent`]. Returns whether the
+    /// calling thread holds the lock (if not, nothing changes).
+    pub fn mark_consistent(&self) -> bool {
+        let me = owner::current();
+        // Relaxed: the mark is read by the next owner's Acquire compare-exchange, which
+        // our later Release unlock (same word, after this in modification order) orders.
+        let r = self
+            .word
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+                (!is_garbage(w) && owner_of(w) == me).then_some(w & !OWNER_DIED)
+            });
+        r.is_ok()
+    }
+
+    /// Whether the `OWNER_DIED` mark is set (a snapshot, exact for the holder).
+    pub fn mark_is_set(&self) -> bool {
+        // Relaxed: the holder reads its own word; for others it is a snapshot.
+        self.word.load(Ordering::Relaxed) & OWNER_DIED != 0
+    }
+
+    /// Whether the lock is held now (by anyone, perhaps a dead thread). A snapshot.
+    pub fn is_locked(&self) -> bool {
+        // Relaxed: a snapshot for diagnostics, not used to synchronise.
+        let w = self.word.load(Ordering::Relaxed);
+        is_garbage(w) || owner_of(w) != 0
+    }
+
+    /// Whether the calling thread holds the lock.
+    pub fn is_owned_by_current_thread(&self) -> bool {
+        // Relaxed: only the calling thread can make this true or false for itself.
+        let w = self.word.load(Ordering::Relaxed);
+        !is_garbage(w) && owner_of(w) == owner::current()
+    }
+
+    /// The TID of the holder, if any (a snapshot, for diagnostics).
+    pub fn owner(&self) -> Option<u32> {
+        // Relaxed: a snapshot for diagnostics.
+        let w = self.word.load(Ordering::Relaxed);
+        (!is_garbage(w) && owner_of(w) != 0).then_some(owner_of(w))
+    }
+
+    /// The raw word, for tests and diagnostics (e.g. writing hostile bytes).
+    #[doc(hidden)]
+    pub fn word(&self) -> &AtomicU32 {
+        &self.word
+    }
+}

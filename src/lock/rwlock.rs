@@ -1,0 +1,916 @@
+//! [`RwLock<T>`] and [`RawRwLock`]: a robust, writer-preferring readers-writer lock.
+//!
+//! The algorithm follows std's futex rwlock (`sys/sync/rwlock/futex.rs`): one state word
+//! holding the reader count and two "waiting" bits, readers sleeping on the state word and
+//! writers on a separate notification counter; a waiting writer blocks new readers, so
+//! writers do not starve. One difference: an unlock clears both waiting bits and wakes one
+//! writer *and* all readers (see `wake_flagged`), because our futex wake does not report
+//! whether a writer was there to wake. As in [`RawMutex`](super::RawMutex), the write-locked state holds
+//! the writer's TID, so waiters can probe it and recover from a dead writer.
+//!
+//! # Owner death
+//!
+//! - **A writer dies holding the write lock**: a waiter (reader or writer) whose wait slice
+//!   runs out probes the writer's TID; if it is dead, the waiter releases the lock on the
+//!   dead writer's behalf, sets `OWNER_DIED` and wakes everyone. The next acquirer, reader
+//!   or writer, gets [`OwnerDied`]. The mark persists (readers keep getting `OwnerDied`)
+//!   until a *writer* calls [`RwLockWriteGuard::mark_consistent`].
+//! - **A reader dies holding a read lock**: the reader count cannot say whose locks it
+//!   counts, so this is not detected; the count stays raised and writers wait forever.
+//!   Every write therefore has a timed variant ([`RwLock::write_timeout`]); a reader dying
+//!   cannot corrupt data (readers do not write).
+//!
+//! Limits: as for [`RawMutex`](super::raw_mutex#limits).
+
+use core::fmt;
+use core::marker::PhantomData;
+use core::ops::{Deref, DerefMut};
+use core::time::Duration;
+use std::time::Instant;
+
+use bytemuck::Pod;
+
+use super::owner_died::{LockResult, OwnerDied, TimedLockError, TryLockError};
+use super::raw_mutex::{
+    Acquired, MAX_TID, SPIN_LIMIT, Slices, TID_MASK, TRY_LIMIT, deadline_passed, is_dead,
+};
+use crate::futex;
+use crate::owner;
+use crate::shared::{Elem, Kind, SharedSized, TypeTag};
+use crate::sync::{AtomicU32, Ordering, UnsafeCell, spin_loop};
+
+/// Reader count, or the writer's TID when `WRITE_LOCKED`.
+const COUNT_MASK: u32 = TID_MASK;
+/// Most readers at once; one more waits.
+const MAX_READERS: u32 = COUNT_MASK;
+/// Write-locked; `COUNT_MASK` bits are the writer's TID.
+const WRITE_LOCKED: u32 = 1 << 27;
+/// A writer died holding the lock; no writer has marked the data consistent since.
+const OWNER_DIED: u32 = 1 << 28;
+/// Readers may sleep on `state`.
+const READERS_WAITING: u32 = 1 << 30;
+/// Writers may sleep on `writer_notify`; new readers wait.
+const WRITERS_WAITING: u32 = 1 << 31;
+const WAITING: u32 = READERS_WAITING | WRITERS_WAITING;
+const KNOWN_BITS: u32 = COUNT_MASK | WRITE_LOCKED | OWNER_DIED | WAITING;
+
+#[inline]
+const fn is_write_locked(s: u32) -> bool {
+    s & WRITE_LOCKED != 0
+}
+
+#[inline]
+const fn writer_of(s: u32) -> u32 {
+    s & COUNT_MASK
+}
+
+/// Neither read- nor write-locked (waiting bits and `OWNER_DIED` may be set).
+#[inline]
+const fn is_unlocked(s: u32) -> bool {
+    s & (COUNT_MASK | WRITE_LOCKED) == 0
+}
+
+/// Unknown bits, or a write lock naming no possible thread.
+#[inline]
+const fn is_garbage(s: u32) -> bool {
+    s & !KNOWN_BITS != 0 || (is_write_locked(s) && (writer_of(s) == 0 || writer_of(s) > MAX_TID))
+}
+
+/// A reader may join: no writer holds or waits, and the count has room. (A stale
+/// `READERS_WAITING` does not block readers: readers only wait for writers.)
+#[inline]
+const fn is_read_lockable(s: u32) -> bool {
+    !is_garbage(s)
+        && !is_write_locked(s)
+        && s & WRITERS_WAITING == 0
+        && s & COUNT_MASK < MAX_READERS
+}
+
+#[inline]
+fn acquired(s: u32) -> Acquired {
+    if s & OWNER_DIED != 0 {
+        Acquired::OwnerDied
+    } else {
+        Acquired::Consistent
+    }
+}
+
+/// A robust readers-writer lock without data. See the [module docs](self).
+///
+/// Prefer [`RwLock`], whose guards prove ownership. All-zero bytes are an unlocked lock
+/// and any bytes are a valid one (garbage reads as a dead writer).
+///
+/// # Examples
+///
+/// ```
+/// use shmstate::{Acquired, RawRwLock};
+///
+/// let l = RawRwLock::new();
+/// assert_eq!(l.read(), Acquired::Consistent);
+/// assert_eq!(l.read(), Acquired::Consistent);
+/// assert!(l.try_write().is_none());
+/// // SAFETY: this thread holds two read locks.
+/// unsafe { l.read_unlock(); l.read_unlock() };
+/// assert_eq!(l.write(), Acquired::Consistent);
+/// // SAFETY: this thread holds the write lock.
+/// unsafe { l.write_unlock() };
+/// ```
+#[derive(Debug, Default)]
+#[repr(C)]
+pub struct RawRwLock {
+    /// The state word:
+    ///
+    /// | bits   | meaning                                                               |
+    /// |--------|-----------------------------------------------------------------------|
+    /// | 0..24  | reader count; or, if `WRITE_LOCKED`, the writer's TID (≤ 2^22)         |
+    /// | 24..27 | unused: must be 0 (else garbage)                                      |
+    /// | 27     | `WRITE_LOCKED`                                                        |
+    /// | 28     | `OWNER_DIED`: a writer died; not marked consistent since              |
+    /// | 29     | unused: must be 0                                                     |
+    /// | 30     | `READERS_WAITING`: readers may sleep on this word                     |
+    /// | 31     | `WRITERS_WAITING`: writers may sleep on `writer_notify`; readers wait |
+    state: AtomicU32,
+    /// Bumped (wrapping) to wake a writer; writers futex-wait on it.
+    writer_notify: AtomicU32,
+}
+
+#[cfg(not(loom))]
+static_assertions::assert_eq_size!(RawRwLock, [u32; 2]);
+#[cfg(not(loom))]
+static_assertions::assert_eq_align!(RawRwLock, u32);
+
+impl RawRwLock {
+    /// An unlocked lock.
+    pub fn new() -> Self {
+        RawRwLock {
+            state: AtomicU32::new(0),
+            writer_notify: AtomicU32::new(0),
+        }
+    }
+
+    // ----- readers -----
+
+    /// Blocks until the calling thread holds a read lock. Recovers from a dead writer.
+    #[inline]
+    pub fn read(&self) -> Acquired {
+        if let Some(a) = self.try_read_fast() {
+            return a;
+        }
+        loop {
+            if let Some(a) = self.read_contended(None) {
+                return a;
+            }
+        }
+    }
+
+    /// Takes a read lock if no writer holds or waits, without waiting. Does not probe a
+    /// holding writer (see [`RawMutex::try_lock`](super::RawMutex::try_lock)).
+    pub fn try_read(&self) -> Option<Acquired> {
+        if let Some(a) = self.try_read_fast() {
+            return Some(a);
+        }
+        // Relaxed: the compare-exchange orders.
+        let mut s = self.state.load(Ordering::Relaxed);
+        for _ in 0..TRY_LIMIT {
+            if is_garbage(s) {
+                self.recover(s);
+            } else if is_read_lockable(s) {
+                // Acquire pairs with the Release in `write_unlock`.
+                match self.state.compare_exchange_weak(
+                    s,
+                    s + 1,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return Some(acquired(s)),
+                    Err(now) => {
+                        s = now;
+                        continue;
+                    }
+                }
+            } else {
+                return None;
+            }
+            s = self.state.load(Ordering::Relaxed);
+        }
+        None
+    }
+
+    /// [`read`](Self::read) giving up at `deadline`; `None` means it passed.
+    pub fn read_until(&self, deadline: Instant) -> Option<Acquired> {
+        if let Some(a) = self.try_read_fast() {
+            return Some(a);
+        }
+        self.read_contended(Some(deadline))
+    }
+
+    #[inline]
+    fn try_read_fast(&self) -> Option<Acquired> {
+        // Relaxed: the compare-exchange orders.
+        let s = self.state.load(Ordering::Relaxed);
+        // Acquire pairs with the Release in `write_unlock`: the last writer's writes
+        // happen before our reads.
+        (is_read_lockable(s)
+            && self
+                .state
+                .compare_exchange_weak(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok())
+        .then(|| acquired(s))
+    }
+
+    #[cold]
+    fn read_contended(&self, deadline: Option<Instant>) -> Option<Acquired> {
+        let mut s = self.spin_read();
+        let mut probed = 0;
+        let mut slices = Slices::new();
+        loop {
+            if is_garbage(s) {
+                self.recover(s);
+                s = self.state.load(Ordering::Relaxed);
+                continue;
+            }
+            if is_read_lockable(s) {
+                // Acquire: as in `try_read_fast`.
+                match self.state.compare_exchange_weak(
+                    s,
+                    s + 1,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return Some(acquired(s)),
+                    Err(now) => {
+                        s = now;
+                        continue;
+                    }
+                }
+            }
+            if is_write_locked(s) && writer_of(s) != probed {
+                probed = writer_of(s);
+                if is_dead(probed) {
+                    self.recover(s);
+                    s = self.state.load(Ordering::Relaxed);
+                    continue;
+                }
+            }
+            if s & READERS_WAITING == 0 {
+                // Relaxed: the flag tells unlockers to wake; the futex wait re-checks.
+                if let Err(now) = self.state.compare_exchange(
+                    s,
+                    s | READERS_WAITING,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
+                    s = now;
+                    continue;
+                }
+                s |= READERS_WAITING;
+            }
+            let slice = slices.next(deadline)?;
+            if !futex::wait(&self.state, s, slice) {
+                if deadline_passed(deadline) {
+                    return None;
+                }
+                probed = 0;
+            }
+            s = self.spin_read();
+        }
+    }
+
+    /// Releases a read lock.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds a read lock it took on this lock and has not released, and does
+    /// not read the protected data after this call until it locks again.
+    #[inline]
+    pub unsafe fn read_unlock(&self) {
+        // Release pairs with the Acquire of the next writer (or of `recover`'s readers),
+        // so our reads happen before its writes.
+        let s = self.state.fetch_sub(1, Ordering::Release).wrapping_sub(1);
+        // The last reader out wakes the waiters (a writer waits behind readers).
+        if !is_garbage(s) && is_unlocked(s) && s & WAITING != 0 {
+            self.wake_waiters(s);
+        }
+    }
+
+    // ----- writers -----
+
+    /// Blocks until the calling thread holds the write lock. Recovers from a dead writer;
+    /// waits for readers without bound (see the [module docs](self)): prefer
+    /// [`write_until`](Self::write_until) if readers may die.
+    #[inline]
+    pub fn write(&self) -> Acquired {
+        let me = owner::current();
+        // Acquire pairs with the Release in `write_unlock` / `read_unlock`.
+        if self
+            .state
+            .compare_exchange(0, WRITE_LOCKED | me, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            return Acquired::Consistent;
+        }
+        loop {
+            if let Some(a) = self.write_contended(me, None) {
+                return a;
+            }
+        }
+    }
+
+    /// Takes the write lock if the lock is free, without waiting (and without probing).
+    pub fn try_write(&self) -> Option<Acquired> {
+        let me = owner::current();
+        // Relaxed: the compare-exchange orders.
+        let mut s = self.state.load(Ordering::Relaxed);
+        for _ in 0..TRY_LIMIT {
+            if is_garbage(s) {
+                self.recover(s);
+            } else if is_unlocked(s) {
+                // Acquire: as in `write`.
+                match self.state.compare_exchange(
+                    s,
+                    s | WRITE_LOCKED | me,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return Some(acquired(s)),
+                    Err(now) => {
+                        s = now;
+                        continue;
+                    }
+                }
+            } else {
+                return None;
+            }
+            s = self.state.load(Ordering::Relaxed);
+        }
+        None
+    }
+
+    /// [`write`](Self::write) giving up at `deadline`; `None` means it passed.
+    pub fn write_until(&self, deadline: Instant) -> Option<Acquired> {
+        let me = owner::current();
+        // Acquire: as in `write`.
+        if self
+            .state
+            .compare_exchange(0, WRITE_LOCKED | me, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            return Some(Acquired::Consistent);
+        }
+        self.write_contended(me, Some(deadline))
+    }
+
+    #[cold]
+    fn write_contended(&self, me: u32, deadline: Option<Instant>) -> Option<Acquired> {
+        let mut s = self.spin_write();
+        // Once we have waited, other writers may wait too: keep WRITERS_WAITING set when we
+        // take the lock, so our unlock wakes them.
+        let mut other_writers_waiting = 0;
+        let mut probed = 0;
+        let mut slices = Slices::new();
+        loop {
+            if is_garbage(s) {
+                self.recover(s);
+                s = self.state.load(Ordering::Relaxed);
+                continue;
+            }
+            if is_unlocked(s) {
+                // Acquire: as in `write`.
+                match self.state.compare_exchange_weak(
+                    s,
+                    s | WRITE_LOCKED | me | other_writers_waiting,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return Some(acquired(s)),
+                    Err(now) => {
+                        s = now;
+                        continue;
+                    }
+                }
+            }
+            if s & WRITERS_WAITING == 0 {
+                // Relaxed: the flag tells unlockers to wake; `writer_notify` orders below.
+                if let Err(now) = self.state.compare_exchange(
+                    s,
+                    s | WRITERS_WAITING,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
+                    s = now;
+                    continue;
+                }
+            }
+            other_writers_waiting = WRITERS_WAITING;
+            // Acquire pairs with the Release increment in `wake_writer`: if we see the new
+            // value, we also see the state it published.
+            let seq = self.writer_notify.load(Ordering::Acquire);
+            // Re-check after reading `seq`: an unlock between our flag and `seq` would
+            // otherwise be missed.
+            s = self.state.load(Ordering::Relaxed);
+            if is_garbage(s) || is_unlocked(s) || s & WRITERS_WAITING == 0 {
+                continue;
+            }
+            if is_write_locked(s) && writer_of(s) != probed {
+                probed = writer_of(s);
+                if is_dead(probed) {
+                    self.recover(s);
+                    s = self.state.load(Ordering::Relaxed);
+                    continue;
+                }
+            }
+            let Some(slice) = slices.next(deadline) else {
+                self.give_up_write();
+                return None;
+            };
+            if !futex::wait(&self.writer_notify, seq, slice) {
+                if deadline_passed(deadline) {
+                    self.give_up_write();
+                    return None;
+                }
+                probed = 0;
+            }
+            s = self.spin_write();
+        }
+    }
+
+    /// A writer gives up waiting. `WRITERS_WAITING` may be set only for it, and a stale
+    /// bit would block new readers for as long as the current ones hold (forever, if one of
+    /// them is the thread that asks next). So it clears the bit and wakes every waiting
+    /// writer, which re-registers, and, if no writer holds the lock, the readers that the
+    /// bit held back.
+    #[cold]
+    fn give_up_write(&self) {
+        // Relaxed: no data is published; the waits re-check the words.
+        let prev = self
+            .state
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| {
+                (!is_garbage(s) && s & WRITERS_WAITING != 0).then_some(s & !WRITERS_WAITING)
+            });
+        if let Ok(prev) = prev {
+            // Release: as in `wake_writer`.
+            self.writer_notify.fetch_add(1, Ordering::Release);
+            futex::wake_all(&self.writer_notify);
+            if !is_write_locked(prev) && prev & READERS_WAITING != 0 {
+                futex::wake_all(&self.state);
+            }
+        }
+    }
+
+    /// Releases the write lock (keeping `OWNER_DIED`) and wakes the waiters.
+    /// If the state does not name the calling thread as writer, nothing happens.
+    ///
+    /// # Safety
+    ///
+    /// The calling thread holds the write lock and does not use the protected data after
+    /// this call until it locks again.
+    #[inline]
+    pub unsafe fn write_unlock(&self) {
+        let me = owner::current();
+        // Release pairs with the Acquire of the next reader or writer.
+        if self
+            .state
+            .compare_exchange(WRITE_LOCKED | me, 0, Ordering::Release, Ordering::Relaxed)
+            .is_err()
+        {
+            self.write_unlock_slow(me);
+        }
+    }
+
+    #[cold]
+    fn write_unlock_slow(&self, me: u32) {
+        // Relaxed: the compare-exchange orders.
+        let mut s = self.state.load(Ordering::Relaxed);
+        loop {
+            if is_garbage(s) || !is_write_locked(s) || writer_of(s) != me {
+                return;
+            }
+            // Release: as in `write_unlock`. Clearing the waiting bits in the same step
+            // means no one can lock in between and inherit them unwoken.
+            match self.state.compare_exchange(
+                s,
+                s & OWNER_DIED,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return self.wake_flagged(s),
+                Err(now) => s = now,
+            }
+        }
+    }
+
+    /// Clears `OWNER_DIED` if the calling thread holds the write lock. Returns whether it
+    /// does.
+    pub fn mark_consistent(&self) -> bool {
+        let me = owner::current();
+        // Relaxed: ordered before our Release unlock of the same word.
+        self.state
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| {
+                (!is_garbage(s) && is_write_locked(s) && writer_of(s) == me)
+                    .then_some(s & !OWNER_DIED)
+            })
+            .is_ok()
+    }
+
+    /// Whether any read or write lock is held now (a snapshot).
+    pub fn is_locked(&self) -> bool {
+        // Relaxed: a snapshot for diagnostics.
+        !is_unlocked(self.state.load(Ordering::Relaxed))
+    }
+
+    /// The raw state word, for tests and diagnostics.
+    #[doc(hidden)]
+    pub fn state(&self) -> &AtomicU32 {
+        &self.state
+    }
+
+    // ----- shared -----
+
+    /// Called with an unlocked state `s`: clears the waiting bits (keeping `OWNER_DIED`)
+    /// and wakes whoever they name. If someone locks first, their unlock inherits the bits
+    /// and does this instead.
+    fn wake_waiters(&self, mut s: u32) {
+        loop {
+            if is_garbage(s) || !is_unlocked(s) || s & WAITING == 0 {
+                return;
+            }
+            // Relaxed: no data is published (the unlock before us released); the woken
+            // re-check the state with their own compare-exchanges.
+            match self.state.compare_exchange(
+                s,
+                s & OWNER_DIED,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return self.wake_flagged(s),
+                Err(now) => s = now,
+            }
+        }
+    }
+
+    /// Wakes one writer if `s` had `WRITERS_WAITING` and every reader if it had
+    /// `READERS_WAITING`. The bits have just been cleared, so every waiter re-registers.
+    ///
+    /// Why not only the writer when both wait, as std does: std learns from the wake count
+    /// whether a writer was there to wake and falls back to the readers; a writer that
+    /// took the lock with `WRITERS_WAITING` set conservatively, or gave up, would otherwise
+    /// leave readers asleep (loom finds this). The woken readers and writer race; a writer
+    /// that loses sets `WRITERS_WAITING` again, which stops further readers, so writers
+    /// still do not starve.
+    fn wake_flagged(&self, s: u32) {
+        if s & WRITERS_WAITING != 0 {
+            self.wake_writer();
+        }
+        if s & READERS_WAITING != 0 {
+            futex::wake_all(&self.state);
+        }
+    }
+
+    fn wake_writer(&self) {
+        // Release pairs with the Acquire load of `writer_notify` in `write_contended`.
+        self.writer_notify.fetch_add(1, Ordering::Release);
+        futex::wake_one(&self.writer_notify);
+    }
+
+    /// The state `s` is garbage or write-locked by a dead thread: release it on the dead
+    /// writer's behalf, mark `OWNER_DIED`, clear the waiting bits and wake every waiter,
+    /// who all re-register. A no-op if the state changed since `s` was read.
+    #[cold]
+    fn recover(&self, s: u32) {
+        // Relaxed: nothing to publish (the dead writer's stores are visible anyway, see
+        // the raw_mutex docs); the next acquirer's Acquire compare-exchange reads this.
+        if self
+            .state
+            .compare_exchange(s, OWNER_DIED, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            // Release: as in `wake_writer`.
+            self.writer_notify.fetch_add(1, Ordering::Release);
+            futex::wake_all(&self.writer_notify);
+            futex::wake_all(&self.state);
+        }
+    }
+
+    fn spin_until(&self, stop: impl Fn(u32) -> bool) -> u32 {
+        let mut spins = SPIN_LIMIT;
+        loop {
+            // Relaxed: a hint; acquisitions compare-exchange.
+            let s = self.state.load(Ordering::Relaxed);
+            if stop(s) || spins == 0 {
+                return s;
+            }
+            spins -= 1;
+            spin_loop();
+        }
+    }
+
+    fn spin_read(&self) -> u32 {
+        // Stop when readable, or when others sleep (spinning would not be fair to them).
+        self.spin_until(|s| !is_write_locked(s) || s & WAITING != 0 || is_garbage(s))
+    }
+
+    fn spin_write(&self) -> u32 {
+        self.spin_until(|s| is_unlocked(s) || s & WAITING != 0 || is_garbage(s))
+    }
+}
+
+/// A readers-writer lock protecting a `T`, shared by threads and processes, robust against
+/// a writer's death.
+///
+/// Many readers or one writer; a waiting writer blocks new readers. If a writer dies
+/// holding the write lock, the next acquirer gets [`OwnerDied`]; readers keep getting it
+/// (they can still read) until a writer repairs the data and calls
+/// [`RwLockWriteGuard::mark_consistent`]. A reader dying holding a read lock is not
+/// detected: use [`write_timeout`](Self::write_timeout) where that can happen. See the
+/// [module docs](self).
+///
+/// Layout: `#[repr(C)]`, the two lock words first, then `T`; all-zero is an unlocked lock
+/// holding `T::zeroed()`.
+///
+/// # Examples
+///
+/// ```
+/// use shmstate::RwLock;
+///
+/// let l = RwLock::new([1u64, 1]);
+/// {
+///     let r1 = l.read().unwrap();
+///     let r2 = l.read().unwrap();
+///     assert_eq!(r1[0], r2[1]);
+/// }
+/// let mut w = l.write().unwrap();
+/// w[0] += 1;
+/// w[1] += 1;
+/// ```
+#[repr(C)]
+pub struct RwLock<T> {
+    raw: RawRwLock,
+    data: UnsafeCell<T>,
+}
+
+#[cfg(not(loom))]
+static_assertions::assert_eq_size!(RwLock<u64>, [u64; 2]);
+#[cfg(not(loom))]
+static_assertions::assert_eq_align!(RwLock<u64>, u64);
+#[cfg(not(loom))]
+static_assertions::assert_eq_size!(RwLock<[u64; 2]>, [u64; 3]);
+#[cfg(not(loom))]
+const _: () = assert!(core::mem::offset_of!(RwLock<u64>, raw) == 0);
+
+// SAFETY: writers get `&mut T` only alone (the lock excludes everyone else), readers get
+// `&T` concurrently: T must be Send (moved between writers) and Sync (shared by readers).
+unsafe impl<T: Pod + Send + Sync> Sync for RwLock<T> {}
+
+// SAFETY: 1. all-zero: an unlocked `RawRwLock` and `T::zeroed()`. 2. every bit pattern:
+// any state is valid (garbage is recovered as a dead writer), `T` is Pod, padding is never
+// read. 3. two `u32`s and a Pod. 4. `#[repr(C)]`, asserted above for sample `T`s.
+// 5. `Sync` above; `&self` methods are lock operations.
+unsafe impl<T: Pod + Send + Sync> SharedSized for RwLock<T> {
+    const TAG: TypeTag = TypeTag::new(Kind::RWLOCK, Elem::pod::<T>());
+}
+
+type ReadResult<'a, T> = LockResult<RwLockReadGuard<'a, T>>;
+type WriteResult<'a, T> = LockResult<RwLockWriteGuard<'a, T>>;
+
+impl<T: Pod> RwLock<T> {
+    /// An unlocked lock holding `value`.
+    pub fn new(value: T) -> Self {
+        RwLock {
+            raw: RawRwLock::new(),
+            data: UnsafeCell::new(value),
+        }
+    }
+
+    /// Blocks until the calling thread holds a read lock.
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`] (holding the read guard: the lock is acquired) if a writer died
+    /// holding the lock and no writer has marked the data consistent since.
+    #[inline]
+    pub fn read(&self) -> ReadResult<'_, T> {
+        self.read_guard(self.raw.read())
+    }
+
+    /// Takes a read lock if no writer holds or waits, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`TryLockError::WouldBlock`] if a writer holds or waits; `OwnerDied` as for
+    /// [`read`](Self::read).
+    pub fn try_read(&self) -> Result<RwLockReadGuard<'_, T>, TryLockError<RwLockReadGuard<'_, T>>> {
+        match self.raw.try_read() {
+            Some(a) => Ok(self.read_guard(a)?),
+            None => Err(TryLockError::WouldBlock),
+        }
+    }
+
+    /// [`read`](Self::read), giving up after `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`TimedLockError::Timeout`] (after at least `timeout`); `OwnerDied` as for
+    /// [`read`](Self::read).
+    pub fn read_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<RwLockReadGuard<'_, T>, TimedLockError<RwLockReadGuard<'_, T>>> {
+        let a = match Instant::now().checked_add(timeout) {
+            Some(d) => self.raw.read_until(d),
+            None => Some(self.raw.read()),
+        };
+        match a {
+            Some(a) => Ok(self.read_guard(a)?),
+            None => Err(TimedLockError::Timeout),
+        }
+    }
+
+    /// Blocks until the calling thread holds the write lock. Waits for readers without
+    /// bound: if readers may die holding read locks, use
+    /// [`write_timeout`](Self::write_timeout).
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`] (holding the write guard) if a writer died holding the lock and no
+    /// writer has marked the data consistent since.
+    #[inline]
+    pub fn write(&self) -> WriteResult<'_, T> {
+        self.write_guard(self.raw.write())
+    }
+
+    /// Takes the write lock if the lock is free, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`TryLockError::WouldBlock`] if held; `OwnerDied` as for [`write`](Self::write).
+    pub fn try_write(
+        &self,
+    ) -> Result<RwLockWriteGuard<'_, T>, TryLockError<RwLockWriteGuard<'_, T>>> {
+        match self.raw.try_write() {
+            Some(a) => Ok(self.write_guard(a)?),
+            None => Err(TryLockError::WouldBlock),
+        }
+    }
+
+    /// [`write`](Self::write), giving up after `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`TimedLockError::Timeout`] (after at least `timeout`); `OwnerDied` as for
+    /// [`write`](Self::write).
+    pub fn write_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<RwLockWriteGuard<'_, T>, TimedLockError<RwLockWriteGuard<'_, T>>> {
+        let a = match Instant::now().checked_add(timeout) {
+            Some(d) => self.raw.write_until(d),
+            None => Some(self.raw.write()),
+        };
+        match a {
+            Some(a) => Ok(self.write_guard(a)?),
+            None => Err(TimedLockError::Timeout),
+        }
+    }
+
+    /// Whether any lock is held now (a snapshot).
+    pub fn is_locked(&self) -> bool {
+        self.raw.is_locked()
+    }
+
+    /// The raw lock, for diagnostics.
+    pub fn raw(&self) -> &RawRwLock {
+        &self.raw
+    }
+
+    fn read_guard(&self, a: Acquired) -> ReadResult<'_, T> {
+        let g = RwLockReadGuard {
+            lock: self,
+            _not_send: PhantomData,
+        };
+        match a {
+            Acquired::Consistent => Ok(g),
+            Acquired::OwnerDied => Err(OwnerDied::new(g)),
+        }
+    }
+
+    fn write_guard(&self, a: Acquired) -> WriteResult<'_, T> {
+        let g = RwLockWriteGuard {
+            lock: self,
+            _not_send: PhantomData,
+        };
+        match a {
+            Acquired::Consistent => Ok(g),
+            Acquired::OwnerDied => Err(OwnerDied::new(g)),
+        }
+    }
+}
+
+impl<T> fmt::Debug for RwLock<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RwLock")
+            .field("raw", &self.raw)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A read lock on a [`RwLock`]: gives `&T`, unlocks on drop. Not `Send`.
+///
+/// # Examples
+///
+/// ```
+/// let l = shmstate::RwLock::new(5u32);
+/// let r = l.read().unwrap();
+/// assert_eq!(*r, 5);
+/// ```
+#[must_use = "dropping the guard unlocks at once"]
+pub struct RwLockReadGuard<'a, T: Pod> {
+    lock: &'a RwLock<T>,
+    _not_send: PhantomData<*const ()>,
+}
+
+// SAFETY: `&RwLockReadGuard` gives `&T` only.
+unsafe impl<T: Pod + Sync> Sync for RwLockReadGuard<'_, T> {}
+
+impl<T: Pod> Deref for RwLockReadGuard<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        // SAFETY: a read lock is held: no writer has `&mut T` until the guard drops, and
+        // the reference lives no longer than `self`.
+        self.lock.data.with(|p| unsafe { &*p })
+    }
+}
+
+impl<T: Pod> Drop for RwLockReadGuard<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: the guard holds one read lock, released once, and the data is not read
+        // after.
+        unsafe { self.lock.raw.read_unlock() };
+    }
+}
+
+/// The write lock on a [`RwLock`]: gives `&mut T`, unlocks on drop. Not `Send` (the state
+/// names the writing thread).
+///
+/// # Examples
+///
+/// ```
+/// let l = shmstate::RwLock::new(5u32);
+/// *l.write().unwrap() += 1;
+/// assert_eq!(*l.read().unwrap(), 6);
+/// ```
+#[must_use = "dropping the guard unlocks at once"]
+pub struct RwLockWriteGuard<'a, T: Pod> {
+    lock: &'a RwLock<T>,
+    _not_send: PhantomData<*const ()>,
+}
+
+// SAFETY: `&RwLockWriteGuard` gives `&T` only.
+unsafe impl<T: Pod + Sync> Sync for RwLockWriteGuard<'_, T> {}
+
+impl<T: Pod> RwLockWriteGuard<'_, T> {
+    /// Marks the data consistent after an [`OwnerDied`]: later readers and writers get
+    /// plain guards. Without it, `OwnerDied` persists for every later acquirer.
+    pub fn mark_consistent(&mut self) {
+        // The guard proves this thread holds the write lock, so this always applies.
+        let _ = self.lock.raw.mark_consistent();
+    }
+}
+
+impl<T: Pod> Deref for RwLockWriteGuard<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        // SAFETY: the write lock excludes every other access until the guard drops.
+        self.lock.data.with(|p| unsafe { &*p })
+    }
+}
+
+impl<T: Pod> DerefMut for RwLockWriteGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`, and `&mut self` makes this the only reference.
+        self.lock.data.with_mut(|p| unsafe { &mut *p })
+    }
+}
+
+impl<T: Pod> Drop for RwLockWriteGuard<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: this thread holds the write lock (the guard is not Send) and the data is
+        // not used after.
+        unsafe { self.lock.raw.write_unlock() };
+    }
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for RwLockReadGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for RwLockWriteGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}

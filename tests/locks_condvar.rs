@@ -1,0 +1,106 @@
+//! `Condvar` with real processes: a producer and a consumer hand over 100,000 items
+//! through a one-slot buffer under a `Mutex`; timed waits.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytemuck::{Pod, Zeroable};
+use common::{SharedMem, fork_children, wait_all, watchdog};
+use shmstate::{Condvar, Elem, Kind, Mutex, SharedSized, TypeTag};
+
+#[derive(Clone, Copy, Pod, Zeroable)]
+#[repr(C)]
+struct Slot {
+    full: u64,
+    value: u64,
+    /// Consumer's results: items received, their sum, and whether the order was right.
+    received: u64,
+    sum: u64,
+    out_of_order: u64,
+}
+
+#[repr(C)]
+struct Channel {
+    slot: Mutex<Slot>,
+    not_empty: Condvar,
+    not_full: Condvar,
+}
+
+// SAFETY: a `#[repr(C)]` composition of `SharedSized` types.
+unsafe impl SharedSized for Channel {
+    const TAG: TypeTag = TypeTag::new(Kind::USER, Elem::NONE);
+}
+
+#[test]
+fn condvar_hands_over_100k_items_between_processes() {
+    watchdog(Duration::from_secs(240));
+    const ITEMS: u64 = 100_000;
+    let mem = SharedMem::<Channel>::new(1);
+    let c = mem.get();
+    let pids = fork_children(2, |i| {
+        if i == 0 {
+            for item in 1..=ITEMS {
+                let mut g = c
+                    .not_full
+                    .wait_while(c.slot.lock().unwrap(), |s| s.full != 0)
+                    .unwrap();
+                g.value = item;
+                g.full = 1;
+                drop(g);
+                c.not_empty.notify_one();
+            }
+        } else {
+            for expected in 1..=ITEMS {
+                let mut g = c
+                    .not_empty
+                    .wait_while(c.slot.lock().unwrap(), |s| s.full == 0)
+                    .unwrap();
+                let v = g.value;
+                g.full = 0;
+                g.received += 1;
+                g.sum += v;
+                if v != expected {
+                    g.out_of_order += 1;
+                }
+                drop(g);
+                c.not_full.notify_one();
+            }
+        }
+    });
+    wait_all(&pids, Duration::from_secs(220));
+    let s = *c.slot.lock().unwrap();
+    assert_eq!(s.received, ITEMS);
+    assert_eq!(s.sum, ITEMS * (ITEMS + 1) / 2);
+    assert_eq!(s.out_of_order, 0);
+    assert_eq!(s.full, 0);
+}
+
+#[test]
+fn condvar_timed_waits_return_and_never_early() {
+    watchdog(Duration::from_secs(60));
+    let m = Mutex::new(0u32);
+    let cv = Condvar::new();
+    let t = Duration::from_millis(20);
+    let start = Instant::now();
+    let (g, r) = cv.wait_timeout(m.lock().unwrap(), t).unwrap();
+    assert!(r.timed_out());
+    assert!(start.elapsed() >= t);
+    let start = Instant::now();
+    let (g, r) = cv.wait_timeout_while(g, t, |v| *v == 0).unwrap();
+    assert!(r.timed_out());
+    assert!(start.elapsed() >= t);
+    drop(g);
+    // Notified before the timeout: the condition is met, not timed out.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            *m.lock().unwrap() = 1;
+            cv.notify_all();
+        });
+        let (g, r) = cv
+            .wait_timeout_while(m.lock().unwrap(), Duration::from_secs(30), |v| *v == 0)
+            .unwrap();
+        assert!(!r.timed_out());
+        assert_eq!(*g, 1);
+    });
+}

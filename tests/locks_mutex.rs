@@ -1,0 +1,222 @@
+//! `Mutex`, `RawMutex` and `ReentrantMutex` with real processes: mutual exclusion, the TID
+//! cache after fork, timeouts, `try_lock`, persistent `OwnerDied`, hostile lock words.
+
+mod common;
+mod locks_support;
+
+use std::time::{Duration, Instant};
+
+use common::{SharedMem, fork_children, wait_all, watchdog};
+use locks_support::{gettid, raise};
+use shmstate::sync::{AtomicU32, Ordering};
+use shmstate::{
+    Acquired, Elem, Kind, Mutex, RawMutex, ReentrantMutex, SharedSized, TimedLockError,
+    TryLockError, TypeTag,
+};
+
+#[test]
+fn mutex_excludes_across_four_processes() {
+    watchdog(Duration::from_secs(300));
+    const PER_CHILD: u64 = 200_000;
+    let mem = SharedMem::<Mutex<u64>>::new(1);
+    let m = mem.get();
+    let pids = fork_children(4, |_| {
+        for _ in 0..PER_CHILD {
+            // A non-atomic read-modify-write: only exclusion keeps the total exact.
+            let mut g = m.lock().unwrap();
+            let v = *g;
+            *g = v + 1;
+        }
+    });
+    wait_all(&pids, Duration::from_secs(280));
+    assert_eq!(*m.lock().unwrap(), 4 * PER_CHILD);
+    assert!(!m.is_locked());
+}
+
+#[repr(C)]
+struct Held {
+    m: Mutex<u64>,
+    r: ReentrantMutex<u64>,
+    child_tid: AtomicU32,
+    child_owner: AtomicU32,
+    done: AtomicU32,
+}
+
+// SAFETY: a `#[repr(C)]` composition of `SharedSized` types and atomics: all-zero valid,
+// any bytes valid, no pointers, Sync.
+unsafe impl SharedSized for Held {
+    const TAG: TypeTag = TypeTag::new(Kind::USER, Elem::NONE);
+}
+
+#[test]
+fn forked_child_is_not_mistaken_for_its_parent() {
+    watchdog(Duration::from_secs(60));
+    let mem = SharedMem::<Held>::new(1);
+    let h = mem.get();
+    // The parent holds both locks (and so has cached its TID) when it forks.
+    let g = h.m.lock().unwrap();
+    let rg = h.r.lock().unwrap();
+    let pids = fork_children(1, |_| {
+        // The child's TID cache must have been reset: it does not own the parent's locks.
+        assert!(matches!(h.m.try_lock(), Err(TryLockError::WouldBlock)));
+        assert!(!h.r.is_owned_by_current_thread());
+        assert!(matches!(h.r.try_lock(), Err(TryLockError::WouldBlock)));
+        // And a lock it takes names its own TID.
+        let raw = RawMutex::new();
+        assert_eq!(raw.lock(), Acquired::Consistent);
+        h.child_tid.store(gettid(), Ordering::Relaxed);
+        h.child_owner.store(raw.owner().unwrap(), Ordering::Relaxed);
+        raise(&h.done, 1);
+    });
+    wait_all(&pids, Duration::from_secs(50));
+    assert_eq!(
+        h.child_tid.load(Ordering::Relaxed),
+        h.child_owner.load(Ordering::Relaxed)
+    );
+    assert_ne!(h.child_tid.load(Ordering::Relaxed), gettid());
+    drop(rg);
+    drop(g);
+    assert!(!h.m.is_locked());
+}
+
+#[test]
+fn timed_locks_time_out_and_never_early() {
+    watchdog(Duration::from_secs(60));
+    let m = Mutex::new(0u32);
+    let r = ReentrantMutex::new(0u32);
+    let _g = m.lock().unwrap();
+    let _rg = r.lock().unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for ms in [0, 1, 15, 60] {
+                let t = Duration::from_millis(ms);
+                let start = Instant::now();
+                assert!(matches!(m.lock_timeout(t), Err(TimedLockError::Timeout)));
+                assert!(start.elapsed() >= t);
+                let start = Instant::now();
+                assert!(matches!(
+                    m.lock_until(start + t),
+                    Err(TimedLockError::Timeout)
+                ));
+                assert!(Instant::now() >= start + t);
+                let start = Instant::now();
+                assert!(matches!(r.lock_timeout(t), Err(TimedLockError::Timeout)));
+                assert!(start.elapsed() >= t);
+            }
+        });
+    });
+}
+
+#[test]
+fn try_lock_on_a_held_lock_returns_at_once() {
+    watchdog(Duration::from_secs(60));
+    let m = Mutex::new(0u32);
+    let _g = m.lock().unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let start = Instant::now();
+            for _ in 0..1000 {
+                assert!(matches!(m.try_lock(), Err(TryLockError::WouldBlock)));
+            }
+            // No waiting: far below one probe slice per call.
+            assert!(start.elapsed() < Duration::from_millis(1000));
+        });
+    });
+}
+
+#[test]
+fn reentrant_mutex_relocks_on_one_thread_and_excludes_others() {
+    watchdog(Duration::from_secs(60));
+    let m = ReentrantMutex::new(0u64);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..10_000 {
+                    let a = m.lock().unwrap();
+                    let b = m.lock().unwrap();
+                    b.set(b.get() + 1);
+                    drop(b);
+                    a.update(|v| *v += 1);
+                }
+            });
+        }
+    });
+    assert_eq!(m.lock().unwrap().get(), 80_000);
+    assert!(!m.is_owned_by_current_thread());
+}
+
+#[test]
+fn owner_died_persists_until_marked_consistent() {
+    watchdog(Duration::from_secs(60));
+    let m = Mutex::new(5u64);
+    std::thread::scope(|s| {
+        s.spawn(|| std::mem::forget(m.lock().unwrap()));
+    });
+    // The thread exited holding the lock.
+    let g = m.lock().unwrap_err().into_inner();
+    assert_eq!(*g, 5);
+    drop(g); // unlocked without marking: still inconsistent
+    assert!(matches!(m.try_lock(), Err(TryLockError::OwnerDied(_))));
+    let mut g = m.lock().unwrap_err().into_inner();
+    g.mark_consistent();
+    drop(g);
+    assert_eq!(*m.lock().unwrap(), 5);
+    assert!(m.try_lock().is_ok());
+}
+
+/// A TID that names no thread: a child that has exited and been reaped.
+fn dead_tid() -> u32 {
+    let pids = fork_children(1, |_| {});
+    wait_all(&pids, Duration::from_secs(10));
+    pids[0] as u32
+}
+
+#[test]
+fn hostile_lock_words_are_recovered_not_hung() {
+    watchdog(Duration::from_secs(60));
+    let dead = dead_tid();
+    // (word, whether the next acquirer must be told OwnerDied)
+    let cases = [
+        (u32::MAX, true),
+        ((1 << 22) + 7, true), // a TID above PID_MAX_LIMIT
+        (dead, true),          // a TID that no longer exists
+        (dead | 1 << 31, true),
+        (1 << 25, true),  // an unknown bit
+        (1 << 31, false), // CONTENDED with no owner
+        (1 << 30, true),  // unlocked, marked inconsistent
+    ];
+    for (word, died) in cases {
+        let m = Mutex::new(1u64);
+        m.raw().word().store(word, Ordering::Relaxed);
+        let start = Instant::now();
+        let r = m.lock_timeout(Duration::from_secs(5));
+        assert!(start.elapsed() < Duration::from_secs(5), "{word:#x} hung");
+        let mut g = match r {
+            Ok(g) => {
+                assert!(!died, "{word:#x}: expected OwnerDied");
+                g
+            }
+            Err(TimedLockError::OwnerDied(d)) => {
+                assert!(died, "{word:#x}: unexpected OwnerDied");
+                d.into_inner()
+            }
+            Err(TimedLockError::Timeout) => panic!("{word:#x}: timed out"),
+        };
+        *g += 1;
+        g.mark_consistent();
+        drop(g);
+        // Usable again, consistent, unlocked.
+        assert_eq!(*m.try_lock().unwrap(), 2);
+        assert_eq!(m.raw().word().load(Ordering::Relaxed), 0);
+
+        // `try_lock` never waits; garbage (no live owner named) is taken at once.
+        let m = Mutex::new(1u64);
+        m.raw().word().store(word, Ordering::Relaxed);
+        match m.try_lock() {
+            Ok(_) => assert!(!died || word & 0x00FF_FFFF == dead),
+            Err(TryLockError::OwnerDied(_)) => assert!(died),
+            // A plausible TID is not probed by try_lock.
+            Err(TryLockError::WouldBlock) => assert_eq!(word & 0x00FF_FFFF, dead),
+        }
+    }
+}

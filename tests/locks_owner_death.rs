@@ -1,0 +1,208 @@
+//! Owner death with real processes: a child takes a lock, signals through shared memory,
+//! and is SIGKILLed; the parent gets `OwnerDied` in bounded time. Also threads that exit
+//! holding a lock. Prints the detection latency (run with `--nocapture`).
+
+mod common;
+mod locks_support;
+
+use std::time::{Duration, Instant};
+
+use common::{SharedMem, fork_children, watchdog};
+use locks_support::{kill, park_forever, percentiles, raise, reap, wait_for};
+use shmstate::sync::AtomicU32;
+use shmstate::{Elem, Kind, Mutex, ReentrantMutex, RwLock, SharedSized, TypeTag};
+
+const SIGNAL_LIMIT: Duration = Duration::from_secs(20);
+
+#[repr(C)]
+struct Arena {
+    m: Mutex<u64>,
+    r: ReentrantMutex<u64>,
+    rw: RwLock<[u64; 2]>,
+    /// Round number the child has locked in.
+    locked: AtomicU32,
+}
+
+// SAFETY: a `#[repr(C)]` composition of `SharedSized` types and an atomic: all-zero valid,
+// any bytes valid, no pointers, Sync.
+unsafe impl SharedSized for Arena {
+    const TAG: TypeTag = TypeTag::new(Kind::USER, Elem::NONE);
+}
+
+fn report(what: &str, samples: &mut [Duration]) {
+    let (median, p99, max) = percentiles(samples);
+    eprintln!(
+        "{what}: {} rounds, kill -> OwnerDied latency: median {median:?}, p99 {p99:?}, max {max:?}",
+        samples.len()
+    );
+}
+
+/// Forks a child that runs `lock_and_hold` (which must lock and never unlock), waits until
+/// it has signalled round `round`, then returns its pid.
+fn child_holding(a: &Arena, round: u32, lock_and_hold: impl Fn(&Arena)) -> libc::pid_t {
+    let pid = fork_children(1, |_| {
+        lock_and_hold(a);
+        raise(&a.locked, round);
+        park_forever();
+    })[0];
+    wait_for(&a.locked, round, SIGNAL_LIMIT);
+    pid
+}
+
+#[test]
+fn mutex_recovers_when_owner_is_killed() {
+    watchdog(Duration::from_secs(240));
+    const ROUNDS: u32 = 200;
+    let mem = SharedMem::<Arena>::new(1);
+    let a = mem.get();
+    let mut latencies = Vec::new();
+    for round in 1..=ROUNDS {
+        let pid = child_holding(a, round, |a| {
+            let mut g = a.m.lock().unwrap();
+            *g += 1;
+            std::mem::forget(g);
+        });
+        // Odd rounds: a thread is already waiting in lock() when the owner is killed.
+        // Even rounds: lock() is called right after the kill.
+        let (t_kill, t_died) = if round % 2 == 1 {
+            let entering = AtomicU32::new(0);
+            std::thread::scope(|s| {
+                let waiter = s.spawn(|| {
+                    raise(&entering, 1);
+                    let r = a.m.lock();
+                    let t = Instant::now();
+                    let mut g = r.expect_err("the owner was killed").into_inner();
+                    g.mark_consistent();
+                    t
+                });
+                wait_for(&entering, 1, SIGNAL_LIMIT);
+                let t_kill = Instant::now();
+                kill(pid);
+                (t_kill, waiter.join().unwrap())
+            })
+        } else {
+            let t_kill = Instant::now();
+            kill(pid);
+            let r = a.m.lock();
+            let t = Instant::now();
+            r.expect_err("the owner was killed")
+                .into_inner()
+                .mark_consistent();
+            (t_kill, t)
+        };
+        latencies.push(t_died - t_kill);
+        reap(pid);
+        // The child's increment is there, and the lock is clean again.
+        assert_eq!(*a.m.lock().unwrap(), u64::from(round));
+    }
+    report("Mutex, killed process", &mut latencies);
+}
+
+#[test]
+fn mutex_recovers_when_owner_thread_exits() {
+    watchdog(Duration::from_secs(120));
+    let m = Mutex::new(0u64);
+    let mut latencies = Vec::new();
+    for round in 1..=50u64 {
+        let t_exit = std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut g = m.lock().unwrap();
+                *g += 1;
+                std::mem::forget(g);
+                Instant::now()
+            })
+            .join()
+            .unwrap()
+        });
+        let mut g = m.lock().expect_err("the owner thread exited").into_inner();
+        latencies.push(t_exit.elapsed());
+        assert_eq!(*g, round);
+        g.mark_consistent();
+    }
+    report("Mutex, exited thread", &mut latencies);
+}
+
+#[test]
+fn reentrant_mutex_recovers_when_owner_is_killed() {
+    watchdog(Duration::from_secs(120));
+    let mem = SharedMem::<Arena>::new(1);
+    let a = mem.get();
+    let mut latencies = Vec::new();
+    for round in 1..=20 {
+        let pid = child_holding(a, round, |a| {
+            // Held two levels deep when killed: the count must not leak to the next owner.
+            let g = a.r.lock().unwrap();
+            let g2 = a.r.lock().unwrap();
+            g2.set(g.get() + 1);
+            std::mem::forget((g, g2));
+        });
+        let t_kill = Instant::now();
+        kill(pid);
+        let g = a.r.lock().expect_err("the owner was killed").into_inner();
+        latencies.push(t_kill.elapsed());
+        assert_eq!(g.get(), u64::from(round));
+        g.mark_consistent();
+        drop(g);
+        reap(pid);
+        // One guard released it completely.
+        assert!(!a.r.is_owned_by_current_thread());
+        std::thread::scope(|s| {
+            s.spawn(|| drop(a.r.try_lock().unwrap()));
+        });
+    }
+    report("ReentrantMutex, killed process", &mut latencies);
+}
+
+#[test]
+fn rwlock_recovers_when_writer_is_killed() {
+    watchdog(Duration::from_secs(120));
+    let mem = SharedMem::<Arena>::new(1);
+    let a = mem.get();
+    let mut latencies = Vec::new();
+    for round in 1..=20 {
+        let pid = child_holding(a, round, |a| {
+            let mut g = a.rw.write().unwrap();
+            g[0] += 1; // killed half-way: g[1] lags
+            std::mem::forget(g);
+        });
+        let t_kill = Instant::now();
+        kill(pid);
+        // Odd rounds a reader recovers, even rounds a writer.
+        if round % 2 == 1 {
+            let r = a.rw.read().expect_err("the writer was killed").into_inner();
+            latencies.push(t_kill.elapsed());
+            assert_eq!(r[0], r[1] + 1);
+            drop(r);
+            // Readers keep being told until a writer repairs the data.
+            assert!(a.rw.read().is_err());
+        } else {
+            let w = a.rw.write();
+            latencies.push(t_kill.elapsed());
+            // Dropped without marking: the next writer below is told too.
+            assert!(w.is_err(), "the writer was killed");
+        }
+        let mut w = match a.rw.write() {
+            Ok(w) => w,
+            Err(d) => d.into_inner(),
+        };
+        w[1] = w[0];
+        w.mark_consistent();
+        drop(w);
+        assert!(a.rw.read().is_ok());
+        reap(pid);
+    }
+    report("RwLock writer, killed process", &mut latencies);
+}
+
+#[test]
+fn rwlock_recovers_when_writer_thread_exits() {
+    watchdog(Duration::from_secs(60));
+    let l = RwLock::new(0u32);
+    std::thread::scope(|s| {
+        s.spawn(|| std::mem::forget(l.write().unwrap()));
+    });
+    let mut w = l.write().expect_err("the writer exited").into_inner();
+    w.mark_consistent();
+    drop(w);
+    assert!(l.read().is_ok());
+}

@@ -1,0 +1,159 @@
+//! `RwLock` with real processes: writers and concurrent readers, an invariant readers
+//! check on every read, exact totals; timeouts; hostile state words.
+
+mod common;
+mod locks_support;
+
+use std::time::{Duration, Instant};
+
+use common::{SharedMem, fork_children, wait_all, watchdog};
+use shmstate::sync::{AtomicU32, Ordering};
+use shmstate::{Elem, Kind, RwLock, SharedSized, TimedLockError, TypeTag};
+
+#[repr(C)]
+struct Pair {
+    l: RwLock<[u64; 2]>,
+    writers_done: AtomicU32,
+    reads: AtomicU32,
+}
+
+// SAFETY: a `#[repr(C)]` composition of a `SharedSized` type and atomics.
+unsafe impl SharedSized for Pair {
+    const TAG: TypeTag = TypeTag::new(Kind::USER, Elem::NONE);
+}
+
+#[test]
+fn rwlock_readers_never_see_a_half_done_write() {
+    watchdog(Duration::from_secs(240));
+    const WRITERS: usize = 2;
+    const READERS: usize = 2;
+    const PER_WRITER: u64 = 50_000;
+    let mem = SharedMem::<Pair>::new(1);
+    let p = mem.get();
+    let pids = fork_children(WRITERS + READERS, |i| {
+        if i < WRITERS {
+            for _ in 0..PER_WRITER {
+                let mut w = p.l.write().unwrap();
+                w[0] += 1;
+                std::hint::black_box(&mut *w);
+                w[1] += 1;
+            }
+            p.writers_done.fetch_add(1, Ordering::AcqRel);
+        } else {
+            let mut reads = 0u32;
+            // Acquire pairs with the writers' AcqRel increment (only ends the loop).
+            while p.writers_done.load(Ordering::Acquire) < WRITERS as u32 || reads < 1000 {
+                let r = p.l.read().unwrap();
+                assert_eq!(r[0], r[1], "a reader saw a half-done write");
+                reads += 1;
+            }
+            p.reads.fetch_add(reads, Ordering::Relaxed);
+        }
+    });
+    wait_all(&pids, Duration::from_secs(220));
+    let r = p.l.read().unwrap();
+    assert_eq!(*r, [WRITERS as u64 * PER_WRITER; 2]);
+    assert!(p.reads.load(Ordering::Relaxed) >= 2000);
+}
+
+#[test]
+fn rwlock_timeouts_return_and_never_early() {
+    watchdog(Duration::from_secs(60));
+    let l = RwLock::new(0u64);
+    let t = Duration::from_millis(30);
+    {
+        let _r = l.read().unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let start = Instant::now();
+                assert!(matches!(l.write_timeout(t), Err(TimedLockError::Timeout)));
+                assert!(start.elapsed() >= t);
+                assert!(l.try_write().is_err());
+            });
+        });
+        // The writer that gave up does not block readers forever.
+        let _r2 = l.read_timeout(Duration::from_secs(5)).unwrap();
+    }
+    let _w = l.write().unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let start = Instant::now();
+            assert!(matches!(l.read_timeout(t), Err(TimedLockError::Timeout)));
+            assert!(start.elapsed() >= t);
+            let start = Instant::now();
+            assert!(matches!(l.write_timeout(t), Err(TimedLockError::Timeout)));
+            assert!(start.elapsed() >= t);
+            assert!(l.try_read().is_err());
+        });
+    });
+}
+
+#[test]
+fn rwlock_writer_excludes_readers_across_threads_with_timeouts_mixed_in() {
+    watchdog(Duration::from_secs(120));
+    let l = RwLock::new([0u64; 2]);
+    std::thread::scope(|s| {
+        for i in 0..4 {
+            let l = &l;
+            s.spawn(move || {
+                for n in 0..5_000u64 {
+                    if (n + i) % 3 == 0 {
+                        // Short timeouts: writers that give up must not strand anyone.
+                        if let Ok(mut w) = l.write_timeout(Duration::from_micros(50)) {
+                            w[0] += 1;
+                            w[1] += 1;
+                        }
+                    } else {
+                        let r = l.read().unwrap();
+                        assert_eq!(r[0], r[1]);
+                    }
+                }
+            });
+        }
+    });
+    let r = l.read().unwrap();
+    assert_eq!(r[0], r[1]);
+}
+
+#[test]
+fn hostile_rwlock_states_are_recovered_not_hung() {
+    watchdog(Duration::from_secs(60));
+    let dead = {
+        let pids = fork_children(1, |_| {});
+        wait_all(&pids, Duration::from_secs(10));
+        pids[0] as u32
+    };
+    let write_locked = 1 << 27;
+    for state in [
+        u32::MAX,
+        write_locked,             // write-locked by TID 0
+        write_locked | (1 << 23), // TID above PID_MAX_LIMIT
+        write_locked | dead,      // a dead writer
+        write_locked | dead | 3 << 30,
+        1 << 25, // an unknown bit
+        1 << 31, // a writer waiting, but none is
+    ] {
+        for write in [false, true] {
+            let l = RwLock::new(0u8);
+            l.raw().state().store(state, Ordering::Relaxed);
+            let stale_writer_bit = state == 1 << 31 && !write;
+            let limit = Duration::from_millis(if stale_writer_bit { 50 } else { 5000 });
+            let start = Instant::now();
+            let ok = if write {
+                !matches!(l.write_timeout(limit), Err(TimedLockError::Timeout))
+            } else {
+                !matches!(l.read_timeout(limit), Err(TimedLockError::Timeout))
+            };
+            // A stale WRITERS_WAITING with nobody waiting blocks new readers until a
+            // writer comes (or gives up): the writer-preferring rule, not a hang.
+            if stale_writer_bit {
+                assert!(!ok);
+                assert!(l.write_timeout(Duration::from_millis(1)).is_ok());
+                assert!(l.read_timeout(Duration::from_secs(5)).is_ok());
+                continue;
+            }
+            assert!(ok, "{state:#x} (write: {write}) timed out");
+            assert!(start.elapsed() < Duration::from_secs(5));
+        }
+    }
+}

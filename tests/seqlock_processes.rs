@@ -1,0 +1,208 @@
+//! Multi-process tests of `SeqLock` and `SeqLockArray` with real forked processes:
+//! no torn reads under a busy writer, consistent snapshots under a batch writer, and
+//! recovery from a writer SIGKILLed mid-write. Run under nextest (one process per test).
+#![cfg(not(loom))]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{SharedMem, fork_children, wait_all, watchdog};
+use shmstate::{SeqLock, SeqLockArray, SeqLockError};
+
+/// Control words shared with the children (index meanings are per test).
+type Control = SharedMem<SeqLockArray<u64>>;
+
+/// Waits (bounded by the watchdog) until control word `i` is at least `v`.
+fn wait_for(ctl: &SeqLockArray<u64>, i: usize, v: u64) {
+    while ctl.get(i) < v {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn seqlock_never_tears_across_processes() {
+    watchdog(Duration::from_secs(300));
+    const READERS: usize = 2;
+    const READS_PER_READER: u64 = 5_000_000;
+    let lock = SharedMem::<SeqLock<[u64; 8]>>::new(1);
+    // 0: stop flag for the writer; 1: readers done; 2..: torn reads seen by each reader.
+    let ctl = Control::new(2 + READERS);
+    let start = Instant::now();
+    let writer = fork_children(1, |_| {
+        let (l, c) = (lock.get(), ctl.get());
+        let mut k = 0u64;
+        while c.get(0) == 0 {
+            for _ in 0..256 {
+                k += 1;
+                l.write([k; 8]);
+            }
+        }
+    });
+    let readers = fork_children(READERS, |r| {
+        let (l, c) = (lock.get(), ctl.get());
+        let (mut last, mut torn) = (0u64, 0u64);
+        for _ in 0..READS_PER_READER {
+            let v = l.read();
+            if v.iter().any(|&w| w != v[0]) || v[0] < last {
+                torn += 1;
+            }
+            last = v[0];
+        }
+        c.set(2 + r, torn);
+        c.update(1, |d| *d += 1);
+        assert_eq!(torn, 0, "reader {r} saw torn or backwards values");
+    });
+    wait_all(&readers, Duration::from_secs(240));
+    let elapsed = start.elapsed();
+    let final_k = lock.get().read()[0];
+    ctl.get().set(0, 1);
+    wait_all(&writer, Duration::from_secs(30));
+    let torn: u64 = (0..READERS).map(|r| ctl.get().get(2 + r)).sum();
+    eprintln!(
+        "{} reads by {READERS} processes while a writer made {final_k} writes: {torn} torn, {elapsed:?}",
+        READS_PER_READER * READERS as u64
+    );
+    assert_eq!(torn, 0);
+    assert!(final_k > 0, "the writer made progress");
+}
+
+#[test]
+fn array_snapshots_stay_consistent_under_a_batch_writer() {
+    watchdog(Duration::from_secs(300));
+    const N: usize = 16;
+    const TOTAL: u64 = 1_000 * N as u64;
+    const SNAPSHOTS: usize = 200_000;
+    let arr = SharedMem::<SeqLockArray<u64>>::new(N);
+    arr.get().set_all(&[1_000; N]);
+    // 0: stop flag; 1: snapshots taken.
+    let ctl = Control::new(2);
+    let writer = fork_children(1, |_| {
+        let (a, c) = (arr.get(), ctl.get());
+        let mut x = 12345u64;
+        while c.get(0) == 0 {
+            // Move a pseudo-random amount between two pseudo-random elements.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let (from, to) = ((x % N as u64) as usize, ((x >> 8) % N as u64) as usize);
+            a.write_batch(|v, _| {
+                let amount = (x >> 16) % (v[from] + 1);
+                v[from] -= amount;
+                v[to] += amount;
+            });
+        }
+    });
+    let readers = fork_children(2, |_| {
+        let (a, c) = (arr.get(), ctl.get());
+        let mut buf = [0u64; N];
+        for i in 0..SNAPSHOTS {
+            if i % 2 == 0 {
+                a.snapshot(&mut buf);
+            } else {
+                buf.copy_from_slice(&a.to_vec());
+            }
+            assert_eq!(
+                buf.iter().sum::<u64>(),
+                TOTAL,
+                "inconsistent snapshot {buf:?}"
+            );
+        }
+        c.update(1, |n| *n += SNAPSHOTS as u64);
+    });
+    wait_all(&readers, Duration::from_secs(240));
+    ctl.get().set(0, 1);
+    wait_all(&writer, Duration::from_secs(30));
+    assert_eq!(ctl.get().get(1), 2 * SNAPSHOTS as u64);
+    assert_eq!(arr.get().to_vec().iter().sum::<u64>(), TOTAL);
+}
+
+#[test]
+fn seqlock_recovers_when_writer_is_killed_mid_write() {
+    watchdog(Duration::from_secs(60));
+    let lock = SharedMem::<SeqLock<[u64; 4]>>::new(1);
+    lock.get().write([1; 4]);
+    // 0: the doomed writer is mid-write; 1: the waiting reader is about to read.
+    let ctl = Control::new(2);
+    let doomed = fork_children(1, |_| {
+        lock.get().begin_write_for_test([2; 4]);
+        ctl.get().set(0, 1);
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    wait_for(ctl.get(), 0, 1);
+    // Alive and mid-write: bounded reads say a writer is active.
+    assert_eq!(lock.get().try_read(), Err(SeqLockError::WriterActive));
+    assert_eq!(
+        lock.get().read_timeout(Duration::from_millis(20)),
+        Err(SeqLockError::WriterActive)
+    );
+    // SAFETY: killing and reaping our own child.
+    unsafe {
+        libc::kill(doomed[0], libc::SIGKILL);
+        libc::waitpid(doomed[0], std::ptr::null_mut(), 0);
+    }
+    // Dead mid-write: every process's bounded reads report it.
+    assert_eq!(lock.get().try_read(), Err(SeqLockError::WriterDied));
+    let checkers = fork_children(2, |_| {
+        assert_eq!(lock.get().try_read(), Err(SeqLockError::WriterDied));
+        assert_eq!(
+            lock.get().read_timeout(Duration::from_secs(5)),
+            Err(SeqLockError::WriterDied)
+        );
+    });
+    wait_all(&checkers, Duration::from_secs(20));
+    // A reader blocked in `read()` waits for the repair and then sees the new value.
+    let waiter = fork_children(1, |_| {
+        ctl.get().set(1, 1);
+        assert_eq!(lock.get().read(), [3; 4]);
+    });
+    wait_for(ctl.get(), 1, 1);
+    // The next writer (another process) takes over, learns the value was torn, repairs.
+    let repairer = fork_children(1, |_| {
+        let mut g = lock.get().lock();
+        assert!(g.recovered(), "the takeover reports the torn value");
+        *g = [3; 4];
+    });
+    wait_all(&repairer, Duration::from_secs(20));
+    wait_all(&waiter, Duration::from_secs(20));
+    assert_eq!(lock.get().try_read(), Ok([3; 4]));
+    let readers = fork_children(2, |_| assert_eq!(lock.get().try_read(), Ok([3; 4])));
+    wait_all(&readers, Duration::from_secs(20));
+    lock.get().update(|v| v[0] = 4);
+    assert_eq!(lock.get().read(), [4, 3, 3, 3]);
+}
+
+#[test]
+fn array_batch_writer_killed_mid_batch_is_reported_and_repaired() {
+    watchdog(Duration::from_secs(60));
+    let arr = SharedMem::<SeqLockArray<u32>>::new(3);
+    arr.get().set_all(&[1, 2, 3]);
+    let ctl = Control::new(1);
+    let doomed = fork_children(1, |_| {
+        arr.get().slot(2).unwrap().begin_write_for_test(30);
+        ctl.get().set(0, 1);
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    wait_for(ctl.get(), 0, 1);
+    // SAFETY: killing and reaping our own child.
+    unsafe {
+        libc::kill(doomed[0], libc::SIGKILL);
+        libc::waitpid(doomed[0], std::ptr::null_mut(), 0);
+    }
+    let mut out = [0; 3];
+    assert_eq!(
+        arr.get().try_snapshot(&mut out),
+        Err(SeqLockError::WriterDied)
+    );
+    assert_eq!(arr.get().get(0), 1, "other elements read normally");
+    let recovered = arr.get().write_batch(|v, recovered| {
+        v[2] = 33;
+        recovered
+    });
+    assert!(recovered);
+    assert_eq!(arr.get().to_vec(), [1, 2, 33]);
+}

@@ -1,0 +1,417 @@
+//! Single-process tests of `SeqLock` and `SeqLockArray`: every method, odd sizes and
+//! alignments of `T`, writers that die (threads that exit mid-write), and hostile bytes in
+//! the sequence and lock words.
+#![cfg(not(loom))]
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use bytemuck::{Pod, Zeroable};
+use common::SharedMem;
+use shmstate::{SeqLock, SeqLockArray, SeqLockError, Shared, WriteTimeout};
+
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+#[repr(C)]
+struct A2 {
+    a: u16,
+    b: u16,
+    c: u16,
+}
+
+/// 100 bytes, alignment 1 (bytemuck has no `Pod` for `[u8; 100]` without const generics).
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+#[repr(C)]
+struct B100 {
+    a: [u8; 64],
+    b: [u8; 32],
+    c: [u8; 4],
+}
+
+fn b100(x: u8) -> B100 {
+    B100 {
+        a: [x; 64],
+        b: [x; 32],
+        c: [x; 4],
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+#[repr(C, align(8))]
+struct A8 {
+    x: u64,
+    y: [u8; 8],
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+#[repr(C, align(16))]
+struct A16 {
+    x: u128,
+}
+
+/// Waits (bounded) until `s`'s writer, a thread that exited mid-write, reads as dead: a
+/// joined thread's TID can stay visible to `kill(tid, 0)` for a moment after the join.
+fn until_writer_dead<T: Pod>(s: &SeqLock<T>) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while s.try_read().err() != Some(SeqLockError::WriterDied) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "writer never read as dead"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Every public method of `SeqLock` on one value type, with `a` and `b` distinct.
+fn exercise<T: Pod + PartialEq + std::fmt::Debug>(a: T, b: T) {
+    let s = SeqLock::new(a);
+    assert_eq!(s.read(), a);
+    assert_eq!(s.try_read(), Ok(a));
+    assert_eq!(s.read_timeout(Duration::from_millis(10)), Ok(a));
+    s.write(b);
+    assert_eq!(s.read(), b);
+    s.update(|v| *v = a);
+    assert_eq!(s.read(), a);
+    {
+        let mut g = s.lock();
+        assert!(!g.recovered());
+        assert_eq!(*g, a);
+        *g = b;
+        assert_eq!(
+            s.read(),
+            a,
+            "readers see the old value until the guard drops"
+        );
+    }
+    assert_eq!(s.read(), b);
+    *s.lock_timeout(Duration::from_millis(10)).unwrap() = a;
+    assert_eq!(s.read(), a);
+    assert_eq!(SeqLock::<T>::default().read(), T::zeroed());
+    // In shared memory: zeroed is a valid seqlock holding `T::zeroed()`.
+    let m = SharedMem::<SeqLock<T>>::new(1);
+    assert_eq!(m.get().read(), T::zeroed());
+    m.get().write(b);
+    assert_eq!(m.get().try_read(), Ok(b));
+    assert_eq!(<SeqLock<T> as Shared>::ALIGN % 8, 0);
+}
+
+#[test]
+fn seqlock_round_trips_every_size_and_alignment() {
+    exercise(1u8, 2);
+    exercise([1u8, 2, 3], [4, 5, 6]);
+    exercise([7u8; 12], [8; 12]);
+    exercise([1u32, 2, 3], [4, 5, 6]);
+    exercise([3u64; 8], [4; 8]);
+    exercise(b100(9), b100(10));
+    exercise(A2 { a: 1, b: 2, c: 3 }, A2 { a: 4, b: 5, c: 6 });
+    exercise(0xabcdu16, 7);
+    exercise(0x1234_5678u32, 9);
+    exercise(
+        A8 { x: 1, y: [2; 8] },
+        A8 {
+            x: u64::MAX,
+            y: [0; 8],
+        },
+    );
+    exercise(A16 { x: 1 }, A16 { x: u128::MAX });
+    exercise(1.5f64, -2.25);
+}
+
+#[test]
+fn seqlock_reports_types_and_sizes_to_regions() {
+    assert_eq!(
+        <SeqLock<[u8; 3]> as Shared>::TAG.to_string(),
+        "SeqLock<pod(size 3, align 1)>"
+    );
+    assert_eq!(<SeqLock<[u8; 3]> as Shared>::size_for(1), Some(16));
+    assert_eq!(<SeqLock<B100> as Shared>::size_for(1), Some(112));
+    assert_eq!(<SeqLock<A16> as Shared>::size_for(1), Some(32));
+    assert_eq!(
+        <SeqLockArray<f64> as Shared>::TAG.to_string(),
+        "SeqLockArray<pod(size 8, align 8)>"
+    );
+    assert_eq!(<SeqLockArray<f64> as Shared>::size_for(4), Some(64));
+    assert_eq!(<SeqLockArray<f64> as Shared>::size_for(0), None);
+}
+
+#[test]
+fn update_returns_the_closures_result() {
+    let s = SeqLock::new(4u32);
+    assert_eq!(s.update(|v| std::mem::replace(v, 5)), 4);
+    assert_eq!(s.read(), 5);
+    assert!(format!("{s:?}").contains('5'));
+}
+
+#[test]
+fn panicking_update_stores_nothing_and_releases_the_lock() {
+    let s = SeqLock::new(1u64);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        s.update(|v| {
+            *v = 99;
+            panic!("boom")
+        })
+    }));
+    assert!(r.is_err());
+    assert_eq!(s.try_read(), Ok(1));
+    s.write(2);
+    assert_eq!(s.read(), 2);
+}
+
+#[test]
+fn live_writer_mid_write_makes_bounded_reads_report_writer_active() {
+    let s = SeqLock::new([1u64; 4]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|sc| {
+        let s = &s;
+        sc.spawn(move || {
+            s.begin_write_for_test([2; 4]);
+            tx.send(()).unwrap();
+            // Stay alive (and mid-write) until the main thread is done checking.
+            done_rx.recv().unwrap();
+        });
+        rx.recv().unwrap();
+        assert_eq!(s.try_read(), Err(SeqLockError::WriterActive));
+        assert_eq!(
+            s.read_timeout(Duration::from_millis(30)),
+            Err(SeqLockError::WriterActive)
+        );
+        assert_eq!(
+            s.lock_timeout(Duration::from_millis(30)).err(),
+            Some(WriteTimeout)
+        );
+        done_tx.send(()).unwrap();
+    });
+    // The thread exited mid-write: it is dead now.
+    until_writer_dead(&s);
+    let g = s.lock();
+    assert!(g.recovered(), "the new writer learns the value is torn");
+    drop(g);
+    assert_eq!(s.try_read(), Ok([2; 4]));
+}
+
+#[test]
+fn writer_dead_mid_write_is_repaired_by_the_next_write() {
+    let s = SeqLock::new(b100(5));
+    std::thread::scope(|sc| {
+        sc.spawn(|| s.begin_write_for_test(b100(6)));
+    });
+    until_writer_dead(&s);
+    assert_eq!(
+        s.read_timeout(Duration::from_secs(5)),
+        Err(SeqLockError::WriterDied)
+    );
+    s.write(b100(7));
+    assert_eq!(s.try_read(), Ok(b100(7)));
+    assert!(!s.lock().recovered());
+}
+
+#[test]
+fn read_waits_for_the_repair_of_a_dead_writers_value() {
+    let s = SeqLock::new(1u32);
+    std::thread::scope(|sc| {
+        sc.spawn(|| s.begin_write_for_test(2));
+    });
+    std::thread::scope(|sc| {
+        let reader = sc.spawn(|| s.read());
+        // Whether the reader is already asleep or not, it must return the repaired value.
+        s.write(3);
+        assert_eq!(reader.join().unwrap(), 3);
+    });
+}
+
+#[test]
+fn writer_that_died_holding_the_lock_outside_a_write_leaves_a_clean_value() {
+    let s = SeqLock::new(10u16);
+    std::thread::scope(|sc| {
+        sc.spawn(|| std::mem::forget(s.lock()));
+    });
+    assert_eq!(s.try_read(), Ok(10), "readers are unaffected");
+    let g = s.lock();
+    assert!(!g.recovered());
+    assert_eq!(*g, 10);
+}
+
+#[test]
+fn threads_never_read_torn_values() {
+    let s = SeqLock::new([0u64; 8]);
+    std::thread::scope(|sc| {
+        for _ in 0..2 {
+            sc.spawn(|| {
+                for k in 1..=20_000u64 {
+                    s.update(|v| *v = [v[0] + 1; 8]);
+                    let _ = k;
+                }
+            });
+        }
+        sc.spawn(|| {
+            let mut last = 0;
+            for _ in 0..200_000 {
+                let v = s.read();
+                assert!(v.iter().all(|&w| w == v[0]), "torn: {v:?}");
+                assert!(v[0] >= last);
+                last = v[0];
+            }
+        });
+    });
+    assert_eq!(s.read(), [40_000; 8]);
+}
+
+/// The two words in front of a seqlock's data: (`seq`, `writer`), as documented.
+fn words<T>(s: &SeqLock<T>) -> (&AtomicU32, &AtomicU32) {
+    let p = s as *const SeqLock<T> as *const AtomicU32;
+    // SAFETY: `SeqLock` is `#[repr(C)]` with two `AtomicU32`s at offsets 0 and 4, inside
+    // the object `s` borrows; another process could write them the same way.
+    unsafe { (&*p, &*p.add(1)) }
+}
+
+#[test]
+fn hostile_sequence_and_lock_words_never_hang_or_panic() {
+    let m = SharedMem::<SeqLock<[u8; 3]>>::new(1);
+    let s = m.get();
+    let (seq, writer) = words(s);
+    let patterns: [(u32, u32); 8] = [
+        (1, 0),           // odd, no owner
+        (u32::MAX, 0),    // odd at the wrap
+        (7, 0x7fff_fff0), // odd, a TID no thread has
+        (8, 0x7fff_fff0), // even, locked by a nonexistent TID
+        (8, 1 << 31),     // even, waiters bit without owner
+        (9, (1 << 31) | 0x3fff_ffff),
+        (u32::MAX - 1, 0),       // even at the wrap
+        (0xdead_beef, u32::MAX), // odd, all ones
+    ];
+    for (sv, wv) in patterns {
+        seq.store(sv, Ordering::Relaxed);
+        writer.store(wv, Ordering::Relaxed);
+        let odd = sv & 1 == 1;
+        match s.try_read() {
+            Ok(_) => assert!(!odd),
+            Err(e) => assert!(
+                odd && e == SeqLockError::WriterDied,
+                "{sv:#x}/{wv:#x}: {e:?}"
+            ),
+        }
+        assert_eq!(s.read_timeout(Duration::from_millis(20)).is_ok(), !odd);
+        // A writer takes over whatever is there and leaves a clean state.
+        let g = s.lock_timeout(Duration::from_secs(5)).expect("takeover");
+        assert_eq!(g.recovered(), odd, "{sv:#x}/{wv:#x}");
+        drop(g);
+        s.write([1, 2, 3]);
+        assert_eq!(s.try_read(), Ok([1, 2, 3]));
+        assert_eq!(writer.load(Ordering::Relaxed), 0);
+        assert_eq!(seq.load(Ordering::Relaxed) & 1, 0);
+    }
+}
+
+#[test]
+fn array_methods_work() {
+    let a = SeqLockArray::<[u8; 3]>::new(3);
+    assert_eq!(a.len(), 3);
+    assert!(!a.is_empty());
+    assert_eq!(a.to_vec(), [[0; 3]; 3]);
+    a.set(1, [1, 2, 3]);
+    assert_eq!(a.get(1), [1, 2, 3]);
+    assert_eq!(a.update(1, |v| std::mem::replace(&mut v[0], 9)), 1);
+    assert_eq!(a.get(1), [9, 2, 3]);
+    assert_eq!(a.slot(2).unwrap().try_read(), Ok([0; 3]));
+    assert!(a.slot(3).is_none());
+    assert_eq!(a.slots().len(), 3);
+    a.set_all(&[[1; 3], [2; 3], [3; 3]]);
+    let mut out = [[0u8; 3]; 3];
+    a.snapshot(&mut out);
+    assert_eq!(out, [[1; 3], [2; 3], [3; 3]]);
+    assert_eq!(a.try_snapshot(&mut out), Ok(()));
+    assert_eq!(
+        a.snapshot_timeout(&mut out, Duration::from_millis(5)),
+        Ok(())
+    );
+    let r = a.write_batch(|v, recovered| {
+        assert!(!recovered);
+        v.swap(0, 2);
+        v.len()
+    });
+    assert_eq!(r, 3);
+    assert_eq!(a.to_vec(), [[3; 3], [2; 3], [1; 3]]);
+    let b = SeqLockArray::from_slice(&[A16 { x: 5 }, A16 { x: 6 }]);
+    assert_eq!(b.get(1), A16 { x: 6 });
+    assert!(format!("{b:?}").contains('6'));
+    assert!(SeqLockArray::<u8>::new(0).is_empty());
+}
+
+#[test]
+fn array_in_shared_memory_starts_zeroed() {
+    let m = SharedMem::<SeqLockArray<f64>>::new(5);
+    let a = m.get();
+    assert_eq!(a.len(), 5);
+    assert_eq!(a.to_vec(), [0.0; 5]);
+    a.set(4, 1.5);
+    assert_eq!(a.to_vec(), [0.0, 0.0, 0.0, 0.0, 1.5]);
+}
+
+#[test]
+#[should_panic(expected = "index out of range")]
+fn array_get_out_of_range_panics_like_a_slice() {
+    SeqLockArray::<u8>::new(2).get(2);
+}
+
+#[test]
+#[should_panic(expected = "index out of range")]
+fn array_set_out_of_range_panics_like_a_slice() {
+    SeqLockArray::<u8>::new(2).set(5, 1);
+}
+
+#[test]
+#[should_panic(expected = "elements but the buffer has")]
+fn array_snapshot_into_a_wrong_sized_buffer_panics() {
+    SeqLockArray::<u8>::new(2).snapshot(&mut [0; 3]);
+}
+
+#[test]
+fn panicking_batch_stores_nothing_and_releases_every_lock() {
+    let a = SeqLockArray::from_slice(&[1u32, 2]);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        a.write_batch(|v, _| {
+            v[0] = 100;
+            panic!("boom")
+        })
+    }));
+    assert!(r.is_err());
+    assert_eq!(a.to_vec(), [1, 2]);
+    a.set(0, 3);
+    assert_eq!(a.get(0), 3);
+}
+
+#[test]
+fn array_element_torn_by_a_dead_writer_is_reported_and_repaired() {
+    let a = SeqLockArray::from_slice(&[1u64, 2, 3]);
+    std::thread::scope(|sc| {
+        sc.spawn(|| a.slot(1).unwrap().begin_write_for_test(20));
+    });
+    until_writer_dead(a.slot(1).unwrap());
+    let mut out = [0; 3];
+    assert_eq!(a.try_snapshot(&mut out), Err(SeqLockError::WriterDied));
+    assert_eq!(
+        a.snapshot_timeout(&mut out, Duration::from_secs(5)),
+        Err(SeqLockError::WriterDied)
+    );
+    // Other elements are unaffected.
+    assert_eq!(a.slot(0).unwrap().try_read(), Ok(1));
+    let recovered = a.write_batch(|v, recovered| {
+        v[1] = 22;
+        recovered
+    });
+    assert!(recovered);
+    assert_eq!(a.to_vec(), [1, 22, 3]);
+}
+
+#[test]
+fn writes_to_one_element_do_not_disturb_readers_of_another() {
+    let a = SeqLockArray::<u64>::new(2);
+    std::thread::scope(|sc| {
+        sc.spawn(|| a.slot(0).unwrap().begin_write_for_test(1));
+    });
+    // Element 0 is torn forever (until repaired); element 1 reads at once.
+    assert_eq!(a.slot(1).unwrap().try_read(), Ok(0));
+    assert_eq!(a.get(1), 0);
+}
