@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use common::{Shm, Weight, Workers, concurrent, single, tune};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use crossbeam_utils::CachePadded;
+use shmstate::{Counter, StripedCounter, Value};
 
 /// One increment per iteration on one thread: a counter in shared memory vs a heap atomic.
 fn inc_1thread(c: &mut Criterion) {
@@ -20,6 +21,16 @@ fn inc_1thread(c: &mut Criterion) {
 
     // Relaxed everywhere in this file: a counter's increments need atomicity only; the
     // final count is read after the workers were joined (which synchronises).
+    let counter = Shm::<Counter>::zeroed(1);
+    single(
+        &mut g,
+        "shmstate_counter",
+        &*counter,
+        |c| c.reset(),
+        |c| c.inc(),
+        |c| c.get(),
+    );
+
     let heap = Box::new(AtomicU64::new(0));
     single(
         &mut g,
@@ -55,6 +66,22 @@ fn contended(c: &mut Criterion) {
         g.throughput(Throughput::Elements(w.count() as u64));
         let n = w.count() as u64;
 
+        let counter = Shm::<Counter>::zeroed(1);
+        concurrent(
+            &mut g,
+            "shmstate_counter",
+            w,
+            n,
+            &*counter,
+            |c| c.reset(),
+            |c, _, iters| {
+                for _ in 0..iters {
+                    c.inc();
+                }
+            },
+            |c| c.get(),
+        );
+
         let one = Shm::new(AtomicU64::new(0));
         concurrent(
             &mut g,
@@ -83,6 +110,22 @@ fn striped(c: &mut Criterion) {
         tune(&mut g, Weight::Spawning);
         g.throughput(Throughput::Elements(w.count() as u64));
         let n = w.count() as u64;
+
+        let striped = Shm::<StripedCounter>::zeroed(StripedCounter::default_stripes());
+        concurrent(
+            &mut g,
+            "shmstate_striped",
+            w,
+            n,
+            &*striped,
+            |c| c.reset(),
+            |c, _, iters| {
+                for _ in 0..iters {
+                    c.inc();
+                }
+            },
+            |c| c.sum(),
+        );
 
         let one = Shm::new(AtomicU64::new(0));
         concurrent(
@@ -130,6 +173,17 @@ fn value_f64(c: &mut Criterion) {
         let mut g = c.benchmark_group("f64_add_1thread");
         tune(&mut g, Weight::Single);
         g.throughput(Throughput::Elements(1));
+        let v = Shm::new(Value::new(0.0f64));
+        single(
+            &mut g,
+            "shmstate_value_f64",
+            &*v,
+            |v| v.store(0.0, Relaxed),
+            |v| {
+                v.fetch_add(1.0, Relaxed);
+            },
+            |v| v.load(Relaxed) as u64,
+        );
         let m = std::sync::Mutex::new(0.0f64);
         single(
             &mut g,
@@ -160,6 +214,21 @@ fn value_f64(c: &mut Criterion) {
         tune(&mut g, Weight::Spawning);
         g.throughput(Throughput::Elements(w.count() as u64));
         let n = w.count() as u64;
+        let v = Shm::new(Value::new(0.0f64));
+        concurrent(
+            &mut g,
+            "shmstate_value_f64",
+            w,
+            n,
+            &*v,
+            |v| v.store(0.0, Relaxed),
+            |v, _, iters| {
+                for _ in 0..iters {
+                    v.fetch_add(1.0, Relaxed);
+                }
+            },
+            |v| v.load(Relaxed) as u64,
+        );
         let m = std::sync::Mutex::new(0.0f64);
         concurrent(
             &mut g,

@@ -8,10 +8,11 @@ mod common;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use common::{Weight, Workers, concurrent, tune};
+use common::{Shm, Weight, Workers, concurrent, tune};
 use criterion::{
     BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main, measurement::WallTime,
 };
+use shmstate::{SeqLock, SeqLockArray};
 
 /// 64 bytes of data: eight words that a writer always sets to the same value, so a reader
 /// that sees two different words saw a torn write.
@@ -101,6 +102,15 @@ fn read_64(c: &mut Criterion) {
 
         read_case(
             &mut g,
+            "shmstate_seqlock",
+            readers,
+            writer,
+            Shm::new(SeqLock::new([1u64; 8])),
+            |l| l.read(),
+            |l, k| l.write([k; 8]),
+        );
+        read_case(
+            &mut g,
             "std_rwlock",
             readers,
             writer,
@@ -130,6 +140,13 @@ fn array_snapshot(c: &mut Criterion) {
     tune(&mut g, Weight::Single);
     g.throughput(Throughput::Elements(1));
 
+    let arr = Shm::<SeqLockArray<f64>>::zeroed(ARRAY_LEN);
+    for i in 0..ARRAY_LEN {
+        arr.set(i, 1.0);
+    }
+    snapshot_case(&mut g, "shmstate_seqlock_array", &*arr, |a, out| {
+        a.snapshot(out)
+    });
     let l = std::sync::RwLock::new([1.0f64; ARRAY_LEN]);
     snapshot_case(&mut g, "std_rwlock", &l, |l, out| {
         out.copy_from_slice(&*l.read().unwrap())

@@ -473,12 +473,12 @@ impl PthreadCond {
 
 /// A single-thread bench of `op` run `iters` times in this thread; `reset` before and
 /// `total` after, which must equal `iters` (so a fast wrong answer fails the run).
-pub fn single<S: ?Sized>(
+pub fn single<S: ?Sized, R>(
     group: &mut BenchmarkGroup<'_, WallTime>,
     id: &str,
     state: &S,
     reset: impl Fn(&S),
-    op: impl Fn(&S),
+    op: impl Fn(&S) -> R,
     total: impl Fn(&S) -> u64,
 ) {
     group.bench_function(id, |b| {
@@ -486,7 +486,7 @@ pub fn single<S: ?Sized>(
             reset(state);
             let t0 = Instant::now();
             for _ in 0..iters {
-                op(std::hint::black_box(state));
+                std::hint::black_box(op(std::hint::black_box(state)));
             }
             let elapsed = t0.elapsed();
             assert_eq!(total(state), iters, "{id}: wrong final count");
