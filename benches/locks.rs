@@ -10,8 +10,10 @@
 
 mod common;
 
+use common::Shm;
 use common::{PthreadCond, PthreadMutex, Weight, Workers, concurrent, single, tune};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use shmstate::{Condvar, Mutex, RwLock};
 
 fn pthread_cases(robust: bool) -> (&'static str, common::Shm<PthreadMutex>) {
     let name = if robust {
@@ -27,6 +29,18 @@ fn mutex_uncontended(c: &mut Criterion) {
     let mut g = c.benchmark_group("mutex_uncontended");
     tune(&mut g, Weight::Single);
     g.throughput(Throughput::Elements(1));
+
+    let m = Shm::<Mutex<u64>>::zeroed(1);
+    single(
+        &mut g,
+        "shmstate_mutex",
+        &*m,
+        |m| *m.lock().unwrap() = 0,
+        |m| {
+            *m.lock().unwrap() += 1;
+        },
+        |m| *m.lock().unwrap(),
+    );
 
     let m = std::sync::Mutex::new(0u64);
     single(
@@ -71,6 +85,22 @@ fn mutex_contended(c: &mut Criterion) {
         tune(&mut g, Weight::Spawning);
         g.throughput(Throughput::Elements(w.count() as u64));
         let n = w.count() as u64;
+
+        let m = Shm::<Mutex<u64>>::zeroed(1);
+        concurrent(
+            &mut g,
+            "shmstate_mutex",
+            w,
+            n,
+            &*m,
+            |m| *m.lock().unwrap() = 0,
+            |m, _, iters| {
+                for _ in 0..iters {
+                    *m.lock().unwrap() += 1;
+                }
+            },
+            |m| *m.lock().unwrap(),
+        );
 
         if let Workers::Threads(_) = w {
             let m = std::sync::Mutex::new(0u64);
@@ -138,6 +168,24 @@ fn rwlock_read(c: &mut Criterion) {
         let n = readers as u64;
         let total = std::sync::atomic::AtomicU64::new(0);
 
+        let l = Shm::new(RwLock::new(1u64));
+        concurrent(
+            &mut g,
+            "shmstate_rwlock",
+            w,
+            n,
+            &(&*l, &total),
+            |s| s.1.store(0, RELAXED),
+            |s, _, iters| {
+                let mut sum = 0;
+                for _ in 0..iters {
+                    sum += *std::hint::black_box(s.0).read().unwrap();
+                }
+                s.1.fetch_add(sum, RELAXED);
+            },
+            |s| s.1.load(RELAXED),
+        );
+
         let l = std::sync::RwLock::new(1u64);
         concurrent(
             &mut g,
@@ -189,6 +237,28 @@ fn condvar_pingpong(c: &mut Criterion) {
     let mut g = c.benchmark_group(format!("condvar_pingpong_{}", w.label()));
     tune(&mut g, Weight::Spawning);
     g.throughput(Throughput::Elements(1));
+
+    let m = Shm::<Mutex<u64>>::zeroed(1);
+    let cv = Shm::<Condvar>::zeroed(1);
+    concurrent(
+        &mut g,
+        "shmstate_condvar",
+        w,
+        2,
+        &(&*m, &*cv),
+        |s| *s.0.lock().unwrap() = 0,
+        |s, i, iters| {
+            for _ in 0..iters {
+                let guard = s.0.lock().unwrap();
+                let mut guard = s.1.wait_while(guard, |t| *t % 2 != i as u64).unwrap();
+                *guard += 1;
+                // Notified with the lock held, as the pthread case below does.
+                s.1.notify_all();
+                drop(guard);
+            }
+        },
+        |s| *s.0.lock().unwrap(),
+    );
 
     let m = PthreadMutex::new_shared(false);
     let cv = PthreadCond::new_shared();
