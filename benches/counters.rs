@@ -15,7 +15,7 @@ use shmstate::{Counter, StripedCounter, Value};
 
 /// One increment per iteration on one thread: a counter in shared memory vs a heap atomic.
 fn inc_1thread(c: &mut Criterion) {
-    let mut g = c.benchmark_group("counter_inc_1thread");
+    let mut g = common::group(c, "counter_inc_1thread");
     tune(&mut g, Weight::Single);
     g.throughput(Throughput::Elements(1));
 
@@ -61,7 +61,7 @@ fn inc_1thread(c: &mut Criterion) {
 /// One counter incremented by every worker (threads, then processes).
 fn contended(c: &mut Criterion) {
     for w in [Workers::Threads(2), Workers::Processes(2)] {
-        let mut g = c.benchmark_group(format!("counter_contended_{}", w.label()));
+        let mut g = common::group(c, format!("counter_contended_{}", w.label()));
         tune(&mut g, Weight::Spawning);
         g.throughput(Throughput::Elements(w.count() as u64));
         let n = w.count() as u64;
@@ -80,6 +80,22 @@ fn contended(c: &mut Criterion) {
                 }
             },
             |c| c.get(),
+        );
+
+        let v = Shm::new(Value::new(0u64));
+        concurrent(
+            &mut g,
+            "shmstate_value_u64",
+            w,
+            n,
+            &*v,
+            |v| v.store(0, Relaxed),
+            |v, _, iters| {
+                for _ in 0..iters {
+                    v.fetch_add(1, Relaxed);
+                }
+            },
+            |v| v.load(Relaxed),
         );
 
         let one = Shm::new(AtomicU64::new(0));
@@ -106,7 +122,7 @@ fn contended(c: &mut Criterion) {
 /// per worker (nothing shared: the physical ceiling for exact counting).
 fn striped(c: &mut Criterion) {
     for w in [Workers::Threads(2), Workers::Processes(2)] {
-        let mut g = c.benchmark_group(format!("striped_{}", w.label()));
+        let mut g = common::group(c, format!("striped_{}", w.label()));
         tune(&mut g, Weight::Spawning);
         g.throughput(Throughput::Elements(w.count() as u64));
         let n = w.count() as u64;
@@ -170,7 +186,7 @@ fn striped(c: &mut Criterion) {
 /// Adding to a shared `f64`: `Value<f64>::fetch_add` vs a mutex-guarded `f64`.
 fn value_f64(c: &mut Criterion) {
     {
-        let mut g = c.benchmark_group("f64_add_1thread");
+        let mut g = common::group(c, "f64_add_1thread");
         tune(&mut g, Weight::Single);
         g.throughput(Throughput::Elements(1));
         let v = Shm::new(Value::new(0.0f64));
@@ -210,7 +226,7 @@ fn value_f64(c: &mut Criterion) {
     }
     {
         let w = Workers::Threads(2);
-        let mut g = c.benchmark_group(format!("f64_add_{}", w.label()));
+        let mut g = common::group(c, format!("f64_add_{}", w.label()));
         tune(&mut g, Weight::Spawning);
         g.throughput(Throughput::Elements(w.count() as u64));
         let n = w.count() as u64;

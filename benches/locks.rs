@@ -26,7 +26,7 @@ fn pthread_cases(robust: bool) -> (&'static str, common::Shm<PthreadMutex>) {
 
 /// Lock, increment, unlock on one thread.
 fn mutex_uncontended(c: &mut Criterion) {
-    let mut g = c.benchmark_group("mutex_uncontended");
+    let mut g = common::group(c, "mutex_uncontended");
     tune(&mut g, Weight::Single);
     g.throughput(Throughput::Elements(1));
 
@@ -81,7 +81,7 @@ fn mutex_uncontended(c: &mut Criterion) {
 /// Two workers hammering one lock; each iteration is one lock+increment+unlock per worker.
 fn mutex_contended(c: &mut Criterion) {
     for w in [Workers::Threads(2), Workers::Processes(2)] {
-        let mut g = c.benchmark_group(format!("mutex_contended_{}", w.label()));
+        let mut g = common::group(c, format!("mutex_contended_{}", w.label()));
         tune(&mut g, Weight::Spawning);
         g.throughput(Throughput::Elements(w.count() as u64));
         let n = w.count() as u64;
@@ -162,7 +162,7 @@ fn mutex_contended(c: &mut Criterion) {
 fn rwlock_read(c: &mut Criterion) {
     for readers in [1usize, 2] {
         let w = Workers::Threads(readers);
-        let mut g = c.benchmark_group(format!("rwlock_read_{}", w.label()));
+        let mut g = common::group(c, format!("rwlock_read_{}", w.label()));
         tune(&mut g, Weight::Spawning);
         g.throughput(Throughput::Elements(readers as u64));
         let n = readers as u64;
@@ -234,7 +234,7 @@ const RELAXED: std::sync::atomic::Ordering = std::sync::atomic::Ordering::Relaxe
 /// One iteration is one round trip (two hand-offs).
 fn condvar_pingpong(c: &mut Criterion) {
     let w = Workers::Processes(2);
-    let mut g = c.benchmark_group(format!("condvar_pingpong_{}", w.label()));
+    let mut g = common::group(c, format!("condvar_pingpong_{}", w.label()));
     tune(&mut g, Weight::Spawning);
     g.throughput(Throughput::Elements(1));
 

@@ -113,6 +113,50 @@ def load_criterion(root):
     return out
 
 
+def load_warnings(log):
+    """{(group, function)} flagged by the benches' OVERLAP WARNING lines."""
+    flagged = set()
+    try:
+        with open(log, errors="replace") as f:
+            for line in f:
+                m = re.search(r"OVERLAP WARNING (\S+)/(\S+?):", line)
+                if m:
+                    flagged.add((m.group(1), m.group(2)))
+    except OSError:
+        pass
+    return flagged
+
+
+# Python path -> (criterion group, shmstate function, workers per iteration, meaning,
+# target speed-up): the same job measured by the criterion benches, per operation.
+PY_VS_CRITERION = [
+    ("value_get_lock", "counter_contended_2procs", "shmstate_value_u64", 2,
+     "Value + get_lock() vs Value<u64>::fetch_add", 30.0),
+    ("value_get_lock", "striped_2procs", "shmstate_striped", 2,
+     "Value + get_lock() vs StripedCounter", 300.0),
+    ("value_get_lock", "mutex_contended_2procs", "shmstate_mutex", 2,
+     "Value + get_lock() vs shmstate Mutex", None),
+    ("lock_acquire_release", "mutex_contended_2procs", "shmstate_mutex", 2,
+     "multiprocessing.Lock vs shmstate Mutex", None),
+    ("manager_value", "counter_contended_2procs", "shmstate_value_u64", 2,
+     "Manager().Value (+Lock) vs Value<u64>::fetch_add", None),
+]
+
+
+def py_vs_criterion(py, est):
+    out = []
+    pyr = {r["path"]: r for r in (py or {}).get("python", [])}
+    if not py or py.get("processes") != 2:
+        return out
+    for p, g, fn, workers, meaning, target in PY_VS_CRITERION:
+        if p in pyr and (g, fn) in est:
+            shm_ns = est[(g, fn)]["median"] / workers
+            out.append({"meaning": meaning, "py_ns": pyr[p]["ns_per_op"], "shm_ns": shm_ns,
+                        "speedup": pyr[p]["ns_per_op"] / shm_ns, "target": target,
+                        "bench": f"{g}/{fn}"})
+    return out
+
+
 def rows_from_criterion(est):
     groups = {}
     for (g, fn), e in est.items():
@@ -150,7 +194,7 @@ def verdict(speedup, target):
     return f"{text}: **not met** (needs {need / speedup:.2f}x more)"
 
 
-def markdown(rows, groups, py, mach, missing_targets):
+def markdown(rows, groups, py, mach, missing_targets, flagged, pyc):
     lines = []
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines.append(f"Machine: **{mach['cpu']}**, {mach['cores']} cores, Linux "
@@ -166,10 +210,13 @@ def markdown(rows, groups, py, mach, missing_targets):
     lines.append("|---|---|---|---:|---:|---:|---:|---|")
     for r in rows:
         g = r["group"]
+        warn = ""
+        if (g, r["shmstate"]) in flagged or (g, r["alt"]) in flagged:
+            warn = " ⚠ workers did not run together in some samples (busy machine)"
         lines.append(
             f"| `{g}` ({MEANING.get(g, '')}) | {r['shmstate'][len('shmstate_'):]} | {r['alt']} "
             f"| {fmt_ns(r['shm_ns'])} | {fmt_ns(r['alt_ns'])} | {1 / r['speedup']:.3f} "
-            f"| {r['speedup']:.2f}x | {verdict(r['speedup'], r['target'])} |")
+            f"| {r['speedup']:.2f}x | {verdict(r['speedup'], r['target'])}{warn} |")
     alone = [g for g, fns in groups.items() if not any(f.startswith("shmstate_") for f in fns)]
     if alone:
         lines.append("")
@@ -205,6 +252,18 @@ def markdown(rows, groups, py, mach, missing_targets):
                              f"| {verdict(r['speedup'], t)} |")
         else:
             lines.append(f"shmstate demo not available: {py.get('shmstate_missing')}")
+        lines.append("")
+    if pyc:
+        lines.append("The same Python numbers against the criterion multi-process rows of this "
+                     "run (2 processes, per operation = per-iteration median / 2):")
+        lines.append("")
+        lines.append("| comparison | Python ns/op | shmstate ns/op (criterion row) "
+                     "| speed-up of shmstate | target |")
+        lines.append("|---|---:|---:|---:|---|")
+        for r in pyc:
+            t = (f">= {r['target']:g}x", r["target"]) if r["target"] else None
+            lines.append(f"| {r['meaning']} | {r['py_ns']:.1f} | {r['shm_ns']:.2f} "
+                         f"(`{r['bench']}`) | {r['speedup']:.0f}x | {verdict(r['speedup'], t)} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -263,6 +322,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--criterion", default=os.path.join(target_dir, "criterion"))
     ap.add_argument("--python", default=os.path.join(target_dir, "bench-results", "python.json"))
+    ap.add_argument("--log", default=os.path.join(target_dir, "bench-results", "criterion.log"),
+                    help="cargo bench output, scanned for OVERLAP WARNING lines")
     ap.add_argument("--markdown", default=os.path.join(repo, "BENCHMARKS.md"))
     ap.add_argument("--svg", default=os.path.join(here, "chart.svg"))
     args = ap.parse_args()
@@ -276,7 +337,8 @@ def main():
     measured = {(r["group"], r["shmstate"], r["alt"]) for r in rows}
     missing = [f"`{g}` {s} vs {a} ({t[0]})" for (g, s, a), t in TARGETS.items()
                if (g, s, a) not in measured]
-    section = markdown(rows, groups, py, machine(), missing)
+    section = markdown(rows, groups, py, machine(), missing, load_warnings(args.log),
+                       py_vs_criterion(py, est))
 
     with open(args.markdown) as f:
         doc = f.read()

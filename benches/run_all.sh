@@ -32,4 +32,5 @@ python3 benches/python/compare.py --processes 2 --increments "$increments" \
     --shmstate-bin "$target/release/shmstate" --json "$results/python.json" \
     | tee "$results/python.log"
 
-python3 benches/report.py --criterion "$target/criterion" --python "$results/python.json"
+python3 benches/report.py --criterion "$target/criterion" --python "$results/python.json" \
+    --log "$results/criterion.log"

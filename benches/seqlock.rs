@@ -96,7 +96,7 @@ fn read_64(c: &mut Criterion) {
                 format!("seqlock_read64_{readers}readers")
             }
         };
-        let mut g = c.benchmark_group(name);
+        let mut g = common::group(c, name);
         tune(&mut g, Weight::Spawning);
         g.throughput(Throughput::Elements(readers as u64));
 
@@ -136,7 +136,7 @@ const ARRAY_LEN: usize = 1000;
 
 /// A full copy of a 1,000-`f64` array, one thread, no writer.
 fn array_snapshot(c: &mut Criterion) {
-    let mut g = c.benchmark_group("seqlock_array_snapshot_1000f64");
+    let mut g = common::group(c, "seqlock_array_snapshot_1000f64");
     tune(&mut g, Weight::Single);
     g.throughput(Throughput::Elements(1));
 

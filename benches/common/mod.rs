@@ -13,7 +13,7 @@
 use std::cell::UnsafeCell;
 use std::ptr::NonNull;
 use std::sync::Barrier;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkGroup, Criterion, measurement::WallTime};
@@ -36,6 +36,16 @@ pub fn criterion() -> Criterion {
             .warm_up_time(Duration::from_millis(700))
             .measurement_time(Duration::from_secs(2))
     }
+}
+
+/// The name of the group being measured, for warnings.
+static CURRENT_GROUP: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
+/// `c.benchmark_group(name)`, remembering the name for warnings.
+pub fn group<'a>(c: &'a mut Criterion, name: impl Into<String>) -> BenchmarkGroup<'a, WallTime> {
+    let name = name.into();
+    *CURRENT_GROUP.lock().unwrap() = name.clone();
+    c.benchmark_group(name)
 }
 
 /// How heavy a group's benches are: single-thread loops are cheap to sample; forked or
@@ -167,6 +177,72 @@ struct Gate {
     go: AtomicU32,
     done: AtomicU32,
     failed: AtomicU32,
+    stamps: Stamps,
+}
+
+/// Most workers a runner takes.
+pub const MAX_WORKERS: usize = 8;
+
+/// Each worker's start and end time (CLOCK_MONOTONIC nanoseconds, comparable between
+/// processes), to check that the workers really ran at the same time.
+#[repr(C)]
+struct Stamps([[AtomicU64; 2]; MAX_WORKERS]);
+
+impl Stamps {
+    fn new() -> Self {
+        Stamps(std::array::from_fn(|_| {
+            [AtomicU64::new(0), AtomicU64::new(0)]
+        }))
+    }
+
+    /// Runs `work` as worker `i`, recording its start and end.
+    fn timed(&self, i: usize, work: impl FnOnce()) {
+        // Relaxed: read only after the workers were joined or counted done (Release/Acquire).
+        self.0[i][0].store(now_ns(), Ordering::Relaxed);
+        work();
+        self.0[i][1].store(now_ns(), Ordering::Relaxed);
+    }
+
+    /// The fraction of the span from the first start to the last end during which all `n`
+    /// workers were running (1 = perfectly together, 0 = one after the other).
+    fn overlap(&self, n: usize) -> f64 {
+        let s = &self.0[..n];
+        let first = s
+            .iter()
+            .map(|w| w[0].load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0);
+        let last_start = s
+            .iter()
+            .map(|w| w[0].load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0);
+        let first_end = s
+            .iter()
+            .map(|w| w[1].load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0);
+        let last = s
+            .iter()
+            .map(|w| w[1].load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0);
+        if last <= first {
+            return 1.0;
+        }
+        first_end.saturating_sub(last_start) as f64 / (last - first) as f64
+    }
+}
+
+/// CLOCK_MONOTONIC now, in nanoseconds.
+fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// How long one sample may take before the runner kills its children and panics.
@@ -195,12 +271,14 @@ fn wait_for(word: &AtomicU32, target: u32, deadline: Instant) -> bool {
 /// (criterion measures on one thread; the thread runner joins its threads before
 /// returning), so no lock the child needs can be held by a thread that is not copied.
 /// Children end with `_exit`.
-pub fn run_processes(n: usize, work: impl Fn(usize)) -> Duration {
+pub fn run_processes(n: usize, work: impl Fn(usize)) -> (Duration, f64) {
+    assert!(n <= MAX_WORKERS);
     let gate = Shm::new(Gate {
         ready: AtomicU32::new(0),
         go: AtomicU32::new(0),
         done: AtomicU32::new(0),
         failed: AtomicU32::new(0),
+        stamps: Stamps::new(),
     });
     let mut pids = Vec::with_capacity(n);
     for i in 0..n {
@@ -217,7 +295,10 @@ pub fn run_processes(n: usize, work: impl Fn(usize)) -> Duration {
             while gate.go.load(Ordering::Acquire) == 0 {
                 shmstate::futex::wait(&gate.go, 0, Some(Duration::from_millis(50)));
             }
-            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(i))).is_ok();
+            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                gate.stamps.timed(i, || work(i))
+            }))
+            .is_ok();
             if !ok {
                 // Relaxed: read by the parent only after `done`'s Release/Acquire.
                 gate.failed.fetch_add(1, Ordering::Relaxed);
@@ -258,25 +339,27 @@ pub fn run_processes(n: usize, work: impl Fn(usize)) -> Duration {
     }
     assert!(finished, "children did not finish within {SAMPLE_LIMIT:?}");
     assert!(bad.is_empty(), "children failed: {bad:?}");
-    elapsed
+    (elapsed, gate.stamps.overlap(n))
 }
 
 /// Runs `work(i)` on `n` scoped threads that start together (a barrier); returns the wall
-/// time from the barrier until all have finished.
-pub fn run_threads(n: usize, work: impl Fn(usize) + Sync) -> Duration {
+/// time from the barrier until all have finished, and the workers' overlap.
+pub fn run_threads(n: usize, work: impl Fn(usize) + Sync) -> (Duration, f64) {
+    assert!(n <= MAX_WORKERS);
+    let stamps = Stamps::new();
     let barrier = Barrier::new(n + 1);
     let t0 = std::thread::scope(|s| {
         for i in 0..n {
-            let (barrier, work) = (&barrier, &work);
+            let (barrier, work, stamps) = (&barrier, &work, &stamps);
             s.spawn(move || {
                 barrier.wait();
-                work(i);
+                stamps.timed(i, || work(i));
             });
         }
         barrier.wait();
         Instant::now()
     });
-    t0.elapsed()
+    (t0.elapsed(), stamps.overlap(n))
 }
 
 /// Where a concurrent bench runs its workers.
@@ -296,9 +379,9 @@ impl Workers {
         }
     }
 
-    /// Runs `work(i)` once on each worker; the wall time as for [`run_threads`] /
-    /// [`run_processes`].
-    pub fn run(self, work: impl Fn(usize) + Sync) -> Duration {
+    /// Runs `work(i)` once on each worker; the wall time and overlap as for
+    /// [`run_threads`] / [`run_processes`].
+    pub fn run(self, work: impl Fn(usize) + Sync) -> (Duration, f64) {
         match self {
             Workers::Threads(n) => run_threads(n, work),
             Workers::Processes(n) => run_processes(n, work),
@@ -509,12 +592,29 @@ pub fn concurrent<S: ?Sized + Sync>(
     work: impl Fn(&S, usize, u64) + Sync,
     total: impl Fn(&S) -> u64,
 ) {
+    let (mut samples, mut apart) = (0u32, 0u32);
     group.bench_function(id, |b| {
         b.iter_custom(|iters| {
             reset(state);
-            let elapsed = workers.run(|i| work(state, i, iters));
+            let (elapsed, overlap) = workers.run(|i| work(state, i, iters));
             assert_eq!(total(state), per_iter * iters, "{id}: wrong final count");
+            samples += 1;
+            apart += u32::from(overlap < MIN_OVERLAP);
             elapsed
         })
     });
+    if workers.count() > 1 && apart * 10 > samples {
+        // Parsed by benches/report.py: the result is listed as unreliable.
+        eprintln!(
+            "OVERLAP WARNING {}/{id}: in {apart} of {samples} samples the workers ran together \
+             for less than {:.0}% of the time (busy machine?); this result is not a \
+             measurement of contention",
+            CURRENT_GROUP.lock().unwrap(),
+            MIN_OVERLAP * 100.0
+        );
+    }
 }
+
+/// A concurrent sample whose workers ran together for less than this fraction of its
+/// time did not measure contention (the machine had no free core for one of them).
+pub const MIN_OVERLAP: f64 = 0.8;
