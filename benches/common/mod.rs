@@ -598,8 +598,12 @@ pub fn concurrent<S: ?Sized + Sync>(
             reset(state);
             let (elapsed, overlap) = workers.run(|i| work(state, i, iters));
             assert_eq!(total(state), per_iter * iters, "{id}: wrong final count");
-            samples += 1;
-            apart += u32::from(overlap < MIN_OVERLAP);
+            // Criterion's warm-up starts with tiny samples (1, 2, 4 .. iterations) where
+            // thread or process start-up skew dominates; judge only real-sized samples.
+            if elapsed >= MIN_JUDGED_SAMPLE {
+                samples += 1;
+                apart += u32::from(overlap < MIN_OVERLAP);
+            }
             elapsed
         })
     });
@@ -614,6 +618,9 @@ pub fn concurrent<S: ?Sized + Sync>(
         );
     }
 }
+
+/// Samples shorter than this are not checked for overlap.
+pub const MIN_JUDGED_SAMPLE: Duration = Duration::from_millis(5);
 
 /// A concurrent sample whose workers ran together for less than this fraction of its
 /// time did not measure contention (the machine had no free core for one of them).
