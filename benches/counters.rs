@@ -1,0 +1,285 @@
+//! Counters: shmstate's `Counter`, `StripedCounter` and `Value<f64>` next to what a user
+//! would otherwise reach for (a heap `AtomicU64`, one shared atomic, a `Mutex<f64>`), in
+//! one run. Every bench checks its final count.
+//!
+//! Run: `cargo bench --bench counters` (smoke: `SHMSTATE_BENCH_QUICK=1 cargo bench --bench counters`).
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use common::{Shm, Weight, Workers, concurrent, single, tune};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use crossbeam_utils::CachePadded;
+use shmstate::{Counter, StripedCounter, Value};
+
+/// One increment per iteration on one thread: a counter in shared memory vs a heap atomic.
+fn inc_1thread(c: &mut Criterion) {
+    let mut g = common::group(c, "counter_inc_1thread");
+    tune(&mut g, Weight::Single);
+    g.throughput(Throughput::Elements(1));
+
+    // Relaxed everywhere in this file: a counter's increments need atomicity only; the
+    // final count is read after the workers were joined (which synchronises).
+    // Every op returns the previous value, as `Counter::inc` does (`single` black-boxes
+    // it), so all three compile to the same `lock xadd`.
+    let counter = Shm::<Counter>::zeroed(1);
+    single(
+        &mut g,
+        "shmstate_counter",
+        &*counter,
+        |c| c.reset(),
+        |c| c.inc(),
+        |c| c.get(),
+    );
+
+    let heap = Box::new(AtomicU64::new(0));
+    single(
+        &mut g,
+        "heap_atomic_u64",
+        &*heap,
+        |a| a.store(0, Relaxed),
+        |a| a.fetch_add(1, Relaxed),
+        |a| a.load(Relaxed),
+    );
+
+    let shm = Shm::new(AtomicU64::new(0));
+    single(
+        &mut g,
+        "shm_atomic_u64",
+        &*shm,
+        |a| a.store(0, Relaxed),
+        |a| a.fetch_add(1, Relaxed),
+        |a| a.load(Relaxed),
+    );
+
+    g.finish();
+}
+
+/// One counter incremented by every worker (threads, then processes).
+fn contended(c: &mut Criterion) {
+    for w in [Workers::Threads(2), Workers::Processes(2)] {
+        let mut g = common::group(c, format!("counter_contended_{}", w.label()));
+        tune(&mut g, Weight::Spawning);
+        g.throughput(Throughput::Elements(w.count() as u64));
+        let n = w.count() as u64;
+
+        let counter = Shm::<Counter>::zeroed(1);
+        concurrent(
+            &mut g,
+            "shmstate_counter",
+            w,
+            n,
+            &*counter,
+            |c| c.reset(),
+            |c, _, iters| {
+                for _ in 0..iters {
+                    c.inc();
+                }
+            },
+            |c| c.get(),
+        );
+
+        let v = Shm::new(Value::new(0u64));
+        concurrent(
+            &mut g,
+            "shmstate_value_u64",
+            w,
+            n,
+            &*v,
+            |v| v.store(0, Relaxed),
+            |v, _, iters| {
+                for _ in 0..iters {
+                    v.fetch_add(1, Relaxed);
+                }
+            },
+            |v| v.load(Relaxed),
+        );
+
+        let one = Shm::new(AtomicU64::new(0));
+        concurrent(
+            &mut g,
+            "atomic_u64",
+            w,
+            n,
+            &*one,
+            |a| a.store(0, Relaxed),
+            |a, _, iters| {
+                for _ in 0..iters {
+                    a.fetch_add(1, Relaxed);
+                }
+            },
+            |a| a.load(Relaxed),
+        );
+
+        g.finish();
+    }
+}
+
+/// Striped counting: `StripedCounter` vs one contended atomic vs one cache-padded atomic
+/// per worker (nothing shared: the physical ceiling for exact counting).
+fn striped(c: &mut Criterion) {
+    for w in [Workers::Threads(2), Workers::Processes(2)] {
+        let mut g = common::group(c, format!("striped_{}", w.label()));
+        tune(&mut g, Weight::Spawning);
+        g.throughput(Throughput::Elements(w.count() as u64));
+        let n = w.count() as u64;
+
+        let striped = Shm::<StripedCounter>::zeroed(StripedCounter::default_stripes());
+        concurrent(
+            &mut g,
+            "shmstate_striped",
+            w,
+            n,
+            &*striped,
+            |c| c.reset(),
+            |c, _, iters| {
+                for _ in 0..iters {
+                    c.inc();
+                }
+            },
+            |c| c.sum(),
+        );
+
+        let one = Shm::new(AtomicU64::new(0));
+        concurrent(
+            &mut g,
+            "one_atomic",
+            w,
+            n,
+            &*one,
+            |a| a.store(0, Relaxed),
+            |a, _, iters| {
+                for _ in 0..iters {
+                    a.fetch_add(1, Relaxed);
+                }
+            },
+            |a| a.load(Relaxed),
+        );
+
+        let padded: Shm<[CachePadded<AtomicU64>; 2]> = Shm::new([
+            CachePadded::new(AtomicU64::new(0)),
+            CachePadded::new(AtomicU64::new(0)),
+        ]);
+        concurrent(
+            &mut g,
+            "padded_atomic_per_worker",
+            w,
+            n,
+            &*padded,
+            |p| p.iter().for_each(|a| a.store(0, Relaxed)),
+            |p, i, iters| {
+                let a = &p[i % p.len()];
+                for _ in 0..iters {
+                    a.fetch_add(1, Relaxed);
+                }
+            },
+            |p| p.iter().map(|a| a.load(Relaxed)).sum(),
+        );
+
+        g.finish();
+    }
+}
+
+/// Adding to a shared `f64`: `Value<f64>::fetch_add` vs a mutex-guarded `f64`.
+fn value_f64(c: &mut Criterion) {
+    {
+        let mut g = common::group(c, "f64_add_1thread");
+        tune(&mut g, Weight::Single);
+        g.throughput(Throughput::Elements(1));
+        let v = Shm::new(Value::new(0.0f64));
+        single(
+            &mut g,
+            "shmstate_value_f64",
+            &*v,
+            |v| v.store(0.0, Relaxed),
+            |v| {
+                v.fetch_add(1.0, Relaxed);
+            },
+            |v| v.load(Relaxed) as u64,
+        );
+        let m = std::sync::Mutex::new(0.0f64);
+        single(
+            &mut g,
+            "std_mutex_f64",
+            &m,
+            |m| *m.lock().unwrap() = 0.0,
+            |m| {
+                *m.lock().unwrap() += 1.0;
+            },
+            |m| *m.lock().unwrap() as u64,
+        );
+        let m = parking_lot::Mutex::new(0.0f64);
+        single(
+            &mut g,
+            "parking_lot_mutex_f64",
+            &m,
+            |m| *m.lock() = 0.0,
+            |m| {
+                *m.lock() += 1.0;
+            },
+            |m| *m.lock() as u64,
+        );
+        g.finish();
+    }
+    {
+        let w = Workers::Threads(2);
+        let mut g = common::group(c, format!("f64_add_{}", w.label()));
+        tune(&mut g, Weight::Spawning);
+        g.throughput(Throughput::Elements(w.count() as u64));
+        let n = w.count() as u64;
+        let v = Shm::new(Value::new(0.0f64));
+        concurrent(
+            &mut g,
+            "shmstate_value_f64",
+            w,
+            n,
+            &*v,
+            |v| v.store(0.0, Relaxed),
+            |v, _, iters| {
+                for _ in 0..iters {
+                    v.fetch_add(1.0, Relaxed);
+                }
+            },
+            |v| v.load(Relaxed) as u64,
+        );
+        let m = std::sync::Mutex::new(0.0f64);
+        concurrent(
+            &mut g,
+            "std_mutex_f64",
+            w,
+            n,
+            &m,
+            |m| *m.lock().unwrap() = 0.0,
+            |m, _, iters| {
+                for _ in 0..iters {
+                    *m.lock().unwrap() += 1.0;
+                }
+            },
+            |m| *m.lock().unwrap() as u64,
+        );
+        let m = parking_lot::Mutex::new(0.0f64);
+        concurrent(
+            &mut g,
+            "parking_lot_mutex_f64",
+            w,
+            n,
+            &m,
+            |m| *m.lock() = 0.0,
+            |m, _, iters| {
+                for _ in 0..iters {
+                    *m.lock() += 1.0;
+                }
+            },
+            |m| *m.lock() as u64,
+        );
+        g.finish();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = common::criterion();
+    targets = inc_1thread, contended, striped, value_f64
+}
+criterion_main!(benches);

@@ -1,0 +1,287 @@
+//! Locks: shmstate's `Mutex`, `RwLock` and `Condvar` next to `std::sync`, `parking_lot` and
+//! glibc's process-shared (and robust) pthread mutex placed in a `MAP_SHARED` mapping, in
+//! one run. Every critical section increments a plain `u64`, and every bench checks the
+//! final count.
+//!
+//! `std` and `parking_lot` locks use private futexes (keyed by address space), so they do
+//! not work between processes: the multi-process rows compare against glibc only.
+//!
+//! Run: `cargo bench --bench locks` (smoke: `SHMSTATE_BENCH_QUICK=1 cargo bench --bench locks`).
+
+mod common;
+
+use common::Shm;
+use common::{PthreadCond, PthreadMutex, Weight, Workers, concurrent, single, tune};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use shmstate::{Condvar, Mutex, RwLock};
+
+fn pthread_cases(robust: bool) -> (&'static str, common::Shm<PthreadMutex>) {
+    let name = if robust {
+        "pthread_pshared_robust"
+    } else {
+        "pthread_pshared"
+    };
+    (name, PthreadMutex::new_shared(robust))
+}
+
+/// Lock, increment, unlock on one thread.
+fn mutex_uncontended(c: &mut Criterion) {
+    let mut g = common::group(c, "mutex_uncontended");
+    tune(&mut g, Weight::Single);
+    g.throughput(Throughput::Elements(1));
+
+    let m = Shm::<Mutex<u64>>::zeroed(1);
+    single(
+        &mut g,
+        "shmstate_mutex",
+        &*m,
+        |m| *m.lock().unwrap() = 0,
+        |m| {
+            *m.lock().unwrap() += 1;
+        },
+        |m| *m.lock().unwrap(),
+    );
+
+    let m = std::sync::Mutex::new(0u64);
+    single(
+        &mut g,
+        "std_mutex",
+        &m,
+        |m| *m.lock().unwrap() = 0,
+        |m| {
+            *m.lock().unwrap() += 1;
+        },
+        |m| *m.lock().unwrap(),
+    );
+
+    let m = parking_lot::Mutex::new(0u64);
+    single(
+        &mut g,
+        "parking_lot_mutex",
+        &m,
+        |m| *m.lock() = 0,
+        |m| *m.lock() += 1,
+        |m| *m.lock(),
+    );
+
+    for robust in [false, true] {
+        let (name, m) = pthread_cases(robust);
+        single(
+            &mut g,
+            name,
+            &*m,
+            |m| m.set(0),
+            |m| m.with(|v| *v += 1),
+            |m| m.get(),
+        );
+    }
+    g.finish();
+}
+
+/// Two workers hammering one lock; each iteration is one lock+increment+unlock per worker.
+fn mutex_contended(c: &mut Criterion) {
+    for w in [Workers::Threads(2), Workers::Processes(2)] {
+        let mut g = common::group(c, format!("mutex_contended_{}", w.label()));
+        tune(&mut g, Weight::Spawning);
+        g.throughput(Throughput::Elements(w.count() as u64));
+        let n = w.count() as u64;
+
+        let m = Shm::<Mutex<u64>>::zeroed(1);
+        concurrent(
+            &mut g,
+            "shmstate_mutex",
+            w,
+            n,
+            &*m,
+            |m| *m.lock().unwrap() = 0,
+            |m, _, iters| {
+                for _ in 0..iters {
+                    *m.lock().unwrap() += 1;
+                }
+            },
+            |m| *m.lock().unwrap(),
+        );
+
+        if let Workers::Threads(_) = w {
+            let m = std::sync::Mutex::new(0u64);
+            concurrent(
+                &mut g,
+                "std_mutex",
+                w,
+                n,
+                &m,
+                |m| *m.lock().unwrap() = 0,
+                |m, _, iters| {
+                    for _ in 0..iters {
+                        *m.lock().unwrap() += 1;
+                    }
+                },
+                |m| *m.lock().unwrap(),
+            );
+
+            let m = parking_lot::Mutex::new(0u64);
+            concurrent(
+                &mut g,
+                "parking_lot_mutex",
+                w,
+                n,
+                &m,
+                |m| *m.lock() = 0,
+                |m, _, iters| {
+                    for _ in 0..iters {
+                        *m.lock() += 1;
+                    }
+                },
+                |m| *m.lock(),
+            );
+        }
+
+        for robust in [false, true] {
+            let (name, m) = pthread_cases(robust);
+            concurrent(
+                &mut g,
+                name,
+                w,
+                n,
+                &*m,
+                |m| m.set(0),
+                |m, _, iters| {
+                    for _ in 0..iters {
+                        m.with(|v| *v += 1);
+                    }
+                },
+                |m| m.get(),
+            );
+        }
+        g.finish();
+    }
+}
+
+/// Read-lock, read, unlock: 1 reader, then 2 readers on 2 threads, no writer. Each read
+/// returns 1, summed per worker, so the total is the number of reads.
+fn rwlock_read(c: &mut Criterion) {
+    for readers in [1usize, 2] {
+        let w = Workers::Threads(readers);
+        let mut g = common::group(c, format!("rwlock_read_{}", w.label()));
+        tune(&mut g, Weight::Spawning);
+        g.throughput(Throughput::Elements(readers as u64));
+        let n = readers as u64;
+        let total = std::sync::atomic::AtomicU64::new(0);
+
+        let l = Shm::new(RwLock::new(1u64));
+        concurrent(
+            &mut g,
+            "shmstate_rwlock",
+            w,
+            n,
+            &(&*l, &total),
+            |s| s.1.store(0, RELAXED),
+            |s, _, iters| {
+                let mut sum = 0;
+                for _ in 0..iters {
+                    sum += *std::hint::black_box(s.0).read().unwrap();
+                }
+                s.1.fetch_add(sum, RELAXED);
+            },
+            |s| s.1.load(RELAXED),
+        );
+
+        let l = std::sync::RwLock::new(1u64);
+        concurrent(
+            &mut g,
+            "std_rwlock",
+            w,
+            n,
+            &(&l, &total),
+            |s| s.1.store(0, RELAXED),
+            |s, _, iters| {
+                let mut sum = 0;
+                for _ in 0..iters {
+                    sum += *std::hint::black_box(s.0).read().unwrap();
+                }
+                s.1.fetch_add(sum, RELAXED);
+            },
+            |s| s.1.load(RELAXED),
+        );
+
+        let l = parking_lot::RwLock::new(1u64);
+        concurrent(
+            &mut g,
+            "parking_lot_rwlock",
+            w,
+            n,
+            &(&l, &total),
+            |s| s.1.store(0, RELAXED),
+            |s, _, iters| {
+                let mut sum = 0;
+                for _ in 0..iters {
+                    sum += *std::hint::black_box(s.0).read();
+                }
+                s.1.fetch_add(sum, RELAXED);
+            },
+            |s| s.1.load(RELAXED),
+        );
+
+        g.finish();
+    }
+}
+
+/// Relaxed: the per-worker sums are read after the workers are joined.
+const RELAXED: std::sync::atomic::Ordering = std::sync::atomic::Ordering::Relaxed;
+
+/// Ping-pong between 2 processes through a mutex-guarded turn counter and a condition
+/// variable: worker `i` waits until the count's parity is `i`, increments it and notifies.
+/// One iteration is one round trip (two hand-offs).
+fn condvar_pingpong(c: &mut Criterion) {
+    let w = Workers::Processes(2);
+    let mut g = common::group(c, format!("condvar_pingpong_{}", w.label()));
+    tune(&mut g, Weight::Spawning);
+    g.throughput(Throughput::Elements(1));
+
+    let m = Shm::<Mutex<u64>>::zeroed(1);
+    let cv = Shm::<Condvar>::zeroed(1);
+    concurrent(
+        &mut g,
+        "shmstate_condvar",
+        w,
+        2,
+        &(&*m, &*cv),
+        |s| *s.0.lock().unwrap() = 0,
+        |s, i, iters| {
+            for _ in 0..iters {
+                let guard = s.0.lock().unwrap();
+                let mut guard = s.1.wait_while(guard, |t| *t % 2 != i as u64).unwrap();
+                *guard += 1;
+                // Notified with the lock held, as the pthread case below does.
+                s.1.notify_all();
+                drop(guard);
+            }
+        },
+        |s| *s.0.lock().unwrap(),
+    );
+
+    let m = PthreadMutex::new_shared(false);
+    let cv = PthreadCond::new_shared();
+    concurrent(
+        &mut g,
+        "pthread_pshared",
+        w,
+        2,
+        &(&*m, &*cv),
+        |s| s.0.set(0),
+        |s, i, iters| {
+            for _ in 0..iters {
+                s.1.wait_while_then(s.0, |t| t % 2 != i as u64, |t| *t += 1);
+            }
+        },
+        |s| s.0.get(),
+    );
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = common::criterion();
+    targets = mutex_uncontended, mutex_contended, rwlock_read, condvar_pingpong
+}
+criterion_main!(benches);

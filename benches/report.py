@@ -1,0 +1,357 @@
+#!/usr/bin/env python3
+"""Turns a bench run into the ratio table of BENCHMARKS.md and the SVG chart.
+
+Reads criterion's `target/criterion/**/new/{benchmark,estimates}.json` (medians) and,
+if present, the JSON written by `benches/python/compare.py --json`. In every criterion
+group, each `shmstate_*` function is compared with every other function of the group
+(same workers, same operations per iteration). Writes:
+
+- the section between `<!-- results:begin -->` and `<!-- results:end -->` of BENCHMARKS.md
+- `benches/chart.svg`: speed-up of shmstate over each alternative, log scale, at a glance.
+
+Usage: python3 benches/report.py [--criterion DIR] [--python FILE] [--markdown FILE]
+       [--svg FILE]. Standard library only.
+"""
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import re
+import sys
+
+BEGIN = "<!-- results:begin -->"
+END = "<!-- results:end -->"
+
+# Targets from the issue, as (group, shmstate function, alternative) -> (text, minimum
+# speed-up = alternative time / shmstate time). A ratio target "shmstate/alt <= r" is a
+# minimum speed-up of 1/r.
+TARGETS = {
+    ("counter_inc_1thread", "shmstate_counter", "heap_atomic_u64"):
+        ("time ratio <= 1.05", 1 / 1.05),
+    ("striped_2procs", "shmstate_striped", "padded_atomic_per_worker"):
+        ("time ratio <= 1.3", 1 / 1.3),
+    ("striped_2procs", "shmstate_striped", "one_atomic"):
+        (">= 3x faster", 3.0),
+    ("mutex_uncontended", "shmstate_mutex", "std_mutex"):
+        ("time ratio <= 1.1", 1 / 1.1),
+    ("mutex_uncontended", "shmstate_mutex", "pthread_pshared_robust"):
+        ("faster (ratio < 1)", 1.0),
+    ("mutex_contended_2procs", "shmstate_mutex", "pthread_pshared_robust"):
+        (">= 1.5x throughput", 1.5),
+    ("seqlock_read64_2readers", "shmstate_seqlock", "std_rwlock"):
+        (">= 50x throughput", 50.0),
+}
+
+# What each group measures, for the table.
+MEANING = {
+    "counter_inc_1thread": "one increment, one thread",
+    "counter_contended_2threads": "one counter, 2 threads incrementing",
+    "counter_contended_2procs": "one counter, 2 processes incrementing",
+    "striped_2threads": "exact counting, 2 threads",
+    "striped_2procs": "exact counting, 2 processes",
+    "f64_add_1thread": "add 1.0 to a shared f64, one thread",
+    "f64_add_2threads": "add 1.0 to a shared f64, 2 threads",
+    "mutex_uncontended": "lock + increment + unlock, one thread",
+    "mutex_contended_2threads": "lock + increment + unlock, 2 threads",
+    "mutex_contended_2procs": "lock + increment + unlock, 2 processes",
+    "rwlock_read_1thread": "read-lock + read + unlock, one thread",
+    "rwlock_read_2threads": "read-lock + read + unlock, 2 threads",
+    "condvar_pingpong_2procs": "wait/notify round trip between 2 processes",
+    "seqlock_read64_1reader": "consistent 64-byte read, 1 reader",
+    "seqlock_read64_2readers": "consistent 64-byte read, 2 readers, no writer",
+    "seqlock_read64_1reader_1writer": "consistent 64-byte read, 1 reader, a writer looping",
+    "seqlock_array_snapshot_1000f64": "consistent copy of 1,000 f64, one thread",
+}
+
+GROUP_ORDER = list(MEANING)
+
+BENCH_FILE = {
+    "counter": "counters", "striped": "counters", "f64": "counters",
+    "mutex": "locks", "rwlock": "locks", "condvar": "locks", "seqlock": "seqlock",
+}
+
+
+def bench_file(group):
+    return BENCH_FILE.get(group.split("_")[0], "?")
+
+
+def machine():
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"cpu": model, "cores": os.cpu_count(), "kernel": platform.release()}
+
+
+def load_criterion(root):
+    """{(group, function): median ns per iteration} from criterion's `new` estimates."""
+    out = {}
+    for dirpath, _dirs, files in os.walk(root):
+        if os.path.basename(dirpath) != "new" or "estimates.json" not in files:
+            continue
+        try:
+            with open(os.path.join(dirpath, "benchmark.json")) as f:
+                meta = json.load(f)
+            with open(os.path.join(dirpath, "estimates.json")) as f:
+                est = json.load(f)
+            med = est["median"]
+            out[(meta["group_id"], meta["function_id"])] = {
+                "median": med["point_estimate"],
+                "lo": med["confidence_interval"]["lower_bound"],
+                "hi": med["confidence_interval"]["upper_bound"],
+            }
+        except (OSError, ValueError, KeyError, TypeError):
+            print(f"report: skipping unreadable {dirpath}", file=sys.stderr)
+    return out
+
+
+def load_warnings(log):
+    """{(group, function)} flagged by the benches' OVERLAP WARNING lines."""
+    flagged = set()
+    try:
+        with open(log, errors="replace") as f:
+            for line in f:
+                m = re.search(r"OVERLAP WARNING (\S+)/(\S+?):", line)
+                if m:
+                    flagged.add((m.group(1), m.group(2)))
+    except OSError:
+        pass
+    return flagged
+
+
+# Python path -> (criterion group, shmstate function, workers per iteration, meaning,
+# target speed-up): the same job measured by the criterion benches, per operation.
+PY_VS_CRITERION = [
+    ("value_get_lock", "counter_contended_2procs", "shmstate_value_u64", 2,
+     "Value + get_lock() vs Value<u64>::fetch_add", 30.0),
+    ("value_get_lock", "striped_2procs", "shmstate_striped", 2,
+     "Value + get_lock() vs StripedCounter", 300.0),
+    ("value_get_lock", "mutex_contended_2procs", "shmstate_mutex", 2,
+     "Value + get_lock() vs shmstate Mutex", None),
+    ("lock_acquire_release", "mutex_contended_2procs", "shmstate_mutex", 2,
+     "multiprocessing.Lock vs shmstate Mutex", None),
+    ("manager_value", "counter_contended_2procs", "shmstate_value_u64", 2,
+     "Manager().Value (+Lock) vs Value<u64>::fetch_add", None),
+]
+
+
+def py_vs_criterion(py, est):
+    out = []
+    pyr = {r["path"]: r for r in (py or {}).get("python", [])}
+    if not py or py.get("processes") != 2:
+        return out
+    for p, g, fn, workers, meaning, target in PY_VS_CRITERION:
+        if p in pyr and (g, fn) in est:
+            shm_ns = est[(g, fn)]["median"] / workers
+            out.append({"meaning": meaning, "py_ns": pyr[p]["ns_per_op"], "shm_ns": shm_ns,
+                        "speedup": pyr[p]["ns_per_op"] / shm_ns, "target": target,
+                        "bench": f"{g}/{fn}"})
+    return out
+
+
+def rows_from_criterion(est):
+    groups = {}
+    for (g, fn), e in est.items():
+        groups.setdefault(g, {})[fn] = e
+    order = sorted(groups, key=lambda g: (GROUP_ORDER.index(g) if g in GROUP_ORDER else 99, g))
+    rows = []
+    for g in order:
+        fns = groups[g]
+        for s in sorted(f for f in fns if f.startswith("shmstate_")):
+            for a in sorted(f for f in fns if not f.startswith("shmstate_")):
+                target = TARGETS.get((g, s, a))
+                rows.append({
+                    "group": g, "shmstate": s, "alt": a,
+                    "shm_ns": fns[s]["median"], "alt_ns": fns[a]["median"],
+                    "speedup": fns[a]["median"] / fns[s]["median"],
+                    "target": target,
+                })
+    return rows, groups
+
+
+def fmt_ns(ns):
+    if ns >= 1e6:
+        return f"{ns / 1e6:.2f} ms"
+    if ns >= 1e3:
+        return f"{ns / 1e3:.2f} µs"
+    return f"{ns:.2f} ns"
+
+
+def verdict(speedup, target):
+    if not target:
+        return ""
+    text, need = target
+    if speedup >= need:
+        return f"{text}: **met**"
+    return f"{text}: **not met** (needs {need / speedup:.2f}x more)"
+
+
+def markdown(rows, groups, py, mach, missing_targets, flagged, pyc):
+    lines = []
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines.append(f"Machine: **{mach['cpu']}**, {mach['cores']} cores, Linux "
+                 f"{mach['kernel']}; generated {now} by `benches/report.py`.")
+    lines.append("")
+    lines.append("Speed-up = alternative median time / shmstate median time (higher is better "
+                 "for shmstate; < 1 means shmstate is slower). Time ratio = its inverse. "
+                 "Medians of criterion's per-iteration estimates; an iteration is one "
+                 "operation by each worker.")
+    lines.append("")
+    lines.append("| group (what one iteration is) | shmstate | alternative | shmstate median "
+                 "| alternative median | time ratio | speed-up | target |")
+    lines.append("|---|---|---|---:|---:|---:|---:|---|")
+    for r in rows:
+        g = r["group"]
+        warn = ""
+        if (g, r["shmstate"]) in flagged or (g, r["alt"]) in flagged:
+            warn = " ⚠ workers did not run together in some samples (busy machine)"
+        lines.append(
+            f"| `{g}` ({MEANING.get(g, '')}) | {r['shmstate'][len('shmstate_'):]} | {r['alt']} "
+            f"| {fmt_ns(r['shm_ns'])} | {fmt_ns(r['alt_ns'])} | {1 / r['speedup']:.3f} "
+            f"| {r['speedup']:.2f}x | {verdict(r['speedup'], r['target'])}{warn} |")
+    alone = [g for g, fns in groups.items() if not any(f.startswith("shmstate_") for f in fns)]
+    if alone:
+        lines.append("")
+        lines.append("Groups measured without a shmstate side yet (primitive not merged): "
+                     + ", ".join(f"`{g}`" for g in sorted(alone)) + ".")
+    if missing_targets:
+        lines.append("")
+        lines.append("Targets not measured in this run: " + "; ".join(missing_targets) + ".")
+    lines.append("")
+    if py:
+        lines.append(f"### Against Python multiprocessing ({py['processes']} processes, "
+                     f"{py['increments']} operations each; Python {py['python_version']})")
+        lines.append("")
+        lines.append("Reproduce: `python3 benches/python/compare.py --processes "
+                     f"{py['processes']} --increments {py['increments']}`. Rates are per "
+                     f"operation; Array reads run increments/{py['array_scale']} and Manager "
+                     f"paths increments/{py['manager_scale']} per process.")
+        lines.append("")
+        lines.append("| path | operations | lost updates | ns/op | rate |")
+        lines.append("|---|---:|---:|---:|---:|")
+        for side, name in (("python", "Python"), ("shmstate", "shmstate demo")):
+            for r in py.get(side) or []:
+                rate = 1e3 / r["ns_per_op"] if r["ns_per_op"] > 0 else float("inf")
+                lines.append(f"| {name} `{r['path']}` | {r['ops']} | {r['lost']} "
+                             f"| {r['ns_per_op']:.1f} | {rate:.3f} M/s |")
+        lines.append("")
+        if py.get("ratios"):
+            lines.append("| comparison | speed-up of shmstate | target |")
+            lines.append("|---|---:|---|")
+            for r in py["ratios"]:
+                t = (f">= {r['target']:g}x", r["target"]) if r["target"] else None
+                lines.append(f"| {r['meaning']} | {r['speedup']:.1f}x "
+                             f"| {verdict(r['speedup'], t)} |")
+        else:
+            lines.append(f"shmstate demo not available: {py.get('shmstate_missing')}")
+        lines.append("")
+    if pyc:
+        lines.append("The same Python numbers against the criterion multi-process rows of this "
+                     "run (2 processes, per operation = per-iteration median / 2):")
+        lines.append("")
+        lines.append("| comparison | Python ns/op | shmstate ns/op (criterion row) "
+                     "| speed-up of shmstate | target |")
+        lines.append("|---|---:|---:|---:|---|")
+        for r in pyc:
+            t = (f">= {r['target']:g}x", r["target"]) if r["target"] else None
+            lines.append(f"| {r['meaning']} | {r['py_ns']:.1f} | {r['shm_ns']:.2f} "
+                         f"(`{r['bench']}`) | {r['speedup']:.0f}x | {verdict(r['speedup'], t)} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def svg_chart(rows, py):
+    """Horizontal bars of speed-up on a log axis, 1x marked; targets as ticks."""
+    items = [(f"{r['group']}: {r['shmstate'][len('shmstate_'):]} vs {r['alt']}",
+              r["speedup"], r["target"][1] if r["target"] else None) for r in rows]
+    for r in (py or {}).get("ratios") or []:
+        items.append((f"python: {r['meaning']}", r["speedup"], r["target"]))
+    lo_exp, hi_exp = -1, 4  # 0.1x .. 10000x
+    left, bar_w, row_h, top = 470, 400, 20, 56
+    width = left + bar_w + 90
+    height = top + row_h * max(1, len(items)) + 40
+
+    def x(v):
+        v = min(max(v, 10 ** lo_exp), 10 ** hi_exp)
+        return left + (math.log10(v) - lo_exp) / (hi_exp - lo_exp) * bar_w
+
+    def esc(s):
+        return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'font-family="sans-serif" font-size="11">',
+           f'<rect width="{width}" height="{height}" fill="white"/>',
+           f'<text x="10" y="18" font-size="14" font-weight="bold">shmstate speed-up over '
+           f'the alternative (median time ratio, log scale)</text>',
+           f'<text x="10" y="36" fill="#555">green: shmstate faster; red: slower; black '
+           f'tick: target. {esc(machine()["cpu"])}, {machine()["cores"]} cores</text>']
+    for e in range(lo_exp, hi_exp + 1):
+        gx = x(10 ** e)
+        out.append(f'<line x1="{gx:.1f}" y1="{top - 6}" x2="{gx:.1f}" '
+                   f'y2="{height - 30}" stroke="{"#000" if e == 0 else "#ddd"}"/>')
+        out.append(f'<text x="{gx:.1f}" y="{height - 16}" text-anchor="middle">'
+                   f'{10 ** e if e >= 0 else 0.1:g}x</text>')
+    for i, (label, sp, target) in enumerate(items):
+        y = top + i * row_h
+        x1, x0 = x(sp), x(1)
+        color = "#2a9d4a" if sp >= 1 else "#c0392b"
+        out.append(f'<text x="{left - 6}" y="{y + 13}" text-anchor="end">{esc(label)}</text>')
+        out.append(f'<rect x="{min(x0, x1):.1f}" y="{y + 3}" width="{abs(x1 - x0):.1f}" '
+                   f'height="{row_h - 6}" fill="{color}"/>')
+        out.append(f'<text x="{max(x0, x1) + 4:.1f}" y="{y + 13}">{sp:.2f}x</text>')
+        if target:
+            tx = x(target)
+            out.append(f'<line x1="{tx:.1f}" y1="{y + 1}" x2="{tx:.1f}" y2="{y + row_h - 1}" '
+                       f'stroke="black" stroke-width="2"/>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    repo = os.path.dirname(here)
+    target_dir = os.environ.get("CARGO_TARGET_DIR", os.path.join(repo, "target"))
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--criterion", default=os.path.join(target_dir, "criterion"))
+    ap.add_argument("--python", default=os.path.join(target_dir, "bench-results", "python.json"))
+    ap.add_argument("--log", default=os.path.join(target_dir, "bench-results", "criterion.log"),
+                    help="cargo bench output, scanned for OVERLAP WARNING lines")
+    ap.add_argument("--markdown", default=os.path.join(repo, "BENCHMARKS.md"))
+    ap.add_argument("--svg", default=os.path.join(here, "chart.svg"))
+    args = ap.parse_args()
+
+    est = load_criterion(args.criterion)
+    rows, groups = rows_from_criterion(est)
+    py = None
+    if os.path.exists(args.python):
+        with open(args.python) as f:
+            py = json.load(f)
+    measured = {(r["group"], r["shmstate"], r["alt"]) for r in rows}
+    missing = [f"`{g}` {s} vs {a} ({t[0]})" for (g, s, a), t in TARGETS.items()
+               if (g, s, a) not in measured]
+    section = markdown(rows, groups, py, machine(), missing, load_warnings(args.log),
+                       py_vs_criterion(py, est))
+
+    with open(args.markdown) as f:
+        doc = f.read()
+    pat = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
+    if not pat.search(doc):
+        sys.exit(f"report: {args.markdown} has no {BEGIN} ... {END} section")
+    doc = pat.sub(lambda _m: f"{BEGIN}\n{section}\n{END}", doc)
+    with open(args.markdown, "w") as f:
+        f.write(doc)
+    with open(args.svg, "w") as f:
+        f.write(svg_chart(rows, py))
+    print(f"report: {len(rows)} comparisons from {len(est)} benches -> {args.markdown}, {args.svg}")
+
+
+if __name__ == "__main__":
+    main()

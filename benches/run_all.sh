@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs every benchmark and regenerates BENCHMARKS.md's results section and benches/chart.svg.
+#
+#   benches/run_all.sh            # full run (under 10 minutes on 2 cores); run on a quiet machine
+#   benches/run_all.sh --quick    # smoke run: tiny sizes, checks every bench counts right
+#
+# Steps: cargo bench (criterion: counters, locks, seqlock), the Python multiprocessing
+# comparison (benches/python/compare.py, which runs `shmstate demo`), then benches/report.py.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+quick=0
+if [[ "${1:-}" == "--quick" ]]; then quick=1; fi
+
+target="${CARGO_TARGET_DIR:-target}"
+results="$target/bench-results"
+mkdir -p "$results"
+# Stale estimates of renamed or removed benches would otherwise show up in the table.
+rm -rf "$target/criterion"
+
+if [[ $quick == 1 ]]; then
+    export SHMSTATE_BENCH_QUICK=1
+    increments=20000
+else
+    increments=200000
+fi
+
+cargo bench --bench counters --bench locks --bench seqlock 2>&1 | tee "$results/criterion.log"
+
+cargo build --release -p shmstate-cli
+python3 benches/python/compare.py --processes 2 --increments "$increments" \
+    --shmstate-bin "$target/release/shmstate" --json "$results/python.json" \
+    | tee "$results/python.log"
+
+python3 benches/report.py --criterion "$target/criterion" --python "$results/python.json" \
+    --log "$results/criterion.log"
