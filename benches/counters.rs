@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use common::{Shm, Weight, Workers, concurrent, single, tune};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use crossbeam_utils::CachePadded;
-use shmstate::{Counter, StripedCounter, Value};
+use shmstate::{Counter, Region, StripedCounter, Value};
 
 /// One increment per iteration on one thread: a counter in shared memory vs a heap atomic.
 fn inc_1thread(c: &mut Criterion) {
@@ -23,11 +23,16 @@ fn inc_1thread(c: &mut Criterion) {
     // final count is read after the workers were joined (which synchronises).
     // Every op returns the previous value, as `Counter::inc` does (`single` black-boxes
     // it), so all three compile to the same `lock xadd`.
-    let counter = Shm::<Counter>::zeroed(1);
+    // The counter lives in a region, exactly as users place it (an anonymous region is a
+    // MAP_SHARED memfd mapping, the same memory a file-backed region maps).
+    let region = Region::anonymous(1 << 16).expect("anonymous region");
+    let counter = region
+        .get_or_init::<Counter>("counter", 1, |_| {})
+        .expect("counter in the region");
     single(
         &mut g,
         "shmstate_counter",
-        &*counter,
+        counter,
         |c| c.reset(),
         |c| c.inc(),
         |c| c.get(),
