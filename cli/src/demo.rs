@@ -10,9 +10,11 @@
 //! | `atomic`  | one `fetch_add` on a `Value<u64>`               | (none)                       |
 //! | `striped` | `StripedCounter::inc`, summed at the end        | (none)                       |
 //!
-//! Workers start together (a ready count and a go flag in the region) so that the timing
-//! covers only the increments, and the parent reads the totals after `waitpid`, which
-//! orders every worker's writes before the parent's reads.
+//! Workers start together (a ready count and a go flag in the region). Each records, in
+//! the region, when it started and finished incrementing (`CLOCK_MONOTONIC`, the same clock
+//! in every process); a path's time is from the earliest start to the latest finish, so
+//! process start-up and exit are not counted. The parent reads the totals after
+//! `waitpid`, which orders every worker's writes before the parent's reads.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -98,6 +100,16 @@ impl Which {
     fn go(self) -> String {
         format!("demo.{}.go", self.name())
     }
+
+    /// Earliest start of a worker, in ns of `CLOCK_MONOTONIC` (`fetch_min`).
+    fn started(self) -> String {
+        format!("demo.{}.started", self.name())
+    }
+
+    /// Latest finish of a worker, in ns of `CLOCK_MONOTONIC` (`fetch_max`).
+    fn finished(self) -> String {
+        format!("demo.{}.finished", self.name())
+    }
 }
 
 /// One path's outcome.
@@ -159,8 +171,16 @@ pub fn run(args: &Args) -> Result<(), Failure> {
         // Set up (or reset, when --path names a region used before) this path's objects.
         let ready: &Value<u32> = region.get_or_init(&which.ready(), 1, |_| {}).map_err(err)?;
         let go: &Value<u32> = region.get_or_init(&which.go(), 1, |_| {}).map_err(err)?;
+        let started: &Value<u64> = region
+            .get_or_init(&which.started(), 1, |_| {})
+            .map_err(err)?;
+        let finished: &Value<u64> = region
+            .get_or_init(&which.finished(), 1, |_| {})
+            .map_err(err)?;
         ready.store(0, Ordering::Relaxed);
         go.store(0, Ordering::Relaxed);
+        started.store(u64::MAX, Ordering::Relaxed);
+        finished.store(0, Ordering::Relaxed);
         match which {
             Which::Naive | Which::Atomic => {
                 let v: &Value<u64> = region
@@ -197,7 +217,6 @@ pub fn run(args: &Args) -> Result<(), Failure> {
             }
             std::thread::yield_now();
         }
-        let t0 = Instant::now();
         // Release: workers' Acquire load of `go` sees the resets above.
         go.store(1, Ordering::Release);
         for mut child in children {
@@ -211,9 +230,12 @@ pub fn run(args: &Args) -> Result<(), Failure> {
                 )));
             }
         }
-        let seconds = t0.elapsed().as_secs_f64();
-        // Relaxed is enough: waitpid returned for every worker, and a process's exit is
-        // ordered before its parent's wait returns.
+        // Relaxed is enough here and below: waitpid returned for every worker, and a
+        // process's exit is ordered before its parent's wait returns.
+        let span = finished
+            .load(Ordering::Relaxed)
+            .saturating_sub(started.load(Ordering::Relaxed));
+        let seconds = span as f64 / 1e9;
         let final_ = match which {
             Which::Naive | Which::Atomic => region
                 .get::<Value<u64>>(&which.object())
@@ -252,6 +274,8 @@ pub fn worker(args: &WorkerArgs) -> Result<(), Failure> {
     let which = args.which;
     let ready: &Value<u32> = region.get(&which.ready()).map_err(fail)?;
     let go: &Value<u32> = region.get(&which.go()).map_err(fail)?;
+    let started: &Value<u64> = region.get(&which.started()).map_err(fail)?;
+    let finished: &Value<u64> = region.get(&which.finished()).map_err(fail)?;
     // Fetch the object before reporting ready, so opening it is not timed.
     enum Target<'a> {
         Value(&'a Value<u64>),
@@ -275,6 +299,8 @@ pub fn worker(args: &WorkerArgs) -> Result<(), Failure> {
         std::thread::yield_now();
     }
     let n = args.increments;
+    // Relaxed: the stamps are only read by the parent after waitpid.
+    started.fetch_min(monotonic_ns(), Ordering::Relaxed);
     match (which, target) {
         (Which::Naive, Target::Value(v)) => {
             for _ in 0..n {
@@ -303,7 +329,15 @@ pub fn worker(args: &WorkerArgs) -> Result<(), Failure> {
         }
         _ => unreachable!("target chosen from `which` above"),
     }
+    finished.fetch_max(monotonic_ns(), Ordering::Relaxed);
     Ok(())
+}
+
+/// `CLOCK_MONOTONIC` in ns: one clock for all processes (unlike `Instant`, whose values
+/// cannot be passed between processes). A vDSO call, no syscall.
+fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    (t.tv_sec as u64).saturating_mul(1_000_000_000) + t.tv_nsec as u64
 }
 
 fn spawn_workers(path: &Path, which: Which, args: &Args) -> Result<Vec<Child>, Failure> {
@@ -410,7 +444,7 @@ fn to_table(args: &Args, outcomes: &[Outcome]) -> String {
     for o in outcomes {
         let _ = writeln!(
             s,
-            "{:<8} {:>14} {:>14} {:>14} {:>10.3} {:>12.1}",
+            "{:<8} {:>14} {:>14} {:>14} {:>10.4} {:>12.1}",
             o.path.name(),
             o.expected,
             o.final_,
