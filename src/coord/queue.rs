@@ -380,6 +380,12 @@ impl<T, const N: usize> fmt::Debug for Queue<T, N> {
 }
 
 impl<T: Pod, const N: usize> Queue<T, N> {
+    /// The queue's raw lock, for tests of owner death.
+    #[doc(hidden)]
+    pub fn raw_lock(&self) -> &crate::lock::RawMutex {
+        self.lock.raw()
+    }
+
     /// Overwrites the raw indices `(head, tail)` under the lock, for tests of hostile bytes.
     #[doc(hidden)]
     pub fn set_raw_indices(&self, head: u32, tail: u32) {
