@@ -150,7 +150,7 @@ impl BarrierWaitResult {
 /// let b = Barrier::new(3);
 /// let leaders = std::thread::scope(|s| {
 ///     let hs: Vec<_> = (0..3).map(|_| s.spawn(|| b.wait().unwrap().is_leader())).collect();
-///     hs.into_iter().filter(|h| h.join().unwrap()).count()
+///     hs.into_iter().map(|h| h.join().unwrap()).filter(|&l| l).count()
 /// });
 /// assert_eq!(leaders, 1);
 /// ```

@@ -163,8 +163,17 @@ impl Semaphore {
     /// [`ReleaseError::Overflow`] if the count would exceed `u32::MAX`; nothing changes.
     #[inline]
     pub fn release_n(&self, n: u32) -> Result<(), ReleaseError> {
-        self.release_limited(n, u32::MAX)
+        self.release_limited(n, u32::MAX, true)
             .map_err(|_| ReleaseError::Overflow)
+    }
+
+    /// `release` without the fence that pairs with the waiters' fence: a deliberately
+    /// broken release for the loom test that proves the fence is needed. Not part of the
+    /// API.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn release_without_fence(&self) {
+        let _ = self.release_limited(1, u32::MAX, false);
     }
 
     /// The number of free permits now (a snapshot).
@@ -241,7 +250,7 @@ impl Semaphore {
 
     /// Adds `n` permits unless the count would exceed `limit`; then returns the count.
     #[inline]
-    fn release_limited(&self, n: u32, limit: u32) -> Result<(), u32> {
+    fn release_limited(&self, n: u32, limit: u32, with_fence: bool) -> Result<(), u32> {
         if n == 0 {
             return Ok(());
         }
@@ -263,7 +272,9 @@ impl Semaphore {
         }
         // SeqCst fence: pairs with the one in `acquire_slow`, so that if this load misses
         // a waiter's increment, that waiter sees our new count (see the module docs).
-        fence(Ordering::SeqCst);
+        if with_fence {
+            fence(Ordering::SeqCst);
+        }
         // Relaxed: ordered by the fence above.
         if self.waiters.load(Ordering::Relaxed) != 0 {
             self.wake(n);
@@ -404,7 +415,7 @@ impl BoundedSemaphore {
     pub fn release_n(&self, n: u32) -> Result<(), ReleaseError> {
         let bound = self.bound();
         self.sem
-            .release_limited(n, bound)
+            .release_limited(n, bound, true)
             .map_err(|_| ReleaseError::AboveBound { bound })
     }
 
