@@ -55,3 +55,10 @@ pub use lock::{
     ReentrantMutex, ReentrantMutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, TimedLockError,
     TryLockError, WaitTimeoutResult,
 };
+
+// Coordination: semaphores, events, barriers, queues.
+pub mod coord;
+pub use coord::{
+    Barrier, BarrierError, BarrierWaitResult, BoundedSemaphore, Event, Full, Queue, ReleaseError,
+    Semaphore,
+};

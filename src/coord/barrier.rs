@@ -1,0 +1,423 @@
+//! [`Barrier`]: a reusable rendezvous of a fixed number of parties, that breaks on timeout.
+//!
+//! # The algorithm
+//!
+//! One futex word holds the number of parties arrived in the current round, the round's
+//! generation, a "somebody may sleep" bit and a "broken" bit (see [`Barrier`]'s field).
+//! Each arrival is one compare-exchange. The last party of a round (the *leader*) starts
+//! the next generation (arrived = 0) and wakes the sleepers if the bit says there are any.
+//! The others wait until the generation moves on. Because a round cannot complete without
+//! every party, a waiter that sleeps through its round sees the generation advanced by
+//! exactly one; [`reset`](Barrier::reset) advances it by two, which its waiters read as
+//! "broken".
+//!
+//! # Broken barriers
+//!
+//! Like Python's `Barrier`, a wait that times out *breaks* the barrier: that wait returns
+//! [`BarrierError::Timeout`], and every wait of the current round and every later wait
+//! returns [`BarrierError::Broken`] at once, until someone calls
+//! [`reset`](Barrier::reset).
+//!
+//! A party that dies is not detected: the barrier has no owner to probe. The others see it
+//! only through their own timeouts (the first to time out breaks the barrier for all), so
+//! processes that may die should use [`wait_timeout`](Barrier::wait_timeout).
+//!
+//! # Limits
+//!
+//! At most [`Barrier::MAX_PARTIES`] parties. A waiter that sleeps while its broken round is
+//! reset *and* several more rounds break or complete (possible only with more processes
+//! than parties) reads the generation distance as "reset" and returns `Broken`.
+
+use core::fmt;
+use core::time::Duration;
+use std::time::Instant;
+
+use crate::futex;
+use crate::lock::raw_mutex::{SPIN_LIMIT, deadline_passed};
+use crate::shared::{Elem, Kind, SharedSized, TypeTag};
+use crate::sync::{AtomicU32, Ordering, spin_loop};
+
+/// Parties arrived in the current round.
+const ARRIVED_MASK: u32 = 0xFFFF;
+/// Position of the generation.
+const GEN_SHIFT: u32 = 16;
+/// The generation (14 bits, wrapping).
+const GEN_BITS: u32 = 0x3FFF;
+/// A waiter may sleep on the word: the leader (or a breaker, or `reset`) must wake.
+const SLEEPERS: u32 = 1 << 30;
+/// The barrier is broken: every wait fails until `reset`.
+const BROKEN: u32 = 1 << 31;
+
+#[inline]
+const fn arrived(w: u32) -> u32 {
+    w & ARRIVED_MASK
+}
+
+#[inline]
+const fn generation(w: u32) -> u32 {
+    (w >> GEN_SHIFT) & GEN_BITS
+}
+
+/// The word of a fresh round `by` generations after `w`'s: nobody arrived, not broken,
+/// nobody sleeping.
+#[inline]
+const fn advanced(w: u32, by: u32) -> u32 {
+    (generation(w).wrapping_add(by) & GEN_BITS) << GEN_SHIFT
+}
+
+#[inline]
+const fn is_broken(w: u32) -> bool {
+    w & BROKEN != 0
+}
+
+/// What a party waiting in round `round` makes of word `w`: `None` to keep waiting.
+#[inline]
+fn outcome(w: u32, round: u32) -> Option<Result<BarrierWaitResult, BarrierError>> {
+    match generation(w).wrapping_sub(round) & GEN_BITS {
+        0 if is_broken(w) => Some(Err(BarrierError::Broken)),
+        0 => None,
+        1 => Some(Ok(BarrierWaitResult { leader: false })),
+        // Reset (or garbage).
+        _ => Some(Err(BarrierError::Broken)),
+    }
+}
+
+/// Why a [`Barrier`] wait failed.
+///
+/// # Examples
+///
+/// ```
+/// use shmstate::{Barrier, BarrierError};
+/// use std::time::Duration;
+///
+/// let b = Barrier::new(2);
+/// assert_eq!(b.wait_timeout(Duration::from_millis(1)), Err(BarrierError::Timeout));
+/// assert_eq!(b.wait(), Err(BarrierError::Broken));
+/// b.reset();
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BarrierError {
+    /// The barrier is broken (a wait timed out, or it was reset while this wait was in
+    /// progress, or it holds no valid party count): call [`Barrier::reset`] to reuse it.
+    #[error("the barrier is broken")]
+    Broken,
+    /// This wait timed out, and broke the barrier for every other party.
+    #[error("timed out waiting at the barrier; the barrier is now broken")]
+    Timeout,
+}
+
+/// The result of a successful [`Barrier`] wait.
+///
+/// # Examples
+///
+/// ```
+/// use shmstate::Barrier;
+///
+/// let b = Barrier::new(1);
+/// assert!(b.wait().unwrap().is_leader());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BarrierWaitResult {
+    leader: bool,
+}
+
+impl BarrierWaitResult {
+    /// Whether this party arrived last in its round (exactly one per round is).
+    pub fn is_leader(&self) -> bool {
+        self.leader
+    }
+}
+
+/// A barrier for a fixed number of parties (threads or processes): Python's
+/// `multiprocessing.Barrier`.
+///
+/// Each [`wait`](Self::wait) blocks until `parties` waits have arrived, then all return,
+/// one of them as the leader; the barrier is then ready for the next round. A wait that
+/// times out breaks it (see the [module docs](self)).
+///
+/// Layout: `#[repr(C)]`, two `u32`s: the state word and the party count. All-zero bytes
+/// are a barrier with 0 parties, on which every wait fails with
+/// [`BarrierError::Broken`]: in a region, call [`init`](Self::init) in `get_or_init`'s
+/// `init` closure. Any bytes are valid: a garbage party count (0 or above
+/// [`MAX_PARTIES`](Self::MAX_PARTIES)) reads as broken, a garbage arrival count ends a
+/// round early.
+///
+/// # Examples
+///
+/// ```
+/// use shmstate::Barrier;
+///
+/// let b = Barrier::new(3);
+/// let leaders = std::thread::scope(|s| {
+///     let hs: Vec<_> = (0..3).map(|_| s.spawn(|| b.wait().unwrap().is_leader())).collect();
+///     hs.into_iter().map(|h| h.join().unwrap()).filter(|&l| l).count()
+/// });
+/// assert_eq!(leaders, 1);
+/// ```
+#[derive(Default)]
+#[repr(C)]
+pub struct Barrier {
+    /// The state word:
+    ///
+    /// | bits   | meaning                                                         |
+    /// |--------|-----------------------------------------------------------------|
+    /// | 0..16  | parties arrived in the current round                            |
+    /// | 16..30 | generation: rounds completed (+1) and resets (+2), wrapping     |
+    /// | 30     | `SLEEPERS`: a waiter may sleep on the word; wake on change      |
+    /// | 31     | `BROKEN`: every wait fails until `reset`                        |
+    state: AtomicU32,
+    /// The number of parties, `1..=MAX_PARTIES`; set once at initialisation.
+    parties: AtomicU32,
+}
+
+#[cfg(not(loom))]
+static_assertions::assert_eq_size!(Barrier, [u32; 2]);
+#[cfg(not(loom))]
+static_assertions::assert_eq_align!(Barrier, u32);
+
+// SAFETY: 1. all-zero: a barrier of 0 parties (documented: broken until `init`). 2. any two
+// `u32`s are a valid state (see the type docs). 3. no pointers. 4. `#[repr(C)]`, asserted
+// above. 5. atomics only.
+unsafe impl SharedSized for Barrier {
+    const TAG: TypeTag = TypeTag::new(Kind::BARRIER, Elem::NONE);
+}
+
+impl Barrier {
+    /// The largest number of parties.
+    pub const MAX_PARTIES: u32 = ARRIVED_MASK;
+
+    /// A barrier for `parties` parties.
+    ///
+    /// # Panics
+    ///
+    /// If `parties` is 0 or above [`MAX_PARTIES`](Self::MAX_PARTIES).
+    pub fn new(parties: u32) -> Self {
+        let b = Barrier::default();
+        b.init(parties);
+        b
+    }
+
+    /// Sets the party count and starts afresh: for an object in a region, in
+    /// `get_or_init`'s `init` closure (before anyone else can see it). Calling it while
+    /// others wait is not UB, but they may then read the barrier as broken.
+    ///
+    /// ```
+    /// # use shmstate::{Barrier, Region};
+    /// let r = Region::anonymous(1 << 16).unwrap();
+    /// let b = r.get_or_init::<Barrier>("round", 1, |b| b.init(4)).unwrap();
+    /// assert_eq!(b.parties(), 4);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `parties` is 0 or above [`MAX_PARTIES`](Self::MAX_PARTIES).
+    pub fn init(&self, parties: u32) {
+        assert!(
+            (1..=Self::MAX_PARTIES).contains(&parties),
+            "a barrier needs 1..={} parties, not {parties}",
+            Self::MAX_PARTIES
+        );
+        // Relaxed: the region publishes the initialised object (or `new`'s owner does).
+        self.parties.store(parties, Ordering::Relaxed);
+        self.state.store(0, Ordering::Relaxed);
+    }
+
+    /// The number of parties (0 if not initialised).
+    pub fn parties(&self) -> u32 {
+        // Relaxed: written once at initialisation.
+        self.parties.load(Ordering::Relaxed)
+    }
+
+    /// The number of parties waiting in the current round now (a snapshot).
+    pub fn n_waiting(&self) -> u32 {
+        // Relaxed: a snapshot.
+        arrived(self.state.load(Ordering::Relaxed))
+    }
+
+    /// Whether the barrier is broken now (a snapshot).
+    pub fn is_broken(&self) -> bool {
+        // Relaxed: a snapshot.
+        is_broken(self.state.load(Ordering::Relaxed))
+    }
+
+    /// Waits until all parties have arrived.
+    ///
+    /// # Errors
+    ///
+    /// [`BarrierError::Broken`] if the barrier is or becomes broken (see the
+    /// [module docs](self)), or has no valid party count.
+    #[inline]
+    pub fn wait(&self) -> Result<BarrierWaitResult, BarrierError> {
+        self.wait_inner(None)
+    }
+
+    /// [`wait`](Self::wait) for at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`BarrierError::Timeout`] if the timeout passed first (then the barrier is broken
+    /// for everyone); otherwise as [`wait`](Self::wait).
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<BarrierWaitResult, BarrierError> {
+        self.wait_inner(Instant::now().checked_add(timeout))
+    }
+
+    /// [`wait`](Self::wait) until `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`wait_timeout`](Self::wait_timeout).
+    pub fn wait_until(&self, deadline: Instant) -> Result<BarrierWaitResult, BarrierError> {
+        self.wait_inner(Some(deadline))
+    }
+
+    /// Repairs a broken barrier: starts a new round with nobody arrived. Parties waiting in
+    /// the current round return [`BarrierError::Broken`] (as in Python).
+    pub fn reset(&self) {
+        // Release pairs with the Acquire loads of waiters: they return after seeing this.
+        let old = self
+            .state
+            .fetch_update(Ordering::Release, Ordering::Relaxed, |w| {
+                Some(advanced(w, 2))
+            })
+            .unwrap_or_else(|w| w);
+        if old & SLEEPERS != 0 {
+            futex::wake_all(&self.state);
+        }
+    }
+
+    #[inline]
+    fn wait_inner(&self, deadline: Option<Instant>) -> Result<BarrierWaitResult, BarrierError> {
+        let parties = self.parties();
+        if parties == 0 || parties > Self::MAX_PARTIES {
+            return Err(BarrierError::Broken);
+        }
+        // Relaxed: only picks the expected value; the compare-exchanges order.
+        let mut w = self.state.load(Ordering::Relaxed);
+        loop {
+            if is_broken(w) {
+                return Err(BarrierError::Broken);
+            }
+            // A garbage count at or above `parties` ends the round now. `arrived < 2^16`
+            // and `parties < 2^16`, so `+ 1` does not reach the generation bits unless the
+            // round ends here.
+            if arrived(w) + 1 >= parties {
+                // AcqRel: Acquire pairs with the Release arrivals of this round (all in
+                // the release sequence we read from), Release with the waiters' Acquire
+                // loads: everything every party did before arriving happens before every
+                // party returns.
+                match self.state.compare_exchange(
+                    w,
+                    advanced(w, 1),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        if w & SLEEPERS != 0 {
+                            futex::wake_all(&self.state);
+                        }
+                        return Ok(BarrierWaitResult { leader: true });
+                    }
+                    Err(now) => w = now,
+                }
+            } else {
+                // Release: pairs with the leader's Acquire (above).
+                match self
+                    .state
+                    .compare_exchange(w, w + 1, Ordering::Release, Ordering::Relaxed)
+                {
+                    Ok(_) => return self.wait_round(generation(w), deadline),
+                    Err(now) => w = now,
+                }
+            }
+        }
+    }
+
+    /// Waits for the end of round `round`, which this party has joined.
+    #[cold]
+    fn wait_round(
+        &self,
+        round: u32,
+        deadline: Option<Instant>,
+    ) -> Result<BarrierWaitResult, BarrierError> {
+        for _ in 0..SPIN_LIMIT {
+            // Acquire: pairs with the leader's (or `reset`'s, or a breaker's) Release.
+            if let Some(r) = outcome(self.state.load(Ordering::Acquire), round) {
+                return r;
+            }
+            spin_loop();
+        }
+        // Acquire: as above (and below).
+        let mut w = self.state.load(Ordering::Acquire);
+        loop {
+            if let Some(r) = outcome(w, round) {
+                return r;
+            }
+            if w & SLEEPERS == 0 {
+                // Acquire (both ways): we may return on the value we read, which then
+                // pairs with the leader's Release. The bit itself only tells others to
+                // wake; the futex wait re-checks the word atomically.
+                match self.state.compare_exchange(
+                    w,
+                    w | SLEEPERS,
+                    Ordering::Acquire,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => w |= SLEEPERS,
+                    Err(now) => {
+                        w = now;
+                        continue;
+                    }
+                }
+            }
+            if !futex::wait_until(&self.state, w, deadline) && deadline_passed(deadline) {
+                return self.break_round(round);
+            }
+            w = self.state.load(Ordering::Acquire);
+        }
+    }
+
+    /// After a timeout in round `round`: breaks it, unless it ended meanwhile.
+    #[cold]
+    fn break_round(&self, round: u32) -> Result<BarrierWaitResult, BarrierError> {
+        // Acquire: as in `wait_round`.
+        let mut w = self.state.load(Ordering::Acquire);
+        loop {
+            if let Some(r) = outcome(w, round) {
+                return r;
+            }
+            // Release pairs with the Acquire loads of the waiters we break; Acquire (on
+            // failure) because we may return on the value we read.
+            match self.state.compare_exchange(
+                w,
+                (w | BROKEN) & !SLEEPERS,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    if w & SLEEPERS != 0 {
+                        futex::wake_all(&self.state);
+                    }
+                    return Err(BarrierError::Timeout);
+                }
+                Err(now) => w = now,
+            }
+        }
+    }
+
+    /// The raw words `(state, parties)`, for tests and diagnostics (e.g. writing hostile
+    /// bytes).
+    #[doc(hidden)]
+    pub fn words(&self) -> (&AtomicU32, &AtomicU32) {
+        (&self.state, &self.parties)
+    }
+}
+
+impl fmt::Debug for Barrier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Barrier")
+            .field("parties", &self.parties())
+            .field("n_waiting", &self.n_waiting())
+            .field("is_broken", &self.is_broken())
+            .finish()
+    }
+}

@@ -1,0 +1,212 @@
+//! [`Event`]: a flag that threads and processes wait on until it is set.
+//!
+//! # The algorithm
+//!
+//! One futex word holds the flag, a "somebody may sleep" bit, and a generation counter
+//! bumped by every `set` that changes the flag from clear to set (see [`Event`]'s field).
+//! A waiter that finds the flag clear sets `WAITERS` and futex-waits on the word; `set`
+//! replaces the word in one read-modify-write and calls `FUTEX_WAKE` (all) only if
+//! `WAITERS` was set, clearing it. Every sleeper slept on a word with `WAITERS` set, so the
+//! `set` that changes that word sees the bit and wakes it: no wakeup is lost.
+//!
+//! The generation makes `set(); clear()` in quick succession still release the waiters
+//! that were waiting at the time (as `threading.Event` does): a waiter that wakes to a
+//! cleared flag with a newer generation returns `true`.
+
+use core::fmt;
+use core::time::Duration;
+use std::time::Instant;
+
+use crate::futex;
+use crate::lock::raw_mutex::{SPIN_LIMIT, deadline_passed};
+use crate::shared::{Elem, Kind, SharedSized, TypeTag};
+use crate::sync::{AtomicU32, Ordering, spin_loop};
+
+/// The flag is set.
+const SET: u32 = 1;
+/// A waiter may sleep on the word: `set` must wake.
+const WAITERS: u32 = 1 << 1;
+/// The generation's unit: bits 2..32 count (wrapping) the clear-to-set transitions.
+const GEN_ONE: u32 = 1 << 2;
+
+#[inline]
+const fn is_set(w: u32) -> bool {
+    w & SET != 0
+}
+
+#[inline]
+const fn generation(w: u32) -> u32 {
+    w >> 2
+}
+
+/// An event flag shared by threads and processes: Python's `multiprocessing.Event`.
+///
+/// [`set`](Self::set) sets the flag and wakes every waiter; [`clear`](Self::clear) clears
+/// it; [`wait`](Self::wait) returns once it is set. `set` makes no syscall when nobody
+/// waits, and `wait` on a set event is one load. See the [module docs](self).
+///
+/// Layout: `#[repr(C)]`, one `u32`. All-zero bytes are a clear event; any bytes are a
+/// valid event (the flag is bit 0).
+///
+/// # Examples
+///
+/// ```
+/// use shmstate::Event;
+/// use std::time::Duration;
+///
+/// let ready = Event::new();
+/// assert!(!ready.wait_timeout(Duration::from_millis(1)));
+/// std::thread::scope(|s| {
+///     s.spawn(|| ready.set());
+///     ready.wait();
+/// });
+/// assert!(ready.is_set());
+/// ```
+#[derive(Default)]
+#[repr(C)]
+pub struct Event {
+    /// The state word:
+    ///
+    /// | bits  | meaning                                                          |
+    /// |-------|------------------------------------------------------------------|
+    /// | 0     | `SET`: the flag                                                  |
+    /// | 1     | `WAITERS`: a waiter may sleep on the word; `set` must wake       |
+    /// | 2..32 | generation: clear-to-set transitions, wrapping                   |
+    ///
+    /// `0` is a clear event nobody waits on.
+    state: AtomicU32,
+}
+
+#[cfg(not(loom))]
+static_assertions::assert_eq_size!(Event, u32);
+#[cfg(not(loom))]
+static_assertions::assert_eq_align!(Event, u32);
+
+// SAFETY: 1. all-zero: clear, no waiters. 2. every `u32` is a valid state (see the field).
+// 3. no pointers. 4. `#[repr(C)]`, asserted above. 5. one atomic.
+unsafe impl SharedSized for Event {
+    const TAG: TypeTag = TypeTag::new(Kind::EVENT, Elem::NONE);
+}
+
+impl Event {
+    /// A clear event.
+    pub fn new() -> Self {
+        Event {
+            state: AtomicU32::new(0),
+        }
+    }
+
+    /// Sets the flag and wakes every waiter. Makes a syscall only if one may sleep.
+    #[inline]
+    pub fn set(&self) {
+        // Release pairs with the Acquire loads in `wait*`/`is_set`: what we wrote before
+        // `set` happens before what a waiter does after seeing the flag (or the new
+        // generation: `clear`'s read-modify-write continues our release sequence).
+        let old = self
+            .state
+            .fetch_update(Ordering::Release, Ordering::Relaxed, |w| {
+                Some(if is_set(w) {
+                    w
+                } else {
+                    (w & !WAITERS).wrapping_add(GEN_ONE) | SET
+                })
+            })
+            .unwrap_or_else(|w| w);
+        if old & WAITERS != 0 {
+            self.wake();
+        }
+    }
+
+    #[cold]
+    fn wake(&self) {
+        futex::wake_all(&self.state);
+    }
+
+    /// Clears the flag: later waits block until the next [`set`](Self::set).
+    pub fn clear(&self) {
+        // Relaxed: clearing publishes nothing; it keeps `set`'s release sequence going
+        // (it is a read-modify-write).
+        self.state.fetch_and(!SET, Ordering::Relaxed);
+    }
+
+    /// Whether the flag is set now.
+    #[inline]
+    pub fn is_set(&self) -> bool {
+        // Acquire: pairs with the Release in `set`.
+        is_set(self.state.load(Ordering::Acquire))
+    }
+
+    /// Waits until the flag is set (returns at once if it is).
+    #[inline]
+    pub fn wait(&self) {
+        if !self.is_set() {
+            self.wait_slow(None);
+        }
+    }
+
+    /// [`wait`](Self::wait) for at most `timeout`. Returns `true` if the flag was set (or
+    /// was set and cleared again while we waited), `false` if the timeout passed first.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.is_set() || self.wait_slow(Instant::now().checked_add(timeout))
+    }
+
+    /// [`wait`](Self::wait) until `deadline`; returns as
+    /// [`wait_timeout`](Self::wait_timeout).
+    pub fn wait_until(&self, deadline: Instant) -> bool {
+        self.is_set() || self.wait_slow(Some(deadline))
+    }
+
+    #[cold]
+    fn wait_slow(&self, deadline: Option<Instant>) -> bool {
+        // Acquire: pairs with the Release in `set` (here and below).
+        let mut w = self.state.load(Ordering::Acquire);
+        let start = generation(w);
+        for _ in 0..SPIN_LIMIT {
+            if is_set(w) || generation(w) != start {
+                return true;
+            }
+            spin_loop();
+            w = self.state.load(Ordering::Acquire);
+        }
+        loop {
+            if is_set(w) || generation(w) != start {
+                return true;
+            }
+            if w & WAITERS == 0 {
+                // Acquire (both ways): we may return on the value we read, which then
+                // pairs with the Release in `set`. The bit itself only tells `set` to
+                // wake; the futex wait re-checks the word atomically.
+                match self.state.compare_exchange(
+                    w,
+                    w | WAITERS,
+                    Ordering::Acquire,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => w |= WAITERS,
+                    Err(now) => {
+                        w = now;
+                        continue;
+                    }
+                }
+            }
+            if !futex::wait_until(&self.state, w, deadline) && deadline_passed(deadline) {
+                return self.is_set();
+            }
+            w = self.state.load(Ordering::Acquire);
+        }
+    }
+
+    /// The raw word, for tests and diagnostics (e.g. writing hostile bytes).
+    #[doc(hidden)]
+    pub fn word(&self) -> &AtomicU32 {
+        &self.state
+    }
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("is_set", &self.is_set())
+            .finish()
+    }
+}

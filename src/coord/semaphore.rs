@@ -1,0 +1,440 @@
+//! [`Semaphore`] and [`BoundedSemaphore`]: counting semaphores on one futex word.
+//!
+//! # The algorithm
+//!
+//! The permit count is a plain `u32` futex word; a second word counts the threads that
+//! may sleep on it. `acquire` is one compare-exchange `c -> c - 1` when `c > 0`;
+//! `release` is one compare-exchange `c -> c + n` and wakes only if the waiter count is
+//! not zero. A waiter that finds no permit spins briefly with loads, then raises the
+//! waiter count and futex-waits on the count word while it reads `0`.
+//!
+//! No wakeup is lost: the waiter raises `waiters` *then* reads `count` (in the kernel, or
+//! its compare-exchange); the releaser raises `count` *then* reads `waiters`. A `SeqCst`
+//! fence sits between the two steps on each side, so at least one of them sees the other's
+//! write (the store-buffering pattern): either the waiter sees the permit and does not
+//! sleep, or the releaser sees the waiter and wakes it.
+//!
+//! # Overflow
+//!
+//! The count is a `u32`: a release that would take it above `u32::MAX` changes nothing and
+//! returns [`ReleaseError::Overflow`]. A [`BoundedSemaphore`] refuses, the same way, a
+//! release above its bound ([`ReleaseError::AboveBound`], Python's `ValueError`).
+//!
+//! # Dead processes
+//!
+//! A semaphore has no owner: a process that dies holding a permit takes it with it (as in
+//! Python and POSIX). A waiter killed while waiting leaves the waiter count raised, which
+//! only costs later releases a needless `FUTEX_WAKE`.
+
+use core::fmt;
+use core::time::Duration;
+use std::time::Instant;
+
+use crate::futex;
+use crate::lock::raw_mutex::{SPIN_LIMIT, TRY_LIMIT, deadline_passed};
+use crate::shared::{Elem, Kind, SharedSized, TypeTag};
+use crate::sync::{AtomicU32, Ordering, fence, spin_loop};
+
+/// Why a release changed nothing.
+///
+/// # Examples
+///
+/// ```
+/// use shmstate::{BoundedSemaphore, ReleaseError};
+///
+/// let s = BoundedSemaphore::new(1);
+/// assert_eq!(s.release(), Err(ReleaseError::AboveBound { bound: 1 }));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReleaseError {
+    /// The count would exceed `u32::MAX`.
+    #[error("semaphore count would overflow u32")]
+    Overflow,
+    /// A [`BoundedSemaphore`] would exceed its bound: released more often than acquired.
+    #[error("semaphore released too many times (its bound is {bound})")]
+    AboveBound {
+        /// The bound, as read from the object.
+        bound: u32,
+    },
+}
+
+/// A counting semaphore shared by threads and processes: Python's
+/// `multiprocessing.Semaphore`.
+///
+/// [`acquire`](Self::acquire) takes one permit, waiting while there is none;
+/// [`release`](Self::release) gives one back. The uncontended paths are one atomic
+/// compare-exchange and no syscall; `release` makes a syscall only when a waiter may sleep.
+/// See the [module docs](self) for the algorithm.
+///
+/// Layout: `#[repr(C)]`, two `u32`s. All-zero bytes are a semaphore with no permits (in a
+/// region, give it its permits in `get_or_init`'s `init` with
+/// [`release_n`](Self::release_n)); any bytes are a valid semaphore.
+///
+/// # Examples
+///
+/// ```
+/// use shmstate::Semaphore;
+/// use std::time::Duration;
+///
+/// let s = Semaphore::new(2);
+/// s.acquire();
+/// assert!(s.try_acquire());
+/// assert!(!s.acquire_timeout(Duration::from_millis(1)));
+/// s.release_n(2).unwrap();
+/// assert_eq!(s.value(), 2);
+/// ```
+#[derive(Default)]
+#[repr(C)]
+pub struct Semaphore {
+    /// The number of free permits, `0..=u32::MAX`; waiters futex-wait on it while it is 0.
+    count: AtomicU32,
+    /// Threads inside the slow path of an acquire, between raising this count and leaving:
+    /// a release that reads 0 here makes no syscall. Any value is safe (a wrong value costs
+    /// a needless wake, or, if 0 while someone sleeps, delays that sleeper to its timeout).
+    waiters: AtomicU32,
+}
+
+#[cfg(not(loom))]
+static_assertions::assert_eq_size!(Semaphore, [u32; 2]);
+#[cfg(not(loom))]
+static_assertions::assert_eq_align!(Semaphore, u32);
+
+// SAFETY: 1. all-zero: no permits, no waiters. 2. any two `u32`s are a valid state (see the
+// fields). 3. no pointers. 4. `#[repr(C)]`, asserted above. 5. atomics only.
+unsafe impl SharedSized for Semaphore {
+    const TAG: TypeTag = TypeTag::new(Kind::SEMAPHORE, Elem::NONE);
+}
+
+impl Semaphore {
+    /// A semaphore with `permits` free permits.
+    pub fn new(permits: u32) -> Self {
+        Semaphore {
+            count: AtomicU32::new(permits),
+            waiters: AtomicU32::new(0),
+        }
+    }
+
+    /// Takes a permit, waiting as long as it takes for one.
+    #[inline]
+    pub fn acquire(&self) {
+        if !self.try_acquire_once() {
+            self.acquire_slow(None);
+        }
+    }
+
+    /// Takes a permit if one is free, without waiting.
+    #[inline]
+    pub fn try_acquire(&self) -> bool {
+        self.try_acquire_once() || self.try_acquire_slow()
+    }
+
+    /// [`acquire`](Self::acquire) for at most `timeout`. Returns whether a permit was
+    /// taken; `false` means at least `timeout` has passed.
+    pub fn acquire_timeout(&self, timeout: Duration) -> bool {
+        match Instant::now().checked_add(timeout) {
+            Some(d) => self.acquire_until(d),
+            None => {
+                self.acquire();
+                true
+            }
+        }
+    }
+
+    /// [`acquire`](Self::acquire) until `deadline`. Returns whether a permit was taken;
+    /// `false` means `deadline` has passed.
+    pub fn acquire_until(&self, deadline: Instant) -> bool {
+        self.try_acquire() || self.acquire_slow(Some(deadline))
+    }
+
+    /// Gives back one permit, waking one waiter if any may sleep.
+    ///
+    /// # Errors
+    ///
+    /// [`ReleaseError::Overflow`] if the count is `u32::MAX` already; nothing changes.
+    #[inline]
+    pub fn release(&self) -> Result<(), ReleaseError> {
+        self.release_n(1)
+    }
+
+    /// Gives back `n` permits at once, waking waiters if any may sleep.
+    ///
+    /// # Errors
+    ///
+    /// [`ReleaseError::Overflow`] if the count would exceed `u32::MAX`; nothing changes.
+    #[inline]
+    pub fn release_n(&self, n: u32) -> Result<(), ReleaseError> {
+        self.release_limited(n, u32::MAX, true)
+            .map_err(|_| ReleaseError::Overflow)
+    }
+
+    /// `release` without the fence that pairs with the waiters' fence: a deliberately
+    /// broken release for the loom test that proves the fence is needed. Not part of the
+    /// API.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn release_without_fence(&self) {
+        let _ = self.release_limited(1, u32::MAX, false);
+    }
+
+    /// The number of free permits now (a snapshot).
+    pub fn value(&self) -> u32 {
+        // Relaxed: a snapshot; taking a permit is a compare-exchange.
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// One attempt at `c -> c - 1`.
+    #[inline]
+    fn try_acquire_once(&self) -> bool {
+        // Relaxed: only picks the expected value; the compare-exchange orders.
+        let c = self.count.load(Ordering::Relaxed);
+        c != 0 && self.take(c).is_ok()
+    }
+
+    /// Compare-exchanges the observed count `c > 0` to `c - 1`.
+    #[inline]
+    fn take(&self, c: u32) -> Result<u32, u32> {
+        // Acquire pairs with the Release compare-exchange in `release_limited`: what the
+        // releaser wrote before releasing happens before what we do with the permit.
+        self.count
+            .compare_exchange(c, c - 1, Ordering::Acquire, Ordering::Relaxed)
+    }
+
+    #[cold]
+    fn try_acquire_slow(&self) -> bool {
+        for _ in 0..TRY_LIMIT {
+            // Relaxed: as in `try_acquire_once`.
+            let c = self.count.load(Ordering::Relaxed);
+            if c == 0 {
+                return false;
+            }
+            if self.take(c).is_ok() {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The contended acquire: spin, announce, sleep. `false` only if `deadline` passed.
+    #[cold]
+    fn acquire_slow(&self, deadline: Option<Instant>) -> bool {
+        for _ in 0..SPIN_LIMIT {
+            // Relaxed: a hint; `take` orders.
+            let c = self.count.load(Ordering::Relaxed);
+            if c != 0 && self.take(c).is_ok() {
+                return true;
+            }
+            spin_loop();
+        }
+        // Relaxed, then the SeqCst fence: the fence orders this increment before our
+        // reads of `count` below, and pairs with the fence in `release_limited` (see the
+        // module docs).
+        self.waiters.fetch_add(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let taken = loop {
+            // Relaxed: a hint; `take` orders.
+            let c = self.count.load(Ordering::Relaxed);
+            if c != 0 {
+                if self.take(c).is_ok() {
+                    break true;
+                }
+                continue;
+            }
+            if !futex::wait_until(&self.count, 0, deadline) && deadline_passed(deadline) {
+                break false;
+            }
+        };
+        // Relaxed: only a hint for releasers. Wraps (never panics) on a garbage count.
+        self.waiters.fetch_sub(1, Ordering::Relaxed);
+        taken
+    }
+
+    /// Adds `n` permits unless the count would exceed `limit`; then returns the count.
+    #[inline]
+    fn release_limited(&self, n: u32, limit: u32, with_fence: bool) -> Result<(), u32> {
+        if n == 0 {
+            return Ok(());
+        }
+        // Relaxed: only picks the expected value; the compare-exchange orders.
+        let mut c = self.count.load(Ordering::Relaxed);
+        loop {
+            let new = match c.checked_add(n) {
+                Some(new) if new <= limit => new,
+                _ => return Err(c),
+            };
+            // Release pairs with the Acquire compare-exchange in `take`.
+            match self
+                .count
+                .compare_exchange(c, new, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(now) => c = now,
+            }
+        }
+        // SeqCst fence: pairs with the one in `acquire_slow`, so that if this load misses
+        // a waiter's increment, that waiter sees our new count (see the module docs).
+        if with_fence {
+            fence(Ordering::SeqCst);
+        }
+        // Relaxed: ordered by the fence above.
+        if self.waiters.load(Ordering::Relaxed) != 0 {
+            self.wake(n);
+        }
+        Ok(())
+    }
+
+    #[cold]
+    fn wake(&self, n: u32) {
+        if n == 1 {
+            futex::wake_one(&self.count);
+        } else {
+            futex::wake_all(&self.count);
+        }
+    }
+
+    /// The raw words `(count, waiters)`, for tests and diagnostics (e.g. writing hostile
+    /// bytes).
+    #[doc(hidden)]
+    pub fn words(&self) -> (&AtomicU32, &AtomicU32) {
+        (&self.count, &self.waiters)
+    }
+}
+
+impl fmt::Debug for Semaphore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Semaphore")
+            .field("value", &self.value())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A [`Semaphore`] whose count may not exceed its initial value: Python's
+/// `multiprocessing.BoundedSemaphore`. Releasing more often than acquiring is reported as
+/// [`ReleaseError::AboveBound`] instead of silently raising the limit.
+///
+/// Layout: `#[repr(C)]`, a `Semaphore` then the bound (`u32`). The bound is written once,
+/// by [`new`](Self::new) or [`init`](Self::init). All-zero bytes are a semaphore with no
+/// permits and bound 0, on which every release fails: in a region, call
+/// [`init`](Self::init) in `get_or_init`'s `init` closure. Any bytes are valid: a garbage
+/// bound only changes which releases are refused.
+///
+/// # Examples
+///
+/// ```
+/// use shmstate::{BoundedSemaphore, ReleaseError};
+///
+/// let s = BoundedSemaphore::new(2);
+/// s.acquire();
+/// s.release().unwrap();
+/// assert!(matches!(s.release(), Err(ReleaseError::AboveBound { bound: 2 })));
+/// assert_eq!(s.value(), 2);
+/// ```
+#[derive(Debug, Default)]
+#[repr(C)]
+pub struct BoundedSemaphore {
+    sem: Semaphore,
+    /// The largest count a release may produce; set once at initialisation.
+    bound: AtomicU32,
+}
+
+#[cfg(not(loom))]
+static_assertions::assert_eq_size!(BoundedSemaphore, [u32; 3]);
+#[cfg(not(loom))]
+static_assertions::assert_eq_align!(BoundedSemaphore, u32);
+
+// SAFETY: 1. all-zero: no permits, bound 0 (documented: releases fail until `init`).
+// 2. any three `u32`s are a valid state. 3. no pointers. 4. `#[repr(C)]`, asserted above.
+// 5. atomics only.
+unsafe impl SharedSized for BoundedSemaphore {
+    const TAG: TypeTag = TypeTag::new(Kind::BOUNDED_SEMAPHORE, Elem::NONE);
+}
+
+impl BoundedSemaphore {
+    /// A semaphore with `permits` free permits, and at most `permits`.
+    pub fn new(permits: u32) -> Self {
+        BoundedSemaphore {
+            sem: Semaphore::new(permits),
+            bound: AtomicU32::new(permits),
+        }
+    }
+
+    /// Sets the count and the bound to `permits`: for an object in a region, in
+    /// `get_or_init`'s `init` closure (before anyone else can see it). Calling it while
+    /// others use the semaphore is not UB, but changes their permits under them.
+    ///
+    /// ```
+    /// # use shmstate::{BoundedSemaphore, Region};
+    /// let r = Region::anonymous(1 << 16).unwrap();
+    /// let s = r.get_or_init::<BoundedSemaphore>("slots", 1, |s| s.init(3)).unwrap();
+    /// assert_eq!((s.value(), s.bound()), (3, 3));
+    /// ```
+    pub fn init(&self, permits: u32) {
+        // Relaxed: the region publishes the initialised object (its entry state word is
+        // released after `init` returns).
+        self.bound.store(permits, Ordering::Relaxed);
+        self.sem.count.store(permits, Ordering::Relaxed);
+    }
+
+    /// As [`Semaphore::acquire`].
+    #[inline]
+    pub fn acquire(&self) {
+        self.sem.acquire();
+    }
+
+    /// As [`Semaphore::try_acquire`].
+    #[inline]
+    pub fn try_acquire(&self) -> bool {
+        self.sem.try_acquire()
+    }
+
+    /// As [`Semaphore::acquire_timeout`].
+    pub fn acquire_timeout(&self, timeout: Duration) -> bool {
+        self.sem.acquire_timeout(timeout)
+    }
+
+    /// As [`Semaphore::acquire_until`].
+    pub fn acquire_until(&self, deadline: Instant) -> bool {
+        self.sem.acquire_until(deadline)
+    }
+
+    /// Gives back one permit.
+    ///
+    /// # Errors
+    ///
+    /// [`ReleaseError::AboveBound`] if the count would exceed the bound; nothing changes.
+    #[inline]
+    pub fn release(&self) -> Result<(), ReleaseError> {
+        self.release_n(1)
+    }
+
+    /// Gives back `n` permits at once.
+    ///
+    /// # Errors
+    ///
+    /// [`ReleaseError::AboveBound`] if the count would exceed the bound; nothing changes.
+    #[inline]
+    pub fn release_n(&self, n: u32) -> Result<(), ReleaseError> {
+        let bound = self.bound();
+        self.sem
+            .release_limited(n, bound, true)
+            .map_err(|_| ReleaseError::AboveBound { bound })
+    }
+
+    /// The number of free permits now (a snapshot).
+    pub fn value(&self) -> u32 {
+        self.sem.value()
+    }
+
+    /// The bound: the most permits the semaphore can hold.
+    pub fn bound(&self) -> u32 {
+        // Relaxed: written once at initialisation, published by `new`'s owner or the
+        // region; any value read is safe to use.
+        self.bound.load(Ordering::Relaxed)
+    }
+
+    /// The underlying semaphore's raw words, for tests and diagnostics.
+    #[doc(hidden)]
+    pub fn words(&self) -> (&AtomicU32, &AtomicU32, &AtomicU32) {
+        let (c, w) = self.sem.words();
+        (c, w, &self.bound)
+    }
+}

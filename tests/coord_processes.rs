@@ -1,0 +1,260 @@
+//! Semaphore, Event, Barrier and Queue across real forked processes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{SharedMem, fork_children, wait_all, watchdog};
+use shmstate::sync::{AtomicU32, AtomicU64, Ordering};
+use shmstate::{Barrier, Elem, Event, Kind, Queue, Region, Semaphore, SharedSized, TypeTag};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// Shared state of the semaphore test: the semaphore and counters that check it.
+#[repr(C)]
+#[derive(Default)]
+struct SemTest {
+    sem: Semaphore,
+    inside: AtomicU32,
+    max_inside: AtomicU32,
+    entries: AtomicU64,
+}
+// SAFETY: atomics only: zero and every bit pattern valid, no pointers, `Sync`.
+unsafe impl SharedSized for SemTest {
+    const TAG: TypeTag = TypeTag::new(Kind(Kind::USER.0 + 10), Elem::NONE);
+}
+
+#[test]
+fn semaphore_admits_at_most_its_permits_across_processes() {
+    watchdog(LIMIT);
+    const PROCS: usize = 4;
+    const ROUNDS: u64 = 5_000;
+    let mem = SharedMem::<SemTest>::new(1);
+    let t = mem.get();
+    t.sem.release_n(2).unwrap();
+    let pids = fork_children(PROCS, |_| {
+        for _ in 0..ROUNDS {
+            t.sem.acquire();
+            // Relaxed: the semaphore orders; these only count who is inside.
+            let now = t.inside.fetch_add(1, Ordering::Relaxed) + 1;
+            t.max_inside.fetch_max(now, Ordering::Relaxed);
+            t.entries.fetch_add(1, Ordering::Relaxed);
+            std::hint::spin_loop();
+            t.inside.fetch_sub(1, Ordering::Relaxed);
+            t.sem.release().unwrap();
+        }
+    });
+    wait_all(&pids, LIMIT);
+    assert!(t.max_inside.load(Ordering::Relaxed) <= 2);
+    assert_eq!(t.entries.load(Ordering::Relaxed), PROCS as u64 * ROUNDS);
+    assert_eq!(t.sem.value(), 2);
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct EventTest {
+    go: Event,
+    ready: AtomicU32,
+    woke: AtomicU32,
+}
+// SAFETY: as for `SemTest`.
+unsafe impl SharedSized for EventTest {
+    const TAG: TypeTag = TypeTag::new(Kind(Kind::USER.0 + 11), Elem::NONE);
+}
+
+#[test]
+fn event_set_wakes_waiters_in_other_processes() {
+    watchdog(LIMIT);
+    let mem = SharedMem::<EventTest>::new(1);
+    let t = mem.get();
+    let pids = fork_children(3, |_| {
+        t.ready.fetch_add(1, Ordering::Relaxed);
+        t.go.wait();
+        assert!(t.go.is_set());
+        t.woke.fetch_add(1, Ordering::Relaxed);
+    });
+    // Not a sleep as synchronisation: wait until all three announced themselves, then
+    // give them a chance to really block in the futex (the test passes either way).
+    while t.ready.load(Ordering::Relaxed) < 3 {
+        std::thread::yield_now();
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(t.woke.load(Ordering::Relaxed), 0);
+    t.go.set();
+    wait_all(&pids, LIMIT);
+    assert_eq!(t.woke.load(Ordering::Relaxed), 3);
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct BarrierTest {
+    barrier: Barrier,
+    /// Per round: how many parties arrived (reset by nobody: round r checks `>= 4 * (r+1)`).
+    arrived: AtomicU64,
+    leaders: AtomicU64,
+}
+// SAFETY: as for `SemTest`.
+unsafe impl SharedSized for BarrierTest {
+    const TAG: TypeTag = TypeTag::new(Kind(Kind::USER.0 + 12), Elem::NONE);
+}
+
+#[test]
+fn barrier_lets_nobody_pass_early_over_1000_rounds_of_4_processes() {
+    watchdog(LIMIT);
+    const PARTIES: u64 = 4;
+    const ROUNDS: u64 = 1_000;
+    let mem = SharedMem::<BarrierTest>::new(1);
+    let t = mem.get();
+    t.barrier.init(PARTIES as u32);
+    let pids = fork_children(PARTIES as usize, |_| {
+        for round in 0..ROUNDS {
+            // Relaxed: the barrier's own ordering is what is under test; the count after
+            // the wait must include every party's arrival of this round.
+            t.arrived.fetch_add(1, Ordering::Relaxed);
+            let r = t
+                .barrier
+                .wait_timeout(Duration::from_secs(30))
+                .expect("barrier");
+            let seen = t.arrived.load(Ordering::Relaxed);
+            assert!(
+                seen >= PARTIES * (round + 1),
+                "passed round {round} early: {seen} arrivals"
+            );
+            if r.is_leader() {
+                t.leaders.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    wait_all(&pids, LIMIT);
+    assert_eq!(t.arrived.load(Ordering::Relaxed), PARTIES * ROUNDS);
+    assert_eq!(t.leaders.load(Ordering::Relaxed), ROUNDS);
+}
+
+type Q = Queue<[u64; 2], 64>;
+
+#[repr(C)]
+struct QueueTest {
+    q: Q,
+    sum: AtomicU64,
+    count: AtomicU64,
+}
+// SAFETY: a `Queue` (itself `SharedSized`) and atomics: zero and every bit pattern valid,
+// no pointers, `Sync`.
+unsafe impl SharedSized for QueueTest {
+    const TAG: TypeTag = TypeTag::new(Kind(Kind::USER.0 + 13), Elem::NONE);
+}
+
+#[test]
+fn queue_moves_100000_items_between_2_producers_and_2_consumers() {
+    watchdog(LIMIT);
+    const PER_PRODUCER: u64 = 50_000;
+    let mem = SharedMem::<QueueTest>::new(1);
+    let t = mem.get();
+    let producers = fork_children(2, |p| {
+        for i in 0..PER_PRODUCER {
+            t.q.push([p as u64, i]);
+        }
+        // Two end markers each: a consumer stops after any two, so all four are taken.
+        t.q.push([u64::MAX, 0]);
+        t.q.push([u64::MAX, 0]);
+    });
+    let consumers = fork_children(2, |_| {
+        let mut last = [None::<u64>; 2];
+        let mut ends = 0;
+        let (mut sum, mut count) = (0u64, 0u64);
+        while ends < 2 {
+            let [p, i] = t.q.pop();
+            if p == u64::MAX {
+                ends += 1;
+                continue;
+            }
+            let p = p as usize;
+            assert!(p < 2, "bad producer {p}");
+            // Items of one producer leave in the order it pushed them.
+            assert!(
+                last[p].is_none_or(|l| l < i),
+                "out of order: {last:?} then {i}"
+            );
+            last[p] = Some(i);
+            sum += i;
+            count += 1;
+        }
+        t.sum.fetch_add(sum, Ordering::Relaxed);
+        t.count.fetch_add(count, Ordering::Relaxed);
+    });
+    wait_all(&producers, LIMIT);
+    wait_all(&consumers, LIMIT);
+    assert_eq!(t.count.load(Ordering::Relaxed), 2 * PER_PRODUCER);
+    let per = PER_PRODUCER * (PER_PRODUCER - 1) / 2;
+    assert_eq!(t.sum.load(Ordering::Relaxed), 2 * per);
+    assert!(t.q.is_empty());
+}
+
+#[test]
+fn queue_in_a_region_is_opened_by_name_from_a_child() {
+    watchdog(LIMIT);
+    let path = std::env::temp_dir().join(format!("shmstate-coord-q-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let r = Region::create(&path, 1 << 16).unwrap();
+    let q = r.get_or_init::<Queue<u64, 8>>("jobs", 1, |_| {}).unwrap();
+    let p = path.clone();
+    let pids = fork_children(1, move |_| {
+        let r = Region::open(&p).unwrap();
+        let q = r.get::<Queue<u64, 8>>("jobs").unwrap();
+        for i in 1..=100 {
+            q.push(i);
+        }
+        // A wrong capacity is a type (size) mismatch, not a reinterpretation.
+        assert!(r.get::<Queue<u64, 9>>("jobs").is_err());
+    });
+    let total: u64 = (0..100).map(|_| q.pop()).sum();
+    wait_all(&pids, LIMIT);
+    assert_eq!(total, 5050);
+    drop(r);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[repr(C)]
+struct DeathTest {
+    q: Queue<u64, 4>,
+    locked: AtomicU32,
+}
+// SAFETY: as for `QueueTest`.
+unsafe impl SharedSized for DeathTest {
+    const TAG: TypeTag = TypeTag::new(Kind(Kind::USER.0 + 14), Elem::NONE);
+}
+
+#[test]
+fn queue_recovers_when_a_process_is_killed_holding_its_lock() {
+    watchdog(LIMIT);
+    let mem = SharedMem::<DeathTest>::new(1);
+    let t = mem.get();
+    t.q.push(7);
+    let pids = fork_children(1, |_| {
+        // As if killed inside a push: the lock is held and never released.
+        let _ = t.q.raw_lock().lock();
+        t.locked.store(1, Ordering::Release);
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    // Acquire: pairs with the child's Release store after it took the lock.
+    while t.locked.load(Ordering::Acquire) == 0 {
+        std::thread::yield_now();
+    }
+    assert!(t.q.raw_lock().is_locked());
+    // SAFETY: killing our own child.
+    unsafe { libc::kill(pids[0], libc::SIGKILL) };
+    // The next operations recover the lock (callers never see OwnerDied) and the item
+    // pushed before is intact.
+    t.q.push(8);
+    assert_eq!(t.q.pop(), 7);
+    assert_eq!(t.q.pop(), 8);
+    assert!(
+        !t.q.raw_lock().mark_is_set(),
+        "recovery marks the lock consistent"
+    );
+    let mut status = 0;
+    // SAFETY: reaping our own child.
+    unsafe { libc::waitpid(pids[0], &mut status, 0) };
+}
