@@ -284,11 +284,13 @@ impl Region {
     }
 
     /// The existing object `name` of type `T`, with the length recorded for it. Waits if
-    /// another process is creating it right now.
+    /// another live process is creating it right now.
     ///
     /// # Errors
     ///
-    /// - [`RegionError::NotFound`]: no object has this name.
+    /// - [`RegionError::NotFound`]: no object has this name, or its creator died (or its
+    ///   `init` panicked) before it was ready; a later [`get_or_init`](Self::get_or_init)
+    ///   creates it again.
     /// - [`RegionError::InvalidName`], [`RegionError::TypeMismatch`], [`RegionError::Timeout`],
     ///   [`RegionError::Corrupt`]: as for [`get_or_init`](Self::get_or_init).
     ///
@@ -442,10 +444,13 @@ impl Region {
                     if phase == state::READY {
                         return Ok(Step::Ready(offset, len));
                     }
-                    // Without `create` there is nobody to finish a dead owner's work here:
-                    // keep waiting (a creator may take over) until the deadline.
-                    match wait_on(e, s, deadline, want, create)? {
+                    match wait_on(e, s, deadline, want, true)? {
                         Seen::Changed => {}
+                        // Without `create` nobody here finishes a dead owner's work, and no
+                        // creator may ever come: the object does not exist (yet).
+                        Seen::OwnerDead if !create => {
+                            return Err(RegionError::NotFound(want.name.to_owned()));
+                        }
                         Seen::OwnerDead => {
                             if take_over(e, s, me) {
                                 return Ok(Step::TakenOver(e, offset, len));
@@ -860,6 +865,29 @@ mod tests {
             .unwrap();
         assert_eq!(w.0.load(Ordering::Relaxed), 0);
         assert_eq!(r.entries()[0].state, EntryState::Ready);
+    }
+
+    #[test]
+    fn get_of_an_object_whose_creator_died_is_not_found_without_waiting_for_the_timeout() {
+        let r = RegionOptions::new()
+            .capacity(4)
+            .timeout(Duration::from_secs(10))
+            .anonymous(4096)
+            .unwrap();
+        // As left by a creator that died inside `init` (a panicking `init` marks the entry
+        // with pid 0, which probes dead like a killed process).
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            r.get_or_init::<TestWord>("p", 1, |_| panic!("init failed"))
+        }));
+        assert!(caught.is_err());
+        assert_eq!(r.entries()[0].state, EntryState::Initialising);
+        // Nobody will finish it: `get` must not wait out the 10 s timeout and then blame a
+        // live creator (`Timeout`).
+        let err = r.get::<TestWord>("p").unwrap_err();
+        assert!(matches!(&err, RegionError::NotFound(n) if n == "p"), "{err:?}");
+        // A creator still takes it over.
+        r.get_or_init::<TestWord>("p", 1, |_| {}).unwrap();
+        r.get::<TestWord>("p").unwrap();
     }
 
     #[test]

@@ -21,7 +21,9 @@ use std::io;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RegionError {
-    /// The file (a path) or the named object (a name) does not exist.
+    /// The file (a path) or the named object (a name) does not exist (for
+    /// [`Region::get`](crate::Region::get): also an object whose creator died before it was
+    /// ready).
     #[error("not found: {0}")]
     NotFound(String),
 
