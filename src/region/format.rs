@@ -565,7 +565,9 @@ pub(crate) fn describe(tag: TypeTag, len: u64, size: u64, align: u64) -> String 
 }
 
 /// Checks every published entry of the directory: names terminated and unique, objects
-/// in bounds, aligned, outside the header and directory, and not overlapping each other.
+/// in bounds, aligned, outside the header and directory, and not overlapping each other;
+/// and the allocation pointer: inside the data area and past every object, so that the
+/// next object allocated cannot overlap one.
 ///
 /// # Errors
 ///
@@ -596,6 +598,23 @@ pub(crate) fn validate_directory(raw: Raw<'_>, geo: &Geometry) -> Result<(), Reg
         names.push((name.to_vec(), i));
     }
     spans.sort_unstable();
+    if let Some(&(off, size, i)) = spans.last() {
+        // Every published object's space was allocated (the bump word advanced past it)
+        // before its entry was published, and the acquire loads of the states above saw
+        // those publications: a bump word read after them lies past every object.
+        // Relaxed: the acquire loads above order it (coherence with the allocating CAS).
+        let bump = raw.header().map_or(0, |h| h.bump.load(Ordering::Relaxed));
+        // `off + size <= total` was checked, no overflow.
+        if bump < (off + size) as u64
+            || bump > geo.total as u64
+            || !bump.is_multiple_of(OBJECT_ALIGN as u64)
+        {
+            return Err(RegionError::Corrupt(format!(
+                "allocation pointer {bump} inside or before the object of entry {i}, or \
+                 outside the data area"
+            )));
+        }
+    }
     for w in spans.windows(2) {
         let ((a_off, a_size, a), (b_off, _, b)) = (w[0], w[1]);
         // `a_off + a_size <= total` was checked, no overflow.
@@ -673,6 +692,11 @@ mod tests {
         e.size.store(size, Ordering::Relaxed);
         e.len.store(1, Ordering::Relaxed);
         e.align.store(8, Ordering::Relaxed);
+        // As an allocation would have: past the object.
+        raw.header().unwrap().bump.fetch_max(
+            round_up(offset.saturating_add(size)).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         e.state
             .store(state::make(1, state::READY), Ordering::Release);
     }
@@ -856,6 +880,33 @@ mod tests {
             }
         });
         assert!(matches!(unterminated, Err(RegionError::Corrupt(m)) if m.contains("terminated")));
+    }
+
+    #[test]
+    fn an_allocation_pointer_that_would_overlap_an_object_is_corrupt() {
+        let geo = Geometry {
+            total: 4096,
+            capacity: 4,
+            data_start: 640,
+        };
+        let check = |bump: u64| {
+            let buf = fresh(4096, 4);
+            publish(buf.raw(), &geo, 0, "a", 640, 8);
+            publish(buf.raw(), &geo, 1, "b", 704, 128);
+            let h = buf.raw().header().unwrap();
+            h.bump.store(bump, Ordering::Relaxed);
+            validate_directory(buf.raw(), &geo)
+        };
+        for ok in [832, 896, 4096] {
+            assert!(check(ok).is_ok(), "bump {ok}");
+        }
+        // Inside b (the next object would overlap it), before it, misaligned, past the end.
+        for bad in [768, 640, 0, 840, 4160, u64::MAX] {
+            assert!(
+                matches!(check(bad), Err(RegionError::Corrupt(m)) if m.contains("allocation")),
+                "bump {bad}"
+            );
+        }
     }
 
     #[test]
