@@ -146,9 +146,10 @@ pub enum RegionError {
         capacity: u32,
     },
 
-    /// Another process kept the named object in creation longer than the region's
-    /// timeout, and is still alive (or its PID was reused).
-    #[error("timed out waiting for object `{name}` to be created by another process")]
+    /// Another thread (of this or another process) kept the named object, or a directory
+    /// entry before it, in creation longer than the region's timeout, and is still alive
+    /// (or its thread id was reused).
+    #[error("timed out waiting for object `{name}` to be created by another thread")]
     Timeout {
         /// The object's name.
         name: String,
