@@ -1,6 +1,6 @@
 //! Files that are not valid regions: every one is refused with a typed error, never a
 //! panic, an out-of-bounds access or a hang. Offsets below follow the documented format
-//! (`src/region/format.rs`): header fields at 0..56, entries of 128 bytes from 128 with
+//! (`src/region/format.rs`): header fields at 0..56 (allocation pointer at 48), entries of 128 bytes from 128 with
 //! state at +0, len +24, size +32, offset +40, name +48..+96.
 
 mod common;
@@ -168,7 +168,7 @@ fn bad_directory_entries_are_corrupt() {
     let dir = TempDir::new("bad-dir");
     let valid = valid_bytes(&dir.0);
     let entry1 = ENTRY0 + 128;
-    let cases: [(&str, u64, Vec<u8>); 6] = [
+    let cases: [(&str, u64, Vec<u8>); 7] = [
         (
             "offset past the end",
             ENTRY0 + 40,
@@ -192,6 +192,13 @@ fn bad_directory_entries_are_corrupt() {
             640u64.to_ne_bytes().to_vec(),
         ),
         ("unterminated name", ENTRY0 + 48, vec![b'x'; 48]),
+        // The header's allocation pointer moved back onto entry 1's object: the next
+        // object would overlap it.
+        (
+            "allocation pointer inside an object",
+            48,
+            704u64.to_ne_bytes().to_vec(),
+        ),
     ];
     for (what, at, value) in cases {
         let mut b = valid.clone();

@@ -18,19 +18,20 @@
 //!   entry.
 //!
 //! Waiting spins briefly with loads, then sets the `WAITERS` bit and futex-waits in
-//! 10 ms slices; between slices it probes the owner's pid (`kill(pid, 0)`). An entry
-//! whose owner died in `CLAIMED` or `INITIALISING` is taken over by CAS on the state word
-//! (keeping the phase, replacing the pid): a dead claim is re-claimed for the taker's own
+//! 10 ms slices; between slices it probes the owner, the thread recorded in the word
+//! ([`owner::probe`]: `kill(tid, 0)` and `/proc/<tid>/stat`). An entry whose owner died in
+//! `CLAIMED` or `INITIALISING` is taken over by CAS on the state word (keeping the phase,
+//! replacing the owner): a dead claim is re-claimed for the taker's own
 //! name, a dead initialisation is restarted from zeroed bytes with the taker's `init`.
 //! The space a dead claimer had already allocated is leaked. An `init` that panics marks
-//! its entry abandoned (pid 0, which no process has) so that the next caller takes over.
+//! its entry abandoned (owner 0, which no thread has) so that the next caller takes over.
 //!
 //! # Limits
 //!
-//! - Every process sharing a region must be in the same PID namespace: a pid from another
+//! - Every process sharing a region must be in the same PID namespace: a TID from another
 //!   namespace reads as dead (an entry could be taken over from a live owner) or as
-//!   another process.
-//! - PIDs are reused: an owner that died after its pid was handed to a new process reads
+//!   another thread.
+//! - TIDs are reused: an owner that died after its TID was handed to a new thread reads
 //!   as alive, and waiters return [`RegionError::Timeout`] after the region's timeout
 //!   instead of taking over.
 //! - Space is never freed: objects live as long as the region.
@@ -115,7 +116,8 @@ pub struct EntryInfo {
     pub align: u32,
     /// The entry's phase.
     pub state: EntryState,
-    /// Pid of the process that created (or is creating) the object; 0 if abandoned.
+    /// Thread id (TID) of the thread that created (or is creating) the object: the pid
+    /// if it was a process's main thread; 0 if abandoned.
     pub owner: u32,
 }
 
@@ -272,7 +274,7 @@ impl Region {
     ) -> Result<&T, RegionError> {
         let want = Want::new::<T>(name, Some(len))?;
         let deadline = self.deadline();
-        let me = owner::current_pid();
+        let me = owner::current();
         match self.lookup(&want, true, deadline)? {
             Step::Ready(offset, len) => self.object(&want, offset, len),
             Step::Claimed(e) => {
@@ -284,11 +286,13 @@ impl Region {
     }
 
     /// The existing object `name` of type `T`, with the length recorded for it. Waits if
-    /// another process is creating it right now.
+    /// another live process is creating it right now.
     ///
     /// # Errors
     ///
-    /// - [`RegionError::NotFound`]: no object has this name.
+    /// - [`RegionError::NotFound`]: no object has this name, or its creator died (or its
+    ///   `init` panicked) before it was ready; a later [`get_or_init`](Self::get_or_init)
+    ///   creates it again.
     /// - [`RegionError::InvalidName`], [`RegionError::TypeMismatch`], [`RegionError::Timeout`],
     ///   [`RegionError::Corrupt`]: as for [`get_or_init`](Self::get_or_init).
     ///
@@ -355,7 +359,7 @@ impl Region {
                 size: snap.size,
                 align: snap.align,
                 state,
-                owner: state::pid(s),
+                owner: state::owner(s),
             });
         }
         out
@@ -389,7 +393,7 @@ impl Region {
     ) -> Result<Step<'_>, RegionError> {
         let raw = self.raw();
         let geo = self.geo;
-        let me = owner::current_pid();
+        let me = owner::current();
         let mut i = 0;
         while i < geo.capacity {
             let Some(e) = raw.entry(&geo, i) else {
@@ -442,10 +446,13 @@ impl Region {
                     if phase == state::READY {
                         return Ok(Step::Ready(offset, len));
                     }
-                    // Without `create` there is nobody to finish a dead owner's work here:
-                    // keep waiting (a creator may take over) until the deadline.
-                    match wait_on(e, s, deadline, want, create)? {
+                    match wait_on(e, s, deadline, want, true)? {
                         Seen::Changed => {}
+                        // Without `create` nobody here finishes a dead owner's work, and no
+                        // creator may ever come: the object does not exist (yet).
+                        Seen::OwnerDead if !create => {
+                            return Err(RegionError::NotFound(want.name.to_owned()));
+                        }
                         Seen::OwnerDead => {
                             if take_over(e, s, me) {
                                 return Ok(Step::TakenOver(e, offset, len));
@@ -609,7 +616,7 @@ fn wait_on(
         }
         spin_loop();
     }
-    if probe && owner::probe(state::pid(seen)) == Liveness::Dead {
+    if probe && owner::probe(state::owner(seen)) == Liveness::Dead {
         return Ok(Seen::OwnerDead);
     }
     let waiting = seen | state::WAITERS;
@@ -631,7 +638,7 @@ fn wait_on(
 fn take_over(e: &Entry, seen: u32, me: u32) -> bool {
     let mine = state::make(me, state::phase(seen)) | (seen & state::WAITERS);
     // Acquire: the dead owner's last release transition (if any) happens before our
-    // writes. Its later relaxed writes are complete: the kernel reports a pid dead only
+    // writes. Its later relaxed writes are complete: the kernel reports a thread dead only
     // after tearing down its address space.
     e.state
         .compare_exchange(seen, mine, Ordering::Acquire, Ordering::Relaxed)
@@ -676,7 +683,7 @@ fn lost(want: &Want<'_>) -> RegionError {
     ))
 }
 
-/// Marks an entry abandoned (pid 0, which probes dead) if `init` unwinds, so that the
+/// Marks an entry abandoned (owner 0, which probes dead) if `init` unwinds, so that the
 /// next caller takes it over instead of waiting for a timeout.
 struct Abandon<'a> {
     e: &'a Entry,
@@ -840,7 +847,7 @@ mod tests {
             .unwrap();
         assert_eq!(w.0.load(Ordering::Relaxed), 1);
         assert_eq!(r.entries()[0].name, "x");
-        assert_eq!(r.entries()[0].owner, owner::current_pid());
+        assert_eq!(r.entries()[0].owner, owner::current());
     }
 
     #[test]
@@ -863,11 +870,37 @@ mod tests {
     }
 
     #[test]
+    fn get_of_an_object_whose_creator_died_is_not_found_without_waiting_for_the_timeout() {
+        let r = RegionOptions::new()
+            .capacity(4)
+            .timeout(Duration::from_secs(10))
+            .anonymous(4096)
+            .unwrap();
+        // As left by a creator that died inside `init` (a panicking `init` marks the entry
+        // with owner 0, which probes dead like a killed process).
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            r.get_or_init::<TestWord>("p", 1, |_| panic!("init failed"))
+        }));
+        assert!(caught.is_err());
+        assert_eq!(r.entries()[0].state, EntryState::Initialising);
+        // Nobody will finish it: `get` must not wait out the 10 s timeout and then blame a
+        // live creator (`Timeout`).
+        let err = r.get::<TestWord>("p").unwrap_err();
+        assert!(
+            matches!(&err, RegionError::NotFound(n) if n == "p"),
+            "{err:?}"
+        );
+        // A creator still takes it over.
+        r.get_or_init::<TestWord>("p", 1, |_| {}).unwrap();
+        r.get::<TestWord>("p").unwrap();
+    }
+
+    #[test]
     fn a_live_owner_that_never_finishes_times_out() {
         let r = region();
         let e = r.raw().entry(&r.geo, 0).unwrap();
         e.state.store(
-            state::make(owner::current_pid(), state::CLAIMED),
+            state::make(owner::current(), state::CLAIMED),
             Ordering::Release,
         );
         assert!(matches!(

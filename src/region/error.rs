@@ -21,7 +21,9 @@ use std::io;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RegionError {
-    /// The file (a path) or the named object (a name) does not exist.
+    /// The file (a path) or the named object (a name) does not exist (for
+    /// [`Region::get`](crate::Region::get): also an object whose creator died before it was
+    /// ready).
     #[error("not found: {0}")]
     NotFound(String),
 
@@ -144,9 +146,10 @@ pub enum RegionError {
         capacity: u32,
     },
 
-    /// Another process kept the named object in creation longer than the region's
-    /// timeout, and is still alive (or its PID was reused).
-    #[error("timed out waiting for object `{name}` to be created by another process")]
+    /// Another thread (of this or another process) kept the named object, or a directory
+    /// entry before it, in creation longer than the region's timeout, and is still alive
+    /// (or its thread id was reused).
+    #[error("timed out waiting for object `{name}` to be created by another thread")]
     Timeout {
         /// The object's name.
         name: String,

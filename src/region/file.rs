@@ -520,7 +520,7 @@ impl TempFile {
                 .map_or(0, |d| d.subsec_nanos());
             let name = dir.join(format!(
                 ".{stem}.{}.{seq}.{nanos}.tmp",
-                rustix::process::getpid().as_raw_nonzero()
+                crate::owner::current_pid()
             ));
             let flags =
                 OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;

@@ -108,8 +108,9 @@ static_assertions::const_assert!(ENTRY_SIZE.is_multiple_of(OBJECT_ALIGN));
 /// The entry state word.
 ///
 /// ```text
-/// bits 31..3   pid of the process that claimed or is initialising the entry
-///              (0: abandoned by an `init` that panicked; never a live process)
+/// bits 31..3   owner: TID of the thread that claimed or is initialising the entry (the
+///              pid for a process's main thread; 0: abandoned by an `init` that
+///              panicked, never a live thread)
 /// bit  2       WAITERS: someone may be futex-waiting on this word
 /// bits 1..0    phase
 /// ```
@@ -117,14 +118,18 @@ static_assertions::const_assert!(ENTRY_SIZE.is_multiple_of(OBJECT_ALIGN));
 /// | phase          | meaning                                                        |
 /// |----------------|----------------------------------------------------------------|
 /// | `EMPTY`        | free; every later entry is free too                            |
-/// | `CLAIMED`      | taken by `pid`, which is writing name, type and offset         |
-/// | `INITIALISING` | name, type and offset published; `pid` runs `init`             |
+/// | `CLAIMED`      | taken by `owner`, which is writing name, type and offset       |
+/// | `INITIALISING` | name, type and offset published; `owner` runs `init`           |
 /// | `READY`        | the object may be used                                         |
 ///
 /// Transitions: `EMPTY -> CLAIMED` by CAS (the claimer); `CLAIMED -> INITIALISING ->
 /// READY` by the owner with release stores; `CLAIMED -> EMPTY` when the owner finds no
-/// space; `CLAIMED`/`INITIALISING` of a dead pid `->` the same phase with the new owner's
-/// pid, by CAS (takeover). Entries never return to `EMPTY` once named, so the used
+/// space; `CLAIMED`/`INITIALISING` of a dead owner `->` the same phase with the new owner's
+/// TID, by CAS (takeover).
+///
+/// The owner is a thread, not a process: a process whose main thread has exited lives on
+/// in its other threads while its pid reads as a zombie, so a pid would let a taker
+/// initialise an object its live creator is still initialising. Entries never return to `EMPTY` once named, so the used
 /// entries are always a prefix of the directory.
 pub(crate) mod state {
     /// Mask of the phase bits.
@@ -139,8 +144,8 @@ pub(crate) mod state {
     pub const READY: u32 = 3;
     /// Someone may be waiting on the word.
     pub const WAITERS: u32 = 0b100;
-    /// Position of the pid.
-    pub const PID_SHIFT: u32 = 3;
+    /// Position of the owner's TID.
+    pub const OWNER_SHIFT: u32 = 3;
 
     /// The phase of `s`.
     #[inline]
@@ -148,10 +153,10 @@ pub(crate) mod state {
         s & PHASE
     }
 
-    /// The owner pid of `s`.
+    /// The owner TID of `s`.
     #[inline]
-    pub const fn pid(s: u32) -> u32 {
-        s >> PID_SHIFT
+    pub const fn owner(s: u32) -> u32 {
+        s >> OWNER_SHIFT
     }
 
     /// Whether someone may be waiting on `s`.
@@ -160,11 +165,11 @@ pub(crate) mod state {
         s & WAITERS != 0
     }
 
-    /// The word for `pid` in `phase`, no waiters. PIDs are below 2^22 (`PID_MAX_LIMIT`),
-    /// so the shift loses nothing.
+    /// The word for owner `tid` in `phase`, no waiters. TIDs are below 2^22
+    /// (`PID_MAX_LIMIT`), so the shift loses nothing.
     #[inline]
-    pub const fn make(pid: u32, phase: u32) -> u32 {
-        (pid << PID_SHIFT) | (phase & PHASE)
+    pub const fn make(tid: u32, phase: u32) -> u32 {
+        (tid << OWNER_SHIFT) | (phase & PHASE)
     }
 }
 
@@ -208,7 +213,7 @@ pub(crate) const FINGERPRINT: u64 = {
         offset_of!(Entry, size) as u64,
         offset_of!(Entry, offset) as u64,
         offset_of!(Entry, name) as u64,
-        (state::PID_SHIFT as u64) << 32 | state::WAITERS as u64,
+        (state::OWNER_SHIFT as u64) << 32 | state::WAITERS as u64,
     ];
     let mut h = 0xcbf2_9ce4_8422_2325;
     let mut i = 0;
@@ -560,7 +565,9 @@ pub(crate) fn describe(tag: TypeTag, len: u64, size: u64, align: u64) -> String 
 }
 
 /// Checks every published entry of the directory: names terminated and unique, objects
-/// in bounds, aligned, outside the header and directory, and not overlapping each other.
+/// in bounds, aligned, outside the header and directory, and not overlapping each other;
+/// and the allocation pointer: inside the data area and past every object, so that the
+/// next object allocated cannot overlap one.
 ///
 /// # Errors
 ///
@@ -591,6 +598,23 @@ pub(crate) fn validate_directory(raw: Raw<'_>, geo: &Geometry) -> Result<(), Reg
         names.push((name.to_vec(), i));
     }
     spans.sort_unstable();
+    if let Some(&(off, size, i)) = spans.last() {
+        // Every published object's space was allocated (the bump word advanced past it)
+        // before its entry was published, and the acquire loads of the states above saw
+        // those publications: a bump word read after them lies past every object.
+        // Relaxed: the acquire loads above order it (coherence with the allocating CAS).
+        let bump = raw.header().map_or(0, |h| h.bump.load(Ordering::Relaxed));
+        // `off + size <= total` was checked, no overflow.
+        if bump < (off + size) as u64
+            || bump > geo.total as u64
+            || !bump.is_multiple_of(OBJECT_ALIGN as u64)
+        {
+            return Err(RegionError::Corrupt(format!(
+                "allocation pointer {bump} inside or before the object of entry {i}, or \
+                 outside the data area"
+            )));
+        }
+    }
     for w in spans.windows(2) {
         let ((a_off, a_size, a), (b_off, _, b)) = (w[0], w[1]);
         // `a_off + a_size <= total` was checked, no overflow.
@@ -668,6 +692,11 @@ mod tests {
         e.size.store(size, Ordering::Relaxed);
         e.len.store(1, Ordering::Relaxed);
         e.align.store(8, Ordering::Relaxed);
+        // As an allocation would have: past the object.
+        raw.header().unwrap().bump.fetch_max(
+            round_up(offset.saturating_add(size)).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         e.state
             .store(state::make(1, state::READY), Ordering::Release);
     }
@@ -854,6 +883,33 @@ mod tests {
     }
 
     #[test]
+    fn an_allocation_pointer_that_would_overlap_an_object_is_corrupt() {
+        let geo = Geometry {
+            total: 4096,
+            capacity: 4,
+            data_start: 640,
+        };
+        let check = |bump: u64| {
+            let buf = fresh(4096, 4);
+            publish(buf.raw(), &geo, 0, "a", 640, 8);
+            publish(buf.raw(), &geo, 1, "b", 704, 128);
+            let h = buf.raw().header().unwrap();
+            h.bump.store(bump, Ordering::Relaxed);
+            validate_directory(buf.raw(), &geo)
+        };
+        for ok in [832, 896, 4096] {
+            assert!(check(ok).is_ok(), "bump {ok}");
+        }
+        // Inside b (the next object would overlap it), before it, misaligned, past the end.
+        for bad in [768, 640, 0, 840, 4160, u64::MAX] {
+            assert!(
+                matches!(check(bad), Err(RegionError::Corrupt(m)) if m.contains("allocation")),
+                "bump {bad}"
+            );
+        }
+    }
+
+    #[test]
     fn objects_outside_the_view_are_refused() {
         let buf = fresh(4096, 4);
         let raw = buf.raw();
@@ -867,9 +923,9 @@ mod tests {
     }
 
     #[test]
-    fn state_word_packs_pid_phase_and_waiters() {
+    fn state_word_packs_owner_phase_and_waiters() {
         let s = state::make(4_194_303, state::INITIALISING) | state::WAITERS;
-        assert_eq!(state::pid(s), 4_194_303);
+        assert_eq!(state::owner(s), 4_194_303);
         assert_eq!(state::phase(s), state::INITIALISING);
         assert!(state::has_waiters(s));
         assert_eq!(state::make(0, state::EMPTY), 0);
