@@ -64,6 +64,27 @@ fn a_symlink_at_the_path_is_refused() {
 }
 
 #[test]
+fn devices_and_fifos_are_refused() {
+    common::watchdog(Duration::from_secs(30));
+    let dir = TempDir::new("special");
+    // Not regular files: refused by type (`Region::open` looks with lstat before it
+    // opens, so a device's open side effects never happen).
+    let fifo = dir.0.join("fifo");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    assert!(matches!(Region::open(&fifo), Err(RegionError::Refused(_))));
+    assert!(matches!(
+        Region::open_or_create(&fifo, 1 << 16),
+        Err(RegionError::Refused(_))
+    ));
+    assert!(matches!(
+        Region::open("/dev/null"),
+        Err(RegionError::Refused(_))
+    ));
+}
+
+#[test]
 fn new_files_have_mode_0600_or_the_mode_asked_for() {
     common::watchdog(Duration::from_secs(30));
     let dir = TempDir::new("mode");

@@ -172,6 +172,23 @@ impl RegionOptions {
     /// [`RegionError::Corrupt`]); [`RegionError::Io`] otherwise.
     pub fn open(&self, path: impl AsRef<Path>) -> Result<Region, RegionError> {
         let path = path.as_ref();
+        // Look before opening: opening a device or FIFO read-write can have side effects
+        // (a watchdog device arms itself), so anything but a regular file is refused by
+        // `lstat` first. The `fstat` check after the open still catches a file swapped in
+        // between the two calls.
+        match rustix::fs::statat(CWD, path, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => match FileType::from_raw_mode(st.st_mode) {
+                FileType::RegularFile => {}
+                FileType::Symlink => {
+                    return Err(RegionError::Refused("the path is a symbolic link"));
+                }
+                FileType::Directory => return Err(RegionError::Refused("the path is a directory")),
+                _ => return Err(RegionError::Refused("the path is not a regular file")),
+            },
+            Err(Errno::NOENT) => return Err(RegionError::NotFound(path_str(path))),
+            // Let the open below report anything else (permissions, ...).
+            Err(_) => {}
+        }
         let flags = OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK;
         let fd = match rustix::fs::open(path, flags, Mode::empty()) {
             Ok(fd) => fd,
