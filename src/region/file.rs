@@ -496,11 +496,17 @@ fn map(fd: &OwnedFd, len: usize) -> Result<MmapRaw, RegionError> {
 /// Sizes `fd` to `size` bytes with the space reserved, so that running out of memory or
 /// disk is an error now rather than a `SIGBUS` on first touch. Filesystems without
 /// `fallocate` get a plain (sparse) `ftruncate`.
+/// A signal can interrupt a large `fallocate` (`EINTR`); it is retried, a bounded number
+/// of times.
 fn reserve(fd: &OwnedFd, size: u64) -> Result<(), RegionError> {
-    match rustix::fs::fallocate(fd, FallocateFlags::empty(), 0, size) {
-        Ok(()) => Ok(()),
-        Err(Errno::OPNOTSUPP) => Ok(rustix::fs::ftruncate(fd, size)?),
-        Err(e) => Err(e.into()),
+    let mut interrupted = 0;
+    loop {
+        match rustix::fs::fallocate(fd, FallocateFlags::empty(), 0, size) {
+            Ok(()) => return Ok(()),
+            Err(Errno::INTR) if interrupted < 100 => interrupted += 1,
+            Err(Errno::OPNOTSUPP) => return Ok(rustix::fs::ftruncate(fd, size)?),
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 
