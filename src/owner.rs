@@ -20,7 +20,8 @@
 //! while the other threads of its process run on. So when `kill` says "exists", [`probe`]
 //! also reads the state letter of `/proc/<id>/stat` and counts a zombie (`Z`) or dead
 //! (`X`) task as dead. Without `/proc` (or if it belongs to another PID namespace) that
-//! refinement is skipped and unreaped owners read as alive until reaped.
+//! refinement is skipped and unreaped owners read as alive until reaped. `/proc` counts as
+//! this namespace's when `/proc/self` names the caller's own PID.
 
 #[cfg(not(loom))]
 mod imp {
@@ -78,6 +79,11 @@ mod imp {
             // 0 or > i32::MAX: no thread ever had this id (garbage in a lock word).
             return super::Liveness::Dead;
         };
+        if cfg!(miri) {
+            // Miri cannot send signals or read `/proc`. The threads of a Miri test never
+            // die holding a lock, so every plausible id is alive there.
+            return super::Liveness::Alive;
+        }
         match test_kill_process(pid) {
             Ok(()) | Err(Errno::PERM) if is_zombie(id) => super::Liveness::Dead,
             Ok(()) | Err(Errno::PERM) => super::Liveness::Alive,
@@ -90,6 +96,12 @@ mod imp {
     /// read or parse it answers `false` (trust `kill`). Only called on slow paths.
     #[cold]
     fn is_zombie(id: u32) -> bool {
+        // A `/proc` of another PID namespace (e.g. after `unshare --pid --fork` without
+        // `--mount-proc`) would describe some other task under this number, and a false
+        // "zombie" would let a waiter take a lock its live owner still holds.
+        if !proc_is_ours() {
+            return false;
+        }
         let Ok(stat) = std::fs::read(format!("/proc/{id}/stat")) else {
             return false;
         };
@@ -100,6 +112,17 @@ mod imp {
         };
         let state = stat[close + 1..].iter().find(|&&b| b != b' ');
         matches!(state, Some(b'Z' | b'X'))
+    }
+
+    /// Whether `/proc` is mounted for the calling process's PID namespace: `/proc/self`
+    /// names the calling process by the PID it knows itself by. (`/proc/self` is missing or
+    /// names another number in a `/proc` of an ancestor or unrelated namespace.)
+    pub(crate) fn proc_is_ours() -> bool {
+        std::fs::read_link("/proc/self").is_ok_and(|p| {
+            p.to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+                .is_some_and(|n| n == current_pid())
+        })
     }
 }
 
@@ -130,6 +153,8 @@ mod imp {
     }
 }
 
+#[cfg(all(test, not(loom)))]
+use imp::proc_is_ours;
 #[allow(unused_imports)] // used by the robust primitives
 pub(crate) use imp::{current, current_pid, probe};
 
@@ -162,6 +187,72 @@ mod tests {
         assert_eq!(probe(u32::MAX), Liveness::Dead);
         // Above the kernel's PID_MAX_LIMIT (2^22): never a live id.
         assert_eq!(probe((1 << 22) + 1), Liveness::Dead);
+    }
+
+    /// In a PID namespace whose `/proc` is still the parent namespace's, `/proc/<n>/stat`
+    /// describes some other task. Here it describes a zombie of the outer namespace while
+    /// `n` names a live process inside: the probe must say alive (trust `kill`), or a
+    /// waiter would take a lock from its live owner. Skipped where namespaces are not
+    /// permitted.
+    #[test]
+    fn probe_ignores_a_proc_of_another_pid_namespace() {
+        assert!(proc_is_ours());
+        // SAFETY: each child below only makes raw libc calls and ends with `_exit`.
+        unsafe {
+            // An unreaped (zombie) child of ours, outer pid `z`.
+            let z = libc::fork();
+            assert!(z >= 0);
+            if z == 0 {
+                libc::_exit(0);
+            }
+            let c = libc::fork();
+            assert!(c >= 0);
+            if c == 0 {
+                if libc::unshare(libc::CLONE_NEWPID) != 0 {
+                    libc::_exit(77);
+                }
+                let g = libc::fork();
+                if g < 0 {
+                    libc::_exit(77);
+                }
+                if g == 0 {
+                    // Pid 1 of the new namespace, with the old `/proc`. Make the next pid
+                    // here `z` (the zombie's number outside), and fork a live process there.
+                    let last = format!("{}", z - 1);
+                    if std::fs::write("/proc/sys/kernel/ns_last_pid", last).is_err() {
+                        libc::_exit(77);
+                    }
+                    let h = libc::fork();
+                    if h == 0 {
+                        loop {
+                            libc::pause();
+                        }
+                    }
+                    if h != z {
+                        libc::_exit(77);
+                    }
+                    let alive = probe(h as u32) == Liveness::Alive;
+                    libc::kill(h, libc::SIGKILL);
+                    libc::_exit(if alive { 0 } else { 1 });
+                }
+                let mut st = 0;
+                libc::waitpid(g, &mut st, 0);
+                libc::_exit(if libc::WIFEXITED(st) {
+                    libc::WEXITSTATUS(st)
+                } else {
+                    2
+                });
+            }
+            let mut st = 0;
+            assert_eq!(libc::waitpid(c, &mut st, 0), c);
+            libc::waitpid(z, &mut 0, 0);
+            assert!(libc::WIFEXITED(st));
+            match libc::WEXITSTATUS(st) {
+                0 => {}
+                77 => eprintln!("skipped: PID namespaces not permitted here"),
+                s => panic!("a live process inside read as dead (status {s})"),
+            }
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! through a one-slot buffer under a `Mutex`; timed waits.
 
 mod common;
+mod locks_support;
 
 use std::time::{Duration, Instant};
 
@@ -103,4 +104,48 @@ fn condvar_timed_waits_return_and_never_early() {
         assert!(!r.timed_out());
         assert_eq!(*g, 1);
     });
+}
+
+#[repr(C)]
+struct Waiting {
+    m: Mutex<u32>,
+    cv: Condvar,
+    child_waiting: shmstate::sync::AtomicU32,
+}
+
+// SAFETY: a `#[repr(C)]` composition of `SharedSized` types and an atomic.
+unsafe impl SharedSized for Waiting {
+    const TAG: TypeTag = TypeTag::new(Kind::USER, Elem::NONE);
+}
+
+/// A process killed inside `wait` leaves the waiter count raised; the condvar keeps
+/// working: later waiters are woken by `notify_one` (the dead one takes no wakeup), and a
+/// waiter re-locks a mutex whose state the dead waiter left alone.
+#[test]
+fn condvar_works_after_a_waiting_process_is_killed() {
+    watchdog(Duration::from_secs(60));
+    let mem = SharedMem::<Waiting>::new(1);
+    let w = mem.get();
+    let pids = fork_children(1, |_| {
+        let g = w.m.lock().unwrap();
+        locks_support::raise(&w.child_waiting, 1);
+        // Never notified: waits until killed.
+        let _ = w.cv.wait_while(g, |v| *v == 0);
+    });
+    locks_support::wait_for(&w.child_waiting, 1, Duration::from_secs(20));
+    // The child released the mutex inside `wait`: it is waiting (or about to) now.
+    drop(w.m.lock().unwrap());
+    locks_support::kill(pids[0]);
+    locks_support::reap(pids[0]);
+    for round in 1..=20u32 {
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                let g = w.cv.wait_while(w.m.lock().unwrap(), |v| *v < round);
+                assert_eq!(*g.expect("nobody died holding the mutex"), round);
+            });
+            *w.m.lock().unwrap() = round;
+            w.cv.notify_one();
+            waiter.join().unwrap();
+        });
+    }
 }

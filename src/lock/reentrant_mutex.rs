@@ -24,6 +24,8 @@ use crate::sync::{AtomicU32, Ordering, UnsafeCell};
 /// for small `T`.
 ///
 /// Guards are not `Send`, so only the owning thread can unlock; there is no raw unlock.
+/// The nesting depth is a `u32`: a thread that holds 2^32 − 1 nested guards at once (only
+/// leaking guards gets there) keeps the lock until it exits, since its count is lost.
 ///
 /// Layout: `#[repr(C)]`: the lock word, the recursion count (written only by the owner),
 /// then `T`. All-zero is unlocked, holding `T::zeroed()`.
@@ -158,8 +160,10 @@ impl<T: Pod> ReentrantMutex<T> {
         if !self.raw.is_owned_by_current_thread() {
             return None;
         }
-        // Relaxed: only this thread writes `depth` while it holds the lock. Saturating: a
-        // count of 2^32 guards is unreachable honestly; a hostile count cannot overflow.
+        // Relaxed: only this thread writes `depth` while it holds the lock. Saturating, and
+        // a saturated count is never decremented again (see `Drop`): after an overflow the
+        // count is too low, and counting down would release the lock while guards (e.g.
+        // leaked ones) still give access to the data.
         let d = self.depth.load(Ordering::Relaxed);
         self.depth.store(d.saturating_add(1), Ordering::Relaxed);
         let g = self.new_guard();
@@ -249,7 +253,10 @@ impl<T: Pod> Drop for ReentrantMutexGuard<'_, T> {
     fn drop(&mut self) {
         // Relaxed: only the owning thread writes `depth` while it holds the lock.
         let d = self.mutex.depth.load(Ordering::Relaxed);
-        if d > 0 {
+        if d == u32::MAX {
+            // Saturated: the true count is unknown, so the lock stays held by this thread
+            // until it exits (then the next acquirer recovers it as from a dead owner).
+        } else if d > 0 {
             self.mutex.depth.store(d - 1, Ordering::Relaxed);
         } else {
             // SAFETY: this is the outermost guard of the owning thread (guards are not
@@ -262,5 +269,27 @@ impl<T: Pod> Drop for ReentrantMutexGuard<'_, T> {
 impl<T: Pod + fmt::Debug> fmt::Debug for ReentrantMutexGuard<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&self.get(), f)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saturated_depth_keeps_the_lock_held() {
+        let m = ReentrantMutex::new(0u8);
+        let outer = m.lock().unwrap();
+        // As if 2^32 - 1 nested guards had been leaked (e.g. with `mem::forget`).
+        m.depth.store(u32::MAX, Ordering::Relaxed);
+        let inner = m.lock().unwrap(); // overflows: the count is lost
+        drop(inner);
+        drop(outer);
+        // Counting down from a lost count could reach zero while a leaked guard lives.
+        assert_eq!(m.depth.load(Ordering::Relaxed), u32::MAX);
+        assert!(m.is_owned_by_current_thread());
+        std::thread::scope(|s| {
+            s.spawn(|| assert!(m.try_lock().is_err()));
+        });
     }
 }
