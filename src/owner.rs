@@ -142,11 +142,6 @@ mod imp {
         TID.with(|t| *t)
     }
 
-    /// Loom models one process.
-    pub(crate) fn current_pid() -> u32 {
-        1
-    }
-
     /// Loom threads of a model never die holding locks: always alive.
     pub(crate) fn probe(_id: u32) -> super::Liveness {
         super::Liveness::Alive
@@ -155,8 +150,10 @@ mod imp {
 
 #[cfg(all(test, not(loom)))]
 use imp::proc_is_ours;
-#[allow(unused_imports)] // used by the robust primitives
-pub(crate) use imp::{current, current_pid, probe};
+pub(crate) use imp::{current, probe};
+/// The region (not built under loom) names its temporary files after the PID.
+#[cfg(not(loom))]
+pub(crate) use imp::current_pid;
 
 /// The answer of [`probe`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
