@@ -148,12 +148,12 @@ mod imp {
     }
 }
 
-#[cfg(all(test, not(loom)))]
-use imp::proc_is_ours;
-pub(crate) use imp::{current, probe};
 /// The region (not built under loom) names its temporary files after the PID.
 #[cfg(not(loom))]
 pub(crate) use imp::current_pid;
+#[cfg(all(test, not(loom)))]
+use imp::proc_is_ours;
+pub(crate) use imp::{current, probe};
 
 /// The answer of [`probe`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -16,8 +16,8 @@
 //! # Owner death
 //!
 //! Waiters do not sleep unboundedly: they wait in slices (1 ms, doubling up to
-//! [`PROBE_SLICE`] = 10 ms) and, before the first wait and after every slice that times out, ask the kernel whether the TID in the
-//! word is still alive (`kill(tid, 0)`, plus a `/proc/<tid>/stat` zombie check: see
+//! [`PROBE_SLICE`] = 10 ms) and, after every slice that times out, ask the kernel whether
+//! the TID in the word is still alive (`kill(tid, 0)`, plus a `/proc/<tid>/stat` zombie check: see
 //! `owner::probe`). If it is dead, the waiter compare-exchanges the *observed* word to its
 //! own TID with `OWNER_DIED` set and returns [`Acquired::OwnerDied`]. This covers a process
 //! killed while holding the lock (its TIDs vanish, or its main thread becomes a zombie), a
@@ -28,7 +28,7 @@
 //!
 //! Detection latency is one slice at most after the kernel has torn the owner down
 //! (measured by `tests/locks_owner_death.rs` over 200 kills: median 1.1 ms, p99 1.5 ms).
-//! A waiter that is not dead-locked pays one probe per slice, not per lock.
+//! A waiter pays one probe per slice that runs out, never one per lock or per wake.
 //!
 //! `OWNER_DIED` stays in the word while the new owner holds the lock and survives its
 //! unlock, so every later acquirer also gets `OwnerDied`, until an owner calls
@@ -373,7 +373,7 @@ impl RawMutex {
                 Err(now) => w = now,
             }
         }
-        let mut probed = 0;
+        let mut probe_due = false;
         let mut slices = Slices::new();
         loop {
             if let Some(flags) = takeable(w) {
@@ -400,11 +400,13 @@ impl RawMutex {
                 }
                 w |= CONTENDED;
             }
-            // Probe each new owner once before sleeping: a lock held by a thread that is
-            // already dead is recovered without waiting a slice.
-            if owner_of(w) != probed {
-                probed = owner_of(w);
-                if is_dead(probed) {
+            // Probe only after a slice ran out without a wake: under ordinary contention
+            // the owner unlocks and wakes us first, so the probe's syscalls (`kill`, a
+            // `/proc` read) stay off the contended path. A lock whose owner is already
+            // dead costs one first slice (1 ms) before it is recovered.
+            if probe_due {
+                probe_due = false;
+                if is_dead(owner_of(w)) {
                     match self.take(w, me | OWNER_DIED | CONTENDED) {
                         Ok(a) => return Some(a),
                         Err(now) => {
@@ -420,7 +422,7 @@ impl RawMutex {
                     return None;
                 }
                 // A slice ran out: has the owner died meanwhile?
-                probed = 0;
+                probe_due = true;
             }
             // Relaxed: re-read before the next compare-exchange, which orders.
             w = self.word.load(Ordering::Relaxed);

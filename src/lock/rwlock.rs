@@ -221,7 +221,7 @@ impl RawRwLock {
     #[cold]
     fn read_contended(&self, deadline: Option<Instant>) -> Option<Acquired> {
         let mut s = self.spin_read();
-        let mut probed = 0;
+        let mut probe_due = false;
         let mut slices = Slices::new();
         loop {
             if is_garbage(s) {
@@ -244,9 +244,10 @@ impl RawRwLock {
                     }
                 }
             }
-            if is_write_locked(s) && writer_of(s) != probed {
-                probed = writer_of(s);
-                if is_dead(probed) {
+            // Probe only after a slice ran out without a wake (see `RawMutex`).
+            if probe_due && is_write_locked(s) {
+                probe_due = false;
+                if is_dead(writer_of(s)) {
                     self.recover(s);
                     s = self.state.load(Ordering::Relaxed);
                     continue;
@@ -270,7 +271,7 @@ impl RawRwLock {
                 if deadline_passed(deadline) {
                     return None;
                 }
-                probed = 0;
+                probe_due = true;
             }
             s = self.spin_read();
         }
@@ -366,7 +367,7 @@ impl RawRwLock {
         // Once we have waited, other writers may wait too: keep WRITERS_WAITING set when we
         // take the lock, so our unlock wakes them.
         let mut other_writers_waiting = 0;
-        let mut probed = 0;
+        let mut probe_due = false;
         let mut slices = Slices::new();
         loop {
             if is_garbage(s) {
@@ -411,9 +412,10 @@ impl RawRwLock {
             if is_garbage(s) || is_unlocked(s) || s & WRITERS_WAITING == 0 {
                 continue;
             }
-            if is_write_locked(s) && writer_of(s) != probed {
-                probed = writer_of(s);
-                if is_dead(probed) {
+            // Probe only after a slice ran out without a wake (see `RawMutex`).
+            if probe_due && is_write_locked(s) {
+                probe_due = false;
+                if is_dead(writer_of(s)) {
                     self.recover(s);
                     s = self.state.load(Ordering::Relaxed);
                     continue;
@@ -428,7 +430,7 @@ impl RawRwLock {
                     self.give_up_write();
                     return None;
                 }
-                probed = 0;
+                probe_due = true;
             }
             s = self.spin_write();
         }
