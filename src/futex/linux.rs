@@ -89,11 +89,10 @@ fn wait_abs(word: &AtomicU32, expected: u32, deadline: Option<&Timespec>) -> boo
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicI64;
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::sync::Ordering;
+    use crate::sync::{AtomicI64, Ordering};
 
     /// Whether thread or process `tid` is blocked in the `futex` system call right now.
     fn blocked_in_futex(tid: i32) -> bool {
