@@ -21,7 +21,8 @@
 //!   kernel promises no order);
 //! - weak ordering across a wait: the table lock gives every wake/wait pair a
 //!   happens-before edge, so a caller that reads data after a wait without an `Acquire`
-//!   load of the word (which it needs on real hardware) still passes under loom.
+//!   load of the word (which the Rust memory model requires, whatever barriers the
+//!   kernel happens to execute) still passes under loom.
 //!
 //! # Examples
 //!
