@@ -83,8 +83,13 @@ macro_rules! float_suite {
                 let v = Value::new(-0.0 as $t);
                 assert!(v.compare_exchange(-0.0, 1.0, AcqRel, Acquire).is_ok());
                 // The weak form likewise.
+                // (Bounded: a comparison by `==` would fail on NaN forever.)
                 let v = Value::new($t::NAN);
-                while v.compare_exchange_weak($t::NAN, 2.0, AcqRel, Relaxed).is_err() {}
+                let mut tries = 0;
+                while v.compare_exchange_weak($t::NAN, 2.0, AcqRel, Relaxed).is_err() {
+                    tries += 1;
+                    assert!(tries < 1000, "weak CAS keeps failing on the same NaN bits");
+                }
                 assert_eq!(v.load(Relaxed), 2.0);
                 let v = Value::new(0.0 as $t);
                 assert!(v.compare_exchange_weak(-0.0, 1.0, AcqRel, Relaxed).is_err());
