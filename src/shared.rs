@@ -171,12 +171,20 @@ impl Elem {
 
     /// A [`bytemuck::Pod`] element, identified by size and alignment only: two different
     /// `Pod` structs of the same size and alignment are not told apart.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `size_of::<T>()` does not fit the `u32` size field (4 GiB or more):
+    /// truncating it would give `T` the tag of a smaller type. In a `const TAG` this is a
+    /// compile-time error.
     pub const fn pod<T: bytemuck::Pod>() -> Elem {
-        Elem::code(
-            Self::POD_CODE,
-            size_of::<T>() as u32,
-            align_of::<T>() as u32,
-        )
+        let size = size_of::<T>();
+        assert!(
+            size <= u32::MAX as usize,
+            "Elem::pod: element of 4 GiB or more"
+        );
+        // Alignment is at most 2^29 in Rust, so it always fits.
+        Elem::code(Self::POD_CODE, size as u32, align_of::<T>() as u32)
     }
 
     /// The element's name (`u64`, `f64`, `pod(16, 8)`, …) for error messages.
@@ -251,6 +259,21 @@ mod tests {
             "SeqLock<pod(size 16, align 8)>"
         );
         assert_eq!(TypeTag::new(Kind(77), Elem::NONE).to_string(), "kind#77");
+    }
+
+    /// A 4 GiB element would truncate to size 0, the tag of `[u8; 0]`; it is refused.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    #[should_panic(expected = "4 GiB")]
+    fn pod_tag_refuses_a_size_that_does_not_fit_u32() {
+        #[derive(Clone, Copy)]
+        #[repr(transparent)]
+        struct Huge([u8; 1 << 32]);
+        // SAFETY: a byte array: all-zero and every bit pattern valid, no padding.
+        unsafe impl bytemuck::Zeroable for Huge {}
+        // SAFETY: as above; `Copy`, `'static`, `#[repr(transparent)]`.
+        unsafe impl bytemuck::Pod for Huge {}
+        let _ = Elem::pod::<Huge>();
     }
 
     #[test]

@@ -234,10 +234,18 @@ impl StripedCounter {
     /// The total: the stripes added up (wrapping around on overflow).
     ///
     /// While writers are running this is **not** a snapshot: the stripes are read one
-    /// after another, so for writers that only add, the result lies somewhere between the
-    /// total when the call started and the total when it returned. It is exact once the
-    /// writers have stopped and their adds are visible to the caller, for example after
-    /// joining their threads or `waitpid` on their processes.
+    /// after another (each with a `Relaxed` load), so the result need not equal the total
+    /// at any one moment. While writers only add (no [`take`](Self::take) or
+    /// [`reset`](Self::reset) running, no wrap-around) it is bounded all the same:
+    ///
+    /// - it includes every add that happens-before the call: the caller's own adds, and
+    ///   those of threads it has joined or processes it has waited for;
+    /// - it counts no add twice, and none that happens after the call returns;
+    /// - successive sums by one thread never decrease (each stripe is read in its
+    ///   modification order).
+    ///
+    /// So it is exact once the writers have stopped and their adds are visible to the
+    /// caller, for example after joining their threads or `waitpid` on their processes.
     ///
     /// # Examples
     ///

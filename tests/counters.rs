@@ -269,3 +269,40 @@ fn striped_counter_layout_and_placement() {
     assert_eq!(std::mem::size_of_val(mem.get()), 320);
     assert_eq!(mem.get().sum(), 0, "zeroed memory is a zero count");
 }
+
+/// The value of each stripe of `c`, read through the raw memory (stripe `i` is the first
+/// `u64` of the `i`th 64-byte line).
+fn stripe_values(c: &StripedCounter) -> Vec<u64> {
+    let base = std::ptr::from_ref(c).cast::<shmstate::sync::AtomicU64>();
+    (0..c.stripes())
+        // SAFETY: the counter is `stripes()` lines of eight `AtomicU64`s; `8 * i` is the
+        // first word of line `i`, inside the object, and lives as long as `c`.
+        .map(|i| unsafe { &*base.add(8 * i) }.load(Relaxed))
+        .collect()
+}
+
+/// After `fork` the child adds to the stripe of its own thread id, not to the parent's
+/// (whose id it inherits in the thread-local cache until the `atfork` handler clears it).
+#[test]
+fn a_forked_child_adds_to_the_stripe_of_its_own_thread_id() {
+    common::watchdog(Duration::from_secs(30));
+    const N: usize = 1000;
+    let mem = common::SharedMem::<StripedCounter>::new(N);
+    let c = mem.get();
+    c.inc(); // caches the parent's id before the fork
+    let parent = rustix::thread::gettid().as_raw_nonzero().get() as usize % N;
+    let pids = common::fork_children(1, |_| c.add(10));
+    common::wait_all(&pids, Duration::from_secs(20));
+    let child = pids[0] as usize % N;
+    let mut expected = vec![0u64; N];
+    expected[parent] += 1;
+    expected[child] += 10;
+    let nonzero = |v: Vec<u64>| -> Vec<(usize, u64)> {
+        v.into_iter().enumerate().filter(|&(_, x)| x != 0).collect()
+    };
+    assert_eq!(
+        nonzero(stripe_values(c)),
+        nonzero(expected),
+        "(stripe, value): parent thread's stripe {parent}, child's {child}"
+    );
+}

@@ -32,7 +32,8 @@ fn counter_take_never_loses() {
 }
 
 /// Writers on (possibly) different stripes: after joining them the sum is exact; a sum
-/// taken while one still runs lies between the totals before and after.
+/// taken while they still run includes the caller's own add, counts nothing twice, and a
+/// second sum is never smaller than the first.
 #[test]
 fn striped_counter_sum_is_exact_after_join() {
     loom::model(|| {
@@ -50,6 +51,11 @@ fn striped_counter_sum_is_exact_after_join() {
         c.add(100);
         let during = c.sum();
         assert!((100..=132).contains(&during), "sum while adding: {during}");
+        let later = c.sum();
+        assert!(
+            (during..=132).contains(&later),
+            "sums went {during} then {later}"
+        );
         for h in handles {
             h.join().unwrap();
         }

@@ -86,3 +86,208 @@ fn wait_abs(word: &AtomicU32, expected: u32, deadline: Option<&Timespec>) -> boo
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::sync::{AtomicI64, Ordering};
+
+    /// Whether thread or process `tid` is blocked in the `futex` system call right now.
+    fn blocked_in_futex(tid: i32) -> bool {
+        std::fs::read_to_string(format!("/proc/{tid}/syscall"))
+            .is_ok_and(|s| s.starts_with(&format!("{} ", libc::SYS_futex)))
+    }
+
+    /// Polls (bounded) until `tid` sleeps in `futex`, so that a wake really has to reach a
+    /// sleeper instead of being overtaken by the sleeper's own check of the word.
+    fn until_blocked_in_futex(tid: i32) {
+        let start = Instant::now();
+        while !blocked_in_futex(tid) {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{tid} never slept"
+            );
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn a_wait_times_out_no_earlier_than_its_timeout() {
+        let word = AtomicU32::new(7);
+        let t0 = Instant::now();
+        assert!(!wait(&word, 7, Some(Duration::from_millis(50))));
+        assert!(t0.elapsed() >= Duration::from_millis(50));
+        assert!(
+            !wait_until(&word, 7, Some(Instant::now())),
+            "a past deadline"
+        );
+        assert!(wait(&word, 8, Some(Duration::ZERO)), "the word differs");
+    }
+
+    /// Timeouts too large for a `Timespec` (`Duration::MAX`) wait without a limit: they
+    /// neither time out at once (a wrapped deadline) nor fail with `EINVAL` (a negative
+    /// one), and a wake still ends them.
+    #[test]
+    fn a_huge_timeout_waits_until_woken() {
+        for timeout in [
+            Duration::MAX,
+            Duration::from_secs(i64::MAX as u64),
+            Duration::new(i64::MAX as u64 - 1, 999_999_999),
+        ] {
+            assert!(monotonic_after(timeout).is_none(), "{timeout:?} fits");
+            let word = AtomicU32::new(0);
+            let tid = AtomicI64::new(0);
+            std::thread::scope(|s| {
+                let waiter = s.spawn(|| {
+                    tid.store(
+                        rustix::thread::gettid().as_raw_nonzero().get().into(),
+                        Ordering::Release,
+                    );
+                    while word.load(Ordering::Acquire) == 0 {
+                        assert!(wait(&word, 0, Some(timeout)), "{timeout:?} timed out");
+                    }
+                });
+                let id = loop {
+                    match tid.load(Ordering::Acquire) {
+                        0 => std::thread::yield_now(),
+                        id => break id as i32,
+                    }
+                };
+                until_blocked_in_futex(id);
+                word.store(1, Ordering::Release);
+                wake_all(&word);
+                // Bounded: a lost wake would leave the waiter asleep for good.
+                let start = Instant::now();
+                while !waiter.is_finished() {
+                    if start.elapsed() > Duration::from_secs(20) {
+                        eprintln!("{timeout:?}: the wake did not end the wait; aborting");
+                        std::process::abort();
+                    }
+                    std::thread::yield_now();
+                }
+                waiter.join().unwrap();
+            });
+        }
+        // The largest deadlines that do fit are accepted by the kernel (no EINVAL spin).
+        let word = AtomicU32::new(0);
+        let now = clock_gettime(ClockId::Monotonic).tv_sec;
+        let d = Duration::from_secs((i64::MAX - now - 10) as u64);
+        assert!(monotonic_after(d).is_some());
+        assert!(wait(&word, 1, Some(d)), "the word differs: at once");
+    }
+
+    extern "C" fn ignore_signal(_: libc::c_int) {}
+
+    /// A signal whose handler does not restart system calls interrupts the futex with
+    /// `EINTR`: the wait goes on against the same deadline, neither returning early nor
+    /// starting its timeout over.
+    #[test]
+    fn eintr_is_retried_against_the_same_deadline() {
+        // SAFETY: a zeroed `sigaction` is a valid "no flags, empty mask" value; the handler
+        // is an `extern "C" fn(c_int)` that does nothing (async-signal-safe); SIGUSR1 is
+        // used by no other test of this crate.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = ignore_signal as extern "C" fn(libc::c_int) as usize;
+            sa.sa_flags = 0; // no SA_RESTART: the futex returns EINTR
+            libc::sigemptyset(&mut sa.sa_mask);
+            assert_eq!(libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()), 0);
+        }
+        let timeout = Duration::from_millis(300);
+        let word = AtomicU32::new(0);
+        let done = AtomicU32::new(0);
+        let tid = AtomicI64::new(0);
+        let (timed_out, elapsed) = std::thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                tid.store(
+                    rustix::thread::gettid().as_raw_nonzero().get().into(),
+                    Ordering::Release,
+                );
+                let t0 = Instant::now();
+                let r = wait(&word, 0, Some(timeout));
+                let e = t0.elapsed();
+                done.store(1, Ordering::Release);
+                (!r, e)
+            });
+            let id = loop {
+                match tid.load(Ordering::Acquire) {
+                    0 => std::thread::yield_now(),
+                    id => break id as i32,
+                }
+            };
+            let mut sent = 0;
+            while done.load(Ordering::Acquire) == 0 {
+                if blocked_in_futex(id) {
+                    // SAFETY: `tgkill` on a thread of this process that is still running
+                    // (it has not set `done`, and the scope joins it only below).
+                    unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), id, libc::SIGUSR1) };
+                    sent += 1;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            assert!(sent > 0, "no signal reached the sleeping waiter");
+            waiter.join().unwrap()
+        });
+        assert!(timed_out, "an interrupted wait returned as if woken");
+        assert!(elapsed >= timeout, "returned early after {elapsed:?}");
+        assert!(
+            elapsed < timeout * 10,
+            "the deadline was extended: {elapsed:?}"
+        );
+    }
+
+    /// The futex is shared (no `FUTEX_PRIVATE_FLAG`): a process blocked on a word of a
+    /// `MAP_SHARED` mapping is woken by another process. A private futex is keyed by the
+    /// address space, so this wake would not reach the child.
+    #[test]
+    fn a_wake_reaches_a_waiter_in_another_process() {
+        // SAFETY: a fresh anonymous mapping; no existing memory is affected.
+        let raw = unsafe {
+            rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                4096,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::SHARED,
+            )
+        }
+        .unwrap();
+        // SAFETY: the mapping is page-aligned, zero-filled (a valid `AtomicU32`), and
+        // outlives every use below (it is unmapped at the end of the test).
+        let word = unsafe { &*raw.cast::<AtomicU32>() };
+        // SAFETY: the child only waits on the word and leaves with `_exit`.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let woken = wait(word, 0, Some(Duration::from_secs(30)));
+            let ok = woken && word.load(Ordering::Acquire) == 1;
+            // SAFETY: ends the child without returning into the test harness.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        until_blocked_in_futex(pid);
+        word.store(1, Ordering::Release);
+        wake_one(word);
+        let t0 = Instant::now();
+        let mut status = 0;
+        loop {
+            // SAFETY: waitpid on our own child.
+            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            if r == pid {
+                break;
+            }
+            if t0.elapsed() > Duration::from_secs(10) {
+                // SAFETY: killing our own child.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                panic!("the wake did not reach the other process");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "{status}"
+        );
+        // SAFETY: unmaps the mapping made above; `word` is not used after this.
+        unsafe { rustix::mm::munmap(raw, 4096) }.unwrap();
+    }
+}

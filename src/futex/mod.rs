@@ -14,6 +14,16 @@
 //! deadlock instead of passing silently. A timed wait under loom never blocks and reports a
 //! timeout: loom has no clock, and a timeout may legally fire at any moment.
 //!
+//! What the emulation does not model, so loom cannot find bugs there:
+//! - a timed waiter being woken (every timed wait times out at once, even one of
+//!   `Duration::MAX`, which on Linux waits without limit);
+//! - the order in which waiters wake (loom wakes them first come, first served; the
+//!   kernel promises no order);
+//! - weak ordering across a wait: the table lock gives every wake/wait pair a
+//!   happens-before edge, so a caller that reads data after a wait without an `Acquire`
+//!   load of the word (which the Rust memory model requires, whatever barriers the
+//!   kernel happens to execute) still passes under loom.
+//!
 //! # Examples
 //!
 //! ```
