@@ -1,12 +1,38 @@
 //! The `shmstate demo` command, run as users run it.
 
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
+/// Runs the binary, killing it (and failing the test) if it runs longer than a minute:
+/// a hung worker must fail the test, not hang CI.
 fn shmstate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shmstate"))
+    let child = Command::new(env!("CARGO_BIN_EXE_shmstate"))
         .args(args)
-        .output()
-        .expect("run shmstate")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run shmstate");
+    let pid = child.id();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if done_rx.recv_timeout(Duration::from_secs(60)).is_err() {
+            // Killing the demo makes `wait_with_output` return; its workers give up on
+            // their own once the demo is gone (they time out waiting to start, or finish).
+            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+            return true;
+        }
+        false
+    });
+    let out = child.wait_with_output().expect("wait for shmstate");
+    let _ = done_tx.send(());
+    assert!(
+        !watchdog.join().unwrap(),
+        "shmstate {args:?} ran over 60 s and was killed"
+    );
+    out
 }
 
 /// Pulls `"key": value` for each result object out of the demo's JSON line (the format is
