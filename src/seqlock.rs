@@ -287,8 +287,9 @@ impl<T: Pod> SeqLock<T> {
     ///
     /// # Errors
     ///
-    /// [`SeqLockError::WriterActive`] if a live writer was still writing at the deadline;
-    /// [`SeqLockError::WriterDied`] as soon as the writer is found dead mid-write.
+    /// [`SeqLockError::WriterActive`] if at the deadline a live writer was still writing,
+    /// or writes kept overlapping every copy; [`SeqLockError::WriterDied`] as soon as the
+    /// writer is found dead mid-write.
     ///
     /// # Examples
     ///
@@ -346,7 +347,11 @@ impl<T: Pod> SeqLock<T> {
         loop {
             match self.read_once() {
                 Ok(v) => return Ok(v),
-                Err(None) => continue,
+                // A complete write overlapped the copy. Writes that never leave `seq` odd
+                // long enough to sleep on it never reach the deadline check in
+                // `wait_write_end`, so check it here too.
+                Err(None) if past(deadline) => return Err(SeqLockError::WriterActive),
+                Err(None) => spin_loop(),
                 Err(Some(odd)) => self.wait_write_end(odd, deadline, repair_wait)?,
             }
         }
@@ -676,6 +681,13 @@ impl<T: Pod> SeqLock<T> {
         fence(Ordering::Release);
         self.data.store(&value);
     }
+}
+
+/// Whether `deadline` has passed (`None` never passes). Reads the clock only if there is a
+/// deadline.
+#[inline]
+pub(crate) fn past(deadline: Option<Instant>) -> bool {
+    deadline.is_some_and(|d| Instant::now() >= d)
 }
 
 /// A `None` deadline never times out.

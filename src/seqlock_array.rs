@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
-use crate::seqlock::{SeqLock, SeqLockError, is_writing};
+use crate::seqlock::{SeqLock, SeqLockError, is_writing, past};
 use crate::sync::{Ordering, fence, spin_loop};
 
 /// Attempts [`SeqLockArray::try_snapshot`] makes before giving up.
@@ -289,7 +289,10 @@ impl<T: Pod> SeqLockArray<T> {
         loop {
             match self.snapshot_once(out) {
                 Ok(()) => return Ok(()),
-                Err(None) => continue,
+                // A complete write overlapped the copy: check the deadline here too (see
+                // `SeqLock::read_slow`).
+                Err(None) if past(deadline) => return Err(SeqLockError::WriterActive),
+                Err(None) => spin_loop(),
                 Err(Some((i, odd))) => self.slots[i].wait_write_end(odd, deadline, repair_wait)?,
             }
         }
@@ -326,8 +329,8 @@ impl<T: Pod> SeqLockArray<T> {
     ///
     /// # Errors
     ///
-    /// [`SeqLockError::WriterActive`] if an element was still being written at the
-    /// deadline; [`SeqLockError::WriterDied`] as soon as an element's writer is found dead
+    /// [`SeqLockError::WriterActive`] if at the deadline an element was still being
+    /// written, or writes kept overlapping every copy; [`SeqLockError::WriterDied`] as soon as an element's writer is found dead
     /// mid-write. `out` holds garbage then.
     ///
     /// # Panics

@@ -415,3 +415,62 @@ fn writes_to_one_element_do_not_disturb_readers_of_another() {
     assert_eq!(a.slot(1).unwrap().try_read(), Ok(0));
     assert_eq!(a.get(1), 0);
 }
+
+/// Calls `attempt` until it reports `WriterActive` (`true`), accepting `Ok` meanwhile (the
+/// peer thread may be descheduled for a whole copy); `false` if that never happens in 20 s.
+fn until_writer_active(mut attempt: impl FnMut() -> Result<(), SeqLockError>) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        match attempt() {
+            Err(SeqLockError::WriterActive) => return true,
+            Ok(()) => {}
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    false
+}
+
+#[test]
+fn read_timeout_gives_up_while_new_writes_keep_overlapping_the_copy() {
+    common::watchdog(Duration::from_secs(60));
+    let s = SeqLock::new([0u64; 512]);
+    let (seq, _) = words(&s);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|sc| {
+        // A peer whose writes never leave `seq` odd long enough for a reader to sleep on it
+        // (here: a stream of even values). A timed read must still honour its deadline.
+        sc.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                seq.fetch_add(2, Ordering::Relaxed);
+            }
+        });
+        let gave_up = until_writer_active(|| s.read_timeout(Duration::ZERO).map(drop));
+        stop.store(true, Ordering::Relaxed);
+        assert!(
+            gave_up,
+            "read_timeout never gave up while the sequence kept changing"
+        );
+    });
+}
+
+#[test]
+fn snapshot_timeout_gives_up_while_new_writes_keep_overlapping_the_copy() {
+    common::watchdog(Duration::from_secs(60));
+    let a = SeqLockArray::<u64>::new(512);
+    let (seq, _) = words(a.slot(0).unwrap());
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut out = vec![0; 512];
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                seq.fetch_add(2, Ordering::Relaxed);
+            }
+        });
+        let gave_up = until_writer_active(|| a.snapshot_timeout(&mut out, Duration::ZERO));
+        stop.store(true, Ordering::Relaxed);
+        assert!(
+            gave_up,
+            "snapshot_timeout never gave up while the sequence kept changing"
+        );
+    });
+}
