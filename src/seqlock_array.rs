@@ -416,18 +416,25 @@ impl<T: Pod> SeqLockArray<T> {
     }
 
     /// Stores `value(i)` into every element as one batch (all locks held), then releases
-    /// every lock.
+    /// every lock. Allocation-free.
     fn publish_all(&self, locked: AllLocked<'_, T>, value: impl Fn(usize) -> T) {
         core::mem::forget(locked);
-        let odds: Vec<u32> = self.slots.iter().map(SeqLock::begin_write).collect();
+        for slot in &self.slots {
+            slot.begin_write();
+        }
         // Release fence (a): pairs with the readers' Acquire fences; orders every odd
         // store above before every data store below (see `SeqLock`).
         fence(Ordering::Release);
         for (i, slot) in self.slots.iter().enumerate() {
             slot.store_locked(&value(i));
         }
-        for (slot, &odd) in self.slots.iter().zip(&odds) {
-            slot.end_write(odd);
+        for slot in &self.slots {
+            // Instead of remembering each odd value (a `Vec` per batch), re-read it: we
+            // hold the lock, so the last store to `seq` is our own odd one (read-read
+            // coherence after our RMW). Relaxed: only the value matters; `end_write`'s
+            // Release store orders the data. `| 1` keeps the result even whatever bytes
+            // a hostile process put there meanwhile.
+            slot.end_write(slot.seq_word().load(Ordering::Relaxed) | 1);
         }
         for slot in &self.slots {
             slot.unlock_writer();
@@ -435,7 +442,7 @@ impl<T: Pod> SeqLockArray<T> {
     }
 
     /// Replaces every element with `values`, as one batch that snapshots see entirely or
-    /// not at all. Repairs elements torn by a dead writer.
+    /// not at all. Repairs elements torn by a dead writer. Allocation-free.
     ///
     /// # Panics
     ///
@@ -457,8 +464,13 @@ impl<T: Pod> SeqLockArray<T> {
 
     /// Read-modify-writes the whole array as one batch: `f` gets a copy of every element
     /// (taken under all the writer locks) and what it leaves there is stored as one batch
-    /// that snapshots see entirely or not at all. If `f` panics nothing is stored. `f`'s second argument is `true` if some
-    /// element was torn by a writer that died mid-write (its copy is then garbage).
+    /// that snapshots see entirely or not at all. If `f` panics nothing is stored (and
+    /// every lock is released). `f`'s second argument is `true` if some element was torn
+    /// by a writer that died mid-write (its copy is then garbage).
+    ///
+    /// Allocates one `Vec<T>` of [`len`](Self::len) elements for the copy `f` edits; use
+    /// [`set_all`](Self::set_all), which allocates nothing, when the new values do not
+    /// depend on the old ones.
     ///
     /// # Examples
     ///
