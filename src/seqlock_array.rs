@@ -9,7 +9,11 @@
 //!
 //! - **Snapshot** ([`SeqLockArray::snapshot`]): load every element's sequence word
 //!   (Acquire) and copy its data, then one Acquire fence, then reload every sequence word
-//!   (Relaxed) and accept only if all are unchanged (and were even). The copy is a
+//!   (Relaxed) and accept only if all were even and are unchanged. "Unchanged" is checked
+//!   without allocating, by comparing the *sums* of the two passes: exact because
+//!   sequence words only grow, except across a `u32` wrap, where it needs 2^31 writes to
+//!   the whole array during one attempt to be fooled (instead of 2^31 to one element for
+//!   a word-by-word compare; the reasoning is on `snapshot_once`). The copy is a
 //!   consistent cut: if it saw element `j` after a write `W` that comes, in some writer's
 //!   program order, after the start of a write to element `i`, then the Acquire load of
 //!   `j`'s sequence makes `i`'s odd store visible to the recheck, which fails.
@@ -245,12 +249,27 @@ impl<T: Pod> SeqLockArray<T> {
     /// written, `Err(None)` if a write overlapped the copy.
     ///
     /// Allocation-free: instead of remembering every sequence value, the recheck compares
-    /// their sum. A sequence word only ever grows (each write adds 2), so the sums are
-    /// equal only if every word is unchanged. The one exception is a word that wraps
-    /// around 2^32 during a single snapshot, i.e. 2^31 writes to one element while the
-    /// snapshot copies, the same limit as a 32-bit sequence itself. (A hostile process can
-    /// make sequence words go backwards; then a snapshot may be inconsistent, as it may when
-    /// that process writes garbage data — never undefined behaviour.)
+    /// their sum (in a `u64`, which cannot overflow for fewer than 2^32 elements). Why
+    /// equal sums mean no element changed: every first-pass value `s_i` was even, and the
+    /// recheck reads the same word later in program order, so by read-read coherence it
+    /// sees `s_i` or a later value in the word's modification order. Writers only move a
+    /// word forward (`begin_write` is a `fetch_or(1)`, `end_write` stores `odd + 1`, a
+    /// takeover continues from the latest value), so `s_i' = s_i + d_i` with `d_i >= 0`
+    /// the number of sequence steps, *as long as the `u32` does not wrap*; a sum of
+    /// non-negative steps is 0 only if every step is 0. A value seen odd in the recheck is
+    /// just a step of 1.
+    ///
+    /// Wrap-around is where this is weaker than comparing word by word: a word at
+    /// `u32::MAX - 1` wraps to 0 in **one** write, subtracting `2^32 - 2` from the sum,
+    /// which writes to *other* elements can cancel. So a changed array can pass the check
+    /// only if the writes made to the whole array during this one attempt number exactly a
+    /// non-zero multiple of 2^31 (a word-by-word compare needs 2^31 writes to a *single*
+    /// element): a reader stalled for billions of writes, the same order of limit as a
+    /// 32-bit sequence itself (see [`SeqLock`]'s module docs).
+    ///
+    /// A hostile process can move sequence words backwards (and so cancel a real write's
+    /// step); then a snapshot may be inconsistent, as it may when that process writes
+    /// garbage data directly: never undefined behaviour, a panic or a hang.
     fn snapshot_once(&self, out: &mut [T]) -> Result<(), Option<(usize, u32)>> {
         let mut before: u64 = 0;
         for (i, (slot, dst)) in self.slots.iter().zip(out.iter_mut()).enumerate() {
