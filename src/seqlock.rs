@@ -1,6 +1,12 @@
 //! [`SeqLock<T>`]: a value that any number of processes read without writing to shared
 //! memory, while writers (serialised among themselves) replace it.
 //!
+//! Readers store nothing on every path that does not sleep: the copy, its retries and
+//! [`SeqLock::try_read`] are loads only. The one exception is a reader of
+//! [`SeqLock::read`] or [`SeqLock::read_timeout`] that has spun through a write and must
+//! sleep until it ends: it sets the `WAITERS` bit of the `writer` word (one CAS per write
+//! it sleeps through) so that the writer's unlock wakes it.
+//!
 //! # Protocol
 //!
 //! Two 32-bit words precede the data (see the field docs for their layouts):
@@ -53,6 +59,12 @@
 //! Limits (those of the liveness probe): all processes must share a PID
 //! namespace, and a dead writer whose TID the kernel has already reused reads as alive, so
 //! waits on it last until that thread exits: use the timed variants where that matters.
+//! TID reuse also has an ABA window: if, between a waiter's probe ("dead") and its
+//! takeover CAS, the lock is taken over, released and taken again by a new thread that
+//! got the dead writer's TID, the CAS succeeds and two writers race: both end on the same
+//! even sequence value, so a reader can accept a mix of their values. This needs the
+//! kernel to hand out the same TID again within that window (it cycles through
+//! `pid_max` ids first).
 //! `seq` is 32 bits: a reader preempted across exactly a multiple of 2³¹ writes could
 //! accept a mixed copy (as with the Linux kernel's 32-bit `seqcount_t`).
 
