@@ -704,7 +704,7 @@ pub(crate) fn past(deadline: Option<Instant>) -> bool {
 
 /// A `None` deadline never times out.
 #[cold]
-fn unreachable_no_deadline() -> ! {
+pub(crate) fn unreachable_no_deadline() -> ! {
     unreachable!("a wait without deadline never times out")
 }
 

@@ -40,7 +40,9 @@ use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
-use crate::seqlock::{SeqLock, SeqLockError, is_writing, past};
+use crate::seqlock::{
+    SeqLock, SeqLockError, WriteTimeout, is_writing, past, unreachable_no_deadline,
+};
 use crate::sync::{Ordering, fence, spin_loop};
 
 /// Attempts [`SeqLockArray::try_snapshot`] makes before giving up.
@@ -427,11 +429,31 @@ impl<T: Pod> SeqLockArray<T> {
     /// without a write if dropped, e.g. when a batch closure panics) and whether any
     /// element was torn by a writer that died mid-write.
     fn lock_all(&self) -> (AllLocked<'_, T>, bool) {
-        let mut torn = false;
-        for slot in &self.slots {
-            torn |= slot.lock_writer();
+        match self.lock_all_until(None) {
+            Ok(locked) => locked,
+            Err(WriteTimeout) => unreachable_no_deadline(),
         }
-        (AllLocked(self), torn)
+    }
+
+    /// [`lock_all`](Self::lock_all) before `deadline`; on a timeout, releases the locks
+    /// taken so far (without writing) and fails.
+    fn lock_all_until(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<(AllLocked<'_, T>, bool), WriteTimeout> {
+        let mut torn = false;
+        for (i, slot) in self.slots.iter().enumerate() {
+            match slot.lock_writer_until(deadline) {
+                Ok(t) => torn |= t,
+                Err(e) => {
+                    for taken in &self.slots[..i] {
+                        taken.unlock_writer();
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok((AllLocked(self), torn))
     }
 
     /// Stores `value(i)` into every element as one batch (all locks held), then releases
@@ -501,6 +523,42 @@ impl<T: Pod> SeqLockArray<T> {
     /// ```
     pub fn write_batch<R>(&self, f: impl FnOnce(&mut [T], bool) -> R) -> R {
         let (locked, torn) = self.lock_all();
+        self.batch_locked(locked, torn, f)
+    }
+
+    /// [`write_batch`](Self::write_batch), waiting at most `timeout` for the writer locks.
+    ///
+    /// # Errors
+    ///
+    /// [`WriteTimeout`] if some element's lock was still held by a live writer at the
+    /// deadline; then nothing is written, `f` is not called, and the locks taken so far are
+    /// released.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let a = shmstate::SeqLockArray::from_slice(&[1u8, 2]);
+    /// let r = a.write_batch_timeout(Duration::from_millis(10), |v, _| v.swap(0, 1));
+    /// assert_eq!(r, Ok(()));
+    /// assert_eq!(a.to_vec(), [2, 1]);
+    /// ```
+    pub fn write_batch_timeout<R>(
+        &self,
+        timeout: Duration,
+        f: impl FnOnce(&mut [T], bool) -> R,
+    ) -> Result<R, WriteTimeout> {
+        let (locked, torn) = self.lock_all_until(Instant::now().checked_add(timeout))?;
+        Ok(self.batch_locked(locked, torn, f))
+    }
+
+    /// The body of [`write_batch`](Self::write_batch) once every lock is held.
+    fn batch_locked<R>(
+        &self,
+        locked: AllLocked<'_, T>,
+        torn: bool,
+        f: impl FnOnce(&mut [T], bool) -> R,
+    ) -> R {
         let mut values: Vec<T> = self.slots.iter().map(SeqLock::load_locked).collect();
         let r = f(&mut values, torn);
         self.publish_all(locked, |i| values[i]);

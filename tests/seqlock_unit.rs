@@ -50,6 +50,14 @@ struct A16 {
     x: u128,
 }
 
+/// Bounds a test that blocks on other threads (not under Miri, which runs every test of
+/// the file in one slow process).
+fn watchdog() {
+    if !cfg!(miri) {
+        common::watchdog(Duration::from_secs(120));
+    }
+}
+
 /// Waits (bounded) until `s`'s writer, a thread that exited mid-write, reads as dead: a
 /// joined thread's TID can stay visible to `kill(tid, 0)` for a moment after the join.
 fn until_writer_dead<T: Pod>(s: &SeqLock<T>) {
@@ -145,6 +153,7 @@ fn update_returns_the_closures_result() {
 
 #[test]
 fn panicking_update_stores_nothing_and_releases_the_lock() {
+    watchdog();
     let s = SeqLock::new(1u64);
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         s.update(|v| {
@@ -160,6 +169,7 @@ fn panicking_update_stores_nothing_and_releases_the_lock() {
 
 #[test]
 fn live_writer_mid_write_makes_bounded_reads_report_writer_active() {
+    watchdog();
     let s = SeqLock::new([1u64; 4]);
     let (tx, rx) = std::sync::mpsc::channel();
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
@@ -193,6 +203,7 @@ fn live_writer_mid_write_makes_bounded_reads_report_writer_active() {
 
 #[test]
 fn writer_dead_mid_write_is_repaired_by_the_next_write() {
+    watchdog();
     let s = SeqLock::new(b100(5));
     std::thread::scope(|sc| {
         sc.spawn(|| s.begin_write_for_test(b100(6)));
@@ -209,6 +220,7 @@ fn writer_dead_mid_write_is_repaired_by_the_next_write() {
 
 #[test]
 fn read_waits_for_the_repair_of_a_dead_writers_value() {
+    watchdog();
     let s = SeqLock::new(1u32);
     std::thread::scope(|sc| {
         sc.spawn(|| s.begin_write_for_test(2));
@@ -223,6 +235,7 @@ fn read_waits_for_the_repair_of_a_dead_writers_value() {
 
 #[test]
 fn writer_that_died_holding_the_lock_outside_a_write_leaves_a_clean_value() {
+    watchdog();
     let s = SeqLock::new(10u16);
     std::thread::scope(|sc| {
         sc.spawn(|| std::mem::forget(s.lock()));
@@ -235,19 +248,24 @@ fn writer_that_died_holding_the_lock_outside_a_write_leaves_a_clean_value() {
 
 #[test]
 fn threads_never_read_torn_values() {
+    watchdog();
+    let (writes, reads) = if cfg!(miri) {
+        (30, 100)
+    } else {
+        (20_000, 200_000)
+    };
     let s = SeqLock::new([0u64; 8]);
     std::thread::scope(|sc| {
         for _ in 0..2 {
             sc.spawn(|| {
-                for k in 1..=20_000u64 {
+                for _ in 0..writes {
                     s.update(|v| *v = [v[0] + 1; 8]);
-                    let _ = k;
                 }
             });
         }
         sc.spawn(|| {
             let mut last = 0;
-            for _ in 0..200_000 {
+            for _ in 0..reads {
                 let v = s.read();
                 assert!(v.iter().all(|&w| w == v[0]), "torn: {v:?}");
                 assert!(v[0] >= last);
@@ -255,7 +273,7 @@ fn threads_never_read_torn_values() {
             }
         });
     });
-    assert_eq!(s.read(), [40_000; 8]);
+    assert_eq!(s.read(), [2 * writes; 8]);
 }
 
 /// The two words in front of a seqlock's data: (`seq`, `writer`), as documented.
@@ -268,6 +286,7 @@ fn words<T>(s: &SeqLock<T>) -> (&AtomicU32, &AtomicU32) {
 
 #[test]
 fn hostile_sequence_and_lock_words_never_hang_or_panic() {
+    watchdog();
     let m = SharedMem::<SeqLock<[u8; 3]>>::new(1);
     let s = m.get();
     let (seq, writer) = words(s);
@@ -369,6 +388,7 @@ fn array_snapshot_into_a_wrong_sized_buffer_panics() {
 
 #[test]
 fn panicking_batch_stores_nothing_and_releases_every_lock() {
+    watchdog();
     let a = SeqLockArray::from_slice(&[1u32, 2]);
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         a.write_batch(|v, _| {
@@ -384,6 +404,7 @@ fn panicking_batch_stores_nothing_and_releases_every_lock() {
 
 #[test]
 fn array_element_torn_by_a_dead_writer_is_reported_and_repaired() {
+    watchdog();
     let a = SeqLockArray::from_slice(&[1u64, 2, 3]);
     std::thread::scope(|sc| {
         sc.spawn(|| a.slot(1).unwrap().begin_write_for_test(20));
@@ -407,6 +428,7 @@ fn array_element_torn_by_a_dead_writer_is_reported_and_repaired() {
 
 #[test]
 fn writes_to_one_element_do_not_disturb_readers_of_another() {
+    watchdog();
     let a = SeqLockArray::<u64>::new(2);
     std::thread::scope(|sc| {
         sc.spawn(|| a.slot(0).unwrap().begin_write_for_test(1));
@@ -432,7 +454,7 @@ fn until_writer_active(mut attempt: impl FnMut() -> Result<(), SeqLockError>) ->
 
 #[test]
 fn read_timeout_gives_up_while_new_writes_keep_overlapping_the_copy() {
-    common::watchdog(Duration::from_secs(60));
+    watchdog();
     let s = SeqLock::new([0u64; 512]);
     let (seq, _) = words(&s);
     let stop = std::sync::atomic::AtomicBool::new(false);
@@ -455,7 +477,7 @@ fn read_timeout_gives_up_while_new_writes_keep_overlapping_the_copy() {
 
 #[test]
 fn snapshot_timeout_gives_up_while_new_writes_keep_overlapping_the_copy() {
-    common::watchdog(Duration::from_secs(60));
+    watchdog();
     let a = SeqLockArray::<u64>::new(512);
     let (seq, _) = words(a.slot(0).unwrap());
     let stop = std::sync::atomic::AtomicBool::new(false);
@@ -473,4 +495,38 @@ fn snapshot_timeout_gives_up_while_new_writes_keep_overlapping_the_copy() {
             "snapshot_timeout never gave up while the sequence kept changing"
         );
     });
+}
+
+#[test]
+fn write_batch_timeout_gives_up_on_a_held_element_and_releases_the_locks_it_took() {
+    watchdog();
+    let a = SeqLockArray::from_slice(&[1u32, 2, 3]);
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|sc| {
+        let a = &a;
+        sc.spawn(move || {
+            let g = a.slot(1).unwrap().lock();
+            held_tx.send(()).unwrap();
+            done_rx.recv().unwrap();
+            drop(g);
+        });
+        held_rx.recv().unwrap();
+        let r = a.write_batch_timeout(Duration::from_millis(30), |v, _| v[0] = 100);
+        assert_eq!(r, Err(WriteTimeout));
+        // Element 0's lock, taken before the timeout, was released; nothing was written.
+        assert!(
+            a.slot(0)
+                .unwrap()
+                .lock_timeout(Duration::from_secs(5))
+                .is_ok()
+        );
+        assert_eq!(a.slot(0).unwrap().try_read(), Ok(1));
+        done_tx.send(()).unwrap();
+    });
+    assert_eq!(
+        a.write_batch_timeout(Duration::from_secs(5), |v, _| v[2] = 30),
+        Ok(())
+    );
+    assert_eq!(a.to_vec(), [1, 2, 30]);
 }
