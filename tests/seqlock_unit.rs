@@ -530,3 +530,90 @@ fn write_batch_timeout_gives_up_on_a_held_element_and_releases_the_locks_it_took
     );
     assert_eq!(a.to_vec(), [1, 2, 30]);
 }
+
+#[test]
+fn seqlocks_are_placed_in_a_region_by_name_and_found_again() {
+    watchdog();
+    let region = shmstate::Region::anonymous(1 << 16).unwrap();
+    let pos = region
+        .get_or_init::<SeqLock<[f64; 3]>>("pos", 1, |s| s.write([1.0, 2.0, 3.0]))
+        .unwrap();
+    let arr = region
+        .get_or_init::<SeqLockArray<u16>>("arr", 5, |a| a.set_all(&[1, 2, 3, 4, 5]))
+        .unwrap();
+    pos.update(|p| p[0] = 10.0);
+    arr.set(4, 50);
+    let again: &SeqLock<[f64; 3]> = region.get("pos").unwrap();
+    assert_eq!(again.try_read(), Ok([10.0, 2.0, 3.0]));
+    let again: &SeqLockArray<u16> = region.get("arr").unwrap();
+    assert_eq!(again.to_vec(), [1, 2, 3, 4, 50]);
+    // Another element type or a plain seqlock under the array's name is refused.
+    assert!(region.get::<SeqLock<[f64; 3]>>("arr").is_err());
+    assert!(region.get::<SeqLockArray<u32>>("arr").is_err());
+    assert!(region.get::<SeqLock<[u8; 24]>>("pos").is_err());
+}
+
+/// A writer thread and a `try_read` thread: no contended lock and no sleeping reader, so
+/// no liveness probe (`kill`) either; this is the torn-read check that also runs under
+/// Miri (data-race detector, weak-memory emulation of the fences).
+#[test]
+fn one_writer_and_a_try_reader_never_see_torn_values() {
+    watchdog();
+    let (writes, reads) = if cfg!(miri) {
+        (40, 100)
+    } else {
+        (20_000, 100_000)
+    };
+    let s = SeqLock::new([0u64; 5]);
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            for k in 1..=writes {
+                s.write([k; 5]);
+            }
+        });
+        let mut last = 0;
+        for _ in 0..reads {
+            match s.try_read() {
+                Ok(v) => {
+                    assert!(v.iter().all(|&w| w == v[0]), "torn: {v:?}");
+                    assert!(v[0] >= last, "went backwards: {v:?} after {last}");
+                    last = v[0];
+                }
+                Err(e) => assert_eq!(e, SeqLockError::WriterActive),
+            }
+        }
+    });
+    assert_eq!(s.try_read(), Ok([writes; 5]));
+}
+
+/// The same for array snapshots under a batch writer that keeps the sum constant.
+#[test]
+fn one_batch_writer_and_a_try_snapshotter_never_see_half_a_batch() {
+    watchdog();
+    let (batches, snapshots) = if cfg!(miri) {
+        (20, 50)
+    } else {
+        (20_000, 50_000)
+    };
+    let a = SeqLockArray::from_slice(&[100u32, 0, 0]);
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            for k in 0..batches {
+                let (from, to) = (k % 3, (k + 1) % 3);
+                a.write_batch(|v, _| {
+                    let n = v[from].div_ceil(2);
+                    v[from] -= n;
+                    v[to] += n;
+                });
+            }
+        });
+        let mut out = [0u32; 3];
+        for _ in 0..snapshots {
+            match a.try_snapshot(&mut out) {
+                Ok(()) => assert_eq!(out.iter().sum::<u32>(), 100, "half a batch: {out:?}"),
+                Err(e) => assert_eq!(e, SeqLockError::WriterActive),
+            }
+        }
+    });
+    assert_eq!(a.to_vec().iter().sum::<u32>(), 100);
+}
