@@ -17,9 +17,11 @@
 //!   consistent cut: if it saw element `j` after a write `W` that comes, in some writer's
 //!   program order, after the start of a write to element `i`, then the Acquire load of
 //!   `j`'s sequence makes `i`'s odd store visible to the recheck, which fails.
-//! - **Batch write** ([`SeqLockArray::set_all`], [`SeqLockArray::write_batch`]): take
-//!   every element's writer lock in index order (single-element writers take one lock, so
-//!   there is no lock-order cycle), mark every element odd, one Release fence, store all
+//! - **Batch write** ([`SeqLockArray::set_all`], [`SeqLockArray::write_batch`],
+//!   [`SeqLockArray::write_batch_timeout`]): take every element's writer lock in index
+//!   order (single-element writers take one lock, so there is no lock-order cycle; a
+//!   thread that holds an element's guard from [`SeqLock::lock`] and starts a batch
+//!   deadlocks on itself, as with any non-reentrant lock), mark every element odd, one Release fence, store all
 //!   data, mark every element even, release the locks. All odd stores precede all even
 //!   stores, so by the argument above a snapshot sees the batch entirely or not at all.
 //!
@@ -319,8 +321,11 @@ impl<T: Pod> SeqLockArray<T> {
         }
     }
 
-    /// Copies the whole array into `out` as one consistent snapshot: every element as of
-    /// the same moment, and a batch write entirely or not at all. Waits out writers like
+    /// Copies the whole array into `out` as one consistent snapshot: a batch write
+    /// entirely or not at all, and a consistent cut of independent writes (if it holds a
+    /// write, it holds every write that happened before it; with Acquire/Release only,
+    /// two snapshots may still order two *unrelated* writes to different elements
+    /// differently on hardware that is not multi-copy atomic, e.g. POWER). Waits out writers like
     /// [`SeqLock::read`] (including waiting for the repair of an element whose writer died
     /// mid-write).
     ///
