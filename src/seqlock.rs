@@ -253,8 +253,11 @@ impl<T: Pod> SeqLock<T> {
     /// Never returns a torn value. Waits for a live writer (spinning briefly, then
     /// sleeping on a futex); if the writer died mid-write, sleeps (probing, not spinning)
     /// until another writer repairs the value with [`write`](Self::write) or
-    /// [`update`](Self::update). Use [`read_timeout`](Self::read_timeout) or
-    /// [`try_read`](Self::try_read) to bound the wait.
+    /// [`update`](Self::update): waking every 10 ms to look, and **forever** if no
+    /// writer ever comes. Writers that keep writing can also keep a reader retrying (a
+    /// seqlock never makes writers wait for readers). Use
+    /// [`read_timeout`](Self::read_timeout) or [`try_read`](Self::try_read) to bound the
+    /// wait.
     ///
     /// # Examples
     ///
