@@ -55,7 +55,10 @@ pub(crate) struct AtomicCell<T> {
 // stores, see `load`/`store`), so sharing `&AtomicCell<T>` between threads cannot cause a
 // data race. No `&T` into the cell is ever handed out: values leave it as fresh copies
 // rebuilt from bytes, which `T: Pod` makes valid for any byte pattern, with no drop glue
-// and no borrowed data (`Pod: 'static + Copy`).
+// and no borrowed data (`Pod: 'static + Copy`). `T: Send` is not required (unlike
+// `Mutex<T>: Sync`): a copy read on another thread is only a byte pattern, and a `Pod`
+// type cannot rest any thread-affinity invariant on its values because safe code can
+// already make any value of it on any thread (`Zeroable::zeroed`, `bytemuck::cast`).
 unsafe impl<T: Pod> Sync for AtomicCell<T> {}
 
 #[cfg(not(loom))]

@@ -1,6 +1,12 @@
 //! [`SeqLock<T>`]: a value that any number of processes read without writing to shared
 //! memory, while writers (serialised among themselves) replace it.
 //!
+//! Readers store nothing on every path that does not sleep: the copy, its retries and
+//! [`SeqLock::try_read`] are loads only. The one exception is a reader of
+//! [`SeqLock::read`] or [`SeqLock::read_timeout`] that has spun through a write and must
+//! sleep until it ends: it sets the `WAITERS` bit of the `writer` word (one CAS per write
+//! it sleeps through) so that the writer's unlock wakes it.
+//!
 //! # Protocol
 //!
 //! Two 32-bit words precede the data (see the field docs for their layouts):
@@ -53,6 +59,12 @@
 //! Limits (those of the liveness probe): all processes must share a PID
 //! namespace, and a dead writer whose TID the kernel has already reused reads as alive, so
 //! waits on it last until that thread exits: use the timed variants where that matters.
+//! TID reuse also has an ABA window: if, between a waiter's probe ("dead") and its
+//! takeover CAS, the lock is taken over, released and taken again by a new thread that
+//! got the dead writer's TID, the CAS succeeds and two writers race: both end on the same
+//! even sequence value, so a reader can accept a mix of their values. This needs the
+//! kernel to hand out the same TID again within that window (it cycles through
+//! `pid_max` ids first).
 //! `seq` is 32 bits: a reader preempted across exactly a multiple of 2³¹ writes could
 //! accept a mixed copy (as with the Linux kernel's 32-bit `seqcount_t`).
 
@@ -241,8 +253,11 @@ impl<T: Pod> SeqLock<T> {
     /// Never returns a torn value. Waits for a live writer (spinning briefly, then
     /// sleeping on a futex); if the writer died mid-write, sleeps (probing, not spinning)
     /// until another writer repairs the value with [`write`](Self::write) or
-    /// [`update`](Self::update). Use [`read_timeout`](Self::read_timeout) or
-    /// [`try_read`](Self::try_read) to bound the wait.
+    /// [`update`](Self::update): waking every 10 ms to look, and **forever** if no
+    /// writer ever comes. Writers that keep writing can also keep a reader retrying (a
+    /// seqlock never makes writers wait for readers). Use
+    /// [`read_timeout`](Self::read_timeout) or [`try_read`](Self::try_read) to bound the
+    /// wait.
     ///
     /// # Examples
     ///
@@ -287,8 +302,9 @@ impl<T: Pod> SeqLock<T> {
     ///
     /// # Errors
     ///
-    /// [`SeqLockError::WriterActive`] if a live writer was still writing at the deadline;
-    /// [`SeqLockError::WriterDied`] as soon as the writer is found dead mid-write.
+    /// [`SeqLockError::WriterActive`] if at the deadline a live writer was still writing,
+    /// or writes kept overlapping every copy; [`SeqLockError::WriterDied`] as soon as the
+    /// writer is found dead mid-write.
     ///
     /// # Examples
     ///
@@ -346,7 +362,11 @@ impl<T: Pod> SeqLock<T> {
         loop {
             match self.read_once() {
                 Ok(v) => return Ok(v),
-                Err(None) => continue,
+                // A complete write overlapped the copy. Writes that never leave `seq` odd
+                // long enough to sleep on it never reach the deadline check in
+                // `wait_write_end`, so check it here too.
+                Err(None) if past(deadline) => return Err(SeqLockError::WriterActive),
+                Err(None) => spin_loop(),
                 Err(Some(odd)) => self.wait_write_end(odd, deadline, repair_wait)?,
             }
         }
@@ -678,9 +698,16 @@ impl<T: Pod> SeqLock<T> {
     }
 }
 
+/// Whether `deadline` has passed (`None` never passes). Reads the clock only if there is a
+/// deadline.
+#[inline]
+pub(crate) fn past(deadline: Option<Instant>) -> bool {
+    deadline.is_some_and(|d| Instant::now() >= d)
+}
+
 /// A `None` deadline never times out.
 #[cold]
-fn unreachable_no_deadline() -> ! {
+pub(crate) fn unreachable_no_deadline() -> ! {
     unreachable!("a wait without deadline never times out")
 }
 

@@ -9,13 +9,19 @@
 //!
 //! - **Snapshot** ([`SeqLockArray::snapshot`]): load every element's sequence word
 //!   (Acquire) and copy its data, then one Acquire fence, then reload every sequence word
-//!   (Relaxed) and accept only if all are unchanged (and were even). The copy is a
+//!   (Relaxed) and accept only if all were even and are unchanged. "Unchanged" is checked
+//!   without allocating, by comparing the *sums* of the two passes: exact because
+//!   sequence words only grow, except across a `u32` wrap, where it needs 2^31 writes to
+//!   the whole array during one attempt to be fooled (instead of 2^31 to one element for
+//!   a word-by-word compare; the reasoning is on `snapshot_once`). The copy is a
 //!   consistent cut: if it saw element `j` after a write `W` that comes, in some writer's
 //!   program order, after the start of a write to element `i`, then the Acquire load of
 //!   `j`'s sequence makes `i`'s odd store visible to the recheck, which fails.
-//! - **Batch write** ([`SeqLockArray::set_all`], [`SeqLockArray::write_batch`]): take
-//!   every element's writer lock in index order (single-element writers take one lock, so
-//!   there is no lock-order cycle), mark every element odd, one Release fence, store all
+//! - **Batch write** ([`SeqLockArray::set_all`], [`SeqLockArray::write_batch`],
+//!   [`SeqLockArray::write_batch_timeout`]): take every element's writer lock in index
+//!   order (single-element writers take one lock, so there is no lock-order cycle; a
+//!   thread that holds an element's guard from [`SeqLock::lock`] and starts a batch
+//!   deadlocks on itself, as with any non-reentrant lock), mark every element odd, one Release fence, store all
 //!   data, mark every element even, release the locks. All odd stores precede all even
 //!   stores, so by the argument above a snapshot sees the batch entirely or not at all.
 //!
@@ -36,7 +42,9 @@ use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
-use crate::seqlock::{SeqLock, SeqLockError, is_writing};
+use crate::seqlock::{
+    SeqLock, SeqLockError, WriteTimeout, is_writing, past, unreachable_no_deadline,
+};
 use crate::sync::{Ordering, fence, spin_loop};
 
 /// Attempts [`SeqLockArray::try_snapshot`] makes before giving up.
@@ -245,12 +253,27 @@ impl<T: Pod> SeqLockArray<T> {
     /// written, `Err(None)` if a write overlapped the copy.
     ///
     /// Allocation-free: instead of remembering every sequence value, the recheck compares
-    /// their sum. A sequence word only ever grows (each write adds 2), so the sums are
-    /// equal only if every word is unchanged. The one exception is a word that wraps
-    /// around 2^32 during a single snapshot, i.e. 2^31 writes to one element while the
-    /// snapshot copies, the same limit as a 32-bit sequence itself. (A hostile process can
-    /// make sequence words go backwards; then a snapshot may be inconsistent, as it may when
-    /// that process writes garbage data — never undefined behaviour.)
+    /// their sum (in a `u64`, which cannot overflow for fewer than 2^32 elements). Why
+    /// equal sums mean no element changed: every first-pass value `s_i` was even, and the
+    /// recheck reads the same word later in program order, so by read-read coherence it
+    /// sees `s_i` or a later value in the word's modification order. Writers only move a
+    /// word forward (`begin_write` is a `fetch_or(1)`, `end_write` stores `odd + 1`, a
+    /// takeover continues from the latest value), so `s_i' = s_i + d_i` with `d_i >= 0`
+    /// the number of sequence steps, *as long as the `u32` does not wrap*; a sum of
+    /// non-negative steps is 0 only if every step is 0. A value seen odd in the recheck is
+    /// just a step of 1.
+    ///
+    /// Wrap-around is where this is weaker than comparing word by word: a word at
+    /// `u32::MAX - 1` wraps to 0 in **one** write, subtracting `2^32 - 2` from the sum,
+    /// which writes to *other* elements can cancel. So a changed array can pass the check
+    /// only if the writes made to the whole array during this one attempt number exactly a
+    /// non-zero multiple of 2^31 (a word-by-word compare needs 2^31 writes to a *single*
+    /// element): a reader stalled for billions of writes, the same order of limit as a
+    /// 32-bit sequence itself (see [`SeqLock`]'s module docs).
+    ///
+    /// A hostile process can move sequence words backwards (and so cancel a real write's
+    /// step); then a snapshot may be inconsistent, as it may when that process writes
+    /// garbage data directly: never undefined behaviour, a panic or a hang.
     fn snapshot_once(&self, out: &mut [T]) -> Result<(), Option<(usize, u32)>> {
         let mut before: u64 = 0;
         for (i, (slot, dst)) in self.slots.iter().zip(out.iter_mut()).enumerate() {
@@ -289,14 +312,20 @@ impl<T: Pod> SeqLockArray<T> {
         loop {
             match self.snapshot_once(out) {
                 Ok(()) => return Ok(()),
-                Err(None) => continue,
+                // A complete write overlapped the copy: check the deadline here too (see
+                // `SeqLock::read_slow`).
+                Err(None) if past(deadline) => return Err(SeqLockError::WriterActive),
+                Err(None) => spin_loop(),
                 Err(Some((i, odd))) => self.slots[i].wait_write_end(odd, deadline, repair_wait)?,
             }
         }
     }
 
-    /// Copies the whole array into `out` as one consistent snapshot: every element as of
-    /// the same moment, and a batch write entirely or not at all. Waits out writers like
+    /// Copies the whole array into `out` as one consistent snapshot: a batch write
+    /// entirely or not at all, and a consistent cut of independent writes (if it holds a
+    /// write, it holds every write that happened before it; with Acquire/Release only,
+    /// two snapshots may still order two *unrelated* writes to different elements
+    /// differently on hardware that is not multi-copy atomic, e.g. POWER). Waits out writers like
     /// [`SeqLock::read`] (including waiting for the repair of an element whose writer died
     /// mid-write).
     ///
@@ -326,8 +355,8 @@ impl<T: Pod> SeqLockArray<T> {
     ///
     /// # Errors
     ///
-    /// [`SeqLockError::WriterActive`] if an element was still being written at the
-    /// deadline; [`SeqLockError::WriterDied`] as soon as an element's writer is found dead
+    /// [`SeqLockError::WriterActive`] if at the deadline an element was still being
+    /// written, or writes kept overlapping every copy; [`SeqLockError::WriterDied`] as soon as an element's writer is found dead
     /// mid-write. `out` holds garbage then.
     ///
     /// # Panics
@@ -405,26 +434,53 @@ impl<T: Pod> SeqLockArray<T> {
     /// without a write if dropped, e.g. when a batch closure panics) and whether any
     /// element was torn by a writer that died mid-write.
     fn lock_all(&self) -> (AllLocked<'_, T>, bool) {
-        let mut torn = false;
-        for slot in &self.slots {
-            torn |= slot.lock_writer();
+        match self.lock_all_until(None) {
+            Ok(locked) => locked,
+            Err(WriteTimeout) => unreachable_no_deadline(),
         }
-        (AllLocked(self), torn)
+    }
+
+    /// [`lock_all`](Self::lock_all) before `deadline`; on a timeout, releases the locks
+    /// taken so far (without writing) and fails.
+    fn lock_all_until(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<(AllLocked<'_, T>, bool), WriteTimeout> {
+        let mut torn = false;
+        for (i, slot) in self.slots.iter().enumerate() {
+            match slot.lock_writer_until(deadline) {
+                Ok(t) => torn |= t,
+                Err(e) => {
+                    for taken in &self.slots[..i] {
+                        taken.unlock_writer();
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok((AllLocked(self), torn))
     }
 
     /// Stores `value(i)` into every element as one batch (all locks held), then releases
-    /// every lock.
+    /// every lock. Allocation-free.
     fn publish_all(&self, locked: AllLocked<'_, T>, value: impl Fn(usize) -> T) {
         core::mem::forget(locked);
-        let odds: Vec<u32> = self.slots.iter().map(SeqLock::begin_write).collect();
+        for slot in &self.slots {
+            slot.begin_write();
+        }
         // Release fence (a): pairs with the readers' Acquire fences; orders every odd
         // store above before every data store below (see `SeqLock`).
         fence(Ordering::Release);
         for (i, slot) in self.slots.iter().enumerate() {
             slot.store_locked(&value(i));
         }
-        for (slot, &odd) in self.slots.iter().zip(&odds) {
-            slot.end_write(odd);
+        for slot in &self.slots {
+            // Instead of remembering each odd value (a `Vec` per batch), re-read it: we
+            // hold the lock, so the last store to `seq` is our own odd one (read-read
+            // coherence after our RMW). Relaxed: only the value matters; `end_write`'s
+            // Release store orders the data. `| 1` keeps the result even whatever bytes
+            // a hostile process put there meanwhile.
+            slot.end_write(slot.seq_word().load(Ordering::Relaxed) | 1);
         }
         for slot in &self.slots {
             slot.unlock_writer();
@@ -432,7 +488,7 @@ impl<T: Pod> SeqLockArray<T> {
     }
 
     /// Replaces every element with `values`, as one batch that snapshots see entirely or
-    /// not at all. Repairs elements torn by a dead writer.
+    /// not at all. Repairs elements torn by a dead writer. Allocation-free.
     ///
     /// # Panics
     ///
@@ -454,8 +510,13 @@ impl<T: Pod> SeqLockArray<T> {
 
     /// Read-modify-writes the whole array as one batch: `f` gets a copy of every element
     /// (taken under all the writer locks) and what it leaves there is stored as one batch
-    /// that snapshots see entirely or not at all. If `f` panics nothing is stored. `f`'s second argument is `true` if some
-    /// element was torn by a writer that died mid-write (its copy is then garbage).
+    /// that snapshots see entirely or not at all. If `f` panics nothing is stored (and
+    /// every lock is released). `f`'s second argument is `true` if some element was torn
+    /// by a writer that died mid-write (its copy is then garbage).
+    ///
+    /// Allocates one `Vec<T>` of [`len`](Self::len) elements for the copy `f` edits; use
+    /// [`set_all`](Self::set_all), which allocates nothing, when the new values do not
+    /// depend on the old ones.
     ///
     /// # Examples
     ///
@@ -467,6 +528,42 @@ impl<T: Pod> SeqLockArray<T> {
     /// ```
     pub fn write_batch<R>(&self, f: impl FnOnce(&mut [T], bool) -> R) -> R {
         let (locked, torn) = self.lock_all();
+        self.batch_locked(locked, torn, f)
+    }
+
+    /// [`write_batch`](Self::write_batch), waiting at most `timeout` for the writer locks.
+    ///
+    /// # Errors
+    ///
+    /// [`WriteTimeout`] if some element's lock was still held by a live writer at the
+    /// deadline; then nothing is written, `f` is not called, and the locks taken so far are
+    /// released.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let a = shmstate::SeqLockArray::from_slice(&[1u8, 2]);
+    /// let r = a.write_batch_timeout(Duration::from_millis(10), |v, _| v.swap(0, 1));
+    /// assert_eq!(r, Ok(()));
+    /// assert_eq!(a.to_vec(), [2, 1]);
+    /// ```
+    pub fn write_batch_timeout<R>(
+        &self,
+        timeout: Duration,
+        f: impl FnOnce(&mut [T], bool) -> R,
+    ) -> Result<R, WriteTimeout> {
+        let (locked, torn) = self.lock_all_until(Instant::now().checked_add(timeout))?;
+        Ok(self.batch_locked(locked, torn, f))
+    }
+
+    /// The body of [`write_batch`](Self::write_batch) once every lock is held.
+    fn batch_locked<R>(
+        &self,
+        locked: AllLocked<'_, T>,
+        torn: bool,
+        f: impl FnOnce(&mut [T], bool) -> R,
+    ) -> R {
         let mut values: Vec<T> = self.slots.iter().map(SeqLock::load_locked).collect();
         let r = f(&mut values, torn);
         self.publish_all(locked, |i| values[i]);

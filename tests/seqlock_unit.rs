@@ -50,6 +50,14 @@ struct A16 {
     x: u128,
 }
 
+/// Bounds a test that blocks on other threads (not under Miri, which runs every test of
+/// the file in one slow process).
+fn watchdog() {
+    if !cfg!(miri) {
+        common::watchdog(Duration::from_secs(120));
+    }
+}
+
 /// Waits (bounded) until `s`'s writer, a thread that exited mid-write, reads as dead: a
 /// joined thread's TID can stay visible to `kill(tid, 0)` for a moment after the join.
 fn until_writer_dead<T: Pod>(s: &SeqLock<T>) {
@@ -145,6 +153,7 @@ fn update_returns_the_closures_result() {
 
 #[test]
 fn panicking_update_stores_nothing_and_releases_the_lock() {
+    watchdog();
     let s = SeqLock::new(1u64);
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         s.update(|v| {
@@ -160,6 +169,7 @@ fn panicking_update_stores_nothing_and_releases_the_lock() {
 
 #[test]
 fn live_writer_mid_write_makes_bounded_reads_report_writer_active() {
+    watchdog();
     let s = SeqLock::new([1u64; 4]);
     let (tx, rx) = std::sync::mpsc::channel();
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
@@ -193,6 +203,7 @@ fn live_writer_mid_write_makes_bounded_reads_report_writer_active() {
 
 #[test]
 fn writer_dead_mid_write_is_repaired_by_the_next_write() {
+    watchdog();
     let s = SeqLock::new(b100(5));
     std::thread::scope(|sc| {
         sc.spawn(|| s.begin_write_for_test(b100(6)));
@@ -209,6 +220,7 @@ fn writer_dead_mid_write_is_repaired_by_the_next_write() {
 
 #[test]
 fn read_waits_for_the_repair_of_a_dead_writers_value() {
+    watchdog();
     let s = SeqLock::new(1u32);
     std::thread::scope(|sc| {
         sc.spawn(|| s.begin_write_for_test(2));
@@ -223,6 +235,7 @@ fn read_waits_for_the_repair_of_a_dead_writers_value() {
 
 #[test]
 fn writer_that_died_holding_the_lock_outside_a_write_leaves_a_clean_value() {
+    watchdog();
     let s = SeqLock::new(10u16);
     std::thread::scope(|sc| {
         sc.spawn(|| std::mem::forget(s.lock()));
@@ -235,19 +248,24 @@ fn writer_that_died_holding_the_lock_outside_a_write_leaves_a_clean_value() {
 
 #[test]
 fn threads_never_read_torn_values() {
+    watchdog();
+    let (writes, reads) = if cfg!(miri) {
+        (30, 100)
+    } else {
+        (20_000, 200_000)
+    };
     let s = SeqLock::new([0u64; 8]);
     std::thread::scope(|sc| {
         for _ in 0..2 {
             sc.spawn(|| {
-                for k in 1..=20_000u64 {
+                for _ in 0..writes {
                     s.update(|v| *v = [v[0] + 1; 8]);
-                    let _ = k;
                 }
             });
         }
         sc.spawn(|| {
             let mut last = 0;
-            for _ in 0..200_000 {
+            for _ in 0..reads {
                 let v = s.read();
                 assert!(v.iter().all(|&w| w == v[0]), "torn: {v:?}");
                 assert!(v[0] >= last);
@@ -255,7 +273,7 @@ fn threads_never_read_torn_values() {
             }
         });
     });
-    assert_eq!(s.read(), [40_000; 8]);
+    assert_eq!(s.read(), [2 * writes; 8]);
 }
 
 /// The two words in front of a seqlock's data: (`seq`, `writer`), as documented.
@@ -268,6 +286,7 @@ fn words<T>(s: &SeqLock<T>) -> (&AtomicU32, &AtomicU32) {
 
 #[test]
 fn hostile_sequence_and_lock_words_never_hang_or_panic() {
+    watchdog();
     let m = SharedMem::<SeqLock<[u8; 3]>>::new(1);
     let s = m.get();
     let (seq, writer) = words(s);
@@ -369,6 +388,7 @@ fn array_snapshot_into_a_wrong_sized_buffer_panics() {
 
 #[test]
 fn panicking_batch_stores_nothing_and_releases_every_lock() {
+    watchdog();
     let a = SeqLockArray::from_slice(&[1u32, 2]);
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         a.write_batch(|v, _| {
@@ -384,6 +404,7 @@ fn panicking_batch_stores_nothing_and_releases_every_lock() {
 
 #[test]
 fn array_element_torn_by_a_dead_writer_is_reported_and_repaired() {
+    watchdog();
     let a = SeqLockArray::from_slice(&[1u64, 2, 3]);
     std::thread::scope(|sc| {
         sc.spawn(|| a.slot(1).unwrap().begin_write_for_test(20));
@@ -407,6 +428,7 @@ fn array_element_torn_by_a_dead_writer_is_reported_and_repaired() {
 
 #[test]
 fn writes_to_one_element_do_not_disturb_readers_of_another() {
+    watchdog();
     let a = SeqLockArray::<u64>::new(2);
     std::thread::scope(|sc| {
         sc.spawn(|| a.slot(0).unwrap().begin_write_for_test(1));
@@ -414,4 +436,184 @@ fn writes_to_one_element_do_not_disturb_readers_of_another() {
     // Element 0 is torn forever (until repaired); element 1 reads at once.
     assert_eq!(a.slot(1).unwrap().try_read(), Ok(0));
     assert_eq!(a.get(1), 0);
+}
+
+/// Calls `attempt` until it reports `WriterActive` (`true`), accepting `Ok` meanwhile (the
+/// peer thread may be descheduled for a whole copy); `false` if that never happens in 20 s.
+fn until_writer_active(mut attempt: impl FnMut() -> Result<(), SeqLockError>) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        match attempt() {
+            Err(SeqLockError::WriterActive) => return true,
+            Ok(()) => {}
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    false
+}
+
+#[test]
+fn read_timeout_gives_up_while_new_writes_keep_overlapping_the_copy() {
+    watchdog();
+    let s = SeqLock::new([0u64; 512]);
+    let (seq, _) = words(&s);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|sc| {
+        // A peer whose writes never leave `seq` odd long enough for a reader to sleep on it
+        // (here: a stream of even values). A timed read must still honour its deadline.
+        sc.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                seq.fetch_add(2, Ordering::Relaxed);
+            }
+        });
+        let gave_up = until_writer_active(|| s.read_timeout(Duration::ZERO).map(drop));
+        stop.store(true, Ordering::Relaxed);
+        assert!(
+            gave_up,
+            "read_timeout never gave up while the sequence kept changing"
+        );
+    });
+}
+
+#[test]
+fn snapshot_timeout_gives_up_while_new_writes_keep_overlapping_the_copy() {
+    watchdog();
+    let a = SeqLockArray::<u64>::new(512);
+    let (seq, _) = words(a.slot(0).unwrap());
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut out = vec![0; 512];
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                seq.fetch_add(2, Ordering::Relaxed);
+            }
+        });
+        let gave_up = until_writer_active(|| a.snapshot_timeout(&mut out, Duration::ZERO));
+        stop.store(true, Ordering::Relaxed);
+        assert!(
+            gave_up,
+            "snapshot_timeout never gave up while the sequence kept changing"
+        );
+    });
+}
+
+#[test]
+fn write_batch_timeout_gives_up_on_a_held_element_and_releases_the_locks_it_took() {
+    watchdog();
+    let a = SeqLockArray::from_slice(&[1u32, 2, 3]);
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|sc| {
+        let a = &a;
+        sc.spawn(move || {
+            let g = a.slot(1).unwrap().lock();
+            held_tx.send(()).unwrap();
+            done_rx.recv().unwrap();
+            drop(g);
+        });
+        held_rx.recv().unwrap();
+        let r = a.write_batch_timeout(Duration::from_millis(30), |v, _| v[0] = 100);
+        assert_eq!(r, Err(WriteTimeout));
+        // Element 0's lock, taken before the timeout, was released; nothing was written.
+        assert!(
+            a.slot(0)
+                .unwrap()
+                .lock_timeout(Duration::from_secs(5))
+                .is_ok()
+        );
+        assert_eq!(a.slot(0).unwrap().try_read(), Ok(1));
+        done_tx.send(()).unwrap();
+    });
+    assert_eq!(
+        a.write_batch_timeout(Duration::from_secs(5), |v, _| v[2] = 30),
+        Ok(())
+    );
+    assert_eq!(a.to_vec(), [1, 2, 30]);
+}
+
+#[test]
+fn seqlocks_are_placed_in_a_region_by_name_and_found_again() {
+    watchdog();
+    let region = shmstate::Region::anonymous(1 << 16).unwrap();
+    let pos = region
+        .get_or_init::<SeqLock<[f64; 3]>>("pos", 1, |s| s.write([1.0, 2.0, 3.0]))
+        .unwrap();
+    let arr = region
+        .get_or_init::<SeqLockArray<u16>>("arr", 5, |a| a.set_all(&[1, 2, 3, 4, 5]))
+        .unwrap();
+    pos.update(|p| p[0] = 10.0);
+    arr.set(4, 50);
+    let again: &SeqLock<[f64; 3]> = region.get("pos").unwrap();
+    assert_eq!(again.try_read(), Ok([10.0, 2.0, 3.0]));
+    let again: &SeqLockArray<u16> = region.get("arr").unwrap();
+    assert_eq!(again.to_vec(), [1, 2, 3, 4, 50]);
+    // Another element type or a plain seqlock under the array's name is refused.
+    assert!(region.get::<SeqLock<[f64; 3]>>("arr").is_err());
+    assert!(region.get::<SeqLockArray<u32>>("arr").is_err());
+    assert!(region.get::<SeqLock<[u8; 24]>>("pos").is_err());
+}
+
+/// A writer thread and a `try_read` thread: no contended lock and no sleeping reader, so
+/// no liveness probe (`kill`) either; this is the torn-read check that also runs under
+/// Miri (data-race detector, weak-memory emulation of the fences).
+#[test]
+fn one_writer_and_a_try_reader_never_see_torn_values() {
+    watchdog();
+    let (writes, reads) = if cfg!(miri) {
+        (40, 100)
+    } else {
+        (20_000, 100_000)
+    };
+    let s = SeqLock::new([0u64; 5]);
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            for k in 1..=writes {
+                s.write([k; 5]);
+            }
+        });
+        let mut last = 0;
+        for _ in 0..reads {
+            match s.try_read() {
+                Ok(v) => {
+                    assert!(v.iter().all(|&w| w == v[0]), "torn: {v:?}");
+                    assert!(v[0] >= last, "went backwards: {v:?} after {last}");
+                    last = v[0];
+                }
+                Err(e) => assert_eq!(e, SeqLockError::WriterActive),
+            }
+        }
+    });
+    assert_eq!(s.try_read(), Ok([writes; 5]));
+}
+
+/// The same for array snapshots under a batch writer that keeps the sum constant.
+#[test]
+fn one_batch_writer_and_a_try_snapshotter_never_see_half_a_batch() {
+    watchdog();
+    let (batches, snapshots) = if cfg!(miri) {
+        (20, 50)
+    } else {
+        (20_000, 50_000)
+    };
+    let a = SeqLockArray::from_slice(&[100u32, 0, 0]);
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            for k in 0..batches {
+                let (from, to) = (k % 3, (k + 1) % 3);
+                a.write_batch(|v, _| {
+                    let n = v[from].div_ceil(2);
+                    v[from] -= n;
+                    v[to] += n;
+                });
+            }
+        });
+        let mut out = [0u32; 3];
+        for _ in 0..snapshots {
+            match a.try_snapshot(&mut out) {
+                Ok(()) => assert_eq!(out.iter().sum::<u32>(), 100, "half a batch: {out:?}"),
+                Err(e) => assert_eq!(e, SeqLockError::WriterActive),
+            }
+        }
+    });
+    assert_eq!(a.to_vec().iter().sum::<u32>(), 100);
 }

@@ -1,5 +1,6 @@
 //! Model checks of the seqlock protocol: a reader never accepts a torn value while two
-//! writers race, and an array snapshot never sees half of a batch write.
+//! writers race, and an array snapshot never sees half of a batch write, nor a later
+//! write without the earlier one.
 #![cfg(loom)]
 
 use loom::sync::Arc;
@@ -58,5 +59,26 @@ fn array_snapshot_sees_a_batch_write_entirely_or_not_at_all() {
         );
         writer.join().unwrap();
         assert_eq!(a.to_vec(), [3, 7]);
+    });
+}
+
+/// The cross-element half of the snapshot argument (and of its sum-of-sequences recheck):
+/// a snapshot that holds a write holds every write that happened before it.
+#[test]
+fn array_snapshot_never_holds_a_later_write_without_an_earlier_one() {
+    loom::model(|| {
+        let a: Arc<Box<SeqLockArray<u64>>> = Arc::new(SeqLockArray::from_slice(&[0, 0]));
+        let a2 = a.clone();
+        let writer = thread::spawn(move || {
+            a2.set(0, 1);
+            a2.set(1, 1);
+        });
+        let mut out = [0u64; 2];
+        a.snapshot(&mut out);
+        assert!(
+            out[1] <= out[0],
+            "element 1's write without element 0's: {out:?}"
+        );
+        writer.join().unwrap();
     });
 }
