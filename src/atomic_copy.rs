@@ -61,6 +61,10 @@ pub(crate) struct AtomicCell<T> {
 // already make any value of it on any thread (`Zeroable::zeroed`, `bytemuck::cast`).
 unsafe impl<T: Pod> Sync for AtomicCell<T> {}
 
+/// Words [`AtomicCell::load`] loads before it stores them (registers, not memory).
+#[cfg(not(loom))]
+const BATCH: usize = 8;
+
 #[cfg(not(loom))]
 impl<T: Pod> AtomicCell<T> {
     /// A cell holding `v`.
@@ -86,17 +90,29 @@ impl<T: Pod> AtomicCell<T> {
         let base = self.base();
         let full = dst.len() / 8 * 8;
         let (words, tail) = dst.split_at_mut(full);
-        for (i, chunk) in words.chunks_exact_mut(8).enumerate() {
-            // SAFETY: `from_ptr` needs (1) an 8-aligned pointer: `base` is 8-aligned and
-            // the offset is a multiple of 8; (2) validity for reads and writes for the
-            // borrow: the bytes `[8i, 8i + 8)` lie within `size_of::<T>()` bytes of the
-            // `UnsafeCell` that `&self` keeps alive; (3) no concurrent non-atomic or
-            // differently-sized atomic access: every access to these bytes, in any process,
-            // is this same `AtomicU64` (module docs, "Layout"); the only non-atomic access
-            // is construction by value in `new`, before the cell is shared.
-            let a = unsafe { AtomicU64::from_ptr(base.add(i * 8).cast()) };
-            // Relaxed: a racy copy is detected by the seqlock's sequence recheck.
-            chunk.copy_from_slice(&a.load(Ordering::Relaxed).to_ne_bytes());
+        // Load a batch of up to `BATCH` words into registers before storing any of them
+        // into `out`: the loads then issue back to back, none waiting behind a store to
+        // the caller's stack (a 64-byte read compiles to 8 loads, then 8 stores).
+        for (b, batch) in words.chunks_mut(8 * BATCH).enumerate() {
+            let mut regs = [0u64; BATCH];
+            let n = batch.len() / 8;
+            for (j, reg) in regs.iter_mut().enumerate().take(n) {
+                let i = b * BATCH + j;
+                // SAFETY: `from_ptr` needs (1) an 8-aligned pointer: `base` is 8-aligned
+                // and the offset is a multiple of 8; (2) validity for reads and writes for
+                // the borrow: the bytes `[8i, 8i + 8)` lie within `size_of::<T>()` bytes
+                // of the `UnsafeCell` that `&self` keeps alive (`i < full / 8`); (3) no
+                // concurrent non-atomic or differently-sized atomic access: every access
+                // to these bytes, in any process, is this same `AtomicU64` (module docs,
+                // "Layout"); the only non-atomic access is construction by value in `new`,
+                // before the cell is shared.
+                let a = unsafe { AtomicU64::from_ptr(base.add(i * 8).cast()) };
+                // Relaxed: a racy copy is detected by the seqlock's sequence recheck.
+                *reg = a.load(Ordering::Relaxed);
+            }
+            for (chunk, reg) in batch.chunks_exact_mut(8).zip(regs) {
+                chunk.copy_from_slice(&reg.to_ne_bytes());
+            }
         }
         let mut off = full;
         let mut rest = tail;
