@@ -5,8 +5,10 @@
 
 mod common;
 
+use common::TempDir;
+
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use shmstate::sync::{AtomicU64, Ordering};
@@ -31,21 +33,6 @@ unsafe impl SharedSized for Line {
 const SIZE: u64 = 4096;
 const CAPACITY: u32 = 4;
 const ENTRY0: u64 = 128;
-
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let p = PathBuf::from(format!("/dev/shm/shmstate-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn options() -> RegionOptions {
     RegionOptions::new()

@@ -3,9 +3,10 @@
 
 mod common;
 
+use common::TempDir;
+
 use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, symlink};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use shmstate::sync::{AtomicU64, Ordering};
@@ -16,21 +17,6 @@ struct Word(AtomicU64);
 // SAFETY: one `AtomicU64`: zero and every bit pattern valid, no pointers, `Sync`.
 unsafe impl SharedSized for Word {
     const TAG: TypeTag = TypeTag::new(Kind(Kind::USER.0 + 1), Elem::U64);
-}
-
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("shmstate-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn parent() -> libc::pid_t {

@@ -117,3 +117,28 @@ pub fn die_with_parent(parent: libc::pid_t) {
         unsafe { libc::_exit(1) };
     }
 }
+
+/// A fresh directory for one test's files, removed with everything in it on drop: in
+/// /dev/shm (RAM) where that exists, else the system temp directory.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let shm = std::path::Path::new("/dev/shm");
+        let base = if shm.is_dir() {
+            shm.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
+        let p = base.join(format!("shmstate-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
