@@ -444,12 +444,11 @@ impl RawMutex {
         let me = owner::current();
         // Release pairs with the Acquire compare-exchange of the next owner (`take`,
         // `lock`, `try_lock`), publishing our writes to the protected data.
-        if self
+        if let Err(w) = self
             .word
             .compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed)
-            .is_err()
         {
-            self.unlock_slow(me, true);
+            self.unlock_slow(me, w, true);
         }
     }
 
@@ -464,19 +463,17 @@ impl RawMutex {
     pub unsafe fn unlock_without_wake(&self) {
         let me = owner::current();
         // Release: as in `unlock`.
-        if self
+        if let Err(w) = self
             .word
             .compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed)
-            .is_err()
         {
-            self.unlock_slow(me, false);
+            self.unlock_slow(me, w, false);
         }
     }
 
     #[cold]
-    fn unlock_slow(&self, me: u32, wake: bool) {
-        // Relaxed: the compare-exchange below orders.
-        let mut w = self.word.load(Ordering::Relaxed);
+    fn unlock_slow(&self, me: u32, mut w: u32, wake: bool) {
+        // `w` is the word the fast path's compare-exchange found (a flag was set).
         loop {
             if is_garbage(w) || owner_of(w) != me {
                 // Not ours (see `unlock`'s docs): leave it for its owner or the recovery.
