@@ -3,13 +3,36 @@
 //!
 //! shmstate places atomics directly in memory-mapped files and builds on them: a region of
 //! named, typed objects; atomic values and counters; seqlock-protected values and arrays;
-//! and robust futex locks. See the README for the tour.
+//! robust futex locks; and semaphores, events, barriers and a bounded queue. See the
+//! README for the tour.
+//!
+//! # Examples
+//!
+//! ```
+//! use shmstate::sync::Ordering;
+//! use shmstate::{Region, Value};
+//!
+//! // Anonymous shared memory, inherited by children after fork; `Region::open_or_create`
+//! // takes a path instead.
+//! let region = Region::anonymous(1 << 16)?;
+//! let hits = region.get_or_init::<Value<u64>>("hits", 1, |_| {})?;
+//! hits.fetch_add(1, Ordering::Relaxed);
+//! assert_eq!(region.get::<Value<u64>>("hits")?.load(Ordering::Relaxed), 1);
+//! # Ok::<(), shmstate::RegionError>(())
+//! ```
 //!
 //! # Layers
 //!
 //! - [`sync`]: the one atomics shim (std, or loom under `cfg(loom)`).
 //! - [`futex`]: wait/wake on a 32-bit word, shared across processes.
 //! - [`Shared`]: the placement contract for types that live in shared memory.
+//! - [`region`]: [`Region`], a mapped file (or memfd, or anonymous memory) of named,
+//!   typed objects.
+//! - The primitives: [`Value`], [`Counter`], [`StripedCounter`] ([`value`], [`counter`],
+//!   [`striped_counter`]); [`SeqLock`], [`SeqLockArray`]; [`Mutex`], [`RwLock`],
+//!   [`ReentrantMutex`], [`Condvar`] ([`lock`]); [`Semaphore`], [`BoundedSemaphore`],
+//!   [`Event`], [`Barrier`], [`Queue`] ([`coord`]). Each is an ordinary type on the heap
+//!   too, and each implements [`Shared`].
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
