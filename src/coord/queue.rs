@@ -80,7 +80,16 @@ impl<T> Full<T> {
 /// or corrupt the queue (see the [module docs](self)).
 ///
 /// The capacity `N` is part of the type and of its size, so a region reports a mismatch
-/// between processes as a size (type) mismatch. `N` must be in `1..=2^30`.
+/// between processes as a size (type) mismatch. `N` must be in `1..=2^30`: any use of a
+/// queue with another `N` is a compile error, including one that a region placed (never
+/// built by [`new`](Self::new)):
+///
+/// ```compile_fail
+/// # use shmstate::{Queue, Region};
+/// let r = Region::anonymous(1 << 16).unwrap();
+/// let q = r.get_or_init::<Queue<u8, 0>>("q", 1, |_| {}).unwrap();
+/// q.push(1); // error: Queue capacity must be 1..=2^30
+/// ```
 ///
 /// Layout: `#[repr(C)]`: the mutex and its indices (12 bytes), the two condvars (8 bytes
 /// each), then the `N` slots (aligned for `T`). All-zero bytes are an empty queue; any
@@ -138,8 +147,12 @@ unsafe impl<T: Pod + Send, const N: usize> SharedSized for Queue<T, N> {
 impl<T: Pod, const N: usize> Queue<T, N> {
     /// Rejects `N` outside `1..=2^30` at compile time (where the queue is used).
     const VALID_N: () = assert!(N >= 1 && N <= 1 << 30, "Queue capacity must be 1..=2^30");
-    /// The index modulus, `2N`.
-    const WRAP: u32 = (2 * N) as u32;
+    /// The index modulus, `2N`. Every operation uses it, so it checks `N` (a queue placed
+    /// in a region is never built by `new`): the cast cannot truncate to 0.
+    const WRAP: u32 = {
+        let () = Self::VALID_N;
+        (2 * N) as u32
+    };
 
     /// An empty queue.
     pub fn new() -> Self {
