@@ -21,6 +21,12 @@
 //! a killed consumer had popped is lost with it; an item a killed producer had not
 //! committed was never in the queue.
 //!
+//! An operation notifies the other side *before* it unlocks, so a process killed after its
+//! commit but before its notify died holding the lock; the operation that recovers the
+//! lock then notifies both condvars (all waiters), in place of the notify that never
+//! happened. Until some process takes the lock again, the waiters of such a death sleep
+//! on (a timed wait ends at its deadline).
+//!
 //! # Untrusted indices
 //!
 //! `head` and `tail` are read from shared memory under the lock. If either is outside
@@ -245,7 +251,7 @@ impl<T: Pod, const N: usize> Queue<T, N> {
     }
 
     fn push_inner(&self, item: T, wait: Wait) -> Result<(), Full<T>> {
-        let mut g = match wait.lock(&self.lock) {
+        let mut g = match wait.lock(self) {
             Some(g) => g,
             None => return Err(Full(item)),
         };
@@ -259,11 +265,13 @@ impl<T: Pod, const N: usize> Queue<T, N> {
                 slot.with_mut(|p| unsafe { p.write(item) });
                 // The commit: one store (see the module docs).
                 g.tail = (tail + 1) % Self::WRAP;
-                drop(g);
+                // Before unlocking: a death between the commit and here is an owner death
+                // (module docs).
                 self.not_empty.notify_one();
+                drop(g);
                 return Ok(());
             }
-            g = match wait.wait(&self.not_full, g) {
+            g = match wait.wait(self, &self.not_full, g) {
                 Some(g) => g,
                 None => return Err(Full(item)),
             };
@@ -271,7 +279,7 @@ impl<T: Pod, const N: usize> Queue<T, N> {
     }
 
     fn pop_inner(&self, wait: Wait) -> Option<T> {
-        let mut g = wait.lock(&self.lock)?;
+        let mut g = wait.lock(self)?;
         loop {
             if Self::checked_len(&mut g) > 0 {
                 let head = g.head;
@@ -281,17 +289,29 @@ impl<T: Pod, const N: usize> Queue<T, N> {
                 let item = slot.with(|p| unsafe { p.read() });
                 // The commit: one store (see the module docs).
                 g.head = (head + 1) % Self::WRAP;
-                drop(g);
+                // Before unlocking, as in `push_inner`.
                 self.not_full.notify_one();
+                drop(g);
                 return Some(item);
             }
-            g = wait.wait(&self.not_empty, g)?;
+            g = wait.wait(self, &self.not_empty, g)?;
         }
     }
 
     /// Takes the lock, recovering from a dead owner.
     fn lock_recovering(&self) -> MutexGuard<'_, Indices> {
-        self.lock.lock().unwrap_or_else(recover)
+        self.lock.lock().unwrap_or_else(|d| self.recover(d.into_inner()))
+    }
+
+    /// After a dead owner: marks the lock consistent so later acquirers do not see
+    /// `OwnerDied` again (the indices are checked by every operation anyway), and wakes
+    /// every waiter, in case the dead owner committed but never notified (module docs).
+    #[cold]
+    fn recover<'a>(&self, mut g: MutexGuard<'a, Indices>) -> MutexGuard<'a, Indices> {
+        g.mark_consistent();
+        self.not_empty.notify_all();
+        self.not_full.notify_all();
+        g
     }
 
     /// The number of items; resets the queue to empty if the indices are corrupt.
@@ -307,19 +327,6 @@ impl<T: Pod, const N: usize> Queue<T, N> {
         *ix = Indices::default();
         0
     }
-}
-
-/// After a dead owner: the indices are checked by every operation anyway; mark the lock
-/// consistent so later acquirers do not see `OwnerDied` again.
-fn recover(died: crate::lock::OwnerDied<MutexGuard<'_, Indices>>) -> MutexGuard<'_, Indices> {
-    recover_guard(died.into_inner())
-}
-
-/// [`recover`], from the guard.
-fn recover_guard(mut g: MutexGuard<'_, Indices>) -> MutexGuard<'_, Indices> {
-    // The repair is `checked_len`, done by every operation before it uses the indices.
-    g.mark_consistent();
-    g
 }
 
 /// How long an operation waits.
@@ -342,12 +349,12 @@ impl Wait {
     }
 
     /// Takes the lock (recovering from a dead owner); `None` if the deadline passed first.
-    fn lock(self, m: &Mutex<Indices>) -> Option<MutexGuard<'_, Indices>> {
+    fn lock<T: Pod, const N: usize>(self, q: &Queue<T, N>) -> Option<MutexGuard<'_, Indices>> {
         match self {
-            Wait::No | Wait::Forever => Some(m.lock().unwrap_or_else(recover)),
-            Wait::Until(d) => match m.lock_until(d) {
+            Wait::No | Wait::Forever => Some(q.lock_recovering()),
+            Wait::Until(d) => match q.lock.lock_until(d) {
                 Ok(g) => Some(g),
-                Err(TimedLockError::OwnerDied(died)) => Some(recover(died)),
+                Err(TimedLockError::OwnerDied(died)) => Some(q.recover(died.into_inner())),
                 Err(TimedLockError::Timeout) => None,
             },
         }
@@ -355,10 +362,15 @@ impl Wait {
 
     /// Waits on `cv` with `g`; `None` (unlocked) if there is no time left. A `Some` may be
     /// a spurious or stolen wakeup: the caller re-checks.
-    fn wait<'a>(self, cv: &Condvar, g: MutexGuard<'a, Indices>) -> Option<MutexGuard<'a, Indices>> {
+    fn wait<'a, T: Pod, const N: usize>(
+        self,
+        q: &Queue<T, N>,
+        cv: &Condvar,
+        g: MutexGuard<'a, Indices>,
+    ) -> Option<MutexGuard<'a, Indices>> {
         match self {
             Wait::No => None,
-            Wait::Forever => Some(cv.wait(g).unwrap_or_else(recover)),
+            Wait::Forever => Some(cv.wait(g).unwrap_or_else(|d| q.recover(d.into_inner()))),
             Wait::Until(d) => {
                 let left = d.checked_duration_since(Instant::now())?;
                 if left.is_zero() {
@@ -366,7 +378,7 @@ impl Wait {
                 }
                 let g = match cv.wait_timeout(g, left) {
                     Ok((g, _)) => g,
-                    Err(died) => recover_guard(died.into_inner().0),
+                    Err(died) => q.recover(died.into_inner().0),
                 };
                 // Under loom a timed wait times out at once: that is the deadline.
                 if cfg!(loom) {
@@ -397,6 +409,24 @@ impl<T: Pod, const N: usize> Queue<T, N> {
     #[doc(hidden)]
     pub fn raw_lock(&self) -> &crate::lock::RawMutex {
         self.lock.raw()
+    }
+
+    /// For tests of owner death: a push that commits `item`, calls `committed`, and then
+    /// neither notifies nor unlocks, as if its process were killed right after the commit.
+    /// Never returns.
+    #[doc(hidden)]
+    pub fn push_then_hang(&self, item: T, committed: impl FnOnce()) -> ! {
+        let mut g = self.lock_recovering();
+        let len = Self::checked_len(&mut g);
+        assert!((len as usize) < N, "push_then_hang needs room");
+        let tail = g.tail;
+        // SAFETY: as in `push_inner`.
+        self.slots[tail as usize % N].with_mut(|p| unsafe { p.write(item) });
+        g.tail = (tail + 1) % Self::WRAP;
+        committed();
+        loop {
+            std::thread::park();
+        }
     }
 
     /// Overwrites the raw indices `(head, tail)` under the lock, for tests of hostile bytes.
