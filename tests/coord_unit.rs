@@ -170,7 +170,11 @@ fn event_set_then_clear_still_releases_the_waiters_of_that_set() {
     let e = Event::new();
     std::thread::scope(|sc| {
         let h = sc.spawn(|| e.wait_timeout(LIMIT));
-        std::thread::sleep(SHORT);
+        // Not a sleep: the waiter has read the generation once it announces itself in
+        // the word's "may sleep" bit (bit 1), so the set below is one it must see.
+        while e.word().load(Ordering::Relaxed) & 2 == 0 {
+            std::thread::yield_now();
+        }
         e.set();
         e.clear();
         assert!(h.join().unwrap());
