@@ -237,6 +237,8 @@ fn hostile_barrier_words_never_hang_or_panic() {
             b.reset();
             let _ = b.wait_timeout(Duration::ZERO);
             let _ = (b.n_waiting(), b.is_broken(), format!("{b:?}"));
+            b.abort();
+            assert_eq!(b.wait_timeout(Duration::ZERO), Err(BarrierError::Broken));
         }
     }
     // A garbage arrival count at or above the party count ends the round at once.
@@ -272,4 +274,26 @@ fn hostile_queue_indices_are_reset_or_taken_modulo_the_capacity() {
         assert_eq!(q.try_push(9), Err(Full(9)));
         assert_eq!((0..4).map(|_| q.pop()).collect::<Vec<_>>(), [0, 1, 2, 3]);
     }
+}
+
+#[test]
+fn barrier_abort_breaks_the_current_round_and_later_waits_until_reset() {
+    watchdog(LIMIT);
+    let b = Barrier::new(2);
+    std::thread::scope(|sc| {
+        let h = sc.spawn(|| b.wait());
+        while b.n_waiting() == 0 {
+            std::thread::yield_now();
+        }
+        b.abort();
+        assert_eq!(h.join().unwrap(), Err(BarrierError::Broken));
+    });
+    assert!(b.is_broken());
+    assert_eq!(b.wait_timeout(LIMIT), Err(BarrierError::Broken));
+    b.reset();
+    std::thread::scope(|sc| {
+        let h = sc.spawn(|| b.wait().unwrap().is_leader());
+        let mine = b.wait().unwrap().is_leader();
+        assert!(mine ^ h.join().unwrap(), "one leader");
+    });
 }

@@ -17,7 +17,8 @@
 //! Like Python's `Barrier`, a wait that times out *breaks* the barrier: that wait returns
 //! [`BarrierError::Timeout`], and every wait of the current round and every later wait
 //! returns [`BarrierError::Broken`] at once, until someone calls
-//! [`reset`](Barrier::reset).
+//! [`reset`](Barrier::reset). [`abort`](Barrier::abort) breaks it the same way, without a
+//! timeout.
 //!
 //! A party that dies is not detected: the barrier has no owner to probe. The others see it
 //! only through their own timeouts (the first to time out breaks the barrier for all), so
@@ -287,6 +288,28 @@ impl Barrier {
                 Some(advanced(w, RESET_STEP))
             })
             .unwrap_or_else(|w| w);
+        if old & SLEEPERS != 0 {
+            futex::wake_all(&self.state);
+        }
+    }
+
+    /// Breaks the barrier (Python's `Barrier.abort`): the waits of the current round and
+    /// every later wait return [`BarrierError::Broken`] until [`reset`](Self::reset). For a
+    /// party that cannot arrive (it failed), so that the others need not wait out their
+    /// timeouts.
+    ///
+    /// ```
+    /// use shmstate::{Barrier, BarrierError};
+    ///
+    /// let b = Barrier::new(2);
+    /// b.abort();
+    /// assert_eq!(b.wait(), Err(BarrierError::Broken));
+    /// b.reset();
+    /// assert!(!b.is_broken());
+    /// ```
+    pub fn abort(&self) {
+        // Release pairs with the Acquire loads of the waiters we break, as in `break_round`.
+        let old = self.state.fetch_or(BROKEN, Ordering::Release);
         if old & SLEEPERS != 0 {
             futex::wake_all(&self.state);
         }
