@@ -49,7 +49,8 @@ const GEN_SHIFT: u32 = 16;
 const GEN_BITS: u32 = 0x3FFF;
 /// How far [`Barrier::reset`] advances the generation: half the ring, so that it is not
 /// mistaken for a few completed rounds.
-const RESET_STEP: u32 = (GEN_BITS + 1) / 2;
+const RESET_STEP: u32 = 1 << 13;
+const _: () = assert!(2 * RESET_STEP == GEN_BITS + 1);
 /// A waiter may sleep on the word: the leader (or a breaker, or `reset`) must wake.
 const SLEEPERS: u32 = 1 << 30;
 /// The barrier is broken: every wait fails until `reset`.

@@ -300,7 +300,9 @@ impl<T: Pod, const N: usize> Queue<T, N> {
 
     /// Takes the lock, recovering from a dead owner.
     fn lock_recovering(&self) -> MutexGuard<'_, Indices> {
-        self.lock.lock().unwrap_or_else(|d| self.recover(d.into_inner()))
+        self.lock
+            .lock()
+            .unwrap_or_else(|d| self.recover(d.into_inner()))
     }
 
     /// After a dead owner: marks the lock consistent so later acquirers do not see
