@@ -258,3 +258,65 @@ fn queue_recovers_when_a_process_is_killed_holding_its_lock() {
     // SAFETY: reaping our own child.
     unsafe { libc::waitpid(pids[0], &mut status, 0) };
 }
+
+/// Whether thread `tid` of this process is blocked in the `futex` system call now.
+fn blocked_in_futex(tid: libc::pid_t) -> bool {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall"))
+        .is_ok_and(|s| s.starts_with(&format!("{} ", libc::SYS_futex)))
+}
+
+#[test]
+fn queue_wakes_every_consumer_when_a_producer_dies_between_commit_and_notify() {
+    watchdog(LIMIT);
+    let mem = SharedMem::<DeathTest>::new(1);
+    let t = mem.get();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tids = [AtomicU32::new(0), AtomicU32::new(0)];
+    std::thread::scope(|sc| {
+        for tid in &tids {
+            let tx = tx.clone();
+            sc.spawn(move || {
+                // SAFETY: gettid has no preconditions.
+                tid.store(unsafe { libc::gettid() } as u32, Ordering::Relaxed);
+                tx.send(t.q.pop()).unwrap();
+            });
+        }
+        // Both consumers asleep on the empty queue (not a sleep: a poll of their state).
+        for tid in &tids {
+            loop {
+                let id = tid.load(Ordering::Relaxed);
+                if id != 0 && blocked_in_futex(id as libc::pid_t) {
+                    break;
+                }
+                std::thread::yield_now();
+            }
+        }
+        let pids = fork_children(1, |_| {
+            // Killed after committing item 1, before notifying or unlocking.
+            t.q.push_then_hang(1, || t.locked.store(1, Ordering::Release))
+        });
+        // Acquire: pairs with the child's Release store after its commit.
+        while t.locked.load(Ordering::Acquire) == 0 {
+            std::thread::yield_now();
+        }
+        // SAFETY: killing our own child.
+        unsafe { libc::kill(pids[0], libc::SIGKILL) };
+        let mut status = 0;
+        // SAFETY: reaping our own child.
+        unsafe { libc::waitpid(pids[0], &mut status, 0) };
+        // This push recovers the lock: it must wake both consumers (two items, two
+        // consumers), not only the one its own notify wakes.
+        t.q.push(2);
+        let mut got: Vec<u64> = (0..2)
+            .filter_map(|_| rx.recv_timeout(Duration::from_secs(10)).ok())
+            .collect();
+        let stuck = 2 - got.len();
+        // Unstick a consumer left asleep, so that the scope can end and the test report.
+        for i in 0..stuck {
+            t.q.push(100 + i as u64);
+        }
+        assert_eq!(stuck, 0, "a consumer slept on with an item in the queue");
+        got.sort_unstable();
+        assert_eq!(got, [1, 2]);
+    });
+}

@@ -170,7 +170,11 @@ fn event_set_then_clear_still_releases_the_waiters_of_that_set() {
     let e = Event::new();
     std::thread::scope(|sc| {
         let h = sc.spawn(|| e.wait_timeout(LIMIT));
-        std::thread::sleep(SHORT);
+        // Not a sleep: the waiter has read the generation once it announces itself in
+        // the word's "may sleep" bit (bit 1), so the set below is one it must see.
+        while e.word().load(Ordering::Relaxed) & 2 == 0 {
+            std::thread::yield_now();
+        }
         e.set();
         e.clear();
         assert!(h.join().unwrap());
@@ -233,6 +237,8 @@ fn hostile_barrier_words_never_hang_or_panic() {
             b.reset();
             let _ = b.wait_timeout(Duration::ZERO);
             let _ = (b.n_waiting(), b.is_broken(), format!("{b:?}"));
+            b.abort();
+            assert_eq!(b.wait_timeout(Duration::ZERO), Err(BarrierError::Broken));
         }
     }
     // A garbage arrival count at or above the party count ends the round at once.
@@ -268,4 +274,26 @@ fn hostile_queue_indices_are_reset_or_taken_modulo_the_capacity() {
         assert_eq!(q.try_push(9), Err(Full(9)));
         assert_eq!((0..4).map(|_| q.pop()).collect::<Vec<_>>(), [0, 1, 2, 3]);
     }
+}
+
+#[test]
+fn barrier_abort_breaks_the_current_round_and_later_waits_until_reset() {
+    watchdog(LIMIT);
+    let b = Barrier::new(2);
+    std::thread::scope(|sc| {
+        let h = sc.spawn(|| b.wait());
+        while b.n_waiting() == 0 {
+            std::thread::yield_now();
+        }
+        b.abort();
+        assert_eq!(h.join().unwrap(), Err(BarrierError::Broken));
+    });
+    assert!(b.is_broken());
+    assert_eq!(b.wait_timeout(LIMIT), Err(BarrierError::Broken));
+    b.reset();
+    std::thread::scope(|sc| {
+        let h = sc.spawn(|| b.wait().unwrap().is_leader());
+        let mine = b.wait().unwrap().is_leader();
+        assert!(mine ^ h.join().unwrap(), "one leader");
+    });
 }

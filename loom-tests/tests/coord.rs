@@ -147,3 +147,22 @@ fn queue_of_1_hands_2_items_from_producer_to_consumer_in_order() {
         assert!(q.is_empty());
     });
 }
+
+/// With more threads than parties, a party of round 1 may look at the word only after
+/// round 2 has completed too: its round still completed, so it must not read "broken".
+#[test]
+fn barrier_waiter_that_looks_late_after_two_rounds_still_passes() {
+    loom::model(|| {
+        let b = Arc::new(Barrier::new(2));
+        let b2 = b.clone();
+        let late = thread::spawn(move || b2.wait());
+        // Round 1 is {late, main}; round 2 is {main, third}: `third` exists only after
+        // round 1, so no other pairing (and no hang) is possible.
+        b.wait().unwrap();
+        let b3 = b.clone();
+        let third = thread::spawn(move || b3.wait());
+        b.wait().unwrap();
+        third.join().unwrap().unwrap();
+        late.join().unwrap().unwrap();
+    });
+}

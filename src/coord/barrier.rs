@@ -6,17 +6,19 @@
 //! generation, a "somebody may sleep" bit and a "broken" bit (see [`Barrier`]'s field).
 //! Each arrival is one compare-exchange. The last party of a round (the *leader*) starts
 //! the next generation (arrived = 0) and wakes the sleepers if the bit says there are any.
-//! The others wait until the generation moves on. Because a round cannot complete without
-//! every party, a waiter that sleeps through its round sees the generation advanced by
-//! exactly one; [`reset`](Barrier::reset) advances it by two, which its waiters read as
-//! "broken".
+//! The others wait until the generation moves on. A completed round advances the
+//! generation by one; [`reset`](Barrier::reset) advances it by half the generation ring
+//! (`2^13`). A waiter that finds the generation `1..2^13` ahead of its round's returns `Ok`
+//! (its round completed, maybe followed by more rounds of other parties: possible with more
+//! processes than parties); `2^13` or more ahead, "broken" (its round was reset).
 //!
 //! # Broken barriers
 //!
 //! Like Python's `Barrier`, a wait that times out *breaks* the barrier: that wait returns
 //! [`BarrierError::Timeout`], and every wait of the current round and every later wait
 //! returns [`BarrierError::Broken`] at once, until someone calls
-//! [`reset`](Barrier::reset).
+//! [`reset`](Barrier::reset). [`abort`](Barrier::abort) breaks it the same way, without a
+//! timeout.
 //!
 //! A party that dies is not detected: the barrier has no owner to probe. The others see it
 //! only through their own timeouts (the first to time out breaks the barrier for all), so
@@ -24,9 +26,11 @@
 //!
 //! # Limits
 //!
-//! At most [`Barrier::MAX_PARTIES`] parties. A waiter that sleeps while its broken round is
-//! reset *and* several more rounds break or complete (possible only with more processes
-//! than parties) reads the generation distance as "reset" and returns `Broken`.
+//! At most [`Barrier::MAX_PARTIES`] parties. The generation is 14 bits: a waiter that does
+//! not look at the word while `2^13` or more further rounds complete or are reset (possible
+//! only with more processes than parties) may misread its round's outcome. A reset
+//! called after a round completed but before one of its waiters looked (the waiter had not
+//! returned yet) makes that waiter return `Broken`.
 
 use core::fmt;
 use core::time::Duration;
@@ -43,6 +47,10 @@ const ARRIVED_MASK: u32 = 0xFFFF;
 const GEN_SHIFT: u32 = 16;
 /// The generation (14 bits, wrapping).
 const GEN_BITS: u32 = 0x3FFF;
+/// How far [`Barrier::reset`] advances the generation: half the ring, so that it is not
+/// mistaken for a few completed rounds.
+const RESET_STEP: u32 = 1 << 13;
+const _: () = assert!(2 * RESET_STEP == GEN_BITS + 1);
 /// A waiter may sleep on the word: the leader (or a breaker, or `reset`) must wake.
 const SLEEPERS: u32 = 1 << 30;
 /// The barrier is broken: every wait fails until `reset`.
@@ -76,7 +84,8 @@ fn outcome(w: u32, round: u32) -> Option<Result<BarrierWaitResult, BarrierError>
     match generation(w).wrapping_sub(round) & GEN_BITS {
         0 if is_broken(w) => Some(Err(BarrierError::Broken)),
         0 => None,
-        1 => Some(Ok(BarrierWaitResult { leader: false })),
+        // Our round completed (then maybe more rounds, of more processes than parties).
+        d if d < RESET_STEP => Some(Ok(BarrierWaitResult { leader: false })),
         // Reset (or garbage).
         _ => Some(Err(BarrierError::Broken)),
     }
@@ -162,7 +171,7 @@ pub struct Barrier {
     /// | bits   | meaning                                                         |
     /// |--------|-----------------------------------------------------------------|
     /// | 0..16  | parties arrived in the current round                            |
-    /// | 16..30 | generation: rounds completed (+1) and resets (+2), wrapping     |
+    /// | 16..30 | generation: rounds completed (+1) and resets (+2^13), wrapping  |
     /// | 30     | `SLEEPERS`: a waiter may sleep on the word; wake on change      |
     /// | 31     | `BROKEN`: every wait fails until `reset`                        |
     state: AtomicU32,
@@ -277,9 +286,31 @@ impl Barrier {
         let old = self
             .state
             .fetch_update(Ordering::Release, Ordering::Relaxed, |w| {
-                Some(advanced(w, 2))
+                Some(advanced(w, RESET_STEP))
             })
             .unwrap_or_else(|w| w);
+        if old & SLEEPERS != 0 {
+            futex::wake_all(&self.state);
+        }
+    }
+
+    /// Breaks the barrier (Python's `Barrier.abort`): the waits of the current round and
+    /// every later wait return [`BarrierError::Broken`] until [`reset`](Self::reset). For a
+    /// party that cannot arrive (it failed), so that the others need not wait out their
+    /// timeouts.
+    ///
+    /// ```
+    /// use shmstate::{Barrier, BarrierError};
+    ///
+    /// let b = Barrier::new(2);
+    /// b.abort();
+    /// assert_eq!(b.wait(), Err(BarrierError::Broken));
+    /// b.reset();
+    /// assert!(!b.is_broken());
+    /// ```
+    pub fn abort(&self) {
+        // Release pairs with the Acquire loads of the waiters we break, as in `break_round`.
+        let old = self.state.fetch_or(BROKEN, Ordering::Release);
         if old & SLEEPERS != 0 {
             futex::wake_all(&self.state);
         }

@@ -21,6 +21,12 @@
 //! a killed consumer had popped is lost with it; an item a killed producer had not
 //! committed was never in the queue.
 //!
+//! An operation notifies the other side *before* it unlocks, so a process killed after its
+//! commit but before its notify died holding the lock; the operation that recovers the
+//! lock then notifies both condvars (all waiters), in place of the notify that never
+//! happened. Until some process takes the lock again, the waiters of such a death sleep
+//! on (a timed wait ends at its deadline).
+//!
 //! # Untrusted indices
 //!
 //! `head` and `tail` are read from shared memory under the lock. If either is outside
@@ -80,7 +86,16 @@ impl<T> Full<T> {
 /// or corrupt the queue (see the [module docs](self)).
 ///
 /// The capacity `N` is part of the type and of its size, so a region reports a mismatch
-/// between processes as a size (type) mismatch. `N` must be in `1..=2^30`.
+/// between processes as a size (type) mismatch. `N` must be in `1..=2^30`: any use of a
+/// queue with another `N` is a compile error, including one that a region placed (never
+/// built by [`new`](Self::new)):
+///
+/// ```compile_fail
+/// # use shmstate::{Queue, Region};
+/// let r = Region::anonymous(1 << 16).unwrap();
+/// let q = r.get_or_init::<Queue<u8, 0>>("q", 1, |_| {}).unwrap();
+/// q.push(1); // error: Queue capacity must be 1..=2^30
+/// ```
 ///
 /// Layout: `#[repr(C)]`: the mutex and its indices (12 bytes), the two condvars (8 bytes
 /// each), then the `N` slots (aligned for `T`). All-zero bytes are an empty queue; any
@@ -138,8 +153,12 @@ unsafe impl<T: Pod + Send, const N: usize> SharedSized for Queue<T, N> {
 impl<T: Pod, const N: usize> Queue<T, N> {
     /// Rejects `N` outside `1..=2^30` at compile time (where the queue is used).
     const VALID_N: () = assert!(N >= 1 && N <= 1 << 30, "Queue capacity must be 1..=2^30");
-    /// The index modulus, `2N`.
-    const WRAP: u32 = (2 * N) as u32;
+    /// The index modulus, `2N`. Every operation uses it, so it checks `N` (a queue placed
+    /// in a region is never built by `new`): the cast cannot truncate to 0.
+    const WRAP: u32 = {
+        let () = Self::VALID_N;
+        (2 * N) as u32
+    };
 
     /// An empty queue.
     pub fn new() -> Self {
@@ -232,7 +251,7 @@ impl<T: Pod, const N: usize> Queue<T, N> {
     }
 
     fn push_inner(&self, item: T, wait: Wait) -> Result<(), Full<T>> {
-        let mut g = match wait.lock(&self.lock) {
+        let mut g = match wait.lock(self) {
             Some(g) => g,
             None => return Err(Full(item)),
         };
@@ -246,11 +265,13 @@ impl<T: Pod, const N: usize> Queue<T, N> {
                 slot.with_mut(|p| unsafe { p.write(item) });
                 // The commit: one store (see the module docs).
                 g.tail = (tail + 1) % Self::WRAP;
-                drop(g);
+                // Before unlocking: a death between the commit and here is an owner death
+                // (module docs).
                 self.not_empty.notify_one();
+                drop(g);
                 return Ok(());
             }
-            g = match wait.wait(&self.not_full, g) {
+            g = match wait.wait(self, &self.not_full, g) {
                 Some(g) => g,
                 None => return Err(Full(item)),
             };
@@ -258,7 +279,7 @@ impl<T: Pod, const N: usize> Queue<T, N> {
     }
 
     fn pop_inner(&self, wait: Wait) -> Option<T> {
-        let mut g = wait.lock(&self.lock)?;
+        let mut g = wait.lock(self)?;
         loop {
             if Self::checked_len(&mut g) > 0 {
                 let head = g.head;
@@ -268,17 +289,31 @@ impl<T: Pod, const N: usize> Queue<T, N> {
                 let item = slot.with(|p| unsafe { p.read() });
                 // The commit: one store (see the module docs).
                 g.head = (head + 1) % Self::WRAP;
-                drop(g);
+                // Before unlocking, as in `push_inner`.
                 self.not_full.notify_one();
+                drop(g);
                 return Some(item);
             }
-            g = wait.wait(&self.not_empty, g)?;
+            g = wait.wait(self, &self.not_empty, g)?;
         }
     }
 
     /// Takes the lock, recovering from a dead owner.
     fn lock_recovering(&self) -> MutexGuard<'_, Indices> {
-        self.lock.lock().unwrap_or_else(recover)
+        self.lock
+            .lock()
+            .unwrap_or_else(|d| self.recover(d.into_inner()))
+    }
+
+    /// After a dead owner: marks the lock consistent so later acquirers do not see
+    /// `OwnerDied` again (the indices are checked by every operation anyway), and wakes
+    /// every waiter, in case the dead owner committed but never notified (module docs).
+    #[cold]
+    fn recover<'a>(&self, mut g: MutexGuard<'a, Indices>) -> MutexGuard<'a, Indices> {
+        g.mark_consistent();
+        self.not_empty.notify_all();
+        self.not_full.notify_all();
+        g
     }
 
     /// The number of items; resets the queue to empty if the indices are corrupt.
@@ -294,19 +329,6 @@ impl<T: Pod, const N: usize> Queue<T, N> {
         *ix = Indices::default();
         0
     }
-}
-
-/// After a dead owner: the indices are checked by every operation anyway; mark the lock
-/// consistent so later acquirers do not see `OwnerDied` again.
-fn recover(died: crate::lock::OwnerDied<MutexGuard<'_, Indices>>) -> MutexGuard<'_, Indices> {
-    recover_guard(died.into_inner())
-}
-
-/// [`recover`], from the guard.
-fn recover_guard(mut g: MutexGuard<'_, Indices>) -> MutexGuard<'_, Indices> {
-    // The repair is `checked_len`, done by every operation before it uses the indices.
-    g.mark_consistent();
-    g
 }
 
 /// How long an operation waits.
@@ -329,12 +351,12 @@ impl Wait {
     }
 
     /// Takes the lock (recovering from a dead owner); `None` if the deadline passed first.
-    fn lock(self, m: &Mutex<Indices>) -> Option<MutexGuard<'_, Indices>> {
+    fn lock<T: Pod, const N: usize>(self, q: &Queue<T, N>) -> Option<MutexGuard<'_, Indices>> {
         match self {
-            Wait::No | Wait::Forever => Some(m.lock().unwrap_or_else(recover)),
-            Wait::Until(d) => match m.lock_until(d) {
+            Wait::No | Wait::Forever => Some(q.lock_recovering()),
+            Wait::Until(d) => match q.lock.lock_until(d) {
                 Ok(g) => Some(g),
-                Err(TimedLockError::OwnerDied(died)) => Some(recover(died)),
+                Err(TimedLockError::OwnerDied(died)) => Some(q.recover(died.into_inner())),
                 Err(TimedLockError::Timeout) => None,
             },
         }
@@ -342,10 +364,15 @@ impl Wait {
 
     /// Waits on `cv` with `g`; `None` (unlocked) if there is no time left. A `Some` may be
     /// a spurious or stolen wakeup: the caller re-checks.
-    fn wait<'a>(self, cv: &Condvar, g: MutexGuard<'a, Indices>) -> Option<MutexGuard<'a, Indices>> {
+    fn wait<'a, T: Pod, const N: usize>(
+        self,
+        q: &Queue<T, N>,
+        cv: &Condvar,
+        g: MutexGuard<'a, Indices>,
+    ) -> Option<MutexGuard<'a, Indices>> {
         match self {
             Wait::No => None,
-            Wait::Forever => Some(cv.wait(g).unwrap_or_else(recover)),
+            Wait::Forever => Some(cv.wait(g).unwrap_or_else(|d| q.recover(d.into_inner()))),
             Wait::Until(d) => {
                 let left = d.checked_duration_since(Instant::now())?;
                 if left.is_zero() {
@@ -353,7 +380,7 @@ impl Wait {
                 }
                 let g = match cv.wait_timeout(g, left) {
                     Ok((g, _)) => g,
-                    Err(died) => recover_guard(died.into_inner().0),
+                    Err(died) => q.recover(died.into_inner().0),
                 };
                 // Under loom a timed wait times out at once: that is the deadline.
                 if cfg!(loom) {
@@ -384,6 +411,24 @@ impl<T: Pod, const N: usize> Queue<T, N> {
     #[doc(hidden)]
     pub fn raw_lock(&self) -> &crate::lock::RawMutex {
         self.lock.raw()
+    }
+
+    /// For tests of owner death: a push that commits `item`, calls `committed`, and then
+    /// neither notifies nor unlocks, as if its process were killed right after the commit.
+    /// Never returns.
+    #[doc(hidden)]
+    pub fn push_then_hang(&self, item: T, committed: impl FnOnce()) -> ! {
+        let mut g = self.lock_recovering();
+        let len = Self::checked_len(&mut g);
+        assert!((len as usize) < N, "push_then_hang needs room");
+        let tail = g.tail;
+        // SAFETY: as in `push_inner`.
+        self.slots[tail as usize % N].with_mut(|p| unsafe { p.write(item) });
+        g.tail = (tail + 1) % Self::WRAP;
+        committed();
+        loop {
+            std::thread::park();
+        }
     }
 
     /// Overwrites the raw indices `(head, tail)` under the lock, for tests of hostile bytes.
