@@ -73,12 +73,12 @@ fn event_set_wakes_waiters_in_other_processes() {
         assert!(t.go.is_set());
         t.woke.fetch_add(1, Ordering::Relaxed);
     });
-    // Not a sleep as synchronisation: wait until all three announced themselves, then
-    // give them a chance to really block in the futex (the test passes either way).
-    while t.ready.load(Ordering::Relaxed) < 3 {
+    // Wait until all three announced themselves and at least one has committed to sleeping
+    // in the futex (it sets the event word's "may sleep" bit, bit 1, before it sleeps), so
+    // the `set` below must wake a sleeper in another process, not just be seen by a poll.
+    while t.ready.load(Ordering::Relaxed) < 3 || t.go.word().load(Ordering::Relaxed) & 2 == 0 {
         std::thread::yield_now();
     }
-    std::thread::sleep(Duration::from_millis(20));
     assert_eq!(t.woke.load(Ordering::Relaxed), 0);
     t.go.set();
     wait_all(&pids, LIMIT);
