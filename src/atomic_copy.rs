@@ -98,14 +98,11 @@ impl<T: Pod> AtomicCell<T> {
             let n = batch.len() / 8;
             for (j, reg) in regs.iter_mut().enumerate().take(n) {
                 let i = b * BATCH + j;
-                // SAFETY: `from_ptr` needs (1) an 8-aligned pointer: `base` is 8-aligned
-                // and the offset is a multiple of 8; (2) validity for reads and writes for
-                // the borrow: the bytes `[8i, 8i + 8)` lie within `size_of::<T>()` bytes
-                // of the `UnsafeCell` that `&self` keeps alive (`i < full / 8`); (3) no
-                // concurrent non-atomic or differently-sized atomic access: every access
-                // to these bytes, in any process, is this same `AtomicU64` (module docs,
-                // "Layout"); the only non-atomic access is construction by value in `new`,
-                // before the cell is shared.
+                // `from_ptr` needs (1) an 8-aligned pointer: `base` is 8-aligned and the
+                // offset a multiple of 8; (2) validity for the borrow: bytes `[8i, 8i + 8)`
+                // lie within the `UnsafeCell` that `&self` keeps alive (`i < full / 8`).
+                // SAFETY: (1) and (2) above; (3) no concurrent non-atomic or other-sized
+                // access: these bytes are only ever this `AtomicU64` (module docs, "Layout").
                 let a = unsafe { AtomicU64::from_ptr(base.add(i * 8).cast()) };
                 // Relaxed: a racy copy is detected by the seqlock's sequence recheck.
                 *reg = a.load(Ordering::Relaxed);

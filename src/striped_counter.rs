@@ -143,10 +143,10 @@ impl StripedCounter {
         // loom, whose atomics are not plain memory.
         let slice: Box<[Stripe]> = (0..stripes).map(|_| Stripe::new()).collect();
         let raw: *mut [Stripe] = Box::into_raw(slice);
-        // SAFETY: `Box::from_raw` needs a pointer from `Box::into_raw` of the same type
-        // and layout: `raw` comes from `Box::<[Stripe]>::into_raw` (global allocator), the
-        // `as` cast keeps its length, and `StripedCounter` is `#[repr(transparent)]` over
-        // `[Stripe]`, so a `StripedCounter` of that length has exactly that layout.
+        // `raw` comes from `Box::<[Stripe]>::into_raw` (global allocator), and the `as` cast
+        // keeps its length.
+        // SAFETY: `Box::from_raw` needs a pointer from `Box::into_raw` of the same layout:
+        // `StripedCounter` is `#[repr(transparent)]` over `[Stripe]` (same length, layout).
         unsafe { Box::from_raw(raw as *mut StripedCounter) }
     }
 
