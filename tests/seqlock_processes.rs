@@ -26,30 +26,44 @@ fn seqlock_never_tears_across_processes() {
     const READERS: usize = 2;
     const READS_PER_READER: u64 = 5_000_000;
     let lock = SharedMem::<SeqLock<[u64; 8]>>::new(1);
-    // 0: stop flag for the writer; 1: readers done; 2..: torn reads seen by each reader.
-    let ctl = Control::new(2 + READERS);
+    // 0: stop flag for the writer; 1: readers done; then per reader: torn reads seen,
+    // then per reader: how often the value read differed from the previous read.
+    let ctl = Control::new(2 + 2 * READERS);
     let start = Instant::now();
     let writer = fork_children(1, |_| {
         let (l, c) = (lock.get(), ctl.get());
-        let mut k = 0u64;
+        let (mut k, mut x) = (0u64, 0x9e37_79b9_7f4a_7c15u64);
         while c.get(0) == 0 {
             for _ in 0..256 {
                 k += 1;
                 l.write([k; 8]);
+                // A pseudo-random pause of 0..256 spins after each write. Back-to-back
+                // writes (short pauses) make copies overlap a write's start and end; the
+                // longer ones let a copy complete, so the readers finish in bounded time
+                // even in a debug build on a loaded machine (a writer that never pauses
+                // can keep every reader retrying, which no seqlock prevents).
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                for _ in 0..x % 256 {
+                    std::hint::spin_loop();
+                }
             }
         }
     });
     let readers = fork_children(READERS, |r| {
         let (l, c) = (lock.get(), ctl.get());
-        let (mut last, mut torn) = (0u64, 0u64);
+        let (mut last, mut torn, mut changes) = (0u64, 0u64, 0u64);
         for _ in 0..READS_PER_READER {
             let v = l.read();
             if v.iter().any(|&w| w != v[0]) || v[0] < last {
                 torn += 1;
             }
+            changes += u64::from(v[0] != last);
             last = v[0];
         }
         c.set(2 + r, torn);
+        c.set(2 + READERS + r, changes);
         c.update(1, |d| *d += 1);
         assert_eq!(torn, 0, "reader {r} saw torn or backwards values");
     });
@@ -59,12 +73,20 @@ fn seqlock_never_tears_across_processes() {
     ctl.get().set(0, 1);
     wait_all(&writer, Duration::from_secs(30));
     let torn: u64 = (0..READERS).map(|r| ctl.get().get(2 + r)).sum();
+    let changes: Vec<u64> = (0..READERS)
+        .map(|r| ctl.get().get(2 + READERS + r))
+        .collect();
     eprintln!(
-        "{} reads by {READERS} processes while a writer made {final_k} writes: {torn} torn, {elapsed:?}",
+        "{} reads by {READERS} processes while a writer made {final_k} writes: {torn} torn, \
+         value changes seen per reader {changes:?}, {elapsed:?}",
         READS_PER_READER * READERS as u64
     );
     assert_eq!(torn, 0);
-    assert!(final_k > 0, "the writer made progress");
+    // The readers really ran alongside the writer: each saw the value change many times.
+    assert!(
+        changes.iter().all(|&c| c >= 1_000),
+        "readers saw too few writes: {changes:?}"
+    );
 }
 
 #[test]
@@ -91,6 +113,10 @@ fn array_snapshots_stay_consistent_under_a_batch_writer() {
                 v[from] -= amount;
                 v[to] += amount;
             });
+            // A pseudo-random pause, as in `seqlock_never_tears_across_processes`.
+            for _ in 0..(x >> 40) % 256 {
+                std::hint::spin_loop();
+            }
         }
     });
     let readers = fork_children(2, |_| {
