@@ -72,6 +72,9 @@ fn monotonic_after(d: Duration) -> Option<Timespec> {
     })
 }
 
+/// How long a wait sleeps instead when the futex call itself fails (see [`wait_abs`]).
+const FAILED_WAIT_POLL: Duration = Duration::from_millis(1);
+
 #[cold]
 fn wait_abs(word: &AtomicU32, expected: u32, deadline: Option<&Timespec>) -> bool {
     loop {
@@ -80,11 +83,32 @@ fn wait_abs(word: &AtomicU32, expected: u32, deadline: Option<&Timespec>) -> boo
             Ok(()) | Err(Errno::AGAIN) => return true,
             Err(Errno::INTR) => continue,
             Err(Errno::TIMEDOUT) => return false,
-            // EFAULT/EINVAL/ENOSYS cannot happen for a valid aligned word on Linux ≥ 2.6.25;
-            // report a spurious wakeup so the caller re-checks rather than spinning here.
-            Err(_) => return true,
+            // EFAULT/EINVAL/ENOSYS cannot happen for a valid aligned word on Linux ≥ 2.6.25,
+            // but a seccomp filter can make the call fail (ENOSYS, EPERM). Returning at once
+            // would turn every caller's wait loop into a hot spin, so sleep briefly instead:
+            // waits degrade to polling every `FAILED_WAIT_POLL` and stay correct, because
+            // every caller re-checks its condition after a wait.
+            Err(_) => return poll_instead(deadline),
         }
     }
+}
+
+/// The fallback of a failed futex wait: sleeps for [`FAILED_WAIT_POLL`] or until
+/// `deadline`, whichever is sooner, and returns what a wait would (`false`: timed out).
+#[cold]
+fn poll_instead(deadline: Option<&Timespec>) -> bool {
+    let left = deadline.map_or(FAILED_WAIT_POLL, |d| {
+        let now = clock_gettime(ClockId::Monotonic);
+        let (d, now) = (timespec_nanos(d), timespec_nanos(&now));
+        Duration::from_nanos(u64::try_from(d.saturating_sub(now)).unwrap_or(0))
+    });
+    std::thread::sleep(left.min(FAILED_WAIT_POLL));
+    deadline.is_none_or(|d| timespec_nanos(&clock_gettime(ClockId::Monotonic)) < timespec_nanos(d))
+}
+
+/// A `Timespec` as nanoseconds (saturating; monotonic times are never negative).
+fn timespec_nanos(t: &Timespec) -> i128 {
+    i128::from(t.tv_sec) * 1_000_000_000 + i128::from(t.tv_nsec)
 }
 
 #[cfg(test)]
@@ -289,5 +313,110 @@ mod tests {
         );
         // SAFETY: unmaps the mapping made above; `word` is not used after this.
         unsafe { rustix::mm::munmap(raw, 4096) }.unwrap();
+    }
+
+    /// Installs a seccomp filter on the calling thread that fails every
+    /// `FUTEX_WAIT_BITSET` with `ENOSYS`, as a sandbox might.
+    fn fail_futex_waits_with_seccomp() {
+        const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+        const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+        const AND_K: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
+        const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+        let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+        // `struct seccomp_data`: `nr` at offset 0, `args[1]` (the futex op) at 24 (its
+        // low half on little-endian x86_64).
+        let filter = [
+            op(LD_W_ABS, 0, 0, 0),
+            op(JEQ_K, 0, 4, libc::SYS_futex as u32),
+            op(LD_W_ABS, 0, 0, 24),
+            op(AND_K, 0, 0, 0x7f), // without FUTEX_PRIVATE_FLAG / FUTEX_CLOCK_REALTIME
+            op(JEQ_K, 0, 1, libc::FUTEX_WAIT_BITSET as u32),
+            op(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+            op(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+        ];
+        let prog = libc::sock_fprog {
+            len: filter.len() as u16,
+            filter: filter.as_ptr().cast_mut(),
+        };
+        // SAFETY: PR_SET_NO_NEW_PRIVS takes integer arguments only; PR_SET_SECCOMP reads
+        // `prog`, which points to `filter`, both alive across the call (the kernel copies
+        // the program).
+        unsafe {
+            assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+            assert_eq!(
+                libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &raw const prog
+                ),
+                0,
+                "{}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+
+    /// CPU time this thread has used.
+    fn thread_cpu_time() -> Duration {
+        let t = clock_gettime(ClockId::ThreadCPUTime);
+        Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+    }
+
+    /// When the futex call itself fails (here: a seccomp filter returns `ENOSYS`), waits
+    /// still never time out before their deadline, an untimed wait sleeps a poll interval
+    /// before reporting a (spurious) wakeup, and a caller's wait loop polls instead of
+    /// spinning hot: it uses far less CPU than the time it waits.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn a_failing_futex_call_degrades_to_polling_not_spinning() {
+        // SAFETY: fork in a test process; the child only runs this test's code (no locks
+        // held by other threads are taken) and leaves with `_exit`.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let run = std::panic::catch_unwind(|| {
+                fail_futex_waits_with_seccomp();
+                let word = AtomicU32::new(0);
+                // A timed wait reports spurious wakeups (after a poll interval each), and
+                // "timed out" only once its deadline has passed.
+                let deadline = Instant::now() + Duration::from_millis(30);
+                while wait_until(&word, 0, Some(deadline)) {}
+                assert!(Instant::now() >= deadline, "timed out early");
+                let t0 = Instant::now();
+                assert!(wait(&word, 0, None), "an untimed wait reports a wakeup");
+                assert!(
+                    t0.elapsed() >= FAILED_WAIT_POLL,
+                    "returned without sleeping"
+                );
+                // A caller's loop: wait for a condition that stays false for 200 ms.
+                let (wall, cpu) = (Instant::now(), thread_cpu_time());
+                while wall.elapsed() < Duration::from_millis(200) {
+                    wait(&word, 0, None);
+                }
+                let cpu = thread_cpu_time() - cpu;
+                assert!(cpu < Duration::from_millis(100), "spun: {cpu:?} of CPU");
+            });
+            // SAFETY: ends the child without returning into the test harness.
+            unsafe { libc::_exit(if run.is_ok() { 0 } else { 1 }) };
+        }
+        let t0 = Instant::now();
+        let mut status = 0;
+        loop {
+            // SAFETY: waitpid on our own child.
+            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            if r == pid {
+                break;
+            }
+            if t0.elapsed() > Duration::from_secs(30) {
+                // SAFETY: killing our own child.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                panic!("the child did not finish");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "{status}"
+        );
     }
 }

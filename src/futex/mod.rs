@@ -9,6 +9,11 @@
 //! by a signal (`EINTR`) is retried without extending the total time, and changing the
 //! wall clock does not affect a timeout.
 //!
+//! If the futex call itself fails (a seccomp sandbox that returns `ENOSYS` or `EPERM`),
+//! a wait sleeps for a millisecond (never past its deadline) and reports a spurious
+//! wakeup: callers re-check their condition, so every wait degrades to polling instead of
+//! spinning, and stays correct.
+//!
 //! Under `cfg(loom)` the same functions are emulated with a loom `Mutex` + `Condvar` table
 //! keyed by address. The emulation really blocks, so a missing wake shows up as a loom
 //! deadlock instead of passing silently. A timed wait under loom never blocks and reports a
