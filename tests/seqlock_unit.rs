@@ -438,63 +438,220 @@ fn writes_to_one_element_do_not_disturb_readers_of_another() {
     assert_eq!(a.get(1), 0);
 }
 
-/// Calls `attempt` until it reports `WriterActive` (`true`), accepting `Ok` meanwhile (the
-/// peer thread may be descheduled for a whole copy); `false` if that never happens in 20 s.
-fn until_writer_active(mut attempt: impl FnMut() -> Result<(), SeqLockError>) -> bool {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while std::time::Instant::now() < deadline {
-        match attempt() {
-            Err(SeqLockError::WriterActive) => return true,
-            Ok(()) => {}
-            Err(e) => panic!("unexpected {e:?}"),
+/// Makes every copy a seqlock reader takes overlap a complete write, on any number of
+/// CPUs and under any load (a peer thread bumping the sequence word only overlaps a copy
+/// when both threads happen to run at once, which a loaded machine may never let happen).
+///
+/// The data lies on pages 1 and 2 of a 4-page mapping, the sequence word it is checked
+/// against on page 0. Once armed, one of pages 1 and 2 is always inaccessible: touching
+/// it raises SIGSEGV, whose handler adds 2 to the sequence word (a whole write, `seq`
+/// stays even, so nobody sleeps on it) and swaps which page is closed; the access then
+/// runs again. A copy reads the sequence word, then touches both pages, so it always sees
+/// the word change. The handler passes other faults to the handler it replaced.
+#[cfg(not(miri))]
+mod overlap {
+    use std::ptr::NonNull;
+    use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+
+    /// Start of page 1, page size, the word to bump, the replaced handler.
+    static BASE: AtomicUsize = AtomicUsize::new(0);
+    static PAGE: AtomicUsize = AtomicUsize::new(0);
+    static SEQ: AtomicPtr<AtomicU32> = AtomicPtr::new(std::ptr::null_mut());
+    static OLD: AtomicPtr<libc::sigaction> = AtomicPtr::new(std::ptr::null_mut());
+    /// One `Pages` at a time per process (`cargo test` runs tests on threads).
+    static IN_USE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    /// Bumps the sequence word and swaps the closed page; see the module docs.
+    extern "C" fn on_segv(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+        // SeqCst throughout: set up before arming, read in the handler of the same thread.
+        let (base, page) = (BASE.load(Ordering::SeqCst), PAGE.load(Ordering::SeqCst));
+        // SAFETY: the kernel passes a valid `siginfo_t` to an SA_SIGINFO handler.
+        let addr = unsafe { (*info).si_addr() } as usize;
+        if !(base..base + 2 * page).contains(&addr) {
+            // SAFETY: `OLD` holds the action saved when arming (or null: no change); the
+            // faulting access runs again under it.
+            unsafe {
+                libc::sigaction(
+                    libc::SIGSEGV,
+                    OLD.load(Ordering::SeqCst),
+                    std::ptr::null_mut(),
+                )
+            };
+            return;
+        }
+        let hit = (addr - base) / page;
+        // SAFETY: `SEQ` points into the mapping, which outlives the armed period.
+        unsafe { &*SEQ.load(Ordering::SeqCst) }.fetch_add(2, Ordering::SeqCst);
+        let (open, close) = (base + hit * page, base + (1 - hit) * page);
+        // SAFETY: both are whole pages of our own mapping; `mprotect` is
+        // async-signal-safe.
+        unsafe {
+            libc::mprotect(close as *mut libc::c_void, page, libc::PROT_NONE);
+            libc::mprotect(
+                open as *mut libc::c_void,
+                page,
+                libc::PROT_READ | libc::PROT_WRITE,
+            );
         }
     }
-    false
+
+    /// The 4-page mapping; disarms and unmaps on drop.
+    pub struct Pages {
+        base: NonNull<u8>,
+        page: usize,
+        armed: bool,
+        _one_at_a_time: std::sync::MutexGuard<'static, ()>,
+    }
+
+    impl Pages {
+        pub fn new() -> Self {
+            let guard = IN_USE.lock().unwrap_or_else(|e| e.into_inner());
+            // SAFETY: `sysconf` has no preconditions.
+            let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap();
+            // SAFETY: a fresh anonymous mapping; no existing memory is affected.
+            let raw = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    4 * page,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            assert_ne!(raw, libc::MAP_FAILED, "mmap");
+            Pages {
+                base: NonNull::new(raw.cast()).unwrap(),
+                page,
+                armed: false,
+                _one_at_a_time: guard,
+            }
+        }
+
+        pub fn page(&self) -> usize {
+            self.page
+        }
+
+        /// The zeroed memory that starts `before` bytes ahead of page 1.
+        pub fn ending_page_0(&self, before: usize) -> NonNull<u8> {
+            assert!(before <= self.page);
+            // SAFETY: inside page 0 of the mapping (or its end).
+            unsafe { self.base.add(self.page - before) }
+        }
+
+        /// Closes page 1 and routes its faults (and page 2's) to bumps of `seq`, a word on
+        /// page 0.
+        pub fn arm(&mut self, seq: &AtomicU32) {
+            let base = self.base.as_ptr() as usize;
+            let seq_at = std::ptr::from_ref(seq) as usize;
+            assert!((base..base + self.page).contains(&seq_at), "seq on page 0");
+            BASE.store(base + self.page, Ordering::SeqCst);
+            PAGE.store(self.page, Ordering::SeqCst);
+            SEQ.store(std::ptr::from_ref(seq).cast_mut(), Ordering::SeqCst);
+            // SAFETY: a zeroed `sigaction` is "no flags, empty mask"; the handler has the
+            // SA_SIGINFO signature and only touches atomics and calls `mprotect` and
+            // `sigaction` (async-signal-safe). The old action is saved (leaked, so it
+            // outlives any handler that reads it) and put back by `Drop`.
+            unsafe {
+                let old = Box::into_raw(Box::new(std::mem::zeroed::<libc::sigaction>()));
+                assert_eq!(libc::sigaction(libc::SIGSEGV, std::ptr::null(), old), 0);
+                OLD.store(old, Ordering::SeqCst);
+                let mut sa: libc::sigaction = std::mem::zeroed();
+                sa.sa_sigaction = on_segv as *const () as usize;
+                sa.sa_flags = libc::SA_SIGINFO;
+                libc::sigemptyset(&mut sa.sa_mask);
+                assert_eq!(libc::sigaction(libc::SIGSEGV, &sa, std::ptr::null_mut()), 0);
+                let p1 = self.base.as_ptr().add(self.page).cast();
+                assert_eq!(libc::mprotect(p1, self.page, libc::PROT_NONE), 0);
+            }
+            self.armed = true;
+        }
+    }
+
+    impl Drop for Pages {
+        fn drop(&mut self) {
+            // SAFETY: puts back the action saved by `arm`, then unmaps our own mapping;
+            // nothing borrows it any more (borrows of it end before `self` is dropped).
+            unsafe {
+                if self.armed {
+                    libc::sigaction(
+                        libc::SIGSEGV,
+                        OLD.load(Ordering::SeqCst),
+                        std::ptr::null_mut(),
+                    );
+                }
+                libc::munmap(self.base.as_ptr().cast(), 4 * self.page);
+            }
+        }
+    }
 }
 
+/// Every copy overlaps a write (see `overlap`): timed reads give up with `WriterActive` at
+/// their deadline, not before, and never hand out the copy.
 #[test]
+#[cfg_attr(miri, ignore = "mprotect and signal handlers")]
 fn read_timeout_gives_up_while_new_writes_keep_overlapping_the_copy() {
-    watchdog();
-    let s = SeqLock::new([0u64; 512]);
-    let (seq, _) = words(&s);
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    std::thread::scope(|sc| {
-        // A peer whose writes never leave `seq` odd long enough for a reader to sleep on it
-        // (here: a stream of even values). A timed read must still honour its deadline.
-        sc.spawn(|| {
-            while !stop.load(Ordering::Relaxed) {
-                seq.fetch_add(2, Ordering::Relaxed);
-            }
-        });
-        let gave_up = until_writer_active(|| s.read_timeout(Duration::ZERO).map(drop));
-        stop.store(true, Ordering::Relaxed);
-        assert!(
-            gave_up,
-            "read_timeout never gave up while the sequence kept changing"
-        );
-    });
+    #[cfg(not(miri))]
+    {
+        watchdog();
+        type Big = [u64; 1024];
+        let mut pages = overlap::Pages::new();
+        // The seqlock's two words (and at most the first bytes of its data) on page 0, the
+        // rest of the data on pages 1 and 2.
+        let header = size_of::<SeqLock<Big>>() - size_of::<Big>();
+        assert!(header <= 64 && size_of::<SeqLock<Big>>() >= 64 + pages.page());
+        let ptr = pages.ending_page_0(64);
+        // SAFETY: zeroed memory (a valid `SeqLock`, see `Shared`), 64-aligned, large
+        // enough (pages 1..4 follow), alive until `pages` drops after the last use of `s`.
+        let s: &SeqLock<Big> = unsafe { ptr.cast().as_ref() };
+        assert_eq!(s.try_read(), Ok([0; 1024]));
+        pages.arm(words(s).0);
+        for timeout in [Duration::ZERO, Duration::from_millis(20)] {
+            let start = std::time::Instant::now();
+            assert_eq!(
+                s.read_timeout(timeout).map(drop),
+                Err(SeqLockError::WriterActive),
+                "read_timeout({timeout:?}) while the sequence kept changing"
+            );
+            assert!(start.elapsed() >= timeout);
+        }
+        assert_eq!(s.try_read().map(drop), Err(SeqLockError::WriterActive));
+        drop(pages);
+    }
 }
 
+/// The same for array snapshots: element 0's sequence word changes during every copy.
 #[test]
+#[cfg_attr(miri, ignore = "mprotect and signal handlers")]
 fn snapshot_timeout_gives_up_while_new_writes_keep_overlapping_the_copy() {
-    watchdog();
-    let a = SeqLockArray::<u64>::new(512);
-    let (seq, _) = words(a.slot(0).unwrap());
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let mut out = vec![0; 512];
-    std::thread::scope(|sc| {
-        sc.spawn(|| {
-            while !stop.load(Ordering::Relaxed) {
-                seq.fetch_add(2, Ordering::Relaxed);
-            }
-        });
-        let gave_up = until_writer_active(|| a.snapshot_timeout(&mut out, Duration::ZERO));
-        stop.store(true, Ordering::Relaxed);
-        assert!(
-            gave_up,
-            "snapshot_timeout never gave up while the sequence kept changing"
-        );
-    });
+    #[cfg(not(miri))]
+    {
+        watchdog();
+        let mut pages = overlap::Pages::new();
+        // Element 0 on page 0; elements 1.. fill pages 1 and 2.
+        let slot = size_of::<SeqLock<u64>>();
+        let len = 1 + 2 * pages.page() / slot;
+        let ptr = pages.ending_page_0(slot);
+        // SAFETY: zeroed memory (a valid array, see `Shared`), aligned to `slot` (a power
+        // of two that divides the page size), `len * slot` bytes inside the mapping, alive
+        // until `pages` drops after the last use of `a`.
+        let a: &SeqLockArray<u64> =
+            unsafe { <SeqLockArray<u64> as Shared>::from_raw_parts(ptr, len).as_ref() };
+        let mut out = vec![1; len];
+        assert_eq!(a.try_snapshot(&mut out), Ok(()));
+        pages.arm(words(a.slot(0).unwrap()).0);
+        for timeout in [Duration::ZERO, Duration::from_millis(20)] {
+            let start = std::time::Instant::now();
+            assert_eq!(
+                a.snapshot_timeout(&mut out, timeout),
+                Err(SeqLockError::WriterActive),
+                "snapshot_timeout({timeout:?}) while the sequence kept changing"
+            );
+            assert!(start.elapsed() >= timeout);
+        }
+        assert_eq!(a.try_snapshot(&mut out), Err(SeqLockError::WriterActive));
+        drop(pages);
+    }
 }
 
 #[test]

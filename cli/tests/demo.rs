@@ -115,6 +115,9 @@ fn demo_table_has_a_row_per_path_and_a_conclusion() {
 #[test]
 fn demo_uses_and_keeps_a_region_file_given_by_path() {
     let dir = std::env::temp_dir().join(format!("shmstate-cli-test-{}", std::process::id()));
+    // A failed earlier run with the same pid (pids are reused) may have left a region
+    // here, possibly a broken one: start empty, as the first run below assumes.
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("demo.region");
     let p = path.to_str().unwrap();

@@ -915,7 +915,14 @@ mod tests {
 
     #[test]
     fn threads_racing_on_one_name_init_once() {
-        let r = region();
+        // Not `region()`: its 200 ms timeout is how long the losers wait for the winner's
+        // `init`, and a loaded machine can deschedule the winner for longer than that
+        // (they would fail with `Timeout`, which is not what this test is about).
+        let r = RegionOptions::new()
+            .capacity(4)
+            .timeout(Duration::from_secs(60))
+            .anonymous(4096)
+            .unwrap();
         let inits = AtomicU32::new(0);
         std::thread::scope(|s| {
             for _ in 0..4 {

@@ -59,7 +59,14 @@ impl<T: ?Sized + Shared> Drop for SharedMem<T> {
 /// Forks `n` children; child `i` runs `f(i)` and exits 0, or 101 if `f` panics. Returns
 /// their pids. Run tests that fork under nextest (one process per test) or with
 /// `--test-threads=1`: a fork copies only the calling thread.
+///
+/// Each child is SIGKILLed when the thread that forked it ends (`die_with_parent`), so a
+/// test that fails (a panic, `wait_all`'s limit, the watchdog's abort) leaves no child
+/// running on: a worker that loops until told to stop would otherwise spin for the rest
+/// of the CI run and slow every later test.
 pub fn fork_children(n: usize, f: impl Fn(usize)) -> Vec<libc::pid_t> {
+    // SAFETY: `getpid` has no preconditions.
+    let parent = unsafe { libc::getpid() };
     let mut pids = Vec::new();
     for i in 0..n {
         // SAFETY: the child only runs `f` and exits with `_exit`, never returning into the
@@ -67,6 +74,7 @@ pub fn fork_children(n: usize, f: impl Fn(usize)) -> Vec<libc::pid_t> {
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0, "fork failed");
         if pid == 0 {
+            die_with_parent(parent);
             let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(i))).is_ok();
             // SAFETY: `_exit` ends the child without running the parent's atexit handlers.
             unsafe { libc::_exit(if ok { 0 } else { 101 }) };
