@@ -113,9 +113,11 @@ pub fn wait_all(pids: &[libc::pid_t], limit: Duration) {
     assert!(failed.is_empty(), "children failed: {failed:?}");
 }
 
-/// In a forked child: have the kernel SIGKILL this process when its parent dies, so that
-/// a failing test's children do not outlive it (and keep its output pipe open). Exits at
-/// once if the parent is already gone.
+/// In a forked child: have the kernel SIGKILL this process when the parent *thread* that
+/// forked it ends (Linux ties `PR_SET_PDEATHSIG` to that thread, not to the whole parent
+/// process), so that a failing test's children do not outlive it (and keep its output
+/// pipe open). Fork from the thread that outlives the children. Exits at once if the
+/// parent is already gone.
 pub fn die_with_parent(parent: libc::pid_t) {
     // SAFETY: `prctl(PR_SET_PDEATHSIG, sig)` only sets a flag of the calling process.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
