@@ -317,7 +317,8 @@ mod tests {
 
     /// Installs a seccomp filter on the calling thread that fails every
     /// `FUTEX_WAIT_BITSET` with `ENOSYS`, as a sandbox might.
-    fn fail_futex_waits_with_seccomp() {
+    /// Returns `false` if this kernel or sandbox does not let us install one.
+    fn fail_futex_waits_with_seccomp() -> bool {
         const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
         const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
         const AND_K: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
@@ -342,17 +343,12 @@ mod tests {
         // `prog`, which points to `filter`, both alive across the call (the kernel copies
         // the program).
         unsafe {
-            assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
-            assert_eq!(
-                libc::prctl(
+            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+                && libc::prctl(
                     libc::PR_SET_SECCOMP,
                     libc::SECCOMP_MODE_FILTER,
-                    &raw const prog
-                ),
-                0,
-                "{}",
-                std::io::Error::last_os_error()
-            );
+                    &raw const prog,
+                ) == 0
         }
     }
 
@@ -374,8 +370,11 @@ mod tests {
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0);
         if pid == 0 {
+            if !fail_futex_waits_with_seccomp() {
+                // SAFETY: ends the child without returning into the test harness.
+                unsafe { libc::_exit(2) };
+            }
             let run = std::panic::catch_unwind(|| {
-                fail_futex_waits_with_seccomp();
                 let word = AtomicU32::new(0);
                 // A timed wait reports spurious wakeups (after a poll interval each), and
                 // "timed out" only once its deadline has passed.
@@ -413,6 +412,10 @@ mod tests {
                 panic!("the child did not finish");
             }
             std::thread::sleep(Duration::from_millis(5));
+        }
+        if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 2 {
+            eprintln!("seccomp filters are not available here: nothing tested");
+            return;
         }
         assert!(
             libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
