@@ -266,8 +266,7 @@ impl Semaphore {
                 }
                 continue;
             }
-            if !futex::wait_until(&self.sleepers, expected, deadline) && deadline_passed(deadline)
-            {
+            if !futex::wait_until(&self.sleepers, expected, deadline) && deadline_passed(deadline) {
                 // Nothing to undo: `SLEEPERS` is a "maybe", cleared by a later release.
                 return false;
             }

@@ -53,7 +53,8 @@ use crate::sync::{AtomicU32, Ordering};
 /// It is std's futex condvar (a sequence counter: a waiter reads it, unlocks the mutex and
 /// sleeps while it is unchanged; a notifier bumps it and wakes) plus a "may have sleepers"
 /// bit in the same word, so a notify with nobody waiting makes no syscall, and a waiter
-/// killed while waiting costs one needless wake at most. See the [module docs](self).
+/// killed while waiting costs one needless wake at most (the algorithm and its proof are
+/// in the comments of `src/lock/condvar.rs`).
 ///
 /// Use one condvar with one mutex: it does not check this (the mutex's address differs
 /// between processes), and waiting with different mutexes is a logic error, not UB.
