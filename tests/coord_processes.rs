@@ -320,3 +320,62 @@ fn queue_wakes_every_consumer_when_a_producer_dies_between_commit_and_notify() {
         assert_eq!(got, [1, 2]);
     });
 }
+
+/// Bit 0 of a semaphore's sleepers word (`Semaphore::words().1`, see the field docs):
+/// someone may sleep, so a release must wake.
+const SLEEPERS: u32 = 1;
+
+/// Polls until process `pid` is blocked in `futex` (asleep), or its syscall state cannot
+/// be read (then the caller goes on: it only needs the child dead, asleep is the stronger
+/// case). Bounded by the test's watchdog.
+fn wait_until_asleep_in_futex(pid: libc::pid_t) {
+    loop {
+        match std::fs::read_to_string(format!("/proc/{pid}/syscall")) {
+            Ok(s) if s.starts_with(&format!("{} ", libc::SYS_futex)) => return,
+            Ok(_) => std::thread::yield_now(),
+            Err(_) => return,
+        }
+    }
+}
+
+#[test]
+fn semaphore_heals_after_a_waiter_is_killed_asleep() {
+    watchdog(LIMIT);
+    let mem = SharedMem::<Semaphore>::new(1);
+    let s = mem.get();
+    let (_, sleepers) = s.words();
+    // No permits: the child waits until killed.
+    let pids = fork_children(1, |_| s.acquire());
+    // Handshake: the child's registration in the shared word, then its sleep.
+    while sleepers.load(Ordering::Relaxed) & SLEEPERS == 0 {
+        std::thread::yield_now();
+    }
+    wait_until_asleep_in_futex(pids[0]);
+    // SAFETY: killing and reaping our own child.
+    unsafe {
+        libc::kill(pids[0], libc::SIGKILL);
+        libc::waitpid(pids[0], std::ptr::null_mut(), 0);
+    }
+    assert_ne!(
+        sleepers.load(Ordering::Relaxed) & SLEEPERS,
+        0,
+        "the dead waiter leaves the bit set"
+    );
+    // One release: its wake finds nobody, so it clears the bit.
+    s.release().unwrap();
+    assert_eq!(s.value(), 1);
+    assert_eq!(
+        sleepers.load(Ordering::Relaxed) & SLEEPERS,
+        0,
+        "the first release after the death heals the word"
+    );
+    // Later uncontended releases take the no-wake path: the word is not even touched (a
+    // wake would bump it).
+    for _ in 0..3 {
+        assert!(s.try_acquire());
+        let before = sleepers.load(Ordering::Relaxed);
+        s.release().unwrap();
+        assert_eq!(sleepers.load(Ordering::Relaxed), before);
+    }
+    assert_eq!(s.value(), 1);
+}

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytemuck::{Pod, Zeroable};
 use common::{SharedMem, fork_children, wait_all, watchdog};
+use shmstate::sync::Ordering;
 use shmstate::{Condvar, Elem, Kind, Mutex, SharedSized, TypeTag};
 
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -118,8 +119,8 @@ unsafe impl SharedSized for Waiting {
     const TAG: TypeTag = TypeTag::new(Kind::USER, Elem::NONE);
 }
 
-/// A process killed inside `wait` leaves the waiter count raised; the condvar keeps
-/// working: later waiters are woken by `notify_one` (the dead one takes no wakeup), and a
+/// A process killed inside `wait` leaves the "may have sleepers" bit set; the condvar
+/// keeps working: later waiters are woken by `notify_one` (the dead one takes no wakeup), and a
 /// waiter re-locks a mutex whose state the dead waiter left alone.
 #[test]
 fn condvar_works_after_a_waiting_process_is_killed() {
@@ -148,4 +149,68 @@ fn condvar_works_after_a_waiting_process_is_killed() {
             waiter.join().unwrap();
         });
     }
+}
+
+/// Bit 0 of a condvar's word (`Condvar::words().0`, see the field docs): a waiter may
+/// sleep, so a notify must wake.
+const SLEEPERS: u32 = 1;
+
+/// Polls until process `pid` is blocked in `futex` (asleep), or its syscall state cannot
+/// be read (then the caller goes on: it only needs the child dead, asleep is the stronger
+/// case). Bounded by the test's watchdog.
+fn wait_until_asleep_in_futex(pid: libc::pid_t) {
+    loop {
+        match std::fs::read_to_string(format!("/proc/{pid}/syscall")) {
+            Ok(s) if s.starts_with(&format!("{} ", libc::SYS_futex)) => return,
+            Ok(_) => std::thread::yield_now(),
+            Err(_) => return,
+        }
+    }
+}
+
+/// The first `notify_one` after a waiter was killed asleep finds nobody and clears the
+/// bit; later notifies with nobody waiting make no syscall (they leave the word alone).
+/// The same for `notify_all`, which clears the bit at once.
+#[test]
+fn condvar_heals_after_a_waiter_is_killed_asleep() {
+    watchdog(Duration::from_secs(60));
+    let mem = SharedMem::<Waiting>::new(1);
+    let w = mem.get();
+    let (word, _) = w.cv.words();
+    for notify_all in [false, true] {
+        let pids = fork_children(1, |_| {
+            // Never notified: waits until killed.
+            let _ = w.cv.wait_while(w.m.lock().unwrap(), |v| *v == 0);
+        });
+        // Handshake: the child's registration in the shared word, then its sleep.
+        while word.load(Ordering::Relaxed) & SLEEPERS == 0 {
+            std::thread::yield_now();
+        }
+        wait_until_asleep_in_futex(pids[0]);
+        locks_support::kill(pids[0]);
+        locks_support::reap(pids[0]);
+        assert_ne!(
+            word.load(Ordering::Relaxed) & SLEEPERS,
+            0,
+            "the dead waiter's bit"
+        );
+        if notify_all {
+            w.cv.notify_all();
+        } else {
+            w.cv.notify_one();
+        }
+        assert_eq!(
+            word.load(Ordering::Relaxed) & SLEEPERS,
+            0,
+            "the first notify after the death heals the word (notify_all: {notify_all})"
+        );
+        for _ in 0..3 {
+            let before = word.load(Ordering::Relaxed);
+            w.cv.notify_one();
+            w.cv.notify_all();
+            assert_eq!(word.load(Ordering::Relaxed), before, "no-wake path");
+        }
+    }
+    // The mutex the dead waiters left unlocked (they released it inside `wait`).
+    assert!(w.m.lock().is_ok());
 }

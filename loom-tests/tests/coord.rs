@@ -86,6 +86,59 @@ fn semaphore_without_the_release_fence_loses_a_wakeup() {
     loom_tests::expect_model_failure("broken_semaphore_model", "deadlock");
 }
 
+/// Bit 0 of a semaphore's sleepers word (`Semaphore::words().1`): someone may sleep, so a
+/// release must wake.
+const SLEEPERS: u32 = 1;
+
+/// Two sleepers, two releases from a third thread: each release wakes one (a release whose
+/// wake finds nobody may clear the "may have sleepers" bit, and must not strand the other
+/// sleeper). Afterwards one release heals the word and the next takes the no-wake path.
+#[test]
+fn semaphore_two_releases_wake_two_sleepers_then_the_word_heals() {
+    loom::model(|| {
+        let s = Arc::new(Semaphore::new(0));
+        let hs: Vec<_> = (0..2)
+            .map(|_| {
+                let s = s.clone();
+                thread::spawn(move || s.acquire())
+            })
+            .collect();
+        s.release().unwrap();
+        s.release().unwrap();
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert_eq!(s.value(), 0);
+        // Nobody waits now: this release's wake (if the bit is still set) finds nobody and
+        // clears it; the next one reads it clear.
+        s.release().unwrap();
+        let sleepers = s.words().1;
+        assert_eq!(sleepers.load(Ordering::Relaxed) & SLEEPERS, 0);
+    });
+}
+
+/// A waiter that registers and leaves without a permit (a timed acquire times out at once
+/// under loom: the stand-in for a waiter killed mid-wait) leaves the bit set; the release
+/// that then wakes nobody and clears it must not lose the real waiter's wakeup.
+#[test]
+fn semaphore_clearing_a_dead_waiters_bit_never_loses_a_live_waiter() {
+    loom::model(|| {
+        let s = Arc::new(Semaphore::new(0));
+        let s1 = s.clone();
+        let gone = thread::spawn(move || {
+            if s1.acquire_timeout(std::time::Duration::from_secs(1)) {
+                s1.release().unwrap();
+            }
+        });
+        let s2 = s.clone();
+        let live = thread::spawn(move || s2.acquire());
+        s.release().unwrap();
+        gone.join().unwrap();
+        live.join().unwrap();
+        assert_eq!(s.value(), 0);
+    });
+}
+
 #[test]
 fn event_set_wakes_every_waiter() {
     loom::model(|| {

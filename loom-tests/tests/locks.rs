@@ -216,6 +216,68 @@ fn condvar_notify_all_wakes_two_waiters() {
     });
 }
 
+/// Bit 0 of a condvar's word (`Condvar::words().0`): a waiter may sleep, so a notify must
+/// wake.
+const SLEEPERS: u32 = 1;
+
+/// Two waiters each wait for a token; two `notify_one`s, one per token: the notify whose
+/// wake finds nobody (and may clear the "may have sleepers" bit) must not strand the other
+/// waiter. Afterwards one notify heals the word, and the next takes the no-wake path.
+#[test]
+fn condvar_two_notify_ones_wake_two_waiters_then_the_word_heals() {
+    loom::model(|| {
+        let m = Arc::new(Mutex::new(0u32));
+        let cv = Arc::new(Condvar::new());
+        let hs: Vec<_> = (0..2)
+            .map(|_| {
+                let (m, cv) = (m.clone(), cv.clone());
+                thread::spawn(move || {
+                    let mut g = cv.wait_while(m.lock().unwrap(), |t| *t == 0).unwrap();
+                    *g -= 1;
+                })
+            })
+            .collect();
+        for _ in 0..2 {
+            *m.lock().unwrap() += 1;
+            cv.notify_one();
+        }
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert_eq!(*m.lock().unwrap(), 0);
+        cv.notify_one();
+        assert_eq!(cv.words().0.load(Ordering::Relaxed) & SLEEPERS, 0);
+    });
+}
+
+/// A waiter that registers and leaves (a timed wait times out at once under loom: the
+/// stand-in for a waiter killed mid-wait) leaves the bit set; the notify that then wakes
+/// nobody and clears it must not lose the real waiter's wakeup.
+#[test]
+fn condvar_clearing_a_dead_waiters_bit_never_loses_a_live_waiter() {
+    loom::model(|| {
+        let m = Arc::new(Mutex::new(0u32));
+        let cv = Arc::new(Condvar::new());
+        let (m1, cv1) = (m.clone(), cv.clone());
+        let gone = thread::spawn(move || {
+            let g = m1.lock().unwrap();
+            drop(
+                cv1.wait_timeout(g, std::time::Duration::from_secs(1))
+                    .unwrap(),
+            );
+        });
+        let (m2, cv2) = (m.clone(), cv.clone());
+        let live = thread::spawn(move || {
+            let g = cv2.wait_while(m2.lock().unwrap(), |v| *v == 0).unwrap();
+            assert_eq!(*g, 1);
+        });
+        *m.lock().unwrap() = 1;
+        cv.notify_one();
+        gone.join().unwrap();
+        live.join().unwrap();
+    });
+}
+
 /// A mutex whose unlock forgets to wake must deadlock in some interleaving, and loom must
 /// say so: this proves the models above would catch a lost wakeup.
 #[test]

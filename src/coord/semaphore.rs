@@ -2,17 +2,28 @@
 //!
 //! # The algorithm
 //!
-//! The permit count is a plain `u32` futex word; a second word counts the threads that
-//! may sleep on it. `acquire` is one compare-exchange `c -> c - 1` when `c > 0`;
-//! `release` is one compare-exchange `c -> c + n` and wakes only if the waiter count is
-//! not zero. A waiter that finds no permit spins briefly with loads, then raises the
-//! waiter count and futex-waits on the count word while it reads `0`.
+//! The permit count is a plain `u32`; a second word, the *sleepers word* (see
+//! `futex::sleepers` in the source: a "may have sleepers" bit, a "registered" bit and a
+//! tick counter), is the futex word acquirers sleep on. `acquire` is one compare-exchange
+//! `c -> c - 1` when `c > 0`; `release` is one compare-exchange `c -> c + n`, a fence and a
+//! load of the sleepers word, and wakes only if its `SLEEPERS` bit is set. A waiter that
+//! finds no permit spins briefly with loads, then *registers* (sets `SLEEPERS`, getting
+//! back the value to sleep on), re-reads the count, and futex-waits on the sleepers word
+//! if the count is still `0`.
 //!
-//! No wakeup is lost: the waiter raises `waiters` *then* reads `count` (in the kernel, or
-//! its compare-exchange); the releaser raises `count` *then* reads `waiters`. A `SeqCst`
-//! fence sits between the two steps on each side, so at least one of them sees the other's
-//! write (the store-buffering pattern): either the waiter sees the permit and does not
-//! sleep, or the releaser sees the waiter and wakes it.
+//! No wakeup is lost: the waiter registers *then* reads `count`; the releaser raises
+//! `count` *then* reads the sleepers word. A `SeqCst` fence sits between the two steps on
+//! each side, so at least one of them sees the other's write (the store-buffering
+//! pattern): either the waiter sees the permit and does not sleep, or the releaser sees
+//! `SLEEPERS` and wakes. Its wake first *bumps* the word, so a waiter that registered but
+//! is not asleep yet does not fall asleep (its futex wait finds another value) and
+//! re-reads the count instead; a waiter already asleep is woken (`release_n` with `n > 1`
+//! wakes all of them, `release` one).
+//!
+//! Nobody lowers `SLEEPERS` on leaving: a releaser clears it when its wake reports that it
+//! woke nobody, which proves nobody sleeps (the argument is in `futex::sleepers`). So the
+//! first release after a contended episode makes one wake that finds nobody, and the
+//! releases after it make no syscall again.
 //!
 //! # Overflow
 //!
@@ -23,14 +34,19 @@
 //! # Dead processes
 //!
 //! A semaphore has no owner: a process that dies holding a permit takes it with it (as in
-//! Python and POSIX). A waiter killed while waiting leaves the waiter count raised, which
-//! only costs later releases a needless `FUTEX_WAKE`.
+//! Python and POSIX). A waiter killed while waiting (asleep, or between registering and
+//! sleeping) leaves `SLEEPERS` set and nothing else: the next release makes one
+//! `FUTEX_WAKE`, which finds nobody (the kernel dropped the dead thread from the futex
+//! queue), and clears the bit; later uncontended releases make no syscall. A count of
+//! waiters, which this replaced, stayed raised for good after such a death, costing every
+//! later release a syscall.
 
 use core::fmt;
 use core::time::Duration;
 use std::time::Instant;
 
 use crate::futex;
+use crate::futex::sleepers;
 use crate::lock::raw_mutex::{SPIN_LIMIT, TRY_LIMIT, deadline_passed};
 use crate::shared::{Elem, Kind, SharedSized, TypeTag};
 use crate::sync::{AtomicU32, Ordering, fence, spin_loop};
@@ -86,12 +102,21 @@ pub enum ReleaseError {
 #[derive(Default)]
 #[repr(C)]
 pub struct Semaphore {
-    /// The number of free permits, `0..=u32::MAX`; waiters futex-wait on it while it is 0.
+    /// The number of free permits, `0..=u32::MAX`.
     count: AtomicU32,
-    /// Threads inside the slow path of an acquire, between raising this count and leaving:
-    /// a release that reads 0 here makes no syscall. Any value is safe (a wrong value costs
-    /// a needless wake, or, if 0 while someone sleeps, delays that sleeper to its timeout).
-    waiters: AtomicU32,
+    /// The sleepers word, on which acquirers futex-wait while `count` is 0:
+    ///
+    /// | bits  | meaning                                                                |
+    /// |-------|------------------------------------------------------------------------|
+    /// | 0     | `SLEEPERS`: an acquirer may sleep; a release must wake (and may clear) |
+    /// | 1     | `REGISTERED`: last changed by an acquirer registering, not by a bump   |
+    /// | 2..32 | ticks: bumped (wrapping) by each release that wakes                   |
+    ///
+    /// `0`: nobody sleeps. Any value is safe: a stray `SLEEPERS` costs one release a
+    /// needless wake, which clears it; a `SLEEPERS` wrongly clear while someone sleeps
+    /// (only hostile bytes do that) delays that sleeper to its timeout or the next
+    /// registration.
+    sleepers: AtomicU32,
 }
 
 #[cfg(not(loom))]
@@ -110,7 +135,7 @@ impl Semaphore {
     pub fn new(permits: u32) -> Self {
         Semaphore {
             count: AtomicU32::new(permits),
-            waiters: AtomicU32::new(0),
+            sleepers: AtomicU32::new(0),
         }
     }
 
@@ -214,7 +239,7 @@ impl Semaphore {
         false
     }
 
-    /// The contended acquire: spin, announce, sleep. `false` only if `deadline` passed.
+    /// The contended acquire: spin, register, sleep. `false` only if `deadline` passed.
     #[cold]
     fn acquire_slow(&self, deadline: Option<Instant>) -> bool {
         for _ in 0..SPIN_LIMIT {
@@ -225,27 +250,27 @@ impl Semaphore {
             }
             spin_loop();
         }
-        // Relaxed, then the SeqCst fence: the fence orders this increment before our
-        // reads of `count` below, and pairs with the fence in `release_limited` (see the
-        // module docs).
-        self.waiters.fetch_add(1, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
-        let taken = loop {
+        loop {
+            // Registered again after every wakeup: a release that woke nobody may have
+            // cleared `SLEEPERS` since (then this sets it again), or bumped the word (then
+            // this gives the value to sleep on).
+            let expected = sleepers::register(&self.sleepers);
+            // SeqCst fence: orders the registration (Relaxed RMW) before our read of
+            // `count`, and pairs with the fence in `release_limited` (module docs).
+            fence(Ordering::SeqCst);
             // Relaxed: a hint; `take` orders.
             let c = self.count.load(Ordering::Relaxed);
             if c != 0 {
                 if self.take(c).is_ok() {
-                    break true;
+                    return true;
                 }
                 continue;
             }
-            if !futex::wait_until(&self.count, 0, deadline) && deadline_passed(deadline) {
-                break false;
+            if !futex::wait_until(&self.sleepers, expected, deadline) && deadline_passed(deadline) {
+                // Nothing to undo: `SLEEPERS` is a "maybe", cleared by a later release.
+                return false;
             }
-        };
-        // Relaxed: only a hint for releasers. Wraps (never panics) on a garbage count.
-        self.waiters.fetch_sub(1, Ordering::Relaxed);
-        taken
+        }
     }
 
     /// Adds `n` permits unless the count would exceed `limit`; then returns the count.
@@ -271,31 +296,42 @@ impl Semaphore {
             }
         }
         // SeqCst fence: pairs with the one in `acquire_slow`, so that if this load misses
-        // a waiter's increment, that waiter sees our new count (see the module docs).
+        // a waiter's registration, that waiter sees our new count (see the module docs).
         if with_fence {
             fence(Ordering::SeqCst);
         }
         // Relaxed: ordered by the fence above.
-        if self.waiters.load(Ordering::Relaxed) != 0 {
+        if sleepers::may_have_sleepers(self.sleepers.load(Ordering::Relaxed)) {
             self.wake(n);
         }
         Ok(())
     }
 
+    /// Bumps the sleepers word and wakes; clears `SLEEPERS` if the wake found nobody.
     #[cold]
     fn wake(&self, n: u32) {
-        if n == 1 {
-            futex::wake_one(&self.count);
+        // `None`: another release cleared `SLEEPERS` after proving nobody sleeps, so a
+        // waiter that registered before that re-reads the count (and sees our permit: the
+        // fences, module docs) rather than sleeping, and one that registers after it sees
+        // our permit too.
+        let Some(bumped) = sleepers::bump(&self.sleepers, false) else {
+            return;
+        };
+        let woken = if n == 1 {
+            futex::wake_one(&self.sleepers)
         } else {
-            futex::wake_all(&self.count);
+            futex::wake_all(&self.sleepers)
+        };
+        if woken == 0 {
+            sleepers::clear(&self.sleepers, bumped);
         }
     }
 
-    /// The raw words `(count, waiters)`, for tests and diagnostics (e.g. writing hostile
+    /// The raw words `(count, sleepers)`, for tests and diagnostics (e.g. writing hostile
     /// bytes).
     #[doc(hidden)]
     pub fn words(&self) -> (&AtomicU32, &AtomicU32) {
-        (&self.count, &self.waiters)
+        (&self.count, &self.sleepers)
     }
 }
 

@@ -41,19 +41,27 @@ pub fn wait_until(word: &AtomicU32, expected: u32, deadline: Option<Instant>) ->
     }
 }
 
-/// Wakes at most one thread blocked in [`wait`] on `word`, in any process.
+/// Wakes at most one thread blocked in [`wait`] on `word`, in any process. Returns how
+/// many it woke (0 or 1), as the kernel reports.
 #[inline]
-pub fn wake_one(word: &AtomicU32) {
-    // Errors: EFAULT/EINVAL cannot happen for a valid, aligned `&AtomicU32`; waking nobody
-    // is not an error. Nothing useful to report.
-    let _ = futex::wake(word, futex::Flags::empty(), 1);
+pub fn wake_one(word: &AtomicU32) -> usize {
+    wake(word, 1)
 }
 
-/// Wakes every thread blocked in [`wait`] on `word`, in any process.
+/// Wakes every thread blocked in [`wait`] on `word`, in any process. Returns how many it
+/// woke, as the kernel reports.
 #[inline]
-pub fn wake_all(word: &AtomicU32) {
-    // As in `wake_one`.
-    let _ = futex::wake(word, futex::Flags::empty(), i32::MAX as u32);
+pub fn wake_all(word: &AtomicU32) -> usize {
+    wake(word, i32::MAX as u32)
+}
+
+#[inline]
+fn wake(word: &AtomicU32, n: u32) -> usize {
+    // Errors: EFAULT/EINVAL cannot happen for a valid, aligned `&AtomicU32`; waking nobody
+    // is not an error (it returns 0). Should one happen anyway, report 1 ("maybe woke
+    // someone"): callers that treat 0 as "nobody sleeps" then keep assuming a sleeper,
+    // which only costs them a later wake.
+    futex::wake(word, futex::Flags::empty(), n).unwrap_or(1)
 }
 
 /// `CLOCK_MONOTONIC` now + `d`, or `None` if that does not fit a `Timespec`.

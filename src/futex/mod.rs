@@ -1,7 +1,7 @@
 //! Waiting on a 32-bit word of shared memory: the futex layer.
 //!
 //! [`wait`] blocks while `*word == expected`; [`wake_one`] and [`wake_all`] wake threads
-//! blocked on the same word. The futexes are *shared* (no `FUTEX_PRIVATE_FLAG`): the kernel
+//! blocked on the same word and return how many they woke. The futexes are *shared* (no `FUTEX_PRIVATE_FLAG`): the kernel
 //! keys them by the underlying page, so a waiter and a waker in different processes that
 //! map the same file meet on the same word.
 //!
@@ -44,6 +44,8 @@
 //! word.store(1, Ordering::Release);
 //! futex::wake_all(&word);
 //! ```
+
+pub(crate) mod sleepers;
 
 #[cfg(not(loom))]
 mod linux;

@@ -1,4 +1,39 @@
 //! [`Condvar`]: a condition variable for [`Mutex`], across processes.
+//!
+//! # The algorithm
+//!
+//! std's futex condvar is a sequence word: a waiter reads it under the mutex, unlocks, and
+//! futex-waits while it is unchanged; a notify bumps it and wakes. Here that word is a
+//! *sleepers word* (see `futex::sleepers` in the source: a "may have sleepers" bit
+//! `SLEEPERS`, a "registered" bit and a tick counter that serves as the sequence), so a
+//! notify with nobody waiting is one load and no syscall:
+//!
+//! - `wait` *registers* under the mutex (`fetch_or`, setting `SLEEPERS`), unlocks, and
+//!   futex-waits on the value it got back.
+//! - `notify_one` reads the word; if `SLEEPERS` is clear it returns. Otherwise it bumps the
+//!   word (the new sequence: a waiter registered before it that is not asleep yet finds
+//!   another value and returns instead of sleeping) and wakes one sleeper. If that wake
+//!   reports nobody woken, it clears `SLEEPERS` by a compare-exchange from its bumped
+//!   value: nobody was asleep at the wake, nobody could fall asleep on the bumped value,
+//!   and a waiter that registered since changed the word, so the clear fails and the bit
+//!   stays theirs. Other sleepers are never lost: the bit stays set while any may sleep.
+//! - `notify_all` bumps the word and clears `SLEEPERS` in one step, then wakes everyone
+//!   who slept before it.
+//!
+//! No notify is lost: a waiter registers under the mutex, so a notifier that changed the
+//! condition under the mutex afterwards reads the registration (or a later value), and a
+//! `SLEEPERS` cleared since was cleared either by a `notify_all` that wakes the waiter or
+//! by a `notify_one` whose bump came after the registration (then the waiter's futex wait
+//! fails on the bumped value).
+//!
+//! # Dead processes
+//!
+//! Waiters never lower anything, so a waiter killed while waiting leaves only `SLEEPERS`
+//! set: the next `notify_one` makes one wake that finds nobody and clears it (a
+//! `notify_all` clears it at once); uncontended notifies after that make no syscall. The
+//! waiter count this replaced stayed raised for good after such a death. The price is
+//! the same one wake at the end of each contended episode: a woken waiter cannot know
+//! whether it was the last, so the bit stays until a notify finds nobody.
 
 use core::time::Duration;
 use std::time::Instant;
@@ -8,6 +43,7 @@ use bytemuck::Pod;
 use super::mutex::MutexGuard;
 use super::owner_died::LockResult;
 use crate::futex;
+use crate::futex::sleepers;
 use crate::shared::{Elem, Kind, SharedSized, TypeTag};
 use crate::sync::{AtomicU32, Ordering};
 
@@ -15,8 +51,10 @@ use crate::sync::{AtomicU32, Ordering};
 /// a [`Mutex`](crate::Mutex) around the condition.
 ///
 /// It is std's futex condvar (a sequence counter: a waiter reads it, unlocks the mutex and
-/// sleeps while it is unchanged; a notifier bumps it and wakes) plus a waiter count, so a
-/// notify with nobody waiting makes no syscall.
+/// sleeps while it is unchanged; a notifier bumps it and wakes) plus a "may have sleepers"
+/// bit in the same word, so a notify with nobody waiting makes no syscall, and a waiter
+/// killed while waiting costs one needless wake at most (the algorithm and its proof are
+/// in the comments of `src/lock/condvar.rs`).
 ///
 /// Use one condvar with one mutex: it does not check this (the mutex's address differs
 /// between processes), and waiting with different mutexes is a logic error, not UB.
@@ -26,7 +64,8 @@ use crate::sync::{AtomicU32, Ordering};
 /// [`Mutex::lock`](crate::Mutex::lock), and the [`OwnerDied`](crate::OwnerDied) it reports is passed on. The
 /// re-lock itself is not timed (as in std): `wait_timeout` bounds the wait for a notify.
 ///
-/// Layout: `#[repr(C)]`, two `u32`s; all-zero is a fresh condvar.
+/// Layout: `#[repr(C)]`, two `u32`s; all-zero is a fresh condvar, and any bytes are a
+/// valid one.
 ///
 /// # Examples
 ///
@@ -47,12 +86,22 @@ use crate::sync::{AtomicU32, Ordering};
 #[derive(Debug, Default)]
 #[repr(C)]
 pub struct Condvar {
-    /// Bumped (wrapping) by every notify; waiters futex-wait on it.
+    /// The sleepers word, on which waiters futex-wait:
+    ///
+    /// | bits  | meaning                                                                 |
+    /// |-------|-------------------------------------------------------------------------|
+    /// | 0     | `SLEEPERS`: a waiter may sleep; a notify must wake (and may clear)      |
+    /// | 1     | `REGISTERED`: last changed by a waiter registering, not by a notify     |
+    /// | 2..32 | sequence: bumped (wrapping) by every notify that finds `SLEEPERS` set  |
+    ///
+    /// `0`: a fresh condvar nobody waits on. Any value is safe: a stray `SLEEPERS` costs
+    /// one notify a needless wake, which clears it; a `SLEEPERS` wrongly clear while
+    /// someone sleeps (only hostile bytes do that) delays that waiter to its timeout or
+    /// the next registration.
     seq: AtomicU32,
-    /// Threads between "about to unlock the mutex to wait" and "woke up": a notify with a
-    /// zero count skips the syscall. A waiter killed while waiting leaves it raised (costing
-    /// notifies a needless syscall); any value is safe.
-    waiters: AtomicU32,
+    /// Unused since the waiter count was replaced by the `SLEEPERS` bit; kept (always
+    /// written as 0, any value ignored) so the layout stays two `u32`s.
+    _reserved: AtomicU32,
 }
 
 #[cfg(not(loom))]
@@ -61,9 +110,9 @@ static_assertions::assert_eq_size!(Condvar, [u32; 2]);
 static_assertions::assert_eq_align!(Condvar, u32);
 
 // SAFETY: 1. all-zero: no notifies yet, no waiters. 2. any two `u32`s are a valid state (a
-// wrong count costs a syscall or, if too low while someone waits, delays that waiter to
-// its own timeout; never UB). 3. no pointers. 4. `#[repr(C)]`, asserted above.
-// 5. atomics only.
+// wrong `SLEEPERS` bit costs a syscall or, if clear while someone waits, delays that
+// waiter to its own timeout; never UB; the second word is ignored). 3. no pointers.
+// 4. `#[repr(C)]`, asserted above. 5. atomics only.
 unsafe impl SharedSized for Condvar {
     const TAG: TypeTag = TypeTag::new(Kind::CONDVAR, Elem::NONE);
 }
@@ -95,7 +144,7 @@ impl Condvar {
     pub fn new() -> Self {
         Condvar {
             seq: AtomicU32::new(0),
-            waiters: AtomicU32::new(0),
+            _reserved: AtomicU32::new(0),
         }
     }
 
@@ -180,31 +229,60 @@ impl Condvar {
         }
     }
 
-    /// Wakes one waiter (if any).
+    /// Wakes one waiter (if any). Makes no syscall if nobody may be waiting.
+    #[inline]
     pub fn notify_one(&self) {
-        self.notify(false);
+        if self.may_have_sleepers() {
+            self.notify_one_slow();
+        }
     }
 
-    /// Wakes every waiter.
+    /// Wakes every waiter. Makes no syscall if nobody may be waiting.
+    #[inline]
     pub fn notify_all(&self) {
-        self.notify(true);
+        if self.may_have_sleepers() {
+            self.notify_all_slow();
+        }
     }
 
-    fn notify(&self, all: bool) {
+    #[inline]
+    fn may_have_sleepers(&self) -> bool {
         // Relaxed, as in std's futex condvar: synchronisation is done by unlocking and
-        // locking the mutex. A waiter that changed the condition's observer state did so
-        // under the mutex; its `waiters` increment and `seq` read happened before its
-        // unlock, and either our caller locked the mutex after that unlock (so it sees the
-        // increment) or the waiter's futex wait sees our new `seq`.
-        self.seq.fetch_add(1, Ordering::Relaxed);
-        if self.waiters.load(Ordering::Relaxed) == 0 {
+        // locking the mutex. A waiter registers under the mutex, before its unlock; a
+        // notifier that changed the condition under the mutex after that reads the
+        // registration or a later value (coherence), and a `SLEEPERS` cleared since was
+        // cleared for that waiter too (module docs). One that changed it before does not
+        // need to wake that waiter: it sees the changed condition and does not wait.
+        sleepers::may_have_sleepers(self.seq.load(Ordering::Relaxed))
+    }
+
+    #[cold]
+    fn notify_one_slow(&self) {
+        // `None`: a notify cleared `SLEEPERS` meanwhile, having woken or ruled out every
+        // sleeper, and with a bump that fails any registered waiter's futex wait.
+        let Some(bumped) = sleepers::bump(&self.seq, false) else {
             return;
+        };
+        if futex::wake_one(&self.seq) == 0 {
+            sleepers::clear(&self.seq, bumped);
         }
-        if all {
+    }
+
+    #[cold]
+    fn notify_all_slow(&self) {
+        // Bump and clear in one step: everyone asleep now is woken below; a waiter
+        // registered but not asleep fails its wait on the bumped value; a later one sets
+        // `SLEEPERS` again.
+        if sleepers::bump(&self.seq, true).is_some() {
             futex::wake_all(&self.seq);
-        } else {
-            futex::wake_one(&self.seq);
         }
+    }
+
+    /// The raw words `(seq, reserved)`, for tests and diagnostics (e.g. writing hostile
+    /// bytes).
+    #[doc(hidden)]
+    pub fn words(&self) -> (&AtomicU32, &AtomicU32) {
+        (&self.seq, &self._reserved)
     }
 
     /// Returns the re-lock result and whether the futex wait timed out.
@@ -213,15 +291,12 @@ impl Condvar {
         guard: MutexGuard<'a, T>,
         timeout: Option<Duration>,
     ) -> (LockResult<MutexGuard<'a, T>>, bool) {
-        // Relaxed: see `notify`; both happen before the mutex unlock below, which is
-        // Release.
-        self.waiters.fetch_add(1, Ordering::Relaxed);
-        let seq = self.seq.load(Ordering::Relaxed);
+        // Registered before the mutex unlock below (Release): see `may_have_sleepers`.
+        let expected = sleepers::register(&self.seq);
         let mutex = guard.mutex;
         drop(guard);
-        let woke = futex::wait(&self.seq, seq, timeout);
-        // Relaxed: only a hint for notifiers.
-        self.waiters.fetch_sub(1, Ordering::Relaxed);
+        // Nothing to undo after it: `SLEEPERS` is a "maybe", cleared by a later notify.
+        let woke = futex::wait(&self.seq, expected, timeout);
         (mutex.lock(), !woke)
     }
 }
