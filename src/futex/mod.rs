@@ -1,9 +1,9 @@
 //! Waiting on a 32-bit word of shared memory: the futex layer.
 //!
 //! [`wait`] blocks while `*word == expected`; [`wake_one`] and [`wake_all`] wake threads
-//! blocked on the same word and return how many they woke. The futexes are *shared* (no `FUTEX_PRIVATE_FLAG`): the kernel
-//! keys them by the underlying page, so a waiter and a waker in different processes that
-//! map the same file meet on the same word.
+//! blocked on the same word and return how many they woke. The futexes are *shared* (no
+//! `FUTEX_PRIVATE_FLAG`): the kernel keys them by the underlying page, so a waiter and a
+//! waker in different processes that map the same file meet on the same word.
 //!
 //! Deadlines are absolute on `CLOCK_MONOTONIC` (`FUTEX_WAIT_BITSET`), so a wait interrupted
 //! by a signal (`EINTR`) is retried without extending the total time, and changing the

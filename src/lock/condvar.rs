@@ -61,8 +61,9 @@ use crate::sync::{AtomicU32, Ordering};
 /// Wakeups may be spurious: wait in a loop, or use [`wait_while`](Self::wait_while).
 ///
 /// Re-locking the mutex after a wait recovers from a dead owner like
-/// [`Mutex::lock`](crate::Mutex::lock), and the [`OwnerDied`](crate::OwnerDied) it reports is passed on. The
-/// re-lock itself is not timed (as in std): `wait_timeout` bounds the wait for a notify.
+/// [`Mutex::lock`](crate::Mutex::lock), and the [`OwnerDied`](crate::OwnerDied) it
+/// reports is passed on. The re-lock itself is not timed (as in std): `wait_timeout`
+/// bounds the wait for a notify.
 ///
 /// Layout: `#[repr(C)]`, two `u32`s; all-zero is a fresh condvar, and any bytes are a
 /// valid one.
@@ -181,8 +182,8 @@ impl Condvar {
     ///
     /// # Errors
     ///
-    /// As for [`wait`](Self::wait): on [`OwnerDied`](crate::OwnerDied) it returns at once (without checking
-    /// `condition` again), so the caller can repair the data first.
+    /// As for [`wait`](Self::wait): on [`OwnerDied`](crate::OwnerDied) it returns at once
+    /// (without checking `condition` again), so the caller can repair the data first.
     pub fn wait_while<'a, T: Pod>(
         &self,
         mut guard: MutexGuard<'a, T>,
