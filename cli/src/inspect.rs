@@ -35,7 +35,7 @@ pub fn run(path: &Path) -> Result<(), Failure> {
         };
         println!(
             "{:<24} {:<28} {:>8} {:>10} {:>10}  {:<12} {:>8}",
-            e.name,
+            printable(&e.name),
             e.tag.to_string(),
             e.len,
             e.offset,
@@ -45,4 +45,29 @@ pub fn run(path: &Path) -> Result<(), Failure> {
         );
     }
     Ok(())
+}
+
+/// `name` as it is safe to print: names come from shared memory, which any process with
+/// access may have written, so a name with control characters (a newline that fakes a
+/// row, a terminal escape sequence) is shown escaped, Rust-style (`\n`, `\u{1b}`); other
+/// names are shown as they are.
+fn printable(name: &str) -> String {
+    if name.chars().any(char::is_control) {
+        name.escape_debug().to_string()
+    } else {
+        name.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn control_characters_in_names_are_escaped() {
+        assert_eq!(printable("demo.atomic"), "demo.atomic");
+        assert_eq!(printable("café \\ \""), "café \\ \"", "no control: as is");
+        assert_eq!(printable("a\nb"), "a\\nb");
+        assert_eq!(printable("a\x1b[2Jb\t"), "a\\u{1b}[2Jb\\t");
+    }
 }

@@ -159,3 +159,28 @@ fn bad_arguments_exit_with_code_2_and_a_message() {
     let out = shmstate(&["demo", "--path", "/nonexistent-dir-for-shmstate/region"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
 }
+
+/// Names come from shared memory: one holding a newline and a terminal escape sequence is
+/// printed escaped, on its own row, without the raw control bytes.
+#[test]
+fn inspect_escapes_control_characters_in_names() {
+    let dir = std::env::temp_dir().join(format!("shmstate-cli-inspect-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("names.region");
+    let region = shmstate::Region::create(&path, 1 << 16).unwrap();
+    region
+        .get_or_init::<shmstate::Counter>("evil\n\x1b[2Jrow", 1, |_| {})
+        .unwrap();
+    let out = shmstate(&["inspect", path.to_str().unwrap()]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains('\x1b'), "raw escape printed: {text:?}");
+    assert_eq!(
+        text.lines().count(),
+        3,
+        "summary, header, one row: {text:?}"
+    );
+    assert!(text.contains(r"evil\n\u{1b}[2Jrow"), "{text}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
