@@ -231,3 +231,50 @@ fn hostile_lock_words_are_recovered_not_hung() {
         }
     }
 }
+
+/// A forked child inherits bitwise copies of its parent's guards. Dropping them there
+/// (the child returns through the parent's scopes) is unlocking from another process: it
+/// must change nothing, not even the nesting count, or the parent's lock is released while
+/// its outer guard still gives access.
+#[test]
+fn reentrant_guards_dropped_in_a_forked_child_leave_the_parent_holding() {
+    watchdog(Duration::from_secs(60));
+    let mem = SharedMem::<Held>::new(1);
+    let h = mem.get();
+    let outer = h.r.lock().unwrap();
+    let inner = h.r.lock().unwrap();
+    let mg = h.m.lock().unwrap();
+    // SAFETY: the child drops its copies of the guards and ends with `_exit`.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            drop(mg);
+            drop(inner);
+            drop(outer);
+        }))
+        .is_ok();
+        // SAFETY: ends the child without running the parent's handlers.
+        unsafe { libc::_exit(if ok { 0 } else { 101 }) };
+    }
+    wait_all(&[pid], Duration::from_secs(50));
+    drop(inner);
+    // The parent's outer guard is alive: the lock is still the parent's alone.
+    assert!(h.r.is_owned_by_current_thread());
+    assert!(h.m.is_locked());
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            assert!(matches!(h.r.try_lock(), Err(TryLockError::WouldBlock)));
+            assert!(matches!(h.m.try_lock(), Err(TryLockError::WouldBlock)));
+        });
+    });
+    drop(outer);
+    drop(mg);
+    assert!(!h.r.is_owned_by_current_thread());
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            assert!(h.r.try_lock().is_ok());
+            assert!(h.m.try_lock().is_ok());
+        });
+    });
+}
