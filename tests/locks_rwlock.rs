@@ -159,3 +159,36 @@ fn hostile_rwlock_states_are_recovered_not_hung() {
         }
     }
 }
+
+/// A forked child inherits bitwise copies of its parent's guards; dropping them there is
+/// unlocking from another process and must change nothing: a read guard's copy must not
+/// count the parent's read lock out (a writer would then write under the parent's reader),
+/// and a write guard's copy must not release the parent's write lock.
+#[test]
+fn rwlock_guards_dropped_in_a_forked_child_leave_the_parent_holding() {
+    watchdog(Duration::from_secs(60));
+    let mem = SharedMem::<Pair>::new(1);
+    let p = mem.get();
+    let w = RwLock::new(0u8);
+    let r = p.l.read().unwrap();
+    let wg = w.write().unwrap();
+    // SAFETY: the child drops its copies of the guards and ends with `_exit`.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        drop(r);
+        drop(wg);
+        // SAFETY: ends the child without running the parent's handlers.
+        unsafe { libc::_exit(0) };
+    }
+    wait_all(&[pid], Duration::from_secs(50));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            assert!(p.l.try_write().is_err(), "the parent's read lock was lost");
+        });
+    });
+    drop(r);
+    assert!(!p.l.is_locked());
+    assert!(p.l.try_write().is_ok());
+    drop(wg);
+}
