@@ -278,3 +278,38 @@ fn reentrant_guards_dropped_in_a_forked_child_leave_the_parent_holding() {
         });
     });
 }
+
+/// The `ReentrantMutex` words: a garbage lock word is recovered like a `Mutex`'s, and a
+/// garbage nesting count left behind (a dead owner's, or hostile bytes) does not leak to
+/// the next owner: its one guard releases the lock.
+#[test]
+fn hostile_reentrant_words_are_recovered_not_hung() {
+    watchdog(Duration::from_secs(60));
+    let dead = dead_tid();
+    for word in [u32::MAX, (1 << 22) + 7, dead, dead | 1 << 31, 1 << 25] {
+        for depth in [0, 1, 7, u32::MAX] {
+            let r = ReentrantMutex::new(1u64);
+            // SAFETY: `ReentrantMutex` is `#[repr(C)]` with two `u32` atomics first (the
+            // lock word, then the nesting count): this views them as what they are.
+            let words = unsafe { &*(&r as *const ReentrantMutex<u64>).cast::<[AtomicU32; 2]>() };
+            words[0].store(word, Ordering::Relaxed);
+            words[1].store(depth, Ordering::Relaxed);
+            let start = Instant::now();
+            let g = match r.lock_timeout(Duration::from_secs(5)) {
+                Err(TimedLockError::OwnerDied(d)) => d.into_inner(),
+                Ok(_) => panic!("{word:#x}/{depth}: expected OwnerDied"),
+                Err(TimedLockError::Timeout) => panic!("{word:#x}/{depth}: timed out"),
+            };
+            assert!(start.elapsed() < Duration::from_secs(5), "{word:#x} hung");
+            g.mark_consistent();
+            drop(g);
+            assert!(
+                !r.is_owned_by_current_thread(),
+                "{word:#x}/{depth}: still held"
+            );
+            std::thread::scope(|s| {
+                s.spawn(|| assert_eq!(r.try_lock().unwrap().get(), 1));
+            });
+        }
+    }
+}
