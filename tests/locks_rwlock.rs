@@ -193,3 +193,40 @@ fn rwlock_guards_dropped_in_a_forked_child_leave_the_parent_holding() {
     assert!(p.l.try_write().is_ok());
     drop(wg);
 }
+
+/// No writer starvation: once a writer waits, new readers wait behind it (while a reader
+/// still holds the lock), so a stream of overlapping readers cannot keep it out.
+#[test]
+fn a_waiting_writer_blocks_new_readers() {
+    watchdog(Duration::from_secs(60));
+    /// Bit 31 of the state word (see `RawRwLock`'s field docs): a writer waits.
+    const WRITERS_WAITING: u32 = 1 << 31;
+    let l = RwLock::new(0u64);
+    let r = l.read().unwrap();
+    std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            *l.write_timeout(Duration::from_secs(50)).unwrap() += 1;
+        });
+        // Handshake: the writer has announced itself in the state word.
+        while l.raw().state().load(Ordering::Relaxed) & WRITERS_WAITING == 0 {
+            std::thread::yield_now();
+        }
+        s.spawn(|| {
+            assert!(
+                l.try_read().is_err(),
+                "a new reader overtook a waiting writer"
+            );
+            let t = Duration::from_millis(20);
+            assert!(
+                matches!(l.read_timeout(t), Err(TimedLockError::Timeout)),
+                "a new reader overtook a waiting writer"
+            );
+        })
+        .join()
+        .unwrap();
+        // The reader that was in leaves: the writer goes first, then readers again.
+        drop(r);
+        writer.join().unwrap();
+    });
+    assert_eq!(*l.read().unwrap(), 1);
+}
