@@ -214,6 +214,16 @@ impl<T> fmt::Debug for ReentrantMutex<T> {
 /// g.update(|a| a[3] = 9);
 /// assert_eq!(g.get(), [0, 0, 0, 9]);
 /// ```
+///
+/// Unlocking from another thread is a compile error, not UB (the guard is not `Send`):
+///
+/// ```compile_fail,E0277
+/// let m = shmstate::ReentrantMutex::new(0u8);
+/// let g = m.lock().unwrap();
+/// std::thread::scope(|s| {
+///     s.spawn(move || drop(g));
+/// });
+/// ```
 #[must_use = "dropping the guard unlocks at once"]
 pub struct ReentrantMutexGuard<'a, T: Pod> {
     mutex: &'a ReentrantMutex<T>,
