@@ -214,3 +214,46 @@ fn condvar_heals_after_a_waiter_is_killed_asleep() {
     // The mutex the dead waiters left unlocked (they released it inside `wait`).
     assert!(w.m.lock().is_ok());
 }
+
+/// Whatever bytes are in a condvar's words, notifies return, timed waits time out, and a
+/// notified waiter wakes (a stray `SLEEPERS` costs one needless wake, then heals).
+#[test]
+fn hostile_condvar_words_never_hang_or_panic() {
+    watchdog(Duration::from_secs(60));
+    for seq in [
+        u32::MAX,
+        u32::MAX - 1,
+        u32::MAX - 3,
+        SLEEPERS,
+        2,
+        0x8000_0001,
+    ] {
+        let m = Mutex::new(0u32);
+        let cv = Condvar::new();
+        let (w0, w1) = cv.words();
+        w0.store(seq, Ordering::Relaxed);
+        w1.store(u32::MAX, Ordering::Relaxed);
+        cv.notify_one();
+        cv.notify_all();
+        let t = Duration::from_millis(2);
+        let start = Instant::now();
+        let (g, r) = cv.wait_timeout(m.lock().unwrap(), t).unwrap();
+        // Nobody notifies: a return is a timeout (never early) or a spurious wakeup.
+        if r.timed_out() {
+            assert!(start.elapsed() >= t);
+        }
+        drop(g);
+        w0.store(seq, Ordering::Relaxed);
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                let g = cv.wait_while(m.lock().unwrap(), |v| *v == 0).unwrap();
+                assert_eq!(*g, 1);
+            });
+            // Whether the waiter sleeps before or after this, on the hostile value or on
+            // its own registration, the notify after the change must reach it.
+            *m.lock().unwrap() = 1;
+            cv.notify_one();
+            waiter.join().unwrap();
+        });
+    }
+}

@@ -231,3 +231,85 @@ fn hostile_lock_words_are_recovered_not_hung() {
         }
     }
 }
+
+/// A forked child inherits bitwise copies of its parent's guards. Dropping them there
+/// (the child returns through the parent's scopes) is unlocking from another process: it
+/// must change nothing, not even the nesting count, or the parent's lock is released while
+/// its outer guard still gives access.
+#[test]
+fn reentrant_guards_dropped_in_a_forked_child_leave_the_parent_holding() {
+    watchdog(Duration::from_secs(60));
+    let mem = SharedMem::<Held>::new(1);
+    let h = mem.get();
+    let outer = h.r.lock().unwrap();
+    let inner = h.r.lock().unwrap();
+    let mg = h.m.lock().unwrap();
+    // SAFETY: the child drops its copies of the guards and ends with `_exit`.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            drop(mg);
+            drop(inner);
+            drop(outer);
+        }))
+        .is_ok();
+        // SAFETY: ends the child without running the parent's handlers.
+        unsafe { libc::_exit(if ok { 0 } else { 101 }) };
+    }
+    wait_all(&[pid], Duration::from_secs(50));
+    drop(inner);
+    // The parent's outer guard is alive: the lock is still the parent's alone.
+    assert!(h.r.is_owned_by_current_thread());
+    assert!(h.m.is_locked());
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            assert!(matches!(h.r.try_lock(), Err(TryLockError::WouldBlock)));
+            assert!(matches!(h.m.try_lock(), Err(TryLockError::WouldBlock)));
+        });
+    });
+    drop(outer);
+    drop(mg);
+    assert!(!h.r.is_owned_by_current_thread());
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            assert!(h.r.try_lock().is_ok());
+            assert!(h.m.try_lock().is_ok());
+        });
+    });
+}
+
+/// The `ReentrantMutex` words: a garbage lock word is recovered like a `Mutex`'s, and a
+/// garbage nesting count left behind (a dead owner's, or hostile bytes) does not leak to
+/// the next owner: its one guard releases the lock.
+#[test]
+fn hostile_reentrant_words_are_recovered_not_hung() {
+    watchdog(Duration::from_secs(60));
+    let dead = dead_tid();
+    for word in [u32::MAX, (1 << 22) + 7, dead, dead | 1 << 31, 1 << 25] {
+        for depth in [0, 1, 7, u32::MAX] {
+            let r = ReentrantMutex::new(1u64);
+            // SAFETY: `ReentrantMutex` is `#[repr(C)]` with two `u32` atomics first (the
+            // lock word, then the nesting count): this views them as what they are.
+            let words = unsafe { &*(&r as *const ReentrantMutex<u64>).cast::<[AtomicU32; 2]>() };
+            words[0].store(word, Ordering::Relaxed);
+            words[1].store(depth, Ordering::Relaxed);
+            let start = Instant::now();
+            let g = match r.lock_timeout(Duration::from_secs(5)) {
+                Err(TimedLockError::OwnerDied(d)) => d.into_inner(),
+                Ok(_) => panic!("{word:#x}/{depth}: expected OwnerDied"),
+                Err(TimedLockError::Timeout) => panic!("{word:#x}/{depth}: timed out"),
+            };
+            assert!(start.elapsed() < Duration::from_secs(5), "{word:#x} hung");
+            g.mark_consistent();
+            drop(g);
+            assert!(
+                !r.is_owned_by_current_thread(),
+                "{word:#x}/{depth}: still held"
+            );
+            std::thread::scope(|s| {
+                s.spawn(|| assert_eq!(r.try_lock().unwrap().get(), 1));
+            });
+        }
+    }
+}

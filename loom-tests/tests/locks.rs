@@ -278,6 +278,37 @@ fn condvar_clearing_a_dead_waiters_bit_never_loses_a_live_waiter() {
     });
 }
 
+/// Two notifiers each hand one token to two waiters with `notify_one`, concurrently: the
+/// bumps interleave, and a notify whose wake finds nobody may clear `SLEEPERS` while the
+/// other notify's bump and wake are in flight; neither waiter may be stranded.
+#[test]
+fn condvar_concurrent_notify_ones_never_strand_a_waiter() {
+    loom::model(|| {
+        let m = Arc::new(Mutex::new(0u32));
+        let cv = Arc::new(Condvar::new());
+        let mut hs: Vec<_> = (0..2)
+            .map(|_| {
+                let (m, cv) = (m.clone(), cv.clone());
+                thread::spawn(move || {
+                    let mut g = cv.wait_while(m.lock().unwrap(), |t| *t == 0).unwrap();
+                    *g -= 1;
+                })
+            })
+            .collect();
+        let (m2, cv2) = (m.clone(), cv.clone());
+        hs.push(thread::spawn(move || {
+            *m2.lock().unwrap() += 1;
+            cv2.notify_one();
+        }));
+        *m.lock().unwrap() += 1;
+        cv.notify_one();
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert_eq!(*m.lock().unwrap(), 0);
+    });
+}
+
 /// A mutex whose unlock forgets to wake must deadlock in some interleaving, and loom must
 /// say so: this proves the models above would catch a lost wakeup.
 #[test]

@@ -213,6 +213,16 @@ impl<T> fmt::Debug for Mutex<T> {
 /// drop(g);
 /// assert_eq!(m.lock().unwrap()[0], 7);
 /// ```
+///
+/// Moving it to another thread (to unlock there) does not compile:
+///
+/// ```compile_fail,E0277
+/// let m = shmstate::Mutex::new(0u8);
+/// let g = m.lock().unwrap();
+/// std::thread::scope(|s| {
+///     s.spawn(move || drop(g));
+/// });
+/// ```
 #[must_use = "dropping the guard unlocks at once"]
 pub struct MutexGuard<'a, T: Pod> {
     pub(crate) mutex: &'a Mutex<T>,

@@ -24,6 +24,8 @@ use crate::sync::{AtomicU32, Ordering, UnsafeCell};
 /// for small `T`.
 ///
 /// Guards are not `Send`, so only the owning thread can unlock; there is no raw unlock.
+/// A guard copied into a forked child does nothing when dropped there (the lock word names
+/// the parent's thread), so the parent keeps the lock at its full depth.
 /// The nesting depth is a `u32`: a thread that holds 2^32 − 1 nested guards at once (only
 /// leaking guards gets there) keeps the lock until it exits, since its count is lost.
 ///
@@ -212,6 +214,16 @@ impl<T> fmt::Debug for ReentrantMutex<T> {
 /// g.update(|a| a[3] = 9);
 /// assert_eq!(g.get(), [0, 0, 0, 9]);
 /// ```
+///
+/// Unlocking from another thread is a compile error, not UB (the guard is not `Send`):
+///
+/// ```compile_fail,E0277
+/// let m = shmstate::ReentrantMutex::new(0u8);
+/// let g = m.lock().unwrap();
+/// std::thread::scope(|s| {
+///     s.spawn(move || drop(g));
+/// });
+/// ```
 #[must_use = "dropping the guard unlocks at once"]
 pub struct ReentrantMutexGuard<'a, T: Pod> {
     mutex: &'a ReentrantMutex<T>,
@@ -251,6 +263,12 @@ impl<T: Pod> ReentrantMutexGuard<'_, T> {
 
 impl<T: Pod> Drop for ReentrantMutexGuard<'_, T> {
     fn drop(&mut self) {
+        // A copy of a guard in a forked child (or a word another process overwrote) does
+        // not name the calling thread: dropping it must not count the owner's depth down,
+        // or the owner's next drop would release the lock under its outer guard.
+        if !self.mutex.raw.is_owned_by_current_thread() {
+            return;
+        }
         // Relaxed: only the owning thread writes `depth` while it holds the lock.
         let d = self.mutex.depth.load(Ordering::Relaxed);
         if d == u32::MAX {

@@ -20,7 +20,11 @@
 //!   Every write therefore has a timed variant ([`RwLock::write_timeout`]); a reader dying
 //!   cannot corrupt data (readers do not write).
 //!
-//! Limits: as for [`RawMutex`](super::raw_mutex#limits).
+//! Limits: as for [`RawMutex`](super::raw_mutex#limits). On fork with a guard held: a
+//! write guard's copy in the child does nothing when dropped (the state names the parent's
+//! thread), and neither does a read guard's (it remembers the thread that took it). The
+//! reader count itself names no one, so [`RawRwLock::read_unlock`] in a forked child would
+//! count the parent's read lock out: its callers must not do that.
 
 use core::fmt;
 use core::marker::PhantomData;
@@ -281,8 +285,9 @@ impl RawRwLock {
     ///
     /// # Safety
     ///
-    /// The caller holds a read lock it took on this lock and has not released, and does
-    /// not read the protected data after this call until it locks again.
+    /// The caller holds a read lock it took on this lock (in this process: not one its
+    /// parent held at fork) and has not released, and does not read the protected data
+    /// after this call until it locks again.
     #[inline]
     pub unsafe fn read_unlock(&self) {
         // Release pairs with the Acquire of the next writer (or of `recover`'s readers),
@@ -787,6 +792,7 @@ impl<T: Pod> RwLock<T> {
     fn read_guard(&self, a: Acquired) -> ReadResult<'_, T> {
         let g = RwLockReadGuard {
             lock: self,
+            reader: owner::current(),
             _not_send: PhantomData,
         };
         match a {
@@ -827,6 +833,10 @@ impl<T> fmt::Debug for RwLock<T> {
 #[must_use = "dropping the guard unlocks at once"]
 pub struct RwLockReadGuard<'a, T: Pod> {
     lock: &'a RwLock<T>,
+    /// The TID of the thread that took the read lock (a cached thread-local read). The
+    /// reader count names no one, so this is how a copy of the guard in a forked child
+    /// knows it holds nothing: dropping it there must not count the parent's lock out.
+    reader: u32,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -846,8 +856,12 @@ impl<T: Pod> Deref for RwLockReadGuard<'_, T> {
 impl<T: Pod> Drop for RwLockReadGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
-        // SAFETY: the guard holds one read lock, released once, and the data is not read
-        // after.
+        if owner::current() != self.reader {
+            // A copy in a forked child: the read lock is the parent's (see `reader`).
+            return;
+        }
+        // SAFETY: the guard holds one read lock (taken by this thread: not Send, and not a
+        // forked copy, checked above), released once, and the data is not read after.
         unsafe { self.lock.raw.read_unlock() };
     }
 }

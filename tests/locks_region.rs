@@ -1,0 +1,89 @@
+//! The locks placed in a `Region` by name and used from forked processes that look them up
+//! by name: `Mutex`, `RwLock`, `ReentrantMutex` and `Condvar` together.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{fork_children, wait_all, watchdog};
+use shmstate::{Condvar, Mutex, ReentrantMutex, Region, RwLock};
+
+const CHILDREN: usize = 3;
+const ROUNDS: u64 = 20_000;
+
+#[test]
+fn locks_placed_by_name_work_across_processes() {
+    watchdog(Duration::from_secs(120));
+    let region = Region::anonymous(1 << 16).unwrap();
+    // [increments, children done]
+    region
+        .get_or_init::<Mutex<[u64; 2]>>("m", 1, |m| *m.lock().unwrap() = [0, 0])
+        .unwrap();
+    region
+        .get_or_init::<RwLock<[u64; 2]>>("rw", 1, |_| {})
+        .unwrap();
+    region
+        .get_or_init::<ReentrantMutex<u64>>("r", 1, |_| {})
+        .unwrap();
+    region.get_or_init::<Condvar>("done", 1, |_| {}).unwrap();
+
+    let pids = fork_children(CHILDREN, |_| {
+        let m = region.get::<Mutex<[u64; 2]>>("m").unwrap();
+        let rw = region.get::<RwLock<[u64; 2]>>("rw").unwrap();
+        let r = region.get::<ReentrantMutex<u64>>("r").unwrap();
+        let done = region.get::<Condvar>("done").unwrap();
+        for _ in 0..ROUNDS {
+            m.lock().unwrap()[0] += 1;
+            let mut w = rw.write().unwrap();
+            w[0] += 1;
+            w[1] += 1;
+            drop(w);
+            let g = rw.read().unwrap();
+            assert_eq!(g[0], g[1]);
+            drop(g);
+            let outer = r.lock().unwrap();
+            r.lock().unwrap().set(outer.get() + 1);
+        }
+        m.lock().unwrap()[1] += 1;
+        done.notify_all();
+    });
+
+    // The parent looks them up by name too, and waits on the condvar for the children.
+    let m = region.get::<Mutex<[u64; 2]>>("m").unwrap();
+    let done = region.get::<Condvar>("done").unwrap();
+    let (g, timed_out) = done
+        .wait_timeout_while(m.lock().unwrap(), Duration::from_secs(100), |s| {
+            s[1] < CHILDREN as u64
+        })
+        .unwrap();
+    assert!(!timed_out.timed_out(), "the children never all reported");
+    let total = CHILDREN as u64 * ROUNDS;
+    assert_eq!(*g, [total, CHILDREN as u64]);
+    drop(g);
+    wait_all(&pids, Duration::from_secs(100));
+    assert_eq!(
+        *region
+            .get::<RwLock<[u64; 2]>>("rw")
+            .unwrap()
+            .read()
+            .unwrap(),
+        [total; 2]
+    );
+    assert_eq!(
+        region
+            .get::<ReentrantMutex<u64>>("r")
+            .unwrap()
+            .lock()
+            .unwrap()
+            .get(),
+        total
+    );
+
+    // A name holds one type: another lock kind, or the same lock over another `T`, is an
+    // error, never a reinterpretation of the bytes.
+    assert!(region.get::<RwLock<[u64; 2]>>("m").is_err());
+    assert!(region.get::<Mutex<[u32; 4]>>("m").is_err());
+    assert!(region.get::<Mutex<u64>>("r").is_err());
+    assert!(region.get::<ReentrantMutex<u32>>("r").is_err());
+    assert!(region.get::<Mutex<[u64; 2]>>("done").is_err());
+}
