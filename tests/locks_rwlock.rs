@@ -85,6 +85,19 @@ fn rwlock_timeouts_return_and_never_early() {
             assert!(matches!(l.write_timeout(t), Err(TimedLockError::Timeout)));
             assert!(start.elapsed() >= t);
             assert!(l.try_read().is_err());
+            // The deadline forms.
+            let deadline = Instant::now() + t;
+            assert!(matches!(
+                l.read_until(deadline),
+                Err(TimedLockError::Timeout)
+            ));
+            assert!(Instant::now() >= deadline);
+            let deadline = Instant::now() + t;
+            assert!(matches!(
+                l.write_until(deadline),
+                Err(TimedLockError::Timeout)
+            ));
+            assert!(Instant::now() >= deadline);
         });
     });
 }

@@ -732,6 +732,21 @@ impl<T: Pod> RwLock<T> {
         }
     }
 
+    /// [`read`](Self::read), giving up at `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`read_timeout`](Self::read_timeout).
+    pub fn read_until(
+        &self,
+        deadline: Instant,
+    ) -> Result<RwLockReadGuard<'_, T>, TimedLockError<RwLockReadGuard<'_, T>>> {
+        match self.raw.read_until(deadline) {
+            Some(a) => Ok(self.read_guard(a)?),
+            None => Err(TimedLockError::Timeout),
+        }
+    }
+
     /// Blocks until the calling thread holds the write lock. Waits for readers without
     /// bound: if readers may die holding read locks, use
     /// [`write_timeout`](Self::write_timeout).
@@ -774,6 +789,37 @@ impl<T: Pod> RwLock<T> {
             None => Some(self.raw.write()),
         };
         match a {
+            Some(a) => Ok(self.write_guard(a)?),
+            None => Err(TimedLockError::Timeout),
+        }
+    }
+
+    /// [`write`](Self::write), giving up at `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`write_timeout`](Self::write_timeout).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{RwLock, TimedLockError};
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let lock = RwLock::new(0u32);
+    /// let reader = lock.read().unwrap();
+    /// let deadline = Instant::now() + Duration::from_millis(5);
+    /// assert!(matches!(lock.write_until(deadline), Err(TimedLockError::Timeout)));
+    /// assert!(Instant::now() >= deadline);
+    /// drop(reader);
+    /// *lock.write_until(Instant::now() + Duration::from_secs(1)).unwrap() = 1;
+    /// assert_eq!(*lock.read_until(Instant::now()).unwrap(), 1);
+    /// ```
+    pub fn write_until(
+        &self,
+        deadline: Instant,
+    ) -> Result<RwLockWriteGuard<'_, T>, TimedLockError<RwLockWriteGuard<'_, T>>> {
+        match self.raw.write_until(deadline) {
             Some(a) => Ok(self.write_guard(a)?),
             None => Err(TimedLockError::Timeout),
         }
