@@ -500,3 +500,21 @@ fn conclusion(outcomes: &[Outcome]) -> String {
         speed(striped, atomic),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `cli/tests/demo.rs` looks for leftovers under this name: keep the two in step.
+    #[test]
+    fn the_temporary_region_is_named_after_the_demo_pid() {
+        let path = temp_region_path();
+        let name = path.file_name().unwrap().to_str().unwrap();
+        assert!(
+            name.starts_with(&format!("shmstate-demo-{}-", std::process::id())),
+            "{name}"
+        );
+        let dir = path.parent().unwrap();
+        assert!(dir == Path::new("/dev/shm") || dir == std::env::temp_dir());
+    }
+}

@@ -7,6 +7,11 @@ use std::time::Duration;
 /// Runs the binary, killing it (and failing the test) if it runs longer than a minute:
 /// a hung worker must fail the test, not hang CI.
 fn shmstate(args: &[&str]) -> Output {
+    run(args).1
+}
+
+/// Like [`shmstate`], and also returns the pid the binary ran as.
+fn run(args: &[&str]) -> (u32, Output) {
     let child = Command::new(env!("CARGO_BIN_EXE_shmstate"))
         .args(args)
         .stdout(Stdio::piped())
@@ -32,7 +37,7 @@ fn shmstate(args: &[&str]) -> Output {
         !watchdog.join().unwrap(),
         "shmstate {args:?} ran over 60 s and was killed"
     );
-    out
+    (pid, out)
 }
 
 /// Pulls `"key": value` for each result object out of the demo's JSON line (the format is
@@ -79,6 +84,10 @@ fn demo_json_reports_every_path_and_exact_paths_are_exact() {
     );
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.starts_with("{\"processes\": 3, \"increments\": 20000, \"results\": ["));
+    assert!(
+        text.ends_with("}]}\n") && text.lines().count() == 1,
+        "one JSON object on one line:\n{text}"
+    );
     let rows = results(&text);
     let paths: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
     assert_eq!(paths, ["naive", "locked", "atomic", "striped"]);
@@ -183,4 +192,65 @@ fn inspect_escapes_control_characters_in_names() {
     );
     assert!(text.contains(r"evil\n\u{1b}[2Jrow"), "{text}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `--help` lists the subcommands, and `demo --help` every flag of the demo with the
+/// defaults it promises: 4 processes, 1,000,000 increments each.
+#[test]
+fn help_lists_the_subcommands_and_the_demo_defaults() {
+    let out = shmstate(&["--help"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for command in ["demo", "inspect"] {
+        assert!(
+            text.lines().any(|l| l.trim_start().starts_with(command)),
+            "no {command} in:\n{text}"
+        );
+    }
+    assert!(
+        !text.contains("demo-worker"),
+        "the worker is hidden:\n{text}"
+    );
+
+    let out = shmstate(&["demo", "--help"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = |flag: &str| {
+        text.lines()
+            .find(|l| l.contains(flag))
+            .unwrap_or_else(|| panic!("no {flag} in:\n{text}"))
+            .to_owned()
+    };
+    assert!(line("--processes").contains("[default: 4]"), "{text}");
+    assert!(
+        line("--increments").contains("[default: 1000000]"),
+        "{text}"
+    );
+    line("--path");
+    line("--json");
+}
+
+/// Without `--path` the demo works in a private temporary region, named
+/// `shmstate-demo-<its pid>-<nanoseconds>` in /dev/shm (or the temporary directory; the
+/// name is pinned by a unit test of the binary), and removes it when it is done.
+#[test]
+fn the_default_temporary_region_is_removed_afterwards() {
+    let (pid, out) = run(&["demo", "-p", "2", "-n", "1000", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let prefix = format!("shmstate-demo-{pid}-");
+    for dir in [std::path::PathBuf::from("/dev/shm"), std::env::temp_dir()] {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let left: Vec<_> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&prefix))
+            .collect();
+        assert!(left.is_empty(), "left in {}: {left:?}", dir.display());
+    }
 }
