@@ -15,6 +15,10 @@
 //! in every process); a path's time is from the earliest start to the latest finish, so
 //! process start-up and exit are not counted. The parent reads the totals after
 //! `waitpid`, which orders every worker's writes before the parent's reads.
+//!
+//! Exit codes: 0 when the exact paths (`locked`, `atomic`, `striped`) ended exactly at
+//! P × N (whatever `naive` lost); 1 if one did not (a bug: the results are printed first)
+//! or on a runtime failure; 2 for bad arguments.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -264,7 +268,30 @@ pub fn run(args: &Args) -> Result<(), Failure> {
     } else {
         print!("{}", to_table(args, &outcomes));
     }
-    Ok(())
+    match inexact(&outcomes) {
+        None => Ok(()),
+        Some(what) => Err(Failure::runtime(what)),
+    }
+}
+
+/// What went wrong if a path that must be exact (all but `naive`) did not end at the
+/// expected count (a bug, or another process writing the region meanwhile): the demo
+/// still prints its results, then reports this and exits with code 1, so scripts reading
+/// `--json` learn it from the exit code.
+fn inexact(outcomes: &[Outcome]) -> Option<String> {
+    let wrong: Vec<String> = outcomes
+        .iter()
+        .filter(|o| o.path != Which::Naive && o.final_ != o.expected)
+        .map(|o| {
+            format!(
+                "{} ended at {} instead of {}",
+                o.path.name(),
+                o.final_,
+                o.expected
+            )
+        })
+        .collect();
+    (!wrong.is_empty()).then(|| format!("BUG: exact paths were not exact: {}", wrong.join("; ")))
 }
 
 /// Runs one worker: open the region, report ready, wait for go, increment.
@@ -470,7 +497,9 @@ fn conclusion(outcomes: &[Outcome]) -> String {
     ) else {
         return String::new();
     };
-    let exact = [locked, atomic, striped].iter().all(|o| o.lost() == 0);
+    let exact = [locked, atomic, striped]
+        .iter()
+        .all(|o| o.final_ == o.expected);
     let naive_part = if naive.lost() > 0 {
         format!(
             "naive load+store lost {} of {} updates ({:.1}%)",
@@ -516,5 +545,40 @@ mod tests {
         );
         let dir = path.parent().unwrap();
         assert!(dir == Path::new("/dev/shm") || dir == std::env::temp_dir());
+    }
+
+    fn outcome(path: Which, final_: u64) -> Outcome {
+        Outcome {
+            path,
+            expected: 100,
+            final_,
+            seconds: 1.0,
+        }
+    }
+
+    /// Lost updates on `naive` are the lesson; on any other path, too few *or too many*
+    /// is a failure that `run` turns into exit code 1, and the conclusion says BUG.
+    #[test]
+    fn only_the_naive_path_may_be_inexact() {
+        let run = |locked, striped| {
+            vec![
+                outcome(Which::Naive, 60),
+                outcome(Which::Locked, locked),
+                outcome(Which::Atomic, 100),
+                outcome(Which::Striped, striped),
+            ]
+        };
+        let fine = run(100, 100);
+        assert_eq!(inexact(&fine), None);
+        assert!(conclusion(&fine).contains("were exact"));
+        let short = run(99, 100);
+        assert_eq!(
+            inexact(&short).as_deref(),
+            Some("BUG: exact paths were not exact: locked ended at 99 instead of 100")
+        );
+        assert!(conclusion(&short).contains("BUG"));
+        let over = run(100, 101);
+        assert!(inexact(&over).unwrap().contains("striped ended at 101"));
+        assert!(conclusion(&over).contains("BUG"));
     }
 }
