@@ -15,7 +15,9 @@ use criterion::{
 use shmstate::{SeqLock, SeqLockArray};
 
 /// 64 bytes of data: eight words that a writer always sets to the same value, so a reader
-/// that sees two different words saw a torn write.
+/// that sees two different words saw a torn write. Every block the benches store is
+/// `[k; 8]` with `k >= 1` (the initial `[1; 8]`, then the writer's `k = 1, 2, ..`), so a
+/// read of `[0; 8]` returned something nobody stored.
 type Block = [u64; 8];
 
 /// Shared state of the read benches: the lock under test, the number of reads done (the
@@ -26,14 +28,15 @@ struct ReadBench<L> {
     running: AtomicU64,
 }
 
-/// Checks a block read by a reader: all words equal (not torn). Returns 1 for counting.
+/// Checks a block read by a reader: all words equal (not torn) and not zero (a value some
+/// writer stored, not a zeroed or never-read buffer). Returns 1 for counting.
 ///
 /// The panic (with its formatting) is out of line: an inline `assert!` that formats the
 /// block made the compiler keep every copy in an addressable stack slot, which cost the
 /// seqlock rows several ns per read for the bench's own bookkeeping.
 #[inline]
 fn check_block(b: &Block) -> u64 {
-    if !b.iter().all(|w| *w == b[0]) {
+    if b[0] == 0 || !b.iter().all(|w| *w == b[0]) {
         torn(*b)
     }
     1
@@ -42,7 +45,7 @@ fn check_block(b: &Block) -> u64 {
 #[cold]
 #[inline(never)]
 fn torn(b: Block) -> ! {
-    panic!("torn read: {b:?}")
+    panic!("torn read or a value never stored: {b:?}")
 }
 
 /// Benches `read` (and, with `writer`, a writer looping over `write` on one more thread

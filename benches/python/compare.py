@@ -14,6 +14,10 @@ It then runs `cargo run --release -p shmstate-cli -- demo --processes P --increm
 --json` for the shmstate side (or `--shmstate-bin PATH -- demo ...`), and prints both and
 the ratios. Without the demo it reports the Python half only. `--json FILE` saves all the
 results for `benches/report.py`. Standard library only.
+
+`Array('d', 1000)` full reads have no `shmstate demo` counterpart, so they get no ratio
+here: `benches/report.py` pairs them with the criterion `SeqLockArray` snapshot of 1,000
+f64 (`benches/run_all.sh` runs both and writes that ratio into BENCHMARKS.md).
 """
 
 import argparse
@@ -171,7 +175,8 @@ def run_shmstate(processes, increments, binary):
         return None, f"unexpected demo output ({e}): {out.stdout[:200]!r}"
 
 
-# (python path, shmstate path, what the ratio means, target speed-up or None)
+# (python path, shmstate path, what the ratio means, target speed-up or None). No pair for
+# array_full_read: see the module docs.
 PAIRS = [
     ("value_get_lock", "atomic", "Value + get_lock() vs Value::fetch_add", 30.0),
     ("value_get_lock", "striped", "Value + get_lock() vs StripedCounter", 300.0),
