@@ -1,7 +1,7 @@
 //! `shmstate demo`: Python's `v.value += 1` lesson, with real processes.
 //!
-//! P worker processes (this binary, started with the hidden `demo-worker` subcommand) open
-//! one region file and each add 1 to a shared number N times, once per path:
+//! P worker processes (this binary, started with the hidden `demo-worker` subcommand) map
+//! one region and each add 1 to a shared number N times, once per path:
 //!
 //! | path      | what each increment is                          | Python equivalent            |
 //! |-----------|-------------------------------------------------|------------------------------|
@@ -16,11 +16,30 @@
 //! process start-up and exit are not counted. The parent reads the totals after
 //! `waitpid`, which orders every worker's writes before the parent's reads.
 //!
-//! Exit codes: 0 when the exact paths (`locked`, `atomic`, `striped`) ended exactly at
+//! # Where the region lives
+//!
+//! By default the region is a sealed memfd ([`Region::memfd`]): RAM with no name in any
+//! filesystem. Each worker gets its own duplicate of the descriptor, the one descriptor
+//! besides stdio it inherits from the demo (`FD_CLOEXEC` is cleared on it alone, in the
+//! child between fork and exec), and its number in the hidden `--fd N` argument; the worker maps
+//! it with [`Region::from_fd`]. The kernel frees the memory when the last process holding
+//! it ends, so nothing is left behind however the demo ends (a normal exit, Ctrl-C,
+//! `SIGKILL`). With `--path FILE` the region is that file instead (created if missing,
+//! kept afterwards for `shmstate inspect`), and workers open it by name.
+//!
+//! Workers are started with `PR_SET_PDEATHSIG` = `SIGKILL`, so they do not outlive the
+//! demo (whose main thread starts them) when it is killed.
+//!
+//! # Exit codes
+//!
+//! 0 when the exact paths (`locked`, `atomic`, `striped`) ended exactly at
 //! P × N (whatever `naive` lost); 1 if one did not (a bug: the results are printed first)
 //! or on a runtime failure; 2 for bad arguments.
 
 use std::fmt::Write as _;
+use std::io;
+use std::os::fd::{AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -30,8 +49,10 @@ use shmstate::{Mutex, Region, StripedCounter, Value};
 
 use crate::Failure;
 
-/// Size of the demo's region file.
+/// Size of the demo's region.
 const REGION_SIZE: u64 = 1 << 20;
+/// The default memfd region's label (in `/proc/PID/fd`: `/memfd:shmstate-demo (deleted)`).
+const MEMFD_NAME: &str = "shmstate-demo";
 /// How long workers and parent wait for each other to start before giving up.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -46,7 +67,8 @@ pub struct Args {
     #[arg(long, short = 'n', default_value_t = 1_000_000,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000_000_000))]
     increments: u64,
-    /// The region file (default: a private temporary region, removed afterwards).
+    /// Keep the region in this file, for `shmstate inspect` afterwards (default: an
+    /// unnamed memfd shared with the workers by descriptor, which leaves nothing behind).
     #[arg(long)]
     path: Option<PathBuf>,
     /// Print one JSON object instead of a table.
@@ -57,15 +79,27 @@ pub struct Args {
 /// Arguments of the hidden `shmstate demo-worker`.
 #[derive(clap::Args, Debug)]
 pub struct WorkerArgs {
-    /// The region file.
-    #[arg(long)]
-    path: PathBuf,
+    /// Where the region is.
+    #[command(flatten)]
+    region: WorkerRegion,
     /// Which path to run.
     #[arg(long, value_enum)]
     which: Which,
     /// Increments to do.
     #[arg(long)]
     increments: u64,
+}
+
+/// A worker's region: a file by name, or an inherited descriptor (exactly one).
+#[derive(clap::Args, Debug)]
+#[group(required = true, multiple = false)]
+pub struct WorkerRegion {
+    /// The region file.
+    #[arg(long)]
+    path: Option<PathBuf>,
+    /// The region's descriptor, inherited from the demo (which passes its number).
+    #[arg(long, value_parser = clap::value_parser!(RawFd).range(3..))]
+    fd: Option<RawFd>,
 }
 
 /// The four ways to increment.
@@ -138,29 +172,22 @@ impl Outcome {
     }
 }
 
-/// Removes the private temporary region file when the demo ends, however it ends.
-struct TempFile(PathBuf);
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 /// Runs `shmstate demo`.
 pub fn run(args: &Args) -> Result<(), Failure> {
-    let (path, _temp) = match &args.path {
+    let (region, label) = match &args.path {
         Some(p) => {
             check_directory(p)?;
-            (p.clone(), None)
+            let region = Region::open_or_create(p, REGION_SIZE).map_err(|e| {
+                Failure::runtime(format!("cannot open region {}: {e}", p.display()))
+            })?;
+            (region, p.display().to_string())
         }
         None => {
-            let p = temp_region_path();
-            (p.clone(), Some(TempFile(p)))
+            let region = Region::memfd(MEMFD_NAME, REGION_SIZE)
+                .map_err(|e| Failure::runtime(format!("cannot create a memfd region: {e}")))?;
+            (region, format!("memfd {MEMFD_NAME}"))
         }
     };
-    let region = Region::open_or_create(&path, REGION_SIZE)
-        .map_err(|e| Failure::runtime(format!("cannot open region {}: {e}", path.display())))?;
     let stripes = StripedCounter::default_stripes()
         .max(args.processes as usize)
         .min(64);
@@ -170,8 +197,7 @@ pub fn run(args: &Args) -> Result<(), Failure> {
 
     let mut outcomes = Vec::new();
     for which in Which::ALL {
-        let err =
-            |e: shmstate::RegionError| Failure::runtime(format!("region {}: {e}", path.display()));
+        let err = |e: shmstate::RegionError| Failure::runtime(format!("region {label}: {e}"));
         // Set up (or reset, when --path names a region used before) this path's objects.
         let ready: &Value<u32> = region.get_or_init(&which.ready(), 1, |_| {}).map_err(err)?;
         let go: &Value<u32> = region.get_or_init(&which.go(), 1, |_| {}).map_err(err)?;
@@ -207,7 +233,7 @@ pub fn run(args: &Args) -> Result<(), Failure> {
             }
         }
 
-        let mut children = spawn_workers(&path, which, args)?;
+        let mut children = spawn_workers(&region, which, args)?;
         // Wait until every worker has opened the region and is ready, so that the clock
         // covers only the increments. Acquire pairs with the workers' Release increments.
         let start = Instant::now();
@@ -297,7 +323,11 @@ fn inexact(outcomes: &[Outcome]) -> Option<String> {
 /// Runs one worker: open the region, report ready, wait for go, increment.
 pub fn worker(args: &WorkerArgs) -> Result<(), Failure> {
     let fail = |e: shmstate::RegionError| Failure::runtime(format!("worker: {e}"));
-    let region = Region::open(&args.path).map_err(fail)?;
+    let region = match (&args.region.path, args.region.fd) {
+        (Some(path), _) => Region::open(path).map_err(fail)?,
+        (None, Some(fd)) => Region::from_fd(inherited(fd)?).map_err(fail)?,
+        (None, None) => return Err(Failure::usage("worker: --path or --fd is required")),
+    };
     let which = args.which;
     let ready: &Value<u32> = region.get(&which.ready()).map_err(fail)?;
     let go: &Value<u32> = region.get(&which.go()).map_err(fail)?;
@@ -367,20 +397,38 @@ fn monotonic_ns() -> u64 {
     (t.tv_sec as u64).saturating_mul(1_000_000_000) + t.tv_nsec as u64
 }
 
-fn spawn_workers(path: &Path, which: Which, args: &Args) -> Result<Vec<Child>, Failure> {
+/// Takes ownership of descriptor `n`, which the demo made inheritable for this worker
+/// (see [`inherit`]); clap has checked `n >= 3`, so it is not stdio.
+///
+/// # Errors
+///
+/// A runtime failure if `n` is not an open descriptor.
+fn inherited(n: RawFd) -> Result<OwnedFd, Failure> {
+    if n < 3 {
+        return Err(Failure::usage(format!("worker: --fd {n} is stdio")));
+    }
+    // SAFETY: `borrow_raw` requires `n` to be open, and to stay open while borrowed, and
+    // not -1: n >= 3; this single-threaded process closes nothing during this one `fcntl`;
+    // and if `n` is not open at all, `fcntl` fails with EBADF and no descriptor is used.
+    let flags = rustix::io::fcntl_getfd(unsafe { BorrowedFd::borrow_raw(n) })
+        .map_err(|e| Failure::runtime(format!("worker: --fd {n} is not open: {e}")))?;
+    // SAFETY: `from_raw_fd` requires an open descriptor that nothing else owns: `n` is
+    // open (the `fcntl` above succeeded) and not stdio (n >= 3); the worker opens no
+    // descriptor before this, so `n` came from its parent, the demo, which left exactly
+    // this one descriptor open across exec for this worker; and it is taken only here.
+    let fd = unsafe { OwnedFd::from_raw_fd(n) };
+    // Close it on exec again: nothing this worker might start should inherit the region.
+    rustix::io::fcntl_setfd(&fd, flags | rustix::io::FdFlags::CLOEXEC)
+        .map_err(|e| Failure::runtime(format!("worker: --fd {n}: {e}")))?;
+    Ok(fd)
+}
+
+fn spawn_workers(region: &Region, which: Which, args: &Args) -> Result<Vec<Child>, Failure> {
     let exe = std::env::current_exe()
         .map_err(|e| Failure::runtime(format!("cannot find this program to start workers: {e}")))?;
     let mut children = Vec::new();
     for _ in 0..args.processes {
-        let child = Command::new(&exe)
-            .arg("demo-worker")
-            .arg("--path")
-            .arg(path)
-            .arg("--which")
-            .arg(which.name())
-            .arg("--increments")
-            .arg(args.increments.to_string())
-            .spawn();
+        let child = worker_command(&exe, region, which, args).and_then(|mut c| c.spawn());
         match child {
             Ok(c) => children.push(c),
             Err(e) => {
@@ -390,6 +438,73 @@ fn spawn_workers(path: &Path, which: Which, args: &Args) -> Result<Vec<Child>, F
         }
     }
     Ok(children)
+}
+
+/// The command that starts one worker: the region by `--path`, or else by `--fd` (a
+/// duplicate of the memfd's descriptor, the only one the worker inherits). The worker is
+/// SIGKILLed if this thread ends first.
+fn worker_command(exe: &Path, region: &Region, which: Which, args: &Args) -> io::Result<Command> {
+    let mut cmd = Command::new(exe);
+    cmd.arg("demo-worker");
+    match (&args.path, region.as_fd()) {
+        (Some(path), _) => {
+            cmd.arg("--path").arg(path);
+        }
+        (None, Some(fd)) => {
+            let n = inherit(&mut cmd, fd)?;
+            cmd.arg("--fd").arg(n.to_string());
+        }
+        (None, None) => {
+            return Err(io::Error::other("the memfd region has no descriptor"));
+        }
+    }
+    cmd.arg("--which")
+        .arg(which.name())
+        .arg("--increments")
+        .arg(args.increments.to_string());
+    die_with_parent(&mut cmd);
+    Ok(cmd)
+}
+
+/// Makes the program `cmd` starts inherit a duplicate of `fd` (and nothing else that is
+/// not already inheritable), and returns the duplicate's number, to pass on its command
+/// line.
+///
+/// The duplicate is made `FD_CLOEXEC` (as every descriptor std and shmstate open is);
+/// the child clears that flag on it alone, between fork and exec. `cmd` owns the
+/// duplicate: it is closed in this process when `cmd` is dropped, so concurrent spawns
+/// of other programs never see it.
+fn inherit(cmd: &mut Command, fd: BorrowedFd<'_>) -> io::Result<RawFd> {
+    let dup = fd.try_clone_to_owned()?;
+    let n = dup.as_raw_fd();
+    let keep_open = move || -> io::Result<()> {
+        rustix::io::fcntl_setfd(&dup, rustix::io::FdFlags::empty())?;
+        Ok(())
+    };
+    // SAFETY: `pre_exec` requires the closure to be safe to run in the forked child,
+    // where other threads' locks may be held and allocation may deadlock: it makes one
+    // `fcntl` system call on a descriptor the child has (fork copied it), takes no lock
+    // and does not allocate (an `Errno` becomes an `io::Error` without allocating).
+    unsafe { cmd.pre_exec(keep_open) };
+    Ok(n)
+}
+
+/// Has the child `cmd` starts killed (`PR_SET_PDEATHSIG` = `SIGKILL`) when the thread
+/// that starts it ends, so that workers of a demo killed mid-run do not run on. The demo
+/// starts its workers from its main thread, so that is when the demo ends.
+fn die_with_parent(cmd: &mut Command) {
+    let parent = rustix::process::getpid();
+    let set = move || -> io::Result<()> {
+        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+        // The parent may have died before the flag was set: then nobody sends the signal.
+        if rustix::process::getppid() != Some(parent) {
+            return Err(rustix::io::Errno::SRCH.into());
+        }
+        Ok(())
+    };
+    // SAFETY: as in `inherit`: two system calls (`prctl`, `getppid`) and a comparison in
+    // the forked child; no lock, no allocation.
+    unsafe { cmd.pre_exec(set) };
 }
 
 fn any_exited(children: &mut [Child]) -> bool {
@@ -419,20 +534,6 @@ fn check_directory(path: &Path) -> Result<(), Failure> {
         )));
     }
     Ok(())
-}
-
-/// A fresh name for a private region: in /dev/shm (RAM) where it exists.
-fn temp_region_path() -> PathBuf {
-    let dir = Path::new("/dev/shm");
-    let dir = if dir.is_dir() {
-        dir.to_path_buf()
-    } else {
-        std::env::temp_dir()
-    };
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    dir.join(format!("shmstate-demo-{}-{nanos}", std::process::id()))
 }
 
 fn to_json(args: &Args, outcomes: &[Outcome]) -> String {
@@ -534,17 +635,29 @@ fn conclusion(outcomes: &[Outcome]) -> String {
 mod tests {
     use super::*;
 
-    /// `cli/tests/demo.rs` looks for leftovers under this name: keep the two in step.
+    /// The started program inherits the duplicate `inherit` made, under the number it
+    /// returned, open on the same memfd; the region's own descriptor stays close-on-exec
+    /// (in this process too), so the child gets that one descriptor and no other.
     #[test]
-    fn the_temporary_region_is_named_after_the_demo_pid() {
-        let path = temp_region_path();
-        let name = path.file_name().unwrap().to_str().unwrap();
-        assert!(
-            name.starts_with(&format!("shmstate-demo-{}-", std::process::id())),
-            "{name}"
+    fn only_the_passed_duplicate_of_the_region_descriptor_is_inherited() {
+        let region = Region::memfd("shmstate-demo-test", REGION_SIZE).unwrap();
+        let own = region.as_fd().unwrap();
+        let mut cmd = Command::new("sh");
+        let n = inherit(&mut cmd, own).unwrap();
+        assert_ne!(n, own.as_raw_fd());
+        // The shell lists what its descriptors n and own point at (nothing if closed).
+        let script = format!(
+            "readlink /proc/$$/fd/{n}; echo ---; readlink /proc/$$/fd/{}; true",
+            own.as_raw_fd()
         );
-        let dir = path.parent().unwrap();
-        assert!(dir == Path::new("/dev/shm") || dir == std::env::temp_dir());
+        let out = cmd.arg("-c").arg(script).output().unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        let (passed, original) = text.split_once("---\n").unwrap();
+        assert_eq!(passed.trim(), "/memfd:shmstate-demo-test (deleted)", "{text}");
+        assert_eq!(original.trim(), "", "the region's own fd leaked: {text}");
+        let flags = rustix::io::fcntl_getfd(own).unwrap();
+        assert!(flags.contains(rustix::io::FdFlags::CLOEXEC));
     }
 
     fn outcome(path: Which, final_: u64) -> Outcome {
