@@ -654,7 +654,11 @@ mod tests {
         assert!(out.status.success());
         let text = String::from_utf8(out.stdout).unwrap();
         let (passed, original) = text.split_once("---\n").unwrap();
-        assert_eq!(passed.trim(), "/memfd:shmstate-demo-test (deleted)", "{text}");
+        assert_eq!(
+            passed.trim(),
+            "/memfd:shmstate-demo-test (deleted)",
+            "{text}"
+        );
         assert_eq!(original.trim(), "", "the region's own fd leaked: {text}");
         let flags = rustix::io::fcntl_getfd(own).unwrap();
         assert!(flags.contains(rustix::io::FdFlags::CLOEXEC));

@@ -1,8 +1,10 @@
 //! The `shmstate demo` command, run as users run it.
 
-use std::process::{Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// Runs the binary, killing it (and failing the test) if it runs longer than a minute:
 /// a hung worker must fail the test, not hang CI.
@@ -12,32 +14,59 @@ fn shmstate(args: &[&str]) -> Output {
 
 /// Like [`shmstate`], and also returns the pid the binary ran as.
 fn run(args: &[&str]) -> (u32, Output) {
-    let child = Command::new(env!("CARGO_BIN_EXE_shmstate"))
+    let child = start(args);
+    let pid = child.id();
+    let watchdog = Watchdog::new(pid);
+    let out = child.wait_with_output().expect("wait for shmstate");
+    assert!(
+        !watchdog.finish(),
+        "shmstate {args:?} ran over 60 s and was killed"
+    );
+    (pid, out)
+}
+
+/// Starts the binary with its output piped.
+fn start(args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_shmstate"))
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("run shmstate");
-    let pid = child.id();
-    let (done_tx, done_rx) = mpsc::channel::<()>();
-    let watchdog = std::thread::spawn(move || {
-        if done_rx.recv_timeout(Duration::from_secs(60)).is_err() {
-            // Killing the demo makes `wait_with_output` return; its workers give up on
-            // their own once the demo is gone (they time out waiting to start, or finish).
-            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        .expect("run shmstate")
+}
+
+/// SIGKILLs process `pid` if [`finish`](Watchdog::finish) is not called within 60 s.
+/// Killing the demo makes a wait for it return; its workers are SIGKILLed with it (the
+/// demo starts them with `PR_SET_PDEATHSIG`).
+struct Watchdog {
+    done: mpsc::Sender<()>,
+    thread: JoinHandle<bool>,
+}
+
+impl Watchdog {
+    fn new(pid: u32) -> Watchdog {
+        let (done, done_rx) = mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            if done_rx.recv_timeout(Duration::from_secs(60)).is_err() {
+                kill(pid);
+                return true;
             }
-            return true;
-        }
-        false
-    });
-    let out = child.wait_with_output().expect("wait for shmstate");
-    let _ = done_tx.send(());
-    assert!(
-        !watchdog.join().unwrap(),
-        "shmstate {args:?} ran over 60 s and was killed"
-    );
-    (pid, out)
+            false
+        });
+        Watchdog { done, thread }
+    }
+
+    /// Stops the watchdog; returns whether it fired.
+    fn finish(self) -> bool {
+        let _ = self.done.send(());
+        self.thread.join().unwrap()
+    }
+}
+
+fn kill(pid: u32) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
 }
 
 /// Pulls `"key": value` for each result object out of the demo's JSON line (the format is
@@ -230,27 +259,174 @@ fn help_lists_the_subcommands_and_the_demo_defaults() {
     line("--json");
 }
 
-/// Without `--path` the demo works in a private temporary region, named
-/// `shmstate-demo-<its pid>-<nanoseconds>` in /dev/shm (or the temporary directory; the
-/// name is pinned by a unit test of the binary), and removes it when it is done.
+/// What `dir` holds named `shmstate-demo*` with `pid` as one of its `-`/`.`-separated
+/// fields (the old default region was `/dev/shm/shmstate-demo-<pid>-<nanoseconds>`).
+fn leftovers(dir: &std::path::Path, pid: u32) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let pid = pid.to_string();
+    entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("shmstate-demo") && n.split(['-', '.']).any(|f| f == pid))
+        .collect()
+}
+
+/// The directories a default region could be left in: /dev/shm and the temp dir.
+fn region_dirs() -> [PathBuf; 2] {
+    [PathBuf::from("/dev/shm"), std::env::temp_dir()]
+}
+
+/// The children the demo's main thread started (`/proc/PID/task/PID/children`, or a
+/// scan of every process's parent where the kernel lacks that file).
+fn children_of(pid: u32) -> Vec<u32> {
+    if let Ok(list) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
+        return list
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+    }
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            // `pid (comm) state ppid ...`: comm may hold spaces, so split after the ')'.
+            std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|stat| {
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                    .is_some_and(|ppid| ppid == pid.to_string())
+            })
+        })
+        .collect()
+}
+
+/// Whether `pid` is (still) a running demo worker: its command line names `demo-worker`
+/// (a zombie's is empty, and an ended one has none).
+fn is_worker(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| c.split(|&b| b == 0).any(|arg| arg == b"demo-worker"))
+}
+
+/// What process `pid`'s descriptors point at.
+fn fd_targets(pid: u32) -> Vec<String> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    fds.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|t| t.to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Kills the demo when dropped, so that a failed assertion does not leave a demo with
+/// a huge `-n` running (its workers die with it).
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A default run (no `--path`) leaves no region file behind.
 #[test]
-fn the_default_temporary_region_is_removed_afterwards() {
+fn a_default_run_leaves_no_region_file() {
     let (pid, out) = run(&["demo", "-p", "2", "-n", "1000", "--json"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let prefix = format!("shmstate-demo-{pid}-");
-    for dir in [std::path::PathBuf::from("/dev/shm"), std::env::temp_dir()] {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        let left: Vec<_> = entries
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with(&prefix))
-            .collect();
+    for dir in region_dirs() {
+        let left = leftovers(&dir, pid);
         assert!(left.is_empty(), "left in {}: {left:?}", dir.display());
     }
+}
+
+/// Without `--path` the region is a memfd that the workers hold, not a file: a demo
+/// SIGKILLed mid-run (no destructor, no signal handler runs) leaves nothing named
+/// `shmstate-demo*` after its pid in /dev/shm or the temp dir, and its workers end too.
+#[test]
+fn a_demo_killed_mid_run_leaves_no_file_and_no_workers() {
+    // Enough increments that the demo is still running when it is killed.
+    let mut demo = KillOnDrop(start(&["demo", "-p", "2", "-n", "1000000000000"]));
+    let pid = demo.0.id();
+    let watchdog = Watchdog::new(pid);
+    // Wait (polling /proc, bounded by the watchdog) until both workers have started.
+    let workers = loop {
+        let workers: Vec<u32> = children_of(pid)
+            .into_iter()
+            .filter(|&c| is_worker(c))
+            .collect();
+        if workers.len() == 2 {
+            break workers;
+        }
+        if let Ok(Some(status)) = demo.0.try_wait() {
+            panic!("the demo ended ({status}) before its workers started");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    // What the workers hold, read while they run.
+    let held: Vec<Vec<String>> = workers.iter().map(|&w| fd_targets(w)).collect();
+
+    let _ = demo.0.kill();
+    let status = demo.0.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9),
+        "the demo was still running when killed: {status}"
+    );
+    for dir in region_dirs() {
+        let left = leftovers(&dir, pid);
+        assert!(left.is_empty(), "left in {}: {left:?}", dir.display());
+    }
+    for fds in &held {
+        assert!(
+            fds.iter().any(|t| t.starts_with("/memfd:shmstate-demo ")),
+            "a worker holds no memfd region: {fds:?}"
+        );
+        assert!(
+            !fds.iter().any(|t| t.contains("shmstate-demo-")),
+            "a worker holds a region file: {fds:?}"
+        );
+    }
+    // The workers are SIGKILLed with the demo (they would otherwise increment on, and
+    // keep the memfd's memory, for hours); poll until they are gone, under the watchdog.
+    assert!(!watchdog.finish(), "the demo ran over 60 s and was killed");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while workers.iter().any(|&w| is_worker(w)) {
+        if Instant::now() > deadline {
+            workers.iter().for_each(|&w| kill(w));
+            panic!("the workers outlived the demo by 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The hidden worker takes only a descriptor it may own: stdio is a usage error (exit 2),
+/// a number that is not open a runtime error (exit 1), and `--path` with `--fd` is refused.
+#[test]
+fn the_worker_refuses_stdio_or_a_closed_descriptor_as_its_region() {
+    let worker = |extra: &[&str]| {
+        let mut args = vec!["demo-worker", "--which", "naive", "--increments", "1"];
+        args.extend_from_slice(extra);
+        shmstate(&args)
+    };
+    for extra in [
+        &["--fd", "1"][..],
+        &["--fd", "5", "--path", "x"][..],
+        &[][..],
+    ] {
+        assert_eq!(worker(extra).status.code(), Some(2), "{extra:?}");
+    }
+    let out = worker(&["--fd", "1000000"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--fd 1000000 is not open"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
