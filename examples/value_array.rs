@@ -18,9 +18,11 @@
 //!     print(arr[:])
 //! ```
 //!
-//! The parent creates a region file holding a `Value<f64>` and a `SeqLockArray<i32>`,
-//! starts this same program again as the child process, waits for it, and prints both.
-//! Run it with `cargo run --example value_array`; it prints
+//! The parent creates an anonymous region (`MAP_SHARED` memory with no name anywhere)
+//! holding a `Value<f64>` and a `SeqLockArray<i32>`, forks the child process (Python's
+//! `fork` start method: the child shares the mapping), waits for it, and prints both.
+//! Nothing is left behind however it ends: there is no file. Run it with
+//! `cargo run --example value_array`; it prints
 //!
 //! ```text
 //! 3.1415927
@@ -28,40 +30,23 @@
 //! ```
 
 use std::error::Error;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use rustix::process::{Pid, WaitOptions};
 use shmstate::sync::Ordering;
 use shmstate::{Region, SeqLockArray, Value};
 
-fn main() -> Result<(), Box<dyn Error>> {
-    let args: Vec<String> = std::env::args().collect();
-    if let [_, role, path] = args.as_slice()
-        && role == "child"
-    {
-        return child(Path::new(path));
-    }
-    parent()
-}
-
 /// `f(n, a)`: runs in the child process.
-fn child(path: &Path) -> Result<(), Box<dyn Error>> {
-    let region = Region::open(path)?;
-    let num: &Value<f64> = region.get("num")?;
-    let arr: &SeqLockArray<i32> = region.get("arr")?;
+fn f(num: &Value<f64>, arr: &SeqLockArray<i32>) {
     // The Python program's literal, not `PI`: the output must match it digit for digit.
     #[allow(clippy::approx_constant)]
     num.store(3.1415927, Ordering::Relaxed);
     for i in 0..arr.len() {
         arr.update(i, |x| *x = -*x);
     }
-    Ok(())
 }
 
-fn parent() -> Result<(), Box<dyn Error>> {
-    let path = temp_path();
-    let _cleanup = RemoveOnDrop(path.clone());
-    let region = Region::create(&path, 64 * 1024)?;
+fn main() -> Result<(), Box<dyn Error>> {
+    let region = Region::anonymous(64 * 1024)?;
     let num = region.get_or_init::<Value<f64>>("num", 1, |n| n.store(0.0, Ordering::Relaxed))?;
     let arr = region.get_or_init::<SeqLockArray<i32>>("arr", 10, |a| {
         for i in 0..a.len() {
@@ -69,27 +54,31 @@ fn parent() -> Result<(), Box<dyn Error>> {
         }
     })?;
 
-    let status = Command::new(std::env::current_exe()?)
-        .arg("child")
-        .arg(&path)
-        .status()?;
-    if !status.success() {
-        return Err(format!("child failed: {status}").into());
+    // `p = Process(target=f, args=(num, arr)); p.start()`
+    // SAFETY: after `fork` in a multi-threaded process the child may only call
+    // async-signal-safe functions; this program has a single thread, so the child may run
+    // any code. The child never returns from this block (it ends with `_exit`).
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error().into());
     }
-    // Relaxed is enough for `num`: the child's exit is ordered before `status()` returns.
+    if pid == 0 {
+        // AssertUnwindSafe: after a panic the child only exits, and the parent, seeing it
+        // fail, does not read the objects.
+        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(num, arr))).is_ok();
+        // SAFETY: `_exit` has no preconditions; it ends the child at once, without
+        // running exit handlers or flushing the stdio buffers it shares with the parent.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+
+    // `p.join()`
+    let status = rustix::process::waitpid(Pid::from_raw(pid), WaitOptions::empty())?;
+    match status {
+        Some((_, s)) if s.exit_status() == Some(0) => {}
+        other => return Err(format!("child failed: {other:?}").into()),
+    }
+    // Relaxed is enough for `num`: the child's exit is ordered before `waitpid` returns.
     println!("{}", num.load(Ordering::Relaxed));
     println!("{:?}", arr.to_vec());
     Ok(())
-}
-
-fn temp_path() -> PathBuf {
-    std::env::temp_dir().join(format!("shmstate-value-array-{}", std::process::id()))
-}
-
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }

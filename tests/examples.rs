@@ -1,25 +1,80 @@
 //! The examples keep working: each is built by `cargo test`/`cargo nextest` (examples are
-//! compiled with the tests) and run here as a user would run it.
+//! compiled with the tests) and run here as a user would run it, bounded by a watchdog.
 
+use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 /// `target/<profile>/examples/<name>`, next to this test binary's `deps/` directory.
+///
+/// A test-target filter (`cargo nextest run --test examples`) builds no example, so the
+/// binary found may be an old one: refuse it if the example's source or the library's is
+/// newer, rather than test stale code.
 fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
     let path = profile_dir.join("examples").join(name);
+    let how = "run the tests with cargo test or cargo nextest, or cargo build --examples";
+    let built = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| panic!("example {name} not built at {} ({how})", path.display()));
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let source = root.join("examples").join(format!("{name}.rs"));
+    let newest = newest_mtime(&source).max(newest_mtime(&root.join("src")));
     assert!(
-        path.exists(),
-        "example {name} not built at {} (run the tests with cargo test or cargo nextest)",
+        newest <= built,
+        "example {name} at {} is older than its sources ({how})",
         path.display()
     );
     path
 }
 
+/// The latest modification time of `path` or, for a directory, of anything under it.
+fn newest_mtime(path: &std::path::Path) -> std::time::SystemTime {
+    let mut newest = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .unwrap_or(std::time::UNIX_EPOCH);
+    if let Ok(entries) = std::fs::read_dir(path) {
+        for entry in entries.flatten() {
+            newest = newest.max(newest_mtime(&entry.path()));
+        }
+    }
+    newest
+}
+
+/// Runs example `name` in a process group of its own, which is SIGKILLed (the example
+/// and any process it forked) if it runs over `limit`: a hung example fails the test
+/// instead of hanging it.
+fn run(name: &str, limit: Duration) -> Output {
+    let child = Command::new(example(name))
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let group = rustix::process::Pid::from_child(&child);
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if done_rx.recv_timeout(limit).is_err() {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+            return true;
+        }
+        false
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = done_tx.send(());
+    assert!(
+        !watchdog.join().unwrap(),
+        "example {name} ran over {limit:?} and was killed"
+    );
+    out
+}
+
 #[test]
 fn value_array_example_prints_what_the_python_program_prints() {
-    let out = Command::new(example("value_array")).output().unwrap();
+    let out = run("value_array", Duration::from_secs(60));
     assert!(
         out.status.success(),
         "{}",
