@@ -254,10 +254,18 @@ fn rwlock_recovers_when_reader_is_killed() {
         reap(pid);
         // Counted out exactly once: unlocked, every slot free, readers and writers go on.
         assert!(!a.rw.is_locked());
-        assert!(a.rw.raw().reader_slots().iter().all(|s| s.load(Ordering::Relaxed) == 0));
+        assert!(
+            a.rw.raw()
+                .reader_slots()
+                .iter()
+                .all(|s| s.load(Ordering::Relaxed) == 0)
+        );
         assert_eq!(*a.rw.read().unwrap(), [u64::from(round); 2]);
     }
-    report("RwLock reader, killed process (kill -> write lock)", &mut latencies);
+    report(
+        "RwLock reader, killed process (kill -> write lock)",
+        &mut latencies,
+    );
 }
 
 /// A dead reader beside a live one: the writer counts the dead one out but must still wait
@@ -288,7 +296,10 @@ fn rwlock_writer_waits_for_a_live_reader_beside_a_dead_one() {
             // The dead reader's lock is counted out: one reader left (the live one).
             let deadline = Instant::now() + SIGNAL_LIMIT;
             while a.rw.raw().state().load(Ordering::Relaxed) & 0x00FF_FFFF != 1 {
-                assert!(Instant::now() < deadline, "the dead reader was never counted out");
+                assert!(
+                    Instant::now() < deadline,
+                    "the dead reader was never counted out"
+                );
                 std::thread::yield_now();
             }
             // Another writer probing for several slices must not count the live reader out.

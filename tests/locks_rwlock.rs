@@ -286,7 +286,12 @@ fn hostile_reader_slots_never_hang_or_let_a_writer_beside_a_live_reader() {
         });
         if v > 1 << 22 {
             // Garbage names no thread: freed, nothing counted out.
-            assert!(l.raw().reader_slots().iter().all(|s| s.load(Ordering::Relaxed) == 0));
+            assert!(
+                l.raw()
+                    .reader_slots()
+                    .iter()
+                    .all(|s| s.load(Ordering::Relaxed) == 0)
+            );
         }
         drop(r);
         assert!(!l.is_locked(), "slots {v:#x}");

@@ -6,8 +6,8 @@
 
 use loom::sync::Arc;
 use loom::thread;
-use shmstate::sync::{AtomicU32, Ordering};
 use shmstate::lock::rwlock::DEAD_UNDER_LOOM;
+use shmstate::sync::{AtomicU32, Ordering};
 use shmstate::{Acquired, Condvar, Mutex, RawMutex, ReentrantMutex, RwLock};
 
 /// Marks a critical section: panics if two threads are ever inside at once.
@@ -24,6 +24,34 @@ impl Inside {
         assert_eq!(self.0.swap(1, Ordering::Relaxed), 0, "two threads inside");
         f();
         assert_eq!(self.0.swap(0, Ordering::Relaxed), 1, "two threads inside");
+    }
+}
+
+/// Marks readers' and writers' critical sections: panics if a writer is ever inside with
+/// anyone else (readers may be inside together).
+struct RwInside(AtomicU32);
+
+const WRITER_INSIDE: u32 = 1 << 16;
+
+impl RwInside {
+    fn new() -> Self {
+        RwInside(AtomicU32::new(0))
+    }
+
+    fn write(&self, f: impl FnOnce()) {
+        // Relaxed suffices: as in `Inside`.
+        let was = self.0.swap(WRITER_INSIDE, Ordering::Relaxed);
+        assert_eq!(was, 0, "a writer inside beside others");
+        f();
+        self.0.store(0, Ordering::Relaxed);
+    }
+
+    fn read(&self, f: impl FnOnce()) {
+        // Relaxed suffices: as in `Inside`.
+        let was = self.0.fetch_add(1, Ordering::Relaxed);
+        assert!(was < WRITER_INSIDE, "a reader inside beside a writer");
+        f();
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -154,13 +182,13 @@ fn dead_reader_model(readers: usize, writers: usize) {
         let l = Arc::new(RwLock::new([0u32; 2]));
         l.raw().reader_slots()[0].store(DEAD_UNDER_LOOM, Ordering::Relaxed);
         l.raw().state().store(1, Ordering::Relaxed);
-        let inside = Arc::new(Inside::new());
+        let inside = Arc::new(RwInside::new());
         let mut hs = Vec::new();
         for _ in 0..writers {
             let (l, inside) = (l.clone(), inside.clone());
             hs.push(thread::spawn(move || {
                 let mut w = l.write().expect("a dead reader is no OwnerDied");
-                inside.run(|| {
+                inside.write(|| {
                     w[0] += 1;
                     w[1] += 1;
                 });
@@ -170,7 +198,7 @@ fn dead_reader_model(readers: usize, writers: usize) {
             let (l, inside) = (l.clone(), inside.clone());
             hs.push(thread::spawn(move || {
                 let r = l.read().unwrap();
-                inside.run(|| assert_eq!(r[0], r[1]));
+                inside.read(|| assert_eq!(r[0], r[1]));
             }));
         }
         for h in hs {
@@ -178,9 +206,17 @@ fn dead_reader_model(readers: usize, writers: usize) {
         }
         // Counted out once: unlocked, no slot left taken.
         assert!(!l.is_locked());
-        for s in l.raw().reader_slots() {
-            assert_eq!(s.load(Ordering::Relaxed), 0);
-        }
+        let slots: Vec<u32> = l
+            .raw()
+            .reader_slots()
+            .iter()
+            .map(|s| s.load(Ordering::Relaxed))
+            .collect();
+        assert!(
+            slots.iter().all(|&s| s == 0),
+            "slots {slots:?} state {:#x}",
+            l.raw().state().load(Ordering::Relaxed)
+        );
         assert_eq!(*l.read().unwrap(), [writers as u32; 2]);
     });
 }

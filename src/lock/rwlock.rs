@@ -769,14 +769,18 @@ impl RawRwLock {
     /// would, and frees garbage slots. Returns whether it counted any out.
     ///
     /// Only if the count is at least the number of slots naming a thread, dead or alive
-    /// (read before them): without hostile bytes that always holds, or fails only because
-    /// readers left meanwhile (then the next slice retries). A failed check means slots
+    /// (read before them): without hostile bytes that holds, since no reader can count
+    /// itself in while we wait (`WRITERS_WAITING`; if another writer gives up and clears
+    /// it, a reader counting in meanwhile can fail the check, and the next slice retries). A failed check means slots
     /// name locks the count does not hold (hostile bytes): counting them out could let us
     /// in beside a live reader, so nothing is done.
     #[cold]
     fn recover_readers(&self) -> bool {
-        // Relaxed: a bound only; each decrement below is its own read-modify-write.
-        let count = self.state.load(Ordering::Relaxed);
+        // Acquire pairs with the Release decrements in `read_unlock` and
+        // `count_out_dead_reader`: a slot freed before a decrement we see reads free below,
+        // so `named` never counts a lock this count has already lost. (Each decrement below
+        // is its own read-modify-write; this is only the bound.)
+        let count = self.state.load(Ordering::Acquire);
         if is_garbage(count) || is_write_locked(count) {
             return false;
         }
