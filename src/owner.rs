@@ -142,11 +142,22 @@ mod imp {
         TID.with(|t| *t)
     }
 
-    /// Loom threads of a model never die holding locks: always alive.
-    pub(crate) fn probe(_id: u32) -> super::Liveness {
-        super::Liveness::Alive
+    /// Loom threads of a model never die: every id reads alive, except
+    /// [`DEAD_UNDER_LOOM`](super::DEAD_UNDER_LOOM) and above, which models write into lock
+    /// state to stand for a thread that died holding a lock.
+    pub(crate) fn probe(id: u32) -> super::Liveness {
+        if id >= super::DEAD_UNDER_LOOM {
+            super::Liveness::Dead
+        } else {
+            super::Liveness::Alive
+        }
     }
 }
+
+/// Under loom, the first of the ids that [`probe`] reports dead (loom threads are numbered
+/// from 1, so none reaches it; it is below `PID_MAX_LIMIT`, so locks treat it as a TID).
+#[cfg(loom)]
+pub const DEAD_UNDER_LOOM: u32 = 1 << 20;
 
 /// The region (not built under loom) names its temporary files after the PID.
 #[cfg(not(loom))]

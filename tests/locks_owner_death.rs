@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{SharedMem, fork_children, watchdog};
 use locks_support::{kill, park_forever, percentiles, raise, reap, wait_for};
-use shmstate::sync::AtomicU32;
+use shmstate::sync::{AtomicU32, Ordering};
 use shmstate::{Elem, Kind, Mutex, ReentrantMutex, RwLock, SharedSized, TypeTag};
 
 const SIGNAL_LIMIT: Duration = Duration::from_secs(20);
@@ -205,4 +205,119 @@ fn rwlock_recovers_when_writer_thread_exits() {
     w.mark_consistent();
     drop(w);
     assert!(l.read().is_ok());
+}
+
+/// A reader SIGKILLed holding a read lock: its lock stays counted, but its TID is in a
+/// reader slot; the next writer finds it dead and counts it out, and gets the lock in
+/// bounded time (without `OwnerDied`: readers do not write, the data is intact).
+#[test]
+fn rwlock_recovers_when_reader_is_killed() {
+    watchdog(Duration::from_secs(240));
+    const ROUNDS: u32 = 50;
+    let mem = SharedMem::<Arena>::new(1);
+    let a = mem.get();
+    let mut latencies = Vec::new();
+    for round in 1..=ROUNDS {
+        let pid = child_holding(a, round, |a| {
+            let r = a.rw.read().unwrap();
+            std::mem::forget(r);
+        });
+        // Odd rounds: a writer already waits when the reader is killed. Even rounds:
+        // write() is called right after the kill.
+        let (t_kill, t_in) = if round % 2 == 1 {
+            std::thread::scope(|s| {
+                let writer = s.spawn(|| {
+                    let mut w = a.rw.write().expect("a dead reader is no OwnerDied");
+                    let t = Instant::now();
+                    w[0] += 1;
+                    w[1] += 1;
+                    t
+                });
+                // The writer has announced itself (bit 31, `WRITERS_WAITING`).
+                while a.rw.raw().state().load(Ordering::Relaxed) & (1 << 31) == 0 {
+                    std::thread::yield_now();
+                }
+                let t_kill = Instant::now();
+                kill(pid);
+                (t_kill, writer.join().unwrap())
+            })
+        } else {
+            let t_kill = Instant::now();
+            kill(pid);
+            let mut w = a.rw.write().expect("a dead reader is no OwnerDied");
+            let t = Instant::now();
+            w[0] += 1;
+            w[1] += 1;
+            (t_kill, t)
+        };
+        latencies.push(t_in - t_kill);
+        reap(pid);
+        // Counted out exactly once: unlocked, every slot free, readers and writers go on.
+        assert!(!a.rw.is_locked());
+        assert!(
+            a.rw.raw()
+                .reader_slots()
+                .iter()
+                .all(|s| s.load(Ordering::Relaxed) == 0)
+        );
+        assert_eq!(*a.rw.read().unwrap(), [u64::from(round); 2]);
+    }
+    report(
+        "RwLock reader, killed process (kill -> write lock)",
+        &mut latencies,
+    );
+}
+
+/// A dead reader beside a live one: the writer counts the dead one out but must still wait
+/// for the live one (a second writer probing meanwhile must not get in either), then gets
+/// in once the live reader unlocks.
+#[test]
+fn rwlock_writer_waits_for_a_live_reader_beside_a_dead_one() {
+    watchdog(Duration::from_secs(120));
+    let mem = SharedMem::<Arena>::new(1);
+    let a = mem.get();
+    let reading = AtomicU32::new(0);
+    for round in 1..=10 {
+        let pid = child_holding(a, round, |a| std::mem::forget(a.rw.read().unwrap()));
+        let live = a.rw.read().unwrap();
+        reading.store(1, Ordering::Relaxed);
+        kill(pid);
+        std::thread::scope(|s| {
+            let writer = s.spawn(|| {
+                let mut w = a.rw.write_timeout(Duration::from_secs(60)).unwrap();
+                assert_eq!(
+                    reading.load(Ordering::Relaxed),
+                    0,
+                    "a writer got in beside a live reader"
+                );
+                w[0] += 1;
+                w[1] += 1;
+            });
+            // The dead reader's lock is counted out: one reader left (the live one).
+            let deadline = Instant::now() + SIGNAL_LIMIT;
+            while a.rw.raw().state().load(Ordering::Relaxed) & 0x00FF_FFFF != 1 {
+                assert!(
+                    Instant::now() < deadline,
+                    "the dead reader was never counted out"
+                );
+                std::thread::yield_now();
+            }
+            // Another writer probing for several slices must not count the live reader out.
+            s.spawn(|| {
+                assert!(
+                    a.rw.write_timeout(Duration::from_millis(40)).is_err(),
+                    "a writer got in beside a live reader"
+                );
+            })
+            .join()
+            .unwrap();
+            assert!(!writer.is_finished());
+            reading.store(0, Ordering::Relaxed);
+            drop(live);
+            writer.join().unwrap();
+        });
+        reap(pid);
+        assert!(!a.rw.is_locked());
+        assert_eq!(*a.rw.read().unwrap(), [u64::from(round); 2]);
+    }
 }

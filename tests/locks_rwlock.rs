@@ -243,3 +243,64 @@ fn a_waiting_writer_blocks_new_readers() {
     });
     assert_eq!(*l.read().unwrap(), 1);
 }
+
+/// Reader slots are shared memory too: whatever another process writes into them, locking
+/// neither panics nor hangs, and slots that claim more read locks than the count holds are
+/// not counted out (a writer would get in beside a live reader).
+#[test]
+fn hostile_reader_slots_never_hang_or_let_a_writer_beside_a_live_reader() {
+    watchdog(Duration::from_secs(120));
+    let dead = {
+        let pids = fork_children(1, |_| {});
+        wait_all(&pids, Duration::from_secs(10));
+        pids[0] as u32
+    };
+    let me = locks_support::gettid();
+    for v in [u32::MAX, 1 << 31, (1 << 22) + 1, dead, me, 1] {
+        let l = RwLock::new(0u8);
+        let fill = || {
+            for s in l.raw().reader_slots() {
+                s.store(v, Ordering::Relaxed);
+            }
+        };
+        // Unlocked: the slots are never looked at.
+        fill();
+        let start = Instant::now();
+        drop(l.write_timeout(Duration::from_secs(5)).unwrap());
+        drop(l.read_timeout(Duration::from_secs(5)).unwrap());
+        assert!(start.elapsed() < Duration::from_secs(5));
+        // A live reader (unregistered: every slot is taken) and hostile slots: a writer
+        // probing for several slices must not get in.
+        fill();
+        let r = l.read().unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                assert!(
+                    matches!(
+                        l.write_timeout(Duration::from_millis(30)),
+                        Err(TimedLockError::Timeout)
+                    ),
+                    "slots {v:#x}: a writer got in beside a live reader"
+                );
+            });
+        });
+        if v > 1 << 22 {
+            // Garbage names no thread: freed, nothing counted out.
+            assert!(
+                l.raw()
+                    .reader_slots()
+                    .iter()
+                    .all(|s| s.load(Ordering::Relaxed) == 0)
+            );
+        }
+        drop(r);
+        assert!(!l.is_locked(), "slots {v:#x}");
+        drop(l.write_timeout(Duration::from_secs(5)).unwrap());
+    }
+    // One dead TID in a slot and a count of 1: indistinguishable from a reader that died
+    // holding its lock, so it is counted out.
+    let l = RwLock::new(0u8);
+    l.raw().reader_slots()[0].store(dead, Ordering::Relaxed);
+    l.raw().state().store(1, Ordering::Relaxed);
+    drop(l.write_timeout(Duration::from_secs(5)).unwrap());
+}

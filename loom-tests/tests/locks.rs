@@ -1,10 +1,12 @@
 //! Model checks of the locks: mutual exclusion and no lost wakeups with 2 and 3 threads for
-//! `Mutex`, `RwLock`, `ReentrantMutex` and `Condvar`, and proof that a mutex whose unlock
-//! forgets to wake is caught.
+//! `Mutex`, `RwLock`, `ReentrantMutex` and `Condvar`; `RwLock` writers recovering a dead
+//! reader's lock beside live readers; and proof that a mutex whose unlock forgets to wake
+//! is caught.
 #![cfg(loom)]
 
 use loom::sync::Arc;
 use loom::thread;
+use shmstate::lock::rwlock::DEAD_UNDER_LOOM;
 use shmstate::sync::{AtomicU32, Ordering};
 use shmstate::{Acquired, Condvar, Mutex, RawMutex, ReentrantMutex, RwLock};
 
@@ -22,6 +24,34 @@ impl Inside {
         assert_eq!(self.0.swap(1, Ordering::Relaxed), 0, "two threads inside");
         f();
         assert_eq!(self.0.swap(0, Ordering::Relaxed), 1, "two threads inside");
+    }
+}
+
+/// Marks readers' and writers' critical sections: panics if a writer is ever inside with
+/// anyone else (readers may be inside together).
+struct RwInside(AtomicU32);
+
+const WRITER_INSIDE: u32 = 1 << 16;
+
+impl RwInside {
+    fn new() -> Self {
+        RwInside(AtomicU32::new(0))
+    }
+
+    fn write(&self, f: impl FnOnce()) {
+        // Relaxed suffices: as in `Inside`.
+        let was = self.0.swap(WRITER_INSIDE, Ordering::Relaxed);
+        assert_eq!(was, 0, "a writer inside beside others");
+        f();
+        self.0.store(0, Ordering::Relaxed);
+    }
+
+    fn read(&self, f: impl FnOnce()) {
+        // Relaxed suffices: as in `Inside`.
+        let was = self.0.fetch_add(1, Ordering::Relaxed);
+        assert!(was < WRITER_INSIDE, "a reader inside beside a writer");
+        f();
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -141,6 +171,81 @@ fn rwlock_two_readers_one_writer() {
 #[test]
 fn rwlock_one_reader_two_writers() {
     rwlock_model(1, 2);
+}
+
+/// A lock whose reader slot 0 names a reader that died holding one read lock (loom threads
+/// never die: its TID is one the loom probe reports dead, and its count is written
+/// directly). `readers` live readers and `writers` writers then run on it: the writers
+/// must count the dead lock out exactly once and never get in beside a live reader.
+fn dead_reader_model(readers: usize, writers: usize) {
+    loom::model(move || {
+        let l = Arc::new(RwLock::new([0u32; 2]));
+        l.raw().reader_slots()[0].store(DEAD_UNDER_LOOM, Ordering::Relaxed);
+        l.raw().state().store(1, Ordering::Relaxed);
+        let inside = Arc::new(RwInside::new());
+        let mut hs = Vec::new();
+        for _ in 0..writers {
+            let (l, inside) = (l.clone(), inside.clone());
+            hs.push(thread::spawn(move || {
+                let mut w = l.write().expect("a dead reader is no OwnerDied");
+                inside.write(|| {
+                    w[0] += 1;
+                    w[1] += 1;
+                });
+            }));
+        }
+        for _ in 0..readers {
+            let (l, inside) = (l.clone(), inside.clone());
+            hs.push(thread::spawn(move || {
+                let r = l.read().unwrap();
+                inside.read(|| assert_eq!(r[0], r[1]));
+            }));
+        }
+        for h in hs {
+            h.join().unwrap();
+        }
+        // Counted out once: unlocked, no slot left taken.
+        assert!(!l.is_locked());
+        let slots: Vec<u32> = l
+            .raw()
+            .reader_slots()
+            .iter()
+            .map(|s| s.load(Ordering::Relaxed))
+            .collect();
+        assert!(
+            slots.iter().all(|&s| s == 0),
+            "slots {slots:?} state {:#x}",
+            l.raw().state().load(Ordering::Relaxed)
+        );
+        assert_eq!(*l.read().unwrap(), [writers as u32; 2]);
+    });
+}
+
+#[test]
+fn rwlock_writer_recovers_a_dead_reader() {
+    dead_reader_model(0, 1);
+}
+
+#[test]
+fn rwlock_writer_recovers_a_dead_reader_beside_a_live_one() {
+    dead_reader_model(1, 1);
+}
+
+#[test]
+fn rwlock_two_writers_count_a_dead_reader_out_once() {
+    dead_reader_model(0, 2);
+}
+
+#[test]
+fn rwlock_dead_reader_live_reader_and_two_writers() {
+    dead_reader_model(1, 2);
+}
+
+/// The table (2 slots under loom) is full: one dead reader, one live registered reader and
+/// one live reader without a slot. The writer recovers the dead one and waits for both live.
+#[test]
+fn rwlock_dead_reader_and_a_full_table() {
+    dead_reader_model(2, 1);
 }
 
 fn reentrant_model(threads: usize) {

@@ -15,10 +15,60 @@
 //!   dead writer's behalf, sets `OWNER_DIED` and wakes everyone. The next acquirer, reader
 //!   or writer, gets [`OwnerDied`]. The mark persists (readers keep getting `OwnerDied`)
 //!   until a *writer* calls [`RwLockWriteGuard::mark_consistent`].
-//! - **A reader dies holding a read lock**: the reader count cannot say whose locks it
-//!   counts, so this is not detected; the count stays raised and writers wait forever.
-//!   Every write therefore has a timed variant ([`RwLock::write_timeout`]); a reader dying
-//!   cannot corrupt data (readers do not write).
+//! - **A reader dies holding a read lock**: the reader count names no one, so the lock
+//!   also keeps a table of [`READER_SLOTS`] (14) *reader slots*, each holding the TID of a
+//!   thread that holds one read lock. A waiting writer whose wait slice runs out while
+//!   readers hold the lock probes the TIDs in the slots; for each dead one it frees the
+//!   slot (a compare-exchange `tid -> 0`, so only one recoverer wins it) and then counts
+//!   that lock out of the state, waking waiters as the dead reader's unlock would have.
+//!   The writer then gets the lock as usual, once the live readers have left, with
+//!   [`Acquired::Consistent`]: readers do not write, so a dead reader leaves the data as
+//!   the last writer did, and `OWNER_DIED` (which asks for a repair and persists until one)
+//!   would be a false alarm. Readers do not recover dead readers: they do not wait for them
+//!   (a waiting writer blocks them, and that writer recovers).
+//!
+//! The reader protocol, and why every crash window fails safe:
+//!
+//! - `read`: count in (`state + 1`, as without slots), *then* claim a free slot
+//!   (compare-exchange `0 -> tid`, starting at `tid % READER_SLOTS`, trying every slot).
+//!   Death in between leaves a counted lock without a slot: it is leaked, as every dead
+//!   reader's lock was before the slots, but never counted out twice.
+//! - `read_unlock`: free a slot holding the caller's TID (any one: each stands for one of
+//!   its read locks; found at once where the claim looked first, so the raw API needs no
+//!   slot handle), *then* count out. Death in between: the same leak.
+//! - recovery: free the slot, *then* count out. A recoverer dying in between: the same leak.
+//!
+//! The reverse orders would leave, in the window, a slot whose lock is already counted out;
+//! a recoverer would count it out again and let a writer in beside a live reader. So the
+//! invariant is: the reader count is at least the number of occupied slots.
+//!
+//! Limits of the reader recovery:
+//!
+//! - **More than [`READER_SLOTS`] read locks at once** (threads of any process, nested read
+//!   locks counting one each): the readers that find every slot taken hold the lock
+//!   *unregistered*, and their deaths are not recovered (the lock leaks as before; use
+//!   [`RwLock::write_timeout`] where that can happen). Slots are claimed per lock, so a
+//!   reader freeing one lets the next reader register.
+//! - **TID reuse and PID namespaces**, as for a writer: a dead reader whose TID the kernel
+//!   has handed to a new thread reads as alive (its lock leaks until that thread exits);
+//!   between a recoverer's probe and its compare-exchange the slot could also have been
+//!   recovered by another waiter and re-claimed by a new reader with the reused TID, which
+//!   the first recoverer would then count out (the PID space must wrap in microseconds).
+//! - **Hostile bytes** in slots: any value is safe (no panic, no UB, bounded loops). A value
+//!   above 2^22 names no thread: it is freed without counting anything out. A value naming
+//!   a dead thread that holds no lock would make a recoverer count out a lock it does not
+//!   own, so a recoverer first checks the reader count against the number of occupied
+//!   slots, and recovers nothing if slots claim more locks than are counted. What remains:
+//!   hostile bytes that overwrite a live reader's slot with a dead TID, or that fake dead
+//!   slots while unregistered readers hold the lock, pass the check and let a writer in
+//!   beside a live reader. That is no more than a process writing the state word could do
+//!   (setting the count to 0 has the same effect): a peer that writes arbitrary bytes into
+//!   a lock can always break its exclusion.
+//! - **Cost**: a read lock also claims a slot (one compare-exchange on the lock's cache
+//!   line, which the count's compare-exchange has just brought to this core), and a read
+//!   unlock frees it (a load and a store). No syscall. The slots share the state's cache
+//!   line on purpose: every reader already writes the state word, so padding the slots
+//!   apart would add a line transfer per lock instead of removing one.
 //!
 //! Limits: as for [`RawMutex`](super::raw_mutex#limits). On fork with a guard held: a
 //! write guard's copy in the child does nothing when dropped (the state names the parent's
@@ -40,6 +90,9 @@ use super::raw_mutex::{
 };
 use crate::futex;
 use crate::owner;
+#[cfg(loom)]
+#[doc(hidden)]
+pub use crate::owner::DEAD_UNDER_LOOM;
 use crate::shared::{Elem, Kind, SharedSized, TypeTag};
 use crate::sync::{AtomicU32, Ordering, UnsafeCell, spin_loop};
 
@@ -57,6 +110,19 @@ const READERS_WAITING: u32 = 1 << 30;
 const WRITERS_WAITING: u32 = 1 << 31;
 const WAITING: u32 = READERS_WAITING | WRITERS_WAITING;
 const KNOWN_BITS: u32 = COUNT_MASK | WRITE_LOCKED | OWNER_DIED | WAITING;
+
+/// How many read locks can be registered for recovery at once (the slot table's length).
+/// 14 slots and the two state words fill one 64-byte cache line. Under loom, 2, so that
+/// models reach a full table with few threads.
+pub const READER_SLOTS: usize = if cfg!(loom) { 2 } else { 14 };
+/// A reader slot that holds no read lock.
+const FREE: u32 = 0;
+
+/// The slot where a reader with TID `tid` looks first (then the following ones, wrapping).
+#[inline]
+const fn first_slot(tid: u32) -> usize {
+    tid as usize % READER_SLOTS
+}
 
 #[inline]
 const fn is_write_locked(s: u32) -> bool {
@@ -119,7 +185,7 @@ fn acquired(s: u32) -> Acquired {
 /// // SAFETY: this thread holds the write lock.
 /// unsafe { l.write_unlock() };
 /// ```
-#[derive(Debug, Default)]
+#[derive(Debug)]
 #[repr(C)]
 pub struct RawRwLock {
     /// The state word:
@@ -136,12 +202,30 @@ pub struct RawRwLock {
     state: AtomicU32,
     /// Bumped (wrapping) to wake a writer; writers futex-wait on it.
     writer_notify: AtomicU32,
+    /// The reader slots, one per registered read lock:
+    ///
+    /// | value            | meaning                                                        |
+    /// |------------------|----------------------------------------------------------------|
+    /// | `FREE` (0)       | free                                                           |
+    /// | 1..=2^22         | the TID of a thread holding one read lock counted in `state`  |
+    /// | above 2^22       | garbage (names no thread): cleared without counting anything out |
+    ///
+    /// Invariant (without hostile bytes): the reader count in `state` is at least the number
+    /// of non-free slots, because a reader counts itself in before it claims a slot and
+    /// frees its slot before it counts itself out. See the [module docs](self#owner-death).
+    readers: [AtomicU32; READER_SLOTS],
 }
 
 #[cfg(not(loom))]
-static_assertions::assert_eq_size!(RawRwLock, [u32; 2]);
+static_assertions::assert_eq_size!(RawRwLock, [u32; 16]);
 #[cfg(not(loom))]
 static_assertions::assert_eq_align!(RawRwLock, u32);
+
+impl Default for RawRwLock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl RawRwLock {
     /// An unlocked lock.
@@ -149,6 +233,7 @@ impl RawRwLock {
         RawRwLock {
             state: AtomicU32::new(0),
             writer_notify: AtomicU32::new(0),
+            readers: core::array::from_fn(|_| AtomicU32::new(FREE)),
         }
     }
 
@@ -157,19 +242,28 @@ impl RawRwLock {
     /// Blocks until the calling thread holds a read lock. Recovers from a dead writer.
     #[inline]
     pub fn read(&self) -> Acquired {
-        if let Some(a) = self.try_read_fast() {
-            return a;
-        }
-        loop {
-            if let Some(a) = self.read_contended(None) {
-                return a;
-            }
-        }
+        let a = match self.try_read_fast() {
+            Some(a) => a,
+            None => loop {
+                if let Some(a) = self.read_contended(None) {
+                    break a;
+                }
+            },
+        };
+        self.register(owner::current());
+        a
     }
 
     /// Takes a read lock if no writer holds or waits, without waiting. Does not probe a
     /// holding writer (see [`RawMutex::try_lock`](super::RawMutex::try_lock)).
     pub fn try_read(&self) -> Option<Acquired> {
+        let a = self.try_read_locked()?;
+        self.register(owner::current());
+        Some(a)
+    }
+
+    /// [`try_read`](Self::try_read) without registering the read lock in a slot.
+    fn try_read_locked(&self) -> Option<Acquired> {
         if let Some(a) = self.try_read_fast() {
             return Some(a);
         }
@@ -202,10 +296,72 @@ impl RawRwLock {
 
     /// [`read`](Self::read) giving up at `deadline`; `None` means it passed.
     pub fn read_until(&self, deadline: Instant) -> Option<Acquired> {
-        if let Some(a) = self.try_read_fast() {
-            return Some(a);
+        let a = match self.try_read_fast() {
+            Some(a) => a,
+            None => self.read_contended(Some(deadline))?,
+        };
+        self.register(owner::current());
+        Some(a)
+    }
+
+    /// Registers a read lock that `me` has just counted into `state`: claims a free slot,
+    /// trying `first_slot(me)` first. If every slot is taken, the lock stays unregistered:
+    /// still held, but not recoverable if `me` dies holding it.
+    #[inline]
+    fn register(&self, me: u32) {
+        let i = first_slot(me);
+        // Release pairs with the Acquire compare-exchange in `recover_readers`: a
+        // recoverer that finds our TID also finds our count increment, so its decrement
+        // comes after it.
+        if self.readers[i]
+            .compare_exchange(FREE, me, Ordering::Release, Ordering::Relaxed)
+            .is_err()
+        {
+            self.register_slow(me, i);
         }
-        self.read_contended(Some(deadline))
+    }
+
+    #[cold]
+    fn register_slow(&self, me: u32, first: usize) {
+        for k in 1..READER_SLOTS {
+            let slot = &self.readers[(first + k) % READER_SLOTS];
+            // Relaxed: a hint; the compare-exchange claims. Release: as in `register`.
+            if slot.load(Ordering::Relaxed) == FREE
+                && slot
+                    .compare_exchange(FREE, me, Ordering::Release, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return;
+            }
+        }
+    }
+
+    /// Frees one slot holding `me`, if any (any one: each stands for one of `me`'s read
+    /// locks, and `me` is releasing one of them). None if this lock was unregistered.
+    #[inline]
+    fn unregister(&self, me: u32) {
+        let slot = &self.readers[first_slot(me)];
+        // Relaxed: only `me` writes `me` into a slot and frees it again (a recoverer frees
+        // it only once `me` is dead); the Release decrement in `read_unlock`, after this,
+        // orders the store for the next writer.
+        if slot.load(Ordering::Relaxed) == me {
+            slot.store(FREE, Ordering::Relaxed);
+        } else {
+            self.unregister_slow(me);
+        }
+    }
+
+    #[cold]
+    fn unregister_slow(&self, me: u32) {
+        let first = first_slot(me);
+        for k in 1..READER_SLOTS {
+            let slot = &self.readers[(first + k) % READER_SLOTS];
+            // Relaxed: as in `unregister`.
+            if slot.load(Ordering::Relaxed) == me {
+                slot.store(FREE, Ordering::Relaxed);
+                return;
+            }
+        }
     }
 
     #[inline]
@@ -290,6 +446,9 @@ impl RawRwLock {
     /// after this call until it locks again.
     #[inline]
     pub unsafe fn read_unlock(&self) {
+        // The slot first, then the count: a reader that dies in between leaves its lock
+        // counted but unregistered (a leak), never a registered lock already counted out.
+        self.unregister(owner::current());
         // Release pairs with the Acquire of the next writer (or of `recover`'s readers),
         // so our reads happen before its writes.
         let s = self.state.fetch_sub(1, Ordering::Release).wrapping_sub(1);
@@ -301,9 +460,9 @@ impl RawRwLock {
 
     // ----- writers -----
 
-    /// Blocks until the calling thread holds the write lock. Recovers from a dead writer;
-    /// waits for readers without bound (see the [module docs](self)): prefer
-    /// [`write_until`](Self::write_until) if readers may die.
+    /// Blocks until the calling thread holds the write lock. Recovers from a dead writer and
+    /// from dead registered readers; waits without bound for a dead reader that was not
+    /// registered (see the [module docs](self#owner-death)).
     #[inline]
     pub fn write(&self) -> Acquired {
         let me = owner::current();
@@ -372,7 +531,9 @@ impl RawRwLock {
         // Once we have waited, other writers may wait too: keep WRITERS_WAITING set when we
         // take the lock, so our unlock wakes them.
         let mut other_writers_waiting = 0;
-        let mut probe_due = false;
+        // Under loom a wait never times out, so probe once before the first sleep: it
+        // stands for the first slice running out (loom models mark dead TIDs, see `owner`).
+        let mut probe_due = cfg!(loom);
         let mut slices = Slices::new();
         loop {
             if is_garbage(s) {
@@ -418,10 +579,15 @@ impl RawRwLock {
                 continue;
             }
             // Probe only after a slice ran out without a wake (see `RawMutex`).
-            if probe_due && is_write_locked(s) {
+            if probe_due {
                 probe_due = false;
-                if is_dead(writer_of(s)) {
-                    self.recover(s);
+                if is_write_locked(s) {
+                    if is_dead(writer_of(s)) {
+                        self.recover(s);
+                        s = self.state.load(Ordering::Relaxed);
+                        continue;
+                    }
+                } else if self.recover_readers() {
                     s = self.state.load(Ordering::Relaxed);
                     continue;
                 }
@@ -598,6 +764,95 @@ impl RawRwLock {
         }
     }
 
+    /// A waiting writer's wait slice ran out while readers hold the lock: counts out the
+    /// read locks of registered readers that are dead, each as its own `read_unlock`
+    /// would, and frees garbage slots. Returns whether it counted any out.
+    ///
+    /// Only if the count is at least the number of slots naming a thread, dead or alive
+    /// (read before them): without hostile bytes that holds, since no reader can count
+    /// itself in while we wait (`WRITERS_WAITING`; if another writer gives up and clears
+    /// it, a reader counting in meanwhile can fail the check, and the next slice retries). A failed check means slots
+    /// name locks the count does not hold (hostile bytes): counting them out could let us
+    /// in beside a live reader, so nothing is done.
+    #[cold]
+    fn recover_readers(&self) -> bool {
+        // Acquire pairs with the Release decrements in `read_unlock` and
+        // `count_out_dead_reader`: a slot freed before a decrement we see reads free below,
+        // so `named` never counts a lock this count has already lost. (Each decrement below
+        // is its own read-modify-write; this is only the bound.)
+        let count = self.state.load(Ordering::Acquire);
+        if is_garbage(count) || is_write_locked(count) {
+            return false;
+        }
+        let count = count & COUNT_MASK;
+        let mut named = 0u32;
+        let mut dead = [FREE; READER_SLOTS];
+        for (slot, d) in self.readers.iter().zip(&mut dead) {
+            // Relaxed: a snapshot; the compare-exchange below claims the slot.
+            let tid = slot.load(Ordering::Relaxed);
+            if tid == FREE {
+                continue;
+            }
+            if tid > MAX_TID {
+                // Names no thread, so no valid lock: free the slot, count nothing out.
+                // Relaxed: no data; only frees the slot for later readers.
+                let _ = slot.compare_exchange(tid, FREE, Ordering::Relaxed, Ordering::Relaxed);
+                continue;
+            }
+            named += 1;
+            if is_dead(tid) {
+                *d = tid;
+            }
+        }
+        if named > count {
+            return false;
+        }
+        let mut any = false;
+        for (slot, &tid) in self.readers.iter().zip(&dead) {
+            if tid == FREE {
+                continue;
+            }
+            // Acquire pairs with the Release claim in `register`: the dead reader's count
+            // increment is ordered before our decrement. Only one recoverer wins the slot,
+            // so each dead lock is counted out once.
+            if slot
+                .compare_exchange(tid, FREE, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                any |= self.count_out_dead_reader();
+            }
+        }
+        any
+    }
+
+    /// Counts one dead reader's lock out of `state` and wakes as its `read_unlock` would.
+    /// Refuses (returns false) a state that holds no read lock: only hostile bytes make one.
+    fn count_out_dead_reader(&self) -> bool {
+        // Release: as in `read_unlock`, for the next writer's Acquire (the dead reader's own
+        // reads are ordered by its death, see the raw_mutex docs).
+        let r = self
+            .state
+            .fetch_update(Ordering::Release, Ordering::Relaxed, |s| {
+                (!is_garbage(s) && !is_write_locked(s) && s & COUNT_MASK != 0).then(|| s - 1)
+            });
+        match r {
+            Ok(prev) => {
+                let s = prev - 1;
+                if is_unlocked(s) && s & WAITING != 0 {
+                    self.wake_waiters(s);
+                }
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The reader slots, for tests and diagnostics (e.g. writing hostile bytes).
+    #[doc(hidden)]
+    pub fn reader_slots(&self) -> &[AtomicU32] {
+        &self.readers
+    }
+
     fn spin_until(&self, stop: impl Fn(u32) -> bool) -> u32 {
         let mut spins = SPIN_LIMIT;
         loop {
@@ -627,12 +882,12 @@ impl RawRwLock {
 /// Many readers or one writer; a waiting writer blocks new readers. If a writer dies
 /// holding the write lock, the next acquirer gets [`OwnerDied`]; readers keep getting it
 /// (they can still read) until a writer repairs the data and calls
-/// [`RwLockWriteGuard::mark_consistent`]. A reader dying holding a read lock is not
-/// detected: use [`write_timeout`](Self::write_timeout) where that can happen. See the
-/// [module docs](self).
+/// [`RwLockWriteGuard::mark_consistent`]. A reader dying holding a read lock is recovered
+/// too (its lock is counted out; the data is intact), if it was one of the first
+/// [`READER_SLOTS`] readers holding the lock at once. See the [module docs](self#owner-death).
 ///
-/// Layout: `#[repr(C)]`, the two lock words first, then `T`; all-zero is an unlocked lock
-/// holding `T::zeroed()`.
+/// Layout: `#[repr(C)]`, the two lock words and the [`READER_SLOTS`] reader slots first
+/// (64 bytes), then `T`; all-zero is an unlocked lock holding `T::zeroed()`.
 ///
 /// # Examples
 ///
@@ -656,11 +911,11 @@ pub struct RwLock<T> {
 }
 
 #[cfg(not(loom))]
-static_assertions::assert_eq_size!(RwLock<u64>, [u64; 2]);
+static_assertions::assert_eq_size!(RwLock<u64>, [u64; 9]);
 #[cfg(not(loom))]
 static_assertions::assert_eq_align!(RwLock<u64>, u64);
 #[cfg(not(loom))]
-static_assertions::assert_eq_size!(RwLock<[u64; 2]>, [u64; 3]);
+static_assertions::assert_eq_size!(RwLock<[u64; 2]>, [u64; 10]);
 #[cfg(not(loom))]
 const _: () = assert!(core::mem::offset_of!(RwLock<u64>, raw) == 0);
 
@@ -668,10 +923,11 @@ const _: () = assert!(core::mem::offset_of!(RwLock<u64>, raw) == 0);
 // `&T` concurrently: T must be Send (moved between writers) and Sync (shared by readers).
 unsafe impl<T: Pod + Send + Sync> Sync for RwLock<T> {}
 
-// SAFETY: 1. all-zero: an unlocked `RawRwLock` and `T::zeroed()`. 2. every bit pattern:
-// any state is valid (garbage is recovered as a dead writer), `T` is Pod, padding is never
-// read. 3. two `u32`s and a Pod. 4. `#[repr(C)]`, asserted above for sample `T`s.
-// 5. `Sync` above; `&self` methods are lock operations.
+// SAFETY: 1. all-zero: an unlocked `RawRwLock` with every reader slot free, and
+// `T::zeroed()`. 2. every bit pattern: any state is valid (garbage is recovered as a dead
+// writer), any slot value is valid (a TID is probed, garbage is freed), `T` is Pod, padding
+// is never read. 3. sixteen `u32`s and a Pod. 4. `#[repr(C)]`, asserted above for sample
+// `T`s. 5. `Sync` above; `&self` methods are lock operations.
 unsafe impl<T: Pod + Send + Sync> SharedSized for RwLock<T> {
     const TAG: TypeTag = TypeTag::new(Kind::RWLOCK, Elem::pod::<T>());
 }
@@ -747,9 +1003,9 @@ impl<T: Pod> RwLock<T> {
         }
     }
 
-    /// Blocks until the calling thread holds the write lock. Waits for readers without
-    /// bound: if readers may die holding read locks, use
-    /// [`write_timeout`](Self::write_timeout).
+    /// Blocks until the calling thread holds the write lock. Recovers dead writers and dead
+    /// registered readers; if more than [`READER_SLOTS`] readers at once may die holding
+    /// read locks, use [`write_timeout`](Self::write_timeout).
     ///
     /// # Errors
     ///
