@@ -321,3 +321,43 @@ fn rwlock_writer_waits_for_a_live_reader_beside_a_dead_one() {
         assert_eq!(*a.rw.read().unwrap(), [u64::from(round); 2]);
     }
 }
+
+/// A writer killed while *waiting* (its writers-waiting bit set, asleep behind a reader)
+/// does not wedge the lock: once the reader unlocks, new readers and writers get in.
+#[test]
+fn rwlock_writer_killed_while_waiting_does_not_block_later_readers() {
+    watchdog(Duration::from_secs(120));
+    let mem = SharedMem::<Arena>::new(1);
+    let a = mem.get();
+    for round in 1..=10u32 {
+        let r = a.rw.read().unwrap();
+        let pid = fork_children(1, |_| {
+            raise(&a.locked, round);
+            let _w = a.rw.write();
+            park_forever();
+        })[0];
+        wait_for(&a.locked, round, SIGNAL_LIMIT);
+        // The child has announced itself as a waiting writer (bit 31, `WRITERS_WAITING`).
+        let start = Instant::now();
+        while a.rw.raw().state().load(Ordering::Relaxed) & (1 << 31) == 0 {
+            assert!(start.elapsed() < SIGNAL_LIMIT, "the writer never waited");
+            std::thread::yield_now();
+        }
+        kill(pid);
+        reap(pid);
+        drop(r);
+        // Readers are not held back by the dead writer's announcement, in this process or
+        // another, and a writer gets in too.
+        let limit = Duration::from_secs(10);
+        assert!(
+            a.rw.read_timeout(limit).is_ok(),
+            "round {round}: reader wedged"
+        );
+        let readers = fork_children(2, |_| {
+            assert!(a.rw.read_timeout(limit).is_ok(), "reader wedged");
+        });
+        common::wait_all(&readers, Duration::from_secs(20));
+        *a.rw.write_timeout(limit).expect("writer wedged") = [u64::from(round); 2];
+        assert!(!a.rw.is_locked());
+    }
+}
