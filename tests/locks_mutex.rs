@@ -6,7 +6,8 @@ mod locks_support;
 
 use std::time::{Duration, Instant};
 
-use common::{SharedMem, fork_children, wait_all, watchdog};
+use common::watchdog_unless_miri as watchdog;
+use common::{SharedMem, fork_children, wait_all};
 use locks_support::{gettid, raise};
 use shmstate::sync::{AtomicU32, Ordering};
 use shmstate::{
@@ -15,6 +16,7 @@ use shmstate::{
 };
 
 #[test]
+#[cfg_attr(miri, ignore = "forks processes (Miri cannot fork)")]
 fn mutex_excludes_across_four_processes() {
     watchdog(Duration::from_secs(300));
     const PER_CHILD: u64 = 200_000;
@@ -49,6 +51,7 @@ unsafe impl SharedSized for Held {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "forks processes (Miri cannot fork)")]
 fn forked_child_is_not_mistaken_for_its_parent() {
     watchdog(Duration::from_secs(60));
     let mem = SharedMem::<Held>::new(1);
@@ -237,6 +240,7 @@ fn hostile_lock_words_are_recovered_not_hung() {
 /// must change nothing, not even the nesting count, or the parent's lock is released while
 /// its outer guard still gives access.
 #[test]
+#[cfg_attr(miri, ignore = "forks processes (Miri cannot fork)")]
 fn reentrant_guards_dropped_in_a_forked_child_leave_the_parent_holding() {
     watchdog(Duration::from_secs(60));
     let mem = SharedMem::<Held>::new(1);
