@@ -28,8 +28,9 @@ mod imp {
     use std::cell::Cell;
     use std::sync::Once;
 
-    use rustix::io::Errno;
-    use rustix::process::{Pid, test_kill_process};
+    use rustix::process::Pid;
+    #[cfg(not(miri))]
+    use rustix::{io::Errno, process::test_kill_process};
 
     thread_local! {
         /// This thread's TID, or 0 if not looked up yet (or reset in a forked child).
@@ -65,7 +66,68 @@ mod imp {
         // A TID is a positive `pid_t`, so it fits in u32 and is never 0.
         let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
         TID.with(|t| t.set(tid));
+        #[cfg(miri)]
+        miri_threads::register(tid);
         tid
+    }
+
+    /// Which threads are alive, for [`probe`] under Miri, which can neither send signals
+    /// nor read `/proc`: every thread that looked its TID up (only those TIDs reach a lock
+    /// word) holds a slot until its thread-local destructors run at exit, so a thread that
+    /// ends holding a lock reads as dead, as on the kernel, and the owner-death paths run
+    /// under Miri too.
+    ///
+    /// The slots are `Relaxed` atomics on purpose: `kill(tid, 0)` creates no
+    /// happens-before edge with the dead thread, and neither may this stand-in, or Miri
+    /// would miss a missing `Acquire` on a takeover path. (A `Relaxed` store of the exit
+    /// may be seen late; every caller probes again on its next slice, as after a real
+    /// exit, whose TID can stay visible to `kill` for a moment.)
+    #[cfg(miri)]
+    mod miri_threads {
+        use crate::sync::{AtomicU32, Ordering};
+
+        /// Live threads at once that a Miri test may have; a thread beyond that is not
+        /// tracked and probes as dead.
+        const SLOTS: usize = 256;
+        static LIVE: [AtomicU32; SLOTS] = [const { AtomicU32::new(0) }; SLOTS];
+
+        /// Frees its slot when the thread's thread-locals are destroyed (at its exit).
+        struct Slot(usize);
+
+        impl Drop for Slot {
+            fn drop(&mut self) {
+                // Relaxed: see the module docs (no happens-before with the prober).
+                LIVE[self.0].store(0, Ordering::Relaxed);
+            }
+        }
+
+        thread_local! {
+            static SLOT: std::cell::RefCell<Option<Slot>> = const { std::cell::RefCell::new(None) };
+        }
+
+        /// Records `tid` (the calling thread's) as alive until the thread exits.
+        pub(super) fn register(tid: u32) {
+            let _ = SLOT.try_with(|slot| {
+                let mut slot = slot.borrow_mut();
+                if slot.is_some() {
+                    return;
+                }
+                // Relaxed: see the module docs.
+                *slot = LIVE
+                    .iter()
+                    .position(|s| {
+                        s.compare_exchange(0, tid, Ordering::Relaxed, Ordering::Relaxed)
+                            .is_ok()
+                    })
+                    .map(Slot);
+            });
+        }
+
+        /// Whether `tid` is a thread of this process that has not exited.
+        pub(super) fn is_alive(tid: u32) -> bool {
+            // Relaxed: see the module docs.
+            LIVE.iter().any(|s| s.load(Ordering::Relaxed) == tid)
+        }
     }
 
     /// The calling process's PID.
@@ -79,11 +141,19 @@ mod imp {
             // 0 or > i32::MAX: no thread ever had this id (garbage in a lock word).
             return super::Liveness::Dead;
         };
-        if cfg!(miri) {
-            // Miri cannot send signals or read `/proc`. The threads of a Miri test never
-            // die holding a lock, so every plausible id is alive there.
-            return super::Liveness::Alive;
+        #[cfg(miri)]
+        {
+            // Miri cannot send signals or read `/proc`: this process and its threads that
+            // have not exited (see `miri_threads`) are alive, every other id is dead (there
+            // is no other process under Miri).
+            let _ = pid;
+            return if id == current_pid() || miri_threads::is_alive(id) {
+                super::Liveness::Alive
+            } else {
+                super::Liveness::Dead
+            };
         }
+        #[cfg(not(miri))]
         match test_kill_process(pid) {
             Ok(()) | Err(Errno::PERM) if is_zombie(id) => super::Liveness::Dead,
             Ok(()) | Err(Errno::PERM) => super::Liveness::Alive,
@@ -95,6 +165,7 @@ mod imp {
     /// Whether `/proc/<id>/stat` names a zombie (`Z`) or dead (`X`) task. Any failure to
     /// read or parse it answers `false` (trust `kill`). Only called on slow paths.
     #[cold]
+    #[cfg(not(miri))]
     fn is_zombie(id: u32) -> bool {
         // A `/proc` of another PID namespace (e.g. after `unshare --pid --fork` without
         // `--mount-proc`) would describe some other task under this number, and a false
@@ -203,6 +274,7 @@ mod tests {
     /// waiter would take a lock from its live owner. Skipped where namespaces are not
     /// permitted.
     #[test]
+    #[cfg_attr(miri, ignore = "fork, unshare and /proc")]
     fn probe_ignores_a_proc_of_another_pid_namespace() {
         assert!(proc_is_ours());
         // SAFETY: each child below only makes raw libc calls and ends with `_exit`.
@@ -264,6 +336,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "fork and /proc")]
     fn probe_sees_an_unreaped_child_as_dead() {
         // SAFETY: the child only calls `_exit`.
         let pid = unsafe { libc::fork() };

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::watchdog;
+use common::watchdog_unless_miri as watchdog;
 use shmstate::sync::Ordering;
 use shmstate::{
     Barrier, BarrierError, BoundedSemaphore, Event, Full, Queue, ReleaseError, Semaphore,

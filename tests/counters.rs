@@ -6,6 +6,13 @@
 
 mod common;
 
+// Zeroed memory for the single-process tests: a `MAP_SHARED` mapping, or the heap under
+// Miri (which cannot map it).
+#[cfg(miri)]
+use common::HeapMem as ZeroedMem;
+#[cfg(not(miri))]
+use common::SharedMem as ZeroedMem;
+
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
@@ -16,6 +23,7 @@ const PER_PROC: u64 = 1_000_000;
 const LIMIT: Duration = Duration::from_secs(120);
 
 #[test]
+#[cfg_attr(miri, ignore = "forks processes (Miri cannot fork)")]
 fn counter_is_exact_across_processes() {
     common::watchdog(LIMIT + Duration::from_secs(10));
     let mem = common::SharedMem::<Counter>::new(1);
@@ -30,6 +38,7 @@ fn counter_is_exact_across_processes() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "forks processes (Miri cannot fork)")]
 fn value_u64_fetch_add_is_exact_across_processes() {
     common::watchdog(LIMIT + Duration::from_secs(10));
     let mem = common::SharedMem::<Value<u64>>::new(1);
@@ -44,6 +53,7 @@ fn value_u64_fetch_add_is_exact_across_processes() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "forks processes (Miri cannot fork)")]
 fn value_f64_fetch_add_is_exact_across_processes() {
     common::watchdog(LIMIT + Duration::from_secs(10));
     let mem = common::SharedMem::<Value<f64>>::new(1);
@@ -59,6 +69,7 @@ fn value_f64_fetch_add_is_exact_across_processes() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "forks processes (Miri cannot fork)")]
 fn striped_counter_is_exact_across_processes() {
     common::watchdog(LIMIT + Duration::from_secs(10));
     // 3 stripes: not a power of two, fewer than the writers, so stripes are shared.
@@ -77,6 +88,7 @@ fn striped_counter_is_exact_across_processes() {
 /// `take` while other processes add: every increment ends up in exactly one `take` or in
 /// what is left.
 #[test]
+#[cfg_attr(miri, ignore = "forks processes (Miri cannot fork)")]
 fn counter_take_conserves_the_total_while_processes_add() {
     common::watchdog(LIMIT + Duration::from_secs(10));
     let mem = common::SharedMem::<Counter>::new(1);
@@ -100,6 +112,7 @@ fn counter_take_conserves_the_total_while_processes_add() {
 
 /// The same for a striped counter.
 #[test]
+#[cfg_attr(miri, ignore = "forks processes (Miri cannot fork)")]
 fn striped_take_conserves_the_total_while_processes_add() {
     common::watchdog(LIMIT + Duration::from_secs(10));
     let mem = common::SharedMem::<StripedCounter>::new(4);
@@ -170,7 +183,7 @@ fn counter_fills_one_cache_line_and_is_tagged() {
     let pair = [Counter::new(), Counter::new()];
     let gap = std::ptr::from_ref(&pair[1]).addr() - std::ptr::from_ref(&pair[0]).addr();
     assert_eq!(gap, 64);
-    let mem = common::SharedMem::<Counter>::new(1);
+    let mem = ZeroedMem::<Counter>::new(1);
     assert_eq!(mem.get().get(), 0, "zeroed memory is a zero count");
 }
 
@@ -264,7 +277,7 @@ fn striped_counter_layout_and_placement() {
     let boxed = StripedCounter::new(5);
     assert_eq!(std::mem::size_of_val(&*boxed), 320);
     assert_eq!(std::ptr::from_ref(&*boxed).addr() % 64, 0);
-    let mem = common::SharedMem::<StripedCounter>::new(5);
+    let mem = ZeroedMem::<StripedCounter>::new(5);
     assert_eq!(mem.get().stripes(), 5);
     assert_eq!(std::mem::size_of_val(mem.get()), 320);
     assert_eq!(mem.get().sum(), 0, "zeroed memory is a zero count");
@@ -284,6 +297,7 @@ fn stripe_values(c: &StripedCounter) -> Vec<u64> {
 /// After `fork` the child adds to the stripe of its own thread id, not to the parent's
 /// (whose id it inherits in the thread-local cache until the `atfork` handler clears it).
 #[test]
+#[cfg_attr(miri, ignore = "forks processes (Miri cannot fork)")]
 fn a_forked_child_adds_to_the_stripe_of_its_own_thread_id() {
     common::watchdog(Duration::from_secs(30));
     const N: usize = 1000;

@@ -7,7 +7,8 @@ mod locks_support;
 use std::time::{Duration, Instant};
 
 use bytemuck::{Pod, Zeroable};
-use common::{SharedMem, fork_children, wait_all, watchdog};
+use common::watchdog_unless_miri as watchdog;
+use common::{SharedMem, fork_children, wait_all};
 use shmstate::sync::Ordering;
 use shmstate::{Condvar, Elem, Kind, Mutex, SharedSized, TypeTag};
 
@@ -35,6 +36,7 @@ unsafe impl SharedSized for Channel {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "forks processes (Miri cannot fork)")]
 fn condvar_hands_over_100k_items_between_processes() {
     watchdog(Duration::from_secs(240));
     const ITEMS: u64 = 100_000;
@@ -123,6 +125,7 @@ unsafe impl SharedSized for Waiting {
 /// keeps working: later waiters are woken by `notify_one` (the dead one takes no wakeup), and a
 /// waiter re-locks a mutex whose state the dead waiter left alone.
 #[test]
+#[cfg_attr(miri, ignore = "forks processes (Miri cannot fork)")]
 fn condvar_works_after_a_waiting_process_is_killed() {
     watchdog(Duration::from_secs(60));
     let mem = SharedMem::<Waiting>::new(1);
@@ -172,6 +175,7 @@ fn wait_until_asleep_in_futex(pid: libc::pid_t) {
 /// bit; later notifies with nobody waiting make no syscall (they leave the word alone).
 /// The same for `notify_all`, which clears the bit at once.
 #[test]
+#[cfg_attr(miri, ignore = "forks processes (Miri cannot fork)")]
 fn condvar_heals_after_a_waiter_is_killed_asleep() {
     watchdog(Duration::from_secs(60));
     let mem = SharedMem::<Waiting>::new(1);

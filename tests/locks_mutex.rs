@@ -6,7 +6,8 @@ mod locks_support;
 
 use std::time::{Duration, Instant};
 
-use common::{SharedMem, fork_children, wait_all, watchdog};
+use common::watchdog_unless_miri as watchdog;
+use common::{SharedMem, fork_children, wait_all};
 use locks_support::{gettid, raise};
 use shmstate::sync::{AtomicU32, Ordering};
 use shmstate::{
@@ -15,6 +16,7 @@ use shmstate::{
 };
 
 #[test]
+#[cfg_attr(miri, ignore = "forks processes (Miri cannot fork)")]
 fn mutex_excludes_across_four_processes() {
     watchdog(Duration::from_secs(300));
     const PER_CHILD: u64 = 200_000;
@@ -49,6 +51,7 @@ unsafe impl SharedSized for Held {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "forks processes (Miri cannot fork)")]
 fn forked_child_is_not_mistaken_for_its_parent() {
     watchdog(Duration::from_secs(60));
     let mem = SharedMem::<Held>::new(1);
@@ -118,7 +121,8 @@ fn try_lock_on_a_held_lock_returns_at_once() {
             // CALLS of them would take CALLS slices (10 s); non-waiting ones take a few ms.
             // The margin is what keeps this from asserting speed: only a thread starved
             // of the CPU for seconds (a loaded CI machine) could come near the bound.
-            const CALLS: u32 = 10_000;
+            // Fewer under Miri, which interprets every step.
+            const CALLS: u32 = if cfg!(miri) { 200 } else { 10_000 };
             let start = Instant::now();
             for _ in 0..CALLS {
                 assert!(matches!(m.try_lock(), Err(TryLockError::WouldBlock)));
@@ -175,8 +179,12 @@ fn owner_died_persists_until_marked_consistent() {
     assert!(m.try_lock().is_ok());
 }
 
-/// A TID that names no thread: a child that has exited and been reaped.
+/// A TID that names no thread: a child that has exited and been reaped (under Miri, which
+/// cannot fork, a thread that has exited).
 fn dead_tid() -> u32 {
+    if cfg!(miri) {
+        return std::thread::spawn(gettid).join().unwrap();
+    }
     let pids = fork_children(1, |_| {});
     wait_all(&pids, Duration::from_secs(10));
     pids[0] as u32
@@ -237,6 +245,7 @@ fn hostile_lock_words_are_recovered_not_hung() {
 /// must change nothing, not even the nesting count, or the parent's lock is released while
 /// its outer guard still gives access.
 #[test]
+#[cfg_attr(miri, ignore = "forks processes (Miri cannot fork)")]
 fn reentrant_guards_dropped_in_a_forked_child_leave_the_parent_holding() {
     watchdog(Duration::from_secs(60));
     let mem = SharedMem::<Held>::new(1);

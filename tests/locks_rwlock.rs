@@ -6,7 +6,8 @@ mod locks_support;
 
 use std::time::{Duration, Instant};
 
-use common::{SharedMem, fork_children, wait_all, watchdog};
+use common::watchdog_unless_miri as watchdog;
+use common::{SharedMem, fork_children, wait_all};
 use shmstate::sync::{AtomicU32, Ordering};
 use shmstate::{Elem, Kind, RwLock, SharedSized, TimedLockError, TypeTag};
 
@@ -23,6 +24,7 @@ unsafe impl SharedSized for Pair {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "forks processes (Miri cannot fork)")]
 fn rwlock_readers_never_see_a_half_done_write() {
     watchdog(Duration::from_secs(240));
     // As the issue asks: 4 writer processes x 200,000 locked increments, exact total.
@@ -134,7 +136,13 @@ fn rwlock_writer_excludes_readers_across_threads_with_timeouts_mixed_in() {
 #[test]
 fn hostile_rwlock_states_are_recovered_not_hung() {
     watchdog(Duration::from_secs(60));
-    let dead = {
+    // A TID that names no thread: a reaped child (under Miri, which cannot fork, a thread
+    // that has exited).
+    let dead = if cfg!(miri) {
+        std::thread::spawn(|| rustix::thread::gettid().as_raw_nonzero().get() as u32)
+            .join()
+            .unwrap()
+    } else {
         let pids = fork_children(1, |_| {});
         wait_all(&pids, Duration::from_secs(10));
         pids[0] as u32
@@ -179,6 +187,7 @@ fn hostile_rwlock_states_are_recovered_not_hung() {
 /// count the parent's read lock out (a writer would then write under the parent's reader),
 /// and a write guard's copy must not release the parent's write lock.
 #[test]
+#[cfg_attr(miri, ignore = "forks processes (Miri cannot fork)")]
 fn rwlock_guards_dropped_in_a_forked_child_leave_the_parent_holding() {
     watchdog(Duration::from_secs(60));
     let mem = SharedMem::<Pair>::new(1);

@@ -9,6 +9,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use bytemuck::{Pod, Zeroable};
+// Under Miri (no `mmap(MAP_SHARED)`), the zeroed objects of these single-process tests live
+// on the heap instead.
+#[cfg(miri)]
+use common::HeapMem as SharedMem;
+#[cfg(not(miri))]
 use common::SharedMem;
 use shmstate::{SeqLock, SeqLockArray, SeqLockError, Shared, WriteTimeout};
 
@@ -689,6 +694,7 @@ fn write_batch_timeout_gives_up_on_a_held_element_and_releases_the_locks_it_took
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
 fn seqlocks_are_placed_in_a_region_by_name_and_found_again() {
     watchdog();
     let region = shmstate::Region::anonymous(1 << 16).unwrap();

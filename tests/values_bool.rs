@@ -66,6 +66,7 @@ fn as_bool(raw: &Value<u8>) -> &Value<bool> {
 /// Bytes other than 0 and 1, written by another process, read as `true`, and every
 /// operation treats them exactly like `true`: no UB, no lost flip, no endless loop.
 #[test]
+#[cfg_attr(miri, ignore = "forks processes (Miri cannot fork)")]
 fn any_nonzero_byte_written_by_another_process_reads_true() {
     common::watchdog(Duration::from_secs(30));
     let mem = common::SharedMem::<Value<u8>>::new(1);

@@ -3,6 +3,13 @@
 
 mod common;
 
+// Zeroed memory for the single-process tests: a `MAP_SHARED` mapping, or the heap under
+// Miri (which cannot map it).
+#[cfg(miri)]
+use common::HeapMem as ZeroedMem;
+#[cfg(not(miri))]
+use common::SharedMem as ZeroedMem;
+
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 
 use shmstate::{Elem, Kind, Shared, TypeTag, Value};
@@ -157,7 +164,7 @@ macro_rules! float_suite {
                 assert_eq!(align_of::<Value<$t>>(), size_of::<$t>());
                 assert_eq!(<Value<$t> as Shared>::TAG, TypeTag::new(Kind::VALUE, Elem::$elem));
                 assert_eq!(<Value<$t> as Shared>::size_for(1), Some(size_of::<$t>()));
-                let mem = common::SharedMem::<Value<$t>>::new(1);
+                let mem = ZeroedMem::<Value<$t>>::new(1);
                 assert!(bits_eq(mem.get().load(Relaxed), 0.0), "zeroed memory is +0.0");
             }
         }

@@ -162,6 +162,7 @@ mod tests {
     /// neither time out at once (a wrapped deadline) nor fail with `EINVAL` (a negative
     /// one), and a wake still ends them.
     #[test]
+    #[cfg_attr(miri, ignore = "reads /proc/<tid>/syscall to see the waiter asleep")]
     fn a_huge_timeout_waits_until_woken() {
         for timeout in [
             Duration::MAX,
@@ -216,6 +217,7 @@ mod tests {
     /// `EINTR`: the wait goes on against the same deadline, neither returning early nor
     /// starting its timeout over.
     #[test]
+    #[cfg_attr(miri, ignore = "sends signals (sigaction, tgkill)")]
     fn eintr_is_retried_against_the_same_deadline() {
         // SAFETY: a zeroed `sigaction` is a valid "no flags, empty mask" value; the handler
         // is an `extern "C" fn(c_int)` that does nothing (async-signal-safe); SIGUSR1 is
@@ -274,6 +276,7 @@ mod tests {
     /// `MAP_SHARED` mapping is woken by another process. A private futex is keyed by the
     /// address space, so this wake would not reach the child.
     #[test]
+    #[cfg_attr(miri, ignore = "mmap(MAP_SHARED) and fork")]
     fn a_wake_reaches_a_waiter_in_another_process() {
         // SAFETY: a fresh anonymous mapping; no existing memory is affected.
         let raw = unsafe {
@@ -372,6 +375,7 @@ mod tests {
     /// spinning hot: it uses far less CPU than the time it waits.
     #[cfg(target_arch = "x86_64")]
     #[test]
+    #[cfg_attr(miri, ignore = "fork and seccomp")]
     fn a_failing_futex_call_degrades_to_polling_not_spinning() {
         // SAFETY: fork in a test process; the child only runs this test's code (no locks
         // held by other threads are taken) and leaves with `_exit`.

@@ -745,6 +745,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
     fn init_runs_once_and_objects_are_aligned_and_distinct() {
         let r = region();
         let a = r
@@ -764,6 +765,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
     fn other_type_or_length_is_a_type_mismatch() {
         let r = region();
         r.get_or_init::<TestWord>("a", 1, |_| {}).unwrap();
@@ -791,6 +793,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
     fn bad_names_and_lengths_are_refused() {
         let r = region();
         for name in ["", "a\0b", &"x".repeat(48)] {
@@ -814,6 +817,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
     fn full_directory_and_full_data_are_reported() {
         let r = region(); // 4 entries, 4096 - 640 = 3456 bytes of data
         let err = r.get_or_init::<Words>("big", 1000, |_| {}).unwrap_err();
@@ -836,6 +840,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
     fn a_dead_claim_is_taken_over() {
         let r = region();
         let e = r.raw().entry(&r.geo, 0).unwrap();
@@ -851,6 +856,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
     fn a_panicking_init_is_taken_over_from_zero() {
         let r = region();
         let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -870,6 +876,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
     fn get_of_an_object_whose_creator_died_is_not_found_without_waiting_for_the_timeout() {
         let r = RegionOptions::new()
             .capacity(4)
@@ -896,6 +903,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
     fn a_live_owner_that_never_finishes_times_out() {
         let r = region();
         let e = r.raw().entry(&r.geo, 0).unwrap();
@@ -914,6 +922,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
     fn threads_racing_on_one_name_init_once() {
         // Not `region()`: its 200 ms timeout is how long the losers wait for the winner's
         // `init`, and a loaded machine can deschedule the winner for longer than that

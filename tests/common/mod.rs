@@ -152,3 +152,49 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// One zero-filled `T` (of length `len`) on the heap: what [`SharedMem`] gives a test that
+/// does not fork, for Miri, which cannot `mmap(MAP_SHARED)`. A single-process test file
+/// uses it under Miri with `#[cfg(miri)] use common::HeapMem as SharedMem;`.
+pub struct HeapMem<T: ?Sized + Shared> {
+    ptr: NonNull<T>,
+    layout: std::alloc::Layout,
+}
+
+impl<T: ?Sized + Shared> HeapMem<T> {
+    pub fn new(len: usize) -> Self {
+        let size = T::size_for(len).expect("valid length");
+        let layout = std::alloc::Layout::from_size_align(size, T::ALIGN).expect("layout");
+        // SAFETY: `layout` has a non-zero size (`size_for` refuses empty objects).
+        let raw = unsafe { std::alloc::alloc_zeroed(layout) };
+        let raw = NonNull::new(raw).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
+        HeapMem {
+            ptr: T::from_raw_parts(raw, len),
+            layout,
+        }
+    }
+
+    pub fn get(&self) -> &T {
+        // SAFETY: the allocation is aligned to `T::ALIGN`, `size_for(len)` bytes long,
+        // zero-filled (valid by the `Shared` contract), lives as long as `self`, and is only
+        // shared by reference.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl<T: ?Sized + Shared> Drop for HeapMem<T> {
+    fn drop(&mut self) {
+        // SAFETY: frees exactly the allocation made in `new`, with its layout; no reference
+        // outlives `self`.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr().cast(), self.layout) };
+    }
+}
+
+/// [`watchdog`], except under Miri: Miri runs every test of a file in one slow process
+/// (so a per-test limit would fire) and reports a thread still sleeping when `main` ends.
+/// Files whose thread-only tests run under Miri import it as `watchdog`.
+pub fn watchdog_unless_miri(limit: Duration) {
+    if !cfg!(miri) {
+        watchdog(limit);
+    }
+}
