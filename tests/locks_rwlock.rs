@@ -257,6 +257,7 @@ fn a_waiting_writer_blocks_new_readers() {
 /// neither panics nor hangs, and slots that claim more read locks than the count holds are
 /// not counted out (a writer would get in beside a live reader).
 #[test]
+#[cfg_attr(miri, ignore = "forks a process for a dead TID (Miri cannot fork)")]
 fn hostile_reader_slots_never_hang_or_let_a_writer_beside_a_live_reader() {
     watchdog(Duration::from_secs(120));
     let dead = {
