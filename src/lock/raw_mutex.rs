@@ -11,7 +11,8 @@
 //!   `owner`). No syscall.
 //! - unlock: one compare-exchange `tid -> 0`. It fails only if a flag is set; then the
 //!   slow path clears the word and calls `FUTEX_WAKE` only if `CONTENDED` was set.
-//! - contended lock: spin briefly with loads, then set `CONTENDED` and futex-wait.
+//! - contended lock: spin briefly with loads, backing off (growing pauses between loads),
+//!   then set `CONTENDED` and futex-wait.
 //!
 //! # Owner death
 //!
@@ -82,7 +83,8 @@ const CONTENDED: u32 = 1 << 31;
 /// Every bit that a valid word may have.
 const KNOWN_BITS: u32 = TID_MASK | OWNER_DIED | CONTENDED;
 
-/// Spin iterations (loads only) before a contended lock sleeps. None under loom: there a
+/// Spin iterations (`spin_loop` pauses; the mutex loads the word between growing runs of
+/// them, other primitives once per pause) before a contended wait sleeps. None under loom: there a
 /// spin is a yield, which forces a thread switch and so hides interleavings from loom's
 /// bounded search (it hid a lost wakeup in the broken-mutex model) without testing
 /// anything the loads around it do not.
@@ -352,15 +354,27 @@ impl RawMutex {
 
     /// Spins with loads while the lock is held and nobody sleeps on it.
     fn spin(&self) -> u32 {
+        // Backoff: 1, 2, 4, 8, then 16 pauses between loads, `SPIN_LIMIT` pauses in all
+        // (the same time before sleeping as one load per pause, with ~10 loads instead
+        // of 100). Every load pulls the lock's cache line away from the owner, whose
+        // next unlock and re-lock must then fetch it back; loading less often lets the
+        // owner run more critical sections per line transfer. Measured on 2 vCPUs
+        // (criterion `mutex_contended_*`, 3 A/B runs): 2 processes 28-44 ns -> 21-23 ns
+        // per lock+unlock, 2 threads 42-44 -> 21-23 ns; uncontended unchanged.
         let mut spins = SPIN_LIMIT;
+        let mut step = 1;
         loop {
             // Relaxed: only a hint; every acquisition is a compare-exchange.
             let w = self.word.load(Ordering::Relaxed);
             if takeable(w).is_some() || w & CONTENDED != 0 || spins == 0 {
                 return w;
             }
-            spins -= 1;
-            spin_loop();
+            let n = step.min(spins);
+            spins -= n;
+            step = (step * 2).min(16);
+            for _ in 0..n {
+                spin_loop();
+            }
         }
     }
 
