@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use shmstate::sync::{AtomicU32, AtomicU64, Ordering};
@@ -96,9 +95,10 @@ fn child(ctl: &Control, dir: &std::path::Path, i: usize) {
 #[test]
 fn sixteen_processes_agree_on_every_object_for_200_rounds() {
     common::watchdog(Duration::from_secs(240));
-    let dir = PathBuf::from(format!("/dev/shm/shmstate-race-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    // Removed on drop, so also when an assertion below fails (the watchdog's abort is the
+    // one exit that leaves it; the next run with the same pid clears it first).
+    let tmp = common::TempDir::new("race");
+    let dir = tmp.0.clone();
     let shared = common::SharedMem::<Control>::new(1);
     let ctl = shared.get();
     let started = Instant::now();
@@ -166,5 +166,4 @@ fn sixteen_processes_agree_on_every_object_for_200_rounds() {
         leftovers.is_empty(),
         "temporary files left behind: {leftovers:?}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
