@@ -49,8 +49,9 @@
 //!
 //! - **More than [`READER_SLOTS`] read locks at once** (threads of any process, nested read
 //!   locks counting one each): the readers that find every slot taken hold the lock
-//!   *unregistered*, and their deaths are not recovered (the lock leaks as before; use
-//!   [`RwLock::write_timeout`] where that can happen). Slots are claimed per lock, so a
+//!   *unregistered*, and their deaths are not recovered (the lock leaks as before: use
+//!   [`RwLock::write_timeout`] where that can happen, and [`RwLock::read_timeout`] too,
+//!   as readers wait behind a waiting writer, which may itself have died). Slots are claimed per lock, so a
 //!   reader freeing one lets the next reader register.
 //! - **TID reuse and PID namespaces**, as for a writer: a dead reader whose TID the kernel
 //!   has handed to a new thread reads as alive (its lock leaks until that thread exits);
@@ -242,7 +243,9 @@ impl RawRwLock {
 
     // ----- readers -----
 
-    /// Blocks until the calling thread holds a read lock. Recovers from a dead writer.
+    /// Blocks until the calling thread holds a read lock. Recovers from a dead writer, and
+    /// from dead registered readers while a (possibly dead) waiting writer holds it back.
+    /// Release it with [`read_unlock`](Self::read_unlock) on the same thread.
     #[inline]
     pub fn read(&self) -> Acquired {
         let a = match self.try_read_fast() {
@@ -453,8 +456,11 @@ impl RawRwLock {
     ///
     /// # Safety
     ///
-    /// The caller holds a read lock it took on this lock (in this process: not one its
-    /// parent held at fork) and has not released, and does not read the protected data
+    /// The calling thread holds a read lock that it took itself on this lock and has not
+    /// released (not one another thread took, nor one its process's parent held at fork:
+    /// the lock's reader slot names the thread that took it, and unlocking from another
+    /// thread would leave that slot naming a lock already counted out, which a recoverer
+    /// would count out again once that thread exits), and does not read the protected data
     /// after this call until it locks again.
     #[inline]
     pub unsafe fn read_unlock(&self) {
