@@ -361,3 +361,50 @@ fn rwlock_writer_killed_while_waiting_does_not_block_later_readers() {
         assert!(!a.rw.is_locked());
     }
 }
+
+/// A process is killed while one of its threads holds a read lock and another waits to
+/// write: the state keeps the dead reader's count and the dead writer's `WRITERS_WAITING`,
+/// which holds new readers back. No writer comes to recover the dead reader, so a waiting
+/// reader must: its read succeeds in bounded time, and a writer gets in after it.
+#[test]
+fn rwlock_reader_recovers_a_dead_reader_behind_a_dead_waiting_writer() {
+    watchdog(Duration::from_secs(120));
+    let mem = SharedMem::<Arena>::new(1);
+    let a = mem.get();
+    for round in 1..=5u32 {
+        let pid = child_holding(a, round, |a| {
+            std::mem::forget(a.rw.read().unwrap());
+            // The mapping outlives the child's threads (the child parks until killed).
+            let addr = a as *const Arena as usize;
+            std::thread::spawn(move || {
+                // SAFETY: `addr` points to the live `Arena` in the shared mapping.
+                let a = unsafe { &*(addr as *const Arena) };
+                let _w = a.rw.write();
+                park_forever();
+            });
+            // The writer has announced itself (bit 31, `WRITERS_WAITING`).
+            let start = Instant::now();
+            while a.rw.raw().state().load(Ordering::Relaxed) & (1 << 31) == 0 {
+                assert!(start.elapsed() < SIGNAL_LIMIT, "the writer never waited");
+                std::thread::yield_now();
+            }
+        });
+        kill(pid);
+        reap(pid);
+        let limit = Duration::from_secs(10);
+        let r = a.rw.read_timeout(limit);
+        assert!(
+            r.is_ok(),
+            "round {round}: reader wedged behind a dead writer's flag"
+        );
+        drop(r);
+        *a.rw.write_timeout(limit).expect("writer wedged") = [u64::from(round); 2];
+        assert!(!a.rw.is_locked());
+        assert!(
+            a.rw.raw()
+                .reader_slots()
+                .iter()
+                .all(|s| s.load(Ordering::Relaxed) == 0)
+        );
+    }
+}

@@ -178,10 +178,16 @@ fn rwlock_one_reader_two_writers() {
 /// directly). `readers` live readers and `writers` writers then run on it: the writers
 /// must count the dead lock out exactly once and never get in beside a live reader.
 fn dead_reader_model(readers: usize, writers: usize) {
+    dead_reader_model_from(1, readers, writers);
+}
+
+/// [`dead_reader_model`] starting from the state word `state` (one read lock and any
+/// waiting bits that dead threads left behind).
+fn dead_reader_model_from(state: u32, readers: usize, writers: usize) {
     loom::model(move || {
         let l = Arc::new(RwLock::new([0u32; 2]));
         l.raw().reader_slots()[0].store(DEAD_UNDER_LOOM, Ordering::Relaxed);
-        l.raw().state().store(1, Ordering::Relaxed);
+        l.raw().state().store(state, Ordering::Relaxed);
         let inside = Arc::new(RwInside::new());
         let mut hs = Vec::new();
         for _ in 0..writers {
@@ -246,6 +252,26 @@ fn rwlock_dead_reader_live_reader_and_two_writers() {
 #[test]
 fn rwlock_dead_reader_and_a_full_table() {
     dead_reader_model(2, 1);
+}
+
+/// `WRITERS_WAITING` (bit 31) left by a writer that died waiting behind the dead reader
+/// (both threads of one killed process): no writer is left to recover the dead reader, so
+/// a reader held back by the flag must, or it waits forever.
+const DEAD_WRITERS_FLAG: u32 = 1 << 31;
+
+#[test]
+fn rwlock_reader_recovers_a_dead_reader_behind_a_dead_writers_flag() {
+    dead_reader_model_from(1 | DEAD_WRITERS_FLAG, 1, 0);
+}
+
+#[test]
+fn rwlock_reader_and_writer_recover_a_dead_reader_behind_a_dead_writers_flag() {
+    dead_reader_model_from(1 | DEAD_WRITERS_FLAG, 1, 1);
+}
+
+#[test]
+fn rwlock_two_readers_recover_a_dead_reader_behind_a_dead_writers_flag_once() {
+    dead_reader_model_from(1 | DEAD_WRITERS_FLAG, 2, 0);
 }
 
 fn reentrant_model(threads: usize) {

@@ -24,8 +24,11 @@
 //!   The writer then gets the lock as usual, once the live readers have left, with
 //!   [`Acquired::Consistent`]: readers do not write, so a dead reader leaves the data as
 //!   the last writer did, and `OWNER_DIED` (which asks for a repair and persists until one)
-//!   would be a false alarm. Readers do not recover dead readers: they do not wait for them
-//!   (a waiting writer blocks them, and that writer recovers).
+//!   would be a false alarm. A reader waits for readers only behind a waiting writer's
+//!   `WRITERS_WAITING`; that writer recovers, but it may have died too (a process killed
+//!   while one thread read and another waited to write leaves both behind), so a waiting
+//!   reader whose slice runs out while readers hold the lock recovers dead readers the
+//!   same way.
 //!
 //! The reader protocol, and why every crash window fails safe:
 //!
@@ -46,8 +49,9 @@
 //!
 //! - **More than [`READER_SLOTS`] read locks at once** (threads of any process, nested read
 //!   locks counting one each): the readers that find every slot taken hold the lock
-//!   *unregistered*, and their deaths are not recovered (the lock leaks as before; use
-//!   [`RwLock::write_timeout`] where that can happen). Slots are claimed per lock, so a
+//!   *unregistered*, and their deaths are not recovered (the lock leaks as before: use
+//!   [`RwLock::write_timeout`] where that can happen, and [`RwLock::read_timeout`] too,
+//!   as readers wait behind a waiting writer, which may itself have died). Slots are claimed per lock, so a
 //!   reader freeing one lets the next reader register.
 //! - **TID reuse and PID namespaces**, as for a writer: a dead reader whose TID the kernel
 //!   has handed to a new thread reads as alive (its lock leaks until that thread exits);
@@ -239,7 +243,9 @@ impl RawRwLock {
 
     // ----- readers -----
 
-    /// Blocks until the calling thread holds a read lock. Recovers from a dead writer.
+    /// Blocks until the calling thread holds a read lock. Recovers from a dead writer, and
+    /// from dead registered readers while a (possibly dead) waiting writer holds it back.
+    /// Release it with [`read_unlock`](Self::read_unlock) on the same thread.
     #[inline]
     pub fn read(&self) -> Acquired {
         let a = match self.try_read_fast() {
@@ -381,7 +387,8 @@ impl RawRwLock {
     #[cold]
     fn read_contended(&self, deadline: Option<Instant>) -> Option<Acquired> {
         let mut s = self.spin_read();
-        let mut probe_due = false;
+        // Under loom a wait never times out: probe once before the first sleep, as writers do.
+        let mut probe_due = cfg!(loom);
         let mut slices = Slices::new();
         loop {
             if is_garbage(s) {
@@ -405,10 +412,18 @@ impl RawRwLock {
                 }
             }
             // Probe only after a slice ran out without a wake (see `RawMutex`).
-            if probe_due && is_write_locked(s) {
+            if probe_due {
                 probe_due = false;
-                if is_dead(writer_of(s)) {
-                    self.recover(s);
+                if is_write_locked(s) {
+                    if is_dead(writer_of(s)) {
+                        self.recover(s);
+                        s = self.state.load(Ordering::Relaxed);
+                        continue;
+                    }
+                } else if s & WRITERS_WAITING != 0 && self.recover_readers() {
+                    // Read-locked, and a writer's flag holds us back: that writer may have
+                    // died too (killed with the reader's process), leaving no one to
+                    // recover the dead readers the flag makes us wait for.
                     s = self.state.load(Ordering::Relaxed);
                     continue;
                 }
@@ -441,8 +456,11 @@ impl RawRwLock {
     ///
     /// # Safety
     ///
-    /// The caller holds a read lock it took on this lock (in this process: not one its
-    /// parent held at fork) and has not released, and does not read the protected data
+    /// The calling thread holds a read lock that it took itself on this lock and has not
+    /// released (not one another thread took, nor one its process's parent held at fork:
+    /// the lock's reader slot names the thread that took it, and unlocking from another
+    /// thread would leave that slot naming a lock already counted out, which a recoverer
+    /// would count out again once that thread exits), and does not read the protected data
     /// after this call until it locks again.
     #[inline]
     pub unsafe fn read_unlock(&self) {
@@ -764,16 +782,17 @@ impl RawRwLock {
         }
     }
 
-    /// A waiting writer's wait slice ran out while readers hold the lock: counts out the
-    /// read locks of registered readers that are dead, each as its own `read_unlock`
-    /// would, and frees garbage slots. Returns whether it counted any out.
+    /// A waiter's slice ran out while readers hold the lock (a writer, or a reader behind
+    /// `WRITERS_WAITING`): counts out the read locks of registered readers that are dead,
+    /// each as its own `read_unlock` would, and frees garbage slots. Returns whether it
+    /// counted any out.
     ///
     /// Only if the count is at least the number of slots naming a thread, dead or alive
     /// (read before them): without hostile bytes that holds, since no reader can count
-    /// itself in while we wait (`WRITERS_WAITING`; if another writer gives up and clears
-    /// it, a reader counting in meanwhile can fail the check, and the next slice retries). A failed check means slots
-    /// name locks the count does not hold (hostile bytes): counting them out could let us
-    /// in beside a live reader, so nothing is done.
+    /// itself in while `WRITERS_WAITING` is set (if a writer gives up and clears it, a
+    /// reader counting in meanwhile can fail the check, and the next slice retries). A
+    /// failed check means slots name locks the count does not hold (hostile bytes):
+    /// counting them out could let a writer in beside a live reader, so nothing is done.
     #[cold]
     fn recover_readers(&self) -> bool {
         // Acquire pairs with the Release decrements in `read_unlock` and
