@@ -145,6 +145,25 @@ mod tests {
         }
     }
 
+    /// Reaps our child `pid` and returns its wait status; if it has not exited within
+    /// `limit`, kills it and panics with `what`.
+    fn reap_within(pid: libc::pid_t, limit: Duration, what: &str) -> libc::c_int {
+        let t0 = Instant::now();
+        let mut status = 0;
+        loop {
+            // SAFETY: waitpid on our own child.
+            if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+                return status;
+            }
+            if t0.elapsed() > limit {
+                // SAFETY: killing our own child.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                panic!("{what}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     #[test]
     fn a_wait_times_out_no_earlier_than_its_timeout() {
         let word = AtomicU32::new(7);
@@ -303,21 +322,11 @@ mod tests {
         until_blocked_in_futex(pid);
         word.store(1, Ordering::Release);
         wake_one(word);
-        let t0 = Instant::now();
-        let mut status = 0;
-        loop {
-            // SAFETY: waitpid on our own child.
-            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-            if r == pid {
-                break;
-            }
-            if t0.elapsed() > Duration::from_secs(10) {
-                // SAFETY: killing our own child.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-                panic!("the wake did not reach the other process");
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let status = reap_within(
+            pid,
+            Duration::from_secs(10),
+            "the wake did not reach the other process",
+        );
         assert!(
             libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
             "{status}"
@@ -410,21 +419,7 @@ mod tests {
             // SAFETY: ends the child without returning into the test harness.
             unsafe { libc::_exit(if run.is_ok() { 0 } else { 1 }) };
         }
-        let t0 = Instant::now();
-        let mut status = 0;
-        loop {
-            // SAFETY: waitpid on our own child.
-            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-            if r == pid {
-                break;
-            }
-            if t0.elapsed() > Duration::from_secs(30) {
-                // SAFETY: killing our own child.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-                panic!("the child did not finish");
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let status = reap_within(pid, Duration::from_secs(30), "the child did not finish");
         if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 2 {
             eprintln!("seccomp filters are not available here: nothing tested");
             return;
