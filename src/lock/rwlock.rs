@@ -1,12 +1,41 @@
 //! [`RwLock<T>`] and [`RawRwLock`]: a robust, writer-preferring readers-writer lock.
 //!
-//! The algorithm follows std's futex rwlock (`sys/sync/rwlock/futex.rs`): one state word
-//! holding the reader count and two "waiting" bits, readers sleeping on the state word and
-//! writers on a separate notification counter; a waiting writer blocks new readers, so
-//! writers do not starve. One difference: an unlock clears both waiting bits and wakes one
-//! writer *and* all readers (see `wake_flagged`), because our futex wake does not report
-//! whether a writer was there to wake. As in [`RawMutex`](super::RawMutex), the write-locked state holds
-//! the writer's TID, so waiters can probe it and recover from a dead writer.
+//! # The algorithm
+//!
+//! A lock is one 64-byte line of sixteen 32-bit words: the state word, a writer
+//! notification counter, and [`READER_SLOTS`] (14) *reader slots*. A reader holds the lock
+//! through a slot: it writes its thread id (TID) into a free slot, so every registered read
+//! lock names the thread that holds it, and a reader that dies holding one leaves a dead
+//! TID that a writer can probe and free. The state word counts no registered reader; it
+//! holds the writer's TID while write-locked, the waiting bits, and a count only of the
+//! *overflow* readers that found every slot taken (see the field docs of [`RawRwLock`]).
+//!
+//! A reader and a writer meet as in Dekker's algorithm:
+//!
+//! - **read**: claim a free slot (compare-exchange `0 -> tid`), *then* load the state; if
+//!   no writer holds it (`WRITE_LOCKED` clear), the read lock is held. Otherwise free the
+//!   slot again and wait on the state word for the writer to leave.
+//! - **write**: set `WRITE_LOCKED` with the own TID (compare-exchange from a state with no
+//!   writer and no overflow reader), *then* load every slot; if all are free, the write
+//!   lock is held. Otherwise the writer has shut new readers out and waits (`DRAINING`,
+//!   sleeping on the notification counter) for the registered readers to leave.
+//! - **read unlock**: free the own slot, *then* load the state; if a writer is draining
+//!   and every slot is now free, wake it.
+//!
+//! The slot claim and the `WRITE_LOCKED` set are `SeqCst` read-modify-writes, and the
+//! loads after them are `SeqCst`: in the single total order of `SeqCst` operations one of
+//! the two comes first, so a reader and a writer never both miss each other (at least one
+//! of them sees the other and backs off or waits). The same pairing between a slot's
+//! release and a draining writer's `DRAINING` set means the last reader out always sees
+//! the writer's bit, or the writer sees the free slot, so no wakeup is lost.
+//!
+//! A writer that holds `WRITE_LOCKED` shuts new readers out, so writers do not starve; a
+//! writer waiting for *another writer* sets `WRITERS_WAITING` and sleeps on the counter. An
+//! unlock clears both waiting bits and wakes one writer *and* all readers (see
+//! `wake_flagged`): the woken race, and a writer that wins shuts the readers out again.
+//! `WRITERS_WAITING` holds back only overflow readers (so a waiting writer is not starved by
+//! them either); a registered reader never waits for it, so a stray bit that no live writer
+//! stands behind delays no one.
 //!
 //! # Owner death
 //!
@@ -14,71 +43,58 @@
 //!   runs out probes the writer's TID; if it is dead, the waiter releases the lock on the
 //!   dead writer's behalf, sets `OWNER_DIED` and wakes everyone. The next acquirer, reader
 //!   or writer, gets [`OwnerDied`]. The mark persists (readers keep getting `OwnerDied`)
-//!   until a *writer* calls [`RwLockWriteGuard::mark_consistent`].
-//! - **A reader dies holding a read lock**: the reader count names no one, so the lock
-//!   also keeps a table of [`READER_SLOTS`] (14) *reader slots*, each holding the TID of a
-//!   thread that holds one read lock. A waiting writer whose wait slice runs out while
-//!   readers hold the lock probes the TIDs in the slots; for each dead one it frees the
-//!   slot (a compare-exchange `tid -> 0`, so only one recoverer wins it) and then counts
-//!   that lock out of the state, waking waiters as the dead reader's unlock would have.
-//!   The writer then gets the lock as usual, once the live readers have left, with
-//!   [`Acquired::Consistent`]: readers do not write, so a dead reader leaves the data as
-//!   the last writer did, and `OWNER_DIED` (which asks for a repair and persists until one)
-//!   would be a false alarm. A reader waits for readers only behind a waiting writer's
-//!   `WRITERS_WAITING`; that writer recovers, but it may have died too (a process killed
-//!   while one thread read and another waited to write leaves both behind), so a waiting
-//!   reader whose slice runs out while readers hold the lock recovers dead readers the
-//!   same way.
+//!   until a *writer* calls [`RwLockWriteGuard::mark_consistent`]. A writer that died while
+//!   still `DRAINING` had not touched the data: its lock is released without the mark.
+//! - **A reader dies holding a read lock**: its slot names a dead TID. A draining writer
+//!   whose wait slice runs out probes the TIDs in the slots and frees each dead one (a
+//!   compare-exchange `tid -> 0`, so only one recoverer wins it); the writer then gets the
+//!   lock with [`Acquired::Consistent`] once the live readers have left: readers do not
+//!   write, so a dead reader leaves the data as the last writer did.
 //!
-//! The reader protocol, and why every crash window fails safe:
+//! # Crash windows
 //!
-//! - `read`: count in (`state + 1`, as without slots), *then* claim a free slot
-//!   (compare-exchange `0 -> tid`, starting at `tid % READER_SLOTS`, trying every slot).
-//!   Death in between leaves a counted lock without a slot: it is leaked, as every dead
-//!   reader's lock was before the slots, but never counted out twice.
-//! - `read_unlock`: free a slot holding the caller's TID (any one: each stands for one of
-//!   its read locks; found at once where the claim looked first, so the raw API needs no
-//!   slot handle), *then* count out. Death in between: the same leak.
-//! - recovery: free the slot, *then* count out. A recoverer dying in between: the same leak.
+//! What a SIGKILL at each step leaves behind (a SIGSTOP leaves the same, held until the
+//! process continues; only timed calls bound a wait for a stopped holder):
 //!
-//! The reverse orders would leave, in the window, a slot whose lock is already counted out;
-//! a recoverer would count it out again and let a writer in beside a live reader. So the
-//! invariant is: the reader count is at least the number of occupied slots.
+//! | step | left behind | repaired by, how fast |
+//! |------|-------------|-----------------------|
+//! | read: before the slot claim | nothing | — |
+//! | read: slot claimed, state not yet checked (or checked and backing off) | a slot naming a dead TID | a draining writer frees it after one wait slice (≤ 10 ms after the death) |
+//! | read: holding the read lock | the same | the same |
+//! | read unlock: before the slot is freed | the same | the same |
+//! | read unlock: slot freed, draining writer not yet woken | a writer asleep with every slot free | its wait slice runs out and it re-checks the slots (one slice) |
+//! | write: `WRITE_LOCKED` set, `DRAINING` not yet set | the state names a dead writer | a waiter probes it after one slice, releases it with `OWNER_DIED` (a false alarm: the data was not touched) |
+//! | write: `DRAINING` (waiting for readers) | the state names a dead, draining writer | a waiter probes it after one slice and releases it without `OWNER_DIED` |
+//! | write: holding the write lock (`DRAINING` cleared) | the state names a dead writer | a waiter probes it after one slice; the next acquirer gets `OwnerDied` |
+//! | write unlock: state cleared, waiters not yet woken | sleepers with the lock free | each sleeper's slice runs out and it re-checks (one slice) |
+//! | overflow read (every slot taken): counted in | a count naming no one | **not repaired**: the lock leaks; only timed calls bound the wait |
+//! | recovery: a dead slot freed, or a dead writer's state released | nothing (each is one compare-exchange) | — |
 //!
 //! Limits of the reader recovery:
 //!
 //! - **More than [`READER_SLOTS`] read locks at once** (threads of any process, nested read
 //!   locks counting one each): the readers that find every slot taken hold the lock
-//!   *unregistered*, and their deaths are not recovered (the lock leaks as before: use
-//!   [`RwLock::write_timeout`] where that can happen, and [`RwLock::read_timeout`] too,
-//!   as readers wait behind a waiting writer, which may itself have died). Slots are claimed per lock, so a
+//!   *unregistered* (counted in the state), and their deaths are not recovered (use
+//!   [`RwLock::write_timeout`] where that can happen). Slots are claimed per lock, so a
 //!   reader freeing one lets the next reader register.
 //! - **TID reuse and PID namespaces**, as for a writer: a dead reader whose TID the kernel
-//!   has handed to a new thread reads as alive (its lock leaks until that thread exits);
-//!   between a recoverer's probe and its compare-exchange the slot could also have been
-//!   recovered by another waiter and re-claimed by a new reader with the reused TID, which
-//!   the first recoverer would then count out (the PID space must wrap in microseconds).
+//!   has handed to a new thread reads as alive (its lock leaks until that thread exits).
 //! - **Hostile bytes** in slots: any value is safe (no panic, no UB, bounded loops). A value
-//!   above 2^22 names no thread: it is freed without counting anything out. A value naming
-//!   a dead thread that holds no lock would make a recoverer count out a lock it does not
-//!   own, so a recoverer first checks the reader count against the number of occupied
-//!   slots, and recovers nothing if slots claim more locks than are counted. What remains:
-//!   hostile bytes that overwrite a live reader's slot with a dead TID, or that fake dead
-//!   slots while unregistered readers hold the lock, pass the check and let a writer in
-//!   beside a live reader. That is no more than a process writing the state word could do
-//!   (setting the count to 0 has the same effect): a peer that writes arbitrary bytes into
-//!   a lock can always break its exclusion.
-//! - **Cost**: a read lock also claims a slot (one compare-exchange on the lock's cache
-//!   line, which the count's compare-exchange has just brought to this core), and a read
-//!   unlock frees it (a load and a store). No syscall. The slots share the state's cache
-//!   line on purpose: every reader already writes the state word, so padding the slots
-//!   apart would add a line transfer per lock instead of removing one.
+//!   above 2^22 names no thread and is freed; a dead TID is freed; a live TID holds writers
+//!   out as a live reader would (timed calls return). A peer that writes arbitrary bytes
+//!   into a lock can always break its exclusion, e.g. by freeing a live reader's slot.
+//! - **Recursion**: a thread holding a read lock that calls `read` again while a writer
+//!   drains deadlocks, as with `std::sync::RwLock` (the writer waits for the first lock,
+//!   the second read waits for the writer): use the timed variants where that can happen.
+//! - **Cost**: a read lock is one compare-exchange (the slot) and one load (the state); a
+//!   read unlock one swap and one load. No syscall. The slots share the state's cache line
+//!   on purpose: a reader and a writer must each read the other's word anyway.
 //!
 //! Limits: as for [`RawMutex`](super::raw_mutex#limits). On fork with a guard held: a
 //! write guard's copy in the child does nothing when dropped (the state names the parent's
-//! thread), and neither does a read guard's (it remembers the thread that took it). The
-//! reader count itself names no one, so [`RawRwLock::read_unlock`] in a forked child would
-//! count the parent's read lock out: its callers must not do that.
+//! thread), and neither does a read guard's (it remembers the thread that took it).
+//! [`RawRwLock::read_unlock`] in a forked child would find no slot of its own and count an
+//! overflow reader out: its callers must not do that.
 
 use core::fmt;
 use core::marker::PhantomData;
@@ -89,9 +105,7 @@ use std::time::Instant;
 use bytemuck::Pod;
 
 use super::owner_died::{LockResult, OwnerDied, TimedLockError, TryLockError};
-use super::raw_mutex::{
-    Acquired, MAX_TID, SPIN_LIMIT, Slices, TID_MASK, TRY_LIMIT, deadline_passed, is_dead,
-};
+use super::raw_mutex::{Acquired, MAX_TID, SPIN_LIMIT, Slices, TID_MASK, TRY_LIMIT, is_dead};
 use crate::futex;
 use crate::owner;
 #[cfg(loom)]
@@ -100,20 +114,24 @@ pub use crate::owner::DEAD_UNDER_LOOM;
 use crate::shared::{Elem, Kind, SharedSized, TypeTag};
 use crate::sync::{AtomicU32, Ordering, UnsafeCell, spin_loop};
 
-/// Reader count, or the writer's TID when `WRITE_LOCKED`.
+/// Overflow reader count, or the writer's TID when `WRITE_LOCKED`.
 const COUNT_MASK: u32 = TID_MASK;
-/// Most readers at once; one more waits.
+/// Most overflow readers at once; one more waits.
 const MAX_READERS: u32 = COUNT_MASK;
 /// Write-locked; `COUNT_MASK` bits are the writer's TID.
 const WRITE_LOCKED: u32 = 1 << 27;
 /// A writer died holding the lock; no writer has marked the data consistent since.
 const OWNER_DIED: u32 = 1 << 28;
+/// With `WRITE_LOCKED`: the writer waits for registered readers to leave (it may sleep on
+/// `writer_notify`) and has not touched the data.
+const DRAINING: u32 = 1 << 29;
 /// Readers may sleep on `state`.
 const READERS_WAITING: u32 = 1 << 30;
-/// Writers may sleep on `writer_notify`; new readers wait.
+/// Writers may sleep on `writer_notify` for another writer or for overflow readers; new
+/// overflow readers wait.
 const WRITERS_WAITING: u32 = 1 << 31;
 const WAITING: u32 = READERS_WAITING | WRITERS_WAITING;
-const KNOWN_BITS: u32 = COUNT_MASK | WRITE_LOCKED | OWNER_DIED | WAITING;
+const KNOWN_BITS: u32 = COUNT_MASK | WRITE_LOCKED | OWNER_DIED | DRAINING | WAITING;
 
 /// How many read locks can be registered for recovery at once (the slot table's length).
 /// 14 slots and the two state words fill one 64-byte cache line. Under loom, 2, so that
@@ -138,26 +156,32 @@ const fn writer_of(s: u32) -> u32 {
     s & COUNT_MASK
 }
 
-/// Neither read- nor write-locked (waiting bits and `OWNER_DIED` may be set).
+/// No writer and no overflow reader (waiting bits and `OWNER_DIED` may be set; registered
+/// readers are in the slots, not here).
 #[inline]
 const fn is_unlocked(s: u32) -> bool {
     s & (COUNT_MASK | WRITE_LOCKED) == 0
 }
 
-/// Unknown bits, or a write lock naming no possible thread.
+/// Unknown bits, a write lock naming no possible thread, or `DRAINING` without a writer.
 #[inline]
 const fn is_garbage(s: u32) -> bool {
-    s & !KNOWN_BITS != 0 || (is_write_locked(s) && (writer_of(s) == 0 || writer_of(s) > MAX_TID))
+    s & !KNOWN_BITS != 0
+        || (is_write_locked(s) && (writer_of(s) == 0 || writer_of(s) > MAX_TID))
+        || (s & DRAINING != 0 && !is_write_locked(s))
 }
 
-/// A reader may join: no writer holds or waits, and the count has room. (A stale
-/// `READERS_WAITING` does not block readers: readers only wait for writers.)
+/// A registered reader that has claimed its slot may keep it: no writer holds the lock.
 #[inline]
-const fn is_read_lockable(s: u32) -> bool {
-    !is_garbage(s)
-        && !is_write_locked(s)
-        && s & WRITERS_WAITING == 0
-        && s & COUNT_MASK < MAX_READERS
+const fn admits_registered_reader(s: u32) -> bool {
+    !is_garbage(s) && !is_write_locked(s)
+}
+
+/// An overflow reader may count itself in: no writer holds or waits, and the count has
+/// room.
+#[inline]
+const fn admits_overflow_reader(s: u32) -> bool {
+    admits_registered_reader(s) && s & WRITERS_WAITING == 0 && s & COUNT_MASK < MAX_READERS
 }
 
 #[inline]
@@ -167,6 +191,26 @@ fn acquired(s: u32) -> Acquired {
     } else {
         Acquired::Consistent
     }
+}
+
+/// Orders a `SeqCst` read-modify-write or store before a `SeqCst` load of another word,
+/// for loom. The real code needs nothing here: the four operations of each reader/writer
+/// pairing are all `SeqCst`, and their single total order gives the store-load ordering
+/// (no reader and writer both miss each other). Loom models `SeqCst` accesses as
+/// acquire/release only, so under loom a `SeqCst` fence, which loom models fully, stands in
+/// for that total order.
+#[inline(always)]
+fn store_load_fence() {
+    #[cfg(loom)]
+    crate::sync::fence(Ordering::SeqCst);
+}
+
+/// Why [`RawRwLock::read_registered`] did not get a read lock.
+enum NotRead {
+    /// Every slot is taken: count in as an overflow reader, or wait.
+    NoSlot,
+    /// A writer holds the lock, or the state is garbage (this state); the slot was freed.
+    Held(u32),
 }
 
 /// A robust readers-writer lock without data. See the [module docs](self).
@@ -194,29 +238,25 @@ fn acquired(s: u32) -> Acquired {
 pub struct RawRwLock {
     /// The state word:
     ///
-    /// | bits   | meaning                                                               |
-    /// |--------|-----------------------------------------------------------------------|
-    /// | 0..24  | reader count; or, if `WRITE_LOCKED`, the writer's TID (≤ 2^22)         |
-    /// | 24..27 | unused: must be 0 (else garbage)                                      |
-    /// | 27     | `WRITE_LOCKED`                                                        |
-    /// | 28     | `OWNER_DIED`: a writer died; not marked consistent since              |
-    /// | 29     | unused: must be 0                                                     |
-    /// | 30     | `READERS_WAITING`: readers may sleep on this word                     |
-    /// | 31     | `WRITERS_WAITING`: writers may sleep on `writer_notify`; readers wait |
+    /// | bits   | meaning                                                                    |
+    /// |--------|----------------------------------------------------------------------------|
+    /// | 0..24  | overflow reader count; or, if `WRITE_LOCKED`, the writer's TID (≤ 2^22)     |
+    /// | 24..27 | unused: must be 0 (else garbage)                                           |
+    /// | 27     | `WRITE_LOCKED`                                                             |
+    /// | 28     | `OWNER_DIED`: a writer died; not marked consistent since                   |
+    /// | 29     | `DRAINING`: the writer waits for registered readers (needs `WRITE_LOCKED`) |
+    /// | 30     | `READERS_WAITING`: readers may sleep on this word                          |
+    /// | 31     | `WRITERS_WAITING`: writers may sleep on `writer_notify`; overflow readers wait |
     state: AtomicU32,
     /// Bumped (wrapping) to wake a writer; writers futex-wait on it.
     writer_notify: AtomicU32,
     /// The reader slots, one per registered read lock:
     ///
-    /// | value            | meaning                                                        |
-    /// |------------------|----------------------------------------------------------------|
-    /// | `FREE` (0)       | free                                                           |
-    /// | 1..=2^22         | the TID of a thread holding one read lock counted in `state`  |
-    /// | above 2^22       | garbage (names no thread): cleared without counting anything out |
-    ///
-    /// Invariant (without hostile bytes): the reader count in `state` is at least the number
-    /// of non-free slots, because a reader counts itself in before it claims a slot and
-    /// frees its slot before it counts itself out. See the [module docs](self#owner-death).
+    /// | value            | meaning                                                          |
+    /// |------------------|------------------------------------------------------------------|
+    /// | `FREE` (0)       | free                                                             |
+    /// | 1..=2^22         | the TID of a thread holding one read lock, or about to (it checks the state next, and frees the slot if a writer holds it) |
+    /// | above 2^22       | garbage (names no thread): freed by a draining writer            |
     readers: [AtomicU32; READER_SLOTS],
 }
 
@@ -243,149 +283,182 @@ impl RawRwLock {
 
     // ----- readers -----
 
-    /// Blocks until the calling thread holds a read lock. Recovers from a dead writer, and
-    /// from dead registered readers while a (possibly dead) waiting writer holds it back.
+    /// Blocks until the calling thread holds a read lock. Recovers from a dead writer.
     /// Release it with [`read_unlock`](Self::read_unlock) on the same thread.
     #[inline]
     pub fn read(&self) -> Acquired {
-        let a = match self.try_read_fast() {
-            Some(a) => a,
-            None => loop {
-                if let Some(a) = self.read_contended(None) {
+        let me = owner::current();
+        match self.read_registered(me) {
+            Ok(a) => a,
+            Err(_) => loop {
+                if let Some(a) = self.read_contended(me, None) {
                     break a;
                 }
             },
-        };
-        self.register(owner::current());
-        a
-    }
-
-    /// Takes a read lock if no writer holds or waits, without waiting. Does not probe a
-    /// holding writer (see [`RawMutex::try_lock`](super::RawMutex::try_lock)).
-    pub fn try_read(&self) -> Option<Acquired> {
-        let a = self.try_read_locked()?;
-        self.register(owner::current());
-        Some(a)
-    }
-
-    /// [`try_read`](Self::try_read) without registering the read lock in a slot.
-    fn try_read_locked(&self) -> Option<Acquired> {
-        if let Some(a) = self.try_read_fast() {
-            return Some(a);
         }
-        // Relaxed: the compare-exchange orders.
-        let mut s = self.state.load(Ordering::Relaxed);
+    }
+
+    /// Takes a read lock if no writer holds it, without waiting. Does not probe a holding
+    /// writer (see [`RawMutex::try_lock`](super::RawMutex::try_lock)).
+    pub fn try_read(&self) -> Option<Acquired> {
+        let me = owner::current();
         for _ in 0..TRY_LIMIT {
-            if is_garbage(s) {
-                self.recover(s);
-            } else if is_read_lockable(s) {
-                // Acquire pairs with the Release in `write_unlock`.
-                match self.state.compare_exchange_weak(
-                    s,
-                    s + 1,
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => return Some(acquired(s)),
-                    Err(now) => {
-                        s = now;
-                        continue;
+            match self.read_registered(me) {
+                Ok(a) => return Some(a),
+                Err(NotRead::Held(s)) if is_garbage(s) => {
+                    self.recover(s);
+                }
+                Err(NotRead::Held(_)) => return None,
+                Err(NotRead::NoSlot) => {
+                    // Relaxed: the compare-exchange in `read_overflow` orders.
+                    let s = self.state.load(Ordering::Relaxed);
+                    if is_garbage(s) {
+                        self.recover(s);
+                    } else if !admits_overflow_reader(s) {
+                        return None;
+                    } else if let Some(a) = self.read_overflow(s) {
+                        return Some(a);
                     }
                 }
-            } else {
-                return None;
             }
-            s = self.state.load(Ordering::Relaxed);
         }
         None
     }
 
     /// [`read`](Self::read) giving up at `deadline`; `None` means it passed.
     pub fn read_until(&self, deadline: Instant) -> Option<Acquired> {
-        let a = match self.try_read_fast() {
-            Some(a) => a,
-            None => self.read_contended(Some(deadline))?,
-        };
-        self.register(owner::current());
-        Some(a)
+        let me = owner::current();
+        match self.read_registered(me) {
+            Ok(a) => Some(a),
+            Err(_) => self.read_contended(me, Some(deadline)),
+        }
     }
 
-    /// Registers a read lock that `me` has just counted into `state`: claims a free slot,
-    /// trying `first_slot(me)` first. If every slot is taken, the lock stays unregistered:
-    /// still held, but not recoverable if `me` dies holding it.
+    /// Tries to take a read lock through a slot: claims a free slot for `me`, then checks
+    /// that no writer holds the lock; if one does, frees the slot again.
     #[inline]
-    fn register(&self, me: u32) {
-        let i = first_slot(me);
-        // Release pairs with the Acquire compare-exchange in `recover_readers`: a
-        // recoverer that finds our TID also finds our count increment, so its decrement
-        // comes after it.
-        if self.readers[i]
-            .compare_exchange(FREE, me, Ordering::Release, Ordering::Relaxed)
-            .is_err()
-        {
-            self.register_slow(me, i);
+    fn read_registered(&self, me: u32) -> Result<Acquired, NotRead> {
+        let Some(slot) = self.claim_slot(me) else {
+            return Err(NotRead::NoSlot);
+        };
+        store_load_fence();
+        // SeqCst: after our SeqCst slot claim, this pairs with a writer's SeqCst
+        // compare-exchange that sets `WRITE_LOCKED` and its SeqCst slot loads after it:
+        // either it sees our slot (and waits for it) or we see its bit (and back off).
+        // Its Acquire part pairs with the Release in `write_unlock`: the last writer's
+        // writes happen before our reads.
+        let s = self.state.load(Ordering::SeqCst);
+        if admits_registered_reader(s) {
+            return Ok(acquired(s));
         }
+        self.free_slot(slot);
+        Err(NotRead::Held(s))
+    }
+
+    /// Claims a free slot for `me` (compare-exchange `FREE -> me`), trying
+    /// `first_slot(me)` first. `None` if every slot is taken.
+    #[inline]
+    fn claim_slot(&self, me: u32) -> Option<&AtomicU32> {
+        let slot = &self.readers[first_slot(me)];
+        // SeqCst: the reader's half of the pairing in `read_registered`. Relaxed on
+        // failure: nothing was claimed.
+        if slot
+            .compare_exchange(FREE, me, Ordering::SeqCst, Ordering::Relaxed)
+            .is_ok()
+        {
+            return Some(slot);
+        }
+        self.claim_slot_slow(me)
     }
 
     #[cold]
-    fn register_slow(&self, me: u32, first: usize) {
-        for k in 1..READER_SLOTS {
-            let slot = &self.readers[(first + k) % READER_SLOTS];
-            // Relaxed: a hint; the compare-exchange claims. Release: as in `register`.
-            if slot.load(Ordering::Relaxed) == FREE
-                && slot
-                    .compare_exchange(FREE, me, Ordering::Release, Ordering::Relaxed)
-                    .is_ok()
-            {
-                return;
-            }
-        }
+    fn claim_slot_slow(&self, me: u32) -> Option<&AtomicU32> {
+        let first = first_slot(me);
+        (1..READER_SLOTS)
+            .map(|k| &self.readers[(first + k) % READER_SLOTS])
+            .find(|slot| {
+                // Relaxed: a hint; the compare-exchange claims. SeqCst: as in `claim_slot`.
+                slot.load(Ordering::Relaxed) == FREE
+                    && slot
+                        .compare_exchange(FREE, me, Ordering::SeqCst, Ordering::Relaxed)
+                        .is_ok()
+            })
     }
 
-    /// Frees one slot holding `me`, if any (any one: each stands for one of `me`'s read
-    /// locks, and `me` is releasing one of them). None if this lock was unregistered.
+    /// A slot holding `me`, if any (any one: each stands for one of `me`'s read locks).
     #[inline]
-    fn unregister(&self, me: u32) {
+    fn own_slot(&self, me: u32) -> Option<&AtomicU32> {
         let slot = &self.readers[first_slot(me)];
         // Relaxed: only `me` writes `me` into a slot and frees it again (a recoverer frees
-        // it only once `me` is dead); the Release decrement in `read_unlock`, after this,
-        // orders the store for the next writer.
+        // it only once `me` is dead), so this thread's own program order suffices.
         if slot.load(Ordering::Relaxed) == me {
-            slot.store(FREE, Ordering::Relaxed);
+            Some(slot)
         } else {
-            self.unregister_slow(me);
+            self.own_slot_slow(me)
         }
     }
 
     #[cold]
-    fn unregister_slow(&self, me: u32) {
+    fn own_slot_slow(&self, me: u32) -> Option<&AtomicU32> {
         let first = first_slot(me);
-        for k in 1..READER_SLOTS {
-            let slot = &self.readers[(first + k) % READER_SLOTS];
-            // Relaxed: as in `unregister`.
-            if slot.load(Ordering::Relaxed) == me {
-                slot.store(FREE, Ordering::Relaxed);
-                return;
-            }
+        // Relaxed: as in `own_slot`.
+        (1..READER_SLOTS)
+            .map(|k| &self.readers[(first + k) % READER_SLOTS])
+            .find(|slot| slot.load(Ordering::Relaxed) == me)
+    }
+
+    /// Frees a slot this thread holds, and wakes a draining writer if this was the last
+    /// registered reader it waited for.
+    #[inline]
+    fn free_slot(&self, slot: &AtomicU32) {
+        // SeqCst: pairs with a writer's SeqCst `DRAINING` set and its SeqCst slot loads
+        // after it: either it sees the slot free, or we see `DRAINING` below and wake it.
+        // Its Release part: our reads of the data happen before a writer that sees FREE.
+        slot.store(FREE, Ordering::SeqCst);
+        store_load_fence();
+        // SeqCst: the other half of that pairing.
+        let s = self.state.load(Ordering::SeqCst);
+        if s & (WRITE_LOCKED | DRAINING) == WRITE_LOCKED | DRAINING {
+            self.wake_drainer();
         }
     }
 
+    /// A reader left while a writer drains: wakes it if every slot is free now. Of several
+    /// readers leaving at once, the one whose slot release comes last in the `SeqCst`
+    /// order sees every other slot free, so the writer is always woken.
+    #[cold]
+    fn wake_drainer(&self) {
+        if self.slots_free() {
+            // Release pairs with the Acquire load of `writer_notify` in `drain`.
+            self.writer_notify.fetch_add(1, Ordering::Release);
+            // All: other writers may sleep on the counter too, and the draining one must
+            // be among the woken.
+            futex::wake_all(&self.writer_notify);
+        }
+    }
+
+    /// Whether every reader slot is free.
     #[inline]
-    fn try_read_fast(&self) -> Option<Acquired> {
-        // Relaxed: the compare-exchange orders.
-        let s = self.state.load(Ordering::Relaxed);
-        // Acquire pairs with the Release in `write_unlock`: the last writer's writes
-        // happen before our reads.
-        (is_read_lockable(s)
-            && self
-                .state
-                .compare_exchange_weak(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok())
-        .then(|| acquired(s))
+    fn slots_free(&self) -> bool {
+        // SeqCst: the writer's half of the pairings in `read_registered` and `free_slot`.
+        // Its Acquire part pairs with the Release of `free_slot`: the readers' reads happen
+        // before our writes.
+        self.readers
+            .iter()
+            .all(|slot| slot.load(Ordering::SeqCst) == FREE)
+    }
+
+    /// Counts an overflow reader in (every slot was taken): one compare-exchange from `s`.
+    fn read_overflow(&self, s: u32) -> Option<Acquired> {
+        // Acquire pairs with the Release in `write_unlock`, as in `read_registered`.
+        self.state
+            .compare_exchange(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
+            .ok()
+            .map(acquired)
     }
 
     #[cold]
-    fn read_contended(&self, deadline: Option<Instant>) -> Option<Acquired> {
+    fn read_contended(&self, me: u32, deadline: Option<Instant>) -> Option<Acquired> {
         let mut s = self.spin_read();
         // Under loom a wait never times out: probe once before the first sleep, as writers do.
         let mut probe_due = cfg!(loom);
@@ -396,37 +469,52 @@ impl RawRwLock {
                 s = self.state.load(Ordering::Relaxed);
                 continue;
             }
-            if is_read_lockable(s) {
-                // Acquire: as in `try_read_fast`.
-                match self.state.compare_exchange_weak(
-                    s,
-                    s + 1,
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => return Some(acquired(s)),
-                    Err(now) => {
+            if !is_write_locked(s) {
+                match self.read_registered(me) {
+                    Ok(a) => return Some(a),
+                    Err(NotRead::Held(now)) => {
                         s = now;
                         continue;
                     }
-                }
-            }
-            // Probe only after a slice ran out without a wake (see `RawMutex`).
-            if probe_due {
-                probe_due = false;
-                if is_write_locked(s) {
-                    if is_dead(writer_of(s)) {
-                        self.recover(s);
+                    Err(NotRead::NoSlot) => {
+                        // Relaxed: the compare-exchange in `read_overflow` orders.
                         s = self.state.load(Ordering::Relaxed);
-                        continue;
+                        if is_garbage(s) {
+                            continue;
+                        }
+                        if admits_overflow_reader(s) {
+                            if let Some(a) = self.read_overflow(s) {
+                                return Some(a);
+                            }
+                            s = self.state.load(Ordering::Relaxed);
+                            continue;
+                        }
+                        // Every slot taken and a writer waits (or the count is full):
+                        // sleep until the state changes. When a slice has run out, free
+                        // the slots of dead readers, and clear `WRITERS_WAITING`: a live
+                        // waiting writer sets it again, a bit no one stands behind goes.
+                        if probe_due {
+                            probe_due = false;
+                            if self.recover_dead_readers() {
+                                continue;
+                            }
+                            if s & WRITERS_WAITING != 0 {
+                                self.clear_writers_waiting();
+                                s = self.state.load(Ordering::Relaxed);
+                                continue;
+                            }
+                        }
                     }
-                } else if s & WRITERS_WAITING != 0 && self.recover_readers() {
-                    // Read-locked, and a writer's flag holds us back: that writer may have
-                    // died too (killed with the reader's process), leaving no one to
-                    // recover the dead readers the flag makes us wait for.
+                }
+            } else if probe_due {
+                // Probe only after a slice ran out without a wake (see `RawMutex`). If the
+                // state changed before the recovery could apply, probe the new one.
+                if is_dead(writer_of(s)) {
+                    probe_due = !self.recover(s);
                     s = self.state.load(Ordering::Relaxed);
                     continue;
                 }
+                probe_due = false;
             }
             if s & READERS_WAITING == 0 {
                 // Relaxed: the flag tells unlockers to wake; the futex wait re-checks.
@@ -443,9 +531,6 @@ impl RawRwLock {
             }
             let slice = slices.next(deadline)?;
             if !futex::wait(&self.state, s, slice) {
-                if deadline_passed(deadline) {
-                    return None;
-                }
                 probe_due = true;
             }
             s = self.spin_read();
@@ -459,38 +544,51 @@ impl RawRwLock {
     /// The calling thread holds a read lock that it took itself on this lock and has not
     /// released (not one another thread took, nor one its process's parent held at fork:
     /// the lock's reader slot names the thread that took it, and unlocking from another
-    /// thread would leave that slot naming a lock already counted out, which a recoverer
-    /// would count out again once that thread exits), and does not read the protected data
-    /// after this call until it locks again.
+    /// thread would free no slot but count an overflow reader out, or free a slot of a
+    /// lock the caller does not hold), and does not read the protected data after this
+    /// call until it locks again.
     #[inline]
     pub unsafe fn read_unlock(&self) {
-        // The slot first, then the count: a reader that dies in between leaves its lock
-        // counted but unregistered (a leak), never a registered lock already counted out.
-        self.unregister(owner::current());
-        // Release pairs with the Acquire of the next writer (or of `recover`'s readers),
-        // so our reads happen before its writes.
-        let s = self.state.fetch_sub(1, Ordering::Release).wrapping_sub(1);
-        // The last reader out wakes the waiters (a writer waits behind readers).
-        if !is_garbage(s) && is_unlocked(s) && s & WAITING != 0 {
-            self.wake_waiters(s);
+        match self.own_slot(owner::current()) {
+            Some(slot) => self.free_slot(slot),
+            None => self.read_unlock_overflow(),
+        }
+    }
+
+    #[cold]
+    fn read_unlock_overflow(&self) {
+        // Release pairs with the Acquire of the next writer, so our reads happen before its
+        // writes. Refuses a state without an overflow reader (only misuse or hostile bytes
+        // make one): the count never wraps.
+        let r = self
+            .state
+            .fetch_update(Ordering::Release, Ordering::Relaxed, |s| {
+                (!is_garbage(s) && !is_write_locked(s) && s & COUNT_MASK != 0).then(|| s - 1)
+            });
+        if let Ok(prev) = r {
+            let s = prev - 1;
+            // The last overflow reader out wakes the waiters (a writer waits behind it).
+            if is_unlocked(s) && s & WAITING != 0 {
+                self.wake_waiters(s);
+            }
         }
     }
 
     // ----- writers -----
 
     /// Blocks until the calling thread holds the write lock. Recovers from a dead writer and
-    /// from dead registered readers; waits without bound for a dead reader that was not
-    /// registered (see the [module docs](self#owner-death)).
+    /// from dead registered readers; waits without bound for a dead overflow reader (see
+    /// the [module docs](self#owner-death)).
     #[inline]
     pub fn write(&self) -> Acquired {
         let me = owner::current();
-        // Acquire pairs with the Release in `write_unlock` / `read_unlock`.
-        if self
-            .state
-            .compare_exchange(0, WRITE_LOCKED | me, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-        {
-            return Acquired::Consistent;
+        if self.lock_state_for_write(me) {
+            if self.slots_free() {
+                return Acquired::Consistent;
+            }
+            if let Some(a) = self.drain(me, None, Acquired::Consistent) {
+                return a;
+            }
         }
         loop {
             if let Some(a) = self.write_contended(me, None) {
@@ -508,14 +606,22 @@ impl RawRwLock {
             if is_garbage(s) {
                 self.recover(s);
             } else if is_unlocked(s) {
-                // Acquire: as in `write`.
+                // SeqCst and Acquire: as in `write_fast`.
                 match self.state.compare_exchange(
                     s,
                     s | WRITE_LOCKED | me,
-                    Ordering::Acquire,
+                    Ordering::SeqCst,
                     Ordering::Relaxed,
                 ) {
-                    Ok(_) => return Some(acquired(s)),
+                    Ok(_) => {
+                        store_load_fence();
+                        if self.slots_free() {
+                            return Some(acquired(s));
+                        }
+                        // Readers hold it: give the lock back (waking readers that saw us).
+                        self.release_write(me);
+                        return None;
+                    }
                     Err(now) => {
                         s = now;
                         continue;
@@ -532,15 +638,28 @@ impl RawRwLock {
     /// [`write`](Self::write) giving up at `deadline`; `None` means it passed.
     pub fn write_until(&self, deadline: Instant) -> Option<Acquired> {
         let me = owner::current();
-        // Acquire: as in `write`.
-        if self
-            .state
-            .compare_exchange(0, WRITE_LOCKED | me, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-        {
-            return Some(Acquired::Consistent);
+        if self.lock_state_for_write(me) {
+            if self.slots_free() {
+                return Some(Acquired::Consistent);
+            }
+            return self.drain(me, Some(deadline), Acquired::Consistent);
         }
         self.write_contended(me, Some(deadline))
+    }
+
+    /// The uncontended first step of a write lock: `0 -> WRITE_LOCKED | me`, which shuts
+    /// new readers out. The caller then checks (and waits for) the registered readers.
+    #[inline]
+    fn lock_state_for_write(&self, me: u32) -> bool {
+        // SeqCst: the writer's half of the pairing in `read_registered` (the slot loads in
+        // `slots_free` come after). Acquire pairs with the Release in `write_unlock` and
+        // `read_unlock_overflow`.
+        let ok = self
+            .state
+            .compare_exchange(0, WRITE_LOCKED | me, Ordering::SeqCst, Ordering::Relaxed)
+            .is_ok();
+        store_load_fence();
+        ok
     }
 
     #[cold]
@@ -560,14 +679,21 @@ impl RawRwLock {
                 continue;
             }
             if is_unlocked(s) {
-                // Acquire: as in `write`.
+                // SeqCst and Acquire: as in `write_fast`.
                 match self.state.compare_exchange_weak(
                     s,
                     s | WRITE_LOCKED | me | other_writers_waiting,
-                    Ordering::Acquire,
+                    Ordering::SeqCst,
                     Ordering::Relaxed,
                 ) {
-                    Ok(_) => return Some(acquired(s)),
+                    Ok(_) => {
+                        store_load_fence();
+                        let a = acquired(s);
+                        if self.slots_free() {
+                            return Some(a);
+                        }
+                        return self.drain(me, deadline, a);
+                    }
                     Err(now) => {
                         s = now;
                         continue;
@@ -596,42 +722,99 @@ impl RawRwLock {
             if is_garbage(s) || is_unlocked(s) || s & WRITERS_WAITING == 0 {
                 continue;
             }
-            // Probe only after a slice ran out without a wake (see `RawMutex`).
+            // Probe only after a slice ran out without a wake (see `RawMutex`). Overflow
+            // readers name no one: only a dead writer can be recovered here.
             if probe_due {
-                probe_due = false;
-                if is_write_locked(s) {
-                    if is_dead(writer_of(s)) {
-                        self.recover(s);
-                        s = self.state.load(Ordering::Relaxed);
-                        continue;
-                    }
-                } else if self.recover_readers() {
+                // As in `read_contended`.
+                if is_write_locked(s) && is_dead(writer_of(s)) {
+                    probe_due = !self.recover(s);
                     s = self.state.load(Ordering::Relaxed);
                     continue;
                 }
+                probe_due = false;
             }
             let Some(slice) = slices.next(deadline) else {
-                self.give_up_write();
+                self.clear_writers_waiting();
                 return None;
             };
             if !futex::wait(&self.writer_notify, seq, slice) {
-                if deadline_passed(deadline) {
-                    self.give_up_write();
-                    return None;
-                }
                 probe_due = true;
             }
             s = self.spin_write();
         }
     }
 
-    /// A writer gives up waiting. `WRITERS_WAITING` may be set only for it, and a stale
-    /// bit would block new readers for as long as the current ones hold (forever, if one of
-    /// them is the thread that asks next). So it clears the bit and wakes every waiting
-    /// writer, which re-registers, and, if no writer holds the lock, the readers that the
-    /// bit held back.
+    /// Holding `WRITE_LOCKED`, waits for the registered readers to leave, freeing the slots
+    /// of dead ones. Returns `a` once every slot is free, or `None` (the write lock given
+    /// back) if `deadline` passes first.
     #[cold]
-    fn give_up_write(&self) {
+    fn drain(&self, me: u32, deadline: Option<Instant>, a: Acquired) -> Option<Acquired> {
+        // SeqCst: the writer's half of the pairing in `free_slot` (the slot loads in
+        // `slots_free` come after): the last reader out sees this bit, or we see its slot
+        // free. Failure: the state no longer names us (only hostile bytes do that); then
+        // waiting for the readers is all that is left to do.
+        let _ = self
+            .state
+            .fetch_update(Ordering::SeqCst, Ordering::Relaxed, |s| {
+                (!is_garbage(s) && is_write_locked(s) && writer_of(s) == me).then_some(s | DRAINING)
+            });
+        // Under loom a wait never times out: probe once before the first sleep.
+        let mut probe_due = cfg!(loom);
+        let mut slices = Slices::new();
+        let mut spins = SPIN_LIMIT;
+        loop {
+            // Acquire pairs with the Release increment in `wake_drainer`: if we see it, we
+            // see the slot it found free.
+            let seq = self.writer_notify.load(Ordering::Acquire);
+            store_load_fence();
+            if self.slots_free() {
+                // SeqCst (Acquire at least): our writes to the data stay after this, so a
+                // recoverer that still finds `DRAINING` knows they never started.
+                let _ = self
+                    .state
+                    .fetch_update(Ordering::SeqCst, Ordering::Relaxed, |s| {
+                        (!is_garbage(s) && is_write_locked(s) && writer_of(s) == me)
+                            .then_some(s & !DRAINING)
+                    });
+                return Some(a);
+            }
+            if spins > 0 {
+                // Readers usually leave soon: look again before sleeping.
+                spins -= 1;
+                spin_loop();
+                continue;
+            }
+            if probe_due {
+                probe_due = false;
+                if self.recover_dead_readers() {
+                    continue;
+                }
+            }
+            let Some(slice) = slices.next(deadline) else {
+                self.release_write(me);
+                return None;
+            };
+            if !futex::wait(&self.writer_notify, seq, slice) {
+                probe_due = true;
+            }
+        }
+    }
+
+    /// Gives back a write lock that `me` took but did not use (readers held the lock, and
+    /// the caller does not wait for them): as [`write_unlock`](Self::write_unlock), waking
+    /// the readers that saw our bit and went to sleep.
+    #[cold]
+    fn release_write(&self, me: u32) {
+        self.write_unlock_slow(me);
+    }
+
+    /// Clears `WRITERS_WAITING` and wakes every waiting writer, which sets it again, and, if
+    /// no writer holds the lock, the readers that the bit held back. A writer that gives up
+    /// waiting calls this (the bit may be set only for it, and a stale bit would hold new
+    /// overflow readers back), and so does an overflow reader whose slice ran out behind
+    /// the bit (it may be a bit that no live writer stands behind).
+    #[cold]
+    fn clear_writers_waiting(&self) {
         // Relaxed: no data is published; the waits re-check the words.
         let prev = self
             .state
@@ -676,8 +859,8 @@ impl RawRwLock {
             if is_garbage(s) || !is_write_locked(s) || writer_of(s) != me {
                 return;
             }
-            // Release: as in `write_unlock`. Clearing the waiting bits in the same step
-            // means no one can lock in between and inherit them unwoken.
+            // Release: as in `write_unlock`. Clearing the waiting bits (and `DRAINING`) in
+            // the same step means no one can lock in between and inherit them unwoken.
             match self.state.compare_exchange(
                 s,
                 s & OWNER_DIED,
@@ -703,10 +886,15 @@ impl RawRwLock {
             .is_ok()
     }
 
-    /// Whether any read or write lock is held now (a snapshot).
+    /// Whether any read or write lock is held now (a snapshot; a reader between its slot
+    /// claim and its state check counts as holding).
     pub fn is_locked(&self) -> bool {
         // Relaxed: a snapshot for diagnostics.
         !is_unlocked(self.state.load(Ordering::Relaxed))
+            || self
+                .readers
+                .iter()
+                .any(|slot| slot.load(Ordering::Relaxed) != FREE)
     }
 
     /// The raw state word, for tests and diagnostics.
@@ -717,9 +905,9 @@ impl RawRwLock {
 
     // ----- shared -----
 
-    /// Called with an unlocked state `s`: clears the waiting bits (keeping `OWNER_DIED`)
-    /// and wakes whoever they name. If someone locks first, their unlock inherits the bits
-    /// and does this instead.
+    /// Called with a state `s` without writer or overflow reader: clears the waiting bits
+    /// (keeping `OWNER_DIED`) and wakes whoever they name. If someone locks first, their
+    /// unlock inherits the bits and does this instead.
     fn wake_waiters(&self, mut s: u32) {
         loop {
             if is_garbage(s) || !is_unlocked(s) || s & WAITING == 0 {
@@ -746,8 +934,8 @@ impl RawRwLock {
     /// whether a writer was there to wake and falls back to the readers; a writer that
     /// took the lock with `WRITERS_WAITING` set conservatively, or gave up, would otherwise
     /// leave readers asleep (loom finds this). The woken readers and writer race; a writer
-    /// that loses sets `WRITERS_WAITING` again, which stops further readers, so writers
-    /// still do not starve.
+    /// that wins sets `WRITE_LOCKED`, which shuts further readers out, so writers still do
+    /// not starve.
     fn wake_flagged(&self, s: u32) {
         if s & WRITERS_WAITING != 0 {
             self.wake_writer();
@@ -764,106 +952,54 @@ impl RawRwLock {
     }
 
     /// The state `s` is garbage or write-locked by a dead thread: release it on the dead
-    /// writer's behalf, mark `OWNER_DIED`, clear the waiting bits and wake every waiter,
-    /// who all re-register. A no-op if the state changed since `s` was read.
+    /// writer's behalf, mark `OWNER_DIED` (unless the writer was still `DRAINING`: it had
+    /// not touched the data), clear the waiting bits and wake every waiter, who all
+    /// re-register. A no-op if the state changed since `s` was read; returns whether it
+    /// applied.
     #[cold]
-    fn recover(&self, s: u32) {
+    fn recover(&self, s: u32) -> bool {
+        let new = if !is_garbage(s) && s & DRAINING != 0 {
+            s & OWNER_DIED
+        } else {
+            OWNER_DIED
+        };
         // Relaxed: nothing to publish (the dead writer's stores are visible anyway, see
         // the raw_mutex docs); the next acquirer's Acquire compare-exchange reads this.
         if self
             .state
-            .compare_exchange(s, OWNER_DIED, Ordering::Relaxed, Ordering::Relaxed)
+            .compare_exchange(s, new, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
         {
             // Release: as in `wake_writer`.
             self.writer_notify.fetch_add(1, Ordering::Release);
             futex::wake_all(&self.writer_notify);
             futex::wake_all(&self.state);
+            true
+        } else {
+            false
         }
     }
 
-    /// A waiter's slice ran out while readers hold the lock (a writer, or a reader behind
-    /// `WRITERS_WAITING`): counts out the read locks of registered readers that are dead,
-    /// each as its own `read_unlock` would, and frees garbage slots. Returns whether it
-    /// counted any out.
-    ///
-    /// Only if the count is at least the number of slots naming a thread, dead or alive
-    /// (read before them): without hostile bytes that holds, since no reader can count
-    /// itself in while `WRITERS_WAITING` is set (if a writer gives up and clears it, a
-    /// reader counting in meanwhile can fail the check, and the next slice retries). A
-    /// failed check means slots name locks the count does not hold (hostile bytes):
-    /// counting them out could let a writer in beside a live reader, so nothing is done.
+    /// A draining writer's slice ran out (or an overflow reader's, waiting for a slot):
+    /// frees the slots of registered readers that are dead (and garbage slots, which name
+    /// no thread). Returns whether it freed any.
     #[cold]
-    fn recover_readers(&self) -> bool {
-        // Acquire pairs with the Release decrements in `read_unlock` and
-        // `count_out_dead_reader`: a slot freed before a decrement we see reads free below,
-        // so `named` never counts a lock this count has already lost. (Each decrement below
-        // is its own read-modify-write; this is only the bound.)
-        let count = self.state.load(Ordering::Acquire);
-        if is_garbage(count) || is_write_locked(count) {
-            return false;
-        }
-        let count = count & COUNT_MASK;
-        let mut named = 0u32;
-        let mut dead = [FREE; READER_SLOTS];
-        for (slot, d) in self.readers.iter().zip(&mut dead) {
-            // Relaxed: a snapshot; the compare-exchange below claims the slot.
-            let tid = slot.load(Ordering::Relaxed);
-            if tid == FREE {
-                continue;
-            }
-            if tid > MAX_TID {
-                // Names no thread, so no valid lock: free the slot, count nothing out.
-                // Relaxed: no data; only frees the slot for later readers.
-                let _ = slot.compare_exchange(tid, FREE, Ordering::Relaxed, Ordering::Relaxed);
-                continue;
-            }
-            named += 1;
-            if is_dead(tid) {
-                *d = tid;
-            }
-        }
-        if named > count {
-            return false;
-        }
+    fn recover_dead_readers(&self) -> bool {
         let mut any = false;
-        for (slot, &tid) in self.readers.iter().zip(&dead) {
-            if tid == FREE {
+        for slot in &self.readers {
+            // Relaxed: a snapshot; the compare-exchange below frees the slot.
+            let tid = slot.load(Ordering::Relaxed);
+            if tid == FREE || (tid <= MAX_TID && !is_dead(tid)) {
                 continue;
             }
-            // Acquire pairs with the Release claim in `register`: the dead reader's count
-            // increment is ordered before our decrement. Only one recoverer wins the slot,
-            // so each dead lock is counted out once.
-            if slot
-                .compare_exchange(tid, FREE, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-            {
-                any |= self.count_out_dead_reader();
-            }
+            // Relaxed: a dead reader's reads need no ordering with our writes (its
+            // process or thread is gone); the compare-exchange frees exactly the dead TID
+            // we probed, so a slot claimed since by a live reader is left alone.
+            any |= slot
+                .compare_exchange(tid, FREE, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
         }
         any
-    }
-
-    /// Counts one dead reader's lock out of `state` and wakes as its `read_unlock` would.
-    /// Refuses (returns false) a state that holds no read lock: only hostile bytes make one.
-    fn count_out_dead_reader(&self) -> bool {
-        // Release: as in `read_unlock`, for the next writer's Acquire (the dead reader's own
-        // reads are ordered by its death, see the raw_mutex docs).
-        let r = self
-            .state
-            .fetch_update(Ordering::Release, Ordering::Relaxed, |s| {
-                (!is_garbage(s) && !is_write_locked(s) && s & COUNT_MASK != 0).then(|| s - 1)
-            });
-        match r {
-            Ok(prev) => {
-                let s = prev - 1;
-                if is_unlocked(s) && s & WAITING != 0 {
-                    self.wake_waiters(s);
-                }
-                true
-            }
-            Err(_) => false,
-        }
     }
 
     /// The reader slots, for tests and diagnostics (e.g. writing hostile bytes).
@@ -901,9 +1037,10 @@ impl RawRwLock {
 /// Many readers or one writer; a waiting writer blocks new readers. If a writer dies
 /// holding the write lock, the next acquirer gets [`OwnerDied`]; readers keep getting it
 /// (they can still read) until a writer repairs the data and calls
-/// [`RwLockWriteGuard::mark_consistent`]. A reader dying holding a read lock is recovered
-/// too (its lock is counted out; the data is intact), if it was one of the first
-/// [`READER_SLOTS`] readers holding the lock at once. See the [module docs](self#owner-death).
+/// [`RwLockWriteGuard::mark_consistent`]. A reader dying at any step of taking, holding or
+/// releasing a read lock is recovered too (its slot is freed; the data is intact), if it was
+/// one of the first [`READER_SLOTS`] readers holding the lock at once. See the
+/// [module docs](self#owner-death).
 ///
 /// Layout: `#[repr(C)]`, the two lock words and the [`READER_SLOTS`] reader slots first
 /// (64 bytes), then `T`; all-zero is an unlocked lock holding `T::zeroed()`.
@@ -974,11 +1111,13 @@ impl<T: Pod> RwLock<T> {
         self.read_guard(self.raw.read())
     }
 
-    /// Takes a read lock if no writer holds or waits, without waiting.
+    /// Takes a read lock if no writer holds the lock (or is taking it, waiting for the
+    /// readers to leave), without waiting.
     ///
     /// # Errors
     ///
-    /// [`TryLockError::WouldBlock`] if a writer holds or waits; `OwnerDied` as for
+    /// [`TryLockError::WouldBlock`] if a writer holds the lock or is taking it (or, with
+    /// every reader slot taken, a writer waits); `OwnerDied` as for
     /// [`read`](Self::read).
     pub fn try_read(&self) -> Result<RwLockReadGuard<'_, T>, TryLockError<RwLockReadGuard<'_, T>>> {
         match self.raw.try_read() {

@@ -26,7 +26,11 @@ use super::error::RegionError;
 /// The first eight bytes of every region.
 pub(crate) const MAGIC: u64 = u64::from_ne_bytes(*b"SHMSTATE");
 /// Format version; bump on any change of meaning not caught by the fingerprint.
-pub(crate) const VERSION: u32 = 1;
+///
+/// - 1: the first format.
+/// - 2: an `RwLock`'s registered readers hold the lock through their reader slots alone
+///   (the state word counts only overflow readers), and bit 29 of its state is `DRAINING`.
+pub(crate) const VERSION: u32 = 2;
 /// Byte-order and word-size marker: reads differently on the other byte order, and its
 /// low byte is `size_of::<usize>()`.
 pub(crate) const MARKER: u32 = 0x0102_0300 | size_of::<usize>() as u32;
@@ -758,8 +762,8 @@ mod tests {
                     matches!(
                         e,
                         RegionError::VersionMismatch {
-                            found: 2,
-                            expected: 1
+                            found: 3,
+                            expected: 2
                         }
                     )
                 },
