@@ -77,6 +77,7 @@ use bytemuck::Pod;
 
 use crate::atomic_copy::AtomicCell;
 use crate::futex;
+use crate::lock::raw_mutex::{Slices, deadline_passed};
 use crate::owner::{self, Liveness};
 use crate::sync::{AtomicU32, Ordering, fence, spin_loop};
 
@@ -84,10 +85,6 @@ use crate::sync::{AtomicU32, Ordering, fence, spin_loop};
 const WAITERS: u32 = 1 << 31;
 /// Bits 0..=30 of `writer`: the owner's TID (kernel TIDs are below 2²², so they fit).
 const TID_MASK: u32 = !WAITERS;
-
-/// How long a waiter sleeps before probing the owner's liveness again.
-#[cfg(not(loom))]
-const SLICE: Duration = Duration::from_millis(10);
 
 /// Loads a waiter spins (loads only) before it futex-waits.
 const SPINS: u32 = if cfg!(loom) { 1 } else { 200 };
@@ -352,7 +349,7 @@ impl<T: Pod> SeqLock<T> {
             return false;
         }
         let tid = owner_of(w);
-        tid == 0 || owner::probe(tid) == Liveness::Dead
+        tid == 0 || probe(tid) == Liveness::Dead
     }
 
     /// The waiting read loop of [`read`](Self::read) (`repair_wait`: wait out dead
@@ -373,9 +370,16 @@ impl<T: Pod> SeqLock<T> {
     }
 
     /// Waits until `seq` is no longer `odd` (`Ok`: retry), the deadline passes
-    /// ([`SeqLockError::WriterActive`]), or, unless `repair_wait`, the writer is found dead
+    /// ([`SeqLockError::WriterActive`], or [`SeqLockError::WriterDied`] if the writer is
+    /// dead by then), or, unless `repair_wait`, the writer is found dead
     /// ([`SeqLockError::WriterDied`]). Spins with loads first, then futex-waits on `writer`
-    /// in [`SLICE`]s, probing the owner between slices.
+    /// in growing slices (`Slices`, 1 ms up to 10 ms).
+    ///
+    /// Probes the writer only when a slice ran out without a wake, as `RawMutex` does: a
+    /// live writer's unlock wakes us first, so waiting out ordinary writes costs no probe
+    /// (its syscalls: `kill`, and a `/proc` read for a live thread). With `repair_wait`
+    /// it never probes: [`read`](Self::read) waits for a repair whether the writer lives or
+    /// not.
     #[cold]
     pub(crate) fn wait_write_end(
         &self,
@@ -390,6 +394,8 @@ impl<T: Pod> SeqLock<T> {
             }
             spin_loop();
         }
+        let mut slices = Slices::new();
+        let mut probe_due = false;
         loop {
             // Acquire: pairs with the Release swap in `unlock_writer` (see
             // `writer_is_dead`).
@@ -399,8 +405,9 @@ impl<T: Pod> SeqLock<T> {
                 return Ok(());
             }
             let tid = owner_of(w);
-            let dead = tid == 0 || owner::probe(tid) == Liveness::Dead;
-            if dead && !repair_wait {
+            if !repair_wait
+                && (tid == 0 || (core::mem::take(&mut probe_due) && probe(tid) == Liveness::Dead))
+            {
                 return Err(SeqLockError::WriterDied);
             }
             if tid != 0 && w & WAITERS == 0 {
@@ -415,29 +422,39 @@ impl<T: Pod> SeqLock<T> {
                 }
             }
             let expect = if tid != 0 { w | WAITERS } else { w };
-            if !self.sleep_on_writer(expect, deadline) {
-                return Err(SeqLockError::WriterActive);
+            match self.sleep_on_writer(expect, &mut slices, deadline) {
+                Slept::Woken => {}
+                Slept::SliceOut => probe_due = true,
+                // One probe at the deadline says which error is true.
+                Slept::Deadline if self.writer_is_dead(odd) => {
+                    return Err(SeqLockError::WriterDied);
+                }
+                Slept::Deadline => return Err(SeqLockError::WriterActive),
             }
         }
     }
 
-    /// One futex-wait slice on `writer` while it holds `expect`: returns `false` if
-    /// `deadline` has passed (after the wait), `true` otherwise.
-    fn sleep_on_writer(&self, expect: u32, deadline: Option<Instant>) -> bool {
-        // Under loom threads never die and a timed wait returns at once, so wait untimed
-        // unless the caller gave a deadline; the owner's unlock wakes us (WAITERS is set).
-        #[cfg(loom)]
-        let slice_end = deadline;
-        #[cfg(not(loom))]
-        let slice_end = {
-            let s = Instant::now().checked_add(SLICE);
-            match (deadline, s) {
-                (Some(d), Some(s)) => Some(d.min(s)),
-                (d, s) => d.or(s),
-            }
+    /// One futex-wait slice on `writer` while it holds `expect`.
+    fn sleep_on_writer(
+        &self,
+        expect: u32,
+        slices: &mut Slices,
+        deadline: Option<Instant>,
+    ) -> Slept {
+        // Under loom a wait without deadline is unbounded (loom threads never die, and a
+        // timed wait returns at once); the owner's unlock wakes us (WAITERS is set).
+        let Some(slice) = slices.next(deadline) else {
+            return Slept::Deadline;
         };
-        futex::wait_until(&self.writer, expect, slice_end);
-        deadline.is_none_or(|d| Instant::now() < d)
+        #[cfg(all(test, not(loom)))]
+        tests::SLEEPS.with(|n| n.set(n.get() + 1));
+        if futex::wait(&self.writer, expect, slice) {
+            Slept::Woken
+        } else if deadline_passed(deadline) {
+            Slept::Deadline
+        } else {
+            Slept::SliceOut
+        }
     }
 
     /// Takes the writer lock, waiting as long as it takes. Returns `true` if the previous
@@ -480,6 +497,8 @@ impl<T: Pod> SeqLock<T> {
         deadline: Option<Instant>,
     ) -> Result<bool, WriteTimeout> {
         let mut spins = 0;
+        let mut slices = Slices::new();
+        let mut probe_due = false;
         loop {
             // Relaxed: only a hint for the CASes below, which carry the orderings.
             let w = self.writer.load(Ordering::Relaxed);
@@ -499,23 +518,15 @@ impl<T: Pod> SeqLock<T> {
                 spin_loop();
                 continue;
             }
+            // Probe only after a slice ran out without a wake (as `RawMutex` does): a live
+            // owner's unlock wakes us first, so ordinary contention costs no probe. An
+            // owner that is already dead costs the first slice (1 ms) before the takeover.
             let tid = owner_of(w);
-            if tid == 0 || owner::probe(tid) == Liveness::Dead {
-                // Take over from a dead owner (or a WAITERS bit with no owner, which only
-                // hostile bytes produce), keeping WAITERS so our unlock wakes the waiters.
-                // Acquire: pairs with any Release unlock before the dead owner's lock (the
-                // dead owner itself released nothing).
-                if self
-                    .writer
-                    .compare_exchange(w, me | (w & WAITERS), Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    // An RMW reads the latest `seq` in modification order even though the
-                    // dead owner never released it; Relaxed: we only need the value.
-                    let seq = self.seq.fetch_add(0, Ordering::Relaxed);
-                    return Ok(is_writing(seq));
+            if tid == 0 || (core::mem::take(&mut probe_due) && probe(tid) == Liveness::Dead) {
+                match self.take_over(w, me) {
+                    Some(torn) => return Ok(torn),
+                    None => continue,
                 }
-                continue;
             }
             if w & WAITERS == 0
                 && self
@@ -526,10 +537,38 @@ impl<T: Pod> SeqLock<T> {
             {
                 continue;
             }
-            if !self.sleep_on_writer(w | WAITERS, deadline) {
-                return Err(WriteTimeout);
+            match self.sleep_on_writer(w | WAITERS, &mut slices, deadline) {
+                Slept::Woken => {}
+                Slept::SliceOut => probe_due = true,
+                Slept::Deadline => {
+                    // One last probe: a dead owner is taken over, not reported as a timeout
+                    // (a deadline shorter than a slice would otherwise never recover it).
+                    // Relaxed: a hint for the CAS in `take_over`, which orders.
+                    let w = self.writer.load(Ordering::Relaxed);
+                    let tid = owner_of(w);
+                    if w != 0 && (tid == 0 || probe(tid) == Liveness::Dead) {
+                        if let Some(torn) = self.take_over(w, me) {
+                            return Ok(torn);
+                        }
+                    }
+                    return Err(WriteTimeout);
+                }
             }
         }
+    }
+
+    /// Takes the writer lock over from the dead (or unrecorded) owner of word `w`: `Some(torn)`
+    /// on success, `None` if `w` changed meanwhile.
+    #[cold]
+    fn take_over(&self, w: u32, me: u32) -> Option<bool> {
+        // Keep WAITERS so our unlock wakes the waiters. Acquire: pairs with any Release
+        // unlock before the dead owner's lock (the dead owner itself released nothing).
+        self.writer
+            .compare_exchange(w, me | (w & WAITERS), Ordering::Acquire, Ordering::Relaxed)
+            .ok()?;
+        // An RMW reads the latest `seq` in modification order even though the dead owner
+        // never released it; Relaxed: we only need the value.
+        Some(is_writing(self.seq.fetch_add(0, Ordering::Relaxed)))
     }
 
     /// Marks a write in progress (the caller holds the writer lock); returns the odd
@@ -698,6 +737,24 @@ impl<T: Pod> SeqLock<T> {
     }
 }
 
+/// How one futex-wait slice ended.
+enum Slept {
+    /// Woken, or the word had changed, or spuriously: re-check.
+    Woken,
+    /// The slice ran out without a wake: time to probe the owner.
+    SliceOut,
+    /// The deadline passed.
+    Deadline,
+}
+
+/// Asks whether the writer `tid` is alive (a syscall: slow paths only).
+#[cold]
+fn probe(tid: u32) -> Liveness {
+    #[cfg(all(test, not(loom)))]
+    tests::PROBES.with(|n| n.set(n.get() + 1));
+    owner::probe(tid)
+}
+
 /// Whether `deadline` has passed (`None` never passes). Reads the clock only if there is a
 /// deadline.
 #[inline]
@@ -803,5 +860,99 @@ impl<T: Pod + fmt::Debug> fmt::Debug for SeqLockWriteGuard<'_, T> {
             .field("value", &self.value)
             .field("recovered", &self.recovered)
             .finish()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::cell::Cell;
+    use std::time::Duration;
+
+    use super::*;
+
+    thread_local! {
+        /// Owner probes made by this thread's waits.
+        pub(super) static PROBES: Cell<u64> = const { Cell::new(0) };
+        /// Futex-wait slices this thread's waits began.
+        pub(super) static SLEEPS: Cell<u64> = const { Cell::new(0) };
+    }
+
+    /// This thread's (probes, sleeps) so far.
+    fn counts() -> (u64, u64) {
+        (PROBES.with(Cell::get), SLEEPS.with(Cell::get))
+    }
+
+    /// Waits until someone has announced a sleep on `s`'s writer word (the WAITERS bit).
+    fn until_waiters(s: &SeqLock<u64>) {
+        // Relaxed: a poll; the lock protocol orders the rest.
+        while s.writer.load(Ordering::Relaxed) & WAITERS == 0 {
+            std::thread::yield_now();
+        }
+    }
+
+    const ROUNDS: u64 = 200;
+
+    /// A reader that sleeps through writes of a live writer, woken by each write's end,
+    /// probes the writer only when a sleep slice runs out without a wake (rare: only if
+    /// this thread is descheduled for a whole slice), not before every sleep.
+    #[test]
+    fn reader_woken_by_live_writes_does_not_probe_per_sleep() {
+        let s = SeqLock::new(0u64);
+        let (probes, sleeps) = std::thread::scope(|sc| {
+            let reader = sc.spawn(|| {
+                let mut last = 0;
+                while last < ROUNDS {
+                    last = s.read_timeout(Duration::from_secs(60)).unwrap();
+                }
+                counts()
+            });
+            for i in 1..=ROUNDS {
+                // A write that stays open until the reader sleeps on it.
+                s.lock_writer();
+                let odd = s.begin_write();
+                fence(Ordering::Release);
+                s.store_locked(&i);
+                until_waiters(&s);
+                s.end_write(odd);
+                s.unlock_writer();
+                if reader.is_finished() {
+                    break;
+                }
+            }
+            reader.join().unwrap()
+        });
+        eprintln!("reader: {sleeps} sleeps, {probes} probes");
+        assert!(sleeps >= ROUNDS / 2, "the reader slept only {sleeps} times");
+        assert!(probes <= sleeps / 4, "{probes} probes for {sleeps} sleeps");
+    }
+
+    /// The same for a writer waiting for the write lock held by a live writer.
+    #[test]
+    fn writer_woken_by_live_unlocks_does_not_probe_per_sleep() {
+        let s = SeqLock::new(0u64);
+        let s = &s;
+        let (probes, sleeps) = std::thread::scope(|sc| {
+            let (tx, rx) = std::sync::mpsc::channel::<()>();
+            let (back_tx, back_rx) = std::sync::mpsc::channel::<()>();
+            let waiter = sc.spawn(move || {
+                for _ in 0..ROUNDS {
+                    rx.recv().unwrap();
+                    s.write(1);
+                    back_tx.send(()).unwrap();
+                }
+                counts()
+            });
+            for _ in 0..ROUNDS {
+                s.lock_writer();
+                tx.send(()).unwrap();
+                until_waiters(&s);
+                s.unlock_writer();
+                back_rx.recv().unwrap();
+            }
+            waiter.join().unwrap()
+        });
+        eprintln!("writer: {sleeps} sleeps, {probes} probes");
+        assert!(sleeps >= ROUNDS / 2, "the waiter slept only {sleeps} times");
+        assert!(probes <= sleeps / 4, "{probes} probes for {sleeps} sleeps");
     }
 }
