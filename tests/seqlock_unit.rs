@@ -210,6 +210,30 @@ fn live_writer_mid_write_makes_bounded_reads_report_writer_active() {
     assert_eq!(s.try_read(), Ok([2; 4]));
 }
 
+/// Waiters probe the writer only when a sleep slice (1 ms at first) runs out; a timed wait
+/// whose deadline comes first still probes once at the deadline, so a dead writer is
+/// reported or taken over instead of passing for a live one.
+#[test]
+fn timed_waits_shorter_than_a_slice_still_see_a_dead_writer() {
+    watchdog();
+    let s = SeqLock::new(1u32);
+    std::thread::scope(|sc| {
+        sc.spawn(|| s.begin_write_for_test(2));
+    });
+    until_writer_dead(&s);
+    let short = Duration::from_micros(200);
+    assert_eq!(s.read_timeout(short), Err(SeqLockError::WriterDied));
+    let mut g = match s.lock_timeout(short) {
+        Err(TimedLockError::OwnerDied(torn)) => torn.into_inner(),
+        Err(TimedLockError::Timeout) => panic!("a dead writer passed for a live one"),
+        Ok(_) => panic!("a torn value was handed out as consistent"),
+    };
+    *g = 3;
+    g.mark_consistent();
+    drop(g);
+    assert_eq!(s.try_read(), Ok(3));
+}
+
 #[test]
 fn writer_dead_mid_write_is_repaired_by_the_next_write() {
     watchdog();
