@@ -283,8 +283,8 @@ impl<T: Pod> SeqLock<T> {
     /// sleeping on a futex); if the writer died mid-write, sleeps (neither spinning nor
     /// probing) until another writer repairs the value, with [`write`](Self::write) or a
     /// guard marked consistent (see [`lock`](Self::lock)): waking at least every 10 ms to
-    /// look, and **forever** if no writer ever comes. Writers that keep writing can also keep a reader retrying (a
-    /// seqlock never makes writers wait for readers). Use
+    /// look, and **forever** if no writer ever comes. Writers that keep writing can also
+    /// keep a reader retrying (a seqlock never makes writers wait for readers). Use
     /// [`read_timeout`](Self::read_timeout) or [`try_read`](Self::try_read) to bound the
     /// wait.
     ///
