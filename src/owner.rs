@@ -21,12 +21,17 @@
 //! also reads the state letter of `/proc/<id>/stat` and counts a zombie (`Z`) or dead
 //! (`X`) task as dead. Without `/proc` (or if it belongs to another PID namespace) that
 //! refinement is skipped and unreaped owners read as alive until reaped. `/proc` counts as
-//! this namespace's when `/proc/self` names the caller's own PID.
+//! this namespace's when `/proc/self` names the caller's own PID; that answer is cached per
+//! process (the child handler that resets the TID cache after `fork` resets it too, since
+//! a child may have entered another PID namespace), so a probe costs the `kill` and one
+//! read of `/proc/<id>/stat`, not also a `readlink` of `/proc/self` every time.
 
 #[cfg(not(loom))]
 mod imp {
     use std::cell::Cell;
     use std::sync::Once;
+
+    use crate::sync::{AtomicU32, Ordering};
 
     use rustix::process::Pid;
     #[cfg(not(miri))]
@@ -37,6 +42,11 @@ mod imp {
         static TID: Cell<u32> = const { Cell::new(0) };
     }
 
+    /// [`proc_is_ours`]'s answer for this process: `pid << 1 | ours` for the PID it was
+    /// worked out for, or 0 if not worked out yet (or reset in a forked child). PIDs are
+    /// below 2²², so this fits, and a valid entry is never 0.
+    static PROC_IS_OURS: AtomicU32 = AtomicU32::new(0);
+
     static ATFORK: Once = Once::new();
 
     extern "C" fn reset_in_child() {
@@ -44,6 +54,23 @@ mod imp {
         // parent's. `try_with` cannot fail here (the thread is alive), and ignoring a
         // failure only means we keep looking up lazily.
         let _ = TID.try_with(|t| t.set(0));
+        // The parent's answer was for the parent's PID (and the child may be in another
+        // PID namespace, e.g. after `unshare(CLONE_NEWPID)` in the parent): ask again.
+        // Relaxed: the child has a single thread; the atomic is only for other threads
+        // the child may start later, which a thread spawn orders after this store.
+        PROC_IS_OURS.store(0, Ordering::Relaxed);
+    }
+
+    /// Registers [`reset_in_child`] once per process, before anything it resets is cached.
+    fn register_atfork() {
+        ATFORK.call_once(|| {
+            // SAFETY: `pthread_atfork` has no preconditions beyond valid function pointers;
+            // `reset_in_child` is an `extern "C" fn()` that only touches a thread-local
+            // `Cell` and an atomic (async-signal-safe in practice: no allocation, no locks).
+            unsafe {
+                libc::pthread_atfork(None, None, Some(reset_in_child));
+            }
+        });
     }
 
     /// The calling thread's TID: one thread-local read after the first call.
@@ -55,14 +82,7 @@ mod imp {
 
     #[cold]
     fn current_slow() -> u32 {
-        ATFORK.call_once(|| {
-            // SAFETY: `pthread_atfork` has no preconditions beyond valid function pointers;
-            // `reset_in_child` is an `extern "C" fn()` that only touches a thread-local
-            // `Cell` (async-signal-safe in practice: no allocation, no locks).
-            unsafe {
-                libc::pthread_atfork(None, None, Some(reset_in_child));
-            }
-        });
+        register_atfork();
         // A TID is a positive `pid_t`, so it fits in u32 and is never 0.
         let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
         TID.with(|t| t.set(tid));
@@ -188,12 +208,40 @@ mod imp {
     /// Whether `/proc` is mounted for the calling process's PID namespace: `/proc/self`
     /// names the calling process by the PID it knows itself by. (`/proc/self` is missing or
     /// names another number in a `/proc` of an ancestor or unrelated namespace.)
+    ///
+    /// Worked out once per process (a `readlink` and a `getpid`), then one atomic load.
+    /// (A process that mounts or unmounts `/proc` after asking is not noticed.)
     pub(crate) fn proc_is_ours() -> bool {
-        std::fs::read_link("/proc/self").is_ok_and(|p| {
+        // Relaxed: the cached word is self-contained (no other data is published with it).
+        let cached = PROC_IS_OURS.load(Ordering::Relaxed);
+        if cached != 0 {
+            return cached & 1 != 0;
+        }
+        proc_is_ours_slow()
+    }
+
+    #[cold]
+    fn proc_is_ours_slow() -> bool {
+        // Before caching anything a forked child must not inherit.
+        register_atfork();
+        let pid = current_pid();
+        let ours = std::fs::read_link("/proc/self").is_ok_and(|p| {
             p.to_str()
                 .and_then(|s| s.parse::<u32>().ok())
-                .is_some_and(|n| n == current_pid())
-        })
+                .is_some_and(|n| n == pid)
+        });
+        // A PID is positive and below 2²² (PID_MAX_LIMIT), so the entry is non-zero and
+        // keeps every bit. Relaxed: as in `proc_is_ours`; racing threads store the same.
+        PROC_IS_OURS.store(pid << 1 | u32::from(ours), Ordering::Relaxed);
+        ours
+    }
+
+    /// The cached answer of [`proc_is_ours`]: `Some((pid it was worked out for, answer))`.
+    #[cfg(test)]
+    pub(crate) fn proc_is_ours_cached() -> Option<(u32, bool)> {
+        // Relaxed: a test's snapshot.
+        let cached = PROC_IS_OURS.load(Ordering::Relaxed);
+        (cached != 0).then_some((cached >> 1, cached & 1 != 0))
     }
 }
 
@@ -233,9 +281,9 @@ pub const DEAD_UNDER_LOOM: u32 = 1 << 20;
 /// The region (not built under loom) names its temporary files after the PID.
 #[cfg(not(loom))]
 pub(crate) use imp::current_pid;
-#[cfg(all(test, not(loom)))]
-use imp::proc_is_ours;
 pub(crate) use imp::{current, probe};
+#[cfg(all(test, not(loom)))]
+use imp::{proc_is_ours, proc_is_ours_cached};
 
 /// The answer of [`probe`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -333,6 +381,43 @@ mod tests {
                 s => panic!("a live process inside read as dead (status {s})"),
             }
         }
+    }
+
+    /// The `/proc` identity check is worked out once per process, and a forked child works
+    /// it out again for its own PID instead of trusting its parent's answer.
+    #[test]
+    #[cfg_attr(miri, ignore = "fork and /proc")]
+    fn proc_identity_is_cached_per_process_and_reset_in_a_forked_child() {
+        assert!(proc_is_ours());
+        let parent = current_pid();
+        assert_eq!(proc_is_ours_cached(), Some((parent, true)));
+        // SAFETY: the child only checks the cache (a readlink, a getpid) and ends with
+        // `_exit`, never returning into the test harness.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let code = if proc_is_ours_cached().is_some() {
+                1 // inherited the parent's answer
+            } else if !proc_is_ours() {
+                2
+            } else if proc_is_ours_cached() != Some((current_pid(), true)) {
+                3
+            } else {
+                0
+            };
+            // SAFETY: ends the child at once, without running the parent's handlers.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: reaping our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status));
+        assert_eq!(
+            libc::WEXITSTATUS(status),
+            0,
+            "1: the child kept the parent's answer"
+        );
+        assert_eq!(proc_is_ours_cached(), Some((parent, true)));
     }
 
     #[test]

@@ -40,21 +40,50 @@
 //!
 //! A writer killed between its odd and even sequence stores leaves `seq` odd and its TID in
 //! `writer`. Waiters (writers and readers) spin briefly with loads only, then futex-wait
-//! on `writer` in slices of 10 ms, probing the owner's TID (`kill(tid, 0)`) before and between slices. When the owner is dead:
+//! on `writer` in growing slices (1 ms, doubling up to 10 ms, as `RawMutex` does), and
+//! probe the owner's TID (`kill(tid, 0)` and a `/proc` zombie check, see `owner::probe`)
+//! only after a slice runs out without a wake: a live writer's unlock wakes them first,
+//! so waiting out ordinary writes costs no probe. When the owner is dead:
 //!
 //! - a writer takes the lock over (CAS `dead_tid → tid`) and learns whether the dead
 //!   writer was mid-write (`seq` odd): then the data is **torn** (each 8-byte word, or tail
-//!   piece, holds either its old or its new value). [`SeqLock::write`] overwrites all of it
-//!   and repairs the lock; [`SeqLock::lock`] reports it through
-//!   [`SeqLockWriteGuard::recovered`]; [`SeqLock::update`] passes the torn value to its
-//!   closure (use `lock` if that matters);
+//!   piece, holds either its old or its new value), and stays so (`seq` odd) until a writer
+//!   publishes a value it vouches for:
+//!   - [`SeqLock::write`] overwrites all of it: the repair needs no acknowledgement;
+//!   - [`SeqLock::lock`] returns `Err(`[`OwnerDied`]`)` holding the guard, with the
+//!     shape of [`Mutex::lock`](crate::Mutex::lock): repair the value, then call
+//!     [`SeqLockWriteGuard::mark_consistent`]. A guard dropped unmarked **stores
+//!     nothing** and releases the lock with `seq` still odd, so readers keep refusing the
+//!     torn bytes and the next writer gets `OwnerDied` again;
+//!   - [`SeqLock::update`] does not call its closure on a torn value: it returns
+//!     `Err(`[`OwnerDied`]`)` with the guard, as `lock` does;
 //! - [`SeqLock::try_read`] and [`SeqLock::read_timeout`] return
 //!   [`SeqLockError::WriterDied`]; [`SeqLock::read`] never returns torn data: it sleeps
-//!   (futex slices, no spinning) until a writer repairs the value.
+//!   (futex slices, no spinning, no probing) until a writer repairs the value.
 //!
 //! A writer killed while holding the lock but *outside* the odd window (before its odd
 //! store or after its even store) leaves consistent data; the next writer takes over and
-//! `recovered()` is `false`.
+//! gets a plain guard.
+//!
+//! # Crash windows
+//!
+//! What a writer killed (SIGKILL) or stopped (SIGSTOP) at each step leaves, and who repairs
+//! it. "One slice" is at most 10 ms after the kernel has torn the writer down (the first
+//! slice of a wait is 1 ms).
+//!
+//! | step of a write                        | a SIGKILL there leaves                          | repaired by, how fast |
+//! |----------------------------------------|-------------------------------------------------|-----------------------|
+//! | `writer` CAS `0 → tid` done            | lock held by a dead TID; data consistent        | next writer: takeover after one slice, plain guard; readers unaffected |
+//! | `seq` odd (`fetch_or`), data stores    | `seq` odd, dead TID: data **torn**              | next writer: takeover after one slice, `OwnerDied` (or `write`); `try_read`: `WriterDied` at once; `read_timeout`: `WriterDied` after one slice; `read`: waits for the repair |
+//! | `seq` even store (c) done              | lock held by a dead TID; data consistent        | as the first line |
+//! | `writer` swapped to 0 (unlock)         | a complete write; at worst a missed wake        | waiters re-check after their slice (≤ 10 ms) |
+//! | recovered guard dropped unmarked, or a panicking closure on a torn value | `seq` odd, no owner: data still torn | next writer: at once (`OwnerDied` again); readers as for a torn value (`read_timeout`: `WriterDied` at once) |
+//! | a waiter set `WAITERS`, then died      | a stale `WAITERS` bit                           | the owner's unlock clears it (one needless wake) |
+//! | writer SIGSTOPped anywhere             | a live owner: nothing to repair                 | waiters wait (probing once per slice that runs out); timed calls return at their deadline; `try_read` returns `WriterActive` |
+//!
+//! [`SeqLockArray`](crate::SeqLockArray) batch writers take one element lock after another:
+//! one killed part-way leaves each element in one of these states, and each element is
+//! repaired on its own (`write_batch` passes its closure whether any element was torn).
 //!
 //! Limits (those of the liveness probe): all processes must share a PID
 //! namespace, and a dead writer whose TID the kernel has already reused reads as alive, so
@@ -77,6 +106,8 @@ use bytemuck::Pod;
 
 use crate::atomic_copy::AtomicCell;
 use crate::futex;
+use crate::lock::raw_mutex::{Slices, deadline_passed};
+use crate::lock::{LockResult, OwnerDied, TimedLockError};
 use crate::owner::{self, Liveness};
 use crate::sync::{AtomicU32, Ordering, fence, spin_loop};
 
@@ -84,10 +115,6 @@ use crate::sync::{AtomicU32, Ordering, fence, spin_loop};
 const WAITERS: u32 = 1 << 31;
 /// Bits 0..=30 of `writer`: the owner's TID (kernel TIDs are below 2²², so they fit).
 const TID_MASK: u32 = !WAITERS;
-
-/// How long a waiter sleeps before probing the owner's liveness again.
-#[cfg(not(loom))]
-const SLICE: Duration = Duration::from_millis(10);
 
 /// Loads a waiter spins (loads only) before it futex-waits.
 const SPINS: u32 = if cfg!(loom) { 1 } else { 200 };
@@ -132,8 +159,10 @@ pub struct WriteTimeout;
 /// Readers copy the value optimistically and retry if a write overlapped ([`read`],
 /// [`try_read`], [`read_timeout`]); they never see a torn value. Writers ([`write`],
 /// [`update`], [`lock`]) are serialised by a robust writer lock: one whose owner died is
-/// taken over (see the [module docs](self) for the protocol, the memory orderings and what
-/// happens to a value whose writer died mid-write).
+/// taken over. A value torn by a writer that died mid-write is reported to the next
+/// [`update`] or [`lock`] as [`OwnerDied`], like a [`Mutex`](crate::Mutex) whose owner
+/// died, and stays torn until a writer repairs it (see the [module docs](self) for the
+/// protocol, the memory orderings and the crash windows).
 ///
 /// Best for small, frequently read values written by few writers: a reader costs a copy of
 /// `T` and two loads of the sequence word, and never stalls a writer.
@@ -153,7 +182,7 @@ pub struct WriteTimeout;
 ///
 /// let pos = SeqLock::new([0.0f64; 3]);
 /// pos.write([1.0, 2.0, 3.0]);
-/// pos.update(|p| p[0] += 10.0);
+/// pos.update(|p| p[0] += 10.0).expect("no writer died mid-write");
 /// assert_eq!(pos.read(), [11.0, 2.0, 3.0]);
 /// assert_eq!(pos.try_read(), Ok([11.0, 2.0, 3.0]));
 /// ```
@@ -251,11 +280,11 @@ impl<T: Pod> SeqLock<T> {
     /// Reads the value, waiting while a writer is writing.
     ///
     /// Never returns a torn value. Waits for a live writer (spinning briefly, then
-    /// sleeping on a futex); if the writer died mid-write, sleeps (probing, not spinning)
-    /// until another writer repairs the value with [`write`](Self::write) or
-    /// [`update`](Self::update): waking every 10 ms to look, and **forever** if no
-    /// writer ever comes. Writers that keep writing can also keep a reader retrying (a
-    /// seqlock never makes writers wait for readers). Use
+    /// sleeping on a futex); if the writer died mid-write, sleeps (neither spinning nor
+    /// probing) until another writer repairs the value, with [`write`](Self::write) or a
+    /// guard marked consistent (see [`lock`](Self::lock)): waking at least every 10 ms to
+    /// look, and **forever** if no writer ever comes. Writers that keep writing can also
+    /// keep a reader retrying (a seqlock never makes writers wait for readers). Use
     /// [`read_timeout`](Self::read_timeout) or [`try_read`](Self::try_read) to bound the
     /// wait.
     ///
@@ -352,7 +381,7 @@ impl<T: Pod> SeqLock<T> {
             return false;
         }
         let tid = owner_of(w);
-        tid == 0 || owner::probe(tid) == Liveness::Dead
+        tid == 0 || probe(tid) == Liveness::Dead
     }
 
     /// The waiting read loop of [`read`](Self::read) (`repair_wait`: wait out dead
@@ -373,9 +402,16 @@ impl<T: Pod> SeqLock<T> {
     }
 
     /// Waits until `seq` is no longer `odd` (`Ok`: retry), the deadline passes
-    /// ([`SeqLockError::WriterActive`]), or, unless `repair_wait`, the writer is found dead
+    /// ([`SeqLockError::WriterActive`], or [`SeqLockError::WriterDied`] if the writer is
+    /// dead by then), or, unless `repair_wait`, the writer is found dead
     /// ([`SeqLockError::WriterDied`]). Spins with loads first, then futex-waits on `writer`
-    /// in [`SLICE`]s, probing the owner between slices.
+    /// in growing slices (`Slices`, 1 ms up to 10 ms).
+    ///
+    /// Probes the writer only when a slice ran out without a wake, as `RawMutex` does: a
+    /// live writer's unlock wakes us first, so waiting out ordinary writes costs no probe
+    /// (its syscalls: `kill`, and a `/proc` read for a live thread). With `repair_wait`
+    /// it never probes: [`read`](Self::read) waits for a repair whether the writer lives or
+    /// not.
     #[cold]
     pub(crate) fn wait_write_end(
         &self,
@@ -390,6 +426,8 @@ impl<T: Pod> SeqLock<T> {
             }
             spin_loop();
         }
+        let mut slices = Slices::new();
+        let mut probe_due = false;
         loop {
             // Acquire: pairs with the Release swap in `unlock_writer` (see
             // `writer_is_dead`).
@@ -399,8 +437,9 @@ impl<T: Pod> SeqLock<T> {
                 return Ok(());
             }
             let tid = owner_of(w);
-            let dead = tid == 0 || owner::probe(tid) == Liveness::Dead;
-            if dead && !repair_wait {
+            if !repair_wait
+                && (tid == 0 || (core::mem::take(&mut probe_due) && probe(tid) == Liveness::Dead))
+            {
                 return Err(SeqLockError::WriterDied);
             }
             if tid != 0 && w & WAITERS == 0 {
@@ -415,29 +454,39 @@ impl<T: Pod> SeqLock<T> {
                 }
             }
             let expect = if tid != 0 { w | WAITERS } else { w };
-            if !self.sleep_on_writer(expect, deadline) {
-                return Err(SeqLockError::WriterActive);
+            match self.sleep_on_writer(expect, &mut slices, deadline) {
+                Slept::Woken => {}
+                Slept::SliceOut => probe_due = true,
+                // One probe at the deadline says which error is true.
+                Slept::Deadline if self.writer_is_dead(odd) => {
+                    return Err(SeqLockError::WriterDied);
+                }
+                Slept::Deadline => return Err(SeqLockError::WriterActive),
             }
         }
     }
 
-    /// One futex-wait slice on `writer` while it holds `expect`: returns `false` if
-    /// `deadline` has passed (after the wait), `true` otherwise.
-    fn sleep_on_writer(&self, expect: u32, deadline: Option<Instant>) -> bool {
-        // Under loom threads never die and a timed wait returns at once, so wait untimed
-        // unless the caller gave a deadline; the owner's unlock wakes us (WAITERS is set).
-        #[cfg(loom)]
-        let slice_end = deadline;
-        #[cfg(not(loom))]
-        let slice_end = {
-            let s = Instant::now().checked_add(SLICE);
-            match (deadline, s) {
-                (Some(d), Some(s)) => Some(d.min(s)),
-                (d, s) => d.or(s),
-            }
+    /// One futex-wait slice on `writer` while it holds `expect`.
+    fn sleep_on_writer(
+        &self,
+        expect: u32,
+        slices: &mut Slices,
+        deadline: Option<Instant>,
+    ) -> Slept {
+        // Under loom a wait without deadline is unbounded (loom threads never die, and a
+        // timed wait returns at once); the owner's unlock wakes us (WAITERS is set).
+        let Some(slice) = slices.next(deadline) else {
+            return Slept::Deadline;
         };
-        futex::wait_until(&self.writer, expect, slice_end);
-        deadline.is_none_or(|d| Instant::now() < d)
+        #[cfg(all(test, not(loom)))]
+        tests::SLEEPS.with(|n| n.set(n.get() + 1));
+        if futex::wait(&self.writer, expect, slice) {
+            Slept::Woken
+        } else if deadline_passed(deadline) {
+            Slept::Deadline
+        } else {
+            Slept::SliceOut
+        }
     }
 
     /// Takes the writer lock, waiting as long as it takes. Returns `true` if the previous
@@ -480,6 +529,8 @@ impl<T: Pod> SeqLock<T> {
         deadline: Option<Instant>,
     ) -> Result<bool, WriteTimeout> {
         let mut spins = 0;
+        let mut slices = Slices::new();
+        let mut probe_due = false;
         loop {
             // Relaxed: only a hint for the CASes below, which carry the orderings.
             let w = self.writer.load(Ordering::Relaxed);
@@ -499,23 +550,15 @@ impl<T: Pod> SeqLock<T> {
                 spin_loop();
                 continue;
             }
+            // Probe only after a slice ran out without a wake (as `RawMutex` does): a live
+            // owner's unlock wakes us first, so ordinary contention costs no probe. An
+            // owner that is already dead costs the first slice (1 ms) before the takeover.
             let tid = owner_of(w);
-            if tid == 0 || owner::probe(tid) == Liveness::Dead {
-                // Take over from a dead owner (or a WAITERS bit with no owner, which only
-                // hostile bytes produce), keeping WAITERS so our unlock wakes the waiters.
-                // Acquire: pairs with any Release unlock before the dead owner's lock (the
-                // dead owner itself released nothing).
-                if self
-                    .writer
-                    .compare_exchange(w, me | (w & WAITERS), Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    // An RMW reads the latest `seq` in modification order even though the
-                    // dead owner never released it; Relaxed: we only need the value.
-                    let seq = self.seq.fetch_add(0, Ordering::Relaxed);
-                    return Ok(is_writing(seq));
+            if tid == 0 || (core::mem::take(&mut probe_due) && probe(tid) == Liveness::Dead) {
+                match self.take_over(w, me) {
+                    Some(torn) => return Ok(torn),
+                    None => continue,
                 }
-                continue;
             }
             if w & WAITERS == 0
                 && self
@@ -526,10 +569,39 @@ impl<T: Pod> SeqLock<T> {
             {
                 continue;
             }
-            if !self.sleep_on_writer(w | WAITERS, deadline) {
-                return Err(WriteTimeout);
+            match self.sleep_on_writer(w | WAITERS, &mut slices, deadline) {
+                Slept::Woken => {}
+                Slept::SliceOut => probe_due = true,
+                Slept::Deadline => {
+                    // One last probe: a dead owner is taken over, not reported as a timeout
+                    // (a deadline shorter than a slice would otherwise never recover it).
+                    // Relaxed: a hint for the CAS in `take_over`, which orders.
+                    let w = self.writer.load(Ordering::Relaxed);
+                    let tid = owner_of(w);
+                    if w != 0
+                        && (tid == 0 || probe(tid) == Liveness::Dead)
+                        && let Some(torn) = self.take_over(w, me)
+                    {
+                        return Ok(torn);
+                    }
+                    return Err(WriteTimeout);
+                }
             }
         }
+    }
+
+    /// Takes the writer lock over from the dead (or unrecorded) owner of word `w`: `Some(torn)`
+    /// on success, `None` if `w` changed meanwhile.
+    #[cold]
+    fn take_over(&self, w: u32, me: u32) -> Option<bool> {
+        // Keep WAITERS so our unlock wakes the waiters. Acquire: pairs with any Release
+        // unlock before the dead owner's lock (the dead owner itself released nothing).
+        self.writer
+            .compare_exchange(w, me | (w & WAITERS), Ordering::Acquire, Ordering::Relaxed)
+            .ok()?;
+        // An RMW reads the latest `seq` in modification order even though the dead owner
+        // never released it; Relaxed: we only need the value.
+        Some(is_writing(self.seq.fetch_add(0, Ordering::Relaxed)))
     }
 
     /// Marks a write in progress (the caller holds the writer lock); returns the odd
@@ -622,68 +694,109 @@ impl<T: Pod> SeqLock<T> {
     }
 
     /// Read-modify-write: calls `f` on the current value under the write lock and stores
-    /// the result. Readers keep reading the old value while `f` runs.
+    /// the result, returning what `f` returns. Readers keep reading the old value while
+    /// `f` runs. If `f` panics, nothing is stored.
     ///
-    /// If the previous writer died mid-write, `f` receives the **torn** value (each word
-    /// old or new). Use [`lock`](Self::lock) and [`SeqLockWriteGuard::recovered`] to
-    /// detect that case.
+    /// # Errors
+    ///
+    /// [`OwnerDied`] if the previous writer died mid-write (or a writer since left its
+    /// torn value unrepaired): the value is **torn** (each 8-byte word holds its old or
+    /// its new value), so `f` is **not** called. The error holds the write guard (the
+    /// lock *is* held) with the torn value: repair it and call
+    /// [`SeqLockWriteGuard::mark_consistent`] to publish it. Dropping the error (or the
+    /// guard unmarked) stores nothing: the value stays torn for readers and the next
+    /// writer gets `OwnerDied` again, until someone repairs it (or [`write`](Self::write)s
+    /// a whole new value).
     ///
     /// # Examples
     ///
     /// ```
     /// let hits = shmstate::SeqLock::new([0u64, 0]); // [count, total]
-    /// hits.update(|[n, total]| { *n += 1; *total += 30; });
+    /// let r = hits.update(|[n, total]| {
+    ///     *n += 1;
+    ///     *total += 30;
+    /// });
+    /// if let Err(torn) = r {
+    ///     // A writer died mid-write: the old value is garbage. Start over.
+    ///     let mut g = torn.into_inner();
+    ///     *g = [1, 30];
+    ///     g.mark_consistent();
+    /// }
     /// assert_eq!(hits.read(), [1, 30]);
     /// ```
-    pub fn update<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        let mut guard = self.lock();
-        f(&mut guard)
+    #[must_use = "an `Err` means the value is torn and `f` did not run"]
+    pub fn update<R>(
+        &self,
+        f: impl FnOnce(&mut T) -> R,
+    ) -> Result<R, OwnerDied<SeqLockWriteGuard<'_, T>>> {
+        let mut guard = self.lock()?;
+        Ok(f(&mut guard))
     }
 
     /// Takes the write lock and returns a guard holding a copy of the current value;
     /// dropping the guard stores the copy (readers see the old value until then). A guard
     /// dropped while its thread panics stores nothing.
     ///
-    /// Check [`SeqLockWriteGuard::recovered`]: `true` if the previous writer died mid-write,
-    /// and the copy is torn.
-    ///
     /// A thread that calls this while it already holds the guard deadlocks.
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`] (holding the guard: the lock *is* acquired) if the previous writer
+    /// died mid-write, or a writer since dropped such a guard without marking it: the
+    /// guard's copy is **torn**. Repair it, then call
+    /// [`SeqLockWriteGuard::mark_consistent`]; a guard dropped unmarked stores nothing
+    /// and leaves the value torn (readers keep reporting [`SeqLockError::WriterDied`] or
+    /// waiting in [`read`](Self::read), and the next writer gets `OwnerDied` again). This
+    /// is the shape of [`Mutex::lock`](crate::Mutex::lock).
     ///
     /// # Examples
     ///
     /// ```
     /// let s = shmstate::SeqLock::new(5i64);
-    /// let mut g = s.lock();
-    /// assert!(!g.recovered());
+    /// let mut g = match s.lock() {
+    ///     Ok(g) => g,
+    ///     Err(torn) => {
+    ///         let mut g = torn.into_inner();
+    ///         *g = 5; // repair...
+    ///         g.mark_consistent(); // ...and say so
+    ///         g
+    ///     }
+    /// };
     /// *g *= 2;
     /// drop(g);
     /// assert_eq!(s.read(), 10);
     /// ```
-    pub fn lock(&self) -> SeqLockWriteGuard<'_, T> {
-        let recovered = self.lock_writer();
-        SeqLockWriteGuard::new(self, recovered)
+    pub fn lock(&self) -> LockResult<SeqLockWriteGuard<'_, T>> {
+        let torn = self.lock_writer();
+        SeqLockWriteGuard::new(self, torn)
     }
 
     /// [`lock`](Self::lock), waiting at most `timeout` for the write lock.
     ///
     /// # Errors
     ///
-    /// [`WriteTimeout`] if another live writer held the lock throughout.
+    /// [`TimedLockError::Timeout`] if another live writer held the lock throughout (then
+    /// at least `timeout` has passed); [`TimedLockError::OwnerDied`] as for
+    /// [`lock`](Self::lock).
     ///
     /// # Examples
     ///
     /// ```
     /// use std::time::Duration;
     /// let s = shmstate::SeqLock::new(1u8);
-    /// *s.lock_timeout(Duration::from_millis(10)).unwrap() = 2;
+    /// if let Ok(mut g) = s.lock_timeout(Duration::from_millis(10)) {
+    ///     *g = 2;
+    /// }
     /// assert_eq!(s.read(), 2);
     /// ```
     pub fn lock_timeout(
         &self,
         timeout: Duration,
-    ) -> Result<SeqLockWriteGuard<'_, T>, WriteTimeout> {
-        let recovered = self.lock_writer_until(Instant::now().checked_add(timeout))?;
-        Ok(SeqLockWriteGuard::new(self, recovered))
+    ) -> Result<SeqLockWriteGuard<'_, T>, TimedLockError<SeqLockWriteGuard<'_, T>>> {
+        let torn = self
+            .lock_writer_until(Instant::now().checked_add(timeout))
+            .map_err(|WriteTimeout| TimedLockError::Timeout)?;
+        Ok(SeqLockWriteGuard::new(self, torn)?)
     }
 
     /// Test hook: takes the write lock, marks a write in progress, stores `value`, and
@@ -696,6 +809,24 @@ impl<T: Pod> SeqLock<T> {
         fence(Ordering::Release);
         self.data.store(&value);
     }
+}
+
+/// How one futex-wait slice ended.
+enum Slept {
+    /// Woken, or the word had changed, or spuriously: re-check.
+    Woken,
+    /// The slice ran out without a wake: time to probe the owner.
+    SliceOut,
+    /// The deadline passed.
+    Deadline,
+}
+
+/// Asks whether the writer `tid` is alive (a syscall: slow paths only).
+#[cold]
+fn probe(tid: u32) -> Liveness {
+    #[cfg(all(test, not(loom)))]
+    tests::PROBES.with(|n| n.set(n.get() + 1));
+    owner::probe(tid)
 }
 
 /// Whether `deadline` has passed (`None` never passes). Reads the clock only if there is a
@@ -732,6 +863,11 @@ impl<T: Pod + fmt::Debug> fmt::Debug for SeqLock<T> {
 /// Exclusive write access to a [`SeqLock`], from [`SeqLock::lock`]: derefs to a private
 /// copy of the value, which is stored (and the lock released) when the guard drops.
 ///
+/// A guard handed out inside [`OwnerDied`] holds a value torn by a writer that died
+/// mid-write ([`recovered`](Self::recovered)): it stores nothing when dropped unless
+/// [`mark_consistent`](Self::mark_consistent) was called, so a torn value is never
+/// published as a valid write by accident.
+///
 /// Not `Send`: the lock records the locking thread's TID for the liveness probe.
 ///
 /// # Examples
@@ -739,7 +875,7 @@ impl<T: Pod + fmt::Debug> fmt::Debug for SeqLock<T> {
 /// ```
 /// let s = shmstate::SeqLock::new([1u8, 2]);
 /// {
-///     let mut g = s.lock();
+///     let mut g = s.lock().expect("no writer died mid-write");
 ///     g[1] = 9;
 ///     assert_eq!(s.read(), [1, 2]); // readers see the old value until the drop
 /// }
@@ -749,25 +885,45 @@ impl<T: Pod + fmt::Debug> fmt::Debug for SeqLock<T> {
 pub struct SeqLockWriteGuard<'a, T: Pod> {
     lock: &'a SeqLock<T>,
     value: T,
+    /// The guard started from a value torn by a writer that died mid-write.
     recovered: bool,
+    /// Dropping the guard publishes `value`: `false` only for a recovered guard that has
+    /// not been marked consistent.
+    publish: bool,
     _not_send: PhantomData<*const ()>,
 }
 
 impl<'a, T: Pod> SeqLockWriteGuard<'a, T> {
-    fn new(lock: &'a SeqLock<T>, recovered: bool) -> Self {
-        SeqLockWriteGuard {
+    /// The guard of a writer that holds the lock; `Err` if the value is torn.
+    fn new(lock: &'a SeqLock<T>, torn: bool) -> LockResult<Self> {
+        let guard = SeqLockWriteGuard {
             lock,
             value: lock.load_locked(),
-            recovered,
+            recovered: torn,
+            publish: !torn,
             _not_send: PhantomData,
+        };
+        if torn {
+            Err(OwnerDied::new(guard))
+        } else {
+            Ok(guard)
         }
     }
 
     /// `true` if the previous writer died mid-write: the value this guard started with is
-    /// torn (each 8-byte word holds its old or its new value). Storing a full value
-    /// repairs it.
+    /// torn (each 8-byte word holds its old or its new value). Such a guard came wrapped in
+    /// [`OwnerDied`], and stores nothing unless [marked
+    /// consistent](Self::mark_consistent).
     pub fn recovered(&self) -> bool {
         self.recovered
+    }
+
+    /// Declares the guard's value repaired after an [`OwnerDied`]: dropping the guard will
+    /// store it, making the value valid again for readers and later writers. Without this
+    /// call, a recovered guard stores nothing and the value stays torn. Does nothing on a
+    /// guard that was not recovered (it stores its value anyway).
+    pub fn mark_consistent(&mut self) {
+        self.publish = true;
     }
 }
 
@@ -786,10 +942,11 @@ impl<T: Pod> DerefMut for SeqLockWriteGuard<'_, T> {
 
 impl<T: Pod> Drop for SeqLockWriteGuard<'_, T> {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            // A closure panicked mid-update: store nothing, just release the lock. (If the
-            // value was torn, `seq` stays odd with no owner, which the next writer and the
-            // readers treat as a dead writer's torn value.)
+        if !self.publish || std::thread::panicking() {
+            // A recovered guard nobody marked consistent, or a closure panicked mid-update:
+            // store nothing, just release the lock. (If the value was torn, `seq` stays odd
+            // with no owner, which the next writer and the readers treat as a dead
+            // writer's torn value.)
             self.lock.unlock_writer();
         } else {
             self.lock.publish_and_unlock(&self.value);
@@ -802,6 +959,106 @@ impl<T: Pod + fmt::Debug> fmt::Debug for SeqLockWriteGuard<'_, T> {
         f.debug_struct("SeqLockWriteGuard")
             .field("value", &self.value)
             .field("recovered", &self.recovered)
+            .field("marked_consistent", &(self.recovered && self.publish))
             .finish()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::cell::Cell;
+    use std::time::Duration;
+
+    use super::*;
+
+    thread_local! {
+        /// Owner probes made by this thread's waits.
+        pub(super) static PROBES: Cell<u64> = const { Cell::new(0) };
+        /// Futex-wait slices this thread's waits began.
+        pub(super) static SLEEPS: Cell<u64> = const { Cell::new(0) };
+    }
+
+    /// This thread's (probes, sleeps) so far.
+    fn counts() -> (u64, u64) {
+        (PROBES.with(Cell::get), SLEEPS.with(Cell::get))
+    }
+
+    /// Waits (bounded) until someone has announced a sleep on `s`'s writer word (the
+    /// WAITERS bit).
+    fn until_waiters(s: &SeqLock<u64>) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // Relaxed: a poll; the lock protocol orders the rest.
+        while s.writer.load(Ordering::Relaxed) & WAITERS == 0 {
+            assert!(Instant::now() < deadline, "the waiter never went to sleep");
+            std::thread::yield_now();
+        }
+    }
+
+    const ROUNDS: u64 = 200;
+
+    /// A reader that sleeps through writes of a live writer, woken by each write's end,
+    /// probes the writer only when a sleep slice runs out without a wake (rare: only if
+    /// this thread is descheduled for a whole slice), not before every sleep.
+    #[test]
+    #[cfg_attr(miri, ignore = "hundreds of futex round trips")]
+    fn reader_woken_by_live_writes_does_not_probe_per_sleep() {
+        let s = SeqLock::new(0u64);
+        let (probes, sleeps) = std::thread::scope(|sc| {
+            let reader = sc.spawn(|| {
+                let mut last = 0;
+                while last < ROUNDS {
+                    last = s.read_timeout(Duration::from_secs(60)).unwrap();
+                }
+                counts()
+            });
+            for i in 1..=ROUNDS {
+                // A write that stays open until the reader sleeps on it.
+                s.lock_writer();
+                let odd = s.begin_write();
+                fence(Ordering::Release);
+                s.store_locked(&i);
+                until_waiters(&s);
+                s.end_write(odd);
+                s.unlock_writer();
+                if reader.is_finished() {
+                    break;
+                }
+            }
+            reader.join().unwrap()
+        });
+        eprintln!("reader: {sleeps} sleeps, {probes} probes");
+        assert!(sleeps >= ROUNDS / 2, "the reader slept only {sleeps} times");
+        assert!(probes <= sleeps / 4, "{probes} probes for {sleeps} sleeps");
+    }
+
+    /// The same for a writer waiting for the write lock held by a live writer.
+    #[test]
+    #[cfg_attr(miri, ignore = "hundreds of futex round trips")]
+    fn writer_woken_by_live_unlocks_does_not_probe_per_sleep() {
+        let s = SeqLock::new(0u64);
+        let s = &s;
+        let (probes, sleeps) = std::thread::scope(|sc| {
+            let (tx, rx) = std::sync::mpsc::channel::<()>();
+            let (back_tx, back_rx) = std::sync::mpsc::channel::<()>();
+            let waiter = sc.spawn(move || {
+                for _ in 0..ROUNDS {
+                    rx.recv().unwrap();
+                    s.write(1);
+                    back_tx.send(()).unwrap();
+                }
+                counts()
+            });
+            for _ in 0..ROUNDS {
+                s.lock_writer();
+                tx.send(()).unwrap();
+                until_waiters(s);
+                s.unlock_writer();
+                back_rx.recv().unwrap();
+            }
+            waiter.join().unwrap()
+        });
+        eprintln!("writer: {sleeps} sleeps, {probes} probes");
+        assert!(sleeps >= ROUNDS / 2, "the waiter slept only {sleeps} times");
+        assert!(probes <= sleeps / 4, "{probes} probes for {sleeps} sleeps");
     }
 }

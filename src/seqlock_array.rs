@@ -42,8 +42,10 @@ use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
+use crate::lock::OwnerDied;
 use crate::seqlock::{
-    SeqLock, SeqLockError, WriteTimeout, is_writing, past, unreachable_no_deadline,
+    SeqLock, SeqLockError, SeqLockWriteGuard, WriteTimeout, is_writing, past,
+    unreachable_no_deadline,
 };
 use crate::sync::{Ordering, fence, spin_loop};
 
@@ -73,7 +75,7 @@ const SPINS: u32 = if cfg!(loom) { 1 } else { 200 };
 ///
 /// let temps = SeqLockArray::<f64>::new(4);
 /// temps.set(2, 21.5);
-/// temps.update(2, |t| *t += 0.5);
+/// temps.update(2, |t| *t += 0.5).expect("no writer died mid-write");
 /// assert_eq!(temps.get(2), 22.0);
 /// temps.set_all(&[1.0, 2.0, 3.0, 4.0]);
 /// assert_eq!(temps.to_vec(), [1.0, 2.0, 3.0, 4.0]);
@@ -233,6 +235,13 @@ impl<T: Pod> SeqLockArray<T> {
 
     /// Read-modify-writes element `i` ([`SeqLock::update`]), returning `f`'s result.
     ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`] if the element's value is torn by a writer that died mid-write: `f`
+    /// is not called, and the error holds the element's write guard (repair the value and
+    /// call [`SeqLockWriteGuard::mark_consistent`](crate::SeqLockWriteGuard::mark_consistent)
+    /// to publish it; dropping it stores nothing). See [`SeqLock::update`].
+    ///
     /// # Panics
     ///
     /// If `i >= len()`.
@@ -241,11 +250,16 @@ impl<T: Pod> SeqLockArray<T> {
     ///
     /// ```
     /// let a = shmstate::SeqLockArray::from_slice(&[1u32, 2]);
-    /// a.update(1, |v| *v *= 10);
+    /// a.update(1, |v| *v *= 10).expect("no writer died mid-write");
     /// assert_eq!(a.get(1), 20);
     /// ```
     #[track_caller]
-    pub fn update<R>(&self, i: usize, f: impl FnOnce(&mut T) -> R) -> R {
+    #[must_use = "an `Err` means the element is torn and `f` did not run"]
+    pub fn update<R>(
+        &self,
+        i: usize,
+        f: impl FnOnce(&mut T) -> R,
+    ) -> Result<R, OwnerDied<SeqLockWriteGuard<'_, T>>> {
         self.at(i).update(f)
     }
 
@@ -512,7 +526,11 @@ impl<T: Pod> SeqLockArray<T> {
     /// (taken under all the writer locks) and what it leaves there is stored as one batch
     /// that snapshots see entirely or not at all. If `f` panics nothing is stored (and
     /// every lock is released). `f`'s second argument is `true` if some element was torn
-    /// by a writer that died mid-write (its copy is then garbage).
+    /// by a writer that died mid-write (its copy is then garbage): what `f` leaves is
+    /// published as valid, so when it is `true`, `f` must overwrite what it cannot trust.
+    /// (Unlike [`SeqLock::lock`], which reports a torn value as an
+    /// [`OwnerDied`] that must be acknowledged, the flag is the whole report here:
+    /// taking it is the acknowledgement.)
     ///
     /// Allocates one `Vec<T>` of [`len`](Self::len) elements for the copy `f` edits; use
     /// [`set_all`](Self::set_all), which allocates nothing, when the new values do not

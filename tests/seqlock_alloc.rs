@@ -45,7 +45,7 @@ fn seqlock_reads_and_writes_do_not_allocate() {
     let s = SeqLock::new([1u64; 8]);
     let n = allocations(|| {
         s.write([2; 8]);
-        s.update(|v| v[0] = 3);
+        assert!(s.update(|v| v[0] = 3).is_ok());
         assert_eq!(s.read()[0], 3);
         assert_eq!(s.try_read().map(|v| v[1]), Ok(2));
         assert!(s.read_timeout(Duration::from_millis(1)).is_ok());
@@ -60,7 +60,7 @@ fn array_element_ops_snapshots_and_set_all_do_not_allocate() {
     let mut out = [0u64; 8];
     let n = allocations(|| {
         a.set(1, 5);
-        a.update(2, |v| *v = 6);
+        assert!(a.update(2, |v| *v = 6).is_ok());
         assert_eq!(a.get(1), 5);
         a.set_all(&[7; 8]);
         a.snapshot(&mut out);

@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{SharedMem, fork_children, wait_all, watchdog};
-use shmstate::{SeqLock, SeqLockArray, SeqLockError};
+use shmstate::{SeqLock, SeqLockArray, SeqLockError, TimedLockError};
 
 /// Control words shared with the children (index meanings are per test).
 type Control = SharedMem<SeqLockArray<u64>>;
@@ -69,7 +69,7 @@ fn seqlock_never_tears_across_processes() {
         }
         c.set(2 + r, torn);
         c.set(2 + READERS + r, changes);
-        c.update(1, |d| *d += 1);
+        c.update(1, |d| *d += 1).unwrap();
         assert_eq!(torn, 0, "reader {r} saw torn or backwards values");
     });
     wait_all(&readers, Duration::from_secs(240));
@@ -139,7 +139,7 @@ fn array_snapshots_stay_consistent_under_a_batch_writer() {
                 "inconsistent snapshot {buf:?}"
             );
         }
-        c.update(1, |n| *n += SNAPSHOTS as u64);
+        c.update(1, |n| *n += SNAPSHOTS as u64).unwrap();
     });
     wait_all(&readers, Duration::from_secs(240));
     ctl.get().set(0, 1);
@@ -192,16 +192,21 @@ fn seqlock_recovers_when_writer_is_killed_mid_write() {
     wait_for(ctl.get(), 1, 1);
     // The next writer (another process) takes over, learns the value was torn, repairs.
     let repairer = fork_children(1, |_| {
-        let mut g = lock.get().lock();
-        assert!(g.recovered(), "the takeover reports the torn value");
+        let mut g = lock
+            .get()
+            .lock()
+            .expect_err("the takeover reports the torn value")
+            .into_inner();
+        assert!(g.recovered());
         *g = [3; 4];
+        g.mark_consistent();
     });
     wait_all(&repairer, Duration::from_secs(20));
     wait_all(&waiter, Duration::from_secs(20));
     assert_eq!(lock.get().try_read(), Ok([3; 4]));
     let readers = fork_children(2, |_| assert_eq!(lock.get().try_read(), Ok([3; 4])));
     wait_all(&readers, Duration::from_secs(20));
-    lock.get().update(|v| v[0] = 4);
+    lock.get().update(|v| v[0] = 4).unwrap();
     assert_eq!(lock.get().read(), [4, 3, 3, 3]);
 }
 
@@ -236,4 +241,126 @@ fn array_batch_writer_killed_mid_batch_is_reported_and_repaired() {
     });
     assert!(recovered);
     assert_eq!(arr.get().to_vec(), [1, 2, 33]);
+}
+
+/// Forks a writer that stops mid-write (odd sequence, its TID in the lock) after storing
+/// `torn`, SIGKILLs and reaps it: the state a writer killed between its two sequence
+/// stores leaves.
+fn kill_a_writer_mid_write<T: bytemuck::Pod>(lock: &SeqLock<T>, torn: T) {
+    let ctl = Control::new(1);
+    let doomed = fork_children(1, |_| {
+        lock.begin_write_for_test(torn);
+        ctl.get().set(0, 1);
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    wait_for(ctl.get(), 0, 1);
+    // SAFETY: killing and reaping our own child.
+    unsafe {
+        libc::kill(doomed[0], libc::SIGKILL);
+        libc::waitpid(doomed[0], std::ptr::null_mut(), 0);
+    }
+}
+
+#[test]
+fn update_after_a_writer_killed_mid_write_publishes_nothing_torn() {
+    watchdog(Duration::from_secs(60));
+    let lock = SharedMem::<SeqLock<[u64; 4]>>::new(1);
+    lock.get().write([1; 4]);
+    kill_a_writer_mid_write(lock.get(), [2, 2, 9, 9]);
+    let mut called = false;
+    let r = lock.get().update(|v| {
+        called = true;
+        v[0] += 100;
+    });
+    assert!(!called, "update ran its closure on a torn value");
+    let torn = r.expect_err("update reports the torn value");
+    assert!(torn.get_ref().recovered());
+    assert_eq!(
+        **torn.get_ref(),
+        [2, 2, 9, 9],
+        "the guard holds the torn bytes"
+    );
+    drop(torn);
+    // Nothing valid was published: the value still reads as torn, in every process, and
+    // the next writer learns it too.
+    assert_eq!(lock.get().try_read(), Err(SeqLockError::WriterDied));
+    let others = fork_children(1, |_| {
+        assert_eq!(
+            lock.get().read_timeout(Duration::from_secs(5)),
+            Err(SeqLockError::WriterDied)
+        );
+        assert!(lock.get().update(|v| v[0] += 100).is_err());
+    });
+    wait_all(&others, Duration::from_secs(20));
+    // A reader blocked in `read()` returns only the repaired value.
+    let ctl = Control::new(1);
+    let waiter = fork_children(1, |_| {
+        ctl.get().set(0, 1);
+        assert_eq!(lock.get().read(), [5; 4]);
+    });
+    wait_for(ctl.get(), 0, 1);
+    let mut g = lock.get().update(|_| ()).unwrap_err().into_inner();
+    *g = [5; 4];
+    g.mark_consistent();
+    drop(g);
+    wait_all(&waiter, Duration::from_secs(20));
+    assert_eq!(lock.get().update(|v| v[0] += 1).ok(), Some(()));
+    assert_eq!(lock.get().read(), [6, 5, 5, 5]);
+}
+
+#[test]
+fn array_update_after_a_writer_killed_mid_write_publishes_nothing_torn() {
+    watchdog(Duration::from_secs(60));
+    let arr = SharedMem::<SeqLockArray<u64>>::new(2);
+    arr.get().set_all(&[1, 2]);
+    kill_a_writer_mid_write(arr.get().slot(1).unwrap(), 20);
+    let mut called = false;
+    let r = arr.get().update(1, |v| {
+        called = true;
+        *v += 1;
+    });
+    assert!(!called, "update ran its closure on a torn value");
+    assert!(r.is_err(), "update reports the torn value");
+    drop(r);
+    assert_eq!(
+        arr.get().slot(1).unwrap().try_read(),
+        Err(SeqLockError::WriterDied)
+    );
+    assert_eq!(arr.get().get(0), 1, "other elements read normally");
+}
+
+#[test]
+fn write_guard_dropped_without_acknowledging_a_torn_value_publishes_nothing() {
+    watchdog(Duration::from_secs(60));
+    let lock = SharedMem::<SeqLock<[u64; 4]>>::new(1);
+    lock.get().write([1; 4]);
+    kill_a_writer_mid_write(lock.get(), [2, 2, 9, 9]);
+    {
+        let mut g = lock
+            .get()
+            .lock()
+            .expect_err("lock reports the torn value")
+            .into_inner();
+        g[0] = 7;
+    }
+    assert_eq!(lock.get().try_read(), Err(SeqLockError::WriterDied));
+    assert_eq!(
+        lock.get().read_timeout(Duration::from_millis(50)),
+        Err(SeqLockError::WriterDied)
+    );
+    // The next writer, in another process, is told again; once it marks its repair, the
+    // value is published.
+    let repairer = fork_children(1, |_| {
+        let mut g = match lock.get().lock_timeout(Duration::from_secs(5)) {
+            Err(TimedLockError::OwnerDied(torn)) => torn.into_inner(),
+            Ok(_) => panic!("a torn value was handed out as consistent"),
+            Err(TimedLockError::Timeout) => panic!("no takeover"),
+        };
+        *g = [8; 4];
+        g.mark_consistent();
+    });
+    wait_all(&repairer, Duration::from_secs(20));
+    assert_eq!(lock.get().read(), [8; 4]);
 }

@@ -15,7 +15,7 @@ use bytemuck::{Pod, Zeroable};
 use common::HeapMem as SharedMem;
 #[cfg(not(miri))]
 use common::SharedMem;
-use shmstate::{SeqLock, SeqLockArray, SeqLockError, Shared, WriteTimeout};
+use shmstate::{SeqLock, SeqLockArray, SeqLockError, Shared, TimedLockError, WriteTimeout};
 
 #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
 #[repr(C)]
@@ -84,10 +84,10 @@ fn exercise<T: Pod + PartialEq + std::fmt::Debug>(a: T, b: T) {
     assert_eq!(s.read_timeout(Duration::from_millis(10)), Ok(a));
     s.write(b);
     assert_eq!(s.read(), b);
-    s.update(|v| *v = a);
+    s.update(|v| *v = a).unwrap();
     assert_eq!(s.read(), a);
     {
-        let mut g = s.lock();
+        let mut g = s.lock().unwrap();
         assert!(!g.recovered());
         assert_eq!(*g, a);
         *g = b;
@@ -151,7 +151,7 @@ fn seqlock_reports_types_and_sizes_to_regions() {
 #[test]
 fn update_returns_the_closures_result() {
     let s = SeqLock::new(4u32);
-    assert_eq!(s.update(|v| std::mem::replace(v, 5)), 4);
+    assert_eq!(s.update(|v| std::mem::replace(v, 5)).ok(), Some(4));
     assert_eq!(s.read(), 5);
     assert!(format!("{s:?}").contains('5'));
 }
@@ -192,18 +192,46 @@ fn live_writer_mid_write_makes_bounded_reads_report_writer_active() {
             s.read_timeout(Duration::from_millis(30)),
             Err(SeqLockError::WriterActive)
         );
-        assert_eq!(
-            s.lock_timeout(Duration::from_millis(30)).err(),
-            Some(WriteTimeout)
-        );
+        assert!(matches!(
+            s.lock_timeout(Duration::from_millis(30)),
+            Err(TimedLockError::Timeout)
+        ));
         done_tx.send(()).unwrap();
     });
     // The thread exited mid-write: it is dead now.
     until_writer_dead(&s);
-    let g = s.lock();
-    assert!(g.recovered(), "the new writer learns the value is torn");
+    let mut g = s
+        .lock()
+        .expect_err("the new writer learns the value is torn")
+        .into_inner();
+    assert!(g.recovered());
+    g.mark_consistent();
     drop(g);
     assert_eq!(s.try_read(), Ok([2; 4]));
+}
+
+/// Waiters probe the writer only when a sleep slice (1 ms at first) runs out; a timed wait
+/// whose deadline comes first still probes once at the deadline, so a dead writer is
+/// reported or taken over instead of passing for a live one.
+#[test]
+fn timed_waits_shorter_than_a_slice_still_see_a_dead_writer() {
+    watchdog();
+    let s = SeqLock::new(1u32);
+    std::thread::scope(|sc| {
+        sc.spawn(|| s.begin_write_for_test(2));
+    });
+    until_writer_dead(&s);
+    let short = Duration::from_micros(200);
+    assert_eq!(s.read_timeout(short), Err(SeqLockError::WriterDied));
+    let mut g = match s.lock_timeout(short) {
+        Err(TimedLockError::OwnerDied(torn)) => torn.into_inner(),
+        Err(TimedLockError::Timeout) => panic!("a dead writer passed for a live one"),
+        Ok(_) => panic!("a torn value was handed out as consistent"),
+    };
+    *g = 3;
+    g.mark_consistent();
+    drop(g);
+    assert_eq!(s.try_read(), Ok(3));
 }
 
 #[test]
@@ -220,7 +248,7 @@ fn writer_dead_mid_write_is_repaired_by_the_next_write() {
     );
     s.write(b100(7));
     assert_eq!(s.try_read(), Ok(b100(7)));
-    assert!(!s.lock().recovered());
+    assert!(!s.lock().unwrap().recovered());
 }
 
 #[test]
@@ -246,7 +274,7 @@ fn writer_that_died_holding_the_lock_outside_a_write_leaves_a_clean_value() {
         sc.spawn(|| std::mem::forget(s.lock()));
     });
     assert_eq!(s.try_read(), Ok(10), "readers are unaffected");
-    let g = s.lock();
+    let g = s.lock().expect("a clean value is no OwnerDied");
     assert!(!g.recovered());
     assert_eq!(*g, 10);
 }
@@ -264,7 +292,7 @@ fn threads_never_read_torn_values() {
         for _ in 0..2 {
             sc.spawn(|| {
                 for _ in 0..writes {
-                    s.update(|v| *v = [v[0] + 1; 8]);
+                    s.update(|v| *v = [v[0] + 1; 8]).unwrap();
                 }
             });
         }
@@ -318,7 +346,11 @@ fn hostile_sequence_and_lock_words_never_hang_or_panic() {
         }
         assert_eq!(s.read_timeout(Duration::from_millis(20)).is_ok(), !odd);
         // A writer takes over whatever is there and leaves a clean state.
-        let g = s.lock_timeout(Duration::from_secs(5)).expect("takeover");
+        let g = match s.lock_timeout(Duration::from_secs(5)) {
+            Ok(g) => g,
+            Err(TimedLockError::OwnerDied(d)) => d.into_inner(),
+            Err(TimedLockError::Timeout) => panic!("{sv:#x}/{wv:#x}: no takeover"),
+        };
         assert_eq!(g.recovered(), odd, "{sv:#x}/{wv:#x}");
         drop(g);
         s.write([1, 2, 3]);
@@ -336,7 +368,10 @@ fn array_methods_work() {
     assert_eq!(a.to_vec(), [[0; 3]; 3]);
     a.set(1, [1, 2, 3]);
     assert_eq!(a.get(1), [1, 2, 3]);
-    assert_eq!(a.update(1, |v| std::mem::replace(&mut v[0], 9)), 1);
+    assert_eq!(
+        a.update(1, |v| std::mem::replace(&mut v[0], 9)).ok(),
+        Some(1)
+    );
     assert_eq!(a.get(1), [9, 2, 3]);
     assert_eq!(a.slot(2).unwrap().try_read(), Ok([0; 3]));
     assert!(a.slot(3).is_none());
@@ -704,7 +739,7 @@ fn seqlocks_are_placed_in_a_region_by_name_and_found_again() {
     let arr = region
         .get_or_init::<SeqLockArray<u16>>("arr", 5, |a| a.set_all(&[1, 2, 3, 4, 5]))
         .unwrap();
-    pos.update(|p| p[0] = 10.0);
+    pos.update(|p| p[0] = 10.0).unwrap();
     arr.set(4, 50);
     let again: &SeqLock<[f64; 3]> = region.get("pos").unwrap();
     assert_eq!(again.try_read(), Ok([10.0, 2.0, 3.0]));

@@ -32,8 +32,8 @@ fn seqlock_update_is_serialised() {
     loom::model(|| {
         let s = Arc::new(SeqLock::new([0u64; 2]));
         let s2 = s.clone();
-        let t = thread::spawn(move || s2.update(|v| *v = [v[0] + 1, v[1] + 1]));
-        s.update(|v| *v = [v[0] + 1, v[1] + 1]);
+        let t = thread::spawn(move || assert!(s2.update(|v| *v = [v[0] + 1, v[1] + 1]).is_ok()));
+        assert!(s.update(|v| *v = [v[0] + 1, v[1] + 1]).is_ok());
         t.join().unwrap();
         assert_eq!(s.read(), [2, 2]);
     });
