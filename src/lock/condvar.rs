@@ -122,6 +122,14 @@ unsafe impl SharedSized for Condvar {
     const TAG: TypeTag = TypeTag::new(Kind::CONDVAR, Elem::NONE);
 }
 
+/// What [`Condvar::wait_until`] returns: the re-taken guard and whether the wait timed
+/// out, or why not a plain guard ([`TimedLockError::Timeout`]: the mutex was not re-taken
+/// by the deadline, so the caller does not hold it). Private: the docs show it expanded.
+type TimedWait<'a, T> = Result<
+    (MutexGuard<'a, T>, WaitTimeoutResult),
+    TimedLockError<(MutexGuard<'a, T>, WaitTimeoutResult)>,
+>;
+
 /// Whether a timed wait returned because its timeout elapsed.
 ///
 /// # Examples
@@ -219,10 +227,7 @@ impl Condvar {
         &self,
         guard: MutexGuard<'a, T>,
         deadline: Instant,
-    ) -> Result<
-        (MutexGuard<'a, T>, WaitTimeoutResult),
-        TimedLockError<(MutexGuard<'a, T>, WaitTimeoutResult)>,
-    > {
+    ) -> TimedWait<'a, T> {
         if Instant::now() >= deadline {
             return Ok((guard, WaitTimeoutResult(true)));
         }
@@ -253,10 +258,7 @@ impl Condvar {
         &self,
         guard: MutexGuard<'a, T>,
         timeout: Duration,
-    ) -> Result<
-        (MutexGuard<'a, T>, WaitTimeoutResult),
-        TimedLockError<(MutexGuard<'a, T>, WaitTimeoutResult)>,
-    > {
+    ) -> TimedWait<'a, T> {
         match Instant::now().checked_add(timeout) {
             Some(deadline) => self.wait_until(guard, deadline),
             None => match self.wait(guard) {
