@@ -21,15 +21,41 @@
 //! a killed consumer had popped is lost with it; an item a killed producer had not
 //! committed was never in the queue.
 //!
+//! That analysis needs the slot access to come before the commit in what a recoverer
+//! observes. The kernel makes every store a killed process completed visible to the
+//! process that recovers its lock, but which stores completed depends on the order the
+//! compiler and the CPU gave them, and the dead process never unlocked (no Release to
+//! pair with). So `head` and `tail` are atomics, each commit is a Release store after the
+//! slot access, and a lock holder reads them with Acquire: a recoverer that sees a commit
+//! sees the slot access it commits.
+//!
 //! An operation notifies the other side *before* it unlocks, so a process killed after its
 //! commit but before its notify died holding the lock; the operation that recovers the
 //! lock then notifies both condvars (all waiters), in place of the notify that never
-//! happened. Until some process takes the lock again, the waiters of such a death sleep
-//! on (a timed wait ends at its deadline).
+//! happened. A waiter that nobody notifies still wakes within one slice
+//! ([`PROBE_SLICE`], 10 ms) of sleep: untimed waits
+//! sleep in slices, re-take the lock (recovering it from a dead holder) and re-check.
+//!
+//! # Crash windows
+//!
+//! | Step (process killed there) | What it leaves | Who repairs it, how fast |
+//! |---|---|---|
+//! | Holding the lock, nothing written yet (any operation) | the lock, held by a dead thread; the queue unchanged | the next operation that finds it held: blocking and timed ones after their first probe slice (1 ms after the kernel tore the process down), `try_` ones after their spin (about 1 ms, at most 5 ms) |
+//! | Push: slot written, `tail` not stored | as above; the item sits outside `head..tail`, never in the queue (the next push overwrites it) | as above |
+//! | Push: `tail` stored (committed), not yet unlocked | the item in the queue; the lock held; a consumer asleep may never be notified | the recovering operation notifies every waiter; a consumer asleep wakes at the end of its slice anyway (≤ 10 ms), re-takes the lock and recovers it |
+//! | Pop: slot read, `head` not stored | the item still at the head: the next pop gets it | as the first line |
+//! | Pop: `head` stored (committed), not yet unlocked | the item lost with the consumer; a producer asleep on a full queue may never be notified | as for a committed push |
+//! | Asleep on a condvar (lock released) | the condvar's "may have sleepers" bit | the next notify: one needless wake ([`Condvar`]) |
+//!
+//! A process *stopped* (SIGSTOP) at any step that holds the lock is alive, so nobody may
+//! take the lock over: `try_push`/`try_pop` return `Full`/`None` after a brief spin,
+//! timed operations return at their deadline, [`len`](Queue::len) does not lock, and
+//! untimed `push`/`pop` wait until the process is continued or killed.
 //!
 //! # Untrusted indices
 //!
-//! `head` and `tail` are read from shared memory under the lock. If either is outside
+//! `head` and `tail` are read from shared memory (under the lock, except by `len`, which
+//! only counts). If either is outside
 //! `0..2N`, or they are more than `N` apart, the queue is corrupt: it is reset to empty
 //! (the items in it are dropped) rather than trusted. Slot indices are always taken
 //! modulo `N`.
@@ -40,7 +66,7 @@ use std::time::Instant;
 
 use bytemuck::Pod;
 
-use crate::lock::raw_mutex::{SPIN_LIMIT, is_dead};
+use crate::lock::raw_mutex::{PROBE_SLICE, SPIN_LIMIT, is_dead};
 use crate::lock::{Condvar, Mutex, MutexGuard, TimedLockError, TryLockError};
 use crate::shared::{Elem, Kind, SharedSized, TypeTag};
 use crate::sync::{AtomicU32, Ordering, UnsafeCell, spin_loop};
@@ -511,35 +537,46 @@ impl Wait {
         }
     }
 
-    /// Waits on `cv` with `g`; `None` (unlocked) if there is no time left, or if the
-    /// deadline passed before the lock was re-taken. A `Some` may be a spurious or stolen
-    /// wakeup: the caller re-checks.
+    /// Waits on `cv` with `g`, for one sleep slice at most; `None` (unlocked) if there is
+    /// no time left, or if the deadline passed before the lock was re-taken. A `Some` may
+    /// be a spurious or stolen wakeup, or the end of a slice: the caller re-checks.
+    ///
+    /// The slice ([`PROBE_SLICE`]) bounds what a notify lost with a dead notifier costs
+    /// (module docs): at its end the waiter re-takes the lock, which recovers it from a
+    /// dead holder, and sees the committed item or room for itself.
     fn wait<'a, T: Pod, const N: usize>(
         self,
-        q: &Queue<T, N>,
+        q: &'a Queue<T, N>,
         cv: &Condvar,
         g: Guard<'a>,
     ) -> Option<Guard<'a>> {
-        match self {
-            Wait::No => None,
-            Wait::Forever => Some(cv.wait(g).unwrap_or_else(|d| q.recover(d.into_inner()))),
-            Wait::Until(d) => {
-                if Instant::now() >= d {
-                    return None;
-                }
-                // The re-lock is bounded by the deadline too (`Condvar::wait_until`).
-                let g = match cv.wait_until(g, d) {
-                    Ok((g, _)) => g,
-                    Err(TimedLockError::OwnerDied(died)) => q.recover(died.into_inner().0),
-                    Err(TimedLockError::Timeout) => return None,
-                };
-                // Under loom a timed wait times out at once: that is the deadline.
-                if cfg!(loom) {
-                    return None;
-                }
-                Some(g)
-            }
+        let deadline = match self {
+            Wait::No => return None,
+            Wait::Forever => None,
+            Wait::Until(d) if Instant::now() >= d => return None,
+            Wait::Until(d) => Some(d),
+        };
+        let slice_end = PROBE_SLICE.and_then(|s| Instant::now().checked_add(s));
+        let wake_by = match (deadline, slice_end) {
+            (Some(d), Some(s)) => d.min(s),
+            (Some(t), None) | (None, Some(t)) => t,
+            // Under loom, without a deadline: unbounded, so that a missing notify is a
+            // loom deadlock rather than a hidden slice.
+            (None, None) => return Some(cv.wait(g).unwrap_or_else(|d| q.recover(d.into_inner()))),
+        };
+        // The re-lock is bounded by `wake_by` too (`Condvar::wait_until`).
+        let g = match cv.wait_until(g, wake_by) {
+            Ok((g, _)) => g,
+            Err(TimedLockError::OwnerDied(died)) => q.recover(died.into_inner().0),
+            // The lock was held when `wake_by` came: wait for it as this operation may
+            // (until its deadline, or as long as it takes; `lock` recovers a dead holder).
+            Err(TimedLockError::Timeout) => self.lock(q)?,
+        };
+        // Under loom a timed wait times out at once: that is the deadline.
+        if cfg!(loom) && deadline.is_some() {
+            return None;
         }
+        Some(g)
     }
 }
 
