@@ -4,7 +4,9 @@
 //!
 //! A ring of `N` slots behind the crate's robust [`Mutex`], with two [`Condvar`]s:
 //! `not_empty` (consumers wait on it) and `not_full` (producers wait on it). The mutex
-//! protects two indices, `head` and `tail`, each in `0..2N`: the slot of index `i` is
+//! protects the slots and two indices, `head` and `tail` (atomics, written only under the
+//! mutex, so that [`len`](Queue::len) can read them without it), each in `0..2N`: the
+//! slot of index `i` is
 //! `i % N` and the length is `(tail - head) mod 2N`, so a full ring (`N` items) and an
 //! empty one (0) are told apart without a separate count. A notify makes no syscall when
 //! nobody waits, so an uncontended `push` or `pop` is a lock, a copy, an unlock: no
@@ -32,11 +34,14 @@
 //! An operation notifies the other side *before* it unlocks, so a process killed after its
 //! commit but before its notify died holding the lock; the operation that recovers the
 //! lock then notifies both condvars (all waiters), in place of the notify that never
-//! happened. A waiter that nobody notifies still wakes within one slice
-//! ([`PROBE_SLICE`], 10 ms) of sleep: untimed waits
-//! sleep in slices, re-take the lock (recovering it from a dead holder) and re-check.
+//! happened. A waiter that nobody notifies still wakes within one slice ([`PROBE_SLICE`],
+//! 10 ms): waits for room or items sleep in slices, then re-take the lock (recovering it
+//! from a dead holder) and re-check.
 //!
 //! # Crash windows
+//!
+//! Each line has a failpoint test (`tests/coord_queue_crash.rs`, and for the first line
+//! `tests/coord_processes.rs`; a stopped holder: `tests/coord_stopped_holder.rs`).
 //!
 //! | Step (process killed there) | What it leaves | Who repairs it, how fast |
 //! |---|---|---|
@@ -55,10 +60,9 @@
 //! # Untrusted indices
 //!
 //! `head` and `tail` are read from shared memory (under the lock, except by `len`, which
-//! only counts). If either is outside
-//! `0..2N`, or they are more than `N` apart, the queue is corrupt: it is reset to empty
-//! (the items in it are dropped) rather than trusted. Slot indices are always taken
-//! modulo `N`.
+//! only counts), once per operation. If either is outside `0..2N`, or they are more than
+//! `N` apart, the queue is corrupt: it is reset to empty (the items in it are dropped)
+//! rather than trusted. Slot indices are always taken modulo `N`.
 
 use core::fmt;
 use core::time::Duration;
@@ -71,8 +75,10 @@ use crate::lock::{Condvar, Mutex, MutexGuard, TimedLockError, TryLockError};
 use crate::shared::{Elem, Kind, SharedSized, TypeTag};
 use crate::sync::{AtomicU32, Ordering, UnsafeCell, spin_loop};
 
-/// A push found the queue full (for the whole timeout, for a timed push); the item is
-/// handed back.
+/// A push found the queue full (for the whole timeout, for a timed push), or, for a
+/// `try_` or timed push, could not get the queue's lock in time (its holder kept it through
+/// a brief spin, or until the deadline: a stopped process, say). The item was not pushed
+/// and is handed back.
 ///
 /// # Examples
 ///
@@ -173,7 +179,8 @@ unsafe impl<T: Pod + Send, const N: usize> Sync for Queue<T, N> {}
 // bytes, bad indices are detected and reset (module docs), `T` is Pod; padding between the
 // condvars and the slots is never read. 3. no pointers. 4. `#[repr(C)]`, sizes asserted
 // above for sample parameters; the tag records `T`'s size and alignment, and `N` is part
-// of the size the region checks. 5. `Sync` above; every `&self` method locks.
+// of the size the region checks. 5. `Sync` above; every `&self` method locks, or (`len`)
+// only loads the atomic indices.
 unsafe impl<T: Pod + Send, const N: usize> SharedSized for Queue<T, N> {
     const TAG: TypeTag = TypeTag::new(Kind::QUEUE, Elem::pod::<T>());
 }
@@ -209,10 +216,12 @@ impl<T: Pod, const N: usize> Queue<T, N> {
     /// The number of items now: a snapshot, read without the lock, so it never waits
     /// (not even for a holder of the lock that is stopped, see the module docs).
     ///
-    /// Exact while no push or pop runs; otherwise it is the committed length at some
-    /// moment during the call (an operation counts once its commit is stored, so a
-    /// producer stopped or killed before its commit is not counted). Corrupt indices
-    /// read as 0: the next operation resets them to empty.
+    /// Exact while no push or pop runs (an operation counts once its commit is stored,
+    /// so a producer stopped or killed before its commit is not counted). While they
+    /// run, it is the length when it read `tail` (with `head` read unchanged before and
+    /// after), or, if pops commit through each of its few re-reads, a lower bound of the
+    /// length during the call; always in `0..=N`. Corrupt indices read as 0: the next
+    /// operation resets them to empty.
     pub fn len(&self) -> usize {
         let mut last = 0;
         for _ in 0..LEN_TRIES {
