@@ -261,3 +261,129 @@ fn hostile_condvar_words_never_hang_or_panic() {
         });
     }
 }
+
+/// `wait_until`/`wait_for` return by their deadline and never early, notified or not.
+#[test]
+fn condvar_bounded_waits_time_out_and_see_notifies() {
+    watchdog(Duration::from_secs(60));
+    let m = Mutex::new(0u32);
+    let cv = Condvar::new();
+    let t = Duration::from_millis(20);
+    let start = Instant::now();
+    let (g, r) = cv.wait_for(m.lock().unwrap(), t).unwrap();
+    assert!(r.timed_out());
+    assert!(start.elapsed() >= t);
+    // A deadline in the past: at once, still holding the lock.
+    let (g, r) = cv.wait_until(g, Instant::now()).unwrap();
+    assert!(r.timed_out());
+    drop(g);
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let mut g = m.lock().unwrap();
+            while *g == 0 {
+                g = cv.wait_until(g, deadline).unwrap().0;
+            }
+            *g
+        });
+        *m.lock().unwrap() = 1;
+        cv.notify_all();
+        assert_eq!(waiter.join().unwrap(), 1);
+    });
+}
+
+#[repr(C)]
+struct Held {
+    m: Mutex<u32>,
+    cv: Condvar,
+    locked: shmstate::sync::AtomicU32,
+}
+
+// SAFETY: a `#[repr(C)]` composition of `SharedSized` types and an atomic.
+unsafe impl SharedSized for Held {
+    const TAG: TypeTag = TypeTag::new(Kind::USER, Elem::NONE);
+}
+
+/// A `wait_for` asleep on the condvar when a child takes the mutex and stops itself
+/// (SIGSTOP): the wait times out and its re-lock meets the stopped holder. It must return
+/// by its deadline (plus a generous margin) with `Timeout`, holding no lock, rather than
+/// wait for the holder to resume (`wait_timeout`'s untimed re-lock does that: 2 s here).
+///
+/// The child must hold the mutex before the wait's deadline; if forking it took longer
+/// than the timeout (a loaded machine), the case is repeated with a longer timeout.
+#[test]
+#[cfg_attr(miri, ignore = "forks processes (Miri cannot fork)")]
+fn condvar_wait_for_ends_at_its_deadline_when_its_relock_meets_a_stopped_holder() {
+    watchdog(Duration::from_secs(60));
+    const STOPPED_FOR: Duration = Duration::from_secs(2);
+    let mem = SharedMem::<Held>::new(1);
+    let h = mem.get();
+    for ms in [20, 50, 100, 250, 500, 1000] {
+        let timeout = Duration::from_millis(ms);
+        let tid = shmstate::sync::AtomicU32::new(0);
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        h.locked.store(0, Ordering::Relaxed);
+        let (timed_out, took, ordered) = std::thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                tid.store(locks_support::gettid(), Ordering::Relaxed);
+                let t0 = Instant::now();
+                let r = h.cv.wait_for(h.m.lock().unwrap(), timeout);
+                let timed_out = matches!(r, Err(shmstate::TimedLockError::Timeout));
+                drop(r);
+                (timed_out, t0.elapsed(), t0)
+            });
+            while tid.load(Ordering::Relaxed) == 0 {
+                std::thread::yield_now();
+            }
+            let path = format!("/proc/self/task/{}/syscall", tid.load(Ordering::Relaxed));
+            let futex = format!("{} ", libc::SYS_futex);
+            while !std::fs::read_to_string(&path).is_ok_and(|s| s.starts_with(&futex)) {
+                std::thread::yield_now();
+            }
+            let pids = fork_children(1, |_| {
+                let _ = h.m.raw().lock();
+                locks_support::raise(&h.locked, 1);
+                // SAFETY: `raise` has no preconditions; SIGSTOP stops us until SIGCONT.
+                unsafe { libc::raise(libc::SIGSTOP) };
+                // SAFETY: this thread took the lock above and has not unlocked it.
+                unsafe { h.m.raw().unlock() };
+            });
+            let mut status = 0;
+            // SAFETY: waitpid on our own child; WUNTRACED also reports it stopping.
+            let r = unsafe { libc::waitpid(pids[0], &mut status, libc::WUNTRACED) };
+            assert!(
+                r == pids[0] && libc::WIFSTOPPED(status),
+                "the holder did not stop"
+            );
+            // Acquire: pairs with the child's Release store in `raise`.
+            assert_eq!(h.locked.load(Ordering::Acquire), 1);
+            let seen = Instant::now();
+            let pid = pids[0];
+            s.spawn(move || {
+                let _ = rx.recv_timeout(STOPPED_FOR);
+                // SAFETY: resuming our own child.
+                unsafe { libc::kill(pid, libc::SIGCONT) };
+            });
+            let (timed_out, took, t0) = waiter.join().unwrap();
+            let _ = tx.send(());
+            wait_all(&pids, Duration::from_secs(30));
+            // The child held the mutex before `seen`: before the wait's deadline, the
+            // wait's re-lock (after the deadline) met the held mutex.
+            (timed_out, took, seen < t0 + timeout)
+        });
+        if !ordered {
+            eprintln!("the holder stopped after the {timeout:?} deadline; retrying");
+            continue;
+        }
+        assert!(
+            took < timeout + Duration::from_millis(480),
+            "a {timeout:?} wait_for took {took:?}: its re-lock waited for a stopped holder"
+        );
+        assert!(
+            timed_out,
+            "the re-lock cannot succeed while the holder is stopped"
+        );
+        return;
+    }
+    panic!("the holder never stopped before the waiter's deadline");
+}

@@ -201,6 +201,38 @@ fn queue_of_1_hands_2_items_from_producer_to_consumer_in_order() {
     });
 }
 
+/// `len` reads the indices without the lock while a push commits, and `try_pop` gives up
+/// on a held lock instead of waiting: neither may lose the item or see a torn state.
+/// (Both sides run on spawned threads: loom explores a main thread's steps before its
+/// first blocking point in fewer orders.)
+#[test]
+fn queue_len_and_try_pop_race_a_push_without_losing_the_item() {
+    loom::model(|| {
+        let q = Arc::new(Queue::<u32, 2>::new());
+        let (q2, q3) = (q.clone(), q.clone());
+        let producer = thread::spawn(move || q2.push(1));
+        let consumer = thread::spawn(move || {
+            let len = q3.len();
+            assert!(len <= 1, "len {len}");
+            let got = q3.try_pop();
+            if got.is_some() {
+                // Seen committed by the pop, so by `len` unless it ran first.
+                assert_eq!(got, Some(1));
+            }
+            got
+        });
+        producer.join().unwrap();
+        match consumer.join().unwrap() {
+            Some(_) => assert!(q.is_empty()),
+            // The queue was empty, or its lock busy: the item is there now.
+            None => {
+                assert_eq!(q.len(), 1);
+                assert_eq!(q.try_pop(), Some(1));
+            }
+        }
+    });
+}
+
 /// With more threads than parties, a party of round 1 may look at the word only after
 /// round 2 has completed too: its round still completed, so it must not read "broken".
 #[test]

@@ -41,7 +41,7 @@ use std::time::Instant;
 use bytemuck::Pod;
 
 use super::mutex::MutexGuard;
-use super::owner_died::LockResult;
+use super::owner_died::{LockResult, TimedLockError};
 use crate::futex;
 use crate::futex::sleepers;
 use crate::shared::{Elem, Kind, SharedSized, TypeTag};
@@ -62,8 +62,12 @@ use crate::sync::{AtomicU32, Ordering};
 ///
 /// Re-locking the mutex after a wait recovers from a dead owner like
 /// [`Mutex::lock`](crate::Mutex::lock), and the [`OwnerDied`](crate::OwnerDied) it
-/// reports is passed on. The re-lock itself is not timed (as in std): `wait_timeout`
-/// bounds the wait for a notify.
+/// reports is passed on. The std-shaped waits ([`wait_timeout`](Self::wait_timeout),
+/// [`wait_timeout_while`](Self::wait_timeout_while)) re-lock untimed, as in std: they bound
+/// the wait for a notify, not the wait for the mutex, so a holder that does not let go (a
+/// stopped process) delays them past their timeout. [`wait_until`](Self::wait_until) and
+/// [`wait_for`](Self::wait_for) bound both: they return by their deadline, and if the
+/// mutex could not be re-taken by then they say so with an error that holds no guard.
 ///
 /// Layout: `#[repr(C)]`, two `u32`s; all-zero is a fresh condvar, and any bytes are a
 /// valid one.
@@ -118,6 +122,14 @@ unsafe impl SharedSized for Condvar {
     const TAG: TypeTag = TypeTag::new(Kind::CONDVAR, Elem::NONE);
 }
 
+/// What [`Condvar::wait_until`] returns: the re-taken guard and whether the wait timed
+/// out, or why not a plain guard ([`TimedLockError::Timeout`]: the mutex was not re-taken
+/// by the deadline, so the caller does not hold it). Private: the docs show it expanded.
+type TimedWait<'a, T> = Result<
+    (MutexGuard<'a, T>, WaitTimeoutResult),
+    TimedLockError<(MutexGuard<'a, T>, WaitTimeoutResult)>,
+>;
+
 /// Whether a timed wait returned because its timeout elapsed.
 ///
 /// # Examples
@@ -160,7 +172,10 @@ impl Condvar {
         self.wait_inner(guard, None).0
     }
 
-    /// [`wait`](Self::wait) for at most `timeout`.
+    /// [`wait`](Self::wait) for at most `timeout` for a notify. The re-lock after it is
+    /// untimed, as in std: if another thread or process holds the mutex then (perhaps a
+    /// stopped one), this waits for it past `timeout`. [`wait_for`](Self::wait_for) bounds
+    /// the re-lock too.
     ///
     /// # Errors
     ///
@@ -175,6 +190,83 @@ impl Condvar {
         match r {
             Ok(g) => Ok((g, t)),
             Err(d) => Err(d.map(|g| (g, t))),
+        }
+    }
+
+    /// [`wait`](Self::wait) that ends by `deadline` in total, re-locking included: unlike
+    /// [`wait_timeout`](Self::wait_timeout), whose re-lock is untimed, it never waits past
+    /// `deadline` for a holder of the mutex (say, a stopped process) beyond a brief spin.
+    ///
+    /// Returns the guard, with `timed_out()` true if the deadline passed before a notify
+    /// (re-check the condition either way: wakeups may be spurious). If `deadline` has
+    /// passed already, it returns the guard at once without unlocking.
+    ///
+    /// # Errors
+    ///
+    /// - [`TimedLockError::Timeout`]: `deadline` passed before the mutex was re-taken.
+    ///   **The caller no longer holds the lock**: the guard is gone, and the condition
+    ///   cannot be checked without locking again.
+    /// - [`TimedLockError::OwnerDied`] (holding the re-acquired guard and the timeout
+    ///   result) as for [`Mutex::lock`](crate::Mutex::lock).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{Condvar, Mutex, TimedLockError};
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let (m, cv) = (Mutex::new(0u8), Condvar::new());
+    /// let deadline = Instant::now() + Duration::from_millis(1);
+    /// match cv.wait_until(m.lock().unwrap(), deadline) {
+    ///     Ok((g, r)) => assert!(r.timed_out() && *g == 0),
+    ///     Err(TimedLockError::Timeout) => {} // the mutex was busy: we do not hold it
+    ///     Err(TimedLockError::OwnerDied(_)) => unreachable!(),
+    /// }
+    /// ```
+    pub fn wait_until<'a, T: Pod>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        deadline: Instant,
+    ) -> TimedWait<'a, T> {
+        if Instant::now() >= deadline {
+            return Ok((guard, WaitTimeoutResult(true)));
+        }
+        // Registered before the mutex unlock below (Release): see `may_have_sleepers`.
+        let expected = sleepers::register(&self.seq);
+        let mutex = guard.mutex;
+        drop(guard);
+        // Nothing to undo after it: as in `wait_inner`.
+        let woke = futex::wait_until(&self.seq, expected, Some(deadline));
+        let t = WaitTimeoutResult(!woke);
+        // The re-lock gets what is left of the deadline (nothing, after a timeout: then
+        // it is a `try_lock` and a brief spin).
+        match mutex.lock_until(deadline) {
+            Ok(g) => Ok((g, t)),
+            Err(TimedLockError::OwnerDied(d)) => Err(TimedLockError::OwnerDied(d.map(|g| (g, t)))),
+            Err(TimedLockError::Timeout) => Err(TimedLockError::Timeout),
+        }
+    }
+
+    /// [`wait_until`](Self::wait_until) `timeout` from now: the whole call, re-locking
+    /// included, takes at most about `timeout` (plus a brief spin). A `timeout` too large
+    /// to represent as a deadline waits like [`wait`](Self::wait), never timing out.
+    ///
+    /// # Errors
+    ///
+    /// As for [`wait_until`](Self::wait_until).
+    pub fn wait_for<'a, T: Pod>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        timeout: Duration,
+    ) -> TimedWait<'a, T> {
+        match Instant::now().checked_add(timeout) {
+            Some(deadline) => self.wait_until(guard, deadline),
+            None => match self.wait(guard) {
+                Ok(g) => Ok((g, WaitTimeoutResult(false))),
+                Err(d) => Err(TimedLockError::OwnerDied(
+                    d.map(|g| (g, WaitTimeoutResult(false))),
+                )),
+            },
         }
     }
 
@@ -195,8 +287,10 @@ impl Condvar {
         Ok(guard)
     }
 
-    /// [`wait_while`](Self::wait_while) for at most `timeout` in total. On return
-    /// `timed_out()` is true iff `condition` still holds (the timeout elapsed first).
+    /// [`wait_while`](Self::wait_while) for at most `timeout` in total for notifies. On
+    /// return `timed_out()` is true iff `condition` still holds (the timeout elapsed
+    /// first). Each re-lock is untimed, as for [`wait_timeout`](Self::wait_timeout); to
+    /// bound those too, loop over [`wait_until`](Self::wait_until).
     ///
     /// # Errors
     ///
