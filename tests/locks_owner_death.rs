@@ -468,3 +468,52 @@ fn rwlock_reader_killed_anywhere_in_lock_or_unlock_is_recovered() {
         assert!(!a.rw.is_locked(), "round {round}: lock left held");
     }
 }
+
+/// A timed lock whose deadline is shorter than the first wait slice (1 ms) still probes
+/// once at its deadline, so it takes over from a dead owner instead of timing out: a mutex
+/// owner, an RwLock writer (for a reader and for a writer), and a dead reader's slot (for a
+/// writer).
+#[test]
+fn timed_locks_shorter_than_a_slice_still_recover_a_dead_owner() {
+    watchdog(Duration::from_secs(60));
+    let mem = SharedMem::<Arena>::new(1);
+    let a = mem.get();
+    let short = Duration::from_micros(200);
+    // The lock words name a thread that died: a reaped child's.
+    let dead = fork_children(1, |_| {})[0];
+    reap(dead);
+    let dead = dead as u32;
+    const WRITE_LOCKED: u32 = 1 << 27;
+
+    a.m.raw().word().store(dead, Ordering::Relaxed);
+    let r = a.m.lock_timeout(short);
+    assert!(
+        matches!(r, Err(shmstate::TimedLockError::OwnerDied(_))),
+        "mutex: a dead owner was not taken over at the deadline"
+    );
+    drop(r);
+
+    for write in [false, true] {
+        a.rw.raw().state().store(WRITE_LOCKED | dead, Ordering::Relaxed);
+        let ok = if write {
+            matches!(
+                a.rw.write_timeout(short),
+                Err(shmstate::TimedLockError::OwnerDied(_))
+            )
+        } else {
+            matches!(
+                a.rw.read_timeout(short),
+                Err(shmstate::TimedLockError::OwnerDied(_))
+            )
+        };
+        assert!(ok, "rwlock (write: {write}): a dead writer was not recovered at the deadline");
+        a.rw.raw().state().store(0, Ordering::Relaxed);
+    }
+
+    a.rw.raw().reader_slots()[3].store(dead, Ordering::Relaxed);
+    assert!(
+        a.rw.write_timeout(short).is_ok(),
+        "rwlock: a dead reader's slot was not freed at the deadline"
+    );
+    assert!(!a.rw.is_locked());
+}

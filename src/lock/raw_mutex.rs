@@ -20,7 +20,9 @@
 //! [`PROBE_SLICE`] = 10 ms) and, after every slice that times out, ask the kernel whether
 //! the TID in the word is still alive (`kill(tid, 0)`, plus a `/proc/<tid>/stat` zombie check: see
 //! `owner::probe`). If it is dead, the waiter compare-exchanges the *observed* word to its
-//! own TID with `OWNER_DIED` set and returns [`Acquired::OwnerDied`]. This covers a process
+//! own TID with `OWNER_DIED` set and returns [`Acquired::OwnerDied`]. A timed lock also
+//! probes once when its deadline passes, so a deadline shorter than the first slice still
+//! takes over from a dead owner instead of timing out. This covers a process
 //! killed while holding the lock (its TIDs vanish, or its main thread becomes a zombie), a
 //! thread that exits holding the lock while its process runs on (a non-main thread's TID
 //! vanishes at once; a main thread that called `pthread_exit` shows as a zombie), and
@@ -432,10 +434,12 @@ impl RawMutex {
                     }
                 }
             }
-            let slice = slices.next(deadline)?;
+            let Some(slice) = slices.next(deadline) else {
+                return self.last_chance(me);
+            };
             if !futex::wait(&self.word, w, slice) {
                 if deadline_passed(deadline) {
-                    return None;
+                    return self.last_chance(me);
                 }
                 // A slice ran out: has the owner died meanwhile?
                 probe_due = true;
@@ -443,6 +447,21 @@ impl RawMutex {
             // Relaxed: re-read before the next compare-exchange, which orders.
             w = self.word.load(Ordering::Relaxed);
         }
+    }
+
+    /// A timed lock's deadline has passed: one last look, and one probe, so that a deadline
+    /// shorter than the first slice still takes over from a dead owner (it would otherwise
+    /// never probe). `None` if the lock is held by a live thread (or changed meanwhile).
+    #[cold]
+    fn last_chance(&self, me: u32) -> Option<Acquired> {
+        // Relaxed: the compare-exchange in `take` orders.
+        let w = self.word.load(Ordering::Relaxed);
+        let new = match takeable(w) {
+            Some(flags) => me | flags | CONTENDED,
+            None if is_dead(owner_of(w)) => me | OWNER_DIED | CONTENDED,
+            None => return None,
+        };
+        self.take(w, new).ok()
     }
 
     /// Releases the lock, waking one waiter if any may sleep. Keeps `OWNER_DIED`.

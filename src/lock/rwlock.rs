@@ -301,7 +301,11 @@ impl RawRwLock {
     /// Takes a read lock if no writer holds it, without waiting. Does not probe a holding
     /// writer (see [`RawMutex::try_lock`](super::RawMutex::try_lock)).
     pub fn try_read(&self) -> Option<Acquired> {
-        let me = owner::current();
+        self.try_read_as(owner::current())
+    }
+
+    /// [`try_read`](Self::try_read) for `me`, the calling thread's TID.
+    fn try_read_as(&self, me: u32) -> Option<Acquired> {
         for _ in 0..TRY_LIMIT {
             match self.read_registered(me) {
                 Ok(a) => return Some(a),
@@ -331,6 +335,24 @@ impl RawRwLock {
         match self.read_registered(me) {
             Ok(a) => Some(a),
             Err(_) => self.read_contended(me, Some(deadline)),
+        }
+    }
+
+    /// A timed read's deadline has passed: one probe of the writer (so that a deadline
+    /// shorter than the first slice still recovers a dead one), then one `try_read`.
+    #[cold]
+    fn read_last_chance(&self, me: u32) -> Option<Acquired> {
+        self.recover_dead_writer();
+        self.try_read_as(me)
+    }
+
+    /// Releases the state on a dead writer's behalf if it names one (or is garbage).
+    #[cold]
+    fn recover_dead_writer(&self) {
+        // Relaxed: `recover` compare-exchanges from exactly this value.
+        let s = self.state.load(Ordering::Relaxed);
+        if is_garbage(s) || (is_write_locked(s) && is_dead(writer_of(s))) {
+            self.recover(s);
         }
     }
 
@@ -529,7 +551,9 @@ impl RawRwLock {
                 }
                 s |= READERS_WAITING;
             }
-            let slice = slices.next(deadline)?;
+            let Some(slice) = slices.next(deadline) else {
+                return self.read_last_chance(me);
+            };
             if !futex::wait(&self.state, s, slice) {
                 probe_due = true;
             }
@@ -599,7 +623,12 @@ impl RawRwLock {
 
     /// Takes the write lock if the lock is free, without waiting (and without probing).
     pub fn try_write(&self) -> Option<Acquired> {
-        let me = owner::current();
+        self.try_write_as(owner::current(), false)
+    }
+
+    /// [`try_write`](Self::try_write) for `me`, the calling thread's TID; with `probe`,
+    /// frees the slots of dead readers (a probe each) before giving up on them.
+    fn try_write_as(&self, me: u32, probe: bool) -> Option<Acquired> {
         // Relaxed: the compare-exchange orders.
         let mut s = self.state.load(Ordering::Relaxed);
         for _ in 0..TRY_LIMIT {
@@ -615,7 +644,9 @@ impl RawRwLock {
                 ) {
                     Ok(_) => {
                         store_load_fence();
-                        if self.slots_free() {
+                        if self.slots_free()
+                            || (probe && self.recover_dead_readers() && self.slots_free())
+                        {
                             return Some(acquired(s));
                         }
                         // Readers hold it: give the lock back (waking readers that saw us).
@@ -735,7 +766,10 @@ impl RawRwLock {
             }
             let Some(slice) = slices.next(deadline) else {
                 self.clear_writers_waiting();
-                return None;
+                // One last probe: a deadline shorter than a slice still recovers a dead
+                // writer (and dead readers, if it then gets the state).
+                self.recover_dead_writer();
+                return self.try_write_as(me, true);
             };
             if !futex::wait(&self.writer_notify, seq, slice) {
                 probe_due = true;
@@ -791,6 +825,10 @@ impl RawRwLock {
                 }
             }
             let Some(slice) = slices.next(deadline) else {
+                // One last probe: a deadline shorter than a slice still frees dead readers.
+                if self.recover_dead_readers() && self.slots_free() {
+                    continue;
+                }
                 self.release_write(me);
                 return None;
             };
