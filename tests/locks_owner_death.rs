@@ -494,7 +494,9 @@ fn timed_locks_shorter_than_a_slice_still_recover_a_dead_owner() {
     drop(r);
 
     for write in [false, true] {
-        a.rw.raw().state().store(WRITE_LOCKED | dead, Ordering::Relaxed);
+        a.rw.raw()
+            .state()
+            .store(WRITE_LOCKED | dead, Ordering::Relaxed);
         let ok = if write {
             matches!(
                 a.rw.write_timeout(short),
@@ -506,7 +508,10 @@ fn timed_locks_shorter_than_a_slice_still_recover_a_dead_owner() {
                 Err(shmstate::TimedLockError::OwnerDied(_))
             )
         };
-        assert!(ok, "rwlock (write: {write}): a dead writer was not recovered at the deadline");
+        assert!(
+            ok,
+            "rwlock (write: {write}): a dead writer was not recovered at the deadline"
+        );
         a.rw.raw().state().store(0, Ordering::Relaxed);
     }
 
@@ -515,5 +520,64 @@ fn timed_locks_shorter_than_a_slice_still_recover_a_dead_owner() {
         a.rw.write_timeout(short).is_ok(),
         "rwlock: a dead reader's slot was not freed at the deadline"
     );
+    assert!(!a.rw.is_locked());
+}
+
+/// A peer that keeps waking a lock's futex words (a live waker, or a hostile one) must not
+/// put a waiter's probe off forever: a dead holder is still recovered within a bound. For
+/// the Mutex, the peer spams `FUTEX_WAKE` on the lock word; for the RwLock, a second
+/// writer loops short `write_until`s, whose give-ups wake the draining writer each time.
+#[test]
+fn a_peer_waking_the_lock_does_not_postpone_recovery_of_a_dead_holder() {
+    watchdog(Duration::from_secs(60));
+    let mem = SharedMem::<Arena>::new(1);
+    let a = mem.get();
+    let dead = fork_children(1, |_| {})[0];
+    reap(dead);
+    let dead = dead as u32;
+    let stop = AtomicU32::new(0);
+
+    a.m.raw().word().store(dead, Ordering::Relaxed);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while stop.load(Ordering::Relaxed) == 0 {
+                shmstate::futex::wake_all(a.m.raw().word());
+                std::hint::spin_loop();
+            }
+        });
+        let start = Instant::now();
+        let r = a.m.lock();
+        let took = start.elapsed();
+        stop.store(1, Ordering::Relaxed);
+        assert!(r.is_err(), "mutex: a dead owner must read as OwnerDied");
+        assert!(
+            took < Duration::from_secs(5),
+            "mutex: recovery took {took:?}"
+        );
+    });
+
+    stop.store(0, Ordering::Relaxed);
+    a.rw.raw().reader_slots()[5].store(dead, Ordering::Relaxed);
+    std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let start = Instant::now();
+            let w = a.rw.write();
+            let took = start.elapsed();
+            stop.store(1, Ordering::Relaxed);
+            assert!(w.is_ok(), "a dead reader is no OwnerDied");
+            took
+        });
+        s.spawn(|| {
+            while stop.load(Ordering::Relaxed) == 0 {
+                let _ =
+                    a.rw.write_until(Instant::now() + Duration::from_micros(300));
+            }
+        });
+        let took = writer.join().unwrap();
+        assert!(
+            took < Duration::from_secs(5),
+            "rwlock: recovery took {took:?}"
+        );
+    });
     assert!(!a.rw.is_locked());
 }

@@ -111,14 +111,36 @@ pub const PROBE_SLICE: Option<Duration> = None;
 /// The first probe slice of a wait.
 pub const FIRST_SLICE: Duration = Duration::from_millis(1);
 
-/// The growing sequence of probe slices of one wait.
+/// The growing sequence of probe slices of one wait, and its probe clock.
 pub(crate) struct Slices {
     next: Duration,
+    /// The last slice handed out (`FIRST_SLICE` before the first).
+    last: Duration,
+    /// When the wait started, or last probed.
+    since: Instant,
 }
 
 impl Slices {
     pub(crate) fn new() -> Self {
-        Slices { next: FIRST_SLICE }
+        Slices {
+            next: FIRST_SLICE,
+            last: FIRST_SLICE,
+            since: Instant::now(),
+        }
+    }
+
+    /// Whether a whole slice has passed since the wait started or last probed, woken or
+    /// not: then the waiter should probe the holder. A peer that keeps waking the word (a
+    /// live waker, or a hostile one) must not put the probe off forever, as a rule of
+    /// "probe only after a wait that timed out" would. Never under loom, whose waits have
+    /// no time (models probe before their first sleep instead).
+    pub(crate) fn probe_due(&self) -> bool {
+        PROBE_SLICE.is_some() && self.since.elapsed() >= self.last
+    }
+
+    /// Restarts the probe clock after a probe.
+    pub(crate) fn probed(&mut self) {
+        self.since = Instant::now();
     }
 
     /// The duration of the next wait towards `deadline`, or `None` if the deadline has
@@ -127,6 +149,7 @@ impl Slices {
         let slice = PROBE_SLICE.map(|max| {
             let s = self.next;
             self.next = (s * 2).min(max);
+            self.last = s;
             s
         });
         match deadline {
@@ -422,8 +445,9 @@ impl RawMutex {
             // the owner unlocks and wakes us first, so the probe's syscalls (`kill`, a
             // `/proc` read) stay off the contended path. A lock whose owner is already
             // dead costs one first slice (1 ms) before it is recovered.
-            if probe_due {
+            if probe_due || slices.probe_due() {
                 probe_due = false;
+                slices.probed();
                 if is_dead(owner_of(w)) {
                     match self.take(w, me | OWNER_DIED | CONTENDED) {
                         Ok(a) => return Some(a),

@@ -59,16 +59,20 @@
 //! | step | left behind | repaired by, how fast |
 //! |------|-------------|-----------------------|
 //! | read: before the slot claim | nothing | — |
-//! | read: slot claimed, state not yet checked (or checked and backing off) | a slot naming a dead TID | a draining writer frees it after one wait slice (≤ 10 ms after the death) |
+//! | read: slot claimed, state not yet checked (or checked and backing off) | a slot naming a dead TID | a draining writer frees it once a slice has passed (≤ 10 ms after the death, however often the writer is woken) |
 //! | read: holding the read lock | the same | the same |
 //! | read unlock: before the slot is freed | the same | the same |
 //! | read unlock: slot freed, draining writer not yet woken | a writer asleep with every slot free | its wait slice runs out and it re-checks the slots (one slice) |
-//! | write: `WRITE_LOCKED` set, `DRAINING` not yet set | the state names a dead writer | a waiter probes it after one slice, releases it with `OWNER_DIED` (a false alarm: the data was not touched) |
-//! | write: `DRAINING` (waiting for readers) | the state names a dead, draining writer | a waiter probes it after one slice and releases it without `OWNER_DIED` |
-//! | write: holding the write lock (`DRAINING` cleared) | the state names a dead writer | a waiter probes it after one slice; the next acquirer gets `OwnerDied` |
+//! | read, waiting: `READERS_WAITING` set | a stale bit | the next write unlock takes its slow path and wakes no one (one needless wake) |
+//! | write: `WRITE_LOCKED` set, `DRAINING` not yet set | the state names a dead writer | a waiter probes it once a slice has passed, releases it with `OWNER_DIED` (a false alarm: the data was not touched) |
+//! | write: `DRAINING` (waiting for readers) | the state names a dead, draining writer | a waiter probes it once a slice has passed and releases it without `OWNER_DIED` |
+//! | write: holding the write lock (`DRAINING` cleared) | the state names a dead writer | a waiter probes it once a slice has passed; the next acquirer gets `OwnerDied` |
+//! | write, waiting for a writer or overflow readers: `WRITERS_WAITING` set | a stray bit | registered readers ignore it; overflow readers clear it after waiting [`STRAY_BIT_AGE`] (100 ms) behind it; writers take one needless wake |
 //! | write unlock: state cleared, waiters not yet woken | sleepers with the lock free | each sleeper's slice runs out and it re-checks (one slice) |
 //! | overflow read (every slot taken): counted in | a count naming no one | **not repaired**: the lock leaks; only timed calls bound the wait |
-//! | recovery: a dead slot freed, or a dead writer's state released | nothing (each is one compare-exchange) | — |
+//! | overflow read unlock: counted out, waiters not yet woken | sleepers with the lock free | one slice |
+//! | recovery of a dead writer (`recover`) or of a stray `WRITERS_WAITING`: bits cleared, waiters not yet woken | sleepers with the lock free | one slice |
+//! | recovery of a dead reader: slot freed, drainer not yet woken | a draining writer asleep | one slice |
 //!
 //! Limits of the reader recovery:
 //!
@@ -139,6 +143,11 @@ const KNOWN_BITS: u32 = COUNT_MASK | WRITE_LOCKED | OWNER_DIED | DRAINING | WAIT
 pub const READER_SLOTS: usize = if cfg!(loom) { 2 } else { 14 };
 /// A reader slot that holds no read lock.
 const FREE: u32 = 0;
+
+/// How long an overflow reader waits behind `WRITERS_WAITING` before it clears the bit as
+/// possibly stray (no live writer behind it): long against a slice, so that a live writer
+/// waiting for overflow readers is rarely overtaken, short against a hang.
+pub const STRAY_BIT_AGE: Duration = Duration::from_millis(100);
 
 /// The slot where a reader with TID `tid` looks first (then the following ones, wrapping).
 #[inline]
@@ -442,6 +451,25 @@ impl RawRwLock {
         let s = self.state.load(Ordering::SeqCst);
         if s & (WRITE_LOCKED | DRAINING) == WRITE_LOCKED | DRAINING {
             self.wake_drainer();
+        } else if s & (WRITE_LOCKED | READERS_WAITING) == READERS_WAITING {
+            self.wake_slot_waiters();
+        }
+    }
+
+    /// A slot was freed while readers sleep on the state with no writer holding it: they
+    /// wait for a slot (every slot was taken, and `WRITERS_WAITING` held them back from
+    /// counting in). Clears `READERS_WAITING` and wakes them to register.
+    #[cold]
+    fn wake_slot_waiters(&self) {
+        // Relaxed: no data is published; the woken re-check the state themselves.
+        let r = self
+            .state
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| {
+                (!is_garbage(s) && !is_write_locked(s) && s & READERS_WAITING != 0)
+                    .then_some(s & !READERS_WAITING)
+            });
+        if r.is_ok() {
+            futex::wake_all(&self.state);
         }
     }
 
@@ -481,6 +509,7 @@ impl RawRwLock {
 
     #[cold]
     fn read_contended(&self, me: u32, deadline: Option<Instant>) -> Option<Acquired> {
+        let waiting_since = Instant::now();
         let mut s = self.spin_read();
         // Under loom a wait never times out: probe once before the first sleep, as writers do.
         let mut probe_due = cfg!(loom);
@@ -515,12 +544,18 @@ impl RawRwLock {
                         // sleep until the state changes. When a slice has run out, free
                         // the slots of dead readers, and clear `WRITERS_WAITING`: a live
                         // waiting writer sets it again, a bit no one stands behind goes.
-                        if probe_due {
+                        if probe_due || slices.probe_due() {
                             probe_due = false;
+                            slices.probed();
                             if self.recover_dead_readers() {
                                 continue;
                             }
-                            if s & WRITERS_WAITING != 0 {
+                            // Only after a while: a live writer waiting for the overflow
+                            // readers to leave sets the bit again, but each clear lets
+                            // this reader in ahead of it.
+                            if s & WRITERS_WAITING != 0
+                                && (cfg!(loom) || waiting_since.elapsed() >= STRAY_BIT_AGE)
+                            {
                                 self.clear_writers_waiting();
                                 s = self.state.load(Ordering::Relaxed);
                                 continue;
@@ -528,9 +563,10 @@ impl RawRwLock {
                         }
                     }
                 }
-            } else if probe_due {
-                // Probe only after a slice ran out without a wake (see `RawMutex`). If the
-                // state changed before the recovery could apply, probe the new one.
+            } else if probe_due || slices.probe_due() {
+                // Probe only once a slice has passed (see `RawMutex`). If the state changed
+                // before the recovery could apply, probe the new one.
+                slices.probed();
                 if is_dead(writer_of(s)) {
                     probe_due = !self.recover(s);
                     s = self.state.load(Ordering::Relaxed);
@@ -755,8 +791,9 @@ impl RawRwLock {
             }
             // Probe only after a slice ran out without a wake (see `RawMutex`). Overflow
             // readers name no one: only a dead writer can be recovered here.
-            if probe_due {
+            if probe_due || slices.probe_due() {
                 // As in `read_contended`.
+                slices.probed();
                 if is_write_locked(s) && is_dead(writer_of(s)) {
                     probe_due = !self.recover(s);
                     s = self.state.load(Ordering::Relaxed);
@@ -818,8 +855,9 @@ impl RawRwLock {
                 spin_loop();
                 continue;
             }
-            if probe_due {
+            if probe_due || slices.probe_due() {
                 probe_due = false;
+                slices.probed();
                 if self.recover_dead_readers() {
                     continue;
                 }
@@ -1030,12 +1068,23 @@ impl RawRwLock {
             if tid == FREE || (tid <= MAX_TID && !is_dead(tid)) {
                 continue;
             }
-            // Relaxed: a dead reader's reads need no ordering with our writes (its
-            // process or thread is gone); the compare-exchange frees exactly the dead TID
-            // we probed, so a slot claimed since by a live reader is left alone.
+            // SeqCst: the free's half of the pairing with a draining writer (see below). A
+            // dead reader's reads need no ordering with anyone's writes (its process or
+            // thread is gone); the compare-exchange frees exactly the dead TID we probed,
+            // so a slot claimed since by a live reader is left alone.
             any |= slot
-                .compare_exchange(tid, FREE, Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange(tid, FREE, Ordering::SeqCst, Ordering::Relaxed)
                 .is_ok();
+        }
+        if any {
+            // As a reader leaving would (`free_slot`): a writer may be draining (we may be
+            // an overflow reader that read the state before it set `WRITE_LOCKED`).
+            store_load_fence();
+            // SeqCst: the pairing of `free_slot`, with the SeqCst frees above.
+            let s = self.state.load(Ordering::SeqCst);
+            if s & (WRITE_LOCKED | DRAINING) == WRITE_LOCKED | DRAINING {
+                self.wake_drainer();
+            }
         }
         any
     }
