@@ -455,8 +455,17 @@ impl<T: Pod> SeqLock<T> {
             }
             let expect = if tid != 0 { w | WAITERS } else { w };
             match self.sleep_on_writer(expect, &mut slices, deadline) {
+                // A whole slice without progress, woken or not: probe (a peer that keeps
+                // waking the word must not put the probe off forever).
+                Slept::Woken if slices.probe_due() => {
+                    slices.probed();
+                    probe_due = true;
+                }
                 Slept::Woken => {}
-                Slept::SliceOut => probe_due = true,
+                Slept::SliceOut => {
+                    slices.probed();
+                    probe_due = true;
+                }
                 // One probe at the deadline says which error is true.
                 Slept::Deadline if self.writer_is_dead(odd) => {
                     return Err(SeqLockError::WriterDied);
@@ -570,8 +579,17 @@ impl<T: Pod> SeqLock<T> {
                 continue;
             }
             match self.sleep_on_writer(w | WAITERS, &mut slices, deadline) {
+                // A whole slice without progress, woken or not: probe (a peer that keeps
+                // waking the word must not put the probe off forever).
+                Slept::Woken if slices.probe_due() => {
+                    slices.probed();
+                    probe_due = true;
+                }
                 Slept::Woken => {}
-                Slept::SliceOut => probe_due = true,
+                Slept::SliceOut => {
+                    slices.probed();
+                    probe_due = true;
+                }
                 Slept::Deadline => {
                     // One last probe: a dead owner is taken over, not reported as a timeout
                     // (a deadline shorter than a slice would otherwise never recover it).

@@ -815,3 +815,35 @@ fn one_batch_writer_and_a_try_snapshotter_never_see_half_a_batch() {
     });
     assert_eq!(a.to_vec().iter().sum::<u32>(), 100);
 }
+
+/// A peer that keeps waking the writer word must not put a waiter's probe off forever: a
+/// writer lock held by a dead thread (a reaped child's TID, written as another process
+/// would) is still taken over by an untimed `lock()` within a bound.
+#[test]
+#[cfg_attr(miri, ignore = "forks a process for a dead TID (Miri cannot fork)")]
+fn a_peer_waking_the_writer_word_does_not_postpone_a_takeover() {
+    watchdog();
+    let m = SharedMem::<SeqLock<u64>>::new(1);
+    let s = m.get();
+    let dead = common::fork_children(1, |_| {})[0];
+    common::wait_all(&[dead], Duration::from_secs(10));
+    let (_, writer) = words(s);
+    writer.store(dead as u32, Ordering::Relaxed);
+    let stop = AtomicU32::new(0);
+    std::thread::scope(|sc| {
+        // Two spammers, so that one is always running on a 2-core machine.
+        for _ in 0..2 {
+            sc.spawn(|| {
+                while stop.load(Ordering::Relaxed) == 0 {
+                    shmstate::futex::wake_all(writer);
+                }
+            });
+        }
+        let start = std::time::Instant::now();
+        let g = s.lock();
+        let took = start.elapsed();
+        stop.store(1, Ordering::Relaxed);
+        drop(g);
+        assert!(took < Duration::from_secs(1), "takeover took {took:?}");
+    });
+}
