@@ -257,7 +257,7 @@ impl Barrier {
     /// [module docs](self)), or has no valid party count.
     #[inline]
     pub fn wait(&self) -> Result<BarrierWaitResult, BarrierError> {
-        self.wait_inner(None)
+        self.wait_inner(None, true)
     }
 
     /// [`wait`](Self::wait) for at most `timeout`.
@@ -267,7 +267,7 @@ impl Barrier {
     /// [`BarrierError::Timeout`] if the timeout passed first (then the barrier is broken
     /// for everyone); otherwise as [`wait`](Self::wait).
     pub fn wait_timeout(&self, timeout: Duration) -> Result<BarrierWaitResult, BarrierError> {
-        self.wait_inner(Instant::now().checked_add(timeout))
+        self.wait_inner(Instant::now().checked_add(timeout), true)
     }
 
     /// [`wait`](Self::wait) until `deadline`.
@@ -276,7 +276,7 @@ impl Barrier {
     ///
     /// As for [`wait_timeout`](Self::wait_timeout).
     pub fn wait_until(&self, deadline: Instant) -> Result<BarrierWaitResult, BarrierError> {
-        self.wait_inner(Some(deadline))
+        self.wait_inner(Some(deadline), true)
     }
 
     /// Repairs a broken barrier: starts a new round with nobody arrived. Parties waiting in
@@ -316,8 +316,25 @@ impl Barrier {
         }
     }
 
+    /// For tests of a leader that dies between starting the next round and waking the
+    /// others: [`wait`](Self::wait), except that the leader does not wake. Not part of the
+    /// API.
+    ///
+    /// # Errors
+    ///
+    /// As for [`wait`](Self::wait).
+    #[doc(hidden)]
+    pub fn wait_without_wake(&self) -> Result<BarrierWaitResult, BarrierError> {
+        self.wait_inner(None, false)
+    }
+
+    /// An arrival; the leader wakes the others only if `wake` (always but in tests).
     #[inline]
-    fn wait_inner(&self, deadline: Option<Instant>) -> Result<BarrierWaitResult, BarrierError> {
+    fn wait_inner(
+        &self,
+        deadline: Option<Instant>,
+        wake: bool,
+    ) -> Result<BarrierWaitResult, BarrierError> {
         let parties = self.parties();
         if parties == 0 || parties > Self::MAX_PARTIES {
             return Err(BarrierError::Broken);
@@ -343,7 +360,7 @@ impl Barrier {
                     Ordering::Relaxed,
                 ) {
                     Ok(_) => {
-                        if w & SLEEPERS != 0 {
+                        if wake && w & SLEEPERS != 0 {
                             futex::wake_all(&self.state);
                         }
                         return Ok(BarrierWaitResult { leader: true });

@@ -99,6 +99,21 @@ impl Event {
     /// Sets the flag and wakes every waiter. Makes a syscall only if one may sleep.
     #[inline]
     pub fn set(&self) {
+        if self.set_flag() {
+            self.wake();
+        }
+    }
+
+    /// For tests of a setter that dies between setting the flag and waking: `set` without
+    /// the wake. Not part of the API.
+    #[doc(hidden)]
+    pub fn set_without_wake(&self) {
+        let _ = self.set_flag();
+    }
+
+    /// The read-modify-write of `set`; returns whether it must wake.
+    #[inline]
+    fn set_flag(&self) -> bool {
         // Release pairs with the Acquire loads in `wait*`/`is_set`: what we wrote before
         // `set` happens before what a waiter does after seeing the flag (or the new
         // generation: `clear`'s read-modify-write continues our release sequence).
@@ -112,9 +127,7 @@ impl Event {
                 })
             })
             .unwrap_or_else(|w| w);
-        if old & WAITERS != 0 {
-            self.wake();
-        }
+        old & WAITERS != 0
     }
 
     #[cold]

@@ -74,6 +74,17 @@ pub enum ReleaseError {
     },
 }
 
+/// The steps a release takes: all of them, except in the deliberately broken releases of
+/// tests.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Steps {
+    All,
+    /// Only the loom model that proves the fence is needed builds it.
+    #[cfg_attr(not(loom), allow(dead_code))]
+    WithoutFence,
+    WithoutWake,
+}
+
 /// A counting semaphore shared by threads and processes: Python's
 /// `multiprocessing.Semaphore`.
 ///
@@ -188,7 +199,7 @@ impl Semaphore {
     /// [`ReleaseError::Overflow`] if the count would exceed `u32::MAX`; nothing changes.
     #[inline]
     pub fn release_n(&self, n: u32) -> Result<(), ReleaseError> {
-        self.release_limited(n, u32::MAX, true)
+        self.release_limited(n, u32::MAX, Steps::All)
             .map_err(|_| ReleaseError::Overflow)
     }
 
@@ -198,7 +209,19 @@ impl Semaphore {
     #[cfg(loom)]
     #[doc(hidden)]
     pub fn release_without_fence(&self) {
-        let _ = self.release_limited(1, u32::MAX, false);
+        let _ = self.release_limited(1, u32::MAX, Steps::WithoutFence);
+    }
+
+    /// For tests of a releaser that dies between raising the count and waking: `release`
+    /// without the wake. Not part of the API.
+    ///
+    /// # Errors
+    ///
+    /// As for [`release`](Self::release).
+    #[doc(hidden)]
+    pub fn release_without_wake(&self) -> Result<(), ReleaseError> {
+        self.release_limited(1, u32::MAX, Steps::WithoutWake)
+            .map_err(|_| ReleaseError::Overflow)
     }
 
     /// The number of free permits now (a snapshot).
@@ -275,7 +298,7 @@ impl Semaphore {
 
     /// Adds `n` permits unless the count would exceed `limit`; then returns the count.
     #[inline]
-    fn release_limited(&self, n: u32, limit: u32, with_fence: bool) -> Result<(), u32> {
+    fn release_limited(&self, n: u32, limit: u32, steps: Steps) -> Result<(), u32> {
         if n == 0 {
             return Ok(());
         }
@@ -297,11 +320,13 @@ impl Semaphore {
         }
         // SeqCst fence: pairs with the one in `acquire_slow`, so that if this load misses
         // a waiter's registration, that waiter sees our new count (see the module docs).
-        if with_fence {
+        if steps != Steps::WithoutFence {
             fence(Ordering::SeqCst);
         }
         // Relaxed: ordered by the fence above.
-        if sleepers::may_have_sleepers(self.sleepers.load(Ordering::Relaxed)) {
+        if steps != Steps::WithoutWake
+            && sleepers::may_have_sleepers(self.sleepers.load(Ordering::Relaxed))
+        {
             self.wake(n);
         }
         Ok(())
@@ -451,7 +476,7 @@ impl BoundedSemaphore {
     pub fn release_n(&self, n: u32) -> Result<(), ReleaseError> {
         let bound = self.bound();
         self.sem
-            .release_limited(n, bound, true)
+            .release_limited(n, bound, Steps::All)
             .map_err(|_| ReleaseError::AboveBound { bound })
     }
 
