@@ -37,7 +37,7 @@ use core::time::Duration;
 use std::time::Instant;
 
 use crate::futex;
-use crate::lock::raw_mutex::{SPIN_LIMIT, deadline_passed};
+use crate::lock::raw_mutex::{SPIN_LIMIT, Slices, deadline_passed};
 use crate::shared::{Elem, Kind, SharedSized, TypeTag};
 use crate::sync::{AtomicU32, Ordering, spin_loop};
 
@@ -283,14 +283,13 @@ impl Barrier {
     /// the current round return [`BarrierError::Broken`] (as in Python).
     pub fn reset(&self) {
         // Release pairs with the Acquire loads of waiters: they return after seeing this.
+        let next = |w: u32| advanced(w, RESET_STEP) | (w & SLEEPERS);
         let old = self
             .state
-            .fetch_update(Ordering::Release, Ordering::Relaxed, |w| {
-                Some(advanced(w, RESET_STEP))
-            })
+            .fetch_update(Ordering::Release, Ordering::Relaxed, |w| Some(next(w)))
             .unwrap_or_else(|w| w);
         if old & SLEEPERS != 0 {
-            futex::wake_all(&self.state);
+            self.wake(next(old));
         }
     }
 
@@ -312,7 +311,7 @@ impl Barrier {
         // Release pairs with the Acquire loads of the waiters we break, as in `break_round`.
         let old = self.state.fetch_or(BROKEN, Ordering::Release);
         if old & SLEEPERS != 0 {
-            futex::wake_all(&self.state);
+            self.wake(old | BROKEN);
         }
     }
 
@@ -353,15 +352,14 @@ impl Barrier {
                 // the release sequence we read from), Release with the waiters' Acquire
                 // loads: everything every party did before arriving happens before every
                 // party returns.
-                match self.state.compare_exchange(
-                    w,
-                    advanced(w, 1),
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                ) {
+                let new = advanced(w, 1) | (w & SLEEPERS);
+                match self
+                    .state
+                    .compare_exchange(w, new, Ordering::AcqRel, Ordering::Relaxed)
+                {
                     Ok(_) => {
                         if wake && w & SLEEPERS != 0 {
-                            futex::wake_all(&self.state);
+                            self.wake(new);
                         }
                         return Ok(BarrierWaitResult { leader: true });
                     }
@@ -396,6 +394,7 @@ impl Barrier {
         }
         // Acquire: as above (and below).
         let mut w = self.state.load(Ordering::Acquire);
+        let mut slices = Slices::new();
         loop {
             if let Some(r) = outcome(w, round) {
                 return r;
@@ -417,7 +416,13 @@ impl Barrier {
                     }
                 }
             }
-            if !futex::wait_until(&self.state, w, deadline) && deadline_passed(deadline) {
+            // A bounded slice even without a deadline: a leader (or breaker, or `reset`)
+            // killed between its change and its wake costs us one slice (the deadline is
+            // checked here after every wake, spurious ones included).
+            let Some(slice) = slices.next(deadline) else {
+                return self.break_round(round);
+            };
+            if !futex::wait(&self.state, w, slice) && deadline_passed(deadline) {
                 return self.break_round(round);
             }
             w = self.state.load(Ordering::Acquire);
@@ -435,20 +440,42 @@ impl Barrier {
             }
             // Release pairs with the Acquire loads of the waiters we break; Acquire (on
             // failure) because we may return on the value we read.
-            match self.state.compare_exchange(
-                w,
-                (w | BROKEN) & !SLEEPERS,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
+            match self
+                .state
+                .compare_exchange(w, w | BROKEN, Ordering::AcqRel, Ordering::Acquire)
+            {
                 Ok(_) => {
                     if w & SLEEPERS != 0 {
-                        futex::wake_all(&self.state);
+                        self.wake(w | BROKEN);
                     }
                     return Err(BarrierError::Timeout);
                 }
                 Err(now) => w = now,
             }
+        }
+    }
+
+    /// Wakes every sleeper after a change that made the word `new` and kept `SLEEPERS`;
+    /// clears `SLEEPERS` if the wake found nobody.
+    ///
+    /// Clearing is safe then: nobody sleeps on `new` (a waiter sleeps only in a live round
+    /// it has arrived in, so on a word with at least one arrival and without `BROKEN`,
+    /// while every `new` starts a round with no arrival or is broken), so nobody can have
+    /// fallen asleep since our change while the word still holds `new`, and those asleep
+    /// before it would have been counted by the wake. The word comes back to `new` only
+    /// after the generation wraps (2^14 rounds during our wake): then a sleeper may lose
+    /// the bit, which costs it one sleep slice.
+    #[cold]
+    fn wake(&self, new: u32) {
+        if futex::wake_all(&self.state) == 0 {
+            // Relaxed: only the flag for later wakers; the argument above rests on the
+            // futex queue and the word's modification order alone.
+            let _ = self.state.compare_exchange(
+                new,
+                new & !SLEEPERS,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
         }
     }
 

@@ -18,7 +18,7 @@ use core::time::Duration;
 use std::time::Instant;
 
 use crate::futex;
-use crate::lock::raw_mutex::{SPIN_LIMIT, deadline_passed};
+use crate::lock::raw_mutex::{SPIN_LIMIT, Slices, deadline_passed};
 use crate::shared::{Elem, Kind, SharedSized, TypeTag};
 use crate::sync::{AtomicU32, Ordering, spin_loop};
 
@@ -99,8 +99,9 @@ impl Event {
     /// Sets the flag and wakes every waiter. Makes a syscall only if one may sleep.
     #[inline]
     pub fn set(&self) {
-        if self.set_flag() {
-            self.wake();
+        let (old, new) = self.set_flag();
+        if old & WAITERS != 0 {
+            self.wake(new);
         }
     }
 
@@ -111,28 +112,48 @@ impl Event {
         let _ = self.set_flag();
     }
 
-    /// The read-modify-write of `set`; returns whether it must wake.
+    /// The read-modify-write of `set`: sets the flag (and bumps the generation) if it was
+    /// clear, keeping `WAITERS`. Returns the word before and after.
     #[inline]
-    fn set_flag(&self) -> bool {
+    fn set_flag(&self) -> (u32, u32) {
+        let next = |w: u32| {
+            if is_set(w) {
+                w
+            } else {
+                w.wrapping_add(GEN_ONE) | SET
+            }
+        };
         // Release pairs with the Acquire loads in `wait*`/`is_set`: what we wrote before
         // `set` happens before what a waiter does after seeing the flag (or the new
         // generation: `clear`'s read-modify-write continues our release sequence).
         let old = self
             .state
-            .fetch_update(Ordering::Release, Ordering::Relaxed, |w| {
-                Some(if is_set(w) {
-                    w
-                } else {
-                    (w & !WAITERS).wrapping_add(GEN_ONE) | SET
-                })
-            })
+            .fetch_update(Ordering::Release, Ordering::Relaxed, |w| Some(next(w)))
             .unwrap_or_else(|w| w);
-        old & WAITERS != 0
+        (old, next(old))
     }
 
+    /// Wakes every sleeper after a `set` that made the word `new`; clears `WAITERS` if the
+    /// wake found nobody.
+    ///
+    /// Clearing is safe then: nobody sleeps on a word with the flag set (a waiter returns
+    /// on it), so nobody can have fallen asleep since our read-modify-write while the word
+    /// still holds `new`, and those asleep before it would have been counted by the wake.
+    /// The word cannot leave `new` and come back to it (a `clear` then a `set` bumps the
+    /// generation), but after 2^30 such cycles during our wake it could: then a sleeper
+    /// may lose the bit, which costs it one sleep slice.
     #[cold]
-    fn wake(&self) {
-        futex::wake_all(&self.state);
+    fn wake(&self, new: u32) {
+        if futex::wake_all(&self.state) == 0 {
+            // Relaxed: only the flag for later `set`s; the argument above rests on the
+            // futex queue and the word's modification order alone.
+            let _ = self.state.compare_exchange(
+                new,
+                new & !WAITERS,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
     }
 
     /// Clears the flag: later waits block until the next [`set`](Self::set).
@@ -169,20 +190,24 @@ impl Event {
         self.is_set() || self.wait_slow(Some(deadline))
     }
 
+    /// The contended wait: spin, announce `WAITERS`, then sleep in slices. Returns whether
+    /// the flag was set (or the generation moved on); `false` only once `deadline` passed.
     #[cold]
     fn wait_slow(&self, deadline: Option<Instant>) -> bool {
         // Acquire: pairs with the Release in `set` (here and below).
         let mut w = self.state.load(Ordering::Acquire);
         let start = generation(w);
+        let done = |w: u32| is_set(w) || generation(w) != start;
         for _ in 0..SPIN_LIMIT {
-            if is_set(w) || generation(w) != start {
+            if done(w) {
                 return true;
             }
             spin_loop();
             w = self.state.load(Ordering::Acquire);
         }
+        let mut slices = Slices::new();
         loop {
-            if is_set(w) || generation(w) != start {
+            if done(w) {
                 return true;
             }
             if w & WAITERS == 0 {
@@ -202,8 +227,14 @@ impl Event {
                     }
                 }
             }
-            if !futex::wait_until(&self.state, w, deadline) && deadline_passed(deadline) {
-                return self.is_set();
+            // A bounded slice even without a deadline: a setter killed between its
+            // read-modify-write and its wake costs us one slice (the deadline is checked
+            // here after every wake, spurious ones included).
+            let Some(slice) = slices.next(deadline) else {
+                return done(self.state.load(Ordering::Acquire));
+            };
+            if !futex::wait(&self.state, w, slice) && deadline_passed(deadline) {
+                return done(self.state.load(Ordering::Acquire));
             }
             w = self.state.load(Ordering::Acquire);
         }

@@ -47,7 +47,7 @@ use std::time::Instant;
 
 use crate::futex;
 use crate::futex::sleepers;
-use crate::lock::raw_mutex::{SPIN_LIMIT, TRY_LIMIT, deadline_passed};
+use crate::lock::raw_mutex::{SPIN_LIMIT, Slices, TRY_LIMIT, deadline_passed};
 use crate::shared::{Elem, Kind, SharedSized, TypeTag};
 use crate::sync::{AtomicU32, Ordering, fence, spin_loop};
 
@@ -273,6 +273,7 @@ impl Semaphore {
             }
             spin_loop();
         }
+        let mut slices = Slices::new();
         loop {
             // Registered again after every wakeup: a release that woke nobody may have
             // cleared `SLEEPERS` since (then this sets it again), or bumped the word (then
@@ -289,8 +290,14 @@ impl Semaphore {
                 }
                 continue;
             }
-            if !futex::wait_until(&self.sleepers, expected, deadline) && deadline_passed(deadline) {
-                // Nothing to undo: `SLEEPERS` is a "maybe", cleared by a later release.
+            // A bounded slice even without a deadline: a releaser killed between raising
+            // the count and waking costs us one slice (the deadline is checked here after
+            // every wake, spurious ones included). Nothing to undo on leaving: `SLEEPERS`
+            // is a "maybe", cleared by a later release.
+            let Some(slice) = slices.next(deadline) else {
+                return false;
+            };
+            if !futex::wait(&self.sleepers, expected, slice) && deadline_passed(deadline) {
                 return false;
             }
         }
