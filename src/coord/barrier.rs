@@ -6,7 +6,15 @@
 //! generation, a "somebody may sleep" bit and a "broken" bit (see [`Barrier`]'s field).
 //! Each arrival is one compare-exchange. The last party of a round (the *leader*) starts
 //! the next generation (arrived = 0) and wakes the sleepers if the bit says there are any.
-//! The others wait until the generation moves on. A completed round advances the
+//! The others wait until the generation moves on, sleeping in slices (1 ms, doubling up to
+//! 10 ms) and re-reading the word after each: a leader (or `reset`, or a breaker) that
+//! died between its change and its wake costs them at most one slice. A timed wait checks
+//! its deadline after every return of the futex, so a peer that floods the word with
+//! wakes cannot stretch it.
+//!
+//! Every waker keeps the "may sleep" bit in the word it writes and clears it only when its
+//! wake found nobody, which proves that nobody sleeps (the argument is on `Barrier::wake`
+//! in the source): a waker that died before waking leaves the bit for the next one. A completed round advances the
 //! generation by one; [`reset`](Barrier::reset) advances it by half the generation ring
 //! (`2^13`). A waiter that finds the generation `1..2^13` ahead of its round's returns `Ok`
 //! (its round completed, maybe followed by more rounds of other parties: possible with more
@@ -23,6 +31,23 @@
 //! A party that dies is not detected: the barrier has no owner to probe. The others see it
 //! only through their own timeouts (the first to time out breaks the barrier for all), so
 //! processes that may die should use [`wait_timeout`](Barrier::wait_timeout).
+//!
+//! # Crash windows
+//!
+//! Failpoint tests: `tests/coord_dead_waker.rs` (the leader's steps; the hook is
+//! `Barrier::wait_without_wake`), `tests/coord_wake_spam.rs` (a peer flooding the word
+//! with wakes).
+//!
+//! | Step (process killed there) | What it leaves | Who repairs it, how fast |
+//! |---|---|---|
+//! | Party: before its arrival | a round one party short | the others' timeouts (the first breaks the barrier); untimed waits wait on (see above) |
+//! | Party: arrived (one compare-exchange), spinning or asleep | its arrival counted; `SLEEPERS` maybe set, nobody asleep (the kernel drops a dead sleeper) | the round completes without it; the next waker's wake finds nobody and clears the bit (one needless `FUTEX_WAKE`) |
+//! | Leader: next round started (`SLEEPERS` kept), not yet woken | the round's sleepers asleep | each at the end of its slice (≤ 10 ms) returns `Ok`; at once the next waker (leader, `reset`, `abort`, breaker), which finds `SLEEPERS` and wakes |
+//! | Breaker, `abort` or `reset`: word changed, not yet woken | the round's sleepers asleep | each at the end of its slice returns `Broken`; at once the next waker, as above |
+//! | Any waker: woken, before clearing `SLEEPERS` (its wake found nobody) | `SLEEPERS` set, nobody asleep | the next waker: one needless `FUTEX_WAKE` |
+//!
+//! A waker *stopped* (SIGSTOP) after its change is the same as a killed one: the sleepers
+//! return at the end of their slice.
 //!
 //! # Limits
 //!
@@ -67,7 +92,7 @@ const fn generation(w: u32) -> u32 {
 }
 
 /// The word of a fresh round `by` generations after `w`'s: nobody arrived, not broken,
-/// nobody sleeping.
+/// `SLEEPERS` clear (the wakers that use it put `w`'s back).
 #[inline]
 const fn advanced(w: u32, by: u32) -> u32 {
     (generation(w).wrapping_add(by) & GEN_BITS) << GEN_SHIFT
@@ -173,6 +198,7 @@ pub struct Barrier {
     /// | 0..16  | parties arrived in the current round                            |
     /// | 16..30 | generation: rounds completed (+1) and resets (+2^13), wrapping  |
     /// | 30     | `SLEEPERS`: a waiter may sleep on the word; wake on change      |
+    /// |        | (cleared only by a waker whose wake found nobody)               |
     /// | 31     | `BROKEN`: every wait fails until `reset`                        |
     state: AtomicU32,
     /// The number of parties, `1..=MAX_PARTIES`; set once at initialisation.

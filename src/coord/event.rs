@@ -5,13 +5,42 @@
 //! One futex word holds the flag, a "somebody may sleep" bit, and a generation counter
 //! bumped by every `set` that changes the flag from clear to set (see [`Event`]'s field).
 //! A waiter that finds the flag clear sets `WAITERS` and futex-waits on the word; `set`
-//! replaces the word in one read-modify-write and calls `FUTEX_WAKE` (all) only if
-//! `WAITERS` was set, clearing it. Every sleeper slept on a word with `WAITERS` set, so the
-//! `set` that changes that word sees the bit and wakes it: no wakeup is lost.
+//! changes the word in one read-modify-write that keeps `WAITERS`, and calls `FUTEX_WAKE`
+//! (all) only if `WAITERS` was set. Every sleeper slept on a word with `WAITERS` set, so
+//! the `set` that changes that word sees the bit and wakes it: no wakeup is lost.
+//!
+//! Nobody lowers `WAITERS` but a `set` whose wake reported that it woke nobody, which
+//! proves that nobody sleeps (nobody sleeps on a word with the flag set; the argument is
+//! on `Event::wake` in the source). So the first `set` after a contended episode makes one
+//! wake that finds nobody, and later ones make no syscall again; and a setter that dies
+//! before its wake leaves the bit for the next `set` (even on the set event) to act on.
+//!
+//! Sleeps are bounded: a waiter sleeps in slices (1 ms, doubling up to 10 ms) and re-checks
+//! the word after each, so a setter that died between its read-modify-write and its wake
+//! costs the sleepers at most one slice. A timed wait checks its deadline after every
+//! return of the futex, so a peer that floods the word with wakes cannot stretch it.
 //!
 //! The generation makes `set(); clear()` in quick succession still release the waiters
 //! that were waiting at the time (as `threading.Event` does): a waiter that wakes to a
 //! cleared flag with a newer generation returns `true`.
+//!
+//! # Crash windows
+//!
+//! The event has no owner: a dead process is never waited for, only its unfinished step
+//! matters. Failpoint tests: `tests/coord_dead_waker.rs` (the setter's steps; the hook is
+//! `Event::set_without_wake`), `tests/coord_wake_spam.rs` (a peer flooding the word with
+//! wakes).
+//!
+//! | Step (process killed there) | What it leaves | Who repairs it, how fast |
+//! |---|---|---|
+//! | Waiter: spinning (loads only) | nothing | - |
+//! | Waiter: `WAITERS` set, or asleep in the futex | `WAITERS` set, nobody asleep (the kernel drops a dead sleeper) | the next `set`: its wake finds nobody and clears the bit (one needless `FUTEX_WAKE`) |
+//! | Setter: read-modify-write done (flag set, generation bumped, `WAITERS` kept), not yet woken | the flag set, sleepers asleep | every sleeper at the end of its slice (≤ 10 ms); at once the next `set` (even on the set event) or `clear` + `set`, which finds `WAITERS` and wakes |
+//! | Setter: woken, before clearing `WAITERS` (its wake found nobody) | `WAITERS` set, nobody asleep | the next `set`: one needless `FUTEX_WAKE` |
+//! | `clear`: one read-modify-write | nothing | - |
+//!
+//! A setter *stopped* (SIGSTOP) after its read-modify-write is the same as a killed one:
+//! its sleepers return at the end of their slice.
 
 use core::fmt;
 use core::time::Duration;
@@ -70,7 +99,8 @@ pub struct Event {
     /// | bits  | meaning                                                          |
     /// |-------|------------------------------------------------------------------|
     /// | 0     | `SET`: the flag                                                  |
-    /// | 1     | `WAITERS`: a waiter may sleep on the word; `set` must wake       |
+    /// | 1     | `WAITERS`: a waiter may sleep on the word; `set` must wake (and  |
+    /// |       | clears it only if its wake found nobody)                         |
     /// | 2..32 | generation: clear-to-set transitions, wrapping                   |
     ///
     /// `0` is a clear event nobody waits on.

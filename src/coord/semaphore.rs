@@ -25,6 +25,12 @@
 //! first release after a contended episode makes one wake that finds nobody, and the
 //! releases after it make no syscall again.
 //!
+//! Sleeps are bounded: a waiter sleeps in slices (1 ms, doubling up to 10 ms), then
+//! registers and re-reads the count again, so a releaser that died between raising the
+//! count and waking costs the sleepers at most one slice. A timed acquire checks its
+//! deadline after every return of the futex, so a peer that floods the sleepers word with
+//! wakes cannot stretch it.
+//!
 //! # Overflow
 //!
 //! The count is a `u32`: a release that would take it above `u32::MAX` changes nothing and
@@ -40,6 +46,24 @@
 //! queue), and clears the bit; later uncontended releases make no syscall. A count of
 //! waiters, which this replaced, stayed raised for good after such a death, costing every
 //! later release a syscall.
+//!
+//! # Crash windows
+//!
+//! Failpoint tests: `tests/coord_dead_waker.rs` (the releaser's steps; the hook is
+//! `Semaphore::release_without_wake`), `tests/coord_processes.rs` (a waiter killed
+//! asleep), `tests/coord_wake_spam.rs` (a peer flooding the sleepers word with wakes).
+//!
+//! | Step (process killed there) | What it leaves | Who repairs it, how fast |
+//! |---|---|---|
+//! | Acquire: count lowered (one compare-exchange) | one permit fewer, for good (no owner) | nobody: as in Python and POSIX |
+//! | Waiter: spinning (loads only) | nothing | - |
+//! | Waiter: registered, or asleep in the futex | `SLEEPERS` set, nobody asleep (the kernel drops a dead sleeper) | the next release: its wake finds nobody and clears the bit (one needless `FUTEX_WAKE`) |
+//! | Release: count raised, not yet bumped or woken | the permit free, sleepers asleep, `SLEEPERS` still set | a sleeper at the end of its slice (≤ 10 ms) takes it; at once the next release, which finds `SLEEPERS` and wakes |
+//! | Release: sleepers word bumped, not yet woken | the same (a bump wakes nobody already asleep) | the same |
+//! | Release: woken, before clearing `SLEEPERS` (its wake found nobody) | `SLEEPERS` set, nobody asleep | the next release: one needless `FUTEX_WAKE` |
+//!
+//! A releaser *stopped* (SIGSTOP) between raising the count and waking is the same as a
+//! killed one: its sleepers find the permit at the end of their slice.
 
 use core::fmt;
 use core::time::Duration;
@@ -125,8 +149,7 @@ pub struct Semaphore {
     ///
     /// `0`: nobody sleeps. Any value is safe: a stray `SLEEPERS` costs one release a
     /// needless wake, which clears it; a `SLEEPERS` wrongly clear while someone sleeps
-    /// (only hostile bytes do that) delays that sleeper to its timeout or the next
-    /// registration.
+    /// (only hostile bytes do that) delays that sleeper to the end of its slice.
     sleepers: AtomicU32,
 }
 
