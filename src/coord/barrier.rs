@@ -6,19 +6,21 @@
 //! generation, a "somebody may sleep" bit and a "broken" bit (see [`Barrier`]'s field).
 //! Each arrival is one compare-exchange. The last party of a round (the *leader*) starts
 //! the next generation (arrived = 0) and wakes the sleepers if the bit says there are any.
-//! The others wait until the generation moves on, sleeping in slices (1 ms, doubling up to
-//! 10 ms) and re-reading the word after each: a leader (or `reset`, or a breaker) that
-//! died between its change and its wake costs them at most one slice. A timed wait checks
-//! its deadline after every return of the futex, so a peer that floods the word with
-//! wakes cannot stretch it.
-//!
-//! Every waker keeps the "may sleep" bit in the word it writes and clears it only when its
-//! wake found nobody, which proves that nobody sleeps (the argument is on `Barrier::wake`
-//! in the source): a waker that died before waking leaves the bit for the next one. A completed round advances the
+//! The others wait until the generation moves on. A completed round advances the
 //! generation by one; [`reset`](Barrier::reset) advances it by half the generation ring
 //! (`2^13`). A waiter that finds the generation `1..2^13` ahead of its round's returns `Ok`
 //! (its round completed, maybe followed by more rounds of other parties: possible with more
 //! processes than parties); `2^13` or more ahead, "broken" (its round was reset).
+//!
+//! Waiters sleep in slices (1 ms, doubling up to 10 ms) and re-read the word after each:
+//! a leader (or `reset`, or a breaker) that died between its change and its wake costs
+//! them at most one slice (the price: a long wait wakes once per 10 ms to look). A timed
+//! wait checks its deadline after every return of the futex, so a peer that floods the
+//! word with wakes cannot stretch it.
+//!
+//! Every waker keeps the "may sleep" bit in the word it writes and clears it only when its
+//! wake found nobody, which proves that nobody sleeps (the argument is on `Barrier::wake`
+//! in the source): a waker that died before waking leaves the bit for the next one.
 //!
 //! # Broken barriers
 //!

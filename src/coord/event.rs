@@ -17,8 +17,9 @@
 //!
 //! Sleeps are bounded: a waiter sleeps in slices (1 ms, doubling up to 10 ms) and re-checks
 //! the word after each, so a setter that died between its read-modify-write and its wake
-//! costs the sleepers at most one slice. A timed wait checks its deadline after every
-//! return of the futex, so a peer that floods the word with wakes cannot stretch it.
+//! costs the sleepers at most one slice (the price: a long wait wakes once per 10 ms to
+//! look). A timed wait checks its deadline after every return of the futex, so a peer
+//! that floods the word with wakes cannot stretch it.
 //!
 //! The generation makes `set(); clear()` in quick succession still release the waiters
 //! that were waiting at the time (as `threading.Event` does): a waiter that wakes to a

@@ -27,9 +27,9 @@
 //!
 //! Sleeps are bounded: a waiter sleeps in slices (1 ms, doubling up to 10 ms), then
 //! registers and re-reads the count again, so a releaser that died between raising the
-//! count and waking costs the sleepers at most one slice. A timed acquire checks its
-//! deadline after every return of the futex, so a peer that floods the sleepers word with
-//! wakes cannot stretch it.
+//! count and waking costs the sleepers at most one slice (the price: a long wait wakes
+//! once per 10 ms to look). A timed acquire checks its deadline after every return of the
+//! futex, so a peer that floods the sleepers word with wakes cannot stretch it.
 //!
 //! # Overflow
 //!
