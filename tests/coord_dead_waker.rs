@@ -54,6 +54,17 @@ fn wait_until_asleep_in_futex(pid: libc::pid_t) {
 /// Forks a waker that runs `change` (a state change without its wake), announces it in
 /// `changed`, and hangs; SIGKILLs and reaps it once it has announced.
 fn waker_dies_after(changed: &AtomicU32, change: impl Fn()) {
+    let pid = waker_stops_after(changed, change);
+    // SAFETY: killing and reaping our own child.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+        libc::waitpid(pid, std::ptr::null_mut(), 0);
+    }
+}
+
+/// As [`waker_dies_after`], but SIGSTOPs the waker instead; returns its pid (it dies with
+/// the test thread, or when the caller kills it).
+fn waker_stops_after(changed: &AtomicU32, change: impl Fn()) -> libc::pid_t {
     let pids = fork_children(1, |_| {
         change();
         // Release: pairs with the Acquire load below.
@@ -66,11 +77,9 @@ fn waker_dies_after(changed: &AtomicU32, change: impl Fn()) {
     while changed.load(Ordering::Acquire) == 0 {
         std::thread::yield_now();
     }
-    // SAFETY: killing and reaping our own child.
-    unsafe {
-        libc::kill(pids[0], libc::SIGKILL);
-        libc::waitpid(pids[0], std::ptr::null_mut(), 0);
-    }
+    // SAFETY: stopping our own child.
+    unsafe { libc::kill(pids[0], libc::SIGSTOP) };
+    pids[0]
 }
 
 /// Waits up to `BOUND` for child `pid` to exit 0; returns how long it took. Kills it and
@@ -123,6 +132,23 @@ fn event_waiter_returns_when_the_setter_dies_before_waking() {
     assert!(t.obj.is_set());
     let took = exits_within_bound(waiter, "Event::wait after a dead set");
     eprintln!("waiter returned {took:?} after the setter died");
+}
+
+/// A setter stopped (SIGSTOP) between its read-modify-write and its wake is alive but
+/// will not wake: its sleepers must not wait for it.
+#[test]
+fn event_waiter_returns_while_the_setter_is_stopped_before_waking() {
+    watchdog(LIMIT);
+    let mem = SharedMem::<Dying<Event>>::new(1);
+    let t = mem.get();
+    let waiter = event_sleeper(t);
+    let setter = waker_stops_after(&t.changed, || t.obj.set_without_wake());
+    exits_within_bound(waiter, "Event::wait while the setter is stopped");
+    // SAFETY: killing and reaping our own child.
+    unsafe {
+        libc::kill(setter, libc::SIGKILL);
+        libc::waitpid(setter, std::ptr::null_mut(), 0);
+    }
 }
 
 #[test]
