@@ -1,6 +1,7 @@
 //! Model checks of the coordination primitives: the semaphore never over-admits and loses
 //! no wakeup, the event loses no wakeup, the barrier lets nobody pass early over two
-//! rounds, and the queue hands items over in order without losing a wakeup.
+//! rounds, the queue hands items over in order without losing a wakeup, and a waker that
+//! dies between its state change and its wake leaves the next waker able to wake.
 #![cfg(loom)]
 
 use loom::sync::Arc;
@@ -249,5 +250,94 @@ fn barrier_waiter_that_looks_late_after_two_rounds_still_passes() {
         b.wait().unwrap();
         third.join().unwrap().unwrap();
         late.join().unwrap().unwrap();
+    });
+}
+
+// A waker that dies between its state change and its wake: the `*_without_wake` hooks make
+// the change and skip the wake, as a process killed at that step does. Loom cannot model
+// the bounded sleep slice that frees such a stranded sleeper on Linux (loom has no clock:
+// its timed futex wait returns at once, and untimed waits stay unbounded here so that a
+// lost wakeup shows as a deadlock), so these models check the other half of the repair:
+// the dead waker leaves the "may sleep" bit set, and the next live waker wakes the
+// stranded sleeper. On the protocol that cleared the bit before waking they deadlock.
+
+/// An Event setter dies before waking; a later `set` of the already set event must wake
+/// the waiter it stranded.
+#[test]
+fn event_set_after_a_setter_died_before_waking_wakes_its_stranded_waiter() {
+    loom::model(|| {
+        let e = Arc::new(Event::new());
+        let (e1, e2) = (e.clone(), e.clone());
+        let waiter = thread::spawn(move || e1.wait());
+        let dead = thread::spawn(move || e2.set_without_wake());
+        dead.join().unwrap();
+        e.set();
+        waiter.join().unwrap();
+        assert!(e.is_set());
+    });
+}
+
+/// The same with `clear` + `set` after the dead setter.
+#[test]
+fn event_clear_and_set_after_a_setter_died_before_waking_wake_its_stranded_waiter() {
+    loom::model(|| {
+        let e = Arc::new(Event::new());
+        let (e1, e2) = (e.clone(), e.clone());
+        let waiter = thread::spawn(move || e1.wait());
+        let dead = thread::spawn(move || e2.set_without_wake());
+        dead.join().unwrap();
+        e.clear();
+        e.set();
+        waiter.join().unwrap();
+    });
+}
+
+/// A Semaphore releaser dies between raising the count and waking; the next release must
+/// wake the acquirer it stranded (one permit is left over). The sleepers word kept its
+/// bit before the waits were sliced too: this model guards that it stays so.
+#[test]
+fn semaphore_release_after_a_releaser_died_before_waking_wakes_its_stranded_acquirer() {
+    loom::model(|| {
+        let s = Arc::new(Semaphore::new(0));
+        let (s1, s2) = (s.clone(), s.clone());
+        let acquirer = thread::spawn(move || s1.acquire());
+        let dead = thread::spawn(move || s2.release_without_wake().unwrap());
+        dead.join().unwrap();
+        s.release().unwrap();
+        acquirer.join().unwrap();
+        assert_eq!(s.value(), 1);
+    });
+}
+
+/// A Barrier leader dies between starting the next round and waking; the next waker
+/// (here `abort`) must wake the party it stranded, which returns `Ok` (its round
+/// completed).
+#[test]
+fn barrier_abort_after_a_leader_died_before_waking_wakes_its_stranded_party() {
+    loom::model(|| {
+        let b = Arc::new(Barrier::new(2));
+        let (b1, b2) = (b.clone(), b.clone());
+        let party = thread::spawn(move || b1.wait());
+        let dead = thread::spawn(move || b2.wait_without_wake());
+        let leaders = u32::from(dead.join().unwrap().unwrap().is_leader());
+        b.abort();
+        let leaders = leaders + u32::from(party.join().unwrap().unwrap().is_leader());
+        assert_eq!(leaders, 1);
+    });
+}
+
+/// A `set` whose wake finds nobody clears `WAITERS`; a waiter that registers meanwhile for
+/// the next generation (after a `clear`) must still be woken by the next `set`.
+#[test]
+fn event_set_clearing_waiters_after_an_empty_wake_loses_no_later_waiter() {
+    loom::model(|| {
+        let e = Arc::new(Event::new());
+        let e1 = e.clone();
+        let waiter = thread::spawn(move || e1.wait());
+        e.set();
+        e.clear();
+        e.set();
+        waiter.join().unwrap();
+        assert!(e.is_set());
     });
 }

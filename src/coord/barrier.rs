@@ -12,6 +12,16 @@
 //! (its round completed, maybe followed by more rounds of other parties: possible with more
 //! processes than parties); `2^13` or more ahead, "broken" (its round was reset).
 //!
+//! Waiters sleep in slices (1 ms, doubling up to 10 ms) and re-read the word after each:
+//! a leader (or `reset`, or a breaker) that died between its change and its wake costs
+//! them at most one slice (the price: a long wait wakes once per 10 ms to look). A timed
+//! wait checks its deadline after every return of the futex, so a peer that floods the
+//! word with wakes cannot stretch it.
+//!
+//! Every waker keeps the "may sleep" bit in the word it writes and clears it only when its
+//! wake found nobody, which proves that nobody sleeps (the argument is on `Barrier::wake`
+//! in the source): a waker that died before waking leaves the bit for the next one.
+//!
 //! # Broken barriers
 //!
 //! Like Python's `Barrier`, a wait that times out *breaks* the barrier: that wait returns
@@ -23,6 +33,23 @@
 //! A party that dies is not detected: the barrier has no owner to probe. The others see it
 //! only through their own timeouts (the first to time out breaks the barrier for all), so
 //! processes that may die should use [`wait_timeout`](Barrier::wait_timeout).
+//!
+//! # Crash windows
+//!
+//! Failpoint tests: `tests/coord_dead_waker.rs` (the leader's steps; the hook is
+//! `Barrier::wait_without_wake`), `tests/coord_wake_spam.rs` (a peer flooding the word
+//! with wakes).
+//!
+//! | Step (process killed there) | What it leaves | Who repairs it, how fast |
+//! |---|---|---|
+//! | Party: before its arrival | a round one party short | the others' timeouts (the first breaks the barrier); untimed waits wait on (see above) |
+//! | Party: arrived (one compare-exchange), spinning or asleep | its arrival counted; `SLEEPERS` maybe set, nobody asleep (the kernel drops a dead sleeper) | the round completes without it; the next waker's wake finds nobody and clears the bit (one needless `FUTEX_WAKE`) |
+//! | Leader: next round started (`SLEEPERS` kept), not yet woken | the round's sleepers asleep | each at the end of its slice (≤ 10 ms) returns `Ok`; at once the next waker (leader, `reset`, `abort`, breaker), which finds `SLEEPERS` and wakes |
+//! | Breaker, `abort` or `reset`: word changed, not yet woken | the round's sleepers asleep | each at the end of its slice returns `Broken`; at once the next waker, as above |
+//! | Any waker: woken, before clearing `SLEEPERS` (its wake found nobody) | `SLEEPERS` set, nobody asleep | the next waker: one needless `FUTEX_WAKE` |
+//!
+//! A waker *stopped* (SIGSTOP) after its change is the same as a killed one: the sleepers
+//! return at the end of their slice.
 //!
 //! # Limits
 //!
@@ -37,7 +64,7 @@ use core::time::Duration;
 use std::time::Instant;
 
 use crate::futex;
-use crate::lock::raw_mutex::{SPIN_LIMIT, deadline_passed};
+use crate::lock::raw_mutex::{SPIN_LIMIT, Slices, deadline_passed};
 use crate::shared::{Elem, Kind, SharedSized, TypeTag};
 use crate::sync::{AtomicU32, Ordering, spin_loop};
 
@@ -67,7 +94,7 @@ const fn generation(w: u32) -> u32 {
 }
 
 /// The word of a fresh round `by` generations after `w`'s: nobody arrived, not broken,
-/// nobody sleeping.
+/// `SLEEPERS` clear (the wakers that use it put `w`'s back).
 #[inline]
 const fn advanced(w: u32, by: u32) -> u32 {
     (generation(w).wrapping_add(by) & GEN_BITS) << GEN_SHIFT
@@ -173,6 +200,7 @@ pub struct Barrier {
     /// | 0..16  | parties arrived in the current round                            |
     /// | 16..30 | generation: rounds completed (+1) and resets (+2^13), wrapping  |
     /// | 30     | `SLEEPERS`: a waiter may sleep on the word; wake on change      |
+    /// |        | (cleared only by a waker whose wake found nobody)               |
     /// | 31     | `BROKEN`: every wait fails until `reset`                        |
     state: AtomicU32,
     /// The number of parties, `1..=MAX_PARTIES`; set once at initialisation.
@@ -257,7 +285,7 @@ impl Barrier {
     /// [module docs](self)), or has no valid party count.
     #[inline]
     pub fn wait(&self) -> Result<BarrierWaitResult, BarrierError> {
-        self.wait_inner(None)
+        self.wait_inner(None, true)
     }
 
     /// [`wait`](Self::wait) for at most `timeout`.
@@ -267,7 +295,7 @@ impl Barrier {
     /// [`BarrierError::Timeout`] if the timeout passed first (then the barrier is broken
     /// for everyone); otherwise as [`wait`](Self::wait).
     pub fn wait_timeout(&self, timeout: Duration) -> Result<BarrierWaitResult, BarrierError> {
-        self.wait_inner(Instant::now().checked_add(timeout))
+        self.wait_inner(Instant::now().checked_add(timeout), true)
     }
 
     /// [`wait`](Self::wait) until `deadline`.
@@ -276,21 +304,20 @@ impl Barrier {
     ///
     /// As for [`wait_timeout`](Self::wait_timeout).
     pub fn wait_until(&self, deadline: Instant) -> Result<BarrierWaitResult, BarrierError> {
-        self.wait_inner(Some(deadline))
+        self.wait_inner(Some(deadline), true)
     }
 
     /// Repairs a broken barrier: starts a new round with nobody arrived. Parties waiting in
     /// the current round return [`BarrierError::Broken`] (as in Python).
     pub fn reset(&self) {
         // Release pairs with the Acquire loads of waiters: they return after seeing this.
+        let next = |w: u32| advanced(w, RESET_STEP) | (w & SLEEPERS);
         let old = self
             .state
-            .fetch_update(Ordering::Release, Ordering::Relaxed, |w| {
-                Some(advanced(w, RESET_STEP))
-            })
+            .fetch_update(Ordering::Release, Ordering::Relaxed, |w| Some(next(w)))
             .unwrap_or_else(|w| w);
         if old & SLEEPERS != 0 {
-            futex::wake_all(&self.state);
+            self.wake(next(old));
         }
     }
 
@@ -312,12 +339,29 @@ impl Barrier {
         // Release pairs with the Acquire loads of the waiters we break, as in `break_round`.
         let old = self.state.fetch_or(BROKEN, Ordering::Release);
         if old & SLEEPERS != 0 {
-            futex::wake_all(&self.state);
+            self.wake(old | BROKEN);
         }
     }
 
+    /// For tests of a leader that dies between starting the next round and waking the
+    /// others: [`wait`](Self::wait), except that the leader does not wake. Not part of the
+    /// API.
+    ///
+    /// # Errors
+    ///
+    /// As for [`wait`](Self::wait).
+    #[doc(hidden)]
+    pub fn wait_without_wake(&self) -> Result<BarrierWaitResult, BarrierError> {
+        self.wait_inner(None, false)
+    }
+
+    /// An arrival; the leader wakes the others only if `wake` (always but in tests).
     #[inline]
-    fn wait_inner(&self, deadline: Option<Instant>) -> Result<BarrierWaitResult, BarrierError> {
+    fn wait_inner(
+        &self,
+        deadline: Option<Instant>,
+        wake: bool,
+    ) -> Result<BarrierWaitResult, BarrierError> {
         let parties = self.parties();
         if parties == 0 || parties > Self::MAX_PARTIES {
             return Err(BarrierError::Broken);
@@ -336,15 +380,14 @@ impl Barrier {
                 // the release sequence we read from), Release with the waiters' Acquire
                 // loads: everything every party did before arriving happens before every
                 // party returns.
-                match self.state.compare_exchange(
-                    w,
-                    advanced(w, 1),
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                ) {
+                let new = advanced(w, 1) | (w & SLEEPERS);
+                match self
+                    .state
+                    .compare_exchange(w, new, Ordering::AcqRel, Ordering::Relaxed)
+                {
                     Ok(_) => {
-                        if w & SLEEPERS != 0 {
-                            futex::wake_all(&self.state);
+                        if wake && w & SLEEPERS != 0 {
+                            self.wake(new);
                         }
                         return Ok(BarrierWaitResult { leader: true });
                     }
@@ -379,6 +422,7 @@ impl Barrier {
         }
         // Acquire: as above (and below).
         let mut w = self.state.load(Ordering::Acquire);
+        let mut slices = Slices::new();
         loop {
             if let Some(r) = outcome(w, round) {
                 return r;
@@ -400,7 +444,13 @@ impl Barrier {
                     }
                 }
             }
-            if !futex::wait_until(&self.state, w, deadline) && deadline_passed(deadline) {
+            // A bounded slice even without a deadline: a leader (or breaker, or `reset`)
+            // killed between its change and its wake costs us one slice (the deadline is
+            // checked here after every wake, spurious ones included).
+            let Some(slice) = slices.next(deadline) else {
+                return self.break_round(round);
+            };
+            if !futex::wait(&self.state, w, slice) && deadline_passed(deadline) {
                 return self.break_round(round);
             }
             w = self.state.load(Ordering::Acquire);
@@ -418,20 +468,42 @@ impl Barrier {
             }
             // Release pairs with the Acquire loads of the waiters we break; Acquire (on
             // failure) because we may return on the value we read.
-            match self.state.compare_exchange(
-                w,
-                (w | BROKEN) & !SLEEPERS,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
+            match self
+                .state
+                .compare_exchange(w, w | BROKEN, Ordering::AcqRel, Ordering::Acquire)
+            {
                 Ok(_) => {
                     if w & SLEEPERS != 0 {
-                        futex::wake_all(&self.state);
+                        self.wake(w | BROKEN);
                     }
                     return Err(BarrierError::Timeout);
                 }
                 Err(now) => w = now,
             }
+        }
+    }
+
+    /// Wakes every sleeper after a change that made the word `new` and kept `SLEEPERS`;
+    /// clears `SLEEPERS` if the wake found nobody.
+    ///
+    /// Clearing is safe then: nobody sleeps on `new` (a waiter sleeps only in a live round
+    /// it has arrived in, so on a word with at least one arrival and without `BROKEN`,
+    /// while every `new` starts a round with no arrival or is broken), so nobody can have
+    /// fallen asleep since our change while the word still holds `new`, and those asleep
+    /// before it would have been counted by the wake. The word comes back to `new` only
+    /// after the generation wraps (2^14 rounds during our wake): then a sleeper may lose
+    /// the bit, which costs it one sleep slice.
+    #[cold]
+    fn wake(&self, new: u32) {
+        if futex::wake_all(&self.state) == 0 {
+            // Relaxed: only the flag for later wakers; the argument above rests on the
+            // futex queue and the word's modification order alone.
+            let _ = self.state.compare_exchange(
+                new,
+                new & !SLEEPERS,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
         }
     }
 

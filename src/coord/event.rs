@@ -5,20 +5,50 @@
 //! One futex word holds the flag, a "somebody may sleep" bit, and a generation counter
 //! bumped by every `set` that changes the flag from clear to set (see [`Event`]'s field).
 //! A waiter that finds the flag clear sets `WAITERS` and futex-waits on the word; `set`
-//! replaces the word in one read-modify-write and calls `FUTEX_WAKE` (all) only if
-//! `WAITERS` was set, clearing it. Every sleeper slept on a word with `WAITERS` set, so the
-//! `set` that changes that word sees the bit and wakes it: no wakeup is lost.
+//! changes the word in one read-modify-write that keeps `WAITERS`, and calls `FUTEX_WAKE`
+//! (all) only if `WAITERS` was set. Every sleeper slept on a word with `WAITERS` set, so
+//! the `set` that changes that word sees the bit and wakes it: no wakeup is lost.
+//!
+//! Nobody lowers `WAITERS` but a `set` whose wake reported that it woke nobody, which
+//! proves that nobody sleeps (nobody sleeps on a word with the flag set; the argument is
+//! on `Event::wake` in the source). So the first `set` after a contended episode makes one
+//! wake that finds nobody, and later ones make no syscall again; and a setter that dies
+//! before its wake leaves the bit for the next `set` (even on the set event) to act on.
+//!
+//! Sleeps are bounded: a waiter sleeps in slices (1 ms, doubling up to 10 ms) and re-checks
+//! the word after each, so a setter that died between its read-modify-write and its wake
+//! costs the sleepers at most one slice (the price: a long wait wakes once per 10 ms to
+//! look). A timed wait checks its deadline after every return of the futex, so a peer
+//! that floods the word with wakes cannot stretch it.
 //!
 //! The generation makes `set(); clear()` in quick succession still release the waiters
 //! that were waiting at the time (as `threading.Event` does): a waiter that wakes to a
 //! cleared flag with a newer generation returns `true`.
+//!
+//! # Crash windows
+//!
+//! The event has no owner: a dead process is never waited for, only its unfinished step
+//! matters. Failpoint tests: `tests/coord_dead_waker.rs` (the setter's steps; the hook is
+//! `Event::set_without_wake`), `tests/coord_wake_spam.rs` (a peer flooding the word with
+//! wakes).
+//!
+//! | Step (process killed there) | What it leaves | Who repairs it, how fast |
+//! |---|---|---|
+//! | Waiter: spinning (loads only) | nothing | - |
+//! | Waiter: `WAITERS` set, or asleep in the futex | `WAITERS` set, nobody asleep (the kernel drops a dead sleeper) | the next `set`: its wake finds nobody and clears the bit (one needless `FUTEX_WAKE`) |
+//! | Setter: read-modify-write done (flag set, generation bumped, `WAITERS` kept), not yet woken | the flag set, sleepers asleep | every sleeper at the end of its slice (≤ 10 ms); at once the next `set` (even on the set event) or `clear` + `set`, which finds `WAITERS` and wakes |
+//! | Setter: woken, before clearing `WAITERS` (its wake found nobody) | `WAITERS` set, nobody asleep | the next `set`: one needless `FUTEX_WAKE` |
+//! | `clear`: one read-modify-write | nothing | - |
+//!
+//! A setter *stopped* (SIGSTOP) after its read-modify-write is the same as a killed one:
+//! its sleepers return at the end of their slice.
 
 use core::fmt;
 use core::time::Duration;
 use std::time::Instant;
 
 use crate::futex;
-use crate::lock::raw_mutex::{SPIN_LIMIT, deadline_passed};
+use crate::lock::raw_mutex::{SPIN_LIMIT, Slices, deadline_passed};
 use crate::shared::{Elem, Kind, SharedSized, TypeTag};
 use crate::sync::{AtomicU32, Ordering, spin_loop};
 
@@ -70,7 +100,8 @@ pub struct Event {
     /// | bits  | meaning                                                          |
     /// |-------|------------------------------------------------------------------|
     /// | 0     | `SET`: the flag                                                  |
-    /// | 1     | `WAITERS`: a waiter may sleep on the word; `set` must wake       |
+    /// | 1     | `WAITERS`: a waiter may sleep on the word; `set` must wake (and  |
+    /// |       | clears it only if its wake found nobody)                         |
     /// | 2..32 | generation: clear-to-set transitions, wrapping                   |
     ///
     /// `0` is a clear event nobody waits on.
@@ -99,27 +130,61 @@ impl Event {
     /// Sets the flag and wakes every waiter. Makes a syscall only if one may sleep.
     #[inline]
     pub fn set(&self) {
+        let (old, new) = self.set_flag();
+        if old & WAITERS != 0 {
+            self.wake(new);
+        }
+    }
+
+    /// For tests of a setter that dies between setting the flag and waking: `set` without
+    /// the wake. Not part of the API.
+    #[doc(hidden)]
+    pub fn set_without_wake(&self) {
+        let _ = self.set_flag();
+    }
+
+    /// The read-modify-write of `set`: sets the flag (and bumps the generation) if it was
+    /// clear, keeping `WAITERS`. Returns the word before and after.
+    #[inline]
+    fn set_flag(&self) -> (u32, u32) {
+        let next = |w: u32| {
+            if is_set(w) {
+                w
+            } else {
+                w.wrapping_add(GEN_ONE) | SET
+            }
+        };
         // Release pairs with the Acquire loads in `wait*`/`is_set`: what we wrote before
         // `set` happens before what a waiter does after seeing the flag (or the new
         // generation: `clear`'s read-modify-write continues our release sequence).
         let old = self
             .state
-            .fetch_update(Ordering::Release, Ordering::Relaxed, |w| {
-                Some(if is_set(w) {
-                    w
-                } else {
-                    (w & !WAITERS).wrapping_add(GEN_ONE) | SET
-                })
-            })
+            .fetch_update(Ordering::Release, Ordering::Relaxed, |w| Some(next(w)))
             .unwrap_or_else(|w| w);
-        if old & WAITERS != 0 {
-            self.wake();
-        }
+        (old, next(old))
     }
 
+    /// Wakes every sleeper after a `set` that made the word `new`; clears `WAITERS` if the
+    /// wake found nobody.
+    ///
+    /// Clearing is safe then: nobody sleeps on a word with the flag set (a waiter returns
+    /// on it), so nobody can have fallen asleep since our read-modify-write while the word
+    /// still holds `new`, and those asleep before it would have been counted by the wake.
+    /// The word cannot leave `new` and come back to it (a `clear` then a `set` bumps the
+    /// generation), but after 2^30 such cycles during our wake it could: then a sleeper
+    /// may lose the bit, which costs it one sleep slice.
     #[cold]
-    fn wake(&self) {
-        futex::wake_all(&self.state);
+    fn wake(&self, new: u32) {
+        if futex::wake_all(&self.state) == 0 {
+            // Relaxed: only the flag for later `set`s; the argument above rests on the
+            // futex queue and the word's modification order alone.
+            let _ = self.state.compare_exchange(
+                new,
+                new & !WAITERS,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
     }
 
     /// Clears the flag: later waits block until the next [`set`](Self::set).
@@ -156,20 +221,24 @@ impl Event {
         self.is_set() || self.wait_slow(Some(deadline))
     }
 
+    /// The contended wait: spin, announce `WAITERS`, then sleep in slices. Returns whether
+    /// the flag was set (or the generation moved on); `false` only once `deadline` passed.
     #[cold]
     fn wait_slow(&self, deadline: Option<Instant>) -> bool {
         // Acquire: pairs with the Release in `set` (here and below).
         let mut w = self.state.load(Ordering::Acquire);
         let start = generation(w);
+        let done = |w: u32| is_set(w) || generation(w) != start;
         for _ in 0..SPIN_LIMIT {
-            if is_set(w) || generation(w) != start {
+            if done(w) {
                 return true;
             }
             spin_loop();
             w = self.state.load(Ordering::Acquire);
         }
+        let mut slices = Slices::new();
         loop {
-            if is_set(w) || generation(w) != start {
+            if done(w) {
                 return true;
             }
             if w & WAITERS == 0 {
@@ -189,8 +258,14 @@ impl Event {
                     }
                 }
             }
-            if !futex::wait_until(&self.state, w, deadline) && deadline_passed(deadline) {
-                return self.is_set();
+            // A bounded slice even without a deadline: a setter killed between its
+            // read-modify-write and its wake costs us one slice (the deadline is checked
+            // here after every wake, spurious ones included).
+            let Some(slice) = slices.next(deadline) else {
+                return done(self.state.load(Ordering::Acquire));
+            };
+            if !futex::wait(&self.state, w, slice) && deadline_passed(deadline) {
+                return done(self.state.load(Ordering::Acquire));
             }
             w = self.state.load(Ordering::Acquire);
         }

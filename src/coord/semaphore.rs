@@ -25,6 +25,12 @@
 //! first release after a contended episode makes one wake that finds nobody, and the
 //! releases after it make no syscall again.
 //!
+//! Sleeps are bounded: a waiter sleeps in slices (1 ms, doubling up to 10 ms), then
+//! registers and re-reads the count again, so a releaser that died between raising the
+//! count and waking costs the sleepers at most one slice (the price: a long wait wakes
+//! once per 10 ms to look). A timed acquire checks its deadline after every return of the
+//! futex, so a peer that floods the sleepers word with wakes cannot stretch it.
+//!
 //! # Overflow
 //!
 //! The count is a `u32`: a release that would take it above `u32::MAX` changes nothing and
@@ -40,6 +46,24 @@
 //! queue), and clears the bit; later uncontended releases make no syscall. A count of
 //! waiters, which this replaced, stayed raised for good after such a death, costing every
 //! later release a syscall.
+//!
+//! # Crash windows
+//!
+//! Failpoint tests: `tests/coord_dead_waker.rs` (the releaser's steps; the hook is
+//! `Semaphore::release_without_wake`), `tests/coord_processes.rs` (a waiter killed
+//! asleep), `tests/coord_wake_spam.rs` (a peer flooding the sleepers word with wakes).
+//!
+//! | Step (process killed there) | What it leaves | Who repairs it, how fast |
+//! |---|---|---|
+//! | Acquire: count lowered (one compare-exchange) | one permit fewer, for good (no owner) | nobody: as in Python and POSIX |
+//! | Waiter: spinning (loads only) | nothing | - |
+//! | Waiter: registered, or asleep in the futex | `SLEEPERS` set, nobody asleep (the kernel drops a dead sleeper) | the next release: its wake finds nobody and clears the bit (one needless `FUTEX_WAKE`) |
+//! | Release: count raised, not yet bumped or woken | the permit free, sleepers asleep, `SLEEPERS` still set | a sleeper at the end of its slice (≤ 10 ms) takes it; at once the next release, which finds `SLEEPERS` and wakes |
+//! | Release: sleepers word bumped, not yet woken | the same (a bump wakes nobody already asleep) | the same |
+//! | Release: woken, before clearing `SLEEPERS` (its wake found nobody) | `SLEEPERS` set, nobody asleep | the next release: one needless `FUTEX_WAKE` |
+//!
+//! A releaser *stopped* (SIGSTOP) between raising the count and waking is the same as a
+//! killed one: its sleepers find the permit at the end of their slice.
 
 use core::fmt;
 use core::time::Duration;
@@ -47,7 +71,7 @@ use std::time::Instant;
 
 use crate::futex;
 use crate::futex::sleepers;
-use crate::lock::raw_mutex::{SPIN_LIMIT, TRY_LIMIT, deadline_passed};
+use crate::lock::raw_mutex::{SPIN_LIMIT, Slices, TRY_LIMIT, deadline_passed};
 use crate::shared::{Elem, Kind, SharedSized, TypeTag};
 use crate::sync::{AtomicU32, Ordering, fence, spin_loop};
 
@@ -72,6 +96,17 @@ pub enum ReleaseError {
         /// The bound, as read from the object.
         bound: u32,
     },
+}
+
+/// The steps a release takes: all of them, except in the deliberately broken releases of
+/// tests.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Steps {
+    All,
+    /// Only the loom model that proves the fence is needed builds it.
+    #[cfg_attr(not(loom), allow(dead_code))]
+    WithoutFence,
+    WithoutWake,
 }
 
 /// A counting semaphore shared by threads and processes: Python's
@@ -114,8 +149,7 @@ pub struct Semaphore {
     ///
     /// `0`: nobody sleeps. Any value is safe: a stray `SLEEPERS` costs one release a
     /// needless wake, which clears it; a `SLEEPERS` wrongly clear while someone sleeps
-    /// (only hostile bytes do that) delays that sleeper to its timeout or the next
-    /// registration.
+    /// (only hostile bytes do that) delays that sleeper to the end of its slice.
     sleepers: AtomicU32,
 }
 
@@ -188,7 +222,7 @@ impl Semaphore {
     /// [`ReleaseError::Overflow`] if the count would exceed `u32::MAX`; nothing changes.
     #[inline]
     pub fn release_n(&self, n: u32) -> Result<(), ReleaseError> {
-        self.release_limited(n, u32::MAX, true)
+        self.release_limited(n, u32::MAX, Steps::All)
             .map_err(|_| ReleaseError::Overflow)
     }
 
@@ -198,7 +232,19 @@ impl Semaphore {
     #[cfg(loom)]
     #[doc(hidden)]
     pub fn release_without_fence(&self) {
-        let _ = self.release_limited(1, u32::MAX, false);
+        let _ = self.release_limited(1, u32::MAX, Steps::WithoutFence);
+    }
+
+    /// For tests of a releaser that dies between raising the count and waking: `release`
+    /// without the wake. Not part of the API.
+    ///
+    /// # Errors
+    ///
+    /// As for [`release`](Self::release).
+    #[doc(hidden)]
+    pub fn release_without_wake(&self) -> Result<(), ReleaseError> {
+        self.release_limited(1, u32::MAX, Steps::WithoutWake)
+            .map_err(|_| ReleaseError::Overflow)
     }
 
     /// The number of free permits now (a snapshot).
@@ -250,6 +296,7 @@ impl Semaphore {
             }
             spin_loop();
         }
+        let mut slices = Slices::new();
         loop {
             // Registered again after every wakeup: a release that woke nobody may have
             // cleared `SLEEPERS` since (then this sets it again), or bumped the word (then
@@ -266,8 +313,14 @@ impl Semaphore {
                 }
                 continue;
             }
-            if !futex::wait_until(&self.sleepers, expected, deadline) && deadline_passed(deadline) {
-                // Nothing to undo: `SLEEPERS` is a "maybe", cleared by a later release.
+            // A bounded slice even without a deadline: a releaser killed between raising
+            // the count and waking costs us one slice (the deadline is checked here after
+            // every wake, spurious ones included). Nothing to undo on leaving: `SLEEPERS`
+            // is a "maybe", cleared by a later release.
+            let Some(slice) = slices.next(deadline) else {
+                return false;
+            };
+            if !futex::wait(&self.sleepers, expected, slice) && deadline_passed(deadline) {
                 return false;
             }
         }
@@ -275,7 +328,7 @@ impl Semaphore {
 
     /// Adds `n` permits unless the count would exceed `limit`; then returns the count.
     #[inline]
-    fn release_limited(&self, n: u32, limit: u32, with_fence: bool) -> Result<(), u32> {
+    fn release_limited(&self, n: u32, limit: u32, steps: Steps) -> Result<(), u32> {
         if n == 0 {
             return Ok(());
         }
@@ -297,11 +350,13 @@ impl Semaphore {
         }
         // SeqCst fence: pairs with the one in `acquire_slow`, so that if this load misses
         // a waiter's registration, that waiter sees our new count (see the module docs).
-        if with_fence {
+        if steps != Steps::WithoutFence {
             fence(Ordering::SeqCst);
         }
         // Relaxed: ordered by the fence above.
-        if sleepers::may_have_sleepers(self.sleepers.load(Ordering::Relaxed)) {
+        if steps != Steps::WithoutWake
+            && sleepers::may_have_sleepers(self.sleepers.load(Ordering::Relaxed))
+        {
             self.wake(n);
         }
         Ok(())
@@ -451,7 +506,7 @@ impl BoundedSemaphore {
     pub fn release_n(&self, n: u32) -> Result<(), ReleaseError> {
         let bound = self.bound();
         self.sem
-            .release_limited(n, bound, true)
+            .release_limited(n, bound, Steps::All)
             .map_err(|_| ReleaseError::AboveBound { bound })
     }
 
