@@ -387,3 +387,41 @@ fn condvar_wait_for_ends_at_its_deadline_when_its_relock_meets_a_stopped_holder(
     }
     panic!("the holder never stopped before the waiter's deadline");
 }
+
+/// A notifier killed between its bump of the condvar's word and its wake (here: the word is
+/// bumped, as a notify's first step does, and no wake follows) strands no waiter: an
+/// untimed `wait` sleeps in bounded slices, re-checks the word, and returns.
+#[test]
+#[cfg_attr(miri, ignore = "waits for a 10 ms slice to run out")]
+fn condvar_waiter_returns_when_the_notifier_dies_before_its_wake() {
+    watchdog(Duration::from_secs(15));
+    /// The sleepers word's tick and its "may sleep" bit (see `futex::sleepers`).
+    const TICK: u32 = 1 << 2;
+    const SLEEPERS: u32 = 1;
+    let m = Mutex::new(0u32);
+    let cv = Condvar::new();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut g = m.lock().unwrap();
+            while *g == 0 {
+                g = cv.wait(g).unwrap();
+            }
+            let _ = tx.send(*g);
+        });
+        // The waiter has registered (and so released the mutex to sleep).
+        let (seq, _) = cv.words();
+        while seq.load(Ordering::Relaxed) & SLEEPERS == 0 {
+            std::thread::yield_now();
+        }
+        // The dead notifier's work: the condition set under the mutex, the word bumped, no
+        // wake.
+        *m.lock().unwrap() = 7;
+        seq.fetch_add(TICK, Ordering::Release);
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(5)),
+            Ok(7),
+            "the waiter stayed asleep after a notifier died before its wake"
+        );
+    });
+}

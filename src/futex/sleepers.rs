@@ -12,7 +12,9 @@
 //!
 //! `0` is a word nobody sleeps on. Every value is valid: a wrong `SLEEPERS` costs one
 //! needless wake (and is then cleared), or, if clear while someone sleeps, delays that
-//! sleeper to its own timeout; never UB, never a hang of the waker.
+//! sleeper until its sleep slice (at most 10 ms: every untimed wait on a sleepers word
+//! sleeps in slices and re-checks it) or its timeout runs out; never UB, never a hang of
+//! the waker or the sleeper.
 //!
 //! # The protocol
 //!

@@ -34,6 +34,18 @@
 //! waiter count this replaced stayed raised for good after such a death. The price is
 //! the same one wake at the end of each contended episode: a woken waiter cannot know
 //! whether it was the last, so the bit stays until a notify finds nobody.
+//!
+//! # Crash windows
+//!
+//! What a SIGKILL at each step leaves (the mutex's own windows are in
+//! [`RawMutex`](super::raw_mutex)):
+//!
+//! | step | left behind | repaired by, how fast |
+//! |------|-------------|-----------------------|
+//! | wait: registered, mutex not yet unlocked | the mutex held by a dead owner; `SLEEPERS` set | the next locker takes the mutex over (`OwnerDied`); the next `notify_one` makes one wake that finds nobody and clears the bit |
+//! | wait: asleep, or re-locking | `SLEEPERS` set | the same one needless wake |
+//! | notify: word bumped, sleepers not yet woken | sleepers asleep on a changed word | an untimed wait sleeps in slices of at most 10 ms and re-checks the word: it returns within one slice; a timed wait returns at its timeout |
+//! | notify_one: woke nobody, `SLEEPERS` not yet cleared | the bit set | the next `notify_one` clears it (one needless wake) |
 
 use core::time::Duration;
 use std::time::Instant;
@@ -42,6 +54,7 @@ use bytemuck::Pod;
 
 use super::mutex::MutexGuard;
 use super::owner_died::{LockResult, TimedLockError};
+use super::raw_mutex::PROBE_SLICE;
 use crate::futex;
 use crate::futex::sleepers;
 use crate::shared::{Elem, Kind, SharedSized, TypeTag};
@@ -391,7 +404,26 @@ impl Condvar {
         let mutex = guard.mutex;
         drop(guard);
         // Nothing to undo after it: `SLEEPERS` is a "maybe", cleared by a later notify.
-        let woke = futex::wait(&self.seq, expected, timeout);
+        let woke = match timeout {
+            Some(_) => futex::wait(&self.seq, expected, timeout),
+            None => self.sleep_in_slices(expected),
+        };
         (mutex.lock(), !woke)
+    }
+
+    /// An untimed sleep on `seq` while it holds `expected`, in slices of at most
+    /// [`PROBE_SLICE`](crate::lock::raw_mutex::PROBE_SLICE) that re-check the word: a
+    /// notifier killed between its bump of `seq` and its wake costs a sleeper one slice,
+    /// not forever. Returns `true` (a notify, or a spurious wake, which callers allow for).
+    fn sleep_in_slices(&self, expected: u32) -> bool {
+        loop {
+            if futex::wait(&self.seq, expected, PROBE_SLICE) {
+                return true;
+            }
+            // Relaxed: only whether a notify came; the mutex re-lock orders the data.
+            if self.seq.load(Ordering::Relaxed) != expected {
+                return true;
+            }
+        }
     }
 }
