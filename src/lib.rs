@@ -44,6 +44,7 @@ pub mod futex;
 mod owner;
 pub mod shared;
 pub mod sync;
+pub mod wait;
 
 pub use shared::{Elem, Kind, Shared, SharedSized, TypeTag};
 

@@ -285,6 +285,39 @@ pub(crate) use imp::{current, probe};
 #[cfg(all(test, not(loom)))]
 use imp::{proc_is_ours, proc_is_ours_cached};
 
+/// A kernel thread id (TID) as lock words record it: never 0, never above the kernel's
+/// `PID_MAX_LIMIT` (2^22). Parsing a word's bits is how every primitive reads "which thread
+/// holds this" from shared memory, whatever bytes a peer wrote there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Tid(core::num::NonZeroU32);
+
+impl Tid {
+    /// The kernel's `PID_MAX_LIMIT`: no TID is larger.
+    pub(crate) const MAX: u32 = 1 << 22;
+
+    /// The TID that `bits` name, or `None` for 0 or a value beyond [`Tid::MAX`] (garbage:
+    /// no thread ever had it).
+    #[inline]
+    pub(crate) fn parse(bits: u32) -> Option<Tid> {
+        if bits > Self::MAX {
+            return None;
+        }
+        core::num::NonZeroU32::new(bits).map(Tid)
+    }
+
+    /// The raw value, for a lock word.
+    #[inline]
+    pub(crate) fn get(self) -> u32 {
+        self.0.get()
+    }
+
+    /// Whether no live thread has this TID now (a syscall: slow paths only). See
+    /// [`probe`] for the limits (TID reuse, PID namespaces, zombies).
+    pub(crate) fn is_dead(self) -> bool {
+        probe(self.get()) == Liveness::Dead
+    }
+}
+
 /// The answer of [`probe`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Liveness {
@@ -305,6 +338,20 @@ mod tests {
         assert_eq!(current(), t);
         let other = std::thread::spawn(current).join().unwrap();
         assert_ne!(other, t);
+    }
+
+    #[test]
+    fn tid_parse_refuses_words_that_name_no_thread() {
+        assert_eq!(Tid::parse(0), None);
+        assert_eq!(Tid::parse(Tid::MAX + 1), None);
+        assert_eq!(Tid::parse(u32::MAX), None);
+        assert_eq!(Tid::parse(1).map(Tid::get), Some(1));
+        assert_eq!(Tid::parse(Tid::MAX).map(Tid::get), Some(Tid::MAX));
+        let me = Tid::parse(current()).expect("this thread's TID parses");
+        assert!(!me.is_dead());
+        assert!(crate::wait::holder_is_dead(0));
+        assert!(crate::wait::holder_is_dead(u32::MAX));
+        assert!(!crate::wait::holder_is_dead(current()));
     }
 
     #[test]

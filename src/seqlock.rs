@@ -106,10 +106,10 @@ use bytemuck::Pod;
 
 use crate::atomic_copy::AtomicCell;
 use crate::futex;
-use crate::lock::raw_mutex::{Slices, deadline_passed};
 use crate::lock::{LockResult, OwnerDied, TimedLockError};
-use crate::owner::{self, Liveness};
+use crate::owner;
 use crate::sync::{AtomicU32, Ordering, fence, spin_loop};
+use crate::wait::{Slices, deadline_passed, holder_is_dead};
 
 /// Bit 31 of `writer`: some thread is (or may be) futex-waiting on `writer`.
 const WAITERS: u32 = 1 << 31;
@@ -381,7 +381,7 @@ impl<T: Pod> SeqLock<T> {
             return false;
         }
         let tid = owner_of(w);
-        tid == 0 || probe(tid) == Liveness::Dead
+        writer_is_gone(tid)
     }
 
     /// The waiting read loop of [`read`](Self::read) (`repair_wait`: wait out dead
@@ -438,7 +438,7 @@ impl<T: Pod> SeqLock<T> {
             }
             let tid = owner_of(w);
             if !repair_wait
-                && (tid == 0 || (core::mem::take(&mut probe_due) && probe(tid) == Liveness::Dead))
+                && (tid == 0 || (core::mem::take(&mut probe_due) && writer_is_gone(tid)))
             {
                 return Err(SeqLockError::WriterDied);
             }
@@ -563,7 +563,7 @@ impl<T: Pod> SeqLock<T> {
             // owner's unlock wakes us first, so ordinary contention costs no probe. An
             // owner that is already dead costs the first slice (1 ms) before the takeover.
             let tid = owner_of(w);
-            if tid == 0 || (core::mem::take(&mut probe_due) && probe(tid) == Liveness::Dead) {
+            if tid == 0 || (core::mem::take(&mut probe_due) && writer_is_gone(tid)) {
                 match self.take_over(w, me) {
                     Some(torn) => return Ok(torn),
                     None => continue,
@@ -597,7 +597,7 @@ impl<T: Pod> SeqLock<T> {
                     let w = self.writer.load(Ordering::Relaxed);
                     let tid = owner_of(w);
                     if w != 0
-                        && (tid == 0 || probe(tid) == Liveness::Dead)
+                        && writer_is_gone(tid)
                         && let Some(torn) = self.take_over(w, me)
                     {
                         return Ok(torn);
@@ -839,12 +839,13 @@ enum Slept {
     Deadline,
 }
 
-/// Asks whether the writer `tid` is alive (a syscall: slow paths only).
+/// Whether the writer `tid` (bits read from the writer word) is gone: garbage at once,
+/// else a probe (a syscall: slow paths only). See [`holder_is_dead`].
 #[cold]
-fn probe(tid: u32) -> Liveness {
+fn writer_is_gone(tid: u32) -> bool {
     #[cfg(all(test, not(loom)))]
     tests::PROBES.with(|n| n.set(n.get() + 1));
-    owner::probe(tid)
+    holder_is_dead(tid)
 }
 
 /// Whether `deadline` has passed (`None` never passes). Reads the clock only if there is a

@@ -127,7 +127,7 @@ fn try_lock_on_a_held_lock_returns_at_once() {
             for _ in 0..CALLS {
                 assert!(matches!(m.try_lock(), Err(TryLockError::WouldBlock)));
             }
-            let waited = CALLS * shmstate::lock::raw_mutex::FIRST_SLICE;
+            let waited = CALLS * shmstate::wait::FIRST_SLICE;
             assert!(
                 start.elapsed() < waited,
                 "try_lock waited: {:?}",

@@ -64,9 +64,9 @@ use core::time::Duration;
 use std::time::Instant;
 
 use crate::futex;
-use crate::lock::raw_mutex::{SPIN_LIMIT, Slices, deadline_passed};
 use crate::shared::{Elem, Kind, SharedSized, TypeTag};
 use crate::sync::{AtomicU32, Ordering, spin_loop};
+use crate::wait::{SPIN_LIMIT, Slices, deadline_passed};
 
 /// Parties arrived in the current round.
 const ARRIVED_MASK: u32 = 0xFFFF;

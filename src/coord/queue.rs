@@ -70,10 +70,10 @@ use std::time::Instant;
 
 use bytemuck::Pod;
 
-use crate::lock::raw_mutex::{PROBE_SLICE, SPIN_LIMIT, is_dead};
 use crate::lock::{Condvar, Mutex, MutexGuard, TimedLockError, TryLockError};
 use crate::shared::{Elem, Kind, SharedSized, TypeTag};
 use crate::sync::{AtomicU32, Ordering, UnsafeCell, spin_loop};
+use crate::wait::{PROBE_SLICE, SPIN_LIMIT, holder_is_dead};
 
 /// A push found the queue full (for the whole timeout, for a timed push), or, for a
 /// `try_` or timed push, could not get the queue's lock in time (its holder kept it through
@@ -263,7 +263,7 @@ impl<T: Pod, const N: usize> Queue<T, N> {
     /// It never waits for another holder of the queue's lock beyond a brief spin (a
     /// holder only keeps it for one copy of `T`, unless its process is stopped or
     /// descheduled); a lock whose holder died is recovered, which takes about one probe
-    /// slice ([`FIRST_SLICE`](crate::lock::raw_mutex::FIRST_SLICE)).
+    /// slice ([`FIRST_SLICE`](crate::wait::FIRST_SLICE)).
     ///
     /// # Errors
     ///
@@ -478,7 +478,7 @@ impl<T: Pod, const N: usize> Queue<T, N> {
         // would, or a queue used only through `try_` calls would stay locked for good.
         // The probe is a syscall: only here, never on the uncontended path.
         let owner = raw.owner()?;
-        if !is_dead(owner) {
+        if !holder_is_dead(owner) {
             return None;
         }
         // The mutex probes a holder only after a slice without a wake, so this takes

@@ -71,9 +71,9 @@ use std::time::Instant;
 
 use crate::futex;
 use crate::futex::sleepers;
-use crate::lock::raw_mutex::{SPIN_LIMIT, Slices, TRY_LIMIT, deadline_passed};
 use crate::shared::{Elem, Kind, SharedSized, TypeTag};
 use crate::sync::{AtomicU32, Ordering, fence, spin_loop};
+use crate::wait::{SPIN_LIMIT, Slices, TRY_LIMIT, deadline_passed};
 
 /// Why a release changed nothing.
 ///

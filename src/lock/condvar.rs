@@ -54,11 +54,11 @@ use bytemuck::Pod;
 
 use super::mutex::MutexGuard;
 use super::owner_died::{LockResult, TimedLockError};
-use super::raw_mutex::PROBE_SLICE;
 use crate::futex;
 use crate::futex::sleepers;
 use crate::shared::{Elem, Kind, SharedSized, TypeTag};
 use crate::sync::{AtomicU32, Ordering};
+use crate::wait::PROBE_SLICE;
 
 /// A condition variable: threads and processes wait on it until another notifies, holding
 /// a [`Mutex`](crate::Mutex) around the condition.
@@ -412,7 +412,7 @@ impl Condvar {
     }
 
     /// An untimed sleep on `seq` while it holds `expected`, in slices of at most
-    /// [`PROBE_SLICE`](crate::lock::raw_mutex::PROBE_SLICE) that re-check the word: a
+    /// [`PROBE_SLICE`](crate::wait::PROBE_SLICE) that re-check the word: a
     /// notifier killed between its bump of `seq` and its wake costs a sleeper one slice,
     /// not forever. Returns `true` (a notify, or a spurious wake, which callers allow for).
     fn sleep_in_slices(&self, expected: u32) -> bool {

@@ -17,7 +17,8 @@
 //! # Owner death
 //!
 //! Waiters do not sleep unboundedly: they wait in slices (1 ms, doubling up to
-//! [`PROBE_SLICE`] = 10 ms) and, after every slice that times out, ask the kernel whether
+//! [`PROBE_SLICE`](crate::wait::PROBE_SLICE) = 10 ms; see [`wait`](crate::wait), the
+//! crate's one blocking policy) and, once a whole slice has passed, ask the kernel whether
 //! the TID in the word is still alive (`kill(tid, 0)`, plus a `/proc/<tid>/stat` zombie check: see
 //! `owner::probe`). If it is dead, the waiter compare-exchanges the *observed* word to its
 //! own TID with `OWNER_DIED` set and returns [`Acquired::OwnerDied`]. A timed lock also
@@ -71,99 +72,20 @@ use core::time::Duration;
 use std::time::Instant;
 
 use crate::futex;
-use crate::owner::{self, Liveness};
+use crate::owner;
 use crate::sync::{AtomicU32, Ordering, spin_loop};
+use crate::wait::{SPIN_LIMIT, Slices, TRY_LIMIT, Tid, deadline_passed, holder_is_dead};
 
 /// Mask of the owner's TID in a lock word.
 pub(crate) const TID_MASK: u32 = 0x00FF_FFFF;
 /// The kernel's `PID_MAX_LIMIT`: no TID is larger. A larger TID part is garbage.
-pub(crate) const MAX_TID: u32 = 1 << 22;
+pub(crate) const MAX_TID: u32 = Tid::MAX;
 /// The last owner died holding the lock and no owner has marked the data consistent since.
 const OWNER_DIED: u32 = 1 << 30;
 /// Some thread may be sleeping on the word: unlock must wake.
 const CONTENDED: u32 = 1 << 31;
 /// Every bit that a valid word may have.
 const KNOWN_BITS: u32 = TID_MASK | OWNER_DIED | CONTENDED;
-
-/// Spin iterations (`spin_loop` pauses; the mutex loads the word between growing runs of
-/// them, other primitives once per pause) before a contended wait sleeps. None under loom: there a
-/// spin is a yield, which forces a thread switch and so hides interleavings from loom's
-/// bounded search (it hid a lost wakeup in the broken-mutex model) without testing
-/// anything the loads around it do not.
-pub(crate) const SPIN_LIMIT: u32 = if cfg!(loom) { 0 } else { 100 };
-
-/// Compare-exchange attempts of a `try_*` operation before it reports "would block": a
-/// word that keeps changing under us means others hold the lock in turn.
-pub(crate) const TRY_LIMIT: u32 = 100;
-
-/// The longest a waiter sleeps before probing the owner again. Slices start at
-/// [`FIRST_SLICE`] and double up to this after each one that runs out, so an owner killed
-/// just before a waiter arrived (it still reads alive for a moment) is found quickly, and
-/// an owner that holds the lock long costs a waiter one probe per 10 ms.
-///
-/// Under loom waits are unbounded (a loom timed wait returns at once, and loom threads
-/// never die), so a missing wake is a loom deadlock instead of a hidden spin.
-#[cfg(not(loom))]
-pub const PROBE_SLICE: Option<Duration> = Some(Duration::from_millis(10));
-/// The longest a waiter sleeps before probing the owner again (unbounded under loom).
-#[cfg(loom)]
-pub const PROBE_SLICE: Option<Duration> = None;
-/// The first probe slice of a wait.
-pub const FIRST_SLICE: Duration = Duration::from_millis(1);
-
-/// The growing sequence of probe slices of one wait, and its probe clock.
-pub(crate) struct Slices {
-    next: Duration,
-    /// The last slice handed out (`FIRST_SLICE` before the first).
-    last: Duration,
-    /// When the wait started, or last probed.
-    since: Instant,
-}
-
-impl Slices {
-    pub(crate) fn new() -> Self {
-        Slices {
-            next: FIRST_SLICE,
-            last: FIRST_SLICE,
-            since: Instant::now(),
-        }
-    }
-
-    /// Whether a whole slice has passed since the wait started or last probed, woken or
-    /// not: then the waiter should probe the holder. A peer that keeps waking the word (a
-    /// live waker, or a hostile one) must not put the probe off forever, as a rule of
-    /// "probe only after a wait that timed out" would. Never under loom, whose waits have
-    /// no time (models probe before their first sleep instead).
-    pub(crate) fn probe_due(&self) -> bool {
-        PROBE_SLICE.is_some() && self.since.elapsed() >= self.last
-    }
-
-    /// Restarts the probe clock after a probe.
-    pub(crate) fn probed(&mut self) {
-        self.since = Instant::now();
-    }
-
-    /// The duration of the next wait towards `deadline`, or `None` if the deadline has
-    /// passed. `Some(None)` is an unbounded wait (only under loom without a deadline).
-    pub(crate) fn next(&mut self, deadline: Option<Instant>) -> Option<Option<Duration>> {
-        let slice = PROBE_SLICE.map(|max| {
-            let s = self.next;
-            self.next = (s * 2).min(max);
-            self.last = s;
-            s
-        });
-        match deadline {
-            None => Some(slice),
-            Some(d) => {
-                let left = d.checked_duration_since(Instant::now())?;
-                if left.is_zero() {
-                    return None;
-                }
-                Some(Some(slice.map_or(left, |s| s.min(left))))
-            }
-        }
-    }
-}
 
 /// The TID part of a word.
 #[inline]
@@ -227,22 +149,6 @@ impl Acquired {
             Acquired::Consistent
         }
     }
-}
-
-/// Whether a wait that timed out means `deadline` has passed. Under loom a timed wait times
-/// out at once and stands for "the deadline passed".
-pub(crate) fn deadline_passed(deadline: Option<Instant>) -> bool {
-    match deadline {
-        None => false,
-        Some(_) if cfg!(loom) => true,
-        Some(d) => Instant::now() >= d,
-    }
-}
-
-/// Whether thread `tid` is dead (the probe is a syscall: slow paths only).
-#[inline]
-pub(crate) fn is_dead(tid: u32) -> bool {
-    owner::probe(tid) == Liveness::Dead
 }
 
 /// A robust mutual-exclusion lock without data: one futex word naming its owner.
@@ -448,7 +354,7 @@ impl RawMutex {
             if probe_due || slices.probe_due() {
                 probe_due = false;
                 slices.probed();
-                if is_dead(owner_of(w)) {
+                if holder_is_dead(owner_of(w)) {
                     match self.take(w, me | OWNER_DIED | CONTENDED) {
                         Ok(a) => return Some(a),
                         Err(now) => {
@@ -482,7 +388,7 @@ impl RawMutex {
         let w = self.word.load(Ordering::Relaxed);
         let new = match takeable(w) {
             Some(flags) => me | flags | CONTENDED,
-            None if is_dead(owner_of(w)) => me | OWNER_DIED | CONTENDED,
+            None if holder_is_dead(owner_of(w)) => me | OWNER_DIED | CONTENDED,
             None => return None,
         };
         self.take(w, new).ok()

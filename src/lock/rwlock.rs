@@ -109,7 +109,7 @@ use std::time::Instant;
 use bytemuck::Pod;
 
 use super::owner_died::{LockResult, OwnerDied, TimedLockError, TryLockError};
-use super::raw_mutex::{Acquired, MAX_TID, SPIN_LIMIT, Slices, TID_MASK, TRY_LIMIT, is_dead};
+use super::raw_mutex::{Acquired, MAX_TID, TID_MASK};
 use crate::futex;
 use crate::owner;
 #[cfg(loom)]
@@ -117,6 +117,7 @@ use crate::owner;
 pub use crate::owner::DEAD_UNDER_LOOM;
 use crate::shared::{Elem, Kind, SharedSized, TypeTag};
 use crate::sync::{AtomicU32, Ordering, UnsafeCell, spin_loop};
+use crate::wait::{SPIN_LIMIT, Slices, TRY_LIMIT, holder_is_dead};
 
 /// Overflow reader count, or the writer's TID when `WRITE_LOCKED`.
 const COUNT_MASK: u32 = TID_MASK;
@@ -360,7 +361,7 @@ impl RawRwLock {
     fn recover_dead_writer(&self) {
         // Relaxed: `recover` compare-exchanges from exactly this value.
         let s = self.state.load(Ordering::Relaxed);
-        if is_garbage(s) || (is_write_locked(s) && is_dead(writer_of(s))) {
+        if is_garbage(s) || (is_write_locked(s) && holder_is_dead(writer_of(s))) {
             self.recover(s);
         }
     }
@@ -567,7 +568,7 @@ impl RawRwLock {
                 // Probe only once a slice has passed (see `RawMutex`). If the state changed
                 // before the recovery could apply, probe the new one.
                 slices.probed();
-                if is_dead(writer_of(s)) {
+                if holder_is_dead(writer_of(s)) {
                     probe_due = !self.recover(s);
                     s = self.state.load(Ordering::Relaxed);
                     continue;
@@ -794,7 +795,7 @@ impl RawRwLock {
             if probe_due || slices.probe_due() {
                 // As in `read_contended`.
                 slices.probed();
-                if is_write_locked(s) && is_dead(writer_of(s)) {
+                if is_write_locked(s) && holder_is_dead(writer_of(s)) {
                     probe_due = !self.recover(s);
                     s = self.state.load(Ordering::Relaxed);
                     continue;
@@ -1065,7 +1066,7 @@ impl RawRwLock {
         for slot in &self.readers {
             // Relaxed: a snapshot; the compare-exchange below frees the slot.
             let tid = slot.load(Ordering::Relaxed);
-            if tid == FREE || (tid <= MAX_TID && !is_dead(tid)) {
+            if tid == FREE || !holder_is_dead(tid) {
                 continue;
             }
             // SeqCst: the free's half of the pairing with a draining writer (see below). A

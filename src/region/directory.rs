@@ -39,7 +39,7 @@
 use std::time::{Duration, Instant};
 
 use crate::futex;
-use crate::owner::{self, Liveness};
+use crate::owner;
 use crate::shared::{Shared, TypeTag};
 use crate::sync::{Ordering, spin_loop};
 
@@ -616,7 +616,7 @@ fn wait_on(
         }
         spin_loop();
     }
-    if probe && owner::probe(state::owner(seen)) == Liveness::Dead {
+    if probe && crate::wait::holder_is_dead(state::owner(seen)) {
         return Ok(Seen::OwnerDead);
     }
     let waiting = seen | state::WAITERS;
