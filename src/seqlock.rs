@@ -820,6 +820,7 @@ impl<T: Pod> SeqLock<T> {
     /// Test hook: takes the write lock, marks a write in progress, stores `value`, and
     /// returns **without** ending the write or releasing the lock, exactly as a writer
     /// killed between its two sequence stores leaves things. Not part of the API.
+    #[cfg(any(test, feature = "test-hooks"))]
     #[doc(hidden)]
     pub fn begin_write_for_test(&self, value: T) {
         self.lock_writer();

@@ -350,6 +350,7 @@ impl Barrier {
     /// # Errors
     ///
     /// As for [`wait`](Self::wait).
+    #[cfg(any(test, feature = "test-hooks"))]
     #[doc(hidden)]
     pub fn wait_without_wake(&self) -> Result<BarrierWaitResult, BarrierError> {
         self.wait_inner(None, false)
@@ -509,6 +510,7 @@ impl Barrier {
 
     /// The raw words `(state, parties)`, for tests and diagnostics (e.g. writing hostile
     /// bytes).
+    #[cfg(any(test, feature = "test-hooks"))]
     #[doc(hidden)]
     pub fn words(&self) -> (&AtomicU32, &AtomicU32) {
         (&self.state, &self.parties)

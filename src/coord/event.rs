@@ -138,6 +138,7 @@ impl Event {
 
     /// For tests of a setter that dies between setting the flag and waking: `set` without
     /// the wake. Not part of the API.
+    #[cfg(any(test, feature = "test-hooks"))]
     #[doc(hidden)]
     pub fn set_without_wake(&self) {
         let _ = self.set_flag();
@@ -272,6 +273,7 @@ impl Event {
     }
 
     /// The raw word, for tests and diagnostics (e.g. writing hostile bytes).
+    #[cfg(any(test, feature = "test-hooks"))]
     #[doc(hidden)]
     pub fn word(&self) -> &AtomicU32 {
         &self.state

@@ -605,6 +605,7 @@ impl<T, const N: usize> fmt::Debug for Queue<T, N> {
 
 impl<T: Pod, const N: usize> Queue<T, N> {
     /// The queue's raw lock, for tests of owner death.
+    #[cfg(any(test, feature = "test-hooks"))]
     #[doc(hidden)]
     pub fn raw_lock(&self) -> &crate::lock::RawMutex {
         self.lock.raw()
@@ -613,6 +614,7 @@ impl<T: Pod, const N: usize> Queue<T, N> {
     /// For tests of owner death: a push that commits `item`, calls `committed`, and then
     /// neither notifies nor unlocks, as if its process were killed right after the commit.
     /// Never returns.
+    #[cfg(any(test, feature = "test-hooks"))]
     #[doc(hidden)]
     pub fn push_then_hang(&self, item: T, committed: impl FnOnce()) -> ! {
         let g = self.lock_recovering();
@@ -629,6 +631,7 @@ impl<T: Pod, const N: usize> Queue<T, N> {
     /// For tests of owner death: a push that writes `item` into its slot, calls
     /// `written`, and hangs there, holding the lock, before its commit (as if its process
     /// were killed between the two steps). Never returns.
+    #[cfg(any(test, feature = "test-hooks"))]
     #[doc(hidden)]
     pub fn push_written_then_hang(&self, item: T, written: impl FnOnce()) -> ! {
         let g = self.lock_recovering();
@@ -647,6 +650,7 @@ impl<T: Pod, const N: usize> Queue<T, N> {
     /// For tests of owner death: a pop that reads the oldest item, passes it to `read`, and
     /// hangs there, holding the lock, before its commit (as if its process were killed
     /// between the two steps). Never returns.
+    #[cfg(any(test, feature = "test-hooks"))]
     #[doc(hidden)]
     pub fn pop_read_then_hang(&self, read: impl FnOnce(T)) -> ! {
         let g = self.lock_recovering();
@@ -665,6 +669,7 @@ impl<T: Pod, const N: usize> Queue<T, N> {
     /// For tests of owner death: a pop that commits, passes the item to `committed`, and
     /// then neither notifies nor unlocks (as if killed right after its commit). Never
     /// returns.
+    #[cfg(any(test, feature = "test-hooks"))]
     #[doc(hidden)]
     pub fn pop_then_hang(&self, committed: impl FnOnce(T)) -> ! {
         let g = self.lock_recovering();
@@ -679,6 +684,7 @@ impl<T: Pod, const N: usize> Queue<T, N> {
     }
 
     /// Overwrites the raw indices `(head, tail)` under the lock, for tests of hostile bytes.
+    #[cfg(any(test, feature = "test-hooks"))]
     #[doc(hidden)]
     pub fn set_raw_indices(&self, head: u32, tail: u32) {
         let _g = self.lock_recovering();
@@ -689,6 +695,7 @@ impl<T: Pod, const N: usize> Queue<T, N> {
 }
 
 /// Parks the calling thread for good (the failpoints above).
+#[cfg(any(test, feature = "test-hooks"))]
 fn hang() -> ! {
     loop {
         std::thread::park();

@@ -230,6 +230,7 @@ impl Semaphore {
     /// broken release for the loom test that proves the fence is needed. Not part of the
     /// API.
     #[cfg(loom)]
+    #[cfg(any(test, feature = "test-hooks"))]
     #[doc(hidden)]
     pub fn release_without_fence(&self) {
         let _ = self.release_limited(1, u32::MAX, Steps::WithoutFence);
@@ -241,6 +242,7 @@ impl Semaphore {
     /// # Errors
     ///
     /// As for [`release`](Self::release).
+    #[cfg(any(test, feature = "test-hooks"))]
     #[doc(hidden)]
     pub fn release_without_wake(&self) -> Result<(), ReleaseError> {
         self.release_limited(1, u32::MAX, Steps::WithoutWake)
@@ -384,6 +386,7 @@ impl Semaphore {
 
     /// The raw words `(count, sleepers)`, for tests and diagnostics (e.g. writing hostile
     /// bytes).
+    #[cfg(any(test, feature = "test-hooks"))]
     #[doc(hidden)]
     pub fn words(&self) -> (&AtomicU32, &AtomicU32) {
         (&self.count, &self.sleepers)
@@ -523,6 +526,7 @@ impl BoundedSemaphore {
     }
 
     /// The underlying semaphore's raw words, for tests and diagnostics.
+    #[cfg(any(test, feature = "test-hooks"))]
     #[doc(hidden)]
     pub fn words(&self) -> (&AtomicU32, &AtomicU32, &AtomicU32) {
         let (c, w) = self.sem.words();

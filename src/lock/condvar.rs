@@ -388,6 +388,7 @@ impl Condvar {
 
     /// The raw words `(seq, reserved)`, for tests and diagnostics (e.g. writing hostile
     /// bytes).
+    #[cfg(any(test, feature = "test-hooks"))]
     #[doc(hidden)]
     pub fn words(&self) -> (&AtomicU32, &AtomicU32) {
         (&self.seq, &self._reserved)

@@ -503,6 +503,7 @@ impl RawMutex {
     }
 
     /// The raw word, for tests and diagnostics (e.g. writing hostile bytes).
+    #[cfg(any(test, feature = "test-hooks"))]
     #[doc(hidden)]
     pub fn word(&self) -> &AtomicU32 {
         &self.word

@@ -975,6 +975,7 @@ impl RawRwLock {
     }
 
     /// The raw state word, for tests and diagnostics.
+    #[cfg(any(test, feature = "test-hooks"))]
     #[doc(hidden)]
     pub fn state(&self) -> &AtomicU32 {
         &self.state
@@ -1091,6 +1092,7 @@ impl RawRwLock {
     }
 
     /// The reader slots, for tests and diagnostics (e.g. writing hostile bytes).
+    #[cfg(any(test, feature = "test-hooks"))]
     #[doc(hidden)]
     pub fn reader_slots(&self) -> &[AtomicU32] {
         &self.readers
