@@ -40,7 +40,7 @@
 //!
 //! A writer killed between its odd and even sequence stores leaves `seq` odd and its TID in
 //! `writer`. Waiters (writers and readers) spin briefly with loads only, then futex-wait
-//! on `writer` in growing slices (1 ms, doubling up to 10 ms, as `RawMutex` does), and
+//! on `writer` in growing slices (50 µs, doubling up to 10 ms, as `RawMutex` does), and
 //! probe the owner's TID (`kill(tid, 0)` and a `/proc` zombie check, see `owner::probe`)
 //! only after a slice runs out without a wake: a live writer's unlock wakes them first,
 //! so waiting out ordinary writes costs no probe. When the owner is dead:
@@ -69,7 +69,7 @@
 //!
 //! What a writer killed (SIGKILL) or stopped (SIGSTOP) at each step leaves, and who repairs
 //! it. "One slice" is at most 10 ms after the kernel has torn the writer down (the first
-//! slice of a wait is 1 ms).
+//! slice of a wait is 50 µs).
 //!
 //! | step of a write                        | a SIGKILL there leaves                          | repaired by, how fast |
 //! |----------------------------------------|-------------------------------------------------|-----------------------|
@@ -405,7 +405,7 @@ impl<T: Pod> SeqLock<T> {
     /// ([`SeqLockError::WriterActive`], or [`SeqLockError::WriterDied`] if the writer is
     /// dead by then), or, unless `repair_wait`, the writer is found dead
     /// ([`SeqLockError::WriterDied`]). Spins with loads first, then futex-waits on `writer`
-    /// in growing slices (`Slices`, 1 ms up to 10 ms).
+    /// in growing slices (`Slices`, 50 µs up to 10 ms).
     ///
     /// Probes the writer only when a slice ran out without a wake, as `RawMutex` does: a
     /// live writer's unlock wakes us first, so waiting out ordinary writes costs no probe
@@ -561,7 +561,7 @@ impl<T: Pod> SeqLock<T> {
             }
             // Probe only after a slice ran out without a wake (as `RawMutex` does): a live
             // owner's unlock wakes us first, so ordinary contention costs no probe. An
-            // owner that is already dead costs the first slice (1 ms) before the takeover.
+            // owner that is already dead costs the first slice (50 µs) before the takeover.
             let tid = owner_of(w);
             if tid == 0 || (core::mem::take(&mut probe_due) && writer_is_gone(tid)) {
                 match self.take_over(w, me) {

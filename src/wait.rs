@@ -8,7 +8,7 @@
 //! - **Spin, then sleep.** A contended wait first spins (at most `SPIN_LIMIT` pauses,
 //!   with loads only), then futex-waits.
 //! - **Sleep in slices.** No wait sleeps unboundedly: it sleeps in slices of [`FIRST_SLICE`]
-//!   (1 ms) doubling to [`PROBE_SLICE`] (10 ms), re-checking its condition after each, so a
+//!   (50 µs) doubling to [`PROBE_SLICE`] (10 ms), re-checking its condition after each, so a
 //!   waker that died between its state change and its wake costs a waiter at most one
 //!   slice. (Under loom waits are unbounded: a loom timed wait returns at once and loom
 //!   threads never die, so a missing wake shows as a loom deadlock instead of a hidden
@@ -51,7 +51,7 @@ pub const PROBE_SLICE: Option<Duration> = Some(Duration::from_millis(10));
 #[cfg(loom)]
 pub const PROBE_SLICE: Option<Duration> = None;
 /// The first sleep slice of a wait.
-pub const FIRST_SLICE: Duration = Duration::from_millis(1);
+pub const FIRST_SLICE: Duration = Duration::from_micros(50);
 
 /// The growing sequence of sleep slices of one wait, and its probe clock.
 pub(crate) struct Slices {

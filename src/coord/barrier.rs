@@ -12,7 +12,7 @@
 //! (its round completed, maybe followed by more rounds of other parties: possible with more
 //! processes than parties); `2^13` or more ahead, "broken" (its round was reset).
 //!
-//! Waiters sleep in slices (1 ms, doubling up to 10 ms) and re-read the word after each:
+//! Waiters sleep in slices (50 µs, doubling up to 10 ms) and re-read the word after each:
 //! a leader (or `reset`, or a breaker) that died between its change and its wake costs
 //! them at most one slice (the price: a long wait wakes once per 10 ms to look). A timed
 //! wait checks its deadline after every return of the futex, so a peer that floods the

@@ -15,7 +15,7 @@
 //! wake that finds nobody, and later ones make no syscall again; and a setter that dies
 //! before its wake leaves the bit for the next `set` (even on the set event) to act on.
 //!
-//! Sleeps are bounded: a waiter sleeps in slices (1 ms, doubling up to 10 ms) and re-checks
+//! Sleeps are bounded: a waiter sleeps in slices (50 µs, doubling up to 10 ms) and re-checks
 //! the word after each, so a setter that died between its read-modify-write and its wake
 //! costs the sleepers at most one slice (the price: a long wait wakes once per 10 ms to
 //! look). A timed wait checks its deadline after every return of the futex, so a peer

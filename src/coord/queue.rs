@@ -45,7 +45,7 @@
 //!
 //! | Step (process killed there) | What it leaves | Who repairs it, how fast |
 //! |---|---|---|
-//! | Holding the lock, nothing written yet (any operation) | the lock, held by a dead thread; the queue unchanged | the next operation that finds it held: blocking and timed ones after their first probe slice (1 ms after the kernel tore the process down), `try_` ones after their spin (about 1 ms, at most 5 ms) |
+//! | Holding the lock, nothing written yet (any operation) | the lock, held by a dead thread; the queue unchanged | the next operation that finds it held: blocking and timed ones after their first probe slice (50 µs after the kernel tore the process down), `try_` ones after their spin (about 50 µs, at most 5 ms) |
 //! | Push: slot written, `tail` not stored | as above; the item sits outside `head..tail`, never in the queue (the next push overwrites it) | as above |
 //! | Push: `tail` stored (committed), not yet unlocked | the item in the queue; the lock held; a consumer asleep may never be notified | the recovering operation notifies every waiter; a consumer asleep wakes at the end of its slice anyway (≤ 10 ms), re-takes the lock and recovers it |
 //! | Pop: slot read, `head` not stored | the item still at the head: the next pop gets it | as the first line |
@@ -508,7 +508,7 @@ type Guard<'a> = MutexGuard<'a, ()>;
 const LEN_TRIES: u32 = 4;
 
 /// The longest a `try_` operation waits to recover a lock whose holder it found dead:
-/// the mutex recovers it after its first probe slice (1 ms), so this is that slice with a
+/// the mutex recovers it after its first probe slice (50 µs), so this is that slice with a
 /// margin for a loaded machine.
 const DEAD_HOLDER_RECOVERY: Duration = Duration::from_millis(5);
 

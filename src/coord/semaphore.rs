@@ -25,7 +25,7 @@
 //! first release after a contended episode makes one wake that finds nobody, and the
 //! releases after it make no syscall again.
 //!
-//! Sleeps are bounded: a waiter sleeps in slices (1 ms, doubling up to 10 ms), then
+//! Sleeps are bounded: a waiter sleeps in slices (50 µs, doubling up to 10 ms), then
 //! registers and re-reads the count again, so a releaser that died between raising the
 //! count and waking costs the sleepers at most one slice (the price: a long wait wakes
 //! once per 10 ms to look). A timed acquire checks its deadline after every return of the
