@@ -46,6 +46,10 @@ pub mod shared;
 pub mod sync;
 pub mod wait;
 
+// Failpoints for the crash-window tests (active only with `--cfg shmstate_test_hooks`).
+#[doc(hidden)]
+pub mod failpoint;
+
 pub use shared::{Elem, Kind, Shared, SharedSized, TypeTag};
 
 /// The README's examples, run as doctests.

@@ -54,7 +54,10 @@
 //! # Crash windows
 //!
 //! What a SIGKILL at each step leaves behind (a SIGSTOP leaves the same, held until the
-//! process continues; only timed calls bound a wait for a stopped holder):
+//! process continues; only timed calls bound a wait for a stopped holder). The steps of
+//! taking and releasing a lock have failpoint tests (`tests/failpoints.rs`: the process is
+//! stopped at the step, killed, and the repair checked), and
+//! `tests/locks_owner_death.rs` kills readers at random instructions of lock and unlock:
 //!
 //! | step | left behind | repaired by, how fast |
 //! |------|-------------|-----------------------|
@@ -110,6 +113,7 @@ use bytemuck::Pod;
 
 use super::owner_died::{LockResult, OwnerDied, TimedLockError, TryLockError};
 use super::raw_mutex::{Acquired, MAX_TID, TID_MASK};
+use crate::failpoint::{self, Point};
 use crate::futex;
 use crate::owner;
 #[cfg(loom)]
@@ -373,6 +377,7 @@ impl RawRwLock {
         let Some(slot) = self.claim_slot(me) else {
             return Err(NotRead::NoSlot);
         };
+        failpoint::hit(Point::RwReadClaimed);
         store_load_fence();
         // SeqCst: after our SeqCst slot claim, this pairs with a writer's SeqCst
         // compare-exchange that sets `WRITE_LOCKED` and its SeqCst slot loads after it:
@@ -447,6 +452,7 @@ impl RawRwLock {
         // after it: either it sees the slot free, or we see `DRAINING` below and wake it.
         // Its Release part: our reads of the data happen before a writer that sees FREE.
         slot.store(FREE, Ordering::SeqCst);
+        failpoint::hit(Point::RwReadUnlockFreed);
         store_load_fence();
         // SeqCst: the other half of that pairing.
         let s = self.state.load(Ordering::SeqCst);
@@ -726,6 +732,9 @@ impl RawRwLock {
             .state
             .compare_exchange(0, WRITE_LOCKED | me, Ordering::SeqCst, Ordering::Relaxed)
             .is_ok();
+        if ok {
+            failpoint::hit(Point::RwWriteLocked);
+        }
         store_load_fence();
         ok
     }
@@ -830,6 +839,7 @@ impl RawRwLock {
             .fetch_update(Ordering::SeqCst, Ordering::Relaxed, |s| {
                 (!is_garbage(s) && is_write_locked(s) && writer_of(s) == me).then_some(s | DRAINING)
             });
+        failpoint::hit(Point::RwDraining);
         // Under loom a wait never times out: probe once before the first sleep.
         let mut probe_due = cfg!(loom);
         let mut slices = Slices::new();
@@ -944,7 +954,10 @@ impl RawRwLock {
                 Ordering::Release,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return self.wake_flagged(s),
+                Ok(_) => {
+                    failpoint::hit(Point::RwWriteUnlockCleared);
+                    return self.wake_flagged(s);
+                }
                 Err(now) => s = now,
             }
         }

@@ -1,0 +1,60 @@
+//! Failpoints: named steps of a protocol where a test can stop a process, to SIGKILL it
+//! there and check the repair that the primitive's "Crash windows" table documents.
+//!
+//! Compiled only with `--cfg shmstate_test_hooks` (a separate build: `.ci/run` runs
+//! `tests/failpoints.rs` with it); otherwise [`hit`] is an empty inline function and the
+//! protocols carry no trace of it. A process arms one point with [`arm`]; the next time
+//! any of its threads reaches that step, the process stops itself (`SIGSTOP`), so the test
+//! sees it stopped (`waitpid` with `WUNTRACED`) and kills it.
+
+/// The steps a test can stop at. See each primitive's crash-window table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Point {
+    /// `RawRwLock` read: the slot is claimed, the state not yet checked.
+    RwReadClaimed = 1,
+    /// `RawRwLock` read unlock: the slot is freed, a draining writer not yet woken.
+    RwReadUnlockFreed,
+    /// `RawRwLock` write: `WRITE_LOCKED` is set, the readers not yet checked (`DRAINING`
+    /// not set).
+    RwWriteLocked,
+    /// `RawRwLock` write: `DRAINING` is set, the writer about to wait for the readers.
+    RwDraining,
+    /// `RawRwLock` write unlock (slow path): the state is cleared, the waiters not yet
+    /// woken.
+    RwWriteUnlockCleared,
+}
+
+#[cfg(shmstate_test_hooks)]
+mod imp {
+    use super::Point;
+    use crate::sync::{AtomicU32, Ordering};
+
+    static ARMED: AtomicU32 = AtomicU32::new(0);
+
+    /// Arms `p` in this process: the next thread to reach it stops the process.
+    pub fn arm(p: Point) {
+        // Relaxed: the arming thread reaches the point itself, or the test orders it.
+        ARMED.store(p as u32, Ordering::Relaxed);
+    }
+
+    /// A protocol step: stops the process if `p` is armed.
+    #[inline]
+    pub(crate) fn hit(p: Point) {
+        // Relaxed: see `arm`.
+        if ARMED.load(Ordering::Relaxed) == p as u32 {
+            // SAFETY: `raise` has no preconditions; SIGSTOP cannot be caught.
+            unsafe { libc::raise(libc::SIGSTOP) };
+        }
+    }
+}
+
+#[cfg(shmstate_test_hooks)]
+pub use imp::arm;
+#[cfg(shmstate_test_hooks)]
+pub(crate) use imp::hit;
+
+/// A protocol step (no failpoints in this build).
+#[cfg(not(shmstate_test_hooks))]
+#[inline(always)]
+pub(crate) fn hit(_: Point) {}

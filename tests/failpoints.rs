@@ -1,0 +1,232 @@
+//! Crash-window tests: a process is stopped at a named step of a protocol (a failpoint),
+//! SIGKILLed there, and the documented repair is checked. Failpoints exist only in a build
+//! with `--cfg shmstate_test_hooks` (see `src/failpoint.rs`); `.ci/run` runs this file so:
+//!
+//! ```sh
+//! RUSTFLAGS="--cfg shmstate_test_hooks" CARGO_TARGET_DIR=target/hooks \
+//!   cargo nextest run --test failpoints
+//! ```
+//!
+//! Without the cfg this file is empty.
+#![cfg(shmstate_test_hooks)]
+
+mod common;
+mod locks_support;
+
+use std::time::{Duration, Instant};
+
+use common::{SharedMem, fork_children, watchdog};
+use locks_support::{kill, park_forever, reap};
+use shmstate::failpoint::{Point, arm};
+use shmstate::sync::Ordering;
+use shmstate::{RwLock, TimedLockError};
+
+/// Bit 29 of an `RwLock`'s state (see `RawRwLock`'s field docs): a writer drains.
+const DRAINING: u32 = 1 << 29;
+/// Bit 30: readers may sleep on the state.
+const READERS_WAITING: u32 = 1 << 30;
+
+/// How long a repair may take at most here: the tables promise a slice or so (at most
+/// 10 ms); the margin is for a loaded machine.
+const REPAIR: Duration = Duration::from_secs(5);
+
+/// Forks a child that arms `p` and runs `f`; returns once the child has stopped at `p`.
+fn child_stopped_at(p: Point, f: impl Fn()) -> libc::pid_t {
+    let pid = fork_children(1, |_| {
+        arm(p);
+        f();
+        // The failpoint was not reached: exit non-zero (the wait below fails the test).
+        std::process::exit(3);
+    })[0];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid on our own child.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG | libc::WUNTRACED) };
+        if r == pid {
+            assert!(
+                libc::WIFSTOPPED(status),
+                "the child ended before reaching {p:?} (status {status:#x})"
+            );
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "the child never reached {p:?}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn slots_taken(l: &RwLock<u64>) -> usize {
+    l.raw()
+        .reader_slots()
+        .iter()
+        .filter(|s| s.load(Ordering::Relaxed) != 0)
+        .count()
+}
+
+/// Read: killed with its slot claimed, the state not yet checked. A writer frees the dead
+/// slot and gets in, without `OwnerDied`.
+#[test]
+fn rwlock_reader_killed_after_claiming_its_slot() {
+    watchdog(Duration::from_secs(60));
+    let mem = SharedMem::<RwLock<u64>>::new(1);
+    let l = mem.get();
+    let pid = child_stopped_at(Point::RwReadClaimed, || drop(l.read()));
+    assert_eq!(slots_taken(l), 1);
+    kill(pid);
+    reap(pid);
+    let w = l.write_timeout(REPAIR);
+    assert!(
+        w.is_ok(),
+        "the writer did not recover the dead reader's slot"
+    );
+    drop(w);
+    assert!(!l.is_locked());
+}
+
+/// Read unlock: killed with its slot freed but a draining writer not yet woken. The writer
+/// wakes within a slice and gets in.
+#[test]
+fn rwlock_reader_killed_after_freeing_its_slot_before_the_wake() {
+    watchdog(Duration::from_secs(60));
+    let mem = SharedMem::<RwLock<u64>>::new(1);
+    let l = mem.get();
+    // The child reads, waits for the parent's writer to drain, then unlocks and stops.
+    let pid = fork_children(1, |_| {
+        let r = l.read().unwrap();
+        while l.raw().state().load(Ordering::Relaxed) & DRAINING == 0 {
+            std::hint::spin_loop();
+        }
+        arm(Point::RwReadUnlockFreed);
+        drop(r);
+        park_forever();
+    })[0];
+    std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let start = Instant::now();
+            // Wait for the child's read lock first, so the write drains behind it.
+            while slots_taken(l) == 0 {
+                std::hint::spin_loop();
+            }
+            let w = l.write_timeout(Duration::from_secs(30));
+            assert!(w.is_ok(), "the draining writer was never woken");
+            start.elapsed()
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut status = 0;
+            // SAFETY: waitpid on our own child.
+            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG | libc::WUNTRACED) };
+            if r == pid && libc::WIFSTOPPED(status) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the child never stopped");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let t_kill = Instant::now();
+        kill(pid);
+        reap(pid);
+        writer.join().unwrap();
+        assert!(
+            t_kill.elapsed() < REPAIR,
+            "the repair took {:?}",
+            t_kill.elapsed()
+        );
+    });
+    assert!(!l.is_locked());
+}
+
+/// Write: killed with `WRITE_LOCKED` set, before looking at the readers. A reader releases
+/// the dead writer's lock within a slice; it reports `OwnerDied` (the documented false
+/// alarm: the writer may have written).
+#[test]
+fn rwlock_writer_killed_right_after_taking_the_state() {
+    watchdog(Duration::from_secs(60));
+    let mem = SharedMem::<RwLock<u64>>::new(1);
+    let l = mem.get();
+    let pid = child_stopped_at(Point::RwWriteLocked, || drop(l.write()));
+    kill(pid);
+    reap(pid);
+    let r = l.read_timeout(REPAIR);
+    assert!(
+        matches!(r, Err(TimedLockError::OwnerDied(_))),
+        "a reader must get in, told the writer died"
+    );
+}
+
+/// Write: killed while draining (waiting for a live reader). Readers release the dead
+/// writer's lock without `OwnerDied` (it never touched the data), and the live reader's
+/// lock is untouched.
+#[test]
+fn rwlock_writer_killed_while_draining() {
+    watchdog(Duration::from_secs(60));
+    let mem = SharedMem::<RwLock<u64>>::new(1);
+    let l = mem.get();
+    let held = l.read().unwrap();
+    let pid = child_stopped_at(Point::RwDraining, || drop(l.write()));
+    kill(pid);
+    reap(pid);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let r = l.read_timeout(REPAIR);
+            assert!(
+                r.is_ok(),
+                "a dead draining writer is no OwnerDied, and must not hang"
+            );
+        })
+        .join()
+        .unwrap();
+    });
+    assert_eq!(slots_taken(l), 1, "the live reader's slot must stay");
+    drop(held);
+    assert!(l.write_timeout(REPAIR).is_ok());
+}
+
+/// Write unlock: killed with the state cleared but the sleeping readers not yet woken.
+/// They wake within a slice and read.
+#[test]
+fn rwlock_writer_killed_after_unlocking_before_the_wake() {
+    watchdog(Duration::from_secs(60));
+    let mem = SharedMem::<RwLock<u64>>::new(1);
+    let l = mem.get();
+    let pid = fork_children(1, |_| {
+        let mut w = l.write().unwrap();
+        *w = 5;
+        // Wait until a reader sleeps behind the lock, so the unlock takes its slow path.
+        while l.raw().state().load(Ordering::Relaxed) & READERS_WAITING == 0 {
+            std::hint::spin_loop();
+        }
+        arm(Point::RwWriteUnlockCleared);
+        drop(w);
+        std::process::exit(3);
+    })[0];
+    std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            while !l.is_locked() {
+                std::hint::spin_loop();
+            }
+            let r = l.read_timeout(Duration::from_secs(30));
+            assert!(r.is_ok(), "the reader was never woken");
+            assert_eq!(*r.unwrap(), 5);
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut status = 0;
+            // SAFETY: waitpid on our own child.
+            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG | libc::WUNTRACED) };
+            if r == pid {
+                assert!(
+                    libc::WIFSTOPPED(status),
+                    "the child ended before the failpoint"
+                );
+                break;
+            }
+            assert!(Instant::now() < deadline, "the child never stopped");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let t_kill = Instant::now();
+        kill(pid);
+        reap(pid);
+        reader.join().unwrap();
+        assert!(t_kill.elapsed() < REPAIR);
+    });
+}
