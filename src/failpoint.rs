@@ -2,8 +2,8 @@
 //! there and check the repair that the primitive's "Crash windows" table documents.
 //!
 //! Compiled only with `--cfg shmstate_test_hooks` (a separate build: `.ci/run` runs
-//! `tests/failpoints.rs` with it); otherwise [`hit`] is an empty inline function and the
-//! protocols carry no trace of it. A process arms one point with [`arm`]; the next time
+//! `tests/failpoints.rs` with it); otherwise `hit` is an empty inline function and the
+//! protocols carry no trace of it. A process arms one point with `arm`; the next time
 //! any of its threads reaches that step, the process stops itself (`SIGSTOP`), so the test
 //! sees it stopped (`waitpid` with `WUNTRACED`) and kills it.
 
