@@ -23,6 +23,8 @@ pub enum Point {
     /// `RawRwLock` write unlock (slow path): the state is cleared, the waiters not yet
     /// woken.
     RwWriteUnlockCleared,
+    /// `RawMutex` unlock (slow path): the word is cleared, the sleeper not yet woken.
+    MutexUnlockCleared,
 }
 
 #[cfg(shmstate_test_hooks)]

@@ -438,7 +438,7 @@ impl<T: Pod> SeqLock<T> {
             }
             let tid = owner_of(w);
             if !repair_wait
-                && (tid == 0 || (core::mem::take(&mut probe_due) && writer_is_gone(tid)))
+                && (tid == 0 || (slices.probe_now(&mut probe_due) && writer_is_gone(tid)))
             {
                 return Err(SeqLockError::WriterDied);
             }
@@ -455,17 +455,8 @@ impl<T: Pod> SeqLock<T> {
             }
             let expect = if tid != 0 { w | WAITERS } else { w };
             match self.sleep_on_writer(expect, &mut slices, deadline) {
-                // A whole slice without progress, woken or not: probe (a peer that keeps
-                // waking the word must not put the probe off forever).
-                Slept::Woken if slices.probe_due() => {
-                    slices.probed();
-                    probe_due = true;
-                }
                 Slept::Woken => {}
-                Slept::SliceOut => {
-                    slices.probed();
-                    probe_due = true;
-                }
+                Slept::SliceOut => probe_due = true,
                 // One probe at the deadline says which error is true.
                 Slept::Deadline if self.writer_is_dead(odd) => {
                     return Err(SeqLockError::WriterDied);
@@ -563,7 +554,7 @@ impl<T: Pod> SeqLock<T> {
             // owner's unlock wakes us first, so ordinary contention costs no probe. An
             // owner that is already dead costs the first slice (50 µs) before the takeover.
             let tid = owner_of(w);
-            if tid == 0 || (core::mem::take(&mut probe_due) && writer_is_gone(tid)) {
+            if tid == 0 || (slices.probe_now(&mut probe_due) && writer_is_gone(tid)) {
                 match self.take_over(w, me) {
                     Some(torn) => return Ok(torn),
                     None => continue,
@@ -579,17 +570,8 @@ impl<T: Pod> SeqLock<T> {
                 continue;
             }
             match self.sleep_on_writer(w | WAITERS, &mut slices, deadline) {
-                // A whole slice without progress, woken or not: probe (a peer that keeps
-                // waking the word must not put the probe off forever).
-                Slept::Woken if slices.probe_due() => {
-                    slices.probed();
-                    probe_due = true;
-                }
                 Slept::Woken => {}
-                Slept::SliceOut => {
-                    slices.probed();
-                    probe_due = true;
-                }
+                Slept::SliceOut => probe_due = true,
                 Slept::Deadline => {
                     // One last probe: a dead owner is taken over, not reported as a timeout
                     // (a deadline shorter than a slice would otherwise never recover it).

@@ -16,7 +16,7 @@
 //! - **Probe once a slice has passed.** A waiter asks the kernel whether the holder's
 //!   thread is alive (a `Tid` probe: `kill(tid, 0)` plus a `/proc` zombie check, both
 //!   syscalls) only once a whole slice has passed since the wait began or last probed,
-//!   woken or not (`Slices::probe_due`). Ordinary contention, where the holder's unlock
+//!   woken or not (`Slices::probe_now`). Ordinary contention, where the holder's unlock
 //!   wakes the waiter first, costs no probe; a peer that keeps waking the word cannot put
 //!   the probe off.
 //! - **Deadlines are total.** A timed wait checks its deadline after every wake, spurious or
@@ -80,9 +80,16 @@ impl Slices {
         PROBE_SLICE.is_some() && self.since.elapsed() >= self.last
     }
 
-    /// Restarts the probe clock after a probe.
-    pub(crate) fn probed(&mut self) {
-        self.since = Instant::now();
+    /// Whether to probe the holder now: if `forced` (a slice ran out without a wake, or,
+    /// under loom, the one probe before the first sleep) or a whole slice has passed
+    /// ([`probe_due`](Self::probe_due)). Saying yes clears `forced` and restarts the clock.
+    pub(crate) fn probe_now(&mut self, forced: &mut bool) -> bool {
+        if core::mem::take(forced) || self.probe_due() {
+            self.since = Instant::now();
+            true
+        } else {
+            false
+        }
     }
 
     /// The duration of the next wait towards `deadline`, or `None` if the deadline has

@@ -38,6 +38,13 @@ fn child_stopped_at(p: Point, f: impl Fn()) -> libc::pid_t {
         // The failpoint was not reached: exit non-zero (the wait below fails the test).
         std::process::exit(3);
     })[0];
+    wait_until_stopped(pid);
+    pid
+}
+
+/// Returns once child `pid` has stopped itself at its failpoint; panics if it ends or
+/// takes more than 20 s.
+fn wait_until_stopped(pid: libc::pid_t) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let mut status = 0;
@@ -46,11 +53,14 @@ fn child_stopped_at(p: Point, f: impl Fn()) -> libc::pid_t {
         if r == pid {
             assert!(
                 libc::WIFSTOPPED(status),
-                "the child ended before reaching {p:?} (status {status:#x})"
+                "the child ended before its failpoint (status {status:#x})"
             );
-            return pid;
+            return;
         }
-        assert!(Instant::now() < deadline, "the child never reached {p:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the child never reached its failpoint"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
 }
@@ -111,17 +121,7 @@ fn rwlock_reader_killed_after_freeing_its_slot_before_the_wake() {
             assert!(w.is_ok(), "the draining writer was never woken");
             start.elapsed()
         });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let mut status = 0;
-            // SAFETY: waitpid on our own child.
-            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG | libc::WUNTRACED) };
-            if r == pid && libc::WIFSTOPPED(status) {
-                break;
-            }
-            assert!(Instant::now() < deadline, "the child never stopped");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_until_stopped(pid);
         let t_kill = Instant::now();
         kill(pid);
         reap(pid);
@@ -208,25 +208,49 @@ fn rwlock_writer_killed_after_unlocking_before_the_wake() {
             assert!(r.is_ok(), "the reader was never woken");
             assert_eq!(*r.unwrap(), 5);
         });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let mut status = 0;
-            // SAFETY: waitpid on our own child.
-            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG | libc::WUNTRACED) };
-            if r == pid {
-                assert!(
-                    libc::WIFSTOPPED(status),
-                    "the child ended before the failpoint"
-                );
-                break;
-            }
-            assert!(Instant::now() < deadline, "the child never stopped");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_until_stopped(pid);
         let t_kill = Instant::now();
         kill(pid);
         reap(pid);
         reader.join().unwrap();
+        assert!(t_kill.elapsed() < REPAIR);
+    });
+}
+
+/// Mutex unlock, contended: killed with the word cleared but the sleeping waiter not yet
+/// woken. The waiter wakes within a slice and locks (without `OwnerDied`: the owner had
+/// unlocked).
+#[test]
+fn mutex_owner_killed_after_unlocking_before_the_wake() {
+    watchdog(Duration::from_secs(60));
+    /// Bit 31 of a `RawMutex` word: someone may sleep on it.
+    const CONTENDED: u32 = 1 << 31;
+    let mem = SharedMem::<shmstate::Mutex<u64>>::new(1);
+    let m = mem.get();
+    let pid = fork_children(1, |_| {
+        let mut g = m.lock().unwrap();
+        *g = 9;
+        while m.raw().word().load(Ordering::Relaxed) & CONTENDED == 0 {
+            std::hint::spin_loop();
+        }
+        arm(Point::MutexUnlockCleared);
+        drop(g);
+        std::process::exit(3);
+    })[0];
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| {
+            while !m.is_locked() {
+                std::hint::spin_loop();
+            }
+            let g = m.lock_timeout(Duration::from_secs(30));
+            assert!(g.is_ok(), "the waiter was never woken (or read OwnerDied)");
+            assert_eq!(*g.unwrap(), 9);
+        });
+        wait_until_stopped(pid);
+        let t_kill = Instant::now();
+        kill(pid);
+        reap(pid);
+        waiter.join().unwrap();
         assert!(t_kill.elapsed() < REPAIR);
     });
 }

@@ -46,6 +46,19 @@
 //! unlock, so every later acquirer also gets `OwnerDied`, until an owner calls
 //! [`RawMutex::mark_consistent`].
 //!
+//! # Crash windows
+//!
+//! What a SIGKILL at each step leaves (a SIGSTOP leaves the same until the process
+//! continues; only timed and `try_` calls bound a wait for a stopped owner):
+//!
+//! | step | left behind | repaired by, how fast |
+//! |------|-------------|-----------------------|
+//! | lock: before the compare-exchange | nothing | — |
+//! | holding the lock (after the compare-exchange, before the unlock's) | the word names a dead thread | a waiter probes it once a slice has passed (≤ 10 ms after the death; ~0.1 ms for a waiter that arrives then) and takes it with `OwnerDied`; a timed lock also probes at its deadline; `try_lock` does not probe |
+//! | lock, contended: `CONTENDED` set, asleep | a stale `CONTENDED` | the next unlock takes its slow path and makes one needless wake |
+//! | unlock, contended: word cleared, sleeper not yet woken | a sleeper with the lock free | its slice runs out and it re-checks (one slice); failpoint test |
+//! | takeover: the dead owner's word replaced by the waiter's | nothing (one compare-exchange) | — |
+//!
 //! # Why not the kernel's robust futexes, and why these slices
 //!
 //! Linux has robust futexes: each thread registers one list head (`set_robust_list`) and
@@ -87,6 +100,7 @@
 use core::time::Duration;
 use std::time::Instant;
 
+use crate::failpoint::{self, Point};
 use crate::futex;
 use crate::owner;
 use crate::sync::{AtomicU32, Ordering, spin_loop};
@@ -367,16 +381,12 @@ impl RawMutex {
             // the owner unlocks and wakes us first, so the probe's syscalls (`kill`, a
             // `/proc` read) stay off the contended path. A lock whose owner is already
             // dead costs one first slice (50 µs) before it is recovered.
-            if probe_due || slices.probe_due() {
-                probe_due = false;
-                slices.probed();
-                if holder_is_dead(owner_of(w)) {
-                    match self.take(w, me | OWNER_DIED | CONTENDED) {
-                        Ok(a) => return Some(a),
-                        Err(now) => {
-                            w = now;
-                            continue;
-                        }
+            if slices.probe_now(&mut probe_due) && holder_is_dead(owner_of(w)) {
+                match self.take(w, me | OWNER_DIED | CONTENDED) {
+                    Ok(a) => return Some(a),
+                    Err(now) => {
+                        w = now;
+                        continue;
                     }
                 }
             }
@@ -471,6 +481,7 @@ impl RawMutex {
                 Err(now) => w = now,
             }
         }
+        failpoint::hit(Point::MutexUnlockCleared);
         if wake && w & CONTENDED != 0 {
             futex::wake_one(&self.word);
         }

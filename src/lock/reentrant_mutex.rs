@@ -1,5 +1,16 @@
 //! [`ReentrantMutex<T>`]: a robust mutex the owning thread may lock again (Python's
 //! `RLock`).
+//!
+//! # Crash windows
+//!
+//! The lock is a [`RawMutex`](super::RawMutex) (see its table); the nesting depth beside
+//! it is written only by the owner:
+//!
+//! | step | left behind | repaired by, how fast |
+//! |------|-------------|-----------------------|
+//! | first lock: word taken, depth not yet reset | the word names a dead thread; a stale depth | the next acquirer takes the word over (as for `RawMutex`, with `OwnerDied`) and resets the depth to 0: a dead owner's depth is never trusted |
+//! | nested lock or guard drop: depth changed | the same | the same |
+//! | last guard drop: depth 0, word not yet cleared | the same | the same |
 
 use core::fmt;
 use core::marker::PhantomData;

@@ -551,9 +551,7 @@ impl RawRwLock {
                         // sleep until the state changes. When a slice has run out, free
                         // the slots of dead readers, and clear `WRITERS_WAITING`: a live
                         // waiting writer sets it again, a bit no one stands behind goes.
-                        if probe_due || slices.probe_due() {
-                            probe_due = false;
-                            slices.probed();
+                        if slices.probe_now(&mut probe_due) {
                             if self.recover_dead_readers() {
                                 continue;
                             }
@@ -570,16 +568,14 @@ impl RawRwLock {
                         }
                     }
                 }
-            } else if probe_due || slices.probe_due() {
+            } else if slices.probe_now(&mut probe_due) {
                 // Probe only once a slice has passed (see `RawMutex`). If the state changed
                 // before the recovery could apply, probe the new one.
-                slices.probed();
                 if holder_is_dead(writer_of(s)) {
                     probe_due = !self.recover(s);
                     s = self.state.load(Ordering::Relaxed);
                     continue;
                 }
-                probe_due = false;
             }
             if s & READERS_WAITING == 0 {
                 // Relaxed: the flag tells unlockers to wake; the futex wait re-checks.
@@ -801,15 +797,13 @@ impl RawRwLock {
             }
             // Probe only after a slice ran out without a wake (see `RawMutex`). Overflow
             // readers name no one: only a dead writer can be recovered here.
-            if probe_due || slices.probe_due() {
+            if slices.probe_now(&mut probe_due) {
                 // As in `read_contended`.
-                slices.probed();
                 if is_write_locked(s) && holder_is_dead(writer_of(s)) {
                     probe_due = !self.recover(s);
                     s = self.state.load(Ordering::Relaxed);
                     continue;
                 }
-                probe_due = false;
             }
             let Some(slice) = slices.next(deadline) else {
                 self.clear_writers_waiting();
@@ -866,12 +860,8 @@ impl RawRwLock {
                 spin_loop();
                 continue;
             }
-            if probe_due || slices.probe_due() {
-                probe_due = false;
-                slices.probed();
-                if self.recover_dead_readers() {
-                    continue;
-                }
+            if slices.probe_now(&mut probe_due) && self.recover_dead_readers() {
+                continue;
             }
             let Some(slice) = slices.next(deadline) else {
                 // One last probe: a deadline shorter than a slice still frees dead readers.
