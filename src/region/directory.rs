@@ -19,12 +19,26 @@
 //!
 //! Waiting spins briefly with loads, then sets the `WAITERS` bit and futex-waits in
 //! 10 ms slices; between slices it probes the owner, the thread recorded in the word
-//! ([`owner::probe`]: `kill(tid, 0)` and `/proc/<tid>/stat`). An entry whose owner died in
+//! (`wait::holder_is_dead`: `kill(tid, 0)` and `/proc/<tid>/stat`). An entry whose owner died in
 //! `CLAIMED` or `INITIALISING` is taken over by CAS on the state word (keeping the phase,
 //! replacing the owner): a dead claim is re-claimed for the taker's own
 //! name, a dead initialisation is restarted from zeroed bytes with the taker's `init`.
 //! The space a dead claimer had already allocated is leaked. An `init` that panics marks
 //! its entry abandoned (owner 0, which no thread has) so that the next caller takes over.
+//!
+//! # Crash windows
+//!
+//! What a SIGKILL of the creating process at each step leaves (a SIGSTOP leaves the same
+//! until it continues: waiters then return [`RegionError::Timeout`] at the region's
+//! timeout):
+//!
+//! | step | left behind | repaired by, how fast |
+//! |------|-------------|-----------------------|
+//! | before the claim | nothing | — |
+//! | `CLAIMED`: name or type being written, space maybe allocated | an entry naming a dead owner | the next process that reaches it probes the owner between 10 ms slices and re-claims the entry for its own name (unit test `a_dead_claim_is_taken_over`); allocated space leaks |
+//! | `INITIALISING`: object being zeroed or `init` running | the same, with the name published | a process waiting for that name takes it over and restarts from zeroed bytes with its own `init` within a slice (`tests/region_takeover.rs`) |
+//! | `READY` published, waiters not yet woken | sleepers on a ready entry | each re-checks after its slice (10 ms) |
+//! | `init` panicked | an abandoned entry (owner 0) | the next caller takes it over at once |
 //!
 //! # Limits
 //!
