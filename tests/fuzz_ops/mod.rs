@@ -395,21 +395,16 @@ pub fn locks(data: &[u8]) {
         match op {
             // RawMutex.
             2 => {
-                if timed("RawMutex::try_lock", || rm.try_lock()).is_some() {
-                    rm_held += 1;
-                }
+                rm_held += u32::from(timed("RawMutex::try_lock", || rm.try_lock()).is_some());
             }
             3 => {
                 let t = inp.timeout();
-                if timed("RawMutex::lock_timeout", || rm.lock_timeout(t)).is_some() {
-                    rm_held += 1;
-                }
+                rm_held +=
+                    u32::from(timed("RawMutex::lock_timeout", || rm.lock_timeout(t)).is_some());
             }
             4 => {
                 let d = inp.deadline();
-                if timed("RawMutex::lock_until", || rm.lock_until(d)).is_some() {
-                    rm_held += 1;
-                }
+                rm_held += u32::from(timed("RawMutex::lock_until", || rm.lock_until(d)).is_some());
             }
             5 if rm_held > 0 => {
                 rm_held -= 1;
@@ -467,26 +462,20 @@ pub fn locks(data: &[u8]) {
             }
             // RawRwLock.
             12 => {
-                if timed("RawRwLock::try_read", || rrw.try_read()).is_some() {
-                    rrw_read += 1;
-                }
+                rrw_read += u32::from(timed("RawRwLock::try_read", || rrw.try_read()).is_some());
             }
             13 => {
                 let d = inp.deadline();
-                if timed("RawRwLock::read_until", || rrw.read_until(d)).is_some() {
-                    rrw_read += 1;
-                }
+                rrw_read +=
+                    u32::from(timed("RawRwLock::read_until", || rrw.read_until(d)).is_some());
             }
             14 => {
-                if timed("RawRwLock::try_write", || rrw.try_write()).is_some() {
-                    rrw_write += 1;
-                }
+                rrw_write += u32::from(timed("RawRwLock::try_write", || rrw.try_write()).is_some());
             }
             15 => {
                 let d = inp.deadline();
-                if timed("RawRwLock::write_until", || rrw.write_until(d)).is_some() {
-                    rrw_write += 1;
-                }
+                rrw_write +=
+                    u32::from(timed("RawRwLock::write_until", || rrw.write_until(d)).is_some());
             }
             16 if rrw_read > 0 => {
                 rrw_read -= 1;
