@@ -636,9 +636,9 @@ pub fn locks(data: &[u8]) {
                 }
             }
             37 => {
-                let _ = timed("Condvar::words", || {
-                    let (a, b) = c.words();
-                    (a.load(Ordering::Relaxed), b.load(Ordering::Relaxed))
+                let _ = timed("Mutex::raw", || {
+                    let raw = m.raw();
+                    (raw.owner(), raw.mark_is_set(), raw.is_locked())
                 });
             }
             _ => {}
@@ -783,7 +783,7 @@ pub fn seqlocks(data: &[u8]) {
                 });
             }
             16 => {
-                let _ = timed("SeqLock::seq_words", || {
+                let _ = timed("SeqLockArray::slots().try_read", || {
                     a.slots().iter().filter(|x| x.try_read().is_err()).count()
                 });
             }
@@ -818,7 +818,7 @@ pub fn coord(data: &[u8]) {
 
     for _ in 0..MAX_OPS {
         let Some(op) = inp.next() else { break };
-        let Some(op) = raw_write(op, 34, &mut inp, &objs) else {
+        let Some(op) = raw_write(op, 33, &mut inp, &objs) else {
             continue;
         };
         match op {
@@ -931,12 +931,6 @@ pub fn coord(data: &[u8]) {
             }
             32 => {
                 let _ = timed("Queue::len", || (q.len(), q.is_empty(), q.capacity()));
-            }
-            33 => {
-                let _ = timed("Semaphore::words", || {
-                    let (a, b) = s.words();
-                    (a.load(Ordering::Relaxed), b.load(Ordering::Relaxed))
-                });
             }
             _ => {}
         }
