@@ -110,8 +110,9 @@ fn run(name: &str, family: fn(&[u8])) {
             std::panic::resume_unwind(e);
         }
     }
+    let (slowest, op) = fuzz_ops::slowest();
     eprintln!(
-        "ops_fuzz {name}: {} inputs in {:?}",
+        "ops_fuzz {name}: {} inputs in {:?}; slowest operation {op}: {slowest:?}",
         seeds.len(),
         start.elapsed()
     );

@@ -277,18 +277,34 @@ fn trace(s: &str) {
     }
 }
 
+thread_local! {
+    /// The slowest operation this thread ran, and how long it took.
+    static SLOWEST: std::cell::Cell<(Duration, &'static str)> =
+        const { std::cell::Cell::new((Duration::ZERO, "")) };
+}
+
+/// The slowest operation the calling thread has run so far, and how long it took.
+pub fn slowest() -> (Duration, &'static str) {
+    SLOWEST.with(|s| s.get())
+}
+
 /// Runs `f`, checking that it returns within [`OP_BOUND`].
-fn timed<R>(name: &str, f: impl FnOnce() -> R) -> R {
+fn timed<R>(name: &'static str, f: impl FnOnce() -> R) -> R {
     trace(name);
     let t = Instant::now();
     let r = f();
     let e = t.elapsed();
     assert!(e < OP_BOUND, "{name} took {e:?} (bound {OP_BOUND:?})");
+    SLOWEST.with(|s| {
+        if e > s.get().0 {
+            s.set((e, name));
+        }
+    });
     r
 }
 
 /// Keeps a guard if there is room (dropping it otherwise, which unlocks).
-fn keep<G>(v: &mut Vec<G>, g: G, name: &str) {
+fn keep<G>(v: &mut Vec<G>, g: G, name: &'static str) {
     if v.len() < MAX_GUARDS {
         v.push(g);
     } else {
@@ -325,14 +341,14 @@ fn died<G>(d: OwnerDied<G>, mark: bool, fix: impl FnOnce(&mut G)) -> G {
 }
 
 /// Drops the newest guard of `v`, if any.
-fn release<G>(v: &mut Vec<G>, name: &str) {
+fn release<G>(v: &mut Vec<G>, name: &'static str) {
     if let Some(g) = v.pop() {
         timed(name, || drop(g));
     }
 }
 
 /// Drops every guard of `v`, newest first.
-fn release_all<G>(v: &mut Vec<G>, name: &str) {
+fn release_all<G>(v: &mut Vec<G>, name: &'static str) {
     while !v.is_empty() {
         release(v, name);
     }
