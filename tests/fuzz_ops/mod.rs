@@ -241,11 +241,16 @@ fn raw_write(op: u8, n: u8, inp: &mut Input<'_>, objs: &[&dyn Bytes]) -> Option<
     if op >= RAW_OPS {
         return Some((op - RAW_OPS) % (n - 2) + 2);
     }
-    let o = objs[usize::from(inp.u8()) % objs.len()];
+    let i = usize::from(inp.u8()) % objs.len();
+    let o = objs[i];
     let at = usize::from(inp.u8()) % o.size();
     if op < 16 {
         let n = usize::from(inp.u8() % 9);
-        o.poke(at, inp.take(n));
+        let bytes = inp.take(n);
+        if tracing() {
+            trace(&format!("  bytes {bytes:02x?} at object {i} offset {at}"));
+        }
+        o.poke(at, bytes);
     } else {
         let hi = u32::from(inp.u8()) << 24;
         let w = match inp.u8() % 8 {
@@ -258,7 +263,12 @@ fn raw_write(op: u8, n: u8, inp: &mut Input<'_>, objs: &[&dyn Bytes]) -> Option<
             6 => 0,
             _ => hi,
         };
-        trace(&format!("  word {w:#010x} at {at}"));
+        if tracing() {
+            trace(&format!(
+                "  word {w:#010x} at object {i} offset {}",
+                at & !3
+            ));
+        }
         o.poke(at & !3, &w.to_le_bytes());
     }
     None
