@@ -235,7 +235,8 @@ const RAW_OPS: u8 = 40;
 
 /// Raw writes: opcodes below 16 write up to 8 arbitrary bytes, the others below
 /// [`RAW_OPS`] a 32-bit word chosen to reach interesting states (a word naming this thread,
-/// a dead thread, a live thread of this process or another, with arbitrary flag bits).
+/// a dead thread, a live thread of this process or another, with arbitrary flag bits; a
+/// count or index about to wrap).
 /// Returns `None` if `op` was one of them, else the operation number `2..n`.
 fn raw_write(op: u8, n: u8, inp: &mut Input<'_>, objs: &[&dyn Bytes]) -> Option<u8> {
     if op >= RAW_OPS {
@@ -253,7 +254,7 @@ fn raw_write(op: u8, n: u8, inp: &mut Input<'_>, objs: &[&dyn Bytes]) -> Option<
         o.poke(at, bytes);
     } else {
         let hi = u32::from(inp.u8()) << 24;
-        let w = match inp.u8() % 8 {
+        let w = match inp.u8() % 10 {
             0 => inp.u32(),
             1 => gettid(),
             2 => gettid() | hi,
@@ -261,7 +262,10 @@ fn raw_write(op: u8, n: u8, inp: &mut Input<'_>, objs: &[&dyn Bytes]) -> Option<
             4 => sibling_tid() | hi,
             5 => 1 | hi,
             6 => 0,
-            _ => hi,
+            7 => hi,
+            // Counters and indices at the edge of wrapping.
+            8 => u32::MAX - u32::from(inp.u8()),
+            _ => (1 << 31) - 1 + u32::from(inp.u8() % 3),
         };
         if tracing() {
             trace(&format!(
