@@ -40,7 +40,7 @@
 //!
 //! A writer killed between its odd and even sequence stores leaves `seq` odd and its TID in
 //! `writer`. Waiters (writers and readers) spin briefly with loads only, then futex-wait
-//! on `writer` in growing slices (50 µs, doubling up to 10 ms, as `RawMutex` does), and
+//! on `writer` in growing slices (50 µs, doubling up to 800 µs, as `RawMutex` does), and
 //! probe the owner's TID (`kill(tid, 0)` and a `/proc` zombie check, see `owner::probe`)
 //! only after a slice runs out without a wake: a live writer's unlock wakes them first,
 //! so waiting out ordinary writes costs no probe. When the owner is dead:
@@ -68,7 +68,7 @@
 //! # Crash windows
 //!
 //! What a writer killed (SIGKILL) or stopped (SIGSTOP) at each step leaves, and who repairs
-//! it. "One slice" is at most 10 ms after the kernel has torn the writer down (the first
+//! it. "One slice" is at most 800 µs after the kernel has torn the writer down (the first
 //! slice of a wait is 50 µs).
 //!
 //! | step of a write                        | a SIGKILL there leaves                          | repaired by, how fast |
@@ -76,7 +76,7 @@
 //! | `writer` CAS `0 → tid` done            | lock held by a dead TID; data consistent        | next writer: takeover after one slice, plain guard; readers unaffected |
 //! | `seq` odd (`fetch_or`), data stores    | `seq` odd, dead TID: data **torn**              | next writer: takeover after one slice, `OwnerDied` (or `write`); `try_read`: `WriterDied` at once; `read_timeout`: `WriterDied` after one slice; `read`: waits for the repair |
 //! | `seq` even store (c) done              | lock held by a dead TID; data consistent        | as the first line |
-//! | `writer` swapped to 0 (unlock)         | a complete write; at worst a missed wake        | waiters re-check after their slice (≤ 10 ms) |
+//! | `writer` swapped to 0 (unlock)         | a complete write; at worst a missed wake        | waiters re-check after their slice (≤ 800 µs) |
 //! | recovered guard dropped unmarked, or a panicking closure on a torn value | `seq` odd, no owner: data still torn | next writer: at once (`OwnerDied` again); readers as for a torn value (`read_timeout`: `WriterDied` at once) |
 //! | a waiter set `WAITERS`, then died      | a stale `WAITERS` bit                           | the owner's unlock clears it (one needless wake) |
 //! | writer SIGSTOPped anywhere             | a live owner: nothing to repair                 | waiters wait (probing once per slice that runs out); timed calls return at their deadline; `try_read` returns `WriterActive` |
@@ -282,7 +282,7 @@ impl<T: Pod> SeqLock<T> {
     /// Never returns a torn value. Waits for a live writer (spinning briefly, then
     /// sleeping on a futex); if the writer died mid-write, sleeps (neither spinning nor
     /// probing) until another writer repairs the value, with [`write`](Self::write) or a
-    /// guard marked consistent (see [`lock`](Self::lock)): waking at least every 10 ms to
+    /// guard marked consistent (see [`lock`](Self::lock)): waking at least every 800 µs to
     /// look, and **forever** if no writer ever comes. Writers that keep writing can also
     /// keep a reader retrying (a seqlock never makes writers wait for readers). Use
     /// [`read_timeout`](Self::read_timeout) or [`try_read`](Self::try_read) to bound the
@@ -405,7 +405,7 @@ impl<T: Pod> SeqLock<T> {
     /// ([`SeqLockError::WriterActive`], or [`SeqLockError::WriterDied`] if the writer is
     /// dead by then), or, unless `repair_wait`, the writer is found dead
     /// ([`SeqLockError::WriterDied`]). Spins with loads first, then futex-waits on `writer`
-    /// in growing slices (`Slices`, 50 µs up to 10 ms).
+    /// in growing slices (`Slices::for_holder`, 50 µs up to 800 µs).
     ///
     /// Probes the writer only when a slice ran out without a wake, as `RawMutex` does: a
     /// live writer's unlock wakes us first, so waiting out ordinary writes costs no probe
@@ -426,7 +426,7 @@ impl<T: Pod> SeqLock<T> {
             }
             spin_loop();
         }
-        let mut slices = Slices::new();
+        let mut slices = Slices::for_holder();
         let mut probe_due = false;
         loop {
             // Acquire: pairs with the Release swap in `unlock_writer` (see
@@ -438,7 +438,9 @@ impl<T: Pod> SeqLock<T> {
             }
             let tid = owner_of(w);
             if !repair_wait
-                && (tid == 0 || (slices.probe_now(&mut probe_due) && writer_is_gone(tid)))
+                && (tid == 0
+                    || (slices.probe_now(&mut probe_due)
+                        && writer_is_gone_watched(&mut slices, tid)))
             {
                 return Err(SeqLockError::WriterDied);
             }
@@ -529,7 +531,7 @@ impl<T: Pod> SeqLock<T> {
         deadline: Option<Instant>,
     ) -> Result<bool, WriteTimeout> {
         let mut spins = 0;
-        let mut slices = Slices::new();
+        let mut slices = Slices::for_holder();
         let mut probe_due = false;
         loop {
             // Relaxed: only a hint for the CASes below, which carry the orderings.
@@ -554,7 +556,9 @@ impl<T: Pod> SeqLock<T> {
             // owner's unlock wakes us first, so ordinary contention costs no probe. An
             // owner that is already dead costs the first slice (50 µs) before the takeover.
             let tid = owner_of(w);
-            if tid == 0 || (slices.probe_now(&mut probe_due) && writer_is_gone(tid)) {
+            if tid == 0
+                || (slices.probe_now(&mut probe_due) && writer_is_gone_watched(&mut slices, tid))
+            {
                 match self.take_over(w, me) {
                     Some(torn) => return Ok(torn),
                     None => continue,
@@ -829,6 +833,14 @@ fn writer_is_gone(tid: u32) -> bool {
     #[cfg(all(test, not(loom)))]
     tests::PROBES.with(|n| n.set(n.get() + 1));
     holder_is_dead(tid)
+}
+
+/// [`writer_is_gone`] through a wait's watch of the writer (see `Slices::holder_is_dead`).
+#[cold]
+fn writer_is_gone_watched(slices: &mut Slices, tid: u32) -> bool {
+    #[cfg(all(test, not(loom)))]
+    tests::PROBES.with(|n| n.set(n.get() + 1));
+    slices.holder_is_dead(tid)
 }
 
 /// Whether `deadline` has passed (`None` never passes). Reads the clock only if there is a

@@ -1,24 +1,30 @@
 //! The one blocking policy: how long a wait spins, how it sleeps, when it gives up, and
 //! when it asks whether the thread it waits for is still alive. Every blocking path in the
 //! crate (locks, seqlock writers and readers, semaphores, events, barriers, the queue, the
-//! condvar, the region directory) takes its numbers and its owner probe from here.
+//! condvar) takes its numbers and its owner probe from here; the region directory takes
+//! its owner probe (its create-or-open waits keep their own 10 ms slices and the region's
+//! timeout).
 //!
 //! The rules:
 //!
 //! - **Spin, then sleep.** A contended wait first spins (at most `SPIN_LIMIT` pauses,
 //!   with loads only), then futex-waits.
 //! - **Sleep in slices.** No wait sleeps unboundedly: it sleeps in slices of [`FIRST_SLICE`]
-//!   (50 µs) doubling to [`PROBE_SLICE`] (10 ms), re-checking its condition after each, so a
-//!   waker that died between its state change and its wake costs a waiter at most one
-//!   slice. (Under loom waits are unbounded: a loom timed wait returns at once and loom
-//!   threads never die, so a missing wake shows as a loom deadlock instead of a hidden
-//!   spin.)
+//!   (50 µs) doubling to a cap, re-checking its condition after each, so a waker that died
+//!   between its state change and its wake costs a waiter at most one slice. A wait for a
+//!   word to change (an event, a permit, a notify) caps at [`PROBE_SLICE`] (10 ms); a wait
+//!   for a holder it probes (a lock's owner, a seqlock's writer, a draining writer's
+//!   readers) caps at [`HOLDER_SLICE`] (800 µs), so it notices a death within a
+//!   millisecond however long it has waited. (Under loom waits are unbounded: a loom timed
+//!   wait returns at once and loom threads never die, so a missing wake shows as a loom
+//!   deadlock instead of a hidden spin.)
 //! - **Probe once a slice has passed.** A waiter asks the kernel whether the holder's
-//!   thread is alive (a `Tid` probe: `kill(tid, 0)` plus a `/proc` zombie check, both
-//!   syscalls) only once a whole slice has passed since the wait began or last probed,
-//!   woken or not (`Slices::probe_now`). Ordinary contention, where the holder's unlock
+//!   thread is alive only once a whole slice has passed since the wait began or last
+//!   probed, woken or not (`Slices::probe_now`). Ordinary contention, where the holder's unlock
 //!   wakes the waiter first, costs no probe; a peer that keeps waking the word cannot put
-//!   the probe off.
+//!   the probe off. The first probe of a holder is a `Tid` probe (`kill(tid, 0)` plus a
+//!   `/proc` zombie check, about 4 µs); it opens a pidfd for the holder, so the following
+//!   ones are a `poll` (about 0.2 µs), with a full probe every tenth (`owner::Watch`).
 //! - **Deadlines are total.** A timed wait checks its deadline after every wake, spurious or
 //!   not (`Slices::next` refuses a slice past it), and probes once more when the deadline
 //!   passes, so a deadline shorter than a slice still recovers a dead holder.
@@ -29,6 +35,7 @@ use core::time::Duration;
 use std::time::Instant;
 
 pub(crate) use crate::owner::Tid;
+use crate::owner::Watch;
 
 /// Spin iterations (`spin_loop` pauses; the mutex loads the word between growing runs of
 /// them, other primitives once per pause) before a contended wait sleeps. None under loom:
@@ -53,22 +60,57 @@ pub const PROBE_SLICE: Option<Duration> = None;
 /// The first sleep slice of a wait.
 pub const FIRST_SLICE: Duration = Duration::from_micros(50);
 
-/// The growing sequence of sleep slices of one wait, and its probe clock.
+/// The longest sleep slice of a wait for a holder that it probes (a lock's owner, a
+/// seqlock's writer): short, so that a waiter that has waited long still notices the
+/// holder's death within a millisecond. Its probes are cheap: a `poll` of a pidfd for the
+/// holder (see `owner::Watch`).
+#[cfg(not(loom))]
+pub const HOLDER_SLICE: Option<Duration> = Some(Duration::from_micros(800));
+/// The longest sleep slice of a wait for a holder (unbounded under loom).
+#[cfg(loom)]
+pub const HOLDER_SLICE: Option<Duration> = None;
+
+/// The growing sequence of sleep slices of one wait, its probe clock, and the holder it
+/// watches.
 pub(crate) struct Slices {
     next: Duration,
     /// The last slice handed out (`FIRST_SLICE` before the first).
     last: Duration,
+    /// The longest slice.
+    max: Option<Duration>,
     /// When the wait started, or last probed.
     since: Instant,
+    /// The holder this wait probes, watched across probes.
+    watch: Watch,
 }
 
 impl Slices {
+    /// The slices of a wait for a change of a word (an event, a permit, a notify): up to
+    /// [`PROBE_SLICE`].
     pub(crate) fn new() -> Self {
+        Slices::with_max(PROBE_SLICE)
+    }
+
+    /// The slices of a wait for a holder it probes: up to [`HOLDER_SLICE`].
+    pub(crate) fn for_holder() -> Self {
+        Slices::with_max(HOLDER_SLICE)
+    }
+
+    fn with_max(max: Option<Duration>) -> Self {
         Slices {
             next: FIRST_SLICE,
             last: FIRST_SLICE,
+            max,
             since: Instant::now(),
+            watch: Watch::default(),
         }
+    }
+
+    /// Whether the holder named by the TID bits `bits` is gone ([`holder_is_dead`]), asked
+    /// through this wait's watch: after the first probe of a holder, further probes of it
+    /// are one `poll`.
+    pub(crate) fn holder_is_dead(&mut self, bits: u32) -> bool {
+        Tid::parse(bits).is_none_or(|tid| self.watch.is_dead(tid))
     }
 
     /// Whether a whole slice has passed since the wait started or last probed, woken or
@@ -77,7 +119,7 @@ impl Slices {
     /// "probe only after a wait that timed out" would. Never under loom, whose waits have
     /// no time (models probe before their first sleep instead).
     pub(crate) fn probe_due(&self) -> bool {
-        PROBE_SLICE.is_some() && self.since.elapsed() >= self.last
+        self.max.is_some() && self.since.elapsed() >= self.last
     }
 
     /// Whether to probe the holder now: if `forced` (a slice ran out without a wake, or,
@@ -95,7 +137,7 @@ impl Slices {
     /// The duration of the next wait towards `deadline`, or `None` if the deadline has
     /// passed. `Some(None)` is an unbounded wait (only under loom without a deadline).
     pub(crate) fn next(&mut self, deadline: Option<Instant>) -> Option<Option<Duration>> {
-        let slice = PROBE_SLICE.map(|max| {
+        let slice = self.max.map(|max| {
             let s = self.next;
             self.next = (s * 2).min(max);
             self.last = s;

@@ -17,7 +17,7 @@
 //! # Owner death
 //!
 //! Waiters do not sleep unboundedly: they wait in slices (50 µs, doubling up to
-//! [`PROBE_SLICE`](crate::wait::PROBE_SLICE) = 10 ms; see [`wait`](crate::wait), the
+//! [`HOLDER_SLICE`](crate::wait::HOLDER_SLICE) = 800 µs; see [`wait`](crate::wait), the
 //! crate's one blocking policy) and, once a whole slice has passed, ask the kernel whether
 //! the TID in the word is still alive (`kill(tid, 0)`, plus a `/proc/<tid>/stat` zombie check: see
 //! `owner::probe`). If it is dead, the waiter compare-exchanges the *observed* word to its
@@ -32,15 +32,17 @@
 //!
 //! Detection latency is one slice at most after the kernel has torn the owner down, and
 //! a slice is never longer than the time the waiter has already waited (slices double from
-//! 50 µs) nor than 10 ms. Measured by `tests/locks_owner_death.rs` (a waiter that locks
-//! right after the kill, 200 kills, 2-vCPU VM, 2026-12-05): median 135 µs, p99 200 µs for
-//! the mutex; medians 117–143 µs and p99 160–750 µs across the lock kinds. glibc's robust
+//! 50 µs) nor than 800 µs ([`HOLDER_SLICE`](crate::wait::HOLDER_SLICE)). The first probe of
+//! an owner opens a pidfd for it, so a long wait's further probes are one `poll` each
+//! (see [`wait`](crate::wait)). Measured on a 2-vCPU VM, 2026-12-05: a waiter that locks
+//! right after the kill (`tests/locks_owner_death.rs`, 200 kills) gets the lock 139 µs
+//! (median) / 340 µs (p99) after it; a waiter already asleep when the owner is killed
+//! (`tests/chaos.rs`, 50 kills, two runs) 182–223 µs / 816–949 µs. glibc's robust
 //! process-shared mutex, which the kernel marks and wakes at the owner's exit, hands over
-//! in 12–13 µs median, 24–33 µs p99 in the same setting (a 40-line C program, 200 kills):
-//! about 10× faster. Our latency is the first slice (50 µs) plus the kernel's default
-//! timer slack on a futex timeout (50 µs) plus the probe; see below for why the kernel's
-//! marking is not used. A waiter pays one probe once a slice has passed (woken or not),
-//! never one per lock or per wake.
+//! in 12–13 µs median, 24–33 µs p99 in the first setting (a 40-line C program, 200 kills):
+//! about 10× faster. Our latency is the current slice plus the kernel's default timer
+//! slack on a futex timeout (50 µs) plus the probe; see below for why the kernel's
+//! marking is not used.
 //!
 //! `OWNER_DIED` stays in the word while the new owner holds the lock and survives its
 //! unlock, so every later acquirer also gets `OwnerDied`, until an owner calls
@@ -54,7 +56,7 @@
 //! | step | left behind | repaired by, how fast |
 //! |------|-------------|-----------------------|
 //! | lock: before the compare-exchange | nothing | — |
-//! | holding the lock (after the compare-exchange, before the unlock's) | the word names a dead thread | a waiter probes it once a slice has passed (≤ 10 ms after the death; ~0.1 ms for a waiter that arrives then) and takes it with `OwnerDied`; a timed lock also probes at its deadline; `try_lock` does not probe |
+//! | holding the lock (after the compare-exchange, before the unlock's) | the word names a dead thread | a waiter probes it once a slice has passed (≤ 1 ms after the death; ~0.15 ms for a waiter that arrives then) and takes it with `OwnerDied`; a timed lock also probes at its deadline; `try_lock` does not probe |
 //! | lock, contended: `CONTENDED` set, asleep | a stale `CONTENDED` | the next unlock takes its slow path and makes one needless wake |
 //! | unlock, contended: word cleared, sleeper not yet woken | a sleeper with the lock free | its slice runs out and it re-checks (one slice); failpoint test |
 //! | takeover: the dead owner's word replaced by the waiter's | nothing (one compare-exchange) | — |
@@ -68,12 +70,11 @@
 //! need a list node beside every lock word, at glibc's fixed offset from it, so in the
 //! shared mapping: a peer that writes garbage there would steer the dying thread's list
 //! walk and our own unlinking through pointers it chose. Shared memory is untrusted here,
-//! so that is out. A pidfd per waited-for owner would make each probe one cheap `poll`
-//! (and pin the owner against TID reuse), but a thread cannot sleep on a futex and a pidfd
-//! at once without io_uring, so it would still poll in slices. Hence the probe, in
-//! doubling slices from 50 µs: a waiter that arrives as the owner dies notices in about
-//! 0.1 ms, and a waiter on a lock held long (live) costs at most a few early wakes and then
-//! one probe per 10 ms.
+//! so that is out. A pidfd per waited-for owner makes each probe after the first one a cheap
+//! `poll` (and pins the owner against TID reuse), but a thread cannot sleep on a futex and
+//! a pidfd at once without io_uring, so a waiter still wakes once per slice to look: the
+//! price of the 800 µs cap is about 1,250 timer wakes a second per waiter on a lock held
+//! long, each with a 0.2 µs `poll`; an uncontended or briefly contended lock pays nothing.
 //!
 //! # Limits
 //!
@@ -351,7 +352,7 @@ impl RawMutex {
             }
         }
         let mut probe_due = false;
-        let mut slices = Slices::new();
+        let mut slices = Slices::for_holder();
         loop {
             if let Some(flags) = takeable(w) {
                 // We may have slept, so others may sleep too: keep CONTENDED (as std does).
@@ -381,7 +382,7 @@ impl RawMutex {
             // the owner unlocks and wakes us first, so the probe's syscalls (`kill`, a
             // `/proc` read) stay off the contended path. A lock whose owner is already
             // dead costs one first slice (50 µs) before it is recovered.
-            if slices.probe_now(&mut probe_due) && holder_is_dead(owner_of(w)) {
+            if slices.probe_now(&mut probe_due) && slices.holder_is_dead(owner_of(w)) {
                 match self.take(w, me | OWNER_DIED | CONTENDED) {
                     Ok(a) => return Some(a),
                     Err(now) => {
