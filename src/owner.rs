@@ -318,27 +318,55 @@ impl Tid {
     }
 }
 
-/// Watches one holder across the probes of one wait: after the first full [`probe`] of a
-/// TID finds it alive, a pidfd for that thread (`pidfd_open` with `PIDFD_THREAD`, Linux
+/// Watches one holder across the probes of one wait: once a full [`probe`] has found the
+/// same TID alive twice, a pidfd for that thread (`pidfd_open` with `PIDFD_THREAD`, Linux
 /// 6.9+) makes each further probe one `poll`, about 0.2 µs instead of a `kill` and a
-/// `/proc` read (about 4 µs). The pidfd also pins the thread: a TID the kernel hands to a
-/// new thread after the holder died does not read as the holder alive.
+/// `/proc` read (about 4 µs).
 ///
-/// A pidfd does not report a thread-group leader that called `pthread_exit` while its
-/// other threads run on (it stays a zombie until they end), which the `/proc` check of
-/// [`probe`] does: so every tenth probe of a watched holder is a full one too. Where the pidfd cannot be opened (an older kernel,
-/// no fds left, Miri, loom), every probe is a full one.
+/// A readable pidfd only says that *the watched thread* exited: the kernel may already have
+/// handed its TID to a new thread, which may hold the lock by now. So a readable pidfd is
+/// dropped and the number is probed in full, as without a watch. An unreadable one says the
+/// watched thread, and so the number, is alive. A pidfd does not report a thread-group
+/// leader that called `pthread_exit` while its other threads run on (it stays a zombie
+/// until they end), which the `/proc` check of [`probe`] does: so every tenth probe of a
+/// watched holder is a full one too. Where the pidfd cannot be had (a kernel before 6.9,
+/// which the process then remembers, no fds left, Miri, loom), every probe is a full one.
 #[derive(Default)]
 pub(crate) struct Watch {
+    /// The watched TID and its pidfd.
     #[cfg(not(any(loom, miri)))]
     fd: Option<(u32, rustix::fd::OwnedFd)>,
+    /// A TID a full probe found alive: the next alive probe of it opens its pidfd (a
+    /// holder seen once only, under ordinary contention, costs no `pidfd_open`).
+    #[cfg(not(any(loom, miri)))]
+    seen: u32,
+    /// No fds left for this wait (`EMFILE`, `ENFILE`): probe in full from now on.
+    #[cfg(not(any(loom, miri)))]
+    no_fd: bool,
     probes: u32,
 }
+
+/// Set once `pidfd_open` with `PIDFD_THREAD` has been refused for good (an older kernel,
+/// a seccomp filter): watches then never try again in this process.
+#[cfg(not(any(loom, miri)))]
+static PIDFD_REFUSED: crate::sync::AtomicBool = crate::sync::AtomicBool::new(false);
 
 impl Watch {
     /// One probe in this many of a watched holder is a full [`probe`].
     #[cfg(not(any(loom, miri)))]
     pub(crate) const FULL_PROBE_EVERY: u32 = 10;
+
+    /// Whether probes of a watched holder can be cheap in this process (a pidfd per
+    /// holder), as far as it knows yet.
+    pub(crate) fn cheap_probes() -> bool {
+        #[cfg(not(any(loom, miri)))]
+        {
+            // Relaxed: a hint; a stale `false` costs one more refused `pidfd_open`.
+            !PIDFD_REFUSED.load(crate::sync::Ordering::Relaxed)
+        }
+        #[cfg(any(loom, miri))]
+        false
+    }
 
     /// Whether `tid` no longer names a live thread.
     pub(crate) fn is_dead(&mut self, tid: Tid) -> bool {
@@ -353,33 +381,48 @@ impl Watch {
                 tv_nsec: 0,
             };
             match rustix::event::poll(&mut fds, Some(&zero)) {
-                // Readable: the thread has exited (a killed process's threads too, before
-                // it is reaped).
-                Ok(n) if n > 0 => return true,
-                Ok(_) if !self.probes.is_multiple_of(Self::FULL_PROBE_EVERY) => return false,
-                // A full probe is due, or poll failed: ask as without a pidfd.
+                Ok(0) if !self.probes.is_multiple_of(Self::FULL_PROBE_EVERY) => return false,
+                // Readable: the watched thread exited, and its number may name a new
+                // thread already. Drop the pidfd and probe the number in full.
+                Ok(n) if n > 0 => self.fd = None,
+                // A full probe is due, or poll failed: probe in full.
                 _ => {}
             }
         }
         let dead = tid.is_dead();
         #[cfg(not(any(loom, miri)))]
         if !dead && self.fd.as_ref().is_none_or(|(w, _)| *w != tid.get()) {
-            self.fd = open_thread_pidfd(tid).map(|fd| (tid.get(), fd));
+            self.fd = None;
+            if self.seen == tid.get() && !self.no_fd && Self::cheap_probes() {
+                self.fd = self.open(tid).map(|fd| (tid.get(), fd));
+            }
+            self.seen = tid.get();
         }
         dead
     }
-}
 
-/// A pidfd for thread `tid` (`PIDFD_THREAD`), or `None` where the kernel or the fd limit
-/// refuses one.
-#[cfg(not(any(loom, miri)))]
-fn open_thread_pidfd(tid: Tid) -> Option<rustix::fd::OwnedFd> {
-    use rustix::process::{Pid, PidfdFlags, pidfd_open};
-    /// `PIDFD_THREAD` (Linux 6.9): the pidfd names the thread, not its thread group. Its
-    /// value is `O_EXCL`; rustix has no name for it yet.
-    const PIDFD_THREAD: u32 = 0o200;
-    let pid = Pid::from_raw(i32::try_from(tid.get()).ok()?)?;
-    pidfd_open(pid, PidfdFlags::from_bits_retain(PIDFD_THREAD)).ok()
+    /// A pidfd for thread `tid`, or `None` (and remembers why) where it cannot be had.
+    #[cfg(not(any(loom, miri)))]
+    fn open(&mut self, tid: Tid) -> Option<rustix::fd::OwnedFd> {
+        use rustix::io::Errno;
+        use rustix::process::{Pid, PidfdFlags, pidfd_open};
+        let pid = Pid::from_raw(i32::try_from(tid.get()).ok()?)?;
+        match pidfd_open(pid, PidfdFlags::from_bits_retain(libc::PIDFD_THREAD)) {
+            Ok(fd) => Some(fd),
+            Err(Errno::MFILE | Errno::NFILE | Errno::NOMEM) => {
+                self.no_fd = true;
+                None
+            }
+            // Gone meanwhile: the next probe says so.
+            Err(Errno::SRCH) => None,
+            Err(_) => {
+                // EINVAL (no PIDFD_THREAD before Linux 6.9), ENOSYS, EPERM: for good.
+                // Relaxed: a hint (see `cheap_probes`).
+                PIDFD_REFUSED.store(true, crate::sync::Ordering::Relaxed);
+                None
+            }
+        }
+    }
 }
 
 /// The answer of [`probe`].
@@ -434,6 +477,8 @@ mod tests {
         }
         let tid = Tid::parse(pid as u32).expect("a pid parses");
         let mut w = Watch::default();
+        // Alive twice: the watch opens its pidfd.
+        assert!(!w.is_dead(tid));
         assert!(!w.is_dead(tid));
         if w.fd.is_none() {
             eprintln!("skipped the pidfd check: this kernel has no PIDFD_THREAD");
@@ -447,6 +492,66 @@ mod tests {
         }
         // SAFETY: reaping our own child.
         unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+    }
+
+    /// A watched holder that exits and whose number the kernel hands to a new process
+    /// before the next probe: the old pidfd is readable, but the number names a live
+    /// thread, so the watch must not report it dead (a waiter would take a lock from a live
+    /// holder). Forces the reuse through `ns_last_pid` (root only; skipped elsewhere, or if
+    /// another process takes the number first every time).
+    #[test]
+    #[cfg_attr(miri, ignore = "fork, pidfd and /proc/sys")]
+    fn watch_does_not_report_a_reused_tid_dead() {
+        fn fork_parked() -> libc::pid_t {
+            // SAFETY: the child only parks until it is killed.
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0);
+            if pid == 0 {
+                loop {
+                    // SAFETY: `pause` has no preconditions.
+                    unsafe { libc::pause() };
+                }
+            }
+            pid
+        }
+        fn kill_and_reap(pid: libc::pid_t) {
+            // SAFETY: killing and reaping our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+        }
+        for _ in 0..20 {
+            let old = fork_parked();
+            let tid = Tid::parse(old as u32).expect("a pid parses");
+            let mut w = Watch::default();
+            assert!(!w.is_dead(tid));
+            assert!(!w.is_dead(tid));
+            if w.fd.is_none() {
+                kill_and_reap(old);
+                eprintln!("skipped: no PIDFD_THREAD here");
+                return;
+            }
+            kill_and_reap(old);
+            // The next pid the kernel hands out is `old` again.
+            if std::fs::write("/proc/sys/kernel/ns_last_pid", format!("{}", old - 1)).is_err() {
+                eprintln!("skipped: cannot set ns_last_pid (not root)");
+                return;
+            }
+            let new = fork_parked();
+            if new != old {
+                kill_and_reap(new);
+                continue;
+            }
+            let answers: Vec<bool> = (0..3).map(|_| w.is_dead(tid)).collect();
+            kill_and_reap(new);
+            assert_eq!(
+                answers, [false; 3],
+                "a reused TID read dead through the old thread's pidfd"
+            );
+            return;
+        }
+        eprintln!("skipped: another process took the reused pid every time");
     }
 
     /// A thread-group leader that exited while another thread runs on is what a pidfd does
@@ -476,7 +581,8 @@ mod tests {
         }
         let tid = Tid::parse(pid as u32).expect("a pid parses");
         let mut w = Watch::default();
-        // Alive: the watch opens its pidfd for the leader now.
+        // Alive twice: the watch opens its pidfd for the leader now.
+        assert!(!w.is_dead(tid));
         assert!(!w.is_dead(tid));
         // SAFETY: writes one byte to the pipe's write end.
         assert_eq!(unsafe { libc::write(go[1], [1u8].as_ptr().cast(), 1) }, 1);

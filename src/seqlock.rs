@@ -41,9 +41,9 @@
 //! A writer killed between its odd and even sequence stores leaves `seq` odd and its TID in
 //! `writer`. Waiters (writers and readers) spin briefly with loads only, then futex-wait
 //! on `writer` in growing slices (50 µs, doubling up to 800 µs, as `RawMutex` does), and
-//! probe the owner's TID (`kill(tid, 0)` and a `/proc` zombie check, see `owner::probe`)
-//! only after a slice runs out without a wake: a live writer's unlock wakes them first,
-//! so waiting out ordinary writes costs no probe. When the owner is dead:
+//! probe the owner's TID (see `crate::wait`: a full probe, then a `poll` of a pidfd for a
+//! writer watched long) only once a whole slice has passed, woken or not: a live writer's
+//! unlock wakes them first, so waiting out ordinary writes costs no probe. When the owner is dead:
 //!
 //! - a writer takes the lock over (CAS `dead_tid → tid`) and learns whether the dead
 //!   writer was mid-write (`seq` odd): then the data is **torn** (each 8-byte word, or tail
@@ -109,7 +109,7 @@ use crate::futex;
 use crate::lock::{LockResult, OwnerDied, TimedLockError};
 use crate::owner;
 use crate::sync::{AtomicU32, Ordering, fence, spin_loop};
-use crate::wait::{Slices, deadline_passed, holder_is_dead};
+use crate::wait::{Slices, deadline_passed, holder_is_dead, past};
 
 /// Bit 31 of `writer`: some thread is (or may be) futex-waiting on `writer`.
 const WAITERS: u32 = 1 << 31;
@@ -426,7 +426,13 @@ impl<T: Pod> SeqLock<T> {
             }
             spin_loop();
         }
-        let mut slices = Slices::for_holder();
+        // A repair wait never probes: it waits for a writer, however long, so it sleeps in
+        // word-wait slices (10 ms), not in a holder wait's short ones.
+        let mut slices = if repair_wait {
+            Slices::new()
+        } else {
+            Slices::for_holder()
+        };
         let mut probe_due = false;
         loop {
             // Acquire: pairs with the Release swap in `unlock_writer` (see
@@ -552,8 +558,8 @@ impl<T: Pod> SeqLock<T> {
                 spin_loop();
                 continue;
             }
-            // Probe only after a slice ran out without a wake (as `RawMutex` does): a live
-            // owner's unlock wakes us first, so ordinary contention costs no probe. An
+            // Probe only once a slice has passed (as `RawMutex` does): a live owner's
+            // unlock wakes us first, so ordinary contention costs no probe. An
             // owner that is already dead costs the first slice (50 µs) before the takeover.
             let tid = owner_of(w);
             if tid == 0
@@ -561,7 +567,15 @@ impl<T: Pod> SeqLock<T> {
             {
                 match self.take_over(w, me) {
                     Some(torn) => return Ok(torn),
-                    None => continue,
+                    None => {
+                        // The word changed first: probe the new one (within the deadline:
+                        // see `past`).
+                        if past(deadline) {
+                            return Err(WriteTimeout);
+                        }
+                        probe_due = true;
+                        continue;
+                    }
                 }
             }
             if w & WAITERS == 0
@@ -841,13 +855,6 @@ fn writer_is_gone_watched(slices: &mut Slices, tid: u32) -> bool {
     #[cfg(all(test, not(loom)))]
     tests::PROBES.with(|n| n.set(n.get() + 1));
     slices.holder_is_dead(tid)
-}
-
-/// Whether `deadline` has passed (`None` never passes). Reads the clock only if there is a
-/// deadline.
-#[inline]
-pub(crate) fn past(deadline: Option<Instant>) -> bool {
-    deadline.is_some_and(|d| Instant::now() >= d)
 }
 
 /// A `None` deadline never times out.

@@ -44,10 +44,10 @@ use bytemuck::Pod;
 
 use crate::lock::OwnerDied;
 use crate::seqlock::{
-    SeqLock, SeqLockError, SeqLockWriteGuard, WriteTimeout, is_writing, past,
-    unreachable_no_deadline,
+    SeqLock, SeqLockError, SeqLockWriteGuard, WriteTimeout, is_writing, unreachable_no_deadline,
 };
 use crate::sync::{Ordering, fence, spin_loop};
+use crate::wait::past;
 
 /// Attempts [`SeqLockArray::try_snapshot`] makes before giving up.
 const TRY_SNAPSHOT_ATTEMPTS: u32 = if cfg!(loom) { 2 } else { 64 };

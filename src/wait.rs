@@ -1,9 +1,7 @@
 //! The one blocking policy: how long a wait spins, how it sleeps, when it gives up, and
 //! when it asks whether the thread it waits for is still alive. Every blocking path in the
 //! crate (locks, seqlock writers and readers, semaphores, events, barriers, the queue, the
-//! condvar) takes its numbers and its owner probe from here; the region directory takes
-//! its owner probe (its create-or-open waits keep their own 10 ms slices and the region's
-//! timeout).
+//! condvar, the region directory) takes its numbers and its owner probe from here.
 //!
 //! The rules:
 //!
@@ -14,17 +12,20 @@
 //!   between its state change and its wake costs a waiter at most one slice. A wait for a
 //!   word to change (an event, a permit, a notify) caps at [`PROBE_SLICE`] (10 ms); a wait
 //!   for a holder it probes (a lock's owner, a seqlock's writer, a draining writer's
-//!   readers) caps at [`HOLDER_SLICE`] (800 µs), so it notices a death within a
-//!   millisecond however long it has waited. (Under loom waits are unbounded: a loom timed
+//!   readers) caps at [`HOLDER_SLICE`] (800 µs) where its probes are cheap (see below), so
+//!   it notices a death within a millisecond however long it has waited (a thread-group
+//!   leader that exited beside running threads, which only a full probe sees, within ten
+//!   slices); without pidfds (Linux before 6.9) it caps at 10 ms as a word wait does. (Under loom waits are unbounded: a loom timed
 //!   wait returns at once and loom threads never die, so a missing wake shows as a loom
 //!   deadlock instead of a hidden spin.)
 //! - **Probe once a slice has passed.** A waiter asks the kernel whether the holder's
 //!   thread is alive only once a whole slice has passed since the wait began or last
 //!   probed, woken or not (`Slices::probe_now`). Ordinary contention, where the holder's unlock
 //!   wakes the waiter first, costs no probe; a peer that keeps waking the word cannot put
-//!   the probe off. The first probe of a holder is a `Tid` probe (`kill(tid, 0)` plus a
-//!   `/proc` zombie check, about 4 µs); it opens a pidfd for the holder, so the following
-//!   ones are a `poll` (about 0.2 µs), with a full probe every tenth (`owner::Watch`).
+//!   the probe off. A probe is a `Tid` probe (`kill(tid, 0)` plus a `/proc` zombie check,
+//!   about 4 µs) until the same holder has read alive twice; then the wait opens a pidfd for
+//!   it, and further probes are a `poll` (about 0.2 µs), with a full probe every tenth and
+//!   whenever the pidfd says the watched thread exited (`owner::Watch`).
 //! - **Deadlines are total.** A timed wait checks its deadline after every wake, spurious or
 //!   not (`Slices::next` refuses a slice past it), and probes once more when the deadline
 //!   passes, so a deadline shorter than a slice still recovers a dead holder.
@@ -34,8 +35,7 @@
 use core::time::Duration;
 use std::time::Instant;
 
-pub(crate) use crate::owner::Tid;
-use crate::owner::Watch;
+pub(crate) use crate::owner::{Tid, Watch};
 
 /// Spin iterations (`spin_loop` pauses; the mutex loads the word between growing runs of
 /// them, other primitives once per pause) before a contended wait sleeps. None under loom:
@@ -91,9 +91,14 @@ impl Slices {
         Slices::with_max(PROBE_SLICE)
     }
 
-    /// The slices of a wait for a holder it probes: up to [`HOLDER_SLICE`].
+    /// The slices of a wait for a holder it probes: up to [`HOLDER_SLICE`] where probes
+    /// are cheap (a pidfd per holder), else up to [`PROBE_SLICE`].
     pub(crate) fn for_holder() -> Self {
-        Slices::with_max(HOLDER_SLICE)
+        Slices::with_max(if Watch::cheap_probes() {
+            HOLDER_SLICE
+        } else {
+            PROBE_SLICE
+        })
     }
 
     fn with_max(max: Option<Duration>) -> Self {
@@ -110,7 +115,12 @@ impl Slices {
     /// through this wait's watch: after the first probe of a holder, further probes of it
     /// are one `poll`.
     pub(crate) fn holder_is_dead(&mut self, bits: u32) -> bool {
-        Tid::parse(bits).is_none_or(|tid| self.watch.is_dead(tid))
+        let dead = Tid::parse(bits).is_none_or(|tid| self.watch.is_dead(tid));
+        if !Watch::cheap_probes() {
+            // Every probe is a full one here: probe no more often than a word wait.
+            self.max = self.max.max(PROBE_SLICE);
+        }
+        dead
     }
 
     /// Whether a whole slice has passed since the wait started or last probed, woken or
@@ -164,6 +174,15 @@ pub(crate) fn deadline_passed(deadline: Option<Instant>) -> bool {
         Some(_) if cfg!(loom) => true,
         Some(d) => Instant::now() >= d,
     }
+}
+
+/// Whether `deadline` has passed by the clock (`None` never passes; reads the clock only
+/// if there is a deadline). For loops that retry without sleeping, e.g. on a word another
+/// process keeps rewriting: they check this so that a timed call keeps its bound however
+/// long the rewriting goes on.
+#[inline]
+pub(crate) fn past(deadline: Option<Instant>) -> bool {
+    deadline.is_some_and(|d| Instant::now() >= d)
 }
 
 /// Whether the holder named by the TID bits `bits` of a word (read from shared memory) is

@@ -581,3 +581,107 @@ fn a_peer_waking_the_lock_does_not_postpone_recovery_of_a_dead_holder() {
     });
     assert!(!a.rw.is_locked());
 }
+
+/// Waits until `word & bit` is set (a sleeper has announced itself); panics after 20 s.
+fn wait_for_bit(word: &AtomicU32, bit: u32) {
+    let start = Instant::now();
+    while word.load(Ordering::Relaxed) & bit == 0 {
+        assert!(start.elapsed() < SIGNAL_LIMIT, "bit {bit:#x} never set");
+        std::thread::yield_now();
+    }
+}
+
+/// Crash-window line "lock, contended: `CONTENDED` set, asleep" of `RawMutex`: a waiter
+/// killed while asleep leaves a stale `CONTENDED`; the owner's next unlock clears it (one
+/// needless wake) and the lock is back on its fast path.
+#[test]
+fn mutex_waiter_killed_asleep_leaves_a_bit_the_next_unlock_clears() {
+    watchdog(Duration::from_secs(60));
+    /// Bit 31 of a `RawMutex` word: someone may sleep on it.
+    const CONTENDED: u32 = 1 << 31;
+    let mem = SharedMem::<Arena>::new(1);
+    let a = mem.get();
+    let g = a.m.lock().unwrap();
+    let pid = fork_children(1, |_| drop(a.m.lock()))[0];
+    wait_for_bit(a.m.raw().word(), CONTENDED);
+    kill(pid);
+    reap(pid);
+    drop(g);
+    assert_eq!(
+        a.m.raw().word().load(Ordering::Relaxed),
+        0,
+        "the unlock left a stale bit"
+    );
+    drop(a.m.try_lock().expect("free"));
+    assert_eq!(a.m.raw().word().load(Ordering::Relaxed), 0);
+}
+
+/// Crash-window line "read, waiting: `READERS_WAITING` set" of `RwLock`: a reader killed
+/// while asleep behind a writer leaves a stale bit; the writer's unlock clears it, and
+/// readers and writers go on.
+#[test]
+fn rwlock_reader_killed_asleep_leaves_a_bit_the_next_unlock_clears() {
+    watchdog(Duration::from_secs(60));
+    /// Bit 30 of an `RwLock` state: readers may sleep on it.
+    const READERS_WAITING: u32 = 1 << 30;
+    let mem = SharedMem::<Arena>::new(1);
+    let a = mem.get();
+    let w = a.rw.write().unwrap();
+    let pid = fork_children(1, |_| drop(a.rw.read()))[0];
+    wait_for_bit(a.rw.raw().state(), READERS_WAITING);
+    kill(pid);
+    reap(pid);
+    drop(w);
+    assert_eq!(a.rw.raw().state().load(Ordering::Relaxed), 0);
+    assert!(!a.rw.is_locked());
+    drop(a.rw.try_read().expect("free"));
+    drop(a.rw.try_write().expect("free"));
+}
+
+/// Crash-window line "overflow read (every slot taken): counted in" of `RwLock`: a reader
+/// that died holding an overflow (unregistered) read lock is documented as not repaired.
+/// What must hold: timed and `try_` calls keep their bounds (writers time out, readers
+/// still get in), and once the slots' readers leave nothing else is lost.
+#[test]
+fn rwlock_dead_overflow_reader_leaks_but_timed_calls_keep_their_bound() {
+    watchdog(Duration::from_secs(60));
+    let mem = SharedMem::<Arena>::new(1);
+    let a = mem.get();
+    let slots = a.rw.raw().reader_slots().len();
+    // Fill every slot with a live reader (threads of this process), so the child's read
+    // lock is an overflow one.
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let rx = std::sync::Mutex::new(rx);
+    let ready = AtomicU32::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..slots {
+            s.spawn(|| {
+                let _r = a.rw.read().unwrap();
+                ready.fetch_add(1, Ordering::Relaxed);
+                let _ = rx.lock().unwrap().recv();
+            });
+        }
+        while ready.load(Ordering::Relaxed) < slots as u32 {
+            std::thread::yield_now();
+        }
+        let pid = child_holding(a, 1, |a| std::mem::forget(a.rw.read().unwrap()));
+        assert_eq!(a.rw.raw().state().load(Ordering::Relaxed) & 0x00FF_FFFF, 1);
+        kill(pid);
+        reap(pid);
+        for _ in 0..slots {
+            tx.send(()).unwrap();
+        }
+    });
+    // Only the dead overflow reader is left.
+    let start = Instant::now();
+    assert!(matches!(
+        a.rw.write_timeout(Duration::from_millis(30)),
+        Err(shmstate::TimedLockError::Timeout)
+    ));
+    assert!(a.rw.try_write().is_err());
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "a bound was broken"
+    );
+    assert!(a.rw.read_timeout(Duration::from_millis(30)).is_ok());
+}

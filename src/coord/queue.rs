@@ -481,7 +481,7 @@ impl<T: Pod, const N: usize> Queue<T, N> {
         if !holder_is_dead(owner) {
             return None;
         }
-        // The mutex probes a holder only after a slice without a wake, so this takes
+        // The mutex probes a holder only once a slice has passed, so this takes
         // about one `FIRST_SLICE`; bounded in case the lock changed hands meanwhile.
         let deadline = Instant::now().checked_add(DEAD_HOLDER_RECOVERY)?;
         Wait::Until(deadline).lock(self)

@@ -44,7 +44,7 @@
 //! |------|-------------|-----------------------|
 //! | wait: registered, mutex not yet unlocked | the mutex held by a dead owner; `SLEEPERS` set | the next locker takes the mutex over (`OwnerDied`); the next `notify_one` makes one wake that finds nobody and clears the bit |
 //! | wait: asleep, or re-locking | `SLEEPERS` set | the same one needless wake |
-//! | notify: word bumped, sleepers not yet woken | sleepers asleep on a changed word | an untimed wait sleeps in slices of at most 10 ms and re-checks the word: it returns within one slice; a timed wait returns at its timeout |
+//! | notify: word bumped, sleepers not yet woken | sleepers asleep on a changed word | every wait, timed or not, sleeps in slices of at most 10 ms and re-checks the word: it returns within one slice |
 //! | notify_one: woke nobody, `SLEEPERS` not yet cleared | the bit set | the next `notify_one` clears it (one needless wake) |
 
 use core::time::Duration;
@@ -58,7 +58,7 @@ use crate::futex;
 use crate::futex::sleepers;
 use crate::shared::{Elem, Kind, SharedSized, TypeTag};
 use crate::sync::{AtomicU32, Ordering};
-use crate::wait::PROBE_SLICE;
+use crate::wait::{Slices, deadline_passed};
 
 /// A condition variable: threads and processes wait on it until another notifies, holding
 /// a [`Mutex`](crate::Mutex) around the condition.
@@ -249,7 +249,7 @@ impl Condvar {
         let mutex = guard.mutex;
         drop(guard);
         // Nothing to undo after it: as in `wait_inner`.
-        let woke = futex::wait_until(&self.seq, expected, Some(deadline));
+        let woke = self.sleep_in_slices(expected, Some(deadline));
         let t = WaitTimeoutResult(!woke);
         // The re-lock gets what is left of the deadline (nothing, after a timeout: then
         // it is a `try_lock` and a brief spin).
@@ -405,25 +405,32 @@ impl Condvar {
         let mutex = guard.mutex;
         drop(guard);
         // Nothing to undo after it: `SLEEPERS` is a "maybe", cleared by a later notify.
-        let woke = match timeout {
-            Some(_) => futex::wait(&self.seq, expected, timeout),
-            None => self.sleep_in_slices(expected),
-        };
+        // A timeout too long for an `Instant` is an untimed wait.
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let woke = self.sleep_in_slices(expected, deadline);
         (mutex.lock(), !woke)
     }
 
-    /// An untimed sleep on `seq` while it holds `expected`, in slices of at most
-    /// [`PROBE_SLICE`](crate::wait::PROBE_SLICE) that re-check the word: a
-    /// notifier killed between its bump of `seq` and its wake costs a sleeper one slice,
-    /// not forever. Returns `true` (a notify, or a spurious wake, which callers allow for).
-    fn sleep_in_slices(&self, expected: u32) -> bool {
+    /// A sleep on `seq` while it holds `expected`, until `deadline` (`None`: untimed), in
+    /// slices of at most [`PROBE_SLICE`](crate::wait::PROBE_SLICE) that re-check the word: a notifier killed between
+    /// its bump of `seq` and its wake costs a sleeper one slice, not the whole wait.
+    /// Returns `true` for a notify (or a spurious wake, which callers allow for), `false`
+    /// if the deadline passed.
+    fn sleep_in_slices(&self, expected: u32, deadline: Option<Instant>) -> bool {
+        let mut slices = Slices::new();
         loop {
-            if futex::wait(&self.seq, expected, PROBE_SLICE) {
+            let Some(slice) = slices.next(deadline) else {
+                return false;
+            };
+            if futex::wait(&self.seq, expected, slice) {
                 return true;
             }
             // Relaxed: only whether a notify came; the mutex re-lock orders the data.
             if self.seq.load(Ordering::Relaxed) != expected {
                 return true;
+            }
+            if deadline_passed(deadline) {
+                return false;
             }
         }
     }

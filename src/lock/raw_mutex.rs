@@ -70,9 +70,10 @@
 //! need a list node beside every lock word, at glibc's fixed offset from it, so in the
 //! shared mapping: a peer that writes garbage there would steer the dying thread's list
 //! walk and our own unlinking through pointers it chose. Shared memory is untrusted here,
-//! so that is out. A pidfd per waited-for owner makes each probe after the first one a cheap
-//! `poll` (and pins the owner against TID reuse), but a thread cannot sleep on a futex and
-//! a pidfd at once without io_uring, so a waiter still wakes once per slice to look: the
+//! so that is out. A pidfd per waited-for owner makes each probe after the first two a
+//! cheap `poll` (a readable pidfd is confirmed by a full probe, since the TID may be reused
+//! by then), but a thread cannot sleep on a futex and a pidfd at once without io_uring, so
+//! a waiter still wakes once per slice to look: the
 //! price of the 800 µs cap is about 1,250 timer wakes a second per waiter on a lock held
 //! long, each with a 0.2 µs `poll`; an uncontended or briefly contended lock pays nothing.
 //!
@@ -105,7 +106,7 @@ use crate::failpoint::{self, Point};
 use crate::futex;
 use crate::owner;
 use crate::sync::{AtomicU32, Ordering, spin_loop};
-use crate::wait::{SPIN_LIMIT, Slices, TRY_LIMIT, Tid, deadline_passed, holder_is_dead};
+use crate::wait::{SPIN_LIMIT, Slices, TRY_LIMIT, Tid, deadline_passed, holder_is_dead, past};
 
 /// Mask of the owner's TID in a lock word.
 pub(crate) const TID_MASK: u32 = 0x00FF_FFFF;
@@ -378,14 +379,22 @@ impl RawMutex {
                 }
                 w |= CONTENDED;
             }
-            // Probe only after a slice ran out without a wake: under ordinary contention
-            // the owner unlocks and wakes us first, so the probe's syscalls (`kill`, a
-            // `/proc` read) stay off the contended path. A lock whose owner is already
-            // dead costs one first slice (50 µs) before it is recovered.
+            // Probe only once a whole slice has passed, woken or not (`Slices::probe_now`):
+            // under ordinary contention the owner unlocks and wakes us first, so the
+            // probe's syscalls stay off the contended path, and a peer that keeps waking
+            // us cannot put the probe off. A lock whose owner is already dead costs one
+            // first slice (50 µs) before it is recovered.
             if slices.probe_now(&mut probe_due) && slices.holder_is_dead(owner_of(w)) {
                 match self.take(w, me | OWNER_DIED | CONTENDED) {
                     Ok(a) => return Some(a),
                     Err(now) => {
+                        // The word changed first: probe the new one (unless the deadline
+                        // passed: a word another process keeps rewriting must not keep a
+                        // timed lock past its bound).
+                        if past(deadline) {
+                            return self.last_chance(me);
+                        }
+                        probe_due = true;
                         w = now;
                         continue;
                     }

@@ -121,7 +121,7 @@ use crate::owner;
 pub use crate::owner::DEAD_UNDER_LOOM;
 use crate::shared::{Elem, Kind, SharedSized, TypeTag};
 use crate::sync::{AtomicU32, Ordering, UnsafeCell, spin_loop};
-use crate::wait::{SPIN_LIMIT, Slices, TRY_LIMIT, holder_is_dead};
+use crate::wait::{SPIN_LIMIT, Slices, TRY_LIMIT, Tid, Watch, holder_is_dead, past};
 
 /// Overflow reader count, or the writer's TID when `WRITE_LOCKED`.
 const COUNT_MASK: u32 = TID_MASK;
@@ -523,6 +523,11 @@ impl RawRwLock {
         let mut slices = Slices::for_holder();
         loop {
             if is_garbage(s) {
+                // (A word another process keeps rewriting must not keep a timed call here
+                // past its bound: see `past`.)
+                if past(deadline) {
+                    return self.read_last_chance(me);
+                }
                 self.recover(s);
                 s = self.state.load(Ordering::Relaxed);
                 continue;
@@ -552,7 +557,7 @@ impl RawRwLock {
                         // the slots of dead readers, and clear `WRITERS_WAITING`: a live
                         // waiting writer sets it again, a bit no one stands behind goes.
                         if slices.probe_now(&mut probe_due) {
-                            if self.recover_dead_readers() {
+                            if self.recover_dead_readers(None) {
                                 continue;
                             }
                             // Only after a while: a live writer waiting for the overflow
@@ -573,6 +578,9 @@ impl RawRwLock {
                 // before the recovery could apply, probe the new one.
                 if slices.holder_is_dead(writer_of(s)) {
                     probe_due = !self.recover(s);
+                    if probe_due && past(deadline) {
+                        return self.read_last_chance(me);
+                    }
                     s = self.state.load(Ordering::Relaxed);
                     continue;
                 }
@@ -684,7 +692,7 @@ impl RawRwLock {
                     Ok(_) => {
                         store_load_fence();
                         if self.slots_free()
-                            || (probe && self.recover_dead_readers() && self.slots_free())
+                            || (probe && self.recover_dead_readers(None) && self.slots_free())
                         {
                             return Some(acquired(s));
                         }
@@ -747,6 +755,11 @@ impl RawRwLock {
         let mut slices = Slices::for_holder();
         loop {
             if is_garbage(s) {
+                // As in `read_contended`.
+                if past(deadline) {
+                    self.clear_writers_waiting();
+                    return self.try_write_as(me, true);
+                }
                 self.recover(s);
                 s = self.state.load(Ordering::Relaxed);
                 continue;
@@ -795,12 +808,16 @@ impl RawRwLock {
             if is_garbage(s) || is_unlocked(s) || s & WRITERS_WAITING == 0 {
                 continue;
             }
-            // Probe only after a slice ran out without a wake (see `RawMutex`). Overflow
+            // Probe only once a slice has passed (see `RawMutex`). Overflow
             // readers name no one: only a dead writer can be recovered here.
             if slices.probe_now(&mut probe_due) {
                 // As in `read_contended`.
                 if is_write_locked(s) && slices.holder_is_dead(writer_of(s)) {
                     probe_due = !self.recover(s);
+                    if probe_due && past(deadline) {
+                        self.clear_writers_waiting();
+                        return self.try_write_as(me, true);
+                    }
                     s = self.state.load(Ordering::Relaxed);
                     continue;
                 }
@@ -836,10 +853,11 @@ impl RawRwLock {
         failpoint::hit(Point::RwDraining);
         // Under loom a wait never times out: probe once before the first sleep.
         let mut probe_due = cfg!(loom);
-        // Holder slices (≤ 800 µs): a reader killed while we drain is found within a slice. Each
-        // probe is a full one per occupied slot (about 4 µs each): a writer waiting long
-        // behind live readers spends that per slice.
+        // Holder slices (≤ 800 µs): a reader killed while we drain is found within a slice.
+        // Each occupied slot's reader is watched, so a writer waiting long behind live
+        // readers pays a `poll` per reader per slice (see `owner::Watch`).
         let mut slices = Slices::for_holder();
+        let mut watches: [Watch; READER_SLOTS] = core::array::from_fn(|_| Watch::default());
         let mut spins = SPIN_LIMIT;
         loop {
             // Acquire pairs with the Release increment in `wake_drainer`: if we see it, we
@@ -863,12 +881,12 @@ impl RawRwLock {
                 spin_loop();
                 continue;
             }
-            if slices.probe_now(&mut probe_due) && self.recover_dead_readers() {
+            if slices.probe_now(&mut probe_due) && self.recover_dead_readers(Some(&mut watches)) {
                 continue;
             }
             let Some(slice) = slices.next(deadline) else {
                 // One last probe: a deadline shorter than a slice still frees dead readers.
-                if self.recover_dead_readers() && self.slots_free() {
+                if self.recover_dead_readers(Some(&mut watches)) && self.slots_free() {
                     continue;
                 }
                 self.release_write(me);
@@ -1068,12 +1086,19 @@ impl RawRwLock {
     /// frees the slots of registered readers that are dead (and garbage slots, which name
     /// no thread). Returns whether it freed any.
     #[cold]
-    fn recover_dead_readers(&self) -> bool {
+    fn recover_dead_readers(&self, mut watches: Option<&mut [Watch; READER_SLOTS]>) -> bool {
         let mut any = false;
-        for slot in &self.readers {
+        for (i, slot) in self.readers.iter().enumerate() {
             // Relaxed: a snapshot; the compare-exchange below frees the slot.
             let tid = slot.load(Ordering::Relaxed);
-            if tid == FREE || !holder_is_dead(tid) {
+            let dead = tid != FREE
+                && match watches.as_deref_mut() {
+                    // A draining writer watches each slot's reader: after the first
+                    // probes, a `poll` each (see `owner::Watch`).
+                    Some(w) => Tid::parse(tid).is_none_or(|t| w[i].is_dead(t)),
+                    None => holder_is_dead(tid),
+                };
+            if !dead {
                 continue;
             }
             // SeqCst: the free's half of the pairing with a draining writer (see below). A

@@ -64,9 +64,14 @@ use super::format::{
 };
 
 /// Loads of a state word before a waiter sleeps.
-const SPINS: u32 = 64;
-/// Longest single futex wait: the owner's liveness is probed between slices.
-const SLICE: Duration = Duration::from_millis(10);
+const SPINS: u32 = crate::wait::SPIN_LIMIT;
+/// Longest single futex wait: the owner's liveness is probed between slices. The crate's
+/// word-wait cap ([`PROBE_SLICE`](crate::wait::PROBE_SLICE); the region is not built
+/// under loom, where that is unbounded).
+const SLICE: Duration = match crate::wait::PROBE_SLICE {
+    Some(s) => s,
+    None => Duration::from_millis(10),
+};
 
 /// The life-cycle phase of a directory entry, as listed by [`Region::entries`].
 ///
