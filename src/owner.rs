@@ -25,6 +25,12 @@
 //! process (the child handler that resets the TID cache after `fork` resets it too, since
 //! a child may have entered another PID namespace), so a probe costs the `kill` and one
 //! read of `/proc/<id>/stat`, not also a `readlink` of `/proc/self` every time.
+//!
+//! # Crash windows
+//!
+//! None of its own: it keeps no state in shared memory (a [`Watch`]'s pidfd is local to the
+//! waiting thread and closed when its wait ends, however it ends). What a lock word holds
+//! after a death is in each primitive's table.
 
 #[cfg(not(loom))]
 mod imp {

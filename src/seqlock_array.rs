@@ -37,6 +37,17 @@
 //!
 //! Out-of-range indices panic, like slice indexing; [`SeqLockArray::slot`] returns `None`
 //! instead, and gives each element's full [`SeqLock`] API (`try_read`, `lock`, ...).
+//!
+//! # Crash windows
+//!
+//! Each element is a [`SeqLock`], with that module's table line for line (a writer killed
+//! mid-write leaves that element torn until a writer repairs it; `update`, `lock` and the
+//! timed forms report it as `OwnerDied`). A batch write is a sequence of element writes:
+//!
+//! | step of a batch write | a SIGKILL there leaves | repaired by, how fast |
+//! |-----------------------|------------------------|-----------------------|
+//! | between two elements | the elements written so far new, the rest old | each element is consistent; an invariant across elements waits for the next batch write |
+//! | inside an element's write | that element torn (odd sequence, dead writer) | the next writer of that element takes it over once a slice has passed and gets `OwnerDied` (or the `recovered` flag in a batch) |
 
 use std::time::{Duration, Instant};
 
