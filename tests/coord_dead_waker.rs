@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{SharedMem, fork_children, watchdog};
+use common::{SharedMem, fork_children, wait_until_asleep_in_futex, watchdog};
 use shmstate::sync::{AtomicU32, Ordering};
 use shmstate::{Barrier, Elem, Event, Kind, Semaphore, SharedSized, TypeTag};
 
@@ -36,19 +36,6 @@ unsafe impl SharedSized for Dying<Semaphore> {
 // SAFETY: as above.
 unsafe impl SharedSized for Dying<Barrier> {
     const TAG: TypeTag = TypeTag::new(Kind(Kind::USER.0 + 22), Elem::NONE);
-}
-
-/// Polls until process `pid` is blocked in `futex` (asleep), or its syscall state cannot
-/// be read (then the caller goes on: asleep is only the stronger case). Bounded by the
-/// test's watchdog.
-fn wait_until_asleep_in_futex(pid: libc::pid_t) {
-    loop {
-        match std::fs::read_to_string(format!("/proc/{pid}/syscall")) {
-            Ok(s) if s.starts_with(&format!("{} ", libc::SYS_futex)) => return,
-            Ok(_) => std::thread::yield_now(),
-            Err(_) => return,
-        }
-    }
 }
 
 /// Forks a waker that runs `change` (a state change without its wake), announces it in

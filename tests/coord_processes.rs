@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{SharedMem, fork_children, wait_all, watchdog};
+use common::{SharedMem, fork_children, wait_all, wait_until_asleep_in_futex, watchdog};
 use shmstate::sync::{AtomicU32, AtomicU64, Ordering};
 use shmstate::{Barrier, Elem, Event, Kind, Queue, Region, Semaphore, SharedSized, TypeTag};
 
@@ -324,19 +324,6 @@ fn queue_wakes_every_consumer_when_a_producer_dies_between_commit_and_notify() {
 /// Bit 0 of a semaphore's sleepers word (`Semaphore::words().1`, see the field docs):
 /// someone may sleep, so a release must wake.
 const SLEEPERS: u32 = 1;
-
-/// Polls until process `pid` is blocked in `futex` (asleep), or its syscall state cannot
-/// be read (then the caller goes on: it only needs the child dead, asleep is the stronger
-/// case). Bounded by the test's watchdog.
-fn wait_until_asleep_in_futex(pid: libc::pid_t) {
-    loop {
-        match std::fs::read_to_string(format!("/proc/{pid}/syscall")) {
-            Ok(s) if s.starts_with(&format!("{} ", libc::SYS_futex)) => return,
-            Ok(_) => std::thread::yield_now(),
-            Err(_) => return,
-        }
-    }
-}
 
 #[test]
 fn semaphore_heals_after_a_waiter_is_killed_asleep() {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytemuck::{Pod, Zeroable};
 use common::watchdog_unless_miri as watchdog;
-use common::{SharedMem, fork_children, wait_all};
+use common::{SharedMem, fork_children, wait_all, wait_until_asleep_in_futex};
 use shmstate::sync::Ordering;
 use shmstate::{Condvar, Elem, Kind, Mutex, SharedSized, TypeTag};
 
@@ -157,19 +157,6 @@ fn condvar_works_after_a_waiting_process_is_killed() {
 /// Bit 0 of a condvar's word (`Condvar::words().0`, see the field docs): a waiter may
 /// sleep, so a notify must wake.
 const SLEEPERS: u32 = 1;
-
-/// Polls until process `pid` is blocked in `futex` (asleep), or its syscall state cannot
-/// be read (then the caller goes on: it only needs the child dead, asleep is the stronger
-/// case). Bounded by the test's watchdog.
-fn wait_until_asleep_in_futex(pid: libc::pid_t) {
-    loop {
-        match std::fs::read_to_string(format!("/proc/{pid}/syscall")) {
-            Ok(s) if s.starts_with(&format!("{} ", libc::SYS_futex)) => return,
-            Ok(_) => std::thread::yield_now(),
-            Err(_) => return,
-        }
-    }
-}
 
 /// The first `notify_one` after a waiter was killed asleep finds nobody and clears the
 /// bit; later notifies with nobody waiting make no syscall (they leave the word alone).

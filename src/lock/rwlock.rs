@@ -1414,9 +1414,9 @@ impl<T> fmt::Debug for RwLock<T> {
 #[must_use = "dropping the guard unlocks at once"]
 pub struct RwLockReadGuard<'a, T: Pod> {
     lock: &'a RwLock<T>,
-    /// The TID of the thread that took the read lock (a cached thread-local read). The
-    /// reader count names no one, so this is how a copy of the guard in a forked child
-    /// knows it holds nothing: dropping it there must not count the parent's lock out.
+    /// The TID of the thread that took the read lock (a cached thread-local read). This is
+    /// how a copy of the guard in a forked child knows it holds nothing: its thread owns no
+    /// slot, so an unlock there would count some overflow reader's lock out instead.
     reader: u32,
     _not_send: PhantomData<*const ()>,
 }

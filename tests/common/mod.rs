@@ -198,3 +198,16 @@ pub fn watchdog_unless_miri(limit: Duration) {
         watchdog(limit);
     }
 }
+
+/// Polls until process `pid` is blocked in `futex` (asleep), or its syscall state cannot
+/// be read (then the caller goes on: a test that needs the child asleep or dead gets the
+/// weaker "running" case at worst, never a hang). Bounded by the test's watchdog.
+pub fn wait_until_asleep_in_futex(pid: libc::pid_t) {
+    loop {
+        match std::fs::read_to_string(format!("/proc/{pid}/syscall")) {
+            Ok(s) if s.starts_with(&format!("{} ", libc::SYS_futex)) => return,
+            Ok(_) => std::thread::yield_now(),
+            Err(_) => return,
+        }
+    }
+}
