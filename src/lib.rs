@@ -28,8 +28,8 @@
 //! - [`Shared`]: the placement contract for types that live in shared memory.
 //! - [`region`]: [`Region`], a mapped file (or memfd, or anonymous memory) of named,
 //!   typed objects.
-//! - The primitives: [`Value`], [`Counter`], [`StripedCounter`] ([`value`], [`counter`],
-//!   [`striped_counter`]); [`SeqLock`], [`SeqLockArray`]; [`Mutex`], [`RwLock`],
+//! - The primitives: [`Value`], [`Counter`], [`StripedCounter`] ([`values`]);
+//!   [`SeqLock`], [`SeqLockArray`] ([`seqlock`]); [`Mutex`], [`RwLock`],
 //!   [`ReentrantMutex`], [`Condvar`] ([`lock`]); [`Semaphore`], [`BoundedSemaphore`],
 //!   [`Event`], [`Barrier`], [`Queue`] ([`coord`]). Each is an ordinary type on the heap
 //!   too, and each implements [`Shared`].
@@ -65,19 +65,12 @@ pub mod region;
 pub use region::{EntryInfo, EntryState, Region, RegionError, RegionOptions};
 
 // Values and counters.
-pub mod counter;
-pub mod striped_counter;
-pub mod value;
-pub use counter::Counter;
-pub use striped_counter::StripedCounter;
-pub use value::{Value, ValueType};
+pub mod values;
+pub use values::{Counter, StripedCounter, Value, ValueType};
 
 // Seqlocks.
-mod atomic_copy;
 pub mod seqlock;
-pub mod seqlock_array;
-pub use seqlock::{SeqLock, SeqLockError, SeqLockWriteGuard, WriteTimeout};
-pub use seqlock_array::SeqLockArray;
+pub use seqlock::{SeqLock, SeqLockArray, SeqLockError, SeqLockWriteGuard, WriteTimeout};
 
 // Locks.
 pub mod lock;

@@ -254,9 +254,9 @@ fn striped_counter_sum_wraps_around() {
 fn default_stripes_is_a_capped_power_of_two() {
     let n = StripedCounter::default_stripes();
     assert!(n.is_power_of_two(), "{n}");
-    assert!((1..=shmstate::striped_counter::MAX_DEFAULT_STRIPES).contains(&n));
+    assert!((1..=shmstate::values::striped_counter::MAX_DEFAULT_STRIPES).contains(&n));
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    assert!(n >= cpus.min(shmstate::striped_counter::MAX_DEFAULT_STRIPES));
+    assert!(n >= cpus.min(shmstate::values::striped_counter::MAX_DEFAULT_STRIPES));
 }
 
 #[test]

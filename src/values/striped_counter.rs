@@ -5,8 +5,8 @@ use core::fmt;
 #[cfg(not(loom))]
 use core::ptr::{self, NonNull};
 
-use crate::counter::LineFill;
 use crate::sync::{AtomicU64, Ordering};
+use crate::values::counter::LineFill;
 
 /// The most stripes [`StripedCounter::default_stripes`] picks.
 pub const MAX_DEFAULT_STRIPES: usize = 64;
@@ -159,7 +159,7 @@ impl StripedCounter {
     /// use shmstate::StripedCounter;
     ///
     /// let n = StripedCounter::default_stripes();
-    /// assert!(n.is_power_of_two() && n <= shmstate::striped_counter::MAX_DEFAULT_STRIPES);
+    /// assert!(n.is_power_of_two() && n <= shmstate::values::striped_counter::MAX_DEFAULT_STRIPES);
     /// ```
     pub fn default_stripes() -> usize {
         std::thread::available_parallelism()

@@ -18,7 +18,7 @@
 //!   is recognised in every window (see "Owner death" below).
 //!
 //! The data is `T`'s bytes, copied in and out with relaxed atomic loads and stores of
-//! whole words (`crate::atomic_copy`). The orderings follow Boehm, *Can seqlocks get
+//! whole words (`super::atomic_copy`). The orderings follow Boehm, *Can seqlocks get
 //! along with programming language memory models?* (MSPC 2012), section 5:
 //!
 //! ```text
@@ -104,7 +104,7 @@ use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
-use crate::atomic_copy::AtomicCell;
+use super::atomic_copy::AtomicCell;
 use crate::futex;
 use crate::lock::{LockResult, OwnerDied, TimedLockError};
 use crate::owner;

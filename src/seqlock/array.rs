@@ -53,10 +53,10 @@ use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
-use crate::lock::OwnerDied;
-use crate::seqlock::{
+use super::single::{
     SeqLock, SeqLockError, SeqLockWriteGuard, WriteTimeout, is_writing, unreachable_no_deadline,
 };
+use crate::lock::OwnerDied;
 use crate::sync::{Ordering, fence, spin_loop};
 use crate::wait::past;
 
