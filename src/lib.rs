@@ -51,6 +51,7 @@ pub mod wait;
 pub mod failpoint;
 
 pub use shared::{Elem, Kind, Shared, SharedSized, TypeTag};
+pub use wait::Timeout;
 
 /// The README's examples, run as doctests.
 #[cfg(all(doctest, not(loom)))]

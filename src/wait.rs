@@ -37,6 +37,24 @@ use std::time::Instant;
 
 pub(crate) use crate::owner::{Tid, Watch};
 
+/// A timed call's deadline passed before it could complete.
+///
+/// The one spelling of a timeout across the crate: a call whose only failure is its
+/// deadline returns `Result<_, Timeout>`, and a call that can also fail in other ways has an
+/// error enum with a unit variant named `Timeout` that converts from this type.
+///
+/// # Examples
+///
+/// ```
+/// use shmstate::Timeout;
+///
+/// let r: Result<(), Timeout> = Err(Timeout);
+/// assert_eq!(r.unwrap_err().to_string(), "timed out");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+#[error("timed out")]
+pub struct Timeout;
+
 /// Spin iterations (`spin_loop` pauses; the mutex loads the word between growing runs of
 /// them, other primitives once per pause) before a contended wait sleeps. None under loom:
 /// there a spin is a yield, which forces a thread switch and so hides interleavings from
