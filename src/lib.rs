@@ -15,7 +15,7 @@
 //! // Anonymous shared memory, inherited by children after fork; `Region::open_or_create`
 //! // takes a path instead.
 //! let region = Region::anonymous(1 << 16)?;
-//! let hits = region.get_or_init::<Value<u64>>("hits", 1, |_| {})?;
+//! let hits = region.get_or_default::<Value<u64>>("hits")?;
 //! hits.fetch_add(1, Ordering::Relaxed);
 //! assert_eq!(region.get::<Value<u64>>("hits")?.load(Ordering::Relaxed), 1);
 //! # Ok::<(), shmstate::RegionError>(())

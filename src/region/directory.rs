@@ -109,7 +109,7 @@ pub enum EntryState {
 /// # unsafe impl SharedSized for Hits { const TAG: TypeTag = TypeTag::new(Kind::USER, Elem::U64); }
 ///
 /// let region = Region::anonymous(1 << 16)?;
-/// region.get_or_init::<Hits>("hits", 1, |_| {})?;
+/// region.get_or_default::<Hits>("hits")?;
 /// let entries = region.entries();
 /// assert_eq!(entries[0].name, "hits");
 /// assert_eq!(entries[0].state, EntryState::Ready);
@@ -245,15 +245,52 @@ enum Seen {
 }
 
 impl Region {
-    /// The object `name` of type `T` and length `len` (1 for sized types), creating it if
-    /// there is none: exactly one process (or thread) among all that ask at once runs
-    /// `init` on the zero-filled object, and every other caller waits until `init` has
-    /// returned and then gets the same object. If the creator dies (or `init` panics)
-    /// first, a waiting caller takes over and initialises from zero again.
+    /// The sized object `name` of type `T`, creating it in its all-zero initial state if
+    /// there is none (a `Counter` at 0, an unlocked `Mutex`, ...: each type's docs say
+    /// what its zero state is).
+    ///
+    /// The call for objects that need no set-up; [`get_or_init`](Self::get_or_init) runs
+    /// a closure on a new object, [`get_or_default_slice`](Self::get_or_default_slice)
+    /// creates slice-shaped ones (`StripedCounter`, `SeqLockArray<T>`).
     ///
     /// # Errors
     ///
-    /// - [`RegionError::InvalidName`], [`RegionError::InvalidLength`]: bad arguments.
+    /// As for [`get_or_init`](Self::get_or_init).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::sync::Ordering;
+    /// use shmstate::{Counter, Region};
+    ///
+    /// let region = Region::anonymous(1 << 16)?;
+    /// let hits = region.get_or_default::<Counter>("hits")?;
+    /// hits.add(1);
+    /// // Another process (or this one) gets the same object.
+    /// assert_eq!(region.get_or_default::<Counter>("hits")?.get(), 1);
+    /// # Ok::<(), shmstate::RegionError>(())
+    /// ```
+    #[inline]
+    pub fn get_or_default<T: Shared>(&self, name: &str) -> Result<&T, RegionError> {
+        self.get_or_init_with_len(name, 1, |_: &T| {})
+    }
+
+    /// The sized object `name` of type `T`, creating it if there is none: exactly one
+    /// process (or thread) among all that ask at once runs `init` on the zero-filled
+    /// object, and every other caller waits until `init` has returned and then gets the
+    /// same object. If the creator dies (or `init` panics) first, a waiting caller takes
+    /// over and initialises from zero again, with its own `init`.
+    ///
+    /// `T` is usually inferred from the closure's parameter or from the binding the
+    /// result goes to. Slice-shaped objects are created by
+    /// [`get_or_init_slice`](Self::get_or_init_slice).
+    ///
+    /// # Errors
+    ///
+    /// - [`RegionError::InvalidName`]: `name` is empty, longer than
+    ///   [`MAX_NAME_LEN`](crate::region::MAX_NAME_LEN) bytes or contains a NUL byte.
+    /// - [`RegionError::InvalidLength`]: `T` has no object of length 1 (a slice-shaped
+    ///   type; use the `_slice` methods), or needs more than 64-byte alignment.
     /// - [`RegionError::TypeMismatch`]: `name` exists with another type or length.
     /// - [`RegionError::RegionFull`], [`RegionError::DirectoryFull`]: no room.
     /// - [`RegionError::Timeout`]: another live process kept creating the object (or a
@@ -267,25 +304,165 @@ impl Region {
     /// # Examples
     ///
     /// ```
-    /// use shmstate::{Region, RegionError};
-    /// use shmstate::{Elem, Kind, SharedSized, TypeTag, sync::{AtomicU64, Ordering}};
-    ///
-    /// #[repr(C)]
-    /// struct Hits(AtomicU64);
-    /// // SAFETY: one AtomicU64: zero and every bit pattern valid, no pointers, Sync.
-    /// unsafe impl SharedSized for Hits {
-    ///     const TAG: TypeTag = TypeTag::new(Kind::USER, Elem::U64);
-    /// }
+    /// use shmstate::sync::Ordering::Relaxed;
+    /// use shmstate::{Region, Value};
     ///
     /// let region = Region::anonymous(1 << 16)?;
-    /// let hits = region.get_or_init::<Hits>("hits", 1, |h| h.0.store(10, Ordering::Relaxed))?;
-    /// hits.0.fetch_add(1, Ordering::Relaxed);
+    /// let temp = region.get_or_init("temp", |t: &Value<f64>| t.store(20.5, Relaxed))?;
+    /// temp.store(21.0, Relaxed);
     /// // Already initialised: the closure does not run again.
-    /// let same = region.get_or_init::<Hits>("hits", 1, |_| unreachable!())?;
-    /// assert_eq!(same.0.load(Ordering::Relaxed), 11);
+    /// let same: &Value<f64> = region.get_or_init("temp", |_| unreachable!())?;
+    /// assert_eq!(same.load(Relaxed), 21.0);
+    /// # Ok::<(), shmstate::RegionError>(())
+    /// ```
+    #[inline]
+    pub fn get_or_init<T: Shared>(
+        &self,
+        name: &str,
+        init: impl FnOnce(&T),
+    ) -> Result<&T, RegionError> {
+        self.get_or_init_with_len(name, 1, init)
+    }
+
+    /// The slice-shaped object `name` of type `T` with `len` elements (a
+    /// `StripedCounter` of `len` stripes, a `SeqLockArray<T>` of `len` values), creating
+    /// it in its all-zero initial state if there is none.
+    ///
+    /// # Errors
+    ///
+    /// As for [`get_or_init_slice`](Self::get_or_init_slice).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{Region, StripedCounter};
+    ///
+    /// let region = Region::anonymous(1 << 16)?;
+    /// let c = region.get_or_default_slice::<StripedCounter>("requests", 8)?;
+    /// c.add(1);
+    /// assert_eq!(c.sum(), 1);
+    /// # Ok::<(), shmstate::RegionError>(())
+    /// ```
+    #[inline]
+    pub fn get_or_default_slice<T: Shared + ?Sized>(
+        &self,
+        name: &str,
+        len: usize,
+    ) -> Result<&T, RegionError> {
+        self.get_or_init_with_len(name, len, |_: &T| {})
+    }
+
+    /// The slice-shaped object `name` of type `T` with `len` elements, creating it if
+    /// there is none and running `init` on it once, as
+    /// [`get_or_init`](Self::get_or_init) does for sized objects.
+    ///
+    /// # Errors
+    ///
+    /// As for [`get_or_init`](Self::get_or_init), except that
+    /// [`RegionError::InvalidLength`] is for a `len` that `T` has no object of (zero, a
+    /// size overflowing `isize`, or any length but 1 for a sized type), and
+    /// [`RegionError::TypeMismatch`] also for an object of another length.
+    ///
+    /// # Panics
+    ///
+    /// Only if `init` panics.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{Region, SeqLockArray};
+    ///
+    /// let region = Region::anonymous(1 << 16)?;
+    /// let a = region.get_or_init_slice("samples", 1000, |a: &SeqLockArray<f64>| {
+    ///     a.set_all(&[1.5; 1000]);
+    /// })?;
+    /// assert_eq!(a.len(), 1000);
+    /// assert_eq!(a.get(999), 1.5);
+    /// # Ok::<(), shmstate::RegionError>(())
+    /// ```
+    #[inline]
+    pub fn get_or_init_slice<T: Shared + ?Sized>(
+        &self,
+        name: &str,
+        len: usize,
+        init: impl FnOnce(&T),
+    ) -> Result<&T, RegionError> {
+        self.get_or_init_with_len(name, len, init)
+    }
+
+    /// The existing object `name` of type `T`, with the length recorded for it (sized or
+    /// slice-shaped). Waits if another live process is creating it right now.
+    ///
+    /// # Errors
+    ///
+    /// - [`RegionError::NotFound`]: no object has this name, or its creator died (or its
+    ///   `init` panicked) before it was ready; a later [`get_or_init`](Self::get_or_init)
+    ///   creates it again.
+    /// - [`RegionError::InvalidName`], [`RegionError::TypeMismatch`], [`RegionError::Timeout`],
+    ///   [`RegionError::Corrupt`]: as for [`get_or_init`](Self::get_or_init).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{Region, RegionError, StripedCounter};
+    ///
+    /// let region = Region::anonymous(1 << 16)?;
+    /// assert!(matches!(region.get::<StripedCounter>("c"), Err(RegionError::NotFound(_))));
+    /// region.get_or_default_slice::<StripedCounter>("c", 4)?;
+    /// assert_eq!(region.get::<StripedCounter>("c")?.stripes(), 4);
     /// # Ok::<(), RegionError>(())
     /// ```
-    pub fn get_or_init<T: Shared + ?Sized>(
+    pub fn get<T: Shared + ?Sized>(&self, name: &str) -> Result<&T, RegionError> {
+        let want = Want::new::<T>(name, None)?;
+        match self.lookup(&want, false, self.deadline())? {
+            Step::Ready(offset, len) => self.object(&want, offset, len),
+            // `lookup` without `create` neither claims nor takes over.
+            Step::Claimed(_) | Step::TakenOver(..) => Err(RegionError::NotFound(name.to_owned())),
+        }
+    }
+
+    /// Low level: the object `name` of any [`Shared`] type `T`, sized or slice-shaped,
+    /// with a length given at run time (1 for sized types), created and initialised as
+    /// [`get_or_init`](Self::get_or_init) does.
+    ///
+    /// For code generic over every `Shared` type, where the shape of `T` is not known
+    /// when it is written: tools that recreate objects from a directory listing, language
+    /// bindings that choose the type at run time, fuzzers. Everyone else reads better
+    /// with [`get_or_default`](Self::get_or_default) and
+    /// [`get_or_init`](Self::get_or_init) (sized) or their `_slice` forms: there a length
+    /// cannot be passed to a sized type by mistake.
+    ///
+    /// # Errors
+    ///
+    /// As for [`get_or_init_slice`](Self::get_or_init_slice).
+    ///
+    /// # Panics
+    ///
+    /// Only if `init` panics.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{Counter, Region, RegionError, Shared, StripedCounter};
+    ///
+    /// /// Copies the layout of `from`'s object `name` into `to`, zeroed, whatever the
+    /// /// shape of `T`.
+    /// fn copy_layout<T: Shared + ?Sized>(from: &Region, to: &Region, name: &str) -> Result<(), RegionError> {
+    ///     from.get::<T>(name)?; // checks the recorded type
+    ///     let len = from.entries().into_iter().find(|e| e.name == name).map_or(1, |e| e.len);
+    ///     to.get_or_init_with_len::<T>(name, len as usize, |_| {})?;
+    ///     Ok(())
+    /// }
+    ///
+    /// let (a, b) = (Region::anonymous(1 << 16)?, Region::anonymous(1 << 16)?);
+    /// a.get_or_default::<Counter>("hits")?;
+    /// a.get_or_default_slice::<StripedCounter>("requests", 4)?;
+    /// copy_layout::<Counter>(&a, &b, "hits")?;
+    /// copy_layout::<StripedCounter>(&a, &b, "requests")?;
+    /// assert_eq!(b.get::<StripedCounter>("requests")?.stripes(), 4);
+    /// # Ok::<(), shmstate::RegionError>(())
+    /// ```
+    pub fn get_or_init_with_len<T: Shared + ?Sized>(
         &self,
         name: &str,
         len: usize,
@@ -301,45 +478,6 @@ impl Region {
                 self.initialise(e, offset, len, me, init)
             }
             Step::TakenOver(e, offset, len) => self.initialise(e, offset, len, me, init),
-        }
-    }
-
-    /// The existing object `name` of type `T`, with the length recorded for it. Waits if
-    /// another live process is creating it right now.
-    ///
-    /// # Errors
-    ///
-    /// - [`RegionError::NotFound`]: no object has this name, or its creator died (or its
-    ///   `init` panicked) before it was ready; a later [`get_or_init`](Self::get_or_init)
-    ///   creates it again.
-    /// - [`RegionError::InvalidName`], [`RegionError::TypeMismatch`], [`RegionError::Timeout`],
-    ///   [`RegionError::Corrupt`]: as for [`get_or_init`](Self::get_or_init).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use shmstate::{Region, RegionError};
-    /// use shmstate::{Elem, Kind, SharedSized, TypeTag, sync::AtomicU32};
-    ///
-    /// #[repr(C)]
-    /// struct Flag(AtomicU32);
-    /// // SAFETY: one AtomicU32: zero and every bit pattern valid, no pointers, Sync.
-    /// unsafe impl SharedSized for Flag {
-    ///     const TAG: TypeTag = TypeTag::new(Kind::USER, Elem::U32);
-    /// }
-    ///
-    /// let region = Region::anonymous(1 << 16)?;
-    /// assert!(matches!(region.get::<Flag>("flag"), Err(RegionError::NotFound(_))));
-    /// region.get_or_init::<Flag>("flag", 1, |_| {})?;
-    /// region.get::<Flag>("flag")?;
-    /// # Ok::<(), RegionError>(())
-    /// ```
-    pub fn get<T: Shared + ?Sized>(&self, name: &str) -> Result<&T, RegionError> {
-        let want = Want::new::<T>(name, None)?;
-        match self.lookup(&want, false, self.deadline())? {
-            Step::Ready(offset, len) => self.object(&want, offset, len),
-            // `lookup` without `create` neither claims nor takes over.
-            Step::Claimed(_) | Step::TakenOver(..) => Err(RegionError::NotFound(name.to_owned())),
         }
     }
 
@@ -768,11 +906,11 @@ mod tests {
     fn init_runs_once_and_objects_are_aligned_and_distinct() {
         let r = region();
         let a = r
-            .get_or_init::<TestWord>("a", 1, |w| w.0.store(7, Ordering::Relaxed))
+            .get_or_init::<TestWord>("a", |w| w.0.store(7, Ordering::Relaxed))
             .unwrap();
-        let b = r.get_or_init::<Words>("b", 3, |_| {}).unwrap();
+        let b = r.get_or_default_slice::<Words>("b", 3).unwrap();
         let a2 = r
-            .get_or_init::<TestWord>("a", 1, |_| panic!("ran twice"))
+            .get_or_init::<TestWord>("a", |_| panic!("ran twice"))
             .unwrap();
         assert!(core::ptr::eq(a, a2));
         assert_eq!(a2.0.load(Ordering::Relaxed), 7);
@@ -785,16 +923,69 @@ mod tests {
 
     #[test]
     #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
+    fn get_or_init_infers_the_type_from_the_closure_or_the_binding() {
+        let r = region();
+        let a = r
+            .get_or_init("a", |w: &TestWord| w.0.store(1, Ordering::Relaxed))
+            .unwrap();
+        let b: &TestWord = r
+            .get_or_init("b", |w: &TestWord| w.0.store(2, Ordering::Relaxed))
+            .unwrap();
+        let c: Result<&TestWord, _> = r.get_or_init("c", |_| {});
+        assert_eq!(a.0.load(Ordering::Relaxed), 1);
+        assert_eq!(b.0.load(Ordering::Relaxed), 2);
+        assert_eq!(c.unwrap().0.load(Ordering::Relaxed), 0);
+        let names: Vec<_> = r.entries().into_iter().map(|e| e.name).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
+    fn each_get_or_call_creates_the_shape_it_names_and_get_reads_it_back() {
+        let r = region();
+        let d = r.get_or_default::<TestWord>("d").unwrap();
+        d.0.store(5, Ordering::Relaxed);
+        let s = r.get_or_default_slice::<Words>("s", 4).unwrap();
+        let t = r
+            .get_or_init_slice("t", 2, |w: &Words| w.0[1].store(9, Ordering::Relaxed))
+            .unwrap();
+        let l = r.get_or_init_with_len::<Words>("l", 3, |_| {}).unwrap();
+        assert_eq!((s.0.len(), t.0.len(), l.0.len()), (4, 2, 3));
+        assert_eq!(t.0[1].load(Ordering::Relaxed), 9);
+        let lens: Vec<_> = r.entries().into_iter().map(|e| e.len).collect();
+        assert_eq!(lens, [1, 4, 2, 3]);
+        // The directory is full (capacity 4); existing objects are still handed out.
+        assert_eq!(
+            r.get_or_default::<TestWord>("d")
+                .unwrap()
+                .0
+                .load(Ordering::Relaxed),
+            5
+        );
+        assert_eq!(r.get::<Words>("t").unwrap().0.len(), 2);
+        assert!(core::ptr::eq(r.get::<Words>("l").unwrap(), l));
+        // A sized type through the slice calls takes length 1 and no other.
+        let r = region();
+        assert!(r.get_or_default_slice::<TestWord>("one", 1).is_ok());
+        assert!(r.get_or_init_with_len::<TestWord>("one", 1, |_| {}).is_ok());
+        assert!(matches!(
+            r.get_or_default_slice::<TestWord>("two", 2),
+            Err(RegionError::InvalidLength { len: 2, .. })
+        ));
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
     fn other_type_or_length_is_a_type_mismatch() {
         let r = region();
-        r.get_or_init::<TestWord>("a", 1, |_| {}).unwrap();
-        r.get_or_init::<Words>("w", 2, |_| {}).unwrap();
-        let err = r.get_or_init::<Pair>("a", 1, |_| {}).unwrap_err();
+        r.get_or_default::<TestWord>("a").unwrap();
+        r.get_or_default_slice::<Words>("w", 2).unwrap();
+        let err = r.get_or_default::<Pair>("a").unwrap_err();
         assert!(
             matches!(&err, RegionError::TypeMismatch { name, .. } if name == "a"),
             "{err}"
         );
-        let err = r.get_or_init::<Words>("w", 3, |_| {}).unwrap_err();
+        let err = r.get_or_default_slice::<Words>("w", 3).unwrap_err();
         let RegionError::TypeMismatch {
             expected, found, ..
         } = err
@@ -817,20 +1008,17 @@ mod tests {
         let r = region();
         for name in ["", "a\0b", &"x".repeat(48)] {
             assert!(matches!(
-                r.get_or_init::<TestWord>(name, 1, |_| {}),
+                r.get_or_default::<TestWord>(name),
                 Err(RegionError::InvalidName { .. })
             ));
         }
-        assert!(
-            r.get_or_init::<TestWord>(&"x".repeat(47), 1, |_| {})
-                .is_ok()
-        );
+        assert!(r.get_or_default::<TestWord>(&"x".repeat(47)).is_ok());
         assert!(matches!(
-            r.get_or_init::<TestWord>("n", 2, |_| {}),
+            r.get_or_default_slice::<TestWord>("n", 2),
             Err(RegionError::InvalidLength { len: 2, .. })
         ));
         assert!(matches!(
-            r.get_or_init::<Words>("n", 0, |_| {}),
+            r.get_or_default_slice::<Words>("n", 0),
             Err(RegionError::InvalidLength { .. })
         ));
     }
@@ -839,7 +1027,7 @@ mod tests {
     #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
     fn full_directory_and_full_data_are_reported() {
         let r = region(); // 4 entries, 4096 - 640 = 3456 bytes of data
-        let err = r.get_or_init::<Words>("big", 1000, |_| {}).unwrap_err();
+        let err = r.get_or_default_slice::<Words>("big", 1000).unwrap_err();
         assert!(matches!(
             err,
             RegionError::RegionFull {
@@ -849,10 +1037,10 @@ mod tests {
         ));
         // The entry was given back: four objects still fit.
         for name in ["a", "b", "c", "d"] {
-            r.get_or_init::<TestWord>(name, 1, |_| {}).unwrap();
+            r.get_or_default::<TestWord>(name).unwrap();
         }
         assert!(matches!(
-            r.get_or_init::<TestWord>("e", 1, |_| {}),
+            r.get_or_default::<TestWord>("e"),
             Err(RegionError::DirectoryFull { capacity: 4 })
         ));
         assert_eq!(r.entries().len(), 4);
@@ -867,7 +1055,7 @@ mod tests {
         e.state
             .store(state::make(0, state::CLAIMED), Ordering::Release);
         let w = r
-            .get_or_init::<TestWord>("x", 1, |w| w.0.store(1, Ordering::Relaxed))
+            .get_or_init::<TestWord>("x", |w| w.0.store(1, Ordering::Relaxed))
             .unwrap();
         assert_eq!(w.0.load(Ordering::Relaxed), 1);
         assert_eq!(r.entries()[0].name, "x");
@@ -879,7 +1067,7 @@ mod tests {
     fn a_panicking_init_is_taken_over_from_zero() {
         let r = region();
         let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            r.get_or_init::<TestWord>("p", 1, |w| {
+            r.get_or_init::<TestWord>("p", |w| {
                 w.0.store(99, Ordering::Relaxed);
                 panic!("init failed");
             })
@@ -888,7 +1076,7 @@ mod tests {
         assert_eq!(r.entries()[0].state, EntryState::Initialising);
         assert_eq!(r.entries()[0].owner, 0);
         let w = r
-            .get_or_init::<TestWord>("p", 1, |w| assert_eq!(w.0.load(Ordering::Relaxed), 0))
+            .get_or_init::<TestWord>("p", |w| assert_eq!(w.0.load(Ordering::Relaxed), 0))
             .unwrap();
         assert_eq!(w.0.load(Ordering::Relaxed), 0);
         assert_eq!(r.entries()[0].state, EntryState::Ready);
@@ -905,7 +1093,7 @@ mod tests {
         // As left by a creator that died inside `init` (a panicking `init` marks the entry
         // with owner 0, which probes dead like a killed process).
         let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            r.get_or_init::<TestWord>("p", 1, |_| panic!("init failed"))
+            r.get_or_init::<TestWord>("p", |_| panic!("init failed"))
         }));
         assert!(caught.is_err());
         assert_eq!(r.entries()[0].state, EntryState::Initialising);
@@ -917,7 +1105,7 @@ mod tests {
             "{err:?}"
         );
         // A creator still takes it over.
-        r.get_or_init::<TestWord>("p", 1, |_| {}).unwrap();
+        r.get_or_default::<TestWord>("p").unwrap();
         r.get::<TestWord>("p").unwrap();
     }
 
@@ -931,7 +1119,7 @@ mod tests {
             Ordering::Release,
         );
         assert!(matches!(
-            r.get_or_init::<TestWord>("x", 1, |_| {}),
+            r.get_or_default::<TestWord>("x"),
             Err(RegionError::Timeout { .. })
         ));
         assert!(matches!(
@@ -956,7 +1144,7 @@ mod tests {
             for _ in 0..4 {
                 s.spawn(|| {
                     let w = r
-                        .get_or_init::<TestWord>("t", 1, |_| {
+                        .get_or_init::<TestWord>("t", |_| {
                             inits.fetch_add(1, Ordering::Relaxed);
                         })
                         .unwrap();

@@ -33,15 +33,16 @@ use super::format::{
 };
 use crate::sync::{AtomicU32, Ordering};
 
-/// How long [`Region::get_or_init`] and [`Region::get`] wait, by default, for another
-/// process to finish creating an object.
+/// How long the `get_or_*` calls and [`Region::get`] wait, by default, for another process
+/// to finish creating an object.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A mapped region: a fixed-size file (or memfd, or anonymous shared memory) holding
 /// named, typed objects that several processes use at once.
 ///
-/// Objects are placed and found with [`get_or_init`](Region::get_or_init) and
-/// [`get`](Region::get); they live as long as the `Region` they were borrowed from.
+/// Objects are placed and found with [`get_or_default`](Region::get_or_default),
+/// [`get_or_init`](Region::get_or_init) (and their `_slice` forms for slice-shaped types)
+/// and [`get`](Region::get); they live as long as the `Region` they were borrowed from.
 /// `Region` is `Send + Sync`: threads may share one handle.
 ///
 /// # Examples
@@ -130,8 +131,8 @@ impl RegionOptions {
         self
     }
 
-    /// How long [`Region::get_or_init`] and [`Region::get`] wait for another live process
-    /// to finish creating an object before returning [`RegionError::Timeout`].
+    /// How long the `get_or_*` calls and [`Region::get`] wait for another live process to
+    /// finish creating an object before returning [`RegionError::Timeout`].
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self

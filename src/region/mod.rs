@@ -3,8 +3,8 @@
 //!
 //! - layout of the header and directory, and their validation (`format.rs`).
 //! - backings, creation and opening: [`Region`], [`RegionOptions`] (`file.rs`).
-//! - named objects: [`Region::get_or_init`], [`Region::get`], [`Region::entries`]
-//!   (`directory.rs`).
+//! - named objects: [`Region::get_or_default`], [`Region::get_or_init`], [`Region::get`],
+//!   [`Region::entries`] (`directory.rs`).
 //! - errors: [`RegionError`] (`error.rs`).
 
 mod directory;
