@@ -63,7 +63,10 @@ pub struct ReadmeDoctests;
 #[cfg(not(loom))]
 pub mod region;
 #[cfg(not(loom))]
-pub use region::{EntryInfo, EntryState, Region, RegionError, RegionOptions};
+pub use region::{
+    CreateError, EntryInfo, EntryState, GetError, OpenError, OpenOrCreateError, Region,
+    RegionError, RegionOptions,
+};
 
 // Values and counters.
 pub mod values;

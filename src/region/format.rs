@@ -21,7 +21,7 @@ use core::ptr::NonNull;
 use crate::shared::{Elem, Kind, Shared, TypeTag};
 use crate::sync::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
-use super::error::RegionError;
+use super::error::OpenError;
 
 /// The first eight bytes of every region.
 pub(crate) const MAGIC: u64 = u64::from_ne_bytes(*b"SHMSTATE");
@@ -393,12 +393,12 @@ pub(crate) fn write_header(raw: Raw<'_>, geo: &Geometry) {
 ///
 /// # Errors
 ///
-/// [`RegionError::Truncated`], [`RegionError::BadMagic`], [`RegionError::LayoutMismatch`],
-/// [`RegionError::VersionMismatch`], [`RegionError::WrongSize`], [`RegionError::Corrupt`].
-pub(crate) fn validate_header(raw: Raw<'_>) -> Result<Geometry, RegionError> {
+/// [`OpenError::Truncated`], [`OpenError::BadMagic`], [`OpenError::LayoutMismatch`],
+/// [`OpenError::VersionMismatch`], [`OpenError::WrongSize`], [`OpenError::Corrupt`].
+pub(crate) fn validate_header(raw: Raw<'_>) -> Result<Geometry, OpenError> {
     let file = raw.len() as u64;
     let Some(h) = raw.header() else {
-        return Err(RegionError::Truncated {
+        return Err(OpenError::Truncated {
             found: file,
             needed: HEADER_SIZE as u64,
         });
@@ -409,17 +409,17 @@ pub(crate) fn validate_header(raw: Raw<'_>) -> Result<Geometry, RegionError> {
     let magic = h.magic.load(Ordering::Relaxed);
     if magic != MAGIC {
         if magic.swap_bytes() == MAGIC {
-            return Err(RegionError::LayoutMismatch {
+            return Err(OpenError::LayoutMismatch {
                 what: "byte order",
                 found: magic,
                 expected: MAGIC,
             });
         }
-        return Err(RegionError::BadMagic { found: magic });
+        return Err(OpenError::BadMagic { found: magic });
     }
     let marker = h.marker.load(Ordering::Relaxed);
     if marker != MARKER {
-        return Err(RegionError::LayoutMismatch {
+        return Err(OpenError::LayoutMismatch {
             what: "word size marker",
             found: marker.into(),
             expected: MARKER.into(),
@@ -427,14 +427,14 @@ pub(crate) fn validate_header(raw: Raw<'_>) -> Result<Geometry, RegionError> {
     }
     let version = h.version.load(Ordering::Relaxed);
     if version != VERSION {
-        return Err(RegionError::VersionMismatch {
+        return Err(OpenError::VersionMismatch {
             found: version,
             expected: VERSION,
         });
     }
     let fingerprint = h.fingerprint.load(Ordering::Relaxed);
     if fingerprint != FINGERPRINT {
-        return Err(RegionError::LayoutMismatch {
+        return Err(OpenError::LayoutMismatch {
             what: "layout fingerprint",
             found: fingerprint,
             expected: FINGERPRINT,
@@ -442,36 +442,36 @@ pub(crate) fn validate_header(raw: Raw<'_>) -> Result<Geometry, RegionError> {
     }
     // Acquire: pairs with the release store in `write_header`.
     if h.init_state.load(Ordering::Acquire) != INIT_READY {
-        return Err(RegionError::Corrupt("header was never completed".into()));
+        return Err(OpenError::Corrupt("header was never completed".into()));
     }
     let total = h.total_size.load(Ordering::Relaxed);
     if total > file {
-        return Err(RegionError::Truncated {
+        return Err(OpenError::Truncated {
             found: file,
             needed: total,
         });
     }
     if total != file {
-        return Err(RegionError::WrongSize {
+        return Err(OpenError::WrongSize {
             header: total,
             file,
         });
     }
     let capacity = h.capacity.load(Ordering::Relaxed);
     if capacity == 0 || capacity > MAX_CAPACITY {
-        return Err(RegionError::Corrupt(format!(
+        return Err(OpenError::Corrupt(format!(
             "directory capacity {capacity} outside 1..={MAX_CAPACITY}"
         )));
     }
     let data_start = data_start_for(capacity);
     let recorded = h.data_start.load(Ordering::Relaxed);
     if recorded != data_start as u64 {
-        return Err(RegionError::Corrupt(format!(
+        return Err(OpenError::Corrupt(format!(
             "data start {recorded}, expected {data_start} for {capacity} entries"
         )));
     }
     if data_start as u64 > total {
-        return Err(RegionError::Corrupt(format!(
+        return Err(OpenError::Corrupt(format!(
             "directory of {capacity} entries does not fit in {total} bytes"
         )));
     }
@@ -552,20 +552,6 @@ impl EntrySnapshot {
         }
         Ok((offset, size))
     }
-
-    /// A description of the recorded type for error messages.
-    pub(crate) fn describe(&self) -> String {
-        describe(self.tag, self.len, self.size, self.align.into())
-    }
-}
-
-/// `Value<u64> (8 bytes, align 8)`, `StripedCounter[16] (1024 bytes, align 64)`.
-pub(crate) fn describe(tag: TypeTag, len: u64, size: u64, align: u64) -> String {
-    if len == 1 {
-        format!("{tag} ({size} bytes, align {align})")
-    } else {
-        format!("{tag}[{len}] ({size} bytes, align {align})")
-    }
 }
 
 /// Checks every published entry of the directory: names terminated and unique, objects
@@ -575,13 +561,13 @@ pub(crate) fn describe(tag: TypeTag, len: u64, size: u64, align: u64) -> String 
 ///
 /// # Errors
 ///
-/// [`RegionError::Corrupt`] naming the first bad entry.
-pub(crate) fn validate_directory(raw: Raw<'_>, geo: &Geometry) -> Result<(), RegionError> {
+/// [`OpenError::Corrupt`] naming the first bad entry.
+pub(crate) fn validate_directory(raw: Raw<'_>, geo: &Geometry) -> Result<(), OpenError> {
     let mut spans: Vec<(usize, usize, u32)> = Vec::new();
     let mut names: Vec<(Vec<u8>, u32)> = Vec::new();
     for i in 0..geo.capacity {
         let Some(e) = raw.entry(geo, i) else {
-            return Err(RegionError::Corrupt(format!("entry {i} outside the file")));
+            return Err(OpenError::Corrupt(format!("entry {i} outside the file")));
         };
         // Acquire: pairs with the owner's release store that published the entry's fields.
         let s = e.state.load(Ordering::Acquire);
@@ -590,7 +576,7 @@ pub(crate) fn validate_directory(raw: Raw<'_>, geo: &Geometry) -> Result<(), Reg
             continue;
         }
         let snap = EntrySnapshot::read(e);
-        let corrupt = |what: String| RegionError::Corrupt(format!("entry {i}: {what}"));
+        let corrupt = |what: String| OpenError::Corrupt(format!("entry {i}: {what}"));
         let name = snap
             .name_bytes()
             .ok_or_else(|| corrupt("name not terminated".into()))?;
@@ -613,7 +599,7 @@ pub(crate) fn validate_directory(raw: Raw<'_>, geo: &Geometry) -> Result<(), Reg
             || bump > geo.total as u64
             || !bump.is_multiple_of(OBJECT_ALIGN as u64)
         {
-            return Err(RegionError::Corrupt(format!(
+            return Err(OpenError::Corrupt(format!(
                 "allocation pointer {bump} inside or before the object of entry {i}, or \
                  outside the data area"
             )));
@@ -623,7 +609,7 @@ pub(crate) fn validate_directory(raw: Raw<'_>, geo: &Geometry) -> Result<(), Reg
         let ((a_off, a_size, a), (b_off, _, b)) = (w[0], w[1]);
         // `a_off + a_size <= total` was checked, no overflow.
         if a_off + a_size > b_off {
-            return Err(RegionError::Corrupt(format!(
+            return Err(OpenError::Corrupt(format!(
                 "objects of entries {a} and {b} overlap"
             )));
         }
@@ -631,7 +617,7 @@ pub(crate) fn validate_directory(raw: Raw<'_>, geo: &Geometry) -> Result<(), Reg
     names.sort_unstable();
     for w in names.windows(2) {
         if w[0].0 == w[1].0 {
-            return Err(RegionError::Corrupt(format!(
+            return Err(OpenError::Corrupt(format!(
                 "entries {} and {} have the same name",
                 w[0].1, w[1].1
             )));
@@ -727,25 +713,25 @@ mod tests {
         let short = unsafe { Raw::new(buf.raw().base, 64) };
         assert!(matches!(
             validate_header(short),
-            Err(RegionError::Truncated { found: 64, .. })
+            Err(OpenError::Truncated { found: 64, .. })
         ));
     }
 
     #[test]
     fn each_header_field_is_checked() {
         type Poke = fn(&Header);
-        type Expect = fn(&RegionError) -> bool;
+        type Expect = fn(&OpenError) -> bool;
         let cases: [(Poke, Expect); 9] = [
             (
                 |h| h.magic.store(1, Ordering::Relaxed),
-                |e| matches!(e, RegionError::BadMagic { found: 1 }),
+                |e| matches!(e, OpenError::BadMagic { found: 1 }),
             ),
             (
                 |h| h.magic.store(MAGIC.swap_bytes(), Ordering::Relaxed),
                 |e| {
                     matches!(
                         e,
-                        RegionError::LayoutMismatch {
+                        OpenError::LayoutMismatch {
                             what: "byte order",
                             ..
                         }
@@ -754,14 +740,14 @@ mod tests {
             ),
             (
                 |h| h.marker.store(0x0102_0304, Ordering::Relaxed),
-                |e| matches!(e, RegionError::LayoutMismatch { .. }),
+                |e| matches!(e, OpenError::LayoutMismatch { .. }),
             ),
             (
                 |h| h.version.store(VERSION + 1, Ordering::Relaxed),
                 |e| {
                     matches!(
                         e,
-                        RegionError::VersionMismatch {
+                        OpenError::VersionMismatch {
                             found: 3,
                             expected: 2
                         }
@@ -775,7 +761,7 @@ mod tests {
                 |e| {
                     matches!(
                         e,
-                        RegionError::LayoutMismatch {
+                        OpenError::LayoutMismatch {
                             what: "layout fingerprint",
                             ..
                         }
@@ -784,14 +770,14 @@ mod tests {
             ),
             (
                 |h| h.init_state.store(0, Ordering::Relaxed),
-                |e| matches!(e, RegionError::Corrupt(_)),
+                |e| matches!(e, OpenError::Corrupt(_)),
             ),
             (
                 |h| h.total_size.store(8192, Ordering::Relaxed),
                 |e| {
                     matches!(
                         e,
-                        RegionError::Truncated {
+                        OpenError::Truncated {
                             found: 4096,
                             needed: 8192
                         }
@@ -803,7 +789,7 @@ mod tests {
                 |e| {
                     matches!(
                         e,
-                        RegionError::WrongSize {
+                        OpenError::WrongSize {
                             header: 1024,
                             file: 4096
                         }
@@ -812,7 +798,7 @@ mod tests {
             ),
             (
                 |h| h.capacity.store(MAX_CAPACITY + 1, Ordering::Relaxed),
-                |e| matches!(e, RegionError::Corrupt(_)),
+                |e| matches!(e, OpenError::Corrupt(_)),
             ),
         ];
         for (i, (poke, expected)) in cases.iter().enumerate() {
@@ -832,7 +818,7 @@ mod tests {
             .store(data_start_for(40) as u64, Ordering::Relaxed);
         assert!(matches!(
             validate_header(buf.raw()),
-            Err(RegionError::Corrupt(_))
+            Err(OpenError::Corrupt(_))
         ));
     }
 
@@ -873,7 +859,7 @@ mod tests {
         ];
         for (i, setup) in bad.iter().enumerate() {
             assert!(
-                matches!(check(*setup), Err(RegionError::Corrupt(_))),
+                matches!(check(*setup), Err(OpenError::Corrupt(_))),
                 "case {i}"
             );
         }
@@ -883,7 +869,7 @@ mod tests {
                 b.store(b'x', Ordering::Relaxed);
             }
         });
-        assert!(matches!(unterminated, Err(RegionError::Corrupt(m)) if m.contains("terminated")));
+        assert!(matches!(unterminated, Err(OpenError::Corrupt(m)) if m.contains("terminated")));
     }
 
     #[test]
@@ -907,7 +893,7 @@ mod tests {
         // Inside b (the next object would overlap it), before it, misaligned, past the end.
         for bad in [768, 640, 0, 840, 4160, u64::MAX] {
             assert!(
-                matches!(check(bad), Err(RegionError::Corrupt(m)) if m.contains("allocation")),
+                matches!(check(bad), Err(OpenError::Corrupt(m)) if m.contains("allocation")),
                 "bump {bad}"
             );
         }

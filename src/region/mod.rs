@@ -5,7 +5,8 @@
 //! - backings, creation and opening: [`Region`], [`RegionOptions`] (`file.rs`).
 //! - named objects: [`Region::get_or_default`], [`Region::get_or_init`], [`Region::get`],
 //!   [`Region::entries`] (`directory.rs`).
-//! - errors: [`RegionError`] (`error.rs`).
+//! - errors: one type per operation ([`OpenError`], [`CreateError`],
+//!   [`OpenOrCreateError`], [`GetError`]) and the umbrella [`RegionError`] (`error.rs`).
 
 mod directory;
 mod error;
@@ -13,6 +14,6 @@ mod file;
 mod format;
 
 pub use directory::{EntryInfo, EntryState};
-pub use error::RegionError;
+pub use error::{CreateError, GetError, OpenError, OpenOrCreateError, RegionError};
 pub use file::{DEFAULT_TIMEOUT, Region, RegionOptions};
 pub use format::{MAX_CAPACITY, MAX_NAME_LEN};
