@@ -31,6 +31,7 @@ use super::error::{CreateError, OpenError, OpenOrCreateError};
 use super::format::{
     self, DEFAULT_CAPACITY, Geometry, HEADER_SIZE, MAX_CAPACITY, Raw, data_start_for,
 };
+use super::validate;
 use crate::sync::{AtomicU32, Ordering};
 
 /// How long the `get_or_*` calls and [`Region::get`] wait, by default, for another process
@@ -325,8 +326,8 @@ impl RegionOptions {
         };
         let map = map(&fd, len_usize)?;
         let raw = raw_of(&map);
-        let geo = format::validate_header(raw)?;
-        format::validate_directory(raw, &geo)?;
+        let geo = validate::validate_header(raw)?;
+        validate::validate_directory(raw, &geo)?;
         Ok(self.region(map, geo, keep.then_some(fd)))
     }
 
