@@ -50,7 +50,7 @@ pub mod wait;
 #[doc(hidden)]
 pub mod failpoint;
 
-pub use shared::{Elem, Kind, Shared, SharedSized, TypeTag};
+pub use shared::{Elem, Element, Field, Kind, Shared, SharedSized, TypeTag};
 pub use wait::Timeout;
 
 /// The README's examples, run as doctests.

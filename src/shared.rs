@@ -111,6 +111,8 @@ impl Kind {
     pub const EVENT: Kind = Kind(12);
     pub const BARRIER: Kind = Kind(13);
     pub const QUEUE: Kind = Kind(14);
+    /// A user's shared struct ([`TypeTag::record`]).
+    pub const RECORD: Kind = Kind(15);
     /// First code free for types defined outside this crate.
     pub const USER: Kind = Kind(0x1000);
 
@@ -131,21 +133,32 @@ impl Kind {
             12 => "Event",
             13 => "Barrier",
             14 => "Queue",
+            15 => "struct",
             _ => return None,
         })
     }
 }
 
-/// The element type a primitive holds: a fixed code for the primitive value types, and
-/// "plain old data of this size and alignment" for any other [`bytemuck::Pod`] type.
+/// The element type a primitive holds, as recorded in a region.
+///
+/// The primitive value types have fixed codes; an array of a primitive records the
+/// primitive and its length (`[u64; 4]` is told apart from `[i64; 4]`, `[f64; 4]` and
+/// `[u64; 2]`); any other element (a nested array, an array of structs, a user's struct)
+/// records a 64-bit fingerprint in [`id`](Self::id) of everything that makes up its
+/// identity (see [`Elem::record`] and [`Elem::array`]). Two elements are the same type
+/// for a region when all four fields are equal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Elem {
-    /// One of the `Elem::*` codes (`NONE`, `U8`, …, `POD`).
+    /// One of the `Elem::*` codes (`NONE`, `U8`, …, `ARRAY_CODE`, `RECORD_CODE`), or
+    /// `ARRAY_OF + code` for an array of a primitive.
     pub code: u32,
     /// `size_of` the element (0 for `NONE`).
     pub size: u32,
     /// `align_of` the element (0 for `NONE`).
     pub align: u32,
+    /// 0 for primitives and arrays of primitives; a fingerprint for arrays of anything else
+    /// and for records.
+    pub id: u64,
 }
 
 #[allow(missing_docs)]
@@ -162,35 +175,124 @@ impl Elem {
     pub const BOOL: Elem = Elem::code(9, 1, 1);
     pub const F32: Elem = Elem::code(10, 4, 4);
     pub const F64: Elem = Elem::code(11, 8, 8);
-    /// Code of [`Elem::pod`] elements.
-    pub const POD_CODE: u32 = 100;
+    pub const U128: Elem = Elem::code(12, 16, align_of::<u128>() as u32);
+    pub const I128: Elem = Elem::code(13, 16, align_of::<i128>() as u32);
+    pub const USIZE: Elem = Elem::code(14, size_of::<usize>() as u32, align_of::<usize>() as u32);
+    pub const ISIZE: Elem = Elem::code(15, size_of::<isize>() as u32, align_of::<isize>() as u32);
+    /// Largest code of a primitive element.
+    const LAST_PRIMITIVE: u32 = 15;
+    /// Code of an array of anything but a primitive ([`Elem::array`]); `id` fingerprints it.
+    pub const ARRAY_CODE: u32 = 100;
+    /// Code of a record ([`Elem::record`]); `id` fingerprints it.
+    pub const RECORD_CODE: u32 = 101;
+    /// `ARRAY_OF + c` is the code of an array of the primitive with code `c`; its length is
+    /// `size / size_of(primitive)`.
+    pub const ARRAY_OF: u32 = 200;
 
-    const fn code(code: u32, size: u32, align: u32) -> Elem {
-        Elem { code, size, align }
-    }
-
-    /// A [`bytemuck::Pod`] element, identified by size and alignment only: two different
-    /// `Pod` structs of the same size and alignment are not told apart.
+    /// A [`bytemuck::Pod`] element, identified by size and alignment only.
     ///
     /// # Panics
     ///
-    /// Panics if `size_of::<T>()` does not fit the `u32` size field (4 GiB or more):
-    /// truncating it would give `T` the tag of a smaller type. In a `const TAG` this is a
-    /// compile-time error.
+    /// Panics if `size_of::<T>()` does not fit the `u32` size field.
     pub const fn pod<T: bytemuck::Pod>() -> Elem {
         let size = size_of::<T>();
         assert!(
             size <= u32::MAX as usize,
             "Elem::pod: element of 4 GiB or more"
         );
-        // Alignment is at most 2^29 in Rust, so it always fits.
-        Elem::code(Self::POD_CODE, size as u32, align_of::<T>() as u32)
+        Elem::code(99, size as u32, align_of::<T>() as u32)
     }
 
-    /// The element's name (`u64`, `f64`, `pod(16, 8)`, …) for error messages.
-    pub fn describe(self) -> String {
-        let name = match self.code {
-            0 => "",
+    const fn code(code: u32, size: u32, align: u32) -> Elem {
+        Elem {
+            code,
+            size,
+            align,
+            id: 0,
+        }
+    }
+
+    /// The element `[inner; n]`.
+    ///
+    /// An array of a primitive keeps the primitive's code (`ARRAY_OF + code`), so a region
+    /// tool can name it; any other array records a fingerprint of `inner` (all four
+    /// fields) and `n`.
+    ///
+    /// # Panics
+    ///
+    /// If the array's size does not fit `u32` (4 GiB or more). In a `const` this is a
+    /// compile-time error.
+    pub const fn array(inner: Elem, n: usize) -> Elem {
+        let size = (inner.size as usize).checked_mul(n);
+        let size = match size {
+            Some(s) if s <= u32::MAX as usize => s as u32,
+            _ => panic!("Elem::array: element of 4 GiB or more"),
+        };
+        if inner.code >= 1 && inner.code <= Self::LAST_PRIMITIVE && n > 0 {
+            return Elem::code(Self::ARRAY_OF + inner.code, size, inner.align);
+        }
+        let mut h = Fingerprint::new(b"array");
+        h = h.elem(inner).u64(n as u64);
+        Elem {
+            code: Self::ARRAY_CODE,
+            size,
+            align: inner.align,
+            id: h.finish(),
+        }
+    }
+
+    /// A record (a `#[repr(C)]` struct of [`Element`] fields): its identity is a fingerprint
+    /// of its name, its size and alignment, and every field's name, offset and element.
+    ///
+    /// What it tells apart: structs with different names (the type's own name, not its
+    /// module path), different field names, order, offsets or field types, and different
+    /// sizes. What it cannot: two structs of the same name whose fields agree in all of
+    /// these (they have the same meaning for every byte, so reading one as the other is
+    /// not a reinterpretation), and — with probability 2⁻⁶⁴ per pair — a fingerprint
+    /// collision. Usually written by `#[derive(Element)]`, not by hand.
+    ///
+    /// # Panics
+    ///
+    /// If `size` does not fit `u32`. In a `const` this is a compile-time error.
+    pub const fn record(name: &str, size: usize, align: usize, fields: &[Field<Elem>]) -> Elem {
+        assert!(
+            size <= u32::MAX as usize,
+            "Elem::record: element of 4 GiB or more"
+        );
+        let mut h = Fingerprint::new(b"record")
+            .bytes(name.as_bytes())
+            .u64(size as u64)
+            .u64(align as u64);
+        let mut i = 0;
+        while i < fields.len() {
+            h = h
+                .bytes(fields[i].name.as_bytes())
+                .u64(fields[i].offset as u64)
+                .elem(fields[i].ty);
+            i += 1;
+        }
+        Elem {
+            code: Self::RECORD_CODE,
+            size: size as u32,
+            // Alignment is at most 2^29 in Rust, so it always fits.
+            align: align as u32,
+            id: h.finish(),
+        }
+    }
+
+    const fn primitive_size(code: u32) -> u32 {
+        match code {
+            1 | 5 | 9 => 1,
+            2 | 6 => 2,
+            3 | 7 | 10 => 4,
+            12 | 13 => 16,
+            14 | 15 => size_of::<usize>() as u32,
+            _ => 8,
+        }
+    }
+
+    const fn primitive_name(code: u32) -> Option<&'static str> {
+        Some(match code {
             1 => "u8",
             2 => "u16",
             3 => "u32",
@@ -202,9 +304,140 @@ impl Elem {
             9 => "bool",
             10 => "f32",
             11 => "f64",
-            _ => return format!("pod(size {}, align {})", self.size, self.align),
+            12 => "u128",
+            13 => "i128",
+            14 => "usize",
+            15 => "isize",
+            _ => return None,
+        })
+    }
+
+    /// The element's name (`u64`, `[f64; 4]`, `record(size 16, align 8, id …)`, …) for
+    /// error messages and tools.
+    pub fn describe(self) -> String {
+        if self == Elem::NONE {
+            return String::new();
+        }
+        if let Some(name) = Self::primitive_name(self.code) {
+            return name.to_owned();
+        }
+        if let Some(inner) = self
+            .code
+            .checked_sub(Self::ARRAY_OF)
+            .and_then(Self::primitive_name)
+        {
+            let inner_size = Self::primitive_size(self.code - Self::ARRAY_OF);
+            return format!("[{inner}; {}]", self.size / inner_size);
+        }
+        let what = match self.code {
+            Self::ARRAY_CODE => "array",
+            Self::RECORD_CODE => "record",
+            _ => "elem",
         };
-        name.to_owned()
+        format!(
+            "{what}(code {}, size {}, align {}, id {:#018x})",
+            self.code, self.size, self.align, self.id
+        )
+    }
+}
+
+/// One field of a record, for [`Elem::record`] and [`TypeTag::record`].
+#[derive(Clone, Copy, Debug)]
+pub struct Field<T> {
+    /// The field's name.
+    pub name: &'static str,
+    /// Its offset in the record (`core::mem::offset_of!`).
+    pub offset: usize,
+    /// Its identity: an [`Elem`] in an element record, a [`TypeTag`] in a shared struct.
+    pub ty: T,
+}
+
+/// A plain-old-data type with a recorded identity: what a [`Mutex<T>`](crate::Mutex),
+/// [`RwLock<T>`](crate::RwLock), [`SeqLock<T>`](crate::SeqLock), … hold.
+///
+/// The region records `T::ELEM` for an object holding a `T`, and refuses to hand the object
+/// out as one holding another type. Implemented for the primitive integer and float types
+/// and for arrays of any `Element`; a struct gets it from `#[derive(Element)]` (or, by
+/// hand, from [`Elem::record`]).
+///
+/// The trait is safe: a wrong `ELEM` cannot cause undefined behaviour (`T` is
+/// [`bytemuck::Pod`], every bit pattern is valid), only let two types share an identity.
+pub trait Element: bytemuck::Pod {
+    /// This type's identity.
+    const ELEM: Elem;
+}
+
+macro_rules! primitive_elements {
+    ($($t:ty => $e:ident),* $(,)?) => {
+        $(impl Element for $t {
+            const ELEM: Elem = Elem::$e;
+        })*
+    };
+}
+
+primitive_elements! {
+    u8 => U8, u16 => U16, u32 => U32, u64 => U64, u128 => U128, usize => USIZE,
+    i8 => I8, i16 => I16, i32 => I32, i64 => I64, i128 => I128, isize => ISIZE,
+    f32 => F32, f64 => F64,
+}
+
+impl<E: Element, const N: usize> Element for [E; N]
+where
+    [E; N]: bytemuck::Pod,
+{
+    const ELEM: Elem = Elem::array(E::ELEM, N);
+}
+
+/// FNV-1a, 64-bit, usable in `const`: the fingerprint of array and record identities.
+/// Stable across builds and platforms (it hashes explicit little-endian bytes), so a
+/// region written by one build is checked correctly by another.
+#[derive(Clone, Copy)]
+struct Fingerprint(u64);
+
+impl Fingerprint {
+    const fn new(domain: &[u8]) -> Self {
+        Fingerprint(0xcbf2_9ce4_8422_2325).bytes(domain)
+    }
+
+    const fn byte(self, b: u8) -> Self {
+        Fingerprint((self.0 ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
+    }
+
+    /// The bytes, preceded by their length (so `"ab","c"` and `"a","bc"` differ).
+    const fn bytes(self, bytes: &[u8]) -> Self {
+        let mut h = self.u64(bytes.len() as u64);
+        let mut i = 0;
+        while i < bytes.len() {
+            h = h.byte(bytes[i]);
+            i += 1;
+        }
+        h
+    }
+
+    const fn u64(self, v: u64) -> Self {
+        let b = v.to_le_bytes();
+        let mut h = self;
+        let mut i = 0;
+        while i < 8 {
+            h = h.byte(b[i]);
+            i += 1;
+        }
+        h
+    }
+
+    const fn elem(self, e: Elem) -> Self {
+        self.u64(e.code as u64)
+            .u64(e.size as u64)
+            .u64(e.align as u64)
+            .u64(e.id)
+    }
+
+    const fn tag(self, t: TypeTag) -> Self {
+        self.u64(t.kind.0 as u64).elem(t.elem)
+    }
+
+    const fn finish(self) -> u64 {
+        self.0
     }
 }
 
@@ -224,6 +457,48 @@ impl TypeTag {
     /// A tag of `kind` holding `elem`.
     pub const fn new(kind: Kind, elem: Elem) -> TypeTag {
         TypeTag { kind, elem }
+    }
+
+    /// The tag of a shared struct (a `#[repr(C)]` struct of [`Shared`] fields, such as
+    /// `struct Stats { requests: Counter, errors: Counter }`): kind [`Kind::RECORD`] and a
+    /// fingerprint of the struct's name, size, alignment and every field's name, offset and
+    /// tag. Usually written by `#[derive(Shared)]`; see [`Elem::record`] for what a
+    /// fingerprint tells apart.
+    ///
+    /// # Panics
+    ///
+    /// If `size` does not fit `u32`. In a `const` this is a compile-time error.
+    pub const fn record(
+        name: &str,
+        size: usize,
+        align: usize,
+        fields: &[Field<TypeTag>],
+    ) -> TypeTag {
+        assert!(
+            size <= u32::MAX as usize,
+            "TypeTag::record: object of 4 GiB or more"
+        );
+        let mut h = Fingerprint::new(b"shared record")
+            .bytes(name.as_bytes())
+            .u64(size as u64)
+            .u64(align as u64);
+        let mut i = 0;
+        while i < fields.len() {
+            h = h
+                .bytes(fields[i].name.as_bytes())
+                .u64(fields[i].offset as u64)
+                .tag(fields[i].ty);
+            i += 1;
+        }
+        TypeTag {
+            kind: Kind::RECORD,
+            elem: Elem {
+                code: Elem::RECORD_CODE,
+                size: size as u32,
+                align: align as u32,
+                id: h.finish(),
+            },
+        }
     }
 }
 
@@ -255,8 +530,8 @@ mod tests {
             "Counter"
         );
         assert_eq!(
-            TypeTag::new(Kind::SEQLOCK, Elem::pod::<[u64; 2]>()).to_string(),
-            "SeqLock<pod(size 16, align 8)>"
+            TypeTag::new(Kind::SEQLOCK, <[u64; 2]>::ELEM).to_string(),
+            "SeqLock<[u64; 2]>"
         );
         assert_eq!(TypeTag::new(Kind(77), Elem::NONE).to_string(), "kind#77");
     }
@@ -274,6 +549,52 @@ mod tests {
         // SAFETY: as above; `Copy`, `'static`, `#[repr(transparent)]`.
         unsafe impl bytemuck::Pod for Huge {}
         let _ = Elem::pod::<Huge>();
+    }
+
+    #[test]
+    fn arrays_of_primitives_keep_their_element_and_length() {
+        assert_eq!(<[u64; 4]>::ELEM.describe(), "[u64; 4]");
+        assert_eq!(<[f32; 3]>::ELEM.describe(), "[f32; 3]");
+        let distinct = [
+            <[u64; 4]>::ELEM,
+            <[i64; 4]>::ELEM,
+            <[f64; 4]>::ELEM,
+            <[u64; 2]>::ELEM,
+            <[u32; 8]>::ELEM,
+            <[[u64; 2]; 2]>::ELEM,
+            <[[u64; 4]; 1]>::ELEM,
+            u64::ELEM,
+        ];
+        for (i, a) in distinct.iter().enumerate() {
+            for b in &distinct[i + 1..] {
+                assert_ne!(a, b, "{} and {} must differ", a.describe(), b.describe());
+            }
+        }
+    }
+
+    #[test]
+    fn records_differ_by_name_field_names_offsets_and_field_types() {
+        const fn f(name: &'static str, offset: usize, ty: Elem) -> Field<Elem> {
+            Field { name, offset, ty }
+        }
+        let base = Elem::record("P", 16, 8, &[f("x", 0, Elem::F64), f("y", 8, Elem::F64)]);
+        let same = Elem::record("P", 16, 8, &[f("x", 0, Elem::F64), f("y", 8, Elem::F64)]);
+        assert_eq!(base, same);
+        let others = [
+            Elem::record("Q", 16, 8, &[f("x", 0, Elem::F64), f("y", 8, Elem::F64)]),
+            Elem::record("P", 16, 8, &[f("y", 0, Elem::F64), f("x", 8, Elem::F64)]),
+            Elem::record("P", 16, 8, &[f("x", 0, Elem::I64), f("y", 8, Elem::F64)]),
+            Elem::record("P", 16, 8, &[f("x", 0, Elem::F64), f("z", 8, Elem::F64)]),
+            Elem::record("P", 16, 8, &[f("x", 8, Elem::F64), f("y", 0, Elem::F64)]),
+            Elem::record("P", 16, 16, &[f("x", 0, Elem::F64), f("y", 8, Elem::F64)]),
+            Elem::record("P", 16, 8, &[f("xy", 0, Elem::F64)]),
+        ];
+        for o in others {
+            assert_ne!(base, o);
+        }
+        let tag = |n| TypeTag::record(n, 128, 64, &[]);
+        assert_ne!(tag("Stats"), tag("Other"));
+        assert_eq!(tag("Stats").kind, Kind::RECORD);
     }
 
     #[test]

@@ -417,6 +417,8 @@ impl EntrySnapshot {
                     code: r32(&e.elem_code),
                     size: r32(&e.elem_size),
                     align: r32(&e.elem_align),
+                    // Not recorded yet: elements told apart by code, size and alignment.
+                    id: 0,
                 },
             ),
             align: r32(&e.align),
