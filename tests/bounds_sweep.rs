@@ -1326,8 +1326,8 @@ fn region_lookups_return_within_the_region_timeout_whatever_the_entry_state() {
     for (v, entry_word) in &vals {
         for op in [
             "get(x)",
-            "get_or_init(x)",
-            "get_or_init(fresh)",
+            "get_or_default(x)",
+            "get_or_default(fresh)",
             "get(fresh)",
         ] {
             let what = format!("Region::{op} entry 0 state={v}");
@@ -1338,8 +1338,7 @@ fn region_lookups_return_within_the_region_timeout_whatever_the_entry_state() {
                         .anonymous(1 << 16)
                         .expect("anonymous region"),
                 );
-                r.get_or_init::<Value<u64>>("x", 1, |_| {})
-                    .expect("create x");
+                r.get_or_default::<Value<u64>>("x").expect("create x");
                 let entry_word = Arc::clone(entry_word);
                 let j = job(
                     &r,
@@ -1350,11 +1349,9 @@ fn region_lookups_return_within_the_region_timeout_whatever_the_entry_state() {
                     move |r| {
                         let res = match op {
                             "get(x)" => r.get::<Value<u64>>("x").map(|_| ()),
-                            "get_or_init(x)" => {
-                                r.get_or_init::<Value<u64>>("x", 1, |_| {}).map(|_| ())
-                            }
-                            "get_or_init(fresh)" => {
-                                r.get_or_init::<Value<u64>>("fresh", 1, |_| {}).map(|_| ())
+                            "get_or_default(x)" => r.get_or_default::<Value<u64>>("x").map(|_| ()),
+                            "get_or_default(fresh)" => {
+                                r.get_or_default::<Value<u64>>("fresh").map(|_| ())
                             }
                             _ => r.get::<Value<u64>>("fresh").map(|_| ()),
                         };

@@ -734,10 +734,10 @@ fn seqlocks_are_placed_in_a_region_by_name_and_found_again() {
     watchdog();
     let region = shmstate::Region::anonymous(1 << 16).unwrap();
     let pos = region
-        .get_or_init::<SeqLock<[f64; 3]>>("pos", 1, |s| s.write([1.0, 2.0, 3.0]))
+        .get_or_init::<SeqLock<[f64; 3]>>("pos", |s| s.write([1.0, 2.0, 3.0]))
         .unwrap();
     let arr = region
-        .get_or_init::<SeqLockArray<u16>>("arr", 5, |a| a.set_all(&[1, 2, 3, 4, 5]))
+        .get_or_init_slice::<SeqLockArray<u16>>("arr", 5, |a| a.set_all(&[1, 2, 3, 4, 5]))
         .unwrap();
     pos.update(|p| p[0] = 10.0).unwrap();
     arr.set(4, 50);

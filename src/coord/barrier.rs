@@ -241,7 +241,7 @@ impl Barrier {
     /// ```
     /// # use shmstate::{Barrier, Region};
     /// let r = Region::anonymous(1 << 16).unwrap();
-    /// let b = r.get_or_init::<Barrier>("round", 1, |b| b.init(4)).unwrap();
+    /// let b = r.get_or_init("round", |b: &Barrier| b.init(4)).unwrap();
     /// assert_eq!(b.parties(), 4);
     /// ```
     ///

@@ -116,7 +116,7 @@ impl<T> Full<T> {
 /// ```compile_fail
 /// # use shmstate::{Queue, Region};
 /// let r = Region::anonymous(1 << 16).unwrap();
-/// let q = r.get_or_init::<Queue<u8, 0>>("q", 1, |_| {}).unwrap();
+/// let q = r.get_or_default::<Queue<u8, 0>>("q").unwrap();
 /// q.push(1); // error: Queue capacity must be 1..=2^30
 /// ```
 ///

@@ -458,7 +458,7 @@ impl BoundedSemaphore {
     /// ```
     /// # use shmstate::{BoundedSemaphore, Region};
     /// let r = Region::anonymous(1 << 16).unwrap();
-    /// let s = r.get_or_init::<BoundedSemaphore>("slots", 1, |s| s.init(3)).unwrap();
+    /// let s = r.get_or_init("slots", |s: &BoundedSemaphore| s.init(3)).unwrap();
     /// assert_eq!((s.value(), s.bound()), (3, 3));
     /// ```
     pub fn init(&self, permits: u32) {

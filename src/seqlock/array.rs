@@ -69,8 +69,8 @@ const SPINS: u32 = if cfg!(loom) { 1 } else { 200 };
 /// whole-array snapshots and all-or-nothing batch writes.
 ///
 /// Slice-shaped: the length is chosen at creation ([`new`](Self::new),
-/// [`from_slice`](Self::from_slice), or a region's `get_or_init::<SeqLockArray<T>>(name,
-/// len, ..)`) and never changes. See the [module docs](self) for the design and
+/// [`from_slice`](Self::from_slice), or a region's
+/// `get_or_init_slice(name, len, |a: &SeqLockArray<T>| ..)`) and never changes. See the [module docs](self) for the design and
 /// [`SeqLock`] for the per-element protocol and what happens when a writer dies.
 ///
 /// # Layout
