@@ -25,6 +25,9 @@ pub enum Point {
     RwWriteUnlockCleared,
     /// `RawMutex` unlock (slow path): the word is cleared, the sleeper not yet woken.
     MutexUnlockCleared,
+    /// `RawRwLock` recovery of a dead writer (`recover`): the state is released on its
+    /// behalf, the waiters not yet woken.
+    RwRecoverCleared,
 }
 
 #[cfg(shmstate_test_hooks)]

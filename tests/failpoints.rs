@@ -15,16 +15,22 @@ mod locks_support;
 
 use std::time::{Duration, Instant};
 
-use common::{SharedMem, fork_children, watchdog};
+use common::{SharedMem, fork_children, wait_all, wait_until_asleep_in_futex, watchdog};
 use locks_support::{kill, park_forever, reap};
 use shmstate::failpoint::{Point, arm};
 use shmstate::sync::Ordering;
 use shmstate::{RwLock, TimedLockError};
 
-/// Bit 29 of an `RwLock`'s state (see `RawRwLock`'s field docs): a writer drains.
+/// Bit 27 of an `RwLock`'s state (see `RawRwLock`'s field docs): write-locked.
+const WRITE_LOCKED: u32 = 1 << 27;
+/// Bit 28: a writer died holding the lock.
+const OWNER_DIED: u32 = 1 << 28;
+/// Bit 29: a writer drains.
 const DRAINING: u32 = 1 << 29;
 /// Bit 30: readers may sleep on the state.
 const READERS_WAITING: u32 = 1 << 30;
+/// Bit 31: writers may sleep on the notification word.
+const WRITERS_WAITING: u32 = 1 << 31;
 
 /// How long a repair may take at most here: the tables promise a slice or so (at most
 /// 10 ms); the margin is for a loaded machine.
@@ -63,6 +69,33 @@ fn wait_until_stopped(pid: libc::pid_t) {
         );
         std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+/// Stops child `pid` (SIGSTOP) while it sleeps in a futex wait, so that it stays asleep
+/// (and does not repair anything itself) while the test sets up a crash window around it.
+/// A stop that catches it awake between two sleeps is undone and tried again.
+fn stop_asleep_in_futex(pid: libc::pid_t) {
+    loop {
+        wait_until_asleep_in_futex(pid);
+        signal(pid, libc::SIGSTOP);
+        wait_until_stopped(pid);
+        let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall"))
+            .expect("a stopped child's /proc/PID/syscall is readable");
+        if syscall.starts_with(&format!("{} ", libc::SYS_futex)) {
+            return;
+        }
+        signal(pid, libc::SIGCONT);
+    }
+}
+
+fn signal(pid: libc::pid_t, sig: libc::c_int) {
+    // SAFETY: plain kill of our own child.
+    let r = unsafe { libc::kill(pid, sig) };
+    assert_eq!(r, 0, "kill({pid}, {sig}) failed");
+}
+
+fn state(l: &RwLock<u64>) -> u32 {
+    l.raw().state().load(Ordering::Relaxed)
 }
 
 fn slots_taken(l: &RwLock<u64>) -> usize {
@@ -253,4 +286,52 @@ fn mutex_owner_killed_after_unlocking_before_the_wake() {
         waiter.join().unwrap();
         assert!(t_kill.elapsed() < REPAIR);
     });
+}
+
+/// Recovery of a dead writer (`recover`): the recoverer is killed with the state released on
+/// the dead writer's behalf but the waiters not yet woken. A writer asleep behind the dead
+/// one (on the notification word, which the recoverer had not bumped yet) re-checks when its
+/// slice runs out and gets the lock, told that the writer died.
+#[test]
+fn rwlock_recoverer_killed_after_releasing_a_dead_writer_before_the_wake() {
+    watchdog(Duration::from_secs(60));
+    let mem = SharedMem::<RwLock<u64>>::new(1);
+    let l = mem.get();
+    let dead_writer = fork_children(1, |_| {
+        std::mem::forget(l.write().unwrap());
+        park_forever();
+    })[0];
+    while state(l) & WRITE_LOCKED == 0 {
+        std::hint::spin_loop();
+    }
+    // A writer asleep behind it. It is stopped before the writer dies: running, it would
+    // find the death itself within a slice, and the recoverer below would have nothing to do.
+    let waiter = fork_children(1, |_| {
+        let w = l.write_timeout(Duration::from_secs(30));
+        assert!(
+            matches!(w, Err(TimedLockError::OwnerDied(_))),
+            "the waiting writer must get the lock, told the writer died"
+        );
+    })[0];
+    while state(l) & WRITERS_WAITING == 0 {
+        std::hint::spin_loop();
+    }
+    stop_asleep_in_futex(waiter);
+    kill(dead_writer);
+    reap(dead_writer);
+    // A reader whose deadline has passed probes the writer once and releases its lock.
+    let recoverer = child_stopped_at(Point::RwRecoverCleared, || {
+        drop(l.read_timeout(Duration::ZERO));
+    });
+    assert_eq!(
+        state(l),
+        OWNER_DIED,
+        "released with the mark, waiting bits cleared"
+    );
+    kill(recoverer);
+    reap(recoverer);
+    signal(waiter, libc::SIGCONT);
+    // Exits 0 only with `OwnerDied`; `REPAIR` bounds the repair (its own wait is 30 s).
+    wait_all(&[waiter], REPAIR);
+    assert!(!l.is_locked());
 }

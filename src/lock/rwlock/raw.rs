@@ -774,6 +774,7 @@ impl RawRwLock {
             .compare_exchange(s, new, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
         {
+            failpoint::hit(Point::RwRecoverCleared);
             // Release: as in `wake_writer`.
             self.writer_notify.fetch_add(1, Ordering::Release);
             futex::wake_all(&self.writer_notify);
