@@ -28,6 +28,9 @@ pub enum Point {
     /// `RawRwLock` recovery of a dead writer (`recover`): the state is released on its
     /// behalf, the waiters not yet woken.
     RwRecoverCleared,
+    /// `RawRwLock` clear of `WRITERS_WAITING` (an overflow reader clearing a possibly stray
+    /// bit, or a writer giving up): the bit is cleared, the waiters not yet woken.
+    RwWritersWaitingCleared,
 }
 
 #[cfg(shmstate_test_hooks)]

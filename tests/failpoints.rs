@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use common::{SharedMem, fork_children, wait_all, wait_until_asleep_in_futex, watchdog};
 use locks_support::{kill, park_forever, reap};
 use shmstate::failpoint::{Point, arm};
+use shmstate::lock::rwlock::{READER_SLOTS, STRAY_BIT_AGE};
 use shmstate::sync::Ordering;
 use shmstate::{RwLock, TimedLockError};
 
@@ -333,5 +334,44 @@ fn rwlock_recoverer_killed_after_releasing_a_dead_writer_before_the_wake() {
     signal(waiter, libc::SIGCONT);
     // Exits 0 only with `OwnerDied`; `REPAIR` bounds the repair (its own wait is 30 s).
     wait_all(&[waiter], REPAIR);
+    assert!(!l.is_locked());
+}
+
+/// Clear of a stray `WRITERS_WAITING`: an overflow reader that waited [`STRAY_BIT_AGE`]
+/// behind the bit clears it (here a live writer's bit, which it cannot tell from a stray
+/// one) and is killed before it wakes the waiters. The writer, asleep without its bit (so
+/// the last reader out does not wake it), re-checks when its slice runs out and gets the
+/// lock.
+#[test]
+fn rwlock_overflow_reader_killed_after_clearing_writers_waiting_before_the_wake() {
+    watchdog(Duration::from_secs(60));
+    let mem = SharedMem::<RwLock<u64>>::new(1);
+    let l = mem.get();
+    // Every slot taken, and one overflow reader counted in: a writer waits for it with
+    // `WRITERS_WAITING` set, which holds further overflow readers back.
+    let readers: Vec<_> = (0..=READER_SLOTS).map(|_| l.read().unwrap()).collect();
+    assert_eq!(slots_taken(l), READER_SLOTS);
+    assert_eq!(state(l) & 0xff_ffff, 1, "one overflow reader");
+    let writer = fork_children(1, |_| {
+        let w = l.write_timeout(Duration::from_secs(30));
+        assert!(w.is_ok(), "the writer never got the lock");
+    })[0];
+    while state(l) & WRITERS_WAITING == 0 {
+        std::hint::spin_loop();
+    }
+    // Stopped asleep, so that it does not set its bit again before the test is done.
+    stop_asleep_in_futex(writer);
+    let t_start = Instant::now();
+    let clearer = child_stopped_at(Point::RwWritersWaitingCleared, || drop(l.read()));
+    assert!(t_start.elapsed() >= STRAY_BIT_AGE);
+    let s = state(l);
+    assert_eq!(s & WRITERS_WAITING, 0, "the bit is cleared");
+    assert_eq!(s & 0xff_ffff, 1, "the clearer did not count in");
+    kill(clearer);
+    reap(clearer);
+    // The last reader out finds no writer's bit: it wakes no writer.
+    drop(readers);
+    signal(writer, libc::SIGCONT);
+    wait_all(&[writer], REPAIR);
     assert!(!l.is_locked());
 }

@@ -75,7 +75,7 @@
 //! | overflow read (every slot taken): counted in | a count naming no one | **not repaired**: the lock leaks; only timed calls bound the wait |
 //! | overflow read unlock: counted out, waiters not yet woken | sleepers with the lock free | one slice |
 //! | recovery of a dead writer (`recover`): state released, waiters not yet woken | sleepers with the lock free | each sleeper's slice runs out and it re-checks (one slice); failpoint test |
-//! | recovery of a stray `WRITERS_WAITING`: bit cleared, waiters not yet woken | sleepers with the lock free | one slice |
+//! | recovery of a stray `WRITERS_WAITING` (or a writer giving up): bit cleared, waiters not yet woken | readers the bit held back asleep, writers asleep without their bit | each sleeper's slice runs out and it re-checks, a writer setting its bit again (one slice); failpoint test |
 //! | recovery of a dead reader: slot freed, drainer not yet woken | a draining writer asleep | one slice |
 //!
 //! Limits of the reader recovery:

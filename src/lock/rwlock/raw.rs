@@ -622,6 +622,7 @@ impl RawRwLock {
                 (!is_garbage(s) && s & WRITERS_WAITING != 0).then_some(s & !WRITERS_WAITING)
             });
         if let Ok(prev) = prev {
+            failpoint::hit(Point::RwWritersWaitingCleared);
             // Release: as in `wake_writer`.
             self.writer_notify.fetch_add(1, Ordering::Release);
             futex::wake_all(&self.writer_notify);
