@@ -375,3 +375,64 @@ fn rwlock_overflow_reader_killed_after_clearing_writers_waiting_before_the_wake(
     wait_all(&[writer], REPAIR);
     assert!(!l.is_locked());
 }
+
+/// Recovery of a dead reader by an overflow reader (waiting for a slot, it frees the slots
+/// of dead readers): killed with the dead reader's slot freed but the draining writer not
+/// yet woken. The writer, asleep with every slot free now, re-checks when its slice runs
+/// out and gets the lock, without `OwnerDied` (a reader's death leaves the data intact).
+#[test]
+fn rwlock_dead_reader_recoverer_killed_after_freeing_the_slot_before_the_wake() {
+    watchdog(Duration::from_secs(60));
+    let mem = SharedMem::<RwLock<u64>>::new(1);
+    let l = mem.get();
+    // Every slot taken: by this thread, and the last one by a reader that will die.
+    let readers: Vec<_> = (1..READER_SLOTS).map(|_| l.read().unwrap()).collect();
+    let dead_reader = fork_children(1, |_| {
+        std::mem::forget(l.read().unwrap());
+        park_forever();
+    })[0];
+    while slots_taken(l) < READER_SLOTS {
+        std::hint::spin_loop();
+    }
+    // A stray `WRITERS_WAITING` (as a writer killed while waiting leaves) holds the next
+    // reader back from counting in as an overflow reader: it waits for a slot.
+    l.raw().state().fetch_or(WRITERS_WAITING, Ordering::Relaxed);
+    // The recoverer: held at its first scan of the slots, where it has read the state (no
+    // writer yet) and probed no slot.
+    let recoverer = fork_children(1, |_| {
+        arm(Point::RwDeadReadersScan);
+        arm(Point::RwDeadReaderFreed);
+        drop(l.read());
+        std::process::exit(3);
+    })[0];
+    wait_until_stopped(recoverer);
+    // A writer takes the state and drains behind the readers, asleep (then stopped, so
+    // that it does not free the dead reader's slot itself).
+    let writer = fork_children(1, |_| {
+        let w = l.write_timeout(Duration::from_secs(30));
+        assert!(
+            w.is_ok(),
+            "the draining writer never got the lock (or got OwnerDied)"
+        );
+    })[0];
+    while state(l) & DRAINING == 0 {
+        std::hint::spin_loop();
+    }
+    stop_asleep_in_futex(writer);
+    // The live readers leave (no wake: the dead reader's slot is still taken), and the
+    // last reader dies.
+    drop(readers);
+    assert_eq!(slots_taken(l), 1);
+    kill(dead_reader);
+    reap(dead_reader);
+    // The recoverer frees the dead reader's slot and stops before waking the writer.
+    signal(recoverer, libc::SIGCONT);
+    wait_until_stopped(recoverer);
+    assert_eq!(slots_taken(l), 0, "the dead reader's slot is freed");
+    assert_ne!(state(l) & DRAINING, 0, "the writer still drains");
+    kill(recoverer);
+    reap(recoverer);
+    signal(writer, libc::SIGCONT);
+    wait_all(&[writer], REPAIR);
+    assert!(!l.is_locked());
+}

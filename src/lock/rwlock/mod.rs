@@ -76,7 +76,7 @@
 //! | overflow read unlock: counted out, waiters not yet woken | sleepers with the lock free | one slice |
 //! | recovery of a dead writer (`recover`): state released, waiters not yet woken | sleepers with the lock free | each sleeper's slice runs out and it re-checks (one slice); failpoint test |
 //! | recovery of a stray `WRITERS_WAITING` (or a writer giving up): bit cleared, waiters not yet woken | readers the bit held back asleep, writers asleep without their bit | each sleeper's slice runs out and it re-checks, a writer setting its bit again (one slice); failpoint test |
-//! | recovery of a dead reader: slot freed, drainer not yet woken | a draining writer asleep | one slice |
+//! | recovery of a dead reader (by an overflow reader): slot freed, drainer not yet woken | a draining writer asleep with every slot free | its wait slice runs out and it re-checks the slots (one slice); failpoint test |
 //!
 //! Limits of the reader recovery:
 //!
