@@ -38,6 +38,9 @@ pub enum Point {
     /// `RawRwLock` recovery of dead readers: a dead reader's slot is freed, a draining
     /// writer not yet woken.
     RwDeadReaderFreed,
+    /// `RawRwLock` read unlock of an overflow reader: counted out, the waiters not yet
+    /// woken.
+    RwReadUnlockOverflowCounted,
 }
 
 #[cfg(shmstate_test_hooks)]

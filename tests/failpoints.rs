@@ -436,3 +436,51 @@ fn rwlock_dead_reader_recoverer_killed_after_freeing_the_slot_before_the_wake() 
     wait_all(&[writer], REPAIR);
     assert!(!l.is_locked());
 }
+
+/// Read unlock of an overflow reader (every slot was taken when it locked): killed counted
+/// out but before waking the writer that waits for it. The writer, asleep with the lock
+/// free, re-checks when its slice runs out and gets the lock.
+#[test]
+fn rwlock_overflow_reader_killed_after_counting_out_before_the_wake() {
+    watchdog(Duration::from_secs(60));
+    let mem = SharedMem::<RwLock<u64>>::new(1);
+    let l = mem.get();
+    let slot_readers: Vec<_> = (0..READER_SLOTS).map(|_| l.read().unwrap()).collect();
+    // The overflow reader counts in, then stops itself until the writer sleeps.
+    let reader = fork_children(1, |_| {
+        arm(Point::RwReadUnlockOverflowCounted);
+        let r = l.read().unwrap();
+        // SAFETY: `raise` has no preconditions.
+        unsafe { libc::raise(libc::SIGSTOP) };
+        drop(r);
+        std::process::exit(3);
+    })[0];
+    wait_until_stopped(reader);
+    assert_eq!(state(l), 1, "one overflow reader, no waiting bit");
+    drop(slot_readers);
+    // A writer waits for the overflow reader (asleep, then stopped: the lock is not free
+    // yet, and it must not take it before it is woken or its slice runs out).
+    let writer = fork_children(1, |_| {
+        let w = l.write_timeout(Duration::from_secs(30));
+        assert!(
+            w.is_ok(),
+            "the writer never got the lock (or got OwnerDied)"
+        );
+    })[0];
+    while state(l) & WRITERS_WAITING == 0 {
+        std::hint::spin_loop();
+    }
+    stop_asleep_in_futex(writer);
+    signal(reader, libc::SIGCONT);
+    wait_until_stopped(reader);
+    assert_eq!(
+        state(l),
+        WRITERS_WAITING,
+        "counted out, the writer's bit not yet cleared"
+    );
+    kill(reader);
+    reap(reader);
+    signal(writer, libc::SIGCONT);
+    wait_all(&[writer], REPAIR);
+    assert!(!l.is_locked());
+}

@@ -73,7 +73,7 @@
 //! | write, waiting for a writer or overflow readers: `WRITERS_WAITING` set | a stray bit | registered readers ignore it; overflow readers clear it after waiting [`STRAY_BIT_AGE`] (100 ms) behind it; writers take one needless wake |
 //! | write unlock: state cleared, waiters not yet woken | sleepers with the lock free | each sleeper's slice runs out and it re-checks (one slice); failpoint test |
 //! | overflow read (every slot taken): counted in | a count naming no one | **not repaired**: the lock leaks; only timed calls bound the wait |
-//! | overflow read unlock: counted out, waiters not yet woken | sleepers with the lock free | one slice |
+//! | overflow read unlock: counted out, waiters not yet woken | sleepers with the lock free | each sleeper's slice runs out and it re-checks (one slice); failpoint test |
 //! | recovery of a dead writer (`recover`): state released, waiters not yet woken | sleepers with the lock free | each sleeper's slice runs out and it re-checks (one slice); failpoint test |
 //! | recovery of a stray `WRITERS_WAITING` (or a writer giving up): bit cleared, waiters not yet woken | readers the bit held back asleep, writers asleep without their bit | each sleeper's slice runs out and it re-checks, a writer setting its bit again (one slice); failpoint test |
 //! | recovery of a dead reader (by an overflow reader): slot freed, drainer not yet woken | a draining writer asleep with every slot free | its wait slice runs out and it re-checks the slots (one slice); failpoint test |

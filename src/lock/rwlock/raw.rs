@@ -401,6 +401,7 @@ impl RawRwLock {
                 (!is_garbage(s) && !is_write_locked(s) && s & COUNT_MASK != 0).then(|| s - 1)
             });
         if let Ok(prev) = r {
+            failpoint::hit(Point::RwReadUnlockOverflowCounted);
             let s = prev - 1;
             // The last overflow reader out wakes the waiters (a writer waits behind it).
             if is_unlocked(s) && s & WAITING != 0 {
