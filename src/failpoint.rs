@@ -41,6 +41,8 @@ pub enum Point {
     /// `RawRwLock` read unlock of an overflow reader: counted out, the waiters not yet
     /// woken.
     RwReadUnlockOverflowCounted,
+    /// `Condvar` wait: registered in the sleepers word, the mutex not yet unlocked.
+    CondvarWaitRegistered,
 }
 
 #[cfg(shmstate_test_hooks)]

@@ -20,7 +20,7 @@ use locks_support::{kill, park_forever, reap};
 use shmstate::failpoint::{Point, arm};
 use shmstate::lock::rwlock::{READER_SLOTS, STRAY_BIT_AGE};
 use shmstate::sync::Ordering;
-use shmstate::{RwLock, TimedLockError};
+use shmstate::{Condvar, Elem, Kind, Mutex, RwLock, SharedSized, TimedLockError, TypeTag};
 
 /// Bit 27 of an `RwLock`'s state (see `RawRwLock`'s field docs): write-locked.
 const WRITE_LOCKED: u32 = 1 << 27;
@@ -483,4 +483,70 @@ fn rwlock_overflow_reader_killed_after_counting_out_before_the_wake() {
     signal(writer, libc::SIGCONT);
     wait_all(&[writer], REPAIR);
     assert!(!l.is_locked());
+}
+
+/// A mutex and a condvar for it, shared with children.
+#[repr(C)]
+struct Waiting {
+    m: Mutex<u32>,
+    cv: Condvar,
+}
+
+// SAFETY: a `#[repr(C)]` composition of two `SharedSized` types.
+unsafe impl SharedSized for Waiting {
+    const TAG: TypeTag = TypeTag::new(Kind::USER, Elem::NONE);
+}
+
+/// Bit 0 of a condvar's word (`Condvar::words().0`): a waiter may sleep.
+const SLEEPERS: u32 = 1;
+
+fn cv_word(w: &Waiting) -> u32 {
+    w.cv.words().0.load(Ordering::Relaxed)
+}
+
+/// The healed word: a `notify_one` with nobody waiting leaves it alone (no wake).
+fn assert_notify_one_is_idle(w: &Waiting) {
+    let before = cv_word(w);
+    w.cv.notify_one();
+    assert_eq!(
+        cv_word(w),
+        before,
+        "a notify with nobody waiting changed the word"
+    );
+}
+
+/// Condvar wait: killed registered (`SLEEPERS` set) but still holding the mutex. The next
+/// locker takes the mutex over with `OwnerDied`, and the next `notify_one` makes one wake
+/// that finds nobody and clears the bit.
+#[test]
+fn condvar_waiter_killed_registered_before_unlocking_the_mutex() {
+    watchdog(Duration::from_secs(60));
+    let mem = SharedMem::<Waiting>::new(1);
+    let w = mem.get();
+    let waiter = child_stopped_at(Point::CondvarWaitRegistered, || {
+        let mut g = w.m.lock().unwrap();
+        *g = 1;
+        let _ = w.cv.wait(g);
+    });
+    assert_ne!(cv_word(w) & SLEEPERS, 0, "registered");
+    assert!(w.m.is_locked(), "the mutex is still held");
+    kill(waiter);
+    reap(waiter);
+    match w.m.lock_timeout(REPAIR) {
+        Err(TimedLockError::OwnerDied(d)) => {
+            let mut g = d.into_inner();
+            assert_eq!(*g, 1);
+            g.mark_consistent();
+        }
+        Err(TimedLockError::Timeout) => panic!("the dead waiter's mutex was not taken over"),
+        Ok(_) => panic!("the dead waiter's mutex was taken without OwnerDied"),
+    }
+    assert_ne!(cv_word(w) & SLEEPERS, 0, "the bit outlives the waiter");
+    w.cv.notify_one();
+    assert_eq!(
+        cv_word(w) & SLEEPERS,
+        0,
+        "the first notify_one clears the bit"
+    );
+    assert_notify_one_is_idle(w);
 }
