@@ -43,6 +43,9 @@ pub enum Point {
     RwReadUnlockOverflowCounted,
     /// `Condvar` wait: registered in the sleepers word, the mutex not yet unlocked.
     CondvarWaitRegistered,
+    /// `Condvar` notify_one: the word is bumped and the wake found nobody, `SLEEPERS` not
+    /// yet cleared.
+    CondvarNotifyOneWokeNobody,
 }
 
 #[cfg(shmstate_test_hooks)]

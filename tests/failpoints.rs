@@ -550,3 +550,43 @@ fn condvar_waiter_killed_registered_before_unlocking_the_mutex() {
     );
     assert_notify_one_is_idle(w);
 }
+
+/// Condvar notify_one: killed after its wake found nobody, before clearing `SLEEPERS`. The
+/// bit stays set; the next `notify_one` makes one needless wake and clears it.
+#[test]
+fn condvar_notifier_killed_after_waking_nobody_before_clearing_the_bit() {
+    watchdog(Duration::from_secs(60));
+    let mem = SharedMem::<Waiting>::new(1);
+    let w = mem.get();
+    // A waiter that timed out leaves the bit set with nobody asleep.
+    let (g, r) =
+        w.cv.wait_timeout(w.m.lock().unwrap(), Duration::from_millis(1))
+            .unwrap();
+    assert!(r.timed_out());
+    drop(g);
+    let registered = cv_word(w);
+    assert_ne!(registered & SLEEPERS, 0);
+    let notifier = child_stopped_at(Point::CondvarNotifyOneWokeNobody, || w.cv.notify_one());
+    let left = cv_word(w);
+    assert_ne!(left, registered, "the notifier bumped the word");
+    assert_ne!(left & SLEEPERS, 0, "the bit is not cleared yet");
+    kill(notifier);
+    reap(notifier);
+    w.cv.notify_one();
+    assert_eq!(
+        cv_word(w) & SLEEPERS,
+        0,
+        "the next notify_one clears the bit"
+    );
+    assert_notify_one_is_idle(w);
+    // And the condvar still works: a waiter is woken by a notify.
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| {
+            let g = w.cv.wait_while(w.m.lock().unwrap(), |v| *v == 0).unwrap();
+            assert_eq!(*g, 7);
+        });
+        *w.m.lock().unwrap() = 7;
+        w.cv.notify_one();
+        waiter.join().unwrap();
+    });
+}

@@ -47,7 +47,7 @@
 //! | wait: registered, mutex not yet unlocked | the mutex held by a dead owner; `SLEEPERS` set | the next locker takes the mutex over (`OwnerDied`); the next `notify_one` makes one wake that finds nobody and clears the bit; failpoint test |
 //! | wait: asleep, or re-locking | `SLEEPERS` set | the same one needless wake |
 //! | notify: word bumped, sleepers not yet woken | sleepers asleep on a changed word | every wait, timed or not, sleeps in slices of at most 10 ms and re-checks the word: it returns within one slice |
-//! | notify_one: woke nobody, `SLEEPERS` not yet cleared | the bit set | the next `notify_one` clears it (one needless wake) |
+//! | notify_one: woke nobody, `SLEEPERS` not yet cleared | the bit set | the next `notify_one` clears it (one needless wake); failpoint test |
 
 use core::time::Duration;
 use std::time::Instant;
@@ -376,6 +376,7 @@ impl Condvar {
             return;
         };
         if futex::wake_one(&self.seq) == 0 {
+            failpoint::hit(Point::CondvarNotifyOneWokeNobody);
             sleepers::clear(&self.seq, bumped);
         }
     }
