@@ -46,6 +46,8 @@ pub enum Point {
     /// `Condvar` notify_one: the word is bumped and the wake found nobody, `SLEEPERS` not
     /// yet cleared.
     CondvarNotifyOneWokeNobody,
+    /// `Condvar` notify_one or notify_all: the word is bumped, the sleepers not yet woken.
+    CondvarNotifyBumped,
 }
 
 #[cfg(shmstate_test_hooks)]

@@ -590,3 +590,36 @@ fn condvar_notifier_killed_after_waking_nobody_before_clearing_the_bit() {
         waiter.join().unwrap();
     });
 }
+
+/// Condvar notify (`notify_one`, then `notify_all`): killed with the word bumped but the
+/// sleeper not yet woken. The sleeper's slice runs out, it finds the word changed and
+/// returns, and sees the condition the notifier set.
+#[test]
+fn condvar_notifier_killed_after_bumping_before_the_wake() {
+    watchdog(Duration::from_secs(60));
+    let mem = SharedMem::<Waiting>::new(1);
+    let w = mem.get();
+    for (round, notify_all) in [(1, false), (2, true)] {
+        let waiter = fork_children(1, |_| {
+            let g =
+                w.cv.wait_while(w.m.lock().unwrap(), |v| *v < round)
+                    .unwrap();
+            assert_eq!(*g, round);
+        })[0];
+        // Asleep on the condvar (the mutex is free, so not on the mutex).
+        wait_until_asleep_in_futex(waiter);
+        *w.m.lock().unwrap() = round;
+        let before = cv_word(w);
+        let notifier = child_stopped_at(Point::CondvarNotifyBumped, || {
+            if notify_all {
+                w.cv.notify_all();
+            } else {
+                w.cv.notify_one();
+            }
+        });
+        assert_ne!(cv_word(w), before, "the notifier bumped the word");
+        kill(notifier);
+        reap(notifier);
+        wait_all(&[waiter], REPAIR);
+    }
+}

@@ -46,7 +46,7 @@
 //! |------|-------------|-----------------------|
 //! | wait: registered, mutex not yet unlocked | the mutex held by a dead owner; `SLEEPERS` set | the next locker takes the mutex over (`OwnerDied`); the next `notify_one` makes one wake that finds nobody and clears the bit; failpoint test |
 //! | wait: asleep, or re-locking | `SLEEPERS` set | the same one needless wake |
-//! | notify: word bumped, sleepers not yet woken | sleepers asleep on a changed word | every wait, timed or not, sleeps in slices of at most 10 ms and re-checks the word: it returns within one slice |
+//! | notify: word bumped, sleepers not yet woken | sleepers asleep on a changed word | every wait, timed or not, sleeps in slices of at most 10 ms and re-checks the word: it returns within one slice; failpoint test |
 //! | notify_one: woke nobody, `SLEEPERS` not yet cleared | the bit set | the next `notify_one` clears it (one needless wake); failpoint test |
 
 use core::time::Duration;
@@ -375,6 +375,7 @@ impl Condvar {
         let Some(bumped) = sleepers::bump(&self.seq, false) else {
             return;
         };
+        failpoint::hit(Point::CondvarNotifyBumped);
         if futex::wake_one(&self.seq) == 0 {
             failpoint::hit(Point::CondvarNotifyOneWokeNobody);
             sleepers::clear(&self.seq, bumped);
@@ -387,6 +388,7 @@ impl Condvar {
         // registered but not asleep fails its wait on the bumped value; a later one sets
         // `SLEEPERS` again.
         if sleepers::bump(&self.seq, true).is_some() {
+            failpoint::hit(Point::CondvarNotifyBumped);
             futex::wake_all(&self.seq);
         }
     }
