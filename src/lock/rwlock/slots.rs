@@ -1,5 +1,6 @@
-//! The reader-slot table of [`RawRwLock`]: claiming, freeing and scanning slots, and
-//! freeing the slots of dead readers.
+//! The reader-slot table of [`RawRwLock`]: claiming, freeing and scanning slots, a
+//! writer's wait for the registered readers to leave (`drain`), and freeing the slots of
+//! dead readers.
 //!
 //! # Invariant
 //!
