@@ -54,28 +54,29 @@
 //! # Crash windows
 //!
 //! What a SIGKILL at each step leaves behind (a SIGSTOP leaves the same, held until the
-//! process continues; only timed calls bound a wait for a stopped holder). The steps of
-//! taking and releasing a lock have failpoint tests (`tests/failpoints.rs`: the process is
-//! stopped at the step, killed, and the repair checked), and
-//! `tests/locks_owner_death.rs` kills readers at random instructions of lock and unlock:
+//! process continues; only timed calls bound a wait for a stopped holder). A line that ends
+//! in "failpoint test" has one in `tests/failpoints.rs` (the process is stopped at the
+//! step, killed, and the repair checked), and `tests/locks_owner_death.rs` kills readers at
+//! random instructions of lock and unlock:
 //!
 //! | step | left behind | repaired by, how fast |
 //! |------|-------------|-----------------------|
 //! | read: before the slot claim | nothing | — |
-//! | read: slot claimed, state not yet checked (or checked and backing off) | a slot naming a dead TID | a draining writer frees it once a slice has passed (≤ 1 ms after the death, however often the writer is woken) |
+//! | read: slot claimed, state not yet checked (or checked and backing off) | a slot naming a dead TID | a draining writer frees it once a slice has passed (≤ 1 ms after the death, however often the writer is woken); failpoint test |
 //! | read: holding the read lock | the same | the same |
 //! | read unlock: before the slot is freed | the same | the same |
-//! | read unlock: slot freed, draining writer not yet woken | a writer asleep with every slot free | its wait slice runs out and it re-checks the slots (one slice) |
+//! | read unlock: slot freed, draining writer not yet woken | a writer asleep with every slot free | its wait slice runs out and it re-checks the slots (one slice); failpoint test |
 //! | read, waiting: `READERS_WAITING` set | a stale bit | the next write unlock takes its slow path and wakes no one (one needless wake) |
-//! | write: `WRITE_LOCKED` set, `DRAINING` not yet set | the state names a dead writer | a waiter probes it once a slice has passed, releases it with `OWNER_DIED` (a false alarm: the data was not touched) |
-//! | write: `DRAINING` (waiting for readers) | the state names a dead, draining writer | a waiter probes it once a slice has passed and releases it without `OWNER_DIED` |
+//! | write: `WRITE_LOCKED` set, `DRAINING` not yet set | the state names a dead writer | a waiter probes it once a slice has passed, releases it with `OWNER_DIED` (a false alarm: the data was not touched); failpoint test |
+//! | write: `DRAINING` (waiting for readers) | the state names a dead, draining writer | a waiter probes it once a slice has passed and releases it without `OWNER_DIED`; failpoint test |
 //! | write: holding the write lock (`DRAINING` cleared) | the state names a dead writer | a waiter probes it once a slice has passed; the next acquirer gets `OwnerDied` |
 //! | write, waiting for a writer or overflow readers: `WRITERS_WAITING` set | a stray bit | registered readers ignore it; overflow readers clear it after waiting [`STRAY_BIT_AGE`] (100 ms) behind it; writers take one needless wake |
-//! | write unlock: state cleared, waiters not yet woken | sleepers with the lock free | each sleeper's slice runs out and it re-checks (one slice) |
+//! | write unlock: state cleared, waiters not yet woken | sleepers with the lock free | each sleeper's slice runs out and it re-checks (one slice); failpoint test |
 //! | overflow read (every slot taken): counted in | a count naming no one | **not repaired**: the lock leaks; only timed calls bound the wait |
-//! | overflow read unlock: counted out, waiters not yet woken | sleepers with the lock free | one slice |
-//! | recovery of a dead writer (`recover`) or of a stray `WRITERS_WAITING`: bits cleared, waiters not yet woken | sleepers with the lock free | one slice |
-//! | recovery of a dead reader: slot freed, drainer not yet woken | a draining writer asleep | one slice |
+//! | overflow read unlock: counted out, waiters not yet woken | sleepers with the lock free | each sleeper's slice runs out and it re-checks (one slice); failpoint test |
+//! | recovery of a dead writer (`recover`): state released, waiters not yet woken | sleepers with the lock free | each sleeper's slice runs out and it re-checks (one slice); failpoint test |
+//! | recovery of a stray `WRITERS_WAITING` (or a writer giving up): bit cleared, waiters not yet woken | readers the bit held back asleep, writers asleep without their bit | each sleeper's slice runs out and it re-checks, a writer setting its bit again (one slice); failpoint test |
+//! | recovery of a dead reader (by an overflow reader): slot freed, drainer not yet woken | a draining writer asleep with every slot free | its wait slice runs out and it re-checks the slots (one slice); failpoint test |
 //!
 //! Limits of the reader recovery:
 //!

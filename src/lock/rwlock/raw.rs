@@ -401,6 +401,7 @@ impl RawRwLock {
                 (!is_garbage(s) && !is_write_locked(s) && s & COUNT_MASK != 0).then(|| s - 1)
             });
         if let Ok(prev) = r {
+            failpoint::hit(Point::RwReadUnlockOverflowCounted);
             let s = prev - 1;
             // The last overflow reader out wakes the waiters (a writer waits behind it).
             if is_unlocked(s) && s & WAITING != 0 {
@@ -622,6 +623,7 @@ impl RawRwLock {
                 (!is_garbage(s) && s & WRITERS_WAITING != 0).then_some(s & !WRITERS_WAITING)
             });
         if let Ok(prev) = prev {
+            failpoint::hit(Point::RwWritersWaitingCleared);
             // Release: as in `wake_writer`.
             self.writer_notify.fetch_add(1, Ordering::Release);
             futex::wake_all(&self.writer_notify);
@@ -774,6 +776,7 @@ impl RawRwLock {
             .compare_exchange(s, new, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
         {
+            failpoint::hit(Point::RwRecoverCleared);
             // Release: as in `wake_writer`.
             self.writer_notify.fetch_add(1, Ordering::Release);
             futex::wake_all(&self.writer_notify);

@@ -1,5 +1,6 @@
-//! The reader-slot table of [`RawRwLock`]: claiming, freeing and scanning slots, and
-//! freeing the slots of dead readers.
+//! The reader-slot table of [`RawRwLock`]: claiming, freeing and scanning slots, a
+//! writer's wait for the registered readers to leave (`drain`), and freeing the slots of
+//! dead readers.
 //!
 //! # Invariant
 //!
@@ -230,6 +231,7 @@ impl RawRwLock {
         mut watches: Option<&mut [Watch; READER_SLOTS]>,
     ) -> bool {
         let mut any = false;
+        failpoint::hit(Point::RwDeadReadersScan);
         for (i, slot) in self.readers.iter().enumerate() {
             // Relaxed: a snapshot; the compare-exchange below frees the slot.
             let tid = slot.load(Ordering::Relaxed);
@@ -252,6 +254,7 @@ impl RawRwLock {
                 .is_ok();
         }
         if any {
+            failpoint::hit(Point::RwDeadReaderFreed);
             // As a reader leaving would (`free_slot`): a writer may be draining (we may be
             // an overflow reader that read the state before it set `WRITE_LOCKED`).
             store_load_fence();
