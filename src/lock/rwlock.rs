@@ -119,7 +119,7 @@ use crate::owner;
 #[cfg(loom)]
 #[doc(hidden)]
 pub use crate::owner::DEAD_UNDER_LOOM;
-use crate::shared::{Elem, Kind, SharedSized, TypeTag};
+use crate::shared::{Element, Kind, SharedSized, TypeTag};
 use crate::sync::{AtomicU32, Ordering, UnsafeCell, spin_loop};
 use crate::wait::{SPIN_LIMIT, Slices, TRY_LIMIT, Tid, Watch, holder_is_dead, past};
 
@@ -1205,8 +1205,8 @@ unsafe impl<T: Pod + Send + Sync> Sync for RwLock<T> {}
 // writer), any slot value is valid (a TID is probed, garbage is freed), `T` is Pod, padding
 // is never read. 3. sixteen `u32`s and a Pod. 4. `#[repr(C)]`, asserted above for sample
 // `T`s. 5. `Sync` above; `&self` methods are lock operations.
-unsafe impl<T: Pod + Send + Sync> SharedSized for RwLock<T> {
-    const TAG: TypeTag = TypeTag::new(Kind::RWLOCK, Elem::pod::<T>());
+unsafe impl<T: Element + Send + Sync> SharedSized for RwLock<T> {
+    const TAG: TypeTag = TypeTag::new(Kind::RWLOCK, T::ELEM);
 }
 
 type ReadResult<'a, T> = LockResult<RwLockReadGuard<'a, T>>;
