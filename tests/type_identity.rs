@@ -358,3 +358,84 @@ fn value_types_record_the_element_identity() {
     // its own.
     assert!(!elements.contains(&<bool as ValueType>::ELEM));
 }
+
+/// Two shared structs (structs of primitives, with a [`TypeTag::record`] identity) of the
+/// same size and layout, told apart by their names and field names; each opens as itself.
+#[test]
+fn shared_structs_of_the_same_layout_are_told_apart() {
+    use shmstate::{Counter, Kind, SharedSized, TypeTag};
+
+    #[repr(C)]
+    struct Stats {
+        requests: Counter,
+        errors: Counter,
+    }
+    // SAFETY: two `Counter`s, each `SharedSized`: the struct inherits items 1-5 (all-zero
+    // and every bit pattern valid, no pointers, `#[repr(C)]` without padding between
+    // 64-byte fields, `Sync`).
+    unsafe impl SharedSized for Stats {
+        const TAG: TypeTag = TypeTag::record(
+            "Stats",
+            size_of::<Self>(),
+            align_of::<Self>(),
+            &[
+                Field {
+                    name: "requests",
+                    offset: offset_of!(Stats, requests),
+                    ty: <Counter as Shared>::TAG,
+                },
+                Field {
+                    name: "errors",
+                    offset: offset_of!(Stats, errors),
+                    ty: <Counter as Shared>::TAG,
+                },
+            ],
+        );
+    }
+
+    #[repr(C)]
+    struct Limits {
+        low: Counter,
+        high: Counter,
+    }
+    // SAFETY: as for `Stats`.
+    unsafe impl SharedSized for Limits {
+        const TAG: TypeTag = TypeTag::record(
+            "Limits",
+            size_of::<Self>(),
+            align_of::<Self>(),
+            &[
+                Field {
+                    name: "low",
+                    offset: offset_of!(Limits, low),
+                    ty: <Counter as Shared>::TAG,
+                },
+                Field {
+                    name: "high",
+                    offset: offset_of!(Limits, high),
+                    ty: <Counter as Shared>::TAG,
+                },
+            ],
+        );
+    }
+
+    assert_eq!(<Stats as Shared>::TAG.kind, Kind::RECORD);
+    let region = Region::anonymous(1 << 16).unwrap();
+    let stats = region
+        .get_or_init::<Stats>("stats", 1, |s| {
+            s.requests.add(5);
+        })
+        .unwrap();
+    stats.errors.inc();
+    let again = region.get::<Stats>("stats").unwrap();
+    assert_eq!((again.requests.get(), again.errors.get()), (5, 1));
+    assert!(matches!(
+        region.get::<Limits>("stats"),
+        Err(RegionError::TypeMismatch { .. })
+    ));
+    region.get_or_init::<Limits>("limits", 1, |_| {}).unwrap();
+    assert!(matches!(
+        region.get::<Stats>("limits"),
+        Err(RegionError::TypeMismatch { .. })
+    ));
+}
