@@ -508,6 +508,7 @@ impl Region {
         e.elem_code.store(want.tag.elem.code, Ordering::Relaxed);
         e.elem_size.store(want.tag.elem.size, Ordering::Relaxed);
         e.elem_align.store(want.tag.elem.align, Ordering::Relaxed);
+        e.elem_id.store(want.tag.elem.id, Ordering::Relaxed);
         e.align.store(want.align as u32, Ordering::Relaxed);
         e.len.store(len as u64, Ordering::Relaxed);
         e.size.store(size as u64, Ordering::Relaxed);

@@ -90,7 +90,10 @@ pub enum RegionError {
     Corrupt(String),
 
     /// The name exists with another type, length, size or alignment than asked for. The
-    /// bytes are never reinterpreted.
+    /// bytes are never reinterpreted: element types are told apart by their identity
+    /// ([`Element::ELEM`](crate::Element)), not by their size, so a `SeqLock<f32>` is not
+    /// opened as a `SeqLock<i32>`, nor one struct as another of the same size (see
+    /// [`Element`](crate::Element) for what the identity of a struct covers).
     #[error("object `{name}` is a {found}, not a {expected}")]
     TypeMismatch {
         /// The object's name.
