@@ -1,7 +1,7 @@
 //! Files that are not valid regions: every one is refused with a typed error, never a
 //! panic, an out-of-bounds access or a hang. Offsets below follow the documented format
 //! (`src/region/format.rs`): header fields at 0..56 (allocation pointer at 48), entries of 128 bytes from 128 with
-//! state at +0, len +24, size +32, offset +40, name +48..+96.
+//! state at +0, len +24, size +32, offset +40, name +48..+96, element identity +96.
 
 mod common;
 
@@ -108,23 +108,25 @@ fn each_bad_header_field_gets_its_own_error() {
     ));
 
     let mut b = valid.clone();
-    // A region of the previous format (its RwLocks count readers differently).
-    put(&mut b, 8, &1u32.to_ne_bytes());
+    // A region of the previous format, version 2 (its entries do not record the element's
+    // identity fingerprint), with that format's layout fingerprint.
+    put(&mut b, 8, &2u32.to_ne_bytes());
+    put(&mut b, 24, &0x3ec4_f59a_3cf0_af58u64.to_ne_bytes());
     assert!(matches!(
         open_bytes(&dir.0, &b),
         Err(OpenError::VersionMismatch {
-            found: 1,
-            expected: 2
+            found: 2,
+            expected: 3
         })
     ));
-    put(&mut b, 8, &3u32.to_ne_bytes());
-    assert!(matches!(
-        open_bytes(&dir.0, &b),
-        Err(OpenError::VersionMismatch {
-            found: 3,
-            expected: 2
-        })
-    ));
+    // Version 1 (its RwLocks count readers differently), and a later version.
+    for found in [1u32, 4] {
+        put(&mut b, 8, &found.to_ne_bytes());
+        assert!(matches!(
+            open_bytes(&dir.0, &b),
+            Err(OpenError::VersionMismatch { found: f, expected: 3 }) if f == found
+        ));
+    }
 
     let mut b = valid.clone();
     put(&mut b, 16, &(SIZE * 2).to_ne_bytes());

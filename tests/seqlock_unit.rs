@@ -15,7 +15,28 @@ use bytemuck::{Pod, Zeroable};
 use common::HeapMem as SharedMem;
 #[cfg(not(miri))]
 use common::SharedMem;
-use shmstate::{SeqLock, SeqLockArray, SeqLockError, Shared, TimedLockError, WriteTimeout};
+use shmstate::{
+    Elem, Element, Field, SeqLock, SeqLockArray, SeqLockError, Shared, TimedLockError, WriteTimeout,
+};
+
+/// `T`'s identity for a region ([`Element`]), by hand: `T`'s name, size, alignment and
+/// each field's name, offset and identity.
+macro_rules! element {
+    ($t:ident { $($field:ident: $ty:ty),+ $(,)? }) => {
+        impl Element for $t {
+            const ELEM: Elem = Elem::record(
+                stringify!($t),
+                size_of::<$t>(),
+                align_of::<$t>(),
+                &[$(Field {
+                    name: stringify!($field),
+                    offset: core::mem::offset_of!($t, $field),
+                    ty: <$ty as Element>::ELEM,
+                }),+],
+            );
+        }
+    };
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
 #[repr(C)]
@@ -24,6 +45,11 @@ struct A2 {
     b: u16,
     c: u16,
 }
+element!(A2 {
+    a: u16,
+    b: u16,
+    c: u16
+});
 
 /// 100 bytes, alignment 1 (bytemuck has no `Pod` for `[u8; 100]` without const generics).
 #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
@@ -33,6 +59,11 @@ struct B100 {
     b: [u8; 32],
     c: [u8; 4],
 }
+element!(B100 {
+    a: [u8; 64],
+    b: [u8; 32],
+    c: [u8; 4]
+});
 
 fn b100(x: u8) -> B100 {
     B100 {
@@ -48,12 +79,14 @@ struct A8 {
     x: u64,
     y: [u8; 8],
 }
+element!(A8 { x: u64, y: [u8; 8] });
 
 #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
 #[repr(C, align(16))]
 struct A16 {
     x: u128,
 }
+element!(A16 { x: u128 });
 
 /// Bounds a test that blocks on other threads (not under Miri, which runs every test of
 /// the file in one slow process).
@@ -77,7 +110,7 @@ fn until_writer_dead<T: Pod>(s: &SeqLock<T>) {
 }
 
 /// Every public method of `SeqLock` on one value type, with `a` and `b` distinct.
-fn exercise<T: Pod + PartialEq + std::fmt::Debug>(a: T, b: T) {
+fn exercise<T: Element + PartialEq + std::fmt::Debug>(a: T, b: T) {
     let s = SeqLock::new(a);
     assert_eq!(s.read(), a);
     assert_eq!(s.try_read(), Ok(a));
@@ -135,14 +168,14 @@ fn seqlock_round_trips_every_size_and_alignment() {
 fn seqlock_reports_types_and_sizes_to_regions() {
     assert_eq!(
         <SeqLock<[u8; 3]> as Shared>::TAG.to_string(),
-        "SeqLock<pod(size 3, align 1)>"
+        "SeqLock<[u8; 3]>"
     );
     assert_eq!(<SeqLock<[u8; 3]> as Shared>::size_for(1), Some(16));
     assert_eq!(<SeqLock<B100> as Shared>::size_for(1), Some(112));
     assert_eq!(<SeqLock<A16> as Shared>::size_for(1), Some(32));
     assert_eq!(
         <SeqLockArray<f64> as Shared>::TAG.to_string(),
-        "SeqLockArray<pod(size 8, align 8)>"
+        "SeqLockArray<f64>"
     );
     assert_eq!(<SeqLockArray<f64> as Shared>::size_for(4), Some(64));
     assert_eq!(<SeqLockArray<f64> as Shared>::size_for(0), None);

@@ -71,7 +71,7 @@ use std::time::Instant;
 use bytemuck::Pod;
 
 use crate::lock::{Condvar, Mutex, MutexGuard, TimedLockError, TryLockError};
-use crate::shared::{Elem, Kind, SharedSized, TypeTag};
+use crate::shared::{Elem, Element, Kind, SharedSized, TypeTag};
 use crate::sync::{AtomicU32, Ordering, UnsafeCell, spin_loop};
 use crate::wait::{PROBE_SLICE, SPIN_LIMIT, holder_is_dead};
 
@@ -178,11 +178,12 @@ unsafe impl<T: Pod + Send, const N: usize> Sync for Queue<T, N> {}
 // zeroed `T`s (Pod: Zeroable). 2. every bit pattern: the mutex and condvars accept any
 // bytes, bad indices are detected and reset (module docs), `T` is Pod; padding between the
 // condvars and the slots is never read. 3. no pointers. 4. `#[repr(C)]`, sizes asserted
-// above for sample parameters; the tag records `T`'s size and alignment, and `N` is part
-// of the size the region checks. 5. `Sync` above; every `&self` method locks, or (`len`)
-// only loads the atomic indices.
-unsafe impl<T: Pod + Send, const N: usize> SharedSized for Queue<T, N> {
-    const TAG: TypeTag = TypeTag::new(Kind::QUEUE, Elem::pod::<T>());
+// above for sample parameters; the tag records the slots' identity, `[T; N]`: `T`'s
+// and the capacity (several `N` give the same size, so the size alone does not tell
+// them apart). 5. `Sync` above; every `&self` method locks, or (`len`) only loads the
+// atomic indices.
+unsafe impl<T: Element + Send, const N: usize> SharedSized for Queue<T, N> {
+    const TAG: TypeTag = TypeTag::new(Kind::QUEUE, Elem::array(T::ELEM, N));
 }
 
 impl<T: Pod, const N: usize> Queue<T, N> {

@@ -21,7 +21,7 @@ use bytemuck::Pod;
 
 use super::owner_died::{LockResult, OwnerDied, TimedLockError, TryLockError};
 use super::raw_mutex::{Acquired, RawMutex};
-use crate::shared::{Elem, Kind, SharedSized, TypeTag};
+use crate::shared::{Element, Kind, SharedSized, TypeTag};
 use crate::sync::{AtomicU32, Ordering, UnsafeCell};
 
 /// A mutex that the thread holding it may lock again; it is released when every guard is
@@ -83,8 +83,8 @@ unsafe impl<T: Pod + Send> Sync for ReentrantMutex<T> {}
 // depth can only make the owner release late or early), `T` is Pod, padding never read.
 // 3. two `u32`s and a Pod. 4. `#[repr(C)]`, asserted above for sample `T`s. 5. `Sync`
 // above; `&self` methods are lock operations.
-unsafe impl<T: Pod + Send> SharedSized for ReentrantMutex<T> {
-    const TAG: TypeTag = TypeTag::new(Kind::REENTRANT_MUTEX, Elem::pod::<T>());
+unsafe impl<T: Element + Send> SharedSized for ReentrantMutex<T> {
+    const TAG: TypeTag = TypeTag::new(Kind::REENTRANT_MUTEX, T::ELEM);
 }
 
 type Guard<'a, T> = ReentrantMutexGuard<'a, T>;

@@ -245,7 +245,11 @@ pub enum GetError {
     },
 
     /// The name exists with another type or length than asked for. Two programs disagree
-    /// about what the name holds: fix one of them, or use another name.
+    /// about what the name holds: fix one of them, or use another name. The bytes are
+    /// never reinterpreted: element types are told apart by their identity
+    /// ([`Element::ELEM`](crate::Element)), not by their size, so a `SeqLock<f32>` is not
+    /// opened as a `SeqLock<i32>`, nor one struct as another of the same size (see
+    /// [`Element`](crate::Element) for what the identity of a struct covers).
     #[error(
         "object `{name}` is {}, not {}",
         Shape(*.recorded, *.recorded_len),

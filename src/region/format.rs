@@ -28,7 +28,10 @@ pub(crate) const MAGIC: u64 = u64::from_ne_bytes(*b"SHMSTATE");
 /// - 1: the first format.
 /// - 2: an `RwLock`'s registered readers hold the lock through their reader slots alone
 ///   (the state word counts only overflow readers), and bit 29 of its state is `DRAINING`.
-pub(crate) const VERSION: u32 = 2;
+/// - 3: entries record the element's identity fingerprint (`elem_id`); element types
+///   are no longer told apart by size and alignment alone, and a queue's element is its
+///   slot array.
+pub(crate) const VERSION: u32 = 3;
 /// Byte-order and word-size marker: reads differently on the other byte order, and its
 /// low byte is `size_of::<usize>()`.
 pub(crate) const MARKER: u32 = 0x0102_0300 | size_of::<usize>() as u32;
@@ -97,8 +100,10 @@ pub(crate) struct Entry {
     pub offset: AtomicU64,
     /// The name, NUL-terminated.
     pub name: [AtomicU8; NAME_FIELD],
+    /// `TypeTag::elem.id`.
+    pub elem_id: AtomicU64,
     #[allow(dead_code)] // room for later fields; part of the fingerprinted layout
-    reserved: [AtomicU64; 4],
+    reserved: [AtomicU64; 3],
 }
 
 static_assertions::const_assert_eq!(size_of::<Header>(), HEADER_SIZE);
@@ -188,7 +193,7 @@ const fn fnv1a(mut h: u64, v: u64) -> u64 {
 /// A hash of every constant and field offset of the format: two builds whose layouts
 /// differ in any of them refuse each other's regions.
 pub(crate) const FINGERPRINT: u64 = {
-    let parts: [u64; 27] = [
+    let parts: [u64; 28] = [
         VERSION as u64,
         MARKER as u64,
         HEADER_SIZE as u64,
@@ -215,6 +220,7 @@ pub(crate) const FINGERPRINT: u64 = {
         offset_of!(Entry, size) as u64,
         offset_of!(Entry, offset) as u64,
         offset_of!(Entry, name) as u64,
+        offset_of!(Entry, elem_id) as u64,
         (state::OWNER_SHIFT as u64) << 32 | state::WAITERS as u64,
     ];
     let mut h = 0xcbf2_9ce4_8422_2325;
@@ -417,8 +423,7 @@ impl EntrySnapshot {
                     code: r32(&e.elem_code),
                     size: r32(&e.elem_size),
                     align: r32(&e.elem_align),
-                    // Not recorded yet: elements told apart by code, size and alignment.
-                    id: 0,
+                    id: r64(&e.elem_id),
                 },
             ),
             align: r32(&e.align),

@@ -348,6 +348,7 @@ impl Region {
         e.elem_code.store(want.tag.elem.code, Ordering::Relaxed);
         e.elem_size.store(want.tag.elem.size, Ordering::Relaxed);
         e.elem_align.store(want.tag.elem.align, Ordering::Relaxed);
+        e.elem_id.store(want.tag.elem.id, Ordering::Relaxed);
         e.align.store(want.align as u32, Ordering::Relaxed);
         e.len.store(len as u64, Ordering::Relaxed);
         e.size.store(size as u64, Ordering::Relaxed);
@@ -640,10 +641,7 @@ mod tests {
             r.get_or_default::<TestWord>("x"),
             Err(GetError::Timeout)
         ));
-        assert!(matches!(
-            r.get::<TestWord>("x"),
-            Err(GetError::Timeout)
-        ));
+        assert!(matches!(r.get::<TestWord>("x"), Err(GetError::Timeout)));
     }
 
     #[test]

@@ -255,8 +255,8 @@ mod tests {
                     matches!(
                         e,
                         OpenError::VersionMismatch {
-                            found: 3,
-                            expected: 2
+                            found: 4,
+                            expected: 3
                         }
                     )
                 },

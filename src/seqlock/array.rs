@@ -109,9 +109,8 @@ pub struct SeqLockArray<T> {
 // 6. `from_raw_parts` builds a slice pointer of `len` elements at `ptr` and casts it to
 //    the transparent wrapper: exactly `size_for(len)` bytes.
 #[cfg(not(loom))]
-unsafe impl<T: Pod> crate::Shared for SeqLockArray<T> {
-    const TAG: crate::TypeTag =
-        crate::TypeTag::new(crate::Kind::SEQLOCK_ARRAY, crate::Elem::pod::<T>());
+unsafe impl<T: crate::Element> crate::Shared for SeqLockArray<T> {
+    const TAG: crate::TypeTag = crate::TypeTag::new(crate::Kind::SEQLOCK_ARRAY, T::ELEM);
     const ALIGN: usize = align_of::<SeqLock<T>>();
 
     #[inline]

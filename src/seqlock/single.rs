@@ -241,8 +241,8 @@ static_assertions::assert_eq_align!(SeqLock<u128>, u128);
 // 5. `Sync` through the atomics and `AtomicCell<T>: Sync`; every `&self` method is
 //    designed for concurrent use by any number of threads in any number of processes.
 #[cfg(not(loom))]
-unsafe impl<T: Pod> crate::SharedSized for SeqLock<T> {
-    const TAG: crate::TypeTag = crate::TypeTag::new(crate::Kind::SEQLOCK, crate::Elem::pod::<T>());
+unsafe impl<T: crate::Element> crate::SharedSized for SeqLock<T> {
+    const TAG: crate::TypeTag = crate::TypeTag::new(crate::Kind::SEQLOCK, T::ELEM);
 }
 
 impl<T: Pod> SeqLock<T> {
