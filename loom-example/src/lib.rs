@@ -20,8 +20,10 @@
 //!   cargo test --release -p loom-example --tests
 //! ```
 
+use std::time::{Duration, Instant};
+
 use bytemuck::{Pod, Zeroable};
-use shmstate::{Condvar, LockResult, Mutex, MutexGuard, SeqLock};
+use shmstate::{Condvar, LockResult, Mutex, MutexGuard, SeqLock, Timeout};
 
 /// The state of a [`Mailbox`]: what its [`Mutex`] protects.
 ///
@@ -142,18 +144,74 @@ impl<'a> Mailbox<'a> {
         value
     }
 
-    /// The guard of a lock result. If a peer died holding the lock, the slot is as that
-    /// peer left it somewhere inside `put` or `take` (its two fields need not have been
-    /// stored in program order): empty it, mark it consistent, and let producers waiting
-    /// for room go on.
+    /// [`take`](Self::take), waiting at most `timeout` for a message. The message stays
+    /// in the slot if this times out.
+    ///
+    /// Re-taking the lock after a wait is untimed (as for [`Condvar::wait_timeout`]): a
+    /// peer stopped while holding it delays this past `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Timeout`] if no message came within `timeout`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loom_example::{Mailbox, Slot};
+    /// use shmstate::{Condvar, Mutex, Timeout};
+    /// use std::time::Duration;
+    ///
+    /// let (slot, not_empty, not_full) = (Mutex::new(Slot::default()), Condvar::new(), Condvar::new());
+    /// let mailbox = Mailbox::new(&slot, &not_empty, &not_full);
+    /// assert_eq!(mailbox.take_timeout(Duration::from_millis(1)), Err(Timeout));
+    /// mailbox.put(5);
+    /// assert_eq!(mailbox.take_timeout(Duration::from_millis(1)), Ok(5));
+    /// ```
+    pub fn take_timeout(&self, timeout: Duration) -> Result<u64, Timeout> {
+        // `None`: too far to represent, no limit.
+        let deadline = Instant::now().checked_add(timeout);
+        let mut slot = self.recover(self.slot.lock());
+        loop {
+            let left = deadline.map_or(Duration::MAX, |d| {
+                d.saturating_duration_since(Instant::now())
+            });
+            // `wait_timeout_while`, not a loop of `wait_timeout`s until the clock passes
+            // the deadline: under loom a wait that would sleep times out at once, long
+            // before the clock gets there, so such a loop would spin until loom gives up.
+            match self
+                .not_empty
+                .wait_timeout_while(slot, left, |s| s.full == 0)
+            {
+                Ok((_, r)) if r.timed_out() => return Err(Timeout),
+                Ok((full, _)) => {
+                    slot = full;
+                    break;
+                }
+                // A peer died holding the lock: repair, and wait out the rest.
+                Err(died) => slot = self.repair(died.into_inner().0),
+            }
+        }
+        let value = slot.value;
+        *slot = Slot::default();
+        drop(slot);
+        self.not_full.notify_one();
+        Ok(value)
+    }
+
+    /// The guard of a lock result, repaired if a peer died holding the lock.
     fn recover<'g>(&self, r: LockResult<MutexGuard<'g, Slot>>) -> MutexGuard<'g, Slot> {
-        r.unwrap_or_else(|died| {
-            let mut slot = died.into_inner();
-            *slot = Slot::default();
-            slot.mark_consistent();
-            self.not_full.notify_all();
-            slot
-        })
+        r.unwrap_or_else(|died| self.repair(died.into_inner()))
+    }
+
+    /// After [`OwnerDied`](shmstate::OwnerDied): the slot is as a dead peer left it
+    /// somewhere inside `put` or `take` (its two fields need not have been stored in
+    /// program order). Empty it, mark it consistent, and let producers waiting for room go
+    /// on.
+    fn repair<'g>(&self, mut slot: MutexGuard<'g, Slot>) -> MutexGuard<'g, Slot> {
+        *slot = Slot::default();
+        slot.mark_consistent();
+        self.not_full.notify_all();
+        slot
     }
 }
 
@@ -385,6 +443,31 @@ mod tests {
             assert_eq!(mailbox.take(), 2);
         });
         assert_eq!(*slot.lock().unwrap(), Slot::default());
+    }
+
+    #[test]
+    fn mailbox_take_timeout_waits_for_a_put() {
+        let (slot, not_empty, not_full) =
+            (Mutex::new(Slot::default()), Condvar::new(), Condvar::new());
+        let mailbox = Mailbox::new(&slot, &not_empty, &not_full);
+        std::thread::scope(|s| {
+            s.spawn(|| mailbox.put(9));
+            assert_eq!(mailbox.take_timeout(Duration::from_secs(60)), Ok(9));
+        });
+    }
+
+    #[test]
+    fn mailbox_take_timeout_returns_no_earlier_than_its_timeout_and_leaves_the_slot() {
+        let (slot, not_empty, not_full) =
+            (Mutex::new(Slot::default()), Condvar::new(), Condvar::new());
+        let mailbox = Mailbox::new(&slot, &not_empty, &not_full);
+        let timeout = Duration::from_millis(20);
+        let start = Instant::now();
+        assert_eq!(mailbox.take_timeout(timeout), Err(Timeout));
+        assert!(start.elapsed() >= timeout);
+        assert_eq!(*slot.lock().unwrap(), Slot::default());
+        mailbox.put(1);
+        assert_eq!(mailbox.take_timeout(timeout), Ok(1));
     }
 
     #[test]

@@ -12,7 +12,11 @@ use loom::sync::Arc;
 use loom::thread;
 use loom_example::broken::{FlagOutsideTheLock, SplitWindow};
 use loom_example::{Mailbox, Slot, Window};
-use shmstate::{Condvar, Mutex, SeqLock};
+use shmstate::{Condvar, Mutex, SeqLock, TimedLockError, Timeout};
+use std::time::Duration;
+
+/// Longer than any model runs: under loom only "would sleep" decides a timed wait.
+const HOUR: Duration = Duration::from_secs(3600);
 
 /// A mailbox's three shared objects, on the heap (regions do not exist under loom).
 #[derive(Default)]
@@ -26,6 +30,28 @@ impl Parts {
     fn mailbox(&self) -> Mailbox<'_> {
         Mailbox::new(&self.slot, &self.not_empty, &self.not_full)
     }
+}
+
+/// The example in the README's section on loom (keep the two the same).
+#[test]
+fn handoff_never_loses_the_wakeup() {
+    loom::model(|| {
+        let shared = Arc::new((Mutex::new(0u64), Condvar::new()));
+        let producer = {
+            let shared = shared.clone();
+            thread::spawn(move || {
+                *shared.0.lock().unwrap() = 7;
+                shared.1.notify_one();
+            })
+        };
+        let v = shared
+            .1
+            .wait_while(shared.0.lock().unwrap(), |v| *v == 0)
+            .unwrap();
+        assert_eq!(*v, 7);
+        drop(v);
+        producer.join().unwrap();
+    });
 }
 
 /// One producer puts two messages, one consumer takes two: the second `put` must wait for
@@ -68,6 +94,50 @@ fn mailbox_two_producers_one_consumer_lose_nothing() {
         for p in producers {
             p.join().unwrap();
         }
+    });
+}
+
+/// A timed take beside a put: it gets the message, or times out and leaves the message in
+/// the slot for the next take (never loses it, never wedges the producer).
+#[test]
+fn mailbox_take_timeout_gets_the_message_or_leaves_it() {
+    loom::model(|| {
+        let parts = Arc::new(Parts::default());
+        let producer = {
+            let parts = parts.clone();
+            thread::spawn(move || parts.mailbox().put(7))
+        };
+        let mailbox = parts.mailbox();
+        match mailbox.take_timeout(HOUR) {
+            Ok(v) => assert_eq!(v, 7),
+            Err(Timeout) => assert_eq!(mailbox.take(), 7),
+        }
+        producer.join().unwrap();
+    });
+}
+
+/// What the README promises of timed calls under loom: one that would have to sleep
+/// returns at once as timed out, however long its timeout (no model waits for a clock).
+#[test]
+fn under_loom_a_timed_call_that_would_sleep_times_out_at_once() {
+    loom::model(|| {
+        let parts = Arc::new(Parts::default());
+        // Nobody puts: the timed take times out instead of sleeping for an hour.
+        assert_eq!(parts.mailbox().take_timeout(HOUR), Err(Timeout));
+        // Nobody notifies: the same for a condvar wait.
+        let held = parts.slot.lock().unwrap();
+        let (held, r) = parts.not_empty.wait_timeout(held, HOUR).unwrap();
+        assert!(r.timed_out());
+        // The lock is held throughout: a timed lock from another thread times out.
+        let other = {
+            let parts = parts.clone();
+            thread::spawn(move || {
+                let r = parts.slot.lock_timeout(HOUR);
+                assert!(matches!(r, Err(TimedLockError::Timeout)));
+            })
+        };
+        other.join().unwrap();
+        drop(held);
     });
 }
 
@@ -120,11 +190,12 @@ fn flag_outside_the_lock_is_caught_as_a_deadlock() {
 }
 
 /// The window split over two atomics. Loom finds the reader that loads the new `lo` and
-/// the old `hi`, and reports the failed assertion. Run (in a child process) by
-/// `split_window_is_caught_reading_a_mixed_pair`.
+/// the old `hi` and reports the failed assertion, so the model panics: an assertion
+/// failure (unlike a deadlock) leaves no thread blocked, and `#[should_panic]` can expect
+/// it.
 #[test]
-#[ignore = "fails by design; run by split_window_is_caught_reading_a_mixed_pair"]
-fn model_of_split_window() {
+#[should_panic(expected = "an inverted window 2..=1")]
+fn split_window_is_caught_reading_a_mixed_pair() {
     loom::model(|| {
         let window = Arc::new(SplitWindow::new(0, 1));
         let writer = {
@@ -137,17 +208,13 @@ fn model_of_split_window() {
     });
 }
 
-#[test]
-fn split_window_is_caught_reading_a_mixed_pair() {
-    expect_model_failure("model_of_split_window", "an inverted window 2..=1");
-}
-
 /// Runs the `#[ignore]`d test `name` of this test binary in a child process and asserts
 /// that it fails with `expected` in its output.
 ///
-/// A model that is *meant* to fail cannot simply be `#[should_panic]`: after loom reports
-/// a deadlock it drops the threads still blocked, which panics again and aborts the whole
-/// test process. A child process turns that abort into an assertion.
+/// A model that is *meant* to deadlock cannot simply be `#[should_panic]`: after loom
+/// reports the deadlock it drops the threads still blocked, which panics again (a panic
+/// while panicking) and aborts the whole test process. A child process turns that abort
+/// into an assertion.
 fn expect_model_failure(name: &str, expected: &str) {
     let exe = std::env::current_exe().expect("test binary path");
     let out = std::process::Command::new(exe)
