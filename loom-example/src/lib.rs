@@ -38,6 +38,28 @@ pub struct Slot {
     pub full: u64,
 }
 
+// The slot's identity in a region: its name and fields, so that a region refuses to hand
+// out another type's mutex as this one.
+impl shmstate::Element for Slot {
+    const ELEM: shmstate::Elem = shmstate::Elem::record(
+        "Slot",
+        size_of::<Slot>(),
+        align_of::<Slot>(),
+        &[
+            shmstate::Field {
+                name: "value",
+                offset: core::mem::offset_of!(Slot, value),
+                ty: <u64 as shmstate::Element>::ELEM,
+            },
+            shmstate::Field {
+                name: "full",
+                offset: core::mem::offset_of!(Slot, full),
+                ty: <u64 as shmstate::Element>::ELEM,
+            },
+        ],
+    );
+}
+
 /// A one-slot mailbox: [`put`](Self::put) waits until the slot is empty and fills it;
 /// [`take`](Self::take) waits until it is full and empties it. Any number of producers and
 /// consumers, in any number of processes.
