@@ -54,7 +54,7 @@
 //!
 //! A process *stopped* (SIGSTOP) at any step that holds the lock is alive, so nobody may
 //! take the lock over: `try_push`/`try_pop` return `Full`/`None` after a brief spin,
-//! timed operations return at their deadline, [`len`](Queue::len) does not lock, and
+//! timed operations return `PushTimeoutError`/`Timeout` at their deadline, [`len`](Queue::len) does not lock, and
 //! untimed `push`/`pop` wait until the process is continued or killed.
 //!
 //! # Untrusted indices
@@ -73,12 +73,12 @@ use bytemuck::Pod;
 use crate::lock::{Condvar, Mutex, MutexGuard, TimedLockError, TryLockError};
 use crate::shared::{Elem, Kind, SharedSized, TypeTag};
 use crate::sync::{AtomicU32, Ordering, UnsafeCell, spin_loop};
-use crate::wait::{PROBE_SLICE, SPIN_LIMIT, holder_is_dead};
+use crate::wait::{PROBE_SLICE, SPIN_LIMIT, Timeout, holder_is_dead};
 
-/// A push found the queue full (for the whole timeout, for a timed push), or, for a
-/// `try_` or timed push, could not get the queue's lock in time (its holder kept it through
-/// a brief spin, or until the deadline: a stopped process, say). The item was not pushed
-/// and is handed back.
+/// A [`try_push`](Queue::try_push) found the queue full, or could not get the queue's
+/// lock without waiting (its holder kept it through a brief spin: a stopped process, say).
+/// The item was not pushed and is handed back (the shape of std's
+/// [`TrySendError::Full`](std::sync::mpsc::TrySendError::Full)).
 ///
 /// # Examples
 ///
@@ -97,6 +97,46 @@ impl<T> Full<T> {
     /// The item that was not pushed.
     pub fn into_inner(self) -> T {
         self.0
+    }
+}
+
+/// A timed push ([`push_timeout`](Queue::push_timeout), [`push_until`](Queue::push_until))
+/// reached its deadline: the queue stayed full, or its lock held, until then. The item
+/// was not pushed and is handed back: the shape of `SendTimeoutError::Timeout(T)` of
+/// std's `SyncSender::send_timeout` and of crossbeam-channel (a queue cannot be
+/// disconnected, so this is a struct, not an enum). It converts into the crate's
+/// [`Timeout`] (dropping the item) for callers that only need to know the deadline
+/// passed. A timed pop has no item to hand back and returns [`Timeout`] itself, as
+/// [`Receiver::recv_timeout`](std::sync::mpsc::Receiver::recv_timeout) returns
+/// `RecvTimeoutError::Timeout`.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use shmstate::{PushTimeoutError, Queue, Timeout};
+///
+/// let q = Queue::<u32, 1>::new();
+/// q.push(1);
+/// let err = q.push_timeout(2, Duration::from_millis(1)).unwrap_err();
+/// assert_eq!(err, PushTimeoutError(2));
+/// assert_eq!(err.into_inner(), 2);
+/// assert_eq!(Timeout::from(err), Timeout);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("timed out: the queue stayed full")]
+pub struct PushTimeoutError<T>(pub T);
+
+impl<T> PushTimeoutError<T> {
+    /// The item that was not pushed.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> From<PushTimeoutError<T>> for Timeout {
+    fn from(_: PushTimeoutError<T>) -> Self {
+        Timeout
     }
 }
 
@@ -275,24 +315,38 @@ impl<T: Pod, const N: usize> Queue<T, N> {
     }
 
     /// [`push`](Self::push), waiting at most `timeout` in total (for room, and for the
-    /// lock before and after each wait).
+    /// lock before and after each wait). A `timeout` too large for an [`Instant`] waits as
+    /// long as it takes.
     ///
     /// # Errors
     ///
-    /// [`Full`], holding `item`, if the queue stayed full, or its lock held, until the
-    /// timeout (at least `timeout` has passed).
-    pub fn push_timeout(&self, item: T, timeout: Duration) -> Result<(), Full<T>> {
+    /// [`PushTimeoutError`], holding `item`, if the queue stayed full, or its lock held,
+    /// until the timeout (at least `timeout` has passed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmstate::{PushTimeoutError, Queue};
+    ///
+    /// let q = Queue::<u8, 1>::new();
+    /// assert_eq!(q.push_timeout(1, Duration::from_millis(1)), Ok(()));
+    /// assert_eq!(q.push_timeout(2, Duration::from_millis(1)), Err(PushTimeoutError(2)));
+    /// ```
+    pub fn push_timeout(&self, item: T, timeout: Duration) -> Result<(), PushTimeoutError<T>> {
         self.push_inner(item, Wait::for_timeout(timeout))
+            .map_err(|Full(item)| PushTimeoutError(item))
     }
 
     /// [`push`](Self::push), waiting until `deadline` at most (for room and the lock).
     ///
     /// # Errors
     ///
-    /// [`Full`], holding `item`, if the queue stayed full, or its lock held, until
-    /// `deadline`.
-    pub fn push_until(&self, item: T, deadline: Instant) -> Result<(), Full<T>> {
+    /// [`PushTimeoutError`], holding `item`, if the queue stayed full, or its lock held,
+    /// until `deadline`.
+    pub fn push_until(&self, item: T, deadline: Instant) -> Result<(), PushTimeoutError<T>> {
         self.push_inner(item, Wait::Until(deadline))
+            .map_err(|Full(item)| PushTimeoutError(item))
     }
 
     /// Removes the oldest item, waiting while the queue is empty.
@@ -314,15 +368,36 @@ impl<T: Pod, const N: usize> Queue<T, N> {
     }
 
     /// [`pop`](Self::pop), waiting at most `timeout` in total (for an item, and for the
-    /// lock before and after each wait). `None` means the queue stayed empty, or its lock
-    /// held, until the timeout (at least `timeout` has passed).
-    pub fn pop_timeout(&self, timeout: Duration) -> Option<T> {
-        self.pop_inner(Wait::for_timeout(timeout))
+    /// lock before and after each wait). A `timeout` too large for an [`Instant`] waits as
+    /// long as it takes.
+    ///
+    /// # Errors
+    ///
+    /// [`Timeout`] if the queue stayed empty, or its lock held, until the timeout (at
+    /// least `timeout` has passed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmstate::{Queue, Timeout};
+    ///
+    /// let q = Queue::<u8, 1>::new();
+    /// assert_eq!(q.pop_timeout(Duration::from_millis(1)), Err(Timeout));
+    /// q.push(7);
+    /// assert_eq!(q.pop_timeout(Duration::from_millis(1)), Ok(7));
+    /// ```
+    pub fn pop_timeout(&self, timeout: Duration) -> Result<T, Timeout> {
+        self.pop_inner(Wait::for_timeout(timeout)).ok_or(Timeout)
     }
 
     /// [`pop`](Self::pop), waiting until `deadline` at most (for an item and the lock).
-    pub fn pop_until(&self, deadline: Instant) -> Option<T> {
-        self.pop_inner(Wait::Until(deadline))
+    ///
+    /// # Errors
+    ///
+    /// [`Timeout`] if the queue stayed empty, or its lock held, until `deadline`.
+    pub fn pop_until(&self, deadline: Instant) -> Result<T, Timeout> {
+        self.pop_inner(Wait::Until(deadline)).ok_or(Timeout)
     }
 
     fn push_inner(&self, item: T, wait: Wait) -> Result<(), Full<T>> {

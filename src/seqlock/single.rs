@@ -79,7 +79,7 @@
 //! | `writer` swapped to 0 (unlock)         | a complete write; at worst a missed wake        | waiters re-check after their slice (≤ 800 µs) |
 //! | recovered guard dropped unmarked, or a panicking closure on a torn value | `seq` odd, no owner: data still torn | next writer: at once (`OwnerDied` again); readers as for a torn value (`read_timeout`: `WriterDied` at once) |
 //! | a waiter set `WAITERS`, then died      | a stale `WAITERS` bit                           | the owner's unlock clears it (one needless wake) |
-//! | writer SIGSTOPped anywhere             | a live owner: nothing to repair                 | waiters wait (probing once per slice that runs out); timed calls return at their deadline; `try_read` returns `WriterActive` |
+//! | writer SIGSTOPped anywhere             | a live owner: nothing to repair                 | waiters wait (probing once per slice that runs out); timed calls return `Timeout` at their deadline; `try_read` returns `WriterActive` |
 //!
 //! [`SeqLockArray`](crate::SeqLockArray) batch writers take one element lock after another:
 //! one killed part-way leaves each element in one of these states, and each element is
@@ -109,7 +109,7 @@ use crate::futex;
 use crate::lock::{LockResult, OwnerDied, TimedLockError};
 use crate::owner;
 use crate::sync::{AtomicU32, Ordering, fence, spin_loop};
-use crate::wait::{Slices, deadline_passed, holder_is_dead, past};
+use crate::wait::{Slices, Timeout, deadline_passed, holder_is_dead, past};
 
 /// Bit 31 of `writer`: some thread is (or may be) futex-waiting on `writer`.
 const WAITERS: u32 = 1 << 31;
@@ -135,23 +135,49 @@ const fn owner_of(writer: u32) -> u32 {
     writer & TID_MASK
 }
 
-/// Why a bounded read gave up.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+/// Why a bounded read ([`SeqLock::try_read`], [`SeqLock::read_timeout`], and the
+/// snapshots of [`SeqLockArray`](crate::SeqLockArray)) gave up.
+///
+/// A `try_` read reports a live writer as [`WriterActive`](Self::WriterActive) (it has
+/// no deadline: like [`TryLockError::WouldBlock`](crate::TryLockError::WouldBlock)); a
+/// timed read reports it as [`Timeout`](Self::Timeout). Both report a dead writer as
+/// [`WriterDied`](Self::WriterDied).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use shmstate::{SeqLock, SeqLockError, Timeout};
+///
+/// let s = SeqLock::new(1u32);
+/// match s.read_timeout(Duration::from_millis(10)) {
+///     Ok(v) => assert_eq!(v, 1),
+///     Err(SeqLockError::Timeout) => { /* a live writer kept writing: retry later */ }
+///     Err(e) => panic!("{e}"),
+/// }
+/// assert_eq!(SeqLockError::from(Timeout), SeqLockError::Timeout);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
 pub enum SeqLockError {
-    /// A live writer was still writing when the read gave up (retry later, or use
-    /// [`SeqLock::read`] to wait).
-    #[error("a writer is active: no consistent value could be read in time")]
+    /// From a `try_` read: a live writer was still writing through every attempt (retry
+    /// later, or use [`SeqLock::read`] to wait).
+    #[error("a writer is active: no consistent value could be read without waiting")]
     WriterActive,
+    /// From a timed read: the deadline passed while a live writer was still writing, or
+    /// while writes kept overlapping every copy.
+    #[error("timed out: a live writer kept writing until the deadline")]
+    Timeout,
     /// A writer died in the middle of a write: the value is torn until the next writer
     /// overwrites it ([`SeqLock::write`]).
     #[error("a writer died mid-write: the value is torn until the next write")]
     WriterDied,
 }
 
-/// A writer could not take the write lock before its deadline.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("timed out waiting for the seqlock's write lock")]
-pub struct WriteTimeout;
+impl From<Timeout> for SeqLockError {
+    fn from(Timeout: Timeout) -> Self {
+        SeqLockError::Timeout
+    }
+}
 
 /// A value of any [`Pod`] type `T` that many processes read consistently, without taking
 /// a lock and without writing to shared memory, while writers update it.
@@ -331,8 +357,8 @@ impl<T: Pod> SeqLock<T> {
     ///
     /// # Errors
     ///
-    /// [`SeqLockError::WriterActive`] if at the deadline a live writer was still writing,
-    /// or writes kept overlapping every copy; [`SeqLockError::WriterDied`] as soon as the
+    /// [`SeqLockError::Timeout`] if at the deadline a live writer was still writing, or
+    /// writes kept overlapping every copy; [`SeqLockError::WriterDied`] as soon as the
     /// writer is found dead mid-write.
     ///
     /// # Examples
@@ -394,7 +420,7 @@ impl<T: Pod> SeqLock<T> {
                 // A complete write overlapped the copy. Writes that never leave `seq` odd
                 // long enough to sleep on it never reach the deadline check in
                 // `wait_write_end`, so check it here too.
-                Err(None) if past(deadline) => return Err(SeqLockError::WriterActive),
+                Err(None) if past(deadline) => return Err(SeqLockError::Timeout),
                 Err(None) => spin_loop(),
                 Err(Some(odd)) => self.wait_write_end(odd, deadline, repair_wait)?,
             }
@@ -402,7 +428,7 @@ impl<T: Pod> SeqLock<T> {
     }
 
     /// Waits until `seq` is no longer `odd` (`Ok`: retry), the deadline passes
-    /// ([`SeqLockError::WriterActive`], or [`SeqLockError::WriterDied`] if the writer is
+    /// ([`SeqLockError::Timeout`], or [`SeqLockError::WriterDied`] if the writer is
     /// dead by then), or, unless `repair_wait`, the writer is found dead
     /// ([`SeqLockError::WriterDied`]). Spins with loads first, then futex-waits on `writer`
     /// in growing slices (`Slices::for_holder`, 50 µs up to 800 µs).
@@ -469,7 +495,7 @@ impl<T: Pod> SeqLock<T> {
                 Slept::Deadline if self.writer_is_dead(odd) => {
                     return Err(SeqLockError::WriterDied);
                 }
-                Slept::Deadline => return Err(SeqLockError::WriterActive),
+                Slept::Deadline => return Err(SeqLockError::Timeout),
             }
         }
     }
@@ -503,16 +529,13 @@ impl<T: Pod> SeqLock<T> {
     pub(crate) fn lock_writer(&self) -> bool {
         match self.lock_writer_until(None) {
             Ok(torn) => torn,
-            Err(WriteTimeout) => unreachable_no_deadline(),
+            Err(Timeout) => unreachable_no_deadline(),
         }
     }
 
     /// Takes the writer lock before `deadline`. `Ok(torn)`: see [`lock_writer`].
     #[inline]
-    pub(crate) fn lock_writer_until(
-        &self,
-        deadline: Option<Instant>,
-    ) -> Result<bool, WriteTimeout> {
+    pub(crate) fn lock_writer_until(&self, deadline: Option<Instant>) -> Result<bool, Timeout> {
         let me = owner::current() & TID_MASK;
         // Acquire: pairs with the previous owner's Release swap in `unlock_writer`, so its
         // data and `seq` stores are visible to us (`update` reads the old value, and we
@@ -531,11 +554,7 @@ impl<T: Pod> SeqLock<T> {
     }
 
     #[cold]
-    fn lock_writer_contended(
-        &self,
-        me: u32,
-        deadline: Option<Instant>,
-    ) -> Result<bool, WriteTimeout> {
+    fn lock_writer_contended(&self, me: u32, deadline: Option<Instant>) -> Result<bool, Timeout> {
         let mut spins = 0;
         let mut slices = Slices::for_holder();
         let mut probe_due = false;
@@ -571,7 +590,7 @@ impl<T: Pod> SeqLock<T> {
                         // The word changed first: probe the new one (within the deadline:
                         // see `past`).
                         if past(deadline) {
-                            return Err(WriteTimeout);
+                            return Err(Timeout);
                         }
                         probe_due = true;
                         continue;
@@ -602,7 +621,7 @@ impl<T: Pod> SeqLock<T> {
                     {
                         return Ok(torn);
                     }
-                    return Err(WriteTimeout);
+                    return Err(Timeout);
                 }
             }
         }
@@ -813,7 +832,7 @@ impl<T: Pod> SeqLock<T> {
     ) -> Result<SeqLockWriteGuard<'_, T>, TimedLockError<SeqLockWriteGuard<'_, T>>> {
         let torn = self
             .lock_writer_until(Instant::now().checked_add(timeout))
-            .map_err(|WriteTimeout| TimedLockError::Timeout)?;
+            .map_err(|Timeout| TimedLockError::Timeout)?;
         Ok(SeqLockWriteGuard::new(self, torn)?)
     }
 
