@@ -75,70 +75,13 @@ use crate::shared::{Elem, Kind, SharedSized, TypeTag};
 use crate::sync::{AtomicU32, Ordering, UnsafeCell, spin_loop};
 use crate::wait::{PROBE_SLICE, SPIN_LIMIT, Timeout, holder_is_dead};
 
-/// A [`try_push`](Queue::try_push) found the queue full, or could not get the queue's
-/// lock without waiting (its holder kept it through a brief spin: a stopped process, say).
-/// The item was not pushed and is handed back (the shape of std's
-/// [`TrySendError::Full`](std::sync::mpsc::TrySendError::Full)).
-///
-/// # Examples
-///
-/// ```
-/// use shmstate::{Full, Queue};
-///
-/// let q = Queue::<u32, 1>::new();
-/// q.try_push(1).unwrap();
-/// assert_eq!(q.try_push(2), Err(Full(2)));
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("the queue is full")]
-pub struct Full<T>(pub T);
+// The errors of the `try_` and timed pushes, and the failpoint hooks of the crash-window
+// tests (built only for tests), live in submodules.
+mod error;
+#[cfg(any(test, feature = "test-hooks"))]
+mod hooks;
 
-impl<T> Full<T> {
-    /// The item that was not pushed.
-    pub fn into_inner(self) -> T {
-        self.0
-    }
-}
-
-/// A timed push ([`push_timeout`](Queue::push_timeout), [`push_until`](Queue::push_until))
-/// reached its deadline: the queue stayed full, or its lock held, until then. The item
-/// was not pushed and is handed back: the shape of `SendTimeoutError::Timeout(T)` of
-/// std's `SyncSender::send_timeout` and of crossbeam-channel (a queue cannot be
-/// disconnected, so this is a struct, not an enum). It converts into the crate's
-/// [`Timeout`] (dropping the item) for callers that only need to know the deadline
-/// passed. A timed pop has no item to hand back and returns [`Timeout`] itself, as
-/// [`Receiver::recv_timeout`](std::sync::mpsc::Receiver::recv_timeout) returns
-/// `RecvTimeoutError::Timeout`.
-///
-/// # Examples
-///
-/// ```
-/// use std::time::Duration;
-/// use shmstate::{PushTimeoutError, Queue, Timeout};
-///
-/// let q = Queue::<u32, 1>::new();
-/// q.push(1);
-/// let err = q.push_timeout(2, Duration::from_millis(1)).unwrap_err();
-/// assert_eq!(err, PushTimeoutError(2));
-/// assert_eq!(err.into_inner(), 2);
-/// assert_eq!(Timeout::from(err), Timeout);
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("timed out: the queue stayed full")]
-pub struct PushTimeoutError<T>(pub T);
-
-impl<T> PushTimeoutError<T> {
-    /// The item that was not pushed.
-    pub fn into_inner(self) -> T {
-        self.0
-    }
-}
-
-impl<T> From<PushTimeoutError<T>> for Timeout {
-    fn from(_: PushTimeoutError<T>) -> Self {
-        Timeout
-    }
-}
+pub use error::{Full, PushTimeoutError};
 
 /// A bounded FIFO queue of up to `N` items of `T`, shared by threads and processes:
 /// Python's `multiprocessing.Queue(maxsize=N)`, for plain-old-data items.
@@ -675,104 +618,5 @@ impl<T, const N: usize> fmt::Debug for Queue<T, N> {
         f.debug_struct("Queue")
             .field("capacity", &N)
             .finish_non_exhaustive()
-    }
-}
-
-impl<T: Pod, const N: usize> Queue<T, N> {
-    /// The queue's raw lock, for tests of owner death.
-    #[cfg(any(test, feature = "test-hooks"))]
-    #[doc(hidden)]
-    pub fn raw_lock(&self) -> &crate::lock::RawMutex {
-        self.lock.raw()
-    }
-
-    /// For tests of owner death: a push that commits `item`, calls `committed`, and then
-    /// neither notifies nor unlocks, as if its process were killed right after the commit.
-    /// Never returns.
-    #[cfg(any(test, feature = "test-hooks"))]
-    #[doc(hidden)]
-    pub fn push_then_hang(&self, item: T, committed: impl FnOnce()) -> ! {
-        let g = self.lock_recovering();
-        let (head, tail) = self.indices(&g);
-        assert!(
-            Self::len_of(head, tail).is_some_and(|l| (l as usize) < N),
-            "needs room"
-        );
-        self.write_then_commit(&g, tail, item, || {});
-        committed();
-        hang()
-    }
-
-    /// For tests of owner death: a push that writes `item` into its slot, calls
-    /// `written`, and hangs there, holding the lock, before its commit (as if its process
-    /// were killed between the two steps). Never returns.
-    #[cfg(any(test, feature = "test-hooks"))]
-    #[doc(hidden)]
-    pub fn push_written_then_hang(&self, item: T, written: impl FnOnce()) -> ! {
-        let g = self.lock_recovering();
-        let (head, tail) = self.indices(&g);
-        assert!(
-            Self::len_of(head, tail).is_some_and(|l| (l as usize) < N),
-            "needs room"
-        );
-        self.write_then_commit(&g, tail, item, || {
-            written();
-            hang()
-        });
-        unreachable!("the failpoint hangs")
-    }
-
-    /// For tests of owner death: a pop that reads the oldest item, passes it to `read`, and
-    /// hangs there, holding the lock, before its commit (as if its process were killed
-    /// between the two steps). Never returns.
-    #[cfg(any(test, feature = "test-hooks"))]
-    #[doc(hidden)]
-    pub fn pop_read_then_hang(&self, read: impl FnOnce(T)) -> ! {
-        let g = self.lock_recovering();
-        let (head, tail) = self.indices(&g);
-        assert!(
-            Self::len_of(head, tail).is_some_and(|l| l > 0),
-            "needs an item"
-        );
-        self.read_then_commit(&g, head, |item| {
-            read(item);
-            hang()
-        });
-        unreachable!("the failpoint hangs")
-    }
-
-    /// For tests of owner death: a pop that commits, passes the item to `committed`, and
-    /// then neither notifies nor unlocks (as if killed right after its commit). Never
-    /// returns.
-    #[cfg(any(test, feature = "test-hooks"))]
-    #[doc(hidden)]
-    pub fn pop_then_hang(&self, committed: impl FnOnce(T)) -> ! {
-        let g = self.lock_recovering();
-        let (head, tail) = self.indices(&g);
-        assert!(
-            Self::len_of(head, tail).is_some_and(|l| l > 0),
-            "needs an item"
-        );
-        let item = self.read_then_commit(&g, head, |_| {});
-        committed(item);
-        hang()
-    }
-
-    /// Overwrites the raw indices `(head, tail)` under the lock, for tests of hostile bytes.
-    #[cfg(any(test, feature = "test-hooks"))]
-    #[doc(hidden)]
-    pub fn set_raw_indices(&self, head: u32, tail: u32) {
-        let _g = self.lock_recovering();
-        // Relaxed: under the lock; the unlock publishes them.
-        self.head.store(head, Ordering::Relaxed);
-        self.tail.store(tail, Ordering::Relaxed);
-    }
-}
-
-/// Parks the calling thread for good (the failpoints above).
-#[cfg(any(test, feature = "test-hooks"))]
-fn hang() -> ! {
-    loop {
-        std::thread::park();
     }
 }
