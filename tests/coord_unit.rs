@@ -80,6 +80,49 @@ fn timed_waits_return_timeout_and_never_before_the_deadline() {
     );
 }
 
+/// The `_until` forms: the same error at the same deadline; a timed-out push hands its item
+/// back, and every error converts into the crate's one `Timeout` for `?`.
+#[test]
+fn until_waits_return_timeout_and_never_before_the_deadline() {
+    watchdog(LIMIT);
+    let until = |d: Duration| Instant::now() + d;
+    let s = Semaphore::new(0);
+    assert_eq!(
+        times_out_after(SHORT, |d| s.acquire_until(until(d))),
+        Err(Timeout)
+    );
+    let b = BoundedSemaphore::new(0);
+    assert_eq!(
+        times_out_after(SHORT, |d| b.acquire_until(until(d))),
+        Err(Timeout)
+    );
+    let e = Event::new();
+    assert_eq!(
+        times_out_after(SHORT, |d| e.wait_until(until(d))),
+        Err(Timeout)
+    );
+    let q = Queue::<u32, 1>::new();
+    assert_eq!(
+        times_out_after(SHORT, |d| q.pop_until(until(d))),
+        Err(Timeout)
+    );
+    q.push(1);
+    let err = times_out_after(SHORT, |d| q.push_until(2, until(d))).unwrap_err();
+    assert_eq!(err.into_inner(), 2);
+    assert_eq!(Timeout::from(err), Timeout);
+    assert_eq!(q.pop(), 1, "the timed-out push left the queue as it was");
+    let bar = Barrier::new(2);
+    assert_eq!(
+        times_out_after(SHORT, |d| bar.wait_until(until(d))),
+        Err(BarrierError::Timeout)
+    );
+    assert_eq!(BarrierError::from(Timeout), BarrierError::Timeout);
+    // A deadline already past: no wait at all, still the error.
+    assert_eq!(s.acquire_until(Instant::now()), Err(Timeout));
+    assert_eq!(e.wait_until(Instant::now()), Err(Timeout));
+    assert_eq!(q.pop_until(Instant::now()), Err(Timeout));
+}
+
 #[test]
 fn timed_waits_succeed_when_released_in_time() {
     watchdog(LIMIT);
