@@ -71,7 +71,7 @@ pub use values::{Counter, StripedCounter, Value, ValueType};
 
 // Seqlocks.
 pub mod seqlock;
-pub use seqlock::{SeqLock, SeqLockArray, SeqLockError, SeqLockWriteGuard, WriteTimeout};
+pub use seqlock::{SeqLock, SeqLockArray, SeqLockError, SeqLockWriteGuard};
 
 // Locks.
 pub mod lock;
@@ -84,6 +84,6 @@ pub use lock::{
 // Coordination: semaphores, events, barriers, queues.
 pub mod coord;
 pub use coord::{
-    Barrier, BarrierError, BarrierWaitResult, BoundedSemaphore, Event, Full, Queue, ReleaseError,
-    Semaphore,
+    Barrier, BarrierError, BarrierWaitResult, BoundedSemaphore, Event, Full, PushTimeoutError,
+    Queue, ReleaseError, Semaphore,
 };
