@@ -1,0 +1,473 @@
+//! Derive macros for [shmstate](https://docs.rs/shmstate): your own structs in shared memory,
+//! without `unsafe`.
+//!
+//! - [`#[derive(Shared)]`](macro@Shared): a `#[repr(C)]` struct of shmstate primitives
+//!   (`Counter`, `Value<T>`, `SeqLock<T>`, `Mutex<T>`, …, or other derived structs) that a
+//!   region places as one named object. It implements `shmstate::SharedSized`, the
+//!   `unsafe` placement contract, after checking at compile time everything that makes
+//!   the implementation sound.
+//! - [`#[derive(Element)]`](macro@Element): a `#[repr(C)]` plain-old-data struct that a
+//!   `SeqLock`, `Mutex`, `RwLock`, … holds. It implements `shmstate::Element`, the
+//!   identity a region records for the data an object holds.
+//!
+//! Both record the struct's name, size, alignment and every field's name, offset and
+//! type identity, so a region refuses to hand out an object as a struct of another name
+//! or layout (`RegionError::TypeMismatch`) instead of reinterpreting its bytes.
+//!
+//! Use them through shmstate's re-exports (its default feature `derive`): the generated
+//! code names `::shmstate::…` paths.
+//!
+//! ```
+//! use shmstate::{Counter, Element, Region, SeqLock, Shared};
+//!
+//! #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Element)]
+//! #[repr(C)]
+//! struct Config {
+//!     limit: u64,
+//!     ratio: f64,
+//! }
+//!
+//! #[derive(Shared)]
+//! #[repr(C)]
+//! struct Stats {
+//!     requests: Counter,
+//!     errors: Counter,
+//!     config: SeqLock<Config>,
+//! }
+//!
+//! let region = Region::anonymous(1 << 16)?;
+//! let stats = region.get_or_init::<Stats>("stats", 1, |s| {
+//!     s.config.write(Config { limit: 100, ratio: 0.5 })
+//! })?;
+//! stats.requests.inc();
+//! assert_eq!(stats.config.read().limit, 100);
+//! # Ok::<(), shmstate::RegionError>(())
+//! ```
+
+use proc_macro::TokenStream;
+use proc_macro2::{Span, TokenStream as TokenStream2};
+use quote::{format_ident, quote, quote_spanned};
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
+use syn::{Data, DeriveInput, Fields, Ident, LitStr, Member, Type, parse_macro_input};
+
+/// The alignment of objects in a region: a `Shared` type may not ask for more.
+const REGION_OBJECT_ALIGN: usize = 64;
+
+/// Implements `shmstate::SharedSized` (and so `shmstate::Shared`) for a `#[repr(C)]`
+/// struct whose fields are all `SharedSized`: a region can then place it as one named
+/// object, shared by every process that maps the region.
+///
+/// ```
+/// use shmstate::sync::Ordering;
+/// use shmstate::{Counter, Mutex, Region, Shared, Value};
+///
+/// #[derive(Shared)]
+/// #[repr(C)]
+/// struct Stats {
+///     requests: Counter,
+///     errors: Counter,
+///     in_flight: Value<i64>,
+///     totals: Mutex<[u64; 2]>,
+/// }
+///
+/// let region = Region::anonymous(1 << 16)?;
+/// let stats = region.get_or_init::<Stats>("stats", 1, |_| {})?;
+/// stats.requests.inc();
+/// stats.in_flight.fetch_add(1, Ordering::Relaxed);
+/// stats.totals.lock().unwrap()[0] += 1;
+/// assert_eq!(stats.totals.lock().unwrap()[0], 1);
+/// # Ok::<(), shmstate::RegionError>(())
+/// ```
+///
+/// # What it records
+///
+/// `SharedSized::TAG` is `TypeTag::record(name, size, alignment, fields)`: the struct's
+/// name (without its module path), `size_of`, `align_of`, and for every field its name,
+/// its `offset_of!` and its own `TAG`. Structs that differ in any of these have different
+/// tags, and a region refuses to hand out an object as one of another tag.
+///
+/// # What it checks
+///
+/// The placement contract (`shmstate::Shared`, items 1 to 5) holds for a struct when it
+/// holds for every field and the struct adds nothing of its own: no padding, a fixed
+/// layout, alignment the region can give. The derive checks each of these; a struct that
+/// fails one does not compile:
+///
+/// - **Every field is `SharedSized`** (a primitive such as `Counter`, `Value<u32>`,
+///   `SeqLock<T>`, `Mutex<T>`, or another derived struct), so all-zero bytes are a valid
+///   field, every bit pattern is, and no field holds a pointer. The error points at the
+///   field's type: "the trait bound `…: SharedSized` is not satisfied".
+/// - **`#[repr(C)]`**, so the layout is the same in every build that maps the region
+///   (`align(N)` may be added). Not `packed`: atomics must be aligned.
+/// - **No padding**: the struct's size is the sum of its fields' sizes, so every byte of
+///   it belongs to a field (a `Counter` is 64 bytes aligned to 64; put fields of smaller
+///   alignment after the larger ones, or fill a gap with a field of your own).
+/// - **Alignment at most 64 bytes**, the alignment of objects in a region, and every
+///   field at an offset aligned for its type.
+/// - **A plain struct**: named fields or a tuple struct (whose fields are named `0`, `1`,
+///   … in the tag), at least one field, no generic parameters; not an enum or a union.
+/// - `Sync` follows from the fields (`SharedSized: Sync` is checked by the compiler).
+#[proc_macro_derive(Shared)]
+pub fn derive_shared(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    expand(&input, Kind::Shared)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// Implements `shmstate::Element` for a `#[repr(C)]` plain-old-data struct whose fields
+/// are all `Element`s: it can then be the data of a `SeqLock`, `SeqLockArray`, `Mutex`,
+/// `RwLock`, `ReentrantMutex` or `Queue`, and the region records which struct it is.
+///
+/// `Element` requires `bytemuck::Pod`: derive it too (`bytemuck::Pod` and
+/// `bytemuck::Zeroable`, with `Clone` and `Copy`); bytemuck's derive checks that the
+/// struct has no padding, so every bit pattern is a valid value.
+///
+/// ```
+/// use shmstate::{Element, Elem};
+///
+/// #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Element)]
+/// #[repr(C)]
+/// struct Config {
+///     limit: u64,
+///     ratio: f64,
+/// }
+///
+/// #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Element)]
+/// #[repr(C)]
+/// struct Point {
+///     x: u64,
+///     y: f64,
+/// }
+///
+/// // Same layout, other names: other identities.
+/// assert_eq!(Config::ELEM.size, 16);
+/// assert_eq!(Config::ELEM.code, Elem::RECORD_CODE);
+/// assert_ne!(Config::ELEM, Point::ELEM);
+/// ```
+///
+/// # What it records
+///
+/// `Element::ELEM` is `Elem::record(name, size, alignment, fields)`: the struct's name
+/// (without its module path), `size_of`, `align_of`, and for every field its name, its
+/// `offset_of!` and its own `ELEM`.
+///
+/// # What it checks
+///
+/// - **Every field is an `Element`** (an integer, a float, an array of `Element`s, or
+///   another derived struct). The error points at the field's type: "the trait bound
+///   `…: Element` is not satisfied".
+/// - **`#[repr(C)]`** (`packed` and `align(N)` may be added), so the layout is the same in
+///   every build that maps the region.
+/// - **A plain struct**: named fields or a tuple struct (fields named `0`, `1`, …), at
+///   least one field, no generic parameters; not an enum or a union.
+/// - No padding and `Copy`: through the `bytemuck::Pod` bound of `Element`.
+#[proc_macro_derive(Element)]
+pub fn derive_element(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    expand(&input, Kind::Element)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// Which derive is running.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Shared,
+    Element,
+}
+
+impl Kind {
+    fn derive(self) -> &'static str {
+        match self {
+            Kind::Shared => "#[derive(Shared)]",
+            Kind::Element => "#[derive(Element)]",
+        }
+    }
+}
+
+/// One field of the struct.
+struct FieldInfo {
+    /// The name recorded in the tag: the identifier without `r#`, or the tuple index.
+    name: String,
+    /// How `offset_of!` names it.
+    member: Member,
+    ty: Type,
+}
+
+fn expand(input: &DeriveInput, kind: Kind) -> syn::Result<TokenStream2> {
+    let derive = kind.derive();
+    let fields = struct_fields(input, kind)?;
+    if !input.generics.params.is_empty() {
+        return Err(syn::Error::new(
+            input.generics.span(),
+            format!(
+                "{derive} does not support generic parameters (lifetimes, types or consts): a \
+                 region records one fixed identity per type; write a struct with concrete \
+                 field types"
+            ),
+        ));
+    }
+    check_repr(input, kind)?;
+    Ok(match kind {
+        Kind::Shared => expand_shared(&input.ident, &fields),
+        Kind::Element => expand_element(&input.ident, &fields),
+    })
+}
+
+/// The fields of a struct with at least one field; an error for anything else.
+fn struct_fields(input: &DeriveInput, kind: Kind) -> syn::Result<Vec<FieldInfo>> {
+    let derive = kind.derive();
+    let data = match &input.data {
+        Data::Struct(data) => data,
+        Data::Enum(e) => {
+            let why = match kind {
+                Kind::Shared => {
+                    "a peer may write any bytes into shared memory, and most bytes are not a \
+                     valid discriminant"
+                }
+                Kind::Element => {
+                    "an enum is not plain old data: most bytes are not a valid discriminant"
+                }
+            };
+            return Err(syn::Error::new(
+                e.enum_token.span,
+                format!("{derive} supports structs only, not enums: {why}"),
+            ));
+        }
+        Data::Union(u) => {
+            return Err(syn::Error::new(
+                u.union_token.span,
+                format!(
+                    "{derive} supports structs only, not unions: a union's fields overlap, so \
+                     it has no one identity to record"
+                ),
+            ));
+        }
+    };
+    let fields: Vec<FieldInfo> = match &data.fields {
+        Fields::Named(named) => named
+            .named
+            .iter()
+            .map(|f| {
+                let ident = f.ident.clone().expect("named field");
+                FieldInfo {
+                    name: ident.unraw().to_string(),
+                    member: Member::Named(ident),
+                    ty: f.ty.clone(),
+                }
+            })
+            .collect(),
+        Fields::Unnamed(unnamed) => unnamed
+            .unnamed
+            .iter()
+            .enumerate()
+            .map(|(i, f)| FieldInfo {
+                name: i.to_string(),
+                member: Member::Unnamed(syn::Index {
+                    index: i as u32,
+                    span: f.ty.span(),
+                }),
+                ty: f.ty.clone(),
+            })
+            .collect(),
+        Fields::Unit => Vec::new(),
+    };
+    if fields.is_empty() {
+        return Err(syn::Error::new(
+            input.ident.span(),
+            format!("{derive} needs a struct with at least one field"),
+        ));
+    }
+    Ok(fields)
+}
+
+/// Requires `#[repr(C)]`; refuses `packed` for a shared struct (its atomics would be
+/// misaligned). `align(N)` is accepted: a shared struct's size and alignment are checked by
+/// const assertions, an element's padding by bytemuck.
+fn check_repr(input: &DeriveInput, kind: Kind) -> syn::Result<()> {
+    let derive = kind.derive();
+    let mut c = false;
+    for attr in input.attrs.iter().filter(|a| a.path().is_ident("repr")) {
+        attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("C") {
+                c = true;
+            } else if meta.path.is_ident("packed") {
+                if kind == Kind::Shared {
+                    return Err(meta.error(format!(
+                        "{derive} refuses #[repr(packed)]: a shared struct's fields are atomics, \
+                         which must be aligned"
+                    )));
+                }
+                if meta.input.peek(syn::token::Paren) {
+                    let content;
+                    syn::parenthesized!(content in meta.input);
+                    content.parse::<syn::LitInt>()?;
+                }
+            } else if meta.path.is_ident("align") {
+                let content;
+                syn::parenthesized!(content in meta.input);
+                content.parse::<syn::LitInt>()?;
+            }
+            // Anything else (`transparent`, `Rust`, integer reprs) leaves `c` false, or is
+            // refused by the compiler itself for a struct.
+            Ok(())
+        })?;
+    }
+    if !c {
+        let what = match kind {
+            Kind::Shared => "a shared struct",
+            Kind::Element => "an element",
+        };
+        return Err(syn::Error::new(
+            input.ident.span(),
+            format!(
+                "{derive} needs #[repr(C)] on the struct: without it the compiler chooses the \
+                 field order, which may differ between the builds of the processes sharing \
+                 {what}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A string literal for a type or field name, spanned at `span`.
+fn lit(s: &str, span: Span) -> LitStr {
+    LitStr::new(s, span)
+}
+
+fn expand_shared(ident: &Ident, fields: &[FieldInfo]) -> TokenStream2 {
+    let name = lit(&ident.unraw().to_string(), ident.span());
+
+    // (a) Every field is `SharedSized`: one bound per field, spanned on the field's type,
+    // so a wrong field is named in the error.
+    let field_checks = fields.iter().map(|f| {
+        let ty = &f.ty;
+        quote_spanned! {ty.span()=>
+            field_must_be_shared_sized::<#ty>();
+        }
+    });
+
+    // (c) No padding: the fields' sizes add up to the struct's.
+    let sizes = fields.iter().map(|f| {
+        let ty = &f.ty;
+        quote! { ::core::mem::size_of::<#ty>() }
+    });
+    let padding_msg = format!(
+        "#[derive(Shared)]: `{ident}` has padding (its size is more than the sum of its \
+         fields' sizes), bytes that belong to no field: put fields of larger alignment first, \
+         or fill the gap with fields of your own (e.g. `Value<u64>`s)"
+    );
+    // (e) The region aligns objects to 64 bytes.
+    let align_msg = format!(
+        "#[derive(Shared)]: `{ident}` is aligned to more than {REGION_OBJECT_ALIGN} bytes, the \
+         alignment of objects in a region"
+    );
+    // Every field aligned for its type wherever the struct is (`#[repr(C)]` without
+    // `packed` gives this; checked rather than assumed).
+    let field_aligns = fields.iter().map(|f| {
+        let ty = &f.ty;
+        let member = &f.member;
+        let msg = format!(
+            "#[derive(Shared)]: field `{}` of `{ident}` is not aligned for its type",
+            f.name
+        );
+        quote! {
+            ::core::assert!(
+                ::core::mem::offset_of!(#ident, #member) % ::core::mem::align_of::<#ty>() == 0
+                    && ::core::mem::align_of::<#ident>() % ::core::mem::align_of::<#ty>() == 0,
+                #msg
+            );
+        }
+    });
+
+    let tag_fields = fields.iter().map(|f| {
+        let ty = &f.ty;
+        let member = &f.member;
+        let field_name = lit(&f.name, ty.span());
+        let tag = quote_spanned! {ty.span()=> <#ty as ::shmstate::SharedSized>::TAG };
+        quote! {
+            ::shmstate::Field {
+                name: #field_name,
+                offset: ::core::mem::offset_of!(#ident, #member),
+                ty: #tag,
+            }
+        }
+    });
+
+    let check_fn = format_ident!("field_must_be_shared_sized");
+    // SAFETY (of the generated `unsafe impl`): `SharedSized` items 1 to 5 hold for the
+    // struct because they hold for each field and the struct adds no bytes of its own:
+    // 1. all-zero bytes are valid: every field is `SharedSized` (checked above), so zero
+    //    bytes are each field's initial state, and with no padding (checked) the struct's
+    //    bytes are exactly its fields' bytes;
+    // 2. every bit pattern is valid, by the same argument: each field accepts any bytes and
+    //    no byte lies outside a field;
+    // 3. no pointers or handles: the fields have none, and the struct has no `Drop` of its
+    //    own that could matter (a `SharedSized` type needs none);
+    // 4. fixed layout: `#[repr(C)]` without `packed` (refused above), no padding, every
+    //    field aligned, alignment ≤ 64 (all asserted in the `const` below); size,
+    //    alignment and every field's name, offset and tag are recorded in `TAG`, which the
+    //    region checks on every open;
+    // 5. `Sync`: the supertrait bound `SharedSized: Sync` makes the compiler check it (it
+    //    follows from the fields, which are all `Sync`); the struct's methods are the
+    //    fields' methods, each safe to call concurrently by their own contract.
+    quote! {
+        const _: fn() = || {
+            fn #check_fn<T: ::shmstate::SharedSized>() {}
+            #(#field_checks)*
+        };
+        const _: () = {
+            ::core::assert!(
+                ::core::mem::size_of::<#ident>() == #(#sizes)+*,
+                #padding_msg
+            );
+            ::core::assert!(
+                ::core::mem::align_of::<#ident>() <= #REGION_OBJECT_ALIGN,
+                #align_msg
+            );
+            #(#field_aligns)*
+        };
+
+        #[automatically_derived]
+        unsafe impl ::shmstate::SharedSized for #ident {
+            const TAG: ::shmstate::TypeTag = ::shmstate::TypeTag::record(
+                #name,
+                ::core::mem::size_of::<#ident>(),
+                ::core::mem::align_of::<#ident>(),
+                &[#(#tag_fields),*],
+            );
+        }
+    }
+}
+
+fn expand_element(ident: &Ident, fields: &[FieldInfo]) -> TokenStream2 {
+    let name = lit(&ident.unraw().to_string(), ident.span());
+    let elem_fields = fields.iter().map(|f| {
+        let ty = &f.ty;
+        let member = &f.member;
+        let field_name = lit(&f.name, ty.span());
+        // Spanned on the field's type: a field that is not an `Element` is named in the
+        // error.
+        let elem = quote_spanned! {ty.span()=> <#ty as ::shmstate::Element>::ELEM };
+        quote! {
+            ::shmstate::Field {
+                name: #field_name,
+                offset: ::core::mem::offset_of!(#ident, #member),
+                ty: #elem,
+            }
+        }
+    });
+    quote! {
+        #[automatically_derived]
+        impl ::shmstate::Element for #ident {
+            const ELEM: ::shmstate::Elem = ::shmstate::Elem::record(
+                #name,
+                ::core::mem::size_of::<#ident>(),
+                ::core::mem::align_of::<#ident>(),
+                &[#(#elem_fields),*],
+            );
+        }
+    }
+}
