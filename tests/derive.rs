@@ -329,3 +329,14 @@ fn derived_struct_reopens_by_name() {
         Err(RegionError::TypeMismatch { .. })
     ));
 }
+
+/// Each refusal is a compile error that names the problem: a field that is not
+/// `SharedSized`/`Element`, no `#[repr(C)]` or `#[repr(packed)]`, padding, alignment above
+/// 64, generic parameters, an enum, a union, a struct without fields
+/// (`tests/derive_fail/*.rs`, with the expected errors in the `.stderr` files next to them;
+/// regenerate with `TRYBUILD=overwrite` after a compiler upgrade changes their wording).
+#[test]
+#[cfg_attr(miri, ignore = "runs the compiler")]
+fn derive_refuses_what_would_be_unsound_at_compile_time() {
+    trybuild::TestCases::new().compile_fail("tests/derive_fail/*.rs");
+}

@@ -46,7 +46,7 @@
 
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
-use quote::{format_ident, quote, quote_spanned};
+use quote::{quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{Data, DeriveInput, Fields, Ident, LitStr, Member, Type, parse_macro_input};
@@ -316,16 +316,12 @@ fn check_repr(input: &DeriveInput, kind: Kind) -> syn::Result<()> {
         })?;
     }
     if !c {
-        let what = match kind {
-            Kind::Shared => "a shared struct",
-            Kind::Element => "an element",
-        };
         return Err(syn::Error::new(
             input.ident.span(),
             format!(
                 "{derive} needs #[repr(C)] on the struct: without it the compiler chooses the \
-                 field order, which may differ between the builds of the processes sharing \
-                 {what}"
+                 field order and offsets, which may differ between the builds of the processes \
+                 that share it"
             ),
         ));
     }
@@ -339,15 +335,6 @@ fn lit(s: &str, span: Span) -> LitStr {
 
 fn expand_shared(ident: &Ident, fields: &[FieldInfo]) -> TokenStream2 {
     let name = lit(&ident.unraw().to_string(), ident.span());
-
-    // (a) Every field is `SharedSized`: one bound per field, spanned on the field's type,
-    // so a wrong field is named in the error.
-    let field_checks = fields.iter().map(|f| {
-        let ty = &f.ty;
-        quote_spanned! {ty.span()=>
-            field_must_be_shared_sized::<#ty>();
-        }
-    });
 
     // (c) No padding: the fields' sizes add up to the struct's.
     let sizes = fields.iter().map(|f| {
@@ -373,20 +360,28 @@ fn expand_shared(ident: &Ident, fields: &[FieldInfo]) -> TokenStream2 {
             "#[derive(Shared)]: field `{}` of `{ident}` is not aligned for its type",
             f.name
         );
-        quote! {
+        quote_spanned! {ty.span()=>
             ::core::assert!(
-                ::core::mem::offset_of!(#ident, #member) % ::core::mem::align_of::<#ty>() == 0
-                    && ::core::mem::align_of::<#ident>() % ::core::mem::align_of::<#ty>() == 0,
+                ::core::primitive::usize::is_multiple_of(
+                    ::core::mem::offset_of!(#ident, #member),
+                    ::core::mem::align_of::<#ty>(),
+                ) && ::core::primitive::usize::is_multiple_of(
+                    ::core::mem::align_of::<#ident>(),
+                    ::core::mem::align_of::<#ty>(),
+                ),
                 #msg
             );
         }
     });
 
+    // (a) Every field is `SharedSized`: its tag is read through a function bounded by
+    // `SharedSized`, called at the field's type's span, so a wrong field is named in the
+    // error ("required by a bound in `field_must_be_shared_sized`").
     let tag_fields = fields.iter().map(|f| {
         let ty = &f.ty;
         let member = &f.member;
         let field_name = lit(&f.name, ty.span());
-        let tag = quote_spanned! {ty.span()=> <#ty as ::shmstate::SharedSized>::TAG };
+        let tag = quote_spanned! {ty.span()=> field_must_be_shared_sized::<#ty>() };
         quote! {
             ::shmstate::Field {
                 name: #field_name,
@@ -396,28 +391,8 @@ fn expand_shared(ident: &Ident, fields: &[FieldInfo]) -> TokenStream2 {
         }
     });
 
-    let check_fn = format_ident!("field_must_be_shared_sized");
-    // SAFETY (of the generated `unsafe impl`): `SharedSized` items 1 to 5 hold for the
-    // struct because they hold for each field and the struct adds no bytes of its own:
-    // 1. all-zero bytes are valid: every field is `SharedSized` (checked above), so zero
-    //    bytes are each field's initial state, and with no padding (checked) the struct's
-    //    bytes are exactly its fields' bytes;
-    // 2. every bit pattern is valid, by the same argument: each field accepts any bytes and
-    //    no byte lies outside a field;
-    // 3. no pointers or handles: the fields have none, and the struct has no `Drop` of its
-    //    own that could matter (a `SharedSized` type needs none);
-    // 4. fixed layout: `#[repr(C)]` without `packed` (refused above), no padding, every
-    //    field aligned, alignment ≤ 64 (all asserted in the `const` below); size,
-    //    alignment and every field's name, offset and tag are recorded in `TAG`, which the
-    //    region checks on every open;
-    // 5. `Sync`: the supertrait bound `SharedSized: Sync` makes the compiler check it (it
-    //    follows from the fields, which are all `Sync`); the struct's methods are the
-    //    fields' methods, each safe to call concurrently by their own contract.
-    quote! {
-        const _: fn() = || {
-            fn #check_fn<T: ::shmstate::SharedSized>() {}
-            #(#field_checks)*
-        };
+    // The layout assertions are spanned on the struct's name: a failure points at it.
+    let layout_checks = quote_spanned! {ident.span()=>
         const _: () = {
             ::core::assert!(
                 ::core::mem::size_of::<#ident>() == #(#sizes)+*,
@@ -429,28 +404,55 @@ fn expand_shared(ident: &Ident, fields: &[FieldInfo]) -> TokenStream2 {
             );
             #(#field_aligns)*
         };
+    };
+
+    // SAFETY (of the generated `unsafe impl`): `SharedSized` items 1 to 5 hold for the
+    // struct because they hold for each field and the struct adds no bytes of its own:
+    // 1. all-zero bytes are valid: every field is `SharedSized` (the bound on
+    //    `field_must_be_shared_sized`), so zero bytes are each field's initial state, and
+    //    with no padding (asserted) the struct's bytes are exactly its fields' bytes;
+    // 2. every bit pattern is valid, by the same argument: each field accepts any bytes and
+    //    no byte lies outside a field;
+    // 3. no pointers or handles: the fields have none and the struct adds nothing; a
+    //    `Drop` the user might add is never relied on (the region never drops objects);
+    // 4. fixed layout: `#[repr(C)]` without `packed` (required above), no padding, every
+    //    field aligned, alignment ≤ 64 (all asserted); size, alignment and every field's
+    //    name, offset and tag are recorded in `TAG`, which the region checks on every open;
+    // 5. `Sync`: the supertrait bound `SharedSized: Sync` makes the compiler check it (it
+    //    follows from the fields, which are all `Sync`); safe code can do nothing with a
+    //    `&Stats` but call the fields' methods, each safe to call concurrently by their
+    //    own contract.
+    quote! {
+        #layout_checks
 
         #[automatically_derived]
         unsafe impl ::shmstate::SharedSized for #ident {
-            const TAG: ::shmstate::TypeTag = ::shmstate::TypeTag::record(
-                #name,
-                ::core::mem::size_of::<#ident>(),
-                ::core::mem::align_of::<#ident>(),
-                &[#(#tag_fields),*],
-            );
+            const TAG: ::shmstate::TypeTag = {
+                const fn field_must_be_shared_sized<T: ::shmstate::SharedSized>()
+                    -> ::shmstate::TypeTag
+                {
+                    <T as ::shmstate::SharedSized>::TAG
+                }
+                ::shmstate::TypeTag::record(
+                    #name,
+                    ::core::mem::size_of::<#ident>(),
+                    ::core::mem::align_of::<#ident>(),
+                    &[#(#tag_fields),*],
+                )
+            };
         }
     }
 }
 
 fn expand_element(ident: &Ident, fields: &[FieldInfo]) -> TokenStream2 {
     let name = lit(&ident.unraw().to_string(), ident.span());
+    // Every field is an `Element`: as for `Shared`, read through a bounded function called
+    // at the field's type's span.
     let elem_fields = fields.iter().map(|f| {
         let ty = &f.ty;
         let member = &f.member;
         let field_name = lit(&f.name, ty.span());
-        // Spanned on the field's type: a field that is not an `Element` is named in the
-        // error.
-        let elem = quote_spanned! {ty.span()=> <#ty as ::shmstate::Element>::ELEM };
+        let elem = quote_spanned! {ty.span()=> field_must_be_element::<#ty>() };
         quote! {
             ::shmstate::Field {
                 name: #field_name,
@@ -462,12 +464,17 @@ fn expand_element(ident: &Ident, fields: &[FieldInfo]) -> TokenStream2 {
     quote! {
         #[automatically_derived]
         impl ::shmstate::Element for #ident {
-            const ELEM: ::shmstate::Elem = ::shmstate::Elem::record(
-                #name,
-                ::core::mem::size_of::<#ident>(),
-                ::core::mem::align_of::<#ident>(),
-                &[#(#elem_fields),*],
-            );
+            const ELEM: ::shmstate::Elem = {
+                const fn field_must_be_element<T: ::shmstate::Element>() -> ::shmstate::Elem {
+                    <T as ::shmstate::Element>::ELEM
+                }
+                ::shmstate::Elem::record(
+                    #name,
+                    ::core::mem::size_of::<#ident>(),
+                    ::core::mem::align_of::<#ident>(),
+                    &[#(#elem_fields),*],
+                )
+            };
         }
     }
 }
