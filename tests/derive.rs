@@ -22,15 +22,14 @@ struct Config {
     ratio: f64,
 }
 
-/// A service's statistics: 64 + 64 + 8 + 8 + 24 + 24 = 192 bytes, a multiple of its
-/// alignment (64, from `Counter`), so no padding.
+/// A service's statistics: fields of 64 + 64 + 8 + 24 + 24 = 184 bytes with no gap, then 8
+/// bytes of tail padding up to its alignment (64, from `Counter`).
 #[derive(Shared)]
 #[repr(C)]
 struct Stats {
     requests: Counter,
     errors: Counter,
     in_flight: Value<i64>,
-    generation: Value<u64>,
     config: SeqLock<Config>,
     totals: Mutex<[u64; 2]>,
 }
@@ -76,14 +75,12 @@ fn derived_struct_is_one_object_shared_by_forked_processes() {
             drop(totals);
             stats.in_flight.fetch_sub(1, Relaxed);
         }
-        stats.generation.store(1, Relaxed);
     });
     common::wait_all(&pids, Duration::from_secs(50));
 
     assert_eq!(stats.requests.get(), 2 * PER_CHILD);
     assert_eq!(stats.errors.get(), PER_CHILD);
     assert_eq!(stats.in_flight.load(Relaxed), 0);
-    assert_eq!(stats.generation.load(Relaxed), 1);
     assert_eq!(
         *stats.totals.lock().unwrap(),
         [2 * PER_CHILD, 4 * PER_CHILD]
@@ -156,6 +153,34 @@ fn derived_tag_records_name_layout_and_every_field() {
         ],
     );
     assert_eq!(<Pair as SharedSized>::TAG, expected);
+
+    // Tail padding (after the last field, up to the alignment) is allowed and recorded in
+    // the size.
+    #[derive(Shared)]
+    #[repr(C)]
+    struct Tail {
+        requests: Counter,
+        config: SeqLock<Config>,
+    }
+    let expected = TypeTag::record(
+        "Tail",
+        128,
+        64,
+        &[
+            Field {
+                name: "requests",
+                offset: 0,
+                ty: <Counter as Shared>::TAG,
+            },
+            Field {
+                name: "config",
+                offset: 64,
+                ty: <SeqLock<Config> as Shared>::TAG,
+            },
+        ],
+    );
+    assert_eq!(<Tail as SharedSized>::TAG, expected);
+    assert_eq!(<Tail as Shared>::size_for(1), Some(128));
 }
 
 /// The derived element is exactly the hand-written `Elem::record`.
@@ -331,7 +356,8 @@ fn derived_struct_reopens_by_name() {
 }
 
 /// Each refusal is a compile error that names the problem: a field that is not
-/// `SharedSized`/`Element`, no `#[repr(C)]` or `#[repr(packed)]`, padding, alignment above
+/// `SharedSized`/`Element`, no `#[repr(C)]` or `#[repr(packed)]`, a gap between fields,
+/// alignment above
 /// 64, generic parameters, an enum, a union, a struct without fields
 /// (`tests/derive_fail/*.rs`, with the expected errors in the `.stderr` files next to them;
 /// regenerate with `TRYBUILD=overwrite` after a compiler upgrade changes their wording).

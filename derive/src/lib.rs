@@ -90,9 +90,9 @@ const REGION_OBJECT_ALIGN: usize = 64;
 /// # What it checks
 ///
 /// The placement contract (`shmstate::Shared`, items 1 to 5) holds for a struct when it
-/// holds for every field and the struct adds nothing of its own: no padding, a fixed
-/// layout, alignment the region can give. The derive checks each of these; a struct that
-/// fails one does not compile:
+/// holds for every field and the struct adds nothing of its own: no bytes between fields,
+/// a fixed layout, alignment the region can give. The derive checks each of these; a
+/// struct that fails one does not compile:
 ///
 /// - **Every field is `SharedSized`** (a primitive such as `Counter`, `Value<u32>`,
 ///   `SeqLock<T>`, `Mutex<T>`, or another derived struct), so all-zero bytes are a valid
@@ -100,9 +100,10 @@ const REGION_OBJECT_ALIGN: usize = 64;
 ///   field's type: "the trait bound `…: SharedSized` is not satisfied".
 /// - **`#[repr(C)]`**, so the layout is the same in every build that maps the region
 ///   (`align(N)` may be added). Not `packed`: atomics must be aligned.
-/// - **No padding**: the struct's size is the sum of its fields' sizes, so every byte of
-///   it belongs to a field (a `Counter` is 64 bytes aligned to 64; put fields of smaller
-///   alignment after the larger ones, or fill a gap with a field of your own).
+/// - **No padding between fields**: each field starts where the one before it ends (put
+///   fields of larger alignment first: a `Counter` is a 64-byte line aligned to 64).
+///   Padding after the last field, up to the struct's alignment, is allowed: it belongs
+///   to no field and is never read or written through the struct.
 /// - **Alignment at most 64 bytes**, the alignment of objects in a region, and every
 ///   field at an offset aligned for its type.
 /// - **A plain struct**: named fields or a tuple struct (whose fields are named `0`, `1`,
@@ -284,8 +285,8 @@ fn struct_fields(input: &DeriveInput, kind: Kind) -> syn::Result<Vec<FieldInfo>>
 }
 
 /// Requires `#[repr(C)]`; refuses `packed` for a shared struct (its atomics would be
-/// misaligned). `align(N)` is accepted: a shared struct's size and alignment are checked by
-/// const assertions, an element's padding by bytemuck.
+/// misaligned). `align(N)` is accepted: a shared struct's alignment and field layout are
+/// checked by const assertions, an element's padding by bytemuck.
 fn check_repr(input: &DeriveInput, kind: Kind) -> syn::Result<()> {
     let derive = kind.derive();
     let mut c = false;
@@ -336,16 +337,30 @@ fn lit(s: &str, span: Span) -> LitStr {
 fn expand_shared(ident: &Ident, fields: &[FieldInfo]) -> TokenStream2 {
     let name = lit(&ident.unraw().to_string(), ident.span());
 
-    // (c) No padding: the fields' sizes add up to the struct's.
-    let sizes = fields.iter().map(|f| {
-        let ty = &f.ty;
-        quote! { ::core::mem::size_of::<#ty>() }
+    // (c) No padding between fields: each field starts where the one before it ends. (Tail
+    // padding, after the last field up to the struct's alignment, is allowed: see the
+    // SAFETY comment below.)
+    let gaps = fields.iter().enumerate().map(|(i, f)| {
+        let member = &f.member;
+        let start = match i.checked_sub(1).map(|p| &fields[p]) {
+            None => quote! { 0 },
+            Some(prev) => {
+                let (prev_member, prev_ty) = (&prev.member, &prev.ty);
+                quote! {
+                    ::core::mem::offset_of!(#ident, #prev_member)
+                        + ::core::mem::size_of::<#prev_ty>()
+                }
+            }
+        };
+        let msg = format!(
+            "#[derive(Shared)]: `{ident}` has padding before field `{}`, bytes that belong to \
+             no field: put fields of larger alignment first",
+            f.name
+        );
+        quote_spanned! {member.span()=>
+            ::core::assert!(::core::mem::offset_of!(#ident, #member) == #start, #msg);
+        }
     });
-    let padding_msg = format!(
-        "#[derive(Shared)]: `{ident}` has padding (its size is more than the sum of its \
-         fields' sizes), bytes that belong to no field: put fields of larger alignment first, \
-         or fill the gap with fields of your own (e.g. `Value<u64>`s)"
-    );
     // (e) The region aligns objects to 64 bytes.
     let align_msg = format!(
         "#[derive(Shared)]: `{ident}` is aligned to more than {REGION_OBJECT_ALIGN} bytes, the \
@@ -394,10 +409,7 @@ fn expand_shared(ident: &Ident, fields: &[FieldInfo]) -> TokenStream2 {
     // The layout assertions are spanned on the struct's name: a failure points at it.
     let layout_checks = quote_spanned! {ident.span()=>
         const _: () = {
-            ::core::assert!(
-                ::core::mem::size_of::<#ident>() == #(#sizes)+*,
-                #padding_msg
-            );
+            #(#gaps)*
             ::core::assert!(
                 ::core::mem::align_of::<#ident>() <= #REGION_OBJECT_ALIGN,
                 #align_msg
@@ -407,20 +419,23 @@ fn expand_shared(ident: &Ident, fields: &[FieldInfo]) -> TokenStream2 {
     };
 
     // SAFETY (of the generated `unsafe impl`): `SharedSized` items 1 to 5 hold for the
-    // struct because they hold for each field and the struct adds no bytes of its own:
+    // struct because they hold for each field and the struct adds nothing but tail padding:
     // 1. all-zero bytes are valid: every field is `SharedSized` (the bound on
-    //    `field_must_be_shared_sized`), so zero bytes are each field's initial state, and
-    //    with no padding (asserted) the struct's bytes are exactly its fields' bytes;
-    // 2. every bit pattern is valid, by the same argument: each field accepts any bytes and
-    //    no byte lies outside a field;
+    //    `field_must_be_shared_sized`), so zero bytes are each field's initial state; the
+    //    fields are contiguous (asserted), so the struct's bytes are its fields' bytes and
+    //    the tail padding after the last one;
+    // 2. every bit pattern is valid: each field accepts any bytes, and padding bytes are
+    //    not part of a value's validity (they are never read or written through a `&Self`:
+    //    a shared object is only reached by reference to its fields; the crate's own
+    //    `Mutex<u8>` has such padding too);
     // 3. no pointers or handles: the fields have none and the struct adds nothing; a
     //    `Drop` the user might add is never relied on (the region never drops objects);
-    // 4. fixed layout: `#[repr(C)]` without `packed` (required above), no padding, every
-    //    field aligned, alignment ≤ 64 (all asserted); size, alignment and every field's
+    // 4. fixed layout: `#[repr(C)]` without `packed` (required above), fields contiguous
+    //    and aligned, alignment ≤ 64 (all asserted); size, alignment and every field's
     //    name, offset and tag are recorded in `TAG`, which the region checks on every open;
     // 5. `Sync`: the supertrait bound `SharedSized: Sync` makes the compiler check it (it
     //    follows from the fields, which are all `Sync`); safe code can do nothing with a
-    //    `&Stats` but call the fields' methods, each safe to call concurrently by their
+    //    `&Self` but call the fields' methods, each safe to call concurrently by their
     //    own contract.
     quote! {
         #layout_checks

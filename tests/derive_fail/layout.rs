@@ -1,4 +1,4 @@
-// Padding (bytes of no field) and an alignment above the region's 64 bytes.
+// Padding between fields (bytes of no field) and an alignment above the region's 64 bytes.
 use shmstate::{Counter, Shared, Value};
 
 #[derive(Shared)]
