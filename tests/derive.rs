@@ -231,6 +231,29 @@ fn derived_element_records_name_layout_and_every_field() {
         ],
     );
     assert_eq!(Limits::ELEM, expected);
+
+    // A packed element (a wire format) records its packed offsets and alignment 1.
+    #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Element)]
+    #[repr(C, packed)]
+    struct Wire(u8, u32);
+    let expected = Elem::record(
+        "Wire",
+        5,
+        1,
+        &[
+            Field {
+                name: "0",
+                offset: 0,
+                ty: Elem::U8,
+            },
+            Field {
+                name: "1",
+                offset: 1,
+                ty: Elem::U32,
+            },
+        ],
+    );
+    assert_eq!(Wire::ELEM, expected);
 }
 
 mod same_layout {
