@@ -29,35 +29,13 @@ use shmstate::{Condvar, LockResult, Mutex, MutexGuard, SeqLock, Timeout};
 ///
 /// Any bytes are a valid slot (a peer may write anything): `full` other than 0 reads as
 /// full.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable, shmstate::Element)]
 #[repr(C)]
 pub struct Slot {
     /// The message, meaningful while `full` is set.
     pub value: u64,
     /// 0: empty; anything else: full.
     pub full: u64,
-}
-
-// The slot's identity in a region: its name and fields, so that a region refuses to hand
-// out another type's mutex as this one.
-impl shmstate::Element for Slot {
-    const ELEM: shmstate::Elem = shmstate::Elem::record(
-        "Slot",
-        size_of::<Slot>(),
-        align_of::<Slot>(),
-        &[
-            shmstate::Field {
-                name: "value",
-                offset: core::mem::offset_of!(Slot, value),
-                ty: <u64 as shmstate::Element>::ELEM,
-            },
-            shmstate::Field {
-                name: "full",
-                offset: core::mem::offset_of!(Slot, full),
-                ty: <u64 as shmstate::Element>::ELEM,
-            },
-        ],
-    );
 }
 
 /// A one-slot mailbox: [`put`](Self::put) waits until the slot is empty and fills it;
