@@ -87,8 +87,9 @@ use sealed::Storage;
 pub trait ValueType:
     sealed::Storage + Copy + Default + fmt::Debug + PartialEq + Send + Sync + 'static
 {
-    /// The element code a region records for a `Value<Self>`.
-    const ELEM: Elem;
+    /// The element code a region records for a `Value<Self>` (for the numeric types, the same
+    /// as [`Element::ELEM`](crate::Element); `bool`, which is not `Pod`, has its own).
+    const VALUE_ELEM: Elem;
 }
 
 /// One atomic value of type `T` (an integer, `bool`, `f32` or `f64`) that may be shared

@@ -88,7 +88,7 @@ impl sealed::Storage for bool {
 }
 
 impl ValueType for bool {
-    const ELEM: Elem = Elem::BOOL;
+    const VALUE_ELEM: Elem = Elem::BOOL;
 }
 
 #[cfg(not(loom))]

@@ -56,7 +56,7 @@ macro_rules! float_value {
         }
 
         impl ValueType for $t {
-            const ELEM: Elem = Elem::$elem;
+            const VALUE_ELEM: Elem = Elem::$elem;
         }
 
         #[cfg(not(loom))]

@@ -54,7 +54,7 @@ macro_rules! int_value {
         }
 
         impl ValueType for $t {
-            const ELEM: Elem = Elem::$elem;
+            const VALUE_ELEM: Elem = Elem::$elem;
         }
 
         #[cfg(not(loom))]
