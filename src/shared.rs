@@ -57,6 +57,11 @@ pub unsafe trait Shared: Sync {
 /// # Safety
 ///
 /// As for [`Shared`], items 1 to 5.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a shared type: it cannot be placed in a region",
+    label = "not `SharedSized`",
+    note = "shared types are the crate's primitives (`Counter`, `Value<T>`, `Mutex<T>`, ...) and `#[repr(C)]` structs of them with `#[derive(shmstate::Shared)]`"
+)]
 pub unsafe trait SharedSized: Sync + Sized {
     /// The type's identity, recorded in the region's directory.
     const TAG: TypeTag;
@@ -411,6 +416,11 @@ pub struct Field<T> {
 /// assert_eq!(region.get::<Mutex<Point>>("origin")?.lock().unwrap().x, 1.5);
 /// # Ok::<(), RegionError>(())
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no identity for a region (`Element`)",
+    label = "not an `Element`",
+    note = "the integers, floats and arrays of them are elements; give a `#[repr(C)]` Pod struct one with `#[derive(shmstate::Element)]`"
+)]
 pub trait Element: bytemuck::Pod {
     /// This type's identity.
     const ELEM: Elem;

@@ -16,7 +16,7 @@ use common::HeapMem as SharedMem;
 #[cfg(not(miri))]
 use common::SharedMem;
 use shmstate::{
-    Elem, Element, Field, SeqLock, SeqLockArray, SeqLockError, Shared, TimedLockError, WriteTimeout,
+    Elem, Element, Field, SeqLock, SeqLockArray, SeqLockError, Shared, TimedLockError, Timeout,
 };
 
 /// `T`'s identity for a region ([`Element`]), by hand: `T`'s name, size, alignment and
@@ -223,7 +223,7 @@ fn live_writer_mid_write_makes_bounded_reads_report_writer_active() {
         assert_eq!(s.try_read(), Err(SeqLockError::WriterActive));
         assert_eq!(
             s.read_timeout(Duration::from_millis(30)),
-            Err(SeqLockError::WriterActive)
+            Err(SeqLockError::Timeout)
         );
         assert!(matches!(
             s.lock_timeout(Duration::from_millis(30)),
@@ -659,8 +659,8 @@ mod overlap {
     }
 }
 
-/// Every copy overlaps a write (see `overlap`): timed reads give up with `WriterActive` at
-/// their deadline, not before, and never hand out the copy.
+/// Every copy overlaps a write (see `overlap`): timed reads give up with `Timeout` at their
+/// deadline, not before, and never hand out the copy (`try_read`: `WriterActive`).
 #[test]
 #[cfg_attr(miri, ignore = "mprotect and signal handlers")]
 fn read_timeout_gives_up_while_new_writes_keep_overlapping_the_copy() {
@@ -683,7 +683,7 @@ fn read_timeout_gives_up_while_new_writes_keep_overlapping_the_copy() {
             let start = std::time::Instant::now();
             assert_eq!(
                 s.read_timeout(timeout).map(drop),
-                Err(SeqLockError::WriterActive),
+                Err(SeqLockError::Timeout),
                 "read_timeout({timeout:?}) while the sequence kept changing"
             );
             assert!(start.elapsed() >= timeout);
@@ -717,7 +717,7 @@ fn snapshot_timeout_gives_up_while_new_writes_keep_overlapping_the_copy() {
             let start = std::time::Instant::now();
             assert_eq!(
                 a.snapshot_timeout(&mut out, timeout),
-                Err(SeqLockError::WriterActive),
+                Err(SeqLockError::Timeout),
                 "snapshot_timeout({timeout:?}) while the sequence kept changing"
             );
             assert!(start.elapsed() >= timeout);
@@ -743,7 +743,7 @@ fn write_batch_timeout_gives_up_on_a_held_element_and_releases_the_locks_it_took
         });
         held_rx.recv().unwrap();
         let r = a.write_batch_timeout(Duration::from_millis(30), |v, _| v[0] = 100);
-        assert_eq!(r, Err(WriteTimeout));
+        assert_eq!(r, Err(Timeout));
         // Element 0's lock, taken before the timeout, was released; nothing was written.
         assert!(
             a.slot(0)

@@ -335,7 +335,7 @@ fn value_types_record_the_element_identity() {
     fn same<T: ValueType + Element>() -> Elem {
         let elem = <T as Element>::ELEM;
         assert_eq!(
-            <T as ValueType>::ELEM,
+            <T as ValueType>::VALUE_ELEM,
             elem,
             "{}",
             core::any::type_name::<T>()
@@ -360,7 +360,7 @@ fn value_types_record_the_element_identity() {
     ];
     // `bool` is not `Pod` (not every byte is a bool), so not an `Element`: its code is
     // its own.
-    assert!(!elements.contains(&<bool as ValueType>::ELEM));
+    assert!(!elements.contains(&<bool as ValueType>::VALUE_ELEM));
 }
 
 /// Two shared structs (structs of primitives, with a [`TypeTag::record`] identity) of the
