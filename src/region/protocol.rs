@@ -37,9 +37,9 @@
 //! | step | left behind | repaired by, how fast |
 //! |------|-------------|-----------------------|
 //! | before the claim | nothing | — |
-//! | `CLAIMED`: name or type being written, space maybe allocated | an entry naming a dead owner | the next process that reaches it probes the owner between 10 ms slices and re-claims the entry for its own name (unit test `a_dead_claim_is_taken_over`); allocated space leaks |
+//! | `CLAIMED`: name or type being written, space maybe allocated | an entry naming a dead owner | the next process that reaches it probes the owner between 10 ms slices and re-claims the entry for its own name (unit test `a_dead_claim_is_taken_over`); allocated space leaks; failpoint test |
 //! | `INITIALISING`: object being zeroed or `init` running | the same, with the name published | a process waiting for that name takes it over and restarts from zeroed bytes with its own `init` within a slice (`tests/region_takeover.rs`) |
-//! | `READY` published, waiters not yet woken | sleepers on a ready entry | each re-checks after its slice (10 ms) |
+//! | `READY` published, waiters not yet woken | sleepers on a ready entry | each re-checks after its slice (10 ms); failpoint test |
 //! | `init` panicked | an abandoned entry (owner 0) | the next caller takes it over at once |
 //!
 //! # Limits
@@ -366,6 +366,7 @@ impl Region {
             }
         };
         e.offset.store(offset as u64, Ordering::Relaxed);
+        crate::failpoint::hit(crate::failpoint::Point::RegionClaimed);
         if !transition(e, me, state::CLAIMED, state::make(me, state::INITIALISING)) {
             return Err(lost(want));
         }
@@ -514,6 +515,9 @@ fn transition(e: &Entry, me: u32, from: u32, to: u32) -> bool {
             .compare_exchange_weak(s, to, Ordering::Release, Ordering::Relaxed)
         {
             Ok(prev) => {
+                if state::phase(to) == state::READY {
+                    crate::failpoint::hit(crate::failpoint::Point::RegionReadyUnwoken);
+                }
                 if state::has_waiters(prev) {
                     futex::wake_all(&e.state);
                 }

@@ -68,7 +68,10 @@ fn reader_woken_by_live_writes_does_not_probe_per_sleep() {
     });
     eprintln!("reader: {sleeps} sleeps, {probes} probes");
     assert!(sleeps >= ROUNDS / 2, "the reader slept only {sleeps} times");
-    assert!(probes <= sleeps * 3 / 4, "{probes} probes for {sleeps} sleeps");
+    assert!(
+        probes <= sleeps * 3 / 4,
+        "{probes} probes for {sleeps} sleeps"
+    );
 }
 
 /// The same for a writer waiting for the write lock held by a live writer.
@@ -99,5 +102,8 @@ fn writer_woken_by_live_unlocks_does_not_probe_per_sleep() {
     });
     eprintln!("writer: {sleeps} sleeps, {probes} probes");
     assert!(sleeps >= ROUNDS / 2, "the waiter slept only {sleeps} times");
-    assert!(probes <= sleeps * 3 / 4, "{probes} probes for {sleeps} sleeps");
+    assert!(
+        probes <= sleeps * 3 / 4,
+        "{probes} probes for {sleeps} sleeps"
+    );
 }
