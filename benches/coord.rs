@@ -20,6 +20,9 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
+// Relaxed throughout: the counts are reset before the workers start (fork synchronises)
+// and read after the runner saw them done (Release/Acquire on its `done` word); the
+// exclusion a count relies on comes from the primitive under test (see `bump`).
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use common::{PosixSem, PthreadBarrier, Shm, Weight, Workers, concurrent, single, tune};
@@ -144,7 +147,7 @@ fn semaphore_contended(c: &mut Criterion) {
     g.finish();
 }
 
-/// Two eventfds, made before the fork so both processes hold them.
+/// An eventfd (counter 0, blocking), made before the fork so both processes hold it.
 fn eventfd() -> File {
     let fd: OwnedFd =
         rustix::event::eventfd(0, rustix::event::EventfdFlags::empty()).expect("eventfd");
@@ -231,8 +234,9 @@ fn barrier(c: &mut Criterion) {
     let mut g = common::group(c, format!("barrier_{}", w.label()));
     tune(&mut g, Weight::Spawning);
     g.throughput(Throughput::Elements(1));
-    // An atomic RMW: the leader of one round and the other party's next round may run
-    // at the same time; only the leader of each round counts.
+    // Leaders of successive rounds may be different processes; the barrier orders their
+    // increments, but an atomic RMW does not rely on it (so a broken barrier shows as a
+    // wrong number of leaders, not as lost counts).
     let leaders = Shm::new(AtomicU64::new(0));
 
     let b = Shm::new(Barrier::new(2));
