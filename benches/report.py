@@ -64,6 +64,12 @@ MEANING = {
     "seqlock_read64_2readers": "consistent 64-byte read, 2 readers, no writer",
     "seqlock_read64_1reader_1writer": "consistent 64-byte read, 1 reader, a writer looping",
     "seqlock_array_snapshot_1000f64": "consistent copy of 1,000 f64, one thread",
+    "semaphore_uncontended": "acquire + increment + release, one permit, one thread",
+    "semaphore_contended_2procs": "acquire + increment + release, one permit, 2 processes",
+    "event_pingpong_2procs": "set-to-wake round trip between 2 processes, two flags",
+    "barrier_2procs": "one round of a 2-process barrier",
+    "queue_oneway_2procs": "one u64 message, one process sending, one receiving",
+    "queue_pingpong_2procs": "one u64 message there and back between 2 processes",
 }
 
 GROUP_ORDER = list(MEANING)
@@ -71,6 +77,7 @@ GROUP_ORDER = list(MEANING)
 BENCH_FILE = {
     "counter": "counters", "striped": "counters", "f64": "counters",
     "mutex": "locks", "rwlock": "locks", "condvar": "locks", "seqlock": "seqlock",
+    "semaphore": "coord", "event": "coord", "barrier": "coord", "queue": "coord",
 }
 
 
@@ -145,6 +152,20 @@ PY_VS_CRITERION = [
      "Manager().Value (+Lock) vs Value<u64>::fetch_add", None),
     ("array_full_read", "seqlock_array_snapshot_1000f64", "shmstate_seqlock_array", 1,
      "Array('d', 1000)[:] under get_lock() vs SeqLockArray snapshot (1 reader)", None),
+    # The coordination paths (benches/coord.rs): an uncontended semaphore is one process,
+    # and a round trip, barrier round or queue message is one iteration of its row.
+    ("semaphore_uncontended", "semaphore_uncontended", "shmstate_semaphore", 1,
+     "Semaphore(1) acquire+release, 1 process", None),
+    ("semaphore_contended", "semaphore_contended_2procs", "shmstate_semaphore", 2,
+     "Semaphore(1) acquire+release, 2 processes", None),
+    ("event_pingpong", "event_pingpong_2procs", "shmstate_event", 1,
+     "Event set/wait round trip (2 events)", None),
+    ("barrier_round", "barrier_2procs", "shmstate_barrier", 1,
+     "Barrier(2) round", None),
+    ("queue_oneway", "queue_oneway_2procs", "shmstate_queue", 1,
+     "Queue(1024) message, one way", None),
+    ("queue_pingpong", "queue_pingpong_2procs", "shmstate_queue", 1,
+     "Queue(1024) message there and back (2 queues)", None),
 ]
 
 
@@ -235,10 +256,16 @@ def markdown(rows, groups, py, mach, missing_targets, flagged, pyc):
         lines.append(f"### Against Python multiprocessing ({py['processes']} processes, "
                      f"{py['increments']} operations each; Python {py['python_version']})")
         lines.append("")
+        coord = ""
+        if py.get("coord_scale"):
+            coord = (f"; the coordination paths run with their own process count (1 for "
+                     f"`semaphore_uncontended`, else 2), and Event, Barrier and Queue "
+                     f"paths run increments/{py['coord_scale']} round trips, rounds or "
+                     f"messages, each one operation")
         lines.append("Reproduce: `python3 benches/python/compare.py --processes "
                      f"{py['processes']} --increments {py['increments']}`. Rates are per "
                      f"operation; Array reads run increments/{py['array_scale']} and Manager "
-                     f"paths increments/{py['manager_scale']} per process.")
+                     f"paths increments/{py['manager_scale']} per process{coord}.")
         lines.append("")
         lines.append("| path | operations | lost updates | ns/op | rate |")
         lines.append("|---|---:|---:|---:|---:|")
@@ -261,7 +288,9 @@ def markdown(rows, groups, py, mach, missing_targets, flagged, pyc):
     if pyc:
         lines.append("The same Python numbers against the criterion rows of this run (per "
                      "operation = per-iteration median / the row's workers: 2 processes, "
-                     "except the one-reader `SeqLockArray` snapshot):")
+                     "except the one-reader `SeqLockArray` snapshot, the one-thread "
+                     "semaphore, and the round trips, barrier rounds and queue messages, "
+                     "which are one per iteration):")
         lines.append("")
         lines.append("| comparison | Python ns/op | shmstate ns/op (criterion row) "
                      "| speed-up of shmstate | target |")

@@ -5,7 +5,7 @@
 #   benches/run_all.sh --quick    # smoke run: tiny sizes, checks every bench counts right;
 #                                 # its report goes to target/bench-results/, not BENCHMARKS.md
 #
-# Steps: cargo bench (criterion: counters, locks, seqlock), the Python multiprocessing
+# Steps: cargo bench (criterion: counters, locks, seqlock, coord), the Python multiprocessing
 # comparison (benches/python/compare.py, which runs `shmstate demo`), then benches/report.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +26,7 @@ else
     increments=200000
 fi
 
-cargo bench --bench counters --bench locks --bench seqlock 2>&1 | tee "$results/criterion.log"
+cargo bench --bench counters --bench locks --bench seqlock --bench coord 2>&1 | tee "$results/criterion.log"
 
 cargo build --release -p shmstate-cli
 python3 benches/python/compare.py --processes 2 --increments "$increments" \

@@ -1,8 +1,8 @@
 //! Helpers shared by the criterion benches: settings (full or quick), a shared anonymous
 //! mapping for any type, a fork-based multi-process runner with a start gate in shared
 //! memory, a scoped-thread runner with a start barrier, and glibc's process-shared
-//! `pthread_mutex_t` / `pthread_cond_t` placed in such a mapping (the alternative a C
-//! programmer would use).
+//! `pthread_mutex_t` / `pthread_cond_t` / `pthread_barrier_t` and POSIX `sem_t` placed in
+//! such a mapping (the alternatives a C programmer would use).
 //!
 //! Timing model for the concurrent benches: one criterion *iteration* is one operation by
 //! *each* worker, so `iters` iterations are `workers * iters` operations, and the reported
@@ -548,6 +548,113 @@ impl PthreadCond {
             );
             check("mutex_unlock", libc::pthread_mutex_unlock(m.raw()));
         }
+    }
+}
+
+/// A POSIX unnamed semaphore (`sem_init` with `pshared = 1`) in shared memory: glibc's
+/// process-shared counting semaphore (an atomic count, a futex when it must wait).
+#[repr(C)]
+pub struct PosixSem {
+    sem: UnsafeCell<libc::sem_t>,
+}
+
+// SAFETY: a process-shared `sem_t` is made for concurrent use through its pointer.
+unsafe impl Sync for PosixSem {}
+
+impl PosixSem {
+    /// A process-shared semaphore with `permits` permits in a new shared mapping.
+    pub fn new_shared(permits: u32) -> Shm<PosixSem> {
+        Shm::new_in_place(|p: *mut PosixSem| {
+            // SAFETY: `p` points to zeroed memory for a `PosixSem` at its final address,
+            // which it never leaves.
+            let rc =
+                unsafe { libc::sem_init(UnsafeCell::raw_get(&raw const (*p).sem), 1, permits) };
+            assert_eq!(
+                rc,
+                0,
+                "sem_init failed: {}",
+                std::io::Error::last_os_error()
+            );
+        })
+    }
+
+    /// `sem_wait`: takes a permit, waiting for one (retried on `EINTR`).
+    #[inline]
+    pub fn wait(&self) {
+        // SAFETY: the semaphore was initialised in place by `new_shared` and never moves.
+        while unsafe { libc::sem_wait(self.sem.get()) } != 0 {
+            let e = std::io::Error::last_os_error();
+            assert_eq!(
+                e.kind(),
+                std::io::ErrorKind::Interrupted,
+                "sem_wait failed: {e}"
+            );
+        }
+    }
+
+    /// `sem_post`: gives a permit back, waking a waiter if any.
+    #[inline]
+    pub fn post(&self) {
+        // SAFETY: as in `wait`.
+        let rc = unsafe { libc::sem_post(self.sem.get()) };
+        assert_eq!(
+            rc,
+            0,
+            "sem_post failed: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// A glibc `pthread_barrier_t` set up `PTHREAD_PROCESS_SHARED`, in shared memory.
+#[repr(C)]
+pub struct PthreadBarrier {
+    barrier: UnsafeCell<libc::pthread_barrier_t>,
+}
+
+// SAFETY: a process-shared barrier is made for concurrent use through its pointer.
+unsafe impl Sync for PthreadBarrier {}
+
+impl PthreadBarrier {
+    /// A process-shared barrier for `parties` parties in a new shared mapping.
+    pub fn new_shared(parties: u32) -> Shm<PthreadBarrier> {
+        Shm::new_in_place(|p: *mut PthreadBarrier| {
+            // SAFETY: `p` points to zeroed memory for a `PthreadBarrier` at its final
+            // address; the attribute object is initialised before use and destroyed after.
+            unsafe {
+                let mut attr: libc::pthread_barrierattr_t = std::mem::zeroed();
+                check(
+                    "barrierattr_init",
+                    libc::pthread_barrierattr_init(&mut attr),
+                );
+                check(
+                    "barrier setpshared",
+                    libc::pthread_barrierattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED),
+                );
+                check(
+                    "barrier_init",
+                    libc::pthread_barrier_init(
+                        UnsafeCell::raw_get(&raw const (*p).barrier),
+                        &attr,
+                        parties,
+                    ),
+                );
+                libc::pthread_barrierattr_destroy(&mut attr);
+            }
+        })
+    }
+
+    /// `pthread_barrier_wait`; true for the one party per round that gets
+    /// `PTHREAD_BARRIER_SERIAL_THREAD`.
+    #[inline]
+    pub fn wait(&self) -> bool {
+        // SAFETY: the barrier was initialised in place by `new_shared` and never moves.
+        let rc = unsafe { libc::pthread_barrier_wait(self.barrier.get()) };
+        if rc == libc::PTHREAD_BARRIER_SERIAL_THREAD {
+            return true;
+        }
+        check("barrier_wait", rc);
+        false
     }
 }
 

@@ -18,6 +18,13 @@ results for `benches/report.py`. Standard library only.
 `Array('d', 1000)` full reads have no `shmstate demo` counterpart, so they get no ratio
 here: `benches/report.py` pairs them with the criterion `SeqLockArray` snapshot of 1,000
 f64 (`benches/run_all.sh` runs both and writes that ratio into BENCHMARKS.md).
+
+The coordination paths (`Semaphore`, `Event`, `Barrier`, `Queue`) are paired the same way,
+with the criterion rows of `benches/coord.rs` doing the same job: they run with their own
+number of processes (1 for the uncontended semaphore, 2 for the rest, whatever
+`--processes` says), and count per operation what the criterion row counts per
+iteration: one acquire+release per process, one round trip, one barrier round, one queue
+message.
 """
 
 import argparse
@@ -29,6 +36,19 @@ import sys
 import time
 
 ARRAY_LEN = 1000
+# The capacity of the queues, as `QUEUE_CAP` in benches/coord.rs.
+QUEUE_CAP = 1024
+# Coordination paths: (kind, processes, whether it is scaled down by --coord-scale).
+COORD = [
+    ("semaphore_uncontended", 1, False),
+    ("semaphore_contended", 2, False),
+    ("event_pingpong", 2, True),
+    ("barrier_round", 2, True),
+    ("queue_oneway", 2, True),
+    ("queue_pingpong", 2, True),
+]
+# Paths whose operation is one round (both processes together), not one per process.
+PER_ROUND = {"event_pingpong", "barrier_round", "queue_oneway", "queue_pingpong"}
 
 
 def _worker(kind, objs, n, barrier, stamps, i):
@@ -68,6 +88,53 @@ def _worker(kind, objs, n, barrier, stamps, i):
         for _ in range(n):
             with lock:
                 d["count"] += 1
+    elif kind in ("semaphore_uncontended", "semaphore_contended"):
+        # One permit guarding a plain count: lost counts would show a broken semaphore.
+        sem, v = objs
+        for _ in range(n):
+            sem.acquire()
+            v.value += 1
+            sem.release()
+    elif kind == "event_pingpong":
+        ping, pong, rounds = objs
+        for _ in range(n):
+            if i == 0:
+                ping.set()
+                pong.wait()
+                pong.clear()
+            else:
+                ping.wait()
+                ping.clear()
+                rounds.value += 1
+                pong.set()
+    elif kind == "barrier_round":
+        b, leaders = objs
+        for _ in range(n):
+            if b.wait() == 0:
+                with leaders.get_lock():
+                    leaders.value += 1
+    elif kind == "queue_oneway":
+        q, got = objs
+        if i == 0:
+            for k in range(1, n + 1):
+                q.put(k)
+        else:
+            for k in range(1, n + 1):
+                v = q.get()
+                if v != k:
+                    raise AssertionError(f"queue delivered {v}, expected {k}")
+            got.value = n
+    elif kind == "queue_pingpong":
+        there, back, rounds = objs
+        for k in range(1, n + 1):
+            if i == 0:
+                there.put(k)
+                v = back.get()
+                if v != k:
+                    raise AssertionError(f"queue echoed {v}, expected {k}")
+                rounds.value += 1
+            else:
+                back.put(there.get())
     else:
         raise ValueError(kind)
     t1 = time.perf_counter()
@@ -97,6 +164,21 @@ def run_case(ctx, kind, processes, n, manager=None):
         d["count"] = 0
         objs = (ctx.Lock(), d)
         final = lambda: objs[1]["count"]
+    elif kind in ("semaphore_uncontended", "semaphore_contended"):
+        objs = (ctx.Semaphore(1), ctx.Value("q", 0, lock=False))
+        final = lambda: objs[1].value
+    elif kind == "event_pingpong":
+        objs = (ctx.Event(), ctx.Event(), ctx.Value("q", 0, lock=False))
+        final = lambda: objs[2].value
+    elif kind == "barrier_round":
+        objs = (ctx.Barrier(2), ctx.Value("q", 0))
+        final = lambda: objs[1].value
+    elif kind == "queue_oneway":
+        objs = (ctx.Queue(QUEUE_CAP), ctx.Value("q", 0, lock=False))
+        final = lambda: objs[1].value
+    elif kind == "queue_pingpong":
+        objs = (ctx.Queue(QUEUE_CAP), ctx.Queue(QUEUE_CAP), ctx.Value("q", 0, lock=False))
+        final = lambda: objs[2].value
     else:
         raise ValueError(kind)
     barrier = ctx.Barrier(processes)
@@ -114,7 +196,9 @@ def run_case(ctx, kind, processes, n, manager=None):
     starts = [stamps[2 * i] for i in range(processes)]
     ends = [stamps[2 * i + 1] for i in range(processes)]
     seconds = max(ends) - min(starts)
-    expected = processes * n
+    # The coordination paths count one operation per round trip, barrier round or queue
+    # message (as their criterion rows count one per iteration); the rest one per process.
+    expected = n if kind in PER_ROUND else processes * n
     got = final()
     lost = expected - got
     if kind != "value_lock_false" and lost != 0:
@@ -130,7 +214,7 @@ def run_case(ctx, kind, processes, n, manager=None):
     }
 
 
-def run_python(processes, increments, scale_array, scale_manager):
+def run_python(processes, increments, scale_array, scale_manager, scale_coord):
     ctx = mp.get_context("fork")
     results = []
     plan = [
@@ -141,6 +225,10 @@ def run_python(processes, increments, scale_array, scale_manager):
     ]
     for kind, n in plan:
         results.append(run_case(ctx, kind, processes, n))
+        print(f"  python {kind:<22} done", file=sys.stderr)
+    for kind, procs, scaled in COORD:
+        n = max(100, increments // scale_coord) if scaled else increments
+        results.append(run_case(ctx, kind, procs, n))
         print(f"  python {kind:<22} done", file=sys.stderr)
     with ctx.Manager() as manager:
         for kind in ("manager_value", "manager_dict"):
@@ -226,20 +314,25 @@ def main():
                     help="Array full reads do increments/this per process")
     ap.add_argument("--manager-scale", type=int, default=100,
                     help="Manager paths do increments/this per process (they are slow)")
+    ap.add_argument("--coord-scale", type=int, default=40,
+                    help="Event, Barrier and Queue round trips do increments/this (they "
+                         "sleep in the kernel every time)")
     ap.add_argument("--shmstate-bin", help="path to a built `shmstate` binary")
     ap.add_argument("--no-shmstate", action="store_true", help="run the Python half only")
     ap.add_argument("--json", help="write all results to this file")
     args = ap.parse_args()
-    if args.processes < 1 or args.increments < 1:
-        ap.error("--processes and --increments must be positive")
+    if args.processes < 1 or args.increments < 1 or args.coord_scale < 1:
+        ap.error("--processes, --increments and --coord-scale must be positive")
 
-    py = run_python(args.processes, args.increments, args.array_scale, args.manager_scale)
+    py = run_python(args.processes, args.increments, args.array_scale, args.manager_scale,
+                    args.coord_scale)
     rs, why = (None, "skipped (--no-shmstate)")
     if not args.no_shmstate:
         rs, why = run_shmstate(args.processes, args.increments, args.shmstate_bin)
 
     print(f"processes={args.processes} increments={args.increments} "
-          f"(Array reads /{args.array_scale}, Manager /{args.manager_scale}); "
+          f"(Array reads /{args.array_scale}, Manager /{args.manager_scale}, "
+          f"Event/Barrier/Queue /{args.coord_scale}); "
           f"time from first start to last finish")
     print_table("Python multiprocessing", py)
     if rs:
@@ -263,6 +356,7 @@ def main():
                 "increments": args.increments,
                 "array_scale": args.array_scale,
                 "manager_scale": args.manager_scale,
+                "coord_scale": args.coord_scale,
                 "python_version": sys.version.split()[0],
                 "python": py,
                 "shmstate": rs,
