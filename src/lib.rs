@@ -104,7 +104,7 @@ pub use region::{EntryInfo, EntryState, Region, RegionError, RegionOptions};
 
 // Values and counters.
 pub mod values;
-pub use values::{Counter, StripedCounter, Value, ValueType};
+pub use values::{Counter, StripedCounter, Value, ValueArray, ValueType};
 
 // Seqlocks.
 pub mod seqlock;
