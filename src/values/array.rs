@@ -144,10 +144,8 @@ unsafe impl<T: ValueType> crate::shared::Shared for ValueArray<T>
 where
     Value<T>: crate::shared::SharedSized,
 {
-    const TAG: crate::shared::TypeTag = crate::shared::TypeTag::new(
-        crate::shared::Kind::VALUE_ARRAY,
-        <T as ValueType>::ELEM,
-    );
+    const TAG: crate::shared::TypeTag =
+        crate::shared::TypeTag::new(crate::shared::Kind::VALUE_ARRAY, <T as ValueType>::ELEM);
     const ALIGN: usize = align_of::<Value<T>>();
 
     #[inline]
