@@ -41,15 +41,18 @@
 //!
 //! # Crash windows
 //!
-//! There is no lock and no multi-step protocol: each operation touches one element with
-//! one atomic instruction (or, for the float arithmetic, the `bool` operations and
-//! `fetch_update`, a compare-and-swap loop whose only store is its final
-//! compare-and-swap). No process can wedge another through a `ValueArray`.
+//! There is no lock and no multi-step protocol: each operation is one atomic
+//! read-modify-write (or load, or store) of one element. Where the hardware has no single
+//! instruction for it (the float arithmetic, the `bool` operations and `fetch_update`
+//! here; `fetch_max` and others in std's own code generation on some targets), it is a
+//! compare-and-swap loop whose only store is its final, successful compare-and-swap. So
+//! every element always holds a whole value, and no process can wedge another through a
+//! `ValueArray`: nobody ever waits for anybody.
 //!
 //! | step | a SIGKILL (or SIGSTOP) there leaves | repaired by, how fast |
 //! |------|-------------------------------------|-----------------------|
 //! | an update of one element | the update done, or not done at all; never half-written | nothing to repair |
-//! | inside a compare-and-swap loop, before its compare-and-swap succeeds | nothing: only the successful compare-and-swap writes | nothing to repair |
+//! | inside a compare-and-swap loop, before its compare-and-swap succeeds | nothing: only the successful compare-and-swap writes | nothing to repair (a stopped process's loop holds nobody up) |
 //! | between the element updates of a caller's multi-element change | the elements updated so far new, the rest old | each element is valid; a cross-element invariant is the caller's (use a `SeqLockArray` or a `Mutex` for one) |
 //! | during `load_into` / `load_all` | nothing: they only read | nothing to repair |
 
