@@ -491,9 +491,10 @@ impl<T: ValueType> fmt::Debug for ValueArray<T> {
     }
 }
 
-/// Index-first forms of the type-specific read-modify-writes of [`Value<T>`].
+/// Index-first forms of the type-specific read-modify-writes of [`Value<T>`]. Each example
+/// starts from `[a, a]`, applies the operation with `b` to element 1 and shows the result.
 macro_rules! element_ops {
-    ($t:ty => $($op:ident),* $(,)?) => {
+    ($t:ty, a = $a:literal, b = $b:literal => $($op:ident: $result:literal),* $(,)?) => {
         impl ValueArray<$t> {
             $(
                 #[doc = concat!(
@@ -501,8 +502,12 @@ macro_rules! element_ops {
                     "value.\n\n",
                     "# Panics\n\n",
                     "If `i >= self.len()` (use [`get`](slice::get) for an `Option`).\n\n",
-                    "# Examples\n\nSee the [type docs](ValueArray) and [`Value::",
-                    stringify!($op), "`].",
+                    "# Examples\n\n```\n",
+                    "use shmstate::ValueArray;\nuse shmstate::sync::Ordering::Relaxed;\n\n",
+                    "let a = ValueArray::<", stringify!($t), ">::from_slice(&[", $a, ", ", $a,
+                    "]);\n",
+                    "assert_eq!(a.", stringify!($op), "(1, ", $b, ", Relaxed), ", $a, ");\n",
+                    "assert_eq!(a.load_all(Relaxed), [", $a, ", ", $result, "]);\n```",
                 )]
                 #[inline]
                 #[track_caller]
@@ -514,17 +519,28 @@ macro_rules! element_ops {
     };
 }
 
-element_ops!(u8 => fetch_add, fetch_sub, fetch_and, fetch_nand, fetch_or, fetch_xor, fetch_max, fetch_min);
-element_ops!(u16 => fetch_add, fetch_sub, fetch_and, fetch_nand, fetch_or, fetch_xor, fetch_max, fetch_min);
-element_ops!(u32 => fetch_add, fetch_sub, fetch_and, fetch_nand, fetch_or, fetch_xor, fetch_max, fetch_min);
-element_ops!(u64 => fetch_add, fetch_sub, fetch_and, fetch_nand, fetch_or, fetch_xor, fetch_max, fetch_min);
-element_ops!(i8 => fetch_add, fetch_sub, fetch_and, fetch_nand, fetch_or, fetch_xor, fetch_max, fetch_min);
-element_ops!(i16 => fetch_add, fetch_sub, fetch_and, fetch_nand, fetch_or, fetch_xor, fetch_max, fetch_min);
-element_ops!(i32 => fetch_add, fetch_sub, fetch_and, fetch_nand, fetch_or, fetch_xor, fetch_max, fetch_min);
-element_ops!(i64 => fetch_add, fetch_sub, fetch_and, fetch_nand, fetch_or, fetch_xor, fetch_max, fetch_min);
-element_ops!(f32 => fetch_add, fetch_sub, fetch_max, fetch_min);
-element_ops!(f64 => fetch_add, fetch_sub, fetch_max, fetch_min);
-element_ops!(bool => fetch_and, fetch_nand, fetch_or, fetch_xor);
+macro_rules! integer_ops {
+    ($($t:ty),*) => {
+        $(element_ops!($t, a = "6", b = "3" =>
+            fetch_add: "6 + 3",
+            fetch_sub: "6 - 3",
+            fetch_and: "6 & 3",
+            fetch_nand: "!(6 & 3)",
+            fetch_or: "6 | 3",
+            fetch_xor: "6 ^ 3",
+            fetch_max: "6",
+            fetch_min: "3",
+        );)*
+    };
+}
+
+integer_ops!(u8, u16, u32, u64, i8, i16, i32, i64);
+element_ops!(f32, a = "6.0", b = "3.0" =>
+    fetch_add: "9.0", fetch_sub: "3.0", fetch_max: "6.0", fetch_min: "3.0");
+element_ops!(f64, a = "6.0", b = "3.0" =>
+    fetch_add: "9.0", fetch_sub: "3.0", fetch_max: "6.0", fetch_min: "3.0");
+element_ops!(bool, a = "true", b = "false" =>
+    fetch_and: "false", fetch_nand: "true", fetch_or: "true", fetch_xor: "true");
 
 impl ValueArray<bool> {
     /// [`Value::fetch_not`] on element `i`: flips it and returns its previous value.
