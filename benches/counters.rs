@@ -1,6 +1,6 @@
-//! Counters: shmstate's `Counter`, `StripedCounter` and `Value<f64>` next to what a user
-//! would otherwise reach for (a heap `AtomicU64`, one shared atomic, a `Mutex<f64>`), in
-//! one run. Every bench checks its final count.
+//! Counters: shmstate's `Counter`, `StripedCounter`, `Value<f64>` and `ValueArray<u64>` next
+//! to what a user would otherwise reach for (a heap `AtomicU64`, one shared atomic, a
+//! `Mutex<f64>`, a slice of `AtomicU64`), in one run. Every bench checks its final count.
 //!
 //! Run: `cargo bench --bench counters` (smoke: `SHMSTATE_BENCH_QUICK=1 cargo bench --bench counters`).
 
@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use common::{Shm, Weight, Workers, concurrent, single, tune};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use crossbeam_utils::CachePadded;
-use shmstate::{Counter, Region, StripedCounter, Value};
+use shmstate::{Counter, Region, StripedCounter, Value, ValueArray};
 
 /// One increment per iteration on one thread: a counter in shared memory vs a heap atomic.
 fn inc_1thread(c: &mut Criterion) {
@@ -282,9 +282,86 @@ fn value_f64(c: &mut Criterion) {
     }
 }
 
+/// Elements in the per-bucket arrays of [`array`]: two cache lines of `u64`s.
+const BUCKETS: usize = 16;
+
+/// The bucket a worker adds to at step `k`: the workers sweep the array from different
+/// starting points, so they meet on the same elements and cache lines now and then, as
+/// per-bucket statistics do. Every alternative uses exactly this sequence.
+#[inline]
+fn bucket(worker: usize, k: u64) -> usize {
+    (k as usize).wrapping_add(worker * BUCKETS / 2) % BUCKETS
+}
+
+/// Per-bucket counting (Python's `Array('q', n)` as an array of counters): each worker
+/// adds one to bucket `bucket(i, k)` at step `k`. `ValueArray<u64>` vs a slice of std
+/// `AtomicU64` in the same shared memory, and (threads only) a heap `Box<[AtomicU64]>`:
+/// the same `lock xadd` after the same bounds check.
+fn array(c: &mut Criterion) {
+    for w in [Workers::Threads(2), Workers::Processes(2)] {
+        let mut g = common::group(c, format!("array_fetch_add_{}", w.label()));
+        tune(&mut g, Weight::Spawning);
+        g.throughput(Throughput::Elements(w.count() as u64));
+        let n = w.count() as u64;
+
+        let arr = Shm::<ValueArray<u64>>::zeroed(BUCKETS);
+        concurrent(
+            &mut g,
+            "shmstate_value_array",
+            w,
+            n,
+            &*arr,
+            |a| a.iter().for_each(|v| v.store(0, Relaxed)),
+            |a, i, iters| {
+                for k in 0..iters {
+                    a.fetch_add(bucket(i, k), 1, Relaxed);
+                }
+            },
+            |a| a.load_all(Relaxed).iter().sum(),
+        );
+
+        // The same kind of memory (a fresh anonymous shared mapping), std's atomics.
+        let slice = Shm::new([const { AtomicU64::new(0) }; BUCKETS]);
+        concurrent(
+            &mut g,
+            "atomic_u64_slice",
+            w,
+            n,
+            &slice[..],
+            |a| a.iter().for_each(|v| v.store(0, Relaxed)),
+            |a, i, iters| {
+                for k in 0..iters {
+                    a[bucket(i, k)].fetch_add(1, Relaxed);
+                }
+            },
+            |a| a.iter().map(|v| v.load(Relaxed)).sum(),
+        );
+
+        if matches!(w, Workers::Threads(_)) {
+            let heap: Box<[AtomicU64]> = (0..BUCKETS).map(|_| AtomicU64::new(0)).collect();
+            concurrent(
+                &mut g,
+                "heap_atomic_u64_slice",
+                w,
+                n,
+                &*heap,
+                |a| a.iter().for_each(|v| v.store(0, Relaxed)),
+                |a, i, iters| {
+                    for k in 0..iters {
+                        a[bucket(i, k)].fetch_add(1, Relaxed);
+                    }
+                },
+                |a| a.iter().map(|v| v.load(Relaxed)).sum(),
+            );
+        }
+
+        g.finish();
+    }
+}
+
 criterion_group! {
     name = benches;
     config = common::criterion();
-    targets = inc_1thread, contended, striped, value_f64
+    targets = inc_1thread, contended, striped, value_f64, array
 }
 criterion_main!(benches);

@@ -54,6 +54,8 @@ MEANING = {
     "striped_2procs": "exact counting, 2 processes",
     "f64_add_1thread": "add 1.0 to a shared f64, one thread",
     "f64_add_2threads": "add 1.0 to a shared f64, 2 threads",
+    "array_fetch_add_2threads": "add 1 to one of 16 buckets, 2 threads",
+    "array_fetch_add_2procs": "add 1 to one of 16 buckets, 2 processes",
     "mutex_uncontended": "lock + increment + unlock, one thread",
     "mutex_contended_2threads": "lock + increment + unlock, 2 threads",
     "mutex_contended_2procs": "lock + increment + unlock, 2 processes",
@@ -75,7 +77,7 @@ MEANING = {
 GROUP_ORDER = list(MEANING)
 
 BENCH_FILE = {
-    "counter": "counters", "striped": "counters", "f64": "counters",
+    "counter": "counters", "striped": "counters", "f64": "counters", "array": "counters",
     "mutex": "locks", "rwlock": "locks", "condvar": "locks", "seqlock": "seqlock",
     "semaphore": "coord", "event": "coord", "barrier": "coord", "queue": "coord",
 }
@@ -139,6 +141,8 @@ def load_warnings(log):
 # `Array('d', 1000)` full reads have no `shmstate demo` path, so this is their only pair:
 # the one-reader snapshot row, against Python's 2 processes (conservative for shmstate,
 # whose readers do not slow each other down, where Python's serialise on one lock).
+# `Array('q', 16)` per-bucket increments have no demo path either: they pair with the
+# criterion `ValueArray<u64>` row, the same bucket sequence on 2 processes.
 PY_VS_CRITERION = [
     ("value_get_lock", "counter_contended_2procs", "shmstate_value_u64", 2,
      "Value + get_lock() vs Value<u64>::fetch_add", 30.0),
@@ -150,6 +154,8 @@ PY_VS_CRITERION = [
      "multiprocessing.Lock vs shmstate Mutex", None),
     ("manager_value", "counter_contended_2procs", "shmstate_value_u64", 2,
      "Manager().Value (+Lock) vs Value<u64>::fetch_add", None),
+    ("array_get_lock", "array_fetch_add_2procs", "shmstate_value_array", 2,
+     "Array('q', 16)[i] += 1 under get_lock() vs ValueArray<u64>::fetch_add", None),
     ("array_full_read", "seqlock_array_snapshot_1000f64", "shmstate_seqlock_array", 1,
      "Array('d', 1000)[:] under get_lock() vs SeqLockArray snapshot (1 reader)", None),
     # The coordination paths (benches/coord.rs): an uncontended semaphore is one process,

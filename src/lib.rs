@@ -107,7 +107,7 @@ pub use region::{
 
 // Values and counters.
 pub mod values;
-pub use values::{Counter, StripedCounter, Value, ValueType};
+pub use values::{Counter, StripedCounter, Value, ValueArray, ValueType};
 
 // Seqlocks.
 pub mod seqlock;

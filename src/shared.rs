@@ -120,6 +120,8 @@ impl Kind {
     pub const QUEUE: Kind = Kind(14);
     /// A user's shared struct ([`TypeTag::record`]).
     pub const RECORD: Kind = Kind(15);
+    /// A [`ValueArray<T>`](crate::ValueArray); its element is `T`.
+    pub const VALUE_ARRAY: Kind = Kind(16);
     /// First code free for types defined outside this crate.
     pub const USER: Kind = Kind(0x1000);
 
@@ -141,6 +143,7 @@ impl Kind {
             13 => "Barrier",
             14 => "Queue",
             15 => "struct",
+            16 => "ValueArray",
             _ => return None,
         })
     }

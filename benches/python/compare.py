@@ -15,9 +15,11 @@ It then runs `cargo run --release -p shmstate-cli -- demo --processes P --increm
 the ratios. Without the demo it reports the Python half only. `--json FILE` saves all the
 results for `benches/report.py`. Standard library only.
 
-`Array('d', 1000)` full reads have no `shmstate demo` counterpart, so they get no ratio
-here: `benches/report.py` pairs them with the criterion `SeqLockArray` snapshot of 1,000
-f64 (`benches/run_all.sh` runs both and writes that ratio into BENCHMARKS.md).
+`Array('d', 1000)` full reads and `Array('q', 16)` per-bucket increments have no
+`shmstate demo` counterpart, so they get no ratio here: `benches/report.py` pairs them with
+the criterion `SeqLockArray` snapshot of 1,000 f64 and the criterion `ValueArray<u64>`
+per-bucket `fetch_add` on 2 processes (`benches/run_all.sh` runs both sides and writes
+those ratios into BENCHMARKS.md).
 
 The coordination paths (`Semaphore`, `Event`, `Barrier`, `Queue`) are paired the same way,
 with the criterion rows of `benches/coord.rs` doing the same job: they run with their own
@@ -49,6 +51,13 @@ COORD = [
 ]
 # Paths whose operation is one round (both processes together), not one per process.
 PER_ROUND = {"event_pingpong", "barrier_round", "queue_oneway", "queue_pingpong"}
+# Buckets of the per-bucket counting path; the same count and the same bucket sequence
+# as the criterion `array_fetch_add_*` benches (benches/counters.rs).
+BUCKETS = 16
+
+
+def bucket(worker, k):
+    return (k + worker * BUCKETS // 2) % BUCKETS
 
 
 def _worker(kind, objs, n, barrier, stamps, i):
@@ -69,6 +78,11 @@ def _worker(kind, objs, n, barrier, stamps, i):
             lock.acquire()
             v.value += 1
             lock.release()
+    elif kind == "array_get_lock":
+        a = objs
+        for k in range(n):
+            with a.get_lock():
+                a[bucket(i, k)] += 1
     elif kind == "array_full_read":
         a, count = objs
         total = 0.0
@@ -153,6 +167,9 @@ def run_case(ctx, kind, processes, n, manager=None):
     elif kind == "lock_acquire_release":
         objs = (ctx.Lock(), ctx.Value("q", 0, lock=False))
         final = lambda: objs[1].value
+    elif kind == "array_get_lock":
+        objs = ctx.Array("q", BUCKETS)
+        final = lambda: sum(objs[:])
     elif kind == "array_full_read":
         objs = (ctx.Array("d", [1.0] * ARRAY_LEN), ctx.Value("q", 0))
         final = lambda: objs[1].value
@@ -221,6 +238,7 @@ def run_python(processes, increments, scale_array, scale_manager, scale_coord):
         ("value_get_lock", increments),
         ("value_lock_false", increments),
         ("lock_acquire_release", increments),
+        ("array_get_lock", increments),
         ("array_full_read", max(100, increments // scale_array)),
     ]
     for kind, n in plan:

@@ -1,6 +1,7 @@
 //! Model checks of `Value<T>`: a naive load-then-store increment really loses updates
 //! (so the model can see the bug the read-modify-writes avoid), and `fetch_add` on
-//! integers, the float compare-and-swap loop and the bool byte loop never do.
+//! integers, the float compare-and-swap loop and the bool byte loop never do; and of
+//! `ValueArray<T>`: per-element adds into the same and into different elements.
 #![cfg(loom)]
 
 use std::collections::HashSet;
@@ -8,8 +9,8 @@ use std::sync::Mutex;
 
 use loom::sync::Arc;
 use loom::thread;
-use shmstate::Value;
 use shmstate::sync::Ordering::{AcqRel, Relaxed, SeqCst};
+use shmstate::{Value, ValueArray};
 
 /// Two threads each add one with a separate load and store. The test passes only if loom
 /// explores an execution where one increment overwrites the other (final value 1) as
@@ -112,5 +113,40 @@ fn bool_fetch_not_never_loses_a_flip() {
         let theirs = t.join().unwrap();
         assert_ne!(mine, theirs);
         assert!(!v.load(Relaxed));
+    });
+}
+
+/// Two threads add into a `ValueArray`, into one shared element and into one element each:
+/// every add lands, in its own element only.
+#[test]
+fn value_array_fetch_add_keeps_every_element_exact() {
+    loom::model(|| {
+        let a = Arc::new(ValueArray::<u64>::new(3));
+        let a2 = a.clone();
+        let t = thread::spawn(move || {
+            a2.fetch_add(0, 1, Relaxed);
+            a2.fetch_add(1, 10, Relaxed);
+        });
+        a.fetch_add(0, 2, Relaxed);
+        a.fetch_add(2, 20, Relaxed);
+        t.join().unwrap();
+        assert_eq!(a.load_all(Relaxed), [3, 10, 20]);
+    });
+}
+
+/// The float add (a compare-and-swap loop) on a shared element, next to another thread's
+/// element: no add lost, none misplaced.
+#[test]
+fn value_array_float_adds_keep_every_element_exact() {
+    loom::model(|| {
+        let a = Arc::new(ValueArray::from_slice(&[0.5f64, 0.0]));
+        let a2 = a.clone();
+        let t = thread::spawn(move || {
+            a2.fetch_add(0, 1.0, Relaxed);
+            a2[1].fetch_add(4.0, Relaxed);
+        });
+        a.fetch_add(0, 2.0, Relaxed);
+        t.join().unwrap();
+        assert_eq!(a.load_all(Relaxed), [3.5, 4.0]);
     });
 }
