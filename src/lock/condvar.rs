@@ -50,8 +50,6 @@
 use core::time::Duration;
 use std::time::Instant;
 
-use bytemuck::Pod;
-
 use super::mutex::MutexGuard;
 use super::owner_died::{LockResult, TimedLockError};
 use crate::futex;
@@ -181,7 +179,7 @@ impl Condvar {
     ///
     /// [`OwnerDied`](crate::OwnerDied) (holding the re-acquired guard) as for
     /// [`Mutex::lock`](crate::Mutex::lock).
-    pub fn wait<'a, T: Pod>(&self, guard: MutexGuard<'a, T>) -> LockResult<MutexGuard<'a, T>> {
+    pub fn wait<'a, T: ?Sized>(&self, guard: MutexGuard<'a, T>) -> LockResult<MutexGuard<'a, T>> {
         self.wait_inner(guard, None).0
     }
 
@@ -193,7 +191,7 @@ impl Condvar {
     /// # Errors
     ///
     /// As for [`wait`](Self::wait); the error holds the guard and the timeout result.
-    pub fn wait_timeout<'a, T: Pod>(
+    pub fn wait_timeout<'a, T: ?Sized>(
         &self,
         guard: MutexGuard<'a, T>,
         timeout: Duration,
@@ -236,7 +234,7 @@ impl Condvar {
     ///     Err(TimedLockError::OwnerDied(_)) => unreachable!(),
     /// }
     /// ```
-    pub fn wait_until<'a, T: Pod>(
+    pub fn wait_until<'a, T: ?Sized>(
         &self,
         guard: MutexGuard<'a, T>,
         deadline: Instant,
@@ -246,14 +244,15 @@ impl Condvar {
         }
         // Registered before the mutex unlock below (Release): see `may_have_sleepers`.
         let expected = sleepers::register(&self.seq);
-        let mutex = guard.mutex;
+        let (raw, data) = MutexGuard::parts(&guard);
         drop(guard);
         // Nothing to undo after it: as in `wait_inner`.
         let woke = self.sleep_in_slices(expected, Some(deadline));
         let t = WaitTimeoutResult(!woke);
         // The re-lock gets what is left of the deadline (nothing, after a timeout: then
         // it is a `try_lock` and a brief spin).
-        match mutex.lock_until(deadline) {
+        // SAFETY: `raw` protects `data` (both came from a guard of it), valid for `'a`.
+        match unsafe { MutexGuard::lock_until(raw, || data, deadline) } {
             Ok(g) => Ok((g, t)),
             Err(TimedLockError::OwnerDied(d)) => Err(TimedLockError::OwnerDied(d.map(|g| (g, t)))),
             Err(TimedLockError::Timeout) => Err(TimedLockError::Timeout),
@@ -267,7 +266,7 @@ impl Condvar {
     /// # Errors
     ///
     /// As for [`wait_until`](Self::wait_until).
-    pub fn wait_for<'a, T: Pod>(
+    pub fn wait_for<'a, T: ?Sized>(
         &self,
         guard: MutexGuard<'a, T>,
         timeout: Duration,
@@ -289,7 +288,7 @@ impl Condvar {
     ///
     /// As for [`wait`](Self::wait): on [`OwnerDied`](crate::OwnerDied) it returns at once
     /// (without checking `condition` again), so the caller can repair the data first.
-    pub fn wait_while<'a, T: Pod>(
+    pub fn wait_while<'a, T: ?Sized>(
         &self,
         mut guard: MutexGuard<'a, T>,
         mut condition: impl FnMut(&mut T) -> bool,
@@ -308,7 +307,7 @@ impl Condvar {
     /// # Errors
     ///
     /// As for [`wait_while`](Self::wait_while).
-    pub fn wait_timeout_while<'a, T: Pod>(
+    pub fn wait_timeout_while<'a, T: ?Sized>(
         &self,
         mut guard: MutexGuard<'a, T>,
         timeout: Duration,
@@ -395,20 +394,21 @@ impl Condvar {
     }
 
     /// Returns the re-lock result and whether the futex wait timed out.
-    fn wait_inner<'a, T: Pod>(
+    fn wait_inner<'a, T: ?Sized>(
         &self,
         guard: MutexGuard<'a, T>,
         timeout: Option<Duration>,
     ) -> (LockResult<MutexGuard<'a, T>>, bool) {
         // Registered before the mutex unlock below (Release): see `may_have_sleepers`.
         let expected = sleepers::register(&self.seq);
-        let mutex = guard.mutex;
+        let (raw, data) = MutexGuard::parts(&guard);
         drop(guard);
         // Nothing to undo after it: `SLEEPERS` is a "maybe", cleared by a later notify.
         // A timeout too long for an `Instant` is an untimed wait.
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let woke = self.sleep_in_slices(expected, deadline);
-        (mutex.lock(), !woke)
+        // SAFETY: as in `wait_until`.
+        (unsafe { MutexGuard::lock(raw, || data) }, !woke)
     }
 
     /// A sleep on `seq` while it holds `expected`, until `deadline` (`None`: untimed), in

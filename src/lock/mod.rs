@@ -14,6 +14,7 @@ mod owner_died;
 pub mod raw_mutex;
 mod reentrant_mutex;
 pub mod rwlock;
+mod typed;
 
 pub use condvar::{Condvar, WaitTimeoutResult};
 pub use mutex::{Mutex, MutexGuard};
@@ -21,3 +22,4 @@ pub use owner_died::{LockResult, OwnerDied, TimedLockError, TryLockError};
 pub use raw_mutex::{Acquired, RawMutex};
 pub use reentrant_mutex::{ReentrantMutex, ReentrantMutexGuard};
 pub use rwlock::{RawRwLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+pub use typed::{ExclusiveGuard, SharedGuard};
