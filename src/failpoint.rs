@@ -3,9 +3,10 @@
 //!
 //! Compiled only with `--cfg shmstate_test_hooks` (a separate build: `.ci/run` runs
 //! `tests/failpoints.rs` with it); otherwise `hit` is an empty inline function and the
-//! protocols carry no trace of it. A process arms one point with `arm`; the next time
-//! any of its threads reaches that step, the process stops itself (`SIGSTOP`), so the test
-//! sees it stopped (`waitpid` with `WUNTRACED`) and kills it.
+//! protocols carry no trace of it. A process arms points with `arm`; the next time any of
+//! its threads reaches an armed step, the point is disarmed and the process stops itself
+//! (`SIGSTOP`), so the test sees it stopped (`waitpid` with `WUNTRACED`) and kills it, or
+//! continues it (`SIGCONT`) to the next armed step.
 
 /// The steps a test can stop at. See each primitive's crash-window table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +26,28 @@ pub enum Point {
     RwWriteUnlockCleared,
     /// `RawMutex` unlock (slow path): the word is cleared, the sleeper not yet woken.
     MutexUnlockCleared,
+    /// `RawRwLock` recovery of a dead writer (`recover`): the state is released on its
+    /// behalf, the waiters not yet woken.
+    RwRecoverCleared,
+    /// `RawRwLock` clear of `WRITERS_WAITING` (an overflow reader clearing a possibly stray
+    /// bit, or a writer giving up): the bit is cleared, the waiters not yet woken.
+    RwWritersWaitingCleared,
+    /// `RawRwLock` recovery of dead readers: about to probe the slots (nothing changed yet;
+    /// a step to hold a recoverer at while a test sets up a writer behind it).
+    RwDeadReadersScan,
+    /// `RawRwLock` recovery of dead readers: a dead reader's slot is freed, a draining
+    /// writer not yet woken.
+    RwDeadReaderFreed,
+    /// `RawRwLock` read unlock of an overflow reader: counted out, the waiters not yet
+    /// woken.
+    RwReadUnlockOverflowCounted,
+    /// `Condvar` wait: registered in the sleepers word, the mutex not yet unlocked.
+    CondvarWaitRegistered,
+    /// `Condvar` notify_one: the word is bumped and the wake found nobody, `SLEEPERS` not
+    /// yet cleared.
+    CondvarNotifyOneWokeNobody,
+    /// `Condvar` notify_one or notify_all: the word is bumped, the sleepers not yet woken.
+    CondvarNotifyBumped,
 }
 
 #[cfg(shmstate_test_hooks)]
@@ -32,19 +55,27 @@ mod imp {
     use super::Point;
     use crate::sync::{AtomicU32, Ordering};
 
+    /// The armed points, one bit each (`1 << p`).
     static ARMED: AtomicU32 = AtomicU32::new(0);
 
-    /// Arms `p` in this process: the next thread to reach it stops the process.
-    pub fn arm(p: Point) {
-        // Relaxed: the arming thread reaches the point itself, or the test orders it.
-        ARMED.store(p as u32, Ordering::Relaxed);
+    const fn bit(p: Point) -> u32 {
+        1 << p as u32
     }
 
-    /// A protocol step: stops the process if `p` is armed.
+    /// Arms `p` in this process (besides the points armed already): the next thread to
+    /// reach it disarms it and stops the process.
+    pub fn arm(p: Point) {
+        // Relaxed: the arming thread reaches the point itself, or the test orders it.
+        ARMED.fetch_or(bit(p), Ordering::Relaxed);
+    }
+
+    /// A protocol step: stops the process if `p` is armed (once).
     #[inline]
     pub(crate) fn hit(p: Point) {
         // Relaxed: see `arm`.
-        if ARMED.load(Ordering::Relaxed) == p as u32 {
+        if ARMED.load(Ordering::Relaxed) & bit(p) != 0
+            && ARMED.fetch_and(!bit(p), Ordering::Relaxed) & bit(p) != 0
+        {
             // SAFETY: `raise` has no preconditions; SIGSTOP cannot be caught.
             unsafe { libc::raise(libc::SIGSTOP) };
         }

@@ -15,16 +15,23 @@ mod locks_support;
 
 use std::time::{Duration, Instant};
 
-use common::{SharedMem, fork_children, watchdog};
+use common::{SharedMem, fork_children, wait_all, wait_until_asleep_in_futex, watchdog};
 use locks_support::{kill, park_forever, reap};
 use shmstate::failpoint::{Point, arm};
+use shmstate::lock::rwlock::{READER_SLOTS, STRAY_BIT_AGE};
 use shmstate::sync::Ordering;
-use shmstate::{RwLock, TimedLockError};
+use shmstate::{Condvar, Elem, Kind, Mutex, RwLock, SharedSized, TimedLockError, TypeTag};
 
-/// Bit 29 of an `RwLock`'s state (see `RawRwLock`'s field docs): a writer drains.
+/// Bit 27 of an `RwLock`'s state (see `RawRwLock`'s field docs): write-locked.
+const WRITE_LOCKED: u32 = 1 << 27;
+/// Bit 28: a writer died holding the lock.
+const OWNER_DIED: u32 = 1 << 28;
+/// Bit 29: a writer drains.
 const DRAINING: u32 = 1 << 29;
 /// Bit 30: readers may sleep on the state.
 const READERS_WAITING: u32 = 1 << 30;
+/// Bit 31: writers may sleep on the notification word.
+const WRITERS_WAITING: u32 = 1 << 31;
 
 /// How long a repair may take at most here: the tables promise a slice or so (at most
 /// 10 ms); the margin is for a loaded machine.
@@ -63,6 +70,33 @@ fn wait_until_stopped(pid: libc::pid_t) {
         );
         std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+/// Stops child `pid` (SIGSTOP) while it sleeps in a futex wait, so that it stays asleep
+/// (and does not repair anything itself) while the test sets up a crash window around it.
+/// A stop that catches it awake between two sleeps is undone and tried again.
+fn stop_asleep_in_futex(pid: libc::pid_t) {
+    loop {
+        wait_until_asleep_in_futex(pid);
+        signal(pid, libc::SIGSTOP);
+        wait_until_stopped(pid);
+        let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall"))
+            .expect("a stopped child's /proc/PID/syscall is readable");
+        if syscall.starts_with(&format!("{} ", libc::SYS_futex)) {
+            return;
+        }
+        signal(pid, libc::SIGCONT);
+    }
+}
+
+fn signal(pid: libc::pid_t, sig: libc::c_int) {
+    // SAFETY: plain kill of our own child.
+    let r = unsafe { libc::kill(pid, sig) };
+    assert_eq!(r, 0, "kill({pid}, {sig}) failed");
+}
+
+fn state(l: &RwLock<u64>) -> u32 {
+    l.raw().state().load(Ordering::Relaxed)
 }
 
 fn slots_taken(l: &RwLock<u64>) -> usize {
@@ -253,4 +287,339 @@ fn mutex_owner_killed_after_unlocking_before_the_wake() {
         waiter.join().unwrap();
         assert!(t_kill.elapsed() < REPAIR);
     });
+}
+
+/// Recovery of a dead writer (`recover`): the recoverer is killed with the state released on
+/// the dead writer's behalf but the waiters not yet woken. A writer asleep behind the dead
+/// one (on the notification word, which the recoverer had not bumped yet) re-checks when its
+/// slice runs out and gets the lock, told that the writer died.
+#[test]
+fn rwlock_recoverer_killed_after_releasing_a_dead_writer_before_the_wake() {
+    watchdog(Duration::from_secs(60));
+    let mem = SharedMem::<RwLock<u64>>::new(1);
+    let l = mem.get();
+    let dead_writer = fork_children(1, |_| {
+        std::mem::forget(l.write().unwrap());
+        park_forever();
+    })[0];
+    while state(l) & WRITE_LOCKED == 0 {
+        std::hint::spin_loop();
+    }
+    // A writer asleep behind it. It is stopped before the writer dies: running, it would
+    // find the death itself within a slice, and the recoverer below would have nothing to do.
+    let waiter = fork_children(1, |_| {
+        let w = l.write_timeout(Duration::from_secs(30));
+        assert!(
+            matches!(w, Err(TimedLockError::OwnerDied(_))),
+            "the waiting writer must get the lock, told the writer died"
+        );
+    })[0];
+    while state(l) & WRITERS_WAITING == 0 {
+        std::hint::spin_loop();
+    }
+    stop_asleep_in_futex(waiter);
+    kill(dead_writer);
+    reap(dead_writer);
+    // A reader whose deadline has passed probes the writer once and releases its lock.
+    let recoverer = child_stopped_at(Point::RwRecoverCleared, || {
+        drop(l.read_timeout(Duration::ZERO));
+    });
+    assert_eq!(
+        state(l),
+        OWNER_DIED,
+        "released with the mark, waiting bits cleared"
+    );
+    kill(recoverer);
+    reap(recoverer);
+    signal(waiter, libc::SIGCONT);
+    // Exits 0 only with `OwnerDied`; `REPAIR` bounds the repair (its own wait is 30 s).
+    wait_all(&[waiter], REPAIR);
+    assert!(!l.is_locked());
+}
+
+/// Clear of a stray `WRITERS_WAITING`: an overflow reader that waited [`STRAY_BIT_AGE`]
+/// behind the bit clears it (here a live writer's bit, which it cannot tell from a stray
+/// one) and is killed before it wakes the waiters. The writer, asleep without its bit (so
+/// the last reader out does not wake it), re-checks when its slice runs out and gets the
+/// lock.
+#[test]
+fn rwlock_overflow_reader_killed_after_clearing_writers_waiting_before_the_wake() {
+    watchdog(Duration::from_secs(60));
+    let mem = SharedMem::<RwLock<u64>>::new(1);
+    let l = mem.get();
+    // Every slot taken, and one overflow reader counted in: a writer waits for it with
+    // `WRITERS_WAITING` set, which holds further overflow readers back.
+    let readers: Vec<_> = (0..=READER_SLOTS).map(|_| l.read().unwrap()).collect();
+    assert_eq!(slots_taken(l), READER_SLOTS);
+    assert_eq!(state(l) & 0xff_ffff, 1, "one overflow reader");
+    let writer = fork_children(1, |_| {
+        let w = l.write_timeout(Duration::from_secs(30));
+        assert!(w.is_ok(), "the writer never got the lock");
+    })[0];
+    while state(l) & WRITERS_WAITING == 0 {
+        std::hint::spin_loop();
+    }
+    // Stopped asleep, so that it does not set its bit again before the test is done.
+    stop_asleep_in_futex(writer);
+    let t_start = Instant::now();
+    let clearer = child_stopped_at(Point::RwWritersWaitingCleared, || drop(l.read()));
+    assert!(t_start.elapsed() >= STRAY_BIT_AGE);
+    let s = state(l);
+    assert_eq!(s & WRITERS_WAITING, 0, "the bit is cleared");
+    assert_eq!(s & 0xff_ffff, 1, "the clearer did not count in");
+    kill(clearer);
+    reap(clearer);
+    // The last reader out finds no writer's bit: it wakes no writer.
+    drop(readers);
+    signal(writer, libc::SIGCONT);
+    wait_all(&[writer], REPAIR);
+    assert!(!l.is_locked());
+}
+
+/// Recovery of a dead reader by an overflow reader (waiting for a slot, it frees the slots
+/// of dead readers): killed with the dead reader's slot freed but the draining writer not
+/// yet woken. The writer, asleep with every slot free now, re-checks when its slice runs
+/// out and gets the lock, without `OwnerDied` (a reader's death leaves the data intact).
+#[test]
+fn rwlock_dead_reader_recoverer_killed_after_freeing_the_slot_before_the_wake() {
+    watchdog(Duration::from_secs(60));
+    let mem = SharedMem::<RwLock<u64>>::new(1);
+    let l = mem.get();
+    // Every slot taken: by this thread, and the last one by a reader that will die.
+    let readers: Vec<_> = (1..READER_SLOTS).map(|_| l.read().unwrap()).collect();
+    let dead_reader = fork_children(1, |_| {
+        std::mem::forget(l.read().unwrap());
+        park_forever();
+    })[0];
+    while slots_taken(l) < READER_SLOTS {
+        std::hint::spin_loop();
+    }
+    // A stray `WRITERS_WAITING` (as a writer killed while waiting leaves) holds the next
+    // reader back from counting in as an overflow reader: it waits for a slot.
+    l.raw().state().fetch_or(WRITERS_WAITING, Ordering::Relaxed);
+    // The recoverer: held at its first scan of the slots, where it has read the state (no
+    // writer yet) and probed no slot.
+    let recoverer = fork_children(1, |_| {
+        arm(Point::RwDeadReadersScan);
+        arm(Point::RwDeadReaderFreed);
+        drop(l.read());
+        std::process::exit(3);
+    })[0];
+    wait_until_stopped(recoverer);
+    // A writer takes the state and drains behind the readers, asleep (then stopped, so
+    // that it does not free the dead reader's slot itself).
+    let writer = fork_children(1, |_| {
+        let w = l.write_timeout(Duration::from_secs(30));
+        assert!(
+            w.is_ok(),
+            "the draining writer never got the lock (or got OwnerDied)"
+        );
+    })[0];
+    while state(l) & DRAINING == 0 {
+        std::hint::spin_loop();
+    }
+    stop_asleep_in_futex(writer);
+    // The live readers leave (no wake: the dead reader's slot is still taken), and the
+    // last reader dies.
+    drop(readers);
+    assert_eq!(slots_taken(l), 1);
+    kill(dead_reader);
+    reap(dead_reader);
+    // The recoverer frees the dead reader's slot and stops before waking the writer.
+    signal(recoverer, libc::SIGCONT);
+    wait_until_stopped(recoverer);
+    assert_eq!(slots_taken(l), 0, "the dead reader's slot is freed");
+    assert_ne!(state(l) & DRAINING, 0, "the writer still drains");
+    kill(recoverer);
+    reap(recoverer);
+    signal(writer, libc::SIGCONT);
+    wait_all(&[writer], REPAIR);
+    assert!(!l.is_locked());
+}
+
+/// Read unlock of an overflow reader (every slot was taken when it locked): killed counted
+/// out but before waking the writer that waits for it. The writer, asleep with the lock
+/// free, re-checks when its slice runs out and gets the lock.
+#[test]
+fn rwlock_overflow_reader_killed_after_counting_out_before_the_wake() {
+    watchdog(Duration::from_secs(60));
+    let mem = SharedMem::<RwLock<u64>>::new(1);
+    let l = mem.get();
+    let slot_readers: Vec<_> = (0..READER_SLOTS).map(|_| l.read().unwrap()).collect();
+    // The overflow reader counts in, then stops itself until the writer sleeps.
+    let reader = fork_children(1, |_| {
+        arm(Point::RwReadUnlockOverflowCounted);
+        let r = l.read().unwrap();
+        // SAFETY: `raise` has no preconditions.
+        unsafe { libc::raise(libc::SIGSTOP) };
+        drop(r);
+        std::process::exit(3);
+    })[0];
+    wait_until_stopped(reader);
+    assert_eq!(state(l), 1, "one overflow reader, no waiting bit");
+    drop(slot_readers);
+    // A writer waits for the overflow reader (asleep, then stopped: the lock is not free
+    // yet, and it must not take it before it is woken or its slice runs out).
+    let writer = fork_children(1, |_| {
+        let w = l.write_timeout(Duration::from_secs(30));
+        assert!(
+            w.is_ok(),
+            "the writer never got the lock (or got OwnerDied)"
+        );
+    })[0];
+    while state(l) & WRITERS_WAITING == 0 {
+        std::hint::spin_loop();
+    }
+    stop_asleep_in_futex(writer);
+    signal(reader, libc::SIGCONT);
+    wait_until_stopped(reader);
+    assert_eq!(
+        state(l),
+        WRITERS_WAITING,
+        "counted out, the writer's bit not yet cleared"
+    );
+    kill(reader);
+    reap(reader);
+    signal(writer, libc::SIGCONT);
+    wait_all(&[writer], REPAIR);
+    assert!(!l.is_locked());
+}
+
+/// A mutex and a condvar for it, shared with children.
+#[repr(C)]
+struct Waiting {
+    m: Mutex<u32>,
+    cv: Condvar,
+}
+
+// SAFETY: a `#[repr(C)]` composition of two `SharedSized` types.
+unsafe impl SharedSized for Waiting {
+    const TAG: TypeTag = TypeTag::new(Kind::USER, Elem::NONE);
+}
+
+/// Bit 0 of a condvar's word (`Condvar::words().0`): a waiter may sleep.
+const SLEEPERS: u32 = 1;
+
+fn cv_word(w: &Waiting) -> u32 {
+    w.cv.words().0.load(Ordering::Relaxed)
+}
+
+/// The healed word: a `notify_one` with nobody waiting leaves it alone (no wake).
+fn assert_notify_one_is_idle(w: &Waiting) {
+    let before = cv_word(w);
+    w.cv.notify_one();
+    assert_eq!(
+        cv_word(w),
+        before,
+        "a notify with nobody waiting changed the word"
+    );
+}
+
+/// Condvar wait: killed registered (`SLEEPERS` set) but still holding the mutex. The next
+/// locker takes the mutex over with `OwnerDied`, and the next `notify_one` makes one wake
+/// that finds nobody and clears the bit.
+#[test]
+fn condvar_waiter_killed_registered_before_unlocking_the_mutex() {
+    watchdog(Duration::from_secs(60));
+    let mem = SharedMem::<Waiting>::new(1);
+    let w = mem.get();
+    let waiter = child_stopped_at(Point::CondvarWaitRegistered, || {
+        let mut g = w.m.lock().unwrap();
+        *g = 1;
+        let _ = w.cv.wait(g);
+    });
+    assert_ne!(cv_word(w) & SLEEPERS, 0, "registered");
+    assert!(w.m.is_locked(), "the mutex is still held");
+    kill(waiter);
+    reap(waiter);
+    match w.m.lock_timeout(REPAIR) {
+        Err(TimedLockError::OwnerDied(d)) => {
+            let mut g = d.into_inner();
+            assert_eq!(*g, 1);
+            g.mark_consistent();
+        }
+        Err(TimedLockError::Timeout) => panic!("the dead waiter's mutex was not taken over"),
+        Ok(_) => panic!("the dead waiter's mutex was taken without OwnerDied"),
+    }
+    assert_ne!(cv_word(w) & SLEEPERS, 0, "the bit outlives the waiter");
+    w.cv.notify_one();
+    assert_eq!(
+        cv_word(w) & SLEEPERS,
+        0,
+        "the first notify_one clears the bit"
+    );
+    assert_notify_one_is_idle(w);
+}
+
+/// Condvar notify_one: killed after its wake found nobody, before clearing `SLEEPERS`. The
+/// bit stays set; the next `notify_one` makes one needless wake and clears it.
+#[test]
+fn condvar_notifier_killed_after_waking_nobody_before_clearing_the_bit() {
+    watchdog(Duration::from_secs(60));
+    let mem = SharedMem::<Waiting>::new(1);
+    let w = mem.get();
+    // A waiter that timed out leaves the bit set with nobody asleep.
+    let (g, r) =
+        w.cv.wait_timeout(w.m.lock().unwrap(), Duration::from_millis(1))
+            .unwrap();
+    assert!(r.timed_out());
+    drop(g);
+    let registered = cv_word(w);
+    assert_ne!(registered & SLEEPERS, 0);
+    let notifier = child_stopped_at(Point::CondvarNotifyOneWokeNobody, || w.cv.notify_one());
+    let left = cv_word(w);
+    assert_ne!(left, registered, "the notifier bumped the word");
+    assert_ne!(left & SLEEPERS, 0, "the bit is not cleared yet");
+    kill(notifier);
+    reap(notifier);
+    w.cv.notify_one();
+    assert_eq!(
+        cv_word(w) & SLEEPERS,
+        0,
+        "the next notify_one clears the bit"
+    );
+    assert_notify_one_is_idle(w);
+    // And the condvar still works: a waiter is woken by a notify.
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| {
+            let g = w.cv.wait_while(w.m.lock().unwrap(), |v| *v == 0).unwrap();
+            assert_eq!(*g, 7);
+        });
+        *w.m.lock().unwrap() = 7;
+        w.cv.notify_one();
+        waiter.join().unwrap();
+    });
+}
+
+/// Condvar notify (`notify_one`, then `notify_all`): killed with the word bumped but the
+/// sleeper not yet woken. The sleeper's slice runs out, it finds the word changed and
+/// returns, and sees the condition the notifier set.
+#[test]
+fn condvar_notifier_killed_after_bumping_before_the_wake() {
+    watchdog(Duration::from_secs(60));
+    let mem = SharedMem::<Waiting>::new(1);
+    let w = mem.get();
+    for (round, notify_all) in [(1, false), (2, true)] {
+        let waiter = fork_children(1, |_| {
+            let g =
+                w.cv.wait_while(w.m.lock().unwrap(), |v| *v < round)
+                    .unwrap();
+            assert_eq!(*g, round);
+        })[0];
+        // Asleep on the condvar (the mutex is free, so not on the mutex).
+        wait_until_asleep_in_futex(waiter);
+        *w.m.lock().unwrap() = round;
+        let before = cv_word(w);
+        let notifier = child_stopped_at(Point::CondvarNotifyBumped, || {
+            if notify_all {
+                w.cv.notify_all();
+            } else {
+                w.cv.notify_one();
+            }
+        });
+        assert_ne!(cv_word(w), before, "the notifier bumped the word");
+        kill(notifier);
+        reap(notifier);
+        wait_all(&[waiter], REPAIR);
+    }
 }

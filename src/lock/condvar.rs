@@ -38,20 +38,23 @@
 //! # Crash windows
 //!
 //! What a SIGKILL at each step leaves (the mutex's own windows are in
-//! [`RawMutex`](super::raw_mutex)):
+//! [`RawMutex`](super::raw_mutex)). A line that ends in "failpoint test" has one in
+//! `tests/failpoints.rs` (the process is stopped at the step, killed, and the repair
+//! checked):
 //!
 //! | step | left behind | repaired by, how fast |
 //! |------|-------------|-----------------------|
-//! | wait: registered, mutex not yet unlocked | the mutex held by a dead owner; `SLEEPERS` set | the next locker takes the mutex over (`OwnerDied`); the next `notify_one` makes one wake that finds nobody and clears the bit |
+//! | wait: registered, mutex not yet unlocked | the mutex held by a dead owner; `SLEEPERS` set | the next locker takes the mutex over (`OwnerDied`); the next `notify_one` makes one wake that finds nobody and clears the bit; failpoint test |
 //! | wait: asleep, or re-locking | `SLEEPERS` set | the same one needless wake |
-//! | notify: word bumped, sleepers not yet woken | sleepers asleep on a changed word | every wait, timed or not, sleeps in slices of at most 10 ms and re-checks the word: it returns within one slice |
-//! | notify_one: woke nobody, `SLEEPERS` not yet cleared | the bit set | the next `notify_one` clears it (one needless wake) |
+//! | notify: word bumped, sleepers not yet woken | sleepers asleep on a changed word | every wait, timed or not, sleeps in slices of at most 10 ms and re-checks the word: it returns within one slice; failpoint test |
+//! | notify_one: woke nobody, `SLEEPERS` not yet cleared | the bit set | the next `notify_one` clears it (one needless wake); failpoint test |
 
 use core::time::Duration;
 use std::time::Instant;
 
 use super::mutex::MutexGuard;
 use super::owner_died::{LockResult, TimedLockError};
+use crate::failpoint::{self, Point};
 use crate::futex;
 use crate::futex::sleepers;
 use crate::shared::{Elem, Kind, SharedSized, TypeTag};
@@ -244,6 +247,7 @@ impl Condvar {
         }
         // Registered before the mutex unlock below (Release): see `may_have_sleepers`.
         let expected = sleepers::register(&self.seq);
+        failpoint::hit(Point::CondvarWaitRegistered);
         let (raw, data) = MutexGuard::parts(&guard);
         drop(guard);
         // Nothing to undo after it: as in `wait_inner`.
@@ -370,7 +374,9 @@ impl Condvar {
         let Some(bumped) = sleepers::bump(&self.seq, false) else {
             return;
         };
+        failpoint::hit(Point::CondvarNotifyBumped);
         if futex::wake_one(&self.seq) == 0 {
+            failpoint::hit(Point::CondvarNotifyOneWokeNobody);
             sleepers::clear(&self.seq, bumped);
         }
     }
@@ -381,6 +387,7 @@ impl Condvar {
         // registered but not asleep fails its wait on the bumped value; a later one sets
         // `SLEEPERS` again.
         if sleepers::bump(&self.seq, true).is_some() {
+            failpoint::hit(Point::CondvarNotifyBumped);
             futex::wake_all(&self.seq);
         }
     }
@@ -401,6 +408,7 @@ impl Condvar {
     ) -> (LockResult<MutexGuard<'a, T>>, bool) {
         // Registered before the mutex unlock below (Release): see `may_have_sleepers`.
         let expected = sleepers::register(&self.seq);
+        failpoint::hit(Point::CondvarWaitRegistered);
         let (raw, data) = MutexGuard::parts(&guard);
         drop(guard);
         // Nothing to undo after it: `SLEEPERS` is a "maybe", cleared by a later notify.

@@ -1,0 +1,488 @@
+//! [`RwLock<T>`] and [`RawRwLock`]: a robust, writer-preferring readers-writer lock.
+//!
+//! # The algorithm
+//!
+//! A lock is one 64-byte line of sixteen 32-bit words: the state word, a writer
+//! notification counter, and [`READER_SLOTS`] (14) *reader slots*. A reader holds the lock
+//! through a slot: it writes its thread id (TID) into a free slot, so every registered read
+//! lock names the thread that holds it, and a reader that dies holding one leaves a dead
+//! TID that a writer can probe and free. The state word counts no registered reader; it
+//! holds the writer's TID while write-locked, the waiting bits, and a count only of the
+//! *overflow* readers that found every slot taken (see the field docs of [`RawRwLock`]).
+//!
+//! A reader and a writer meet as in Dekker's algorithm:
+//!
+//! - **read**: claim a free slot (compare-exchange `0 -> tid`), *then* load the state; if
+//!   no writer holds it (`WRITE_LOCKED` clear), the read lock is held. Otherwise free the
+//!   slot again and wait on the state word for the writer to leave.
+//! - **write**: set `WRITE_LOCKED` with the own TID (compare-exchange from a state with no
+//!   writer and no overflow reader), *then* load every slot; if all are free, the write
+//!   lock is held. Otherwise the writer has shut new readers out and waits (`DRAINING`,
+//!   sleeping on the notification counter) for the registered readers to leave.
+//! - **read unlock**: free the own slot, *then* load the state; if a writer is draining
+//!   and every slot is now free, wake it.
+//!
+//! The slot claim and the `WRITE_LOCKED` set are `SeqCst` read-modify-writes, and the
+//! loads after them are `SeqCst`: in the single total order of `SeqCst` operations one of
+//! the two comes first, so a reader and a writer never both miss each other (at least one
+//! of them sees the other and backs off or waits). The same pairing between a slot's
+//! release and a draining writer's `DRAINING` set means the last reader out always sees
+//! the writer's bit, or the writer sees the free slot, so no wakeup is lost.
+//!
+//! A writer that holds `WRITE_LOCKED` shuts new readers out, so writers do not starve; a
+//! writer waiting for *another writer* sets `WRITERS_WAITING` and sleeps on the counter. An
+//! unlock clears both waiting bits and wakes one writer *and* all readers (see
+//! `wake_flagged`): the woken race, and a writer that wins shuts the readers out again.
+//! `WRITERS_WAITING` holds back only overflow readers (so a waiting writer is not starved by
+//! them either); a registered reader never waits for it, so a stray bit that no live writer
+//! stands behind delays no one.
+//!
+//! # Owner death
+//!
+//! - **A writer dies holding the write lock**: a waiter (reader or writer) whose wait slice
+//!   runs out probes the writer's TID; if it is dead, the waiter releases the lock on the
+//!   dead writer's behalf, sets `OWNER_DIED` and wakes everyone. The next acquirer, reader
+//!   or writer, gets [`OwnerDied`]. The mark persists (readers keep getting `OwnerDied`)
+//!   until a *writer* calls [`RwLockWriteGuard::mark_consistent`]. A writer that died while
+//!   still `DRAINING` had not touched the data: its lock is released without the mark.
+//! - **A reader dies holding a read lock**: its slot names a dead TID. A draining writer
+//!   whose wait slice runs out probes the TIDs in the slots and frees each dead one (a
+//!   compare-exchange `tid -> 0`, so only one recoverer wins it); the writer then gets the
+//!   lock with [`Acquired::Consistent`] once the live readers have left: readers do not
+//!   write, so a dead reader leaves the data as the last writer did.
+//!
+//! # Crash windows
+//!
+//! What a SIGKILL at each step leaves behind (a SIGSTOP leaves the same, held until the
+//! process continues; only timed calls bound a wait for a stopped holder). A line that ends
+//! in "failpoint test" has one in `tests/failpoints.rs` (the process is stopped at the
+//! step, killed, and the repair checked), and `tests/locks_owner_death.rs` kills readers at
+//! random instructions of lock and unlock:
+//!
+//! | step | left behind | repaired by, how fast |
+//! |------|-------------|-----------------------|
+//! | read: before the slot claim | nothing | — |
+//! | read: slot claimed, state not yet checked (or checked and backing off) | a slot naming a dead TID | a draining writer frees it once a slice has passed (≤ 1 ms after the death, however often the writer is woken); failpoint test |
+//! | read: holding the read lock | the same | the same |
+//! | read unlock: before the slot is freed | the same | the same |
+//! | read unlock: slot freed, draining writer not yet woken | a writer asleep with every slot free | its wait slice runs out and it re-checks the slots (one slice); failpoint test |
+//! | read, waiting: `READERS_WAITING` set | a stale bit | the next write unlock takes its slow path and wakes no one (one needless wake) |
+//! | write: `WRITE_LOCKED` set, `DRAINING` not yet set | the state names a dead writer | a waiter probes it once a slice has passed, releases it with `OWNER_DIED` (a false alarm: the data was not touched); failpoint test |
+//! | write: `DRAINING` (waiting for readers) | the state names a dead, draining writer | a waiter probes it once a slice has passed and releases it without `OWNER_DIED`; failpoint test |
+//! | write: holding the write lock (`DRAINING` cleared) | the state names a dead writer | a waiter probes it once a slice has passed; the next acquirer gets `OwnerDied` |
+//! | write, waiting for a writer or overflow readers: `WRITERS_WAITING` set | a stray bit | registered readers ignore it; overflow readers clear it after waiting [`STRAY_BIT_AGE`] (100 ms) behind it; writers take one needless wake |
+//! | write unlock: state cleared, waiters not yet woken | sleepers with the lock free | each sleeper's slice runs out and it re-checks (one slice); failpoint test |
+//! | overflow read (every slot taken): counted in | a count naming no one | **not repaired**: the lock leaks; only timed calls bound the wait |
+//! | overflow read unlock: counted out, waiters not yet woken | sleepers with the lock free | each sleeper's slice runs out and it re-checks (one slice); failpoint test |
+//! | recovery of a dead writer (`recover`): state released, waiters not yet woken | sleepers with the lock free | each sleeper's slice runs out and it re-checks (one slice); failpoint test |
+//! | recovery of a stray `WRITERS_WAITING` (or a writer giving up): bit cleared, waiters not yet woken | readers the bit held back asleep, writers asleep without their bit | each sleeper's slice runs out and it re-checks, a writer setting its bit again (one slice); failpoint test |
+//! | recovery of a dead reader (by an overflow reader): slot freed, drainer not yet woken | a draining writer asleep with every slot free | its wait slice runs out and it re-checks the slots (one slice); failpoint test |
+//!
+//! Limits of the reader recovery:
+//!
+//! - **More than [`READER_SLOTS`] read locks at once** (threads of any process, nested read
+//!   locks counting one each): the readers that find every slot taken hold the lock
+//!   *unregistered* (counted in the state), and their deaths are not recovered (use
+//!   [`RwLock::write_timeout`] where that can happen). Slots are claimed per lock, so a
+//!   reader freeing one lets the next reader register.
+//! - **TID reuse and PID namespaces**, as for a writer: a dead reader whose TID the kernel
+//!   has handed to a new thread reads as alive (its lock leaks until that thread exits).
+//! - **Hostile bytes** in slots: any value is safe (no panic, no UB, bounded loops). A value
+//!   above 2^22 names no thread and is freed; a dead TID is freed; a live TID holds writers
+//!   out as a live reader would (timed calls return). A peer that writes arbitrary bytes
+//!   into a lock can always break its exclusion, e.g. by freeing a live reader's slot.
+//! - **Recursion**: a thread holding a read lock that calls `read` again while a writer
+//!   drains deadlocks, as with `std::sync::RwLock` (the writer waits for the first lock,
+//!   the second read waits for the writer): use the timed variants where that can happen.
+//! - **Cost**: a read lock is one compare-exchange (the slot) and one load (the state); a
+//!   read unlock one swap and one load. No syscall. The slots share the state's cache line
+//!   on purpose: a reader and a writer must each read the other's word anyway.
+//!
+//! Limits: as for [`RawMutex`](super::raw_mutex#limits). On fork with a guard held: a
+//! write guard's copy in the child does nothing when dropped (the state names the parent's
+//! thread), and neither does a read guard's (it remembers the thread that took it).
+//! [`RawRwLock::read_unlock`] in a forked child would find no slot of its own and count an
+//! overflow reader out: its callers must not do that.
+
+mod raw;
+mod slots;
+
+use core::fmt;
+use core::marker::PhantomData;
+use core::ops::{Deref, DerefMut};
+use core::time::Duration;
+use std::time::Instant;
+
+use bytemuck::Pod;
+
+use super::owner_died::{LockResult, OwnerDied, TimedLockError, TryLockError};
+use super::raw_mutex::Acquired;
+use crate::owner;
+#[cfg(loom)]
+#[doc(hidden)]
+pub use crate::owner::DEAD_UNDER_LOOM;
+use crate::shared::{Elem, Kind, SharedSized, TypeTag};
+use crate::sync::UnsafeCell;
+
+pub use raw::{RawRwLock, STRAY_BIT_AGE};
+pub use slots::READER_SLOTS;
+
+/// A readers-writer lock protecting a `T`, shared by threads and processes, robust against
+/// a writer's death.
+///
+/// Many readers or one writer; a waiting writer blocks new readers. If a writer dies
+/// holding the write lock, the next acquirer gets [`OwnerDied`]; readers keep getting it
+/// (they can still read) until a writer repairs the data and calls
+/// [`RwLockWriteGuard::mark_consistent`]. A reader dying at any step of taking, holding or
+/// releasing a read lock is recovered too (its slot is freed; the data is intact), if it was
+/// one of the first [`READER_SLOTS`] readers holding the lock at once. See the
+/// [module docs](self#owner-death).
+///
+/// Layout: `#[repr(C)]`, the two lock words and the [`READER_SLOTS`] reader slots first
+/// (64 bytes), then `T`; all-zero is an unlocked lock holding `T::zeroed()`.
+///
+/// # Examples
+///
+/// ```
+/// use shmstate::RwLock;
+///
+/// let l = RwLock::new([1u64, 1]);
+/// {
+///     let r1 = l.read().unwrap();
+///     let r2 = l.read().unwrap();
+///     assert_eq!(r1[0], r2[1]);
+/// }
+/// let mut w = l.write().unwrap();
+/// w[0] += 1;
+/// w[1] += 1;
+/// ```
+#[repr(C)]
+pub struct RwLock<T> {
+    raw: RawRwLock,
+    data: UnsafeCell<T>,
+}
+
+#[cfg(not(loom))]
+static_assertions::assert_eq_size!(RwLock<u64>, [u64; 9]);
+#[cfg(not(loom))]
+static_assertions::assert_eq_align!(RwLock<u64>, u64);
+#[cfg(not(loom))]
+static_assertions::assert_eq_size!(RwLock<[u64; 2]>, [u64; 10]);
+#[cfg(not(loom))]
+const _: () = assert!(core::mem::offset_of!(RwLock<u64>, raw) == 0);
+
+// SAFETY: writers get `&mut T` only alone (the lock excludes everyone else), readers get
+// `&T` concurrently: T must be Send (moved between writers) and Sync (shared by readers).
+unsafe impl<T: Pod + Send + Sync> Sync for RwLock<T> {}
+
+// SAFETY: 1. all-zero: an unlocked `RawRwLock` with every reader slot free, and
+// `T::zeroed()`. 2. every bit pattern: any state is valid (garbage is recovered as a dead
+// writer), any slot value is valid (a TID is probed, garbage is freed), `T` is Pod, padding
+// is never read. 3. sixteen `u32`s and a Pod. 4. `#[repr(C)]`, asserted above for sample
+// `T`s. 5. `Sync` above; `&self` methods are lock operations.
+unsafe impl<T: Pod + Send + Sync> SharedSized for RwLock<T> {
+    const TAG: TypeTag = TypeTag::new(Kind::RWLOCK, Elem::pod::<T>());
+}
+
+type ReadResult<'a, T> = LockResult<RwLockReadGuard<'a, T>>;
+type WriteResult<'a, T> = LockResult<RwLockWriteGuard<'a, T>>;
+
+impl<T: Pod> RwLock<T> {
+    /// An unlocked lock holding `value`.
+    pub fn new(value: T) -> Self {
+        RwLock {
+            raw: RawRwLock::new(),
+            data: UnsafeCell::new(value),
+        }
+    }
+
+    /// Blocks until the calling thread holds a read lock.
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`] (holding the read guard: the lock is acquired) if a writer died
+    /// holding the lock and no writer has marked the data consistent since.
+    #[inline]
+    pub fn read(&self) -> ReadResult<'_, T> {
+        self.read_guard(self.raw.read())
+    }
+
+    /// Takes a read lock if no writer holds the lock (or is taking it, waiting for the
+    /// readers to leave), without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`TryLockError::WouldBlock`] if a writer holds the lock or is taking it (or, with
+    /// every reader slot taken, a writer waits); `OwnerDied` as for
+    /// [`read`](Self::read).
+    pub fn try_read(&self) -> Result<RwLockReadGuard<'_, T>, TryLockError<RwLockReadGuard<'_, T>>> {
+        match self.raw.try_read() {
+            Some(a) => Ok(self.read_guard(a)?),
+            None => Err(TryLockError::WouldBlock),
+        }
+    }
+
+    /// [`read`](Self::read), giving up after `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`TimedLockError::Timeout`] (after at least `timeout`); `OwnerDied` as for
+    /// [`read`](Self::read).
+    pub fn read_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<RwLockReadGuard<'_, T>, TimedLockError<RwLockReadGuard<'_, T>>> {
+        let a = match Instant::now().checked_add(timeout) {
+            Some(d) => self.raw.read_until(d),
+            None => Some(self.raw.read()),
+        };
+        match a {
+            Some(a) => Ok(self.read_guard(a)?),
+            None => Err(TimedLockError::Timeout),
+        }
+    }
+
+    /// [`read`](Self::read), giving up at `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`read_timeout`](Self::read_timeout).
+    pub fn read_until(
+        &self,
+        deadline: Instant,
+    ) -> Result<RwLockReadGuard<'_, T>, TimedLockError<RwLockReadGuard<'_, T>>> {
+        match self.raw.read_until(deadline) {
+            Some(a) => Ok(self.read_guard(a)?),
+            None => Err(TimedLockError::Timeout),
+        }
+    }
+
+    /// Blocks until the calling thread holds the write lock. Recovers dead writers and dead
+    /// registered readers; if more than [`READER_SLOTS`] readers at once may die holding
+    /// read locks, use [`write_timeout`](Self::write_timeout).
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`] (holding the write guard) if a writer died holding the lock and no
+    /// writer has marked the data consistent since.
+    #[inline]
+    pub fn write(&self) -> WriteResult<'_, T> {
+        self.write_guard(self.raw.write())
+    }
+
+    /// Takes the write lock if the lock is free, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`TryLockError::WouldBlock`] if held; `OwnerDied` as for [`write`](Self::write).
+    pub fn try_write(
+        &self,
+    ) -> Result<RwLockWriteGuard<'_, T>, TryLockError<RwLockWriteGuard<'_, T>>> {
+        match self.raw.try_write() {
+            Some(a) => Ok(self.write_guard(a)?),
+            None => Err(TryLockError::WouldBlock),
+        }
+    }
+
+    /// [`write`](Self::write), giving up after `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`TimedLockError::Timeout`] (after at least `timeout`); `OwnerDied` as for
+    /// [`write`](Self::write).
+    pub fn write_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<RwLockWriteGuard<'_, T>, TimedLockError<RwLockWriteGuard<'_, T>>> {
+        let a = match Instant::now().checked_add(timeout) {
+            Some(d) => self.raw.write_until(d),
+            None => Some(self.raw.write()),
+        };
+        match a {
+            Some(a) => Ok(self.write_guard(a)?),
+            None => Err(TimedLockError::Timeout),
+        }
+    }
+
+    /// [`write`](Self::write), giving up at `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`write_timeout`](Self::write_timeout).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{RwLock, TimedLockError};
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let lock = RwLock::new(0u32);
+    /// let reader = lock.read().unwrap();
+    /// let deadline = Instant::now() + Duration::from_millis(5);
+    /// assert!(matches!(lock.write_until(deadline), Err(TimedLockError::Timeout)));
+    /// assert!(Instant::now() >= deadline);
+    /// drop(reader);
+    /// *lock.write_until(Instant::now() + Duration::from_secs(1)).unwrap() = 1;
+    /// assert_eq!(*lock.read_until(Instant::now()).unwrap(), 1);
+    /// ```
+    pub fn write_until(
+        &self,
+        deadline: Instant,
+    ) -> Result<RwLockWriteGuard<'_, T>, TimedLockError<RwLockWriteGuard<'_, T>>> {
+        match self.raw.write_until(deadline) {
+            Some(a) => Ok(self.write_guard(a)?),
+            None => Err(TimedLockError::Timeout),
+        }
+    }
+
+    /// Whether any lock is held now (a snapshot).
+    pub fn is_locked(&self) -> bool {
+        self.raw.is_locked()
+    }
+
+    /// The raw lock, for diagnostics.
+    pub fn raw(&self) -> &RawRwLock {
+        &self.raw
+    }
+
+    fn read_guard(&self, a: Acquired) -> ReadResult<'_, T> {
+        let g = RwLockReadGuard {
+            lock: self,
+            reader: owner::current(),
+            _not_send: PhantomData,
+        };
+        match a {
+            Acquired::Consistent => Ok(g),
+            Acquired::OwnerDied => Err(OwnerDied::new(g)),
+        }
+    }
+
+    fn write_guard(&self, a: Acquired) -> WriteResult<'_, T> {
+        let g = RwLockWriteGuard {
+            lock: self,
+            _not_send: PhantomData,
+        };
+        match a {
+            Acquired::Consistent => Ok(g),
+            Acquired::OwnerDied => Err(OwnerDied::new(g)),
+        }
+    }
+}
+
+impl<T> fmt::Debug for RwLock<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RwLock")
+            .field("raw", &self.raw)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A read lock on a [`RwLock`]: gives `&T`, unlocks on drop. Not `Send`.
+///
+/// # Examples
+///
+/// ```
+/// let l = shmstate::RwLock::new(5u32);
+/// let r = l.read().unwrap();
+/// assert_eq!(*r, 5);
+/// ```
+#[must_use = "dropping the guard unlocks at once"]
+pub struct RwLockReadGuard<'a, T: Pod> {
+    lock: &'a RwLock<T>,
+    /// The TID of the thread that took the read lock (a cached thread-local read). This is
+    /// how a copy of the guard in a forked child knows it holds nothing: its thread owns no
+    /// slot, so an unlock there would count some overflow reader's lock out instead.
+    reader: u32,
+    _not_send: PhantomData<*const ()>,
+}
+
+// SAFETY: `&RwLockReadGuard` gives `&T` only.
+unsafe impl<T: Pod + Sync> Sync for RwLockReadGuard<'_, T> {}
+
+impl<T: Pod> Deref for RwLockReadGuard<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        // SAFETY: a read lock is held: no writer has `&mut T` until the guard drops, and
+        // the reference lives no longer than `self`.
+        self.lock.data.with(|p| unsafe { &*p })
+    }
+}
+
+impl<T: Pod> Drop for RwLockReadGuard<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        if owner::current() != self.reader {
+            // A copy in a forked child: the read lock is the parent's (see `reader`).
+            return;
+        }
+        // SAFETY: the guard holds one read lock (taken by this thread: not Send, and not a
+        // forked copy, checked above), released once, and the data is not read after.
+        unsafe { self.lock.raw.read_unlock() };
+    }
+}
+
+/// The write lock on a [`RwLock`]: gives `&mut T`, unlocks on drop. Not `Send` (the state
+/// names the writing thread).
+///
+/// # Examples
+///
+/// ```
+/// let l = shmstate::RwLock::new(5u32);
+/// *l.write().unwrap() += 1;
+/// assert_eq!(*l.read().unwrap(), 6);
+/// ```
+#[must_use = "dropping the guard unlocks at once"]
+pub struct RwLockWriteGuard<'a, T: Pod> {
+    lock: &'a RwLock<T>,
+    _not_send: PhantomData<*const ()>,
+}
+
+// SAFETY: `&RwLockWriteGuard` gives `&T` only.
+unsafe impl<T: Pod + Sync> Sync for RwLockWriteGuard<'_, T> {}
+
+impl<T: Pod> RwLockWriteGuard<'_, T> {
+    /// Marks the data consistent after an [`OwnerDied`]: later readers and writers get
+    /// plain guards. Without it, `OwnerDied` persists for every later acquirer.
+    pub fn mark_consistent(&mut self) {
+        // The guard proves this thread holds the write lock, so this always applies.
+        let _ = self.lock.raw.mark_consistent();
+    }
+}
+
+impl<T: Pod> Deref for RwLockWriteGuard<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        // SAFETY: the write lock excludes every other access until the guard drops.
+        self.lock.data.with(|p| unsafe { &*p })
+    }
+}
+
+impl<T: Pod> DerefMut for RwLockWriteGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`, and `&mut self` makes this the only reference.
+        self.lock.data.with_mut(|p| unsafe { &mut *p })
+    }
+}
+
+impl<T: Pod> Drop for RwLockWriteGuard<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: this thread holds the write lock (the guard is not Send) and the data is
+        // not used after.
+        unsafe { self.lock.raw.write_unlock() };
+    }
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for RwLockReadGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for RwLockWriteGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
