@@ -48,6 +48,9 @@ pub enum Point {
     CondvarNotifyOneWokeNobody,
     /// `Condvar` notify_one or notify_all: the word is bumped, the sleepers not yet woken.
     CondvarNotifyBumped,
+    /// `RawRwLock` downgrade: a reader slot is claimed for the writer, `WRITE_LOCKED` not
+    /// yet released.
+    RwDowngradeClaimed,
 }
 
 #[cfg(shmstate_test_hooks)]

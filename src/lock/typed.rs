@@ -371,6 +371,16 @@ impl<'a, R: RawLock, T: ?Sized> ExclusiveGuard<'a, R, T> {
         // SAFETY: as in `map`.
         Ok(unsafe { ExclusiveGuard::new(raw, part) })
     }
+
+    /// Gives up the guard without unlocking: for turning it into another kind of guard
+    /// over the same acquisition (`RwLockWriteGuard::downgrade`). The caller takes over
+    /// the release.
+    #[inline]
+    pub(crate) fn into_parts(this: Self) -> (&'a R, NonNull<T>) {
+        let parts = Self::parts(&this);
+        mem::forget(this);
+        parts
+    }
 }
 
 impl<R: RawLock, T: ?Sized> Deref for ExclusiveGuard<'_, R, T> {
@@ -520,6 +530,18 @@ impl<'a, R: RawLockShared, T: ?Sized> SharedGuard<'a, R, T> {
             // SAFETY: forwarded from the caller.
             None => Ok(unsafe { Self::lock(raw, data) }?),
         }
+    }
+
+    /// A guard for a shared acquisition the calling thread made some other way (a
+    /// downgrade).
+    ///
+    /// # Safety
+    ///
+    /// As for `new`.
+    #[inline]
+    pub(crate) unsafe fn from_parts(raw: &'a R, data: NonNull<T>) -> Self {
+        // SAFETY: forwarded from the caller.
+        unsafe { Self::new(raw, data) }
     }
 
     /// Marks the data consistent again after an [`OwnerDied`], if the lock lets a shared
