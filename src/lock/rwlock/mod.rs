@@ -42,14 +42,22 @@
 //! - **A writer dies holding the write lock**: a waiter (reader or writer) whose wait slice
 //!   runs out probes the writer's TID; if it is dead, the waiter releases the lock on the
 //!   dead writer's behalf, sets `OWNER_DIED` and wakes everyone. The next acquirer, reader
-//!   or writer, gets [`OwnerDied`](crate::OwnerDied). The mark persists (readers keep getting `OwnerDied`)
-//!   until a *writer* calls [`RwLockWriteGuard::mark_consistent`]. A writer that died while
-//!   still `DRAINING` had not touched the data: its lock is released without the mark.
+//!   or writer, gets [`OwnerDied`](crate::OwnerDied). The mark persists (readers keep
+//!   getting `OwnerDied`) until a writer that repaired the data, or a reader that checked
+//!   it, calls `mark_consistent` on its guard ([`ExclusiveGuard::mark_consistent`],
+//!   [`SharedGuard::mark_consistent`]). A writer that died while still `DRAINING` had not
+//!   touched the data: its lock is released without the mark.
 //! - **A reader dies holding a read lock**: its slot names a dead TID. A draining writer
 //!   whose wait slice runs out probes the TIDs in the slots and frees each dead one (a
 //!   compare-exchange `tid -> 0`, so only one recoverer wins it); the writer then gets the
 //!   lock with [`Acquired::Consistent`] once the live readers have left: readers do not
 //!   write, so a dead reader leaves the data as the last writer did.
+//! - **A holder calls `execve`**: as for [`RawMutex`](super::raw_mutex#owner-death). The
+//!   exec'ing thread keeps (main thread) or takes over (any other thread) the process id,
+//!   so a lock the *main* thread holds names a live thread that no longer maps the region
+//!   and cannot unlock: it is never recovered until that process exits (timed calls
+//!   return). A lock held by any other thread of the process is recovered as from a dead
+//!   one: exec ends those threads, and a non-main exec'ing thread gives up its own TID.
 //!
 //! # Crash windows
 //!
@@ -72,6 +80,9 @@
 //! | write: holding the write lock (`DRAINING` cleared) | the state names a dead writer | a waiter probes it once a slice has passed; the next acquirer gets `OwnerDied` |
 //! | write, waiting for a writer or overflow readers: `WRITERS_WAITING` set | a stray bit | registered readers ignore it; overflow readers clear it after waiting [`STRAY_BIT_AGE`] (100 ms) behind it; writers take one needless wake |
 //! | write unlock: state cleared, waiters not yet woken | sleepers with the lock free | each sleeper's slice runs out and it re-checks (one slice); failpoint test |
+//! | downgrade: a reader slot claimed for the writer, `WRITE_LOCKED` not yet released | the state names a dead writer, and a slot names it too | a waiter probes the writer once a slice has passed and releases its lock with `OwnerDied` (as for a writer killed holding it); the next writer then finds the slot's reader dead and frees it (one more slice); failpoint test |
+//! | downgrade: `WRITE_LOCKED` released, holding the read lock through the slot | a slot naming a dead TID | as for any registered reader |
+//! | downgrade with every slot taken: `WRITE_LOCKED` swapped for an overflow count of one (one compare-exchange) | a count naming no one | as for an overflow reader: **not repaired** |
 //! | overflow read (every slot taken): counted in | a count naming no one | **not repaired**: the lock leaks; only timed calls bound the wait |
 //! | overflow read unlock: counted out, waiters not yet woken | sleepers with the lock free | each sleeper's slice runs out and it re-checks (one slice); failpoint test |
 //! | recovery of a dead writer (`recover`): state released, waiters not yet woken | sleepers with the lock free | each sleeper's slice runs out and it re-checks (one slice); failpoint test |
@@ -91,12 +102,28 @@
 //!   above 2^22 names no thread and is freed; a dead TID is freed; a live TID holds writers
 //!   out as a live reader would (timed calls return). A peer that writes arbitrary bytes
 //!   into a lock can always break its exclusion, e.g. by freeing a live reader's slot.
-//! - **Recursion**: a thread holding a read lock that calls `read` again while a writer
-//!   drains deadlocks, as with `std::sync::RwLock` (the writer waits for the first lock,
-//!   the second read waits for the writer): use the timed variants where that can happen.
 //! - **Cost**: a read lock is one compare-exchange (the slot) and one load (the state); a
 //!   read unlock one swap and one load. No syscall. The slots share the state's cache line
 //!   on purpose: a reader and a writer must each read the other's word anyway.
+//!
+//! # Recursive read locks
+//!
+//! A thread that holds a read lock may call `read` again; while no writer waits, that
+//! succeeds at once. While a writer waits, it depends on how the first read lock is held:
+//!
+//! - **Registered** (in a slot: the usual case, up to [`READER_SLOTS`] read locks at once).
+//!   The writer holds `WRITE_LOCKED` while it drains, and every new read waits for it, the
+//!   second read of this thread included. The writer waits for the first read lock, the
+//!   second read for the writer: an untimed `read` deadlocks, as it may with
+//!   `std::sync::RwLock`. A [`RwLock::read_timeout`] returns [`TimedLockError::Timeout`]
+//!   instead (then give up the first lock too, and retry).
+//! - **Overflow** (every slot was taken). The writer cannot take the state while an
+//!   overflow reader is counted in it, so it waits behind `WRITERS_WAITING`. A second read
+//!   that finds a slot free registers at once (registered readers ignore the bit); one
+//!   that finds none waits behind the bit and, after [`STRAY_BIT_AGE`], clears it as
+//!   possibly stray and gets in: late, but not deadlocked.
+//!
+//! `tests/locks_rwlock.rs` shows both.
 //!
 //! Limits: as for [`RawMutex`](super::raw_mutex#limits). On fork with a guard held: a
 //! write guard's copy in the child does nothing when dropped (the state names the parent's
@@ -132,9 +159,9 @@ pub use slots::READER_SLOTS;
 /// a writer's death.
 ///
 /// Many readers or one writer; a waiting writer blocks new readers. If a writer dies
-/// holding the write lock, the next acquirer gets [`OwnerDied`](crate::OwnerDied); readers keep getting it
-/// (they can still read) until a writer repairs the data and calls
-/// [`RwLockWriteGuard::mark_consistent`]. A reader dying at any step of taking, holding or
+/// holding the write lock, the next acquirer gets [`OwnerDied`](crate::OwnerDied); readers
+/// keep getting it (they can still read) until a writer repairs the data (or a reader checks
+/// it) and calls `mark_consistent` on its guard. A reader dying at any step of taking, holding or
 /// releasing a read lock is recovered too (its slot is freed; the data is intact), if it was
 /// one of the first [`READER_SLOTS`] readers holding the lock at once. See the
 /// [module docs](self#owner-death).
@@ -208,8 +235,8 @@ impl<T: Pod> RwLock<T> {
     ///
     /// # Errors
     ///
-    /// [`OwnerDied`](crate::OwnerDied) (holding the read guard: the lock is acquired) if a writer died
-    /// holding the lock and no writer has marked the data consistent since.
+    /// [`OwnerDied`](crate::OwnerDied) (holding the read guard: the lock is acquired) if a
+    /// writer died holding the lock and no one has marked the data consistent since.
     #[inline]
     pub fn read(&self) -> ReadResult<'_, T> {
         // SAFETY: `raw` protects `data`, which lives as long as `self`.
@@ -257,8 +284,8 @@ impl<T: Pod> RwLock<T> {
     ///
     /// # Errors
     ///
-    /// [`OwnerDied`](crate::OwnerDied) (holding the write guard) if a writer died holding the lock and no
-    /// writer has marked the data consistent since.
+    /// [`OwnerDied`](crate::OwnerDied) (holding the write guard) if a writer died holding the
+    /// lock and no one has marked the data consistent since.
     #[inline]
     pub fn write(&self) -> WriteResult<'_, T> {
         // SAFETY: as in `read`.
