@@ -110,12 +110,12 @@ unsafe impl<T: Send> Sync for ReentrantMutex<T> {}
 // SAFETY: 1. all-zero: unlocked, depth 0, and an all-zero `T` (T: SharedSized, item 1).
 // 2. any lock word is valid (garbage reads as a dead owner), any depth is valid (a fresh
 // owner resets it; a hostile depth can only make the owner release late or early), any
-// bytes of `T` are valid (T: SharedSized, item 2); no padding between the two `u32`s and
-// `T` beyond what `T`'s alignment adds, never read. 3. two `u32`s and a `T` without
-// pointers. 4. `#[repr(C)]`, asserted above for sample `T`s; the tag records `T`'s tag,
-// offset, size and alignment. 5. `Sync` above (`T: Sync` implies `T: Send` for these
-// pointer-free types: `T: Send` is required too); `&self` methods are lock operations, and
-// `T`'s own `&self` methods are safe to call concurrently (T: SharedSized, item 5).
+// bytes of `T` are valid (T: SharedSized, item 2); the only other bytes are the padding
+// `T`'s alignment may add after the two `u32`s, never read. 3. two `u32`s and a `T`
+// without pointers (item 3). 4. `#[repr(C)]`, asserted above for sample `T`s; the tag
+// records `T`'s own tag, offset, size and alignment. 5. `Sync` above (`T: Send`); `&self`
+// methods are lock operations, and a guard hands out `&T`, whose `&self` methods are safe
+// to call concurrently from several processes (T: SharedSized, item 5).
 unsafe impl<T: SharedSized + Send> SharedSized for ReentrantMutex<T> {
     const TAG: TypeTag = TypeTag::new(Kind::REENTRANT_MUTEX, inner_elem::<T>());
 }

@@ -123,7 +123,7 @@
 //!   that finds none waits behind the bit and, after [`STRAY_BIT_AGE`], clears it as
 //!   possibly stray and gets in: late, but not deadlocked.
 //!
-//! `tests/locks_rwlock.rs` shows both.
+//! `tests/locks_typed.rs` shows both.
 //!
 //! Limits: as for [`RawMutex`](super::raw_mutex#limits). On fork with a guard held: a
 //! write guard's copy in the child does nothing when dropped (the state names the parent's
