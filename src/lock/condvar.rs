@@ -54,6 +54,7 @@ use std::time::Instant;
 
 use super::mutex::MutexGuard;
 use super::owner_died::{LockResult, TimedLockError};
+use super::typed::deadline_after;
 use crate::failpoint::{self, Point};
 use crate::futex;
 use crate::futex::sleepers;
@@ -275,7 +276,7 @@ impl Condvar {
         guard: MutexGuard<'a, T>,
         timeout: Duration,
     ) -> TimedWait<'a, T> {
-        match Instant::now().checked_add(timeout) {
+        match deadline_after(timeout) {
             Some(deadline) => self.wait_until(guard, deadline),
             None => match self.wait(guard) {
                 Ok(g) => Ok((g, WaitTimeoutResult(false))),
@@ -317,7 +318,7 @@ impl Condvar {
         timeout: Duration,
         mut condition: impl FnMut(&mut T) -> bool,
     ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
-        let deadline = Instant::now().checked_add(timeout);
+        let deadline = deadline_after(timeout);
         loop {
             if !condition(&mut *guard) {
                 return Ok((guard, WaitTimeoutResult(false)));
@@ -413,7 +414,7 @@ impl Condvar {
         drop(guard);
         // Nothing to undo after it: `SLEEPERS` is a "maybe", cleared by a later notify.
         // A timeout too long for an `Instant` is an untimed wait.
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let deadline = timeout.and_then(deadline_after);
         let woke = self.sleep_in_slices(expected, deadline);
         // SAFETY: as in `wait_until`.
         (unsafe { MutexGuard::lock(raw, || data) }, !woke)
