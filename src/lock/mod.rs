@@ -12,8 +12,8 @@
 //!
 //! The three locks are one typed layer over their raw locks, in `lock_api`'s shape: a guard is an
 //! [`ExclusiveGuard`] (`&mut T`: [`MutexGuard`], [`RwLockWriteGuard`]) or a [`SharedGuard`]
-//! (`&T`: [`RwLockReadGuard`], [`ReentrantMutexGuard`]), each with `map` and
-//! `mark_consistent`; every lock has `lock`/`try_lock`/`*_timeout`/`*_until` with the same
+//! (`&T`: [`RwLockReadGuard`], [`ReentrantMutexGuard`]), each with `map` (to a
+//! `Mapped*Guard` of a part of the data) and `mark_consistent`; every lock has `lock`/`try_lock`/`*_timeout`/`*_until` with the same
 //! typed results ([`LockResult`], [`TryLockError`], [`TimedLockError`]).
 
 mod condvar;
@@ -25,9 +25,12 @@ pub mod rwlock;
 mod typed;
 
 pub use condvar::{Condvar, WaitTimeoutResult};
-pub use mutex::{Mutex, MutexGuard};
+pub use mutex::{MappedMutexGuard, Mutex, MutexGuard};
 pub use owner_died::{LockResult, OwnerDied, TimedLockError, TryLockError};
 pub use raw_mutex::{Acquired, RawMutex};
-pub use reentrant_mutex::{ReentrantMutex, ReentrantMutexGuard};
-pub use rwlock::{RawRwLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+pub use reentrant_mutex::{MappedReentrantMutexGuard, ReentrantMutex, ReentrantMutexGuard};
+pub use rwlock::{
+    MappedRwLockReadGuard, MappedRwLockWriteGuard, RawRwLock, RwLock, RwLockReadGuard,
+    RwLockWriteGuard,
+};
 pub use typed::{ExclusiveGuard, SharedGuard};

@@ -192,8 +192,8 @@ impl<T> fmt::Debug for Mutex<T> {
 ///
 /// The [`ExclusiveGuard`] of the mutex's [`RawMutex`]: see it for
 /// [`mark_consistent`](ExclusiveGuard::mark_consistent) and [`map`](ExclusiveGuard::map)
-/// (a mapped guard is a `MutexGuard` of the part). Not `Send`: the lock word names the
-/// locking thread.
+/// (to a [`MappedMutexGuard`] of a part). Not `Send`: the lock word names the locking
+/// thread.
 ///
 /// # Examples
 ///
@@ -207,3 +207,7 @@ impl<T> fmt::Debug for Mutex<T> {
 /// assert_eq!(m.lock().unwrap()[0], 7);
 /// ```
 pub type MutexGuard<'a, T> = ExclusiveGuard<'a, RawMutex, T>;
+
+/// A [`MutexGuard`] narrowed by [`map`](ExclusiveGuard::map) to a part of the data. A
+/// [`Condvar`](crate::Condvar) does not take one: see [`map`](ExclusiveGuard::map).
+pub type MappedMutexGuard<'a, T> = ExclusiveGuard<'a, RawMutex, T, true>;

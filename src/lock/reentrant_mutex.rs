@@ -366,6 +366,9 @@ unsafe impl RawLockShared for RawReentrantMutex {
 /// ```
 pub type ReentrantMutexGuard<'a, T> = SharedGuard<'a, RawReentrantMutex, T>;
 
+/// A [`ReentrantMutexGuard`] narrowed by [`map`](SharedGuard::map) to a part of the data.
+pub type MappedReentrantMutexGuard<'a, T> = SharedGuard<'a, RawReentrantMutex, T, true>;
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;

@@ -20,7 +20,8 @@
 //! [`RwLockWriteGuard`](crate::RwLockWriteGuard) are `ExclusiveGuard`s,
 //! [`RwLockReadGuard`](crate::RwLockReadGuard) and
 //! [`ReentrantMutexGuard`](crate::ReentrantMutexGuard) are `SharedGuard`s. A mapped guard
-//! (`MutexGuard::map`, ...) is the same guard type over a part of the data.
+//! (`MutexGuard::map`, ...) is the same guard over a part of the data, with `MAPPED` set:
+//! [`MappedMutexGuard`](crate::lock::MappedMutexGuard) and the like.
 
 use core::fmt;
 use core::marker::PhantomData;
@@ -171,7 +172,9 @@ pub(crate) fn timed_result<G>(
 /// [`MutexGuard<'a, T>`](crate::MutexGuard) and
 /// [`RwLockWriteGuard<'a, T>`](crate::RwLockWriteGuard) are this guard over
 /// [`RawMutex`] and over [`RawRwLock`](crate::RawRwLock)'s write side. [`map`](Self::map)
-/// narrows it to a part of the data (the same guard type over the part).
+/// narrows it to a part of the data: the same guard with `MAPPED` set
+/// ([`MappedMutexGuard`](crate::lock::MappedMutexGuard),
+/// [`MappedRwLockWriteGuard`](crate::lock::MappedRwLockWriteGuard)).
 ///
 /// Not `Send`: the lock word names the locking thread, and unlocking from (or outliving
 /// it on) another thread would let others take the lock while this guard still gives
@@ -199,7 +202,7 @@ pub(crate) fn timed_result<G>(
 /// });
 /// ```
 #[must_use = "dropping the guard unlocks at once"]
-pub struct ExclusiveGuard<'a, R: RawLock, T: ?Sized> {
+pub struct ExclusiveGuard<'a, R: RawLock, T: ?Sized, const MAPPED: bool = false> {
     raw: &'a R,
     data: NonNull<T>,
     /// `&'a mut T`: the guard lends out `&mut T` (invariant in `T`) for at most `'a`.
@@ -209,24 +212,12 @@ pub struct ExclusiveGuard<'a, R: RawLock, T: ?Sized> {
 
 // SAFETY: `&ExclusiveGuard` gives `&T` only (and `mark_consistent`, an atomic operation on
 // the lock word), which is fine to share between threads when `T: Sync`.
-unsafe impl<R: RawLock + Sync, T: ?Sized + Sync> Sync for ExclusiveGuard<'_, R, T> {}
+unsafe impl<R: RawLock + Sync, T: ?Sized + Sync, const M: bool> Sync
+    for ExclusiveGuard<'_, R, T, M>
+{
+}
 
 impl<'a, R: RawLock, T: ?Sized> ExclusiveGuard<'a, R, T> {
-    /// A guard for an acquisition of `raw` the calling thread has just made.
-    ///
-    /// # Safety
-    ///
-    /// The calling thread holds `raw` exclusively (an acquisition not yet released, owned
-    /// by nothing else), and `data` points to a `T` that `raw` protects, valid for `'a`.
-    #[inline]
-    unsafe fn new(raw: &'a R, data: NonNull<T>) -> Self {
-        ExclusiveGuard {
-            raw,
-            data,
-            _marker: PhantomData,
-        }
-    }
-
     /// Blocks until the calling thread holds `raw`; then `data()` is the protected data.
     ///
     /// # Safety
@@ -295,6 +286,23 @@ impl<'a, R: RawLock, T: ?Sized> ExclusiveGuard<'a, R, T> {
     pub(crate) fn parts(this: &Self) -> (&'a R, NonNull<T>) {
         (this.raw, this.data)
     }
+}
+
+impl<'a, R: RawLock, T: ?Sized, const M: bool> ExclusiveGuard<'a, R, T, M> {
+    /// A guard for an acquisition of `raw` the calling thread has just made.
+    ///
+    /// # Safety
+    ///
+    /// The calling thread holds `raw` exclusively (an acquisition not yet released, owned
+    /// by nothing else), and `data` points to a `T` that `raw` protects, valid for `'a`.
+    #[inline]
+    unsafe fn new(raw: &'a R, data: NonNull<T>) -> Self {
+        ExclusiveGuard {
+            raw,
+            data,
+            _marker: PhantomData,
+        }
+    }
 
     /// Marks the data consistent again after an [`OwnerDied`]: later acquirers get a
     /// plain guard. Without this call, `OwnerDied` persists for every later acquirer
@@ -328,6 +336,20 @@ impl<'a, R: RawLock, T: ?Sized> ExclusiveGuard<'a, R, T> {
     /// An associated function (`MutexGuard::map(g, f)`), not a method, so that it does not
     /// shadow a method of `T`.
     ///
+    /// A [`Condvar`](crate::Condvar) does not take a mapped guard (as with std's and
+    /// `parking_lot`'s): a wait releases the lock and re-makes the guard from the mutex
+    /// once it is re-taken, and only a guard over the whole data can be re-made so. (The
+    /// part's pointer derives from the guard's `&mut T`; another thread's access to the data
+    /// while the lock is released ends that borrow.)
+    ///
+    /// ```compile_fail,E0308
+    /// use shmstate::{Condvar, Mutex, MutexGuard};
+    ///
+    /// let (m, cv) = (Mutex::new([0u32; 2]), Condvar::new());
+    /// let part = MutexGuard::map(m.lock().unwrap(), |a| &mut a[1]);
+    /// let _ = cv.wait(part);
+    /// ```
+    ///
     /// # Examples
     ///
     /// ```
@@ -340,7 +362,7 @@ impl<'a, R: RawLock, T: ?Sized> ExclusiveGuard<'a, R, T> {
     pub fn map<U: ?Sized>(
         this: Self,
         f: impl FnOnce(&mut T) -> &mut U,
-    ) -> ExclusiveGuard<'a, R, U> {
+    ) -> ExclusiveGuard<'a, R, U, true> {
         // SAFETY: the guard gives exclusive access to `*data` for `'a`; `this` is consumed,
         // so the `&mut T` lent to `f` is the only reference (if `f` panics, `this` is
         // dropped as it unwinds and unlocks).
@@ -361,7 +383,7 @@ impl<'a, R: RawLock, T: ?Sized> ExclusiveGuard<'a, R, T> {
     pub fn try_map<U: ?Sized>(
         this: Self,
         f: impl FnOnce(&mut T) -> Option<&mut U>,
-    ) -> Result<ExclusiveGuard<'a, R, U>, Self> {
+    ) -> Result<ExclusiveGuard<'a, R, U, true>, Self> {
         // SAFETY: as in `map`.
         let Some(part) = f(unsafe { &mut *this.data.as_ptr() }).map(NonNull::from) else {
             return Err(this);
@@ -377,13 +399,13 @@ impl<'a, R: RawLock, T: ?Sized> ExclusiveGuard<'a, R, T> {
     /// the release.
     #[inline]
     pub(crate) fn into_parts(this: Self) -> (&'a R, NonNull<T>) {
-        let parts = Self::parts(&this);
+        let parts = (this.raw, this.data);
         mem::forget(this);
         parts
     }
 }
 
-impl<R: RawLock, T: ?Sized> Deref for ExclusiveGuard<'_, R, T> {
+impl<R: RawLock, T: ?Sized, const M: bool> Deref for ExclusiveGuard<'_, R, T, M> {
     type Target = T;
 
     #[inline]
@@ -394,7 +416,7 @@ impl<R: RawLock, T: ?Sized> Deref for ExclusiveGuard<'_, R, T> {
     }
 }
 
-impl<R: RawLock, T: ?Sized> DerefMut for ExclusiveGuard<'_, R, T> {
+impl<R: RawLock, T: ?Sized, const M: bool> DerefMut for ExclusiveGuard<'_, R, T, M> {
     #[inline]
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: as in `deref`, and `&mut self` makes this the only reference.
@@ -402,7 +424,7 @@ impl<R: RawLock, T: ?Sized> DerefMut for ExclusiveGuard<'_, R, T> {
     }
 }
 
-impl<R: RawLock, T: ?Sized> Drop for ExclusiveGuard<'_, R, T> {
+impl<R: RawLock, T: ?Sized, const M: bool> Drop for ExclusiveGuard<'_, R, T, M> {
     #[inline]
     fn drop(&mut self) {
         // SAFETY: the guard exists only while this thread holds the lock (it is not Send,
@@ -411,13 +433,15 @@ impl<R: RawLock, T: ?Sized> Drop for ExclusiveGuard<'_, R, T> {
     }
 }
 
-impl<R: RawLock, T: ?Sized + fmt::Debug> fmt::Debug for ExclusiveGuard<'_, R, T> {
+impl<R: RawLock, T: ?Sized + fmt::Debug, const M: bool> fmt::Debug for ExclusiveGuard<'_, R, T, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&**self, f)
     }
 }
 
-impl<R: RawLock, T: ?Sized + fmt::Display> fmt::Display for ExclusiveGuard<'_, R, T> {
+impl<R: RawLock, T: ?Sized + fmt::Display, const M: bool> fmt::Display
+    for ExclusiveGuard<'_, R, T, M>
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&**self, f)
     }
@@ -430,7 +454,8 @@ impl<R: RawLock, T: ?Sized + fmt::Display> fmt::Display for ExclusiveGuard<'_, R
 /// side of [`RawRwLock`](crate::RawRwLock) and over a reentrant mutex's lock. Other guards
 /// of the same lock may be alive at once (other readers; the same thread's nested
 /// reentrant guards), so it never gives `&mut T`. [`map`](Self::map) narrows it to a part
-/// of the data. Not `Send`.
+/// of the data (`MAPPED` set: [`MappedRwLockReadGuard`](crate::lock::MappedRwLockReadGuard),
+/// [`MappedReentrantMutexGuard`](crate::lock::MappedReentrantMutexGuard)). Not `Send`.
 ///
 /// # Examples
 ///
@@ -442,7 +467,7 @@ impl<R: RawLock, T: ?Sized + fmt::Display> fmt::Display for ExclusiveGuard<'_, R
 /// assert_eq!(*first, 3);
 /// ```
 #[must_use = "dropping the guard unlocks at once"]
-pub struct SharedGuard<'a, R: RawLockShared, T: ?Sized> {
+pub struct SharedGuard<'a, R: RawLockShared, T: ?Sized, const MAPPED: bool = false> {
     raw: &'a R,
     data: NonNull<T>,
     token: R::Token,
@@ -453,25 +478,12 @@ pub struct SharedGuard<'a, R: RawLockShared, T: ?Sized> {
 
 // SAFETY: `&SharedGuard` gives `&T` only (and `mark_consistent`, an atomic operation on the
 // lock word), which is fine to share between threads when `T: Sync`.
-unsafe impl<R: RawLockShared + Sync, T: ?Sized + Sync> Sync for SharedGuard<'_, R, T> {}
+unsafe impl<R: RawLockShared + Sync, T: ?Sized + Sync, const M: bool> Sync
+    for SharedGuard<'_, R, T, M>
+{
+}
 
 impl<'a, R: RawLockShared, T: ?Sized> SharedGuard<'a, R, T> {
-    /// A guard for a shared acquisition of `raw` the calling thread has just made.
-    ///
-    /// # Safety
-    ///
-    /// The calling thread holds a shared acquisition of `raw` that nothing else owns, and
-    /// `data` points to a `T` that `raw` protects, valid for `'a`.
-    #[inline]
-    unsafe fn new(raw: &'a R, data: NonNull<T>) -> Self {
-        SharedGuard {
-            raw,
-            data,
-            token: raw.token(),
-            _marker: PhantomData,
-        }
-    }
-
     /// Blocks until the calling thread holds a shared acquisition of `raw`.
     ///
     /// # Safety
@@ -531,6 +543,24 @@ impl<'a, R: RawLockShared, T: ?Sized> SharedGuard<'a, R, T> {
             None => Ok(unsafe { Self::lock(raw, data) }?),
         }
     }
+}
+
+impl<'a, R: RawLockShared, T: ?Sized, const M: bool> SharedGuard<'a, R, T, M> {
+    /// A guard for a shared acquisition of `raw` the calling thread has just made.
+    ///
+    /// # Safety
+    ///
+    /// The calling thread holds a shared acquisition of `raw` that nothing else owns, and
+    /// `data` points to a `T` that `raw` protects, valid for `'a`.
+    #[inline]
+    unsafe fn new(raw: &'a R, data: NonNull<T>) -> Self {
+        SharedGuard {
+            raw,
+            data,
+            token: raw.token(),
+            _marker: PhantomData,
+        }
+    }
 
     /// A guard for a shared acquisition the calling thread made some other way (a
     /// downgrade).
@@ -569,7 +599,7 @@ impl<'a, R: RawLockShared, T: ?Sized> SharedGuard<'a, R, T> {
     /// let second = ReentrantMutexGuard::map(m.lock().unwrap(), |p| &p.1);
     /// assert_eq!(second.load(Ordering::Relaxed), 2);
     /// ```
-    pub fn map<U: ?Sized>(this: Self, f: impl FnOnce(&T) -> &U) -> SharedGuard<'a, R, U> {
+    pub fn map<U: ?Sized>(this: Self, f: impl FnOnce(&T) -> &U) -> SharedGuard<'a, R, U, true> {
         // SAFETY: the guard gives shared access to `*data` for `'a` (if `f` panics, `this`
         // is dropped as it unwinds and unlocks).
         let part = NonNull::from(f(unsafe { this.data.as_ref() }));
@@ -592,7 +622,7 @@ impl<'a, R: RawLockShared, T: ?Sized> SharedGuard<'a, R, T> {
     pub fn try_map<U: ?Sized>(
         this: Self,
         f: impl FnOnce(&T) -> Option<&U>,
-    ) -> Result<SharedGuard<'a, R, U>, Self> {
+    ) -> Result<SharedGuard<'a, R, U, true>, Self> {
         // SAFETY: as in `map`.
         let Some(part) = f(unsafe { this.data.as_ref() }).map(NonNull::from) else {
             return Err(this);
@@ -608,7 +638,7 @@ impl<'a, R: RawLockShared, T: ?Sized> SharedGuard<'a, R, T> {
     }
 }
 
-impl<R: RawLockShared, T: ?Sized> Deref for SharedGuard<'_, R, T> {
+impl<R: RawLockShared, T: ?Sized, const M: bool> Deref for SharedGuard<'_, R, T, M> {
     type Target = T;
 
     #[inline]
@@ -619,7 +649,7 @@ impl<R: RawLockShared, T: ?Sized> Deref for SharedGuard<'_, R, T> {
     }
 }
 
-impl<R: RawLockShared, T: ?Sized> Drop for SharedGuard<'_, R, T> {
+impl<R: RawLockShared, T: ?Sized, const M: bool> Drop for SharedGuard<'_, R, T, M> {
     #[inline]
     fn drop(&mut self) {
         // SAFETY: the guard holds the acquisition its token names (made by this thread: not
@@ -629,13 +659,17 @@ impl<R: RawLockShared, T: ?Sized> Drop for SharedGuard<'_, R, T> {
     }
 }
 
-impl<R: RawLockShared, T: ?Sized + fmt::Debug> fmt::Debug for SharedGuard<'_, R, T> {
+impl<R: RawLockShared, T: ?Sized + fmt::Debug, const M: bool> fmt::Debug
+    for SharedGuard<'_, R, T, M>
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&**self, f)
     }
 }
 
-impl<R: RawLockShared, T: ?Sized + fmt::Display> fmt::Display for SharedGuard<'_, R, T> {
+impl<R: RawLockShared, T: ?Sized + fmt::Display, const M: bool> fmt::Display
+    for SharedGuard<'_, R, T, M>
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&**self, f)
     }

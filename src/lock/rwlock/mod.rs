@@ -430,6 +430,9 @@ impl<T> fmt::Debug for RwLock<T> {
 /// ```
 pub type RwLockReadGuard<'a, T> = SharedGuard<'a, RawRwLock, T>;
 
+/// A [`RwLockReadGuard`] narrowed by [`map`](SharedGuard::map) to a part of the data.
+pub type MappedRwLockReadGuard<'a, T> = SharedGuard<'a, RawRwLock, T, true>;
+
 /// The write lock on a [`RwLock`]: gives `&mut T`, unlocks on drop. Not `Send` (the state
 /// names the writing thread).
 ///
@@ -446,7 +449,10 @@ pub type RwLockReadGuard<'a, T> = SharedGuard<'a, RawRwLock, T>;
 /// ```
 pub type RwLockWriteGuard<'a, T> = ExclusiveGuard<'a, RawRwLock, T>;
 
-impl<'a, T: ?Sized> ExclusiveGuard<'a, RawRwLock, T> {
+/// A [`RwLockWriteGuard`] narrowed by [`map`](ExclusiveGuard::map) to a part of the data.
+pub type MappedRwLockWriteGuard<'a, T> = ExclusiveGuard<'a, RawRwLock, T, true>;
+
+impl<'a, T: ?Sized, const M: bool> ExclusiveGuard<'a, RawRwLock, T, M> {
     /// Turns the write lock into a read lock of the calling thread, atomically: no writer
     /// gets in between, and readers waiting for this writer are let in at once. Writers
     /// stay out until the returned read guard (and every other read guard) is dropped.
@@ -456,7 +462,8 @@ impl<'a, T: ?Sized> ExclusiveGuard<'a, RawRwLock, T> {
     /// as for any registered reader) if a slot is free, and counted as an overflow reader
     /// otherwise; see [the crash windows](self#crash-windows) for a kill mid-way.
     ///
-    /// An associated function (`RwLockWriteGuard::downgrade(g)`), like std's.
+    /// An associated function (`RwLockWriteGuard::downgrade(g)`), like std's. A mapped
+    /// write guard downgrades to a mapped read guard.
     ///
     /// # Examples
     ///
@@ -474,7 +481,7 @@ impl<'a, T: ?Sized> ExclusiveGuard<'a, RawRwLock, T> {
     /// });
     /// assert_eq!(*r, 42);
     /// ```
-    pub fn downgrade(this: Self) -> RwLockReadGuard<'a, T> {
+    pub fn downgrade(this: Self) -> SharedGuard<'a, RawRwLock, T, M> {
         let (raw, data) = ExclusiveGuard::into_parts(this);
         // SAFETY: the calling thread held the write lock (the guard, now given up, proved
         // it; it is not Send).
