@@ -27,7 +27,7 @@ fn inc_1thread(c: &mut Criterion) {
     // MAP_SHARED memfd mapping, the same memory a file-backed region maps).
     let region = Region::anonymous(1 << 16).expect("anonymous region");
     let counter = region
-        .get_or_init::<Counter>("counter", 1, |_| {})
+        .get_or_default::<Counter>("counter")
         .expect("counter in the region");
     single(
         &mut g,

@@ -51,8 +51,8 @@ fn f(num: &Value<f64>, arr: &SeqLockArray<i32>) {
 
 fn main() -> Result<(), Box<dyn Error>> {
     let region = Region::anonymous(64 * 1024)?;
-    let num = region.get_or_init::<Value<f64>>("num", 1, |n| n.store(0.0, Ordering::Relaxed))?;
-    let arr = region.get_or_init::<SeqLockArray<i32>>("arr", 10, |a| {
+    let num = region.get_or_init("num", |n: &Value<f64>| n.store(0.0, Ordering::Relaxed))?;
+    let arr = region.get_or_init_slice("arr", 10, |a: &SeqLockArray<i32>| {
         for i in 0..a.len() {
             a.set(i, i as i32);
         }

@@ -48,6 +48,12 @@ pub enum Point {
     CondvarNotifyOneWokeNobody,
     /// `Condvar` notify_one or notify_all: the word is bumped, the sleepers not yet woken.
     CondvarNotifyBumped,
+    /// Region directory: an entry is `CLAIMED` by this process, its name and type written
+    /// and its space allocated, the name not yet published (`INITIALISING`).
+    RegionClaimed,
+    /// Region directory: an object is published (`READY`), the processes waiting for it not
+    /// yet woken.
+    RegionReadyUnwoken,
     /// `RawRwLock` downgrade: a reader slot is claimed for the writer, `WRITE_LOCKED` not
     /// yet released.
     RwDowngradeClaimed,

@@ -15,7 +15,7 @@
 //! // Anonymous shared memory, inherited by children after fork; `Region::open_or_create`
 //! // takes a path instead.
 //! let region = Region::anonymous(1 << 16)?;
-//! let hits = region.get_or_init::<Value<u64>>("hits", 1, |_| {})?;
+//! let hits = region.get_or_default::<Value<u64>>("hits")?;
 //! hits.fetch_add(1, Ordering::Relaxed);
 //! assert_eq!(region.get::<Value<u64>>("hits")?.load(Ordering::Relaxed), 1);
 //! # Ok::<(), shmstate::RegionError>(())
@@ -33,6 +33,40 @@
 //!   [`ReentrantMutex`], [`Condvar`] ([`lock`]); [`Semaphore`], [`BoundedSemaphore`],
 //!   [`Event`], [`Barrier`], [`Queue`] ([`coord`]). Each is an ordinary type on the heap
 //!   too, and each implements [`Shared`].
+//!
+//! # Your own shared structs
+//!
+//! With the default feature `derive`, `#[derive(Shared)]` makes a `#[repr(C)]` struct of
+//! primitives one named object of a region, and `#[derive(Element)]` makes a plain-old-data
+//! struct the data of a [`SeqLock`], [`Mutex`], …; both without `unsafe`, both checked at
+//! compile time, and both recording the struct's name and layout so that a region refuses
+//! to hand out an object as another struct ([`GetError::TypeMismatch`]).
+//!
+//! ```
+//! # #[cfg(feature = "derive")] {
+//! use shmstate::{Counter, Element, Region, SeqLock, Shared};
+//!
+//! #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Element)]
+//! #[repr(C)]
+//! struct Config {
+//!     limit: u64,
+//!     ratio: f64,
+//! }
+//!
+//! #[derive(Shared)]
+//! #[repr(C)]
+//! struct Stats {
+//!     requests: Counter,
+//!     errors: Counter,
+//!     config: SeqLock<Config>,
+//! }
+//!
+//! let region = Region::anonymous(1 << 16)?;
+//! let stats = region.get_or_default::<Stats>("stats")?;
+//! stats.requests.inc();
+//! # }
+//! # Ok::<(), shmstate::RegionError>(())
+//! ```
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 // Under loom the spin limits are 0 (spinning only multiplies the interleavings loom
@@ -51,6 +85,9 @@ pub mod wait;
 pub mod failpoint;
 
 pub use shared::{Elem, Element, Field, Kind, Shared, SharedSized, TypeTag};
+// The derive macros: in the macro namespace, beside the traits of the same names.
+#[cfg(feature = "derive")]
+pub use shmstate_derive::{Element, Shared};
 pub use wait::Timeout;
 
 /// The README's examples, run as doctests.
@@ -63,7 +100,10 @@ pub struct ReadmeDoctests;
 #[cfg(not(loom))]
 pub mod region;
 #[cfg(not(loom))]
-pub use region::{EntryInfo, EntryState, Region, RegionError, RegionOptions};
+pub use region::{
+    CreateError, EntryInfo, EntryState, GetError, OpenError, OpenOrCreateError, Region,
+    RegionError, RegionOptions,
+};
 
 // Values and counters.
 pub mod values;
@@ -71,7 +111,7 @@ pub use values::{Counter, StripedCounter, Value, ValueType};
 
 // Seqlocks.
 pub mod seqlock;
-pub use seqlock::{SeqLock, SeqLockArray, SeqLockError, SeqLockWriteGuard, WriteTimeout};
+pub use seqlock::{SeqLock, SeqLockArray, SeqLockError, SeqLockWriteGuard};
 
 // Locks.
 pub mod lock;
@@ -84,6 +124,6 @@ pub use lock::{
 // Coordination: semaphores, events, barriers, queues.
 pub mod coord;
 pub use coord::{
-    Barrier, BarrierError, BarrierWaitResult, BoundedSemaphore, Event, Full, Queue, ReleaseError,
-    Semaphore,
+    Barrier, BarrierError, BarrierWaitResult, BoundedSemaphore, Event, Full, PushTimeoutError,
+    Queue, ReleaseError, Semaphore,
 };

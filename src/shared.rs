@@ -57,6 +57,11 @@ pub unsafe trait Shared: Sync {
 /// # Safety
 ///
 /// As for [`Shared`], items 1 to 5.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a shared type: it cannot be placed in a region",
+    label = "not `SharedSized`",
+    note = "shared types are the crate's primitives (`Counter`, `Value<T>`, `Mutex<T>`, ...) and `#[repr(C)]` structs of them with `#[derive(shmstate::Shared)]`"
+)]
 pub unsafe trait SharedSized: Sync + Sized {
     /// The type's identity, recorded in the region's directory.
     const TAG: TypeTag;
@@ -110,6 +115,8 @@ impl Kind {
     pub const BOUNDED_SEMAPHORE: Kind = Kind(11);
     pub const EVENT: Kind = Kind(12);
     pub const BARRIER: Kind = Kind(13);
+    /// A [`Queue<T, N>`](crate::Queue); its element is the slot array `[T; N]`, so the
+    /// capacity is part of its identity.
     pub const QUEUE: Kind = Kind(14);
     /// A user's shared struct ([`TypeTag::record`]).
     pub const RECORD: Kind = Kind(15);
@@ -189,20 +196,6 @@ impl Elem {
     /// `size / size_of(primitive)`.
     pub const ARRAY_OF: u32 = 200;
 
-    /// A [`bytemuck::Pod`] element, identified by size and alignment only.
-    ///
-    /// # Panics
-    ///
-    /// Panics if `size_of::<T>()` does not fit the `u32` size field.
-    pub const fn pod<T: bytemuck::Pod>() -> Elem {
-        let size = size_of::<T>();
-        assert!(
-            size <= u32::MAX as usize,
-            "Elem::pod: element of 4 GiB or more"
-        );
-        Elem::code(99, size as u32, align_of::<T>() as u32)
-    }
-
     const fn code(code: u32, size: u32, align: u32) -> Elem {
         Elem {
             code,
@@ -249,7 +242,7 @@ impl Elem {
     /// sizes. What it cannot: two structs of the same name whose fields agree in all of
     /// these (they have the same meaning for every byte, so reading one as the other is
     /// not a reinterpretation), and — with probability 2⁻⁶⁴ per pair — a fingerprint
-    /// collision. Usually written by `#[derive(Element)]`, not by hand.
+    /// collision. Usually written by `#[derive(shmstate::Element)]`, not by hand.
     ///
     /// # Panics
     ///
@@ -312,6 +305,13 @@ impl Elem {
         })
     }
 
+    /// The primitive's name and the length, for an array of a primitive.
+    fn primitive_array(self) -> Option<(&'static str, u32)> {
+        let code = self.code.checked_sub(Self::ARRAY_OF)?;
+        let name = Self::primitive_name(code)?;
+        Some((name, self.size / Self::primitive_size(code)))
+    }
+
     /// The element's name (`u64`, `[f64; 4]`, `record(size 16, align 8, id …)`, …) for
     /// error messages and tools.
     pub fn describe(self) -> String {
@@ -321,13 +321,8 @@ impl Elem {
         if let Some(name) = Self::primitive_name(self.code) {
             return name.to_owned();
         }
-        if let Some(inner) = self
-            .code
-            .checked_sub(Self::ARRAY_OF)
-            .and_then(Self::primitive_name)
-        {
-            let inner_size = Self::primitive_size(self.code - Self::ARRAY_OF);
-            return format!("[{inner}; {}]", self.size / inner_size);
+        if let Some((inner, n)) = self.primitive_array() {
+            return format!("[{inner}; {n}]");
         }
         let what = match self.code {
             Self::ARRAY_CODE => "array",
@@ -353,15 +348,79 @@ pub struct Field<T> {
 }
 
 /// A plain-old-data type with a recorded identity: what a [`Mutex<T>`](crate::Mutex),
-/// [`RwLock<T>`](crate::RwLock), [`SeqLock<T>`](crate::SeqLock), … hold.
+/// [`RwLock<T>`](crate::RwLock), [`ReentrantMutex<T>`](crate::ReentrantMutex),
+/// [`SeqLock<T>`](crate::SeqLock), [`SeqLockArray<T>`](crate::SeqLockArray) or
+/// [`Queue<T, N>`](crate::Queue) in a region holds.
 ///
-/// The region records `T::ELEM` for an object holding a `T`, and refuses to hand the object
-/// out as one holding another type. Implemented for the primitive integer and float types
-/// and for arrays of any `Element`; a struct gets it from `#[derive(Element)]` (or, by
-/// hand, from [`Elem::record`]).
+/// A region records `T::ELEM` for an object holding a `T` and refuses to hand the object
+/// out as one holding another type ([`GetError::TypeMismatch`](crate::GetError)),
+/// even one of the same size: a `SeqLockArray<i32>` is never read as `f32`s, a
+/// `Mutex<[u64; 2]>` never as a `Mutex<u128>`. On the heap the primitives take any
+/// [`bytemuck::Pod`] type; only placing them in a region needs `Element`.
+///
+/// Implemented for the primitive integers and floats (each its own code: `u64`, `i64`,
+/// `f64` and `usize` all differ) and for arrays `[E; N]` of any `Element` (the element
+/// and the length: `[u64; 2]`, `[u32; 4]` and `u128` all differ). For a struct of your
+/// own, write `#[derive(shmstate::Element)]` (with `#[repr(C)]` and bytemuck's `Pod`), or
+/// write the impl by hand with [`Elem::record`]: the struct's name, size and alignment,
+/// and every field's name, offset and identity.
+///
+/// # What the identity tells apart
+///
+/// Types that differ in name (the type's own name, not its module path), in a field's
+/// name, order, offset or type, in size or in alignment. It cannot tell apart two structs
+/// of the same name whose fields agree in all of these (the same meaning for every byte:
+/// reading one as the other is not a reinterpretation), nor anything `ELEM` does not say:
+/// a hand-written `ELEM` that leaves out a field, or that two types share, makes them one
+/// type for a region. Records are fingerprinted in 64 bits (a collision between two given
+/// records has probability 2⁻⁶⁴).
 ///
 /// The trait is safe: a wrong `ELEM` cannot cause undefined behaviour (`T` is
 /// [`bytemuck::Pod`], every bit pattern is valid), only let two types share an identity.
+///
+/// # Examples
+///
+/// A struct's identity by hand, as `#[derive(shmstate::Element)]` would write it:
+///
+/// ```
+/// use core::mem::offset_of;
+/// use shmstate::{Elem, Element, Field, GetError, Mutex, Region, RegionError};
+///
+/// #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+/// #[repr(C)]
+/// struct Point {
+///     x: f32,
+///     y: f32,
+/// }
+///
+/// impl Element for Point {
+///     const ELEM: Elem = Elem::record(
+///         "Point",
+///         size_of::<Point>(),
+///         align_of::<Point>(),
+///         &[
+///             Field { name: "x", offset: offset_of!(Point, x), ty: f32::ELEM },
+///             Field { name: "y", offset: offset_of!(Point, y), ty: f32::ELEM },
+///         ],
+///     );
+/// }
+///
+/// let region = Region::anonymous(1 << 16)?;
+/// let origin = region.get_or_default::<Mutex<Point>>("origin")?;
+/// origin.lock().unwrap().x = 1.5;
+/// // The same bytes as a pair of floats: another type, refused.
+/// assert!(matches!(
+///     region.get::<Mutex<[f32; 2]>>("origin"),
+///     Err(GetError::TypeMismatch { .. })
+/// ));
+/// assert_eq!(region.get::<Mutex<Point>>("origin")?.lock().unwrap().x, 1.5);
+/// # Ok::<(), RegionError>(())
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no identity for a region (`Element`)",
+    label = "not an `Element`",
+    note = "the integers, floats and arrays of them are elements; give a `#[repr(C)]` Pod struct one with `#[derive(shmstate::Element)]`"
+)]
 pub trait Element: bytemuck::Pod {
     /// This type's identity.
     const ELEM: Elem;
@@ -508,7 +567,12 @@ impl core::fmt::Display for TypeTag {
             Some(n) => f.write_str(n)?,
             None => write!(f, "kind#{}", self.kind.0)?,
         }
-        if self.elem != Elem::NONE {
+        if self.kind == Kind::QUEUE
+            && let Some((item, capacity)) = self.elem.primitive_array()
+        {
+            // A queue's element is its slots, `[T; N]`.
+            write!(f, "<{item}, {capacity}>")?;
+        } else if self.elem != Elem::NONE {
             write!(f, "<{}>", self.elem.describe())?;
         }
         Ok(())
@@ -536,19 +600,75 @@ mod tests {
         assert_eq!(TypeTag::new(Kind(77), Elem::NONE).to_string(), "kind#77");
     }
 
-    /// A 4 GiB element would truncate to size 0, the tag of `[u8; 0]`; it is refused.
+    /// A 4 GiB element would truncate to size 0, the size of `[u8; 0]`; it is refused.
     #[test]
     #[cfg(target_pointer_width = "64")]
     #[should_panic(expected = "4 GiB")]
-    fn pod_tag_refuses_a_size_that_does_not_fit_u32() {
-        #[derive(Clone, Copy)]
-        #[repr(transparent)]
-        struct Huge([u8; 1 << 32]);
-        // SAFETY: a byte array: all-zero and every bit pattern valid, no padding.
-        unsafe impl bytemuck::Zeroable for Huge {}
-        // SAFETY: as above; `Copy`, `'static`, `#[repr(transparent)]`.
-        unsafe impl bytemuck::Pod for Huge {}
-        let _ = Elem::pod::<Huge>();
+    fn array_identity_refuses_a_size_that_does_not_fit_u32() {
+        let _ = Elem::array(Elem::U8, 1 << 32);
+    }
+
+    /// As above, for a record.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    #[should_panic(expected = "4 GiB")]
+    fn record_identity_refuses_a_size_that_does_not_fit_u32() {
+        let _ = Elem::record("Huge", 1 << 32, 1, &[]);
+    }
+
+    /// Every element type of the same size and alignment has its own identity: the
+    /// primitives by code, arrays by element and length.
+    #[test]
+    fn same_size_elements_differ() {
+        let groups: [&[Elem]; 4] = [
+            &[
+                u32::ELEM,
+                i32::ELEM,
+                f32::ELEM,
+                <[u8; 4]>::ELEM,
+                <[u16; 2]>::ELEM,
+            ],
+            &[
+                u64::ELEM,
+                i64::ELEM,
+                f64::ELEM,
+                <[u32; 2]>::ELEM,
+                <[f32; 2]>::ELEM,
+            ],
+            &[
+                u128::ELEM,
+                i128::ELEM,
+                <[u64; 2]>::ELEM,
+                <[u32; 4]>::ELEM,
+                <[u8; 16]>::ELEM,
+            ],
+            &[u8::ELEM, i8::ELEM, <[u8; 1]>::ELEM, <[i8; 1]>::ELEM],
+        ];
+        for group in groups {
+            for (i, a) in group.iter().enumerate() {
+                assert_eq!(a.size, group[0].size);
+                for b in &group[i + 1..] {
+                    assert_ne!(a, b, "{} and {}", a.describe(), b.describe());
+                }
+            }
+        }
+        assert_eq!(usize::ELEM.size as usize, size_of::<usize>());
+        assert_ne!(usize::ELEM, u64::ELEM);
+        assert_ne!(isize::ELEM, i64::ELEM);
+    }
+
+    /// A queue's tag holds its slots, `[T; N]`: element and capacity, printed as such.
+    #[test]
+    fn queue_tags_name_element_and_capacity() {
+        let q = |e: Elem, n| TypeTag::new(Kind::QUEUE, Elem::array(e, n));
+        assert_eq!(q(Elem::U8, 4).to_string(), "Queue<u8, 4>");
+        assert_ne!(q(Elem::U8, 4), q(Elem::U8, 1));
+        assert_ne!(q(Elem::U32, 2), q(<[u32; 2]>::ELEM, 1));
+        assert!(
+            q(<[u32; 2]>::ELEM, 1)
+                .to_string()
+                .starts_with("Queue<array(")
+        );
     }
 
     #[test]

@@ -767,8 +767,8 @@ fn semaphore_calls_return_within_their_bounds_whatever_the_words() {
                         sem_op(
                             |op| match op {
                                 "try_acquire" => sem.try_acquire(),
-                                "acquire_timeout" => sem.acquire_timeout(TIMEOUT),
-                                _ => sem.acquire_until(deadline()),
+                                "acquire_timeout" => sem.acquire_timeout(TIMEOUT).is_ok(),
+                                _ => sem.acquire_until(deadline()).is_ok(),
                             },
                             |n| format!("{:?}", sem.release_n(n)),
                             op,
@@ -802,8 +802,8 @@ fn semaphore_calls_return_within_their_bounds_whatever_the_words() {
                         sem_op(
                             |op| match op {
                                 "try_acquire" => sem.try_acquire(),
-                                "acquire_timeout" => sem.acquire_timeout(TIMEOUT),
-                                _ => sem.acquire_until(deadline()),
+                                "acquire_timeout" => sem.acquire_timeout(TIMEOUT).is_ok(),
+                                _ => sem.acquire_until(deadline()).is_ok(),
                             },
                             |n| format!("{:?}", sem.release_n(n)),
                             op,
@@ -831,8 +831,8 @@ fn semaphore_calls_return_within_their_bounds_whatever_the_words() {
                 &sem,
                 move |_| spam_wakes(&sem2, &stop2, |sem| sem.words().1),
                 move |sem| match op {
-                    "acquire_timeout" => format!("acquired: {}", sem.acquire_timeout(TIMEOUT)),
-                    _ => format!("acquired: {}", sem.acquire_until(deadline())),
+                    "acquire_timeout" => format!("acquired: {:?}", sem.acquire_timeout(TIMEOUT)),
+                    _ => format!("acquired: {:?}", sem.acquire_until(deadline())),
                 },
                 |sem| format!("{:#x}/{:#x}", get(sem.words().0), get(sem.words().1)),
             );
@@ -850,8 +850,8 @@ fn semaphore_calls_return_within_their_bounds_whatever_the_words() {
                 &sem,
                 move |_| spam_wakes(&sem2, &stop2, |sem| sem.words().1),
                 move |sem| match op {
-                    "acquire_timeout" => format!("acquired: {}", sem.acquire_timeout(TIMEOUT)),
-                    _ => format!("acquired: {}", sem.acquire_until(deadline())),
+                    "acquire_timeout" => format!("acquired: {:?}", sem.acquire_timeout(TIMEOUT)),
+                    _ => format!("acquired: {:?}", sem.acquire_until(deadline())),
                 },
                 |sem| format!("{:#x}/{:#x}", get(sem.words().0), get(sem.words().1)),
             );
@@ -876,8 +876,8 @@ fn event_and_barrier_calls_return_within_their_bounds_whatever_the_words() {
                     &e,
                     move |e| set(e.word(), v.resolve(ids)),
                     move |e| match op {
-                        "wait_timeout" => format!("set: {}", e.wait_timeout(TIMEOUT)),
-                        "wait_until" => format!("set: {}", e.wait_until(deadline())),
+                        "wait_timeout" => format!("set: {:?}", e.wait_timeout(TIMEOUT)),
+                        "wait_until" => format!("set: {:?}", e.wait_until(deadline())),
                         "set" => {
                             e.set();
                             "set".into()
@@ -944,8 +944,8 @@ fn event_and_barrier_calls_return_within_their_bounds_whatever_the_words() {
                 &e,
                 move |_| spam_wakes(&e2, &stop2, |e| e.word()),
                 move |e| match op {
-                    "wait_timeout" => format!("set: {}", e.wait_timeout(TIMEOUT)),
-                    _ => format!("set: {}", e.wait_until(deadline())),
+                    "wait_timeout" => format!("set: {:?}", e.wait_timeout(TIMEOUT)),
+                    _ => format!("set: {:?}", e.wait_until(deadline())),
                 },
                 |e| format!("{:#x}", get(e.word())),
             );
@@ -1326,8 +1326,8 @@ fn region_lookups_return_within_the_region_timeout_whatever_the_entry_state() {
     for (v, entry_word) in &vals {
         for op in [
             "get(x)",
-            "get_or_init(x)",
-            "get_or_init(fresh)",
+            "get_or_default(x)",
+            "get_or_default(fresh)",
             "get(fresh)",
         ] {
             let what = format!("Region::{op} entry 0 state={v}");
@@ -1338,8 +1338,7 @@ fn region_lookups_return_within_the_region_timeout_whatever_the_entry_state() {
                         .anonymous(1 << 16)
                         .expect("anonymous region"),
                 );
-                r.get_or_init::<Value<u64>>("x", 1, |_| {})
-                    .expect("create x");
+                r.get_or_default::<Value<u64>>("x").expect("create x");
                 let entry_word = Arc::clone(entry_word);
                 let j = job(
                     &r,
@@ -1350,11 +1349,9 @@ fn region_lookups_return_within_the_region_timeout_whatever_the_entry_state() {
                     move |r| {
                         let res = match op {
                             "get(x)" => r.get::<Value<u64>>("x").map(|_| ()),
-                            "get_or_init(x)" => {
-                                r.get_or_init::<Value<u64>>("x", 1, |_| {}).map(|_| ())
-                            }
-                            "get_or_init(fresh)" => {
-                                r.get_or_init::<Value<u64>>("fresh", 1, |_| {}).map(|_| ())
+                            "get_or_default(x)" => r.get_or_default::<Value<u64>>("x").map(|_| ()),
+                            "get_or_default(fresh)" => {
+                                r.get_or_default::<Value<u64>>("fresh").map(|_| ())
                             }
                             _ => r.get::<Value<u64>>("fresh").map(|_| ()),
                         };

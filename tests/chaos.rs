@@ -28,8 +28,8 @@ use locks_support::{park_forever, percentiles, raise, wait_for};
 use shmstate::sync::{AtomicU32, AtomicU64, Ordering};
 use shmstate::{
     Barrier, BoundedSemaphore, Condvar, Counter, Elem, Event, Kind, Mutex, Queue, ReentrantMutex,
-    RwLock, Semaphore, SeqLock, SeqLockArray, SharedSized, TimedLockError, TryLockError, TypeTag,
-    Value,
+    RwLock, Semaphore, SeqLock, SeqLockArray, SharedSized, TimedLockError, Timeout, TryLockError,
+    TypeTag, Value,
 };
 
 const WORKERS: usize = 5;
@@ -545,13 +545,13 @@ impl Worker<'_> {
         ];
         let op = *self.rng.pick(&ops);
         let got = self.run(op, |_| match op {
-            Op::SemAcquireTimeout => a.sem.acquire_timeout(T),
+            Op::SemAcquireTimeout => a.sem.acquire_timeout(T).is_ok(),
             Op::SemTryAcquire => a.sem.try_acquire(),
             Op::SemAcquire => {
                 a.sem.acquire();
                 true
             }
-            Op::BsemAcquireTimeout => a.bsem.acquire_timeout(T),
+            Op::BsemAcquireTimeout => a.bsem.acquire_timeout(T).is_ok(),
             _ => a.bsem.try_acquire(),
         });
         if got {
@@ -570,7 +570,7 @@ impl Worker<'_> {
             0..=2 => self.run(Op::EventSet, |_| a.event.set()),
             3..=4 => self.run(Op::EventClear, |_| a.event.clear()),
             5..=8 => {
-                self.run(Op::EventWaitTimeout, |_| a.event.wait_timeout(T));
+                let _ = self.run(Op::EventWaitTimeout, |_| a.event.wait_timeout(T));
             }
             _ => self.run(Op::EventWait, |_| a.event.wait()),
         }
@@ -629,7 +629,7 @@ impl Worker<'_> {
             }
             _ => {
                 let item = self.run(op, |_| match op {
-                    Op::QueuePopTimeout => a.queue.pop_timeout(T),
+                    Op::QueuePopTimeout => a.queue.pop_timeout(T).ok(),
                     _ => a.queue.try_pop(),
                 });
                 if let Some(item) = item
@@ -1357,8 +1357,8 @@ fn chaos(test: &'static str, run: Duration, hostile: bool) {
     let t = Instant::now();
     while drained.len() <= 8 {
         match a.queue.pop_timeout(Duration::from_millis(50)) {
-            Some(item) => drained.push(item),
-            None => break,
+            Ok(item) => drained.push(item),
+            Err(Timeout) => break,
         }
     }
     timed("draining the queue", &mut f, true, t);

@@ -196,7 +196,7 @@ fn queue_in_a_region_is_opened_by_name_from_a_child() {
     let path = std::env::temp_dir().join(format!("shmstate-coord-q-{}", std::process::id()));
     let _ = std::fs::remove_file(&path);
     let r = Region::create(&path, 1 << 16).unwrap();
-    let q = r.get_or_init::<Queue<u64, 8>>("jobs", 1, |_| {}).unwrap();
+    let q = r.get_or_default::<Queue<u64, 8>>("jobs").unwrap();
     let p = path.clone();
     let pids = fork_children(1, move |_| {
         let r = Region::open(&p).unwrap();

@@ -127,7 +127,7 @@ fn pop_timeout_gets_an_item_whose_producer_died_before_notifying_without_another
         t,
         |t| t.q.pop_timeout(Duration::from_secs(30)),
         |t| t.q.push_then_hang(7, || t.reach(0)),
-        Some(7),
+        Ok(7),
         |t| t.q.push(99),
     );
 }

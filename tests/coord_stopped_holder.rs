@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use common::{SharedMem, fork_children, wait_all, watchdog};
 use shmstate::sync::{AtomicU32, Ordering};
-use shmstate::{Elem, Full, Kind, Queue, RawMutex, SharedSized, TypeTag};
+use shmstate::{
+    Elem, Full, Kind, PushTimeoutError, Queue, RawMutex, SharedSized, Timeout, TypeTag,
+};
 
 const LIMIT: Duration = Duration::from_secs(60);
 /// How long a holder stays stopped unless the call under test returned earlier.
@@ -215,7 +217,11 @@ fn timed_call_ends_at_its_deadline_despite_a_stopped_holder<R>(
 
 #[test]
 fn pop_timeout_ends_at_its_deadline_when_its_relock_meets_a_stopped_holder() {
-    timed_call_ends_at_its_deadline_despite_a_stopped_holder(&[], |q, d| q.pop_timeout(d), None);
+    timed_call_ends_at_its_deadline_despite_a_stopped_holder(
+        &[],
+        |q, d| q.pop_timeout(d),
+        Err(Timeout),
+    );
 }
 
 #[test]
@@ -223,7 +229,7 @@ fn push_timeout_ends_at_its_deadline_when_its_relock_meets_a_stopped_holder() {
     timed_call_ends_at_its_deadline_despite_a_stopped_holder(
         &[1, 2, 3, 4],
         |q, d| q.push_timeout(9, d),
-        Err(Full(9)),
+        Err(PushTimeoutError(9)),
     );
 }
 

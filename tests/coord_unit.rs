@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use common::watchdog_unless_miri as watchdog;
 use shmstate::sync::Ordering;
 use shmstate::{
-    Barrier, BarrierError, BoundedSemaphore, Event, Full, Queue, ReleaseError, Semaphore,
+    Barrier, BarrierError, BoundedSemaphore, Event, Full, PushTimeoutError, Queue, ReleaseError,
+    Semaphore, Timeout,
 };
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -50,27 +51,76 @@ fn garbage(n: usize) -> impl Iterator<Item = u32> {
 }
 
 #[test]
-fn timed_waits_return_false_and_never_before_the_deadline() {
+fn timed_waits_return_timeout_and_never_before_the_deadline() {
     watchdog(LIMIT);
     let s = Semaphore::new(0);
-    assert!(!times_out_after(SHORT, |d| s.acquire_timeout(d)));
+    assert_eq!(
+        times_out_after(SHORT, |d| s.acquire_timeout(d)),
+        Err(Timeout)
+    );
     let b = BoundedSemaphore::new(0);
-    assert!(!times_out_after(SHORT, |d| b.acquire_timeout(d)));
+    assert_eq!(
+        times_out_after(SHORT, |d| b.acquire_timeout(d)),
+        Err(Timeout)
+    );
     let e = Event::new();
-    assert!(!times_out_after(SHORT, |d| e.wait_timeout(d)));
+    assert_eq!(times_out_after(SHORT, |d| e.wait_timeout(d)), Err(Timeout));
     let q = Queue::<u32, 2>::new();
-    assert_eq!(times_out_after(SHORT, |d| q.pop_timeout(d)), None);
+    assert_eq!(times_out_after(SHORT, |d| q.pop_timeout(d)), Err(Timeout));
     q.push(1);
     q.push(2);
     assert_eq!(
         times_out_after(SHORT, |d| q.push_timeout(3, d)),
-        Err(Full(3))
+        Err(PushTimeoutError(3))
     );
     let bar = Barrier::new(2);
     assert_eq!(
         times_out_after(SHORT, |d| bar.wait_timeout(d)),
         Err(BarrierError::Timeout)
     );
+}
+
+/// The `_until` forms: the same error at the same deadline; a timed-out push hands its item
+/// back, and every error converts into the crate's one `Timeout` for `?`.
+#[test]
+fn until_waits_return_timeout_and_never_before_the_deadline() {
+    watchdog(LIMIT);
+    let until = |d: Duration| Instant::now() + d;
+    let s = Semaphore::new(0);
+    assert_eq!(
+        times_out_after(SHORT, |d| s.acquire_until(until(d))),
+        Err(Timeout)
+    );
+    let b = BoundedSemaphore::new(0);
+    assert_eq!(
+        times_out_after(SHORT, |d| b.acquire_until(until(d))),
+        Err(Timeout)
+    );
+    let e = Event::new();
+    assert_eq!(
+        times_out_after(SHORT, |d| e.wait_until(until(d))),
+        Err(Timeout)
+    );
+    let q = Queue::<u32, 1>::new();
+    assert_eq!(
+        times_out_after(SHORT, |d| q.pop_until(until(d))),
+        Err(Timeout)
+    );
+    q.push(1);
+    let err = times_out_after(SHORT, |d| q.push_until(2, until(d))).unwrap_err();
+    assert_eq!(err.into_inner(), 2);
+    assert_eq!(Timeout::from(err), Timeout);
+    assert_eq!(q.pop(), 1, "the timed-out push left the queue as it was");
+    let bar = Barrier::new(2);
+    assert_eq!(
+        times_out_after(SHORT, |d| bar.wait_until(until(d))),
+        Err(BarrierError::Timeout)
+    );
+    assert_eq!(BarrierError::from(Timeout), BarrierError::Timeout);
+    // A deadline already past: no wait at all, still the error.
+    assert_eq!(s.acquire_until(Instant::now()), Err(Timeout));
+    assert_eq!(e.wait_until(Instant::now()), Err(Timeout));
+    assert_eq!(q.pop_until(Instant::now()), Err(Timeout));
 }
 
 #[test]
@@ -89,9 +139,9 @@ fn timed_waits_succeed_when_released_in_time() {
             q.push(5);
             b.wait_timeout(LIMIT).unwrap();
         });
-        assert!(s.acquire_timeout(LIMIT));
-        assert!(e.wait_timeout(LIMIT));
-        assert_eq!(q.pop_timeout(LIMIT), Some(5));
+        assert_eq!(s.acquire_timeout(LIMIT), Ok(()));
+        assert_eq!(e.wait_timeout(LIMIT), Ok(()));
+        assert_eq!(q.pop_timeout(LIMIT), Ok(5));
         b.wait_timeout(LIMIT).unwrap();
     });
 }
@@ -177,7 +227,7 @@ fn event_set_then_clear_still_releases_the_waiters_of_that_set() {
         }
         e.set();
         e.clear();
-        assert!(h.join().unwrap());
+        assert_eq!(h.join().unwrap(), Ok(()));
     });
     assert!(!e.is_set());
 }
@@ -215,9 +265,9 @@ fn hostile_event_words_never_hang_or_panic() {
         e.word().store(g, Ordering::Relaxed);
         let was_set = g & 1 != 0;
         assert_eq!(e.is_set(), was_set);
-        assert_eq!(e.wait_timeout(Duration::from_micros(50)), was_set);
+        assert_eq!(e.wait_timeout(Duration::from_micros(50)).is_ok(), was_set);
         e.set();
-        assert!(e.wait_timeout(Duration::ZERO));
+        assert_eq!(e.wait_timeout(Duration::ZERO), Ok(()));
         e.clear();
         assert!(!e.is_set());
     }

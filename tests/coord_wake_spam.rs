@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use common::{fork_children, watchdog};
 use shmstate::futex;
 use shmstate::sync::{AtomicBool, AtomicU32, Ordering};
-use shmstate::{Barrier, BarrierError, BoundedSemaphore, Event, Semaphore};
+use shmstate::{Barrier, BarrierError, BoundedSemaphore, Event, Semaphore, Timeout};
 
 /// Short: a wait that never returns under the flood is the failure this file looks for.
 const LIMIT: Duration = Duration::from_secs(20);
@@ -87,10 +87,10 @@ impl Drop for TimerSlack {
 fn event_wait_timeout_honours_its_deadline_under_a_flood_of_wakes() {
     watchdog(LIMIT);
     let e = Event::new();
-    under_wake_spam("Event::wait_timeout", e.word(), false, || {
+    under_wake_spam("Event::wait_timeout", e.word(), Err(Timeout), || {
         e.wait_timeout(TIMEOUT)
     });
-    under_wake_spam("Event::wait_until", e.word(), false, || {
+    under_wake_spam("Event::wait_until", e.word(), Err(Timeout), || {
         e.wait_until(Instant::now() + TIMEOUT)
     });
 }
@@ -99,14 +99,17 @@ fn event_wait_timeout_honours_its_deadline_under_a_flood_of_wakes() {
 fn semaphore_acquire_timeout_honours_its_deadline_under_a_flood_of_wakes() {
     watchdog(LIMIT);
     let s = Semaphore::new(0);
-    under_wake_spam("Semaphore::acquire_timeout", s.words().1, false, || {
-        s.acquire_timeout(TIMEOUT)
-    });
+    under_wake_spam(
+        "Semaphore::acquire_timeout",
+        s.words().1,
+        Err(Timeout),
+        || s.acquire_timeout(TIMEOUT),
+    );
     let b = BoundedSemaphore::new(0);
     under_wake_spam(
         "BoundedSemaphore::acquire_until",
         b.words().1,
-        false,
+        Err(Timeout),
         || b.acquire_until(Instant::now() + TIMEOUT),
     );
 }
@@ -143,7 +146,7 @@ fn event_wait_timeout_honours_its_deadline_under_wakes_from_another_process() {
     let _slack = TimerSlack::set(SLACK);
     for _ in 0..ROUNDS {
         let t0 = Instant::now();
-        assert!(!e.wait_timeout(TIMEOUT));
+        assert_eq!(e.wait_timeout(TIMEOUT), Err(Timeout));
         worst = worst.max(t0.elapsed());
     }
     // SAFETY: killing and reaping our own child.

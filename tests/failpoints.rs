@@ -655,3 +655,92 @@ fn condvar_notifier_killed_after_bumping_before_the_wake() {
         wait_all(&[waiter], REPAIR);
     }
 }
+
+// ----- region directory -----
+
+/// A region whose waits give up only after 30 s, so that a repair that never came (a waiter
+/// left asleep until its timeout) shows as a wait past `REPAIR`, not as a quick `Timeout`.
+fn patient_region() -> shmstate::Region {
+    shmstate::RegionOptions::new()
+        .timeout(Duration::from_secs(30))
+        .anonymous(1 << 16)
+        .unwrap()
+}
+
+/// A creator killed with its entry `CLAIMED` (name and type written, space allocated, the
+/// name not yet published): `get` of the name finds nothing, and the next `get_or_init` of it
+/// re-claims the dead entry for itself and creates the object, once.
+#[test]
+fn region_creator_killed_with_the_entry_claimed() {
+    use shmstate::Value;
+    watchdog(Duration::from_secs(60));
+    let region = patient_region();
+    let pid = child_stopped_at(Point::RegionClaimed, || {
+        let _ = region.get_or_init("x", |v: &Value<u64>| v.store(1, Ordering::Relaxed));
+    });
+    let t_kill = Instant::now();
+    kill(pid);
+    reap(pid);
+    assert!(matches!(
+        region.get::<Value<u64>>("x"),
+        Err(shmstate::region::GetError::NotFound { .. })
+    ));
+    let x = region
+        .get_or_init("x", |v: &Value<u64>| v.store(2, Ordering::Relaxed))
+        .expect("the dead claim is taken over");
+    assert_eq!(x.load(Ordering::Relaxed), 2, "this process's init ran");
+    assert!(t_kill.elapsed() < REPAIR);
+    let named: Vec<_> = region
+        .entries()
+        .into_iter()
+        .filter(|e| e.name == "x")
+        .collect();
+    assert_eq!(named.len(), 1, "one object named x: {named:?}");
+    assert_eq!(
+        region
+            .get::<Value<u64>>("x")
+            .unwrap()
+            .load(Ordering::Relaxed),
+        2
+    );
+}
+
+/// A creator killed after publishing its object (`READY`) but before waking the process
+/// waiting for it: the waiter re-checks when its slice runs out and gets the object.
+#[test]
+fn region_creator_killed_after_publishing_before_the_wake() {
+    use shmstate::Value;
+    watchdog(Duration::from_secs(60));
+    let region = patient_region();
+    let in_init = region.get_or_default::<Value<u32>>("in init").unwrap();
+    let go = region.get_or_default::<Value<u32>>("go").unwrap();
+    let creator = fork_children(1, |_| {
+        arm(Point::RegionReadyUnwoken);
+        let _ = region.get_or_init("y", |v: &Value<u64>| {
+            in_init.store(1, Ordering::Release);
+            // Hold the object INITIALISING until the waiter sleeps on it.
+            while go.load(Ordering::Acquire) == 0 {
+                std::thread::yield_now();
+            }
+            v.store(7, Ordering::Relaxed);
+        });
+        // The failpoint was not reached.
+        std::process::exit(3);
+    })[0];
+    while in_init.load(Ordering::Acquire) == 0 {
+        std::thread::yield_now();
+    }
+    let waiter = fork_children(1, |_| {
+        let y = region.get::<Value<u64>>("y");
+        let ok = matches!(y, Ok(y) if y.load(Ordering::Relaxed) == 7);
+        std::process::exit(if ok { 0 } else { 4 });
+    });
+    wait_until_asleep_in_futex(waiter[0]);
+    go.store(1, Ordering::Release);
+    wait_until_stopped(creator);
+    let t_kill = Instant::now();
+    kill(creator);
+    reap(creator);
+    wait_all(&waiter, REPAIR);
+    assert!(t_kill.elapsed() < REPAIR);
+}

@@ -18,15 +18,13 @@ fn locks_placed_by_name_work_across_processes() {
     let region = Region::anonymous(1 << 16).unwrap();
     // [increments, children done]
     region
-        .get_or_init::<Mutex<[u64; 2]>>("m", 1, |m| *m.lock().unwrap() = [0, 0])
+        .get_or_init::<Mutex<[u64; 2]>>("m", |m| *m.lock().unwrap() = [0, 0])
         .unwrap();
+    region.get_or_default::<RwLock<[u64; 2]>>("rw").unwrap();
     region
-        .get_or_init::<RwLock<[u64; 2]>>("rw", 1, |_| {})
+        .get_or_default::<ReentrantMutex<Value<u64>>>("r")
         .unwrap();
-    region
-        .get_or_init::<ReentrantMutex<Value<u64>>>("r", 1, |_| {})
-        .unwrap();
-    region.get_or_init::<Condvar>("done", 1, |_| {}).unwrap();
+    region.get_or_default::<Condvar>("done").unwrap();
 
     let pids = fork_children(CHILDREN, |_| {
         let m = region.get::<Mutex<[u64; 2]>>("m").unwrap();

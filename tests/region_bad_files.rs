@@ -1,7 +1,7 @@
 //! Files that are not valid regions: every one is refused with a typed error, never a
 //! panic, an out-of-bounds access or a hang. Offsets below follow the documented format
 //! (`src/region/format.rs`): header fields at 0..56 (allocation pointer at 48), entries of 128 bytes from 128 with
-//! state at +0, len +24, size +32, offset +40, name +48..+96.
+//! state at +0, len +24, size +32, offset +40, name +48..+96, element identity +96.
 
 mod common;
 
@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use shmstate::sync::{AtomicU64, Ordering};
-use shmstate::{Elem, Kind, Region, RegionError, RegionOptions, SharedSized, TypeTag};
+use shmstate::{Elem, GetError, Kind, OpenError, Region, RegionOptions, SharedSized, TypeTag};
 
 #[derive(Debug)]
 #[repr(C)]
@@ -44,16 +44,16 @@ fn options() -> RegionOptions {
 fn valid_bytes(dir: &Path) -> Vec<u8> {
     let path = dir.join("template");
     let r = options().create(&path, SIZE).unwrap();
-    r.get_or_init::<Word>("word", 1, |w| w.0.store(5, Ordering::Relaxed))
+    r.get_or_init::<Word>("word", |w| w.0.store(5, Ordering::Relaxed))
         .unwrap();
-    r.get_or_init::<Line>("line", 1, |_| {}).unwrap();
+    r.get_or_default::<Line>("line").unwrap();
     drop(r);
     let bytes = std::fs::read(&path).unwrap();
     std::fs::remove_file(&path).unwrap();
     bytes
 }
 
-fn open_bytes(dir: &Path, bytes: &[u8]) -> Result<Region, RegionError> {
+fn open_bytes(dir: &Path, bytes: &[u8]) -> Result<Region, OpenError> {
     let path = dir.join("bad");
     let _ = std::fs::remove_file(&path);
     std::fs::write(&path, bytes).unwrap();
@@ -70,17 +70,17 @@ fn empty_short_and_random_files_are_refused() {
     let dir = TempDir::new("bad-basic");
     assert!(matches!(
         open_bytes(&dir.0, &[]),
-        Err(RegionError::Truncated { found: 0, .. })
+        Err(OpenError::Truncated { found: 0, .. })
     ));
     let valid = valid_bytes(&dir.0);
     assert!(matches!(
         open_bytes(&dir.0, &valid[..100]),
-        Err(RegionError::Truncated { found: 100, .. })
+        Err(OpenError::Truncated { found: 100, .. })
     ));
     // The header alone, without the directory its size field promises.
     assert!(matches!(
         open_bytes(&dir.0, &valid[..128]),
-        Err(RegionError::Truncated {
+        Err(OpenError::Truncated {
             found: 128,
             needed: SIZE
         })
@@ -89,7 +89,7 @@ fn empty_short_and_random_files_are_refused() {
     let random: Vec<u8> = (0..SIZE).map(|_| rng.next() as u8).collect();
     assert!(matches!(
         open_bytes(&dir.0, &random),
-        Err(RegionError::BadMagic { .. })
+        Err(OpenError::BadMagic { .. })
     ));
     assert!(open_bytes(&dir.0, &valid).is_ok());
 }
@@ -104,47 +104,49 @@ fn each_bad_header_field_gets_its_own_error() {
     put(&mut b, 0, b"NOTSHMST");
     assert!(matches!(
         open_bytes(&dir.0, &b),
-        Err(RegionError::BadMagic { .. })
+        Err(OpenError::BadMagic { .. })
     ));
 
     let mut b = valid.clone();
-    // A region of the previous format (its RwLocks count readers differently).
-    put(&mut b, 8, &1u32.to_ne_bytes());
+    // A region of the previous format, version 2 (its entries do not record the element's
+    // identity fingerprint), with that format's layout fingerprint.
+    put(&mut b, 8, &2u32.to_ne_bytes());
+    put(&mut b, 24, &0x3ec4_f59a_3cf0_af58u64.to_ne_bytes());
     assert!(matches!(
         open_bytes(&dir.0, &b),
-        Err(RegionError::VersionMismatch {
-            found: 1,
-            expected: 2
+        Err(OpenError::VersionMismatch {
+            found: 2,
+            expected: 3
         })
     ));
-    put(&mut b, 8, &3u32.to_ne_bytes());
-    assert!(matches!(
-        open_bytes(&dir.0, &b),
-        Err(RegionError::VersionMismatch {
-            found: 3,
-            expected: 2
-        })
-    ));
+    // Version 1 (its RwLocks count readers differently), and a later version.
+    for found in [1u32, 4] {
+        put(&mut b, 8, &found.to_ne_bytes());
+        assert!(matches!(
+            open_bytes(&dir.0, &b),
+            Err(OpenError::VersionMismatch { found: f, expected: 3 }) if f == found
+        ));
+    }
 
     let mut b = valid.clone();
     put(&mut b, 16, &(SIZE * 2).to_ne_bytes());
     assert!(matches!(
         open_bytes(&dir.0, &b),
-        Err(RegionError::Truncated { found: SIZE, needed }) if needed == SIZE * 2
+        Err(OpenError::Truncated { found: SIZE, needed }) if needed == SIZE * 2
     ));
 
     let mut b = valid.clone();
     b.extend_from_slice(&[0; 4096]);
     assert!(matches!(
         open_bytes(&dir.0, &b),
-        Err(RegionError::WrongSize { .. })
+        Err(OpenError::WrongSize { .. })
     ));
 
     let mut b = valid.clone();
     b[24] ^= 1; // layout fingerprint
     assert!(matches!(
         open_bytes(&dir.0, &b),
-        Err(RegionError::LayoutMismatch {
+        Err(OpenError::LayoutMismatch {
             what: "layout fingerprint",
             ..
         })
@@ -152,10 +154,7 @@ fn each_bad_header_field_gets_its_own_error() {
 
     let mut b = valid.clone();
     put(&mut b, 36, &100_000u32.to_ne_bytes()); // capacity
-    assert!(matches!(
-        open_bytes(&dir.0, &b),
-        Err(RegionError::Corrupt(_))
-    ));
+    assert!(matches!(open_bytes(&dir.0, &b), Err(OpenError::Corrupt(_))));
 }
 
 #[test]
@@ -200,7 +199,7 @@ fn bad_directory_entries_are_corrupt() {
         let mut b = valid.clone();
         put(&mut b, at, &value);
         let err = open_bytes(&dir.0, &b).unwrap_err();
-        assert!(matches!(err, RegionError::Corrupt(_)), "{what}: {err:?}");
+        assert!(matches!(err, OpenError::Corrupt(_)), "{what}: {err:?}");
     }
 }
 
@@ -210,26 +209,25 @@ fn a_name_asked_for_with_another_type_is_a_type_mismatch_in_another_process() {
     let dir = TempDir::new("bad-type");
     let path = dir.0.join("r");
     let r = Region::create(&path, 1 << 16).unwrap();
-    r.get_or_init::<Word>("x", 1, |_| {}).unwrap();
+    r.get_or_default::<Word>("x").unwrap();
     let parent = std::process::id() as libc::pid_t;
     let pids = common::fork_children(1, |_| {
         common::die_with_parent(parent);
         let r = Region::open(&path).unwrap();
         let err = r.get::<Line>("x").unwrap_err();
-        let RegionError::TypeMismatch {
+        let GetError::TypeMismatch {
             name,
-            expected,
-            found,
+            recorded,
+            recorded_len,
+            requested,
+            requested_len,
         } = err
         else {
             panic!("{err:?}")
         };
         assert_eq!(name, "x");
-        assert!(found.starts_with("kind#4097<u64> (8 bytes"), "{found}");
-        assert!(
-            expected.starts_with("kind#4098<u64> (64 bytes"),
-            "{expected}"
-        );
+        assert_eq!((recorded, recorded_len), (<Word as SharedSized>::TAG, 1));
+        assert_eq!((requested, requested_len), (<Line as SharedSized>::TAG, 1));
     });
     common::wait_all(&pids, Duration::from_secs(30));
 }
@@ -321,10 +319,10 @@ fn exercise(r: &Region) {
         }
     }
     for name in ["word", "line", "new"] {
-        if let Ok(w) = r.get_or_init::<Word>(name, 1, |w| w.0.store(1, Ordering::Relaxed)) {
+        if let Ok(w) = r.get_or_init::<Word>(name, |w| w.0.store(1, Ordering::Relaxed)) {
             inside(r.offset_of(w), 8);
         }
-        if let Ok(l) = r.get_or_init::<Line>(name, 1, |_| {}) {
+        if let Ok(l) = r.get_or_default::<Line>(name) {
             inside(r.offset_of(l), 64);
         }
     }

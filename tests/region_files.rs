@@ -10,7 +10,10 @@ use std::os::unix::fs::{MetadataExt, symlink};
 use std::time::Duration;
 
 use shmstate::sync::{AtomicU64, Ordering};
-use shmstate::{Elem, Kind, Region, RegionError, RegionOptions, SharedSized, TypeTag};
+use shmstate::{
+    CreateError, Elem, Kind, OpenError, OpenOrCreateError, Region, RegionOptions, SharedSized,
+    TypeTag,
+};
 
 #[repr(C)]
 struct Word(AtomicU64);
@@ -31,14 +34,14 @@ fn a_symlink_at_the_path_is_refused() {
     Region::create(&real, 1 << 16).unwrap();
     let link = dir.0.join("link");
     symlink(&real, &link).unwrap();
-    assert!(matches!(Region::open(&link), Err(RegionError::Refused(_))));
+    assert!(matches!(Region::open(&link), Err(OpenError::Refused(_))));
     assert!(matches!(
         Region::open_or_create(&link, 1 << 16),
-        Err(RegionError::Refused(_))
+        Err(OpenOrCreateError::Open(OpenError::Refused(_)))
     ));
     assert!(matches!(
         Region::create(&link, 1 << 16),
-        Err(RegionError::AlreadyExists(_))
+        Err(CreateError::AlreadyExists(_))
     ));
     // A dangling link is not followed either: nothing is created at its target.
     let dangling = dir.0.join("dangling");
@@ -46,7 +49,7 @@ fn a_symlink_at_the_path_is_refused() {
     assert!(Region::open_or_create(&dangling, 1 << 16).is_err());
     assert!(!dir.0.join("target").exists());
     // Nor is a directory a region.
-    assert!(matches!(Region::open(&dir.0), Err(RegionError::Refused(_))));
+    assert!(matches!(Region::open(&dir.0), Err(OpenError::Refused(_))));
 }
 
 #[test]
@@ -59,14 +62,14 @@ fn devices_and_fifos_are_refused() {
     let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
     // SAFETY: a valid NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-    assert!(matches!(Region::open(&fifo), Err(RegionError::Refused(_))));
+    assert!(matches!(Region::open(&fifo), Err(OpenError::Refused(_))));
     assert!(matches!(
         Region::open_or_create(&fifo, 1 << 16),
-        Err(RegionError::Refused(_))
+        Err(OpenOrCreateError::Open(OpenError::Refused(_)))
     ));
     assert!(matches!(
         Region::open("/dev/null"),
-        Err(RegionError::Refused(_))
+        Err(OpenError::Refused(_))
     ));
 }
 
@@ -109,13 +112,13 @@ fn a_region_larger_than_its_tmpfs_fails_at_creation_not_later() {
     let _unmount = Unmount(&dir.0);
     let err = Region::create(dir.0.join("big"), 4 << 20).unwrap_err();
     match &err {
-        RegionError::Io(e) => assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}"),
+        CreateError::Io(e) => assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}"),
         other => panic!("expected ENOSPC, got {other:?}"),
     }
     // Nothing was left behind, and the space is free again for a region that fits.
     assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 0);
     let r = Region::create(dir.0.join("small"), 512 << 10).unwrap();
-    let w = r.get_or_init::<Word>("w", 1, |_| {}).unwrap();
+    let w = r.get_or_default::<Word>("w").unwrap();
     w.0.store(1, Ordering::Relaxed);
 }
 
@@ -123,7 +126,7 @@ fn a_region_larger_than_its_tmpfs_fails_at_creation_not_later() {
 fn an_anonymous_region_is_shared_with_forked_children() {
     common::watchdog(Duration::from_secs(30));
     let r = Region::anonymous(1 << 16).unwrap();
-    let before = r.get_or_init::<Word>("before", 1, |_| {}).unwrap();
+    let before = r.get_or_default::<Word>("before").unwrap();
     let p = parent();
     let pids = common::fork_children(4, |i| {
         common::die_with_parent(p);
@@ -132,7 +135,7 @@ fn an_anonymous_region_is_shared_with_forked_children() {
             .0
             .fetch_add(1, Ordering::Relaxed);
         // Objects created after the fork are shared too.
-        let after = r.get_or_init::<Word>("after", 1, |_| {}).unwrap();
+        let after = r.get_or_default::<Word>("after").unwrap();
         after.0.fetch_add(i as u64 + 1, Ordering::Relaxed);
     });
     common::wait_all(&pids, Duration::from_secs(20));
@@ -156,7 +159,7 @@ fn a_memfd_region_is_sealed_and_opens_from_its_fd_in_another_process() {
             "resize to {len} must be refused by the seals"
         );
     }
-    r.get_or_init::<Word>("w", 1, |w| w.0.store(10, Ordering::Relaxed))
+    r.get_or_init::<Word>("w", |w| w.0.store(10, Ordering::Relaxed))
         .unwrap();
     let p = parent();
     let pids = common::fork_children(2, |_| {
@@ -168,7 +171,7 @@ fn a_memfd_region_is_sealed_and_opens_from_its_fd_in_another_process() {
             .unwrap()
             .0
             .fetch_add(1, Ordering::Relaxed);
-        mine.get_or_init::<Word>("child", 1, |_| {})
+        mine.get_or_default::<Word>("child")
             .unwrap()
             .0
             .fetch_add(1, Ordering::Relaxed);

@@ -70,7 +70,7 @@ fn child(ctl: &Control, dir: &std::path::Path, i: usize) {
                 } else {
                     NAMES - 1 - k
                 };
-                let p = region.get_or_init::<Probe>(&name(n), 1, |p| {
+                let p = region.get_or_init::<Probe>(&name(n), |p| {
                     // Relaxed: counted, and published by the region's READY store.
                     p.inits.fetch_add(1, Ordering::Relaxed);
                     p.initialiser.store(pid, Ordering::Relaxed);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use shmstate::sync::{AtomicU32, AtomicU64, Ordering};
 use shmstate::{
-    Elem, EntryState, Kind, Region, RegionError, RegionOptions, SharedSized, TypeTag, futex,
+    Elem, EntryState, GetError, Kind, Region, RegionOptions, SharedSized, TypeTag, futex,
 };
 
 #[repr(C)]
@@ -52,7 +52,7 @@ fn creator_killed_inside_init_is_taken_over_by_a_waiter() {
     let doomed = common::fork_children(1, |_| {
         common::die_with_parent(parent);
         let r = Region::open(&path).unwrap();
-        let _ = r.get_or_init::<Object>("obj", 1, |o| {
+        let _ = r.get_or_init::<Object>("obj", |o| {
             o.value.store(0xdead, Ordering::Relaxed);
             // Release: pairs with the test's acquire load; the entry is INITIALISING now.
             ctl.inside_init.store(1, Ordering::Release);
@@ -72,7 +72,7 @@ fn creator_killed_inside_init_is_taken_over_by_a_waiter() {
         common::die_with_parent(parent);
         let r = Region::open(&path).unwrap();
         let o = r
-            .get_or_init::<Object>("obj", 1, |o| {
+            .get_or_init::<Object>("obj", |o| {
                 assert_eq!(o.value.load(Ordering::Relaxed), 0, "taken over from zero");
                 o.value.store(42, Ordering::Relaxed);
                 ctl.inits.fetch_add(1, Ordering::Relaxed);
@@ -146,7 +146,7 @@ fn a_creator_whose_main_thread_exited_is_alive_and_not_taken_over() {
         std::thread::scope(|s| {
             s.spawn(|| {
                 common::die_with_parent(parent);
-                let got = region.get_or_init::<Object>("obj", 1, |o| {
+                let got = region.get_or_init::<Object>("obj", |o| {
                     // Release: pairs with the test's acquire load.
                     gate.inside_init.store(1, Ordering::Release);
                     futex::wake_all(&gate.inside_init);
@@ -182,17 +182,17 @@ fn a_creator_whose_main_thread_exited_is_alive_and_not_taken_over() {
     assert_eq!(region.entries()[0].state, EntryState::Initialising);
 
     let err = region
-        .get_or_init::<Object>("obj", 1, |_| {
+        .get_or_init::<Object>("obj", |_| {
             gate.stolen.fetch_add(1, Ordering::Relaxed);
         })
         .err();
     assert!(
-        matches!(err, Some(RegionError::Timeout { .. })),
+        matches!(err, Some(GetError::Timeout)),
         "the live creator's object was taken over: {err:?}"
     );
     assert!(matches!(
         region.get::<Object>("obj"),
-        Err(RegionError::Timeout { .. })
+        Err(GetError::Timeout)
     ));
     assert_eq!(gate.stolen.load(Ordering::Relaxed), 0);
 

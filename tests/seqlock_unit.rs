@@ -15,7 +15,28 @@ use bytemuck::{Pod, Zeroable};
 use common::HeapMem as SharedMem;
 #[cfg(not(miri))]
 use common::SharedMem;
-use shmstate::{SeqLock, SeqLockArray, SeqLockError, Shared, TimedLockError, WriteTimeout};
+use shmstate::{
+    Elem, Element, Field, SeqLock, SeqLockArray, SeqLockError, Shared, TimedLockError, Timeout,
+};
+
+/// `T`'s identity for a region ([`Element`]), by hand: `T`'s name, size, alignment and
+/// each field's name, offset and identity.
+macro_rules! element {
+    ($t:ident { $($field:ident: $ty:ty),+ $(,)? }) => {
+        impl Element for $t {
+            const ELEM: Elem = Elem::record(
+                stringify!($t),
+                size_of::<$t>(),
+                align_of::<$t>(),
+                &[$(Field {
+                    name: stringify!($field),
+                    offset: core::mem::offset_of!($t, $field),
+                    ty: <$ty as Element>::ELEM,
+                }),+],
+            );
+        }
+    };
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
 #[repr(C)]
@@ -24,6 +45,11 @@ struct A2 {
     b: u16,
     c: u16,
 }
+element!(A2 {
+    a: u16,
+    b: u16,
+    c: u16
+});
 
 /// 100 bytes, alignment 1 (bytemuck has no `Pod` for `[u8; 100]` without const generics).
 #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
@@ -33,6 +59,11 @@ struct B100 {
     b: [u8; 32],
     c: [u8; 4],
 }
+element!(B100 {
+    a: [u8; 64],
+    b: [u8; 32],
+    c: [u8; 4]
+});
 
 fn b100(x: u8) -> B100 {
     B100 {
@@ -48,12 +79,14 @@ struct A8 {
     x: u64,
     y: [u8; 8],
 }
+element!(A8 { x: u64, y: [u8; 8] });
 
 #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
 #[repr(C, align(16))]
 struct A16 {
     x: u128,
 }
+element!(A16 { x: u128 });
 
 /// Bounds a test that blocks on other threads (not under Miri, which runs every test of
 /// the file in one slow process).
@@ -77,7 +110,7 @@ fn until_writer_dead<T: Pod>(s: &SeqLock<T>) {
 }
 
 /// Every public method of `SeqLock` on one value type, with `a` and `b` distinct.
-fn exercise<T: Pod + PartialEq + std::fmt::Debug>(a: T, b: T) {
+fn exercise<T: Element + PartialEq + std::fmt::Debug>(a: T, b: T) {
     let s = SeqLock::new(a);
     assert_eq!(s.read(), a);
     assert_eq!(s.try_read(), Ok(a));
@@ -135,14 +168,14 @@ fn seqlock_round_trips_every_size_and_alignment() {
 fn seqlock_reports_types_and_sizes_to_regions() {
     assert_eq!(
         <SeqLock<[u8; 3]> as Shared>::TAG.to_string(),
-        "SeqLock<pod(size 3, align 1)>"
+        "SeqLock<[u8; 3]>"
     );
     assert_eq!(<SeqLock<[u8; 3]> as Shared>::size_for(1), Some(16));
     assert_eq!(<SeqLock<B100> as Shared>::size_for(1), Some(112));
     assert_eq!(<SeqLock<A16> as Shared>::size_for(1), Some(32));
     assert_eq!(
         <SeqLockArray<f64> as Shared>::TAG.to_string(),
-        "SeqLockArray<pod(size 8, align 8)>"
+        "SeqLockArray<f64>"
     );
     assert_eq!(<SeqLockArray<f64> as Shared>::size_for(4), Some(64));
     assert_eq!(<SeqLockArray<f64> as Shared>::size_for(0), None);
@@ -190,7 +223,7 @@ fn live_writer_mid_write_makes_bounded_reads_report_writer_active() {
         assert_eq!(s.try_read(), Err(SeqLockError::WriterActive));
         assert_eq!(
             s.read_timeout(Duration::from_millis(30)),
-            Err(SeqLockError::WriterActive)
+            Err(SeqLockError::Timeout)
         );
         assert!(matches!(
             s.lock_timeout(Duration::from_millis(30)),
@@ -626,8 +659,8 @@ mod overlap {
     }
 }
 
-/// Every copy overlaps a write (see `overlap`): timed reads give up with `WriterActive` at
-/// their deadline, not before, and never hand out the copy.
+/// Every copy overlaps a write (see `overlap`): timed reads give up with `Timeout` at their
+/// deadline, not before, and never hand out the copy (`try_read`: `WriterActive`).
 #[test]
 #[cfg_attr(miri, ignore = "mprotect and signal handlers")]
 fn read_timeout_gives_up_while_new_writes_keep_overlapping_the_copy() {
@@ -650,7 +683,7 @@ fn read_timeout_gives_up_while_new_writes_keep_overlapping_the_copy() {
             let start = std::time::Instant::now();
             assert_eq!(
                 s.read_timeout(timeout).map(drop),
-                Err(SeqLockError::WriterActive),
+                Err(SeqLockError::Timeout),
                 "read_timeout({timeout:?}) while the sequence kept changing"
             );
             assert!(start.elapsed() >= timeout);
@@ -684,7 +717,7 @@ fn snapshot_timeout_gives_up_while_new_writes_keep_overlapping_the_copy() {
             let start = std::time::Instant::now();
             assert_eq!(
                 a.snapshot_timeout(&mut out, timeout),
-                Err(SeqLockError::WriterActive),
+                Err(SeqLockError::Timeout),
                 "snapshot_timeout({timeout:?}) while the sequence kept changing"
             );
             assert!(start.elapsed() >= timeout);
@@ -710,7 +743,7 @@ fn write_batch_timeout_gives_up_on_a_held_element_and_releases_the_locks_it_took
         });
         held_rx.recv().unwrap();
         let r = a.write_batch_timeout(Duration::from_millis(30), |v, _| v[0] = 100);
-        assert_eq!(r, Err(WriteTimeout));
+        assert_eq!(r, Err(Timeout));
         // Element 0's lock, taken before the timeout, was released; nothing was written.
         assert!(
             a.slot(0)
@@ -734,10 +767,10 @@ fn seqlocks_are_placed_in_a_region_by_name_and_found_again() {
     watchdog();
     let region = shmstate::Region::anonymous(1 << 16).unwrap();
     let pos = region
-        .get_or_init::<SeqLock<[f64; 3]>>("pos", 1, |s| s.write([1.0, 2.0, 3.0]))
+        .get_or_init::<SeqLock<[f64; 3]>>("pos", |s| s.write([1.0, 2.0, 3.0]))
         .unwrap();
     let arr = region
-        .get_or_init::<SeqLockArray<u16>>("arr", 5, |a| a.set_all(&[1, 2, 3, 4, 5]))
+        .get_or_init_slice::<SeqLockArray<u16>>("arr", 5, |a| a.set_all(&[1, 2, 3, 4, 5]))
         .unwrap();
     pos.update(|p| p[0] = 10.0).unwrap();
     arr.set(4, 50);

@@ -78,7 +78,7 @@ macro_rules! int_suite {
             // Layout: exactly the integer's size, natural alignment, tagged as `Value<$t>`.
             assert_eq!(size_of::<Value<$t>>(), size_of::<$t>());
             assert_eq!(align_of::<Value<$t>>(), size_of::<$t>());
-            assert_eq!(<$t as ValueType>::ELEM, Elem::$elem);
+            assert_eq!(<$t as ValueType>::VALUE_ELEM, Elem::$elem);
             assert_eq!(<Value<$t> as Shared>::TAG, TypeTag::new(Kind::VALUE, Elem::$elem));
             assert_eq!(<Value<$t> as Shared>::size_for(1), Some(size_of::<$t>()));
             assert_eq!(<Value<$t> as Shared>::size_for(2), None);

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use shmstate::sync::Ordering::Relaxed;
-use shmstate::{Counter, Region, RegionError, StripedCounter, Value};
+use shmstate::{Counter, GetError, Region, StripedCounter, Value};
 
 const PROCS: usize = 3;
 const PER_PROC: u64 = 20_000;
@@ -37,18 +37,16 @@ fn values_and_counters_in_a_region_file_are_shared_by_name() {
     common::watchdog(Duration::from_secs(60));
     let file = TempRegion::new("shared");
     let region = Region::create(&file.0, 1 << 16).unwrap();
-    let flag = region
-        .get_or_init::<Value<bool>>("flag", 1, |_| {})
-        .unwrap();
+    let flag = region.get_or_default::<Value<bool>>("flag").unwrap();
     let float = region
-        .get_or_init::<Value<f64>>("float", 1, |v| v.store(0.5, Relaxed))
+        .get_or_init::<Value<f64>>("float", |v| v.store(0.5, Relaxed))
         .unwrap();
     let int = region
-        .get_or_init::<Value<i16>>("int", 1, |v| v.store(-7, Relaxed))
+        .get_or_init::<Value<i16>>("int", |v| v.store(-7, Relaxed))
         .unwrap();
-    let counter = region.get_or_init::<Counter>("counter", 1, |_| {}).unwrap();
+    let counter = region.get_or_default::<Counter>("counter").unwrap();
     let striped = region
-        .get_or_init::<StripedCounter>("striped", 5, |_| {})
+        .get_or_default_slice::<StripedCounter>("striped", 5)
         .unwrap();
     assert!(!flag.load(Relaxed), "zeroed memory is false");
     assert_eq!(striped.stripes(), 5);
@@ -82,7 +80,7 @@ fn values_and_counters_in_a_region_file_are_shared_by_name() {
 
     // A second `get_or_init` returns the same objects and does not run `init` again.
     let again = region
-        .get_or_init::<Value<f64>>("float", 1, |_| unreachable!())
+        .get_or_init::<Value<f64>>("float", |_| unreachable!())
         .unwrap();
     assert!(std::ptr::eq(again, float));
 }
@@ -93,19 +91,19 @@ fn values_and_counters_in_a_region_file_are_shared_by_name() {
 fn another_value_type_or_stripe_count_is_a_type_mismatch() {
     common::watchdog(Duration::from_secs(30));
     let region = Region::anonymous(1 << 16).unwrap();
-    region.get_or_init::<Value<u64>>("u", 1, |_| {}).unwrap();
-    region.get_or_init::<Value<bool>>("b", 1, |_| {}).unwrap();
-    region.get_or_init::<Value<f32>>("f", 1, |_| {}).unwrap();
-    region.get_or_init::<Counter>("c", 1, |_| {}).unwrap();
+    region.get_or_default::<Value<u64>>("u").unwrap();
+    region.get_or_default::<Value<bool>>("b").unwrap();
+    region.get_or_default::<Value<f32>>("f").unwrap();
+    region.get_or_default::<Counter>("c").unwrap();
     region
-        .get_or_init::<StripedCounter>("s", 4, |_| {})
+        .get_or_default_slice::<StripedCounter>("s", 4)
         .unwrap();
 
-    fn mismatch<T>(r: Result<&T, RegionError>) -> bool
+    fn mismatch<T>(r: Result<&T, GetError>) -> bool
     where
         T: ?Sized,
     {
-        matches!(r, Err(RegionError::TypeMismatch { .. }))
+        matches!(r, Err(GetError::TypeMismatch { .. }))
     }
     assert!(mismatch(region.get::<Value<i64>>("u")));
     assert!(mismatch(region.get::<Value<f64>>("u")));
@@ -113,11 +111,9 @@ fn another_value_type_or_stripe_count_is_a_type_mismatch() {
     assert!(mismatch(region.get::<Value<u32>>("f")));
     assert!(mismatch(region.get::<Value<u64>>("c")));
     assert!(mismatch(region.get::<Counter>("s")));
-    assert!(mismatch(region.get_or_init::<StripedCounter>(
-        "s",
-        8,
-        |_| {}
-    )));
+    assert!(mismatch(
+        region.get_or_default_slice::<StripedCounter>("s", 8)
+    ));
     assert_eq!(region.get::<StripedCounter>("s").unwrap().stripes(), 4);
     assert!(mismatch(region.get::<StripedCounter>("c")));
 }

@@ -197,36 +197,28 @@ pub fn run(args: &Args) -> Result<(), Failure> {
 
     let mut outcomes = Vec::new();
     for which in Which::ALL {
-        let err = |e: shmstate::RegionError| Failure::runtime(format!("region {label}: {e}"));
+        let err = |e: shmstate::GetError| Failure::runtime(format!("region {label}: {e}"));
         // Set up (or reset, when --path names a region used before) this path's objects.
-        let ready: &Value<u32> = region.get_or_init(&which.ready(), 1, |_| {}).map_err(err)?;
-        let go: &Value<u32> = region.get_or_init(&which.go(), 1, |_| {}).map_err(err)?;
-        let started: &Value<u64> = region
-            .get_or_init(&which.started(), 1, |_| {})
-            .map_err(err)?;
-        let finished: &Value<u64> = region
-            .get_or_init(&which.finished(), 1, |_| {})
-            .map_err(err)?;
+        let ready: &Value<u32> = region.get_or_default(&which.ready()).map_err(err)?;
+        let go: &Value<u32> = region.get_or_default(&which.go()).map_err(err)?;
+        let started: &Value<u64> = region.get_or_default(&which.started()).map_err(err)?;
+        let finished: &Value<u64> = region.get_or_default(&which.finished()).map_err(err)?;
         ready.store(0, Ordering::Relaxed);
         go.store(0, Ordering::Relaxed);
         started.store(u64::MAX, Ordering::Relaxed);
         finished.store(0, Ordering::Relaxed);
         match which {
             Which::Naive | Which::Atomic => {
-                let v: &Value<u64> = region
-                    .get_or_init(&which.object(), 1, |_| {})
-                    .map_err(err)?;
+                let v: &Value<u64> = region.get_or_default(&which.object()).map_err(err)?;
                 v.store(0, Ordering::Relaxed);
             }
             Which::Locked => {
-                let m: &Mutex<u64> = region
-                    .get_or_init(&which.object(), 1, |_| {})
-                    .map_err(err)?;
+                let m: &Mutex<u64> = region.get_or_default(&which.object()).map_err(err)?;
                 *m.lock().unwrap_or_else(|died| died.into_inner()) = 0;
             }
             Which::Striped => {
                 let c: &StripedCounter = region
-                    .get_or_init(&which.object(), stripes, |_| {})
+                    .get_or_default_slice(&which.object(), stripes)
                     .or_else(|_| region.get(&which.object()))
                     .map_err(err)?;
                 c.reset();
@@ -322,7 +314,9 @@ fn inexact(outcomes: &[Outcome]) -> Option<String> {
 
 /// Runs one worker: open the region, report ready, wait for go, increment.
 pub fn worker(args: &WorkerArgs) -> Result<(), Failure> {
-    let fail = |e: shmstate::RegionError| Failure::runtime(format!("worker: {e}"));
+    fn fail(e: impl Into<shmstate::RegionError>) -> Failure {
+        Failure::runtime(format!("worker: {}", e.into()))
+    }
     let region = match (&args.region.path, args.region.fd) {
         (Some(path), _) => Region::open(path).map_err(fail)?,
         (None, Some(fd)) => Region::from_fd(inherited(fd)?).map_err(fail)?,

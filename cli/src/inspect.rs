@@ -11,7 +11,7 @@ pub fn run(path: &Path) -> Result<(), Failure> {
     let region = Region::open(path).map_err(|e| {
         let msg = format!("{}: {e}", path.display());
         match e {
-            shmstate::RegionError::NotFound(_) => Failure::usage(msg),
+            shmstate::OpenError::NotFound(_) => Failure::usage(msg),
             _ => Failure::runtime(msg),
         }
     })?;

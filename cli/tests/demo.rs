@@ -208,7 +208,7 @@ fn inspect_escapes_control_characters_in_names() {
     let path = dir.join("names.region");
     let region = shmstate::Region::create(&path, 1 << 16).unwrap();
     region
-        .get_or_init::<shmstate::Counter>("evil\n\x1b[2Jrow", 1, |_| {})
+        .get_or_default::<shmstate::Counter>("evil\n\x1b[2Jrow")
         .unwrap();
     let out = shmstate(&["inspect", path.to_str().unwrap()]);
     assert!(out.status.success());

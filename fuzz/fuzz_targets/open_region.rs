@@ -55,9 +55,9 @@ fn template() -> &'static [u8] {
     static T: OnceLock<Vec<u8>> = OnceLock::new();
     T.get_or_init(|| {
         let r = options().memfd("template", SIZE).unwrap();
-        r.get_or_init::<Word>("word", 1, |_| {}).unwrap();
-        r.get_or_init::<Words>("words", 5, |_| {}).unwrap();
-        r.get_or_init::<Word>("other", 1, |_| {}).unwrap();
+        r.get_or_default::<Word>("word").unwrap();
+        r.get_or_default_slice::<Words>("words", 5).unwrap();
+        r.get_or_default::<Word>("other").unwrap();
         let file = std::fs::File::from(r.as_fd().unwrap().try_clone_to_owned().unwrap());
         let mut bytes = vec![0; SIZE as usize];
         file.read_exact_at(&mut bytes, 0).unwrap();
@@ -90,10 +90,10 @@ fn exercise(r: &Region) {
         }
     }
     for (name, len) in [("word", 1), ("words", 5), ("words", 6), ("new", 3)] {
-        if let Ok(w) = r.get_or_init::<Words>(name, len, |_| {}) {
+        if let Ok(w) = r.get_or_default_slice::<Words>(name, len) {
             inside(r.offset_of(w), 8 * len);
         }
-        if let Ok(w) = r.get_or_init::<Word>(name, 1, |_| {}) {
+        if let Ok(w) = r.get_or_default::<Word>(name) {
             inside(r.offset_of(w), 8);
         }
     }

@@ -127,7 +127,10 @@ fn semaphore_clearing_a_dead_waiters_bit_never_loses_a_live_waiter() {
         let s = Arc::new(Semaphore::new(0));
         let s1 = s.clone();
         let gone = thread::spawn(move || {
-            if s1.acquire_timeout(std::time::Duration::from_secs(1)) {
+            if s1
+                .acquire_timeout(std::time::Duration::from_secs(1))
+                .is_ok()
+            {
                 s1.release().unwrap();
             }
         });

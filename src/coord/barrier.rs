@@ -66,7 +66,7 @@ use std::time::Instant;
 use crate::futex;
 use crate::shared::{Elem, Kind, SharedSized, TypeTag};
 use crate::sync::{AtomicU32, Ordering, spin_loop};
-use crate::wait::{SPIN_LIMIT, Slices, deadline_passed};
+use crate::wait::{SPIN_LIMIT, Slices, Timeout, deadline_passed};
 
 /// Parties arrived in the current round.
 const ARRIVED_MASK: u32 = 0xFFFF;
@@ -123,13 +123,15 @@ fn outcome(w: u32, round: u32) -> Option<Result<BarrierWaitResult, BarrierError>
 /// # Examples
 ///
 /// ```
-/// use shmstate::{Barrier, BarrierError};
+/// use shmstate::{Barrier, BarrierError, Timeout};
 /// use std::time::Duration;
 ///
 /// let b = Barrier::new(2);
 /// assert_eq!(b.wait_timeout(Duration::from_millis(1)), Err(BarrierError::Timeout));
 /// assert_eq!(b.wait(), Err(BarrierError::Broken));
 /// b.reset();
+/// // A function that waits on a barrier and on other timed calls can use `?` on both.
+/// assert_eq!(BarrierError::from(Timeout), BarrierError::Timeout);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BarrierError {
@@ -140,6 +142,12 @@ pub enum BarrierError {
     /// This wait timed out, and broke the barrier for every other party.
     #[error("timed out waiting at the barrier; the barrier is now broken")]
     Timeout,
+}
+
+impl From<Timeout> for BarrierError {
+    fn from(Timeout: Timeout) -> Self {
+        BarrierError::Timeout
+    }
 }
 
 /// The result of a successful [`Barrier`] wait.
@@ -241,7 +249,7 @@ impl Barrier {
     /// ```
     /// # use shmstate::{Barrier, Region};
     /// let r = Region::anonymous(1 << 16).unwrap();
-    /// let b = r.get_or_init::<Barrier>("round", 1, |b| b.init(4)).unwrap();
+    /// let b = r.get_or_init("round", |b: &Barrier| b.init(4)).unwrap();
     /// assert_eq!(b.parties(), 4);
     /// ```
     ///

@@ -23,7 +23,7 @@
 //!
 //! The generation makes `set(); clear()` in quick succession still release the waiters
 //! that were waiting at the time (as `threading.Event` does): a waiter that wakes to a
-//! cleared flag with a newer generation returns `true`.
+//! cleared flag with a newer generation returns (`Ok` from a timed wait).
 //!
 //! # Crash windows
 //!
@@ -50,7 +50,7 @@ use std::time::Instant;
 use crate::futex;
 use crate::shared::{Elem, Kind, SharedSized, TypeTag};
 use crate::sync::{AtomicU32, Ordering, spin_loop};
-use crate::wait::{SPIN_LIMIT, Slices, deadline_passed};
+use crate::wait::{SPIN_LIMIT, Slices, Timeout, deadline_passed};
 
 /// The flag is set.
 const SET: u32 = 1;
@@ -81,11 +81,11 @@ const fn generation(w: u32) -> u32 {
 /// # Examples
 ///
 /// ```
-/// use shmstate::Event;
+/// use shmstate::{Event, Timeout};
 /// use std::time::Duration;
 ///
 /// let ready = Event::new();
-/// assert!(!ready.wait_timeout(Duration::from_millis(1)));
+/// assert_eq!(ready.wait_timeout(Duration::from_millis(1)), Err(Timeout));
 /// std::thread::scope(|s| {
 ///     s.spawn(|| ready.set());
 ///     ready.wait();
@@ -210,16 +210,49 @@ impl Event {
         }
     }
 
-    /// [`wait`](Self::wait) for at most `timeout`. Returns `true` if the flag was set (or
-    /// was set and cleared again while we waited), `false` if the timeout passed first.
-    pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.is_set() || self.wait_slow(Instant::now().checked_add(timeout))
+    /// [`wait`](Self::wait), for at most `timeout`. `Ok` if the flag was set (or was set
+    /// and cleared again while we waited). A `timeout` too large for an [`Instant`] waits
+    /// as long as it takes.
+    ///
+    /// # Errors
+    ///
+    /// [`Timeout`] if the timeout passed first (at least `timeout` has passed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmstate::{Event, Timeout};
+    ///
+    /// let e = Event::new();
+    /// assert_eq!(e.wait_timeout(Duration::from_millis(1)), Err(Timeout));
+    /// e.set();
+    /// assert_eq!(e.wait_timeout(Duration::from_millis(1)), Ok(()));
+    /// ```
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<(), Timeout> {
+        done_or_timeout(self.is_set() || self.wait_slow(Instant::now().checked_add(timeout)))
     }
 
-    /// [`wait`](Self::wait) until `deadline`; returns as
+    /// [`wait`](Self::wait), until `deadline` at most; `Ok` as for
     /// [`wait_timeout`](Self::wait_timeout).
-    pub fn wait_until(&self, deadline: Instant) -> bool {
-        self.is_set() || self.wait_slow(Some(deadline))
+    ///
+    /// # Errors
+    ///
+    /// [`Timeout`] if `deadline` passed first.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use shmstate::{Event, Timeout};
+    ///
+    /// let e = Event::new();
+    /// let deadline = Instant::now() + Duration::from_millis(1);
+    /// assert_eq!(e.wait_until(deadline), Err(Timeout));
+    /// assert!(Instant::now() >= deadline);
+    /// ```
+    pub fn wait_until(&self, deadline: Instant) -> Result<(), Timeout> {
+        done_or_timeout(self.is_set() || self.wait_slow(Some(deadline)))
     }
 
     /// The contended wait: spin, announce `WAITERS`, then sleep in slices. Returns whether
@@ -278,6 +311,12 @@ impl Event {
     pub fn word(&self) -> &AtomicU32 {
         &self.state
     }
+}
+
+/// A timed wait's outcome: `Ok` if the flag was seen set, else [`Timeout`].
+#[inline]
+fn done_or_timeout(done: bool) -> Result<(), Timeout> {
+    if done { Ok(()) } else { Err(Timeout) }
 }
 
 impl fmt::Debug for Event {

@@ -13,5 +13,5 @@ pub mod semaphore;
 
 pub use barrier::{Barrier, BarrierError, BarrierWaitResult};
 pub use event::Event;
-pub use queue::{Full, Queue};
+pub use queue::{Full, PushTimeoutError, Queue};
 pub use semaphore::{BoundedSemaphore, ReleaseError, Semaphore};

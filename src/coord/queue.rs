@@ -54,7 +54,7 @@
 //!
 //! A process *stopped* (SIGSTOP) at any step that holds the lock is alive, so nobody may
 //! take the lock over: `try_push`/`try_pop` return `Full`/`None` after a brief spin,
-//! timed operations return at their deadline, [`len`](Queue::len) does not lock, and
+//! timed operations return `PushTimeoutError`/`Timeout` at their deadline, [`len`](Queue::len) does not lock, and
 //! untimed `push`/`pop` wait until the process is continued or killed.
 //!
 //! # Untrusted indices
@@ -71,34 +71,17 @@ use std::time::Instant;
 use bytemuck::Pod;
 
 use crate::lock::{Condvar, Mutex, MutexGuard, TimedLockError, TryLockError};
-use crate::shared::{Elem, Kind, SharedSized, TypeTag};
+use crate::shared::{Elem, Element, Kind, SharedSized, TypeTag};
 use crate::sync::{AtomicU32, Ordering, UnsafeCell, spin_loop};
-use crate::wait::{PROBE_SLICE, SPIN_LIMIT, holder_is_dead};
+use crate::wait::{PROBE_SLICE, SPIN_LIMIT, Timeout, holder_is_dead};
 
-/// A push found the queue full (for the whole timeout, for a timed push), or, for a
-/// `try_` or timed push, could not get the queue's lock in time (its holder kept it through
-/// a brief spin, or until the deadline: a stopped process, say). The item was not pushed
-/// and is handed back.
-///
-/// # Examples
-///
-/// ```
-/// use shmstate::{Full, Queue};
-///
-/// let q = Queue::<u32, 1>::new();
-/// q.try_push(1).unwrap();
-/// assert_eq!(q.try_push(2), Err(Full(2)));
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("the queue is full")]
-pub struct Full<T>(pub T);
+// The errors of the `try_` and timed pushes, and the failpoint hooks of the crash-window
+// tests (built only for tests), live in submodules.
+mod error;
+#[cfg(any(test, feature = "test-hooks"))]
+mod hooks;
 
-impl<T> Full<T> {
-    /// The item that was not pushed.
-    pub fn into_inner(self) -> T {
-        self.0
-    }
-}
+pub use error::{Full, PushTimeoutError};
 
 /// A bounded FIFO queue of up to `N` items of `T`, shared by threads and processes:
 /// Python's `multiprocessing.Queue(maxsize=N)`, for plain-old-data items.
@@ -116,7 +99,7 @@ impl<T> Full<T> {
 /// ```compile_fail
 /// # use shmstate::{Queue, Region};
 /// let r = Region::anonymous(1 << 16).unwrap();
-/// let q = r.get_or_init::<Queue<u8, 0>>("q", 1, |_| {}).unwrap();
+/// let q = r.get_or_default::<Queue<u8, 0>>("q").unwrap();
 /// q.push(1); // error: Queue capacity must be 1..=2^30
 /// ```
 ///
@@ -178,11 +161,12 @@ unsafe impl<T: Pod + Send, const N: usize> Sync for Queue<T, N> {}
 // zeroed `T`s (Pod: Zeroable). 2. every bit pattern: the mutex and condvars accept any
 // bytes, bad indices are detected and reset (module docs), `T` is Pod; padding between the
 // condvars and the slots is never read. 3. no pointers. 4. `#[repr(C)]`, sizes asserted
-// above for sample parameters; the tag records `T`'s size and alignment, and `N` is part
-// of the size the region checks. 5. `Sync` above; every `&self` method locks, or (`len`)
-// only loads the atomic indices.
-unsafe impl<T: Pod + Send, const N: usize> SharedSized for Queue<T, N> {
-    const TAG: TypeTag = TypeTag::new(Kind::QUEUE, Elem::pod::<T>());
+// above for sample parameters; the tag records the slots' identity, `[T; N]`: `T`'s
+// and the capacity (several `N` give the same size, so the size alone does not tell
+// them apart). 5. `Sync` above; every `&self` method locks, or (`len`) only loads the
+// atomic indices.
+unsafe impl<T: Element + Send, const N: usize> SharedSized for Queue<T, N> {
+    const TAG: TypeTag = TypeTag::new(Kind::QUEUE, Elem::array(T::ELEM, N));
 }
 
 impl<T: Pod, const N: usize> Queue<T, N> {
@@ -275,24 +259,38 @@ impl<T: Pod, const N: usize> Queue<T, N> {
     }
 
     /// [`push`](Self::push), waiting at most `timeout` in total (for room, and for the
-    /// lock before and after each wait).
+    /// lock before and after each wait). A `timeout` too large for an [`Instant`] waits as
+    /// long as it takes.
     ///
     /// # Errors
     ///
-    /// [`Full`], holding `item`, if the queue stayed full, or its lock held, until the
-    /// timeout (at least `timeout` has passed).
-    pub fn push_timeout(&self, item: T, timeout: Duration) -> Result<(), Full<T>> {
+    /// [`PushTimeoutError`], holding `item`, if the queue stayed full, or its lock held,
+    /// until the timeout (at least `timeout` has passed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmstate::{PushTimeoutError, Queue};
+    ///
+    /// let q = Queue::<u8, 1>::new();
+    /// assert_eq!(q.push_timeout(1, Duration::from_millis(1)), Ok(()));
+    /// assert_eq!(q.push_timeout(2, Duration::from_millis(1)), Err(PushTimeoutError(2)));
+    /// ```
+    pub fn push_timeout(&self, item: T, timeout: Duration) -> Result<(), PushTimeoutError<T>> {
         self.push_inner(item, Wait::for_timeout(timeout))
+            .map_err(|Full(item)| PushTimeoutError(item))
     }
 
     /// [`push`](Self::push), waiting until `deadline` at most (for room and the lock).
     ///
     /// # Errors
     ///
-    /// [`Full`], holding `item`, if the queue stayed full, or its lock held, until
-    /// `deadline`.
-    pub fn push_until(&self, item: T, deadline: Instant) -> Result<(), Full<T>> {
+    /// [`PushTimeoutError`], holding `item`, if the queue stayed full, or its lock held,
+    /// until `deadline`.
+    pub fn push_until(&self, item: T, deadline: Instant) -> Result<(), PushTimeoutError<T>> {
         self.push_inner(item, Wait::Until(deadline))
+            .map_err(|Full(item)| PushTimeoutError(item))
     }
 
     /// Removes the oldest item, waiting while the queue is empty.
@@ -314,15 +312,36 @@ impl<T: Pod, const N: usize> Queue<T, N> {
     }
 
     /// [`pop`](Self::pop), waiting at most `timeout` in total (for an item, and for the
-    /// lock before and after each wait). `None` means the queue stayed empty, or its lock
-    /// held, until the timeout (at least `timeout` has passed).
-    pub fn pop_timeout(&self, timeout: Duration) -> Option<T> {
-        self.pop_inner(Wait::for_timeout(timeout))
+    /// lock before and after each wait). A `timeout` too large for an [`Instant`] waits as
+    /// long as it takes.
+    ///
+    /// # Errors
+    ///
+    /// [`Timeout`] if the queue stayed empty, or its lock held, until the timeout (at
+    /// least `timeout` has passed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmstate::{Queue, Timeout};
+    ///
+    /// let q = Queue::<u8, 1>::new();
+    /// assert_eq!(q.pop_timeout(Duration::from_millis(1)), Err(Timeout));
+    /// q.push(7);
+    /// assert_eq!(q.pop_timeout(Duration::from_millis(1)), Ok(7));
+    /// ```
+    pub fn pop_timeout(&self, timeout: Duration) -> Result<T, Timeout> {
+        self.pop_inner(Wait::for_timeout(timeout)).ok_or(Timeout)
     }
 
     /// [`pop`](Self::pop), waiting until `deadline` at most (for an item and the lock).
-    pub fn pop_until(&self, deadline: Instant) -> Option<T> {
-        self.pop_inner(Wait::Until(deadline))
+    ///
+    /// # Errors
+    ///
+    /// [`Timeout`] if the queue stayed empty, or its lock held, until `deadline`.
+    pub fn pop_until(&self, deadline: Instant) -> Result<T, Timeout> {
+        self.pop_inner(Wait::Until(deadline)).ok_or(Timeout)
     }
 
     fn push_inner(&self, item: T, wait: Wait) -> Result<(), Full<T>> {
@@ -600,104 +619,5 @@ impl<T, const N: usize> fmt::Debug for Queue<T, N> {
         f.debug_struct("Queue")
             .field("capacity", &N)
             .finish_non_exhaustive()
-    }
-}
-
-impl<T: Pod, const N: usize> Queue<T, N> {
-    /// The queue's raw lock, for tests of owner death.
-    #[cfg(any(test, feature = "test-hooks"))]
-    #[doc(hidden)]
-    pub fn raw_lock(&self) -> &crate::lock::RawMutex {
-        self.lock.raw()
-    }
-
-    /// For tests of owner death: a push that commits `item`, calls `committed`, and then
-    /// neither notifies nor unlocks, as if its process were killed right after the commit.
-    /// Never returns.
-    #[cfg(any(test, feature = "test-hooks"))]
-    #[doc(hidden)]
-    pub fn push_then_hang(&self, item: T, committed: impl FnOnce()) -> ! {
-        let g = self.lock_recovering();
-        let (head, tail) = self.indices(&g);
-        assert!(
-            Self::len_of(head, tail).is_some_and(|l| (l as usize) < N),
-            "needs room"
-        );
-        self.write_then_commit(&g, tail, item, || {});
-        committed();
-        hang()
-    }
-
-    /// For tests of owner death: a push that writes `item` into its slot, calls
-    /// `written`, and hangs there, holding the lock, before its commit (as if its process
-    /// were killed between the two steps). Never returns.
-    #[cfg(any(test, feature = "test-hooks"))]
-    #[doc(hidden)]
-    pub fn push_written_then_hang(&self, item: T, written: impl FnOnce()) -> ! {
-        let g = self.lock_recovering();
-        let (head, tail) = self.indices(&g);
-        assert!(
-            Self::len_of(head, tail).is_some_and(|l| (l as usize) < N),
-            "needs room"
-        );
-        self.write_then_commit(&g, tail, item, || {
-            written();
-            hang()
-        });
-        unreachable!("the failpoint hangs")
-    }
-
-    /// For tests of owner death: a pop that reads the oldest item, passes it to `read`, and
-    /// hangs there, holding the lock, before its commit (as if its process were killed
-    /// between the two steps). Never returns.
-    #[cfg(any(test, feature = "test-hooks"))]
-    #[doc(hidden)]
-    pub fn pop_read_then_hang(&self, read: impl FnOnce(T)) -> ! {
-        let g = self.lock_recovering();
-        let (head, tail) = self.indices(&g);
-        assert!(
-            Self::len_of(head, tail).is_some_and(|l| l > 0),
-            "needs an item"
-        );
-        self.read_then_commit(&g, head, |item| {
-            read(item);
-            hang()
-        });
-        unreachable!("the failpoint hangs")
-    }
-
-    /// For tests of owner death: a pop that commits, passes the item to `committed`, and
-    /// then neither notifies nor unlocks (as if killed right after its commit). Never
-    /// returns.
-    #[cfg(any(test, feature = "test-hooks"))]
-    #[doc(hidden)]
-    pub fn pop_then_hang(&self, committed: impl FnOnce(T)) -> ! {
-        let g = self.lock_recovering();
-        let (head, tail) = self.indices(&g);
-        assert!(
-            Self::len_of(head, tail).is_some_and(|l| l > 0),
-            "needs an item"
-        );
-        let item = self.read_then_commit(&g, head, |_| {});
-        committed(item);
-        hang()
-    }
-
-    /// Overwrites the raw indices `(head, tail)` under the lock, for tests of hostile bytes.
-    #[cfg(any(test, feature = "test-hooks"))]
-    #[doc(hidden)]
-    pub fn set_raw_indices(&self, head: u32, tail: u32) {
-        let _g = self.lock_recovering();
-        // Relaxed: under the lock; the unlock publishes them.
-        self.head.store(head, Ordering::Relaxed);
-        self.tail.store(tail, Ordering::Relaxed);
-    }
-}
-
-/// Parks the calling thread for good (the failpoints above).
-#[cfg(any(test, feature = "test-hooks"))]
-fn hang() -> ! {
-    loop {
-        std::thread::park();
     }
 }

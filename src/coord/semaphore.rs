@@ -73,7 +73,7 @@ use crate::futex;
 use crate::futex::sleepers;
 use crate::shared::{Elem, Kind, SharedSized, TypeTag};
 use crate::sync::{AtomicU32, Ordering, fence, spin_loop};
-use crate::wait::{SPIN_LIMIT, Slices, TRY_LIMIT, deadline_passed};
+use crate::wait::{SPIN_LIMIT, Slices, TRY_LIMIT, Timeout, deadline_passed};
 
 /// Why a release changed nothing.
 ///
@@ -124,13 +124,13 @@ enum Steps {
 /// # Examples
 ///
 /// ```
-/// use shmstate::Semaphore;
+/// use shmstate::{Semaphore, Timeout};
 /// use std::time::Duration;
 ///
 /// let s = Semaphore::new(2);
 /// s.acquire();
 /// assert!(s.try_acquire());
-/// assert!(!s.acquire_timeout(Duration::from_millis(1)));
+/// assert_eq!(s.acquire_timeout(Duration::from_millis(1)), Err(Timeout));
 /// s.release_n(2).unwrap();
 /// assert_eq!(s.value(), 2);
 /// ```
@@ -187,22 +187,57 @@ impl Semaphore {
         self.try_acquire_once() || self.try_acquire_slow()
     }
 
-    /// [`acquire`](Self::acquire) for at most `timeout`. Returns whether a permit was
-    /// taken; `false` means at least `timeout` has passed.
-    pub fn acquire_timeout(&self, timeout: Duration) -> bool {
+    /// [`acquire`](Self::acquire), waiting at most `timeout` for a permit. A `timeout` too
+    /// large for an [`Instant`] waits as long as it takes.
+    ///
+    /// # Errors
+    ///
+    /// [`Timeout`] if no permit was free until the timeout (at least `timeout` has
+    /// passed); no permit was taken.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmstate::{Semaphore, Timeout};
+    ///
+    /// let s = Semaphore::new(1);
+    /// assert_eq!(s.acquire_timeout(Duration::from_millis(1)), Ok(()));
+    /// assert_eq!(s.acquire_timeout(Duration::from_millis(1)), Err(Timeout));
+    /// ```
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), Timeout> {
         match Instant::now().checked_add(timeout) {
             Some(d) => self.acquire_until(d),
             None => {
                 self.acquire();
-                true
+                Ok(())
             }
         }
     }
 
-    /// [`acquire`](Self::acquire) until `deadline`. Returns whether a permit was taken;
-    /// `false` means `deadline` has passed.
-    pub fn acquire_until(&self, deadline: Instant) -> bool {
-        self.try_acquire() || self.acquire_slow(Some(deadline))
+    /// [`acquire`](Self::acquire), waiting until `deadline` at most for a permit.
+    ///
+    /// # Errors
+    ///
+    /// [`Timeout`] if no permit was free until `deadline`; no permit was taken.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use shmstate::{Semaphore, Timeout};
+    ///
+    /// let s = Semaphore::new(0);
+    /// let deadline = Instant::now() + Duration::from_millis(1);
+    /// assert_eq!(s.acquire_until(deadline), Err(Timeout));
+    /// assert!(Instant::now() >= deadline);
+    /// ```
+    pub fn acquire_until(&self, deadline: Instant) -> Result<(), Timeout> {
+        if self.try_acquire() || self.acquire_slow(Some(deadline)) {
+            Ok(())
+        } else {
+            Err(Timeout)
+        }
     }
 
     /// Gives back one permit, waking one waiter if any may sleep.
@@ -458,7 +493,7 @@ impl BoundedSemaphore {
     /// ```
     /// # use shmstate::{BoundedSemaphore, Region};
     /// let r = Region::anonymous(1 << 16).unwrap();
-    /// let s = r.get_or_init::<BoundedSemaphore>("slots", 1, |s| s.init(3)).unwrap();
+    /// let s = r.get_or_init("slots", |s: &BoundedSemaphore| s.init(3)).unwrap();
     /// assert_eq!((s.value(), s.bound()), (3, 3));
     /// ```
     pub fn init(&self, permits: u32) {
@@ -481,12 +516,20 @@ impl BoundedSemaphore {
     }
 
     /// As [`Semaphore::acquire_timeout`].
-    pub fn acquire_timeout(&self, timeout: Duration) -> bool {
+    ///
+    /// # Errors
+    ///
+    /// [`Timeout`] if no permit was free until the timeout; no permit was taken.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), Timeout> {
         self.sem.acquire_timeout(timeout)
     }
 
     /// As [`Semaphore::acquire_until`].
-    pub fn acquire_until(&self, deadline: Instant) -> bool {
+    ///
+    /// # Errors
+    ///
+    /// [`Timeout`] if no permit was free until `deadline`; no permit was taken.
+    pub fn acquire_until(&self, deadline: Instant) -> Result<(), Timeout> {
         self.sem.acquire_until(deadline)
     }
 

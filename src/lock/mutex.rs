@@ -10,7 +10,7 @@ use bytemuck::Pod;
 use super::owner_died::{LockResult, TimedLockError, TryLockError};
 use super::raw_mutex::RawMutex;
 use super::typed::ExclusiveGuard;
-use crate::shared::{Elem, Kind, SharedSized, TypeTag};
+use crate::shared::{Element, Kind, SharedSized, TypeTag};
 use crate::sync::UnsafeCell;
 
 /// A mutual-exclusion lock protecting a `T`, shared by threads and processes, that
@@ -72,10 +72,10 @@ unsafe impl<T: Pod + Send> Sync for Mutex<T> {}
 // SAFETY: 1. all-zero is an unlocked `RawMutex` and a `T::zeroed()` (Pod: Zeroable).
 // 2. every bit pattern: any lock word is valid (garbage reads as a dead owner) and `T` is
 // Pod; the only other bytes are padding, never read. 3. no pointers: a `u32` and a Pod.
-// 4. `#[repr(C)]`, asserted above for sample `T`s; the tag records `T`'s size and
-// alignment. 5. `Sync` above; every `&self` method is a lock operation.
-unsafe impl<T: Pod + Send> SharedSized for Mutex<T> {
-    const TAG: TypeTag = TypeTag::new(Kind::MUTEX, Elem::pod::<T>());
+// 4. `#[repr(C)]`, asserted above for sample `T`s; the tag records `T`'s identity.
+// 5. `Sync` above; every `&self` method is a lock operation.
+unsafe impl<T: Element + Send> SharedSized for Mutex<T> {
+    const TAG: TypeTag = TypeTag::new(Kind::MUTEX, T::ELEM);
 }
 
 impl<T: Pod> Mutex<T> {

@@ -121,11 +121,9 @@ unsafe impl<T: SharedSized + Send> SharedSized for ReentrantMutex<T> {
 }
 
 /// The element of a `ReentrantMutex<T>`: `T`'s own identity (its whole [`TypeTag`], at its
-/// offset, in a mutex of this size and alignment), fingerprinted as a record field. The
-/// region records an element's code, size and alignment (not yet its `id`), so 31 bits of
-/// the fingerprint go into the code, above every code a `Pod` element uses.
+/// offset, in a mutex of this size and alignment), fingerprinted as a record's field.
 const fn inner_elem<T: SharedSized>() -> Elem {
-    let mut e = TypeTag::record(
+    TypeTag::record(
         "ReentrantMutex",
         size_of::<ReentrantMutex<T>>(),
         align_of::<ReentrantMutex<T>>(),
@@ -135,10 +133,7 @@ const fn inner_elem<T: SharedSized>() -> Elem {
             ty: T::TAG,
         }],
     )
-    .elem;
-    e.code = 1 << 31 | (e.id >> 33) as u32;
-    e.id = 0;
-    e
+    .elem
 }
 
 type Guard<'a, T> = ReentrantMutexGuard<'a, T>;

@@ -1,77 +1,15 @@
-//! Named objects: finding, creating and listing the entries of a region's directory.
+//! Named objects: the public calls that find, create and list the entries of a region's
+//! directory.
 //!
-//! # Protocol
-//!
-//! Each entry has a state word (layout in [`state`](super::format::state)). To get or
-//! create `name`, a process scans the directory from entry 0:
-//!
-//! - a `READY` or `INITIALISING` entry has a published name: if it is `name`, the type is
-//!   checked and the object returned (once `READY`; until then the process waits);
-//!   otherwise the scan moves on;
-//! - a `CLAIMED` entry's name is not published yet: the process waits until it is, since
-//!   it might be `name` (this is what keeps names unique when two processes create the
-//!   same name at once: whoever claims a later entry has seen every earlier name);
-//! - the first `EMPTY` entry proves `name` absent: the process claims it by CAS (`EMPTY ->
-//!   CLAIMED`), writes name and type, allocates the object's space by CAS on the header's
-//!   bump word, publishes the name (`INITIALISING`, release), zeroes the object, runs
-//!   `init`, and publishes the object (`READY`, release). A losing CAS re-examines the
-//!   entry.
-//!
-//! Waiting spins briefly with loads, then sets the `WAITERS` bit and futex-waits in
-//! 10 ms slices; between slices it probes the owner, the thread recorded in the word
-//! (`wait::holder_is_dead`: `kill(tid, 0)` and `/proc/<tid>/stat`). An entry whose owner died in
-//! `CLAIMED` or `INITIALISING` is taken over by CAS on the state word (keeping the phase,
-//! replacing the owner): a dead claim is re-claimed for the taker's own
-//! name, a dead initialisation is restarted from zeroed bytes with the taker's `init`.
-//! The space a dead claimer had already allocated is leaked. An `init` that panics marks
-//! its entry abandoned (owner 0, which no thread has) so that the next caller takes over.
-//!
-//! # Crash windows
-//!
-//! What a SIGKILL of the creating process at each step leaves (a SIGSTOP leaves the same
-//! until it continues: waiters then return [`RegionError::Timeout`] at the region's
-//! timeout):
-//!
-//! | step | left behind | repaired by, how fast |
-//! |------|-------------|-----------------------|
-//! | before the claim | nothing | — |
-//! | `CLAIMED`: name or type being written, space maybe allocated | an entry naming a dead owner | the next process that reaches it probes the owner between 10 ms slices and re-claims the entry for its own name (unit test `a_dead_claim_is_taken_over`); allocated space leaks |
-//! | `INITIALISING`: object being zeroed or `init` running | the same, with the name published | a process waiting for that name takes it over and restarts from zeroed bytes with its own `init` within a slice (`tests/region_takeover.rs`) |
-//! | `READY` published, waiters not yet woken | sleepers on a ready entry | each re-checks after its slice (10 ms) |
-//! | `init` panicked | an abandoned entry (owner 0) | the next caller takes it over at once |
-//!
-//! # Limits
-//!
-//! - Every process sharing a region must be in the same PID namespace: a TID from another
-//!   namespace reads as dead (an entry could be taken over from a live owner) or as
-//!   another thread.
-//! - TIDs are reused: an owner that died after its TID was handed to a new thread reads
-//!   as alive, and waiters return [`RegionError::Timeout`] after the region's timeout
-//!   instead of taking over.
-//! - Space is never freed: objects live as long as the region.
+//! How an entry is claimed, initialised and taken over from a dead creator, and what a
+//! crash at each step leaves behind: [`protocol`](super::protocol).
 
-use std::time::{Duration, Instant};
-
-use crate::futex;
-use crate::owner;
 use crate::shared::{Shared, TypeTag};
-use crate::sync::{Ordering, spin_loop};
+use crate::sync::Ordering;
 
-use super::error::RegionError;
+use super::error::GetError;
 use super::file::Region;
-use super::format::{
-    Entry, EntrySnapshot, MAX_NAME_LEN, NAME_FIELD, OBJECT_ALIGN, describe, round_up, state,
-};
-
-/// Loads of a state word before a waiter sleeps.
-const SPINS: u32 = crate::wait::SPIN_LIMIT;
-/// Longest single futex wait: the owner's liveness is probed between slices. The crate's
-/// word-wait cap ([`PROBE_SLICE`](crate::wait::PROBE_SLICE); the region is not built
-/// under loom, where that is unbounded).
-const SLICE: Duration = match crate::wait::PROBE_SLICE {
-    Some(s) => s,
-    None => Duration::from_millis(10),
-};
+use super::format::{EntrySnapshot, state};
 
 /// The life-cycle phase of a directory entry, as listed by [`Region::entries`].
 ///
@@ -109,7 +47,7 @@ pub enum EntryState {
 /// # unsafe impl SharedSized for Hits { const TAG: TypeTag = TypeTag::new(Kind::USER, Elem::U64); }
 ///
 /// let region = Region::anonymous(1 << 16)?;
-/// region.get_or_init::<Hits>("hits", 1, |_| {})?;
+/// region.get_or_default::<Hits>("hits")?;
 /// let entries = region.entries();
 /// assert_eq!(entries[0].name, "hits");
 /// assert_eq!(entries[0].state, EntryState::Ready);
@@ -140,125 +78,60 @@ pub struct EntryInfo {
     pub owner: u32,
 }
 
-/// What a caller asks for: a checked name and the type's identity.
-struct Want<'n> {
-    name: &'n str,
-    tag: TypeTag,
-    align: usize,
-    /// The length asked for; `None` for [`Region::get`], which takes the recorded one.
-    len: Option<usize>,
-    size_for: fn(usize) -> Option<usize>,
-}
-
-impl<'n> Want<'n> {
-    fn new<T: Shared + ?Sized>(name: &'n str, len: Option<usize>) -> Result<Self, RegionError> {
-        check_name(name)?;
-        let bad_len = || RegionError::InvalidLength {
-            name: name.to_owned(),
-            len: len.unwrap_or(0),
-        };
-        if !T::ALIGN.is_power_of_two() || T::ALIGN > OBJECT_ALIGN {
-            return Err(bad_len());
-        }
-        if let Some(len) = len {
-            T::size_for(len).ok_or_else(bad_len)?;
-        }
-        Ok(Want {
-            name,
-            tag: T::TAG,
-            align: T::ALIGN,
-            len,
-            size_for: T::size_for,
-        })
-    }
-
-    /// The `(len, size)` this caller expects of an entry recording `snap`.
-    fn expected(&self, snap: &EntrySnapshot) -> Option<(usize, usize)> {
-        let len = match self.len {
-            Some(l) => l,
-            None => usize::try_from(snap.len).ok()?,
-        };
-        Some((len, (self.size_for)(len)?))
-    }
-
-    fn matches(&self, snap: &EntrySnapshot) -> Option<usize> {
-        let (len, size) = self.expected(snap)?;
-        (snap.tag == self.tag
-            && snap.len == len as u64
-            && snap.size == size as u64
-            && snap.align as usize == self.align)
-            .then_some(len)
-    }
-
-    fn mismatch(&self, snap: &EntrySnapshot) -> RegionError {
-        let expected = match self.expected(snap) {
-            Some((len, size)) => describe(self.tag, len as u64, size as u64, self.align as u64),
-            None => format!("{} (no object of length {})", self.tag, snap.len),
-        };
-        RegionError::TypeMismatch {
-            name: self.name.to_owned(),
-            expected,
-            found: snap.describe(),
-        }
-    }
-
-    fn timeout(&self) -> RegionError {
-        RegionError::Timeout {
-            name: self.name.to_owned(),
-        }
-    }
-}
-
-fn check_name(name: &str) -> Result<(), RegionError> {
-    let reason = if name.is_empty() {
-        "empty"
-    } else if name.len() > MAX_NAME_LEN {
-        "longer than 47 bytes"
-    } else if name.bytes().any(|b| b == 0) {
-        "contains a NUL byte"
-    } else {
-        return Ok(());
-    };
-    Err(RegionError::InvalidName {
-        name: name.to_owned(),
-        reason,
-    })
-}
-
-/// Where a directory scan ended.
-enum Step<'r> {
-    /// A ready object of the wanted type, at `(offset, len)`.
-    Ready(usize, usize),
-    /// This process owns a `CLAIMED` entry (fresh or taken over) and must fill it.
-    Claimed(&'r Entry),
-    /// This process took over a dead owner's `INITIALISING` entry of the wanted type, at
-    /// `(offset, len)`.
-    TakenOver(&'r Entry, usize, usize),
-}
-
-/// What a wait on a state word saw.
-enum Seen {
-    /// The word changed (or the wait slice ended): look again.
-    Changed,
-    /// The word still names its owner, and the owner is dead.
-    OwnerDead,
-}
-
 impl Region {
-    /// The object `name` of type `T` and length `len` (1 for sized types), creating it if
-    /// there is none: exactly one process (or thread) among all that ask at once runs
-    /// `init` on the zero-filled object, and every other caller waits until `init` has
-    /// returned and then gets the same object. If the creator dies (or `init` panics)
-    /// first, a waiting caller takes over and initialises from zero again.
+    /// The sized object `name` of type `T`, creating it in its all-zero initial state if
+    /// there is none (a `Counter` at 0, an unlocked `Mutex`, ...: each type's docs say
+    /// what its zero state is).
+    ///
+    /// The call for objects that need no set-up; [`get_or_init`](Self::get_or_init) runs
+    /// a closure on a new object, [`get_or_default_slice`](Self::get_or_default_slice)
+    /// creates slice-shaped ones (`StripedCounter`, `SeqLockArray<T>`).
     ///
     /// # Errors
     ///
-    /// - [`RegionError::InvalidName`], [`RegionError::InvalidLength`]: bad arguments.
-    /// - [`RegionError::TypeMismatch`]: `name` exists with another type or length.
-    /// - [`RegionError::RegionFull`], [`RegionError::DirectoryFull`]: no room.
-    /// - [`RegionError::Timeout`]: another live process kept creating the object (or a
+    /// As for [`get_or_init`](Self::get_or_init).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::sync::Ordering;
+    /// use shmstate::{Counter, Region};
+    ///
+    /// let region = Region::anonymous(1 << 16)?;
+    /// let hits = region.get_or_default::<Counter>("hits")?;
+    /// hits.add(1);
+    /// // Another process (or this one) gets the same object.
+    /// assert_eq!(region.get_or_default::<Counter>("hits")?.get(), 1);
+    /// # Ok::<(), shmstate::RegionError>(())
+    /// ```
+    #[inline]
+    pub fn get_or_default<T: Shared>(&self, name: &str) -> Result<&T, GetError> {
+        self.get_or_init_with_len(name, 1, |_: &T| {})
+    }
+
+    /// The sized object `name` of type `T`, creating it if there is none: exactly one
+    /// process (or thread) among all that ask at once runs `init` on the zero-filled
+    /// object, and every other caller waits until `init` has returned and then gets the
+    /// same object. If the creator dies (or `init` panics) first, a waiting caller takes
+    /// over and initialises from zero again, with its own `init`.
+    ///
+    /// `T` is usually inferred from the closure's parameter or from the binding the
+    /// result goes to. Slice-shaped objects are created by
+    /// [`get_or_init_slice`](Self::get_or_init_slice).
+    ///
+    /// # Errors
+    ///
+    /// - [`GetError::InvalidName`]: `name` is empty, longer than
+    ///   [`MAX_NAME_LEN`](crate::region::MAX_NAME_LEN) bytes or contains a NUL byte.
+    /// - [`GetError::BadAlignment`]: `T` needs more than the 64-byte alignment of region
+    ///   objects.
+    /// - [`GetError::TypeMismatch`]: `name` exists with another type (or length).
+    /// - [`GetError::SizeMismatch`]: `name` exists with this type but another size or
+    ///   alignment (programs built with different definitions of `T`).
+    /// - [`GetError::RegionFull`], [`GetError::DirectoryFull`]: no room.
+    /// - [`GetError::Timeout`]: another live process kept creating the object (or a
     ///   directory entry before it) longer than the region's timeout.
-    /// - [`RegionError::Corrupt`]: the directory holds values no shmstate build writes.
+    /// - [`GetError::Corrupt`]: the directory holds values no shmstate build writes.
     ///
     /// # Panics
     ///
@@ -267,80 +140,168 @@ impl Region {
     /// # Examples
     ///
     /// ```
-    /// use shmstate::{Region, RegionError};
-    /// use shmstate::{Elem, Kind, SharedSized, TypeTag, sync::{AtomicU64, Ordering}};
-    ///
-    /// #[repr(C)]
-    /// struct Hits(AtomicU64);
-    /// // SAFETY: one AtomicU64: zero and every bit pattern valid, no pointers, Sync.
-    /// unsafe impl SharedSized for Hits {
-    ///     const TAG: TypeTag = TypeTag::new(Kind::USER, Elem::U64);
-    /// }
+    /// use shmstate::sync::Ordering::Relaxed;
+    /// use shmstate::{Region, Value};
     ///
     /// let region = Region::anonymous(1 << 16)?;
-    /// let hits = region.get_or_init::<Hits>("hits", 1, |h| h.0.store(10, Ordering::Relaxed))?;
-    /// hits.0.fetch_add(1, Ordering::Relaxed);
+    /// let temp = region.get_or_init("temp", |t: &Value<f64>| t.store(20.5, Relaxed))?;
+    /// temp.store(21.0, Relaxed);
     /// // Already initialised: the closure does not run again.
-    /// let same = region.get_or_init::<Hits>("hits", 1, |_| unreachable!())?;
-    /// assert_eq!(same.0.load(Ordering::Relaxed), 11);
-    /// # Ok::<(), RegionError>(())
+    /// let same: &Value<f64> = region.get_or_init("temp", |_| unreachable!())?;
+    /// assert_eq!(same.load(Relaxed), 21.0);
+    /// # Ok::<(), shmstate::RegionError>(())
     /// ```
-    pub fn get_or_init<T: Shared + ?Sized>(
+    #[inline]
+    pub fn get_or_init<T: Shared>(
         &self,
         name: &str,
-        len: usize,
         init: impl FnOnce(&T),
-    ) -> Result<&T, RegionError> {
-        let want = Want::new::<T>(name, Some(len))?;
-        let deadline = self.deadline();
-        let me = owner::current();
-        match self.lookup(&want, true, deadline)? {
-            Step::Ready(offset, len) => self.object(&want, offset, len),
-            Step::Claimed(e) => {
-                let offset = self.fill(e, &want, len, me, deadline)?;
-                self.initialise(e, offset, len, me, init)
-            }
-            Step::TakenOver(e, offset, len) => self.initialise(e, offset, len, me, init),
-        }
+    ) -> Result<&T, GetError> {
+        self.get_or_init_with_len(name, 1, init)
     }
 
-    /// The existing object `name` of type `T`, with the length recorded for it. Waits if
-    /// another live process is creating it right now.
+    /// The slice-shaped object `name` of type `T` with `len` elements (a
+    /// `StripedCounter` of `len` stripes, a `SeqLockArray<T>` of `len` values), creating
+    /// it in its all-zero initial state if there is none.
     ///
     /// # Errors
     ///
-    /// - [`RegionError::NotFound`]: no object has this name, or its creator died (or its
-    ///   `init` panicked) before it was ready; a later [`get_or_init`](Self::get_or_init)
-    ///   creates it again.
-    /// - [`RegionError::InvalidName`], [`RegionError::TypeMismatch`], [`RegionError::Timeout`],
-    ///   [`RegionError::Corrupt`]: as for [`get_or_init`](Self::get_or_init).
+    /// As for [`get_or_init_slice`](Self::get_or_init_slice).
     ///
     /// # Examples
     ///
     /// ```
-    /// use shmstate::{Region, RegionError};
-    /// use shmstate::{Elem, Kind, SharedSized, TypeTag, sync::AtomicU32};
-    ///
-    /// #[repr(C)]
-    /// struct Flag(AtomicU32);
-    /// // SAFETY: one AtomicU32: zero and every bit pattern valid, no pointers, Sync.
-    /// unsafe impl SharedSized for Flag {
-    ///     const TAG: TypeTag = TypeTag::new(Kind::USER, Elem::U32);
-    /// }
+    /// use shmstate::{Region, StripedCounter};
     ///
     /// let region = Region::anonymous(1 << 16)?;
-    /// assert!(matches!(region.get::<Flag>("flag"), Err(RegionError::NotFound(_))));
-    /// region.get_or_init::<Flag>("flag", 1, |_| {})?;
-    /// region.get::<Flag>("flag")?;
-    /// # Ok::<(), RegionError>(())
+    /// let c = region.get_or_default_slice::<StripedCounter>("requests", 8)?;
+    /// c.add(1);
+    /// assert_eq!(c.sum(), 1);
+    /// # Ok::<(), shmstate::RegionError>(())
     /// ```
-    pub fn get<T: Shared + ?Sized>(&self, name: &str) -> Result<&T, RegionError> {
-        let want = Want::new::<T>(name, None)?;
-        match self.lookup(&want, false, self.deadline())? {
-            Step::Ready(offset, len) => self.object(&want, offset, len),
-            // `lookup` without `create` neither claims nor takes over.
-            Step::Claimed(_) | Step::TakenOver(..) => Err(RegionError::NotFound(name.to_owned())),
-        }
+    #[inline]
+    pub fn get_or_default_slice<T: Shared + ?Sized>(
+        &self,
+        name: &str,
+        len: usize,
+    ) -> Result<&T, GetError> {
+        self.get_or_init_with_len(name, len, |_: &T| {})
+    }
+
+    /// The slice-shaped object `name` of type `T` with `len` elements, creating it if
+    /// there is none and running `init` on it once, as
+    /// [`get_or_init`](Self::get_or_init) does for sized objects.
+    ///
+    /// # Errors
+    ///
+    /// As for [`get_or_init`](Self::get_or_init), and [`GetError::InvalidLength`] for a
+    /// `len` that `T` has no object of (zero, a size overflowing `isize`, or any length
+    /// but 1 for a sized type).
+    ///
+    /// # Panics
+    ///
+    /// Only if `init` panics.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{Region, SeqLockArray};
+    ///
+    /// let region = Region::anonymous(1 << 16)?;
+    /// let a = region.get_or_init_slice("samples", 1000, |a: &SeqLockArray<f64>| {
+    ///     a.set_all(&[1.5; 1000]);
+    /// })?;
+    /// assert_eq!(a.len(), 1000);
+    /// assert_eq!(a.get(999), 1.5);
+    /// # Ok::<(), shmstate::RegionError>(())
+    /// ```
+    #[inline]
+    pub fn get_or_init_slice<T: Shared + ?Sized>(
+        &self,
+        name: &str,
+        len: usize,
+        init: impl FnOnce(&T),
+    ) -> Result<&T, GetError> {
+        self.get_or_init_with_len(name, len, init)
+    }
+
+    /// The existing object `name` of type `T`, with the length recorded for it (sized or
+    /// slice-shaped). Waits if another live process is creating it right now.
+    ///
+    /// # Errors
+    ///
+    /// - [`GetError::NotFound`]: no object has this name, or its creator died (or its
+    ///   `init` panicked) before it was ready; a later [`get_or_init`](Self::get_or_init)
+    ///   creates it again.
+    /// - [`GetError::InvalidLength`]: the recorded length is one `T` has no object of.
+    /// - [`GetError::InvalidName`], [`GetError::BadAlignment`], [`GetError::TypeMismatch`],
+    ///   [`GetError::SizeMismatch`], [`GetError::Timeout`], [`GetError::Corrupt`]: as for
+    ///   [`get_or_init`](Self::get_or_init).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{GetError, Region, StripedCounter};
+    ///
+    /// let region = Region::anonymous(1 << 16)?;
+    /// let err = region.get::<StripedCounter>("c").unwrap_err();
+    /// assert!(matches!(err, GetError::NotFound { name } if name == "c"));
+    /// region.get_or_default_slice::<StripedCounter>("c", 4)?;
+    /// assert_eq!(region.get::<StripedCounter>("c")?.stripes(), 4);
+    /// # Ok::<(), shmstate::RegionError>(())
+    /// ```
+    pub fn get<T: Shared + ?Sized>(&self, name: &str) -> Result<&T, GetError> {
+        self.find(name)
+    }
+
+    /// Low level: the object `name` of any [`Shared`] type `T`, sized or slice-shaped,
+    /// with a length given at run time (1 for sized types), created and initialised as
+    /// [`get_or_init`](Self::get_or_init) does.
+    ///
+    /// For code generic over every `Shared` type, where the shape of `T` is not known
+    /// when it is written: tools that recreate objects from a directory listing, language
+    /// bindings that choose the type at run time, fuzzers. Everyone else reads better
+    /// with [`get_or_default`](Self::get_or_default) and
+    /// [`get_or_init`](Self::get_or_init) (sized) or their `_slice` forms: there a length
+    /// cannot be passed to a sized type by mistake.
+    ///
+    /// # Errors
+    ///
+    /// As for [`get_or_init_slice`](Self::get_or_init_slice).
+    ///
+    /// # Panics
+    ///
+    /// Only if `init` panics.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{Counter, Region, GetError, Shared, StripedCounter};
+    ///
+    /// /// Copies the layout of `from`'s object `name` into `to`, zeroed, whatever the
+    /// /// shape of `T`.
+    /// fn copy_layout<T: Shared + ?Sized>(from: &Region, to: &Region, name: &str) -> Result<(), GetError> {
+    ///     from.get::<T>(name)?; // checks the recorded type
+    ///     let len = from.entries().into_iter().find(|e| e.name == name).map_or(1, |e| e.len);
+    ///     to.get_or_init_with_len::<T>(name, len as usize, |_| {})?;
+    ///     Ok(())
+    /// }
+    ///
+    /// let (a, b) = (Region::anonymous(1 << 16)?, Region::anonymous(1 << 16)?);
+    /// a.get_or_default::<Counter>("hits")?;
+    /// a.get_or_default_slice::<StripedCounter>("requests", 4)?;
+    /// copy_layout::<Counter>(&a, &b, "hits")?;
+    /// copy_layout::<StripedCounter>(&a, &b, "requests")?;
+    /// assert_eq!(b.get::<StripedCounter>("requests")?.stripes(), 4);
+    /// # Ok::<(), shmstate::RegionError>(())
+    /// ```
+    pub fn get_or_init_with_len<T: Shared + ?Sized>(
+        &self,
+        name: &str,
+        len: usize,
+        init: impl FnOnce(&T),
+    ) -> Result<&T, GetError> {
+        self.get_or_create(name, len, init)
     }
 
     /// A snapshot of the directory for tools: every non-empty entry, in directory order.
@@ -383,345 +344,12 @@ impl Region {
         }
         out
     }
-
-    fn deadline(&self) -> Instant {
-        let now = Instant::now();
-        now.checked_add(self.timeout)
-            .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
-    }
-
-    /// The checked object at `offset`.
-    fn object<T: Shared + ?Sized>(
-        &self,
-        want: &Want<'_>,
-        offset: usize,
-        len: usize,
-    ) -> Result<&T, RegionError> {
-        self.raw().object::<T>(offset, len).ok_or_else(|| {
-            RegionError::Corrupt(format!("object `{}` at {offset} out of bounds", want.name))
-        })
-    }
-
-    /// Scans the directory for `want` (see the module docs). With `create`, claims the
-    /// first empty entry if the name is absent and takes over dead owners' entries.
-    fn lookup(
-        &self,
-        want: &Want<'_>,
-        create: bool,
-        deadline: Instant,
-    ) -> Result<Step<'_>, RegionError> {
-        let raw = self.raw();
-        let geo = self.geo;
-        let me = owner::current();
-        let mut i = 0;
-        while i < geo.capacity {
-            let Some(e) = raw.entry(&geo, i) else {
-                return Err(RegionError::Corrupt(format!(
-                    "entry {i} outside the region"
-                )));
-            };
-            // Acquire: pairs with the release transitions in `transition` (name and type
-            // published for INITIALISING, the initialised object for READY).
-            let s = e.state.load(Ordering::Acquire);
-            match state::phase(s) {
-                state::EMPTY => {
-                    if !create {
-                        return Err(RegionError::NotFound(want.name.to_owned()));
-                    }
-                    // Acquire on success: if a claimer gave this entry back (CLAIMED ->
-                    // EMPTY, release), its writes to the fields happen before ours.
-                    let claimed = state::make(me, state::CLAIMED);
-                    match e
-                        .state
-                        .compare_exchange(s, claimed, Ordering::Acquire, Ordering::Relaxed)
-                    {
-                        Ok(_) => return Ok(Step::Claimed(e)),
-                        Err(_) if Instant::now() >= deadline => return Err(want.timeout()),
-                        Err(_) => continue,
-                    }
-                }
-                state::CLAIMED => match wait_on(e, s, deadline, want, true)? {
-                    Seen::Changed => continue,
-                    // A dead claim names nothing: `get` looks further, a creator re-claims it.
-                    Seen::OwnerDead if !create => i += 1,
-                    Seen::OwnerDead => {
-                        if take_over(e, s, me) {
-                            return Ok(Step::Claimed(e));
-                        }
-                    }
-                },
-                phase => {
-                    let snap = EntrySnapshot::read(e);
-                    let corrupt = |what: &str| RegionError::Corrupt(format!("entry {i}: {what}"));
-                    let name = snap
-                        .name_bytes()
-                        .ok_or_else(|| corrupt("name not terminated"))?;
-                    if name != want.name.as_bytes() {
-                        i += 1;
-                        continue;
-                    }
-                    let len = want.matches(&snap).ok_or_else(|| want.mismatch(&snap))?;
-                    let (offset, _) = snap.placement(&geo).map_err(|w| corrupt(&w))?;
-                    if phase == state::READY {
-                        return Ok(Step::Ready(offset, len));
-                    }
-                    match wait_on(e, s, deadline, want, true)? {
-                        Seen::Changed => {}
-                        // Without `create` nobody here finishes a dead owner's work, and no
-                        // creator may ever come: the object does not exist (yet).
-                        Seen::OwnerDead if !create => {
-                            return Err(RegionError::NotFound(want.name.to_owned()));
-                        }
-                        Seen::OwnerDead => {
-                            if take_over(e, s, me) {
-                                return Ok(Step::TakenOver(e, offset, len));
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        if create {
-            Err(RegionError::DirectoryFull {
-                capacity: geo.capacity,
-            })
-        } else {
-            Err(RegionError::NotFound(want.name.to_owned()))
-        }
-    }
-
-    /// Fills the `CLAIMED` entry `e` this process owns with `want` and allocates its
-    /// space; publishes the name (`INITIALISING`). Returns the object's offset. On
-    /// failure the entry is given back (`EMPTY`).
-    fn fill(
-        &self,
-        e: &Entry,
-        want: &Want<'_>,
-        len: usize,
-        me: u32,
-        deadline: Instant,
-    ) -> Result<usize, RegionError> {
-        // `Want::new` checked that `size_for(len)` exists.
-        let size = (want.size_for)(len).unwrap_or(0);
-        // Relaxed (all fields): published by the release transition to INITIALISING below.
-        e.kind.store(want.tag.kind.0, Ordering::Relaxed);
-        e.elem_code.store(want.tag.elem.code, Ordering::Relaxed);
-        e.elem_size.store(want.tag.elem.size, Ordering::Relaxed);
-        e.elem_align.store(want.tag.elem.align, Ordering::Relaxed);
-        e.align.store(want.align as u32, Ordering::Relaxed);
-        e.len.store(len as u64, Ordering::Relaxed);
-        e.size.store(size as u64, Ordering::Relaxed);
-        let name = want.name.as_bytes();
-        for (k, byte) in e.name.iter().enumerate().take(NAME_FIELD) {
-            byte.store(name.get(k).copied().unwrap_or(0), Ordering::Relaxed);
-        }
-        let offset = match self.allocate(size, deadline, want) {
-            Ok(offset) => offset,
-            Err(err) => {
-                // Give the entry back: nobody has passed a CLAIMED entry, so the used
-                // entries stay a prefix.
-                transition(e, me, state::CLAIMED, state::EMPTY);
-                return Err(err);
-            }
-        };
-        e.offset.store(offset as u64, Ordering::Relaxed);
-        if !transition(e, me, state::CLAIMED, state::make(me, state::INITIALISING)) {
-            return Err(lost(want));
-        }
-        Ok(offset)
-    }
-
-    /// Zeroes the object of the `INITIALISING` entry `e` this process owns, runs `init`
-    /// on it, and publishes it (`READY`).
-    fn initialise<T: Shared + ?Sized>(
-        &self,
-        e: &Entry,
-        offset: usize,
-        len: usize,
-        me: u32,
-        init: impl FnOnce(&T),
-    ) -> Result<&T, RegionError> {
-        let raw = self.raw();
-        let corrupt = || RegionError::Corrupt(format!("object at {offset} out of bounds"));
-        let size = T::size_for(len).ok_or_else(corrupt)?;
-        if !raw.zero(offset, size) {
-            return Err(corrupt());
-        }
-        let object = raw.object::<T>(offset, len).ok_or_else(corrupt)?;
-        let abandon = Abandon { e, me };
-        init(object);
-        core::mem::forget(abandon);
-        if !transition(e, me, state::INITIALISING, state::make(me, state::READY)) {
-            return Err(RegionError::Corrupt(format!(
-                "entry at object offset {offset} changed owner during init"
-            )));
-        }
-        Ok(object)
-    }
-
-    /// Allocates `size` bytes (rounded up to 64) of data space; returns the offset.
-    fn allocate(
-        &self,
-        size: usize,
-        deadline: Instant,
-        want: &Want<'_>,
-    ) -> Result<usize, RegionError> {
-        let geo = self.geo;
-        let raw = self.raw();
-        let Some(h) = raw.header() else {
-            return Err(RegionError::Corrupt("no header".into()));
-        };
-        let total = geo.total as u64;
-        let Some(need) = round_up(size as u64) else {
-            return Err(RegionError::RegionFull {
-                needed: u64::MAX,
-                available: 0,
-            });
-        };
-        // Relaxed (load and CAS): the bump word only hands out disjoint ranges; what is
-        // written into them is published through the entry's state word.
-        let mut cur = h.bump.load(Ordering::Relaxed);
-        loop {
-            if cur < geo.data_start as u64
-                || !cur.is_multiple_of(OBJECT_ALIGN as u64)
-                || cur > total
-            {
-                return Err(RegionError::Corrupt(format!(
-                    "allocation pointer {cur} outside the data area"
-                )));
-            }
-            let available = total - cur;
-            if need > available {
-                return Err(RegionError::RegionFull {
-                    needed: need,
-                    available,
-                });
-            }
-            match h.bump.compare_exchange_weak(
-                cur,
-                cur + need,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                // `cur <= total`, a `usize`.
-                Ok(_) => return Ok(cur as usize),
-                Err(now) => cur = now,
-            }
-            if Instant::now() >= deadline {
-                return Err(want.timeout());
-            }
-        }
-    }
-}
-
-/// Waits for the state word of `e` to change from `seen`: spins briefly, then (if
-/// `probe`) reports a dead owner, else futex-waits one slice.
-#[cold]
-fn wait_on(
-    e: &Entry,
-    seen: u32,
-    deadline: Instant,
-    want: &Want<'_>,
-    probe: bool,
-) -> Result<Seen, RegionError> {
-    let now = Instant::now();
-    if now >= deadline {
-        return Err(want.timeout());
-    }
-    for _ in 0..SPINS {
-        // Relaxed: only a hint to look again; `lookup` reloads with acquire.
-        if e.state.load(Ordering::Relaxed) != seen {
-            return Ok(Seen::Changed);
-        }
-        spin_loop();
-    }
-    if probe && crate::wait::holder_is_dead(state::owner(seen)) {
-        return Ok(Seen::OwnerDead);
-    }
-    let waiting = seen | state::WAITERS;
-    // Relaxed: setting WAITERS orders nothing; the owner's swap-like CAS in `transition`
-    // sees the bit (same word) and wakes us.
-    if seen != waiting
-        && e.state
-            .compare_exchange(seen, waiting, Ordering::Relaxed, Ordering::Relaxed)
-            .is_err()
-    {
-        return Ok(Seen::Changed);
-    }
-    futex::wait(&e.state, waiting, Some(SLICE.min(deadline - now)));
-    Ok(Seen::Changed)
-}
-
-/// Takes over the entry whose dead owner left it in state `seen`, keeping its phase and
-/// WAITERS bit. Returns whether this process won.
-fn take_over(e: &Entry, seen: u32, me: u32) -> bool {
-    let mine = state::make(me, state::phase(seen)) | (seen & state::WAITERS);
-    // Acquire: the dead owner's last release transition (if any) happens before our
-    // writes. Its later relaxed writes are complete: the kernel reports a thread dead only
-    // after tearing down its address space.
-    e.state
-        .compare_exchange(seen, mine, Ordering::Acquire, Ordering::Relaxed)
-        .is_ok()
-}
-
-/// Moves the entry this process owns in phase `from` to the word `to`, waking waiters.
-/// Returns `false` if the entry is no longer ours in `from` (another process wrote the
-/// word: a taker that misjudged us dead, or a hostile one).
-fn transition(e: &Entry, me: u32, from: u32, to: u32) -> bool {
-    let mine = state::make(me, from);
-    // Relaxed: the CAS below re-reads the word anyway.
-    let mut s = e.state.load(Ordering::Relaxed);
-    // Only the WAITERS bit changes under a legitimate owner; bound the retries in case
-    // someone flips it forever.
-    for _ in 0..1000 {
-        if s & !state::WAITERS != mine {
-            return false;
-        }
-        // Release: publishes the entry's fields (to INITIALISING) or the initialised object
-        // (to READY); pairs with the acquire loads of the state in `lookup` and `entries`.
-        match e
-            .state
-            .compare_exchange_weak(s, to, Ordering::Release, Ordering::Relaxed)
-        {
-            Ok(prev) => {
-                if state::has_waiters(prev) {
-                    futex::wake_all(&e.state);
-                }
-                return true;
-            }
-            Err(now) => s = now,
-        }
-    }
-    false
-}
-
-fn lost(want: &Want<'_>) -> RegionError {
-    RegionError::Corrupt(format!(
-        "the directory entry claimed for `{}` was taken by another process",
-        want.name
-    ))
-}
-
-/// Marks an entry abandoned (owner 0, which probes dead) if `init` unwinds, so that the
-/// next caller takes it over instead of waiting for a timeout.
-struct Abandon<'a> {
-    e: &'a Entry,
-    me: u32,
-}
-
-impl Drop for Abandon<'_> {
-    fn drop(&mut self) {
-        transition(
-            self.e,
-            self.me,
-            state::INITIALISING,
-            state::make(0, state::INITIALISING),
-        );
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::super::format::TestWord;
     use super::*;
     use crate::region::RegionOptions;
@@ -768,11 +396,11 @@ mod tests {
     fn init_runs_once_and_objects_are_aligned_and_distinct() {
         let r = region();
         let a = r
-            .get_or_init::<TestWord>("a", 1, |w| w.0.store(7, Ordering::Relaxed))
+            .get_or_init::<TestWord>("a", |w| w.0.store(7, Ordering::Relaxed))
             .unwrap();
-        let b = r.get_or_init::<Words>("b", 3, |_| {}).unwrap();
+        let b = r.get_or_default_slice::<Words>("b", 3).unwrap();
         let a2 = r
-            .get_or_init::<TestWord>("a", 1, |_| panic!("ran twice"))
+            .get_or_init::<TestWord>("a", |_| panic!("ran twice"))
             .unwrap();
         assert!(core::ptr::eq(a, a2));
         assert_eq!(a2.0.load(Ordering::Relaxed), 7);
@@ -785,30 +413,109 @@ mod tests {
 
     #[test]
     #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
+    fn get_or_init_infers_the_type_from_the_closure_or_the_binding() {
+        let r = region();
+        let a = r
+            .get_or_init("a", |w: &TestWord| w.0.store(1, Ordering::Relaxed))
+            .unwrap();
+        let b: &TestWord = r
+            .get_or_init("b", |w: &TestWord| w.0.store(2, Ordering::Relaxed))
+            .unwrap();
+        let c: Result<&TestWord, _> = r.get_or_init("c", |_| {});
+        assert_eq!(a.0.load(Ordering::Relaxed), 1);
+        assert_eq!(b.0.load(Ordering::Relaxed), 2);
+        assert_eq!(c.unwrap().0.load(Ordering::Relaxed), 0);
+        let names: Vec<_> = r.entries().into_iter().map(|e| e.name).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
+    fn each_get_or_call_creates_the_shape_it_names_and_get_reads_it_back() {
+        let r = region();
+        let d = r.get_or_default::<TestWord>("d").unwrap();
+        d.0.store(5, Ordering::Relaxed);
+        let s = r.get_or_default_slice::<Words>("s", 4).unwrap();
+        let t = r
+            .get_or_init_slice("t", 2, |w: &Words| w.0[1].store(9, Ordering::Relaxed))
+            .unwrap();
+        let l = r.get_or_init_with_len::<Words>("l", 3, |_| {}).unwrap();
+        assert_eq!((s.0.len(), t.0.len(), l.0.len()), (4, 2, 3));
+        assert_eq!(t.0[1].load(Ordering::Relaxed), 9);
+        let lens: Vec<_> = r.entries().into_iter().map(|e| e.len).collect();
+        assert_eq!(lens, [1, 4, 2, 3]);
+        // The directory is full (capacity 4); existing objects are still handed out.
+        assert_eq!(
+            r.get_or_default::<TestWord>("d")
+                .unwrap()
+                .0
+                .load(Ordering::Relaxed),
+            5
+        );
+        assert_eq!(r.get::<Words>("t").unwrap().0.len(), 2);
+        assert!(core::ptr::eq(r.get::<Words>("l").unwrap(), l));
+        // A sized type through the slice calls takes length 1 and no other.
+        let r = region();
+        assert!(r.get_or_default_slice::<TestWord>("one", 1).is_ok());
+        assert!(r.get_or_init_with_len::<TestWord>("one", 1, |_| {}).is_ok());
+        assert!(matches!(
+            r.get_or_default_slice::<TestWord>("two", 2),
+            Err(GetError::InvalidLength { len: 2, .. })
+        ));
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
     fn other_type_or_length_is_a_type_mismatch() {
         let r = region();
-        r.get_or_init::<TestWord>("a", 1, |_| {}).unwrap();
-        r.get_or_init::<Words>("w", 2, |_| {}).unwrap();
-        let err = r.get_or_init::<Pair>("a", 1, |_| {}).unwrap_err();
-        assert!(
-            matches!(&err, RegionError::TypeMismatch { name, .. } if name == "a"),
-            "{err}"
+        r.get_or_default::<TestWord>("a").unwrap();
+        r.get_or_default_slice::<Words>("w", 2).unwrap();
+        let err = r.get_or_default::<Pair>("a").unwrap_err();
+        let GetError::TypeMismatch {
+            name,
+            recorded,
+            recorded_len: 1,
+            requested,
+            requested_len: 1,
+        } = &err
+        else {
+            panic!("{err:?}")
+        };
+        assert_eq!(
+            (name.as_str(), *recorded, *requested),
+            ("a", <TestWord as Shared>::TAG, <Pair as Shared>::TAG)
         );
-        let err = r.get_or_init::<Words>("w", 3, |_| {}).unwrap_err();
-        let RegionError::TypeMismatch {
-            expected, found, ..
+        assert_eq!(
+            err.to_string(),
+            "object `a` is a kind#4096<u64>, not a kind#4096<u32>"
+        );
+        let err = r.get_or_default_slice::<Words>("w", 3).unwrap_err();
+        let GetError::TypeMismatch {
+            recorded,
+            recorded_len: 2,
+            requested,
+            requested_len: 3,
+            ..
         } = err
         else {
-            panic!()
+            panic!("{err:?}")
         };
+        assert_eq!((recorded, requested), (Words::TAG, Words::TAG));
+        // `get` asks for the recorded length: only the type differs.
+        let err = r.get::<Pair>("w").unwrap_err();
         assert!(
-            expected.contains("[3]") && found.contains("[2]"),
-            "{expected} / {found}"
+            matches!(
+                err,
+                GetError::TypeMismatch {
+                    recorded: Words::TAG,
+                    recorded_len: 2,
+                    requested: <Pair as Shared>::TAG,
+                    requested_len: 2,
+                    ..
+                }
+            ),
+            "{err:?}"
         );
-        assert!(matches!(
-            r.get::<Pair>("w"),
-            Err(RegionError::TypeMismatch { .. })
-        ));
     }
 
     #[test]
@@ -817,21 +524,18 @@ mod tests {
         let r = region();
         for name in ["", "a\0b", &"x".repeat(48)] {
             assert!(matches!(
-                r.get_or_init::<TestWord>(name, 1, |_| {}),
-                Err(RegionError::InvalidName { .. })
+                r.get_or_default::<TestWord>(name),
+                Err(GetError::InvalidName { .. })
             ));
         }
-        assert!(
-            r.get_or_init::<TestWord>(&"x".repeat(47), 1, |_| {})
-                .is_ok()
-        );
+        assert!(r.get_or_default::<TestWord>(&"x".repeat(47)).is_ok());
         assert!(matches!(
-            r.get_or_init::<TestWord>("n", 2, |_| {}),
-            Err(RegionError::InvalidLength { len: 2, .. })
+            r.get_or_default_slice::<TestWord>("n", 2),
+            Err(GetError::InvalidLength { len: 2, .. })
         ));
         assert!(matches!(
-            r.get_or_init::<Words>("n", 0, |_| {}),
-            Err(RegionError::InvalidLength { .. })
+            r.get_or_default_slice::<Words>("n", 0),
+            Err(GetError::InvalidLength { .. })
         ));
     }
 
@@ -839,132 +543,22 @@ mod tests {
     #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
     fn full_directory_and_full_data_are_reported() {
         let r = region(); // 4 entries, 4096 - 640 = 3456 bytes of data
-        let err = r.get_or_init::<Words>("big", 1000, |_| {}).unwrap_err();
+        let err = r.get_or_default_slice::<Words>("big", 1000).unwrap_err();
         assert!(matches!(
             err,
-            RegionError::RegionFull {
+            GetError::RegionFull {
                 needed: 8000,
                 available: 3456
             }
         ));
         // The entry was given back: four objects still fit.
         for name in ["a", "b", "c", "d"] {
-            r.get_or_init::<TestWord>(name, 1, |_| {}).unwrap();
+            r.get_or_default::<TestWord>(name).unwrap();
         }
         assert!(matches!(
-            r.get_or_init::<TestWord>("e", 1, |_| {}),
-            Err(RegionError::DirectoryFull { capacity: 4 })
+            r.get_or_default::<TestWord>("e"),
+            Err(GetError::DirectoryFull { capacity: 4 })
         ));
         assert_eq!(r.entries().len(), 4);
-    }
-
-    #[test]
-    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
-    fn a_dead_claim_is_taken_over() {
-        let r = region();
-        let e = r.raw().entry(&r.geo, 0).unwrap();
-        // Pid 0: nobody; as if the claimer died before publishing a name.
-        e.state
-            .store(state::make(0, state::CLAIMED), Ordering::Release);
-        let w = r
-            .get_or_init::<TestWord>("x", 1, |w| w.0.store(1, Ordering::Relaxed))
-            .unwrap();
-        assert_eq!(w.0.load(Ordering::Relaxed), 1);
-        assert_eq!(r.entries()[0].name, "x");
-        assert_eq!(r.entries()[0].owner, owner::current());
-    }
-
-    #[test]
-    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
-    fn a_panicking_init_is_taken_over_from_zero() {
-        let r = region();
-        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            r.get_or_init::<TestWord>("p", 1, |w| {
-                w.0.store(99, Ordering::Relaxed);
-                panic!("init failed");
-            })
-        }));
-        assert!(caught.is_err());
-        assert_eq!(r.entries()[0].state, EntryState::Initialising);
-        assert_eq!(r.entries()[0].owner, 0);
-        let w = r
-            .get_or_init::<TestWord>("p", 1, |w| assert_eq!(w.0.load(Ordering::Relaxed), 0))
-            .unwrap();
-        assert_eq!(w.0.load(Ordering::Relaxed), 0);
-        assert_eq!(r.entries()[0].state, EntryState::Ready);
-    }
-
-    #[test]
-    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
-    fn get_of_an_object_whose_creator_died_is_not_found_without_waiting_for_the_timeout() {
-        let r = RegionOptions::new()
-            .capacity(4)
-            .timeout(Duration::from_secs(10))
-            .anonymous(4096)
-            .unwrap();
-        // As left by a creator that died inside `init` (a panicking `init` marks the entry
-        // with owner 0, which probes dead like a killed process).
-        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            r.get_or_init::<TestWord>("p", 1, |_| panic!("init failed"))
-        }));
-        assert!(caught.is_err());
-        assert_eq!(r.entries()[0].state, EntryState::Initialising);
-        // Nobody will finish it: `get` must not wait out the 10 s timeout and then blame a
-        // live creator (`Timeout`).
-        let err = r.get::<TestWord>("p").unwrap_err();
-        assert!(
-            matches!(&err, RegionError::NotFound(n) if n == "p"),
-            "{err:?}"
-        );
-        // A creator still takes it over.
-        r.get_or_init::<TestWord>("p", 1, |_| {}).unwrap();
-        r.get::<TestWord>("p").unwrap();
-    }
-
-    #[test]
-    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
-    fn a_live_owner_that_never_finishes_times_out() {
-        let r = region();
-        let e = r.raw().entry(&r.geo, 0).unwrap();
-        e.state.store(
-            state::make(owner::current(), state::CLAIMED),
-            Ordering::Release,
-        );
-        assert!(matches!(
-            r.get_or_init::<TestWord>("x", 1, |_| {}),
-            Err(RegionError::Timeout { .. })
-        ));
-        assert!(matches!(
-            r.get::<TestWord>("x"),
-            Err(RegionError::Timeout { .. })
-        ));
-    }
-
-    #[test]
-    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
-    fn threads_racing_on_one_name_init_once() {
-        // Not `region()`: its 200 ms timeout is how long the losers wait for the winner's
-        // `init`, and a loaded machine can deschedule the winner for longer than that
-        // (they would fail with `Timeout`, which is not what this test is about).
-        let r = RegionOptions::new()
-            .capacity(4)
-            .timeout(Duration::from_secs(60))
-            .anonymous(4096)
-            .unwrap();
-        let inits = AtomicU32::new(0);
-        std::thread::scope(|s| {
-            for _ in 0..4 {
-                s.spawn(|| {
-                    let w = r
-                        .get_or_init::<TestWord>("t", 1, |_| {
-                            inits.fetch_add(1, Ordering::Relaxed);
-                        })
-                        .unwrap();
-                    w.0.fetch_add(1, Ordering::Relaxed);
-                });
-            }
-        });
-        assert_eq!(inits.load(Ordering::Relaxed), 1);
-        assert_eq!(r.get::<TestWord>("t").unwrap().0.load(Ordering::Relaxed), 4);
     }
 }

@@ -1,50 +1,55 @@
-//! The one error type of region operations.
+//! Errors of region operations: one type per operation ([`OpenError`], [`CreateError`],
+//! [`OpenOrCreateError`], [`GetError`]), each convertible into the umbrella
+//! [`RegionError`] for `?`.
 
 use std::io;
+use std::path::PathBuf;
 
-/// Why a region or a named object in it could not be created, opened or handed out.
+use crate::shared::TypeTag;
+use crate::wait::Timeout;
+
+/// Why an existing region could not be opened ([`Region::open`](crate::Region::open),
+/// [`Region::from_fd`](crate::Region::from_fd)).
 ///
 /// Each variant says what to do about it: a missing file can be created, a version or
 /// layout mismatch needs a matching build, a corrupt or truncated file has to be
-/// recreated, a type mismatch is a bug in one of the programs sharing the region.
+/// recreated.
 ///
 /// # Examples
 ///
 /// ```
-/// use shmstate::{Region, RegionError};
+/// use shmstate::{OpenError, Region};
 ///
 /// match Region::open("/nonexistent/shmstate-example") {
-///     Err(RegionError::NotFound(what)) => assert!(what.contains("shmstate-example")),
+///     Err(OpenError::NotFound(path)) => assert!(path.ends_with("shmstate-example")),
 ///     other => panic!("unexpected: {other:?}"),
 /// }
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum RegionError {
-    /// The file (a path) or the named object (a name) does not exist (for
-    /// [`Region::get`](crate::Region::get): also an object whose creator died before it was
-    /// ready).
-    #[error("not found: {0}")]
-    NotFound(String),
-
-    /// A file already exists at the path given to [`Region::create`](crate::Region::create).
-    #[error("already exists: {0}")]
-    AlreadyExists(String),
+pub enum OpenError {
+    /// Nothing exists at the path. Create the region
+    /// ([`Region::create`](crate::Region::create)), or open it with
+    /// [`Region::open_or_create`](crate::Region::open_or_create) in the first place.
+    #[error("no region at {}", .0.display())]
+    NotFound(PathBuf),
 
     /// The path or descriptor is not something a region may live in: a symbolic link
     /// (refused so that nobody can redirect a region into another file), a directory, a
-    /// device or a pipe.
+    /// device or a pipe. Give the path of the region file itself.
     #[error("refused: {0}")]
     Refused(&'static str),
 
-    /// The file does not start with the shmstate magic number: not a region.
+    /// The file does not start with the shmstate magic number: it is not a region (or
+    /// was overwritten). Check the path; recreate the region if it is the right one.
     #[error("not a shmstate region (magic {found:#018x})")]
     BadMagic {
         /// The first eight bytes of the file, as a native-endian `u64`.
         found: u64,
     },
 
-    /// The region was made by a build with another format version.
+    /// The region was made by a build with another format version. Open it with a build
+    /// of that version, or recreate it with this one.
     #[error("region format version {found}, this build reads version {expected}")]
     VersionMismatch {
         /// Version recorded in the file.
@@ -55,6 +60,7 @@ pub enum RegionError {
 
     /// The region was made by a build with another byte order, word size or layout of
     /// the header (its layout fingerprint differs): it cannot be shared with this build.
+    /// Use the same build (and architecture) in every process sharing a region.
     #[error("incompatible region: {what} is {found:#x}, this build expects {expected:#x}")]
     LayoutMismatch {
         /// Which property differs (`"byte order"`, `"word size marker"`, `"layout fingerprint"`).
@@ -66,7 +72,7 @@ pub enum RegionError {
     },
 
     /// The file is shorter than its header says (or than a header at all): it was
-    /// truncated, or is not a region.
+    /// truncated, or is not a region. Recreate it.
     #[error("truncated region: {found} bytes, at least {needed} needed")]
     Truncated {
         /// Length of the file.
@@ -75,7 +81,8 @@ pub enum RegionError {
         needed: u64,
     },
 
-    /// The file is longer than the size recorded in its header: it was resized.
+    /// The file is longer than the size recorded in its header: it was resized. Recreate
+    /// it (a region's size is fixed at creation).
     #[error("region size {header} in the header, but the file has {file} bytes")]
     WrongSize {
         /// Size recorded in the header.
@@ -89,39 +96,39 @@ pub enum RegionError {
     #[error("corrupt region: {0}")]
     Corrupt(String),
 
-    /// The name exists with another type, length, size or alignment than asked for. The
-    /// bytes are never reinterpreted.
-    #[error("object `{name}` is a {found}, not a {expected}")]
-    TypeMismatch {
-        /// The object's name.
-        name: String,
-        /// The type asked for.
-        expected: String,
-        /// The type recorded in the region.
-        found: String,
-    },
+    /// The operating system refused an operation (permission denied, too many open
+    /// files, no memory for the mapping, ...).
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
 
-    /// The name is empty, too long, or contains a NUL byte.
-    #[error("invalid object name {name:?}: {reason}")]
-    InvalidName {
-        /// The name given.
-        name: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
+/// Why a new region could not be created ([`Region::create`](crate::Region::create),
+/// [`Region::memfd`](crate::Region::memfd), [`Region::anonymous`](crate::Region::anonymous)).
+///
+/// # Examples
+///
+/// ```
+/// use shmstate::{CreateError, Region};
+///
+/// match Region::anonymous(100) {
+///     Err(CreateError::InvalidSize { size: 100, min }) => assert!(min > 100),
+///     other => panic!("unexpected: {other:?}"),
+/// }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CreateError {
+    /// Something (a file, a symbolic link, a directory) already exists at the path. Open
+    /// it ([`Region::open`](crate::Region::open)), remove it, or use
+    /// [`Region::open_or_create`](crate::Region::open_or_create). From `open_or_create`:
+    /// a file was there each time it tried to create one and gone each time it tried to
+    /// open it (another process keeps removing it).
+    #[error("already exists: {}", .0.display())]
+    AlreadyExists(PathBuf),
 
-    /// The type has no object of this length (zero or overflowing slice lengths, a length
-    /// other than 1 for sized types), or needs more than the region's 64-byte alignment.
-    #[error("invalid length {len} for object `{name}`")]
-    InvalidLength {
-        /// The object's name.
-        name: String,
-        /// The length given.
-        len: usize,
-    },
-
-    /// The size given at creation cannot hold the header and the directory, or does not
-    /// fit the address space.
+    /// The size asked for cannot hold the header and the directory, or does not fit the
+    /// address space. Ask for at least `min` bytes (plus the objects), or a smaller
+    /// [`capacity`](crate::RegionOptions::capacity).
     #[error("invalid region size {size}: at least {min} bytes needed")]
     InvalidSize {
         /// The size given.
@@ -130,7 +137,160 @@ pub enum RegionError {
         min: u64,
     },
 
-    /// No data space is left for a new object: create a larger region.
+    /// The operating system refused an operation: the directory does not exist,
+    /// permission is denied, there is no space for the size asked for (`ENOSPC`), memfds
+    /// are unavailable, ...
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// Why [`Region::open_or_create`](crate::Region::open_or_create) failed: opening the
+/// existing region, or creating a new one.
+///
+/// # Examples
+///
+/// ```
+/// use shmstate::{CreateError, OpenOrCreateError, Region};
+///
+/// match Region::open_or_create("/nonexistent/dir/region", 1 << 16) {
+///     Err(OpenOrCreateError::Create(CreateError::Io(e))) => {
+///         assert_eq!(e.kind(), std::io::ErrorKind::NotFound)
+///     }
+///     other => panic!("unexpected: {other:?}"),
+/// }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenOrCreateError {
+    /// A region exists at the path, and opening it failed.
+    #[error(transparent)]
+    Open(OpenError),
+    /// No region exists at the path, and creating it failed.
+    #[error(transparent)]
+    Create(CreateError),
+}
+
+/// Why a named object could not be handed out ([`Region::get`](crate::Region::get) and
+/// the `get_or_*` calls).
+///
+/// A type or size mismatch is a bug in one of the programs sharing the region: the bytes
+/// are never reinterpreted.
+///
+/// # Examples
+///
+/// ```
+/// use shmstate::{Counter, GetError, Region, SharedSized, Value};
+///
+/// let region = Region::anonymous(1 << 16)?;
+/// region.get_or_default::<Counter>("hits")?;
+/// match region.get::<Value<u64>>("hits") {
+///     Err(GetError::TypeMismatch { recorded, requested, .. }) => {
+///         assert_eq!(recorded, <Counter as SharedSized>::TAG);
+///         assert_eq!(requested, <Value<u64> as SharedSized>::TAG);
+///     }
+///     other => panic!("unexpected: {other:?}"),
+/// }
+/// # Ok::<(), shmstate::RegionError>(())
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GetError {
+    /// No object has this name ([`Region::get`](crate::Region::get) only), or its
+    /// creator died (or its `init` panicked) before it was ready. Create it with one of
+    /// the `get_or_*` calls, or wait for the process that creates it.
+    #[error("no object named `{name}`")]
+    NotFound {
+        /// The name asked for.
+        name: String,
+    },
+
+    /// The name is empty, longer than [`MAX_NAME_LEN`](crate::region::MAX_NAME_LEN)
+    /// bytes, or contains a NUL byte. Choose another name.
+    #[error("invalid object name {name:?}: {reason}")]
+    InvalidName {
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
+    /// The type has no object of this length: zero, a size overflowing `isize`, or any
+    /// length but 1 for a sized type (use [`get_or_default`](crate::Region::get_or_default)
+    /// or [`get_or_init`](crate::Region::get_or_init) for those). From
+    /// [`Region::get`](crate::Region::get): the length recorded for an object of this
+    /// type is one this build's type has no object of (another build of the type).
+    #[error("type {tag} has no object of length {len} (object `{name}`)")]
+    InvalidLength {
+        /// The object's name.
+        name: String,
+        /// The type asked for.
+        tag: TypeTag,
+        /// The length given (or recorded).
+        len: u64,
+    },
+
+    /// The type's alignment is not a power of two or exceeds the 64 bytes to which a
+    /// region aligns its objects: such a type cannot live in a region. Lower its
+    /// alignment (hot fields that need their own cache line are padded inside the type).
+    #[error(
+        "type {tag} needs alignment {align}; a region aligns objects to 64 bytes (object `{name}`)"
+    )]
+    BadAlignment {
+        /// The object's name.
+        name: String,
+        /// The type asked for.
+        tag: TypeTag,
+        /// The type's alignment.
+        align: usize,
+    },
+
+    /// The name exists with another type or length than asked for. Two programs disagree
+    /// about what the name holds: fix one of them, or use another name. The bytes are
+    /// never reinterpreted: element types are told apart by their identity
+    /// ([`Element::ELEM`](crate::Element)), not by their size, so a `SeqLock<f32>` is not
+    /// opened as a `SeqLock<i32>`, nor one struct as another of the same size (see
+    /// [`Element`](crate::Element) for what the identity of a struct covers).
+    #[error(
+        "object `{name}` is {}, not {}",
+        Shape(*.recorded, *.recorded_len),
+        Shape(*.requested, *.requested_len)
+    )]
+    TypeMismatch {
+        /// The object's name.
+        name: String,
+        /// The type recorded in the region.
+        recorded: TypeTag,
+        /// The length recorded in the region (1 for sized types).
+        recorded_len: u64,
+        /// The type asked for.
+        requested: TypeTag,
+        /// The length asked for ([`Region::get`](crate::Region::get), which takes the
+        /// recorded length: the recorded one).
+        requested_len: u64,
+    },
+
+    /// The name exists with the type and length asked for, but another byte size or
+    /// alignment: the programs sharing the region were built with different definitions
+    /// of the type (two user types with the same [`TypeTag`], or another version of
+    /// one). Build every program from the same definition.
+    #[error(
+        "object `{name}` has {recorded_size} bytes (align {recorded_align}) in the region, \
+         {requested_size} bytes (align {requested_align}) in this build"
+    )]
+    SizeMismatch {
+        /// The object's name.
+        name: String,
+        /// The byte size recorded in the region.
+        recorded_size: u64,
+        /// The alignment recorded in the region.
+        recorded_align: u64,
+        /// The byte size of the type asked for, at the recorded length.
+        requested_size: u64,
+        /// The alignment of the type asked for.
+        requested_align: u64,
+    },
+
+    /// No data space is left for a new object. Create a larger region.
     #[error("region full: {needed} bytes needed, {available} available")]
     RegionFull {
         /// Bytes the new object needs (rounded up to the object alignment).
@@ -139,29 +299,113 @@ pub enum RegionError {
         available: u64,
     },
 
-    /// Every directory entry is in use: create a region with a larger capacity.
+    /// Every directory entry is in use. Create a region with a larger
+    /// [`capacity`](crate::RegionOptions::capacity).
     #[error("region directory full ({capacity} entries)")]
     DirectoryFull {
         /// Number of directory entries.
         capacity: u32,
     },
 
-    /// Another thread (of this or another process) kept the named object, or a directory
-    /// entry before it, in creation longer than the region's timeout, and is still alive
-    /// (or its thread id was reused).
-    #[error("timed out waiting for object `{name}` to be created by another thread")]
-    Timeout {
-        /// The object's name.
-        name: String,
-    },
+    /// Another thread (of this or another process) kept the object, or a directory entry
+    /// before it, in creation longer than the region's
+    /// [`timeout`](crate::RegionOptions::timeout), and is still alive (or its thread id
+    /// was reused). Retry, or find out why that process's `init` does not return.
+    #[error("timed out waiting for another thread to finish creating an object")]
+    Timeout,
 
-    /// The operating system refused an operation (no space, permission, ...).
-    #[error(transparent)]
-    Io(#[from] io::Error),
+    /// The directory holds values no shmstate build writes (another process wrote
+    /// garbage into it). Recreate the region.
+    #[error("corrupt region: {0}")]
+    Corrupt(String),
 }
 
-impl From<rustix::io::Errno> for RegionError {
+impl From<Timeout> for GetError {
+    fn from(Timeout: Timeout) -> Self {
+        GetError::Timeout
+    }
+}
+
+/// `Counter`, `StripedCounter[16]`: a type and length as error messages show them.
+struct Shape(TypeTag, u64);
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.1 == 1 {
+            write!(f, "a {}", self.0)
+        } else {
+            write!(f, "a {}[{}]", self.0, self.1)
+        }
+    }
+}
+
+/// Any error of a region operation: the type to name in a function that opens or creates
+/// a region and gets objects from it, and propagates failures with `?`.
+///
+/// Each operation returns its own type ([`OpenError`], [`CreateError`],
+/// [`OpenOrCreateError`], [`GetError`]), which says exactly how that operation can fail;
+/// each converts into this one. Its `Display` is the operation's error's.
+///
+/// # Examples
+///
+/// ```
+/// use shmstate::{Counter, GetError, Region, RegionError};
+///
+/// fn hits(path: &std::path::Path) -> Result<u64, RegionError> {
+///     let region = Region::open(path)?; // OpenError
+///     let hits = region.get::<Counter>("hits")?; // GetError
+///     Ok(hits.get())
+/// }
+///
+/// assert!(matches!(hits("/nonexistent/region".as_ref()), Err(RegionError::Open(_))));
+/// # let r = Region::anonymous(1 << 16)?;
+/// # assert!(matches!(r.get::<Counter>("x").map_err(RegionError::from),
+/// #     Err(RegionError::Get(GetError::NotFound { .. }))));
+/// # Ok::<(), RegionError>(())
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegionError {
+    /// Opening an existing region failed.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// Creating a new region failed.
+    #[error(transparent)]
+    Create(#[from] CreateError),
+    /// Getting (or creating) a named object failed.
+    #[error(transparent)]
+    Get(#[from] GetError),
+}
+
+impl From<OpenOrCreateError> for RegionError {
+    fn from(e: OpenOrCreateError) -> Self {
+        match e {
+            OpenOrCreateError::Open(e) => RegionError::Open(e),
+            OpenOrCreateError::Create(e) => RegionError::Create(e),
+        }
+    }
+}
+
+impl From<OpenError> for OpenOrCreateError {
+    fn from(e: OpenError) -> Self {
+        OpenOrCreateError::Open(e)
+    }
+}
+
+impl From<CreateError> for OpenOrCreateError {
+    fn from(e: CreateError) -> Self {
+        OpenOrCreateError::Create(e)
+    }
+}
+
+impl From<rustix::io::Errno> for OpenError {
     fn from(e: rustix::io::Errno) -> Self {
-        RegionError::Io(e.into())
+        OpenError::Io(e.into())
+    }
+}
+
+impl From<rustix::io::Errno> for CreateError {
+    fn from(e: rustix::io::Errno) -> Self {
+        CreateError::Io(e.into())
     }
 }

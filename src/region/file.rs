@@ -27,21 +27,23 @@ use memmap2::{MmapOptions, MmapRaw};
 use rustix::fs::{AtFlags, CWD, FallocateFlags, FileType, MemfdFlags, Mode, OFlags, SealFlags};
 use rustix::io::Errno;
 
-use super::error::RegionError;
+use super::error::{CreateError, OpenError, OpenOrCreateError};
 use super::format::{
     self, DEFAULT_CAPACITY, Geometry, HEADER_SIZE, MAX_CAPACITY, Raw, data_start_for,
 };
+use super::validate;
 use crate::sync::{AtomicU32, Ordering};
 
-/// How long [`Region::get_or_init`] and [`Region::get`] wait, by default, for another
-/// process to finish creating an object.
+/// How long the `get_or_*` calls and [`Region::get`] wait, by default, for another process
+/// to finish creating an object.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A mapped region: a fixed-size file (or memfd, or anonymous shared memory) holding
 /// named, typed objects that several processes use at once.
 ///
-/// Objects are placed and found with [`get_or_init`](Region::get_or_init) and
-/// [`get`](Region::get); they live as long as the `Region` they were borrowed from.
+/// Objects are placed and found with [`get_or_default`](Region::get_or_default),
+/// [`get_or_init`](Region::get_or_init) (and their `_slice` forms for slice-shaped types)
+/// and [`get`](Region::get); they live as long as the `Region` they were borrowed from.
 /// `Region` is `Send + Sync`: threads may share one handle.
 ///
 /// # Examples
@@ -130,8 +132,8 @@ impl RegionOptions {
         self
     }
 
-    /// How long [`Region::get_or_init`] and [`Region::get`] wait for another live process
-    /// to finish creating an object before returning [`RegionError::Timeout`].
+    /// How long the `get_or_*` calls and [`Region::get`] wait for another live process to
+    /// finish creating an object before returning [`GetError::Timeout`](crate::GetError::Timeout).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -142,10 +144,10 @@ impl RegionOptions {
     ///
     /// # Errors
     ///
-    /// [`RegionError::AlreadyExists`] if the path exists; [`RegionError::InvalidSize`] if
-    /// `size` cannot hold the directory; [`RegionError::Io`] if the directory does not
+    /// [`CreateError::AlreadyExists`] if the path exists; [`CreateError::InvalidSize`] if
+    /// `size` cannot hold the directory; [`CreateError::Io`] if the directory does not
     /// exist, permission is denied, or there is no space (`ENOSPC`) for `size` bytes.
-    pub fn create(&self, path: impl AsRef<Path>, size: u64) -> Result<Region, RegionError> {
+    pub fn create(&self, path: impl AsRef<Path>, size: u64) -> Result<Region, CreateError> {
         let path = path.as_ref();
         let geo = self.geometry(size)?;
         let dir = match path.parent() {
@@ -165,12 +167,12 @@ impl RegionOptions {
     ///
     /// # Errors
     ///
-    /// [`RegionError::NotFound`]; [`RegionError::Refused`] for a symbolic link or
-    /// anything but a regular file; the validation errors ([`RegionError::Truncated`],
-    /// [`RegionError::BadMagic`], [`RegionError::VersionMismatch`],
-    /// [`RegionError::LayoutMismatch`], [`RegionError::WrongSize`],
-    /// [`RegionError::Corrupt`]); [`RegionError::Io`] otherwise.
-    pub fn open(&self, path: impl AsRef<Path>) -> Result<Region, RegionError> {
+    /// [`OpenError::NotFound`]; [`OpenError::Refused`] for a symbolic link or
+    /// anything but a regular file; the validation errors ([`OpenError::Truncated`],
+    /// [`OpenError::BadMagic`], [`OpenError::VersionMismatch`],
+    /// [`OpenError::LayoutMismatch`], [`OpenError::WrongSize`],
+    /// [`OpenError::Corrupt`]); [`OpenError::Io`] otherwise.
+    pub fn open(&self, path: impl AsRef<Path>) -> Result<Region, OpenError> {
         let path = path.as_ref();
         // Look before opening: opening a device or FIFO read-write can have side effects
         // (a watchdog device arms itself), so anything but a regular file is refused by
@@ -180,21 +182,21 @@ impl RegionOptions {
             Ok(st) => match FileType::from_raw_mode(st.st_mode) {
                 FileType::RegularFile => {}
                 FileType::Symlink => {
-                    return Err(RegionError::Refused("the path is a symbolic link"));
+                    return Err(OpenError::Refused("the path is a symbolic link"));
                 }
-                FileType::Directory => return Err(RegionError::Refused("the path is a directory")),
-                _ => return Err(RegionError::Refused("the path is not a regular file")),
+                FileType::Directory => return Err(OpenError::Refused("the path is a directory")),
+                _ => return Err(OpenError::Refused("the path is not a regular file")),
             },
-            Err(Errno::NOENT) => return Err(RegionError::NotFound(path_str(path))),
+            Err(Errno::NOENT) => return Err(OpenError::NotFound(path.to_owned())),
             // Let the open below report anything else (permissions, ...).
             Err(_) => {}
         }
         let flags = OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK;
         let fd = match rustix::fs::open(path, flags, Mode::empty()) {
             Ok(fd) => fd,
-            Err(Errno::NOENT) => return Err(RegionError::NotFound(path_str(path))),
-            Err(Errno::LOOP) => return Err(RegionError::Refused("the path is a symbolic link")),
-            Err(Errno::ISDIR) => return Err(RegionError::Refused("the path is a directory")),
+            Err(Errno::NOENT) => return Err(OpenError::NotFound(path.to_owned())),
+            Err(Errno::LOOP) => return Err(OpenError::Refused("the path is a symbolic link")),
+            Err(Errno::ISDIR) => return Err(OpenError::Refused("the path is a directory")),
             Err(e) => return Err(e.into()),
         };
         self.open_fd(fd, false)
@@ -206,25 +208,33 @@ impl RegionOptions {
     ///
     /// # Errors
     ///
-    /// As [`open`](Self::open) and [`create`](Self::create).
-    pub fn open_or_create(&self, path: impl AsRef<Path>, size: u64) -> Result<Region, RegionError> {
+    /// [`OpenOrCreateError::Open`] with the errors of [`open`](Self::open) (except
+    /// [`OpenError::NotFound`]) if a region exists at `path`;
+    /// [`OpenOrCreateError::Create`] with those of [`create`](Self::create) if none does.
+    /// If the file keeps appearing and disappearing between the two (another process
+    /// removes it in a loop), the last round's [`CreateError::AlreadyExists`].
+    pub fn open_or_create(
+        &self,
+        path: impl AsRef<Path>,
+        size: u64,
+    ) -> Result<Region, OpenOrCreateError> {
         let path = path.as_ref();
         // Each failed round means the file appeared or vanished between two syscalls
         // (someone deleting it in a loop); give up after a few rather than spin.
+        let mut last = None;
         for _ in 0..16 {
             match self.open(path) {
-                Err(RegionError::NotFound(_)) => {}
-                other => return other,
+                Err(OpenError::NotFound(_)) => {}
+                other => return Ok(other?),
             }
             match self.create(path, size) {
-                Err(RegionError::AlreadyExists(_)) => {}
-                other => return other,
+                Err(e @ CreateError::AlreadyExists(_)) => last = Some(e),
+                other => return Ok(other?),
             }
         }
-        Err(RegionError::Io(std::io::Error::other(format!(
-            "{} kept appearing and disappearing",
-            path.display()
-        ))))
+        Err(last
+            .unwrap_or_else(|| CreateError::AlreadyExists(path.to_owned()))
+            .into())
     }
 
     /// Creates a region of `size` bytes in a new memfd named `name` (the name is only a
@@ -234,9 +244,9 @@ impl RegionOptions {
     ///
     /// # Errors
     ///
-    /// [`RegionError::InvalidSize`]; [`RegionError::Io`] if memfds are unavailable or
+    /// [`CreateError::InvalidSize`]; [`CreateError::Io`] if memfds are unavailable or
     /// there is no memory for `size` bytes.
-    pub fn memfd(&self, name: &str, size: u64) -> Result<Region, RegionError> {
+    pub fn memfd(&self, name: &str, size: u64) -> Result<Region, CreateError> {
         let (map, geo, fd) = self.sealed_memfd(name, size)?;
         Ok(self.region(map, geo, Some(fd)))
     }
@@ -248,7 +258,7 @@ impl RegionOptions {
     /// # Errors
     ///
     /// As [`memfd`](Self::memfd).
-    pub fn anonymous(&self, size: u64) -> Result<Region, RegionError> {
+    pub fn anonymous(&self, size: u64) -> Result<Region, CreateError> {
         let (map, geo, _fd) = self.sealed_memfd("shmstate-anonymous", size)?;
         Ok(self.region(map, geo, None))
     }
@@ -263,11 +273,11 @@ impl RegionOptions {
     /// # Errors
     ///
     /// As [`open`](Self::open).
-    pub fn from_fd(&self, fd: OwnedFd) -> Result<Region, RegionError> {
+    pub fn from_fd(&self, fd: OwnedFd) -> Result<Region, OpenError> {
         self.open_fd(fd, true)
     }
 
-    fn geometry(&self, size: u64) -> Result<Geometry, RegionError> {
+    fn geometry(&self, size: u64) -> Result<Geometry, CreateError> {
         let data_start = data_start_for(self.capacity);
         let min = data_start as u64;
         match usize::try_from(size) {
@@ -276,7 +286,7 @@ impl RegionOptions {
                 capacity: self.capacity,
                 data_start,
             }),
-            _ => Err(RegionError::InvalidSize { size, min }),
+            _ => Err(CreateError::InvalidSize { size, min }),
         }
     }
 
@@ -284,7 +294,7 @@ impl RegionOptions {
         &self,
         name: &str,
         size: u64,
-    ) -> Result<(MmapRaw, Geometry, OwnedFd), RegionError> {
+    ) -> Result<(MmapRaw, Geometry, OwnedFd), CreateError> {
         let geo = self.geometry(size)?;
         let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
         reserve(&fd, size)?;
@@ -294,14 +304,14 @@ impl RegionOptions {
         Ok((map, geo, fd))
     }
 
-    fn open_fd(&self, fd: OwnedFd, keep: bool) -> Result<Region, RegionError> {
+    fn open_fd(&self, fd: OwnedFd, keep: bool) -> Result<Region, OpenError> {
         let stat = rustix::fs::fstat(&fd)?;
         if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
-            return Err(RegionError::Refused("not a regular file"));
+            return Err(OpenError::Refused("not a regular file"));
         }
         let len = u64::try_from(stat.st_size).unwrap_or(0);
         if len < HEADER_SIZE as u64 {
-            return Err(RegionError::Truncated {
+            return Err(OpenError::Truncated {
                 found: len,
                 needed: HEADER_SIZE as u64,
             });
@@ -310,14 +320,14 @@ impl RegionOptions {
             .ok()
             .filter(|&l| isize::try_from(l).is_ok())
         else {
-            return Err(RegionError::Corrupt(format!(
+            return Err(OpenError::Corrupt(format!(
                 "file of {len} bytes cannot be mapped"
             )));
         };
         let map = map(&fd, len_usize)?;
         let raw = raw_of(&map);
-        let geo = format::validate_header(raw)?;
-        format::validate_directory(raw, &geo)?;
+        let geo = validate::validate_header(raw)?;
+        validate::validate_directory(raw, &geo)?;
         Ok(self.region(map, geo, keep.then_some(fd)))
     }
 
@@ -342,15 +352,15 @@ impl Region {
     /// # Examples
     ///
     /// ```
-    /// use shmstate::{Region, RegionError};
+    /// use shmstate::{Region, CreateError};
     ///
     /// let path = std::env::temp_dir().join(format!("shmstate-doc-create-{}", std::process::id()));
     /// let region = Region::create(&path, 1 << 16)?;
-    /// assert!(matches!(Region::create(&path, 1 << 16), Err(RegionError::AlreadyExists(_))));
+    /// assert!(matches!(Region::create(&path, 1 << 16), Err(CreateError::AlreadyExists(_))));
     /// # drop(region); std::fs::remove_file(&path)?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn create(path: impl AsRef<Path>, size: u64) -> Result<Region, RegionError> {
+    pub fn create(path: impl AsRef<Path>, size: u64) -> Result<Region, CreateError> {
         RegionOptions::new().create(path, size)
     }
 
@@ -363,11 +373,11 @@ impl Region {
     /// # Examples
     ///
     /// ```
-    /// use shmstate::{Region, RegionError};
+    /// use shmstate::{Region, OpenError};
     ///
-    /// assert!(matches!(Region::open("/nonexistent/region"), Err(RegionError::NotFound(_))));
+    /// assert!(matches!(Region::open("/nonexistent/region"), Err(OpenError::NotFound(_))));
     /// ```
-    pub fn open(path: impl AsRef<Path>) -> Result<Region, RegionError> {
+    pub fn open(path: impl AsRef<Path>) -> Result<Region, OpenError> {
         RegionOptions::new().open(path)
     }
 
@@ -389,7 +399,7 @@ impl Region {
     /// # drop((a, b)); std::fs::remove_file(&path)?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn open_or_create(path: impl AsRef<Path>, size: u64) -> Result<Region, RegionError> {
+    pub fn open_or_create(path: impl AsRef<Path>, size: u64) -> Result<Region, OpenOrCreateError> {
         RegionOptions::new().open_or_create(path, size)
     }
 
@@ -408,7 +418,7 @@ impl Region {
     /// assert_eq!(region.entries().len(), 0);
     /// # Ok::<(), shmstate::RegionError>(())
     /// ```
-    pub fn anonymous(size: u64) -> Result<Region, RegionError> {
+    pub fn anonymous(size: u64) -> Result<Region, CreateError> {
         RegionOptions::new().anonymous(size)
     }
 
@@ -429,7 +439,7 @@ impl Region {
     /// assert_eq!(same.size(), region.size());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn memfd(name: &str, size: u64) -> Result<Region, RegionError> {
+    pub fn memfd(name: &str, size: u64) -> Result<Region, CreateError> {
         RegionOptions::new().memfd(name, size)
     }
 
@@ -442,7 +452,7 @@ impl Region {
     /// # Examples
     ///
     /// See [`Region::memfd`].
-    pub fn from_fd(fd: OwnedFd) -> Result<Region, RegionError> {
+    pub fn from_fd(fd: OwnedFd) -> Result<Region, OpenError> {
         RegionOptions::new().from_fd(fd)
     }
 
@@ -489,8 +499,8 @@ fn raw_of(map: &MmapRaw) -> Raw<'_> {
 }
 
 /// Maps `len` bytes of `fd`, shared and writable.
-fn map(fd: &OwnedFd, len: usize) -> Result<MmapRaw, RegionError> {
-    Ok(MmapOptions::new().len(len).map_raw(fd)?)
+fn map(fd: &OwnedFd, len: usize) -> std::io::Result<MmapRaw> {
+    MmapOptions::new().len(len).map_raw(fd)
 }
 
 /// Sizes `fd` to `size` bytes with the space reserved, so that running out of memory or
@@ -498,7 +508,7 @@ fn map(fd: &OwnedFd, len: usize) -> Result<MmapRaw, RegionError> {
 /// `fallocate` get a plain (sparse) `ftruncate`.
 /// A signal can interrupt a large `fallocate` (`EINTR`); it is retried, a bounded number
 /// of times.
-fn reserve(fd: &OwnedFd, size: u64) -> Result<(), RegionError> {
+fn reserve(fd: &OwnedFd, size: u64) -> Result<(), CreateError> {
     let mut interrupted = 0;
     loop {
         match rustix::fs::fallocate(fd, FallocateFlags::empty(), 0, size) {
@@ -510,10 +520,6 @@ fn reserve(fd: &OwnedFd, size: u64) -> Result<(), RegionError> {
     }
 }
 
-fn path_str(p: &Path) -> String {
-    p.display().to_string()
-}
-
 /// A region file under construction: unnamed (`O_TMPFILE`) or under a temporary name
 /// that is removed on drop.
 struct TempFile {
@@ -522,7 +528,7 @@ struct TempFile {
 }
 
 impl TempFile {
-    fn new(dir: &Path, target: &Path, mode: u32) -> Result<TempFile, RegionError> {
+    fn new(dir: &Path, target: &Path, mode: u32) -> Result<TempFile, CreateError> {
         let mode = Mode::from_raw_mode(mode);
         match rustix::fs::open(dir, OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC, mode) {
             Ok(fd) => return Ok(TempFile { fd, name: None }),
@@ -558,13 +564,13 @@ impl TempFile {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(RegionError::Io(std::io::Error::other(
+        Err(CreateError::Io(std::io::Error::other(
             "no free temporary file name",
         )))
     }
 
     /// Gives the file its final name; fails if anything exists there.
-    fn link_to(self, path: &Path) -> Result<(), RegionError> {
+    fn link_to(self, path: &Path) -> Result<(), CreateError> {
         let result = match &self.name {
             Some(name) => rustix::fs::link(name, path),
             None => {
@@ -580,7 +586,7 @@ impl TempFile {
         };
         match result {
             Ok(()) => Ok(()),
-            Err(Errno::EXIST) => Err(RegionError::AlreadyExists(path_str(path))),
+            Err(Errno::EXIST) => Err(CreateError::AlreadyExists(path.to_owned())),
             Err(e) => Err(e.into()),
         }
     }

@@ -1,5 +1,5 @@
-//! The region's byte layout: header, directory entries, their state words, and the checks
-//! every open runs on them.
+//! The region's byte layout: header, directory entries and their state words (the checks
+//! every open runs on them are in [`validate`](super::validate)).
 //!
 //! ```text
 //! offset 0                 Header (128 bytes): magic, version, marker, sizes, fingerprint,
@@ -21,8 +21,6 @@ use core::ptr::NonNull;
 use crate::shared::{Elem, Kind, Shared, TypeTag};
 use crate::sync::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
-use super::error::RegionError;
-
 /// The first eight bytes of every region.
 pub(crate) const MAGIC: u64 = u64::from_ne_bytes(*b"SHMSTATE");
 /// Format version; bump on any change of meaning not caught by the fingerprint.
@@ -30,7 +28,10 @@ pub(crate) const MAGIC: u64 = u64::from_ne_bytes(*b"SHMSTATE");
 /// - 1: the first format.
 /// - 2: an `RwLock`'s registered readers hold the lock through their reader slots alone
 ///   (the state word counts only overflow readers), and bit 29 of its state is `DRAINING`.
-pub(crate) const VERSION: u32 = 2;
+/// - 3: entries record the element's identity fingerprint (`elem_id`); element types
+///   are no longer told apart by size and alignment alone, and a queue's element is its
+///   slot array.
+pub(crate) const VERSION: u32 = 3;
 /// Byte-order and word-size marker: reads differently on the other byte order, and its
 /// low byte is `size_of::<usize>()`.
 pub(crate) const MARKER: u32 = 0x0102_0300 | size_of::<usize>() as u32;
@@ -99,8 +100,10 @@ pub(crate) struct Entry {
     pub offset: AtomicU64,
     /// The name, NUL-terminated.
     pub name: [AtomicU8; NAME_FIELD],
+    /// `TypeTag::elem.id`.
+    pub elem_id: AtomicU64,
     #[allow(dead_code)] // room for later fields; part of the fingerprinted layout
-    reserved: [AtomicU64; 4],
+    reserved: [AtomicU64; 3],
 }
 
 static_assertions::const_assert_eq!(size_of::<Header>(), HEADER_SIZE);
@@ -190,7 +193,7 @@ const fn fnv1a(mut h: u64, v: u64) -> u64 {
 /// A hash of every constant and field offset of the format: two builds whose layouts
 /// differ in any of them refuse each other's regions.
 pub(crate) const FINGERPRINT: u64 = {
-    let parts: [u64; 27] = [
+    let parts: [u64; 28] = [
         VERSION as u64,
         MARKER as u64,
         HEADER_SIZE as u64,
@@ -217,6 +220,7 @@ pub(crate) const FINGERPRINT: u64 = {
         offset_of!(Entry, size) as u64,
         offset_of!(Entry, offset) as u64,
         offset_of!(Entry, name) as u64,
+        offset_of!(Entry, elem_id) as u64,
         (state::OWNER_SHIFT as u64) << 32 | state::WAITERS as u64,
     ];
     let mut h = 0xcbf2_9ce4_8422_2325;
@@ -389,100 +393,6 @@ pub(crate) fn write_header(raw: Raw<'_>, geo: &Geometry) {
     h.init_state.store(INIT_READY, Ordering::Release);
 }
 
-/// Checks the header of `raw` (whose length is the file's) and returns its geometry.
-///
-/// # Errors
-///
-/// [`RegionError::Truncated`], [`RegionError::BadMagic`], [`RegionError::LayoutMismatch`],
-/// [`RegionError::VersionMismatch`], [`RegionError::WrongSize`], [`RegionError::Corrupt`].
-pub(crate) fn validate_header(raw: Raw<'_>) -> Result<Geometry, RegionError> {
-    let file = raw.len() as u64;
-    let Some(h) = raw.header() else {
-        return Err(RegionError::Truncated {
-            found: file,
-            needed: HEADER_SIZE as u64,
-        });
-    };
-    // Relaxed (all but `init_state`): the header is written before the region is
-    // published by a syscall that orders it (see `write_header`); every value is checked
-    // before use, so a concurrent hostile write can only make this open fail.
-    let magic = h.magic.load(Ordering::Relaxed);
-    if magic != MAGIC {
-        if magic.swap_bytes() == MAGIC {
-            return Err(RegionError::LayoutMismatch {
-                what: "byte order",
-                found: magic,
-                expected: MAGIC,
-            });
-        }
-        return Err(RegionError::BadMagic { found: magic });
-    }
-    let marker = h.marker.load(Ordering::Relaxed);
-    if marker != MARKER {
-        return Err(RegionError::LayoutMismatch {
-            what: "word size marker",
-            found: marker.into(),
-            expected: MARKER.into(),
-        });
-    }
-    let version = h.version.load(Ordering::Relaxed);
-    if version != VERSION {
-        return Err(RegionError::VersionMismatch {
-            found: version,
-            expected: VERSION,
-        });
-    }
-    let fingerprint = h.fingerprint.load(Ordering::Relaxed);
-    if fingerprint != FINGERPRINT {
-        return Err(RegionError::LayoutMismatch {
-            what: "layout fingerprint",
-            found: fingerprint,
-            expected: FINGERPRINT,
-        });
-    }
-    // Acquire: pairs with the release store in `write_header`.
-    if h.init_state.load(Ordering::Acquire) != INIT_READY {
-        return Err(RegionError::Corrupt("header was never completed".into()));
-    }
-    let total = h.total_size.load(Ordering::Relaxed);
-    if total > file {
-        return Err(RegionError::Truncated {
-            found: file,
-            needed: total,
-        });
-    }
-    if total != file {
-        return Err(RegionError::WrongSize {
-            header: total,
-            file,
-        });
-    }
-    let capacity = h.capacity.load(Ordering::Relaxed);
-    if capacity == 0 || capacity > MAX_CAPACITY {
-        return Err(RegionError::Corrupt(format!(
-            "directory capacity {capacity} outside 1..={MAX_CAPACITY}"
-        )));
-    }
-    let data_start = data_start_for(capacity);
-    let recorded = h.data_start.load(Ordering::Relaxed);
-    if recorded != data_start as u64 {
-        return Err(RegionError::Corrupt(format!(
-            "data start {recorded}, expected {data_start} for {capacity} entries"
-        )));
-    }
-    if data_start as u64 > total {
-        return Err(RegionError::Corrupt(format!(
-            "directory of {capacity} entries does not fit in {total} bytes"
-        )));
-    }
-    Ok(Geometry {
-        // `total == file == raw.len()`, a `usize`.
-        total: raw.len(),
-        capacity,
-        data_start,
-    })
-}
-
 /// A checked-once local copy of a published directory entry (phase `INITIALISING` or
 /// `READY`, read after an acquire load of its state).
 #[derive(Clone, Copy, Debug)]
@@ -513,8 +423,7 @@ impl EntrySnapshot {
                     code: r32(&e.elem_code),
                     size: r32(&e.elem_size),
                     align: r32(&e.elem_align),
-                    // Not recorded yet: elements told apart by code, size and alignment.
-                    id: 0,
+                    id: r64(&e.elem_id),
                 },
             ),
             align: r32(&e.align),
@@ -554,92 +463,6 @@ impl EntrySnapshot {
         }
         Ok((offset, size))
     }
-
-    /// A description of the recorded type for error messages.
-    pub(crate) fn describe(&self) -> String {
-        describe(self.tag, self.len, self.size, self.align.into())
-    }
-}
-
-/// `Value<u64> (8 bytes, align 8)`, `StripedCounter[16] (1024 bytes, align 64)`.
-pub(crate) fn describe(tag: TypeTag, len: u64, size: u64, align: u64) -> String {
-    if len == 1 {
-        format!("{tag} ({size} bytes, align {align})")
-    } else {
-        format!("{tag}[{len}] ({size} bytes, align {align})")
-    }
-}
-
-/// Checks every published entry of the directory: names terminated and unique, objects
-/// in bounds, aligned, outside the header and directory, and not overlapping each other;
-/// and the allocation pointer: inside the data area and past every object, so that the
-/// next object allocated cannot overlap one.
-///
-/// # Errors
-///
-/// [`RegionError::Corrupt`] naming the first bad entry.
-pub(crate) fn validate_directory(raw: Raw<'_>, geo: &Geometry) -> Result<(), RegionError> {
-    let mut spans: Vec<(usize, usize, u32)> = Vec::new();
-    let mut names: Vec<(Vec<u8>, u32)> = Vec::new();
-    for i in 0..geo.capacity {
-        let Some(e) = raw.entry(geo, i) else {
-            return Err(RegionError::Corrupt(format!("entry {i} outside the file")));
-        };
-        // Acquire: pairs with the owner's release store that published the entry's fields.
-        let s = e.state.load(Ordering::Acquire);
-        let phase = state::phase(s);
-        if phase != state::INITIALISING && phase != state::READY {
-            continue;
-        }
-        let snap = EntrySnapshot::read(e);
-        let corrupt = |what: String| RegionError::Corrupt(format!("entry {i}: {what}"));
-        let name = snap
-            .name_bytes()
-            .ok_or_else(|| corrupt("name not terminated".into()))?;
-        if name.is_empty() {
-            return Err(corrupt("empty name".into()));
-        }
-        let (offset, size) = snap.placement(geo).map_err(corrupt)?;
-        spans.push((offset, size, i));
-        names.push((name.to_vec(), i));
-    }
-    spans.sort_unstable();
-    if let Some(&(off, size, i)) = spans.last() {
-        // Every published object's space was allocated (the bump word advanced past it)
-        // before its entry was published, and the acquire loads of the states above saw
-        // those publications: a bump word read after them lies past every object.
-        // Relaxed: the acquire loads above order it (coherence with the allocating CAS).
-        let bump = raw.header().map_or(0, |h| h.bump.load(Ordering::Relaxed));
-        // `off + size <= total` was checked, no overflow.
-        if bump < (off + size) as u64
-            || bump > geo.total as u64
-            || !bump.is_multiple_of(OBJECT_ALIGN as u64)
-        {
-            return Err(RegionError::Corrupt(format!(
-                "allocation pointer {bump} inside or before the object of entry {i}, or \
-                 outside the data area"
-            )));
-        }
-    }
-    for w in spans.windows(2) {
-        let ((a_off, a_size, a), (b_off, _, b)) = (w[0], w[1]);
-        // `a_off + a_size <= total` was checked, no overflow.
-        if a_off + a_size > b_off {
-            return Err(RegionError::Corrupt(format!(
-                "objects of entries {a} and {b} overlap"
-            )));
-        }
-    }
-    names.sort_unstable();
-    for w in names.windows(2) {
-        if w[0].0 == w[1].0 {
-            return Err(RegionError::Corrupt(format!(
-                "entries {} and {} have the same name",
-                w[0].1, w[1].1
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// A one-word [`Shared`] type for unit tests of the region.
@@ -655,30 +478,40 @@ unsafe impl crate::shared::SharedSized for TestWord {
     const TAG: TypeTag = TypeTag::new(Kind::USER, Elem::U64);
 }
 
+/// Test helpers: a heap buffer standing in for a mapping.
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use super::*;
 
     /// A heap buffer standing in for a mapping: 64-aligned, accessed only atomically.
-    struct Buf(Vec<Block>);
+    pub(crate) struct Buf(Vec<Block>);
     #[repr(C, align(64))]
-    struct Block([AtomicU64; 8]);
+    pub(crate) struct Block([AtomicU64; 8]);
 
     impl Buf {
-        fn new(len: usize) -> Self {
+        pub(crate) fn new(len: usize) -> Self {
             assert_eq!(len % 64, 0);
             Buf((0..len / 64).map(|_| Block(Default::default())).collect())
         }
-        fn raw(&self) -> Raw<'_> {
+
+        /// A view of the whole buffer.
+        pub(crate) fn raw(&self) -> Raw<'_> {
+            self.prefix(self.0.len() * 64)
+        }
+
+        /// A view of the first `len` bytes.
+        pub(crate) fn prefix(&self, len: usize) -> Raw<'_> {
+            assert!(len <= self.0.len() * 64);
             let base = NonNull::new(self.0.as_ptr() as *mut u8).unwrap();
-            // SAFETY: the Vec's buffer is 64-aligned (`Block`), `len` bytes long, lives as
-            // long as `&self`, and is only accessed through atomics (interior mutability
-            // makes writes through a pointer from `as_ptr` sound).
-            unsafe { Raw::new(base, self.0.len() * 64) }
+            // SAFETY: the Vec's buffer is 64-aligned (`Block`), at least `len` bytes long
+            // (asserted), lives as long as `&self`, and is only accessed through atomics
+            // (interior mutability makes writes through a pointer from `as_ptr` sound).
+            unsafe { Raw::new(base, len) }
         }
     }
 
-    fn fresh(len: usize, capacity: u32) -> Buf {
+    /// A buffer of `len` bytes holding a fresh region header with `capacity` entries.
+    pub(crate) fn fresh(len: usize, capacity: u32) -> Buf {
         let buf = Buf::new(len);
         let geo = Geometry {
             total: len,
@@ -688,232 +521,12 @@ mod tests {
         write_header(buf.raw(), &geo);
         buf
     }
+}
 
-    fn publish(raw: Raw<'_>, geo: &Geometry, i: u32, name: &str, offset: u64, size: u64) {
-        let e = raw.entry(geo, i).unwrap();
-        for (k, b) in name.bytes().enumerate() {
-            e.name[k].store(b, Ordering::Relaxed);
-        }
-        e.offset.store(offset, Ordering::Relaxed);
-        e.size.store(size, Ordering::Relaxed);
-        e.len.store(1, Ordering::Relaxed);
-        e.align.store(8, Ordering::Relaxed);
-        // As an allocation would have: past the object.
-        raw.header().unwrap().bump.fetch_max(
-            round_up(offset.saturating_add(size)).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
-        e.state
-            .store(state::make(1, state::READY), Ordering::Release);
-    }
-
-    #[test]
-    fn fresh_header_validates() {
-        let buf = fresh(4096, 4);
-        let geo = validate_header(buf.raw()).unwrap();
-        assert_eq!(
-            geo,
-            Geometry {
-                total: 4096,
-                capacity: 4,
-                data_start: 128 + 4 * 128
-            }
-        );
-        validate_directory(buf.raw(), &geo).unwrap();
-    }
-
-    #[test]
-    fn short_view_is_truncated() {
-        let buf = fresh(4096, 4);
-        // SAFETY: a prefix of a valid view is a valid view.
-        let short = unsafe { Raw::new(buf.raw().base, 64) };
-        assert!(matches!(
-            validate_header(short),
-            Err(RegionError::Truncated { found: 64, .. })
-        ));
-    }
-
-    #[test]
-    fn each_header_field_is_checked() {
-        type Poke = fn(&Header);
-        type Expect = fn(&RegionError) -> bool;
-        let cases: [(Poke, Expect); 9] = [
-            (
-                |h| h.magic.store(1, Ordering::Relaxed),
-                |e| matches!(e, RegionError::BadMagic { found: 1 }),
-            ),
-            (
-                |h| h.magic.store(MAGIC.swap_bytes(), Ordering::Relaxed),
-                |e| {
-                    matches!(
-                        e,
-                        RegionError::LayoutMismatch {
-                            what: "byte order",
-                            ..
-                        }
-                    )
-                },
-            ),
-            (
-                |h| h.marker.store(0x0102_0304, Ordering::Relaxed),
-                |e| matches!(e, RegionError::LayoutMismatch { .. }),
-            ),
-            (
-                |h| h.version.store(VERSION + 1, Ordering::Relaxed),
-                |e| {
-                    matches!(
-                        e,
-                        RegionError::VersionMismatch {
-                            found: 3,
-                            expected: 2
-                        }
-                    )
-                },
-            ),
-            (
-                |h| {
-                    h.fingerprint.fetch_xor(1, Ordering::Relaxed);
-                },
-                |e| {
-                    matches!(
-                        e,
-                        RegionError::LayoutMismatch {
-                            what: "layout fingerprint",
-                            ..
-                        }
-                    )
-                },
-            ),
-            (
-                |h| h.init_state.store(0, Ordering::Relaxed),
-                |e| matches!(e, RegionError::Corrupt(_)),
-            ),
-            (
-                |h| h.total_size.store(8192, Ordering::Relaxed),
-                |e| {
-                    matches!(
-                        e,
-                        RegionError::Truncated {
-                            found: 4096,
-                            needed: 8192
-                        }
-                    )
-                },
-            ),
-            (
-                |h| h.total_size.store(1024, Ordering::Relaxed),
-                |e| {
-                    matches!(
-                        e,
-                        RegionError::WrongSize {
-                            header: 1024,
-                            file: 4096
-                        }
-                    )
-                },
-            ),
-            (
-                |h| h.capacity.store(MAX_CAPACITY + 1, Ordering::Relaxed),
-                |e| matches!(e, RegionError::Corrupt(_)),
-            ),
-        ];
-        for (i, (poke, expected)) in cases.iter().enumerate() {
-            let buf = fresh(4096, 4);
-            poke(buf.raw().header().unwrap());
-            let err = validate_header(buf.raw()).unwrap_err();
-            assert!(expected(&err), "case {i}: {err:?}");
-        }
-    }
-
-    #[test]
-    fn directory_that_does_not_fit_is_corrupt() {
-        let buf = fresh(4096, 4);
-        let h = buf.raw().header().unwrap();
-        h.capacity.store(40, Ordering::Relaxed);
-        h.data_start
-            .store(data_start_for(40) as u64, Ordering::Relaxed);
-        assert!(matches!(
-            validate_header(buf.raw()),
-            Err(RegionError::Corrupt(_))
-        ));
-    }
-
-    #[test]
-    fn entries_out_of_range_overlapping_or_unterminated_are_corrupt() {
-        let geo = Geometry {
-            total: 4096,
-            capacity: 4,
-            data_start: 640,
-        };
-        let check = |setup: &dyn Fn(Raw<'_>)| {
-            let buf = fresh(4096, 4);
-            setup(buf.raw());
-            validate_directory(buf.raw(), &geo)
-        };
-        assert!(check(&|r| publish(r, &geo, 0, "a", 640, 8)).is_ok());
-        assert!(
-            check(&|r| {
-                publish(r, &geo, 0, "a", 640, 8);
-                publish(r, &geo, 1, "b", 704, 8);
-            })
-            .is_ok()
-        );
-        let bad: [&dyn Fn(Raw<'_>); 7] = [
-            &|r| publish(r, &geo, 0, "a", 4096, 8),   // past the end
-            &|r| publish(r, &geo, 0, "a", 4032, 128), // crosses the end
-            &|r| publish(r, &geo, 0, "a", 128, 8),    // in the directory
-            &|r| publish(r, &geo, 0, "a", 648, 8),    // misaligned
-            &|r| publish(r, &geo, 0, "a", u64::MAX - 63, 128), // overflow
-            &|r| {
-                publish(r, &geo, 0, "a", 640, 128);
-                publish(r, &geo, 1, "b", 704, 8); // overlaps a
-            },
-            &|r| {
-                publish(r, &geo, 0, "a", 640, 8);
-                publish(r, &geo, 1, "a", 704, 8); // duplicate name
-            },
-        ];
-        for (i, setup) in bad.iter().enumerate() {
-            assert!(
-                matches!(check(*setup), Err(RegionError::Corrupt(_))),
-                "case {i}"
-            );
-        }
-        let unterminated = check(&|r| {
-            publish(r, &geo, 0, "a", 640, 8);
-            for b in &r.entry(&geo, 0).unwrap().name {
-                b.store(b'x', Ordering::Relaxed);
-            }
-        });
-        assert!(matches!(unterminated, Err(RegionError::Corrupt(m)) if m.contains("terminated")));
-    }
-
-    #[test]
-    fn an_allocation_pointer_that_would_overlap_an_object_is_corrupt() {
-        let geo = Geometry {
-            total: 4096,
-            capacity: 4,
-            data_start: 640,
-        };
-        let check = |bump: u64| {
-            let buf = fresh(4096, 4);
-            publish(buf.raw(), &geo, 0, "a", 640, 8);
-            publish(buf.raw(), &geo, 1, "b", 704, 128);
-            let h = buf.raw().header().unwrap();
-            h.bump.store(bump, Ordering::Relaxed);
-            validate_directory(buf.raw(), &geo)
-        };
-        for ok in [832, 896, 4096] {
-            assert!(check(ok).is_ok(), "bump {ok}");
-        }
-        // Inside b (the next object would overlap it), before it, misaligned, past the end.
-        for bad in [768, 640, 0, 840, 4160, u64::MAX] {
-            assert!(
-                matches!(check(bad), Err(RegionError::Corrupt(m)) if m.contains("allocation")),
-                "bump {bad}"
-            );
-        }
-    }
+#[cfg(test)]
+mod tests {
+    use super::testing::fresh;
+    use super::*;
 
     #[test]
     fn objects_outside_the_view_are_refused() {

@@ -1,18 +1,23 @@
 //! The region: a fixed-size mapped file (or memfd, or anonymous shared memory) holding
 //! named, typed objects that many processes use at once.
 //!
-//! - layout of the header and directory, and their validation (`format.rs`).
+//! - layout of the header and directory (`format.rs`), and the checks every open runs on
+//!   them (`validate.rs`).
 //! - backings, creation and opening: [`Region`], [`RegionOptions`] (`file.rs`).
-//! - named objects: [`Region::get_or_init`], [`Region::get`], [`Region::entries`]
-//!   (`directory.rs`).
-//! - errors: [`RegionError`] (`error.rs`).
+//! - named objects: [`Region::get_or_default`], [`Region::get_or_init`], [`Region::get`],
+//!   [`Region::entries`] (`directory.rs`); the entry protocol behind them: claiming,
+//!   initialising, taking over from a dead creator, crash windows (`protocol.rs`).
+//! - errors: one type per operation ([`OpenError`], [`CreateError`],
+//!   [`OpenOrCreateError`], [`GetError`]) and the umbrella [`RegionError`] (`error.rs`).
 
 mod directory;
 mod error;
 mod file;
 mod format;
+mod protocol;
+mod validate;
 
 pub use directory::{EntryInfo, EntryState};
-pub use error::RegionError;
+pub use error::{CreateError, GetError, OpenError, OpenOrCreateError, RegionError};
 pub use file::{DEFAULT_TIMEOUT, Region, RegionOptions};
 pub use format::{MAX_CAPACITY, MAX_NAME_LEN};

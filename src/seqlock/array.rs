@@ -54,11 +54,11 @@ use std::time::{Duration, Instant};
 use bytemuck::Pod;
 
 use super::single::{
-    SeqLock, SeqLockError, SeqLockWriteGuard, WriteTimeout, is_writing, unreachable_no_deadline,
+    SeqLock, SeqLockError, SeqLockWriteGuard, is_writing, unreachable_no_deadline,
 };
 use crate::lock::OwnerDied;
 use crate::sync::{Ordering, fence, spin_loop};
-use crate::wait::past;
+use crate::wait::{Timeout, past};
 
 /// Attempts [`SeqLockArray::try_snapshot`] makes before giving up.
 const TRY_SNAPSHOT_ATTEMPTS: u32 = if cfg!(loom) { 2 } else { 64 };
@@ -69,8 +69,8 @@ const SPINS: u32 = if cfg!(loom) { 1 } else { 200 };
 /// whole-array snapshots and all-or-nothing batch writes.
 ///
 /// Slice-shaped: the length is chosen at creation ([`new`](Self::new),
-/// [`from_slice`](Self::from_slice), or a region's `get_or_init::<SeqLockArray<T>>(name,
-/// len, ..)`) and never changes. See the [module docs](self) for the design and
+/// [`from_slice`](Self::from_slice), or a region's
+/// `get_or_init_slice(name, len, |a: &SeqLockArray<T>| ..)`) and never changes. See the [module docs](self) for the design and
 /// [`SeqLock`] for the per-element protocol and what happens when a writer dies.
 ///
 /// # Layout
@@ -109,9 +109,8 @@ pub struct SeqLockArray<T> {
 // 6. `from_raw_parts` builds a slice pointer of `len` elements at `ptr` and casts it to
 //    the transparent wrapper: exactly `size_for(len)` bytes.
 #[cfg(not(loom))]
-unsafe impl<T: Pod> crate::Shared for SeqLockArray<T> {
-    const TAG: crate::TypeTag =
-        crate::TypeTag::new(crate::Kind::SEQLOCK_ARRAY, crate::Elem::pod::<T>());
+unsafe impl<T: crate::Element> crate::Shared for SeqLockArray<T> {
+    const TAG: crate::TypeTag = crate::TypeTag::new(crate::Kind::SEQLOCK_ARRAY, T::ELEM);
     const ALIGN: usize = align_of::<SeqLock<T>>();
 
     #[inline]
@@ -339,7 +338,7 @@ impl<T: Pod> SeqLockArray<T> {
                 Ok(()) => return Ok(()),
                 // A complete write overlapped the copy: check the deadline here too (see
                 // `SeqLock::read_slow`).
-                Err(None) if past(deadline) => return Err(SeqLockError::WriterActive),
+                Err(None) if past(deadline) => return Err(SeqLockError::Timeout),
                 Err(None) => spin_loop(),
                 Err(Some((i, odd))) => self.slots[i].wait_write_end(odd, deadline, repair_wait)?,
             }
@@ -380,8 +379,8 @@ impl<T: Pod> SeqLockArray<T> {
     ///
     /// # Errors
     ///
-    /// [`SeqLockError::WriterActive`] if at the deadline an element was still being
-    /// written, or writes kept overlapping every copy; [`SeqLockError::WriterDied`] as soon as an element's writer is found dead
+    /// [`SeqLockError::Timeout`] if at the deadline an element was still being written
+    /// by a live writer, or writes kept overlapping every copy; [`SeqLockError::WriterDied`] as soon as an element's writer is found dead
     /// mid-write. `out` holds garbage then.
     ///
     /// # Panics
@@ -461,7 +460,7 @@ impl<T: Pod> SeqLockArray<T> {
     fn lock_all(&self) -> (AllLocked<'_, T>, bool) {
         match self.lock_all_until(None) {
             Ok(locked) => locked,
-            Err(WriteTimeout) => unreachable_no_deadline(),
+            Err(Timeout) => unreachable_no_deadline(),
         }
     }
 
@@ -470,7 +469,7 @@ impl<T: Pod> SeqLockArray<T> {
     fn lock_all_until(
         &self,
         deadline: Option<Instant>,
-    ) -> Result<(AllLocked<'_, T>, bool), WriteTimeout> {
+    ) -> Result<(AllLocked<'_, T>, bool), Timeout> {
         let mut torn = false;
         for (i, slot) in self.slots.iter().enumerate() {
             match slot.lock_writer_until(deadline) {
@@ -564,7 +563,7 @@ impl<T: Pod> SeqLockArray<T> {
     ///
     /// # Errors
     ///
-    /// [`WriteTimeout`] if some element's lock was still held by a live writer at the
+    /// [`Timeout`] if some element's lock was still held by a live writer at the
     /// deadline; then nothing is written, `f` is not called, and the locks taken so far are
     /// released.
     ///
@@ -581,7 +580,7 @@ impl<T: Pod> SeqLockArray<T> {
         &self,
         timeout: Duration,
         f: impl FnOnce(&mut [T], bool) -> R,
-    ) -> Result<R, WriteTimeout> {
+    ) -> Result<R, Timeout> {
         let (locked, torn) = self.lock_all_until(Instant::now().checked_add(timeout))?;
         Ok(self.batch_locked(locked, torn, f))
     }

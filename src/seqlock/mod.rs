@@ -11,4 +11,4 @@ mod atomic_copy;
 pub mod single;
 
 pub use array::SeqLockArray;
-pub use single::{SeqLock, SeqLockError, SeqLockWriteGuard, WriteTimeout};
+pub use single::{SeqLock, SeqLockError, SeqLockWriteGuard};

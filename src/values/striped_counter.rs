@@ -53,7 +53,7 @@ impl Stripe {
 ///
 /// The type is slice-shaped (`#[repr(transparent)]` over its stripes): create one on the
 /// heap with [`new`](Self::new), or in a region with
-/// `region.get_or_init::<StripedCounter>(name, stripes, |_| {})`.
+/// `region.get_or_default_slice::<StripedCounter>(name, stripes)`.
 ///
 /// # Orderings
 ///

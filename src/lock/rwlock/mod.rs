@@ -148,7 +148,7 @@ use crate::owner;
 #[cfg(loom)]
 #[doc(hidden)]
 pub use crate::owner::DEAD_UNDER_LOOM;
-use crate::shared::{Elem, Kind, SharedSized, TypeTag};
+use crate::shared::{Element, Kind, SharedSized, TypeTag};
 use crate::sync::UnsafeCell;
 use crate::wait::Timeout;
 
@@ -208,8 +208,8 @@ unsafe impl<T: Pod + Send + Sync> Sync for RwLock<T> {}
 // writer), any slot value is valid (a TID is probed, garbage is freed), `T` is Pod, padding
 // is never read. 3. sixteen `u32`s and a Pod. 4. `#[repr(C)]`, asserted above for sample
 // `T`s. 5. `Sync` above; `&self` methods are lock operations.
-unsafe impl<T: Pod + Send + Sync> SharedSized for RwLock<T> {
-    const TAG: TypeTag = TypeTag::new(Kind::RWLOCK, Elem::pod::<T>());
+unsafe impl<T: Element + Send + Sync> SharedSized for RwLock<T> {
+    const TAG: TypeTag = TypeTag::new(Kind::RWLOCK, T::ELEM);
 }
 
 type ReadResult<'a, T> = LockResult<RwLockReadGuard<'a, T>>;

@@ -1,0 +1,341 @@
+//! Who holds a lock: the calling thread's kernel thread id, cached, and a liveness probe.
+//!
+//! Locks record their owner's thread id (TID) in the lock word. Reading it with `gettid`
+//! on every lock would be a syscall on the fast path, so it is cached in a thread-local.
+//! A forked child's only thread has a new TID but inherits the parent thread's
+//! thread-local; a `pthread_atfork` child handler clears the cache, so the child looks its
+//! TID up again. (A child made by a raw `clone` syscall that bypasses libc's `fork` does
+//! not run the handler and is not supported.)
+//!
+//! [`probe`] asks the kernel whether a TID still names a live thread (`kill(tid, 0)`).
+//! Its limits, which every robust primitive inherits:
+//! - all processes sharing a region must be in the same PID namespace (a TID from another
+//!   namespace is meaningless here and reads as dead or as someone else);
+//! - TIDs are reused: if the owner died and the kernel has handed its TID to a new thread
+//!   before anyone probed, the owner reads as alive until that thread exits too. Every
+//!   wait therefore has a timed variant.
+//!
+//! A process that was killed but not yet reaped by its parent is a zombie: `kill(pid, 0)`
+//! still succeeds for it. The same holds for a main thread that called `pthread_exit`
+//! while the other threads of its process run on. So when `kill` says "exists", [`probe`]
+//! also reads the state letter of `/proc/<id>/stat` and counts a zombie (`Z`) or dead
+//! (`X`) task as dead. Without `/proc` (or if it belongs to another PID namespace) that
+//! refinement is skipped and unreaped owners read as alive until reaped. `/proc` counts as
+//! this namespace's when `/proc/self` names the caller's own PID; that answer is cached per
+//! process (the child handler that resets the TID cache after `fork` resets it too, since
+//! a child may have entered another PID namespace), so a probe costs the `kill` and one
+//! read of `/proc/<id>/stat`, not also a `readlink` of `/proc/self` every time.
+//!
+//! # Crash windows
+//!
+//! None of its own: it keeps no state in shared memory (a [`Watch`]'s pidfd is local to the
+//! waiting thread and closed when its wait ends, however it ends). What a lock word holds
+//! after a death is in each primitive's table.
+
+mod watch;
+
+pub(crate) use watch::Watch;
+
+#[cfg(not(loom))]
+mod imp {
+    use std::cell::Cell;
+    use std::sync::Once;
+
+    use crate::sync::{AtomicU32, Ordering};
+
+    use rustix::process::Pid;
+    #[cfg(not(miri))]
+    use rustix::{io::Errno, process::test_kill_process};
+
+    thread_local! {
+        /// This thread's TID, or 0 if not looked up yet (or reset in a forked child).
+        static TID: Cell<u32> = const { Cell::new(0) };
+    }
+
+    /// [`proc_is_ours`]'s answer for this process: `pid << 1 | ours` for the PID it was
+    /// worked out for, or 0 if not worked out yet (or reset in a forked child). PIDs are
+    /// below 2²², so this fits, and a valid entry is never 0.
+    static PROC_IS_OURS: AtomicU32 = AtomicU32::new(0);
+
+    static ATFORK: Once = Once::new();
+
+    extern "C" fn reset_in_child() {
+        // The child's single thread is the one that called fork; its cached TID is the
+        // parent's. `try_with` cannot fail here (the thread is alive), and ignoring a
+        // failure only means we keep looking up lazily.
+        let _ = TID.try_with(|t| t.set(0));
+        // The parent's answer was for the parent's PID (and the child may be in another
+        // PID namespace, e.g. after `unshare(CLONE_NEWPID)` in the parent): ask again.
+        // Relaxed: the child has a single thread; the atomic is only for other threads
+        // the child may start later, which a thread spawn orders after this store.
+        PROC_IS_OURS.store(0, Ordering::Relaxed);
+    }
+
+    /// Registers [`reset_in_child`] once per process, before anything it resets is cached.
+    fn register_atfork() {
+        ATFORK.call_once(|| {
+            // SAFETY: `pthread_atfork` has no preconditions beyond valid function pointers;
+            // `reset_in_child` is an `extern "C" fn()` that only touches a thread-local
+            // `Cell` and an atomic (async-signal-safe in practice: no allocation, no locks).
+            unsafe {
+                libc::pthread_atfork(None, None, Some(reset_in_child));
+            }
+        });
+    }
+
+    /// The calling thread's TID: one thread-local read after the first call.
+    #[inline]
+    pub(crate) fn current() -> u32 {
+        let t = TID.with(Cell::get);
+        if t != 0 { t } else { current_slow() }
+    }
+
+    #[cold]
+    fn current_slow() -> u32 {
+        register_atfork();
+        // A TID is a positive `pid_t`, so it fits in u32 and is never 0.
+        let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
+        TID.with(|t| t.set(tid));
+        #[cfg(miri)]
+        miri_threads::register(tid);
+        tid
+    }
+
+    /// Which threads are alive, for [`probe`] under Miri, which can neither send signals
+    /// nor read `/proc`: every thread that looked its TID up (only those TIDs reach a lock
+    /// word) holds a slot until its thread-local destructors run at exit, so a thread that
+    /// ends holding a lock reads as dead, as on the kernel, and the owner-death paths run
+    /// under Miri too.
+    ///
+    /// The slots are `Relaxed` atomics on purpose: `kill(tid, 0)` creates no
+    /// happens-before edge with the dead thread, and neither may this stand-in, or Miri
+    /// would miss a missing `Acquire` on a takeover path. (A `Relaxed` store of the exit
+    /// may be seen late; every caller probes again on its next slice, as after a real
+    /// exit, whose TID can stay visible to `kill` for a moment.)
+    #[cfg(miri)]
+    mod miri_threads {
+        use crate::sync::{AtomicU32, Ordering};
+
+        /// Live threads at once that a Miri test may have; a thread beyond that is not
+        /// tracked and probes as dead.
+        const SLOTS: usize = 256;
+        static LIVE: [AtomicU32; SLOTS] = [const { AtomicU32::new(0) }; SLOTS];
+
+        /// Frees its slot when the thread's thread-locals are destroyed (at its exit).
+        struct Slot(usize);
+
+        impl Drop for Slot {
+            fn drop(&mut self) {
+                // Relaxed: see the module docs (no happens-before with the prober).
+                LIVE[self.0].store(0, Ordering::Relaxed);
+            }
+        }
+
+        thread_local! {
+            static SLOT: std::cell::RefCell<Option<Slot>> = const { std::cell::RefCell::new(None) };
+        }
+
+        /// Records `tid` (the calling thread's) as alive until the thread exits.
+        pub(super) fn register(tid: u32) {
+            let _ = SLOT.try_with(|slot| {
+                let mut slot = slot.borrow_mut();
+                if slot.is_some() {
+                    return;
+                }
+                // Relaxed: see the module docs.
+                *slot = LIVE
+                    .iter()
+                    .position(|s| {
+                        s.compare_exchange(0, tid, Ordering::Relaxed, Ordering::Relaxed)
+                            .is_ok()
+                    })
+                    .map(Slot);
+            });
+        }
+
+        /// Whether `tid` is a thread of this process that has not exited.
+        pub(super) fn is_alive(tid: u32) -> bool {
+            // Relaxed: see the module docs.
+            LIVE.iter().any(|s| s.load(Ordering::Relaxed) == tid)
+        }
+    }
+
+    /// The calling process's PID.
+    pub(crate) fn current_pid() -> u32 {
+        rustix::process::getpid().as_raw_nonzero().get() as u32
+    }
+
+    /// Whether thread or process `id` is alive, asked of the kernel.
+    pub(crate) fn probe(id: u32) -> super::Liveness {
+        let Some(pid) = i32::try_from(id).ok().and_then(Pid::from_raw) else {
+            // 0 or > i32::MAX: no thread ever had this id (garbage in a lock word).
+            return super::Liveness::Dead;
+        };
+        #[cfg(miri)]
+        {
+            // Miri cannot send signals or read `/proc`: this process and its threads that
+            // have not exited (see `miri_threads`) are alive, every other id is dead (there
+            // is no other process under Miri).
+            let _ = pid;
+            return if id == current_pid() || miri_threads::is_alive(id) {
+                super::Liveness::Alive
+            } else {
+                super::Liveness::Dead
+            };
+        }
+        #[cfg(not(miri))]
+        match test_kill_process(pid) {
+            Ok(()) | Err(Errno::PERM) if is_zombie(id) => super::Liveness::Dead,
+            Ok(()) | Err(Errno::PERM) => super::Liveness::Alive,
+            Err(Errno::SRCH) => super::Liveness::Dead,
+            Err(_) => super::Liveness::Alive,
+        }
+    }
+
+    /// Whether `/proc/<id>/stat` names a zombie (`Z`) or dead (`X`) task. Any failure to
+    /// read or parse it answers `false` (trust `kill`). Only called on slow paths.
+    #[cold]
+    #[cfg(not(miri))]
+    fn is_zombie(id: u32) -> bool {
+        // A `/proc` of another PID namespace (e.g. after `unshare --pid --fork` without
+        // `--mount-proc`) would describe some other task under this number, and a false
+        // "zombie" would let a waiter take a lock its live owner still holds.
+        if !proc_is_ours() {
+            return false;
+        }
+        let Ok(stat) = std::fs::read(format!("/proc/{id}/stat")) else {
+            return false;
+        };
+        // "pid (comm) S ...": comm may hold any bytes, including ')' and spaces, so the
+        // state is the first non-space byte after the *last* ')'.
+        let Some(close) = stat.iter().rposition(|&b| b == b')') else {
+            return false;
+        };
+        let state = stat[close + 1..].iter().find(|&&b| b != b' ');
+        matches!(state, Some(b'Z' | b'X'))
+    }
+
+    /// Whether `/proc` is mounted for the calling process's PID namespace: `/proc/self`
+    /// names the calling process by the PID it knows itself by. (`/proc/self` is missing or
+    /// names another number in a `/proc` of an ancestor or unrelated namespace.)
+    ///
+    /// Worked out once per process (a `readlink` and a `getpid`), then one atomic load.
+    /// (A process that mounts or unmounts `/proc` after asking is not noticed.)
+    pub(crate) fn proc_is_ours() -> bool {
+        // Relaxed: the cached word is self-contained (no other data is published with it).
+        let cached = PROC_IS_OURS.load(Ordering::Relaxed);
+        if cached != 0 {
+            return cached & 1 != 0;
+        }
+        proc_is_ours_slow()
+    }
+
+    #[cold]
+    fn proc_is_ours_slow() -> bool {
+        // Before caching anything a forked child must not inherit.
+        register_atfork();
+        let pid = current_pid();
+        let ours = std::fs::read_link("/proc/self").is_ok_and(|p| {
+            p.to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+                .is_some_and(|n| n == pid)
+        });
+        // A PID is positive and below 2²² (PID_MAX_LIMIT), so the entry is non-zero and
+        // keeps every bit. Relaxed: as in `proc_is_ours`; racing threads store the same.
+        PROC_IS_OURS.store(pid << 1 | u32::from(ours), Ordering::Relaxed);
+        ours
+    }
+
+    /// The cached answer of [`proc_is_ours`]: `Some((pid it was worked out for, answer))`.
+    #[cfg(test)]
+    pub(crate) fn proc_is_ours_cached() -> Option<(u32, bool)> {
+        // Relaxed: a test's snapshot.
+        let cached = PROC_IS_OURS.load(Ordering::Relaxed);
+        (cached != 0).then_some((cached >> 1, cached & 1 != 0))
+    }
+}
+
+#[cfg(loom)]
+mod imp {
+    use loom::sync::atomic::{AtomicU32, Ordering};
+
+    loom::lazy_static! {
+        static ref NEXT: AtomicU32 = AtomicU32::new(1);
+    }
+    loom::thread_local! {
+        static TID: u32 = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A per-loom-thread id starting at 1.
+    pub(crate) fn current() -> u32 {
+        TID.with(|t| *t)
+    }
+
+    /// Loom threads of a model never die: every id reads alive, except
+    /// [`DEAD_UNDER_LOOM`](super::DEAD_UNDER_LOOM) and above, which models write into lock
+    /// state to stand for a thread that died holding a lock.
+    pub(crate) fn probe(id: u32) -> super::Liveness {
+        if id >= super::DEAD_UNDER_LOOM {
+            super::Liveness::Dead
+        } else {
+            super::Liveness::Alive
+        }
+    }
+}
+
+/// Under loom, the first of the ids that [`probe`] reports dead (loom threads are numbered
+/// from 1, so none reaches it; it is below `PID_MAX_LIMIT`, so locks treat it as a TID).
+#[cfg(loom)]
+pub const DEAD_UNDER_LOOM: u32 = 1 << 20;
+
+/// The region (not built under loom) names its temporary files after the PID.
+#[cfg(not(loom))]
+pub(crate) use imp::current_pid;
+pub(crate) use imp::{current, probe};
+#[cfg(all(test, not(loom)))]
+use imp::{proc_is_ours, proc_is_ours_cached};
+
+/// A kernel thread id (TID) as lock words record it: never 0, never above the kernel's
+/// `PID_MAX_LIMIT` (2^22). Parsing a word's bits is how every primitive reads "which thread
+/// holds this" from shared memory, whatever bytes a peer wrote there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Tid(core::num::NonZeroU32);
+
+impl Tid {
+    /// The kernel's `PID_MAX_LIMIT`: no TID is larger.
+    pub(crate) const MAX: u32 = 1 << 22;
+
+    /// The TID that `bits` name, or `None` for 0 or a value beyond [`Tid::MAX`] (garbage:
+    /// no thread ever had it).
+    #[inline]
+    pub(crate) fn parse(bits: u32) -> Option<Tid> {
+        if bits > Self::MAX {
+            return None;
+        }
+        core::num::NonZeroU32::new(bits).map(Tid)
+    }
+
+    /// The raw value, for a lock word.
+    #[inline]
+    pub(crate) fn get(self) -> u32 {
+        self.0.get()
+    }
+
+    /// Whether no live thread has this TID now (a syscall: slow paths only). See
+    /// [`probe`] for the limits (TID reuse, PID namespaces, zombies).
+    pub(crate) fn is_dead(self) -> bool {
+        probe(self.get()) == Liveness::Dead
+    }
+}
+
+/// The answer of [`probe`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Liveness {
+    /// The id names a live thread or process (possibly a newer one that reused it).
+    Alive,
+    /// No thread or process has this id now.
+    Dead,
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests;

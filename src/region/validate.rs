@@ -1,0 +1,408 @@
+//! The checks every open runs on a region's header and directory before anything in it is
+//! used: each value is read once, checked, and only the checked copy is used afterwards.
+
+use crate::sync::Ordering;
+
+use super::error::OpenError;
+use super::format::{
+    EntrySnapshot, FINGERPRINT, Geometry, HEADER_SIZE, INIT_READY, MAGIC, MARKER, MAX_CAPACITY,
+    OBJECT_ALIGN, Raw, VERSION, data_start_for, state,
+};
+
+/// Checks the header of `raw` (whose length is the file's) and returns its geometry.
+///
+/// # Errors
+///
+/// [`OpenError::Truncated`], [`OpenError::BadMagic`], [`OpenError::LayoutMismatch`],
+/// [`OpenError::VersionMismatch`], [`OpenError::WrongSize`], [`OpenError::Corrupt`].
+pub(crate) fn validate_header(raw: Raw<'_>) -> Result<Geometry, OpenError> {
+    let file = raw.len() as u64;
+    let Some(h) = raw.header() else {
+        return Err(OpenError::Truncated {
+            found: file,
+            needed: HEADER_SIZE as u64,
+        });
+    };
+    // Relaxed (all but `init_state`): the header is written before the region is
+    // published by a syscall that orders it (see `write_header`); every value is checked
+    // before use, so a concurrent hostile write can only make this open fail.
+    let magic = h.magic.load(Ordering::Relaxed);
+    if magic != MAGIC {
+        if magic.swap_bytes() == MAGIC {
+            return Err(OpenError::LayoutMismatch {
+                what: "byte order",
+                found: magic,
+                expected: MAGIC,
+            });
+        }
+        return Err(OpenError::BadMagic { found: magic });
+    }
+    let marker = h.marker.load(Ordering::Relaxed);
+    if marker != MARKER {
+        return Err(OpenError::LayoutMismatch {
+            what: "word size marker",
+            found: marker.into(),
+            expected: MARKER.into(),
+        });
+    }
+    let version = h.version.load(Ordering::Relaxed);
+    if version != VERSION {
+        return Err(OpenError::VersionMismatch {
+            found: version,
+            expected: VERSION,
+        });
+    }
+    let fingerprint = h.fingerprint.load(Ordering::Relaxed);
+    if fingerprint != FINGERPRINT {
+        return Err(OpenError::LayoutMismatch {
+            what: "layout fingerprint",
+            found: fingerprint,
+            expected: FINGERPRINT,
+        });
+    }
+    // Acquire: pairs with the release store in `write_header`.
+    if h.init_state.load(Ordering::Acquire) != INIT_READY {
+        return Err(OpenError::Corrupt("header was never completed".into()));
+    }
+    let total = h.total_size.load(Ordering::Relaxed);
+    if total > file {
+        return Err(OpenError::Truncated {
+            found: file,
+            needed: total,
+        });
+    }
+    if total != file {
+        return Err(OpenError::WrongSize {
+            header: total,
+            file,
+        });
+    }
+    let capacity = h.capacity.load(Ordering::Relaxed);
+    if capacity == 0 || capacity > MAX_CAPACITY {
+        return Err(OpenError::Corrupt(format!(
+            "directory capacity {capacity} outside 1..={MAX_CAPACITY}"
+        )));
+    }
+    let data_start = data_start_for(capacity);
+    let recorded = h.data_start.load(Ordering::Relaxed);
+    if recorded != data_start as u64 {
+        return Err(OpenError::Corrupt(format!(
+            "data start {recorded}, expected {data_start} for {capacity} entries"
+        )));
+    }
+    if data_start as u64 > total {
+        return Err(OpenError::Corrupt(format!(
+            "directory of {capacity} entries does not fit in {total} bytes"
+        )));
+    }
+    Ok(Geometry {
+        // `total == file == raw.len()`, a `usize`.
+        total: raw.len(),
+        capacity,
+        data_start,
+    })
+}
+
+/// Checks every published entry of the directory: names terminated and unique, objects
+/// in bounds, aligned, outside the header and directory, and not overlapping each other;
+/// and the allocation pointer: inside the data area and past every object, so that the
+/// next object allocated cannot overlap one.
+///
+/// # Errors
+///
+/// [`OpenError::Corrupt`] naming the first bad entry.
+pub(crate) fn validate_directory(raw: Raw<'_>, geo: &Geometry) -> Result<(), OpenError> {
+    let mut spans: Vec<(usize, usize, u32)> = Vec::new();
+    let mut names: Vec<(Vec<u8>, u32)> = Vec::new();
+    for i in 0..geo.capacity {
+        let Some(e) = raw.entry(geo, i) else {
+            return Err(OpenError::Corrupt(format!("entry {i} outside the file")));
+        };
+        // Acquire: pairs with the owner's release store that published the entry's fields.
+        let s = e.state.load(Ordering::Acquire);
+        let phase = state::phase(s);
+        if phase != state::INITIALISING && phase != state::READY {
+            continue;
+        }
+        let snap = EntrySnapshot::read(e);
+        let corrupt = |what: String| OpenError::Corrupt(format!("entry {i}: {what}"));
+        let name = snap
+            .name_bytes()
+            .ok_or_else(|| corrupt("name not terminated".into()))?;
+        if name.is_empty() {
+            return Err(corrupt("empty name".into()));
+        }
+        let (offset, size) = snap.placement(geo).map_err(corrupt)?;
+        spans.push((offset, size, i));
+        names.push((name.to_vec(), i));
+    }
+    spans.sort_unstable();
+    if let Some(&(off, size, i)) = spans.last() {
+        // Every published object's space was allocated (the bump word advanced past it)
+        // before its entry was published, and the acquire loads of the states above saw
+        // those publications: a bump word read after them lies past every object.
+        // Relaxed: the acquire loads above order it (coherence with the allocating CAS).
+        let bump = raw.header().map_or(0, |h| h.bump.load(Ordering::Relaxed));
+        // `off + size <= total` was checked, no overflow.
+        if bump < (off + size) as u64
+            || bump > geo.total as u64
+            || !bump.is_multiple_of(OBJECT_ALIGN as u64)
+        {
+            return Err(OpenError::Corrupt(format!(
+                "allocation pointer {bump} inside or before the object of entry {i}, or \
+                 outside the data area"
+            )));
+        }
+    }
+    for w in spans.windows(2) {
+        let ((a_off, a_size, a), (b_off, _, b)) = (w[0], w[1]);
+        // `a_off + a_size <= total` was checked, no overflow.
+        if a_off + a_size > b_off {
+            return Err(OpenError::Corrupt(format!(
+                "objects of entries {a} and {b} overlap"
+            )));
+        }
+    }
+    names.sort_unstable();
+    for w in names.windows(2) {
+        if w[0].0 == w[1].0 {
+            return Err(OpenError::Corrupt(format!(
+                "entries {} and {} have the same name",
+                w[0].1, w[1].1
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::format::testing::fresh;
+    use super::super::format::{Header, round_up};
+    use super::*;
+
+    fn publish(raw: Raw<'_>, geo: &Geometry, i: u32, name: &str, offset: u64, size: u64) {
+        let e = raw.entry(geo, i).unwrap();
+        for (k, b) in name.bytes().enumerate() {
+            e.name[k].store(b, Ordering::Relaxed);
+        }
+        e.offset.store(offset, Ordering::Relaxed);
+        e.size.store(size, Ordering::Relaxed);
+        e.len.store(1, Ordering::Relaxed);
+        e.align.store(8, Ordering::Relaxed);
+        // As an allocation would have: past the object.
+        raw.header().unwrap().bump.fetch_max(
+            round_up(offset.saturating_add(size)).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        e.state
+            .store(state::make(1, state::READY), Ordering::Release);
+    }
+
+    #[test]
+    fn fresh_header_validates() {
+        let buf = fresh(4096, 4);
+        let geo = validate_header(buf.raw()).unwrap();
+        assert_eq!(
+            geo,
+            Geometry {
+                total: 4096,
+                capacity: 4,
+                data_start: 128 + 4 * 128
+            }
+        );
+        validate_directory(buf.raw(), &geo).unwrap();
+    }
+
+    #[test]
+    fn short_view_is_truncated() {
+        let buf = fresh(4096, 4);
+        let short = buf.prefix(64);
+        assert!(matches!(
+            validate_header(short),
+            Err(OpenError::Truncated { found: 64, .. })
+        ));
+    }
+
+    #[test]
+    fn each_header_field_is_checked() {
+        type Poke = fn(&Header);
+        type Expect = fn(&OpenError) -> bool;
+        let cases: [(Poke, Expect); 9] = [
+            (
+                |h| h.magic.store(1, Ordering::Relaxed),
+                |e| matches!(e, OpenError::BadMagic { found: 1 }),
+            ),
+            (
+                |h| h.magic.store(MAGIC.swap_bytes(), Ordering::Relaxed),
+                |e| {
+                    matches!(
+                        e,
+                        OpenError::LayoutMismatch {
+                            what: "byte order",
+                            ..
+                        }
+                    )
+                },
+            ),
+            (
+                |h| h.marker.store(0x0102_0304, Ordering::Relaxed),
+                |e| matches!(e, OpenError::LayoutMismatch { .. }),
+            ),
+            (
+                |h| h.version.store(VERSION + 1, Ordering::Relaxed),
+                |e| {
+                    matches!(
+                        e,
+                        OpenError::VersionMismatch {
+                            found: 4,
+                            expected: 3
+                        }
+                    )
+                },
+            ),
+            (
+                |h| {
+                    h.fingerprint.fetch_xor(1, Ordering::Relaxed);
+                },
+                |e| {
+                    matches!(
+                        e,
+                        OpenError::LayoutMismatch {
+                            what: "layout fingerprint",
+                            ..
+                        }
+                    )
+                },
+            ),
+            (
+                |h| h.init_state.store(0, Ordering::Relaxed),
+                |e| matches!(e, OpenError::Corrupt(_)),
+            ),
+            (
+                |h| h.total_size.store(8192, Ordering::Relaxed),
+                |e| {
+                    matches!(
+                        e,
+                        OpenError::Truncated {
+                            found: 4096,
+                            needed: 8192
+                        }
+                    )
+                },
+            ),
+            (
+                |h| h.total_size.store(1024, Ordering::Relaxed),
+                |e| {
+                    matches!(
+                        e,
+                        OpenError::WrongSize {
+                            header: 1024,
+                            file: 4096
+                        }
+                    )
+                },
+            ),
+            (
+                |h| h.capacity.store(MAX_CAPACITY + 1, Ordering::Relaxed),
+                |e| matches!(e, OpenError::Corrupt(_)),
+            ),
+        ];
+        for (i, (poke, expected)) in cases.iter().enumerate() {
+            let buf = fresh(4096, 4);
+            poke(buf.raw().header().unwrap());
+            let err = validate_header(buf.raw()).unwrap_err();
+            assert!(expected(&err), "case {i}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn directory_that_does_not_fit_is_corrupt() {
+        let buf = fresh(4096, 4);
+        let h = buf.raw().header().unwrap();
+        h.capacity.store(40, Ordering::Relaxed);
+        h.data_start
+            .store(data_start_for(40) as u64, Ordering::Relaxed);
+        assert!(matches!(
+            validate_header(buf.raw()),
+            Err(OpenError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn entries_out_of_range_overlapping_or_unterminated_are_corrupt() {
+        let geo = Geometry {
+            total: 4096,
+            capacity: 4,
+            data_start: 640,
+        };
+        let check = |setup: &dyn Fn(Raw<'_>)| {
+            let buf = fresh(4096, 4);
+            setup(buf.raw());
+            validate_directory(buf.raw(), &geo)
+        };
+        assert!(check(&|r| publish(r, &geo, 0, "a", 640, 8)).is_ok());
+        assert!(
+            check(&|r| {
+                publish(r, &geo, 0, "a", 640, 8);
+                publish(r, &geo, 1, "b", 704, 8);
+            })
+            .is_ok()
+        );
+        let bad: [&dyn Fn(Raw<'_>); 7] = [
+            &|r| publish(r, &geo, 0, "a", 4096, 8),   // past the end
+            &|r| publish(r, &geo, 0, "a", 4032, 128), // crosses the end
+            &|r| publish(r, &geo, 0, "a", 128, 8),    // in the directory
+            &|r| publish(r, &geo, 0, "a", 648, 8),    // misaligned
+            &|r| publish(r, &geo, 0, "a", u64::MAX - 63, 128), // overflow
+            &|r| {
+                publish(r, &geo, 0, "a", 640, 128);
+                publish(r, &geo, 1, "b", 704, 8); // overlaps a
+            },
+            &|r| {
+                publish(r, &geo, 0, "a", 640, 8);
+                publish(r, &geo, 1, "a", 704, 8); // duplicate name
+            },
+        ];
+        for (i, setup) in bad.iter().enumerate() {
+            assert!(
+                matches!(check(*setup), Err(OpenError::Corrupt(_))),
+                "case {i}"
+            );
+        }
+        let unterminated = check(&|r| {
+            publish(r, &geo, 0, "a", 640, 8);
+            for b in &r.entry(&geo, 0).unwrap().name {
+                b.store(b'x', Ordering::Relaxed);
+            }
+        });
+        assert!(matches!(unterminated, Err(OpenError::Corrupt(m)) if m.contains("terminated")));
+    }
+
+    #[test]
+    fn an_allocation_pointer_that_would_overlap_an_object_is_corrupt() {
+        let geo = Geometry {
+            total: 4096,
+            capacity: 4,
+            data_start: 640,
+        };
+        let check = |bump: u64| {
+            let buf = fresh(4096, 4);
+            publish(buf.raw(), &geo, 0, "a", 640, 8);
+            publish(buf.raw(), &geo, 1, "b", 704, 128);
+            let h = buf.raw().header().unwrap();
+            h.bump.store(bump, Ordering::Relaxed);
+            validate_directory(buf.raw(), &geo)
+        };
+        for ok in [832, 896, 4096] {
+            assert!(check(ok).is_ok(), "bump {ok}");
+        }
+        // Inside b (the next object would overlap it), before it, misaligned, past the end.
+        for bad in [768, 640, 0, 840, 4160, u64::MAX] {
+            assert!(
+                matches!(check(bad), Err(OpenError::Corrupt(m)) if m.contains("allocation")),
+                "bump {bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! Unit tests of the probe discipline of [`SeqLock`]'s waits (they count probes and
+//! sleeps through hooks in the wait code).
+
+use std::cell::Cell;
+use std::time::Duration;
+
+use super::*;
+use crate::sync::{Ordering, fence};
+
+thread_local! {
+    /// Owner probes made by this thread's waits.
+    pub(super) static PROBES: Cell<u64> = const { Cell::new(0) };
+    /// Futex-wait slices this thread's waits began.
+    pub(super) static SLEEPS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// This thread's (probes, sleeps) so far.
+fn counts() -> (u64, u64) {
+    (PROBES.with(Cell::get), SLEEPS.with(Cell::get))
+}
+
+/// Waits (bounded) until someone has announced a sleep on `s`'s writer word (the
+/// WAITERS bit).
+fn until_waiters(s: &SeqLock<u64>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Relaxed: a poll; the lock protocol orders the rest.
+    while s.writer.load(Ordering::Relaxed) & WAITERS == 0 {
+        assert!(Instant::now() < deadline, "the waiter never went to sleep");
+        std::thread::yield_now();
+    }
+}
+
+const ROUNDS: u64 = 200;
+
+/// A reader that sleeps through writes of a live writer, woken by each write's end,
+/// probes the writer only when a sleep slice runs out without a wake (rare: only if
+/// this thread is descheduled for a whole slice), not before every sleep.
+///
+/// The bound is loose on purpose: on a loaded 2-core machine a wake often arrives after
+/// the 50 µs first slice has passed, which rightly costs a probe; a probe before every
+/// sleep (`probes == sleeps`) still fails it.
+#[test]
+#[cfg_attr(miri, ignore = "hundreds of futex round trips")]
+fn reader_woken_by_live_writes_does_not_probe_per_sleep() {
+    let s = SeqLock::new(0u64);
+    let (probes, sleeps) = std::thread::scope(|sc| {
+        let reader = sc.spawn(|| {
+            let mut last = 0;
+            while last < ROUNDS {
+                last = s.read_timeout(Duration::from_secs(60)).unwrap();
+            }
+            counts()
+        });
+        for i in 1..=ROUNDS {
+            // A write that stays open until the reader sleeps on it.
+            s.lock_writer();
+            let odd = s.begin_write();
+            fence(Ordering::Release);
+            s.store_locked(&i);
+            until_waiters(&s);
+            s.end_write(odd);
+            s.unlock_writer();
+            if reader.is_finished() {
+                break;
+            }
+        }
+        reader.join().unwrap()
+    });
+    eprintln!("reader: {sleeps} sleeps, {probes} probes");
+    assert!(sleeps >= ROUNDS / 2, "the reader slept only {sleeps} times");
+    assert!(
+        probes <= sleeps * 3 / 4,
+        "{probes} probes for {sleeps} sleeps"
+    );
+}
+
+/// The same for a writer waiting for the write lock held by a live writer.
+#[test]
+#[cfg_attr(miri, ignore = "hundreds of futex round trips")]
+fn writer_woken_by_live_unlocks_does_not_probe_per_sleep() {
+    let s = SeqLock::new(0u64);
+    let s = &s;
+    let (probes, sleeps) = std::thread::scope(|sc| {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let (back_tx, back_rx) = std::sync::mpsc::channel::<()>();
+        let waiter = sc.spawn(move || {
+            for _ in 0..ROUNDS {
+                rx.recv().unwrap();
+                s.write(1);
+                back_tx.send(()).unwrap();
+            }
+            counts()
+        });
+        for _ in 0..ROUNDS {
+            s.lock_writer();
+            tx.send(()).unwrap();
+            until_waiters(s);
+            s.unlock_writer();
+            back_rx.recv().unwrap();
+        }
+        waiter.join().unwrap()
+    });
+    eprintln!("writer: {sleeps} sleeps, {probes} probes");
+    assert!(sleeps >= ROUNDS / 2, "the waiter slept only {sleeps} times");
+    assert!(
+        probes <= sleeps * 3 / 4,
+        "{probes} probes for {sleeps} sleeps"
+    );
+}
