@@ -54,6 +54,9 @@ pub enum Point {
     /// Region directory: an object is published (`READY`), the processes waiting for it not
     /// yet woken.
     RegionReadyUnwoken,
+    /// `RawRwLock` downgrade: a reader slot is claimed for the writer, `WRITE_LOCKED` not
+    /// yet released.
+    RwDowngradeClaimed,
 }
 
 #[cfg(shmstate_test_hooks)]

@@ -199,7 +199,7 @@ struct Violation {
 struct Arena {
     mutex: Mutex<[u64; 2]>,
     rw: RwLock<[u64; 2]>,
-    rm: ReentrantMutex<[u64; 2]>,
+    rm: ReentrantMutex<[Value<u64>; 2]>,
     cv_mutex: Mutex<u64>,
     cv: Condvar,
     sem: Semaphore,
@@ -483,9 +483,14 @@ impl Worker<'_> {
                 Ok(g) => g,
                 Err(d) => d.into_inner(),
             };
-            let mut p = inner.get();
+            // Relaxed: the lock orders the data; its exclusion is what `pair` checks.
+            let mut p = [
+                inner[0].load(Ordering::Relaxed),
+                inner[1].load(Ordering::Relaxed),
+            ];
             self.pair(&mut p, died, What::RmPair, op);
-            inner.set(p);
+            inner[0].store(p[0], Ordering::Relaxed);
+            inner[1].store(p[1], Ordering::Relaxed);
             if died {
                 inner.mark_consistent();
             }

@@ -20,7 +20,9 @@ use locks_support::{kill, park_forever, reap};
 use shmstate::failpoint::{Point, arm};
 use shmstate::lock::rwlock::{READER_SLOTS, STRAY_BIT_AGE};
 use shmstate::sync::Ordering;
-use shmstate::{Condvar, Elem, Kind, Mutex, RwLock, SharedSized, TimedLockError, TypeTag};
+use shmstate::{
+    Condvar, Elem, Kind, Mutex, RwLock, RwLockWriteGuard, SharedSized, TimedLockError, TypeTag,
+};
 
 /// Bit 27 of an `RwLock`'s state (see `RawRwLock`'s field docs): write-locked.
 const WRITE_LOCKED: u32 = 1 << 27;
@@ -213,6 +215,36 @@ fn rwlock_writer_killed_while_draining() {
     assert_eq!(slots_taken(l), 1, "the live reader's slot must stay");
     drop(held);
     assert!(l.write_timeout(REPAIR).is_ok());
+}
+
+/// Downgrade: killed with its reader slot claimed but `WRITE_LOCKED` not yet released. A
+/// reader recovers the dead writer's lock with `OwnerDied` (it held the write lock), and a
+/// writer then frees the dead downgrader's slot and gets in.
+#[test]
+fn rwlock_writer_killed_downgrading_after_claiming_its_slot() {
+    watchdog(Duration::from_secs(60));
+    let mem = SharedMem::<RwLock<u64>>::new(1);
+    let l = mem.get();
+    let pid = child_stopped_at(Point::RwDowngradeClaimed, || {
+        let mut w = l.write().unwrap();
+        *w = 7;
+        drop(RwLockWriteGuard::downgrade(w));
+    });
+    assert_eq!(slots_taken(l), 1, "stopped with its slot claimed");
+    kill(pid);
+    reap(pid);
+    match l.read_timeout(REPAIR) {
+        Err(TimedLockError::OwnerDied(d)) => assert_eq!(**d.get_ref(), 7),
+        r => panic!("a reader must get in, told the writer died: {r:?}"),
+    }
+    let mut w = match l.write_timeout(REPAIR) {
+        Err(TimedLockError::OwnerDied(d)) => d.into_inner(),
+        r => panic!("a writer must free the dead slot and get in: {r:?}"),
+    };
+    w.mark_consistent();
+    drop(w);
+    assert_eq!(slots_taken(l), 0);
+    assert!(!l.is_locked());
 }
 
 /// Write unlock: killed with the state cleared but the sleeping readers not yet woken.

@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use common::watchdog_unless_miri as watchdog;
 use common::{SharedMem, fork_children, wait_all};
 use locks_support::{gettid, raise};
+use shmstate::sync::Ordering::Relaxed;
 use shmstate::sync::{AtomicU32, Ordering};
 use shmstate::{
     Acquired, Elem, Kind, Mutex, RawMutex, ReentrantMutex, SharedSized, TimedLockError,
-    TryLockError, TypeTag,
+    TryLockError, TypeTag, Value,
 };
 
 #[test]
@@ -38,7 +39,7 @@ fn mutex_excludes_across_four_processes() {
 #[repr(C)]
 struct Held {
     m: Mutex<u64>,
-    r: ReentrantMutex<u64>,
+    r: ReentrantMutex<Value<u64>>,
     child_tid: AtomicU32,
     child_owner: AtomicU32,
     done: AtomicU32,
@@ -86,7 +87,7 @@ fn forked_child_is_not_mistaken_for_its_parent() {
 fn timed_locks_time_out_and_never_early() {
     watchdog(Duration::from_secs(60));
     let m = Mutex::new(0u32);
-    let r = ReentrantMutex::new(0u32);
+    let r = ReentrantMutex::new(Value::new(0u32));
     let _g = m.lock().unwrap();
     let _rg = r.lock().unwrap();
     std::thread::scope(|s| {
@@ -143,21 +144,24 @@ fn reentrant_mutex_relocks_on_one_thread_and_excludes_others() {
     watchdog(Duration::from_secs(60));
     // Miri runs this too (threads only), far slower.
     let rounds = if cfg!(miri) { 50 } else { 10_000 };
-    let m = ReentrantMutex::new(0u64);
+    let m = ReentrantMutex::new(Value::new(0u64));
     std::thread::scope(|s| {
         for _ in 0..4 {
             s.spawn(|| {
                 for _ in 0..rounds {
                     let a = m.lock().unwrap();
                     let b = m.lock().unwrap();
-                    b.set(b.get() + 1);
+                    // A load and a store, not a `fetch_add`: only the lock keeps other
+                    // threads from interleaving, so a lost update shows a broken exclusion.
+                    b.store(b.load(Relaxed) + 1, Relaxed);
                     drop(b);
-                    a.update(|v| *v += 1);
+                    // The outer guard sees the nested guard's write (`&T` of both alive).
+                    a.store(a.load(Relaxed) + 1, Relaxed);
                 }
             });
         }
     });
-    assert_eq!(m.lock().unwrap().get(), 8 * rounds);
+    assert_eq!(m.lock().unwrap().load(Relaxed), 8 * rounds);
     assert!(!m.is_owned_by_current_thread());
 }
 
@@ -298,10 +302,11 @@ fn hostile_reentrant_words_are_recovered_not_hung() {
     let dead = dead_tid();
     for word in [u32::MAX, (1 << 22) + 7, dead, dead | 1 << 31, 1 << 25] {
         for depth in [0, 1, 7, u32::MAX] {
-            let r = ReentrantMutex::new(1u64);
+            let r = ReentrantMutex::new(Value::new(1u64));
             // SAFETY: `ReentrantMutex` is `#[repr(C)]` with two `u32` atomics first (the
             // lock word, then the nesting count): this views them as what they are.
-            let words = unsafe { &*(&r as *const ReentrantMutex<u64>).cast::<[AtomicU32; 2]>() };
+            let words =
+                unsafe { &*(&r as *const ReentrantMutex<Value<u64>>).cast::<[AtomicU32; 2]>() };
             words[0].store(word, Ordering::Relaxed);
             words[1].store(depth, Ordering::Relaxed);
             let start = Instant::now();
@@ -318,7 +323,7 @@ fn hostile_reentrant_words_are_recovered_not_hung() {
                 "{word:#x}/{depth}: still held"
             );
             std::thread::scope(|s| {
-                s.spawn(|| assert_eq!(r.try_lock().unwrap().get(), 1));
+                s.spawn(|| assert_eq!(r.try_lock().unwrap().load(Relaxed), 1));
             });
         }
     }

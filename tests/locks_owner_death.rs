@@ -10,14 +10,14 @@ use std::time::{Duration, Instant};
 use common::{SharedMem, fork_children, watchdog};
 use locks_support::{kill, park_forever, percentiles, raise, reap, wait_for};
 use shmstate::sync::{AtomicU32, Ordering};
-use shmstate::{Elem, Kind, Mutex, ReentrantMutex, RwLock, SharedSized, TypeTag};
+use shmstate::{Elem, Kind, Mutex, ReentrantMutex, RwLock, SharedSized, TypeTag, Value};
 
 const SIGNAL_LIMIT: Duration = Duration::from_secs(20);
 
 #[repr(C)]
 struct Arena {
     m: Mutex<u64>,
-    r: ReentrantMutex<u64>,
+    r: ReentrantMutex<Value<u64>>,
     rw: RwLock<[u64; 2]>,
     /// Round number the child has locked in.
     locked: AtomicU32,
@@ -146,14 +146,14 @@ fn reentrant_mutex_recovers_when_owner_is_killed() {
             // Held two levels deep when killed: the count must not leak to the next owner.
             let g = a.r.lock().unwrap();
             let g2 = a.r.lock().unwrap();
-            g2.set(g.get() + 1);
+            g2.store(g.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
             std::mem::forget((g, g2));
         });
         let t_kill = Instant::now();
         kill(pid);
         let g = a.r.lock().expect_err("the owner was killed").into_inner();
         latencies.push(t_kill.elapsed());
-        assert_eq!(g.get(), u64::from(round));
+        assert_eq!(g.load(Ordering::Relaxed), u64::from(round));
         g.mark_consistent();
         drop(g);
         reap(pid);

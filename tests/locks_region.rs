@@ -6,7 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::{fork_children, wait_all, watchdog};
-use shmstate::{Condvar, Mutex, ReentrantMutex, Region, RwLock};
+use shmstate::sync::Ordering::Relaxed;
+use shmstate::{Condvar, Counter, Mutex, ReentrantMutex, Region, RwLock, Value};
 
 const CHILDREN: usize = 3;
 const ROUNDS: u64 = 20_000;
@@ -20,13 +21,15 @@ fn locks_placed_by_name_work_across_processes() {
         .get_or_init::<Mutex<[u64; 2]>>("m", |m| *m.lock().unwrap() = [0, 0])
         .unwrap();
     region.get_or_default::<RwLock<[u64; 2]>>("rw").unwrap();
-    region.get_or_default::<ReentrantMutex<u64>>("r").unwrap();
+    region
+        .get_or_default::<ReentrantMutex<Value<u64>>>("r")
+        .unwrap();
     region.get_or_default::<Condvar>("done").unwrap();
 
     let pids = fork_children(CHILDREN, |_| {
         let m = region.get::<Mutex<[u64; 2]>>("m").unwrap();
         let rw = region.get::<RwLock<[u64; 2]>>("rw").unwrap();
-        let r = region.get::<ReentrantMutex<u64>>("r").unwrap();
+        let r = region.get::<ReentrantMutex<Value<u64>>>("r").unwrap();
         let done = region.get::<Condvar>("done").unwrap();
         for _ in 0..ROUNDS {
             m.lock().unwrap()[0] += 1;
@@ -38,7 +41,9 @@ fn locks_placed_by_name_work_across_processes() {
             assert_eq!(g[0], g[1]);
             drop(g);
             let outer = r.lock().unwrap();
-            r.lock().unwrap().set(outer.get() + 1);
+            // A load and a store: only the lock keeps the other children out in between.
+            let inner = r.lock().unwrap();
+            inner.store(outer.load(Relaxed) + 1, Relaxed);
         }
         m.lock().unwrap()[1] += 1;
         done.notify_all();
@@ -67,11 +72,11 @@ fn locks_placed_by_name_work_across_processes() {
     );
     assert_eq!(
         region
-            .get::<ReentrantMutex<u64>>("r")
+            .get::<ReentrantMutex<Value<u64>>>("r")
             .unwrap()
             .lock()
             .unwrap()
-            .get(),
+            .load(Relaxed),
         total
     );
 
@@ -80,6 +85,9 @@ fn locks_placed_by_name_work_across_processes() {
     assert!(region.get::<RwLock<[u64; 2]>>("m").is_err());
     assert!(region.get::<Mutex<[u32; 4]>>("m").is_err());
     assert!(region.get::<Mutex<u64>>("r").is_err());
-    assert!(region.get::<ReentrantMutex<u32>>("r").is_err());
+    assert!(region.get::<ReentrantMutex<Value<u32>>>("r").is_err());
+    // The same size and alignment, another type inside: still refused.
+    assert!(region.get::<ReentrantMutex<Value<i64>>>("r").is_err());
+    assert!(region.get::<ReentrantMutex<Counter>>("r").is_err());
     assert!(region.get::<Mutex<[u64; 2]>>("done").is_err());
 }

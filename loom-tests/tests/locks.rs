@@ -8,7 +8,9 @@ use loom::sync::Arc;
 use loom::thread;
 use shmstate::lock::rwlock::DEAD_UNDER_LOOM;
 use shmstate::sync::{AtomicU32, Ordering};
-use shmstate::{Acquired, Condvar, Mutex, RawMutex, ReentrantMutex, RwLock};
+use shmstate::{
+    Acquired, Condvar, Mutex, RawMutex, ReentrantMutex, RwLock, RwLockWriteGuard, Value,
+};
 
 /// Marks a critical section: panics if two threads are ever inside at once.
 struct Inside(AtomicU32);
@@ -173,6 +175,68 @@ fn rwlock_one_reader_two_writers() {
     rwlock_model(1, 2);
 }
 
+/// A writer downgrades its write lock beside `readers` readers and `writers` other
+/// writers: the downgraded read lock sees the writer's own values (no writer got in
+/// between), readers never see a half-done write, and nothing is left held. (Releasing the
+/// write lock before claiming the slot fails the first and third models.)
+fn downgrade_model(readers: usize, writers: usize) {
+    loom::model(move || {
+        let l = Arc::new(RwLock::new([0u32; 2]));
+        let inside = Arc::new(RwInside::new());
+        let mut hs = Vec::new();
+        {
+            let (l, inside) = (l.clone(), inside.clone());
+            hs.push(thread::spawn(move || {
+                let mut w = l.write().unwrap();
+                inside.write(|| {
+                    w[0] += 1;
+                    w[1] += 1;
+                });
+                let mine = *w;
+                let r = RwLockWriteGuard::downgrade(w);
+                inside.read(|| assert_eq!(*r, mine, "a writer got in during the downgrade"));
+            }));
+        }
+        for _ in 0..writers {
+            let (l, inside) = (l.clone(), inside.clone());
+            hs.push(thread::spawn(move || {
+                let mut w = l.write().unwrap();
+                inside.write(|| {
+                    w[0] += 1;
+                    w[1] += 1;
+                });
+            }));
+        }
+        for _ in 0..readers {
+            let (l, inside) = (l.clone(), inside.clone());
+            hs.push(thread::spawn(move || {
+                let r = l.read().unwrap();
+                inside.read(|| assert_eq!(r[0], r[1]));
+            }));
+        }
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert!(!l.is_locked());
+        assert_eq!(*l.write().unwrap(), [writers as u32 + 1; 2]);
+    });
+}
+
+#[test]
+fn rwlock_downgrade_beside_a_writer() {
+    downgrade_model(0, 1);
+}
+
+#[test]
+fn rwlock_downgrade_beside_a_reader() {
+    downgrade_model(1, 0);
+}
+
+#[test]
+fn rwlock_downgrade_beside_a_reader_and_a_writer() {
+    downgrade_model(1, 1);
+}
+
 /// A lock whose reader slot 0 names a reader that died holding a read lock, or at any
 /// step of taking or releasing one: the slot is all such a death leaves (loom threads
 /// never die: its TID is one the loom probe reports dead). `readers` live readers and
@@ -313,7 +377,7 @@ fn rwlock_try_write_never_enters_beside_a_reader() {
 
 fn reentrant_model(threads: usize) {
     loom::model(move || {
-        let m = Arc::new(ReentrantMutex::new(0u32));
+        let m = Arc::new(ReentrantMutex::new(Value::new(0u32)));
         let inside = Arc::new(Inside::new());
         let hs: Vec<_> = (0..threads)
             .map(|_| {
@@ -322,7 +386,8 @@ fn reentrant_model(threads: usize) {
                     let a = m.lock().unwrap();
                     inside.run(|| {
                         let b = m.lock().unwrap();
-                        b.set(b.get() + 1);
+                        // Relaxed: the lock orders it; a lost update means no exclusion.
+                        b.store(b.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
                     });
                     drop(a);
                 })
@@ -331,7 +396,7 @@ fn reentrant_model(threads: usize) {
         for h in hs {
             h.join().unwrap();
         }
-        assert_eq!(m.lock().unwrap().get(), threads as u32);
+        assert_eq!(m.lock().unwrap().load(Ordering::Relaxed), threads as u32);
     });
 }
 

@@ -52,10 +52,9 @@
 use core::time::Duration;
 use std::time::Instant;
 
-use bytemuck::Pod;
-
 use super::mutex::MutexGuard;
 use super::owner_died::{LockResult, TimedLockError};
+use super::typed::deadline_after;
 use crate::failpoint::{self, Point};
 use crate::futex;
 use crate::futex::sleepers;
@@ -184,7 +183,7 @@ impl Condvar {
     ///
     /// [`OwnerDied`](crate::OwnerDied) (holding the re-acquired guard) as for
     /// [`Mutex::lock`](crate::Mutex::lock).
-    pub fn wait<'a, T: Pod>(&self, guard: MutexGuard<'a, T>) -> LockResult<MutexGuard<'a, T>> {
+    pub fn wait<'a, T: ?Sized>(&self, guard: MutexGuard<'a, T>) -> LockResult<MutexGuard<'a, T>> {
         self.wait_inner(guard, None).0
     }
 
@@ -196,7 +195,7 @@ impl Condvar {
     /// # Errors
     ///
     /// As for [`wait`](Self::wait); the error holds the guard and the timeout result.
-    pub fn wait_timeout<'a, T: Pod>(
+    pub fn wait_timeout<'a, T: ?Sized>(
         &self,
         guard: MutexGuard<'a, T>,
         timeout: Duration,
@@ -239,7 +238,7 @@ impl Condvar {
     ///     Err(TimedLockError::OwnerDied(_)) => unreachable!(),
     /// }
     /// ```
-    pub fn wait_until<'a, T: Pod>(
+    pub fn wait_until<'a, T: ?Sized>(
         &self,
         guard: MutexGuard<'a, T>,
         deadline: Instant,
@@ -250,14 +249,15 @@ impl Condvar {
         // Registered before the mutex unlock below (Release): see `may_have_sleepers`.
         let expected = sleepers::register(&self.seq);
         failpoint::hit(Point::CondvarWaitRegistered);
-        let mutex = guard.mutex;
+        let (raw, data) = MutexGuard::parts(&guard);
         drop(guard);
         // Nothing to undo after it: as in `wait_inner`.
         let woke = self.sleep_in_slices(expected, Some(deadline));
         let t = WaitTimeoutResult(!woke);
         // The re-lock gets what is left of the deadline (nothing, after a timeout: then
         // it is a `try_lock` and a brief spin).
-        match mutex.lock_until(deadline) {
+        // SAFETY: `raw` protects `data` (both came from a guard of it), valid for `'a`.
+        match unsafe { MutexGuard::lock_until(raw, || data, deadline) } {
             Ok(g) => Ok((g, t)),
             Err(TimedLockError::OwnerDied(d)) => Err(TimedLockError::OwnerDied(d.map(|g| (g, t)))),
             Err(TimedLockError::Timeout) => Err(TimedLockError::Timeout),
@@ -271,12 +271,12 @@ impl Condvar {
     /// # Errors
     ///
     /// As for [`wait_until`](Self::wait_until).
-    pub fn wait_for<'a, T: Pod>(
+    pub fn wait_for<'a, T: ?Sized>(
         &self,
         guard: MutexGuard<'a, T>,
         timeout: Duration,
     ) -> TimedWait<'a, T> {
-        match Instant::now().checked_add(timeout) {
+        match deadline_after(timeout) {
             Some(deadline) => self.wait_until(guard, deadline),
             None => match self.wait(guard) {
                 Ok(g) => Ok((g, WaitTimeoutResult(false))),
@@ -293,7 +293,7 @@ impl Condvar {
     ///
     /// As for [`wait`](Self::wait): on [`OwnerDied`](crate::OwnerDied) it returns at once
     /// (without checking `condition` again), so the caller can repair the data first.
-    pub fn wait_while<'a, T: Pod>(
+    pub fn wait_while<'a, T: ?Sized>(
         &self,
         mut guard: MutexGuard<'a, T>,
         mut condition: impl FnMut(&mut T) -> bool,
@@ -312,13 +312,13 @@ impl Condvar {
     /// # Errors
     ///
     /// As for [`wait_while`](Self::wait_while).
-    pub fn wait_timeout_while<'a, T: Pod>(
+    pub fn wait_timeout_while<'a, T: ?Sized>(
         &self,
         mut guard: MutexGuard<'a, T>,
         timeout: Duration,
         mut condition: impl FnMut(&mut T) -> bool,
     ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
-        let deadline = Instant::now().checked_add(timeout);
+        let deadline = deadline_after(timeout);
         loop {
             if !condition(&mut *guard) {
                 return Ok((guard, WaitTimeoutResult(false)));
@@ -402,7 +402,7 @@ impl Condvar {
     }
 
     /// Returns the re-lock result and whether the futex wait timed out.
-    fn wait_inner<'a, T: Pod>(
+    fn wait_inner<'a, T: ?Sized>(
         &self,
         guard: MutexGuard<'a, T>,
         timeout: Option<Duration>,
@@ -410,13 +410,14 @@ impl Condvar {
         // Registered before the mutex unlock below (Release): see `may_have_sleepers`.
         let expected = sleepers::register(&self.seq);
         failpoint::hit(Point::CondvarWaitRegistered);
-        let mutex = guard.mutex;
+        let (raw, data) = MutexGuard::parts(&guard);
         drop(guard);
         // Nothing to undo after it: `SLEEPERS` is a "maybe", cleared by a later notify.
         // A timeout too long for an `Instant` is an untimed wait.
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let deadline = timeout.and_then(deadline_after);
         let woke = self.sleep_in_slices(expected, deadline);
-        (mutex.lock(), !woke)
+        // SAFETY: as in `wait_until`.
+        (unsafe { MutexGuard::lock(raw, || data) }, !woke)
     }
 
     /// A sleep on `seq` while it holds `expected`, until `deadline` (`None`: untimed), in

@@ -1,15 +1,15 @@
 //! [`Mutex<T>`]: a robust mutex around plain-old-data, placeable in shared memory.
 
 use core::fmt;
-use core::marker::PhantomData;
-use core::ops::{Deref, DerefMut};
+use core::ptr::NonNull;
 use core::time::Duration;
 use std::time::Instant;
 
 use bytemuck::Pod;
 
-use super::owner_died::{LockResult, OwnerDied, TimedLockError, TryLockError};
-use super::raw_mutex::{Acquired, RawMutex};
+use super::owner_died::{LockResult, TimedLockError, TryLockError};
+use super::raw_mutex::RawMutex;
+use super::typed::ExclusiveGuard;
 use crate::shared::{Element, Kind, SharedSized, TypeTag};
 use crate::sync::UnsafeCell;
 
@@ -18,8 +18,8 @@ use crate::sync::UnsafeCell;
 ///
 /// It works like `std::sync::Mutex`, with two differences:
 /// - If the holder dies (its process is killed, or its thread exits without unlocking),
-///   the next `lock()` returns [`Err(OwnerDied)`](OwnerDied) carrying the guard, in
-///   bounded time. Repair the data, then call [`MutexGuard::mark_consistent`]. If you
+///   the next `lock()` returns [`Err(OwnerDied)`](crate::OwnerDied) carrying the guard, in
+///   bounded time. Repair the data, then call [`MutexGuard::mark_consistent`](ExclusiveGuard::mark_consistent). If you
 ///   unlock without marking, the next acquirer gets `OwnerDied` again.
 /// - `T` is [`bytemuck::Pod`]: the data lives next to the lock word in shared memory, and
 ///   every bit pattern a dead or hostile peer may leave there is a valid `T`.
@@ -93,12 +93,13 @@ impl<T: Pod> Mutex<T> {
     ///
     /// # Errors
     ///
-    /// [`OwnerDied`] (holding the guard: the lock *is* acquired) if the previous owner
-    /// died holding the lock, or if no owner marked the data consistent since one did.
+    /// [`OwnerDied`](crate::OwnerDied) (holding the guard: the lock *is* acquired) if the
+    /// previous owner died holding the lock, or if no owner marked the data consistent
+    /// since one did.
     #[inline]
     pub fn lock(&self) -> LockResult<MutexGuard<'_, T>> {
-        let a = self.raw.lock();
-        self.guard(a)
+        // SAFETY: `raw` protects `data`, which lives as long as `self`.
+        unsafe { MutexGuard::lock(&self.raw, || self.data_ptr()) }
     }
 
     /// Takes the lock if it is free, without waiting.
@@ -110,13 +111,12 @@ impl<T: Pod> Mutex<T> {
     /// [`TryLockError::OwnerDied`] as for [`lock`](Self::lock).
     #[inline]
     pub fn try_lock(&self) -> Result<MutexGuard<'_, T>, TryLockError<MutexGuard<'_, T>>> {
-        match self.raw.try_lock() {
-            Some(a) => Ok(self.guard(a)?),
-            None => Err(TryLockError::WouldBlock),
-        }
+        // SAFETY: as in `lock`.
+        unsafe { MutexGuard::try_lock(&self.raw, || self.data_ptr()) }
     }
 
-    /// [`lock`](Self::lock), giving up after `timeout`.
+    /// [`lock`](Self::lock), giving up after `timeout` (a `timeout` too large to represent
+    /// as a deadline never passes).
     ///
     /// # Errors
     ///
@@ -126,10 +126,8 @@ impl<T: Pod> Mutex<T> {
         &self,
         timeout: Duration,
     ) -> Result<MutexGuard<'_, T>, TimedLockError<MutexGuard<'_, T>>> {
-        match self.raw.lock_timeout(timeout) {
-            Some(a) => Ok(self.guard(a)?),
-            None => Err(TimedLockError::Timeout),
-        }
+        // SAFETY: as in `lock`.
+        unsafe { MutexGuard::lock_timeout(&self.raw, || self.data_ptr(), timeout) }
     }
 
     /// [`lock`](Self::lock), giving up at `deadline`.
@@ -141,10 +139,8 @@ impl<T: Pod> Mutex<T> {
         &self,
         deadline: Instant,
     ) -> Result<MutexGuard<'_, T>, TimedLockError<MutexGuard<'_, T>>> {
-        match self.raw.lock_until(deadline) {
-            Some(a) => Ok(self.guard(a)?),
-            None => Err(TimedLockError::Timeout),
-        }
+        // SAFETY: as in `lock`.
+        unsafe { MutexGuard::lock_until(&self.raw, || self.data_ptr(), deadline) }
     }
 
     /// Whether the lock is held now (a snapshot).
@@ -169,17 +165,12 @@ impl<T: Pod> Mutex<T> {
         &self.raw
     }
 
-    /// Wraps an acquisition of `self.raw` by the calling thread in a guard.
+    /// A pointer to the data, for a guard of the calling thread, which holds the lock.
     #[inline]
-    pub(crate) fn guard(&self, a: Acquired) -> LockResult<MutexGuard<'_, T>> {
-        let g = MutexGuard {
-            mutex: self,
-            _not_send: PhantomData,
-        };
-        match a {
-            Acquired::Consistent => Ok(g),
-            Acquired::OwnerDied => Err(OwnerDied::new(g)),
-        }
+    fn data_ptr(&self) -> NonNull<T> {
+        // SAFETY: a cell's pointer is never null. (`with_mut`: under loom this records
+        // the holder's access, made once the lock is held.)
+        self.data.with_mut(|p| unsafe { NonNull::new_unchecked(p) })
     }
 }
 
@@ -199,8 +190,10 @@ impl<T> fmt::Debug for Mutex<T> {
 
 /// Proof that the calling thread holds a [`Mutex`]: gives `&T`/`&mut T`, unlocks on drop.
 ///
-/// Not `Send`: the lock word names the locking thread, and unlocking or outliving it from
-/// another thread would let others take the lock while this guard still gives access.
+/// The [`ExclusiveGuard`] of the mutex's [`RawMutex`]: see it for
+/// [`mark_consistent`](ExclusiveGuard::mark_consistent) and [`map`](ExclusiveGuard::map)
+/// (to a [`MappedMutexGuard`] of a part). Not `Send`: the lock word names the locking
+/// thread.
 ///
 /// # Examples
 ///
@@ -213,63 +206,8 @@ impl<T> fmt::Debug for Mutex<T> {
 /// drop(g);
 /// assert_eq!(m.lock().unwrap()[0], 7);
 /// ```
-///
-/// Moving it to another thread (to unlock there) does not compile:
-///
-/// ```compile_fail,E0277
-/// let m = shmstate::Mutex::new(0u8);
-/// let g = m.lock().unwrap();
-/// std::thread::scope(|s| {
-///     s.spawn(move || drop(g));
-/// });
-/// ```
-#[must_use = "dropping the guard unlocks at once"]
-pub struct MutexGuard<'a, T: Pod> {
-    pub(crate) mutex: &'a Mutex<T>,
-    _not_send: PhantomData<*const ()>,
-}
+pub type MutexGuard<'a, T> = ExclusiveGuard<'a, RawMutex, T>;
 
-// SAFETY: `&MutexGuard` only gives `&T`, which is fine to share when `T: Sync`.
-unsafe impl<T: Pod + Sync> Sync for MutexGuard<'_, T> {}
-
-impl<T: Pod> MutexGuard<'_, T> {
-    /// Marks the data consistent again after an [`OwnerDied`]: later acquirers get a
-    /// plain guard. Without this call, `OwnerDied` persists for every later acquirer.
-    /// Does nothing on a lock that was not marked.
-    pub fn mark_consistent(&mut self) {
-        // The guard proves this thread holds the lock, so this always applies.
-        let _ = self.mutex.raw.mark_consistent();
-    }
-}
-
-impl<T: Pod> Deref for MutexGuard<'_, T> {
-    type Target = T;
-
-    fn deref(&self) -> &T {
-        // SAFETY: the guard proves exclusive ownership of the lock, so no other thread
-        // accesses the cell until it is dropped; the reference lives no longer than `self`.
-        self.mutex.data.with(|p| unsafe { &*p })
-    }
-}
-
-impl<T: Pod> DerefMut for MutexGuard<'_, T> {
-    fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: as in `deref`, and `&mut self` makes this the only reference.
-        self.mutex.data.with_mut(|p| unsafe { &mut *p })
-    }
-}
-
-impl<T: Pod> Drop for MutexGuard<'_, T> {
-    #[inline]
-    fn drop(&mut self) {
-        // SAFETY: the guard exists only while this thread holds the lock, it is not Send,
-        // and the data is not touched after this.
-        unsafe { self.mutex.raw.unlock() };
-    }
-}
-
-impl<T: Pod + fmt::Debug> fmt::Debug for MutexGuard<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&**self, f)
-    }
-}
+/// A [`MutexGuard`] narrowed by [`map`](ExclusiveGuard::map) to a part of the data. A
+/// [`Condvar`](crate::Condvar) does not take one: see [`map`](ExclusiveGuard::map).
+pub type MappedMutexGuard<'a, T> = ExclusiveGuard<'a, RawMutex, T, true>;

@@ -3,6 +3,8 @@
 
 use core::fmt;
 
+use crate::wait::Timeout;
+
 /// The previous owner of a lock died while holding it; the lock is now held by the caller.
 ///
 /// The guard inside is valid: the caller owns the lock exactly as after a successful
@@ -124,6 +126,13 @@ pub enum TimedLockError<G> {
     Timeout,
     /// Acquired, but the previous owner died holding it.
     OwnerDied(OwnerDied<G>),
+}
+
+/// A passed deadline is [`TimedLockError::Timeout`].
+impl<G> From<Timeout> for TimedLockError<G> {
+    fn from(_: Timeout) -> Self {
+        TimedLockError::Timeout
+    }
 }
 
 macro_rules! lock_error_impls {

@@ -44,6 +44,15 @@
 //! slack on a futex timeout (50 µs) plus the probe; see below for why the kernel's
 //! marking is not used.
 //!
+//! **`execve`** with a lock held: exec replaces the process image (the region is no longer
+//! mapped, no guard can unlock) but not its process id. The thread that calls it keeps the
+//! id if it is the main thread, and takes it over from the main thread otherwise. So a lock
+//! held by the *main* thread across `execve` names a live thread that will never unlock it:
+//! it is not recovered until that process exits (only timed calls return meanwhile). A lock
+//! held by any other thread is recovered as from a dead thread: exec ends the other threads,
+//! and a non-main exec'ing thread gives up its own TID. Release locks before `execve` (or
+//! exec from a child of `fork`, which holds none of the parent's locks).
+//!
 //! `OWNER_DIED` stays in the word while the new owner holds the lock and survives its
 //! unlock, so every later acquirer also gets `OwnerDied`, until an owner calls
 //! [`RawMutex::mark_consistent`].

@@ -1,5 +1,5 @@
 //! [`ReentrantMutex<T>`]: a robust mutex the owning thread may lock again (Python's
-//! `RLock`).
+//! `RLock`, std's `ReentrantLock`).
 //!
 //! # Crash windows
 //!
@@ -13,26 +13,29 @@
 //! | last guard drop: depth 0, word not yet cleared | the same | the same |
 
 use core::fmt;
-use core::marker::PhantomData;
+use core::ptr::NonNull;
 use core::time::Duration;
 use std::time::Instant;
 
-use bytemuck::Pod;
-
-use super::owner_died::{LockResult, OwnerDied, TimedLockError, TryLockError};
+use super::owner_died::{LockResult, TimedLockError, TryLockError};
 use super::raw_mutex::{Acquired, RawMutex};
-use crate::shared::{Element, Kind, SharedSized, TypeTag};
-use crate::sync::{AtomicU32, Ordering, UnsafeCell};
+use super::typed::{RawLockShared, SharedGuard};
+use crate::shared::{Elem, Field, Kind, SharedSized, TypeTag};
+use crate::sync::{AtomicU32, Ordering};
+use crate::wait::Timeout;
 
 /// A mutex that the thread holding it may lock again; it is released when every guard is
 /// dropped. Shared by threads and processes, robust against its owner's death like
 /// [`Mutex`](crate::Mutex).
 ///
-/// Because several guards of one thread may be alive at once, a guard cannot hand out
-/// `&mut T` (nor `&T`, which a nested guard's write would invalidate). It gives
-/// `Cell`-like access instead: [`get`](ReentrantMutexGuard::get) copies the value out,
-/// [`set`](ReentrantMutexGuard::set) copies one in. `T: Pod` is `Copy`, so this is cheap
-/// for small `T`.
+/// Like std's `ReentrantLock`, a guard gives `&T` only, never `&mut T`: the thread that
+/// holds the lock may hold several guards at once, and a `&mut T` from one would alias the
+/// `&T` of another. **Mutate through `T`'s own interior mutability**: in shared memory, `T`
+/// is a shmstate type such as [`Value`](crate::Value), [`Counter`](crate::Counter) or a
+/// tuple or `#[repr(C)]` struct of them, whose `&self` methods write (and the lock makes a
+/// sequence of them one critical section: no other thread or process runs its own in
+/// between). On the heap, a `Cell` works too. Relaxed orderings suffice inside the lock:
+/// its acquisition synchronises with the previous owner's release.
 ///
 /// Guards are not `Send`, so only the owning thread can unlock; there is no raw unlock.
 /// A guard copied into a forked child does nothing when dropped there (the lock word names
@@ -41,61 +44,106 @@ use crate::sync::{AtomicU32, Ordering, UnsafeCell};
 /// leaking guards gets there) keeps the lock until it exits, since its count is lost.
 ///
 /// Layout: `#[repr(C)]`: the lock word, the recursion count (written only by the owner),
-/// then `T`. All-zero is unlocked, holding `T::zeroed()`.
+/// then `T`. All-zero is unlocked, holding an all-zero `T`.
 ///
 /// # Examples
 ///
 /// ```
-/// use shmstate::ReentrantMutex;
+/// use shmstate::sync::Ordering::Relaxed;
+/// use shmstate::{ReentrantMutex, Value};
 ///
-/// let m = ReentrantMutex::new(1u32);
+/// let m = ReentrantMutex::new(Value::new(1u32));
 /// let outer = m.lock().unwrap();
 /// let inner = m.lock().unwrap(); // same thread: no deadlock
-/// inner.set(inner.get() + 1);
+/// // Load and store are one step here: the lock keeps every other thread out.
+/// inner.store(inner.load(Relaxed) + 1, Relaxed);
 /// drop(inner);
-/// assert_eq!(outer.get(), 2);
+/// assert_eq!(outer.load(Relaxed), 2);
+/// assert!(m.is_locked());
+/// drop(outer);
+/// assert!(!m.is_locked());
+/// ```
+///
+/// Mutating through a guard does not compile:
+///
+/// ```compile_fail,E0594
+/// let m = shmstate::ReentrantMutex::new(std::cell::Cell::new(0u8));
+/// let mut g = m.lock().unwrap();
+/// *g = std::cell::Cell::new(1);
 /// ```
 #[repr(C)]
 pub struct ReentrantMutex<T> {
+    raw: RawReentrantMutex,
+    data: T,
+}
+
+/// The lock of a [`ReentrantMutex`]: a [`RawMutex`] and the owner's nesting depth. Its
+/// acquisitions are shared ones (a [`SharedGuard`] each): the owning thread may hold
+/// several at once.
+#[derive(Debug, Default)]
+#[repr(C)]
+pub struct RawReentrantMutex {
     raw: RawMutex,
     /// How many guards beyond the first the owner holds. Written only by the owning thread
     /// while it holds `raw`; reset to 0 by every fresh acquisition (a dead owner's count is
     /// meaningless).
     depth: AtomicU32,
-    data: UnsafeCell<T>,
 }
 
 #[cfg(not(loom))]
-static_assertions::assert_eq_size!(ReentrantMutex<u64>, [u64; 2]);
+static_assertions::assert_eq_size!(ReentrantMutex<crate::Value<u64>>, [u64; 2]);
 #[cfg(not(loom))]
-static_assertions::assert_eq_align!(ReentrantMutex<u64>, u64);
+static_assertions::assert_eq_align!(ReentrantMutex<crate::Value<u64>>, u64);
 #[cfg(not(loom))]
-static_assertions::assert_eq_size!(ReentrantMutex<u32>, [u32; 3]);
+static_assertions::assert_eq_size!(ReentrantMutex<crate::Value<u32>>, [u32; 3]);
 #[cfg(not(loom))]
-const _: () = assert!(core::mem::offset_of!(ReentrantMutex<u64>, raw) == 0);
+const _: () = assert!(core::mem::offset_of!(ReentrantMutex<crate::Value<u64>>, raw) == 0);
+#[cfg(not(loom))]
+const _: () = assert!(core::mem::offset_of!(RawReentrantMutex, depth) == 4);
 
-// SAFETY: the data is reached only by the thread holding `raw` (guards are not Send), one
-// thread at a time; values are copied in and out, so T: Send suffices.
-unsafe impl<T: Pod + Send> Sync for ReentrantMutex<T> {}
+// SAFETY: the data is reached only through guards, which are not Send, and only by the
+// thread holding `raw`, one thread at a time; each acquisition synchronises with the
+// previous owner's release. So a `T` that is only Send (a `Cell`) is never accessed by two
+// threads at once, as for std's `ReentrantLock`.
+unsafe impl<T: Send> Sync for ReentrantMutex<T> {}
 
-// SAFETY: 1. all-zero: unlocked, depth 0, `T::zeroed()`. 2. any lock word is valid
-// (garbage reads as a dead owner), any depth is valid (a fresh owner resets it; a hostile
-// depth can only make the owner release late or early), `T` is Pod, padding never read.
-// 3. two `u32`s and a Pod. 4. `#[repr(C)]`, asserted above for sample `T`s. 5. `Sync`
-// above; `&self` methods are lock operations.
-unsafe impl<T: Element + Send> SharedSized for ReentrantMutex<T> {
-    const TAG: TypeTag = TypeTag::new(Kind::REENTRANT_MUTEX, T::ELEM);
+// SAFETY: 1. all-zero: unlocked, depth 0, and an all-zero `T` (T: SharedSized, item 1).
+// 2. any lock word is valid (garbage reads as a dead owner), any depth is valid (a fresh
+// owner resets it; a hostile depth can only make the owner release late or early), any
+// bytes of `T` are valid (T: SharedSized, item 2); the only other bytes are the padding
+// `T`'s alignment may add after the two `u32`s, never read. 3. two `u32`s and a `T`
+// without pointers (item 3). 4. `#[repr(C)]`, asserted above for sample `T`s; the tag
+// records `T`'s own tag, offset, size and alignment. 5. `Sync` above (`T: Send`); `&self`
+// methods are lock operations, and a guard hands out `&T`, whose `&self` methods are safe
+// to call concurrently from several processes (T: SharedSized, item 5).
+unsafe impl<T: SharedSized + Send> SharedSized for ReentrantMutex<T> {
+    const TAG: TypeTag = TypeTag::new(Kind::REENTRANT_MUTEX, inner_elem::<T>());
+}
+
+/// The element of a `ReentrantMutex<T>`: `T`'s own identity (its whole [`TypeTag`], at its
+/// offset, in a mutex of this size and alignment), fingerprinted as a record's field.
+const fn inner_elem<T: SharedSized>() -> Elem {
+    TypeTag::record(
+        "ReentrantMutex",
+        size_of::<ReentrantMutex<T>>(),
+        align_of::<ReentrantMutex<T>>(),
+        &[Field {
+            name: "data",
+            offset: core::mem::offset_of!(ReentrantMutex<T>, data),
+            ty: T::TAG,
+        }],
+    )
+    .elem
 }
 
 type Guard<'a, T> = ReentrantMutexGuard<'a, T>;
 
-impl<T: Pod> ReentrantMutex<T> {
+impl<T> ReentrantMutex<T> {
     /// An unlocked mutex holding `value`.
     pub fn new(value: T) -> Self {
         ReentrantMutex {
-            raw: RawMutex::new(),
-            depth: AtomicU32::new(0),
-            data: UnsafeCell::new(value),
+            raw: RawReentrantMutex::default(),
+            data: value,
         }
     }
 
@@ -103,14 +151,13 @@ impl<T: Pod> ReentrantMutex<T> {
     ///
     /// # Errors
     ///
-    /// [`OwnerDied`] (holding the guard) if the previous owner died holding the lock and no
-    /// owner has marked it consistent since (also on a nested lock while still unmarked).
+    /// [`OwnerDied`](crate::OwnerDied) (holding the guard) if the previous owner died
+    /// holding the lock and no owner has marked it consistent since (also on a nested lock
+    /// while still unmarked).
+    #[inline]
     pub fn lock(&self) -> LockResult<Guard<'_, T>> {
-        if let Some(r) = self.relock() {
-            return r;
-        }
-        let a = self.raw.lock();
-        self.fresh(a)
+        // SAFETY: `raw` protects `data`, which lives as long as `self`.
+        unsafe { Guard::lock(&self.raw, || self.data_ptr()) }
     }
 
     /// Takes the lock if it is free or already held by the calling thread, without waiting.
@@ -120,16 +167,12 @@ impl<T: Pod> ReentrantMutex<T> {
     /// [`TryLockError::WouldBlock`] if another thread holds it; `OwnerDied` as for
     /// [`lock`](Self::lock).
     pub fn try_lock(&self) -> Result<Guard<'_, T>, TryLockError<Guard<'_, T>>> {
-        if let Some(r) = self.relock() {
-            return Ok(r?);
-        }
-        match self.raw.try_lock() {
-            Some(a) => Ok(self.fresh(a)?),
-            None => Err(TryLockError::WouldBlock),
-        }
+        // SAFETY: as in `lock`.
+        unsafe { Guard::try_lock(&self.raw, || self.data_ptr()) }
     }
 
-    /// [`lock`](Self::lock), giving up after `timeout`.
+    /// [`lock`](Self::lock), giving up after `timeout` (a `timeout` too large to represent
+    /// as a deadline never passes).
     ///
     /// # Errors
     ///
@@ -139,10 +182,8 @@ impl<T: Pod> ReentrantMutex<T> {
         &self,
         timeout: Duration,
     ) -> Result<Guard<'_, T>, TimedLockError<Guard<'_, T>>> {
-        match Instant::now().checked_add(timeout) {
-            Some(d) => self.lock_until(d),
-            None => Ok(self.lock()?),
-        }
+        // SAFETY: as in `lock`.
+        unsafe { Guard::lock_timeout(&self.raw, || self.data_ptr(), timeout) }
     }
 
     /// [`lock`](Self::lock), giving up at `deadline`.
@@ -154,168 +195,191 @@ impl<T: Pod> ReentrantMutex<T> {
         &self,
         deadline: Instant,
     ) -> Result<Guard<'_, T>, TimedLockError<Guard<'_, T>>> {
-        if let Some(r) = self.relock() {
-            return Ok(r?);
-        }
-        match self.raw.lock_until(deadline) {
-            Some(a) => Ok(self.fresh(a)?),
-            None => Err(TimedLockError::Timeout),
-        }
+        // SAFETY: as in `lock`.
+        unsafe { Guard::lock_until(&self.raw, || self.data_ptr(), deadline) }
+    }
+
+    /// Whether the lock is held now, by any thread (perhaps a dead one). A snapshot.
+    pub fn is_locked(&self) -> bool {
+        self.raw.raw.is_locked()
     }
 
     /// Whether the calling thread holds the lock.
     pub fn is_owned_by_current_thread(&self) -> bool {
-        self.raw.is_owned_by_current_thread()
+        self.raw.raw.is_owned_by_current_thread()
     }
 
-    /// If the calling thread holds the lock: one more level.
-    fn relock(&self) -> Option<LockResult<Guard<'_, T>>> {
-        if !self.raw.is_owned_by_current_thread() {
-            return None;
-        }
-        // Relaxed: only this thread writes `depth` while it holds the lock. Saturating, and
-        // a saturated count is never decremented again (see `Drop`): after an overflow the
-        // count is too low, and counting down would release the lock while guards (e.g.
-        // leaked ones) still give access to the data.
-        let d = self.depth.load(Ordering::Relaxed);
-        self.depth.store(d.saturating_add(1), Ordering::Relaxed);
-        let g = self.new_guard();
-        Some(if self.raw.mark_is_set() {
-            Err(OwnerDied::new(g))
-        } else {
-            Ok(g)
-        })
+    /// The data, through exclusive access to the mutex (no locking needed).
+    pub fn get_mut(&mut self) -> &mut T {
+        &mut self.data
     }
 
-    /// After a fresh acquisition of `raw` by this thread.
-    fn fresh(&self, a: Acquired) -> LockResult<Guard<'_, T>> {
-        // Relaxed: written only by the owner, which we now are.
-        self.depth.store(0, Ordering::Relaxed);
-        let g = self.new_guard();
-        match a {
-            Acquired::Consistent => Ok(g),
-            Acquired::OwnerDied => Err(OwnerDied::new(g)),
-        }
+    /// Consumes the mutex, returning the data.
+    pub fn into_inner(self) -> T {
+        self.data
     }
 
-    fn new_guard(&self) -> Guard<'_, T> {
-        ReentrantMutexGuard {
-            mutex: self,
-            _not_send: PhantomData,
-        }
+    #[inline]
+    fn data_ptr(&self) -> NonNull<T> {
+        NonNull::from(&self.data)
+    }
+}
+
+impl<T: Default> Default for ReentrantMutex<T> {
+    fn default() -> Self {
+        ReentrantMutex::new(T::default())
     }
 }
 
 impl<T> fmt::Debug for ReentrantMutex<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReentrantMutex")
-            .field("raw", &self.raw)
+            .field("raw", &self.raw.raw)
             .finish_non_exhaustive()
     }
 }
 
-/// One level of a [`ReentrantMutex`] held by the calling thread. `Cell`-like access to
-/// the data; unlocks one level on drop. Not `Send`.
+impl RawReentrantMutex {
+    /// If the calling thread holds the lock: one more level.
+    #[inline]
+    fn relock(&self) -> Option<Acquired> {
+        if !self.raw.is_owned_by_current_thread() {
+            return None;
+        }
+        // Relaxed: only this thread writes `depth` while it holds the lock. Saturating, and
+        // a saturated count is never decremented again (see `unlock_shared`): after an
+        // overflow the count is too low, and counting down would release the lock while
+        // guards (e.g. leaked ones) still give access to the data.
+        let d = self.depth.load(Ordering::Relaxed);
+        self.depth.store(d.saturating_add(1), Ordering::Relaxed);
+        Some(if self.raw.mark_is_set() {
+            Acquired::OwnerDied
+        } else {
+            Acquired::Consistent
+        })
+    }
+
+    /// After a fresh acquisition of `raw` by this thread.
+    #[inline]
+    fn fresh(&self, a: Acquired) -> Acquired {
+        // Relaxed: written only by the owner, which we now are.
+        self.depth.store(0, Ordering::Relaxed);
+        a
+    }
+}
+
+// SAFETY: every acquisition leaves the calling thread owning `raw` (a fresh one through
+// `RawMutex`, a nested one only if it already owns it), so no other thread gets a guard
+// until the owner's outermost guard unlocks `raw`; guards give `&T` only, so the owner's
+// several guards never give `&mut T`. A fresh acquisition synchronises with the previous
+// owner's release (`RawMutex`).
+unsafe impl RawLockShared for RawReentrantMutex {
+    type Token = ();
+
+    #[inline]
+    fn lock_shared(&self) -> Acquired {
+        if let Some(a) = self.relock() {
+            return a;
+        }
+        let a = self.raw.lock();
+        self.fresh(a)
+    }
+
+    fn try_lock_shared(&self) -> Option<Acquired> {
+        if let Some(a) = self.relock() {
+            return Some(a);
+        }
+        self.raw.try_lock().map(|a| self.fresh(a))
+    }
+
+    fn lock_shared_until(&self, deadline: Instant) -> Result<Acquired, Timeout> {
+        if let Some(a) = self.relock() {
+            return Ok(a);
+        }
+        self.raw
+            .lock_until(deadline)
+            .map(|a| self.fresh(a))
+            .ok_or(Timeout)
+    }
+
+    #[inline]
+    fn token(&self) {}
+
+    unsafe fn unlock_shared(&self, (): ()) {
+        // A copy of a guard in a forked child (or a word another process overwrote) does
+        // not name the calling thread: dropping it must not count the owner's depth down,
+        // or the owner's next drop would release the lock under its outer guard.
+        if !self.raw.is_owned_by_current_thread() {
+            return;
+        }
+        // Relaxed: only the owning thread writes `depth` while it holds the lock.
+        let d = self.depth.load(Ordering::Relaxed);
+        if d == u32::MAX {
+            // Saturated: the true count is unknown, so the lock stays held by this thread
+            // until it exits (then the next acquirer recovers it as from a dead owner).
+        } else if d > 0 {
+            self.depth.store(d - 1, Ordering::Relaxed);
+        } else {
+            // SAFETY: this is the outermost guard of the owning thread (guards are not
+            // Send), and no access to the data follows.
+            unsafe { self.raw.unlock() };
+        }
+    }
+
+    fn mark_consistent_shared(&self) {
+        // The guard proves this thread holds the lock, so this always applies.
+        let _ = self.raw.mark_consistent();
+    }
+}
+
+/// One level of a [`ReentrantMutex`] held by the calling thread: gives `&T`, unlocks one
+/// level on drop. Not `Send`.
+///
+/// The [`SharedGuard`] of the mutex's lock: see it for
+/// [`mark_consistent`](SharedGuard::mark_consistent) and [`map`](SharedGuard::map).
 ///
 /// # Examples
 ///
 /// ```
-/// let m = shmstate::ReentrantMutex::new([0u8; 4]);
+/// use shmstate::sync::Ordering::Relaxed;
+/// use shmstate::{Counter, ReentrantMutex};
+///
+/// let m = ReentrantMutex::new(Counter::new());
 /// let g = m.lock().unwrap();
-/// g.update(|a| a[3] = 9);
-/// assert_eq!(g.get(), [0, 0, 0, 9]);
+/// g.add(3);
+/// assert_eq!(g.get(), 3);
 /// ```
 ///
 /// Unlocking from another thread is a compile error, not UB (the guard is not `Send`):
 ///
 /// ```compile_fail,E0277
-/// let m = shmstate::ReentrantMutex::new(0u8);
+/// let m = shmstate::ReentrantMutex::new(shmstate::Counter::new());
 /// let g = m.lock().unwrap();
 /// std::thread::scope(|s| {
 ///     s.spawn(move || drop(g));
 /// });
 /// ```
-#[must_use = "dropping the guard unlocks at once"]
-pub struct ReentrantMutexGuard<'a, T: Pod> {
-    mutex: &'a ReentrantMutex<T>,
-    _not_send: PhantomData<*const ()>,
-}
+pub type ReentrantMutexGuard<'a, T> = SharedGuard<'a, RawReentrantMutex, T>;
 
-impl<T: Pod> ReentrantMutexGuard<'_, T> {
-    /// A copy of the data.
-    pub fn get(&self) -> T {
-        // SAFETY: only this thread (the owner) accesses the cell while it holds the lock,
-        // and no reference into it outlives a `get`/`set`/`update` call.
-        self.mutex.data.with(|p| unsafe { *p })
-    }
-
-    /// Replaces the data with `value`.
-    pub fn set(&self, value: T) {
-        // SAFETY: as in `get`.
-        self.mutex.data.with_mut(|p| unsafe { *p = value });
-    }
-
-    /// Copies the data out, applies `f` to the copy, and stores it back. (`f` works on a
-    /// copy, so a nested guard used inside `f` does not alias it; its writes are
-    /// overwritten.)
-    pub fn update(&self, f: impl FnOnce(&mut T)) {
-        let mut v = self.get();
-        f(&mut v);
-        self.set(v);
-    }
-
-    /// Marks the data consistent after an [`OwnerDied`]; see
-    /// [`MutexGuard::mark_consistent`](crate::MutexGuard::mark_consistent).
-    pub fn mark_consistent(&self) {
-        // The guard proves this thread holds the lock, so this always applies.
-        let _ = self.mutex.raw.mark_consistent();
-    }
-}
-
-impl<T: Pod> Drop for ReentrantMutexGuard<'_, T> {
-    fn drop(&mut self) {
-        // A copy of a guard in a forked child (or a word another process overwrote) does
-        // not name the calling thread: dropping it must not count the owner's depth down,
-        // or the owner's next drop would release the lock under its outer guard.
-        if !self.mutex.raw.is_owned_by_current_thread() {
-            return;
-        }
-        // Relaxed: only the owning thread writes `depth` while it holds the lock.
-        let d = self.mutex.depth.load(Ordering::Relaxed);
-        if d == u32::MAX {
-            // Saturated: the true count is unknown, so the lock stays held by this thread
-            // until it exits (then the next acquirer recovers it as from a dead owner).
-        } else if d > 0 {
-            self.mutex.depth.store(d - 1, Ordering::Relaxed);
-        } else {
-            // SAFETY: this is the outermost guard of the owning thread (guards are not
-            // Send), and no access to the data follows.
-            unsafe { self.mutex.raw.unlock() };
-        }
-    }
-}
-
-impl<T: Pod + fmt::Debug> fmt::Debug for ReentrantMutexGuard<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.get(), f)
-    }
-}
+/// A [`ReentrantMutexGuard`] narrowed by [`map`](SharedGuard::map) to a part of the data.
+pub type MappedReentrantMutexGuard<'a, T> = SharedGuard<'a, RawReentrantMutex, T, true>;
 
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::Value;
 
     #[test]
     fn a_saturated_depth_keeps_the_lock_held() {
-        let m = ReentrantMutex::new(0u8);
+        let m = ReentrantMutex::new(Value::new(0u8));
         let outer = m.lock().unwrap();
         // As if 2^32 - 1 nested guards had been leaked (e.g. with `mem::forget`).
-        m.depth.store(u32::MAX, Ordering::Relaxed);
+        m.raw.depth.store(u32::MAX, Ordering::Relaxed);
         let inner = m.lock().unwrap(); // overflows: the count is lost
         drop(inner);
         drop(outer);
         // Counting down from a lost count could reach zero while a leaked guard lives.
-        assert_eq!(m.depth.load(Ordering::Relaxed), u32::MAX);
+        assert_eq!(m.raw.depth.load(Ordering::Relaxed), u32::MAX);
         assert!(m.is_owned_by_current_thread());
         std::thread::scope(|s| {
             s.spawn(|| assert!(m.try_lock().is_err()));

@@ -396,7 +396,7 @@ pub fn locks(data: &[u8]) {
     let mutex = Obj::<Mutex<u32>>::new(1);
     let raw_rw = Obj::<PlacedRawRwLock>::new(1);
     let rw = Obj::<RwLock<u32>>::new(1);
-    let re = Obj::<ReentrantMutex<u32>>::new(1);
+    let re = Obj::<ReentrantMutex<Value<u32>>>::new(1);
     let cv = Obj::<Condvar>::new(1);
     let objs: [&dyn Bytes; 6] = [&raw_m, &mutex, &raw_rw, &rw, &re, &cv];
     let (rm, m, rrw, l, r, c) = (
@@ -417,7 +417,7 @@ pub fn locks(data: &[u8]) {
     let mut mg: Vec<MutexGuard<'_, u32>> = Vec::new();
     let mut rg: Vec<RwLockReadGuard<'_, u32>> = Vec::new();
     let mut wg: Vec<RwLockWriteGuard<'_, u32>> = Vec::new();
-    let mut reg: Vec<ReentrantMutexGuard<'_, u32>> = Vec::new();
+    let mut reg: Vec<ReentrantMutexGuard<'_, Value<u32>>> = Vec::new();
 
     for _ in 0..MAX_OPS {
         let Some(op) = inp.next() else { break };
@@ -629,10 +629,10 @@ pub fn locks(data: &[u8]) {
             32 => {
                 let v = inp.u32();
                 if let Some(g) = reg.last() {
-                    timed("ReentrantMutexGuard::update", || {
-                        let old = g.get();
-                        g.set(old ^ v);
-                        g.update(|x| *x = x.wrapping_add(1));
+                    timed("ReentrantMutexGuard::deref", || {
+                        let old = g.load(Ordering::Relaxed);
+                        g.store(old ^ v, Ordering::Relaxed);
+                        g.fetch_add(1, Ordering::Relaxed);
                         if mark {
                             g.mark_consistent();
                         }

@@ -42,14 +42,22 @@
 //! - **A writer dies holding the write lock**: a waiter (reader or writer) whose wait slice
 //!   runs out probes the writer's TID; if it is dead, the waiter releases the lock on the
 //!   dead writer's behalf, sets `OWNER_DIED` and wakes everyone. The next acquirer, reader
-//!   or writer, gets [`OwnerDied`]. The mark persists (readers keep getting `OwnerDied`)
-//!   until a *writer* calls [`RwLockWriteGuard::mark_consistent`]. A writer that died while
-//!   still `DRAINING` had not touched the data: its lock is released without the mark.
+//!   or writer, gets [`OwnerDied`](crate::OwnerDied). The mark persists (readers keep
+//!   getting `OwnerDied`) until a writer that repaired the data, or a reader that checked
+//!   it, calls `mark_consistent` on its guard ([`ExclusiveGuard::mark_consistent`],
+//!   [`SharedGuard::mark_consistent`]). A writer that died while still `DRAINING` had not
+//!   touched the data: its lock is released without the mark.
 //! - **A reader dies holding a read lock**: its slot names a dead TID. A draining writer
 //!   whose wait slice runs out probes the TIDs in the slots and frees each dead one (a
 //!   compare-exchange `tid -> 0`, so only one recoverer wins it); the writer then gets the
 //!   lock with [`Acquired::Consistent`] once the live readers have left: readers do not
 //!   write, so a dead reader leaves the data as the last writer did.
+//! - **A holder calls `execve`**: as for [`RawMutex`](super::raw_mutex#owner-death). The
+//!   exec'ing thread keeps (main thread) or takes over (any other thread) the process id,
+//!   so a lock the *main* thread holds names a live thread that no longer maps the region
+//!   and cannot unlock: it is never recovered until that process exits (timed calls
+//!   return). A lock held by any other thread of the process is recovered as from a dead
+//!   one: exec ends those threads, and a non-main exec'ing thread gives up its own TID.
 //!
 //! # Crash windows
 //!
@@ -72,6 +80,9 @@
 //! | write: holding the write lock (`DRAINING` cleared) | the state names a dead writer | a waiter probes it once a slice has passed; the next acquirer gets `OwnerDied` |
 //! | write, waiting for a writer or overflow readers: `WRITERS_WAITING` set | a stray bit | registered readers ignore it; overflow readers clear it after waiting [`STRAY_BIT_AGE`] (100 ms) behind it; writers take one needless wake |
 //! | write unlock: state cleared, waiters not yet woken | sleepers with the lock free | each sleeper's slice runs out and it re-checks (one slice); failpoint test |
+//! | downgrade: a reader slot claimed for the writer, `WRITE_LOCKED` not yet released | the state names a dead writer, and a slot names it too | a waiter probes the writer once a slice has passed and releases its lock with `OwnerDied` (as for a writer killed holding it); the next writer then finds the slot's reader dead and frees it (one more slice); failpoint test |
+//! | downgrade: `WRITE_LOCKED` released, holding the read lock through the slot | a slot naming a dead TID | as for any registered reader |
+//! | downgrade with every slot taken: `WRITE_LOCKED` swapped for an overflow count of one (one compare-exchange) | a count naming no one | as for an overflow reader: **not repaired** |
 //! | overflow read (every slot taken): counted in | a count naming no one | **not repaired**: the lock leaks; only timed calls bound the wait |
 //! | overflow read unlock: counted out, waiters not yet woken | sleepers with the lock free | each sleeper's slice runs out and it re-checks (one slice); failpoint test |
 //! | recovery of a dead writer (`recover`): state released, waiters not yet woken | sleepers with the lock free | each sleeper's slice runs out and it re-checks (one slice); failpoint test |
@@ -91,12 +102,28 @@
 //!   above 2^22 names no thread and is freed; a dead TID is freed; a live TID holds writers
 //!   out as a live reader would (timed calls return). A peer that writes arbitrary bytes
 //!   into a lock can always break its exclusion, e.g. by freeing a live reader's slot.
-//! - **Recursion**: a thread holding a read lock that calls `read` again while a writer
-//!   drains deadlocks, as with `std::sync::RwLock` (the writer waits for the first lock,
-//!   the second read waits for the writer): use the timed variants where that can happen.
 //! - **Cost**: a read lock is one compare-exchange (the slot) and one load (the state); a
 //!   read unlock one swap and one load. No syscall. The slots share the state's cache line
 //!   on purpose: a reader and a writer must each read the other's word anyway.
+//!
+//! # Recursive read locks
+//!
+//! A thread that holds a read lock may call `read` again; while no writer waits, that
+//! succeeds at once. While a writer waits, it depends on how the first read lock is held:
+//!
+//! - **Registered** (in a slot: the usual case, up to [`READER_SLOTS`] read locks at once).
+//!   The writer holds `WRITE_LOCKED` while it drains, and every new read waits for it, the
+//!   second read of this thread included. The writer waits for the first read lock, the
+//!   second read for the writer: an untimed `read` deadlocks, as it may with
+//!   `std::sync::RwLock`. A [`RwLock::read_timeout`] returns [`TimedLockError::Timeout`]
+//!   instead (then give up the first lock too, and retry).
+//! - **Overflow** (every slot was taken). The writer cannot take the state while an
+//!   overflow reader is counted in it, so it waits behind `WRITERS_WAITING`. A second read
+//!   that finds a slot free registers at once (registered readers ignore the bit); one
+//!   that finds none waits behind the bit and, after [`STRAY_BIT_AGE`], clears it as
+//!   possibly stray and gets in: late, but not deadlocked.
+//!
+//! `tests/locks_typed.rs` shows both.
 //!
 //! Limits: as for [`RawMutex`](super::raw_mutex#limits). On fork with a guard held: a
 //! write guard's copy in the child does nothing when dropped (the state names the parent's
@@ -108,21 +135,22 @@ mod raw;
 mod slots;
 
 use core::fmt;
-use core::marker::PhantomData;
-use core::ops::{Deref, DerefMut};
+use core::ptr::NonNull;
 use core::time::Duration;
 use std::time::Instant;
 
 use bytemuck::Pod;
 
-use super::owner_died::{LockResult, OwnerDied, TimedLockError, TryLockError};
+use super::owner_died::{LockResult, TimedLockError, TryLockError};
 use super::raw_mutex::Acquired;
+use super::typed::{ExclusiveGuard, RawLock, RawLockShared, SharedGuard};
 use crate::owner;
 #[cfg(loom)]
 #[doc(hidden)]
 pub use crate::owner::DEAD_UNDER_LOOM;
 use crate::shared::{Element, Kind, SharedSized, TypeTag};
 use crate::sync::UnsafeCell;
+use crate::wait::Timeout;
 
 pub use raw::{RawRwLock, STRAY_BIT_AGE};
 pub use slots::READER_SLOTS;
@@ -131,9 +159,9 @@ pub use slots::READER_SLOTS;
 /// a writer's death.
 ///
 /// Many readers or one writer; a waiting writer blocks new readers. If a writer dies
-/// holding the write lock, the next acquirer gets [`OwnerDied`]; readers keep getting it
-/// (they can still read) until a writer repairs the data and calls
-/// [`RwLockWriteGuard::mark_consistent`]. A reader dying at any step of taking, holding or
+/// holding the write lock, the next acquirer gets [`OwnerDied`](crate::OwnerDied); readers
+/// keep getting it (they can still read) until a writer repairs the data (or a reader checks
+/// it) and calls `mark_consistent` on its guard. A reader dying at any step of taking, holding or
 /// releasing a read lock is recovered too (its slot is freed; the data is intact), if it was
 /// one of the first [`READER_SLOTS`] readers holding the lock at once. See the
 /// [module docs](self#owner-death).
@@ -186,6 +214,10 @@ unsafe impl<T: Element + Send + Sync> SharedSized for RwLock<T> {
 
 type ReadResult<'a, T> = LockResult<RwLockReadGuard<'a, T>>;
 type WriteResult<'a, T> = LockResult<RwLockWriteGuard<'a, T>>;
+type TryRead<'a, T> = Result<RwLockReadGuard<'a, T>, TryLockError<RwLockReadGuard<'a, T>>>;
+type TryWrite<'a, T> = Result<RwLockWriteGuard<'a, T>, TryLockError<RwLockWriteGuard<'a, T>>>;
+type TimedRead<'a, T> = Result<RwLockReadGuard<'a, T>, TimedLockError<RwLockReadGuard<'a, T>>>;
+type TimedWrite<'a, T> = Result<RwLockWriteGuard<'a, T>, TimedLockError<RwLockWriteGuard<'a, T>>>;
 
 impl<T: Pod> RwLock<T> {
     /// An unlocked lock holding `value`.
@@ -198,13 +230,17 @@ impl<T: Pod> RwLock<T> {
 
     /// Blocks until the calling thread holds a read lock.
     ///
+    /// A thread that already holds a read lock may call `read` again: see
+    /// [recursion](self#recursive-read-locks) for when that waits for a writer.
+    ///
     /// # Errors
     ///
-    /// [`OwnerDied`] (holding the read guard: the lock is acquired) if a writer died
-    /// holding the lock and no writer has marked the data consistent since.
+    /// [`OwnerDied`](crate::OwnerDied) (holding the read guard: the lock is acquired) if a
+    /// writer died holding the lock and no one has marked the data consistent since.
     #[inline]
     pub fn read(&self) -> ReadResult<'_, T> {
-        self.read_guard(self.raw.read())
+        // SAFETY: `raw` protects `data`, which lives as long as `self`.
+        unsafe { RwLockReadGuard::lock(&self.raw, || self.data_ptr()) }
     }
 
     /// Takes a read lock if no writer holds the lock (or is taking it, waiting for the
@@ -215,31 +251,21 @@ impl<T: Pod> RwLock<T> {
     /// [`TryLockError::WouldBlock`] if a writer holds the lock or is taking it (or, with
     /// every reader slot taken, a writer waits); `OwnerDied` as for
     /// [`read`](Self::read).
-    pub fn try_read(&self) -> Result<RwLockReadGuard<'_, T>, TryLockError<RwLockReadGuard<'_, T>>> {
-        match self.raw.try_read() {
-            Some(a) => Ok(self.read_guard(a)?),
-            None => Err(TryLockError::WouldBlock),
-        }
+    pub fn try_read(&self) -> TryRead<'_, T> {
+        // SAFETY: as in `read`.
+        unsafe { RwLockReadGuard::try_lock(&self.raw, || self.data_ptr()) }
     }
 
-    /// [`read`](Self::read), giving up after `timeout`.
+    /// [`read`](Self::read), giving up after `timeout` (a `timeout` too large to represent
+    /// as a deadline never passes).
     ///
     /// # Errors
     ///
     /// [`TimedLockError::Timeout`] (after at least `timeout`); `OwnerDied` as for
     /// [`read`](Self::read).
-    pub fn read_timeout(
-        &self,
-        timeout: Duration,
-    ) -> Result<RwLockReadGuard<'_, T>, TimedLockError<RwLockReadGuard<'_, T>>> {
-        let a = match Instant::now().checked_add(timeout) {
-            Some(d) => self.raw.read_until(d),
-            None => Some(self.raw.read()),
-        };
-        match a {
-            Some(a) => Ok(self.read_guard(a)?),
-            None => Err(TimedLockError::Timeout),
-        }
+    pub fn read_timeout(&self, timeout: Duration) -> TimedRead<'_, T> {
+        // SAFETY: as in `read`.
+        unsafe { RwLockReadGuard::lock_timeout(&self.raw, || self.data_ptr(), timeout) }
     }
 
     /// [`read`](Self::read), giving up at `deadline`.
@@ -247,14 +273,9 @@ impl<T: Pod> RwLock<T> {
     /// # Errors
     ///
     /// As for [`read_timeout`](Self::read_timeout).
-    pub fn read_until(
-        &self,
-        deadline: Instant,
-    ) -> Result<RwLockReadGuard<'_, T>, TimedLockError<RwLockReadGuard<'_, T>>> {
-        match self.raw.read_until(deadline) {
-            Some(a) => Ok(self.read_guard(a)?),
-            None => Err(TimedLockError::Timeout),
-        }
+    pub fn read_until(&self, deadline: Instant) -> TimedRead<'_, T> {
+        // SAFETY: as in `read`.
+        unsafe { RwLockReadGuard::lock_until(&self.raw, || self.data_ptr(), deadline) }
     }
 
     /// Blocks until the calling thread holds the write lock. Recovers dead writers and dead
@@ -263,11 +284,12 @@ impl<T: Pod> RwLock<T> {
     ///
     /// # Errors
     ///
-    /// [`OwnerDied`] (holding the write guard) if a writer died holding the lock and no
-    /// writer has marked the data consistent since.
+    /// [`OwnerDied`](crate::OwnerDied) (holding the write guard) if a writer died holding the
+    /// lock and no one has marked the data consistent since.
     #[inline]
     pub fn write(&self) -> WriteResult<'_, T> {
-        self.write_guard(self.raw.write())
+        // SAFETY: as in `read`.
+        unsafe { RwLockWriteGuard::lock(&self.raw, || self.data_ptr_mut()) }
     }
 
     /// Takes the write lock if the lock is free, without waiting.
@@ -275,33 +297,21 @@ impl<T: Pod> RwLock<T> {
     /// # Errors
     ///
     /// [`TryLockError::WouldBlock`] if held; `OwnerDied` as for [`write`](Self::write).
-    pub fn try_write(
-        &self,
-    ) -> Result<RwLockWriteGuard<'_, T>, TryLockError<RwLockWriteGuard<'_, T>>> {
-        match self.raw.try_write() {
-            Some(a) => Ok(self.write_guard(a)?),
-            None => Err(TryLockError::WouldBlock),
-        }
+    pub fn try_write(&self) -> TryWrite<'_, T> {
+        // SAFETY: as in `read`.
+        unsafe { RwLockWriteGuard::try_lock(&self.raw, || self.data_ptr_mut()) }
     }
 
-    /// [`write`](Self::write), giving up after `timeout`.
+    /// [`write`](Self::write), giving up after `timeout` (a `timeout` too large to
+    /// represent as a deadline never passes).
     ///
     /// # Errors
     ///
     /// [`TimedLockError::Timeout`] (after at least `timeout`); `OwnerDied` as for
     /// [`write`](Self::write).
-    pub fn write_timeout(
-        &self,
-        timeout: Duration,
-    ) -> Result<RwLockWriteGuard<'_, T>, TimedLockError<RwLockWriteGuard<'_, T>>> {
-        let a = match Instant::now().checked_add(timeout) {
-            Some(d) => self.raw.write_until(d),
-            None => Some(self.raw.write()),
-        };
-        match a {
-            Some(a) => Ok(self.write_guard(a)?),
-            None => Err(TimedLockError::Timeout),
-        }
+    pub fn write_timeout(&self, timeout: Duration) -> TimedWrite<'_, T> {
+        // SAFETY: as in `read`.
+        unsafe { RwLockWriteGuard::lock_timeout(&self.raw, || self.data_ptr_mut(), timeout) }
     }
 
     /// [`write`](Self::write), giving up at `deadline`.
@@ -325,14 +335,9 @@ impl<T: Pod> RwLock<T> {
     /// *lock.write_until(Instant::now() + Duration::from_secs(1)).unwrap() = 1;
     /// assert_eq!(*lock.read_until(Instant::now()).unwrap(), 1);
     /// ```
-    pub fn write_until(
-        &self,
-        deadline: Instant,
-    ) -> Result<RwLockWriteGuard<'_, T>, TimedLockError<RwLockWriteGuard<'_, T>>> {
-        match self.raw.write_until(deadline) {
-            Some(a) => Ok(self.write_guard(a)?),
-            None => Err(TimedLockError::Timeout),
-        }
+    pub fn write_until(&self, deadline: Instant) -> TimedWrite<'_, T> {
+        // SAFETY: as in `read`.
+        unsafe { RwLockWriteGuard::lock_until(&self.raw, || self.data_ptr_mut(), deadline) }
     }
 
     /// Whether any lock is held now (a snapshot).
@@ -345,27 +350,58 @@ impl<T: Pod> RwLock<T> {
         &self.raw
     }
 
-    fn read_guard(&self, a: Acquired) -> ReadResult<'_, T> {
-        let g = RwLockReadGuard {
-            lock: self,
-            reader: owner::current(),
-            _not_send: PhantomData,
-        };
-        match a {
-            Acquired::Consistent => Ok(g),
-            Acquired::OwnerDied => Err(OwnerDied::new(g)),
-        }
+    /// The data, through exclusive access to the lock (no locking needed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut l = shmstate::RwLock::new(1u8);
+    /// *l.get_mut() += 1;
+    /// assert_eq!(*l.read().unwrap(), 2);
+    /// ```
+    pub fn get_mut(&mut self) -> &mut T {
+        // SAFETY: `&mut self` excludes every other access to the cell.
+        self.data.with_mut(|p| unsafe { &mut *p })
     }
 
-    fn write_guard(&self, a: Acquired) -> WriteResult<'_, T> {
-        let g = RwLockWriteGuard {
-            lock: self,
-            _not_send: PhantomData,
-        };
-        match a {
-            Acquired::Consistent => Ok(g),
-            Acquired::OwnerDied => Err(OwnerDied::new(g)),
-        }
+    /// Consumes the lock, returning the data.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let l = shmstate::RwLock::new([1u16, 2]);
+    /// *l.write().unwrap() = [3, 4];
+    /// assert_eq!(l.into_inner(), [3, 4]);
+    /// ```
+    pub fn into_inner(self) -> T {
+        // SAFETY: we own the lock; `T: Copy`, so reading it leaves nothing to drop twice.
+        self.data.with(|p| unsafe { *p })
+    }
+
+    /// A pointer to the data for a read guard of the calling thread, which holds a read
+    /// lock.
+    #[inline]
+    fn data_ptr(&self) -> NonNull<T> {
+        // SAFETY: a cell's pointer is never null. (`with`: under loom this records a
+        // shared access, made once the read lock is held.)
+        self.data
+            .with(|p| unsafe { NonNull::new_unchecked(p.cast_mut()) })
+    }
+
+    /// A pointer to the data for a write guard of the calling thread, which holds the
+    /// write lock.
+    #[inline]
+    fn data_ptr_mut(&self) -> NonNull<T> {
+        // SAFETY: a cell's pointer is never null. (`with_mut`: under loom this records
+        // the writer's access, made once the write lock is held.)
+        self.data.with_mut(|p| unsafe { NonNull::new_unchecked(p) })
+    }
+}
+
+impl<T: Pod> Default for RwLock<T> {
+    /// An unlocked lock holding `T::zeroed()` (the all-zero bytes a region starts with).
+    fn default() -> Self {
+        RwLock::new(T::zeroed())
     }
 }
 
@@ -379,6 +415,12 @@ impl<T> fmt::Debug for RwLock<T> {
 
 /// A read lock on a [`RwLock`]: gives `&T`, unlocks on drop. Not `Send`.
 ///
+/// The [`SharedGuard`] of the read side of [`RawRwLock`]: see it for
+/// [`map`](SharedGuard::map) and [`mark_consistent`](SharedGuard::mark_consistent). It
+/// remembers the TID of the thread that took it: that is how a copy of the guard in a
+/// forked child knows it holds nothing (its thread owns no slot, so an unlock there would
+/// count some overflow reader's lock out instead), and dropping such a copy does nothing.
+///
 /// # Examples
 ///
 /// ```
@@ -386,44 +428,17 @@ impl<T> fmt::Debug for RwLock<T> {
 /// let r = l.read().unwrap();
 /// assert_eq!(*r, 5);
 /// ```
-#[must_use = "dropping the guard unlocks at once"]
-pub struct RwLockReadGuard<'a, T: Pod> {
-    lock: &'a RwLock<T>,
-    /// The TID of the thread that took the read lock (a cached thread-local read). This is
-    /// how a copy of the guard in a forked child knows it holds nothing: its thread owns no
-    /// slot, so an unlock there would count some overflow reader's lock out instead.
-    reader: u32,
-    _not_send: PhantomData<*const ()>,
-}
+pub type RwLockReadGuard<'a, T> = SharedGuard<'a, RawRwLock, T>;
 
-// SAFETY: `&RwLockReadGuard` gives `&T` only.
-unsafe impl<T: Pod + Sync> Sync for RwLockReadGuard<'_, T> {}
-
-impl<T: Pod> Deref for RwLockReadGuard<'_, T> {
-    type Target = T;
-
-    fn deref(&self) -> &T {
-        // SAFETY: a read lock is held: no writer has `&mut T` until the guard drops, and
-        // the reference lives no longer than `self`.
-        self.lock.data.with(|p| unsafe { &*p })
-    }
-}
-
-impl<T: Pod> Drop for RwLockReadGuard<'_, T> {
-    #[inline]
-    fn drop(&mut self) {
-        if owner::current() != self.reader {
-            // A copy in a forked child: the read lock is the parent's (see `reader`).
-            return;
-        }
-        // SAFETY: the guard holds one read lock (taken by this thread: not Send, and not a
-        // forked copy, checked above), released once, and the data is not read after.
-        unsafe { self.lock.raw.read_unlock() };
-    }
-}
+/// A [`RwLockReadGuard`] narrowed by [`map`](SharedGuard::map) to a part of the data.
+pub type MappedRwLockReadGuard<'a, T> = SharedGuard<'a, RawRwLock, T, true>;
 
 /// The write lock on a [`RwLock`]: gives `&mut T`, unlocks on drop. Not `Send` (the state
 /// names the writing thread).
+///
+/// The [`ExclusiveGuard`] of the write side of [`RawRwLock`]: see it for
+/// [`map`](ExclusiveGuard::map) and [`mark_consistent`](ExclusiveGuard::mark_consistent);
+/// [`downgrade`](ExclusiveGuard::downgrade) turns it into a read guard atomically.
 ///
 /// # Examples
 ///
@@ -432,57 +447,124 @@ impl<T: Pod> Drop for RwLockReadGuard<'_, T> {
 /// *l.write().unwrap() += 1;
 /// assert_eq!(*l.read().unwrap(), 6);
 /// ```
-#[must_use = "dropping the guard unlocks at once"]
-pub struct RwLockWriteGuard<'a, T: Pod> {
-    lock: &'a RwLock<T>,
-    _not_send: PhantomData<*const ()>,
-}
+pub type RwLockWriteGuard<'a, T> = ExclusiveGuard<'a, RawRwLock, T>;
 
-// SAFETY: `&RwLockWriteGuard` gives `&T` only.
-unsafe impl<T: Pod + Sync> Sync for RwLockWriteGuard<'_, T> {}
+/// A [`RwLockWriteGuard`] narrowed by [`map`](ExclusiveGuard::map) to a part of the data.
+pub type MappedRwLockWriteGuard<'a, T> = ExclusiveGuard<'a, RawRwLock, T, true>;
 
-impl<T: Pod> RwLockWriteGuard<'_, T> {
-    /// Marks the data consistent after an [`OwnerDied`]: later readers and writers get
-    /// plain guards. Without it, `OwnerDied` persists for every later acquirer.
-    pub fn mark_consistent(&mut self) {
-        // The guard proves this thread holds the write lock, so this always applies.
-        let _ = self.lock.raw.mark_consistent();
+impl<'a, T: ?Sized, const M: bool> ExclusiveGuard<'a, RawRwLock, T, M> {
+    /// Turns the write lock into a read lock of the calling thread, atomically: no writer
+    /// gets in between, and readers waiting for this writer are let in at once. Writers
+    /// stay out until the returned read guard (and every other read guard) is dropped.
+    /// A [`RwLockWriteGuard`] method only.
+    ///
+    /// The read lock is registered in a reader slot (so its holder's death is recovered,
+    /// as for any registered reader) if a slot is free, and counted as an overflow reader
+    /// otherwise; see [the crash windows](self#crash-windows) for a kill mid-way.
+    ///
+    /// An associated function (`RwLockWriteGuard::downgrade(g)`), like std's. A mapped
+    /// write guard downgrades to a mapped read guard.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{RwLock, RwLockWriteGuard};
+    ///
+    /// let l = RwLock::new(0u64);
+    /// let mut w = l.write().unwrap();
+    /// *w = 42;
+    /// let r = RwLockWriteGuard::downgrade(w);
+    /// // Other readers get in now; writers wait for `r`.
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| assert_eq!(*l.read().unwrap(), 42));
+    ///     s.spawn(|| assert!(l.try_write().is_err()));
+    /// });
+    /// assert_eq!(*r, 42);
+    /// ```
+    pub fn downgrade(this: Self) -> SharedGuard<'a, RawRwLock, T, M> {
+        let (raw, data) = ExclusiveGuard::into_parts(this);
+        // SAFETY: the calling thread held the write lock (the guard, now given up, proved
+        // it; it is not Send).
+        unsafe { raw.downgrade() };
+        // SAFETY: the calling thread now holds a read lock of `raw` (taken by `downgrade`
+        // on this thread), which protects `*data`, valid for `'a`.
+        unsafe { SharedGuard::from_parts(raw, data) }
     }
 }
 
-impl<T: Pod> Deref for RwLockWriteGuard<'_, T> {
-    type Target = T;
-
-    fn deref(&self) -> &T {
-        // SAFETY: the write lock excludes every other access until the guard drops.
-        self.lock.data.with(|p| unsafe { &*p })
-    }
-}
-
-impl<T: Pod> DerefMut for RwLockWriteGuard<'_, T> {
-    fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: as in `deref`, and `&mut self` makes this the only reference.
-        self.lock.data.with_mut(|p| unsafe { &mut *p })
-    }
-}
-
-impl<T: Pod> Drop for RwLockWriteGuard<'_, T> {
+// SAFETY: `write`, `try_write` (`Some`) and `write_until` (`Some`) return only once the
+// state names the calling thread as writer and every reader slot is free (the `SeqCst`
+// pairing of the module docs), with no overflow reader counted: no other acquisition,
+// read or write, succeeds until `write_unlock` (or a recovery after the writer's death,
+// which then reports `OwnerDied`). Each synchronises with the release before it.
+unsafe impl RawLock for RawRwLock {
     #[inline]
-    fn drop(&mut self) {
-        // SAFETY: this thread holds the write lock (the guard is not Send) and the data is
-        // not used after.
-        unsafe { self.lock.raw.write_unlock() };
+    fn lock(&self) -> Acquired {
+        self.write()
+    }
+
+    #[inline]
+    fn try_lock(&self) -> Option<Acquired> {
+        self.try_write()
+    }
+
+    #[inline]
+    fn lock_until(&self, deadline: Instant) -> Result<Acquired, Timeout> {
+        self.write_until(deadline).ok_or(Timeout)
+    }
+
+    #[inline]
+    unsafe fn unlock(&self) {
+        // SAFETY: forwarded: the caller holds the write lock and stops using the data.
+        unsafe { self.write_unlock() }
+    }
+
+    fn mark_consistent(&self) {
+        // The caller holds the write lock, so this always applies.
+        let _ = RawRwLock::mark_consistent(self);
     }
 }
 
-impl<T: Pod + fmt::Debug> fmt::Debug for RwLockReadGuard<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&**self, f)
-    }
-}
+// SAFETY: `read`, `try_read` (`Some`) and `read_until` (`Some`) return only with a read
+// lock of the calling thread (a slot naming it, or an overflow count) and no writer
+// holding the state; a writer then waits for every slot and the count. Each synchronises
+// with the write release before it. The token is the reader's TID, checked in
+// `unlock_shared` so that a forked child's copy of a guard releases nothing.
+unsafe impl RawLockShared for RawRwLock {
+    type Token = u32;
 
-impl<T: Pod + fmt::Debug> fmt::Debug for RwLockWriteGuard<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&**self, f)
+    #[inline]
+    fn lock_shared(&self) -> Acquired {
+        self.read()
+    }
+
+    #[inline]
+    fn try_lock_shared(&self) -> Option<Acquired> {
+        self.try_read()
+    }
+
+    #[inline]
+    fn lock_shared_until(&self, deadline: Instant) -> Result<Acquired, Timeout> {
+        self.read_until(deadline).ok_or(Timeout)
+    }
+
+    #[inline]
+    fn token(&self) -> u32 {
+        owner::current()
+    }
+
+    #[inline]
+    unsafe fn unlock_shared(&self, reader: u32) {
+        if owner::current() != reader {
+            // A copy in a forked child: the read lock is the parent's.
+            return;
+        }
+        // SAFETY: the caller's acquisition was made by this thread (checked above: not a
+        // forked copy) and is released once; the data is not read after.
+        unsafe { self.read_unlock() };
+    }
+
+    fn mark_consistent_shared(&self) {
+        self.mark_consistent_as_reader();
     }
 }

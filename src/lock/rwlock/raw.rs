@@ -691,6 +691,75 @@ impl RawRwLock {
             .is_ok()
     }
 
+    /// Clears `OWNER_DIED` while the calling thread holds a read lock: the readers judge
+    /// the data intact. No writer can change it meanwhile (a write lock excludes every
+    /// read lock, and a draining writer has not started writing).
+    pub(crate) fn mark_consistent_as_reader(&self) {
+        // Relaxed: a reader wrote nothing to publish; the next acquirer's Acquire
+        // read-modify-write of the state reads this or a later value.
+        let _ = self
+            .state
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| {
+                (!is_garbage(s) && s & OWNER_DIED != 0).then_some(s & !OWNER_DIED)
+            });
+    }
+
+    /// Turns the calling thread's write lock into a read lock of the calling thread,
+    /// without letting any writer in between: the read lock is taken *before* the write
+    /// lock goes. If a reader slot is free, the read lock is registered there (claimed
+    /// while `WRITE_LOCKED` still holds other writers out, then the write lock is released
+    /// as by [`write_unlock`](Self::write_unlock), waking the waiting readers); otherwise
+    /// one compare-exchange swaps `WRITE_LOCKED` for an overflow count of one.
+    ///
+    /// A writer that sets `WRITE_LOCKED` after the release sees the slot, by the `SeqCst`
+    /// pairing of `read_registered` (the slot claim is a `SeqCst` read-modify-write before
+    /// the release), and drains; an overflow count keeps writers out of the state itself.
+    ///
+    /// # Safety
+    ///
+    /// The calling thread holds the write lock (taken by `write`, `try_write` or
+    /// `write_until` on this thread and not released). Afterwards it holds a read lock
+    /// instead, to be released with [`read_unlock`](Self::read_unlock) on this thread.
+    pub(crate) unsafe fn downgrade(&self) {
+        let me = owner::current();
+        if self.claim_slot(me).is_some() {
+            failpoint::hit(Point::RwDowngradeClaimed);
+            // SAFETY: the caller holds the write lock; our read lock (the slot) goes on
+            // protecting the data.
+            unsafe { self.write_unlock() };
+            return;
+        }
+        self.downgrade_overflow(me);
+    }
+
+    /// [`downgrade`](Self::downgrade) with every slot taken.
+    #[cold]
+    fn downgrade_overflow(&self, me: u32) {
+        // Relaxed: the compare-exchange orders.
+        let mut s = self.state.load(Ordering::Relaxed);
+        loop {
+            if is_garbage(s) || !is_write_locked(s) || writer_of(s) != me {
+                // Not ours (only hostile bytes do that): there is no write lock to turn.
+                return;
+            }
+            // The count is 0 under a write lock (a writer locks only a state without
+            // overflow readers, and none counts in while `WRITE_LOCKED` is set), so the
+            // new state is one overflow reader: ours. Release: as in `write_unlock` (our
+            // writes happen before the next writer's Acquire). The waiting bits are
+            // cleared in the same step, as in `write_unlock_slow`, and their sleepers
+            // woken: readers get in beside us, writers wait for the count.
+            match self.state.compare_exchange(
+                s,
+                (s & OWNER_DIED) + 1,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return self.wake_flagged(s),
+                Err(now) => s = now,
+            }
+        }
+    }
+
     /// Whether any read or write lock is held now (a snapshot; a reader between its slot
     /// claim and its state check counts as holding).
     pub fn is_locked(&self) -> bool {
