@@ -25,10 +25,14 @@
 //!
 //! - [`sync`]: the one atomics shim (std, or loom under `cfg(loom)`).
 //! - [`futex`]: wait/wake on a 32-bit word, shared across processes.
-//! - [`Shared`]: the placement contract for types that live in shared memory.
+//! - [`Shared`]: the placement contract for types that live in shared memory, and
+//!   [`Element`] / [`TypeTag`]: the identity a region records so that no type opens as
+//!   another ([`shared`]).
+//! - [`wait`]: the one blocking policy (spin, sleep in slices, probe the holder, deadlines)
+//!   and [`Timeout`], the one spelling of a passed deadline.
 //! - [`region`]: [`Region`], a mapped file (or memfd, or anonymous memory) of named,
 //!   typed objects.
-//! - The primitives: [`Value`], [`Counter`], [`StripedCounter`] ([`values`]);
+//! - The primitives: [`Value`], [`ValueArray`], [`Counter`], [`StripedCounter`] ([`values`]);
 //!   [`SeqLock`], [`SeqLockArray`] ([`seqlock`]); [`Mutex`], [`RwLock`],
 //!   [`ReentrantMutex`], [`Condvar`] ([`lock`]); [`Semaphore`], [`BoundedSemaphore`],
 //!   [`Event`], [`Barrier`], [`Queue`] ([`coord`]). Each is an ordinary type on the heap
