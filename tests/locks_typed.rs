@@ -441,3 +441,88 @@ fn a_recursive_overflow_read_behind_a_waiting_writer_gets_in() {
     assert_eq!(READER_SLOTS, l.raw().reader_slots().len());
     assert!(l.try_write().is_ok());
 }
+
+/// Bit 28 of an `RwLock`'s state: a writer died holding the lock.
+const OWNER_DIED: u32 = 1 << 28;
+
+/// Slots naming dead readers do not push a downgrade onto the (unrepairable) overflow
+/// count: it frees them, as a draining writer would, and registers in one.
+#[test]
+#[cfg_attr(miri, ignore = "forks a process for a dead TID")]
+fn downgrade_frees_dead_readers_slots_rather_than_counting_an_overflow_reader() {
+    watchdog(Duration::from_secs(60));
+    let dead = fork_children(1, |_| std::process::exit(0))[0];
+    wait_all(&[dead], LONG);
+    let l = RwLock::new(0u64);
+    let w = l.write().unwrap();
+    for slot in l.raw().reader_slots() {
+        slot.store(dead as u32, Relaxed);
+    }
+    let r = RwLockWriteGuard::downgrade(w);
+    assert_eq!(
+        state(&l) & (WRITE_LOCKED | COUNT_MASK),
+        0,
+        "no overflow count"
+    );
+    let me = gettid();
+    let slots: Vec<u32> = l
+        .raw()
+        .reader_slots()
+        .iter()
+        .map(|s| s.load(Relaxed))
+        .collect();
+    assert_eq!(slots.iter().filter(|&&t| t == me).count(), 1, "{slots:?}");
+    assert!(
+        slots.iter().all(|&t| t == me || t == 0),
+        "dead readers freed: {slots:?}"
+    );
+    drop(r);
+    assert!(!l.is_locked());
+}
+
+/// A copy of a guard in a forked child holds nothing: downgrading a copied write guard and
+/// marking a copied read guard consistent leave the parent's lock as they found it.
+#[test]
+#[cfg_attr(miri, ignore = "forks processes (Miri cannot fork)")]
+fn forked_copies_of_guards_do_not_touch_the_lock() {
+    watchdog(Duration::from_secs(60));
+    let mem = SharedMem::<RwLock<u64>>::new(1);
+    let l = mem.get();
+    // A write guard copied into a child: its downgrade claims no slot and releases nothing.
+    let w = l.write().unwrap();
+    let locked = state(l);
+    let pids = fork_children(1, |_| {
+        // SAFETY: the child's own bitwise copy of the parent's guard (the original is
+        // never dropped here: the child exits).
+        let copy = unsafe { std::ptr::read(&w) };
+        let r = RwLockWriteGuard::downgrade(copy);
+        r.mark_consistent();
+        drop(r);
+        std::process::exit(0);
+    });
+    wait_all(&pids, LONG);
+    assert_eq!(
+        state(l),
+        locked,
+        "the parent still holds the write lock, alone"
+    );
+    assert!(l.raw().reader_slots().iter().all(|s| s.load(Relaxed) == 0));
+    drop(w);
+    assert_eq!(state(l), 0);
+
+    // A read guard copied into a child: its mark_consistent does not clear OWNER_DIED.
+    l.raw().state().store(OWNER_DIED, Relaxed);
+    let r = match l.read() {
+        Err(died) => died.into_inner(),
+        Ok(_) => panic!("the mark reads as OwnerDied"),
+    };
+    let pids = fork_children(1, |_| {
+        r.mark_consistent();
+        std::process::exit(0);
+    });
+    wait_all(&pids, LONG);
+    assert_ne!(state(l) & OWNER_DIED, 0, "a forked copy cleared the mark");
+    r.mark_consistent();
+    assert_eq!(state(l) & OWNER_DIED, 0, "the holder itself clears it");
+    drop(r);
+}

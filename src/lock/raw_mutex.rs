@@ -535,6 +535,7 @@ impl RawMutex {
     }
 
     /// Whether the calling thread holds the lock.
+    #[inline]
     pub fn is_owned_by_current_thread(&self) -> bool {
         // Relaxed: only the calling thread can make this true or false for itself.
         let w = self.word.load(Ordering::Relaxed);

@@ -285,6 +285,7 @@ unsafe impl RawLockShared for RawReentrantMutex {
         self.fresh(a)
     }
 
+    #[inline]
     fn try_lock_shared(&self) -> Option<Acquired> {
         if let Some(a) = self.relock() {
             return Some(a);
@@ -305,6 +306,7 @@ unsafe impl RawLockShared for RawReentrantMutex {
     #[inline]
     fn token(&self) {}
 
+    #[inline]
     unsafe fn unlock_shared(&self, (): ()) {
         // A copy of a guard in a forked child (or a word another process overwrote) does
         // not name the calling thread: dropping it must not count the owner's depth down,
@@ -326,8 +328,10 @@ unsafe impl RawLockShared for RawReentrantMutex {
         }
     }
 
-    fn mark_consistent_shared(&self) {
-        // The guard proves this thread holds the lock, so this always applies.
+    fn mark_consistent_shared(&self, (): ()) {
+        // Applies only if the calling thread owns the lock: `RawMutex::mark_consistent`
+        // checks the word names it (a guard shared with another thread, or copied into a
+        // forked child, changes nothing).
         let _ = self.raw.mark_consistent();
     }
 }

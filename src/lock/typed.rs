@@ -93,9 +93,10 @@ pub unsafe trait RawLockShared {
     /// `token` is the token of a shared acquisition the calling thread made and has not
     /// released; nothing uses the protected data through it after this call.
     unsafe fn unlock_shared(&self, token: Self::Token);
-    /// Clears the owner-died mark if the lock's protocol lets a shared holder do so; called
-    /// only while the calling thread holds a shared acquisition.
-    fn mark_consistent_shared(&self);
+    /// Clears the owner-died mark if the lock's protocol lets a shared holder do so, and
+    /// `token` names a shared acquisition the calling thread holds (a guard copied into a
+    /// forked child, or used from another thread, changes nothing).
+    fn mark_consistent_shared(&self, token: Self::Token);
 }
 
 // SAFETY: `RawMutex::lock`, `try_lock` (`Some`) and `lock_until` (`Some`) leave the calling
@@ -569,9 +570,13 @@ impl<'a, R: RawLockShared, T: ?Sized, const M: bool> SharedGuard<'a, R, T, M> {
     ///
     /// As for `new`.
     #[inline]
-    pub(crate) unsafe fn from_parts(raw: &'a R, data: NonNull<T>) -> Self {
-        // SAFETY: forwarded from the caller.
-        unsafe { Self::new(raw, data) }
+    pub(crate) unsafe fn from_parts(raw: &'a R, data: NonNull<T>, token: R::Token) -> Self {
+        SharedGuard {
+            raw,
+            data,
+            token,
+            _marker: PhantomData,
+        }
     }
 
     /// Marks the data consistent again after an [`OwnerDied`], if the lock lets a shared
@@ -579,8 +584,11 @@ impl<'a, R: RawLockShared, T: ?Sized, const M: bool> SharedGuard<'a, R, T, M> {
     /// is the only thread in), a read guard of an [`RwLock`](crate::RwLock) does too (the
     /// holders of read locks agree the data is intact; no writer can change it while they
     /// hold them). Does nothing on a lock that was not marked.
+    ///
+    /// Only the thread that took the lock can mark it: called from another thread (through
+    /// a shared `&guard`) or on a copy of the guard in a forked child, it does nothing.
     pub fn mark_consistent(&self) {
-        self.raw.mark_consistent_shared();
+        self.raw.mark_consistent_shared(self.token);
     }
 
     /// Narrows the guard to a part of the data. The lock stays held until the returned

@@ -82,7 +82,7 @@
 //! | write unlock: state cleared, waiters not yet woken | sleepers with the lock free | each sleeper's slice runs out and it re-checks (one slice); failpoint test |
 //! | downgrade: a reader slot claimed for the writer, `WRITE_LOCKED` not yet released | the state names a dead writer, and a slot names it too | a waiter probes the writer once a slice has passed and releases its lock with `OwnerDied` (as for a writer killed holding it); the next writer then finds the slot's reader dead and frees it (one more slice); failpoint test |
 //! | downgrade: `WRITE_LOCKED` released, holding the read lock through the slot | a slot naming a dead TID | as for any registered reader |
-//! | downgrade with every slot taken: `WRITE_LOCKED` swapped for an overflow count of one (one compare-exchange) | a count naming no one | as for an overflow reader: **not repaired** |
+//! | downgrade with every slot still taken after a brief spin and a sweep of dead readers (fourteen live readers claiming at that instant): `WRITE_LOCKED` swapped for an overflow count of one (one compare-exchange) | a count naming no one | as for an overflow reader: **not repaired** |
 //! | overflow read (every slot taken): counted in | a count naming no one | **not repaired**: the lock leaks; only timed calls bound the wait |
 //! | overflow read unlock: counted out, waiters not yet woken | sleepers with the lock free | each sleeper's slice runs out and it re-checks (one slice); failpoint test |
 //! | recovery of a dead writer (`recover`): state released, waiters not yet woken | sleepers with the lock free | each sleeper's slice runs out and it re-checks (one slice); failpoint test |
@@ -484,11 +484,19 @@ impl<'a, T: ?Sized, const M: bool> ExclusiveGuard<'a, RawRwLock, T, M> {
     pub fn downgrade(this: Self) -> SharedGuard<'a, RawRwLock, T, M> {
         let (raw, data) = ExclusiveGuard::into_parts(this);
         // SAFETY: the calling thread held the write lock (the guard, now given up, proved
-        // it; it is not Send).
-        unsafe { raw.downgrade() };
+        // it; it is not Send), or this is a copy of the guard in a forked child.
+        let token = if unsafe { raw.downgrade() } {
+            owner::current()
+        } else {
+            // A forked copy (the state names the parent's thread): the guard holds
+            // nothing, and a token no thread has keeps its drop and mark from touching the
+            // lock.
+            0
+        };
         // SAFETY: the calling thread now holds a read lock of `raw` (taken by `downgrade`
-        // on this thread), which protects `*data`, valid for `'a`.
-        unsafe { SharedGuard::from_parts(raw, data) }
+        // on this thread), which protects `*data`, valid for `'a`; or, with token 0, the
+        // guard is a forked copy, as the write guard it came from was.
+        unsafe { SharedGuard::from_parts(raw, data, token) }
     }
 }
 
@@ -564,7 +572,7 @@ unsafe impl RawLockShared for RawRwLock {
         unsafe { self.read_unlock() };
     }
 
-    fn mark_consistent_shared(&self) {
-        self.mark_consistent_as_reader();
+    fn mark_consistent_shared(&self, reader: u32) {
+        self.mark_consistent_as_reader(reader);
     }
 }

@@ -693,8 +693,13 @@ impl RawRwLock {
 
     /// Clears `OWNER_DIED` while the calling thread holds a read lock: the readers judge
     /// the data intact. No writer can change it meanwhile (a write lock excludes every
-    /// read lock, and a draining writer has not started writing).
-    pub(crate) fn mark_consistent_as_reader(&self) {
+    /// read lock, and a draining writer has not started writing). `reader` is the TID the
+    /// read lock was taken by: a copy of a read guard in a forked child (or one used from
+    /// another thread) holds no read lock of the calling thread and changes nothing.
+    pub(crate) fn mark_consistent_as_reader(&self, reader: u32) {
+        if owner::current() != reader {
+            return;
+        }
         // Relaxed: a reader wrote nothing to publish; the next acquirer's Acquire
         // read-modify-write of the state reads this or a later value.
         let _ = self
@@ -708,39 +713,61 @@ impl RawRwLock {
     /// without letting any writer in between: the read lock is taken *before* the write
     /// lock goes. If a reader slot is free, the read lock is registered there (claimed
     /// while `WRITE_LOCKED` still holds other writers out, then the write lock is released
-    /// as by [`write_unlock`](Self::write_unlock), waking the waiting readers); otherwise
-    /// one compare-exchange swaps `WRITE_LOCKED` for an overflow count of one.
+    /// as by [`write_unlock`](Self::write_unlock), waking the waiting readers). Right after
+    /// a write the slots are free but for readers backing off and dead or garbage TIDs, so
+    /// a downgrade that finds them all taken spins briefly and frees the dead ones before
+    /// it falls back to one compare-exchange that swaps `WRITE_LOCKED` for an overflow
+    /// count of one.
     ///
     /// A writer that sets `WRITE_LOCKED` after the release sees the slot, by the `SeqCst`
     /// pairing of `read_registered` (the slot claim is a `SeqCst` read-modify-write before
     /// the release), and drains; an overflow count keeps writers out of the state itself.
     ///
+    /// Returns whether the calling thread holds a read lock now: `false` if the state does
+    /// not name it as the writer (a copy of a write guard in a forked child, or hostile
+    /// bytes), and then nothing changed.
+    ///
     /// # Safety
     ///
     /// The calling thread holds the write lock (taken by `write`, `try_write` or
-    /// `write_until` on this thread and not released). Afterwards it holds a read lock
-    /// instead, to be released with [`read_unlock`](Self::read_unlock) on this thread.
-    pub(crate) unsafe fn downgrade(&self) {
+    /// `write_until` on this thread and not released), or a forked copy of a guard of it.
+    /// Afterwards, if `true`, it holds a read lock instead, to be released with
+    /// [`read_unlock`](Self::read_unlock) on this thread.
+    pub(crate) unsafe fn downgrade(&self) -> bool {
         let me = owner::current();
-        if self.claim_slot(me).is_some() {
-            failpoint::hit(Point::RwDowngradeClaimed);
-            // SAFETY: the caller holds the write lock; our read lock (the slot) goes on
-            // protecting the data.
-            unsafe { self.write_unlock() };
-            return;
+        let ours = |s: u32| !is_garbage(s) && is_write_locked(s) && writer_of(s) == me;
+        // Relaxed: only this thread changes a state that names it as the writer (others
+        // only set waiting bits), so the check stays true until our release below.
+        if !ours(self.state.load(Ordering::Relaxed)) {
+            return false;
         }
-        self.downgrade_overflow(me);
+        for round in 0..=SPIN_LIMIT {
+            if self.claim_slot(me).is_some() {
+                failpoint::hit(Point::RwDowngradeClaimed);
+                // SAFETY: the caller holds the write lock (checked above: the state names
+                // this thread); our read lock (the slot) goes on protecting the data.
+                unsafe { self.write_unlock() };
+                return true;
+            }
+            if round == SPIN_LIMIT / 2 {
+                // Slots of dead readers (or garbage) are freed while we hold the write
+                // lock, as a draining writer would.
+                self.recover_dead_readers(None);
+            }
+            spin_loop();
+        }
+        self.downgrade_overflow(me)
     }
 
     /// [`downgrade`](Self::downgrade) with every slot taken.
     #[cold]
-    fn downgrade_overflow(&self, me: u32) {
+    fn downgrade_overflow(&self, me: u32) -> bool {
         // Relaxed: the compare-exchange orders.
         let mut s = self.state.load(Ordering::Relaxed);
         loop {
             if is_garbage(s) || !is_write_locked(s) || writer_of(s) != me {
                 // Not ours (only hostile bytes do that): there is no write lock to turn.
-                return;
+                return false;
             }
             // The count is 0 under a write lock (a writer locks only a state without
             // overflow readers, and none counts in while `WRITE_LOCKED` is set), so the
@@ -754,7 +781,10 @@ impl RawRwLock {
                 Ordering::Release,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return self.wake_flagged(s),
+                Ok(_) => {
+                    self.wake_flagged(s);
+                    return true;
+                }
                 Err(now) => s = now,
             }
         }
