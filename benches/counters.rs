@@ -8,7 +8,7 @@ mod common;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use common::{Shm, Weight, Workers, concurrent, single, tune};
+use common::{MAX_WORKERS, SWEEP, Shm, Weight, Workers, concurrent, single, tune};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use crossbeam_utils::CachePadded;
 use shmstate::{Counter, Region, StripedCounter, Value, ValueArray};
@@ -359,9 +359,119 @@ fn array(c: &mut Criterion) {
     }
 }
 
+/// The scaling sweep of one shared counter: `Counter::inc` vs a plain `AtomicU64` in the
+/// same kind of shared memory, on 1, 2, 4 and 8 processes. Every increment moves the one
+/// cache line to the incrementing core, so the time per increment grows with the writers.
+fn scaling_counter(c: &mut Criterion) {
+    for w in SWEEP {
+        let mut g = common::group(c, format!("scaling_counter_{}", w.label()));
+        tune(&mut g, Weight::Sweep);
+        g.throughput(Throughput::Elements(w.count() as u64));
+        let n = w.count() as u64;
+
+        let counter = Shm::<Counter>::zeroed(1);
+        concurrent(
+            &mut g,
+            "shmstate_counter",
+            w,
+            n,
+            &*counter,
+            |c| c.reset(),
+            |c, _, iters| {
+                for _ in 0..iters {
+                    c.inc();
+                }
+            },
+            |c| c.get(),
+        );
+
+        let one = Shm::new(AtomicU64::new(0));
+        concurrent(
+            &mut g,
+            "atomic_u64",
+            w,
+            n,
+            &*one,
+            |a| a.store(0, Relaxed),
+            |a, _, iters| {
+                for _ in 0..iters {
+                    a.fetch_add(1, Relaxed);
+                }
+            },
+            |a| a.load(Relaxed),
+        );
+
+        g.finish();
+    }
+}
+
+/// The scaling sweep of striped counting on 1, 2, 4 and 8 processes: `StripedCounter` with
+/// its default stripes (the machine's cores, rounded up to a power of two) vs one shared
+/// atomic and one cache-padded atomic per worker (the ceiling).
+fn scaling_striped(c: &mut Criterion) {
+    for w in SWEEP {
+        let mut g = common::group(c, format!("scaling_striped_{}", w.label()));
+        tune(&mut g, Weight::Sweep);
+        g.throughput(Throughput::Elements(w.count() as u64));
+        let n = w.count() as u64;
+
+        let striped = Shm::<StripedCounter>::zeroed(StripedCounter::default_stripes());
+        concurrent(
+            &mut g,
+            "shmstate_striped",
+            w,
+            n,
+            &*striped,
+            |c| c.reset(),
+            |c, _, iters| {
+                for _ in 0..iters {
+                    c.inc();
+                }
+            },
+            |c| c.sum(),
+        );
+
+        let one = Shm::new(AtomicU64::new(0));
+        concurrent(
+            &mut g,
+            "one_atomic",
+            w,
+            n,
+            &*one,
+            |a| a.store(0, Relaxed),
+            |a, _, iters| {
+                for _ in 0..iters {
+                    a.fetch_add(1, Relaxed);
+                }
+            },
+            |a| a.load(Relaxed),
+        );
+
+        let padded: Shm<[CachePadded<AtomicU64>; MAX_WORKERS]> =
+            Shm::new(std::array::from_fn(|_| CachePadded::new(AtomicU64::new(0))));
+        concurrent(
+            &mut g,
+            "padded_atomic_per_worker",
+            w,
+            n,
+            &*padded,
+            |p| p.iter().for_each(|a| a.store(0, Relaxed)),
+            |p, i, iters| {
+                let a = &p[i];
+                for _ in 0..iters {
+                    a.fetch_add(1, Relaxed);
+                }
+            },
+            |p| p.iter().map(|a| a.load(Relaxed)).sum(),
+        );
+
+        g.finish();
+    }
+}
+
 criterion_group! {
     name = benches;
     config = common::criterion();
-    targets = inc_1thread, contended, striped, value_f64, array
+    targets = inc_1thread, contended, striped, value_f64, array, scaling_counter, scaling_striped
 }
 criterion_main!(benches);

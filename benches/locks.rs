@@ -11,7 +11,9 @@
 mod common;
 
 use common::Shm;
-use common::{PthreadCond, PthreadMutex, Weight, Workers, concurrent, single, tune};
+use common::{
+    PthreadCond, PthreadMutex, PthreadRwLock, SWEEP, Weight, Workers, concurrent, single, tune,
+};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use shmstate::{Condvar, Mutex, RwLock};
 
@@ -279,9 +281,107 @@ fn condvar_pingpong(c: &mut Criterion) {
     g.finish();
 }
 
+/// The scaling sweep of the contended mutex on 1, 2, 4 and 8 processes: lock, increment,
+/// unlock, against glibc's process-shared robust mutex (the one that, like shmstate's,
+/// survives a dead owner). One lock word and the data it guards are shared by every worker.
+fn scaling_mutex(c: &mut Criterion) {
+    for w in SWEEP {
+        let mut g = common::group(c, format!("scaling_mutex_{}", w.label()));
+        tune(&mut g, Weight::Sweep);
+        g.throughput(Throughput::Elements(w.count() as u64));
+        let n = w.count() as u64;
+
+        let m = Shm::<Mutex<u64>>::zeroed(1);
+        concurrent(
+            &mut g,
+            "shmstate_mutex",
+            w,
+            n,
+            &*m,
+            |m| *m.lock().unwrap() = 0,
+            |m, _, iters| {
+                for _ in 0..iters {
+                    *m.lock().unwrap() += 1;
+                }
+            },
+            |m| *m.lock().unwrap(),
+        );
+
+        let (name, m) = pthread_cases(true);
+        concurrent(
+            &mut g,
+            name,
+            w,
+            n,
+            &*m,
+            |m| m.set(0),
+            |m, _, iters| {
+                for _ in 0..iters {
+                    m.with(|v| *v += 1);
+                }
+            },
+            |m| m.get(),
+        );
+        g.finish();
+    }
+}
+
+/// The scaling sweep of read locks on 1, 2, 4 and 8 processes, no writer: read-lock, read,
+/// unlock, against glibc's process-shared `pthread_rwlock_t` (`std` and `parking_lot` locks
+/// work within one process only). Each read returns 1, summed per worker into a shared
+/// total, so the total is the number of reads.
+fn scaling_rwlock_read(c: &mut Criterion) {
+    for w in SWEEP {
+        let mut g = common::group(c, format!("scaling_rwlock_read_{}", w.label()));
+        tune(&mut g, Weight::Sweep);
+        g.throughput(Throughput::Elements(w.count() as u64));
+        let n = w.count() as u64;
+        let total = Shm::new(std::sync::atomic::AtomicU64::new(0));
+
+        let l = Shm::new(RwLock::new(1u64));
+        concurrent(
+            &mut g,
+            "shmstate_rwlock",
+            w,
+            n,
+            &(&*l, &*total),
+            |s| s.1.store(0, RELAXED),
+            |s, _, iters| {
+                let mut sum = 0;
+                for _ in 0..iters {
+                    sum += *std::hint::black_box(s.0).read().unwrap();
+                }
+                s.1.fetch_add(sum, RELAXED);
+            },
+            |s| s.1.load(RELAXED),
+        );
+
+        let l = PthreadRwLock::new_shared(1u64);
+        concurrent(
+            &mut g,
+            "pthread_rwlock_pshared",
+            w,
+            n,
+            &(&*l, &*total),
+            |s| s.1.store(0, RELAXED),
+            |s, _, iters| {
+                let mut sum = 0;
+                for _ in 0..iters {
+                    sum += std::hint::black_box(s.0).read();
+                }
+                s.1.fetch_add(sum, RELAXED);
+            },
+            |s| s.1.load(RELAXED),
+        );
+
+        g.finish();
+    }
+}
+
 criterion_group! {
     name = benches;
     config = common::criterion();
-    targets = mutex_uncontended, mutex_contended, rwlock_read, condvar_pingpong
+    targets = mutex_uncontended, mutex_contended, rwlock_read, condvar_pingpong, scaling_mutex,
+        scaling_rwlock_read
 }
 criterion_main!(benches);

@@ -7,7 +7,10 @@ group, each `shmstate_*` function is compared with every other function of the g
 (same workers, same operations per iteration). Writes:
 
 - the section between `<!-- results:begin -->` and `<!-- results:end -->` of BENCHMARKS.md
-- `benches/chart.svg`: speed-up of shmstate over each alternative, log scale, at a glance.
+  (the scaling sweeps, groups `scaling_<primitive>_<n>proc(s)`, as one table per primitive
+  with the worker counts across, after the ratio table)
+- `benches/chart.svg`: speed-up of shmstate over each alternative, log scale, at a glance
+  (the sweeps are not in it).
 
 Usage: python3 benches/report.py [--criterion DIR] [--python FILE] [--markdown FILE]
        [--svg FILE]. Standard library only.
@@ -84,7 +87,34 @@ BENCH_FILE = {
 
 
 def bench_file(group):
+    if group.startswith(SCALING_PREFIX):
+        group = group[len(SCALING_PREFIX):]
     return BENCH_FILE.get(group.split("_")[0], "?")
+
+
+# The scaling sweeps: groups `scaling_<primitive>_<n>proc(s)`, one per worker count (1, 2,
+# 4, 8 processes). They are rendered as one table per primitive (workers across), not as
+# rows of the ratio table or bars of the chart.
+SCALING_PREFIX = "scaling_"
+SCALING_RE = re.compile(r"^scaling_(.+)_(\d+)procs?$")
+
+# What one operation of each sweep is, in the order the tables are printed.
+SCALING_MEANING = {
+    "counter": "one shared counter: `Counter::inc` vs `AtomicU64::fetch_add` in the same "
+               "kind of shared memory",
+    "striped": "exact counting: `StripedCounter::inc` (default stripes: the cores, rounded "
+               "up to a power of two) vs one shared atomic and one padded atomic per worker",
+    "mutex": "lock + increment + unlock of one `Mutex<u64>` vs glibc's process-shared "
+             "robust mutex",
+    "rwlock_read": "read-lock + read + unlock of one `RwLock<u64>`, no writer, vs glibc's "
+                   "process-shared `pthread_rwlock_t`",
+    "seqlock_read64": "consistent 64-byte read of one `SeqLock<[u64; 8]>`, no writer, vs "
+                      "the same block under glibc's process-shared `pthread_rwlock_t`",
+}
+
+
+def is_scaling(group):
+    return SCALING_RE.match(group) is not None
 
 
 def machine():
@@ -192,6 +222,8 @@ def py_vs_criterion(py, est):
 def rows_from_criterion(est):
     groups = {}
     for (g, fn), e in est.items():
+        if is_scaling(g):
+            continue  # rendered by `scaling_tables`
         groups.setdefault(g, {})[fn] = e
     order = sorted(groups, key=lambda g: (GROUP_ORDER.index(g) if g in GROUP_ORDER else 99, g))
     rows = []
@@ -226,7 +258,77 @@ def verdict(speedup, target):
     return f"{text}: **not met** (needs {need / speedup:.2f}x more)"
 
 
-def markdown(rows, groups, py, mach, missing_targets, flagged, pyc):
+def scaling_tables(est, flagged, cores):
+    """One table per swept primitive: rows shmstate and each alternative, columns the
+    worker counts; cells the median time per iteration (= per operation of each worker)."""
+    sweeps = {}
+    for (g, fn), e in est.items():
+        m = SCALING_RE.match(g)
+        if m:
+            sweeps.setdefault(m.group(1), {}).setdefault(int(m.group(2)), {})[fn] = (g, e)
+    if not sweeps:
+        return []
+    order = sorted(sweeps, key=lambda p: (list(SCALING_MEANING).index(p)
+                                          if p in SCALING_MEANING else 99, p))
+    over = any(n > cores for p in sweeps for n in sweeps[p])
+    lines = ["### Scaling: 1 to 8 worker processes", ""]
+    lines.append("Cells: median time per iteration, in which every worker does one operation, "
+                 "so it is each worker's time per operation: a flat row scales perfectly, a "
+                 "row that doubles with the workers has a fixed total throughput. In "
+                 "brackets, the speed-up of shmstate over that alternative at that worker "
+                 "count (alternative time / shmstate time). Last column: the row's time with "
+                 "the most workers over its time with one. Every point checks its count. "
+                 "Reproduce one: `cargo bench --bench <file> -- scaling_<primitive>`.")
+    if over:
+        lines.append("")
+        lines.append(f"**†: more worker processes than this machine's {cores} cores.** "
+                     "These points measure oversubscription: the workers take turns on the "
+                     "cores (the kernel's time slices, and a lock holder preempted while "
+                     "others wait for it), not cores contending for a cache line. Even a "
+                     "primitive that scales perfectly shows N / cores times its time at N "
+                     "such workers (2x at 4, 4x at 8 on 2 cores); only a departure from that "
+                     "says something. These points always carry the overlap warning, which is "
+                     "not repeated in their cells. Rerun on a machine with at least 8 cores "
+                     "for contention numbers (see \"Scaling\" above).")
+    lines.append("")
+    for p in order:
+        pts = sweeps[p]
+        counts = sorted(pts)
+        fns = sorted({f for n in counts for f in pts[n]})
+        shm = [f for f in fns if f.startswith("shmstate_")]
+        alts = [f for f in fns if not f.startswith("shmstate_")]
+        lines.append(f"`scaling_{p}` ({bench_file('scaling_' + p)}.rs): "
+                     f"{SCALING_MEANING.get(p, '')}")
+        lines.append("")
+        head = ["workers →"] + [f"{n}{' †' if n > cores else ''}" for n in counts]
+        lines.append("| " + " | ".join(head) + f" | {counts[-1]} vs {counts[0]} |")
+        lines.append("|---|" + "---:|" * (len(counts) + 1))
+        for f in shm + alts:
+            cells = []
+            for n in counts:
+                if f not in pts[n]:
+                    cells.append("–")
+                    continue
+                g, e = pts[n][f]
+                cell = fmt_ns(e["median"])
+                if not f.startswith("shmstate_") and shm and shm[0] in pts[n]:
+                    cell += f" ({e['median'] / pts[n][shm[0]][1]['median']:.2f}x)"
+                if n <= cores and (g, f) in flagged:
+                    cell += " ⚠"
+                cells.append(cell)
+            lo, hi = pts[counts[0]].get(f), pts[counts[-1]].get(f)
+            growth = f"{hi[1]['median'] / lo[1]['median']:.1f}x" if lo and hi else "–"
+            name = f"shmstate {f[len('shmstate_'):]}" if f.startswith("shmstate_") else f
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | {growth} |")
+        lines.append("")
+    if any((g, f) in flagged for p in sweeps for n in sweeps[p] if n <= cores
+           for f, (g, _e) in sweeps[p][n].items()):
+        lines.append("⚠: the workers did not run together in some samples (busy machine).")
+        lines.append("")
+    return lines
+
+
+def markdown(rows, groups, py, mach, missing_targets, flagged, pyc, scaling=()):
     lines = []
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines.append(f"Machine: **{mach['cpu']}**, {mach['cores']} cores, Linux "
@@ -258,6 +360,7 @@ def markdown(rows, groups, py, mach, missing_targets, flagged, pyc):
         lines.append("")
         lines.append("Targets not measured in this run: " + "; ".join(missing_targets) + ".")
     lines.append("")
+    lines.extend(scaling)
     if py:
         lines.append(f"### Against Python multiprocessing ({py['processes']} processes, "
                      f"{py['increments']} operations each; Python {py['python_version']})")
@@ -378,8 +481,9 @@ def main():
     measured = {(r["group"], r["shmstate"], r["alt"]) for r in rows}
     missing = [f"`{g}` {s} vs {a} ({t[0]})" for (g, s, a), t in TARGETS.items()
                if (g, s, a) not in measured]
-    section = markdown(rows, groups, py, machine(), missing, load_warnings(args.log),
-                       py_vs_criterion(py, est))
+    flagged = load_warnings(args.log)
+    section = markdown(rows, groups, py, machine(), missing, flagged, py_vs_criterion(py, est),
+                       scaling_tables(est, flagged, machine()["cores"] or 1))
 
     with open(args.markdown) as f:
         doc = f.read()

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs every benchmark and regenerates BENCHMARKS.md's results section and benches/chart.svg.
 #
-#   benches/run_all.sh            # full run (under 10 minutes on 2 cores); run on a quiet machine
+#   benches/run_all.sh            # full run (under 15 minutes on 2 cores, about 9); run on a quiet machine
 #   benches/run_all.sh --quick    # smoke run: tiny sizes, checks every bench counts right;
 #                                 # its report goes to target/bench-results/, not BENCHMARKS.md
 #
-# Steps: cargo bench (criterion: counters, locks, seqlock, coord), the Python multiprocessing
+# Steps: cargo bench (criterion: counters, locks, seqlock, coord, with the scaling sweeps over
+# 1, 2, 4 and 8 processes: ~44 benches of ~2.7 s, about 2 minutes), the Python multiprocessing
 # comparison (benches/python/compare.py, which runs `shmstate demo`), then benches/report.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."

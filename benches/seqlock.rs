@@ -9,7 +9,7 @@ mod common;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use common::{Shm, Weight, Workers, concurrent, tune};
+use common::{PthreadRwLock, SWEEP, Shm, Weight, Workers, concurrent, tune};
 use criterion::{
     BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main, measurement::WallTime,
 };
@@ -217,9 +217,65 @@ fn snapshot_case<L: ?Sized>(
     });
 }
 
+/// The scaling sweep of 64-byte reads on 1, 2, 4 and 8 processes, no writer: `SeqLock`
+/// against glibc's process-shared `pthread_rwlock_t` guarding the same block (the
+/// thread-only alternatives of [`read_64`] do not work between processes). Seqlock readers
+/// only load, so the shared line stays in every reader's cache; every rwlock reader writes
+/// the lock word.
+fn scaling_read_64(c: &mut Criterion) {
+    for w in SWEEP {
+        let mut g = common::group(c, format!("scaling_seqlock_read64_{}", w.label()));
+        tune(&mut g, Weight::Sweep);
+        g.throughput(Throughput::Elements(w.count() as u64));
+
+        let l = Shm::new(SeqLock::new([1u64; 8]));
+        process_read_case(&mut g, "shmstate_seqlock", w, &*l, |l| l.read());
+        let l = PthreadRwLock::new_shared([1u64; 8]);
+        process_read_case(&mut g, "pthread_rwlock_pshared", w, &*l, |l| l.read());
+        g.finish();
+    }
+}
+
+/// Benches `read` on `w` reader processes (no writer); every block read is checked as in
+/// [`read_case`] and the reads are counted in shared memory.
+fn process_read_case<L: Sync>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    id: &str,
+    w: Workers,
+    lock: &L,
+    read: impl Fn(&L) -> Block + Sync,
+) {
+    let reads = Shm::new(AtomicU64::new(0));
+    concurrent(
+        g,
+        id,
+        w,
+        w.count() as u64,
+        &(lock, &*reads),
+        // Relaxed: reset before the workers are forked, read after they counted themselves
+        // done (Release/Acquire in the runner).
+        |s| s.1.store(0, Relaxed),
+        |s, _, iters| {
+            let mut n = 0;
+            for _ in 0..iters {
+                n += check_block(&read(std::hint::black_box(s.0)));
+            }
+            // Relaxed: as above.
+            s.1.fetch_add(n, Relaxed);
+        },
+        |s| s.1.load(Relaxed),
+    );
+}
+
 criterion_group! {
     name = benches;
     config = common::criterion();
     targets = read_64, array_snapshot
 }
-criterion_main!(benches);
+// The sweep is its own criterion group, so that the rows above can change independently.
+criterion_group! {
+    name = scaling;
+    config = common::criterion();
+    targets = scaling_read_64
+}
+criterion_main!(benches, scaling);

@@ -56,7 +56,20 @@ pub enum Weight {
     Single,
     /// Threads or processes started per sample.
     Spawning,
+    /// One point of a worker-count sweep ([`SWEEP`]): processes started per sample, with
+    /// fewer, shorter samples than [`Weight::Spawning`], as a sweep has many points.
+    Sweep,
 }
+
+/// The worker counts of the scaling sweeps: 1, 2, 4 and 8 processes. On a machine with
+/// fewer cores than workers, the larger points measure oversubscription (time-slicing),
+/// not contention between running cores.
+pub const SWEEP: [Workers; 4] = [
+    Workers::Processes(1),
+    Workers::Processes(2),
+    Workers::Processes(4),
+    Workers::Processes(8),
+];
 
 /// Applies the suite's settings for a group of `weight` (unless in quick mode, where
 /// [`criterion`]'s settings already apply).
@@ -76,6 +89,13 @@ pub fn tune(group: &mut BenchmarkGroup<'_, WallTime>, weight: Weight) {
                 .sample_size(20)
                 .warm_up_time(Duration::from_secs(1))
                 .measurement_time(Duration::from_secs(4));
+        }
+        Weight::Sweep => {
+            // Criterion's minimum sample size; about 2.6 s per bench with its warm-up.
+            group
+                .sample_size(10)
+                .warm_up_time(Duration::from_millis(500))
+                .measurement_time(Duration::from_secs(2));
         }
     }
 }
@@ -548,6 +568,60 @@ impl PthreadCond {
             );
             check("mutex_unlock", libc::pthread_mutex_unlock(m.raw()));
         }
+    }
+}
+
+/// A glibc `pthread_rwlock_t` set up `PTHREAD_PROCESS_SHARED` guarding a `T`: the
+/// process-shared readers-writer lock of C (glibc has no robust one). Place it with
+/// [`PthreadRwLock::new_shared`]; it must not move once initialised.
+#[repr(C)]
+pub struct PthreadRwLock<T> {
+    lock: UnsafeCell<libc::pthread_rwlock_t>,
+    data: UnsafeCell<T>,
+}
+
+// SAFETY: `data` is read only under a read lock and written only at construction; the
+// lock itself is made for sharing.
+unsafe impl<T: Send + Sync> Sync for PthreadRwLock<T> {}
+
+impl<T: Copy> PthreadRwLock<T> {
+    /// A process-shared rwlock holding `value` in a new shared mapping.
+    pub fn new_shared(value: T) -> Shm<PthreadRwLock<T>> {
+        Shm::new_in_place(|p: *mut PthreadRwLock<T>| {
+            // SAFETY: `p` points to zeroed memory for a `PthreadRwLock<T>` at its final
+            // address; the attribute object is initialised before use and destroyed after;
+            // `data` is written before anyone can read it.
+            unsafe {
+                let mut attr: libc::pthread_rwlockattr_t = std::mem::zeroed();
+                check("rwlockattr_init", libc::pthread_rwlockattr_init(&mut attr));
+                check(
+                    "rwlock setpshared",
+                    libc::pthread_rwlockattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED),
+                );
+                check(
+                    "rwlock_init",
+                    libc::pthread_rwlock_init(UnsafeCell::raw_get(&raw const (*p).lock), &attr),
+                );
+                libc::pthread_rwlockattr_destroy(&mut attr);
+                UnsafeCell::raw_get(&raw const (*p).data).write(value);
+            }
+        })
+    }
+
+    /// Read-locks, copies the data, unlocks.
+    #[inline]
+    pub fn read(&self) -> T {
+        // SAFETY: the lock was initialised in place by `new_shared` and never moves.
+        check("rwlock_rdlock", unsafe {
+            libc::pthread_rwlock_rdlock(self.lock.get())
+        });
+        // SAFETY: a read lock is held and nobody writes `data` after construction.
+        let v = unsafe { *self.data.get() };
+        // SAFETY: we hold a read lock.
+        check("rwlock_unlock", unsafe {
+            libc::pthread_rwlock_unlock(self.lock.get())
+        });
+        v
     }
 }
 
