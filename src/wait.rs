@@ -36,6 +36,33 @@ use core::time::Duration;
 use std::time::Instant;
 
 pub(crate) use crate::owner::{Tid, Watch};
+use crate::sync::{AtomicU32, Ordering};
+
+/// Sets the waiting flag `flag` in `word`, whose value the caller last read as `*seen`,
+/// unless `*seen` has it already: the step of a contended loop before it sleeps on a word
+/// (or a notification word) that the unlocker clears or bumps to wake it.
+///
+/// `true` once the flag is set and `*seen` is the word with it; `false` if the word had
+/// changed (then `*seen` is its new value, for the caller to examine again).
+#[inline]
+pub(crate) fn flag_waiting(word: &AtomicU32, seen: &mut u32, flag: u32) -> bool {
+    if *seen & flag != 0 {
+        return true;
+    }
+    // Relaxed: the flag only tells the unlocker to wake; the futex wait that follows
+    // re-checks its word atomically (or, for a notification word, the caller re-reads the
+    // state after reading it).
+    match word.compare_exchange(*seen, *seen | flag, Ordering::Relaxed, Ordering::Relaxed) {
+        Ok(_) => {
+            *seen |= flag;
+            true
+        }
+        Err(now) => {
+            *seen = now;
+            false
+        }
+    }
+}
 
 /// A timed call's deadline passed before it could complete.
 ///

@@ -115,7 +115,9 @@ use crate::failpoint::{self, Point};
 use crate::futex;
 use crate::owner;
 use crate::sync::{AtomicU32, Ordering, spin_loop};
-use crate::wait::{SPIN_LIMIT, Slices, TRY_LIMIT, Tid, deadline_passed, holder_is_dead, past};
+use crate::wait::{
+    SPIN_LIMIT, Slices, TRY_LIMIT, Tid, deadline_passed, flag_waiting, holder_is_dead, past,
+};
 
 /// Mask of the owner's TID in a lock word.
 pub(crate) const TID_MASK: u32 = 0x00FF_FFFF;
@@ -374,19 +376,8 @@ impl RawMutex {
                     }
                 }
             }
-            if w & CONTENDED == 0 {
-                // Relaxed: the flag only tells the owner's unlock to wake; the futex
-                // wait below re-checks the word atomically.
-                if let Err(now) = self.word.compare_exchange(
-                    w,
-                    w | CONTENDED,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                ) {
-                    w = now;
-                    continue;
-                }
-                w |= CONTENDED;
+            if !flag_waiting(&self.word, &mut w, CONTENDED) {
+                continue;
             }
             // Probe only once a whole slice has passed, woken or not (`Slices::probe_now`):
             // under ordinary contention the owner unlocks and wakes us first, so the

@@ -11,7 +11,7 @@ use crate::futex;
 use crate::lock::raw_mutex::{Acquired, MAX_TID, TID_MASK};
 use crate::owner;
 use crate::sync::{AtomicU32, Ordering, spin_loop};
-use crate::wait::{SPIN_LIMIT, Slices, TRY_LIMIT, holder_is_dead, past};
+use crate::wait::{SPIN_LIMIT, Slices, TRY_LIMIT, flag_waiting, holder_is_dead, past};
 
 // The writer side (lock, unlock, downgrade) is its own file; as a child module it sees
 // this file's private state-word helpers.
@@ -353,18 +353,8 @@ impl RawRwLock {
                     continue;
                 }
             }
-            if s & READERS_WAITING == 0 {
-                // Relaxed: the flag tells unlockers to wake; the futex wait re-checks.
-                if let Err(now) = self.state.compare_exchange(
-                    s,
-                    s | READERS_WAITING,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                ) {
-                    s = now;
-                    continue;
-                }
-                s |= READERS_WAITING;
+            if !flag_waiting(&self.state, &mut s, READERS_WAITING) {
+                continue;
             }
             let Some(slice) = slices.next(deadline) else {
                 return self.read_last_chance(me);

@@ -144,17 +144,9 @@ impl RawRwLock {
                     }
                 }
             }
-            if s & WRITERS_WAITING == 0 {
-                // Relaxed: the flag tells unlockers to wake; `writer_notify` orders below.
-                if let Err(now) = self.state.compare_exchange(
-                    s,
-                    s | WRITERS_WAITING,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                ) {
-                    s = now;
-                    continue;
-                }
+            // `writer_notify` orders below.
+            if !flag_waiting(&self.state, &mut s, WRITERS_WAITING) {
+                continue;
             }
             other_writers_waiting = WRITERS_WAITING;
             // Acquire pairs with the Release increment in `wake_writer`: if we see the new
