@@ -1,5 +1,10 @@
 //! The typed errors of the locks: the previous owner died, the lock was busy, the wait
 //! timed out.
+//!
+//! # Crash windows
+//!
+//! None: these are process-local values (errors carrying guards); the locks' tables say
+//! when each is returned.
 
 use core::fmt;
 

@@ -22,6 +22,13 @@
 //! [`ReentrantMutexGuard`](crate::ReentrantMutexGuard) are `SharedGuard`s. A mapped guard
 //! (`MutexGuard::map`, ...) is the same guard over a part of the data, with `MAPPED` set:
 //! [`MappedMutexGuard`](crate::lock::MappedMutexGuard) and the like.
+//!
+//! # Crash windows
+//!
+//! None of its own: the layer holds no state in shared memory. A guard's acquisition and
+//! release are the raw lock's protocol, whose steps and repairs are the tables of
+//! [`raw_mutex`](crate::lock::raw_mutex), [`rwlock`](crate::lock::rwlock) and
+//! `reentrant_mutex`.
 
 use core::fmt;
 use core::marker::PhantomData;

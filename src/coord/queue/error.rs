@@ -1,5 +1,9 @@
 //! The errors of [`Queue`](super::Queue)'s pushes that hand the item back: [`Full`] from
 //! [`try_push`](super::Queue::try_push), [`PushTimeoutError`] from the timed pushes.
+//!
+//! # Crash windows
+//!
+//! None: process-local error values.
 
 use crate::wait::Timeout;
 

@@ -2,6 +2,12 @@
 //! the waits of [`read`](SeqLock::read) and [`read_timeout`](SeqLock::read_timeout) for a
 //! write to end, or for a torn value to be repaired. The protocol and the orderings are in
 //! the [module docs](super).
+//!
+//! # Crash windows
+//!
+//! Readers write nothing but the `WAITERS` bit before a sleep; a reader killed anywhere
+//! leaves at most that bit, whose line is in the crash-window table of the
+//! [module docs](super).
 
 use std::time::{Duration, Instant};
 

@@ -2,6 +2,10 @@
 //! writer, released with a wake), the two sequence stores around a write, and the public
 //! writes. What a writer killed at each of these steps leaves is the crash-window table
 //! of the [module docs](super).
+//!
+//! # Crash windows
+//!
+//! Every step here is a line of the crash-window table of the [module docs](super).
 
 use std::time::{Duration, Instant};
 

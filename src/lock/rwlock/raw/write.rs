@@ -1,6 +1,11 @@
 //! The writer side of [`RawRwLock`]: taking the write lock (fast path, contended wait,
 //! draining the registered readers), releasing it, marking the data consistent, and
 //! downgrading to a read lock. The state word's bits and helpers are in the parent file.
+//!
+//! # Crash windows
+//!
+//! A writer killed at each step here (write lock taken, draining, unlock, downgrade) is a
+//! line of the crash-window table of the [`rwlock`](crate::lock::rwlock) module docs.
 
 use super::*;
 
