@@ -38,6 +38,14 @@
 //!   [`Event`], [`Barrier`], [`Queue`] ([`coord`]). Each is an ordinary type on the heap
 //!   too, and each implements [`Shared`].
 //!
+//! # Crash windows
+//!
+//! Every primitive that can be caught mid-protocol by a SIGKILL writes down, in its module
+//! docs, one line per step: what a kill there leaves, who repairs it and how fast (for
+//! example [`lock::raw_mutex`], [`lock::rwlock`], [`seqlock::single`], [`coord::queue`],
+//! and the region directory in [`region`]). The crate's failpoint tests stop a process at
+//! those steps and check the repair.
+//!
 //! # Your own shared structs
 //!
 //! With the default feature `derive`, `#[derive(Shared)]` makes a `#[repr(C)]` struct of
