@@ -54,7 +54,7 @@ use std::time::Instant;
 
 use super::mutex::MutexGuard;
 use super::owner_died::{LockResult, TimedLockError};
-use super::typed::deadline_after;
+use super::typed::{Acquisition, deadline_after};
 use crate::failpoint::{self, Point};
 use crate::futex;
 use crate::futex::sleepers;

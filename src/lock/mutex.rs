@@ -9,7 +9,7 @@ use bytemuck::Pod;
 
 use super::owner_died::{LockResult, TimedLockError, TryLockError};
 use super::raw_mutex::RawMutex;
-use super::typed::ExclusiveGuard;
+use super::typed::{Acquisition, ExclusiveGuard};
 use crate::shared::{Element, Kind, SharedSized, TypeTag};
 use crate::sync::UnsafeCell;
 

@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use super::owner_died::{LockResult, TimedLockError, TryLockError};
 use super::raw_mutex::{Acquired, RawMutex};
-use super::typed::{RawLockShared, SharedGuard};
+use super::typed::{Acquisition, RawLockShared, SharedGuard};
 use crate::shared::{Elem, Field, Kind, SharedSized, TypeTag};
 use crate::sync::{AtomicU32, Ordering};
 use crate::wait::Timeout;

@@ -35,151 +35,19 @@ use core::marker::PhantomData;
 use core::mem;
 use core::ops::{Deref, DerefMut};
 use core::ptr::NonNull;
-use core::time::Duration;
-use std::time::Instant;
 
-use super::owner_died::{LockResult, OwnerDied, TimedLockError, TryLockError};
-use super::raw_mutex::{Acquired, RawMutex};
-use crate::wait::Timeout;
-
-/// A raw lock whose every acquisition excludes every other acquisition of the lock.
-///
-/// Crate-private (it lives in a private module): the typed locks are the public face.
-///
-/// # Safety
-///
-/// After `lock`, after `try_lock` returned `Some` and after `lock_until` returned `Ok`, the
-/// calling thread holds the lock, and no other acquisition of it (exclusive or shared, by
-/// any thread or process) succeeds until this thread calls `unlock` (or dies: then the next
-/// acquisition reports [`Acquired::OwnerDied`] when the protected data may be half-updated).
-/// Every successful acquisition synchronises with (happens after) the release before it.
-pub unsafe trait RawLock {
-    /// Blocks until the calling thread holds the lock (recovering it from a dead owner).
-    fn lock(&self) -> Acquired;
-    /// Takes the lock if it is free, without waiting for a live holder.
-    fn try_lock(&self) -> Option<Acquired>;
-    /// [`lock`](Self::lock), giving up at `deadline`.
-    fn lock_until(&self, deadline: Instant) -> Result<Acquired, Timeout>;
-    /// Releases the lock.
-    ///
-    /// # Safety
-    ///
-    /// The calling thread holds the lock (acquired on this thread, not released since),
-    /// and nothing uses the data it protects after this call.
-    unsafe fn unlock(&self);
-    /// Clears the owner-died mark; called only while the calling thread holds the lock.
-    fn mark_consistent(&self);
-}
-
-/// A raw lock whose acquisitions may coexist (each gives shared access only), and exclude
-/// every exclusive one.
-///
-/// # Safety
-///
-/// After `lock_shared`, after `try_lock_shared` returned `Some` and after
-/// `lock_shared_until` returned `Ok`, the calling thread holds one shared acquisition;
-/// while any shared acquisition is held, no exclusive one (and no `&mut` to the data)
-/// exists, until `unlock_shared` releases it with the token [`token`](Self::token) gave
-/// right after the acquisition. Every acquisition synchronises with the exclusive release
-/// before it.
-pub unsafe trait RawLockShared {
-    /// What a guard keeps to release its acquisition (for a read lock, the reader's TID).
-    type Token: Copy;
-    /// Blocks until the calling thread holds a shared acquisition.
-    fn lock_shared(&self) -> Acquired;
-    /// Takes a shared acquisition if no exclusive holder is in the way, without waiting.
-    fn try_lock_shared(&self) -> Option<Acquired>;
-    /// [`lock_shared`](Self::lock_shared), giving up at `deadline`.
-    fn lock_shared_until(&self, deadline: Instant) -> Result<Acquired, Timeout>;
-    /// The token of an acquisition the calling thread has just made.
-    fn token(&self) -> Self::Token;
-    /// Releases one shared acquisition.
-    ///
-    /// # Safety
-    ///
-    /// `token` is the token of a shared acquisition the calling thread made and has not
-    /// released; nothing uses the protected data through it after this call.
-    unsafe fn unlock_shared(&self, token: Self::Token);
-    /// Clears the owner-died mark if the lock's protocol lets a shared holder do so, and
-    /// `token` names a shared acquisition the calling thread holds (a guard copied into a
-    /// forked child, or used from another thread, changes nothing).
-    fn mark_consistent_shared(&self, token: Self::Token);
-}
-
-// SAFETY: `RawMutex::lock`, `try_lock` (`Some`) and `lock_until` (`Some`) leave the calling
-// thread's TID in the word, which excludes every other acquisition until `unlock` clears it
-// (or the owner dies: then the taker gets `Acquired::OwnerDied`); each acquisition is an
-// Acquire compare-exchange that pairs with the previous owner's Release unlock.
-unsafe impl RawLock for RawMutex {
-    #[inline]
-    fn lock(&self) -> Acquired {
-        RawMutex::lock(self)
-    }
-
-    #[inline]
-    fn try_lock(&self) -> Option<Acquired> {
-        RawMutex::try_lock(self)
-    }
-
-    #[inline]
-    fn lock_until(&self, deadline: Instant) -> Result<Acquired, Timeout> {
-        RawMutex::lock_until(self, deadline).ok_or(Timeout)
-    }
-
-    #[inline]
-    unsafe fn unlock(&self) {
-        // SAFETY: forwarded: the caller holds the lock and stops using the data.
-        unsafe { RawMutex::unlock(self) }
-    }
-
-    fn mark_consistent(&self) {
-        // The caller holds the lock, so this always applies.
-        let _ = RawMutex::mark_consistent(self);
-    }
-}
-
-/// The deadline `timeout` from now; `None` if it cannot be represented (then the caller
-/// waits without a deadline: such a timeout never passes).
-#[inline]
-pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
-    Instant::now().checked_add(timeout)
-}
-
-/// A guard `g` for an acquisition that went as `a`.
-#[inline]
-pub(crate) fn lock_result<G>(a: Acquired, g: G) -> LockResult<G> {
-    match a {
-        Acquired::Consistent => Ok(g),
-        Acquired::OwnerDied => Err(OwnerDied::new(g)),
-    }
-}
-
-/// A `try_` acquisition: `None` is [`TryLockError::WouldBlock`]; `g` makes the guard.
-#[inline]
-pub(crate) fn try_result<G>(
-    a: Option<Acquired>,
-    g: impl FnOnce() -> G,
-) -> Result<G, TryLockError<G>> {
-    match a {
-        Some(a) => Ok(lock_result(a, g())?),
-        None => Err(TryLockError::WouldBlock),
-    }
-}
-
-/// A timed acquisition; `g` makes the guard.
-#[inline]
-pub(crate) fn timed_result<G>(
-    a: Result<Acquired, Timeout>,
-    g: impl FnOnce() -> G,
-) -> Result<G, TimedLockError<G>> {
-    Ok(lock_result(a?, g())?)
-}
+// The raw-lock traits, the acquisition forms written once over them, and the mapping of an
+// acquisition's outcome to the typed results: a child module, so that it builds guards
+// through their private constructors.
+mod acquire;
+pub(crate) use acquire::{Acquisition, deadline_after};
+pub use acquire::{RawLock, RawLockShared};
 
 /// An exclusive acquisition of a lock: gives `&T` and `&mut T`, releases on drop.
 ///
 /// [`MutexGuard<'a, T>`](crate::MutexGuard) and
 /// [`RwLockWriteGuard<'a, T>`](crate::RwLockWriteGuard) are this guard over
-/// [`RawMutex`] and over [`RawRwLock`](crate::RawRwLock)'s write side. [`map`](Self::map)
+/// [`RawMutex`](crate::RawMutex) and over [`RawRwLock`](crate::RawRwLock)'s write side. [`map`](Self::map)
 /// narrows it to a part of the data: the same guard with `MAPPED` set
 /// ([`MappedMutexGuard`](crate::lock::MappedMutexGuard),
 /// [`MappedRwLockWriteGuard`](crate::lock::MappedRwLockWriteGuard)).
@@ -226,68 +94,6 @@ unsafe impl<R: RawLock + Sync, T: ?Sized + Sync, const M: bool> Sync
 }
 
 impl<'a, R: RawLock, T: ?Sized> ExclusiveGuard<'a, R, T> {
-    /// Blocks until the calling thread holds `raw`; then `data()` is the protected data.
-    ///
-    /// # Safety
-    ///
-    /// `raw` protects the `T` that `data` returns (called once the lock is held, so that a
-    /// loom-checked cell records the access inside the critical section), which is valid
-    /// for `'a`.
-    #[inline]
-    pub(crate) unsafe fn lock(raw: &'a R, data: impl FnOnce() -> NonNull<T>) -> LockResult<Self> {
-        let a = raw.lock();
-        // SAFETY: we hold `raw` exclusively; the caller vouches for `data`.
-        lock_result(a, unsafe { Self::new(raw, data()) })
-    }
-
-    /// [`lock`](Self::lock) without waiting.
-    ///
-    /// # Safety
-    ///
-    /// As for [`lock`](Self::lock).
-    #[inline]
-    pub(crate) unsafe fn try_lock(
-        raw: &'a R,
-        data: impl FnOnce() -> NonNull<T>,
-    ) -> Result<Self, TryLockError<Self>> {
-        // SAFETY: `g` runs only after a successful acquisition; as in `lock`.
-        try_result(raw.try_lock(), || unsafe { Self::new(raw, data()) })
-    }
-
-    /// [`lock`](Self::lock) giving up at `deadline`.
-    ///
-    /// # Safety
-    ///
-    /// As for [`lock`](Self::lock).
-    pub(crate) unsafe fn lock_until(
-        raw: &'a R,
-        data: impl FnOnce() -> NonNull<T>,
-        deadline: Instant,
-    ) -> Result<Self, TimedLockError<Self>> {
-        // SAFETY: as in `try_lock`.
-        timed_result(raw.lock_until(deadline), || unsafe {
-            Self::new(raw, data())
-        })
-    }
-
-    /// [`lock`](Self::lock) giving up after `timeout`.
-    ///
-    /// # Safety
-    ///
-    /// As for [`lock`](Self::lock).
-    pub(crate) unsafe fn lock_timeout(
-        raw: &'a R,
-        data: impl FnOnce() -> NonNull<T>,
-        timeout: Duration,
-    ) -> Result<Self, TimedLockError<Self>> {
-        match deadline_after(timeout) {
-            // SAFETY: forwarded from the caller.
-            Some(deadline) => unsafe { Self::lock_until(raw, data, deadline) },
-            // SAFETY: forwarded from the caller.
-            None => Ok(unsafe { Self::lock(raw, data) }?),
-        }
-    }
-
     /// The raw lock and the data pointer (for the condition variable, which releases and
     /// re-takes the lock around its wait).
     #[inline]
@@ -312,7 +118,7 @@ impl<'a, R: RawLock, T: ?Sized, const M: bool> ExclusiveGuard<'a, R, T, M> {
         }
     }
 
-    /// Marks the data consistent again after an [`OwnerDied`]: later acquirers get a
+    /// Marks the data consistent again after an [`OwnerDied`](crate::OwnerDied): later acquirers get a
     /// plain guard. Without this call, `OwnerDied` persists for every later acquirer
     /// (after this guard is dropped). Does nothing on a lock that was not marked.
     ///
@@ -491,67 +297,7 @@ unsafe impl<R: RawLockShared + Sync, T: ?Sized + Sync, const M: bool> Sync
 {
 }
 
-impl<'a, R: RawLockShared, T: ?Sized> SharedGuard<'a, R, T> {
-    /// Blocks until the calling thread holds a shared acquisition of `raw`.
-    ///
-    /// # Safety
-    ///
-    /// As for [`ExclusiveGuard::lock`]; `data` is called once the acquisition is held.
-    #[inline]
-    pub(crate) unsafe fn lock(raw: &'a R, data: impl FnOnce() -> NonNull<T>) -> LockResult<Self> {
-        let a = raw.lock_shared();
-        // SAFETY: we hold a shared acquisition of `raw`; the caller vouches for `data`.
-        lock_result(a, unsafe { Self::new(raw, data()) })
-    }
-
-    /// [`lock`](Self::lock) without waiting.
-    ///
-    /// # Safety
-    ///
-    /// As for [`lock`](Self::lock).
-    #[inline]
-    pub(crate) unsafe fn try_lock(
-        raw: &'a R,
-        data: impl FnOnce() -> NonNull<T>,
-    ) -> Result<Self, TryLockError<Self>> {
-        // SAFETY: `g` runs only after a successful acquisition; as in `lock`.
-        try_result(raw.try_lock_shared(), || unsafe { Self::new(raw, data()) })
-    }
-
-    /// [`lock`](Self::lock) giving up at `deadline`.
-    ///
-    /// # Safety
-    ///
-    /// As for [`lock`](Self::lock).
-    pub(crate) unsafe fn lock_until(
-        raw: &'a R,
-        data: impl FnOnce() -> NonNull<T>,
-        deadline: Instant,
-    ) -> Result<Self, TimedLockError<Self>> {
-        // SAFETY: as in `try_lock`.
-        timed_result(raw.lock_shared_until(deadline), || unsafe {
-            Self::new(raw, data())
-        })
-    }
-
-    /// [`lock`](Self::lock) giving up after `timeout`.
-    ///
-    /// # Safety
-    ///
-    /// As for [`lock`](Self::lock).
-    pub(crate) unsafe fn lock_timeout(
-        raw: &'a R,
-        data: impl FnOnce() -> NonNull<T>,
-        timeout: Duration,
-    ) -> Result<Self, TimedLockError<Self>> {
-        match deadline_after(timeout) {
-            // SAFETY: forwarded from the caller.
-            Some(deadline) => unsafe { Self::lock_until(raw, data, deadline) },
-            // SAFETY: forwarded from the caller.
-            None => Ok(unsafe { Self::lock(raw, data) }?),
-        }
-    }
-}
+impl<'a, R: RawLockShared, T: ?Sized> SharedGuard<'a, R, T> {}
 
 impl<'a, R: RawLockShared, T: ?Sized, const M: bool> SharedGuard<'a, R, T, M> {
     /// A guard for a shared acquisition of `raw` the calling thread has just made.
@@ -586,7 +332,7 @@ impl<'a, R: RawLockShared, T: ?Sized, const M: bool> SharedGuard<'a, R, T, M> {
         }
     }
 
-    /// Marks the data consistent again after an [`OwnerDied`], if the lock lets a shared
+    /// Marks the data consistent again after an [`OwnerDied`](crate::OwnerDied), if the lock lets a shared
     /// holder do so: a [`ReentrantMutex`](crate::ReentrantMutex)'s guard does (its holder
     /// is the only thread in), a read guard of an [`RwLock`](crate::RwLock) does too (the
     /// holders of read locks agree the data is intact; no writer can change it while they

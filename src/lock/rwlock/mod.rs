@@ -143,7 +143,7 @@ use bytemuck::Pod;
 
 use super::owner_died::{LockResult, TimedLockError, TryLockError};
 use super::raw_mutex::Acquired;
-use super::typed::{ExclusiveGuard, RawLock, RawLockShared, SharedGuard};
+use super::typed::{Acquisition, ExclusiveGuard, RawLock, RawLockShared, SharedGuard};
 use crate::owner;
 #[cfg(loom)]
 #[doc(hidden)]
