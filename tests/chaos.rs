@@ -1092,9 +1092,9 @@ fn state_words<'a>(a: &'a Arena, arr: &'a SeqLockArray<u64>) -> Vec<&'a AtomicU3
         }
         w.push(at(&a.seq, 0));
         w.push(at(&a.seq, 4));
-        for e in arr.slots() {
-            w.push(at(e, 0));
-            w.push(at(e, 4));
+        for k in 0..arr.len().div_ceil(SeqLockArray::<u64>::STRIPE_LEN) {
+            let [seq, writer, dirty] = arr.stripe_words_for_test(k);
+            w.extend([seq, writer, dirty]);
         }
     }
     w

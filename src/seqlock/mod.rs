@@ -10,5 +10,5 @@ pub mod array;
 mod atomic_copy;
 pub mod single;
 
-pub use array::SeqLockArray;
+pub use array::{SeqLockArray, SeqLockArrayWriteGuard};
 pub use single::{SeqLock, SeqLockError, SeqLockWriteGuard};

@@ -233,16 +233,9 @@ impl<T: Pod> SeqLock<T> {
         }
     }
 
-    /// The sequence word, for a multi-slot reader (`SeqLockArray::snapshot`).
+    /// The sequence word, for `SeqLockArray`, whose stripes are `SeqLock<()>`s.
     #[inline]
     pub(crate) fn seq_word(&self) -> &AtomicU32 {
         &self.seq
-    }
-
-    /// Copies the data out with relaxed loads: a possibly racy copy that the caller
-    /// validates against the sequence word.
-    #[inline]
-    pub(crate) fn load_racy(&self) -> T {
-        self.data.load()
     }
 }

@@ -52,7 +52,7 @@ fn reader_woken_by_live_writes_does_not_probe_per_sleep() {
             s.lock_writer();
             let odd = s.begin_write();
             fence(Ordering::Release);
-            s.store_locked(&i);
+            s.data.store(&i);
             until_waiters(&s);
             s.end_write(odd);
             s.unlock_writer();

@@ -189,13 +189,6 @@ impl<T: Pod> SeqLock<T> {
         self.data.load()
     }
 
-    /// Stores the data while holding the writer lock, between `begin_write` + Release
-    /// fence and `end_write`.
-    #[inline]
-    pub(crate) fn store_locked(&self, value: &T) {
-        self.data.store(value);
-    }
-
     /// Replaces the value. Waits for the write lock (taking it over from a dead writer),
     /// and repairs a value torn by a writer that died mid-write.
     ///
