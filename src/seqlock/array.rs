@@ -21,7 +21,9 @@
 //! ```
 //!
 //! The data is accessed only as whole 8-byte words (`AtomicU64`, relaxed: the atomic
-//! memcpy of `SeqLock`), so a word never sees two access sizes; a stripe's data is a whole
+//! memcpy of `SeqLock`; on x86-64 a bulk copy of 8 words or more, in a snapshot or a
+//! batch, reads them with 16- or 32-byte SSE2/AVX loads instead, which read each aligned
+//! word with a single access: see `load_words_sse2`), so a word never sees two access sizes; a stripe's data is a whole
 //! number of words, so every word belongs to exactly one stripe. An element that does not
 //! fill whole words is read from the words that cover it and written by merging its bytes
 //! into them (under the stripe's lock: the other bytes of a word belong to the same
@@ -144,8 +146,6 @@ pub use write::SeqLockArrayWriteGuard;
 const TRY_ATTEMPTS: u32 = if cfg!(loom) { 2 } else { 64 };
 /// Spins between two attempts.
 const SPINS: u32 = if cfg!(loom) { 1 } else { 200 };
-/// Words a copy loads before it stores them (registers, not memory).
-const BATCH: usize = 8;
 
 /// Elements per stripe for elements of `size` bytes: 16 × ⌊8 / size⌋, at least 16 (128
 /// for zero-sized elements). Always a multiple of 16 (so a stripe's data is a whole number
@@ -347,7 +347,12 @@ impl<T> SeqLockArray<T> {
     /// overflow for an object that exists).
     #[inline]
     fn data_words(&self) -> usize {
-        (self.len() * Self::SIZE).div_ceil(8)
+        if Self::SIZE % 8 == 0 {
+            // The same value, without the rounding (a multiple of 8 bytes per element).
+            self.len() * (Self::SIZE / 8)
+        } else {
+            (self.len() * Self::SIZE).div_ceil(8)
+        }
     }
 
     /// The number of stripes.
@@ -488,21 +493,110 @@ impl<T: Pod> SeqLockArray<T> {
             dst.split_at_mut(0)
         };
         let w0 = off / 8;
-        // Load a batch of up to `BATCH` words into registers before storing any of them:
-        // the loads then issue back to back, none waiting behind a store.
-        for (b, batch) in words.chunks_mut(8 * BATCH).enumerate() {
-            let mut regs = [0u64; BATCH];
-            let n = batch.len() / 8;
-            for (j, reg) in regs.iter_mut().enumerate().take(n) {
-                // Relaxed: a racy copy is detected by the sequence recheck.
-                *reg = self.word(w0 + b * BATCH + j).load(Ordering::Relaxed);
-            }
-            for (chunk, reg) in batch.chunks_exact_mut(8).zip(regs) {
-                chunk.copy_from_slice(&reg.to_ne_bytes());
-            }
+        #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+        if words.len() >= 64 {
+            // SAFETY: words `w0..w0 + words.len() / 8` are data words of the array
+            // (the caller's range is inside the data), and `words` is that many bytes.
+            unsafe { self.load_words_sse2(w0, words) };
+            return self.load_tail(off + words.len(), tail);
         }
+        for (j, chunk) in words.chunks_exact_mut(8).enumerate() {
+            // Relaxed: a racy copy is detected by the sequence recheck.
+            let v = self.word(w0 + j).load(Ordering::Relaxed);
+            chunk.copy_from_slice(&v.to_ne_bytes());
+        }
+        self.load_tail(off + words.len(), tail);
+    }
+
+    /// The bytes of [`load_bytes`](Self::load_bytes) after its whole words.
+    #[inline]
+    fn load_tail(&self, off: usize, tail: &mut [u8]) {
         if !tail.is_empty() {
-            self.load_bytes_slow(off + words.len(), tail);
+            self.load_bytes_slow(off, tail);
+        }
+    }
+
+    /// Copies data words `w0..w0 + dst.len() / 8` into `dst` with 16-byte SSE2 loads (a
+    /// bulk copy: a snapshot's or a batch's), each 16 bytes of which are two of the
+    /// array's aligned 8-byte data words.
+    ///
+    /// Why this is the relaxed word copy of [`load_bytes`](Self::load_bytes), only
+    /// wider: an `asm!` block is opaque to the compiler, which must assume it accesses
+    /// memory like a call to an unknown function; what it does to shared memory is what
+    /// the hardware does. An aligned `movdqa` load reads each of its two aligned
+    /// quadwords with a single access (x86 guarantees single-copy atomicity for aligned
+    /// 8-byte accesses, and for aligned 16-byte SSE/AVX loads on every CPU with AVX), so
+    /// each 8 bytes loaded is a value some writer stored to that word: exactly what two
+    /// relaxed `AtomicU64` loads return. Stores go to `dst`, private memory. The block
+    /// stays ordered before the caller's Acquire fence (a compiler barrier for any block
+    /// without `nomem`; x86 does not reorder loads with loads). A racy copy is rejected
+    /// by the sequence recheck, as for the word loop.
+    ///
+    /// # Safety
+    ///
+    /// `w0 + dst.len() / 8 <= self.data_words()`.
+    #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+    #[inline]
+    unsafe fn load_words_sse2(&self, w0: usize, dst: &mut [u8]) {
+        let mut n = dst.len() / 8;
+        let mut w = w0;
+        let mut out = dst.as_mut_ptr();
+        // Scalar words until the source is 16-aligned (at most one: it is 8-aligned).
+        while n > 0 && (self.word(w) as *const AtomicU64).addr() % 16 != 0 {
+            // Relaxed: as in `load_bytes`.
+            let v = self.word(w).load(Ordering::Relaxed);
+            // SAFETY: `out` points into `dst` with at least `8n` bytes left.
+            unsafe { out.cast::<u64>().write_unaligned(v) };
+            // SAFETY: as above; stays within (or one past) `dst`.
+            out = unsafe { out.add(8) };
+            (w, n) = (w + 1, n - 1);
+        }
+        if n >= 8 && std::arch::is_x86_feature_detected!("avx") {
+            let src = (self.word(w) as *const AtomicU64).cast::<u64>();
+            // SAFETY: AVX is available (checked above); words `w..w + n` are data words
+            // (the caller's contract) and `out` has `8n` bytes left in `dst`.
+            let done = unsafe { copy_words_avx(src, out, n) };
+            // SAFETY: `done <= n`: stays within (or one past) `dst`.
+            out = unsafe { out.add(8 * done) };
+            (w, n) = (w + done, n - done);
+        }
+        while n >= 8 {
+            let src = self.word(w) as *const AtomicU64;
+            // SAFETY: `src` is 16-aligned (above) and words `w..w + 8` are data words
+            // (the caller's contract), inside the object's `UnsafeCell`s; the loads are
+            // justified in this function's docs. `out` has at least 64 bytes left in
+            // `dst`, which we borrow mutably. No stack use; flags are not touched.
+            unsafe {
+                core::arch::asm!(
+                    "movdqa {a}, xmmword ptr [{src}]",
+                    "movdqa {b}, xmmword ptr [{src} + 16]",
+                    "movdqa {c}, xmmword ptr [{src} + 32]",
+                    "movdqa {d}, xmmword ptr [{src} + 48]",
+                    "movdqu xmmword ptr [{out}], {a}",
+                    "movdqu xmmword ptr [{out} + 16], {b}",
+                    "movdqu xmmword ptr [{out} + 32], {c}",
+                    "movdqu xmmword ptr [{out} + 48], {d}",
+                    src = in(reg) src,
+                    out = in(reg) out,
+                    a = out(xmm_reg) _,
+                    b = out(xmm_reg) _,
+                    c = out(xmm_reg) _,
+                    d = out(xmm_reg) _,
+                    options(nostack, preserves_flags),
+                );
+            }
+            // SAFETY: as above; stays within (or one past) `dst`.
+            out = unsafe { out.add(64) };
+            (w, n) = (w + 8, n - 8);
+        }
+        while n > 0 {
+            // Relaxed: as in `load_bytes`.
+            let v = self.word(w).load(Ordering::Relaxed);
+            // SAFETY: `out` points into `dst` with at least `8n` bytes left.
+            unsafe { out.cast::<u64>().write_unaligned(v) };
+            // SAFETY: as above.
+            out = unsafe { out.add(8) };
+            (w, n) = (w + 1, n - 1);
         }
     }
 
@@ -904,6 +998,47 @@ impl<T: Pod> SeqLockArray<T> {
     }
 }
 
+/// Copies whole groups of 8 words from `src` to `out` with 32-byte AVX loads and stores;
+/// returns the number of words copied (`n` rounded down to a multiple of 8). The loads
+/// are justified as in `SeqLockArray::load_words_sse2`: each aligned 8-byte word of the
+/// source is read with a single access.
+///
+/// # Safety
+///
+/// The CPU supports AVX; `src` is 8-aligned and `[src, src + n)` are data words of a
+/// live array; `out` is valid for writes of `8n` bytes and not accessed concurrently.
+#[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+#[target_feature(enable = "avx")]
+unsafe fn copy_words_avx(src: *const u64, out: *mut u8, n: usize) -> usize {
+    let mut j = 0;
+    while j + 8 <= n {
+        // SAFETY: words `j..j + 8` of `src` and bytes `8j..8j + 64` of `out` are in
+        // range (the caller's contract, `j + 8 <= n`); unaligned forms, so no alignment
+        // beyond the source's 8 is needed. No stack use; flags are not touched.
+        unsafe {
+            core::arch::asm!(
+                "vmovdqu {a}, ymmword ptr [{src}]",
+                "vmovdqu {b}, ymmword ptr [{src} + 32]",
+                "vmovdqu ymmword ptr [{out}], {a}",
+                "vmovdqu ymmword ptr [{out} + 32], {b}",
+                src = in(reg) src.add(j),
+                out = in(reg) out.add(8 * j),
+                a = out(ymm_reg) _,
+                b = out(ymm_reg) _,
+                options(nostack, preserves_flags),
+            );
+        }
+        j += 8;
+    }
+    // SAFETY: `vzeroupper` only clears the upper halves of the vector registers (all
+    // declared clobbered), avoiding AVX-SSE transition stalls in the SSE code that runs
+    // after us.
+    unsafe {
+        core::arch::asm!("vzeroupper", clobber_abi("C"), options(nostack, preserves_flags));
+    }
+    j
+}
+
 /// The bytes of a slice of elements (none for a zero-sized `T`).
 fn elem_bytes<T: Pod>(values: &[T]) -> &[u8] {
     if size_of::<T>() == 0 {
@@ -984,6 +1119,34 @@ mod tests {
         shape::<u128>();
         shape::<[u64; 8]>();
         shape::<[u8; 100]>();
+    }
+
+    /// Snapshots take the wide copy for 8 words or more (after at most one word to align
+    /// the source): every length and both source alignments copy every word once.
+    #[test]
+    fn snapshots_of_every_length_copy_every_word() {
+        for len in 0..140u64 {
+            let want: Vec<u64> = (1..=len).map(|i| i * 0x0101_0101_0101).collect();
+            let a = SeqLockArray::from_slice(&want);
+            assert_eq!(a.to_vec(), want, "len {len}");
+            let bytes: Vec<[u8; 3]> = (0..len).map(|i| [i as u8, 1, 2]).collect();
+            assert_eq!(SeqLockArray::from_slice(&bytes).to_vec(), bytes);
+        }
+        // A source that is 8- but not 16-aligned: an array placed 8 bytes into a buffer.
+        let mut buf = vec![0u128; 200];
+        let base = core::ptr::NonNull::from(&mut buf[..]).cast::<u8>();
+        for skip in [0, 8] {
+            // SAFETY: `base + skip` is 8-aligned, and the 3,200-byte buffer holds the
+            // array's 16 + 9 · 100 bytes after `skip`; zeroed memory is a valid array; the
+            // array is used only while `buf` lives.
+            let a = unsafe {
+                let p = core::ptr::NonNull::new_unchecked(base.as_ptr().add(skip));
+                <SeqLockArray<u64> as crate::Shared>::from_raw_parts(p, 100).as_ref()
+            };
+            let want: Vec<u64> = (0..100).collect();
+            a.set_all(&want);
+            assert_eq!(a.to_vec(), want, "skip {skip}");
+        }
     }
 
     #[test]
