@@ -151,8 +151,13 @@ const SPINS: u32 = if cfg!(loom) { 1 } else { 200 };
 /// for zero-sized elements). Always a multiple of 16 (so a stripe's data is a whole number
 /// of 8-byte words, and its 16-byte header costs at most one byte per element) and a
 /// power of two (so `i / STRIPE_LEN` is a shift).
+///
+/// Under loom, stripes are 2 elements of 8 bytes or more (8 of smaller ones), so that
+/// models span several stripes with few atomics; the protocol is the same.
 const fn stripe_len(size: usize) -> usize {
-    if size == 0 {
+    if cfg!(loom) {
+        if size % 8 == 0 { 2 } else { 8 }
+    } else if size == 0 {
         128
     } else if size >= 8 {
         16
