@@ -184,7 +184,10 @@ fn seqlock_reports_types_and_sizes_to_regions() {
     assert_eq!(<SeqLockArray<A16> as Shared>::size_for(2), Some(56));
     assert_eq!(<SeqLockArray<A16> as Shared>::ALIGN, 8);
     assert_eq!(<SeqLockArray<f64> as Shared>::size_for(0), None);
-    assert_eq!(<SeqLockArray<f64> as Shared>::size_for(usize::MAX / 4), None);
+    assert_eq!(
+        <SeqLockArray<f64> as Shared>::size_for(usize::MAX / 4),
+        None
+    );
 }
 
 #[test]
@@ -420,7 +423,10 @@ fn array_methods_work() {
         g[2] = 7;
     }
     assert_eq!(a.get(0), [0, 0, 7]);
-    drop(a.lock_timeout(2, Duration::from_millis(5)).map(|mut g| *g = [4; 3]));
+    drop(
+        a.lock_timeout(2, Duration::from_millis(5))
+            .map(|mut g| *g = [4; 3]),
+    );
     assert_eq!(a.get(2), [4; 3]);
     a.set_all(&[[1; 3], [2; 3], [3; 3]]);
     let mut out = [[0u8; 3]; 3];
@@ -603,7 +609,11 @@ fn a_dead_element_writer_is_repaired_by_the_next_write_of_that_element() {
     // The torn element's own writer is told, and a guard dropped unmarked stores nothing.
     let torn = a.lock(s + 2).expect_err("the torn element is reported");
     assert!(torn.get_ref().recovered());
-    assert_eq!(**torn.get_ref(), 1234, "the guard holds the dead writer's bytes");
+    assert_eq!(
+        **torn.get_ref(),
+        1234,
+        "the guard holds the dead writer's bytes"
+    );
     drop(torn);
     assert_eq!(a.try_get(s + 2), Err(SeqLockError::WriterDied));
     assert!(a.update(s + 2, |v| *v += 1).is_err());
@@ -629,7 +639,10 @@ fn a_dead_batch_writer_leaves_whole_stripes_torn_until_the_next_batch() {
     for i in [0, 1, n / 2, n - 1] {
         assert_eq!(a.try_get(i), Err(SeqLockError::WriterDied));
         // Every element of a stripe a batch writer died in is suspect.
-        let mut g = a.lock(i).expect_err("a batch-torn stripe is reported").into_inner();
+        let mut g = a
+            .lock(i)
+            .expect_err("a batch-torn stripe is reported")
+            .into_inner();
         *g = 8;
         g.mark_consistent();
         drop(g);

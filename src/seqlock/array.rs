@@ -128,6 +128,8 @@
 //! Limits: those of [`SeqLock`] (one PID namespace, TID reuse, a 32-bit `seq`).
 //!
 //! Out-of-range indices panic, like slice indexing.
+//!
+//! [`OwnerDied`]: crate::OwnerDied
 
 use std::time::{Duration, Instant};
 
@@ -156,7 +158,7 @@ const SPINS: u32 = if cfg!(loom) { 1 } else { 200 };
 /// models span several stripes with few atomics; the protocol is the same.
 const fn stripe_len(size: usize) -> usize {
     if cfg!(loom) {
-        if size % 8 == 0 { 2 } else { 8 }
+        if size.is_multiple_of(8) { 2 } else { 8 }
     } else if size == 0 {
         128
     } else if size >= 8 {
@@ -348,11 +350,12 @@ impl<T> SeqLockArray<T> {
         self.len() == 0
     }
 
+    #[cfg(not(loom))]
     /// The number of data words, `⌈len · size / 8⌉` (at most `size_for(len) / 8`, so no
     /// overflow for an object that exists).
     #[inline]
     fn data_words(&self) -> usize {
-        if Self::SIZE % 8 == 0 {
+        if Self::SIZE.is_multiple_of(8) {
             // The same value, without the rounding (a multiple of 8 bytes per element).
             self.len() * (Self::SIZE / 8)
         } else {
@@ -427,8 +430,8 @@ impl<T: Pod> SeqLockArray<T> {
     #[cfg(not(loom))]
     pub fn new(len: usize) -> Box<Self> {
         let size = Self::bytes_for(len).unwrap_or_else(|| too_large(len));
-        let layout = std::alloc::Layout::from_size_align(size, 8)
-            .unwrap_or_else(|_| too_large(len));
+        let layout =
+            std::alloc::Layout::from_size_align(size, 8).unwrap_or_else(|_| too_large(len));
         // SAFETY: `layout` has a non-zero size (at least 16).
         let p = unsafe { std::alloc::alloc_zeroed(layout) };
         if p.is_null() {
@@ -491,7 +494,7 @@ impl<T: Pod> SeqLockArray<T> {
     /// words that cover them (the caller validates the copy against the sequence words).
     #[inline]
     fn load_bytes(&self, off: usize, dst: &mut [u8]) {
-        let (words, tail) = if off % 8 == 0 {
+        let (words, tail) = if off.is_multiple_of(8) {
             let full = dst.len() / 8 * 8;
             dst.split_at_mut(full)
         } else {
@@ -547,7 +550,7 @@ impl<T: Pod> SeqLockArray<T> {
         let mut w = w0;
         let mut out = dst.as_mut_ptr();
         // Scalar words until the source is 16-aligned (at most one: it is 8-aligned).
-        while n > 0 && (self.word(w) as *const AtomicU64).addr() % 16 != 0 {
+        while n > 0 && !(self.word(w) as *const AtomicU64).addr().is_multiple_of(16) {
             // Relaxed: as in `load_bytes`.
             let v = self.word(w).load(Ordering::Relaxed);
             // SAFETY: `out` points into `dst` with at least `8n` bytes left.
@@ -1039,7 +1042,11 @@ unsafe fn copy_words_avx(src: *const u64, out: *mut u8, n: usize) -> usize {
     // declared clobbered), avoiding AVX-SSE transition stalls in the SSE code that runs
     // after us.
     unsafe {
-        core::arch::asm!("vzeroupper", clobber_abi("C"), options(nostack, preserves_flags));
+        core::arch::asm!(
+            "vzeroupper",
+            clobber_abi("C"),
+            options(nostack, preserves_flags)
+        );
     }
     j
 }

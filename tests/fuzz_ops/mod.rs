@@ -20,6 +20,7 @@ use std::ptr::NonNull;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use shmstate::seqlock::SeqLockArrayWriteGuard;
 use shmstate::sync::Ordering;
 use shmstate::{
     Barrier, BoundedSemaphore, Condvar, Counter, Event, Mutex, MutexGuard, OwnerDied, Queue,
@@ -27,7 +28,6 @@ use shmstate::{
     RwLockWriteGuard, Semaphore, SeqLock, SeqLockArray, SeqLockWriteGuard, Shared, SharedSized,
     StripedCounter, TimedLockError, TryLockError, Value,
 };
-use shmstate::seqlock::SeqLockArrayWriteGuard;
 use shmstate::{Elem, Kind, TypeTag};
 
 /// The most any single operation (or a guard's drop) may take. Timed calls here wait at
@@ -812,9 +812,7 @@ pub fn seqlocks(data: &[u8]) {
                 });
             }
             15 => {
-                let _ = timed("SeqLockArray::len", || {
-                    (a.len(), a.is_empty())
-                });
+                let _ = timed("SeqLockArray::len", || (a.len(), a.is_empty()));
             }
             16 => {
                 let _ = timed("SeqLockArray::try_get (every element)", || {

@@ -52,7 +52,11 @@ impl<T: Pod> SeqLockArray<T> {
     #[inline]
     fn lock_stripe_until(&self, k: usize, deadline: Option<Instant>) -> Result<Torn, Timeout> {
         let torn = self.stripe(k).lock.lock_writer_until(deadline)?;
-        Ok(if torn { self.torn_elements(k) } else { Torn::No })
+        Ok(if torn {
+            self.torn_elements(k)
+        } else {
+            Torn::No
+        })
     }
 
     /// Stripe `k`'s lock is held and its `seq` was odd: which elements may be torn.
@@ -234,8 +238,7 @@ impl<T: Pod> SeqLockArray<T> {
         &self,
         i: usize,
         timeout: Duration,
-    ) -> Result<SeqLockArrayWriteGuard<'_, T>, TimedLockError<SeqLockArrayWriteGuard<'_, T>>>
-    {
+    ) -> Result<SeqLockArrayWriteGuard<'_, T>, TimedLockError<SeqLockArrayWriteGuard<'_, T>>> {
         self.check_index(i);
         let torn = self
             .lock_stripe_until(Self::stripe_of(i), Instant::now().checked_add(timeout))
