@@ -149,8 +149,8 @@ const TRY_ATTEMPTS: u32 = if cfg!(loom) { 2 } else { 64 };
 /// Spins between two attempts.
 const SPINS: u32 = if cfg!(loom) { 1 } else { 200 };
 
-/// Elements per stripe for elements of `size` bytes: 16 × ⌊8 / size⌋, at least 16 (128
-/// for zero-sized elements). Always a multiple of 16 (so a stripe's data is a whole number
+/// Elements per stripe for elements of `size` bytes: 16 × ⌊8 / size⌋ (a power of two
+/// for every size below 8), 16 for 8 bytes or more, 128 for zero-sized elements. Always a multiple of 16 (so a stripe's data is a whole number
 /// of 8-byte words, and its 16-byte header costs at most one byte per element) and a
 /// power of two (so `i / STRIPE_LEN` is a shift).
 ///
@@ -164,7 +164,7 @@ const fn stripe_len(size: usize) -> usize {
     } else if size >= 8 {
         16
     } else {
-        16 * (8 / size).next_power_of_two()
+        16 * (8 / size)
     }
 }
 
@@ -313,9 +313,12 @@ impl<T> SeqLockArray<T> {
     /// `size_of::<T>()`.
     const SIZE: usize = size_of::<T>();
 
-    /// Elements per stripe: they share a sequence word and a writer lock. 16 for elements
-    /// of 8 bytes or more (128 bytes of `f64`s), 16 × ⌊8 / size⌋ rounded up to a power of
-    /// two for smaller ones (at most 128 bytes of data), 128 for zero-sized ones.
+    /// Elements per stripe: they share a sequence word and a writer lock, so a write
+    /// makes readers of its own stripe retry, and a thread holding an element's guard
+    /// must not lock another element of the same stripe. 16 for elements of 8 bytes or
+    /// more (128 bytes of `f64`s), 16 × ⌊8 / size⌋ for smaller ones (at most 128 bytes of
+    /// data), 128 for zero-sized ones. Stripe `k` holds elements `k * STRIPE_LEN ..
+    /// (k + 1) * STRIPE_LEN`.
     ///
     /// # Examples
     ///
