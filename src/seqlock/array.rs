@@ -76,8 +76,9 @@
 //! - **`dirty`** (d) is read only by a writer that took a stripe's lock and found `seq`
 //!   odd: an Acquire load of `seq` (pairs with the Release RMW (b) that made it odd)
 //!   makes the `dirty` store before it visible. Values: `i + 1` = only element `i` of
-//!   the stripe (relative index) may be torn; anything else (0 from a batch, or garbage)
-//!   = the whole stripe may be torn.
+//!   the stripe (relative index) may be torn; anything else (0 from a batch or from a
+//!   write to another element of a torn stripe, or garbage) = the whole stripe may be
+//!   torn.
 //!
 //! A write to one element makes readers of the *other elements of its stripe* retry (they
 //! share the sequence word), never readers of another stripe. Elements of different
@@ -98,7 +99,17 @@
 //!   and [`update`](SeqLockArray::update) through [`OwnerDied`] and
 //!   [`mark_consistent`](SeqLockArrayWriteGuard::mark_consistent), as for a `SeqLock`.
 //!   A write to another element `j` of the stripe is stored (its guard is not
-//!   recovered: `j` is intact), but the stripe stays torn until `i` is repaired.
+//!   recovered: `j` is intact), but the stripe stays torn until `i` is repaired. While
+//!   it stores `j`, `dirty` says "the whole stripe" (0), and names `i` alone again only
+//!   once every store of `j` is done (a Release store, read with Acquire by the next
+//!   locker): if that writer dies mid-write too, `i` and `j` may both be torn, and the
+//!   repair of `i` alone must not end the stripe's tear.
+//!
+//! The invariant: **a torn stripe becomes even again only when every element a dead
+//! writer may have torn has been rewritten** (an element write ends the tear only if
+//! `dirty` names that one element; a batch write rewrites them all), or a writer
+//! acknowledged the torn value through [`OwnerDied`] and
+//! [`mark_consistent`](SeqLockArrayWriteGuard::mark_consistent).
 //! - If a dead *batch* writer left the stripe torn (`dirty = 0`), every element is
 //!   suspect: element writes get [`OwnerDied`] (a repaired element is stored, the stripe
 //!   stays torn), and the next batch write repairs the stripe (its closure is told so).
@@ -112,6 +123,8 @@
 //! |------------------------------------------|--------------------------------------------|-----------------------|
 //! | `k.writer` CAS `0 → tid` done, or `dirty` stored | lock held by a dead TID; data consistent | next writer of stripe k: takeover after one slice, plain guard; readers unaffected |
 //! | `k.seq` odd (b), element's word stores   | stripe k torn (only element `i`, `dirty = i + 1`) | next writer of `i`: takeover after one slice, `OwnerDied` (`set` repairs silently); writers of other elements of k: stored, k stays torn; readers of k: `try_get`/`snapshot_timeout` `WriterDied` at once / after one slice, `get`/`snapshot` wait for the repair; other stripes unaffected |
+//! | in a stripe k already torn on element `j`: `dirty = 0`, then the word stores of `i ≠ j` | k torn as a whole (`i` and `j` may both be torn) | as a stripe a batch writer left torn: element writers `OwnerDied`, k stays torn; the next batch write repairs it |
+//! | same, after the stores of `i` and `dirty = j + 1` | k torn on `j` only; `i` complete | as the second line for `j` |
 //! | `k.seq` even store (c) done              | lock held by a dead TID; data consistent   | as the first line |
 //! | `k.writer` swapped to 0                  | a complete write; at worst a missed wake   | waiters re-check after their slice (≤ 800 µs) |
 //! | recovered guard dropped unmarked, or a panicking closure | stripe k still torn, no owner | next writer of k at once (`OwnerDied` again for `i`); readers as above |
@@ -179,7 +192,7 @@ pub(crate) struct Stripe {
     /// | value            | meaning                                                   |
     /// |------------------|-----------------------------------------------------------|
     /// | `1..=STRIPE_LEN` | an element write: only element `value - 1` (relative index) |
-    /// | anything else    | a batch write (0), or garbage: the whole stripe           |
+    /// | anything else    | a batch write, or a write to another element of a torn stripe (0), or garbage: the whole stripe |
     ///
     /// Read only by a writer that holds the lock and found `seq` odd.
     dirty: AtomicU32,

@@ -68,8 +68,10 @@ impl<T: Pod> SeqLockArray<T> {
         // odd without writing, that holder read it so too, and its Release unlock pairs
         // with our Acquire lock CAS.)
         let _ = stripe.lock.seq_word().load(Ordering::Acquire);
-        // Relaxed: ordered by the Acquire load above.
-        let dirty = stripe.dirty.load(Ordering::Relaxed) as usize;
+        // Acquire: pairs with the Release store that names the torn element again after a
+        // write of another element of a torn stripe (`publish_elem_and_unlock`); the
+        // value (d) of an untorn stripe's writer is ordered by the Acquire load above.
+        let dirty = stripe.dirty.load(Ordering::Acquire) as usize;
         let first = k * Self::STRIPE_LEN;
         let count = Self::STRIPE_LEN.min(self.len() - first);
         if (1..=count).contains(&dirty) {
@@ -79,25 +81,60 @@ impl<T: Pod> SeqLockArray<T> {
         }
     }
 
-    /// Stores element `i` (its stripe's lock is held; `torn`: what the locker found) and
-    /// releases the lock. The stripe ends stable unless another of its elements is still
-    /// torn.
+    /// The `dirty` value that names element `i` alone (its index in its stripe, plus 1).
     #[inline]
-    fn publish_elem_and_unlock(&self, i: usize, value: &T, torn: Torn) {
+    fn dirty_of(&self, i: usize) -> u32 {
+        (i % Self::STRIPE_LEN) as u32 + 1
+    }
+
+    /// Starts a write of element `i` (its stripe's lock is held; `torn`: what the locker
+    /// found): `dirty`, then the odd sequence store (b) and the Release fence (a). Returns
+    /// the odd value.
+    #[inline]
+    fn begin_elem_write(&self, i: usize, torn: Torn) -> u32 {
         let k = Self::stripe_of(i);
         let stripe = self.stripe(k);
-        if torn == Torn::No {
-            // (d) Relaxed: published by the Release `fetch_or` below (module docs).
-            // Within a torn stripe it already names what is torn, and must stay.
-            let rel = (i - k * Self::STRIPE_LEN) as u32;
-            stripe.dirty.store(rel + 1, Ordering::Relaxed);
+        match torn {
+            Torn::No => {
+                // (d) Relaxed: published by the Release `fetch_or` below (module docs).
+                stripe.dirty.store(self.dirty_of(i), Ordering::Relaxed);
+            }
+            Torn::One(j) if j != i => {
+                // Two elements may be torn if we die mid-write: `j` and `i`. `dirty` names
+                // one, so it says "the whole stripe" until our stores are done (then
+                // `publish_elem_and_unlock` names `j` alone again). Relaxed: published by
+                // the Release `fetch_or` below, as (d).
+                stripe.dirty.store(0, Ordering::Relaxed);
+            }
+            // A repair of the torn element, or a stripe torn as a whole: `dirty` already
+            // names what is torn, and must stay.
+            Torn::One(_) | Torn::All => {}
         }
         // (b): odd (a no-op RMW on a torn stripe's odd value, continuing its sequence).
         let odd = stripe.lock.begin_write();
         // Release fence (a): pairs with the readers' Acquire fence; orders the odd store
         // above before the data stores below for any reader that sees one of them.
         fence(Ordering::Release);
+        odd
+    }
+
+    /// Stores element `i` (its stripe's lock is held; `torn`: what the locker found) and
+    /// releases the lock. The stripe ends stable unless another of its elements is still
+    /// torn.
+    #[inline]
+    fn publish_elem_and_unlock(&self, i: usize, value: &T, torn: Torn) {
+        let stripe = self.stripe(Self::stripe_of(i));
+        let odd = self.begin_elem_write(i, torn);
         self.store_elem(i, value);
+        if let Torn::One(j) = torn
+            && j != i
+        {
+            // `i` is whole again: only `j` may still be torn. Release: pairs with the
+            // Acquire load of `dirty` in `torn_elements` of a writer that takes the lock
+            // over if we die before unlocking (a normal unlock orders it anyway): whoever
+            // reads this value also sees every store of `i` above.
+            stripe.dirty.store(self.dirty_of(j), Ordering::Release);
+        }
         if !torn.outlives(i) {
             // (c)
             stripe.lock.end_write(odd);
@@ -257,22 +294,28 @@ impl<T: Pod> SeqLockArray<T> {
     #[cfg(any(test, feature = "test-hooks"))]
     #[doc(hidden)]
     pub fn begin_write_for_test(&self, i: usize, value: T) {
+        self.begin_write_part_for_test(i, value, Self::SIZE);
+    }
+
+    /// Test hook: as [`begin_write_for_test`](Self::begin_write_for_test), but stores
+    /// only the first `bytes` bytes of `value` (rounded down to whole data words stored),
+    /// as a writer killed among its word stores leaves things. Not part of the API.
+    ///
+    /// # Panics
+    ///
+    /// If `i >= len()` or `bytes > size_of::<T>()`.
+    #[cfg(any(test, feature = "test-hooks"))]
+    #[doc(hidden)]
+    pub fn begin_write_part_for_test(&self, i: usize, value: T, bytes: usize) {
         self.check_index(i);
-        let k = Self::stripe_of(i);
-        let torn = match self.lock_stripe_until(k, None) {
+        let torn = match self.lock_stripe_until(Self::stripe_of(i), None) {
             Ok(t) => t,
             Err(Timeout) => unreachable_no_deadline(),
         };
-        let stripe = self.stripe(k);
-        if torn == Torn::No {
-            // Relaxed: as in `publish_elem_and_unlock`.
-            stripe
-                .dirty
-                .store((i - k * Self::STRIPE_LEN) as u32 + 1, Ordering::Relaxed);
+        let _odd = self.begin_elem_write(i, torn);
+        if Self::SIZE > 0 {
+            self.store_bytes(i * Self::SIZE, &bytemuck::bytes_of(&value)[..bytes]);
         }
-        let _odd = stripe.lock.begin_write();
-        fence(Ordering::Release);
-        self.store_elem(i, &value);
     }
 
     /// Test hook: a batch write of `values` that stops after its data stores, **without**
