@@ -1217,13 +1217,19 @@ fn seqlock_calls_return_within_their_bounds_whatever_the_words() {
                                 "snapshot_timeout" => {
                                     format!("{:?}", a.snapshot_timeout(&mut out, TIMEOUT))
                                 }
-                                "write_batch_timeout" => format!(
-                                    "{:?}",
-                                    a.write_batch_timeout(TIMEOUT, |v, torn| {
-                                        v.fill(1);
-                                        torn
-                                    })
-                                ),
+                                "write_batch_timeout" => {
+                                    match a.write_batch_timeout(TIMEOUT, |v| v.fill(1)) {
+                                        Ok(()) => "written",
+                                        Err(TimedLockError::Timeout) => "timeout",
+                                        Err(TimedLockError::OwnerDied(torn)) => {
+                                            let mut batch = torn.into_inner();
+                                            batch.fill(1);
+                                            batch.mark_consistent();
+                                            "owner died, repaired"
+                                        }
+                                    }
+                                    .to_string()
+                                }
                                 "try_get" => format!("{:?}", a.try_get(2)),
                                 "get_timeout" => format!("{:?}", a.get_timeout(2, TIMEOUT)),
                                 _ => timed_res(a.lock_timeout(2, TIMEOUT)).to_string(),

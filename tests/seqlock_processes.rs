@@ -114,11 +114,12 @@ fn array_snapshots_stay_consistent_under_a_batch_writer() {
             x ^= x >> 7;
             x ^= x << 17;
             let (from, to) = ((x % N as u64) as usize, ((x >> 8) % N as u64) as usize);
-            a.write_batch(|v, _| {
+            a.write_batch(|v| {
                 let amount = (x >> 16) % (v[from] + 1);
                 v[from] -= amount;
                 v[to] += amount;
-            });
+            })
+            .expect("no writer died mid-write");
             // A pseudo-random pause, as in `seqlock_never_tears_across_processes`.
             for _ in 0..(x >> 40) % 256 {
                 std::hint::spin_loop();
@@ -290,11 +291,11 @@ fn array_batch_writer_killed_mid_batch_is_reported_and_repaired() {
         assert_eq!(arr.get().try_get(j), Err(SeqLockError::WriterDied));
     }
     let repairer = fork_children(1, |_| {
-        let recovered = arr.get().write_batch(|v, recovered| {
-            v.fill(3);
-            recovered
-        });
-        assert!(recovered);
+        let torn = arr.get().write_batch(|_| unreachable!("the batch is torn"));
+        let mut batch = torn.expect_err("the batch is torn").into_inner();
+        assert!(batch.recovered());
+        batch.fill(3);
+        batch.mark_consistent();
     });
     wait_all(&repairer, Duration::from_secs(20));
     assert_eq!(arr.get().to_vec(), vec![3; n]);

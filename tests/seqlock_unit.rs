@@ -15,9 +15,7 @@ use bytemuck::{Pod, Zeroable};
 use common::HeapMem as SharedMem;
 #[cfg(not(miri))]
 use common::SharedMem;
-use shmstate::{
-    Elem, Element, Field, SeqLock, SeqLockArray, SeqLockError, Shared, TimedLockError, Timeout,
-};
+use shmstate::{Elem, Element, Field, SeqLock, SeqLockArray, SeqLockError, Shared, TimedLockError};
 
 /// `T`'s identity for a region ([`Element`]), by hand: `T`'s name, size, alignment and
 /// each field's name, offset and identity.
@@ -437,12 +435,11 @@ fn array_methods_work() {
         a.snapshot_timeout(&mut out, Duration::from_millis(5)),
         Ok(())
     );
-    let r = a.write_batch(|v, recovered| {
-        assert!(!recovered);
+    let r = a.write_batch(|v| {
         v.swap(0, 2);
         v.len()
     });
-    assert_eq!(r, 3);
+    assert_eq!(r.ok(), Some(3));
     assert_eq!(a.to_vec(), [[3; 3], [2; 3], [1; 3]]);
     let b = SeqLockArray::from_slice(&[A16 { x: 5 }, A16 { x: 6 }]);
     assert_eq!(b.get(1), A16 { x: 6 });
@@ -483,7 +480,7 @@ fn panicking_batch_stores_nothing_and_releases_every_lock() {
     watchdog();
     let a = SeqLockArray::from_slice(&[1u32, 2]);
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        a.write_batch(|v, _| {
+        a.write_batch(|v| {
             v[0] = 100;
             panic!("boom")
         })
@@ -532,11 +529,13 @@ fn array_stripe_torn_by_a_dead_writer_is_reported_and_repaired_by_a_batch() {
     // Other stripes are unaffected.
     assert_eq!(a.try_get(s - 1), Ok(s as u64 - 1));
     assert_eq!(a.try_get(2 * s), Ok(2 * s as u64));
-    let recovered = a.write_batch(|v, recovered| {
-        v[s + 1] = 22;
-        recovered
-    });
-    assert!(recovered);
+    // The batch is told the stripe is torn, and runs no closure on the torn copy.
+    let torn = a.write_batch(|_| unreachable!("the stripe is torn"));
+    let mut batch = torn.expect_err("the stripe is torn").into_inner();
+    assert!(batch.recovered());
+    batch[s + 1] = 22;
+    batch.mark_consistent();
+    drop(batch);
     let mut want: Vec<u64> = (0..n as u64).collect();
     want[s + 1] = 22;
     assert_eq!(a.to_vec(), want);
@@ -580,10 +579,10 @@ fn a_held_element_guard_does_not_disturb_readers_or_writers_of_another_stripe() 
     assert_eq!(a.try_get(s + 1), Ok(s as u64 + 1));
     a.set(s + 1, 5);
     assert_eq!(a.try_get(s + 1), Ok(5));
-    assert_eq!(
-        a.write_batch_timeout(Duration::from_millis(5), |_, _| ()),
-        Err(Timeout)
-    );
+    assert!(matches!(
+        a.write_batch_timeout(Duration::from_millis(5), |_| ()),
+        Err(TimedLockError::Timeout)
+    ));
     drop(g);
     assert_eq!(a.get(1), 100);
 }
@@ -649,11 +648,11 @@ fn a_dead_batch_writer_leaves_whole_stripes_torn_until_the_next_batch() {
         // Stored, but one element cannot vouch for its stripe.
         assert_eq!(a.try_get(i), Err(SeqLockError::WriterDied));
     }
-    let recovered = a.write_batch(|v, recovered| {
-        v.fill(9);
-        recovered
-    });
-    assert!(recovered);
+    let torn = a.write_batch(|v| v.fill(9));
+    let mut batch = torn.expect_err("the stripe is torn").into_inner();
+    batch.fill(9);
+    batch.mark_consistent();
+    drop(batch);
     assert_eq!(a.to_vec(), vec![9; n]);
     assert!(a.update(0, |v| *v += 1).is_ok());
 }
@@ -947,16 +946,16 @@ fn write_batch_timeout_gives_up_on_a_held_element_and_releases_the_locks_it_took
             drop(g);
         });
         held_rx.recv().unwrap();
-        let r = a.write_batch_timeout(Duration::from_millis(30), |v, _| v[0] = 100);
-        assert_eq!(r, Err(Timeout));
+        let r = a.write_batch_timeout(Duration::from_millis(30), |v| v[0] = 100);
+        assert!(matches!(r, Err(TimedLockError::Timeout)));
         // Stripe 0's lock, taken before the timeout, was released; nothing was written.
         assert!(a.lock_timeout(0, Duration::from_secs(5)).is_ok());
         assert_eq!(a.try_get(0), Ok(1));
         done_tx.send(()).unwrap();
     });
-    assert_eq!(
-        a.write_batch_timeout(Duration::from_secs(5), |v, _| v[40] = 30),
-        Ok(())
+    assert!(
+        a.write_batch_timeout(Duration::from_secs(5), |v| v[40] = 30)
+            .is_ok()
     );
     let mut want = [1; 64];
     want[40] = 30;
@@ -1037,11 +1036,12 @@ fn one_batch_writer_and_a_try_snapshotter_never_see_half_a_batch() {
         sc.spawn(|| {
             for k in 0..batches {
                 let (from, to) = (at[k % 3], at[(k + 1) % 3]);
-                a.write_batch(|v, _| {
+                a.write_batch(|v| {
                     let n = v[from].div_ceil(2);
                     v[from] -= n;
                     v[to] += n;
-                });
+                })
+                .expect("no writer died mid-write");
             }
         });
         let mut out = vec![0u32; 3 * s];

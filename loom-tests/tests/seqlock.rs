@@ -50,10 +50,11 @@ fn array_snapshot_sees_a_batch_write_across_stripes_entirely_or_not_at_all() {
         let a: Arc<Box<SeqLockArray<u64>>> = Arc::new(SeqLockArray::from_slice(&[5, 0, 5]));
         let a2 = a.clone();
         let writer = thread::spawn(move || {
-            a2.write_batch(|v, _| {
+            a2.write_batch(|v| {
                 v[0] -= 2;
                 v[2] += 2;
             })
+            .expect("no writer died mid-write")
         });
         let mut out = [0u64; 3];
         a.snapshot(&mut out);

@@ -112,7 +112,10 @@
 //! [`mark_consistent`](SeqLockArrayWriteGuard::mark_consistent).
 //! - If a dead *batch* writer left the stripe torn (`dirty = 0`), every element is
 //!   suspect: element writes get [`OwnerDied`] (a repaired element is stored, the stripe
-//!   stays torn), and the next batch write repairs the stripe (its closure is told so).
+//!   stays torn), and the next batch write repairs the stripe:
+//!   [`set_all`](SeqLockArray::set_all) silently,
+//!   [`write_batch`](SeqLockArray::write_batch) through [`OwnerDied`] (its closure is not
+//!   called) and [`SeqLockArrayBatchGuard::mark_consistent`].
 //!
 //! # Crash windows
 //!
@@ -134,7 +137,7 @@
 //! |------------------------------------------|--------------------------------------------|-----------------------|
 //! | taking the stripe locks (0, 1, ...)      | stripes `0..j` locked by a dead TID; data consistent | next writer of each: takeover after one slice, plain guard |
 //! | `dirty = 0` and `seq` odd (b) on some stripes | those stripes odd (`dirty = 0`); no data written yet | as the next line (the data is in fact intact, but nothing says so) |
-//! | data stores                              | every stripe begun torn as a whole (`dirty = 0`) | next batch write: takeover, `recovered = true` passed to `write_batch`'s closure, everything rewritten; element writers: `OwnerDied`, stripe stays torn; readers as for a torn stripe |
+//! | data stores                              | every stripe begun torn as a whole (`dirty = 0`) | next batch write: takeover; `set_all` rewrites everything, `write_batch` returns `OwnerDied` (closure not called) and publishes only a guard marked consistent; element writers: `OwnerDied`, stripe stays torn; readers as for a torn stripe |
 //! | `seq` even stores (c), stripe by stripe   | stripes `0..j` new and consistent, the rest torn as a whole | as the line above for the rest: no snapshot sees a mix, as every stripe not yet even is refused |
 //! | unlocking, stripe by stripe              | a complete batch; locks of dead TID        | takeover after one slice, plain guard |
 //!
@@ -154,7 +157,7 @@ use crate::wait::past;
 
 mod write;
 
-pub use write::SeqLockArrayWriteGuard;
+pub use write::{SeqLockArrayBatchGuard, SeqLockArrayWriteGuard};
 
 /// Attempts [`SeqLockArray::try_snapshot`] and [`SeqLockArray::try_get`] make before
 /// giving up.

@@ -11,5 +11,5 @@ pub mod array;
 mod atomic_copy;
 pub mod single;
 
-pub use array::{SeqLockArray, SeqLockArrayWriteGuard};
+pub use array::{SeqLockArray, SeqLockArrayBatchGuard, SeqLockArrayWriteGuard};
 pub use single::{SeqLock, SeqLockError, SeqLockWriteGuard};

@@ -803,12 +803,21 @@ pub fn seqlocks(data: &[u8]) {
                 let t = inp.timeout();
                 let v = inp.u32();
                 let _ = timed("SeqLockArray::write_batch_timeout", || {
-                    a.write_batch_timeout(t, |vals, torn| {
+                    let add = |vals: &mut [Pair]| {
                         for x in vals.iter_mut() {
                             x[0] = x[0].wrapping_add(v);
                         }
-                        torn
-                    })
+                    };
+                    match a.write_batch_timeout(t, add) {
+                        Ok(()) => Ok(false),
+                        Err(TimedLockError::Timeout) => Err(()),
+                        Err(TimedLockError::OwnerDied(torn)) => {
+                            let mut batch = torn.into_inner();
+                            add(&mut batch);
+                            batch.mark_consistent();
+                            Ok(true)
+                        }
+                    }
                 });
             }
             15 => {

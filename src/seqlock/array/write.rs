@@ -425,69 +425,185 @@ impl<T: Pod> SeqLockArray<T> {
     /// Read-modify-writes the whole array as one batch: `f` gets a copy of every element
     /// (taken under all the writer locks) and what it leaves there is stored as one batch
     /// that snapshots see entirely or not at all. If `f` panics nothing is stored (and
-    /// every lock is released). `f`'s second argument is `true` if some stripe was torn
-    /// by a writer that died mid-write (its copy is then garbage in places): what `f`
-    /// leaves is published as valid, so when it is `true`, `f` must overwrite what it
-    /// cannot trust. (Unlike [`lock`](Self::lock), which reports a torn value as an
-    /// [`OwnerDied`] that must be acknowledged, the flag is the whole report here: taking
-    /// it is the acknowledgement.)
+    /// every lock is released). Returns `f`'s result.
     ///
     /// Allocates one `Vec<T>` of [`len`](Self::len) elements for the copy `f` edits; use
     /// [`set_all`](Self::set_all), which allocates nothing, when the new values do not
     /// depend on the old ones.
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`] if some stripe may be torn by a writer that died mid-write: `f` is
+    /// not called, and the error holds the batch guard (every lock *is* held) with a copy
+    /// that is garbage in places. Repair it (e.g. overwrite everything), then call
+    /// [`SeqLockArrayBatchGuard::mark_consistent`] to publish it when the guard drops;
+    /// dropping it unmarked stores nothing. This is the shape of
+    /// [`update`](Self::update) and [`SeqLock::update`](crate::SeqLock::update).
     ///
     /// # Examples
     ///
     /// ```
     /// let a = shmstate::SeqLockArray::from_slice(&[10u64, 0]);
     /// // Move 3 units from element 0 to 1: the sum stays 10 in every snapshot.
-    /// a.write_batch(|v, _recovered| { v[0] -= 3; v[1] += 3; });
+    /// match a.write_batch(|v| {
+    ///     v[0] -= 3;
+    ///     v[1] += 3;
+    /// }) {
+    ///     Ok(()) => {}
+    ///     Err(torn) => {
+    ///         // A writer died mid-write: the old values cannot be trusted.
+    ///         let mut batch = torn.into_inner();
+    ///         batch.copy_from_slice(&[7, 3]);
+    ///         batch.mark_consistent();
+    ///     }
+    /// }
     /// assert_eq!(a.to_vec(), [7, 3]);
     /// ```
-    pub fn write_batch<R>(&self, f: impl FnOnce(&mut [T], bool) -> R) -> R {
+    #[must_use = "an `Err` means some stripe is torn and `f` did not run"]
+    pub fn write_batch<R>(
+        &self,
+        f: impl FnOnce(&mut [T]) -> R,
+    ) -> Result<R, OwnerDied<SeqLockArrayBatchGuard<'_, T>>> {
         let (locked, torn) = self.lock_all();
-        self.batch_locked(locked, torn, f)
+        let mut guard = SeqLockArrayBatchGuard::new(locked, torn)?;
+        Ok(f(&mut guard))
     }
 
     /// [`write_batch`](Self::write_batch), waiting at most `timeout` for the writer locks.
     ///
     /// # Errors
     ///
-    /// [`Timeout`] if some stripe's lock was still held by a live writer at the deadline;
-    /// then nothing is written, `f` is not called, and the locks taken so far are
-    /// released.
+    /// [`TimedLockError::Timeout`] if some stripe's lock was still held by a live writer
+    /// at the deadline; then nothing is written, `f` is not called, and the locks taken
+    /// so far are released. [`TimedLockError::OwnerDied`] as for
+    /// [`write_batch`](Self::write_batch).
     ///
     /// # Examples
     ///
     /// ```
     /// use std::time::Duration;
     /// let a = shmstate::SeqLockArray::from_slice(&[1u8, 2]);
-    /// let r = a.write_batch_timeout(Duration::from_millis(10), |v, _| v.swap(0, 1));
-    /// assert_eq!(r, Ok(()));
+    /// let r = a.write_batch_timeout(Duration::from_millis(10), |v| v.swap(0, 1));
+    /// assert!(r.is_ok());
     /// assert_eq!(a.to_vec(), [2, 1]);
     /// ```
+    #[must_use = "an `Err` means nothing was written and `f` did not run"]
     pub fn write_batch_timeout<R>(
         &self,
         timeout: Duration,
-        f: impl FnOnce(&mut [T], bool) -> R,
-    ) -> Result<R, Timeout> {
-        let (locked, torn) = self.lock_all_until(Instant::now().checked_add(timeout))?;
-        Ok(self.batch_locked(locked, torn, f))
+        f: impl FnOnce(&mut [T]) -> R,
+    ) -> Result<R, TimedLockError<SeqLockArrayBatchGuard<'_, T>>> {
+        let (locked, torn) = self
+            .lock_all_until(Instant::now().checked_add(timeout))
+            .map_err(|Timeout| TimedLockError::Timeout)?;
+        let mut guard = SeqLockArrayBatchGuard::new(locked, torn)?;
+        Ok(f(&mut guard))
+    }
+}
+
+/// Every element of a [`SeqLockArray`] (and every stripe's writer lock), from a
+/// [`write_batch`](SeqLockArray::write_batch) that found a stripe torn by a writer that
+/// died mid-write: derefs to a private copy of the whole array, which is garbage in
+/// places. It stores nothing when dropped unless
+/// [`mark_consistent`](Self::mark_consistent) was called; then it stores the copy as one
+/// batch (snapshots see it entirely or not at all) and releases the locks. A guard
+/// dropped while its thread panics stores nothing.
+///
+/// Not `Send`: the locks record the locking thread's TID for the liveness probe.
+///
+/// # Examples
+///
+/// ```
+/// let a = shmstate::SeqLockArray::from_slice(&[1u32, 2]);
+/// if let Err(torn) = a.write_batch(|v| v[0] += 1) {
+///     let mut batch = torn.into_inner();
+///     assert!(batch.recovered());
+///     batch.fill(0); // start over
+///     batch.mark_consistent();
+/// }
+/// ```
+#[must_use = "dropping the guard unmarked stores nothing"]
+pub struct SeqLockArrayBatchGuard<'a, T: Pod> {
+    locked: Option<AllLocked<'a, T>>,
+    values: Vec<T>,
+    /// A stripe was torn: the guard came in an `OwnerDied`.
+    torn: bool,
+    /// Dropping the guard publishes `values`: `false` only for a recovered guard that has
+    /// not been marked consistent.
+    publish: bool,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<'a, T: Pod> SeqLockArrayBatchGuard<'a, T> {
+    /// The guard of a batch writer that holds every lock (`torn`: some stripe was torn);
+    /// copies the array. `Err` if some stripe was torn.
+    fn new(locked: AllLocked<'a, T>, torn: bool) -> LockResult<Self> {
+        let array = locked.0;
+        let mut values = vec![T::zeroed(); array.len()];
+        // We hold every lock: no store races these loads.
+        array.load_bytes(0, elem_bytes_mut(&mut values));
+        let guard = SeqLockArrayBatchGuard {
+            locked: Some(locked),
+            values,
+            torn,
+            publish: !torn,
+            _not_send: PhantomData,
+        };
+        if torn {
+            Err(OwnerDied::new(guard))
+        } else {
+            Ok(guard)
+        }
     }
 
-    /// The body of [`write_batch`](Self::write_batch) once every lock is held.
-    fn batch_locked<R>(
-        &self,
-        locked: AllLocked<'_, T>,
-        torn: bool,
-        f: impl FnOnce(&mut [T], bool) -> R,
-    ) -> R {
-        let mut values = vec![T::zeroed(); self.len()];
-        // We hold every lock: no store races these loads.
-        self.load_bytes(0, elem_bytes_mut(&mut values));
-        let r = f(&mut values, torn);
-        self.publish_all(locked, &values);
-        r
+    /// `true` if a writer died mid-write in some stripe: the copy this guard started
+    /// with is garbage in places. Such a guard came wrapped in [`OwnerDied`], and stores
+    /// nothing unless [marked consistent](Self::mark_consistent).
+    pub fn recovered(&self) -> bool {
+        self.torn
+    }
+
+    /// Declares the copy repaired after an [`OwnerDied`]: dropping the guard will store
+    /// the whole copy as one batch, which makes every stripe consistent again. Does
+    /// nothing on a guard that was not recovered (it stores its copy anyway).
+    pub fn mark_consistent(&mut self) {
+        self.publish = true;
+    }
+}
+
+impl<T: Pod> Deref for SeqLockArrayBatchGuard<'_, T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        &self.values
+    }
+}
+
+impl<T: Pod> DerefMut for SeqLockArrayBatchGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        &mut self.values
+    }
+}
+
+impl<T: Pod> Drop for SeqLockArrayBatchGuard<'_, T> {
+    fn drop(&mut self) {
+        let Some(locked) = self.locked.take() else {
+            return;
+        };
+        if self.publish && !std::thread::panicking() {
+            locked.0.publish_all(locked, &self.values);
+        }
+        // Otherwise `locked` drops here: every lock released, nothing stored (a torn
+        // stripe stays torn).
+    }
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for SeqLockArrayBatchGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SeqLockArrayBatchGuard")
+            .field("values", &self.values)
+            .field("recovered", &self.recovered())
+            .field("marked_consistent", &(self.torn && self.publish))
+            .finish()
     }
 }
 
