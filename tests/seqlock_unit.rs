@@ -1086,3 +1086,31 @@ fn a_peer_waking_the_writer_word_does_not_postpone_a_takeover() {
         assert!(took < Duration::from_secs(1), "takeover took {took:?}");
     });
 }
+
+/// A thread holding an element guard of one stripe that locks an element of a lower
+/// stripe while a batch writer waits for the first one: the batch holds no lock while it
+/// waits, so neither wedges the other.
+#[test]
+fn a_waiting_batch_holds_no_stripe_lock_so_an_element_writer_never_wedges_on_it() {
+    watchdog();
+    let s = SeqLockArray::<u64>::STRIPE_LEN;
+    let a = SeqLockArray::<u64>::new(6 * s);
+    std::thread::scope(|sc| {
+        let g = a.lock(5 * s).expect("no writer died mid-write");
+        let batch = sc.spawn(|| {
+            a.write_batch_timeout(Duration::from_secs(20), |v| v.fill(7))
+                .is_ok()
+        });
+        // Wait until the batch is asleep on stripe 5's lock (it set the waiters bit).
+        let writer = a.stripe_words_for_test(5)[1];
+        while writer.load(shmstate::sync::Ordering::Relaxed) & (1 << 31) == 0 {
+            std::thread::yield_now();
+        }
+        let other = a.lock_timeout(2 * s, Duration::from_secs(5));
+        assert!(other.is_ok(), "wedged on a stripe the waiting batch holds");
+        drop(other);
+        drop(g);
+        assert!(batch.join().unwrap());
+    });
+    assert_eq!(a.to_vec(), vec![7; 6 * s]);
+}

@@ -67,8 +67,9 @@
 //!   writer's program order follows the odd store of a write to stripe `b`, the Acquire
 //!   load of `a` makes that odd store visible to `b`'s recheck.
 //! - **Batch write** ([`SeqLockArray::set_all`], [`SeqLockArray::write_batch`],
-//!   [`SeqLockArray::write_batch_timeout`]): take every stripe's writer lock in index
-//!   order (an element writer takes one, so there is no lock-order cycle), set every
+//!   [`SeqLockArray::write_batch_timeout`]): take every stripe's writer lock without
+//!   ever waiting while holding one (block on one stripe's lock holding nothing, *try*
+//!   the others; if one is busy, release everything and block on that one), set every
 //!   `dirty` to 0 ("the whole stripe"), mark every stripe odd (b), one Release fence (a),
 //!   store all the data, mark every stripe even (c), release the locks. All odd stores
 //!   precede all even stores, so by the cut argument a snapshot sees the batch entirely or
@@ -79,6 +80,13 @@
 //!   the stripe (relative index) may be torn; anything else (0 from a batch or from a
 //!   write to another element of a torn stripe, or garbage) = the whole stripe may be
 //!   torn.
+//!
+//! **Lock order.** A batch never waits while it holds a stripe lock, so it is never part
+//! of a lock-order cycle: a thread holding element guards is never blocked by a batch
+//! that waits for one of them. Element guards are ordinary non-reentrant locks: a thread
+//! holding one must not lock another element of the *same* stripe nor start a batch
+//! write (either waits for itself), and threads that hold several guards at once must
+//! take them in one global order (e.g. increasing index), as with any set of mutexes.
 //!
 //! A write to one element makes readers of the *other elements of its stripe* retry (they
 //! share the sequence word), never readers of another stripe. Elements of different
@@ -135,7 +143,7 @@
 //!
 //! | step of a batch write (all stripes)      | a SIGKILL there leaves                     | repaired by, how fast |
 //! |------------------------------------------|--------------------------------------------|-----------------------|
-//! | taking the stripe locks (0, 1, ...)      | stripes `0..j` locked by a dead TID; data consistent | next writer of each: takeover after one slice, plain guard |
+//! | taking the stripe locks                  | some stripes locked by a dead TID; data consistent | next writer of each: takeover after one slice, plain guard |
 //! | `dirty = 0` and `seq` odd (b) on some stripes | those stripes odd (`dirty = 0`); no data written yet | as the next line (the data is in fact intact, but nothing says so) |
 //! | data stores                              | every stripe begun torn as a whole (`dirty = 0`) | next batch write: takeover; `set_all` rewrites everything, `write_batch` returns `OwnerDied` (closure not called) and publishes only a guard marked consistent; element writers: `OwnerDied`, stripe stays torn; readers as for a torn stripe |
 //! | `seq` even stores (c), stripe by stripe   | stripes `0..j` new and consistent, the rest torn as a whole | as the line above for the rest: no snapshot sees a mix, as every stripe not yet even is refused |

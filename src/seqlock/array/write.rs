@@ -14,7 +14,7 @@ use super::{SeqLockArray, elem_bytes, elem_bytes_mut};
 use crate::lock::{LockResult, OwnerDied, TimedLockError};
 use crate::seqlock::single::unreachable_no_deadline;
 use crate::sync::{Ordering, fence};
-use crate::wait::Timeout;
+use crate::wait::{Timeout, past};
 
 /// Which elements of a stripe whose lock we hold a dead writer may have torn.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -208,7 +208,10 @@ impl<T: Pod> SeqLockArray<T> {
     ///
     /// While the guard lives, the calling thread must not lock any element of the same
     /// stripe (see [`STRIPE_LEN`](Self::STRIPE_LEN)) nor start a batch write: it would
-    /// deadlock on itself, as with any non-reentrant lock.
+    /// deadlock on itself, as with any non-reentrant lock. Threads holding guards of
+    /// several stripes at once must take them in one global order (e.g. increasing
+    /// index); batch writes never hold a lock while they wait, so they add no cycle (see
+    /// the [module docs](super), "Lock order").
     ///
     /// # Errors
     ///
@@ -341,26 +344,49 @@ impl<T: Pod> SeqLockArray<T> {
         self.store_bytes(0, elem_bytes(values));
     }
 
-    /// Takes every stripe's writer lock in index order before `deadline`; on a timeout,
-    /// releases the locks taken so far (without writing) and fails. `Ok(.., torn)`: some
-    /// stripe was torn by a writer that died mid-write.
+    /// Takes every stripe's writer lock before `deadline`, never waiting while it holds
+    /// one (so a batch is never part of a lock-order cycle: module docs). It blocks on one
+    /// stripe's lock holding nothing else, then *tries* every other stripe; if one is
+    /// busy, it releases everything it took and blocks on that one. On a timeout nothing
+    /// is held. `Ok(.., torn)`: some stripe was torn by a writer that died mid-write.
     fn lock_all_until(
         &self,
         deadline: Option<Instant>,
     ) -> Result<(AllLocked<'_, T>, bool), Timeout> {
-        let mut torn = false;
-        for k in 0..self.stripes() {
-            match self.stripe(k).lock.lock_writer_until(deadline) {
-                Ok(t) => torn |= t,
-                Err(e) => {
-                    for taken in 0..k {
-                        self.stripe(taken).lock.unlock_writer();
+        let stripes = self.stripes();
+        let mut first = 0;
+        loop {
+            if stripes == 0 {
+                return Ok((AllLocked(self), false));
+            }
+            let mut torn = self.stripe(first).lock.lock_writer_until(deadline)?;
+            // A deadline already passed: one attempt (a takeover if the owner is dead),
+            // no wait. One clock read per round, not per stripe.
+            let now = Some(Instant::now());
+            let mut busy = None;
+            for k in (0..stripes).filter(|&k| k != first) {
+                match self.stripe(k).lock.lock_writer_until(now) {
+                    Ok(t) => torn |= t,
+                    Err(Timeout) => {
+                        busy = Some(k);
+                        break;
                     }
-                    return Err(e);
                 }
             }
+            let Some(b) = busy else {
+                return Ok((AllLocked(self), torn));
+            };
+            // Release what we took (stripes below `b`, and `first`): a stripe we took
+            // over torn stays torn (`seq` odd), for whoever locks it next.
+            for k in (0..b).filter(|&k| k != first) {
+                self.stripe(k).lock.unlock_writer();
+            }
+            self.stripe(first).lock.unlock_writer();
+            if past(deadline) {
+                return Err(Timeout);
+            }
+            first = b;
         }
-        Ok((AllLocked(self), torn))
     }
 
     /// [`lock_all_until`](Self::lock_all_until) without a deadline.
