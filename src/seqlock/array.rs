@@ -143,11 +143,16 @@
 //!
 //! | step of a batch write (all stripes)      | a SIGKILL there leaves                     | repaired by, how fast |
 //! |------------------------------------------|--------------------------------------------|-----------------------|
-//! | taking the stripe locks                  | some stripes locked by a dead TID; data consistent | next writer of each: takeover after one slice, plain guard |
+//! | taking the stripe locks                  | some stripes locked by a dead TID; data consistent | next element writer of each: takeover after one slice, plain guard; next batch: one slice and two probes in all |
 //! | `dirty = 0` and `seq` odd (b) on some stripes | those stripes odd (`dirty = 0`); no data written yet | as the next line (the data is in fact intact, but nothing says so) |
-//! | data stores                              | every stripe begun torn as a whole (`dirty = 0`) | next batch write: takeover; `set_all` rewrites everything, `write_batch` returns `OwnerDied` (closure not called) and publishes only a guard marked consistent; element writers: `OwnerDied`, stripe stays torn; readers as for a torn stripe |
+//! | data stores                              | every stripe begun torn as a whole (`dirty = 0`) | next batch write: takeover of every stripe after one slice and two probes (the TID found dead is taken over at once in every further stripe); `set_all` rewrites everything, `write_batch` returns `OwnerDied` (closure not called) and publishes only a guard marked consistent; element writers: `OwnerDied`, stripe stays torn; readers as for a torn stripe |
 //! | `seq` even stores (c), stripe by stripe   | stripes `0..j` new and consistent, the rest torn as a whole | as the line above for the rest: no snapshot sees a mix, as every stripe not yet even is refused |
-//! | unlocking, stripe by stripe              | a complete batch; locks of dead TID        | takeover after one slice, plain guard |
+//! | unlocking, stripe by stripe              | a complete batch; locks of dead TID        | element writers: takeover after one slice, plain guard; next batch: one slice and two probes in all |
+//!
+//! A batch writer takes over without a new probe every stripe held by a TID it already
+//! found dead in the same call (a dead batch writer holds them all): if that TID were
+//! reused by a new thread that locks one of those stripes within that call, the lock
+//! would be taken from it, the same TID-reuse limit as a probe's, over a longer window.
 //!
 //! Limits: those of [`SeqLock`] (one PID namespace, TID reuse, a 32-bit `seq`).
 //!
@@ -1186,6 +1191,28 @@ mod tests {
             a.set_all(&want);
             assert_eq!(a.to_vec(), want, "skip {skip}");
         }
+    }
+
+    /// A batch writer that finds every stripe held by one dead batch writer probes that
+    /// TID once or twice in all (the wait on the first stripe, then the first stripe it
+    /// tries), not once per stripe.
+    #[test]
+    fn a_dead_batch_writer_is_probed_once_not_per_stripe() {
+        use crate::seqlock::single::tests::PROBES;
+        let n = 100 * SeqLockArray::<u64>::STRIPE_LEN;
+        let a = SeqLockArray::<u64>::new(n);
+        // A thread that exits holding every stripe lock, mid-batch.
+        std::thread::scope(|s| {
+            s.spawn(|| a.begin_batch_for_test(&vec![1; n]));
+        });
+        let before = PROBES.with(std::cell::Cell::get);
+        a.set_all(&vec![2; n]);
+        let probes = PROBES.with(std::cell::Cell::get) - before;
+        assert!(
+            probes <= 2,
+            "{probes} probes for 100 stripes of one dead writer"
+        );
+        assert_eq!(a.to_vec(), vec![2; n]);
     }
 
     #[test]

@@ -366,4 +366,4 @@ impl<T: Pod + fmt::Debug> fmt::Debug for SeqLock<T> {
 }
 
 #[cfg(all(test, not(loom)))]
-mod tests;
+pub(crate) mod tests;

@@ -355,19 +355,19 @@ impl<T: Pod> SeqLockArray<T> {
     ) -> Result<(AllLocked<'_, T>, bool), Timeout> {
         let stripes = self.stripes();
         let mut first = 0;
+        // A TID found dead by this call: the further stripes it holds (a dead batch
+        // writer holds them all) are taken over at once, without a probe each.
+        let mut dead = 0;
         loop {
             if stripes == 0 {
                 return Ok((AllLocked(self), false));
             }
             let mut torn = self.stripe(first).lock.lock_writer_until(deadline)?;
-            // A deadline already passed: one attempt (a takeover if the owner is dead),
-            // no wait. One clock read per round, not per stripe.
-            let now = Some(Instant::now());
             let mut busy = None;
             for k in (0..stripes).filter(|&k| k != first) {
-                match self.stripe(k).lock.lock_writer_until(now) {
-                    Ok(t) => torn |= t,
-                    Err(Timeout) => {
+                match self.stripe(k).lock.try_lock_writer_probed(&mut dead) {
+                    Some(t) => torn |= t,
+                    None => {
                         busy = Some(k);
                         break;
                     }

@@ -9,7 +9,7 @@ use crate::sync::{Ordering, fence};
 
 thread_local! {
     /// Owner probes made by this thread's waits.
-    pub(super) static PROBES: Cell<u64> = const { Cell::new(0) };
+    pub(crate) static PROBES: Cell<u64> = const { Cell::new(0) };
     /// Futex-wait slices this thread's waits began.
     pub(super) static SLEEPS: Cell<u64> = const { Cell::new(0) };
 }
