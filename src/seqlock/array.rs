@@ -21,10 +21,13 @@
 //! ```
 //!
 //! The data is accessed only as whole 8-byte words (`AtomicU64`, relaxed: the atomic
-//! memcpy of `SeqLock`; on x86-64 a bulk copy of 8 words or more, in a snapshot or a
-//! batch, reads them with 16- or 32-byte SSE2/AVX loads instead, which read each aligned
-//! word with a single access: see `load_words_sse2`), so a word never sees two access sizes; a stripe's data is a whole
-//! number of words, so every word belongs to exactly one stripe. An element that does not
+//! memcpy of `SeqLock`), never by a narrower access. One exception, on x86-64 only: a
+//! bulk copy of 8 words or more (a snapshot's or a batch's) on a CPU that reports AVX
+//! reads pairs of aligned words with aligned 16-byte `movdqa` loads, which such a CPU
+//! performs as single atomic accesses, so each 8-byte half is a value some writer
+//! stored, as a relaxed word load would return (see `load_words_wide`; without AVX the
+//! word loop is used). A stripe's data is a whole number of words, so every word belongs
+//! to exactly one stripe. An element that does not
 //! fill whole words is read from the words that cover it and written by merging its bytes
 //! into them (under the stripe's lock: the other bytes of a word belong to the same
 //! stripe, and are stored back unchanged). No reference to a `T` in the array is ever
@@ -537,7 +540,7 @@ impl<T: Pod> SeqLockArray<T> {
         if words.len() >= 64 {
             // SAFETY: words `w0..w0 + words.len() / 8` are data words of the array
             // (the caller's range is inside the data), and `words` is that many bytes.
-            unsafe { self.load_words_sse2(w0, words) };
+            unsafe { self.load_words_wide(w0, words) };
             return self.load_tail(off + words.len(), tail);
         }
         for (j, chunk) in words.chunks_exact_mut(8).enumerate() {
@@ -556,78 +559,79 @@ impl<T: Pod> SeqLockArray<T> {
         }
     }
 
-    /// Copies data words `w0..w0 + dst.len() / 8` into `dst` with 16-byte SSE2 loads (a
-    /// bulk copy: a snapshot's or a batch's), each 16 bytes of which are two of the
-    /// array's aligned 8-byte data words.
+    /// Copies data words `w0..w0 + dst.len() / 8` into `dst` (a bulk copy: a snapshot's
+    /// or a batch's): on a CPU that reports AVX, with aligned 16-byte `movdqa` loads, each
+    /// of which reads two of the array's aligned 8-byte data words; otherwise with the
+    /// relaxed word loop of [`load_bytes`](Self::load_bytes).
     ///
-    /// Why this is the relaxed word copy of [`load_bytes`](Self::load_bytes), only
-    /// wider: an `asm!` block is opaque to the compiler, which must assume it accesses
-    /// memory like a call to an unknown function; what it does to shared memory is what
-    /// the hardware does. An aligned `movdqa` load reads each of its two aligned
-    /// quadwords with a single access (x86 guarantees single-copy atomicity for aligned
-    /// 8-byte accesses, and for aligned 16-byte SSE/AVX loads on every CPU with AVX), so
-    /// each 8 bytes loaded is a value some writer stored to that word: exactly what two
-    /// relaxed `AtomicU64` loads return. Stores go to `dst`, private memory. The block
-    /// stays ordered before the caller's Acquire fence (a compiler barrier for any block
-    /// without `nomem`; x86 does not reorder loads with loads). A racy copy is rejected
-    /// by the sequence recheck, as for the word loop.
+    /// Why the `movdqa` loads are that relaxed word copy, only wider: an `asm!` block is
+    /// opaque to the compiler, which must assume it accesses memory like a call to an
+    /// unknown function; what it does to shared memory is what the hardware does. The
+    /// Intel SDM (vol. 3A, 9.1.1) guarantees that processors that enumerate AVX carry
+    /// out the 16-byte memory accesses of `MOVDQA` (and `VMOVDQA` with VEX.128)
+    /// atomically; nothing is guaranteed for other 16-byte loads, for any 16-byte load on
+    /// a CPU without AVX, or for 32-byte loads, so those are not used. An atomic 16-byte
+    /// load reads each of its two aligned quadwords as a value some writer stored to that
+    /// word: exactly what two relaxed `AtomicU64` loads return. Stores go to `dst`,
+    /// private memory. The block stays ordered before the caller's Acquire fence (a
+    /// compiler barrier for any block without `nomem`; x86 does not reorder loads with
+    /// loads). A racy copy is rejected by the sequence recheck, as for the word loop.
     ///
     /// # Safety
     ///
     /// `w0 + dst.len() / 8 <= self.data_words()`.
     #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
     #[inline]
-    unsafe fn load_words_sse2(&self, w0: usize, dst: &mut [u8]) {
+    unsafe fn load_words_wide(&self, w0: usize, dst: &mut [u8]) {
         let mut n = dst.len() / 8;
         let mut w = w0;
         let mut out = dst.as_mut_ptr();
-        // Scalar words until the source is 16-aligned (at most one: it is 8-aligned).
-        while n > 0 && !(self.word(w) as *const AtomicU64).addr().is_multiple_of(16) {
-            // Relaxed: as in `load_bytes`.
-            let v = self.word(w).load(Ordering::Relaxed);
-            // SAFETY: `out` points into `dst` with at least `8n` bytes left.
-            unsafe { out.cast::<u64>().write_unaligned(v) };
-            // SAFETY: as above; stays within (or one past) `dst`.
-            out = unsafe { out.add(8) };
-            (w, n) = (w + 1, n - 1);
-        }
-        if n >= 8 && std::arch::is_x86_feature_detected!("avx") {
-            let src = (self.word(w) as *const AtomicU64).cast::<u64>();
-            // SAFETY: AVX is available (checked above); words `w..w + n` are data words
-            // (the caller's contract) and `out` has `8n` bytes left in `dst`.
-            let done = unsafe { copy_words_avx(src, out, n) };
-            // SAFETY: `done <= n`: stays within (or one past) `dst`.
-            out = unsafe { out.add(8 * done) };
-            (w, n) = (w + done, n - done);
-        }
-        while n >= 8 {
-            let src = self.word(w) as *const AtomicU64;
-            // SAFETY: `src` is 16-aligned (above) and words `w..w + 8` are data words
-            // (the caller's contract), inside the object's `UnsafeCell`s; the loads are
-            // justified in this function's docs. `out` has at least 64 bytes left in
-            // `dst`, which we borrow mutably. No stack use; flags are not touched.
-            unsafe {
-                core::arch::asm!(
-                    "movdqa {a}, xmmword ptr [{src}]",
-                    "movdqa {b}, xmmword ptr [{src} + 16]",
-                    "movdqa {c}, xmmword ptr [{src} + 32]",
-                    "movdqa {d}, xmmword ptr [{src} + 48]",
-                    "movdqu xmmword ptr [{out}], {a}",
-                    "movdqu xmmword ptr [{out} + 16], {b}",
-                    "movdqu xmmword ptr [{out} + 32], {c}",
-                    "movdqu xmmword ptr [{out} + 48], {d}",
-                    src = in(reg) src,
-                    out = in(reg) out,
-                    a = out(xmm_reg) _,
-                    b = out(xmm_reg) _,
-                    c = out(xmm_reg) _,
-                    d = out(xmm_reg) _,
-                    options(nostack, preserves_flags),
-                );
+        if std::arch::is_x86_feature_detected!("avx") {
+            // The object's base: its provenance covers every data word (as in `word`).
+            let base = (self as *const Self).cast::<u8>();
+            // Scalar words until the source is 16-aligned (at most one: it is 8-aligned).
+            while n > 0 && !base.wrapping_add(8 * w).addr().is_multiple_of(16) {
+                // Relaxed: as in `load_bytes`.
+                let v = self.word(w).load(Ordering::Relaxed);
+                // SAFETY: `out` points into `dst` with at least `8n` bytes left.
+                unsafe { out.cast::<u64>().write_unaligned(v) };
+                // SAFETY: as above; stays within (or one past) `dst`.
+                out = unsafe { out.add(8) };
+                (w, n) = (w + 1, n - 1);
             }
-            // SAFETY: as above; stays within (or one past) `dst`.
-            out = unsafe { out.add(64) };
-            (w, n) = (w + 8, n - 8);
+            while n >= 8 {
+                // SAFETY: words `w..w + 8` are data words (the caller's contract), so
+                // bytes `8w..8w + 64` lie within the object `base` points to.
+                let src = unsafe { base.add(8 * w) };
+                // SAFETY: AVX is reported (checked above), so each `movdqa` load is one
+                // atomic 16-byte access (this function's docs); `src` is 16-aligned
+                // (above) and its 64 bytes are data words inside the object's
+                // `UnsafeCell`s, with provenance from the object's base. `out` has at
+                // least 64 bytes left in `dst`, which we borrow mutably. No stack use;
+                // flags are not touched.
+                unsafe {
+                    core::arch::asm!(
+                        "movdqa {a}, xmmword ptr [{src}]",
+                        "movdqa {b}, xmmword ptr [{src} + 16]",
+                        "movdqa {c}, xmmword ptr [{src} + 32]",
+                        "movdqa {d}, xmmword ptr [{src} + 48]",
+                        "movdqu xmmword ptr [{out}], {a}",
+                        "movdqu xmmword ptr [{out} + 16], {b}",
+                        "movdqu xmmword ptr [{out} + 32], {c}",
+                        "movdqu xmmword ptr [{out} + 48], {d}",
+                        src = in(reg) src,
+                        out = in(reg) out,
+                        a = out(xmm_reg) _,
+                        b = out(xmm_reg) _,
+                        c = out(xmm_reg) _,
+                        d = out(xmm_reg) _,
+                        options(nostack, preserves_flags),
+                    );
+                }
+                // SAFETY: as above; stays within (or one past) `dst`.
+                out = unsafe { out.add(64) };
+                (w, n) = (w + 8, n - 8);
+            }
         }
         while n > 0 {
             // Relaxed: as in `load_bytes`.
@@ -1036,51 +1040,6 @@ impl<T: Pod> SeqLockArray<T> {
         self.snapshot(&mut out);
         out
     }
-}
-
-/// Copies whole groups of 8 words from `src` to `out` with 32-byte AVX loads and stores;
-/// returns the number of words copied (`n` rounded down to a multiple of 8). The loads
-/// are justified as in `SeqLockArray::load_words_sse2`: each aligned 8-byte word of the
-/// source is read with a single access.
-///
-/// # Safety
-///
-/// The CPU supports AVX; `src` is 8-aligned and `[src, src + n)` are data words of a
-/// live array; `out` is valid for writes of `8n` bytes and not accessed concurrently.
-#[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
-#[target_feature(enable = "avx")]
-unsafe fn copy_words_avx(src: *const u64, out: *mut u8, n: usize) -> usize {
-    let mut j = 0;
-    while j + 8 <= n {
-        // SAFETY: words `j..j + 8` of `src` and bytes `8j..8j + 64` of `out` are in
-        // range (the caller's contract, `j + 8 <= n`); unaligned forms, so no alignment
-        // beyond the source's 8 is needed. No stack use; flags are not touched.
-        unsafe {
-            core::arch::asm!(
-                "vmovdqu {a}, ymmword ptr [{src}]",
-                "vmovdqu {b}, ymmword ptr [{src} + 32]",
-                "vmovdqu ymmword ptr [{out}], {a}",
-                "vmovdqu ymmword ptr [{out} + 32], {b}",
-                src = in(reg) src.add(j),
-                out = in(reg) out.add(8 * j),
-                a = out(ymm_reg) _,
-                b = out(ymm_reg) _,
-                options(nostack, preserves_flags),
-            );
-        }
-        j += 8;
-    }
-    // SAFETY: `vzeroupper` only clears the upper halves of the vector registers (all
-    // declared clobbered), avoiding AVX-SSE transition stalls in the SSE code that runs
-    // after us.
-    unsafe {
-        core::arch::asm!(
-            "vzeroupper",
-            clobber_abi("C"),
-            options(nostack, preserves_flags)
-        );
-    }
-    j
 }
 
 /// The bytes of a slice of elements (none for a zero-sized `T`).
