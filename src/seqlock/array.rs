@@ -33,10 +33,13 @@
 //! stripe, and are stored back unchanged). No reference to a `T` in the array is ever
 //! made, so `T`'s alignment (even above 8) puts no constraint on the layout.
 //!
-//! **Memory**: `size_of::<T>() + 16 / STRIPE_LEN` bytes per element (at most one byte of
-//! header per element), plus at most 23 bytes per array: `size_for(len)` is `16 + len ·
-//! (size_of::<T>() + 1)` rounded up to 8. A `SeqLockArray<f64>` costs 9 bytes per element
-//! (a `SeqLock<f64>` costs 16).
+//! **Memory**: `size_of::<T>() + 1` bytes per element, plus at most 23 bytes per array:
+//! `size_for(len)` is `16 + len · (size_of::<T>() + 1)` rounded up to 8 (the object is
+//! `len` units of an element and one byte, so that its size is a function of `len` that
+//! `size_of_val` computes). The headers need only `16 / STRIPE_LEN` bytes per element
+//! (one for 8-byte elements and more, an eighth of a byte for `u8`s); the rest of that
+//! byte is unused. A `SeqLockArray<f64>` costs 9 bytes per element (a `SeqLock<f64>`
+//! costs 16), a `SeqLockArray<u8>` 2.
 //!
 //! All zero bytes are `len` elements of `T::zeroed()` with every stripe stable and
 //! unlocked; every bit pattern is valid (hostile words cost retries, a takeover or a
@@ -248,8 +251,14 @@ impl Stripe {
 /// # Layout
 ///
 /// The elements' bytes contiguous, then a 16-byte header per stripe; 8-aligned;
-/// `size_of::<T>() + 16 / STRIPE_LEN` bytes per element (9 for `f64`), plus at most 23
+/// `size_of::<T>() + 1` bytes per element (9 for `f64`, 2 for `u8`), plus at most 23
 /// per array. All zeroes is an array of `T::zeroed()`.
+///
+/// ```
+/// use shmstate::{SeqLockArray, Shared};
+/// assert_eq!(<SeqLockArray<f64> as Shared>::size_for(1000), Some(16 + 9 * 1000));
+/// assert_eq!(<SeqLockArray<u8> as Shared>::size_for(1000), Some(16 + 2 * 1000));
+/// ```
 ///
 /// # Examples
 ///
