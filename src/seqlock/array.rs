@@ -154,6 +154,8 @@
 //! | data stores                              | every stripe begun torn as a whole (`dirty = 0`) | next batch write: takeover of every stripe after one slice and two probes (the TID found dead is taken over at once in every further stripe); `set_all` rewrites everything, `write_batch` returns `OwnerDied` (closure not called) and publishes only a guard marked consistent; element writers: `OwnerDied`, stripe stays torn; readers as for a torn stripe |
 //! | `seq` even stores (c), stripe by stripe   | stripes `0..j` new and consistent, the rest torn as a whole | as the line above for the rest: no snapshot sees a mix, as every stripe not yet even is refused |
 //! | unlocking, stripe by stripe              | a complete batch; locks of dead TID        | element writers: takeover after one slice, plain guard; next batch: one slice and two probes in all |
+//! | recovered batch guard dropped unmarked, or a panicking batch closure | nothing stored; the stripes that were torn stay torn, no owner | next writer of each at once (`write_batch`: `OwnerDied` again); readers as for a torn stripe |
+//! | batch writer SIGSTOPped anywhere          | a live owner of the stripe locks it took (all of them once it has begun writing) | element writers of those stripes (of every stripe, once it writes) wait; their timed calls `Timeout` at their deadline; batch writers wait holding no lock (`write_batch_timeout`: `Timeout`); readers of stripes it made odd: `try_get`/`try_snapshot` `WriterActive`, timed reads `Timeout`, `get`/`snapshot` wait |
 //!
 //! A batch writer takes over without a new probe every stripe held by a TID it already
 //! found dead in the same call (a dead batch writer holds them all): if that TID were
@@ -833,18 +835,22 @@ impl<T: Pod> SeqLockArray<T> {
 
     #[cold]
     fn try_get_slow(&self, i: usize) -> Result<T, SeqLockError> {
+        let mut last_odd = None;
         for _ in 0..TRY_ATTEMPTS {
-            if let Ok(v) = self.read_once(i) {
-                return Ok(v);
+            match self.read_once(i) {
+                Ok(v) => return Ok(v),
+                Err(odd) => last_odd = odd.or(last_odd),
             }
             for _ in 0..SPINS {
                 spin_loop();
             }
         }
-        // Say whether the stripe's writer is dead.
-        match self.stripe(Self::stripe_of(i)).lock.try_read() {
-            Err(e) => Err(e),
-            Ok(()) => Err(SeqLockError::WriterActive),
+        // Say whether the stripe's writer is dead (one probe, no more attempts). A run
+        // of completed writes overlapping every copy lands here too: "a writer is active".
+        let lock = &self.stripe(Self::stripe_of(i)).lock;
+        match last_odd {
+            Some(odd) if lock.writer_is_dead(odd) => Err(SeqLockError::WriterDied),
+            _ => Err(SeqLockError::WriterActive),
         }
     }
 
@@ -1029,9 +1035,12 @@ impl<T: Pod> SeqLockArray<T> {
                 spin_loop();
             }
         }
-        // Say whether the stripe last seen mid-write has a dead writer.
-        match busy.map(|(k, _)| self.stripe(k).lock.try_read()) {
-            Some(Err(e)) => Err(e),
+        // Say whether the stripe last seen mid-write has a dead writer (one probe, no
+        // more attempts).
+        match busy {
+            Some((k, odd)) if self.stripe(k).lock.writer_is_dead(odd) => {
+                Err(SeqLockError::WriterDied)
+            }
             _ => Err(SeqLockError::WriterActive),
         }
     }

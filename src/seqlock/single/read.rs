@@ -131,7 +131,7 @@ impl<T: Pod> SeqLock<T> {
     /// Whether the write seen as odd sequence `odd` is still in progress and its writer
     /// is dead or unrecorded.
     #[cold]
-    fn writer_is_dead(&self, odd: u32) -> bool {
+    pub(crate) fn writer_is_dead(&self, odd: u32) -> bool {
         // Acquire: pairs with the Release swap in `unlock_writer`; if we read its 0, the
         // even store (c) before it is visible to the `seq` load below.
         let w = self.writer.load(Ordering::Acquire);
