@@ -267,10 +267,47 @@ fn process_read_case<L: Sync>(
     );
 }
 
+/// One element of a 1,000-`f64` array, one thread, no writer: `get` walks the array.
+fn array_get(c: &mut Criterion) {
+    let mut g = common::group(c, "seqlock_array_get_1000f64");
+    tune(&mut g, Weight::Single);
+    g.throughput(Throughput::Elements(1));
+
+    let arr = Shm::<SeqLockArray<f64>>::zeroed(ARRAY_LEN);
+    for i in 0..ARRAY_LEN {
+        arr.set(i, 1.0);
+    }
+    get_case(&mut g, "shmstate_seqlock_array", &*arr, |a, i| a.get(i));
+    let l = std::sync::RwLock::new([1.0f64; ARRAY_LEN]);
+    get_case(&mut g, "std_rwlock", &l, |l, i| l.read().unwrap()[i]);
+    g.finish();
+}
+
+/// Benches `get` reading element `k % ARRAY_LEN` on iteration `k`; checks every value.
+fn get_case<L: ?Sized>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    id: &str,
+    lock: &L,
+    get: impl Fn(&L, usize) -> f64,
+) {
+    g.bench_function(id, |b| {
+        b.iter_custom(|iters| {
+            let mut sum = 0.0;
+            let t0 = std::time::Instant::now();
+            for k in 0..iters {
+                sum += get(std::hint::black_box(lock), k as usize % ARRAY_LEN);
+            }
+            let elapsed = t0.elapsed();
+            assert_eq!(sum, iters as f64, "{id}: wrong value read");
+            elapsed
+        })
+    });
+}
+
 criterion_group! {
     name = benches;
     config = common::criterion();
-    targets = read_64, array_snapshot
+    targets = read_64, array_snapshot, array_get
 }
 // The sweep is its own criterion group, so that the rows above can change independently.
 criterion_group! {

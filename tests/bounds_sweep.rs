@@ -1187,14 +1187,15 @@ fn seqlock_calls_return_within_their_bounds_whatever_the_words() {
             }
         }
     }
-    // One element of an array, through the whole-array and the per-element calls.
+    // One element of an array (its stripe's words), through the whole-array and the
+    // per-element calls.
     let ops = [
         "try_snapshot",
         "snapshot_timeout",
         "write_batch_timeout",
-        "slot.try_read",
-        "slot.read_timeout",
-        "slot.lock_timeout",
+        "try_get",
+        "get_timeout",
+        "lock_timeout",
     ];
     for seq in [0, 1, u32::MAX] {
         for v in values() {
@@ -1205,41 +1206,46 @@ fn seqlock_calls_return_within_their_bounds_whatever_the_words() {
                     let j = job(
                         &a,
                         move |a| {
-                            let e = a.slot(2).expect("4 elements");
-                            set(sl_word(e, 0), seq);
-                            set(sl_word(e, 4), v.resolve(ids));
+                            let [s, w, _] = a.stripe_words_for_test(0);
+                            set(s, seq);
+                            set(w, v.resolve(ids));
                         },
                         move |a| {
-                            let e = a.slot(2).expect("4 elements");
                             let mut out = [0u64; 4];
                             match op {
                                 "try_snapshot" => format!("{:?}", a.try_snapshot(&mut out)),
                                 "snapshot_timeout" => {
                                     format!("{:?}", a.snapshot_timeout(&mut out, TIMEOUT))
                                 }
-                                "write_batch_timeout" => format!(
-                                    "{:?}",
-                                    a.write_batch_timeout(TIMEOUT, |v, torn| {
-                                        v.fill(1);
-                                        torn
-                                    })
-                                ),
-                                "slot.try_read" => format!("{:?}", e.try_read()),
-                                "slot.read_timeout" => format!("{:?}", e.read_timeout(TIMEOUT)),
-                                _ => timed_res(e.lock_timeout(TIMEOUT)).to_string(),
+                                "write_batch_timeout" => {
+                                    match a.write_batch_timeout(TIMEOUT, |v| v.fill(1)) {
+                                        Ok(()) => "written",
+                                        Err(TimedLockError::Timeout) => "timeout",
+                                        Err(TimedLockError::OwnerDied(torn)) => {
+                                            let mut batch = torn.into_inner();
+                                            batch.fill(1);
+                                            batch.mark_consistent();
+                                            "owner died, repaired"
+                                        }
+                                    }
+                                    .to_string()
+                                }
+                                "try_get" => format!("{:?}", a.try_get(2)),
+                                "get_timeout" => format!("{:?}", a.get_timeout(2, TIMEOUT)),
+                                _ => timed_res(a.lock_timeout(2, TIMEOUT)).to_string(),
                             }
                         },
                         |a| {
-                            let e = a.slot(2).expect("4 elements");
-                            format!("{:#x}/{:#x}", get(sl_word(e, 0)), get(sl_word(e, 4)))
+                            let [s, w, _] = a.stripe_words_for_test(0);
+                            format!("{:#x}/{:#x}", get(s), get(w))
                         },
                     );
                     (
                         j,
                         unstick(&a, |a| {
-                            let e = a.slot(2).expect("4 elements");
-                            set(sl_word(e, 4), 0);
-                            set(sl_word(e, 0), 0);
+                            let [s, w, _] = a.stripe_words_for_test(0);
+                            set(w, 0);
+                            set(s, 0);
                         }),
                     )
                 });

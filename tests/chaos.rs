@@ -747,7 +747,7 @@ impl Worker<'_> {
                 let amount = self.rng.below(1000);
                 let hostile = a.is_hostile();
                 let _ = self.run(Op::ArrBatchTimeout, |_| {
-                    arr.write_batch_timeout(T, |v, torn| {
+                    let transfer = |v: &mut [u64], torn: bool| {
                         if torn || (!hostile && sum(v) != ARRAY_TOTAL) {
                             // A batch writer died part-way: start again from a known sum.
                             v.fill(0);
@@ -756,7 +756,16 @@ impl Worker<'_> {
                         let x = amount.min(v[from]);
                         v[from] -= x;
                         v[to] = v[to].wrapping_add(x);
-                    })
+                    };
+                    match arr.write_batch_timeout(T, |v| transfer(v, false)) {
+                        Err(TimedLockError::OwnerDied(torn)) => {
+                            let mut batch = torn.into_inner();
+                            transfer(&mut batch, true);
+                            batch.mark_consistent();
+                            Ok(())
+                        }
+                        r => r,
+                    }
                 });
             }
         }
@@ -1097,9 +1106,9 @@ fn state_words<'a>(a: &'a Arena, arr: &'a SeqLockArray<u64>) -> Vec<&'a AtomicU3
         }
         w.push(at(&a.seq, 0));
         w.push(at(&a.seq, 4));
-        for e in arr.slots() {
-            w.push(at(e, 0));
-            w.push(at(e, 4));
+        for k in 0..arr.len().div_ceil(SeqLockArray::<u64>::STRIPE_LEN) {
+            let [seq, writer, dirty] = arr.stripe_words_for_test(k);
+            w.extend([seq, writer, dirty]);
         }
     }
     w
@@ -1336,7 +1345,7 @@ fn chaos(test: &'static str, run: Duration, hostile: bool) {
     );
     drop(r);
     let t = Instant::now();
-    let r = arr.write_batch_timeout(limit, |_, _| ());
+    let r = arr.write_batch_timeout(limit, |_| ());
     timed("SeqLockArray::write_batch_timeout", &mut f, r.is_ok(), t);
     if !hostile {
         let mut out = [0u64; ARRAY_LEN];

@@ -116,15 +116,16 @@ fn each_bad_header_field_gets_its_own_error() {
         open_bytes(&dir.0, &b),
         Err(OpenError::VersionMismatch {
             found: 2,
-            expected: 3
+            expected: 4
         })
     ));
-    // Version 1 (its RwLocks count readers differently), and a later version.
-    for found in [1u32, 4] {
+    // Version 1 (its RwLocks count readers differently), version 3 (its SeqLockArrays hold a
+    // full seqlock per element; the same header layout as today's), and a later version.
+    for found in [1u32, 3, 5] {
         put(&mut b, 8, &found.to_ne_bytes());
         assert!(matches!(
             open_bytes(&dir.0, &b),
-            Err(OpenError::VersionMismatch { found: f, expected: 3 }) if f == found
+            Err(OpenError::VersionMismatch { found: f, expected: 4 }) if f == found
         ));
     }
 

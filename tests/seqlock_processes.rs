@@ -97,7 +97,8 @@ fn seqlock_never_tears_across_processes() {
 #[test]
 fn array_snapshots_stay_consistent_under_a_batch_writer() {
     watchdog(Duration::from_secs(300));
-    const N: usize = 16;
+    // Four stripes: every batch spans stripes.
+    const N: usize = 64;
     const TOTAL: u64 = 1_000 * N as u64;
     const SNAPSHOTS: usize = 200_000;
     let arr = SharedMem::<SeqLockArray<u64>>::new(N);
@@ -113,11 +114,12 @@ fn array_snapshots_stay_consistent_under_a_batch_writer() {
             x ^= x >> 7;
             x ^= x << 17;
             let (from, to) = ((x % N as u64) as usize, ((x >> 8) % N as u64) as usize);
-            a.write_batch(|v, _| {
+            a.write_batch(|v| {
                 let amount = (x >> 16) % (v[from] + 1);
                 v[from] -= amount;
                 v[to] += amount;
-            });
+            })
+            .expect("no writer died mid-write");
             // A pseudo-random pause, as in `seqlock_never_tears_across_processes`.
             for _ in 0..(x >> 40) % 256 {
                 std::hint::spin_loop();
@@ -210,14 +212,12 @@ fn seqlock_recovers_when_writer_is_killed_mid_write() {
     assert_eq!(lock.get().read(), [4, 3, 3, 3]);
 }
 
-#[test]
-fn array_batch_writer_killed_mid_batch_is_reported_and_repaired() {
-    watchdog(Duration::from_secs(60));
-    let arr = SharedMem::<SeqLockArray<u32>>::new(3);
-    arr.get().set_all(&[1, 2, 3]);
+/// Forks a child that runs `doom` (a test hook that stops a write half-way, holding the
+/// lock), then SIGKILLs and reaps it.
+fn kill_a_child_mid_write(doom: impl Fn()) {
     let ctl = Control::new(1);
     let doomed = fork_children(1, |_| {
-        arr.get().slot(2).unwrap().begin_write_for_test(30);
+        doom();
         ctl.get().set(0, 1);
         loop {
             std::thread::sleep(Duration::from_secs(1));
@@ -229,18 +229,76 @@ fn array_batch_writer_killed_mid_batch_is_reported_and_repaired() {
         libc::kill(doomed[0], libc::SIGKILL);
         libc::waitpid(doomed[0], std::ptr::null_mut(), 0);
     }
-    let mut out = [0; 3];
+}
+
+#[test]
+fn array_writer_killed_mid_write_tears_only_its_stripe_and_the_next_writer_repairs_it() {
+    watchdog(Duration::from_secs(60));
+    let s = SeqLockArray::<u32>::STRIPE_LEN;
+    let n = 3 * s;
+    let arr = SharedMem::<SeqLockArray<u32>>::new(n);
+    let init: Vec<u32> = (0..n as u32).collect();
+    arr.get().set_all(&init);
+    let i = s + 2;
+    kill_a_child_mid_write(|| arr.get().begin_write_for_test(i, 9_999));
+    // Every process sees stripe 1 torn, and stripes 0 and 2 intact.
+    let checkers = fork_children(2, |_| {
+        let a = arr.get();
+        let mut out = vec![0; n];
+        assert_eq!(a.try_snapshot(&mut out), Err(SeqLockError::WriterDied));
+        assert_eq!(a.try_get(i), Err(SeqLockError::WriterDied));
+        assert_eq!(a.try_get(s), Err(SeqLockError::WriterDied));
+        assert_eq!(
+            a.get_timeout(2 * s - 1, Duration::from_secs(5)),
+            Err(SeqLockError::WriterDied)
+        );
+        for j in (0..s).chain(2 * s..n) {
+            assert_eq!(a.try_get(j), Ok(j as u32), "element {j}");
+        }
+    });
+    wait_all(&checkers, Duration::from_secs(20));
+    // A reader blocked in `get()` of another element of the stripe waits for the repair.
+    let ctl = Control::new(1);
+    let waiter = fork_children(1, |_| {
+        ctl.get().set(0, 1);
+        assert_eq!(arr.get().get(s), s as u32);
+        assert_eq!(arr.get().get(i), 22);
+    });
+    wait_for(ctl.get(), 0, 1);
+    // The next writer of the element (another process) takes over and repairs it.
+    let repairer = fork_children(1, |_| arr.get().set(i, 22));
+    wait_all(&repairer, Duration::from_secs(20));
+    wait_all(&waiter, Duration::from_secs(20));
+    let mut want = init.clone();
+    want[i] = 22;
+    assert_eq!(arr.get().to_vec(), want);
+}
+
+#[test]
+fn array_batch_writer_killed_mid_batch_is_reported_and_repaired() {
+    watchdog(Duration::from_secs(60));
+    let s = SeqLockArray::<u32>::STRIPE_LEN;
+    let n = 3 * s;
+    let arr = SharedMem::<SeqLockArray<u32>>::new(n);
+    arr.get().set_all(&vec![1; n]);
+    kill_a_child_mid_write(|| arr.get().begin_batch_for_test(&vec![2; n]));
+    let mut out = vec![0; n];
     assert_eq!(
         arr.get().try_snapshot(&mut out),
         Err(SeqLockError::WriterDied)
     );
-    assert_eq!(arr.get().get(0), 1, "other elements read normally");
-    let recovered = arr.get().write_batch(|v, recovered| {
-        v[2] = 33;
-        recovered
+    for j in [0, s, n - 1] {
+        assert_eq!(arr.get().try_get(j), Err(SeqLockError::WriterDied));
+    }
+    let repairer = fork_children(1, |_| {
+        let torn = arr.get().write_batch(|_| unreachable!("the batch is torn"));
+        let mut batch = torn.expect_err("the batch is torn").into_inner();
+        assert!(batch.recovered());
+        batch.fill(3);
+        batch.mark_consistent();
     });
-    assert!(recovered);
-    assert_eq!(arr.get().to_vec(), [1, 2, 33]);
+    wait_all(&repairer, Duration::from_secs(20));
+    assert_eq!(arr.get().to_vec(), vec![3; n]);
 }
 
 /// Forks a writer that stops mid-write (odd sequence, its TID in the lock) after storing
@@ -313,9 +371,12 @@ fn update_after_a_writer_killed_mid_write_publishes_nothing_torn() {
 #[test]
 fn array_update_after_a_writer_killed_mid_write_publishes_nothing_torn() {
     watchdog(Duration::from_secs(60));
-    let arr = SharedMem::<SeqLockArray<u64>>::new(2);
-    arr.get().set_all(&[1, 2]);
-    kill_a_writer_mid_write(arr.get().slot(1).unwrap(), 20);
+    // Two stripes: elements 1 and `s + 1` are in different ones.
+    let s = SeqLockArray::<u64>::STRIPE_LEN;
+    let arr = SharedMem::<SeqLockArray<u64>>::new(2 * s);
+    let init: Vec<u64> = (1..=2 * s as u64).collect();
+    arr.get().set_all(&init);
+    kill_a_child_mid_write(|| arr.get().begin_write_for_test(1, 20));
     let mut called = false;
     let r = arr.get().update(1, |v| {
         called = true;
@@ -324,11 +385,18 @@ fn array_update_after_a_writer_killed_mid_write_publishes_nothing_torn() {
     assert!(!called, "update ran its closure on a torn value");
     assert!(r.is_err(), "update reports the torn value");
     drop(r);
+    assert_eq!(arr.get().try_get(1), Err(SeqLockError::WriterDied));
     assert_eq!(
-        arr.get().slot(1).unwrap().try_read(),
-        Err(SeqLockError::WriterDied)
+        arr.get().get(s + 1),
+        s as u64 + 2,
+        "elements of other stripes read normally"
     );
-    assert_eq!(arr.get().get(0), 1, "other elements read normally");
+    let mut g = arr.get().lock(1).unwrap_err().into_inner();
+    assert_eq!(*g, 20, "the guard holds the dead writer's bytes");
+    *g = 2;
+    g.mark_consistent();
+    drop(g);
+    assert_eq!(arr.get().to_vec(), init);
 }
 
 #[test]

@@ -15,9 +15,7 @@ use bytemuck::{Pod, Zeroable};
 use common::HeapMem as SharedMem;
 #[cfg(not(miri))]
 use common::SharedMem;
-use shmstate::{
-    Elem, Element, Field, SeqLock, SeqLockArray, SeqLockError, Shared, TimedLockError, Timeout,
-};
+use shmstate::{Elem, Element, Field, SeqLock, SeqLockArray, SeqLockError, Shared, TimedLockError};
 
 /// `T`'s identity for a region ([`Element`]), by hand: `T`'s name, size, alignment and
 /// each field's name, offset and identity.
@@ -177,8 +175,17 @@ fn seqlock_reports_types_and_sizes_to_regions() {
         <SeqLockArray<f64> as Shared>::TAG.to_string(),
         "SeqLockArray<f64>"
     );
-    assert_eq!(<SeqLockArray<f64> as Shared>::size_for(4), Some(64));
+    // 16 bytes, then 9 per `f64` (8 of data, 1 toward the stripe headers), rounded to 8.
+    assert_eq!(<SeqLockArray<f64> as Shared>::size_for(4), Some(56));
+    assert_eq!(<SeqLockArray<f64> as Shared>::size_for(1000), Some(9016));
+    assert_eq!(<SeqLockArray<u8> as Shared>::size_for(3), Some(24));
+    assert_eq!(<SeqLockArray<A16> as Shared>::size_for(2), Some(56));
+    assert_eq!(<SeqLockArray<A16> as Shared>::ALIGN, 8);
     assert_eq!(<SeqLockArray<f64> as Shared>::size_for(0), None);
+    assert_eq!(
+        <SeqLockArray<f64> as Shared>::size_for(usize::MAX / 4),
+        None
+    );
 }
 
 #[test]
@@ -406,9 +413,19 @@ fn array_methods_work() {
         Some(1)
     );
     assert_eq!(a.get(1), [9, 2, 3]);
-    assert_eq!(a.slot(2).unwrap().try_read(), Ok([0; 3]));
-    assert!(a.slot(3).is_none());
-    assert_eq!(a.slots().len(), 3);
+    assert_eq!(a.try_get(2), Ok([0; 3]));
+    assert_eq!(a.get_timeout(1, Duration::from_millis(5)), Ok([9, 2, 3]));
+    {
+        let mut g = a.lock(0).expect("no writer died");
+        assert_eq!((g.index(), *g, g.recovered()), (0, [0; 3], false));
+        g[2] = 7;
+    }
+    assert_eq!(a.get(0), [0, 0, 7]);
+    drop(
+        a.lock_timeout(2, Duration::from_millis(5))
+            .map(|mut g| *g = [4; 3]),
+    );
+    assert_eq!(a.get(2), [4; 3]);
     a.set_all(&[[1; 3], [2; 3], [3; 3]]);
     let mut out = [[0u8; 3]; 3];
     a.snapshot(&mut out);
@@ -418,12 +435,11 @@ fn array_methods_work() {
         a.snapshot_timeout(&mut out, Duration::from_millis(5)),
         Ok(())
     );
-    let r = a.write_batch(|v, recovered| {
-        assert!(!recovered);
+    let r = a.write_batch(|v| {
         v.swap(0, 2);
         v.len()
     });
-    assert_eq!(r, 3);
+    assert_eq!(r.ok(), Some(3));
     assert_eq!(a.to_vec(), [[3; 3], [2; 3], [1; 3]]);
     let b = SeqLockArray::from_slice(&[A16 { x: 5 }, A16 { x: 6 }]);
     assert_eq!(b.get(1), A16 { x: 6 });
@@ -464,7 +480,7 @@ fn panicking_batch_stores_nothing_and_releases_every_lock() {
     watchdog();
     let a = SeqLockArray::from_slice(&[1u32, 2]);
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        a.write_batch(|v, _| {
+        a.write_batch(|v| {
             v[0] = 100;
             panic!("boom")
         })
@@ -475,40 +491,221 @@ fn panicking_batch_stores_nothing_and_releases_every_lock() {
     assert_eq!(a.get(0), 3);
 }
 
+/// Waits (bounded) until element `i`'s stripe reads as torn by a dead writer.
+fn until_stripe_writer_dead<T: Pod>(a: &SeqLockArray<T>, i: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while a.try_get(i).err() != Some(SeqLockError::WriterDied) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "writer never read as dead"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Three stripes of `u64`s: element `i` holds `i`.
+fn three_stripes() -> Box<SeqLockArray<u64>> {
+    let n = 3 * SeqLockArray::<u64>::STRIPE_LEN;
+    SeqLockArray::from_slice(&(0..n as u64).collect::<Vec<_>>())
+}
+
 #[test]
-fn array_element_torn_by_a_dead_writer_is_reported_and_repaired() {
+fn array_stripe_torn_by_a_dead_writer_is_reported_and_repaired_by_a_batch() {
     watchdog();
-    let a = SeqLockArray::from_slice(&[1u64, 2, 3]);
+    let a = three_stripes();
+    let (n, s) = (a.len(), SeqLockArray::<u64>::STRIPE_LEN);
     std::thread::scope(|sc| {
-        sc.spawn(|| a.slot(1).unwrap().begin_write_for_test(20));
+        sc.spawn(|| a.begin_write_for_test(s + 1, 20));
     });
-    until_writer_dead(a.slot(1).unwrap());
-    let mut out = [0; 3];
+    until_stripe_writer_dead(&a, s + 1);
+    let mut out = vec![0; n];
     assert_eq!(a.try_snapshot(&mut out), Err(SeqLockError::WriterDied));
     assert_eq!(
         a.snapshot_timeout(&mut out, Duration::from_secs(5)),
         Err(SeqLockError::WriterDied)
     );
-    // Other elements are unaffected.
-    assert_eq!(a.slot(0).unwrap().try_read(), Ok(1));
-    let recovered = a.write_batch(|v, recovered| {
-        v[1] = 22;
-        recovered
-    });
-    assert!(recovered);
-    assert_eq!(a.to_vec(), [1, 22, 3]);
+    // The stripe's other elements share its sequence word: torn for readers too.
+    assert_eq!(a.try_get(s), Err(SeqLockError::WriterDied));
+    // Other stripes are unaffected.
+    assert_eq!(a.try_get(s - 1), Ok(s as u64 - 1));
+    assert_eq!(a.try_get(2 * s), Ok(2 * s as u64));
+    // The batch is told the stripe is torn, and runs no closure on the torn copy.
+    let torn = a.write_batch(|_| unreachable!("the stripe is torn"));
+    let mut batch = torn.expect_err("the stripe is torn").into_inner();
+    assert!(batch.recovered());
+    batch[s + 1] = 22;
+    batch.mark_consistent();
+    drop(batch);
+    let mut want: Vec<u64> = (0..n as u64).collect();
+    want[s + 1] = 22;
+    assert_eq!(a.to_vec(), want);
 }
 
 #[test]
-fn writes_to_one_element_do_not_disturb_readers_of_another() {
+fn a_writer_mid_write_in_one_stripe_does_not_disturb_readers_of_another() {
     watchdog();
-    let a = SeqLockArray::<u64>::new(2);
+    let a = three_stripes();
+    let s = SeqLockArray::<u64>::STRIPE_LEN;
+    // A live writer (this thread) stays mid-write in stripe 0 for the rest of the test.
+    a.begin_write_for_test(3, 99);
+    assert_eq!(a.try_get(3), Err(SeqLockError::WriterActive));
+    assert_eq!(a.try_get(s - 1), Err(SeqLockError::WriterActive));
+    assert_eq!(
+        a.get_timeout(0, Duration::from_millis(5)),
+        Err(SeqLockError::Timeout)
+    );
+    // Every element of the other stripes reads at once, and can be written.
+    for i in s..a.len() {
+        assert_eq!(a.try_get(i), Ok(i as u64));
+        assert_eq!(a.get(i), i as u64);
+    }
+    a.set(2 * s, 7);
+    assert_eq!(a.try_get(2 * s), Ok(7));
+    assert!(matches!(
+        a.lock_timeout(0, Duration::from_millis(5)),
+        Err(TimedLockError::Timeout)
+    ));
+}
+
+#[test]
+fn a_held_element_guard_does_not_disturb_readers_or_writers_of_another_stripe() {
+    watchdog();
+    let a = three_stripes();
+    let s = SeqLockArray::<u64>::STRIPE_LEN;
+    let mut g = a.lock(1).expect("no writer died");
+    *g = 100;
+    // Until the guard drops, readers of its own stripe still read the old value.
+    assert_eq!(a.try_get(1), Ok(1));
+    assert_eq!(a.try_get(s + 1), Ok(s as u64 + 1));
+    a.set(s + 1, 5);
+    assert_eq!(a.try_get(s + 1), Ok(5));
+    assert!(matches!(
+        a.write_batch_timeout(Duration::from_millis(5), |_| ()),
+        Err(TimedLockError::Timeout)
+    ));
+    drop(g);
+    assert_eq!(a.get(1), 100);
+}
+
+#[test]
+fn a_dead_element_writer_is_repaired_by_the_next_write_of_that_element() {
+    watchdog();
+    let a = three_stripes();
+    let s = SeqLockArray::<u64>::STRIPE_LEN;
     std::thread::scope(|sc| {
-        sc.spawn(|| a.slot(0).unwrap().begin_write_for_test(1));
+        sc.spawn(|| a.begin_write_for_test(s + 2, 1234));
     });
-    // Element 0 is torn forever (until repaired); element 1 reads at once.
-    assert_eq!(a.slot(1).unwrap().try_read(), Ok(0));
-    assert_eq!(a.get(1), 0);
+    until_stripe_writer_dead(&a, s + 2);
+    // A write of *another* element of the stripe is stored, but cannot vouch for the torn
+    // one: the stripe stays torn, and its guard is not a recovered one.
+    {
+        let mut g = a.lock(s + 3).expect("element s + 3 itself is intact");
+        assert!(!g.recovered());
+        *g = 33;
+    }
+    a.set(s + 4, 44);
+    assert_eq!(a.try_get(s + 3), Err(SeqLockError::WriterDied));
+    // The torn element's own writer is told, and a guard dropped unmarked stores nothing.
+    let torn = a.lock(s + 2).expect_err("the torn element is reported");
+    assert!(torn.get_ref().recovered());
+    assert_eq!(
+        **torn.get_ref(),
+        1234,
+        "the guard holds the dead writer's bytes"
+    );
+    drop(torn);
+    assert_eq!(a.try_get(s + 2), Err(SeqLockError::WriterDied));
+    assert!(a.update(s + 2, |v| *v += 1).is_err());
+    // `set` of the torn element repairs the stripe, with the other writes kept.
+    a.set(s + 2, 22);
+    assert_eq!(a.try_get(s + 2), Ok(22));
+    assert_eq!(a.try_get(s + 3), Ok(33));
+    assert_eq!(a.try_get(s + 4), Ok(44));
+    assert_eq!(a.try_get(s + 5), Ok(s as u64 + 5));
+    assert_eq!(a.update(s + 2, |v| *v += 1).ok(), Some(()));
+    assert_eq!(a.get(s + 2), 23);
+}
+
+#[test]
+fn a_dead_batch_writer_leaves_whole_stripes_torn_until_the_next_batch() {
+    watchdog();
+    let a = three_stripes();
+    let n = a.len();
+    std::thread::scope(|sc| {
+        sc.spawn(|| a.begin_batch_for_test(&vec![7; n]));
+    });
+    until_stripe_writer_dead(&a, 0);
+    for i in [0, 1, n / 2, n - 1] {
+        assert_eq!(a.try_get(i), Err(SeqLockError::WriterDied));
+        // Every element of a stripe a batch writer died in is suspect.
+        let mut g = a
+            .lock(i)
+            .expect_err("a batch-torn stripe is reported")
+            .into_inner();
+        *g = 8;
+        g.mark_consistent();
+        drop(g);
+        // Stored, but one element cannot vouch for its stripe.
+        assert_eq!(a.try_get(i), Err(SeqLockError::WriterDied));
+    }
+    let torn = a.write_batch(|v| v.fill(9));
+    let mut batch = torn.expect_err("the stripe is torn").into_inner();
+    batch.fill(9);
+    batch.mark_consistent();
+    drop(batch);
+    assert_eq!(a.to_vec(), vec![9; n]);
+    assert!(a.update(0, |v| *v += 1).is_ok());
+}
+
+#[test]
+fn a_garbage_dirty_word_makes_the_whole_stripe_suspect() {
+    watchdog();
+    let m = SharedMem::<SeqLockArray<u32>>::new(40);
+    let a = m.get();
+    for dirty in [0, 33, 1000, u32::MAX] {
+        let [seq, writer, d] = a.stripe_words_for_test(1);
+        // A torn stripe without owner, whose `dirty` names no element of it (stripe 1
+        // holds elements 32..40: relative 0..8, so valid values are 1..=8).
+        d.store(dirty, Ordering::Relaxed);
+        writer.store(0, Ordering::Relaxed);
+        seq.store(1, Ordering::Relaxed);
+        assert_eq!(a.try_get(35), Err(SeqLockError::WriterDied));
+        assert!(a.lock(39).is_err(), "dirty={dirty}");
+        assert!(a.lock(32).is_err(), "dirty={dirty}");
+        assert_eq!(a.try_get(0), Ok(0));
+        a.set_all(&[0; 40]);
+        assert_eq!(a.try_get(35), Ok(0));
+    }
+}
+
+#[test]
+fn sub_word_elements_are_written_without_touching_their_neighbours() {
+    watchdog();
+    let n = 301;
+    let a = SeqLockArray::<[u8; 3]>::new(n);
+    let v = |i: usize| [i as u8, (i >> 8) as u8, 0xA5];
+    for i in (0..n).rev() {
+        a.set(i, v(i));
+    }
+    assert_eq!(a.to_vec(), (0..n).map(v).collect::<Vec<_>>());
+    for i in (0..n).step_by(7) {
+        a.update(i, |x| x[2] = 0x5A).unwrap();
+    }
+    for i in 0..n {
+        let mut want = v(i);
+        if i % 7 == 0 {
+            want[2] = 0x5A;
+        }
+        assert_eq!(a.get(i), want, "element {i}");
+    }
+    let b = SeqLockArray::<u8>::from_slice(&(0..=255).collect::<Vec<u8>>());
+    b.set(200, 1);
+    assert_eq!(b.try_get(199), Ok(199));
+    assert_eq!(b.try_get(200), Ok(1));
+    assert_eq!(b.try_get(201), Ok(201));
+    let z = SeqLockArray::<()>::new(300);
+    z.set(299, ());
+    assert_eq!(z.to_vec().len(), 300);
 }
 
 /// Makes every copy a seqlock reader takes overlap a complete write, on any number of
@@ -617,7 +814,10 @@ mod overlap {
         pub fn arm(&mut self, seq: &AtomicU32) {
             let base = self.base.as_ptr() as usize;
             let seq_at = std::ptr::from_ref(seq) as usize;
-            assert!((base..base + self.page).contains(&seq_at), "seq on page 0");
+            assert!(
+                !(base + self.page..base + 3 * self.page).contains(&seq_at),
+                "seq off pages 1 and 2"
+            );
             BASE.store(base + self.page, Ordering::SeqCst);
             PAGE.store(self.page, Ordering::SeqCst);
             SEQ.store(std::ptr::from_ref(seq).cast_mut(), Ordering::SeqCst);
@@ -701,18 +901,19 @@ fn snapshot_timeout_gives_up_while_new_writes_keep_overlapping_the_copy() {
     {
         watchdog();
         let mut pages = overlap::Pages::new();
-        // Element 0 on page 0; elements 1.. fill pages 1 and 2.
-        let slot = size_of::<SeqLock<u64>>();
-        let len = 1 + 2 * pages.page() / slot;
-        let ptr = pages.ending_page_0(slot);
-        // SAFETY: zeroed memory (a valid array, see `Shared`), aligned to `slot` (a power
-        // of two that divides the page size), `len * slot` bytes inside the mapping, alive
-        // until `pages` drops after the last use of `a`.
+        // The data fills pages 1 and 2; the stripe headers follow, on page 3.
+        let len = 2 * pages.page() / 8;
+        let ptr = pages.ending_page_0(0);
+        let size = <SeqLockArray<u64> as Shared>::size_for(len).unwrap();
+        assert!(size <= 3 * pages.page());
+        // SAFETY: zeroed memory (a valid array, see `Shared`), page-aligned, `size` bytes
+        // inside the mapping (pages 1 to 3), alive until `pages` drops after the last use
+        // of `a`.
         let a: &SeqLockArray<u64> =
             unsafe { <SeqLockArray<u64> as Shared>::from_raw_parts(ptr, len).as_ref() };
         let mut out = vec![1; len];
         assert_eq!(a.try_snapshot(&mut out), Ok(()));
-        pages.arm(words(a.slot(0).unwrap()).0);
+        pages.arm(a.stripe_words_for_test(0)[0]);
         for timeout in [Duration::ZERO, Duration::from_millis(20)] {
             let start = std::time::Instant::now();
             assert_eq!(
@@ -730,35 +931,35 @@ fn snapshot_timeout_gives_up_while_new_writes_keep_overlapping_the_copy() {
 #[test]
 fn write_batch_timeout_gives_up_on_a_held_element_and_releases_the_locks_it_took() {
     watchdog();
-    let a = SeqLockArray::from_slice(&[1u32, 2, 3]);
+    // Two stripes: element 40 is in the second.
+    let s = SeqLockArray::<u32>::STRIPE_LEN;
+    assert!(s <= 40 && 40 < 2 * s);
+    let a = SeqLockArray::from_slice(&[1u32; 64]);
     let (held_tx, held_rx) = std::sync::mpsc::channel();
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     std::thread::scope(|sc| {
         let a = &a;
         sc.spawn(move || {
-            let g = a.slot(1).unwrap().lock();
+            let g = a.lock(40);
             held_tx.send(()).unwrap();
             done_rx.recv().unwrap();
             drop(g);
         });
         held_rx.recv().unwrap();
-        let r = a.write_batch_timeout(Duration::from_millis(30), |v, _| v[0] = 100);
-        assert_eq!(r, Err(Timeout));
-        // Element 0's lock, taken before the timeout, was released; nothing was written.
-        assert!(
-            a.slot(0)
-                .unwrap()
-                .lock_timeout(Duration::from_secs(5))
-                .is_ok()
-        );
-        assert_eq!(a.slot(0).unwrap().try_read(), Ok(1));
+        let r = a.write_batch_timeout(Duration::from_millis(30), |v| v[0] = 100);
+        assert!(matches!(r, Err(TimedLockError::Timeout)));
+        // Stripe 0's lock, taken before the timeout, was released; nothing was written.
+        assert!(a.lock_timeout(0, Duration::from_secs(5)).is_ok());
+        assert_eq!(a.try_get(0), Ok(1));
         done_tx.send(()).unwrap();
     });
-    assert_eq!(
-        a.write_batch_timeout(Duration::from_secs(5), |v, _| v[2] = 30),
-        Ok(())
+    assert!(
+        a.write_batch_timeout(Duration::from_secs(5), |v| v[40] = 30)
+            .is_ok()
     );
-    assert_eq!(a.to_vec(), [1, 2, 30]);
+    let mut want = [1; 64];
+    want[40] = 30;
+    assert_eq!(a.to_vec(), want);
 }
 
 #[test]
@@ -826,19 +1027,24 @@ fn one_batch_writer_and_a_try_snapshotter_never_see_half_a_batch() {
     } else {
         (20_000, 50_000)
     };
-    let a = SeqLockArray::from_slice(&[100u32, 0, 0]);
+    // Three elements in three stripes.
+    let s = SeqLockArray::<u32>::STRIPE_LEN;
+    let at = [0, s + 1, 3 * s - 1];
+    let a = SeqLockArray::<u32>::new(3 * s);
+    a.set(0, 100);
     std::thread::scope(|sc| {
         sc.spawn(|| {
             for k in 0..batches {
-                let (from, to) = (k % 3, (k + 1) % 3);
-                a.write_batch(|v, _| {
+                let (from, to) = (at[k % 3], at[(k + 1) % 3]);
+                a.write_batch(|v| {
                     let n = v[from].div_ceil(2);
                     v[from] -= n;
                     v[to] += n;
-                });
+                })
+                .expect("no writer died mid-write");
             }
         });
-        let mut out = [0u32; 3];
+        let mut out = vec![0u32; 3 * s];
         for _ in 0..snapshots {
             match a.try_snapshot(&mut out) {
                 Ok(()) => assert_eq!(out.iter().sum::<u32>(), 100, "half a batch: {out:?}"),
@@ -879,4 +1085,32 @@ fn a_peer_waking_the_writer_word_does_not_postpone_a_takeover() {
         drop(g);
         assert!(took < Duration::from_secs(1), "takeover took {took:?}");
     });
+}
+
+/// A thread holding an element guard of one stripe that locks an element of a lower
+/// stripe while a batch writer waits for the first one: the batch holds no lock while it
+/// waits, so neither wedges the other.
+#[test]
+fn a_waiting_batch_holds_no_stripe_lock_so_an_element_writer_never_wedges_on_it() {
+    watchdog();
+    let s = SeqLockArray::<u64>::STRIPE_LEN;
+    let a = SeqLockArray::<u64>::new(6 * s);
+    std::thread::scope(|sc| {
+        let g = a.lock(5 * s).expect("no writer died mid-write");
+        let batch = sc.spawn(|| {
+            a.write_batch_timeout(Duration::from_secs(20), |v| v.fill(7))
+                .is_ok()
+        });
+        // Wait until the batch is asleep on stripe 5's lock (it set the waiters bit).
+        let writer = a.stripe_words_for_test(5)[1];
+        while writer.load(shmstate::sync::Ordering::Relaxed) & (1 << 31) == 0 {
+            std::thread::yield_now();
+        }
+        let other = a.lock_timeout(2 * s, Duration::from_secs(5));
+        assert!(other.is_ok(), "wedged on a stripe the waiting batch holds");
+        drop(other);
+        drop(g);
+        assert!(batch.join().unwrap());
+    });
+    assert_eq!(a.to_vec(), vec![7; 6 * s]);
 }

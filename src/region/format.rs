@@ -31,7 +31,10 @@ pub(crate) const MAGIC: u64 = u64::from_ne_bytes(*b"SHMSTATE");
 /// - 3: entries record the element's identity fingerprint (`elem_id`); element types
 ///   are no longer told apart by size and alignment alone, and a queue's element is its
 ///   slot array.
-pub(crate) const VERSION: u32 = 3;
+/// - 4: a `SeqLockArray` is contiguous data followed by one seqlock header per stripe of
+///   elements (it was one full seqlock per element); the sizes of the two layouts can
+///   coincide, so the version tells them apart.
+pub(crate) const VERSION: u32 = 4;
 /// Byte-order and word-size marker: reads differently on the other byte order, and its
 /// low byte is `size_of::<usize>()`.
 pub(crate) const MARKER: u32 = 0x0102_0300 | size_of::<usize>() as u32;

@@ -255,9 +255,9 @@ mod tests {
                     matches!(
                         e,
                         OpenError::VersionMismatch {
-                            found: 4,
-                            expected: 3
-                        }
+                            found,
+                            expected: VERSION,
+                        } if *found == VERSION + 1
                     )
                 },
             ),

@@ -1,83 +1,266 @@
-//! [`SeqLockArray<T>`]: a fixed-length array of seqlocked elements, with per-element reads
-//! and writes that do not disturb each other, consistent whole-array snapshots, and
-//! all-or-nothing batch writes.
+//! [`SeqLockArray<T>`]: a fixed-length array of [`Pod`] values in seqlocked *stripes* of
+//! neighbouring elements, with per-element reads and writes, consistent whole-array
+//! snapshots, and all-or-nothing batch writes.
 //!
-//! # Design
+//! # Layout
 //!
-//! Each element is a full [`SeqLock<T>`] (its own sequence word, writer lock and data),
-//! so a write to element `i` makes only readers of element `i` retry.
+//! The elements' bytes are contiguous, as in a `[T]`, and are followed by one 16-byte
+//! header per **stripe** of [`STRIPE_LEN`](SeqLockArray::STRIPE_LEN) consecutive elements
+//! (16 elements of 8 bytes or more, so 128 bytes of `f64`s: two cache lines; 16 × ⌊8 /
+//! size⌋ smaller ones; 128 for a zero-sized `T`). A header is a seqlock without data of
+//! its own (the `seq` and `writer` words of [`SeqLock`], with the same meaning) and a
+//! `dirty` word that says which element of the stripe the last write was writing:
 //!
-//! - **Snapshot** ([`SeqLockArray::snapshot`]): load every element's sequence word
-//!   (Acquire) and copy its data, then one Acquire fence, then reload every sequence word
-//!   (Relaxed) and accept only if all were even and are unchanged. "Unchanged" is checked
-//!   without allocating, by comparing the *sums* of the two passes: exact because
-//!   sequence words only grow, except across a `u32` wrap, where it needs 2^31 writes to
-//!   the whole array during one attempt to be fooled (instead of 2^31 to one element for
-//!   a word-by-word compare; the reasoning is on `snapshot_once`). The copy is a
-//!   consistent cut: if it saw element `j` after a write `W` that comes, in some writer's
-//!   program order, after the start of a write to element `i`, then the Acquire load of
-//!   `j`'s sequence makes `i`'s odd store visible to the recheck, which fails.
+//! ```text
+//! offset 0                                  8·W                    8·W + 16·S   size_for(len)
+//! ├── data: len × size_of::<T>() bytes ──┬──┼── S stripe headers ──┼── unused ──┤
+//! │ stripe 0 (STRIPE_LEN elements) │ stripe 1 │ ... │pad│ h0 │ h1 │ ... │ ≤ 23 bytes │
+//! └────────────────────────────────┴──────────┴─────┴───┴────┴────┴─────┴────────────┘
+//! W = ⌈len · size / 8⌉ data words, S = ⌈len / STRIPE_LEN⌉ stripes
+//! header k (16 bytes): seq: u32 | writer: u32 | dirty: u32 | reserved: u32
+//! ```
+//!
+//! The data is accessed only as whole 8-byte words (`AtomicU64`, relaxed: the atomic
+//! memcpy of `SeqLock`), never by a narrower access. One exception, on x86-64 only: a
+//! bulk copy of 8 words or more (a snapshot's or a batch's) on a CPU that reports AVX
+//! reads pairs of aligned words with aligned 16-byte `movdqa` loads, which such a CPU
+//! performs as single atomic accesses, so each 8-byte half is a value some writer
+//! stored, as a relaxed word load would return (see `load_words_wide`; without AVX the
+//! word loop is used). A stripe's data is a whole number of words, so every word belongs
+//! to exactly one stripe. An element that does not
+//! fill whole words is read from the words that cover it and written by merging its bytes
+//! into them (under the stripe's lock: the other bytes of a word belong to the same
+//! stripe, and are stored back unchanged). No reference to a `T` in the array is ever
+//! made, so `T`'s alignment (even above 8) puts no constraint on the layout.
+//!
+//! **Memory**: `size_of::<T>() + 1` bytes per element, plus at most 23 bytes per array:
+//! `size_for(len)` is `16 + len · (size_of::<T>() + 1)` rounded up to 8 (the object is
+//! `len` units of an element and one byte, so that its size is a function of `len` that
+//! `size_of_val` computes). The headers need only `16 / STRIPE_LEN` bytes per element
+//! (one for 8-byte elements and more, an eighth of a byte for `u8`s); the rest of that
+//! byte is unused. A `SeqLockArray<f64>` costs 9 bytes per element (a `SeqLock<f64>`
+//! costs 16), a `SeqLockArray<u8>` 2.
+//!
+//! All zero bytes are `len` elements of `T::zeroed()` with every stripe stable and
+//! unlocked; every bit pattern is valid (hostile words cost retries, a takeover or a
+//! [`SeqLockError`], never undefined behaviour, a panic or a hang of a call that a writer
+//! will unblock).
+//!
+//! # Protocol
+//!
+//! Each stripe is a [`SeqLock`] whose data is its elements (see that module for the
+//! writer lock, its takeover from a dead writer, and the waits; the orderings below pair
+//! exactly as there):
+//!
+//! ```text
+//! element writer (element i, stripe k)     element reader (element i)
+//! k.writer: CAS 0 → tid (Acquire)          s1 = k.seq.load(Acquire)     -- pairs with (c)
+//! k.dirty.store(i + 1, Relaxed)    (d)     if s1 odd: wait, retry
+//! k.seq: fetch_or 1 (Release)      (b)     i's words: relaxed loads
+//! fence(Release)                   (a)     fence(Acquire)               -- pairs with (a)
+//! i's words: relaxed stores                s2 = k.seq.load(Relaxed); retry unless s1 == s2
+//! k.seq.store(odd + 1, Release)    (c)
+//! k.writer: swap 0 (Release), wake?        -- pairs with the next writer's Acquire CAS
+//! ```
+//!
+//! - **Snapshot** ([`SeqLockArray::snapshot`]): load every stripe's `seq` (Acquire,
+//!   pairs with (c)), copy the whole data, one Acquire fence (pairs with every writer's
+//!   (a)), reload every `seq` (Relaxed: ordered by the fence) and accept only if all
+//!   were even and their sum is unchanged (see `snapshot_once` for why the sum is exact
+//!   up to the `u32` wrap). It is a consistent cut: if the copy saw a store of a write
+//!   `W` to stripe `b`, the fences make `W`'s odd store (b) visible to the recheck; and
+//!   if the first pass saw, in stripe `a`, the even store of a write that in some
+//!   writer's program order follows the odd store of a write to stripe `b`, the Acquire
+//!   load of `a` makes that odd store visible to `b`'s recheck.
 //! - **Batch write** ([`SeqLockArray::set_all`], [`SeqLockArray::write_batch`],
-//!   [`SeqLockArray::write_batch_timeout`]): take every element's writer lock in index
-//!   order (single-element writers take one lock, so there is no lock-order cycle; a
-//!   thread that holds an element's guard from [`SeqLock::lock`] and starts a batch
-//!   deadlocks on itself, as with any non-reentrant lock), mark every element odd, one Release fence, store all
-//!   data, mark every element even, release the locks. All odd stores precede all even
-//!   stores, so by the argument above a snapshot sees the batch entirely or not at all.
+//!   [`SeqLockArray::write_batch_timeout`]): take every stripe's writer lock without
+//!   ever waiting while holding one (block on one stripe's lock holding nothing, *try*
+//!   the others; if one is busy, release everything and block on that one), set every
+//!   `dirty` to 0 ("the whole stripe"), mark every stripe odd (b), one Release fence (a),
+//!   store all the data, mark every stripe even (c), release the locks. All odd stores
+//!   precede all even stores, so by the cut argument a snapshot sees the batch entirely or
+//!   not at all.
+//! - **`dirty`** (d) is read only by a writer that took a stripe's lock and found `seq`
+//!   odd: an Acquire load of `seq` (pairs with the Release RMW (b) that made it odd)
+//!   makes the `dirty` store before it visible. Values: `i + 1` = only element `i` of
+//!   the stripe (relative index) may be torn; anything else (0 from a batch or from a
+//!   write to another element of a torn stripe, or garbage) = the whole stripe may be
+//!   torn.
 //!
-//! Elements are not cache-line padded: a `SeqLockArray<f64>` costs 16 bytes per element
-//! (8 of sequence and lock words), not 64. The price is false sharing: a write to one
-//! element evicts the cache line its neighbours' readers use, costing them a cache miss
-//! (never a retry: retries depend only on the element's own sequence word). Wrap `T` in a
-//! 64-byte-aligned `Pod` type to get padding where writes are hot.
+//! **Lock order.** A batch never waits while it holds a stripe lock, so it is never part
+//! of a lock-order cycle: a thread holding element guards is never blocked by a batch
+//! that waits for one of them. Element guards are ordinary non-reentrant locks: a thread
+//! holding one must not lock another element of the *same* stripe nor start a batch
+//! write (either waits for itself), and threads that hold several guards at once must
+//! take them in one global order (e.g. increasing index), as with any set of mutexes.
 //!
-//! A batch writer that dies part-way leaves some elements torn; each is repaired by the
-//! next write to it, but an invariant spanning elements is only restored by the next batch
-//! write.
+//! A write to one element makes readers of the *other elements of its stripe* retry (they
+//! share the sequence word), never readers of another stripe. Elements of different
+//! stripes never share a data word; a stripe's header shares a cache line with a few
+//! other headers (false sharing: a cache miss for their readers, never a retry).
 //!
-//! Out-of-range indices panic, like slice indexing; [`SeqLockArray::slot`] returns `None`
-//! instead, and gives each element's full [`SeqLock`] API (`try_read`, `lock`, ...).
+//! # Owner death
+//!
+//! A writer killed between (b) and (c) leaves its stripe **torn**: `seq` odd, its TID in
+//! `writer`. It is taken over and reported exactly as a [`SeqLock`]'s (readers of any
+//! element of the stripe: [`try_get`](SeqLockArray::try_get) and the timed calls return
+//! [`SeqLockError::WriterDied`], [`get`](SeqLockArray::get) and
+//! [`snapshot`](SeqLockArray::snapshot) wait for the repair), with one refinement for
+//! writers, from `dirty`: which elements of the stripe may be torn.
+//!
+//! - If a dead *element* writer left element `i` torn (`dirty = i + 1`), a write to `i`
+//!   repairs the stripe: [`set`](SeqLockArray::set) silently, [`lock`](SeqLockArray::lock)
+//!   and [`update`](SeqLockArray::update) through [`OwnerDied`] and
+//!   [`mark_consistent`](SeqLockArrayWriteGuard::mark_consistent), as for a `SeqLock`.
+//!   A write to another element `j` of the stripe is stored (its guard is not
+//!   recovered: `j` is intact), but the stripe stays torn until `i` is repaired. While
+//!   it stores `j`, `dirty` says "the whole stripe" (0), and names `i` alone again only
+//!   once every store of `j` is done (a Release store, read with Acquire by the next
+//!   locker): if that writer dies mid-write too, `i` and `j` may both be torn, and the
+//!   repair of `i` alone must not end the stripe's tear.
+//!
+//! The invariant: **a torn stripe becomes even again only when every element a dead
+//! writer may have torn has been rewritten** (an element write ends the tear only if
+//! `dirty` names that one element; a batch write rewrites them all), or a writer
+//! acknowledged the torn value through [`OwnerDied`] and
+//! [`mark_consistent`](SeqLockArrayWriteGuard::mark_consistent).
+//! - If a dead *batch* writer left the stripe torn (`dirty = 0`), every element is
+//!   suspect: element writes get [`OwnerDied`] (a repaired element is stored, the stripe
+//!   stays torn), and the next batch write repairs the stripe:
+//!   [`set_all`](SeqLockArray::set_all) silently,
+//!   [`write_batch`](SeqLockArray::write_batch) through [`OwnerDied`] (its closure is not
+//!   called) and [`SeqLockArrayBatchGuard::mark_consistent`].
 //!
 //! # Crash windows
 //!
-//! Each element is a [`SeqLock`], with that module's table line for line (a writer killed
-//! mid-write leaves that element torn until a writer repairs it; `update`, `lock` and the
-//! timed forms report it as `OwnerDied`). A batch write is a sequence of element writes:
+//! "One slice" is at most 800 µs after the kernel has torn the writer down, as for
+//! [`SeqLock`] (whose table this follows line for line, per stripe).
 //!
-//! | step of a batch write | a SIGKILL there leaves | repaired by, how fast |
-//! |-----------------------|------------------------|-----------------------|
-//! | between two elements | the elements written so far new, the rest old | each element is consistent; an invariant across elements waits for the next batch write |
-//! | inside an element's write | that element torn (odd sequence, dead writer) | the next writer of that element takes it over once a slice has passed and gets `OwnerDied` (or the `recovered` flag in a batch) |
+//! | step of an element write (stripe k)      | a SIGKILL there leaves                     | repaired by, how fast |
+//! |------------------------------------------|--------------------------------------------|-----------------------|
+//! | `k.writer` CAS `0 → tid` done, or `dirty` stored | lock held by a dead TID; data consistent | next writer of stripe k: takeover after one slice, plain guard; readers unaffected |
+//! | `k.seq` odd (b), element's word stores   | stripe k torn (only element `i`, `dirty = i + 1`) | next writer of `i`: takeover after one slice, `OwnerDied` (`set` repairs silently); writers of other elements of k: stored, k stays torn; readers of k: `try_get`/`snapshot_timeout` `WriterDied` at once / after one slice, `get`/`snapshot` wait for the repair; other stripes unaffected |
+//! | in a stripe k already torn on element `j`: `dirty = 0`, then the word stores of `i ≠ j` | k torn as a whole (`i` and `j` may both be torn) | as a stripe a batch writer left torn: element writers `OwnerDied`, k stays torn; the next batch write repairs it |
+//! | same, after the stores of `i` and `dirty = j + 1` | k torn on `j` only; `i` complete | as the second line for `j` |
+//! | `k.seq` even store (c) done              | lock held by a dead TID; data consistent   | as the first line |
+//! | `k.writer` swapped to 0                  | a complete write; at worst a missed wake   | waiters re-check after their slice (≤ 800 µs) |
+//! | recovered guard dropped unmarked, or a panicking closure | stripe k still torn, no owner | next writer of k at once (`OwnerDied` again for `i`); readers as above |
+//! | writer SIGSTOPped anywhere               | a live owner: nothing to repair            | waiters wait; timed calls `Timeout`; `try_get` `WriterActive`; other stripes unaffected |
+//!
+//! | step of a batch write (all stripes)      | a SIGKILL there leaves                     | repaired by, how fast |
+//! |------------------------------------------|--------------------------------------------|-----------------------|
+//! | taking the stripe locks                  | some stripes locked by a dead TID; data consistent | next element writer of each: takeover after one slice, plain guard; next batch: one slice and two probes in all |
+//! | `dirty = 0` and `seq` odd (b) on some stripes | those stripes odd (`dirty = 0`); no data written yet | as the next line (the data is in fact intact, but nothing says so) |
+//! | data stores                              | every stripe begun torn as a whole (`dirty = 0`) | next batch write: takeover of every stripe after one slice and two probes (the TID found dead is taken over at once in every further stripe); `set_all` rewrites everything, `write_batch` returns `OwnerDied` (closure not called) and publishes only a guard marked consistent; element writers: `OwnerDied`, stripe stays torn; readers as for a torn stripe |
+//! | `seq` even stores (c), stripe by stripe   | stripes `0..j` new and consistent, the rest torn as a whole | as the line above for the rest: no snapshot sees a mix, as every stripe not yet even is refused |
+//! | unlocking, stripe by stripe              | a complete batch; locks of dead TID        | element writers: takeover after one slice, plain guard; next batch: one slice and two probes in all |
+//! | recovered batch guard dropped unmarked, or a panicking batch closure | nothing stored; the stripes that were torn stay torn, no owner | next writer of each at once (`write_batch`: `OwnerDied` again); readers as for a torn stripe |
+//! | batch writer SIGSTOPped anywhere          | a live owner of the stripe locks it took (all of them once it has begun writing) | element writers of those stripes (of every stripe, once it writes) wait; their timed calls `Timeout` at their deadline; batch writers wait holding no lock (`write_batch_timeout`: `Timeout`); readers of stripes it made odd: `try_get`/`try_snapshot` `WriterActive`, timed reads `Timeout`, `get`/`snapshot` wait |
+//!
+//! A batch writer takes over without a new probe every stripe held by a TID it already
+//! found dead in the same call (a dead batch writer holds them all): if that TID were
+//! reused by a new thread that locks one of those stripes within that call, the lock
+//! would be taken from it, the same TID-reuse limit as a probe's, over a longer window.
+//!
+//! Limits: those of [`SeqLock`] (one PID namespace, TID reuse, a 32-bit `seq`).
+//!
+//! Out-of-range indices panic, like slice indexing.
+//!
+//! [`OwnerDied`]: crate::OwnerDied
 
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
-use super::single::{
-    SeqLock, SeqLockError, SeqLockWriteGuard, is_writing, unreachable_no_deadline,
-};
-use crate::lock::OwnerDied;
-use crate::sync::{Ordering, fence, spin_loop};
-use crate::wait::{Timeout, past};
+use super::single::{SeqLock, SeqLockError, is_writing};
+use crate::sync::{AtomicU32, AtomicU64, Ordering, fence, spin_loop};
+use crate::wait::past;
 
-/// Attempts [`SeqLockArray::try_snapshot`] makes before giving up.
-const TRY_SNAPSHOT_ATTEMPTS: u32 = if cfg!(loom) { 2 } else { 64 };
-/// Spins between two attempts of [`SeqLockArray::try_snapshot`].
+mod write;
+
+pub use write::{SeqLockArrayBatchGuard, SeqLockArrayWriteGuard};
+
+/// Attempts [`SeqLockArray::try_snapshot`] and [`SeqLockArray::try_get`] make before
+/// giving up.
+const TRY_ATTEMPTS: u32 = if cfg!(loom) { 2 } else { 64 };
+/// Spins between two attempts.
 const SPINS: u32 = if cfg!(loom) { 1 } else { 200 };
 
-/// A fixed-length array of [`Pod`] values, each behind its own seqlock, with consistent
-/// whole-array snapshots and all-or-nothing batch writes.
+/// Elements per stripe for elements of `size` bytes: 16 × ⌊8 / size⌋ (a power of two
+/// for every size below 8), 16 for 8 bytes or more, 128 for zero-sized elements. Always a multiple of 16 (so a stripe's data is a whole number
+/// of 8-byte words, and its 16-byte header costs at most one byte per element) and a
+/// power of two (so `i / STRIPE_LEN` is a shift).
+///
+/// Under loom, stripes are 2 elements of 8 bytes or more (8 of smaller ones), so that
+/// models span several stripes with few atomics; the protocol is the same.
+const fn stripe_len(size: usize) -> usize {
+    if cfg!(loom) {
+        if size.is_multiple_of(8) { 2 } else { 8 }
+    } else if size == 0 {
+        128
+    } else if size >= 8 {
+        16
+    } else {
+        16 * (8 / size)
+    }
+}
+
+/// A stripe's header (see the module docs' layout). All zeroes: stable, unlocked.
+#[repr(C)]
+pub(crate) struct Stripe {
+    /// `seq` and `writer`, with [`SeqLock`]'s meaning and protocol; its data is the
+    /// stripe's elements, which live in the array's data words.
+    lock: SeqLock<()>,
+    /// Which element of the stripe the current (or last) write writes.
+    ///
+    /// | value            | meaning                                                   |
+    /// |------------------|-----------------------------------------------------------|
+    /// | `1..=STRIPE_LEN` | an element write: only element `value - 1` (relative index) |
+    /// | anything else    | a batch write, or a write to another element of a torn stripe (0), or garbage: the whole stripe |
+    ///
+    /// Read only by a writer that holds the lock and found `seq` odd.
+    dirty: AtomicU32,
+    /// Zero; keeps headers 8-aligned.
+    _reserved: AtomicU32,
+}
+
+#[cfg(not(loom))]
+static_assertions::assert_eq_size!(Stripe, [u64; 2]);
+#[cfg(not(loom))]
+static_assertions::assert_eq_align!(Stripe, u64);
+
+impl Stripe {
+    #[cfg(loom)]
+    fn new() -> Self {
+        Stripe {
+            lock: SeqLock::new(()),
+            dirty: AtomicU32::new(0),
+            _reserved: AtomicU32::new(0),
+        }
+    }
+}
+
+/// A fixed-length array of [`Pod`] values in seqlocked stripes, with per-element reads
+/// and writes, consistent whole-array snapshots and all-or-nothing batch writes.
 ///
 /// Slice-shaped: the length is chosen at creation ([`new`](Self::new),
 /// [`from_slice`](Self::from_slice), or a region's
-/// `get_or_init_slice(name, len, |a: &SeqLockArray<T>| ..)`) and never changes. See the [module docs](self) for the design and
-/// [`SeqLock`] for the per-element protocol and what happens when a writer dies.
+/// `get_or_init_slice(name, len, |a: &SeqLockArray<T>| ..)`) and never changes. Elements are grouped in stripes of [`STRIPE_LEN`](Self::STRIPE_LEN)
+/// neighbours that share a sequence word and a writer lock: a write makes readers of its
+/// own stripe retry, never readers of another. See the [module docs](self) for the
+/// layout, the protocol and what happens when a writer dies.
 ///
 /// # Layout
 ///
-/// `#[repr(transparent)]` over `[SeqLock<T>]`; each element is `#[repr(C)]` (8 bytes of
-/// sequence and lock words, then `T`'s bytes, aligned to at least 8). All zeroes is an
-/// array of `T::zeroed()`.
+/// The elements' bytes contiguous, then a 16-byte header per stripe; 8-aligned;
+/// `size_of::<T>() + 1` bytes per element (9 for `f64`, 2 for `u8`), plus at most 23
+/// per array. All zeroes is an array of `T::zeroed()`.
+///
+/// ```
+/// use shmstate::{SeqLockArray, Shared};
+/// assert_eq!(<SeqLockArray<f64> as Shared>::size_for(1000), Some(16 + 9 * 1000));
+/// assert_eq!(<SeqLockArray<u8> as Shared>::size_for(1000), Some(16 + 2 * 1000));
+/// ```
 ///
 /// # Examples
 ///
@@ -94,43 +277,195 @@ const SPINS: u32 = if cfg!(loom) { 1 } else { 200 };
 /// temps.snapshot(&mut buf);
 /// assert_eq!(buf.iter().sum::<f64>(), 10.0);
 /// ```
-#[repr(transparent)]
+#[cfg(not(loom))]
+#[repr(C)]
 pub struct SeqLockArray<T> {
-    slots: [SeqLock<T>],
+    /// 16 bytes that, with one byte per element of `units`, make room for the headers
+    /// (`Self::bytes_for`). Never accessed as such: every byte of the object is addressed
+    /// from its base, as data words or stripe headers.
+    _head: [crate::sync::UnsafeCell<u64>; 2],
+    /// `len` units of `size_of::<T>() + 1` bytes: the metadata of `&Self` is `len`, and
+    /// `size_of_val` is `size_for(len)`.
+    units: [crate::sync::UnsafeCell<Unit<T>>],
 }
 
+/// An element's share of the object: its bytes and one byte toward the stripe headers.
+/// Only its size is used.
+#[cfg(not(loom))]
+#[repr(C, packed)]
+struct Unit<T>(#[allow(dead_code)] T, #[allow(dead_code)] u8);
+
+/// A fixed-length array of [`Pod`] values in seqlocked stripes (the loom build: loom
+/// atomics are objects, so the words live in boxes; same protocol).
+#[cfg(loom)]
+pub struct SeqLockArray<T> {
+    len: usize,
+    stripes: Box<[Stripe]>,
+    words: Box<[AtomicU64]>,
+    _elem: core::marker::PhantomData<fn() -> T>,
+}
+
+// SAFETY: every byte of the object is accessed only through atomics (the data words as
+// `AtomicU64`s with relaxed loads and stores, the headers as `AtomicU32`s), inside the
+// `UnsafeCell`s that make up the object, so sharing `&SeqLockArray<T>` cannot cause a data
+// race. No `&T` into the array is handed out: values leave it as copies rebuilt from
+// bytes, valid for any bytes since `T: Pod` (see `AtomicCell`'s `Sync` impl for why `T:
+// Send` is not needed).
+#[cfg(not(loom))]
+unsafe impl<T: Pod> Sync for SeqLockArray<T> {}
+
 // SAFETY: `Shared` items 1-6:
-// 1-2. an array of `SeqLock<T>`, each valid when zeroed and for every bit pattern (see
-//      `SeqLock`'s `SharedSized` impl); `slice_size` leaves no gaps (array layout);
+// 1. all zero bytes: data `T::zeroed()` (`Pod: Zeroable`), every header `seq` 0 (even),
+//    `writer` 0 (unlocked), `dirty` 0;
+// 2. every bit pattern is valid: the object is `UnsafeCell`s of `u64`s and of `Unit<T>`
+//    (`T: Pod` and a `u8`), accessed only as `AtomicU64`/`AtomicU32` words; hostile
+//    words are handled (module docs);
 // 3. no pointers (this impl exists only under `cfg(not(loom))`);
-// 4. `#[repr(transparent)]` over `[SeqLock<T>]`, whose element layout is asserted in
-//    `seqlock.rs`; the size is `slice_size::<SeqLock<T>>(len)`;
-// 5. `Sync` through `SeqLock<T>: Sync`; all `&self` methods are made for concurrent use;
-// 6. `from_raw_parts` builds a slice pointer of `len` elements at `ptr` and casts it to
-//    the transparent wrapper: exactly `size_for(len)` bytes.
+// 4. `#[repr(C)]`: 16 bytes, then `len` packed units of `size_of::<T>() + 1` bytes,
+//    align 8 (of `u64`); `size_for` is `bytes_for`, checked against `size_of_val` in the
+//    tests;
+// 5. `Sync` (impl above); all `&self` methods are made for concurrent use;
+// 6. `from_raw_parts` builds a slice pointer of `len` units at `ptr` and casts it to
+//    `Self`, whose tail is that slice: `size_of_val` is exactly `size_for(len)` bytes.
 #[cfg(not(loom))]
 unsafe impl<T: crate::Element> crate::Shared for SeqLockArray<T> {
     const TAG: crate::TypeTag = crate::TypeTag::new(crate::Kind::SEQLOCK_ARRAY, T::ELEM);
-    const ALIGN: usize = align_of::<SeqLock<T>>();
+    const ALIGN: usize = 8;
 
     #[inline]
     fn size_for(len: usize) -> Option<usize> {
-        crate::shared::slice_size::<SeqLock<T>>(len)
+        if len == 0 {
+            return None;
+        }
+        Self::bytes_for(len)
     }
 
     #[inline]
     fn from_raw_parts(ptr: core::ptr::NonNull<u8>, len: usize) -> core::ptr::NonNull<Self> {
-        let slice = core::ptr::NonNull::slice_from_raw_parts(ptr.cast::<SeqLock<T>>(), len);
-        // Cast of a slice pointer to a `#[repr(transparent)]` wrapper of that slice: same
-        // address and metadata.
+        let slice = core::ptr::NonNull::slice_from_raw_parts(ptr, len);
+        // Cast of a slice pointer to a struct whose tail is a slice: same address and
+        // metadata (`len` units).
         let raw = slice.as_ptr() as *mut SeqLockArray<T>;
         // SAFETY: `raw` comes from a `NonNull` and the cast keeps the address.
         unsafe { core::ptr::NonNull::new_unchecked(raw) }
     }
 }
 
+/// Shape: where element `i`, data word `w` and stripe `k` are.
+impl<T> SeqLockArray<T> {
+    /// `size_of::<T>()`.
+    const SIZE: usize = size_of::<T>();
+
+    /// Elements per stripe: they share a sequence word and a writer lock, so a write
+    /// makes readers of its own stripe retry, and a thread holding an element's guard
+    /// must not lock another element of the same stripe. 16 for elements of 8 bytes or
+    /// more (128 bytes of `f64`s), 16 × ⌊8 / size⌋ for smaller ones (at most 128 bytes of
+    /// data), 128 for zero-sized ones. Stripe `k` holds elements `k * STRIPE_LEN ..
+    /// (k + 1) * STRIPE_LEN`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::SeqLockArray;
+    /// assert_eq!(SeqLockArray::<f64>::STRIPE_LEN, 16);
+    /// assert_eq!(SeqLockArray::<u8>::STRIPE_LEN, 128);
+    /// ```
+    pub const STRIPE_LEN: usize = stripe_len(size_of::<T>());
+
+    /// Bytes of an object of `len` elements: `16 + len · (size + 1)`, rounded up to 8
+    /// (`size_of_val` of the `#[repr(C)]` struct); `None` if that overflows `isize`.
+    #[cfg(not(loom))]
+    fn bytes_for(len: usize) -> Option<usize> {
+        let units = len.checked_mul(Self::SIZE.checked_add(1)?)?;
+        let size = units.checked_add(16)?.checked_next_multiple_of(8)?;
+        (size <= isize::MAX as usize).then_some(size)
+    }
+
+    /// The number of elements.
+    #[inline]
+    pub fn len(&self) -> usize {
+        #[cfg(not(loom))]
+        return self.units.len();
+        #[cfg(loom)]
+        return self.len;
+    }
+
+    /// Whether the array has no elements (only possible on the heap).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    #[cfg(not(loom))]
+    /// The number of data words, `⌈len · size / 8⌉` (at most `size_for(len) / 8`, so no
+    /// overflow for an object that exists).
+    #[inline]
+    fn data_words(&self) -> usize {
+        if Self::SIZE.is_multiple_of(8) {
+            // The same value, without the rounding (a multiple of 8 bytes per element).
+            self.len() * (Self::SIZE / 8)
+        } else {
+            (self.len() * Self::SIZE).div_ceil(8)
+        }
+    }
+
+    /// The number of stripes.
+    #[inline]
+    fn stripes(&self) -> usize {
+        self.len().div_ceil(Self::STRIPE_LEN)
+    }
+
+    /// The stripe of element `i`.
+    #[inline]
+    const fn stripe_of(i: usize) -> usize {
+        i / Self::STRIPE_LEN
+    }
+
+    /// Data word `w < data_words()`.
+    #[inline]
+    fn word(&self, w: usize) -> &AtomicU64 {
+        #[cfg(not(loom))]
+        {
+            debug_assert!(w < self.data_words());
+            let base = (self as *const Self).cast::<u8>().cast_mut();
+            // SAFETY: `AtomicU64::from_ptr` needs (1) an 8-aligned pointer: the object is
+            // 8-aligned (`ALIGN`, `align_of::<Self>()`) and the offset `8w` a multiple of
+            // 8; (2) validity for the borrow: bytes `[8w, 8w + 8)` lie within the object
+            // (`w < data_words()`, and `8 · data_words() + 16 · stripes() <= size_of_val`:
+            // module docs, "Layout"), inside its `UnsafeCell`s, for as long as `&self`;
+            // (3) no non-atomic or other-sized access to these bytes: they are only ever
+            // this `AtomicU64` (module docs).
+            unsafe { AtomicU64::from_ptr(base.add(8 * w).cast()) }
+        }
+        #[cfg(loom)]
+        return &self.words[w];
+    }
+
+    /// Stripe header `k < stripes()`.
+    #[inline]
+    fn stripe(&self, k: usize) -> &Stripe {
+        #[cfg(not(loom))]
+        {
+            debug_assert!(k < self.stripes());
+            let base = (self as *const Self).cast::<u8>();
+            // SAFETY: the header is the 16 bytes at `8 · data_words() + 16k`: 8-aligned
+            // (`Stripe`'s alignment, asserted) in an 8-aligned object, within the object
+            // (`k < stripes()`, same bound as in `word`), inside its `UnsafeCell`s; a
+            // `Stripe` is atomics only (interior mutability), valid for every bit
+            // pattern, and these bytes are only ever accessed as this `Stripe`.
+            unsafe { &*base.add(8 * self.data_words() + 16 * k).cast::<Stripe>() }
+        }
+        #[cfg(loom)]
+        return &self.stripes[k];
+    }
+}
+
 impl<T: Pod> SeqLockArray<T> {
     /// An array of `len` elements, all `T::zeroed()`, on the heap.
+    ///
+    /// # Panics
+    ///
+    /// If the array's size overflows `isize`.
     ///
     /// # Examples
     ///
@@ -138,8 +473,35 @@ impl<T: Pod> SeqLockArray<T> {
     /// let a = shmstate::SeqLockArray::<u32>::new(3);
     /// assert_eq!(a.to_vec(), [0, 0, 0]);
     /// ```
+    #[cfg(not(loom))]
     pub fn new(len: usize) -> Box<Self> {
-        Self::from_boxed((0..len).map(|_| SeqLock::new(T::zeroed())).collect())
+        let size = Self::bytes_for(len).unwrap_or_else(|| too_large(len));
+        let layout =
+            std::alloc::Layout::from_size_align(size, 8).unwrap_or_else(|_| too_large(len));
+        // SAFETY: `layout` has a non-zero size (at least 16).
+        let p = unsafe { std::alloc::alloc_zeroed(layout) };
+        if p.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        let raw = core::ptr::slice_from_raw_parts_mut(p, len) as *mut Self;
+        // SAFETY: `raw` points to `size` zeroed bytes (a valid array, see `Shared` item 1)
+        // allocated with the global allocator and the layout `Box` will free them with:
+        // `size_of_val` of `len` units is `bytes_for(len)` (checked in the tests) and the
+        // alignment 8 is `Self`'s; nothing else owns it.
+        unsafe { Box::from_raw(raw) }
+    }
+
+    /// An array of `len` elements, all `T::zeroed()`, on the heap.
+    #[cfg(loom)]
+    pub fn new(len: usize) -> Box<Self> {
+        let stripes = len.div_ceil(Self::STRIPE_LEN);
+        let words = (len * Self::SIZE).div_ceil(8);
+        Box::new(SeqLockArray {
+            len,
+            stripes: (0..stripes).map(|_| Stripe::new()).collect(),
+            words: (0..words).map(|_| AtomicU64::new(0)).collect(),
+            _elem: core::marker::PhantomData,
+        })
     }
 
     /// An array holding a copy of `values`, on the heap.
@@ -151,62 +513,247 @@ impl<T: Pod> SeqLockArray<T> {
     /// assert_eq!(a.len(), 3);
     /// ```
     pub fn from_slice(values: &[T]) -> Box<Self> {
-        Self::from_boxed(values.iter().map(|&v| SeqLock::new(v)).collect())
+        let a = Self::new(values.len());
+        // Not shared yet: no lock needed.
+        a.store_bytes(0, elem_bytes(values));
+        a
     }
 
-    /// Wraps a boxed slice of elements (built with constructors, so this also works with
-    /// loom atomics, which cannot be zero-allocated).
-    fn from_boxed(slots: Box<[SeqLock<T>]>) -> Box<Self> {
-        let raw = Box::into_raw(slots) as *mut SeqLockArray<T>;
-        // SAFETY: `SeqLockArray<T>` is `#[repr(transparent)]` over `[SeqLock<T>]`, so the
-        // pointer cast keeps address, metadata and layout; `raw` came from `Box::into_raw`
-        // with the global allocator and the same layout, and is owned by nothing else.
-        unsafe { Box::from_raw(raw) }
-    }
-
-    /// The number of elements.
-    #[inline]
-    pub fn len(&self) -> usize {
-        self.slots.len()
-    }
-
-    /// Whether the array has no elements (only possible on the heap).
-    #[inline]
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
-    }
-
-    /// Element `i` as a [`SeqLock`] (for `try_read`, `read_timeout`, `lock`, ...), or
-    /// `None` if `i >= len()`.
+    /// Test hook: the `seq`, `writer` and `dirty` words of stripe `k`, for tests that
+    /// write them as another (buggy or hostile) process could. Not part of the API.
     ///
-    /// # Examples
+    /// # Panics
     ///
-    /// ```
-    /// let a = shmstate::SeqLockArray::from_slice(&[5u16, 6]);
-    /// assert_eq!(a.slot(1).unwrap().try_read(), Ok(6));
-    /// assert!(a.slot(2).is_none());
-    /// ```
-    #[inline]
-    pub fn slot(&self, i: usize) -> Option<&SeqLock<T>> {
-        self.slots.get(i)
+    /// If `k` is not a stripe of the array.
+    #[cfg(all(any(test, feature = "test-hooks"), not(loom)))]
+    #[doc(hidden)]
+    pub fn stripe_words_for_test(&self, k: usize) -> [&AtomicU32; 3] {
+        assert!(k < self.stripes(), "no stripe {k}");
+        let p = (self.stripe(k) as *const Stripe).cast::<AtomicU32>();
+        // SAFETY: `Stripe` is `#[repr(C)]`: a `SeqLock<()>` (`#[repr(C)]`: `seq` at 0,
+        // `writer` at 4, no data) then `dirty` at 8, all `AtomicU32`s inside the header
+        // that `self.stripe(k)` borrows.
+        unsafe { [&*p, &*p.add(1), &*p.add(2)] }
     }
 
-    /// The elements as seqlocks, for iteration.
+    /// Copies `dst.len()` bytes of data from byte offset `off` with relaxed loads of the
+    /// words that cover them (the caller validates the copy against the sequence words).
     #[inline]
-    pub fn slots(&self) -> &[SeqLock<T>] {
-        &self.slots
+    fn load_bytes(&self, off: usize, dst: &mut [u8]) {
+        let (words, tail) = if off.is_multiple_of(8) {
+            let full = dst.len() / 8 * 8;
+            dst.split_at_mut(full)
+        } else {
+            dst.split_at_mut(0)
+        };
+        let w0 = off / 8;
+        #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+        if words.len() >= 64 {
+            // SAFETY: words `w0..w0 + words.len() / 8` are data words of the array
+            // (the caller's range is inside the data), and `words` is that many bytes.
+            unsafe { self.load_words_wide(w0, words) };
+            return self.load_tail(off + words.len(), tail);
+        }
+        for (j, chunk) in words.chunks_exact_mut(8).enumerate() {
+            // Relaxed: a racy copy is detected by the sequence recheck.
+            let v = self.word(w0 + j).load(Ordering::Relaxed);
+            chunk.copy_from_slice(&v.to_ne_bytes());
+        }
+        self.load_tail(off + words.len(), tail);
+    }
+
+    /// The bytes of [`load_bytes`](Self::load_bytes) after its whole words.
+    #[inline]
+    fn load_tail(&self, off: usize, tail: &mut [u8]) {
+        if !tail.is_empty() {
+            self.load_bytes_slow(off, tail);
+        }
+    }
+
+    /// Copies data words `w0..w0 + dst.len() / 8` into `dst` (a bulk copy: a snapshot's
+    /// or a batch's): on a CPU that reports AVX, with aligned 16-byte `movdqa` loads, each
+    /// of which reads two of the array's aligned 8-byte data words; otherwise with the
+    /// relaxed word loop of [`load_bytes`](Self::load_bytes).
+    ///
+    /// Why the `movdqa` loads are that relaxed word copy, only wider: an `asm!` block is
+    /// opaque to the compiler, which must assume it accesses memory like a call to an
+    /// unknown function; what it does to shared memory is what the hardware does. The
+    /// Intel SDM (vol. 3A, 9.1.1) guarantees that processors that enumerate AVX carry
+    /// out the 16-byte memory accesses of `MOVDQA` (and `VMOVDQA` with VEX.128)
+    /// atomically; nothing is guaranteed for other 16-byte loads, for any 16-byte load on
+    /// a CPU without AVX, or for 32-byte loads, so those are not used. An atomic 16-byte
+    /// load reads each of its two aligned quadwords as a value some writer stored to that
+    /// word: exactly what two relaxed `AtomicU64` loads return. Stores go to `dst`,
+    /// private memory. The block stays ordered before the caller's Acquire fence (a
+    /// compiler barrier for any block without `nomem`; x86 does not reorder loads with
+    /// loads). A racy copy is rejected by the sequence recheck, as for the word loop.
+    ///
+    /// # Safety
+    ///
+    /// `w0 + dst.len() / 8 <= self.data_words()`.
+    #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+    #[inline]
+    unsafe fn load_words_wide(&self, w0: usize, dst: &mut [u8]) {
+        let mut n = dst.len() / 8;
+        let mut w = w0;
+        let mut out = dst.as_mut_ptr();
+        if std::arch::is_x86_feature_detected!("avx") {
+            // The object's base: its provenance covers every data word (as in `word`).
+            let base = (self as *const Self).cast::<u8>();
+            // Scalar words until the source is 16-aligned (at most one: it is 8-aligned).
+            while n > 0 && !base.wrapping_add(8 * w).addr().is_multiple_of(16) {
+                // Relaxed: as in `load_bytes`.
+                let v = self.word(w).load(Ordering::Relaxed);
+                // SAFETY: `out` points into `dst` with at least `8n` bytes left.
+                unsafe { out.cast::<u64>().write_unaligned(v) };
+                // SAFETY: as above; stays within (or one past) `dst`.
+                out = unsafe { out.add(8) };
+                (w, n) = (w + 1, n - 1);
+            }
+            while n >= 8 {
+                // SAFETY: words `w..w + 8` are data words (the caller's contract), so
+                // bytes `8w..8w + 64` lie within the object `base` points to.
+                let src = unsafe { base.add(8 * w) };
+                // SAFETY: AVX is reported (checked above), so each `movdqa` load is one
+                // atomic 16-byte access (this function's docs); `src` is 16-aligned
+                // (above) and its 64 bytes are data words inside the object's
+                // `UnsafeCell`s, with provenance from the object's base. `out` has at
+                // least 64 bytes left in `dst`, which we borrow mutably. No stack use;
+                // flags are not touched.
+                unsafe {
+                    core::arch::asm!(
+                        "movdqa {a}, xmmword ptr [{src}]",
+                        "movdqa {b}, xmmword ptr [{src} + 16]",
+                        "movdqa {c}, xmmword ptr [{src} + 32]",
+                        "movdqa {d}, xmmword ptr [{src} + 48]",
+                        "movdqu xmmword ptr [{out}], {a}",
+                        "movdqu xmmword ptr [{out} + 16], {b}",
+                        "movdqu xmmword ptr [{out} + 32], {c}",
+                        "movdqu xmmword ptr [{out} + 48], {d}",
+                        src = in(reg) src,
+                        out = in(reg) out,
+                        a = out(xmm_reg) _,
+                        b = out(xmm_reg) _,
+                        c = out(xmm_reg) _,
+                        d = out(xmm_reg) _,
+                        options(nostack, preserves_flags),
+                    );
+                }
+                // SAFETY: as above; stays within (or one past) `dst`.
+                out = unsafe { out.add(64) };
+                (w, n) = (w + 8, n - 8);
+            }
+        }
+        while n > 0 {
+            // Relaxed: as in `load_bytes`.
+            let v = self.word(w).load(Ordering::Relaxed);
+            // SAFETY: `out` points into `dst` with at least `8n` bytes left.
+            unsafe { out.cast::<u64>().write_unaligned(v) };
+            // SAFETY: as above.
+            out = unsafe { out.add(8) };
+            (w, n) = (w + 1, n - 1);
+        }
+    }
+
+    /// [`load_bytes`](Self::load_bytes) for a range that does not start or end on a word
+    /// boundary: word by word, keeping the bytes in range.
+    fn load_bytes_slow(&self, off: usize, dst: &mut [u8]) {
+        let mut pos = 0;
+        while pos < dst.len() {
+            let at = off + pos;
+            let skip = at % 8;
+            let n = (8 - skip).min(dst.len() - pos);
+            // Relaxed: as in `load_bytes`.
+            let bytes = self.word(at / 8).load(Ordering::Relaxed).to_ne_bytes();
+            dst[pos..pos + n].copy_from_slice(&bytes[skip..skip + n]);
+            pos += n;
+        }
+    }
+
+    /// Stores `src` at data byte offset `off` with relaxed word stores; a word only
+    /// partly in range is merged (load, replace the bytes in range, store). The caller
+    /// holds the writer lock of every stripe whose words it touches (so nobody else stores
+    /// them), between its odd store + Release fence and its even store, or the array is
+    /// not shared yet.
+    fn store_bytes(&self, off: usize, src: &[u8]) {
+        let mut pos = 0;
+        while pos < src.len() {
+            let at = off + pos;
+            let skip = at % 8;
+            let n = (8 - skip).min(src.len() - pos);
+            let word = self.word(at / 8);
+            let mut bytes = if n == 8 {
+                [0; 8]
+            } else {
+                // Relaxed: we hold the stripe's lock, so the last store to this word was
+                // ours or a previous holder's, made visible by our Acquire lock CAS.
+                word.load(Ordering::Relaxed).to_ne_bytes()
+            };
+            bytes[skip..skip + n].copy_from_slice(&src[pos..pos + n]);
+            // Relaxed: readers order their loads with the sequence word's fences.
+            word.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
+            pos += n;
+        }
+    }
+
+    /// Copies element `i < len()` out with relaxed loads.
+    #[inline]
+    fn load_elem(&self, i: usize) -> T {
+        let mut out = T::zeroed();
+        if Self::SIZE > 0 {
+            self.load_bytes(i * Self::SIZE, bytemuck::bytes_of_mut(&mut out));
+        }
+        out
+    }
+
+    /// Stores element `i < len()` (see [`store_bytes`](Self::store_bytes)).
+    #[inline]
+    fn store_elem(&self, i: usize, value: &T) {
+        if Self::SIZE > 0 {
+            self.store_bytes(i * Self::SIZE, bytemuck::bytes_of(value));
+        }
     }
 
     #[inline]
     #[track_caller]
-    fn at(&self, i: usize) -> &SeqLock<T> {
-        match self.slots.get(i) {
-            Some(s) => s,
-            None => out_of_range(i, self.len()),
+    fn check_index(&self, i: usize) {
+        if i >= self.len() {
+            out_of_range(i, self.len());
         }
     }
 
-    /// Reads element `i` ([`SeqLock::read`]: waits out writers, never torn).
+    #[track_caller]
+    fn check_len(&self, n: usize) {
+        if n != self.len() {
+            len_mismatch(n, self.len());
+        }
+    }
+
+    /// One optimistic read of element `i < len()`: `Ok(value)`, or `Err(Some(odd))` if
+    /// its stripe was being written, or `Err(None)` if a write overlapped the copy.
+    #[inline]
+    fn read_once(&self, i: usize) -> Result<T, Option<u32>> {
+        let seq = self.stripe(Self::stripe_of(i)).lock.seq_word();
+        // Acquire: pairs with the writer's Release even store (c): if `s1` is that value,
+        // all of that write's data stores are visible to the loads below.
+        let s1 = seq.load(Ordering::Acquire);
+        if is_writing(s1) {
+            return Err(Some(s1));
+        }
+        let value = self.load_elem(i);
+        // Acquire fence: pairs with the writer's Release fence (a) after its odd store. If
+        // any load above read a store of a later write, that write's odd store is visible
+        // to the reload below.
+        fence(Ordering::Acquire);
+        // Relaxed: ordered after the data loads by the fence above.
+        let s2 = seq.load(Ordering::Relaxed);
+        if s1 == s2 { Ok(value) } else { Err(None) }
+    }
+
+    /// Reads element `i`, waiting while a writer writes its stripe. Never torn: like
+    /// [`SeqLock::read`], it waits (sleeping, forever if nobody comes) for the repair of
+    /// a stripe whose writer died mid-write; use [`try_get`](Self::try_get) or
+    /// [`get_timeout`](Self::get_timeout) to bound the wait.
     ///
     /// # Panics
     ///
@@ -221,36 +768,21 @@ impl<T: Pod> SeqLockArray<T> {
     #[inline]
     #[track_caller]
     pub fn get(&self, i: usize) -> T {
-        self.at(i).read()
+        self.check_index(i);
+        match self.read_once(i) {
+            Ok(v) => v,
+            Err(_) => self.get_slow(i, None, true).unwrap_or_else(|_| T::zeroed()),
+        }
     }
 
-    /// Writes element `i` ([`SeqLock::write`]).
-    ///
-    /// # Panics
-    ///
-    /// If `i >= len()`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let a = shmstate::SeqLockArray::<u64>::new(2);
-    /// a.set(0, 9);
-    /// assert_eq!(a.get(0), 9);
-    /// ```
-    #[inline]
-    #[track_caller]
-    pub fn set(&self, i: usize, value: T) {
-        self.at(i).write(value)
-    }
-
-    /// Read-modify-writes element `i` ([`SeqLock::update`]), returning `f`'s result.
+    /// Reads element `i` with a bounded number of attempts and no waiting (as
+    /// [`SeqLock::try_read`]).
     ///
     /// # Errors
     ///
-    /// [`OwnerDied`] if the element's value is torn by a writer that died mid-write: `f`
-    /// is not called, and the error holds the element's write guard (repair the value and
-    /// call [`SeqLockWriteGuard::mark_consistent`](crate::SeqLockWriteGuard::mark_consistent)
-    /// to publish it; dropping it stores nothing). See [`SeqLock::update`].
+    /// [`SeqLockError::WriterActive`] if a live writer kept writing the element's stripe
+    /// through every attempt; [`SeqLockError::WriterDied`] if a writer died mid-write in
+    /// it (the stripe is torn until repaired).
     ///
     /// # Panics
     ///
@@ -259,72 +791,139 @@ impl<T: Pod> SeqLockArray<T> {
     /// # Examples
     ///
     /// ```
-    /// let a = shmstate::SeqLockArray::from_slice(&[1u32, 2]);
-    /// a.update(1, |v| *v *= 10).expect("no writer died mid-write");
-    /// assert_eq!(a.get(1), 20);
+    /// let a = shmstate::SeqLockArray::from_slice(&[5u16, 6]);
+    /// assert_eq!(a.try_get(1), Ok(6));
     /// ```
+    #[inline]
     #[track_caller]
-    #[must_use = "an `Err` means the element is torn and `f` did not run"]
-    pub fn update<R>(
-        &self,
-        i: usize,
-        f: impl FnOnce(&mut T) -> R,
-    ) -> Result<R, OwnerDied<SeqLockWriteGuard<'_, T>>> {
-        self.at(i).update(f)
+    pub fn try_get(&self, i: usize) -> Result<T, SeqLockError> {
+        self.check_index(i);
+        match self.read_once(i) {
+            Ok(v) => Ok(v),
+            Err(_) => self.try_get_slow(i),
+        }
     }
 
-    /// One optimistic snapshot attempt: `Err(Some((i, odd)))` if element `i` was being
+    /// Reads element `i`, waiting at most `timeout` for a writer of its stripe (as
+    /// [`SeqLock::read_timeout`]).
+    ///
+    /// # Errors
+    ///
+    /// [`SeqLockError::Timeout`] if at the deadline a live writer was still writing, or
+    /// writes kept overlapping every copy; [`SeqLockError::WriterDied`] as soon as the
+    /// writer is found dead mid-write.
+    ///
+    /// # Panics
+    ///
+    /// If `i >= len()`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let a = shmstate::SeqLockArray::from_slice(&[5u16, 6]);
+    /// assert_eq!(a.get_timeout(0, Duration::from_millis(10)), Ok(5));
+    /// ```
+    #[track_caller]
+    pub fn get_timeout(&self, i: usize, timeout: Duration) -> Result<T, SeqLockError> {
+        self.check_index(i);
+        match self.read_once(i) {
+            Ok(v) => Ok(v),
+            Err(_) => self.get_slow(i, Instant::now().checked_add(timeout), false),
+        }
+    }
+
+    #[cold]
+    fn try_get_slow(&self, i: usize) -> Result<T, SeqLockError> {
+        let mut last_odd = None;
+        for _ in 0..TRY_ATTEMPTS {
+            match self.read_once(i) {
+                Ok(v) => return Ok(v),
+                Err(odd) => last_odd = odd.or(last_odd),
+            }
+            for _ in 0..SPINS {
+                spin_loop();
+            }
+        }
+        // Say whether the stripe's writer is dead (one probe, no more attempts). A run
+        // of completed writes overlapping every copy lands here too: "a writer is active".
+        let lock = &self.stripe(Self::stripe_of(i)).lock;
+        match last_odd {
+            Some(odd) if lock.writer_is_dead(odd) => Err(SeqLockError::WriterDied),
+            _ => Err(SeqLockError::WriterActive),
+        }
+    }
+
+    /// The waiting read loop of [`get`](Self::get) (`repair_wait`) and
+    /// [`get_timeout`](Self::get_timeout).
+    #[cold]
+    fn get_slow(
+        &self,
+        i: usize,
+        deadline: Option<Instant>,
+        repair_wait: bool,
+    ) -> Result<T, SeqLockError> {
+        let lock = &self.stripe(Self::stripe_of(i)).lock;
+        loop {
+            match self.read_once(i) {
+                Ok(v) => return Ok(v),
+                // A complete write overlapped the copy: check the deadline here too (see
+                // `SeqLock::read_slow`).
+                Err(None) if past(deadline) => return Err(SeqLockError::Timeout),
+                Err(None) => spin_loop(),
+                Err(Some(odd)) => lock.wait_write_end(odd, deadline, repair_wait)?,
+            }
+        }
+    }
+
+    /// One optimistic snapshot attempt: `Err(Some((k, odd)))` if stripe `k` was being
     /// written, `Err(None)` if a write overlapped the copy.
     ///
     /// Allocation-free: instead of remembering every sequence value, the recheck compares
-    /// their sum (in a `u64`, which cannot overflow for fewer than 2^32 elements). Why
-    /// equal sums mean no element changed: every first-pass value `s_i` was even, and the
+    /// their sum (in a `u64`, which cannot overflow for fewer than 2^32 stripes). Why
+    /// equal sums mean no stripe changed: every first-pass value `s_k` was even, and the
     /// recheck reads the same word later in program order, so by read-read coherence it
-    /// sees `s_i` or a later value in the word's modification order. Writers only move a
+    /// sees `s_k` or a later value in the word's modification order. Writers only move a
     /// word forward (`begin_write` is a `fetch_or(1)`, `end_write` stores `odd + 1`, a
-    /// takeover continues from the latest value), so `s_i' = s_i + d_i` with `d_i >= 0`
+    /// takeover continues from the latest value), so `s_k' = s_k + d_k` with `d_k >= 0`
     /// the number of sequence steps, *as long as the `u32` does not wrap*; a sum of
-    /// non-negative steps is 0 only if every step is 0. A value seen odd in the recheck is
-    /// just a step of 1.
+    /// non-negative steps is 0 only if every step is 0.
     ///
     /// Wrap-around is where this is weaker than comparing word by word: a word at
     /// `u32::MAX - 1` wraps to 0 in **one** write, subtracting `2^32 - 2` from the sum,
-    /// which writes to *other* elements can cancel. So a changed array can pass the check
+    /// which writes to *other* stripes can cancel. So a changed array can pass the check
     /// only if the writes made to the whole array during this one attempt number exactly a
-    /// non-zero multiple of 2^31 (a word-by-word compare needs 2^31 writes to a *single*
-    /// element): a reader stalled for billions of writes, the same order of limit as a
-    /// 32-bit sequence itself (see [`SeqLock`]'s module docs).
+    /// non-zero multiple of 2^31: a reader stalled for billions of writes, the same order
+    /// of limit as a 32-bit sequence itself (see [`SeqLock`]'s module docs).
     ///
-    /// A hostile process can move sequence words backwards (and so cancel a real write's
-    /// step); then a snapshot may be inconsistent, as it may when that process writes
-    /// garbage data directly: never undefined behaviour, a panic or a hang.
+    /// A hostile process can move sequence words backwards; then a snapshot may be
+    /// inconsistent, as it may when that process writes garbage data directly: never
+    /// undefined behaviour, a panic or a hang.
     fn snapshot_once(&self, out: &mut [T]) -> Result<(), Option<(usize, u32)>> {
+        let stripes = self.stripes();
         let mut before: u64 = 0;
-        for (i, (slot, dst)) in self.slots.iter().zip(out.iter_mut()).enumerate() {
-            // Acquire: pairs with each writer's Release even store; also orders the later
-            // recheck of every *earlier* element after this load (see the module docs).
-            let s = slot.seq_word().load(Ordering::Acquire);
+        for k in 0..stripes {
+            // Acquire: pairs with each writer's Release even store (c); also orders the
+            // later recheck of every *other* stripe after this load (module docs).
+            let s = self.stripe(k).lock.seq_word().load(Ordering::Acquire);
             if is_writing(s) {
-                return Err(Some((i, s)));
+                return Err(Some((k, s)));
             }
             before = before.wrapping_add(u64::from(s));
-            *dst = slot.load_racy();
         }
-        // Acquire fence: pairs with the writers' Release fence after their odd stores (see
-        // `SeqLock`): if a copy saw a store of a later write, the recheck sees its odd seq.
+        if Self::SIZE > 0 {
+            self.load_bytes(0, elem_bytes_mut(out));
+        }
+        // Acquire fence: pairs with the writers' Release fence (a) after their odd stores:
+        // if the copy saw a store of a write, the recheck sees its odd sequence value.
         fence(Ordering::Acquire);
-        let after = self.slots.iter().fold(0u64, |sum, slot| {
-            // Relaxed: ordered after the copies by the fence above.
-            sum.wrapping_add(u64::from(slot.seq_word().load(Ordering::Relaxed)))
+        let after = (0..stripes).fold(0u64, |sum, k| {
+            // Relaxed: ordered after the copy by the fence above.
+            sum.wrapping_add(u64::from(
+                self.stripe(k).lock.seq_word().load(Ordering::Relaxed),
+            ))
         });
         if after == before { Ok(()) } else { Err(None) }
-    }
-
-    #[track_caller]
-    fn check_len(&self, n: usize) {
-        if n != self.len() {
-            len_mismatch(n, self.len());
-        }
     }
 
     fn snapshot_until(
@@ -336,11 +935,14 @@ impl<T: Pod> SeqLockArray<T> {
         loop {
             match self.snapshot_once(out) {
                 Ok(()) => return Ok(()),
-                // A complete write overlapped the copy: check the deadline here too (see
-                // `SeqLock::read_slow`).
+                // A complete write overlapped the copy: check the deadline here too.
                 Err(None) if past(deadline) => return Err(SeqLockError::Timeout),
                 Err(None) => spin_loop(),
-                Err(Some((i, odd))) => self.slots[i].wait_write_end(odd, deadline, repair_wait)?,
+                Err(Some((k, odd))) => {
+                    self.stripe(k)
+                        .lock
+                        .wait_write_end(odd, deadline, repair_wait)?;
+                }
             }
         }
     }
@@ -348,13 +950,13 @@ impl<T: Pod> SeqLockArray<T> {
     /// Copies the whole array into `out` as one consistent snapshot: a batch write
     /// entirely or not at all, and a consistent cut of independent writes (if it holds a
     /// write, it holds every write that happened before it; with Acquire/Release only,
-    /// two snapshots may still order two *unrelated* writes to different elements
-    /// differently on hardware that is not multi-copy atomic, e.g. POWER). Waits out writers like
-    /// [`SeqLock::read`] (including waiting for the repair of an element whose writer died
-    /// mid-write).
+    /// two snapshots may still order two *unrelated* writes to different stripes
+    /// differently on hardware that is not multi-copy atomic, e.g. POWER). Waits out
+    /// writers like [`get`](Self::get) (including waiting for the repair of a stripe whose
+    /// writer died mid-write).
     ///
-    /// Under a constant stream of writes to many elements a large snapshot may retry
-    /// many times: seqlock readers never block writers, so they can be starved.
+    /// Under a constant stream of writes to many stripes a large snapshot may retry many
+    /// times: seqlock readers never block writers, so they can be starved.
     ///
     /// # Panics
     ///
@@ -379,9 +981,9 @@ impl<T: Pod> SeqLockArray<T> {
     ///
     /// # Errors
     ///
-    /// [`SeqLockError::Timeout`] if at the deadline an element was still being written
-    /// by a live writer, or writes kept overlapping every copy; [`SeqLockError::WriterDied`] as soon as an element's writer is found dead
-    /// mid-write. `out` holds garbage then.
+    /// [`SeqLockError::Timeout`] if at the deadline a stripe was still being written by a
+    /// live writer, or writes kept overlapping every copy; [`SeqLockError::WriterDied`] as
+    /// soon as a stripe's writer is found dead mid-write. `out` holds garbage then.
     ///
     /// # Panics
     ///
@@ -406,7 +1008,7 @@ impl<T: Pod> SeqLockArray<T> {
     ///
     /// # Errors
     ///
-    /// As [`SeqLock::try_read`]: [`SeqLockError::WriterActive`] or
+    /// As [`try_get`](Self::try_get): [`SeqLockError::WriterActive`] or
     /// [`SeqLockError::WriterDied`]. `out` holds garbage then.
     ///
     /// # Panics
@@ -424,7 +1026,7 @@ impl<T: Pod> SeqLockArray<T> {
     pub fn try_snapshot(&self, out: &mut [T]) -> Result<(), SeqLockError> {
         self.check_len(out.len());
         let mut busy = None;
-        for _ in 0..TRY_SNAPSHOT_ATTEMPTS {
+        for _ in 0..TRY_ATTEMPTS {
             match self.snapshot_once(out) {
                 Ok(()) => return Ok(()),
                 Err(b) => busy = b.or(busy),
@@ -433,9 +1035,12 @@ impl<T: Pod> SeqLockArray<T> {
                 spin_loop();
             }
         }
-        // Say whether the element last seen mid-write has a dead writer.
-        match busy.map(|(i, _)| self.slots[i].try_read()) {
-            Some(Err(e)) => Err(e),
+        // Say whether the stripe last seen mid-write has a dead writer (one probe, no
+        // more attempts).
+        match busy {
+            Some((k, odd)) if self.stripe(k).lock.writer_is_dead(odd) => {
+                Err(SeqLockError::WriterDied)
+            }
             _ => Err(SeqLockError::WriterActive),
         }
     }
@@ -453,161 +1058,23 @@ impl<T: Pod> SeqLockArray<T> {
         self.snapshot(&mut out);
         out
     }
+}
 
-    /// Takes every element's writer lock in index order. Returns the locks (released
-    /// without a write if dropped, e.g. when a batch closure panics) and whether any
-    /// element was torn by a writer that died mid-write.
-    fn lock_all(&self) -> (AllLocked<'_, T>, bool) {
-        match self.lock_all_until(None) {
-            Ok(locked) => locked,
-            Err(Timeout) => unreachable_no_deadline(),
-        }
-    }
-
-    /// [`lock_all`](Self::lock_all) before `deadline`; on a timeout, releases the locks
-    /// taken so far (without writing) and fails.
-    fn lock_all_until(
-        &self,
-        deadline: Option<Instant>,
-    ) -> Result<(AllLocked<'_, T>, bool), Timeout> {
-        let mut torn = false;
-        for (i, slot) in self.slots.iter().enumerate() {
-            match slot.lock_writer_until(deadline) {
-                Ok(t) => torn |= t,
-                Err(e) => {
-                    for taken in &self.slots[..i] {
-                        taken.unlock_writer();
-                    }
-                    return Err(e);
-                }
-            }
-        }
-        Ok((AllLocked(self), torn))
-    }
-
-    /// Stores `value(i)` into every element as one batch (all locks held), then releases
-    /// every lock. Allocation-free.
-    fn publish_all(&self, locked: AllLocked<'_, T>, value: impl Fn(usize) -> T) {
-        core::mem::forget(locked);
-        for slot in &self.slots {
-            slot.begin_write();
-        }
-        // Release fence (a): pairs with the readers' Acquire fences; orders every odd
-        // store above before every data store below (see `SeqLock`).
-        fence(Ordering::Release);
-        for (i, slot) in self.slots.iter().enumerate() {
-            slot.store_locked(&value(i));
-        }
-        for slot in &self.slots {
-            // Instead of remembering each odd value (a `Vec` per batch), re-read it: we
-            // hold the lock, so the last store to `seq` is our own odd one (read-read
-            // coherence after our RMW). Relaxed: only the value matters; `end_write`'s
-            // Release store orders the data. `| 1` keeps the result even whatever bytes
-            // a hostile process put there meanwhile.
-            slot.end_write(slot.seq_word().load(Ordering::Relaxed) | 1);
-        }
-        for slot in &self.slots {
-            slot.unlock_writer();
-        }
-    }
-
-    /// Replaces every element with `values`, as one batch that snapshots see entirely or
-    /// not at all. Repairs elements torn by a dead writer. Allocation-free.
-    ///
-    /// # Panics
-    ///
-    /// If `values.len() != self.len()`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let a = shmstate::SeqLockArray::<i32>::new(2);
-    /// a.set_all(&[-1, 1]);
-    /// assert_eq!(a.to_vec(), [-1, 1]);
-    /// ```
-    #[track_caller]
-    pub fn set_all(&self, values: &[T]) {
-        self.check_len(values.len());
-        let (locked, _torn) = self.lock_all();
-        self.publish_all(locked, |i| values[i]);
-    }
-
-    /// Read-modify-writes the whole array as one batch: `f` gets a copy of every element
-    /// (taken under all the writer locks) and what it leaves there is stored as one batch
-    /// that snapshots see entirely or not at all. If `f` panics nothing is stored (and
-    /// every lock is released). `f`'s second argument is `true` if some element was torn
-    /// by a writer that died mid-write (its copy is then garbage): what `f` leaves is
-    /// published as valid, so when it is `true`, `f` must overwrite what it cannot trust.
-    /// (Unlike [`SeqLock::lock`], which reports a torn value as an
-    /// [`OwnerDied`] that must be acknowledged, the flag is the whole report here:
-    /// taking it is the acknowledgement.)
-    ///
-    /// Allocates one `Vec<T>` of [`len`](Self::len) elements for the copy `f` edits; use
-    /// [`set_all`](Self::set_all), which allocates nothing, when the new values do not
-    /// depend on the old ones.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let a = shmstate::SeqLockArray::from_slice(&[10u64, 0]);
-    /// // Move 3 units from element 0 to 1: the sum stays 10 in every snapshot.
-    /// a.write_batch(|v, _recovered| { v[0] -= 3; v[1] += 3; });
-    /// assert_eq!(a.to_vec(), [7, 3]);
-    /// ```
-    pub fn write_batch<R>(&self, f: impl FnOnce(&mut [T], bool) -> R) -> R {
-        let (locked, torn) = self.lock_all();
-        self.batch_locked(locked, torn, f)
-    }
-
-    /// [`write_batch`](Self::write_batch), waiting at most `timeout` for the writer locks.
-    ///
-    /// # Errors
-    ///
-    /// [`Timeout`] if some element's lock was still held by a live writer at the
-    /// deadline; then nothing is written, `f` is not called, and the locks taken so far are
-    /// released.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let a = shmstate::SeqLockArray::from_slice(&[1u8, 2]);
-    /// let r = a.write_batch_timeout(Duration::from_millis(10), |v, _| v.swap(0, 1));
-    /// assert_eq!(r, Ok(()));
-    /// assert_eq!(a.to_vec(), [2, 1]);
-    /// ```
-    pub fn write_batch_timeout<R>(
-        &self,
-        timeout: Duration,
-        f: impl FnOnce(&mut [T], bool) -> R,
-    ) -> Result<R, Timeout> {
-        let (locked, torn) = self.lock_all_until(Instant::now().checked_add(timeout))?;
-        Ok(self.batch_locked(locked, torn, f))
-    }
-
-    /// The body of [`write_batch`](Self::write_batch) once every lock is held.
-    fn batch_locked<R>(
-        &self,
-        locked: AllLocked<'_, T>,
-        torn: bool,
-        f: impl FnOnce(&mut [T], bool) -> R,
-    ) -> R {
-        let mut values: Vec<T> = self.slots.iter().map(SeqLock::load_locked).collect();
-        let r = f(&mut values, torn);
-        self.publish_all(locked, |i| values[i]);
-        r
+/// The bytes of a slice of elements (none for a zero-sized `T`).
+fn elem_bytes<T: Pod>(values: &[T]) -> &[u8] {
+    if size_of::<T>() == 0 {
+        &[]
+    } else {
+        bytemuck::cast_slice(values)
     }
 }
 
-/// Every writer lock of an array, held by a batch writer that has not started writing.
-/// Dropping it (a panicking batch closure) releases the locks and writes nothing.
-struct AllLocked<'a, T: Pod>(&'a SeqLockArray<T>);
-
-impl<T: Pod> Drop for AllLocked<'_, T> {
-    fn drop(&mut self) {
-        for slot in &self.0.slots {
-            slot.unlock_writer();
-        }
+/// The bytes of a mutable slice of elements (none for a zero-sized `T`).
+fn elem_bytes_mut<T: Pod>(values: &mut [T]) -> &mut [u8] {
+    if size_of::<T>() == 0 {
+        &mut []
+    } else {
+        bytemuck::cast_slice_mut(values)
     }
 }
 
@@ -623,6 +1090,13 @@ fn len_mismatch(n: usize, len: usize) -> ! {
     panic!("SeqLockArray has {len} elements but the buffer has {n}")
 }
 
+#[cfg(not(loom))]
+#[cold]
+#[track_caller]
+fn too_large(len: usize) -> ! {
+    panic!("a SeqLockArray of {len} elements would not fit in the address space")
+}
+
 impl<T: Pod + core::fmt::Debug> core::fmt::Debug for SeqLockArray<T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let mut out = vec![T::zeroed(); self.len()];
@@ -630,5 +1104,97 @@ impl<T: Pod + core::fmt::Debug> core::fmt::Debug for SeqLockArray<T> {
             Ok(()) => f.debug_list().entries(&out).finish(),
             Err(e) => write!(f, "SeqLockArray(<{e}>)"),
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// `bytes_for` is what `Box` and `&Self` think the object's size is, and the data
+    /// words and stripe headers fit in it, for every element size and many lengths.
+    fn shape<T: Pod>() {
+        for len in (0..300).chain([1000, 4095, 4096, 4097]) {
+            let a = SeqLockArray::<T>::new(len);
+            let size = SeqLockArray::<T>::bytes_for(len).unwrap();
+            assert_eq!(size_of_val(&*a), size, "len {len}");
+            assert_eq!(align_of_val(&*a), 8);
+            let used = 8 * a.data_words() + 16 * a.stripes();
+            assert!(used <= size, "len {len}: {used} > {size}");
+            assert_eq!((SeqLockArray::<T>::STRIPE_LEN * size_of::<T>()) % 8, 0);
+            assert!(SeqLockArray::<T>::STRIPE_LEN.is_power_of_two());
+            assert!(SeqLockArray::<T>::STRIPE_LEN >= 16);
+        }
+    }
+
+    #[test]
+    fn every_element_size_fits_its_object() {
+        shape::<()>();
+        shape::<u8>();
+        shape::<[u8; 3]>();
+        shape::<u16>();
+        shape::<[u8; 5]>();
+        shape::<[u8; 7]>();
+        shape::<f64>();
+        shape::<[u8; 12]>();
+        shape::<u128>();
+        shape::<[u64; 8]>();
+        shape::<[u8; 100]>();
+    }
+
+    /// Snapshots take the wide copy for 8 words or more (after at most one word to align
+    /// the source): every length and both source alignments copy every word once.
+    #[test]
+    fn snapshots_of_every_length_copy_every_word() {
+        for len in 0..140u64 {
+            let want: Vec<u64> = (1..=len).map(|i| i * 0x0101_0101_0101).collect();
+            let a = SeqLockArray::from_slice(&want);
+            assert_eq!(a.to_vec(), want, "len {len}");
+            let bytes: Vec<[u8; 3]> = (0..len).map(|i| [i as u8, 1, 2]).collect();
+            assert_eq!(SeqLockArray::from_slice(&bytes).to_vec(), bytes);
+        }
+        // A source that is 8- but not 16-aligned: an array placed 8 bytes into a buffer.
+        let mut buf = vec![0u128; 200];
+        let base = core::ptr::NonNull::from(&mut buf[..]).cast::<u8>();
+        for skip in [0, 8] {
+            // SAFETY: `base + skip` is 8-aligned, and the 3,200-byte buffer holds the
+            // array's 16 + 9 · 100 bytes after `skip`; zeroed memory is a valid array; the
+            // array is used only while `buf` lives.
+            let a = unsafe {
+                let p = core::ptr::NonNull::new_unchecked(base.as_ptr().add(skip));
+                <SeqLockArray<u64> as crate::Shared>::from_raw_parts(p, 100).as_ref()
+            };
+            let want: Vec<u64> = (0..100).collect();
+            a.set_all(&want);
+            assert_eq!(a.to_vec(), want, "skip {skip}");
+        }
+    }
+
+    /// A batch writer that finds every stripe held by one dead batch writer probes that
+    /// TID once or twice in all (the wait on the first stripe, then the first stripe it
+    /// tries), not once per stripe.
+    #[test]
+    fn a_dead_batch_writer_is_probed_once_not_per_stripe() {
+        use crate::seqlock::single::tests::PROBES;
+        let n = 100 * SeqLockArray::<u64>::STRIPE_LEN;
+        let a = SeqLockArray::<u64>::new(n);
+        // A thread that exits holding every stripe lock, mid-batch.
+        std::thread::scope(|s| {
+            s.spawn(|| a.begin_batch_for_test(&vec![1; n]));
+        });
+        let before = PROBES.with(std::cell::Cell::get);
+        a.set_all(&vec![2; n]);
+        let probes = PROBES.with(std::cell::Cell::get) - before;
+        assert!(
+            probes <= 2,
+            "{probes} probes for 100 stripes of one dead writer"
+        );
+        assert_eq!(a.to_vec(), vec![2; n]);
+    }
+
+    #[test]
+    fn an_f64_costs_nine_bytes() {
+        let size = SeqLockArray::<f64>::bytes_for(1000).unwrap();
+        assert_eq!(size, 16 + 9 * 1000);
     }
 }

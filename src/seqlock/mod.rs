@@ -1,6 +1,7 @@
 //! Seqlocks: [`SeqLock<T>`], a value that readers copy without writing to shared memory
-//! while serialised writers replace it, and [`SeqLockArray<T>`], an array of them with
-//! consistent whole-array snapshots and all-or-nothing batch writes.
+//! while serialised writers replace it, and [`SeqLockArray<T>`], an array of values in
+//! seqlocked stripes, with consistent whole-array snapshots and all-or-nothing batch
+//! writes.
 //!
 //! Both copy their data with relaxed atomic word loads and stores (the crate-private
 //! `atomic_copy`), so a read racing a write is a retry, never a data race. The protocol,
@@ -10,5 +11,5 @@ pub mod array;
 mod atomic_copy;
 pub mod single;
 
-pub use array::SeqLockArray;
+pub use array::{SeqLockArray, SeqLockArrayBatchGuard, SeqLockArrayWriteGuard};
 pub use single::{SeqLock, SeqLockError, SeqLockWriteGuard};

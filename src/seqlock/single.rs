@@ -81,9 +81,8 @@
 //! | a waiter set `WAITERS`, then died      | a stale `WAITERS` bit                           | the owner's unlock clears it (one needless wake) |
 //! | writer SIGSTOPped anywhere             | a live owner: nothing to repair                 | waiters wait (probing once per slice that runs out); timed calls return `Timeout` at their deadline; `try_read` returns `WriterActive` |
 //!
-//! [`SeqLockArray`](crate::SeqLockArray) batch writers take one element lock after another:
-//! one killed part-way leaves each element in one of these states, and each element is
-//! repaired on its own (`write_batch` passes its closure whether any element was torn).
+//! [`SeqLockArray`](crate::SeqLockArray) runs this protocol per stripe of elements; its
+//! module docs carry its own table (element and batch writes).
 //!
 //! Limits (those of the liveness probe): all processes must share a PID
 //! namespace, and a dead writer whose TID the kernel has already reused reads as alive, so
@@ -367,4 +366,4 @@ impl<T: Pod + fmt::Debug> fmt::Debug for SeqLock<T> {
 }
 
 #[cfg(all(test, not(loom)))]
-mod tests;
+pub(crate) mod tests;

@@ -20,6 +20,7 @@ use std::ptr::NonNull;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use shmstate::seqlock::SeqLockArrayWriteGuard;
 use shmstate::sync::Ordering;
 use shmstate::{
     Barrier, BoundedSemaphore, Condvar, Counter, Event, Mutex, MutexGuard, OwnerDied, Queue,
@@ -713,7 +714,7 @@ pub fn seqlocks(data: &[u8]) {
     image(&mut inp, &objs);
 
     let mut sg: Vec<SeqLockWriteGuard<'_, Triple>> = Vec::new();
-    let mut ag: Vec<SeqLockWriteGuard<'_, Pair>> = Vec::new();
+    let mut ag: Vec<SeqLockArrayWriteGuard<'_, Pair>> = Vec::new();
     let mut out = [[0u32; 2]; ARRAY_LEN];
 
     for _ in 0..MAX_OPS {
@@ -754,31 +755,34 @@ pub fn seqlocks(data: &[u8]) {
                 }
             }
             7 => {
-                let _ = timed("SeqLockArray::slot.try_read", || {
-                    a.slot(i).map(|x| x.try_read())
+                let _ = timed("SeqLockArray::try_get", || {
+                    (i < a.len()).then(|| a.try_get(i))
                 });
             }
             8 => {
                 let t = inp.timeout();
-                let _ = timed("SeqLockArray::slot.read_timeout", || {
-                    a.slot(i).map(|x| x.read_timeout(t))
+                let _ = timed("SeqLockArray::get_timeout", || {
+                    (i < a.len()).then(|| a.get_timeout(i, t))
                 });
             }
             9 => {
                 let t = inp.timeout();
-                let g = timed("SeqLockArray::slot.lock_timeout", || {
-                    let r = a.slot(i)?.lock_timeout(t);
+                let g = timed("SeqLockArray::lock_timeout", || {
+                    if i >= a.len() {
+                        return None;
+                    }
+                    let r = a.lock_timeout(i, t);
                     from_timed(r, mark, |g| g.mark_consistent())
                 });
                 if let Some(g) = g {
-                    keep(&mut ag, g, "drop SeqLockWriteGuard (array)");
+                    keep(&mut ag, g, "drop SeqLockArrayWriteGuard");
                 }
             }
-            10 => release(&mut ag, "drop SeqLockWriteGuard (array)"),
+            10 => release(&mut ag, "drop SeqLockArrayWriteGuard"),
             11 => {
                 let v = inp.u32();
                 if let Some(g) = ag.last_mut() {
-                    timed("SeqLockWriteGuard::write (array)", || {
+                    timed("SeqLockArrayWriteGuard::write", || {
                         g[usize::from(v as u8) % 2] ^= v;
                         if mark {
                             g.mark_consistent();
@@ -799,22 +803,29 @@ pub fn seqlocks(data: &[u8]) {
                 let t = inp.timeout();
                 let v = inp.u32();
                 let _ = timed("SeqLockArray::write_batch_timeout", || {
-                    a.write_batch_timeout(t, |vals, torn| {
+                    let add = |vals: &mut [Pair]| {
                         for x in vals.iter_mut() {
                             x[0] = x[0].wrapping_add(v);
                         }
-                        torn
-                    })
+                    };
+                    match a.write_batch_timeout(t, add) {
+                        Ok(()) => Ok(false),
+                        Err(TimedLockError::Timeout) => Err(()),
+                        Err(TimedLockError::OwnerDied(torn)) => {
+                            let mut batch = torn.into_inner();
+                            add(&mut batch);
+                            batch.mark_consistent();
+                            Ok(true)
+                        }
+                    }
                 });
             }
             15 => {
-                let _ = timed("SeqLockArray::len", || {
-                    (a.len(), a.is_empty(), a.slots().len())
-                });
+                let _ = timed("SeqLockArray::len", || (a.len(), a.is_empty()));
             }
             16 => {
-                let _ = timed("SeqLockArray::slots().try_read", || {
-                    a.slots().iter().filter(|x| x.try_read().is_err()).count()
+                let _ = timed("SeqLockArray::try_get (every element)", || {
+                    (0..a.len()).filter(|&i| a.try_get(i).is_err()).count()
                 });
             }
             _ => {}
@@ -822,7 +833,7 @@ pub fn seqlocks(data: &[u8]) {
     }
 
     release_all(&mut sg, "drop SeqLockWriteGuard");
-    release_all(&mut ag, "drop SeqLockWriteGuard (array)");
+    release_all(&mut ag, "drop SeqLockArrayWriteGuard");
 }
 
 // ----- coordination: Semaphore, BoundedSemaphore, Event, Barrier, Queue -----

@@ -137,7 +137,7 @@ impl<T: Pod> SeqLock<T> {
     /// Whether the write seen as odd sequence `odd` is still in progress and its writer
     /// is dead or unrecorded.
     #[cold]
-    fn writer_is_dead(&self, odd: u32) -> bool {
+    pub(crate) fn writer_is_dead(&self, odd: u32) -> bool {
         // Acquire: pairs with the Release swap in `unlock_writer`; if we read its 0, the
         // even store (c) before it is visible to the `seq` load below.
         let w = self.writer.load(Ordering::Acquire);
@@ -239,16 +239,9 @@ impl<T: Pod> SeqLock<T> {
         }
     }
 
-    /// The sequence word, for a multi-slot reader (`SeqLockArray::snapshot`).
+    /// The sequence word, for `SeqLockArray`, whose stripes are `SeqLock<()>`s.
     #[inline]
     pub(crate) fn seq_word(&self) -> &AtomicU32 {
         &self.seq
-    }
-
-    /// Copies the data out with relaxed loads: a possibly racy copy that the caller
-    /// validates against the sequence word.
-    #[inline]
-    pub(crate) fn load_racy(&self) -> T {
-        self.data.load()
     }
 }

@@ -9,7 +9,7 @@ use crate::sync::{Ordering, fence};
 
 thread_local! {
     /// Owner probes made by this thread's waits.
-    pub(super) static PROBES: Cell<u64> = const { Cell::new(0) };
+    pub(crate) static PROBES: Cell<u64> = const { Cell::new(0) };
     /// Futex-wait slices this thread's waits began.
     pub(super) static SLEEPS: Cell<u64> = const { Cell::new(0) };
 }
@@ -56,7 +56,7 @@ fn reader_woken_by_live_writes_does_not_probe_per_sleep() {
             s.lock_writer();
             let odd = s.begin_write();
             fence(Ordering::Release);
-            s.store_locked(&i);
+            s.data.store(&i);
             until_waiters(&s);
             s.end_write(odd);
             s.unlock_writer();

@@ -126,6 +126,50 @@ impl<T: Pod> SeqLock<T> {
         }
     }
 
+    /// Takes the writer lock without waiting if it is free, or held by `*dead` (a TID the
+    /// caller already found dead), or held by a TID that one probe now finds dead (which
+    /// is then recorded in `*dead`, so a caller taking many such locks probes each dead
+    /// TID once): `Some(torn)` (see [`lock_writer`](Self::lock_writer)), or `None` if a
+    /// live writer holds it. No futex wait; at most one probe.
+    #[cold]
+    pub(crate) fn try_lock_writer_probed(&self, dead: &mut u32) -> Option<bool> {
+        let me = owner::current() & TID_MASK;
+        let mut probed = false;
+        // Bounded: each failed CAS means the word changed under us; give up after a few.
+        for _ in 0..4 {
+            // Relaxed: only a hint for the CASes below, which carry the orderings.
+            let w = self.writer.load(Ordering::Relaxed);
+            if w == 0 {
+                // Acquire, and the Relaxed `seq` load: as in `lock_writer_until`.
+                if self
+                    .writer
+                    .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return Some(is_writing(self.seq.load(Ordering::Relaxed)));
+                }
+                continue;
+            }
+            let tid = owner_of(w);
+            let gone = tid == 0
+                || (*dead != 0 && tid == *dead)
+                || (!probed && {
+                    probed = true;
+                    writer_is_gone(tid)
+                });
+            if !gone {
+                return None;
+            }
+            if tid != 0 {
+                *dead = tid;
+            }
+            if let Some(torn) = self.take_over(w, me) {
+                return Some(torn);
+            }
+        }
+        None
+    }
+
     /// Takes the writer lock over from the dead (or unrecorded) owner of word `w`: `Some(torn)`
     /// on success, `None` if `w` changed meanwhile.
     #[cold]
@@ -191,13 +235,6 @@ impl<T: Pod> SeqLock<T> {
     #[inline]
     pub(crate) fn load_locked(&self) -> T {
         self.data.load()
-    }
-
-    /// Stores the data while holding the writer lock, between `begin_write` + Release
-    /// fence and `end_write`.
-    #[inline]
-    pub(crate) fn store_locked(&self, value: &T) {
-        self.data.store(value);
     }
 
     /// Replaces the value. Waits for the write lock (taking it over from a dead writer),
