@@ -355,14 +355,17 @@ impl<T: Pod> SeqLockArray<T> {
     ) -> Result<(AllLocked<'_, T>, bool), Timeout> {
         let stripes = self.stripes();
         let mut first = 0;
-        // A TID found dead by this call: the further stripes it holds (a dead batch
-        // writer holds them all) are taken over at once, without a probe each.
-        let mut dead = 0;
         loop {
             if stripes == 0 {
                 return Ok((AllLocked(self), false));
             }
             let mut torn = self.stripe(first).lock.lock_writer_until(deadline)?;
+            // A TID found dead in this pass: the further stripes it holds (a dead batch
+            // writer holds them all) are taken over at once, without a probe each. Only
+            // within one pass (microseconds, no sleep): a pass that ends blocked on a busy
+            // stripe may sleep for as long as a live holder keeps it, long enough for the
+            // dead TID to be handed to a new thread, so the next pass probes afresh.
+            let mut dead = 0;
             let mut busy = None;
             for k in (0..stripes).filter(|&k| k != first) {
                 match self.stripe(k).lock.try_lock_writer_probed(&mut dead) {
@@ -715,8 +718,9 @@ impl<'a, T: Pod> SeqLockArrayWriteGuard<'a, T> {
 
     /// Declares the guard's value repaired after an [`OwnerDied`]: dropping the guard
     /// will store it. The stripe becomes valid again for readers if this element was the
-    /// only one torn; a stripe a batch writer left torn stays so until the next batch
-    /// write. Does nothing on a guard that was not recovered (it stores its value anyway).
+    /// only one torn; a stripe torn as a whole (by a dead batch writer, by two element
+    /// writers that died in it, or with a garbage `dirty` word) stays torn until the next
+    /// batch write. Does nothing on a guard that was not recovered (it stores its value anyway).
     pub fn mark_consistent(&mut self) {
         self.publish = true;
     }
