@@ -123,14 +123,18 @@ pub use values::{Counter, StripedCounter, Value, ValueArray, ValueType};
 
 // Seqlocks.
 pub mod seqlock;
-pub use seqlock::{SeqLock, SeqLockArray, SeqLockError, SeqLockWriteGuard};
+pub use seqlock::{
+    SeqLock, SeqLockArray, SeqLockArrayBatchGuard, SeqLockArrayWriteGuard, SeqLockError,
+    SeqLockWriteGuard,
+};
 
 // Locks.
 pub mod lock;
 pub use lock::{
-    Acquired, Condvar, LockResult, Mutex, MutexGuard, OwnerDied, RawMutex, RawRwLock,
-    ReentrantMutex, ReentrantMutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, TimedLockError,
-    TryLockError, WaitTimeoutResult,
+    Acquired, Condvar, LockResult, MappedMutexGuard, MappedReentrantMutexGuard,
+    MappedRwLockReadGuard, MappedRwLockWriteGuard, Mutex, MutexGuard, OwnerDied, RawMutex,
+    RawRwLock, ReentrantMutex, ReentrantMutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
+    TimedLockError, TryLockError, WaitTimeoutResult,
 };
 
 // Coordination: semaphores, events, barriers, queues.
