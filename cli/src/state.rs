@@ -72,7 +72,8 @@ pub fn read(view: &ReadOnlyRegion, e: &EntryInfo) -> Option<Reading> {
         Kind::MUTEX => view.load_u32(at).map(|w| mutex(w, None)),
         Kind::REENTRANT_MUTEX => {
             let w = view.load_u32(at)?;
-            let depth = view.load_u32(at.checked_add(4)?)?;
+            // The word records the guards beyond the first.
+            let depth = view.load_u32(at.checked_add(4)?)?.saturating_add(1);
             Some(mutex(w, Some(depth)))
         }
         Kind::RWLOCK => rwlock(view, at),

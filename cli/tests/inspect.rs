@@ -178,8 +178,8 @@ fn inspect_json_shows_the_values_a_program_wrote() {
     assert_eq!(region.get::<Counter>("hits").unwrap().get(), 42);
 }
 
-/// The child half of `inspect_reports_a_live_then_a_dead_mutex_holder`: locks the mutex,
-/// says so, and waits to be killed. Does nothing when run as an ordinary test.
+/// The child half of `inspect_reports_live_then_dead_lock_holders`: locks the mutex,
+/// write-locks the rwlock and the seqlock, says so, and waits to be killed. Does nothing when run as an ordinary test.
 #[test]
 fn holder_child() {
     let Ok(path) = std::env::var("SHMSTATE_INSPECT_HOLDER") else {
@@ -187,8 +187,11 @@ fn holder_child() {
     };
     let region = Region::open(&path).unwrap();
     let m = region.get::<Mutex<u64>>("mutex").unwrap();
-    let guard = m.lock().unwrap();
-    std::mem::forget(guard);
+    std::mem::forget(m.lock().unwrap());
+    let rw = region.get::<RwLock<u64>>("rwlock").unwrap();
+    std::mem::forget(rw.write().unwrap());
+    let seq = region.get::<SeqLock<u64>>("seq").unwrap();
+    std::mem::forget(seq.lock().unwrap());
     // The lock word names this thread (the test harness runs tests on their own threads),
     // whose TID `/proc/thread-self` links to as `PID/task/TID`.
     let link = std::fs::read_link("/proc/thread-self").unwrap();
@@ -210,7 +213,7 @@ impl Drop for Holder {
 }
 
 #[test]
-fn inspect_reports_a_live_then_a_dead_mutex_holder() {
+fn inspect_reports_live_then_dead_lock_holders() {
     let tmp = TempRegion::new("holder");
     let region = Region::create(&tmp.0, 1 << 16).unwrap();
     populate(&region);
@@ -243,6 +246,15 @@ fn inspect_reports_a_live_then_a_dead_mutex_holder() {
     assert_eq!(m["holder"]["alive"], true);
     assert!(m["holder"]["comm"].is_string(), "{m}");
     assert_eq!((code, m["unhealthy"].clone()), (0, Json::Bool(false)));
+    let rw = object(&doc, "rwlock");
+    assert_eq!(rw["lock"], "write", "{rw}");
+    assert_eq!(
+        (rw["holder"]["tid"].clone(), rw["holder"]["alive"].clone()),
+        (tid.into(), true.into())
+    );
+    let seq = object(&doc, "seq");
+    assert_eq!(seq["seqlock"], "writing", "{seq}");
+    assert_eq!(seq["holder"]["tid"], tid);
 
     child.0.kill().unwrap();
     child.0.wait().unwrap();
@@ -254,6 +266,21 @@ fn inspect_reports_a_live_then_a_dead_mutex_holder() {
     assert_eq!(m["unhealthy"], true);
     assert_eq!(doc["unhealthy"], true);
     assert_eq!(code, 3, "a dead holder is exit code 3");
+    let rw = object(&doc, "rwlock");
+    assert_eq!(
+        (
+            rw["lock"].clone(),
+            rw["holder"]["alive"].clone(),
+            rw["unhealthy"].clone()
+        ),
+        ("write".into(), false.into(), true.into())
+    );
+    let seq = object(&doc, "seq");
+    assert_eq!(
+        (seq["seqlock"].clone(), seq["unhealthy"].clone()),
+        ("torn".into(), true.into())
+    );
+    assert_eq!(object(&doc, "hits")["unhealthy"], false);
     let out = shmstate(&["inspect", tmp.0.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(3));
     let text = String::from_utf8(out.stdout).unwrap();
