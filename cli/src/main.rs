@@ -29,7 +29,8 @@ enum Command {
     /// elements); free or held, the holder's TID, whether it is alive and its name, and
     /// the owner-died mark, for Mutex, ReentrantMutex and RwLock; idle, being written or
     /// torn for a SeqLock; permits of a Semaphore or BoundedSemaphore; set or clear for an
-    /// Event; parties, arrived and broken for a Barrier; "-" for other kinds.
+    /// Event; parties, arrived and broken for a Barrier; length, capacity and the lock
+    /// for a Queue; "-" for other kinds.
     ///
     /// Exit status: 0; 3 if a lock is held by a dead thread (or holds a garbage word) or
     /// a seqlock was torn by a writer that died mid-write; 1 on errors; 2 on bad
@@ -44,7 +45,7 @@ enum Command {
         /// "truncated" (ValueArray), "lock" ("free", "held", "read", "write",
         /// "garbage"), "holder" {"tid", "alive", "comm"}, "owner_died", "depth",
         /// "readers", "seqlock" ("idle", "writing", "torn", "garbage"), "permits",
-        /// "bound", "set", "parties", "arrived", "broken"}]}.
+        /// "bound", "set", "parties", "arrived", "broken", "length", "capacity"}]}.
         #[arg(long)]
         json: bool,
     },

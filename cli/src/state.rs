@@ -110,8 +110,57 @@ pub fn read(view: &ReadOnlyRegion, e: &EntryInfo) -> Option<Reading> {
                     .field("broken", json!(broken)),
             )
         }
+        Kind::QUEUE => queue(view, e),
         _ => None,
     }
+}
+
+/// A `Queue<T, N>`: its length and capacity, and its lock. `N` is recorded in the tag
+/// when `T` is a primitive (an `[T; N]` element, code `ARRAY_OF + T`'s code, of
+/// `N * size_of::<T>()` bytes); for other `T` it is unknown and only the lock is shown.
+fn queue(view: &ReadOnlyRegion, e: &EntryInfo) -> Option<Reading> {
+    let at = e.offset;
+    let mut r = mutex(view.load_u32(at)?, None);
+    let lock_text = std::mem::take(&mut r.text);
+    let elem = e.tag.elem;
+    let inner_size: u32 = match elem.code.checked_sub(Elem::ARRAY_OF) {
+        Some(1 | 5 | 9) => 1,
+        Some(2 | 6) => 2,
+        Some(3 | 7 | 10) => 4,
+        Some(4 | 8 | 11) => 8,
+        Some(12 | 13) => 16,
+        Some(14 | 15) => size_of::<usize>() as u32,
+        _ => 0,
+    };
+    let capacity = elem
+        .size
+        .checked_div(inner_size)
+        .filter(|&n| (1..=1 << 30).contains(&n));
+    let Some(n) = capacity else {
+        r.text = format!("capacity unknown; lock {lock_text}");
+        return Some(r);
+    };
+    // As `Queue::len`: `head` read on both sides of `tail`, a few tries; indices in
+    // `0..2N`, the length `(tail - head) mod 2N` at most `N`.
+    let wrap = 2 * n;
+    let mut len = None;
+    for _ in 0..4 {
+        let head = view.load_u32(at.checked_add(4)?)?;
+        let tail = view.load_u32(at.checked_add(8)?)?;
+        let again = view.load_u32(at.checked_add(4)?)?;
+        len = (head < wrap && tail < wrap)
+            .then(|| (tail + wrap - head) % wrap)
+            .filter(|&l| l <= n);
+        if head == again && len.is_some() {
+            break;
+        }
+    }
+    r.text = match len {
+        Some(l) => format!("{l} of {n} items; lock {lock_text}"),
+        None => format!("corrupt indices (capacity {n}); lock {lock_text}"),
+    };
+    r = r.field("length", json!(len)).field("capacity", json!(n));
+    Some(r)
 }
 
 /// The element of type `elem` at `offset` (element types of `Value` and `ValueArray`),

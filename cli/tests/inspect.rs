@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::Value as Json;
 use shmstate::sync::Ordering::Relaxed;
 use shmstate::{
-    Barrier, BoundedSemaphore, Counter, Event, Mutex, Region, RwLock, Semaphore, SeqLock,
+    Barrier, BoundedSemaphore, Counter, Event, Mutex, Queue, Region, RwLock, Semaphore, SeqLock,
     StripedCounter, Value, ValueArray,
 };
 
@@ -126,6 +126,9 @@ fn populate(region: &Region) {
     region.get_or_default::<BoundedSemaphore>("bsem").unwrap();
     region.get_or_default::<Event>("event").unwrap().set();
     region.get_or_default::<Barrier>("barrier").unwrap();
+    let q = region.get_or_default::<Queue<u32, 5>>("queue").unwrap();
+    q.push(1);
+    q.push(2);
 }
 
 #[test]
@@ -157,6 +160,13 @@ fn inspect_json_shows_the_values_a_program_wrote() {
     assert_eq!(object(&doc, "sem")["permits"], 3);
     assert_eq!(object(&doc, "event")["set"], true);
     assert_eq!(object(&doc, "barrier")["broken"], false);
+    let q = object(&doc, "queue");
+    assert_eq!(
+        (q["length"].clone(), q["capacity"].clone()),
+        (2.into(), 5.into()),
+        "{q}"
+    );
+    assert_eq!(q["lock"], "free");
     for o in doc["objects"].as_array().unwrap() {
         assert_eq!(o["readable"], true, "{o}");
         assert_eq!(o["unhealthy"], false, "{o}");
