@@ -25,10 +25,10 @@ enum Command {
     /// List the named objects in a region file and their current state, without writing
     /// to it.
     ///
-    /// Per kind: the value of a Value, Counter, StripedCounter (sum) and ValueArray (first
-    /// elements); free or held, the holder's TID, whether it is alive and its name, and
-    /// the owner-died mark, for Mutex, ReentrantMutex and RwLock; idle, being written or
-    /// torn for a SeqLock; permits of a Semaphore or BoundedSemaphore; set or clear for an
+    /// Per kind: the value of a Value, Counter, StripedCounter (sum), ValueArray (first
+    /// elements) and SeqLock of a primitive type; free or held, the holder's TID, whether
+    /// it is alive and its name, and the owner-died mark, for Mutex, ReentrantMutex and
+    /// RwLock; idle, being written or torn for a SeqLock; permits of a Semaphore or BoundedSemaphore; set or clear for an
     /// Event; parties, arrived and broken for a Barrier; length, capacity and the lock
     /// for a Queue; "-" for other kinds.
     ///
@@ -41,8 +41,8 @@ enum Command {
         /// Print one JSON document instead of a table: {"schema_version": 1, "path",
         /// "size", "capacity", "unhealthy", "objects": [{"name", "type", "len",
         /// "offset", "size", "state", "creator", "readable", "unhealthy", "summary", and
-        /// the kind's fields: "value" (Value, Counter, StripedCounter), "values" and
-        /// "truncated" (ValueArray), "lock" ("free", "held", "read", "write",
+        /// the kind's fields: "value" (Value, Counter, StripedCounter, SeqLock), "values"
+        /// and "truncated" (ValueArray), "lock" ("free", "held", "read", "write",
         /// "garbage"), "holder" {"tid", "alive", "comm"}, "owner_died", "depth",
         /// "readers", "seqlock" ("idle", "writing", "torn", "garbage"), "permits",
         /// "bound", "set", "parties", "arrived", "broken", "length", "capacity"}]}.

@@ -77,7 +77,21 @@ pub fn read(view: &ReadOnlyRegion, e: &EntryInfo) -> Option<Reading> {
             Some(mutex(w, Some(depth)))
         }
         Kind::RWLOCK => rwlock(view, at),
-        Kind::SEQLOCK => seqlock(view.load_u32(at)?, view.load_u32(at.checked_add(4)?)?),
+        Kind::SEQLOCK => {
+            let seq = view.load_u32(at)?;
+            let mut r = seqlock(seq, view.load_u32(at.checked_add(4)?)?)?;
+            // The value, for a primitive `T` (at offset 8): read between two equal, even
+            // loads of the sequence word, as a reader does (every load is Acquire, so
+            // the second sequence load comes after the value's).
+            if let Some((t, j)) = elem_at(view, tag.elem, at.checked_add(8)?)
+                && seq & 1 == 0
+                && view.load_u32(at)? == seq
+            {
+                r.text = format!("{t}; {}", r.text);
+                r = r.field("value", j);
+            }
+            Some(r)
+        }
         Kind::SEMAPHORE => view
             .load_u32(at)
             .map(|n| Reading::plain(format!("{n} permits")).field("permits", json!(n))),

@@ -157,6 +157,7 @@ fn inspect_json_shows_the_values_a_program_wrote() {
     assert_eq!(object(&doc, "mutex")["lock"], "free");
     assert_eq!(object(&doc, "rwlock")["lock"], "free");
     assert_eq!(object(&doc, "seq")["seqlock"], "idle");
+    assert_eq!(object(&doc, "seq")["value"], 7);
     assert_eq!(object(&doc, "sem")["permits"], 3);
     assert_eq!(object(&doc, "event")["set"], true);
     assert_eq!(object(&doc, "barrier")["broken"], false);
