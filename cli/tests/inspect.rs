@@ -10,8 +10,8 @@ use std::time::Duration;
 use serde_json::Value as Json;
 use shmstate::sync::Ordering::Relaxed;
 use shmstate::{
-    Barrier, BoundedSemaphore, Counter, Event, Mutex, Queue, Region, RwLock, Semaphore, SeqLock,
-    StripedCounter, Value, ValueArray,
+    Barrier, BoundedSemaphore, Counter, Event, Mutex, Queue, ReentrantMutex, Region, RwLock,
+    Semaphore, SeqLock, StripedCounter, Value, ValueArray,
 };
 
 /// Runs `shmstate ARGS`, SIGKILLing it (and failing) if it runs over 60 s.
@@ -117,6 +117,9 @@ fn populate(region: &Region) {
     region.get_or_default::<Mutex<u64>>("mutex").unwrap();
     region.get_or_default::<RwLock<u64>>("rwlock").unwrap();
     region
+        .get_or_default::<ReentrantMutex<Value<u64>>>("rmutex")
+        .unwrap();
+    region
         .get_or_default::<SeqLock<u64>>("seq")
         .unwrap()
         .write(7);
@@ -156,6 +159,7 @@ fn inspect_json_shows_the_values_a_program_wrote() {
     assert_eq!(shown, [0, 3, 6, 9, 12, 15, 18, 21]);
     assert_eq!(object(&doc, "mutex")["lock"], "free");
     assert_eq!(object(&doc, "rwlock")["lock"], "free");
+    assert_eq!(object(&doc, "rmutex")["lock"], "free");
     assert_eq!(object(&doc, "seq")["seqlock"], "idle");
     assert_eq!(object(&doc, "seq")["value"], 7);
     assert_eq!(object(&doc, "sem")["permits"], 3);
@@ -203,6 +207,9 @@ fn holder_child() {
     std::mem::forget(rw.write().unwrap());
     let seq = region.get::<SeqLock<u64>>("seq").unwrap();
     std::mem::forget(seq.lock().unwrap());
+    let rm = region.get::<ReentrantMutex<Value<u64>>>("rmutex").unwrap();
+    std::mem::forget(rm.lock().unwrap());
+    std::mem::forget(rm.lock().unwrap());
     // The lock word names this thread (the test harness runs tests on their own threads),
     // whose TID `/proc/thread-self` links to as `PID/task/TID`.
     let link = std::fs::read_link("/proc/thread-self").unwrap();
@@ -266,6 +273,13 @@ fn inspect_reports_live_then_dead_lock_holders() {
     let seq = object(&doc, "seq");
     assert_eq!(seq["seqlock"], "writing", "{seq}");
     assert_eq!(seq["holder"]["tid"], tid);
+    let rm = object(&doc, "rmutex");
+    assert_eq!(
+        (rm["lock"].clone(), rm["depth"].clone()),
+        ("held".into(), 2.into()),
+        "{rm}"
+    );
+    assert_eq!(rm["holder"]["tid"], tid);
 
     child.0.kill().unwrap();
     child.0.wait().unwrap();
