@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod demo;
 mod inspect;
+mod state;
 
 /// Lock-free shared-memory state for processes: the lost-update demo and region tools.
 #[derive(Parser, Debug)]
@@ -21,10 +22,32 @@ enum Command {
     /// P processes each add 1 to a shared number N times, once per path (naive load+store,
     /// a futex mutex, one atomic fetch_add, a striped counter), and print what was lost.
     Demo(demo::Args),
-    /// List the named objects in a region file.
+    /// List the named objects in a region file and their current state, without writing
+    /// to it.
+    ///
+    /// Per kind: the value of a Value, Counter, StripedCounter (sum), ValueArray (first
+    /// elements) and SeqLock of a primitive type; free or held, the holder's TID, whether
+    /// it is alive and its name, and the owner-died mark, for Mutex, ReentrantMutex and
+    /// RwLock; idle, being written or torn for a SeqLock; permits of a Semaphore or BoundedSemaphore; set or clear for an
+    /// Event; parties, arrived and broken for a Barrier; length, capacity and the lock
+    /// for a Queue; "-" for other kinds.
+    ///
+    /// Exit status: 0; 3 if a lock is held by a dead thread (or holds a garbage word) or
+    /// a seqlock was torn by a writer that died mid-write; 1 on errors; 2 on bad
+    /// arguments or a missing file.
     Inspect {
         /// The region file.
         path: PathBuf,
+        /// Print one JSON document instead of a table: {"schema_version": 1, "path",
+        /// "size", "capacity", "unhealthy", "objects": [{"name", "type", "len",
+        /// "offset", "size", "state", "creator", "readable", "unhealthy", "summary", and
+        /// the kind's fields: "value" (Value, Counter, StripedCounter, SeqLock), "values"
+        /// and "truncated" (ValueArray), "lock" ("free", "held", "read", "write",
+        /// "garbage"), "holder" {"tid", "alive", "comm"}, "owner_died", "depth",
+        /// "readers", "seqlock" ("idle", "writing", "torn", "garbage"), "permits",
+        /// "bound", "set", "parties", "arrived", "broken", "length", "capacity"}]}.
+        #[arg(long)]
+        json: bool,
     },
     /// One demo worker process (started by `demo`).
     #[command(hide = true)]
@@ -34,12 +57,12 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Demo(args) => demo::run(&args),
-        Command::Inspect { path } => inspect::run(&path),
-        Command::DemoWorker(args) => demo::worker(&args),
+        Command::Demo(args) => demo::run(&args).map(|()| 0),
+        Command::Inspect { path, json } => inspect::run(&path, json),
+        Command::DemoWorker(args) => demo::worker(&args).map(|()| 0),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("shmstate: {}", e.message);
             ExitCode::from(e.code)

@@ -173,7 +173,26 @@ impl RegionOptions {
     /// [`OpenError::LayoutMismatch`], [`OpenError::WrongSize`],
     /// [`OpenError::Corrupt`]); [`OpenError::Io`] otherwise.
     pub fn open(&self, path: impl AsRef<Path>) -> Result<Region, OpenError> {
-        let path = path.as_ref();
+        self.open_path(path.as_ref(), Access::ReadWrite)
+    }
+
+    /// Opens the region at `path` for reading only: the file is opened `O_RDONLY`, mapped
+    /// `PROT_READ`, and validated exactly as [`open`](Self::open) does. The result only
+    /// lists and loads: see [`ReadOnlyRegion`](crate::region::ReadOnlyRegion).
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open).
+    pub fn open_read_only(
+        &self,
+        path: impl AsRef<Path>,
+    ) -> Result<super::read_only::ReadOnlyRegion, OpenError> {
+        self.open_path(path.as_ref(), Access::ReadOnly)
+            .map(super::read_only::ReadOnlyRegion::new)
+    }
+
+    /// [`open`](Self::open) and [`open_read_only`](Self::open_read_only).
+    fn open_path(&self, path: &Path, access: Access) -> Result<Region, OpenError> {
         // Look before opening: opening a device or FIFO read-write can have side effects
         // (a watchdog device arms itself), so anything but a regular file is refused by
         // `lstat` first. The `fstat` check after the open still catches a file swapped in
@@ -191,7 +210,11 @@ impl RegionOptions {
             // Let the open below report anything else (permissions, ...).
             Err(_) => {}
         }
-        let flags = OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK;
+        let mode = match access {
+            Access::ReadWrite => OFlags::RDWR,
+            Access::ReadOnly => OFlags::RDONLY,
+        };
+        let flags = mode | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK;
         let fd = match rustix::fs::open(path, flags, Mode::empty()) {
             Ok(fd) => fd,
             Err(Errno::NOENT) => return Err(OpenError::NotFound(path.to_owned())),
@@ -199,7 +222,7 @@ impl RegionOptions {
             Err(Errno::ISDIR) => return Err(OpenError::Refused("the path is a directory")),
             Err(e) => return Err(e.into()),
         };
-        self.open_fd(fd, false)
+        self.open_fd(fd, false, access)
     }
 
     /// Opens the region at `path`, creating it with `size` bytes if it does not exist.
@@ -274,7 +297,7 @@ impl RegionOptions {
     ///
     /// As [`open`](Self::open).
     pub fn from_fd(&self, fd: OwnedFd) -> Result<Region, OpenError> {
-        self.open_fd(fd, true)
+        self.open_fd(fd, true, Access::ReadWrite)
     }
 
     fn geometry(&self, size: u64) -> Result<Geometry, CreateError> {
@@ -304,7 +327,7 @@ impl RegionOptions {
         Ok((map, geo, fd))
     }
 
-    fn open_fd(&self, fd: OwnedFd, keep: bool) -> Result<Region, OpenError> {
+    fn open_fd(&self, fd: OwnedFd, keep: bool, access: Access) -> Result<Region, OpenError> {
         let stat = rustix::fs::fstat(&fd)?;
         if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
             return Err(OpenError::Refused("not a regular file"));
@@ -324,7 +347,11 @@ impl RegionOptions {
                 "file of {len} bytes cannot be mapped"
             )));
         };
-        let map = map(&fd, len_usize)?;
+        let map = match access {
+            Access::ReadWrite => map(&fd, len_usize)?,
+            Access::ReadOnly => MmapOptions::new().len(len_usize).map_raw_read_only(&fd)?,
+        };
+        // Validation only loads, so it runs unchanged over a read-only mapping.
         let raw = raw_of(&map);
         let geo = validate::validate_header(raw)?;
         validate::validate_directory(raw, &geo)?;
@@ -486,6 +513,16 @@ impl Region {
     }
 }
 
+/// How [`RegionOptions::open_path`] opens and maps a file.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// `O_RDWR`, `PROT_READ | PROT_WRITE`: a [`Region`].
+    ReadWrite,
+    /// `O_RDONLY`, `PROT_READ`: only for a [`ReadOnlyRegion`](super::read_only::ReadOnlyRegion),
+    /// which never stores.
+    ReadOnly,
+}
+
 /// The view of a whole mapping.
 fn raw_of(map: &MmapRaw) -> Raw<'_> {
     // A mapping is never at address 0; a dangling pointer for an (impossible) empty one
@@ -494,7 +531,10 @@ fn raw_of(map: &MmapRaw) -> Raw<'_> {
     // SAFETY: `base` comes from `MmapRaw::as_mut_ptr` (a mutable pointer), is page-aligned
     // (≥ 64), and is valid for reads and writes of `map.len()` bytes while `map` lives,
     // which the returned lifetime ties to. This crate accesses region memory only through
-    // `Raw`, i.e. atomics and `Shared` types.
+    // `Raw`, i.e. atomics and `Shared` types. A read-only mapping (`Access::ReadOnly`) is
+    // valid for reads only: it is wrapped at once in a `ReadOnlyRegion`, whose every
+    // access (the header and directory checks, `entries`, its loads) is a non-`SeqCst`
+    // atomic load of at most 8 bytes, which std allows on read-only memory.
     unsafe { Raw::new(base, map.len()) }
 }
 

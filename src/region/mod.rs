@@ -4,6 +4,7 @@
 //! - layout of the header and directory (`format.rs`), and the checks every open runs on
 //!   them (`validate.rs`).
 //! - backings, creation and opening: [`Region`], [`RegionOptions`] (`file.rs`).
+//! - reading a region without writing to it, for tools: [`ReadOnlyRegion`] (`read_only.rs`).
 //! - named objects: [`Region::get_or_default`], [`Region::get_or_init`], [`Region::get`],
 //!   [`Region::entries`] (`directory.rs`); the entry protocol behind them: claiming,
 //!   initialising, taking over from a dead creator, crash windows (`protocol.rs`).
@@ -15,9 +16,11 @@ mod error;
 mod file;
 mod format;
 mod protocol;
+mod read_only;
 mod validate;
 
 pub use directory::{EntryInfo, EntryState};
 pub use error::{CreateError, GetError, OpenError, OpenOrCreateError, RegionError};
 pub use file::{DEFAULT_TIMEOUT, Region, RegionOptions};
 pub use format::{MAX_CAPACITY, MAX_NAME_LEN};
+pub use read_only::ReadOnlyRegion;

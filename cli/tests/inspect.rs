@@ -1,0 +1,380 @@
+//! `shmstate inspect`, run as users run it, on regions that real processes wrote.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value as Json;
+use shmstate::sync::Ordering::Relaxed;
+use shmstate::{
+    Barrier, BoundedSemaphore, Counter, Event, Mutex, Queue, ReentrantMutex, Region, RwLock,
+    Semaphore, SeqLock, StripedCounter, Value, ValueArray,
+};
+
+/// Runs `shmstate ARGS`, SIGKILLing it (and failing) if it runs over 60 s.
+fn shmstate(args: &[&str]) -> Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_shmstate"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run shmstate");
+    let pid = child.id();
+    let (done, done_rx) = mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        let fired = done_rx.recv_timeout(Duration::from_secs(60)).is_err();
+        if fired {
+            kill(pid);
+        }
+        fired
+    });
+    let out = child.wait_with_output().expect("wait for shmstate");
+    let _ = done.send(());
+    assert!(!watchdog.join().unwrap(), "shmstate {args:?} ran over 60 s");
+    out
+}
+
+fn kill(pid: u32) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
+}
+
+/// `shmstate inspect --json PATH`: the exit code and the parsed document.
+fn inspect_json(path: &Path) -> (i32, Json) {
+    let out = shmstate(&["inspect", "--json", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let doc: Json = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(doc["schema_version"], 1);
+    (out.status.code().expect("exited"), doc)
+}
+
+fn object<'a>(doc: &'a Json, name: &str) -> &'a Json {
+    doc["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == name)
+        .unwrap_or_else(|| panic!("no object {name} in {doc}"))
+}
+
+/// A region file in the temp directory, removed on drop.
+struct TempRegion(PathBuf);
+
+impl TempRegion {
+    fn new(tag: &str) -> TempRegion {
+        let path = std::env::temp_dir().join(format!(
+            "shmstate-inspect-{tag}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_file(&path);
+        TempRegion(path)
+    }
+}
+
+impl Drop for TempRegion {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// One object of every kind `inspect` reads, with known values.
+fn populate(region: &Region) {
+    region.get_or_default::<Counter>("hits").unwrap().add(42);
+    region
+        .get_or_default::<Value<u64>>("big")
+        .unwrap()
+        .store(u64::MAX - 1, Relaxed);
+    region
+        .get_or_default::<Value<f64>>("temp")
+        .unwrap()
+        .store(21.5, Relaxed);
+    region
+        .get_or_default::<Value<i16>>("small")
+        .unwrap()
+        .store(-3, Relaxed);
+    region
+        .get_or_default::<Value<bool>>("flag")
+        .unwrap()
+        .store(true, Relaxed);
+    let s = region
+        .get_or_default_slice::<StripedCounter>("requests", 4)
+        .unwrap();
+    s.add(10);
+    s.add(5);
+    let a = region
+        .get_or_default_slice::<ValueArray<u32>>("array", 20)
+        .unwrap();
+    for (i, v) in a.iter().enumerate() {
+        v.store(i as u32 * 3, Relaxed);
+    }
+    region.get_or_default::<Mutex<u64>>("mutex").unwrap();
+    region.get_or_default::<RwLock<u64>>("rwlock").unwrap();
+    region
+        .get_or_default::<ReentrantMutex<Value<u64>>>("rmutex")
+        .unwrap();
+    region
+        .get_or_default::<SeqLock<u64>>("seq")
+        .unwrap()
+        .write(7);
+    region
+        .get_or_init("sem", |s: &Semaphore| s.release_n(3).unwrap())
+        .unwrap();
+    region.get_or_default::<BoundedSemaphore>("bsem").unwrap();
+    region.get_or_default::<Event>("event").unwrap().set();
+    region.get_or_default::<Barrier>("barrier").unwrap();
+    let q = region.get_or_default::<Queue<u32, 5>>("queue").unwrap();
+    q.push(1);
+    q.push(2);
+}
+
+#[test]
+fn inspect_json_shows_the_values_a_program_wrote() {
+    let tmp = TempRegion::new("values");
+    let region = Region::create(&tmp.0, 1 << 16).unwrap();
+    populate(&region);
+    let (code, doc) = inspect_json(&tmp.0);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(object(&doc, "hits")["value"], 42);
+    assert_eq!(object(&doc, "big")["value"], u64::MAX - 1);
+    assert_eq!(object(&doc, "temp")["value"], 21.5);
+    assert_eq!(object(&doc, "small")["value"], -3);
+    assert_eq!(object(&doc, "flag")["value"], true);
+    assert_eq!(object(&doc, "requests")["value"], 15);
+    let arr = object(&doc, "array");
+    assert_eq!(arr["len"], 20);
+    assert_eq!(arr["truncated"], true);
+    let shown: Vec<u64> = arr["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(shown, [0, 3, 6, 9, 12, 15, 18, 21]);
+    assert_eq!(object(&doc, "mutex")["lock"], "free");
+    assert_eq!(object(&doc, "rwlock")["lock"], "free");
+    assert_eq!(object(&doc, "rmutex")["lock"], "free");
+    assert_eq!(object(&doc, "seq")["seqlock"], "idle");
+    assert_eq!(object(&doc, "seq")["value"], 7);
+    assert_eq!(object(&doc, "sem")["permits"], 3);
+    assert_eq!(object(&doc, "event")["set"], true);
+    assert_eq!(object(&doc, "barrier")["broken"], false);
+    let q = object(&doc, "queue");
+    assert_eq!(
+        (q["length"].clone(), q["capacity"].clone()),
+        (2.into(), 5.into()),
+        "{q}"
+    );
+    assert_eq!(q["lock"], "free");
+    for o in doc["objects"].as_array().unwrap() {
+        assert_eq!(o["readable"], true, "{o}");
+        assert_eq!(o["unhealthy"], false, "{o}");
+    }
+    // The table shows the same values.
+    let out = shmstate(&["inspect", tmp.0.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no line for {name}: {text}"))
+            .to_owned()
+    };
+    assert!(line("hits").ends_with(" 42"), "{text}");
+    assert!(line("requests").contains("15 (sum of 4 stripes)"), "{text}");
+    assert!(line("mutex").ends_with("free"), "{text}");
+    // Inspecting wrote nothing: the region opens and reads as before.
+    assert_eq!(region.get::<Counter>("hits").unwrap().get(), 42);
+}
+
+/// The child half of `inspect_reports_live_then_dead_lock_holders`: locks the mutex,
+/// write-locks the rwlock and the seqlock, says so, and waits to be killed. Does nothing when run as an ordinary test.
+#[test]
+fn holder_child() {
+    let Ok(path) = std::env::var("SHMSTATE_INSPECT_HOLDER") else {
+        return;
+    };
+    let region = Region::open(&path).unwrap();
+    let m = region.get::<Mutex<u64>>("mutex").unwrap();
+    std::mem::forget(m.lock().unwrap());
+    let rw = region.get::<RwLock<u64>>("rwlock").unwrap();
+    std::mem::forget(rw.write().unwrap());
+    let seq = region.get::<SeqLock<u64>>("seq").unwrap();
+    std::mem::forget(seq.lock().unwrap());
+    let rm = region.get::<ReentrantMutex<Value<u64>>>("rmutex").unwrap();
+    std::mem::forget(rm.lock().unwrap());
+    std::mem::forget(rm.lock().unwrap());
+    // The lock word names this thread (the test harness runs tests on their own threads),
+    // whose TID `/proc/thread-self` links to as `PID/task/TID`.
+    let link = std::fs::read_link("/proc/thread-self").unwrap();
+    let tid = link.file_name().unwrap().to_str().unwrap();
+    println!("locked {tid}");
+    // Wait for the parent's SIGKILL (or for the parent to go away: stdin closes).
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+}
+
+/// Kills and reaps the child on drop, so a failing test leaves no process behind.
+struct Holder(Child);
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn inspect_reports_live_then_dead_lock_holders() {
+    let tmp = TempRegion::new("holder");
+    let region = Region::create(&tmp.0, 1 << 16).unwrap();
+    populate(&region);
+    let mut child = Holder(
+        Command::new(std::env::current_exe().unwrap())
+            .args(["holder_child", "--exact", "--nocapture"])
+            .env("SHMSTATE_INSPECT_HOLDER", &tmp.0)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Bounded: the child locks a free mutex (no wait) and prints "locked TID", or exits
+    // (EOF).
+    let out = BufReader::new(child.0.stdout.take().unwrap());
+    let mut tid = None;
+    for line in out.lines() {
+        if let Some(t) = line.unwrap().trim().strip_prefix("locked ") {
+            tid = Some(t.parse::<u32>().unwrap());
+            break;
+        }
+    }
+    let tid = tid.expect("the child did not lock the mutex");
+
+    let (code, doc) = inspect_json(&tmp.0);
+    let m = object(&doc, "mutex");
+    assert_eq!(m["lock"], "held", "{m}");
+    assert_eq!(m["holder"]["tid"], tid);
+    assert_eq!(m["holder"]["alive"], true);
+    assert!(m["holder"]["comm"].is_string(), "{m}");
+    assert_eq!((code, m["unhealthy"].clone()), (0, Json::Bool(false)));
+    let rw = object(&doc, "rwlock");
+    assert_eq!(rw["lock"], "write", "{rw}");
+    assert_eq!(
+        (rw["holder"]["tid"].clone(), rw["holder"]["alive"].clone()),
+        (tid.into(), true.into())
+    );
+    let seq = object(&doc, "seq");
+    assert_eq!(seq["seqlock"], "writing", "{seq}");
+    assert_eq!(seq["holder"]["tid"], tid);
+    let rm = object(&doc, "rmutex");
+    assert_eq!(
+        (rm["lock"].clone(), rm["depth"].clone()),
+        ("held".into(), 2.into()),
+        "{rm}"
+    );
+    assert_eq!(rm["holder"]["tid"], tid);
+
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    let (code, doc) = inspect_json(&tmp.0);
+    let m = object(&doc, "mutex");
+    assert_eq!(m["lock"], "held", "{m}");
+    assert_eq!(m["holder"]["tid"], tid);
+    assert_eq!(m["holder"]["alive"], false);
+    assert_eq!(m["unhealthy"], true);
+    assert_eq!(doc["unhealthy"], true);
+    assert_eq!(code, 3, "a dead holder is exit code 3");
+    let rw = object(&doc, "rwlock");
+    assert_eq!(
+        (
+            rw["lock"].clone(),
+            rw["holder"]["alive"].clone(),
+            rw["unhealthy"].clone()
+        ),
+        ("write".into(), false.into(), true.into())
+    );
+    let seq = object(&doc, "seq");
+    assert_eq!(
+        (seq["seqlock"].clone(), seq["unhealthy"].clone()),
+        ("torn".into(), true.into())
+    );
+    assert_eq!(object(&doc, "hits")["unhealthy"], false);
+    let out = shmstate(&["inspect", tmp.0.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains(&format!("held by tid {tid} (dead")), "{text}");
+}
+
+#[test]
+fn inspect_survives_garbage_in_every_object() {
+    let tmp = TempRegion::new("garbage");
+    let region = Region::create(&tmp.0, 1 << 16).unwrap();
+    populate(&region);
+    let entries = region.entries();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&tmp.0)
+        .unwrap();
+    // A few patterns: all ones, a xorshift stream, alternating bytes, odd sequence words.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for pattern in 0..4 {
+        for e in &entries {
+            let bytes: Vec<u8> = (0..e.size)
+                .map(|i| match pattern {
+                    0 => 0xFF,
+                    1 => {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x as u8
+                    }
+                    2 => {
+                        if i % 2 == 0 {
+                            0x55
+                        } else {
+                            0xAA
+                        }
+                    }
+                    _ => 1,
+                })
+                .collect();
+            file.write_at(&bytes, e.offset).unwrap();
+        }
+        let before = std::fs::read(&tmp.0).unwrap();
+        let (code, doc) = inspect_json(&tmp.0);
+        assert_eq!(
+            std::fs::read(&tmp.0).unwrap(),
+            before,
+            "inspect wrote to the file"
+        );
+        if pattern == 0 {
+            // All-ones lock words name no thread: garbage, reported as needing attention.
+            assert_eq!(object(&doc, "mutex")["lock"], "garbage");
+            assert_eq!(code, 3);
+        }
+        assert!(code == 0 || code == 3, "pattern {pattern}: exit {code}");
+        for e in &entries {
+            let o = object(&doc, &e.name);
+            assert!(o["summary"].is_string(), "{o}");
+        }
+        let out = shmstate(&["inspect", tmp.0.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(matches!(out.status.code(), Some(0 | 3)), "{out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        for e in &entries {
+            assert!(
+                text.lines().any(|l| l.starts_with(&format!("{} ", e.name))),
+                "pattern {pattern}: no line for {}: {text}",
+                e.name
+            );
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! [`ReadOnlyRegion`]: a region mapped `PROT_READ`, for tools that look without touching.
+
+use std::path::Path;
+
+use super::directory::EntryInfo;
+use super::error::OpenError;
+use super::file::{Region, RegionOptions};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+
+/// A region opened for reading only (`O_RDONLY`, mapped `PROT_READ`), after the same
+/// header and directory checks as [`Region::open`]: the handle for inspection tools,
+/// which must not write a byte of a region that live processes use, and which need no
+/// write permission on the file.
+///
+/// It lists the directory and loads single words; it hands out no objects, because every
+/// primitive has storing methods and a store through a read-only mapping faults. Each
+/// access is one atomic load (`Acquire`, at most 8 bytes), which is allowed on read-only
+/// memory. What the words mean is each primitive's layout, documented on its fields.
+///
+/// # Examples
+///
+/// ```
+/// use shmstate::region::ReadOnlyRegion;
+/// use shmstate::{Counter, Region};
+///
+/// let path = std::env::temp_dir().join(format!("shmstate-doc-ro-{}", std::process::id()));
+/// let region = Region::create(&path, 1 << 16)?;
+/// region.get_or_default::<Counter>("hits")?.add(5);
+///
+/// let view = ReadOnlyRegion::open(&path)?;
+/// let hits = &view.entries()[0];
+/// assert_eq!(hits.name, "hits");
+/// // A `Counter` is one u64 at the start of its object.
+/// assert_eq!(view.load_u64(hits.offset), Some(5));
+/// # drop(region); std::fs::remove_file(&path)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct ReadOnlyRegion {
+    /// A region over a read-only mapping; only its load-only parts are ever used.
+    region: Region,
+}
+
+// A tool may share one handle between threads.
+static_assertions::assert_impl_all!(ReadOnlyRegion: Send, Sync);
+
+impl ReadOnlyRegion {
+    /// Wraps a region whose mapping is read-only (from `RegionOptions::open_read_only`).
+    pub(super) fn new(region: Region) -> Self {
+        ReadOnlyRegion { region }
+    }
+
+    /// Opens the region at `path` for reading only.
+    ///
+    /// # Errors
+    ///
+    /// As [`RegionOptions::open`] ([`OpenError::NotFound`], [`OpenError::Refused`], the
+    /// validation errors, [`OpenError::Io`]; permission denied needs only read access to
+    /// pass).
+    pub fn open(path: impl AsRef<Path>) -> Result<ReadOnlyRegion, OpenError> {
+        RegionOptions::new().open_read_only(path)
+    }
+
+    /// The region's size in bytes.
+    pub fn size(&self) -> usize {
+        self.region.size()
+    }
+
+    /// The number of directory entries.
+    pub fn capacity(&self) -> usize {
+        self.region.capacity()
+    }
+
+    /// A snapshot of the directory, as [`Region::entries`] gives it (loads only).
+    pub fn entries(&self) -> Vec<EntryInfo> {
+        self.region.entries()
+    }
+
+    /// The 32-bit word at byte `offset` from the region's start, if it is 4-aligned and
+    /// within the region; `None` otherwise. An `Acquire` load, so that data a peer
+    /// published with a release store before this word is visible to later loads.
+    pub fn load_u32(&self, offset: u64) -> Option<u32> {
+        let ptr = self.word_ptr(offset, 4)?;
+        // SAFETY: `ptr` is 4-aligned and its 4 bytes lie within the live mapping (checked
+        // by `word_ptr`), which `self` keeps mapped for the reference's short life. Any
+        // bits are a valid `AtomicU32`, and other processes write this memory only with
+        // atomics; an atomic load of 4 bytes is allowed on read-only memory.
+        let word = unsafe { &*ptr.cast::<AtomicU32>() };
+        // Acquire: pairs with whatever release store the primitive's protocol makes on
+        // this word (a lock's unlock, a counter's publication).
+        Some(word.load(Ordering::Acquire))
+    }
+
+    /// The 64-bit word at byte `offset`, if it is 8-aligned and within the region.
+    /// An `Acquire` load, as for [`load_u32`](Self::load_u32).
+    pub fn load_u64(&self, offset: u64) -> Option<u64> {
+        let ptr = self.word_ptr(offset, 8)?;
+        // SAFETY: as in `load_u32`, with 8 bytes and 8-alignment (the mapping's base is
+        // page-aligned, so an 8-aligned offset gives an 8-aligned address).
+        let word = unsafe { &*ptr.cast::<AtomicU64>() };
+        // Acquire: as in `load_u32`.
+        Some(word.load(Ordering::Acquire))
+    }
+
+    /// The address of the `width`-byte word at `offset`, if aligned and in bounds.
+    fn word_ptr(&self, offset: u64, width: usize) -> Option<*const u8> {
+        let offset = usize::try_from(offset).ok()?;
+        if !offset.is_multiple_of(width) || offset.checked_add(width)? > self.region.size() {
+            return None;
+        }
+        // SAFETY: `offset + width <= size`, the mapping's length: in bounds.
+        Some(unsafe { self.region.map.as_ptr().add(offset) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Counter;
+
+    #[test]
+    #[cfg_attr(miri, ignore = "maps a file")]
+    fn loads_see_what_a_writer_stored_and_refuse_bad_offsets() {
+        let path = std::env::temp_dir().join(format!("shmstate-ro-unit-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let region = Region::create(&path, 1 << 16).unwrap();
+        region.get_or_default::<Counter>("c").unwrap().add(7);
+        let view = ReadOnlyRegion::open(&path).unwrap();
+        let e = &view.entries()[0];
+        assert_eq!((e.name.as_str(), view.load_u64(e.offset)), ("c", Some(7)));
+        region.get::<Counter>("c").unwrap().add(1);
+        assert_eq!(view.load_u64(e.offset), Some(8), "a live view, not a copy");
+        assert_eq!(view.load_u32(e.offset + 2), None, "misaligned");
+        assert_eq!(view.load_u64(e.offset + 4), None, "misaligned");
+        assert_eq!(view.load_u32(1 << 16), None, "past the end");
+        assert_eq!(view.load_u32(u64::MAX - 3), None, "overflow");
+        assert_eq!(view.load_u32((1 << 16) - 4), Some(0), "last word");
+        assert_eq!(view.size(), region.size());
+        drop(view);
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(
+            ReadOnlyRegion::open(&path),
+            Err(OpenError::NotFound(_))
+        ));
+    }
+}
