@@ -64,8 +64,17 @@ fn inc_1thread(c: &mut Criterion) {
 /// One counter incremented by every worker (threads, then processes).
 fn contended(c: &mut Criterion) {
     for w in [Workers::Threads(2), Workers::Processes(2)] {
-        let mut g = common::group(c, format!("counter_contended_{}", w.label()));
-        tune(&mut g, Weight::Spawning);
+        let name = format!("counter_contended_{}", w.label());
+        counter_group(c, name, w, Weight::Spawning, true);
+    }
+}
+
+/// One group of [`contended`] (and, without the `Value<u64>` row, of the
+/// [`scaling_counter`] sweep): `w` workers.
+fn counter_group(c: &mut Criterion, name: String, w: Workers, weight: Weight, value_row: bool) {
+    {
+        let mut g = common::group(c, name);
+        tune(&mut g, weight);
         g.throughput(Throughput::Elements(w.count() as u64));
         let n = w.count() as u64;
 
@@ -85,21 +94,23 @@ fn contended(c: &mut Criterion) {
             |c| c.get(),
         );
 
-        let v = Shm::new(Value::new(0u64));
-        concurrent(
-            &mut g,
-            "shmstate_value_u64",
-            w,
-            n,
-            &*v,
-            |v| v.store(0, Relaxed),
-            |v, _, iters| {
-                for _ in 0..iters {
-                    v.fetch_add(1, Relaxed);
-                }
-            },
-            |v| v.load(Relaxed),
-        );
+        if value_row {
+            let v = Shm::new(Value::new(0u64));
+            concurrent(
+                &mut g,
+                "shmstate_value_u64",
+                w,
+                n,
+                &*v,
+                |v| v.store(0, Relaxed),
+                |v, _, iters| {
+                    for _ in 0..iters {
+                        v.fetch_add(1, Relaxed);
+                    }
+                },
+                |v| v.load(Relaxed),
+            );
+        }
 
         let one = Shm::new(AtomicU64::new(0));
         concurrent(
@@ -125,8 +136,15 @@ fn contended(c: &mut Criterion) {
 /// per worker (nothing shared: the physical ceiling for exact counting).
 fn striped(c: &mut Criterion) {
     for w in [Workers::Threads(2), Workers::Processes(2)] {
-        let mut g = common::group(c, format!("striped_{}", w.label()));
-        tune(&mut g, Weight::Spawning);
+        striped_group(c, format!("striped_{}", w.label()), w, Weight::Spawning);
+    }
+}
+
+/// One group of [`striped`] (and of the [`scaling_striped`] sweep): `w` workers.
+fn striped_group(c: &mut Criterion, name: String, w: Workers, weight: Weight) {
+    {
+        let mut g = common::group(c, name);
+        tune(&mut g, weight);
         g.throughput(Throughput::Elements(w.count() as u64));
         let n = w.count() as u64;
 
@@ -162,10 +180,8 @@ fn striped(c: &mut Criterion) {
             |a| a.load(Relaxed),
         );
 
-        let padded: Shm<[CachePadded<AtomicU64>; 2]> = Shm::new([
-            CachePadded::new(AtomicU64::new(0)),
-            CachePadded::new(AtomicU64::new(0)),
-        ]);
+        let padded: Shm<[CachePadded<AtomicU64>; MAX_WORKERS]> =
+            Shm::new(std::array::from_fn(|_| CachePadded::new(AtomicU64::new(0))));
         concurrent(
             &mut g,
             "padded_atomic_per_worker",
@@ -174,7 +190,7 @@ fn striped(c: &mut Criterion) {
             &*padded,
             |p| p.iter().for_each(|a| a.store(0, Relaxed)),
             |p, i, iters| {
-                let a = &p[i % p.len()];
+                let a = &p[i];
                 for _ in 0..iters {
                     a.fetch_add(1, Relaxed);
                 }
@@ -364,44 +380,13 @@ fn array(c: &mut Criterion) {
 /// cache line to the incrementing core, so the time per increment grows with the writers.
 fn scaling_counter(c: &mut Criterion) {
     for w in SWEEP {
-        let mut g = common::group(c, format!("scaling_counter_{}", w.label()));
-        tune(&mut g, Weight::Sweep);
-        g.throughput(Throughput::Elements(w.count() as u64));
-        let n = w.count() as u64;
-
-        let counter = Shm::<Counter>::zeroed(1);
-        concurrent(
-            &mut g,
-            "shmstate_counter",
+        counter_group(
+            c,
+            format!("scaling_counter_{}", w.label()),
             w,
-            n,
-            &*counter,
-            |c| c.reset(),
-            |c, _, iters| {
-                for _ in 0..iters {
-                    c.inc();
-                }
-            },
-            |c| c.get(),
+            Weight::Sweep,
+            false,
         );
-
-        let one = Shm::new(AtomicU64::new(0));
-        concurrent(
-            &mut g,
-            "atomic_u64",
-            w,
-            n,
-            &*one,
-            |a| a.store(0, Relaxed),
-            |a, _, iters| {
-                for _ in 0..iters {
-                    a.fetch_add(1, Relaxed);
-                }
-            },
-            |a| a.load(Relaxed),
-        );
-
-        g.finish();
     }
 }
 
@@ -410,62 +395,12 @@ fn scaling_counter(c: &mut Criterion) {
 /// atomic and one cache-padded atomic per worker (the ceiling).
 fn scaling_striped(c: &mut Criterion) {
     for w in SWEEP {
-        let mut g = common::group(c, format!("scaling_striped_{}", w.label()));
-        tune(&mut g, Weight::Sweep);
-        g.throughput(Throughput::Elements(w.count() as u64));
-        let n = w.count() as u64;
-
-        let striped = Shm::<StripedCounter>::zeroed(StripedCounter::default_stripes());
-        concurrent(
-            &mut g,
-            "shmstate_striped",
+        striped_group(
+            c,
+            format!("scaling_striped_{}", w.label()),
             w,
-            n,
-            &*striped,
-            |c| c.reset(),
-            |c, _, iters| {
-                for _ in 0..iters {
-                    c.inc();
-                }
-            },
-            |c| c.sum(),
+            Weight::Sweep,
         );
-
-        let one = Shm::new(AtomicU64::new(0));
-        concurrent(
-            &mut g,
-            "one_atomic",
-            w,
-            n,
-            &*one,
-            |a| a.store(0, Relaxed),
-            |a, _, iters| {
-                for _ in 0..iters {
-                    a.fetch_add(1, Relaxed);
-                }
-            },
-            |a| a.load(Relaxed),
-        );
-
-        let padded: Shm<[CachePadded<AtomicU64>; MAX_WORKERS]> =
-            Shm::new(std::array::from_fn(|_| CachePadded::new(AtomicU64::new(0))));
-        concurrent(
-            &mut g,
-            "padded_atomic_per_worker",
-            w,
-            n,
-            &*padded,
-            |p| p.iter().for_each(|a| a.store(0, Relaxed)),
-            |p, i, iters| {
-                let a = &p[i];
-                for _ in 0..iters {
-                    a.fetch_add(1, Relaxed);
-                }
-            },
-            |p| p.iter().map(|a| a.load(Relaxed)).sum(),
-        );
-
-        g.finish();
     }
 }
 

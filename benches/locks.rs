@@ -83,8 +83,17 @@ fn mutex_uncontended(c: &mut Criterion) {
 /// Two workers hammering one lock; each iteration is one lock+increment+unlock per worker.
 fn mutex_contended(c: &mut Criterion) {
     for w in [Workers::Threads(2), Workers::Processes(2)] {
-        let mut g = common::group(c, format!("mutex_contended_{}", w.label()));
-        tune(&mut g, Weight::Spawning);
+        let name = format!("mutex_contended_{}", w.label());
+        mutex_group(c, name, w, Weight::Spawning, &[false, true]);
+    }
+}
+
+/// One group of [`mutex_contended`] (and of the [`scaling_mutex`] sweep, with glibc's
+/// robust mutex only): `w` workers; `std` and `parking_lot` rows on threads only.
+fn mutex_group(c: &mut Criterion, name: String, w: Workers, weight: Weight, pthread: &[bool]) {
+    {
+        let mut g = common::group(c, name);
+        tune(&mut g, weight);
         g.throughput(Throughput::Elements(w.count() as u64));
         let n = w.count() as u64;
 
@@ -138,7 +147,7 @@ fn mutex_contended(c: &mut Criterion) {
             );
         }
 
-        for robust in [false, true] {
+        for &robust in pthread {
             let (name, m) = pthread_cases(robust);
             concurrent(
                 &mut g,
@@ -286,43 +295,13 @@ fn condvar_pingpong(c: &mut Criterion) {
 /// survives a dead owner). One lock word and the data it guards are shared by every worker.
 fn scaling_mutex(c: &mut Criterion) {
     for w in SWEEP {
-        let mut g = common::group(c, format!("scaling_mutex_{}", w.label()));
-        tune(&mut g, Weight::Sweep);
-        g.throughput(Throughput::Elements(w.count() as u64));
-        let n = w.count() as u64;
-
-        let m = Shm::<Mutex<u64>>::zeroed(1);
-        concurrent(
-            &mut g,
-            "shmstate_mutex",
+        mutex_group(
+            c,
+            format!("scaling_mutex_{}", w.label()),
             w,
-            n,
-            &*m,
-            |m| *m.lock().unwrap() = 0,
-            |m, _, iters| {
-                for _ in 0..iters {
-                    *m.lock().unwrap() += 1;
-                }
-            },
-            |m| *m.lock().unwrap(),
+            Weight::Sweep,
+            &[true],
         );
-
-        let (name, m) = pthread_cases(true);
-        concurrent(
-            &mut g,
-            name,
-            w,
-            n,
-            &*m,
-            |m| m.set(0),
-            |m, _, iters| {
-                for _ in 0..iters {
-                    m.with(|v| *v += 1);
-                }
-            },
-            |m| m.get(),
-        );
-        g.finish();
     }
 }
 
