@@ -178,8 +178,10 @@ fn rwlock_one_reader_two_writers() {
 /// A writer downgrades its write lock beside `readers` readers and `writers` other
 /// writers: the downgraded read lock sees the writer's own values (no writer got in
 /// between), readers never see a half-done write, and nothing is left held. (Releasing the
-/// write lock before claiming the slot fails the first and third models.)
-fn downgrade_model(readers: usize, writers: usize) {
+/// write lock before claiming the slot fails the first and third models.) With
+/// `full_slots`, every reader slot is taken by a live TID while the writer downgrades, so it
+/// swaps the write lock for an overflow count of one instead.
+fn downgrade_model(readers: usize, writers: usize, full_slots: bool) {
     loom::model(move || {
         let l = Arc::new(RwLock::new([0u32; 2]));
         let inside = Arc::new(RwInside::new());
@@ -193,7 +195,17 @@ fn downgrade_model(readers: usize, writers: usize) {
                     w[1] += 1;
                 });
                 let mine = *w;
+                if full_slots {
+                    for s in l.raw().reader_slots() {
+                        let _ = s.compare_exchange(0, 99, Ordering::SeqCst, Ordering::Relaxed);
+                    }
+                }
                 let r = RwLockWriteGuard::downgrade(w);
+                if full_slots {
+                    for s in l.raw().reader_slots() {
+                        let _ = s.compare_exchange(99, 0, Ordering::SeqCst, Ordering::Relaxed);
+                    }
+                }
                 inside.read(|| assert_eq!(*r, mine, "a writer got in during the downgrade"));
             }));
         }
@@ -222,82 +234,30 @@ fn downgrade_model(readers: usize, writers: usize) {
     });
 }
 
-/// The overflow downgrade (every slot taken by a live TID while the writer holds
-/// `WRITE_LOCKED`, so it swaps the write lock for an overflow count of one), beside a writer
-/// and a reader that sleep on the lock: no writer gets in between, nobody is left asleep.
-fn downgrade_overflow_model(reader: bool) {
-    loom::model(move || {
-        let l = Arc::new(RwLock::new([0u32; 2]));
-        let inside = Arc::new(RwInside::new());
-        let mut hs = Vec::new();
-        {
-            let (l, inside) = (l.clone(), inside.clone());
-            hs.push(thread::spawn(move || {
-                let mut w = l.write().unwrap();
-                inside.write(|| {
-                    w[0] += 1;
-                    w[1] += 1;
-                });
-                let mine = *w;
-                for s in l.raw().reader_slots() {
-                    let _ = s.compare_exchange(0, 99, Ordering::SeqCst, Ordering::Relaxed);
-                }
-                let r = RwLockWriteGuard::downgrade(w);
-                for s in l.raw().reader_slots() {
-                    let _ = s.compare_exchange(99, 0, Ordering::SeqCst, Ordering::Relaxed);
-                }
-                inside.read(|| assert_eq!(*r, mine, "a writer got in during the downgrade"));
-            }));
-        }
-        {
-            let (l, inside) = (l.clone(), inside.clone());
-            hs.push(thread::spawn(move || {
-                let mut w = l.write().unwrap();
-                inside.write(|| {
-                    w[0] += 1;
-                    w[1] += 1;
-                });
-            }));
-        }
-        if reader {
-            let (l, inside) = (l.clone(), inside.clone());
-            hs.push(thread::spawn(move || {
-                let r = l.read().unwrap();
-                inside.read(|| assert_eq!(r[0], r[1]));
-            }));
-        }
-        for h in hs {
-            h.join().unwrap();
-        }
-        assert!(!l.is_locked());
-        assert_eq!(*l.write().unwrap(), [2u32; 2]);
-    });
-}
-
 #[test]
 fn downgrade_overflow_beside_a_writer() {
-    downgrade_overflow_model(false);
+    downgrade_model(0, 1, true);
 }
 
 #[test]
 #[ignore = "about 2 minutes at LOOM_MAX_PREEMPTIONS=2; run with --ignored"]
 fn downgrade_overflow_beside_a_writer_and_a_reader() {
-    downgrade_overflow_model(true);
+    downgrade_model(1, 1, true);
 }
 
 #[test]
 fn rwlock_downgrade_beside_a_writer() {
-    downgrade_model(0, 1);
+    downgrade_model(0, 1, false);
 }
 
 #[test]
 fn rwlock_downgrade_beside_a_reader() {
-    downgrade_model(1, 0);
+    downgrade_model(1, 0, false);
 }
 
 #[test]
 fn rwlock_downgrade_beside_a_reader_and_a_writer() {
-    downgrade_model(1, 1);
+    downgrade_model(1, 1, false);
 }
 
 /// A lock whose reader slot 0 names a reader that died holding a read lock, or at any
