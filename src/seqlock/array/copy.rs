@@ -6,7 +6,6 @@
 //!
 //! None of their own: a copy is one step of the parent's protocol (its tables).
 
-#[allow(unused_imports)]
 use super::*;
 
 impl<T: Pod> SeqLockArray<T> {

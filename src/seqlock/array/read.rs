@@ -5,7 +5,6 @@
 //!
 //! Readers store nothing: a reader killed anywhere leaves nothing (the parent's tables).
 
-#[allow(unused_imports)]
 use super::*;
 
 impl<T: Pod> SeqLockArray<T> {

@@ -6,7 +6,6 @@
 //!
 //! The batch-write table of the [`array`](crate::seqlock::array) module docs.
 
-#[allow(unused_imports)]
 use super::*;
 
 impl<T: Pod> SeqLockArray<T> {
