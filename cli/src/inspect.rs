@@ -6,22 +6,89 @@
 //! read by single word loads ([`crate::state`]), so it is a snapshot that may be stale
 //! when printed, and never a reason to panic or hang whatever the bytes are.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
-use serde_json::{Map, Value as Json};
+use serde_json::{Map, Value as Json, json};
 use shmstate::region::ReadOnlyRegion;
 use shmstate::{EntryInfo, EntryState};
 
 use crate::Failure;
-use crate::state;
+use crate::state::{self, Num, Opts};
 
 /// The exit code when an object needs attention: a lock held by a dead thread (or with a
-/// garbage lock word), or a seqlock torn by a writer that died mid-write.
+/// garbage lock word), or a seqlock (or a stripe of a seqlock array) torn by a writer
+/// that died mid-write.
 pub const UNHEALTHY: u8 = 3;
 
-/// The `--json` document's schema version.
+/// The `--json` document's schema version. Fields added since version 1 (`rate`,
+/// `time`, `interval`, the `--verbose` details, the seqlock array's) are additions that
+/// a reader of version 1 may ignore, so the version stays 1; it changes only when an
+/// existing field changes meaning or type.
 pub const SCHEMA_VERSION: u32 = 1;
+
+/// `shmstate inspect`'s arguments.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The region file.
+    pub path: PathBuf,
+    /// Print one JSON document instead of a table: {"schema_version": 1, "path",
+    /// "size", "capacity", "unhealthy", "objects": [{"name", "type", "len",
+    /// "offset", "size", "state", "creator", "readable", "unhealthy", "summary", and
+    /// the kind's fields: "value" (Value, Counter, StripedCounter, SeqLock), "values"
+    /// and "truncated" (ValueArray; SeqLockArray, with null for an element of a stripe
+    /// that had no stable copy), "stripe_values" (StripedCounter), "stripe_len" and
+    /// "stripe_states" [{"index", "seqlock", "sequence", "writer_word", "dirty",
+    /// "consistent", "holder"}] (SeqLockArray), "lock" ("free", "held", "read",
+    /// "write", "garbage"), "holder" {"tid", "alive", "comm"}, "owner_died", "depth",
+    /// "readers", "reader_slots", "readers_waiting", "writers_waiting", "draining",
+    /// "writer_notify", "waiters", "seqlock" ("idle", "writing", "torn", "garbage"),
+    /// "permits", "bound", "set", "generation", "parties", "arrived", "broken",
+    /// "length", "capacity"}]}. With --watch: one such document per line and interval,
+    /// with "time" (Unix seconds), "interval" (seconds) and, on objects with a number,
+    /// "rate" (change per second since the previous document; null in the first).
+    /// Fields are only ever added within a schema version.
+    #[arg(long)]
+    pub json: bool,
+    /// Show the details behind each summary: a StripedCounter's stripes, an RwLock's
+    /// reader slots, every element of an array, each SeqLockArray stripe, raw words in
+    /// hex and waiter bits.
+    #[arg(long, short)]
+    pub verbose: bool,
+    /// Only the objects whose name matches GLOB (`*` any characters, `?` one, `[abc]`,
+    /// `[a-z]` and `[!abc]` one of / none of a set); the exit status then reflects only
+    /// them.
+    #[arg(long, value_name = "GLOB", value_parser = parse_glob)]
+    pub filter: Option<glob::Pattern>,
+    /// Redraw every SECONDS (default 1) until interrupted (Ctrl-C) or the file is
+    /// removed, with the change per second of counters and numeric values. Give the
+    /// interval when the file follows (`--watch 1 FILE`), or put the file first.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        num_args = 0..=1,
+        default_missing_value = "1",
+        value_parser = parse_interval
+    )]
+    pub watch: Option<Duration>,
+}
+
+fn parse_glob(s: &str) -> Result<glob::Pattern, String> {
+    glob::Pattern::new(s).map_err(|e| e.to_string())
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("not a number of seconds: {s:?}"))?;
+    if !(0.01..=86_400.0).contains(&secs) {
+        return Err("the interval must be between 0.01 and 86400 seconds".into());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
 
 /// The `--json` document.
 #[derive(Serialize)]
@@ -31,6 +98,12 @@ struct Document {
     size: usize,
     capacity: usize,
     unhealthy: bool,
+    /// `--watch`: when the objects were read (Unix seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    time: Option<f64>,
+    /// `--watch`: the interval (seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interval: Option<f64>,
     objects: Vec<Object>,
 }
 
@@ -52,44 +125,93 @@ struct Object {
     summary: String,
     #[serde(flatten)]
     fields: Map<String, Json>,
+    /// Highlighted in the table (unhealthy, or a broken barrier).
+    #[serde(skip)]
+    alert: bool,
+    /// `--verbose` lines under the row.
+    #[serde(skip)]
+    details: Vec<String>,
+    /// The number a rate is shown for.
+    #[serde(skip)]
+    num: Option<Num>,
+    /// `--watch`: its change per second.
+    #[serde(skip)]
+    rate: Option<f64>,
 }
 
-/// Prints the objects of the region at `path` (a table, or one JSON document if `json`);
-/// returns the process's exit code: 0, or [`UNHEALTHY`].
-pub fn run(path: &Path, json: bool) -> Result<u8, Failure> {
-    let region = ReadOnlyRegion::open(path).map_err(|e| {
+/// Prints the objects of the region `args` names (a table, or one JSON document), or
+/// redraws them every interval with `--watch`; returns the process's exit code: 0, or
+/// [`UNHEALTHY`].
+pub fn run(args: &Args) -> Result<u8, Failure> {
+    let region = open(&args.path)?;
+    if let Some(interval) = args.watch {
+        return watch(args, region, interval);
+    }
+    let opts = Opts {
+        verbose: args.verbose,
+        json: args.json,
+    };
+    let objects = objects(&region, opts, args.filter.as_ref());
+    let unhealthy = objects.iter().any(|o| o.unhealthy);
+    let text = if args.json {
+        let doc = document(&args.path, &region, objects, None);
+        serde_json::to_string_pretty(&doc)
+            .map_err(|e| Failure::runtime(format!("cannot write JSON: {e}")))?
+            + "\n"
+    } else {
+        let color = std::io::stdout().is_terminal();
+        table(&args.path, &region, &objects, color, args.filter.is_some())
+    };
+    // A closed stdout (`| head`) ends the output, not in a panic.
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    Ok(if unhealthy { UNHEALTHY } else { 0 })
+}
+
+fn open(path: &Path) -> Result<ReadOnlyRegion, Failure> {
+    ReadOnlyRegion::open(path).map_err(|e| {
         let msg = format!("{}: {e}", path.display());
         match e {
             shmstate::OpenError::NotFound(_) => Failure::usage(msg),
             _ => Failure::runtime(msg),
         }
-    })?;
-    let objects: Vec<Object> = region
-        .entries()
-        .iter()
-        .map(|e| object(&region, e))
-        .collect();
-    let unhealthy = objects.iter().any(|o| o.unhealthy);
-    if json {
-        let doc = Document {
-            schema_version: SCHEMA_VERSION,
-            path: path.display().to_string(),
-            size: region.size(),
-            capacity: region.capacity(),
-            unhealthy,
-            objects,
-        };
-        let text = serde_json::to_string_pretty(&doc)
-            .map_err(|e| Failure::runtime(format!("cannot write JSON: {e}")))?;
-        println!("{text}");
-    } else {
-        table(path, &region, &objects);
-    }
-    Ok(if unhealthy { UNHEALTHY } else { 0 })
+    })
 }
 
-fn object(region: &ReadOnlyRegion, e: &EntryInfo) -> Object {
-    let reading = state::read(region, e);
+/// The objects of `region` whose names match `filter`, read now.
+fn objects(region: &ReadOnlyRegion, opts: Opts, filter: Option<&glob::Pattern>) -> Vec<Object> {
+    region
+        .entries()
+        .iter()
+        .filter(|e| filter.is_none_or(|f| f.matches(&e.name)))
+        .map(|e| object(region, e, opts))
+        .collect()
+}
+
+fn document(
+    path: &Path,
+    region: &ReadOnlyRegion,
+    objects: Vec<Object>,
+    watch: Option<(SystemTime, Duration)>,
+) -> Document {
+    Document {
+        schema_version: SCHEMA_VERSION,
+        path: path.display().to_string(),
+        size: region.size(),
+        capacity: region.capacity(),
+        unhealthy: objects.iter().any(|o| o.unhealthy),
+        time: watch.map(|(t, _)| unix_secs(t)),
+        interval: watch.map(|(_, i)| i.as_secs_f64()),
+        objects,
+    }
+}
+
+fn unix_secs(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn object(region: &ReadOnlyRegion, e: &EntryInfo, opts: Opts) -> Object {
+    let reading = state::read(region, e, opts);
     let (readable, reading) = match reading {
         Some(r) => (true, r),
         None => (false, state::Reading::default()),
@@ -110,28 +232,65 @@ fn object(region: &ReadOnlyRegion, e: &EntryInfo) -> Object {
         unhealthy: reading.unhealthy,
         summary: reading.text,
         fields: reading.fields,
+        alert: reading.alert,
+        details: reading.details,
+        num: reading.num,
+        rate: None,
+    }
+}
+
+/// A highlighted value: bold red on a terminal, else marked `!! `.
+fn highlight(text: &str, color: bool) -> String {
+    if color {
+        format!("\x1b[1;31m{text}\x1b[0m")
+    } else {
+        format!("!! {text}")
     }
 }
 
 /// One line per directory entry: name, type, length, offset, size, entry state, creator,
-/// and the object's state.
-fn table(path: &Path, region: &ReadOnlyRegion, objects: &[Object]) {
-    println!(
-        "{}: {} bytes, {} of {} directory entries used",
-        path.display(),
+/// and the object's state (with its rate under `--watch`); `--verbose` details under it.
+fn table(
+    path: &Path,
+    region: &ReadOnlyRegion,
+    objects: &[Object],
+    color: bool,
+    filtered: bool,
+) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let used = region.entries().len();
+    let _ = write!(
+        out,
+        "{}: {} bytes, {used} of {} directory entries used",
+        printable(&path.display().to_string()),
         region.size(),
-        objects.len(),
         region.capacity()
     );
-    println!(
+    if filtered {
+        let _ = write!(out, ", {} shown by the filter", objects.len());
+    }
+    out.push('\n');
+    let _ = writeln!(
+        out,
         "{:<24} {:<28} {:>8} {:>10} {:>10}  {:<12} {:>8}  value",
         "name", "type", "len", "offset", "size", "state", "creator"
     );
     for o in objects {
-        let mark = if o.unhealthy { "!! " } else { "" };
-        let value = if o.readable { o.summary.as_str() } else { "-" };
-        println!(
-            "{:<24} {:<28} {:>8} {:>10} {:>10}  {:<12} {:>8}  {mark}{}",
+        let mut value = if o.readable {
+            o.summary.clone()
+        } else {
+            "-".to_owned()
+        };
+        if let Some(r) = o.rate {
+            let _ = write!(value, "  [{}]", rate_text(r));
+        }
+        if o.alert {
+            value = highlight(&value, color);
+        }
+        let _ = writeln!(
+            out,
+            "{:<24} {:<28} {:>8} {:>10} {:>10}  {:<12} {:>8}  {value}",
             printable(&o.name),
             o.ty,
             o.len,
@@ -139,9 +298,138 @@ fn table(path: &Path, region: &ReadOnlyRegion, objects: &[Object]) {
             o.size,
             o.state,
             o.creator,
-            value
         );
+        for d in &o.details {
+            let _ = writeln!(out, "    {d}");
+        }
     }
+    out
+}
+
+/// A rate per second for people: `+12.5/s`.
+fn rate_text(r: f64) -> String {
+    if r.abs() >= 1000.0 {
+        format!("{r:+.0}/s")
+    } else {
+        format!("{r:+.1}/s")
+    }
+}
+
+/// The identity of the file at `path` (device, inode), to notice its removal or
+/// replacement; `None` if it is gone.
+fn identity(path: &Path) -> Result<Option<(u64, u64)>, Failure> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(path) {
+        Ok(m) => Ok(Some((m.dev(), m.ino()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Failure::runtime(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// `--watch`: a frame every `interval` (a table redrawn in place on a terminal, or a
+/// JSON line), with rates, until the file is removed or the process is interrupted
+/// (SIGINT's default action ends it). A region replaced under the same path is reopened.
+fn watch(args: &Args, mut region: ReadOnlyRegion, interval: Duration) -> Result<u8, Failure> {
+    let path = &args.path;
+    let opts = Opts {
+        verbose: args.verbose,
+        json: args.json,
+    };
+    let terminal = std::io::stdout().is_terminal();
+    let mut ident = identity(path)?;
+    let mut previous: HashMap<(String, u64), (Num, Instant)> = HashMap::new();
+    let mut unhealthy = false;
+    loop {
+        let now_ident = identity(path)?;
+        if now_ident.is_none() {
+            eprintln!(
+                "shmstate: {}: the region file was removed; stopped watching",
+                path.display()
+            );
+            return Ok(if unhealthy { UNHEALTHY } else { 0 });
+        }
+        if now_ident != ident {
+            // Replaced: watch the new file (its objects' rates start over).
+            match ReadOnlyRegion::open(path) {
+                Ok(r) => region = r,
+                Err(shmstate::OpenError::NotFound(_)) => continue,
+                Err(e) => return Err(Failure::runtime(format!("{}: {e}", path.display()))),
+            }
+            ident = now_ident;
+            previous.clear();
+        }
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let mut objects = objects(&region, opts, args.filter.as_ref());
+        for o in &mut objects {
+            let Some(num) = o.num else { continue };
+            let key = (o.name.clone(), o.offset);
+            if let Some((old, then)) = previous.get(&key) {
+                o.rate = num.rate(*old, now.duration_since(*then).as_secs_f64());
+            }
+            previous.insert(key, (num, now));
+            if args.json {
+                o.fields.insert("rate".into(), json!(o.rate));
+            }
+        }
+        unhealthy = objects.iter().any(|o| o.unhealthy);
+        let text = if args.json {
+            let doc = document(path, &region, objects, Some((wall, interval)));
+            serde_json::to_string(&doc)
+                .map_err(|e| Failure::runtime(format!("cannot write JSON: {e}")))?
+                + "\n"
+        } else {
+            let header = format!("every {}s, {}", interval.as_secs_f64(), utc_time(wall));
+            let body = table(path, &region, &objects, terminal, args.filter.is_some());
+            if terminal {
+                // Cursor home, each line cleared to its end, the rest of the screen
+                // cleared: a redraw in place without a blank flash.
+                let mut s = String::from("\x1b[H");
+                for line in std::iter::once(header.as_str()).chain(body.lines()) {
+                    s.push_str(line);
+                    s.push_str("\x1b[K\n");
+                }
+                s.push_str("\x1b[J");
+                s
+            } else {
+                format!("{header}\n{body}\n")
+            }
+        };
+        let mut out = std::io::stdout().lock();
+        if out
+            .write_all(text.as_bytes())
+            .and_then(|()| out.flush())
+            .is_err()
+        {
+            // Stdout closed (the reader of a pipe went away): nothing more to show.
+            return Ok(if unhealthy { UNHEALTHY } else { 0 });
+        }
+        drop(out);
+        std::thread::sleep(interval);
+    }
+}
+
+/// `t` as `YYYY-MM-DD HH:MM:SS UTC`.
+fn utc_time(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's `civil_from_days`).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// `name` as it is safe to print: names come from shared memory, which any process with
@@ -158,7 +446,35 @@ pub fn printable(name: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::printable;
+    use super::*;
+
+    #[test]
+    fn utc_time_formats_civil_dates() {
+        let at = |s| utc_time(SystemTime::UNIX_EPOCH + Duration::from_secs(s));
+        assert_eq!(at(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(at(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(at(1_798_761_599), "2026-12-31 23:59:59 UTC");
+    }
+
+    #[test]
+    fn rates_are_per_second_and_wrap_like_counters() {
+        assert_eq!(Num::Int(30).rate(Num::Int(10), 2.0), Some(10.0));
+        assert_eq!(Num::Int(1).rate(Num::Int(u64::MAX), 1.0), Some(2.0));
+        assert_eq!(Num::Int(5).rate(Num::Int(7), 1.0), Some(-2.0));
+        assert_eq!(Num::Real(1.5).rate(Num::Real(0.5), 0.5), Some(2.0));
+        assert_eq!(Num::Real(f64::NAN).rate(Num::Real(0.5), 1.0), None);
+        assert_eq!(Num::Int(1).rate(Num::Int(0), 0.0), None);
+        assert_eq!(rate_text(12.34), "+12.3/s");
+        assert_eq!(rate_text(-25_000.0), "-25000/s");
+    }
+
+    #[test]
+    fn intervals_are_checked() {
+        assert_eq!(parse_interval("0.2"), Ok(Duration::from_millis(200)));
+        assert!(parse_interval("0").is_err());
+        assert!(parse_interval("nan").is_err());
+        assert!(parse_interval("x").is_err());
+    }
 
     #[test]
     fn control_characters_in_names_are_escaped() {

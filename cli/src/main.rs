@@ -1,12 +1,12 @@
 //! `shmstate`: the lost-update demo and tools for shmstate regions.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 mod demo;
 mod inspect;
+mod seqarray;
 mod state;
 
 /// Lock-free shared-memory state for processes: the lost-update demo and region tools.
@@ -28,27 +28,19 @@ enum Command {
     /// Per kind: the value of a Value, Counter, StripedCounter (sum), ValueArray (first
     /// elements) and SeqLock of a primitive type; free or held, the holder's TID, whether
     /// it is alive and its name, and the owner-died mark, for Mutex, ReentrantMutex and
-    /// RwLock; idle, being written or torn for a SeqLock; permits of a Semaphore or BoundedSemaphore; set or clear for an
+    /// RwLock; idle, being written or torn for a SeqLock; for a SeqLockArray, each
+    /// stripe's state (idle, being written, torn by a dead writer) and the first values
+    /// of a primitive type, each stripe copied consistently (`?` where no stable copy
+    /// could be made); permits of a Semaphore or BoundedSemaphore; set or clear for an
     /// Event; parties, arrived and broken for a Barrier; length, capacity and the lock
-    /// for a Queue; "-" for other kinds.
+    /// for a Queue; "-" for other kinds. A dead holder, a torn seqlock and a broken
+    /// barrier are highlighted (bold red on a terminal, else marked "!!").
     ///
     /// Exit status: 0; 3 if a lock is held by a dead thread (or holds a garbage word) or
-    /// a seqlock was torn by a writer that died mid-write; 1 on errors; 2 on bad
-    /// arguments or a missing file.
-    Inspect {
-        /// The region file.
-        path: PathBuf,
-        /// Print one JSON document instead of a table: {"schema_version": 1, "path",
-        /// "size", "capacity", "unhealthy", "objects": [{"name", "type", "len",
-        /// "offset", "size", "state", "creator", "readable", "unhealthy", "summary", and
-        /// the kind's fields: "value" (Value, Counter, StripedCounter, SeqLock), "values"
-        /// and "truncated" (ValueArray), "lock" ("free", "held", "read", "write",
-        /// "garbage"), "holder" {"tid", "alive", "comm"}, "owner_died", "depth",
-        /// "readers", "seqlock" ("idle", "writing", "torn", "garbage"), "permits",
-        /// "bound", "set", "parties", "arrived", "broken", "length", "capacity"}]}.
-        #[arg(long)]
-        json: bool,
-    },
+    /// a seqlock (or a SeqLockArray stripe) was torn by a writer that died mid-write; 1
+    /// on errors; 2 on bad arguments or a missing file. With --watch: the status of the
+    /// last frame when the file is removed.
+    Inspect(inspect::Args),
     /// One demo worker process (started by `demo`).
     #[command(hide = true)]
     DemoWorker(demo::WorkerArgs),
@@ -58,7 +50,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args).map(|()| 0),
-        Command::Inspect { path, json } => inspect::run(&path, json),
+        Command::Inspect(args) => inspect::run(&args),
         Command::DemoWorker(args) => demo::worker(&args).map(|()| 0),
     };
     match result {

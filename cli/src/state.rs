@@ -6,12 +6,50 @@
 //! no valid sequence of operations produces is reported as garbage rather than believed.
 //! Every loop is bounded by a constant.
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value as Json, json};
 use shmstate::region::ReadOnlyRegion;
 use shmstate::{Elem, EntryInfo, EntryState, Kind};
 
-/// How many elements of an array are shown.
+/// How many elements of an array are shown (all of them with `--verbose`).
 pub const SHOWN_ELEMENTS: u64 = 8;
+
+/// What to read besides the summary.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Opts {
+    /// `--verbose`: detail lines (stripes, reader slots, raw words in hex, waiter bits)
+    /// and every element of an array.
+    pub verbose: bool,
+    /// `--json`: a `SeqLockArray` lists every element in the document.
+    pub json: bool,
+}
+
+/// A number whose change per second `--watch` shows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Num {
+    /// An integer, as its bits (sign-extended): the change is the wrapping difference
+    /// read as an `i64`, exact for counters that wrap.
+    Int(u64),
+    /// A float: the change is the difference.
+    Real(f64),
+}
+
+impl Num {
+    /// The change from `old` to `self` per second over `secs`; `None` if the kinds
+    /// differ, `secs` is not positive, or the result is not finite.
+    pub fn rate(self, old: Num, secs: f64) -> Option<f64> {
+        if secs <= 0.0 {
+            return None;
+        }
+        let delta = match (self, old) {
+            (Num::Int(n), Num::Int(o)) => n.wrapping_sub(o) as i64 as f64,
+            (Num::Real(n), Num::Real(o)) => n - o,
+            _ => return None,
+        };
+        Some(delta / secs).filter(|r| r.is_finite())
+    }
+}
 
 // The word layouts, as documented on the fields of `RawMutex`, `RawRwLock` and `SeqLock`.
 const TID_MASK_MUTEX: u32 = 0x00FF_FFFF;
@@ -22,9 +60,15 @@ const RW_WRITE_LOCKED: u32 = 1 << 27;
 const RW_OWNER_DIED: u32 = 1 << 28;
 const RW_KNOWN: u32 = RW_COUNT_MASK | (0x1F << 27);
 const RW_READER_SLOTS: u64 = 14;
-const SEQ_WAITERS: u32 = 1 << 31;
+const RW_DRAINING: u32 = 1 << 29;
+const RW_READERS_WAITING: u32 = 1 << 30;
+const RW_WRITERS_WAITING: u32 = 1 << 31;
+pub(crate) const SEQ_WAITERS: u32 = 1 << 31;
+const EVENT_WAITERS: u32 = 1 << 1;
+const BARRIER_SLEEPERS: u32 = 1 << 30;
+const BARRIER_BROKEN: u32 = 1 << 31;
 /// The kernel's `PID_MAX_LIMIT`: no TID is larger.
-const MAX_TID: u32 = 1 << 22;
+pub(crate) const MAX_TID: u32 = 1 << 22;
 
 /// One object's state: a line for people, fields for `--json`, and whether it needs a
 /// person's attention (a dead holder, a torn seqlock).
@@ -36,105 +80,195 @@ pub struct Reading {
     pub fields: Map<String, Json>,
     /// A lock held by a dead thread, or a seqlock whose writer died mid-write.
     pub unhealthy: bool,
+    /// Worth highlighting: unhealthy, or a broken barrier (which is not a reason for
+    /// exit code 3: breaking is a barrier's documented way to fail).
+    pub alert: bool,
+    /// `--verbose` detail lines, shown under the object's row.
+    pub details: Vec<String>,
+    /// The number `--watch` shows a rate of (counters, numeric values).
+    pub num: Option<Num>,
 }
 
 impl Reading {
-    fn plain(text: impl Into<String>) -> Reading {
+    pub(crate) fn plain(text: impl Into<String>) -> Reading {
         Reading {
             text: text.into(),
             ..Reading::default()
         }
     }
 
-    fn field(mut self, key: &str, value: Json) -> Reading {
+    pub(crate) fn field(mut self, key: &str, value: Json) -> Reading {
         self.fields.insert(key.to_owned(), value);
+        self
+    }
+
+    fn detail(mut self, opts: Opts, line: impl FnOnce() -> String) -> Reading {
+        if opts.verbose {
+            self.details.push(line());
+        }
         self
     }
 }
 
 /// The state of the object `e` describes, or `None` for a kind this tool cannot read
-/// (a user type, a condvar, a queue, an object not ready).
-pub fn read(view: &ReadOnlyRegion, e: &EntryInfo) -> Option<Reading> {
+/// (a user type, a condvar, an object not ready).
+pub fn read(view: &ReadOnlyRegion, e: &EntryInfo, opts: Opts) -> Option<Reading> {
     if e.state != EntryState::Ready {
         return None;
     }
+    let mut r = read_kind(view, e, opts)?;
+    r.alert |= r.unhealthy;
+    Some(r)
+}
+
+fn read_kind(view: &ReadOnlyRegion, e: &EntryInfo, opts: Opts) -> Option<Reading> {
     let at = e.offset;
     let tag = e.tag;
     match tag.kind {
-        Kind::COUNTER => view
-            .load_u64(at)
-            .map(|v| Reading::plain(v.to_string()).field("value", json!(v))),
+        Kind::COUNTER => view.load_u64(at).map(|v| {
+            let mut r = Reading::plain(v.to_string())
+                .field("value", json!(v))
+                .detail(opts, || format!("word {v:#018x}"));
+            r.num = Some(Num::Int(v));
+            r
+        }),
         Kind::VALUE => {
-            elem_at(view, tag.elem, at).map(|(t, j)| Reading::plain(t).field("value", j))
+            let bits = elem_bits(view, tag.elem, at)?;
+            let (t, j, num) = decode(tag.elem, bits)?;
+            let mut r = Reading::plain(t).field("value", j).detail(opts, || {
+                format!("bits {bits:#0w$x}", w = 2 + 2 * tag.elem.size as usize)
+            });
+            r.num = num;
+            Some(r)
         }
-        Kind::STRIPED_COUNTER => striped_sum(view, e),
-        Kind::VALUE_ARRAY => value_array(view, e),
-        Kind::MUTEX => view.load_u32(at).map(|w| mutex(w, None)),
+        Kind::STRIPED_COUNTER => striped_sum(view, e, opts),
+        Kind::VALUE_ARRAY => value_array(view, e, opts),
+        Kind::SEQLOCK_ARRAY => crate::seqarray::read(view, e, opts),
+        Kind::MUTEX => view.load_u32(at).map(|w| mutex(w, None, opts)),
         Kind::REENTRANT_MUTEX => {
             let w = view.load_u32(at)?;
             // The word records the guards beyond the first.
-            let depth = view.load_u32(at.checked_add(4)?)?.saturating_add(1);
-            Some(mutex(w, Some(depth)))
+            let raw_depth = view.load_u32(at.checked_add(4)?)?;
+            let depth = raw_depth.saturating_add(1);
+            Some(
+                mutex(w, Some(depth), opts)
+                    .detail(opts, || format!("depth word {raw_depth:#010x}")),
+            )
         }
-        Kind::RWLOCK => rwlock(view, at),
+        Kind::RWLOCK => rwlock(view, at, opts),
         Kind::SEQLOCK => {
             let seq = view.load_u32(at)?;
-            let mut r = seqlock(seq, view.load_u32(at.checked_add(4)?)?)?;
+            let writer = view.load_u32(at.checked_add(4)?)?;
+            let mut holders = Probes::default();
+            let mut r = seqlock(seq, writer, &mut holders, opts)?;
             // The value, for a primitive `T` (at offset 8): read between two equal, even
             // loads of the sequence word, as a reader does (every load is Acquire, so
             // the second sequence load comes after the value's).
-            if let Some((t, j)) = elem_at(view, tag.elem, at.checked_add(8)?)
+            if let Some(bits) = elem_bits(view, tag.elem, at.checked_add(8)?)
+                && let Some((t, j, num)) = decode(tag.elem, bits)
                 && seq & 1 == 0
                 && view.load_u32(at)? == seq
             {
                 r.text = format!("{t}; {}", r.text);
                 r = r.field("value", j);
+                r.num = num;
             }
             Some(r)
         }
-        Kind::SEMAPHORE => view
-            .load_u32(at)
-            .map(|n| Reading::plain(format!("{n} permits")).field("permits", json!(n))),
+        Kind::SEMAPHORE => {
+            let n = view.load_u32(at)?;
+            let sleepers = view.load_u32(at.checked_add(4)?)?;
+            Some(semaphore(
+                Reading::plain(format!("{n} permits")),
+                n,
+                sleepers,
+                opts,
+            ))
+        }
         Kind::BOUNDED_SEMAPHORE => {
             let n = view.load_u32(at)?;
+            let sleepers = view.load_u32(at.checked_add(4)?)?;
             let bound = view.load_u32(at.checked_add(8)?)?;
+            let r = Reading::plain(format!("{n} of {bound} permits")).field("bound", json!(bound));
             Some(
-                Reading::plain(format!("{n} of {bound} permits"))
-                    .field("permits", json!(n))
-                    .field("bound", json!(bound)),
+                semaphore(r, n, sleepers, opts)
+                    .detail(opts, || format!("bound word {bound:#010x}")),
             )
         }
         Kind::EVENT => {
-            let set = view.load_u32(at)? & 1 != 0;
+            let w = view.load_u32(at)?;
+            let set = w & 1 != 0;
+            let waiters = w & EVENT_WAITERS != 0;
+            let generation = w >> 2;
             let text = if set { "set" } else { "clear" };
-            Some(Reading::plain(text).field("set", json!(set)))
+            Some(
+                Reading::plain(text)
+                    .field("set", json!(set))
+                    .field("waiters", json!(waiters))
+                    .field("generation", json!(generation))
+                    .detail(opts, || {
+                        format!(
+                            "word {w:#010x}: waiters {}, generation {generation}",
+                            yes_no(waiters)
+                        )
+                    }),
+            )
         }
         Kind::BARRIER => {
             let w = view.load_u32(at)?;
             let parties = view.load_u32(at.checked_add(4)?)?;
-            let (arrived, broken) = (w & 0xFFFF, w & (1 << 31) != 0);
+            let (arrived, broken) = (w & 0xFFFF, w & BARRIER_BROKEN != 0);
+            let sleepers = w & BARRIER_SLEEPERS != 0;
+            let generation = (w >> 16) & 0x3FFF;
             let mut text = format!("{arrived} of {parties} arrived");
             if broken {
                 text.push_str(", broken");
             }
-            Some(
-                Reading::plain(text)
-                    .field("parties", json!(parties))
-                    .field("arrived", json!(arrived))
-                    .field("broken", json!(broken)),
-            )
+            let mut r = Reading::plain(text)
+                .field("parties", json!(parties))
+                .field("arrived", json!(arrived))
+                .field("broken", json!(broken))
+                .field("waiters", json!(sleepers))
+                .field("generation", json!(generation))
+                .detail(opts, || {
+                    format!(
+                        "state word {w:#010x}: waiters {}, generation {generation}; parties word {parties:#010x}",
+                        yes_no(sleepers)
+                    )
+                });
+            r.alert = broken;
+            Some(r)
         }
-        Kind::QUEUE => queue(view, e),
+        Kind::QUEUE => queue(view, e, opts),
         _ => None,
     }
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+/// A `Semaphore`'s count and sleepers word (bit 0: an acquirer may sleep; bits 2..: wake
+/// ticks).
+fn semaphore(r: Reading, n: u32, sleepers: u32, opts: Opts) -> Reading {
+    let waiters = sleepers & 1 != 0;
+    r.field("permits", json!(n))
+        .field("waiters", json!(waiters))
+        .detail(opts, || {
+            format!(
+                "count word {n:#010x}; sleepers word {sleepers:#010x}: waiters {}, wake ticks {}",
+                yes_no(waiters),
+                sleepers >> 2
+            )
+        })
 }
 
 /// A `Queue<T, N>`: its length and capacity, and its lock. `N` is recorded in the tag
 /// when `T` is a primitive (an `[T; N]` element, code `ARRAY_OF + T`'s code, of
 /// `N * size_of::<T>()` bytes); for other `T` it is unknown and only the lock is shown.
-fn queue(view: &ReadOnlyRegion, e: &EntryInfo) -> Option<Reading> {
+fn queue(view: &ReadOnlyRegion, e: &EntryInfo, opts: Opts) -> Option<Reading> {
     let at = e.offset;
-    let mut r = mutex(view.load_u32(at)?, None);
+    let mut r = mutex(view.load_u32(at)?, None, opts);
     let lock_text = std::mem::take(&mut r.text);
     let elem = e.tag.elem;
     let inner_size: u32 = match elem.code.checked_sub(Elem::ARRAY_OF) {
@@ -158,9 +292,10 @@ fn queue(view: &ReadOnlyRegion, e: &EntryInfo) -> Option<Reading> {
     // `0..2N`, the length `(tail - head) mod 2N` at most `N`.
     let wrap = 2 * n;
     let mut len = None;
+    let (mut head, mut tail) = (0, 0);
     for _ in 0..4 {
-        let head = view.load_u32(at.checked_add(4)?)?;
-        let tail = view.load_u32(at.checked_add(8)?)?;
+        head = view.load_u32(at.checked_add(4)?)?;
+        tail = view.load_u32(at.checked_add(8)?)?;
         let again = view.load_u32(at.checked_add(4)?)?;
         len = (head < wrap && tail < wrap)
             .then(|| (tail + wrap - head) % wrap)
@@ -169,6 +304,7 @@ fn queue(view: &ReadOnlyRegion, e: &EntryInfo) -> Option<Reading> {
             break;
         }
     }
+    r = r.detail(opts, || format!("head {head:#010x}, tail {tail:#010x}"));
     r.text = match len {
         Some(l) => format!("{l} of {n} items; lock {lock_text}"),
         None => format!("corrupt indices (capacity {n}); lock {lock_text}"),
@@ -177,78 +313,99 @@ fn queue(view: &ReadOnlyRegion, e: &EntryInfo) -> Option<Reading> {
     Some(r)
 }
 
-/// The element of type `elem` at `offset` (element types of `Value` and `ValueArray`),
-/// as text and JSON; `None` for an element this tool does not know or cannot load.
-fn elem_at(view: &ReadOnlyRegion, elem: Elem, offset: u64) -> Option<(String, Json)> {
-    let known = [
-        Elem::U8,
-        Elem::I8,
-        Elem::BOOL,
-        Elem::U16,
-        Elem::I16,
-        Elem::U32,
-        Elem::I32,
-        Elem::F32,
-        Elem::U64,
-        Elem::I64,
-        Elem::F64,
-        Elem::USIZE,
-        Elem::ISIZE,
-    ];
-    if !known.contains(&elem) {
+/// The primitive element types this tool decodes.
+const KNOWN: [Elem; 13] = [
+    Elem::U8,
+    Elem::I8,
+    Elem::BOOL,
+    Elem::U16,
+    Elem::I16,
+    Elem::U32,
+    Elem::I32,
+    Elem::F32,
+    Elem::U64,
+    Elem::I64,
+    Elem::F64,
+    Elem::USIZE,
+    Elem::ISIZE,
+];
+
+/// Whether [`decode`] knows `elem` (its size is then 1, 2, 4 or 8).
+pub(crate) fn known(elem: Elem) -> bool {
+    KNOWN.contains(&elem)
+}
+
+/// The bits of the element of type `elem` at `offset` (element types of `Value` and
+/// `ValueArray`), zero-extended; `None` for an element this tool does not know or cannot
+/// load.
+fn elem_bits(view: &ReadOnlyRegion, elem: Elem, offset: u64) -> Option<u64> {
+    if !known(elem) {
         return None;
     }
-    // One of the known elements: its size is 1, 2, 4 or 8.
     let size = u64::from(elem.size);
-    let bits: u64 = if size == 8 {
-        view.load_u64(offset)?
+    if size == 8 {
+        return view.load_u64(offset);
+    }
+    // A narrower element: the aligned 32-bit word holding it.
+    let word_at = offset & !3;
+    let word = view.load_u32(word_at)?.to_ne_bytes();
+    let start = usize::try_from(offset - word_at).ok()?;
+    bits_of(word.get(start..start.checked_add(size as usize)?)?)
+}
+
+/// `bytes` (at most 8, in this machine's byte order: the region's header checked that
+/// the machine that wrote them has the same) as a zero-extended `u64`.
+pub(crate) fn bits_of(bytes: &[u8]) -> Option<u64> {
+    let mut b = [0u8; 8];
+    if cfg!(target_endian = "little") {
+        b.get_mut(..bytes.len())?.copy_from_slice(bytes);
+        Some(u64::from_le_bytes(b))
     } else {
-        // A narrower element: the aligned 32-bit word holding it (little- or big-endian,
-        // as the machine that wrote it, which the region's header checked is this one's).
-        let word_at = offset & !3;
-        let word = view.load_u32(word_at)?.to_ne_bytes();
-        let start = usize::try_from(offset - word_at).ok()?;
-        let bytes = word.get(start..start + size as usize)?;
-        let mut b = [0u8; 8];
-        if cfg!(target_endian = "little") {
-            b[..bytes.len()].copy_from_slice(bytes);
-            u64::from_le_bytes(b)
-        } else {
-            b[8 - bytes.len()..].copy_from_slice(bytes);
-            u64::from_be_bytes(b)
-        }
-    };
+        b.get_mut(8usize.checked_sub(bytes.len())?..)?
+            .copy_from_slice(bytes);
+        Some(u64::from_be_bytes(b))
+    }
+}
+
+/// An element of a known type `elem` from its zero-extended bits: text, JSON, and the
+/// number `--watch` shows a rate of (`None` for a `bool`). `None` if `elem` is unknown.
+pub(crate) fn decode(elem: Elem, bits: u64) -> Option<(String, Json, Option<Num>)> {
+    if !known(elem) {
+        return None;
+    }
     let e = elem;
+    let int = |v: i64| Some(Num::Int(v as u64));
     Some(if e == Elem::BOOL {
         // `Value<bool>` stores 0 or 1; anything else is shown as it is.
         match bits {
-            0 => ("false".into(), json!(false)),
-            1 => ("true".into(), json!(true)),
-            n => (format!("bool byte {n}"), json!(n)),
+            0 => ("false".into(), json!(false), None),
+            1 => ("true".into(), json!(true), None),
+            n => (format!("bool byte {n}"), json!(n), None),
         }
     } else if e == Elem::F32 {
         let f = f32::from_bits(bits as u32);
-        (format!("{f:?}"), float(f64::from(f)))
+        (
+            format!("{f:?}"),
+            float(f64::from(f)),
+            Some(Num::Real(f64::from(f))),
+        )
     } else if e == Elem::F64 {
         let f = f64::from_bits(bits);
-        (format!("{f:?}"), float(f))
+        (format!("{f:?}"), float(f), Some(Num::Real(f)))
     } else if e == Elem::I8 {
         let v = bits as u8 as i8;
-        (v.to_string(), json!(v))
+        (v.to_string(), json!(v), int(v.into()))
     } else if e == Elem::I16 {
         let v = bits as u16 as i16;
-        (v.to_string(), json!(v))
-    } else if e == Elem::I32 {
+        (v.to_string(), json!(v), int(v.into()))
+    } else if e == Elem::I32 || (e == Elem::ISIZE && e.size == 4) {
         let v = bits as u32 as i32;
-        (v.to_string(), json!(v))
-    } else if e == Elem::I64 || (e == Elem::ISIZE && size == 8) {
+        (v.to_string(), json!(v), int(v.into()))
+    } else if e == Elem::I64 || e == Elem::ISIZE {
         let v = bits as i64;
-        (v.to_string(), json!(v))
-    } else if e == Elem::ISIZE {
-        let v = bits as u32 as i32;
-        (v.to_string(), json!(v))
+        (v.to_string(), json!(v), int(v))
     } else {
-        (bits.to_string(), json!(bits))
+        (bits.to_string(), json!(bits), Some(Num::Int(bits)))
     })
 }
 
@@ -261,39 +418,54 @@ fn float(f: f64) -> Json {
     }
 }
 
-/// A `StripedCounter`: the wrapping sum of its stripes (one `u64` at the start of each).
-fn striped_sum(view: &ReadOnlyRegion, e: &EntryInfo) -> Option<Reading> {
+/// A `StripedCounter`: the wrapping sum of its stripes (one `u64` at the start of each);
+/// with `--verbose`, each stripe's share.
+fn striped_sum(view: &ReadOnlyRegion, e: &EntryInfo, opts: Opts) -> Option<Reading> {
     let stride = e.size.checked_div(e.len)?;
     if stride < 8 {
         return None;
     }
     let mut sum = 0u64;
+    let mut stripes = Vec::new();
     // Bounded: every stripe is at least 8 bytes further, and a load past the region's end
     // fails, so a hostile length stops at the region's size / 8 iterations.
     for i in 0..e.len {
         let at = i
             .checked_mul(stride)
             .and_then(|d| e.offset.checked_add(d))?;
-        sum = sum.wrapping_add(view.load_u64(at)?);
+        let v = view.load_u64(at)?;
+        sum = sum.wrapping_add(v);
+        stripes.push(v);
     }
-    Some(
-        Reading::plain(format!("{sum} (sum of {} stripes)", e.len))
-            .field("value", json!(sum))
-            .field("stripes", json!(e.len)),
-    )
+    let mut r = Reading::plain(format!("{sum} (sum of {} stripes)", e.len))
+        .field("value", json!(sum))
+        .field("stripes", json!(e.len))
+        .field("stripe_values", json!(stripes));
+    if opts.verbose {
+        let list: Vec<String> = stripes.iter().map(u64::to_string).collect();
+        r.details.push(format!("stripes: {}", list.join(" + ")));
+    }
+    r.num = Some(Num::Int(sum));
+    Some(r)
 }
 
-/// A `ValueArray`: its first [`SHOWN_ELEMENTS`] elements.
-fn value_array(view: &ReadOnlyRegion, e: &EntryInfo) -> Option<Reading> {
+/// A `ValueArray`: its first [`SHOWN_ELEMENTS`] elements (all with `--verbose`).
+fn value_array(view: &ReadOnlyRegion, e: &EntryInfo, opts: Opts) -> Option<Reading> {
     let width = u64::from(e.tag.elem.size);
     if width == 0 {
         return None;
     }
-    let shown = e.len.min(SHOWN_ELEMENTS);
+    // Bounded by the region's size: a load past its end fails.
+    let shown = if opts.verbose {
+        e.len
+    } else {
+        e.len.min(SHOWN_ELEMENTS)
+    };
     let mut texts = Vec::new();
     let mut values = Vec::new();
     for i in 0..shown {
-        let (t, j) = elem_at(view, e.tag.elem, e.offset.checked_add(i * width)?)?;
+        let at = i.checked_mul(width).and_then(|d| e.offset.checked_add(d))?;
+        let (t, j, _) = decode(e.tag.elem, elem_bits(view, e.tag.elem, at)?)?;
         texts.push(t);
         values.push(j);
     }
@@ -336,11 +508,11 @@ impl Holder {
         Holder { tid, alive, comm }
     }
 
-    fn json(&self) -> Json {
+    pub(crate) fn json(&self) -> Json {
         json!({ "tid": self.tid, "alive": self.alive, "comm": self.comm })
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let comm = self.comm.as_deref().map(crate::inspect::printable);
         format!(
             "tid {} ({}{})",
@@ -351,8 +523,22 @@ impl Holder {
     }
 }
 
+/// The threads probed while reading one object, by TID: a batch writer that died holds
+/// every stripe of a `SeqLockArray`, which is then one probe, not one per stripe.
+#[derive(Default)]
+pub(crate) struct Probes(HashMap<u32, Holder>);
+
+impl Probes {
+    pub(crate) fn probe(&mut self, tid: u32) -> Holder {
+        self.0
+            .entry(tid)
+            .or_insert_with(|| Holder::probe(tid))
+            .clone()
+    }
+}
+
 /// A `RawMutex` word (of a `Mutex`, or of a `ReentrantMutex` with its `depth`).
-fn mutex(w: u32, depth: Option<u32>) -> Reading {
+fn mutex(w: u32, depth: Option<u32>, opts: Opts) -> Reading {
     let tid = w & TID_MASK_MUTEX;
     let owner_died = w & MUTEX_OWNER_DIED != 0;
     let garbage = w & !(TID_MASK_MUTEX | MUTEX_OWNER_DIED | MUTEX_CONTENDED) != 0 || tid > MAX_TID;
@@ -383,13 +569,19 @@ fn mutex(w: u32, depth: Option<u32>) -> Reading {
     if owner_died {
         text.push_str(", owner died (not marked consistent)");
     }
+    let contended = w & MUTEX_CONTENDED != 0;
     r.text = text;
-    r
+    r.field("waiters", json!(contended)).detail(opts, || {
+        format!("lock word {w:#010x}: waiters {}", yes_no(contended))
+    })
 }
 
 /// A `RawRwLock`: the state word and the reader slots.
-fn rwlock(view: &ReadOnlyRegion, at: u64) -> Option<Reading> {
+fn rwlock(view: &ReadOnlyRegion, at: u64, opts: Opts) -> Option<Reading> {
     let w = view.load_u32(at)?;
+    let notify = view.load_u32(at.checked_add(4)?)?;
+    let mut probes = Probes::default();
+    let mut slots = Vec::new();
     let owner_died = w & RW_OWNER_DIED != 0;
     let mut r = Reading::default()
         .field("word", json!(w))
@@ -397,8 +589,9 @@ fn rwlock(view: &ReadOnlyRegion, at: u64) -> Option<Reading> {
     let mut readers = Vec::new();
     for slot in 0..RW_READER_SLOTS {
         let tid = view.load_u32(at.checked_add(8 + 4 * slot)?)?;
+        slots.push(tid);
         if tid != 0 && tid <= MAX_TID {
-            readers.push(Holder::probe(tid));
+            readers.push(probes.probe(tid));
         }
     }
     let overflow = w & RW_COUNT_MASK;
@@ -413,7 +606,7 @@ fn rwlock(view: &ReadOnlyRegion, at: u64) -> Option<Reading> {
             r = r.field("lock", json!("garbage"));
             format!("write-locked by no thread ({w:#010x})")
         } else {
-            let h = Holder::probe(tid);
+            let h = probes.probe(tid);
             r.unhealthy = !h.alive;
             let t = format!("write-locked by {}", h.text());
             r = r.field("lock", json!("write")).field("holder", h.json());
@@ -439,21 +632,45 @@ fn rwlock(view: &ReadOnlyRegion, at: u64) -> Option<Reading> {
             "readers",
             Json::Array(readers.iter().map(Holder::json).collect()),
         )
-        .field("unregistered_readers", json!(overflow));
+        .field("unregistered_readers", json!(overflow))
+        .field("reader_slots", json!(slots))
+        .field("readers_waiting", json!(w & RW_READERS_WAITING != 0))
+        .field("writers_waiting", json!(w & RW_WRITERS_WAITING != 0))
+        .field("draining", json!(w & RW_DRAINING != 0))
+        .field("writer_notify", json!(notify));
     if owner_died {
         text.push_str(", owner died (not marked consistent)");
     }
     r.text = text;
+    if opts.verbose {
+        r.details.push(format!(
+            "state word {w:#010x}: readers waiting {}, writers waiting {}, draining {}; writer_notify {notify:#010x}",
+            yes_no(w & RW_READERS_WAITING != 0),
+            yes_no(w & RW_WRITERS_WAITING != 0),
+            yes_no(w & RW_DRAINING != 0),
+        ));
+        let list: Vec<String> = slots
+            .iter()
+            .enumerate()
+            .map(|(i, &tid)| match tid {
+                0 => format!("{i}: free"),
+                t if t > MAX_TID => format!("{i}: garbage {t:#010x}"),
+                t => format!("{i}: {}", probes.probe(t).text()),
+            })
+            .collect();
+        r.details.push(format!("reader slots: {}", list.join("; ")));
+    }
     Some(r)
 }
 
-/// A `SeqLock`: idle, being written, or torn (a writer died mid-write).
-fn seqlock(seq: u32, writer: u32) -> Option<Reading> {
+/// A `SeqLock` (or a stripe of a `SeqLockArray`): idle, being written, or torn (a writer
+/// died mid-write).
+pub(crate) fn seqlock(seq: u32, writer: u32, probes: &mut Probes, opts: Opts) -> Option<Reading> {
     let tid = writer & !SEQ_WAITERS;
     let mut r = Reading::default()
         .field("sequence", json!(seq))
         .field("writer_word", json!(writer));
-    let holder = (tid != 0 && tid <= MAX_TID).then(|| Holder::probe(tid));
+    let holder = (tid != 0 && tid <= MAX_TID).then(|| probes.probe(tid));
     let (status, text) = match (&holder, seq & 1 != 0) {
         (_, _) if tid > MAX_TID => {
             r.unhealthy = true;
@@ -478,12 +695,20 @@ fn seqlock(seq: u32, writer: u32) -> Option<Reading> {
             ("torn", format!("{what}, {}", h.text()))
         }
     };
-    r = r.field("seqlock", json!(status));
+    let waiters = writer & SEQ_WAITERS != 0;
+    r = r
+        .field("seqlock", json!(status))
+        .field("waiters", json!(waiters));
     if let Some(h) = &holder {
         r = r.field("holder", h.json());
     }
     r.text = text;
-    Some(r)
+    Some(r.detail(opts, || {
+        format!(
+            "sequence {seq:#010x}, writer word {writer:#010x}: waiters {}",
+            yes_no(waiters)
+        )
+    }))
 }
 
 #[cfg(test)]
@@ -492,24 +717,29 @@ mod tests {
 
     #[test]
     fn lock_words_decode_free_held_garbage_and_owner_died() {
-        assert_eq!(mutex(0, None).text, "free");
+        let o = Opts::default();
+        assert_eq!(mutex(0, None, o).text, "free");
         let me = rustix::process::getpid().as_raw_nonzero().get() as u32;
-        let held = mutex(me | MUTEX_CONTENDED, None);
+        let held = mutex(me | MUTEX_CONTENDED, None, o);
         assert!(
             held.text.starts_with(&format!("held by tid {me} (alive")),
             "{}",
             held.text
         );
         assert!(!held.unhealthy);
-        let g = mutex(1 << 29, None);
+        let g = mutex(1 << 29, None, o);
         assert!(g.unhealthy && g.text.starts_with("garbage"));
         assert!(
-            mutex(MUTEX_OWNER_DIED, None)
+            mutex(MUTEX_OWNER_DIED, None, o)
                 .text
                 .ends_with("not marked consistent)")
         );
         // TID 2^22 - 1 is possible but, with the default pid_max, unused.
-        assert!(seqlock(3, 0).unwrap().unhealthy, "odd sequence, no writer");
-        assert!(!seqlock(4, 0).unwrap().unhealthy);
+        let p = &mut Probes::default();
+        assert!(
+            seqlock(3, 0, p, o).unwrap().unhealthy,
+            "odd sequence, no writer"
+        );
+        assert!(!seqlock(4, 0, p, o).unwrap().unhealthy);
     }
 }
