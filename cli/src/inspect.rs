@@ -81,9 +81,11 @@ fn parse_glob(s: &str) -> Result<glob::Pattern, String> {
 }
 
 fn parse_interval(s: &str) -> Result<Duration, String> {
-    let secs: f64 = s
-        .parse()
-        .map_err(|_| format!("not a number of seconds: {s:?}"))?;
+    let secs: f64 = s.parse().map_err(|_| {
+        format!(
+            "not a number of seconds: {s:?} (put the file before --watch, or give the interval)"
+        )
+    })?;
     if !(0.01..=86_400.0).contains(&secs) {
         return Err("the interval must be between 0.01 and 86400 seconds".into());
     }

@@ -182,7 +182,7 @@ pub fn read(view: &ReadOnlyRegion, e: &EntryInfo, opts: Opts) -> Option<Reading>
                 String::new()
             };
             details.push(format!(
-                "stripe {k} [{first}..{end}): {} (sequence {:#010x}, writer word {:#010x}, dirty {}){vals}",
+                "stripe {k} [{first}..{end}): {}; sequence {:#010x}, writer word {:#010x}, dirty {}{vals}",
                 r.text, s.seq, s.writer, s.dirty
             ));
         }
@@ -192,11 +192,8 @@ pub fn read(view: &ReadOnlyRegion, e: &EntryInfo, opts: Opts) -> Option<Reading>
             .insert("consistent".into(), json!(s.words.is_some()));
         states.push(Json::Object(r.fields));
     }
-    let shown = values.len().min(if opts.verbose {
-        usize::MAX
-    } else {
-        SHOWN_ELEMENTS as usize
-    });
+    // The row shows the first elements; `--verbose` lists them all, stripe by stripe.
+    let shown = values.len().min(SHOWN_ELEMENTS as usize);
     let texts: Vec<&str> = values[..shown]
         .iter()
         .map(|v| v.as_ref().map_or("?", |(t, _)| t.as_str()))

@@ -11,7 +11,7 @@ use serde_json::Value as Json;
 use shmstate::sync::Ordering::Relaxed;
 use shmstate::{
     Barrier, BoundedSemaphore, Counter, Event, Mutex, Queue, ReentrantMutex, Region, RwLock,
-    Semaphore, SeqLock, StripedCounter, Value, ValueArray,
+    Semaphore, SeqLock, SeqLockArray, StripedCounter, Value, ValueArray,
 };
 
 /// Runs `shmstate ARGS`, SIGKILLing it (and failing) if it runs over 60 s.
@@ -45,7 +45,15 @@ fn kill(pid: u32) {
 
 /// `shmstate inspect --json PATH`: the exit code and the parsed document.
 fn inspect_json(path: &Path) -> (i32, Json) {
-    let out = shmstate(&["inspect", "--json", path.to_str().unwrap()]);
+    inspect_json_with(path, &[])
+}
+
+/// `shmstate inspect --json EXTRA.. PATH`: the exit code and the parsed document.
+fn inspect_json_with(path: &Path, extra: &[&str]) -> (i32, Json) {
+    let mut args = vec!["inspect", "--json"];
+    args.extend_from_slice(extra);
+    args.push(path.to_str().unwrap());
+    let out = shmstate(&args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     let doc: Json = serde_json::from_slice(&out.stdout)
@@ -132,6 +140,33 @@ fn populate(region: &Region) {
     let q = region.get_or_default::<Queue<u32, 5>>("queue").unwrap();
     q.push(1);
     q.push(2);
+    // 40 `u32`s: stripes of 32 elements, so two stripes, the second one short.
+    let samples: Vec<u32> = (0..40).map(|i| i * 2).collect();
+    region
+        .get_or_init_slice("samples", 40, |a: &SeqLockArray<u32>| a.set_all(&samples))
+        .unwrap();
+    let temps: Vec<f64> = (0..20).map(|i| f64::from(i) + 0.5).collect();
+    region
+        .get_or_init_slice("temps", 20, |a: &SeqLockArray<f64>| a.set_all(&temps))
+        .unwrap();
+}
+
+/// The table's line for `name` in `text`.
+fn line(text: &str, name: &str) -> String {
+    text.lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no line for {name}: {text}"))
+        .to_owned()
+}
+
+/// The lines after `name`'s row that belong to it (the indented `--verbose` details).
+fn details(text: &str, name: &str) -> Vec<String> {
+    text.lines()
+        .skip_while(|l| !l.starts_with(&format!("{name} ")))
+        .skip(1)
+        .take_while(|l| l.starts_with("    "))
+        .map(str::to_owned)
+        .collect()
 }
 
 #[test]
@@ -180,12 +215,7 @@ fn inspect_json_shows_the_values_a_program_wrote() {
     let out = shmstate(&["inspect", tmp.0.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8(out.stdout).unwrap();
-    let line = |name: &str| {
-        text.lines()
-            .find(|l| l.starts_with(&format!("{name} ")))
-            .unwrap_or_else(|| panic!("no line for {name}: {text}"))
-            .to_owned()
-    };
+    let line = |name: &str| line(&text, name);
     assert!(line("hits").ends_with(" 42"), "{text}");
     assert!(line("requests").contains("15 (sum of 4 stripes)"), "{text}");
     assert!(line("mutex").ends_with("free"), "{text}");
@@ -364,17 +394,315 @@ fn inspect_survives_garbage_in_every_object() {
             let o = object(&doc, &e.name);
             assert!(o["summary"].is_string(), "{o}");
         }
-        let out = shmstate(&["inspect", tmp.0.to_str().unwrap()]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!stderr.contains("panicked"), "{stderr}");
-        assert!(matches!(out.status.code(), Some(0 | 3)), "{out:?}");
-        let text = String::from_utf8(out.stdout).unwrap();
-        for e in &entries {
-            assert!(
-                text.lines().any(|l| l.starts_with(&format!("{} ", e.name))),
-                "pattern {pattern}: no line for {}: {text}",
-                e.name
-            );
+        let (vcode, vdoc) = inspect_json_with(&tmp.0, &["--verbose"]);
+        assert_eq!(vcode, code, "pattern {pattern}: {vdoc}");
+        for args in [&["inspect"][..], &["inspect", "--verbose"]] {
+            let mut args = args.to_vec();
+            args.push(tmp.0.to_str().unwrap());
+            let out = shmstate(&args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!stderr.contains("panicked"), "{stderr}");
+            assert_eq!(out.status.code(), Some(code), "{out:?}");
+            let text = String::from_utf8(out.stdout).unwrap();
+            for e in &entries {
+                assert!(
+                    text.lines().any(|l| l.starts_with(&format!("{} ", e.name))),
+                    "pattern {pattern}: no line for {}: {text}",
+                    e.name
+                );
+            }
+        }
+        assert_eq!(
+            std::fs::read(&tmp.0).unwrap(),
+            before,
+            "inspect wrote to the file"
+        );
+    }
+}
+
+#[test]
+fn inspect_verbose_shows_stripes_slots_and_raw_words() {
+    let tmp = TempRegion::new("verbose");
+    let region = Region::create(&tmp.0, 1 << 16).unwrap();
+    populate(&region);
+    let p = tmp.0.to_str().unwrap();
+
+    // Without --verbose: summaries only.
+    let out = shmstate(&["inspect", p]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(details(&text, "requests").is_empty(), "{text}");
+
+    let out = shmstate(&["inspect", "--verbose", p]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    // The striped counter: its four stripes, which add up to the sum beside them.
+    assert!(
+        line(&text, "requests").contains("15 (sum of 4 stripes)"),
+        "{text}"
+    );
+    let stripes = details(&text, "requests");
+    let list = stripes[0]
+        .trim()
+        .strip_prefix("stripes: ")
+        .unwrap_or_else(|| panic!("{text}"));
+    let parts: Vec<u64> = list.split(" + ").map(|n| n.parse().unwrap()).collect();
+    assert_eq!((parts.len(), parts.iter().sum::<u64>()), (4, 15), "{text}");
+    // The rwlock: its state word in hex, waiter bits and all 14 reader slots.
+    let rw = details(&text, "rwlock").join("\n");
+    assert!(rw.contains("state word 0x00000000"), "{rw}");
+    assert!(rw.contains("readers waiting no"), "{rw}");
+    assert!(
+        rw.contains("reader slots: 0: free;") && rw.contains("13: free"),
+        "{rw}"
+    );
+    // Raw words and waiter bits of the others.
+    assert!(
+        details(&text, "mutex")[0].contains("lock word 0x00000000: waiters no"),
+        "{text}"
+    );
+    assert!(
+        details(&text, "hits")[0].contains("word 0x000000000000002a"),
+        "{text}"
+    );
+    assert!(
+        details(&text, "sem")[0].contains("count word 0x00000003"),
+        "{text}"
+    );
+    // Every element of an array, not the first 8 and "...".
+    let array = line(&text, "array");
+    assert!(
+        array.contains("0, 3, 6") && array.contains(", 57]"),
+        "{array}"
+    );
+    assert!(!array.contains("..."), "{array}");
+    // A seqlock array: one line per stripe, with its elements.
+    let samples = details(&text, "samples");
+    assert_eq!(samples.len(), 2, "{text}");
+    assert!(samples[0].contains("stripe 0 [0..32): idle"), "{text}");
+    assert!(samples[1].contains("stripe 1 [32..40): idle"), "{text}");
+    assert!(
+        samples[1].ends_with(": 64, 66, 68, 70, 72, 74, 76, 78"),
+        "{text}"
+    );
+
+    // The JSON document has the stripes whatever the flags.
+    let (_, doc) = inspect_json(&tmp.0);
+    let req = object(&doc, "requests");
+    let sv: Vec<u64> = req["stripe_values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!((sv.len(), sv.iter().sum::<u64>()), (4, 15), "{req}");
+    assert_eq!(
+        object(&doc, "rwlock")["reader_slots"]
+            .as_array()
+            .unwrap()
+            .len(),
+        14
+    );
+    // --verbose lists every element of a value array in JSON too.
+    let (_, doc) = inspect_json_with(&tmp.0, &["--verbose"]);
+    let arr = object(&doc, "array");
+    assert_eq!(arr["values"].as_array().unwrap().len(), 20, "{arr}");
+    assert_eq!(arr["truncated"], false);
+}
+
+#[test]
+fn inspect_shows_seqlock_array_values() {
+    let tmp = TempRegion::new("seqarray");
+    let region = Region::create(&tmp.0, 1 << 16).unwrap();
+    populate(&region);
+    let (code, doc) = inspect_json(&tmp.0);
+    assert_eq!(code, 0, "{doc}");
+    let s = object(&doc, "samples");
+    assert_eq!(s["stripe_len"], 32, "{s}");
+    let values: Vec<u64> = s["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        values,
+        (0..40).map(|i| i * 2).collect::<Vec<u64>>(),
+        "all of them in JSON"
+    );
+    assert_eq!(s["truncated"], false);
+    let states = s["stripe_states"].as_array().unwrap();
+    assert_eq!(states.len(), 2);
+    for st in states {
+        assert_eq!(
+            (st["seqlock"].clone(), st["consistent"].clone()),
+            ("idle".into(), true.into()),
+            "{st}"
+        );
+    }
+    let t = object(&doc, "temps");
+    assert_eq!(t["stripe_len"], 16);
+    assert_eq!(t["values"][19], 19.5, "{t}");
+    assert_eq!(t["stripe_states"].as_array().unwrap().len(), 2);
+
+    // The table: the first 8 elements, and the stripes' states.
+    let out = shmstate(&["inspect", tmp.0.to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let l = line(&text, "samples");
+    assert!(
+        l.contains("[0, 2, 4, 6, 8, 10, 12, 14, ...] (len 40; stripes: 2 idle)"),
+        "{l}"
+    );
+    assert!(line(&text, "temps").contains("[0.5, 1.5, 2.5"), "{text}");
+}
+
+/// The child half of `inspect_reports_a_seqlock_array_stripe_torn_by_a_killed_writer`:
+/// begins a write of element 35 (stripe 1) of `samples` and stops there, as a writer
+/// killed mid-write, says so, and waits to be killed. Does nothing when run as an
+/// ordinary test.
+#[test]
+fn array_writer_child() {
+    let Ok(path) = std::env::var("SHMSTATE_INSPECT_ARRAY_WRITER") else {
+        return;
+    };
+    let region = Region::open(&path).unwrap();
+    let a = region.get::<SeqLockArray<u32>>("samples").unwrap();
+    a.begin_write_for_test(35, 999);
+    let link = std::fs::read_link("/proc/thread-self").unwrap();
+    println!("writing {}", link.file_name().unwrap().to_str().unwrap());
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+}
+
+/// Runs the test named `test` of this binary as a child with `env` set to `path`, and
+/// returns it (killed on drop) with the TID after `prefix` on its first matching line.
+fn child(test: &str, env: &str, path: &Path, prefix: &str) -> (Holder, u32) {
+    let mut child = Holder(
+        Command::new(std::env::current_exe().unwrap())
+            .args([test, "--exact", "--nocapture"])
+            .env(env, path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Bounded: the child takes free locks (no wait) and prints its line, or exits (EOF).
+    let out = BufReader::new(child.0.stdout.take().unwrap());
+    for line in out.lines() {
+        if let Some(t) = line.unwrap().trim().strip_prefix(prefix) {
+            return (child, t.parse().unwrap());
         }
     }
+    panic!("the child {test} did not get ready");
+}
+
+#[test]
+fn inspect_reports_a_seqlock_array_stripe_torn_by_a_killed_writer() {
+    let tmp = TempRegion::new("torn-array");
+    let region = Region::create(&tmp.0, 1 << 16).unwrap();
+    populate(&region);
+    let (mut writer, tid) = child(
+        "array_writer_child",
+        "SHMSTATE_INSPECT_ARRAY_WRITER",
+        &tmp.0,
+        "writing ",
+    );
+
+    // Mid-write by a live writer: stripe 1 is being written (no stable copy: its
+    // elements are null), stripe 0 is untouched.
+    let (code, doc) = inspect_json(&tmp.0);
+    let s = object(&doc, "samples");
+    let states = s["stripe_states"].as_array().unwrap();
+    assert_eq!(states[0]["seqlock"], "idle", "{s}");
+    assert_eq!(states[1]["seqlock"], "writing", "{s}");
+    assert_eq!(states[1]["holder"]["tid"], tid);
+    assert_eq!(states[1]["consistent"], false);
+    assert_eq!(states[1]["dirty"], 35 - 32 + 1, "element 3 of the stripe");
+    assert_eq!(s["values"][31], 62);
+    assert!(
+        s["values"][32].is_null() && s["values"][39].is_null(),
+        "{s}"
+    );
+    assert_eq!((code, s["unhealthy"].clone()), (0, false.into()));
+
+    writer.0.kill().unwrap();
+    writer.0.wait().unwrap();
+    let (code, doc) = inspect_json(&tmp.0);
+    let s = object(&doc, "samples");
+    let states = s["stripe_states"].as_array().unwrap();
+    assert_eq!(states[0]["seqlock"], "idle", "{s}");
+    assert_eq!(states[1]["seqlock"], "torn", "{s}");
+    assert_eq!(states[1]["holder"]["alive"], false);
+    assert_eq!(s["unhealthy"], true);
+    assert_eq!(code, 3, "a torn stripe is exit code 3");
+    assert_eq!(s["values"][0], 0, "the other stripe still reads");
+
+    // The table: the torn stripe named and highlighted (stdout is not a terminal: "!!").
+    let out = shmstate(&["inspect", "--verbose", tmp.0.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let l = line(&text, "samples");
+    assert!(l.contains("!! [0, 2, 4"), "{l}");
+    assert!(l.contains("stripes: 1 idle, 1 torn"), "{l}");
+    assert!(
+        l.contains(&format!(
+            "stripe 1 torn: writer died mid-write, tid {tid} (dead"
+        )),
+        "{l}"
+    );
+    let d = details(&text, "samples");
+    assert!(d[1].contains("stripe 1 [32..40): torn"), "{text}");
+    assert!(d[1].ends_with(": ?, ?, ?, ?, ?, ?, ?, ?"), "{text}");
+    assert!(!line(&text, "hits").contains("!!"), "{text}");
+
+    // A filter that leaves the torn array out: healthy.
+    let (code, doc) = inspect_json_with(&tmp.0, &["--filter", "hits"]);
+    assert_eq!((code, doc["objects"].as_array().unwrap().len()), (0, 1));
+}
+
+#[test]
+fn inspect_filter_selects_names_by_glob() {
+    let tmp = TempRegion::new("filter");
+    let region = Region::create(&tmp.0, 1 << 16).unwrap();
+    populate(&region);
+    let names = |glob: &str| -> Vec<String> {
+        let (code, doc) = inspect_json_with(&tmp.0, &["--filter", glob]);
+        assert_eq!(code, 0);
+        doc["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(names("hits"), ["hits"]);
+    assert_eq!(names("*mutex"), ["mutex", "rmutex"]);
+    assert_eq!(names("?ig"), ["big"]);
+    assert_eq!(names("[bf]*"), ["big", "flag", "bsem", "barrier"]);
+    assert_eq!(
+        names("[!a-r]*"),
+        ["temp", "small", "seq", "sem", "samples", "temps"]
+    );
+    assert!(names("nothing*").is_empty());
+
+    let out = shmstate(&["inspect", "--filter", "s*", tmp.0.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.lines()
+            .next()
+            .unwrap()
+            .ends_with("4 shown by the filter"),
+        "{text}"
+    );
+    let rows: Vec<&str> = text
+        .lines()
+        .skip(2)
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(rows, ["small", "seq", "sem", "samples"], "{text}");
+
+    // A malformed pattern is a usage error.
+    let out = shmstate(&["inspect", "--filter", "[a", tmp.0.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
 }
