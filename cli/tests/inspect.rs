@@ -485,6 +485,20 @@ fn inspect_verbose_shows_stripes_slots_and_raw_words() {
         "{text}"
     );
 
+    // A broken barrier is highlighted (stdout is not a terminal: "!!"), but is not a
+    // reason for exit code 3.
+    let gate = region.get_or_default::<Barrier>("gate").unwrap();
+    gate.init(2);
+    gate.abort();
+    let out = shmstate(&["inspect", p]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        line(&text, "gate").ends_with("  !! 0 of 2 arrived, broken"),
+        "{text}"
+    );
+    assert!(!line(&text, "barrier").contains("!!"), "{text}");
+
     // The JSON document has the stripes whatever the flags.
     let (_, doc) = inspect_json(&tmp.0);
     let req = object(&doc, "requests");

@@ -1,0 +1,346 @@
+//! `shmstate inspect --watch`, run as users run it: in a terminal (tmux) and piped, while
+//! other processes write the region.
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering as StdOrdering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+use shmstate::{Barrier, Counter, Region, SeqLockArray};
+
+/// How long any one wait of these tests may take before it fails (generous: a loaded
+/// 2-core machine).
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A region file in the temp directory, removed on drop.
+struct TempRegion(PathBuf);
+
+impl TempRegion {
+    fn new(tag: &str) -> TempRegion {
+        let path =
+            std::env::temp_dir().join(format!("shmstate-watch-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        TempRegion(path)
+    }
+}
+
+impl Drop for TempRegion {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A child process, killed and reaped on drop so that a failing test leaves none behind.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `shmstate inspect PATH ARGS` (the file first, so that a bare `--watch` takes no
+/// value from it) with its stdout's lines sent to the returned channel (a
+/// reader thread, so that the test can wait for a line with a deadline).
+fn watch(args: &[&str], path: &Path) -> (Proc, mpsc::Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shmstate"))
+        .arg("inspect")
+        .arg(path)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run shmstate");
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (Proc(child), rx)
+}
+
+/// The next line, or a failure after [`DEADLINE`].
+fn next_line(rx: &mpsc::Receiver<String>) -> String {
+    rx.recv_timeout(DEADLINE)
+        .expect("no output from shmstate inspect --watch")
+}
+
+/// Waits (polling, up to [`DEADLINE`]) for `child` to exit.
+fn wait_exit(child: &mut Proc) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            return status;
+        }
+        assert!(start.elapsed() < DEADLINE, "shmstate did not exit");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn object<'a>(doc: &'a Json, name: &str) -> &'a Json {
+    doc["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == name)
+        .unwrap_or_else(|| panic!("no object {name} in {doc}"))
+}
+
+#[test]
+fn watch_json_lines_carry_rates_and_consistent_stripes_while_a_writer_writes() {
+    let tmp = TempRegion::new("json");
+    let region = Region::create(&tmp.0, 1 << 16).unwrap();
+    let hits = region.get_or_default::<Counter>("hits").unwrap();
+    // 64 `u64`s: four stripes of 16.
+    let arr = region
+        .get_or_default_slice::<SeqLockArray<u64>>("arr", 64)
+        .unwrap();
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        // The writer: whole-array writes of one value, as fast as it can, for as long
+        // as the test reads; every stable copy of a stripe holds one value 16 times.
+        s.spawn(|| {
+            let mut k = 0u64;
+            while !stop.load(StdOrdering::Relaxed) {
+                k += 1;
+                arr.set_all(&[k; 64]);
+                std::thread::yield_now();
+            }
+        });
+        let (mut child, rx) = watch(&["--watch", "0.05", "--json"], &tmp.0);
+        let check = |doc: &Json| {
+            assert_eq!(doc["schema_version"], 1, "{doc}");
+            assert_eq!(doc["interval"], 0.05, "{doc}");
+            assert!(doc["time"].as_f64().unwrap() > 1.6e9, "{doc}");
+            let a = object(doc, "arr");
+            let values = a["values"].as_array().unwrap();
+            assert_eq!(values.len(), 64, "{a}");
+            for (k, st) in a["stripe_states"].as_array().unwrap().iter().enumerate() {
+                let stripe = &values[16 * k..16 * (k + 1)];
+                if st["consistent"] == true {
+                    assert!(
+                        stripe.iter().all(|v| v.is_u64() && *v == stripe[0]),
+                        "a torn copy of stripe {k}: {a}"
+                    );
+                } else {
+                    assert!(stripe.iter().all(Json::is_null), "{a}");
+                }
+                assert!(
+                    matches!(st["seqlock"].as_str(), Some("idle" | "writing")),
+                    "{st}"
+                );
+            }
+            assert_eq!(a["unhealthy"], false);
+        };
+        let first: Json = serde_json::from_str(&next_line(&rx)).unwrap();
+        check(&first);
+        assert!(
+            object(&first, "hits")["rate"].is_null(),
+            "no rate in the first frame"
+        );
+        assert!(
+            object(&first, "arr").get("rate").is_none(),
+            "no number, no rate"
+        );
+        // Count, then wait for a frame that saw it: its rate is positive. Read at
+        // least 10 frames, and until the writer's value changed between two of them.
+        hits.add(1000);
+        let (mut frames, mut rated, mut seen) = (1, false, Vec::new());
+        while frames < 10 || !rated || seen.len() < 2 {
+            let doc: Json = serde_json::from_str(&next_line(&rx)).unwrap();
+            check(&doc);
+            frames += 1;
+            let h = object(&doc, "hits");
+            let rate = h["rate"].as_f64().expect("a rate from the second frame on");
+            if h["value"] == 1000 {
+                rated |= rate > 0.0;
+            } else {
+                assert_eq!((h["value"].clone(), rate), (0.into(), 0.0), "{h}");
+            }
+            let v = object(&doc, "arr")["values"][0].clone();
+            if v.is_u64() && !seen.contains(&v) {
+                seen.push(v);
+            }
+        }
+        stop.store(true, StdOrdering::Relaxed);
+        drop(rx);
+        let _ = child.0.kill();
+    });
+}
+
+#[test]
+fn watch_stops_when_the_file_is_removed_and_on_sigint() {
+    let tmp = TempRegion::new("removed");
+    let region = Region::create(&tmp.0, 1 << 16).unwrap();
+    region.get_or_default::<Counter>("hits").unwrap().add(1);
+    drop(region);
+
+    // Piped (not a terminal): frames follow each other, each headed by the interval.
+    let (mut child, rx) = watch(&["--watch", "0.05"], &tmp.0);
+    assert!(next_line(&rx).starts_with("every 0.05s, "));
+    std::fs::remove_file(&tmp.0).unwrap();
+    let status = wait_exit(&mut child);
+    let mut stderr = String::new();
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("the region file was removed; stopped watching"),
+        "{stderr}"
+    );
+
+    // Ctrl-C: SIGINT's default action ends it.
+    let region = Region::create(&tmp.0, 1 << 16).unwrap();
+    region.get_or_default::<Counter>("hits").unwrap();
+    let (mut child, rx) = watch(&["--watch"], &tmp.0);
+    assert!(next_line(&rx).starts_with("every 1s, "));
+    let pid = rustix::process::Pid::from_raw(child.0.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    assert_eq!(wait_exit(&mut child).signal(), Some(2));
+}
+
+/// The counting process of `watch_redraws_in_tmux_while_another_process_counts`: adds 1
+/// to `hits` every millisecond until killed (or for 2 minutes). Does nothing when run as
+/// an ordinary test.
+#[test]
+fn counter_child() {
+    let Ok(path) = std::env::var("SHMSTATE_WATCH_COUNTER") else {
+        return;
+    };
+    let region = Region::open(&path).unwrap();
+    let hits = region.get::<Counter>("hits").unwrap();
+    let start = Instant::now();
+    // Paced, not synchronising: a steady count without spinning a core.
+    while start.elapsed() < Duration::from_secs(120) {
+        hits.add(1);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A tmux server on a socket of its own, killed on drop.
+struct Tmux(String);
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .args(["-L", &self.0])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run tmux")
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+/// The value and rate columns of `hits`'s row in a screen capture.
+fn hits_row(screen: &str) -> Option<(u64, Option<f64>)> {
+    let row = screen.lines().find(|l| l.starts_with("hits "))?;
+    // name, type, len, offset, size, state, creator, value, [rate]
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    let value = cols.get(7)?.parse().ok()?;
+    let rate = cols
+        .get(8)
+        .and_then(|r| r.strip_prefix('[')?.strip_suffix("/s]")?.parse().ok());
+    Some((value, rate))
+}
+
+#[test]
+fn watch_redraws_in_tmux_while_another_process_counts() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("skipped: tmux is not installed");
+        return;
+    }
+    let tmp = TempRegion::new("tmux");
+    let region = Region::create(&tmp.0, 1 << 16).unwrap();
+    region.get_or_default::<Counter>("hits").unwrap();
+    region.get_or_default::<Counter>("other").unwrap();
+    // A broken barrier: highlighted (bold red on a terminal).
+    let gate = region.get_or_default::<Barrier>("gate").unwrap();
+    gate.init(2);
+    gate.abort();
+    let tmux = Tmux(format!("shmstate-watch-{}", std::process::id()));
+    // A detached session running the watch in a 160x24 terminal; the command's
+    // arguments are passed as they are (tmux runs a multi-argument command without a
+    // shell).
+    let out = tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "watch",
+        "-x",
+        "160",
+        "-y",
+        "24",
+        env!("CARGO_BIN_EXE_shmstate"),
+        "inspect",
+        "--watch",
+        "0.2",
+        tmp.0.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "tmux: {out:?}");
+    let _counter = Proc(
+        Command::new(std::env::current_exe().unwrap())
+            .args(["counter_child", "--exact", "--nocapture"])
+            .env("SHMSTATE_WATCH_COUNTER", &tmp.0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Poll the screen until it shows two different values of the counter and a
+    // non-zero rate, or the deadline passes.
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    let mut rated = None;
+    let mut screen = String::new();
+    while start.elapsed() < DEADLINE {
+        let cap = tmux.run(&["capture-pane", "-p", "-t", "watch"]);
+        screen = String::from_utf8_lossy(&cap.stdout).into_owned();
+        if let Some((value, rate)) = hits_row(&screen) {
+            if !seen.contains(&value) {
+                seen.push(value);
+            }
+            if let Some(r) = rate.filter(|&r| r > 0.0) {
+                rated = Some(r);
+            }
+        }
+        if seen.len() >= 2 && rated.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        seen.len() >= 2 && rated.is_some(),
+        "values {seen:?}, rate {rated:?}; the last screen:\n{screen}"
+    );
+    // Redrawn in place: one header, one row per object, not a scroll of frames.
+    assert!(screen.starts_with("every 0.2s, "), "{screen}");
+    assert_eq!(screen.matches("every 0.2s").count(), 1, "{screen}");
+    assert_eq!(
+        screen.lines().filter(|l| l.starts_with("hits ")).count(),
+        1,
+        "{screen}"
+    );
+    assert!(screen.lines().any(|l| l.starts_with("other ")), "{screen}");
+}
