@@ -35,7 +35,10 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub struct Args {
     /// The region file.
     pub path: PathBuf,
-    /// Print one JSON document instead of a table: {"schema_version": 1, "path",
+    /// Print one JSON document instead of a table (with --watch: one per line and
+    /// interval).
+    ///
+    /// The document: {"schema_version": 1, "path",
     /// "size", "capacity", "unhealthy", "objects": [{"name", "type", "len",
     /// "offset", "size", "state", "creator", "readable", "unhealthy", "summary", and
     /// the kind's fields: "value" (Value, Counter, StripedCounter, SeqLock), "values"
@@ -53,19 +56,26 @@ pub struct Args {
     /// Fields are only ever added within a schema version.
     #[arg(long)]
     pub json: bool,
-    /// Show the details behind each summary: a StripedCounter's stripes, an RwLock's
+    /// Show the details behind each summary.
+    ///
+    /// Under each row: a StripedCounter's stripes, an RwLock's
     /// reader slots, every element of an array, each SeqLockArray stripe, raw words in
     /// hex and waiter bits.
     #[arg(long, short)]
     pub verbose: bool,
-    /// Only the objects whose name matches GLOB (`*` any characters, `?` one, `[abc]`,
-    /// `[a-z]` and `[!abc]` one of / none of a set); the exit status then reflects only
-    /// them.
+    /// Only the objects whose name matches GLOB.
+    ///
+    /// `*` matches any characters, `?` one, `[abc]` and `[a-z]` one of a set, `[!abc]`
+    /// one not in it. The table, the JSON and the exit status then cover only those
+    /// objects.
     #[arg(long, value_name = "GLOB", value_parser = parse_glob)]
     pub filter: Option<glob::Pattern>,
-    /// Redraw every SECONDS (default 1) until interrupted (Ctrl-C) or the file is
-    /// removed, with the change per second of counters and numeric values. Give the
-    /// interval when the file follows (`--watch 1 FILE`), or put the file first.
+    /// Redraw every SECONDS (default 1) with rates, until Ctrl-C or the file's removal.
+    ///
+    /// On a terminal the table is redrawn in place (piped, frames follow one another),
+    /// headed by the interval and the time, with the change per second of counters,
+    /// striped counters and numeric values since the previous frame. Give the interval
+    /// when the file follows (`--watch 1 FILE`), or put the file first.
     #[arg(
         long,
         value_name = "SECONDS",
