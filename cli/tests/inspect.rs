@@ -528,8 +528,41 @@ fn inspect_shows_seqlock_array_values() {
     let tmp = TempRegion::new("seqarray");
     let region = Region::create(&tmp.0, 1 << 16).unwrap();
     populate(&region);
+    // Narrow elements: 128 `u8`s or 64 `i16`s to a stripe, several to a data word.
+    let bytes: Vec<u8> = (0..200).map(|i| (i * 7) as u8).collect();
+    region
+        .get_or_init_slice("bytes", 200, |a: &SeqLockArray<u8>| a.set_all(&bytes))
+        .unwrap();
+    let shorts: Vec<i16> = (0..70).map(|i| -300 * i).collect();
+    region
+        .get_or_init_slice("shorts", 70, |a: &SeqLockArray<i16>| a.set_all(&shorts))
+        .unwrap();
     let (code, doc) = inspect_json(&tmp.0);
     assert_eq!(code, 0, "{doc}");
+    let b = object(&doc, "bytes");
+    assert_eq!(
+        (
+            b["stripe_len"].clone(),
+            b["stripe_states"].as_array().unwrap().len()
+        ),
+        (128.into(), 2)
+    );
+    let got: Vec<u8> = b["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u8)
+        .collect();
+    assert_eq!(got, bytes);
+    let sh = object(&doc, "shorts");
+    assert_eq!(sh["stripe_len"], 64);
+    let got: Vec<i16> = sh["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap() as i16)
+        .collect();
+    assert_eq!(got, shorts);
     let s = object(&doc, "samples");
     assert_eq!(s["stripe_len"], 32, "{s}");
     let values: Vec<u64> = s["values"]
@@ -570,8 +603,8 @@ fn inspect_shows_seqlock_array_values() {
 }
 
 /// The child half of `inspect_reports_a_seqlock_array_stripe_torn_by_a_killed_writer`:
-/// begins a write of element 35 (stripe 1) of `samples` and stops there, as a writer
-/// killed mid-write, says so, and waits to be killed. Does nothing when run as an
+/// begins a write of element 35 (stripe 1) of `samples` and a batch write of `temps`
+/// and stops there, as a writer killed mid-write, says so, and waits to be killed. Does nothing when run as an
 /// ordinary test.
 #[test]
 fn array_writer_child() {
@@ -581,6 +614,9 @@ fn array_writer_child() {
     let region = Region::open(&path).unwrap();
     let a = region.get::<SeqLockArray<u32>>("samples").unwrap();
     a.begin_write_for_test(35, 999);
+    // And a whole-array write of `temps`, stopped after its data stores.
+    let t = region.get::<SeqLockArray<f64>>("temps").unwrap();
+    t.begin_batch_for_test(&[-1.0; 20]);
     let link = std::fs::read_link("/proc/thread-self").unwrap();
     println!("writing {}", link.file_name().unwrap().to_str().unwrap());
     let mut line = String::new();
@@ -650,6 +686,24 @@ fn inspect_reports_a_seqlock_array_stripe_torn_by_a_killed_writer() {
     assert_eq!(s["unhealthy"], true);
     assert_eq!(code, 3, "a torn stripe is exit code 3");
     assert_eq!(s["values"][0], 0, "the other stripe still reads");
+    // The dead batch writer left every stripe of `temps` torn.
+    let t = object(&doc, "temps");
+    for st in t["stripe_states"].as_array().unwrap() {
+        assert_eq!(
+            (
+                st["seqlock"].clone(),
+                st["holder"]["tid"].clone(),
+                st["dirty"].clone()
+            ),
+            ("torn".into(), tid.into(), 0.into()),
+            "{t}"
+        );
+    }
+    assert!(
+        t["values"].as_array().unwrap().iter().all(Json::is_null),
+        "{t}"
+    );
+    assert_eq!(t["unhealthy"], true);
 
     // The table: the torn stripe named and highlighted (stdout is not a terminal: "!!").
     let out = shmstate(&["inspect", "--verbose", tmp.0.to_str().unwrap()]);
