@@ -199,7 +199,13 @@ pub fn read(view: &ReadOnlyRegion, e: &EntryInfo, opts: Opts) -> Option<Reading>
         .map(|v| v.as_ref().map_or("?", |(t, _)| t.as_str()))
         .collect();
     let more = if e.len > shown as u64 { ", ..." } else { "" };
-    let list: Vec<String> = counts.iter().map(|(st, n)| format!("{n} {st}")).collect();
+    let list: Vec<String> = counts
+        .iter()
+        .map(|(st, n)| match st.as_str() {
+            "writing" => format!("{n} being written"),
+            _ => format!("{n} {st}"),
+        })
+        .collect();
     let mut text = if decodable {
         format!("[{}{more}] (len {}; ", texts.join(", "), e.len)
     } else {

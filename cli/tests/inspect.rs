@@ -674,6 +674,12 @@ fn inspect_reports_a_seqlock_array_stripe_torn_by_a_killed_writer() {
         "{s}"
     );
     assert_eq!((code, s["unhealthy"].clone()), (0, false.into()));
+    let out = shmstate(&["inspect", tmp.0.to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        line(&text, "samples").contains("stripes: 1 idle, 1 being written)"),
+        "{text}"
+    );
 
     writer.0.kill().unwrap();
     writer.0.wait().unwrap();
