@@ -111,7 +111,7 @@ http_request_duration_seconds_count 40000
 http_requests_total{route="/"} 13334
 http_requests_total{route="/api/users"} 13333
 http_requests_total{route="/static"} 13333
-# HELP workers shmstate Value
+# HELP workers shmstate Value<u64>
 # TYPE workers gauge
 workers 4
 "#;

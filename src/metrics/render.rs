@@ -68,8 +68,9 @@ pub struct Skipped {
 struct Family {
     name: String,
     kind: FamilyKind,
-    /// The shmstate type of the family's first series, for its HELP line.
-    help: &'static str,
+    /// The shmstate type of the family's first series (`Counter`, `Value<f64>`, ...), for
+    /// its HELP line.
+    help: String,
     series: Vec<(SeriesName, Sample)>,
 }
 
@@ -135,7 +136,7 @@ impl Exposition {
             let Some(sample) = source::read(source, &e) else {
                 continue;
             };
-            let help = e.tag.kind.name().unwrap_or("object");
+            let help = e.tag.to_string();
             let series = match SeriesName::parse(&e.name) {
                 Ok(s) => Some(s),
                 Err(_) => SeriesName::sanitised(&e.name),
@@ -153,7 +154,7 @@ impl Exposition {
         &mut self,
         series: Option<SeriesName>,
         sample: Sample,
-        help: &'static str,
+        help: String,
     ) -> Result<(), SkipReason> {
         let series = series.ok_or(SkipReason::InvalidName)?;
         let kind = match sample {
@@ -215,8 +216,17 @@ impl Exposition {
         let mut buf = String::new();
         for f in &self.families {
             buf.clear();
-            // The HELP text is the shmstate type name: no `\` or line feed to escape.
-            let _ = writeln!(buf, "# HELP {} shmstate {}", f.name, f.help);
+            let _ = write!(buf, "# HELP {} shmstate ", f.name);
+            // HELP text escapes `\` and line feed (a type name has neither; escaped all
+            // the same).
+            for c in f.help.chars() {
+                match c {
+                    '\\' => buf.push_str("\\\\"),
+                    '\n' => buf.push_str("\\n"),
+                    c => buf.push(c),
+                }
+            }
+            buf.push('\n');
             let _ = writeln!(buf, "# TYPE {} {}", f.name, f.kind.type_name());
             for (s, sample) in &f.series {
                 let _ = write_series(&mut buf, s, sample);
