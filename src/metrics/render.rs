@@ -1,6 +1,6 @@
 //! The text exposition format 0.0.4: grouping series into families and writing them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::io;
 
@@ -111,6 +111,8 @@ pub struct Exposition {
     by_name: HashMap<String, usize>,
     /// Sample name → the family that writes it.
     taken: HashMap<String, usize>,
+    /// Every series written so far (family name and labels), for duplicates.
+    series: HashSet<SeriesName>,
     skipped: Vec<Skipped>,
 }
 
@@ -136,12 +138,11 @@ impl Exposition {
             let Some(sample) = source::read(source, &e) else {
                 continue;
             };
-            let help = e.tag.to_string();
             let series = match SeriesName::parse(&e.name) {
                 Ok(s) => Some(s),
                 Err(_) => SeriesName::sanitised(&e.name),
             };
-            if let Err(reason) = self.push(series, sample, help) {
+            if let Err(reason) = self.push(series, sample, e.tag) {
                 self.skipped.push(Skipped {
                     object: e.name,
                     reason,
@@ -154,7 +155,7 @@ impl Exposition {
         &mut self,
         series: Option<SeriesName>,
         sample: Sample,
-        help: String,
+        tag: crate::TypeTag,
     ) -> Result<(), SkipReason> {
         let series = series.ok_or(SkipReason::InvalidName)?;
         let kind = match sample {
@@ -170,9 +171,6 @@ impl Exposition {
                 let f = &self.families[i];
                 if f.kind != kind {
                     return Err(SkipReason::KindConflict);
-                }
-                if f.series.iter().any(|(s, _)| s.labels() == series.labels()) {
-                    return Err(SkipReason::Duplicate);
                 }
                 i
             }
@@ -192,12 +190,15 @@ impl Exposition {
                 self.families.push(Family {
                     name: series.name().to_owned(),
                     kind,
-                    help,
+                    help: tag.to_string(),
                     series: Vec::new(),
                 });
                 i
             }
         };
+        if !self.series.insert(series.clone()) {
+            return Err(SkipReason::Duplicate);
+        }
         self.families[index].series.push((series, sample));
         Ok(())
     }
