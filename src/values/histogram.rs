@@ -59,9 +59,9 @@
 //!
 //! | step | a SIGKILL (or SIGSTOP) there leaves | repaired by, how fast |
 //! |------|-------------------------------------|-----------------------|
-//! | creation in a region (header and bounds written by `init`) | the region's entry protocol: an unpublished object | the next opener re-creates it (the region's takeover) |
-//! | between the bucket `fetch_add` and the sum's compare-and-swap | the observation counted, its value not yet in the sum | nothing to repair: the sum lacks one value, forever (as if observed as 0 into that sum) |
-//! | inside the sum's compare-and-swap loop, before it succeeds | nothing: only the successful compare-and-swap writes | nothing to repair (no one waits for a stopped observer) |
+//! | creation in a region (header and bounds written by `init`) | the region's entry protocol: an unpublished object | the next opener re-creates it (the region's takeover; its failpoint tests) |
+//! | between the bucket `fetch_add` and the sum's compare-and-swap (failpoint `HistogramCounted`) | the observation counted, its value not yet in the sum | nothing to repair: the sum lacks that one value, for good |
+//! | inside the sum's compare-and-swap loop, before it succeeds (a SIGSTOP at `HistogramCounted`) | nothing more: only the successful compare-and-swap writes | nothing to repair: other observers of the same stripe go on without waiting |
 //! | during `snapshot` / `count` / `sum` | nothing: they only read | nothing to repair |
 //!
 //! Whatever a peer writes into the object, no call panics, reads out of bounds or loops
@@ -494,6 +494,7 @@ impl Histogram {
             // Relaxed: counting needs only the atomicity of the RMW (see the type docs).
             count.fetch_add(1, Ordering::Relaxed);
         }
+        crate::failpoint::hit(crate::failpoint::Point::HistogramCounted);
         if let Some(sum) = self.word(base + g.bounds + 1) {
             // Relaxed: the loop needs only that the compare-and-swap succeeds on the bits
             // it read; the sum publishes nothing else.
