@@ -142,15 +142,21 @@ impl Geometry {
     }
 
     /// The geometry a header describes, if it is one this build supports and it fits in
-    /// `len` lines. `bounds` and `mask` are the header words.
+    /// `len` lines. `bounds` and `mask` are the header words. On every observation: a few
+    /// compares, shifts and one multiplication.
+    #[inline]
     pub(crate) fn from_header(bounds: u64, mask: u64, len: usize) -> Option<Geometry> {
-        let bounds = usize::try_from(bounds).ok()?;
-        let stripes = usize::try_from(mask).ok()?.checked_add(1)?;
-        if !stripes.is_power_of_two() {
+        // `mask + 1` a power of two at most MAX_STRIPES: `mask` is all ones below a bit.
+        if bounds > MAX_BOUNDS as u64 || mask >= MAX_STRIPES as u64 || mask & (mask + 1) != 0 {
             return None;
         }
-        let g = Geometry { bounds, stripes };
-        (g.lines()? <= len).then_some(g)
+        let g = Geometry {
+            bounds: bounds as usize,
+            stripes: mask as usize + 1,
+        };
+        // Within range, so no overflow: at most 1 + 128 + 1024 * 129 lines.
+        let lines = 1 + g.bound_lines() + g.stripes * g.stripe_lines();
+        (lines <= len).then_some(g)
     }
 }
 
@@ -436,9 +442,48 @@ impl Histogram {
     /// Word `w`, if within the object.
     #[inline]
     fn word(&self, w: usize) -> Option<&AtomicU64> {
-        self.lines
+        #[cfg(not(loom))]
+        let word = self.flat().get(w);
+        #[cfg(loom)]
+        let word = self
+            .lines
             .get(w / LINE_WORDS)
-            .and_then(|l| l.0.get(w % LINE_WORDS))
+            .and_then(|l| l.0.get(w % LINE_WORDS));
+        word
+    }
+
+    /// The object's words, in order: word `w` is word `w % 8` of line `w / 8`.
+    #[cfg(not(loom))]
+    #[inline]
+    fn flat(&self) -> &[AtomicU64] {
+        let ptr = self.lines.as_ptr().cast::<AtomicU64>();
+        // SAFETY: `from_raw_parts` needs `len` initialised, aligned `AtomicU64`s in one
+        // allocation, valid for the returned lifetime and not mutated except through
+        // atomics: `Line` is `#[repr(C, align(64))]` over `[AtomicU64; 8]` and exactly 64
+        // bytes (asserted above), so `self.lines` is `8 * lines.len()` contiguous
+        // `AtomicU64`s, borrowed for `&self`'s lifetime.
+        unsafe { core::slice::from_raw_parts(ptr, self.lines.len() * LINE_WORDS) }
+    }
+
+    /// The `B` bound words of geometry `g` (which `geometry` checked fits the object).
+    #[inline]
+    fn bound_words(&self, g: Geometry) -> impl Iterator<Item = &AtomicU64> {
+        let first = Geometry::bound_word(0);
+        #[cfg(not(loom))]
+        let words = self
+            .flat()
+            .get(first..first + g.bounds)
+            .unwrap_or(&[])
+            .iter();
+        // Loom's atomics are not 8 bytes: walk the lines.
+        #[cfg(loom)]
+        let words = self
+            .lines
+            .iter()
+            .flat_map(|l| l.0.iter())
+            .skip(first)
+            .take(g.bounds);
+        words
     }
 
     /// Relaxed load of word `w` (`None` past the end).
@@ -478,15 +523,16 @@ impl Histogram {
         let Some(g) = self.geometry() else {
             return;
         };
-        // The first bound `>= value`: a linear scan, branch-predictable for the usual
-        // dozen bounds; NaN compares false everywhere and runs to `B`, the +Inf bucket.
+        // The first bound `>= value`: a linear scan of the bound lines, branch-predictable
+        // for the usual dozen bounds; NaN compares false everywhere and runs to `B`, the
+        // +Inf bucket. (`geometry` checked that the bound lines lie within the object.)
         let mut bucket = 0;
-        while bucket < g.bounds {
-            match self.load(Geometry::bound_word(bucket)) {
-                Some(le) if value <= f64::from_bits(le) => break,
-                Some(_) => bucket += 1,
-                None => break,
+        for le in self.bound_words(g) {
+            // Relaxed: the bounds were published with the object (see `init`).
+            if value <= f64::from_bits(le.load(Ordering::Relaxed)) {
+                break;
             }
+            bucket += 1;
         }
         let stripe = crate::owner::current() as usize & (g.stripes - 1);
         let base = g.stripe_word(stripe);
