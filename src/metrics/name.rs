@@ -258,21 +258,20 @@ impl fmt::Display for SeriesName {
 
 /// `[a-zA-Z_:][a-zA-Z0-9_:]*`.
 pub(crate) fn is_metric_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    let b = s.as_bytes();
+    b.first()
+        .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_' || *c == b':')
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b':')
 }
 
 /// `[a-zA-Z_][a-zA-Z0-9_]*`, not starting with `__`.
 fn is_label_name(s: &str) -> bool {
-    let mut chars = s.chars();
+    let b = s.as_bytes();
     !s.starts_with("__")
-        && chars
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && b.first()
+            .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_')
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
 }
 
 /// Parses `rest` (`""` or `{...}`), which starts at byte `base` of `series`.
@@ -317,8 +316,15 @@ fn parse_labels(
             i += 2;
             let mut value = String::new();
             loop {
-                // Byte-wise scan of UTF-8: the special bytes are ASCII, so they never
-                // occur inside a multi-byte character.
+                // The run of plain bytes up to the next `"`, `\` or line feed, copied at
+                // once. Those bytes are ASCII, so they never occur inside a multi-byte
+                // character and the run ends on a character boundary.
+                let run = bytes[i..]
+                    .iter()
+                    .position(|b| matches!(b, b'"' | b'\\' | b'\n'))
+                    .map_or(bytes.len(), |n| i + n);
+                value.push_str(&rest[i..run]);
+                i = run;
                 let Some(&b) = bytes.get(i) else {
                     return Err(bad(i, "unterminated label value"));
                 };
@@ -336,12 +342,7 @@ fn parse_labels(
                         }
                         i += 2;
                     }
-                    b'\n' => return Err(bad(i, "raw line feed in a label value (write \\n)")),
-                    _ => {
-                        let ch_len = rest[i..].chars().next().map_or(1, char::len_utf8);
-                        value.push_str(&rest[i..i + ch_len]);
-                        i += ch_len;
-                    }
+                    _ => return Err(bad(i, "raw line feed in a label value (write \\n)")),
                 }
             }
             labels.push((key.to_owned(), value));

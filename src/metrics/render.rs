@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
+use std::hash::{Hash, Hasher};
 use std::io;
 
 use super::name::SeriesName;
@@ -111,8 +112,10 @@ pub struct Exposition {
     by_name: HashMap<String, usize>,
     /// Sample name → the family that writes it.
     taken: HashMap<String, usize>,
-    /// Every series written so far (family name and labels), for duplicates.
-    series: HashSet<SeriesName>,
+    /// A hash of every series added so far (family and labels), for duplicates: a hit
+    /// is confirmed by comparing with the family's series, so a collision costs a scan,
+    /// never a wrongly skipped series.
+    series: HashSet<u64>,
     skipped: Vec<Skipped>,
 }
 
@@ -196,7 +199,14 @@ impl Exposition {
                 i
             }
         };
-        if !self.series.insert(series.clone()) {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (index, series.labels()).hash(&mut hasher);
+        if !self.series.insert(hasher.finish())
+            && self.families[index]
+                .series
+                .iter()
+                .any(|(s, _)| s.labels() == series.labels())
+        {
             return Err(SkipReason::Duplicate);
         }
         self.families[index].series.push((series, sample));
