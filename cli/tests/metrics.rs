@@ -227,6 +227,15 @@ fn metrics_prints_the_exact_exposition_and_leaves_the_file_untouched() {
     assert!(notes[2].contains(r#""latency_seconds_count""#) && notes[2].contains("another kind"));
     // Read through a read-only mapping: not a byte of the region changed.
     assert_eq!(std::fs::read(&path).unwrap(), before);
+    // One renderer: the library over the writable region and over a read-only view of
+    // the file writes what the command printed.
+    let mut live = Vec::new();
+    metrics::render_prometheus(&region, &mut live).unwrap();
+    assert_eq!(String::from_utf8_lossy(&live), EXPECTED);
+    let view = shmstate::region::ReadOnlyRegion::open(&path).unwrap();
+    let mut ro = Vec::new();
+    metrics::render_prometheus(&view, &mut ro).unwrap();
+    assert_eq!(String::from_utf8_lossy(&ro), EXPECTED);
 
     if installed("promtool") {
         let check = run("promtool", &["check", "metrics"], Some(&out.stdout));
