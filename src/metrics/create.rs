@@ -181,3 +181,62 @@ pub fn histogram<'r>(
     }
     Ok(region.histogram(&s.object_name()?, bounds)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn region() -> Region {
+        Region::anonymous(1 << 16).unwrap()
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
+    fn bad_series_names_are_typed_errors_and_create_nothing() {
+        let r = region();
+        let name_err = |e: MetricError| match e {
+            MetricError::Name(n) => n,
+            e => panic!("{e:?}"),
+        };
+        assert!(matches!(
+            name_err(counter(&r, "http-requests").unwrap_err()),
+            MetricNameError::InvalidMetricName { .. }
+        ));
+        assert!(matches!(
+            name_err(gauge::<i64>(&r, r#"temp{__room="a"}"#).unwrap_err()),
+            MetricNameError::InvalidLabelName { .. }
+        ));
+        assert!(matches!(
+            name_err(striped_counter(&r, r#"x{a="1"#).unwrap_err()),
+            MetricNameError::Malformed { .. }
+        ));
+        let long = format!(r#"requests_total{{path="{}"}}"#, "p".repeat(40));
+        assert!(matches!(
+            name_err(counter(&r, &long).unwrap_err()),
+            MetricNameError::TooLong { max: 47, .. }
+        ));
+        assert!(matches!(
+            name_err(histogram(&r, r#"lat{le="1"}"#, &[1.0]).unwrap_err()),
+            MetricNameError::ReservedLabel { .. }
+        ));
+        assert!(r.entries().is_empty());
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
+    fn objects_are_stored_under_the_canonical_series_name() {
+        let r = region();
+        counter(&r, "jobs_total{}").unwrap().add(2);
+        assert_eq!(r.get::<Counter>("jobs_total").unwrap().get(), 2);
+        assert_eq!(counter(&r, "jobs_total").unwrap().get(), 2);
+        // Another kind under the same name: the region's type check, as a typed error.
+        assert!(matches!(
+            gauge::<u64>(&r, "jobs_total"),
+            Err(MetricError::Get(GetError::TypeMismatch { .. }))
+        ));
+        assert!(matches!(
+            histogram(&r, "lat", &[2.0, 1.0]),
+            Err(MetricError::Histogram(HistogramError::Bounds(_)))
+        ));
+    }
+}

@@ -332,3 +332,50 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod exposition_tests {
+    use super::*;
+    use crate::{Counter, Region};
+
+    fn render(r: &Region) -> (String, Vec<Skipped>) {
+        let mut e = Exposition::new();
+        e.add(r);
+        let mut out = Vec::new();
+        e.write(&mut out).unwrap();
+        (String::from_utf8(out).unwrap(), e.skipped().to_vec())
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
+    fn a_histogram_and_a_counter_named_like_its_samples_do_not_both_render() {
+        let skipped = |r: &Region| {
+            render(r)
+                .1
+                .into_iter()
+                .map(|s| s.reason)
+                .collect::<Vec<_>>()
+        };
+        // Histogram first: the counter `x_sum` is left out.
+        let r = Region::anonymous(1 << 16).unwrap();
+        r.histogram("x", &[1.0]).unwrap();
+        r.get_or_default::<Counter>("x_sum").unwrap();
+        assert_eq!(skipped(&r), [SkipReason::KindConflict]);
+        // Counter first: the histogram is left out.
+        let r = Region::anonymous(1 << 16).unwrap();
+        r.get_or_default::<Counter>("x_bucket").unwrap();
+        r.histogram("x", &[1.0]).unwrap();
+        assert_eq!(skipped(&r), [SkipReason::KindConflict]);
+        assert!(!render(&r).0.contains("histogram"));
+        // A histogram created outside the metrics API with an `le` label.
+        let r = Region::anonymous(1 << 16).unwrap();
+        r.histogram(r#"y{le="1"}"#, &[1.0]).unwrap();
+        assert_eq!(skipped(&r), [SkipReason::ReservedLabel]);
+        // Two objects whose names sanitise to the same series.
+        let r = Region::anonymous(1 << 16).unwrap();
+        r.get_or_default::<Counter>("a-b").unwrap();
+        r.get_or_default::<Counter>("a.b").unwrap();
+        assert_eq!(skipped(&r), [SkipReason::Duplicate]);
+        assert_eq!(render(&r).0.matches("\na_b ").count(), 1);
+    }
+}
