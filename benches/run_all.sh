@@ -5,7 +5,7 @@
 #   benches/run_all.sh --quick    # smoke run: tiny sizes, checks every bench counts right;
 #                                 # its report goes to target/bench-results/, not BENCHMARKS.md
 #
-# Steps: cargo bench (criterion: counters, locks, seqlock, coord, with the scaling sweeps over
+# Steps: cargo bench (criterion: counters, locks, seqlock, coord, metrics, with the scaling sweeps over
 # 1, 2, 4 and 8 processes: ~44 benches of ~2.7 s, about 2 minutes), the Python multiprocessing
 # comparison (benches/python/compare.py, which runs `shmstate demo`), then benches/report.py.
 set -euo pipefail
@@ -27,7 +27,7 @@ else
     increments=200000
 fi
 
-cargo bench --bench counters --bench locks --bench seqlock --bench coord 2>&1 | tee "$results/criterion.log"
+cargo bench --bench counters --bench locks --bench seqlock --bench coord --bench metrics 2>&1 | tee "$results/criterion.log"
 
 cargo build --release -p shmstate-cli
 python3 benches/python/compare.py --processes 2 --increments "$increments" \

@@ -57,6 +57,8 @@ pub enum Point {
     /// `RawRwLock` downgrade: a reader slot is claimed for the writer, `WRITE_LOCKED` not
     /// yet released.
     RwDowngradeClaimed,
+    /// `Histogram::observe`: the bucket count is added, the value not yet in the sum.
+    HistogramCounted,
 }
 
 #[cfg(shmstate_test_hooks)]

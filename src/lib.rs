@@ -32,11 +32,14 @@
 //!   and [`Timeout`], the one spelling of a passed deadline.
 //! - [`region`]: [`Region`], a mapped file (or memfd, or anonymous memory) of named,
 //!   typed objects.
-//! - The primitives: [`Value`], [`ValueArray`], [`Counter`], [`StripedCounter`] ([`values`]);
+//! - The primitives: [`Value`], [`ValueArray`], [`Counter`], [`StripedCounter`],
+//!   [`Histogram`] ([`values`]);
 //!   [`SeqLock`], [`SeqLockArray`] ([`seqlock`]); [`Mutex`], [`RwLock`],
 //!   [`ReentrantMutex`], [`Condvar`] ([`lock`]); [`Semaphore`], [`BoundedSemaphore`],
 //!   [`Event`], [`Barrier`], [`Queue`] ([`coord`]). Each is an ordinary type on the heap
 //!   too, and each implements [`Shared`].
+//! - [`metrics`]: a region's counters, gauges and histograms in the Prometheus text
+//!   format.
 //!
 //! # Crash windows
 //!
@@ -119,7 +122,11 @@ pub use region::{
 
 // Values and counters.
 pub mod values;
-pub use values::{Counter, StripedCounter, Value, ValueArray, ValueType};
+pub use values::{Counter, Histogram, StripedCounter, Value, ValueArray, ValueType};
+
+// Prometheus metrics over a region's objects.
+#[cfg(not(loom))]
+pub mod metrics;
 
 // Seqlocks.
 pub mod seqlock;

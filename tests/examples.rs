@@ -85,3 +85,35 @@ fn value_array_example_prints_what_the_python_program_prints() {
         "3.1415927\n[0, -1, -2, -3, -4, -5, -6, -7, -8, -9]\n"
     );
 }
+
+#[test]
+fn prefork_metrics_example_prints_the_workers_exposition() {
+    let out = run("prefork_metrics", Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // 4 workers x 10,000 requests, routes round-robin, latencies (i*37 + w*11) % 128 / 256
+    // seconds: the counts and sum computed independently of the example.
+    let expected = r#"# HELP http_request_duration_seconds shmstate Histogram
+# TYPE http_request_duration_seconds histogram
+http_request_duration_seconds_bucket{le="0.01"} 938
+http_request_duration_seconds_bucket{le="0.05"} 4063
+http_request_duration_seconds_bucket{le="0.1"} 8127
+http_request_duration_seconds_bucket{le="0.25"} 20315
+http_request_duration_seconds_bucket{le="0.5"} 40000
+http_request_duration_seconds_bucket{le="+Inf"} 40000
+http_request_duration_seconds_sum 9921
+http_request_duration_seconds_count 40000
+# HELP http_requests_total shmstate Counter
+# TYPE http_requests_total counter
+http_requests_total{route="/"} 13334
+http_requests_total{route="/api/users"} 13333
+http_requests_total{route="/static"} 13333
+# HELP workers shmstate Value<u64>
+# TYPE workers gauge
+workers 4
+"#;
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), expected);
+}

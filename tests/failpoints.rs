@@ -744,3 +744,32 @@ fn region_creator_killed_after_publishing_before_the_wake() {
     wait_all(&waiter, REPAIR);
     assert!(t_kill.elapsed() < REPAIR);
 }
+
+/// An observer killed between counting its observation and adding it to the sum: the
+/// count has it, the sum lacks it, and nothing else is affected. While it is stopped
+/// there, another observer of the same (single) stripe goes on without waiting.
+#[test]
+fn histogram_observer_killed_after_counting_before_the_sum() {
+    use shmstate::Region;
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 16).unwrap();
+    let h = region.histogram_with_stripes("h", &[1.0, 4.0], 1).unwrap();
+    let observer = child_stopped_at(Point::HistogramCounted, || h.observe(2.0));
+    // Stopped mid-observation: this process observes into the same stripe meanwhile.
+    h.observe(0.5);
+    let s = h.snapshot();
+    assert_eq!(
+        (s.cumulative.as_slice(), s.count, s.sum),
+        (&[1, 2, 2][..], 2, 0.5)
+    );
+    kill(observer);
+    reap(observer);
+    h.observe(8.0);
+    let s = h.snapshot();
+    assert_eq!(s.cumulative, [1, 2, 3]);
+    assert_eq!(
+        (s.count, s.sum),
+        (3, 8.5),
+        "the killed observer's 2.0 is not in the sum"
+    );
+}

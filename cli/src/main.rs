@@ -1,12 +1,15 @@
 //! `shmstate`: the lost-update demo and tools for shmstate regions.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 mod demo;
 mod inspect;
+mod metrics;
 mod seqarray;
+mod serve;
 mod state;
 
 /// Lock-free shared-memory state for processes: the lost-update demo and region tools.
@@ -41,6 +44,29 @@ enum Command {
     /// on errors; 2 on bad arguments or a missing file. With --watch: the status of the
     /// last frame when the file is removed.
     Inspect(inspect::Args),
+    /// Print the Prometheus exposition (text format 0.0.4) of one or more region files:
+    /// their counters, gauges and histograms, read without writing to them.
+    ///
+    /// Objects whose names are not metric names are sanitised (characters outside
+    /// [a-zA-Z0-9_:] become _) or, when they would break the exposition, left out with a
+    /// note on stderr. Exit status: 0; 1 on errors; 2 on bad arguments or a missing file.
+    Metrics {
+        /// The region files (one exposition: series of the same metric are grouped).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Serve the Prometheus exposition of region files at http://ADDR/metrics, reading
+    /// the regions (read-only) at each scrape; a region that cannot be read makes the
+    /// scrape fail (HTTP 500).
+    ServeMetrics {
+        /// The address to listen on (loopback by default; port 0 picks a free port, and
+        /// the bound address is printed).
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        listen: std::net::SocketAddr,
+        /// The region files.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
     /// One demo worker process (started by `demo`).
     #[command(hide = true)]
     DemoWorker(demo::WorkerArgs),
@@ -51,6 +77,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args).map(|()| 0),
         Command::Inspect(args) => inspect::run(&args),
+        Command::Metrics { paths } => metrics::run(&paths),
+        Command::ServeMetrics { listen, paths } => serve::run(listen, &paths),
         Command::DemoWorker(args) => demo::worker(&args).map(|()| 0),
     };
     match result {

@@ -80,6 +80,22 @@ impl ReadOnlyRegion {
     /// within the region; `None` otherwise. An `Acquire` load, so that data a peer
     /// published with a release store before this word is visible to later loads.
     pub fn load_u32(&self, offset: u64) -> Option<u32> {
+        self.region.load_u32_at(offset)
+    }
+
+    /// The 64-bit word at byte `offset`, if it is 8-aligned and within the region.
+    /// An `Acquire` load, as for [`load_u32`](Self::load_u32).
+    pub fn load_u64(&self, offset: u64) -> Option<u64> {
+        self.region.load_u64_at(offset)
+    }
+}
+
+/// Single-word loads at an offset, for readers that decode objects from their documented
+/// layout (the read-only view above, and the metrics renderer over a writable region).
+/// Loads only: allowed on a read-only mapping as on a writable one.
+impl Region {
+    /// As [`ReadOnlyRegion::load_u32`].
+    pub(crate) fn load_u32_at(&self, offset: u64) -> Option<u32> {
         let ptr = self.word_ptr(offset, 4)?;
         // SAFETY: `ptr` is 4-aligned and its 4 bytes lie within the live mapping (checked
         // by `word_ptr`), which `self` keeps mapped for the reference's short life. Any
@@ -91,25 +107,25 @@ impl ReadOnlyRegion {
         Some(word.load(Ordering::Acquire))
     }
 
-    /// The 64-bit word at byte `offset`, if it is 8-aligned and within the region.
-    /// An `Acquire` load, as for [`load_u32`](Self::load_u32).
-    pub fn load_u64(&self, offset: u64) -> Option<u64> {
+    /// As [`ReadOnlyRegion::load_u64`].
+    pub(crate) fn load_u64_at(&self, offset: u64) -> Option<u64> {
         let ptr = self.word_ptr(offset, 8)?;
-        // SAFETY: as in `load_u32`, with 8 bytes and 8-alignment (the mapping's base is
+        // SAFETY: as in `load_u32_at`, with 8 bytes and 8-alignment (the mapping's base is
         // page-aligned, so an 8-aligned offset gives an 8-aligned address).
         let word = unsafe { &*ptr.cast::<AtomicU64>() };
-        // Acquire: as in `load_u32`.
+        // Acquire: as in `load_u32_at`.
         Some(word.load(Ordering::Acquire))
     }
 
-    /// The address of the `width`-byte word at `offset`, if aligned and in bounds.
-    fn word_ptr(&self, offset: u64, width: usize) -> Option<*const u8> {
+    /// The address of the `width`-byte word at `offset`, if aligned and in bounds. From
+    /// the mapping's mutable pointer, as every atomic the region hands out is.
+    fn word_ptr(&self, offset: u64, width: usize) -> Option<*mut u8> {
         let offset = usize::try_from(offset).ok()?;
-        if !offset.is_multiple_of(width) || offset.checked_add(width)? > self.region.size() {
+        if !offset.is_multiple_of(width) || offset.checked_add(width)? > self.size() {
             return None;
         }
         // SAFETY: `offset + width <= size`, the mapping's length: in bounds.
-        Some(unsafe { self.region.map.as_ptr().add(offset) })
+        Some(unsafe { self.map.as_mut_ptr().add(offset) })
     }
 }
 

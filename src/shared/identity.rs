@@ -30,6 +30,8 @@ impl Kind {
     pub const RECORD: Kind = Kind(15);
     /// A [`ValueArray<T>`](crate::ValueArray); its element is `T`.
     pub const VALUE_ARRAY: Kind = Kind(16);
+    /// A [`Histogram`](crate::Histogram); its bounds are stored in the object.
+    pub const HISTOGRAM: Kind = Kind(19);
     /// First code free for types defined outside this crate.
     pub const USER: Kind = Kind(0x1000);
 
@@ -52,6 +54,7 @@ impl Kind {
             14 => "Queue",
             15 => "struct",
             16 => "ValueArray",
+            19 => "Histogram",
             _ => return None,
         })
     }

@@ -1,0 +1,864 @@
+//! [`Histogram`]: a Prometheus-style histogram (fixed bucket bounds, a sum and a count)
+//! that many processes observe into without a lock.
+//!
+//! # Layout
+//!
+//! The object is a slice of 64-byte lines of eight `u64` words (slice-shaped, like
+//! [`StripedCounter`](crate::StripedCounter)); word `w` is word `w % 8` of line `w / 8`:
+//!
+//! | words | holds |
+//! |-------|-------|
+//! | 0 | `B`, the number of finite bucket bounds |
+//! | 1 | the stripe mask `S - 1`: `S`, a power of two, is the number of stripes |
+//! | 2..8 | zero (reserved) |
+//! | line 1 on, `B` words | the bounds, as `f64` bits, strictly increasing and finite |
+//! | then `S` stripes, each `ceil((B + 2) / 8)` lines | per stripe: `B + 1` bucket counts (the last is the `+Inf` bucket), then the sum as `f64` bits |
+//!
+//! All-zero bytes are a histogram with no finite bound (only the `+Inf` bucket) and one
+//! stripe. A thread observes into stripe `tid & (S - 1)`, so writers on different CPUs
+//! write different lines.
+//!
+//! # Counting and summing exactly
+//!
+//! An observation is two atomic updates of the observer's stripe: a `fetch_add` of 1 on
+//! the bucket count, and a compare-and-swap loop that adds the value to the stripe's sum
+//! (`f64` bits in an `AtomicU64`). The count is not a third word: it is the sum of the
+//! bucket counts, so `count()` equals the `+Inf` bucket in every snapshot by
+//! construction and an observation costs two atomic updates, not three.
+//!
+//! The sum is an `f64` updated by compare-and-swap rather than a fixed-point integer:
+//! fixed point would need a unit and a range chosen at creation (nanoseconds overflow
+//! `u64` sums of seconds-long observations at 2⁶⁴ ns ≈ 584 years in total, but a unit of
+//! 1 loses sub-unit values), while `f64` keeps the full range of what users observe, as
+//! every Prometheus client does. No addition is lost: each compare-and-swap succeeds only
+//! on the value it read. The result is exactly the floating-point sum of each stripe's
+//! observations in that stripe's order, added up stripe by stripe; when every partial sum
+//! is representable (integers below 2⁵³, or multiples of a power of two such as 0.25 in
+//! range) it is the exact sum. The loop rarely retries: a stripe is contended only by
+//! threads whose ids agree modulo `S`.
+//!
+//! # `le` semantics, NaN and infinities
+//!
+//! An observation `v` lands in the first bucket whose bound `le` satisfies `v <= le`; a
+//! value equal to a bound lands in that bound's bucket. `+Inf` and values above the last
+//! bound land in the `+Inf` bucket; `-Inf` in the first. `NaN` satisfies no `v <= le`: it
+//! is counted in the `+Inf` bucket (so the count still equals that bucket) and makes the
+//! sum `NaN`, as the Go client does.
+//!
+//! # Reading
+//!
+//! [`snapshot`](Histogram::snapshot) reads the stripes one after another: like
+//! [`StripedCounter::sum`](crate::StripedCounter::sum) it is not one moment's state while
+//! observers run (the sum may include an observation whose bucket count was read before
+//! it), but its buckets are cumulative and its count is its `+Inf` bucket, always. Once
+//! the observers have stopped it is exact.
+//!
+//! # Crash windows
+//!
+//! No lock and no state that spans two words is ever left "in progress":
+//!
+//! | step | a SIGKILL (or SIGSTOP) there leaves | repaired by, how fast |
+//! |------|-------------------------------------|-----------------------|
+//! | creation in a region (header and bounds written by `init`) | the region's entry protocol: an unpublished object | the next opener re-creates it (the region's takeover; its failpoint tests) |
+//! | between the bucket `fetch_add` and the sum's compare-and-swap (failpoint `HistogramCounted`) | the observation counted, its value not yet in the sum | nothing to repair: the sum lacks that one value, for good |
+//! | inside the sum's compare-and-swap loop, before it succeeds (a SIGSTOP at `HistogramCounted`) | nothing more: only the successful compare-and-swap writes | nothing to repair: other observers of the same stripe go on without waiting |
+//! | during `snapshot` / `count` / `sum` | nothing: they only read | nothing to repair |
+//!
+//! Whatever a peer writes into the object, no call panics, reads out of bounds or loops
+//! without bound: the header is re-read and checked against the object's length (which
+//! comes from the process's own mapping of the region's validated directory) before it
+//! is used, and every word is reached through a checked index.
+
+use core::fmt;
+#[cfg(not(loom))]
+use core::ptr::NonNull;
+
+use crate::sync::{AtomicU64, Ordering};
+
+/// The most finite bucket bounds a histogram takes.
+pub const MAX_BOUNDS: usize = 1024;
+
+/// The most stripes a histogram takes.
+pub const MAX_STRIPES: usize = 1024;
+
+/// Words in a line.
+const LINE_WORDS: usize = 8;
+/// Header word: the number of finite bounds.
+const W_BOUNDS: usize = 0;
+/// Header word: the stripe mask.
+const W_MASK: usize = 1;
+
+/// One 64-byte line of eight words.
+#[repr(C, align(64))]
+pub(crate) struct Line([AtomicU64; LINE_WORDS]);
+
+#[cfg(not(loom))]
+static_assertions::assert_eq_size!(Line, [u8; 64]);
+#[cfg(not(loom))]
+static_assertions::const_assert_eq!(align_of::<Line>(), 64);
+
+impl Line {
+    fn new() -> Self {
+        Line(core::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+/// Where things are, for `B` bounds and `S` stripes (all in lines or words).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    /// `B`.
+    pub(crate) bounds: usize,
+    /// `S`.
+    pub(crate) stripes: usize,
+}
+
+impl Geometry {
+    /// Lines of bounds after the header line.
+    const fn bound_lines(self) -> usize {
+        self.bounds.div_ceil(LINE_WORDS)
+    }
+
+    /// Lines of one stripe: `B + 1` counts and the sum.
+    const fn stripe_lines(self) -> usize {
+        (self.bounds + 2).div_ceil(LINE_WORDS)
+    }
+
+    /// The object's length in lines, or `None` if out of the supported range.
+    pub(crate) fn lines(self) -> Option<usize> {
+        if self.bounds > MAX_BOUNDS || self.stripes == 0 || self.stripes > MAX_STRIPES {
+            return None;
+        }
+        Some(1 + self.bound_lines() + self.stripes * self.stripe_lines())
+    }
+
+    /// Word index of bound `i`.
+    const fn bound_word(i: usize) -> usize {
+        LINE_WORDS + i
+    }
+
+    /// Word index of the first word of stripe `s`.
+    const fn stripe_word(self, s: usize) -> usize {
+        (1 + self.bound_lines() + s * self.stripe_lines()) * LINE_WORDS
+    }
+
+    /// The geometry a header describes, if it is one this build supports and it fits in
+    /// `len` lines. `bounds` and `mask` are the header words. On every observation: a few
+    /// compares, shifts and one multiplication.
+    #[inline]
+    pub(crate) fn from_header(bounds: u64, mask: u64, len: usize) -> Option<Geometry> {
+        // `mask + 1` a power of two at most MAX_STRIPES: `mask` is all ones below a bit.
+        if bounds > MAX_BOUNDS as u64 || mask >= MAX_STRIPES as u64 || mask & (mask + 1) != 0 {
+            return None;
+        }
+        let g = Geometry {
+            bounds: bounds as usize,
+            stripes: mask as usize + 1,
+        };
+        // Within range, so no overflow: at most 1 + 128 + 1024 * 129 lines.
+        let lines = 1 + g.bound_lines() + g.stripes * g.stripe_lines();
+        (lines <= len).then_some(g)
+    }
+}
+
+/// Why a list of bucket bounds was refused.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BoundsError {
+    /// A bound is NaN or infinite (`+Inf` is always the last bucket; do not list it).
+    #[error("bucket bound {index} is {value}: bounds must be finite (+Inf is implicit)")]
+    NotFinite {
+        /// Its index.
+        index: usize,
+        /// The bound.
+        value: f64,
+    },
+    /// A bound is not greater than the one before it.
+    #[error("bucket bound {index} ({value}) is not greater than the one before ({previous})")]
+    NotIncreasing {
+        /// Its index.
+        index: usize,
+        /// The bound.
+        value: f64,
+        /// The bound before it.
+        previous: f64,
+    },
+    /// More than [`MAX_BOUNDS`] bounds.
+    #[error("{len} bucket bounds; at most {MAX_BOUNDS}")]
+    TooMany {
+        /// How many were given.
+        len: usize,
+    },
+}
+
+/// Checks that `bounds` are strictly increasing finite numbers, at most [`MAX_BOUNDS`].
+///
+/// # Errors
+///
+/// The first problem found, as a [`BoundsError`].
+///
+/// # Examples
+///
+/// ```
+/// use shmstate::values::histogram::{BoundsError, validate_bounds};
+///
+/// assert!(validate_bounds(&[0.1, 0.5, 1.0]).is_ok());
+/// assert!(matches!(validate_bounds(&[1.0, 1.0]), Err(BoundsError::NotIncreasing { index: 1, .. })));
+/// assert!(matches!(validate_bounds(&[f64::INFINITY]), Err(BoundsError::NotFinite { .. })));
+/// ```
+pub fn validate_bounds(bounds: &[f64]) -> Result<(), BoundsError> {
+    if bounds.len() > MAX_BOUNDS {
+        return Err(BoundsError::TooMany { len: bounds.len() });
+    }
+    for (index, &value) in bounds.iter().enumerate() {
+        if !value.is_finite() {
+            return Err(BoundsError::NotFinite { index, value });
+        }
+        if let Some(&previous) = index.checked_sub(1).and_then(|p| bounds.get(p))
+            && value <= previous
+        {
+            return Err(BoundsError::NotIncreasing {
+                index,
+                value,
+                previous,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What a histogram held when it was read: bounds, cumulative bucket counts, sum and
+/// count, in Prometheus' terms.
+///
+/// `cumulative[i]` counts the observations `v <= bounds[i]`; the last element (index
+/// `bounds.len()`) is the `+Inf` bucket and equals `count`.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct HistogramSnapshot {
+    /// The finite bucket bounds (`le`), strictly increasing.
+    pub bounds: Vec<f64>,
+    /// Cumulative counts, one per bound and a last one for `+Inf`.
+    pub cumulative: Vec<u64>,
+    /// The sum of the observed values.
+    pub sum: f64,
+    /// The number of observations (the `+Inf` bucket).
+    pub count: u64,
+}
+
+impl HistogramSnapshot {
+    /// `(le, cumulative count)` for every bucket, the last with `le = +Inf`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::Histogram;
+    ///
+    /// let h = Histogram::new(&[1.0])?;
+    /// h.observe(0.5);
+    /// h.observe(7.0);
+    /// let buckets: Vec<_> = h.snapshot().buckets().collect();
+    /// assert_eq!(buckets, [(1.0, 1), (f64::INFINITY, 2)]);
+    /// # Ok::<(), shmstate::values::histogram::BoundsError>(())
+    /// ```
+    pub fn buckets(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
+        self.bounds
+            .iter()
+            .copied()
+            .chain(core::iter::once(f64::INFINITY))
+            .zip(self.cumulative.iter().copied())
+    }
+}
+
+/// A histogram of `f64` observations over fixed bucket bounds, which many threads and
+/// processes observe into without a lock: a Prometheus histogram in shared memory.
+///
+/// The bounds are chosen at creation and stored in the object (strictly increasing,
+/// finite; `+Inf` is always the last bucket). [`observe`](Self::observe) is a bucket
+/// search over the bounds and two atomic updates of the calling thread's stripe (one
+/// cache line per stripe, as in [`StripedCounter`](crate::StripedCounter)). See the
+/// [module docs](self) for the layout, the `le` semantics (NaN and infinities), how the
+/// sum stays exact, and the crash windows.
+///
+/// Create one on the heap with [`new`](Self::new), or in a region with
+/// [`Region::histogram`](crate::Region::histogram), which checks the bounds of an
+/// existing object against the ones asked for.
+///
+/// # Orderings
+///
+/// Every operation is `Relaxed`: an observation publishes no other data, and the exact
+/// totals need only the atomicity of each update (see
+/// [`Counter`](crate::Counter#orderings)). A snapshot includes every observation that
+/// happens-before it (after joining the observers' threads or waiting for their
+/// processes).
+///
+/// # Examples
+///
+/// ```
+/// use shmstate::{Histogram, Region};
+///
+/// let region = Region::anonymous(1 << 16)?;
+/// let latency = region.histogram("latency_seconds", &[0.25, 0.5, 1.0, 2.5])?;
+/// latency.observe(0.375);
+/// latency.observe(0.5); // exactly on a bound: that bound's bucket
+/// latency.observe(3.0); // above every bound: +Inf
+/// let s = latency.snapshot();
+/// assert_eq!(s.cumulative, [0, 2, 2, 2, 3]);
+/// assert_eq!((s.count, s.sum), (3, 3.875));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[repr(transparent)]
+pub struct Histogram {
+    /// The lines. The length comes from the (process-local) pointer metadata, never from
+    /// shared memory; it is at least 1 for every histogram that can be made.
+    lines: [Line],
+}
+
+// SAFETY: `Shared` items 1-6, for every `len` that `size_for` accepts (len >= 1, size
+// within `isize`):
+// 1. all-zero bytes are a histogram with no bounds, one stripe, all counts 0 and sum
+//    +0.0 (the layout in the module docs), valid for `len >= 2`; for `len == 1` the
+//    header fits no stripe and every method does nothing or reads zeros (checked);
+// 2. every bit pattern is valid: the object is `len` lines of eight `AtomicU64`s, and
+//    every header value is checked before use;
+// 3. no pointers, nothing to drop;
+// 4. `#[repr(transparent)]` over `[Line]`, `Line` is `#[repr(C, align(64))]` over eight
+//    `AtomicU64`s with no padding (size and alignment asserted above);
+// 5. atomics are `Sync`; every method is atomic operations on single words;
+// 6. `from_raw_parts` builds a slice pointer of `len` lines at `ptr`: exactly
+//    `slice_size::<Line>(len)` bytes.
+// Not implemented under loom, whose atomics are not plain memory.
+#[cfg(not(loom))]
+unsafe impl crate::shared::Shared for Histogram {
+    const TAG: crate::shared::TypeTag =
+        crate::shared::TypeTag::new(crate::shared::Kind::HISTOGRAM, crate::Elem::NONE);
+    const ALIGN: usize = align_of::<Line>();
+
+    #[inline]
+    fn size_for(len: usize) -> Option<usize> {
+        crate::shared::slice_size::<Line>(len)
+    }
+
+    #[inline]
+    fn from_raw_parts(ptr: NonNull<u8>, len: usize) -> NonNull<Self> {
+        let slice = NonNull::slice_from_raw_parts(ptr.cast::<Line>(), len);
+        // Cast of a slice pointer to a `#[repr(transparent)]` wrapper of that slice: same
+        // address and metadata.
+        let raw = slice.as_ptr() as *mut Histogram;
+        // SAFETY: `new_unchecked` needs a non-null pointer: `raw` has `slice`'s address,
+        // which comes from a `NonNull`.
+        unsafe { NonNull::new_unchecked(raw) }
+    }
+}
+
+impl Histogram {
+    /// A histogram over `bounds` on the heap, with
+    /// [`StripedCounter::default_stripes`](crate::StripedCounter::default_stripes)
+    /// stripes.
+    ///
+    /// # Errors
+    ///
+    /// [`BoundsError`] if the bounds are not strictly increasing finite numbers, or more
+    /// than [`MAX_BOUNDS`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::Histogram;
+    ///
+    /// let h = Histogram::new(&[1.0, 2.0])?;
+    /// h.observe(1.5);
+    /// assert_eq!(h.count(), 1);
+    /// assert!(Histogram::new(&[2.0, 1.0]).is_err());
+    /// # Ok::<(), shmstate::values::histogram::BoundsError>(())
+    /// ```
+    pub fn new(bounds: &[f64]) -> Result<Box<Histogram>, BoundsError> {
+        Self::with_stripes(bounds, crate::StripedCounter::default_stripes())
+    }
+
+    /// A histogram over `bounds` on the heap with `stripes` stripes, rounded up to a
+    /// power of two and clamped to `1..=`[`MAX_STRIPES`].
+    ///
+    /// # Errors
+    ///
+    /// As for [`new`](Self::new).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::Histogram;
+    ///
+    /// assert_eq!(Histogram::with_stripes(&[1.0], 3)?.stripes(), 4);
+    /// # Ok::<(), shmstate::values::histogram::BoundsError>(())
+    /// ```
+    pub fn with_stripes(bounds: &[f64], stripes: usize) -> Result<Box<Histogram>, BoundsError> {
+        validate_bounds(bounds)?;
+        let g = Geometry {
+            bounds: bounds.len(),
+            stripes: Self::round_stripes(stripes),
+        };
+        let lines = g.lines().unwrap_or(1);
+        // Built line by line rather than zero-allocated, so that it also works under loom.
+        let slice: Box<[Line]> = (0..lines).map(|_| Line::new()).collect();
+        let raw = Box::into_raw(slice) as *mut Histogram;
+        // SAFETY: `Box::from_raw` needs a pointer from `Box::into_raw` with the same layout
+        // and no other owner: `Histogram` is `#[repr(transparent)]` over `[Line]`, so the
+        // cast keeps address, length and layout, and `raw` was just taken out of its box.
+        let h = unsafe { Box::from_raw(raw) };
+        h.init(bounds, g.stripes);
+        Ok(h)
+    }
+
+    /// `stripes` rounded up to a power of two within `1..=MAX_STRIPES`.
+    pub(crate) fn round_stripes(stripes: usize) -> usize {
+        stripes.clamp(1, MAX_STRIPES).next_power_of_two()
+    }
+
+    /// The length in lines of a histogram of `bounds` bounds and `stripes` stripes (a
+    /// power of two), for creating one in a region.
+    #[cfg(not(loom))]
+    pub(crate) fn lines_for(bounds: usize, stripes: usize) -> Option<usize> {
+        Geometry { bounds, stripes }.lines()
+    }
+
+    /// Writes the header and bounds into a zeroed object (before anyone else sees it: on
+    /// the heap in `with_stripes`, in a region inside the entry's `init`).
+    pub(crate) fn init(&self, bounds: &[f64], stripes: usize) {
+        // Relaxed, all of them: the object is not shared yet; the region's publication of
+        // the entry (a release store, paired with every opener's acquire load) or the
+        // hand-over of the box orders these before any observer.
+        self.set_word(W_BOUNDS, bounds.len() as u64);
+        self.set_word(W_MASK, stripes.saturating_sub(1) as u64);
+        for (i, b) in bounds.iter().enumerate() {
+            self.set_word(Geometry::bound_word(i), b.to_bits());
+        }
+    }
+
+    fn set_word(&self, w: usize, v: u64) {
+        if let Some(word) = self.word(w) {
+            // Relaxed: see `init`.
+            word.store(v, Ordering::Relaxed);
+        }
+    }
+
+    /// Word `w`, if within the object.
+    #[inline]
+    fn word(&self, w: usize) -> Option<&AtomicU64> {
+        #[cfg(not(loom))]
+        let word = self.flat().get(w);
+        #[cfg(loom)]
+        let word = self
+            .lines
+            .get(w / LINE_WORDS)
+            .and_then(|l| l.0.get(w % LINE_WORDS));
+        word
+    }
+
+    /// The object's words, in order: word `w` is word `w % 8` of line `w / 8`.
+    #[cfg(not(loom))]
+    #[inline]
+    fn flat(&self) -> &[AtomicU64] {
+        let ptr = self.lines.as_ptr().cast::<AtomicU64>();
+        // SAFETY: `from_raw_parts` needs `len` initialised, aligned `AtomicU64`s in one
+        // allocation, valid for the returned lifetime and not mutated except through
+        // atomics: `Line` is `#[repr(C, align(64))]` over `[AtomicU64; 8]` and exactly 64
+        // bytes (asserted above), so `self.lines` is `8 * lines.len()` contiguous
+        // `AtomicU64`s, borrowed for `&self`'s lifetime.
+        unsafe { core::slice::from_raw_parts(ptr, self.lines.len() * LINE_WORDS) }
+    }
+
+    /// The `B` bound words of geometry `g` (which `geometry` checked fits the object).
+    #[inline]
+    fn bound_words(&self, g: Geometry) -> impl Iterator<Item = &AtomicU64> {
+        let first = Geometry::bound_word(0);
+        #[cfg(not(loom))]
+        let words = self
+            .flat()
+            .get(first..first + g.bounds)
+            .unwrap_or(&[])
+            .iter();
+        // Loom's atomics are not 8 bytes: walk the lines.
+        #[cfg(loom)]
+        let words = self
+            .lines
+            .iter()
+            .flat_map(|l| l.0.iter())
+            .skip(first)
+            .take(g.bounds);
+        words
+    }
+
+    /// Relaxed load of word `w` (`None` past the end).
+    #[inline]
+    fn load(&self, w: usize) -> Option<u64> {
+        // Relaxed: header and bounds were published with the object (see `init`); counts
+        // and sums publish nothing else.
+        self.word(w).map(|a| a.load(Ordering::Relaxed))
+    }
+
+    /// The geometry the header gives, if it is valid for this object's length.
+    #[inline]
+    fn geometry(&self) -> Option<Geometry> {
+        Geometry::from_header(self.load(W_BOUNDS)?, self.load(W_MASK)?, self.lines.len())
+    }
+
+    /// Records one observation of `value`: one bucket count (the first bound `le` with
+    /// `value <= le`, else `+Inf`) and the sum, in the calling thread's stripe.
+    ///
+    /// No lock, no syscall, no allocation: a thread-local read, a search of the bounds,
+    /// one `fetch_add` and one compare-and-swap loop (which retries only while another
+    /// thread of the same stripe adds at the same moment). NaN is counted in the `+Inf`
+    /// bucket and makes the sum NaN (see the [module docs](self)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::Histogram;
+    ///
+    /// let h = Histogram::new(&[0.1, 1.0])?;
+    /// h.observe(0.1);
+    /// assert_eq!(h.snapshot().cumulative, [1, 1, 1]);
+    /// # Ok::<(), shmstate::values::histogram::BoundsError>(())
+    /// ```
+    #[inline]
+    pub fn observe(&self, value: f64) {
+        let Some(g) = self.geometry() else {
+            return;
+        };
+        // The first bound `>= value`: a linear scan of the bound lines, branch-predictable
+        // for the usual dozen bounds; NaN compares false everywhere and runs to `B`, the
+        // +Inf bucket. (`geometry` checked that the bound lines lie within the object.)
+        let mut bucket = 0;
+        for le in self.bound_words(g) {
+            // Relaxed: the bounds were published with the object (see `init`).
+            if value <= f64::from_bits(le.load(Ordering::Relaxed)) {
+                break;
+            }
+            bucket += 1;
+        }
+        let stripe = crate::owner::current() as usize & (g.stripes - 1);
+        let base = g.stripe_word(stripe);
+        if let Some(count) = self.word(base + bucket) {
+            // Relaxed: counting needs only the atomicity of the RMW (see the type docs).
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+        crate::failpoint::hit(crate::failpoint::Point::HistogramCounted);
+        if let Some(sum) = self.word(base + g.bounds + 1) {
+            // Relaxed: the loop needs only that the compare-and-swap succeeds on the bits
+            // it read; the sum publishes nothing else.
+            let mut old = sum.load(Ordering::Relaxed);
+            loop {
+                let new = (f64::from_bits(old) + value).to_bits();
+                // Relaxed on both sides, as above.
+                match sum.compare_exchange_weak(old, new, Ordering::Relaxed, Ordering::Relaxed) {
+                    Ok(_) => break,
+                    Err(now) => old = now,
+                }
+            }
+        }
+    }
+
+    /// The finite bucket bounds (empty if the header is not valid for this object).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::Histogram;
+    ///
+    /// assert_eq!(Histogram::new(&[0.5, 2.0])?.bounds(), [0.5, 2.0]);
+    /// # Ok::<(), shmstate::values::histogram::BoundsError>(())
+    /// ```
+    pub fn bounds(&self) -> Vec<f64> {
+        self.snapshot_checked()
+            .map(|s| s.bounds)
+            .unwrap_or_default()
+    }
+
+    /// The number of stripes (1 if the header is not valid for this object).
+    pub fn stripes(&self) -> usize {
+        self.geometry().map_or(1, |g| g.stripes)
+    }
+
+    /// The number of observations: the sum of all bucket counts (wrapping on overflow).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::Histogram;
+    ///
+    /// let h = Histogram::new(&[1.0])?;
+    /// h.observe(f64::NAN);
+    /// assert_eq!(h.count(), 1);
+    /// # Ok::<(), shmstate::values::histogram::BoundsError>(())
+    /// ```
+    pub fn count(&self) -> u64 {
+        self.snapshot().count
+    }
+
+    /// The sum of the observed values.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::Histogram;
+    ///
+    /// let h = Histogram::new(&[1.0])?;
+    /// h.observe(0.25);
+    /// h.observe(4.0);
+    /// assert_eq!(h.sum(), 4.25);
+    /// # Ok::<(), shmstate::values::histogram::BoundsError>(())
+    /// ```
+    pub fn sum(&self) -> f64 {
+        self.snapshot().sum
+    }
+
+    /// The bounds, cumulative bucket counts, sum and count (see the [module docs](self)
+    /// for what it is while observers run). A histogram whose header a peer overwrote
+    /// with values no histogram has reads as empty.
+    ///
+    /// # Examples
+    ///
+    /// See the [type docs](Self).
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        self.snapshot_checked().unwrap_or(HistogramSnapshot {
+            bounds: Vec::new(),
+            cumulative: vec![0],
+            sum: 0.0,
+            count: 0,
+        })
+    }
+
+    /// The snapshot, or `None` if header or bounds are not valid for this object.
+    pub(crate) fn snapshot_checked(&self) -> Option<HistogramSnapshot> {
+        decode(self.lines.len(), |w| self.load(w))
+    }
+}
+
+/// Reads a histogram of `len` lines through `load` (word index → word): the one decoder
+/// behind [`Histogram::snapshot`] and the metrics renderer's read-only path. `None` if
+/// the header or the bounds are not what a histogram of this length holds. Bounded by
+/// `len` whatever the words say.
+pub(crate) fn decode(len: usize, load: impl Fn(usize) -> Option<u64>) -> Option<HistogramSnapshot> {
+    let g = Geometry::from_header(load(W_BOUNDS)?, load(W_MASK)?, len)?;
+    let mut bounds = Vec::with_capacity(g.bounds);
+    for i in 0..g.bounds {
+        bounds.push(f64::from_bits(load(Geometry::bound_word(i))?));
+    }
+    validate_bounds(&bounds).ok()?;
+    let mut counts = vec![0u64; g.bounds + 1];
+    let mut sum = 0.0;
+    for s in 0..g.stripes {
+        let base = g.stripe_word(s);
+        for (i, c) in counts.iter_mut().enumerate() {
+            *c = c.wrapping_add(load(base + i)?);
+        }
+        sum += f64::from_bits(load(base + g.bounds + 1)?);
+    }
+    let mut running = 0u64;
+    let cumulative: Vec<u64> = counts
+        .iter()
+        .map(|c| {
+            running = running.wrapping_add(*c);
+            running
+        })
+        .collect();
+    Some(HistogramSnapshot {
+        bounds,
+        count: running,
+        cumulative,
+        sum,
+    })
+}
+
+impl fmt::Debug for Histogram {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.snapshot();
+        f.debug_struct("Histogram")
+            .field("bounds", &s.bounds)
+            .field("cumulative", &s.cumulative)
+            .field("sum", &s.sum)
+            .field("count", &s.count)
+            .finish()
+    }
+}
+
+/// Why [`Region::histogram`](crate::Region::histogram) failed.
+#[cfg(not(loom))]
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HistogramError {
+    /// The bounds asked for are not valid.
+    #[error(transparent)]
+    Bounds(#[from] BoundsError),
+    /// The region refused the object (bad name, another type under the name, full,
+    /// corrupt directory); never [`GetError::Timeout`](crate::GetError::Timeout), which
+    /// is [`HistogramError::Timeout`].
+    #[error(transparent)]
+    Get(crate::GetError),
+    /// The histogram exists with other bounds. Two programs disagree about its buckets:
+    /// fix one of them, or use another name.
+    #[error("histogram `{name}` has bounds {recorded:?}, not {requested:?}")]
+    BoundsMismatch {
+        /// The object's name.
+        name: String,
+        /// The bounds stored in the object.
+        recorded: Vec<f64>,
+        /// The bounds asked for.
+        requested: Vec<f64>,
+    },
+    /// The object's header or bounds hold values no histogram has (a peer wrote garbage).
+    #[error("histogram `{name}` is corrupt (its header or bounds are not valid)")]
+    Corrupt {
+        /// The object's name.
+        name: String,
+    },
+    /// Another live process kept creating the object longer than the region's timeout.
+    #[error("timed out waiting for another process to create the histogram")]
+    Timeout,
+}
+
+#[cfg(not(loom))]
+impl From<crate::GetError> for HistogramError {
+    fn from(e: crate::GetError) -> Self {
+        match e {
+            crate::GetError::Timeout => HistogramError::Timeout,
+            e => HistogramError::Get(e),
+        }
+    }
+}
+
+#[cfg(not(loom))]
+impl From<crate::Timeout> for HistogramError {
+    fn from(_: crate::Timeout) -> Self {
+        HistogramError::Timeout
+    }
+}
+
+#[cfg(not(loom))]
+impl crate::Region {
+    /// The histogram `name` over `bounds`, creating it with
+    /// [`StripedCounter::default_stripes`](crate::StripedCounter::default_stripes)
+    /// stripes if there is none. An existing histogram is opened whatever its stripe
+    /// count, if its stored bounds are `bounds`.
+    ///
+    /// # Errors
+    ///
+    /// - [`HistogramError::Bounds`]: `bounds` are not strictly increasing finite numbers
+    ///   (or more than [`MAX_BOUNDS`]).
+    /// - [`HistogramError::BoundsMismatch`]: the histogram exists with other bounds.
+    /// - [`HistogramError::Corrupt`]: the object's header or bounds are not valid.
+    /// - [`HistogramError::Timeout`]: another live process kept creating it too long.
+    /// - [`HistogramError::Get`]: the region's own errors ([`GetError`](crate::GetError):
+    ///   a bad name, another type under this name, no room).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::values::histogram::HistogramError;
+    /// use shmstate::Region;
+    ///
+    /// let region = Region::anonymous(1 << 16)?;
+    /// let h = region.histogram("rtt_seconds", &[0.001, 0.01, 0.1])?;
+    /// h.observe(0.02);
+    /// // Another process (or this one) opens the same histogram...
+    /// assert_eq!(region.histogram("rtt_seconds", &[0.001, 0.01, 0.1])?.count(), 1);
+    /// // ...but not with other buckets.
+    /// assert!(matches!(
+    ///     region.histogram("rtt_seconds", &[1.0]),
+    ///     Err(HistogramError::BoundsMismatch { .. })
+    /// ));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn histogram(&self, name: &str, bounds: &[f64]) -> Result<&Histogram, HistogramError> {
+        self.histogram_with_stripes(name, bounds, crate::StripedCounter::default_stripes())
+    }
+
+    /// As [`histogram`](Self::histogram), creating it with `stripes` stripes (rounded up
+    /// to a power of two, clamped to `1..=`[`MAX_STRIPES`]) if there is none.
+    ///
+    /// # Errors
+    ///
+    /// As for [`histogram`](Self::histogram).
+    pub fn histogram_with_stripes(
+        &self,
+        name: &str,
+        bounds: &[f64],
+        stripes: usize,
+    ) -> Result<&Histogram, HistogramError> {
+        validate_bounds(bounds)?;
+        let stripes = Histogram::round_stripes(stripes);
+        let h = match self.get::<Histogram>(name) {
+            Ok(h) => h,
+            Err(crate::GetError::NotFound { .. }) => {
+                // `validate_bounds` and `round_stripes` keep both within range.
+                let len = Histogram::lines_for(bounds.len(), stripes).unwrap_or(1);
+                match self.get_or_init_slice(name, len, |h: &Histogram| h.init(bounds, stripes)) {
+                    Ok(h) => h,
+                    // Created meanwhile by another process with another stripe count.
+                    Err(crate::GetError::TypeMismatch { .. }) => self.get::<Histogram>(name)?,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let Some(s) = h.snapshot_checked() else {
+            return Err(HistogramError::Corrupt { name: name.into() });
+        };
+        // Compared bit for bit: `-0.0` and `0.0` are different bounds to a user's eyes.
+        let same = s.bounds.len() == bounds.len()
+            && s.bounds
+                .iter()
+                .zip(bounds)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+        if !same {
+            return Err(HistogramError::BoundsMismatch {
+                name: name.into(),
+                recorded: s.bounds,
+                requested: bounds.to_vec(),
+            });
+        }
+        Ok(h)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn geometry_places_bounds_and_stripes_on_their_own_lines() {
+        let g = Geometry {
+            bounds: 7,
+            stripes: 2,
+        };
+        // header, 1 line of bounds, 2 stripes of 9 words = 2 lines each.
+        assert_eq!(g.lines(), Some(1 + 1 + 2 * 2));
+        assert_eq!(g.stripe_word(0), 16);
+        assert_eq!(g.stripe_word(1), 32);
+        let zero = Geometry {
+            bounds: 0,
+            stripes: 1,
+        };
+        assert_eq!(zero.lines(), Some(2));
+        assert_eq!(Geometry::from_header(0, 0, 2), Some(zero));
+        assert_eq!(Geometry::from_header(0, 0, 1), None, "no room for a stripe");
+        assert_eq!(Geometry::from_header(0, 2, 100), None, "3 stripes");
+        assert_eq!(Geometry::from_header(u64::MAX, 0, 100), None);
+        assert_eq!(Geometry::from_header(0, u64::MAX, 100), None);
+    }
+
+    #[test]
+    fn a_hostile_header_makes_observe_a_no_op_and_snapshot_empty() {
+        let h = Histogram::with_stripes(&[1.0, 2.0], 2).unwrap();
+        h.observe(1.0);
+        h.set_word(W_BOUNDS, 5000);
+        h.observe(1.0);
+        assert_eq!(h.snapshot().count, 0);
+        assert!(h.snapshot_checked().is_none());
+        h.set_word(W_BOUNDS, 2);
+        assert_eq!(h.count(), 1);
+        // Bounds rewritten out of order: the snapshot refuses them; observe still only
+        // touches the object's own words.
+        h.set_word(Geometry::bound_word(0), 9.0f64.to_bits());
+        h.observe(1.5);
+        assert!(h.snapshot_checked().is_none());
+    }
+}

@@ -1,0 +1,229 @@
+//! `Histogram`: `le` bucket semantics, NaN and infinities, exact totals from several
+//! processes, bounds validation, and its identity in a region.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TempDir, fork_children, wait_all, watchdog};
+use shmstate::values::histogram::{BoundsError, HistogramError, MAX_BOUNDS};
+use shmstate::{Counter, GetError, Histogram, Kind, Region, RegionOptions};
+
+/// Observations per process in the 4-process test: the spec's 1,000,000, in debug builds
+/// too (about 1 s there on 2 cores: an unoptimised observation is still only a few
+/// atomic operations, so no scaling is needed).
+const PER_PROCESS: u64 = 1_000_000;
+
+#[test]
+fn a_value_lands_in_the_first_bucket_whose_bound_it_does_not_exceed() {
+    let h = Histogram::new(&[1.0, 2.0, 4.0]).unwrap();
+    let cases: [(f64, usize); 9] = [
+        (f64::NEG_INFINITY, 0),
+        (-5.0, 0),
+        (0.999, 0),
+        (1.0, 0), // exactly on a bound: that bound's bucket (`v <= le`)
+        (f64::from_bits(1.0f64.to_bits() + 1), 1), // the next double above 1.0
+        (2.0, 1),
+        (4.0, 2),
+        (4.000001, 3), // above every bound: +Inf
+        (f64::INFINITY, 3),
+    ];
+    for (v, bucket) in cases {
+        let before = h.snapshot();
+        h.observe(v);
+        let after = h.snapshot();
+        // Cumulative: every bucket from the value's own to +Inf went up by one.
+        for i in 0..=3 {
+            let grew = after.cumulative[i] - before.cumulative[i];
+            assert_eq!(grew, u64::from(i >= bucket), "{v} in bucket {i}");
+        }
+        assert_eq!(after.count, before.count + 1);
+    }
+    let s = h.snapshot();
+    assert_eq!(s.cumulative, [4, 6, 7, 9]);
+    assert_eq!(s.count, 9);
+    // -inf + inf: the sum is NaN, as f64 addition says.
+    assert!(s.sum.is_nan());
+}
+
+#[test]
+fn nan_counts_in_the_inf_bucket_and_makes_the_sum_nan() {
+    let h = Histogram::new(&[0.5]).unwrap();
+    h.observe(0.25);
+    assert_eq!(h.sum(), 0.25);
+    h.observe(f64::NAN);
+    let s = h.snapshot();
+    assert_eq!(s.cumulative, [1, 2], "NaN is in +Inf only");
+    assert_eq!(s.count, 2, "the count still equals the +Inf bucket");
+    assert!(s.sum.is_nan());
+    // Infinities are ordinary observations: +Inf in the +Inf bucket, sum +Inf.
+    let h = Histogram::new(&[0.5]).unwrap();
+    h.observe(f64::INFINITY);
+    assert_eq!(h.snapshot().cumulative, [0, 1]);
+    assert_eq!(h.sum(), f64::INFINITY);
+}
+
+#[test]
+fn a_histogram_without_bounds_has_only_the_inf_bucket() {
+    let h = Histogram::new(&[]).unwrap();
+    h.observe(-1.0);
+    h.observe(1e300);
+    let s = h.snapshot();
+    assert_eq!(
+        (s.bounds.len(), s.cumulative, s.count, s.sum),
+        (0, vec![2], 2, 1e300 - 1.0)
+    );
+    // A histogram created zeroed by the generic call is the same: no bounds, one stripe.
+    let region = Region::anonymous(1 << 16).unwrap();
+    let z = region.get_or_default_slice::<Histogram>("z", 2).unwrap();
+    z.observe(3.0);
+    assert_eq!((z.count(), z.sum(), z.stripes()), (1, 3.0, 1));
+}
+
+/// The value observation `i` of worker `w` makes: multiples of 0.25 from 0 to 15.75
+/// (exact in binary), spread over all buckets and exactly on some bounds.
+fn sample(w: u64, i: u64) -> f64 {
+    ((i * 7 + w * 13) % 64) as f64 * 0.25
+}
+
+#[test]
+fn four_processes_count_and_sum_exactly() {
+    watchdog(Duration::from_secs(120));
+    let bounds = [0.5, 1.0, 2.5, 5.0, 10.0];
+    let region = Region::anonymous(1 << 16).unwrap();
+    let h = region.histogram("latency", &bounds).unwrap();
+    let pids = fork_children(4, |w| {
+        let h = region.histogram("latency", &bounds).unwrap();
+        for i in 0..PER_PROCESS {
+            h.observe(sample(w as u64, i));
+        }
+    });
+    wait_all(&pids, Duration::from_secs(100));
+
+    // What the observations were, counted here.
+    let mut expected = vec![0u64; bounds.len() + 1];
+    let mut sum = 0.0f64;
+    for w in 0..4 {
+        for i in 0..PER_PROCESS {
+            let v = sample(w, i);
+            let b = bounds
+                .iter()
+                .position(|&le| v <= le)
+                .unwrap_or(bounds.len());
+            expected[b] += 1;
+            sum += v;
+        }
+    }
+    let cumulative: Vec<u64> = expected
+        .iter()
+        .scan(0, |acc, c| {
+            *acc += c;
+            Some(*acc)
+        })
+        .collect();
+    let s = h.snapshot();
+    assert_eq!(s.count, 4 * PER_PROCESS);
+    assert_eq!(s.cumulative, cumulative);
+    // Every partial sum is a multiple of 0.25 below 2^30: exact in f64 in any order.
+    assert_eq!(s.sum, sum);
+    assert_eq!(h.count(), 4 * PER_PROCESS);
+}
+
+#[test]
+fn bounds_must_be_strictly_increasing_and_finite() {
+    let err = |b: &[f64]| Histogram::new(b).unwrap_err();
+    assert!(matches!(
+        err(&[1.0, f64::NAN]),
+        BoundsError::NotFinite { index: 1, .. }
+    ));
+    assert!(matches!(
+        err(&[f64::NEG_INFINITY, 1.0]),
+        BoundsError::NotFinite { index: 0, .. }
+    ));
+    assert!(matches!(
+        err(&[1.0, f64::INFINITY]),
+        BoundsError::NotFinite { index: 1, .. }
+    ));
+    assert!(matches!(
+        err(&[1.0, 2.0, 2.0]),
+        BoundsError::NotIncreasing { index: 2, .. }
+    ));
+    assert!(matches!(
+        err(&[3.0, 1.0]),
+        BoundsError::NotIncreasing { index: 1, .. }
+    ));
+    assert!(matches!(
+        err(&[-0.0, 0.0]),
+        BoundsError::NotIncreasing { .. }
+    ));
+    let many: Vec<f64> = (0..=MAX_BOUNDS).map(|i| i as f64).collect();
+    assert!(matches!(err(&many), BoundsError::TooMany { .. }));
+    assert!(Histogram::new(&many[..MAX_BOUNDS]).is_ok());
+
+    let region = Region::anonymous(1 << 20).unwrap();
+    assert!(matches!(
+        region.histogram("h", &[2.0, 1.0]),
+        Err(HistogramError::Bounds(BoundsError::NotIncreasing { .. }))
+    ));
+    assert!(
+        region.entries().is_empty(),
+        "nothing is created for bad bounds"
+    );
+}
+
+#[test]
+fn an_existing_histogram_opens_only_with_its_own_bounds() {
+    let region = Region::anonymous(1 << 16).unwrap();
+    let h = region.histogram_with_stripes("h", &[1.0, 2.0], 4).unwrap();
+    h.observe(1.5);
+    assert_eq!(h.stripes(), 4);
+    // Another stripe count asked for: the existing object is opened all the same.
+    let again = region.histogram_with_stripes("h", &[1.0, 2.0], 1).unwrap();
+    assert!(std::ptr::eq(h, again));
+    assert_eq!(again.count(), 1);
+    let err = region.histogram("h", &[1.0, 3.0]).unwrap_err();
+    let HistogramError::BoundsMismatch {
+        recorded,
+        requested,
+        ..
+    } = err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!((recorded, requested), (vec![1.0, 2.0], vec![1.0, 3.0]));
+    assert!(matches!(
+        region.histogram("h", &[1.0]),
+        Err(HistogramError::BoundsMismatch { .. })
+    ));
+}
+
+#[test]
+fn a_histogram_keeps_its_type_across_opens_of_the_file() {
+    let dir = TempDir::new("histogram-identity");
+    let path = dir.0.join("region");
+    {
+        let region = Region::create(&path, 1 << 16).unwrap();
+        region.histogram("h", &[0.1, 1.0]).unwrap().observe(0.5);
+        region.get_or_default::<Counter>("c").unwrap();
+    }
+    let region = RegionOptions::new().open(&path).unwrap();
+    let e = region
+        .entries()
+        .into_iter()
+        .find(|e| e.name == "h")
+        .unwrap();
+    assert_eq!(e.tag.kind, Kind::HISTOGRAM);
+    assert_eq!(e.tag.to_string(), "Histogram");
+    let h = region.histogram("h", &[0.1, 1.0]).unwrap();
+    assert_eq!(h.snapshot().cumulative, [0, 1, 1]);
+    assert_eq!(region.get::<Histogram>("h").unwrap().bounds(), [0.1, 1.0]);
+    // Not a counter, and a counter is not a histogram.
+    assert!(matches!(
+        region.get::<Counter>("h"),
+        Err(GetError::TypeMismatch { .. })
+    ));
+    assert!(matches!(
+        region.histogram("c", &[1.0]),
+        Err(HistogramError::Get(GetError::TypeMismatch { .. }))
+    ));
+}
