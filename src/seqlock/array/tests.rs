@@ -70,9 +70,22 @@ fn a_dead_batch_writer_is_probed_once_not_per_stripe() {
     let n = 100 * SeqLockArray::<u64>::STRIPE_LEN;
     let a = SeqLockArray::<u64>::new(n);
     // A thread that exits holding every stripe lock, mid-batch.
-    std::thread::scope(|s| {
-        s.spawn(|| a.begin_batch_for_test(&vec![1; n]));
+    let tid = std::thread::scope(|s| {
+        s.spawn(|| {
+            a.begin_batch_for_test(&vec![1; n]);
+            crate::owner::current()
+        })
+        .join()
+        .unwrap()
     });
+    // `join` returns once the thread's TID is cleared, which can come before the kernel
+    // has finished tearing the task down: until then a probe still finds it alive and the
+    // writer below would (rightly) probe it again after a slice. Count only once it is gone.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while crate::owner::probe(tid) == crate::owner::Liveness::Alive {
+        assert!(std::time::Instant::now() < deadline, "an exited thread stayed alive");
+        std::thread::yield_now();
+    }
     let before = PROBES.with(std::cell::Cell::get);
     a.set_all(&vec![2; n]);
     let probes = PROBES.with(std::cell::Cell::get) - before;
