@@ -57,6 +57,10 @@ pub enum Point {
     /// `RawRwLock` downgrade: a reader slot is claimed for the writer, `WRITE_LOCKED` not
     /// yet released.
     RwDowngradeClaimed,
+    /// Region removal: the life-cycle word is `RETIRING`, the attach table not yet scanned.
+    RegionRetiring,
+    /// Region removal: the life-cycle word is `RETIRED`, the file not yet unlinked.
+    RegionRetired,
 }
 
 #[cfg(shmstate_test_hooks)]

@@ -246,6 +246,115 @@ mod imp {
         ours
     }
 
+    /// The start time of process `pid` (`None`: the calling process), in clock ticks
+    /// since boot: field 22 of `/proc/<pid>/stat`. Makes no allocation (the region's
+    /// fork child handler calls it for the new child).
+    ///
+    /// [`StartTime::Unknown`](super::StartTime::Unknown) without a `/proc` of this PID
+    /// namespace (for the calling process: when `/proc/self/stat` does not name it), or
+    /// when the file cannot be read or parsed.
+    pub(crate) fn start_time(pid: Option<u32>) -> super::StartTime {
+        #[cfg(miri)]
+        {
+            let _ = pid;
+            super::StartTime::Unknown
+        }
+        #[cfg(not(miri))]
+        {
+            use super::StartTime;
+            use rustix::fs::{Mode, OFlags};
+            let me = current_pid();
+            // "/proc/" + up to 10 digits + "/stat" + NUL fits in 32 bytes.
+            let mut path = [0u8; 32];
+            let mut len = 0;
+            let mut push = |bytes: &[u8]| {
+                for &b in bytes {
+                    if len < path.len() - 1 {
+                        path[len] = b;
+                        len += 1;
+                    }
+                }
+            };
+            push(b"/proc/");
+            match pid {
+                None => push(b"self"),
+                Some(p) => {
+                    if !proc_is_ours() {
+                        return StartTime::Unknown;
+                    }
+                    let mut digits = [0u8; 10];
+                    let mut n = p;
+                    let mut k = digits.len();
+                    loop {
+                        k -= 1;
+                        digits[k] = b'0' + (n % 10) as u8;
+                        n /= 10;
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                    push(&digits[k..]);
+                }
+            }
+            push(b"/stat");
+            let Ok(cpath) = core::ffi::CStr::from_bytes_until_nul(&path) else {
+                return StartTime::Unknown;
+            };
+            let fd = match rustix::fs::open(cpath, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+            {
+                Ok(fd) => fd,
+                Err(rustix::io::Errno::NOENT | rustix::io::Errno::SRCH) => return StartTime::Gone,
+                Err(_) => return StartTime::Unknown,
+            };
+            // Fields 1 to 22 take well under 1 KiB (the command name is at most 16 bytes,
+            // every other field a number).
+            let mut buf = [0u8; 1024];
+            let n = match rustix::io::read(&fd, &mut buf) {
+                Ok(n) => n,
+                Err(rustix::io::Errno::SRCH) => return StartTime::Gone,
+                Err(_) => return StartTime::Unknown,
+            };
+            let stat = &buf[..n];
+            // For the calling process, `/proc/self` must name it: otherwise this `/proc`
+            // is another namespace's.
+            if pid.is_none() {
+                let first = stat.split(|&b| b == b' ').next().unwrap_or(&[]);
+                if parse_u64(first) != Some(u64::from(me)) {
+                    return StartTime::Unknown;
+                }
+            }
+            // "pid (comm) S f4 ... f22 ...": comm may hold any bytes, so count from the
+            // last ')'. The state is field 3, the start time field 22.
+            let Some(close) = stat.iter().rposition(|&b| b == b')') else {
+                return StartTime::Unknown;
+            };
+            let field = stat[close + 1..]
+                .split(|&b| b == b' ')
+                .filter(|f| !f.is_empty())
+                .nth(22 - 3);
+            match field.and_then(parse_u64) {
+                Some(t) => StartTime::Known(t),
+                None => StartTime::Unknown,
+            }
+        }
+    }
+
+    /// The decimal number `digits` (ASCII only, no sign), or `None`.
+    #[cfg(not(miri))]
+    fn parse_u64(digits: &[u8]) -> Option<u64> {
+        if digits.is_empty() {
+            return None;
+        }
+        let mut n: u64 = 0;
+        for &d in digits {
+            if !d.is_ascii_digit() {
+                return None;
+            }
+            n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+        }
+        Some(n)
+    }
+
     /// The cached answer of [`proc_is_ours`]: `Some((pid it was worked out for, answer))`.
     #[cfg(test)]
     pub(crate) fn proc_is_ours_cached() -> Option<(u32, bool)> {
@@ -288,10 +397,11 @@ mod imp {
 #[cfg(loom)]
 pub const DEAD_UNDER_LOOM: u32 = 1 << 20;
 
-/// The region (not built under loom) names its temporary files after the PID.
-#[cfg(not(loom))]
-pub(crate) use imp::current_pid;
 pub(crate) use imp::{current, probe};
+/// The region (not built under loom) names its temporary files after the PID, and
+/// records the PID and start time of the processes that have it open.
+#[cfg(not(loom))]
+pub(crate) use imp::{current_pid, start_time};
 #[cfg(all(test, not(loom)))]
 use imp::{proc_is_ours, proc_is_ours_cached};
 
@@ -326,6 +436,18 @@ impl Tid {
     pub(crate) fn is_dead(self) -> bool {
         probe(self.get()) == Liveness::Dead
     }
+}
+
+/// The answer of `start_time`.
+#[cfg(not(loom))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StartTime {
+    /// Clock ticks since boot.
+    Known(u64),
+    /// No such process.
+    Gone,
+    /// Cannot be told here (no `/proc` of this PID namespace, an unreadable file).
+    Unknown,
 }
 
 /// The answer of [`probe`].

@@ -1,0 +1,965 @@
+//! Who has a region open, and removing its file when nobody does.
+//!
+//! # The attach table
+//!
+//! A region lists the processes that have it open in a table of
+//! [`ATTACH_SLOTS`] (128) words after its directory (layout of a word in
+//! [`slot`](super::format::slot)): the process's thread-group id and the low 32 bits of its
+//! start time (field 22 of `/proc/<pid>/stat`), so that a process that died and whose pid
+//! the kernel gave to a new process is not mistaken for the old one. A word is claimed
+//! (`0 -> word`) and released (`word -> 0`) by a single compare-and-swap: no crash leaves
+//! half an entry.
+//!
+//! - **One word per handle.** Every [`Region`] handle opened read-write (created, opened by
+//!   path, from a descriptor, memfd, anonymous) claims its own word when it is made and
+//!   releases it when dropped. A process with three handles on one file holds three words;
+//!   [`Region::attached`] lists it once, with [`Attached::handles`] = 3. So "is anyone else
+//!   still attached" needs no per-process bookkeeping: another live word, even this
+//!   process's own, means "yes". A [`ReadOnlyRegion`](super::ReadOnlyRegion) never claims a
+//!   word (it cannot write), and neither do [`Region::remove_unused`] and
+//!   [`Region::remove_forced`].
+//! - **Full table.** A handle that finds no free word, even after pruning dead ones, is
+//!   still made: the open succeeds, the handle is not listed, and the region's life-cycle
+//!   word gets the sticky `UNLISTED` bit. From then on nothing removes the region
+//!   automatically (`remove_when_unused` and [`Region::remove_unused`] refuse: an unlisted
+//!   process may be using it); only [`Region::remove_forced`] does. So a full table errs on
+//!   the side of never removing.
+//! - **Dead words** (the pid is gone, is a zombie, or is alive with another start time)
+//!   are pruned by whoever notices: [`Region::attached`], an open that finds the table
+//!   full, and every removal check. A process that was SIGKILLed keeps its word until then;
+//!   it only costs a table word.
+//! - **Fork.** A child inherits its parent's handles, but not their words: a word names the
+//!   parent. The crate registers a `pthread_atfork` child handler (on the first attach) that
+//!   claims, in the child, a word of its own for every handle the parent had at the fork, so
+//!   the child counts as attached from its first instruction, and dropping the inherited
+//!   handle releases the child's word, never the parent's (a handle only ever releases a
+//!   word whose pid is the caller's). A child that `exec`s stays listed until the new
+//!   program exits (the table cannot see an `exec`): that keeps the file longer, never
+//!   removes it early. `posix_spawn` (what `std::process::Command` uses) runs no fork
+//!   handlers and claims nothing.
+//!
+//! # Removal
+//!
+//! [`RegionOptions::remove_when_unused`](super::RegionOptions::remove_when_unused) is
+//! recorded in the file at creation; every handle follows it, whatever its own options
+//! say. When a handle that opened the region by path (or created it) is dropped, it
+//! releases its word and, if the flag is set, tries to retire the region: mark it dead in
+//! its life-cycle word (layout in [`life`](super::format::life)), check that no live
+//! process is attached, and unlink the file. [`Region::remove_unused`] (`shmstate rm`,
+//! `shmstate gc`) runs the same steps without being attached; [`Region::remove_forced`]
+//! skips the check.
+//!
+//! The steps of a removal by thread `t`:
+//!
+//! 1. `LIVE -> RETIRING(t)` by CAS (`SeqCst`). A word with `UNLISTED`, or already
+//!    `RETIRING` by a live thread, or `RETIRED`, stops here (an unlisted user; someone
+//!    else is removing it). `RETIRING` by a dead thread is taken over by CAS.
+//! 2. Scan the attach table (`SeqCst` loads). A live word cancels: `RETIRING(t) -> LIVE`.
+//!    Dead words are pruned.
+//! 3. `RETIRING(t) -> RETIRED(t)` by CAS (`SeqCst`). It fails if an opener cancelled the
+//!    retirement in between (or set `UNLISTED`): the region stays.
+//! 4. Unlink the path, if the file at the path is still the one mapped (same device and
+//!    inode by `fstatat` on a directory descriptor kept from the open; a file created
+//!    there since is never removed).
+//! 5. `RETIRED(t) -> RETIRED(0)`, and wake the openers waiting on the word.
+//!
+//! An opener (any read-write handle being made from an existing file) does:
+//!
+//! 1. Claim a table word by CAS (`SeqCst`), or set `UNLISTED` (`fetch_or`, `SeqCst`).
+//! 2. Load the life-cycle word (`SeqCst`). `LIVE`: done. `RETIRING`: cancel it by CAS to
+//!    `LIVE` and be done; if that CAS loses to the remover's step 3, see `RETIRED`.
+//!    `RETIRED`: release the word, drop the mapping, wait until the unlink is done (its
+//!    TID is 0; taking the unlink over if that thread is dead), and open the path again:
+//!    [`Region::open`] then finds nothing ([`OpenError::NotFound`](super::OpenError::NotFound))
+//!    or a new file, and [`Region::open_or_create`] creates a fresh region. If the unlink
+//!    is not done within the region's timeout (the remover is stopped), the open fails
+//!    with [`OpenError::Retired`](super::OpenError::Retired).
+//!
+//! **Why no opener ends up using a removed file.** Opener step 1 (a `SeqCst` write to a
+//! table word or the life-cycle word) comes before its step 2 (a `SeqCst` load of the
+//! life-cycle word); remover step 1 (a `SeqCst` write of the life-cycle word) comes before
+//! its step 2 (`SeqCst` loads of every table word). All four are `SeqCst`, so they lie in
+//! one total order. If the opener's load comes before the remover's step-1 write, then the
+//! opener's claim came before it too, and the remover's scan, later still, sees the claim:
+//! it cancels. Otherwise the opener's load reads `RETIRING(t)` or what came after it: it
+//! either cancels the retirement before the remover's step 3 (whose CAS then fails: the
+//! region stays), or finds `RETIRED` and does not use the region. In every case either the
+//! remover sees the opener or the opener sees the removal. (With `UNLISTED` the opener's
+//! write is on the life-cycle word itself, so the remover's step-3 CAS fails outright.)
+//! Only one thread at a time unlinks (the TID in `RETIRED`), and the file at a path is
+//! replaced only after it is unlinked (creators `link` without replacing), so the unlink
+//! of step 4 removes the retired file or nothing.
+//!
+//! A program killed with its region open leaves it behind with a dead word; the next
+//! program that opens it finds it `LIVE`, simply uses it, and removes it when it too
+//! detaches (its own removal prunes the dead word). `shmstate gc DIR` removes such files
+//! when nobody comes back.
+//!
+//! # Crash windows
+//!
+//! What a SIGKILL at each step leaves (a SIGSTOP leaves the same until it continues):
+//!
+//! | step | left behind | repaired by, how fast |
+//! |------|-------------|-----------------------|
+//! | opener: word claimed, life-cycle word not yet read | a word naming a dead process | pruned by the next `attached()`, removal check or full-table open; a removal meanwhile prunes it and goes ahead (test `a_killed_process_is_pruned_and_the_file_removed_by_the_last_one`) |
+//! | opener: `RETIRING` cancelled | nothing: the region is `LIVE` with a dead word | as above |
+//! | attached process killed while using the region | a dead word | as above; with `remove_when_unused`, the file stays until the next opener detaches or `shmstate gc` (tests `remove_when_unused_*`, CLI test `gc_removes_only_regions_without_live_processes`) |
+//! | remover step 1: `RETIRING(t)` set, table not scanned | a region that openers cancel at once, and removers take over after probing `t` dead | the next opener (no wait) or remover (one probe); failpoint test `a_remover_killed_while_retiring_is_taken_over` |
+//! | remover step 2: scanning, pruning | as above, some dead words pruned | as above |
+//! | remover step 3: `RETIRED(t)` set, not unlinked | a dead file at the path | the next opener waits for `t` on the life-cycle word in 10 ms slices, probes it dead, takes the unlink over and opens afresh; `shmstate gc`/`rm` likewise (failpoint test `a_remover_killed_before_unlinking_is_finished_by_the_next_opener`) |
+//! | remover step 4 done, step 5 not | `RETIRED(t)` in an unlinked file | only handles that opened the file before the unlink see it: they probe `t` dead within a slice and retry by path |
+//! | fork child handler, word claimed | a word naming the child | pruned once the child is dead, as above |
+//!
+//! # Limits
+//!
+//! - As for every probe in the crate ([`owner`](crate::owner)): all processes sharing a
+//!   region must be in the same PID namespace, and a dead process's pid reused by a new
+//!   process reads as dead only where `/proc` of this namespace shows start times (else it
+//!   reads as alive, and the file is kept).
+//! - The start time is compared on its low 32 bits (about 497 days of clock ticks at
+//!   100 Hz): a process that reuses a recorded pid exactly a multiple of that later reads
+//!   as the old one (and the file is kept). A recorded start time of 0 means unknown (no
+//!   `/proc` when the word was claimed): only the pid is probed.
+//! - Only handles that know the region's path remove it: made by
+//!   [`RegionOptions::create`](super::RegionOptions::create),
+//!   [`open`](super::RegionOptions::open) or
+//!   [`open_or_create`](super::RegionOptions::open_or_create). A memfd or anonymous region
+//!   has no path (it vanishes with its last descriptor and mapping anyway); a handle from
+//!   [`Region::from_fd`] on a region file is listed but never removes it.
+//! - A file removed by hand (`rm`) while in use is not this protocol's concern: its users
+//!   keep a file nobody can open by path any more.
+
+use std::ffi::OsString;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError};
+use std::time::{Duration, Instant};
+
+use rustix::fs::{AtFlags, Mode, OFlags};
+
+use crate::futex;
+use crate::owner::{self, StartTime, Tid};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+
+use super::error::RemoveError;
+use super::file::{Region, RegionOptions};
+use super::format::{ATTACH_SLOTS, Geometry, Raw, flags, life, slot};
+
+/// One process that has a region open, as listed by [`Region::attached`] and
+/// [`ReadOnlyRegion::attached`](super::ReadOnlyRegion::attached): a snapshot, stale as
+/// soon as it is made.
+///
+/// # Examples
+///
+/// ```
+/// use shmstate::Region;
+///
+/// let region = Region::anonymous(1 << 16)?;
+/// let me = region.attached();
+/// assert_eq!(me.len(), 1);
+/// assert_eq!(me[0].pid, std::process::id());
+/// assert!(me[0].alive);
+/// # Ok::<(), shmstate::RegionError>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Attached {
+    /// The process id (thread-group id).
+    pub pid: u32,
+    /// The low 32 bits of the process's start time in clock ticks since boot (field 22 of
+    /// `/proc/<pid>/stat`); 0 if it was unknown when the process attached.
+    pub start_time: u32,
+    /// Whether the process is alive: its pid names a live, non-zombie process with this
+    /// start time (see the module docs for the limits of the probe).
+    pub alive: bool,
+    /// How many handles of the process hold a word in the table.
+    pub handles: u32,
+}
+
+/// The path a handle was opened by, kept to unlink that very file (and no other).
+pub(super) struct PathRef {
+    /// The directory the name was looked up in (`O_PATH`).
+    dir: OwnedFd,
+    /// The file name in `dir`.
+    name: OsString,
+    /// Device and inode of the mapped file.
+    dev: u64,
+    ino: u64,
+}
+
+impl std::fmt::Debug for PathRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PathRef").field("name", &self.name).finish()
+    }
+}
+
+impl PathRef {
+    /// The reference to `path`, which names the open file `fd`.
+    pub(super) fn new(path: &Path, fd: &OwnedFd) -> std::io::Result<PathRef> {
+        let st = rustix::fs::fstat(fd)?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let name = path
+            .file_name()
+            .ok_or_else(|| std::io::Error::other("the path has no file name"))?
+            .to_owned();
+        let dir = rustix::fs::open(
+            dir,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(PathRef {
+            dir,
+            name,
+            dev: st.st_dev,
+            ino: st.st_ino,
+        })
+    }
+
+    /// Unlinks the name if it still names the mapped file. Returns whether it did.
+    fn unlink_if_same(&self) -> bool {
+        match rustix::fs::statat(&self.dir, &self.name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if st.st_dev == self.dev && st.st_ino == self.ino => {
+                rustix::fs::unlinkat(&self.dir, &self.name, AtFlags::empty()).is_ok()
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A handle's word in the attach table.
+pub(super) struct Attachment {
+    /// The mapping's base and length (the handle's `Raw` view).
+    base: core::ptr::NonNull<u8>,
+    len: usize,
+    geo: Geometry,
+    /// Index of the word this handle holds, or `NO_SLOT`.
+    slot: AtomicU32,
+    /// The word written there (its pid is the process that holds it); 0: none.
+    word: AtomicU64,
+}
+
+// SAFETY: `base` points into a `MAP_SHARED` mapping that is only accessed through atomics
+// (`Raw`'s contract); an `Attachment` is only used while the `Region` that owns the
+// mapping lives (the handle's `Drop` takes it out of the registry before unmapping), and
+// any thread may load and CAS atomics there.
+unsafe impl Send for Attachment {}
+// SAFETY: as above; its own fields are atomics.
+unsafe impl Sync for Attachment {}
+
+const NO_SLOT: u32 = u32::MAX;
+
+impl Attachment {
+    fn raw(&self) -> Raw<'_> {
+        // SAFETY: `base` and `len` are the handle's mapping (from `Region::raw`), which
+        // outlives every use of `self` (see the `Send` impl), and is only accessed
+        // through atomics.
+        unsafe { Raw::new(self.base, self.len) }
+    }
+
+    /// Releases the word if this process holds it (not in a child that inherited the
+    /// handle without claiming its own). Returns whether this process was listed.
+    fn release(&self) -> bool {
+        // Relaxed: the handle's own fields, written by this process (or by the fork child
+        // handler before the child ran anything else).
+        let word = self.word.load(Ordering::Relaxed);
+        let i = self.slot.load(Ordering::Relaxed);
+        if word == 0 || slot::pid(word) != owner::current_pid() {
+            return false;
+        }
+        self.word.store(0, Ordering::Relaxed);
+        self.slot.store(NO_SLOT, Ordering::Relaxed);
+        if let Some(s) = self.raw().attach_slot(&self.geo, i) {
+            // SeqCst: a removal's scan must not see this word after it is gone... nor miss
+            // it before; pairs with the scan's SeqCst loads (module docs). Failure:
+            // someone pruned the word (misjudged dead), nothing to do.
+            let _ = s.compare_exchange(word, 0, Ordering::SeqCst, Ordering::Relaxed);
+        }
+        true
+    }
+}
+
+/// This process's table word, cached per process (a forked child works its own out).
+fn my_word(for_child: bool) -> u64 {
+    static CACHE: AtomicU64 = AtomicU64::new(0);
+    let pid = owner::current_pid();
+    // Relaxed: the cached word is self-contained.
+    let cached = CACHE.load(Ordering::Relaxed);
+    if !for_child && cached != 0 && slot::pid(cached) == pid {
+        return cached;
+    }
+    let start = match owner::start_time(None) {
+        // Low 32 bits: see the format of a word.
+        StartTime::Known(t) => t as u32,
+        _ => 0,
+    };
+    let word = slot::make(pid, start);
+    CACHE.store(word, Ordering::Relaxed);
+    word
+}
+
+/// Whether the table word `w` names a live process: its pid is alive and not a zombie,
+/// and (where `/proc` shows it) started at the recorded time.
+pub(super) fn word_is_alive(w: u64) -> bool {
+    let Some(tid) = Tid::parse(slot::pid(w)) else {
+        return false;
+    };
+    if tid.is_dead() {
+        return false;
+    }
+    let recorded = slot::start(w);
+    if recorded == 0 {
+        return true;
+    }
+    match owner::start_time(Some(tid.get())) {
+        StartTime::Known(t) => t as u32 == recorded,
+        StartTime::Gone => false,
+        StartTime::Unknown => true,
+    }
+}
+
+/// Claims a free word of the table for `word`; returns its index.
+fn claim(raw: Raw<'_>, geo: &Geometry, word: u64) -> Option<u32> {
+    (0..ATTACH_SLOTS).find(|&i| {
+        raw.attach_slot(geo, i).is_some_and(|s| {
+            // Relaxed load: a hint; the CAS decides. SeqCst CAS: the opener's step 1
+            // (module docs), paired with a removal's SeqCst scan.
+            s.load(Ordering::Relaxed) == 0
+                && s.compare_exchange(0, word, Ordering::SeqCst, Ordering::Relaxed)
+                    .is_ok()
+        })
+    })
+}
+
+/// Frees every table word that names a dead process. Returns the live words.
+fn prune(raw: Raw<'_>, geo: &Geometry) -> Vec<u64> {
+    let mut live = Vec::new();
+    for i in 0..ATTACH_SLOTS {
+        let Some(s) = raw.attach_slot(geo, i) else {
+            break;
+        };
+        // SeqCst: a removal's step 2 (module docs), paired with the openers' claims.
+        let w = s.load(Ordering::SeqCst);
+        if w == 0 {
+            continue;
+        }
+        if word_is_alive(w) {
+            live.push(w);
+        } else {
+            // SeqCst: as for a release. A failure means the word changed: someone
+            // released or pruned it first (a new claim cannot reuse a dead word's value).
+            let _ = s.compare_exchange(w, 0, Ordering::SeqCst, Ordering::Relaxed);
+        }
+    }
+    live
+}
+
+/// The processes listed in `raw`'s table (deduplicated), probing each; with `prune`,
+/// dead words are freed.
+pub(super) fn attached(raw: Raw<'_>, geo: &Geometry, prune_dead: bool) -> Vec<Attached> {
+    let mut out: Vec<Attached> = Vec::new();
+    for i in 0..ATTACH_SLOTS {
+        let Some(s) = raw.attach_slot(geo, i) else {
+            break;
+        };
+        // Acquire: a snapshot for tools; the word is self-contained (Relaxed would do,
+        // Acquire is the only ordering a read-only mapping's loads use here).
+        let w = s.load(Ordering::Acquire);
+        if w == 0 {
+            continue;
+        }
+        let (pid, start_time) = (slot::pid(w), slot::start(w));
+        if let Some(a) = out
+            .iter_mut()
+            .find(|a| a.pid == pid && a.start_time == start_time)
+        {
+            a.handles += 1;
+            continue;
+        }
+        let alive = word_is_alive(w);
+        if !alive && prune_dead {
+            // SeqCst: as in `prune`.
+            let _ = s.compare_exchange(w, 0, Ordering::SeqCst, Ordering::Relaxed);
+            continue;
+        }
+        out.push(Attached {
+            pid,
+            start_time,
+            alive,
+            handles: 1,
+        });
+    }
+    out
+}
+
+/// What the opener's step 2 found.
+pub(super) enum Joined {
+    /// The region is live, and this handle holds word `slot` (or none: unlisted).
+    Live,
+    /// The region is retired; the handle released its word. The life-cycle word seen.
+    Retired(u32),
+}
+
+/// Opener steps 1 and 2 for the attachment `a` (module docs). `may_prune`: free dead
+/// words if the table is full (not in the fork child handler, which must not allocate).
+fn join(a: &Attachment, word: u64, may_prune: bool) -> Joined {
+    let raw = a.raw();
+    let geo = a.geo;
+    let Some(h) = raw.header() else {
+        return Joined::Live;
+    };
+    let mut got = claim(raw, &geo, word);
+    if got.is_none() && may_prune {
+        prune(raw, &geo);
+        got = claim(raw, &geo, word);
+    }
+    match got {
+        Some(i) => {
+            // Relaxed: the handle's own fields (see `release`).
+            a.slot.store(i, Ordering::Relaxed);
+            a.word.store(word, Ordering::Relaxed);
+        }
+        None => {
+            a.slot.store(NO_SLOT, Ordering::Relaxed);
+            a.word.store(0, Ordering::Relaxed);
+            // SeqCst: the opener's step 1 for an unlisted handle (module docs).
+            h.life.fetch_or(life::UNLISTED, Ordering::SeqCst);
+        }
+    }
+    // A peer rewriting the word forever cannot keep us here: bounded.
+    for _ in 0..1000 {
+        // SeqCst: the opener's step 2 (module docs).
+        let s = h.life.load(Ordering::SeqCst);
+        match life::phase(s) {
+            life::RETIRING => {
+                // SeqCst: the cancellation must order against the remover's step-3 CAS on
+                // the same word (coherence alone decides which wins; SeqCst for the proof).
+                if h.life
+                    .compare_exchange(
+                        s,
+                        life::make(s, 0, life::LIVE),
+                        Ordering::SeqCst,
+                        Ordering::SeqCst,
+                    )
+                    .is_ok()
+                {
+                    return Joined::Live;
+                }
+            }
+            life::RETIRED => {
+                a.release();
+                return Joined::Retired(s);
+            }
+            // LIVE (or garbage phase 3, which validation refused a moment ago: treat as
+            // live, as the region was when opened).
+            _ => return Joined::Live,
+        }
+    }
+    Joined::Live
+}
+
+/// The attachments of this process's live handles, for the fork child handler.
+static REGISTRY: Mutex<Vec<Arc<Attachment>>> = Mutex::new(Vec::new());
+static ATFORK: Once = Once::new();
+
+thread_local! {
+    /// The registry's lock, held by the forking thread from the fork's prepare handler to
+    /// its parent or child handler.
+    static FORK_GUARD: std::cell::RefCell<Option<MutexGuard<'static, Vec<Arc<Attachment>>>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn registry() -> MutexGuard<'static, Vec<Arc<Attachment>>> {
+    // A panic while holding it leaves a consistent Vec (push/retain): ignore poisoning.
+    REGISTRY.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+extern "C" fn before_fork() {
+    let guard = registry();
+    let _ = FORK_GUARD.try_with(|g| {
+        if let Ok(mut g) = g.try_borrow_mut() {
+            *g = Some(guard);
+        }
+    });
+}
+
+extern "C" fn after_fork_parent() {
+    let _ = FORK_GUARD.try_with(|g| {
+        if let Ok(mut g) = g.try_borrow_mut() {
+            g.take();
+        }
+    });
+}
+
+extern "C" fn after_fork_child() {
+    let _ = FORK_GUARD.try_with(|g| {
+        let Ok(mut g) = g.try_borrow_mut() else {
+            return;
+        };
+        if let Some(handles) = g.take() {
+            // Syscalls only (getpid, open, read): no allocation, no lock.
+            let word = my_word(true);
+            for a in handles.iter() {
+                // A retired region: the handle stays, unlisted; nothing to remove.
+                let _ = join(a, word, false);
+            }
+        }
+    });
+}
+
+fn register(a: &Arc<Attachment>) {
+    ATFORK.call_once(|| {
+        // SAFETY: `pthread_atfork` needs valid `extern "C" fn()` pointers. The handlers
+        // only lock or unlock the registry's mutex (prepare/parent), and in the child
+        // claim table words with atomics and read `/proc/self/stat` into a stack buffer
+        // (no allocation: the child of a multithreaded parent may only use what fork left
+        // consistent, and the registry lock is held across the fork, so its Vec is).
+        unsafe {
+            libc::pthread_atfork(
+                Some(before_fork),
+                Some(after_fork_parent),
+                Some(after_fork_child),
+            );
+        }
+    });
+    registry().push(Arc::clone(a));
+}
+
+fn unregister(a: &Arc<Attachment>) {
+    registry().retain(|x| !Arc::ptr_eq(x, a));
+}
+
+/// A handle's part in the life cycle: its table word, and the path it may remove.
+#[derive(Default)]
+pub(super) struct Life {
+    attachment: Option<Arc<Attachment>>,
+    path: Option<PathRef>,
+}
+
+impl std::fmt::Debug for Life {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let slot = self
+            .attachment
+            .as_ref()
+            .map(|a| a.slot.load(Ordering::Relaxed));
+        f.debug_struct("Life")
+            .field("slot", &slot)
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl Life {
+    /// Drops the path (a handle that never removes the file keeps no directory fd).
+    pub(super) fn forget_path(&mut self) {
+        self.path = None;
+    }
+
+    /// [`wait_unlinked`] for this handle's path (done at once without one).
+    pub(super) fn wait_unlinked(&self, raw: Raw<'_>, deadline: Instant) -> bool {
+        match &self.path {
+            Some(p) => wait_unlinked(raw, p, deadline),
+            None => true,
+        }
+    }
+}
+
+impl Region {
+    /// Attaches this new handle (opener steps 1 and 2); with `path`, it may later
+    /// remove the file. On a retired region, returns the life-cycle word seen; the
+    /// caller drops the handle (which releases nothing: the word is already released).
+    pub(super) fn attach(&mut self, path: Option<PathRef>) -> Result<(), u32> {
+        let raw = self.raw();
+        let a = Arc::new(Attachment {
+            base: core::ptr::NonNull::new(self.map.as_mut_ptr())
+                .unwrap_or(core::ptr::NonNull::dangling()),
+            len: raw.len(),
+            geo: self.geo,
+            slot: AtomicU32::new(NO_SLOT),
+            word: AtomicU64::new(0),
+        });
+        // Registered before claiming: a fork in between gives the child its own word (or,
+        // if the claim below has not happened yet, a word of its own anyway).
+        register(&a);
+        let joined = join(&a, my_word(false), true);
+        self.life = Life {
+            attachment: Some(a),
+            path,
+        };
+        match joined {
+            Joined::Live => Ok(()),
+            Joined::Retired(s) => Err(s),
+        }
+    }
+
+    /// The processes that have this region open (one entry per process, however many
+    /// handles it has), each probed for liveness. Words of dead processes (exited,
+    /// killed, or whose pid now names another process) are freed on the way and not
+    /// listed.
+    ///
+    /// A syscall or two per listed process (`kill(pid, 0)`, a read of
+    /// `/proc/<pid>/stat`): for tools and tests, not hot paths.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::Region;
+    ///
+    /// let path = std::env::temp_dir().join(format!("shmstate-doc-attached-{}", std::process::id()));
+    /// let a = Region::create(&path, 1 << 16)?;
+    /// let b = Region::open(&path)?;
+    /// let listed = a.attached();
+    /// assert_eq!(listed.len(), 1, "one process");
+    /// assert_eq!(listed[0].handles, 2, "two handles");
+    /// # drop((a, b)); std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn attached(&self) -> Vec<Attached> {
+        attached(self.raw(), &self.geo, true)
+    }
+
+    /// Whether the region was created with
+    /// [`remove_when_unused`](RegionOptions::remove_when_unused).
+    pub fn remove_when_unused(&self) -> bool {
+        self.geo.flags & flags::REMOVE_WHEN_UNUSED != 0
+    }
+
+    /// Detaches this handle (at drop): releases its word and, if this process held one
+    /// and the region is to be removed when unused, tries to remove it.
+    pub(super) fn detach(&mut self) {
+        let Some(a) = self.life.attachment.take() else {
+            return;
+        };
+        unregister(&a);
+        let listed = a.release();
+        if !listed {
+            return;
+        }
+        if let Some(path) = self.life.path.take().filter(|_| self.remove_when_unused()) {
+            let raw = self.raw();
+            if let Retire::Retired = retire(raw, &self.geo, false) {
+                finish_unlink(raw, &path);
+            }
+        }
+    }
+
+    /// Removes the region file at `path` if no live process has it open: the removal
+    /// that [`remove_when_unused`](RegionOptions::remove_when_unused) makes when the last
+    /// handle is dropped, for a region whose last user was killed, or one created without
+    /// that option. Race-free against processes opening it at the same moment (they get a
+    /// fresh region or a clear error, see the [module docs](super::lifecycle)). Does not
+    /// attach to the region.
+    ///
+    /// # Errors
+    ///
+    /// - [`RemoveError::InUse`]: a live process has it open (listed).
+    /// - [`RemoveError::Unlisted`]: a process had it open without a table word (the table
+    ///   was full): nobody can tell whether it still does. [`remove_forced`](Self::remove_forced)
+    ///   removes it.
+    /// - [`RemoveError::Busy`]: another live thread is removing it right now.
+    /// - [`RemoveError::Open`]: it cannot be opened as a region (not found, not a region,
+    ///   another format version, ...).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{Region, RemoveError};
+    ///
+    /// let path = std::env::temp_dir().join(format!("shmstate-doc-rm-{}", std::process::id()));
+    /// let region = Region::create(&path, 1 << 16)?;
+    /// assert!(matches!(Region::remove_unused(&path), Err(RemoveError::InUse { .. })));
+    /// drop(region);
+    /// Region::remove_unused(&path)?;
+    /// assert!(!path.exists());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn remove_unused(path: impl AsRef<Path>) -> Result<(), RemoveError> {
+        remove_path(path.as_ref(), false)
+    }
+
+    /// Removes the region file at `path` even if live processes have it open: they keep
+    /// using their mapping (of a file nobody can open by path any more), and new openers
+    /// get a fresh region. Does not attach to the region.
+    ///
+    /// # Errors
+    ///
+    /// [`RemoveError::Busy`] if another live thread is unlinking it right now;
+    /// [`RemoveError::Open`] if it cannot be opened as a region.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::Region;
+    ///
+    /// let path = std::env::temp_dir().join(format!("shmstate-doc-rmf-{}", std::process::id()));
+    /// let region = Region::create(&path, 1 << 16)?;
+    /// Region::remove_forced(&path)?;
+    /// assert!(!path.exists());
+    /// region.get_or_default::<shmstate::Counter>("still usable")?.add(1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn remove_forced(path: impl AsRef<Path>) -> Result<(), RemoveError> {
+        remove_path(path.as_ref(), true)
+    }
+}
+
+/// [`Region::remove_unused`] and [`Region::remove_forced`].
+fn remove_path(path: &Path, force: bool) -> Result<(), RemoveError> {
+    let (region, path_ref) = RegionOptions::new().open_path_unattached(path)?;
+    let raw = region.raw();
+    match retire(raw, &region.geo, force) {
+        Retire::Retired => {
+            finish_unlink(raw, &path_ref);
+            Ok(())
+        }
+        Retire::InUse => Err(RemoveError::InUse {
+            attached: attached(raw, &region.geo, false)
+                .into_iter()
+                .filter(|a| a.alive)
+                .collect(),
+        }),
+        Retire::Unlisted => Err(RemoveError::Unlisted),
+        Retire::Busy => Err(RemoveError::Busy),
+        Retire::AlreadyRetired(s) => {
+            // Retired by someone else: finish their unlink if they died, else it is theirs.
+            match help_unlink(raw, &path_ref, s) {
+                true => Ok(()),
+                false => Err(RemoveError::Busy),
+            }
+        }
+    }
+}
+
+/// What a removal attempt (steps 1 to 3) came to.
+enum Retire {
+    /// `RETIRED(me)`: unlink now.
+    Retired,
+    /// A live process is attached (the retirement was cancelled), or an opener cancelled it.
+    InUse,
+    /// `UNLISTED` is set.
+    Unlisted,
+    /// Another live thread is retiring it.
+    Busy,
+    /// Already `RETIRED`, with this word.
+    AlreadyRetired(u32),
+}
+
+/// Removal steps 1 to 3 (module docs); with `force`, straight to `RETIRED(me)`.
+fn retire(raw: Raw<'_>, geo: &Geometry, force: bool) -> Retire {
+    let Some(h) = raw.header() else {
+        return Retire::Busy;
+    };
+    let me = owner::current();
+    // SeqCst (every access to the word here): removal steps 1 and 3 (module docs).
+    let mut s = h.life.load(Ordering::SeqCst);
+    let mut rounds = 0;
+    let mine = loop {
+        rounds += 1;
+        if rounds > 1000 {
+            return Retire::Busy;
+        }
+        let target = match life::phase(s) {
+            life::RETIRED => return Retire::AlreadyRetired(s),
+            _ if force => life::make(s, me, life::RETIRED),
+            life::LIVE if s & life::UNLISTED != 0 => return Retire::Unlisted,
+            life::LIVE => life::make(s, me, life::RETIRING),
+            life::RETIRING if crate::wait::holder_is_dead(life::tid(s)) => {
+                life::make(s, me, life::RETIRING)
+            }
+            _ => return Retire::Busy,
+        };
+        match h
+            .life
+            .compare_exchange(s, target, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => break target,
+            Err(now) => s = now,
+        }
+    };
+    if force {
+        crate::failpoint::hit(crate::failpoint::Point::RegionRetired);
+        return Retire::Retired;
+    }
+    crate::failpoint::hit(crate::failpoint::Point::RegionRetiring);
+    if !prune(raw, geo).is_empty() {
+        cancel(h, me);
+        return Retire::InUse;
+    }
+    match h.life.compare_exchange(
+        mine,
+        life::make(mine, me, life::RETIRED),
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    ) {
+        Ok(_) => {
+            crate::failpoint::hit(crate::failpoint::Point::RegionRetired);
+            Retire::Retired
+        }
+        Err(now) if life::phase(now) == life::RETIRED => Retire::AlreadyRetired(now),
+        Err(now) => {
+            // An opener cancelled it (it is LIVE again), or `UNLISTED` was set under us.
+            if now & life::UNLISTED != 0 {
+                cancel(h, me);
+                return Retire::Unlisted;
+            }
+            Retire::InUse
+        }
+    }
+}
+
+/// `RETIRING(me) -> LIVE`, whatever `UNLISTED` became meanwhile.
+fn cancel(h: &super::format::Header, me: u32) {
+    // SeqCst: the remover's own word, as in `retire`.
+    let mut s = h.life.load(Ordering::SeqCst);
+    for _ in 0..1000 {
+        if life::phase(s) != life::RETIRING || life::tid(s) != me {
+            return;
+        }
+        match h.life.compare_exchange(
+            s,
+            life::make(s, 0, life::LIVE),
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        ) {
+            Ok(_) => return,
+            Err(now) => s = now,
+        }
+    }
+}
+
+/// Removal steps 4 and 5 by the thread that set `RETIRED(me)`.
+fn finish_unlink(raw: Raw<'_>, path: &PathRef) {
+    path.unlink_if_same();
+    let Some(h) = raw.header() else { return };
+    let me = owner::current();
+    // SeqCst: as every access to the word; this one publishes "unlinked" to the openers
+    // waiting in `wait_unlinked` (their loads pair with it).
+    let s = h.life.load(Ordering::SeqCst);
+    if life::phase(s) == life::RETIRED && life::tid(s) == me {
+        let _ = h.life.compare_exchange(
+            s,
+            life::make(s, 0, life::RETIRED),
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
+    }
+    futex::wake_all(&h.life);
+}
+
+/// For a region found `RETIRED` with word `s`: whether its unlink is done (or now done by
+/// this thread, taking over from a dead unlinker). `false`: a live thread is on it.
+fn help_unlink(raw: Raw<'_>, path: &PathRef, s: u32) -> bool {
+    let Some(h) = raw.header() else { return true };
+    let tid = life::tid(s);
+    if tid == 0 {
+        return true;
+    }
+    if !crate::wait::holder_is_dead(tid) {
+        return false;
+    }
+    let me = owner::current();
+    // SeqCst: as every access to the word. Acquire on success would be enough for the
+    // takeover; the dead unlinker's writes are complete (its thread is gone).
+    match h.life.compare_exchange(
+        s,
+        life::make(s, me, life::RETIRED),
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    ) {
+        Ok(_) => {
+            finish_unlink(raw, path);
+            true
+        }
+        // Someone else took it over or finished: look again next time.
+        Err(now) => life::tid(now) == 0,
+    }
+}
+
+/// Waits until the unlink of a retired region is done (taking it over from a dead
+/// unlinker), at most until `deadline`. Returns whether it is done.
+pub(super) fn wait_unlinked(raw: Raw<'_>, path: &PathRef, deadline: Instant) -> bool {
+    let Some(h) = raw.header() else { return true };
+    loop {
+        // SeqCst: pairs with `finish_unlink`'s store.
+        let s = h.life.load(Ordering::SeqCst);
+        if help_unlink(raw, path, s) {
+            return true;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        // A live unlinker: it wakes us when done; a slice bounds a missed wake and the
+        // next probe of a dead one.
+        futex::wait(
+            &h.life,
+            s,
+            Some(Duration::from_millis(10).min(deadline - now)),
+        );
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        self.detach();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg_attr(miri, ignore = "reads /proc")]
+    fn words_of_this_process_are_alive_and_of_a_reused_pid_dead() {
+        let me = my_word(false);
+        assert_eq!(slot::pid(me), std::process::id());
+        assert!(word_is_alive(me));
+        if slot::start(me) != 0 {
+            // Our pid with another start time: a process that reused a dead one's pid.
+            let forged = slot::make(slot::pid(me), slot::start(me).wrapping_add(1));
+            assert!(!word_is_alive(forged));
+        }
+        assert!(!word_is_alive(slot::make(0, 5)));
+        assert!(!word_is_alive(slot::make(u32::MAX, 5)));
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd")]
+    fn a_full_table_opens_unlisted_and_is_never_removed_unforced() {
+        let r = Region::memfd("full", 1 << 16).unwrap();
+        let raw = r.raw();
+        let me = my_word(false);
+        for i in 0..ATTACH_SLOTS {
+            let s = raw.attach_slot(&r.geo, i).unwrap();
+            let _ = s.compare_exchange(0, me, Ordering::SeqCst, Ordering::Relaxed);
+        }
+        // Every word names this live process: nothing to prune, no word left.
+        let fd = r.as_fd().unwrap().try_clone_to_owned().unwrap();
+        let r2 = Region::from_fd(fd).unwrap();
+        let h = raw.header().unwrap();
+        assert_ne!(h.life.load(Ordering::SeqCst) & life::UNLISTED, 0);
+        assert!(matches!(retire(raw, &r.geo, false), Retire::Unlisted));
+        assert_eq!(life::phase(h.life.load(Ordering::SeqCst)), life::LIVE);
+        drop(r2);
+        assert!(matches!(retire(raw, &r.geo, true), Retire::Retired));
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd")]
+    fn an_opener_cancels_a_retirement_in_progress() {
+        let r = Region::memfd("cancel", 1 << 16).unwrap();
+        let h = r.raw().header().unwrap();
+        // As left by a remover between its steps 1 and 3.
+        h.life.store(
+            life::make(0, owner::current(), life::RETIRING),
+            Ordering::SeqCst,
+        );
+        let fd = r.as_fd().unwrap().try_clone_to_owned().unwrap();
+        let r2 = Region::from_fd(fd).unwrap();
+        assert_eq!(h.life.load(Ordering::SeqCst), life::LIVE);
+        assert_eq!(r2.attached()[0].handles, 2);
+    }
+}
