@@ -639,8 +639,15 @@ impl Region {
         }
         if let Some(path) = self.life.path.take().filter(|_| self.remove_when_unused()) {
             let raw = self.raw();
-            if let Retire::Retired = retire(raw, &self.geo, false) {
-                finish_unlink(raw, &path);
+            let deadline = super::protocol::deadline_after(self.timeout);
+            match retire(raw, &self.geo, false, deadline) {
+                Retire::Retired => finish_unlink(raw, &path),
+                // Another handle's removal won while this one waited: the file goes once
+                // its unlink is done, and a drop of the last handle returns after that.
+                Retire::AlreadyRetired(_) => {
+                    wait_unlinked(raw, &path, deadline);
+                }
+                Retire::InUse | Retire::Unlisted | Retire::Busy => {}
             }
         }
     }
@@ -709,7 +716,8 @@ impl Region {
 fn remove_path(path: &Path, force: bool) -> Result<(), RemoveError> {
     let (region, path_ref) = RegionOptions::new().open_path_unattached(path)?;
     let raw = region.raw();
-    match retire(raw, &region.geo, force) {
+    let deadline = super::protocol::deadline_after(region.timeout);
+    match retire(raw, &region.geo, force, deadline) {
         Retire::Retired => {
             finish_unlink(raw, &path_ref);
             Ok(())
@@ -746,20 +754,17 @@ enum Retire {
     AlreadyRetired(u32),
 }
 
-/// Removal steps 1 to 3 (module docs); with `force`, straight to `RETIRED(me)`.
-fn retire(raw: Raw<'_>, geo: &Geometry, force: bool) -> Retire {
+/// Removal steps 1 to 3 (module docs); with `force`, straight to `RETIRED(me)`. Another
+/// live thread's retirement in progress is waited for (it ends in a table scan), until
+/// `deadline`: then `Busy`.
+fn retire(raw: Raw<'_>, geo: &Geometry, force: bool, deadline: Instant) -> Retire {
     let Some(h) = raw.header() else {
         return Retire::Busy;
     };
     let me = owner::current();
     // SeqCst (every access to the word here): removal steps 1 and 3 (module docs).
     let mut s = h.life.load(Ordering::SeqCst);
-    let mut rounds = 0;
     let mine = loop {
-        rounds += 1;
-        if rounds > 1000 {
-            return Retire::Busy;
-        }
         let target = match life::phase(s) {
             life::RETIRED => return Retire::AlreadyRetired(s),
             _ if force => life::make(s, me, life::RETIRED),
@@ -768,14 +773,36 @@ fn retire(raw: Raw<'_>, geo: &Geometry, force: bool) -> Retire {
             life::RETIRING if crate::wait::holder_is_dead(life::tid(s)) => {
                 life::make(s, me, life::RETIRING)
             }
-            _ => return Retire::Busy,
+            _ => {
+                // Another remover is scanning: its outcome decides ours (it may find us
+                // gone and remove the file, or find a live process and cancel, and then
+                // we look again). Woken by its cancel or unlink; a slice bounds a missed
+                // wake and the next probe of a dead one.
+                let now = Instant::now();
+                if now >= deadline {
+                    return Retire::Busy;
+                }
+                futex::wait(
+                    &h.life,
+                    s,
+                    Some(Duration::from_millis(10).min(deadline - now)),
+                );
+                s = h.life.load(Ordering::SeqCst);
+                continue;
+            }
         };
         match h
             .life
             .compare_exchange(s, target, Ordering::SeqCst, Ordering::SeqCst)
         {
             Ok(_) => break target,
-            Err(now) => s = now,
+            Err(now) => {
+                // A peer rewriting the word forever cannot keep us here.
+                if Instant::now() >= deadline {
+                    return Retire::Busy;
+                }
+                s = now;
+            }
         }
     };
     if force {
@@ -823,7 +850,11 @@ fn cancel(h: &super::format::Header, me: u32) {
             Ordering::SeqCst,
             Ordering::SeqCst,
         ) {
-            Ok(_) => return,
+            Ok(_) => {
+                // Removers waiting for this retirement's outcome look again.
+                futex::wake_all(&h.life);
+                return;
+            }
             Err(now) => s = now,
         }
     }
@@ -941,10 +972,16 @@ mod tests {
         let r2 = Region::from_fd(fd).unwrap();
         let h = raw.header().unwrap();
         assert_ne!(h.life.load(Ordering::SeqCst) & life::UNLISTED, 0);
-        assert!(matches!(retire(raw, &r.geo, false), Retire::Unlisted));
+        assert!(matches!(
+            retire(raw, &r.geo, false, Instant::now()),
+            Retire::Unlisted
+        ));
         assert_eq!(life::phase(h.life.load(Ordering::SeqCst)), life::LIVE);
         drop(r2);
-        assert!(matches!(retire(raw, &r.geo, true), Retire::Retired));
+        assert!(matches!(
+            retire(raw, &r.geo, true, Instant::now()),
+            Retire::Retired
+        ));
     }
 
     #[test]

@@ -76,6 +76,55 @@ impl ReadOnlyRegion {
         self.region.entries()
     }
 
+    /// The processes listed as having the region open, one entry per process, each
+    /// probed for liveness, as [`Region::attached`] lists them, except that dead ones
+    /// are listed too (with `alive: false`; a read-only handle cannot free their words).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::region::ReadOnlyRegion;
+    /// use shmstate::Region;
+    ///
+    /// let path = std::env::temp_dir().join(format!("shmstate-doc-ro-att-{}", std::process::id()));
+    /// let region = Region::create(&path, 1 << 16)?;
+    /// let view = ReadOnlyRegion::open(&path)?; // not listed itself
+    /// let listed = view.attached();
+    /// assert_eq!((listed.len(), listed[0].pid, listed[0].alive), (1, std::process::id(), true));
+    /// # drop(region); std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn attached(&self) -> Vec<super::lifecycle::Attached> {
+        super::lifecycle::attached(self.region.raw(), &self.region.geo, false)
+    }
+
+    /// Whether the region was created with
+    /// [`remove_when_unused`](RegionOptions::remove_when_unused).
+    pub fn remove_when_unused(&self) -> bool {
+        self.region.remove_when_unused()
+    }
+
+    /// Whether the region has been removed or is being removed (`RETIRED`): no process
+    /// starts using it any more.
+    pub fn is_retired(&self) -> bool {
+        self.life_word() & super::format::life::PHASE == super::format::life::RETIRED
+    }
+
+    /// Whether a process had the region open without being listed (its attach table was
+    /// full): then [`attached`](Self::attached) may miss users, and the region is never
+    /// removed unless forced.
+    pub fn has_unlisted(&self) -> bool {
+        self.life_word() & super::format::life::UNLISTED != 0
+    }
+
+    fn life_word(&self) -> u32 {
+        self.region.raw().header().map_or(0, |h| {
+            // Acquire: a snapshot for tools (the only ordering used on read-only mappings
+            // here); the word is self-contained.
+            h.life.load(Ordering::Acquire)
+        })
+    }
+
     /// The 32-bit word at byte `offset` from the region's start, if it is 4-aligned and
     /// within the region; `None` otherwise. An `Acquire` load, so that data a peer
     /// published with a release store before this word is visible to later loads.

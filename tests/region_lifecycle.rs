@@ -1,0 +1,620 @@
+//! A region's life cycle with real processes: the attach table lists exactly the live
+//! processes that have it open (whatever kills them, and whoever reuses their pids), and a
+//! region created with `remove_when_unused` is removed once its last process is gone,
+//! never while one is live, and never from under a process opening it at that moment.
+//!
+//! Offsets below follow the documented format (`src/region/format.rs`): with 4 directory
+//! entries, the attach table is at 128 + 4 * 128 = 640, one 8-byte word per handle
+//! (pid << 32 | low 32 bits of the start time).
+
+mod common;
+
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{SharedMem, TempDir, fork_children, wait_all, watchdog};
+use shmstate::region::{ATTACH_SLOTS, ReadOnlyRegion};
+use shmstate::sync::{AtomicU32, AtomicU64, Ordering};
+use shmstate::{
+    Counter, Elem, Kind, OpenError, Region, RegionOptions, RemoveError, SharedSized, TypeTag, futex,
+};
+
+const CAPACITY: u32 = 4;
+const TABLE: u64 = 128 + CAPACITY as u64 * 128;
+const SIZE: u64 = 1 << 16;
+
+fn options() -> RegionOptions {
+    RegionOptions::new().capacity(CAPACITY)
+}
+
+fn removing() -> RegionOptions {
+    options().remove_when_unused(true)
+}
+
+/// The non-zero attach-table words of the file at `path`, read from the file.
+fn table_words(path: &Path) -> Vec<u64> {
+    let f = std::fs::File::open(path).unwrap();
+    let mut buf = vec![0u8; ATTACH_SLOTS as usize * 8];
+    f.read_exact_at(&mut buf, TABLE).unwrap();
+    buf.chunks_exact(8)
+        .map(|c| u64::from_ne_bytes(c.try_into().unwrap()))
+        .filter(|&w| w != 0)
+        .collect()
+}
+
+/// Writes attach-table word `i` of the file at `path` (through the file, as a hostile or
+/// crashed peer's word would be there).
+fn write_word(path: &Path, i: u32, word: u64) {
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(&word.to_ne_bytes(), TABLE + 8 * u64::from(i))
+        .unwrap();
+}
+
+fn live_pids(region: &Region) -> Vec<u32> {
+    let mut pids: Vec<u32> = region
+        .attached()
+        .iter()
+        .inspect(|a| assert!(a.alive, "Region::attached lists a dead process: {a:?}"))
+        .map(|a| a.pid)
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+fn kill(pid: libc::pid_t) {
+    // SAFETY: signalling a process this test forked.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+}
+
+/// Reaps child `pid` (blocks until it has ended).
+fn reap(pid: libc::pid_t) {
+    let mut status = 0;
+    // SAFETY: waitpid on our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+}
+
+/// Blocks until `word` reaches at least `target`; panics after 30 s (a peer that died).
+fn wait_for(word: &AtomicU32, target: u32) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited 30 s for {target}"
+        );
+        // Acquire: pairs with the writer's release store or increment.
+        let v = word.load(Ordering::Acquire);
+        if v >= target {
+            return;
+        }
+        futex::wait(word, v, Some(Duration::from_millis(50)));
+    }
+}
+
+fn bump(word: &AtomicU32) {
+    // Release: publishes what the process did before (opened, dropped, ...).
+    word.fetch_add(1, Ordering::Release);
+    futex::wake_all(word);
+}
+
+/// Parks a child until it is killed.
+fn park_forever() -> ! {
+    let never = AtomicU32::new(0);
+    loop {
+        futex::wait(&never, 0, None);
+    }
+}
+
+struct XorShift(u64);
+impl XorShift {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+const KILLERS: usize = 8;
+
+#[repr(C)]
+struct KillControl {
+    /// Children that have the region open.
+    ready: AtomicU32,
+    /// The pid child `i` is to kill (set by the test).
+    order: [AtomicU32; KILLERS],
+    /// The last pid child `i` killed.
+    done: [AtomicU32; KILLERS],
+}
+// SAFETY: integer atomics only: zero and every bit pattern valid, no pointers, `Sync`.
+unsafe impl SharedSized for KillControl {
+    const TAG: TypeTag = TypeTag::new(Kind(Kind::USER.0 + 11), Elem::NONE);
+}
+
+#[test]
+fn attached_lists_exactly_the_live_processes_while_they_kill_each_other() {
+    watchdog(Duration::from_secs(60));
+    let dir = TempDir::new("life-kill");
+    let path = dir.0.join("r");
+    let region = options().create(&path, SIZE).unwrap();
+    let shared = SharedMem::<KillControl>::new(1);
+    let ctl = shared.get();
+    let pids = fork_children(KILLERS, |i| {
+        let _r = Region::open(&path).unwrap();
+        bump(&ctl.ready);
+        let mut handled = 0;
+        loop {
+            // Acquire: pairs with the test's release store of the order.
+            let victim = ctl.order[i].load(Ordering::Acquire);
+            if victim != handled {
+                kill(victim as libc::pid_t);
+                handled = victim;
+                // Release: the kill was sent before this is seen.
+                ctl.done[i].store(victim, Ordering::Release);
+                futex::wake_all(&ctl.done[i]);
+            } else {
+                futex::wait(&ctl.order[i], victim, Some(Duration::from_millis(50)));
+            }
+        }
+    });
+    wait_for(&ctl.ready, KILLERS as u32);
+    let me = std::process::id();
+    let mut alive: Vec<usize> = (0..KILLERS).collect();
+    let expect = |alive: &[usize]| {
+        let mut v: Vec<u32> = alive.iter().map(|&i| pids[i] as u32).collect();
+        v.push(me);
+        v.sort_unstable();
+        v
+    };
+    assert_eq!(live_pids(&region), expect(&alive));
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    eprintln!("seed {seed:#x}");
+    let mut rng = XorShift(seed);
+    while alive.len() > 1 {
+        let killer = alive[rng.below(alive.len())];
+        let victim = loop {
+            let v = alive[rng.below(alive.len())];
+            if v != killer {
+                break v;
+            }
+        };
+        let victim_pid = pids[victim] as u32;
+        // Release: pairs with the killer's acquire load.
+        ctl.order[killer].store(victim_pid, Ordering::Release);
+        futex::wake_all(&ctl.order[killer]);
+        while ctl.done[killer].load(Ordering::Acquire) != victim_pid {
+            futex::wait(
+                &ctl.done[killer],
+                ctl.done[killer].load(Ordering::Relaxed),
+                Some(Duration::from_millis(50)),
+            );
+        }
+        reap(pids[victim]);
+        alive.retain(|&i| i != victim);
+        assert_eq!(live_pids(&region), expect(&alive), "after killing {victim}");
+        // `attached` freed the dead process's words: one word per live handle is left
+        // (each child has two: the one it opened, and the one it inherited at the fork).
+        assert_eq!(table_words(&path).len(), 2 * alive.len() + 1);
+    }
+    let last = alive[0];
+    kill(pids[last]);
+    reap(pids[last]);
+    assert_eq!(live_pids(&region), vec![me]);
+    assert_eq!(table_words(&path).len(), 1);
+}
+
+#[test]
+fn a_recorded_pid_now_used_by_another_process_reads_dead() {
+    watchdog(Duration::from_secs(30));
+    let dir = TempDir::new("life-reuse");
+    let path = dir.0.join("r");
+    let region = options().create(&path, SIZE).unwrap();
+    let words = table_words(&path);
+    assert_eq!(words.len(), 1);
+    let mine = words[0];
+    assert_eq!(mine >> 32, u64::from(std::process::id()));
+    let start = mine as u32;
+    assert_ne!(start, 0, "this process's start time is known here (/proc)");
+    // A process that died, whose pid the kernel has given to this (live) process: the
+    // same pid, another start time.
+    let forged = (mine & !0xffff_ffff) | u64::from(start.wrapping_sub(1000));
+    write_word(&path, 5, forged);
+    let view = ReadOnlyRegion::open(&path).unwrap();
+    let listed = view.attached();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let old = listed.iter().find(|a| a.start_time != start).unwrap();
+    assert_eq!(old.pid, std::process::id());
+    assert!(
+        !old.alive,
+        "a reused pid is taken for the old process: {old:?}"
+    );
+    assert!(listed.iter().any(|a| a.start_time == start && a.alive));
+    // The writable handle frees the dead word.
+    assert_eq!(live_pids(&region), vec![std::process::id()]);
+    assert_eq!(table_words(&path), vec![mine]);
+    // And a removal is not held up by it.
+    write_word(&path, 5, forged);
+    drop(region);
+    Region::remove_unused(&path).unwrap();
+    assert!(!path.exists());
+}
+
+#[repr(C)]
+struct Steps {
+    /// Children that opened the region.
+    opened: AtomicU32,
+    /// How many children the test lets go (each drops its handle and exits).
+    release: AtomicU32,
+    /// Spare words for tests.
+    a: AtomicU64,
+    b: AtomicU64,
+}
+// SAFETY: integer atomics only: zero and every bit pattern valid, no pointers, `Sync`.
+unsafe impl SharedSized for Steps {
+    const TAG: TypeTag = TypeTag::new(Kind(Kind::USER.0 + 12), Elem::NONE);
+}
+
+#[test]
+fn remove_when_unused_removes_the_file_when_the_last_process_exits_and_not_before() {
+    watchdog(Duration::from_secs(30));
+    let dir = TempDir::new("life-last");
+    let path = dir.0.join("r");
+    let shared = SharedMem::<Steps>::new(1);
+    let ctl = shared.get();
+    const N: usize = 4;
+    // Forked before the region exists (a child inherits its parent's handles, and one
+    // that exits without dropping them leaves like a killed process: see the lifecycle
+    // module docs).
+    let pids = fork_children(N, |i| {
+        wait_for(&ctl.release, 1);
+        // Plain `open` (default options): the file's recorded flag governs.
+        let r = Region::open(&path).unwrap();
+        assert!(r.remove_when_unused());
+        r.get::<Counter>("hits").unwrap().add(1);
+        bump(&ctl.opened);
+        wait_for(&ctl.release, i as u32 + 2);
+        drop(r);
+    });
+    let region = removing().create(&path, SIZE).unwrap();
+    region.get_or_default::<Counter>("hits").unwrap();
+    bump(&ctl.release);
+    wait_for(&ctl.opened, N as u32);
+    // The creator leaves first: four live processes still have it open.
+    drop(region);
+    assert!(path.exists());
+    for (i, &pid) in pids.iter().enumerate() {
+        bump(&ctl.release);
+        reap(pid);
+        let view = ReadOnlyRegion::open(&path);
+        if i + 1 < N {
+            let view = view.unwrap_or_else(|e| panic!("removed with {} left: {e}", N - i - 1));
+            let live = view.attached().iter().filter(|a| a.alive).count();
+            assert_eq!(live, N - i - 1);
+        } else {
+            assert!(
+                matches!(view, Err(OpenError::NotFound(_))),
+                "left behind by the last process: {view:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn remove_when_unused_a_killed_last_process_is_reclaimed_by_the_next_opener() {
+    watchdog(Duration::from_secs(30));
+    let dir = TempDir::new("life-killed");
+    let path = dir.0.join("r");
+    let shared = SharedMem::<Steps>::new(1);
+    let ctl = shared.get();
+    let pid = fork_children(1, |_| {
+        let r = removing().create(&path, SIZE).unwrap();
+        r.get_or_default::<Counter>("hits").unwrap().add(7);
+        bump(&ctl.opened);
+        park_forever();
+    })[0];
+    wait_for(&ctl.opened, 1);
+    kill(pid);
+    reap(pid);
+    // Killed: nobody detached, the file stays (with a dead word).
+    assert!(path.exists());
+    let view = ReadOnlyRegion::open(&path).unwrap();
+    assert!(view.attached().iter().all(|a| !a.alive));
+    drop(view);
+    // The next program uses it as it is, and removes it when it is done.
+    let r = Region::open(&path).unwrap();
+    assert_eq!(r.get::<Counter>("hits").unwrap().get(), 7);
+    assert_eq!(live_pids(&r), vec![std::process::id()]);
+    drop(r);
+    assert!(!path.exists());
+}
+
+#[test]
+fn remove_unused_refuses_a_live_process_and_removes_a_dead_one() {
+    watchdog(Duration::from_secs(30));
+    let dir = TempDir::new("life-rm");
+    let path = dir.0.join("r");
+    let shared = SharedMem::<Steps>::new(1);
+    let ctl = shared.get();
+    // Without remove_when_unused: persistent, removed only when asked.
+    let pid = fork_children(1, |_| {
+        let _r = options().create(&path, SIZE).unwrap();
+        bump(&ctl.opened);
+        park_forever();
+    })[0];
+    wait_for(&ctl.opened, 1);
+    match Region::remove_unused(&path) {
+        Err(RemoveError::InUse { attached }) => {
+            assert_eq!(attached.len(), 1);
+            assert_eq!(attached[0].pid, pid as u32);
+        }
+        other => panic!("removed under a live process: {other:?}"),
+    }
+    assert!(path.exists());
+    kill(pid);
+    reap(pid);
+    Region::remove_unused(&path).unwrap();
+    assert!(!path.exists());
+    // Forced: even with a live process (this one), which keeps its mapping.
+    let r = options().create(&path, SIZE).unwrap();
+    Region::remove_forced(&path).unwrap();
+    assert!(!path.exists());
+    r.get_or_default::<Counter>("still mapped").unwrap().add(1);
+    // A new region at the path is a new file, which dropping the old handle leaves alone.
+    let fresh = removing().create(&path, SIZE).unwrap();
+    drop(r);
+    assert!(path.exists());
+    drop(fresh);
+    assert!(!path.exists());
+}
+
+#[test]
+fn a_fork_child_dropping_its_inherited_handle_leaves_the_parent_listed() {
+    watchdog(Duration::from_secs(30));
+    let dir = TempDir::new("life-fork");
+    let path = dir.0.join("r");
+    let region = removing().create(&path, SIZE).unwrap();
+    let me = std::process::id();
+    let shared = SharedMem::<Steps>::new(1);
+    let ctl = shared.get();
+    let region_ref = &region;
+    let path_ref = path.as_path();
+    let pids = fork_children(1, move |_| {
+        let path = path_ref;
+        // The child counts as attached from the fork on, without touching the handle.
+        let words = table_words(&path);
+        let child = std::process::id();
+        assert!(
+            words.iter().any(|w| (w >> 32) as u32 == child),
+            "{words:x?}"
+        );
+        assert!(words.iter().any(|w| (w >> 32) as u32 == me), "{words:x?}");
+        let mut listed = live_pids(region_ref);
+        listed.sort_unstable();
+        let mut want = vec![me, child];
+        want.sort_unstable();
+        assert_eq!(listed, want);
+        // Dropping the inherited handle releases the child's word, not the parent's, and
+        // removes nothing (the parent is attached).
+        // SAFETY: the child owns its copy of the parent's memory; the parent's handle is
+        // untouched. The child then exits without the parent's `region` being used again.
+        let inherited = unsafe { std::ptr::read(region_ref) };
+        drop(inherited);
+        assert!(path.exists());
+        assert_eq!(table_words(&path).len(), 1);
+        ctl.a.store(1, Ordering::Release);
+    });
+    wait_all(&pids, Duration::from_secs(20));
+    assert_eq!(ctl.a.load(Ordering::Acquire), 1);
+    assert_eq!(live_pids(&region), vec![me]);
+    assert_eq!(region.attached()[0].handles, 1);
+    assert!(path.exists());
+    drop(region);
+    assert!(!path.exists());
+}
+
+/// Rounds of the race between the last handle's removal and a new opener.
+const RACE_ROUNDS: u32 = if cfg!(debug_assertions) { 300 } else { 2000 };
+
+#[repr(C)]
+struct Race {
+    /// The round both sides may run.
+    round: AtomicU32,
+    /// Arrivals at the round's start line (2 per round).
+    arrived: AtomicU32,
+    /// Rounds the opener finished.
+    done: AtomicU32,
+    /// Rounds where the opener got the old region, and a fresh one.
+    old: AtomicU64,
+    fresh: AtomicU64,
+}
+// SAFETY: integer atomics only: zero and every bit pattern valid, no pointers, `Sync`.
+unsafe impl SharedSized for Race {
+    const TAG: TypeTag = TypeTag::new(Kind(Kind::USER.0 + 13), Elem::NONE);
+}
+
+/// Both sides spin on the start line so that the drop and the open run at once.
+fn start_line(ctl: &Race, round: u32) {
+    // AcqRel: each side's arrival is seen by the other's spin.
+    ctl.arrived.fetch_add(1, Ordering::AcqRel);
+    while ctl.arrived.load(Ordering::Acquire) < 2 * round {
+        std::hint::spin_loop();
+    }
+}
+
+#[test]
+fn a_late_opener_racing_the_removal_always_ends_with_a_usable_region() {
+    watchdog(Duration::from_secs(120));
+    let dir = TempDir::new("life-race");
+    let shared = SharedMem::<Race>::new(1);
+    let ctl = shared.get();
+    let round_path = |round: u32| -> PathBuf { dir.0.join(format!("r{}", round % 4)) };
+    let opener = fork_children(1, |_| {
+        for round in 1..=RACE_ROUNDS {
+            wait_for(&ctl.round, round);
+            let path = round_path(round);
+            start_line(ctl, round);
+            let r = removing().open_or_create(&path, SIZE).unwrap();
+            // Usable: its objects work, and it is the file at the path (a new opener sees
+            // what it wrote), with this process listed.
+            let hits = r.get_or_default::<Counter>("opener").unwrap();
+            hits.add(1);
+            let old = r.get::<Counter>("remover").is_ok();
+            let view = ReadOnlyRegion::open(&path).unwrap_or_else(|e| {
+                panic!("round {round}: the opener's region is not at the path: {e}")
+            });
+            let e = view
+                .entries()
+                .into_iter()
+                .find(|e| e.name == "opener")
+                .expect("the opener's object is in the file at the path");
+            assert_eq!(view.load_u64(e.offset), Some(1), "round {round}");
+            assert!(!view.is_retired());
+            assert!(
+                view.attached()
+                    .iter()
+                    .any(|a| a.pid == std::process::id() && a.alive)
+            );
+            drop(view);
+            if old {
+                ctl.old.fetch_add(1, Ordering::Relaxed);
+            } else {
+                ctl.fresh.fetch_add(1, Ordering::Relaxed);
+            }
+            // The remover may not have dropped its handle yet: the test checks the path
+            // once both are done.
+            drop(r);
+            bump(&ctl.done);
+        }
+    });
+    for round in 1..=RACE_ROUNDS {
+        let path = round_path(round);
+        let r = removing().create(&path, SIZE).unwrap();
+        r.get_or_default::<Counter>("remover").unwrap();
+        // Release: pairs with the opener's acquire wait.
+        ctl.round.store(round, Ordering::Release);
+        futex::wake_all(&ctl.round);
+        start_line(ctl, round);
+        drop(r);
+        wait_for(&ctl.done, round);
+        assert!(!path.exists(), "round {round}: the last handle left it");
+    }
+    wait_all(&opener, Duration::from_secs(30));
+    eprintln!(
+        "{RACE_ROUNDS} rounds: the opener got the old region {} times, a fresh one {} times",
+        ctl.old.load(Ordering::Relaxed),
+        ctl.fresh.load(Ordering::Relaxed)
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&dir.0).unwrap().collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn an_opener_of_a_retired_region_gets_not_found_or_a_fresh_region() {
+    watchdog(Duration::from_secs(30));
+    let dir = TempDir::new("life-retired");
+    let path = dir.0.join("r");
+    let r = removing().create(&path, SIZE).unwrap();
+    // Another handle opened it, then the file was removed (forced): the old mapping is
+    // retired, the path empty.
+    Region::remove_forced(&path).unwrap();
+    assert!(matches!(Region::open(&path), Err(OpenError::NotFound(_))));
+    let fresh = removing().open_or_create(&path, SIZE).unwrap();
+    assert!(fresh.get::<Counter>("x").is_err());
+    drop(r);
+    assert!(
+        path.exists(),
+        "the retired handle does not remove the new file"
+    );
+    drop(fresh);
+    assert!(!path.exists());
+}
+
+/// Crash windows of the removal protocol (a build with `--cfg shmstate_test_hooks`).
+#[cfg(shmstate_test_hooks)]
+mod crash {
+    use super::*;
+    use shmstate::failpoint::{Point, arm};
+    use std::time::Instant;
+
+    /// Forks a child that creates a removing region at `path` with an object, arms `p`
+    /// and drops the region; returns once it has stopped at `p`.
+    fn remover_stopped_at(path: &Path, p: Point) -> libc::pid_t {
+        let pid = fork_children(1, |_| {
+            let r = removing().create(path, SIZE).unwrap();
+            r.get_or_default::<Counter>("old").unwrap();
+            arm(p);
+            drop(r);
+            std::process::exit(3);
+        })[0];
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut status = 0;
+            // SAFETY: waitpid on our own child.
+            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG | libc::WUNTRACED) };
+            if r == pid {
+                assert!(libc::WIFSTOPPED(status), "ended before {p:?}: {status:#x}");
+                return pid;
+            }
+            assert!(Instant::now() < deadline, "never reached {p:?}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn a_remover_killed_while_retiring_is_cancelled_by_an_opener_or_taken_over() {
+        watchdog(Duration::from_secs(60));
+        let dir = TempDir::new("life-crash-retiring");
+        let path = dir.0.join("r");
+        // An opener cancels it at once and uses the region.
+        let pid = remover_stopped_at(&path, Point::RegionRetiring);
+        kill(pid);
+        reap(pid);
+        let r = Region::open(&path).unwrap();
+        r.get::<Counter>("old").unwrap();
+        drop(r);
+        assert!(!path.exists(), "the opener removed it when done");
+        // A removal takes the dead remover's place.
+        let pid = remover_stopped_at(&path, Point::RegionRetiring);
+        kill(pid);
+        reap(pid);
+        Region::remove_unused(&path).unwrap();
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_remover_killed_before_unlinking_is_finished_by_the_next_opener() {
+        watchdog(Duration::from_secs(60));
+        let dir = TempDir::new("life-crash-retired");
+        let path = dir.0.join("r");
+        let pid = remover_stopped_at(&path, Point::RegionRetired);
+        // Stopped, not dead: an opener waits its timeout out and says so.
+        let err = removing()
+            .timeout(Duration::from_millis(100))
+            .open(&path)
+            .unwrap_err();
+        assert!(matches!(err, OpenError::Retired(_)), "{err:?}");
+        assert!(ReadOnlyRegion::open(&path).unwrap().is_retired());
+        kill(pid);
+        reap(pid);
+        // Dead: the next opener unlinks the retired file and creates a fresh one.
+        let r = removing().open_or_create(&path, SIZE).unwrap();
+        assert!(r.get::<Counter>("old").is_err(), "a fresh region");
+        assert!(!ReadOnlyRegion::open(&path).unwrap().is_retired());
+        drop(r);
+        assert!(!path.exists());
+        // A plain open finds nothing; `remove_unused` finishes the unlink too.
+        let pid = remover_stopped_at(&path, Point::RegionRetired);
+        kill(pid);
+        reap(pid);
+        assert!(matches!(Region::open(&path), Err(OpenError::NotFound(_))));
+        let pid = remover_stopped_at(&path, Point::RegionRetired);
+        kill(pid);
+        reap(pid);
+        Region::remove_unused(&path).unwrap();
+        assert!(!path.exists());
+    }
+}
