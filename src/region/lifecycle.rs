@@ -36,7 +36,12 @@
 //!   word whose pid is the caller's). A child that `exec`s stays listed until the new
 //!   program exits (the table cannot see an `exec`): that keeps the file longer, never
 //!   removes it early. `posix_spawn` (what `std::process::Command` uses) runs no fork
-//!   handlers and claims nothing.
+//!   handlers and claims nothing. A child that ends without dropping the handles it
+//!   inherited (they live on its copy of the parent's stack; `_exit`, `exit` and a kill
+//!   all skip their destructors) leaves words that read dead once it is gone, like a
+//!   killed process: if it was the last process using a `remove_when_unused` region, the
+//!   file stays until the next opener or `shmstate gc`. (The usual shape, a parent that
+//!   forks workers and outlives them, removes the file when the parent drops its handle.)
 //!
 //! # Removal
 //!
@@ -51,9 +56,14 @@
 //!
 //! The steps of a removal by thread `t`:
 //!
-//! 1. `LIVE -> RETIRING(t)` by CAS (`SeqCst`). A word with `UNLISTED`, or already
-//!    `RETIRING` by a live thread, or `RETIRED`, stops here (an unlisted user; someone
-//!    else is removing it). `RETIRING` by a dead thread is taken over by CAS.
+//! 1. `LIVE -> RETIRING(t)` by CAS (`SeqCst`). A word with `UNLISTED` stops here (an
+//!    unlisted user may be attached); so does `RETIRED` (someone else removed it: a handle
+//!    being dropped waits until that unlink is done, so that dropping the last handle
+//!    returns with the file gone). `RETIRING` by another live thread is waited for on the
+//!    word (in 10 ms slices, at most the region's timeout): its scan decides (it removes the
+//!    file, or finds a live process, cancels, and this removal looks again; without the
+//!    wait, two last handles dropped at once could each see the other and both leave the
+//!    file). `RETIRING` by a dead thread is taken over by CAS.
 //! 2. Scan the attach table (`SeqCst` loads). A live word cancels: `RETIRING(t) -> LIVE`.
 //!    Dead words are pruned.
 //! 3. `RETIRING(t) -> RETIRED(t)` by CAS (`SeqCst`). It fails if an opener cancelled the
