@@ -385,7 +385,7 @@ fn a_fork_child_dropping_its_inherited_handle_leaves_the_parent_listed() {
     let pids = fork_children(1, move |_| {
         let path = path_ref;
         // The child counts as attached from the fork on, without touching the handle.
-        let words = table_words(&path);
+        let words = table_words(path);
         let child = std::process::id();
         assert!(
             words.iter().any(|w| (w >> 32) as u32 == child),
@@ -404,7 +404,7 @@ fn a_fork_child_dropping_its_inherited_handle_leaves_the_parent_listed() {
         let inherited = unsafe { std::ptr::read(region_ref) };
         drop(inherited);
         assert!(path.exists());
-        assert_eq!(table_words(&path).len(), 1);
+        assert_eq!(table_words(path).len(), 1);
         ctl.a.store(1, Ordering::Release);
     });
     wait_all(&pids, Duration::from_secs(20));

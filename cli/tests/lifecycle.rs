@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use shmstate::region::ReadOnlyRegion;
-use shmstate::{Counter, Region, RegionOptions};
+use shmstate::{Counter, RegionOptions};
 
 const CAPACITY: u32 = 4;
 /// The attach table's offset with 4 directory entries (`src/region/format.rs`).
