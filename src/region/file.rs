@@ -155,7 +155,7 @@ impl RegionOptions {
     /// turn) or to `shmstate gc`. An opener racing the removal gets a fresh region
     /// (from [`open_or_create`](Self::open_or_create)) or
     /// [`OpenError::NotFound`](crate::OpenError::NotFound), never the removed file. The
-    /// protocol and its limits: [`lifecycle`](crate::region#lifecycle).
+    /// protocol and its limits: [`lifecycle`](crate::region::lifecycle).
     ///
     /// Memfd and anonymous regions have no path and vanish with their last user anyway:
     /// the option does nothing for them.

@@ -135,6 +135,9 @@ static_assertions::const_assert!(align_of::<Header>() <= OBJECT_ALIGN);
 static_assertions::const_assert!(HEADER_SIZE.is_multiple_of(OBJECT_ALIGN));
 static_assertions::const_assert!(ENTRY_SIZE.is_multiple_of(OBJECT_ALIGN));
 static_assertions::const_assert!(ATTACH_SIZE.is_multiple_of(OBJECT_ALIGN));
+// The offsets the lifecycle module documents for tools.
+static_assertions::const_assert_eq!(offset_of!(Header, flags), 56);
+static_assertions::const_assert_eq!(offset_of!(Header, life), 60);
 
 /// The header's creation flags (`Header::flags`), written once before the region is
 /// published.

@@ -3,8 +3,8 @@
 //! # The attach table
 //!
 //! A region lists the processes that have it open in a table of
-//! [`ATTACH_SLOTS`] (128) words after its directory (layout of a word in
-//! [`slot`](super::format::slot)): the process's thread-group id and the low 32 bits of its
+//! [`ATTACH_SLOTS`] (128) words after its directory (layout of a
+//! word under [Layout](#layout)): the process's thread-group id and the low 32 bits of its
 //! start time (field 22 of `/proc/<pid>/stat`), so that a process that died and whose pid
 //! the kernel gave to a new process is not mistaken for the old one. A word is claimed
 //! (`0 -> word`) and released (`word -> 0`) by a single compare-and-swap: no crash leaves
@@ -49,7 +49,7 @@
 //! recorded in the file at creation; every handle follows it, whatever its own options
 //! say. When a handle that opened the region by path (or created it) is dropped, it
 //! releases its word and, if the flag is set, tries to retire the region: mark it dead in
-//! its life-cycle word (layout in [`life`](super::format::life)), check that no live
+//! its life-cycle word (layout under [Layout](#layout)), check that no live
 //! process is attached, and unlink the file. [`Region::remove_unused`] (`shmstate rm`,
 //! `shmstate gc`) runs the same steps without being attached; [`Region::remove_forced`]
 //! skips the check.
@@ -122,7 +122,8 @@
 //!
 //! # Limits
 //!
-//! - As for every probe in the crate ([`owner`](crate::owner)): all processes sharing a
+//! - As for every liveness probe in the crate (`kill(pid, 0)`, then the state and start
+//!   time in `/proc/<pid>/stat`): all processes sharing a
 //!   region must be in the same PID namespace, and a dead process's pid reused by a new
 //!   process reads as dead only where `/proc` of this namespace shows start times (else it
 //!   reads as alive, and the file is kept).
@@ -138,6 +139,31 @@
 //!   [`Region::from_fd`] on a region file is listed but never removes it.
 //! - A file removed by hand (`rm`) while in use is not this protocol's concern: its users
 //!   keep a file nobody can open by path any more.
+//!
+//! # Layout
+//!
+//! An attach-table word (8 bytes, at `128 + capacity * 128 + 8 * i`):
+//!
+//! ```text
+//! bits 63..32  thread-group id (pid) of the process; 0: the word is free
+//! bits 31..0   low 32 bits of the process's start time (field 22 of /proc/<pid>/stat,
+//!              clock ticks since boot); 0: unknown (only the pid is probed)
+//! ```
+//!
+//! A pid of 0 with a non-zero start, or above the kernel's `PID_MAX_LIMIT` (2^22), names
+//! no process and reads as dead (a hostile file's words are pruned, never trusted).
+//!
+//! The life-cycle word (the header's 32-bit word at offset 60):
+//!
+//! ```text
+//! bits 31..3   TID of the thread retiring the region (RETIRING), or of the one that
+//!              unlinks it (RETIRED; 0 once unlinked); 0 while LIVE
+//! bit  2       UNLISTED: a handle was made without a table word (sticky)
+//! bits 1..0    phase: 0 LIVE, 1 RETIRING, 2 RETIRED (3 is refused at open)
+//! ```
+//!
+//! The creation flags (the header's 32-bit word at offset 56): bit 0 is
+//! `remove_when_unused`; any other bit set is refused at open.
 
 use std::ffi::OsString;
 use std::os::fd::OwnedFd;
