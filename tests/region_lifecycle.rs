@@ -333,6 +333,33 @@ fn remove_when_unused_a_killed_last_process_is_reclaimed_by_the_next_opener() {
 }
 
 #[test]
+fn remove_when_unused_the_last_live_process_removes_it_past_a_killed_one() {
+    watchdog(Duration::from_secs(30));
+    let dir = TempDir::new("life-past");
+    let path = dir.0.join("r");
+    let shared = SharedMem::<Steps>::new(1);
+    let ctl = shared.get();
+    // Forked before this process has a handle: the child holds only its own.
+    let pid = fork_children(1, |_| {
+        wait_for(&ctl.release, 1);
+        let _r = Region::open(&path).unwrap();
+        bump(&ctl.opened);
+        park_forever();
+    })[0];
+    let region = removing().create(&path, SIZE).unwrap();
+    bump(&ctl.release);
+    wait_for(&ctl.opened, 1);
+    assert_eq!(region.attached().len(), 2);
+    kill(pid);
+    reap(pid);
+    // The child's word is still there (nobody noticed yet); dropping the last live handle
+    // finds it dead, prunes it, and removes the file.
+    assert_eq!(table_words(&path).len(), 2);
+    drop(region);
+    assert!(!path.exists());
+}
+
+#[test]
 fn remove_unused_refuses_a_live_process_and_removes_a_dead_one() {
     watchdog(Duration::from_secs(30));
     let dir = TempDir::new("life-rm");

@@ -207,7 +207,14 @@ impl RegionOptions {
         // between would otherwise find a region with nobody in it). Nobody else can see
         // it at all yet, so it cannot be retired.
         let _ = region.attach(Some(path_ref));
-        tmp.link_to(path)?;
+        if !region.remove_when_unused() {
+            region.life.forget_path();
+        }
+        if let Err(e) = tmp.link_to(path) {
+            // Never published: nothing to remove when the handle is dropped.
+            region.life.forget_path();
+            return Err(e);
+        }
         Ok(region)
     }
 
@@ -219,7 +226,13 @@ impl RegionOptions {
     /// anything but a regular file; the validation errors ([`OpenError::Truncated`],
     /// [`OpenError::BadMagic`], [`OpenError::VersionMismatch`],
     /// [`OpenError::LayoutMismatch`], [`OpenError::WrongSize`],
-    /// [`OpenError::Corrupt`]); [`OpenError::Io`] otherwise.
+    /// [`OpenError::Corrupt`]); [`OpenError::Retired`] if the region was removed but its
+    /// file is still in place after the timeout (the process removing it is stopped);
+    /// [`OpenError::Io`] otherwise.
+    ///
+    /// A region being removed at this moment (its last process detaching) is never
+    /// returned: the open waits for the removal and then finds nothing
+    /// ([`OpenError::NotFound`]) or the new file created at the path since.
     pub fn open(&self, path: impl AsRef<Path>) -> Result<Region, OpenError> {
         self.open_path(path.as_ref(), Access::ReadWrite)
     }

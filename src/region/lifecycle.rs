@@ -111,14 +111,14 @@
 //!
 //! | step | left behind | repaired by, how fast |
 //! |------|-------------|-----------------------|
-//! | opener: word claimed, life-cycle word not yet read | a word naming a dead process | pruned by the next `attached()`, removal check or full-table open; a removal meanwhile prunes it and goes ahead (test `a_killed_process_is_pruned_and_the_file_removed_by_the_last_one`) |
+//! | opener: word claimed, life-cycle word not yet read | a word naming a dead process | pruned by the next `attached()`, removal check or full-table open; a removal meanwhile prunes it and goes ahead (tests `attached_lists_exactly_the_live_processes_while_they_kill_each_other`, `remove_when_unused_the_last_live_process_removes_it_past_a_killed_one`) |
 //! | opener: `RETIRING` cancelled | nothing: the region is `LIVE` with a dead word | as above |
-//! | attached process killed while using the region | a dead word | as above; with `remove_when_unused`, the file stays until the next opener detaches or `shmstate gc` (tests `remove_when_unused_*`, CLI test `gc_removes_only_regions_without_live_processes`) |
-//! | remover step 1: `RETIRING(t)` set, table not scanned | a region that openers cancel at once, and removers take over after probing `t` dead | the next opener (no wait) or remover (one probe); failpoint test `a_remover_killed_while_retiring_is_taken_over` |
+//! | attached process killed while using the region | a dead word | as above; with `remove_when_unused`, the file stays until the next opener detaches or `shmstate gc` (tests `remove_when_unused_a_killed_last_process_is_reclaimed_by_the_next_opener`, CLI test `gc_removes_only_regions_without_live_processes`) |
+//! | remover step 1: `RETIRING(t)` set, table not scanned | a region that openers cancel at once, and removers take over after probing `t` dead | the next opener (no wait) or remover (one probe); failpoint test `a_remover_killed_while_retiring_is_cancelled_by_an_opener_or_taken_over` |
 //! | remover step 2: scanning, pruning | as above, some dead words pruned | as above |
 //! | remover step 3: `RETIRED(t)` set, not unlinked | a dead file at the path | the next opener waits for `t` on the life-cycle word in 10 ms slices, probes it dead, takes the unlink over and opens afresh; `shmstate gc`/`rm` likewise (failpoint test `a_remover_killed_before_unlinking_is_finished_by_the_next_opener`) |
-//! | remover step 4 done, step 5 not | `RETIRED(t)` in an unlinked file | only handles that opened the file before the unlink see it: they probe `t` dead within a slice and retry by path |
-//! | fork child handler, word claimed | a word naming the child | pruned once the child is dead, as above |
+//! | remover step 4 done, step 5 not | `RETIRED(t)` in an unlinked file | only handles that opened the file before the unlink see it: they probe `t` dead within a slice, find nothing left to unlink (a new file at the path is another inode), and retry by path (unit test `an_unlinker_killed_after_its_unlink_is_finished_without_touching_a_new_file`) |
+//! | fork child handler, word claimed | a word naming the child | pruned once the child is dead, as above (the killing test's children hold such words) |
 //!
 //! # Limits
 //!
@@ -1034,5 +1034,55 @@ mod tests {
         let r2 = Region::from_fd(fd).unwrap();
         assert_eq!(h.life.load(Ordering::SeqCst), life::LIVE);
         assert_eq!(r2.attached()[0].handles, 2);
+    }
+
+    /// The pid of a process that has exited and been reaped.
+    fn dead_pid() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "maps a file")]
+    fn an_unlinker_killed_after_its_unlink_is_finished_without_touching_a_new_file() {
+        let path = std::env::temp_dir().join(format!("shmstate-unlinked-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        drop(Region::create(&path, 1 << 16).unwrap());
+        let (old, path_ref) = RegionOptions::new().open_path_unattached(&path).unwrap();
+        let h = old.raw().header().unwrap();
+        // As left by an unlinker killed after step 4: retired, unlinked, TID still set.
+        let dead = dead_pid();
+        h.life
+            .store(life::make(0, dead, life::RETIRED), Ordering::SeqCst);
+        std::fs::remove_file(&path).unwrap();
+        // A new region at the path since.
+        let new = Region::create(&path, 1 << 16).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        assert!(wait_unlinked(old.raw(), &path_ref, deadline));
+        assert_eq!(
+            h.life.load(Ordering::SeqCst),
+            life::make(0, 0, life::RETIRED)
+        );
+        assert!(path.exists(), "the new file is another inode: left alone");
+        drop((new, old));
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd")]
+    fn a_dead_remover_left_retiring_is_taken_over_by_the_next_remover() {
+        let r = Region::memfd("dead-remover", 1 << 16).unwrap();
+        let h = r.raw().header().unwrap();
+        h.life
+            .store(life::make(0, dead_pid(), life::RETIRING), Ordering::SeqCst);
+        // This handle is live: the new remover finds it and cancels (LIVE again).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        assert!(matches!(
+            retire(r.raw(), &r.geo, false, deadline),
+            Retire::InUse
+        ));
+        assert_eq!(h.life.load(Ordering::SeqCst), life::LIVE);
     }
 }
