@@ -101,7 +101,7 @@ pub enum OpenError {
     /// it is stopped. From [`Region::from_fd`](crate::Region::from_fd) (path empty): the
     /// descriptor's region was removed. Open the path again later, or remove the file
     /// (`shmstate rm --force`).
-    #[error("region at {} was removed", .0.display())]
+    #[error("region{} was removed", at(.0))]
     Retired(PathBuf),
 
     /// The operating system refused an operation (permission denied, too many open
@@ -148,6 +148,15 @@ pub enum RemoveError {
     /// version, ...).
     #[error(transparent)]
     Open(#[from] OpenError),
+}
+
+/// " at PATH", or nothing for an empty path (a region opened from a descriptor).
+fn at(path: &std::path::Path) -> String {
+    if path.as_os_str().is_empty() {
+        String::new()
+    } else {
+        format!(" at {}", path.display())
+    }
 }
 
 fn pids(attached: &[crate::region::Attached]) -> String {

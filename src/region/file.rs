@@ -157,6 +157,10 @@ impl RegionOptions {
     /// [`OpenError::NotFound`](crate::OpenError::NotFound), never the removed file. The
     /// protocol and its limits: [`lifecycle`](crate::region::lifecycle).
     ///
+    /// Dropping a handle of such a region may wait, at most the region's
+    /// [`timeout`](Self::timeout), for another process's removal in progress (a few
+    /// syscalls, unless that process is stopped).
+    ///
     /// Memfd and anonymous regions have no path and vanish with their last user anyway:
     /// the option does nothing for them.
     ///

@@ -308,9 +308,9 @@ impl Attachment {
         self.word.store(0, Ordering::Relaxed);
         self.slot.store(NO_SLOT, Ordering::Relaxed);
         if let Some(s) = self.raw().attach_slot(&self.geo, i) {
-            // SeqCst: a removal's scan must not see this word after it is gone... nor miss
-            // it before; pairs with the scan's SeqCst loads (module docs). Failure:
-            // someone pruned the word (misjudged dead), nothing to do.
+            // SeqCst: in the one order of the protocol's SeqCst operations (module docs), a
+            // removal's scan either sees the word or comes after this release. Failure:
+            // someone pruned the word (misjudged dead): nothing to release.
             let _ = s.compare_exchange(word, 0, Ordering::SeqCst, Ordering::Relaxed);
         }
         true
