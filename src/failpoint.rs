@@ -61,6 +61,8 @@ pub enum Point {
     RegionRetiring,
     /// Region removal: the life-cycle word is `RETIRED`, the file not yet unlinked.
     RegionRetired,
+    /// Region attach: a table word is claimed, the life-cycle word not yet read.
+    RegionAttachClaimed,
 }
 
 #[cfg(shmstate_test_hooks)]

@@ -644,4 +644,68 @@ mod crash {
         Region::remove_unused(&path).unwrap();
         assert!(!path.exists());
     }
+
+    /// Waits until child `pid` stops (at a failpoint).
+    fn wait_stopped(pid: libc::pid_t) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut status = 0;
+            // SAFETY: waitpid on our own child.
+            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG | libc::WUNTRACED) };
+            if r == pid {
+                assert!(libc::WIFSTOPPED(status), "ended: {status:#x}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "never stopped");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn an_opener_stopped_after_claiming_keeps_the_region() {
+        watchdog(Duration::from_secs(60));
+        let dir = TempDir::new("life-crash-claimed");
+        let path = dir.0.join("r");
+        let region = removing().create(&path, SIZE).unwrap();
+        // Forked holding `region`: the fork handler gives the child a word of its own at
+        // once (no failpoint there: it is armed only afterwards).
+        let pid = fork_children(1, |_| {
+            arm(Point::RegionAttachClaimed);
+            let _r = Region::open(&path).unwrap();
+            std::process::exit(3);
+        })[0];
+        wait_stopped(pid);
+        // The last handle here is dropped while the opener has claimed its word but not
+        // yet looked at the life-cycle word: the removal must see it and keep the file.
+        drop(region);
+        assert!(path.exists());
+        assert!(!ReadOnlyRegion::open(&path).unwrap().is_retired());
+        kill(pid);
+        reap(pid);
+        // Dead now: its words are pruned by the removal that `rm` makes.
+        Region::remove_unused(&path).unwrap();
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_stopped_remover_cancelled_by_an_opener_keeps_the_region() {
+        watchdog(Duration::from_secs(60));
+        let dir = TempDir::new("life-crash-cancel");
+        let path = dir.0.join("r");
+        let pid = remover_stopped_at(&path, Point::RegionRetiring);
+        // The remover is stopped between RETIRING and its scan; an opener cancels it.
+        let r = Region::open(&path).unwrap();
+        r.get::<Counter>("old").unwrap();
+        // The remover continues: its scan finds this process, or its final CAS fails.
+        // SAFETY: signalling our own stopped child.
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+        let mut status = 0;
+        // SAFETY: waitpid on our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 3);
+        assert!(path.exists(), "removed under a live opener");
+        assert!(!ReadOnlyRegion::open(&path).unwrap().is_retired());
+        drop(r);
+        assert!(!path.exists(), "the opener, last, removed it");
+    }
 }

@@ -111,10 +111,10 @@
 //!
 //! | step | left behind | repaired by, how fast |
 //! |------|-------------|-----------------------|
-//! | opener: word claimed, life-cycle word not yet read | a word naming a dead process | pruned by the next `attached()`, removal check or full-table open; a removal meanwhile prunes it and goes ahead (tests `attached_lists_exactly_the_live_processes_while_they_kill_each_other`, `remove_when_unused_the_last_live_process_removes_it_past_a_killed_one`) |
+//! | opener: word claimed, life-cycle word not yet read | a word naming a dead process (stopped: a live one, which keeps every removal off; failpoint test `an_opener_stopped_after_claiming_keeps_the_region`) | pruned by the next `attached()`, removal check or full-table open; a removal meanwhile prunes it and goes ahead (tests `attached_lists_exactly_the_live_processes_while_they_kill_each_other`, `remove_when_unused_the_last_live_process_removes_it_past_a_killed_one`) |
 //! | opener: `RETIRING` cancelled | nothing: the region is `LIVE` with a dead word | as above |
 //! | attached process killed while using the region | a dead word | as above; with `remove_when_unused`, the file stays until the next opener detaches or `shmstate gc` (tests `remove_when_unused_a_killed_last_process_is_reclaimed_by_the_next_opener`, CLI test `gc_removes_only_regions_without_live_processes`) |
-//! | remover step 1: `RETIRING(t)` set, table not scanned | a region that openers cancel at once, and removers take over after probing `t` dead | the next opener (no wait) or remover (one probe); failpoint test `a_remover_killed_while_retiring_is_cancelled_by_an_opener_or_taken_over` |
+//! | remover step 1: `RETIRING(t)` set, table not scanned | a region that openers cancel at once, and removers take over after probing `t` dead | the next opener (no wait) or remover (one probe); failpoint tests `a_remover_killed_while_retiring_is_cancelled_by_an_opener_or_taken_over`, `a_stopped_remover_cancelled_by_an_opener_keeps_the_region` |
 //! | remover step 2: scanning, pruning | as above, some dead words pruned | as above |
 //! | remover step 3: `RETIRED(t)` set, not unlinked | a dead file at the path | the next opener waits for `t` on the life-cycle word in 10 ms slices, probes it dead, takes the unlink over and opens afresh; `shmstate gc`/`rm` likewise (failpoint test `a_remover_killed_before_unlinking_is_finished_by_the_next_opener`) |
 //! | remover step 4 done, step 5 not | `RETIRED(t)` in an unlinked file | only handles that opened the file before the unlink see it: they probe `t` dead within a slice, find nothing left to unlink (a new file at the path is another inode), and retry by path (unit test `an_unlinker_killed_after_its_unlink_is_finished_without_touching_a_new_file`) |
@@ -456,6 +456,7 @@ fn join(a: &Attachment, word: u64, may_prune: bool) -> Joined {
             // Relaxed: the handle's own fields (see `release`).
             a.slot.store(i, Ordering::Relaxed);
             a.word.store(word, Ordering::Relaxed);
+            crate::failpoint::hit(crate::failpoint::Point::RegionAttachClaimed);
         }
         None => {
             a.slot.store(NO_SLOT, Ordering::Relaxed);
