@@ -78,8 +78,8 @@
 //! 1. Claim a table word by CAS (`SeqCst`), or set `UNLISTED` (`fetch_or`, `SeqCst`).
 //! 2. Load the life-cycle word (`SeqCst`). `LIVE`: done. `RETIRING`: cancel it by CAS to
 //!    `LIVE` and be done; if that CAS loses to the remover's step 3, see `RETIRED`.
-//!    `RETIRED`: release the word, drop the mapping, wait until the unlink is done (its
-//!    TID is 0; taking the unlink over if that thread is dead), and open the path again:
+//!    `RETIRED`: release the word, wait until the unlink is done (its TID is 0; taking
+//!    the unlink over if that thread is dead), drop the mapping, and open the path again:
 //!    [`Region::open`] then finds nothing ([`OpenError::NotFound`](super::OpenError::NotFound))
 //!    or a new file, and [`Region::open_or_create`] creates a fresh region. If the unlink
 //!    is not done within the region's timeout (the remover is stopped), the open fails
