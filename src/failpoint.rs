@@ -63,6 +63,9 @@ pub enum Point {
     RegionRetired,
     /// Region attach: a table word is claimed, the life-cycle word not yet read.
     RegionAttachClaimed,
+    /// Region fork child handler: the child's word is swapped into the slot its parent
+    /// claimed for it, the child not yet returned from `fork`.
+    RegionForkSwapped,
 }
 
 #[cfg(shmstate_test_hooks)]

@@ -443,6 +443,46 @@ fn a_fork_child_dropping_its_inherited_handle_leaves_the_parent_listed() {
     assert!(!path.exists());
 }
 
+/// Rounds of a parent dropping its last handle right after a fork.
+const FORK_DROP_ROUNDS: u32 = if cfg!(debug_assertions) { 100 } else { 400 };
+
+#[test]
+fn a_parent_dropping_its_handle_right_after_fork_keeps_the_file_for_its_child() {
+    watchdog(Duration::from_secs(60));
+    let dir = TempDir::new("life-fork-drop");
+    let shared = SharedMem::<Steps>::new(1);
+    let ctl = shared.get();
+    for round in 0..FORK_DROP_ROUNDS {
+        let path = dir.0.join(format!("r{round}"));
+        let region = removing().create(&path, SIZE).unwrap();
+        ctl.a.store(0, Ordering::SeqCst);
+        let region_ref = &region;
+        let path_ref = path.as_path();
+        let pids = fork_children(1, move |_| {
+            // Listed from the fork on, so the parent's drop (racing this) keeps the file.
+            let me = std::process::id();
+            let listed = region_ref.attached().iter().any(|a| a.pid == me);
+            let exists = path_ref.exists();
+            // SAFETY: the child's copy of the parent's handle, dropped once here (the
+            // parent's own is untouched): the last handle removes the file.
+            drop(unsafe { std::ptr::read(region_ref) });
+            let gone = !path_ref.exists();
+            ctl.a.store(
+                1 | u64::from(listed) << 1 | u64::from(exists) << 2 | u64::from(gone) << 3,
+                Ordering::SeqCst,
+            );
+        });
+        drop(region);
+        wait_all(&pids, Duration::from_secs(20));
+        let v = ctl.a.load(Ordering::SeqCst);
+        assert_eq!(
+            v, 0b1111,
+            "round {round}: listed, file kept, removed by the child: {v:#b}"
+        );
+        assert!(!path.exists());
+    }
+}
+
 /// Rounds of the race between the last handle's removal and a new opener.
 const RACE_ROUNDS: u32 = if cfg!(debug_assertions) { 300 } else { 2000 };
 
@@ -683,6 +723,33 @@ mod crash {
         kill(pid);
         reap(pid);
         // Dead now: its words are pruned by the removal that `rm` makes.
+        Region::remove_unused(&path).unwrap();
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_fork_child_stopped_in_its_handler_is_listed_and_pruned_once_killed() {
+        watchdog(Duration::from_secs(60));
+        let dir = TempDir::new("life-crash-fork");
+        let path = dir.0.join("r");
+        let region = removing().create(&path, SIZE).unwrap();
+        // Only the fork child handler reaches this point: the child stops in it.
+        arm(Point::RegionForkSwapped);
+        let pid = fork_children(1, |_| std::process::exit(3))[0];
+        wait_stopped(pid);
+        let child = pid as u32;
+        assert_eq!(live_pids(&region), {
+            let mut v = vec![std::process::id(), child];
+            v.sort_unstable();
+            v
+        });
+        // The last handle here: the stopped child keeps the file.
+        drop(region);
+        assert!(path.exists());
+        assert!(!ReadOnlyRegion::open(&path).unwrap().is_retired());
+        kill(pid);
+        reap(pid);
+        // Dead: its word is pruned by the removal `rm` makes.
         Region::remove_unused(&path).unwrap();
         assert!(!path.exists());
     }

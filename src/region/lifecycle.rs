@@ -29,14 +29,20 @@
 //!   full, and every removal check. A process that was SIGKILLed keeps its word until then;
 //!   it only costs a table word.
 //! - **Fork.** A child inherits its parent's handles, but not their words: a word names the
-//!   parent. The crate registers a `pthread_atfork` child handler (on the first attach) that
-//!   claims, in the child, a word of its own for every handle the parent had at the fork, so
-//!   the child counts as attached from its first instruction, and dropping the inherited
+//!   parent. The crate registers `pthread_atfork` handlers (on the first attach): the
+//!   prepare handler claims, in the parent's name, one more word for every listed handle,
+//!   and the child handler swaps the child's own word into exactly that slot (one CAS, no
+//!   scan, no allocation). So the child counts as attached before `fork` returns in either
+//!   process (a parent that drops its last handle the moment `fork` returns finds the
+//!   child's word, or the parent's claimed for it, and keeps the file), and dropping the inherited
 //!   handle releases the child's word, never the parent's (a handle only ever releases a
 //!   word whose pid is the caller's). A child that `exec`s stays listed until the new
 //!   program exits (the table cannot see an `exec`): that keeps the file longer, never
 //!   removes it early. `posix_spawn` (what `std::process::Command` uses) runs no fork
-//!   handlers and claims nothing. A child that ends without dropping the handles it
+//!   handlers and claims nothing. If `fork` fails, the words claimed for the child stay,
+//!   naming the parent, until it exits (the parent handler cannot tell a failed fork from
+//!   a child that has not run yet): that too keeps the file longer, never removes it
+//!   early. A child that ends without dropping the handles it
 //!   inherited (they live on its copy of the parent's stack; `_exit`, `exit` and a kill
 //!   all skip their destructors) leaves words that read dead once it is gone, like a
 //!   killed process: if it was the last process using a `remove_when_unused` region, the
@@ -118,7 +124,9 @@
 //! | remover step 2: scanning, pruning | as above, some dead words pruned | as above |
 //! | remover step 3: `RETIRED(t)` set, not unlinked | a dead file at the path | the next opener waits for `t` on the life-cycle word in 10 ms slices, probes it dead, takes the unlink over and opens afresh; `shmstate gc`/`rm` likewise (failpoint test `a_remover_killed_before_unlinking_is_finished_by_the_next_opener`) |
 //! | remover step 4 done, step 5 not | `RETIRED(t)` in an unlinked file | only handles that opened the file before the unlink see it: they probe `t` dead within a slice, find nothing left to unlink (a new file at the path is another inode), and retry by path (unit test `an_unlinker_killed_after_its_unlink_is_finished_without_touching_a_new_file`) |
-//! | fork child handler, word claimed | a word naming the child | pruned once the child is dead, as above (the killing test's children hold such words) |
+//! | fork prepare handler, a word claimed for the child | a word naming the parent | the child's: swapped by its handler; after a failed fork, pruned once the parent is dead |
+//! | fork child handler, the child's word swapped in | a word naming the child | pruned once the child is dead, as above (failpoint test `a_fork_child_stopped_in_its_handler_is_listed_and_pruned_once_killed`) |
+//! | parent killed between its prepare handler and the child's swap | a dead word the child's swap replaces, unless a removal pruned it first: then the child claims a word as an opener does, and if the region was retired meanwhile it keeps an unlisted handle on a removed file | the parent is gone: nothing but the child can use the old file anyway |
 //!
 //! # Limits
 //!
@@ -275,6 +283,10 @@ pub(super) struct Attachment {
     slot: AtomicU32,
     /// The word written there (its pid is the process that holds it); 0: none.
     word: AtomicU64,
+    /// Index of the word claimed for the child by a fork in progress (the prepare handler
+    /// claims it in this process's name, the child handler swaps in the child's), or
+    /// `NO_SLOT`. Only touched by the forking thread, under the registry lock.
+    fork_slot: AtomicU32,
 }
 
 // SAFETY: `base` points into a `MAP_SHARED` mapping that is only accessed through atomics
@@ -384,9 +396,14 @@ fn prune(raw: Raw<'_>, geo: &Geometry) -> Vec<u64> {
         if word_is_alive(w) {
             live.push(w);
         } else {
-            // SeqCst: as for a release. A failure means the word changed: someone
-            // released or pruned it first (a new claim cannot reuse a dead word's value).
-            let _ = s.compare_exchange(w, 0, Ordering::SeqCst, Ordering::Relaxed);
+            // SeqCst: as for a release. A failure means the word changed under us:
+            // released or pruned (0), or a fork child swapped its own word into the slot
+            // its parent claimed for it: that one counts as live (the child is starting).
+            if let Err(now) = s.compare_exchange(w, 0, Ordering::SeqCst, Ordering::SeqCst)
+                && now != 0
+            {
+                live.push(now);
+            }
         }
     }
     live
@@ -456,7 +473,10 @@ fn join(a: &Attachment, word: u64, may_prune: bool) -> Joined {
             // Relaxed: the handle's own fields (see `release`).
             a.slot.store(i, Ordering::Relaxed);
             a.word.store(word, Ordering::Relaxed);
-            crate::failpoint::hit(crate::failpoint::Point::RegionAttachClaimed);
+            if may_prune {
+                // Not in the fork child handler (which has its own point).
+                crate::failpoint::hit(crate::failpoint::Point::RegionAttachClaimed);
+            }
         }
         None => {
             a.slot.store(NO_SLOT, Ordering::Relaxed);
@@ -515,6 +535,19 @@ fn registry() -> MutexGuard<'static, Vec<Arc<Attachment>>> {
 
 extern "C" fn before_fork() {
     let guard = registry();
+    // Claim, in this process's name, one word per listed handle for the child: from this
+    // moment the child-to-be counts as attached, so a removal racing the fork (this
+    // process dropping its last handle as soon as `fork` returns, before the child has
+    // run a single instruction) sees it. The child swaps its own word in.
+    let me = owner::current_pid();
+    for a in guard.iter() {
+        // Relaxed: the handle's own fields (see `release`).
+        let word = a.word.load(Ordering::Relaxed);
+        if word != 0 && slot::pid(word) == me {
+            let i = claim(a.raw(), &a.geo, word).unwrap_or(NO_SLOT);
+            a.fork_slot.store(i, Ordering::Relaxed);
+        }
+    }
     let _ = FORK_GUARD.try_with(|g| {
         if let Ok(mut g) = g.try_borrow_mut() {
             *g = Some(guard);
@@ -524,8 +557,17 @@ extern "C" fn before_fork() {
 
 extern "C" fn after_fork_parent() {
     let _ = FORK_GUARD.try_with(|g| {
-        if let Ok(mut g) = g.try_borrow_mut() {
-            g.take();
+        if let Ok(mut g) = g.try_borrow_mut()
+            && let Some(handles) = g.take()
+        {
+            // The words claimed for the child are the child's now (it swaps its own word
+            // in); this process never releases them. (This handler also runs when `fork`
+            // failed, and cannot tell: then they stay, naming this process, until it
+            // exits; that keeps the file longer, never removes it early.)
+            for a in handles.iter() {
+                // Relaxed: as in `before_fork`.
+                a.fork_slot.store(NO_SLOT, Ordering::Relaxed);
+            }
         }
     });
 }
@@ -539,28 +581,64 @@ extern "C" fn after_fork_child() {
             // Syscalls only (getpid, open, read): no allocation, no lock.
             let word = my_word(true);
             for a in handles.iter() {
-                // A retired region: the handle stays, unlisted; nothing to remove.
-                let _ = join(a, word, false);
+                // Relaxed: the handle's own fields, written by the forking thread (this
+                // one) in the prepare handler.
+                let i = a.fork_slot.swap(NO_SLOT, Ordering::Relaxed);
+                let parent = a.word.load(Ordering::Relaxed);
+                let swapped = i != NO_SLOT
+                    && a.raw().attach_slot(&a.geo, i).is_some_and(|s| {
+                        // SeqCst: in the one order of the protocol (module docs) the slot
+                        // was never free: a removal's scan sees the parent's word (alive,
+                        // or, if the parent died meanwhile, its prune fails on this word)
+                        // or the child's.
+                        s.compare_exchange(parent, word, Ordering::SeqCst, Ordering::Relaxed)
+                            .is_ok()
+                    });
+                if swapped {
+                    a.slot.store(i, Ordering::Relaxed);
+                    a.word.store(word, Ordering::Relaxed);
+                    crate::failpoint::hit(crate::failpoint::Point::RegionForkSwapped);
+                } else {
+                    // No word was claimed (a full table), or it was pruned (the parent
+                    // died during the fork): claim one as an opener does. A retired
+                    // region: the handle stays, unlisted; nothing to remove.
+                    let _ = join(a, word, false);
+                }
             }
         }
     });
 }
 
+/// Whether registering the fork handlers failed (`pthread_atfork` out of memory): fork
+/// children would then use regions unlisted.
+static ATFORK_FAILED: crate::sync::AtomicBool = crate::sync::AtomicBool::new(false);
+
 fn register(a: &Arc<Attachment>) {
     ATFORK.call_once(|| {
         // SAFETY: `pthread_atfork` needs valid `extern "C" fn()` pointers. The handlers
-        // only lock or unlock the registry's mutex (prepare/parent), and in the child
-        // claim table words with atomics and read `/proc/self/stat` into a stack buffer
-        // (no allocation: the child of a multithreaded parent may only use what fork left
-        // consistent, and the registry lock is held across the fork, so its Vec is).
-        unsafe {
+        // lock or unlock the registry's mutex and claim table words with atomics
+        // (prepare/parent), and in the child swap table words and read `/proc/self/stat`
+        // into a stack buffer (no allocation: the child of a multithreaded parent may only
+        // use what fork left consistent, and the registry lock is held across the fork, so
+        // its Vec is).
+        let failed = unsafe {
             libc::pthread_atfork(
                 Some(before_fork),
                 Some(after_fork_parent),
                 Some(after_fork_child),
-            );
-        }
+            )
+        } != 0;
+        // Relaxed: read by this process's later attaches, ordered after `call_once`.
+        ATFORK_FAILED.store(failed, Ordering::Relaxed);
     });
+    // Relaxed: see above.
+    if ATFORK_FAILED.load(Ordering::Relaxed)
+        && let Some(h) = a.raw().header()
+    {
+        // Fork children would use the region without a word: never remove it unforced.
+        // SeqCst: as the opener's step 1 for an unlisted handle (module docs).
+        h.life.fetch_or(life::UNLISTED, Ordering::SeqCst);
+    }
     registry().push(Arc::clone(a));
 }
 
@@ -616,6 +694,7 @@ impl Region {
             geo: self.geo,
             slot: AtomicU32::new(NO_SLOT),
             word: AtomicU64::new(0),
+            fork_slot: AtomicU32::new(NO_SLOT),
         });
         // Registered before claiming: a fork in between gives the child its own word (or,
         // if the claim below has not happened yet, a word of its own anyway).
