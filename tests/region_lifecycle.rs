@@ -443,6 +443,55 @@ fn a_fork_child_dropping_its_inherited_handle_leaves_the_parent_listed() {
     assert!(!path.exists());
 }
 
+#[test]
+fn a_process_whose_main_thread_exited_is_alive_while_its_other_threads_run() {
+    watchdog(Duration::from_secs(30));
+    let dir = TempDir::new("life-zombie-leader");
+    let path = dir.0.join("r");
+    drop(options().create(&path, SIZE).unwrap());
+    let shared = SharedMem::<Steps>::new(1);
+    let ctl = shared.get();
+    let path_ref = path.as_path();
+    let pid = fork_children(1, move |_| {
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                let _r = Region::open(path_ref).unwrap();
+                bump(&ctl.opened);
+                park_forever();
+            });
+            wait_for(&ctl.opened, 1);
+            // SAFETY: ends the calling (leader) thread only, without unwinding; the
+            // process lives on in the other thread, which holds the handle.
+            unsafe { libc::syscall(libc::SYS_exit, 0) };
+        });
+    })[0];
+    wait_for(&ctl.opened, 1);
+    // The leader reads as a zombie in /proc once it has exited.
+    let stat = format!("/proc/{pid}/stat");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&stat)
+        .is_ok_and(|s| s.rsplit(')').next().unwrap().trim_start().starts_with('Z'))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the leader never exited"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let view = ReadOnlyRegion::open(&path).unwrap();
+    let listed = view.attached();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(listed[0].alive, "{listed:?}");
+    assert!(matches!(
+        Region::remove_unused(&path),
+        Err(RemoveError::InUse { .. })
+    ));
+    assert!(path.exists());
+    kill(pid);
+    reap(pid);
+    Region::remove_unused(&path).unwrap();
+}
+
 /// Rounds of a parent dropping its last handle right after a fork.
 const FORK_DROP_ROUNDS: u32 = if cfg!(debug_assertions) { 100 } else { 400 };
 

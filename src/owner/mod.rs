@@ -192,6 +192,25 @@ mod imp {
         }
     }
 
+    /// Whether thread or process `id` exists, by `kill(id, 0)` alone: `EPERM` (another
+    /// user's) and any error but `ESRCH` read alive; a zombie reads alive too (the caller
+    /// refines that with [`stat`]).
+    pub(crate) fn kill_probe(id: u32) -> super::Liveness {
+        let Some(pid) = i32::try_from(id).ok().and_then(Pid::from_raw) else {
+            return super::Liveness::Dead;
+        };
+        #[cfg(miri)]
+        {
+            let _ = pid;
+            return probe(id);
+        }
+        #[cfg(not(miri))]
+        match test_kill_process(pid) {
+            Err(Errno::SRCH) => super::Liveness::Dead,
+            _ => super::Liveness::Alive,
+        }
+    }
+
     /// Whether `/proc/<id>/stat` names a zombie (`Z`) or dead (`X`) task. Any failure to
     /// read or parse it answers `false` (trust `kill`). Only called on slow paths.
     #[cold]
@@ -254,14 +273,25 @@ mod imp {
     /// namespace (for the calling process: when `/proc/self/stat` does not name it), or
     /// when the file cannot be read or parsed.
     pub(crate) fn start_time(pid: Option<u32>) -> super::StartTime {
+        match stat(pid) {
+            super::ProcStat::Known { start, .. } => super::StartTime::Known(start),
+            super::ProcStat::Gone => super::StartTime::Gone,
+            super::ProcStat::Unknown => super::StartTime::Unknown,
+        }
+    }
+
+    /// The state, thread count and start time of thread or process `pid` (`None`: the
+    /// calling process): fields 3, 20 and 22 of `/proc/<pid>/stat`, with the same
+    /// answers and limits as [`start_time`]. Makes no allocation.
+    pub(crate) fn stat(pid: Option<u32>) -> super::ProcStat {
         #[cfg(miri)]
         {
             let _ = pid;
-            super::StartTime::Unknown
+            super::ProcStat::Unknown
         }
         #[cfg(not(miri))]
         {
-            use super::StartTime;
+            use super::ProcStat;
             use rustix::fs::{Mode, OFlags};
             let me = current_pid();
             // "/proc/" + up to 10 digits + "/stat" + NUL fits in 32 bytes.
@@ -280,7 +310,7 @@ mod imp {
                 None => push(b"self"),
                 Some(p) => {
                     if !proc_is_ours() {
-                        return StartTime::Unknown;
+                        return ProcStat::Unknown;
                     }
                     let mut digits = [0u8; 10];
                     let mut n = p;
@@ -298,21 +328,21 @@ mod imp {
             }
             push(b"/stat");
             let Ok(cpath) = core::ffi::CStr::from_bytes_until_nul(&path) else {
-                return StartTime::Unknown;
+                return ProcStat::Unknown;
             };
             let fd = match rustix::fs::open(cpath, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
             {
                 Ok(fd) => fd,
-                Err(rustix::io::Errno::NOENT | rustix::io::Errno::SRCH) => return StartTime::Gone,
-                Err(_) => return StartTime::Unknown,
+                Err(rustix::io::Errno::NOENT | rustix::io::Errno::SRCH) => return ProcStat::Gone,
+                Err(_) => return ProcStat::Unknown,
             };
             // Fields 1 to 22 take well under 1 KiB (the command name is at most 16 bytes,
             // every other field a number).
             let mut buf = [0u8; 1024];
             let n = match rustix::io::read(&fd, &mut buf) {
                 Ok(n) => n,
-                Err(rustix::io::Errno::SRCH) => return StartTime::Gone,
-                Err(_) => return StartTime::Unknown,
+                Err(rustix::io::Errno::SRCH) => return ProcStat::Gone,
+                Err(_) => return ProcStat::Unknown,
             };
             let stat = &buf[..n];
             // For the calling process, `/proc/self` must name it: otherwise this `/proc`
@@ -320,21 +350,27 @@ mod imp {
             if pid.is_none() {
                 let first = stat.split(|&b| b == b' ').next().unwrap_or(&[]);
                 if parse_u64(first) != Some(u64::from(me)) {
-                    return StartTime::Unknown;
+                    return ProcStat::Unknown;
                 }
             }
             // "pid (comm) S f4 ... f22 ...": comm may hold any bytes, so count from the
             // last ')'. The state is field 3, the start time field 22.
             let Some(close) = stat.iter().rposition(|&b| b == b')') else {
-                return StartTime::Unknown;
+                return ProcStat::Unknown;
             };
-            let field = stat[close + 1..]
+            let mut fields = stat[close + 1..]
                 .split(|&b| b == b' ')
-                .filter(|f| !f.is_empty())
-                .nth(22 - 3);
-            match field.and_then(parse_u64) {
-                Some(t) => StartTime::Known(t),
-                None => StartTime::Unknown,
+                .filter(|f| !f.is_empty());
+            let state = fields.next().and_then(|f| f.first().copied());
+            let threads = fields.nth(20 - 4).and_then(parse_u64);
+            let start = fields.nth(22 - 21).and_then(parse_u64);
+            match (state, threads, start) {
+                (Some(state), Some(threads), Some(start)) => ProcStat::Known {
+                    state,
+                    threads,
+                    start,
+                },
+                _ => ProcStat::Unknown,
             }
         }
     }
@@ -401,7 +437,7 @@ pub(crate) use imp::{current, probe};
 /// The region (not built under loom) names its temporary files after the PID, and
 /// records the PID and start time of the processes that have it open.
 #[cfg(not(loom))]
-pub(crate) use imp::{current_pid, start_time};
+pub(crate) use imp::{current_pid, kill_probe, start_time, stat};
 #[cfg(all(test, not(loom)))]
 use imp::{proc_is_ours, proc_is_ours_cached};
 
@@ -445,6 +481,25 @@ pub(crate) enum StartTime {
     /// Clock ticks since boot.
     Known(u64),
     /// No such process.
+    Gone,
+    /// Cannot be told here (no `/proc` of this PID namespace, an unreadable file).
+    Unknown,
+}
+
+/// The answer of `stat`: fields of `/proc/<pid>/stat`.
+#[cfg(not(loom))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ProcStat {
+    /// The fields, read.
+    Known {
+        /// The state letter (field 3): `R`, `S`, `Z` (zombie), `X` (dead), ...
+        state: u8,
+        /// The number of threads of its process (field 20).
+        threads: u64,
+        /// The start time in clock ticks since boot (field 22).
+        start: u64,
+    },
+    /// No such process (or, where `/proc` is mounted `hidepid=2`, one of another user).
     Gone,
     /// Cannot be told here (no `/proc` of this PID namespace, an unreadable file).
     Unknown,

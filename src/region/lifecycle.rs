@@ -24,7 +24,10 @@
 //!   automatically (`remove_when_unused` and [`Region::remove_unused`] refuse: an unlisted
 //!   process may be using it); only [`Region::remove_forced`] does. So a full table errs on
 //!   the side of never removing.
-//! - **Dead words** (the pid is gone, is a zombie, or is alive with another start time)
+//! - **Dead words** (the pid is gone, is a zombie process, or is alive with another start
+//!   time; a process whose main thread exited while other threads run on shows a zombie
+//!   thread-group leader but more than one thread, field 20 of `/proc/<pid>/stat`, and is
+//!   alive)
 //!   are pruned by whoever notices: [`Region::attached`], an open that finds the table
 //!   full, and every removal check. A process that was SIGKILLed keeps its word until then;
 //!   it only costs a table word.
@@ -182,7 +185,7 @@ use std::time::{Duration, Instant};
 use rustix::fs::{AtFlags, Mode, OFlags};
 
 use crate::futex;
-use crate::owner::{self, StartTime, Tid};
+use crate::owner::{self, Liveness, ProcStat, StartTime, Tid};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 use super::error::RemoveError;
@@ -348,23 +351,49 @@ fn my_word(for_child: bool) -> u64 {
     word
 }
 
-/// Whether the table word `w` names a live process: its pid is alive and not a zombie,
+/// Whether the table word `w` names a live process: its pid is alive (see [`judge`])
 /// and (where `/proc` shows it) started at the recorded time.
 pub(super) fn word_is_alive(w: u64) -> bool {
     let Some(tid) = Tid::parse(slot::pid(w)) else {
         return false;
     };
-    if tid.is_dead() {
+    let kill = owner::kill_probe(tid.get());
+    if kill == Liveness::Dead {
         return false;
     }
-    let recorded = slot::start(w);
-    if recorded == 0 {
-        return true;
+    judge(kill, owner::stat(Some(tid.get())), slot::start(w), true)
+}
+
+/// The liveness of the process (with `process`) or thread that `kill(id, 0)` answered
+/// `kill` for, `/proc/<id>/stat` read `stat`, recorded with start time `recorded` (low
+/// 32 bits; 0: unknown).
+///
+/// - `kill` says dead: dead.
+/// - The start time differs from the recorded one: dead (a new process has the pid).
+/// - A zombie (`Z`) or dead (`X`) task: dead, except that a process whose main thread
+///   exited (which leaves the thread-group leader a zombie) while other threads run on is
+///   alive, for a `process`: its thread count (field 20) is above 1.
+/// - Otherwise, or when `/proc` cannot tell: alive.
+fn judge(kill: Liveness, stat: ProcStat, recorded: u32, process: bool) -> bool {
+    if kill == Liveness::Dead {
+        return false;
     }
-    match owner::start_time(Some(tid.get())) {
-        StartTime::Known(t) => t as u32 == recorded,
-        StartTime::Gone => false,
-        StartTime::Unknown => true,
+    match stat {
+        ProcStat::Known {
+            state,
+            threads,
+            start,
+        } => {
+            if recorded != 0 && start as u32 != recorded {
+                return false;
+            }
+            if matches!(state, b'Z' | b'X') {
+                return process && threads > 1;
+            }
+            true
+        }
+        ProcStat::Gone => false,
+        ProcStat::Unknown => true,
     }
 }
 
@@ -1071,6 +1100,32 @@ mod tests {
         }
         assert!(!word_is_alive(slot::make(0, 5)));
         assert!(!word_is_alive(slot::make(u32::MAX, 5)));
+    }
+
+    #[test]
+    fn judge_reads_a_zombie_leader_with_live_threads_alive_and_a_reused_pid_dead() {
+        let stat = |state, threads, start| ProcStat::Known {
+            state,
+            threads,
+            start,
+        };
+        let alive = Liveness::Alive;
+        assert!(!judge(Liveness::Dead, stat(b'S', 1, 7), 7, true));
+        assert!(judge(alive, stat(b'S', 1, 7), 7, true));
+        assert!(judge(alive, stat(b'S', 1, 7), 0, true), "start unknown");
+        assert!(!judge(alive, stat(b'S', 1, 8), 7, true), "pid reused");
+        assert!(!judge(alive, stat(b'S', 1, 7 + (1 << 32) + 1), 7, true));
+        assert!(
+            judge(alive, stat(b'S', 1, 7 + (1 << 32)), 7, true),
+            "low 32 bits"
+        );
+        // A zombie process is dead; a zombie leader whose threads run on is not.
+        assert!(!judge(alive, stat(b'Z', 1, 7), 7, true));
+        assert!(!judge(alive, stat(b'X', 1, 7), 7, true));
+        assert!(judge(alive, stat(b'Z', 3, 7), 7, true));
+        // A thread probe: a zombie leader thread is dead whatever its process does.
+        assert!(!judge(alive, stat(b'Z', 3, 7), 7, false));
+        assert!(judge(alive, ProcStat::Unknown, 7, true));
     }
 
     #[test]
