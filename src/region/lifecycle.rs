@@ -138,6 +138,10 @@
 //!   region must be in the same PID namespace, and a dead process's pid reused by a new
 //!   process reads as dead only where `/proc` of this namespace shows start times (else it
 //!   reads as alive, and the file is kept).
+//! - With `/proc` mounted `hidepid=2` (or `hidepid=invisible`), another user's processes
+//!   have no `/proc/<pid>`: their words are probed by pid alone (`kill` answers `EPERM`:
+//!   alive), so a dead one's pid reused by a new process reads as alive, and the file is
+//!   kept, as where `/proc` shows no start times.
 //! - The start time is compared on its low 32 bits (about 497 days of clock ticks at
 //!   100 Hz): a process that reuses a recorded pid exactly a multiple of that later reads
 //!   as the old one (and the file is kept). A recorded start time of 0 means unknown (no
@@ -373,7 +377,8 @@ pub(super) fn word_is_alive(w: u64) -> bool {
 /// - A zombie (`Z`) or dead (`X`) task: dead, except that a process whose main thread
 ///   exited (which leaves the thread-group leader a zombie) while other threads run on is
 ///   alive, for a `process`: its thread count (field 20) is above 1.
-/// - Otherwise, or when `/proc` cannot tell: alive.
+/// - Otherwise, or when `/proc` cannot tell (no such file, as for another user's process
+///   under `hidepid=2`, where `kill` answers `EPERM`): alive.
 fn judge(kill: Liveness, stat: ProcStat, recorded: u32, process: bool) -> bool {
     if kill == Liveness::Dead {
         return false;
@@ -392,8 +397,10 @@ fn judge(kill: Liveness, stat: ProcStat, recorded: u32, process: bool) -> bool {
             }
             true
         }
-        ProcStat::Gone => false,
-        ProcStat::Unknown => true,
+        // `kill` found it, `/proc` does not show it: `/proc` mounted `hidepid=2` hides
+        // another user's processes (or it exited a moment ago, which the next probe sees).
+        // The start time cannot be checked: alive, as when `/proc` cannot tell.
+        ProcStat::Gone | ProcStat::Unknown => true,
     }
 }
 
@@ -1126,6 +1133,10 @@ mod tests {
         // A thread probe: a zombie leader thread is dead whatever its process does.
         assert!(!judge(alive, stat(b'Z', 3, 7), 7, false));
         assert!(judge(alive, ProcStat::Unknown, 7, true));
+        // `/proc` mounted `hidepid=2`: another user's live process has no `/proc/<pid>`,
+        // yet `kill` answers (`EPERM`): alive, start time unknown.
+        assert!(judge(alive, ProcStat::Gone, 7, true));
+        assert!(judge(alive, ProcStat::Gone, 7, false));
     }
 
     #[test]
