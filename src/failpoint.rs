@@ -66,6 +66,8 @@ pub enum Point {
     /// Region fork child handler: the child's word is swapped into the slot its parent
     /// claimed for it, the child not yet returned from `fork`.
     RegionForkSwapped,
+    /// Region removal: the file is unlinked, the life-cycle word not yet marked done.
+    RegionUnlinked,
 }
 
 #[cfg(shmstate_test_hooks)]

@@ -62,7 +62,8 @@ pub fn rm(path: &Path, force: bool) -> Result<u8, Failure> {
 /// half-removed; with `all`, also regions created without `remove_when_unused`
 /// (persistent state nobody has open now). Prints one line per file removed (or, with
 /// `dry_run`, that would be). Files that are not regions of this format, and regions
-/// whose attach table overflowed, are left alone.
+/// whose attach table overflowed, are left alone. A removal that fails (the file cannot
+/// be unlinked) is reported, the others go on, and the exit code is 1.
 pub fn gc(dir: &Path, dry_run: bool, all: bool) -> Result<u8, Failure> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
         let msg = format!("{}: {e}", dir.display());
@@ -81,6 +82,7 @@ pub fn gc(dir: &Path, dry_run: bool, all: bool) -> Result<u8, Failure> {
         .map(|e| e.path())
         .collect();
     paths.sort();
+    let mut failed = 0;
     for path in paths {
         // Not a region (or another format): not ours to remove.
         let Ok(view) = ReadOnlyRegion::open(&path) else {
@@ -103,8 +105,17 @@ pub fn gc(dir: &Path, dry_run: bool, all: bool) -> Result<u8, Failure> {
             Err(RemoveError::InUse { .. } | RemoveError::Unlisted | RemoveError::Busy) => {}
             // Gone meanwhile (another gc, its last user): nothing to do.
             Err(RemoveError::Open(OpenError::NotFound(_))) => {}
-            Err(e) => eprintln!("shmstate: {}: {e}", path.display()),
+            Err(e) => {
+                eprintln!("shmstate: {}: {e}", path.display());
+                failed += 1;
+            }
         }
+    }
+    if failed > 0 {
+        return Err(Failure::runtime(format!(
+            "{}: {failed} region file(s) not removed",
+            dir.display()
+        )));
     }
     Ok(0)
 }

@@ -17,7 +17,17 @@ const TABLE: u64 = 128 + CAPACITY as u64 * 128;
 
 /// Runs `shmstate ARGS`, SIGKILLing it (and failing) if it runs over 60 s.
 fn shmstate(args: &[&str]) -> Output {
-    let child = Command::new(env!("CARGO_BIN_EXE_shmstate"))
+    shmstate_as(None, args)
+}
+
+/// [`shmstate`], as user `uid` if given.
+fn shmstate_as(uid: Option<u32>, args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_shmstate"));
+    if let Some(uid) = uid {
+        std::os::unix::process::CommandExt::uid(&mut command, uid);
+        std::os::unix::process::CommandExt::gid(&mut command, uid);
+    }
+    let child = command
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -171,4 +181,42 @@ fn gc_removes_only_regions_without_live_processes() {
     drop(live_region);
     assert!(!live.exists(), "its own last handle removed it");
     assert_eq!(text(&shmstate(&["gc", "/nonexistent/shmstate-gc"])).0, 2);
+}
+
+#[test]
+fn rm_and_gc_report_a_refused_unlink_and_leave_the_region_usable() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: needs root, to run shmstate as another user");
+        return;
+    }
+    let dir = TempDir::new("rm-refused");
+    // As /dev/shm: anyone may create files, only their owner may remove them.
+    std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o1777)).unwrap();
+    let path = dir.0.join("r");
+    let p = path.to_str().unwrap();
+    // Nobody has it open (no handle of this process may be left: `shmstate_as` forks,
+    // and a fork child inherits this process's handles).
+    drop(
+        RegionOptions::new()
+            .mode(0o666)
+            .create(&path, 1 << 16)
+            .unwrap(),
+    );
+    let nobody = Some(65534);
+    let (code, _, stderr) = text(&shmstate_as(nobody, &["rm", p]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("cannot unlink"), "{stderr}");
+    assert!(path.exists());
+    assert!(!ReadOnlyRegion::open(&path).unwrap().is_retired());
+    let (code, stdout, stderr) = text(&shmstate_as(
+        nobody,
+        &["gc", "--all", dir.0.to_str().unwrap()],
+    ));
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stderr.contains("cannot unlink"), "{stderr}");
+    assert!(!ReadOnlyRegion::open(&path).unwrap().is_retired());
+    // Its owner removes it.
+    let (code, _, stderr) = text(&shmstate(&["rm", p]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!path.exists());
 }

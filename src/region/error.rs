@@ -144,6 +144,13 @@ pub enum RemoveError {
     #[error("another process is removing it")]
     Busy,
 
+    /// The region's file could not be unlinked: permission (another user's file in a
+    /// sticky directory such as `/dev/shm`), a mount point, or the path no longer names
+    /// it (renamed or replaced meanwhile). The region is live again, unchanged; its users
+    /// go on, and new openers open it as before.
+    #[error("cannot unlink it: {0}")]
+    Unlink(#[source] std::io::Error),
+
     /// The file cannot be opened as a region (not found, not a region, another format
     /// version, ...).
     #[error(transparent)]

@@ -80,15 +80,23 @@
 //! 4. Unlink the path, if the file at the path is still the one mapped (same device and
 //!    inode by `fstatat` on a directory descriptor kept from the open; a file created
 //!    there since is never removed).
-//! 5. `RETIRED(t) -> RETIRED(0)`, and wake the openers waiting on the word.
+//! 5. If the file is now linked nowhere (`st_nlink` 0, by `fstat` of the mapped file):
+//!    `RETIRED(t) -> RETIRED(0)`. Otherwise nothing was removed (the unlink was refused:
+//!    another user's file in a sticky directory such as `/dev/shm`, a mount point; or the
+//!    path names another file now, the region's was renamed; or the file has another
+//!    name): `RETIRED(t) -> LIVE`, and the removal fails with
+//!    [`RemoveError::Unlink`](super::RemoveError::Unlink) (a drop has nobody to tell).
+//!    This is safe: whoever saw `RETIRED` meanwhile released its word and opens the path
+//!    again. Either way, wake the processes waiting on the word.
 //!
 //! An opener (any read-write handle being made from an existing file) does:
 //!
 //! 1. Claim a table word by CAS (`SeqCst`), or set `UNLISTED` (`fetch_or`, `SeqCst`).
 //! 2. Load the life-cycle word (`SeqCst`). `LIVE`: done. `RETIRING`: cancel it by CAS to
 //!    `LIVE` and be done; if that CAS loses to the remover's step 3, see `RETIRED`.
-//!    `RETIRED`: release the word, wait until the unlink is done (its TID is 0; taking
-//!    the unlink over if that thread is dead), drop the mapping, and open the path again:
+//!    `RETIRED`: release the word, wait until the unlink is done (the path no longer
+//!    names the mapped file, or the region is `LIVE` again; taking the unlink over if the
+//!    unlinker is dead), drop the mapping, and open the path again:
 //!    [`Region::open`] then finds nothing ([`OpenError::NotFound`](super::OpenError::NotFound))
 //!    or a new file, and [`Region::open_or_create`] creates a fresh region. If the unlink
 //!    is not done within the region's timeout (the remover is stopped), the open fails
@@ -233,6 +241,9 @@ pub(super) struct PathRef {
     dir: OwnedFd,
     /// The file name in `dir`.
     name: OsString,
+    /// The mapped file (a duplicate of the descriptor it was opened by), to tell whether an
+    /// unlink left it linked nowhere.
+    file: OwnedFd,
     /// Device and inode of the mapped file.
     dev: u64,
     ino: u64,
@@ -264,19 +275,36 @@ impl PathRef {
         Ok(PathRef {
             dir,
             name,
+            file: fd.try_clone()?,
             dev: st.st_dev,
             ino: st.st_ino,
         })
     }
 
-    /// Unlinks the name if it still names the mapped file. Returns whether it did.
-    fn unlink_if_same(&self) -> bool {
-        match rustix::fs::statat(&self.dir, &self.name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) if st.st_dev == self.dev && st.st_ino == self.ino => {
-                rustix::fs::unlinkat(&self.dir, &self.name, AtFlags::empty()).is_ok()
-            }
-            _ => false,
+    /// Whether the name still names the mapped file.
+    fn names_file(&self) -> bool {
+        rustix::fs::statat(&self.dir, &self.name, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| st.st_dev == self.dev && st.st_ino == self.ino)
+    }
+
+    /// Unlinks the name if it still names the mapped file.
+    fn unlink_if_same(&self) -> std::io::Result<()> {
+        if !self.names_file() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the path no longer names the region's file",
+            ));
         }
+        Ok(rustix::fs::unlinkat(
+            &self.dir,
+            &self.name,
+            AtFlags::empty(),
+        )?)
+    }
+
+    /// Whether the mapped file is linked nowhere any more (`st_nlink == 0`).
+    fn unlinked(&self) -> bool {
+        rustix::fs::fstat(&self.file).is_ok_and(|st| st.st_nlink == 0)
     }
 }
 
@@ -793,7 +821,10 @@ impl Region {
             let raw = self.raw();
             let deadline = super::protocol::deadline_after(self.timeout);
             match retire(raw, &self.geo, false, deadline) {
-                Retire::Retired => finish_unlink(raw, &path),
+                // A failed unlink leaves the region live: nobody to tell from a drop.
+                Retire::Retired => {
+                    let _ = finish_unlink(raw, &path);
+                }
                 // Another handle's removal won while this one waited: the file goes once
                 // its unlink is done, and a drop of the last handle returns after that.
                 Retire::AlreadyRetired(_) => {
@@ -870,10 +901,7 @@ fn remove_path(path: &Path, force: bool) -> Result<(), RemoveError> {
     let raw = region.raw();
     let deadline = super::protocol::deadline_after(region.timeout);
     match retire(raw, &region.geo, force, deadline) {
-        Retire::Retired => {
-            finish_unlink(raw, &path_ref);
-            Ok(())
-        }
+        Retire::Retired => finish_unlink(raw, &path_ref).map_err(RemoveError::Unlink),
         Retire::InUse => Err(RemoveError::InUse {
             attached: attached(raw, &region.geo, false)
                 .into_iter()
@@ -884,9 +912,10 @@ fn remove_path(path: &Path, force: bool) -> Result<(), RemoveError> {
         Retire::Busy => Err(RemoveError::Busy),
         Retire::AlreadyRetired(s) => {
             // Retired by someone else: finish their unlink if they died, else it is theirs.
-            match help_unlink(raw, &path_ref, s) {
-                true => Ok(()),
-                false => Err(RemoveError::Busy),
+            match help_unlink(raw, &path_ref, s, false) {
+                Helped::Done => Ok(()),
+                Helped::Busy => Err(RemoveError::Busy),
+                Helped::Failed(e) => Err(RemoveError::Unlink(e)),
             }
         }
     }
@@ -1012,35 +1041,59 @@ fn cancel(h: &super::format::Header, me: u32) {
     }
 }
 
-/// Removal steps 4 and 5 by the thread that set `RETIRED(me)`.
-fn finish_unlink(raw: Raw<'_>, path: &PathRef) {
-    path.unlink_if_same();
-    let Some(h) = raw.header() else { return };
+/// Removal steps 4 and 5 by the thread that set `RETIRED(me)`: unlink the path if it
+/// still names the mapped file; then `RETIRED(0)` if the file is linked nowhere, else
+/// (the unlink failed, or the file has another name) `LIVE` again: nothing was removed,
+/// and whoever saw `RETIRED` meanwhile opens it again by path. `Err`: the path was not
+/// unlinked.
+fn finish_unlink(raw: Raw<'_>, path: &PathRef) -> std::io::Result<()> {
+    let unlinked = path.unlink_if_same();
+    let gone = path.unlinked();
+    crate::failpoint::hit(crate::failpoint::Point::RegionUnlinked);
+    let Some(h) = raw.header() else {
+        return unlinked;
+    };
     let me = owner::current();
-    // SeqCst: as every access to the word; this one publishes "unlinked" to the openers
-    // waiting in `wait_unlinked` (their loads pair with it).
+    // SeqCst: as every access to the word; this one publishes "unlinked" (or "live
+    // again") to the openers waiting in `wait_unlinked` (their loads pair with it).
     let s = h.life.load(Ordering::SeqCst);
     if life::phase(s) == life::RETIRED && life::tid(s) == me {
-        let _ = h.life.compare_exchange(
-            s,
-            life::make(s, 0, life::RETIRED),
-            Ordering::SeqCst,
-            Ordering::SeqCst,
-        );
+        let next = if gone {
+            life::make(s, 0, life::RETIRED)
+        } else {
+            life::make(s, 0, life::LIVE)
+        };
+        let _ = h
+            .life
+            .compare_exchange(s, next, Ordering::SeqCst, Ordering::SeqCst);
     }
     futex::wake_all(&h.life);
+    unlinked
 }
 
-/// For a region found `RETIRED` with word `s`: whether its unlink is done (or now done by
-/// this thread, taking over from a dead unlinker). `false`: a live thread is on it.
-fn help_unlink(raw: Raw<'_>, path: &PathRef, s: u32) -> bool {
-    let Some(h) = raw.header() else { return true };
-    let tid = life::tid(s);
-    if tid == 0 {
-        return true;
+/// What [`help_unlink`] came to.
+enum Helped {
+    /// The path no longer names the retired file.
+    Done,
+    /// A live thread is unlinking it, or the word changed: look again.
+    Busy,
+    /// This thread took the unlink over, and it failed (the region is live again).
+    Failed(std::io::Error),
+}
+
+/// For a region found `RETIRED` with word `s`: whether its unlink is done, or now done by
+/// this thread, taking over from a dead unlinker (with `force`, from any), or from none:
+/// `RETIRED(0)` at a path that still names the file (the word was written by hand).
+fn help_unlink(raw: Raw<'_>, path: &PathRef, s: u32, force: bool) -> Helped {
+    let Some(h) = raw.header() else {
+        return Helped::Done;
+    };
+    if !path.names_file() {
+        return Helped::Done;
     }
-    if !crate::wait::holder_is_dead(tid) {
-        return false;
+    let tid = life::tid(s);
+    if tid != 0 && !force && !crate::wait::holder_is_dead(tid) {
+        return Helped::Busy;
     }
     let me = owner::current();
     // SeqCst: as every access to the word. Acquire on success would be enough for the
@@ -1051,24 +1104,29 @@ fn help_unlink(raw: Raw<'_>, path: &PathRef, s: u32) -> bool {
         Ordering::SeqCst,
         Ordering::SeqCst,
     ) {
-        Ok(_) => {
-            finish_unlink(raw, path);
-            true
-        }
-        // Someone else took it over or finished: look again next time.
-        Err(now) => life::tid(now) == 0,
+        Ok(_) => match finish_unlink(raw, path) {
+            Ok(()) => Helped::Done,
+            Err(e) => Helped::Failed(e),
+        },
+        // Someone else took it over or finished: look again.
+        Err(_) => Helped::Busy,
     }
 }
 
 /// Waits until the unlink of a retired region is done (taking it over from a dead
-/// unlinker), at most until `deadline`. Returns whether it is done.
+/// unlinker), or the region is live again (its unlink failed), at most until `deadline`.
+/// Returns whether it is done: then the path no longer names the retired file.
 pub(super) fn wait_unlinked(raw: Raw<'_>, path: &PathRef, deadline: Instant) -> bool {
     let Some(h) = raw.header() else { return true };
     loop {
         // SeqCst: pairs with `finish_unlink`'s store.
         let s = h.life.load(Ordering::SeqCst);
-        if help_unlink(raw, path, s) {
+        if life::phase(s) != life::RETIRED {
             return true;
+        }
+        match help_unlink(raw, path, s, false) {
+            Helped::Done | Helped::Failed(_) => return true,
+            Helped::Busy => {}
         }
         let now = Instant::now();
         if now >= deadline {
@@ -1206,11 +1264,9 @@ mod tests {
         // A new region at the path since.
         let new = Region::create(&path, 1 << 16).unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
+        // Done at once: the path no longer names the retired file.
         assert!(wait_unlinked(old.raw(), &path_ref, deadline));
-        assert_eq!(
-            h.life.load(Ordering::SeqCst),
-            life::make(0, 0, life::RETIRED)
-        );
+        assert_eq!(life::phase(h.life.load(Ordering::SeqCst)), life::RETIRED);
         assert!(path.exists(), "the new file is another inode: left alone");
         drop((new, old));
         std::fs::remove_file(&path).unwrap();
