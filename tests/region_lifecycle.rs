@@ -568,6 +568,73 @@ fn a_refused_unlink_leaves_the_region_live_and_remove_unused_says_so() {
     assert!(!path.exists());
 }
 
+/// Writes the header's life-cycle word (offset 60) and remover word (offset 72) of the
+/// file at `path`, as a remover would have left them.
+fn write_life(path: &Path, life: u32, remover: u64) {
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(&life.to_ne_bytes(), 60).unwrap();
+    f.write_all_at(&remover.to_ne_bytes(), 72).unwrap();
+}
+
+/// `RETIRED` by thread `tid` (the life-cycle word's layout).
+const fn retired_by(tid: u32) -> u32 {
+    tid << 3 | 2
+}
+
+/// The low 32 bits of the start time of process 1 (always alive).
+fn start_of_init() -> u32 {
+    let stat = std::fs::read_to_string("/proc/1/stat").unwrap();
+    let field = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(22 - 3);
+    field.unwrap().parse::<u64>().unwrap() as u32
+}
+
+#[test]
+fn a_retired_region_whose_unlinker_tid_was_reused_is_unlinked_by_the_next_opener() {
+    watchdog(Duration::from_secs(30));
+    let dir = TempDir::new("life-tid-reused");
+    let path = dir.0.join("r");
+    drop(options().create(&path, SIZE).unwrap());
+    // Retired by a thread that died before unlinking, whose TID (1) now names a live
+    // thread: its recorded start time tells them apart.
+    write_life(
+        &path,
+        retired_by(1),
+        1 << 32 | u64::from(start_of_init() ^ 1),
+    );
+    let e = options()
+        .timeout(Duration::from_secs(10))
+        .open(&path)
+        .unwrap_err();
+    assert!(matches!(e, OpenError::NotFound(_)), "{e:?}");
+    assert!(!path.exists());
+}
+
+#[test]
+fn remove_forced_takes_over_a_retired_region_whose_unlinker_reads_alive() {
+    watchdog(Duration::from_secs(30));
+    let dir = TempDir::new("life-retired-alive");
+    let path = dir.0.join("r");
+    drop(options().create(&path, SIZE).unwrap());
+    // Retired by a live thread that never unlinks (stopped, or a word a peer wrote).
+    write_life(&path, retired_by(1), 1 << 32 | u64::from(start_of_init()));
+    let e = options()
+        .timeout(Duration::from_millis(100))
+        .open(&path)
+        .unwrap_err();
+    assert!(matches!(e, OpenError::Retired(_)), "{e:?}");
+    assert!(matches!(
+        Region::remove_unused(&path),
+        Err(RemoveError::Busy)
+    ));
+    Region::remove_forced(&path).unwrap();
+    assert!(!path.exists());
+}
+
 /// Rounds of a parent dropping its last handle right after a fork.
 const FORK_DROP_ROUNDS: u32 = if cfg!(debug_assertions) { 100 } else { 400 };
 

@@ -96,8 +96,13 @@ pub(crate) struct Header {
     pub attach_slots: AtomicU32,
     #[allow(dead_code)] // padding; part of the fingerprinted layout
     pad: AtomicU32,
+    /// Who the TID in the life-cycle word is: that thread's TID and start time, as an
+    /// attach-table word names a process (see [`slot`]); written by the thread right after
+    /// it puts its TID in the life-cycle word, so that a TID reused by a new thread is not
+    /// mistaken for it.
+    pub remover: AtomicU64,
     #[allow(dead_code)] // room for later fields; part of the fingerprinted layout
-    reserved: [AtomicU64; 7],
+    reserved: [AtomicU64; 6],
 }
 
 /// One directory entry.
@@ -138,6 +143,7 @@ static_assertions::const_assert!(ATTACH_SIZE.is_multiple_of(OBJECT_ALIGN));
 // The offsets the lifecycle module documents for tools.
 static_assertions::const_assert_eq!(offset_of!(Header, flags), 56);
 static_assertions::const_assert_eq!(offset_of!(Header, life), 60);
+static_assertions::const_assert_eq!(offset_of!(Header, remover), 72);
 
 /// The header's creation flags (`Header::flags`), written once before the region is
 /// published.
@@ -315,7 +321,7 @@ const fn fnv1a(mut h: u64, v: u64) -> u64 {
 /// A hash of every constant and field offset of the format: two builds whose layouts
 /// differ in any of them refuse each other's regions.
 pub(crate) const FINGERPRINT: u64 = {
-    let parts: [u64; 35] = [
+    let parts: [u64; 36] = [
         VERSION as u64,
         MARKER as u64,
         HEADER_SIZE as u64,
@@ -347,6 +353,7 @@ pub(crate) const FINGERPRINT: u64 = {
         offset_of!(Header, flags) as u64,
         offset_of!(Header, life) as u64,
         offset_of!(Header, attach_slots) as u64,
+        offset_of!(Header, remover) as u64,
         ATTACH_SLOTS as u64,
         (life::TID_SHIFT as u64) << 32 | life::UNLISTED as u64,
         (life::RETIRING as u64) << 32 | life::RETIRED as u64,
@@ -540,6 +547,7 @@ pub(crate) fn write_header(raw: Raw<'_>, geo: &Geometry) {
     h.bump.store(geo.data_start as u64, Ordering::Relaxed);
     h.flags.store(geo.flags & flags::KNOWN, Ordering::Relaxed);
     h.life.store(life::LIVE, Ordering::Relaxed);
+    h.remover.store(0, Ordering::Relaxed);
     h.attach_slots.store(ATTACH_SLOTS, Ordering::Relaxed);
     // Release: pairs with the acquire load of `init_state` in `validate_header`, for a
     // reader that could see the mapping before the publishing syscall (link, fork, fd

@@ -72,7 +72,9 @@
 //!    word (in 10 ms slices, at most the region's timeout): its scan decides (it removes the
 //!    file, or finds a live process, cancels, and this removal looks again; without the
 //!    wait, two last handles dropped at once could each see the other and both leave the
-//!    file). `RETIRING` by a dead thread is taken over by CAS.
+//!    file). `RETIRING` by a dead thread is taken over by CAS. Whoever puts its TID in the
+//!    word records itself in the remover word (layout under [Layout](#layout)): a TID is
+//!    probed with its thread's start time, like a table word.
 //! 2. Scan the attach table (`SeqCst` loads). A live word cancels: `RETIRING(t) -> LIVE`.
 //!    Dead words are pruned.
 //! 3. `RETIRING(t) -> RETIRED(t)` by CAS (`SeqCst`). It fails if an opener cancelled the
@@ -184,6 +186,14 @@
 //! bit  2       UNLISTED: a handle was made without a table word (sticky)
 //! bits 1..0    phase: 0 LIVE, 1 RETIRING, 2 RETIRED (3 is refused at open)
 //! ```
+//!
+//! The remover word (the header's 64-bit word at offset 72) names the thread whose TID the
+//! life-cycle word holds, laid out as a table word (TID in bits 63..32, the low 32 bits of
+//! the thread's start time, field 22 of `/proc/<tid>/stat`, in bits 31..0). The thread
+//! writes it right after its compare-and-swap puts its TID in the life-cycle word; a
+//! reader probing that TID uses the recorded start time if the word names the same TID
+//! (so a TID that a new thread reused reads dead), and the TID alone otherwise (a thread
+//! killed between the two writes).
 //!
 //! The creation flags (the header's 32-bit word at offset 56): bit 0 is
 //! `remove_when_unused`; any other bit set is refused at open.
@@ -430,6 +440,46 @@ fn judge(kill: Liveness, stat: ProcStat, recorded: u32, process: bool) -> bool {
         // The start time cannot be checked: alive, as when `/proc` cannot tell.
         ProcStat::Gone | ProcStat::Unknown => true,
     }
+}
+
+/// The calling thread as the header's remover word names it: its TID and the low 32 bits
+/// of its start time (field 22 of `/proc/<tid>/stat`; 0 if unknown).
+fn remover_word() -> u64 {
+    let me = owner::current();
+    let start = match owner::stat(Some(me)) {
+        ProcStat::Known { start, .. } => start as u32,
+        _ => 0,
+    };
+    slot::make(me, start)
+}
+
+/// Records this thread as the one whose TID it just put in the life-cycle word.
+fn record_remover(h: &super::format::Header, remover: u64) {
+    // SeqCst: as every access to the life-cycle word, which it goes with (a reader loads
+    // the life-cycle word, then this).
+    h.remover.store(remover, Ordering::SeqCst);
+}
+
+/// Whether thread `tid`, found in the life-cycle word, is alive: by its TID, and by the
+/// start time the remover word records for it (if that word names `tid`: it is written a
+/// moment after the life-cycle word, so a thread killed in between is probed by its TID
+/// alone). A zombie thread is dead.
+fn holder_is_alive(h: &super::format::Header, tid: u32) -> bool {
+    let Some(t) = Tid::parse(tid) else {
+        return false;
+    };
+    let kill = owner::kill_probe(t.get());
+    if kill == Liveness::Dead {
+        return false;
+    }
+    // SeqCst: see `record_remover`.
+    let r = h.remover.load(Ordering::SeqCst);
+    let recorded = if slot::pid(r) == tid {
+        slot::start(r)
+    } else {
+        0
+    };
+    judge(kill, owner::stat(Some(tid)), recorded, false)
 }
 
 /// Claims a free word of the table for `word`; returns its index.
@@ -911,8 +961,10 @@ fn remove_path(path: &Path, force: bool) -> Result<(), RemoveError> {
         Retire::Unlisted => Err(RemoveError::Unlisted),
         Retire::Busy => Err(RemoveError::Busy),
         Retire::AlreadyRetired(s) => {
-            // Retired by someone else: finish their unlink if they died, else it is theirs.
-            match help_unlink(raw, &path_ref, s, false) {
+            // Retired by someone else: finish their unlink if they died (with `force`,
+            // whatever became of them: a stopped remover, or a word a peer wrote), else it
+            // is theirs.
+            match help_unlink(raw, &path_ref, s, force) {
                 Helped::Done => Ok(()),
                 Helped::Busy => Err(RemoveError::Busy),
                 Helped::Failed(e) => Err(RemoveError::Unlink(e)),
@@ -943,6 +995,7 @@ fn retire(raw: Raw<'_>, geo: &Geometry, force: bool, deadline: Instant) -> Retir
         return Retire::Busy;
     };
     let me = owner::current();
+    let remover = remover_word();
     // SeqCst (every access to the word here): removal steps 1 and 3 (module docs).
     let mut s = h.life.load(Ordering::SeqCst);
     let mine = loop {
@@ -951,7 +1004,7 @@ fn retire(raw: Raw<'_>, geo: &Geometry, force: bool, deadline: Instant) -> Retir
             _ if force => life::make(s, me, life::RETIRED),
             life::LIVE if s & life::UNLISTED != 0 => return Retire::Unlisted,
             life::LIVE => life::make(s, me, life::RETIRING),
-            life::RETIRING if crate::wait::holder_is_dead(life::tid(s)) => {
+            life::RETIRING if !holder_is_alive(h, life::tid(s)) => {
                 life::make(s, me, life::RETIRING)
             }
             _ => {
@@ -976,7 +1029,10 @@ fn retire(raw: Raw<'_>, geo: &Geometry, force: bool, deadline: Instant) -> Retir
             .life
             .compare_exchange(s, target, Ordering::SeqCst, Ordering::SeqCst)
         {
-            Ok(_) => break target,
+            Ok(_) => {
+                record_remover(h, remover);
+                break target;
+            }
             Err(now) => {
                 // A peer rewriting the word forever cannot keep us here.
                 if Instant::now() >= deadline {
@@ -1092,10 +1148,11 @@ fn help_unlink(raw: Raw<'_>, path: &PathRef, s: u32, force: bool) -> Helped {
         return Helped::Done;
     }
     let tid = life::tid(s);
-    if tid != 0 && !force && !crate::wait::holder_is_dead(tid) {
+    if tid != 0 && !force && holder_is_alive(h, tid) {
         return Helped::Busy;
     }
     let me = owner::current();
+    let remover = remover_word();
     // SeqCst: as every access to the word. Acquire on success would be enough for the
     // takeover; the dead unlinker's writes are complete (its thread is gone).
     match h.life.compare_exchange(
@@ -1104,10 +1161,13 @@ fn help_unlink(raw: Raw<'_>, path: &PathRef, s: u32, force: bool) -> Helped {
         Ordering::SeqCst,
         Ordering::SeqCst,
     ) {
-        Ok(_) => match finish_unlink(raw, path) {
-            Ok(()) => Helped::Done,
-            Err(e) => Helped::Failed(e),
-        },
+        Ok(_) => {
+            record_remover(h, remover);
+            match finish_unlink(raw, path) {
+                Ok(()) => Helped::Done,
+                Err(e) => Helped::Failed(e),
+            }
+        }
         // Someone else took it over or finished: look again.
         Err(_) => Helped::Busy,
     }
