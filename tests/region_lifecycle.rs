@@ -635,6 +635,29 @@ fn remove_forced_takes_over_a_retired_region_whose_unlinker_reads_alive() {
     assert!(!path.exists());
 }
 
+#[test]
+fn a_view_removes_only_the_file_it_viewed() {
+    watchdog(Duration::from_secs(30));
+    let dir = TempDir::new("life-view-rm");
+    let path = dir.0.join("r");
+    // A tool (`shmstate gc`) looks at a region nobody has open...
+    drop(options().create(&path, SIZE).unwrap());
+    let view = ReadOnlyRegion::open(&path).unwrap();
+    assert!(view.attached().is_empty());
+    // ... and another file takes its place before it removes it: left alone.
+    std::fs::remove_file(&path).unwrap();
+    drop(options().create(&path, SIZE).unwrap());
+    assert!(matches!(
+        view.remove_unused(&path),
+        Err(RemoveError::Replaced)
+    ));
+    assert!(path.exists());
+    // The file a view maps is removed while the path names it.
+    let view = ReadOnlyRegion::open(&path).unwrap();
+    view.remove_unused(&path).unwrap();
+    assert!(!path.exists());
+}
+
 /// Rounds of a parent dropping its last handle right after a fork.
 const FORK_DROP_ROUNDS: u32 = if cfg!(debug_assertions) { 100 } else { 400 };
 

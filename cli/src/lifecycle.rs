@@ -91,7 +91,6 @@ pub fn gc(dir: &Path, dry_run: bool, all: bool) -> Result<u8, Failure> {
         let retired = view.is_retired();
         let unused = !view.has_unlisted() && view.attached().iter().all(|a| !a.alive);
         let wanted = retired || (unused && (all || view.remove_when_unused()));
-        drop(view);
         if !wanted {
             continue;
         }
@@ -99,10 +98,16 @@ pub fn gc(dir: &Path, dry_run: bool, all: bool) -> Result<u8, Failure> {
             println!("would remove {}", path.display());
             continue;
         }
-        // The check again, race-free: a process may have opened it meanwhile.
-        match Region::remove_unused(&path) {
+        // The check again, race-free: a process may have opened it meanwhile. Only the
+        // file viewed: another one put at the path since was not looked at.
+        match view.remove_unused(&path) {
             Ok(()) => println!("removed {}", path.display()),
-            Err(RemoveError::InUse { .. } | RemoveError::Unlisted | RemoveError::Busy) => {}
+            Err(
+                RemoveError::InUse { .. }
+                | RemoveError::Unlisted
+                | RemoveError::Busy
+                | RemoveError::Replaced,
+            ) => {}
             // Gone meanwhile (another gc, its last user): nothing to do.
             Err(RemoveError::Open(OpenError::NotFound(_))) => {}
             Err(e) => {

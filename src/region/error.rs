@@ -144,6 +144,12 @@ pub enum RemoveError {
     #[error("another process is removing it")]
     Busy,
 
+    /// The path names another file than the one the removal was asked for
+    /// ([`ReadOnlyRegion::remove_unused`](crate::region::ReadOnlyRegion::remove_unused)):
+    /// it was replaced since. Nothing was removed.
+    #[error("the path names another file now")]
+    Replaced,
+
     /// The region's file could not be unlinked: permission (another user's file in a
     /// sticky directory such as `/dev/shm`), a mount point, or the path no longer names
     /// it (renamed or replaced meanwhile). The region is live again, unchanged; its users

@@ -238,32 +238,35 @@ impl RegionOptions {
     /// returned: the open waits for the removal and then finds nothing
     /// ([`OpenError::NotFound`]) or the new file created at the path since.
     pub fn open(&self, path: impl AsRef<Path>) -> Result<Region, OpenError> {
-        self.open_path(path.as_ref(), Access::ReadWrite)
+        self.open_path(path.as_ref())
     }
 
     /// Opens the region at `path` for reading only: the file is opened `O_RDONLY`, mapped
-    /// `PROT_READ`, and validated exactly as [`open`](Self::open) does. The result only
-    /// lists and loads: see [`ReadOnlyRegion`](crate::region::ReadOnlyRegion).
+    /// `PROT_READ`, and its header and directory are validated exactly as
+    /// [`open`](Self::open) does. The result only lists and loads: see
+    /// [`ReadOnlyRegion`](crate::region::ReadOnlyRegion). Unlike `open`, a region that was
+    /// removed but whose file is still in place is returned as it is (for tools to see:
+    /// [`ReadOnlyRegion::is_retired`](crate::region::ReadOnlyRegion::is_retired)).
     ///
     /// # Errors
     ///
-    /// As [`open`](Self::open).
+    /// As [`open`](Self::open), except [`OpenError::Retired`].
     pub fn open_read_only(
         &self,
         path: impl AsRef<Path>,
     ) -> Result<super::read_only::ReadOnlyRegion, OpenError> {
-        self.open_path(path.as_ref(), Access::ReadOnly)
-            .map(super::read_only::ReadOnlyRegion::new)
+        let fd = self.open_file(path.as_ref(), Access::ReadOnly)?;
+        let st = rustix::fs::fstat(&fd)?;
+        let region = self.open_fd(fd, false, Access::ReadOnly)?;
+        Ok(super::read_only::ReadOnlyRegion::new(
+            region,
+            (st.st_dev, st.st_ino),
+        ))
     }
 
-    /// [`open`](Self::open) and [`open_read_only`](Self::open_read_only): opens, maps,
-    /// validates and (read-write) attaches; a region found retired is left for the next
-    /// file at the path.
-    fn open_path(&self, path: &Path, access: Access) -> Result<Region, OpenError> {
-        if access == Access::ReadOnly {
-            let fd = self.open_file(path, access)?;
-            return self.open_fd(fd, false, access);
-        }
+    /// [`open`](Self::open): opens, maps, validates and attaches; a region found retired
+    /// is left for the next file at the path.
+    fn open_path(&self, path: &Path) -> Result<Region, OpenError> {
         let deadline = super::protocol::deadline_after(self.timeout);
         // Each round that finds a retired region waits until it is unlinked, so the next
         // finds nothing or a new file; a few rounds bound a path that keeps being

@@ -916,7 +916,7 @@ impl Region {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn remove_unused(path: impl AsRef<Path>) -> Result<(), RemoveError> {
-        remove_path(path.as_ref(), false)
+        remove_path(path.as_ref(), false, None)
     }
 
     /// Removes the region file at `path` even if live processes have it open: they keep
@@ -941,13 +941,21 @@ impl Region {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn remove_forced(path: impl AsRef<Path>) -> Result<(), RemoveError> {
-        remove_path(path.as_ref(), true)
+        remove_path(path.as_ref(), true, None)
     }
 }
 
-/// [`Region::remove_unused`] and [`Region::remove_forced`].
-fn remove_path(path: &Path, force: bool) -> Result<(), RemoveError> {
+/// [`Region::remove_unused`] and [`Region::remove_forced`]; with `file`, only if `path`
+/// names that file (device, inode).
+pub(super) fn remove_path(
+    path: &Path,
+    force: bool,
+    file: Option<(u64, u64)>,
+) -> Result<(), RemoveError> {
     let (region, path_ref) = RegionOptions::new().open_path_unattached(path)?;
+    if file.is_some_and(|f| f != (path_ref.dev, path_ref.ino)) {
+        return Err(RemoveError::Replaced);
+    }
     let raw = region.raw();
     let deadline = super::protocol::deadline_after(region.timeout);
     match retire(raw, &region.geo, force, deadline) {
