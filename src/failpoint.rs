@@ -68,6 +68,14 @@ pub enum Point {
     RegionForkSwapped,
     /// Region removal: the file is unlinked, the life-cycle word not yet marked done.
     RegionUnlinked,
+    /// Region attach: a `RETIRING` life-cycle word is cancelled (`LIVE`), the open not yet
+    /// returned.
+    RegionRetiringCancelled,
+    /// Region removal scan (or a full table's prune): a dead process's word is freed, the
+    /// rest of the table not yet scanned.
+    RegionScanPruned,
+    /// Region handle drop: its table word is released, the removal not yet begun.
+    RegionReleased,
 }
 
 #[cfg(shmstate_test_hooks)]

@@ -67,6 +67,16 @@ fn kill(pid: libc::pid_t) {
     unsafe { libc::kill(pid, libc::SIGKILL) };
 }
 
+/// The pid of a process that has exited and been reaped: what a killed process leaves in
+/// an attach table.
+#[cfg_attr(not(shmstate_test_hooks), allow(dead_code))]
+fn dead_pid() -> u32 {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
 /// Reaps child `pid` (blocks until it has ended).
 fn reap(pid: libc::pid_t) {
     let mut status = 0;
@@ -917,15 +927,22 @@ mod crash {
         watchdog(Duration::from_secs(60));
         let dir = TempDir::new("life-crash-claimed");
         let path = dir.0.join("r");
-        let region = removing().create(&path, SIZE).unwrap();
-        // Forked holding `region`: the fork handler gives the child a word of its own at
-        // once (no failpoint there: it is armed only afterwards).
-        let pid = fork_children(1, |_| {
+        let shared = SharedMem::<Steps>::new(1);
+        let ctl = shared.get();
+        let path_ref = path.as_path();
+        // Forked before the region exists: the child inherits no handle, so the only
+        // word it can hold is the one its open claims.
+        let pid = fork_children(1, move |_| {
+            wait_for(&ctl.release, 1);
             arm(Point::RegionAttachClaimed);
-            let _r = Region::open(&path).unwrap();
+            let _r = Region::open(path_ref).unwrap();
             std::process::exit(3);
         })[0];
+        let region = removing().create(&path, SIZE).unwrap();
+        bump(&ctl.release);
         wait_stopped(pid);
+        let words = table_words(&path);
+        assert!(words.iter().any(|w| (w >> 32) as i32 == pid), "{words:x?}");
         // The last handle here is dropped while the opener has claimed its word but not
         // yet looked at the life-cycle word: the removal must see it and keep the file.
         drop(region);
@@ -933,7 +950,7 @@ mod crash {
         assert!(!ReadOnlyRegion::open(&path).unwrap().is_retired());
         kill(pid);
         reap(pid);
-        // Dead now: its words are pruned by the removal that `rm` makes.
+        // Dead now: its word is pruned by the removal that `rm` makes.
         Region::remove_unused(&path).unwrap();
         assert!(!path.exists());
     }
@@ -961,6 +978,136 @@ mod crash {
         kill(pid);
         reap(pid);
         // Dead: its word is pruned by the removal `rm` makes.
+        Region::remove_unused(&path).unwrap();
+        assert!(!path.exists());
+    }
+
+    /// Forks a child that opens the region at `path` once `ctl.release` reaches 1 and
+    /// signals `ctl.opened`, arms `p`, and drops its handle when `ctl.release` reaches 2.
+    fn opener_then_dropper(path: &Path, ctl: &Steps, p: Point) -> libc::pid_t {
+        fork_children(1, move |_| {
+            wait_for(&ctl.release, 1);
+            let r = Region::open(path).unwrap();
+            bump(&ctl.opened);
+            wait_for(&ctl.release, 2);
+            arm(p);
+            drop(r);
+            std::process::exit(3);
+        })[0]
+    }
+
+    #[test]
+    fn an_opener_killed_after_cancelling_a_retirement_leaves_a_live_region() {
+        watchdog(Duration::from_secs(60));
+        let dir = TempDir::new("life-crash-cancelled");
+        let path = dir.0.join("r");
+        let remover = remover_stopped_at(&path, Point::RegionRetiring);
+        let path_ref = path.as_path();
+        let opener = fork_children(1, move |_| {
+            arm(Point::RegionRetiringCancelled);
+            let _r = Region::open(path_ref).unwrap();
+            std::process::exit(3);
+        })[0];
+        wait_stopped(opener);
+        kill(opener);
+        reap(opener);
+        // LIVE again, with the opener's dead word.
+        assert!(!ReadOnlyRegion::open(&path).unwrap().is_retired());
+        // The remover goes on: its scan prunes that word, its final CAS fails (the
+        // retirement was cancelled): nothing removed.
+        // SAFETY: signalling our own stopped child.
+        unsafe { libc::kill(remover, libc::SIGCONT) };
+        reap(remover);
+        assert!(path.exists());
+        let r = Region::open(&path).unwrap();
+        r.get::<Counter>("old").unwrap();
+        drop(r);
+        assert!(!path.exists(), "the next opener removed it when done");
+    }
+
+    #[test]
+    fn a_remover_killed_mid_scan_leaves_a_region_the_next_opener_uses() {
+        watchdog(Duration::from_secs(60));
+        let dir = TempDir::new("life-crash-scan");
+        let path = dir.0.join("r");
+        let shared = SharedMem::<Steps>::new(1);
+        let ctl = shared.get();
+        let child = opener_then_dropper(&path, ctl, Point::RegionScanPruned);
+        let region = removing().create(&path, SIZE).unwrap();
+        region.get_or_default::<Counter>("old").unwrap();
+        bump(&ctl.release);
+        wait_for(&ctl.opened, 1);
+        // Leaves the child the last one attached (this removal sees it and keeps the file).
+        drop(region);
+        assert!(path.exists());
+        // A dead process's word for the child's scan to prune.
+        write_word(&path, ATTACH_SLOTS - 1, u64::from(dead_pid()) << 32);
+        bump(&ctl.release);
+        wait_stopped(child);
+        kill(child);
+        reap(child);
+        // RETIRING by a dead thread: an opener cancels it and uses the region.
+        let r = Region::open(&path).unwrap();
+        r.get::<Counter>("old").unwrap();
+        drop(r);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn an_unlinker_killed_after_unlinking_leaves_the_path_free() {
+        watchdog(Duration::from_secs(60));
+        let dir = TempDir::new("life-crash-unlinked");
+        let path = dir.0.join("r");
+        let pid = remover_stopped_at(&path, Point::RegionUnlinked);
+        assert!(!path.exists(), "unlinked");
+        kill(pid);
+        reap(pid);
+        assert!(matches!(Region::open(&path), Err(OpenError::NotFound(_))));
+        let r = removing().open_or_create(&path, SIZE).unwrap();
+        assert!(r.get::<Counter>("old").is_err(), "a fresh region");
+        drop(r);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_process_killed_between_releasing_and_removing_leaves_the_file_to_the_next() {
+        watchdog(Duration::from_secs(60));
+        let dir = TempDir::new("life-crash-released");
+        let path = dir.0.join("r");
+        let pid = remover_stopped_at(&path, Point::RegionReleased);
+        kill(pid);
+        reap(pid);
+        // Nobody attached, not retired: `rm` (or `gc`, or the next opener) removes it.
+        let view = ReadOnlyRegion::open(&path).unwrap();
+        assert!(view.attached().is_empty() && !view.is_retired());
+        Region::remove_unused(&path).unwrap();
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_remover_stopped_while_retiring_makes_another_last_drop_leave_the_file() {
+        watchdog(Duration::from_secs(60));
+        let dir = TempDir::new("life-crash-stopped-retiring");
+        let path = dir.0.join("r");
+        let shared = SharedMem::<Steps>::new(1);
+        let ctl = shared.get();
+        let child = opener_then_dropper(&path, ctl, Point::RegionRetiring);
+        let region = removing()
+            .timeout(Duration::from_millis(100))
+            .create(&path, SIZE)
+            .unwrap();
+        bump(&ctl.release);
+        wait_for(&ctl.opened, 1);
+        bump(&ctl.release);
+        // The child set RETIRING and stopped before its scan (which would find us).
+        wait_stopped(child);
+        // Our drop waits for that retirement's outcome until its timeout, then leaves
+        // the file (nobody can tell whether the stopped remover's scan will see us).
+        drop(region);
+        assert!(path.exists());
+        kill(child);
+        reap(child);
+        // RETIRING by a dead thread: `rm` takes it over and removes the file.
         Region::remove_unused(&path).unwrap();
         assert!(!path.exists());
     }

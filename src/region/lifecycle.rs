@@ -131,13 +131,16 @@
 //! | step | left behind | repaired by, how fast |
 //! |------|-------------|-----------------------|
 //! | opener: word claimed, life-cycle word not yet read | a word naming a dead process (stopped: a live one, which keeps every removal off; failpoint test `an_opener_stopped_after_claiming_keeps_the_region`) | pruned by the next `attached()`, removal check or full-table open; a removal meanwhile prunes it and goes ahead (tests `attached_lists_exactly_the_live_processes_while_they_kill_each_other`, `remove_when_unused_the_last_live_process_removes_it_past_a_killed_one`) |
-//! | opener: `RETIRING` cancelled | nothing: the region is `LIVE` with a dead word | as above |
+//! | opener: `RETIRING` cancelled | nothing: the region is `LIVE` with a dead word; the remover's final CAS fails and it leaves the file | as above: the next opener uses it and removes it when done (failpoint test `an_opener_killed_after_cancelling_a_retirement_leaves_a_live_region`) |
 //! | attached process killed while using the region | a dead word | as above; with `remove_when_unused`, the file stays until the next opener detaches or `shmstate gc` (tests `remove_when_unused_a_killed_last_process_is_reclaimed_by_the_next_opener`, CLI test `gc_removes_only_regions_without_live_processes`) |
+//! | drop: word released, removal not begun | a `LIVE` region nobody is attached to | the next opener (uses it, removes it when done), `shmstate rm`/`gc` (failpoint test `a_process_killed_between_releasing_and_removing_leaves_the_file_to_the_next`) |
 //! | remover step 1: `RETIRING(t)` set, table not scanned | a region that openers cancel at once, and removers take over after probing `t` dead | the next opener (no wait) or remover (one probe); failpoint tests `a_remover_killed_while_retiring_is_cancelled_by_an_opener_or_taken_over`, `a_stopped_remover_cancelled_by_an_opener_keeps_the_region` |
-//! | remover step 2: scanning, pruning | as above, some dead words pruned | as above |
-//! | remover step 3: `RETIRED(t)` set, not unlinked | a dead file at the path | the next opener waits for `t` on the life-cycle word in 10 ms slices, probes it dead, takes the unlink over and opens afresh; `shmstate gc`/`rm` likewise (failpoint test `a_remover_killed_before_unlinking_is_finished_by_the_next_opener`) |
-//! | remover step 4 done, step 5 not | `RETIRED(t)` in an unlinked file | only handles that opened the file before the unlink see it: they probe `t` dead within a slice, find nothing left to unlink (a new file at the path is another inode), and retry by path (unit test `an_unlinker_killed_after_its_unlink_is_finished_without_touching_a_new_file`) |
-//! | fork prepare handler, a word claimed for the child | a word naming the parent | the child's: swapped by its handler; after a failed fork, pruned once the parent is dead |
+//! | remover step 1, stopped (not killed) | handles opened before the `RETIRING` wait for its outcome when dropped, each for its full timeout, then leave the file | the remover, when continued (its scan decides); if killed instead, as above (failpoint test `a_remover_stopped_while_retiring_makes_another_last_drop_leave_the_file`) |
+//! | remover step 2: scanning, pruning | as step 1, some dead words pruned | as step 1 (failpoint test `a_remover_killed_mid_scan_leaves_a_region_the_next_opener_uses`) |
+//! | remover step 3: `RETIRED(t)` set, not unlinked | a dead file at the path | the next opener waits for `t` on the life-cycle word in 10 ms slices, probes it dead (TID and recorded start time), takes the unlink over and opens afresh; `shmstate gc`/`rm` likewise; `rm --force` even if `t` reads alive (failpoint test `a_remover_killed_before_unlinking_is_finished_by_the_next_opener`; tests `a_retired_region_whose_unlinker_tid_was_reused_is_unlinked_by_the_next_opener`, `remove_forced_takes_over_a_retired_region_whose_unlinker_reads_alive`) |
+//! | remover step 4 done, step 5 not | `RETIRED(t)` in an unlinked file; the path is free | only handles that opened the file before the unlink see it: the path no longer names their file, so they are done at once and retry by path (failpoint test `an_unlinker_killed_after_unlinking_leaves_the_path_free`, unit test `an_unlinker_killed_after_its_unlink_is_finished_without_touching_a_new_file`) |
+//! | remover step 4 failed, step 5 not | `RETIRED(t)` with the file still at the path | as step 3: a taker-over unlinks it or, failing too, sets it `LIVE` (tests `a_refused_unlink_leaves_the_region_live_and_remove_unused_says_so`, `a_region_renamed_before_its_last_drop_stays_live_under_its_new_name`) |
+//! | fork prepare handler, a word claimed for the child | a word naming the parent | the child's: swapped by its handler; after a failed fork, pruned once the parent is dead (test `a_parent_dropping_its_handle_right_after_fork_keeps_the_file_for_its_child`) |
 //! | fork child handler, the child's word swapped in | a word naming the child | pruned once the child is dead, as above (failpoint test `a_fork_child_stopped_in_its_handler_is_listed_and_pruned_once_killed`) |
 //! | parent killed between its prepare handler and the child's swap | a dead word the child's swap replaces, unless a removal pruned it first: then the child claims a word as an opener does, and if the region was retired meanwhile it keeps an unlisted handle on a removed file | the parent is gone: nothing but the child can use the old file anyway |
 //!
@@ -513,10 +516,10 @@ fn prune(raw: Raw<'_>, geo: &Geometry) -> Vec<u64> {
             // SeqCst: as for a release. A failure means the word changed under us:
             // released or pruned (0), or a fork child swapped its own word into the slot
             // its parent claimed for it: that one counts as live (the child is starting).
-            if let Err(now) = s.compare_exchange(w, 0, Ordering::SeqCst, Ordering::SeqCst)
-                && now != 0
-            {
-                live.push(now);
+            match s.compare_exchange(w, 0, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => crate::failpoint::hit(crate::failpoint::Point::RegionScanPruned),
+                Err(now) if now != 0 => live.push(now),
+                Err(_) => {}
             }
         }
     }
@@ -616,6 +619,7 @@ fn join(a: &Attachment, word: u64, may_prune: bool) -> Joined {
                     )
                     .is_ok()
                 {
+                    crate::failpoint::hit(crate::failpoint::Point::RegionRetiringCancelled);
                     return Joined::Live;
                 }
             }
@@ -867,6 +871,7 @@ impl Region {
         if !listed {
             return;
         }
+        crate::failpoint::hit(crate::failpoint::Point::RegionReleased);
         if let Some(path) = self.life.path.take().filter(|_| self.remove_when_unused()) {
             let raw = self.raw();
             let deadline = super::protocol::deadline_after(self.timeout);
