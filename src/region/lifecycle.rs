@@ -115,9 +115,11 @@
 //! region stays), or finds `RETIRED` and does not use the region. In every case either the
 //! remover sees the opener or the opener sees the removal. (With `UNLISTED` the opener's
 //! write is on the life-cycle word itself, so the remover's step-3 CAS fails outright.)
-//! Only one thread at a time unlinks (the TID in `RETIRED`), and the file at a path is
-//! replaced only after it is unlinked (creators `link` without replacing), so the unlink
-//! of step 4 removes the retired file or nothing.
+//! Only one thread at a time unlinks (the TID in `RETIRED`; a forced removal may take over
+//! from a live one that is stuck, and each checks the path before unlinking), and the file
+//! at a path is replaced only after it is unlinked (creators `link` without replacing), so
+//! the unlink of step 4 removes the retired file or nothing (but see Limits for a rename
+//! by hand).
 //!
 //! A program killed with its region open leaves it behind with a dead word; the next
 //! program that opens it finds it `LIVE`, simply uses it, and removes it when it too
@@ -150,7 +152,15 @@
 //!   time in `/proc/<pid>/stat`): all processes sharing a
 //!   region must be in the same PID namespace, and a dead process's pid reused by a new
 //!   process reads as dead only where `/proc` of this namespace shows start times (else it
-//!   reads as alive, and the file is kept).
+//!   reads as alive, and the file is kept). Containers with separate PID namespaces that
+//!   share a directory (a common `/dev/shm` mount) break this: another namespace's pid
+//!   names nobody here, or someone else, so a live user can read dead and a
+//!   `remove_when_unused` region, or one `shmstate rm` is run on, can be removed under it.
+//!   Do not share removable regions across PID namespaces.
+//! - Start times are compared as each process sees them: processes in different time
+//!   namespaces (whose boot-time offsets differ) see each other's start times shifted,
+//!   and a process restored by CRIU has a new one, so either reads as dead to the others,
+//!   with the consequence above.
 //! - With `/proc` mounted `hidepid=2` (or `hidepid=invisible`), another user's processes
 //!   have no `/proc/<pid>`: their words are probed by pid alone (`kill` answers `EPERM`:
 //!   alive), so a dead one's pid reused by a new process reads as alive, and the file is
@@ -167,6 +177,24 @@
 //!   [`Region::from_fd`] on a region file is listed but never removes it.
 //! - A file removed by hand (`rm`) while in use is not this protocol's concern: its users
 //!   keep a file nobody can open by path any more.
+//! - Step 4 checks the path (`fstatat`) and then unlinks it (`unlinkat`): a file renamed
+//!   onto the path (`mv other path`) between the two calls is unlinked instead of the
+//!   region's (which then stays `LIVE`, step 5). Regions are created by `link`, which never
+//!   replaces, so only a rename by hand or by another program can land there.
+//! - The table is region memory: a process that writes the region (buggy or hostile) can
+//!   zero other processes' words, and then a removal finds nobody attached and removes the
+//!   file under them (they keep their mapping; new openers get a new region). Removal
+//!   trusts the processes that can write the region, as every primitive in it does.
+//! - A process that forks while holding handles lists each child until the child exits,
+//!   `exec` or not. 128 children at once, each holding a word (a server forking
+//!   `exec`-ing helpers through `fork` rather than `posix_spawn`), fill the table: the
+//!   next handle is unlisted and `UNLISTED` stays set for good, so the region is never
+//!   removed unforced.
+//! - With start times unknown (0: no `/proc` of this namespace), a prune racing a pid
+//!   reuse can free a live word: it probes a dead process's word dead, and before its
+//!   compare-and-swap, another prune frees the slot and a new process that reused the pid
+//!   claims that very slot with the same value. That process is then unlisted without
+//!   knowing it (a window of a few microseconds, and a pid reused within it).
 //!
 //! # Layout
 //!
@@ -632,7 +660,11 @@ fn join(a: &Attachment, word: u64, may_prune: bool) -> Joined {
             _ => return Joined::Live,
         }
     }
-    Joined::Live
+    // Never seen live (a peer rewrote the word under every attempt): not ours to use.
+    // The caller retries by path, and gives up with `OpenError::Retired` at its deadline.
+    a.release();
+    // SeqCst: as above.
+    Joined::Retired(h.life.load(Ordering::SeqCst))
 }
 
 /// The attachments of this process's live handles, for the fork child handler.
@@ -1009,6 +1041,7 @@ fn retire(raw: Raw<'_>, geo: &Geometry, force: bool, deadline: Instant) -> Retir
     };
     let me = owner::current();
     let remover = remover_word();
+    let backoff = crossbeam_utils::Backoff::new();
     // SeqCst (every access to the word here): removal steps 1 and 3 (module docs).
     let mut s = h.life.load(Ordering::SeqCst);
     let mine = loop {
@@ -1047,10 +1080,12 @@ fn retire(raw: Raw<'_>, geo: &Geometry, force: bool, deadline: Instant) -> Retir
                 break target;
             }
             Err(now) => {
-                // A peer rewriting the word forever cannot keep us here.
+                // A peer rewriting the word forever cannot keep us here (the deadline),
+                // nor spin this thread hot until then (the backoff).
                 if Instant::now() >= deadline {
                     return Retire::Busy;
                 }
+                backoff.snooze();
                 s = now;
             }
         }
