@@ -87,7 +87,7 @@
 //!    another user's file in a sticky directory such as `/dev/shm`, a mount point; or the
 //!    path names another file now, the region's was renamed; or the file has another
 //!    name): `RETIRED(t) -> LIVE`, and the removal fails with
-//!    [`RemoveError::Unlink`](super::RemoveError::Unlink) (a drop has nobody to tell).
+//!    [`RemoveError::Unlink`] (a drop has nobody to tell).
 //!    This is safe: whoever saw `RETIRED` meanwhile released its word and opens the path
 //!    again. Either way, wake the processes waiting on the word.
 //!
