@@ -738,9 +738,10 @@ extern "C" fn after_fork_child() {
                 let swapped = i != NO_SLOT
                     && a.raw().attach_slot(&a.geo, i).is_some_and(|s| {
                         // SeqCst: in the one order of the protocol (module docs) the slot
-                        // was never free: a removal's scan sees the parent's word (alive,
-                        // or, if the parent died meanwhile, its prune fails on this word)
-                        // or the child's.
+                        // holds the parent's word, alive, from before the fork until this
+                        // swap: a removal's scan sees it or the child's. (If the parent
+                        // died meanwhile, a prune either fails on the child's word and
+                        // counts it live, or freed the slot first: this CAS fails.)
                         s.compare_exchange(parent, word, Ordering::SeqCst, Ordering::Relaxed)
                             .is_ok()
                     });
