@@ -59,33 +59,56 @@ pub enum Point {
     RwDowngradeClaimed,
     /// `Histogram::observe`: the bucket count is added, the value not yet in the sum.
     HistogramCounted,
+    /// Region removal: the life-cycle word is `RETIRING`, the attach table not yet scanned.
+    RegionRetiring,
+    /// Region removal: the life-cycle word is `RETIRED`, the file not yet unlinked.
+    RegionRetired,
+    /// Region attach: a table word is claimed, the life-cycle word not yet read.
+    RegionAttachClaimed,
+    /// Region fork child handler: the child's word is swapped into the slot its parent
+    /// claimed for it, the child not yet returned from `fork`.
+    RegionForkSwapped,
+    /// Region removal: the file is unlinked, the life-cycle word not yet marked done.
+    RegionUnlinked,
+    /// Region attach: a `RETIRING` life-cycle word is cancelled (`LIVE`), the open not yet
+    /// returned.
+    RegionRetiringCancelled,
+    /// Region removal scan (or a full table's prune): a dead process's word is freed, the
+    /// rest of the table not yet scanned.
+    RegionScanPruned,
+    /// Region handle drop: its table word is released, the removal not yet begun.
+    RegionReleased,
 }
 
 #[cfg(shmstate_test_hooks)]
 mod imp {
     use super::Point;
-    use crate::sync::{AtomicU32, Ordering};
+    use crate::sync::{AtomicU64, Ordering};
 
-    /// The armed points, one bit each (`1 << p`).
-    static ARMED: AtomicU32 = AtomicU32::new(0);
+    /// The armed points, one bit each: point `p` is bit `p % 64` of word `p / 64` (room
+    /// for 256 points; `Point` has far fewer).
+    static ARMED: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
 
-    const fn bit(p: Point) -> u32 {
-        1 << p as u32
+    const fn bit(p: Point) -> (usize, u64) {
+        let i = p as usize;
+        (i / 64, 1 << (i % 64))
     }
 
     /// Arms `p` in this process (besides the points armed already): the next thread to
     /// reach it disarms it and stops the process.
     pub fn arm(p: Point) {
+        let (word, bit) = bit(p);
         // Relaxed: the arming thread reaches the point itself, or the test orders it.
-        ARMED.fetch_or(bit(p), Ordering::Relaxed);
+        ARMED[word].fetch_or(bit, Ordering::Relaxed);
     }
 
     /// A protocol step: stops the process if `p` is armed (once).
     #[inline]
     pub(crate) fn hit(p: Point) {
+        let (word, bit) = bit(p);
         // Relaxed: see `arm`.
-        if ARMED.load(Ordering::Relaxed) & bit(p) != 0
-            && ARMED.fetch_and(!bit(p), Ordering::Relaxed) & bit(p) != 0
+        if ARMED[word].load(Ordering::Relaxed) & bit != 0
+            && ARMED[word].fetch_and(!bit, Ordering::Relaxed) & bit != 0
         {
             // SAFETY: `raise` has no preconditions; SIGSTOP cannot be caught.
             unsafe { libc::raise(libc::SIGSTOP) };

@@ -116,8 +116,8 @@ pub struct ReadmeDoctests;
 pub mod region;
 #[cfg(not(loom))]
 pub use region::{
-    CreateError, EntryInfo, EntryState, GetError, OpenError, OpenOrCreateError, Region,
-    RegionError, RegionOptions,
+    Attached, CreateError, EntryInfo, EntryState, GetError, OpenError, OpenOrCreateError, Region,
+    RegionError, RegionOptions, RemoveError,
 };
 
 // Values and counters.

@@ -1,7 +1,8 @@
 //! Files that are not valid regions: every one is refused with a typed error, never a
 //! panic, an out-of-bounds access or a hang. Offsets below follow the documented format
-//! (`src/region/format.rs`): header fields at 0..56 (allocation pointer at 48), entries of 128 bytes from 128 with
-//! state at +0, len +24, size +32, offset +40, name +48..+96, element identity +96.
+//! (`src/region/format.rs`): header fields at 0..72 (allocation pointer at 48), entries of 128 bytes from 128 with
+//! state at +0, len +24, size +32, offset +40, name +48..+96, element identity +96; the
+//! attach table (1,024 bytes) after the directory, and the objects after it.
 
 mod common;
 
@@ -33,6 +34,8 @@ unsafe impl SharedSized for Line {
 const SIZE: u64 = 4096;
 const CAPACITY: u32 = 4;
 const ENTRY0: u64 = 128;
+/// The first object's offset: header, 4 entries, attach table.
+const DATA: u64 = 128 + CAPACITY as u64 * 128 + 1024;
 
 fn options() -> RegionOptions {
     RegionOptions::new()
@@ -116,16 +119,17 @@ fn each_bad_header_field_gets_its_own_error() {
         open_bytes(&dir.0, &b),
         Err(OpenError::VersionMismatch {
             found: 2,
-            expected: 4
+            expected: 5
         })
     ));
     // Version 1 (its RwLocks count readers differently), version 3 (its SeqLockArrays hold a
-    // full seqlock per element; the same header layout as today's), and a later version.
-    for found in [1u32, 3, 5] {
+    // full seqlock per element), version 4 (no attach table: its objects start where
+    // today's table is), and a later version.
+    for found in [1u32, 3, 4, 6] {
         put(&mut b, 8, &found.to_ne_bytes());
         assert!(matches!(
             open_bytes(&dir.0, &b),
-            Err(OpenError::VersionMismatch { found: f, expected: 4 }) if f == found
+            Err(OpenError::VersionMismatch { found: f, expected: 5 }) if f == found
         ));
     }
 
@@ -178,14 +182,14 @@ fn bad_directory_entries_are_corrupt() {
         (
             "misaligned offset",
             ENTRY0 + 40,
-            648u64.to_ne_bytes().to_vec(),
+            (DATA + 8).to_ne_bytes().to_vec(),
         ),
         ("huge size", ENTRY0 + 32, u64::MAX.to_ne_bytes().to_vec()),
         // Entry 1's object moved onto entry 0's.
         (
             "overlapping objects",
             entry1 + 40,
-            640u64.to_ne_bytes().to_vec(),
+            DATA.to_ne_bytes().to_vec(),
         ),
         ("unterminated name", ENTRY0 + 48, vec![b'x'; 48]),
         // The header's allocation pointer moved back onto entry 1's object: the next
@@ -193,7 +197,7 @@ fn bad_directory_entries_are_corrupt() {
         (
             "allocation pointer inside an object",
             48,
-            704u64.to_ne_bytes().to_vec(),
+            (DATA + 64).to_ne_bytes().to_vec(),
         ),
     ];
     for (what, at, value) in cases {
@@ -269,8 +273,8 @@ fn mutate(rng: &mut XorShift, b: &mut [u8]) {
                 1,
                 63,
                 64,
-                640,
-                704,
+                DATA,
+                DATA + 64,
                 SIZE - 64,
                 SIZE,
                 SIZE + 64,

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod demo;
 mod inspect;
+mod lifecycle;
 mod metrics;
 mod seqarray;
 mod serve;
@@ -67,6 +68,43 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Remove a region file, unless a live process has it open.
+    ///
+    /// Race-free against a process opening it at that moment (it gets a fresh region or
+    /// an error, never the removed file). Does not attach to the region.
+    ///
+    /// Exit status: 0 removed; 3 not removed: live processes have it open (they are
+    /// listed), processes not listed may have it (its attach table overflowed), or
+    /// another process is removing it; 1 on errors; 2 on bad arguments or a missing
+    /// file.
+    Rm {
+        /// The region file.
+        path: PathBuf,
+        /// Remove it even if live processes have it open: they keep using their mapping,
+        /// and new openers get a fresh region.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove the region files in a directory that no live process has open.
+    ///
+    /// Removes regions created with remove_when_unused whose processes were all killed
+    /// (the last one could not remove it), and regions a killed remover left
+    /// half-removed; with --all, also regions created without remove_when_unused
+    /// (persistent state that nobody has open now). Prints "removed PATH" per file.
+    /// Leaves alone files that are not regions of this format, regions whose attach
+    /// table overflowed, and subdirectories.
+    ///
+    /// Exit status: 0; 1 on errors; 2 on bad arguments or a missing directory.
+    Gc {
+        /// The directory.
+        dir: PathBuf,
+        /// Print "would remove PATH" for each file, and remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also remove regions created without remove_when_unused.
+        #[arg(long)]
+        all: bool,
+    },
     /// One demo worker process (started by `demo`).
     #[command(hide = true)]
     DemoWorker(demo::WorkerArgs),
@@ -79,6 +117,8 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(&args),
         Command::Metrics { paths } => metrics::run(&paths),
         Command::ServeMetrics { listen, paths } => serve::run(listen, &paths),
+        Command::Rm { path, force } => lifecycle::rm(&path, force),
+        Command::Gc { dir, dry_run, all } => lifecycle::gc(&dir, dry_run, all),
         Command::DemoWorker(args) => demo::worker(&args).map(|()| 0),
     };
     match result {

@@ -192,6 +192,25 @@ mod imp {
         }
     }
 
+    /// Whether thread or process `id` exists, by `kill(id, 0)` alone: `EPERM` (another
+    /// user's) and any error but `ESRCH` read alive; a zombie reads alive too (the caller
+    /// refines that with [`stat`]).
+    pub(crate) fn kill_probe(id: u32) -> super::Liveness {
+        let Some(pid) = i32::try_from(id).ok().and_then(Pid::from_raw) else {
+            return super::Liveness::Dead;
+        };
+        #[cfg(miri)]
+        {
+            let _ = pid;
+            return probe(id);
+        }
+        #[cfg(not(miri))]
+        match test_kill_process(pid) {
+            Err(Errno::SRCH) => super::Liveness::Dead,
+            _ => super::Liveness::Alive,
+        }
+    }
+
     /// Whether `/proc/<id>/stat` names a zombie (`Z`) or dead (`X`) task. Any failure to
     /// read or parse it answers `false` (trust `kill`). Only called on slow paths.
     #[cold]
@@ -246,6 +265,132 @@ mod imp {
         ours
     }
 
+    /// The start time of process `pid` (`None`: the calling process), in clock ticks
+    /// since boot: field 22 of `/proc/<pid>/stat`. Makes no allocation (the region's
+    /// fork child handler calls it for the new child).
+    ///
+    /// [`StartTime::Unknown`](super::StartTime::Unknown) without a `/proc` of this PID
+    /// namespace (for the calling process: when `/proc/self/stat` does not name it), or
+    /// when the file cannot be read or parsed.
+    pub(crate) fn start_time(pid: Option<u32>) -> super::StartTime {
+        match stat(pid) {
+            super::ProcStat::Known { start, .. } => super::StartTime::Known(start),
+            super::ProcStat::Gone => super::StartTime::Gone,
+            super::ProcStat::Unknown => super::StartTime::Unknown,
+        }
+    }
+
+    /// The state, thread count and start time of thread or process `pid` (`None`: the
+    /// calling process): fields 3, 20 and 22 of `/proc/<pid>/stat`, with the same
+    /// answers and limits as [`start_time`]. Makes no allocation.
+    pub(crate) fn stat(pid: Option<u32>) -> super::ProcStat {
+        #[cfg(miri)]
+        {
+            let _ = pid;
+            super::ProcStat::Unknown
+        }
+        #[cfg(not(miri))]
+        {
+            use super::ProcStat;
+            use rustix::fs::{Mode, OFlags};
+            let me = current_pid();
+            // "/proc/" + up to 10 digits + "/stat" + NUL fits in 32 bytes.
+            let mut path = [0u8; 32];
+            let mut len = 0;
+            let mut push = |bytes: &[u8]| {
+                for &b in bytes {
+                    if len < path.len() - 1 {
+                        path[len] = b;
+                        len += 1;
+                    }
+                }
+            };
+            push(b"/proc/");
+            match pid {
+                None => push(b"self"),
+                Some(p) => {
+                    if !proc_is_ours() {
+                        return ProcStat::Unknown;
+                    }
+                    let mut digits = [0u8; 10];
+                    let mut n = p;
+                    let mut k = digits.len();
+                    loop {
+                        k -= 1;
+                        digits[k] = b'0' + (n % 10) as u8;
+                        n /= 10;
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                    push(&digits[k..]);
+                }
+            }
+            push(b"/stat");
+            let Ok(cpath) = core::ffi::CStr::from_bytes_until_nul(&path) else {
+                return ProcStat::Unknown;
+            };
+            let fd = match rustix::fs::open(cpath, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+            {
+                Ok(fd) => fd,
+                Err(rustix::io::Errno::NOENT | rustix::io::Errno::SRCH) => return ProcStat::Gone,
+                Err(_) => return ProcStat::Unknown,
+            };
+            // Fields 1 to 22 take well under 1 KiB (the command name is at most 16 bytes,
+            // every other field a number).
+            let mut buf = [0u8; 1024];
+            let n = match rustix::io::read(&fd, &mut buf) {
+                Ok(n) => n,
+                Err(rustix::io::Errno::SRCH) => return ProcStat::Gone,
+                Err(_) => return ProcStat::Unknown,
+            };
+            let stat = &buf[..n];
+            // For the calling process, `/proc/self` must name it: otherwise this `/proc`
+            // is another namespace's.
+            if pid.is_none() {
+                let first = stat.split(|&b| b == b' ').next().unwrap_or(&[]);
+                if parse_u64(first) != Some(u64::from(me)) {
+                    return ProcStat::Unknown;
+                }
+            }
+            // "pid (comm) S f4 ... f22 ...": comm may hold any bytes, so count from the
+            // last ')'. The state is field 3, the start time field 22.
+            let Some(close) = stat.iter().rposition(|&b| b == b')') else {
+                return ProcStat::Unknown;
+            };
+            let mut fields = stat[close + 1..]
+                .split(|&b| b == b' ')
+                .filter(|f| !f.is_empty());
+            let state = fields.next().and_then(|f| f.first().copied());
+            let threads = fields.nth(20 - 4).and_then(parse_u64);
+            let start = fields.nth(22 - 21).and_then(parse_u64);
+            match (state, threads, start) {
+                (Some(state), Some(threads), Some(start)) => ProcStat::Known {
+                    state,
+                    threads,
+                    start,
+                },
+                _ => ProcStat::Unknown,
+            }
+        }
+    }
+
+    /// The decimal number `digits` (ASCII only, no sign), or `None`.
+    #[cfg(not(miri))]
+    fn parse_u64(digits: &[u8]) -> Option<u64> {
+        if digits.is_empty() {
+            return None;
+        }
+        let mut n: u64 = 0;
+        for &d in digits {
+            if !d.is_ascii_digit() {
+                return None;
+            }
+            n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+        }
+        Some(n)
+    }
+
     /// The cached answer of [`proc_is_ours`]: `Some((pid it was worked out for, answer))`.
     #[cfg(test)]
     pub(crate) fn proc_is_ours_cached() -> Option<(u32, bool)> {
@@ -288,10 +433,11 @@ mod imp {
 #[cfg(loom)]
 pub const DEAD_UNDER_LOOM: u32 = 1 << 20;
 
-/// The region (not built under loom) names its temporary files after the PID.
-#[cfg(not(loom))]
-pub(crate) use imp::current_pid;
 pub(crate) use imp::{current, probe};
+/// The region (not built under loom) names its temporary files after the PID, and
+/// records the PID and start time of the processes that have it open.
+#[cfg(not(loom))]
+pub(crate) use imp::{current_pid, kill_probe, start_time, stat};
 #[cfg(all(test, not(loom)))]
 use imp::{proc_is_ours, proc_is_ours_cached};
 
@@ -326,6 +472,37 @@ impl Tid {
     pub(crate) fn is_dead(self) -> bool {
         probe(self.get()) == Liveness::Dead
     }
+}
+
+/// The answer of `start_time`.
+#[cfg(not(loom))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StartTime {
+    /// Clock ticks since boot.
+    Known(u64),
+    /// No such process.
+    Gone,
+    /// Cannot be told here (no `/proc` of this PID namespace, an unreadable file).
+    Unknown,
+}
+
+/// The answer of `stat`: fields of `/proc/<pid>/stat`.
+#[cfg(not(loom))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ProcStat {
+    /// The fields, read.
+    Known {
+        /// The state letter (field 3): `R`, `S`, `Z` (zombie), `X` (dead), ...
+        state: u8,
+        /// The number of threads of its process (field 20).
+        threads: u64,
+        /// The start time in clock ticks since boot (field 22).
+        start: u64,
+    },
+    /// No such process (or, where `/proc` is mounted `hidepid=2`, one of another user).
+    Gone,
+    /// Cannot be told here (no `/proc` of this PID namespace, an unreadable file).
+    Unknown,
 }
 
 /// The answer of [`probe`].

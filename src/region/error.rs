@@ -96,10 +96,88 @@ pub enum OpenError {
     #[error("corrupt region: {0}")]
     Corrupt(String),
 
+    /// The region was removed (its last user detached, or `shmstate rm` removed it), and
+    /// its file was still in place when the open's timeout passed: the process removing
+    /// it is stopped. From [`Region::from_fd`](crate::Region::from_fd) (path empty): the
+    /// descriptor's region was removed. Open the path again later, or remove the file
+    /// (`shmstate rm --force`).
+    #[error("region{} was removed", at(.0))]
+    Retired(PathBuf),
+
     /// The operating system refused an operation (permission denied, too many open
     /// files, no memory for the mapping, ...).
     #[error(transparent)]
     Io(#[from] io::Error),
+}
+
+/// Why a region file could not be removed ([`Region::remove_unused`](crate::Region::remove_unused),
+/// [`Region::remove_forced`](crate::Region::remove_forced)).
+///
+/// # Examples
+///
+/// ```
+/// use shmstate::{OpenError, Region, RemoveError};
+///
+/// match Region::remove_unused("/nonexistent/shmstate-example") {
+///     Err(RemoveError::Open(OpenError::NotFound(_))) => {}
+///     other => panic!("unexpected: {other:?}"),
+/// }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RemoveError {
+    /// Live processes have the region open (listed). Stop them first, or remove it with
+    /// [`Region::remove_forced`](crate::Region::remove_forced).
+    #[error("in use by {} live process(es): {}", .attached.len(), pids(.attached))]
+    InUse {
+        /// The live processes found attached.
+        attached: Vec<crate::region::Attached>,
+    },
+
+    /// A process had the region open without being listed (its attach table was full),
+    /// so nobody can tell whether it is in use. Remove it with
+    /// [`Region::remove_forced`](crate::Region::remove_forced) if you know it is not.
+    #[error("may be in use by processes not listed in its full attach table")]
+    Unlisted,
+
+    /// Another live thread is removing the region at this moment.
+    #[error("another process is removing it")]
+    Busy,
+
+    /// The path names another file than the one the removal was asked for
+    /// ([`ReadOnlyRegion::remove_unused`](crate::region::ReadOnlyRegion::remove_unused)):
+    /// it was replaced since. Nothing was removed.
+    #[error("the path names another file now")]
+    Replaced,
+
+    /// The region's file could not be unlinked: permission (another user's file in a
+    /// sticky directory such as `/dev/shm`), a mount point, or the path no longer names
+    /// it (renamed or replaced meanwhile). The region is live again, unchanged; its users
+    /// go on, and new openers open it as before.
+    #[error("cannot unlink it: {0}")]
+    Unlink(#[source] std::io::Error),
+
+    /// The file cannot be opened as a region (not found, not a region, another format
+    /// version, ...).
+    #[error(transparent)]
+    Open(#[from] OpenError),
+}
+
+/// " at PATH", or nothing for an empty path (a region opened from a descriptor).
+fn at(path: &std::path::Path) -> String {
+    if path.as_os_str().is_empty() {
+        String::new()
+    } else {
+        format!(" at {}", path.display())
+    }
+}
+
+fn pids(attached: &[crate::region::Attached]) -> String {
+    attached
+        .iter()
+        .map(|a| a.pid.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Why a new region could not be created ([`Region::create`](crate::Region::create),
@@ -375,6 +453,9 @@ pub enum RegionError {
     /// Getting (or creating) a named object failed.
     #[error(transparent)]
     Get(#[from] GetError),
+    /// Removing a region file failed.
+    #[error(transparent)]
+    Remove(#[from] RemoveError),
 }
 
 impl From<OpenOrCreateError> for RegionError {

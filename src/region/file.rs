@@ -29,8 +29,9 @@ use rustix::io::Errno;
 
 use super::error::{CreateError, OpenError, OpenOrCreateError};
 use super::format::{
-    self, DEFAULT_CAPACITY, Geometry, HEADER_SIZE, MAX_CAPACITY, Raw, data_start_for,
+    self, DEFAULT_CAPACITY, Geometry, HEADER_SIZE, MAX_CAPACITY, Raw, data_start_for, flags,
 };
+use super::lifecycle::{Life, PathRef};
 use super::validate;
 use crate::sync::{AtomicU32, Ordering};
 
@@ -64,6 +65,8 @@ pub struct Region {
     pub(super) geo: Geometry,
     pub(super) timeout: Duration,
     fd: Option<OwnedFd>,
+    /// Its table word and the path it may remove ([`lifecycle`](super::lifecycle)).
+    pub(super) life: Life,
 }
 
 // `Region` must stay usable from any thread (the API contract).
@@ -75,6 +78,7 @@ impl std::fmt::Debug for Region {
             .field("size", &self.geo.total)
             .field("capacity", &self.geo.capacity)
             .field("fd", &self.fd)
+            .field("life", &self.life)
             .finish_non_exhaustive()
     }
 }
@@ -100,6 +104,7 @@ pub struct RegionOptions {
     mode: u32,
     capacity: u32,
     timeout: Duration,
+    remove_when_unused: bool,
 }
 
 impl Default for RegionOptions {
@@ -115,6 +120,7 @@ impl RegionOptions {
             mode: 0o600,
             capacity: DEFAULT_CAPACITY,
             timeout: DEFAULT_TIMEOUT,
+            remove_when_unused: false,
         }
     }
 
@@ -139,6 +145,46 @@ impl RegionOptions {
         self
     }
 
+    /// Whether a region file created with these options is removed when the last process
+    /// that has it open detaches (default `false`: the file and its state persist).
+    ///
+    /// Recorded in the file at creation, so that every process follows it: opening an
+    /// existing region ignores this option. The last handle to be dropped, in whichever
+    /// process, removes the file; a process killed with the region open leaves it to
+    /// the next one that opens it (which uses it, and removes it when it detaches in
+    /// turn) or to `shmstate gc`. An opener racing the removal gets a fresh region
+    /// (from [`open_or_create`](Self::open_or_create)) or
+    /// [`OpenError::NotFound`](crate::OpenError::NotFound), never the removed file. The
+    /// protocol and its limits: [`lifecycle`](crate::region::lifecycle).
+    ///
+    /// Dropping a handle of such a region may wait, at most the region's
+    /// [`timeout`](Self::timeout), for another process's removal in progress (a few
+    /// syscalls, unless that process is stopped).
+    ///
+    /// Memfd and anonymous regions have no path and vanish with their last user anyway:
+    /// the option does nothing for them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{Counter, RegionOptions};
+    ///
+    /// let path = std::env::temp_dir().join(format!("shmstate-doc-rwu-{}", std::process::id()));
+    /// let options = RegionOptions::new().remove_when_unused(true);
+    /// let a = options.open_or_create(&path, 1 << 16)?;
+    /// let b = options.open_or_create(&path, 1 << 16)?; // as another process would
+    /// b.get_or_default::<Counter>("hits")?.add(1);
+    /// drop(a);
+    /// assert!(path.exists(), "b still has it open");
+    /// drop(b);
+    /// assert!(!path.exists(), "the last one removed it");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn remove_when_unused(mut self, remove: bool) -> Self {
+        self.remove_when_unused = remove;
+        self
+    }
+
     /// Creates a new region file of `size` bytes at `path`; fails if anything exists
     /// there (including a symbolic link).
     ///
@@ -159,8 +205,21 @@ impl RegionOptions {
         reserve(&tmp.fd, size)?;
         let map = map(&tmp.fd, geo.total)?;
         format::write_header(raw_of(&map), &geo);
-        tmp.link_to(path)?;
-        Ok(self.region(map, geo, None))
+        let path_ref = PathRef::new(path, &tmp.fd)?;
+        let mut region = self.region(map, geo, None);
+        // Attached before the file has a name: nobody can see it unattached (a `gc` in
+        // between would otherwise find a region with nobody in it). Nobody else can see
+        // it at all yet, so it cannot be retired.
+        let _ = region.attach(Some(path_ref));
+        if !region.remove_when_unused() {
+            region.life.forget_path();
+        }
+        if let Err(e) = tmp.link_to(path) {
+            // Never published: nothing to remove when the handle is dropped.
+            region.life.forget_path();
+            return Err(e);
+        }
+        Ok(region)
     }
 
     /// Opens the existing region at `path` and validates it.
@@ -171,28 +230,76 @@ impl RegionOptions {
     /// anything but a regular file; the validation errors ([`OpenError::Truncated`],
     /// [`OpenError::BadMagic`], [`OpenError::VersionMismatch`],
     /// [`OpenError::LayoutMismatch`], [`OpenError::WrongSize`],
-    /// [`OpenError::Corrupt`]); [`OpenError::Io`] otherwise.
+    /// [`OpenError::Corrupt`]); [`OpenError::Retired`] if the region was removed but its
+    /// file is still in place after the timeout (the process removing it is stopped);
+    /// [`OpenError::Io`] otherwise.
+    ///
+    /// A region being removed at this moment (its last process detaching) is never
+    /// returned: the open waits for the removal and then finds nothing
+    /// ([`OpenError::NotFound`]) or the new file created at the path since.
     pub fn open(&self, path: impl AsRef<Path>) -> Result<Region, OpenError> {
-        self.open_path(path.as_ref(), Access::ReadWrite)
+        self.open_path(path.as_ref())
     }
 
     /// Opens the region at `path` for reading only: the file is opened `O_RDONLY`, mapped
-    /// `PROT_READ`, and validated exactly as [`open`](Self::open) does. The result only
-    /// lists and loads: see [`ReadOnlyRegion`](crate::region::ReadOnlyRegion).
+    /// `PROT_READ`, and its header and directory are validated exactly as
+    /// [`open`](Self::open) does. The result only lists and loads: see
+    /// [`ReadOnlyRegion`](crate::region::ReadOnlyRegion). Unlike `open`, a region that was
+    /// removed but whose file is still in place is returned as it is (for tools to see:
+    /// [`ReadOnlyRegion::is_retired`](crate::region::ReadOnlyRegion::is_retired)).
     ///
     /// # Errors
     ///
-    /// As [`open`](Self::open).
+    /// As [`open`](Self::open), except [`OpenError::Retired`].
     pub fn open_read_only(
         &self,
         path: impl AsRef<Path>,
     ) -> Result<super::read_only::ReadOnlyRegion, OpenError> {
-        self.open_path(path.as_ref(), Access::ReadOnly)
-            .map(super::read_only::ReadOnlyRegion::new)
+        let fd = self.open_file(path.as_ref(), Access::ReadOnly)?;
+        let st = rustix::fs::fstat(&fd)?;
+        let region = self.open_fd(fd, false, Access::ReadOnly)?;
+        Ok(super::read_only::ReadOnlyRegion::new(
+            region,
+            (st.st_dev, st.st_ino),
+        ))
     }
 
-    /// [`open`](Self::open) and [`open_read_only`](Self::open_read_only).
-    fn open_path(&self, path: &Path, access: Access) -> Result<Region, OpenError> {
+    /// [`open`](Self::open): opens, maps, validates and attaches; a region found retired
+    /// is left for the next file at the path.
+    fn open_path(&self, path: &Path) -> Result<Region, OpenError> {
+        let deadline = super::protocol::deadline_after(self.timeout);
+        // Each round that finds a retired region waits until it is unlinked, so the next
+        // finds nothing or a new file; a few rounds bound a path that keeps being
+        // recreated and retired under us.
+        for _ in 0..16 {
+            let (mut region, path_ref) = self.open_path_unattached(path)?;
+            match region.attach(Some(path_ref)) {
+                Ok(()) => {
+                    if !region.remove_when_unused() {
+                        region.life.forget_path();
+                    }
+                    return Ok(region);
+                }
+                Err(_) => {
+                    if !region.life.wait_unlinked(region.raw(), deadline) {
+                        return Err(OpenError::Retired(path.to_owned()));
+                    }
+                }
+            }
+        }
+        Err(OpenError::Retired(path.to_owned()))
+    }
+
+    /// Opens, maps and validates the region at `path` read-write, without attaching;
+    /// with the reference that lets it unlink that very file.
+    pub(super) fn open_path_unattached(&self, path: &Path) -> Result<(Region, PathRef), OpenError> {
+        let fd = self.open_file(path, Access::ReadWrite)?;
+        let path_ref = PathRef::new(path, &fd)?;
+        Ok((self.open_fd(fd, false, Access::ReadWrite)?, path_ref))
+    }
+
+    /// Opens the file at `path` (a regular file, not a symbolic link).
+    fn open_file(&self, path: &Path, access: Access) -> Result<OwnedFd, OpenError> {
         // Look before opening: opening a device or FIFO read-write can have side effects
         // (a watchdog device arms itself), so anything but a regular file is refused by
         // `lstat` first. The `fstat` check after the open still catches a file swapped in
@@ -222,7 +329,7 @@ impl RegionOptions {
             Err(Errno::ISDIR) => return Err(OpenError::Refused("the path is a directory")),
             Err(e) => return Err(e.into()),
         };
-        self.open_fd(fd, false, access)
+        Ok(fd)
     }
 
     /// Opens the region at `path`, creating it with `size` bytes if it does not exist.
@@ -271,7 +378,10 @@ impl RegionOptions {
     /// there is no memory for `size` bytes.
     pub fn memfd(&self, name: &str, size: u64) -> Result<Region, CreateError> {
         let (map, geo, fd) = self.sealed_memfd(name, size)?;
-        Ok(self.region(map, geo, Some(fd)))
+        let mut region = self.region(map, geo, Some(fd));
+        // A private memfd nobody else can see yet: cannot be retired.
+        let _ = region.attach(None);
+        Ok(region)
     }
 
     /// Creates a region of `size` bytes in anonymous shared memory (a sealed memfd whose
@@ -283,7 +393,10 @@ impl RegionOptions {
     /// As [`memfd`](Self::memfd).
     pub fn anonymous(&self, size: u64) -> Result<Region, CreateError> {
         let (map, geo, _fd) = self.sealed_memfd("shmstate-anonymous", size)?;
-        Ok(self.region(map, geo, None))
+        let mut region = self.region(map, geo, None);
+        // As for `memfd`.
+        let _ = region.attach(None);
+        Ok(region)
     }
 
     /// Opens the region in `fd` (a memfd from [`Region::memfd`], or a region file), and
@@ -293,11 +406,19 @@ impl RegionOptions {
     /// truncates while it is mapped raises `SIGBUS` on access, as for any mapped file.
     /// Memfds made by [`Region::memfd`] are sealed against that.
     ///
+    /// The handle is listed in the region's attach table ([`Region::attached`]) but
+    /// never removes a file (it does not know the file's path).
+    ///
     /// # Errors
     ///
-    /// As [`open`](Self::open).
+    /// As [`open`](Self::open), and [`OpenError::Retired`] for a region file that was
+    /// removed (or is being removed).
     pub fn from_fd(&self, fd: OwnedFd) -> Result<Region, OpenError> {
-        self.open_fd(fd, true, Access::ReadWrite)
+        let mut region = self.open_fd(fd, true, Access::ReadWrite)?;
+        match region.attach(None) {
+            Ok(()) => Ok(region),
+            Err(_) => Err(OpenError::Retired(PathBuf::new())),
+        }
     }
 
     fn geometry(&self, size: u64) -> Result<Geometry, CreateError> {
@@ -308,6 +429,11 @@ impl RegionOptions {
                 total,
                 capacity: self.capacity,
                 data_start,
+                flags: if self.remove_when_unused {
+                    flags::REMOVE_WHEN_UNUSED
+                } else {
+                    0
+                },
             }),
             _ => Err(CreateError::InvalidSize { size, min }),
         }
@@ -318,7 +444,11 @@ impl RegionOptions {
         name: &str,
         size: u64,
     ) -> Result<(MmapRaw, Geometry, OwnedFd), CreateError> {
-        let geo = self.geometry(size)?;
+        // No path to remove: the option means nothing here.
+        let geo = Geometry {
+            flags: 0,
+            ..self.geometry(size)?
+        };
         let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
         reserve(&fd, size)?;
         rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
@@ -364,6 +494,7 @@ impl RegionOptions {
             geo,
             timeout: self.timeout,
             fd,
+            life: Life::default(),
         }
     }
 }

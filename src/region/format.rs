@@ -3,11 +3,16 @@
 //!
 //! ```text
 //! offset 0                 Header (128 bytes): magic, version, marker, sizes, fingerprint,
-//!                          init state, directory capacity, data start, bump pointer
+//!                          init state, directory capacity, data start, bump pointer,
+//!                          creation flags, life-cycle word, attach-table size
 //! offset 128               Entry 0 .. Entry capacity-1 (128 bytes each)
+//! 128 + capacity * 128     the attach table: ATTACH_SLOTS (128) words of 8 bytes
 //! data_start (64-aligned)  objects, each at a 64-aligned offset, bump-allocated
 //! total_size               end of the file
 //! ```
+//!
+//! The attach table and the life-cycle word are the region's own protocol (who has it
+//! open, and removing it when nobody does): see [`lifecycle`](super::lifecycle).
 //!
 //! Every field is an atomic: another process may write any of them at any time, so they
 //! are only ever read through atomic loads, copied into locals, checked, and only the
@@ -34,7 +39,10 @@ pub(crate) const MAGIC: u64 = u64::from_ne_bytes(*b"SHMSTATE");
 /// - 4: a `SeqLockArray` is contiguous data followed by one seqlock header per stripe of
 ///   elements (it was one full seqlock per element); the sizes of the two layouts can
 ///   coincide, so the version tells them apart.
-pub(crate) const VERSION: u32 = 4;
+/// - 5: the header records creation flags (`remove_when_unused`), a life-cycle word and
+///   the size of an attach table of 128 process words placed after the directory (data
+///   starts 1,024 bytes later than in version 4).
+pub(crate) const VERSION: u32 = 5;
 /// Byte-order and word-size marker: reads differently on the other byte order, and its
 /// low byte is `size_of::<usize>()`.
 pub(crate) const MARKER: u32 = 0x0102_0300 | size_of::<usize>() as u32;
@@ -54,6 +62,10 @@ pub(crate) const OBJECT_ALIGN: usize = 64;
 pub(crate) const DEFAULT_CAPACITY: u32 = 64;
 /// Largest directory a region may have (bounds the work of every scan).
 pub const MAX_CAPACITY: u32 = 4096;
+/// Words in the attach table: how many handles (of any processes) a region lists at once.
+pub const ATTACH_SLOTS: u32 = 128;
+/// Size of the attach table in bytes.
+pub(crate) const ATTACH_SIZE: usize = ATTACH_SLOTS as usize * 8;
 
 /// The header at offset 0.
 #[repr(C)]
@@ -76,8 +88,21 @@ pub(crate) struct Header {
     pub data_start: AtomicU64,
     /// Next free data offset (64-aligned); advanced by compare-and-swap.
     pub bump: AtomicU64,
+    /// Creation options, fixed for the region's life: see [`flags`].
+    pub flags: AtomicU32,
+    /// The life-cycle word: see [`life`] for the bit layout.
+    pub life: AtomicU32,
+    /// Number of attach-table words: [`ATTACH_SLOTS`].
+    pub attach_slots: AtomicU32,
+    #[allow(dead_code)] // padding; part of the fingerprinted layout
+    pad: AtomicU32,
+    /// Who the TID in the life-cycle word is: that thread's TID and start time, as an
+    /// attach-table word names a process (see [`slot`]); written by the thread right after
+    /// it puts its TID in the life-cycle word, so that a TID reused by a new thread is not
+    /// mistaken for it.
+    pub remover: AtomicU64,
     #[allow(dead_code)] // room for later fields; part of the fingerprinted layout
-    reserved: [AtomicU64; 9],
+    reserved: [AtomicU64; 6],
 }
 
 /// One directory entry.
@@ -114,6 +139,106 @@ static_assertions::const_assert_eq!(size_of::<Entry>(), ENTRY_SIZE);
 static_assertions::const_assert!(align_of::<Header>() <= OBJECT_ALIGN);
 static_assertions::const_assert!(HEADER_SIZE.is_multiple_of(OBJECT_ALIGN));
 static_assertions::const_assert!(ENTRY_SIZE.is_multiple_of(OBJECT_ALIGN));
+static_assertions::const_assert!(ATTACH_SIZE.is_multiple_of(OBJECT_ALIGN));
+// The offsets the lifecycle module documents for tools.
+static_assertions::const_assert_eq!(offset_of!(Header, flags), 56);
+static_assertions::const_assert_eq!(offset_of!(Header, life), 60);
+static_assertions::const_assert_eq!(offset_of!(Header, remover), 72);
+
+/// The header's creation flags (`Header::flags`), written once before the region is
+/// published.
+pub(crate) mod flags {
+    /// The last process to detach removes the file (`RegionOptions::remove_when_unused`).
+    pub const REMOVE_WHEN_UNUSED: u32 = 1;
+    /// Every flag this build knows; a region with any other bit set is refused.
+    pub const KNOWN: u32 = REMOVE_WHEN_UNUSED;
+}
+
+/// The life-cycle word (`Header::life`).
+///
+/// ```text
+/// bits 31..3   TID of the thread retiring the region (RETIRING), or of the one that
+///              unlinks it (RETIRED; 0 once unlinked); 0 while LIVE
+/// bit  2       UNLISTED: some process had the region open without an attach-table word
+///              (the table was full); sticky, and the region is never removed unless forced
+/// bits 1..0    phase
+/// ```
+///
+/// | phase      | meaning                                                            |
+/// |------------|--------------------------------------------------------------------|
+/// | `LIVE`     | in use, or free to be used                                          |
+/// | `RETIRING` | a remover checks that no live process is attached; any opener cancels it |
+/// | `RETIRED`  | dead for good: no process may start using it; its file is being (TID ≠ 0) or has been (TID 0) unlinked |
+///
+/// Transitions: `LIVE -> RETIRING(t)` by CAS (remover `t`); `RETIRING(t) -> RETIRED(t)`
+/// by CAS (remover `t`, after finding no live process attached); `RETIRING -> LIVE` by
+/// CAS (an opener after registering, or the remover on finding a live process);
+/// `RETIRING(dead) -> RETIRING(t)` by CAS; `any -> RETIRED(t)` by CAS (a forced removal);
+/// `RETIRED(dead) -> RETIRED(t)` by CAS (takeover of the unlink); `RETIRED(t) ->
+/// RETIRED(0)` by `t` after the unlink. `UNLISTED` is only ever set.
+pub(crate) mod life {
+    /// Mask of the phase bits.
+    pub const PHASE: u32 = 0b11;
+    /// In use.
+    pub const LIVE: u32 = 0;
+    /// A removal is checking the attach table.
+    pub const RETIRING: u32 = 1;
+    /// Removed or being removed; never used again.
+    pub const RETIRED: u32 = 2;
+    /// A process had it open without a table word.
+    pub const UNLISTED: u32 = 0b100;
+    /// Position of the TID.
+    pub const TID_SHIFT: u32 = 3;
+
+    /// The phase of `w`.
+    #[inline]
+    pub const fn phase(w: u32) -> u32 {
+        w & PHASE
+    }
+
+    /// The TID of `w`.
+    #[inline]
+    pub const fn tid(w: u32) -> u32 {
+        w >> TID_SHIFT
+    }
+
+    /// The word for `tid` in `phase`, keeping the `UNLISTED` bit of `old`.
+    #[inline]
+    pub const fn make(old: u32, tid: u32, phase: u32) -> u32 {
+        (tid << TID_SHIFT) | (old & UNLISTED) | (phase & PHASE)
+    }
+}
+
+/// An attach-table word: one handle of one process that has the region open.
+///
+/// ```text
+/// bits 63..32  thread-group id (pid) of the process; 0: the word is free
+/// bits 31..0   low 32 bits of the process's start time (field 22 of /proc/<pid>/stat,
+///              clock ticks since boot); 0: unknown (only the pid is probed)
+/// ```
+///
+/// A word is claimed (`0 -> word`) and released or pruned (`word -> 0`) by one CAS, so no
+/// crash leaves half an entry. Any bits are possible in a hostile file: a pid of 0 with
+/// a non-zero start, or above `PID_MAX_LIMIT`, names no process and reads as dead.
+pub(crate) mod slot {
+    /// The word for process `pid` started at `start`.
+    #[inline]
+    pub const fn make(pid: u32, start: u32) -> u64 {
+        ((pid as u64) << 32) | start as u64
+    }
+
+    /// The pid of `w`.
+    #[inline]
+    pub const fn pid(w: u64) -> u32 {
+        (w >> 32) as u32
+    }
+
+    /// The start time of `w`.
+    #[inline]
+    pub const fn start(w: u64) -> u32 {
+        w as u32
+    }
+}
 
 /// The entry state word.
 ///
@@ -196,7 +321,7 @@ const fn fnv1a(mut h: u64, v: u64) -> u64 {
 /// A hash of every constant and field offset of the format: two builds whose layouts
 /// differ in any of them refuse each other's regions.
 pub(crate) const FINGERPRINT: u64 = {
-    let parts: [u64; 28] = [
+    let parts: [u64; 36] = [
         VERSION as u64,
         MARKER as u64,
         HEADER_SIZE as u64,
@@ -225,6 +350,14 @@ pub(crate) const FINGERPRINT: u64 = {
         offset_of!(Entry, name) as u64,
         offset_of!(Entry, elem_id) as u64,
         (state::OWNER_SHIFT as u64) << 32 | state::WAITERS as u64,
+        offset_of!(Header, flags) as u64,
+        offset_of!(Header, life) as u64,
+        offset_of!(Header, attach_slots) as u64,
+        offset_of!(Header, remover) as u64,
+        ATTACH_SLOTS as u64,
+        (life::TID_SHIFT as u64) << 32 | life::UNLISTED as u64,
+        (life::RETIRING as u64) << 32 | life::RETIRED as u64,
+        flags::KNOWN as u64,
     ];
     let mut h = 0xcbf2_9ce4_8422_2325;
     let mut i = 0;
@@ -235,9 +368,14 @@ pub(crate) const FINGERPRINT: u64 = {
     h
 };
 
+/// Offset of the attach table in a region with `capacity` directory entries.
+pub(crate) const fn attach_table_for(capacity: u32) -> usize {
+    HEADER_SIZE + capacity as usize * ENTRY_SIZE
+}
+
 /// Offset of the first object in a region with `capacity` directory entries.
 pub(crate) const fn data_start_for(capacity: u32) -> usize {
-    HEADER_SIZE + capacity as usize * ENTRY_SIZE
+    attach_table_for(capacity) + ATTACH_SIZE
 }
 
 /// `n` rounded up to [`OBJECT_ALIGN`], or `None` on overflow.
@@ -257,6 +395,8 @@ pub(crate) struct Geometry {
     pub capacity: u32,
     /// Offset of the first object.
     pub data_start: usize,
+    /// Creation flags ([`flags`]), only known bits.
+    pub flags: u32,
 }
 
 /// A view of a region's bytes: turns offsets into references to atomics and objects,
@@ -317,6 +457,21 @@ impl<'a> Raw<'a> {
         // multiple of 64 from a 64-aligned base, and `Entry` needs 8. `Entry` is made of
         // integer atomics only, so every bit pattern is valid and `&` access is sound.
         Some(unsafe { self.base.add(off).cast::<Entry>().as_ref() })
+    }
+
+    /// Attach-table word `i` of `geo`, or `None` if it lies outside the view or the table.
+    pub(crate) fn attach_slot(self, geo: &Geometry, i: u32) -> Option<&'a AtomicU64> {
+        if i >= ATTACH_SLOTS {
+            return None;
+        }
+        let off = attach_table_for(geo.capacity).checked_add(i as usize * 8)?;
+        if off.checked_add(8)? > self.len.min(geo.data_start) {
+            return None;
+        }
+        // SAFETY: `[off, off + 8)` lies within the view (checked above); `off` is a
+        // multiple of 8 from a 64-aligned base. Any bits are a valid `AtomicU64`, and `&`
+        // access is what atomics are for.
+        Some(unsafe { self.base.add(off).cast::<AtomicU64>().as_ref() })
     }
 
     /// The object of type `T` and length `len` at `offset`, if it lies within the view
@@ -390,6 +545,10 @@ pub(crate) fn write_header(raw: Raw<'_>, geo: &Geometry) {
     h.capacity.store(geo.capacity, Ordering::Relaxed);
     h.data_start.store(geo.data_start as u64, Ordering::Relaxed);
     h.bump.store(geo.data_start as u64, Ordering::Relaxed);
+    h.flags.store(geo.flags & flags::KNOWN, Ordering::Relaxed);
+    h.life.store(life::LIVE, Ordering::Relaxed);
+    h.remover.store(0, Ordering::Relaxed);
+    h.attach_slots.store(ATTACH_SLOTS, Ordering::Relaxed);
     // Release: pairs with the acquire load of `init_state` in `validate_header`, for a
     // reader that could see the mapping before the publishing syscall (link, fork, fd
     // passing) — none can, but the header then does not depend on it.
@@ -520,6 +679,7 @@ pub(crate) mod testing {
             total: len,
             capacity,
             data_start: data_start_for(capacity),
+            flags: 0,
         };
         write_header(buf.raw(), &geo);
         buf

@@ -8,6 +8,9 @@
 //! - named objects: [`Region::get_or_default`], [`Region::get_or_init`], [`Region::get`],
 //!   [`Region::entries`] (`directory.rs`); the entry protocol behind them: claiming,
 //!   initialising, taking over from a dead creator, crash windows (`protocol.rs`).
+//! - who has it open, and removing the file when nobody does: [`Region::attached`],
+//!   [`RegionOptions::remove_when_unused`], [`Region::remove_unused`]; the attach table,
+//!   the removal protocol and its crash windows are in [`lifecycle`].
 //! - errors: one type per operation ([`OpenError`], [`CreateError`],
 //!   [`OpenOrCreateError`], [`GetError`]) and the umbrella [`RegionError`] (`error.rs`).
 
@@ -15,12 +18,14 @@ mod directory;
 mod error;
 mod file;
 mod format;
+pub mod lifecycle;
 mod protocol;
 mod read_only;
 mod validate;
 
 pub use directory::{EntryInfo, EntryState};
-pub use error::{CreateError, GetError, OpenError, OpenOrCreateError, RegionError};
+pub use error::{CreateError, GetError, OpenError, OpenOrCreateError, RegionError, RemoveError};
 pub use file::{DEFAULT_TIMEOUT, Region, RegionOptions};
-pub use format::{MAX_CAPACITY, MAX_NAME_LEN};
+pub use format::{ATTACH_SLOTS, MAX_CAPACITY, MAX_NAME_LEN};
+pub use lifecycle::Attached;
 pub use read_only::ReadOnlyRegion;

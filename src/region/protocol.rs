@@ -221,9 +221,7 @@ impl Region {
     }
 
     fn deadline(&self) -> Instant {
-        let now = Instant::now();
-        now.checked_add(self.timeout)
-            .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
+        deadline_after(self.timeout)
     }
 
     /// The checked object at `offset`.
@@ -449,6 +447,13 @@ impl Region {
             }
         }
     }
+}
+
+/// The instant `timeout` from now (a year from now if that overflows).
+pub(super) fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
 }
 
 /// Waits for the state word of `e` to change from `seen`: spins briefly, then (if

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::directory::EntryInfo;
-use super::error::OpenError;
+use super::error::{OpenError, RemoveError};
 use super::file::{Region, RegionOptions};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
@@ -39,6 +39,8 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 pub struct ReadOnlyRegion {
     /// A region over a read-only mapping; only its load-only parts are ever used.
     region: Region,
+    /// Device and inode of the file mapped.
+    file: (u64, u64),
 }
 
 // A tool may share one handle between threads.
@@ -46,8 +48,8 @@ static_assertions::assert_impl_all!(ReadOnlyRegion: Send, Sync);
 
 impl ReadOnlyRegion {
     /// Wraps a region whose mapping is read-only (from `RegionOptions::open_read_only`).
-    pub(super) fn new(region: Region) -> Self {
-        ReadOnlyRegion { region }
+    pub(super) fn new(region: Region, file: (u64, u64)) -> Self {
+        ReadOnlyRegion { region, file }
     }
 
     /// Opens the region at `path` for reading only.
@@ -56,7 +58,8 @@ impl ReadOnlyRegion {
     ///
     /// As [`RegionOptions::open`] ([`OpenError::NotFound`], [`OpenError::Refused`], the
     /// validation errors, [`OpenError::Io`]; permission denied needs only read access to
-    /// pass).
+    /// pass), except [`OpenError::Retired`]: a removed region whose file is still in place
+    /// opens, and [`is_retired`](Self::is_retired) says so.
     pub fn open(path: impl AsRef<Path>) -> Result<ReadOnlyRegion, OpenError> {
         RegionOptions::new().open_read_only(path)
     }
@@ -74,6 +77,88 @@ impl ReadOnlyRegion {
     /// A snapshot of the directory, as [`Region::entries`] gives it (loads only).
     pub fn entries(&self) -> Vec<EntryInfo> {
         self.region.entries()
+    }
+
+    /// The processes listed as having the region open, one entry per process, each
+    /// probed for liveness, as [`Region::attached`] lists them, except that dead ones
+    /// are listed too (with `alive: false`; a read-only handle cannot free their words).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::region::ReadOnlyRegion;
+    /// use shmstate::Region;
+    ///
+    /// let path = std::env::temp_dir().join(format!("shmstate-doc-ro-att-{}", std::process::id()));
+    /// let region = Region::create(&path, 1 << 16)?;
+    /// let view = ReadOnlyRegion::open(&path)?; // not listed itself
+    /// let listed = view.attached();
+    /// assert_eq!((listed.len(), listed[0].pid, listed[0].alive), (1, std::process::id(), true));
+    /// # drop(region); std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn attached(&self) -> Vec<super::lifecycle::Attached> {
+        super::lifecycle::attached(self.region.raw(), &self.region.geo, false)
+    }
+
+    /// Removes the region file at `path` as [`Region::remove_unused`] does, if `path`
+    /// still names the very file this view maps (same device and inode): what a tool
+    /// decided from this view (nobody alive attached, created with
+    /// [`remove_when_unused`](RegionOptions::remove_when_unused)) then holds for the file
+    /// it removes, not for another one put at the path since.
+    ///
+    /// # Errors
+    ///
+    /// As [`Region::remove_unused`], and [`RemoveError::Replaced`] if `path` names
+    /// another file now.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::region::ReadOnlyRegion;
+    /// use shmstate::{Region, RemoveError};
+    ///
+    /// let path = std::env::temp_dir().join(format!("shmstate-doc-ro-rm-{}", std::process::id()));
+    /// drop(Region::create(&path, 1 << 16)?);
+    /// let view = ReadOnlyRegion::open(&path)?;
+    /// // Another region takes its place meanwhile.
+    /// std::fs::remove_file(&path)?;
+    /// let other = Region::create(&path, 1 << 16)?;
+    /// drop(other);
+    /// assert!(matches!(view.remove_unused(&path), Err(RemoveError::Replaced)));
+    /// assert!(path.exists());
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn remove_unused(&self, path: impl AsRef<Path>) -> Result<(), RemoveError> {
+        super::lifecycle::remove_path(path.as_ref(), false, Some(self.file))
+    }
+
+    /// Whether the region was created with
+    /// [`remove_when_unused`](RegionOptions::remove_when_unused).
+    pub fn remove_when_unused(&self) -> bool {
+        self.region.remove_when_unused()
+    }
+
+    /// Whether the region has been removed or is being removed (`RETIRED`): no process
+    /// starts using it any more.
+    pub fn is_retired(&self) -> bool {
+        self.life_word() & super::format::life::PHASE == super::format::life::RETIRED
+    }
+
+    /// Whether a process had the region open without being listed (its attach table was
+    /// full): then [`attached`](Self::attached) may miss users, and the region is never
+    /// removed unless forced.
+    pub fn has_unlisted(&self) -> bool {
+        self.life_word() & super::format::life::UNLISTED != 0
+    }
+
+    fn life_word(&self) -> u32 {
+        self.region.raw().header().map_or(0, |h| {
+            // Acquire: a snapshot for tools (the only ordering used on read-only mappings
+            // here); the word is self-contained.
+            h.life.load(Ordering::Acquire)
+        })
     }
 
     /// The 32-bit word at byte `offset` from the region's start, if it is 4-aligned and

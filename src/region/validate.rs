@@ -5,8 +5,8 @@ use crate::sync::Ordering;
 
 use super::error::OpenError;
 use super::format::{
-    EntrySnapshot, FINGERPRINT, Geometry, HEADER_SIZE, INIT_READY, MAGIC, MARKER, MAX_CAPACITY,
-    OBJECT_ALIGN, Raw, VERSION, data_start_for, state,
+    ATTACH_SLOTS, EntrySnapshot, FINGERPRINT, Geometry, HEADER_SIZE, INIT_READY, MAGIC, MARKER,
+    MAX_CAPACITY, OBJECT_ALIGN, Raw, VERSION, data_start_for, flags, life, state,
 };
 
 /// Checks the header of `raw` (whose length is the file's) and returns its geometry.
@@ -95,11 +95,32 @@ pub(crate) fn validate_header(raw: Raw<'_>) -> Result<Geometry, OpenError> {
             "directory of {capacity} entries does not fit in {total} bytes"
         )));
     }
+    let slots = h.attach_slots.load(Ordering::Relaxed);
+    if slots != ATTACH_SLOTS {
+        return Err(OpenError::Corrupt(format!(
+            "attach table of {slots} words, expected {ATTACH_SLOTS}"
+        )));
+    }
+    let creation_flags = h.flags.load(Ordering::Relaxed);
+    if creation_flags & !flags::KNOWN != 0 {
+        return Err(OpenError::Corrupt(format!(
+            "unknown creation flags {creation_flags:#x}"
+        )));
+    }
+    // Relaxed: only checked for a valid phase here; the life-cycle protocol reads it
+    // again with its own orderings (`lifecycle`).
+    let life_word = h.life.load(Ordering::Relaxed);
+    if life::phase(life_word) > life::RETIRED {
+        return Err(OpenError::Corrupt(format!(
+            "life-cycle word {life_word:#x} has no valid phase"
+        )));
+    }
     Ok(Geometry {
         // `total == file == raw.len()`, a `usize`.
         total: raw.len(),
         capacity,
         data_start,
+        flags: creation_flags,
     })
 }
 
@@ -208,7 +229,8 @@ mod tests {
             Geometry {
                 total: 4096,
                 capacity: 4,
-                data_start: 128 + 4 * 128
+                data_start: 128 + 4 * 128 + 1024,
+                flags: 0,
             }
         );
         validate_directory(buf.raw(), &geo).unwrap();
@@ -228,7 +250,7 @@ mod tests {
     fn each_header_field_is_checked() {
         type Poke = fn(&Header);
         type Expect = fn(&OpenError) -> bool;
-        let cases: [(Poke, Expect); 9] = [
+        let cases: [(Poke, Expect); 12] = [
             (
                 |h| h.magic.store(1, Ordering::Relaxed),
                 |e| matches!(e, OpenError::BadMagic { found: 1 }),
@@ -307,6 +329,18 @@ mod tests {
                 |h| h.capacity.store(MAX_CAPACITY + 1, Ordering::Relaxed),
                 |e| matches!(e, OpenError::Corrupt(_)),
             ),
+            (
+                |h| h.attach_slots.store(ATTACH_SLOTS + 1, Ordering::Relaxed),
+                |e| matches!(e, OpenError::Corrupt(m) if m.contains("attach table")),
+            ),
+            (
+                |h| h.flags.store(1 << 31, Ordering::Relaxed),
+                |e| matches!(e, OpenError::Corrupt(m) if m.contains("flags")),
+            ),
+            (
+                |h| h.life.store(3, Ordering::Relaxed),
+                |e| matches!(e, OpenError::Corrupt(m) if m.contains("life-cycle")),
+            ),
         ];
         for (i, (poke, expected)) in cases.iter().enumerate() {
             let buf = fresh(4096, 4);
@@ -335,6 +369,7 @@ mod tests {
             total: 4096,
             capacity: 4,
             data_start: 640,
+            flags: 0,
         };
         let check = |setup: &dyn Fn(Raw<'_>)| {
             let buf = fresh(4096, 4);
@@ -385,6 +420,7 @@ mod tests {
             total: 4096,
             capacity: 4,
             data_start: 640,
+            flags: 0,
         };
         let check = |bump: u64| {
             let buf = fresh(4096, 4);

@@ -83,7 +83,10 @@ fn a_dead_batch_writer_is_probed_once_not_per_stripe() {
     // writer below would (rightly) probe it again after a slice. Count only once it is gone.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while crate::owner::probe(tid) == crate::owner::Liveness::Alive {
-        assert!(std::time::Instant::now() < deadline, "an exited thread stayed alive");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "an exited thread stayed alive"
+        );
         std::thread::yield_now();
     }
     let before = PROBES.with(std::cell::Cell::get);
