@@ -605,6 +605,32 @@ mod tests {
     }
 
     #[test]
+    fn the_attached_line_names_processes_and_flags() {
+        let p = |pid, alive, handles, comm: Option<&str>| Process {
+            pid,
+            start_time: 7,
+            alive,
+            handles,
+            comm: comm.map(str::to_owned),
+        };
+        let life = Life {
+            attached: vec![
+                p(1234, true, 2, Some("shmstate-worker")),
+                p(5678, false, 1, None),
+                p(9, true, 1, Some("a\x1b[2Jb")),
+            ],
+            remove_when_unused: true,
+            retired: false,
+            unlisted: true,
+        };
+        assert_eq!(
+            life_line(&life),
+            "attached: 1234 shmstate-worker (2 handles), 5678 (dead), 9 a\\u{1b}[2Jb; \
+             remove when unused; unlisted (table overflowed)"
+        );
+    }
+
+    #[test]
     fn control_characters_in_names_are_escaped() {
         assert_eq!(printable("demo.atomic"), "demo.atomic");
         assert_eq!(printable("café \\ \""), "café \\ \"", "no control: as is");
