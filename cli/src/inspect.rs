@@ -25,7 +25,8 @@ use crate::state::{self, Num, Opts};
 pub const UNHEALTHY: u8 = 3;
 
 /// The `--json` document's schema version. Fields added since version 1 (`rate`,
-/// `time`, `interval`, the `--verbose` details, the seqlock array's) are additions that
+/// `time`, `interval`, the `--verbose` details, the seqlock array's, `attached`,
+/// `remove_when_unused`, `retired`, `unlisted`, the histogram's) are additions that
 /// a reader of version 1 may ignore, so the version stays 1; it changes only when an
 /// existing field changes meaning or type.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -39,7 +40,9 @@ pub struct Args {
     /// interval).
     ///
     /// The document: {"schema_version": 1, "path",
-    /// "size", "capacity", "unhealthy", "objects": [{"name", "type", "len",
+    /// "size", "capacity", "unhealthy", "attached": [{"pid", "start_time", "alive",
+    /// "handles", "comm"}], "remove_when_unused", "retired", "unlisted" (booleans),
+    /// "objects": [{"name", "type", "len",
     /// "offset", "size", "state", "creator", "readable", "unhealthy", "summary", and
     /// the kind's fields: "value" (Value, Counter, StripedCounter, SeqLock), "values"
     /// and "truncated" (ValueArray; SeqLockArray, with null for an element of a stripe
@@ -50,7 +53,8 @@ pub struct Args {
     /// "readers", "reader_slots", "readers_waiting", "writers_waiting", "draining",
     /// "writer_notify", "waiters", "seqlock" ("idle", "writing", "torn", "garbage"),
     /// "permits", "bound", "set", "generation", "parties", "arrived", "broken",
-    /// "length", "capacity"}]}. With --watch: one such document per line and interval,
+    /// "length", "capacity", "count", "sum" and "buckets" [{"le" (a number, or "+Inf"),
+    /// "cumulative"}] (Histogram; null when it does not decode)}]}. With --watch: one such document per line and interval,
     /// with "time" (Unix seconds), "interval" (seconds) and, on objects with a number,
     /// "rate" (change per second since the previous document; null in the first).
     /// Fields are only ever added within a schema version.
@@ -59,8 +63,8 @@ pub struct Args {
     /// Show the details behind each summary.
     ///
     /// Under each row: a StripedCounter's stripes, an RwLock's
-    /// reader slots, every element of an array, each SeqLockArray stripe, raw words in
-    /// hex and waiter bits.
+    /// reader slots, every element of an array, each SeqLockArray stripe, a Histogram's
+    /// cumulative buckets, raw words in hex and waiter bits.
     #[arg(long, short)]
     pub verbose: bool,
     /// Only the objects whose name matches GLOB.
@@ -74,7 +78,8 @@ pub struct Args {
     ///
     /// On a terminal the table is redrawn in place (piped, frames follow one another),
     /// headed by the interval and the time, with the change per second of counters,
-    /// striped counters and numeric values since the previous frame. Give the interval
+    /// striped counters, histogram counts and numeric values since the previous frame,
+    /// and the attached processes as they are now. Give the interval
     /// when the file follows (`--watch 1 FILE`), or put the file first.
     #[arg(
         long,
@@ -110,6 +115,15 @@ struct Document {
     size: usize,
     capacity: usize,
     unhealthy: bool,
+    /// The processes listed in the region's attach table.
+    attached: Vec<Process>,
+    /// The region's file is removed when its last process leaves.
+    remove_when_unused: bool,
+    /// The region has been removed or is being removed.
+    retired: bool,
+    /// A process had the region open without being listed (the table was full), so
+    /// `attached` may miss users.
+    unlisted: bool,
     /// `--watch`: when the objects were read (Unix seconds).
     #[serde(skip_serializing_if = "Option::is_none")]
     time: Option<f64>,
@@ -117,6 +131,102 @@ struct Document {
     #[serde(skip_serializing_if = "Option::is_none")]
     interval: Option<f64>,
     objects: Vec<Object>,
+}
+
+/// A process that has the region open, as its attach table lists it.
+#[derive(Serialize, Debug)]
+struct Process {
+    pid: u32,
+    /// The low 32 bits of its start time (clock ticks since boot); 0 if unknown.
+    start_time: u32,
+    /// Its pid names a live process with that start time (a dead one is not a reason for
+    /// exit code 3: nothing waits on it, and a removal check or `Region::attached` prunes
+    /// its word).
+    alive: bool,
+    /// How many of its handles are listed.
+    handles: u32,
+    /// Its command name, if alive and readable.
+    comm: Option<String>,
+}
+
+/// The region's life cycle: who has it open and what becomes of its file.
+struct Life {
+    attached: Vec<Process>,
+    remove_when_unused: bool,
+    retired: bool,
+    unlisted: bool,
+}
+
+/// Reads the attach table (each process probed for liveness) and the life-cycle flags.
+fn life(region: &ReadOnlyRegion) -> Life {
+    let attached = region
+        .attached()
+        .into_iter()
+        .map(|a| Process {
+            pid: a.pid,
+            start_time: a.start_time,
+            alive: a.alive,
+            handles: a.handles,
+            // Only for a live process: a dead one's pid may name another process now.
+            comm: a
+                .alive
+                .then(|| std::fs::read_to_string(format!("/proc/{}/comm", a.pid)).ok())
+                .flatten()
+                .map(|c| c.trim_end_matches('\n').to_owned()),
+        })
+        .collect();
+    Life {
+        attached,
+        remove_when_unused: region.remove_when_unused(),
+        retired: region.is_retired(),
+        unlisted: region.has_unlisted(),
+    }
+}
+
+/// The table's `attached:` line: `attached: 1234 worker (2 handles), 5678 (dead)`, then
+/// the life-cycle flags that are set.
+fn life_line(life: &Life) -> String {
+    let list: Vec<String> = life
+        .attached
+        .iter()
+        .map(|p| {
+            let mut t = p.pid.to_string();
+            if let Some(c) = &p.comm {
+                t.push(' ');
+                t.push_str(&printable(c));
+            }
+            let mut notes = Vec::new();
+            if !p.alive {
+                notes.push("dead".to_owned());
+            }
+            if p.handles != 1 {
+                notes.push(format!("{} handles", p.handles));
+            }
+            if !notes.is_empty() {
+                t.push_str(&format!(" ({})", notes.join(", ")));
+            }
+            t
+        })
+        .collect();
+    let mut line = format!(
+        "attached: {}",
+        if list.is_empty() {
+            "none".to_owned()
+        } else {
+            list.join(", ")
+        }
+    );
+    for (set, what) in [
+        (life.remove_when_unused, "remove when unused"),
+        (life.retired, "retired"),
+        (life.unlisted, "unlisted (table overflowed)"),
+    ] {
+        if set {
+            line.push_str("; ");
+            line.push_str(what);
+        }
+    }
+    line
 }
 
 /// One object of the `--json` document.
@@ -205,12 +315,17 @@ fn document(
     objects: Vec<Object>,
     watch: Option<(SystemTime, Duration)>,
 ) -> Document {
+    let life = life(region);
     Document {
         schema_version: SCHEMA_VERSION,
         path: path.display().to_string(),
         size: region.size(),
         capacity: region.capacity(),
         unhealthy: objects.iter().any(|o| o.unhealthy),
+        attached: life.attached,
+        remove_when_unused: life.remove_when_unused,
+        retired: life.retired,
+        unlisted: life.unlisted,
         time: watch.map(|(t, _)| unix_secs(t)),
         interval: watch.map(|(_, i)| i.as_secs_f64()),
         objects,
@@ -283,6 +398,7 @@ fn table(
         let _ = write!(out, ", {} shown by the filter", objects.len());
     }
     out.push('\n');
+    let _ = writeln!(out, "{}", life_line(&life(region)));
     let _ = writeln!(
         out,
         "{:<24} {:<28} {:>8} {:>10} {:>10}  {:<12} {:>8}  value",
@@ -486,6 +602,32 @@ mod tests {
         assert!(parse_interval("0").is_err());
         assert!(parse_interval("nan").is_err());
         assert!(parse_interval("x").is_err());
+    }
+
+    #[test]
+    fn the_attached_line_names_processes_and_flags() {
+        let p = |pid, alive, handles, comm: Option<&str>| Process {
+            pid,
+            start_time: 7,
+            alive,
+            handles,
+            comm: comm.map(str::to_owned),
+        };
+        let life = Life {
+            attached: vec![
+                p(1234, true, 2, Some("shmstate-worker")),
+                p(5678, false, 1, None),
+                p(9, true, 1, Some("a\x1b[2Jb")),
+            ],
+            remove_when_unused: true,
+            retired: false,
+            unlisted: true,
+        };
+        assert_eq!(
+            life_line(&life),
+            "attached: 1234 shmstate-worker (2 handles), 5678 (dead), 9 a\\u{1b}[2Jb; \
+             remove when unused; unlisted (table overflowed)"
+        );
     }
 
     #[test]

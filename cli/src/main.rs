@@ -37,12 +37,20 @@ enum Command {
     /// of a primitive type, each stripe copied consistently (`?` where no stable copy
     /// could be made); permits of a Semaphore or BoundedSemaphore; set or clear for an
     /// Event; parties, arrived and broken for a Barrier; length, capacity and the lock
-    /// for a Queue; "-" for other kinds. A dead holder, a torn seqlock and a broken
-    /// barrier are highlighted (bold red on a terminal, else marked "!!").
+    /// for a Queue; count and sum (and with --verbose the cumulative buckets) of a
+    /// Histogram; "-" for other kinds. A dead holder, a torn seqlock, a broken barrier
+    /// and a corrupt histogram are highlighted (bold red on a terminal, else marked "!!").
+    ///
+    /// A line under the heading lists the processes that have the region open, from its
+    /// attach table: pid, name and handle count, or "(dead)" for one that died without
+    /// closing it (not a reason for exit status 3: nothing waits on it, and a removal
+    /// check or a writable handle's attached() prunes it); then "remove when unused", "retired" and "unlisted (table overflowed)" when
+    /// they apply.
     ///
     /// Exit status: 0; 3 if a lock is held by a dead thread (or holds a garbage word) or
     /// a seqlock (or a SeqLockArray stripe) was torn by a writer that died mid-write; 1
-    /// on errors; 2 on bad arguments or a missing file. With --watch: the status of the
+    /// on errors; 2 on bad arguments or a missing file. A dead attached process does not
+    /// change it. With --watch: the status of the
     /// last frame when the file is removed.
     Inspect(inspect::Args),
     /// Print the Prometheus exposition (text format 0.0.4) of one or more region files:

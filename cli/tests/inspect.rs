@@ -149,7 +149,16 @@ fn populate(region: &Region) {
     region
         .get_or_init_slice("temps", 20, |a: &SeqLockArray<f64>| a.set_all(&temps))
         .unwrap();
+    let h = region.histogram("latency", &HIST_BOUNDS).unwrap();
+    for v in HIST_VALUES {
+        h.observe(v);
+    }
 }
+
+/// The bounds of `populate`'s histogram `latency`, and what it observes: sums of
+/// multiples of 1/4, so the sum is exact whatever the stripes and their order.
+const HIST_BOUNDS: [f64; 3] = [0.5, 1.0, 2.5];
+const HIST_VALUES: [f64; 6] = [0.25, 0.5, 0.75, 2.0, 3.0, 10.0];
 
 /// The table's line for `name` in `text`.
 fn line(text: &str, name: &str) -> String {
@@ -342,6 +351,11 @@ fn inspect_reports_live_then_dead_lock_holders() {
     assert!(text.contains(&format!("held by tid {tid} (dead")), "{text}");
 }
 
+/// Whether the garbage test keeps the histogram's header and bounds with `pattern`.
+fn keep_histogram_header(pattern: u32) -> bool {
+    pattern == 1 || pattern == 2
+}
+
 #[test]
 fn inspect_survives_garbage_in_every_object() {
     let tmp = TempRegion::new("garbage");
@@ -352,9 +366,36 @@ fn inspect_survives_garbage_in_every_object() {
         .write(true)
         .open(&tmp.0)
         .unwrap();
+    // The attach table (after the 128-byte header and the 128-byte directory entries: the
+    // region's documented layout), 128 words of 8 bytes, and the life-cycle word (the
+    // header's 32-bit word at offset 60).
+    let attach_table = 128 + 128 * region.capacity() as u64;
+    let original = std::fs::read(&tmp.0).unwrap();
     // A few patterns: all ones, a xorshift stream, alternating bytes, odd sequence words.
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     for pattern in 0..4 {
+        // Hostile words in the attach table and the life-cycle word too.
+        let hostile = |len: u64, x: &mut u64| -> Vec<u8> {
+            (0..len)
+                .map(|i| match pattern {
+                    0 => 0xFF,
+                    1 => {
+                        *x ^= *x << 13;
+                        *x ^= *x >> 7;
+                        *x ^= *x << 17;
+                        *x as u8
+                    }
+                    2 => [0x55, 0xAA][i as usize % 2],
+                    _ => 1,
+                })
+                .collect()
+        };
+        file.write_at(&hostile(128 * 8, &mut x), attach_table)
+            .unwrap();
+        // Bit 0 cleared: phase 3 is not one, and every open refuses the region (as
+        // corrupt) before inspect reads a word.
+        let life = u32::from_ne_bytes(hostile(4, &mut x).try_into().unwrap()) & !1;
+        file.write_at(&life.to_ne_bytes(), 60).unwrap();
         for e in &entries {
             let bytes: Vec<u8> = (0..e.size)
                 .map(|i| match pattern {
@@ -376,6 +417,12 @@ fn inspect_survives_garbage_in_every_object() {
                 })
                 .collect();
             file.write_at(&bytes, e.offset).unwrap();
+            // The histogram gets its header and bounds (two lines) back with patterns 1
+            // and 2, so that its garbage bucket counts and sums are decoded too.
+            if e.name == "latency" && keep_histogram_header(pattern) {
+                let at = e.offset as usize;
+                file.write_at(&original[at..at + 128], e.offset).unwrap();
+            }
         }
         let before = std::fs::read(&tmp.0).unwrap();
         let (code, doc) = inspect_json(&tmp.0);
@@ -390,6 +437,22 @@ fn inspect_survives_garbage_in_every_object() {
             assert_eq!(code, 3);
         }
         assert!(code == 0 || code == 3, "pattern {pattern}: exit {code}");
+        let h = object(&doc, "latency");
+        if keep_histogram_header(pattern) {
+            assert!(h["count"].is_u64(), "pattern {pattern}: {h}");
+            assert_eq!(h["buckets"].as_array().unwrap().len(), 4, "{h}");
+        } else {
+            assert!(h["count"].is_null(), "pattern {pattern}: {h}");
+            assert!(h["summary"].as_str().unwrap().starts_with("corrupt"));
+        }
+        // Whatever the attach table's words (the test's own handle's among them), every
+        // listed process has its fields, and dead ones do not change the status (checked
+        // above: the same code as the objects give, with and without --verbose).
+        for p in doc["attached"].as_array().unwrap() {
+            assert!(p["pid"].is_u64() && p["handles"].is_u64(), "{p}");
+            assert!(p["alive"].is_boolean(), "{p}");
+        }
+        assert!(doc["retired"].is_boolean() && doc["unlisted"].is_boolean());
         for e in &entries {
             let o = object(&doc, &e.name);
             assert!(o["summary"].is_string(), "{o}");
@@ -769,9 +832,10 @@ fn inspect_filter_selects_names_by_glob() {
             .ends_with("4 shown by the filter"),
         "{text}"
     );
+    // After the heading, the attached processes and the column names.
     let rows: Vec<&str> = text
         .lines()
-        .skip(2)
+        .skip(3)
         .map(|l| l.split(' ').next().unwrap())
         .collect();
     assert_eq!(rows, ["small", "seq", "sem", "samples"], "{text}");
@@ -779,4 +843,206 @@ fn inspect_filter_selects_names_by_glob() {
     // A malformed pattern is a usage error.
     let out = shmstate(&["inspect", "--filter", "[a", tmp.0.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn inspect_shows_a_histogram_as_observed() {
+    let tmp = TempRegion::new("histogram");
+    let region = Region::create(&tmp.0, 1 << 16).unwrap();
+    populate(&region);
+    let h = region.histogram("latency", &HIST_BOUNDS).unwrap();
+    let (code, doc) = inspect_json(&tmp.0);
+    assert_eq!(code, 0, "{doc}");
+    let o = object(&doc, "latency");
+    assert_eq!(o["type"], "Histogram", "{o}");
+    assert_eq!(o["count"], HIST_VALUES.len(), "{o}");
+    assert_eq!(o["sum"], HIST_VALUES.iter().sum::<f64>(), "{o}");
+    // Cumulative, as observed: 0.25 and 0.5 are <= 0.5; 0.75 <= 1; 2.0 <= 2.5; 3 and 10
+    // only in +Inf.
+    let buckets: Vec<(Json, u64)> = o["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b["le"].clone(), b["cumulative"].as_u64().unwrap()))
+        .collect();
+    let expected: Vec<(Json, u64)> = vec![
+        (0.5.into(), 2),
+        (1.0.into(), 3),
+        (2.5.into(), 4),
+        ("+Inf".into(), 6),
+    ];
+    assert_eq!(buckets, expected, "{o}");
+    // The same as the histogram's own snapshot.
+    let snap = h.snapshot();
+    assert_eq!(snap.cumulative, [2, 3, 4, 6]);
+    assert_eq!(o["sum"], snap.sum);
+    assert_eq!(
+        (o["readable"].clone(), o["unhealthy"].clone()),
+        (true.into(), false.into())
+    );
+
+    let path = tmp.0.to_str().unwrap();
+    let text = String::from_utf8(shmstate(&["inspect", path]).stdout).unwrap();
+    assert!(
+        line(&text, "latency").ends_with("count 6, sum 16.5"),
+        "{text}"
+    );
+    assert!(
+        details(&text, "latency").is_empty(),
+        "buckets only with --verbose: {text}"
+    );
+    let text = String::from_utf8(shmstate(&["inspect", "--verbose", path]).stdout).unwrap();
+    assert_eq!(
+        details(&text, "latency"),
+        ["    buckets (cumulative): le 0.5: 2, le 1: 3, le 2.5: 4, le +Inf: 6"],
+        "{text}"
+    );
+}
+
+/// The child half of `inspect_lists_attached_processes_live_then_dead`: opens the region
+/// twice (two handles), says so, and waits to be killed. Does nothing when run as an
+/// ordinary test.
+#[test]
+fn attach_child() {
+    let Ok(path) = std::env::var("SHMSTATE_INSPECT_ATTACH") else {
+        return;
+    };
+    let a = Region::open(&path).unwrap();
+    let b = Region::open(&path).unwrap();
+    println!("attached {}", std::process::id());
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    drop((a, b));
+}
+
+#[test]
+fn inspect_lists_attached_processes_live_then_dead() {
+    let tmp = TempRegion::new("attached");
+    let region = Region::create(&tmp.0, 1 << 16).unwrap();
+    populate(&region);
+    let (mut child, pid) = child(
+        "attach_child",
+        "SHMSTATE_INSPECT_ATTACH",
+        &tmp.0,
+        "attached ",
+    );
+    assert_eq!(pid, child.0.id());
+    let me = std::process::id();
+    let find = |doc: &Json, pid: u32| -> Json {
+        doc["attached"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["pid"] == pid)
+            .unwrap_or_else(|| panic!("{pid} not attached: {doc}"))
+            .clone()
+    };
+
+    let (code, doc) = inspect_json(&tmp.0);
+    assert_eq!(code, 0, "{doc}");
+    // This process (its one handle) and the child (two); inspect lists itself nowhere.
+    assert_eq!(doc["attached"].as_array().unwrap().len(), 2, "{doc}");
+    let c = find(&doc, pid);
+    assert_eq!(
+        (c["alive"].clone(), c["handles"].clone()),
+        (true.into(), 2.into()),
+        "{c}"
+    );
+    assert!(c["comm"].is_string() && c["start_time"].is_u64(), "{c}");
+    let m = find(&doc, me);
+    assert_eq!(
+        (m["alive"].clone(), m["handles"].clone()),
+        (true.into(), 1.into()),
+        "{m}"
+    );
+    assert_eq!(
+        (
+            doc["remove_when_unused"].clone(),
+            doc["retired"].clone(),
+            doc["unlisted"].clone()
+        ),
+        (false.into(), false.into(), false.into())
+    );
+    let path = tmp.0.to_str().unwrap();
+    let out = shmstate(&["inspect", path]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let attached = text.lines().nth(1).unwrap();
+    assert!(attached.starts_with("attached: "), "{text}");
+    assert!(attached.contains(&format!("{pid} ")), "{text}");
+    assert!(attached.contains("(2 handles)"), "{text}");
+    assert!(!attached.contains("dead"), "{text}");
+
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    let (code, doc) = inspect_json(&tmp.0);
+    assert_eq!(code, 0, "a dead attached process is not unhealthy: {doc}");
+    assert_eq!(doc["unhealthy"], false);
+    let c = find(&doc, pid);
+    assert_eq!(
+        (c["alive"].clone(), c["handles"].clone()),
+        (false.into(), 2.into()),
+        "{c}"
+    );
+    assert!(c["comm"].is_null(), "no name for a dead pid: {c}");
+    assert_eq!(find(&doc, me)["alive"], true);
+    let out = shmstate(&["inspect", path]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.lines()
+            .nth(1)
+            .unwrap()
+            .contains(&format!("{pid} (dead, 2 handles)")),
+        "{text}"
+    );
+}
+
+#[test]
+fn inspect_shows_the_life_cycle_flags() {
+    let tmp = TempRegion::new("life-flags");
+    let region = shmstate::RegionOptions::new()
+        .remove_when_unused(true)
+        .create(&tmp.0, 1 << 16)
+        .unwrap();
+    let (_, doc) = inspect_json(&tmp.0);
+    assert_eq!(doc["remove_when_unused"], true, "{doc}");
+    let path = tmp.0.to_str().unwrap();
+    let text = String::from_utf8(shmstate(&["inspect", path]).stdout).unwrap();
+    assert!(
+        text.lines()
+            .nth(1)
+            .unwrap()
+            .ends_with("; remove when unused"),
+        "{text}"
+    );
+    drop(region);
+    // The other flags, as a region's life-cycle word (the header's 32-bit word at offset
+    // 60) holds them: phase RETIRED (2) and UNLISTED (bit 2), a removal whose file is
+    // still in place and a table that overflowed.
+    let tmp = TempRegion::new("life-flags-2");
+    drop(Region::create(&tmp.0, 1 << 16).unwrap());
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&tmp.0)
+        .unwrap();
+    file.write_at(&(2u32 | 4).to_ne_bytes(), 60).unwrap();
+    let (code, doc) = inspect_json(&tmp.0);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(
+        (
+            doc["remove_when_unused"].clone(),
+            doc["retired"].clone(),
+            doc["unlisted"].clone()
+        ),
+        (false.into(), true.into(), true.into()),
+        "{doc}"
+    );
+    assert_eq!(doc["attached"], Json::Array(vec![]), "{doc}");
+    let path = tmp.0.to_str().unwrap();
+    let text = String::from_utf8(shmstate(&["inspect", path]).stdout).unwrap();
+    assert_eq!(
+        text.lines().nth(1).unwrap(),
+        "attached: none; retired; unlisted (table overflowed)",
+        "{text}"
+    );
 }

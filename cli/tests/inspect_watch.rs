@@ -344,3 +344,74 @@ fn watch_redraws_in_tmux_while_another_process_counts() {
     );
     assert!(screen.lines().any(|l| l.starts_with("other ")), "{screen}");
 }
+
+/// The attached process of `watch_redraws_the_attached_processes`: opens the region, says
+/// so, and waits to be killed (or for stdin to close). Does nothing when run as an
+/// ordinary test.
+#[test]
+fn attached_child() {
+    let Ok(path) = std::env::var("SHMSTATE_WATCH_ATTACHED") else {
+        return;
+    };
+    let region = Region::open(&path).unwrap();
+    println!("attached");
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    drop(region);
+}
+
+#[test]
+fn watch_redraws_the_attached_processes() {
+    let tmp = TempRegion::new("attached");
+    drop(Region::create(&tmp.0, 1 << 16).unwrap());
+    let mut child = Proc(
+        Command::new(std::env::current_exe().unwrap())
+            .args(["attached_child", "--exact", "--nocapture"])
+            .env("SHMSTATE_WATCH_ATTACHED", &tmp.0)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = child.0.id();
+    // Bounded: the child opens the region (no wait) and says so, or exits (EOF).
+    let ready = BufReader::new(child.0.stdout.take().unwrap())
+        .lines()
+        .any(|l| l.is_ok_and(|l| l.trim() == "attached"));
+    assert!(ready, "the child did not open the region");
+
+    let (mut json, rx) = watch(&["--watch", "0.05", "--json"], &tmp.0);
+    let alive = |doc: &Json| -> Option<bool> {
+        let list = doc["attached"].as_array().unwrap();
+        let p = list.iter().find(|p| p["pid"] == pid)?;
+        p["alive"].as_bool()
+    };
+    let first: Json = serde_json::from_str(&next_line(&rx)).unwrap();
+    assert_eq!(alive(&first), Some(true), "{first}");
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    // Every frame lists the child (its word stays: a read-only view prunes nothing),
+    // alive until the kill, then dead in every later frame, with exit status 0 meanwhile.
+    let mut dead = false;
+    while !dead {
+        let doc: Json = serde_json::from_str(&next_line(&rx)).unwrap();
+        match alive(&doc) {
+            Some(true) => {}
+            Some(false) => dead = true,
+            None => panic!("the child vanished from the table: {doc}"),
+        }
+        assert_eq!(doc["unhealthy"], false, "{doc}");
+    }
+    drop(rx);
+    let _ = json.0.kill();
+
+    // The table: the attached line of the first frame shows it dead.
+    let (mut text, rx) = watch(&["--watch", "0.05"], &tmp.0);
+    assert!(next_line(&rx).starts_with("every 0.05s, "));
+    let _heading = next_line(&rx);
+    let line = next_line(&rx);
+    assert_eq!(line, format!("attached: {pid} (dead)"));
+    drop(rx);
+    let _ = text.0.kill();
+}

@@ -2,10 +2,12 @@
 
 use std::path::Path;
 
-use super::directory::EntryInfo;
+use super::directory::{EntryInfo, EntryState};
 use super::error::{OpenError, RemoveError};
 use super::file::{Region, RegionOptions};
+use crate::Kind;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::values::histogram::{self, HistogramSnapshot};
 
 /// A region opened for reading only (`O_RDONLY`, mapped `PROT_READ`), after the same
 /// header and directory checks as [`Region::open`]: the handle for inspection tools,
@@ -158,6 +160,50 @@ impl ReadOnlyRegion {
             // Acquire: a snapshot for tools (the only ordering used on read-only mappings
             // here); the word is self-contained.
             h.life.load(Ordering::Acquire)
+        })
+    }
+
+    /// The state of the [`Histogram`](crate::Histogram) that `entry` (from
+    /// [`entries`](Self::entries)) describes: bounds, cumulative bucket counts, sum and
+    /// count, read by the decoder behind [`Histogram::snapshot`](crate::Histogram::snapshot)
+    /// and the metrics renderer. `None` if the entry is not a ready histogram, or its
+    /// header or bounds do not decode (whatever bytes a peer wrote: the read stays within
+    /// the object and is bounded by its length).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::region::ReadOnlyRegion;
+    /// use shmstate::Region;
+    ///
+    /// let path = std::env::temp_dir().join(format!("shmstate-doc-ro-hist-{}", std::process::id()));
+    /// let region = Region::create(&path, 1 << 16)?;
+    /// let h = region.histogram("latency", &[0.1, 1.0])?;
+    /// h.observe(0.0625);
+    /// h.observe(0.5);
+    ///
+    /// let view = ReadOnlyRegion::open(&path)?;
+    /// let s = view.histogram(&view.entries()[0]).unwrap();
+    /// assert_eq!((s.count, s.sum, s.cumulative), (2, 0.5625, vec![1, 2, 2]));
+    /// # drop(region); std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn histogram(&self, entry: &EntryInfo) -> Option<HistogramSnapshot> {
+        if entry.state != EntryState::Ready || entry.tag.kind != Kind::HISTOGRAM {
+            return None;
+        }
+        // A histogram is `len` lines of 64 bytes.
+        let lines = usize::try_from(entry.len).ok()?;
+        if entry.size != entry.len.checked_mul(64)? {
+            return None;
+        }
+        histogram::decode(lines, |w| {
+            let off = u64::try_from(w).ok()?.checked_mul(8)?;
+            // Only words of this object.
+            if off >= entry.size {
+                return None;
+            }
+            self.load_u64(entry.offset.checked_add(off)?)
         })
     }
 
