@@ -1,10 +1,14 @@
 //! The `shmstate demo` command, run as users run it.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use common::{KillOnDrop, kill};
 
 /// Runs the binary, killing it (and failing the test) if it runs longer than a minute:
 /// a hung worker must fail the test, not hang CI.
@@ -60,12 +64,6 @@ impl Watchdog {
     fn finish(self) -> bool {
         let _ = self.done.send(());
         self.thread.join().unwrap()
-    }
-}
-
-fn kill(pid: u32) {
-    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
     }
 }
 
@@ -318,17 +316,6 @@ fn fd_targets(pid: u32) -> Vec<String> {
     fds.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
         .map(|t| t.to_string_lossy().into_owned())
         .collect()
-}
-
-/// Kills the demo when dropped, so that a failed assertion does not leave a demo with
-/// a huge `-n` running (its workers die with it).
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// A default run (no `--path`) leaves no region file behind.

@@ -1,11 +1,11 @@
 //! `shmstate inspect`, run as users run it, on regions that real processes wrote.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::path::Path;
+use std::process::{Command, Stdio};
 
 use serde_json::Value as Json;
 use shmstate::sync::Ordering::Relaxed;
@@ -14,34 +14,7 @@ use shmstate::{
     Semaphore, SeqLock, SeqLockArray, StripedCounter, Value, ValueArray,
 };
 
-/// Runs `shmstate ARGS`, SIGKILLing it (and failing) if it runs over 60 s.
-fn shmstate(args: &[&str]) -> Output {
-    let child = Command::new(env!("CARGO_BIN_EXE_shmstate"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run shmstate");
-    let pid = child.id();
-    let (done, done_rx) = mpsc::channel::<()>();
-    let watchdog = std::thread::spawn(move || {
-        let fired = done_rx.recv_timeout(Duration::from_secs(60)).is_err();
-        if fired {
-            kill(pid);
-        }
-        fired
-    });
-    let out = child.wait_with_output().expect("wait for shmstate");
-    let _ = done.send(());
-    assert!(!watchdog.join().unwrap(), "shmstate {args:?} ran over 60 s");
-    out
-}
-
-fn kill(pid: u32) {
-    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-    }
-}
+use common::{KillOnDrop, TempRegion, shmstate};
 
 /// `shmstate inspect --json PATH`: the exit code and the parsed document.
 fn inspect_json(path: &Path) -> (i32, Json) {
@@ -69,27 +42,6 @@ fn object<'a>(doc: &'a Json, name: &str) -> &'a Json {
         .iter()
         .find(|o| o["name"] == name)
         .unwrap_or_else(|| panic!("no object {name} in {doc}"))
-}
-
-/// A region file in the temp directory, removed on drop.
-struct TempRegion(PathBuf);
-
-impl TempRegion {
-    fn new(tag: &str) -> TempRegion {
-        let path = std::env::temp_dir().join(format!(
-            "shmstate-inspect-{tag}-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let _ = std::fs::remove_file(&path);
-        TempRegion(path)
-    }
-}
-
-impl Drop for TempRegion {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 /// One object of every kind `inspect` reads, with known values.
@@ -259,22 +211,12 @@ fn holder_child() {
     let _ = std::io::stdin().read_line(&mut line);
 }
 
-/// Kills and reaps the child on drop, so a failing test leaves no process behind.
-struct Holder(Child);
-
-impl Drop for Holder {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn inspect_reports_live_then_dead_lock_holders() {
     let tmp = TempRegion::new("holder");
     let region = Region::create(&tmp.0, 1 << 16).unwrap();
     populate(&region);
-    let mut child = Holder(
+    let mut child = KillOnDrop(
         Command::new(std::env::current_exe().unwrap())
             .args(["holder_child", "--exact", "--nocapture"])
             .env("SHMSTATE_INSPECT_HOLDER", &tmp.0)
@@ -688,8 +630,8 @@ fn array_writer_child() {
 
 /// Runs the test named `test` of this binary as a child with `env` set to `path`, and
 /// returns it (killed on drop) with the TID after `prefix` on its first matching line.
-fn child(test: &str, env: &str, path: &Path, prefix: &str) -> (Holder, u32) {
-    let mut child = Holder(
+fn child(test: &str, env: &str, path: &Path, prefix: &str) -> (KillOnDrop, u32) {
+    let mut child = KillOnDrop(
         Command::new(std::env::current_exe().unwrap())
             .args([test, "--exact", "--nocapture"])
             .env(env, path)

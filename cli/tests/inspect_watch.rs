@@ -1,10 +1,12 @@
 //! `shmstate inspect --watch`, run as users run it: in a terminal (tmux) and piped, while
 //! other processes write the region.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering as StdOrdering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -12,42 +14,16 @@ use std::time::{Duration, Instant};
 use serde_json::Value as Json;
 use shmstate::{Barrier, Counter, Region, SeqLockArray};
 
+use common::{KillOnDrop, TempRegion};
+
 /// How long any one wait of these tests may take before it fails (generous: a loaded
 /// 2-core machine).
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// A region file in the temp directory, removed on drop.
-struct TempRegion(PathBuf);
-
-impl TempRegion {
-    fn new(tag: &str) -> TempRegion {
-        let path =
-            std::env::temp_dir().join(format!("shmstate-watch-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        TempRegion(path)
-    }
-}
-
-impl Drop for TempRegion {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// A child process, killed and reaped on drop so that a failing test leaves none behind.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// `shmstate inspect PATH ARGS` (the file first, so that a bare `--watch` takes no
 /// value from it) with its stdout's lines sent to the returned channel (a
 /// reader thread, so that the test can wait for a line with a deadline).
-fn watch(args: &[&str], path: &Path) -> (Proc, mpsc::Receiver<String>) {
+fn watch(args: &[&str], path: &Path) -> (KillOnDrop, mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_shmstate"))
         .arg("inspect")
         .arg(path)
@@ -67,7 +43,7 @@ fn watch(args: &[&str], path: &Path) -> (Proc, mpsc::Receiver<String>) {
             }
         }
     });
-    (Proc(child), rx)
+    (KillOnDrop(child), rx)
 }
 
 /// The next line, or a failure after [`DEADLINE`].
@@ -77,7 +53,7 @@ fn next_line(rx: &mpsc::Receiver<String>) -> String {
 }
 
 /// Waits (polling, up to [`DEADLINE`]) for `child` to exit.
-fn wait_exit(child: &mut Proc) -> std::process::ExitStatus {
+fn wait_exit(child: &mut KillOnDrop) -> std::process::ExitStatus {
     let start = Instant::now();
     loop {
         if let Some(status) = child.0.try_wait().unwrap() {
@@ -299,7 +275,7 @@ fn watch_redraws_in_tmux_while_another_process_counts() {
         tmp.0.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "tmux: {out:?}");
-    let _counter = Proc(
+    let _counter = KillOnDrop(
         Command::new(std::env::current_exe().unwrap())
             .args(["counter_child", "--exact", "--nocapture"])
             .env("SHMSTATE_WATCH_COUNTER", &tmp.0)
@@ -364,7 +340,7 @@ fn attached_child() {
 fn watch_redraws_the_attached_processes() {
     let tmp = TempRegion::new("attached");
     drop(Region::create(&tmp.0, 1 << 16).unwrap());
-    let mut child = Proc(
+    let mut child = KillOnDrop(
         Command::new(std::env::current_exe().unwrap())
             .args(["attached_child", "--exact", "--nocapture"])
             .env("SHMSTATE_WATCH_ATTACHED", &tmp.0)

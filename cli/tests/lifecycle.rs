@@ -2,14 +2,16 @@
 //! have open (this test process) or had open (a process that has exited, whose word a
 //! killed process would have left in the region's attach table).
 
+mod common;
+
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::path::Path;
+use std::process::{Command, Output};
 
 use shmstate::region::ReadOnlyRegion;
 use shmstate::{Counter, RegionOptions};
+
+use common::{TempDir, run_command};
 
 const CAPACITY: u32 = 4;
 /// The attach table's offset with 4 directory entries (`src/region/format.rs`).
@@ -20,31 +22,15 @@ fn shmstate(args: &[&str]) -> Output {
     shmstate_as(None, args)
 }
 
-/// [`shmstate`], as user `uid` if given.
+/// [`shmstate`], as user `uid` if given; fails on a panic message.
 fn shmstate_as(uid: Option<u32>, args: &[&str]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_shmstate"));
+    command.args(args);
     if let Some(uid) = uid {
         std::os::unix::process::CommandExt::uid(&mut command, uid);
         std::os::unix::process::CommandExt::gid(&mut command, uid);
     }
-    let child = command
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run shmstate");
-    let pid = child.id();
-    let (done, done_rx) = mpsc::channel::<()>();
-    let watchdog = std::thread::spawn(move || {
-        let fired = done_rx.recv_timeout(Duration::from_secs(60)).is_err();
-        if fired && let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-        }
-        fired
-    });
-    let out = child.wait_with_output().expect("wait for shmstate");
-    let _ = done.send(());
-    assert!(!watchdog.join().unwrap(), "shmstate {args:?} ran over 60 s");
+    let out = run_command(command, None);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     out
@@ -56,25 +42,6 @@ fn text(out: &Output) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-/// A fresh directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p =
-            std::env::temp_dir().join(format!("shmstate-cli-life-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// The pid of a process that has exited and been reaped: what a killed process leaves

@@ -3,61 +3,19 @@
 //! `promtool` and scraped by a real Prometheus server when those are installed (Debian
 //! package `prometheus`; the tests say so and skip that part when they are not).
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 use shmstate::sync::Ordering::Relaxed;
 use shmstate::{Counter, Mutex, Region, Value, ValueArray, metrics};
 
-/// Runs `shmstate ARGS` (with `stdin` fed in, if any), SIGKILLing it (and failing) if it
-/// runs over 60 s.
-fn run(program: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("run {program}: {e}"));
-    if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input).unwrap();
-    }
-    let pid = child.id();
-    let (done, done_rx) = mpsc::channel::<()>();
-    let watchdog = std::thread::spawn(move || {
-        let fired = done_rx.recv_timeout(Duration::from_secs(60)).is_err();
-        if fired {
-            kill(pid);
-        }
-        fired
-    });
-    let out = child.wait_with_output().unwrap();
-    let _ = done.send(());
-    assert!(
-        !watchdog.join().unwrap(),
-        "{program} {args:?} ran over 60 s"
-    );
-    out
-}
-
-fn shmstate(args: &[&str]) -> Output {
-    run(env!("CARGO_BIN_EXE_shmstate"), args, None)
-}
-
-fn kill(pid: u32) {
-    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-    }
-}
+use common::{KillOnDrop, TempDir, run, shmstate};
 
 /// Whether `program` is on the PATH.
 fn installed(program: &str) -> bool {
@@ -66,43 +24,6 @@ fn installed(program: &str) -> bool {
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
-}
-
-/// A temp directory, removed with its contents on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!(
-            "shmstate-metrics-{tag}-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A child process killed (SIGKILL) and reaped when dropped, so that a failing test
-/// leaves no server running.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        kill(self.0.id());
-        let _ = self.0.wait();
-    }
 }
 
 /// Counters, gauges, a histogram and labels, with objects the exposition must leave out
@@ -294,7 +215,7 @@ fn metrics_of_a_missing_file_is_a_usage_error() {
 
 /// Starts `shmstate serve-metrics --listen 127.0.0.1:0 PATH` and returns it with the
 /// address it printed.
-fn serve(path: &Path) -> (Killed, SocketAddr) {
+fn serve(path: &Path) -> (KillOnDrop, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_shmstate"))
         .args(["serve-metrics", "--listen", "127.0.0.1:0"])
         .arg(path)
@@ -303,7 +224,7 @@ fn serve(path: &Path) -> (Killed, SocketAddr) {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let server = Killed(child);
+    let server = KillOnDrop(child);
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).unwrap();
     let addr = line
@@ -419,7 +340,7 @@ fn a_real_prometheus_scrapes_serve_metrics() {
     .unwrap();
     let web: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let log = std::fs::File::create(dir.file("prometheus.log")).unwrap();
-    let prometheus = Killed(
+    let prometheus = KillOnDrop(
         Command::new("prometheus")
             .arg(format!("--config.file={}", config.display()))
             .arg(format!(
