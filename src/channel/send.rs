@@ -239,6 +239,11 @@ impl Channel {
                 // unpublished, and is overwritten now. If it had published without
                 // waking, wake the receivers in its place.
                 super::engine::wake_all(&h.wake.recv_wake);
+                // Its `free_cache` came from a load we are not ordered after (it never
+                // unlocked): refresh it. Acquire: as below.
+                let free = h.free.free.load(Ordering::Acquire);
+                // Relaxed: read under this lock.
+                h.tail.free_cache.store(free, Ordering::Relaxed);
             }
             if self.is_closed() {
                 return Err(Fail::Disconnected);
