@@ -116,8 +116,12 @@ impl Channel {
     #[inline]
     fn has_message(&self) -> bool {
         let h = &self.header;
-        // Relaxed: a snapshot; the check under the lock decides.
+        // Relaxed: snapshots on the receivers' own line; the check under the lock decides.
         let head = pos(h.head.head.load(Ordering::Relaxed));
+        if pos(h.head.tail_cache.load(Ordering::Relaxed)) != head {
+            // Messages known to be published already: no read of the senders' line.
+            return true;
+        }
         // Acquire: pairs with the senders' Release store of `tail` (for a caller that
         // then takes the lock, the lock orders anyway).
         pos(h.tail.tail.load(Ordering::Acquire)) != head
