@@ -55,7 +55,9 @@ impl Fail {
 /// leaves nothing for them to skip (module docs, "Crash windows").
 ///
 /// The slot's bytes start with whatever the ring held there before: write every byte
-/// you commit.
+/// you commit. A thread that holds a slot must not send on the same channel meanwhile
+/// (a blocking send waits for the slot's own lock: a deadlock; `try_send` returns
+/// `Busy`).
 ///
 /// # Examples
 ///
