@@ -454,6 +454,11 @@ impl Channel {
 
     /// The words a test may overwrite with hostile values: every `u64` word of the
     /// header and the ring, and the `u32` lock and wake words. Not part of the API.
+    ///
+    /// The `u64` words, in order: 0 `shape`, 1 `capacity`, 2 `closed`, 3 `tail`,
+    /// 4 `free_cache`, 5 `head`, 6 `tail_cache`, 7 `lost`, 8 `free`, then the ring's
+    /// words from offset 0. The `u32` words: the send lock, the receive lock,
+    /// `recv_wake`, `send_wake`.
     #[cfg(any(test, feature = "test-hooks"))]
     #[doc(hidden)]
     pub fn hostile_words(&self) -> (Vec<&AtomicU64>, Vec<&AtomicU32>) {
