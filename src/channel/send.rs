@@ -1,6 +1,7 @@
 //! The send side: [`Channel::send`] and its `try_`/timed forms, and the zero-copy
 //! [`SendSlot`] of [`Channel::reserve`].
 
+use core::marker::PhantomData;
 use core::time::Duration;
 use std::io;
 use std::time::Instant;
@@ -54,6 +55,14 @@ impl Fail {
 /// then nothing of it is visible to receivers; a process killed while it holds a slot
 /// leaves nothing for them to skip (module docs, "Crash windows").
 ///
+/// A slot is not `Send`: commit or abort it on the thread that reserved it.
+///
+/// ```compile_fail
+/// fn send<T: Send>(_: T) {}
+/// let ch = shmstate::Channel::new(shmstate::ChannelOptions::new(1024)).unwrap();
+/// send(ch.reserve(8).unwrap());
+/// ```
+///
 /// The slot's bytes start with whatever the ring held there before: write every byte
 /// you commit. A thread that holds a slot must not send on the same channel meanwhile
 /// (a blocking send waits for the slot's own lock: a deadlock; `try_send` returns
@@ -87,6 +96,9 @@ pub struct SendSlot<'a> {
     len: usize,
     /// The `io::Write` cursor.
     written: usize,
+    /// Not `Send`: the send lock names the thread that took it, and only that thread can
+    /// release it (a slot committed on another thread would leave the lock held).
+    _not_send: PhantomData<*const ()>,
 }
 
 impl core::fmt::Debug for SendSlot<'_> {
@@ -276,6 +288,7 @@ impl Channel {
                         plan,
                         len,
                         written: 0,
+                        _not_send: PhantomData,
                     });
                 }
                 Room::Corrupt => return Err(Fail::Corrupt),
