@@ -1,7 +1,8 @@
 //! Model checks of the byte channel: a reservation's commit and abort racing a receiver
 //! (the receiver sees exactly the committed messages, whole and in order), a sender and
-//! a receiver each sleeping for the other (no lost wakeup), and `close` racing a blocked
-//! receiver or sender (each wakes and ends; a receiver gets what was sent first).
+//! a receiver each sleeping for the other (no lost wakeup), `close` racing a blocked
+//! receiver or sender (each wakes and ends; a receiver gets what was sent first), and two
+//! receivers racing for two messages (one each, never the same one).
 #![cfg(loom)]
 
 use loom::sync::Arc;
@@ -92,5 +93,29 @@ fn close_racing_a_blocked_sender_wakes_it() {
         assert_eq!(ch.recv(&mut out), Ok(16));
         assert_eq!(ch.recv(&mut out), Ok(16));
         assert_eq!(ch.recv(&mut out), Err(RecvError::Disconnected));
+    });
+}
+
+#[test]
+fn two_receivers_racing_for_two_messages_get_one_each() {
+    loom::model(|| {
+        let ch = small();
+        let rxs: Vec<_> = (0..2)
+            .map(|_| {
+                let rx = ch.clone();
+                thread::spawn(move || {
+                    let mut out = Vec::new();
+                    assert_eq!(rx.recv(&mut out), Ok(1));
+                    out[0]
+                })
+            })
+            .collect();
+        ch.send(&[1]).unwrap();
+        ch.send(&[2]).unwrap();
+        let mut got: Vec<u8> = rxs.into_iter().map(|h| h.join().unwrap()).collect();
+        got.sort_unstable();
+        assert_eq!(got, [1, 2]);
+        assert!(ch.is_empty());
+        assert_eq!(ch.bytes_used(), 0);
     });
 }
