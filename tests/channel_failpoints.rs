@@ -171,6 +171,34 @@ fn receiver_killed_after_its_claim_loses_the_message_once() {
     }
 }
 
+/// Receive: killed after claiming the *last* message. No receiver takes the receive
+/// lock again for a message, so the repair falls to a sender that finds the ring full
+/// (here a 56-byte message needs padding: more room than the claim leaves) and to a
+/// waiting receiver.
+#[test]
+fn receiver_killed_claiming_the_last_message_is_repaired_by_a_full_sender() {
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = region
+        .channel("ch", ChannelOptions::new(128).max_message(56))
+        .unwrap();
+    ch.send(&[0; 8]).unwrap();
+    assert_eq!(recv_now(ch), [0; 8]);
+    ch.send(&[1; 56]).unwrap();
+    let pid = child_stopped_at(Point::ChannelRecvClaimed, || {
+        let mut out = Vec::new();
+        ch.recv(&mut out).unwrap();
+    });
+    // While the claimer lives (stopped), its claim stands.
+    assert_eq!(ch.try_send(&[2; 56]), Err(TrySendError::Full));
+    kill(pid);
+    reap(pid);
+    ch.send_timeout(&[2; 56], REPAIR)
+        .expect("a full sender repairs the dead receiver's claim");
+    assert_eq!(ch.lost(), 1);
+    assert_eq!(recv_now(ch), [2; 56]);
+}
+
 /// Receive: killed with `free` stored, the receive lock not released. Nothing is lost;
 /// the next receiver recovers the lock.
 #[test]

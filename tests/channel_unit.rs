@@ -585,6 +585,81 @@ fn a_claimed_but_unreleased_message_is_lost_and_counted() {
     assert_eq!(ch.bytes_used(), 0);
 }
 
+/// A channel whose largest message needs padding when the ring is not empty at its
+/// start: 128 bytes, messages of up to 56 (a 64-byte record).
+fn tight() -> Box<Channel> {
+    Channel::new(ChannelOptions::new(128).max_message(56)).unwrap()
+}
+
+/// Leaves `ch` (from `tight`) with its only message, 56 bytes at `[16, 80)`, claimed and
+/// never released, as a receiver killed after its claim leaves it (the receive lock is
+/// free here, as after a dead holder's recovery).
+fn claim_the_last_message_by_hand(ch: &Channel) {
+    ch.send(&[0; 8]).unwrap();
+    let mut out = Vec::new();
+    ch.recv(&mut out).unwrap();
+    ch.send(&[1; 56]).unwrap();
+    let (words, _) = ch.hostile_words();
+    // words[5] is `head`: 2 claimed, at 80.
+    words[5].store(2 << 32 | 80, Ordering::Relaxed);
+    assert!(ch.is_empty());
+    assert_eq!(ch.bytes_used(), 64);
+}
+
+/// A claim of the *last* message left unreleased: no receiver takes the receive lock
+/// for a message, so the senders that find the ring full repair it (a 56-byte record at
+/// 80 needs 48 bytes of padding: more than the 64 that look free).
+#[test]
+fn a_full_sender_repairs_an_unreleased_claim_of_the_last_message() {
+    watchdog(Duration::from_secs(60));
+    let ch = tight();
+    claim_the_last_message_by_hand(&ch);
+    assert_eq!(ch.try_send(&[2; 56]), Ok(()));
+    assert_eq!(ch.lost(), 1);
+    let ch = tight();
+    claim_the_last_message_by_hand(&ch);
+    assert_eq!(ch.send_timeout(&[2; 56], Duration::from_secs(10)), Ok(()));
+    assert_eq!(ch.lost(), 1);
+    let mut out = Vec::new();
+    assert_eq!(ch.try_recv(&mut out), Ok(56));
+    assert_eq!(out, [2; 56]);
+}
+
+/// Likewise, a receiver that waits for a message and finds such a claim repairs it.
+#[test]
+fn a_waiting_receiver_repairs_an_unreleased_claim_of_the_last_message() {
+    watchdog(Duration::from_secs(60));
+    let ch = tight();
+    claim_the_last_message_by_hand(&ch);
+    let mut out = Vec::new();
+    assert_eq!(
+        ch.recv_timeout(&mut out, Duration::from_millis(50)),
+        Err(RecvTimeoutError::Timeout)
+    );
+    assert_eq!(ch.lost(), 1);
+    assert_eq!(ch.bytes_used(), 0);
+}
+
+/// A `drain` closure that panics on the last message leaves no claim behind: the
+/// message counts as received (not lost) and large senders go on.
+#[test]
+fn a_panicking_drain_closure_releases_its_message() {
+    watchdog(Duration::from_secs(60));
+    let ch = tight();
+    ch.send(&[0; 8]).unwrap();
+    let mut out = Vec::new();
+    ch.recv(&mut out).unwrap();
+    ch.send(&[1; 56]).unwrap();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = ch.drain(1, |_| panic!("in the closure"));
+    }));
+    assert!(r.is_err());
+    assert_eq!(ch.bytes_used(), 0);
+    assert_eq!(ch.lost(), 0);
+    assert_eq!(ch.try_send(&[2; 56]), Ok(()));
+    assert_eq!(ch.try_recv(&mut out), Ok(56));
+}
+
 #[test]
 fn corrupt_state_is_reported_not_trusted() {
     let mut out = Vec::new();

@@ -134,6 +134,27 @@ fn try_lock_contended(lock: &RawMutex) -> Result<Acquired, Fail> {
     lock.lock_until(deadline).ok_or(Fail::Busy)
 }
 
+/// Takes `lock` only if it is free or its holder is dead (for a repair by a party that
+/// does not otherwise use the lock): `None` if a live thread holds it. The second value
+/// says whether the previous holder died.
+#[cold]
+pub(crate) fn lock_if_free_or_dead(lock: &RawMutex) -> Option<(SideGuard<'_>, bool)> {
+    let a = match lock.try_lock() {
+        Some(a) => a,
+        None => {
+            // The probe is a syscall: callers come here only on a slow path (a full ring
+            // or a wait).
+            let owner = lock.owner()?;
+            if !holder_is_dead(owner) {
+                return None;
+            }
+            let deadline = Instant::now().checked_add(DEAD_HOLDER_RECOVERY)?;
+            lock.lock_until(deadline)?
+        }
+    };
+    Some((SideGuard { lock }, a == Acquired::OwnerDied))
+}
+
 /// Where a sleeper is in its wait (kept across the retries of one operation, so that
 /// its sleep slices keep growing).
 pub(crate) struct Sleep {
@@ -143,6 +164,12 @@ pub(crate) struct Sleep {
 impl Sleep {
     pub(crate) fn new() -> Self {
         Sleep { slices: None }
+    }
+
+    /// Whether this operation has waited once already (spun, and slept a slice unless
+    /// woken): the point from which it also looks for a dead peer's leftovers.
+    pub(crate) fn started(&self) -> bool {
+        self.slices.is_some()
     }
 }
 

@@ -134,7 +134,7 @@
 //! | Send: `tail` stored, lock not released † | the message published (receivers get it); the send lock held | as the first line; the recovering sender also wakes every receiver |
 //! | Send: unlocked, receivers not woken † | a sleeping receiver not woken | it wakes at the end of its slice (≤ 10 ms) and sees the message |
 //! | Receive: lock taken, nothing changed | the receive lock held by a dead thread; senders unaffected | the next receiver, as the first line |
-//! | Receive: `head` stored (claimed), `free` not † | the message claimed by the dead receiver; its space not released | the next receiver: releases it and counts it in `lost()` (at most once: never redelivered); it wakes every sender |
+//! | Receive: `head` stored (claimed), `free` not † | the message claimed by the dead receiver; its space not released | the next receiver to take the lock for a message; or, if that was the last message, a sender that finds the ring full (`try_` ones at once, blocking and timed ones after their first wait) or a receiver after its first wait: it releases the space and counts the message in `lost()` (at most once: never redelivered), and wakes every sender |
 //! | Receive: `free` stored, lock not released † | nothing lost; the receive lock held | as the first receive line |
 //! | Receive: unlocked, senders not woken † | a sleeping sender not woken | it wakes at the end of its slice (≤ 10 ms) |
 //! | Close: `closed` stored, sleepers not woken † | sleepers not woken | each wakes at the end of its slice (≤ 10 ms) and sees the close |

@@ -5,7 +5,8 @@ use core::time::Duration;
 use std::time::Instant;
 
 use super::engine::{
-    Fail, Found, SideGuard, Sleep, Wait, advance, lock_side, parse, wait_on, wake,
+    Fail, Found, SideGuard, Sleep, Wait, advance, lock_if_free_or_dead, lock_side, parse, wait_on,
+    wake,
 };
 use super::error::{RecvError, RecvIntoError, RecvTimeoutError, TryRecvError};
 use super::layout::{Channel, pos};
@@ -68,13 +69,54 @@ impl Drop for Claim<'_> {
     }
 }
 
+/// One message of a [`Channel::drain`] batch, claimed: dropping it releases the message's
+/// space (`free = end`); the receive lock stays held for the rest of the batch.
+struct Release<'a> {
+    ch: &'a Channel,
+    end: u32,
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        // Release: as in `Claim::drop`.
+        self.ch
+            .header
+            .free
+            .free
+            .store(u64::from(self.end), Ordering::Release);
+    }
+}
+
+/// A [`Channel::drain`] batch: holds the receive lock; dropping it unlocks and, if a
+/// message was released, wakes senders.
+struct DrainBatch<'a> {
+    ch: &'a Channel,
+    guard: Option<SideGuard<'a>>,
+    released: bool,
+}
+
+impl Drop for DrainBatch<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        if self.released {
+            wake(&self.ch.header.wake.send_wake);
+        }
+    }
+}
+
 impl Channel {
     /// Takes the receive lock as `wait` allows and repairs what a receiver killed in its
     /// claim left: `head != free` means it claimed a message and died before releasing
     /// it. The message is lost (counted in [`lost`](Self::lost)); its space is released.
     fn lock_recv(&self, wait: Wait) -> Result<SideGuard<'_>, Fail> {
+        let (guard, died) = lock_side(&self.header.recv.lock, wait)?;
+        self.recv_locked(died)?;
+        Ok(guard)
+    }
+
+    /// Under the receive lock, just taken (`died`: from a dead holder): the repair.
+    fn recv_locked(&self, died: bool) -> Result<bool, Fail> {
         let h = &self.header;
-        let (guard, died) = lock_side(&h.recv.lock, wait)?;
         // Acquire: pairs with the Release stores of `head` and `free` by earlier holders,
         // a dead one included (it never unlocked).
         let head = h.head.head.load(Ordering::Acquire);
@@ -87,8 +129,32 @@ impl Channel {
         }
         if pos(head) != pos(free) {
             self.repair_claim(head, free)?;
+            return Ok(true);
         }
-        Ok(guard)
+        Ok(false)
+    }
+
+    /// Repairs a dead receiver's claim from outside the receive path: for a sender that
+    /// found the ring full, or a receiver that found no message, while `head != free`
+    /// (some receiver holds a claim). Takes the receive lock only if it is free or its
+    /// holder is dead (a live holder releases its claim itself). Returns whether it
+    /// released anything. Without this, the claim of the *last* message by a receiver
+    /// that died would never be repaired: receivers take the lock only for a message.
+    #[cold]
+    pub(crate) fn repair_dead_claim(&self) -> Result<bool, Fail> {
+        let h = &self.header;
+        // Relaxed: a snapshot that only decides whether to look; the check under the
+        // lock decides.
+        let head = pos(h.head.head.load(Ordering::Relaxed));
+        if head == pos(h.free.free.load(Ordering::Relaxed)) {
+            return Ok(false);
+        }
+        let Some((guard, died)) = lock_if_free_or_dead(&h.recv.lock) else {
+            return Ok(false);
+        };
+        let repaired = self.recv_locked(died);
+        drop(guard);
+        repaired
     }
 
     #[cold]
@@ -208,6 +274,11 @@ impl Channel {
                     return Err(Fail::Disconnected);
                 }
                 continue;
+            }
+            if sleep.started() {
+                // Waited once already and still no message: a receiver that died holding
+                // a claim of the last message would keep its space forever.
+                self.repair_dead_claim()?;
             }
             wait_on(&h.wake.recv_wake, wait, &mut sleep, || {
                 self.has_message() || self.is_closed()
@@ -446,8 +517,8 @@ impl Channel {
     /// spin; [`TryRecvError::Corrupt`] as for [`recv`](Self::recv) (messages received
     /// before the corruption was found stay received). Never `Empty`.
     ///
-    /// If `f` panics, the message it was given counts in [`lost`](Self::lost) (the next
-    /// receiver repairs it as a receiver killed after its claim).
+    /// If `f` panics, the message it was given counts as received (as for
+    /// [`recv_with`](Self::recv_with)) and the batch ends.
     ///
     /// # Examples
     ///
@@ -478,6 +549,12 @@ impl Channel {
         }
         let h = &self.header;
         let guard = self.lock_recv(Wait::No).map_err(Fail::try_recv)?;
+        // Unlocks, and wakes senders if anything was released, on return or unwind.
+        let mut batch = DrainBatch {
+            ch: self,
+            guard: Some(guard),
+            released: false,
+        };
         let mut n = 0;
         let mut result = Ok(());
         while n < max {
@@ -494,16 +571,19 @@ impl Channel {
                 .head
                 .store(advance(head, found.end), Ordering::Release);
             failpoint::hit(Point::ChannelRecvClaimed);
+            // Releases the message (`free = end`) when `f` returns or unwinds: per
+            // message, so that a receiver killed mid-drain loses only the message it had
+            // claimed, and a panic in `f` leaves no claim behind.
+            let release = Release {
+                ch: self,
+                end: found.end,
+            };
+            batch.released = true;
             self.with_message(found.at as usize, found.len as usize, &mut f);
-            // Release: as in `Claim::drop` (per message, so that a receiver killed
-            // mid-drain loses only the message it had claimed).
-            h.free.free.store(u64::from(found.end), Ordering::Release);
+            drop(release);
             n += 1;
         }
-        drop(guard);
-        if n > 0 {
-            wake(&h.wake.send_wake);
-        }
+        drop(batch);
         result.map(|()| n).map_err(Fail::try_recv)
     }
 }

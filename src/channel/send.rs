@@ -295,6 +295,14 @@ impl Channel {
                 Room::Full => {}
             }
             drop(guard);
+            // Full. If a receiver died holding a claim (`head != free` with the receive
+            // lock free or held by a dead thread), nobody else may ever release its space
+            // (receivers take the lock only for a message): release it and look again.
+            // Not on a blocking send's first look: a live receiver's claim is the usual
+            // reason, and it ends by itself within the spin.
+            if (matches!(wait, Wait::No) || sleep.started()) && self.repair_dead_claim()? {
+                continue;
+            }
             wait_on(&h.wake.send_wake, wait, &mut sleep, || {
                 if self.is_closed() {
                     return true;
