@@ -493,10 +493,20 @@ fn slots_commit_abort_and_drop() {
     let mut slot = ch.reserve(4).unwrap();
     let err = slot.write_all(b"too long").unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::WriteZero);
-    slot.as_mut_slice().copy_from_slice(b"abcd");
+    slot.write_at(0, b"abcd");
     slot.commit().unwrap();
     ch.recv(&mut out).unwrap();
     assert_eq!(out, b"abcd");
+
+    // Unaligned writes at every offset merge into the words around them.
+    let mut slot = ch.reserve(19).unwrap();
+    for (i, b) in b"0123456789abcdefghi".iter().enumerate().rev() {
+        slot.write_at(i, &[*b]);
+    }
+    slot.write_at(5, b"XYZ");
+    slot.commit().unwrap();
+    ch.recv(&mut out).unwrap();
+    assert_eq!(out, b"01234XYZ89abcdefghi");
 
     // Abort and drop send nothing and leave the ring as it was.
     let used = ch.bytes_used();
@@ -660,6 +670,62 @@ fn a_panicking_drain_closure_releases_its_message() {
     assert_eq!(ch.try_recv(&mut out), Ok(56));
 }
 
+/// The closure forms get a process-local copy, never a view of the ring: a peer that
+/// breaks the protocol (here: `free` moved up to `tail`, so that a sender overwrites a
+/// claimed message) changes nothing under a running closure. Messages longer than the
+/// stack buffer take the per-thread one.
+#[test]
+fn closures_get_a_copy_that_a_peer_cannot_change() {
+    watchdog(Duration::from_secs(60));
+    for len in [24usize, 300] {
+        let cap = 4 * (len + 8).next_power_of_two();
+        let ch = Channel::new(ChannelOptions::new(cap).max_message(len)).unwrap();
+        let fill = cap / (8 + len.div_ceil(8) * 8);
+        for _ in 0..fill {
+            ch.send(&vec![0xAA; len]).unwrap();
+        }
+        let inside = std::sync::Barrier::new(2);
+        let written = std::sync::Barrier::new(2);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                inside.wait();
+                let (w64, _) = ch.hostile_words();
+                let tail = w64[3].load(Ordering::SeqCst);
+                w64[8].store(tail & 0xFFFF_FFFF, Ordering::SeqCst);
+                // Overwrites the message the closure below is given (or is Busy/Full).
+                let _ = ch.try_send(&vec![0xCC; len]);
+                written.wait();
+            });
+            let (before, after) = ch
+                .recv_with(|m| {
+                    let before = m.to_vec();
+                    inside.wait();
+                    written.wait();
+                    (before, m.to_vec())
+                })
+                .unwrap();
+            assert_eq!(before, vec![0xAA; len]);
+            assert_eq!(after, before, "the closure's bytes changed under it");
+        });
+    }
+}
+
+/// The message is released before a `recv_with` closure runs: the closure may send on
+/// the same channel even when it is full.
+#[test]
+fn a_recv_with_closure_may_send_on_its_own_full_channel() {
+    watchdog(Duration::from_secs(60));
+    let ch = channel(64);
+    ch.send(&[1; 16]).unwrap();
+    ch.send(&[2; 16]).unwrap();
+    assert_eq!(ch.try_send(&[3; 16]), Err(TrySendError::Full));
+    let r = ch.recv_with(|m| {
+        assert_eq!(m, [1; 16]);
+        ch.send_timeout(&[3; 16], Duration::from_secs(10))
+    });
+    assert_eq!(r, Ok(Ok(())));
+}
+
 #[test]
 fn corrupt_state_is_reported_not_trusted() {
     let mut out = Vec::new();
@@ -809,8 +875,9 @@ fn region_channels_are_created_once_and_opened_by_name() {
 
 #[test]
 fn a_held_receive_side_makes_try_calls_busy_and_leaves_senders_free() {
-    // A try call on a channel whose receive side another thread holds (a long closure)
-    // returns Busy, not a wait.
+    // A try call on a channel whose receive side another thread holds (a long `drain`
+    // closure) returns Busy, not a wait.
+    watchdog(Duration::from_secs(60));
     let ch = channel(1024);
     ch.send(b"a").unwrap();
     ch.send(b"b").unwrap();
@@ -818,13 +885,15 @@ fn a_held_receive_side_makes_try_calls_busy_and_leaves_senders_free() {
     let release = AtomicBool::new(false);
     std::thread::scope(|s| {
         s.spawn(|| {
-            ch.recv_with(|_| {
-                inside.store(true, Ordering::Release);
-                while !release.load(Ordering::Acquire) {
-                    std::thread::yield_now();
-                }
-            })
-            .unwrap();
+            let n = ch
+                .drain(1, |_| {
+                    inside.store(true, Ordering::Release);
+                    while !release.load(Ordering::Acquire) {
+                        std::thread::yield_now();
+                    }
+                })
+                .unwrap();
+            assert_eq!(n, 1);
         });
         while !inside.load(Ordering::Acquire) {
             std::thread::yield_now();

@@ -6,6 +6,7 @@ use core::ptr;
 #[cfg(not(loom))]
 use core::ptr::NonNull;
 
+
 use super::options::{ChannelOptions, RECORD_HEADER, largest_message};
 use crate::lock::RawMutex;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
@@ -385,70 +386,79 @@ impl Channel {
         }
     }
 
-    /// The ring's first byte (8-aligned), for copies of ring bytes the caller owns.
-    #[cfg(not(loom))]
+    /// Copies `src` into the ring at byte offset `off`, with relaxed atomic word loads
+    /// and stores (a word only partly covered is read, merged and stored back). No
+    /// reference to ring bytes is ever made: a peer that writes them meanwhile (against
+    /// the protocol) only garbles the message. A range past the ring's end (a caller's
+    /// mistake) writes nothing there.
+    ///
+    /// The caller owns the bytes (they lie between `tail` and `free + cap` and it holds
+    /// the send lock); the Release store of `tail` publishes them.
     #[inline]
-    pub(crate) fn ring_base(&self) -> *mut u8 {
-        // A pointer derived from `&[AtomicU64]` may be written through: the bytes are
-        // inside `UnsafeCell`s.
-        self.ring.as_ptr().cast::<u8>().cast_mut()
+    pub(crate) fn write_bytes(&self, off: usize, mut src: &[u8]) {
+        let mut i = off / 8;
+        let skip = off % 8;
+        if skip != 0 && !src.is_empty() {
+            let n = (8 - skip).min(src.len());
+            let Some(w) = self.ring.get(i) else { return };
+            // Relaxed: this thread owns the word (above); `tail`'s Release store
+            // publishes it.
+            let mut b = w.load(Ordering::Relaxed).to_ne_bytes();
+            b[skip..skip + n].copy_from_slice(&src[..n]);
+            // Relaxed: as above.
+            w.store(u64::from_ne_bytes(b), Ordering::Relaxed);
+            src = &src[n..];
+            i += 1;
+        }
+        let words = src.len() / 8;
+        let Some(ring) = self.ring.get(i..i.saturating_add(words)) else {
+            return;
+        };
+        let mut chunks = src.chunks_exact(8);
+        for (w, c) in ring.iter().zip(&mut chunks) {
+            let mut b = [0; 8];
+            b.copy_from_slice(c);
+            // Relaxed: as above.
+            w.store(u64::from_ne_bytes(b), Ordering::Relaxed);
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let Some(w) = self.ring.get(i + words) else { return };
+            // Relaxed: as above.
+            let mut b = w.load(Ordering::Relaxed).to_ne_bytes();
+            b[..rest.len()].copy_from_slice(rest);
+            // Relaxed: as above.
+            w.store(u64::from_ne_bytes(b), Ordering::Relaxed);
+        }
     }
 
-    /// Copies `src` into the ring at byte offset `off`.
+    /// Copies ring bytes at `off` (a multiple of 8: a payload) into `dst`, with relaxed
+    /// atomic word loads. No reference to ring bytes is ever made: bytes a peer writes
+    /// meanwhile (against the protocol) only come out garbled. A range past the ring's
+    /// end (a caller's mistake) leaves the rest of `dst` as it was.
     ///
-    /// # Safety
-    ///
-    /// `off + src.len() <= cap`, and the calling thread owns the bytes: they lie between
-    /// `tail` and `free + cap` and the caller holds the send lock (the protocol lets
-    /// nobody else read or write them until the caller publishes `tail`).
+    /// The caller owns the bytes: they belong to a message it has claimed (`free <= off`,
+    /// before `head`) while it holds the receive lock.
     #[inline]
-    pub(crate) unsafe fn write_bytes(&self, off: usize, src: &[u8]) {
-        #[cfg(not(loom))]
-        // SAFETY: `copy_nonoverlapping` needs (1) `src` readable for `len` bytes: it is
-        // a slice; (2) the destination writable for `len` bytes: `[off, off + len)` is
-        // inside the ring (the caller's first item) and the pointer comes from the
-        // ring's `UnsafeCell`s; (3) no overlap: `src` is the caller's memory, not the
-        // ring (a `&[u8]` into the ring cannot exist while the caller owns these bytes);
-        // (4) no data race: the caller owns the bytes (second item).
-        unsafe {
-            ptr::copy_nonoverlapping(src.as_ptr(), self.ring_base().add(off), src.len());
-        }
-        #[cfg(loom)]
-        for (i, b) in src.iter().enumerate() {
-            let at = off + i;
-            let w = &self.ring[at / 8];
-            let shift = (at % 8) * 8;
-            // Relaxed: the caller owns the word (see `# Safety`); the Release store of
-            // `tail` publishes it.
-            let old = w.load(Ordering::Relaxed);
-            let new = old & !(0xFF << shift) | u64::from(*b) << shift;
-            w.store(new, Ordering::Relaxed);
-        }
-    }
-
-    /// Copies ring bytes at `off` into `dst`.
-    ///
-    /// # Safety
-    ///
-    /// `off + dst.len() <= cap`, and the calling thread owns the bytes: they belong to a
-    /// message it has claimed (`free <= off`, the message before `head`) while it holds
-    /// the receive lock; nobody writes them until it stores `free` past them.
-    #[inline]
-    pub(crate) unsafe fn read_bytes(&self, off: usize, dst: &mut [u8]) {
-        #[cfg(not(loom))]
-        // SAFETY: as in `write_bytes`, with source and destination swapped: the ring
-        // bytes are readable and in bounds (first item), `dst` is the caller's own
-        // buffer, and no write races (second item).
-        unsafe {
-            ptr::copy_nonoverlapping(self.ring_base().add(off), dst.as_mut_ptr(), dst.len());
-        }
-        #[cfg(loom)]
-        for (i, b) in dst.iter_mut().enumerate() {
-            let at = off + i;
-            // Relaxed: the Acquire load of `tail` that made the message visible orders
+    pub(crate) fn read_bytes(&self, off: usize, dst: &mut [u8]) {
+        debug_assert!(off.is_multiple_of(8));
+        let i = off / 8;
+        let words = dst.len().div_ceil(8);
+        let Some(ring) = self.ring.get(i..i.saturating_add(words)) else {
+            return;
+        };
+        let mut chunks = dst.chunks_exact_mut(8);
+        let mut ws = ring.iter();
+        for (c, w) in (&mut chunks).zip(&mut ws) {
+            // Relaxed: the Acquire load of `tail` that made the message visible ordered
             // the sender's stores before this.
-            let w = self.ring[at / 8].load(Ordering::Relaxed);
-            *b = (w >> ((at % 8) * 8)) as u8;
+            c.copy_from_slice(&w.load(Ordering::Relaxed).to_ne_bytes());
+        }
+        let rest = chunks.into_remainder();
+        if let Some(w) = ws.next() {
+            // Relaxed: as above.
+            let b = w.load(Ordering::Relaxed).to_ne_bytes();
+            rest.copy_from_slice(&b[..rest.len()]);
         }
     }
 

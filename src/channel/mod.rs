@@ -1,7 +1,8 @@
 //! [`Channel`]: a bounded multi-producer multi-consumer channel of variable-length byte
 //! messages, in shared memory (a region) or on the heap — Python's
-//! `multiprocessing.Queue` at shared-memory speed, with a zero-copy send
-//! ([`Channel::reserve`]) and an in-place receive ([`Channel::recv_with`]).
+//! `multiprocessing.Queue` at shared-memory speed, with a send written straight into
+//! the ring ([`Channel::reserve`]) and a receive without allocation
+//! ([`Channel::recv_with`]).
 //!
 //! # Examples
 //!
@@ -96,7 +97,8 @@
 //! receive lock (repairing a dead receiver's claim, below); read `tail_cache`, refreshing
 //! it from `tail` (Acquire) only when caught up; validate the record at `head`; *claim*
 //! it: store `head` past it (Release) — from here the message is this receiver's; copy it
-//! out or run the caller's closure on it in place; then *release* it: store `free = head`
+//! out (the closure forms: into a process-local buffer, and run the closure after the
+//! release); then *release* it: store `free = head`
 //! (Release, pairing with the senders' Acquire load: the reads happen before a sender
 //! overwrites the bytes); unlock; wake senders if one sleeps.
 //!
@@ -159,10 +161,12 @@
 //! `Corrupt` (no panic, no out-of-bounds access, no endless loop); the channel is not
 //! reset, and every later operation that meets the same bytes reports `Corrupt` too.
 //! Waits stay bounded by their deadlines whatever a peer writes into the wake words.
-//! The zero-copy paths hand out `&mut [u8]` / `&[u8]` over ring bytes that the protocol
-//! gives the caller exclusively; a process that ignores the protocol and writes them
-//! anyway corrupts only message contents, which the receiver must then treat as
-//! untrusted bytes (as it must any message).
+//! No reference (`&[u8]` / `&mut [u8]`) is ever made over ring bytes: payloads are
+//! copied in and out with relaxed atomic word loads and stores, and the closure forms
+//! (`recv_with`, `drain`, `recv_value`) get a process-local copy. A process that ignores
+//! the protocol and writes a message's bytes while another copies them garbles only that
+//! message's contents, which the receiver must treat as untrusted bytes (as it must any
+//! message); it cannot change bytes under a running closure.
 //!
 //! # Serde
 //!

@@ -1,5 +1,5 @@
-//! The receive side: [`Channel::recv`] and its forms (into a buffer, in place through a
-//! closure, `try_`, timed), and [`Channel::drain`].
+//! The receive side: [`Channel::recv`] and its forms (into a buffer, through a closure
+//! on a local copy, `try_`, timed), and [`Channel::drain`].
 
 use core::time::Duration;
 use std::time::Instant;
@@ -66,6 +66,82 @@ impl Drop for Claim<'_> {
         drop(self.guard.take());
         failpoint::hit(Point::ChannelRecvUnwoken);
         wake(&h.wake.send_wake);
+    }
+}
+
+/// Messages up to this long are copied to the stack for the closure forms.
+const SMALL: usize = 256;
+
+#[cfg(not(loom))]
+std::thread_local! {
+    /// This thread's buffer for longer messages, reused across calls.
+    static BUFFER: core::cell::Cell<Vec<u8>> = const { core::cell::Cell::new(Vec::new()) };
+}
+
+/// A process-local copy of one message, for the closure forms (`recv_with`, `drain`,
+/// `recv_value`): no reference to ring bytes is ever handed out. Short messages go to a
+/// stack buffer; longer ones to this thread's reused buffer (taken for the copy's life,
+/// so that a nested call gets its own).
+pub(crate) struct Scratch {
+    small: [u8; SMALL],
+    big: Vec<u8>,
+    len: usize,
+}
+
+impl Scratch {
+    #[inline]
+    pub(crate) fn new() -> Self {
+        Scratch {
+            small: [0; SMALL],
+            big: Vec::new(),
+            len: 0,
+        }
+    }
+
+    /// Copies the claimed message at `at` (`len` bytes) in (the caller owns the bytes).
+    #[inline]
+    pub(crate) fn fill(&mut self, ch: &Channel, at: usize, len: usize) {
+        self.len = len;
+        if len <= SMALL {
+            ch.read_bytes(at, &mut self.small[..len]);
+            return;
+        }
+        #[cfg(not(loom))]
+        if self.big.capacity() == 0 {
+            self.big = BUFFER.try_with(core::cell::Cell::take).unwrap_or_default();
+        }
+        self.big.clear();
+        self.big.resize(len, 0);
+        ch.read_bytes(at, &mut self.big);
+    }
+
+    /// The copy.
+    #[inline]
+    pub(crate) fn bytes(&self) -> &[u8] {
+        if self.len <= SMALL {
+            &self.small[..self.len]
+        } else {
+            &self.big[..self.len]
+        }
+    }
+}
+
+impl Drop for Scratch {
+    #[inline]
+    fn drop(&mut self) {
+        #[cfg(not(loom))]
+        if self.big.capacity() > 0 {
+            let mine = core::mem::take(&mut self.big);
+            // Keep the larger of ours and one a nested call may have put back meanwhile.
+            let _ = BUFFER.try_with(|b| {
+                let other = b.take();
+                b.set(if other.capacity() > mine.capacity() {
+                    other
+                } else {
+                    mine
+                });
+            });
+        }
     }
 }
 
@@ -291,10 +367,9 @@ impl Channel {
     fn copy_out(&self, at: usize, len: usize, out: &mut Vec<u8>) {
         out.clear();
         out.resize(len, 0);
-        // SAFETY: `at + len <= cap` (`parse` checked the record lies in the ring), and
-        // this thread owns the bytes: the message is claimed (`free <= at < head`) and
-        // the receive lock is held (`recv_inner`'s contract for `take`).
-        unsafe { self.read_bytes(at, out) };
+        // `at + len <= cap` (`parse` checked the record lies in the ring), and this thread
+        // owns the bytes: the message is claimed and the receive lock held.
+        self.read_bytes(at, out);
     }
 
     /// Receives the next message into `out` (cleared first), waiting while the channel is
@@ -405,42 +480,30 @@ impl Channel {
     pub fn recv_into(&self, buf: &mut [u8]) -> Result<usize, RecvIntoError> {
         let limit = buf.len();
         self.recv_inner(Wait::Forever, Some(limit), |ch, at, len| {
-            // SAFETY: as in `copy_out`; `len <= limit = buf.len()` (`recv_inner` checked).
-            unsafe { ch.read_bytes(at, &mut buf[..len]) };
+            // As in `copy_out`; `len <= limit = buf.len()` (`recv_inner` checked).
+            ch.read_bytes(at, &mut buf[..len]);
             len
         })
         .map_err(Fail::recv_into)
     }
 
-    /// Runs `f` on the claimed message at `at` in place (a copy under loom, whose ring
-    /// is not plain memory).
-    pub(crate) fn with_message<R>(&self, at: usize, len: usize, f: impl FnOnce(&[u8]) -> R) -> R {
-        #[cfg(not(loom))]
-        {
-            // SAFETY: `from_raw_parts` needs (1) a pointer valid for reads of `len`
-            // bytes inside one allocation: `[at, at + len)` lies in the ring (`parse`
-            // checked it); (2) initialised bytes: atomics' bytes always are; (3) no
-            // write for the borrow's life: the message is claimed and the receive lock
-            // held, so no sender writes these bytes until `free` passes them, which
-            // happens after `f` returns (or unwinds), and the slice does not outlive
-            // `f`.
-            let bytes = unsafe { core::slice::from_raw_parts(self.ring_base().add(at), len) };
-            f(bytes)
-        }
-        #[cfg(loom)]
-        {
-            let mut v = Vec::new();
-            self.copy_out(at, len, &mut v);
-            f(&v)
-        }
+    /// Receives one message as `wait` allows into a process-local copy, releases it,
+    /// then runs `f` on the copy.
+    pub(crate) fn recv_copy<R>(&self, wait: Wait, f: impl FnOnce(&[u8]) -> R) -> Result<R, Fail> {
+        let mut copy = Scratch::new();
+        self.recv_inner(wait, None, |ch, at, len| copy.fill(ch, at, len))?;
+        Ok(f(copy.bytes()))
     }
 
-    /// Receives the next message and runs `f` on it in place, in shared memory, without
-    /// copying or allocating; waits while the channel is empty. Returns what `f` returns.
+    /// Receives the next message and runs `f` on it, without allocating; waits while the
+    /// channel is empty. Returns what `f` returns.
     ///
-    /// `f` runs while this receiver holds the receive side: other receivers wait for it
-    /// (keep it short), and it must not receive from this channel itself (that
-    /// deadlocks). If `f` panics, the message counts as received.
+    /// `f` gets a process-local copy of the message (never a view of shared memory,
+    /// which a misbehaving peer could change under it): a buffer on the stack for
+    /// messages up to 256 bytes, else a per-thread buffer reused across calls (allocated,
+    /// or grown, only when a message is longer than any this thread received before). The
+    /// message is released before `f` runs: other receivers and senders are not held up
+    /// by it, and `f` may use the channel. If `f` panics, the message counts as received.
     ///
     /// # Errors
     ///
@@ -458,9 +521,7 @@ impl Channel {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn recv_with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R, RecvError> {
-        self.recv_inner(Wait::Forever, None, |ch, at, len| {
-            ch.with_message(at, len, f)
-        })
+        self.recv_copy(Wait::Forever, f)
         .map_err(Fail::recv)
     }
 
@@ -470,7 +531,7 @@ impl Channel {
     ///
     /// As for [`try_recv`](Self::try_recv).
     pub fn try_recv_with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R, TryRecvError> {
-        self.recv_inner(Wait::No, None, |ch, at, len| ch.with_message(at, len, f))
+        self.recv_copy(Wait::No, f)
             .map_err(Fail::try_recv)
     }
 
@@ -484,9 +545,7 @@ impl Channel {
         timeout: Duration,
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<R, RecvTimeoutError> {
-        self.recv_inner(Wait::timeout(timeout), None, |ch, at, len| {
-            ch.with_message(at, len, f)
-        })
+        self.recv_copy(Wait::timeout(timeout), f)
         .map_err(Fail::recv_timeout)
     }
 
@@ -500,15 +559,16 @@ impl Channel {
         deadline: Instant,
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<R, RecvTimeoutError> {
-        self.recv_inner(Wait::Until(deadline), None, |ch, at, len| {
-            ch.with_message(at, len, f)
-        })
+        self.recv_copy(Wait::Until(deadline), f)
         .map_err(Fail::recv_timeout)
     }
 
-    /// Receives up to `max` waiting messages without waiting for more, running `f` on
-    /// each in place (as [`recv_with`](Self::recv_with)), under one acquisition of the
-    /// receive side. Returns how many it received: 0 if the channel is empty.
+    /// Receives up to `max` waiting messages without waiting for more, running `f` on a
+    /// process-local copy of each (as [`recv_with`](Self::recv_with)), under one
+    /// acquisition of the receive side. `f` runs while this receiver holds the receive
+    /// side (each message already released): other receivers wait for the batch, and `f`
+    /// must not wait for room on this channel (only receivers make room: a deadlock once
+    /// the ring is full). Returns how many it received: 0 if the channel is empty.
     ///
     /// # Errors
     ///
@@ -555,6 +615,7 @@ impl Channel {
             guard: Some(guard),
             released: false,
         };
+        let mut copy = Scratch::new();
         let mut n = 0;
         let mut result = Ok(());
         while n < max {
@@ -571,17 +632,19 @@ impl Channel {
                 .head
                 .store(advance(head, found.end), Ordering::Release);
             failpoint::hit(Point::ChannelRecvClaimed);
-            // Releases the message (`free = end`) when `f` returns or unwinds: per
-            // message, so that a receiver killed mid-drain loses only the message it had
-            // claimed, and a panic in `f` leaves no claim behind.
+            // Releases the message (`free = end`) once copied, or if the copy unwinds:
+            // per message, so that a receiver killed mid-drain loses only the message it
+            // had claimed.
             let release = Release {
                 ch: self,
                 end: found.end,
             };
             batch.released = true;
-            self.with_message(found.at as usize, found.len as usize, &mut f);
+            copy.fill(self, found.at as usize, found.len as usize);
             drop(release);
             n += 1;
+            // On the copy, with the message released: a panic in `f` leaves no claim.
+            f(copy.bytes());
         }
         drop(batch);
         result.map(|()| n).map_err(Fail::try_recv)

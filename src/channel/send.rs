@@ -140,25 +140,11 @@ impl<'a> SendSlot<'a> {
             self.len
         );
         let at = self.plan.rec_at as usize + 8 + offset;
-        // SAFETY: `at + data.len() <= rec_at + 8 + len <= cap` (`plan` placed the record
-        // inside the ring), and the bytes lie between `tail` and `free + cap` while this
-        // slot holds the send lock: this thread owns them.
-        unsafe { self.ch.write_bytes(at, data) };
-    }
-
-    /// The slot's bytes, to write in place (a serializer's output buffer).
-    #[cfg(not(loom))]
-    pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        let at = self.plan.rec_at as usize + 8;
-        // SAFETY: `from_raw_parts_mut` needs (1) a pointer valid for reads and writes of
-        // `len` bytes, aligned for `u8`, inside one allocation: `[at, at + len)` is
-        // inside the ring (as in `write_at`), and the pointer comes from the ring's
-        // `UnsafeCell`s; (2) initialised bytes: the ring's bytes are atomics' bytes,
-        // always initialised; (3) no other access for the borrow's life: this thread owns
-        // the bytes (send lock held, between `tail` and `free + cap`: no receiver reads
-        // and no sender writes them), and the borrow of `self` keeps `write_at` and the
-        // commit from running meanwhile.
-        unsafe { core::slice::from_raw_parts_mut(self.ch.ring_base().add(at), self.len) }
+        // `at + data.len() <= rec_at + 8 + len <= cap` (`plan` placed the record inside
+        // the ring), and the bytes lie between `tail` and `free + cap` while this slot
+        // holds the send lock: this thread owns them. Relaxed atomic stores: no
+        // reference to ring bytes is made.
+        self.ch.write_bytes(at, data);
     }
 
     /// Publishes the whole slot as one message.

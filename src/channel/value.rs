@@ -1,15 +1,18 @@
 //! The `serde` feature: [`Channel::send_value`] and [`Channel::recv_value`] and their
-//! forms, any `serde` type encoded with `postcard` in place in the ring.
+//! forms, any `serde` type encoded with `postcard` straight into the ring.
 //!
 //! Why postcard: a compact encoding (varints, no field names), a documented wire format
 //! that is stable since 1.0, no_std-grade (it serializes into a caller's slice without
-//! allocating, so a value goes straight into the reserved slot) and well kept.
+//! allocating, and into any output, so a value goes straight into the reserved slot) and
+//! well kept.
 //!
 //! A send sizes the value first (postcard's `Size` flavor, a pass that writes
 //! nothing), reserves exactly that, and serializes into the slot; a value larger than the
-//! channel's largest message is refused with `TooLarge`. A receive deserializes in place
-//! from the ring (`recv_with`); a message that does not decode as `T` is consumed and
-//! reported as [`RecvValueError::Deserialize`].
+//! channel's largest message is refused with `TooLarge`; the encoder writes into the slot
+//! through its atomic stores (staged 64 bytes at a time), never through a reference to
+//! ring bytes. A receive decodes from a process-local copy (as `recv_with`); a message
+//! that does not decode as `T` is consumed and reported as
+//! [`RecvValueError::Deserialize`].
 
 use core::time::Duration;
 
@@ -18,6 +21,7 @@ use serde::de::DeserializeOwned;
 
 use super::engine::{Fail, Wait};
 use super::layout::Channel;
+use super::send::SendSlot;
 
 /// Sending a value failed. The blocking [`send_value`](Channel::send_value) returns only
 /// `Disconnected`, `TooLarge`, `Corrupt` and `Serialize`; `try_` adds `Full` and `Busy`,
@@ -116,6 +120,66 @@ impl From<Fail> for RecvValueError {
     }
 }
 
+/// Bytes a [`SlotWriter`] gathers before it stores them into the slot.
+const STAGE: usize = 64;
+
+/// A postcard output that writes into a [`SendSlot`] through its atomic stores
+/// ([`SendSlot::write_at`]; no reference to ring bytes), gathering bytes in a small local
+/// buffer first (postcard pushes many single bytes). Its output is the encoded length.
+struct SlotWriter<'s, 'a> {
+    slot: &'s mut SendSlot<'a>,
+    /// Where the buffered bytes go in the slot.
+    at: usize,
+    buf: [u8; STAGE],
+    n: usize,
+}
+
+impl SlotWriter<'_, '_> {
+    fn flush(&mut self) -> postcard::Result<()> {
+        if self.at + self.n > self.slot.len() {
+            return Err(postcard::Error::SerializeBufferFull);
+        }
+        self.slot.write_at(self.at, &self.buf[..self.n]);
+        self.at += self.n;
+        self.n = 0;
+        Ok(())
+    }
+}
+
+impl postcard::ser_flavors::Flavor for SlotWriter<'_, '_> {
+    type Output = usize;
+
+    #[inline]
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        if self.n == STAGE {
+            self.flush()?;
+        }
+        self.buf[self.n] = data;
+        self.n += 1;
+        Ok(())
+    }
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        if data.len() <= STAGE - self.n {
+            self.buf[self.n..self.n + data.len()].copy_from_slice(data);
+            self.n += data.len();
+            return Ok(());
+        }
+        self.flush()?;
+        if self.at + data.len() > self.slot.len() {
+            return Err(postcard::Error::SerializeBufferFull);
+        }
+        self.slot.write_at(self.at, data);
+        self.at += data.len();
+        Ok(())
+    }
+
+    fn finalize(mut self) -> postcard::Result<usize> {
+        self.flush()?;
+        Ok(self.at)
+    }
+}
+
 impl Channel {
     fn send_value_inner<T: Serialize + ?Sized>(
         &self,
@@ -128,18 +192,23 @@ impl Channel {
         )
         .map_err(SendValueError::Serialize)?;
         let mut slot = self.reserve_inner(len, wait)?;
-        let used = postcard::to_slice(value, slot.as_mut_slice())
-            .map_err(SendValueError::Serialize)?
-            .len();
+        let used = postcard::serialize_with_flavor(
+            value,
+            SlotWriter {
+                slot: &mut slot,
+                at: 0,
+                buf: [0; STAGE],
+                n: 0,
+            },
+        )
+        .map_err(SendValueError::Serialize)?;
         slot.commit_len(used)
             .map_err(|_| SendValueError::Disconnected)
     }
 
     fn recv_value_inner<T: DeserializeOwned>(&self, wait: Wait) -> Result<T, RecvValueError> {
-        self.recv_inner(wait, None, |ch, at, len| {
-            ch.with_message(at, len, |m| postcard::from_bytes::<T>(m))
-        })?
-        .map_err(RecvValueError::Deserialize)
+        self.recv_copy(wait, |m| postcard::from_bytes::<T>(m))?
+            .map_err(RecvValueError::Deserialize)
     }
 
     /// Sends `value`, encoded with postcard straight into the ring; waits while the ring
@@ -189,7 +258,7 @@ impl Channel {
         self.send_value_inner(value, Wait::timeout(timeout))
     }
 
-    /// Receives the next message and decodes it as a `T` in place; waits while the
+    /// Receives the next message and decodes it as a `T` (from a process-local copy); waits while the
     /// channel is empty.
     ///
     /// # Errors
