@@ -726,6 +726,30 @@ fn a_recv_with_closure_may_send_on_its_own_full_channel() {
     assert_eq!(r, Ok(Ok(())));
 }
 
+/// A slot inherited by a forked child is its parent's: the child's commit is refused
+/// (it would move the shared `tail`), and the parent's commit is the one received.
+#[test]
+#[cfg_attr(miri, ignore = "fork")]
+fn a_slot_inherited_by_a_forked_child_is_not_committed_there() {
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = region.channel("ch", ChannelOptions::new(1024)).unwrap();
+    let mut slot = ch.reserve(6).unwrap();
+    slot.write_at(0, b"parent");
+    let slot = std::cell::RefCell::new(Some(slot));
+    let pids = common::fork_children(1, |_| {
+        let s = slot.borrow_mut().take().unwrap();
+        assert_eq!(s.commit(), Err(SendError::Disconnected));
+    });
+    common::wait_all(&pids, Duration::from_secs(30));
+    assert!(ch.is_empty());
+    slot.into_inner().unwrap().commit().unwrap();
+    let mut out = Vec::new();
+    assert_eq!(ch.try_recv(&mut out), Ok(6));
+    assert_eq!(out, b"parent");
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Empty));
+}
+
 #[test]
 fn corrupt_state_is_reported_not_trusted() {
     let mut out = Vec::new();

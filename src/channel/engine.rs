@@ -70,6 +70,15 @@ pub(crate) struct SideGuard<'a> {
     lock: &'a RawMutex,
 }
 
+impl SideGuard<'_> {
+    /// Whether the calling thread holds the lock: false in a child forked while its
+    /// parent held it (the lock names the parent's thread).
+    #[inline]
+    pub(crate) fn is_held_here(&self) -> bool {
+        self.lock.is_owned_by_current_thread()
+    }
+}
+
 impl Drop for SideGuard<'_> {
     #[inline]
     fn drop(&mut self) {

@@ -55,7 +55,10 @@ impl Fail {
 /// then nothing of it is visible to receivers; a process killed while it holds a slot
 /// leaves nothing for them to skip (module docs, "Crash windows").
 ///
-/// A slot is not `Send`: commit or abort it on the thread that reserved it.
+/// A slot is not `Send`: commit or abort it on the thread that reserved it. A child
+/// forked while a thread holds a slot inherits a copy that is not its own: its commit
+/// returns [`SendError::Disconnected`] (its writes land in the parent's slot, which the
+/// parent overwrites or aborts).
 ///
 /// ```compile_fail
 /// fn send<T: Send>(_: T) {}
@@ -151,8 +154,9 @@ impl<'a> SendSlot<'a> {
     ///
     /// # Errors
     ///
-    /// [`SendError::Disconnected`] if the channel was closed since the reservation: the
-    /// message is not sent.
+    /// [`SendError::Disconnected`] if the channel was closed since the reservation, or if
+    /// the slot is not this thread's (a child forked while its parent held the slot
+    /// inherits a copy that is its parent's): the message is not sent.
     pub fn commit(self) -> Result<(), SendError> {
         let n = self.len;
         self.commit_len(n)
@@ -175,6 +179,12 @@ impl<'a> SendSlot<'a> {
             self.len
         );
         let ch = self.ch;
+        if !self.guard.as_ref().is_some_and(SideGuard::is_held_here) {
+            // A slot inherited by a forked child: the send lock is its parent's thread's,
+            // and so is the slot (the parent may commit it). Publishing here could move
+            // `tail` back over the parent's message.
+            return Err(SendError::Disconnected);
+        }
         if ch.is_closed() {
             return Err(SendError::Disconnected);
         }
