@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use common::{fork_children, wait_all, wait_until_asleep_in_futex, watchdog};
 use locks_support::{kill, reap};
 use shmstate::failpoint::{Point, arm};
-use shmstate::{Channel, ChannelOptions, Region, SendTimeoutError, TryRecvError, TrySendError};
+use shmstate::{
+    Channel, ChannelOptions, Region, SendError, SendTimeoutError, TryRecvError, TrySendError,
+};
 
 /// How long a repair may take at most here: the table promises a probe slice or so
 /// (about a millisecond); the margin is for a loaded machine.
@@ -197,6 +199,28 @@ fn receiver_killed_claiming_the_last_message_is_repaired_by_a_full_sender() {
         .expect("a full sender repairs the dead receiver's claim");
     assert_eq!(ch.lost(), 1);
     assert_eq!(recv_now(ch), [2; 56]);
+}
+
+/// Send: stopped with its record written, `tail` not stored, while the channel is
+/// closed and a receiver is told `Disconnected`. Continued, the commit is refused: a send
+/// acknowledged `Ok` is never behind a `Disconnected`.
+#[test]
+fn a_commit_racing_close_is_refused_once_a_receiver_saw_disconnected() {
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = shared_channel(&region);
+    let pid = child_stopped_at(Point::ChannelSendWritten, || {
+        let r = ch.send(b"late");
+        // SAFETY: `_exit` ends the child with the send's result, skipping the harness.
+        unsafe { libc::_exit(if r == Err(SendError::Disconnected) { 0 } else { 7 }) };
+    });
+    ch.close();
+    let mut out = Vec::new();
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Disconnected));
+    // SAFETY: continues our own stopped child.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    wait_all(&[pid], REPAIR);
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Disconnected));
 }
 
 /// Receive: killed with `free` stored, the receive lock not released. Nothing is lost;

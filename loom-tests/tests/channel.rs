@@ -1,7 +1,8 @@
 //! Model checks of the byte channel: a reservation's commit and abort racing a receiver
 //! (the receiver sees exactly the committed messages, whole and in order), a sender and
 //! a receiver each sleeping for the other (no lost wakeup), `close` racing a blocked
-//! receiver or sender (each wakes and ends; a receiver gets what was sent first), and two
+//! receiver or sender (each wakes and ends; a receiver gets what was sent first), a send
+//! racing `close` (a send acknowledged `Ok` is never behind a `Disconnected`), and two
 //! receivers racing for two messages (one each, never the same one).
 #![cfg(loom)]
 
@@ -117,5 +118,30 @@ fn two_receivers_racing_for_two_messages_get_one_each() {
         assert_eq!(got, [1, 2]);
         assert!(ch.is_empty());
         assert_eq!(ch.bytes_used(), 0);
+    });
+}
+
+/// A send racing `close`: the receiver gets `Disconnected` only if the send was refused;
+/// a send acknowledged `Ok` is always received first.
+#[test]
+fn a_send_acked_ok_is_never_behind_a_disconnected() {
+    loom::model(|| {
+        let ch = small();
+        let tx = ch.clone();
+        let h = thread::spawn(move || tx.send(&[1]));
+        ch.close();
+        let mut out = Vec::new();
+        let r = ch.recv(&mut out);
+        let sent = h.join().unwrap();
+        match sent {
+            Ok(()) => {
+                assert_eq!(r, Ok(1), "a send acknowledged Ok is received");
+                assert_eq!(ch.recv(&mut out), Err(RecvError::Disconnected));
+            }
+            Err(e) => {
+                assert_eq!(e, SendError::Disconnected);
+                assert_eq!(r, Err(RecvError::Disconnected));
+            }
+        }
     });
 }

@@ -6,7 +6,8 @@
 use std::time::Instant;
 
 use super::layout::{
-    Channel, TAG_MESSAGE, TAG_PAD, WAITING, count, cursor, pos, record, record_size,
+    Channel, SENT_MASK, TAG_MESSAGE, TAG_PAD, WAITING, count, cursor, pos, record,
+    record_size,
 };
 use crate::futex;
 use crate::lock::{Acquired, RawMutex};
@@ -372,8 +373,15 @@ pub(crate) const fn message_header(len: u32) -> u64 {
 /// The header word of a padding record.
 pub(crate) const PAD_HEADER: u64 = record(TAG_PAD, 0);
 
-/// The next cursor word after `w`: position `p`, count one more.
+/// The next `head` word after `w`: position `p`, count one more.
 #[inline]
 pub(crate) const fn advance(w: u64, p: u32) -> u64 {
     cursor(count(w).wrapping_add(1), p)
+}
+
+/// The next `tail` word after `w` (whose `CLOSED` bit is clear): position `p`, count one
+/// more (31 bits, so that the count never sets `CLOSED`).
+#[inline]
+pub(crate) const fn advance_tail(w: u64, p: u32) -> u64 {
+    cursor(count(w).wrapping_add(1) & SENT_MASK, p)
 }

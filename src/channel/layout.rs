@@ -21,6 +21,13 @@ pub(crate) const TAG_MESSAGE: u32 = 0x4D53_4721;
 /// it starts at offset 0.
 pub(crate) const TAG_PAD: u32 = 0x5041_4421;
 
+/// The closed bit of the `tail` word (its top bit: the message count is 31 bits). Set by
+/// `close`, once; a commit publishes only while it is clear.
+pub(crate) const CLOSED: u64 = 1 << 63;
+
+/// The message count of a `tail` word (31 bits, below [`CLOSED`]).
+pub(crate) const SENT_MASK: u32 = !(1 << 31);
+
 /// The waiting flag of a wake word (see [`WakeLine`]).
 pub(crate) const WAITING: u32 = 1 << 31;
 
@@ -50,7 +57,8 @@ pub(crate) struct ConfigLine {
     /// The ring's size in bytes, as created (operations use the process-local length of
     /// the ring instead; this is for opening and tools).
     pub(crate) capacity: AtomicU64,
-    /// Nonzero once the channel is closed.
+    /// Nonzero once the channel is closed: written by `close` for tools that read the
+    /// header. The channel itself decides from the `CLOSED` bit of `tail`.
     pub(crate) closed: AtomicU64,
     _fill: Fill<5>,
 }
@@ -67,8 +75,9 @@ pub(crate) struct LockLine {
 /// Line 2, the senders' line (written under the send lock).
 #[repr(C, align(64))]
 pub(crate) struct TailLine {
-    /// `sent << 32 | tail`: `tail` is the position (bytes, wrapping at 2^32) up to which
-    /// records are published; `sent` counts published messages (wrapping).
+    /// `CLOSED | sent << 32 | tail`: `tail` is the position (bytes, wrapping at 2^32) up
+    /// to which records are published; `sent` counts published messages (31 bits,
+    /// wrapping); [`CLOSED`] is set by `close`.
     pub(crate) tail: AtomicU64,
     /// The last `free` position a sender read: senders check room against it and read
     /// `free` (another line) only when it says the ring is full.
@@ -393,7 +402,7 @@ impl Channel {
     /// mistake) writes nothing there.
     ///
     /// The caller owns the bytes (they lie between `tail` and `free + cap` and it holds
-    /// the send lock); the Release store of `tail` publishes them.
+    /// the send lock); the Release compare-exchange of `tail` publishes them.
     #[inline]
     pub(crate) fn write_bytes(&self, off: usize, mut src: &[u8]) {
         let mut i = off / 8;

@@ -61,9 +61,9 @@
 //!
 //! | Line | Words | Written by | Read by |
 //! |---|---|---|---|
-//! | 0 config | `shape` = magic "CHN", version 1 (high half), largest message (low half); `capacity`; `closed` | the creator; `closed` by `close` | everyone, each operation (read-mostly: stays in every cache) |
+//! | 0 config | `shape` = magic "CHN", version 1 (high half), largest message (low half); `capacity`; `closed` (for tools: the channel decides from `tail`) | the creator; `closed` by `close` | everyone, each operation (read-mostly: stays in every cache) |
 //! | 1 send lock | the senders' [`RawMutex`](crate::RawMutex) | senders | senders |
-//! | 2 tail | `tail` = messages sent (high half), position (low half); `free_cache` | the send-lock holder | receivers read `tail` when they catch up with their cached copy |
+//! | 2 tail | `tail` = `CLOSED` (bit 63), messages sent (31 bits), position (low half); `free_cache` | the send-lock holder; `CLOSED` by `close` | receivers read `tail` when they catch up with their cached copy |
 //! | 3 receive lock | the receivers' [`RawMutex`](crate::RawMutex) | receivers | receivers |
 //! | 4 head | `head` = messages claimed (high), position (low); `tail_cache`; `lost` | the receive-lock holder | `len`, the repair |
 //! | 5 free | `free` (position) | the receive-lock holder, per message | senders, when their cached copy says the ring is full |
@@ -78,7 +78,7 @@
 //! A record is a header word — kind in the high half (`MESSAGE` or `PAD`), length in the
 //! low half — then the payload, padded to 8 bytes. A record never wraps: a sender whose
 //! record does not fit before the ring's end writes a `PAD` record up to the end and its
-//! record at offset 0, both published by one store of `tail`. The largest message is at
+//! record at offset 0, both published by one compare-exchange of `tail`. The largest message is at
 //! most `capacity / 2 - 8`, so a record takes at most half the ring: if it does not fit
 //! before the end, the offset is past the middle, and an empty ring has room for the
 //! padding and the record (a sender never waits for room that cannot come).
@@ -89,7 +89,8 @@
 //! `tail`, and check room against `free_cache` (refreshing it from `free`, Acquire, only
 //! when that says full); if there is no room, unlock and wait (below). Else write the
 //! payload in place (the slot is the caller's: no receiver reads past `tail`); at commit,
-//! write the record headers and publish them with one Release store of `tail`; unlock;
+//! write the record headers and publish them with one Release compare-exchange of `tail`
+//! from the word read at the reservation (it fails if `close` set `CLOSED` since); unlock;
 //! wake receivers if one sleeps. Nothing is visible before the `tail` store, so an abort
 //! (or a dropped [`SendSlot`]) is just the unlock.
 //!
@@ -109,10 +110,12 @@
 //! set, so neither side makes one while the other is merely busy. `close` sets `closed`
 //! and wakes every sleeper on both words.
 //!
-//! **Closing**: senders check `closed` before they reserve and again at commit; receivers
-//! get `Disconnected` only when `closed` is set and, after seeing it, `tail == head`.
-//! A send that completed before `close` is therefore always received; a commit racing
-//! with `close` is either refused (`Disconnected`) or received.
+//! **Closing**: `close` sets the `CLOSED` bit of `tail` (a read-modify-write), so a
+//! `tail` with the bit is final. Senders check it under the send lock before they
+//! reserve, and their commit's compare-exchange fails if it was set since (the send
+//! returns `Disconnected`); receivers get `Disconnected` from one load of `tail` with the
+//! bit set and its position at `head`. A send acknowledged `Ok` is therefore always
+//! received before any receiver is told `Disconnected`.
 //!
 //! # The loss rule
 //!
@@ -132,14 +135,14 @@
 //! | Step (process killed there) | What it leaves | Who repairs it, how fast |
 //! |---|---|---|
 //! | Send: lock taken, nothing written | the send lock held by a dead thread; the ring unchanged; receivers unaffected | the next sender: blocking and timed ones after their first probe slice (≈ 50 µs–1 ms after the kernel tore the process down), `try_` ones after their spin (≤ 5 ms) |
-//! | Send: payload and headers written, `tail` not stored † | as above; the bytes lie past `tail`, never visible | as above: the next sender writes over them |
+//! | Send: payload and headers written, `tail` not stored † | as above; the bytes lie past `tail`, never visible | as above: the next sender writes over them. Stopped there while the channel is closed, the sender's commit fails when it is continued (†: a receiver may have been told `Disconnected`) |
 //! | Send: `tail` stored, lock not released † | the message published (receivers get it); the send lock held | as the first line; the recovering sender also wakes every receiver |
 //! | Send: unlocked, receivers not woken † | a sleeping receiver not woken | it wakes at the end of its slice (≤ 10 ms) and sees the message |
 //! | Receive: lock taken, nothing changed | the receive lock held by a dead thread; senders unaffected | the next receiver, as the first line |
 //! | Receive: `head` stored (claimed), `free` not † | the message claimed by the dead receiver; its space not released | the next receiver to take the lock for a message; or, if that was the last message, a sender that finds the ring full (`try_` ones at once, blocking and timed ones after their first wait) or a receiver after its first wait: it releases the space and counts the message in `lost()` (at most once: never redelivered), and wakes every sender |
 //! | Receive: `free` stored, lock not released † | nothing lost; the receive lock held | as the first receive line |
 //! | Receive: unlocked, senders not woken † | a sleeping sender not woken | it wakes at the end of its slice (≤ 10 ms) |
-//! | Close: `closed` stored, sleepers not woken † | sleepers not woken | each wakes at the end of its slice (≤ 10 ms) and sees the close |
+//! | Close: `CLOSED` set in `tail`, sleepers not woken † | sleepers not woken | each wakes at the end of its slice (≤ 10 ms) and sees the close |
 //! | Asleep (`WAITING` set) | the flag | the next wake: one needless syscall |
 //!
 //! A process *stopped* (SIGSTOP) inside a send (between reserve and commit, or holding a

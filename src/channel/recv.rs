@@ -9,7 +9,7 @@ use super::engine::{
     wake,
 };
 use super::error::{RecvError, RecvIntoError, RecvTimeoutError, TryRecvError};
-use super::layout::{Channel, pos};
+use super::layout::{CLOSED, Channel, pos};
 use crate::failpoint::{self, Point};
 use crate::sync::Ordering;
 
@@ -67,6 +67,17 @@ impl Drop for Claim<'_> {
         failpoint::hit(Point::ChannelRecvUnwoken);
         wake(&h.wake.send_wake);
     }
+}
+
+/// What [`Channel::peek`] saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Peek {
+    /// A message looks published past `head`.
+    Message,
+    /// None is, and none will be: the channel is closed and empty.
+    Closed,
+    /// None is, yet.
+    Empty,
 }
 
 /// Messages up to this long are copied to the stack for the closure forms.
@@ -254,20 +265,32 @@ impl Channel {
         Ok(())
     }
 
-    /// Whether a message looks published past `head` (snapshots, for waits and the
-    /// lock-free emptiness check).
+    /// Whether a message looks published past `head`, or the channel is closed and
+    /// empty (snapshots, for waits and the lock-free emptiness check).
+    ///
+    /// `Closed` comes from one load of `tail`: its `CLOSED` bit set and its position at
+    /// `head`. A commit publishes only while the bit is clear (a compare-exchange), so a
+    /// `tail` with the bit is final: every send acknowledged `Ok` is before it, and all
+    /// of them are claimed when `head` has reached it.
     #[inline]
-    fn has_message(&self) -> bool {
+    fn peek(&self) -> Peek {
         let h = &self.header;
         // Relaxed: snapshots on the receivers' own line; the check under the lock decides.
         let head = pos(h.head.head.load(Ordering::Relaxed));
         if pos(h.head.tail_cache.load(Ordering::Relaxed)) != head {
             // Messages known to be published already: no read of the senders' line.
-            return true;
+            return Peek::Message;
         }
-        // Acquire: pairs with the senders' Release store of `tail` (for a caller that
-        // then takes the lock, the lock orders anyway).
-        pos(h.tail.tail.load(Ordering::Acquire)) != head
+        // Acquire: pairs with the senders' Release compare-exchange of `tail` (for a
+        // caller that then takes the lock, the lock orders anyway).
+        let t = h.tail.tail.load(Ordering::Acquire);
+        if pos(t) != head {
+            Peek::Message
+        } else if t & CLOSED != 0 {
+            Peek::Closed
+        } else {
+            Peek::Empty
+        }
     }
 
     /// Under the receive lock: the message at `head`, `Ok(None)` if none is published,
@@ -284,7 +307,7 @@ impl Channel {
             used <= self.cap() && pos(head).wrapping_sub(free) <= used
         };
         if tail == pos(head) || !fits(tail) {
-            // Acquire: pairs with the senders' Release store of `tail`.
+            // Acquire: pairs with the senders' Release compare-exchange of `tail`.
             let t = h.tail.tail.load(Ordering::Acquire);
             // Relaxed: read under this lock by the next receiver.
             h.head.tail_cache.store(t, Ordering::Relaxed);
@@ -316,7 +339,8 @@ impl Channel {
         let mut sleep = Sleep::new();
         loop {
             // Empty at a glance: no lock, no write to a shared line.
-            if self.has_message() {
+            let mut look = self.peek();
+            if look == Peek::Message {
                 let guard = self.lock_recv(wait)?;
                 if let Some((head, found)) = self.next_message(max)? {
                     if let Some(l) = limit
@@ -341,15 +365,11 @@ impl Channel {
                     drop(claim);
                     return Ok(r);
                 }
+                drop(guard);
+                look = self.peek();
             }
-            if self.is_closed() {
-                // Closed: whatever was sent before the close is published (a sender's
-                // store of `tail` happens before the close that follows it), so one more
-                // look decides.
-                if !self.has_message() {
-                    return Err(Fail::Disconnected);
-                }
-                continue;
+            if look == Peek::Closed {
+                return Err(Fail::Disconnected);
             }
             if sleep.started() {
                 // Waited once already and still no message: a receiver that died holding
@@ -357,7 +377,7 @@ impl Channel {
                 self.repair_dead_claim()?;
             }
             wait_on(&h.wake.recv_wake, wait, &mut sleep, || {
-                self.has_message() || self.is_closed()
+                self.peek() != Peek::Empty
             })?;
         }
     }
@@ -597,15 +617,11 @@ impl Channel {
     /// ```
     pub fn drain(&self, max: usize, mut f: impl FnMut(&[u8])) -> Result<usize, TryRecvError> {
         let max_len = self.max_message().ok_or(TryRecvError::Corrupt)?;
-        if max == 0 {
-            return Ok(0);
-        }
-        if !self.has_message() {
-            return if self.is_closed() && !self.has_message() {
-                Err(TryRecvError::Disconnected)
-            } else {
-                Ok(0)
-            };
+        match self.peek() {
+            Peek::Closed => return Err(TryRecvError::Disconnected),
+            Peek::Empty => return Ok(0),
+            Peek::Message if max == 0 => return Ok(0),
+            Peek::Message => {}
         }
         let h = &self.header;
         let guard = self.lock_recv(Wait::No).map_err(Fail::try_recv)?;

@@ -7,11 +7,12 @@ use std::io;
 use std::time::Instant;
 
 use super::engine::{
-    Fail, PAD_HEADER, Plan, Room, SideGuard, Sleep, Wait, advance, lock_side, message_header, plan,
+    Fail, PAD_HEADER, Plan, Room, SideGuard, Sleep, Wait, advance_tail, lock_side, message_header,
+    plan,
     wait_on, wake,
 };
 use super::error::{SendError, SendTimeoutError, TrySendError};
-use super::layout::{Channel, pos, record_size};
+use super::layout::{CLOSED, Channel, pos, record_size};
 use crate::failpoint::{self, Point};
 use crate::sync::Ordering;
 
@@ -185,12 +186,9 @@ impl<'a> SendSlot<'a> {
             // `tail` back over the parent's message.
             return Err(SendError::Disconnected);
         }
-        if ch.is_closed() {
-            return Err(SendError::Disconnected);
-        }
         let tail = self.tail;
         let plan = self.plan;
-        // Relaxed: the record headers are published by the Release store of `tail`.
+        // Relaxed: the record headers are published by the Release compare-exchange of `tail`.
         if let Some(p) = plan.pad_at {
             ch.word_at(p).store(PAD_HEADER, Ordering::Relaxed);
         }
@@ -198,10 +196,26 @@ impl<'a> SendSlot<'a> {
             .store(message_header(len as u32), Ordering::Relaxed);
         failpoint::hit(Point::ChannelSendWritten);
         let pad = plan.pad_at.map_or(0, |p| ch.cap() - p);
-        let new = advance(tail, pos(tail).wrapping_add(pad + record_size(len) as u32));
-        // Release: pairs with the receivers' Acquire loads of `tail`: the record (header
-        // and payload) happens before a receiver reads it.
-        ch.header.tail.tail.store(new, Ordering::Release);
+        let new = advance_tail(tail, pos(tail).wrapping_add(pad + record_size(len) as u32));
+        // Publishes only if `tail` is still the word we reserved at: not closed since
+        // (`close` sets `CLOSED` in it), so a receiver never sees `Disconnected` before a
+        // send acknowledged `Ok`. Release: pairs with the receivers' Acquire loads of
+        // `tail`: the record (header and payload) happens before a receiver reads it.
+        // Relaxed on failure: nothing is read through the word.
+        if let Err(now) =
+            ch.header
+                .tail
+                .tail
+                .compare_exchange(tail, new, Ordering::Release, Ordering::Relaxed)
+        {
+            return Err(if now & CLOSED != 0 {
+                SendError::Disconnected
+            } else {
+                // Only the send-lock holder moves `tail`: another writer broke the
+                // protocol.
+                SendError::Corrupt
+            });
+        }
         failpoint::hit(Point::ChannelSendPublished);
         drop(self.guard.take());
         failpoint::hit(Point::ChannelSendUnwoken);
@@ -256,12 +270,12 @@ impl Channel {
                 // Relaxed: read under this lock.
                 h.tail.free_cache.store(free, Ordering::Relaxed);
             }
-            if self.is_closed() {
+            // Acquire: pairs with the Release compare-exchange of `tail` by the previous
+            // holder (whose unlock orders it too, unless it died).
+            let tail = h.tail.tail.load(Ordering::Acquire);
+            if tail & CLOSED != 0 {
                 return Err(Fail::Disconnected);
             }
-            // Acquire: pairs with the Release store of `tail` by the previous holder
-            // (whose unlock orders it too, unless it died).
-            let tail = h.tail.tail.load(Ordering::Acquire);
             // Relaxed: written under this lock; a stale value is only conservative.
             let cached = pos(h.tail.free_cache.load(Ordering::Relaxed));
             let room = match plan(cap, pos(tail), cached, len) {

@@ -1,6 +1,6 @@
 //! Closing and the channel's observable state: [`Channel::close`], lengths, counters.
 
-use super::layout::{Channel, count, pos};
+use super::layout::{CLOSED, Channel, SENT_MASK, count, pos};
 use super::options::ChannelOptions;
 use crate::sync::Ordering;
 
@@ -27,9 +27,13 @@ impl Channel {
     /// ```
     pub fn close(&self) {
         let h = &self.header;
-        // Release: pairs with the Acquire load in `is_closed`: a receiver that sees the
-        // close sees every `tail` published before it.
-        h.config.closed.store(1, Ordering::Release);
+        // Release: pairs with the Acquire loads of `tail` that see the bit. A read-modify-
+        // write on `tail` itself: a commit's compare-exchange from a `tail` without the bit
+        // either comes before this in `tail`'s modification order (and its message is in
+        // every `tail` with the bit) or fails (`Disconnected`).
+        h.tail.tail.fetch_or(CLOSED, Ordering::Release);
+        // Relaxed: for tools that read the header; the channel decides from `tail`.
+        h.config.closed.store(1, Ordering::Relaxed);
         // Every sleeper re-checks (and sees the close: `wake_all` fences nothing, but
         // a sleeper that set `WAITING` after our bump checks `is_closed` after its
         // SeqCst fence, and this SeqCst fence orders our store before our bump).
@@ -42,8 +46,8 @@ impl Channel {
     /// Whether the channel is closed.
     #[inline]
     pub fn is_closed(&self) -> bool {
-        // Acquire: pairs with the Release store in `close`.
-        self.header.config.closed.load(Ordering::Acquire) != 0
+        // Acquire: pairs with the Release read-modify-write in `close`.
+        self.header.tail.tail.load(Ordering::Acquire) & CLOSED != 0
     }
 
     /// Messages waiting to be received: a snapshot, approximate while others send or
@@ -54,7 +58,8 @@ impl Channel {
         // Relaxed: a snapshot of two counters.
         let taken = count(h.head.head.load(Ordering::Relaxed));
         let sent = count(h.tail.tail.load(Ordering::Relaxed));
-        (sent.wrapping_sub(taken) as usize).min(self.cap() as usize / 8)
+        // `sent` counts in 31 bits: compare modulo 2^31.
+        ((sent.wrapping_sub(taken) & SENT_MASK) as usize).min(self.cap() as usize / 8)
     }
 
     /// Whether no message is waiting (a snapshot).
