@@ -73,6 +73,14 @@ pub enum Point {
     ChannelRecvUnwoken,
     /// `Channel` close: `closed` is stored, the sleepers not yet woken.
     ChannelCloseUnwoken,
+    /// `Channel` repair of a dead receiver's claim: `free` is stored, the message not yet
+    /// counted in `lost`.
+    ChannelRepairFreed,
+    /// `Channel` repair (either side's lock taken from a dead holder): repaired, the
+    /// lock's owner-died mark not yet cleared.
+    ChannelRepaired,
+    /// `Channel` drain: a message released, the next not yet claimed (receive lock held).
+    ChannelDrainReleased,
 }
 
 #[cfg(shmstate_test_hooks)]

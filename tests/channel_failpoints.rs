@@ -223,6 +223,99 @@ fn a_commit_racing_close_is_refused_once_a_receiver_saw_disconnected() {
     assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Disconnected));
 }
 
+/// A receiver killed after claiming the first of two messages, then a second receiver
+/// that repairs it stopped at `p` in its repair (with the receive lock) and killed there.
+/// Returns the channel's second message's receiver's view: the repair is finished by the
+/// next receiver, the second message is delivered once.
+fn repairer_killed_at(p: Point) -> u64 {
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = shared_channel(&region);
+    ch.send(b"claimed").unwrap();
+    ch.send(b"second").unwrap();
+    let claimer = child_stopped_at(Point::ChannelRecvClaimed, || {
+        let mut out = Vec::new();
+        ch.recv(&mut out).unwrap();
+    });
+    kill(claimer);
+    reap(claimer);
+    let repairer = child_stopped_at(p, || {
+        let mut out = Vec::new();
+        ch.recv(&mut out).unwrap();
+    });
+    let mut out = Vec::new();
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Busy));
+    kill(repairer);
+    reap(repairer);
+    assert_eq!(recv_now(ch), b"second");
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Empty));
+    assert_eq!(ch.bytes_used(), 0);
+    ch.lost()
+}
+
+/// Repair: killed with the dead receiver's space released (`free` stored), the message
+/// not yet counted. The next receiver finds nothing to repair: the message stays
+/// uncounted (never counted twice) and nothing is redelivered.
+#[test]
+fn repairer_killed_after_releasing_leaves_the_loss_uncounted_not_doubled() {
+    watchdog(Duration::from_secs(60));
+    assert_eq!(repairer_killed_at(Point::ChannelRepairFreed), 0);
+}
+
+/// Repair: killed after the repair, the lock's owner-died mark not cleared. The next
+/// receiver repeats the (idempotent) repair: the loss is counted once.
+#[test]
+fn repairer_killed_before_clearing_the_mark_counts_the_loss_once() {
+    watchdog(Duration::from_secs(60));
+    assert_eq!(repairer_killed_at(Point::ChannelRepaired), 1);
+}
+
+/// Send side: a sender recovering the send lock from a dead holder, killed before it
+/// cleared the mark: the next sender recovers again; nothing is lost or duplicated.
+#[test]
+fn recovering_sender_killed_before_clearing_the_mark() {
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = shared_channel(&region);
+    let first = child_stopped_at(Point::ChannelSendWritten, || {
+        let _ = ch.send(b"never");
+    });
+    kill(first);
+    reap(first);
+    let second = child_stopped_at(Point::ChannelRepaired, || {
+        let _ = ch.send(b"never either");
+    });
+    kill(second);
+    reap(second);
+    ch.send_timeout(b"sent", REPAIR)
+        .expect("the send side recovers");
+    assert_eq!(recv_now(ch), b"sent");
+    let mut out = Vec::new();
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Empty));
+}
+
+/// Drain: killed between messages of a batch (one released, the next not claimed).
+/// Nothing is lost: the rest is received in order by the next receiver.
+#[test]
+fn receiver_killed_mid_drain_loses_nothing() {
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = shared_channel(&region);
+    for m in [b"one", b"two", b"six"] {
+        ch.send(m).unwrap();
+    }
+    let pid = child_stopped_at(Point::ChannelDrainReleased, || {
+        let _ = ch.drain(3, |_| {});
+    });
+    let mut out = Vec::new();
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Busy));
+    kill(pid);
+    reap(pid);
+    assert_eq!(recv_now(ch), b"two");
+    assert_eq!(recv_now(ch), b"six");
+    assert_eq!(ch.lost(), 0);
+    assert_eq!(ch.bytes_used(), 0);
+}
+
 /// Receive: killed with `free` stored, the receive lock not released. Nothing is lost;
 /// the next receiver recovers the lock.
 #[test]

@@ -80,6 +80,18 @@ impl SideGuard<'_> {
     }
 }
 
+impl SideGuard<'_> {
+    /// After the repair of what a dead holder left: clears the lock's owner-died mark,
+    /// so that later acquirers skip the repair. Not before the repair: a repairer killed
+    /// in the middle leaves the mark, and the next holder repairs again (each step is
+    /// idempotent).
+    #[inline]
+    pub(crate) fn repaired(&self) {
+        crate::failpoint::hit(crate::failpoint::Point::ChannelRepaired);
+        self.lock.mark_consistent();
+    }
+}
+
 impl Drop for SideGuard<'_> {
     #[inline]
     fn drop(&mut self) {
@@ -90,7 +102,8 @@ impl Drop for SideGuard<'_> {
 }
 
 /// Takes `lock` as `wait` allows: `Busy` (for `No`) or `Timeout` if not. The second value
-/// says whether the previous holder died (the caller repairs, then the mark is cleared).
+/// says whether the previous holder died: the caller repairs, then calls
+/// [`SideGuard::repaired`].
 #[inline]
 pub(crate) fn lock_side(lock: &RawMutex, wait: Wait) -> Result<(SideGuard<'_>, bool), Fail> {
     let a = match wait {
@@ -101,12 +114,7 @@ pub(crate) fn lock_side(lock: &RawMutex, wait: Wait) -> Result<(SideGuard<'_>, b
         Wait::Until(d) => lock.lock_until(d).ok_or(Fail::Timeout)?,
         Wait::Forever => lock.lock(),
     };
-    let died = a == Acquired::OwnerDied;
-    if died {
-        // The repair follows under the lock; later acquirers need not see the mark.
-        lock.mark_consistent();
-    }
-    Ok((SideGuard { lock }, died))
+    Ok((SideGuard { lock }, a == Acquired::OwnerDied))
 }
 
 /// A `try_` call's lock after `try_lock` failed: a brief spin with loads, then, if the

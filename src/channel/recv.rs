@@ -198,6 +198,9 @@ impl Channel {
     fn lock_recv(&self, wait: Wait) -> Result<SideGuard<'_>, Fail> {
         let (guard, died) = lock_side(&self.header.recv.lock, wait)?;
         self.recv_locked(died)?;
+        if died {
+            guard.repaired();
+        }
         Ok(guard)
     }
 
@@ -239,9 +242,11 @@ impl Channel {
         let Some((guard, died)) = lock_if_free_or_dead(&h.recv.lock) else {
             return Ok(false);
         };
-        let repaired = self.recv_locked(died);
-        drop(guard);
-        repaired
+        let repaired = self.recv_locked(died)?;
+        if died {
+            guard.repaired();
+        }
+        Ok(repaired)
     }
 
     #[cold]
@@ -257,10 +262,13 @@ impl Channel {
         {
             return Err(Fail::Corrupt);
         }
-        // Relaxed: a statistic, read as a snapshot.
-        h.head.lost.fetch_add(1, Ordering::Relaxed);
+        // Release the space first, then count: a repairer killed between leaves the
+        // message uncounted, never counted twice (the next holder finds `head == free`).
         // Release: as in `Claim::drop`.
         h.free.free.store(u64::from(head), Ordering::Release);
+        failpoint::hit(Point::ChannelRepairFreed);
+        // Relaxed: a statistic, read as a snapshot.
+        h.head.lost.fetch_add(1, Ordering::Relaxed);
         super::engine::wake_all(&h.wake.send_wake);
         Ok(())
     }
@@ -658,6 +666,7 @@ impl Channel {
             batch.released = true;
             copy.fill(self, found.at as usize, found.len as usize);
             drop(release);
+            failpoint::hit(Point::ChannelDrainReleased);
             n += 1;
             // On the copy, with the message released: a panic in `f` leaves no claim.
             f(copy.bytes());

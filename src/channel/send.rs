@@ -269,6 +269,7 @@ impl Channel {
                 let free = h.free.free.load(Ordering::Acquire);
                 // Relaxed: read under this lock.
                 h.tail.free_cache.store(free, Ordering::Relaxed);
+                guard.repaired();
             }
             // Acquire: pairs with the Release compare-exchange of `tail` by the previous
             // holder (whose unlock orders it too, unless it died).
