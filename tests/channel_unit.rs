@@ -750,6 +750,27 @@ fn a_slot_inherited_by_a_forked_child_is_not_committed_there() {
     assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Empty));
 }
 
+/// `close` fails senders queued on the send side behind a slot holder too (within a
+/// few milliseconds), not only when the slot is given back: here the join happens while
+/// the slot is still held (a sender that waited for it would hang until the watchdog).
+#[test]
+fn close_fails_senders_queued_behind_a_slot_holder() {
+    watchdog(Duration::from_secs(60));
+    let ch = channel(1024);
+    let slot = ch.reserve(4).unwrap();
+    std::thread::scope(|s| {
+        let blocking = s.spawn(|| ch.send(b"b"));
+        let timed = s.spawn(|| ch.send_timeout(b"c", Duration::from_secs(3600)));
+        // Not needed for the outcome (a sender that comes after the close fails too):
+        // lets the senders queue first, which is the case under test.
+        std::thread::sleep(Duration::from_millis(20));
+        ch.close();
+        assert_eq!(blocking.join().unwrap(), Err(SendError::Disconnected));
+        assert_eq!(timed.join().unwrap(), Err(SendTimeoutError::Disconnected));
+    });
+    assert_eq!(slot.commit(), Err(SendError::Disconnected));
+}
+
 #[test]
 fn corrupt_state_is_reported_not_trusted() {
     let mut out = Vec::new();

@@ -117,6 +117,55 @@ pub(crate) fn lock_side(lock: &RawMutex, wait: Wait) -> Result<(SideGuard<'_>, b
     Ok((SideGuard { lock }, a == Acquired::OwnerDied))
 }
 
+/// How often a sender queued on the send lock looks whether the channel was closed.
+pub(crate) const CLOSE_CHECK: core::time::Duration = core::time::Duration::from_millis(5);
+
+/// [`lock_side`] for a waiting call that also gives up with `Disconnected` when `closed()`
+/// becomes true while the lock is held by another (checked every [`CLOSE_CHECK`]): a
+/// sender queued behind a slot holder (perhaps stopped) learns of a `close` promptly.
+#[inline]
+pub(crate) fn lock_side_unless(
+    lock: &RawMutex,
+    wait: Wait,
+    closed: impl Fn() -> bool,
+) -> Result<(SideGuard<'_>, bool), Fail> {
+    let deadline = match wait {
+        Wait::No => return lock_side(lock, wait),
+        Wait::Until(d) => Some(d),
+        Wait::Forever => None,
+    };
+    if let Some(a) = lock.try_lock() {
+        return Ok((SideGuard { lock }, a == Acquired::OwnerDied));
+    }
+    lock_queued(lock, deadline, &closed)
+}
+
+#[cold]
+fn lock_queued<'l>(
+    lock: &'l RawMutex,
+    deadline: Option<Instant>,
+    closed: &dyn Fn() -> bool,
+) -> Result<(SideGuard<'l>, bool), Fail> {
+    loop {
+        if closed() {
+            return Err(Fail::Disconnected);
+        }
+        let check = Instant::now().checked_add(CLOSE_CHECK);
+        let until = match (check, deadline) {
+            (Some(c), Some(d)) => c.min(d),
+            (Some(c), None) => c,
+            (None, Some(d)) => d,
+            (None, None) => return lock_side(lock, Wait::Forever),
+        };
+        if let Some(a) = lock.lock_until(until) {
+            return Ok((SideGuard { lock }, a == Acquired::OwnerDied));
+        }
+        if past(deadline) {
+            return Err(Fail::Timeout);
+        }
+    }
+}
+
 /// A `try_` call's lock after `try_lock` failed: a brief spin with loads, then, if the
 /// holder is dead, its recovery (bounded); `Busy` if a live holder kept it.
 #[cold]

@@ -7,7 +7,7 @@ use std::io;
 use std::time::Instant;
 
 use super::engine::{
-    Fail, PAD_HEADER, Plan, Room, SideGuard, Sleep, Wait, advance_tail, lock_side, message_header,
+    Fail, PAD_HEADER, Plan, Room, SideGuard, Sleep, Wait, advance_tail, lock_side_unless, message_header,
     plan,
     wait_on, wake,
 };
@@ -258,7 +258,8 @@ impl Channel {
             if self.is_closed() {
                 return Err(Fail::Disconnected);
             }
-            let (guard, died) = lock_side(&h.send.lock, wait)?;
+            // Queued behind another sender (or a slot holder), give up on a close.
+            let (guard, died) = lock_side_unless(&h.send.lock, wait, || self.is_closed())?;
             if died {
                 // A sender died holding the lock: whatever it wrote is past `tail`,
                 // unpublished, and is overwritten now. If it had published without

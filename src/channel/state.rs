@@ -5,8 +5,9 @@ use super::options::ChannelOptions;
 use crate::sync::Ordering;
 
 impl Channel {
-    /// Closes the channel, from either side: senders fail at once with `Disconnected`
-    /// (including those waiting for room, and slots not yet committed); receivers still
+    /// Closes the channel, from either side: senders fail with `Disconnected` at once
+    /// (those waiting for room, and slots not yet committed) or within 5 ms (those
+    /// queued behind another sender or a slot holder); receivers still
     /// get every message already sent, then `Disconnected`. Wakes every sleeper.
     /// Closing is final (a closed channel stays closed) and idempotent.
     ///
