@@ -771,6 +771,31 @@ fn close_fails_senders_queued_behind_a_slot_holder() {
     assert_eq!(slot.commit(), Err(SendError::Disconnected));
 }
 
+/// `drain(0, …)` receives nothing yet reports a closed, empty channel; corruption found
+/// in the middle of a batch returns the messages already handed over, then `Corrupt`.
+#[test]
+fn drain_reports_closed_for_zero_and_counts_before_corruption() {
+    watchdog(Duration::from_secs(60));
+    let ch = channel(1024);
+    ch.send(b"x").unwrap();
+    assert_eq!(ch.drain(0, |_| panic!("max 0")), Ok(0));
+    ch.close();
+    assert_eq!(ch.drain(0, |_| panic!("max 0")), Ok(0));
+    assert_eq!(ch.drain(1, |m| assert_eq!(m, b"x")), Ok(1));
+    assert_eq!(ch.drain(0, |_| panic!("max 0")), Err(TryRecvError::Disconnected));
+
+    let ch = channel(1024);
+    ch.send(b"a").unwrap();
+    ch.send(b"b").unwrap();
+    let (words, _) = ch.hostile_words();
+    // The second record's header (ring word 2, at byte 16): a lying length.
+    words[9 + 2].store(u64::MAX, Ordering::Relaxed);
+    let mut got = Vec::new();
+    assert_eq!(ch.drain(10, |m| got.push(m.to_vec())), Ok(1));
+    assert_eq!(got, [b"a".to_vec()]);
+    assert_eq!(ch.drain(10, |_| {}), Err(TryRecvError::Corrupt));
+}
+
 #[test]
 fn corrupt_state_is_reported_not_trusted() {
     let mut out = Vec::new();

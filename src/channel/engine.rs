@@ -12,7 +12,7 @@ use super::layout::{
 use crate::futex;
 use crate::lock::{Acquired, RawMutex};
 use crate::sync::{AtomicU32, Ordering, fence, spin_loop};
-use crate::wait::{SPIN_LIMIT, Slices, deadline_passed, flag_waiting, holder_is_dead, past};
+use crate::wait::{SPIN_LIMIT, Slices, deadline_passed, holder_is_dead, past};
 
 /// How long an operation waits: for room or a message, and for the side's lock.
 #[derive(Clone, Copy, Debug)]
@@ -275,18 +275,12 @@ pub(crate) fn wait_on(
             sleep.slices.insert(Slices::new())
         }
     };
-    // Relaxed: `flag_waiting`'s read-modify-write and the fence below order.
-    let mut w = word.load(Ordering::Relaxed);
-    loop {
-        if flag_waiting(word, &mut w, WAITING) {
-            break;
-        }
-        // The word changed under us (a wake, or a peer rewriting it): bounded by the
-        // deadline however long that goes on.
-        if past(deadline) {
-            return Err(Fail::Timeout);
-        }
-    }
+    // Always a read-modify-write (even if the flag looks set already), so that every
+    // sleeper's flag is in the word's modification order before its fence: a waker's
+    // load after its own fence sees it (the pairing above). One `fetch_or`, no loop: a
+    // peer rewriting the word cannot keep us spinning here. Relaxed: the fence below
+    // orders it.
+    let w = word.fetch_or(WAITING, Ordering::Relaxed) | WAITING;
     // SeqCst: pairs with the fence in `wake` (see above).
     fence(Ordering::SeqCst);
     if ready() {
@@ -310,13 +304,23 @@ pub(crate) fn wake(word: &AtomicU32) {
     fence(Ordering::SeqCst);
     // Relaxed: ordered by the fence.
     if word.load(Ordering::Relaxed) & WAITING != 0 {
-        wake_all(word);
+        bump_and_wake(word);
     }
 }
 
 /// Bumps the generation of `word`, clearing `WAITING`, and wakes every sleeper on it.
+/// Fences first (`SeqCst`, as [`wake`]): the caller's cursor stores before it are seen by
+/// a sleeper whose flag this bump does not see.
 #[cold]
 pub(crate) fn wake_all(word: &AtomicU32) {
+    // SeqCst: pairs with the fence in `wait_on`, as in `wake`.
+    fence(Ordering::SeqCst);
+    bump_and_wake(word);
+}
+
+/// [`wake_all`] after the fence.
+#[cold]
+fn bump_and_wake(word: &AtomicU32) {
     // Relaxed: the futex wait compares the word atomically; a sleeper that set `WAITING`
     // after our bump sees its own flag and a word its futex wait expects, but then its
     // `ready()` check (after the fence) sees the cursor we published before.

@@ -103,10 +103,10 @@
 //! (Release, pairing with the senders' Acquire load: the reads happen before a sender
 //! overwrites the bytes); unlock; wake senders if one sleeps.
 //!
-//! **Waiting**: spin briefly with loads, then set `WAITING` in the side's wake word, a
-//! `SeqCst` fence, re-check the cursors, and futex-wait on the word in slices (50 µs
+//! **Waiting**: spin briefly with loads, then set `WAITING` in the side's wake word (a
+//! `fetch_or`, always), a `SeqCst` fence, re-check the cursors, and futex-wait on the word in slices (50 µs
 //! doubling to 10 ms, the crate's [`wait`](crate::wait) policy). A waker stores its
-//! cursor, fences (`SeqCst`) and reads the word: it makes a syscall only if `WAITING` is
+//! cursor, fences (`SeqCst`, also before a repair's or a close's wake) and reads the word: it makes a syscall only if `WAITING` is
 //! set, so neither side makes one while the other is merely busy. `close` sets `closed`
 //! and wakes every sleeper on both words.
 //!
@@ -136,7 +136,7 @@
 //! |---|---|---|
 //! | Send: lock taken, nothing written | the send lock held by a dead thread; the ring unchanged; receivers unaffected | the next sender: blocking and timed ones after their first probe slice (≈ 50 µs–1 ms after the kernel tore the process down), `try_` ones after their spin (≤ 5 ms) |
 //! | Send: payload and headers written, `tail` not stored † | as above; the bytes lie past `tail`, never visible | as above: the next sender writes over them. Stopped there while the channel is closed, the sender's commit fails when it is continued (†: a receiver may have been told `Disconnected`) |
-//! | Send: `tail` stored, lock not released † | the message published (receivers get it); the send lock held | as the first line; the recovering sender also wakes every receiver |
+//! | Send: `tail` stored, lock not released † | the message published (receivers get it: a sleeping one at the end of its slice, ≤ 10 ms, if no sender comes first); the send lock held | as the first line; the recovering sender also wakes every receiver |
 //! | Send: unlocked, receivers not woken † | a sleeping receiver not woken | it wakes at the end of its slice (≤ 10 ms) and sees the message |
 //! | Receive: lock taken, nothing changed | the receive lock held by a dead thread; senders unaffected | the next receiver, as the first line |
 //! | Receive: `head` stored (claimed), `free` not † | the message claimed by the dead receiver; its space not released | the next receiver to take the lock for a message; or, if that was the last message, a sender that finds the ring full (`try_` ones at once, blocking and timed ones after their first wait) or a receiver after its first wait: it releases the space and counts the message in `lost()` (at most once: never redelivered), and wakes every sender |

@@ -438,7 +438,9 @@ impl Channel {
     ///
     /// [`TryRecvError::Empty`] if no message is waiting; [`TryRecvError::Busy`] if another
     /// receiver held the receive side through a brief spin; otherwise as for
-    /// [`recv`](Self::recv).
+    /// [`recv`](Self::recv). A `try_` call that finds the receive side held by a dead
+    /// process recovers it, which can take up to 5 ms (the lock's recovery, or another
+    /// thread's recovery that got there first).
     pub fn try_recv(&self, out: &mut Vec<u8>) -> Result<usize, TryRecvError> {
         self.recv_inner(Wait::No, None, |ch, at, len| {
             ch.copy_out(at, len, out);
@@ -602,8 +604,10 @@ impl Channel {
     ///
     /// [`TryRecvError::Disconnected`] if the channel is closed and empty;
     /// [`TryRecvError::Busy`] if another receiver held the receive side through a brief
-    /// spin; [`TryRecvError::Corrupt`] as for [`recv`](Self::recv) (messages received
-    /// before the corruption was found stay received). Never `Empty`.
+    /// spin; [`TryRecvError::Corrupt`] as for [`recv`](Self::recv). Never `Empty`. If
+    /// the corruption is found after some messages of the batch, it returns their count
+    /// (they are received) and the next call reports `Corrupt`. With `max == 0` it
+    /// receives nothing, yet still reports `Disconnected` for a closed, empty channel.
     ///
     /// If `f` panics, the message it was given counts as received (as for
     /// [`recv_with`](Self::recv_with)) and the batch ends.
@@ -672,6 +676,11 @@ impl Channel {
             f(copy.bytes());
         }
         drop(batch);
-        result.map(|()| n).map_err(Fail::try_recv)
+        match result {
+            // Messages already handed to `f` are received: report them; the next call
+            // meets the same bytes and reports `Corrupt`.
+            Err(e) if n == 0 => Err(Fail::try_recv(e)),
+            _ => Ok(n),
+        }
     }
 }

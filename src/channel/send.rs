@@ -372,7 +372,9 @@ impl Channel {
     ///
     /// [`TrySendError::Full`] if the ring has no room; [`TrySendError::Busy`] if another
     /// sender held the send side through a brief spin; otherwise as for
-    /// [`send`](Self::send).
+    /// [`send`](Self::send). A `try_` call that finds the send side (or, with the ring
+    /// full, the receive side) held by a dead process recovers it, which can take up to
+    /// 5 ms (the lock's recovery, or another thread's recovery that got there first).
     ///
     /// # Examples
     ///

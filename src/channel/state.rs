@@ -35,10 +35,8 @@ impl Channel {
         h.tail.tail.fetch_or(CLOSED, Ordering::Release);
         // Relaxed: for tools that read the header; the channel decides from `tail`.
         h.config.closed.store(1, Ordering::Relaxed);
-        // Every sleeper re-checks (and sees the close: `wake_all` fences nothing, but
-        // a sleeper that set `WAITING` after our bump checks `is_closed` after its
-        // SeqCst fence, and this SeqCst fence orders our store before our bump).
-        crate::sync::fence(Ordering::SeqCst);
+        // Every sleeper re-checks and sees the close (`wake_all` fences before its bump:
+        // a sleeper that set `WAITING` after it checks `tail` after its SeqCst fence).
         crate::failpoint::hit(crate::failpoint::Point::ChannelCloseUnwoken);
         super::engine::wake_all(&h.wake.recv_wake);
         super::engine::wake_all(&h.wake.send_wake);

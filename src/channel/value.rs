@@ -214,6 +214,10 @@ impl Channel {
     /// Sends `value`, encoded with postcard straight into the ring; waits while the ring
     /// has no room for it.
     ///
+    /// The value is encoded while this sender holds the channel's send side: a
+    /// `Serialize` impl must not send on the same channel (a blocking send would wait
+    /// for this one: a deadlock).
+    ///
     /// # Errors
     ///
     /// [`SendValueError::TooLarge`] if the encoding is longer than the largest message;
