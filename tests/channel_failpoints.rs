@@ -212,7 +212,13 @@ fn a_commit_racing_close_is_refused_once_a_receiver_saw_disconnected() {
     let pid = child_stopped_at(Point::ChannelSendWritten, || {
         let r = ch.send(b"late");
         // SAFETY: `_exit` ends the child with the send's result, skipping the harness.
-        unsafe { libc::_exit(if r == Err(SendError::Disconnected) { 0 } else { 7 }) };
+        unsafe {
+            libc::_exit(if r == Err(SendError::Disconnected) {
+                0
+            } else {
+                7
+            })
+        };
     });
     ch.close();
     let mut out = Vec::new();

@@ -782,7 +782,10 @@ fn drain_reports_closed_for_zero_and_counts_before_corruption() {
     ch.close();
     assert_eq!(ch.drain(0, |_| panic!("max 0")), Ok(0));
     assert_eq!(ch.drain(1, |m| assert_eq!(m, b"x")), Ok(1));
-    assert_eq!(ch.drain(0, |_| panic!("max 0")), Err(TryRecvError::Disconnected));
+    assert_eq!(
+        ch.drain(0, |_| panic!("max 0")),
+        Err(TryRecvError::Disconnected)
+    );
 
     let ch = channel(1024);
     ch.send(b"a").unwrap();

@@ -6,8 +6,7 @@
 use std::time::Instant;
 
 use super::layout::{
-    Channel, SENT_MASK, TAG_MESSAGE, TAG_PAD, WAITING, count, cursor, pos, record,
-    record_size,
+    Channel, SENT_MASK, TAG_MESSAGE, TAG_PAD, WAITING, count, cursor, pos, record, record_size,
 };
 use crate::futex;
 use crate::lock::{Acquired, RawMutex};

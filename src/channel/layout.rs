@@ -6,7 +6,6 @@ use core::ptr;
 #[cfg(not(loom))]
 use core::ptr::NonNull;
 
-
 use super::options::{ChannelOptions, RECORD_HEADER, largest_message};
 use crate::lock::RawMutex;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
@@ -432,7 +431,9 @@ impl Channel {
         }
         let rest = chunks.remainder();
         if !rest.is_empty() {
-            let Some(w) = self.ring.get(i + words) else { return };
+            let Some(w) = self.ring.get(i + words) else {
+                return;
+            };
             // Relaxed: as above.
             let mut b = w.load(Ordering::Relaxed).to_ne_bytes();
             b[..rest.len()].copy_from_slice(rest);

@@ -551,8 +551,7 @@ impl Channel {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn recv_with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R, RecvError> {
-        self.recv_copy(Wait::Forever, f)
-        .map_err(Fail::recv)
+        self.recv_copy(Wait::Forever, f).map_err(Fail::recv)
     }
 
     /// [`recv_with`](Self::recv_with) without waiting.
@@ -561,8 +560,7 @@ impl Channel {
     ///
     /// As for [`try_recv`](Self::try_recv).
     pub fn try_recv_with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R, TryRecvError> {
-        self.recv_copy(Wait::No, f)
-            .map_err(Fail::try_recv)
+        self.recv_copy(Wait::No, f).map_err(Fail::try_recv)
     }
 
     /// [`recv_with`](Self::recv_with) that gives up after `timeout`.
@@ -576,7 +574,7 @@ impl Channel {
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<R, RecvTimeoutError> {
         self.recv_copy(Wait::timeout(timeout), f)
-        .map_err(Fail::recv_timeout)
+            .map_err(Fail::recv_timeout)
     }
 
     /// [`recv_with`](Self::recv_with) that gives up at `deadline`.
@@ -590,7 +588,7 @@ impl Channel {
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<R, RecvTimeoutError> {
         self.recv_copy(Wait::Until(deadline), f)
-        .map_err(Fail::recv_timeout)
+            .map_err(Fail::recv_timeout)
     }
 
     /// Receives up to `max` waiting messages without waiting for more, running `f` on a

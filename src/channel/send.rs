@@ -7,9 +7,8 @@ use std::io;
 use std::time::Instant;
 
 use super::engine::{
-    Fail, PAD_HEADER, Plan, Room, SideGuard, Sleep, Wait, advance_tail, lock_side_unless, message_header,
-    plan,
-    wait_on, wake,
+    Fail, PAD_HEADER, Plan, Room, SideGuard, Sleep, Wait, advance_tail, lock_side_unless,
+    message_header, plan, wait_on, wake,
 };
 use super::error::{SendError, SendTimeoutError, TrySendError};
 use super::layout::{CLOSED, Channel, pos, record_size};
