@@ -710,22 +710,6 @@ fn closures_get_a_copy_that_a_peer_cannot_change() {
     }
 }
 
-/// The message is released before a `recv_with` closure runs: the closure may send on
-/// the same channel even when it is full.
-#[test]
-fn a_recv_with_closure_may_send_on_its_own_full_channel() {
-    watchdog(Duration::from_secs(60));
-    let ch = channel(64);
-    ch.send(&[1; 16]).unwrap();
-    ch.send(&[2; 16]).unwrap();
-    assert_eq!(ch.try_send(&[3; 16]), Err(TrySendError::Full));
-    let r = ch.recv_with(|m| {
-        assert_eq!(m, [1; 16]);
-        ch.send_timeout(&[3; 16], Duration::from_secs(10))
-    });
-    assert_eq!(r, Ok(Ok(())));
-}
-
 /// A slot inherited by a forked child is its parent's: the child's commit is refused
 /// (it would move the shared `tail`), and the parent's commit is the one received.
 #[test]

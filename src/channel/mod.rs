@@ -98,8 +98,8 @@
 //! receive lock (repairing a dead receiver's claim, below); read `tail_cache`, refreshing
 //! it from `tail` (Acquire) only when caught up; validate the record at `head`; *claim*
 //! it: store `head` past it (Release) — from here the message is this receiver's; copy it
-//! out (the closure forms: into a process-local buffer, and run the closure after the
-//! release); then *release* it: store `free = head`
+//! out (the closure forms: into a process-local buffer, then run the closure on it);
+//! then *release* it: store `free = head`
 //! (Release, pairing with the senders' Acquire load: the reads happen before a sender
 //! overwrites the bytes); unlock; wake senders if one sleeps.
 //!

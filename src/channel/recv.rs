@@ -517,12 +517,15 @@ impl Channel {
         .map_err(Fail::recv_into)
     }
 
-    /// Receives one message as `wait` allows into a process-local copy, releases it,
-    /// then runs `f` on the copy.
+    /// Receives one message as `wait` allows into a process-local copy and runs `f` on
+    /// the copy, then releases the message (so that a receiver killed in `f` loses the
+    /// message and the next receiver counts it in [`lost`](Self::lost)).
     pub(crate) fn recv_copy<R>(&self, wait: Wait, f: impl FnOnce(&[u8]) -> R) -> Result<R, Fail> {
         let mut copy = Scratch::new();
-        self.recv_inner(wait, None, |ch, at, len| copy.fill(ch, at, len))?;
-        Ok(f(copy.bytes()))
+        self.recv_inner(wait, None, |ch, at, len| {
+            copy.fill(ch, at, len);
+            f(copy.bytes())
+        })
     }
 
     /// Receives the next message and runs `f` on it, without allocating; waits while the
@@ -531,9 +534,13 @@ impl Channel {
     /// `f` gets a process-local copy of the message (never a view of shared memory,
     /// which a misbehaving peer could change under it): a buffer on the stack for
     /// messages up to 256 bytes, else a per-thread buffer reused across calls (allocated,
-    /// or grown, only when a message is longer than any this thread received before). The
-    /// message is released before `f` runs: other receivers and senders are not held up
-    /// by it, and `f` may use the channel. If `f` panics, the message counts as received.
+    /// or grown, only when a message is longer than any this thread received before).
+    ///
+    /// `f` runs while this receiver holds the receive side and the message (a receiver
+    /// killed in `f` loses it; the next receiver counts it in [`lost`](Self::lost)):
+    /// other receivers wait for it (keep it short), and it must not receive from this
+    /// channel (that deadlocks) nor wait for room on it (only receivers make room). If
+    /// `f` panics, the message counts as received.
     ///
     /// # Errors
     ///
@@ -594,9 +601,8 @@ impl Channel {
     /// Receives up to `max` waiting messages without waiting for more, running `f` on a
     /// process-local copy of each (as [`recv_with`](Self::recv_with)), under one
     /// acquisition of the receive side. `f` runs while this receiver holds the receive
-    /// side (each message already released): other receivers wait for the batch, and `f`
-    /// must not wait for room on this channel (only receivers make room: a deadlock once
-    /// the ring is full). Returns how many it received: 0 if the channel is empty.
+    /// side and the message (as for `recv_with`): other receivers wait for the batch, and
+    /// `f` must not receive from this channel nor wait for room on it. Returns how many it received: 0 if the channel is empty.
     ///
     /// # Errors
     ///
@@ -658,20 +664,19 @@ impl Channel {
                 .head
                 .store(advance(head, found.end), Ordering::Release);
             failpoint::hit(Point::ChannelRecvClaimed);
-            // Releases the message (`free = end`) once copied, or if the copy unwinds:
-            // per message, so that a receiver killed mid-drain loses only the message it
-            // had claimed.
+            // Releases the message (`free = end`) when `f` returns or unwinds: per
+            // message, so that a receiver killed mid-drain loses only the message it had
+            // claimed, and a panic in `f` leaves no claim behind.
             let release = Release {
                 ch: self,
                 end: found.end,
             };
             batch.released = true;
             copy.fill(self, found.at as usize, found.len as usize);
+            f(copy.bytes());
             drop(release);
             failpoint::hit(Point::ChannelDrainReleased);
             n += 1;
-            // On the copy, with the message released: a panic in `f` leaves no claim.
-            f(copy.bytes());
         }
         drop(batch);
         match result {
