@@ -253,6 +253,8 @@ impl Channel {
         let cap = self.cap();
         let h = &self.header;
         let mut sleep = Sleep::new();
+        // `free` at our previous look that found the ring full.
+        let mut stuck = None;
         loop {
             if self.is_closed() {
                 return Err(Fail::Disconnected);
@@ -309,9 +311,16 @@ impl Channel {
             // Full. If a receiver died holding a claim (`head != free` with the receive
             // lock free or held by a dead thread), nobody else may ever release its space
             // (receivers take the lock only for a message): release it and look again.
-            // Not on a blocking send's first look: a live receiver's claim is the usual
-            // reason, and it ends by itself within the spin.
-            if (matches!(wait, Wait::No) || sleep.started()) && self.repair_dead_claim()? {
+            // A blocking or timed send looks only once `free` has not moved through a
+            // whole wait (a live receiver releases within it), so that a stream that
+            // keeps the ring full pays nothing for this. Relaxed: compared with our
+            // previous look only.
+            let f = pos(h.free.free.load(Ordering::Relaxed));
+            let stalled = stuck == Some(f);
+            stuck = Some(f);
+            if (matches!(wait, Wait::No) || (sleep.started() && stalled))
+                && self.repair_dead_claim()?
+            {
                 continue;
             }
             wait_on(&h.wake.send_wake, wait, &mut sleep, || {
