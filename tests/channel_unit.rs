@@ -783,6 +783,38 @@ fn drain_reports_closed_for_zero_and_counts_before_corruption() {
     assert_eq!(ch.drain(10, |_| {}), Err(TryRecvError::Corrupt));
 }
 
+/// Every length from 0 to a few lines of words, at every alignment of the ring,
+/// through each copy path (`recv`, `recv_into`, `recv_with` on both sides of its stack
+/// buffer, `drain`, and unaligned `write_at` pieces).
+#[test]
+fn every_length_survives_every_copy_path() {
+    watchdog(Duration::from_secs(60));
+    let ch = Channel::new(ChannelOptions::new(4096).max_message(600)).unwrap();
+    let mut out = Vec::new();
+    let mut buf = vec![0; 600];
+    for len in 0..600usize {
+        let msg: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
+        ch.send(&msg).unwrap();
+        assert_eq!(ch.recv(&mut out), Ok(len));
+        assert_eq!(out, msg, "recv, length {len}");
+        ch.send(&msg).unwrap();
+        assert_eq!(ch.recv_into(&mut buf), Ok(len));
+        assert_eq!(buf[..len], msg, "recv_into, length {len}");
+        let mut slot = ch.reserve(len).unwrap();
+        let cut = len / 3;
+        slot.write_at(cut, &msg[cut..]);
+        slot.write_at(0, &msg[..cut]);
+        slot.commit().unwrap();
+        assert_eq!(
+            ch.recv_with(|m| m == msg),
+            Ok(true),
+            "recv_with, length {len}"
+        );
+        ch.send(&msg).unwrap();
+        assert_eq!(ch.drain(1, |m| assert_eq!(m, msg)), Ok(1));
+    }
+}
+
 #[test]
 fn corrupt_state_is_reported_not_trusted() {
     let mut out = Vec::new();

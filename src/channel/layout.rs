@@ -422,8 +422,20 @@ impl Channel {
         let Some(ring) = self.ring.get(i..i.saturating_add(words)) else {
             return;
         };
-        let mut chunks = src.chunks_exact(8);
-        for (w, c) in ring.iter().zip(&mut chunks) {
+        // By lines of 8 words: the source's 64 bytes are read in one go (not atomics: the
+        // caller's memory), then stored word by word.
+        let mut lines = src.chunks_exact(64);
+        let mut ring_lines = ring.chunks_exact(8);
+        for (ws, c) in (&mut ring_lines).zip(&mut lines) {
+            let mut b = [0u64; 8];
+            bytemuck::bytes_of_mut(&mut b).copy_from_slice(c);
+            for (w, v) in ws.iter().zip(b) {
+                // Relaxed: as above.
+                w.store(v, Ordering::Relaxed);
+            }
+        }
+        let mut chunks = lines.remainder().chunks_exact(8);
+        for (w, c) in ring_lines.remainder().iter().zip(&mut chunks) {
             let mut b = [0; 8];
             b.copy_from_slice(c);
             // Relaxed: as above.
@@ -457,8 +469,22 @@ impl Channel {
         let Some(ring) = self.ring.get(i..i.saturating_add(words)) else {
             return;
         };
-        let mut chunks = dst.chunks_exact_mut(8);
-        let mut ws = ring.iter();
+        // By lines of 8 words: 8 loads into registers, then one 64-byte store into the
+        // caller's memory (not atomics), which the compiler may widen.
+        let full = dst.len() / 64;
+        let mut lines = dst.chunks_exact_mut(64);
+        for (c, ws) in (&mut lines).zip(ring.chunks_exact(8)) {
+            let mut b = [0u64; 8];
+            for (v, w) in b.iter_mut().zip(ws) {
+                // Relaxed: the Acquire load of `tail` that made the message visible
+                // ordered the sender's stores before this.
+                *v = w.load(Ordering::Relaxed);
+            }
+            c.copy_from_slice(bytemuck::bytes_of(&b));
+        }
+        let mut chunks = lines.into_remainder().chunks_exact_mut(8);
+        // The words after the full lines (`ring` has `full * 8` words and more).
+        let mut ws = ring.get(full * 8..).unwrap_or_default().iter();
         for (c, w) in (&mut chunks).zip(&mut ws) {
             // Relaxed: the Acquire load of `tail` that made the message visible ordered
             // the sender's stores before this.
