@@ -78,6 +78,30 @@ pub enum Point {
     RegionScanPruned,
     /// Region handle drop: its table word is released, the removal not yet begun.
     RegionReleased,
+    /// `Channel` send: the record (payload and headers) is written past `tail`, `tail`
+    /// not yet stored (nothing published).
+    ChannelSendWritten,
+    /// `Channel` send: `tail` is stored (published), the send lock not yet released.
+    ChannelSendPublished,
+    /// `Channel` receive: `head` is stored past the message (claimed), the message not
+    /// yet read and `free` not yet stored.
+    ChannelRecvClaimed,
+    /// `Channel` receive: `free` is stored (released), the receive lock not yet released.
+    ChannelRecvFreed,
+    /// `Channel` send: published and unlocked, sleeping receivers not yet woken.
+    ChannelSendUnwoken,
+    /// `Channel` receive: released and unlocked, sleeping senders not yet woken.
+    ChannelRecvUnwoken,
+    /// `Channel` close: `closed` is stored, the sleepers not yet woken.
+    ChannelCloseUnwoken,
+    /// `Channel` repair of a dead receiver's claim: `free` is stored, the message not yet
+    /// counted in `lost`.
+    ChannelRepairFreed,
+    /// `Channel` repair (either side's lock taken from a dead holder): repaired, the
+    /// lock's owner-died mark not yet cleared.
+    ChannelRepaired,
+    /// `Channel` drain: a message released, the next not yet claimed (receive lock held).
+    ChannelDrainReleased,
 }
 
 #[cfg(shmstate_test_hooks)]

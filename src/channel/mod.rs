@@ -1,0 +1,206 @@
+//! [`Channel`]: a bounded multi-producer multi-consumer channel of variable-length byte
+//! messages, in shared memory (a region) or on the heap — Python's
+//! `multiprocessing.Queue` at shared-memory speed, with a send written straight into
+//! the ring ([`Channel::reserve`]) and a receive without allocation
+//! ([`Channel::recv_with`]).
+//!
+//! # Examples
+//!
+//! On the heap, between threads:
+//!
+//! ```
+//! use shmstate::{Channel, ChannelOptions, RecvError};
+//!
+//! let ch = Channel::new(ChannelOptions::new(64 << 10))?;
+//! std::thread::scope(|s| {
+//!     s.spawn(|| {
+//!         for i in 0..1000u32 {
+//!             ch.send(format!("message {i}").as_bytes()).unwrap();
+//!         }
+//!         ch.close();
+//!     });
+//!     let mut out = Vec::new();
+//!     let mut n = 0;
+//!     while ch.recv(&mut out) != Err(RecvError::Disconnected) {
+//!         assert_eq!(out, format!("message {n}").as_bytes());
+//!         n += 1;
+//!     }
+//!     assert_eq!(n, 1000);
+//! });
+//! # Ok::<(), shmstate::ChannelError>(())
+//! ```
+//!
+//! In a region, between processes (here a child after `fork`):
+//!
+//! ```
+//! use shmstate::{ChannelOptions, Region};
+//!
+//! let region = Region::anonymous(1 << 20)?;
+//! let ch = region.channel("events", ChannelOptions::new(16 << 10))?;
+//! // SAFETY: the child only uses the channel and exits.
+//! match unsafe { libc::fork() } {
+//!     0 => {
+//!         ch.send(b"from the child").unwrap();
+//!         unsafe { libc::_exit(0) };
+//!     }
+//!     pid => {
+//!         let mut out = Vec::new();
+//!         ch.recv(&mut out)?;
+//!         assert_eq!(out, b"from the child");
+//!         unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+//!     }
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Layout
+//!
+//! A header of seven 64-byte lines, then the ring (the object's length is the ring's,
+//! in 8-byte words; a power of two, 64 bytes to 2 GiB). Each line holds what one party
+//! writes, so that senders and receivers do not write the same line on their paths:
+//!
+//! | Line | Words | Written by | Read by |
+//! |---|---|---|---|
+//! | 0 config | `shape` = magic "CHN", version 1 (high half), largest message (low half); `capacity`; `closed` (for tools: the channel decides from `tail`) | the creator; `closed` by `close` | everyone, each operation (read-mostly: stays in every cache) |
+//! | 1 send lock | the senders' [`RawMutex`](crate::RawMutex) | senders | senders |
+//! | 2 tail | `tail` = `CLOSED` (bit 63), messages sent (31 bits), position (low half); `free_cache` | the send-lock holder; `CLOSED` by `close` | receivers read `tail` when they catch up with their cached copy |
+//! | 3 receive lock | the receivers' [`RawMutex`](crate::RawMutex) | receivers | receivers |
+//! | 4 head | `head` = messages claimed (high), position (low); `tail_cache`; `lost` | the receive-lock holder | `len`, the repair |
+//! | 5 free | `free` (position) | the receive-lock holder, per message | senders, when their cached copy says the ring is full |
+//! | 6 wake | `recv_wake`, `send_wake`: `WAITING` (bit 31) and a generation | sleepers, and wakers when someone sleeps | after each send / receive |
+//!
+//! Positions are byte counts that wrap at 2³²; a position's ring offset is it modulo the
+//! capacity (a power of two, at most 2³¹, so the wrap is seamless and the cursors are
+//! never more than a ring apart). Always `free ≤ head ≤ tail ≤ free + capacity`: the
+//! bytes `[free, head)` belong to the receiver that claimed them, `[head, tail)` are
+//! published messages, `[tail, free + capacity)` are free for the send-lock holder.
+//!
+//! A record is a header word — kind in the high half (`MESSAGE` or `PAD`), length in the
+//! low half — then the payload, padded to 8 bytes. A record never wraps: a sender whose
+//! record does not fit before the ring's end writes a `PAD` record up to the end and its
+//! record at offset 0, both published by one compare-exchange of `tail`. The largest message is at
+//! most `capacity / 2 - 8`, so a record takes at most half the ring: if it does not fit
+//! before the end, the offset is past the middle, and an empty ring has room for the
+//! padding and the record (a sender never waits for room that cannot come).
+//!
+//! # Protocol
+//!
+//! **Send** (`send`, `reserve` … `commit`): take the send lock; check `closed`; read
+//! `tail`, and check room against `free_cache` (refreshing it from `free`, Acquire, only
+//! when that says full); if there is no room, unlock and wait (below). Else write the
+//! payload in place (the slot is the caller's: no receiver reads past `tail`); at commit,
+//! write the record headers and publish them with one Release compare-exchange of `tail`
+//! from the word read at the reservation (it fails if `close` set `CLOSED` since); unlock;
+//! wake receivers if one sleeps. Nothing is visible before the `tail` store, so an abort
+//! (or a dropped [`SendSlot`]) is just the unlock.
+//!
+//! **Receive**: if `tail == head` at a glance (no lock, no write), wait. Else take the
+//! receive lock (repairing a dead receiver's claim, below); read `tail_cache`, refreshing
+//! it from `tail` (Acquire) only when caught up; validate the record at `head`; *claim*
+//! it: store `head` past it (Release) — from here the message is this receiver's; copy it
+//! out (the closure forms: into a process-local buffer, then run the closure on it);
+//! then *release* it: store `free = head`
+//! (Release, pairing with the senders' Acquire load: the reads happen before a sender
+//! overwrites the bytes); unlock; wake senders if one sleeps.
+//!
+//! **Waiting**: spin briefly with loads, then set `WAITING` in the side's wake word (a
+//! `fetch_or`, always), a `SeqCst` fence, re-check the cursors, and futex-wait on the word in slices (50 µs
+//! doubling to 10 ms, the crate's [`wait`](crate::wait) policy). A waker stores its
+//! cursor, fences (`SeqCst`, also before a repair's or a close's wake) and reads the word: it makes a syscall only if `WAITING` is
+//! set, so neither side makes one while the other is merely busy. `close` sets `closed`
+//! and wakes every sleeper on both words.
+//!
+//! **Closing**: `close` sets the `CLOSED` bit of `tail` (a read-modify-write), so a
+//! `tail` with the bit is final. Senders check it under the send lock before they
+//! reserve, and their commit's compare-exchange fails if it was set since (the send
+//! returns `Disconnected`); receivers get `Disconnected` from one load of `tail` with the
+//! bit set and its position at `head`. A send acknowledged `Ok` is therefore always
+//! received before any receiver is told `Disconnected`.
+//!
+//! # The loss rule
+//!
+//! Delivery is **at most once**. A receiver killed between its claim and its release
+//! takes the message with it: the next receiver to take the lock finds `head ≠ free`,
+//! releases the space (`free = head`) and counts the message in [`Channel::lost`]. It is
+//! never delivered twice. A sender killed before its commit sends nothing (its space is
+//! reused by the next sender). Messages are FIFO per sender, and in one total order
+//! (the order of the `tail` stores) across senders.
+//!
+//! # Crash windows
+//!
+//! Failpoint tests: `tests/channel_failpoints.rs` (one per line marked †; the lines
+//! "lock taken, nothing written/changed" leave what the next line leaves, less the
+//! bytes, and are repaired the same way).
+//!
+//! | Step (process killed there) | What it leaves | Who repairs it, how fast |
+//! |---|---|---|
+//! | Send: lock taken, nothing written | the send lock held by a dead thread; the ring unchanged; receivers unaffected | the next sender: blocking and timed ones after their first probe slice (≈ 50 µs–1 ms after the kernel tore the process down), `try_` ones after their spin (≤ 5 ms) |
+//! | Send: payload and headers written, `tail` not stored † | as above; the bytes lie past `tail`, never visible | as above: the next sender writes over them. Stopped there while the channel is closed, the sender's commit fails when it is continued (†: a receiver may have been told `Disconnected`) |
+//! | Send: `tail` stored, lock not released † | the message published (receivers get it: a sleeping one at the end of its slice, ≤ 10 ms, if no sender comes first); the send lock held | as the first line; the recovering sender also wakes every receiver |
+//! | Send: unlocked, receivers not woken † | a sleeping receiver not woken | it wakes at the end of its slice (≤ 10 ms) and sees the message |
+//! | Receive: lock taken, nothing changed | the receive lock held by a dead thread; senders unaffected | the next receiver, as the first line |
+//! | Receive: `head` stored (claimed), `free` not † | the message claimed by the dead receiver; its space not released | the next receiver to take the lock for a message; or, if that was the last message, a sender that finds the ring full (`try_` ones at once, blocking and timed ones after their first wait) or a receiver after its first wait: it releases the space and counts the message in `lost()` (at most once: never redelivered), and wakes every sender |
+//! | Receive: `free` stored, lock not released † | nothing lost; the receive lock held | as the first receive line |
+//! | Receive: unlocked, senders not woken † | a sleeping sender not woken | it wakes at the end of its slice (≤ 10 ms) |
+//! | Send: lock recovered from a dead holder, repaired (receivers woken, `free_cache` refreshed), mark not cleared † | the send lock held by a dead thread, still marked | the next sender recovers it and repeats the repair (idempotent) |
+//! | Repair of a dead receiver's claim: `free` stored, `lost` not counted † | the space released; the lost message not counted | the next receiver recovers the lock and finds nothing to repair: the message stays uncounted (counted at most once, never redelivered) |
+//! | Repair: done, mark not cleared † | the receive lock held by a dead thread, still marked | the next receiver recovers it; the repair finds `head == free`: the loss counted once |
+//! | Drain: a message released, the next not claimed † | the receive lock held; nothing lost | as the first receive line: the rest is received in order |
+//! | Close: `CLOSED` set in `tail`, sleepers not woken † | sleepers not woken | each wakes at the end of its slice (≤ 10 ms) and sees the close |
+//! | Asleep (`WAITING` set) | the flag | the next wake: one needless syscall |
+//!
+//! A process *stopped* (SIGSTOP) inside a send (between reserve and commit, or holding a
+//! slot) stalls the other senders only: receivers go on receiving what is published.
+//! `try_send` returns [`TrySendError::Busy`] after a brief spin, timed sends return
+//! `Timeout` at their deadline, untimed sends wait until it is continued or killed. A
+//! receiver stopped between its claim and its release stalls the other receivers
+//! (`Busy`/`Timeout`/wait, likewise) and keeps its message's space; senders go on while
+//! there is room.
+//!
+//! # Untrusted memory
+//!
+//! Every operation reads the config word and validates it (magic, largest message at most
+//! `capacity / 2 - 8`); the capacity comes from the process-local length of the object,
+//! never from shared memory. Cursors are validated on every use (8-aligned, `free ≤ head ≤
+//! tail ≤ free + capacity`), record headers against the largest message, the ring's end
+//! and the bytes between the cursors. Anything else — a lying length, a cursor out of
+//! range, a `PAD` record in the wrong place, a torn header — makes the operation return
+//! `Corrupt` (no panic, no out-of-bounds access, no endless loop); the channel is not
+//! reset, and every later operation that meets the same bytes reports `Corrupt` too.
+//! Waits stay bounded by their deadlines whatever a peer writes into the wake words.
+//! No reference (`&[u8]` / `&mut [u8]`) is ever made over ring bytes: payloads are
+//! copied in and out with relaxed atomic word loads and stores, and the closure forms
+//! (`recv_with`, `drain`, `recv_value`) get a process-local copy. A process that ignores
+//! the protocol and writes a message's bytes while another copies them garbles only that
+//! message's contents, which the receiver must treat as untrusted bytes (as it must any
+//! message); it cannot change bytes under a running closure.
+//!
+//! # Serde
+//!
+//! With the `serde` feature, `Channel::send_value` and `Channel::recv_value` (and
+//! their `try_`/timed forms) send any `serde` type, encoded with `postcard` straight into
+//! the reserved slot.
+
+mod engine;
+mod error;
+mod layout;
+mod options;
+mod recv;
+#[cfg(not(loom))]
+mod region;
+mod send;
+mod state;
+#[cfg(all(feature = "serde", not(loom)))]
+mod value;
+
+pub use error::{
+    ChannelError, RecvError, RecvIntoError, RecvTimeoutError, SendError, SendTimeoutError,
+    TryRecvError, TrySendError,
+};
+pub use layout::Channel;
+pub use options::{ChannelOptions, MAX_CAPACITY, MIN_CAPACITY};
+#[cfg(not(loom))]
+pub use region::ChannelOpenError;
+pub use send::SendSlot;
+#[cfg(all(feature = "serde", not(loom)))]
+pub use value::{RecvValueError, SendValueError};

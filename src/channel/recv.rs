@@ -1,0 +1,689 @@
+//! The receive side: [`Channel::recv`] and its forms (into a buffer, through a closure
+//! on a local copy, `try_`, timed), and [`Channel::drain`].
+
+use core::time::Duration;
+use std::time::Instant;
+
+use super::engine::{
+    Fail, Found, SideGuard, Sleep, Wait, advance, lock_if_free_or_dead, lock_side, parse, wait_on,
+    wake,
+};
+use super::error::{RecvError, RecvIntoError, RecvTimeoutError, TryRecvError};
+use super::layout::{CLOSED, Channel, pos};
+use crate::failpoint::{self, Point};
+use crate::sync::Ordering;
+
+impl Fail {
+    fn recv(self) -> RecvError {
+        match self {
+            Fail::Disconnected => RecvError::Disconnected,
+            _ => RecvError::Corrupt,
+        }
+    }
+
+    fn try_recv(self) -> TryRecvError {
+        match self {
+            Fail::WouldBlock => TryRecvError::Empty,
+            Fail::Busy | Fail::Timeout => TryRecvError::Busy,
+            Fail::Disconnected => TryRecvError::Disconnected,
+            _ => TryRecvError::Corrupt,
+        }
+    }
+
+    fn recv_timeout(self) -> RecvTimeoutError {
+        match self {
+            Fail::Timeout | Fail::WouldBlock | Fail::Busy => RecvTimeoutError::Timeout,
+            Fail::Disconnected => RecvTimeoutError::Disconnected,
+            _ => RecvTimeoutError::Corrupt,
+        }
+    }
+
+    fn recv_into(self) -> RecvIntoError {
+        match self {
+            Fail::TooSmall { needed } => RecvIntoError::TooSmall { needed },
+            Fail::Disconnected => RecvIntoError::Disconnected,
+            _ => RecvIntoError::Corrupt,
+        }
+    }
+}
+
+/// A claimed message: the receive lock is held and `head` is past the message. Dropping
+/// it (after the copy, or while a closure unwinds) releases the message's space
+/// (`free = head`), unlocks and wakes senders.
+struct Claim<'a> {
+    ch: &'a Channel,
+    guard: Option<SideGuard<'a>>,
+    end: u32,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        let h = &self.ch.header;
+        // Release: pairs with the senders' Acquire load of `free`: our reads of the
+        // message happen before a sender overwrites its bytes.
+        h.free.free.store(u64::from(self.end), Ordering::Release);
+        failpoint::hit(Point::ChannelRecvFreed);
+        drop(self.guard.take());
+        failpoint::hit(Point::ChannelRecvUnwoken);
+        wake(&h.wake.send_wake);
+    }
+}
+
+/// What [`Channel::peek`] saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Peek {
+    /// A message looks published past `head`.
+    Message,
+    /// None is, and none will be: the channel is closed and empty.
+    Closed,
+    /// None is, yet.
+    Empty,
+}
+
+/// Messages up to this long are copied to the stack for the closure forms.
+const SMALL: usize = 256;
+
+#[cfg(not(loom))]
+std::thread_local! {
+    /// This thread's buffer for longer messages, reused across calls.
+    static BUFFER: core::cell::Cell<Vec<u8>> = const { core::cell::Cell::new(Vec::new()) };
+}
+
+/// A process-local copy of one message, for the closure forms (`recv_with`, `drain`,
+/// `recv_value`): no reference to ring bytes is ever handed out. Short messages go to a
+/// stack buffer; longer ones to this thread's reused buffer (taken for the copy's life,
+/// so that a nested call gets its own).
+pub(crate) struct Scratch {
+    small: [u8; SMALL],
+    big: Vec<u8>,
+    len: usize,
+}
+
+impl Scratch {
+    #[inline]
+    pub(crate) fn new() -> Self {
+        Scratch {
+            small: [0; SMALL],
+            big: Vec::new(),
+            len: 0,
+        }
+    }
+
+    /// Copies the claimed message at `at` (`len` bytes) in (the caller owns the bytes).
+    #[inline]
+    pub(crate) fn fill(&mut self, ch: &Channel, at: usize, len: usize) {
+        self.len = len;
+        if len <= SMALL {
+            ch.read_bytes(at, &mut self.small[..len]);
+            return;
+        }
+        #[cfg(not(loom))]
+        if self.big.capacity() == 0 {
+            self.big = BUFFER.try_with(core::cell::Cell::take).unwrap_or_default();
+        }
+        self.big.clear();
+        self.big.resize(len, 0);
+        ch.read_bytes(at, &mut self.big);
+    }
+
+    /// The copy.
+    #[inline]
+    pub(crate) fn bytes(&self) -> &[u8] {
+        if self.len <= SMALL {
+            &self.small[..self.len]
+        } else {
+            &self.big[..self.len]
+        }
+    }
+}
+
+impl Drop for Scratch {
+    #[inline]
+    fn drop(&mut self) {
+        #[cfg(not(loom))]
+        if self.big.capacity() > 0 {
+            let mine = core::mem::take(&mut self.big);
+            // Keep the larger of ours and one a nested call may have put back meanwhile.
+            let _ = BUFFER.try_with(|b| {
+                let other = b.take();
+                b.set(if other.capacity() > mine.capacity() {
+                    other
+                } else {
+                    mine
+                });
+            });
+        }
+    }
+}
+
+/// One message of a [`Channel::drain`] batch, claimed: dropping it releases the message's
+/// space (`free = end`); the receive lock stays held for the rest of the batch.
+struct Release<'a> {
+    ch: &'a Channel,
+    end: u32,
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        // Release: as in `Claim::drop`.
+        self.ch
+            .header
+            .free
+            .free
+            .store(u64::from(self.end), Ordering::Release);
+    }
+}
+
+/// A [`Channel::drain`] batch: holds the receive lock; dropping it unlocks and, if a
+/// message was released, wakes senders.
+struct DrainBatch<'a> {
+    ch: &'a Channel,
+    guard: Option<SideGuard<'a>>,
+    released: bool,
+}
+
+impl Drop for DrainBatch<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        if self.released {
+            wake(&self.ch.header.wake.send_wake);
+        }
+    }
+}
+
+impl Channel {
+    /// Takes the receive lock as `wait` allows and repairs what a receiver killed in its
+    /// claim left: `head != free` means it claimed a message and died before releasing
+    /// it. The message is lost (counted in [`lost`](Self::lost)); its space is released.
+    fn lock_recv(&self, wait: Wait) -> Result<SideGuard<'_>, Fail> {
+        let (guard, died) = lock_side(&self.header.recv.lock, wait)?;
+        self.recv_locked(died)?;
+        if died {
+            guard.repaired();
+        }
+        Ok(guard)
+    }
+
+    /// Under the receive lock, just taken (`died`: from a dead holder): the repair.
+    fn recv_locked(&self, died: bool) -> Result<bool, Fail> {
+        let h = &self.header;
+        // Acquire: pairs with the Release stores of `head` and `free` by earlier holders,
+        // a dead one included (it never unlocked).
+        let head = h.head.head.load(Ordering::Acquire);
+        let free = h.free.free.load(Ordering::Acquire);
+        if died {
+            // Its `tail_cache` came from a load we are not ordered after (it never
+            // unlocked): make the next look read `tail` itself. Relaxed: read under
+            // this lock.
+            h.head.tail_cache.store(head, Ordering::Relaxed);
+        }
+        if pos(head) != pos(free) {
+            self.repair_claim(head, free)?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Repairs a dead receiver's claim from outside the receive path: for a sender that
+    /// found the ring full, or a receiver that found no message, while `head != free`
+    /// (some receiver holds a claim). Takes the receive lock only if it is free or its
+    /// holder is dead (a live holder releases its claim itself). Returns whether it
+    /// released anything. Without this, the claim of the *last* message by a receiver
+    /// that died would never be repaired: receivers take the lock only for a message.
+    #[cold]
+    pub(crate) fn repair_dead_claim(&self) -> Result<bool, Fail> {
+        let h = &self.header;
+        // Relaxed: a snapshot that only decides whether to look; the check under the
+        // lock decides.
+        let head = pos(h.head.head.load(Ordering::Relaxed));
+        if head == pos(h.free.free.load(Ordering::Relaxed)) {
+            return Ok(false);
+        }
+        let Some((guard, died)) = lock_if_free_or_dead(&h.recv.lock) else {
+            return Ok(false);
+        };
+        let repaired = self.recv_locked(died)?;
+        if died {
+            guard.repaired();
+        }
+        Ok(repaired)
+    }
+
+    #[cold]
+    fn repair_claim(&self, head: u64, free: u64) -> Result<(), Fail> {
+        let h = &self.header;
+        // Relaxed: only the snapshot of `tail` bounds the check.
+        let tail = pos(h.tail.tail.load(Ordering::Relaxed));
+        let (head, free) = (pos(head), pos(free));
+        if !free.is_multiple_of(8)
+            || !head.is_multiple_of(8)
+            || tail.wrapping_sub(free) > self.cap()
+            || head.wrapping_sub(free) > tail.wrapping_sub(free)
+        {
+            return Err(Fail::Corrupt);
+        }
+        // Release the space first, then count: a repairer killed between leaves the
+        // message uncounted, never counted twice (the next holder finds `head == free`).
+        // Release: as in `Claim::drop`.
+        h.free.free.store(u64::from(head), Ordering::Release);
+        failpoint::hit(Point::ChannelRepairFreed);
+        // Relaxed: a statistic, read as a snapshot.
+        h.head.lost.fetch_add(1, Ordering::Relaxed);
+        super::engine::wake_all(&h.wake.send_wake);
+        Ok(())
+    }
+
+    /// Whether a message looks published past `head`, or the channel is closed and
+    /// empty (snapshots, for waits and the lock-free emptiness check).
+    ///
+    /// `Closed` comes from one load of `tail`: its `CLOSED` bit set and its position at
+    /// `head`. A commit publishes only while the bit is clear (a compare-exchange), so a
+    /// `tail` with the bit is final: every send acknowledged `Ok` is before it, and all
+    /// of them are claimed when `head` has reached it.
+    #[inline]
+    fn peek(&self) -> Peek {
+        let h = &self.header;
+        // Relaxed: snapshots on the receivers' own line; the check under the lock decides.
+        let head = pos(h.head.head.load(Ordering::Relaxed));
+        if pos(h.head.tail_cache.load(Ordering::Relaxed)) != head {
+            // Messages known to be published already: no read of the senders' line.
+            return Peek::Message;
+        }
+        // Acquire: pairs with the senders' Release compare-exchange of `tail` (for a
+        // caller that then takes the lock, the lock orders anyway).
+        let t = h.tail.tail.load(Ordering::Acquire);
+        if pos(t) != head {
+            Peek::Message
+        } else if t & CLOSED != 0 {
+            Peek::Closed
+        } else {
+            Peek::Empty
+        }
+    }
+
+    /// Under the receive lock: the message at `head`, `Ok(None)` if none is published,
+    /// `Err(Corrupt)` if the cursors or the record are invalid.
+    fn next_message(&self, max: u32) -> Result<Option<(u64, Found)>, Fail> {
+        let h = &self.header;
+        // Relaxed: written under this lock (its acquire orders the last holder's store).
+        let head = h.head.head.load(Ordering::Relaxed);
+        let free = pos(h.free.free.load(Ordering::Relaxed));
+        // Relaxed: written under this lock; a stale value is only conservative.
+        let mut tail = pos(h.head.tail_cache.load(Ordering::Relaxed));
+        let fits = |tail: u32| {
+            let used = tail.wrapping_sub(free);
+            used <= self.cap() && pos(head).wrapping_sub(free) <= used
+        };
+        if tail == pos(head) || !fits(tail) {
+            // Acquire: pairs with the senders' Release compare-exchange of `tail`.
+            let t = h.tail.tail.load(Ordering::Acquire);
+            // Relaxed: read under this lock by the next receiver.
+            h.head.tail_cache.store(t, Ordering::Relaxed);
+            tail = pos(t);
+        }
+        if !fits(tail) || !pos(head).is_multiple_of(8) || !tail.is_multiple_of(8) {
+            return Err(Fail::Corrupt);
+        }
+        if tail == pos(head) {
+            return Ok(None);
+        }
+        match parse(self, pos(head), tail, max) {
+            Some(found) => Ok(Some((head, found))),
+            None => Err(Fail::Corrupt),
+        }
+    }
+
+    /// Receives one message as `wait` allows: claims it, then runs `take` on its ring
+    /// offset and length (the caller owns those bytes until `take` returns), then releases
+    /// it. `limit`: a message longer than this is left in the channel (`TooSmall`).
+    pub(crate) fn recv_inner<R>(
+        &self,
+        wait: Wait,
+        limit: Option<usize>,
+        take: impl FnOnce(&Channel, usize, usize) -> R,
+    ) -> Result<R, Fail> {
+        let max = self.max_message().ok_or(Fail::Corrupt)?;
+        let h = &self.header;
+        let mut sleep = Sleep::new();
+        loop {
+            // Empty at a glance: no lock, no write to a shared line.
+            let mut look = self.peek();
+            if look == Peek::Message {
+                let guard = self.lock_recv(wait)?;
+                if let Some((head, found)) = self.next_message(max)? {
+                    if let Some(l) = limit
+                        && found.len as usize > l
+                    {
+                        return Err(Fail::TooSmall {
+                            needed: found.len as usize,
+                        });
+                    }
+                    // The claim. Release: pairs with the Acquire load in `lock_recv` of
+                    // the receiver that recovers the lock if we die now.
+                    h.head
+                        .head
+                        .store(advance(head, found.end), Ordering::Release);
+                    failpoint::hit(Point::ChannelRecvClaimed);
+                    let claim = Claim {
+                        ch: self,
+                        guard: Some(guard),
+                        end: found.end,
+                    };
+                    let r = take(self, found.at as usize, found.len as usize);
+                    drop(claim);
+                    return Ok(r);
+                }
+                drop(guard);
+                look = self.peek();
+            }
+            if look == Peek::Closed {
+                return Err(Fail::Disconnected);
+            }
+            if sleep.started() {
+                // Waited once already and still no message: a receiver that died holding
+                // a claim of the last message would keep its space forever.
+                self.repair_dead_claim()?;
+            }
+            wait_on(&h.wake.recv_wake, wait, &mut sleep, || {
+                self.peek() != Peek::Empty
+            })?;
+        }
+    }
+
+    /// Copies the claimed message at `at` (`len` bytes) into `out`, replacing its
+    /// contents.
+    fn copy_out(&self, at: usize, len: usize, out: &mut Vec<u8>) {
+        out.clear();
+        out.resize(len, 0);
+        // `at + len <= cap` (`parse` checked the record lies in the ring), and this thread
+        // owns the bytes: the message is claimed and the receive lock held.
+        self.read_bytes(at, out);
+    }
+
+    /// Receives the next message into `out` (cleared first), waiting while the channel is
+    /// empty. Returns its length.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError::Disconnected`] once the channel is closed and every message sent
+    /// before the close has been received; [`RecvError::Corrupt`] if the shared state is
+    /// invalid.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{Channel, ChannelOptions};
+    ///
+    /// let ch = Channel::new(ChannelOptions::new(1024))?;
+    /// ch.send(b"one")?;
+    /// ch.send(b"two")?;
+    /// let mut out = Vec::new();
+    /// assert_eq!(ch.recv(&mut out)?, 3);
+    /// assert_eq!(out, b"one");
+    /// ch.recv(&mut out)?;
+    /// assert_eq!(out, b"two");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn recv(&self, out: &mut Vec<u8>) -> Result<usize, RecvError> {
+        self.recv_inner(Wait::Forever, None, |ch, at, len| {
+            ch.copy_out(at, len, out);
+            len
+        })
+        .map_err(Fail::recv)
+    }
+
+    /// [`recv`](Self::recv) without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`TryRecvError::Empty`] if no message is waiting; [`TryRecvError::Busy`] if another
+    /// receiver held the receive side through a brief spin; otherwise as for
+    /// [`recv`](Self::recv). A `try_` call that finds the receive side held by a dead
+    /// process recovers it, which can take up to 5 ms (the lock's recovery, or another
+    /// thread's recovery that got there first).
+    pub fn try_recv(&self, out: &mut Vec<u8>) -> Result<usize, TryRecvError> {
+        self.recv_inner(Wait::No, None, |ch, at, len| {
+            ch.copy_out(at, len, out);
+            len
+        })
+        .map_err(Fail::try_recv)
+    }
+
+    /// [`recv`](Self::recv) that gives up after `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvTimeoutError::Timeout`] if no message came (or another receiver held the
+    /// receive side) until then; otherwise as for [`recv`](Self::recv).
+    pub fn recv_timeout(
+        &self,
+        out: &mut Vec<u8>,
+        timeout: Duration,
+    ) -> Result<usize, RecvTimeoutError> {
+        self.recv_until_inner(out, Wait::timeout(timeout))
+    }
+
+    /// [`recv`](Self::recv) that gives up at `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`recv_timeout`](Self::recv_timeout).
+    pub fn recv_until(
+        &self,
+        out: &mut Vec<u8>,
+        deadline: Instant,
+    ) -> Result<usize, RecvTimeoutError> {
+        self.recv_until_inner(out, Wait::Until(deadline))
+    }
+
+    fn recv_until_inner(&self, out: &mut Vec<u8>, wait: Wait) -> Result<usize, RecvTimeoutError> {
+        self.recv_inner(wait, None, |ch, at, len| {
+            ch.copy_out(at, len, out);
+            len
+        })
+        .map_err(Fail::recv_timeout)
+    }
+
+    /// Receives the next message into `buf`, waiting while the channel is empty. Returns
+    /// its length (the message is `buf[..len]`).
+    ///
+    /// # Errors
+    ///
+    /// [`RecvIntoError::TooSmall`] if the next message is longer than `buf`: it stays in
+    /// the channel (receive it with a larger buffer); otherwise as for
+    /// [`recv`](Self::recv).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{Channel, ChannelOptions, RecvIntoError};
+    ///
+    /// let ch = Channel::new(ChannelOptions::new(1024))?;
+    /// ch.send(b"hello")?;
+    /// let mut small = [0; 2];
+    /// assert_eq!(ch.recv_into(&mut small), Err(RecvIntoError::TooSmall { needed: 5 }));
+    /// let mut buf = [0; 16];
+    /// let n = ch.recv_into(&mut buf)?;
+    /// assert_eq!(&buf[..n], b"hello");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn recv_into(&self, buf: &mut [u8]) -> Result<usize, RecvIntoError> {
+        let limit = buf.len();
+        self.recv_inner(Wait::Forever, Some(limit), |ch, at, len| {
+            // As in `copy_out`; `len <= limit = buf.len()` (`recv_inner` checked).
+            ch.read_bytes(at, &mut buf[..len]);
+            len
+        })
+        .map_err(Fail::recv_into)
+    }
+
+    /// Receives one message as `wait` allows into a process-local copy and runs `f` on
+    /// the copy, then releases the message (so that a receiver killed in `f` loses the
+    /// message and the next receiver counts it in [`lost`](Self::lost)).
+    pub(crate) fn recv_copy<R>(&self, wait: Wait, f: impl FnOnce(&[u8]) -> R) -> Result<R, Fail> {
+        let mut copy = Scratch::new();
+        self.recv_inner(wait, None, |ch, at, len| {
+            copy.fill(ch, at, len);
+            f(copy.bytes())
+        })
+    }
+
+    /// Receives the next message and runs `f` on it, without allocating; waits while the
+    /// channel is empty. Returns what `f` returns.
+    ///
+    /// `f` gets a process-local copy of the message (never a view of shared memory,
+    /// which a misbehaving peer could change under it): a buffer on the stack for
+    /// messages up to 256 bytes, else a per-thread buffer reused across calls (allocated,
+    /// or grown, only when a message is longer than any this thread received before).
+    ///
+    /// `f` runs while this receiver holds the receive side and the message (a receiver
+    /// killed in `f` loses it; the next receiver counts it in [`lost`](Self::lost)):
+    /// other receivers wait for it (keep it short), and it must not receive from this
+    /// channel (that deadlocks) nor wait for room on it (only receivers make room). If
+    /// `f` panics, the message counts as received.
+    ///
+    /// # Errors
+    ///
+    /// As for [`recv`](Self::recv).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{Channel, ChannelOptions};
+    ///
+    /// let ch = Channel::new(ChannelOptions::new(1024))?;
+    /// ch.send(b"12345")?;
+    /// let sum = ch.recv_with(|m| m.iter().map(|b| u32::from(b - b'0')).sum::<u32>())?;
+    /// assert_eq!(sum, 15);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn recv_with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R, RecvError> {
+        self.recv_copy(Wait::Forever, f).map_err(Fail::recv)
+    }
+
+    /// [`recv_with`](Self::recv_with) without waiting.
+    ///
+    /// # Errors
+    ///
+    /// As for [`try_recv`](Self::try_recv).
+    pub fn try_recv_with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R, TryRecvError> {
+        self.recv_copy(Wait::No, f).map_err(Fail::try_recv)
+    }
+
+    /// [`recv_with`](Self::recv_with) that gives up after `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`recv_timeout`](Self::recv_timeout).
+    pub fn recv_timeout_with<R>(
+        &self,
+        timeout: Duration,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, RecvTimeoutError> {
+        self.recv_copy(Wait::timeout(timeout), f)
+            .map_err(Fail::recv_timeout)
+    }
+
+    /// [`recv_with`](Self::recv_with) that gives up at `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`recv_timeout`](Self::recv_timeout).
+    pub fn recv_until_with<R>(
+        &self,
+        deadline: Instant,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, RecvTimeoutError> {
+        self.recv_copy(Wait::Until(deadline), f)
+            .map_err(Fail::recv_timeout)
+    }
+
+    /// Receives up to `max` waiting messages without waiting for more, running `f` on a
+    /// process-local copy of each (as [`recv_with`](Self::recv_with)), under one
+    /// acquisition of the receive side. `f` runs while this receiver holds the receive
+    /// side and the message (as for `recv_with`): other receivers wait for the batch, and
+    /// `f` must not receive from this channel nor wait for room on it. Returns how many it received: 0 if the channel is empty.
+    ///
+    /// # Errors
+    ///
+    /// [`TryRecvError::Disconnected`] if the channel is closed and empty;
+    /// [`TryRecvError::Busy`] if another receiver held the receive side through a brief
+    /// spin; [`TryRecvError::Corrupt`] as for [`recv`](Self::recv). Never `Empty`. If
+    /// the corruption is found after some messages of the batch, it returns their count
+    /// (they are received) and the next call reports `Corrupt`. With `max == 0` it
+    /// receives nothing, yet still reports `Disconnected` for a closed, empty channel.
+    ///
+    /// If `f` panics, the message it was given counts as received (as for
+    /// [`recv_with`](Self::recv_with)) and the batch ends.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{Channel, ChannelOptions};
+    ///
+    /// let ch = Channel::new(ChannelOptions::new(1024))?;
+    /// for i in 0..5u8 {
+    ///     ch.send(&[i])?;
+    /// }
+    /// let mut got = Vec::new();
+    /// assert_eq!(ch.drain(3, |m| got.push(m[0]))?, 3);
+    /// assert_eq!(got, [0, 1, 2]);
+    /// assert_eq!(ch.len(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn drain(&self, max: usize, mut f: impl FnMut(&[u8])) -> Result<usize, TryRecvError> {
+        let max_len = self.max_message().ok_or(TryRecvError::Corrupt)?;
+        match self.peek() {
+            Peek::Closed => return Err(TryRecvError::Disconnected),
+            Peek::Empty => return Ok(0),
+            Peek::Message if max == 0 => return Ok(0),
+            Peek::Message => {}
+        }
+        let h = &self.header;
+        let guard = self.lock_recv(Wait::No).map_err(Fail::try_recv)?;
+        // Unlocks, and wakes senders if anything was released, on return or unwind.
+        let mut batch = DrainBatch {
+            ch: self,
+            guard: Some(guard),
+            released: false,
+        };
+        let mut copy = Scratch::new();
+        let mut n = 0;
+        let mut result = Ok(());
+        while n < max {
+            let (head, found) = match self.next_message(max_len) {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            };
+            // The claim; Release: as in `recv_inner`.
+            h.head
+                .head
+                .store(advance(head, found.end), Ordering::Release);
+            failpoint::hit(Point::ChannelRecvClaimed);
+            // Releases the message (`free = end`) when `f` returns or unwinds: per
+            // message, so that a receiver killed mid-drain loses only the message it had
+            // claimed, and a panic in `f` leaves no claim behind.
+            let release = Release {
+                ch: self,
+                end: found.end,
+            };
+            batch.released = true;
+            copy.fill(self, found.at as usize, found.len as usize);
+            f(copy.bytes());
+            drop(release);
+            failpoint::hit(Point::ChannelDrainReleased);
+            n += 1;
+        }
+        drop(batch);
+        match result {
+            // Messages already handed to `f` are received: report them; the next call
+            // meets the same bytes and reports `Corrupt`.
+            Err(e) if n == 0 => Err(Fail::try_recv(e)),
+            _ => Ok(n),
+        }
+    }
+}

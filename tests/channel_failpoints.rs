@@ -1,0 +1,415 @@
+//! `Channel` crash windows (the module docs' table, lines marked †): a process is stopped
+//! at a step of a send or a receive (a failpoint), checked for what it holds up while
+//! stopped, SIGKILLed there, and the repair is checked: no receiver is stalled, nothing
+//! is delivered twice, a claimed message is counted lost, and the channel goes on. Runs
+//! only in a build with `--cfg shmstate_test_hooks` (as `tests/failpoints.rs`):
+//!
+//! ```sh
+//! RUSTFLAGS="--cfg shmstate_test_hooks" CARGO_TARGET_DIR=target/hooks \
+//!   cargo nextest run --test channel_failpoints
+//! ```
+#![cfg(shmstate_test_hooks)]
+
+mod common;
+mod locks_support;
+
+use std::time::{Duration, Instant};
+
+use common::{fork_children, wait_all, wait_until_asleep_in_futex, watchdog};
+use locks_support::{kill, reap};
+use shmstate::failpoint::{Point, arm};
+use shmstate::{
+    Channel, ChannelOptions, Region, SendError, SendTimeoutError, TryRecvError, TrySendError,
+};
+
+/// How long a repair may take at most here: the table promises a probe slice or so
+/// (about a millisecond); the margin is for a loaded machine.
+const REPAIR: Duration = Duration::from_secs(5);
+const SHORT: Duration = Duration::from_millis(20);
+
+/// A channel in anonymous shared memory, inherited by forked children.
+fn shared_channel(region: &Region) -> &Channel {
+    region
+        .channel("ch", ChannelOptions::new(4096))
+        .expect("channel")
+}
+
+/// Forks a child that arms `p` and runs `f`; returns once the child has stopped at `p`.
+fn child_stopped_at(p: Point, f: impl Fn()) -> libc::pid_t {
+    let pid = fork_children(1, |_| {
+        arm(p);
+        f();
+        // The failpoint was not reached: exit non-zero (the wait below fails the test).
+        std::process::exit(3);
+    })[0];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid on our own child.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG | libc::WUNTRACED) };
+        if r == pid {
+            assert!(
+                libc::WIFSTOPPED(status),
+                "the child ended before its failpoint (status {status:#x})"
+            );
+            return pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the child never reached its failpoint"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn recv_now(ch: &Channel) -> Vec<u8> {
+    let mut out = Vec::new();
+    ch.recv_timeout(&mut out, REPAIR)
+        .expect("a message within the repair bound");
+    out
+}
+
+/// Send: killed with its record written past `tail`, `tail` not stored. While it is
+/// stopped, receivers go on (an earlier message is received, an empty channel says
+/// `Empty`) and other senders report `Busy`/`Timeout`; after the kill, the next sender
+/// recovers the send side and writes over the unpublished record, which is never
+/// received.
+#[test]
+fn sender_killed_between_claim_and_commit_stalls_no_receiver() {
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = shared_channel(&region);
+    ch.send(b"before").unwrap();
+    let pid = child_stopped_at(Point::ChannelSendWritten, || {
+        ch.send(b"never published").unwrap();
+    });
+    // Stopped inside its send: receivers are not held up.
+    assert_eq!(recv_now(ch), b"before");
+    let mut out = Vec::new();
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Empty));
+    // Senders are (it holds the send side), within their bounds.
+    assert_eq!(ch.try_send(b"x"), Err(TrySendError::Busy));
+    assert_eq!(ch.send_timeout(b"x", SHORT), Err(SendTimeoutError::Timeout));
+    kill(pid);
+    reap(pid);
+    let t0 = Instant::now();
+    ch.send_timeout(b"after", REPAIR)
+        .expect("the send side recovers");
+    assert!(t0.elapsed() < REPAIR);
+    assert_eq!(recv_now(ch), b"after");
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Empty));
+    assert_eq!(ch.bytes_used(), 0);
+    assert_eq!(ch.lost(), 0);
+    // And it keeps working, across processes.
+    let pids = fork_children(2, |i| {
+        for j in 0..100u32 {
+            ch.send(&[i as u8, j as u8]).unwrap();
+        }
+    });
+    let mut n = 0;
+    while n < 200 {
+        recv_now(ch);
+        n += 1;
+    }
+    wait_all(&pids, REPAIR);
+    assert!(ch.is_empty());
+}
+
+/// Send: killed with `tail` stored, the send lock not released. The message is
+/// delivered; the next sender recovers the lock.
+#[test]
+fn sender_killed_after_publishing_delivers_its_message() {
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = shared_channel(&region);
+    let pid = child_stopped_at(Point::ChannelSendPublished, || {
+        ch.send(b"published").unwrap();
+    });
+    assert_eq!(recv_now(ch), b"published");
+    kill(pid);
+    reap(pid);
+    ch.send_timeout(b"next", REPAIR)
+        .expect("the send side recovers");
+    assert_eq!(recv_now(ch), b"next");
+    assert!(ch.is_empty());
+}
+
+/// Receive: killed with `head` stored past the message (claimed), `free` not. While it
+/// is stopped, other receivers report `Busy`/`Timeout` and senders go on; after the
+/// kill, the next receiver releases the space, counts the message lost, and gets the
+/// next one: the claimed message is never delivered (at most once).
+#[test]
+fn receiver_killed_after_its_claim_loses_the_message_once() {
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = shared_channel(&region);
+    ch.send(b"claimed").unwrap();
+    ch.send(b"second").unwrap();
+    let pid = child_stopped_at(Point::ChannelRecvClaimed, || {
+        let mut out = Vec::new();
+        ch.recv(&mut out).unwrap();
+    });
+    let mut out = Vec::new();
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Busy));
+    // Senders are not held up by the stopped receiver.
+    ch.try_send(b"third").unwrap();
+    assert_eq!(ch.len(), 2);
+    kill(pid);
+    reap(pid);
+    assert_eq!(recv_now(ch), b"second");
+    assert_eq!(ch.lost(), 1);
+    assert_eq!(recv_now(ch), b"third");
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Empty));
+    assert_eq!(
+        ch.bytes_used(),
+        0,
+        "the claimed message's space is released"
+    );
+    assert_eq!(ch.lost(), 1);
+    // The ring is whole: fill and empty it again.
+    for i in 0..1000u32 {
+        ch.send(&i.to_le_bytes()).unwrap();
+        assert_eq!(recv_now(ch), i.to_le_bytes());
+    }
+}
+
+/// Receive: killed after claiming the *last* message. No receiver takes the receive
+/// lock again for a message, so the repair falls to a sender that finds the ring full
+/// (here a 56-byte message needs padding: more room than the claim leaves) and to a
+/// waiting receiver.
+#[test]
+fn receiver_killed_claiming_the_last_message_is_repaired_by_a_full_sender() {
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = region
+        .channel("ch", ChannelOptions::new(128).max_message(56))
+        .unwrap();
+    ch.send(&[0; 8]).unwrap();
+    assert_eq!(recv_now(ch), [0; 8]);
+    ch.send(&[1; 56]).unwrap();
+    let pid = child_stopped_at(Point::ChannelRecvClaimed, || {
+        let mut out = Vec::new();
+        ch.recv(&mut out).unwrap();
+    });
+    // While the claimer lives (stopped), its claim stands.
+    assert_eq!(ch.try_send(&[2; 56]), Err(TrySendError::Full));
+    kill(pid);
+    reap(pid);
+    ch.send_timeout(&[2; 56], REPAIR)
+        .expect("a full sender repairs the dead receiver's claim");
+    assert_eq!(ch.lost(), 1);
+    assert_eq!(recv_now(ch), [2; 56]);
+}
+
+/// Send: stopped with its record written, `tail` not stored, while the channel is
+/// closed and a receiver is told `Disconnected`. Continued, the commit is refused: a send
+/// acknowledged `Ok` is never behind a `Disconnected`.
+#[test]
+fn a_commit_racing_close_is_refused_once_a_receiver_saw_disconnected() {
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = shared_channel(&region);
+    let pid = child_stopped_at(Point::ChannelSendWritten, || {
+        let r = ch.send(b"late");
+        // SAFETY: `_exit` ends the child with the send's result, skipping the harness.
+        unsafe {
+            libc::_exit(if r == Err(SendError::Disconnected) {
+                0
+            } else {
+                7
+            })
+        };
+    });
+    ch.close();
+    let mut out = Vec::new();
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Disconnected));
+    // SAFETY: continues our own stopped child.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    wait_all(&[pid], REPAIR);
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Disconnected));
+}
+
+/// A receiver killed after claiming the first of two messages, then a second receiver
+/// that repairs it stopped at `p` in its repair (with the receive lock) and killed there.
+/// Returns the channel's second message's receiver's view: the repair is finished by the
+/// next receiver, the second message is delivered once.
+fn repairer_killed_at(p: Point) -> u64 {
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = shared_channel(&region);
+    ch.send(b"claimed").unwrap();
+    ch.send(b"second").unwrap();
+    let claimer = child_stopped_at(Point::ChannelRecvClaimed, || {
+        let mut out = Vec::new();
+        ch.recv(&mut out).unwrap();
+    });
+    kill(claimer);
+    reap(claimer);
+    let repairer = child_stopped_at(p, || {
+        let mut out = Vec::new();
+        ch.recv(&mut out).unwrap();
+    });
+    let mut out = Vec::new();
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Busy));
+    kill(repairer);
+    reap(repairer);
+    assert_eq!(recv_now(ch), b"second");
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Empty));
+    assert_eq!(ch.bytes_used(), 0);
+    ch.lost()
+}
+
+/// Repair: killed with the dead receiver's space released (`free` stored), the message
+/// not yet counted. The next receiver finds nothing to repair: the message stays
+/// uncounted (never counted twice) and nothing is redelivered.
+#[test]
+fn repairer_killed_after_releasing_leaves_the_loss_uncounted_not_doubled() {
+    watchdog(Duration::from_secs(60));
+    assert_eq!(repairer_killed_at(Point::ChannelRepairFreed), 0);
+}
+
+/// Repair: killed after the repair, the lock's owner-died mark not cleared. The next
+/// receiver repeats the (idempotent) repair: the loss is counted once.
+#[test]
+fn repairer_killed_before_clearing_the_mark_counts_the_loss_once() {
+    watchdog(Duration::from_secs(60));
+    assert_eq!(repairer_killed_at(Point::ChannelRepaired), 1);
+}
+
+/// Send side: a sender recovering the send lock from a dead holder, killed before it
+/// cleared the mark: the next sender recovers again; nothing is lost or duplicated.
+#[test]
+fn recovering_sender_killed_before_clearing_the_mark() {
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = shared_channel(&region);
+    let first = child_stopped_at(Point::ChannelSendWritten, || {
+        let _ = ch.send(b"never");
+    });
+    kill(first);
+    reap(first);
+    let second = child_stopped_at(Point::ChannelRepaired, || {
+        let _ = ch.send(b"never either");
+    });
+    kill(second);
+    reap(second);
+    ch.send_timeout(b"sent", REPAIR)
+        .expect("the send side recovers");
+    assert_eq!(recv_now(ch), b"sent");
+    let mut out = Vec::new();
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Empty));
+}
+
+/// Drain: killed between messages of a batch (one released, the next not claimed).
+/// Nothing is lost: the rest is received in order by the next receiver.
+#[test]
+fn receiver_killed_mid_drain_loses_nothing() {
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = shared_channel(&region);
+    for m in [b"one", b"two", b"six"] {
+        ch.send(m).unwrap();
+    }
+    let pid = child_stopped_at(Point::ChannelDrainReleased, || {
+        let _ = ch.drain(3, |_| {});
+    });
+    let mut out = Vec::new();
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Busy));
+    kill(pid);
+    reap(pid);
+    assert_eq!(recv_now(ch), b"two");
+    assert_eq!(recv_now(ch), b"six");
+    assert_eq!(ch.lost(), 0);
+    assert_eq!(ch.bytes_used(), 0);
+}
+
+/// Receive: killed with `free` stored, the receive lock not released. Nothing is lost;
+/// the next receiver recovers the lock.
+#[test]
+fn receiver_killed_after_release_loses_nothing() {
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = shared_channel(&region);
+    ch.send(b"first").unwrap();
+    ch.send(b"second").unwrap();
+    let pid = child_stopped_at(Point::ChannelRecvFreed, || {
+        let mut out = Vec::new();
+        ch.recv(&mut out).unwrap();
+        assert_eq!(out, b"first");
+    });
+    kill(pid);
+    reap(pid);
+    assert_eq!(recv_now(ch), b"second");
+    assert_eq!(ch.lost(), 0);
+    assert_eq!(ch.bytes_used(), 0);
+}
+
+/// A 64-byte channel (room for two 16-byte messages) in anonymous shared memory.
+fn tiny_channel(region: &Region) -> &Channel {
+    region
+        .channel("tiny", ChannelOptions::new(64))
+        .expect("channel")
+}
+
+/// Send: killed after publishing and unlocking, before waking. A receiver asleep in
+/// another process wakes at the end of its sleep slice and gets the message.
+#[test]
+fn sender_killed_before_waking_costs_a_sleeping_receiver_one_slice() {
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = shared_channel(&region);
+    let receiver = fork_children(1, |_| {
+        let mut out = Vec::new();
+        ch.recv(&mut out).unwrap();
+        assert_eq!(out, b"unwoken");
+    });
+    wait_until_asleep_in_futex(receiver[0]);
+    let pid = child_stopped_at(Point::ChannelSendUnwoken, || {
+        ch.send(b"unwoken").unwrap();
+    });
+    kill(pid);
+    reap(pid);
+    wait_all(&receiver, REPAIR);
+    assert!(ch.is_empty());
+}
+
+/// Receive: killed after releasing and unlocking, before waking. A sender asleep on the
+/// full ring in another process wakes at the end of its slice and sends.
+#[test]
+fn receiver_killed_before_waking_costs_a_sleeping_sender_one_slice() {
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = tiny_channel(&region);
+    ch.send(&[1; 16]).unwrap();
+    ch.send(&[2; 16]).unwrap();
+    let sender = fork_children(1, |_| ch.send(&[3; 16]).unwrap());
+    wait_until_asleep_in_futex(sender[0]);
+    let pid = child_stopped_at(Point::ChannelRecvUnwoken, || {
+        let mut out = Vec::new();
+        ch.recv(&mut out).unwrap();
+    });
+    kill(pid);
+    reap(pid);
+    wait_all(&sender, REPAIR);
+    assert_eq!(recv_now(ch), [2; 16]);
+    assert_eq!(recv_now(ch), [3; 16]);
+    assert_eq!(ch.lost(), 0);
+}
+
+/// Close: killed with `closed` stored, the sleepers not woken. A receiver asleep in
+/// another process wakes at the end of its slice and sees the close.
+#[test]
+fn closer_killed_before_waking_costs_a_sleeping_receiver_one_slice() {
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = shared_channel(&region);
+    let receiver = fork_children(1, |_| {
+        let mut out = Vec::new();
+        assert_eq!(ch.recv(&mut out), Err(shmstate::RecvError::Disconnected));
+    });
+    wait_until_asleep_in_futex(receiver[0]);
+    let pid = child_stopped_at(Point::ChannelCloseUnwoken, || ch.close());
+    kill(pid);
+    reap(pid);
+    wait_all(&receiver, REPAIR);
+    assert!(ch.is_closed());
+}
