@@ -57,6 +57,16 @@ pub enum Point {
     /// `RawRwLock` downgrade: a reader slot is claimed for the writer, `WRITE_LOCKED` not
     /// yet released.
     RwDowngradeClaimed,
+    /// `Channel` send: the record (payload and headers) is written past `tail`, `tail`
+    /// not yet stored (nothing published).
+    ChannelSendWritten,
+    /// `Channel` send: `tail` is stored (published), the send lock not yet released.
+    ChannelSendPublished,
+    /// `Channel` receive: `head` is stored past the message (claimed), the message not
+    /// yet read and `free` not yet stored.
+    ChannelRecvClaimed,
+    /// `Channel` receive: `free` is stored (released), the receive lock not yet released.
+    ChannelRecvFreed,
 }
 
 #[cfg(shmstate_test_hooks)]

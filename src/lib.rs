@@ -143,3 +143,14 @@ pub use coord::{
     Barrier, BarrierError, BarrierWaitResult, BoundedSemaphore, Event, Full, PushTimeoutError,
     Queue, ReleaseError, Semaphore,
 };
+
+// The message channel: variable-length byte messages.
+pub mod channel;
+#[cfg(not(loom))]
+pub use channel::ChannelOpenError;
+#[cfg(all(feature = "serde", not(loom)))]
+pub use channel::{RecvValueError, SendValueError};
+pub use channel::{
+    Channel, ChannelError, ChannelOptions, RecvError, RecvIntoError, RecvTimeoutError, SendError,
+    SendSlot, SendTimeoutError, TryRecvError, TrySendError,
+};

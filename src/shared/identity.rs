@@ -30,6 +30,9 @@ impl Kind {
     pub const RECORD: Kind = Kind(15);
     /// A [`ValueArray<T>`](crate::ValueArray); its element is `T`.
     pub const VALUE_ARRAY: Kind = Kind(16);
+    /// A [`Channel`](crate::Channel); its element is the ring's `u64` word, its length
+    /// the ring's words.
+    pub const CHANNEL: Kind = Kind(18);
     /// First code free for types defined outside this crate.
     pub const USER: Kind = Kind(0x1000);
 
@@ -52,6 +55,7 @@ impl Kind {
             14 => "Queue",
             15 => "struct",
             16 => "ValueArray",
+            18 => "Channel",
             _ => return None,
         })
     }

@@ -1,0 +1,341 @@
+//! The protocol's steps shared by every operation: how long to wait ([`Wait`]), taking a
+//! side's lock, sleeping on a wake word, waking, and the two pure checks of the cursors
+//! ([`plan`] for a sender, [`parse`] for a receiver). See the module docs of
+//! [`channel`](super) for the protocol they implement.
+
+use std::time::Instant;
+
+use super::layout::{
+    Channel, TAG_MESSAGE, TAG_PAD, WAITING, count, cursor, pos, record, record_size,
+};
+use crate::futex;
+use crate::lock::{Acquired, RawMutex};
+use crate::sync::{AtomicU32, Ordering, fence, spin_loop};
+use crate::wait::{SPIN_LIMIT, Slices, deadline_passed, flag_waiting, holder_is_dead, past};
+
+/// How long an operation waits: for room or a message, and for the side's lock.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Wait {
+    /// Not at all (a `try_` call): neither for room or messages, nor for a live holder of
+    /// the lock beyond a brief spin.
+    No,
+    /// Until the deadline.
+    Until(Instant),
+    /// As long as it takes.
+    Forever,
+}
+
+impl Wait {
+    /// The wait of a timed call: `Forever` for a timeout too large to represent.
+    pub(crate) fn timeout(t: core::time::Duration) -> Wait {
+        Instant::now().checked_add(t).map_or(Wait::Forever, Wait::Until)
+    }
+
+    fn deadline(self) -> Option<Instant> {
+        match self {
+            Wait::Until(d) => Some(d),
+            _ => None,
+        }
+    }
+}
+
+/// Why an operation failed, before it is spelled as the public error of its shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fail {
+    /// Would wait for room or a message (`Wait::No`).
+    WouldBlock,
+    /// The side's lock stayed held by a live peer through a brief spin (`Wait::No`).
+    Busy,
+    /// The deadline passed.
+    Timeout,
+    /// Closed (and, for receivers, empty).
+    Disconnected,
+    /// A message longer than the channel's largest.
+    TooLarge { len: usize, max: usize },
+    /// A receiver's buffer is too small for the next message.
+    TooSmall { needed: usize },
+    /// Invalid shared state.
+    Corrupt,
+}
+
+/// The longest a `try_` call waits to recover a lock whose holder it found dead: the
+/// mutex recovers it after its first probe slice (50 µs), so this is that slice with a
+/// margin for a loaded machine.
+const DEAD_HOLDER_RECOVERY: core::time::Duration = core::time::Duration::from_millis(5);
+
+/// Holds a side's lock; unlocks on drop.
+pub(crate) struct SideGuard<'a> {
+    lock: &'a RawMutex,
+}
+
+impl Drop for SideGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: a `SideGuard` exists only after this thread acquired `lock` (`lock_side`)
+        // and is dropped once; nothing the lock protects is touched after the drop.
+        unsafe { self.lock.unlock() };
+    }
+}
+
+/// Takes `lock` as `wait` allows: `Busy` (for `No`) or `Timeout` if not. The second value
+/// says whether the previous holder died (the caller repairs, then the mark is cleared).
+#[inline]
+pub(crate) fn lock_side(lock: &RawMutex, wait: Wait) -> Result<(SideGuard<'_>, bool), Fail> {
+    let a = match wait {
+        Wait::No => match lock.try_lock() {
+            Some(a) => a,
+            None => try_lock_contended(lock)?,
+        },
+        Wait::Until(d) => lock.lock_until(d).ok_or(Fail::Timeout)?,
+        Wait::Forever => lock.lock(),
+    };
+    let died = a == Acquired::OwnerDied;
+    if died {
+        // The repair follows under the lock; later acquirers need not see the mark.
+        lock.mark_consistent();
+    }
+    Ok((SideGuard { lock }, died))
+}
+
+/// A `try_` call's lock after `try_lock` failed: a brief spin with loads, then, if the
+/// holder is dead, its recovery (bounded); `Busy` if a live holder kept it.
+#[cold]
+fn try_lock_contended(lock: &RawMutex) -> Result<Acquired, Fail> {
+    let mut spins = SPIN_LIMIT;
+    let mut step = 1;
+    loop {
+        if !lock.is_locked()
+            && let Some(a) = lock.try_lock()
+        {
+            return Ok(a);
+        }
+        if spins == 0 {
+            break;
+        }
+        let n = step.min(spins);
+        spins -= n;
+        step = (step * 2).min(16);
+        for _ in 0..n {
+            spin_loop();
+        }
+    }
+    // Held throughout. By a dead thread? Then recover it as the blocking calls would, or
+    // a channel used only through `try_` calls would stay locked for good. The probe is
+    // a syscall: only here, never on the uncontended path.
+    let owner = lock.owner().ok_or(Fail::Busy)?;
+    if !holder_is_dead(owner) {
+        return Err(Fail::Busy);
+    }
+    let deadline = Instant::now()
+        .checked_add(DEAD_HOLDER_RECOVERY)
+        .ok_or(Fail::Busy)?;
+    lock.lock_until(deadline).ok_or(Fail::Busy)
+}
+
+/// Where a sleeper is in its wait (kept across the retries of one operation, so that
+/// its sleep slices keep growing).
+pub(crate) struct Sleep {
+    slices: Option<Slices>,
+}
+
+impl Sleep {
+    pub(crate) fn new() -> Self {
+        Sleep { slices: None }
+    }
+}
+
+/// Waits on the wake word `word` until `ready()` or one wake (or slice) has passed, as
+/// `wait` allows; `Ok` means "check again" (under the lock). Spins briefly first (loads
+/// only, no syscall), then sets `WAITING` and futex-waits in slices.
+///
+/// The pairing that loses no wakeup: the sleeper sets `WAITING` (a read-modify-write),
+/// then a `SeqCst` fence, then checks `ready()` (loads of the cursors); the waker stores
+/// its cursor, then a `SeqCst` fence, then loads the word ([`wake`]). By the fences'
+/// total order, either the waker sees `WAITING` (and wakes, bumping the generation, so
+/// that the futex wait returns at once if it comes later), or the sleeper's check sees
+/// the new cursor.
+pub(crate) fn wait_on(
+    word: &AtomicU32,
+    wait: Wait,
+    sleep: &mut Sleep,
+    ready: impl Fn() -> bool,
+) -> Result<(), Fail> {
+    let deadline = match wait {
+        Wait::No => return Err(Fail::WouldBlock),
+        Wait::Until(d) if past(Some(d)) => return Err(Fail::Timeout),
+        w => w.deadline(),
+    };
+    let slices = match &mut sleep.slices {
+        Some(s) => s,
+        None => {
+            // First wait of this operation: spin briefly; the other side is usually busy
+            // for a moment only.
+            for _ in 0..SPIN_LIMIT {
+                if ready() {
+                    return Ok(());
+                }
+                spin_loop();
+            }
+            sleep.slices.insert(Slices::new())
+        }
+    };
+    // Relaxed: `flag_waiting`'s read-modify-write and the fence below order.
+    let mut w = word.load(Ordering::Relaxed);
+    loop {
+        if flag_waiting(word, &mut w, WAITING) {
+            break;
+        }
+        // The word changed under us (a wake, or a peer rewriting it): bounded by the
+        // deadline however long that goes on.
+        if past(deadline) {
+            return Err(Fail::Timeout);
+        }
+    }
+    // SeqCst: pairs with the fence in `wake` (see above).
+    fence(Ordering::SeqCst);
+    if ready() {
+        return Ok(());
+    }
+    let Some(slice) = slices.next(deadline) else {
+        return Err(Fail::Timeout);
+    };
+    if !futex::wait(word, w, slice) && deadline_passed(deadline) {
+        return Err(Fail::Timeout);
+    }
+    Ok(())
+}
+
+/// Wakes the sleepers on `word`, if any may sleep: after a store of a cursor (see
+/// [`wait_on`] for the pairing). No syscall unless `WAITING` is set.
+#[inline]
+pub(crate) fn wake(word: &AtomicU32) {
+    // SeqCst: pairs with the fence in `wait_on`: the cursor store before it, the load of
+    // the word after it.
+    fence(Ordering::SeqCst);
+    // Relaxed: ordered by the fence.
+    if word.load(Ordering::Relaxed) & WAITING != 0 {
+        wake_all(word);
+    }
+}
+
+/// Bumps the generation of `word`, clearing `WAITING`, and wakes every sleeper on it.
+#[cold]
+pub(crate) fn wake_all(word: &AtomicU32) {
+    // Relaxed: the futex wait compares the word atomically; a sleeper that set `WAITING`
+    // after our bump sees its own flag and a word its futex wait expects, but then its
+    // `ready()` check (after the fence) sees the cursor we published before.
+    let _ = word.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+        Some(w.wrapping_add(1) & !WAITING)
+    });
+    futex::wake_all(word);
+}
+
+/// Where a sender's record goes: `Some(pad)` means the record starts at offset 0 after a
+/// padding record at `tail` up to the ring's end.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Plan {
+    /// Offset of the padding record, if any.
+    pub(crate) pad_at: Option<u32>,
+    /// Offset of the message's record header.
+    pub(crate) rec_at: u32,
+}
+
+/// The outcome of [`plan`].
+pub(crate) enum Room {
+    Fits(Plan),
+    Full,
+    Corrupt,
+}
+
+/// Whether a record of a `len`-byte message (reserved length) fits between `tail` and
+/// `free + cap`, and where it goes.
+#[inline]
+pub(crate) fn plan(cap: u32, tail: u32, free: u32, len: usize) -> Room {
+    let used = tail.wrapping_sub(free);
+    if used > cap || !tail.is_multiple_of(8) || !free.is_multiple_of(8) {
+        return Room::Corrupt;
+    }
+    // `len <= max_message <= cap / 2 - 8`, so the record fits a `u32`.
+    let rec = record_size(len) as u32;
+    let off = tail & (cap - 1);
+    let pad = if off + rec > cap { cap - off } else { 0 };
+    if pad + rec > cap - used {
+        return Room::Full;
+    }
+    Room::Fits(if pad > 0 {
+        Plan {
+            pad_at: Some(off),
+            rec_at: 0,
+        }
+    } else {
+        Plan {
+            pad_at: None,
+            rec_at: off,
+        }
+    })
+}
+
+/// A published message found at `head` ([`parse`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Found {
+    /// Ring offset of the payload.
+    pub(crate) at: u32,
+    /// Its length.
+    pub(crate) len: u32,
+    /// The position after the record (and any padding before it): the new `head`.
+    pub(crate) end: u32,
+}
+
+/// Reads and validates the record at `head`, with `tail` published past it and `max` the
+/// largest message. `None` if the bytes are not a valid record (a corrupt channel).
+#[inline]
+pub(crate) fn parse(ch: &Channel, head: u32, tail: u32, max: u32) -> Option<Found> {
+    let cap = ch.cap();
+    let avail = tail.wrapping_sub(head);
+    let mut off = head & (cap - 1);
+    // Relaxed: the Acquire load of `tail` that published this record ordered the
+    // sender's stores of it before this load.
+    let mut w = ch.word_at(off).load(Ordering::Relaxed);
+    let mut skipped = 0;
+    if count(w) == TAG_PAD {
+        if pos(w) != 0 {
+            return None;
+        }
+        skipped = cap - off;
+        // A padding record is always followed by a message in the same publish.
+        if skipped >= avail {
+            return None;
+        }
+        off = 0;
+        // Relaxed: as above.
+        w = ch.word_at(0).load(Ordering::Relaxed);
+    }
+    let len = pos(w);
+    if count(w) != TAG_MESSAGE || len > max {
+        return None;
+    }
+    let rec = record_size(len as usize) as u32;
+    if off + rec > cap || skipped + rec > avail {
+        return None;
+    }
+    Some(Found {
+        at: off + 8,
+        len,
+        end: head.wrapping_add(skipped + rec),
+    })
+}
+
+/// The header word of a message record of `len` bytes.
+#[inline]
+pub(crate) const fn message_header(len: u32) -> u64 {
+    record(TAG_MESSAGE, len)
+}
+
+/// The header word of a padding record.
+pub(crate) const PAD_HEADER: u64 = record(TAG_PAD, 0);
+
+/// The next cursor word after `w`: position `p`, count one more.
+#[inline]
+pub(crate) const fn advance(w: u64, p: u32) -> u64 {
+    cursor(count(w).wrapping_add(1), p)
+}

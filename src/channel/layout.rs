@@ -1,0 +1,479 @@
+//! The channel's memory: a header of seven cache lines, then the ring of 8-byte words.
+//! See the module docs of [`channel`](super), "Layout", for the table.
+
+use core::alloc::Layout;
+#[cfg(not(loom))]
+use core::ptr::NonNull;
+use core::ptr;
+
+use super::options::{ChannelOptions, MIN_CAPACITY, RECORD_HEADER, largest_message};
+use crate::lock::RawMutex;
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+
+/// The high half of the config word `shape`: "CHN" and the format version 1. A word with
+/// another high half is not a channel header (never initialised, or overwritten).
+pub(crate) const MAGIC: u32 = 0x4348_4E01;
+
+/// A record's kind, in the high half of its header word: a message.
+pub(crate) const TAG_MESSAGE: u32 = 0x4D53_4721;
+/// A record's kind: padding up to the ring's end (its length half is 0). The record after
+/// it starts at offset 0.
+pub(crate) const TAG_PAD: u32 = 0x5041_4421;
+
+/// The waiting flag of a wake word (see [`WakeLine`]).
+pub(crate) const WAITING: u32 = 1 << 31;
+
+/// Words of filler, so that each line is a whole 64-byte cache line without padding
+/// bytes (the [`Shared`](crate::Shared) contract). Empty under loom, where layout does
+/// not matter.
+#[cfg(not(loom))]
+#[repr(transparent)]
+pub(crate) struct Fill<const N: usize> {
+    _words: [AtomicU64; N],
+}
+#[cfg(loom)]
+pub(crate) struct Fill<const N: usize>;
+
+#[cfg(loom)]
+impl<const N: usize> Fill<N> {
+    fn new() -> Self {
+        Fill
+    }
+}
+
+/// Line 0, read-mostly: written at creation (and `closed` once, by `close`).
+#[repr(C, align(64))]
+pub(crate) struct ConfigLine {
+    /// `MAGIC << 32 | max_message`: read (and validated) by every operation.
+    pub(crate) shape: AtomicU64,
+    /// The ring's size in bytes, as created (operations use the process-local length of
+    /// the ring instead; this is for opening and tools).
+    pub(crate) capacity: AtomicU64,
+    /// Nonzero once the channel is closed.
+    pub(crate) closed: AtomicU64,
+    _fill: Fill<5>,
+}
+
+/// Lines 1 and 3: a side's robust lock, alone on its line (contending senders or
+/// receivers hammer it).
+#[repr(C, align(64))]
+pub(crate) struct LockLine {
+    pub(crate) lock: RawMutex,
+    _fill32: AtomicU32,
+    _fill: Fill<7>,
+}
+
+/// Line 2, the senders' line (written under the send lock).
+#[repr(C, align(64))]
+pub(crate) struct TailLine {
+    /// `sent << 32 | tail`: `tail` is the position (bytes, wrapping at 2^32) up to which
+    /// records are published; `sent` counts published messages (wrapping).
+    pub(crate) tail: AtomicU64,
+    /// The last `free` position a sender read: senders check room against it and read
+    /// `free` (another line) only when it says the ring is full.
+    pub(crate) free_cache: AtomicU64,
+    _fill: Fill<6>,
+}
+
+/// Line 4, the receivers' line (written under the receive lock).
+#[repr(C, align(64))]
+pub(crate) struct HeadLine {
+    /// `taken << 32 | head`: `head` is the position up to which messages are claimed by
+    /// receivers; `taken` counts claimed messages (wrapping).
+    pub(crate) head: AtomicU64,
+    /// The last `tail` a receiver read: receivers read `tail` (the senders' line) only
+    /// when they have caught up with it.
+    pub(crate) tail_cache: AtomicU64,
+    /// Messages lost with receivers killed between claim and release.
+    pub(crate) lost: AtomicU64,
+    _fill: Fill<5>,
+}
+
+/// Line 5: `free`, written by receivers after each message, read by senders only when
+/// their cached copy says the ring is full.
+#[repr(C, align(64))]
+pub(crate) struct FreeLine {
+    /// The position up to which receivers are done with the ring: senders may write up
+    /// to `free + capacity`.
+    pub(crate) free: AtomicU64,
+    _fill: Fill<7>,
+}
+
+/// Line 6: the wake words. Each is `WAITING` (bit 31: someone may sleep on it) plus a
+/// 31-bit generation that every wake bumps; written only when someone sleeps, so in
+/// steady state every process only reads this line.
+#[repr(C, align(64))]
+pub(crate) struct WakeLine {
+    /// Receivers sleep here for a message (or the close).
+    pub(crate) recv_wake: AtomicU32,
+    /// Senders sleep here for room (or the close).
+    pub(crate) send_wake: AtomicU32,
+    _fill: Fill<7>,
+}
+
+/// The header, seven lines.
+#[repr(C)]
+pub(crate) struct Header {
+    pub(crate) config: ConfigLine,
+    pub(crate) send: LockLine,
+    pub(crate) tail: TailLine,
+    pub(crate) recv: LockLine,
+    pub(crate) head: HeadLine,
+    pub(crate) free: FreeLine,
+    pub(crate) wake: WakeLine,
+}
+
+#[cfg(not(loom))]
+static_assertions::assert_eq_size!(Header, [u8; 7 * 64]);
+#[cfg(not(loom))]
+static_assertions::const_assert_eq!(align_of::<Header>(), 64);
+#[cfg(not(loom))]
+static_assertions::assert_eq_size!(ConfigLine, [u8; 64]);
+#[cfg(not(loom))]
+static_assertions::assert_eq_size!(LockLine, [u8; 64]);
+#[cfg(not(loom))]
+static_assertions::assert_eq_size!(WakeLine, [u8; 64]);
+
+#[cfg(loom)]
+impl Header {
+    fn new() -> Self {
+        let lock = || LockLine {
+            lock: RawMutex::new(),
+            _fill32: AtomicU32::new(0),
+            _fill: Fill::new(),
+        };
+        Header {
+            config: ConfigLine {
+                shape: AtomicU64::new(0),
+                capacity: AtomicU64::new(0),
+                closed: AtomicU64::new(0),
+                _fill: Fill::new(),
+            },
+            send: lock(),
+            tail: TailLine {
+                tail: AtomicU64::new(0),
+                free_cache: AtomicU64::new(0),
+                _fill: Fill::new(),
+            },
+            recv: lock(),
+            head: HeadLine {
+                head: AtomicU64::new(0),
+                tail_cache: AtomicU64::new(0),
+                lost: AtomicU64::new(0),
+                _fill: Fill::new(),
+            },
+            free: FreeLine {
+                free: AtomicU64::new(0),
+                _fill: Fill::new(),
+            },
+            wake: WakeLine {
+                recv_wake: AtomicU32::new(0),
+                send_wake: AtomicU32::new(0),
+                _fill: Fill::new(),
+            },
+        }
+    }
+}
+
+/// A bounded multi-producer multi-consumer channel of byte messages, in shared memory or
+/// on the heap. See the [module docs](super) for the protocol, the crash windows and
+/// examples.
+///
+/// The type is slice-shaped: a header followed by the ring, whose length (in 8-byte
+/// words) is the object's length. Create one on the heap with [`new`](Self::new), or in a
+/// region with [`Region::channel`](crate::Region::channel).
+#[repr(C)]
+pub struct Channel {
+    pub(crate) header: Header,
+    /// The ring. Its length comes from the (process-local) pointer metadata, validated at
+    /// creation or opening, never from shared memory.
+    pub(crate) ring: [AtomicU64],
+}
+
+// SAFETY: For every `len` that `size_for` accepts (a power of two of words, 64 bytes to
+// 2 GiB): (1) all-zero bytes are a valid, *uninitialised* channel: every lock unlocked,
+// every cursor 0; operations refuse it (`Corrupt`: the magic is missing) until `init`
+// writes the config line, which `Region::channel` does in the region's init closure
+// before any other process sees the object; (2) every bit pattern is valid: the object
+// is atomics only (`AtomicU64`, `AtomicU32`, `RawMutex` which is one `AtomicU32`), and
+// every operation validates what it reads (module docs, "Untrusted memory"); (3) no
+// pointers, nothing to drop; (4) `#[repr(C)]` lines of `#[repr(C, align(64))]`, sizes
+// asserted above, no padding bytes (the fills); the ring follows the 448-byte header at
+// an 8-aligned offset; (5) atomics are `Sync`, every method is atomic operations plus
+// copies of ring bytes that the protocol gives the caller exclusively (module docs); (6)
+// `from_raw_parts` builds a pointer to `len` ring words after the header, covering
+// exactly `size_for(len)` bytes. Not implemented under loom, whose atomics are not plain
+// memory.
+#[cfg(not(loom))]
+unsafe impl crate::shared::Shared for Channel {
+    const TAG: crate::shared::TypeTag =
+        crate::shared::TypeTag::new(crate::shared::Kind::CHANNEL, crate::Elem::U64);
+    const ALIGN: usize = 64;
+
+    #[inline]
+    fn size_for(len: usize) -> Option<usize> {
+        let bytes = len.checked_mul(8)?;
+        let ok = len.is_power_of_two()
+            && (MIN_CAPACITY..=super::options::MAX_CAPACITY).contains(&bytes);
+        ok.then(|| size_of::<Header>() + bytes)
+    }
+
+    #[inline]
+    fn from_raw_parts(ptr: NonNull<u8>, len: usize) -> NonNull<Self> {
+        let slice = ptr::slice_from_raw_parts_mut(ptr.as_ptr().cast::<AtomicU64>(), len);
+        // SAFETY: `new_unchecked` needs a non-null pointer: the address is `ptr`'s. The
+        // `as` cast keeps the metadata (`len`), which for `Channel` is the length of its
+        // trailing `ring` slice.
+        unsafe { NonNull::new_unchecked(slice as *mut Channel) }
+    }
+}
+
+/// The position half of a cursor word.
+#[inline]
+pub(crate) const fn pos(w: u64) -> u32 {
+    w as u32
+}
+
+/// The count half of a cursor word.
+#[inline]
+pub(crate) const fn count(w: u64) -> u32 {
+    (w >> 32) as u32
+}
+
+/// A cursor word of position `p` and count `c`.
+#[inline]
+pub(crate) const fn cursor(c: u32, p: u32) -> u64 {
+    (c as u64) << 32 | p as u64
+}
+
+/// A record header word.
+#[inline]
+pub(crate) const fn record(tag: u32, len: u32) -> u64 {
+    (tag as u64) << 32 | len as u64
+}
+
+/// Bytes a record of a `len`-byte message takes in the ring: its header and the payload
+/// rounded up to 8.
+#[inline]
+pub(crate) const fn record_size(len: usize) -> usize {
+    RECORD_HEADER + len.div_ceil(8) * 8
+}
+
+impl Channel {
+    /// A channel on the heap with these options.
+    ///
+    /// # Errors
+    ///
+    /// [`ChannelError::InvalidOptions`](super::ChannelError::InvalidOptions) if the
+    /// capacity is above [`MAX_CAPACITY`](super::MAX_CAPACITY) or the largest message
+    /// above `capacity / 2 - 8`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{Channel, ChannelOptions};
+    ///
+    /// let ch = Channel::new(ChannelOptions::new(4096))?;
+    /// ch.send(b"hello")?;
+    /// let mut out = Vec::new();
+    /// ch.recv(&mut out)?;
+    /// assert_eq!(out, b"hello");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn new(options: ChannelOptions) -> Result<Box<Channel>, super::ChannelError> {
+        let (cap, max) = options
+            .validate()
+            .map_err(|reason| super::ChannelError::InvalidOptions {
+                capacity: options.capacity_bytes(),
+                max_message: options.max_message_len(),
+                reason,
+            })?;
+        let words = cap / 8;
+        let (layout, ring_at) = Layout::new::<Header>()
+            .extend(Layout::array::<AtomicU64>(words).expect("at most 2 GiB"))
+            .expect("at most 2 GiB");
+        let layout = layout.pad_to_align();
+        #[cfg(not(loom))]
+        // SAFETY: `layout` has a nonzero size (the header alone is 448 bytes).
+        let base = unsafe { std::alloc::alloc_zeroed(layout) };
+        #[cfg(loom)]
+        // SAFETY: as above.
+        let base = unsafe { std::alloc::alloc(layout) };
+        if base.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        // Under loom the atomics are objects to construct; elsewhere all-zero bytes are
+        // the channel's zero state (the `Shared` contract, item 1).
+        #[cfg(loom)]
+        // SAFETY: `base` is a fresh allocation of `layout`, which holds a `Header` at 0
+        // and `words` `AtomicU64`s from `ring_at` (what `extend` computed); each write
+        // is in bounds and aligned, and nothing was there to drop.
+        unsafe {
+            ptr::write(base.cast::<Header>(), Header::new());
+            let ring = base.add(ring_at).cast::<AtomicU64>();
+            for i in 0..words {
+                ptr::write(ring.add(i), AtomicU64::new(0));
+            }
+        }
+        let _ = ring_at;
+        let raw = ptr::slice_from_raw_parts_mut(base.cast::<AtomicU64>(), words) as *mut Channel;
+        // `raw` points to an allocation of the global allocator with `layout`, which is
+        // `Layout::for_value` of a `Channel` with `words` ring words (`#[repr(C)]`: the
+        // header, then the ring at the offset `extend` computed, padded to the alignment),
+        // and every byte of it is a valid, initialised `Channel` (zeroed atomics, or
+        // constructed under loom).
+        // SAFETY: `Box::from_raw` needs a pointer to a valid value allocated by the
+        // global allocator with `Layout::for_value` of it: as above.
+        let ch = unsafe { Box::from_raw(raw) };
+        ch.init(cap, max);
+        Ok(ch)
+    }
+
+    /// Writes the config line: the channel's shape. For a fresh (all-zero) channel only,
+    /// before anyone else uses it.
+    pub(crate) fn init(&self, cap: usize, max: usize) {
+        // Relaxed: the channel is published to other threads or processes after this
+        // (the `Box` is handed over; a region publishes the object with a Release store
+        // of its entry's state), which orders these stores.
+        self.header
+            .config
+            .capacity
+            .store(cap as u64, Ordering::Relaxed);
+        self.header
+            .config
+            .shape
+            .store(record(MAGIC, max as u32), Ordering::Relaxed);
+    }
+
+    /// The ring's size in bytes, from the process-local length of the ring.
+    #[inline]
+    pub(crate) fn cap(&self) -> u32 {
+        // At most 2 GiB (checked at creation and opening), so it fits a `u32`.
+        (self.ring.len() * 8) as u32
+    }
+
+    /// The largest message, read from the header and validated (magic, and at most
+    /// `capacity / 2 - 8`): `None` if the header is not a valid channel header.
+    #[inline]
+    pub(crate) fn max_message(&self) -> Option<u32> {
+        // Relaxed: written once at creation, before the channel was published; a
+        // hostile rewrite is caught by the checks.
+        let w = self.header.config.shape.load(Ordering::Relaxed);
+        let max = pos(w);
+        (count(w) == MAGIC && max as usize <= largest_message(self.cap() as usize)).then_some(max)
+    }
+
+    /// The options as stored in the header: `None` if the header is not valid (see
+    /// [`max_message`](Self::max_message)) or its capacity differs from the ring's.
+    pub(crate) fn stored_options(&self) -> Option<ChannelOptions> {
+        let max = self.max_message()?;
+        // Relaxed: as in `max_message`.
+        let cap = self.header.config.capacity.load(Ordering::Relaxed);
+        (cap == u64::from(self.cap())).then(|| ChannelOptions::exact(cap as usize, max as usize))
+    }
+
+    /// The record header word at ring offset `off` (a multiple of 8 below the capacity).
+    #[inline]
+    pub(crate) fn word_at(&self, off: u32) -> &AtomicU64 {
+        // In bounds: `off < cap` and `cap = 8 * ring.len()`; callers pass offsets masked
+        // by `cap - 1` and 8-aligned. `get` keeps a mistake from being out of bounds.
+        match self.ring.get(off as usize / 8) {
+            Some(w) => w,
+            None => &self.ring[0],
+        }
+    }
+
+    /// The ring's first byte (8-aligned), for copies of ring bytes the caller owns.
+    #[cfg(not(loom))]
+    #[inline]
+    pub(crate) fn ring_base(&self) -> *mut u8 {
+        // A pointer derived from `&[AtomicU64]` may be written through: the bytes are
+        // inside `UnsafeCell`s.
+        self.ring.as_ptr().cast::<u8>().cast_mut()
+    }
+
+    /// Copies `src` into the ring at byte offset `off`.
+    ///
+    /// # Safety
+    ///
+    /// `off + src.len() <= cap`, and the calling thread owns the bytes: they lie between
+    /// `tail` and `free + cap` and the caller holds the send lock (the protocol lets
+    /// nobody else read or write them until the caller publishes `tail`).
+    #[inline]
+    pub(crate) unsafe fn write_bytes(&self, off: usize, src: &[u8]) {
+        #[cfg(not(loom))]
+        // SAFETY: `copy_nonoverlapping` needs (1) `src` readable for `len` bytes: it is
+        // a slice; (2) the destination writable for `len` bytes: `[off, off + len)` is
+        // inside the ring (the caller's first item) and the pointer comes from the
+        // ring's `UnsafeCell`s; (3) no overlap: `src` is the caller's memory, not the
+        // ring (a `&[u8]` into the ring cannot exist while the caller owns these bytes);
+        // (4) no data race: the caller owns the bytes (second item).
+        unsafe {
+            ptr::copy_nonoverlapping(src.as_ptr(), self.ring_base().add(off), src.len());
+        }
+        #[cfg(loom)]
+        for (i, b) in src.iter().enumerate() {
+            let at = off + i;
+            let w = &self.ring[at / 8];
+            let shift = (at % 8) * 8;
+            // Relaxed: the caller owns the word (see `# Safety`); the Release store of
+            // `tail` publishes it.
+            let old = w.load(Ordering::Relaxed);
+            let new = old & !(0xFF << shift) | u64::from(*b) << shift;
+            w.store(new, Ordering::Relaxed);
+        }
+    }
+
+    /// Copies ring bytes at `off` into `dst`.
+    ///
+    /// # Safety
+    ///
+    /// `off + dst.len() <= cap`, and the calling thread owns the bytes: they belong to a
+    /// message it has claimed (`free <= off`, the message before `head`) while it holds
+    /// the receive lock; nobody writes them until it stores `free` past them.
+    #[inline]
+    pub(crate) unsafe fn read_bytes(&self, off: usize, dst: &mut [u8]) {
+        #[cfg(not(loom))]
+        // SAFETY: as in `write_bytes`, with source and destination swapped: the ring
+        // bytes are readable and in bounds (first item), `dst` is the caller's own
+        // buffer, and no write races (second item).
+        unsafe {
+            ptr::copy_nonoverlapping(self.ring_base().add(off), dst.as_mut_ptr(), dst.len());
+        }
+        #[cfg(loom)]
+        for (i, b) in dst.iter_mut().enumerate() {
+            let at = off + i;
+            // Relaxed: the Acquire load of `tail` that made the message visible orders
+            // the sender's stores before this.
+            let w = self.ring[at / 8].load(Ordering::Relaxed);
+            *b = (w >> ((at % 8) * 8)) as u8;
+        }
+    }
+
+    /// The words a test may overwrite with hostile values: every `u64` word of the
+    /// header and the ring, and the `u32` lock and wake words. Not part of the API.
+    #[cfg(any(test, feature = "test-hooks"))]
+    #[doc(hidden)]
+    pub fn hostile_words(&self) -> (Vec<&AtomicU64>, Vec<&AtomicU32>) {
+        let h = &self.header;
+        let mut w64 = vec![
+            &h.config.shape,
+            &h.config.capacity,
+            &h.config.closed,
+            &h.tail.tail,
+            &h.tail.free_cache,
+            &h.head.head,
+            &h.head.tail_cache,
+            &h.head.lost,
+            &h.free.free,
+        ];
+        w64.extend(self.ring.iter());
+        let w32 = vec![
+            h.send.lock.word(),
+            h.recv.lock.word(),
+            &h.wake.recv_wake,
+            &h.wake.send_wake,
+        ];
+        (w64, w32)
+    }
+}

@@ -1,0 +1,193 @@
+//! [`Channel`]: a bounded multi-producer multi-consumer channel of variable-length byte
+//! messages, in shared memory (a region) or on the heap — Python's
+//! `multiprocessing.Queue` at shared-memory speed, with a zero-copy send
+//! ([`Channel::reserve`]) and an in-place receive ([`Channel::recv_with`]).
+//!
+//! # Examples
+//!
+//! On the heap, between threads:
+//!
+//! ```
+//! use shmstate::{Channel, ChannelOptions, RecvError};
+//!
+//! let ch = Channel::new(ChannelOptions::new(64 << 10))?;
+//! std::thread::scope(|s| {
+//!     s.spawn(|| {
+//!         for i in 0..1000u32 {
+//!             ch.send(format!("message {i}").as_bytes()).unwrap();
+//!         }
+//!         ch.close();
+//!     });
+//!     let mut out = Vec::new();
+//!     let mut n = 0;
+//!     while ch.recv(&mut out) != Err(RecvError::Disconnected) {
+//!         assert_eq!(out, format!("message {n}").as_bytes());
+//!         n += 1;
+//!     }
+//!     assert_eq!(n, 1000);
+//! });
+//! # Ok::<(), shmstate::ChannelError>(())
+//! ```
+//!
+//! In a region, between processes (here a child after `fork`):
+//!
+//! ```
+//! use shmstate::{ChannelOptions, Region};
+//!
+//! let region = Region::anonymous(1 << 20)?;
+//! let ch = region.channel("events", ChannelOptions::new(16 << 10))?;
+//! // SAFETY: the child only uses the channel and exits.
+//! match unsafe { libc::fork() } {
+//!     0 => {
+//!         ch.send(b"from the child").unwrap();
+//!         unsafe { libc::_exit(0) };
+//!     }
+//!     pid => {
+//!         let mut out = Vec::new();
+//!         ch.recv(&mut out)?;
+//!         assert_eq!(out, b"from the child");
+//!         unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+//!     }
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Layout
+//!
+//! A header of seven 64-byte lines, then the ring (the object's length is the ring's,
+//! in 8-byte words; a power of two, 64 bytes to 2 GiB). Each line holds what one party
+//! writes, so that senders and receivers do not write the same line on their paths:
+//!
+//! | Line | Words | Written by | Read by |
+//! |---|---|---|---|
+//! | 0 config | `shape` = magic "CHN", version 1 (high half), largest message (low half); `capacity`; `closed` | the creator; `closed` by `close` | everyone, each operation (read-mostly: stays in every cache) |
+//! | 1 send lock | the senders' [`RawMutex`](crate::RawMutex) | senders | senders |
+//! | 2 tail | `tail` = messages sent (high half), position (low half); `free_cache` | the send-lock holder | receivers read `tail` when they catch up with their cached copy |
+//! | 3 receive lock | the receivers' [`RawMutex`](crate::RawMutex) | receivers | receivers |
+//! | 4 head | `head` = messages claimed (high), position (low); `tail_cache`; `lost` | the receive-lock holder | `len`, the repair |
+//! | 5 free | `free` (position) | the receive-lock holder, per message | senders, when their cached copy says the ring is full |
+//! | 6 wake | `recv_wake`, `send_wake`: `WAITING` (bit 31) and a generation | sleepers, and wakers when someone sleeps | after each send / receive |
+//!
+//! Positions are byte counts that wrap at 2³²; a position's ring offset is it modulo the
+//! capacity (a power of two, at most 2³¹, so the wrap is seamless and the cursors are
+//! never more than a ring apart). Always `free ≤ head ≤ tail ≤ free + capacity`: the
+//! bytes `[free, head)` belong to the receiver that claimed them, `[head, tail)` are
+//! published messages, `[tail, free + capacity)` are free for the send-lock holder.
+//!
+//! A record is a header word — kind in the high half (`MESSAGE` or `PAD`), length in the
+//! low half — then the payload, padded to 8 bytes. A record never wraps: a sender whose
+//! record does not fit before the ring's end writes a `PAD` record up to the end and its
+//! record at offset 0, both published by one store of `tail`. The largest message is at
+//! most `capacity / 2 - 8`, so a record takes at most half the ring: if it does not fit
+//! before the end, the offset is past the middle, and an empty ring has room for the
+//! padding and the record (a sender never waits for room that cannot come).
+//!
+//! # Protocol
+//!
+//! **Send** (`send`, `reserve` … `commit`): take the send lock; check `closed`; read
+//! `tail`, and check room against `free_cache` (refreshing it from `free`, Acquire, only
+//! when that says full); if there is no room, unlock and wait (below). Else write the
+//! payload in place (the slot is the caller's: no receiver reads past `tail`); at commit,
+//! write the record headers and publish them with one Release store of `tail`; unlock;
+//! wake receivers if one sleeps. Nothing is visible before the `tail` store, so an abort
+//! (or a dropped [`SendSlot`]) is just the unlock.
+//!
+//! **Receive**: if `tail == head` at a glance (no lock, no write), wait. Else take the
+//! receive lock (repairing a dead receiver's claim, below); read `tail_cache`, refreshing
+//! it from `tail` (Acquire) only when caught up; validate the record at `head`; *claim*
+//! it: store `head` past it (Release) — from here the message is this receiver's; copy it
+//! out or run the caller's closure on it in place; then *release* it: store `free = head`
+//! (Release, pairing with the senders' Acquire load: the reads happen before a sender
+//! overwrites the bytes); unlock; wake senders if one sleeps.
+//!
+//! **Waiting**: spin briefly with loads, then set `WAITING` in the side's wake word, a
+//! `SeqCst` fence, re-check the cursors, and futex-wait on the word in slices (50 µs
+//! doubling to 10 ms, the crate's [`wait`](crate::wait) policy). A waker stores its
+//! cursor, fences (`SeqCst`) and reads the word: it makes a syscall only if `WAITING` is
+//! set, so neither side makes one while the other is merely busy. `close` sets `closed`
+//! and wakes every sleeper on both words.
+//!
+//! **Closing**: senders check `closed` before they reserve and again at commit; receivers
+//! get `Disconnected` only when `closed` is set and, after seeing it, `tail == head`.
+//! A send that completed before `close` is therefore always received; a commit racing
+//! with `close` is either refused (`Disconnected`) or received.
+//!
+//! # The loss rule
+//!
+//! Delivery is **at most once**. A receiver killed between its claim and its release
+//! takes the message with it: the next receiver to take the lock finds `head ≠ free`,
+//! releases the space (`free = head`) and counts the message in [`Channel::lost`]. It is
+//! never delivered twice. A sender killed before its commit sends nothing (its space is
+//! reused by the next sender). Messages are FIFO per sender, and in one total order
+//! (the order of the `tail` stores) across senders.
+//!
+//! # Crash windows
+//!
+//! Failpoint tests: `tests/channel_failpoints.rs` (one per line marked †).
+//!
+//! | Step (process killed there) | What it leaves | Who repairs it, how fast |
+//! |---|---|---|
+//! | Send: lock taken, nothing written | the send lock held by a dead thread; the ring unchanged; receivers unaffected | the next sender: blocking and timed ones after their first probe slice (≈ 50 µs–1 ms after the kernel tore the process down), `try_` ones after their spin (≤ 5 ms) |
+//! | Send: payload and headers written, `tail` not stored † | as above; the bytes lie past `tail`, never visible | as above: the next sender writes over them |
+//! | Send: `tail` stored, lock not released † | the message published (receivers get it); the send lock held | as the first line; the recovering sender also wakes every receiver |
+//! | Send: unlocked, receivers not woken | a sleeping receiver not woken | it wakes at the end of its slice (≤ 10 ms) and sees the message |
+//! | Receive: lock taken, nothing changed | the receive lock held by a dead thread; senders unaffected | the next receiver, as the first line |
+//! | Receive: `head` stored (claimed), `free` not † | the message claimed by the dead receiver; its space not released | the next receiver: releases it and counts it in `lost()` (at most once: never redelivered); it wakes every sender |
+//! | Receive: `free` stored, lock not released † | nothing lost; the receive lock held | as the first receive line |
+//! | Receive: unlocked, senders not woken | a sleeping sender not woken | it wakes at the end of its slice (≤ 10 ms) |
+//! | Close: `closed` stored, sleepers not woken | sleepers not woken | each wakes at the end of its slice (≤ 10 ms) and sees the close |
+//! | Asleep (`WAITING` set) | the flag | the next wake: one needless syscall |
+//!
+//! A process *stopped* (SIGSTOP) inside a send (between reserve and commit, or holding a
+//! slot) stalls the other senders only: receivers go on receiving what is published.
+//! `try_send` returns [`TrySendError::Busy`] after a brief spin, timed sends return
+//! `Timeout` at their deadline, untimed sends wait until it is continued or killed. A
+//! receiver stopped between its claim and its release stalls the other receivers
+//! (`Busy`/`Timeout`/wait, likewise) and keeps its message's space; senders go on while
+//! there is room.
+//!
+//! # Untrusted memory
+//!
+//! Every operation reads the config word and validates it (magic, largest message at most
+//! `capacity / 2 - 8`); the capacity comes from the process-local length of the object,
+//! never from shared memory. Cursors are validated on every use (8-aligned, `free ≤ head ≤
+//! tail ≤ free + capacity`), record headers against the largest message, the ring's end
+//! and the bytes between the cursors. Anything else — a lying length, a cursor out of
+//! range, a `PAD` record in the wrong place, a torn header — makes the operation return
+//! `Corrupt` (no panic, no out-of-bounds access, no endless loop); the channel is not
+//! reset, and every later operation that meets the same bytes reports `Corrupt` too.
+//! Waits stay bounded by their deadlines whatever a peer writes into the wake words.
+//! The zero-copy paths hand out `&mut [u8]` / `&[u8]` over ring bytes that the protocol
+//! gives the caller exclusively; a process that ignores the protocol and writes them
+//! anyway corrupts only message contents, which the receiver must then treat as
+//! untrusted bytes (as it must any message).
+//!
+//! # Serde
+//!
+//! With the `serde` feature, [`Channel::send_value`] and [`Channel::recv_value`] (and
+//! their `try_`/timed forms) send any `serde` type, encoded with `postcard` straight into
+//! the reserved slot.
+
+mod engine;
+mod error;
+mod layout;
+mod options;
+mod recv;
+#[cfg(not(loom))]
+mod region;
+mod send;
+mod state;
+#[cfg(all(feature = "serde", not(loom)))]
+mod value;
+
+pub use error::{
+    ChannelError, RecvError, RecvIntoError, RecvTimeoutError, SendError, SendTimeoutError,
+    TryRecvError, TrySendError,
+};
+pub use layout::Channel;
+pub use options::{ChannelOptions, MAX_CAPACITY, MIN_CAPACITY};
+#[cfg(not(loom))]
+pub use region::ChannelOpenError;
+pub use send::SendSlot;
+#[cfg(all(feature = "serde", not(loom)))]
+pub use value::{RecvValueError, SendValueError};

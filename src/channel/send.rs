@@ -1,0 +1,419 @@
+//! The send side: [`Channel::send`] and its `try_`/timed forms, and the zero-copy
+//! [`SendSlot`] of [`Channel::reserve`].
+
+use core::time::Duration;
+use std::io;
+use std::time::Instant;
+
+use super::engine::{
+    Fail, PAD_HEADER, Plan, Room, SideGuard, Sleep, Wait, advance, lock_side, message_header,
+    plan, wait_on, wake,
+};
+use super::error::{SendError, SendTimeoutError, TrySendError};
+use super::layout::{Channel, pos, record_size};
+use crate::failpoint::{self, Point};
+use crate::sync::Ordering;
+
+impl Fail {
+    fn send(self) -> SendError {
+        match self {
+            Fail::Disconnected => SendError::Disconnected,
+            Fail::TooLarge { len, max } => SendError::TooLarge { len, max },
+            // A blocking send neither times out nor gives up; anything else is corrupt.
+            _ => SendError::Corrupt,
+        }
+    }
+
+    fn try_send(self) -> TrySendError {
+        match self {
+            Fail::WouldBlock => TrySendError::Full,
+            Fail::Busy => TrySendError::Busy,
+            Fail::Timeout => TrySendError::Busy,
+            Fail::Disconnected => TrySendError::Disconnected,
+            Fail::TooLarge { len, max } => TrySendError::TooLarge { len, max },
+            Fail::TooSmall { .. } | Fail::Corrupt => TrySendError::Corrupt,
+        }
+    }
+
+    fn send_timeout(self) -> SendTimeoutError {
+        match self {
+            Fail::Timeout | Fail::WouldBlock | Fail::Busy => SendTimeoutError::Timeout,
+            Fail::Disconnected => SendTimeoutError::Disconnected,
+            Fail::TooLarge { len, max } => SendTimeoutError::TooLarge { len, max },
+            Fail::TooSmall { .. } | Fail::Corrupt => SendTimeoutError::Corrupt,
+        }
+    }
+}
+
+/// Space reserved in the ring for one message, written in place, then published with
+/// [`commit`](Self::commit) (or [`commit_len`](Self::commit_len)) or given back with
+/// [`abort`](Self::abort). Dropping a slot aborts it.
+///
+/// A slot holds the channel's send side: other senders wait (their `try_` calls return
+/// [`TrySendError::Busy`]) until it is committed or aborted, so fill it promptly. Until
+/// then nothing of it is visible to receivers; a process killed while it holds a slot
+/// leaves nothing for them to skip (module docs, "Crash windows").
+///
+/// The slot's bytes start with whatever the ring held there before: write every byte
+/// you commit.
+///
+/// # Examples
+///
+/// ```
+/// use std::io::Write;
+/// use shmstate::{Channel, ChannelOptions};
+///
+/// let ch = Channel::new(ChannelOptions::new(4096))?;
+/// let mut slot = ch.reserve(64)?;
+/// write!(slot, "{}-{}", "id", 42)?; // formats straight into the ring
+/// let n = slot.written();
+/// slot.commit_len(n)?;
+/// let mut out = Vec::new();
+/// ch.recv(&mut out)?;
+/// assert_eq!(out, b"id-42");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use = "a slot that is dropped is aborted: call `commit`"]
+pub struct SendSlot<'a> {
+    ch: &'a Channel,
+    /// The send lock, held until commit or abort.
+    guard: Option<SideGuard<'a>>,
+    /// The `tail` word at reservation.
+    tail: u64,
+    plan: Plan,
+    /// The reserved length.
+    len: usize,
+    /// The `io::Write` cursor.
+    written: usize,
+}
+
+impl core::fmt::Debug for SendSlot<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SendSlot")
+            .field("len", &self.len)
+            .field("written", &self.written)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> SendSlot<'a> {
+    /// The reserved length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the reserved length is 0.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// How far [`io::Write`] has written (the next `write` goes there).
+    pub fn written(&self) -> usize {
+        self.written
+    }
+
+    /// Copies `data` into the slot at `offset`.
+    ///
+    /// # Panics
+    ///
+    /// If `offset + data.len()` exceeds [`len`](Self::len).
+    pub fn write_at(&mut self, offset: usize, data: &[u8]) {
+        let end = offset.checked_add(data.len());
+        assert!(
+            end.is_some_and(|e| e <= self.len),
+            "SendSlot::write_at: {} bytes at {offset} exceed the slot's {}",
+            data.len(),
+            self.len
+        );
+        let at = self.plan.rec_at as usize + 8 + offset;
+        // SAFETY: `at + data.len() <= rec_at + 8 + len <= cap` (`plan` placed the record
+        // inside the ring), and the bytes lie between `tail` and `free + cap` while this
+        // slot holds the send lock: this thread owns them.
+        unsafe { self.ch.write_bytes(at, data) };
+    }
+
+    /// The slot's bytes, to write in place (a serializer's output buffer).
+    #[cfg(not(loom))]
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        let at = self.plan.rec_at as usize + 8;
+        // SAFETY: `from_raw_parts_mut` needs (1) a pointer valid for reads and writes of
+        // `len` bytes, aligned for `u8`, inside one allocation: `[at, at + len)` is
+        // inside the ring (as in `write_at`), and the pointer comes from the ring's
+        // `UnsafeCell`s; (2) initialised bytes: the ring's bytes are atomics' bytes,
+        // always initialised; (3) no other access for the borrow's life: this thread owns
+        // the bytes (send lock held, between `tail` and `free + cap`: no receiver reads
+        // and no sender writes them), and the borrow of `self` keeps `write_at` and the
+        // commit from running meanwhile.
+        unsafe { core::slice::from_raw_parts_mut(self.ch.ring_base().add(at), self.len) }
+    }
+
+    /// Publishes the whole slot as one message.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Disconnected`] if the channel was closed since the reservation: the
+    /// message is not sent.
+    pub fn commit(self) -> Result<(), SendError> {
+        let n = self.len;
+        self.commit_len(n)
+    }
+
+    /// Publishes the first `len` bytes of the slot as one message (the rest of the
+    /// reserved space is given back).
+    ///
+    /// # Errors
+    ///
+    /// As for [`commit`](Self::commit).
+    ///
+    /// # Panics
+    ///
+    /// If `len` exceeds the reserved length.
+    pub fn commit_len(mut self, len: usize) -> Result<(), SendError> {
+        assert!(
+            len <= self.len,
+            "SendSlot::commit_len: {len} bytes exceed the slot's {}",
+            self.len
+        );
+        let ch = self.ch;
+        if ch.is_closed() {
+            return Err(SendError::Disconnected);
+        }
+        let tail = self.tail;
+        let plan = self.plan;
+        // Relaxed: the record headers are published by the Release store of `tail`.
+        if let Some(p) = plan.pad_at {
+            ch.word_at(p).store(PAD_HEADER, Ordering::Relaxed);
+        }
+        ch.word_at(plan.rec_at)
+            .store(message_header(len as u32), Ordering::Relaxed);
+        failpoint::hit(Point::ChannelSendWritten);
+        let pad = plan.pad_at.map_or(0, |p| ch.cap() - p);
+        let new = advance(tail, pos(tail).wrapping_add(pad + record_size(len) as u32));
+        // Release: pairs with the receivers' Acquire loads of `tail`: the record (header
+        // and payload) happens before a receiver reads it.
+        ch.header.tail.tail.store(new, Ordering::Release);
+        failpoint::hit(Point::ChannelSendPublished);
+        drop(self.guard.take());
+        wake(&ch.header.wake.recv_wake);
+        Ok(())
+    }
+
+    /// Gives the slot back unsent (as dropping it does).
+    pub fn abort(self) {}
+}
+
+impl io::Write for SendSlot<'_> {
+    /// Writes at [`written`](SendSlot::written) as much of `buf` as still fits; `Ok(0)`
+    /// when the slot is full (so `write_all` reports `WriteZero`).
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = buf.len().min(self.len - self.written);
+        let at = self.written;
+        self.write_at(at, &buf[..n]);
+        self.written += n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Channel {
+    /// Reserves room for a message of `len` bytes as `wait` allows, holding the send
+    /// lock in the returned slot.
+    pub(crate) fn reserve_inner(&self, len: usize, wait: Wait) -> Result<SendSlot<'_>, Fail> {
+        let max = self.max_message().ok_or(Fail::Corrupt)? as usize;
+        if len > max {
+            return Err(Fail::TooLarge { len, max });
+        }
+        let cap = self.cap();
+        let h = &self.header;
+        let mut sleep = Sleep::new();
+        loop {
+            if self.is_closed() {
+                return Err(Fail::Disconnected);
+            }
+            let (guard, died) = lock_side(&h.send.lock, wait)?;
+            if died {
+                // A sender died holding the lock: whatever it wrote is past `tail`,
+                // unpublished, and is overwritten now. If it had published without
+                // waking, wake the receivers in its place.
+                super::engine::wake_all(&h.wake.recv_wake);
+            }
+            if self.is_closed() {
+                return Err(Fail::Disconnected);
+            }
+            // Acquire: pairs with the Release store of `tail` by the previous holder
+            // (whose unlock orders it too, unless it died).
+            let tail = h.tail.tail.load(Ordering::Acquire);
+            // Relaxed: written under this lock; a stale value is only conservative.
+            let cached = pos(h.tail.free_cache.load(Ordering::Relaxed));
+            let room = match plan(cap, pos(tail), cached, len) {
+                Room::Full | Room::Corrupt => {
+                    // Acquire: pairs with the receivers' Release stores of `free`: their
+                    // reads of the bytes we may now overwrite happen before our writes.
+                    let free = h.free.free.load(Ordering::Acquire);
+                    // Relaxed: read under this lock by the next sender.
+                    h.tail.free_cache.store(free, Ordering::Relaxed);
+                    plan(cap, pos(tail), pos(free), len)
+                }
+                fits => fits,
+            };
+            match room {
+                Room::Fits(plan) => {
+                    return Ok(SendSlot {
+                        ch: self,
+                        guard: Some(guard),
+                        tail,
+                        plan,
+                        len,
+                        written: 0,
+                    });
+                }
+                Room::Corrupt => return Err(Fail::Corrupt),
+                Room::Full => {}
+            }
+            drop(guard);
+            wait_on(&h.wake.send_wake, wait, &mut sleep, || {
+                if self.is_closed() {
+                    return true;
+                }
+                // Relaxed: a snapshot; the re-check under the lock decides.
+                let t = pos(h.tail.tail.load(Ordering::Relaxed));
+                // Relaxed: ordered after our `WAITING` flag by the fence in `wait_on`.
+                let f = pos(h.free.free.load(Ordering::Relaxed));
+                !matches!(plan(cap, t, f, len), Room::Full)
+            })?;
+        }
+    }
+
+    fn send_inner(&self, msg: &[u8], wait: Wait) -> Result<(), Fail> {
+        let mut slot = self.reserve_inner(msg.len(), wait)?;
+        slot.write_at(0, msg);
+        slot.commit().map_err(|_| Fail::Disconnected)
+    }
+
+    /// Sends `msg` as one message, waiting while the ring has no room for it.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Disconnected`] once the channel is closed (at once, even while the
+    /// ring is full); [`SendError::TooLarge`] if `msg` is longer than the largest message;
+    /// [`SendError::Corrupt`] if the shared state is invalid.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{Channel, ChannelOptions};
+    ///
+    /// let ch = Channel::new(ChannelOptions::new(1024))?;
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| {
+    ///         for i in 0..100u32 {
+    ///             ch.send(&i.to_le_bytes()).unwrap(); // waits while the ring is full
+    ///         }
+    ///     });
+    ///     let mut out = Vec::new();
+    ///     for i in 0..100u32 {
+    ///         ch.recv(&mut out).unwrap();
+    ///         assert_eq!(out, i.to_le_bytes());
+    ///     }
+    /// });
+    /// # Ok::<(), shmstate::ChannelError>(())
+    /// ```
+    pub fn send(&self, msg: &[u8]) -> Result<(), SendError> {
+        self.send_inner(msg, Wait::Forever).map_err(Fail::send)
+    }
+
+    /// Sends `msg` if the ring has room now, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`TrySendError::Full`] if the ring has no room; [`TrySendError::Busy`] if another
+    /// sender held the send side through a brief spin; otherwise as for
+    /// [`send`](Self::send).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{Channel, ChannelOptions, TrySendError};
+    ///
+    /// // 64 bytes: room for two 16-byte messages (24 bytes each with their headers).
+    /// let ch = Channel::new(ChannelOptions::new(64))?;
+    /// ch.try_send(&[1; 16])?;
+    /// ch.try_send(&[2; 16])?;
+    /// assert_eq!(ch.try_send(&[3; 16]), Err(TrySendError::Full));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_send(&self, msg: &[u8]) -> Result<(), TrySendError> {
+        self.send_inner(msg, Wait::No).map_err(Fail::try_send)
+    }
+
+    /// [`send`](Self::send) that gives up after `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`SendTimeoutError::Timeout`] if the ring had no room (or another sender held the
+    /// send side) until then; otherwise as for [`send`](Self::send).
+    pub fn send_timeout(&self, msg: &[u8], timeout: Duration) -> Result<(), SendTimeoutError> {
+        self.send_inner(msg, Wait::timeout(timeout))
+            .map_err(Fail::send_timeout)
+    }
+
+    /// [`send`](Self::send) that gives up at `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`send_timeout`](Self::send_timeout).
+    pub fn send_until(&self, msg: &[u8], deadline: Instant) -> Result<(), SendTimeoutError> {
+        self.send_inner(msg, Wait::Until(deadline))
+            .map_err(Fail::send_timeout)
+    }
+
+    /// Reserves room for a message of `len` bytes, waiting while the ring has none, and
+    /// returns the [`SendSlot`] to write it in place.
+    ///
+    /// # Errors
+    ///
+    /// As for [`send`](Self::send).
+    pub fn reserve(&self, len: usize) -> Result<SendSlot<'_>, SendError> {
+        self.reserve_inner(len, Wait::Forever).map_err(Fail::send)
+    }
+
+    /// [`reserve`](Self::reserve) without waiting.
+    ///
+    /// # Errors
+    ///
+    /// As for [`try_send`](Self::try_send).
+    pub fn try_reserve(&self, len: usize) -> Result<SendSlot<'_>, TrySendError> {
+        self.reserve_inner(len, Wait::No).map_err(Fail::try_send)
+    }
+
+    /// [`reserve`](Self::reserve) that gives up after `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`send_timeout`](Self::send_timeout).
+    pub fn reserve_timeout(
+        &self,
+        len: usize,
+        timeout: Duration,
+    ) -> Result<SendSlot<'_>, SendTimeoutError> {
+        self.reserve_inner(len, Wait::timeout(timeout))
+            .map_err(Fail::send_timeout)
+    }
+
+    /// [`reserve`](Self::reserve) that gives up at `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`send_timeout`](Self::send_timeout).
+    pub fn reserve_until(
+        &self,
+        len: usize,
+        deadline: Instant,
+    ) -> Result<SendSlot<'_>, SendTimeoutError> {
+        self.reserve_inner(len, Wait::Until(deadline))
+            .map_err(Fail::send_timeout)
+    }
+}

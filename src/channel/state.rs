@@ -1,0 +1,105 @@
+//! Closing and the channel's observable state: [`Channel::close`], lengths, counters.
+
+use super::layout::{Channel, count, pos};
+use super::options::ChannelOptions;
+use crate::sync::Ordering;
+
+impl Channel {
+    /// Closes the channel, from either side: senders fail at once with `Disconnected`
+    /// (including those waiting for room, and slots not yet committed); receivers still
+    /// get every message already sent, then `Disconnected`. Wakes every sleeper.
+    /// Closing is final (a closed channel stays closed) and idempotent.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{Channel, ChannelOptions, RecvError, SendError};
+    ///
+    /// let ch = Channel::new(ChannelOptions::new(1024))?;
+    /// ch.send(b"a")?;
+    /// ch.close();
+    /// assert!(ch.is_closed());
+    /// assert_eq!(ch.send(b"b"), Err(SendError::Disconnected));
+    /// let mut out = Vec::new();
+    /// assert_eq!(ch.recv(&mut out), Ok(1));
+    /// assert_eq!(ch.recv(&mut out), Err(RecvError::Disconnected));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn close(&self) {
+        let h = &self.header;
+        // Release: pairs with the Acquire load in `is_closed`: a receiver that sees the
+        // close sees every `tail` published before it.
+        h.config.closed.store(1, Ordering::Release);
+        // Every sleeper re-checks (and sees the close: `wake_all` fences nothing, but
+        // a sleeper that set `WAITING` after our bump checks `is_closed` after its
+        // SeqCst fence, and this SeqCst fence orders our store before our bump).
+        crate::sync::fence(Ordering::SeqCst);
+        super::engine::wake_all(&h.wake.recv_wake);
+        super::engine::wake_all(&h.wake.send_wake);
+    }
+
+    /// Whether the channel is closed.
+    #[inline]
+    pub fn is_closed(&self) -> bool {
+        // Acquire: pairs with the Release store in `close`.
+        self.header.config.closed.load(Ordering::Acquire) != 0
+    }
+
+    /// Messages waiting to be received: a snapshot, approximate while others send or
+    /// receive (and meaningless if the shared state is corrupt; never more than
+    /// `capacity / 8`).
+    pub fn len(&self) -> usize {
+        let h = &self.header;
+        // Relaxed: a snapshot of two counters.
+        let taken = count(h.head.head.load(Ordering::Relaxed));
+        let sent = count(h.tail.tail.load(Ordering::Relaxed));
+        (sent.wrapping_sub(taken) as usize).min(self.cap() as usize / 8)
+    }
+
+    /// Whether no message is waiting (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        let h = &self.header;
+        // Relaxed: a snapshot.
+        let head = pos(h.head.head.load(Ordering::Relaxed));
+        pos(h.tail.tail.load(Ordering::Relaxed)) == head
+    }
+
+    /// Bytes of the ring in use: waiting messages with their headers and padding, and the
+    /// message a receiver is reading (a snapshot, at most the capacity).
+    pub fn bytes_used(&self) -> usize {
+        let h = &self.header;
+        // Relaxed: a snapshot.
+        let free = pos(h.free.free.load(Ordering::Relaxed));
+        let tail = pos(h.tail.tail.load(Ordering::Relaxed));
+        (tail.wrapping_sub(free)).min(self.cap()) as usize
+    }
+
+    /// Messages lost with receivers killed after claiming a message and before finishing
+    /// with it (module docs, "The loss rule"), counted by the receiver that repaired it.
+    pub fn lost(&self) -> u64 {
+        // Relaxed: a statistic.
+        self.header.head.lost.load(Ordering::Relaxed)
+    }
+
+    /// The channel's capacity (the ring's size in bytes) and largest message. The
+    /// largest message is read from the shared header; a corrupt header reads as 0.
+    pub fn options(&self) -> ChannelOptions {
+        ChannelOptions::exact(
+            self.cap() as usize,
+            self.max_message().unwrap_or(0) as usize,
+        )
+    }
+}
+
+impl core::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Channel")
+            .field("capacity", &self.cap())
+            .field("max_message", &self.max_message())
+            .field("len", &self.len())
+            .field("bytes_used", &self.bytes_used())
+            .field("closed", &self.is_closed())
+            .field("lost", &self.lost())
+            .finish()
+    }
+}
