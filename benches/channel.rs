@@ -7,8 +7,8 @@
 //! `benches/python/channel_queue.py`, and `benches/report.py` pairs it with these rows.
 //!
 //! Two physical floors, in groups of their own: `channel_floor_2procs/cacheline_pingpong`
-//! (two atomics on separate cache lines bounced between the 2 processes: the least a round
-//! trip between two cores can cost) and `channel_memcpy/memcpy_16KiB` (one 16 KiB copy in
+//! (two atomics on separate cache lines bounced between the 2 processes, both spinning:
+//! the least a round trip between two cores can cost) and `channel_memcpy/memcpy_16KiB` (one 16 KiB copy in
 //! one thread, buffers in cache: the bandwidth a 16 KiB message is compared with).
 //!
 //! Message sizes: 8 B, 64 B, 1 KiB and 16 KiB. Every message carries its sequence number
@@ -127,6 +127,24 @@ impl Stream for UnixStream {
     #[inline]
     fn take(&self, buf: &mut [u8]) {
         (&*self).read_exact(buf).unwrap();
+    }
+}
+
+/// A spinning wait that yields the core after a while: on a machine with as many busy
+/// processes as cores, a pure spin would hold the core its partner needs for a whole
+/// time slice. Both spinning rows (the channel's and the cache-line floor) use it.
+#[derive(Default)]
+struct Spin(u32);
+
+impl Spin {
+    #[inline]
+    fn wait(&mut self) {
+        self.0 += 1;
+        if self.0.is_multiple_of(4096) {
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
+        }
     }
 }
 
@@ -411,13 +429,15 @@ fn floor(c: &mut Criterion) {
                     // Release/Acquire: the hand-off a message channel must also make (its
                     // payload written before the flag, read after it).
                     ping.store(k, Ordering::Release);
+                    let mut spin = Spin::default();
                     while pong.load(Ordering::Acquire) != k {
-                        std::hint::spin_loop();
+                        spin.wait();
                     }
                     s.1.fetch_add(1, Ordering::Relaxed);
                 } else {
+                    let mut spin = Spin::default();
                     while ping.load(Ordering::Acquire) != k {
-                        std::hint::spin_loop();
+                        spin.wait();
                     }
                     pong.store(k, Ordering::Release);
                 }
@@ -465,13 +485,130 @@ fn memcpy(c: &mut Criterion) {
     g.finish();
 }
 
-/// The shmstate rows (filled in by the channel's own code).
+/// The shmstate rows: one `Channel` (64 KiB ring, messages up to 16 KiB) in a region of
+/// anonymous shared memory that the forked workers inherit.
 mod channel_rows {
     use super::*;
+    use shmstate::{Channel, ChannelOptions, Region, TryRecvError};
 
-    pub fn oneway(_g: &mut BenchmarkGroup<'_, WallTime>, _len: usize, _got: &AtomicU64) {}
+    /// A region for the benched channels.
+    fn region() -> Region {
+        Region::anonymous(1 << 20).expect("anonymous region")
+    }
 
-    pub fn pingpong(_g: &mut BenchmarkGroup<'_, WallTime>, _len: usize, _rounds: &AtomicU64) {}
+    /// 64 KiB of ring (a default pipe's buffer), messages up to the largest size benched.
+    fn options() -> ChannelOptions {
+        ChannelOptions::new(BUFFER).max_message(16384)
+    }
+
+    /// One-way: `send` a message from a buffer, `recv_into` one of the receiver's.
+    /// `shmstate_channel_zerocopy`: the sender writes the message straight into a slot of
+    /// the ring (`reserve`, `write_at`, `commit`) and the receiver checks it in place
+    /// (`recv_with`).
+    pub fn oneway(g: &mut BenchmarkGroup<'_, WallTime>, len: usize, got: &AtomicU64) {
+        let r = region();
+        let ch: &Channel = r.channel("oneway", options()).expect("channel");
+        concurrent(
+            g,
+            "shmstate_channel",
+            PROCS,
+            1,
+            &(ch, got),
+            |s| s.1.store(0, Ordering::Relaxed),
+            |s, i, iters| {
+                let mut msg = message(len);
+                if i == 0 {
+                    for k in 1..=iters {
+                        stamp(&mut msg, k);
+                        s.0.send(&msg).unwrap();
+                    }
+                } else {
+                    for k in 1..=iters {
+                        let n = s.0.recv_into(&mut msg).unwrap();
+                        check(&msg[..n], k, len);
+                    }
+                    s.1.store(iters, Ordering::Relaxed);
+                }
+            },
+            |s| s.1.load(Ordering::Relaxed),
+        );
+        concurrent(
+            g,
+            "shmstate_channel_zerocopy",
+            PROCS,
+            1,
+            &(ch, got),
+            |s| s.1.store(0, Ordering::Relaxed),
+            |s, i, iters| {
+                if i == 0 {
+                    let msg = message(len);
+                    for k in 1..=iters {
+                        let mut slot = s.0.reserve(len).unwrap();
+                        slot.write_at(0, &k.to_le_bytes());
+                        slot.write_at(8, &msg[8..]);
+                        slot.commit().unwrap();
+                    }
+                } else {
+                    for k in 1..=iters {
+                        s.0.recv_with(|m| check(m, k, len)).unwrap();
+                    }
+                    s.1.store(iters, Ordering::Relaxed);
+                }
+            },
+            |s| s.1.load(Ordering::Relaxed),
+        );
+    }
+
+    /// Ping-pong: one channel each way. `shmstate_channel` blocks in `recv_into`;
+    /// `shmstate_channel_spin` polls `try_recv_with` (copying into the same buffer).
+    pub fn pingpong(g: &mut BenchmarkGroup<'_, WallTime>, len: usize, rounds: &AtomicU64) {
+        let r = region();
+        let there: &Channel = r.channel("there", options()).expect("channel");
+        let back: &Channel = r.channel("back", options()).expect("channel");
+        for (name, spin) in [("shmstate_channel", false), ("shmstate_channel_spin", true)] {
+            concurrent(
+                g,
+                name,
+                PROCS,
+                1,
+                &(there, back, rounds),
+                |s| s.2.store(0, Ordering::Relaxed),
+                |s, i, iters| {
+                    let mut msg = message(len);
+                    let take = |ch: &Channel, buf: &mut [u8]| -> usize {
+                        if !spin {
+                            return ch.recv_into(buf).unwrap();
+                        }
+                        let mut spin = Spin::default();
+                        loop {
+                            let r = ch.try_recv_with(|m| {
+                                buf[..m.len()].copy_from_slice(m);
+                                m.len()
+                            });
+                            match r {
+                                Ok(n) => return n,
+                                Err(TryRecvError::Empty) => spin.wait(),
+                                Err(e) => panic!("try_recv_with: {e:?}"),
+                            }
+                        }
+                    };
+                    for k in 1..=iters {
+                        if i == 0 {
+                            stamp(&mut msg, k);
+                            s.0.send(&msg).unwrap();
+                            let n = take(s.1, &mut msg);
+                            check(&msg[..n], k, len);
+                            s.2.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            let n = take(s.0, &mut msg);
+                            s.1.send(&msg[..n]).unwrap();
+                        }
+                    }
+                },
+                |s| s.2.load(Ordering::Relaxed),
+            );
+        }
+    }
 }
 
 criterion_group! {
