@@ -470,3 +470,77 @@ fn a_consumer_killed_while_blocked_in_recv_loses_nothing() {
     assert_eq!(out, b"kept");
     assert_eq!(ch.lost(), 0);
 }
+
+#[test]
+fn senders_go_on_while_a_stopped_receiver_holds_its_claim_and_its_kill_releases_the_space() {
+    watchdog(LIMIT);
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = region.channel("stopped-recv", options()).unwrap();
+    // 8 records of 2 KiB fill the 16 KiB ring exactly.
+    let msg = |s: u8| vec![s; 2040];
+    ch.send(&msg(0)).unwrap();
+    let f = flag();
+    let child = spawn(|| {
+        ch.recv_with(|m| {
+            assert_eq!(m, msg(0));
+            // Release pairs with the parent's Acquire in `wait_flag`.
+            f.get().store(0, 1, Ordering::Release);
+            // SAFETY: stopping the calling process; the parent kills it.
+            unsafe { libc::raise(libc::SIGSTOP) };
+        })
+        .unwrap();
+    });
+    wait_flag(f.get(), 1);
+    // Senders go on while there is room: the claimed message still takes its 2 KiB.
+    let mut sent = 1u8;
+    loop {
+        match ch.try_send(&msg(sent)) {
+            Ok(()) => sent += 1,
+            Err(TrySendError::Full) => break,
+            Err(e) => panic!("try_send while a receiver is stopped: {e:?}"),
+        }
+        assert!(sent < 20, "the ring never filled");
+    }
+    assert_eq!(sent, 8, "7 more records fit beside the claimed one");
+    let t = Duration::from_millis(50);
+    assert_eq!(ch.send_timeout(&msg(99), t), Err(SendTimeoutError::Timeout));
+    // The receive side is held: receivers get Busy / Timeout, not a message.
+    let mut out = Vec::new();
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Busy));
+    assert_eq!(ch.recv_timeout(&mut out, t), Err(RecvTimeoutError::Timeout));
+
+    kill(child);
+    reap(child);
+    // The next receiver releases the dead claim (one lost) and gets the rest in order;
+    // the released space takes a new message.
+    for s in 1..sent {
+        assert_eq!(ch.recv(&mut out), Ok(2040));
+        assert_eq!(out, msg(s));
+        if s == 1 {
+            assert_eq!(ch.lost(), 1);
+            ch.try_send(&msg(100))
+                .expect("the dead receiver's space is free again");
+        }
+    }
+    assert_eq!(ch.recv(&mut out), Ok(2040));
+    assert_eq!(out, msg(100));
+    assert!(ch.is_empty());
+    assert_eq!(ch.lost(), 1);
+}
+
+#[test]
+fn a_reservation_committed_after_a_close_in_another_process_is_refused_and_never_received() {
+    watchdog(LIMIT);
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = region.channel("close-commit", options()).unwrap();
+    ch.send(b"before").unwrap();
+    let mut slot = ch.reserve(5).unwrap();
+    slot.write_all(b"after").unwrap();
+    let closer = spawn(|| ch.close());
+    reap_ok(closer, "closer");
+    assert_eq!(slot.commit(), Err(SendError::Disconnected));
+    let mut out = Vec::new();
+    assert_eq!(ch.recv(&mut out), Ok(6));
+    assert_eq!(out, b"before");
+    assert_eq!(ch.recv(&mut out), Err(RecvError::Disconnected));
+}
