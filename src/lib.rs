@@ -148,9 +148,9 @@ pub use coord::{
 pub mod channel;
 #[cfg(not(loom))]
 pub use channel::ChannelOpenError;
-#[cfg(all(feature = "serde", not(loom)))]
-pub use channel::{RecvValueError, SendValueError};
 pub use channel::{
     Channel, ChannelError, ChannelOptions, RecvError, RecvIntoError, RecvTimeoutError, SendError,
     SendSlot, SendTimeoutError, TryRecvError, TrySendError,
 };
+#[cfg(all(feature = "serde", not(loom)))]
+pub use channel::{RecvValueError, SendValueError};

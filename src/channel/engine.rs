@@ -28,7 +28,9 @@ pub(crate) enum Wait {
 impl Wait {
     /// The wait of a timed call: `Forever` for a timeout too large to represent.
     pub(crate) fn timeout(t: core::time::Duration) -> Wait {
-        Instant::now().checked_add(t).map_or(Wait::Forever, Wait::Until)
+        Instant::now()
+            .checked_add(t)
+            .map_or(Wait::Forever, Wait::Until)
     }
 
     fn deadline(self) -> Option<Instant> {

@@ -2,11 +2,11 @@
 //! See the module docs of [`channel`](super), "Layout", for the table.
 
 use core::alloc::Layout;
+use core::ptr;
 #[cfg(not(loom))]
 use core::ptr::NonNull;
-use core::ptr;
 
-use super::options::{ChannelOptions, MIN_CAPACITY, RECORD_HEADER, largest_message};
+use super::options::{ChannelOptions, RECORD_HEADER, largest_message};
 use crate::lock::RawMutex;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
@@ -214,7 +214,7 @@ unsafe impl crate::shared::Shared for Channel {
     fn size_for(len: usize) -> Option<usize> {
         let bytes = len.checked_mul(8)?;
         let ok = len.is_power_of_two()
-            && (MIN_CAPACITY..=super::options::MAX_CAPACITY).contains(&bytes);
+            && (super::options::MIN_CAPACITY..=super::options::MAX_CAPACITY).contains(&bytes);
         ok.then(|| size_of::<Header>() + bytes)
     }
 
@@ -281,13 +281,14 @@ impl Channel {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn new(options: ChannelOptions) -> Result<Box<Channel>, super::ChannelError> {
-        let (cap, max) = options
-            .validate()
-            .map_err(|reason| super::ChannelError::InvalidOptions {
-                capacity: options.capacity_bytes(),
-                max_message: options.max_message_len(),
-                reason,
-            })?;
+        let (cap, max) =
+            options
+                .validate()
+                .map_err(|reason| super::ChannelError::InvalidOptions {
+                    capacity: options.capacity_bytes(),
+                    max_message: options.max_message_len(),
+                    reason,
+                })?;
         let words = cap / 8;
         let (layout, ring_at) = Layout::new::<Header>()
             .extend(Layout::array::<AtomicU64>(words).expect("at most 2 GiB"))
@@ -365,6 +366,7 @@ impl Channel {
 
     /// The options as stored in the header: `None` if the header is not valid (see
     /// [`max_message`](Self::max_message)) or its capacity differs from the ring's.
+    #[cfg(not(loom))]
     pub(crate) fn stored_options(&self) -> Option<ChannelOptions> {
         let max = self.max_message()?;
         // Relaxed: as in `max_message`.

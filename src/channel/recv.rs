@@ -4,7 +4,9 @@
 use core::time::Duration;
 use std::time::Instant;
 
-use super::engine::{Fail, Found, SideGuard, Sleep, Wait, advance, lock_side, parse, wait_on, wake};
+use super::engine::{
+    Fail, Found, SideGuard, Sleep, Wait, advance, lock_side, parse, wait_on, wake,
+};
 use super::error::{RecvError, RecvIntoError, RecvTimeoutError, TryRecvError};
 use super::layout::{Channel, pos};
 use crate::failpoint::{self, Point};
@@ -279,7 +281,11 @@ impl Channel {
     /// # Errors
     ///
     /// As for [`recv_timeout`](Self::recv_timeout).
-    pub fn recv_until(&self, out: &mut Vec<u8>, deadline: Instant) -> Result<usize, RecvTimeoutError> {
+    pub fn recv_until(
+        &self,
+        out: &mut Vec<u8>,
+        deadline: Instant,
+    ) -> Result<usize, RecvTimeoutError> {
         self.recv_until_inner(out, Wait::Until(deadline))
     }
 
@@ -370,8 +376,10 @@ impl Channel {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn recv_with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R, RecvError> {
-        self.recv_inner(Wait::Forever, None, |ch, at, len| ch.with_message(at, len, f))
-            .map_err(Fail::recv)
+        self.recv_inner(Wait::Forever, None, |ch, at, len| {
+            ch.with_message(at, len, f)
+        })
+        .map_err(Fail::recv)
     }
 
     /// [`recv_with`](Self::recv_with) without waiting.

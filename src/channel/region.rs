@@ -80,7 +80,9 @@ impl Region {
             Ok(ch) => ch,
             // Another length under this name: report the stored options if it is a
             // channel.
-            Err(GetError::SizeMismatch { .. } | GetError::InvalidLength { .. }) => {
+            Err(GetError::TypeMismatch { recorded, .. })
+                if recorded == <Channel as crate::Shared>::TAG =>
+            {
                 let other = self.open_channel(name)?;
                 return Err(ChannelOpenError::Mismatch {
                     name: name.to_owned(),
@@ -90,9 +92,11 @@ impl Region {
             }
             Err(e) => return Err(e.into()),
         };
-        let stored = ch.stored_options().ok_or_else(|| ChannelOpenError::Corrupt {
-            name: name.to_owned(),
-        })?;
+        let stored = ch
+            .stored_options()
+            .ok_or_else(|| ChannelOpenError::Corrupt {
+                name: name.to_owned(),
+            })?;
         if stored != requested {
             return Err(ChannelOpenError::Mismatch {
                 name: name.to_owned(),
@@ -111,9 +115,10 @@ impl Region {
     /// [`Region::get`]; [`ChannelOpenError::Corrupt`] if its header was overwritten.
     pub fn open_channel(&self, name: &str) -> Result<&Channel, ChannelOpenError> {
         let ch = self.get::<Channel>(name)?;
-        ch.stored_options().ok_or_else(|| ChannelOpenError::Corrupt {
-            name: name.to_owned(),
-        })?;
+        ch.stored_options()
+            .ok_or_else(|| ChannelOpenError::Corrupt {
+                name: name.to_owned(),
+            })?;
         Ok(ch)
     }
 }

@@ -6,8 +6,8 @@ use std::io;
 use std::time::Instant;
 
 use super::engine::{
-    Fail, PAD_HEADER, Plan, Room, SideGuard, Sleep, Wait, advance, lock_side, message_header,
-    plan, wait_on, wake,
+    Fail, PAD_HEADER, Plan, Room, SideGuard, Sleep, Wait, advance, lock_side, message_header, plan,
+    wait_on, wake,
 };
 use super::error::{SendError, SendTimeoutError, TrySendError};
 use super::layout::{Channel, pos, record_size};
