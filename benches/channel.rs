@@ -486,14 +486,15 @@ fn memcpy(c: &mut Criterion) {
 }
 
 /// The shmstate rows: one `Channel` (64 KiB ring, messages up to 16 KiB) in a region of
-/// anonymous shared memory that the forked workers inherit.
+/// anonymous shared memory that the forked workers inherit; for 16 KiB one-way, also one
+/// with a 1 MiB ring (`shmstate_channel_1MiB_ring`).
 mod channel_rows {
     use super::*;
     use shmstate::{Channel, ChannelOptions, Region, TryRecvError};
 
     /// A region for the benched channels.
     fn region() -> Region {
-        Region::anonymous(1 << 20).expect("anonymous region")
+        Region::anonymous(4 << 20).expect("anonymous region")
     }
 
     /// 64 KiB of ring (a default pipe's buffer), messages up to the largest size benched.
@@ -508,9 +509,36 @@ mod channel_rows {
     pub fn oneway(g: &mut BenchmarkGroup<'_, WallTime>, len: usize, got: &AtomicU64) {
         let r = region();
         let ch: &Channel = r.channel("oneway", options()).expect("channel");
+        // 16 KiB messages also through a 1 MiB ring: with 64 KiB, 3 messages fill the
+        // ring, and sender and receiver take turns sleeping at almost every message.
+        let big = (len == 16384).then(|| {
+            r.channel(
+                "oneway-1MiB",
+                ChannelOptions::new(1 << 20).max_message(16384),
+            )
+            .expect("channel")
+        });
+        for (name, ch) in [
+            ("shmstate_channel", Some(ch)),
+            ("shmstate_channel_1MiB_ring", big),
+        ] {
+            let Some(ch) = ch else { continue };
+            oneway_copy(g, name, ch, len, got);
+        }
+        oneway_zerocopy(g, ch, len, got);
+    }
+
+    /// `send` from a buffer, `recv_into` the receiver's.
+    fn oneway_copy(
+        g: &mut BenchmarkGroup<'_, WallTime>,
+        name: &str,
+        ch: &Channel,
+        len: usize,
+        got: &AtomicU64,
+    ) {
         concurrent(
             g,
-            "shmstate_channel",
+            name,
             PROCS,
             1,
             &(ch, got),
@@ -532,6 +560,15 @@ mod channel_rows {
             },
             |s| s.1.load(Ordering::Relaxed),
         );
+    }
+
+    /// `reserve` + `write_at` + `commit`, checked in place by `recv_with`.
+    fn oneway_zerocopy(
+        g: &mut BenchmarkGroup<'_, WallTime>,
+        ch: &Channel,
+        len: usize,
+        got: &AtomicU64,
+    ) {
         concurrent(
             g,
             "shmstate_channel_zerocopy",
