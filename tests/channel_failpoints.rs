@@ -1,0 +1,193 @@
+//! `Channel` crash windows (the module docs' table, lines marked †): a process is stopped
+//! at a step of a send or a receive (a failpoint), checked for what it holds up while
+//! stopped, SIGKILLed there, and the repair is checked: no receiver is stalled, nothing
+//! is delivered twice, a claimed message is counted lost, and the channel goes on. Runs
+//! only in a build with `--cfg shmstate_test_hooks` (as `tests/failpoints.rs`):
+//!
+//! ```sh
+//! RUSTFLAGS="--cfg shmstate_test_hooks" CARGO_TARGET_DIR=target/hooks \
+//!   cargo nextest run --test channel_failpoints
+//! ```
+#![cfg(shmstate_test_hooks)]
+
+mod common;
+mod locks_support;
+
+use std::time::{Duration, Instant};
+
+use common::{fork_children, wait_all, watchdog};
+use locks_support::{kill, reap};
+use shmstate::failpoint::{Point, arm};
+use shmstate::{Channel, ChannelOptions, Region, SendTimeoutError, TryRecvError, TrySendError};
+
+/// How long a repair may take at most here: the table promises a probe slice or so
+/// (about a millisecond); the margin is for a loaded machine.
+const REPAIR: Duration = Duration::from_secs(5);
+const SHORT: Duration = Duration::from_millis(20);
+
+/// A channel in anonymous shared memory, inherited by forked children.
+fn shared_channel(region: &Region) -> &Channel {
+    region
+        .channel("ch", ChannelOptions::new(4096))
+        .expect("channel")
+}
+
+/// Forks a child that arms `p` and runs `f`; returns once the child has stopped at `p`.
+fn child_stopped_at(p: Point, f: impl Fn()) -> libc::pid_t {
+    let pid = fork_children(1, |_| {
+        arm(p);
+        f();
+        // The failpoint was not reached: exit non-zero (the wait below fails the test).
+        std::process::exit(3);
+    })[0];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid on our own child.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG | libc::WUNTRACED) };
+        if r == pid {
+            assert!(
+                libc::WIFSTOPPED(status),
+                "the child ended before its failpoint (status {status:#x})"
+            );
+            return pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the child never reached its failpoint"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn recv_now(ch: &Channel) -> Vec<u8> {
+    let mut out = Vec::new();
+    ch.recv_timeout(&mut out, REPAIR)
+        .expect("a message within the repair bound");
+    out
+}
+
+/// Send: killed with its record written past `tail`, `tail` not stored. While it is
+/// stopped, receivers go on (an earlier message is received, an empty channel says
+/// `Empty`) and other senders report `Busy`/`Timeout`; after the kill, the next sender
+/// recovers the send side and writes over the unpublished record, which is never
+/// received.
+#[test]
+fn sender_killed_between_claim_and_commit_stalls_no_receiver() {
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = shared_channel(&region);
+    ch.send(b"before").unwrap();
+    let pid = child_stopped_at(Point::ChannelSendWritten, || {
+        ch.send(b"never published").unwrap();
+    });
+    // Stopped inside its send: receivers are not held up.
+    assert_eq!(recv_now(ch), b"before");
+    let mut out = Vec::new();
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Empty));
+    // Senders are (it holds the send side), within their bounds.
+    assert_eq!(ch.try_send(b"x"), Err(TrySendError::Busy));
+    assert_eq!(ch.send_timeout(b"x", SHORT), Err(SendTimeoutError::Timeout));
+    kill(pid);
+    reap(pid);
+    let t0 = Instant::now();
+    ch.send_timeout(b"after", REPAIR)
+        .expect("the send side recovers");
+    assert!(t0.elapsed() < REPAIR);
+    assert_eq!(recv_now(ch), b"after");
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Empty));
+    assert_eq!(ch.bytes_used(), 0);
+    assert_eq!(ch.lost(), 0);
+    // And it keeps working, across processes.
+    let pids = fork_children(2, |i| {
+        for j in 0..100u32 {
+            ch.send(&[i as u8, j as u8]).unwrap();
+        }
+    });
+    let mut n = 0;
+    while n < 200 {
+        recv_now(ch);
+        n += 1;
+    }
+    wait_all(&pids, REPAIR);
+    assert!(ch.is_empty());
+}
+
+/// Send: killed with `tail` stored, the send lock not released. The message is
+/// delivered; the next sender recovers the lock.
+#[test]
+fn sender_killed_after_publishing_delivers_its_message() {
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = shared_channel(&region);
+    let pid = child_stopped_at(Point::ChannelSendPublished, || {
+        ch.send(b"published").unwrap();
+    });
+    assert_eq!(recv_now(ch), b"published");
+    kill(pid);
+    reap(pid);
+    ch.send_timeout(b"next", REPAIR)
+        .expect("the send side recovers");
+    assert_eq!(recv_now(ch), b"next");
+    assert!(ch.is_empty());
+}
+
+/// Receive: killed with `head` stored past the message (claimed), `free` not. While it
+/// is stopped, other receivers report `Busy`/`Timeout` and senders go on; after the
+/// kill, the next receiver releases the space, counts the message lost, and gets the
+/// next one: the claimed message is never delivered (at most once).
+#[test]
+fn receiver_killed_after_its_claim_loses_the_message_once() {
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = shared_channel(&region);
+    ch.send(b"claimed").unwrap();
+    ch.send(b"second").unwrap();
+    let pid = child_stopped_at(Point::ChannelRecvClaimed, || {
+        let mut out = Vec::new();
+        ch.recv(&mut out).unwrap();
+    });
+    let mut out = Vec::new();
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Busy));
+    // Senders are not held up by the stopped receiver.
+    ch.try_send(b"third").unwrap();
+    assert_eq!(ch.len(), 2);
+    kill(pid);
+    reap(pid);
+    assert_eq!(recv_now(ch), b"second");
+    assert_eq!(ch.lost(), 1);
+    assert_eq!(recv_now(ch), b"third");
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Empty));
+    assert_eq!(
+        ch.bytes_used(),
+        0,
+        "the claimed message's space is released"
+    );
+    assert_eq!(ch.lost(), 1);
+    // The ring is whole: fill and empty it again.
+    for i in 0..1000u32 {
+        ch.send(&i.to_le_bytes()).unwrap();
+        assert_eq!(recv_now(ch), i.to_le_bytes());
+    }
+}
+
+/// Receive: killed with `free` stored, the receive lock not released. Nothing is lost;
+/// the next receiver recovers the lock.
+#[test]
+fn receiver_killed_after_release_loses_nothing() {
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = shared_channel(&region);
+    ch.send(b"first").unwrap();
+    ch.send(b"second").unwrap();
+    let pid = child_stopped_at(Point::ChannelRecvFreed, || {
+        let mut out = Vec::new();
+        ch.recv(&mut out).unwrap();
+        assert_eq!(out, b"first");
+    });
+    kill(pid);
+    reap(pid);
+    assert_eq!(recv_now(ch), b"second");
+    assert_eq!(ch.lost(), 0);
+    assert_eq!(ch.bytes_used(), 0);
+}
