@@ -194,6 +194,17 @@ fn consume(ch: &Channel, books: &Books, c: usize, max: usize) {
     }
 }
 
+/// Checks that a victim died of our SIGKILL (or had finished cleanly before it), not of a
+/// panic or a crash of its own.
+fn killed_by_us(status: i32, what: &str) {
+    let killed = libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL;
+    let finished = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    assert!(
+        killed || finished,
+        "{what} failed before its kill: wait status {status:#x}"
+    );
+}
+
 #[test]
 fn random_kills_of_producers_and_consumers_lose_only_what_the_rule_allows() {
     watchdog(LIMIT * 3);
@@ -231,13 +242,13 @@ fn random_kills_of_producers_and_consumers_lose_only_what_the_rule_allows() {
             let i = rng.range(0, producers.len() as u64 - 1) as usize;
             let (p, pid) = producers[i];
             kill(pid);
-            reap(pid);
+            killed_by_us(reap(pid), "producer");
             killed_producers.push(p);
             producers[i] = new_producer(&books);
         } else {
             let i = rng.range(0, consumers.len() as u64 - 1) as usize;
             kill(consumers[i]);
-            reap(consumers[i]);
+            killed_by_us(reap(consumers[i]), "consumer");
             killed_consumers += 1;
             consumers[i] = spawn(|| consume(ch, &books, 100 + round, max));
         }
