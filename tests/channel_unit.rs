@@ -78,6 +78,15 @@ fn options_round_the_capacity_and_validate_the_largest_message() {
             .max_message_len(),
         2040
     );
+    assert_eq!(
+        ChannelOptions::new(1000),
+        ChannelOptions::new(1024).max_message(256)
+    );
+    assert_ne!(
+        ChannelOptions::new(1024),
+        ChannelOptions::new(1024).max_message(255)
+    );
+    assert_eq!(channel(4096).options(), ChannelOptions::new(4096));
     let ch = Channel::new(ChannelOptions::new(4096).max_message(2040)).unwrap();
     assert_eq!(ch.options().capacity_bytes(), 4096);
     assert_eq!(ch.options().max_message_len(), 2040);

@@ -164,7 +164,7 @@
 //!
 //! # Serde
 //!
-//! With the `serde` feature, [`Channel::send_value`] and [`Channel::recv_value`] (and
+//! With the `serde` feature, `Channel::send_value` and `Channel::recv_value` (and
 //! their `try_`/timed forms) send any `serde` type, encoded with `postcard` straight into
 //! the reserved slot.
 

@@ -37,15 +37,34 @@ pub const RECORD_HEADER: usize = 8;
 /// let o = ChannelOptions::new(1000);
 /// assert_eq!(o.capacity_bytes(), 1024); // rounded up to a power of two
 /// assert_eq!(o.max_message_len(), 256); // a quarter of it by default
+/// assert_eq!(o, ChannelOptions::new(1024).max_message(256));
 /// let o = o.max_message(500);
 /// assert_eq!(o.max_message_len(), 500);
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+///
+/// Options compare by the channel they describe (rounded capacity and largest message):
+/// `ChannelOptions::new(1000) == ChannelOptions::new(1024).max_message(256)`.
+#[derive(Clone, Copy, Debug)]
 pub struct ChannelOptions {
     /// The capacity as given (rounded when read).
     capacity: usize,
     /// The largest message, if set (else a quarter of the capacity).
     max_message: Option<usize>,
+}
+
+impl PartialEq for ChannelOptions {
+    fn eq(&self, other: &Self) -> bool {
+        (self.capacity_bytes(), self.max_message_len())
+            == (other.capacity_bytes(), other.max_message_len())
+    }
+}
+
+impl Eq for ChannelOptions {}
+
+impl core::hash::Hash for ChannelOptions {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        (self.capacity_bytes(), self.max_message_len()).hash(state);
+    }
 }
 
 impl ChannelOptions {

@@ -73,11 +73,17 @@ impl Channel {
     /// it. The message is lost (counted in [`lost`](Self::lost)); its space is released.
     fn lock_recv(&self, wait: Wait) -> Result<SideGuard<'_>, Fail> {
         let h = &self.header;
-        let (guard, _died) = lock_side(&h.recv.lock, wait)?;
+        let (guard, died) = lock_side(&h.recv.lock, wait)?;
         // Acquire: pairs with the Release stores of `head` and `free` by earlier holders,
         // a dead one included (it never unlocked).
         let head = h.head.head.load(Ordering::Acquire);
         let free = h.free.free.load(Ordering::Acquire);
+        if died {
+            // Its `tail_cache` came from a load we are not ordered after (it never
+            // unlocked): make the next look read `tail` itself. Relaxed: read under
+            // this lock.
+            h.head.tail_cache.store(head, Ordering::Relaxed);
+        }
         if pos(head) != pos(free) {
             self.repair_claim(head, free)?;
         }
@@ -110,8 +116,12 @@ impl Channel {
     #[inline]
     fn has_message(&self) -> bool {
         let h = &self.header;
-        // Relaxed: a snapshot; the check under the lock decides.
+        // Relaxed: snapshots on the receivers' own line; the check under the lock decides.
         let head = pos(h.head.head.load(Ordering::Relaxed));
+        if pos(h.head.tail_cache.load(Ordering::Relaxed)) != head {
+            // Messages known to be published already: no read of the senders' line.
+            return true;
+        }
         // Acquire: pairs with the senders' Release store of `tail` (for a caller that
         // then takes the lock, the lock orders anyway).
         pos(h.tail.tail.load(Ordering::Acquire)) != head
@@ -434,6 +444,9 @@ impl Channel {
     /// [`TryRecvError::Busy`] if another receiver held the receive side through a brief
     /// spin; [`TryRecvError::Corrupt`] as for [`recv`](Self::recv) (messages received
     /// before the corruption was found stay received). Never `Empty`.
+    ///
+    /// If `f` panics, the message it was given counts in [`lost`](Self::lost) (the next
+    /// receiver repairs it as a receiver killed after its claim).
     ///
     /// # Examples
     ///

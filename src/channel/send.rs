@@ -55,7 +55,9 @@ impl Fail {
 /// leaves nothing for them to skip (module docs, "Crash windows").
 ///
 /// The slot's bytes start with whatever the ring held there before: write every byte
-/// you commit.
+/// you commit. A thread that holds a slot must not send on the same channel meanwhile
+/// (a blocking send waits for the slot's own lock: a deadlock; `try_send` returns
+/// `Busy`).
 ///
 /// # Examples
 ///
@@ -239,6 +241,11 @@ impl Channel {
                 // unpublished, and is overwritten now. If it had published without
                 // waking, wake the receivers in its place.
                 super::engine::wake_all(&h.wake.recv_wake);
+                // Its `free_cache` came from a load we are not ordered after (it never
+                // unlocked): refresh it. Acquire: as below.
+                let free = h.free.free.load(Ordering::Acquire);
+                // Relaxed: read under this lock.
+                h.tail.free_cache.store(free, Ordering::Relaxed);
             }
             if self.is_closed() {
                 return Err(Fail::Disconnected);
