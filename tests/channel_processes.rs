@@ -19,8 +19,8 @@ use channel_support::{HEADER, Ident, fill, len_for, reap_ok, spawn, until, verif
 use common::{SharedMem, fork_children, wait_all, wait_until_asleep_in_futex, watchdog};
 use shmstate::sync::Ordering;
 use shmstate::{
-    Channel, ChannelOptions, RecvError, RecvIntoError, RecvTimeoutError, Region, SendError,
-    SendTimeoutError, TryRecvError, TrySendError, ValueArray,
+    Channel, ChannelOpenError, ChannelOptions, RecvError, RecvIntoError, RecvTimeoutError, Region,
+    SendError, SendTimeoutError, TryRecvError, TrySendError, ValueArray,
 };
 
 /// Each test's limit (the watchdog aborts the whole test process after it).
@@ -593,8 +593,26 @@ fn a_second_process_opens_the_channel_by_name_and_sees_its_options() {
     let child = spawn(|| {
         let region = Region::open(&path).unwrap();
         let ch = region.open_channel("named").unwrap();
+        assert_eq!(ch.options(), options());
         assert_eq!(ch.options().capacity_bytes(), options().capacity_bytes());
         assert_eq!(ch.options().max_message_len(), options().max_message_len());
+        // Create-or-open with the same options opens the same channel; other options
+        // are refused, naming both.
+        let again = region.channel("named", options()).unwrap();
+        assert!(std::ptr::eq(again, ch));
+        match region.channel("named", ChannelOptions::new(16 * 1024)) {
+            Err(ChannelOpenError::Mismatch {
+                stored, requested, ..
+            }) => {
+                assert_eq!(stored, options());
+                assert_eq!(requested.max_message_len(), 4096);
+            }
+            other => panic!("other options: {:?}", other.map(|_| ())),
+        }
+        assert!(matches!(
+            region.open_channel("missing"),
+            Err(ChannelOpenError::Get(_))
+        ));
         let mut out = Vec::new();
         assert_eq!(ch.recv(&mut out), Ok(16));
         assert_eq!(out, b"from the creator");
@@ -604,4 +622,66 @@ fn a_second_process_opens_the_channel_by_name_and_sees_its_options() {
     let mut out = Vec::new();
     assert_eq!(ch.recv(&mut out), Ok(15));
     assert_eq!(out, b"from the opener");
+}
+
+#[test]
+fn processes_racing_to_create_one_channel_share_it_and_lose_no_message() {
+    watchdog(LIMIT);
+    const RACERS: usize = 6;
+    let dir = common::TempDir::new("channel-race");
+    let path = dir.0.join("region");
+    // Every racer opens or creates the region and then the channel, and sends its id: a
+    // second initialisation would reset the cursors and lose what was sent before it.
+    let pids = fork_children(RACERS, |i| {
+        let region = Region::open_or_create(&path, 1 << 20).unwrap();
+        let ch = region.channel("race", options()).unwrap();
+        assert_eq!(ch.options(), options());
+        ch.send(&(i as u64).to_le_bytes()).unwrap();
+    });
+    wait_all(&pids, LIMIT);
+    let region = Region::open(&path).unwrap();
+    let ch = region.open_channel("race").unwrap();
+    let mut got = Vec::new();
+    let n = ch
+        .drain(usize::MAX, |m| {
+            got.push(u64::from_le_bytes(m.try_into().expect("8 bytes")))
+        })
+        .unwrap();
+    got.sort_unstable();
+    assert_eq!(n, RACERS);
+    assert_eq!(got, (0..RACERS as u64).collect::<Vec<_>>());
+    assert_eq!(ch.lost(), 0);
+}
+
+#[test]
+fn opening_a_channel_whose_header_another_process_overwrote_reports_it_corrupt() {
+    watchdog(LIMIT);
+    let dir = common::TempDir::new("channel-corrupt-open");
+    let path = dir.0.join("region");
+    let region = Region::create(&path, 1 << 20).unwrap();
+    let ch = region.channel("victim", options()).unwrap();
+    let vandal = spawn(|| {
+        let region = Region::open(&path).unwrap();
+        let ch = region.open_channel("victim").unwrap();
+        let (w64, _) = ch.hostile_words();
+        // The config word: magic, version and largest message.
+        w64[0].store(0xDEAD_BEEF, Ordering::Relaxed);
+    });
+    reap_ok(vandal, "vandal");
+    let opener = spawn(|| {
+        let region = Region::open(&path).unwrap();
+        match region.open_channel("victim") {
+            Err(ChannelOpenError::Corrupt { name }) => assert_eq!(name, "victim"),
+            other => panic!("opening a corrupt channel: {:?}", other.map(|_| ())),
+        }
+        assert!(matches!(
+            region.channel("victim", options()),
+            Err(ChannelOpenError::Corrupt { .. })
+        ));
+    });
+    reap_ok(opener, "opener");
+    // The process that had it open gets `Corrupt` from every operation, never a panic.
+    let mut out = Vec::new();
+    assert_eq!(ch.send(b"x"), Err(SendError::Corrupt));
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Corrupt));
 }
