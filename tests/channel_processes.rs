@@ -685,3 +685,26 @@ fn opening_a_channel_whose_header_another_process_overwrote_reports_it_corrupt()
     assert_eq!(ch.send(b"x"), Err(SendError::Corrupt));
     assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Corrupt));
 }
+
+#[test]
+fn empty_messages_sent_by_another_process_arrive_empty_and_in_order() {
+    watchdog(LIMIT);
+    let region = region();
+    let ch = region.channel("empty-msgs", options()).unwrap();
+    let sender = spawn(|| {
+        ch.send(b"").unwrap();
+        ch.reserve(0).unwrap().commit().unwrap();
+        ch.send(b"x").unwrap();
+        let slot = ch.reserve(100).unwrap();
+        slot.commit_len(0).unwrap();
+    });
+    reap_ok(sender, "sender of empty messages");
+    assert_eq!(ch.len(), 4);
+    let mut out = vec![1, 2, 3];
+    assert_eq!(ch.recv(&mut out), Ok(0));
+    assert!(out.is_empty());
+    assert_eq!(ch.recv_into(&mut []), Ok(0));
+    assert_eq!(ch.recv_with(|m| m.to_vec()), Ok(b"x".to_vec()));
+    assert_eq!(ch.recv_with(|m| m.len()), Ok(0));
+    assert!(ch.is_empty());
+}
