@@ -708,3 +708,98 @@ fn empty_messages_sent_by_another_process_arrive_empty_and_in_order() {
     assert_eq!(ch.recv_with(|m| m.len()), Ok(0));
     assert!(ch.is_empty());
 }
+
+#[test]
+fn a_close_during_traffic_delivers_exactly_the_sends_that_returned_ok() {
+    watchdog(LIMIT);
+    /// The most messages a producer sends before it waits for the close (so the
+    /// bookkeeping is bounded whatever the scheduling).
+    const PER: u64 = 100_000;
+    let region = region();
+    let ch = region.channel("close-race", options()).unwrap();
+    let max = ch.options().max_message_len();
+    // [p]: sends of producer p that returned Ok; [PRODUCERS]: messages received.
+    let counts = SharedMem::<ValueArray<u64>>::new(PRODUCERS as usize + 1);
+    let seen = SharedMem::<ValueArray<u32>>::new(PRODUCERS as usize * PER as usize);
+    let producers = fork_children(PRODUCERS as usize, |p| {
+        let mut msg = Vec::new();
+        for s in 0..PER {
+            // Messages with a header only (each identifiable): the sequence numbers of
+            // tiny lengths are skipped.
+            let len = len_for(p as u32, s, max);
+            if len < HEADER {
+                continue;
+            }
+            fill(&mut msg, p as u32, s, len);
+            let r = match s % 3 {
+                0 => ch.send(&msg),
+                1 => ch
+                    .send_timeout(&msg, Duration::from_secs(60))
+                    .map_err(|e| match e {
+                        SendTimeoutError::Disconnected => SendError::Disconnected,
+                        e => panic!("send_timeout: {e:?}"),
+                    }),
+                _ => ch.reserve(msg.len()).and_then(|mut slot| {
+                    slot.write_all(&msg).unwrap();
+                    slot.commit()
+                }),
+            };
+            match r {
+                // Relaxed: read by the parent after this process exited.
+                Ok(()) => counts.get().store(p, s + 1, Ordering::Relaxed),
+                Err(SendError::Disconnected) => return,
+                Err(e) => panic!("send: {e:?}"),
+            }
+        }
+        // All sent before the close came: wait for it; then a send is refused.
+        until(LIMIT, "the close", || ch.is_closed());
+        assert_eq!(ch.send(b"late"), Err(SendError::Disconnected));
+    });
+    let consumers = fork_children(2, |_| {
+        let mut out = Vec::new();
+        loop {
+            match ch.recv(&mut out) {
+                Ok(_) => match verify(&out, PRODUCERS, max) {
+                    Ok(Ident::Full { p, s }) => {
+                        assert!(s < PER, "seq {s}");
+                        // Relaxed: read by the parent after the consumers exited.
+                        seen.get().fetch_add(
+                            p as usize * PER as usize + s as usize,
+                            1,
+                            Ordering::Relaxed,
+                        );
+                        counts
+                            .get()
+                            .fetch_add(PRODUCERS as usize, 1, Ordering::Relaxed);
+                    }
+                    other => panic!("unexpected message: {other:?}"),
+                },
+                Err(RecvError::Disconnected) => return,
+                Err(e) => panic!("recv: {e:?}"),
+            }
+        }
+    });
+    // Close while the traffic runs (after some has gone through).
+    until(LIMIT, "traffic", || {
+        // Relaxed: a progress count.
+        counts.get().load(PRODUCERS as usize, Ordering::Relaxed) >= 2_000
+    });
+    ch.close();
+    wait_all(&producers, LIMIT);
+    wait_all(&consumers, LIMIT);
+    // Relaxed: every writer has exited.
+    let (counts, seen) = (counts.get(), seen.get());
+    for p in 0..PRODUCERS as usize {
+        let n = counts.load(p, Ordering::Relaxed);
+        assert!(n <= PER);
+        for s in 0..PER {
+            let got = seen.load(p * PER as usize + s as usize, Ordering::Relaxed);
+            let want = u32::from(s < n && len_for(p as u32, s, max) >= HEADER);
+            assert_eq!(
+                got, want,
+                "producer {p} seq {s}: received {got} times; {n} sends returned Ok"
+            );
+        }
+    }
+    assert_eq!(ch.lost(), 0);
+}
