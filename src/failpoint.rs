@@ -67,6 +67,12 @@ pub enum Point {
     ChannelRecvClaimed,
     /// `Channel` receive: `free` is stored (released), the receive lock not yet released.
     ChannelRecvFreed,
+    /// `Channel` send: published and unlocked, sleeping receivers not yet woken.
+    ChannelSendUnwoken,
+    /// `Channel` receive: released and unlocked, sleeping senders not yet woken.
+    ChannelRecvUnwoken,
+    /// `Channel` close: `closed` is stored, the sleepers not yet woken.
+    ChannelCloseUnwoken,
 }
 
 #[cfg(shmstate_test_hooks)]

@@ -15,7 +15,7 @@ mod locks_support;
 
 use std::time::{Duration, Instant};
 
-use common::{fork_children, wait_all, watchdog};
+use common::{fork_children, wait_all, wait_until_asleep_in_futex, watchdog};
 use locks_support::{kill, reap};
 use shmstate::failpoint::{Point, arm};
 use shmstate::{Channel, ChannelOptions, Region, SendTimeoutError, TryRecvError, TrySendError};
@@ -190,4 +190,75 @@ fn receiver_killed_after_release_loses_nothing() {
     assert_eq!(recv_now(ch), b"second");
     assert_eq!(ch.lost(), 0);
     assert_eq!(ch.bytes_used(), 0);
+}
+
+/// A 64-byte channel (room for two 16-byte messages) in anonymous shared memory.
+fn tiny_channel(region: &Region) -> &Channel {
+    region
+        .channel("tiny", ChannelOptions::new(64))
+        .expect("channel")
+}
+
+/// Send: killed after publishing and unlocking, before waking. A receiver asleep in
+/// another process wakes at the end of its sleep slice and gets the message.
+#[test]
+fn sender_killed_before_waking_costs_a_sleeping_receiver_one_slice() {
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = shared_channel(&region);
+    let receiver = fork_children(1, |_| {
+        let mut out = Vec::new();
+        ch.recv(&mut out).unwrap();
+        assert_eq!(out, b"unwoken");
+    });
+    wait_until_asleep_in_futex(receiver[0]);
+    let pid = child_stopped_at(Point::ChannelSendUnwoken, || {
+        ch.send(b"unwoken").unwrap();
+    });
+    kill(pid);
+    reap(pid);
+    wait_all(&receiver, REPAIR);
+    assert!(ch.is_empty());
+}
+
+/// Receive: killed after releasing and unlocking, before waking. A sender asleep on the
+/// full ring in another process wakes at the end of its slice and sends.
+#[test]
+fn receiver_killed_before_waking_costs_a_sleeping_sender_one_slice() {
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = tiny_channel(&region);
+    ch.send(&[1; 16]).unwrap();
+    ch.send(&[2; 16]).unwrap();
+    let sender = fork_children(1, |_| ch.send(&[3; 16]).unwrap());
+    wait_until_asleep_in_futex(sender[0]);
+    let pid = child_stopped_at(Point::ChannelRecvUnwoken, || {
+        let mut out = Vec::new();
+        ch.recv(&mut out).unwrap();
+    });
+    kill(pid);
+    reap(pid);
+    wait_all(&sender, REPAIR);
+    assert_eq!(recv_now(ch), [2; 16]);
+    assert_eq!(recv_now(ch), [3; 16]);
+    assert_eq!(ch.lost(), 0);
+}
+
+/// Close: killed with `closed` stored, the sleepers not woken. A receiver asleep in
+/// another process wakes at the end of its slice and sees the close.
+#[test]
+fn closer_killed_before_waking_costs_a_sleeping_receiver_one_slice() {
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = shared_channel(&region);
+    let receiver = fork_children(1, |_| {
+        let mut out = Vec::new();
+        assert_eq!(ch.recv(&mut out), Err(shmstate::RecvError::Disconnected));
+    });
+    wait_until_asleep_in_futex(receiver[0]);
+    let pid = child_stopped_at(Point::ChannelCloseUnwoken, || ch.close());
+    kill(pid);
+    reap(pid);
+    wait_all(&receiver, REPAIR);
+    assert!(ch.is_closed());
 }

@@ -123,19 +123,21 @@
 //!
 //! # Crash windows
 //!
-//! Failpoint tests: `tests/channel_failpoints.rs` (one per line marked †).
+//! Failpoint tests: `tests/channel_failpoints.rs` (one per line marked †; the lines
+//! "lock taken, nothing written/changed" leave what the next line leaves, less the
+//! bytes, and are repaired the same way).
 //!
 //! | Step (process killed there) | What it leaves | Who repairs it, how fast |
 //! |---|---|---|
 //! | Send: lock taken, nothing written | the send lock held by a dead thread; the ring unchanged; receivers unaffected | the next sender: blocking and timed ones after their first probe slice (≈ 50 µs–1 ms after the kernel tore the process down), `try_` ones after their spin (≤ 5 ms) |
 //! | Send: payload and headers written, `tail` not stored † | as above; the bytes lie past `tail`, never visible | as above: the next sender writes over them |
 //! | Send: `tail` stored, lock not released † | the message published (receivers get it); the send lock held | as the first line; the recovering sender also wakes every receiver |
-//! | Send: unlocked, receivers not woken | a sleeping receiver not woken | it wakes at the end of its slice (≤ 10 ms) and sees the message |
+//! | Send: unlocked, receivers not woken † | a sleeping receiver not woken | it wakes at the end of its slice (≤ 10 ms) and sees the message |
 //! | Receive: lock taken, nothing changed | the receive lock held by a dead thread; senders unaffected | the next receiver, as the first line |
 //! | Receive: `head` stored (claimed), `free` not † | the message claimed by the dead receiver; its space not released | the next receiver: releases it and counts it in `lost()` (at most once: never redelivered); it wakes every sender |
 //! | Receive: `free` stored, lock not released † | nothing lost; the receive lock held | as the first receive line |
-//! | Receive: unlocked, senders not woken | a sleeping sender not woken | it wakes at the end of its slice (≤ 10 ms) |
-//! | Close: `closed` stored, sleepers not woken | sleepers not woken | each wakes at the end of its slice (≤ 10 ms) and sees the close |
+//! | Receive: unlocked, senders not woken † | a sleeping sender not woken | it wakes at the end of its slice (≤ 10 ms) |
+//! | Close: `closed` stored, sleepers not woken † | sleepers not woken | each wakes at the end of its slice (≤ 10 ms) and sees the close |
 //! | Asleep (`WAITING` set) | the flag | the next wake: one needless syscall |
 //!
 //! A process *stopped* (SIGSTOP) inside a send (between reserve and commit, or holding a

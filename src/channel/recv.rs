@@ -63,6 +63,7 @@ impl Drop for Claim<'_> {
         h.free.free.store(u64::from(self.end), Ordering::Release);
         failpoint::hit(Point::ChannelRecvFreed);
         drop(self.guard.take());
+        failpoint::hit(Point::ChannelRecvUnwoken);
         wake(&h.wake.send_wake);
     }
 }

@@ -196,6 +196,7 @@ impl<'a> SendSlot<'a> {
         ch.header.tail.tail.store(new, Ordering::Release);
         failpoint::hit(Point::ChannelSendPublished);
         drop(self.guard.take());
+        failpoint::hit(Point::ChannelSendUnwoken);
         wake(&ch.header.wake.recv_wake);
         Ok(())
     }

@@ -34,6 +34,7 @@ impl Channel {
         // a sleeper that set `WAITING` after our bump checks `is_closed` after its
         // SeqCst fence, and this SeqCst fence orders our store before our bump).
         crate::sync::fence(Ordering::SeqCst);
+        crate::failpoint::hit(crate::failpoint::Point::ChannelCloseUnwoken);
         super::engine::wake_all(&h.wake.recv_wake);
         super::engine::wake_all(&h.wake.send_wake);
     }
