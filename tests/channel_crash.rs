@@ -560,3 +560,77 @@ fn a_reservation_committed_after_a_close_in_another_process_is_refused_and_never
     assert_eq!(out, b"before");
     assert_eq!(ch.recv(&mut out), Err(RecvError::Disconnected));
 }
+
+#[test]
+fn a_receiver_killed_in_the_middle_of_a_drain_loses_only_the_message_it_held() {
+    watchdog(LIMIT);
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = region.channel("kill-drain", options()).unwrap();
+    for s in 0..6u8 {
+        ch.send(&[s; 50]).unwrap();
+    }
+    let f = flag();
+    let child = spawn(|| {
+        let mut k = 0u8;
+        let _ = ch.drain(6, |m| {
+            assert_eq!(m, [k; 50]);
+            if k == 2 {
+                // Release pairs with the parent's Acquire in `wait_flag`.
+                f.get().store(0, 1, Ordering::Release);
+                loop {
+                    // SAFETY: `pause` has no preconditions.
+                    unsafe { libc::pause() };
+                }
+            }
+            k += 1;
+        });
+        panic!("the drain finished");
+    });
+    wait_flag(f.get(), 1);
+    kill(child);
+    reap(child);
+    // Messages 0 and 1 were delivered; 2 went with the receiver (counted); 3..6 remain,
+    // in order, none delivered twice.
+    let mut rest = Vec::new();
+    assert_eq!(ch.drain(100, |m| rest.push(m[0])), Ok(3));
+    assert_eq!(rest, [3, 4, 5]);
+    assert_eq!(ch.lost(), 1);
+    assert!(ch.is_empty());
+}
+
+#[test]
+fn a_stopped_sender_holding_a_reservation_does_not_stop_receivers_from_draining() {
+    watchdog(LIMIT);
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = region.channel("stopped-send", options()).unwrap();
+    for s in 0..3u8 {
+        ch.send(&[s; 10]).unwrap();
+    }
+    let f = flag();
+    let child = spawn(|| {
+        let mut slot = ch.reserve(10).unwrap();
+        slot.write_all(&[9; 10]).unwrap();
+        // Release pairs with the parent's Acquire in `wait_flag`.
+        f.get().store(0, 1, Ordering::Release);
+        // SAFETY: stopping the calling process; the parent continues it.
+        unsafe { libc::raise(libc::SIGSTOP) };
+        slot.commit().unwrap();
+    });
+    wait_flag(f.get(), 1);
+    // Once it is stopped (holding the send side), receivers still get what is published.
+    let mut status = 0;
+    // SAFETY: plain waitpid on our own child, reporting stops.
+    let r = unsafe { libc::waitpid(child, &mut status, libc::WUNTRACED) };
+    assert!(r == child && libc::WIFSTOPPED(status), "status {status:#x}");
+    let mut out = Vec::new();
+    for s in 0..3u8 {
+        assert_eq!(ch.recv_timeout(&mut out, Duration::from_secs(30)), Ok(10));
+        assert_eq!(out, [s; 10]);
+    }
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Empty));
+    // SAFETY: continuing our own (stopped) child.
+    unsafe { libc::kill(child, libc::SIGCONT) };
+    reap_ok(child, "the continued sender");
+    assert_eq!(ch.recv(&mut out), Ok(10));
+    assert_eq!(out, [9; 10]);
+}
