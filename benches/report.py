@@ -2,7 +2,8 @@
 """Turns a bench run into the ratio table of BENCHMARKS.md and the SVG chart.
 
 Reads criterion's `target/criterion/**/new/{benchmark,estimates}.json` (medians) and,
-if present, the JSON written by `benches/python/compare.py --json`. In every criterion
+if present, the JSON written by `benches/python/compare.py --json` and by
+`benches/python/channel_queue.py --json` (the message channel's Python rows). In every criterion
 group, each `shmstate_*` function is compared with every other function of the group
 (same workers, same operations per iteration). Writes:
 
@@ -12,8 +13,8 @@ group, each `shmstate_*` function is compared with every other function of the g
 - `benches/chart.svg`: speed-up of shmstate over each alternative, log scale, at a glance
   (the sweeps are not in it).
 
-Usage: python3 benches/report.py [--criterion DIR] [--python FILE] [--markdown FILE]
-       [--svg FILE]. Standard library only.
+Usage: python3 benches/report.py [--criterion DIR] [--python FILE] [--channel-python FILE]
+       [--markdown FILE] [--svg FILE]. Standard library only.
 """
 
 import argparse
@@ -46,6 +47,8 @@ TARGETS = {
         (">= 1.5x throughput", 1.5),
     ("seqlock_read64_2readers", "shmstate_seqlock", "std_rwlock"):
         (">= 50x throughput", 50.0),
+    ("channel_oneway_64B_2procs", "shmstate_channel", "unix_socket"):
+        (">= 20x throughput", 20.0),
 }
 
 # What each group measures, for the table.
@@ -76,6 +79,18 @@ MEANING = {
     "queue_oneway_2procs": "one u64 message, one process sending, one receiving",
     "queue_pingpong_2procs": "one u64 message there and back between 2 processes",
 }
+# The message channel (benches/channel.rs): one group per shape and size.
+CHANNEL_SIZES = ["8B", "64B", "1KiB", "16KiB"]
+for _size in CHANNEL_SIZES:
+    MEANING[f"channel_oneway_{_size}_2procs"] = \
+        f"one {_size} message, one process sending, one receiving"
+for _size in CHANNEL_SIZES:
+    MEANING[f"channel_pingpong_{_size}_2procs"] = \
+        f"one {_size} message there and back between 2 processes"
+MEANING["channel_floor_2procs"] = "two atomics bounced between 2 processes (the floor)"
+MEANING["channel_memcpy"] = "one 16 KiB memcpy, one thread, in cache (the floor)"
+# Groups of physical floors: measured without a shmstate side on purpose.
+FLOOR_GROUPS = {"channel_floor_2procs", "channel_memcpy"}
 
 GROUP_ORDER = list(MEANING)
 
@@ -83,6 +98,7 @@ BENCH_FILE = {
     "counter": "counters", "striped": "counters", "f64": "counters", "array": "counters",
     "mutex": "locks", "rwlock": "locks", "condvar": "locks", "seqlock": "seqlock",
     "semaphore": "coord", "event": "coord", "barrier": "coord", "queue": "coord",
+    "channel": "channel",
 }
 
 
@@ -328,7 +344,7 @@ def scaling_tables(est, flagged, cores):
     return lines
 
 
-def markdown(rows, groups, py, mach, missing_targets, flagged, pyc, scaling=()):
+def markdown(rows, groups, py, mach, missing_targets, flagged, pyc, scaling=(), channel=()):
     lines = []
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines.append(f"Machine: **{mach['cpu']}**, {mach['cores']} cores, Linux "
@@ -351,7 +367,8 @@ def markdown(rows, groups, py, mach, missing_targets, flagged, pyc, scaling=()):
             f"| `{g}` ({MEANING.get(g, '')}) | {r['shmstate'][len('shmstate_'):]} | {r['alt']} "
             f"| {fmt_ns(r['shm_ns'])} | {fmt_ns(r['alt_ns'])} | {1 / r['speedup']:.3f} "
             f"| {r['speedup']:.2f}x | {verdict(r['speedup'], r['target'])}{warn} |")
-    alone = [g for g, fns in groups.items() if not any(f.startswith("shmstate_") for f in fns)]
+    alone = [g for g, fns in groups.items()
+             if g not in FLOOR_GROUPS and not any(f.startswith("shmstate_") for f in fns)]
     if alone:
         lines.append("")
         lines.append("Groups measured without a shmstate side yet (primitive not merged): "
@@ -360,6 +377,7 @@ def markdown(rows, groups, py, mach, missing_targets, flagged, pyc, scaling=()):
         lines.append("")
         lines.append("Targets not measured in this run: " + "; ".join(missing_targets) + ".")
     lines.append("")
+    lines.extend(channel)
     lines.extend(scaling)
     if py:
         lines.append(f"### Against Python multiprocessing ({py['processes']} processes, "
@@ -410,6 +428,81 @@ def markdown(rows, groups, py, mach, missing_targets, flagged, pyc, scaling=()):
                          f"(`{r['bench']}`) | {r['speedup']:.0f}x | {verdict(r['speedup'], t)} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def channel_section(est, chpy):
+    """The message channel against its targets, across groups: the Unix socket and Python's
+    multiprocessing.Queue (one-way 64 B), the cache-line round trip (ping-pong with the
+    receiver spinning), memcpy bandwidth (16 KiB one-way). Ratios only, from one run."""
+    def med(g, f):
+        e = est.get((g, f))
+        return e["median"] if e else None
+
+    lines = []
+    rows = []  # (comparison, shmstate ns, other ns, ratio text, verdict)
+
+    def add(what, shm, other, ratio, target_text, need):
+        if shm is None or other is None:
+            return
+        r = ratio(shm, other)
+        v = ""
+        if need is not None:
+            v = f"{target_text}: **met**" if r >= need else \
+                f"{target_text}: **not met** (needs {need / r:.2f}x more)"
+        rows.append(f"| {what} | {fmt_ns(shm)} | {fmt_ns(other)} | {r:.2f}x | {v} |")
+
+    speedup = lambda shm, other: other / shm
+    for size in CHANNEL_SIZES:
+        g = f"channel_oneway_{size}_2procs"
+        for alt, need in (("unix_socket", 20.0 if size == "64B" else None), ("pipe", None),
+                          ("crossbeam_channel", None), ("crate_queue", None)):
+            add(f"one-way {size}: speed-up over `{alt}`", med(g, "shmstate_channel"),
+                med(g, alt), speedup, ">= 20x", need)
+    pyr = {r["path"]: r for r in (chpy or {}).get("results", [])}
+    for shape in ("oneway", "pingpong"):
+        for size in CHANNEL_SIZES:
+            p = pyr.get(f"{shape}_{size}")
+            need = 100.0 if (shape, size) == ("oneway", "64B") else None
+            add(f"{shape} {size}: speed-up over Python `multiprocessing.Queue`",
+                med(f"channel_{shape}_{size}_2procs", "shmstate_channel"),
+                p["ns_per_op"] if p else None, speedup, ">= 100x", need)
+    floor = med("channel_floor_2procs", "cacheline_pingpong")
+    # Two atomics bounced between two running cores take well under a microsecond; a floor
+    # of more than 5 µs means the two spinning processes did not have two cores (a busy
+    # machine), and no spinning row of the run measured a round trip.
+    floor_ok = floor is not None and floor < 5000
+    for size in CHANNEL_SIZES:
+        g = f"channel_pingpong_{size}_2procs"
+        for fn in ("shmstate_channel_spin", "shmstate_channel"):
+            need = 0.5 if fn == "shmstate_channel_spin" and size in ("8B", "64B") else None
+            text = "within 2x (>= 0.5)"
+            if need is not None and not floor_ok:
+                need = None
+                rows_note = f"not measured: the cache-line floor took {fmt_ns(floor or 0)}"
+            else:
+                rows_note = None
+            add(f"ping-pong {size} (`{fn[len('shmstate_'):]}`): cache-line round trip / "
+                "channel round trip", med(g, fn), floor, lambda s, o: o / s, text, need)
+            if rows_note and rows:
+                rows[-1] = rows[-1][:-2] + rows_note + " (busy machine) |"
+    mc = med("channel_memcpy", "memcpy_16KiB")
+    add("one-way 16 KiB: channel bandwidth / memcpy bandwidth",
+        med("channel_oneway_16KiB_2procs", "shmstate_channel"), mc, lambda s, o: o / s,
+        ">= 0.5", 0.5)
+    if not rows:
+        return lines
+    lines.append("### Message channel (`benches/channel.rs`, "
+                 "`benches/python/channel_queue.py`)")
+    lines.append("")
+    lines.append("Ratios across groups of this run; > 1 is better for the channel. The "
+                 "cache-line row bounces two atomics between the 2 processes; the memcpy row "
+                 "copies 16 KiB in one thread, in cache.")
+    lines.append("")
+    lines.append("| comparison | channel | other | ratio | target |")
+    lines.append("|---|---:|---:|---:|---|")
+    lines.extend(rows)
+    lines.append("")
+    return lines
 
 
 def svg_chart(rows, py):
@@ -468,6 +561,9 @@ def main():
     ap.add_argument("--python", default=os.path.join(target_dir, "bench-results", "python.json"))
     ap.add_argument("--log", default=os.path.join(target_dir, "bench-results", "criterion.log"),
                     help="cargo bench output, scanned for OVERLAP WARNING lines")
+    ap.add_argument("--channel-python",
+                    default=os.path.join(target_dir, "bench-results", "channel_python.json"),
+                    help="the JSON of benches/python/channel_queue.py --json")
     ap.add_argument("--markdown", default=os.path.join(repo, "BENCHMARKS.md"))
     ap.add_argument("--svg", default=os.path.join(here, "chart.svg"))
     args = ap.parse_args()
@@ -482,8 +578,13 @@ def main():
     missing = [f"`{g}` {s} vs {a} ({t[0]})" for (g, s, a), t in TARGETS.items()
                if (g, s, a) not in measured]
     flagged = load_warnings(args.log)
+    chpy = None
+    if os.path.exists(args.channel_python):
+        with open(args.channel_python) as f:
+            chpy = json.load(f)
     section = markdown(rows, groups, py, machine(), missing, flagged, py_vs_criterion(py, est),
-                       scaling_tables(est, flagged, machine()["cores"] or 1))
+                       scaling_tables(est, flagged, machine()["cores"] or 1),
+                       channel_section(est, chpy))
 
     with open(args.markdown) as f:
         doc = f.read()

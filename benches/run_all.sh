@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Runs every benchmark and regenerates BENCHMARKS.md's results section and benches/chart.svg.
 #
-#   benches/run_all.sh            # full run (under 15 minutes on 2 cores, about 9); run on a quiet machine
+#   benches/run_all.sh            # full run (under 20 minutes on 2 cores, about 13); run on a quiet machine
 #   benches/run_all.sh --quick    # smoke run: tiny sizes, checks every bench counts right;
 #                                 # its report goes to target/bench-results/, not BENCHMARKS.md
 #
-# Steps: cargo bench (criterion: counters, locks, seqlock, coord, metrics, with the scaling sweeps over
-# 1, 2, 4 and 8 processes: ~44 benches of ~2.7 s, about 2 minutes), the Python multiprocessing
-# comparison (benches/python/compare.py, which runs `shmstate demo`), then benches/report.py.
+# Steps: cargo bench (criterion: counters, locks, seqlock, coord, metrics, channel, with the scaling
+# sweeps over 1, 2, 4 and 8 processes: ~44 benches of ~2.7 s, about 2 minutes; the channel's
+# ~44 rows of ~5 s, about 4 minutes), the Python multiprocessing comparison
+# (benches/python/compare.py, which runs `shmstate demo`), the Python
+# multiprocessing.Queue message rows (benches/python/channel_queue.py), then
+# benches/report.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,19 +26,25 @@ rm -rf "$target/criterion"
 if [[ $quick == 1 ]]; then
     export SHMSTATE_BENCH_QUICK=1
     increments=20000
+    messages=2000
 else
     increments=200000
+    messages=20000
 fi
 
-cargo bench --bench counters --bench locks --bench seqlock --bench coord --bench metrics 2>&1 | tee "$results/criterion.log"
+cargo bench --bench counters --bench locks --bench seqlock --bench coord --bench metrics --bench channel 2>&1 \
+    | tee "$results/criterion.log"
 
 cargo build --release -p shmstate-cli
 python3 benches/python/compare.py --processes 2 --increments "$increments" \
     --shmstate-bin "$target/release/shmstate" --json "$results/python.json" \
     | tee "$results/python.log"
 
+python3 benches/python/channel_queue.py --messages "$messages" \
+    --json "$results/channel_python.json" 2>&1 | tee "$results/channel_python.log"
+
 report=(python3 benches/report.py --criterion "$target/criterion" --python "$results/python.json"
-    --log "$results/criterion.log")
+    --channel-python "$results/channel_python.json" --log "$results/criterion.log")
 if [[ $quick == 1 ]]; then
     # Smoke numbers must not replace the published ones: report into the results directory.
     cp BENCHMARKS.md "$results/BENCHMARKS.quick.md"

@@ -1,0 +1,656 @@
+//! The byte-message channel: shmstate's `Channel` between 2 processes next to what a Rust
+//! or C programmer would move byte messages with instead, in one run: a Unix stream
+//! socket pair and a pipe inherited across `fork` (2 processes), `crossbeam-channel` of
+//! `Vec<u8>` between 2 threads of one process (the in-process anchor: no process boundary
+//! at all), and the crate's own fixed-size `Queue<[u8; S], N>` (2 processes; 8 B and 64 B
+//! items only). Python's `multiprocessing.Queue` is timed by
+//! `benches/python/channel_queue.py`, and `benches/report.py` pairs it with these rows.
+//!
+//! Two physical floors, in groups of their own: `channel_floor_2procs/cacheline_pingpong`
+//! (two atomics on separate cache lines bounced between the 2 processes, both spinning:
+//! the least a round trip between two cores can cost) and `channel_memcpy/memcpy_16KiB` (one 16 KiB copy in
+//! one thread, buffers in cache: the bandwidth a 16 KiB message is compared with).
+//!
+//! Message sizes: 8 B, 64 B, 1 KiB and 16 KiB. Every message carries its sequence number
+//! in its first 8 bytes, and every receiver checks it (in order, none lost) and counts
+//! what it received, so a fast wrong answer fails the run.
+//!
+//! Buffering is the same 64 KiB everywhere it can be chosen: the channel's capacity, a
+//! default Linux pipe, and `crossbeam-channel` / `Queue` slots of 64 KiB / message size
+//! (the Unix socket keeps its default buffer).
+//!
+//! - `channel_oneway_<size>_2procs`: worker 0 sends `1..=iters`, worker 1 receives each
+//!   into a buffer of its own (`recv_into`; the socket and pipe: `read_exact`), checks it
+//!   and counts them. One iteration is one message.
+//! - `channel_pingpong_<size>_2procs`: worker 0 sends `k` and waits for it to come back;
+//!   worker 1 receives each message and sends it back. One iteration is one round trip.
+//!   `shmstate_channel` blocks in `recv`; `shmstate_channel_spin` polls `try_recv` (both
+//!   sides spinning, as the cache-line floor does).
+//!
+//! Run: `cargo bench --bench channel` (smoke: `SHMSTATE_BENCH_QUICK=1 cargo bench --bench
+//! channel`).
+
+mod common;
+
+use std::cell::UnsafeCell;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+// Relaxed for the counts: they are reset before the workers start (fork or thread spawn
+// synchronises) and read after the runner saw them done (Release/Acquire on its `done`
+// word, or the threads' join).
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use common::{Shm, Weight, Workers, concurrent, tune};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
+use crossbeam_utils::CachePadded;
+use shmstate::Queue;
+
+/// The sizes benched: (bytes, label).
+const SIZES: [(usize, &str); 4] = [(8, "8B"), (64, "64B"), (1024, "1KiB"), (16384, "16KiB")];
+
+/// The bytes of buffering every alternative gets where it can be chosen (a default pipe's).
+const BUFFER: usize = 64 * 1024;
+
+/// Items of the fixed-size queue rows: 64 KiB of slots.
+const Q8_CAP: usize = BUFFER / 8;
+const Q64_CAP: usize = BUFFER / 64;
+
+/// A value a receiver did not expect.
+#[cold]
+#[inline(never)]
+fn wrong_message(got: u64, want: u64, len: usize, want_len: usize) -> ! {
+    panic!("received message {got} of {len} bytes, expected {want} of {want_len} bytes")
+}
+
+/// Checks a received message: its length and its sequence number (first 8 bytes).
+#[inline]
+fn check(msg: &[u8], want: u64, want_len: usize) {
+    let got = seq(msg);
+    if got != want || msg.len() != want_len {
+        wrong_message(got, want, msg.len(), want_len)
+    }
+}
+
+/// The sequence number in a message's first 8 bytes (0 if it is shorter).
+#[inline]
+fn seq(msg: &[u8]) -> u64 {
+    match msg.get(..8) {
+        Some(b) => u64::from_le_bytes(b.try_into().unwrap()),
+        None => 0,
+    }
+}
+
+/// Writes `k` into a message's first 8 bytes (every benched size has them).
+#[inline]
+fn stamp(msg: &mut [u8], k: u64) {
+    msg[..8].copy_from_slice(&k.to_le_bytes());
+}
+
+/// A message of `len` bytes: a pattern after the 8-byte sequence number.
+fn message(len: usize) -> Vec<u8> {
+    (0..len).map(|i| i as u8).collect()
+}
+
+/// A pipe whose ends are plain `File`s (so `&File` reads and writes).
+fn pipe() -> (File, File) {
+    let (r, w) = std::io::pipe().expect("pipe");
+    (File::from(OwnedFd::from(r)), File::from(OwnedFd::from(w)))
+}
+
+/// A byte stream shared by reference: a pipe end or a Unix socket. One message is one
+/// `write_all` of its bytes and one `read_exact` of as many (fixed sizes need no framing).
+trait Stream: Sync {
+    fn put(&self, msg: &[u8]);
+    fn take(&self, buf: &mut [u8]);
+}
+
+impl Stream for File {
+    #[inline]
+    fn put(&self, msg: &[u8]) {
+        (&*self).write_all(msg).unwrap();
+    }
+    #[inline]
+    fn take(&self, buf: &mut [u8]) {
+        (&*self).read_exact(buf).unwrap();
+    }
+}
+
+impl Stream for UnixStream {
+    #[inline]
+    fn put(&self, msg: &[u8]) {
+        (&*self).write_all(msg).unwrap();
+    }
+    #[inline]
+    fn take(&self, buf: &mut [u8]) {
+        (&*self).read_exact(buf).unwrap();
+    }
+}
+
+/// A spinning wait that yields the core after a while: on a machine with as many busy
+/// processes as cores, a pure spin would hold the core its partner needs for a whole
+/// time slice. Both spinning rows (the channel's and the cache-line floor) use it.
+#[derive(Default)]
+struct Spin(u32);
+
+impl Spin {
+    #[inline]
+    fn wait(&mut self) {
+        self.0 += 1;
+        if self.0.is_multiple_of(4096) {
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// The 2 processes every cross-process row runs on.
+const PROCS: Workers = Workers::Processes(2);
+
+/// One-way rows of the streams: worker 0 writes `iters` messages, worker 1 reads and
+/// checks them.
+fn oneway_streams(g: &mut BenchmarkGroup<'_, WallTime>, len: usize, got: &AtomicU64) {
+    let (r, w) = pipe();
+    let (a, b) = UnixStream::pair().expect("socketpair");
+    for (name, tx, rx) in [
+        ("pipe", &w as &dyn Stream, &r as &dyn Stream),
+        ("unix_socket", &a, &b),
+    ] {
+        concurrent(
+            g,
+            name,
+            PROCS,
+            1,
+            &(tx, rx, got),
+            |s| s.2.store(0, Ordering::Relaxed),
+            |s, i, iters| {
+                let mut msg = message(len);
+                if i == 0 {
+                    for k in 1..=iters {
+                        stamp(&mut msg, k);
+                        s.0.put(&msg);
+                    }
+                } else {
+                    for k in 1..=iters {
+                        s.1.take(&mut msg);
+                        check(&msg, k, len);
+                    }
+                    s.2.store(iters, Ordering::Relaxed);
+                }
+            },
+            |s| s.2.load(Ordering::Relaxed),
+        );
+    }
+}
+
+/// Ping-pong rows of the streams: two pipes (one per direction), one socket pair.
+fn pingpong_streams(g: &mut BenchmarkGroup<'_, WallTime>, len: usize, rounds: &AtomicU64) {
+    let (there_r, there_w) = pipe();
+    let (back_r, back_w) = pipe();
+    let (a, b) = UnixStream::pair().expect("socketpair");
+    let cases: [(&str, [&dyn Stream; 4]); 2] = [
+        ("pipe", [&there_w, &back_r, &there_r, &back_w]),
+        ("unix_socket", [&a, &a, &b, &b]),
+    ];
+    for (name, ends) in cases {
+        concurrent(
+            g,
+            name,
+            PROCS,
+            1,
+            &(ends, rounds),
+            |s| s.1.store(0, Ordering::Relaxed),
+            |s, i, iters| {
+                // Worker 0 sends on ends[0] and receives on ends[1]; worker 1 receives on
+                // ends[2] and answers on ends[3].
+                let [tx0, rx0, rx1, tx1] = s.0;
+                let mut msg = message(len);
+                for k in 1..=iters {
+                    if i == 0 {
+                        stamp(&mut msg, k);
+                        tx0.put(&msg);
+                        rx0.take(&mut msg);
+                        check(&msg, k, len);
+                        s.1.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        rx1.take(&mut msg);
+                        tx1.put(&msg);
+                    }
+                }
+            },
+            |s| s.1.load(Ordering::Relaxed),
+        );
+    }
+}
+
+/// One-way row of `crossbeam-channel`: a bounded channel of `Vec<u8>` (64 KiB of messages)
+/// between 2 threads; each message is a fresh `Vec` (what a producer of owned byte
+/// messages sends), dropped by the receiver.
+fn oneway_crossbeam(g: &mut BenchmarkGroup<'_, WallTime>, len: usize, got: &AtomicU64) {
+    let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>((BUFFER / len).max(1));
+    concurrent(
+        g,
+        "crossbeam_channel",
+        Workers::Threads(2),
+        1,
+        &(tx, rx, got),
+        |s| s.2.store(0, Ordering::Relaxed),
+        |s, i, iters| {
+            if i == 0 {
+                let msg = message(len);
+                for k in 1..=iters {
+                    let mut m = msg.clone();
+                    stamp(&mut m, k);
+                    s.0.send(m).unwrap();
+                }
+            } else {
+                for k in 1..=iters {
+                    check(&s.1.recv().unwrap(), k, len);
+                }
+                s.2.store(iters, Ordering::Relaxed);
+            }
+        },
+        |s| s.2.load(Ordering::Relaxed),
+    );
+}
+
+/// Ping-pong row of `crossbeam-channel`: one channel each way; the echo sends the same
+/// `Vec` back.
+fn pingpong_crossbeam(g: &mut BenchmarkGroup<'_, WallTime>, len: usize, rounds: &AtomicU64) {
+    let (there_tx, there_rx) = crossbeam_channel::bounded::<Vec<u8>>((BUFFER / len).max(1));
+    let (back_tx, back_rx) = crossbeam_channel::bounded::<Vec<u8>>((BUFFER / len).max(1));
+    concurrent(
+        g,
+        "crossbeam_channel",
+        Workers::Threads(2),
+        1,
+        &(there_tx, there_rx, back_tx, back_rx, rounds),
+        |s| s.4.store(0, Ordering::Relaxed),
+        |s, i, iters| {
+            let msg = message(len);
+            for k in 1..=iters {
+                if i == 0 {
+                    let mut m = msg.clone();
+                    stamp(&mut m, k);
+                    s.0.send(m).unwrap();
+                    check(&s.3.recv().unwrap(), k, len);
+                    s.4.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    s.2.send(s.1.recv().unwrap()).unwrap();
+                }
+            }
+        },
+        |s| s.4.load(Ordering::Relaxed),
+    );
+}
+
+/// Fixed-size items for the `Queue` rows: 8 or 64 bytes with the sequence number first.
+trait Item: bytemuck::Pod + Send + Sync {
+    const LEN: usize;
+}
+impl Item for [u8; 8] {
+    const LEN: usize = 8;
+}
+impl Item for [u8; 64] {
+    const LEN: usize = 64;
+}
+
+/// One-way row of the crate's `Queue<[u8; S], N>` (64 KiB of slots) between 2 processes.
+fn oneway_queue<T: Item, const N: usize>(g: &mut BenchmarkGroup<'_, WallTime>, got: &AtomicU64)
+where
+    Queue<T, N>: shmstate::SharedSized,
+{
+    let q = Shm::<Queue<T, N>>::zeroed(1);
+    concurrent(
+        g,
+        "crate_queue",
+        PROCS,
+        1,
+        &(&*q, got),
+        |s| s.1.store(0, Ordering::Relaxed),
+        |s, i, iters| {
+            let mut item = T::zeroed();
+            if i == 0 {
+                for k in 1..=iters {
+                    stamp(bytemuck::bytes_of_mut(&mut item), k);
+                    s.0.push(item);
+                }
+            } else {
+                for k in 1..=iters {
+                    item = s.0.pop();
+                    check(bytemuck::bytes_of(&item), k, T::LEN);
+                }
+                s.1.store(iters, Ordering::Relaxed);
+            }
+        },
+        |s| s.1.load(Ordering::Relaxed),
+    );
+}
+
+/// Ping-pong row of the crate's `Queue<[u8; S], N>`: one queue each way.
+fn pingpong_queue<T: Item, const N: usize>(g: &mut BenchmarkGroup<'_, WallTime>, rounds: &AtomicU64)
+where
+    Queue<T, N>: shmstate::SharedSized,
+{
+    let there = Shm::<Queue<T, N>>::zeroed(1);
+    let back = Shm::<Queue<T, N>>::zeroed(1);
+    concurrent(
+        g,
+        "crate_queue",
+        PROCS,
+        1,
+        &(&*there, &*back, rounds),
+        |s| s.2.store(0, Ordering::Relaxed),
+        |s, i, iters| {
+            let mut item = T::zeroed();
+            for k in 1..=iters {
+                if i == 0 {
+                    stamp(bytemuck::bytes_of_mut(&mut item), k);
+                    s.0.push(item);
+                    check(bytemuck::bytes_of(&s.1.pop()), k, T::LEN);
+                    s.2.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    s.1.push(s.0.pop());
+                }
+            }
+        },
+        |s| s.2.load(Ordering::Relaxed),
+    );
+}
+
+fn oneway(c: &mut Criterion) {
+    for (len, label) in SIZES {
+        let mut g = common::group(c, format!("channel_oneway_{label}_{}", PROCS.label()));
+        tune(&mut g, Weight::Spawning);
+        g.throughput(Throughput::Bytes(len as u64));
+        let got = Shm::new(AtomicU64::new(0));
+        channel_rows::oneway(&mut g, len, &got);
+        oneway_streams(&mut g, len, &got);
+        oneway_crossbeam(&mut g, len, &got);
+        match len {
+            8 => oneway_queue::<[u8; 8], Q8_CAP>(&mut g, &got),
+            64 => oneway_queue::<[u8; 64], Q64_CAP>(&mut g, &got),
+            _ => {}
+        }
+        g.finish();
+    }
+}
+
+fn pingpong(c: &mut Criterion) {
+    for (len, label) in SIZES {
+        let mut g = common::group(c, format!("channel_pingpong_{label}_{}", PROCS.label()));
+        tune(&mut g, Weight::Spawning);
+        g.throughput(Throughput::Elements(1));
+        let rounds = Shm::new(AtomicU64::new(0));
+        channel_rows::pingpong(&mut g, len, &rounds);
+        pingpong_streams(&mut g, len, &rounds);
+        pingpong_crossbeam(&mut g, len, &rounds);
+        match len {
+            8 => pingpong_queue::<[u8; 8], Q8_CAP>(&mut g, &rounds),
+            64 => pingpong_queue::<[u8; 64], Q64_CAP>(&mut g, &rounds),
+            _ => {}
+        }
+        g.finish();
+    }
+}
+
+/// The round-trip floor: two atomics on separate cache lines bounced between the 2
+/// processes (worker 0 stores `k` in `ping` and spins until `pong` is `k`; worker 1 spins
+/// until `ping` is `k` and stores it in `pong`). One iteration is one round trip: two
+/// cache-line transfers each way, nothing else.
+fn floor(c: &mut Criterion) {
+    let mut g = common::group(c, format!("channel_floor_{}", PROCS.label()));
+    tune(&mut g, Weight::Spawning);
+    g.throughput(Throughput::Elements(1));
+    let lines = Shm::new([
+        CachePadded::new(AtomicU64::new(0)),
+        CachePadded::new(AtomicU64::new(0)),
+    ]);
+    let rounds = Shm::new(AtomicU64::new(0));
+    concurrent(
+        &mut g,
+        "cacheline_pingpong",
+        PROCS,
+        1,
+        &(&*lines, &*rounds),
+        |s| {
+            s.0[0].store(0, Ordering::Relaxed);
+            s.0[1].store(0, Ordering::Relaxed);
+            s.1.store(0, Ordering::Relaxed);
+        },
+        |s, i, iters| {
+            let [ping, pong] = s.0;
+            for k in 1..=iters {
+                if i == 0 {
+                    // Release/Acquire: the hand-off a message channel must also make (its
+                    // payload written before the flag, read after it).
+                    ping.store(k, Ordering::Release);
+                    let mut spin = Spin::default();
+                    while pong.load(Ordering::Acquire) != k {
+                        spin.wait();
+                    }
+                    s.1.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    let mut spin = Spin::default();
+                    while ping.load(Ordering::Acquire) != k {
+                        spin.wait();
+                    }
+                    pong.store(k, Ordering::Release);
+                }
+            }
+        },
+        |s| s.1.load(Ordering::Relaxed),
+    );
+    g.finish();
+}
+
+/// Two 16 KiB buffers for the memcpy row (one thread; cells so a shared reference copies).
+struct CopyBufs {
+    src: UnsafeCell<Vec<u8>>,
+    dst: UnsafeCell<Vec<u8>>,
+}
+
+/// The bandwidth floor: one 16 KiB `copy_from_slice` in one thread (buffers hot in cache),
+/// the copy a 16 KiB message needs at least once. The copy is checked after each sample.
+fn memcpy(c: &mut Criterion) {
+    const LEN: usize = 16384;
+    let mut g = common::group(c, "channel_memcpy");
+    tune(&mut g, Weight::Single);
+    g.throughput(Throughput::Bytes(LEN as u64));
+    let bufs = CopyBufs {
+        src: UnsafeCell::new(message(LEN)),
+        dst: UnsafeCell::new(vec![0; LEN]),
+    };
+    g.bench_function("memcpy_16KiB", |b| {
+        b.iter_custom(|iters| {
+            // SAFETY: `bufs` is used by this thread only; no other reference to either
+            // buffer exists while these do.
+            let (src, dst) = unsafe { (&mut *bufs.src.get(), &mut *bufs.dst.get()) };
+            let t0 = Instant::now();
+            for k in 1..=iters {
+                stamp(src, k);
+                std::hint::black_box(&mut *dst).copy_from_slice(std::hint::black_box(&*src));
+            }
+            let elapsed = t0.elapsed();
+            if iters > 0 {
+                check(dst, iters, LEN);
+            }
+            elapsed
+        })
+    });
+    g.finish();
+}
+
+/// The shmstate rows: one `Channel` (64 KiB ring, messages up to 16 KiB) in a region of
+/// anonymous shared memory that the forked workers inherit; for 16 KiB one-way, also one
+/// with a 1 MiB ring (`shmstate_channel_1MiB_ring`).
+mod channel_rows {
+    use super::*;
+    use shmstate::{Channel, ChannelOptions, Region, TryRecvError};
+
+    /// A region for the benched channels.
+    fn region() -> Region {
+        Region::anonymous(4 << 20).expect("anonymous region")
+    }
+
+    /// 64 KiB of ring (a default pipe's buffer), messages up to the largest size benched.
+    fn options() -> ChannelOptions {
+        ChannelOptions::new(BUFFER).max_message(16384)
+    }
+
+    /// One-way: `send` a message from a buffer, `recv_into` one of the receiver's.
+    /// `shmstate_channel_zerocopy`: the sender writes the message straight into a slot of
+    /// the ring (`reserve`, `write_at`, `commit`) and the receiver checks it in place
+    /// (`recv_with`).
+    pub fn oneway(g: &mut BenchmarkGroup<'_, WallTime>, len: usize, got: &AtomicU64) {
+        let r = region();
+        let ch: &Channel = r.channel("oneway", options()).expect("channel");
+        // 16 KiB messages also through a 1 MiB ring: with 64 KiB, 3 messages fill the
+        // ring, and sender and receiver take turns sleeping at almost every message.
+        let big = (len == 16384).then(|| {
+            r.channel(
+                "oneway-1MiB",
+                ChannelOptions::new(1 << 20).max_message(16384),
+            )
+            .expect("channel")
+        });
+        for (name, ch) in [
+            ("shmstate_channel", Some(ch)),
+            ("shmstate_channel_1MiB_ring", big),
+        ] {
+            let Some(ch) = ch else { continue };
+            oneway_copy(g, name, ch, len, got);
+        }
+        oneway_zerocopy(g, ch, len, got);
+    }
+
+    /// `send` from a buffer, `recv_into` the receiver's.
+    fn oneway_copy(
+        g: &mut BenchmarkGroup<'_, WallTime>,
+        name: &str,
+        ch: &Channel,
+        len: usize,
+        got: &AtomicU64,
+    ) {
+        concurrent(
+            g,
+            name,
+            PROCS,
+            1,
+            &(ch, got),
+            |s| s.1.store(0, Ordering::Relaxed),
+            |s, i, iters| {
+                let mut msg = message(len);
+                if i == 0 {
+                    for k in 1..=iters {
+                        stamp(&mut msg, k);
+                        s.0.send(&msg).unwrap();
+                    }
+                } else {
+                    for k in 1..=iters {
+                        let n = s.0.recv_into(&mut msg).unwrap();
+                        check(&msg[..n], k, len);
+                    }
+                    s.1.store(iters, Ordering::Relaxed);
+                }
+            },
+            |s| s.1.load(Ordering::Relaxed),
+        );
+    }
+
+    /// `reserve` + `write_at` + `commit`, checked in place by `recv_with`.
+    fn oneway_zerocopy(
+        g: &mut BenchmarkGroup<'_, WallTime>,
+        ch: &Channel,
+        len: usize,
+        got: &AtomicU64,
+    ) {
+        concurrent(
+            g,
+            "shmstate_channel_zerocopy",
+            PROCS,
+            1,
+            &(ch, got),
+            |s| s.1.store(0, Ordering::Relaxed),
+            |s, i, iters| {
+                if i == 0 {
+                    let msg = message(len);
+                    for k in 1..=iters {
+                        let mut slot = s.0.reserve(len).unwrap();
+                        slot.write_at(0, &k.to_le_bytes());
+                        slot.write_at(8, &msg[8..]);
+                        slot.commit().unwrap();
+                    }
+                } else {
+                    for k in 1..=iters {
+                        s.0.recv_with(|m| check(m, k, len)).unwrap();
+                    }
+                    s.1.store(iters, Ordering::Relaxed);
+                }
+            },
+            |s| s.1.load(Ordering::Relaxed),
+        );
+    }
+
+    /// Ping-pong: one channel each way. `shmstate_channel` blocks in `recv_into`;
+    /// `shmstate_channel_spin` polls `try_recv_with` (copying into the same buffer).
+    pub fn pingpong(g: &mut BenchmarkGroup<'_, WallTime>, len: usize, rounds: &AtomicU64) {
+        let r = region();
+        let there: &Channel = r.channel("there", options()).expect("channel");
+        let back: &Channel = r.channel("back", options()).expect("channel");
+        for (name, spin) in [("shmstate_channel", false), ("shmstate_channel_spin", true)] {
+            concurrent(
+                g,
+                name,
+                PROCS,
+                1,
+                &(there, back, rounds),
+                |s| s.2.store(0, Ordering::Relaxed),
+                |s, i, iters| {
+                    let mut msg = message(len);
+                    let take = |ch: &Channel, buf: &mut [u8]| -> usize {
+                        if !spin {
+                            return ch.recv_into(buf).unwrap();
+                        }
+                        let mut spin = Spin::default();
+                        loop {
+                            let r = ch.try_recv_with(|m| {
+                                buf[..m.len()].copy_from_slice(m);
+                                m.len()
+                            });
+                            match r {
+                                Ok(n) => return n,
+                                Err(TryRecvError::Empty) => spin.wait(),
+                                Err(e) => panic!("try_recv_with: {e:?}"),
+                            }
+                        }
+                    };
+                    for k in 1..=iters {
+                        if i == 0 {
+                            stamp(&mut msg, k);
+                            s.0.send(&msg).unwrap();
+                            let n = take(s.1, &mut msg);
+                            check(&msg[..n], k, len);
+                            s.2.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            let n = take(s.0, &mut msg);
+                            s.1.send(&msg[..n]).unwrap();
+                        }
+                    }
+                },
+                |s| s.2.load(Ordering::Relaxed),
+            );
+        }
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = common::criterion();
+    targets = oneway, pingpong, floor, memcpy
+}
+criterion_main!(benches);
