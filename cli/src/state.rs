@@ -241,6 +241,7 @@ fn read_kind(view: &ReadOnlyRegion, e: &EntryInfo, opts: Opts) -> Option<Reading
         }
         Kind::QUEUE => queue(view, e, opts),
         Kind::HISTOGRAM => Some(histogram(view, e, opts)),
+        Kind::CHANNEL => Some(channel(view, e)),
         _ => None,
     }
 }
@@ -524,6 +525,37 @@ fn histogram(view: &ReadOnlyRegion, e: &EntryInfo, opts: Opts) -> Reading {
     }
     r.num = Some(Num::Int(s.count));
     r
+}
+
+/// A channel: messages waiting, bytes used of the capacity, closed, lost; a header that
+/// is not a channel's is highlighted (the channel's own calls report `Corrupt`).
+fn channel(view: &ReadOnlyRegion, e: &EntryInfo) -> Reading {
+    let Some(s) = view.channel(e) else {
+        let mut r = Reading::plain("unreadable channel");
+        r.alert = true;
+        return r;
+    };
+    let mut text = format!(
+        "{} waiting, {} of {} bytes used",
+        s.waiting, s.bytes_used, s.capacity
+    );
+    if s.closed {
+        text.push_str(", closed");
+    }
+    if s.lost > 0 {
+        text.push_str(&format!(", {} lost", s.lost));
+    }
+    let mut r = Reading::plain(text);
+    if s.max_message.is_none() {
+        r.text.push_str(" (corrupt header)");
+        r.alert = true;
+    }
+    r.field("waiting", json!(s.waiting))
+        .field("bytes_used", json!(s.bytes_used))
+        .field("capacity", json!(s.capacity))
+        .field("max_message", json!(s.max_message))
+        .field("closed", json!(s.closed))
+        .field("lost", json!(s.lost))
 }
 
 /// What the system says about a thread named by a lock word.

@@ -10,8 +10,8 @@ use std::process::{Command, Stdio};
 use serde_json::Value as Json;
 use shmstate::sync::Ordering::Relaxed;
 use shmstate::{
-    Barrier, BoundedSemaphore, Counter, Event, Mutex, Queue, ReentrantMutex, Region, RwLock,
-    Semaphore, SeqLock, SeqLockArray, StripedCounter, Value, ValueArray,
+    Barrier, BoundedSemaphore, ChannelOptions, Counter, Event, Mutex, Queue, ReentrantMutex,
+    Region, RwLock, Semaphore, SeqLock, SeqLockArray, StripedCounter, Value, ValueArray,
 };
 
 use common::{KillOnDrop, TempRegion, shmstate};
@@ -105,6 +105,13 @@ fn populate(region: &Region) {
     for v in HIST_VALUES {
         h.observe(v);
     }
+    let jobs = region
+        .channel("jobs", ChannelOptions::new(1024).max_message(100))
+        .unwrap();
+    jobs.send(b"resize 1.png").unwrap();
+    jobs.send(b"resize 2.png").unwrap();
+    let done = region.channel("done", ChannelOptions::new(256)).unwrap();
+    done.close();
 }
 
 /// The bounds of `populate`'s histogram `latency`, and what it observes: sums of
@@ -168,6 +175,14 @@ fn inspect_json_shows_the_values_a_program_wrote() {
         "{q}"
     );
     assert_eq!(q["lock"], "free");
+    let jobs = object(&doc, "jobs");
+    assert_eq!(jobs["waiting"], 2, "{jobs}");
+    // Two records of 8 bytes of header and 12 of payload padded to 16.
+    assert_eq!(jobs["bytes_used"], 48, "{jobs}");
+    assert_eq!(jobs["capacity"], 1024, "{jobs}");
+    assert_eq!(jobs["max_message"], 100, "{jobs}");
+    assert_eq!(jobs["closed"], false, "{jobs}");
+    assert_eq!(object(&doc, "done")["closed"], true);
     for o in doc["objects"].as_array().unwrap() {
         assert_eq!(o["readable"], true, "{o}");
         assert_eq!(o["unhealthy"], false, "{o}");
@@ -180,6 +195,11 @@ fn inspect_json_shows_the_values_a_program_wrote() {
     assert!(line("hits").ends_with(" 42"), "{text}");
     assert!(line("requests").contains("15 (sum of 4 stripes)"), "{text}");
     assert!(line("mutex").ends_with("free"), "{text}");
+    assert!(
+        line("jobs").ends_with("2 waiting, 48 of 1024 bytes used"),
+        "{text}"
+    );
+    assert!(line("done").ends_with(", closed"), "{text}");
     // Inspecting wrote nothing: the region opens and reads as before.
     assert_eq!(region.get::<Counter>("hits").unwrap().get(), 42);
 }

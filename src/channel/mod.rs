@@ -183,6 +183,8 @@
 
 mod engine;
 mod error;
+#[cfg(not(loom))]
+mod inspect;
 mod layout;
 mod options;
 mod recv;
@@ -197,6 +199,10 @@ pub use error::{
     ChannelError, RecvError, RecvIntoError, RecvTimeoutError, SendError, SendTimeoutError,
     TryRecvError, TrySendError,
 };
+#[cfg(not(loom))]
+pub use inspect::ChannelSnapshot;
+#[cfg(not(loom))]
+pub(crate) use inspect::decode;
 pub use layout::Channel;
 pub use options::{ChannelOptions, MAX_CAPACITY, MIN_CAPACITY};
 #[cfg(not(loom))]

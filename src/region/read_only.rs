@@ -207,6 +207,24 @@ impl ReadOnlyRegion {
         })
     }
 
+    /// The state of the channel `entry` describes (messages waiting, bytes used, closed,
+    /// lost), decoded from the mapping without writing to it; `None` if `entry` is not a
+    /// ready channel or its words cannot be read.
+    pub fn channel(&self, entry: &EntryInfo) -> Option<crate::channel::ChannelSnapshot> {
+        if entry.state != EntryState::Ready || entry.tag.kind != Kind::CHANNEL {
+            return None;
+        }
+        let ring_words = usize::try_from(entry.len).ok()?;
+        crate::channel::decode(ring_words, |w| {
+            let off = u64::try_from(w).ok()?.checked_mul(8)?;
+            // Only words of this object.
+            if off >= entry.size {
+                return None;
+            }
+            self.load_u64(entry.offset.checked_add(off)?)
+        })
+    }
+
     /// The 32-bit word at byte `offset` from the region's start, if it is 4-aligned and
     /// within the region; `None` otherwise. An `Acquire` load, so that data a peer
     /// published with a release store before this word is visible to later loads.
