@@ -205,6 +205,7 @@ fn a_full_map_hands_key_and_value_back() {
     }
 }
 
+#[cfg_attr(miri, ignore = "20,000 inserts")]
 #[test]
 fn a_large_map_fills_to_its_capacity() {
     // Many stripes: the capacity rule leaves room for every stripe's share.
@@ -223,6 +224,7 @@ fn a_large_map_fills_to_its_capacity() {
     }
 }
 
+#[cfg_attr(miri, ignore = "sleeps for the TTLs")]
 #[test]
 fn expired_entries_read_as_absent_and_are_reclaimed() {
     let m = map(4);
@@ -297,6 +299,7 @@ fn insert_evicting_evicts_the_least_recently_written() {
 
 /// Probes stay short however long the churn runs: backward-shift deletion leaves no
 /// tombstones. Checked against a `HashMap` at 90% of capacity.
+#[cfg_attr(miri, ignore = "200,000 operations")]
 #[test]
 fn random_churn_matches_a_hashmap_and_probes_stay_bounded() {
     let cap = 2000;
@@ -353,6 +356,7 @@ fn random_churn_matches_a_hashmap_and_probes_stay_bounded() {
 
 /// Every word of the map overwritten with random bytes, then every operation: none
 /// panics or hangs, each returns something.
+#[cfg_attr(miri, ignore = "40 rounds of every operation")]
 #[test]
 fn hostile_bytes_never_panic_or_hang() {
     let mut rng = Rng(99);
@@ -505,6 +509,7 @@ fn fixed_str_is_a_string_and_a_key() {
     assert_eq!(m.get(&FixedStr::new("hello").unwrap()), None);
 }
 
+#[cfg_attr(miri, ignore = "maps shared memory")]
 #[test]
 fn a_typed_map_does_not_open_as_another_type() {
     let region = Region::anonymous(1 << 20).unwrap();
@@ -563,6 +568,7 @@ fn check_stamped(k: &[u8], v: &[u8]) {
 /// Threads writing (insert, add, replace, remove, update, incr) and reading (get,
 /// get_with, for_each) one map at once: every value read is one a writer wrote whole, and
 /// the counters lose no increment.
+#[cfg_attr(miri, ignore = "40,000 operations on 4 threads")]
 #[test]
 fn threads_racing_on_one_map_never_see_a_torn_value() {
     const KEYS: u64 = 300; // more than the capacity: some inserts find the map full
