@@ -297,6 +297,42 @@ fn insert_evicting_evicts_the_least_recently_written() {
     assert_eq!(m.len(), 3);
 }
 
+/// With the map full and the key's own stripe empty, `insert_evicting` evicts from another
+/// stripe.
+#[test]
+fn insert_evicting_takes_a_victim_from_another_stripe_when_its_own_is_empty() {
+    let o = MapOptions::new(300).key_max(8).value_max(8);
+    let m = ByteMap::with_seed(o, SEED).unwrap();
+    assert_eq!(m.stripe_geometry().0, 4);
+    let stripe = |k: u64| ByteMap::place_of(o, SEED, &k.to_le_bytes()).unwrap().0;
+    // 100 keys in each of stripes 0, 1 and 2: the map is full, stripe 3 empty.
+    let mut n = [0; 4];
+    for k in 0.. {
+        let s = stripe(k);
+        if s < 3 && n[s] < 100 {
+            m.insert(&k.to_le_bytes(), b"v").unwrap();
+            n[s] += 1;
+        }
+        if n[..3] == [100; 3] {
+            break;
+        }
+    }
+    let other = (0..).find(|&k| stripe(k) == 3).unwrap().to_le_bytes();
+    assert!(matches!(
+        m.insert(&other, b"w"),
+        Err(InsertError::Full { .. })
+    ));
+    match m.insert_evicting(&other, b"w").unwrap() {
+        Evicted::Entry { key, value } => {
+            assert_ne!(stripe(u64::from_le_bytes(key.try_into().unwrap())), 3);
+            assert_eq!(value, b"v");
+        }
+        e => panic!("nothing evicted: {e:?}"),
+    }
+    assert_eq!(m.len(), 300);
+    assert_eq!(get(&m, &other), Some(b"w".to_vec()));
+}
+
 /// Probes stay short however long the churn runs: backward-shift deletion leaves no
 /// tombstones. Checked against a `HashMap` at 90% of capacity.
 #[cfg_attr(miri, ignore = "200,000 operations")]
