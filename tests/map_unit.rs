@@ -690,3 +690,62 @@ fn threads_racing_on_one_map_never_see_a_torn_value() {
     assert_eq!(n, m.len());
     assert!(max < m.stripe_geometry().1);
 }
+
+/// An odd structure sequence or slot sequence with no writer (garbage, or a writer that
+/// died) is repaired by the next reader through the stripe lock, and a garbage lock word
+/// is taken over: the entries read back at once.
+#[test]
+fn stray_odd_sequences_and_garbage_lock_words_are_repaired() {
+    let m = map(50);
+    for i in 0..40u32 {
+        m.insert(&i.to_le_bytes(), &[i as u8; 3]).unwrap();
+    }
+    let heads = m.raw_stripe_words();
+    let (lock, seq, _) = heads[0];
+    let t = Instant::now();
+    // An odd structure sequence, lock free: readers take the lock and repair.
+    seq.fetch_add(1, Ordering::Relaxed);
+    for i in 0..40u32 {
+        assert_eq!(get(&m, &i.to_le_bytes()), Some(vec![i as u8; 3]), "key {i}");
+    }
+    assert_eq!(
+        seq.load(Ordering::Relaxed) & 1,
+        0,
+        "the sequence was closed"
+    );
+    // A garbage lock word (above PID_MAX_LIMIT): the next writer takes it over.
+    lock.store(u32::MAX >> 2, Ordering::Relaxed);
+    m.insert(b"w", b"x").unwrap();
+    assert_eq!(
+        lock.load(Ordering::Relaxed),
+        0,
+        "taken over, repaired, released"
+    );
+    assert_eq!(get(&m, b"w"), Some(b"x".to_vec()));
+    // An odd slot sequence on a full slot: the slot is dropped (its write was cut short),
+    // every other key stays.
+    let slots = m.raw_slots();
+    let (_, i, _, victim) = slots.iter().find(|e| e.3.len() == 4).cloned().unwrap();
+    let (_, sps) = m.stripe_geometry();
+    let words = m.raw_words();
+    // Slot `i`'s sequence word: after the header and count lines (16 words; the stripe
+    // head lines are not in `raw_words`), slot `i` of stripe 0.
+    let slot_words = 4 + 2 + 3; // head, key_max 16, value_max 24
+    let seq_word = 16 + i * slot_words;
+    assert!(i < sps);
+    words[seq_word].fetch_add(1, Ordering::Relaxed);
+    assert_eq!(
+        get(&m, &victim),
+        None,
+        "the torn slot reads absent after the repair"
+    );
+    for j in 0..40u32 {
+        let k = j.to_le_bytes();
+        if k[..] != victim[..] {
+            assert_eq!(get(&m, &k), Some(vec![j as u8; 3]), "key {j}");
+        }
+    }
+    assert_eq!(m.len(), 40, "40 keys and `w`, less the dropped one");
+    assert_eq!(m.snapshot().len(), 40);
+    assert!(t.elapsed() < Duration::from_secs(5));
+}
