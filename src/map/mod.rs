@@ -62,7 +62,7 @@
 //! | word | content |
 //! |------|---------|
 //! | 0 | sequence: odd while a writer writes the slot |
-//! | 1 | meta: state (empty 0 / full 1), key length, value length, home slot, 24-bit hash tag (bit layout on `Meta`) |
+//! | 1 | meta: bits 0..2 state (0 empty, 1 full; 2 and 3 are garbage), 2..13 key length, 13..30 value length, 30..32 zero, 32..40 home slot in the stripe, 40..64 tag (bits 8..32 of the key's hash); an empty slot's meta is 0 |
 //! | 2 | expiry: `CLOCK_MONOTONIC` nanoseconds, 0 = never |
 //! | 3 | stamp: `CLOCK_MONOTONIC` nanoseconds of the last write (eviction order) |
 //! | 4 .. | key, little-endian words, zero-padded; then the value, likewise |
