@@ -94,8 +94,7 @@
 //! keys under a random seed, a probability below 2·10⁻⁹ per stripe (the Poisson tail at the
 //! stripe's mean load, computed for every mean from 1 to 128), so below 2·10⁻³ for the
 //! largest maps (2²⁰ stripes). A key chooser who knows the seed can fill one stripe on
-//! purpose; the API does not expose the seed. After a crash
-//! in the one-instruction window between a stripe's count update and the map's (see the
+//! purpose; the API does not expose the seed. After a crash in the one-instruction window between a stripe's count update and the map's (see the
 //! crash table), the map's count can lag by one, letting the map hold `capacity + 1`.
 //!
 //! # Protocol
@@ -120,8 +119,8 @@
 //! by removing them):
 //!
 //! - *write a slot* (a new entry in the first empty slot of the probe run, or a new value
-//!   in place): sequence odd (store + Release fence), store meta, expiry, stamp, key,
-//!   value (Relaxed), sequence even (Release). A new entry then adds 1 to the stripe's
+//!   in place): sequence odd (store + Release fence), store key, value, expiry, stamp,
+//!   meta (Relaxed), sequence even (Release). A new entry then adds 1 to the stripe's
 //!   count and the map's.
 //! - *remove* (backward-shift deletion, Knuth's Algorithm R): structure sequence odd;
 //!   each later entry of the probe run whose home is not cyclically between the hole and
@@ -159,7 +158,7 @@
 //! | remove: an entry copied back into the hole (`MapShiftCopied`) | two identical copies of one entry | repair drops the later copy, re-homes; the removed key is gone (its slot was overwritten), every other key present |
 //! | remove: last hole emptied, sequence odd (`MapRemoveCleared`) | a finished removal, counts one high | repair recounts and closes the sequence |
 //! | repair: an entry copied to its new slot (`MapRepairMoved`) | two copies of one entry | the next repair (the lock still says `OwnerDied`) drops the later copy |
-//! | any step, SIGSTOP | a live holder | readers of the stripe wait in slices (bounded only by the holder's stop); writers wait on the lock |
+//! | any step, SIGSTOP | a live holder | readers that meet its odd sequence wait in slices, probing it (bounded only by the stop); readers of other slots of the stripe are not held up; writers of the stripe wait on the lock |
 //!
 //! # TTL and eviction
 //!
