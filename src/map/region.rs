@@ -132,10 +132,9 @@ impl Region {
         let g = options.geometry().ok_or(MapOpenError::InvalidOptions {
             reason: "the map does not fit the address space",
         })?;
-        let seed = random_seed();
-        let m = match self
-            .get_or_init_slice::<T>(name, g.lines, |m| m.bytes().write_header(&options, seed))
-        {
+        let m = match self.get_or_init_slice::<T>(name, g.lines, |m| {
+            m.bytes().write_header(&options, random_seed())
+        }) {
             Ok(m) => m,
             // Another length under this name: a map with other options, or another type.
             Err(e @ GetError::TypeMismatch { .. }) => match self.get::<T>(name) {
