@@ -749,3 +749,99 @@ fn stray_odd_sequences_and_garbage_lock_words_are_repaired() {
     assert_eq!(m.snapshot().len(), 40);
     assert!(t.elapsed() < Duration::from_secs(5));
 }
+
+/// A thread overwriting random words of the map (headers, counts, sequences, metas, keys,
+/// values; stripe locks and sequences too) while other threads call every operation: no
+/// operation panics or hangs, whatever it reads midway (a meta rewritten between a
+/// repair's steps, a length changed under a copy, ...).
+#[test]
+#[cfg_attr(miri, ignore = "thousands of operations on 3 threads")]
+fn a_live_vandal_thread_makes_no_operation_panic_or_hang() {
+    let m = map(200);
+    for i in 0..150u32 {
+        m.insert(&i.to_le_bytes(), &[i as u8; 9]).unwrap();
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let rounds = if cfg!(debug_assertions) {
+        3_000
+    } else {
+        30_000
+    };
+    std::thread::scope(|s| {
+        let (m, stop) = (&m, &stop);
+        s.spawn(move || {
+            let mut rng = Rng(77);
+            let words = m.raw_words();
+            let heads = m.raw_stripe_words();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // Mostly the slots (past the header and count lines), sometimes anything.
+                let from = if rng.below(20) == 0 { 0 } else { 16 };
+                let i = from + rng.below((words.len() - from) as u64) as usize;
+                let v = match rng.below(3) {
+                    0 => rng.next(),
+                    1 => rng.next() & 0xFFFF_FFFF_0000_0003, // plausible metas
+                    _ => rng.below(4),
+                };
+                words[i].store(v, Ordering::Relaxed);
+                if rng.below(50) == 0 {
+                    let (lock, seq, count) = heads[0];
+                    match rng.below(3) {
+                        0 => lock.store(rng.next() as u32, Ordering::Relaxed),
+                        1 => seq.store(rng.next(), Ordering::Relaxed),
+                        _ => count.store(rng.next(), Ordering::Relaxed),
+                    }
+                }
+                std::thread::yield_now();
+            }
+        });
+        let workers: Vec<_> = (0..2u64)
+            .map(|t| {
+                s.spawn(move || {
+                    let mut rng = Rng(5 + t);
+                    let mut out = Vec::new();
+                    for _ in 0..rounds {
+                        let k = (rng.below(200) as u32).to_le_bytes();
+                        let _ = match rng.below(12) {
+                            0 => m.get(&k, &mut out).map(drop),
+                            1 => m.get_with(&k, |v| v.len()).map(drop),
+                            2 => m
+                                .insert(&k, &[1; 5])
+                                .map(drop)
+                                .map_err(|_| MapError::Corrupt { reason: "" }),
+                            3 => m.remove(&k).map(drop),
+                            4 => m
+                                .add(&k, b"a")
+                                .map(drop)
+                                .map_err(|_| MapError::Corrupt { reason: "" }),
+                            5 => m.replace(&k, b"r").map(drop),
+                            6 => m.compare_exchange(&k, b"r", b"s").map(drop),
+                            7 => m
+                                .update(&k, |v| Update::Set(v.unwrap_or_default().to_vec(), ()))
+                                .map_err(|_| MapError::Corrupt { reason: "" }),
+                            8 => m
+                                .incr(b"n", 1, 0)
+                                .map(drop)
+                                .map_err(|_| MapError::Corrupt { reason: "" }),
+                            9 => m
+                                .insert_evicting(&k, b"e")
+                                .map(drop)
+                                .map_err(|_| MapError::Corrupt { reason: "" }),
+                            10 => {
+                                m.for_each(|_, _| {});
+                                Ok(())
+                            }
+                            _ => {
+                                m.purge_expired();
+                                Ok(())
+                            }
+                        };
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().expect("an operation panicked");
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+}

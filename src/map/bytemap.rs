@@ -581,7 +581,7 @@ impl ByteMap {
             _ => {}
         }
         let evicted = match l.victim() {
-            Some(v) => l.evict(v),
+            Some((v, m)) => l.evict(v, m),
             // The key's stripe holds no entry while the map holds `capacity`: evict from
             // another stripe, one that is free right now (never waiting while holding ours).
             None => match self.evict_elsewhere(&l.g, p.stripe) {
@@ -607,8 +607,8 @@ impl ByteMap {
     fn evict_elsewhere(&self, g: &Geometry, mine: usize) -> Option<(Vec<u8>, Vec<u8>)> {
         (1..g.stripes).find_map(|k| {
             let l = self.try_lock_stripe(g, (mine + k) & (g.stripes - 1))?;
-            let v = l.victim()?;
-            Some(l.evict(v))
+            let (v, m) = l.victim()?;
+            Some(l.evict(v, m))
         })
     }
 
@@ -847,11 +847,9 @@ impl Locked<'_> {
         n
     }
 
-    /// Removes the entry of slot `v`; its key and value.
-    fn evict(&self, v: usize) -> (Vec<u8>, Vec<u8>) {
+    /// Removes the entry of slot `v`, whose validated meta is `m`; its key and value.
+    fn evict(&self, v: usize, m: Meta) -> (Vec<u8>, Vec<u8>) {
         let slot = self.slot(v);
-        // Relaxed: we hold the lock.
-        let m = Meta(slot.meta().load(Ordering::Relaxed));
         let mut k = vec![0u8; m.key_len()];
         copy_out(slot.key(), &mut k);
         let value = self.value_vec(v, m);
@@ -861,8 +859,8 @@ impl Locked<'_> {
 
     /// The entry to evict from this stripe: the least recently written (its expired
     /// entries were reclaimed before: `find_room`). `None` if the stripe is empty.
-    fn victim(&self) -> Option<usize> {
-        let mut best: Option<(u64, usize)> = None;
+    fn victim(&self) -> Option<(usize, Meta)> {
+        let mut best: Option<(u64, usize, Meta)> = None;
         let mut i = 0;
         for _ in 0..self.g.sps {
             let slot = self.slot(i);
@@ -870,13 +868,13 @@ impl Locked<'_> {
             let m = Meta(slot.meta().load(Ordering::Relaxed));
             if m.full_and_valid(&self.g) {
                 let stamp = slot.stamp().load(Ordering::Relaxed);
-                if best.is_none_or(|(b, _)| stamp < b) {
-                    best = Some((stamp, i));
+                if best.is_none_or(|(b, ..)| stamp < b) {
+                    best = Some((stamp, i, m));
                 }
             }
             i = next(i, self.g.sps);
         }
-        best.map(|(_, i)| i)
+        best.map(|(_, i, m)| (i, m))
     }
 }
 

@@ -186,8 +186,9 @@
 //! validates it (magic, option ranges, and the layout those options give against the
 //! object's length, which comes from the process's own mapping) and uses only that local
 //! copy; a bad header is [`MapError::Corrupt`]. Every probe, shift and repair pass is
-//! bounded by `slots_per_stripe`; lengths in a meta word are checked against the
-//! validated options before use, and a slot with an impossible meta reads as another key
+//! bounded by `slots_per_stripe`; the lengths and home slot in a meta word are checked
+//! against the validated options before use, each time the word is read (another process
+//! may rewrite it between two reads, even during a repair), and a slot with an impossible meta reads as another key
 //! (readers) or makes the writer repair the stripe (a second failure is `Corrupt`).
 //! Garbage in a lock word reads as a dead holder and is taken over. No byte pattern makes
 //! an operation panic, read out of bounds, or loop without bound.

@@ -58,7 +58,8 @@ impl Locked<'_> {
             let a = self.slot(i);
             // Relaxed: we hold the lock.
             let ma = Meta(a.meta().load(Ordering::Relaxed));
-            if ma.is_empty() {
+            // Validated again: another process may have rewritten it since step 1.
+            if !ma.full_and_valid(&self.g) {
                 continue;
             }
             let k = &mut key[..ma.key_len()];
@@ -85,7 +86,8 @@ impl Locked<'_> {
             for i in 0..sps {
                 // Relaxed: as above.
                 let m = Meta(self.slot(i).meta().load(Ordering::Relaxed));
-                if m.is_empty() {
+                // Validated again (see step 2): `home` indexes the stripe.
+                if !m.full_and_valid(&self.g) {
                     continue;
                 }
                 let mut e = m.home();
