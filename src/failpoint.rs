@@ -72,6 +72,8 @@ pub enum Point {
     MapRemoveCleared,
     /// Map repair: an entry is copied to its new slot, its old slot not yet emptied.
     MapRepairMoved,
+    /// Map count update: one of the stripe's count and the map's updated, the other not.
+    MapCountsHalf,
 }
 
 #[cfg(shmstate_test_hooks)]

@@ -94,8 +94,11 @@
 //! keys under a random seed, a probability below 2·10⁻⁹ per stripe (the Poisson tail at the
 //! stripe's mean load, computed for every mean from 1 to 128), so below 2·10⁻³ for the
 //! largest maps (2²⁰ stripes). A key chooser who knows the seed can fill one stripe on
-//! purpose; the API does not expose the seed. After a crash in the one-instruction window between a stripe's count update and the map's (see the
-//! crash table), the map's count can lag by one, letting the map hold `capacity + 1`.
+//! purpose; the API does not expose the seed.
+//!
+//! After a kill in the one-instruction window between a stripe's count update and the
+//! map's (see the crash table), the map's count lags by one (it never leads), so `len`
+//! reads one low and the map may hold `capacity + 1`.
 //!
 //! # Protocol
 //!
@@ -153,7 +156,7 @@
 //! | lock taken, nothing written | a lock naming a dead thread | the next writer (or a reader that needs the lock) takes it over within a slice (≤ 1 ms) and repairs (finds nothing to fix) |
 //! | slot write: sequence odd, entry partly written (`MapSlotWriting`) | a torn slot | readers of it see it busy, find the holder dead, lock, repair drops the slot: the key reads absent (≤ 1 ms + one stripe scan) |
 //! | new entry written, counts not updated (`MapSlotWritten`) | the entry, counts one low | repair recounts the stripe and adds 1 to the map's count |
-//! | stripe count updated, map's not | the map's count one low | not repaired: the map may hold `capacity + 1` (one instruction wide; no failpoint) |
+//! | counts: one of the stripe's and the map's updated | the map's count one low (an addition updates the stripe's first, a removal the map's first) | not repaired: `len` reads one low and the map may hold `capacity + 1` (`MapCountsHalf`) |
 //! | remove: structure sequence odd, nothing moved (`MapShiftStarted`) | an odd structure sequence | readers find the holder dead and lock; repair finds the slots consistent, closes the sequence; the key stays present |
 //! | remove: an entry copied back into the hole (`MapShiftCopied`) | two identical copies of one entry | repair drops the later copy, re-homes; the removed key is gone (its slot was overwritten), every other key present |
 //! | remove: last hole emptied, sequence odd (`MapRemoveCleared`) | a finished removal, counts one high | repair recounts and closes the sequence |

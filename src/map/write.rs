@@ -342,15 +342,28 @@ impl<'a> Locked<'a> {
         self.add_count(-1);
     }
 
-    /// Adds `d` to the stripe's count and the map's.
+    /// Adds `d` to the stripe's count and the map's. The order makes a kill between the
+    /// two stores leave the map's count low, never high: an addition updates the stripe's
+    /// count first, a subtraction the map's (a repair brings the map's count along by the
+    /// stripe's recount, so the other order would count one change twice). A low count
+    /// lets the map hold one entry more than `capacity`, which the slack of the capacity
+    /// rule absorbs; a high one would shrink the map for good.
     pub(crate) fn add_count(&self, d: i64) {
         // Relaxed: the stripe count is written under the lock; the map's count is a
         // statistic and the capacity check's input, read without ordering anything.
+        let global = || self.map.count_word().fetch_add(d as u64, Ordering::Relaxed);
+        if d < 0 {
+            global();
+            failpoint::hit(Point::MapCountsHalf);
+        }
         let c = self.head.count.load(Ordering::Relaxed);
         self.head
             .count
             .store(c.wrapping_add(d as u64), Ordering::Relaxed);
-        self.map.count_word().fetch_add(d as u64, Ordering::Relaxed);
+        if d > 0 {
+            failpoint::hit(Point::MapCountsHalf);
+            global();
+        }
     }
 
     /// Whether a new key may be added: the map holds fewer than `capacity` entries.
