@@ -845,3 +845,90 @@ fn a_live_vandal_thread_makes_no_operation_panic_or_hang() {
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
     });
 }
+
+/// A peer keeps writing one garbage meta word while this process repairs the stripe again
+/// and again (an odd structure sequence, as a dead remover leaves, makes every writer
+/// repair): whatever the repair reads between its steps, it neither panics nor indexes
+/// out of the stripe.
+fn repair_survives_a_concurrent_garbage_meta(garbage: u64) {
+    // key_max 16, value_max 16: a slot is 4 + 2 + 2 = 8 words; `raw_words` puts slot 0 at 16.
+    let m = ByteMap::with_seed(MapOptions::new(100).key_max(16).value_max(16), SEED).unwrap();
+    for i in 0..60u32 {
+        m.insert(&i.to_le_bytes(), b"v").unwrap();
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let rounds = if cfg!(debug_assertions) { 2_000 } else { 20_000 };
+    std::thread::scope(|s| {
+        let (m, stop) = (&m, &stop);
+        s.spawn(move || {
+            let w = m.raw_words();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                w[16 + 5 * 8 + 1].store(garbage, Ordering::Relaxed);
+            }
+        });
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            for _ in 0..rounds {
+                m.raw_stripe_words()[0].1.store(1, Ordering::Relaxed);
+                let _ = m.insert(b"x", b"y");
+                let _ = m.remove(b"x");
+            }
+        }));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(r.is_ok(), "a repair panicked under a concurrent garbage meta");
+    });
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "thousands of repairs on 2 threads")]
+fn a_repair_survives_a_key_length_rewritten_under_it() {
+    // Full, key length 1000 (> key_max 16).
+    repair_survives_a_concurrent_garbage_meta(1 | (1000 << 2));
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "thousands of repairs on 2 threads")]
+fn a_repair_survives_a_home_rewritten_under_it() {
+    // Full, key length 1, home 200 (≥ the stripe's slots).
+    repair_survives_a_concurrent_garbage_meta(1 | (1 << 2) | (200 << 32));
+}
+
+/// Keys of one stripe with one home slot, in a map made with `options` and `SEED`.
+fn keys_with_one_home(options: MapOptions, n: usize) -> Vec<Vec<u8>> {
+    let mut by_home: HashMap<(usize, usize), Vec<Vec<u8>>> = HashMap::new();
+    for i in 0..100_000u32 {
+        let k = format!("k{i}").into_bytes();
+        let place = ByteMap::place_of(options, SEED, &k).unwrap();
+        let v = by_home.entry(place).or_default();
+        v.push(k);
+        if v.len() == n {
+            return v.clone();
+        }
+    }
+    panic!("no {n} keys with one home");
+}
+
+/// A removal whose backward shift stops at a garbage meta repairs the stripe: the entries
+/// of the probe run beyond the garbage stay reachable.
+#[test]
+fn a_removal_stopped_by_a_garbage_meta_repairs_the_stripe() {
+    let options = MapOptions::new(100).key_max(16).value_max(24);
+    let m = ByteMap::with_seed(options, SEED).unwrap();
+    let keys = keys_with_one_home(options, 3);
+    for k in &keys {
+        m.insert(k, k).unwrap();
+    }
+    let slots = m.raw_slots();
+    let at = |k: &[u8]| slots.iter().find(|e| e.3 == k).unwrap().1;
+    // The probe run: keys[0] at its home h, keys[1] at h + 1, keys[2] at h + 2.
+    let (h, b, c) = (at(&keys[0]), at(&keys[1]), at(&keys[2]));
+    let sps = m.stripe_geometry().1;
+    assert_eq!((b, c), ((h + 1) % sps, (h + 2) % sps));
+    // A slot is 4 + 2 + 3 = 9 words; `raw_words` puts slot 0 at 16. State 2 is garbage.
+    m.raw_words()[16 + b * 9 + 1].store(2, Ordering::Relaxed);
+    assert_eq!(get(&m, &keys[2]), Some(keys[2].clone()), "readable past the garbage");
+    assert_eq!(m.remove(&keys[0]).unwrap(), Some(keys[0].clone()));
+    assert_eq!(get(&m, &keys[2]), Some(keys[2].clone()), "cut off by the removal");
+    // One copy of it: an insert replaces it rather than adding a second.
+    assert_eq!(m.insert(&keys[2], b"new").unwrap(), Some(keys[2].clone()));
+    assert_eq!(m.raw_slots().iter().filter(|e| e.3 == keys[2]).count(), 1);
+}

@@ -18,10 +18,10 @@ impl Locked<'_> {
     #[cold]
     pub(crate) fn repair(&self) {
         let sps = self.g.sps;
-        // A structure change for readers; keeps an odd sequence a dead writer left.
-        // Relaxed: we hold the lock.
-        let ss = self.head.seq.load(Ordering::Relaxed);
-        let ss = if ss & 1 != 0 { ss } else { self.begin_move() };
+        // A structure change for readers; keeps an odd sequence a dead writer left (its
+        // Release fence orders the odd value before every slot store below, also when the
+        // value was already odd).
+        let ss = self.begin_move();
         let mut key = vec![0u8; self.g.options.key_max_len()];
 
         // 1. Drop torn slots (odd sequence: a write cut short) and slots whose meta or key

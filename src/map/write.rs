@@ -322,11 +322,15 @@ impl<'a> Locked<'a> {
         failpoint::hit(Point::MapShiftStarted);
         let mut i = hole;
         let mut j = next(hole, sps);
+        let mut garbage = false;
         for _ in 1..sps {
             // Relaxed: we hold the lock.
             let m = Meta(self.slot(j).meta().load(Ordering::Relaxed));
             if !m.full_and_valid(&self.g) {
-                // Empty (the run ends) or garbage (a later repair re-homes around it).
+                // Empty: the run ends. Garbage: the run may go on past it, with entries
+                // the emptied hole now cuts off from their home; the repair below drops
+                // the garbage and re-homes them.
+                garbage = !m.is_empty();
                 break;
             }
             if dist(m.home(), j, sps) >= dist(i, j, sps) {
@@ -340,6 +344,9 @@ impl<'a> Locked<'a> {
         failpoint::hit(Point::MapRemoveCleared);
         self.end_move(ss);
         self.add_count(-1);
+        if garbage {
+            self.repair();
+        }
     }
 
     /// Adds `d` to the stripe's count and the map's. The order makes a kill between the
