@@ -932,3 +932,91 @@ fn a_removal_stopped_by_a_garbage_meta_repairs_the_stripe() {
     assert_eq!(m.insert(&keys[2], b"new").unwrap(), Some(keys[2].clone()));
     assert_eq!(m.raw_slots().iter().filter(|e| e.3 == keys[2]).count(), 1);
 }
+
+/// A live thread holds a stripe's lock (inside `update`) and leaves a slot of it odd, as
+/// a writer stopped mid-write does: every timed call gives up at its deadline with
+/// `Timeout` and changes nothing; `try_get` gives up at once; untimed readers of other
+/// keys of the stripe are not held up.
+#[test]
+#[cfg_attr(miri, ignore = "sleeps to deadlines")]
+fn timed_calls_give_up_behind_a_writer_that_does_not_finish() {
+    let m = map(100); // one stripe: every key shares the lock
+    m.insert(b"busy", b"1").unwrap();
+    m.insert(b"other", b"2").unwrap();
+    let typed = Map::<u32, i64>::new(100).unwrap();
+    typed.insert(7, 1).unwrap();
+    let busy_slot = m.raw_slots().iter().find(|e| e.3 == b"busy").unwrap().1;
+    // A slot is 4 + 2 + 3 = 9 words; `raw_words` puts slot 0 at 16; word 0 is its sequence.
+    let seq = m.raw_words()[16 + busy_slot * 9];
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        let (m, typed) = (&m, &typed);
+        s.spawn(move || {
+            typed
+                .update(&7, |_| {
+                    m.update(b"busy", |_| {
+                        held_tx.send(()).unwrap();
+                        go_rx.recv().unwrap();
+                        Update::<_, Vec<u8>>::Keep(())
+                    })
+                    .unwrap();
+                    Update::Keep(())
+                })
+                .unwrap();
+        });
+        held_rx.recv().unwrap();
+        let q = seq.load(Ordering::Relaxed);
+        seq.store(q | 1, Ordering::Relaxed);
+
+        let soon = || Instant::now() + Duration::from_millis(30);
+        let mut out = Vec::new();
+        let t = Instant::now();
+        assert_eq!(m.try_get(b"busy", &mut out), Err(MapError::Timeout));
+        assert!(t.elapsed() < Duration::from_millis(500), "try_get waited");
+        let t = Instant::now();
+        assert_eq!(
+            m.get_timeout(b"busy", &mut out, Duration::from_millis(30)),
+            Err(MapError::Timeout)
+        );
+        assert!(t.elapsed() >= Duration::from_millis(30), "gave up early");
+        assert_eq!(m.get_with_until(b"busy", |v| v.len(), soon()), Err(MapError::Timeout));
+        assert_eq!(m.with_deadline(soon()).contains(b"busy"), Err(MapError::Timeout));
+        // A reader of another key of the stripe is not held up.
+        assert_eq!(m.try_get(b"other", &mut out), Ok(true));
+        assert_eq!(out, b"2");
+        // Writers of the stripe wait for its lock: each gives up at its deadline.
+        let w = m.with_deadline(soon());
+        let t = Instant::now();
+        assert_eq!(w.insert(b"new", b"x"), Err(InsertError::Timeout));
+        assert!(t.elapsed() >= Duration::from_millis(25), "gave up early");
+        let w = m.with_deadline(Instant::now());
+        assert_eq!(w.add(b"new", b"x"), Err(InsertError::Timeout));
+        assert_eq!(w.insert_ttl(b"new", b"x", Duration::from_secs(1)), Err(InsertError::Timeout));
+        assert_eq!(w.insert_evicting(b"new", b"x"), Err(InsertError::Timeout));
+        assert_eq!(w.replace(b"other", b"x"), Err(MapError::Timeout));
+        assert_eq!(w.remove(b"other"), Err(MapError::Timeout));
+        assert_eq!(w.compare_exchange(b"other", b"2", b"3"), Err(MapError::Timeout));
+        assert_eq!(w.incr(b"n", 1, 0), Err(IncrError::Timeout));
+        assert_eq!(
+            w.update(b"other", |_| -> Update<(), Vec<u8>> { panic!("called past the deadline") }),
+            Err(UpdateError::Timeout)
+        );
+        // The typed map: its one stripe is locked by the same thread.
+        let tw = typed.with_deadline(soon());
+        assert_eq!(tw.insert(8, 1), Err(InsertError::Timeout));
+        assert_eq!(tw.incr(&7, 1, 0), Err(IncrError::Timeout));
+        assert_eq!(tw.remove(&7), Err(MapError::Timeout));
+        assert_eq!(typed.try_get(&7), Ok(Some(1)));
+        assert_eq!(typed.get_until(&7, soon()), Ok(Some(1)));
+        // Nothing changed.
+        seq.store(q, Ordering::Relaxed);
+        go_tx.send(()).unwrap();
+    });
+    assert_eq!(get(&m, b"other"), Some(b"2".to_vec()));
+    assert_eq!(get(&m, b"busy"), Some(b"1".to_vec()));
+    assert!(!m.contains(b"new").unwrap() && !m.contains(b"n").unwrap());
+    assert_eq!(m.len(), 2);
+    assert_eq!(typed.get(&7), Some(1));
+    assert_eq!(typed.len(), 1);
+}

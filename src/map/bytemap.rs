@@ -3,6 +3,7 @@
 
 use core::cell::RefCell;
 use core::time::Duration;
+use std::time::Instant;
 
 use crate::sync::Ordering;
 
@@ -113,6 +114,98 @@ impl ByteMap {
         n.clamp(0, g.slots() as i64) as usize
     }
 
+    /// The untimed (`None`) or timed view the operations run through.
+    #[inline]
+    fn at(&self, dl: Option<Instant>) -> ByteMapDeadline<'_> {
+        ByteMapDeadline { map: self, dl }
+    }
+
+    /// This map, with operations that give up at `deadline` (see [`ByteMapDeadline`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use shmstate::{ByteMap, MapOptions};
+    ///
+    /// let m = ByteMap::new(MapOptions::new(10))?;
+    /// m.with_deadline(Instant::now() + Duration::from_millis(5)).insert(b"k", b"v")?;
+    /// assert!(m.contains(b"k")?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn with_deadline(&self, deadline: Instant) -> ByteMapDeadline<'_> {
+        self.at(Some(deadline))
+    }
+
+    /// [`get`](Self::get) that never waits for a writer beyond a brief bounded spin:
+    /// [`MapError::Timeout`] if the key's slot or stripe is in the middle of a write
+    /// (a live writer's, or a stopped one's).
+    ///
+    /// # Errors
+    ///
+    /// [`MapError::Timeout`]; else as for [`get`](Self::get).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{ByteMap, MapOptions};
+    ///
+    /// let m = ByteMap::new(MapOptions::new(10))?;
+    /// m.insert(b"k", b"v")?;
+    /// let mut out = Vec::new();
+    /// assert!(m.try_get(b"k", &mut out)?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_get(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool, MapError> {
+        self.with_deadline(Instant::now()).get(key, out)
+    }
+
+    /// [`get`](Self::get) that gives up after `timeout` ([`MapError::Timeout`]).
+    ///
+    /// # Errors
+    ///
+    /// As for [`try_get`](Self::try_get).
+    pub fn get_timeout(
+        &self,
+        key: &[u8],
+        out: &mut Vec<u8>,
+        timeout: Duration,
+    ) -> Result<bool, MapError> {
+        match Instant::now().checked_add(timeout) {
+            Some(d) => self.get_until(key, out, d),
+            None => self.get(key, out),
+        }
+    }
+
+    /// [`get`](Self::get) that gives up at `deadline` ([`MapError::Timeout`]).
+    ///
+    /// # Errors
+    ///
+    /// As for [`try_get`](Self::try_get).
+    pub fn get_until(
+        &self,
+        key: &[u8],
+        out: &mut Vec<u8>,
+        deadline: Instant,
+    ) -> Result<bool, MapError> {
+        self.with_deadline(deadline).get(key, out)
+    }
+
+    /// [`get_with`](Self::get_with) that gives up at `deadline` ([`MapError::Timeout`]).
+    ///
+    /// # Errors
+    ///
+    /// As for [`try_get`](Self::try_get).
+    pub fn get_with_until<R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(&[u8]) -> R,
+        deadline: Instant,
+    ) -> Result<Option<R>, MapError> {
+        self.with_deadline(deadline).get_with(key, f)
+    }
+
     /// Whether [`len`](Self::len) is 0.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -123,7 +216,10 @@ impl ByteMap {
     ///
     /// Writes nothing shared and takes no lock: it copies the entry optimistically and
     /// checks the copy against the slot's and the stripe's sequences, retrying if a writer
-    /// raced it (see "Readers" in the [module docs](super)).
+    /// raced it (see "Readers" in the [module docs](super)). A write in the middle of the
+    /// key's slot or stripe makes it wait until the write ends, or its writer is found dead
+    /// and the stripe repaired: a stopped writer holds it up for as long as the stop lasts
+    /// ([`get_until`](Self::get_until), [`try_get`](Self::try_get) are bounded).
     ///
     /// # Errors
     ///
@@ -145,12 +241,7 @@ impl ByteMap {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn get(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool, MapError> {
-        out.clear();
-        let found = self.read(key, Some(out))?;
-        if !found {
-            out.clear();
-        }
-        Ok(found)
+        self.at(None).get(key, out)
     }
 
     /// Calls `f` with the value of `key`, if present. `f` sees a consistent private copy
@@ -177,25 +268,7 @@ impl ByteMap {
         key: &[u8],
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<Option<R>, MapError> {
-        SCRATCH.with(|s| match s.try_borrow_mut() {
-            Ok(mut buf) => {
-                if self.read(key, Some(&mut buf))? {
-                    // The closure runs with the buffer released, so that it may call
-                    // `get_with` again.
-                    let v = core::mem::take(&mut *buf);
-                    drop(buf);
-                    let r = f(&v);
-                    *s.borrow_mut() = v;
-                    Ok(Some(r))
-                } else {
-                    Ok(None)
-                }
-            }
-            Err(_) => {
-                let mut buf = Vec::new();
-                Ok(self.read(key, Some(&mut buf))?.then(|| f(&buf)))
-            }
-        })
+        self.at(None).get_with(key, f)
     }
 
     /// Whether `key` is present (and not expired).
@@ -204,10 +277,14 @@ impl ByteMap {
     ///
     /// As for [`get`](Self::get).
     pub fn contains(&self, key: &[u8]) -> Result<bool, MapError> {
-        self.read(key, None)
+        self.at(None).contains(key)
     }
 
     /// Sets `key` to `value` (without a deadline); returns the old value.
+    ///
+    /// Like every write, it locks the key's stripe: it waits for a writer that holds the
+    /// lock for as long as it holds it (a stopped one too; a dead one is taken over within
+    /// a slice). [`with_deadline`](Self::with_deadline) bounds the wait.
     ///
     /// # Errors
     ///
@@ -228,7 +305,7 @@ impl ByteMap {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn insert(&self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, InsertError> {
-        self.insert_with_expiry(key, value, 0)
+        self.at(None).insert(key, value)
     }
 
     /// Sets `key` to `value` for `ttl`: after `ttl` the entry reads as absent, and writers
@@ -258,29 +335,7 @@ impl ByteMap {
         value: &[u8],
         ttl: Duration,
     ) -> Result<Option<Vec<u8>>, InsertError> {
-        self.insert_with_expiry(key, value, deadline(ttl))
-    }
-
-    fn insert_with_expiry(
-        &self,
-        key: &[u8],
-        value: &[u8],
-        expiry: u64,
-    ) -> Result<Option<Vec<u8>>, InsertError> {
-        let (l, p) = self.lock_for(key, value)?;
-        let mut clock = Clock::new();
-        match l.find_room(&p, key, &mut clock)? {
-            Some(Find::Found(i, m)) => {
-                let old = l.value_vec(i, m);
-                l.write_value(i, m, value, Some(expiry), clock.now());
-                Ok(Some(old))
-            }
-            Some(Find::Vacant(i)) => {
-                l.write_new(i, &p, key, value, expiry, clock.now());
-                Ok(None)
-            }
-            _ => Err(full(key, value)),
-        }
+        self.at(None).insert_ttl(key, value, ttl)
     }
 
     /// Inserts `key` with `value` only if it is absent (or expired): `Ok(true)` if it
@@ -302,16 +357,7 @@ impl ByteMap {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn add(&self, key: &[u8], value: &[u8]) -> Result<bool, InsertError> {
-        let (l, p) = self.lock_for(key, value)?;
-        let mut clock = Clock::new();
-        match l.find_room(&p, key, &mut clock)? {
-            Some(Find::Found(..)) => Ok(false),
-            Some(Find::Vacant(i)) => {
-                l.write_new(i, &p, key, value, 0, clock.now());
-                Ok(true)
-            }
-            _ => Err(full(key, value)),
-        }
+        self.at(None).add(key, value)
     }
 
     /// Sets the value of `key` only if it is present: returns the old value, or `None`
@@ -334,16 +380,7 @@ impl ByteMap {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn replace(&self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, MapError> {
-        let (l, p) = self.lock_for(key, value)?;
-        let mut clock = Clock::new();
-        match l.find(&p, key, &mut clock)? {
-            Find::Found(i, m) => {
-                let old = l.value_vec(i, m);
-                l.write_value(i, m, value, None, clock.now());
-                Ok(Some(old))
-            }
-            _ => Ok(None),
-        }
+        self.at(None).replace(key, value)
     }
 
     /// Removes `key`; returns its value, or `None` if it was absent (or expired).
@@ -367,16 +404,7 @@ impl ByteMap {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn remove(&self, key: &[u8]) -> Result<Option<Vec<u8>>, MapError> {
-        let (l, p) = self.lock_for(key, &[])?;
-        let mut clock = Clock::new();
-        match l.find(&p, key, &mut clock)? {
-            Find::Found(i, m) => {
-                let old = l.value_vec(i, m);
-                l.remove_at(i);
-                Ok(Some(old))
-            }
-            _ => Ok(None),
-        }
+        self.at(None).remove(key)
     }
 
     /// Sets `key` to `new` if its value is `current`: `Ok(Ok(()))` if it did, else
@@ -406,20 +434,7 @@ impl ByteMap {
         current: &[u8],
         new: &[u8],
     ) -> Result<Result<(), Option<Vec<u8>>>, MapError> {
-        let (l, p) = self.lock_for(key, new)?;
-        let mut clock = Clock::new();
-        match l.find(&p, key, &mut clock)? {
-            Find::Found(i, m) => {
-                let old = l.value_vec(i, m);
-                if old == current {
-                    l.write_value(i, m, new, None, clock.now());
-                    Ok(Ok(()))
-                } else {
-                    Ok(Err(Some(old)))
-                }
-            }
-            _ => Ok(Err(None)),
-        }
+        self.at(None).compare_exchange(key, current, new)
     }
 
     /// Reads, modifies and writes the entry of `key` atomically: `f` gets the current
@@ -459,35 +474,7 @@ impl ByteMap {
         key: &[u8],
         f: impl FnOnce(Option<&[u8]>) -> Update<R, V>,
     ) -> Result<R, UpdateError> {
-        let (l, p) = self.lock_for(key, &[])?;
-        let mut clock = Clock::new();
-        let found = l.find_room(&p, key, &mut clock)?;
-        let (slot, old) = match found {
-            Some(Find::Found(i, m)) => (Some((i, m)), Some(l.value_vec(i, m))),
-            _ => (None, None),
-        };
-        match f(old.as_deref()) {
-            Update::Keep(r) => Ok(r),
-            Update::Remove(r) => {
-                if let Some((i, _)) = slot {
-                    l.remove_at(i);
-                }
-                Ok(r)
-            }
-            Update::Set(v, r) => {
-                let v = v.as_ref();
-                let max = l.g.options.value_max_len();
-                if v.len() > max {
-                    return Err(UpdateError::ValueTooLong { len: v.len(), max });
-                }
-                match (slot, found) {
-                    (Some((i, m)), _) => l.write_value(i, m, v, None, clock.now()),
-                    (None, Some(Find::Vacant(i))) => l.write_new(i, &p, key, v, 0, clock.now()),
-                    _ => return Err(UpdateError::Full),
-                }
-                Ok(r)
-            }
-        }
+        self.at(None).update(key, f)
     }
 
     /// Adds `by` to the 8-byte little-endian `i64` value of `key` (wrapping), inserting
@@ -513,26 +500,7 @@ impl ByteMap {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn incr(&self, key: &[u8], by: i64, init: i64) -> Result<i64, IncrError> {
-        let (l, p) = self.lock_for(key, &[0; 8])?;
-        let mut clock = Clock::new();
-        match l.find_room(&p, key, &mut clock)? {
-            Some(Find::Found(i, m)) => {
-                if m.value_len() != 8 {
-                    return Err(IncrError::NotAnInteger { len: m.value_len() });
-                }
-                let mut b = [0u8; 8];
-                copy_out(l.slot(i).value(), &mut b);
-                let n = i64::from_le_bytes(b).wrapping_add(by);
-                l.write_value(i, m, &n.to_le_bytes(), None, clock.now());
-                Ok(n)
-            }
-            Some(Find::Vacant(i)) => {
-                let n = init.wrapping_add(by);
-                l.write_new(i, &p, key, &n.to_le_bytes(), 0, clock.now());
-                Ok(n)
-            }
-            _ => Err(IncrError::Full),
-        }
+        self.at(None).incr(key, by, init)
     }
 
     /// Sets `key` to `value` (without a deadline), evicting an entry if the map is full:
@@ -566,39 +534,7 @@ impl ByteMap {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn insert_evicting(&self, key: &[u8], value: &[u8]) -> Result<Evicted, InsertError> {
-        let (l, p) = self.lock_for(key, value)?;
-        let mut clock = Clock::new();
-        match l.find_room(&p, key, &mut clock)? {
-            Some(Find::Found(i, m)) => {
-                let old = l.value_vec(i, m);
-                l.write_value(i, m, value, Some(0), clock.now());
-                return Ok(Evicted::Replaced(old));
-            }
-            Some(Find::Vacant(i)) => {
-                l.write_new(i, &p, key, value, 0, clock.now());
-                return Ok(Evicted::Nothing);
-            }
-            _ => {}
-        }
-        let evicted = match l.victim() {
-            Some((v, m)) => l.evict(v, m),
-            // The key's stripe holds no entry while the map holds `capacity`: evict from
-            // another stripe, one that is free right now (never waiting while holding ours).
-            None => match self.evict_elsewhere(&l.g, p.stripe) {
-                Some(e) => e,
-                None => return Err(full(key, value)),
-            },
-        };
-        match l.find(&p, key, &mut clock)? {
-            Find::Vacant(i) => {
-                l.write_new(i, &p, key, value, 0, clock.now());
-                Ok(Evicted::Entry {
-                    key: evicted.0,
-                    value: evicted.1,
-                })
-            }
-            _ => Err(full(key, value)),
-        }
+        self.at(None).insert_evicting(key, value)
     }
 
     /// Evicts the least recently written entry of the first stripe after `mine` that holds
@@ -612,7 +548,8 @@ impl ByteMap {
         })
     }
 
-    /// Removes every expired entry; returns how many. Locks one stripe at a time.
+    /// Removes every expired entry; returns how many. Locks one stripe at a time, waiting
+    /// for each lock as long as a writer holds it (a stopped one too).
     ///
     /// # Examples
     ///
@@ -636,8 +573,8 @@ impl ByteMap {
             .sum()
     }
 
-    /// Removes every entry. Locks one stripe at a time: writes to stripes already cleared
-    /// stay.
+    /// Removes every entry. Locks one stripe at a time, waiting for each lock as long as a
+    /// writer holds it (a stopped one too): writes to stripes already cleared stay.
     ///
     /// # Examples
     ///
@@ -669,9 +606,14 @@ impl ByteMap {
     }
 
     /// Calls `f` with every entry (not expired), stripe by stripe. Each entry is a
-    /// consistent copy, and each stripe's entries are one consistent snapshot of that
-    /// stripe; stripes are read at different times. Takes no lock (except as a reader's
-    /// fallback, one stripe at a time) and never runs `f` with a lock held.
+    /// consistent copy of one value some writer wrote; the entries are not one snapshot:
+    /// a write that lands during the scan may show in one entry and an earlier write not
+    /// in another (only a removal's or repair's move of entries makes a stripe's scan start
+    /// over, so no entry is seen twice or missed for being moved). Takes no lock unless a
+    /// stripe keeps changing under it or a write in it does not end within a brief spin:
+    /// then it reads that stripe under its lock (waiting for the lock as long as a writer
+    /// holds it, a stopped one too, and repairing a dead writer's leftovers). Never runs
+    /// `f` with a lock held.
     ///
     /// # Examples
     ///
@@ -787,7 +729,12 @@ impl ByteMap {
     }
 
     /// Checks the key and value lengths, and locks the key's stripe.
-    fn lock_for(&self, key: &[u8], value: &[u8]) -> Result<(Locked<'_>, Place), MapError> {
+    fn lock_for(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        dl: Option<Instant>,
+    ) -> Result<(Locked<'_>, Place), MapError> {
         let (g, p) = self.locate(key)?;
         let max = g.options.value_max_len();
         if value.len() > max {
@@ -796,7 +743,7 @@ impl ByteMap {
                 max,
             });
         }
-        Ok((self.lock_stripe(&g, p.stripe), p))
+        Ok((self.lock_stripe_until(&g, p.stripe, dl)?, p))
     }
 }
 
@@ -875,6 +822,346 @@ impl Locked<'_> {
             i = next(i, self.g.sps);
         }
         best.map(|(_, i, m)| (i, m))
+    }
+}
+
+/// A [`ByteMap`] whose operations give up at a deadline: made by
+/// [`ByteMap::with_deadline`]. Its methods mirror [`ByteMap`]'s and fail with a `Timeout`
+/// error (nothing changed) if the deadline passes while they wait: for a stripe lock a
+/// writer holds (a reader waits only behind a write in the middle of the key's slot or
+/// stripe, or for the lock after a race). A deadline already passed makes a `try_` form:
+/// one attempt, with a brief bounded spin.
+///
+/// One view type rather than a timed twin of each method: the deadline is one argument
+/// given once, every operation keeps its name and its error type, and a view built for a
+/// batch of operations bounds the batch's total wait.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use shmstate::{ByteMap, MapOptions};
+///
+/// let m = ByteMap::new(MapOptions::new(10))?;
+/// let within = m.with_deadline(Instant::now() + Duration::from_millis(10));
+/// within.insert(b"k", b"v")?;
+/// assert_eq!(within.incr(b"n", 1, 0)?, 1);
+/// assert_eq!(within.get_with(b"k", |v| v.to_vec())?, Some(b"v".to_vec()));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy)]
+pub struct ByteMapDeadline<'a> {
+    pub(crate) map: &'a ByteMap,
+    /// `None` only for the untimed calls of [`ByteMap`], which go through this type.
+    pub(crate) dl: Option<Instant>,
+}
+
+impl core::fmt::Debug for ByteMapDeadline<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ByteMapDeadline").field("deadline", &self.dl).finish_non_exhaustive()
+    }
+}
+
+impl<'a> ByteMapDeadline<'a> {
+    /// The map.
+    pub fn map(&self) -> &'a ByteMap {
+        self.map
+    }
+
+    /// [`ByteMap::get`], giving up at the deadline.
+    ///
+    /// # Errors
+    ///
+    /// [`MapError::Timeout`] if the deadline passes while a writer of the key's slot or stripe
+    /// (alive, or stopped) is in the middle of a write; else as for [`ByteMap::get`].
+    pub fn get(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool, MapError> {
+        out.clear();
+        let found = self.map.read(key, Some(out), self.dl)?;
+        if !found {
+            out.clear();
+        }
+        Ok(found)
+    }
+
+    /// [`ByteMap::get_with`], giving up at the deadline.
+    ///
+    /// # Errors
+    ///
+    /// As for [`get`](Self::get).
+    pub fn get_with<R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<Option<R>, MapError> {
+        SCRATCH.with(|s| match s.try_borrow_mut() {
+            Ok(mut buf) => {
+                if self.map.read(key, Some(&mut buf), self.dl)? {
+                    // The closure runs with the buffer released, so that it may call
+                    // `get_with` again.
+                    let v = core::mem::take(&mut *buf);
+                    drop(buf);
+                    let r = f(&v);
+                    *s.borrow_mut() = v;
+                    Ok(Some(r))
+                } else {
+                    Ok(None)
+                }
+            }
+            Err(_) => {
+                let mut buf = Vec::new();
+                Ok(self.map.read(key, Some(&mut buf), self.dl)?.then(|| f(&buf)))
+            }
+        })
+    }
+
+    /// [`ByteMap::contains`], giving up at the deadline.
+    ///
+    /// # Errors
+    ///
+    /// As for [`get`](Self::get).
+    pub fn contains(&self, key: &[u8]) -> Result<bool, MapError> {
+        self.map.read(key, None, self.dl)
+    }
+
+    /// [`ByteMap::insert`], giving up at the deadline.
+    ///
+    /// # Errors
+    ///
+    /// [`InsertError::Timeout`] if the key's stripe lock is not acquired by the deadline
+    /// (nothing changed); else as for [`ByteMap::insert`].
+    pub fn insert(&self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, InsertError> {
+        self.insert_with_expiry(key, value, 0)
+    }
+
+    /// [`ByteMap::insert_ttl`], giving up at the deadline.
+    ///
+    /// # Errors
+    ///
+    /// As for [`insert`](Self::insert).
+    pub fn insert_ttl(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<Option<Vec<u8>>, InsertError> {
+        self.insert_with_expiry(key, value, deadline(ttl))
+    }
+
+    fn insert_with_expiry(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        expiry: u64,
+    ) -> Result<Option<Vec<u8>>, InsertError> {
+        let (l, p) = self.map.lock_for(key, value, self.dl)?;
+        let mut clock = Clock::new();
+        match l.find_room(&p, key, &mut clock)? {
+            Some(Find::Found(i, m)) => {
+                let old = l.value_vec(i, m);
+                l.write_value(i, m, value, Some(expiry), clock.now());
+                Ok(Some(old))
+            }
+            Some(Find::Vacant(i)) => {
+                l.write_new(i, &p, key, value, expiry, clock.now());
+                Ok(None)
+            }
+            _ => Err(full(key, value)),
+        }
+    }
+
+    /// [`ByteMap::add`], giving up at the deadline.
+    ///
+    /// # Errors
+    ///
+    /// As for [`insert`](Self::insert).
+    pub fn add(&self, key: &[u8], value: &[u8]) -> Result<bool, InsertError> {
+        let (l, p) = self.map.lock_for(key, value, self.dl)?;
+        let mut clock = Clock::new();
+        match l.find_room(&p, key, &mut clock)? {
+            Some(Find::Found(..)) => Ok(false),
+            Some(Find::Vacant(i)) => {
+                l.write_new(i, &p, key, value, 0, clock.now());
+                Ok(true)
+            }
+            _ => Err(full(key, value)),
+        }
+    }
+
+    /// [`ByteMap::replace`], giving up at the deadline.
+    ///
+    /// # Errors
+    ///
+    /// [`MapError::Timeout`] if the key's stripe lock is not acquired by the deadline
+    /// (nothing changed); else as for [`ByteMap::replace`].
+    pub fn replace(&self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, MapError> {
+        let (l, p) = self.map.lock_for(key, value, self.dl)?;
+        let mut clock = Clock::new();
+        match l.find(&p, key, &mut clock)? {
+            Find::Found(i, m) => {
+                let old = l.value_vec(i, m);
+                l.write_value(i, m, value, None, clock.now());
+                Ok(Some(old))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// [`ByteMap::remove`], giving up at the deadline.
+    ///
+    /// # Errors
+    ///
+    /// As for [`replace`](Self::replace).
+    pub fn remove(&self, key: &[u8]) -> Result<Option<Vec<u8>>, MapError> {
+        let (l, p) = self.map.lock_for(key, &[], self.dl)?;
+        let mut clock = Clock::new();
+        match l.find(&p, key, &mut clock)? {
+            Find::Found(i, m) => {
+                let old = l.value_vec(i, m);
+                l.remove_at(i);
+                Ok(Some(old))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// [`ByteMap::compare_exchange`], giving up at the deadline.
+    ///
+    /// # Errors
+    ///
+    /// As for [`replace`](Self::replace).
+    pub fn compare_exchange(
+        &self,
+        key: &[u8],
+        current: &[u8],
+        new: &[u8],
+    ) -> Result<Result<(), Option<Vec<u8>>>, MapError> {
+        let (l, p) = self.map.lock_for(key, new, self.dl)?;
+        let mut clock = Clock::new();
+        match l.find(&p, key, &mut clock)? {
+            Find::Found(i, m) => {
+                let old = l.value_vec(i, m);
+                if old == current {
+                    l.write_value(i, m, new, None, clock.now());
+                    Ok(Ok(()))
+                } else {
+                    Ok(Err(Some(old)))
+                }
+            }
+            _ => Ok(Err(None)),
+        }
+    }
+
+    /// [`ByteMap::update`], giving up at the deadline (`f` is not called if it passes).
+    ///
+    /// # Errors
+    ///
+    /// [`UpdateError::Timeout`] if the key's stripe lock is not acquired by the deadline;
+    /// else as for [`ByteMap::update`].
+    pub fn update<R, V: AsRef<[u8]>>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(Option<&[u8]>) -> Update<R, V>,
+    ) -> Result<R, UpdateError> {
+        let (l, p) = self.map.lock_for(key, &[], self.dl)?;
+        let mut clock = Clock::new();
+        let found = l.find_room(&p, key, &mut clock)?;
+        let (slot, old) = match found {
+            Some(Find::Found(i, m)) => (Some((i, m)), Some(l.value_vec(i, m))),
+            _ => (None, None),
+        };
+        match f(old.as_deref()) {
+            Update::Keep(r) => Ok(r),
+            Update::Remove(r) => {
+                if let Some((i, _)) = slot {
+                    l.remove_at(i);
+                }
+                Ok(r)
+            }
+            Update::Set(v, r) => {
+                let v = v.as_ref();
+                let max = l.g.options.value_max_len();
+                if v.len() > max {
+                    return Err(UpdateError::ValueTooLong { len: v.len(), max });
+                }
+                match (slot, found) {
+                    (Some((i, m)), _) => l.write_value(i, m, v, None, clock.now()),
+                    (None, Some(Find::Vacant(i))) => l.write_new(i, &p, key, v, 0, clock.now()),
+                    _ => return Err(UpdateError::Full),
+                }
+                Ok(r)
+            }
+        }
+    }
+
+    /// [`ByteMap::incr`], giving up at the deadline.
+    ///
+    /// # Errors
+    ///
+    /// [`IncrError::Timeout`] if the key's stripe lock is not acquired by the deadline;
+    /// else as for [`ByteMap::incr`].
+    pub fn incr(&self, key: &[u8], by: i64, init: i64) -> Result<i64, IncrError> {
+        let (l, p) = self.map.lock_for(key, &[0; 8], self.dl)?;
+        let mut clock = Clock::new();
+        match l.find_room(&p, key, &mut clock)? {
+            Some(Find::Found(i, m)) => {
+                if m.value_len() != 8 {
+                    return Err(IncrError::NotAnInteger { len: m.value_len() });
+                }
+                let mut b = [0u8; 8];
+                copy_out(l.slot(i).value(), &mut b);
+                let n = i64::from_le_bytes(b).wrapping_add(by);
+                l.write_value(i, m, &n.to_le_bytes(), None, clock.now());
+                Ok(n)
+            }
+            Some(Find::Vacant(i)) => {
+                let n = init.wrapping_add(by);
+                l.write_new(i, &p, key, &n.to_le_bytes(), 0, clock.now());
+                Ok(n)
+            }
+            _ => Err(IncrError::Full),
+        }
+    }
+
+    /// [`ByteMap::insert_evicting`], giving up at the deadline (it never waits for
+    /// another stripe's lock).
+    ///
+    /// # Errors
+    ///
+    /// As for [`insert`](Self::insert).
+    pub fn insert_evicting(&self, key: &[u8], value: &[u8]) -> Result<Evicted, InsertError> {
+        let (l, p) = self.map.lock_for(key, value, self.dl)?;
+        let mut clock = Clock::new();
+        match l.find_room(&p, key, &mut clock)? {
+            Some(Find::Found(i, m)) => {
+                let old = l.value_vec(i, m);
+                l.write_value(i, m, value, Some(0), clock.now());
+                return Ok(Evicted::Replaced(old));
+            }
+            Some(Find::Vacant(i)) => {
+                l.write_new(i, &p, key, value, 0, clock.now());
+                return Ok(Evicted::Nothing);
+            }
+            _ => {}
+        }
+        let evicted = match l.victim() {
+            Some((v, m)) => l.evict(v, m),
+            // The key's stripe holds no entry while the map holds `capacity`: evict from
+            // another stripe, one that is free right now (never waiting while holding ours).
+            None => match self.map.evict_elsewhere(&l.g, p.stripe) {
+                Some(e) => e,
+                None => return Err(full(key, value)),
+            },
+        };
+        match l.find(&p, key, &mut clock)? {
+            Find::Vacant(i) => {
+                l.write_new(i, &p, key, value, 0, clock.now());
+                Ok(Evicted::Entry {
+                    key: evicted.0,
+                    value: evicted.1,
+                })
+            }
+            _ => Err(full(key, value)),
+        }
     }
 }
 

@@ -1,5 +1,7 @@
 //! The map's errors: one type per operation.
 
+use crate::wait::Timeout;
+
 /// Why a map operation failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -33,6 +35,9 @@ pub enum MapError {
         /// What was found.
         reason: &'static str,
     },
+    /// The deadline of a timed call passed (nothing changed).
+    #[error("timed out")]
+    Timeout,
 }
 
 /// Why an insert failed. `K` and `V` are the key and value types (`Vec<u8>` for a
@@ -72,6 +77,9 @@ pub enum InsertError<K = Vec<u8>, V = Vec<u8>> {
         /// What was found.
         reason: &'static str,
     },
+    /// The deadline of a timed call passed (nothing changed).
+    #[error("timed out")]
+    Timeout,
 }
 
 /// Why an [`update`](super::ByteMap::update) failed.
@@ -104,6 +112,9 @@ pub enum UpdateError {
         /// What was found.
         reason: &'static str,
     },
+    /// The deadline of a timed call passed (nothing changed).
+    #[error("timed out")]
+    Timeout,
 }
 
 /// Why an [`incr`](super::ByteMap::incr) failed.
@@ -139,6 +150,9 @@ pub enum IncrError {
         /// What was found.
         reason: &'static str,
     },
+    /// The deadline of a timed call passed (nothing changed).
+    #[error("timed out")]
+    Timeout,
 }
 
 /// A string longer than a [`FixedStr`](super::FixedStr) holds.
@@ -166,6 +180,7 @@ impl<K, V> InsertError<K, V> {
             InsertError::KeyTooLong { len, max } => InsertError::KeyTooLong { len, max },
             InsertError::ValueTooLong { len, max } => InsertError::ValueTooLong { len, max },
             InsertError::Corrupt { reason } => InsertError::Corrupt { reason },
+            InsertError::Timeout => InsertError::Timeout,
         }
     }
 }
@@ -178,6 +193,7 @@ impl<K, V> From<MapError> for InsertError<K, V> {
             MapError::InvalidOptions { reason } | MapError::Corrupt { reason } => {
                 InsertError::Corrupt { reason }
             }
+            MapError::Timeout => InsertError::Timeout,
         }
     }
 }
@@ -190,6 +206,7 @@ impl From<MapError> for UpdateError {
             MapError::InvalidOptions { reason } | MapError::Corrupt { reason } => {
                 UpdateError::Corrupt { reason }
             }
+            MapError::Timeout => UpdateError::Timeout,
         }
     }
 }
@@ -202,6 +219,31 @@ impl From<MapError> for IncrError {
             MapError::InvalidOptions { reason } | MapError::Corrupt { reason } => {
                 IncrError::Corrupt { reason }
             }
+            MapError::Timeout => IncrError::Timeout,
         }
+    }
+}
+
+impl From<Timeout> for MapError {
+    fn from(_: Timeout) -> Self {
+        MapError::Timeout
+    }
+}
+
+impl<K, V> From<Timeout> for InsertError<K, V> {
+    fn from(_: Timeout) -> Self {
+        InsertError::Timeout
+    }
+}
+
+impl From<Timeout> for UpdateError {
+    fn from(_: Timeout) -> Self {
+        UpdateError::Timeout
+    }
+}
+
+impl From<Timeout> for IncrError {
+    fn from(_: Timeout) -> Self {
+        IncrError::Timeout
     }
 }

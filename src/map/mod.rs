@@ -6,7 +6,9 @@
 //! [`Region::map`](crate::Region::map) / [`Region::typed_map`](crate::Region::typed_map),
 //! opened by [`Region::open_map`](crate::Region::open_map)) or on the heap. Every
 //! operation is atomic with respect to every other process; readers take no lock and write
-//! no shared memory; writers lock one stripe of the table, never the whole map; a process
+//! no shared memory on their fast path (behind a dead writer, or after 64 races in a row,
+//! a reader falls back to the stripe's lock, which may repair the stripe); writers lock one
+//! stripe of the table, never the whole map; a process
 //! killed in the middle of a write leaves the map consistent after the next operation on
 //! that stripe.
 //!
@@ -113,7 +115,8 @@
 //! then the reader checks the stripe lock's holder: alive, it sleeps a slice (50 µs
 //! doubling to 800 µs) and retries; dead (or no holder beside an odd sequence: garbage),
 //! it takes the lock, which repairs the stripe. A probe visits at most
-//! `slots_per_stripe` slots. Readers never store to the map.
+//! `slots_per_stripe` slots. A reader stores to the map only in that fallback (taking the
+//! lock, repairing).
 //!
 //! **Writers** lock the key's stripe (a robust `RawMutex`: a dead holder is taken over
 //! within a slice, see [`lock::raw_mutex`](crate::lock::raw_mutex)); if it was taken over
@@ -161,7 +164,17 @@
 //! | remove: an entry copied back into the hole (`MapShiftCopied`) | two identical copies of one entry | repair drops the later copy, re-homes; the removed key is gone (its slot was overwritten), every other key present |
 //! | remove: last hole emptied, sequence odd (`MapRemoveCleared`) | a finished removal, counts one high | repair recounts and closes the sequence |
 //! | repair: an entry copied to its new slot (`MapRepairMoved`) | two copies of one entry | the next repair (the lock still says `OwnerDied`) drops the later copy |
-//! | any step, SIGSTOP | a live holder | readers that meet its odd sequence wait in slices, probing it (bounded only by the stop); readers of other slots of the stripe are not held up; writers of the stripe wait on the lock |
+//! | any step, SIGSTOP | a live holder | not repaired while it lives. Readers that meet its odd slot or structure sequence wait in slices, probing it: the untimed `get`, `get_with`, `contains` for as long as the stop lasts, the timed forms ([`ByteMap::try_get`], [`get_until`](ByteMap::get_until), [`with_deadline`](ByteMap::with_deadline)) until their deadline (`Timeout`). Readers of other slots of the stripe are not held up. Writers of the stripe wait on its lock: the untimed writes (`insert`, `add`, `replace`, `remove`, `compare_exchange`, `update`, `incr`, `insert_evicting`) as long as the stop lasts, their [`with_deadline`](ByteMap::with_deadline) forms until the deadline; `clear`, `purge_expired` and `for_each` (which may fall back to the lock) wait with no bound. A live unrelated thread whose TID a garbage lock word names beside an odd sequence holds them up the same way |
+//!
+//! # Waiting and deadlines
+//!
+//! No call waits for another process except behind a write in progress: a reader waits only
+//! for a write in the middle of its key's slot or stripe (or, after 64 races in a row, for the
+//! stripe's lock), a writer for its stripe's lock. A dead writer is found and repaired within
+//! a slice; a live one that does not finish (stopped, or a long `update` closure) holds them
+//! up until it does. [`ByteMap::with_deadline`] (and [`Map::with_deadline`]) bounds any
+//! operation on a key: its methods mirror the map's and fail with `Timeout` at the deadline,
+//! having changed nothing; [`ByteMap::try_get`] never waits beyond a brief bounded spin.
 //!
 //! # TTL and eviction
 //!
@@ -209,11 +222,11 @@ mod repair;
 mod typed;
 mod write;
 
-pub use bytemap::{Evicted, Update};
+pub use bytemap::{ByteMapDeadline, Evicted, Update};
 pub use error::{IncrError, InsertError, MapError, TooLong, UpdateError};
 pub use fixed_str::FixedStr;
 pub use layout::ByteMap;
 pub use options::{MAX_CAPACITY, MAX_KEY_LEN, MAX_VALUE_LEN, MapOptions};
 #[cfg(not(loom))]
 pub use region::MapOpenError;
-pub use typed::Map;
+pub use typed::{Map, MapDeadline};

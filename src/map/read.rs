@@ -2,6 +2,8 @@
 //! "Readers" part of the protocol in the [module docs](super)).
 
 use crate::sync::{Ordering, fence, spin_loop};
+use std::time::Instant;
+
 use crate::wait::{SPIN_LIMIT, Slices};
 
 use super::error::MapError;
@@ -60,8 +62,14 @@ impl ByteMap {
     }
 
     /// Looks `key` up; if found (and not expired) and `out` is given, copies its value
-    /// there (resized to the value's length). Whether it was found.
-    pub(crate) fn read(&self, key: &[u8], mut out: Option<&mut Vec<u8>>) -> Result<bool, MapError> {
+    /// there (resized to the value's length). Whether it was found. Gives up at `dl` (if
+    /// any) while a writer holds up the lookup.
+    pub(crate) fn read(
+        &self,
+        key: &[u8],
+        mut out: Option<&mut Vec<u8>>,
+        dl: Option<Instant>,
+    ) -> Result<bool, MapError> {
         let (g, p) = self.locate(key)?;
         let mut clock = Clock::new();
         let mut spins = 0;
@@ -73,7 +81,7 @@ impl ByteMap {
                 Err(Raced::Changed) => {
                     changes += 1;
                     if changes > READ_RETRIES {
-                        return self.read_locked(&g, &p, key, &mut clock, out);
+                        return self.read_locked(&g, &p, key, &mut clock, out, dl);
                     }
                 }
                 Err(Raced::Busy) => {
@@ -94,11 +102,13 @@ impl ByteMap {
                         Some(tid)
                             if !(slices.probe_now(&mut forced) && slices.holder_is_dead(tid)) =>
                         {
-                            pause(slices)
+                            if !pause(slices, dl) {
+                                return Err(MapError::Timeout);
+                            }
                         }
                         // Dead, or no holder beside an odd sequence (a write that ended
                         // just now, or garbage): the lock takes over and repairs if needed.
-                        _ => return self.read_locked(&g, &p, key, &mut clock, out),
+                        _ => return self.read_locked(&g, &p, key, &mut clock, out, dl),
                     }
                 }
             }
@@ -182,8 +192,9 @@ impl ByteMap {
         key: &[u8],
         clock: &mut Clock,
         out: Option<&mut Vec<u8>>,
+        dl: Option<Instant>,
     ) -> Result<bool, MapError> {
-        let l = self.lock_stripe(g, p.stripe);
+        let l = self.lock_stripe_until(g, p.stripe, dl)?;
         match l.find_readonly(p, key, clock)? {
             Some((i, m)) => {
                 if let Some(out) = out {
@@ -196,13 +207,18 @@ impl ByteMap {
     }
 }
 
-/// Sleeps one slice of a wait for a live writer (a yield under loom).
-fn pause(slices: &mut Slices) {
+/// Sleeps one slice of a wait for a live writer (a yield under loom); `false` (no sleep)
+/// if `dl` has passed.
+fn pause(slices: &mut Slices, dl: Option<Instant>) -> bool {
+    let Some(slice) = slices.next(dl) else {
+        return false;
+    };
     #[cfg(not(loom))]
-    if let Some(Some(d)) = slices.next(None) {
+    if let Some(d) = slice {
         std::thread::sleep(d);
-        return;
+        return true;
     }
-    let _ = slices;
+    let _ = slice;
     spin_loop();
+    true
 }

@@ -8,7 +8,9 @@ use bytemuck::Pod;
 
 use crate::shared::Element;
 
-use super::bytemap::{Evicted, Update};
+use super::bytemap::{ByteMapDeadline, Evicted, Update};
+use crate::wait::Timeout;
+use std::time::Instant;
 use super::error::{IncrError, InsertError, MapError, UpdateError};
 use super::layout::ByteMap;
 use super::options::MapOptions;
@@ -158,6 +160,54 @@ impl<K: Pod + Element, V: Pod + Element> Map<K, V> {
         self.inner.is_empty()
     }
 
+    /// The untimed (`None`) or timed view the operations run through.
+    #[inline]
+    fn at(&self, dl: Option<Instant>) -> MapDeadline<'_, K, V> {
+        MapDeadline {
+            _types: PhantomData,
+            inner: ByteMapDeadline {
+                map: &self.inner,
+                dl,
+            },
+        }
+    }
+
+    /// This map, with operations that give up at `deadline` (see [`MapDeadline`]).
+    pub fn with_deadline(&self, deadline: Instant) -> MapDeadline<'_, K, V> {
+        self.at(Some(deadline))
+    }
+
+    /// [`get`](Self::get) that never waits for a writer beyond a brief bounded spin (see
+    /// [`ByteMap::try_get`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Timeout`] if the key's slot or stripe is in the middle of a write.
+    pub fn try_get(&self, key: &K) -> Result<Option<V>, Timeout> {
+        self.get_until(key, Instant::now())
+    }
+
+    /// [`get`](Self::get) that gives up after `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`try_get`](Self::try_get).
+    pub fn get_timeout(&self, key: &K, timeout: Duration) -> Result<Option<V>, Timeout> {
+        match Instant::now().checked_add(timeout) {
+            Some(d) => self.get_until(key, d),
+            None => Ok(self.get(key)),
+        }
+    }
+
+    /// [`get`](Self::get) that gives up at `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`try_get`](Self::try_get).
+    pub fn get_until(&self, key: &K, deadline: Instant) -> Result<Option<V>, Timeout> {
+        self.with_deadline(deadline).get(key)
+    }
+
     /// The value of `key`, if present (and not expired). Lock-free (see [`ByteMap::get`]).
     pub fn get(&self, key: &K) -> Option<V> {
         self.inner
@@ -184,10 +234,7 @@ impl<K: Pod + Element, V: Pod + Element> Map<K, V> {
     ///
     /// [`InsertError::Full`] hands `key` and `value` back; [`InsertError::Corrupt`].
     pub fn insert(&self, key: K, value: V) -> Result<Option<V>, InsertError<K, V>> {
-        self.inner
-            .insert(bytemuck::bytes_of(&key), bytemuck::bytes_of(&value))
-            .map(|old| old.and_then(|o| read(&o)))
-            .map_err(|e| Self::typed_err(e, key, value))
+        self.at(None).insert(key, value)
     }
 
     /// Sets `key` to `value` for `ttl` (see [`ByteMap::insert_ttl`]).
@@ -201,10 +248,7 @@ impl<K: Pod + Element, V: Pod + Element> Map<K, V> {
         value: V,
         ttl: Duration,
     ) -> Result<Option<V>, InsertError<K, V>> {
-        self.inner
-            .insert_ttl(bytemuck::bytes_of(&key), bytemuck::bytes_of(&value), ttl)
-            .map(|old| old.and_then(|o| read(&o)))
-            .map_err(|e| Self::typed_err(e, key, value))
+        self.at(None).insert_ttl(key, value, ttl)
     }
 
     /// Inserts `key` only if absent: whether it was inserted (see [`ByteMap::add`]).
@@ -213,9 +257,7 @@ impl<K: Pod + Element, V: Pod + Element> Map<K, V> {
     ///
     /// As for [`insert`](Self::insert).
     pub fn add(&self, key: K, value: V) -> Result<bool, InsertError<K, V>> {
-        self.inner
-            .add(bytemuck::bytes_of(&key), bytemuck::bytes_of(&value))
-            .map_err(|e| Self::typed_err(e, key, value))
+        self.at(None).add(key, value)
     }
 
     /// Sets `key` only if present: the old value (see [`ByteMap::replace`]).
@@ -224,10 +266,7 @@ impl<K: Pod + Element, V: Pod + Element> Map<K, V> {
     ///
     /// [`MapError::Corrupt`].
     pub fn replace(&self, key: &K, value: V) -> Result<Option<V>, MapError> {
-        Ok(self
-            .inner
-            .replace(bytemuck::bytes_of(key), bytemuck::bytes_of(&value))?
-            .and_then(|o| read(&o)))
+        self.at(None).replace(key, value)
     }
 
     /// Removes `key`: its value, if it was present (see [`ByteMap::remove`]).
@@ -236,10 +275,7 @@ impl<K: Pod + Element, V: Pod + Element> Map<K, V> {
     ///
     /// [`MapError::Corrupt`].
     pub fn remove(&self, key: &K) -> Result<Option<V>, MapError> {
-        Ok(self
-            .inner
-            .remove(bytemuck::bytes_of(key))?
-            .and_then(|o| read(&o)))
+        self.at(None).remove(key)
     }
 
     /// Sets `key` to `new` if its value's bytes equal `current`'s; else the value found
@@ -254,14 +290,7 @@ impl<K: Pod + Element, V: Pod + Element> Map<K, V> {
         current: V,
         new: V,
     ) -> Result<Result<(), Option<V>>, MapError> {
-        Ok(self
-            .inner
-            .compare_exchange(
-                bytemuck::bytes_of(key),
-                bytemuck::bytes_of(&current),
-                bytemuck::bytes_of(&new),
-            )?
-            .map_err(|actual| actual.and_then(|a| read(&a))))
+        self.at(None).compare_exchange(key, current, new)
     }
 
     /// Reads, modifies and writes the entry of `key` atomically (see [`ByteMap::update`]).
@@ -288,13 +317,7 @@ impl<K: Pod + Element, V: Pod + Element> Map<K, V> {
         key: &K,
         f: impl FnOnce(Option<V>) -> Update<R, V>,
     ) -> Result<R, UpdateError> {
-        self.inner.update(bytemuck::bytes_of(key), |old| {
-            match f(old.and_then(read::<V>)) {
-                Update::Keep(r) => Update::Keep(r),
-                Update::Remove(r) => Update::Remove(r),
-                Update::Set(v, r) => Update::Set(Bytes(v), r),
-            }
-        })
+        self.at(None).update(key, f)
     }
 
     /// Sets `key` to `value`, evicting an entry if the map is full (see
@@ -304,18 +327,7 @@ impl<K: Pod + Element, V: Pod + Element> Map<K, V> {
     ///
     /// As for [`ByteMap::insert_evicting`], with `key` and `value` handed back.
     pub fn insert_evicting(&self, key: K, value: V) -> Result<Evicted<K, V>, InsertError<K, V>> {
-        match self
-            .inner
-            .insert_evicting(bytemuck::bytes_of(&key), bytemuck::bytes_of(&value))
-        {
-            Ok(Evicted::Nothing) => Ok(Evicted::Nothing),
-            Ok(Evicted::Replaced(v)) => Ok(read(&v).map_or(Evicted::Nothing, Evicted::Replaced)),
-            Ok(Evicted::Entry { key: k, value: v }) => Ok(match (read(&k), read(&v)) {
-                (Some(key), Some(value)) => Evicted::Entry { key, value },
-                _ => Evicted::Nothing,
-            }),
-            Err(e) => Err(Self::typed_err(e, key, value)),
-        }
+        self.at(None).insert_evicting(key, value)
     }
 
     /// Removes every expired entry; how many.
@@ -352,6 +364,215 @@ impl<K: Pod + Element> Map<K, i64> {
     /// # Errors
     ///
     /// [`IncrError::Full`], [`IncrError::Corrupt`].
+    pub fn incr(&self, key: &K, by: i64, init: i64) -> Result<i64, IncrError> {
+        self.at(None).incr(key, by, init)
+    }
+}
+
+/// A [`Map`] whose operations give up at a deadline: made by [`Map::with_deadline`]; the
+/// typed form of [`ByteMapDeadline`] (see there).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use shmstate::Map;
+///
+/// let m = Map::<u32, i64>::new(10)?;
+/// let within = m.with_deadline(Instant::now() + Duration::from_millis(10));
+/// within.insert(1, 5)?;
+/// assert_eq!(within.incr(&1, 1, 0)?, 6);
+/// assert_eq!(within.get(&1)?, Some(6));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct MapDeadline<'a, K, V> {
+    _types: PhantomData<fn() -> (K, V)>,
+    inner: ByteMapDeadline<'a>,
+}
+
+impl<K, V> Clone for MapDeadline<'_, K, V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<K, V> Copy for MapDeadline<'_, K, V> {}
+
+impl<K, V> core::fmt::Debug for MapDeadline<'_, K, V> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_tuple("MapDeadline").field(&self.inner).finish()
+    }
+}
+
+impl<K: Pod + Element, V: Pod + Element> MapDeadline<'_, K, V> {
+    /// The value of `key`, if present (and not expired); gives up at the deadline (see
+    /// [`ByteMap::get_until`]). A corrupt map reads as absent, as for [`Map::get`].
+    ///
+    /// # Errors
+    ///
+    /// [`Timeout`] if a write in the middle of the key's slot or stripe holds the lookup
+    /// up past the deadline.
+    pub fn get(&self, key: &K) -> Result<Option<V>, Timeout> {
+        match self.inner.get_with(bytemuck::bytes_of(key), read::<V>) {
+            Ok(v) => Ok(v.flatten()),
+            Err(MapError::Timeout) => Err(Timeout),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Whether `key` is present (and not expired); gives up at the deadline.
+    ///
+    /// # Errors
+    ///
+    /// As for [`get`](Self::get).
+    pub fn contains(&self, key: &K) -> Result<bool, Timeout> {
+        match self.inner.contains(bytemuck::bytes_of(key)) {
+            Ok(v) => Ok(v),
+            Err(MapError::Timeout) => Err(Timeout),
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// [`Map::insert`], giving up at the deadline.
+    ///
+    /// # Errors
+    ///
+    /// [`InsertError::Timeout`] if the key's stripe lock is not acquired by the deadline
+    /// (nothing changed); else as for [`Map::insert`].
+    pub fn insert(&self, key: K, value: V) -> Result<Option<V>, InsertError<K, V>> {
+        self.inner
+            .insert(bytemuck::bytes_of(&key), bytemuck::bytes_of(&value))
+            .map(|old| old.and_then(|o| read(&o)))
+            .map_err(|e| Map::<K, V>::typed_err(e, key, value))
+    }
+
+    /// [`Map::insert_ttl`], giving up at the deadline.
+    ///
+    /// # Errors
+    ///
+    /// [`InsertError::Timeout`] if the key's stripe lock is not acquired by the deadline
+    /// (nothing changed); else as for [`Map::insert_ttl`].
+    pub fn insert_ttl(
+        &self,
+        key: K,
+        value: V,
+        ttl: Duration,
+    ) -> Result<Option<V>, InsertError<K, V>> {
+        self.inner
+            .insert_ttl(bytemuck::bytes_of(&key), bytemuck::bytes_of(&value), ttl)
+            .map(|old| old.and_then(|o| read(&o)))
+            .map_err(|e| Map::<K, V>::typed_err(e, key, value))
+    }
+
+    /// [`Map::add`], giving up at the deadline.
+    ///
+    /// # Errors
+    ///
+    /// [`InsertError::Timeout`] if the key's stripe lock is not acquired by the deadline
+    /// (nothing changed); else as for [`Map::add`].
+    pub fn add(&self, key: K, value: V) -> Result<bool, InsertError<K, V>> {
+        self.inner
+            .add(bytemuck::bytes_of(&key), bytemuck::bytes_of(&value))
+            .map_err(|e| Map::<K, V>::typed_err(e, key, value))
+    }
+
+    /// [`Map::replace`], giving up at the deadline.
+    ///
+    /// # Errors
+    ///
+    /// [`MapError::Timeout`] if the key's stripe lock is not acquired by the deadline
+    /// (nothing changed); else as for [`Map::replace`].
+    pub fn replace(&self, key: &K, value: V) -> Result<Option<V>, MapError> {
+        Ok(self
+            .inner
+            .replace(bytemuck::bytes_of(key), bytemuck::bytes_of(&value))?
+            .and_then(|o| read(&o)))
+    }
+
+    /// [`Map::remove`], giving up at the deadline.
+    ///
+    /// # Errors
+    ///
+    /// [`MapError::Timeout`] if the key's stripe lock is not acquired by the deadline
+    /// (nothing changed); else as for [`Map::remove`].
+    pub fn remove(&self, key: &K) -> Result<Option<V>, MapError> {
+        Ok(self
+            .inner
+            .remove(bytemuck::bytes_of(key))?
+            .and_then(|o| read(&o)))
+    }
+
+    /// [`Map::compare_exchange`], giving up at the deadline.
+    ///
+    /// # Errors
+    ///
+    /// [`MapError::Timeout`] if the key's stripe lock is not acquired by the deadline
+    /// (nothing changed); else as for [`Map::compare_exchange`].
+    pub fn compare_exchange(
+        &self,
+        key: &K,
+        current: V,
+        new: V,
+    ) -> Result<Result<(), Option<V>>, MapError> {
+        Ok(self
+            .inner
+            .compare_exchange(
+                bytemuck::bytes_of(key),
+                bytemuck::bytes_of(&current),
+                bytemuck::bytes_of(&new),
+            )?
+            .map_err(|actual| actual.and_then(|a| read(&a))))
+    }
+
+    /// [`Map::update`], giving up at the deadline.
+    ///
+    /// # Errors
+    ///
+    /// [`UpdateError::Timeout`] if the key's stripe lock is not acquired by the deadline
+    /// (nothing changed); else as for [`Map::update`].
+    pub fn update<R>(
+        &self,
+        key: &K,
+        f: impl FnOnce(Option<V>) -> Update<R, V>,
+    ) -> Result<R, UpdateError> {
+        self.inner.update(bytemuck::bytes_of(key), |old| {
+            match f(old.and_then(read::<V>)) {
+                Update::Keep(r) => Update::Keep(r),
+                Update::Remove(r) => Update::Remove(r),
+                Update::Set(v, r) => Update::Set(Bytes(v), r),
+            }
+        })
+    }
+
+    /// [`Map::insert_evicting`], giving up at the deadline.
+    ///
+    /// # Errors
+    ///
+    /// [`InsertError::Timeout`] if the key's stripe lock is not acquired by the deadline
+    /// (nothing changed); else as for [`Map::insert_evicting`].
+    pub fn insert_evicting(&self, key: K, value: V) -> Result<Evicted<K, V>, InsertError<K, V>> {
+        match self
+            .inner
+            .insert_evicting(bytemuck::bytes_of(&key), bytemuck::bytes_of(&value))
+        {
+            Ok(Evicted::Nothing) => Ok(Evicted::Nothing),
+            Ok(Evicted::Replaced(v)) => Ok(read(&v).map_or(Evicted::Nothing, Evicted::Replaced)),
+            Ok(Evicted::Entry { key: k, value: v }) => Ok(match (read(&k), read(&v)) {
+                (Some(key), Some(value)) => Evicted::Entry { key, value },
+                _ => Evicted::Nothing,
+            }),
+            Err(e) => Err(Map::<K, V>::typed_err(e, key, value)),
+        }
+    }
+}
+
+impl<K: Pod + Element> MapDeadline<'_, K, i64> {
+    /// [`Map::incr`], giving up at the deadline.
+    ///
+    /// # Errors
+    ///
+    /// [`IncrError::Timeout`] if the key's stripe lock is not acquired by the deadline
+    /// (nothing changed); else as for [`Map::incr`].
     pub fn incr(&self, key: &K, by: i64, init: i64) -> Result<i64, IncrError> {
         self.inner.incr(bytemuck::bytes_of(key), by, init)
     }

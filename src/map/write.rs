@@ -4,6 +4,8 @@
 use crate::failpoint::{self, Point};
 use crate::lock::Acquired;
 use crate::sync::{AtomicU64, Ordering, fence};
+use crate::wait::Timeout;
+use std::time::Instant;
 
 use super::error::MapError;
 use super::hash::Place;
@@ -52,10 +54,40 @@ pub(crate) fn dist(a: usize, b: usize, sps: usize) -> usize {
 
 impl ByteMap {
     /// Locks stripe `s`, repairing it first if its last writer died mid-protocol (or its
-    /// structure sequence is odd without a writer).
+    /// structure sequence is odd without a writer). Waits for a live holder as long as it
+    /// holds (a stopped one too).
     pub(crate) fn lock_stripe(&self, g: &Geometry, s: usize) -> Locked<'_> {
+        let a = self.head(g, s).lock.lock();
+        self.locked(g, s, a)
+    }
+
+    /// [`lock_stripe`](Self::lock_stripe) that gives up at `dl` (if any).
+    #[inline]
+    pub(crate) fn lock_stripe_until(
+        &self,
+        g: &Geometry,
+        s: usize,
+        dl: Option<Instant>,
+    ) -> Result<Locked<'_>, Timeout> {
+        match dl {
+            None => Ok(self.lock_stripe(g, s)),
+            Some(d) => {
+                let a = self.head(g, s).lock.lock_until(d).ok_or(Timeout)?;
+                Ok(self.locked(g, s, a))
+            }
+        }
+    }
+
+    /// [`lock_stripe`](Self::lock_stripe) without waiting: `None` if the lock is held.
+    pub(crate) fn try_lock_stripe(&self, g: &Geometry, s: usize) -> Option<Locked<'_>> {
+        let a = self.head(g, s).lock.try_lock()?;
+        Some(self.locked(g, s, a))
+    }
+
+    /// The guard of stripe `s`'s lock, just acquired as `a`; repairs the stripe if needed.
+    #[inline]
+    fn locked(&self, g: &Geometry, s: usize, a: Acquired) -> Locked<'_> {
         let head = self.head(g, s);
-        let a = head.lock.lock();
         let l = Locked {
             map: self,
             g: *g,
@@ -67,25 +99,6 @@ impl ByteMap {
             l.repair();
         }
         l
-    }
-}
-
-impl ByteMap {
-    /// [`lock_stripe`](Self::lock_stripe) without waiting: `None` if the lock is held.
-    pub(crate) fn try_lock_stripe(&self, g: &Geometry, s: usize) -> Option<Locked<'_>> {
-        let head = self.head(g, s);
-        let a = head.lock.try_lock()?;
-        let l = Locked {
-            map: self,
-            g: *g,
-            s,
-            head,
-        };
-        // Relaxed: as in `lock_stripe`.
-        if a == Acquired::OwnerDied || head.seq.load(Ordering::Relaxed) & 1 != 0 {
-            l.repair();
-        }
-        Some(l)
     }
 }
 
