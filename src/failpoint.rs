@@ -60,8 +60,8 @@ pub enum Point {
     /// Map slot write (a new entry or a value update): the slot's sequence is odd,
     /// nothing of the entry written yet.
     MapSlotWriting,
-    /// Map insert of a new key: the slot is written (sequence even again), the counts not
-    /// yet updated.
+    /// Map insert of a new key: the slot is written (sequence even again), its place
+    /// counted before.
     MapSlotWritten,
     /// Map remove: the stripe's structure sequence is odd, no slot changed yet.
     MapShiftStarted,
@@ -72,8 +72,12 @@ pub enum Point {
     MapRemoveCleared,
     /// Map repair: an entry is copied to its new slot, its old slot not yet emptied.
     MapRepairMoved,
-    /// Map count update: one of the stripe's count and the map's updated, the other not.
+    /// Map count update: one of the stripe's count and the map's updated, the other not
+    /// (an insert: its place reserved in the map's count, the stripe's not yet counted).
     MapCountsHalf,
+    /// Map move (a removal's shift or a repair's re-home): the destination slot's sequence
+    /// is odd, the entry partly copied into it.
+    MapCopying,
 }
 
 #[cfg(shmstate_test_hooks)]

@@ -1020,3 +1020,44 @@ fn timed_calls_give_up_behind_a_writer_that_does_not_finish() {
     assert_eq!(typed.get(&7), Some(1));
     assert_eq!(typed.len(), 1);
 }
+
+/// Two threads insert new keys of different stripes into a map one entry short of its
+/// capacity at once: one of them gets the last place, the other fails `Full`; the map
+/// never holds more than `capacity` entries.
+#[test]
+#[cfg_attr(miri, ignore = "hundreds of maps filled on 2 threads")]
+fn racing_inserts_never_overshoot_the_capacity() {
+    let cap = 256; // two stripes
+    let probe = map(cap);
+    let stripe_of = |k: &[u8]| {
+        probe.insert(k, b"p").unwrap();
+        let s = probe.raw_slots().iter().find(|e| e.3 == k).unwrap().0;
+        probe.remove(k).unwrap();
+        s
+    };
+    let a = b"racer-a".to_vec();
+    let b = (0..1000u32)
+        .map(|i| format!("racer-b{i}").into_bytes())
+        .find(|k| stripe_of(k) != stripe_of(&a))
+        .unwrap();
+    let trials = if cfg!(debug_assertions) { 200 } else { 3000 };
+    for _ in 0..trials {
+        let m = map(cap);
+        for i in 0..(cap as u32 - 1) {
+            m.insert(&i.to_le_bytes(), b"f").unwrap();
+        }
+        let go = std::sync::Barrier::new(2);
+        let (ra, rb) = std::thread::scope(|s| {
+            let t = s.spawn(|| {
+                go.wait();
+                m.insert(&b, b"v").is_ok()
+            });
+            go.wait();
+            let ra = m.insert(&a, b"v").is_ok();
+            (ra, t.join().unwrap())
+        });
+        assert!(ra != rb, "exactly one insert gets the last place ({ra}, {rb})");
+        assert_eq!(m.len(), cap);
+        assert_eq!(m.snapshot().len(), cap);
+    }
+}

@@ -109,9 +109,7 @@ impl ByteMap {
     /// [`purge_expired`]: Self::purge_expired
     pub fn len(&self) -> usize {
         let Ok(g) = self.geometry() else { return 0 };
-        // Relaxed: a statistic.
-        let n = self.count_word().load(Ordering::Relaxed) as i64;
-        n.clamp(0, g.slots() as i64) as usize
+        self.count(&g).min(g.options.capacity())
     }
 
     /// The untimed (`None`) or timed view the operations run through.
@@ -961,8 +959,7 @@ impl<'a> ByteMapDeadline<'a> {
                 l.write_value(i, m, value, Some(expiry), clock.now());
                 Ok(Some(old))
             }
-            Some(Find::Vacant(i)) => {
-                l.write_new(i, &p, key, value, expiry, clock.now());
+            Some(Find::Vacant(i)) if l.write_new(i, &p, key, value, expiry, clock.now()) => {
                 Ok(None)
             }
             _ => Err(full(key, value)),
@@ -979,10 +976,7 @@ impl<'a> ByteMapDeadline<'a> {
         let mut clock = Clock::new();
         match l.find_room(&p, key, &mut clock)? {
             Some(Find::Found(..)) => Ok(false),
-            Some(Find::Vacant(i)) => {
-                l.write_new(i, &p, key, value, 0, clock.now());
-                Ok(true)
-            }
+            Some(Find::Vacant(i)) if l.write_new(i, &p, key, value, 0, clock.now()) => Ok(true),
             _ => Err(full(key, value)),
         }
     }
@@ -1085,7 +1079,8 @@ impl<'a> ByteMapDeadline<'a> {
                 }
                 match (slot, found) {
                     (Some((i, m)), _) => l.write_value(i, m, v, None, clock.now()),
-                    (None, Some(Find::Vacant(i))) => l.write_new(i, &p, key, v, 0, clock.now()),
+                    (None, Some(Find::Vacant(i)))
+                        if l.write_new(i, &p, key, v, 0, clock.now()) => {}
                     _ => return Err(UpdateError::Full),
                 }
                 Ok(r)
@@ -1113,10 +1108,10 @@ impl<'a> ByteMapDeadline<'a> {
                 l.write_value(i, m, &n.to_le_bytes(), None, clock.now());
                 Ok(n)
             }
-            Some(Find::Vacant(i)) => {
-                let n = init.wrapping_add(by);
-                l.write_new(i, &p, key, &n.to_le_bytes(), 0, clock.now());
-                Ok(n)
+            Some(Find::Vacant(i))
+                if l.write_new(i, &p, key, &init.wrapping_add(by).to_le_bytes(), 0, clock.now()) =>
+            {
+                Ok(init.wrapping_add(by))
             }
             _ => Err(IncrError::Full),
         }
@@ -1137,8 +1132,7 @@ impl<'a> ByteMapDeadline<'a> {
                 l.write_value(i, m, value, Some(0), clock.now());
                 return Ok(Evicted::Replaced(old));
             }
-            Some(Find::Vacant(i)) => {
-                l.write_new(i, &p, key, value, 0, clock.now());
+            Some(Find::Vacant(i)) if l.write_new(i, &p, key, value, 0, clock.now()) => {
                 return Ok(Evicted::Nothing);
             }
             _ => {}
@@ -1153,8 +1147,7 @@ impl<'a> ByteMapDeadline<'a> {
             },
         };
         match l.find(&p, key, &mut clock)? {
-            Find::Vacant(i) => {
-                l.write_new(i, &p, key, value, 0, clock.now());
+            Find::Vacant(i) if l.write_new(i, &p, key, value, 0, clock.now()) => {
                 Ok(Evicted::Entry {
                     key: evicted.0,
                     value: evicted.1,

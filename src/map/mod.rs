@@ -87,21 +87,26 @@
 //! `max(ceil(4m / 3), m + 6·ceil(√m) + 4)`, at most 256 (load ≤ 0.75, and room for a
 //! stripe load six standard deviations above the mean).
 //!
-//! What `capacity` guarantees: an insert of a new key fails with
-//! [`InsertError::Full`] when the map holds `capacity` entries (by its entry count), or
-//! when the key's stripe has no empty slot. With one stripe (`capacity` ≤ 128) the stripe
-//! has at least `capacity` slots, so inserts succeed exactly until the map holds
+//! What `capacity` guarantees: the map never holds more than `capacity` entries, and an
+//! insert of a new key fails with [`InsertError::Full`] when the map holds `capacity`
+//! entries, or when the key's stripe has no empty slot. With one stripe (`capacity` ≤ 128)
+//! the stripe has at least `capacity` slots, so inserts succeed exactly until the map holds
 //! `capacity` entries. With more stripes, a stripe fills before the map reaches `capacity`
 //! only if it receives about six standard deviations more keys than the mean: for distinct
 //! keys under a random seed, a probability below 2·10⁻⁹ per stripe (the Poisson tail at the
 //! stripe's mean load, computed for every mean from 1 to 128), so below 2·10⁻³ for the
 //! largest maps (2²⁰ stripes). A key chooser who knows the seed can fill one stripe on
-//! purpose; the API does not expose the seed.
+//! purpose; the seed is not part of the API (it is in the header, for any process that
+//! maps the map's memory).
 //!
-//! After a kill in the one-instruction window between a stripe's count update and the
-//! map's (see the crash table), the map's count lags by one (it never leads), so `len`
-//! reads one low and the map may hold `capacity + 1`.
-//!
+//! The map's count (line 1) is a reservation count: a writer adds a new entry's place to
+//! it (an atomic add, undone if the count was already at `capacity`) before it writes the
+//! entry, so concurrent inserts into different stripes cannot overshoot. `len` reads it
+//! (one load). Every change of it runs under a stripe lock, and a kill can only leave it
+//! high, never low (see the crash table): the repair that follows such a kill (the next
+//! writer of that stripe) lowers it to the sum of the stripes' counts plus one per stripe
+//! locked at that moment, so a lost place comes back at the next repair.
+
 //! # Protocol
 //!
 //! **Readers** (`get`, `get_with`, `contains`, `for_each`) read the header (validating it,
@@ -126,12 +131,13 @@
 //!
 //! - *write a slot* (a new entry in the first empty slot of the probe run, or a new value
 //!   in place): sequence odd (store + Release fence), store key, value, expiry, stamp,
-//!   meta (Relaxed), sequence even (Release). A new entry then adds 1 to the stripe's
-//!   count and the map's.
+//!   meta (Relaxed), sequence even (Release). A new entry first reserves its place in the
+//!   map's count (fails `Full` at `capacity`) and adds 1 to the stripe's count.
 //! - *remove* (backward-shift deletion, Knuth's Algorithm R): structure sequence odd;
 //!   each later entry of the probe run whose home is not cyclically between the hole and
 //!   itself is copied back into the hole (a slot write) and becomes the hole; the last
-//!   hole is emptied (a slot write); structure sequence even; counts minus 1. No
+//!   hole is emptied (a slot write); structure sequence even; counts minus 1 (the
+//!   stripe's, then the map's). No
 //!   tombstones: the table after a removal is the table as if the key had never been
 //!   inserted, so probe runs do not grow with churn.
 //!
@@ -141,7 +147,8 @@
 //! move copied but did not finish), empty the later; (3) re-home: move every entry that
 //! has an empty slot between its home and itself into the first such slot (copy, then
 //! empty the source), until none moves; (4) recount, and bring the map's count along by
-//! the difference; then mark the lock consistent. Every step is itself a sequence of slot
+//! the difference; (5) lower the map's count to the stripes' counts plus one per other
+//! locked stripe, if it is above (see "Capacity"); then mark the lock consistent. Every step is itself a sequence of slot
 //! writes, so a repair killed midway leaves a state the next repair finishes.
 //!
 //! After a kill, every key is either fully present with a value some writer wrote, or
@@ -157,12 +164,16 @@
 //! | step | left behind | repaired by, how fast |
 //! |------|-------------|-----------------------|
 //! | lock taken, nothing written | a lock naming a dead thread | the next writer (or a reader that needs the lock) takes it over within a slice (≤ 1 ms) and repairs (finds nothing to fix) |
-//! | slot write: sequence odd, entry partly written (`MapSlotWriting`) | a torn slot | readers of it see it busy, find the holder dead, lock, repair drops the slot: the key reads absent (≤ 1 ms + one stripe scan) |
-//! | new entry written, counts not updated (`MapSlotWritten`) | the entry, counts one low | repair recounts the stripe and adds 1 to the map's count |
-//! | counts: one of the stripe's and the map's updated | the map's count one low (an addition updates the stripe's first, a removal the map's first) | not repaired: `len` reads one low and the map may hold `capacity + 1` (`MapCountsHalf`) |
+//! | insert: its place reserved in the map's count, the stripe's count not updated (`MapCountsHalf`) | the map's count one high, no entry | the next writer of the stripe takes the lock over; its repair lowers the map's count (step 5) |
+//! | slot write: sequence odd, entry partly written (`MapSlotWriting`) | a torn slot (a new entry: already counted) | readers of it see it busy, find the holder dead, lock, repair drops the slot and recounts: the key reads absent (≤ 1 ms + one stripe scan) |
+//! | new entry written (`MapSlotWritten`) | the entry, counted | the next writer takes the lock over; repair finds nothing to fix |
+//! | remove: the stripe's count updated, the map's not (`MapCountsHalf`) | the map's count one high | the repair by the next writer of the stripe lowers it (step 5) |
 //! | remove: structure sequence odd, nothing moved (`MapShiftStarted`) | an odd structure sequence | readers find the holder dead and lock; repair finds the slots consistent, closes the sequence; the key stays present |
 //! | remove: an entry copied back into the hole (`MapShiftCopied`) | two identical copies of one entry | repair drops the later copy, re-homes; the removed key is gone (its slot was overwritten), every other key present |
 //! | remove: last hole emptied, sequence odd (`MapRemoveCleared`) | a finished removal, counts one high | repair recounts and closes the sequence |
+//! | clear: some slots of a stripe emptied, structure sequence odd | a stripe partly cleared, counts high | repair recounts and closes the sequence; the stripes not reached keep their entries, the ones done stay empty (`clear` is one stripe at a time anyway) |
+//! | `insert_evicting`: the victim removed, the new entry not yet written | the victim gone, the key absent | a crash at one of the removal's or the insert's steps above: repaired as there |
+//! | remove or repair: an entry being copied into a slot, its sequence odd (`MapCopying`) | a torn copy beside the intact source | repair drops the torn slot, re-homes the source if needed: every key present |
 //! | repair: an entry copied to its new slot (`MapRepairMoved`) | two copies of one entry | the next repair (the lock still says `OwnerDied`) drops the later copy |
 //! | any step, SIGSTOP | a live holder | not repaired while it lives. Readers that meet its odd slot or structure sequence wait in slices, probing it: the untimed `get`, `get_with`, `contains` for as long as the stop lasts, the timed forms ([`ByteMap::try_get`], [`get_until`](ByteMap::get_until), [`with_deadline`](ByteMap::with_deadline)) until their deadline (`Timeout`). Readers of other slots of the stripe are not held up. Writers of the stripe wait on its lock: the untimed writes (`insert`, `add`, `replace`, `remove`, `compare_exchange`, `update`, `incr`, `insert_evicting`) as long as the stop lasts, their [`with_deadline`](ByteMap::with_deadline) forms until the deadline; `clear`, `purge_expired` and `for_each` (which may fall back to the lock) wait with no bound. A live unrelated thread whose TID a garbage lock word names beside an odd sequence holds them up the same way |
 //!

@@ -122,6 +122,8 @@ impl Locked<'_> {
         if live != recorded {
             self.add_count(live.wrapping_sub(recorded) as i64);
         }
+        // 5. Heal a map count left high by a writer killed between its two count updates.
+        self.resync_count();
         self.end_move(ss);
         self.head.lock.mark_consistent();
     }

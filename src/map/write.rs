@@ -243,7 +243,10 @@ impl<'a> Locked<'a> {
         self.head.seq.store(odd.wrapping_add(1), Ordering::Release);
     }
 
-    /// Writes a new entry into the empty slot `i`, then counts it.
+    /// Writes a new entry into the empty slot `i` if the map has room for it: reserves
+    /// its place in the map's count (`false`, nothing written, if the map holds
+    /// `capacity` entries), counts it in the stripe's, then writes the slot.
+    #[must_use]
     pub(crate) fn write_new(
         &self,
         i: usize,
@@ -252,7 +255,14 @@ impl<'a> Locked<'a> {
         value: &[u8],
         expiry: u64,
         now: u64,
-    ) {
+    ) -> bool {
+        if !self.reserve() {
+            return false;
+        }
+        failpoint::hit(Point::MapCountsHalf);
+        // Relaxed: written under the lock.
+        let c = self.head.count.load(Ordering::Relaxed);
+        self.head.count.store(c.wrapping_add(1), Ordering::Relaxed);
         let slot = self.slot(i);
         let odd = self.begin_write(&slot);
         failpoint::hit(Point::MapSlotWriting);
@@ -267,7 +277,7 @@ impl<'a> Locked<'a> {
         );
         self.end_write(&slot, odd);
         failpoint::hit(Point::MapSlotWritten);
-        self.add_count(1);
+        true
     }
 
     /// Overwrites the value of the full slot `i` (meta `m`); `expiry` replaces the
@@ -302,6 +312,7 @@ impl<'a> Locked<'a> {
         let kw = m.key_len().div_ceil(8);
         let vw = m.value_len().div_ceil(8);
         let odd = self.begin_write(&dst);
+        failpoint::hit(Point::MapCopying);
         copy_words(&src.key()[..kw.min(src.key().len())], dst.key());
         copy_words(&src.value()[..vw.min(src.value().len())], dst.value());
         for (a, b) in [
@@ -363,34 +374,114 @@ impl<'a> Locked<'a> {
     }
 
     /// Adds `d` to the stripe's count and the map's. The order makes a kill between the
-    /// two stores leave the map's count low, never high: an addition updates the stripe's
-    /// count first, a subtraction the map's (a repair brings the map's count along by the
-    /// stripe's recount, so the other order would count one change twice). A low count
-    /// lets the map hold one entry more than `capacity`, which the slack of the capacity
-    /// rule absorbs; a high one would shrink the map for good.
+    /// two stores leave the map's count high, never low (an addition updates the map's
+    /// count first, a subtraction the stripe's): a repair brings the map's count along by
+    /// the stripe's recount, which leaves a high map count high, and then lowers the map's
+    /// count to what the stripes' counts allow ([`resync_count`](Self::resync_count)).
     pub(crate) fn add_count(&self, d: i64) {
-        // Relaxed: the stripe count is written under the lock; the map's count is a
-        // statistic and the capacity check's input, read without ordering anything.
-        let global = || self.map.count_word().fetch_add(d as u64, Ordering::Relaxed);
-        if d < 0 {
-            global();
+        if d > 0 {
+            self.map.add_to_count(d);
             failpoint::hit(Point::MapCountsHalf);
         }
+        // Relaxed: written under the lock.
         let c = self.head.count.load(Ordering::Relaxed);
         self.head
             .count
             .store(c.wrapping_add(d as u64), Ordering::Relaxed);
-        if d > 0 {
+        if d < 0 {
             failpoint::hit(Point::MapCountsHalf);
-            global();
+            self.map.add_to_count(d);
         }
     }
 
-    /// Whether a new key may be added: the map holds fewer than `capacity` entries.
+    /// Reserves a place for a new entry in the map's count: `false` (nothing reserved) if
+    /// the map holds `capacity` entries. Under the stripe's lock.
+    #[inline]
+    pub(crate) fn reserve(&self) -> bool {
+        // AcqRel: see `resync_count`, which pairs with it.
+        let old = self
+            .map
+            .count_word()
+            .fetch_add(COUNT_VERSION + 1, Ordering::AcqRel);
+        if old & COUNT_MASK < self.g.options.capacity() as u64 {
+            return true;
+        }
+        self.map.add_to_count(-1);
+        false
+    }
+
+    /// Whether a new key may be added: the map holds fewer than `capacity` entries (a
+    /// snapshot; [`reserve`](Self::reserve) decides).
     pub(crate) fn below_capacity(&self) -> bool {
-        // Relaxed: see `add_count`.
-        let n = self.map.count_word().load(Ordering::Relaxed);
-        (n as i64) < self.g.options.capacity() as i64
+        // Relaxed: a hint; `reserve` decides.
+        let n = self.map.count_word().load(Ordering::Relaxed) & COUNT_MASK;
+        n < self.g.options.capacity() as u64
+    }
+
+    /// Lowers the map's count to the most entries the stripes can hold now, if it is
+    /// above: the sum of their counts, plus one for each stripe locked by another writer
+    /// (a writer holds at most one reservation, made and counted under its stripe's
+    /// lock). Heals a count a writer killed between its two count updates left high. Runs
+    /// in a repair, under this stripe's lock, whose count is exact.
+    ///
+    /// Sound against concurrent writers: the map's count is read first (Acquire); every
+    /// change of it bumps its version, so the closing compare-exchange fails if any writer
+    /// changed it meanwhile. A writer whose change the first read saw locked its stripe
+    /// before (its lock's Acquire compare-exchange, then its AcqRel change of the count,
+    /// which the Acquire read synchronises with): the scan sees that stripe locked, or
+    /// unlocked after the writer's stripe count store (the unlock's Release store, read
+    /// through the Acquire fence below).
+    pub(crate) fn resync_count(&self) {
+        let g = &self.g;
+        // Acquire: pairs with the AcqRel changes (`reserve`, `add_to_count`).
+        let r = self.map.count_word().load(Ordering::Acquire);
+        let mut bound: u64 = 0;
+        for k in 0..g.stripes {
+            let h = self.map.head(g, k);
+            let locked = k != self.s && h.lock.is_locked();
+            // Acquire fence: pairs with the Release store of the unlock the load above read
+            // (if it read one): the count below is at least that writer's.
+            fence(Ordering::Acquire);
+            // Relaxed: ordered by the fence; clamped (it may be garbage).
+            let c = h.count.load(Ordering::Relaxed).min(g.sps as u64);
+            bound += c + u64::from(locked);
+        }
+        if r & COUNT_MASK > bound {
+            let healed = (r & !COUNT_MASK).wrapping_add(COUNT_VERSION) | bound.min(COUNT_MASK);
+            // AcqRel: as for `reserve`; a failure means a writer changed the count since
+            // the read (the next repair tries again).
+            let _ = self.map.count_word().compare_exchange(
+                r,
+                healed,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+        }
+    }
+}
+
+/// The map's count word: bits 0..40 the count, 40..64 a version bumped by every change
+/// (so that a compare-exchange against a value read earlier fails if anything changed
+/// in between, even a change undone since).
+pub(crate) const COUNT_MASK: u64 = (1 << 40) - 1;
+/// One version step of the map's count word.
+pub(crate) const COUNT_VERSION: u64 = 1 << 40;
+
+impl ByteMap {
+    /// Adds `d` to the map's count, bumping its version.
+    #[inline]
+    pub(crate) fn add_to_count(&self, d: i64) {
+        // AcqRel: see `resync_count`.
+        self.count_word()
+            .fetch_add(COUNT_VERSION.wrapping_add(d as u64), Ordering::AcqRel);
+    }
+
+    /// The map's count (clamped to the map's slots: the word may hold garbage).
+    #[inline]
+    pub(crate) fn count(&self, g: &Geometry) -> usize {
+        // Relaxed: a statistic.
+        let n = self.count_word().load(Ordering::Relaxed) & COUNT_MASK;
+        n.min(g.slots() as u64) as usize
     }
 }
 
