@@ -1061,3 +1061,40 @@ fn racing_inserts_never_overshoot_the_capacity() {
         assert_eq!(m.snapshot().len(), cap);
     }
 }
+
+/// A map in a region opened in another boot (header word 7 names another boot id): the
+/// opener removes every entry with a deadline (its clock restarted), keeps the others, and
+/// records this boot, so the next opener changes nothing.
+#[test]
+fn a_map_opened_in_another_boot_drops_its_deadlines() {
+    let region = Region::anonymous(1 << 20).unwrap();
+    let m = region
+        .map("m", MapOptions::new(300).key_max(16).value_max(16))
+        .unwrap();
+    for i in 0..100u32 {
+        m.insert(&i.to_le_bytes(), b"kept").unwrap();
+        m.insert_ttl(&(1000 + i).to_le_bytes(), b"ttl", Duration::from_secs(3600))
+            .unwrap();
+    }
+    let boot = m.raw_words()[7];
+    let ours = boot.load(Ordering::Relaxed);
+    assert_ne!(ours, 0);
+    // Reopened in this boot: nothing changes.
+    let m = region.open_map("m").unwrap();
+    assert_eq!(m.len(), 200);
+    // Another boot recorded.
+    boot.store(ours ^ 0x5555, Ordering::Relaxed);
+    let m = region.open_map("m").unwrap();
+    assert_eq!(m.len(), 100);
+    for i in 0..100u32 {
+        assert_eq!(get(m, &i.to_le_bytes()), Some(b"kept".to_vec()));
+        assert_eq!(get(m, &(1000 + i).to_le_bytes()), None);
+    }
+    assert_eq!(boot.load(Ordering::Relaxed), ours, "this boot recorded");
+    // A deadline set now survives the next opener.
+    m.insert_ttl(b"fresh", b"x", Duration::from_secs(3600)).unwrap();
+    let m = region
+        .map("m", MapOptions::new(300).key_max(16).value_max(16))
+        .unwrap();
+    assert!(m.contains(b"fresh").unwrap());
+}

@@ -535,6 +535,39 @@ impl ByteMap {
         self.at(None).insert_evicting(key, value)
     }
 
+    /// Makes a map created in another boot (header word 7 records the creator's boot)
+    /// this boot's: its deadlines count on a `CLOCK_MONOTONIC` that restarted, so every
+    /// entry with a deadline is removed, stripe by stripe under its lock; then the header
+    /// records this boot. A process killed midway leaves the old boot recorded, and the
+    /// next process to open the map does it again. Each stripe is checked again under its
+    /// lock: once another process finished (the header says this boot), nothing more is
+    /// removed, so no deadline set in this boot is taken for an old one. Run by
+    /// [`Region::map`](crate::Region::map) and the other region openers; one load when
+    /// the boots match.
+    #[cfg(not(loom))]
+    pub(crate) fn adopt_boot(&self) {
+        let here = super::layout::boot_hash();
+        // Acquire: pairs with the Release compare-exchange below, by which another process
+        // recorded this boot after its sweep.
+        let boot = |m: &ByteMap| m.words()[7].load(Ordering::Acquire);
+        let recorded = boot(self);
+        if here == 0 || recorded == here {
+            return;
+        }
+        let Ok(g) = self.geometry() else { return };
+        // Every deadline has passed (the clock says `u64::MAX`).
+        let mut clock = Clock::at(u64::MAX);
+        for s in 0..g.stripes {
+            let l = self.lock_stripe(&g, s);
+            if boot(self) == here {
+                return;
+            }
+            l.purge(&mut clock);
+        }
+        // Release: pairs with the Acquire loads above (of the processes that open next).
+        let _ = self.words()[7].compare_exchange(recorded, here, Ordering::Release, Ordering::Relaxed);
+    }
+
     /// Evicts the least recently written entry of the first stripe after `mine` that holds
     /// one and whose lock is free now; its key and value.
     #[cold]
@@ -956,10 +989,10 @@ impl<'a> ByteMapDeadline<'a> {
         match l.find_room(&p, key, &mut clock)? {
             Some(Find::Found(i, m)) => {
                 let old = l.value_vec(i, m);
-                l.write_value(i, m, value, Some(expiry), clock.now());
+                l.write_value(i, m, value, Some(expiry));
                 Ok(Some(old))
             }
-            Some(Find::Vacant(i)) if l.write_new(i, &p, key, value, expiry, clock.now()) => {
+            Some(Find::Vacant(i)) if l.write_new(i, &p, key, value, expiry) => {
                 Ok(None)
             }
             _ => Err(full(key, value)),
@@ -976,7 +1009,7 @@ impl<'a> ByteMapDeadline<'a> {
         let mut clock = Clock::new();
         match l.find_room(&p, key, &mut clock)? {
             Some(Find::Found(..)) => Ok(false),
-            Some(Find::Vacant(i)) if l.write_new(i, &p, key, value, 0, clock.now()) => Ok(true),
+            Some(Find::Vacant(i)) if l.write_new(i, &p, key, value, 0) => Ok(true),
             _ => Err(full(key, value)),
         }
     }
@@ -993,7 +1026,7 @@ impl<'a> ByteMapDeadline<'a> {
         match l.find(&p, key, &mut clock)? {
             Find::Found(i, m) => {
                 let old = l.value_vec(i, m);
-                l.write_value(i, m, value, None, clock.now());
+                l.write_value(i, m, value, None);
                 Ok(Some(old))
             }
             _ => Ok(None),
@@ -1035,7 +1068,7 @@ impl<'a> ByteMapDeadline<'a> {
             Find::Found(i, m) => {
                 let old = l.value_vec(i, m);
                 if old == current {
-                    l.write_value(i, m, new, None, clock.now());
+                    l.write_value(i, m, new, None);
                     Ok(Ok(()))
                 } else {
                     Ok(Err(Some(old)))
@@ -1078,9 +1111,9 @@ impl<'a> ByteMapDeadline<'a> {
                     return Err(UpdateError::ValueTooLong { len: v.len(), max });
                 }
                 match (slot, found) {
-                    (Some((i, m)), _) => l.write_value(i, m, v, None, clock.now()),
+                    (Some((i, m)), _) => l.write_value(i, m, v, None),
                     (None, Some(Find::Vacant(i)))
-                        if l.write_new(i, &p, key, v, 0, clock.now()) => {}
+                        if l.write_new(i, &p, key, v, 0) => {}
                     _ => return Err(UpdateError::Full),
                 }
                 Ok(r)
@@ -1105,11 +1138,11 @@ impl<'a> ByteMapDeadline<'a> {
                 let mut b = [0u8; 8];
                 copy_out(l.slot(i).value(), &mut b);
                 let n = i64::from_le_bytes(b).wrapping_add(by);
-                l.write_value(i, m, &n.to_le_bytes(), None, clock.now());
+                l.write_value(i, m, &n.to_le_bytes(), None);
                 Ok(n)
             }
             Some(Find::Vacant(i))
-                if l.write_new(i, &p, key, &init.wrapping_add(by).to_le_bytes(), 0, clock.now()) =>
+                if l.write_new(i, &p, key, &init.wrapping_add(by).to_le_bytes(), 0) =>
             {
                 Ok(init.wrapping_add(by))
             }
@@ -1129,10 +1162,10 @@ impl<'a> ByteMapDeadline<'a> {
         match l.find_room(&p, key, &mut clock)? {
             Some(Find::Found(i, m)) => {
                 let old = l.value_vec(i, m);
-                l.write_value(i, m, value, Some(0), clock.now());
+                l.write_value(i, m, value, Some(0));
                 return Ok(Evicted::Replaced(old));
             }
-            Some(Find::Vacant(i)) if l.write_new(i, &p, key, value, 0, clock.now()) => {
+            Some(Find::Vacant(i)) if l.write_new(i, &p, key, value, 0) => {
                 return Ok(Evicted::Nothing);
             }
             _ => {}
@@ -1147,7 +1180,7 @@ impl<'a> ByteMapDeadline<'a> {
             },
         };
         match l.find(&p, key, &mut clock)? {
-            Find::Vacant(i) if l.write_new(i, &p, key, value, 0, clock.now()) => {
+            Find::Vacant(i) if l.write_new(i, &p, key, value, 0) => {
                 Ok(Evicted::Entry {
                     key: evicted.0,
                     value: evicted.1,

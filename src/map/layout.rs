@@ -1,7 +1,6 @@
 //! The map's memory: header, count line, stripe heads and slots (the layout table of the
 //! [module docs](super)), and the accessors every other part goes through.
 
-use core::cell::Cell;
 #[cfg(not(loom))]
 use core::ptr::{self, NonNull};
 
@@ -9,10 +8,58 @@ use crate::lock::RawMutex;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 use super::error::MapError;
-use super::options::{Geometry, HEADER_LINES, MapOptions, SLOT_HEAD_WORDS};
+use super::options::{
+    Geometry, HEADER_LINES, MAX_CAPACITY, MAX_KEY_LEN, MAX_STRIPE_SLOTS, MAX_VALUE_LEN,
+    MapOptions, SLOT_HEAD_WORDS, STRIPE_TARGET,
+};
 
 /// Word 0 of the header: "shmmap" and the layout version 1.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"shmmap\x01\x00");
+
+/// The most stripes a map has is `2^MAX_LOG_STRIPES` (`MAX_CAPACITY / 128`).
+const MAX_LOG_STRIPES: u64 = 26;
+
+/// Header word 6: the geometry the options gave at creation (bits 0..6: log2 of the
+/// stripes; 8..17: slots per stripe; the rest zero).
+#[derive(Clone, Copy)]
+struct Packed(u64);
+
+impl Packed {
+    fn new(g: &Geometry) -> Packed {
+        Packed(u64::from(g.stripes.trailing_zeros()) | (g.sps as u64) << 8)
+    }
+    #[inline]
+    fn log_stripes(self) -> u64 {
+        self.0 & 0x3F
+    }
+    #[inline]
+    fn sps(self) -> u64 {
+        (self.0 >> 8) & 0x1FF
+    }
+    #[inline]
+    fn rest(self) -> u64 {
+        self.0 & !0x1_FF3F
+    }
+}
+
+/// A hash of this boot's `/proc/sys/kernel/random/boot_id` (never 0), read once per
+/// process; 0 if it cannot be read. Header word 7 records the creator's: deadlines on
+/// `CLOCK_MONOTONIC` mean nothing in another boot (see "TTL and eviction" in the
+/// [module docs](super)).
+#[cfg(not(loom))]
+pub(crate) fn boot_hash() -> u64 {
+    static BOOT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *BOOT.get_or_init(|| {
+        std::fs::read("/proc/sys/kernel/random/boot_id")
+            .map_or(0, |id| super::hash::sip(&[0; 16], id.trim_ascii()) | 1)
+    })
+}
+
+/// The loom build: no boot.
+#[cfg(loom)]
+pub(crate) fn boot_hash() -> u64 {
+    0
+}
 
 /// One 64-byte line of the map.
 #[cfg(not(loom))]
@@ -43,8 +90,11 @@ pub(crate) struct StripeHead {
     pub(crate) seq: AtomicU64,
     /// Entries in the stripe (written under the lock; exact once a repair has run).
     pub(crate) count: AtomicU64,
+    /// Writes of the stripe's slots so far (under the lock): the source of the slots'
+    /// write stamps, the eviction order.
+    pub(crate) writes: AtomicU64,
     /// Unused (zero).
-    _rest: [AtomicU64; 5],
+    _rest: [AtomicU64; 4],
 }
 
 #[cfg(not(loom))]
@@ -60,6 +110,7 @@ impl StripeHead {
             _pad: AtomicU32::new(0),
             seq: AtomicU64::new(0),
             count: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
             _rest: core::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
@@ -134,15 +185,6 @@ unsafe impl crate::shared::Shared for ByteMap {
     }
 }
 
-/// The object (address and length in words), its header words, and the geometry they
-/// validated to.
-type GeometryKey = (usize, usize, [u64; 6]);
-
-std::thread_local! {
-    /// The last geometry this thread validated (see [`ByteMap::geometry`]).
-    static LAST_GEOMETRY: Cell<Option<(GeometryKey, Geometry)>> = const { Cell::new(None) };
-}
-
 /// A slot's words (see the slot table in the [module docs](super)).
 #[derive(Clone, Copy)]
 pub(crate) struct Slot<'a> {
@@ -166,7 +208,7 @@ impl<'a> Slot<'a> {
     pub(crate) fn expiry(&self) -> &'a AtomicU64 {
         &self.w[2]
     }
-    /// The stamp: `CLOCK_MONOTONIC` nanoseconds of the last write (eviction order).
+    /// The stamp: the stripe's write counter at the slot's last write (eviction order).
     #[inline]
     pub(crate) fn stamp(&self) -> &'a AtomicU64 {
         &self.w[3]
@@ -376,46 +418,81 @@ impl ByteMap {
     /// Reads the header once and validates it against the object's length: the local
     /// copy every operation works from.
     ///
-    /// The last geometry a thread validated is kept per thread with the header words and
-    /// the object it came from: a header read equal to it (six word compares) reuses it.
+    /// The geometry is recorded in the header at creation (word 6), so this is a few
+    /// loads and integer checks: the options in range, the recorded geometry consistent
+    /// with them: its size equal to the object's (whose length is this process's own
+    /// pointer metadata), the stripes the capacity rule gives, room for the capacity.
+    /// Whatever the words hold, a geometry that passes indexes only
+    /// inside the object.
     #[inline]
     pub(crate) fn geometry(&self) -> Result<Geometry, MapError> {
         let w = self.words();
+        let Some(h) = w.get(..8) else {
+            return Err(MapError::Corrupt {
+                reason: "the map object is shorter than its header",
+            });
+        };
         // Relaxed: the header is written once, before the map is shared (a region
         // publishes the object with a release store after `init`; a heap map is built
-        // before it is shared).
-        let h: [u64; 6] = core::array::from_fn(|i| w[i].load(Ordering::Relaxed));
-        let key = (w.as_ptr() as usize, w.len(), h);
-        if let Some((k, g)) = LAST_GEOMETRY.with(Cell::get)
-            && k == key
-        {
-            return Ok(g);
-        }
-        let g = Self::validate_header(h, self.line_count())?;
-        LAST_GEOMETRY.with(|c| c.set(Some((key, g))));
-        Ok(g)
+        // before it is shared); a process that rewrites it later is hostile, and every
+        // value is validated below.
+        let h: [u64; 7] = core::array::from_fn(|i| h[i].load(Ordering::Relaxed));
+        Self::validate_header(h, self.line_count()).ok_or(MapError::Corrupt {
+            reason: "the map header is not one a map of this size has",
+        })
     }
 
     /// Validates header words `h` against an object of `lines` lines.
-    fn validate_header(h: [u64; 6], lines: usize) -> Result<Geometry, MapError> {
-        let corrupt = |reason| MapError::Corrupt { reason };
-        if h[0] != MAGIC {
-            return Err(corrupt("bad magic in the map header"));
+    #[inline]
+    fn validate_header(h: [u64; 7], lines: usize) -> Option<Geometry> {
+        let (capacity, key_max, value_max) = (h[1], h[2], h[3]);
+        let packed = Packed(h[6]);
+        let (log_stripes, sps) = (packed.log_stripes(), packed.sps());
+        // Ranges first: they keep every product below 2^64 (stripes ≤ 2^26, sps ≤ 256,
+        // slot words ≤ 4 + 128 + 8192).
+        if h[0] != MAGIC
+            || capacity == 0
+            || capacity > MAX_CAPACITY as u64
+            || key_max == 0
+            || key_max > MAX_KEY_LEN as u64
+            || value_max > MAX_VALUE_LEN as u64
+            || log_stripes > MAX_LOG_STRIPES
+            || sps == 0
+            || sps > MAX_STRIPE_SLOTS as u64
+            || packed.rest() != 0
+        {
+            return None;
         }
-        let as_usize =
-            |v: u64| usize::try_from(v).map_err(|_| corrupt("header field out of range"));
-        let options = MapOptions::new(as_usize(h[1])?)
-            .key_max(as_usize(h[2])?)
-            .value_max(as_usize(h[3])?);
-        let mut g = options
-            .geometry()
-            .ok_or(corrupt("header options out of range"))?;
-        if g.lines != lines {
-            return Err(corrupt("header options do not match the object's size"));
+        let stripes = 1u64 << log_stripes;
+        // The capacity rule's stripes, and room for the capacity.
+        if capacity.div_ceil(STRIPE_TARGET as u64).next_power_of_two() != stripes
+            || capacity > stripes * sps
+        {
+            return None;
         }
-        g.seed[..8].copy_from_slice(&h[4].to_le_bytes());
-        g.seed[8..].copy_from_slice(&h[5].to_le_bytes());
-        Ok(g)
+        let key_words = key_max.div_ceil(8);
+        let value_words = value_max.div_ceil(8);
+        let slot_words = SLOT_HEAD_WORDS as u64 + key_words + value_words;
+        let slot_lines = (stripes * sps * slot_words).div_ceil(8);
+        if HEADER_LINES as u64 + stripes + slot_lines != lines as u64 {
+            return None;
+        }
+        let mut seed = [0u8; 16];
+        seed[..8].copy_from_slice(&h[4].to_le_bytes());
+        seed[8..].copy_from_slice(&h[5].to_le_bytes());
+        // The `as` casts: every value is at most `lines` (a `usize`) or the ranges above.
+        Some(Geometry {
+            options: MapOptions::new(capacity as usize)
+                .key_max(key_max as usize)
+                .value_max(value_max as usize),
+            stripes: stripes as usize,
+            sps: sps as usize,
+            key_words: key_words as usize,
+            value_words: value_words as usize,
+            slot_words: slot_words as usize,
+            lines,
+            seed,
+        })
     }
 
     /// Writes the header of a fresh (all-zero) object.
@@ -423,6 +500,7 @@ impl ByteMap {
         let w = self.words();
         let lo = u64::from_le_bytes(seed[..8].try_into().unwrap_or([0; 8]));
         let hi = u64::from_le_bytes(seed[8..].try_into().unwrap_or([0; 8]));
+        let packed = options.geometry().map_or(0, |g| Packed::new(&g).0);
         let vals = [
             MAGIC,
             options.capacity() as u64,
@@ -430,6 +508,8 @@ impl ByteMap {
             options.value_max_len() as u64,
             lo,
             hi,
+            packed,
+            boot_hash(),
         ];
         for (word, v) in w.iter().zip(vals) {
             // Relaxed: see `geometry`; the object is published after this.

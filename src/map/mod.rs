@@ -54,9 +54,9 @@
 //!
 //! | lines | content |
 //! |-------|---------|
-//! | 0 | header, written once at creation: magic `"shmmap\x01\0"`, capacity, key_max, value_max, seed (2 words), 2 zero words |
-//! | 1 | the map's entry count (one word; the rest zero) |
-//! | 2 .. 2 + stripes | one stripe head per line: lock (a robust [`RawMutex`](crate::RawMutex)), 4 zero bytes, structure sequence, entry count, 5 zero words |
+//! | 0 | header, written once at creation: magic `"shmmap\x01\0"`, capacity, key_max, value_max, seed (2 words), geometry (bits 0..6 log2 of the stripes, 8..17 slots per stripe), a hash of the creator's boot id (rewritten once by the first process to open the map in another boot) |
+//! | 1 | the map's entry count (bits 0..40; 40..64 a version bumped by each change; the rest of the line zero) |
+//! | 2 .. 2 + stripes | one stripe head per line: lock (a robust [`RawMutex`](crate::RawMutex)), 4 zero bytes, structure sequence, entry count, write counter, 4 zero words |
 //! | then | the slots, stripe after stripe, `slots_per_stripe` each, packed (not line-aligned) |
 //!
 //! A slot is `4 + ceil(key_max / 8) + ceil(value_max / 8)` words:
@@ -66,7 +66,7 @@
 //! | 0 | sequence: odd while a writer writes the slot |
 //! | 1 | meta: bits 0..2 state (0 empty, 1 full; 2 and 3 are garbage), 2..13 key length, 13..30 value length, 30..32 zero, 32..40 home slot in the stripe, 40..64 tag (bits 8..32 of the key's hash); an empty slot's meta is 0 |
 //! | 2 | expiry: `CLOCK_MONOTONIC` nanoseconds, 0 = never |
-//! | 3 | stamp: `CLOCK_MONOTONIC` nanoseconds of the last write (eviction order) |
+//! | 3 | stamp: the stripe's write counter at the slot's last write (eviction order within the stripe) |
 //! | 4 .. | key, little-endian words, zero-padded; then the value, likewise |
 //!
 //! # Hashing
@@ -190,7 +190,14 @@
 //! # TTL and eviction
 //!
 //! [`insert_ttl`](ByteMap::insert_ttl) gives an entry a deadline on `CLOCK_MONOTONIC`,
-//! which is one clock for all processes of one boot. From its deadline on the entry
+//! which is one clock for all processes of one boot. A map in a file outlives the boot:
+//! the header records the creator's boot (a hash of `/proc/sys/kernel/random/boot_id`),
+//! and the first process to open the map in another boot (through [`Region::map`](crate::Region::map),
+//! [`Region::open_map`](crate::Region::open_map) or
+//! [`Region::typed_map`](crate::Region::typed_map)) removes every entry with a deadline
+//! before it records its own boot: after a reboot every deadline counts as passed.
+//! Entries without a deadline and the eviction order (per-stripe write counters, no
+//! clock) carry over. A writer reads the clock only for an entry with a deadline. From its deadline on the entry
 //! reads as absent everywhere. It still takes its slot, and counts in `len`, until a
 //! writer reclaims it: a writer removes every expired entry it meets on its key's probe
 //! run, a writer that finds no room removes every expired entry of its stripe, and
@@ -200,8 +207,8 @@
 //!
 //! [`insert_evicting`](ByteMap::insert_evicting) makes room in a full map by evicting an
 //! entry of the key's stripe: an expired one (it reclaims them first), else the one with
-//! the oldest write stamp (least recently *written*: readers write nothing, so reads do
-//! not refresh an entry). If the key's stripe holds no entry (the others hold
+//! the oldest write stamp (least recently *written*, by the stripe's write counter:
+//! readers write nothing, so reads do not refresh an entry). If the key's stripe holds no entry (the others hold
 //! `capacity`), it evicts from the next stripe that holds one and whose lock is free at
 //! that moment (`try_lock`: it never waits for a lock while holding one). It tells the
 //! caller what it evicted ([`Evicted`]); it fails with `Full` only if every other stripe
@@ -210,9 +217,12 @@
 //! # Hostile bytes
 //!
 //! Any bytes may be found anywhere in the map. Every operation reads the header once and
-//! validates it (magic, option ranges, and the layout those options give against the
-//! object's length, which comes from the process's own mapping) and uses only that local
-//! copy; a bad header is [`MapError::Corrupt`]. Every probe, shift and repair pass is
+//! validates it (magic, option ranges, and the size of the layout the header records
+//! against the object's length, which comes from the process's own mapping: a few integer
+//! checks) and uses only that local copy; a bad header is [`MapError::Corrupt`]. A
+//! garbage map count or stripe count makes inserts fail `Full` or `len` read wrong until
+//! the next repair recounts; a garbage boot word makes the next opener drop the entries
+//! with a deadline. Every probe, shift and repair pass is
 //! bounded by `slots_per_stripe`; the lengths and home slot in a meta word are checked
 //! against the validated options before use, each time the word is read (another process
 //! may rewrite it between two reads, even during a repair), and a slot with an impossible meta reads as another key

@@ -37,6 +37,11 @@ impl Clock {
     pub(crate) fn new() -> Self {
         Clock(None)
     }
+    /// A clock that reads `now` (for tests of deadlines and for making every deadline
+    /// passed).
+    pub(crate) fn at(now: u64) -> Self {
+        Clock(Some(now))
+    }
     pub(crate) fn now(&mut self) -> u64 {
         *self.0.get_or_insert_with(now_ns)
     }

@@ -83,6 +83,7 @@ impl Region {
     pub fn open_map(&self, name: &str) -> Result<&ByteMap, MapOpenError> {
         let m = self.get::<ByteMap>(name)?;
         m.geometry().map_err(|e| corrupt(name, e))?;
+        m.adopt_boot();
         Ok(m)
     }
 
@@ -151,6 +152,7 @@ impl Region {
                 found: found.options,
             });
         }
+        m.bytes().adopt_boot();
         Ok(m)
     }
 }

@@ -205,6 +205,16 @@ impl<'a> Locked<'a> {
         v
     }
 
+    /// The stripe's next write stamp: its write counter, advanced (the eviction order: a
+    /// smaller stamp is an older write; compared only within the stripe).
+    #[inline]
+    fn tick(&self) -> u64 {
+        // Relaxed: written and read only under the lock.
+        let t = self.head.writes.load(Ordering::Relaxed).wrapping_add(1);
+        self.head.writes.store(t, Ordering::Relaxed);
+        t
+    }
+
     /// Makes slot `i`'s sequence odd: the start of a write of the slot.
     #[inline]
     fn begin_write(&self, slot: &super::layout::Slot<'_>) -> u64 {
@@ -254,7 +264,6 @@ impl<'a> Locked<'a> {
         key: &[u8],
         value: &[u8],
         expiry: u64,
-        now: u64,
     ) -> bool {
         if !self.reserve() {
             return false;
@@ -270,7 +279,7 @@ impl<'a> Locked<'a> {
         store_words(slot.value(), value);
         // Relaxed: published by `end_write`.
         slot.expiry().store(expiry, Ordering::Relaxed);
-        slot.stamp().store(now, Ordering::Relaxed);
+        slot.stamp().store(self.tick(), Ordering::Relaxed);
         slot.meta().store(
             Meta::full(key.len(), value.len(), p.home, p.tag).0,
             Ordering::Relaxed,
@@ -288,7 +297,6 @@ impl<'a> Locked<'a> {
         m: Meta,
         value: &[u8],
         expiry: Option<u64>,
-        now: u64,
     ) {
         let slot = self.slot(i);
         let odd = self.begin_write(&slot);
@@ -298,7 +306,7 @@ impl<'a> Locked<'a> {
         if let Some(e) = expiry {
             slot.expiry().store(e, Ordering::Relaxed);
         }
-        slot.stamp().store(now, Ordering::Relaxed);
+        slot.stamp().store(self.tick(), Ordering::Relaxed);
         slot.meta()
             .store(m.with_value_len(value.len()).0, Ordering::Relaxed);
         self.end_write(&slot, odd);
