@@ -12,7 +12,15 @@ use super::options::Geometry;
 /// implementation reads its 16-byte key).
 #[inline]
 pub(crate) fn sip(seed: &[u8; 16], key: &[u8]) -> u64 {
-    let mut h = SipHasher24::new_with_key(seed);
+    let k0 = u64::from_le_bytes(core::array::from_fn(|i| seed[i]));
+    let k1 = u64::from_le_bytes(core::array::from_fn(|i| seed[8 + i]));
+    sip_keys([k0, k1], key)
+}
+
+/// [`sip`] with the seed as its two little-endian words (`k0`, `k1`).
+#[inline]
+pub(crate) fn sip_keys(keys: [u64; 2], key: &[u8]) -> u64 {
+    let mut h = SipHasher24::new_with_keys(keys[0], keys[1]);
     h.write(key);
     h.finish()
 }

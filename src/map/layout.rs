@@ -424,7 +424,7 @@ impl ByteMap {
     /// pointer metadata), the stripes the capacity rule gives, room for the capacity.
     /// Whatever the words hold, a geometry that passes indexes only
     /// inside the object.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn geometry(&self) -> Result<Geometry, MapError> {
         let w = self.words();
         let Some(h) = w.get(..8) else {
@@ -443,7 +443,7 @@ impl ByteMap {
     }
 
     /// Validates header words `h` against an object of `lines` lines.
-    #[inline]
+    #[inline(always)]
     fn validate_header(h: [u64; 7], lines: usize) -> Option<Geometry> {
         let (capacity, key_max, value_max) = (h[1], h[2], h[3]);
         let packed = Packed(h[6]);
@@ -477,9 +477,6 @@ impl ByteMap {
         if HEADER_LINES as u64 + stripes + slot_lines != lines as u64 {
             return None;
         }
-        let mut seed = [0u8; 16];
-        seed[..8].copy_from_slice(&h[4].to_le_bytes());
-        seed[8..].copy_from_slice(&h[5].to_le_bytes());
         // The `as` casts: every value is at most `lines` (a `usize`) or the ranges above.
         Some(Geometry {
             options: MapOptions::new(capacity as usize)
@@ -491,7 +488,7 @@ impl ByteMap {
             value_words: value_words as usize,
             slot_words: slot_words as usize,
             lines,
-            seed,
+            seed: [h[4], h[5]],
         })
     }
 

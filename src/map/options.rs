@@ -130,7 +130,7 @@ impl MapOptions {
             value_words,
             slot_words,
             lines,
-            seed: [0; 16],
+            seed: [0; 2],
         })
     }
 }
@@ -161,8 +161,9 @@ pub(crate) struct Geometry {
     pub(crate) slot_words: usize,
     /// Total 64-byte lines of the object.
     pub(crate) lines: usize,
-    /// The hash seed.
-    pub(crate) seed: [u8; 16],
+    /// The hash seed, as SipHash's two key words (`k0`, `k1`: the seed's bytes 0..8 and
+    /// 8..16, little-endian).
+    pub(crate) seed: [u64; 2],
 }
 
 impl Geometry {

@@ -7,7 +7,7 @@ use std::time::Instant;
 use crate::wait::{SPIN_LIMIT, Slices};
 
 use super::error::MapError;
-use super::hash::{Place, place, sip};
+use super::hash::{Place, place, sip_keys};
 use super::layout::{ByteMap, Meta, copy_out, expired, key_equals, now_ns};
 use super::options::Geometry;
 
@@ -53,7 +53,7 @@ impl Clock {
 
 impl ByteMap {
     /// The validated geometry and the place of `key`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn locate(&self, key: &[u8]) -> Result<(Geometry, Place), MapError> {
         let g = self.geometry()?;
         if key.len() > g.options.key_max_len() {
@@ -62,7 +62,7 @@ impl ByteMap {
                 max: g.options.key_max_len(),
             });
         }
-        let p = place(&g, sip(&g.seed, key));
+        let p = place(&g, sip_keys(g.seed, key));
         Ok((g, p))
     }
 

@@ -6,7 +6,7 @@
 use crate::failpoint::{self, Point};
 use crate::sync::Ordering;
 
-use super::hash::{place, sip};
+use super::hash::{place, sip_keys};
 use super::layout::{Meta, copy_out};
 use super::read::next;
 use super::write::{Locked, dist};
@@ -36,7 +36,7 @@ impl Locked<'_> {
                     || (m.full_and_valid(&self.g) && {
                         let k = &mut key[..m.key_len()];
                         copy_out(slot.key(), k);
-                        let p = place(&self.g, sip(&self.g.seed, k));
+                        let p = place(&self.g, sip_keys(self.g.seed, k));
                         p.stripe == self.s && p.home == m.home() && p.tag == m.tag()
                     }));
             if !keep {
