@@ -760,6 +760,7 @@ impl ByteMap {
     }
 
     /// Checks the key and value lengths, and locks the key's stripe.
+    #[inline(always)]
     fn lock_for(
         &self,
         key: &[u8],
@@ -782,6 +783,7 @@ impl Locked<'_> {
     /// [`find`](Self::find) for a key that may be added: `Found`, `Vacant` if the map has
     /// room for it (reclaiming the stripe's expired entries if that makes room), or `None`
     /// (no room).
+    #[inline]
     fn find_room(
         &self,
         p: &Place,

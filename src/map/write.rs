@@ -56,13 +56,14 @@ impl ByteMap {
     /// Locks stripe `s`, repairing it first if its last writer died mid-protocol (or its
     /// structure sequence is odd without a writer). Waits for a live holder as long as it
     /// holds (a stopped one too).
+    #[inline(always)]
     pub(crate) fn lock_stripe(&self, g: &Geometry, s: usize) -> Locked<'_> {
         let a = self.head(g, s).lock.lock();
         self.locked(g, s, a)
     }
 
     /// [`lock_stripe`](Self::lock_stripe) that gives up at `dl` (if any).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn lock_stripe_until(
         &self,
         g: &Geometry,
@@ -85,7 +86,7 @@ impl ByteMap {
     }
 
     /// The guard of stripe `s`'s lock, just acquired as `a`; repairs the stripe if needed.
-    #[inline]
+    #[inline(always)]
     fn locked(&self, g: &Geometry, s: usize, a: Acquired) -> Locked<'_> {
         let head = self.head(g, s);
         let l = Locked {
@@ -110,6 +111,7 @@ impl<'a> Locked<'a> {
 
     /// Finds `key` (at `p`), reclaiming expired entries met on its probe run; repairs the
     /// stripe once if it meets bytes no writer leaves.
+    #[inline]
     pub(crate) fn find(&self, p: &Place, key: &[u8], clock: &mut Clock) -> Result<Find, MapError> {
         for _ in 0..2 {
             match self.find_once(p, key, clock, true) {
@@ -142,6 +144,7 @@ impl<'a> Locked<'a> {
         })
     }
 
+    #[inline]
     fn find_once(
         &self,
         p: &Place,
@@ -200,7 +203,7 @@ impl<'a> Locked<'a> {
 
     /// The value of slot `i` as a fresh vector.
     pub(crate) fn value_vec(&self, i: usize, m: Meta) -> Vec<u8> {
-        let mut v = Vec::new();
+        let mut v = Vec::with_capacity(m.value_len());
         self.copy_value(i, m, &mut v);
         v
     }
