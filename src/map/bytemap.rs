@@ -11,7 +11,7 @@ use super::error::{IncrError, InsertError, MapError, UpdateError};
 use super::hash::Place;
 use super::layout::{ByteMap, Meta, copy_out, now_ns};
 use super::options::{Geometry, MapOptions};
-use super::read::{Clock, READ_RETRIES, next};
+use super::read::{Clock, Out, READ_RETRIES, next};
 use super::write::{Find, Locked};
 
 /// What an [`update`](ByteMap::update) closure decides: keep the entry as it is, set a
@@ -48,8 +48,12 @@ pub enum Evicted<K = Vec<u8>, V = Vec<u8>> {
     },
 }
 
+/// The longest value [`ByteMap::get_with`] copies to the stack.
+const STACK_VALUE: usize = 128;
+
 std::thread_local! {
-    /// The copy a [`ByteMap::get_with`] closure sees (grown once per thread).
+    /// The copy a [`ByteMap::get_with`] closure sees for a value longer than
+    /// `STACK_VALUE` bytes (grown once per thread).
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -243,8 +247,9 @@ impl ByteMap {
     }
 
     /// Calls `f` with the value of `key`, if present. `f` sees a consistent private copy
-    /// (in a per-thread buffer, grown once: no allocation after the first call with a
-    /// value that long, except when `f` itself calls `get_with` on this thread).
+    /// (on the stack for a value of up to 128 bytes; else in a per-thread buffer, grown
+    /// once: no allocation after the first call with a value that long, except when `f`
+    /// itself calls `get_with` on this thread).
     ///
     /// # Errors
     ///
@@ -909,7 +914,7 @@ impl<'a> ByteMapDeadline<'a> {
     /// (alive, or stopped) is in the middle of a write; else as for [`ByteMap::get`].
     pub fn get(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool, MapError> {
         out.clear();
-        let found = self.map.read(key, Some(out), self.dl)?;
+        let found = self.map.read(key, Out::Vec(out), self.dl)?;
         if !found {
             out.clear();
         }
@@ -926,9 +931,19 @@ impl<'a> ByteMapDeadline<'a> {
         key: &[u8],
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<Option<R>, MapError> {
+        // A value up to `STACK_VALUE` bytes is copied to the stack; a longer one into the
+        // thread's scratch buffer.
+        let mut stack = [0u8; STACK_VALUE];
+        let mut len = 0;
+        if !self.map.read(key, Out::Buf(&mut stack, &mut len), self.dl)? {
+            return Ok(None);
+        }
+        if let Some(v) = stack.get(..len) {
+            return Ok(Some(f(v)));
+        }
         SCRATCH.with(|s| match s.try_borrow_mut() {
             Ok(mut buf) => {
-                if self.map.read(key, Some(&mut buf), self.dl)? {
+                if self.map.read(key, Out::Vec(&mut buf), self.dl)? {
                     // The closure runs with the buffer released, so that it may call
                     // `get_with` again.
                     let v = core::mem::take(&mut *buf);
@@ -942,7 +957,10 @@ impl<'a> ByteMapDeadline<'a> {
             }
             Err(_) => {
                 let mut buf = Vec::new();
-                Ok(self.map.read(key, Some(&mut buf), self.dl)?.then(|| f(&buf)))
+                Ok(self
+                    .map
+                    .read(key, Out::Vec(&mut buf), self.dl)?
+                    .then(|| f(&buf)))
             }
         })
     }
@@ -953,7 +971,7 @@ impl<'a> ByteMapDeadline<'a> {
     ///
     /// As for [`get`](Self::get).
     pub fn contains(&self, key: &[u8]) -> Result<bool, MapError> {
-        self.map.read(key, None, self.dl)
+        self.map.read(key, Out::Nothing, self.dl)
     }
 
     /// [`ByteMap::insert`], giving up at the deadline.

@@ -1,7 +1,7 @@
 //! The reader's side: optimistic, validated lookups that write nothing shared (the
 //! "Readers" part of the protocol in the [module docs](super)).
 
-use crate::sync::{Ordering, fence, spin_loop};
+use crate::sync::{AtomicU64, Ordering, fence, spin_loop};
 use std::time::Instant;
 
 use crate::wait::{SPIN_LIMIT, Slices};
@@ -66,13 +66,14 @@ impl ByteMap {
         Ok((g, p))
     }
 
-    /// Looks `key` up; if found (and not expired) and `out` is given, copies its value
-    /// there (resized to the value's length). Whether it was found. Gives up at `dl` (if
-    /// any) while a writer holds up the lookup.
+    /// Looks `key` up; if found (and not expired), copies its value into `out` (see
+    /// [`Out`]). Whether it was found. Gives up at `dl` (if any) while a writer holds up
+    /// the lookup.
+    #[inline]
     pub(crate) fn read(
         &self,
         key: &[u8],
-        mut out: Option<&mut Vec<u8>>,
+        mut out: Out<'_>,
         dl: Option<Instant>,
     ) -> Result<bool, MapError> {
         let (g, p) = self.locate(key)?;
@@ -81,7 +82,7 @@ impl ByteMap {
         let mut changes = 0;
         let mut slices: Option<Slices> = None;
         loop {
-            match self.try_read(&g, &p, key, &mut clock, out.as_deref_mut()) {
+            match self.try_read(&g, &p, key, &mut clock, out.reborrow()) {
                 Ok(found) => return Ok(found),
                 Err(Raced::Changed) => {
                     changes += 1;
@@ -128,7 +129,7 @@ impl ByteMap {
         p: &Place,
         key: &[u8],
         clock: &mut Clock,
-        mut out: Option<&mut Vec<u8>>,
+        mut out: Out<'_>,
     ) -> Result<bool, Raced> {
         let head = self.head(g, p.stripe);
         // Acquire pairs with the Release store that ends a structure change (`end_move`):
@@ -158,11 +159,7 @@ impl ByteMap {
             {
                 // Relaxed: validated by the recheck below.
                 let expiry = slot.expiry().load(Ordering::Relaxed);
-                if let Some(out) = out.as_deref_mut() {
-                    out.clear();
-                    out.resize(m.value_len(), 0);
-                    copy_out(slot.value(), out);
-                }
+                out.fill(slot.value(), m.value_len());
                 // Acquire fence: if a load above saw a store of a write that started after
                 // `q`, the writer's Release fence after its odd store (`begin_write`)
                 // synchronises with this fence, and the recheck sees the odd value or later.
@@ -196,18 +193,58 @@ impl ByteMap {
         p: &Place,
         key: &[u8],
         clock: &mut Clock,
-        out: Option<&mut Vec<u8>>,
+        mut out: Out<'_>,
         dl: Option<Instant>,
     ) -> Result<bool, MapError> {
         let l = self.lock_stripe_until(g, p.stripe, dl)?;
         match l.find_readonly(p, key, clock)? {
             Some((i, m)) => {
-                if let Some(out) = out {
-                    l.copy_value(i, m, out);
-                }
+                out.fill(l.slot(i).value(), m.value_len());
                 Ok(true)
             }
             None => Ok(false),
+        }
+    }
+}
+
+/// Where a read copies the value it found.
+pub(crate) enum Out<'a> {
+    /// Nowhere (`contains`).
+    Nothing,
+    /// Into this vector, resized to the value's length.
+    Vec(&'a mut Vec<u8>),
+    /// Into the front of this buffer; the value's length is stored in the `usize` (a
+    /// value longer than the buffer is cut to it: the caller reads it again into a vector).
+    Buf(&'a mut [u8], &'a mut usize),
+}
+
+impl Out<'_> {
+    /// The same destination, borrowed for one attempt.
+    #[inline]
+    fn reborrow(&mut self) -> Out<'_> {
+        match self {
+            Out::Nothing => Out::Nothing,
+            Out::Vec(v) => Out::Vec(v),
+            Out::Buf(b, n) => Out::Buf(b, n),
+        }
+    }
+
+    /// Copies a value of `len` bytes (at most the words' bytes: a validated meta's
+    /// length) out of `words`.
+    #[inline]
+    fn fill(&mut self, words: &[AtomicU64], len: usize) {
+        match self {
+            Out::Nothing => {}
+            Out::Vec(v) => {
+                v.clear();
+                v.resize(len, 0);
+                copy_out(words, v);
+            }
+            Out::Buf(b, n) => {
+                **n = len;
+                let fit = len.min(b.len());
+                copy_out(words, &mut b[..fit]);
+            }
         }
     }
 }
