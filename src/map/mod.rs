@@ -74,8 +74,8 @@
 //! A key's hash is SipHash-2-4 (Aumasson and Bernstein's reference function, made to
 //! resist hash flooding) of the key's bytes alone, keyed by the map's 16-byte seed as the
 //! reference implementation reads its key (`k0` = seed bytes 0..8, `k1` = 8..16,
-//! little-endian), computed with the `siphasher` crate: the same in every process, build and
-//! Rust version. The seed is random (`getrandom`) per map, chosen at creation and stored in
+//! little-endian), computed in one pass over the key (checked against the reference
+//! vector and the `siphasher` crate): the same in every process, build and Rust version. The seed is random (`getrandom`) per map, chosen at creation and stored in
 //! the header ([`ByteMap::with_seed`] fixes it for tests). From the 64-bit hash `h`: stripe
 //! = `h mod stripes` (a power of two), home slot = `(h >> 32) * slots_per_stripe >> 32`,
 //! tag = bits 8..32.
