@@ -445,7 +445,9 @@ impl ByteMap {
     ///
     /// `f` runs with the key's stripe locked: other writers of that stripe wait for it
     /// (readers do not). Keep it short, and do not touch the same map from it (a write to
-    /// the same stripe would deadlock). If `f` panics, nothing changes.
+    /// the same stripe would deadlock: the lock is not reentrant). If `f` panics, the
+    /// lock is released and the key's entry is as it was (expired entries met on its probe
+    /// run may have been reclaimed before `f` ran).
     ///
     /// # Errors
     ///

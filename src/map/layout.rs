@@ -234,7 +234,7 @@ impl<'a> Slot<'a> {
 /// | 13..30 | value length (bytes, ≤ `value_max`)             |
 /// | 30..32 | zero                                            |
 /// | 32..40 | home slot in the stripe (< slots per stripe)    |
-/// | 40..64 | tag: bits 8..32 of the key's hash               |
+/// | 40..64 | tag: bits 26..50 of the key's hash              |
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Meta(pub(crate) u64);
 

@@ -64,7 +64,7 @@
 //! | word | content |
 //! |------|---------|
 //! | 0 | sequence: odd while a writer writes the slot |
-//! | 1 | meta: bits 0..2 state (0 empty, 1 full; 2 and 3 are garbage), 2..13 key length, 13..30 value length, 30..32 zero, 32..40 home slot in the stripe, 40..64 tag (bits 8..32 of the key's hash); an empty slot's meta is 0 |
+//! | 1 | meta: bits 0..2 state (0 empty, 1 full; 2 and 3 are garbage), 2..13 key length, 13..30 value length, 30..32 zero, 32..40 home slot in the stripe, 40..64 tag (bits 26..50 of the key's hash); an empty slot's meta is 0 |
 //! | 2 | expiry: `CLOCK_MONOTONIC` nanoseconds, 0 = never |
 //! | 3 | stamp: the stripe's write counter at the slot's last write (eviction order within the stripe) |
 //! | 4 .. | key, little-endian words, zero-padded; then the value, likewise |
@@ -78,7 +78,7 @@
 //! vector and the `siphasher` crate): the same in every process, build and Rust version. The seed is random (`getrandom`) per map, chosen at creation and stored in
 //! the header ([`ByteMap::with_seed`] fixes it for tests). From the 64-bit hash `h`: stripe
 //! = `h mod stripes` (a power of two), home slot = `(h >> 32) * slots_per_stripe >> 32`,
-//! tag = bits 8..32.
+//! tag = bits 26..50 (clear of the stripe bits, at most 26).
 //!
 //! # Capacity
 //!
