@@ -338,7 +338,10 @@ fn map_concurrent_inserts_never_exceed_the_capacity() {
     // Two keys of different stripes, found while the map is empty.
     let stripe = |k: &[u8]| stripe_of(m, k);
     let a = key(1000);
-    let b = (1001..2000).map(key).find(|k| stripe(k) != stripe(&a)).unwrap();
+    let b = (1001..2000)
+        .map(key)
+        .find(|k| stripe(k) != stripe(&a))
+        .unwrap();
     for i in 0..cap as u32 - 1 {
         m.insert(&key(i), &value(i)).unwrap();
     }

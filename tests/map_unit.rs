@@ -857,7 +857,11 @@ fn repair_survives_a_concurrent_garbage_meta(garbage: u64) {
         m.insert(&i.to_le_bytes(), b"v").unwrap();
     }
     let stop = std::sync::atomic::AtomicBool::new(false);
-    let rounds = if cfg!(debug_assertions) { 2_000 } else { 20_000 };
+    let rounds = if cfg!(debug_assertions) {
+        2_000
+    } else {
+        20_000
+    };
     std::thread::scope(|s| {
         let (m, stop) = (&m, &stop);
         s.spawn(move || {
@@ -874,7 +878,10 @@ fn repair_survives_a_concurrent_garbage_meta(garbage: u64) {
             }
         }));
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        assert!(r.is_ok(), "a repair panicked under a concurrent garbage meta");
+        assert!(
+            r.is_ok(),
+            "a repair panicked under a concurrent garbage meta"
+        );
     });
 }
 
@@ -925,9 +932,17 @@ fn a_removal_stopped_by_a_garbage_meta_repairs_the_stripe() {
     assert_eq!((b, c), ((h + 1) % sps, (h + 2) % sps));
     // A slot is 4 + 2 + 3 = 9 words; `raw_words` puts slot 0 at 16. State 2 is garbage.
     m.raw_words()[16 + b * 9 + 1].store(2, Ordering::Relaxed);
-    assert_eq!(get(&m, &keys[2]), Some(keys[2].clone()), "readable past the garbage");
+    assert_eq!(
+        get(&m, &keys[2]),
+        Some(keys[2].clone()),
+        "readable past the garbage"
+    );
     assert_eq!(m.remove(&keys[0]).unwrap(), Some(keys[0].clone()));
-    assert_eq!(get(&m, &keys[2]), Some(keys[2].clone()), "cut off by the removal");
+    assert_eq!(
+        get(&m, &keys[2]),
+        Some(keys[2].clone()),
+        "cut off by the removal"
+    );
     // One copy of it: an insert replaces it rather than adding a second.
     assert_eq!(m.insert(&keys[2], b"new").unwrap(), Some(keys[2].clone()));
     assert_eq!(m.raw_slots().iter().filter(|e| e.3 == keys[2]).count(), 1);
@@ -980,8 +995,14 @@ fn timed_calls_give_up_behind_a_writer_that_does_not_finish() {
             Err(MapError::Timeout)
         );
         assert!(t.elapsed() >= Duration::from_millis(30), "gave up early");
-        assert_eq!(m.get_with_until(b"busy", |v| v.len(), soon()), Err(MapError::Timeout));
-        assert_eq!(m.with_deadline(soon()).contains(b"busy"), Err(MapError::Timeout));
+        assert_eq!(
+            m.get_with_until(b"busy", |v| v.len(), soon()),
+            Err(MapError::Timeout)
+        );
+        assert_eq!(
+            m.with_deadline(soon()).contains(b"busy"),
+            Err(MapError::Timeout)
+        );
         // A reader of another key of the stripe is not held up.
         assert_eq!(m.try_get(b"other", &mut out), Ok(true));
         assert_eq!(out, b"2");
@@ -992,14 +1013,22 @@ fn timed_calls_give_up_behind_a_writer_that_does_not_finish() {
         assert!(t.elapsed() >= Duration::from_millis(25), "gave up early");
         let w = m.with_deadline(Instant::now());
         assert_eq!(w.add(b"new", b"x"), Err(InsertError::Timeout));
-        assert_eq!(w.insert_ttl(b"new", b"x", Duration::from_secs(1)), Err(InsertError::Timeout));
+        assert_eq!(
+            w.insert_ttl(b"new", b"x", Duration::from_secs(1)),
+            Err(InsertError::Timeout)
+        );
         assert_eq!(w.insert_evicting(b"new", b"x"), Err(InsertError::Timeout));
         assert_eq!(w.replace(b"other", b"x"), Err(MapError::Timeout));
         assert_eq!(w.remove(b"other"), Err(MapError::Timeout));
-        assert_eq!(w.compare_exchange(b"other", b"2", b"3"), Err(MapError::Timeout));
+        assert_eq!(
+            w.compare_exchange(b"other", b"2", b"3"),
+            Err(MapError::Timeout)
+        );
         assert_eq!(w.incr(b"n", 1, 0), Err(IncrError::Timeout));
         assert_eq!(
-            w.update(b"other", |_| -> Update<(), Vec<u8>> { panic!("called past the deadline") }),
+            w.update(b"other", |_| -> Update<(), Vec<u8>> {
+                panic!("called past the deadline")
+            }),
             Err(UpdateError::Timeout)
         );
         // The typed map: its one stripe is locked by the same thread.
@@ -1056,7 +1085,10 @@ fn racing_inserts_never_overshoot_the_capacity() {
             let ra = m.insert(&a, b"v").is_ok();
             (ra, t.join().unwrap())
         });
-        assert!(ra != rb, "exactly one insert gets the last place ({ra}, {rb})");
+        assert!(
+            ra != rb,
+            "exactly one insert gets the last place ({ra}, {rb})"
+        );
         assert_eq!(m.len(), cap);
         assert_eq!(m.snapshot().len(), cap);
     }
@@ -1092,7 +1124,8 @@ fn a_map_opened_in_another_boot_drops_its_deadlines() {
     }
     assert_eq!(boot.load(Ordering::Relaxed), ours, "this boot recorded");
     // A deadline set now survives the next opener.
-    m.insert_ttl(b"fresh", b"x", Duration::from_secs(3600)).unwrap();
+    m.insert_ttl(b"fresh", b"x", Duration::from_secs(3600))
+        .unwrap();
     let m = region
         .map("m", MapOptions::new(300).key_max(16).value_max(16))
         .unwrap();

@@ -572,7 +572,8 @@ impl ByteMap {
             l.purge(&mut clock);
         }
         // Release: pairs with the Acquire loads above (of the processes that open next).
-        let _ = self.words()[7].compare_exchange(recorded, here, Ordering::Release, Ordering::Relaxed);
+        let _ =
+            self.words()[7].compare_exchange(recorded, here, Ordering::Release, Ordering::Relaxed);
     }
 
     /// Evicts the least recently written entry of the first stripe after `mine` that holds
@@ -898,7 +899,9 @@ pub struct ByteMapDeadline<'a> {
 
 impl core::fmt::Debug for ByteMapDeadline<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("ByteMapDeadline").field("deadline", &self.dl).finish_non_exhaustive()
+        f.debug_struct("ByteMapDeadline")
+            .field("deadline", &self.dl)
+            .finish_non_exhaustive()
     }
 }
 
@@ -937,7 +940,10 @@ impl<'a> ByteMapDeadline<'a> {
         // thread's scratch buffer.
         let mut stack = [0u8; STACK_VALUE];
         let mut len = 0;
-        if !self.map.read(key, Out::Buf(&mut stack, &mut len), self.dl)? {
+        if !self
+            .map
+            .read(key, Out::Buf(&mut stack, &mut len), self.dl)?
+        {
             return Ok(None);
         }
         if let Some(v) = stack.get(..len) {
@@ -1014,9 +1020,7 @@ impl<'a> ByteMapDeadline<'a> {
                 l.write_value(i, m, value, Some(expiry));
                 Ok(Some(old))
             }
-            Some(Find::Vacant(i)) if l.write_new(i, &p, key, value, expiry) => {
-                Ok(None)
-            }
+            Some(Find::Vacant(i)) if l.write_new(i, &p, key, value, expiry) => Ok(None),
             _ => Err(full(key, value)),
         }
     }
@@ -1134,8 +1138,7 @@ impl<'a> ByteMapDeadline<'a> {
                 }
                 match (slot, found) {
                     (Some((i, m)), _) => l.write_value(i, m, v, None),
-                    (None, Some(Find::Vacant(i)))
-                        if l.write_new(i, &p, key, v, 0) => {}
+                    (None, Some(Find::Vacant(i))) if l.write_new(i, &p, key, v, 0) => {}
                     _ => return Err(UpdateError::Full),
                 }
                 Ok(r)
@@ -1202,12 +1205,10 @@ impl<'a> ByteMapDeadline<'a> {
             },
         };
         match l.find(&p, key, &mut clock)? {
-            Find::Vacant(i) if l.write_new(i, &p, key, value, 0) => {
-                Ok(Evicted::Entry {
-                    key: evicted.0,
-                    value: evicted.1,
-                })
-            }
+            Find::Vacant(i) if l.write_new(i, &p, key, value, 0) => Ok(Evicted::Entry {
+                key: evicted.0,
+                value: evicted.1,
+            }),
             _ => Err(full(key, value)),
         }
     }

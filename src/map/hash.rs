@@ -7,6 +7,7 @@ use super::options::Geometry;
 /// (`k0` = `seed[0..8]`, `k1` = `seed[8..16]`, little-endian, as the reference
 /// implementation reads its 16-byte key).
 #[inline]
+#[cfg_attr(loom, allow(dead_code))] // the boot hash and test hooks: not under loom
 pub(crate) fn sip(seed: &[u8; 16], key: &[u8]) -> u64 {
     let k0 = u64::from_le_bytes(core::array::from_fn(|i| seed[i]));
     let k1 = u64::from_le_bytes(core::array::from_fn(|i| seed[8 + i]));

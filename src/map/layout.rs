@@ -9,8 +9,8 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 use super::error::MapError;
 use super::options::{
-    Geometry, HEADER_LINES, MAX_CAPACITY, MAX_KEY_LEN, MAX_STRIPE_SLOTS, MAX_VALUE_LEN,
-    MapOptions, SLOT_HEAD_WORDS, STRIPE_TARGET,
+    Geometry, HEADER_LINES, MAX_CAPACITY, MAX_KEY_LEN, MAX_STRIPE_SLOTS, MAX_VALUE_LEN, MapOptions,
+    SLOT_HEAD_WORDS, STRIPE_TARGET,
 };
 
 /// Word 0 of the header: "shmmap" and the layout version 1.

@@ -9,11 +9,11 @@ use bytemuck::Pod;
 use crate::shared::Element;
 
 use super::bytemap::{ByteMapDeadline, Evicted, Update};
-use crate::wait::Timeout;
-use std::time::Instant;
 use super::error::{IncrError, InsertError, MapError, UpdateError};
 use super::layout::ByteMap;
 use super::options::MapOptions;
+use crate::wait::Timeout;
+use std::time::Instant;
 
 /// A shared hash map from `K` to `V`, both plain old data with an identity
 /// ([`Pod`] + [`Element`]): the integers, floats, arrays of them, [`FixedStr`](super::FixedStr)

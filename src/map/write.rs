@@ -294,13 +294,7 @@ impl<'a> Locked<'a> {
 
     /// Overwrites the value of the full slot `i` (meta `m`); `expiry` replaces the
     /// deadline if given.
-    pub(crate) fn write_value(
-        &self,
-        i: usize,
-        m: Meta,
-        value: &[u8],
-        expiry: Option<u64>,
-    ) {
+    pub(crate) fn write_value(&self, i: usize, m: Meta, value: &[u8], expiry: Option<u64>) {
         let slot = self.slot(i);
         let odd = self.begin_write(&slot);
         failpoint::hit(Point::MapSlotWriting);
