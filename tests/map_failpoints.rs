@@ -286,6 +286,51 @@ fn map_reader_waits_for_a_stopped_writer_then_reads_its_value() {
     unsafe { libc::waitpid(pid, &mut status, 0) };
 }
 
+/// A writer process stopped (SIGSTOP) mid-write: the bounded calls give up at their
+/// deadlines (a reader of its slot, every writer of its stripe) and change nothing; once
+/// it continues, everything goes through.
+#[test]
+fn map_timed_calls_give_up_behind_a_stopped_writer() {
+    let (m, _) = setup();
+    let pid = child_stopped_at(Point::MapSlotWriting, || {
+        m.insert(&key(3), b"new value").unwrap();
+    });
+    let mut out = Vec::new();
+    assert_eq!(
+        m.try_get(&key(3), &mut out),
+        Err(shmstate::MapError::Timeout)
+    );
+    let t = Instant::now();
+    assert_eq!(
+        m.get_timeout(&key(3), &mut out, Duration::from_millis(50)),
+        Err(shmstate::MapError::Timeout)
+    );
+    assert!(t.elapsed() >= Duration::from_millis(50));
+    let soon = Instant::now() + Duration::from_millis(20);
+    assert_eq!(
+        m.with_deadline(soon).insert(b"other", b"v"),
+        Err(shmstate::InsertError::Timeout)
+    );
+    assert_eq!(
+        m.with_deadline(soon).incr(b"n", 1, 0),
+        Err(shmstate::IncrError::Timeout)
+    );
+    // SAFETY: plain kill of our own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    let mut status = 0;
+    // SAFETY: waitpid on our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    let soon = Instant::now() + Duration::from_secs(5);
+    assert_eq!(
+        m.get_until(&key(3), &mut out, soon),
+        Ok(true),
+        "the continued writer finished"
+    );
+    assert_eq!(out, b"new value");
+    assert_eq!(m.with_deadline(soon).insert(b"other", b"v"), Ok(None));
+    assert_eq!(m.len(), KEYS as usize + 1);
+}
+
 /// A writer killed between its stripe's count update and the map's (`MapCountsHalf`):
 /// the entries are right and the map's count is one high (never low: the map never holds
 /// more than `capacity`) until the next writer of the stripe repairs it, which brings it
