@@ -78,6 +78,8 @@ pub enum Point {
     /// Map move (a removal's shift or a repair's re-home): the destination slot's sequence
     /// is odd, the entry partly copied into it.
     MapCopying,
+    /// Map clear: the first full slot of a stripe emptied, the structure sequence odd.
+    MapClearing,
 }
 
 #[cfg(shmstate_test_hooks)]

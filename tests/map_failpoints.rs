@@ -286,6 +286,48 @@ fn map_reader_waits_for_a_stopped_writer_then_reads_its_value() {
     unsafe { libc::waitpid(pid, &mut status, 0) };
 }
 
+/// A `clear` killed after emptying the first slot of the stripe (`MapClearing`): the next
+/// writer's repair closes the structure change and recounts; every key is present with
+/// its value or absent, and counted right.
+#[test]
+fn map_clear_killed_midway_leaves_a_consistent_stripe() {
+    let (m, _) = setup();
+    let pid = child_stopped_at(Point::MapClearing, || m.clear());
+    kill_and_reap(pid);
+    m.insert(b"after", b"v").unwrap();
+    m.remove(b"after").unwrap();
+    let present: Vec<u32> = (0..KEYS).filter(|&i| get(m, &key(i)).is_some()).collect();
+    assert_eq!(present.len(), KEYS as usize - 1, "one slot was cleared");
+    check(m, |i| present.contains(&i));
+}
+
+/// An `insert_evicting` into a full map killed as its eviction starts (`MapShiftStarted`):
+/// the repair closes the removal that moved nothing; the victim stays, the new key is
+/// absent, the count is right.
+#[test]
+fn map_insert_evicting_killed_while_evicting_keeps_the_victim() {
+    let (m, _) = setup();
+    let extra = |i: u32| format!("extra-{i}").into_bytes();
+    for i in 0..100 - KEYS {
+        m.insert(&extra(i), b"x").unwrap();
+    }
+    assert_eq!(m.len(), 100);
+    let pid = child_stopped_at(Point::MapShiftStarted, || {
+        let _ = m.insert_evicting(b"new", b"v");
+    });
+    kill_and_reap(pid);
+    m.insert(&key(0), &value(0)).unwrap();
+    assert_eq!(get(m, b"new"), None);
+    for i in 0..100 - KEYS {
+        assert_eq!(get(m, &extra(i)), Some(b"x".to_vec()));
+    }
+    for i in 0..KEYS {
+        assert_eq!(get(m, &key(i)), Some(value(i)), "key {i}");
+    }
+    assert_eq!(m.len(), 100);
+    assert_eq!(m.snapshot().len(), 100);
+}
+
 /// A writer process stopped (SIGSTOP) mid-write: the bounded calls give up at their
 /// deadlines (a reader of its slot, every writer of its stripe) and change nothing; once
 /// it continues, everything goes through.

@@ -637,6 +637,9 @@ impl ByteMap {
                 if l.slot(i).meta().load(Ordering::Relaxed) != 0 {
                     l.clear_slot(i);
                     n += 1;
+                    if n == 1 {
+                        crate::failpoint::hit(crate::failpoint::Point::MapClearing);
+                    }
                 }
             }
             l.end_move(ss);
