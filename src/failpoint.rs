@@ -102,6 +102,29 @@ pub enum Point {
     ChannelRepaired,
     /// `Channel` drain: a message released, the next not yet claimed (receive lock held).
     ChannelDrainReleased,
+    /// Map slot write (a new entry or a value update): the slot's sequence is odd,
+    /// nothing of the entry written yet.
+    MapSlotWriting,
+    /// Map insert of a new key: the slot is written (sequence even again), its place
+    /// counted before.
+    MapSlotWritten,
+    /// Map remove: the stripe's structure sequence is odd, no slot changed yet.
+    MapShiftStarted,
+    /// Map remove: an entry is copied back into the hole (two identical copies), its old
+    /// slot not yet handled.
+    MapShiftCopied,
+    /// Map remove: the last hole is emptied, the structure sequence still odd.
+    MapRemoveCleared,
+    /// Map repair: an entry is copied to its new slot, its old slot not yet emptied.
+    MapRepairMoved,
+    /// Map count update: one of the stripe's count and the map's updated, the other not
+    /// (an insert: its place reserved in the map's count, the stripe's not yet counted).
+    MapCountsHalf,
+    /// Map move (a removal's shift or a repair's re-home): the destination slot's sequence
+    /// is odd, the entry partly copied into it.
+    MapCopying,
+    /// Map clear: the first full slot of a stripe emptied, the structure sequence odd.
+    MapClearing,
 }
 
 #[cfg(shmstate_test_hooks)]

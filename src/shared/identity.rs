@@ -30,6 +30,9 @@ impl Kind {
     pub const RECORD: Kind = Kind(15);
     /// A [`ValueArray<T>`](crate::ValueArray); its element is `T`.
     pub const VALUE_ARRAY: Kind = Kind(16);
+    /// A [`ByteMap`](crate::ByteMap) ([`Elem::NONE`]) or a [`Map<K, V>`](crate::Map)
+    /// (its element fingerprints `K` and `V`).
+    pub const MAP: Kind = Kind(17);
     /// A [`Channel`](crate::Channel); its element is the ring's `u64` word, its length
     /// the ring's words.
     pub const CHANNEL: Kind = Kind(18);
@@ -57,6 +60,7 @@ impl Kind {
             14 => "Queue",
             15 => "struct",
             16 => "ValueArray",
+            17 => "Map",
             18 => "Channel",
             19 => "Histogram",
             _ => return None,
