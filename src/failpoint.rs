@@ -57,6 +57,21 @@ pub enum Point {
     /// `RawRwLock` downgrade: a reader slot is claimed for the writer, `WRITE_LOCKED` not
     /// yet released.
     RwDowngradeClaimed,
+    /// Map slot write (a new entry or a value update): the slot's sequence is odd,
+    /// nothing of the entry written yet.
+    MapSlotWriting,
+    /// Map insert of a new key: the slot is written (sequence even again), the counts not
+    /// yet updated.
+    MapSlotWritten,
+    /// Map remove: the stripe's structure sequence is odd, no slot changed yet.
+    MapShiftStarted,
+    /// Map remove: an entry is copied back into the hole (two identical copies), its old
+    /// slot not yet handled.
+    MapShiftCopied,
+    /// Map remove: the last hole is emptied, the structure sequence still odd.
+    MapRemoveCleared,
+    /// Map repair: an entry is copied to its new slot, its old slot not yet emptied.
+    MapRepairMoved,
 }
 
 #[cfg(shmstate_test_hooks)]

@@ -137,6 +137,15 @@ pub use lock::{
     TimedLockError, TryLockError, WaitTimeoutResult,
 };
 
+// The shared hash map.
+pub mod map;
+#[cfg(not(loom))]
+pub use map::MapOpenError;
+pub use map::{
+    ByteMap, Evicted, FixedStr, IncrError, InsertError, Map, MapError, MapOptions, Update,
+    UpdateError,
+};
+
 // Coordination: semaphores, events, barriers, queues.
 pub mod coord;
 pub use coord::{

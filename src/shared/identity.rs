@@ -30,6 +30,9 @@ impl Kind {
     pub const RECORD: Kind = Kind(15);
     /// A [`ValueArray<T>`](crate::ValueArray); its element is `T`.
     pub const VALUE_ARRAY: Kind = Kind(16);
+    /// A [`ByteMap`](crate::ByteMap) ([`Elem::NONE`]) or a [`Map<K, V>`](crate::Map)
+    /// (its element fingerprints `K` and `V`).
+    pub const MAP: Kind = Kind(17);
     /// First code free for types defined outside this crate.
     pub const USER: Kind = Kind(0x1000);
 
@@ -52,6 +55,7 @@ impl Kind {
             14 => "Queue",
             15 => "struct",
             16 => "ValueArray",
+            17 => "Map",
             _ => return None,
         })
     }

@@ -1,0 +1,964 @@
+//! [`ByteMap`]'s operations: each one a lookup without writes (readers) or one stripe
+//! locked for one protocol step (writers).
+
+use core::cell::RefCell;
+use core::time::Duration;
+
+use crate::sync::Ordering;
+
+use super::error::{IncrError, InsertError, MapError, UpdateError};
+use super::hash::Place;
+use super::layout::{ByteMap, Meta, copy_out, now_ns};
+use super::options::{Geometry, MapOptions};
+use super::read::{Clock, READ_RETRIES, next};
+use super::write::{Find, Locked};
+
+/// What an [`update`](ByteMap::update) closure decides: keep the entry as it is, set a
+/// value, or remove the entry; each with the result `R` that `update` returns.
+///
+/// `V` is the new value's type: anything that is bytes (`Vec<u8>`, `&[u8]`, `[u8; N]`,
+/// ...); a closure that only keeps or removes may need to name it
+/// (`Update::<_, Vec<u8>>::Keep(r)`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Update<R, V = Vec<u8>> {
+    /// Leave the entry (or its absence) as it is.
+    Keep(R),
+    /// Set the value (inserting the key if absent; an existing entry keeps its deadline).
+    Set(V, R),
+    /// Remove the entry (nothing if absent).
+    Remove(R),
+}
+
+/// What [`insert_evicting`](ByteMap::insert_evicting) did to make room. `K` and `V` are
+/// the key and value types (`Vec<u8>` for a [`ByteMap`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Evicted<K = Vec<u8>, V = Vec<u8>> {
+    /// The key was new and there was room: nothing was evicted.
+    Nothing,
+    /// The key was present: its old value (nothing was evicted).
+    Replaced(V),
+    /// The map was full: this entry (the least recently written of the key's stripe, or
+    /// an expired one) was evicted to make room.
+    Entry {
+        /// The evicted key.
+        key: K,
+        /// Its value.
+        value: V,
+    },
+}
+
+std::thread_local! {
+    /// The copy a [`ByteMap::get_with`] closure sees (grown once per thread).
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+impl ByteMap {
+    /// An empty map on the heap, with a random hash seed (from the kernel's `getrandom`).
+    ///
+    /// # Errors
+    ///
+    /// [`MapError::InvalidOptions`] for options out of range (see [`MapOptions`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{ByteMap, MapOptions};
+    ///
+    /// let m = ByteMap::new(MapOptions::new(1000).key_max(16).value_max(8))?;
+    /// assert_eq!(m.capacity(), 1000);
+    /// assert!(m.is_empty());
+    /// # Ok::<(), shmstate::MapError>(())
+    /// ```
+    pub fn new(options: MapOptions) -> Result<Box<ByteMap>, MapError> {
+        ByteMap::with_seed(options, random_seed())
+    }
+
+    /// An empty map on the heap with the hash seed `seed` (for reproducible layouts in
+    /// tests and benchmarks; a map whose seed an attacker knows can be flooded with keys
+    /// of one stripe).
+    ///
+    /// # Errors
+    ///
+    /// As for [`new`](Self::new).
+    pub fn with_seed(options: MapOptions, seed: [u8; 16]) -> Result<Box<ByteMap>, MapError> {
+        options.validate()?;
+        let g = options.geometry().ok_or(MapError::InvalidOptions {
+            reason: "the map does not fit the address space",
+        })?;
+        let m = ByteMap::alloc(&g);
+        m.write_header(&options, seed);
+        Ok(m)
+    }
+
+    /// The options the map was created with (all zero if its header is corrupt).
+    pub fn options(&self) -> MapOptions {
+        self.geometry()
+            .map_or(MapOptions::new(0).key_max(0).value_max(0), |g| g.options)
+    }
+
+    /// The number of entries the map is sized for (see the capacity rule in the
+    /// [module docs](super)).
+    pub fn capacity(&self) -> usize {
+        self.options().capacity()
+    }
+
+    /// The number of entries: exact when no write is in progress, a snapshot otherwise.
+    /// Expired entries count until a writer reclaims them ([`purge_expired`]).
+    ///
+    /// [`purge_expired`]: Self::purge_expired
+    pub fn len(&self) -> usize {
+        let Ok(g) = self.geometry() else { return 0 };
+        // Relaxed: a statistic.
+        let n = self.count_word().load(Ordering::Relaxed) as i64;
+        n.clamp(0, g.slots() as i64) as usize
+    }
+
+    /// Whether [`len`](Self::len) is 0.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Copies the value of `key` into `out` (cleared first). `Ok(false)` if the key is
+    /// absent (or expired).
+    ///
+    /// Writes nothing shared and takes no lock: it copies the entry optimistically and
+    /// checks the copy against the slot's and the stripe's sequences, retrying if a writer
+    /// raced it (see "Readers" in the [module docs](super)).
+    ///
+    /// # Errors
+    ///
+    /// [`MapError::KeyTooLong`]; [`MapError::Corrupt`] if the map's header is garbage or a
+    /// stripe stays unreadable after a repair.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{ByteMap, MapOptions};
+    ///
+    /// let m = ByteMap::new(MapOptions::new(10))?;
+    /// m.insert(b"k", b"v")?;
+    /// let mut out = Vec::new();
+    /// assert!(m.get(b"k", &mut out)?);
+    /// assert_eq!(out, b"v");
+    /// assert!(!m.get(b"nope", &mut out)?);
+    /// assert!(out.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn get(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool, MapError> {
+        out.clear();
+        let found = self.read(key, Some(out))?;
+        if !found {
+            out.clear();
+        }
+        Ok(found)
+    }
+
+    /// Calls `f` with the value of `key`, if present. `f` sees a consistent private copy
+    /// (in a per-thread buffer, grown once: no allocation after the first call with a
+    /// value that long, except when `f` itself calls `get_with` on this thread).
+    ///
+    /// # Errors
+    ///
+    /// As for [`get`](Self::get).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{ByteMap, MapOptions};
+    ///
+    /// let m = ByteMap::new(MapOptions::new(10))?;
+    /// m.insert(b"k", b"value")?;
+    /// assert_eq!(m.get_with(b"k", |v| v.len())?, Some(5));
+    /// assert_eq!(m.get_with(b"x", |v| v.len())?, None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn get_with<R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<Option<R>, MapError> {
+        SCRATCH.with(|s| match s.try_borrow_mut() {
+            Ok(mut buf) => {
+                if self.read(key, Some(&mut buf))? {
+                    // The closure runs with the buffer released, so that it may call
+                    // `get_with` again.
+                    let v = core::mem::take(&mut *buf);
+                    drop(buf);
+                    let r = f(&v);
+                    *s.borrow_mut() = v;
+                    Ok(Some(r))
+                } else {
+                    Ok(None)
+                }
+            }
+            Err(_) => {
+                let mut buf = Vec::new();
+                Ok(self.read(key, Some(&mut buf))?.then(|| f(&buf)))
+            }
+        })
+    }
+
+    /// Whether `key` is present (and not expired).
+    ///
+    /// # Errors
+    ///
+    /// As for [`get`](Self::get).
+    pub fn contains(&self, key: &[u8]) -> Result<bool, MapError> {
+        self.read(key, None)
+    }
+
+    /// Sets `key` to `value` (without a deadline); returns the old value.
+    ///
+    /// # Errors
+    ///
+    /// [`InsertError::Full`] (handing key and value back) if the key is new and the map
+    /// holds `capacity` entries or the key's stripe is full; [`InsertError::KeyTooLong`],
+    /// [`InsertError::ValueTooLong`]; [`InsertError::Corrupt`] as for [`get`](Self::get).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{ByteMap, InsertError, MapOptions};
+    ///
+    /// let m = ByteMap::new(MapOptions::new(1))?;
+    /// assert_eq!(m.insert(b"a", b"1")?, None);
+    /// assert_eq!(m.insert(b"a", b"2")?, Some(b"1".to_vec()));
+    /// let err = m.insert(b"b", b"3").unwrap_err();
+    /// assert_eq!(err, InsertError::Full { key: b"b".to_vec(), value: b"3".to_vec() });
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn insert(&self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, InsertError> {
+        self.insert_with_expiry(key, value, 0)
+    }
+
+    /// Sets `key` to `value` for `ttl`: after `ttl` the entry reads as absent, and writers
+    /// reclaim it (see "TTL and eviction" in the [module docs](super)). Returns the old
+    /// value.
+    ///
+    /// # Errors
+    ///
+    /// As for [`insert`](Self::insert).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmstate::{ByteMap, MapOptions};
+    ///
+    /// let m = ByteMap::new(MapOptions::new(10))?;
+    /// m.insert_ttl(b"session", b"x", Duration::from_secs(3600))?;
+    /// assert!(m.contains(b"session")?);
+    /// m.insert_ttl(b"gone", b"x", Duration::ZERO)?;
+    /// assert!(!m.contains(b"gone")?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn insert_ttl(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<Option<Vec<u8>>, InsertError> {
+        self.insert_with_expiry(key, value, deadline(ttl))
+    }
+
+    fn insert_with_expiry(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        expiry: u64,
+    ) -> Result<Option<Vec<u8>>, InsertError> {
+        let (l, p) = self.lock_for(key, value)?;
+        let mut clock = Clock::new();
+        match l.find_room(&p, key, &mut clock)? {
+            Some(Find::Found(i, m)) => {
+                let old = l.value_vec(i, m);
+                l.write_value(i, m, value, Some(expiry), clock.now());
+                Ok(Some(old))
+            }
+            Some(Find::Vacant(i)) => {
+                l.write_new(i, &p, key, value, expiry, clock.now());
+                Ok(None)
+            }
+            _ => Err(full(key, value)),
+        }
+    }
+
+    /// Inserts `key` with `value` only if it is absent (or expired): `Ok(true)` if it
+    /// was inserted, `Ok(false)` (nothing changed) if it was present.
+    ///
+    /// # Errors
+    ///
+    /// As for [`insert`](Self::insert).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{ByteMap, MapOptions};
+    ///
+    /// let m = ByteMap::new(MapOptions::new(10))?;
+    /// assert!(m.add(b"k", b"first")?);
+    /// assert!(!m.add(b"k", b"second")?);
+    /// assert_eq!(m.get_with(b"k", |v| v.to_vec())?, Some(b"first".to_vec()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn add(&self, key: &[u8], value: &[u8]) -> Result<bool, InsertError> {
+        let (l, p) = self.lock_for(key, value)?;
+        let mut clock = Clock::new();
+        match l.find_room(&p, key, &mut clock)? {
+            Some(Find::Found(..)) => Ok(false),
+            Some(Find::Vacant(i)) => {
+                l.write_new(i, &p, key, value, 0, clock.now());
+                Ok(true)
+            }
+            _ => Err(full(key, value)),
+        }
+    }
+
+    /// Sets the value of `key` only if it is present: returns the old value, or `None`
+    /// (nothing changed) if the key is absent. The entry keeps its deadline.
+    ///
+    /// # Errors
+    ///
+    /// [`MapError::KeyTooLong`], [`MapError::ValueTooLong`], [`MapError::Corrupt`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{ByteMap, MapOptions};
+    ///
+    /// let m = ByteMap::new(MapOptions::new(10))?;
+    /// assert_eq!(m.replace(b"k", b"v")?, None);
+    /// assert!(!m.contains(b"k")?);
+    /// m.insert(b"k", b"1")?;
+    /// assert_eq!(m.replace(b"k", b"2")?, Some(b"1".to_vec()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn replace(&self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, MapError> {
+        let (l, p) = self.lock_for(key, value)?;
+        let mut clock = Clock::new();
+        match l.find(&p, key, &mut clock)? {
+            Find::Found(i, m) => {
+                let old = l.value_vec(i, m);
+                l.write_value(i, m, value, None, clock.now());
+                Ok(Some(old))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Removes `key`; returns its value, or `None` if it was absent (or expired).
+    ///
+    /// The entries after it in its probe run move back (backward-shift deletion): no
+    /// tombstone is left, so removals never slow later lookups.
+    ///
+    /// # Errors
+    ///
+    /// [`MapError::KeyTooLong`], [`MapError::Corrupt`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{ByteMap, MapOptions};
+    ///
+    /// let m = ByteMap::new(MapOptions::new(10))?;
+    /// m.insert(b"k", b"v")?;
+    /// assert_eq!(m.remove(b"k")?, Some(b"v".to_vec()));
+    /// assert_eq!(m.remove(b"k")?, None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn remove(&self, key: &[u8]) -> Result<Option<Vec<u8>>, MapError> {
+        let (l, p) = self.lock_for(key, &[])?;
+        let mut clock = Clock::new();
+        match l.find(&p, key, &mut clock)? {
+            Find::Found(i, m) => {
+                let old = l.value_vec(i, m);
+                l.remove_at(i);
+                Ok(Some(old))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Sets `key` to `new` if its value is `current`: `Ok(Ok(()))` if it did, else
+    /// `Ok(Err(actual))` with the value found (`None`: the key is absent; nothing is
+    /// inserted). The entry keeps its deadline.
+    ///
+    /// # Errors
+    ///
+    /// [`MapError::KeyTooLong`], [`MapError::ValueTooLong`] (for `new`),
+    /// [`MapError::Corrupt`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{ByteMap, MapOptions};
+    ///
+    /// let m = ByteMap::new(MapOptions::new(10))?;
+    /// m.insert(b"state", b"idle")?;
+    /// assert_eq!(m.compare_exchange(b"state", b"idle", b"busy")?, Ok(()));
+    /// assert_eq!(m.compare_exchange(b"state", b"idle", b"busy")?, Err(Some(b"busy".to_vec())));
+    /// assert_eq!(m.compare_exchange(b"other", b"idle", b"busy")?, Err(None));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn compare_exchange(
+        &self,
+        key: &[u8],
+        current: &[u8],
+        new: &[u8],
+    ) -> Result<Result<(), Option<Vec<u8>>>, MapError> {
+        let (l, p) = self.lock_for(key, new)?;
+        let mut clock = Clock::new();
+        match l.find(&p, key, &mut clock)? {
+            Find::Found(i, m) => {
+                let old = l.value_vec(i, m);
+                if old == current {
+                    l.write_value(i, m, new, None, clock.now());
+                    Ok(Ok(()))
+                } else {
+                    Ok(Err(Some(old)))
+                }
+            }
+            _ => Ok(Err(None)),
+        }
+    }
+
+    /// Reads, modifies and writes the entry of `key` atomically: `f` gets the current
+    /// value (`None` if absent) and decides ([`Update`]); `update` returns `f`'s result.
+    ///
+    /// `f` runs with the key's stripe locked: other writers of that stripe wait for it
+    /// (readers do not). Keep it short, and do not touch the same map from it (a write to
+    /// the same stripe would deadlock). If `f` panics, nothing changes.
+    ///
+    /// # Errors
+    ///
+    /// [`UpdateError::Full`] if `f` sets an absent key and there is no room;
+    /// [`UpdateError::ValueTooLong`] if `f`'s value is too long (nothing changes);
+    /// [`UpdateError::KeyTooLong`], [`UpdateError::Corrupt`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{ByteMap, MapOptions, Update};
+    ///
+    /// let m = ByteMap::new(MapOptions::new(10))?;
+    /// // Append to a value, creating it if absent.
+    /// for part in [&b"ab"[..], b"cd"] {
+    ///     m.update(b"log", |old| {
+    ///         let mut v = old.unwrap_or_default().to_vec();
+    ///         v.extend_from_slice(part);
+    ///         Update::Set(v, ())
+    ///     })?;
+    /// }
+    /// assert_eq!(m.get_with(b"log", |v| v.to_vec())?, Some(b"abcd".to_vec()));
+    /// let len = m.update(b"log", |old| Update::<_, Vec<u8>>::Remove(old.map(<[u8]>::len)))?;
+    /// assert_eq!(len, Some(4));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn update<R, V: AsRef<[u8]>>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(Option<&[u8]>) -> Update<R, V>,
+    ) -> Result<R, UpdateError> {
+        let (l, p) = self.lock_for(key, &[])?;
+        let mut clock = Clock::new();
+        let found = l.find_room(&p, key, &mut clock)?;
+        let (slot, old) = match found {
+            Some(Find::Found(i, m)) => (Some((i, m)), Some(l.value_vec(i, m))),
+            _ => (None, None),
+        };
+        match f(old.as_deref()) {
+            Update::Keep(r) => Ok(r),
+            Update::Remove(r) => {
+                if let Some((i, _)) = slot {
+                    l.remove_at(i);
+                }
+                Ok(r)
+            }
+            Update::Set(v, r) => {
+                let v = v.as_ref();
+                let max = l.g.options.value_max_len();
+                if v.len() > max {
+                    return Err(UpdateError::ValueTooLong { len: v.len(), max });
+                }
+                match (slot, found) {
+                    (Some((i, m)), _) => l.write_value(i, m, v, None, clock.now()),
+                    (None, Some(Find::Vacant(i))) => l.write_new(i, &p, key, v, 0, clock.now()),
+                    _ => return Err(UpdateError::Full),
+                }
+                Ok(r)
+            }
+        }
+    }
+
+    /// Adds `by` to the 8-byte little-endian `i64` value of `key` (wrapping), inserting
+    /// `init + by` if the key is absent; returns the new value. The entry keeps its
+    /// deadline.
+    ///
+    /// # Errors
+    ///
+    /// [`IncrError::NotAnInteger`] if the value is not 8 bytes long (it is left alone);
+    /// [`IncrError::Full`] if the key is absent and there is no room;
+    /// [`IncrError::ValueTooLong`] if the map's values are shorter than 8 bytes;
+    /// [`IncrError::KeyTooLong`], [`IncrError::Corrupt`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{ByteMap, MapOptions};
+    ///
+    /// let m = ByteMap::new(MapOptions::new(10))?;
+    /// assert_eq!(m.incr(b"hits", 1, 100)?, 101);
+    /// assert_eq!(m.incr(b"hits", -2, 100)?, 99);
+    /// assert_eq!(m.get_with(b"hits", |v| v.to_vec())?, Some(99i64.to_le_bytes().to_vec()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn incr(&self, key: &[u8], by: i64, init: i64) -> Result<i64, IncrError> {
+        let (l, p) = self.lock_for(key, &[0; 8])?;
+        let mut clock = Clock::new();
+        match l.find_room(&p, key, &mut clock)? {
+            Some(Find::Found(i, m)) => {
+                if m.value_len() != 8 {
+                    return Err(IncrError::NotAnInteger { len: m.value_len() });
+                }
+                let mut b = [0u8; 8];
+                copy_out(l.slot(i).value(), &mut b);
+                let n = i64::from_le_bytes(b).wrapping_add(by);
+                l.write_value(i, m, &n.to_le_bytes(), None, clock.now());
+                Ok(n)
+            }
+            Some(Find::Vacant(i)) => {
+                let n = init.wrapping_add(by);
+                l.write_new(i, &p, key, &n.to_le_bytes(), 0, clock.now());
+                Ok(n)
+            }
+            _ => Err(IncrError::Full),
+        }
+    }
+
+    /// Sets `key` to `value` (without a deadline), evicting an entry if the map is full:
+    /// an expired entry of the key's stripe if there is one, else the stripe's least
+    /// recently written entry (see "TTL and eviction" in the [module docs](super)).
+    ///
+    /// # Errors
+    ///
+    /// [`InsertError::Full`] only if the key's stripe holds no entry to evict while the
+    /// rest of the map holds `capacity` entries; [`InsertError::KeyTooLong`],
+    /// [`InsertError::ValueTooLong`], [`InsertError::Corrupt`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{ByteMap, Evicted, MapOptions};
+    ///
+    /// let m = ByteMap::new(MapOptions::new(2))?;
+    /// assert_eq!(m.insert_evicting(b"a", b"1")?, Evicted::Nothing);
+    /// assert_eq!(m.insert_evicting(b"b", b"2")?, Evicted::Nothing);
+    /// assert_eq!(m.insert_evicting(b"b", b"3")?, Evicted::Replaced(b"2".to_vec()));
+    /// // Full: "a" is the least recently written.
+    /// assert_eq!(
+    ///     m.insert_evicting(b"c", b"4")?,
+    ///     Evicted::Entry { key: b"a".to_vec(), value: b"1".to_vec() }
+    /// );
+    /// assert_eq!(m.len(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn insert_evicting(&self, key: &[u8], value: &[u8]) -> Result<Evicted, InsertError> {
+        let (l, p) = self.lock_for(key, value)?;
+        let mut clock = Clock::new();
+        match l.find_room(&p, key, &mut clock)? {
+            Some(Find::Found(i, m)) => {
+                let old = l.value_vec(i, m);
+                l.write_value(i, m, value, Some(0), clock.now());
+                return Ok(Evicted::Replaced(old));
+            }
+            Some(Find::Vacant(i)) => {
+                l.write_new(i, &p, key, value, 0, clock.now());
+                return Ok(Evicted::Nothing);
+            }
+            _ => {}
+        }
+        let Some(v) = l.victim() else {
+            return Err(full(key, value));
+        };
+        let slot = l.slot(v);
+        // Relaxed: we hold the lock.
+        let m = Meta(slot.meta().load(Ordering::Relaxed));
+        let mut ek = vec![0u8; m.key_len()];
+        copy_out(slot.key(), &mut ek);
+        let ev = l.value_vec(v, m);
+        l.remove_at(v);
+        match l.find(&p, key, &mut clock)? {
+            Find::Vacant(i) => {
+                l.write_new(i, &p, key, value, 0, clock.now());
+                Ok(Evicted::Entry { key: ek, value: ev })
+            }
+            _ => Err(full(key, value)),
+        }
+    }
+
+    /// Removes every expired entry; returns how many. Locks one stripe at a time.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmstate::{ByteMap, MapOptions};
+    ///
+    /// let m = ByteMap::new(MapOptions::new(10))?;
+    /// m.insert_ttl(b"a", b"1", Duration::ZERO)?;
+    /// m.insert(b"b", b"2")?;
+    /// assert_eq!(m.len(), 2); // the expired entry still takes room
+    /// assert_eq!(m.purge_expired(), 1);
+    /// assert_eq!(m.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn purge_expired(&self) -> usize {
+        let Ok(g) = self.geometry() else { return 0 };
+        let mut clock = Clock::new();
+        (0..g.stripes)
+            .map(|s| self.lock_stripe(&g, s).purge(&mut clock))
+            .sum()
+    }
+
+    /// Removes every entry. Locks one stripe at a time: writes to stripes already cleared
+    /// stay.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{ByteMap, MapOptions};
+    ///
+    /// let m = ByteMap::new(MapOptions::new(10))?;
+    /// m.insert(b"a", b"1")?;
+    /// m.clear();
+    /// assert!(m.is_empty() && !m.contains(b"a")?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn clear(&self) {
+        let Ok(g) = self.geometry() else { return };
+        for s in 0..g.stripes {
+            let l = self.lock_stripe(&g, s);
+            let ss = l.begin_move();
+            let mut n = 0;
+            for i in 0..g.sps {
+                // Relaxed: we hold the lock.
+                if l.slot(i).meta().load(Ordering::Relaxed) != 0 {
+                    l.clear_slot(i);
+                    n += 1;
+                }
+            }
+            l.end_move(ss);
+            l.add_count(-n);
+        }
+    }
+
+    /// Calls `f` with every entry (not expired), stripe by stripe. Each entry is a
+    /// consistent copy, and each stripe's entries are one consistent snapshot of that
+    /// stripe; stripes are read at different times. Takes no lock (except as a reader's
+    /// fallback, one stripe at a time) and never runs `f` with a lock held.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{ByteMap, MapOptions};
+    ///
+    /// let m = ByteMap::new(MapOptions::new(10))?;
+    /// m.insert(b"a", b"1")?;
+    /// m.insert(b"b", b"2")?;
+    /// let mut n = 0;
+    /// m.for_each(|k, v| n += k.len() + v.len());
+    /// assert_eq!(n, 4);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn for_each(&self, mut f: impl FnMut(&[u8], &[u8])) {
+        let Ok(g) = self.geometry() else { return };
+        let mut entries = Vec::new();
+        for s in 0..g.stripes {
+            self.stripe_entries(&g, s, &mut entries);
+            for (k, v) in entries.drain(..) {
+                f(&k, &v);
+            }
+        }
+    }
+
+    /// Every entry (not expired), as [`for_each`](Self::for_each) sees them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{ByteMap, MapOptions};
+    ///
+    /// let m = ByteMap::new(MapOptions::new(10))?;
+    /// m.insert(b"a", b"1")?;
+    /// assert_eq!(m.snapshot(), vec![(b"a".to_vec(), b"1".to_vec())]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn snapshot(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out = Vec::new();
+        self.for_each(|k, v| out.push((k.to_vec(), v.to_vec())));
+        out
+    }
+
+    /// The entries of stripe `s`: an optimistic copy validated by the stripe's and the
+    /// slots' sequences, or (after `READ_RETRIES` races or a long write) a copy under the
+    /// lock.
+    fn stripe_entries(&self, g: &Geometry, s: usize, out: &mut Vec<(Vec<u8>, Vec<u8>)>) {
+        let mut clock = Clock::new();
+        for _ in 0..READ_RETRIES {
+            out.clear();
+            if self.try_stripe_entries(g, s, &mut clock, out) {
+                return;
+            }
+            crate::sync::spin_loop();
+        }
+        out.clear();
+        let l = self.lock_stripe(g, s);
+        for i in 0..g.sps {
+            let slot = l.slot(i);
+            // Relaxed: we hold the lock.
+            let m = Meta(slot.meta().load(Ordering::Relaxed));
+            if !m.full_and_valid(g) || clock.expired(slot.expiry().load(Ordering::Relaxed)) {
+                continue;
+            }
+            let mut k = vec![0u8; m.key_len()];
+            copy_out(slot.key(), &mut k);
+            out.push((k, l.value_vec(i, m)));
+        }
+    }
+
+    fn try_stripe_entries(
+        &self,
+        g: &Geometry,
+        s: usize,
+        clock: &mut Clock,
+        out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> bool {
+        let head = self.head(g, s);
+        // Acquire: as in `try_read`.
+        let ss = head.seq.load(Ordering::Acquire);
+        if ss & 1 != 0 {
+            return false;
+        }
+        for i in 0..g.sps {
+            let slot = self.slot(g, s, i);
+            // Acquire: as in `try_read`.
+            let q = slot.seq().load(Ordering::Acquire);
+            if q & 1 != 0 {
+                return false;
+            }
+            // Relaxed: validated below.
+            let m = Meta(slot.meta().load(Ordering::Relaxed));
+            if !m.full_and_valid(g) {
+                continue;
+            }
+            let expiry = slot.expiry().load(Ordering::Relaxed);
+            let mut k = vec![0u8; m.key_len()];
+            copy_out(slot.key(), &mut k);
+            let mut v = vec![0u8; m.value_len()];
+            copy_out(slot.value(), &mut v);
+            // Acquire fence and Relaxed recheck: as in `try_read`.
+            crate::sync::fence(Ordering::Acquire);
+            if slot.seq().load(Ordering::Relaxed) != q {
+                return false;
+            }
+            if !clock.expired(expiry) {
+                out.push((k, v));
+            }
+        }
+        // Acquire fence and Relaxed recheck: as in `try_read`.
+        crate::sync::fence(Ordering::Acquire);
+        head.seq.load(Ordering::Relaxed) == ss
+    }
+
+    /// Checks the key and value lengths, and locks the key's stripe.
+    fn lock_for(&self, key: &[u8], value: &[u8]) -> Result<(Locked<'_>, Place), MapError> {
+        let (g, p) = self.locate(key)?;
+        let max = g.options.value_max_len();
+        if value.len() > max {
+            return Err(MapError::ValueTooLong {
+                len: value.len(),
+                max,
+            });
+        }
+        Ok((self.lock_stripe(&g, p.stripe), p))
+    }
+}
+
+impl Locked<'_> {
+    /// [`find`](Self::find) for a key that may be added: `Found`, `Vacant` if the map has
+    /// room for it (reclaiming the stripe's expired entries if that makes room), or `None`
+    /// (no room).
+    fn find_room(
+        &self,
+        p: &Place,
+        key: &[u8],
+        clock: &mut Clock,
+    ) -> Result<Option<Find>, MapError> {
+        for _ in 0..2 {
+            match self.find(p, key, clock)? {
+                f @ Find::Found(..) => return Ok(Some(f)),
+                f @ Find::Vacant(_) if self.below_capacity() => return Ok(Some(f)),
+                _ => {
+                    if self.purge(clock) == 0 {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Removes the stripe's expired entries; returns how many.
+    pub(crate) fn purge(&self, clock: &mut Clock) -> usize {
+        let mut n = 0;
+        let mut i = 0;
+        // Each removal moves later entries back into the slot just checked, which is then
+        // checked again: at most `sps` removals and `sps` advances.
+        for _ in 0..2 * self.g.sps {
+            if i >= self.g.sps {
+                break;
+            }
+            let slot = self.slot(i);
+            // Relaxed: we hold the lock.
+            let m = Meta(slot.meta().load(Ordering::Relaxed));
+            if m.full_and_valid(&self.g) && clock.expired(slot.expiry().load(Ordering::Relaxed)) {
+                self.remove_at(i);
+                n += 1;
+            } else {
+                i += 1;
+            }
+        }
+        n
+    }
+
+    /// The entry to evict from this stripe: an expired one, else the least recently
+    /// written. `None` if the stripe is empty.
+    fn victim(&self) -> Option<usize> {
+        let mut best: Option<(u64, usize)> = None;
+        let mut i = 0;
+        for _ in 0..self.g.sps {
+            let slot = self.slot(i);
+            // Relaxed: we hold the lock.
+            let m = Meta(slot.meta().load(Ordering::Relaxed));
+            if m.full_and_valid(&self.g) {
+                let stamp = slot.stamp().load(Ordering::Relaxed);
+                if best.is_none_or(|(b, _)| stamp < b) {
+                    best = Some((stamp, i));
+                }
+            }
+            i = next(i, self.g.sps);
+        }
+        best.map(|(_, i)| i)
+    }
+}
+
+/// The deadline `ttl` from now, in `CLOCK_MONOTONIC` nanoseconds (never 0, which means
+/// "no deadline").
+fn deadline(ttl: Duration) -> u64 {
+    let ns = u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX);
+    now_ns().saturating_add(ns).max(1)
+}
+
+fn full(key: &[u8], value: &[u8]) -> InsertError {
+    InsertError::Full {
+        key: key.to_vec(),
+        value: value.to_vec(),
+    }
+}
+
+/// A random seed from the kernel (`getrandom`); falls back to the clock and the thread
+/// id if the call fails (it does not on Linux ≥ 3.17 unless seccomp forbids it).
+pub(crate) fn random_seed() -> [u8; 16] {
+    let mut seed = [0u8; 16];
+    let mut filled = 0;
+    for _ in 0..8 {
+        match rustix::rand::getrandom(&mut seed[filled..], rustix::rand::GetRandomFlags::empty()) {
+            Ok(n) => filled += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => break,
+        }
+        if filled == 16 {
+            return seed;
+        }
+    }
+    let t = now_ns() ^ (u64::from(crate::owner::current()) << 40);
+    seed[..8].copy_from_slice(&t.to_le_bytes());
+    seed[8..].copy_from_slice(
+        &t.rotate_left(29)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .to_le_bytes(),
+    );
+    seed
+}
+
+/// Test hooks: raw access for hostile-bytes tests and table statistics.
+#[cfg(any(test, feature = "test-hooks"))]
+impl ByteMap {
+    /// Every word of the map's memory except the stripe-head lines (header, count, slots),
+    /// for tests that write hostile bytes. Not part of the API.
+    #[doc(hidden)]
+    pub fn raw_words(&self) -> Vec<&crate::sync::AtomicU64> {
+        let Ok(g) = self.geometry() else {
+            return self.words().iter().take(16).collect();
+        };
+        let w = self.words();
+        let heads =
+            super::options::HEADER_LINES * 8..(super::options::HEADER_LINES + g.stripes) * 8;
+        w.iter()
+            .enumerate()
+            .filter(|(i, _)| !heads.contains(i))
+            .map(|(_, a)| a)
+            .collect()
+    }
+
+    /// The stripe-head words (lock, structure sequence, count) of every stripe, for tests
+    /// that write hostile bytes. Not part of the API.
+    #[doc(hidden)]
+    pub fn raw_stripe_words(
+        &self,
+    ) -> Vec<(
+        &crate::sync::AtomicU32,
+        &crate::sync::AtomicU64,
+        &crate::sync::AtomicU64,
+    )> {
+        let Ok(g) = self.geometry() else {
+            return Vec::new();
+        };
+        (0..g.stripes)
+            .map(|s| {
+                let h = self.head(&g, s);
+                (h.lock.word(), &h.seq, &h.count)
+            })
+            .collect()
+    }
+
+    /// The longest and the total displacement (probe distance from home) over all
+    /// entries, and the number of entries, read without synchronisation (for quiescent
+    /// maps in tests). Not part of the API.
+    #[doc(hidden)]
+    pub fn probe_stats(&self) -> (usize, usize, usize) {
+        let Ok(g) = self.geometry() else {
+            return (0, 0, 0);
+        };
+        let (mut max, mut total, mut n) = (0, 0, 0);
+        for s in 0..g.stripes {
+            for i in 0..g.sps {
+                // Relaxed: a quiescent map.
+                let m = Meta(self.slot(&g, s, i).meta().load(Ordering::Relaxed));
+                if m.full_and_valid(&g) {
+                    let d = super::write::dist(m.home(), i, g.sps);
+                    max = max.max(d);
+                    total += d;
+                    n += 1;
+                }
+            }
+        }
+        (max, total, n)
+    }
+
+    /// Stripes and slots per stripe. Not part of the API.
+    #[doc(hidden)]
+    pub fn stripe_geometry(&self) -> (usize, usize) {
+        self.geometry().map_or((0, 0), |g| (g.stripes, g.sps))
+    }
+}

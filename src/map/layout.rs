@@ -1,0 +1,432 @@
+//! The map's memory: header, count line, stripe heads and slots (the layout table of the
+//! [module docs](super)), and the accessors every other part goes through.
+
+#[cfg(not(loom))]
+use core::ptr::{self, NonNull};
+
+use crate::lock::RawMutex;
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+
+use super::error::MapError;
+use super::options::{Geometry, HEADER_LINES, MapOptions, SLOT_HEAD_WORDS};
+
+/// Word 0 of the header: "shmmap" and the layout version 1.
+pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"shmmap\x01\x00");
+
+/// One 64-byte line of the map.
+#[cfg(not(loom))]
+#[repr(C, align(64))]
+pub(crate) struct Line(pub(crate) [AtomicU64; 8]);
+
+#[cfg(not(loom))]
+static_assertions::assert_eq_size!(Line, [u8; 64]);
+
+#[cfg(not(loom))]
+impl Line {
+    pub(crate) fn new() -> Self {
+        Line(core::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+/// A stripe's head: its writers' lock, its structure sequence and its entry count, alone on
+/// a line.
+#[repr(C, align(64))]
+pub(crate) struct StripeHead {
+    /// The stripe's writers' lock (robust: see [`RawMutex`]).
+    pub(crate) lock: RawMutex,
+    /// Unused (zero).
+    _pad: AtomicU32,
+    /// The structure sequence: odd while a writer moves or drops entries of the stripe
+    /// (a remove's backward shift, `clear`, a repair); bumped by 2 around each such
+    /// change, so a reader that raced one sees it changed and retries.
+    pub(crate) seq: AtomicU64,
+    /// Entries in the stripe (written under the lock; exact once a repair has run).
+    pub(crate) count: AtomicU64,
+    /// Unused (zero).
+    _rest: [AtomicU64; 5],
+}
+
+#[cfg(not(loom))]
+static_assertions::assert_eq_size!(StripeHead, [u8; 64]);
+#[cfg(not(loom))]
+static_assertions::const_assert_eq!(align_of::<StripeHead>(), 64);
+
+impl StripeHead {
+    #[cfg(loom)]
+    fn new() -> Self {
+        StripeHead {
+            lock: RawMutex::new(),
+            _pad: AtomicU32::new(0),
+            seq: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+            _rest: core::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+/// A map of byte-string keys and values shared by processes: see the
+/// [module docs](super) for the design and [`ByteMap::get`](ByteMap::get) and the
+/// following methods for the operations.
+///
+/// Slice-shaped: `#[repr(transparent)]` over its 64-byte lines, whose number follows from
+/// its [`MapOptions`]. Make one on the heap with [`ByteMap::new`], or in a region with
+/// [`Region::map`](crate::Region::map).
+///
+/// # Examples
+///
+/// ```
+/// use shmstate::{ByteMap, MapOptions};
+///
+/// let m = ByteMap::new(MapOptions::new(100))?;
+/// assert_eq!(m.insert(b"apple", b"red")?, None);
+/// let mut v = Vec::new();
+/// assert!(m.get(b"apple", &mut v)?);
+/// assert_eq!(v, b"red");
+/// assert_eq!(m.remove(b"apple")?, Some(b"red".to_vec()));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(not(loom))]
+#[repr(transparent)]
+pub struct ByteMap {
+    /// The lines: header (0), count (1), stripe heads (2..2 + stripes), slots. The length
+    /// is process-local pointer metadata, never read from shared memory.
+    lines: [Line],
+}
+
+/// A map of byte-string keys and values (the loom build: heap storage in loom atomics,
+/// the same word layout with the stripe heads kept apart).
+#[cfg(loom)]
+pub struct ByteMap {
+    words: Box<[AtomicU64]>,
+    heads: Box<[StripeHead]>,
+}
+
+// SAFETY: For every `len` that `size_for` accepts (len >= 1, size within `isize`):
+// (1) all-zero bytes are a valid map object: every operation reads the header first and
+// reports an all-zero header as `Corrupt` (a region's `init` writes the header before the
+// object is published); (2) every bit pattern is valid: the object is 64-byte lines of
+// `AtomicU64`s, some of them viewed as `StripeHead`s (an `AtomicU32` pair and
+// `AtomicU64`s, no padding), and every value the map reads is validated before use;
+// (3) no pointers, nothing to drop; (4) `#[repr(transparent)]` over `[Line]`, `Line` and
+// `StripeHead` are `#[repr(C, align(64))]`, 64 bytes, asserted above; (5) atomics are
+// `Sync`, and every method is atomic operations on the lines; (6) `from_raw_parts` only
+// builds a slice pointer of `len` lines at `ptr`, which covers `slice_size::<Line>(len)`
+// bytes.
+#[cfg(not(loom))]
+unsafe impl crate::shared::Shared for ByteMap {
+    const TAG: crate::shared::TypeTag =
+        crate::shared::TypeTag::new(crate::shared::Kind::MAP, crate::Elem::NONE);
+    const ALIGN: usize = 64;
+
+    #[inline]
+    fn size_for(len: usize) -> Option<usize> {
+        crate::shared::slice_size::<Line>(len)
+    }
+
+    #[inline]
+    fn from_raw_parts(ptr: NonNull<u8>, len: usize) -> NonNull<Self> {
+        let slice = ptr::slice_from_raw_parts_mut(ptr.as_ptr().cast::<Line>(), len);
+        // SAFETY: `new_unchecked` needs a non-null pointer: the slice pointer's address is
+        // `ptr`'s. The `as` cast keeps the length; `ByteMap` is `#[repr(transparent)]`
+        // over `[Line]`.
+        unsafe { NonNull::new_unchecked(slice as *mut ByteMap) }
+    }
+}
+
+/// A slot's words (see the slot table in the [module docs](super)).
+#[derive(Clone, Copy)]
+pub(crate) struct Slot<'a> {
+    w: &'a [AtomicU64],
+    key_words: usize,
+}
+
+impl<'a> Slot<'a> {
+    /// The slot's sequence: odd while a writer writes the slot.
+    #[inline]
+    pub(crate) fn seq(&self) -> &'a AtomicU64 {
+        &self.w[0]
+    }
+    /// The meta word ([`Meta`]).
+    #[inline]
+    pub(crate) fn meta(&self) -> &'a AtomicU64 {
+        &self.w[1]
+    }
+    /// The expiry: `CLOCK_MONOTONIC` nanoseconds, 0 = never.
+    #[inline]
+    pub(crate) fn expiry(&self) -> &'a AtomicU64 {
+        &self.w[2]
+    }
+    /// The stamp: `CLOCK_MONOTONIC` nanoseconds of the last write (eviction order).
+    #[inline]
+    pub(crate) fn stamp(&self) -> &'a AtomicU64 {
+        &self.w[3]
+    }
+    /// The key's words.
+    #[inline]
+    pub(crate) fn key(&self) -> &'a [AtomicU64] {
+        &self.w[SLOT_HEAD_WORDS..SLOT_HEAD_WORDS + self.key_words]
+    }
+    /// The value's words.
+    #[inline]
+    pub(crate) fn value(&self) -> &'a [AtomicU64] {
+        &self.w[SLOT_HEAD_WORDS + self.key_words..]
+    }
+}
+
+/// A slot's meta word:
+///
+/// | bits   | meaning                                         |
+/// |--------|-------------------------------------------------|
+/// | 0..2   | state: 0 = empty, 1 = full (2, 3: corrupt)      |
+/// | 2..13  | key length (bytes, ≤ `key_max`)                 |
+/// | 13..30 | value length (bytes, ≤ `value_max`)             |
+/// | 30..32 | zero                                            |
+/// | 32..40 | home slot in the stripe (< slots per stripe)    |
+/// | 40..64 | tag: bits 8..32 of the key's hash               |
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Meta(pub(crate) u64);
+
+pub(crate) const EMPTY: u64 = 0;
+pub(crate) const FULL: u64 = 1;
+
+impl Meta {
+    #[inline]
+    pub(crate) fn full(key_len: usize, value_len: usize, home: usize, tag: u32) -> Meta {
+        Meta(
+            FULL | (key_len as u64) << 2
+                | (value_len as u64) << 13
+                | (home as u64 & 0xFF) << 32
+                | (tag as u64) << 40,
+        )
+    }
+    #[inline]
+    pub(crate) fn state(self) -> u64 {
+        self.0 & 3
+    }
+    #[inline]
+    pub(crate) fn key_len(self) -> usize {
+        ((self.0 >> 2) & 0x7FF) as usize
+    }
+    #[inline]
+    pub(crate) fn value_len(self) -> usize {
+        ((self.0 >> 13) & 0x1_FFFF) as usize
+    }
+    #[inline]
+    pub(crate) fn home(self) -> usize {
+        ((self.0 >> 32) & 0xFF) as usize
+    }
+    #[inline]
+    pub(crate) fn tag(self) -> u32 {
+        (self.0 >> 40) as u32
+    }
+    /// The same meta with another value length.
+    #[inline]
+    pub(crate) fn with_value_len(self, len: usize) -> Meta {
+        Meta(self.0 & !(0x1_FFFF << 13) | (len as u64) << 13)
+    }
+    /// Whether this is a full slot's meta that `g` allows.
+    #[inline]
+    pub(crate) fn full_and_valid(self, g: &Geometry) -> bool {
+        self.state() == FULL
+            && self.0 & (3 << 30) == 0
+            && self.key_len() <= g.options.key_max_len()
+            && self.value_len() <= g.options.value_max_len()
+            && self.home() < g.sps
+    }
+    /// Whether this is a valid empty slot's meta (all zero).
+    #[inline]
+    pub(crate) fn is_empty(self) -> bool {
+        self.0 == EMPTY
+    }
+}
+
+/// `CLOCK_MONOTONIC` now, in nanoseconds (the same clock in every process of one boot).
+#[inline]
+pub(crate) fn now_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    (t.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(t.tv_nsec as u64)
+}
+
+/// Whether an entry with `expiry` has expired at `now` (0 never expires).
+#[inline]
+pub(crate) fn expired(expiry: u64, now: u64) -> bool {
+    expiry != 0 && now >= expiry
+}
+
+/// Packs `bytes` into little-endian words (zero-padded), calling `f(i, word)` for each.
+#[inline]
+pub(crate) fn for_each_word(bytes: &[u8], mut f: impl FnMut(usize, u64)) {
+    let mut chunks = bytes.chunks_exact(8);
+    let mut i = 0;
+    for c in &mut chunks {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(c);
+        f(i, u64::from_le_bytes(b));
+        i += 1;
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut b = [0u8; 8];
+        b[..rest.len()].copy_from_slice(rest);
+        f(i, u64::from_le_bytes(b));
+    }
+}
+
+/// Copies `out.len()` bytes out of `words` with relaxed loads (a racy copy is rejected by
+/// the caller's sequence check). `words` holds at least `out.len()` bytes.
+#[inline]
+pub(crate) fn copy_out(words: &[AtomicU64], out: &mut [u8]) {
+    for (chunk, w) in out.chunks_mut(8).zip(words) {
+        // Relaxed: the caller's sequence recheck (or its lock) orders the copy.
+        let b = w.load(Ordering::Relaxed).to_le_bytes();
+        chunk.copy_from_slice(&b[..chunk.len()]);
+    }
+}
+
+/// Whether `words` hold `key` (zero-padded), compared word by word with relaxed loads.
+#[inline]
+pub(crate) fn key_equals(words: &[AtomicU64], key: &[u8]) -> bool {
+    let mut eq = true;
+    let mut it = words.iter();
+    for_each_word(key, |_, k| {
+        if eq {
+            // Relaxed: as in `copy_out`.
+            eq = it.next().is_some_and(|w| w.load(Ordering::Relaxed) == k);
+        }
+    });
+    eq
+}
+
+impl ByteMap {
+    /// All words of the object (header, count, stripe-head lines, slots).
+    #[cfg(not(loom))]
+    #[inline]
+    pub(crate) fn words(&self) -> &[AtomicU64] {
+        let n = self.lines.len() * 8;
+        // SAFETY: `from_raw_parts` needs a pointer valid for `n` reads of `AtomicU64`,
+        // aligned, for the borrow's lifetime: `lines` is `n / 8` lines of eight
+        // `AtomicU64` each, `#[repr(C)]` without padding, borrowed for `&self`. The
+        // stripe-head lines are never accessed through this slice (the map indexes only
+        // the header, count and slot words through it), so no byte is accessed with two
+        // atomic sizes.
+        unsafe { core::slice::from_raw_parts(self.lines.as_ptr().cast::<AtomicU64>(), n) }
+    }
+
+    /// All words of the object (the loom build).
+    #[cfg(loom)]
+    #[inline]
+    pub(crate) fn words(&self) -> &[AtomicU64] {
+        &self.words
+    }
+
+    /// The number of 64-byte lines of the object.
+    #[inline]
+    pub(crate) fn line_count(&self) -> usize {
+        self.words().len() / 8
+    }
+
+    /// Stripe `s`'s head (`s < g.stripes` of a geometry validated against this object).
+    #[cfg(not(loom))]
+    #[inline]
+    pub(crate) fn head(&self, g: &Geometry, s: usize) -> &StripeHead {
+        debug_assert!(s < g.stripes);
+        let line = &self.lines[HEADER_LINES + s];
+        // SAFETY: a `&Line` may be viewed as a `&StripeHead`: both are 64 bytes,
+        // 64-aligned, `#[repr(C)]`, made only of integer atomics without padding, so every
+        // bit pattern is valid for both; the stripe-head lines are only ever accessed as
+        // `StripeHead`s (see `words`), so no byte is accessed with two atomic sizes.
+        unsafe { &*(line as *const Line).cast::<StripeHead>() }
+    }
+
+    /// Stripe `s`'s head (the loom build).
+    #[cfg(loom)]
+    #[inline]
+    pub(crate) fn head(&self, _g: &Geometry, s: usize) -> &StripeHead {
+        &self.heads[s]
+    }
+
+    /// The global entry count (line 1).
+    #[inline]
+    pub(crate) fn count_word(&self) -> &AtomicU64 {
+        &self.words()[8]
+    }
+
+    /// Slot `i` of stripe `s` (in range for a geometry validated against this object).
+    #[inline]
+    pub(crate) fn slot(&self, g: &Geometry, s: usize, i: usize) -> Slot<'_> {
+        let start = (HEADER_LINES + g.stripes) * 8 + g.slot_base(s, i);
+        Slot {
+            w: &self.words()[start..start + g.slot_words],
+            key_words: g.key_words,
+        }
+    }
+
+    /// Reads the header once and validates it against the object's length: the local
+    /// copy every operation works from.
+    #[inline]
+    pub(crate) fn geometry(&self) -> Result<Geometry, MapError> {
+        let w = self.words();
+        // Relaxed: the header is written once, before the map is shared (a region
+        // publishes the object with a release store after `init`; a heap map is built
+        // before it is shared).
+        let h: [u64; 6] = core::array::from_fn(|i| w[i].load(Ordering::Relaxed));
+        let corrupt = |reason| MapError::Corrupt { reason };
+        if h[0] != MAGIC {
+            return Err(corrupt("bad magic in the map header"));
+        }
+        let as_usize =
+            |v: u64| usize::try_from(v).map_err(|_| corrupt("header field out of range"));
+        let options = MapOptions::new(as_usize(h[1])?)
+            .key_max(as_usize(h[2])?)
+            .value_max(as_usize(h[3])?);
+        let mut g = options
+            .geometry()
+            .ok_or(corrupt("header options out of range"))?;
+        if g.lines != self.line_count() {
+            return Err(corrupt("header options do not match the object's size"));
+        }
+        g.seed[..8].copy_from_slice(&h[4].to_le_bytes());
+        g.seed[8..].copy_from_slice(&h[5].to_le_bytes());
+        Ok(g)
+    }
+
+    /// Writes the header of a fresh (all-zero) object.
+    pub(crate) fn write_header(&self, options: &MapOptions, seed: [u8; 16]) {
+        let w = self.words();
+        let lo = u64::from_le_bytes(seed[..8].try_into().unwrap_or([0; 8]));
+        let hi = u64::from_le_bytes(seed[8..].try_into().unwrap_or([0; 8]));
+        let vals = [
+            MAGIC,
+            options.capacity() as u64,
+            options.key_max_len() as u64,
+            options.value_max_len() as u64,
+            lo,
+            hi,
+        ];
+        for (word, v) in w.iter().zip(vals) {
+            // Relaxed: see `geometry`; the object is published after this.
+            word.store(v, Ordering::Relaxed);
+        }
+    }
+
+    /// A zeroed heap object of `lines` lines.
+    #[cfg(not(loom))]
+    pub(crate) fn alloc(g: &Geometry) -> Box<ByteMap> {
+        let slice: Box<[Line]> = (0..g.lines).map(|_| Line::new()).collect();
+        let raw: *mut [Line] = Box::into_raw(slice);
+        // SAFETY: `Box::from_raw` needs a pointer from `Box::into_raw` of the same layout:
+        // `ByteMap` is `#[repr(transparent)]` over `[Line]` (the cast keeps the length).
+        unsafe { Box::from_raw(raw as *mut ByteMap) }
+    }
+
+    /// A zeroed heap object (the loom build).
+    #[cfg(loom)]
+    pub(crate) fn alloc(g: &Geometry) -> Box<ByteMap> {
+        Box::new(ByteMap {
+            words: (0..g.lines * 8).map(|_| AtomicU64::new(0)).collect(),
+            heads: (0..g.stripes).map(|_| StripeHead::new()).collect(),
+        })
+    }
+}

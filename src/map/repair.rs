@@ -1,0 +1,126 @@
+//! Repair of a stripe whose writer died mid-protocol (or that holds garbage): the
+//! "Repair" part of the [module docs](super). Runs under the stripe lock, inside a
+//! structure change, and is itself crash-safe: every step leaves a state the next repair
+//! handles.
+
+use crate::failpoint::{self, Point};
+use crate::sync::Ordering;
+
+use super::hash::{place, sip};
+use super::layout::{Meta, copy_out};
+use super::read::next;
+use super::write::{Locked, dist};
+
+impl Locked<'_> {
+    /// Repairs the stripe: drops torn and invalid slots, drops duplicate copies of an entry
+    /// left by an interrupted move, re-homes entries cut off from their home by a dropped
+    /// slot, and recounts. Then marks the lock consistent.
+    #[cold]
+    pub(crate) fn repair(&self) {
+        let sps = self.g.sps;
+        // A structure change for readers; keeps an odd sequence a dead writer left.
+        // Relaxed: we hold the lock.
+        let ss = self.head.seq.load(Ordering::Relaxed);
+        let ss = if ss & 1 != 0 { ss } else { self.begin_move() };
+        let mut key = vec![0u8; self.g.options.key_max_len()];
+
+        // 1. Drop torn slots (odd sequence: a write cut short) and slots whose meta or key
+        //    no writer makes (wrong stripe, home or tag for the key's hash: garbage).
+        for i in 0..sps {
+            let slot = self.slot(i);
+            // Relaxed: we hold the lock.
+            let q = slot.seq().load(Ordering::Relaxed);
+            let m = Meta(slot.meta().load(Ordering::Relaxed));
+            let keep = q & 1 == 0
+                && (m.is_empty()
+                    || (m.full_and_valid(&self.g) && {
+                        let k = &mut key[..m.key_len()];
+                        copy_out(slot.key(), k);
+                        let p = place(&self.g, sip(&self.g.seed, k));
+                        p.stripe == self.s && p.home == m.home() && p.tag == m.tag()
+                    }));
+            if !keep {
+                if q & 1 != 0 {
+                    // A dead writer's odd sequence: empty the slot, then close its write.
+                    // Relaxed: published by the Release store below.
+                    slot.meta().store(0, Ordering::Relaxed);
+                    // Release: as in `end_write`.
+                    slot.seq().store(q.wrapping_add(1), Ordering::Release);
+                } else {
+                    self.clear_slot(i);
+                }
+            }
+        }
+
+        // 2. Drop the second of two copies of one key (a move copies before it clears the
+        //    source): the copies are identical, either may go.
+        for i in 0..sps {
+            let a = self.slot(i);
+            // Relaxed: we hold the lock.
+            let ma = Meta(a.meta().load(Ordering::Relaxed));
+            if ma.is_empty() {
+                continue;
+            }
+            let k = &mut key[..ma.key_len()];
+            copy_out(a.key(), k);
+            for j in i + 1..sps {
+                let b = self.slot(j);
+                // Relaxed: as above.
+                let mb = Meta(b.meta().load(Ordering::Relaxed));
+                if !mb.is_empty()
+                    && mb.tag() == ma.tag()
+                    && mb.key_len() == ma.key_len()
+                    && super::layout::key_equals(b.key(), k)
+                {
+                    self.clear_slot(j);
+                }
+            }
+        }
+
+        // 3. Re-home: an entry with an empty slot between its home and itself is
+        //    unreachable by probing; move it to the first empty slot of its run. Each
+        //    pass moves entries only backwards along their runs, so the passes end.
+        for _ in 0..=sps {
+            let mut moved = false;
+            for i in 0..sps {
+                // Relaxed: as above.
+                let m = Meta(self.slot(i).meta().load(Ordering::Relaxed));
+                if m.is_empty() {
+                    continue;
+                }
+                let mut e = m.home();
+                let mut target = None;
+                for _ in 0..dist(m.home(), i, sps) {
+                    // Relaxed: as above.
+                    if self.slot(e).meta().load(Ordering::Relaxed) == 0 {
+                        target = Some(e);
+                        break;
+                    }
+                    e = next(e, sps);
+                }
+                if let Some(t) = target {
+                    self.copy_slot(i, t);
+                    failpoint::hit(Point::MapRepairMoved);
+                    self.clear_slot(i);
+                    moved = true;
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+
+        // 4. Recount; bring the map's count along by the difference.
+        let live = (0..sps)
+            // Relaxed: as above.
+            .filter(|&i| self.slot(i).meta().load(Ordering::Relaxed) != 0)
+            .count() as u64;
+        // Relaxed: as above.
+        let recorded = self.head.count.load(Ordering::Relaxed);
+        if live != recorded {
+            self.add_count(live.wrapping_sub(recorded) as i64);
+        }
+        self.end_move(ss);
+        self.head.lock.mark_consistent();
+    }
+}

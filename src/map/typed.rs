@@ -1,0 +1,358 @@
+//! [`Map<K, V>`]: the typed facade over a [`ByteMap`], keys and values of plain-old-data
+//! types.
+
+use core::marker::PhantomData;
+use core::time::Duration;
+
+use bytemuck::Pod;
+
+use crate::shared::Element;
+
+use super::bytemap::{Evicted, Update};
+use super::error::{IncrError, InsertError, MapError, UpdateError};
+use super::layout::ByteMap;
+use super::options::MapOptions;
+
+/// A shared hash map from `K` to `V`, both plain old data with an identity
+/// ([`Pod`] + [`Element`]): the integers, floats, arrays of them, [`FixedStr`](super::FixedStr)
+/// and `#[derive(Element)]` structs. A key is its bytes (two keys are equal when their
+/// bytes are), a value is copied in and out whole.
+///
+/// A [`ByteMap`] underneath with `key_max = size_of::<K>()` and
+/// `value_max = size_of::<V>()`; in a region its identity records `K` and `V`, so a
+/// `Map<u64, f64>` never opens as a `Map<u32, f64>` ([`Region::typed_map`](crate::Region::typed_map)).
+///
+/// Reads ([`get`](Self::get), [`contains`](Self::contains), iteration) report a corrupt
+/// map as absent entries; writes report it as an error.
+///
+/// # Examples
+///
+/// ```
+/// use shmstate::{FixedStr, Map};
+///
+/// let prices = Map::<FixedStr<15>, f64>::new(100)?;
+/// let apple = FixedStr::new("apple")?;
+/// prices.insert(apple, 1.25)?;
+/// assert_eq!(prices.get(&apple), Some(1.25));
+/// assert_eq!(prices.insert(apple, 1.5)?, Some(1.25));
+/// assert_eq!(prices.len(), 1);
+///
+/// let hits = Map::<u32, i64>::new(10)?;
+/// assert_eq!(hits.incr(&7, 1, 0)?, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[repr(transparent)]
+pub struct Map<K, V> {
+    _types: PhantomData<fn() -> (K, V)>,
+    inner: ByteMap,
+}
+
+// SAFETY: as for `ByteMap` (`#[repr(transparent)]` over it; `PhantomData` of a function
+// pointer type is zero-sized, `Sync`, and holds no `K` or `V`), with a tag that adds `K`'s
+// and `V`'s identities; `from_raw_parts` casts `ByteMap`'s pointer, keeping its metadata.
+#[cfg(not(loom))]
+unsafe impl<K: Pod + Element, V: Pod + Element> crate::shared::Shared for Map<K, V> {
+    const TAG: crate::shared::TypeTag = crate::shared::TypeTag::new(
+        crate::shared::Kind::MAP,
+        crate::Elem::record(
+            "Map",
+            0,
+            0,
+            &[
+                crate::Field {
+                    name: "key",
+                    offset: 0,
+                    ty: K::ELEM,
+                },
+                crate::Field {
+                    name: "value",
+                    offset: 0,
+                    ty: V::ELEM,
+                },
+            ],
+        ),
+    );
+    const ALIGN: usize = <ByteMap as crate::shared::Shared>::ALIGN;
+
+    #[inline]
+    fn size_for(len: usize) -> Option<usize> {
+        <ByteMap as crate::shared::Shared>::size_for(len)
+    }
+
+    #[inline]
+    fn from_raw_parts(ptr: core::ptr::NonNull<u8>, len: usize) -> core::ptr::NonNull<Self> {
+        let p = <ByteMap as crate::shared::Shared>::from_raw_parts(ptr, len);
+        // SAFETY: `new_unchecked` needs a non-null pointer: `p` is. `Map<K, V>` is
+        // `#[repr(transparent)]` over `ByteMap` (the cast keeps the metadata).
+        unsafe { core::ptr::NonNull::new_unchecked(p.as_ptr() as *mut Map<K, V>) }
+    }
+}
+
+/// `V`'s bytes, for [`ByteMap::update`].
+struct Bytes<V>(V);
+
+impl<V: Pod> AsRef<[u8]> for Bytes<V> {
+    fn as_ref(&self) -> &[u8] {
+        bytemuck::bytes_of(&self.0)
+    }
+}
+
+fn read<T: Pod>(b: &[u8]) -> Option<T> {
+    bytemuck::try_pod_read_unaligned(b).ok()
+}
+
+impl<K: Pod + Element, V: Pod + Element> Map<K, V> {
+    /// The options of a map from `K` to `V` of `capacity` entries.
+    pub fn options(capacity: usize) -> MapOptions {
+        MapOptions::new(capacity)
+            .key_max(size_of::<K>())
+            .value_max(size_of::<V>())
+    }
+
+    /// An empty map of `capacity` entries on the heap, with a random hash seed.
+    ///
+    /// # Errors
+    ///
+    /// [`MapError::InvalidOptions`] if `capacity` is 0 or above 2^32, `K` is zero-sized or
+    /// larger than 1024 bytes, or `V` is larger than 65536 bytes.
+    pub fn new(capacity: usize) -> Result<Box<Self>, MapError> {
+        Ok(Self::from_bytes(ByteMap::new(Self::options(capacity))?))
+    }
+
+    /// [`new`](Self::new) with the hash seed `seed` (see [`ByteMap::with_seed`]).
+    ///
+    /// # Errors
+    ///
+    /// As for [`new`](Self::new).
+    pub fn with_seed(capacity: usize, seed: [u8; 16]) -> Result<Box<Self>, MapError> {
+        Ok(Self::from_bytes(ByteMap::with_seed(
+            Self::options(capacity),
+            seed,
+        )?))
+    }
+
+    fn from_bytes(b: Box<ByteMap>) -> Box<Self> {
+        let raw = Box::into_raw(b);
+        // SAFETY: `Box::from_raw` needs a pointer from `Box::into_raw` of the same layout:
+        // `Map<K, V>` is `#[repr(transparent)]` over `ByteMap` (the cast keeps the metadata).
+        unsafe { Box::from_raw(raw as *mut Map<K, V>) }
+    }
+
+    /// The byte map underneath (keys and values as their bytes).
+    pub fn as_bytes(&self) -> &ByteMap {
+        &self.inner
+    }
+
+    /// The number of entries the map is sized for.
+    pub fn capacity(&self) -> usize {
+        self.inner.capacity()
+    }
+
+    /// The number of entries (see [`ByteMap::len`]).
+    pub fn len(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// Whether the map is empty.
+    pub fn is_empty(&self) -> bool {
+        self.inner.is_empty()
+    }
+
+    /// The value of `key`, if present (and not expired). Lock-free (see [`ByteMap::get`]).
+    pub fn get(&self, key: &K) -> Option<V> {
+        self.inner
+            .get_with(bytemuck::bytes_of(key), read::<V>)
+            .ok()
+            .flatten()
+            .flatten()
+    }
+
+    /// Whether `key` is present (and not expired).
+    pub fn contains(&self, key: &K) -> bool {
+        self.inner
+            .contains(bytemuck::bytes_of(key))
+            .unwrap_or(false)
+    }
+
+    fn typed_err(e: InsertError, key: K, value: V) -> InsertError<K, V> {
+        e.map(|_| key, |_| value)
+    }
+
+    /// Sets `key` to `value`; returns the old value (see [`ByteMap::insert`]).
+    ///
+    /// # Errors
+    ///
+    /// [`InsertError::Full`] hands `key` and `value` back; [`InsertError::Corrupt`].
+    pub fn insert(&self, key: K, value: V) -> Result<Option<V>, InsertError<K, V>> {
+        self.inner
+            .insert(bytemuck::bytes_of(&key), bytemuck::bytes_of(&value))
+            .map(|old| old.and_then(|o| read(&o)))
+            .map_err(|e| Self::typed_err(e, key, value))
+    }
+
+    /// Sets `key` to `value` for `ttl` (see [`ByteMap::insert_ttl`]).
+    ///
+    /// # Errors
+    ///
+    /// As for [`insert`](Self::insert).
+    pub fn insert_ttl(
+        &self,
+        key: K,
+        value: V,
+        ttl: Duration,
+    ) -> Result<Option<V>, InsertError<K, V>> {
+        self.inner
+            .insert_ttl(bytemuck::bytes_of(&key), bytemuck::bytes_of(&value), ttl)
+            .map(|old| old.and_then(|o| read(&o)))
+            .map_err(|e| Self::typed_err(e, key, value))
+    }
+
+    /// Inserts `key` only if absent: whether it was inserted (see [`ByteMap::add`]).
+    ///
+    /// # Errors
+    ///
+    /// As for [`insert`](Self::insert).
+    pub fn add(&self, key: K, value: V) -> Result<bool, InsertError<K, V>> {
+        self.inner
+            .add(bytemuck::bytes_of(&key), bytemuck::bytes_of(&value))
+            .map_err(|e| Self::typed_err(e, key, value))
+    }
+
+    /// Sets `key` only if present: the old value (see [`ByteMap::replace`]).
+    ///
+    /// # Errors
+    ///
+    /// [`MapError::Corrupt`].
+    pub fn replace(&self, key: &K, value: V) -> Result<Option<V>, MapError> {
+        Ok(self
+            .inner
+            .replace(bytemuck::bytes_of(key), bytemuck::bytes_of(&value))?
+            .and_then(|o| read(&o)))
+    }
+
+    /// Removes `key`: its value, if it was present (see [`ByteMap::remove`]).
+    ///
+    /// # Errors
+    ///
+    /// [`MapError::Corrupt`].
+    pub fn remove(&self, key: &K) -> Result<Option<V>, MapError> {
+        Ok(self
+            .inner
+            .remove(bytemuck::bytes_of(key))?
+            .and_then(|o| read(&o)))
+    }
+
+    /// Sets `key` to `new` if its value's bytes equal `current`'s; else the value found
+    /// (see [`ByteMap::compare_exchange`]).
+    ///
+    /// # Errors
+    ///
+    /// [`MapError::Corrupt`].
+    pub fn compare_exchange(
+        &self,
+        key: &K,
+        current: V,
+        new: V,
+    ) -> Result<Result<(), Option<V>>, MapError> {
+        Ok(self
+            .inner
+            .compare_exchange(
+                bytemuck::bytes_of(key),
+                bytemuck::bytes_of(&current),
+                bytemuck::bytes_of(&new),
+            )?
+            .map_err(|actual| actual.and_then(|a| read(&a))))
+    }
+
+    /// Reads, modifies and writes the entry of `key` atomically (see [`ByteMap::update`]).
+    ///
+    /// # Errors
+    ///
+    /// [`UpdateError::Full`], [`UpdateError::Corrupt`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{Map, Update};
+    ///
+    /// let m = Map::<u64, f64>::new(10)?;
+    /// let doubled = m.update(&1, |v| {
+    ///     let n = v.unwrap_or(1.5) * 2.0;
+    ///     Update::Set(n, n)
+    /// })?;
+    /// assert_eq!(doubled, 3.0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn update<R>(
+        &self,
+        key: &K,
+        f: impl FnOnce(Option<V>) -> Update<R, V>,
+    ) -> Result<R, UpdateError> {
+        self.inner.update(bytemuck::bytes_of(key), |old| {
+            match f(old.and_then(read::<V>)) {
+                Update::Keep(r) => Update::Keep(r),
+                Update::Remove(r) => Update::Remove(r),
+                Update::Set(v, r) => Update::Set(Bytes(v), r),
+            }
+        })
+    }
+
+    /// Sets `key` to `value`, evicting an entry if the map is full (see
+    /// [`ByteMap::insert_evicting`]).
+    ///
+    /// # Errors
+    ///
+    /// As for [`ByteMap::insert_evicting`], with `key` and `value` handed back.
+    pub fn insert_evicting(&self, key: K, value: V) -> Result<Evicted<K, V>, InsertError<K, V>> {
+        match self
+            .inner
+            .insert_evicting(bytemuck::bytes_of(&key), bytemuck::bytes_of(&value))
+        {
+            Ok(Evicted::Nothing) => Ok(Evicted::Nothing),
+            Ok(Evicted::Replaced(v)) => Ok(read(&v).map_or(Evicted::Nothing, Evicted::Replaced)),
+            Ok(Evicted::Entry { key: k, value: v }) => Ok(match (read(&k), read(&v)) {
+                (Some(key), Some(value)) => Evicted::Entry { key, value },
+                _ => Evicted::Nothing,
+            }),
+            Err(e) => Err(Self::typed_err(e, key, value)),
+        }
+    }
+
+    /// Removes every expired entry; how many.
+    pub fn purge_expired(&self) -> usize {
+        self.inner.purge_expired()
+    }
+
+    /// Removes every entry (see [`ByteMap::clear`]).
+    pub fn clear(&self) {
+        self.inner.clear();
+    }
+
+    /// Calls `f` with every entry (see [`ByteMap::for_each`]).
+    pub fn for_each(&self, mut f: impl FnMut(K, V)) {
+        self.inner.for_each(|k, v| {
+            if let (Some(k), Some(v)) = (read(k), read(v)) {
+                f(k, v);
+            }
+        });
+    }
+
+    /// Every entry (see [`ByteMap::snapshot`]).
+    pub fn snapshot(&self) -> Vec<(K, V)> {
+        let mut out = Vec::new();
+        self.for_each(|k, v| out.push((k, v)));
+        out
+    }
+}
+
+impl<K: Pod + Element> Map<K, i64> {
+    /// Adds `by` to the value of `key` (wrapping), inserting `init + by` if absent; the new
+    /// value (see [`ByteMap::incr`]).
+    ///
+    /// # Errors
+    ///
+    /// [`IncrError::Full`], [`IncrError::Corrupt`].
+    pub fn incr(&self, key: &K, by: i64, init: i64) -> Result<i64, IncrError> {
+        self.inner.incr(bytemuck::bytes_of(key), by, init)
+    }
+}

@@ -1,0 +1,546 @@
+//! Single-process tests of the shared hash map on the heap (and in an anonymous region for
+//! type identity): every operation, a full map, TTL expiry, eviction, a long random run
+//! against `std::collections::HashMap` that also checks probe lengths stay bounded, hostile
+//! bytes, the typed facade and `FixedStr`.
+#![cfg(not(loom))]
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use shmstate::sync::Ordering;
+use shmstate::{
+    ByteMap, Evicted, FixedStr, GetError, IncrError, InsertError, Map, MapError, MapOpenError,
+    MapOptions, Region, Update, UpdateError,
+};
+
+/// A small deterministic generator (xorshift64*), so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+const SEED: [u8; 16] = *b"0123456789abcdef";
+
+fn map(capacity: usize) -> Box<ByteMap> {
+    ByteMap::with_seed(MapOptions::new(capacity).key_max(16).value_max(24), SEED).unwrap()
+}
+
+fn get(m: &ByteMap, k: &[u8]) -> Option<Vec<u8>> {
+    let mut v = Vec::new();
+    m.get(k, &mut v).unwrap().then_some(v)
+}
+
+#[test]
+fn options_are_validated() {
+    for o in [
+        MapOptions::new(0),
+        MapOptions::new(1).key_max(0),
+        MapOptions::new(1).key_max(1025),
+        MapOptions::new(1).value_max(65537),
+    ] {
+        assert!(
+            matches!(ByteMap::new(o), Err(MapError::InvalidOptions { .. })),
+            "{o:?}"
+        );
+    }
+    let m = ByteMap::new(MapOptions::new(5).key_max(1024).value_max(65536)).unwrap();
+    assert_eq!(
+        m.options(),
+        MapOptions::new(5).key_max(1024).value_max(65536)
+    );
+    assert_eq!(m.capacity(), 5);
+}
+
+#[test]
+fn every_operation_does_what_it_says() {
+    let m = map(100);
+    assert!(m.is_empty());
+    assert_eq!(m.insert(b"a", b"1").unwrap(), None);
+    assert_eq!(m.insert(b"a", b"22").unwrap(), Some(b"1".to_vec()));
+    assert_eq!(get(&m, b"a"), Some(b"22".to_vec()));
+    assert!(m.contains(b"a").unwrap());
+    assert!(!m.contains(b"b").unwrap());
+    assert_eq!(
+        m.get_with(b"a", |v| v.to_vec()).unwrap(),
+        Some(b"22".to_vec())
+    );
+    assert_eq!(m.get_with(b"b", |v| v.to_vec()).unwrap(), None);
+    // Nested get_with on one thread.
+    assert_eq!(
+        m.get_with(b"a", |v| (v.len(), m.get_with(b"a", |w| w.len()).unwrap()))
+            .unwrap(),
+        Some((2, Some(2)))
+    );
+    assert!(!m.add(b"a", b"x").unwrap());
+    assert!(m.add(b"b", b"x").unwrap());
+    assert_eq!(m.replace(b"c", b"y").unwrap(), None);
+    assert!(!m.contains(b"c").unwrap());
+    assert_eq!(m.replace(b"b", b"y").unwrap(), Some(b"x".to_vec()));
+    assert_eq!(m.compare_exchange(b"b", b"y", b"z").unwrap(), Ok(()));
+    assert_eq!(
+        m.compare_exchange(b"b", b"y", b"w").unwrap(),
+        Err(Some(b"z".to_vec()))
+    );
+    assert_eq!(m.compare_exchange(b"q", b"y", b"w").unwrap(), Err(None));
+    assert_eq!(m.len(), 2);
+    assert_eq!(m.remove(b"b").unwrap(), Some(b"z".to_vec()));
+    assert_eq!(m.remove(b"b").unwrap(), None);
+    assert_eq!(m.len(), 1);
+    // Empty keys and values are keys and values.
+    m.insert(b"", b"").unwrap();
+    assert_eq!(get(&m, b""), Some(Vec::new()));
+    // update: set, keep, remove.
+    assert!(
+        m.update(b"u", |old| Update::Set(b"1", old.is_none()))
+            .unwrap()
+    );
+    assert_eq!(
+        m.update(b"u", |old| Update::<_, Vec<u8>>::Keep(
+            old.map(|v| v.to_vec())
+        ))
+        .unwrap(),
+        Some(b"1".to_vec())
+    );
+    assert_eq!(
+        m.update(b"u", |_| Update::<_, Vec<u8>>::Remove(7)).unwrap(),
+        7
+    );
+    assert!(!m.contains(b"u").unwrap());
+    assert_eq!(
+        m.update(b"u", |_| Update::Set(vec![0; 25], ())),
+        Err(UpdateError::ValueTooLong { len: 25, max: 24 })
+    );
+    assert!(!m.contains(b"u").unwrap());
+    // incr.
+    assert_eq!(m.incr(b"n", 5, 10).unwrap(), 15);
+    assert_eq!(
+        m.incr(b"n", i64::MAX, 0).unwrap(),
+        15i64.wrapping_add(i64::MAX)
+    );
+    assert_eq!(m.incr(b"a", 1, 0), Err(IncrError::NotAnInteger { len: 2 }));
+    // Lengths.
+    assert_eq!(
+        m.insert(&[0; 17], b"").unwrap_err(),
+        InsertError::KeyTooLong { len: 17, max: 16 }
+    );
+    assert_eq!(
+        m.insert(b"k", &[0; 25]).unwrap_err(),
+        InsertError::ValueTooLong { len: 25, max: 24 }
+    );
+    assert_eq!(
+        m.get(&[0; 17], &mut Vec::new()),
+        Err(MapError::KeyTooLong { len: 17, max: 16 })
+    );
+    assert_eq!(
+        m.replace(b"a", &[0; 25]),
+        Err(MapError::ValueTooLong { len: 25, max: 24 })
+    );
+    // Longest key and value round-trip.
+    m.insert(&[7; 16], &[9; 24]).unwrap();
+    assert_eq!(get(&m, &[7; 16]), Some(vec![9; 24]));
+    // snapshot / for_each / clear.
+    let mut snap = m.snapshot();
+    snap.sort();
+    let mut want: Vec<(Vec<u8>, Vec<u8>)> = vec![
+        (b"".to_vec(), b"".to_vec()),
+        (b"a".to_vec(), b"22".to_vec()),
+        (
+            b"n".to_vec(),
+            15i64.wrapping_add(i64::MAX).to_le_bytes().to_vec(),
+        ),
+        (vec![7; 16], vec![9; 24]),
+    ];
+    want.sort();
+    assert_eq!(snap, want);
+    let mut n = 0;
+    m.for_each(|_, _| n += 1);
+    assert_eq!(n, 4);
+    assert_eq!(m.len(), 4);
+    m.clear();
+    assert!(m.is_empty());
+    assert!(m.snapshot().is_empty());
+    assert!(!m.contains(b"a").unwrap());
+}
+
+#[test]
+fn a_full_map_hands_key_and_value_back() {
+    for cap in [1, 7, 128] {
+        let m = map(cap);
+        for i in 0..cap as u32 {
+            m.insert(&i.to_le_bytes(), b"v").unwrap();
+        }
+        assert_eq!(m.len(), cap);
+        assert_eq!(
+            m.insert(b"new", b"value"),
+            Err(InsertError::Full {
+                key: b"new".to_vec(),
+                value: b"value".to_vec()
+            })
+        );
+        assert!(matches!(
+            m.add(b"new", b"value"),
+            Err(InsertError::Full { .. })
+        ));
+        assert_eq!(m.incr(b"new", 1, 0), Err(IncrError::Full));
+        assert_eq!(
+            m.update(b"new", |_| Update::Set(b"x", ())),
+            Err(UpdateError::Full)
+        );
+        // Present keys can still be written, and a removal makes room.
+        assert_eq!(
+            m.insert(&0u32.to_le_bytes(), b"w").unwrap(),
+            Some(b"v".to_vec())
+        );
+        m.remove(&0u32.to_le_bytes()).unwrap();
+        m.insert(b"new", b"value").unwrap();
+    }
+}
+
+#[test]
+fn a_large_map_fills_to_its_capacity() {
+    // Many stripes: the capacity rule leaves room for every stripe's share.
+    let cap = 20_000;
+    let m = ByteMap::with_seed(MapOptions::new(cap).key_max(8).value_max(8), SEED).unwrap();
+    for i in 0..cap as u64 {
+        m.insert(&i.to_le_bytes(), &i.to_le_bytes()).unwrap();
+    }
+    assert_eq!(m.len(), cap);
+    assert!(matches!(
+        m.insert(b"one more", b""),
+        Err(InsertError::Full { .. })
+    ));
+    for i in (0..cap as u64).step_by(97) {
+        assert_eq!(get(&m, &i.to_le_bytes()), Some(i.to_le_bytes().to_vec()));
+    }
+}
+
+#[test]
+fn expired_entries_read_as_absent_and_are_reclaimed() {
+    let m = map(4);
+    m.insert_ttl(b"short", b"1", Duration::from_millis(30))
+        .unwrap();
+    m.insert_ttl(b"long", b"2", Duration::from_secs(3600))
+        .unwrap();
+    m.insert(b"forever", b"3").unwrap();
+    let set = Instant::now();
+    // Checked before the deadline, if this thread got here in time.
+    if set.elapsed() < Duration::from_millis(20) {
+        assert!(m.contains(b"short").unwrap());
+    }
+    // The behaviour under test is the passing of time.
+    std::thread::sleep(Duration::from_millis(40));
+    assert!(!m.contains(b"short").unwrap());
+    assert_eq!(get(&m, b"short"), None);
+    assert!(m.contains(b"long").unwrap());
+    assert_eq!(m.snapshot().len(), 2);
+    assert_eq!(m.len(), 3, "an expired entry takes room until reclaimed");
+    m.insert(b"x", b"4").unwrap();
+    assert_eq!(m.len(), 4);
+    // Full by count: the next new key reclaims the expired entry to make room.
+    m.insert(b"y", b"5").unwrap();
+    assert_eq!(m.len(), 4);
+    // Deadline zero: expires at once, never readable.
+    m.remove(b"x").unwrap();
+    m.insert_ttl(b"z", b"5", Duration::ZERO).unwrap();
+    assert!(!m.contains(b"z").unwrap());
+    assert_eq!(m.purge_expired(), 1);
+    assert_eq!(m.len(), 3);
+    let m = map(8);
+    // Writes that keep the deadline, and insert that drops it.
+    m.insert_ttl(b"t", b"1", Duration::from_millis(30)).unwrap();
+    m.replace(b"t", b"2").unwrap();
+    m.insert_ttl(b"u", b"1", Duration::from_millis(30)).unwrap();
+    m.insert(b"u", b"2").unwrap();
+    std::thread::sleep(Duration::from_millis(40));
+    assert!(!m.contains(b"t").unwrap(), "replace keeps the deadline");
+    assert!(m.contains(b"u").unwrap(), "insert clears the deadline");
+    // add over an expired key inserts.
+    assert!(m.add(b"t", b"3").unwrap());
+    assert_eq!(get(&m, b"t"), Some(b"3".to_vec()));
+}
+
+#[test]
+fn insert_evicting_evicts_the_least_recently_written() {
+    let m = map(3);
+    for k in [b"a", b"b", b"c"] {
+        assert_eq!(m.insert_evicting(k, b"v").unwrap(), Evicted::Nothing);
+    }
+    // "a" is rewritten: "b" becomes the oldest.
+    assert_eq!(
+        m.insert_evicting(b"a", b"w").unwrap(),
+        Evicted::Replaced(b"v".to_vec())
+    );
+    assert_eq!(
+        m.insert_evicting(b"d", b"x").unwrap(),
+        Evicted::Entry {
+            key: b"b".to_vec(),
+            value: b"v".to_vec()
+        }
+    );
+    assert_eq!(m.len(), 3);
+    assert!(!m.contains(b"b").unwrap());
+    // An expired entry goes first.
+    m.insert_ttl(b"a", b"w", Duration::ZERO).unwrap();
+    assert_eq!(m.insert_evicting(b"e", b"y").unwrap(), Evicted::Nothing);
+    assert!(!m.contains(b"a").unwrap());
+    assert_eq!(m.len(), 3);
+}
+
+/// Probes stay short however long the churn runs: backward-shift deletion leaves no
+/// tombstones. Checked against a `HashMap` at 90% of capacity.
+#[test]
+fn random_churn_matches_a_hashmap_and_probes_stay_bounded() {
+    let cap = 2000;
+    let m = ByteMap::with_seed(MapOptions::new(cap).key_max(8).value_max(16), SEED).unwrap();
+    let mut reference: HashMap<u64, Vec<u8>> = HashMap::new();
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let keys = (cap as u64 * 9) / 10 * 2;
+    let ops = if cfg!(debug_assertions) {
+        200_000
+    } else {
+        2_000_000
+    };
+    let (mut first_mean, mut worst_max) = (None, 0);
+    for n in 0..ops {
+        let k = rng.below(keys);
+        let kb = k.to_le_bytes();
+        match rng.below(10) {
+            0..=3 => {
+                if reference.len() < cap * 9 / 10 || reference.contains_key(&k) {
+                    let v = [rng.next().to_le_bytes(), rng.next().to_le_bytes()].concat()
+                        [..(k % 16) as usize]
+                        .to_vec();
+                    assert_eq!(m.insert(&kb, &v).unwrap(), reference.insert(k, v));
+                }
+            }
+            4..=6 => assert_eq!(m.remove(&kb).unwrap(), reference.remove(&k)),
+            _ => assert_eq!(get(&m, &kb).as_ref(), reference.get(&k)),
+        }
+        if n % 20_000 == 19_999 {
+            assert_eq!(m.len(), reference.len());
+            let (max, total, entries) = m.probe_stats();
+            assert_eq!(entries, reference.len());
+            let mean = total as f64 / entries.max(1) as f64;
+            let first = *first_mean.get_or_insert(mean);
+            worst_max = worst_max.max(max);
+            // No decay: the mean displacement does not creep up with churn.
+            assert!(
+                mean < first * 2.0 + 1.0,
+                "mean displacement {mean} (first {first})"
+            );
+        }
+    }
+    let (_, sps) = m.stripe_geometry();
+    assert!(worst_max < sps, "a probe run spans the stripe: {worst_max}");
+    let mut snap = m.snapshot();
+    snap.sort();
+    let mut want: Vec<_> = reference
+        .into_iter()
+        .map(|(k, v)| (k.to_le_bytes().to_vec(), v))
+        .collect();
+    want.sort();
+    assert_eq!(snap, want);
+}
+
+/// Every word of the map overwritten with random bytes, then every operation: none
+/// panics or hangs, each returns something.
+#[test]
+fn hostile_bytes_never_panic_or_hang() {
+    let mut rng = Rng(99);
+    for round in 0..40 {
+        let m = map(300);
+        for i in 0..250u32 {
+            m.insert(&i.to_le_bytes(), &[i as u8; 5]).unwrap();
+        }
+        m.insert_ttl(b"ttl", b"x", Duration::from_secs(60)).unwrap();
+        let words = m.raw_words();
+        // Some rounds spare the header (so the ops reach the slots), others do not.
+        let from = if round % 4 == 0 { 0 } else { 16 };
+        for _ in 0..(1 + rng.below(200)) {
+            let i = from + rng.below((words.len() - from) as u64) as usize;
+            words[i].store(rng.next(), Ordering::Relaxed);
+        }
+        if round % 3 == 0 {
+            for (lock, seq, count) in m.raw_stripe_words() {
+                match rng.below(4) {
+                    0 => lock.store(rng.next() as u32, Ordering::Relaxed),
+                    1 => seq.store(rng.next(), Ordering::Relaxed),
+                    2 => count.store(rng.next(), Ordering::Relaxed),
+                    _ => {}
+                }
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for i in 0..260u32 {
+            let k = i.to_le_bytes();
+            let _ = m.get(&k, &mut Vec::new());
+            let _ = m.get_with(&k, |v| v.len());
+            let _ = m.contains(&k);
+            let _ = m.insert(&k, b"new");
+            let _ = m.add(b"added", b"1");
+            let _ = m.replace(&k, b"r");
+            let _ = m.compare_exchange(&k, b"r", b"s");
+            let _ = m.update(&k, |v| Update::Set(v.unwrap_or_default().to_vec(), ()));
+            let _ = m.incr(b"n", 1, 0);
+            let _ = m.insert_evicting(&k, b"e");
+            let _ = m.remove(&k);
+        }
+        let _ = m.len();
+        let _ = m.snapshot();
+        let _ = m.purge_expired();
+        m.clear();
+        assert!(Instant::now() < deadline, "round {round} took too long");
+        // A map whose header survived works again after the repairs (unless the map's
+        // count was overwritten with a number above its capacity: then it is full).
+        if m.options() == MapOptions::new(300).key_max(16).value_max(24) {
+            match m.insert(b"after", b"ok") {
+                Ok(_) => assert_eq!(get(&m, b"after"), Some(b"ok".to_vec())),
+                Err(e) => assert!(matches!(e, InsertError::Full { .. }), "{e:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn a_garbage_header_is_corrupt() {
+    let m = map(10);
+    m.raw_words()[0].store(0xdead, Ordering::Relaxed);
+    assert!(matches!(
+        m.get(b"a", &mut Vec::new()),
+        Err(MapError::Corrupt { .. })
+    ));
+    assert!(matches!(
+        m.insert(b"a", b"b"),
+        Err(InsertError::Corrupt { .. })
+    ));
+    assert_eq!(m.len(), 0);
+    assert_eq!(m.capacity(), 0);
+    // Options that do not match the object's size.
+    let m = map(10);
+    m.raw_words()[1].store(1_000_000, Ordering::Relaxed);
+    assert!(matches!(m.contains(b"a"), Err(MapError::Corrupt { .. })));
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable, shmstate::Element)]
+#[repr(C)]
+struct Point {
+    x: f32,
+    y: f32,
+}
+
+#[test]
+fn typed_maps_round_trip_their_types() {
+    let m = Map::<u64, f64>::with_seed(10, SEED).unwrap();
+    assert_eq!(m.insert(1, 1.5).unwrap(), None);
+    assert_eq!(m.get(&1), Some(1.5));
+    assert_eq!(m.insert(1, 2.5).unwrap(), Some(1.5));
+    assert!(m.add(2, 0.5).unwrap());
+    assert_eq!(m.replace(&2, 0.25).unwrap(), Some(0.5));
+    assert_eq!(m.compare_exchange(&2, 0.25, 1.0).unwrap(), Ok(()));
+    assert_eq!(m.compare_exchange(&2, 0.25, 1.0).unwrap(), Err(Some(1.0)));
+    assert_eq!(m.update(&3, |v| Update::Set(v.unwrap_or(7.0), ())), Ok(()));
+    assert_eq!(m.remove(&3).unwrap(), Some(7.0));
+    let mut s = m.snapshot();
+    s.sort_by_key(|a| a.0);
+    assert_eq!(s, vec![(1, 2.5), (2, 1.0)]);
+    assert_eq!(m.len(), 2);
+    m.clear();
+    assert!(m.is_empty());
+
+    let full = Map::<u32, Point>::new(1).unwrap();
+    full.insert(1, Point { x: 1.0, y: 2.0 }).unwrap();
+    assert_eq!(
+        full.insert(2, Point { x: 3.0, y: 4.0 }),
+        Err(InsertError::Full {
+            key: 2,
+            value: Point { x: 3.0, y: 4.0 }
+        })
+    );
+    assert_eq!(
+        full.insert_evicting(2, Point { x: 3.0, y: 4.0 }).unwrap(),
+        Evicted::Entry {
+            key: 1,
+            value: Point { x: 1.0, y: 2.0 }
+        }
+    );
+
+    let counters = Map::<FixedStr<7>, i64>::new(10).unwrap();
+    let k = FixedStr::new("hits").unwrap();
+    assert_eq!(counters.incr(&k, 2, 0).unwrap(), 2);
+    assert_eq!(counters.incr(&k, 3, 0).unwrap(), 5);
+    assert_eq!(counters.get(&k), Some(5));
+    assert!(
+        Map::<[u8; 0], u8>::new(1).is_err(),
+        "a zero-sized key is refused"
+    );
+}
+
+#[test]
+fn fixed_str_is_a_string_and_a_key() {
+    let a = FixedStr::<23>::new("héllo").unwrap();
+    assert_eq!(a.as_str(), "héllo");
+    assert_eq!(&*a, "héllo");
+    assert_eq!(a, "héllo");
+    assert_eq!(a.to_string(), "héllo");
+    assert_eq!(format!("{a:?}"), "\"héllo\"");
+    assert_eq!(size_of::<FixedStr<23>>(), 24);
+    let e = FixedStr::<3>::new("abcd").unwrap_err();
+    assert_eq!((e.len, e.max), (4, 3));
+    assert_eq!(
+        FixedStr::<3>::try_from("abc").unwrap(),
+        FixedStr::<3>::new("abc").unwrap()
+    );
+    let m = Map::<FixedStr<23>, FixedStr<23>>::new(10).unwrap();
+    m.insert(a, FixedStr::new("world").unwrap()).unwrap();
+    assert_eq!(m.get(&FixedStr::new("héllo").unwrap()).unwrap(), "world");
+    assert_eq!(m.get(&FixedStr::new("hello").unwrap()), None);
+}
+
+#[test]
+fn a_typed_map_does_not_open_as_another_type() {
+    let region = Region::anonymous(1 << 20).unwrap();
+    let m = region.typed_map::<u64, f64>("m", 100).unwrap();
+    m.insert(7, 0.5).unwrap();
+    assert!(matches!(
+        region.typed_map::<u32, f64>("m", 100),
+        Err(MapOpenError::Region(GetError::TypeMismatch { .. }))
+    ));
+    assert!(matches!(
+        region.typed_map::<u64, i64>("m", 100),
+        Err(MapOpenError::Region(GetError::TypeMismatch { .. }))
+    ));
+    assert!(matches!(
+        region.open_map("m"),
+        Err(MapOpenError::Region(GetError::TypeMismatch { .. }))
+    ));
+    assert!(matches!(
+        region.typed_map::<u64, f64>("m", 200),
+        Err(MapOpenError::OptionsMismatch { .. }
+            | MapOpenError::Region(GetError::TypeMismatch { .. }))
+    ));
+    assert_eq!(
+        region.typed_map::<u64, f64>("m", 100).unwrap().get(&7),
+        Some(0.5)
+    );
+
+    let b = region.map("b", MapOptions::new(50)).unwrap();
+    b.insert(b"k", b"v").unwrap();
+    assert!(matches!(
+        region.map("b", MapOptions::new(50).value_max(8)),
+        Err(MapOpenError::OptionsMismatch { .. })
+    ));
+    assert!(region.open_map("b").unwrap().contains(b"k").unwrap());
+    assert!(matches!(
+        region.open_map("none"),
+        Err(MapOpenError::Region(GetError::NotFound { .. }))
+    ));
+}
