@@ -956,6 +956,29 @@ impl ByteMap {
         (max, total, n)
     }
 
+    /// Every full slot as (stripe, slot, home, key), read without synchronisation (for
+    /// quiescent maps in tests). Not part of the API.
+    #[doc(hidden)]
+    pub fn raw_slots(&self) -> Vec<(usize, usize, usize, Vec<u8>)> {
+        let Ok(g) = self.geometry() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for s in 0..g.stripes {
+            for i in 0..g.sps {
+                let slot = self.slot(&g, s, i);
+                // Relaxed: a quiescent map.
+                let m = Meta(slot.meta().load(Ordering::Relaxed));
+                if m.full_and_valid(&g) {
+                    let mut k = vec![0u8; m.key_len()];
+                    copy_out(slot.key(), &mut k);
+                    out.push((s, i, m.home(), k));
+                }
+            }
+        }
+        out
+    }
+
     /// Stripes and slots per stripe. Not part of the API.
     #[doc(hidden)]
     pub fn stripe_geometry(&self) -> (usize, usize) {

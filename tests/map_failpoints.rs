@@ -1,0 +1,281 @@
+//! Crash-window tests of the shared hash map: a process is stopped at a step of the map's
+//! protocol (a failpoint), SIGKILLed there, and the repair the map's crash table documents
+//! is checked: every key is present with a value some writer wrote, or absent, and the
+//! counts are right. Built only with `--cfg shmstate_test_hooks` (see `src/failpoint.rs`);
+//! `.ci/run` runs this file so:
+//!
+//! ```sh
+//! RUSTFLAGS="--cfg shmstate_test_hooks" CARGO_TARGET_DIR=target/hooks \
+//!   cargo nextest run --test map_failpoints
+//! ```
+//!
+//! Without the cfg this file is empty.
+#![cfg(shmstate_test_hooks)]
+
+mod common;
+mod locks_support;
+
+use std::time::{Duration, Instant};
+
+use common::{fork_children, watchdog};
+use locks_support::{kill, reap};
+use shmstate::failpoint::{Point, arm};
+use shmstate::sync::Ordering;
+use shmstate::{ByteMap, MapOptions, Region, Update, Value};
+
+/// Keys in the map before each crash: 90 of a one-stripe map of capacity 100 (164 slots),
+/// so probe runs are long enough for removals to move entries.
+const KEYS: u32 = 90;
+
+fn key(i: u32) -> Vec<u8> {
+    format!("key-{i}").into_bytes()
+}
+
+fn value(i: u32) -> Vec<u8> {
+    format!("value-{i}").into_bytes()
+}
+
+/// A region with a one-stripe map holding `KEYS` keys, and a word for the children.
+fn setup() -> (&'static ByteMap, &'static Value<u64>) {
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 20).unwrap();
+    // The region lives for the test (the test process ends with it).
+    let region: &'static Region = Box::leak(Box::new(region));
+    let m = region
+        .map("m", MapOptions::new(100).key_max(16).value_max(16))
+        .unwrap();
+    assert_eq!(m.stripe_geometry().0, 1);
+    for i in 0..KEYS {
+        m.insert(&key(i), &value(i)).unwrap();
+    }
+    let word = region.get_or_default::<Value<u64>>("word").unwrap();
+    (m, word)
+}
+
+/// Forks a child that arms `p` and runs `f`; returns once it has stopped at `p`.
+fn child_stopped_at(p: Point, f: impl Fn()) -> libc::pid_t {
+    let pid = fork_children(1, |_| {
+        arm(p);
+        f();
+        // The failpoint was not reached: exit non-zero (the wait below fails the test).
+        std::process::exit(3);
+    })[0];
+    wait_until_stopped(pid);
+    pid
+}
+
+fn wait_until_stopped(pid: libc::pid_t) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid on our own child.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG | libc::WUNTRACED) };
+        if r == pid {
+            assert!(
+                libc::WIFSTOPPED(status),
+                "the child ended before its failpoint (status {status:#x})"
+            );
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the child never reached its failpoint"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn kill_and_reap(pid: libc::pid_t) {
+    kill(pid);
+    reap(pid);
+}
+
+fn get(m: &ByteMap, k: &[u8]) -> Option<Vec<u8>> {
+    let mut v = Vec::new();
+    m.get(k, &mut v).unwrap().then_some(v)
+}
+
+/// Every key `i` for which `present(i)` holds reads `value(i)`, every other is absent,
+/// `len` agrees, and a full scan sees the same.
+fn check(m: &ByteMap, present: impl Fn(u32) -> bool) {
+    let mut n = 0;
+    for i in 0..KEYS {
+        let want = present(i).then(|| value(i));
+        assert_eq!(get(m, &key(i)), want, "key {i}");
+        n += usize::from(present(i));
+    }
+    assert_eq!(m.snapshot().len(), n);
+    assert_eq!(m.len(), n);
+    // No duplicate keys in the table.
+    let mut keys: Vec<_> = m.raw_slots().into_iter().map(|(.., k)| k).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), n);
+}
+
+/// A writer killed holding the stripe lock (inside an `update` closure, nothing written):
+/// the next writer takes the lock over and finds nothing to repair.
+#[test]
+fn map_writer_killed_holding_the_lock_is_taken_over() {
+    let (m, _) = setup();
+    let pid = fork_children(1, |_| {
+        let _ = m.update(&key(0), |_| {
+            // SAFETY: `raise` has no preconditions.
+            unsafe { libc::raise(libc::SIGSTOP) };
+            Update::Set(b"never".to_vec(), ())
+        });
+    })[0];
+    wait_until_stopped(pid);
+    kill_and_reap(pid);
+    let t = Instant::now();
+    m.insert(&key(1), &value(1)).unwrap();
+    assert!(t.elapsed() < Duration::from_secs(5));
+    check(m, |_| true);
+}
+
+/// A new entry killed mid-write (`MapSlotWriting`): a reader finds the writer dead, takes
+/// the lock, and the repair drops the torn slot.
+#[test]
+fn map_insert_killed_mid_write_drops_the_new_key() {
+    let (m, _) = setup();
+    let pid = child_stopped_at(Point::MapSlotWriting, || {
+        let _ = m.insert(b"new", b"torn");
+    });
+    kill_and_reap(pid);
+    assert_eq!(get(m, b"new"), None);
+    check(m, |_| true);
+    m.insert(b"new", b"ok").unwrap();
+    assert_eq!(get(m, b"new"), Some(b"ok".to_vec()));
+}
+
+/// An update in place killed mid-write (`MapSlotWriting`): the key is dropped (its old
+/// value is partly overwritten), every other key stays.
+#[test]
+fn map_update_killed_mid_write_drops_the_key() {
+    let (m, _) = setup();
+    let pid = child_stopped_at(Point::MapSlotWriting, || {
+        let _ = m.insert(&key(5), b"torn value!");
+    });
+    kill_and_reap(pid);
+    check(m, |i| i != 5);
+}
+
+/// A new entry written, the counts not yet updated (`MapSlotWritten`): the entry reads
+/// present at once; the next writer's repair fixes the counts.
+#[test]
+fn map_insert_killed_before_counting_is_recounted() {
+    let (m, _) = setup();
+    let pid = child_stopped_at(Point::MapSlotWritten, || {
+        let _ = m.insert(b"new", b"v");
+    });
+    kill_and_reap(pid);
+    assert_eq!(get(m, b"new"), Some(b"v".to_vec()));
+    assert_eq!(m.len(), KEYS as usize, "the count lags until a repair");
+    assert_eq!(m.remove(b"new").unwrap(), Some(b"v".to_vec()));
+    check(m, |_| true);
+}
+
+/// A removal killed before it moved anything (`MapShiftStarted`): readers wait for the
+/// dead writer's odd structure sequence, the repair closes it, the key stays present.
+#[test]
+fn map_remove_killed_at_its_start_keeps_the_key() {
+    let (m, _) = setup();
+    let pid = child_stopped_at(Point::MapShiftStarted, || {
+        let _ = m.remove(&key(7));
+    });
+    kill_and_reap(pid);
+    check(m, |_| true);
+}
+
+/// Which key a remover child is on: it stores `i` before removing key `i`, for keys in
+/// table order from the start of the stripe until one of its removals stops at the
+/// armed point. Returns the index it stopped in.
+fn remove_until_stopped(m: &'static ByteMap, word: &'static Value<u64>, p: Point) -> u32 {
+    let pid = child_stopped_at(p, || {
+        for i in 0..KEYS {
+            word.store(u64::from(i), Ordering::SeqCst);
+            let _ = m.remove(&key(i));
+        }
+    });
+    kill_and_reap(pid);
+    word.load(Ordering::SeqCst) as u32
+}
+
+/// A removal killed after copying an entry back into the hole (`MapShiftCopied`): the
+/// repair drops one of the two copies; the removed key is gone, every other key stays.
+#[test]
+fn map_remove_killed_mid_shift_leaves_one_copy() {
+    let (m, word) = setup();
+    let j = remove_until_stopped(m, word, Point::MapShiftCopied);
+    check(m, |i| i > j);
+}
+
+/// A removal killed with its last hole emptied but the structure sequence odd
+/// (`MapRemoveCleared`): the repair closes it and recounts.
+#[test]
+fn map_remove_killed_before_closing_is_recounted() {
+    let (m, word) = setup();
+    let j = remove_until_stopped(m, word, Point::MapRemoveCleared);
+    check(m, |i| i > j);
+}
+
+/// A repair killed after copying an entry to its new slot (`MapRepairMoved`): the next
+/// repair drops the second copy. The first crash drops a key that entries after it were
+/// displaced over, so the repair has to re-home them.
+#[test]
+fn map_repair_killed_mid_move_is_finished_by_the_next() {
+    let (m, _) = setup();
+    // A key at slot `i` with the entry at slot `i + 1` displaced over it (home <= i).
+    let slots = m.raw_slots();
+    let (_, sps) = m.stripe_geometry();
+    let home_of = |slot: usize| slots.iter().find(|e| e.1 == slot).map(|e| e.2);
+    let victim = slots
+        .iter()
+        .find(|e| {
+            let next = (e.1 + 1) % sps;
+            home_of(next).is_some_and(|h| h != next)
+        })
+        .map(|e| e.3.clone())
+        .expect("a key with a displaced successor");
+    let v = (0..KEYS).find(|&i| key(i) == victim).unwrap();
+    // 1. An update of it killed mid-write: a torn slot in the middle of a run.
+    let pid = child_stopped_at(Point::MapSlotWriting, || {
+        let _ = m.insert(&key(v), b"torn");
+    });
+    kill_and_reap(pid);
+    // 2. The repair that follows killed after its first re-homing copy.
+    let pid = child_stopped_at(Point::MapRepairMoved, || {
+        let _ = m.contains(&key(v));
+    });
+    kill_and_reap(pid);
+    // 3. The next operation repairs again.
+    check(m, |i| i != v);
+}
+
+/// A writer stopped (SIGSTOP) mid-write holds up the readers of that slot only while it
+/// is stopped: continued, it finishes and they read its value.
+#[test]
+fn map_reader_waits_for_a_stopped_writer_then_reads_its_value() {
+    let (m, _) = setup();
+    let pid = child_stopped_at(Point::MapSlotWriting, || {
+        m.insert(&key(3), b"new value").unwrap();
+    });
+    // A key whose probe run does not cross the stopped slot reads at once.
+    let slots = m.raw_slots();
+    let (_, sps) = m.stripe_geometry();
+    let at = |k: &[u8]| slots.iter().find(|e| e.3 == k).map(|e| (e.1, e.2)).unwrap();
+    let (s3, _) = at(&key(3));
+    let other = (0..KEYS)
+        .find(|&i| {
+            let (slot, home) = at(&key(i));
+            (s3 + sps - home) % sps > (slot + sps - home) % sps
+        })
+        .unwrap();
+    assert_eq!(get(m, &key(other)), Some(value(other)));
+    // SAFETY: plain kill of our own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    assert_eq!(get(m, &key(3)), Some(b"new value".to_vec()));
+    let mut status = 0;
+    // SAFETY: waitpid on our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+}
