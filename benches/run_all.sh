@@ -5,9 +5,14 @@
 #   benches/run_all.sh --quick    # smoke run: tiny sizes, checks every bench counts right;
 #                                 # its report goes to target/bench-results/, not BENCHMARKS.md
 #
-# Steps: cargo bench (criterion: counters, locks, seqlock, coord, with the scaling sweeps over
-# 1, 2, 4 and 8 processes: ~44 benches of ~2.7 s, about 2 minutes), the Python multiprocessing
-# comparison (benches/python/compare.py, which runs `shmstate demo`), then benches/report.py.
+# Steps: cargo bench (criterion: counters, locks, seqlock, coord, map, with the scaling sweeps
+# over 1, 2, 4 and 8 processes: ~60 benches of ~2.7 s, about 3 minutes), the Python
+# multiprocessing comparisons (benches/python/compare.py, which runs `shmstate demo`, and
+# benches/python/manager_dict.py, Python's Manager().dict()), then benches/report.py.
+#
+# The map bench's Redis rows need `redis-server` (the bench starts its own on a free
+# loopback port) or SHMSTATE_REDIS_URL=redis://127.0.0.1:PORT; without either they are
+# skipped. Installing it is not this script's job: `apt-get install -y redis-server`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,19 +28,30 @@ rm -rf "$target/criterion"
 if [[ $quick == 1 ]]; then
     export SHMSTATE_BENCH_QUICK=1
     increments=20000
+    dict_ops=2000
 else
     increments=200000
+    dict_ops=20000
 fi
 
-cargo bench --bench counters --bench locks --bench seqlock --bench coord 2>&1 | tee "$results/criterion.log"
+if [[ -z "${SHMSTATE_REDIS_URL:-}" ]] && ! command -v redis-server >/dev/null 2>&1; then
+    echo "run_all: redis-server not found, the map bench skips its Redis rows" \
+        "(install it with: apt-get install -y redis-server)"
+fi
+
+cargo bench --bench counters --bench locks --bench seqlock --bench coord --bench map 2>&1 |
+    tee "$results/criterion.log"
 
 cargo build --release -p shmstate-cli
 python3 benches/python/compare.py --processes 2 --increments "$increments" \
     --shmstate-bin "$target/release/shmstate" --json "$results/python.json" \
     | tee "$results/python.log"
 
+python3 benches/python/manager_dict.py --ops "$dict_ops" --json "$results/manager_dict.json" \
+    | tee "$results/manager_dict.log"
+
 report=(python3 benches/report.py --criterion "$target/criterion" --python "$results/python.json"
-    --log "$results/criterion.log")
+    --manager-dict "$results/manager_dict.json" --log "$results/criterion.log")
 if [[ $quick == 1 ]]; then
     # Smoke numbers must not replace the published ones: report into the results directory.
     cp BENCHMARKS.md "$results/BENCHMARKS.quick.md"
