@@ -979,6 +979,15 @@ impl ByteMap {
         out
     }
 
+    /// The stripe and home slot of `key` in a map made with `options` and `seed` (a pure
+    /// function: no map needed). Not part of the API.
+    #[doc(hidden)]
+    pub fn place_of(options: MapOptions, seed: [u8; 16], key: &[u8]) -> Option<(usize, usize)> {
+        let g = options.geometry()?;
+        let p = super::hash::place(&g, super::hash::sip(&seed, key));
+        Some((p.stripe, p.home))
+    }
+
     /// Stripes and slots per stripe. Not part of the API.
     #[doc(hidden)]
     pub fn stripe_geometry(&self) -> (usize, usize) {

@@ -20,7 +20,7 @@ pub enum MapError {
         /// The map's `value_max`.
         max: usize,
     },
-    /// Creation options out of range (see [`MapOptions`]).
+    /// Creation options out of range (see [`MapOptions`](super::MapOptions)).
     #[error("invalid map options: {reason}")]
     InvalidOptions {
         /// What is out of range.
