@@ -544,3 +544,107 @@ fn a_typed_map_does_not_open_as_another_type() {
         Err(MapOpenError::Region(GetError::NotFound { .. }))
     ));
 }
+
+/// The value a writer of key `k` writes in round `r`: the key, then `n` bytes of value
+/// `n` (`n` from `r`, 1 to 40), so a torn, misplaced or wrongly sized copy shows.
+fn stamped(k: u64, r: u64) -> Vec<u8> {
+    let n = (r % 40 + 1) as u8;
+    let mut v = k.to_le_bytes().to_vec();
+    v.extend(std::iter::repeat_n(n, n as usize));
+    v
+}
+
+fn check_stamped(k: &[u8], v: &[u8]) {
+    assert!(v.len() > 8 && v[..8] == *k, "value {v:?} under key {k:?}");
+    assert!(v[8..].iter().all(|&b| b == v[8]), "torn value {v:?}");
+    assert_eq!(v.len() - 8, v[8] as usize, "length of {v:?}");
+}
+
+/// Threads writing (insert, add, replace, remove, update, incr) and reading (get,
+/// get_with, for_each) one map at once: every value read is one a writer wrote whole, and
+/// the counters lose no increment.
+#[test]
+fn threads_racing_on_one_map_never_see_a_torn_value() {
+    const KEYS: u64 = 300; // more than the capacity: some inserts find the map full
+    const COUNTERS: u64 = 4;
+    let ops: u64 = if cfg!(debug_assertions) {
+        20_000
+    } else {
+        200_000
+    };
+    let m = ByteMap::with_seed(MapOptions::new(256).key_max(8).value_max(64), SEED).unwrap();
+    let counter = |c: u64| (1_000_000 + c).to_le_bytes();
+    for c in 0..COUNTERS {
+        m.insert(&counter(c), &0i64.to_le_bytes()).unwrap();
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let writers: Vec<_> = (0..2u64)
+            .map(|t| {
+                let m = &m;
+                s.spawn(move || {
+                    let mut rng = Rng(0x9E37_79B9 + t);
+                    let mut incrs = 0;
+                    for r in 0..ops {
+                        let k = rng.below(KEYS);
+                        let kb = k.to_le_bytes();
+                        let v = stamped(k, r + t);
+                        match rng.below(8) {
+                            0 | 1 => drop(m.insert(&kb, &v)),
+                            2 => drop(m.add(&kb, &v)),
+                            3 => drop(m.replace(&kb, &v).unwrap()),
+                            4 | 5 => drop(m.remove(&kb).unwrap()),
+                            6 => m
+                                .update(&kb, |old| {
+                                    if let Some(o) = old {
+                                        check_stamped(&kb, o);
+                                    }
+                                    Update::Set(v.clone(), ())
+                                })
+                                .unwrap_or(()),
+                            _ => {
+                                m.incr(&counter(rng.below(COUNTERS)), 1, 0).unwrap();
+                                incrs += 1;
+                            }
+                        }
+                    }
+                    incrs
+                })
+            })
+            .collect();
+        for t in 0..2u64 {
+            let (m, stop) = (&m, &stop);
+            s.spawn(move || {
+                let mut rng = Rng(0x1234 + t);
+                let mut out = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let kb = rng.below(KEYS).to_le_bytes();
+                    if m.get(&kb, &mut out).unwrap() {
+                        check_stamped(&kb, &out);
+                    }
+                    m.get_with(&kb, |v| check_stamped(&kb, v)).unwrap();
+                    if rng.below(64) == 0 {
+                        m.for_each(|k, v| {
+                            if k.len() == 8 && u64::from_le_bytes(k.try_into().unwrap()) < KEYS {
+                                check_stamped(k, v);
+                            }
+                        });
+                    }
+                }
+            });
+        }
+        let incrs: u64 = writers.into_iter().map(|w| w.join().unwrap()).sum();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let total: i64 = (0..COUNTERS)
+            .map(|c| {
+                let v = get(&m, &counter(c)).unwrap();
+                i64::from_le_bytes(v.try_into().unwrap())
+            })
+            .sum();
+        assert_eq!(total as u64, incrs, "an increment was lost");
+    });
+    assert_eq!(m.len(), m.snapshot().len());
+    let (max, _, n) = m.probe_stats();
+    assert_eq!(n, m.len());
+    assert!(max < m.stripe_geometry().1);
+}

@@ -1,6 +1,7 @@
 //! The map's memory: header, count line, stripe heads and slots (the layout table of the
 //! [module docs](super)), and the accessors every other part goes through.
 
+use core::cell::Cell;
 #[cfg(not(loom))]
 use core::ptr::{self, NonNull};
 
@@ -131,6 +132,15 @@ unsafe impl crate::shared::Shared for ByteMap {
         // over `[Line]`.
         unsafe { NonNull::new_unchecked(slice as *mut ByteMap) }
     }
+}
+
+/// The object (address and length in words), its header words, and the geometry they
+/// validated to.
+type GeometryKey = (usize, usize, [u64; 6]);
+
+std::thread_local! {
+    /// The last geometry this thread validated (see [`ByteMap::geometry`]).
+    static LAST_GEOMETRY: Cell<Option<(GeometryKey, Geometry)>> = const { Cell::new(None) };
 }
 
 /// A slot's words (see the slot table in the [module docs](super)).
@@ -365,6 +375,9 @@ impl ByteMap {
 
     /// Reads the header once and validates it against the object's length: the local
     /// copy every operation works from.
+    ///
+    /// The last geometry a thread validated is kept per thread with the header words and
+    /// the object it came from: a header read equal to it (six word compares) reuses it.
     #[inline]
     pub(crate) fn geometry(&self) -> Result<Geometry, MapError> {
         let w = self.words();
@@ -372,6 +385,19 @@ impl ByteMap {
         // publishes the object with a release store after `init`; a heap map is built
         // before it is shared).
         let h: [u64; 6] = core::array::from_fn(|i| w[i].load(Ordering::Relaxed));
+        let key = (w.as_ptr() as usize, w.len(), h);
+        if let Some((k, g)) = LAST_GEOMETRY.with(Cell::get)
+            && k == key
+        {
+            return Ok(g);
+        }
+        let g = Self::validate_header(h, self.line_count())?;
+        LAST_GEOMETRY.with(|c| c.set(Some((key, g))));
+        Ok(g)
+    }
+
+    /// Validates header words `h` against an object of `lines` lines.
+    fn validate_header(h: [u64; 6], lines: usize) -> Result<Geometry, MapError> {
         let corrupt = |reason| MapError::Corrupt { reason };
         if h[0] != MAGIC {
             return Err(corrupt("bad magic in the map header"));
@@ -384,7 +410,7 @@ impl ByteMap {
         let mut g = options
             .geometry()
             .ok_or(corrupt("header options out of range"))?;
-        if g.lines != self.line_count() {
+        if g.lines != lines {
             return Err(corrupt("header options do not match the object's size"));
         }
         g.seed[..8].copy_from_slice(&h[4].to_le_bytes());

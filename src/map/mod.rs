@@ -90,9 +90,11 @@
 //! when the key's stripe has no empty slot. With one stripe (`capacity` ≤ 128) the stripe
 //! has at least `capacity` slots, so inserts succeed exactly until the map holds
 //! `capacity` entries. With more stripes, a stripe fills before the map reaches `capacity`
-//! only if it receives six standard deviations more keys than the mean: for random keys
-//! and a random seed, about one chance in a billion per stripe (a key chooser who knows the
-//! seed can fill one stripe on purpose; the seed is not exposed by the API). After a crash
+//! only if it receives about six standard deviations more keys than the mean: for distinct
+//! keys under a random seed, a probability below 2·10⁻⁹ per stripe (the Poisson tail at the
+//! stripe's mean load, computed for every mean from 1 to 128), so below 2·10⁻³ for the
+//! largest maps (2²⁰ stripes). A key chooser who knows the seed can fill one stripe on
+//! purpose; the API does not expose the seed. After a crash
 //! in the one-instruction window between a stripe's count update and the map's (see the
 //! crash table), the map's count can lag by one, letting the map hold `capacity + 1`.
 //!

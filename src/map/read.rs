@@ -84,13 +84,20 @@ impl ByteMap {
                         spin_loop();
                         continue;
                     }
-                    // A write is taking long: is its writer alive?
+                    // A write is taking long: is its writer alive? Probed at once, then
+                    // once per slice (the crate's wait policy, `wait.rs`).
                     let head = self.head(&g, p.stripe);
+                    let first = slices.is_none();
                     let slices = slices.get_or_insert_with(Slices::for_holder);
+                    let mut forced = first;
                     match head.lock.owner() {
-                        Some(tid) if !slices.holder_is_dead(tid) => pause(slices),
-                        // Dead, or no holder at all beside an odd sequence (garbage): the
-                        // lock takes over and repairs.
+                        Some(tid)
+                            if !(slices.probe_now(&mut forced) && slices.holder_is_dead(tid)) =>
+                        {
+                            pause(slices)
+                        }
+                        // Dead, or no holder beside an odd sequence (a write that ended
+                        // just now, or garbage): the lock takes over and repairs if needed.
                         _ => return self.read_locked(&g, &p, key, &mut clock, out),
                     }
                 }

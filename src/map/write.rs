@@ -22,9 +22,9 @@ pub(crate) struct Locked<'a> {
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
         // SAFETY: `unlock` needs the calling thread to hold the lock: a `Locked` is made
-        // only by `lock_stripe` on this thread after `lock` returned, and is not `Send`
-        // (it holds `&StripeHead`, `Sync`, but a guard is never moved across threads by
-        // the map: it lives in one call).
+        // only by `lock_stripe`, on the calling thread, after `lock` returned; it lives
+        // within that one map call (never returned to a caller, never sent to another
+        // thread), so it is dropped on the thread that locked.
         unsafe { self.head.lock.unlock() };
     }
 }
