@@ -2,7 +2,8 @@
 //! model-based check of every operation (each process owns a key range and checks each
 //! result against a `std::collections::HashMap`, while all of them race on shared keys
 //! whose totals must add up exactly), exact `incr` totals under contention, TTL expiry and
-//! eviction seen from another process, and the full map's error handing back the entry.
+//! eviction seen from another process, the full map's error handing back the entry, and
+//! maps opened by path with their options and types checked.
 //! Run under nextest (one process per test).
 #![cfg(not(loom))]
 
@@ -12,10 +13,13 @@ mod map_support;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{fork_children, wait_all, watchdog};
+use common::{TempDir, fork_children, wait_all, watchdog};
 use map_support::{Rng, as_i64, seed};
 use shmstate::sync::Ordering::Relaxed;
-use shmstate::{ByteMap, Evicted, IncrError, InsertError, MapOptions, Region, Update, ValueArray};
+use shmstate::{
+    ByteMap, Evicted, FixedStr, GetError, IncrError, InsertError, MapOpenError, MapOptions, Region,
+    Update, ValueArray,
+};
 
 /// Worker processes of the model-based test.
 const PROCS: usize = 4;
@@ -489,4 +493,67 @@ fn a_full_map_hands_back_the_entry_and_insert_evicting_makes_room() {
         Some(&b"v"[..])
     );
     assert_eq!(map.len(), full);
+}
+
+/// Processes that open a file-backed region by path (not children sharing a mapping):
+/// `open_map` finds the map with the options it was created with, a typed map created by
+/// one process is updated by others, and opening either with other options or other types
+/// is a typed error, never a reinterpretation of the bytes.
+#[test]
+fn maps_in_a_file_region_are_opened_by_path_with_their_options_and_types() {
+    watchdog(Duration::from_secs(30));
+    let dir = TempDir::new("map-open");
+    let path = dir.0.join("region");
+    let opts = MapOptions::new(100).key_max(16).value_max(32);
+    {
+        let region = Region::create(&path, 4 << 20).unwrap();
+        let m = region.map("sessions", opts).unwrap();
+        m.insert(b"alice", b"admin").unwrap();
+        let stock = region.typed_map::<FixedStr<15>, u64>("stock", 100).unwrap();
+        stock.insert(FixedStr::new("apples").unwrap(), 12).unwrap();
+    }
+    // Each child opens the region by path, as an unrelated process would.
+    let pids = fork_children(3, |i| {
+        let region = Region::open(&path).unwrap();
+        let m = region.open_map("sessions").unwrap();
+        assert_eq!(m.options(), opts);
+        assert_eq!(
+            m.get_with(b"alice", <[u8]>::to_vec).unwrap().as_deref(),
+            Some(&b"admin"[..])
+        );
+        m.insert(format!("user{i}").as_bytes(), b"guest").unwrap();
+        let stock = region.typed_map::<FixedStr<15>, u64>("stock", 100).unwrap();
+        // Every child takes one apple, atomically.
+        stock
+            .update(&FixedStr::new("apples").unwrap(), |n| {
+                Update::Set(n.expect("apples are in stock") - 1, ())
+            })
+            .unwrap();
+    });
+    wait_all(&pids, Duration::from_secs(20));
+
+    let region = Region::open(&path).unwrap();
+    let m = region.map("sessions", opts).unwrap();
+    assert_eq!(m.len(), 4);
+    let stock = region.typed_map::<FixedStr<15>, u64>("stock", 100).unwrap();
+    assert_eq!(stock.get(&FixedStr::new("apples").unwrap()), Some(9));
+    // Other options for an existing map: a typed error naming both.
+    match region.map("sessions", opts.value_max(64)) {
+        Err(MapOpenError::OptionsMismatch {
+            requested, found, ..
+        }) => {
+            assert_eq!(found, opts);
+            assert_eq!(requested, opts.value_max(64));
+        }
+        other => panic!("expected OptionsMismatch, got {:?}", other.map(|_| ())),
+    }
+    // Another key type for a typed map: refused by its type tag.
+    assert!(matches!(
+        region.typed_map::<FixedStr<7>, u64>("stock", 100),
+        Err(MapOpenError::Region(GetError::TypeMismatch { .. }))
+    ));
+    assert!(matches!(
+        region.typed_map::<FixedStr<15>, i64>("stock", 100),
+        Err(MapOpenError::Region(GetError::TypeMismatch { .. }))
+    ));
 }
