@@ -205,6 +205,7 @@ fn a_full_map_hands_key_and_value_back() {
     }
 }
 
+#[cfg_attr(miri, ignore = "20,000 inserts")]
 #[test]
 fn a_large_map_fills_to_its_capacity() {
     // Many stripes: the capacity rule leaves room for every stripe's share.
@@ -223,6 +224,7 @@ fn a_large_map_fills_to_its_capacity() {
     }
 }
 
+#[cfg_attr(miri, ignore = "sleeps for the TTLs")]
 #[test]
 fn expired_entries_read_as_absent_and_are_reclaimed() {
     let m = map(4);
@@ -295,8 +297,45 @@ fn insert_evicting_evicts_the_least_recently_written() {
     assert_eq!(m.len(), 3);
 }
 
+/// With the map full and the key's own stripe empty, `insert_evicting` evicts from another
+/// stripe.
+#[test]
+fn insert_evicting_takes_a_victim_from_another_stripe_when_its_own_is_empty() {
+    let o = MapOptions::new(300).key_max(8).value_max(8);
+    let m = ByteMap::with_seed(o, SEED).unwrap();
+    assert_eq!(m.stripe_geometry().0, 4);
+    let stripe = |k: u64| ByteMap::place_of(o, SEED, &k.to_le_bytes()).unwrap().0;
+    // 100 keys in each of stripes 0, 1 and 2: the map is full, stripe 3 empty.
+    let mut n = [0; 4];
+    for k in 0.. {
+        let s = stripe(k);
+        if s < 3 && n[s] < 100 {
+            m.insert(&k.to_le_bytes(), b"v").unwrap();
+            n[s] += 1;
+        }
+        if n[..3] == [100; 3] {
+            break;
+        }
+    }
+    let other = (0..).find(|&k| stripe(k) == 3).unwrap().to_le_bytes();
+    assert!(matches!(
+        m.insert(&other, b"w"),
+        Err(InsertError::Full { .. })
+    ));
+    match m.insert_evicting(&other, b"w").unwrap() {
+        Evicted::Entry { key, value } => {
+            assert_ne!(stripe(u64::from_le_bytes(key.try_into().unwrap())), 3);
+            assert_eq!(value, b"v");
+        }
+        e => panic!("nothing evicted: {e:?}"),
+    }
+    assert_eq!(m.len(), 300);
+    assert_eq!(get(&m, &other), Some(b"w".to_vec()));
+}
+
 /// Probes stay short however long the churn runs: backward-shift deletion leaves no
 /// tombstones. Checked against a `HashMap` at 90% of capacity.
+#[cfg_attr(miri, ignore = "200,000 operations")]
 #[test]
 fn random_churn_matches_a_hashmap_and_probes_stay_bounded() {
     let cap = 2000;
@@ -353,6 +392,7 @@ fn random_churn_matches_a_hashmap_and_probes_stay_bounded() {
 
 /// Every word of the map overwritten with random bytes, then every operation: none
 /// panics or hangs, each returns something.
+#[cfg_attr(miri, ignore = "40 rounds of every operation")]
 #[test]
 fn hostile_bytes_never_panic_or_hang() {
     let mut rng = Rng(99);
@@ -505,6 +545,7 @@ fn fixed_str_is_a_string_and_a_key() {
     assert_eq!(m.get(&FixedStr::new("hello").unwrap()), None);
 }
 
+#[cfg_attr(miri, ignore = "maps shared memory")]
 #[test]
 fn a_typed_map_does_not_open_as_another_type() {
     let region = Region::anonymous(1 << 20).unwrap();
@@ -563,6 +604,7 @@ fn check_stamped(k: &[u8], v: &[u8]) {
 /// Threads writing (insert, add, replace, remove, update, incr) and reading (get,
 /// get_with, for_each) one map at once: every value read is one a writer wrote whole, and
 /// the counters lose no increment.
+#[cfg_attr(miri, ignore = "40,000 operations on 4 threads")]
 #[test]
 fn threads_racing_on_one_map_never_see_a_torn_value() {
     const KEYS: u64 = 300; // more than the capacity: some inserts find the map full
@@ -647,4 +689,63 @@ fn threads_racing_on_one_map_never_see_a_torn_value() {
     let (max, _, n) = m.probe_stats();
     assert_eq!(n, m.len());
     assert!(max < m.stripe_geometry().1);
+}
+
+/// An odd structure sequence or slot sequence with no writer (garbage, or a writer that
+/// died) is repaired by the next reader through the stripe lock, and a garbage lock word
+/// is taken over: the entries read back at once.
+#[test]
+fn stray_odd_sequences_and_garbage_lock_words_are_repaired() {
+    let m = map(50);
+    for i in 0..40u32 {
+        m.insert(&i.to_le_bytes(), &[i as u8; 3]).unwrap();
+    }
+    let heads = m.raw_stripe_words();
+    let (lock, seq, _) = heads[0];
+    let t = Instant::now();
+    // An odd structure sequence, lock free: readers take the lock and repair.
+    seq.fetch_add(1, Ordering::Relaxed);
+    for i in 0..40u32 {
+        assert_eq!(get(&m, &i.to_le_bytes()), Some(vec![i as u8; 3]), "key {i}");
+    }
+    assert_eq!(
+        seq.load(Ordering::Relaxed) & 1,
+        0,
+        "the sequence was closed"
+    );
+    // A garbage lock word (above PID_MAX_LIMIT): the next writer takes it over.
+    lock.store(u32::MAX >> 2, Ordering::Relaxed);
+    m.insert(b"w", b"x").unwrap();
+    assert_eq!(
+        lock.load(Ordering::Relaxed),
+        0,
+        "taken over, repaired, released"
+    );
+    assert_eq!(get(&m, b"w"), Some(b"x".to_vec()));
+    // An odd slot sequence on a full slot: the slot is dropped (its write was cut short),
+    // every other key stays.
+    let slots = m.raw_slots();
+    let (_, i, _, victim) = slots.iter().find(|e| e.3.len() == 4).cloned().unwrap();
+    let (_, sps) = m.stripe_geometry();
+    let words = m.raw_words();
+    // Slot `i`'s sequence word: after the header and count lines (16 words; the stripe
+    // head lines are not in `raw_words`), slot `i` of stripe 0.
+    let slot_words = 4 + 2 + 3; // head, key_max 16, value_max 24
+    let seq_word = 16 + i * slot_words;
+    assert!(i < sps);
+    words[seq_word].fetch_add(1, Ordering::Relaxed);
+    assert_eq!(
+        get(&m, &victim),
+        None,
+        "the torn slot reads absent after the repair"
+    );
+    for j in 0..40u32 {
+        let k = j.to_le_bytes();
+        if k[..] != victim[..] {
+            assert_eq!(get(&m, &k), Some(vec![j as u8; 3]), "key {j}");
+        }
+    }
+    assert_eq!(m.len(), 40, "40 keys and `w`, less the dropped one");
+    assert_eq!(m.snapshot().len(), 40);
+    assert!(t.elapsed() < Duration::from_secs(5));
 }

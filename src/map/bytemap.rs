@@ -537,12 +537,15 @@ impl ByteMap {
 
     /// Sets `key` to `value` (without a deadline), evicting an entry if the map is full:
     /// an expired entry of the key's stripe if there is one, else the stripe's least
-    /// recently written entry (see "TTL and eviction" in the [module docs](super)).
+    /// recently written entry; if the key's stripe holds no entry, the least recently
+    /// written entry of the next stripe that holds one and is not locked at that moment
+    /// (see "TTL and eviction" in the [module docs](super)).
     ///
     /// # Errors
     ///
-    /// [`InsertError::Full`] only if the key's stripe holds no entry to evict while the
-    /// rest of the map holds `capacity` entries; [`InsertError::KeyTooLong`],
+    /// [`InsertError::Full`] only if no entry can be evicted: the key's stripe holds none
+    /// (the rest of the map holds `capacity` entries) and every other stripe is empty or
+    /// locked at that moment; [`InsertError::KeyTooLong`],
     /// [`InsertError::ValueTooLong`], [`InsertError::Corrupt`].
     ///
     /// # Examples
@@ -577,23 +580,36 @@ impl ByteMap {
             }
             _ => {}
         }
-        let Some(v) = l.victim() else {
-            return Err(full(key, value));
+        let evicted = match l.victim() {
+            Some(v) => l.evict(v),
+            // The key's stripe holds no entry while the map holds `capacity`: evict from
+            // another stripe, one that is free right now (never waiting while holding ours).
+            None => match self.evict_elsewhere(&l.g, p.stripe) {
+                Some(e) => e,
+                None => return Err(full(key, value)),
+            },
         };
-        let slot = l.slot(v);
-        // Relaxed: we hold the lock.
-        let m = Meta(slot.meta().load(Ordering::Relaxed));
-        let mut ek = vec![0u8; m.key_len()];
-        copy_out(slot.key(), &mut ek);
-        let ev = l.value_vec(v, m);
-        l.remove_at(v);
         match l.find(&p, key, &mut clock)? {
             Find::Vacant(i) => {
                 l.write_new(i, &p, key, value, 0, clock.now());
-                Ok(Evicted::Entry { key: ek, value: ev })
+                Ok(Evicted::Entry {
+                    key: evicted.0,
+                    value: evicted.1,
+                })
             }
             _ => Err(full(key, value)),
         }
+    }
+
+    /// Evicts the least recently written entry of the first stripe after `mine` that holds
+    /// one and whose lock is free now; its key and value.
+    #[cold]
+    fn evict_elsewhere(&self, g: &Geometry, mine: usize) -> Option<(Vec<u8>, Vec<u8>)> {
+        (1..g.stripes).find_map(|k| {
+            let l = self.try_lock_stripe(g, (mine + k) & (g.stripes - 1))?;
+            let v = l.victim()?;
+            Some(l.evict(v))
+        })
     }
 
     /// Removes every expired entry; returns how many. Locks one stripe at a time.
@@ -831,8 +847,20 @@ impl Locked<'_> {
         n
     }
 
-    /// The entry to evict from this stripe: an expired one, else the least recently
-    /// written. `None` if the stripe is empty.
+    /// Removes the entry of slot `v`; its key and value.
+    fn evict(&self, v: usize) -> (Vec<u8>, Vec<u8>) {
+        let slot = self.slot(v);
+        // Relaxed: we hold the lock.
+        let m = Meta(slot.meta().load(Ordering::Relaxed));
+        let mut k = vec![0u8; m.key_len()];
+        copy_out(slot.key(), &mut k);
+        let value = self.value_vec(v, m);
+        self.remove_at(v);
+        (k, value)
+    }
+
+    /// The entry to evict from this stripe: the least recently written (its expired
+    /// entries were reclaimed before: `find_room`). `None` if the stripe is empty.
     fn victim(&self) -> Option<usize> {
         let mut best: Option<(u64, usize)> = None;
         let mut i = 0;

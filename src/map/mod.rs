@@ -173,9 +173,13 @@
 //! `update` and `incr` keep the entry's deadline.
 //!
 //! [`insert_evicting`](ByteMap::insert_evicting) makes room in a full map by evicting an
-//! entry of the key's stripe: an expired one, else the one with the oldest write stamp
-//! (least recently *written*: readers write nothing, so reads do not refresh an entry).
-//! It tells the caller what it evicted ([`Evicted`]).
+//! entry of the key's stripe: an expired one (it reclaims them first), else the one with
+//! the oldest write stamp (least recently *written*: readers write nothing, so reads do
+//! not refresh an entry). If the key's stripe holds no entry (the others hold
+//! `capacity`), it evicts from the next stripe that holds one and whose lock is free at
+//! that moment (`try_lock`: it never waits for a lock while holding one). It tells the
+//! caller what it evicted ([`Evicted`]); it fails with `Full` only if every other stripe
+//! is empty or locked at that moment.
 //!
 //! # Hostile bytes
 //!

@@ -70,6 +70,25 @@ impl ByteMap {
     }
 }
 
+impl ByteMap {
+    /// [`lock_stripe`](Self::lock_stripe) without waiting: `None` if the lock is held.
+    pub(crate) fn try_lock_stripe(&self, g: &Geometry, s: usize) -> Option<Locked<'_>> {
+        let head = self.head(g, s);
+        let a = head.lock.try_lock()?;
+        let l = Locked {
+            map: self,
+            g: *g,
+            s,
+            head,
+        };
+        // Relaxed: as in `lock_stripe`.
+        if a == Acquired::OwnerDied || head.seq.load(Ordering::Relaxed) & 1 != 0 {
+            l.repair();
+        }
+        Some(l)
+    }
+}
+
 impl<'a> Locked<'a> {
     #[inline]
     pub(crate) fn slot(&self, i: usize) -> super::layout::Slot<'a> {
