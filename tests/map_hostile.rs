@@ -227,8 +227,8 @@ fn operate(map: &ByteMap, book: &ValueArray<u64>, rng: &mut Rng) {
 /// Three processes call every operation while a fourth overwrites random words of the
 /// map; then this process calls every operation on the wreck.
 #[test]
-#[ignore = "the map's repair panics (slice index out of range, src/map/repair.rs step 2) on a \
-            slot meta rewritten by another process after step 1 validated it"]
+#[ignore = "the map's repair panics (slice index out of range: src/map/repair.rs steps 2 and \
+            3) on a slot meta rewritten by another process after step 1 validated it"]
 fn random_words_overwritten_under_live_operations_never_panic_or_hang() {
     live_vandal(false);
 }
