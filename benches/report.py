@@ -13,7 +13,11 @@ group, each `shmstate_*` function is compared with every other function of the g
 - `benches/chart.svg`: speed-up of shmstate over each alternative, log scale, at a glance
   (the sweeps are not in it).
 
+Also reads, if present, the JSON of `benches/python/manager_dict.py --json` (Python's
+`Manager().dict()`), for the shared map's ratios.
+
 Usage: python3 benches/report.py [--criterion DIR] [--python FILE] [--channel-python FILE]
+       [--manager-dict FILE]
        [--markdown FILE] [--svg FILE]. Standard library only.
 """
 
@@ -49,6 +53,29 @@ TARGETS = {
         (">= 50x throughput", 50.0),
     ("channel_oneway_64B_2procs", "shmstate_channel", "unix_socket"):
         (">= 20x throughput", 20.0),
+    # The shared map (benches/map.rs).
+    ("map_get_1thread", "shmstate_bytemap", "std_rwlock_hashmap"):
+        ("time ratio <= 1.5", 1 / 1.5),
+    ("map_get_1thread", "shmstate_map_u64", "std_rwlock_hashmap"):
+        ("time ratio <= 1.5", 1 / 1.5),
+    ("map_get_1thread", "shmstate_bytemap", "redis"): (">= 300x", 300.0),
+    ("map_insert_1thread", "shmstate_bytemap", "redis"): (">= 300x", 300.0),
+    ("map_incr_1thread", "shmstate_bytemap", "redis"): (">= 300x", 300.0),
+}
+
+# Absolute targets of the shared map, (group, shmstate function) -> (text, maximum median
+# ns): reported, like every target, never asserted.
+ABS_TARGETS = {
+    ("map_insert_1thread", "shmstate_bytemap"): ("<= 100 ns", 100.0),
+    ("map_insert_1thread", "shmstate_map_u64"): ("<= 100 ns", 100.0),
+    ("map_incr_1thread", "shmstate_bytemap"): ("<= 100 ns", 100.0),
+    ("map_incr_1thread", "shmstate_map_i64"): ("<= 100 ns", 100.0),
+}
+
+# Scaling sweeps with a target on the time with the most workers over the time with one
+# (every worker's time per operation): sweep -> (text, maximum growth).
+GROWTH_TARGETS = {
+    "map_get": ("2 readers within 1.2x of 1", 1.2),
 }
 
 # What each group measures, for the table.
@@ -78,6 +105,9 @@ MEANING = {
     "barrier_2procs": "one round of a 2-process barrier",
     "queue_oneway_2procs": "one u64 message, one process sending, one receiving",
     "queue_pingpong_2procs": "one u64 message there and back between 2 processes",
+    "map_get_1thread": "get of a present 8-byte key (8-byte value), one thread",
+    "map_insert_1thread": "insert over a present 8-byte key (8-byte value), one thread",
+    "map_incr_1thread": "increment a present counter, one thread",
 }
 # The message channel (benches/channel.rs): one group per shape and size.
 CHANNEL_SIZES = ["8B", "64B", "1KiB", "16KiB"]
@@ -99,6 +129,7 @@ BENCH_FILE = {
     "mutex": "locks", "rwlock": "locks", "condvar": "locks", "seqlock": "seqlock",
     "semaphore": "coord", "event": "coord", "barrier": "coord", "queue": "coord",
     "channel": "channel",
+    "map": "map", "histogram": "metrics", "metrics": "metrics", "render": "metrics",
 }
 
 
@@ -126,6 +157,8 @@ SCALING_MEANING = {
                    "process-shared `pthread_rwlock_t`",
     "seqlock_read64": "consistent 64-byte read of one `SeqLock<[u64; 8]>`, no writer, vs "
                       "the same block under glibc's process-shared `pthread_rwlock_t`",
+    "map_get": "get of a present 8-byte key from a shared map by 1 and 2 reader processes, "
+               "no writer (`ByteMap::get_with`, `Map<u64, u64>::get`)",
 }
 
 
@@ -334,6 +367,11 @@ def scaling_tables(est, flagged, cores):
                 cells.append(cell)
             lo, hi = pts[counts[0]].get(f), pts[counts[-1]].get(f)
             growth = f"{hi[1]['median'] / lo[1]['median']:.1f}x" if lo and hi else "–"
+            if lo and hi and p in GROWTH_TARGETS and f.startswith("shmstate_"):
+                text, most = GROWTH_TARGETS[p]
+                g_ = hi[1]["median"] / lo[1]["median"]
+                met = "**met**" if g_ <= most else "**not met**"
+                growth = f"{g_:.2f}x ({text}: {met})"
             name = f"shmstate {f[len('shmstate_'):]}" if f.startswith("shmstate_") else f
             lines.append(f"| {name} | " + " | ".join(cells) + f" | {growth} |")
         lines.append("")
@@ -344,7 +382,45 @@ def scaling_tables(est, flagged, cores):
     return lines
 
 
-def markdown(rows, groups, py, mach, missing_targets, flagged, pyc, scaling=(), channel=()):
+def map_section(est, md):
+    """The shared map's absolute targets and its ratios to Python's `Manager().dict()`
+    (benches/python/manager_dict.py: one client process, per operation)."""
+    if not any(g.startswith("map_") for g, _f in est):
+        return []
+    lines = ["### Shared map: absolute targets and Python's Manager().dict()", ""]
+    rows = []
+    for (g, f), (text, most) in ABS_TARGETS.items():
+        if (g, f) in est:
+            ns = est[(g, f)]["median"]
+            met = "**met**" if ns <= most else f"**not met** ({ns / most:.2f}x over)"
+            rows.append(f"| `{g}/{f}` | {fmt_ns(ns)} | {text}: {met} |")
+    if rows:
+        lines += ["| row | median | target |", "|---|---:|---|"] + rows + [""]
+    if md:
+        lines.append(f"Python `Manager().dict()` ({md['ops']} gets then {md['ops']} sets from one "
+                     f"client process, {md['keys']} integer keys; Python {md['python_version']}; "
+                     "reproduce: `python3 benches/python/manager_dict.py`):")
+        lines.append("")
+        lines.append("| comparison | Python ns/op | shmstate ns/op (criterion row) "
+                     "| speed-up of shmstate | target |")
+        lines.append("|---|---:|---:|---:|---|")
+        pairs = [("get_ns", "map_get_1thread", "shmstate_bytemap", "d[k] vs ByteMap::get_with"),
+                 ("get_ns", "map_get_1thread", "shmstate_map_u64", "d[k] vs Map<u64, u64>::get"),
+                 ("set_ns", "map_insert_1thread", "shmstate_bytemap",
+                  "d[k] = v vs ByteMap::insert"),
+                 ("set_ns", "map_insert_1thread", "shmstate_map_u64",
+                  "d[k] = v vs Map<u64, u64>::insert")]
+        for key, g, f, meaning in pairs:
+            if (g, f) in est and md.get(key):
+                shm = est[(g, f)]["median"]
+                sp = md[key] / shm
+                lines.append(f"| {meaning} | {md[key]:.0f} | {shm:.2f} (`{g}/{f}`) | {sp:.0f}x "
+                             f"| {verdict(sp, ('>= 1000x', 1000.0))} |")
+        lines.append("")
+    return lines
+
+
+def markdown(rows, groups, py, mach, missing_targets, flagged, pyc, scaling=(), channel=(), mapsec=()):
     lines = []
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines.append(f"Machine: **{mach['cpu']}**, {mach['cores']} cores, Linux "
@@ -379,6 +455,7 @@ def markdown(rows, groups, py, mach, missing_targets, flagged, pyc, scaling=(), 
     lines.append("")
     lines.extend(channel)
     lines.extend(scaling)
+    lines.extend(mapsec)
     if py:
         lines.append(f"### Against Python multiprocessing ({py['processes']} processes, "
                      f"{py['increments']} operations each; Python {py['python_version']})")
@@ -564,6 +641,9 @@ def main():
     ap.add_argument("--channel-python",
                     default=os.path.join(target_dir, "bench-results", "channel_python.json"),
                     help="the JSON of benches/python/channel_queue.py --json")
+    ap.add_argument("--manager-dict",
+                    default=os.path.join(target_dir, "bench-results", "manager_dict.json"),
+                    help="the JSON of benches/python/manager_dict.py --json")
     ap.add_argument("--markdown", default=os.path.join(repo, "BENCHMARKS.md"))
     ap.add_argument("--svg", default=os.path.join(here, "chart.svg"))
     args = ap.parse_args()
@@ -582,9 +662,13 @@ def main():
     if os.path.exists(args.channel_python):
         with open(args.channel_python) as f:
             chpy = json.load(f)
+    md = None
+    if os.path.exists(args.manager_dict):
+        with open(args.manager_dict) as f:
+            md = json.load(f)
     section = markdown(rows, groups, py, machine(), missing, flagged, py_vs_criterion(py, est),
                        scaling_tables(est, flagged, machine()["cores"] or 1),
-                       channel_section(est, chpy))
+                       channel_section(est, chpy), map_section(est, md))
 
     with open(args.markdown) as f:
         doc = f.read()

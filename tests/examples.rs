@@ -117,3 +117,19 @@ workers 4
 "#;
     assert_eq!(String::from_utf8(out.stdout).unwrap(), expected);
 }
+
+#[test]
+fn manager_dict_example_prints_the_python_programs_dict_and_list() {
+    let out = run("manager_dict", Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Python prints `{1: '1', '2': 2, 0.25: None}`: the same entries; a hash map has no
+    // insertion order, so the example sorts them by key.
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "{'2': 2, 0.25: None, 1: '1'}\n[9, 8, 7, 6, 5, 4, 3, 2, 1, 0]\n"
+    );
+}

@@ -1,0 +1,559 @@
+//! The shared map with real forked processes, placed in a region as users place it: a
+//! model-based check of every operation (each process owns a key range and checks each
+//! result against a `std::collections::HashMap`, while all of them race on shared keys
+//! whose totals must add up exactly), exact `incr` totals under contention, TTL expiry and
+//! eviction seen from another process, the full map's error handing back the entry, and
+//! maps opened by path with their options and types checked.
+//! Run under nextest (one process per test).
+#![cfg(not(loom))]
+
+mod common;
+mod map_support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::{TempDir, fork_children, wait_all, watchdog};
+use map_support::{Rng, as_i64, seed};
+use shmstate::sync::Ordering::Relaxed;
+use shmstate::{
+    ByteMap, Evicted, FixedStr, GetError, IncrError, InsertError, MapOpenError, MapOptions, Region,
+    Update, ValueArray,
+};
+
+/// Worker processes of the model-based test.
+const PROCS: usize = 4;
+
+/// Operations per process in the model-based test (release builds run 5 times more).
+const MODEL_OPS: usize = if cfg!(debug_assertions) {
+    20_000
+} else {
+    100_000
+};
+
+/// Keys each process owns in the model-based test.
+const OWNED: usize = 48;
+
+/// The shared `incr` counters of the model-based test.
+const SHARED_INCR: usize = 4;
+
+/// Per-process result slots in the model-based test's result array.
+const SLOTS: usize = 8;
+const SLOT_CAS: usize = SHARED_INCR;
+const SLOT_UPDATE: usize = SHARED_INCR + 1;
+const SLOT_LEN: usize = SHARED_INCR + 2;
+
+const CAS_KEY: &[u8] = b"shared/cas";
+const UPDATE_KEY: &[u8] = b"shared/update";
+
+fn shared_incr_key(j: usize) -> Vec<u8> {
+    format!("shared/incr/{j}").into_bytes()
+}
+
+fn owned_key(p: usize, k: usize) -> Vec<u8> {
+    // Lengths differ between keys (1 to 3 digits), as real keys do.
+    format!("p{p}/{}", k * 37).into_bytes()
+}
+
+/// A random value: usually 0 to 64 bytes, often exactly 8 (an `incr` counter).
+fn random_value(rng: &mut Rng) -> Vec<u8> {
+    match rng.below(4) {
+        0 => rng.bytes(8),
+        _ => {
+            let len = rng.below(65) as usize;
+            rng.bytes(len)
+        }
+    }
+}
+
+/// One random operation of process `p` on a key it owns, checked against `model`.
+fn owned_op(map: &ByteMap, model: &mut HashMap<Vec<u8>, Vec<u8>>, rng: &mut Rng, p: usize) {
+    let key = owned_key(p, rng.below(OWNED as u64) as usize);
+    let k = &key[..];
+    let current = model.get(k).cloned();
+    match rng.below(11) {
+        0 | 1 => {
+            let v = random_value(rng);
+            let old = map.insert(k, &v).expect("insert");
+            assert_eq!(old, model.insert(key.clone(), v), "insert {key:?}");
+        }
+        2 => {
+            let mut out = vec![0xAA; 3];
+            let found = map.get(k, &mut out).expect("get");
+            assert_eq!(found, current.is_some(), "get {key:?}");
+            assert_eq!(out, current.clone().unwrap_or_default(), "get {key:?}");
+        }
+        3 => {
+            let seen = map.get_with(k, |v| v.to_vec()).expect("get_with");
+            assert_eq!(seen, current, "get_with {key:?}");
+            assert_eq!(map.contains(k).expect("contains"), current.is_some());
+        }
+        4 => {
+            assert_eq!(
+                map.remove(k).expect("remove"),
+                model.remove(k),
+                "remove {key:?}"
+            );
+        }
+        5 => {
+            let v = random_value(rng);
+            let added = map.add(k, &v).expect("add");
+            assert_eq!(added, current.is_none(), "add {key:?}");
+            if added {
+                model.insert(key.clone(), v);
+            }
+        }
+        6 => {
+            let v = random_value(rng);
+            let old = map.replace(k, &v).expect("replace");
+            assert_eq!(old, current, "replace {key:?}");
+            if old.is_some() {
+                model.insert(key.clone(), v);
+            }
+        }
+        7 => {
+            // Half the time the right current value (when there is one), else another.
+            let expect = match (&current, rng.below(2)) {
+                (Some(c), 0) => c.clone(),
+                _ => random_value(rng),
+            };
+            let new = random_value(rng);
+            let r = map
+                .compare_exchange(k, &expect, &new)
+                .expect("compare_exchange");
+            if current.as_deref() == Some(&expect[..]) {
+                assert_eq!(r, Ok(()), "compare_exchange {key:?}");
+                model.insert(key.clone(), new);
+            } else {
+                assert_eq!(r, Err(current), "compare_exchange {key:?}");
+            }
+        }
+        8 => {
+            let by = rng.next() as i64;
+            let init = rng.below(1000) as i64 - 500;
+            let r = map.incr(k, by, init);
+            match current.as_deref().map(as_i64) {
+                None => {
+                    assert_eq!(r, Ok(init.wrapping_add(by)), "incr of absent {key:?}");
+                    model.insert(key.clone(), init.wrapping_add(by).to_le_bytes().to_vec());
+                }
+                Some(Some(old)) => {
+                    assert_eq!(r, Ok(old.wrapping_add(by)), "incr {key:?}");
+                    model.insert(key.clone(), old.wrapping_add(by).to_le_bytes().to_vec());
+                }
+                Some(None) => {
+                    assert!(
+                        matches!(r, Err(IncrError::NotAnInteger { len: _ })),
+                        "incr of a non-counter {key:?}: {r:?}"
+                    );
+                }
+            }
+        }
+        _ => {
+            // `update`: the closure sees exactly the model's value, and its choice lands.
+            let choice = rng.below(3);
+            let v = random_value(rng);
+            let seen_ok = map
+                .update(k, |seen| {
+                    let ok = seen.map(<[u8]>::to_vec) == current;
+                    match choice {
+                        0 => Update::Set(v.clone(), ok),
+                        1 => Update::Remove(ok),
+                        _ => Update::Keep(ok),
+                    }
+                })
+                .expect("update");
+            assert!(seen_ok, "update {key:?}: the closure saw another value");
+            match choice {
+                0 => {
+                    model.insert(key.clone(), v);
+                }
+                1 => {
+                    model.remove(k);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Every operation from 4 processes at once, each checked exactly: keys a process owns
+/// against its model; shared keys by totals (every increment, every successful
+/// compare-exchange and every update counted exactly once, and a process never sees a
+/// shared counter go backwards).
+#[test]
+fn model_based_random_operations_from_four_processes() {
+    watchdog(Duration::from_secs(60));
+    let seed = seed("model_based");
+    let region = Region::anonymous(16 << 20).unwrap();
+    let opts = MapOptions::new(1024).key_max(32).value_max(64);
+    let map = region.map("m", opts).unwrap();
+    let results = region
+        .get_or_default_slice::<ValueArray<i64>>("results", PROCS * SLOTS)
+        .unwrap();
+
+    let pids = fork_children(PROCS, |p| {
+        let mut rng = Rng::new(seed, p as u64);
+        let mut model = HashMap::new();
+        let mut incr_sums = [0i64; SHARED_INCR];
+        let (mut cas_wins, mut updates) = (0i64, 0i64);
+        let (mut last_cas, mut last_update) = (0i64, 0i64);
+        for _ in 0..MODEL_OPS {
+            match rng.below(8) {
+                0 => {
+                    let j = rng.below(SHARED_INCR as u64) as usize;
+                    let by = rng.below(106) as i64 - 5;
+                    map.incr(&shared_incr_key(j), by, 0).expect("shared incr");
+                    incr_sums[j] += by;
+                }
+                1 => {
+                    // A compare-exchange chain: read, then +1 unless someone got there
+                    // first (then retry from the value they left).
+                    let mut cur = map
+                        .get_with(CAS_KEY, |v| as_i64(v).expect("cas counter is 8 bytes"))
+                        .expect("get cas counter");
+                    loop {
+                        let Some(c) = cur else {
+                            // Absent: create it (0) unless another process just did.
+                            map.add(CAS_KEY, &0i64.to_le_bytes())
+                                .expect("add cas counter");
+                            cur = map.get_with(CAS_KEY, |v| as_i64(v).unwrap()).unwrap();
+                            continue;
+                        };
+                        assert!(c >= last_cas, "the cas counter went back: {c} < {last_cas}");
+                        last_cas = c;
+                        let r = map
+                            .compare_exchange(CAS_KEY, &c.to_le_bytes(), &(c + 1).to_le_bytes())
+                            .expect("compare_exchange");
+                        match r {
+                            Ok(()) => {
+                                cas_wins += 1;
+                                last_cas = c + 1;
+                                break;
+                            }
+                            Err(actual) => {
+                                cur = Some(as_i64(&actual.expect("never removed")).unwrap());
+                            }
+                        }
+                    }
+                }
+                2 => {
+                    let seen = map
+                        .update(UPDATE_KEY, |v| {
+                            let n = v.map_or(0, |v| as_i64(v).expect("8 bytes"));
+                            Update::Set((n + 1).to_le_bytes().to_vec(), n)
+                        })
+                        .expect("update");
+                    assert!(seen >= last_update, "the update counter went back");
+                    last_update = seen + 1;
+                    updates += 1;
+                }
+                _ => owned_op(map, &mut model, &mut rng, p),
+            }
+        }
+        // The owned range, exactly.
+        for k in 0..OWNED {
+            let key = owned_key(p, k);
+            let mut out = Vec::new();
+            let found = map.get(&key, &mut out).unwrap();
+            assert_eq!(
+                found.then_some(out),
+                model.get(&key).cloned(),
+                "final {key:?}"
+            );
+        }
+        for (j, s) in incr_sums.iter().enumerate() {
+            results.store(p * SLOTS + j, *s, Relaxed);
+        }
+        results.store(p * SLOTS + SLOT_CAS, cas_wins, Relaxed);
+        results.store(p * SLOTS + SLOT_UPDATE, updates, Relaxed);
+        results.store(p * SLOTS + SLOT_LEN, model.len() as i64, Relaxed);
+    });
+    wait_all(&pids, Duration::from_secs(50));
+
+    // Relaxed loads: the children's stores happen before their exit, which `waitpid`
+    // ordered before this.
+    let total = |slot: usize| {
+        (0..PROCS)
+            .map(|p| results.load(p * SLOTS + slot, Relaxed))
+            .sum()
+    };
+    let get = |k: &[u8]| map.get_with(k, |v| as_i64(v).unwrap()).unwrap();
+    let mut shared_present = 0;
+    for j in 0..SHARED_INCR {
+        let v = get(&shared_incr_key(j));
+        shared_present += usize::from(v.is_some());
+        assert_eq!(v.unwrap_or(0), total(j), "shared incr counter {j}");
+    }
+    for (k, slot) in [(CAS_KEY, SLOT_CAS), (UPDATE_KEY, SLOT_UPDATE)] {
+        let v = get(k);
+        shared_present += usize::from(v.is_some());
+        assert_eq!(
+            v.unwrap_or(0),
+            total(slot),
+            "{}",
+            String::from_utf8_lossy(k)
+        );
+    }
+    // Quiescent: len is exact, and agrees with a snapshot and with the models.
+    let owned: i64 = total(SLOT_LEN);
+    assert_eq!(map.len(), owned as usize + shared_present);
+    let snap = map.snapshot();
+    assert_eq!(snap.len(), map.len());
+    for p in 0..PROCS {
+        let prefix = format!("p{p}/");
+        let n = snap
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix.as_bytes()))
+            .count();
+        assert_eq!(
+            n as i64,
+            results.load(p * SLOTS + SLOT_LEN, Relaxed),
+            "process {p}"
+        );
+    }
+}
+
+/// Shared keys of the `incr` stress test.
+const INCR_KEYS: usize = 1000;
+
+/// 4 processes each increment 1,000 shared keys `n` times in all (key `(step * 7 + 251 *
+/// p) % 1000` at each step: every key gets `n / 1000` from each process, the processes
+/// meet on the same keys at different moments); every total must be exact.
+fn incr_totals_exact(n: usize) {
+    let region = Region::anonymous(16 << 20).unwrap();
+    let map = region
+        .map(
+            "counters",
+            MapOptions::new(2 * INCR_KEYS).key_max(8).value_max(8),
+        )
+        .unwrap();
+    let pids = fork_children(4, |p| {
+        for step in 0..n {
+            let k = (step * 7 + 251 * p) % INCR_KEYS;
+            map.incr(&(k as u64).to_le_bytes(), 1, 0).expect("incr");
+        }
+    });
+    wait_all(&pids, Duration::from_secs(590));
+    let each = (4 * n / INCR_KEYS) as i64;
+    for k in 0..INCR_KEYS {
+        let v = map
+            .get_with(&(k as u64).to_le_bytes(), |v| as_i64(v).unwrap())
+            .unwrap();
+        assert_eq!(v, Some(each), "key {k}");
+    }
+    assert_eq!(map.len(), INCR_KEYS);
+}
+
+/// [`incr_totals_exact`] with the spec's 1,000,000 increments per process in release
+/// builds; debug builds (CI's test run) do 100,000 per process, so that the file stays well
+/// under 30 s. The full count in any build: the ignored test below.
+#[test]
+fn four_processes_incr_1000_shared_keys_and_every_total_is_exact() {
+    watchdog(Duration::from_secs(120));
+    incr_totals_exact(if cfg!(debug_assertions) {
+        100_000
+    } else {
+        1_000_000
+    });
+}
+
+/// The spec's 4 × 1,000,000 increments whatever the build:
+/// `cargo nextest run --test map_processes --run-ignored only` (about 20 s in a debug build, 4 s
+/// in a release build on 2 cores).
+#[test]
+#[ignore = "4 x 1,000,000 increments: about 20 s in a debug build; the test above runs them in release builds"]
+fn four_processes_incr_1000_shared_keys_a_million_times_each() {
+    watchdog(Duration::from_secs(600));
+    incr_totals_exact(1_000_000);
+}
+
+/// An entry inserted with a TTL by one process is seen by another before its deadline and
+/// by none after it; `purge_expired` removes it; entries without a TTL stay.
+#[test]
+fn a_ttl_set_by_one_process_expires_for_all() {
+    watchdog(Duration::from_secs(30));
+    let region = Region::anonymous(4 << 20).unwrap();
+    let map = region.map("ttl", MapOptions::new(64)).unwrap();
+    const TTL: Duration = Duration::from_millis(600);
+
+    let before = Instant::now();
+    let writer = fork_children(1, |_| {
+        map.insert_ttl(b"short", b"lived", TTL).unwrap();
+        map.insert_ttl(b"long", b"lived", Duration::from_secs(3600))
+            .unwrap();
+        map.insert(b"forever", b"x").unwrap();
+    });
+    wait_all(&writer, Duration::from_secs(10));
+    let inserted = Instant::now();
+
+    // Seen by another process while young (if this machine got here in time).
+    let seen = map.get_with(b"short", <[u8]>::to_vec).unwrap();
+    if before.elapsed() < TTL {
+        assert_eq!(seen.as_deref(), Some(&b"lived"[..]));
+    }
+    // Waiting for time to pass is what a TTL is about (not a stand-in for a signal).
+    std::thread::sleep(
+        (inserted + TTL + Duration::from_millis(50)).saturating_duration_since(Instant::now()),
+    );
+    let reader = fork_children(1, |_| {
+        assert_eq!(map.get_with(b"short", |_| ()).unwrap(), None);
+        assert!(!map.contains(b"short").unwrap());
+        assert_eq!(
+            map.get_with(b"long", <[u8]>::to_vec).unwrap().as_deref(),
+            Some(&b"lived"[..])
+        );
+        assert!(map.contains(b"forever").unwrap());
+    });
+    wait_all(&reader, Duration::from_secs(10));
+    map.purge_expired();
+    assert_eq!(map.len(), 2);
+    let mut keys: Vec<Vec<u8>> = map.snapshot().into_iter().map(|(k, _)| k).collect();
+    keys.sort();
+    assert_eq!(keys, [b"forever".to_vec(), b"long".to_vec()]);
+}
+
+/// A full map refuses an insert and hands back its key and value; `insert_evicting` from
+/// another process makes room by evicting the least recently written entry, which then
+/// reads as absent everywhere, while the new entry is present and the size stays the same.
+#[test]
+fn a_full_map_hands_back_the_entry_and_insert_evicting_makes_room() {
+    watchdog(Duration::from_secs(30));
+    let region = Region::anonymous(4 << 20).unwrap();
+    let map = region
+        .map("small", MapOptions::new(16).key_max(16).value_max(16))
+        .unwrap();
+    // Fill it from a child until it says full; the error carries the entry back.
+    let filler = fork_children(1, |_| {
+        for i in 0u64.. {
+            let (k, v) = (format!("key{i}"), format!("value{i}"));
+            match map.insert(k.as_bytes(), v.as_bytes()) {
+                Ok(None) => {}
+                Ok(Some(old)) => panic!("fresh key {k} had a value {old:?}"),
+                Err(InsertError::Full { key, value }) => {
+                    assert_eq!((key, value), (k.into_bytes(), v.into_bytes()));
+                    assert!(i as usize >= map.capacity().min(16) / 2, "full after {i}");
+                    return;
+                }
+                Err(e) => panic!("insert {k}: {e}"),
+            }
+        }
+    });
+    wait_all(&filler, Duration::from_secs(10));
+    let full = map.len();
+    assert!(full >= 1 && full <= map.capacity(), "{full} entries");
+    // Still full for this process too, and `add` says so the same way.
+    assert!(matches!(
+        map.insert(b"another", b"v"),
+        Err(InsertError::Full { .. })
+    ));
+    assert!(matches!(
+        map.add(b"another", b"v"),
+        Err(InsertError::Full { .. })
+    ));
+    // An overwrite of a present key needs no room (and makes key0 the latest written).
+    assert_eq!(
+        map.insert(b"key0", b"value0").unwrap(),
+        Some(b"value0".to_vec())
+    );
+
+    // The evictor reports its victim through a second map.
+    let report = region
+        .map("report", MapOptions::new(4).key_max(8).value_max(16))
+        .unwrap();
+    let evictor = fork_children(1, |_| {
+        let victim = match map.insert_evicting(b"newcomer", b"v").unwrap() {
+            Evicted::Entry { key, value } => {
+                // Its value is the one the filler wrote for it.
+                let n = &key[3..];
+                assert_eq!(&value[5..], n, "evicted {key:?} with {value:?}");
+                key
+            }
+            other => panic!("a full map must evict: {other:?}"),
+        };
+        assert_ne!(victim, b"newcomer");
+        assert!(!map.contains(&victim).unwrap());
+        report.insert(b"victim", &victim).unwrap();
+    });
+    wait_all(&evictor, Duration::from_secs(10));
+    let victim = report.get_with(b"victim", <[u8]>::to_vec).unwrap().unwrap();
+    // One stripe (capacity <= 128): the victim is its least recently written entry, key1
+    // (key0 was written again since).
+    assert_eq!(
+        victim,
+        b"key1",
+        "evicted {}",
+        String::from_utf8_lossy(&victim)
+    );
+    assert!(!map.contains(&victim).unwrap());
+    assert_eq!(
+        map.get_with(b"newcomer", <[u8]>::to_vec)
+            .unwrap()
+            .as_deref(),
+        Some(&b"v"[..])
+    );
+    assert_eq!(map.len(), full);
+}
+
+/// Processes that open a file-backed region by path (not children sharing a mapping):
+/// `open_map` finds the map with the options it was created with, a typed map created by
+/// one process is updated by others, and opening either with other options or other types
+/// is a typed error, never a reinterpretation of the bytes.
+#[test]
+fn maps_in_a_file_region_are_opened_by_path_with_their_options_and_types() {
+    watchdog(Duration::from_secs(30));
+    let dir = TempDir::new("map-open");
+    let path = dir.0.join("region");
+    let opts = MapOptions::new(100).key_max(16).value_max(32);
+    {
+        let region = Region::create(&path, 4 << 20).unwrap();
+        let m = region.map("sessions", opts).unwrap();
+        m.insert(b"alice", b"admin").unwrap();
+        let stock = region.typed_map::<FixedStr<15>, u64>("stock", 100).unwrap();
+        stock.insert(FixedStr::new("apples").unwrap(), 12).unwrap();
+    }
+    // Each child opens the region by path, as an unrelated process would.
+    let pids = fork_children(3, |i| {
+        let region = Region::open(&path).unwrap();
+        let m = region.open_map("sessions").unwrap();
+        assert_eq!(m.options(), opts);
+        assert_eq!(
+            m.get_with(b"alice", <[u8]>::to_vec).unwrap().as_deref(),
+            Some(&b"admin"[..])
+        );
+        m.insert(format!("user{i}").as_bytes(), b"guest").unwrap();
+        let stock = region.typed_map::<FixedStr<15>, u64>("stock", 100).unwrap();
+        // Every child takes one apple, atomically.
+        stock
+            .update(&FixedStr::new("apples").unwrap(), |n| {
+                Update::Set(n.expect("apples are in stock") - 1, ())
+            })
+            .unwrap();
+    });
+    wait_all(&pids, Duration::from_secs(20));
+
+    let region = Region::open(&path).unwrap();
+    let m = region.map("sessions", opts).unwrap();
+    assert_eq!(m.len(), 4);
+    let stock = region.typed_map::<FixedStr<15>, u64>("stock", 100).unwrap();
+    assert_eq!(stock.get(&FixedStr::new("apples").unwrap()), Some(9));
+    // Other options for an existing map: a typed error naming both.
+    match region.map("sessions", opts.value_max(64)) {
+        Err(MapOpenError::OptionsMismatch {
+            requested, found, ..
+        }) => {
+            assert_eq!(found, opts);
+            assert_eq!(requested, opts.value_max(64));
+        }
+        other => panic!("expected OptionsMismatch, got {:?}", other.map(|_| ())),
+    }
+    // Another key type for a typed map: refused by its type tag.
+    assert!(matches!(
+        region.typed_map::<FixedStr<7>, u64>("stock", 100),
+        Err(MapOpenError::Region(GetError::TypeMismatch { .. }))
+    ));
+    assert!(matches!(
+        region.typed_map::<FixedStr<15>, i64>("stock", 100),
+        Err(MapOpenError::Region(GetError::TypeMismatch { .. }))
+    ));
+}
