@@ -197,14 +197,14 @@ def _sweep(directory):
             pass
 
 
-def _new_region(size):
+def _new_region(size, capacity=DEFAULT_CAPACITY):
     global _swept
     directory = _dir()
     if not _swept:
         _swept = True
         _sweep(directory)
     path = os.path.join(directory, f"{_PREFIX}{os.getpid()}-{secrets.token_hex(6)}")
-    return Region(path, size, remove_when_unused=True, capacity=DEFAULT_CAPACITY)
+    return Region(path, size, remove_when_unused=True, capacity=capacity)
 
 
 def place(make, nbytes=0):
@@ -216,7 +216,8 @@ def place(make, nbytes=0):
         _serial += 1
         name = f"o{_serial}"
         if nbytes > DEFAULT_SIZE // 4:
-            return make(_new_region(nbytes + (1 << 16)), name)
+            # room for the object, its lock and the header
+            return make(_new_region(nbytes + (1 << 16), capacity=8), name)
         if _current is None:
             _current = _new_region(DEFAULT_SIZE)
         try:
