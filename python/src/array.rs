@@ -24,8 +24,10 @@ cell_enum!(ArrayCell, VA);
 
 /// A fixed-length array of numbers shared between processes: ``multiprocessing.Array``.
 ///
-/// Created by :func:`shmstate.Array` (``Array(typecode_or_type, size_or_initializer,
-/// lock=True)``) or :meth:`Region.Array`. Supports ``len(a)``, ``a[i]``, ``a[i] = x``,
+/// ``Array(typecode_or_type, size_or_initializer, *, lock=True)``: the typecodes of
+/// :class:`Value`; a size makes that many zeros, an iterable gives the elements. The
+/// array lives in the process's default region (``Region.Array`` names it in a region
+/// file of your own) and pickles as a reference to it. Supports ``len(a)``, ``a[i]``, ``a[i] = x``,
 /// slices (``a[2:5]``, ``a[:]``, ``a[::2] = [...]``, same length only) and iteration.
 ///
 /// With a lock (the default) a slice read or write takes it, so ``a[:]`` is a consistent

@@ -17,8 +17,12 @@ cell_enum!(ValueCell, V);
 
 /// A number shared between processes: ``multiprocessing.Value``, plus atomic arithmetic.
 ///
-/// Created by :func:`shmstate.Value` (``Value(typecode_or_type, *args, lock=True)``) or
-/// :meth:`Region.Value`. ``.value`` reads and writes it; every access is one atomic
+/// ``Value(typecode_or_type, *args, lock=True)``: ``typecode_or_type`` is an ``array``
+/// typecode (``'b' 'B' 'h' 'H' 'i' 'I' 'l' 'L' 'q' 'Q' 'f' 'd' '?'``) or a ctypes type
+/// (``ctypes.c_int``); the optional argument is the initial value (0 by default). The
+/// value lives in the process's default region (``Region.Value`` names it in a region
+/// file of your own); it pickles as a reference to it, so it can be passed to processes
+/// under every start method. ``.value`` reads and writes it; every access is one atomic
 /// instruction, so a read never sees half a write.
 ///
 /// ``v.value += 1`` is a read and a write: two processes doing it at once lose updates.
