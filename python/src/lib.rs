@@ -7,7 +7,7 @@
 //! `Condition`, `Barrier`, pickling as a reference to a region file).
 //!
 //! Every blocking call waits in bounded slices with the GIL released and checks for
-//! signals between slices ([`wait::interruptible`]), so Ctrl-C interrupts it promptly.
+//! signals between slices (`wait::interruptible`), so Ctrl-C interrupts it promptly.
 
 mod array;
 mod coord;
