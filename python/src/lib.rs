@@ -6,6 +6,14 @@
 //! multiprocessing's vocabulary on these (factories with multiprocessing's signatures,
 //! `Condition`, `Barrier`, pickling as a reference to a region file).
 //!
+//! Adding a kind of object (a shared dict on the crate's map, a queue on its byte
+//! channel): a `#[pyclass]` holding an `obj::Obj<T>` (the region handle and the object),
+//! a constructor on `region::Region` (`RegionCore` in Python) and a `#[new]` that places
+//! it in the default region (`obj::new_in_default_region`), a `__reduce__` through
+//! `obj::reduce` with the shape the receiver needs, and the same kind name in
+//! `shmstate._reduce.rebuild` and a method of `shmstate.Region`; blocking calls go through
+//! `wait::interruptible`.
+//!
 //! Every blocking call waits in bounded slices with the GIL released and checks for
 //! signals between slices (`wait::interruptible`), so Ctrl-C interrupts it promptly.
 
