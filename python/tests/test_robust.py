@@ -69,33 +69,35 @@ def test_value_setter_reports_a_dead_lock_holder(ctx):
     assert v.add(1) is None and v.value == 2  # the atomic path needs no lock
 
 
-BLOCKED = {
-    "lock": "o = shmstate.Lock(); o.acquire(); t = threading.Thread(target=o.acquire)",
-    "semaphore": "o = shmstate.Semaphore(0); t = threading.Thread(target=o.acquire)",
-    "event": "o = shmstate.Event(); t = threading.Thread(target=o.wait)",
-    "barrier": "o = shmstate.Barrier(2); t = threading.Thread(target=o.wait)",
-    "condition": "o = shmstate.Condition(); t = threading.Thread(target=lambda: None)",
+SETUP = {
+    "lock": "o = shmstate.Lock(); o.acquire()",
+    "rlock_in_other_thread": (
+        "o = shmstate.RLock(); "
+        "threading.Thread(target=lambda: (o.acquire(), time.sleep(60)), daemon=True).start()"
+    ),
+    "semaphore": "o = shmstate.Semaphore(0)",
+    "event": "o = shmstate.Event()",
+    "barrier": "o = shmstate.Barrier(2)",
+    "condition": "o = shmstate.Condition(); o.acquire()",
 }
 
 WAIT = {
     "lock": "o.acquire()",
+    "rlock_in_other_thread": "time.sleep(0.05); o.acquire()",
     "semaphore": "o.acquire()",
     "event": "o.wait()",
     "barrier": "o.wait()",
-    "condition": "o.acquire(); o.wait()",
+    "condition": "o.wait()",
 }
 
 
-@pytest.mark.parametrize("what", sorted(BLOCKED))
+@pytest.mark.parametrize("what", sorted(SETUP))
 def test_ctrl_c_interrupts_a_blocking_call(what):
-    # The main thread blocks (a second thread is started first in the lock case only to
-    # show the GIL is released: it runs while the main thread waits).
     code = textwrap.dedent(f"""
         import sys, threading, time, shmstate
-        {BLOCKED[what]}
-        t.daemon = True
-        print("ready", flush=True)
+        {SETUP[what]}
         try:
+            print("ready", flush=True)
             {WAIT[what]}
         except KeyboardInterrupt:
             print("interrupted", flush=True)
@@ -105,7 +107,7 @@ def test_ctrl_c_interrupts_a_blocking_call(what):
     p = subprocess.Popen([PYTHON, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert p.stdout.readline().strip() == "ready"
-        time.sleep(0.2)  # let it block (no handshake is possible from inside the wait)
+        time.sleep(0.3)  # let it block (no handshake is possible from inside the wait)
         t = time.monotonic()
         p.send_signal(signal.SIGINT)
         assert p.wait(10) == 0
@@ -191,3 +193,18 @@ def test_a_killed_programs_files_are_removed_by_the_next_program(tmp_path):
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert _shm_files(tmp_path) == []  # ...removed by the next one
+
+
+def test_a_thread_that_exits_holding_a_lock_counts_as_dead():
+    # The lock records its holder's thread: a thread that ends without releasing it is a
+    # dead holder, as a killed process is.
+    import threading
+
+    lock = shmstate.Lock()
+    t = threading.Thread(target=lock.acquire)
+    t.start()
+    t.join()
+    with pytest.raises(shmstate.OwnerDiedError):
+        lock.acquire(timeout=30)
+    lock.mark_consistent()
+    lock.release()
