@@ -113,7 +113,8 @@ fn owner_died(what: &str) -> PyErr {
 /// waiter finds a holder that died): releasing an unheld lock, or one another thread
 /// holds, raises ``RuntimeError``.
 ///
-/// If the holder dies (its process is killed), the next ``acquire`` takes the lock and
+/// If the holder dies (its process is killed, or its thread ends without releasing it),
+/// the next ``acquire`` takes the lock and
 /// raises :class:`OwnerDiedError` (see there); waiting never hangs on a dead holder.
 /// Blocking waits release the GIL and are interrupted by Ctrl-C (``KeyboardInterrupt``).
 #[pyclass(module = "shmstate._shmstate", frozen, weakref)]
