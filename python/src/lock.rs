@@ -114,8 +114,8 @@ fn owner_died(what: &str) -> PyErr {
 /// holds, raises ``RuntimeError``.
 ///
 /// If the holder dies (its process is killed, or its thread ends without releasing it),
-/// the next ``acquire`` takes the lock and
-/// raises :class:`OwnerDiedError` (see there); waiting never hangs on a dead holder.
+/// the next ``acquire`` takes the lock and raises :class:`OwnerDiedError` (see there);
+/// waiting never hangs on a dead holder.
 /// Blocking waits release the GIL and are interrupted by Ctrl-C (``KeyboardInterrupt``).
 #[pyclass(module = "shmstate._shmstate", frozen, weakref)]
 pub struct Lock {
