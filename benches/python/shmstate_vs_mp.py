@@ -1,0 +1,90 @@
+"""shmstate's Python package against multiprocessing, in one run: ratios only.
+
+Cases (fork start method; each timed once, the machine may be loaded):
+  incr_locked_P   P processes each doing `with v.get_lock(): v.value += 1` N times
+  incr_atomic_P   P processes each doing `v.add(1)` N times (shmstate; multiprocessing has
+                  no atomic add, so its row is the locked one: the ratio is the speed-up a
+                  user gets by switching `+=` under the lock to `add`)
+  lock            one process, Lock acquire + release
+  array_read      one process, `a[:]` of a 1000-element 'i' Array (lock=True)
+
+Usage: python benches/python/shmstate_vs_mp.py [--quick]  (SHMSTATE_BENCH_QUICK=1 too)
+Prints one line per case: both rates and shmstate's speed-up.
+"""
+
+import multiprocessing as mp
+import os
+import sys
+import time
+
+import shmstate
+
+QUICK = "--quick" in sys.argv or os.environ.get("SHMSTATE_BENCH_QUICK") == "1"
+N = 2_000 if QUICK else 50_000
+SINGLE = 20_000 if QUICK else 500_000
+ARRAY_READS = 2_000 if QUICK else 50_000
+
+
+def locked_worker(v, n, go):
+    go.wait()
+    lock = v.get_lock()
+    for _ in range(n):
+        with lock:
+            v.value += 1
+
+
+def atomic_worker(v, n, go):
+    go.wait()
+    add = v.add
+    for _ in range(n):
+        add(1)
+
+
+def processes(ctx, worker, v, procs, n):
+    go = ctx.Event()
+    ps = [ctx.Process(target=worker, args=(v, n, go)) for _ in range(procs)]
+    for p in ps:
+        p.start()
+    time.sleep(0.2)  # let them reach the start line (not timed)
+    t = time.perf_counter()
+    go.set()
+    for p in ps:
+        p.join()
+    secs = time.perf_counter() - t
+    assert v.value == procs * n, (v.value, procs * n)
+    return procs * n / secs
+
+
+def lock_rate(lock):
+    acquire, release = lock.acquire, lock.release
+    t = time.perf_counter()
+    for _ in range(SINGLE):
+        acquire()
+        release()
+    return SINGLE / (time.perf_counter() - t)
+
+
+def array_rate(arr):
+    t = time.perf_counter()
+    for _ in range(ARRAY_READS):
+        arr[:]
+    return ARRAY_READS / (time.perf_counter() - t)
+
+
+def row(name, mp_rate, ss_rate):
+    print(f"{name:16} {mp_rate:>14,.0f} {ss_rate:>14,.0f} {ss_rate / mp_rate:>9.1f}x", flush=True)
+
+
+def main():
+    ctx = mp.get_context("fork")
+    print(f"{'case':16} {'mp ops/s':>14} {'shmstate ops/s':>14} {'speed-up':>10}")
+    for procs in (2, 4):
+        base = processes(ctx, locked_worker, mp.Value("q", 0), procs, N)
+        row(f"incr_locked_{procs}", base, processes(ctx, locked_worker, shmstate.Value("q", 0), procs, N))
+        row(f"incr_atomic_{procs}", base, processes(ctx, atomic_worker, shmstate.Value("q", 0), procs, N))
+    row("lock", lock_rate(mp.Lock()), lock_rate(shmstate.Lock()))
+    row("array_read", array_rate(mp.Array("i", range(1000))), array_rate(shmstate.Array("i", range(1000))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Pickling: an object travels as ``(kind, region path, name, shape)`` and is reopened.
+
+The receiving process opens the region file once (a strong cache of open regions, so
+many objects of one region share one mapping and one attach-table entry) and looks the
+object up by name; the region's type records refuse a name reopened as another type.
+"""
+
+import threading
+
+from . import _shmstate
+
+_regions = {}
+_regions_lock = threading.Lock()
+
+#: ctypes type codes -> array-module typecodes understood by the native module.
+_ALIASES = {"l": "l", "L": "L", "q": "q", "Q": "Q"}
+
+
+def typecode_of(typecode_or_type):
+    """The typecode of a typecode string or a ctypes type (``c_int`` -> ``'i'``)."""
+    if isinstance(typecode_or_type, str):
+        code = typecode_or_type
+    else:
+        code = getattr(typecode_or_type, "_type_", None)
+        if not isinstance(code, str):
+            raise TypeError(f"not a typecode or ctypes simple type: {typecode_or_type!r}")
+    if len(code) != 1:
+        raise ValueError(f"bad typecode {code!r}")
+    return code
+
+
+def register_region(core):
+    """Remembers an open region so that unpickling its objects reuses the mapping."""
+    with _regions_lock:
+        return _regions.setdefault(core.path, core)
+
+
+def open_region(path):
+    with _regions_lock:
+        core = _regions.get(path)
+        if core is None:
+            core = _shmstate.RegionCore(path, 0, False)
+            _regions[path] = core
+        return core
+
+
+def rebuild(kind, path, name, *shape):
+    """Reopens object ``name`` of kind ``kind`` in the region file at ``path``."""
+    core = open_region(path)
+    if kind == "Value":
+        code, lock = shape
+        return core.value(name, code, None, lock)
+    if kind == "Array":
+        code, n, lock = shape
+        return core.array(name, code, n, None, lock)
+    if kind == "Lock":
+        return core.lock(name)
+    if kind == "RLock":
+        return core.rlock(name)
+    if kind == "Semaphore":
+        return core.semaphore(name, 0, False)
+    if kind == "BoundedSemaphore":
+        return core.semaphore(name, 0, True)
+    if kind == "Event":
+        return core.event(name)
+    if kind == "Counter":
+        (stripes,) = shape
+        return core.counter(name, stripes)
+    raise ValueError(f"unknown shmstate object kind {kind!r}")

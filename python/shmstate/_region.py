@@ -1,0 +1,257 @@
+"""Regions: the named ``Region`` and the process's default region for unnamed objects.
+
+Every object lives in a shmstate region, a file of named objects that any process can
+map. ``shmstate.Value(...)`` and the other factories place their object in the calling
+process's *default region*: a file ``shmstate-py-<pid>-<random>`` in ``/dev/shm``
+(``$SHMSTATE_PY_DIR`` overrides the directory), created with ``remove_when_unused``, so
+the file is removed when the last process that has it open exits. A program that was
+killed leaves its file behind until the next program that creates a default region
+removes every such file that no live process has open.
+
+Objects pickle as a reference (kind, region path, object name, shape) and are reopened
+in the receiving process (see ``shmstate._reduce``), so they can be passed to
+``multiprocessing.Process`` and ``concurrent.futures.ProcessPoolExecutor`` under every
+start method.
+"""
+
+import glob
+import os
+import secrets
+import threading
+
+from . import _shmstate
+from ._reduce import register_region, typecode_of
+
+__all__ = ["Region"]
+
+#: The default region's size and directory capacity.
+DEFAULT_SIZE = 1 << 20
+DEFAULT_CAPACITY = 2048
+_PREFIX = "shmstate-py-"
+
+
+class Region:
+    """A region: a file of named shared objects that unrelated processes open.
+
+    ``Region(path, size=1 MiB, *, create=True, remove_when_unused=False, capacity=None)``
+    opens the region file at ``path``, creating it (mode 0600, ``size`` bytes, room for
+    ``capacity`` objects, 64 by default) if it does not exist and ``create`` is true.
+    Exactly one of several processes opening the same path at once creates it.
+
+    Its methods create an object under a name, or open the one that exists (its type and
+    length must match, else ``TypeError``): ``Value``, ``Array``, ``Lock``, ``RLock``,
+    ``Semaphore``, ``BoundedSemaphore``, ``Condition``, ``Event``, ``Barrier`` and
+    ``Counter``, with ``multiprocessing``'s arguments after the name. An initial value is
+    applied only by the process that creates the object.
+
+    With ``remove_when_unused=True`` (recorded in the file when it is created) the file is
+    removed when the last process that has it open closes it or exits; otherwise it stays
+    until removed (``os.unlink`` or ``shmstate rm``), keeping its objects' state.
+
+    Example::
+
+        r = shmstate.Region("/dev/shm/jobs", 1 << 16)
+        done = r.Value("done", "q")       # another program opens the same object
+        done.add(1)
+    """
+
+    def __init__(self, path, size=DEFAULT_SIZE, *, create=True, remove_when_unused=False,
+                 capacity=None):
+        path = os.fspath(path)
+        core = _shmstate.RegionCore(path, size, create, remove_when_unused, capacity)
+        self._core = register_region(core)
+
+    @classmethod
+    def _from_core(cls, core):
+        self = cls.__new__(cls)
+        self._core = core
+        return self
+
+    @property
+    def path(self):
+        """The region file's path."""
+        return self._core.path
+
+    @property
+    def size(self):
+        """The region's size in bytes."""
+        return self._core.size
+
+    @property
+    def capacity(self):
+        """How many objects the region holds at most."""
+        return self._core.capacity
+
+    def names(self):
+        """The names of the objects in the region (an object with a lock also has a
+        ``NAME/lock`` entry)."""
+        return self._core.names()
+
+    def attached_pids(self):
+        """The pids of the live processes that have the region open."""
+        return self._core.attached_pids()
+
+    def Value(self, name, typecode_or_type, *args, lock=True):
+        """Value(name, typecode_or_type, *args, lock=True): see :func:`shmstate.Value`."""
+        code = typecode_of(typecode_or_type)
+        if len(args) > 1:
+            raise TypeError("Value() takes at most one initial value")
+        init = args[0] if args else None
+        return self._core.value(name, code, init, _lock_flag(lock))
+
+    def Array(self, name, typecode_or_type, size_or_initializer, *, lock=True):
+        """Array(name, typecode_or_type, size_or_initializer, lock=True): see
+        :func:`shmstate.Array`."""
+        code = typecode_of(typecode_or_type)
+        if isinstance(size_or_initializer, int):
+            n, init = size_or_initializer, None
+        else:
+            init = list(size_or_initializer)
+            n = len(init)
+        if n < 1:
+            raise ValueError("an Array has at least one element")
+        return self._core.array(name, code, n, init, _lock_flag(lock))
+
+    def Lock(self, name):
+        """A :class:`shmstate.Lock` named ``name``."""
+        return self._core.lock(name)
+
+    def RLock(self, name):
+        """A :class:`shmstate.RLock` named ``name``."""
+        return self._core.rlock(name)
+
+    def Semaphore(self, name, value=1):
+        """A :class:`shmstate.Semaphore` named ``name`` with ``value`` permits."""
+        return self._core.semaphore(name, _permits(value), False)
+
+    def BoundedSemaphore(self, name, value=1):
+        """A :class:`shmstate.BoundedSemaphore` named ``name`` with ``value`` permits."""
+        return self._core.semaphore(name, _permits(value), True)
+
+    def Event(self, name):
+        """A :class:`shmstate.Event` named ``name``."""
+        return self._core.event(name)
+
+    def Condition(self, name, lock=None):
+        """A :class:`shmstate.Condition` named ``name`` (on ``lock``, or on a new
+        ``RLock`` named ``NAME/lock``)."""
+        from ._sync import Condition
+
+        return Condition._in_region(self, name, lock)
+
+    def Barrier(self, name, parties, action=None, timeout=None):
+        """A :class:`shmstate.Barrier` named ``name`` for ``parties`` parties."""
+        from ._sync import Barrier
+
+        return Barrier._in_region(self, name, parties, action, timeout)
+
+    def Counter(self, name, stripes=None):
+        """A striped :class:`shmstate.Counter` named ``name`` (``stripes`` cache lines,
+        one per CPU by default, at most 64)."""
+        if stripes is None:
+            stripes = min(max(os.cpu_count() or 1, 1), 64)
+        return self._core.counter(name, stripes)
+
+    def __repr__(self):
+        return f"<shmstate.Region {self.path!r} size={self.size}>"
+
+
+def _lock_flag(lock):
+    if lock is True or lock is False:
+        return lock
+    raise TypeError("lock must be True or False (an existing lock cannot be shared: each "
+                    "Value or Array has its own RLock)")
+
+
+def _permits(value):
+    if value < 0:
+        raise ValueError("semaphore initial value must be >= 0")
+    return value
+
+
+# ---------------------------------------------------------------------------------
+# The default region of this process.
+
+_lock = threading.Lock()
+_current = None  # the default Region objects are placed in
+_serial = 0
+_swept = False
+
+
+def _dir():
+    d = os.environ.get("SHMSTATE_PY_DIR")
+    if d:
+        return d
+    return "/dev/shm" if os.path.isdir("/dev/shm") else "/tmp"
+
+
+def _sweep(directory):
+    """Removes default-region files that no live process has open (left by a killed
+    program)."""
+    for path in glob.glob(os.path.join(directory, _PREFIX + "*")):
+        if os.path.basename(path).startswith(f"{_PREFIX}{os.getpid()}-"):
+            continue
+        try:
+            _shmstate.RegionCore.remove_unused(path)
+        except Exception:  # noqa: BLE001 - best effort: another user's file, a race
+            pass
+
+
+def _new_region(size, capacity=DEFAULT_CAPACITY):
+    global _swept
+    directory = _dir()
+    if not _swept:
+        _swept = True
+        _sweep(directory)
+    path = os.path.join(directory, f"{_PREFIX}{os.getpid()}-{secrets.token_hex(6)}")
+    return Region(path, size, remove_when_unused=True, capacity=capacity)
+
+
+def place(make, nbytes=0):
+    """Calls ``make(region, name)`` with the default region and a fresh name; starts a new
+    default region when the current one is full, and gives a large object a region of
+    its own."""
+    global _current, _serial
+    with _lock:
+        _serial += 1
+        name = f"o{_serial}"
+        if nbytes > DEFAULT_SIZE // 4:
+            # room for the object, its lock and the header
+            return make(_new_region(nbytes + (1 << 16), capacity=8), name)
+        if _current is None:
+            _current = _new_region(DEFAULT_SIZE)
+        try:
+            return make(_current, name)
+        except _shmstate.RegionFullError:
+            _current = _new_region(DEFAULT_SIZE)
+            return make(_current, name)
+
+
+def _after_fork_in_child():
+    # A forked child names its own objects: it starts its own default region (the
+    # parent's stays mapped for the objects it inherited).
+    global _current, _serial, _lock
+    _lock = threading.Lock()
+    _current = None
+    _serial = 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def new_object(kind, *args, **kwargs):
+    """``shmstate.<kind>(*args, **kwargs)``: the object, placed in the default region (the
+    native classes' constructors call this)."""
+    nbytes = 0
+    if kind == "Array" and len(args) >= 2:
+        size = args[1]
+        if not isinstance(size, int):
+            size = list(size)
+            args = (args[0], size) + tuple(args[2:])
+            size = len(size)
+        nbytes = 8 * size
+    elif kind == "Counter":
+        nbytes = 64 * (kwargs.get("stripes") or (args[0] if args else None) or 64)
+    method = getattr(Region, kind)
+    return place(lambda region, name: method(region, name, *args, **kwargs), nbytes)

@@ -1,0 +1,68 @@
+//! The package's exceptions, and the crate's errors as Python exceptions.
+
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use shmstate::{CreateError, GetError, OpenError, OpenOrCreateError};
+
+pyo3::create_exception!(
+    _shmstate,
+    OwnerDiedError,
+    PyRuntimeError,
+    "The previous holder of a lock died holding it.\n\n\
+     Raised by ``acquire()`` (and so by ``with lock:``) when the process or thread that \
+     held the lock exited or was killed without releasing it. ``acquire()`` leaves the \
+     caller holding the lock; ``with lock:`` releases it before raising. The data the \
+     lock protects may be half-updated: repair it while holding the lock, then call \
+     ``lock.mark_consistent()``. Until someone does, every acquisition raises this error."
+);
+
+pyo3::create_exception!(
+    _shmstate,
+    RegionError,
+    PyOSError,
+    "A region file could not be created or opened, or an object in it could not be \
+     created or opened (another type or length under that name, a bad name, ...)."
+);
+
+pyo3::create_exception!(
+    _shmstate,
+    RegionFullError,
+    RegionError,
+    "The region has no room (or no directory entry) left for another object."
+);
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("OwnerDiedError", py.get_type::<OwnerDiedError>())?;
+    m.add("RegionError", py.get_type::<RegionError>())?;
+    m.add("RegionFullError", py.get_type::<RegionFullError>())?;
+    Ok(())
+}
+
+/// A failed `get*` on a region.
+pub(crate) fn get_error(name: &str, e: GetError) -> PyErr {
+    match e {
+        GetError::RegionFull { .. } | GetError::DirectoryFull { .. } => {
+            RegionFullError::new_err(format!("object {name:?}: {e}"))
+        }
+        GetError::TypeMismatch { .. } | GetError::SizeMismatch { .. } => {
+            PyTypeError::new_err(format!("object {name:?}: {e}"))
+        }
+        GetError::InvalidName { .. } | GetError::InvalidLength { .. } => {
+            PyValueError::new_err(format!("object {name:?}: {e}"))
+        }
+        e => RegionError::new_err(format!("object {name:?}: {e}")),
+    }
+}
+
+pub(crate) fn open_error(path: &str, e: OpenError) -> PyErr {
+    RegionError::new_err(format!("{path}: {e}"))
+}
+
+pub(crate) fn create_error(path: &str, e: CreateError) -> PyErr {
+    RegionError::new_err(format!("{path}: {e}"))
+}
+
+pub(crate) fn open_or_create_error(path: &str, e: OpenOrCreateError) -> PyErr {
+    RegionError::new_err(format!("{path}: {e}"))
+}

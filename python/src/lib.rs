@@ -1,0 +1,47 @@
+//! `shmstate._shmstate`: the native half of shmstate's Python package.
+//!
+//! Each class here is one object of a shmstate [`Region`](shmstate::Region): the Python
+//! object holds the region (an `Arc`, so the mapping outlives every object in it) and a
+//! pointer to the object in the mapping. The pure-Python package `shmstate` builds
+//! multiprocessing's vocabulary on these (factories with multiprocessing's signatures,
+//! `Condition`, `Barrier`, pickling as a reference to a region file).
+//!
+//! Adding a kind of object (a shared dict on the crate's map, a queue on its byte
+//! channel): a `#[pyclass]` holding an `obj::Obj<T>` (the region handle and the object),
+//! a constructor on `region::Region` (`RegionCore` in Python) and a `#[new]` that places
+//! it in the default region (`obj::new_in_default_region`), a `__reduce__` through
+//! `obj::reduce` with the shape the receiver needs, and the same kind name in
+//! `shmstate._reduce.rebuild` and a method of `shmstate.Region`; blocking calls go through
+//! `wait::interruptible`.
+//!
+//! Every blocking call waits in bounded slices with the GIL released and checks for
+//! signals between slices (`wait::interruptible`), so Ctrl-C interrupts it promptly.
+
+mod array;
+mod coord;
+mod counter;
+mod errors;
+mod lock;
+mod obj;
+mod region;
+mod typecode;
+mod value;
+mod wait;
+
+use pyo3::prelude::*;
+
+/// The native module.
+#[pymodule]
+fn _shmstate(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<region::Region>()?;
+    m.add_class::<value::Value>()?;
+    m.add_class::<array::Array>()?;
+    m.add_class::<lock::Lock>()?;
+    m.add_class::<lock::RLock>()?;
+    m.add_class::<coord::Semaphore>()?;
+    m.add_class::<coord::BoundedSemaphore>()?;
+    m.add_class::<coord::Event>()?;
+    m.add_class::<counter::Counter>()?;
+    errors::register(m)?;
+    Ok(())
+}

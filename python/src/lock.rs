@@ -1,0 +1,361 @@
+//! `Lock` and `RLock`: the crate's robust futex mutex, held across Python calls.
+//!
+//! A Python lock is acquired in one call and released in another, so the bindings keep
+//! no guard: `acquire` forgets the guard the crate's `Mutex` hands out and `release`
+//! unlocks the raw mutex, after checking that the calling thread is the holder (the
+//! mutex records its holder's thread id, which is what lets a waiter find a dead holder).
+
+use std::mem;
+use std::time::Duration;
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::types::PyType;
+use shmstate::sync::Ordering;
+use shmstate::{Mutex, TimedLockError, TryLockError};
+
+use crate::errors::OwnerDiedError;
+use crate::obj::{Obj, RegionInner, reduce};
+use crate::wait::{deadline, interruptible};
+
+/// A `Lock` in a region: the crate's mutex (its data is unused).
+#[derive(shmstate::Shared)]
+#[repr(C)]
+pub(crate) struct LockCell {
+    lock: Mutex<u32>,
+}
+
+/// An `RLock` in a region: the mutex and the holder's recursion depth (written only by
+/// the holder).
+#[derive(shmstate::Shared)]
+#[repr(C)]
+pub(crate) struct RLockCell {
+    lock: Mutex<u32>,
+    depth: shmstate::Value<u32>,
+}
+
+/// How an acquisition went.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Got {
+    /// Acquired; the previous holder released it.
+    Clean,
+    /// Acquired, but the previous holder died holding it (or a holder released it without
+    /// marking it consistent).
+    OwnerDied,
+}
+
+/// One bounded attempt: the guard is forgotten (the lock stays held until `release`).
+fn attempt(m: &Mutex<u32>, slice: Duration) -> Option<Got> {
+    match m.lock_timeout(slice) {
+        Ok(g) => {
+            mem::forget(g);
+            Some(Got::Clean)
+        }
+        Err(TimedLockError::OwnerDied(od)) => {
+            mem::forget(od.into_inner());
+            Some(Got::OwnerDied)
+        }
+        Err(TimedLockError::Timeout) => None,
+    }
+}
+
+/// `acquire(block, timeout)` on the raw mutex: `None` if not acquired.
+pub(crate) fn acquire_mutex(
+    py: Python<'_>,
+    m: &Mutex<u32>,
+    block: bool,
+    timeout: Option<f64>,
+) -> PyResult<Option<Got>> {
+    // The uncontended path: one compare-exchange, the GIL kept.
+    match m.try_lock() {
+        Ok(g) => {
+            mem::forget(g);
+            return Ok(Some(Got::Clean));
+        }
+        Err(TryLockError::OwnerDied(od)) => {
+            mem::forget(od.into_inner());
+            return Ok(Some(Got::OwnerDied));
+        }
+        Err(TryLockError::WouldBlock) => {}
+    }
+    if !block {
+        return Ok(None);
+    }
+    interruptible(py, deadline(timeout)?, |slice| attempt(m, slice))
+}
+
+/// Unlocks `m` if the calling thread holds it.
+fn release_mutex(m: &Mutex<u32>, what: &str) -> PyResult<()> {
+    if !m.raw().is_owned_by_current_thread() {
+        return Err(PyRuntimeError::new_err(format!(
+            "cannot release an un-acquired {what} (or one another thread holds)"
+        )));
+    }
+    // SAFETY: the calling thread holds the lock (checked just above: the lock word names
+    // this thread, and only this thread's acquire could have written it); the bindings
+    // never touch the mutex's data, so nothing uses it after the unlock.
+    unsafe { m.raw().unlock() };
+    Ok(())
+}
+
+fn owner_died(what: &str) -> PyErr {
+    OwnerDiedError::new_err(format!(
+        "the previous holder of this {what} died holding it; the caller now holds it: \
+         repair the data it protects, then call mark_consistent()"
+    ))
+}
+
+/// A non-recursive lock shared between processes: ``multiprocessing.Lock``.
+///
+/// ``acquire(block=True, timeout=None)`` returns ``True`` once acquired, ``False`` if
+/// ``block`` is false and the lock is held, or if ``timeout`` seconds passed. Only the
+/// thread that acquired the lock may release it (it records its holder, which is how a
+/// waiter finds a holder that died): releasing an unheld lock, or one another thread
+/// holds, raises ``RuntimeError``.
+///
+/// If the holder dies (its process is killed, or its thread ends without releasing it),
+/// the next ``acquire`` takes the lock and raises :class:`OwnerDiedError` (see there);
+/// waiting never hangs on a dead holder.
+/// Blocking waits release the GIL and are interrupted by Ctrl-C (``KeyboardInterrupt``).
+#[pyclass(module = "shmstate._shmstate", frozen, weakref)]
+pub struct Lock {
+    obj: Obj<LockCell>,
+}
+
+impl Lock {
+    pub(crate) fn open(region: &std::sync::Arc<RegionInner>, name: &str) -> PyResult<Self> {
+        Ok(Lock {
+            obj: Obj::get_or_init(region, name, 1, |_: &LockCell| {})?,
+        })
+    }
+}
+
+#[pymethods]
+impl Lock {
+    #[new]
+    #[pyo3(signature = (*args, **kwargs), text_signature = "()")]
+    fn py_new(
+        py: Python<'_>,
+        args: &Bound<'_, pyo3::types::PyTuple>,
+        kwargs: Option<&Bound<'_, pyo3::types::PyDict>>,
+    ) -> PyResult<Self> {
+        let placed = crate::obj::new_in_default_region::<Self>(py, "Lock", args, kwargs)?;
+        let this = placed.get();
+        Ok(Lock {
+            obj: this.obj.clone(),
+        })
+    }
+    /// acquire(block=True, timeout=None) -> bool
+    ///
+    /// Acquire the lock; see the class docs for ``block``, ``timeout`` and
+    /// :class:`OwnerDiedError`.
+    #[pyo3(signature = (block = true, timeout = None))]
+    fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
+        match acquire_mutex(py, &self.obj.get().lock, block, timeout)? {
+            None => Ok(false),
+            Some(Got::Clean) => Ok(true),
+            Some(Got::OwnerDied) => Err(owner_died("Lock")),
+        }
+    }
+
+    /// release() -> None
+    ///
+    /// Release the lock (held by the calling thread).
+    fn release(&self) -> PyResult<()> {
+        release_mutex(&self.obj.get().lock, "Lock")
+    }
+
+    /// Whether some thread holds the lock now (a snapshot).
+    fn locked(&self) -> bool {
+        self.obj.get().lock.is_locked()
+    }
+
+    /// Mark the lock consistent after an :class:`OwnerDiedError` (the caller holds it and
+    /// has repaired what it protects): later acquisitions no longer raise.
+    fn mark_consistent(&self) -> bool {
+        self.obj.get().lock.raw().mark_consistent()
+    }
+
+    fn _is_mine(&self) -> bool {
+        self.obj.get().lock.raw().is_owned_by_current_thread()
+    }
+
+    fn _count(&self) -> u32 {
+        u32::from(self._is_mine())
+    }
+
+    fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
+        match acquire_mutex(py, &self.obj.get().lock, true, None)? {
+            Some(Got::OwnerDied) => {
+                release_mutex(&self.obj.get().lock, "Lock")?;
+                Err(owner_died("Lock"))
+            }
+            _ => Ok(true),
+        }
+    }
+
+    fn __exit__(
+        &self,
+        _t: Option<&Bound<'_, PyType>>,
+        _v: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        self.release()?;
+        Ok(false)
+    }
+
+    fn __reduce__(&self, py: Python<'_>) -> PyResult<(PyObject, PyObject)> {
+        reduce(py, "Lock", &self.obj, vec![])
+    }
+
+    fn __repr__(&self) -> String {
+        let state = if self.locked() { "locked" } else { "unlocked" };
+        format!("<shmstate.Lock {:?} {state}>", self.obj.name())
+    }
+}
+
+/// A recursive lock shared between processes: ``multiprocessing.RLock``.
+///
+/// The holding thread may acquire it again; it is released when ``release`` has been
+/// called as many times as ``acquire``. Otherwise as :class:`Lock`: ``acquire(block=True,
+/// timeout=None)``, only the holder releases (``RuntimeError`` otherwise), a dead holder
+/// raises :class:`OwnerDiedError` in the next acquirer, waits are interruptible.
+#[pyclass(module = "shmstate._shmstate", frozen, weakref)]
+pub struct RLock {
+    obj: Obj<RLockCell>,
+}
+
+impl RLock {
+    pub(crate) fn open(region: &std::sync::Arc<RegionInner>, name: &str) -> PyResult<Self> {
+        Ok(RLock {
+            obj: Obj::get_or_init(region, name, 1, |_: &RLockCell| {})?,
+        })
+    }
+
+    fn acquire_inner(
+        &self,
+        py: Python<'_>,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<Option<Got>> {
+        let cell = self.obj.get();
+        if cell.lock.raw().is_owned_by_current_thread() {
+            // Relaxed: only the holder (this thread) reads or writes `depth`.
+            let d = cell.depth.load(Ordering::Relaxed);
+            cell.depth.store(d.saturating_add(1), Ordering::Relaxed);
+            return Ok(Some(Got::Clean));
+        }
+        let got = acquire_mutex(py, &cell.lock, block, timeout)?;
+        if got.is_some() {
+            // Relaxed: as above; the acquisition ordered us after the previous holder.
+            cell.depth.store(1, Ordering::Relaxed);
+        }
+        Ok(got)
+    }
+
+    /// Acquire for the bindings' own use (a `Value`'s or `Array`'s accessors): a dead
+    /// holder is reported with the lock released again.
+    pub(crate) fn lock_for_access(&self, py: Python<'_>) -> PyResult<()> {
+        if self.acquire_inner(py, true, None)? == Some(Got::OwnerDied) {
+            self.release()?;
+            return Err(owner_died("RLock"));
+        }
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl RLock {
+    #[new]
+    #[pyo3(signature = (*args, **kwargs), text_signature = "()")]
+    fn py_new(
+        py: Python<'_>,
+        args: &Bound<'_, pyo3::types::PyTuple>,
+        kwargs: Option<&Bound<'_, pyo3::types::PyDict>>,
+    ) -> PyResult<Self> {
+        let placed = crate::obj::new_in_default_region::<Self>(py, "RLock", args, kwargs)?;
+        let this = placed.get();
+        Ok(RLock {
+            obj: this.obj.clone(),
+        })
+    }
+    /// acquire(block=True, timeout=None) -> bool
+    ///
+    /// Acquire the lock (again, if this thread holds it); see the class docs.
+    #[pyo3(signature = (block = true, timeout = None))]
+    fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
+        match self.acquire_inner(py, block, timeout)? {
+            None => Ok(false),
+            Some(Got::Clean) => Ok(true),
+            Some(Got::OwnerDied) => Err(owner_died("RLock")),
+        }
+    }
+
+    /// release() -> None
+    ///
+    /// Undo one ``acquire`` of the calling thread; the last one releases the lock.
+    pub(crate) fn release(&self) -> PyResult<()> {
+        let cell = self.obj.get();
+        if !cell.lock.raw().is_owned_by_current_thread() {
+            return Err(PyRuntimeError::new_err(
+                "cannot release an un-acquired RLock (or one another thread holds)",
+            ));
+        }
+        // Relaxed: only the holder reads or writes `depth`.
+        let d = cell.depth.load(Ordering::Relaxed);
+        if d > 1 {
+            cell.depth.store(d - 1, Ordering::Relaxed);
+            return Ok(());
+        }
+        cell.depth.store(0, Ordering::Relaxed);
+        release_mutex(&cell.lock, "RLock")
+    }
+
+    /// Whether some thread holds the lock now (a snapshot).
+    fn locked(&self) -> bool {
+        self.obj.get().lock.is_locked()
+    }
+
+    /// As :meth:`Lock.mark_consistent`.
+    fn mark_consistent(&self) -> bool {
+        self.obj.get().lock.raw().mark_consistent()
+    }
+
+    fn _is_mine(&self) -> bool {
+        self.obj.get().lock.raw().is_owned_by_current_thread()
+    }
+
+    /// How many times the calling thread holds the lock (0 if it does not).
+    fn _count(&self) -> u32 {
+        if self._is_mine() {
+            // Relaxed: we hold the lock; only the holder writes `depth`.
+            self.obj.get().depth.load(Ordering::Relaxed)
+        } else {
+            0
+        }
+    }
+
+    fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
+        self.lock_for_access(py)?;
+        Ok(true)
+    }
+
+    fn __exit__(
+        &self,
+        _t: Option<&Bound<'_, PyType>>,
+        _v: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        self.release()?;
+        Ok(false)
+    }
+
+    fn __reduce__(&self, py: Python<'_>) -> PyResult<(PyObject, PyObject)> {
+        reduce(py, "RLock", &self.obj, vec![])
+    }
+
+    fn __repr__(&self) -> String {
+        let state = if self.locked() { "locked" } else { "unlocked" };
+        format!("<shmstate.RLock {:?} {state}>", self.obj.name())
+    }
+}

@@ -1,0 +1,210 @@
+//! `Region`: a region file (or anonymous region) and the constructors of its objects.
+
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use pyo3::types::PyList;
+use shmstate::RegionOptions;
+
+use crate::array::Array;
+use crate::coord::{BoundedSemaphore, Event, Semaphore};
+use crate::counter::Counter;
+use crate::errors;
+use crate::lock::{Lock, RLock};
+use crate::obj::RegionInner;
+use crate::value::Value;
+
+/// The native region: a mapped file of named objects (see ``shmstate.Region``, the
+/// Python class that wraps it).
+#[pyclass(name = "RegionCore", module = "shmstate._shmstate", frozen, weakref)]
+pub struct Region {
+    inner: Arc<RegionInner>,
+}
+
+#[pymethods]
+impl Region {
+    /// RegionCore(path, size, create=True, remove_when_unused=False, capacity=None)
+    ///
+    /// Opens the region file at ``path``, creating it (``size`` bytes, mode 0600) if
+    /// ``create`` and it does not exist. ``remove_when_unused`` (recorded at creation)
+    /// removes the file when the last process that has it open closes it or exits.
+    #[new]
+    #[pyo3(signature = (path, size, create = true, remove_when_unused = false, capacity = None))]
+    fn new(
+        py: Python<'_>,
+        path: String,
+        size: u64,
+        create: bool,
+        remove_when_unused: bool,
+        capacity: Option<u32>,
+    ) -> PyResult<Self> {
+        let mut options = RegionOptions::new().remove_when_unused(remove_when_unused);
+        if let Some(c) = capacity {
+            options = options.capacity(c);
+        }
+        let region = py.allow_threads(|| {
+            if create {
+                options
+                    .open_or_create(&path, size)
+                    .map_err(|e| errors::open_or_create_error(&path, e))
+            } else {
+                options
+                    .open(&path)
+                    .map_err(|e| errors::open_error(&path, e))
+            }
+        })?;
+        Ok(Region {
+            inner: Arc::new(RegionInner {
+                region,
+                path: Some(path),
+            }),
+        })
+    }
+
+    /// anonymous(size, capacity=None) -> RegionCore
+    ///
+    /// A region in anonymous shared memory: shared with children forked after this call,
+    /// gone when the last of them exits; its objects cannot be pickled.
+    #[staticmethod]
+    #[pyo3(signature = (size, capacity = None))]
+    fn anonymous(size: u64, capacity: Option<u32>) -> PyResult<Self> {
+        let mut options = RegionOptions::new();
+        if let Some(c) = capacity {
+            options = options.capacity(c);
+        }
+        let region = options
+            .anonymous(size)
+            .map_err(|e| errors::create_error("<anonymous>", e))?;
+        Ok(Region {
+            inner: Arc::new(RegionInner { region, path: None }),
+        })
+    }
+
+    /// remove_unused(path) -> bool
+    ///
+    /// Removes the region file at ``path`` if no live process has it open (a region left
+    /// by a killed program); ``True`` if it was removed.
+    #[staticmethod]
+    fn remove_unused(py: Python<'_>, path: String) -> bool {
+        py.allow_threads(|| shmstate::Region::remove_unused(&path).is_ok())
+    }
+
+    /// The file, or ``None`` for an anonymous region.
+    #[getter]
+    fn path(&self) -> Option<&str> {
+        self.inner.path.as_deref()
+    }
+
+    /// The size in bytes.
+    #[getter]
+    fn size(&self) -> usize {
+        self.inner.region.size()
+    }
+
+    /// How many objects the directory holds at most.
+    #[getter]
+    fn capacity(&self) -> usize {
+        self.inner.region.capacity()
+    }
+
+    /// The names of the objects in the region.
+    fn names<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let names: Vec<String> = self
+            .inner
+            .region
+            .entries()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        PyList::new(py, names)
+    }
+
+    /// The pids of the live processes that have the region open.
+    fn attached_pids(&self) -> Vec<u32> {
+        self.inner
+            .region
+            .attached()
+            .into_iter()
+            .filter(|a| a.alive)
+            .map(|a| a.pid)
+            .collect()
+    }
+
+    #[pyo3(signature = (name, typecode, init = None, lock = true))]
+    fn value(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        typecode: char,
+        init: Option<&Bound<'_, PyAny>>,
+        lock: bool,
+    ) -> PyResult<Value> {
+        let lock = self.side_lock(py, name, lock)?;
+        Value::open(&self.inner, name, typecode, init, lock)
+    }
+
+    #[pyo3(signature = (name, typecode, len, init = None, lock = true))]
+    fn array(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        typecode: char,
+        len: usize,
+        init: Option<&Bound<'_, PyAny>>,
+        lock: bool,
+    ) -> PyResult<Array> {
+        let lock = self.side_lock(py, name, lock)?;
+        Array::open(&self.inner, name, typecode, len, init, lock)
+    }
+
+    fn lock(&self, name: &str) -> PyResult<Lock> {
+        Lock::open(&self.inner, name)
+    }
+
+    fn rlock(&self, name: &str) -> PyResult<RLock> {
+        RLock::open(&self.inner, name)
+    }
+
+    #[pyo3(signature = (name, value, bounded = false))]
+    fn semaphore(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        value: u32,
+        bounded: bool,
+    ) -> PyResult<PyObject> {
+        Ok(if bounded {
+            Py::new(py, BoundedSemaphore::open(&self.inner, name, value)?)?.into_any()
+        } else {
+            Py::new(py, Semaphore::open(&self.inner, name, value)?)?.into_any()
+        })
+    }
+
+    fn event(&self, name: &str) -> PyResult<Event> {
+        Event::open(&self.inner, name)
+    }
+
+    fn counter(&self, name: &str, stripes: usize) -> PyResult<Counter> {
+        Counter::open(&self.inner, name, stripes)
+    }
+
+    fn __repr__(&self) -> String {
+        match &self.inner.path {
+            Some(p) => format!("<shmstate.RegionCore {p:?} size={}>", self.size()),
+            None => format!("<shmstate.RegionCore anonymous size={}>", self.size()),
+        }
+    }
+}
+
+impl Region {
+    /// The `RLock` of object `name` (`name/lock`), if it has one.
+    fn side_lock(&self, py: Python<'_>, name: &str, lock: bool) -> PyResult<Option<Py<RLock>>> {
+        if !lock {
+            return Ok(None);
+        }
+        Ok(Some(Py::new(
+            py,
+            RLock::open(&self.inner, &format!("{name}/lock"))?,
+        )?))
+    }
+}

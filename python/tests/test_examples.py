@@ -1,0 +1,31 @@
+"""The programs in examples/python print what they promise."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "python")
+
+
+def run(*args):
+    out = subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                         timeout=120, cwd=EXAMPLES)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_value_array_prints_what_multiprocessing_prints():
+    assert run("value_array.py") == "3.1415927\n[0, -1, -2, -3, -4, -5, -6, -7, -8, -9]\n"
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_plus_equals_lesson(method):
+    out = run("plus_equals.py", "20000", "--start-method", method)
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[2:5]}
+    assert set(rows) == {"naive", "locked", "atomic"}
+    for path in ("locked", "atomic"):
+        assert rows[path][1] == rows[path][2] == "80000" and rows[path][3] == "0"
+    # naive may lose updates (how many depends on the machine and its load)
+    assert int(rows["naive"][2]) <= 80000
