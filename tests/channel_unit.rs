@@ -1068,3 +1068,52 @@ mod values {
         ));
     }
 }
+
+/// A child forked inside a `recv_with` closure returns from it after its parent went on
+/// using the channel: the child's copy of the claim releases nothing (the claim is the
+/// parent's), so the parent's channel stays consistent.
+#[test]
+fn a_child_forked_inside_recv_with_leaves_the_parents_channel_working() {
+    common::watchdog(Duration::from_secs(60));
+    let region = shmstate::Region::anonymous(1 << 20).unwrap();
+    let ch = region.channel("ch", ChannelOptions::new(128)).unwrap();
+    ch.try_send(&[0xA; 16]).unwrap();
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is two ints for pipe(2) to fill.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let mut child = 0;
+    ch.recv_with(|_| {
+        // SAFETY: the child only reads a pipe, returns from the closure and `_exit`s.
+        child = unsafe { libc::fork() };
+        if child == 0 {
+            // Wait for the parent to have moved on (a byte, or EOF if it died).
+            let mut b = 0u8;
+            // SAFETY: reading one byte into `b` from our end of the pipe.
+            unsafe { libc::read(fds[0], (&raw mut b).cast(), 1) };
+        }
+    })
+    .unwrap();
+    if child == 0 {
+        // SAFETY: ends the child without running the parent's destructors.
+        unsafe { libc::_exit(0) };
+    }
+    let mut out = Vec::new();
+    for _ in 0..4 {
+        ch.try_send(&[0xB; 16]).unwrap();
+    }
+    ch.try_recv(&mut out).unwrap();
+    ch.try_send(&[0xC; 16]).unwrap();
+    // SAFETY: writing one byte from a local to our end of the pipe.
+    assert_eq!(unsafe { libc::write(fds[1], [1u8].as_ptr().cast(), 1) }, 1);
+    let mut status = 0;
+    // SAFETY: reaping our own child.
+    assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+    // The child's claim released nothing: the 4 messages left are all received.
+    for expected in [[0xB; 16], [0xB; 16], [0xB; 16], [0xC; 16]] {
+        assert_eq!(ch.try_recv(&mut out), Ok(16));
+        assert_eq!(out, expected);
+    }
+    assert_eq!(ch.lost(), 0);
+    ch.try_send(&[0xE; 8]).unwrap();
+    assert_eq!(ch.try_recv(&mut out), Ok(8));
+}

@@ -59,6 +59,12 @@ struct Claim<'a> {
 impl Drop for Claim<'_> {
     fn drop(&mut self) {
         let h = &self.ch.header;
+        if !self.guard.as_ref().is_some_and(SideGuard::is_held_here) {
+            // A child forked inside the caller's closure: the claim is its parent's
+            // thread's, which releases it. Storing the parent's old `end` here could move
+            // `free` back behind the parent's later releases.
+            return;
+        }
         // Release: pairs with the senders' Acquire load of `free`: our reads of the
         // message happen before a sender overwrites its bytes.
         h.free.free.store(u64::from(self.end), Ordering::Release);
@@ -165,6 +171,10 @@ struct Release<'a> {
 
 impl Drop for Release<'_> {
     fn drop(&mut self) {
+        if !self.ch.header.recv.lock.is_owned_by_current_thread() {
+            // A child forked inside the caller's closure: as in `Claim::drop`.
+            return;
+        }
         // Release: as in `Claim::drop`.
         self.ch
             .header
