@@ -16,7 +16,11 @@ use shmstate::SeqLockArray;
 
 /// A shared array of four `u64`s (two stripes) holding `init`.
 fn array(init: [u64; 4]) -> Arc<Box<SeqLockArray<u64>>> {
-    assert_eq!(SeqLockArray::<u64>::STRIPE_LEN, 2, "the models assume 2-element stripes");
+    assert_eq!(
+        SeqLockArray::<u64>::STRIPE_LEN,
+        2,
+        "the models assume 2-element stripes"
+    );
     Arc::new(SeqLockArray::from_slice(&init))
 }
 

@@ -23,10 +23,10 @@
 //! The data is accessed only as whole 8-byte words (`AtomicU64`, relaxed: the atomic
 //! memcpy of `SeqLock`), never by a narrower access. One exception, on x86-64 only: a
 //! bulk copy of 8 words or more (a snapshot's or a batch's) on a CPU that reports AVX
-//! reads pairs of aligned words with aligned 16-byte `movdqa` loads, which such a CPU
-//! performs as single atomic accesses, so each 8-byte half is a value some writer
-//! stored, as a relaxed word load would return (see `load_words_wide`; without AVX the
-//! word loop is used). A stripe's data is a whole number of words, so every word belongs
+//! reads pairs of aligned words with aligned 16-byte `vmovdqa` (VEX.128) loads, which
+//! such a CPU performs as single atomic accesses, so each 8-byte half is a value some
+//! writer stored, as a relaxed word load would return (see `load_words_avx`; without AVX
+//! the word loop is used). A stripe's data is a whole number of words, so every word belongs
 //! to exactly one stripe. An element that does not
 //! fill whole words is read from the words that cover it and written by merging its bytes
 //! into them (under the stripe's lock: the other bytes of a word belong to the same
