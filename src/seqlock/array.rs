@@ -452,6 +452,30 @@ impl<T> SeqLockArray<T> {
         return &self.words[w];
     }
 
+    /// Every stripe header, in order (the headers are contiguous: see the layout).
+    #[inline]
+    fn stripe_headers(&self) -> &[Stripe] {
+        #[cfg(not(loom))]
+        {
+            let base = (self as *const Self).cast::<u8>();
+            // SAFETY: `from_raw_parts` needs the `stripes()` headers at `8 · data_words()`
+            // to be valid `Stripe`s for as long as `&self`, aligned, within one object,
+            // and never mutated except through the `UnsafeCell`s inside: they are what
+            // `stripe(k)` borrows for each `k < stripes()` (see its SAFETY comment: within
+            // the object, 8-aligned, atomics only), back to back (a `Stripe` is 16 bytes,
+            // asserted), and `16 · stripes()` bytes cannot overflow `isize` as they lie
+            // in the object.
+            unsafe {
+                core::slice::from_raw_parts(
+                    base.add(8 * self.data_words()).cast::<Stripe>(),
+                    self.stripes(),
+                )
+            }
+        }
+        #[cfg(loom)]
+        return &self.stripes;
+    }
+
     /// Stripe header `k < stripes()`.
     #[inline]
     fn stripe(&self, k: usize) -> &Stripe {

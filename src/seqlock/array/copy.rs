@@ -93,7 +93,7 @@ impl<T: Pod> SeqLockArray<T> {
     }
 
     /// Copies the data words at `src` (the first `n` words from there, rounded down to a
-    /// multiple of 8: blocks of 32 words, then of 8) to `out` with aligned 16-byte
+    /// multiple of 8: blocks of 64 and 32 words, then of 8) to `out` with aligned 16-byte
     /// `vmovdqa` loads; returns the number of words copied (the rest, fewer than 8, is
     /// the caller's).
     ///
@@ -126,66 +126,21 @@ impl<T: Pod> SeqLockArray<T> {
     #[target_feature(enable = "avx")]
     unsafe fn load_words_avx(src: *const u8, out: *mut u8, n: usize) -> usize {
         let (mut src, mut out, mut left) = (src, out, n);
-        while left >= 32 {
-            // SAFETY: AVX is supported (the caller's contract), so each `vmovdqa` load is
-            // one atomic 16-byte access (this function's docs); `src` is 16-aligned and
-            // its 256 bytes are data words (at least 32 words left). `out` has at least
-            // 256 bytes left, and is ours. No stack use; flags are not touched.
+        while left >= 64 {
+            // SAFETY: AVX is supported and `src` is 16-aligned (the caller's contract); at
+            // least 64 words are left, so both 256-byte halves are data words of the
+            // array and fit in `out`.
             unsafe {
-                core::arch::asm!(
-                    "vmovdqa {a:x}, xmmword ptr [{src} + 0]",
-                    "vmovdqa {b:x}, xmmword ptr [{src} + 16]",
-                    "vmovdqa {c:x}, xmmword ptr [{src} + 32]",
-                    "vmovdqa {d:x}, xmmword ptr [{src} + 48]",
-                    "vmovdqa {e:x}, xmmword ptr [{src} + 64]",
-                    "vmovdqa {f:x}, xmmword ptr [{src} + 80]",
-                    "vmovdqa {g:x}, xmmword ptr [{src} + 96]",
-                    "vmovdqa {h:x}, xmmword ptr [{src} + 112]",
-                    "vmovdqa {i:x}, xmmword ptr [{src} + 128]",
-                    "vmovdqa {j:x}, xmmword ptr [{src} + 144]",
-                    "vmovdqa {k:x}, xmmword ptr [{src} + 160]",
-                    "vmovdqa {l:x}, xmmword ptr [{src} + 176]",
-                    "vmovdqa {m:x}, xmmword ptr [{src} + 192]",
-                    "vmovdqa {n:x}, xmmword ptr [{src} + 208]",
-                    "vmovdqa {o:x}, xmmword ptr [{src} + 224]",
-                    "vmovdqa {p:x}, xmmword ptr [{src} + 240]",
-                    "vinsertf128 {a}, {a}, {b:x}, 1",
-                    "vinsertf128 {c}, {c}, {d:x}, 1",
-                    "vinsertf128 {e}, {e}, {f:x}, 1",
-                    "vinsertf128 {g}, {g}, {h:x}, 1",
-                    "vinsertf128 {i}, {i}, {j:x}, 1",
-                    "vinsertf128 {k}, {k}, {l:x}, 1",
-                    "vinsertf128 {m}, {m}, {n:x}, 1",
-                    "vinsertf128 {o}, {o}, {p:x}, 1",
-                    "vmovdqu ymmword ptr [{out} + 0], {a}",
-                    "vmovdqu ymmword ptr [{out} + 32], {c}",
-                    "vmovdqu ymmword ptr [{out} + 64], {e}",
-                    "vmovdqu ymmword ptr [{out} + 96], {g}",
-                    "vmovdqu ymmword ptr [{out} + 128], {i}",
-                    "vmovdqu ymmword ptr [{out} + 160], {k}",
-                    "vmovdqu ymmword ptr [{out} + 192], {m}",
-                    "vmovdqu ymmword ptr [{out} + 224], {o}",
-                    src = in(reg) src,
-                    out = in(reg) out,
-                    a = out(ymm_reg) _,
-                    b = out(ymm_reg) _,
-                    c = out(ymm_reg) _,
-                    d = out(ymm_reg) _,
-                    e = out(ymm_reg) _,
-                    f = out(ymm_reg) _,
-                    g = out(ymm_reg) _,
-                    h = out(ymm_reg) _,
-                    i = out(ymm_reg) _,
-                    j = out(ymm_reg) _,
-                    k = out(ymm_reg) _,
-                    l = out(ymm_reg) _,
-                    m = out(ymm_reg) _,
-                    n = out(ymm_reg) _,
-                    o = out(ymm_reg) _,
-                    p = out(ymm_reg) _,
-                    options(nostack, preserves_flags),
-                );
+                Self::load_block_avx(src, out);
+                Self::load_block_avx(src.add(256), out.add(256));
             }
+            // SAFETY: both stay within (or one past) their ranges (64 words left).
+            (src, out) = unsafe { (src.add(512), out.add(512)) };
+            left -= 64;
+        }
+        if left >= 32 {
+            // SAFETY: as above, for one 256-byte block (at least 32 words left).
+            unsafe { Self::load_block_avx(src, out) };
             // SAFETY: both stay within (or one past) their ranges (32 words left).
             (src, out) = unsafe { (src.add(256), out.add(256)) };
             left -= 32;
@@ -225,6 +180,78 @@ impl<T: Pod> SeqLockArray<T> {
             )
         };
         n - left
+    }
+
+    /// Copies the 32 data words (256 bytes) at `src` to `out`: 16 `vmovdqa` loads, joined
+    /// in pairs into 8 32-byte stores (see [`load_words_avx`](Self::load_words_avx)).
+    ///
+    /// # Safety
+    ///
+    /// As [`load_words_avx`](Self::load_words_avx), for 32 words at `src` and 256 bytes
+    /// at `out`.
+    #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+    #[target_feature(enable = "avx")]
+    #[inline]
+    unsafe fn load_block_avx(src: *const u8, out: *mut u8) {
+        // SAFETY: AVX is supported (the caller's contract), so each `vmovdqa` load is one
+        // atomic 16-byte access (`load_words_avx`'s docs); `src` is 16-aligned and its 256
+        // bytes are data words; `out` has 256 bytes, and is the caller's private buffer.
+        // No stack use; flags are not touched.
+        unsafe {
+            core::arch::asm!(
+                "vmovdqa {a:x}, xmmword ptr [{src} + 0]",
+                "vmovdqa {b:x}, xmmword ptr [{src} + 16]",
+                "vmovdqa {c:x}, xmmword ptr [{src} + 32]",
+                "vmovdqa {d:x}, xmmword ptr [{src} + 48]",
+                "vmovdqa {e:x}, xmmword ptr [{src} + 64]",
+                "vmovdqa {f:x}, xmmword ptr [{src} + 80]",
+                "vmovdqa {g:x}, xmmword ptr [{src} + 96]",
+                "vmovdqa {h:x}, xmmword ptr [{src} + 112]",
+                "vmovdqa {i:x}, xmmword ptr [{src} + 128]",
+                "vmovdqa {j:x}, xmmword ptr [{src} + 144]",
+                "vmovdqa {k:x}, xmmword ptr [{src} + 160]",
+                "vmovdqa {l:x}, xmmword ptr [{src} + 176]",
+                "vmovdqa {m:x}, xmmword ptr [{src} + 192]",
+                "vmovdqa {n:x}, xmmword ptr [{src} + 208]",
+                "vmovdqa {o:x}, xmmword ptr [{src} + 224]",
+                "vmovdqa {p:x}, xmmword ptr [{src} + 240]",
+                "vinsertf128 {a}, {a}, {b:x}, 1",
+                "vinsertf128 {c}, {c}, {d:x}, 1",
+                "vinsertf128 {e}, {e}, {f:x}, 1",
+                "vinsertf128 {g}, {g}, {h:x}, 1",
+                "vinsertf128 {i}, {i}, {j:x}, 1",
+                "vinsertf128 {k}, {k}, {l:x}, 1",
+                "vinsertf128 {m}, {m}, {n:x}, 1",
+                "vinsertf128 {o}, {o}, {p:x}, 1",
+                "vmovdqu ymmword ptr [{out} + 0], {a}",
+                "vmovdqu ymmword ptr [{out} + 32], {c}",
+                "vmovdqu ymmword ptr [{out} + 64], {e}",
+                "vmovdqu ymmword ptr [{out} + 96], {g}",
+                "vmovdqu ymmword ptr [{out} + 128], {i}",
+                "vmovdqu ymmword ptr [{out} + 160], {k}",
+                "vmovdqu ymmword ptr [{out} + 192], {m}",
+                "vmovdqu ymmword ptr [{out} + 224], {o}",
+                src = in(reg) src,
+                out = in(reg) out,
+                a = out(ymm_reg) _,
+                b = out(ymm_reg) _,
+                c = out(ymm_reg) _,
+                d = out(ymm_reg) _,
+                e = out(ymm_reg) _,
+                f = out(ymm_reg) _,
+                g = out(ymm_reg) _,
+                h = out(ymm_reg) _,
+                i = out(ymm_reg) _,
+                j = out(ymm_reg) _,
+                k = out(ymm_reg) _,
+                l = out(ymm_reg) _,
+                m = out(ymm_reg) _,
+                n = out(ymm_reg) _,
+                o = out(ymm_reg) _,
+                p = out(ymm_reg) _,
+                options(nostack, preserves_flags),
+            );
+        }
     }
 
     /// [`load_bytes`](Self::load_bytes) for a range that does not start or end on a word

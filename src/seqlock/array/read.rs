@@ -206,21 +206,19 @@ impl<T: Pod> SeqLockArray<T> {
     /// before the copy, and every load of the recheck after the fence).
     #[inline(always)]
     fn seq_sum(&self, order: Ordering) -> (u64, u32) {
-        let n = self.stripes();
-        let seq = |k: usize| self.stripe(k).lock.seq_word().load(order);
+        let headers = self.stripe_headers();
+        let seq = |h: &Stripe| h.lock.seq_word().load(order);
         let (mut sum, mut any) = (0u64, 0u32);
-        let mut k = 0;
-        while k + 4 <= n {
-            let (a, b, c, d) = (seq(k), seq(k + 1), seq(k + 2), seq(k + 3));
+        let mut quads = headers.chunks_exact(4);
+        for q in &mut quads {
+            let (a, b, c, d) = (seq(&q[0]), seq(&q[1]), seq(&q[2]), seq(&q[3]));
             sum = sum.wrapping_add(u64::from(a) + u64::from(b) + u64::from(c) + u64::from(d));
             any |= a | b | c | d;
-            k += 4;
         }
-        while k < n {
-            let a = seq(k);
+        for h in quads.remainder() {
+            let a = seq(h);
             sum = sum.wrapping_add(u64::from(a));
             any |= a;
-            k += 1;
         }
         (sum, any)
     }
