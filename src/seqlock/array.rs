@@ -23,10 +23,10 @@
 //! The data is accessed only as whole 8-byte words (`AtomicU64`, relaxed: the atomic
 //! memcpy of `SeqLock`), never by a narrower access. One exception, on x86-64 only: a
 //! bulk copy of 8 words or more (a snapshot's or a batch's) on a CPU that reports AVX
-//! reads pairs of aligned words with aligned 16-byte `movdqa` loads, which such a CPU
-//! performs as single atomic accesses, so each 8-byte half is a value some writer
-//! stored, as a relaxed word load would return (see `load_words_wide`; without AVX the
-//! word loop is used). A stripe's data is a whole number of words, so every word belongs
+//! reads pairs of aligned words with aligned 16-byte `vmovdqa` (VEX.128) loads, which
+//! such a CPU performs as single atomic accesses, so each 8-byte half is a value some
+//! writer stored, as a relaxed word load would return (see `load_words_avx`; without AVX
+//! the word loop is used). A stripe's data is a whole number of words, so every word belongs
 //! to exactly one stripe. An element that does not
 //! fill whole words is read from the words that cover it and written by merging its bytes
 //! into them (under the stripe's lock: the other bytes of a word belong to the same
@@ -450,6 +450,30 @@ impl<T> SeqLockArray<T> {
         }
         #[cfg(loom)]
         return &self.words[w];
+    }
+
+    /// Every stripe header, in order (the headers are contiguous: see the layout).
+    #[inline]
+    fn stripe_headers(&self) -> &[Stripe] {
+        #[cfg(not(loom))]
+        {
+            let base = (self as *const Self).cast::<u8>();
+            // SAFETY: `from_raw_parts` needs the `stripes()` headers at `8 · data_words()`
+            // to be valid `Stripe`s for as long as `&self`, aligned, within one object,
+            // and never mutated except through the `UnsafeCell`s inside: they are what
+            // `stripe(k)` borrows for each `k < stripes()` (see its SAFETY comment: within
+            // the object, 8-aligned, atomics only), back to back (a `Stripe` is 16 bytes,
+            // asserted), and `16 · stripes()` bytes cannot overflow `isize` as they lie
+            // in the object.
+            unsafe {
+                core::slice::from_raw_parts(
+                    base.add(8 * self.data_words()).cast::<Stripe>(),
+                    self.stripes(),
+                )
+            }
+        }
+        #[cfg(loom)]
+        return &self.stripes;
     }
 
     /// Stripe header `k < stripes()`.

@@ -155,8 +155,9 @@ impl<T: Pod> SeqLockArray<T> {
         }
     }
 
-    /// One optimistic snapshot attempt: `Err(Some((k, odd)))` if stripe `k` was being
-    /// written, `Err(None)` if a write overlapped the copy.
+    /// One optimistic snapshot attempt: `Err(Some((k, odd)))` if the first pass saw a
+    /// stripe being written and stripe `k` still is (the first such), `Err(None)` if a
+    /// write overlapped the copy (or the write the first pass saw has ended).
     ///
     /// Allocation-free: instead of remembering every sequence value, the recheck compares
     /// their sum (in a `u64`, which cannot overflow for fewer than 2^32 stripes). Why
@@ -179,16 +180,11 @@ impl<T: Pod> SeqLockArray<T> {
     /// inconsistent, as it may when that process writes garbage data directly: never
     /// undefined behaviour, a panic or a hang.
     pub(super) fn snapshot_once(&self, out: &mut [T]) -> Result<(), Option<(usize, u32)>> {
-        let stripes = self.stripes();
-        let mut before: u64 = 0;
-        for k in 0..stripes {
-            // Acquire: pairs with each writer's Release even store (c); also orders the
-            // later recheck of every *other* stripe after this load (module docs).
-            let s = self.stripe(k).lock.seq_word().load(Ordering::Acquire);
-            if is_writing(s) {
-                return Err(Some((k, s)));
-            }
-            before = before.wrapping_add(u64::from(s));
+        // Acquire: pairs with each writer's Release even store (c); also orders the later
+        // recheck of every *other* stripe after these loads (module docs).
+        let (before, any) = self.seq_sum(Ordering::Acquire);
+        if is_writing(any) {
+            return Err(self.writing_stripe());
         }
         if Self::SIZE > 0 {
             self.load_bytes(0, elem_bytes_mut(out));
@@ -196,13 +192,47 @@ impl<T: Pod> SeqLockArray<T> {
         // Acquire fence: pairs with the writers' Release fence (a) after their odd stores:
         // if the copy saw a store of a write, the recheck sees its odd sequence value.
         fence(Ordering::Acquire);
-        let after = (0..stripes).fold(0u64, |sum, k| {
-            // Relaxed: ordered after the copy by the fence above.
-            sum.wrapping_add(u64::from(
-                self.stripe(k).lock.seq_word().load(Ordering::Relaxed),
-            ))
-        });
+        // Relaxed: ordered after the copy by the fence above.
+        let (after, _) = self.seq_sum(Ordering::Relaxed);
         if after == before { Ok(()) } else { Err(None) }
+    }
+
+    /// The sum (as a `u64`: no overflow below 2^32 stripes) and the bitwise OR of every
+    /// stripe's `seq`, each loaded once with `order`, in increasing stripe order. The OR
+    /// is odd iff some value was: the check of the first pass runs once, after the loop,
+    /// instead of once per stripe, and the loop, four stripes per step, is a few
+    /// instructions per stripe (the loads are independent; their order among themselves
+    /// does not matter to the snapshot, which needs only every load of the first pass
+    /// before the copy, and every load of the recheck after the fence).
+    #[inline(always)]
+    fn seq_sum(&self, order: Ordering) -> (u64, u32) {
+        let headers = self.stripe_headers();
+        let seq = |h: &Stripe| h.lock.seq_word().load(order);
+        let (mut sum, mut any) = (0u64, 0u32);
+        let mut quads = headers.chunks_exact(4);
+        for q in &mut quads {
+            let (a, b, c, d) = (seq(&q[0]), seq(&q[1]), seq(&q[2]), seq(&q[3]));
+            sum = sum.wrapping_add(u64::from(a) + u64::from(b) + u64::from(c) + u64::from(d));
+            any |= a | b | c | d;
+        }
+        for h in quads.remainder() {
+            let a = seq(h);
+            sum = sum.wrapping_add(u64::from(a));
+            any |= a;
+        }
+        (sum, any)
+    }
+
+    /// After a first pass that saw an odd `seq`: the first stripe being written now and
+    /// its odd value, to wait on; `None` if none is any more (the caller retries).
+    #[cold]
+    fn writing_stripe(&self) -> Option<(usize, u32)> {
+        (0..self.stripes()).find_map(|k| {
+            // Relaxed: only picks what to wait for; the wait and the next attempt load
+            // the word again with the orderings they need.
+            let s = self.stripe(k).lock.seq_word().load(Ordering::Relaxed);
+            is_writing(s).then_some((k, s))
+        })
     }
 
     pub(super) fn snapshot_until(
