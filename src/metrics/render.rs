@@ -186,7 +186,11 @@ impl Exposition {
     /// only).
     pub fn add<S: MetricSource + ?Sized>(&mut self, source: &S) {
         source::for_each_sample(source, |object, tag, sample| {
-            let object = String::from_utf8_lossy(object);
+            // A name that is not UTF-8 is read as `Region::entries` reads it.
+            let object = match std::str::from_utf8(object) {
+                Ok(s) => std::borrow::Cow::Borrowed(s),
+                Err(_) => String::from_utf8_lossy(object),
+            };
             if let Err(reason) = self.push(&object, sample, tag) {
                 self.skipped.push(Skipped {
                     object: object.into_owned(),
@@ -198,7 +202,12 @@ impl Exposition {
 
     /// Adds the series of the object named `object`: its name when it is a series name,
     /// else the name sanitised.
-    fn push(&mut self, object: &str, sample: Sample, tag: crate::TypeTag) -> Result<(), SkipReason> {
+    fn push(
+        &mut self,
+        object: &str,
+        sample: Sample,
+        tag: crate::TypeTag,
+    ) -> Result<(), SkipReason> {
         let start = self.text.len();
         let pushed = self.push_text(object, &sample);
         let r = pushed.and_then(|labels| self.push_series(start, labels, sample, tag));

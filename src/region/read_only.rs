@@ -3,9 +3,9 @@
 use std::path::Path;
 
 use super::directory::{EntryInfo, EntryState};
-use super::format::{EntrySnapshot, state};
 use super::error::{OpenError, RemoveError};
 use super::file::{Region, RegionOptions};
+use super::format::{EntrySnapshot, state};
 use crate::Kind;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::values::histogram::{self, HistogramSnapshot};

@@ -465,27 +465,6 @@ impl Histogram {
         unsafe { core::slice::from_raw_parts(ptr, self.lines.len() * LINE_WORDS) }
     }
 
-    /// The `B` bound words of geometry `g` (which `geometry` checked fits the object).
-    #[inline]
-    fn bound_words(&self, g: Geometry) -> impl Iterator<Item = &AtomicU64> {
-        let first = Geometry::bound_word(0);
-        #[cfg(not(loom))]
-        let words = self
-            .flat()
-            .get(first..first + g.bounds)
-            .unwrap_or(&[])
-            .iter();
-        // Loom's atomics are not 8 bytes: walk the lines.
-        #[cfg(loom)]
-        let words = self
-            .lines
-            .iter()
-            .flat_map(|l| l.0.iter())
-            .skip(first)
-            .take(g.bounds);
-        words
-    }
-
     /// Relaxed load of word `w` (`None` past the end).
     #[inline]
     fn load(&self, w: usize) -> Option<u64> {
@@ -523,35 +502,50 @@ impl Histogram {
         let Some(g) = self.geometry() else {
             return;
         };
-        // The first bound `>= value`: a linear scan of the bound lines, branch-predictable
-        // for the usual dozen bounds; NaN compares false everywhere and runs to `B`, the
-        // +Inf bucket. (`geometry` checked that the bound lines lie within the object.)
-        let mut bucket = 0;
-        for le in self.bound_words(g) {
-            // Relaxed: the bounds were published with the object (see `init`).
-            if value <= f64::from_bits(le.load(Ordering::Relaxed)) {
-                break;
-            }
-            bucket += 1;
-        }
         let stripe = crate::owner::current() as usize & (g.stripes - 1);
         let base = g.stripe_word(stripe);
-        if let Some(count) = self.word(base + bucket) {
-            // Relaxed: counting needs only the atomicity of the RMW (see the type docs).
-            count.fetch_add(1, Ordering::Relaxed);
+        // `geometry` checked that the bound words and every stripe lie within the object;
+        // each slice below is still taken with a checked index, once.
+        #[cfg(not(loom))]
+        {
+            let words = self.flat();
+            let Some(bounds) = words.get(Geometry::bound_word(0)..Geometry::bound_word(g.bounds))
+            else {
+                return;
+            };
+            let bucket = bucket_of(bounds, value);
+            // The stripe: `B + 1` counts, then the sum.
+            let Some(stripe) = words.get(base..base + g.bounds + 2) else {
+                return;
+            };
+            if let Some(count) = stripe.get(bucket) {
+                // Relaxed: counting needs only the atomicity of the RMW (see the type docs).
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+            crate::failpoint::hit(crate::failpoint::Point::HistogramCounted);
+            if let Some(sum) = stripe.last() {
+                add_f64(sum, value);
+            }
         }
-        crate::failpoint::hit(crate::failpoint::Point::HistogramCounted);
-        if let Some(sum) = self.word(base + g.bounds + 1) {
-            // Relaxed: the loop needs only that the compare-and-swap succeeds on the bits
-            // it read; the sum publishes nothing else.
-            let mut old = sum.load(Ordering::Relaxed);
-            loop {
-                let new = (f64::from_bits(old) + value).to_bits();
-                // Relaxed on both sides, as above.
-                match sum.compare_exchange_weak(old, new, Ordering::Relaxed, Ordering::Relaxed) {
-                    Ok(_) => break,
-                    Err(now) => old = now,
-                }
+        #[cfg(loom)]
+        {
+            // Loom's atomics are not 8 bytes: word by word, a linear scan.
+            let mut bucket = 0;
+            // Relaxed: as above.
+            while bucket < g.bounds
+                && !self
+                    .load(Geometry::bound_word(bucket))
+                    .is_some_and(|b| value <= f64::from_bits(b))
+            {
+                bucket += 1;
+            }
+            if let Some(count) = self.word(base + bucket) {
+                // Relaxed: as above.
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+            crate::failpoint::hit(crate::failpoint::Point::HistogramCounted);
+            if let Some(sum) = self.word(base + g.bounds + 1) {
+                add_f64(sum, value);
             }
         }
     }
@@ -629,6 +623,43 @@ impl Histogram {
     /// The snapshot, or `None` if header or bounds are not valid for this object.
     pub(crate) fn snapshot_checked(&self) -> Option<HistogramSnapshot> {
         decode(self.lines.len(), |w| self.load(w))
+    }
+}
+
+/// Adds `value` to the `f64` whose bits `sum` holds: a compare-and-swap loop, so that
+/// no addition is lost.
+#[inline]
+fn add_f64(sum: &AtomicU64, value: f64) {
+    // Relaxed: the loop needs only that the compare-and-swap succeeds on the bits it
+    // read; the sum publishes nothing else.
+    let mut old = sum.load(Ordering::Relaxed);
+    loop {
+        let new = (f64::from_bits(old) + value).to_bits();
+        // Relaxed on both sides, as above.
+        match sum.compare_exchange_weak(old, new, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => break,
+            Err(now) => old = now,
+        }
+    }
+}
+
+/// The bucket of `value` among `bounds`: the first `i` with `value <= bounds[i]`, else
+/// `bounds.len()` (the `+Inf` bucket; NaN compares false everywhere and lands there). A
+/// linear scan up to 8 bounds (branch-predictable, one line of bounds); above, a binary
+/// search. Bounds a peer wrote out of order give some bucket `<= bounds.len()`, never
+/// one out of range.
+#[cfg(not(loom))]
+#[inline]
+fn bucket_of(bounds: &[AtomicU64], value: f64) -> usize {
+    // Relaxed: the bounds were published with the object (see `init`).
+    let below = |b: &AtomicU64| !(value <= f64::from_bits(b.load(Ordering::Relaxed)));
+    if bounds.len() <= LINE_WORDS {
+        bounds
+            .iter()
+            .position(|b| !below(b))
+            .unwrap_or(bounds.len())
+    } else {
+        bounds.partition_point(below)
     }
 }
 
@@ -843,6 +874,43 @@ mod tests {
         assert_eq!(Geometry::from_header(0, 2, 100), None, "3 stripes");
         assert_eq!(Geometry::from_header(u64::MAX, 0, 100), None);
         assert_eq!(Geometry::from_header(0, u64::MAX, 100), None);
+    }
+
+    #[test]
+    fn the_bucket_search_finds_the_first_bound_at_or_above_the_value() {
+        let atomics = |v: &[f64]| {
+            v.iter()
+                .map(|b| AtomicU64::new(b.to_bits()))
+                .collect::<Vec<_>>()
+        };
+        let probes = [
+            f64::NEG_INFINITY,
+            -1.0,
+            0.0,
+            0.5,
+            1.0,
+            1.5,
+            7.0,
+            11.0,
+            11.5,
+            1e300,
+            f64::INFINITY,
+            f64::NAN,
+        ];
+        // Both sides of the linear/binary switch, and every length up to 17.
+        for n in 0..=17 {
+            let bounds: Vec<f64> = (0..n).map(|i| i as f64).collect();
+            let words = atomics(&bounds);
+            for &v in &probes {
+                let expected = bounds.iter().position(|&b| v <= b).unwrap_or(n);
+                assert_eq!(bucket_of(&words, v), expected, "{v} in {n} bounds");
+            }
+        }
+        // Bounds a peer wrote out of order: some bucket, within range.
+        let words = atomics(&[5.0, 1.0, 9.0, 0.0, 3.0, 2.0, 8.0, 7.0, 6.0, 4.0, f64::NAN]);
+        for &v in &probes {
+            assert!(bucket_of(&words, v) <= words.len());
+        }
     }
 
     #[test]
