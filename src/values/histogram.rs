@@ -65,9 +65,15 @@
 //! | during `snapshot` / `count` / `sum` | nothing: they only read | nothing to repair |
 //!
 //! Whatever a peer writes into the object, no call panics, reads out of bounds or loops
-//! without bound: the header is re-read and checked against the object's length (which
-//! comes from the process's own mapping of the region's validated directory) before it
-//! is used, and every word is reached through a checked index.
+//! without bound: every word is reached through an index checked against the object's
+//! length (which comes from the process's own mapping of the region's validated
+//! directory), never against a length read from the object. Readers (`snapshot`, the
+//! metrics renderer, `Region::histogram`) re-read the header and check all of it before
+//! use, and refuse one that no histogram has. `observe` checks only what keeps its
+//! arithmetic small (at most [`MAX_BOUNDS`] bounds; the stripe index masked below
+//! [`MAX_STRIPES`]) and takes the bounds and its stripe as checked slices: under a
+//! header no histogram has, an observation lands in words of the object after the
+//! bounds, or nowhere; never in the header or the bounds.
 
 use core::fmt;
 #[cfg(not(loom))]
@@ -473,6 +479,30 @@ impl Histogram {
         self.word(w).map(|a| a.load(Ordering::Relaxed))
     }
 
+    /// Where the calling thread observes: the number of bounds (as `Geometry::bounds`)
+    /// and the first word of the thread's stripe, from the header with only the checks
+    /// that keep the arithmetic small (`B <= MAX_BOUNDS`; the stripe index is masked to
+    /// below `MAX_STRIPES`). The full check of `geometry` (a power-of-two stripe count,
+    /// every stripe within the object) is left to the caller's checked slices: a header no
+    /// histogram has makes an observation land in some words after the bounds that lie
+    /// within the object, or nowhere, and never in the header or the bounds, whose words
+    /// lie before every stripe. `snapshot` and `Region::histogram` refuse such a header.
+    #[inline]
+    fn observe_target(&self) -> Option<(Geometry, usize)> {
+        let bounds = self.load(W_BOUNDS)?;
+        if bounds > MAX_BOUNDS as u64 {
+            return None;
+        }
+        let mask = self.load(W_MASK)? as usize & (MAX_STRIPES - 1);
+        let g = Geometry {
+            bounds: bounds as usize,
+            stripes: mask + 1,
+        };
+        let stripe = crate::owner::current() as usize & mask;
+        // Small numbers: at most 1 + 128 + 1023 * 129 lines.
+        Some((g, g.stripe_word(stripe)))
+    }
+
     /// The geometry the header gives, if it is valid for this object's length.
     #[inline]
     fn geometry(&self) -> Option<Geometry> {
@@ -499,13 +529,11 @@ impl Histogram {
     /// ```
     #[inline]
     pub fn observe(&self, value: f64) {
-        let Some(g) = self.geometry() else {
+        let Some((g, base)) = self.observe_target() else {
             return;
         };
-        let stripe = crate::owner::current() as usize & (g.stripes - 1);
-        let base = g.stripe_word(stripe);
-        // `geometry` checked that the bound words and every stripe lie within the object;
-        // each slice below is still taken with a checked index, once.
+        // Each slice below is taken with a checked index, once: whatever the header says,
+        // only words of this object are touched.
         #[cfg(not(loom))]
         {
             let words = self.flat();
@@ -928,5 +956,22 @@ mod tests {
         h.set_word(Geometry::bound_word(0), 9.0f64.to_bits());
         h.observe(1.5);
         assert!(h.snapshot_checked().is_none());
+        // A stripe mask no histogram has, and a larger bound count that still fits:
+        // observations land in the stripes or nowhere, never in the header or bounds.
+        h.set_word(Geometry::bound_word(0), 1.0f64.to_bits());
+        for (bounds, mask) in [(2, 2), (2, u64::MAX), (9, 1), (MAX_BOUNDS as u64, 0)] {
+            h.set_word(W_BOUNDS, bounds);
+            h.set_word(W_MASK, mask);
+            for v in [0.5, 1.5, 3.0, f64::NAN, -1.0] {
+                h.observe(v);
+            }
+            assert_eq!(
+                (h.load(W_BOUNDS), h.load(W_MASK)),
+                (Some(bounds), Some(mask))
+            );
+            assert_eq!(h.load(Geometry::bound_word(0)), Some(1.0f64.to_bits()));
+            assert_eq!(h.load(Geometry::bound_word(1)), Some(2.0f64.to_bits()));
+            assert!(h.snapshot_checked().is_none() || (bounds, mask) == (2, 1));
+        }
     }
 }
