@@ -492,4 +492,55 @@ mod exposition_tests {
         assert_eq!(skipped(&r), [SkipReason::Duplicate]);
         assert_eq!(render(&r).0.matches("\na_b ").count(), 1);
     }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
+    fn series_text_is_written_as_named_sanitised_or_without_an_empty_label_set() {
+        let r = Region::anonymous(1 << 16).unwrap();
+        r.histogram("h", &[0.5, 2.0]).unwrap().observe(1.0);
+        r.histogram(r#"h{a="x\"y"}"#, &[0.5, 2.0])
+            .unwrap()
+            .observe(0.25);
+        r.get_or_default::<Counter>("c{}").unwrap().add(2);
+        r.get_or_default::<Counter>("c").unwrap().add(9);
+        r.get_or_default::<crate::Value<i32>>("queue-depth")
+            .unwrap()
+            .store(-4, crate::sync::Ordering::Relaxed);
+        r.get_or_default::<crate::Value<f64>>("ratio")
+            .unwrap()
+            .store(0.75, crate::sync::Ordering::Relaxed);
+        let (text, skipped) = render(&r);
+        let expected = [
+            "# HELP h shmstate Histogram",
+            "# TYPE h histogram",
+            "h_bucket{le=\"0.5\"} 0",
+            "h_bucket{le=\"2\"} 1",
+            "h_bucket{le=\"+Inf\"} 1",
+            "h_sum 1",
+            "h_count 1",
+            "h_bucket{a=\"x\\\"y\",le=\"0.5\"} 1",
+            "h_bucket{a=\"x\\\"y\",le=\"2\"} 1",
+            "h_bucket{a=\"x\\\"y\",le=\"+Inf\"} 1",
+            "h_sum{a=\"x\\\"y\"} 0.25",
+            "h_count{a=\"x\\\"y\"} 1",
+            "# HELP c shmstate Counter",
+            "# TYPE c counter",
+            "c 2",
+            "# HELP queue_depth shmstate Value<i32>",
+            "# TYPE queue_depth gauge",
+            "queue_depth -4",
+            "# HELP ratio shmstate Value<f64>",
+            "# TYPE ratio gauge",
+            "ratio 0.75",
+        ];
+        assert_eq!(text, expected.join("\n") + "\n");
+        // `c{}` and `c` are one series: the second is a duplicate.
+        assert_eq!(
+            skipped,
+            [Skipped {
+                object: "c".into(),
+                reason: SkipReason::Duplicate
+            }]
+        );
+    }
 }
