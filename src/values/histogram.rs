@@ -680,7 +680,13 @@ fn add_f64(sum: &AtomicU64, value: f64) {
 #[inline]
 fn bucket_of(bounds: &[AtomicU64], value: f64) -> usize {
     // Relaxed: the bounds were published with the object (see `init`).
-    let below = |b: &AtomicU64| !(value <= f64::from_bits(b.load(Ordering::Relaxed)));
+    // A bound is below the value unless `value <= bound`: NaN is above every bound.
+    let below = |b: &AtomicU64| {
+        matches!(
+            value.partial_cmp(&f64::from_bits(b.load(Ordering::Relaxed))),
+            Some(core::cmp::Ordering::Greater) | None
+        )
+    };
     if bounds.len() <= LINE_WORDS {
         bounds
             .iter()
