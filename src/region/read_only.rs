@@ -313,6 +313,35 @@ mod tests {
     use crate::Counter;
 
     #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
+    fn the_ready_entry_pass_sees_what_entries_lists() {
+        let region = Region::anonymous(1 << 16).unwrap();
+        region.get_or_default::<Counter>("a").unwrap();
+        region.histogram("h{x=\"1\"}", &[1.0, 2.0]).unwrap();
+        region
+            .get_or_default_slice::<crate::StripedCounter>("s", 4)
+            .unwrap();
+        let mut seen = Vec::new();
+        region.for_each_ready_entry(|e| {
+            seen.push((
+                String::from_utf8(e.name.to_vec()).unwrap(),
+                e.tag,
+                e.len,
+                e.offset,
+                e.size,
+            ))
+        });
+        let listed: Vec<_> = region
+            .entries()
+            .into_iter()
+            .filter(|e| e.state == EntryState::Ready)
+            .map(|e| (e.name, e.tag, e.len, e.offset, e.size))
+            .collect();
+        assert_eq!(seen.len(), 3);
+        assert_eq!(seen, listed);
+    }
+
+    #[test]
     #[cfg_attr(miri, ignore = "maps a file")]
     fn loads_see_what_a_writer_stored_and_refuse_bad_offsets() {
         let path = std::env::temp_dir().join(format!("shmstate-ro-unit-{}", std::process::id()));
