@@ -126,20 +126,16 @@ impl SeriesName {
     ///
     /// [`MetricNameError`] saying what is wrong and where.
     pub fn parse(series: &str) -> Result<SeriesName, MetricNameError> {
-        let (name, rest) = match series.find('{') {
-            Some(i) => series.split_at(i),
-            None => (series, ""),
-        };
-        if !is_metric_name(name) {
-            return Err(MetricNameError::InvalidMetricName { name: name.into() });
-        }
-        let labels = parse_labels(series, rest, name.len())?;
-        let s = SeriesName {
-            name: name.to_owned(),
+        let mut spans = Vec::new();
+        let shape = check_series(series, &mut spans)?;
+        let labels = spans
+            .iter()
+            .map(|&[ks, ke, vs, ve]| (series[ks..ke].to_owned(), unescape(&series[vs..ve])))
+            .collect();
+        Ok(SeriesName {
+            name: series[..shape.name_len].to_owned(),
             labels,
-        };
-        s.check_labels(|| series.to_owned())?;
-        Ok(s)
+        })
     }
 
     /// The metric (family) name.
@@ -274,24 +270,92 @@ fn is_label_name(s: &str) -> bool {
         && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
 }
 
-/// Parses `rest` (`""` or `{...}`), which starts at byte `base` of `series`.
-fn parse_labels(
+/// What [`check_series`] found in a valid series name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Shape {
+    /// The length of the metric name: the label set, if any, starts there.
+    pub(crate) name_len: usize,
+    /// Whether a label is named `le`.
+    pub(crate) has_le: bool,
+}
+
+/// Checks `series` as [`SeriesName::parse`] does, without allocating unless it fails:
+/// the metric name, the label set's syntax, then each label name in order (valid, not a
+/// repeat). `spans` receives each label's `[name start, name end, value start, value
+/// end]` (byte offsets in `series`, the value as written, escaped); it is scratch space
+/// that a caller checking many names reuses.
+///
+/// A valid label set is written exactly as the text format writes it (the escapes it
+/// accepts are the ones the format's writer makes), except `{}`, which is written as
+/// nothing.
+pub(crate) fn check_series(
     series: &str,
-    rest: &str,
-    base: usize,
-) -> Result<Vec<(String, String)>, MetricNameError> {
-    let mut labels = Vec::new();
-    if rest.is_empty() {
-        return Ok(labels);
+    spans: &mut Vec<[usize; 4]>,
+) -> Result<Shape, MetricNameError> {
+    spans.clear();
+    let name_len = series.find('{').unwrap_or(series.len());
+    let name = &series[..name_len];
+    if !is_metric_name(name) {
+        return Err(MetricNameError::InvalidMetricName { name: name.into() });
     }
-    let bytes = rest.as_bytes();
+    scan_labels(series, name_len, spans)?;
+    let key = |i: usize| spans.get(i).map_or("", |&[ks, ke, ..]| &series[ks..ke]);
+    let mut has_le = false;
+    for i in 0..spans.len() {
+        let k = key(i);
+        if !is_label_name(k) {
+            return Err(MetricNameError::InvalidLabelName {
+                series: series.to_owned(),
+                label: k.to_owned(),
+            });
+        }
+        if (0..i).any(|j| key(j) == k) {
+            return Err(MetricNameError::DuplicateLabel {
+                series: series.to_owned(),
+                label: k.to_owned(),
+            });
+        }
+        has_le |= k == "le";
+    }
+    Ok(Shape { name_len, has_le })
+}
+
+/// A label value as written (escaped, already checked by [`scan_labels`]), unescaped.
+fn unescape(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some('n') => out.push('\n'),
+                Some(c) => out.push(c),
+                None => {}
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Scans the label set of `series` from byte `base` (`""` or `{...}`), pushing each
+/// label's spans (see [`check_series`]).
+fn scan_labels(
+    series: &str,
+    base: usize,
+    spans: &mut Vec<[usize; 4]>,
+) -> Result<(), MetricNameError> {
+    let bytes = series.as_bytes();
+    if base == bytes.len() {
+        return Ok(());
+    }
     let bad = |at: usize, reason: &'static str| MetricNameError::Malformed {
         series: series.to_owned(),
-        at: base + at,
+        at,
         reason,
     };
-    // `rest` starts with `{`.
-    let mut i = 1;
+    // `series[base..]` starts with `{`.
+    let mut i = base + 1;
     if bytes.get(i) == Some(&b'}') {
         i += 1;
     } else {
@@ -303,10 +367,10 @@ fn parse_labels(
             {
                 i += 1;
             }
-            let key = &rest[start..i];
-            if key.is_empty() {
+            if i == start {
                 return Err(bad(i, "expected a label name"));
             }
+            let key_end = i;
             if bytes.get(i) != Some(&b'=') {
                 return Err(bad(i, "expected `=`"));
             }
@@ -314,38 +378,29 @@ fn parse_labels(
                 return Err(bad(i + 1, "expected `\"`"));
             }
             i += 2;
-            let mut value = String::new();
+            let value_start = i;
             loop {
-                // The run of plain bytes up to the next `"`, `\` or line feed, copied at
-                // once. Those bytes are ASCII, so they never occur inside a multi-byte
-                // character and the run ends on a character boundary.
-                let run = bytes[i..]
-                    .iter()
-                    .position(|b| matches!(b, b'"' | b'\\' | b'\n'))
+                // Skip the run of plain bytes up to the next `"`, `\` or line feed.
+                i = bytes
+                    .get(i..)
+                    .and_then(|r| r.iter().position(|b| matches!(b, b'"' | b'\\' | b'\n')))
                     .map_or(bytes.len(), |n| i + n);
-                value.push_str(&rest[i..run]);
-                i = run;
                 let Some(&b) = bytes.get(i) else {
                     return Err(bad(i, "unterminated label value"));
                 };
                 match b {
-                    b'"' => {
-                        i += 1;
-                        break;
-                    }
+                    b'"' => break,
                     b'\\' => {
-                        match bytes.get(i + 1) {
-                            Some(b'\\') => value.push('\\'),
-                            Some(b'"') => value.push('"'),
-                            Some(b'n') => value.push('\n'),
-                            _ => return Err(bad(i, "bad escape (only \\\\, \\\" and \\n)")),
+                        if !matches!(bytes.get(i + 1), Some(b'\\' | b'"' | b'n')) {
+                            return Err(bad(i, "bad escape (only \\\\, \\\" and \\n)"));
                         }
                         i += 2;
                     }
                     _ => return Err(bad(i, "raw line feed in a label value (write \\n)")),
                 }
             }
-            labels.push((key.to_owned(), value));
+            spans.push([start, key_end, value_start, i]);
+            i += 1;
             match bytes.get(i) {
                 Some(b',') => i += 1,
                 Some(b'}') => {
@@ -359,7 +414,7 @@ fn parse_labels(
     if i != bytes.len() {
         return Err(bad(i, "text after `}`"));
     }
-    Ok(labels)
+    Ok(())
 }
 
 #[cfg(test)]

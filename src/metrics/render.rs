@@ -1,11 +1,12 @@
 //! The text exposition format 0.0.4: grouping series into families and writing them.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::io;
 
-use super::name::SeriesName;
+use super::name::{self, SeriesName};
 use super::source::{self, MetricSource, Number, Sample};
 
 /// The kind of a metric family.
@@ -72,7 +73,46 @@ struct Family {
     /// The shmstate type of the family's first series (`Counter`, `Value<f64>`, ...), for
     /// its HELP line.
     help: String,
-    series: Vec<(SeriesName, Sample)>,
+    series: Vec<Series>,
+}
+
+/// A series of a family: its text in [`Exposition::text`] and its sample.
+struct Series {
+    /// Where its text starts: the metric name.
+    start: usize,
+    /// Where its label set starts (`{...}` as the format writes it), or `end` if none.
+    labels: usize,
+    /// Where its text ends.
+    end: usize,
+    sample: Sample,
+}
+
+impl Series {
+    fn name<'t>(&self, text: &'t str) -> &'t str {
+        text.get(self.start..self.labels).unwrap_or("")
+    }
+    fn labels<'t>(&self, text: &'t str) -> &'t str {
+        text.get(self.labels..self.end).unwrap_or("")
+    }
+}
+
+/// A hasher for keys that are already hashes (the duplicate set's `u64`s, made with the
+/// exposition's `RandomState`).
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
 }
 
 /// An exposition being collected from one or more regions, then written at once.
@@ -112,10 +152,18 @@ pub struct Exposition {
     by_name: HashMap<String, usize>,
     /// Sample name → the family that writes it.
     taken: HashMap<String, usize>,
-    /// A hash of every series added so far (family and labels), for duplicates: a hit
-    /// is confirmed by comparing with the family's series, so a collision costs a scan,
-    /// never a wrongly skipped series.
-    series: HashSet<u64>,
+    /// A hash of every series added so far (family and label set, with `hasher`), for
+    /// duplicates: a hit is confirmed by comparing with the family's series, so a
+    /// collision costs a scan, never a wrongly skipped series.
+    series: HashSet<u64, BuildHasherDefault<Prehashed>>,
+    hasher: RandomState,
+    /// The text of every series, one after another (see [`Series`]): one buffer rather
+    /// than a string per series.
+    text: String,
+    /// The family of the last series added: series of one family usually come in a row.
+    last: Option<usize>,
+    /// Scratch for checking names.
+    spans: Vec<[usize; 4]>,
     skipped: Vec<Skipped>,
 }
 
@@ -137,48 +185,90 @@ impl Exposition {
     /// Adds every metric-shaped object of `source`: reads each one now (word loads
     /// only).
     pub fn add<S: MetricSource + ?Sized>(&mut self, source: &S) {
-        for e in source.entries() {
-            let Some(sample) = source::read(source, &e) else {
-                continue;
+        source::for_each_sample(source, |object, tag, sample| {
+            // A name that is not UTF-8 is read as `Region::entries` reads it.
+            let object = match std::str::from_utf8(object) {
+                Ok(s) => std::borrow::Cow::Borrowed(s),
+                Err(_) => String::from_utf8_lossy(object),
             };
-            let series = match SeriesName::parse(&e.name) {
-                Ok(s) => Some(s),
-                Err(_) => SeriesName::sanitised(&e.name),
-            };
-            if let Err(reason) = self.push(series, sample, e.tag) {
+            if let Err(reason) = self.push(&object, sample, tag) {
                 self.skipped.push(Skipped {
-                    object: e.name,
+                    object: object.into_owned(),
                     reason,
                 });
+            }
+        });
+    }
+
+    /// Adds the series of the object named `object`: its name when it is a series name,
+    /// else the name sanitised.
+    fn push(
+        &mut self,
+        object: &str,
+        sample: Sample,
+        tag: crate::TypeTag,
+    ) -> Result<(), SkipReason> {
+        let start = self.text.len();
+        let pushed = self.push_text(object, &sample);
+        let r = pushed.and_then(|labels| self.push_series(start, labels, sample, tag));
+        if r.is_err() {
+            self.text.truncate(start);
+        }
+        r
+    }
+
+    /// Appends the series text of `object` to `text`; returns where its label set starts.
+    fn push_text(&mut self, object: &str, sample: &Sample) -> Result<usize, SkipReason> {
+        match name::check_series(object, &mut self.spans) {
+            Ok(shape) => {
+                if matches!(sample, Sample::Histogram(_)) && shape.has_le {
+                    return Err(SkipReason::ReservedLabel);
+                }
+                let (metric, labels) = object.split_at(shape.name_len);
+                self.text.push_str(metric);
+                let at = self.text.len();
+                // `{}` is no label set: written as nothing.
+                if labels != "{}" {
+                    self.text.push_str(labels);
+                }
+                Ok(at)
+            }
+            Err(_) => {
+                let s = SeriesName::sanitised(object).ok_or(SkipReason::InvalidName)?;
+                self.text.push_str(s.name());
+                Ok(self.text.len())
             }
         }
     }
 
-    fn push(
+    /// Files the series whose text is `text[start..]` (label set from `labels`).
+    fn push_series(
         &mut self,
-        series: Option<SeriesName>,
+        start: usize,
+        labels: usize,
         sample: Sample,
         tag: crate::TypeTag,
     ) -> Result<(), SkipReason> {
-        let series = series.ok_or(SkipReason::InvalidName)?;
         let kind = match sample {
             Sample::Counter(_) => FamilyKind::Counter,
             Sample::Gauge(_) => FamilyKind::Gauge,
             Sample::Histogram(_) => FamilyKind::Histogram,
         };
-        if kind == FamilyKind::Histogram && series.labels().iter().any(|(k, _)| k == "le") {
-            return Err(SkipReason::ReservedLabel);
-        }
-        let index = match self.by_name.get(series.name()) {
-            Some(&i) => {
-                let f = &self.families[i];
-                if f.kind != kind {
+        let end = self.text.len();
+        let name = self.text.get(start..labels).unwrap_or("");
+        let found = match self.last {
+            Some(i) if self.families.get(i).is_some_and(|f| f.name == name) => Some(i),
+            _ => self.by_name.get(name).copied(),
+        };
+        let index = match found {
+            Some(i) => {
+                if self.families.get(i).is_none_or(|f| f.kind != kind) {
                     return Err(SkipReason::KindConflict);
                 }
                 i
             }
             None => {
-                let names = kind.sample_names(series.name());
+                let names = kind.sample_names(name);
                 if names.iter().any(|n| self.taken.contains_key(n)) {
                     return Err(SkipReason::KindConflict);
                 }
@@ -189,9 +279,9 @@ impl Exposition {
                 // A later histogram `x` must not take `x_count` from this family either:
                 // `taken` is checked for all of a new family's names above, and this
                 // family's own name is taken now.
-                self.by_name.insert(series.name().to_owned(), i);
+                self.by_name.insert(name.to_owned(), i);
                 self.families.push(Family {
-                    name: series.name().to_owned(),
+                    name: name.to_owned(),
                     kind,
                     help: tag.to_string(),
                     series: Vec::new(),
@@ -199,17 +289,21 @@ impl Exposition {
                 i
             }
         };
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        (index, series.labels()).hash(&mut hasher);
-        if !self.series.insert(hasher.finish())
-            && self.families[index]
-                .series
-                .iter()
-                .any(|(s, _)| s.labels() == series.labels())
+        self.last = Some(index);
+        let text = &self.text;
+        let label_set = text.get(labels..end).unwrap_or("");
+        let family = &mut self.families[index];
+        if !self.series.insert(self.hasher.hash_one((index, label_set)))
+            && family.series.iter().any(|s| s.labels(text) == label_set)
         {
             return Err(SkipReason::Duplicate);
         }
-        self.families[index].series.push((series, sample));
+        family.series.push(Series {
+            start,
+            labels,
+            end,
+            sample,
+        });
         Ok(())
     }
 
@@ -224,9 +318,10 @@ impl Exposition {
     ///
     /// The first error `out` returns.
     pub fn write(&self, out: &mut impl io::Write) -> io::Result<()> {
-        let mut buf = String::new();
+        /// Bytes gathered before they go to `out`.
+        const CHUNK: usize = 64 << 10;
+        let mut buf = String::with_capacity(CHUNK + 4096);
         for f in &self.families {
-            buf.clear();
             let _ = write!(buf, "# HELP {} shmstate ", f.name);
             // HELP text escapes `\` and line feed (a type name has neither; escaped all
             // the same).
@@ -239,51 +334,70 @@ impl Exposition {
             }
             buf.push('\n');
             let _ = writeln!(buf, "# TYPE {} {}", f.name, f.kind.type_name());
-            for (s, sample) in &f.series {
-                let _ = write_series(&mut buf, s, sample);
+            for s in &f.series {
+                write_series(&mut buf, &self.text, s);
+                if buf.len() >= CHUNK {
+                    out.write_all(buf.as_bytes())?;
+                    buf.clear();
+                }
             }
-            out.write_all(buf.as_bytes())?;
         }
-        Ok(())
+        out.write_all(buf.as_bytes())
     }
 }
 
-fn write_series(buf: &mut String, s: &SeriesName, sample: &Sample) -> std::fmt::Result {
-    match sample {
+/// Writes a series' lines: its name and label set are written as they are in `text`
+/// (checked and in the format's own escaping when the series was added).
+fn write_series(buf: &mut String, text: &str, s: &Series) {
+    let (name, labels) = (s.name(text), s.labels(text));
+    match &s.sample {
         Sample::Counter(v) => {
-            buf.push_str(s.name());
-            s.write_labels(buf, None)?;
-            writeln!(buf, " {v}")
+            buf.push_str(name);
+            buf.push_str(labels);
+            buf.push(' ');
+            buf.push_str(itoa::Buffer::new().format(*v));
+            buf.push('\n');
         }
         Sample::Gauge(n) => {
-            buf.push_str(s.name());
-            s.write_labels(buf, None)?;
+            buf.push_str(name);
+            buf.push_str(labels);
             buf.push(' ');
             match *n {
-                Number::U(v) => write!(buf, "{v}")?,
-                Number::I(v) => write!(buf, "{v}")?,
-                Number::F(v) => write_float(buf, v)?,
+                Number::U(v) => buf.push_str(itoa::Buffer::new().format(v)),
+                Number::I(v) => buf.push_str(itoa::Buffer::new().format(v)),
+                Number::F(v) => {
+                    let _ = write_float(buf, v);
+                }
             }
             buf.push('\n');
-            Ok(())
         }
         Sample::Histogram(h) => {
-            let mut le = String::new();
+            // `{a="b"}` becomes `{a="b",le="..."}`; no label set, `{le="..."}`.
+            let open = labels.strip_suffix('}').unwrap_or("{");
+            let sep = if labels.is_empty() { "" } else { "," };
             for (bound, count) in h.buckets() {
-                le.clear();
-                write_float(&mut le, bound)?;
-                write!(buf, "{}_bucket", s.name())?;
-                s.write_labels(buf, Some(("le", &le)))?;
-                writeln!(buf, " {count}")?;
+                buf.push_str(name);
+                buf.push_str("_bucket");
+                buf.push_str(open);
+                buf.push_str(sep);
+                buf.push_str("le=\"");
+                let _ = write_float(buf, bound);
+                buf.push_str("\"} ");
+                buf.push_str(itoa::Buffer::new().format(count));
+                buf.push('\n');
             }
-            write!(buf, "{}_sum", s.name())?;
-            s.write_labels(buf, None)?;
+            buf.push_str(name);
+            buf.push_str("_sum");
+            buf.push_str(labels);
             buf.push(' ');
-            write_float(buf, h.sum)?;
+            let _ = write_float(buf, h.sum);
             buf.push('\n');
-            write!(buf, "{}_count", s.name())?;
-            s.write_labels(buf, None)?;
-            writeln!(buf, " {}", h.count)
+            buf.push_str(name);
+            buf.push_str("_count");
+            buf.push_str(labels);
+            buf.push(' ');
+            buf.push_str(itoa::Buffer::new().format(h.count));
+            buf.push('\n');
         }
     }
 }
@@ -300,7 +414,7 @@ pub(crate) fn write_float(out: &mut impl std::fmt::Write, v: f64) -> std::fmt::R
         if v == 0.0 && v.is_sign_negative() {
             out.write_str("-0")
         } else {
-            write!(out, "{}", v as i64)
+            out.write_str(itoa::Buffer::new().format(v as i64))
         }
     } else {
         write!(out, "{v:?}")
@@ -377,5 +491,56 @@ mod exposition_tests {
         r.get_or_default::<Counter>("a.b").unwrap();
         assert_eq!(skipped(&r), [SkipReason::Duplicate]);
         assert_eq!(render(&r).0.matches("\na_b ").count(), 1);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
+    fn series_text_is_written_as_named_sanitised_or_without_an_empty_label_set() {
+        let r = Region::anonymous(1 << 16).unwrap();
+        r.histogram("h", &[0.5, 2.0]).unwrap().observe(1.0);
+        r.histogram(r#"h{a="x\"y"}"#, &[0.5, 2.0])
+            .unwrap()
+            .observe(0.25);
+        r.get_or_default::<Counter>("c{}").unwrap().add(2);
+        r.get_or_default::<Counter>("c").unwrap().add(9);
+        r.get_or_default::<crate::Value<i32>>("queue-depth")
+            .unwrap()
+            .store(-4, crate::sync::Ordering::Relaxed);
+        r.get_or_default::<crate::Value<f64>>("ratio")
+            .unwrap()
+            .store(0.75, crate::sync::Ordering::Relaxed);
+        let (text, skipped) = render(&r);
+        let expected = [
+            "# HELP h shmstate Histogram",
+            "# TYPE h histogram",
+            "h_bucket{le=\"0.5\"} 0",
+            "h_bucket{le=\"2\"} 1",
+            "h_bucket{le=\"+Inf\"} 1",
+            "h_sum 1",
+            "h_count 1",
+            "h_bucket{a=\"x\\\"y\",le=\"0.5\"} 1",
+            "h_bucket{a=\"x\\\"y\",le=\"2\"} 1",
+            "h_bucket{a=\"x\\\"y\",le=\"+Inf\"} 1",
+            "h_sum{a=\"x\\\"y\"} 0.25",
+            "h_count{a=\"x\\\"y\"} 1",
+            "# HELP c shmstate Counter",
+            "# TYPE c counter",
+            "c 2",
+            "# HELP queue_depth shmstate Value<i32>",
+            "# TYPE queue_depth gauge",
+            "queue_depth -4",
+            "# HELP ratio shmstate Value<f64>",
+            "# TYPE ratio gauge",
+            "ratio 0.75",
+        ];
+        assert_eq!(text, expected.join("\n") + "\n");
+        // `c{}` and `c` are one series: the second is a duplicate.
+        assert_eq!(
+            skipped,
+            [Skipped {
+                object: "c".into(),
+                reason: SkipReason::Duplicate
+            }]
+        );
     }
 }

@@ -3,12 +3,52 @@
 
 use crate::region::ReadOnlyRegion;
 use crate::values::histogram::{self, HistogramSnapshot};
-use crate::{Elem, EntryInfo, EntryState, Kind, Region};
+use crate::{Elem, EntryInfo, Kind, Region};
 
 mod sealed {
-    pub trait Sealed {}
-    impl Sealed for crate::Region {}
-    impl Sealed for crate::region::ReadOnlyRegion {}
+    pub trait Sealed {
+        /// The region underneath, read by loads only.
+        fn region(&self) -> &crate::Region;
+    }
+    impl Sealed for crate::Region {
+        fn region(&self) -> &crate::Region {
+            self
+        }
+    }
+    impl Sealed for crate::region::ReadOnlyRegion {
+        fn region(&self) -> &crate::Region {
+            self.as_region()
+        }
+    }
+}
+
+/// Calls `f` with the name (as stored: bytes) and the sample of every ready
+/// metric-shaped object of `source`, in directory order: one pass over the directory,
+/// no allocation but the histograms' snapshots.
+pub(crate) fn for_each_sample<S: MetricSource + ?Sized>(
+    source: &S,
+    mut f: impl FnMut(&[u8], crate::TypeTag, Sample),
+) {
+    let region = sealed::Sealed::region(source);
+    region.for_each_ready_entry(|e| {
+        let object = Object {
+            tag: e.tag,
+            len: e.len,
+            offset: e.offset,
+            size: e.size,
+        };
+        if let Some(sample) = read_object(region, &object) {
+            f(e.name, e.tag, sample);
+        }
+    });
+}
+
+/// What a reader needs of a ready object's directory entry.
+struct Object {
+    tag: crate::TypeTag,
+    len: u64,
+    offset: u64,
+    size: u64,
 }
 
 /// A region that metrics can be read from: [`Region`] (a process's own, writable mapping)
@@ -69,11 +109,8 @@ pub(crate) enum Sample {
 
 /// Reads the metric-shaped object `e` describes: `Counter` and `StripedCounter` as
 /// counters, a numeric (or `bool`) `Value` as a gauge, a `Histogram`. `None` for other
-/// kinds, objects not ready, and objects whose words do not decode.
-pub(crate) fn read<S: MetricSource + ?Sized>(src: &S, e: &EntryInfo) -> Option<Sample> {
-    if e.state != EntryState::Ready {
-        return None;
-    }
+/// kinds and objects whose words do not decode.
+fn read_object(src: &Region, e: &Object) -> Option<Sample> {
     let at = e.offset;
     match e.tag.kind {
         Kind::COUNTER if e.len == 1 => src.word64(at).map(Sample::Counter),
@@ -113,7 +150,7 @@ pub(crate) fn read<S: MetricSource + ?Sized>(src: &S, e: &EntryInfo) -> Option<S
 
 /// A `Value<T>` of a numeric `T` (or `bool`) at `at`: the object starts 64-aligned, so
 /// a narrow value is the first bytes (in memory order) of the word there.
-fn value<S: MetricSource + ?Sized>(src: &S, elem: Elem, at: u64) -> Option<Number> {
+fn value(src: &Region, elem: Elem, at: u64) -> Option<Number> {
     let narrow = |n: usize| -> Option<[u8; 8]> {
         let word = src.word32(at)?.to_ne_bytes();
         let mut b = [0u8; 8];

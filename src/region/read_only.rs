@@ -5,6 +5,7 @@ use std::path::Path;
 use super::directory::{EntryInfo, EntryState};
 use super::error::{OpenError, RemoveError};
 use super::file::{Region, RegionOptions};
+use super::format::{EntrySnapshot, state};
 use crate::Kind;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::values::histogram::{self, HistogramSnapshot};
@@ -225,6 +226,11 @@ impl ReadOnlyRegion {
         })
     }
 
+    /// The region underneath, for the crate's load-only readers (the metrics renderer).
+    pub(crate) fn as_region(&self) -> &Region {
+        &self.region
+    }
+
     /// The 32-bit word at byte `offset` from the region's start, if it is 4-aligned and
     /// within the region; `None` otherwise. An `Acquire` load, so that data a peer
     /// published with a release store before this word is visible to later loads.
@@ -237,6 +243,17 @@ impl ReadOnlyRegion {
     pub fn load_u64(&self, offset: u64) -> Option<u64> {
         self.region.load_u64_at(offset)
     }
+}
+
+/// A ready directory entry, as [`Region::for_each_ready_entry`] hands it out: the fields
+/// of an [`EntryInfo`] that a reader of the object needs, the name as stored (bytes,
+/// not checked for UTF-8).
+pub(crate) struct ReadyEntry<'a> {
+    pub(crate) name: &'a [u8],
+    pub(crate) tag: crate::TypeTag,
+    pub(crate) len: u64,
+    pub(crate) offset: u64,
+    pub(crate) size: u64,
 }
 
 /// Single-word loads at an offset, for readers that decode objects from their documented
@@ -266,6 +283,36 @@ impl Region {
         Some(word.load(Ordering::Acquire))
     }
 
+    /// Calls `f` with every ready entry of the directory, in directory order, as
+    /// [`entries`](Self::entries) lists them but without allocating: the metrics
+    /// renderer's one pass over the directory at each scrape. Loads only.
+    pub(crate) fn for_each_ready_entry(&self, mut f: impl FnMut(&ReadyEntry<'_>)) {
+        let raw = self.raw();
+        for index in 0..self.geo.capacity {
+            let Some(e) = raw.entry(&self.geo, index) else {
+                break;
+            };
+            // Acquire: pairs with the owner's release transitions, which publish the
+            // fields (as in `entries`).
+            let s = e.state.load(Ordering::Acquire);
+            if matches!(
+                state::phase(s),
+                state::EMPTY | state::CLAIMED | state::INITIALISING
+            ) {
+                continue;
+            }
+            let snap = EntrySnapshot::read(e);
+            f(&ReadyEntry {
+                // A name without its terminator is the whole field, as `entries` has it.
+                name: snap.name_bytes().unwrap_or(&snap.name),
+                tag: snap.tag,
+                len: snap.len,
+                offset: snap.offset,
+                size: snap.size,
+            });
+        }
+    }
+
     /// The address of the `width`-byte word at `offset`, if aligned and in bounds. From
     /// the mapping's mutable pointer, as every atomic the region hands out is.
     fn word_ptr(&self, offset: u64, width: usize) -> Option<*mut u8> {
@@ -282,6 +329,35 @@ impl Region {
 mod tests {
     use super::*;
     use crate::Counter;
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
+    fn the_ready_entry_pass_sees_what_entries_lists() {
+        let region = Region::anonymous(1 << 16).unwrap();
+        region.get_or_default::<Counter>("a").unwrap();
+        region.histogram("h{x=\"1\"}", &[1.0, 2.0]).unwrap();
+        region
+            .get_or_default_slice::<crate::StripedCounter>("s", 4)
+            .unwrap();
+        let mut seen = Vec::new();
+        region.for_each_ready_entry(|e| {
+            seen.push((
+                String::from_utf8(e.name.to_vec()).unwrap(),
+                e.tag,
+                e.len,
+                e.offset,
+                e.size,
+            ))
+        });
+        let listed: Vec<_> = region
+            .entries()
+            .into_iter()
+            .filter(|e| e.state == EntryState::Ready)
+            .map(|e| (e.name, e.tag, e.len, e.offset, e.size))
+            .collect();
+        assert_eq!(seen.len(), 3);
+        assert_eq!(seen, listed);
+    }
 
     #[test]
     #[cfg_attr(miri, ignore = "maps a file")]

@@ -65,9 +65,15 @@
 //! | during `snapshot` / `count` / `sum` | nothing: they only read | nothing to repair |
 //!
 //! Whatever a peer writes into the object, no call panics, reads out of bounds or loops
-//! without bound: the header is re-read and checked against the object's length (which
-//! comes from the process's own mapping of the region's validated directory) before it
-//! is used, and every word is reached through a checked index.
+//! without bound: every word is reached through an index checked against the object's
+//! length (which comes from the process's own mapping of the region's validated
+//! directory), never against a length read from the object. Readers (`snapshot`, the
+//! metrics renderer, `Region::histogram`) re-read the header and check all of it before
+//! use, and refuse one that no histogram has. `observe` checks only what keeps its
+//! arithmetic small (at most [`MAX_BOUNDS`] bounds; the stripe index masked below
+//! [`MAX_STRIPES`]) and takes the bounds and its stripe as checked slices: under a
+//! header no histogram has, an observation lands in words of the object after the
+//! bounds, or nowhere; never in the header or the bounds.
 
 use core::fmt;
 #[cfg(not(loom))]
@@ -465,33 +471,36 @@ impl Histogram {
         unsafe { core::slice::from_raw_parts(ptr, self.lines.len() * LINE_WORDS) }
     }
 
-    /// The `B` bound words of geometry `g` (which `geometry` checked fits the object).
-    #[inline]
-    fn bound_words(&self, g: Geometry) -> impl Iterator<Item = &AtomicU64> {
-        let first = Geometry::bound_word(0);
-        #[cfg(not(loom))]
-        let words = self
-            .flat()
-            .get(first..first + g.bounds)
-            .unwrap_or(&[])
-            .iter();
-        // Loom's atomics are not 8 bytes: walk the lines.
-        #[cfg(loom)]
-        let words = self
-            .lines
-            .iter()
-            .flat_map(|l| l.0.iter())
-            .skip(first)
-            .take(g.bounds);
-        words
-    }
-
     /// Relaxed load of word `w` (`None` past the end).
     #[inline]
     fn load(&self, w: usize) -> Option<u64> {
         // Relaxed: header and bounds were published with the object (see `init`); counts
         // and sums publish nothing else.
         self.word(w).map(|a| a.load(Ordering::Relaxed))
+    }
+
+    /// Where the calling thread observes: the number of bounds (as `Geometry::bounds`)
+    /// and the first word of the thread's stripe, from the header with only the checks
+    /// that keep the arithmetic small (`B <= MAX_BOUNDS`; the stripe index is masked to
+    /// below `MAX_STRIPES`). The full check of `geometry` (a power-of-two stripe count,
+    /// every stripe within the object) is left to the caller's checked slices: a header no
+    /// histogram has makes an observation land in some words after the bounds that lie
+    /// within the object, or nowhere, and never in the header or the bounds, whose words
+    /// lie before every stripe. `snapshot` and `Region::histogram` refuse such a header.
+    #[inline]
+    fn observe_target(&self) -> Option<(Geometry, usize)> {
+        let bounds = self.load(W_BOUNDS)?;
+        if bounds > MAX_BOUNDS as u64 {
+            return None;
+        }
+        let mask = self.load(W_MASK)? as usize & (MAX_STRIPES - 1);
+        let g = Geometry {
+            bounds: bounds as usize,
+            stripes: mask + 1,
+        };
+        let stripe = crate::owner::current() as usize & mask;
+        // Small numbers: at most 1 + 128 + 1023 * 129 lines.
+        Some((g, g.stripe_word(stripe)))
     }
 
     /// The geometry the header gives, if it is valid for this object's length.
@@ -520,38 +529,51 @@ impl Histogram {
     /// ```
     #[inline]
     pub fn observe(&self, value: f64) {
-        let Some(g) = self.geometry() else {
+        let Some((g, base)) = self.observe_target() else {
             return;
         };
-        // The first bound `>= value`: a linear scan of the bound lines, branch-predictable
-        // for the usual dozen bounds; NaN compares false everywhere and runs to `B`, the
-        // +Inf bucket. (`geometry` checked that the bound lines lie within the object.)
-        let mut bucket = 0;
-        for le in self.bound_words(g) {
-            // Relaxed: the bounds were published with the object (see `init`).
-            if value <= f64::from_bits(le.load(Ordering::Relaxed)) {
-                break;
+        // Each slice below is taken with a checked index, once: whatever the header says,
+        // only words of this object are touched.
+        #[cfg(not(loom))]
+        {
+            let words = self.flat();
+            let Some(bounds) = words.get(Geometry::bound_word(0)..Geometry::bound_word(g.bounds))
+            else {
+                return;
+            };
+            let bucket = bucket_of(bounds, value);
+            // The stripe: `B + 1` counts, then the sum.
+            let Some(stripe) = words.get(base..base + g.bounds + 2) else {
+                return;
+            };
+            if let Some(count) = stripe.get(bucket) {
+                // Relaxed: counting needs only the atomicity of the RMW (see the type docs).
+                count.fetch_add(1, Ordering::Relaxed);
             }
-            bucket += 1;
+            crate::failpoint::hit(crate::failpoint::Point::HistogramCounted);
+            if let Some(sum) = stripe.last() {
+                add_f64(sum, value);
+            }
         }
-        let stripe = crate::owner::current() as usize & (g.stripes - 1);
-        let base = g.stripe_word(stripe);
-        if let Some(count) = self.word(base + bucket) {
-            // Relaxed: counting needs only the atomicity of the RMW (see the type docs).
-            count.fetch_add(1, Ordering::Relaxed);
-        }
-        crate::failpoint::hit(crate::failpoint::Point::HistogramCounted);
-        if let Some(sum) = self.word(base + g.bounds + 1) {
-            // Relaxed: the loop needs only that the compare-and-swap succeeds on the bits
-            // it read; the sum publishes nothing else.
-            let mut old = sum.load(Ordering::Relaxed);
-            loop {
-                let new = (f64::from_bits(old) + value).to_bits();
-                // Relaxed on both sides, as above.
-                match sum.compare_exchange_weak(old, new, Ordering::Relaxed, Ordering::Relaxed) {
-                    Ok(_) => break,
-                    Err(now) => old = now,
-                }
+        #[cfg(loom)]
+        {
+            // Loom's atomics are not 8 bytes: word by word, a linear scan.
+            let mut bucket = 0;
+            // Relaxed: as above.
+            while bucket < g.bounds
+                && !self
+                    .load(Geometry::bound_word(bucket))
+                    .is_some_and(|b| value <= f64::from_bits(b))
+            {
+                bucket += 1;
+            }
+            if let Some(count) = self.word(base + bucket) {
+                // Relaxed: as above.
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+            crate::failpoint::hit(crate::failpoint::Point::HistogramCounted);
+            if let Some(sum) = self.word(base + g.bounds + 1) {
+                add_f64(sum, value);
             }
         }
     }
@@ -629,6 +651,49 @@ impl Histogram {
     /// The snapshot, or `None` if header or bounds are not valid for this object.
     pub(crate) fn snapshot_checked(&self) -> Option<HistogramSnapshot> {
         decode(self.lines.len(), |w| self.load(w))
+    }
+}
+
+/// Adds `value` to the `f64` whose bits `sum` holds: a compare-and-swap loop, so that
+/// no addition is lost.
+#[inline]
+fn add_f64(sum: &AtomicU64, value: f64) {
+    // Relaxed: the loop needs only that the compare-and-swap succeeds on the bits it
+    // read; the sum publishes nothing else.
+    let mut old = sum.load(Ordering::Relaxed);
+    loop {
+        let new = (f64::from_bits(old) + value).to_bits();
+        // Relaxed on both sides, as above.
+        match sum.compare_exchange_weak(old, new, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => break,
+            Err(now) => old = now,
+        }
+    }
+}
+
+/// The bucket of `value` among `bounds`: the first `i` with `value <= bounds[i]`, else
+/// `bounds.len()` (the `+Inf` bucket; NaN compares false everywhere and lands there). A
+/// linear scan up to 8 bounds (branch-predictable, one line of bounds); above, a binary
+/// search. Bounds a peer wrote out of order give some bucket `<= bounds.len()`, never
+/// one out of range.
+#[cfg(not(loom))]
+#[inline]
+fn bucket_of(bounds: &[AtomicU64], value: f64) -> usize {
+    // Relaxed: the bounds were published with the object (see `init`).
+    // A bound is below the value unless `value <= bound`: NaN is above every bound.
+    let below = |b: &AtomicU64| {
+        matches!(
+            value.partial_cmp(&f64::from_bits(b.load(Ordering::Relaxed))),
+            Some(core::cmp::Ordering::Greater) | None
+        )
+    };
+    if bounds.len() <= LINE_WORDS {
+        bounds
+            .iter()
+            .position(|b| !below(b))
+            .unwrap_or(bounds.len())
+    } else {
+        bounds.partition_point(below)
     }
 }
 
@@ -846,6 +911,43 @@ mod tests {
     }
 
     #[test]
+    fn the_bucket_search_finds_the_first_bound_at_or_above_the_value() {
+        let atomics = |v: &[f64]| {
+            v.iter()
+                .map(|b| AtomicU64::new(b.to_bits()))
+                .collect::<Vec<_>>()
+        };
+        let probes = [
+            f64::NEG_INFINITY,
+            -1.0,
+            0.0,
+            0.5,
+            1.0,
+            1.5,
+            7.0,
+            11.0,
+            11.5,
+            1e300,
+            f64::INFINITY,
+            f64::NAN,
+        ];
+        // Both sides of the linear/binary switch, and every length up to 17.
+        for n in 0..=17 {
+            let bounds: Vec<f64> = (0..n).map(|i| i as f64).collect();
+            let words = atomics(&bounds);
+            for &v in &probes {
+                let expected = bounds.iter().position(|&b| v <= b).unwrap_or(n);
+                assert_eq!(bucket_of(&words, v), expected, "{v} in {n} bounds");
+            }
+        }
+        // Bounds a peer wrote out of order: some bucket, within range.
+        let words = atomics(&[5.0, 1.0, 9.0, 0.0, 3.0, 2.0, 8.0, 7.0, 6.0, 4.0, f64::NAN]);
+        for &v in &probes {
+            assert!(bucket_of(&words, v) <= words.len());
+        }
+    }
+
+    #[test]
     fn a_hostile_header_makes_observe_a_no_op_and_snapshot_empty() {
         let h = Histogram::with_stripes(&[1.0, 2.0], 2).unwrap();
         h.observe(1.0);
@@ -860,5 +962,22 @@ mod tests {
         h.set_word(Geometry::bound_word(0), 9.0f64.to_bits());
         h.observe(1.5);
         assert!(h.snapshot_checked().is_none());
+        // A stripe mask no histogram has, and a larger bound count that still fits:
+        // observations land in the stripes or nowhere, never in the header or bounds.
+        h.set_word(Geometry::bound_word(0), 1.0f64.to_bits());
+        for (bounds, mask) in [(2, 2), (2, u64::MAX), (9, 1), (MAX_BOUNDS as u64, 0)] {
+            h.set_word(W_BOUNDS, bounds);
+            h.set_word(W_MASK, mask);
+            for v in [0.5, 1.5, 3.0, f64::NAN, -1.0] {
+                h.observe(v);
+            }
+            assert_eq!(
+                (h.load(W_BOUNDS), h.load(W_MASK)),
+                (Some(bounds), Some(mask))
+            );
+            assert_eq!(h.load(Geometry::bound_word(0)), Some(1.0f64.to_bits()));
+            assert_eq!(h.load(Geometry::bound_word(1)), Some(2.0f64.to_bits()));
+            assert!(h.snapshot_checked().is_none() || (bounds, mask) == (2, 1));
+        }
     }
 }
