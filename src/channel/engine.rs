@@ -204,7 +204,7 @@ fn try_lock_contended(lock: &RawMutex) -> Result<Acquired, Fail> {
 /// does not otherwise use the lock): `None` if a live thread holds it. The second value
 /// says whether the previous holder died.
 #[cold]
-pub(crate) fn lock_if_free_or_dead(lock: &RawMutex) -> Option<(SideGuard<'_>, bool)> {
+pub(crate) fn lock_if_free_or_dead(lock: &RawMutex, wait: Wait) -> Option<(SideGuard<'_>, bool)> {
     let a = match lock.try_lock() {
         Some(a) => a,
         None => {
@@ -214,7 +214,11 @@ pub(crate) fn lock_if_free_or_dead(lock: &RawMutex) -> Option<(SideGuard<'_>, bo
             if !holder_is_dead(owner) {
                 return None;
             }
-            let deadline = Instant::now().checked_add(DEAD_HOLDER_RECOVERY)?;
+            // The recovery is brief, and never past the caller's own deadline.
+            let mut deadline = Instant::now().checked_add(DEAD_HOLDER_RECOVERY)?;
+            if let Wait::Until(d) = wait {
+                deadline = deadline.min(d);
+            }
             lock.lock_until(deadline)?
         }
     };

@@ -155,7 +155,9 @@
 //! `Timeout` at their deadline, untimed sends wait until it is continued or killed. A
 //! receiver stopped between its claim and its release stalls the other receivers
 //! (`Busy`/`Timeout`/wait, likewise) and keeps its message's space; senders go on while
-//! there is room.
+//! there is room. One narrow exception: a sender stopped while it repairs a dead
+//! receiver's claim (it then holds the receive lock for a few stores) stalls receivers
+//! too, as a stopped receiver would.
 //!
 //! # Untrusted memory
 //!

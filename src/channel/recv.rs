@@ -241,7 +241,7 @@ impl Channel {
     /// released anything. Without this, the claim of the *last* message by a receiver
     /// that died would never be repaired: receivers take the lock only for a message.
     #[cold]
-    pub(crate) fn repair_dead_claim(&self) -> Result<bool, Fail> {
+    pub(crate) fn repair_dead_claim(&self, wait: Wait) -> Result<bool, Fail> {
         let h = &self.header;
         // Relaxed: a snapshot that only decides whether to look; the check under the
         // lock decides.
@@ -249,7 +249,7 @@ impl Channel {
         if head == pos(h.free.free.load(Ordering::Relaxed)) {
             return Ok(false);
         }
-        let Some((guard, died)) = lock_if_free_or_dead(&h.recv.lock) else {
+        let Some((guard, died)) = lock_if_free_or_dead(&h.recv.lock, wait) else {
             return Ok(false);
         };
         let repaired = self.recv_locked(died)?;
@@ -392,7 +392,7 @@ impl Channel {
             if sleep.started() {
                 // Waited once already and still no message: a receiver that died holding
                 // a claim of the last message would keep its space forever.
-                self.repair_dead_claim()?;
+                self.repair_dead_claim(wait)?;
             }
             wait_on(&h.wake.recv_wake, wait, &mut sleep, || {
                 self.peek() != Peek::Empty

@@ -255,6 +255,9 @@ impl Channel {
         let mut sleep = Sleep::new();
         // `free` at our previous look that found the ring full.
         let mut stuck = None;
+        // One repair per call: a peer that keeps rewriting `free` cannot keep a `try_`
+        // or timed send looping in repairs.
+        let mut repaired = false;
         loop {
             if self.is_closed() {
                 return Err(Fail::Disconnected);
@@ -318,9 +321,11 @@ impl Channel {
             let f = pos(h.free.free.load(Ordering::Relaxed));
             let stalled = stuck == Some(f);
             stuck = Some(f);
-            if (matches!(wait, Wait::No) || (sleep.started() && stalled))
-                && self.repair_dead_claim()?
+            if !repaired
+                && (matches!(wait, Wait::No) || (sleep.started() && stalled))
+                && self.repair_dead_claim(wait)?
             {
+                repaired = true;
                 continue;
             }
             wait_on(&h.wake.send_wake, wait, &mut sleep, || {
