@@ -225,6 +225,56 @@ impl ReadOnlyRegion {
         })
     }
 
+    /// The state of the map ([`ByteMap`](crate::ByteMap) or [`Map`](crate::Map)) `entry`
+    /// describes (capacity, entries, key and value limits, stripes and slots, and with
+    /// `with_keys` the keys of its live entries), decoded from the mapping without
+    /// writing to it or taking a lock; `None` if `entry` is not a ready map, its header
+    /// does not validate as the map's own operations validate it, or its words cannot be
+    /// read. Listing the keys reads every slot a bounded number of times; a slot a writer
+    /// is busy on is left out.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::region::ReadOnlyRegion;
+    /// use shmstate::{MapOptions, Region};
+    ///
+    /// let path = std::env::temp_dir().join(format!("shmstate-doc-ro-map-{}", std::process::id()));
+    /// let region = Region::create(&path, 1 << 20)?;
+    /// let m = region.map("sessions", MapOptions::new(100))?;
+    /// m.insert(b"alice", b"1")?;
+    ///
+    /// let view = ReadOnlyRegion::open(&path)?;
+    /// let s = view.map(&view.entries()[0], true).unwrap();
+    /// assert_eq!((s.len, s.capacity), (1, 100));
+    /// assert_eq!(s.keys, Some(vec![b"alice".to_vec()]));
+    /// # drop(region); std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn map(&self, entry: &EntryInfo, with_keys: bool) -> Option<crate::map::MapSnapshot> {
+        if entry.state != EntryState::Ready || entry.tag.kind != Kind::MAP {
+            return None;
+        }
+        // A map is `len` lines of 64 bytes.
+        let lines = usize::try_from(entry.len).ok()?;
+        if entry.size != entry.len.checked_mul(64)? {
+            return None;
+        }
+        crate::map::decode(
+            lines,
+            |w| {
+                let off = u64::try_from(w).ok()?.checked_mul(8)?;
+                // Only words of this object.
+                if off >= entry.size {
+                    return None;
+                }
+                // An Acquire load, as `decode` needs.
+                self.load_u64(entry.offset.checked_add(off)?)
+            },
+            with_keys,
+        )
+    }
+
     /// The 32-bit word at byte `offset` from the region's start, if it is 4-aligned and
     /// within the region; `None` otherwise. An `Acquire` load, so that data a peer
     /// published with a release store before this word is visible to later loads.
