@@ -54,7 +54,9 @@ pub struct Args {
     /// "writer_notify", "waiters", "seqlock" ("idle", "writing", "torn", "garbage"),
     /// "permits", "bound", "set", "generation", "parties", "arrived", "broken",
     /// "length", "capacity", "count", "sum" and "buckets" [{"le" (a number, or "+Inf"),
-    /// "cumulative"}] (Histogram; null when it does not decode)}]}. With --watch: one such document per line and interval,
+    /// "cumulative"}] (Histogram; null when it does not decode), "len" (entries),
+    /// "capacity", "load" (len / capacity), "key_max", "value_max" and "keys" (each a
+    /// string if valid UTF-8, else an array of bytes) (Map)}]}. With --watch: one such document per line and interval,
     /// with "time" (Unix seconds), "interval" (seconds) and, on objects with a number,
     /// "rate" (change per second since the previous document; null in the first).
     /// Fields are only ever added within a schema version.
@@ -235,6 +237,9 @@ struct Object {
     name: String,
     #[serde(rename = "type")]
     ty: String,
+    /// The directory's length; in the JSON as `len` unless the kind's fields have their
+    /// own (a map's entries), so that no key appears twice.
+    #[serde(skip)]
     len: u64,
     offset: u64,
     size: u64,
@@ -358,7 +363,11 @@ fn object(region: &ReadOnlyRegion, e: &EntryInfo, opts: Opts) -> Object {
         readable,
         unhealthy: reading.unhealthy,
         summary: reading.text,
-        fields: reading.fields,
+        fields: {
+            let mut fields = reading.fields;
+            fields.entry("len").or_insert(json!(e.len));
+            fields
+        },
         alert: reading.alert,
         details: reading.details,
         num: reading.num,

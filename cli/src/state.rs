@@ -242,6 +242,7 @@ fn read_kind(view: &ReadOnlyRegion, e: &EntryInfo, opts: Opts) -> Option<Reading
         Kind::QUEUE => queue(view, e, opts),
         Kind::HISTOGRAM => Some(histogram(view, e, opts)),
         Kind::CHANNEL => Some(channel(view, e)),
+        Kind::MAP => Some(map(view, e, opts)),
         _ => None,
     }
 }
@@ -556,6 +557,54 @@ fn channel(view: &ReadOnlyRegion, e: &EntryInfo) -> Reading {
         .field("max_message", json!(s.max_message))
         .field("closed", json!(s.closed))
         .field("lost", json!(s.lost))
+}
+
+/// A map (`ByteMap` or `Map<K, V>`): entries of the capacity and the load; its key and
+/// value limits in the JSON; with `--json`, its keys (each a string if it is valid UTF-8,
+/// else an array of its bytes); with `--verbose`, its stripes and slots. Decoded by the
+/// crate's one map decoder ([`ReadOnlyRegion::map`]); a header that does not validate is
+/// shown as corrupt (highlighted, not a reason for exit code 3, as a histogram's).
+fn map(view: &ReadOnlyRegion, e: &EntryInfo, opts: Opts) -> Reading {
+    let Some(s) = view.map(e, opts.json) else {
+        let mut r = Reading::plain("corrupt map (header does not validate)")
+            .field("len", Json::Null)
+            .field("capacity", Json::Null)
+            .field("load", Json::Null);
+        r.alert = true;
+        return r;
+    };
+    let load = s.load_percent();
+    let mut r = Reading::plain(format!(
+        "{} of {} entries ({load:.0}% load)",
+        s.len, s.capacity
+    ))
+    .field("len", json!(s.len))
+    .field("capacity", json!(s.capacity))
+    .field("load", float(load / 100.0))
+    .field("key_max", json!(s.key_max))
+    .field("value_max", json!(s.value_max))
+    .detail(opts, || {
+        format!(
+            "stripes: {}, slots: {} ({} per stripe), key_max {}, value_max {}",
+            s.stripes,
+            s.slots,
+            s.slots / s.stripes.max(1),
+            s.key_max,
+            s.value_max
+        )
+    });
+    if let Some(keys) = s.keys {
+        let keys = keys
+            .into_iter()
+            .map(|k| match String::from_utf8(k) {
+                Ok(text) => Json::String(text),
+                Err(e) => json!(e.into_bytes()),
+            })
+            .collect();
+        r = r.field("keys", Json::Array(keys));
+    }
+    r.num = Some(Num::Int(s.len as u64));
+    r
 }
 
 /// What the system says about a thread named by a lock word.

@@ -10,8 +10,9 @@ use std::process::{Command, Stdio};
 use serde_json::Value as Json;
 use shmstate::sync::Ordering::Relaxed;
 use shmstate::{
-    Barrier, BoundedSemaphore, ChannelOptions, Counter, Event, Mutex, Queue, ReentrantMutex,
-    Region, RwLock, Semaphore, SeqLock, SeqLockArray, StripedCounter, Value, ValueArray,
+    Barrier, BoundedSemaphore, ChannelOptions, Counter, Event, MapOptions, Mutex, Queue,
+    ReentrantMutex, Region, RwLock, Semaphore, SeqLock, SeqLockArray, StripedCounter, Value,
+    ValueArray,
 };
 
 use common::{KillOnDrop, TempRegion, shmstate};
@@ -112,7 +113,20 @@ fn populate(region: &Region) {
     jobs.send(b"resize 2.png").unwrap();
     let done = region.channel("done", ChannelOptions::new(256)).unwrap();
     done.close();
+    let sessions = region
+        .map("kv", MapOptions::new(16).key_max(16).value_max(8))
+        .unwrap();
+    for k in SESSION_KEYS {
+        sessions.insert(k, b"1").unwrap();
+    }
+    // Expired at once: counted until a writer reclaims it, never listed.
+    sessions
+        .insert_ttl(b"expired", b"1", std::time::Duration::ZERO)
+        .unwrap();
 }
+
+/// The live keys of `populate`'s map `kv` (one not UTF-8).
+const SESSION_KEYS: [&[u8]; 3] = [b"alice", b"bob", &[0xFF, 0xFE]];
 
 /// The bounds of `populate`'s histogram `latency`, and what it observes: sums of
 /// multiples of 1/4, so the sum is exact whatever the stripes and their order.
@@ -183,6 +197,20 @@ fn inspect_json_shows_the_values_a_program_wrote() {
     assert_eq!(jobs["max_message"], 100, "{jobs}");
     assert_eq!(jobs["closed"], false, "{jobs}");
     assert_eq!(object(&doc, "done")["closed"], true);
+    let kv = object(&doc, "kv");
+    assert_eq!(kv["len"], 4, "{kv}");
+    assert_eq!(kv["capacity"], 16, "{kv}");
+    assert_eq!(kv["load"], 0.25, "{kv}");
+    assert_eq!(kv["key_max"], 16, "{kv}");
+    assert_eq!(kv["value_max"], 8, "{kv}");
+    // Exactly the live keys, in slot order: strings when UTF-8, else byte arrays.
+    let mut keys = kv["keys"].as_array().unwrap().clone();
+    keys.sort_by_key(|k| k.to_string());
+    assert_eq!(
+        Json::Array(keys),
+        serde_json::json!(["alice", "bob", [255, 254]]),
+        "{kv}"
+    );
     for o in doc["objects"].as_array().unwrap() {
         assert_eq!(o["readable"], true, "{o}");
         assert_eq!(o["unhealthy"], false, "{o}");
@@ -200,6 +228,7 @@ fn inspect_json_shows_the_values_a_program_wrote() {
         "{text}"
     );
     assert!(line("done").ends_with(", closed"), "{text}");
+    assert!(line("kv").ends_with("4 of 16 entries (25% load)"), "{text}");
     // Inspecting wrote nothing: the region opens and reads as before.
     assert_eq!(region.get::<Counter>("hits").unwrap().get(), 42);
 }
@@ -385,6 +414,12 @@ fn inspect_survives_garbage_in_every_object() {
                 let at = e.offset as usize;
                 file.write_at(&original[at..at + 128], e.offset).unwrap();
             }
+            // The map gets its header line back with the same patterns, so that its
+            // garbage count and slots (keys) are decoded too.
+            if e.name == "kv" && keep_histogram_header(pattern) {
+                let at = e.offset as usize;
+                file.write_at(&original[at..at + 64], e.offset).unwrap();
+            }
         }
         let before = std::fs::read(&tmp.0).unwrap();
         let (code, doc) = inspect_json(&tmp.0);
@@ -406,6 +441,15 @@ fn inspect_survives_garbage_in_every_object() {
         } else {
             assert!(h["count"].is_null(), "pattern {pattern}: {h}");
             assert!(h["summary"].as_str().unwrap().starts_with("corrupt"));
+        }
+        let m = object(&doc, "kv");
+        if keep_histogram_header(pattern) {
+            assert_eq!(m["capacity"], 16, "pattern {pattern}: {m}");
+            assert!(m["len"].as_u64().unwrap() <= 16, "pattern {pattern}: {m}");
+            assert!(m["keys"].is_array(), "pattern {pattern}: {m}");
+        } else {
+            assert!(m["len"].is_null(), "pattern {pattern}: {m}");
+            assert!(m["summary"].as_str().unwrap().starts_with("corrupt"));
         }
         // Whatever the attach table's words (the test's own handle's among them), every
         // listed process has its fields, and dead ones do not change the status (checked
@@ -491,6 +535,13 @@ fn inspect_verbose_shows_stripes_slots_and_raw_words() {
     );
     assert!(
         details(&text, "sem")[0].contains("count word 0x00000003"),
+        "{text}"
+    );
+    // A map: its geometry (16 entries: one stripe).
+    let geometry = details(&text, "kv");
+    assert!(
+        geometry[0].contains("stripes: 1, slots: ")
+            && geometry[0].ends_with("key_max 16, value_max 8"),
         "{text}"
     );
     // Every element of an array, not the first 8 and "...".

@@ -442,9 +442,10 @@ impl ByteMap {
         })
     }
 
-    /// Validates header words `h` against an object of `lines` lines.
+    /// Validates header words `h` against an object of `lines` lines: a pure function of
+    /// the loaded words, shared by `geometry` and the read-only decoder (`inspect`).
     #[inline(always)]
-    fn validate_header(h: [u64; 7], lines: usize) -> Option<Geometry> {
+    pub(crate) fn validate_header(h: [u64; 7], lines: usize) -> Option<Geometry> {
         let (capacity, key_max, value_max) = (h[1], h[2], h[3]);
         let packed = Packed(h[6]);
         let (log_stripes, sps) = (packed.log_stripes(), packed.sps());

@@ -234,6 +234,8 @@ mod bytemap;
 mod error;
 mod fixed_str;
 mod hash;
+#[cfg(not(loom))]
+mod inspect;
 mod layout;
 mod options;
 mod read;
@@ -246,6 +248,10 @@ mod write;
 pub use bytemap::{ByteMapDeadline, Evicted, Update};
 pub use error::{IncrError, InsertError, MapError, TooLong, UpdateError};
 pub use fixed_str::FixedStr;
+#[cfg(not(loom))]
+pub use inspect::MapSnapshot;
+#[cfg(not(loom))]
+pub(crate) use inspect::decode;
 pub use layout::ByteMap;
 pub use options::{MAX_CAPACITY, MAX_KEY_LEN, MAX_VALUE_LEN, MapOptions};
 #[cfg(not(loom))]

@@ -198,14 +198,7 @@ impl ReadOnlyRegion {
         if entry.size != entry.len.checked_mul(64)? {
             return None;
         }
-        histogram::decode(lines, |w| {
-            let off = u64::try_from(w).ok()?.checked_mul(8)?;
-            // Only words of this object.
-            if off >= entry.size {
-                return None;
-            }
-            self.load_u64(entry.offset.checked_add(off)?)
-        })
+        histogram::decode(lines, |w| self.object_word(entry, w))
     }
 
     /// The state of the channel `entry` describes (messages waiting, bytes used, closed,
@@ -216,19 +209,61 @@ impl ReadOnlyRegion {
             return None;
         }
         let ring_words = usize::try_from(entry.len).ok()?;
-        crate::channel::decode(ring_words, |w| {
-            let off = u64::try_from(w).ok()?.checked_mul(8)?;
-            // Only words of this object.
-            if off >= entry.size {
-                return None;
-            }
-            self.load_u64(entry.offset.checked_add(off)?)
-        })
+        crate::channel::decode(ring_words, |w| self.object_word(entry, w))
+    }
+
+    /// Word `w` (8 bytes each, from the object's start) of the object `entry` describes,
+    /// with an Acquire load (see [`load_u64`](Self::load_u64)); `None` past the object's
+    /// end or the region's: the decoders never read another object's words.
+    fn object_word(&self, entry: &EntryInfo, w: usize) -> Option<u64> {
+        let off = u64::try_from(w).ok()?.checked_mul(8)?;
+        if off >= entry.size {
+            return None;
+        }
+        self.load_u64(entry.offset.checked_add(off)?)
     }
 
     /// The region underneath, for the crate's load-only readers (the metrics renderer).
     pub(crate) fn as_region(&self) -> &Region {
         &self.region
+    }
+
+    /// The state of the map ([`ByteMap`](crate::ByteMap) or [`Map`](crate::Map)) `entry`
+    /// describes (capacity, entries, key and value limits, stripes and slots, and with
+    /// `with_keys` the keys of its live entries), decoded from the mapping without
+    /// writing to it or taking a lock; `None` if `entry` is not a ready map, its header
+    /// does not validate as the map's own operations validate it, or its words cannot be
+    /// read. Listing the keys reads every slot a bounded number of times; a slot a writer
+    /// is busy on is left out.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::region::ReadOnlyRegion;
+    /// use shmstate::{MapOptions, Region};
+    ///
+    /// let path = std::env::temp_dir().join(format!("shmstate-doc-ro-map-{}", std::process::id()));
+    /// let region = Region::create(&path, 1 << 20)?;
+    /// let m = region.map("sessions", MapOptions::new(100))?;
+    /// m.insert(b"alice", b"1")?;
+    ///
+    /// let view = ReadOnlyRegion::open(&path)?;
+    /// let s = view.map(&view.entries()[0], true).unwrap();
+    /// assert_eq!((s.len, s.capacity), (1, 100));
+    /// assert_eq!(s.keys, Some(vec![b"alice".to_vec()]));
+    /// # drop(region); std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn map(&self, entry: &EntryInfo, with_keys: bool) -> Option<crate::map::MapSnapshot> {
+        if entry.state != EntryState::Ready || entry.tag.kind != Kind::MAP {
+            return None;
+        }
+        // A map is `len` lines of 64 bytes.
+        let lines = usize::try_from(entry.len).ok()?;
+        if entry.size != entry.len.checked_mul(64)? {
+            return None;
+        }
+        crate::map::decode(lines, |w| self.object_word(entry, w), with_keys)
     }
 
     /// The 32-bit word at byte `offset` from the region's start, if it is 4-aligned and
