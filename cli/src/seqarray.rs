@@ -117,9 +117,22 @@ fn read_stripe(view: &ReadOnlyRegion, l: &Layout, k: u64, copy: bool) -> Option<
             }
         }
     }
+    // The writer word and the sequence as one pair: a writer closes the sequence before
+    // it unlocks the word, so a sequence still equal after the word was read belongs with
+    // it (an odd sequence read just before a writer finished would otherwise look torn:
+    // odd, and no writer).
+    let mut writer = view.load_u32(header.checked_add(4)?)?;
+    for _ in 0..ATTEMPTS {
+        let again = view.load_u32(header)?;
+        if again == seq {
+            break;
+        }
+        seq = again;
+        writer = view.load_u32(header.checked_add(4)?)?;
+    }
     Some(Stripe {
         seq,
-        writer: view.load_u32(header.checked_add(4)?)?,
+        writer,
         dirty: view.load_u32(header.checked_add(8)?)?,
         words,
     })

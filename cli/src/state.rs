@@ -157,8 +157,17 @@ fn read_kind(view: &ReadOnlyRegion, e: &EntryInfo, opts: Opts) -> Option<Reading
         }
         Kind::RWLOCK => rwlock(view, at, opts),
         Kind::SEQLOCK => {
-            let seq = view.load_u32(at)?;
-            let writer = view.load_u32(at.checked_add(4)?)?;
+            // The sequence and the writer word as one pair (see `seqarray::read_stripe`).
+            let mut seq = view.load_u32(at)?;
+            let mut writer = view.load_u32(at.checked_add(4)?)?;
+            for _ in 0..8 {
+                let again = view.load_u32(at)?;
+                if again == seq {
+                    break;
+                }
+                seq = again;
+                writer = view.load_u32(at.checked_add(4)?)?;
+            }
             let mut holders = Probes::default();
             let mut r = seqlock(seq, writer, &mut holders, opts)?;
             // The value, for a primitive `T` (at offset 8): read between two equal, even

@@ -84,14 +84,17 @@ fn watch_json_lines_carry_rates_and_consistent_stripes_while_a_writer_writes() {
         .unwrap();
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
-        // The writer: whole-array writes of one value, as fast as it can, for as long
-        // as the test reads; every stable copy of a stripe holds one value 16 times.
+        // The writer: whole-array writes of one value, thousands a second, for as long
+        // as the test reads; every stable copy of a stripe holds one value 16 times. The
+        // pause paces it (it is no synchronisation): a writer rewriting every stripe
+        // back to back on its own core leaves inspect's bounded tries no stable copy
+        // for long stretches, and the test needs two stable copies of stripe 0.
         s.spawn(|| {
             let mut k = 0u64;
             while !stop.load(StdOrdering::Relaxed) {
                 k += 1;
                 arr.set_all(&[k; 64]);
-                std::thread::yield_now();
+                std::thread::sleep(Duration::from_micros(100));
             }
         });
         let (mut child, rx) = watch(&["--watch", "0.05", "--json"], &tmp.0);
