@@ -41,12 +41,14 @@
 //! match unsafe { libc::fork() } {
 //!     0 => {
 //!         ch.send(b"from the child").unwrap();
+//!         // SAFETY: ends the child without running the parent's destructors.
 //!         unsafe { libc::_exit(0) };
 //!     }
 //!     pid => {
 //!         let mut out = Vec::new();
 //!         ch.recv(&mut out)?;
 //!         assert_eq!(out, b"from the child");
+//!         // SAFETY: reaps our own child; a null status pointer is allowed.
 //!         unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
 //!     }
 //! }
