@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::{fork_children, wait_all, wait_until_asleep_in_futex, watchdog};
 use locks_support::{kill, reap};
-use shmstate::failpoint::{Point, arm};
+use shmstate::failpoint::Point;
 use shmstate::{
     Channel, ChannelOptions, Region, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
@@ -32,34 +32,6 @@ fn shared_channel(region: &Region) -> &Channel {
     region
         .channel("ch", ChannelOptions::new(4096))
         .expect("channel")
-}
-
-/// Forks a child that arms `p` and runs `f`; returns once the child has stopped at `p`.
-fn child_stopped_at(p: Point, f: impl Fn()) -> libc::pid_t {
-    let pid = fork_children(1, |_| {
-        arm(p);
-        f();
-        // The failpoint was not reached: exit non-zero (the wait below fails the test).
-        std::process::exit(3);
-    })[0];
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let mut status = 0;
-        // SAFETY: waitpid on our own child.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG | libc::WUNTRACED) };
-        if r == pid {
-            assert!(
-                libc::WIFSTOPPED(status),
-                "the child ended before its failpoint (status {status:#x})"
-            );
-            return pid;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the child never reached its failpoint"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 fn recv_now(ch: &Channel) -> Vec<u8> {
@@ -80,7 +52,7 @@ fn sender_killed_between_claim_and_commit_stalls_no_receiver() {
     let region = Region::anonymous(1 << 20).unwrap();
     let ch = shared_channel(&region);
     ch.send(b"before").unwrap();
-    let pid = child_stopped_at(Point::ChannelSendWritten, || {
+    let pid = common::child_stopped_at(Point::ChannelSendWritten, || {
         ch.send(b"never published").unwrap();
     });
     // Stopped inside its send: receivers are not held up.
@@ -122,7 +94,7 @@ fn sender_killed_after_publishing_delivers_its_message() {
     watchdog(Duration::from_secs(60));
     let region = Region::anonymous(1 << 20).unwrap();
     let ch = shared_channel(&region);
-    let pid = child_stopped_at(Point::ChannelSendPublished, || {
+    let pid = common::child_stopped_at(Point::ChannelSendPublished, || {
         ch.send(b"published").unwrap();
     });
     assert_eq!(recv_now(ch), b"published");
@@ -145,7 +117,7 @@ fn receiver_killed_after_its_claim_loses_the_message_once() {
     let ch = shared_channel(&region);
     ch.send(b"claimed").unwrap();
     ch.send(b"second").unwrap();
-    let pid = child_stopped_at(Point::ChannelRecvClaimed, || {
+    let pid = common::child_stopped_at(Point::ChannelRecvClaimed, || {
         let mut out = Vec::new();
         ch.recv(&mut out).unwrap();
     });
@@ -187,7 +159,7 @@ fn receiver_killed_claiming_the_last_message_is_repaired_by_a_full_sender() {
     ch.send(&[0; 8]).unwrap();
     assert_eq!(recv_now(ch), [0; 8]);
     ch.send(&[1; 56]).unwrap();
-    let pid = child_stopped_at(Point::ChannelRecvClaimed, || {
+    let pid = common::child_stopped_at(Point::ChannelRecvClaimed, || {
         let mut out = Vec::new();
         ch.recv(&mut out).unwrap();
     });
@@ -209,7 +181,7 @@ fn a_commit_racing_close_is_refused_once_a_receiver_saw_disconnected() {
     watchdog(Duration::from_secs(60));
     let region = Region::anonymous(1 << 20).unwrap();
     let ch = shared_channel(&region);
-    let pid = child_stopped_at(Point::ChannelSendWritten, || {
+    let pid = common::child_stopped_at(Point::ChannelSendWritten, || {
         let r = ch.send(b"late");
         // SAFETY: `_exit` ends the child with the send's result, skipping the harness.
         unsafe {
@@ -238,13 +210,13 @@ fn repairer_killed_at(p: Point) -> u64 {
     let ch = shared_channel(&region);
     ch.send(b"claimed").unwrap();
     ch.send(b"second").unwrap();
-    let claimer = child_stopped_at(Point::ChannelRecvClaimed, || {
+    let claimer = common::child_stopped_at(Point::ChannelRecvClaimed, || {
         let mut out = Vec::new();
         ch.recv(&mut out).unwrap();
     });
     kill(claimer);
     reap(claimer);
-    let repairer = child_stopped_at(p, || {
+    let repairer = common::child_stopped_at(p, || {
         let mut out = Vec::new();
         ch.recv(&mut out).unwrap();
     });
@@ -282,12 +254,12 @@ fn recovering_sender_killed_before_clearing_the_mark() {
     watchdog(Duration::from_secs(60));
     let region = Region::anonymous(1 << 20).unwrap();
     let ch = shared_channel(&region);
-    let first = child_stopped_at(Point::ChannelSendWritten, || {
+    let first = common::child_stopped_at(Point::ChannelSendWritten, || {
         let _ = ch.send(b"never");
     });
     kill(first);
     reap(first);
-    let second = child_stopped_at(Point::ChannelRepaired, || {
+    let second = common::child_stopped_at(Point::ChannelRepaired, || {
         let _ = ch.send(b"never either");
     });
     kill(second);
@@ -309,7 +281,7 @@ fn receiver_killed_mid_drain_loses_nothing() {
     for m in [b"one", b"two", b"six"] {
         ch.send(m).unwrap();
     }
-    let pid = child_stopped_at(Point::ChannelDrainReleased, || {
+    let pid = common::child_stopped_at(Point::ChannelDrainReleased, || {
         let _ = ch.drain(3, |_| {});
     });
     let mut out = Vec::new();
@@ -331,7 +303,7 @@ fn receiver_killed_after_release_loses_nothing() {
     let ch = shared_channel(&region);
     ch.send(b"first").unwrap();
     ch.send(b"second").unwrap();
-    let pid = child_stopped_at(Point::ChannelRecvFreed, || {
+    let pid = common::child_stopped_at(Point::ChannelRecvFreed, || {
         let mut out = Vec::new();
         ch.recv(&mut out).unwrap();
         assert_eq!(out, b"first");
@@ -363,7 +335,7 @@ fn sender_killed_before_waking_costs_a_sleeping_receiver_one_slice() {
         assert_eq!(out, b"unwoken");
     });
     wait_until_asleep_in_futex(receiver[0]);
-    let pid = child_stopped_at(Point::ChannelSendUnwoken, || {
+    let pid = common::child_stopped_at(Point::ChannelSendUnwoken, || {
         ch.send(b"unwoken").unwrap();
     });
     kill(pid);
@@ -383,7 +355,7 @@ fn receiver_killed_before_waking_costs_a_sleeping_sender_one_slice() {
     ch.send(&[2; 16]).unwrap();
     let sender = fork_children(1, |_| ch.send(&[3; 16]).unwrap());
     wait_until_asleep_in_futex(sender[0]);
-    let pid = child_stopped_at(Point::ChannelRecvUnwoken, || {
+    let pid = common::child_stopped_at(Point::ChannelRecvUnwoken, || {
         let mut out = Vec::new();
         ch.recv(&mut out).unwrap();
     });
@@ -407,7 +379,7 @@ fn closer_killed_before_waking_costs_a_sleeping_receiver_one_slice() {
         assert_eq!(ch.recv(&mut out), Err(shmstate::RecvError::Disconnected));
     });
     wait_until_asleep_in_futex(receiver[0]);
-    let pid = child_stopped_at(Point::ChannelCloseUnwoken, || ch.close());
+    let pid = common::child_stopped_at(Point::ChannelCloseUnwoken, || ch.close());
     kill(pid);
     reap(pid);
     wait_all(&receiver, REPAIR);

@@ -39,41 +39,6 @@ const WRITERS_WAITING: u32 = 1 << 31;
 /// 10 ms); the margin is for a loaded machine.
 const REPAIR: Duration = Duration::from_secs(5);
 
-/// Forks a child that arms `p` and runs `f`; returns once the child has stopped at `p`.
-fn child_stopped_at(p: Point, f: impl Fn()) -> libc::pid_t {
-    let pid = fork_children(1, |_| {
-        arm(p);
-        f();
-        // The failpoint was not reached: exit non-zero (the wait below fails the test).
-        std::process::exit(3);
-    })[0];
-    wait_until_stopped(pid);
-    pid
-}
-
-/// Returns once child `pid` has stopped itself at its failpoint; panics if it ends or
-/// takes more than 20 s.
-fn wait_until_stopped(pid: libc::pid_t) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let mut status = 0;
-        // SAFETY: waitpid on our own child.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG | libc::WUNTRACED) };
-        if r == pid {
-            assert!(
-                libc::WIFSTOPPED(status),
-                "the child ended before its failpoint (status {status:#x})"
-            );
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the child never reached its failpoint"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
 /// Stops child `pid` (SIGSTOP) while it sleeps in a futex wait, so that it stays asleep
 /// (and does not repair anything itself) while the test sets up a crash window around it.
 /// A stop that catches it awake between two sleeps is undone and tried again.
@@ -81,7 +46,7 @@ fn stop_asleep_in_futex(pid: libc::pid_t) {
     loop {
         wait_until_asleep_in_futex(pid);
         signal(pid, libc::SIGSTOP);
-        wait_until_stopped(pid);
+        common::wait_until_stopped(pid);
         let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall"))
             .expect("a stopped child's /proc/PID/syscall is readable");
         if syscall.starts_with(&format!("{} ", libc::SYS_futex)) {
@@ -116,7 +81,7 @@ fn rwlock_reader_killed_after_claiming_its_slot() {
     watchdog(Duration::from_secs(60));
     let mem = SharedMem::<RwLock<u64>>::new(1);
     let l = mem.get();
-    let pid = child_stopped_at(Point::RwReadClaimed, || drop(l.read()));
+    let pid = common::child_stopped_at(Point::RwReadClaimed, || drop(l.read()));
     assert_eq!(slots_taken(l), 1);
     kill(pid);
     reap(pid);
@@ -157,7 +122,7 @@ fn rwlock_reader_killed_after_freeing_its_slot_before_the_wake() {
             assert!(w.is_ok(), "the draining writer was never woken");
             start.elapsed()
         });
-        wait_until_stopped(pid);
+        common::wait_until_stopped(pid);
         let t_kill = Instant::now();
         kill(pid);
         reap(pid);
@@ -179,7 +144,7 @@ fn rwlock_writer_killed_right_after_taking_the_state() {
     watchdog(Duration::from_secs(60));
     let mem = SharedMem::<RwLock<u64>>::new(1);
     let l = mem.get();
-    let pid = child_stopped_at(Point::RwWriteLocked, || drop(l.write()));
+    let pid = common::child_stopped_at(Point::RwWriteLocked, || drop(l.write()));
     kill(pid);
     reap(pid);
     let r = l.read_timeout(REPAIR);
@@ -198,7 +163,7 @@ fn rwlock_writer_killed_while_draining() {
     let mem = SharedMem::<RwLock<u64>>::new(1);
     let l = mem.get();
     let held = l.read().unwrap();
-    let pid = child_stopped_at(Point::RwDraining, || drop(l.write()));
+    let pid = common::child_stopped_at(Point::RwDraining, || drop(l.write()));
     kill(pid);
     reap(pid);
     std::thread::scope(|s| {
@@ -225,7 +190,7 @@ fn rwlock_writer_killed_downgrading_after_claiming_its_slot() {
     watchdog(Duration::from_secs(60));
     let mem = SharedMem::<RwLock<u64>>::new(1);
     let l = mem.get();
-    let pid = child_stopped_at(Point::RwDowngradeClaimed, || {
+    let pid = common::child_stopped_at(Point::RwDowngradeClaimed, || {
         let mut w = l.write().unwrap();
         *w = 7;
         drop(RwLockWriteGuard::downgrade(w));
@@ -274,7 +239,7 @@ fn rwlock_writer_killed_after_unlocking_before_the_wake() {
             assert!(r.is_ok(), "the reader was never woken");
             assert_eq!(*r.unwrap(), 5);
         });
-        wait_until_stopped(pid);
+        common::wait_until_stopped(pid);
         let t_kill = Instant::now();
         kill(pid);
         reap(pid);
@@ -312,7 +277,7 @@ fn mutex_owner_killed_after_unlocking_before_the_wake() {
             assert!(g.is_ok(), "the waiter was never woken (or read OwnerDied)");
             assert_eq!(*g.unwrap(), 9);
         });
-        wait_until_stopped(pid);
+        common::wait_until_stopped(pid);
         let t_kill = Instant::now();
         kill(pid);
         reap(pid);
@@ -353,7 +318,7 @@ fn rwlock_recoverer_killed_after_releasing_a_dead_writer_before_the_wake() {
     kill(dead_writer);
     reap(dead_writer);
     // A reader whose deadline has passed probes the writer once and releases its lock.
-    let recoverer = child_stopped_at(Point::RwRecoverCleared, || {
+    let recoverer = common::child_stopped_at(Point::RwRecoverCleared, || {
         drop(l.read_timeout(Duration::ZERO));
     });
     assert_eq!(
@@ -394,7 +359,7 @@ fn rwlock_overflow_reader_killed_after_clearing_writers_waiting_before_the_wake(
     // Stopped asleep, so that it does not set its bit again before the test is done.
     stop_asleep_in_futex(writer);
     let t_start = Instant::now();
-    let clearer = child_stopped_at(Point::RwWritersWaitingCleared, || drop(l.read()));
+    let clearer = common::child_stopped_at(Point::RwWritersWaitingCleared, || drop(l.read()));
     assert!(t_start.elapsed() >= STRAY_BIT_AGE);
     let s = state(l);
     assert_eq!(s & WRITERS_WAITING, 0, "the bit is cleared");
@@ -437,7 +402,7 @@ fn rwlock_dead_reader_recoverer_killed_after_freeing_the_slot_before_the_wake() 
         drop(l.read());
         std::process::exit(3);
     })[0];
-    wait_until_stopped(recoverer);
+    common::wait_until_stopped(recoverer);
     // A writer takes the state and drains behind the readers, asleep (then stopped, so
     // that it does not free the dead reader's slot itself).
     let writer = fork_children(1, |_| {
@@ -459,7 +424,7 @@ fn rwlock_dead_reader_recoverer_killed_after_freeing_the_slot_before_the_wake() 
     reap(dead_reader);
     // The recoverer frees the dead reader's slot and stops before waking the writer.
     signal(recoverer, libc::SIGCONT);
-    wait_until_stopped(recoverer);
+    common::wait_until_stopped(recoverer);
     assert_eq!(slots_taken(l), 0, "the dead reader's slot is freed");
     assert_ne!(state(l) & DRAINING, 0, "the writer still drains");
     kill(recoverer);
@@ -487,7 +452,7 @@ fn rwlock_overflow_reader_killed_after_counting_out_before_the_wake() {
         drop(r);
         std::process::exit(3);
     })[0];
-    wait_until_stopped(reader);
+    common::wait_until_stopped(reader);
     assert_eq!(state(l), 1, "one overflow reader, no waiting bit");
     drop(slot_readers);
     // A writer waits for the overflow reader (asleep, then stopped: the lock is not free
@@ -504,7 +469,7 @@ fn rwlock_overflow_reader_killed_after_counting_out_before_the_wake() {
     }
     stop_asleep_in_futex(writer);
     signal(reader, libc::SIGCONT);
-    wait_until_stopped(reader);
+    common::wait_until_stopped(reader);
     assert_eq!(
         state(l),
         WRITERS_WAITING,
@@ -555,7 +520,7 @@ fn condvar_waiter_killed_registered_before_unlocking_the_mutex() {
     watchdog(Duration::from_secs(60));
     let mem = SharedMem::<Waiting>::new(1);
     let w = mem.get();
-    let waiter = child_stopped_at(Point::CondvarWaitRegistered, || {
+    let waiter = common::child_stopped_at(Point::CondvarWaitRegistered, || {
         let mut g = w.m.lock().unwrap();
         *g = 1;
         let _ = w.cv.wait(g);
@@ -598,7 +563,8 @@ fn condvar_notifier_killed_after_waking_nobody_before_clearing_the_bit() {
     drop(g);
     let registered = cv_word(w);
     assert_ne!(registered & SLEEPERS, 0);
-    let notifier = child_stopped_at(Point::CondvarNotifyOneWokeNobody, || w.cv.notify_one());
+    let notifier =
+        common::child_stopped_at(Point::CondvarNotifyOneWokeNobody, || w.cv.notify_one());
     let left = cv_word(w);
     assert_ne!(left, registered, "the notifier bumped the word");
     assert_ne!(left & SLEEPERS, 0, "the bit is not cleared yet");
@@ -642,7 +608,7 @@ fn condvar_notifier_killed_after_bumping_before_the_wake() {
         wait_until_asleep_in_futex(waiter);
         *w.m.lock().unwrap() = round;
         let before = cv_word(w);
-        let notifier = child_stopped_at(Point::CondvarNotifyBumped, || {
+        let notifier = common::child_stopped_at(Point::CondvarNotifyBumped, || {
             if notify_all {
                 w.cv.notify_all();
             } else {
@@ -675,7 +641,7 @@ fn region_creator_killed_with_the_entry_claimed() {
     use shmstate::Value;
     watchdog(Duration::from_secs(60));
     let region = patient_region();
-    let pid = child_stopped_at(Point::RegionClaimed, || {
+    let pid = common::child_stopped_at(Point::RegionClaimed, || {
         let _ = region.get_or_init("x", |v: &Value<u64>| v.store(1, Ordering::Relaxed));
     });
     let t_kill = Instant::now();
@@ -737,7 +703,7 @@ fn region_creator_killed_after_publishing_before_the_wake() {
     });
     wait_until_asleep_in_futex(waiter[0]);
     go.store(1, Ordering::Release);
-    wait_until_stopped(creator);
+    common::wait_until_stopped(creator);
     let t_kill = Instant::now();
     kill(creator);
     reap(creator);
@@ -754,7 +720,7 @@ fn histogram_observer_killed_after_counting_before_the_sum() {
     watchdog(Duration::from_secs(60));
     let region = Region::anonymous(1 << 16).unwrap();
     let h = region.histogram_with_stripes("h", &[1.0, 4.0], 1).unwrap();
-    let observer = child_stopped_at(Point::HistogramCounted, || h.observe(2.0));
+    let observer = common::child_stopped_at(Point::HistogramCounted, || h.observe(2.0));
     // Stopped mid-observation: this process observes into the same stripe meanwhile.
     h.observe(0.5);
     let s = h.snapshot();

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use common::{fork_children, watchdog};
 use locks_support::{kill, reap};
-use shmstate::failpoint::{Point, arm};
+use shmstate::failpoint::Point;
 use shmstate::sync::Ordering;
 use shmstate::{ByteMap, MapOptions, Region, Update, Value};
 
@@ -50,39 +50,6 @@ fn setup() -> (&'static ByteMap, &'static Value<u64>) {
     }
     let word = region.get_or_default::<Value<u64>>("word").unwrap();
     (m, word)
-}
-
-/// Forks a child that arms `p` and runs `f`; returns once it has stopped at `p`.
-fn child_stopped_at(p: Point, f: impl Fn()) -> libc::pid_t {
-    let pid = fork_children(1, |_| {
-        arm(p);
-        f();
-        // The failpoint was not reached: exit non-zero (the wait below fails the test).
-        std::process::exit(3);
-    })[0];
-    wait_until_stopped(pid);
-    pid
-}
-
-fn wait_until_stopped(pid: libc::pid_t) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let mut status = 0;
-        // SAFETY: waitpid on our own child.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG | libc::WUNTRACED) };
-        if r == pid {
-            assert!(
-                libc::WIFSTOPPED(status),
-                "the child ended before its failpoint (status {status:#x})"
-            );
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the child never reached its failpoint"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 fn kill_and_reap(pid: libc::pid_t) {
@@ -131,7 +98,7 @@ fn map_writer_killed_holding_the_lock_is_taken_over() {
             Update::Set(b"never".to_vec(), ())
         });
     })[0];
-    wait_until_stopped(pid);
+    common::wait_until_stopped(pid);
     kill_and_reap(pid);
     let t = Instant::now();
     m.insert(&key(1), &value(1)).unwrap();
@@ -144,7 +111,7 @@ fn map_writer_killed_holding_the_lock_is_taken_over() {
 #[test]
 fn map_insert_killed_mid_write_drops_the_new_key() {
     let (m, _) = setup();
-    let pid = child_stopped_at(Point::MapSlotWriting, || {
+    let pid = common::child_stopped_at(Point::MapSlotWriting, || {
         let _ = m.insert(b"new", b"torn");
     });
     kill_and_reap(pid);
@@ -159,7 +126,7 @@ fn map_insert_killed_mid_write_drops_the_new_key() {
 #[test]
 fn map_update_killed_mid_write_drops_the_key() {
     let (m, _) = setup();
-    let pid = child_stopped_at(Point::MapSlotWriting, || {
+    let pid = common::child_stopped_at(Point::MapSlotWriting, || {
         let _ = m.insert(&key(5), b"torn value!");
     });
     kill_and_reap(pid);
@@ -171,7 +138,7 @@ fn map_update_killed_mid_write_drops_the_key() {
 #[test]
 fn map_insert_killed_after_writing_keeps_the_entry_counted() {
     let (m, _) = setup();
-    let pid = child_stopped_at(Point::MapSlotWritten, || {
+    let pid = common::child_stopped_at(Point::MapSlotWritten, || {
         let _ = m.insert(b"new", b"v");
     });
     kill_and_reap(pid);
@@ -186,7 +153,7 @@ fn map_insert_killed_after_writing_keeps_the_entry_counted() {
 #[test]
 fn map_remove_killed_at_its_start_keeps_the_key() {
     let (m, _) = setup();
-    let pid = child_stopped_at(Point::MapShiftStarted, || {
+    let pid = common::child_stopped_at(Point::MapShiftStarted, || {
         let _ = m.remove(&key(7));
     });
     kill_and_reap(pid);
@@ -197,7 +164,7 @@ fn map_remove_killed_at_its_start_keeps_the_key() {
 /// table order from the start of the stripe until one of its removals stops at the
 /// armed point. Returns the index it stopped in.
 fn remove_until_stopped(m: &'static ByteMap, word: &'static Value<u64>, p: Point) -> u32 {
-    let pid = child_stopped_at(p, || {
+    let pid = common::child_stopped_at(p, || {
         for i in 0..KEYS {
             word.store(u64::from(i), Ordering::SeqCst);
             let _ = m.remove(&key(i));
@@ -245,12 +212,12 @@ fn map_repair_killed_mid_move_is_finished_by_the_next() {
         .expect("a key with a displaced successor");
     let v = (0..KEYS).find(|&i| key(i) == victim).unwrap();
     // 1. An update of it killed mid-write: a torn slot in the middle of a run.
-    let pid = child_stopped_at(Point::MapSlotWriting, || {
+    let pid = common::child_stopped_at(Point::MapSlotWriting, || {
         let _ = m.insert(&key(v), b"torn");
     });
     kill_and_reap(pid);
     // 2. The repair that follows killed after its first re-homing copy.
-    let pid = child_stopped_at(Point::MapRepairMoved, || {
+    let pid = common::child_stopped_at(Point::MapRepairMoved, || {
         let _ = m.contains(&key(v));
     });
     kill_and_reap(pid);
@@ -263,7 +230,7 @@ fn map_repair_killed_mid_move_is_finished_by_the_next() {
 #[test]
 fn map_reader_waits_for_a_stopped_writer_then_reads_its_value() {
     let (m, _) = setup();
-    let pid = child_stopped_at(Point::MapSlotWriting, || {
+    let pid = common::child_stopped_at(Point::MapSlotWriting, || {
         m.insert(&key(3), b"new value").unwrap();
     });
     // A key whose probe run does not cross the stopped slot reads at once.
@@ -292,7 +259,7 @@ fn map_reader_waits_for_a_stopped_writer_then_reads_its_value() {
 #[test]
 fn map_clear_killed_midway_leaves_a_consistent_stripe() {
     let (m, _) = setup();
-    let pid = child_stopped_at(Point::MapClearing, || m.clear());
+    let pid = common::child_stopped_at(Point::MapClearing, || m.clear());
     kill_and_reap(pid);
     m.insert(b"after", b"v").unwrap();
     m.remove(b"after").unwrap();
@@ -312,7 +279,7 @@ fn map_insert_evicting_killed_while_evicting_keeps_the_victim() {
         m.insert(&extra(i), b"x").unwrap();
     }
     assert_eq!(m.len(), 100);
-    let pid = child_stopped_at(Point::MapShiftStarted, || {
+    let pid = common::child_stopped_at(Point::MapShiftStarted, || {
         let _ = m.insert_evicting(b"new", b"v");
     });
     kill_and_reap(pid);
@@ -334,7 +301,7 @@ fn map_insert_evicting_killed_while_evicting_keeps_the_victim() {
 #[test]
 fn map_timed_calls_give_up_behind_a_stopped_writer() {
     let (m, _) = setup();
-    let pid = child_stopped_at(Point::MapSlotWriting, || {
+    let pid = common::child_stopped_at(Point::MapSlotWriting, || {
         m.insert(&key(3), b"new value").unwrap();
     });
     let mut out = Vec::new();
@@ -380,7 +347,7 @@ fn map_timed_calls_give_up_behind_a_stopped_writer() {
 #[test]
 fn map_count_update_killed_halfway_is_healed_by_the_next_repair() {
     let (m, _) = setup();
-    let pid = child_stopped_at(Point::MapCountsHalf, || {
+    let pid = common::child_stopped_at(Point::MapCountsHalf, || {
         let _ = m.insert(b"new", b"v");
     });
     kill_and_reap(pid);
@@ -391,7 +358,7 @@ fn map_count_update_killed_halfway_is_healed_by_the_next_repair() {
     check(m, |_| true);
 
     m.insert(b"new", b"v").unwrap();
-    let pid = child_stopped_at(Point::MapCountsHalf, || {
+    let pid = common::child_stopped_at(Point::MapCountsHalf, || {
         let _ = m.remove(b"new");
     });
     kill_and_reap(pid);
@@ -432,7 +399,7 @@ fn map_concurrent_inserts_never_exceed_the_capacity() {
     for i in 0..cap as u32 - 1 {
         m.insert(&key(i), &value(i)).unwrap();
     }
-    let pid = child_stopped_at(Point::MapSlotWriting, || {
+    let pid = common::child_stopped_at(Point::MapSlotWriting, || {
         let _ = m.insert(&a, b"a");
     });
     assert!(

@@ -906,22 +906,6 @@ mod crash {
         assert!(!path.exists());
     }
 
-    /// Waits until child `pid` stops (at a failpoint).
-    fn wait_stopped(pid: libc::pid_t) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let mut status = 0;
-            // SAFETY: waitpid on our own child.
-            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG | libc::WUNTRACED) };
-            if r == pid {
-                assert!(libc::WIFSTOPPED(status), "ended: {status:#x}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "never stopped");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-
     #[test]
     fn an_opener_stopped_after_claiming_keeps_the_region() {
         watchdog(Duration::from_secs(60));
@@ -940,7 +924,7 @@ mod crash {
         })[0];
         let region = removing().create(&path, SIZE).unwrap();
         bump(&ctl.release);
-        wait_stopped(pid);
+        common::wait_until_stopped(pid);
         let words = table_words(&path);
         assert!(words.iter().any(|w| (w >> 32) as i32 == pid), "{words:x?}");
         // The last handle here is dropped while the opener has claimed its word but not
@@ -964,7 +948,7 @@ mod crash {
         // Only the fork child handler reaches this point: the child stops in it.
         arm(Point::RegionForkSwapped);
         let pid = fork_children(1, |_| std::process::exit(3))[0];
-        wait_stopped(pid);
+        common::wait_until_stopped(pid);
         let child = pid as u32;
         assert_eq!(live_pids(&region), {
             let mut v = vec![std::process::id(), child];
@@ -1008,7 +992,7 @@ mod crash {
             let _r = Region::open(path_ref).unwrap();
             std::process::exit(3);
         })[0];
-        wait_stopped(opener);
+        common::wait_until_stopped(opener);
         kill(opener);
         reap(opener);
         // LIVE again, with the opener's dead word.
@@ -1043,7 +1027,7 @@ mod crash {
         // A dead process's word for the child's scan to prune.
         write_word(&path, ATTACH_SLOTS - 1, u64::from(dead_pid()) << 32);
         bump(&ctl.release);
-        wait_stopped(child);
+        common::wait_until_stopped(child);
         kill(child);
         reap(child);
         // RETIRING by a dead thread: an opener cancels it and uses the region.
@@ -1100,7 +1084,7 @@ mod crash {
         wait_for(&ctl.opened, 1);
         bump(&ctl.release);
         // The child set RETIRING and stopped before its scan (which would find us).
-        wait_stopped(child);
+        common::wait_until_stopped(child);
         // Our drop waits for that retirement's outcome until its timeout, then leaves
         // the file (nobody can tell whether the stopped remover's scan will see us).
         drop(region);

@@ -211,3 +211,40 @@ pub fn wait_until_asleep_in_futex(pid: libc::pid_t) {
         }
     }
 }
+
+/// Returns once child `pid` has stopped itself (SIGSTOP, at a failpoint); panics if it
+/// ends first or takes more than 20 s.
+pub fn wait_until_stopped(pid: libc::pid_t) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid on our own child.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG | libc::WUNTRACED) };
+        if r == pid {
+            assert!(
+                libc::WIFSTOPPED(status),
+                "the child ended before its failpoint (status {status:#x})"
+            );
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the child never reached its failpoint"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Forks a child that arms failpoint `p` and runs `f`; returns once the child has
+/// stopped at `p` (a child that returns from `f` without reaching it exits 3, which fails
+/// the wait).
+#[cfg(shmstate_test_hooks)]
+pub fn child_stopped_at(p: shmstate::failpoint::Point, f: impl Fn()) -> libc::pid_t {
+    let pid = fork_children(1, |_| {
+        shmstate::failpoint::arm(p);
+        f();
+        std::process::exit(3);
+    })[0];
+    wait_until_stopped(pid);
+    pid
+}
