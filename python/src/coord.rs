@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyType;
 
 use crate::obj::{Obj, RegionInner, reduce};
-use crate::wait::{deadline, interruptible};
+use crate::wait::{Block, deadline, interruptible};
 
 macro_rules! semaphore_methods {
     ($ty:ident, $what:literal) => {
@@ -29,8 +29,14 @@ macro_rules! semaphore_methods {
             ///
             /// Take a permit, waiting for one if ``block`` (at most ``timeout`` seconds
             /// if given). ``True`` if a permit was taken.
-            #[pyo3(signature = (block = true, timeout = None))]
-            fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
+            #[pyo3(signature = (block = Block(true), timeout = None))]
+            fn acquire(
+                &self,
+                py: Python<'_>,
+                block: Block,
+                timeout: Option<f64>,
+            ) -> PyResult<bool> {
+                let Block(block) = block;
                 let s = self.obj.get();
                 if s.try_acquire() {
                     return Ok(true);
@@ -50,7 +56,7 @@ macro_rules! semaphore_methods {
             }
 
             fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
-                self.acquire(py, true, None)
+                self.acquire(py, Block(true), None)
             }
 
             fn __exit__(

@@ -14,6 +14,10 @@
 //! `shmstate._reduce.rebuild` and a method of `shmstate.Region`; blocking calls go through
 //! `wait::interruptible`.
 //!
+//! The calls of an inner loop (`Lock`/`RLock` `acquire`, `release` and `with`; a `Value`'s
+//! `value`, `add` and `sub`) are CPython methods installed over PyO3's (`fast`): PyO3's
+//! per-call wrapper cost more than the operations themselves.
+//!
 //! Every blocking call waits in bounded slices with the GIL released and checks for
 //! signals between slices (`wait::interruptible`), so Ctrl-C interrupts it promptly.
 
@@ -21,6 +25,7 @@ mod array;
 mod coord;
 mod counter;
 mod errors;
+mod fast;
 mod lock;
 mod obj;
 mod region;
@@ -43,5 +48,6 @@ fn _shmstate(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<coord::Event>()?;
     m.add_class::<counter::Counter>()?;
     errors::register(m)?;
+    fast::install(m)?;
     Ok(())
 }

@@ -16,7 +16,7 @@ use shmstate::{Mutex, TimedLockError, TryLockError};
 
 use crate::errors::OwnerDiedError;
 use crate::obj::{Obj, RegionInner, reduce};
-use crate::wait::{deadline, interruptible};
+use crate::wait::{Block, deadline, interruptible};
 
 /// A `Lock` in a region: the crate's mutex (its data is unused).
 #[derive(shmstate::Shared)]
@@ -79,12 +79,16 @@ pub(crate) fn acquire_mutex(
         Err(TryLockError::WouldBlock) => {}
     }
     if !block {
-        return Ok(None);
+        // Held: one bounded look that probes the holder (a brief spin, then one liveness
+        // check), so that a lock whose holder died is taken over (and reported) rather
+        // than refused for ever.
+        return Ok(attempt(m, Duration::ZERO));
     }
     interruptible(py, deadline(timeout)?, |slice| attempt(m, slice))
 }
 
 /// Unlocks `m` if the calling thread holds it.
+#[inline]
 fn release_mutex(m: &Mutex<u32>, what: &str) -> PyResult<()> {
     if !m.raw().is_owned_by_current_thread() {
         return Err(PyRuntimeError::new_err(format!(
@@ -122,7 +126,47 @@ pub struct Lock {
     obj: Obj<LockCell>,
 }
 
+/// The uncontended `acquire` of the fast methods (`fast.rs`): `None` if the lock is held
+/// (the caller then returns `False` or waits through the full method).
+#[inline]
+fn try_acquire_mutex(m: &Mutex<u32>, what: &str) -> Option<PyResult<bool>> {
+    match m.try_lock() {
+        Ok(g) => {
+            mem::forget(g);
+            Some(Ok(true))
+        }
+        Err(TryLockError::OwnerDied(od)) => {
+            mem::forget(od.into_inner());
+            Some(Err(owner_died(what)))
+        }
+        Err(TryLockError::WouldBlock) => None,
+    }
+}
+
 impl Lock {
+    /// `acquire(False)`: see [`try_acquire_mutex`].
+    #[inline]
+    pub(crate) fn try_acquire(&self) -> Option<PyResult<bool>> {
+        try_acquire_mutex(&self.obj.get().lock, "Lock")
+    }
+
+    /// `__enter__`: acquire, waiting; a dead holder is reported with the lock released.
+    pub(crate) fn enter(&self, py: Python<'_>) -> PyResult<bool> {
+        match acquire_mutex(py, &self.obj.get().lock, true, None)? {
+            Some(Got::OwnerDied) => {
+                release_mutex(&self.obj.get().lock, "Lock")?;
+                Err(owner_died("Lock"))
+            }
+            _ => Ok(true),
+        }
+    }
+
+    /// `release()`.
+    #[inline]
+    pub(crate) fn release(&self) -> PyResult<()> {
+        release_mutex(&self.obj.get().lock, "Lock")
+    }
+
     pub(crate) fn open(region: &std::sync::Arc<RegionInner>, name: &str) -> PyResult<Self> {
         Ok(Lock {
             obj: Obj::get_or_init(region, name, 1, |_: &LockCell| {})?,
@@ -149,8 +193,9 @@ impl Lock {
     ///
     /// Acquire the lock; see the class docs for ``block``, ``timeout`` and
     /// :class:`OwnerDiedError`.
-    #[pyo3(signature = (block = true, timeout = None))]
-    fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
+    #[pyo3(signature = (block = Block(true), timeout = None))]
+    fn acquire(&self, py: Python<'_>, block: Block, timeout: Option<f64>) -> PyResult<bool> {
+        let Block(block) = block;
         match acquire_mutex(py, &self.obj.get().lock, block, timeout)? {
             None => Ok(false),
             Some(Got::Clean) => Ok(true),
@@ -161,8 +206,9 @@ impl Lock {
     /// release() -> None
     ///
     /// Release the lock (held by the calling thread).
-    fn release(&self) -> PyResult<()> {
-        release_mutex(&self.obj.get().lock, "Lock")
+    #[pyo3(name = "release")]
+    fn py_release(&self) -> PyResult<()> {
+        self.release()
     }
 
     /// Whether some thread holds the lock now (a snapshot).
@@ -185,13 +231,7 @@ impl Lock {
     }
 
     fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
-        match acquire_mutex(py, &self.obj.get().lock, true, None)? {
-            Some(Got::OwnerDied) => {
-                release_mutex(&self.obj.get().lock, "Lock")?;
-                Err(owner_died("Lock"))
-            }
-            _ => Ok(true),
-        }
+        self.enter(py)
     }
 
     fn __exit__(
@@ -253,6 +293,29 @@ impl RLock {
         Ok(got)
     }
 
+    /// `acquire(False)` for the fast methods (`fast.rs`): `None` if another thread holds it.
+    #[inline]
+    pub(crate) fn try_acquire(&self) -> Option<PyResult<bool>> {
+        let cell = self.obj.get();
+        if cell.lock.raw().is_owned_by_current_thread() {
+            // Relaxed: only the holder (this thread) reads or writes `depth`.
+            let d = cell.depth.load(Ordering::Relaxed);
+            cell.depth.store(d.saturating_add(1), Ordering::Relaxed);
+            return Some(Ok(true));
+        }
+        let got = try_acquire_mutex(&cell.lock, "RLock")?;
+        // Relaxed: as in `acquire_inner`. Set on a dead holder's lock too: the caller
+        // holds it (and learns so from the error).
+        cell.depth.store(1, Ordering::Relaxed);
+        Some(got)
+    }
+
+    /// `__enter__`.
+    pub(crate) fn enter(&self, py: Python<'_>) -> PyResult<bool> {
+        self.lock_for_access(py)?;
+        Ok(true)
+    }
+
     /// Acquire for the bindings' own use (a `Value`'s or `Array`'s accessors): a dead
     /// holder is reported with the lock released again.
     pub(crate) fn lock_for_access(&self, py: Python<'_>) -> PyResult<()> {
@@ -282,8 +345,9 @@ impl RLock {
     /// acquire(block=True, timeout=None) -> bool
     ///
     /// Acquire the lock (again, if this thread holds it); see the class docs.
-    #[pyo3(signature = (block = true, timeout = None))]
-    fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
+    #[pyo3(signature = (block = Block(true), timeout = None))]
+    fn acquire(&self, py: Python<'_>, block: Block, timeout: Option<f64>) -> PyResult<bool> {
+        let Block(block) = block;
         match self.acquire_inner(py, block, timeout)? {
             None => Ok(false),
             Some(Got::Clean) => Ok(true),
@@ -336,8 +400,7 @@ impl RLock {
     }
 
     fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
-        self.lock_for_access(py)?;
-        Ok(true)
+        self.enter(py)
     }
 
     fn __exit__(

@@ -69,6 +69,42 @@ impl Value {
         Ok(Value { cell, code, lock })
     }
 
+    /// `value` (under the lock if there is one: multiprocessing's synchronized wrapper
+    /// takes it too).
+    pub(crate) fn load(&self, py: Python<'_>) -> PyResult<PyObject> {
+        dispatch!(ValueCell, &self.cell, c, T => c.get().load(SeqCst).into_py_any(py))
+    }
+
+    /// `value = x`.
+    pub(crate) fn store(&self, py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<()> {
+        dispatch!(ValueCell, &self.cell, c, T => {
+            let x: T = x.extract()?;
+            match &self.lock {
+                None => c.get().store(x, SeqCst),
+                Some(l) => {
+                    let l = l.get();
+                    l.lock_for_access(py)?;
+                    c.get().store(x, SeqCst);
+                    l.release()?;
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// `add(n)` (`sub(n)` if `negate`).
+    pub(crate) fn add_by(&self, n: &Bound<'_, PyAny>, negate: bool) -> PyResult<()> {
+        dispatch_num!(ValueCell, &self.cell, c, T => {
+            let n = n.extract::<T>()?;
+            if negate {
+                c.get().fetch_sub(n, SeqCst);
+            } else {
+                c.get().fetch_add(n, SeqCst);
+            }
+        });
+        Ok(())
+    }
+
     fn obj_name(&self) -> &str {
         dispatch!(ValueCell, &self.cell, c, T => c.name())
     }
@@ -94,29 +130,14 @@ impl Value {
     /// The value.
     #[getter]
     fn get_value(&self, py: Python<'_>) -> PyResult<PyObject> {
-        dispatch!(ValueCell, &self.cell, c, T => c.get().load(SeqCst).into_py_any(py))
+        self.load(py)
     }
 
     #[setter]
     fn set_value(&self, py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<()> {
-        dispatch!(ValueCell, &self.cell, c, T => {
-            let x: T = x.extract()?;
-            match &self.lock {
-                None => c.get().store(x, SeqCst),
-                Some(l) => {
-                    let l = l.get();
-                    l.lock_for_access(py)?;
-                    c.get().store(x, SeqCst);
-                    l.release()?;
-                }
-            }
-        });
-        Ok(())
+        self.store(py, x)
     }
 
-    /// add(n) -> None
-    ///
-    /// Add ``n`` atomically (one instruction; never loses an update).
     fn add(&self, n: &Bound<'_, PyAny>) -> PyResult<()> {
         dispatch_num!(ValueCell, &self.cell, c, T => {
             c.get().fetch_add(n.extract::<T>()?, SeqCst);

@@ -8,6 +8,17 @@ use pyo3::prelude::*;
 /// Ctrl-C interrupts a wait within about this long.
 pub(crate) const SLICE: Duration = Duration::from_millis(20);
 
+/// Python's `block` argument: any object, by its truth (`acquire(0)`, `acquire(1)` and
+/// `acquire(False)` all work, as with `multiprocessing`'s locks).
+#[derive(Clone, Copy)]
+pub(crate) struct Block(pub(crate) bool);
+
+impl<'py> FromPyObject<'py> for Block {
+    fn extract_bound(o: &Bound<'py, PyAny>) -> PyResult<Self> {
+        Ok(Block(o.is_truthy()?))
+    }
+}
+
 /// Python's `timeout` argument: `None` waits forever; negative is 0 (as `multiprocessing`
 /// does).
 pub(crate) fn deadline(timeout: Option<f64>) -> PyResult<Option<Instant>> {
