@@ -29,14 +29,17 @@ from ._shmstate import (
     BoundedSemaphore,
     Counter,
     Event,
+    JoinableQueue,
     Lock,
     OwnerDiedError,
+    Queue,
     RegionError,
     RegionFullError,
     RLock,
     Semaphore,
     Value,
 )
+from ._queue import ShutDown
 from ._sync import Barrier, Condition
 
 __all__ = [
@@ -46,13 +49,16 @@ __all__ = [
     "Condition",
     "Counter",
     "Event",
+    "JoinableQueue",
     "Lock",
     "OwnerDiedError",
+    "Queue",
     "RLock",
     "Region",
     "RegionError",
     "RegionFullError",
     "Semaphore",
+    "ShutDown",
     "Value",
 ]
 

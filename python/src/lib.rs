@@ -23,6 +23,7 @@ mod counter;
 mod errors;
 mod lock;
 mod obj;
+mod queue;
 mod region;
 mod typecode;
 mod value;
@@ -42,6 +43,8 @@ fn _shmstate(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<coord::BoundedSemaphore>()?;
     m.add_class::<coord::Event>()?;
     m.add_class::<counter::Counter>()?;
+    m.add_class::<queue::Queue>()?;
+    m.add_class::<queue::JoinableQueue>()?;
     errors::register(m)?;
     Ok(())
 }
