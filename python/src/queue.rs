@@ -40,14 +40,13 @@
 //! | `task_done`: count reached 0, `done` not set | a joiner not woken | it wakes at the end of its 20 ms slice and sees 0 |
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering as StdOrdering, fence};
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyBytes, PyDict, PyInt, PyTuple, PyType};
-use shmstate::sync::Ordering;
+use shmstate::sync::{AtomicBool, Ordering, fence};
 use shmstate::{
     Channel, ChannelOpenError, ChannelOptions, Event, RecvTimeoutError, SendTimeoutError,
     TryRecvError, TrySendError, Value,
@@ -87,7 +86,7 @@ impl Tasks {
         if count == 0 {
             // SeqCst: pairs with the fence in `join_step` between its clear of `done` and
             // its load of the count: either it sees our decrement or we see its clear.
-            fence(StdOrdering::SeqCst);
+            fence(Ordering::SeqCst);
             let done = self.done.get();
             if !done.is_set() {
                 done.set();
@@ -202,7 +201,7 @@ impl Core {
                 // SeqCst: pairs with the fence in `after_get` between a getter's claim
                 // and its look at `space`: either we see the claim below or the getter
                 // sees our clear and sets the event.
-                fence(StdOrdering::SeqCst);
+                fence(Ordering::SeqCst);
                 if (ch.len() as u64) < self.maxsize {
                     continue;
                 }
@@ -240,7 +239,7 @@ impl Core {
     fn after_get(&self) {
         if let Some(space) = &self.space {
             // SeqCst: pairs with the fence in `put_step` (see there).
-            fence(StdOrdering::SeqCst);
+            fence(Ordering::SeqCst);
             let space = space.get();
             if !space.is_set() {
                 space.set();
@@ -257,7 +256,7 @@ impl Core {
         let done = tasks.done.get();
         done.clear();
         // SeqCst: pairs with the fence in `Tasks::ring_if_zero`.
-        fence(StdOrdering::SeqCst);
+        fence(Ordering::SeqCst);
         if count() == 0 {
             return true;
         }
@@ -361,7 +360,7 @@ impl Queue {
 
     fn check_open(&self) -> PyResult<()> {
         // Relaxed: a process-local flag; no data hangs on it.
-        if self.closed.load(StdOrdering::Relaxed) {
+        if self.closed.load(Ordering::Relaxed) {
             return Err(PyValueError::new_err(format!(
                 "Queue {:?} is closed",
                 self.core.ch.name()
@@ -541,7 +540,7 @@ impl Queue {
     /// are unaffected; items already put stay in the queue.
     fn close(&self) {
         // Relaxed: a process-local flag.
-        self.closed.store(true, StdOrdering::Relaxed);
+        self.closed.store(true, Ordering::Relaxed);
     }
 
     /// join_thread() -> None
