@@ -4,7 +4,8 @@ A drop-in for the shared-state part of :mod:`multiprocessing`: change the import
 ``Value``, ``Array``, ``Lock``, ``RLock``, ``Semaphore``, ``BoundedSemaphore``,
 ``Condition``, ``Event`` and ``Barrier`` take the same arguments and behave the same,
 passed to ``multiprocessing.Process`` or ``concurrent.futures.ProcessPoolExecutor``
-under the ``fork``, ``spawn`` and ``forkserver`` start methods::
+under the ``fork``, ``spawn`` and ``forkserver`` start methods (and so do ``Queue`` and
+``JoinableQueue``, on a shared-memory channel instead of a pipe and a feeder thread)::
 
     from multiprocessing import Process
     from shmstate import Value, Array

@@ -41,7 +41,8 @@ class Region:
     Its methods create an object under a name, or open the one that exists (its type and
     length must match, else ``TypeError``): ``Value``, ``Array``, ``Lock``, ``RLock``,
     ``Semaphore``, ``BoundedSemaphore``, ``Condition``, ``Event``, ``Barrier`` and
-    ``Counter``, with ``multiprocessing``'s arguments after the name. An initial value is
+    ``Counter``, with ``multiprocessing``'s arguments after the name; ``Queue`` and
+    ``JoinableQueue`` too (an existing queue keeps the ``maxsize`` it was made with). An initial value is
     applied only by the process that creates the object.
 
     With ``remove_when_unused=True`` (recorded in the file when it is created) the file is

@@ -38,6 +38,14 @@
 //! | Get: item received, space event not set | a producer waiting for room not woken | it wakes at the end of its 20 ms slice and looks again |
 //! | Get (`JoinableQueue`): item received, `task_done()` never called (killed mid-task) | one unfinished task: `join()` without a timeout waits until interrupted, as multiprocessing's | nobody can know whether the task was done: `join(timeout)` returns `False` at its deadline |
 //! | `task_done`: count reached 0, `done` not set | a joiner not woken | it wakes at the end of its 20 ms slice and sees 0 |
+//!
+//! Tests (python/tests/test_queue.py): `test_a_producer_killed_mid_put_*` and
+//! `test_a_producer_killed_while_waiting_*` (a producer killed at any step, or asleep on a
+//! full queue), `test_a_consumer_killed_mid_get_*`, `test_a_worker_killed_mid_task_*`,
+//! `test_a_joiner_not_woken_by_a_dying_task_done_*` (the last line, made by writing the
+//! count behind the queue's back). The two lines inside a put or a get are a few
+//! instructions wide and have no hook (the Python package is built without the crate's
+//! failpoints); each costs at most one wait slice, by the same bounded waits.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -466,6 +466,32 @@ def test_a_worker_killed_mid_task_leaves_join_waiting_but_timed_join_returns(ctx
     assert q.join(timeout=5) is True
 
 
+def _join_in_child(q, joined):
+    joined.put(q.join(timeout=60))
+
+
+def test_a_joiner_not_woken_by_a_dying_task_done_sees_zero_within_a_slice(tmp_path):
+    # Crash window "task_done: count reached 0, `done` not set": the count is written to
+    # 0 behind the queue's back (as a task_done killed before its wake leaves it); the
+    # joiner, asleep on `done`, finds it at the end of its slice.
+    import multiprocessing as mp
+
+    r = shmstate.Region(tmp_path / "region", 1 << 20)
+    q = r.JoinableQueue("jobs", capacity=4096)
+    unfinished = r.Value("jobs/unfinished", "Q", lock=False)
+    q.put("task")
+    joined = shmstate.Queue()
+    p = mp.get_context("fork").Process(target=_join_in_child, args=(q, joined))
+    p.start()
+    time.sleep(0.3)  # let it sleep in join (no handshake is possible from inside it)
+    assert joined.empty()
+    unfinished.value = 0
+    t = time.monotonic()
+    assert joined.get(timeout=30) is True
+    assert time.monotonic() - t < LATE
+    p.join(30)
+
+
 SETUP = {
     "get": "q = shmstate.Queue()",
     "put": "q = shmstate.Queue(1); q.put(0)",
