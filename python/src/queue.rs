@@ -102,11 +102,10 @@ impl Tasks {
         }
     }
 
-    /// Takes back a raise of the count (a put that did not send).
+    /// Takes back a raise of the count (a put that did not send): as a `task_done`,
+    /// which never takes the count below 0 (a peer's extra `task_done` may have).
     fn undo_put(&self) {
-        // SeqCst: as in `task_done`.
-        let was = self.unfinished.get().fetch_sub(1, Ordering::SeqCst);
-        self.ring_if_zero(was.wrapping_sub(1));
+        let _ = task_done_inner(self);
     }
 }
 
