@@ -118,6 +118,10 @@ def test_close_makes_this_handle_unusable_only():
     with pytest.raises(ValueError, match="is closed"):
         q.get()
     assert q.join_thread() is None and q.cancel_join_thread() is None
+    for fresh in (shmstate.Queue(), shmstate.JoinableQueue()):
+        fresh.close()  # _TestQueue.test_closed_queue_empty_exceptions
+        fresh.join_thread()
+        assert fresh.empty()
     assert other.get(timeout=5) == "kept"  # other handles go on
     other.put(1)
     assert other.get() == 1
