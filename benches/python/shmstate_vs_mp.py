@@ -7,6 +7,11 @@ Cases (fork start method; each timed once, the machine may be loaded):
                   user gets by switching `+=` under the lock to `add`)
   lock            one process, Lock acquire + release
   array_read      one process, `a[:]` of a 1000-element 'i' Array (lock=True)
+  queue_2procs    a child puts N small objects ((i, "payload")), the parent gets them
+                  (multiprocessing.Queue against shmstate.Queue, both unbounded)
+  queue_pingpong  2 processes bounce a small object over two queues; one op is a round
+                  trip (two put+get pairs)
+  queue_1proc     one process, put then get of a small object
 
 Usage: python benches/python/shmstate_vs_mp.py [--quick]  (SHMSTATE_BENCH_QUICK=1 too)
 Prints one line per case: both rates and shmstate's speed-up.
@@ -71,6 +76,62 @@ def array_rate(arr):
     return ARRAY_READS / (time.perf_counter() - t)
 
 
+QUEUE_ITEMS = 2_000 if QUICK else 100_000
+PINGPONG = 500 if QUICK else 20_000
+ITEM = "payload"
+
+
+def queue_producer(q, n, go):
+    go.wait()
+    put = q.put
+    for i in range(n):
+        put((i, ITEM))
+
+
+def queue_stream(ctx, q):
+    go = ctx.Event()
+    p = ctx.Process(target=queue_producer, args=(q, QUEUE_ITEMS, go))
+    p.start()
+    time.sleep(0.2)  # let it reach the start line (not timed)
+    get = q.get
+    t = time.perf_counter()
+    go.set()
+    for i in range(QUEUE_ITEMS):
+        assert get()[0] == i
+    secs = time.perf_counter() - t
+    p.join()
+    return QUEUE_ITEMS / secs
+
+
+def queue_echo(there, back, n):
+    for _ in range(n):
+        back.put(there.get())
+
+
+def queue_pingpong(ctx, there, back):
+    p = ctx.Process(target=queue_echo, args=(there, back, PINGPONG + 1))
+    p.start()
+    there.put((0, ITEM))  # the first round trip waits for the child to start (not timed)
+    back.get()
+    put, get = there.put, back.get
+    t = time.perf_counter()
+    for i in range(PINGPONG):
+        put((i, ITEM))
+        assert get()[0] == i
+    secs = time.perf_counter() - t
+    p.join()
+    return PINGPONG / secs
+
+
+def queue_local(q):
+    put, get = q.put, q.get
+    t = time.perf_counter()
+    for i in range(SINGLE // 5):
+        put((i, ITEM))
+        get()
+    return (SINGLE // 5) / (time.perf_counter() - t)
+
+
 def row(name, mp_rate, ss_rate):
     print(f"{name:16} {mp_rate:>14,.0f} {ss_rate:>14,.0f} {ss_rate / mp_rate:>9.1f}x", flush=True)
 
@@ -84,6 +145,10 @@ def main():
         row(f"incr_atomic_{procs}", base, processes(ctx, atomic_worker, shmstate.Value("q", 0), procs, N))
     row("lock", lock_rate(mp.Lock()), lock_rate(shmstate.Lock()))
     row("array_read", array_rate(mp.Array("i", range(1000))), array_rate(shmstate.Array("i", range(1000))))
+    row("queue_2procs", queue_stream(ctx, ctx.Queue()), queue_stream(ctx, shmstate.Queue()))
+    row("queue_pingpong", queue_pingpong(ctx, ctx.Queue(), ctx.Queue()),
+        queue_pingpong(ctx, shmstate.Queue(), shmstate.Queue()))
+    row("queue_1proc", queue_local(ctx.Queue()), queue_local(shmstate.Queue()))
 
 
 if __name__ == "__main__":

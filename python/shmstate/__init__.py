@@ -4,7 +4,8 @@ A drop-in for the shared-state part of :mod:`multiprocessing`: change the import
 ``Value``, ``Array``, ``Lock``, ``RLock``, ``Semaphore``, ``BoundedSemaphore``,
 ``Condition``, ``Event`` and ``Barrier`` take the same arguments and behave the same,
 passed to ``multiprocessing.Process`` or ``concurrent.futures.ProcessPoolExecutor``
-under the ``fork``, ``spawn`` and ``forkserver`` start methods::
+under the ``fork``, ``spawn`` and ``forkserver`` start methods (and so do ``Queue`` and
+``JoinableQueue``, on a shared-memory channel instead of a pipe and a feeder thread)::
 
     from multiprocessing import Process
     from shmstate import Value, Array
@@ -29,14 +30,17 @@ from ._shmstate import (
     BoundedSemaphore,
     Counter,
     Event,
+    JoinableQueue,
     Lock,
     OwnerDiedError,
+    Queue,
     RegionError,
     RegionFullError,
     RLock,
     Semaphore,
     Value,
 )
+from ._queue import ShutDown
 from ._sync import Barrier, Condition
 
 __all__ = [
@@ -46,13 +50,16 @@ __all__ = [
     "Condition",
     "Counter",
     "Event",
+    "JoinableQueue",
     "Lock",
     "OwnerDiedError",
+    "Queue",
     "RLock",
     "Region",
     "RegionError",
     "RegionFullError",
     "Semaphore",
+    "ShutDown",
     "Value",
 ]
 

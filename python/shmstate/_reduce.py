@@ -66,4 +66,7 @@ def rebuild(kind, path, name, *shape):
     if kind == "Counter":
         (stripes,) = shape
         return core.counter(name, stripes)
+    if kind in ("Queue", "JoinableQueue"):
+        maxsize, capacity = shape
+        return core.queue(name, maxsize, capacity, kind == "JoinableQueue")
     raise ValueError(f"unknown shmstate object kind {kind!r}")

@@ -41,7 +41,8 @@ class Region:
     Its methods create an object under a name, or open the one that exists (its type and
     length must match, else ``TypeError``): ``Value``, ``Array``, ``Lock``, ``RLock``,
     ``Semaphore``, ``BoundedSemaphore``, ``Condition``, ``Event``, ``Barrier`` and
-    ``Counter``, with ``multiprocessing``'s arguments after the name. An initial value is
+    ``Counter``, with ``multiprocessing``'s arguments after the name; ``Queue`` and
+    ``JoinableQueue`` too (an existing queue keeps the ``maxsize`` it was made with). An initial value is
     applied only by the process that creates the object.
 
     With ``remove_when_unused=True`` (recorded in the file when it is created) the file is
@@ -152,6 +153,15 @@ class Region:
             stripes = min(max(os.cpu_count() or 1, 1), 64)
         return self._core.counter(name, stripes)
 
+    def Queue(self, name, maxsize=0, *, capacity=None):
+        """A :class:`shmstate.Queue` named ``name`` (``capacity`` bytes of ring, 1 MiB by
+        default; an existing queue keeps the ``maxsize`` it was created with)."""
+        return self._core.queue(name, maxsize, _capacity(capacity), False)
+
+    def JoinableQueue(self, name, maxsize=0, *, capacity=None):
+        """A :class:`shmstate.JoinableQueue` named ``name`` (as :meth:`Queue`)."""
+        return self._core.queue(name, maxsize, _capacity(capacity), True)
+
     def __repr__(self):
         return f"<shmstate.Region {self.path!r} size={self.size}>"
 
@@ -161,6 +171,16 @@ def _lock_flag(lock):
         return lock
     raise TypeError("lock must be True or False (an existing lock cannot be shared: each "
                     "Value or Array has its own RLock)")
+
+
+def _capacity(capacity):
+    from ._queue import DEFAULT_CAPACITY
+
+    if capacity is None:
+        return DEFAULT_CAPACITY
+    if capacity < 1:
+        raise ValueError("capacity must be positive")
+    return capacity
 
 
 def _permits(value):
@@ -251,6 +271,12 @@ def new_object(kind, *args, **kwargs):
             args = (args[0], size) + tuple(args[2:])
             size = len(size)
         nbytes = 8 * size
+    elif kind in ("Queue", "JoinableQueue"):
+        from ._queue import DEFAULT_CAPACITY
+
+        cap = kwargs.get("capacity") or DEFAULT_CAPACITY
+        # the ring (rounded up to a power of two) and its header
+        nbytes = (1 << max(cap - 1, 63).bit_length()) + 4096
     elif kind == "Counter":
         nbytes = 64 * (kwargs.get("stripes") or (args[0] if args else None) or 64)
     method = getattr(Region, kind)

@@ -28,6 +28,7 @@ mod errors;
 mod fast;
 mod lock;
 mod obj;
+mod queue;
 mod region;
 mod typecode;
 mod value;
@@ -47,6 +48,8 @@ fn _shmstate(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<coord::BoundedSemaphore>()?;
     m.add_class::<coord::Event>()?;
     m.add_class::<counter::Counter>()?;
+    m.add_class::<queue::Queue>()?;
+    m.add_class::<queue::JoinableQueue>()?;
     errors::register(m)?;
     fast::install(m)?;
     Ok(())

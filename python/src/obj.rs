@@ -63,6 +63,24 @@ impl<T: ?Sized + Shared> Obj<T> {
 }
 
 impl<T: ?Sized> Obj<T> {
+    /// The object `name` as `open` finds or creates it in the region (for types with
+    /// their own constructor on `Region`, such as the channel).
+    pub(crate) fn get_or_init_with<'r, E>(
+        region: &'r Arc<RegionInner>,
+        name: &str,
+        open: impl FnOnce(&'r shmstate::Region) -> Result<&'r T, E>,
+    ) -> Result<Self, E>
+    where
+        T: 'r,
+    {
+        let r = open(&region.region)?;
+        Ok(Obj {
+            region: region.clone(),
+            ptr: NonNull::from(r),
+            name: name.to_owned(),
+        })
+    }
+
     /// The object.
     #[inline]
     pub(crate) fn get(&self) -> &T {

@@ -188,6 +188,18 @@ impl Region {
         Counter::open(&self.inner, name, stripes)
     }
 
+    #[pyo3(signature = (name, maxsize, capacity, joinable = false))]
+    fn queue(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        maxsize: i64,
+        capacity: usize,
+        joinable: bool,
+    ) -> PyResult<PyObject> {
+        crate::queue::open_in(py, &self.inner, name, maxsize, capacity, joinable)
+    }
+
     fn __repr__(&self) -> String {
         match &self.inner.path {
             Some(p) => format!("<shmstate.RegionCore {p:?} size={}>", self.size()),

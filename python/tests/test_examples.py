@@ -29,3 +29,11 @@ def test_plus_equals_lesson(method):
         assert rows[path][1] == rows[path][2] == "80000" and rows[path][3] == "0"
     # naive may lose updates (how many depends on the machine and its load)
     assert int(rows["naive"][2]) <= 80000
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_queue_pool_streams_progress_from_pool_tasks(method):
+    assert run("queue_pool.py", method) == (
+        "tasks [3, 4]\n"
+        "progress [(3, 0), (3, 1), (3, 2), (4, 0), (4, 1), (4, 2), (4, 3)]\n"
+    )
