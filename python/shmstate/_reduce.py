@@ -66,4 +66,7 @@ def rebuild(kind, path, name, *shape):
     if kind == "Counter":
         (stripes,) = shape
         return core.counter(name, stripes)
+    if kind == "Dict":
+        (timeout,) = shape
+        return core.dict(name, None, None, None, timeout)
     raise ValueError(f"unknown shmstate object kind {kind!r}")

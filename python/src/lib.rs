@@ -20,6 +20,7 @@
 mod array;
 mod coord;
 mod counter;
+mod dict;
 mod errors;
 mod lock;
 mod obj;
@@ -43,5 +44,6 @@ fn _shmstate(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<coord::Event>()?;
     m.add_class::<counter::Counter>()?;
     errors::register(m)?;
+    dict::register(m)?;
     Ok(())
 }
