@@ -561,10 +561,10 @@ impl Dict {
             timeout: this.timeout,
             born: this.born,
         };
-        if let Ok(initial) = args.get_item(0) {
-            if !initial.is_none() {
-                d.update_from(py, &initial)?;
-            }
+        if let Ok(initial) = args.get_item(0)
+            && !initial.is_none()
+        {
+            d.update_from(py, &initial)?;
         }
         Ok(d)
     }
@@ -888,7 +888,7 @@ impl Dict {
 
     fn __ne__(&self, py: Python<'_>, other: &Bound<'_, PyAny>) -> PyResult<PyObject> {
         let eq = self.__eq__(py, other)?;
-        if eq.is(&py.NotImplemented()) {
+        if eq.is(py.NotImplemented()) {
             return Ok(eq);
         }
         (!eq.bind(py).is_truthy()?).into_py_any(py)
