@@ -342,7 +342,7 @@ impl Dict {
         buf.clear();
         if let Ok(s) = key.downcast::<PyString>() {
             buf.push(K_STR);
-            buf.extend_from_slice(s.to_cow()?.as_bytes());
+            with_utf8(s, |b| buf.extend_from_slice(b))?;
         } else if let Ok(b) = key.downcast::<PyBytes>() {
             buf.push(K_BYTES);
             buf.extend_from_slice(b.as_bytes());
@@ -403,7 +403,7 @@ impl Dict {
         if value.is_exact_instance_of::<PyString>() {
             let s = value.downcast::<PyString>()?;
             v.push(V_STR);
-            v.extend_from_slice(s.to_cow()?.as_bytes());
+            with_utf8(s, |b| v.extend_from_slice(b))?;
         } else if value.is_exact_instance_of::<PyInt>() {
             match value.extract::<i64>() {
                 Ok(i) => {
@@ -1039,6 +1039,36 @@ fn seq_of(v: &[u8]) -> u64 {
     let mut s = [0; SEQ];
     s.copy_from_slice(&v[..SEQ]);
     u64::from_le_bytes(s)
+}
+
+unsafe extern "C" {
+    /// CPython's `PyUnicode_AsUTF8AndSize`: in the stable ABI from 3.10, and exported by
+    /// every CPython 3 (PyO3 declares it only for 3.10 and later under the stable ABI).
+    fn PyUnicode_AsUTF8AndSize(
+        unicode: *mut pyo3::ffi::PyObject,
+        size: *mut pyo3::ffi::Py_ssize_t,
+    ) -> *const std::ffi::c_char;
+}
+
+/// Calls `f` with the UTF-8 bytes of `s` without copying them (CPython keeps a string's
+/// UTF-8 form with it once asked for): a key or value `str` costs no temporary `bytes`.
+fn with_utf8<R>(s: &Bound<'_, PyString>, f: impl FnOnce(&[u8]) -> R) -> PyResult<R> {
+    let mut len: pyo3::ffi::Py_ssize_t = 0;
+    // SAFETY:
+    // - `s` is a live `str` object (a `Bound` holds a reference to it) and we hold the GIL
+    //   (a `Bound` proves it), as the function requires;
+    // - `len` is a valid place for the size.
+    let p = unsafe { PyUnicode_AsUTF8AndSize(s.as_ptr(), &mut len) };
+    if p.is_null() {
+        // A string with lone surrogates has no UTF-8 form: the error is set.
+        return Err(PyErr::fetch(s.py()));
+    }
+    let len = usize::try_from(len).map_err(|_| PyErr::fetch(s.py()))?;
+    // SAFETY: on success the function returns a pointer to `len` bytes (and a NUL) that
+    // live as long as the string object, which `s` keeps alive for the whole call of `f`;
+    // nothing writes them (a `str` is immutable, and its UTF-8 form is made once).
+    let bytes = unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) };
+    Ok(f(bytes))
 }
 
 fn encode_int_key(key: &Bound<'_, PyAny>, buf: &mut Vec<u8>) -> PyResult<()> {
