@@ -1063,7 +1063,8 @@ fn with_utf8<R>(s: &Bound<'_, PyString>, f: impl FnOnce(&[u8]) -> R) -> PyResult
         // A string with lone surrogates has no UTF-8 form: the error is set.
         return Err(PyErr::fetch(s.py()));
     }
-    let len = usize::try_from(len).map_err(|_| PyErr::fetch(s.py()))?;
+    let len = usize::try_from(len)
+        .map_err(|_| pyo3::exceptions::PySystemError::new_err("a str of negative length"))?;
     // SAFETY: on success the function returns a pointer to `len` bytes (and a NUL) that
     // live as long as the string object, which `s` keeps alive for the whole call of `f`;
     // nothing writes them (a `str` is immutable, and its UTF-8 form is made once).
