@@ -12,6 +12,16 @@
 //! never waits beyond a brief spin, a write takes a free stripe lock or gives up), then
 //! waits in slices with the GIL released, checking signals between slices, until the
 //! dict's timeout (if any) passes.
+//!
+//! # Crash windows
+//!
+//! A `Dict` adds one shared step to the map's protocol (whose table, in the crate's `map`
+//! module docs, covers the rest): drawing an insertion number.
+//!
+//! | step | left behind | repaired by, how fast |
+//! |------|-------------|-----------------------|
+//! | insertion number drawn (`fetch_add` on `NAME/order`, under the key's stripe lock), entry not yet written | a gap in the numbers, the stripe lock held by a dead process | nothing to repair in the order (numbers only sort); the lock and the stripe as in the map's table: the next writer of the stripe takes it over within a slice (`test_a_writer_killed_holding_the_lock_does_not_wedge_others`) |
+//! | any step, SIGSTOP | a live stripe-lock holder | per-key writes of that stripe wait for it, the timed ones (`with_timeout`) until their timeout (`test_a_stopped_writer_holds_up_only_bounded_calls_until_their_deadline`); snapshots and `clear` as long as the stop lasts |
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
