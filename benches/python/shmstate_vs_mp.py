@@ -12,6 +12,10 @@ Cases (fork start method; each timed once, the machine may be loaded):
   queue_pingpong  2 processes bounce a small object over two queues; one op is a round
                   trip (two put+get pairs)
   queue_1proc     one process, put then get of a small object
+  dict_{get,set}_{int,str}
+                  one process, `d[k]` / `d[k] = v` on a `Manager().dict()` against a
+                  `shmstate.Dict`, 100 short str keys ("key17"), small int values (the key's
+                  number) or short str values ("value17")
 
 Usage: python benches/python/shmstate_vs_mp.py [--quick]  (SHMSTATE_BENCH_QUICK=1 too)
 Prints one line per case: both rates and shmstate's speed-up.
@@ -28,6 +32,8 @@ QUICK = "--quick" in sys.argv or os.environ.get("SHMSTATE_BENCH_QUICK") == "1"
 N = 2_000 if QUICK else 50_000
 SINGLE = 20_000 if QUICK else 500_000
 ARRAY_READS = 2_000 if QUICK else 50_000
+MANAGER_OPS = 1_000 if QUICK else 20_000  # a Manager dict op is a socket round trip
+DICT_OPS = 20_000 if QUICK else 500_000
 
 
 def locked_worker(v, n, go):
@@ -130,6 +136,36 @@ def queue_local(q):
         put((i, ITEM))
         get()
     return (SINGLE // 5) / (time.perf_counter() - t)
+def dict_rates(d, values, ops):
+    """(gets/s, sets/s) on `d` with 100 str keys and `values` (one per key)."""
+    keys = [f"key{i}" for i in range(100)]
+    pairs = list(zip(keys, values)) * (ops // 100)
+    for k, v in zip(keys, values):
+        d[k] = v
+    t = time.perf_counter()
+    for k, v in pairs:
+        d[k] = v
+    set_rate = len(pairs) / (time.perf_counter() - t)
+    t = time.perf_counter()
+    for k, v in pairs:
+        d[k]
+    get_rate = len(pairs) / (time.perf_counter() - t)
+    assert d[keys[-1]] == values[-1]
+    return get_rate, set_rate
+
+
+def dict_rows(ctx):
+    ints = list(range(100))
+    strs = [f"value{i}" for i in range(100)]
+    with ctx.Manager() as manager:
+        mp_int = dict_rates(manager.dict(), ints, MANAGER_OPS)
+        mp_str = dict_rates(manager.dict(), strs, MANAGER_OPS)
+    ss_int = dict_rates(shmstate.Dict(), ints, DICT_OPS)
+    ss_str = dict_rates(shmstate.Dict(), strs, DICT_OPS)
+    row("dict_get_int", mp_int[0], ss_int[0])
+    row("dict_set_int", mp_int[1], ss_int[1])
+    row("dict_get_str", mp_str[0], ss_str[0])
+    row("dict_set_str", mp_str[1], ss_str[1])
 
 
 def row(name, mp_rate, ss_rate):
@@ -149,6 +185,7 @@ def main():
     row("queue_pingpong", queue_pingpong(ctx, ctx.Queue(), ctx.Queue()),
         queue_pingpong(ctx, shmstate.Queue(), shmstate.Queue()))
     row("queue_1proc", queue_local(ctx.Queue()), queue_local(shmstate.Queue()))
+    dict_rows(ctx)
 
 
 if __name__ == "__main__":

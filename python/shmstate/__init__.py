@@ -19,6 +19,7 @@ holder dies. What it adds:
 - atomic arithmetic on ``Value``: ``v.add(1)`` is one instruction, where ``v.value += 1``
   loses updates and ``with v.get_lock(): v.value += 1`` costs a lock round trip;
 - :class:`Counter`, a striped counter for many processes counting at once;
+- :class:`Dict`, ``Manager().dict()`` without the server process, with an atomic ``incr``;
 - :class:`Region`, a file of *named* objects that unrelated programs open;
 - every blocking call releases the GIL and is interrupted by Ctrl-C.
 """
@@ -29,6 +30,8 @@ from ._shmstate import (
     Array,
     BoundedSemaphore,
     Counter,
+    Dict,
+    DictFullError,
     Event,
     JoinableQueue,
     Lock,
@@ -43,12 +46,18 @@ from ._shmstate import (
 from ._queue import ShutDown
 from ._sync import Barrier, Condition
 
+import collections.abc as _abc
+
+_abc.MutableMapping.register(Dict)
+
 __all__ = [
     "Array",
     "Barrier",
     "BoundedSemaphore",
     "Condition",
     "Counter",
+    "Dict",
+    "DictFullError",
     "Event",
     "JoinableQueue",
     "Lock",

@@ -69,4 +69,7 @@ def rebuild(kind, path, name, *shape):
     if kind in ("Queue", "JoinableQueue"):
         maxsize, capacity = shape
         return core.queue(name, maxsize, capacity, kind == "JoinableQueue")
+    if kind == "Dict":
+        (timeout,) = shape
+        return core.dict(name, None, None, None, timeout)
     raise ValueError(f"unknown shmstate object kind {kind!r}")

@@ -162,6 +162,13 @@ class Region:
         """A :class:`shmstate.JoinableQueue` named ``name`` (as :meth:`Queue`)."""
         return self._core.queue(name, maxsize, _capacity(capacity), True)
 
+    def Dict(self, name, *, capacity=None, max_key_size=None, max_value_size=None,
+             timeout=None):
+        """A :class:`shmstate.Dict` named ``name``: created with ``capacity``,
+        ``max_key_size`` and ``max_value_size`` (1024, 64 and 512 by default) if there is
+        none; with none of them given, the existing dict whatever its sizes."""
+        return self._core.dict(name, capacity, max_key_size, max_value_size, timeout)
+
     def __repr__(self):
         return f"<shmstate.Region {self.path!r} size={self.size}>"
 
@@ -279,5 +286,8 @@ def new_object(kind, *args, **kwargs):
         nbytes = (1 << max(cap - 1, 63).bit_length()) + 4096
     elif kind == "Counter":
         nbytes = 64 * (kwargs.get("stripes") or (args[0] if args else None) or 64)
+    elif kind == "Dict":
+        sizes = ("capacity", "max_key_size", "max_value_size")
+        nbytes = _shmstate.Dict._nbytes(**{k: kwargs[k] for k in sizes if kwargs.get(k)})
     method = getattr(Region, kind)
     return place(lambda region, name: method(region, name, *args, **kwargs), nbytes)

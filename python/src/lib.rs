@@ -24,6 +24,7 @@
 mod array;
 mod coord;
 mod counter;
+mod dict;
 mod errors;
 mod fast;
 mod lock;
@@ -52,5 +53,6 @@ fn _shmstate(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<queue::JoinableQueue>()?;
     errors::register(m)?;
     fast::install(m)?;
+    dict::register(m)?;
     Ok(())
 }

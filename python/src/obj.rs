@@ -81,6 +81,16 @@ impl<T: ?Sized> Obj<T> {
         })
     }
 
+    /// The object `obj` named `name`, which the region placed (a reference into
+    /// `region`'s mapping).
+    pub(crate) fn from_ref(region: &Arc<RegionInner>, obj: &T, name: &str) -> Self {
+        Obj {
+            region: region.clone(),
+            ptr: NonNull::from(obj),
+            name: name.to_owned(),
+        }
+    }
+
     /// The object.
     #[inline]
     pub(crate) fn get(&self) -> &T {

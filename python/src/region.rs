@@ -200,6 +200,31 @@ impl Region {
         crate::queue::open_in(py, &self.inner, name, maxsize, capacity, joinable)
     }
 
+    #[pyo3(signature = (name, capacity = None, max_key_size = None, max_value_size = None, timeout = None))]
+    fn dict(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        capacity: Option<usize>,
+        max_key_size: Option<usize>,
+        max_value_size: Option<usize>,
+        timeout: Option<f64>,
+    ) -> PyResult<crate::dict::Dict> {
+        let options = if capacity.is_none() && max_key_size.is_none() && max_value_size.is_none() {
+            None
+        } else {
+            use crate::dict::{
+                DEFAULT_CAPACITY, DEFAULT_KEY_SIZE, DEFAULT_VALUE_SIZE, map_options,
+            };
+            Some(map_options(
+                capacity.unwrap_or(DEFAULT_CAPACITY),
+                max_key_size.unwrap_or(DEFAULT_KEY_SIZE),
+                max_value_size.unwrap_or(DEFAULT_VALUE_SIZE),
+            )?)
+        };
+        crate::dict::Dict::open(py, &self.inner, name, options, timeout)
+    }
+
     fn __repr__(&self) -> String {
         match &self.inner.path {
             Some(p) => format!("<shmstate.RegionCore {p:?} size={}>", self.size()),

@@ -20,6 +20,14 @@ def test_value_array_prints_what_multiprocessing_prints():
     assert run("value_array.py") == "3.1415927\n[0, -1, -2, -3, -4, -5, -6, -7, -8, -9]\n"
 
 
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_manager_dict_prints_what_the_manager_program_prints(method):
+    out = run("-c", "import multiprocessing as mp, runpy; "
+              f"mp.set_start_method({method!r}); "
+              "runpy.run_path('manager_dict.py', run_name='__main__')")
+    assert out == "{1: '1', '2': 2, 0.25: None}\n[9, 8, 7, 6, 5, 4, 3, 2, 1, 0]\n"
+
+
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_plus_equals_lesson(method):
     out = run("plus_equals.py", "20000", "--start-method", method)
