@@ -232,7 +232,7 @@
 use std::ffi::OsString;
 use std::os::fd::OwnedFd;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use rustix::fs::{AtFlags, Mode, OFlags};
@@ -669,7 +669,6 @@ fn join(a: &Attachment, word: u64, may_prune: bool) -> Joined {
 
 /// The attachments of this process's live handles, for the fork child handler.
 static REGISTRY: Mutex<Vec<Arc<Attachment>>> = Mutex::new(Vec::new());
-static ATFORK: Once = Once::new();
 
 thread_local! {
     /// The registry's lock, held by the forking thread from the fork's prepare handler to
@@ -760,30 +759,68 @@ extern "C" fn after_fork_child() {
     });
 }
 
-/// Whether registering the fork handlers failed (`pthread_atfork` out of memory): fork
-/// children would then use regions unlisted.
-static ATFORK_FAILED: crate::sync::AtomicBool = crate::sync::AtomicBool::new(false);
+/// [`ATFORK`]: the constructor has not run (the handlers are not registered).
+const ATFORK_NONE: u8 = 0;
+/// [`ATFORK`]: the fork handlers are registered.
+const ATFORK_REGISTERED: u8 = 1;
+/// [`ATFORK`]: registering them failed (`pthread_atfork` out of memory).
+const ATFORK_FAILED: u8 = 2;
+
+/// Whether this process has the fork handlers ([`ATFORK_NONE`], [`ATFORK_REGISTERED`] or
+/// [`ATFORK_FAILED`]), written once by [`register_fork_handlers`].
+static ATFORK: crate::sync::AtomicU8 = crate::sync::AtomicU8::new(ATFORK_NONE);
+
+/// Registers the fork handlers as the program starts (or as `dlopen` loads the library
+/// that links this crate, e.g. the Python extension): an ELF constructor, run before
+/// `main`.
+///
+/// Not lazily, at the first attach: glibc's `fork` holds the lock `pthread_atfork` takes
+/// from its prepare handlers to its parent and child handlers, so a registration racing a
+/// fork on another thread waits for it, and a child forked then would inherit a
+/// once-guard left mid-run by a thread it does not have, and stop for good at its own
+/// first attach. A constructor runs before any thread of this crate's making exists, and
+/// registers exactly once per process (a forked child inherits the registration; an
+/// `exec`'d program runs its constructors anew). A process that never attaches pays one
+/// lock and a few syscalls per `fork`.
+extern "C" fn register_fork_handlers() {
+    // SAFETY: `pthread_atfork` needs valid `extern "C" fn()` pointers. The handlers
+    // lock or unlock the registry's mutex and claim table words with atomics
+    // (prepare/parent), and in the child swap table words and read `/proc/self/stat`
+    // into a stack buffer (no allocation: the child of a multithreaded parent may only
+    // use what fork left consistent, and the registry lock is held across the fork, so
+    // its Vec is).
+    let failed = unsafe {
+        libc::pthread_atfork(
+            Some(before_fork),
+            Some(after_fork_parent),
+            Some(after_fork_child),
+        )
+    } != 0;
+    // Relaxed: written before `main` (or inside `dlopen`, before the library's code can
+    // be called): every later reader is ordered after it by the thread start or the
+    // loader's lock.
+    ATFORK.store(
+        if failed {
+            ATFORK_FAILED
+        } else {
+            ATFORK_REGISTERED
+        },
+        Ordering::Relaxed,
+    );
+}
+
+// SAFETY: an `.init_array` entry is called once by the dynamic loader (or the static
+// start-up code) with `argc, argv, envp`, which an `extern "C" fn()` ignores (the C
+// calling convention lets a callee take fewer arguments than passed). It runs before
+// `main`, when only libc is initialised: `register_fork_handlers` calls only libc and
+// stores an atomic.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static REGISTER_FORK_HANDLERS: extern "C" fn() = register_fork_handlers;
 
 fn register(a: &Arc<Attachment>) {
-    ATFORK.call_once(|| {
-        // SAFETY: `pthread_atfork` needs valid `extern "C" fn()` pointers. The handlers
-        // lock or unlock the registry's mutex and claim table words with atomics
-        // (prepare/parent), and in the child swap table words and read `/proc/self/stat`
-        // into a stack buffer (no allocation: the child of a multithreaded parent may only
-        // use what fork left consistent, and the registry lock is held across the fork, so
-        // its Vec is).
-        let failed = unsafe {
-            libc::pthread_atfork(
-                Some(before_fork),
-                Some(after_fork_parent),
-                Some(after_fork_child),
-            )
-        } != 0;
-        // Relaxed: read by this process's later attaches, ordered after `call_once`.
-        ATFORK_FAILED.store(failed, Ordering::Relaxed);
-    });
-    // Relaxed: see above.
-    if ATFORK_FAILED.load(Ordering::Relaxed)
+    // Relaxed: see `register_fork_handlers`.
+    if ATFORK.load(Ordering::Relaxed) != ATFORK_REGISTERED
         && let Some(h) = a.raw().header()
     {
         // Fork children would use the region without a word: never remove it unforced.
