@@ -796,7 +796,9 @@ static ATFORK: crate::sync::AtomicU8 = crate::sync::AtomicU8::new(ATFORK_NONE);
 /// first attach. A constructor runs before any thread of this crate's making exists, and
 /// registers exactly once per process (a forked child inherits the registration; an
 /// `exec`'d program runs its constructors anew). A process that never attaches pays one
-/// lock and a few syscalls per `fork`.
+/// lock and a few syscalls per `fork`. The owner module registers its child handler from
+/// a constructor of its own, in an order the linker picks: the handlers here use none of
+/// its caches (only `getpid` and `/proc/self/stat`).
 extern "C" fn register_fork_handlers() {
     // SAFETY: `pthread_atfork` needs valid `extern "C" fn()` pointers. The handlers
     // lock or unlock the registry's mutex and claim table words with atomics
