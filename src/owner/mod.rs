@@ -4,7 +4,9 @@
 //! on every lock would be a syscall on the fast path, so it is cached in a thread-local.
 //! A forked child's only thread has a new TID but inherits the parent thread's
 //! thread-local; a `pthread_atfork` child handler clears the cache, so the child looks its
-//! TID up again. (A child made by a raw `clone` syscall that bypasses libc's `fork` does
+//! TID up again. The handler is registered as the program starts (an ELF constructor, which
+//! also runs when `dlopen` loads a library linking the crate), never lazily: a registration
+//! racing a fork on another thread could leave the child stuck at its first lock. (A child made by a raw `clone` syscall that bypasses libc's `fork` does
 //! not run the handler and is not supported.)
 //!
 //! [`probe`] asks the kernel whether a TID still names a live thread (`kill(tid, 0)`).
@@ -39,7 +41,6 @@ pub(crate) use watch::Watch;
 #[cfg(not(loom))]
 mod imp {
     use std::cell::Cell;
-    use std::sync::Once;
 
     use crate::sync::{AtomicU32, Ordering};
 
@@ -57,8 +58,6 @@ mod imp {
     /// below 2²², so this fits, and a valid entry is never 0.
     static PROC_IS_OURS: AtomicU32 = AtomicU32::new(0);
 
-    static ATFORK: Once = Once::new();
-
     extern "C" fn reset_in_child() {
         // The child's single thread is the one that called fork; its cached TID is the
         // parent's. `try_with` cannot fail here (the thread is alive), and ignoring a
@@ -71,17 +70,35 @@ mod imp {
         PROC_IS_OURS.store(0, Ordering::Relaxed);
     }
 
-    /// Registers [`reset_in_child`] once per process, before anything it resets is cached.
-    fn register_atfork() {
-        ATFORK.call_once(|| {
-            // SAFETY: `pthread_atfork` has no preconditions beyond valid function pointers;
-            // `reset_in_child` is an `extern "C" fn()` that only touches a thread-local
-            // `Cell` and an atomic (async-signal-safe in practice: no allocation, no locks).
-            unsafe {
-                libc::pthread_atfork(None, None, Some(reset_in_child));
-            }
-        });
+    /// Registers [`reset_in_child`] as the program starts (or as `dlopen` loads the
+    /// library that links this crate, e.g. the Python extension): an ELF constructor, run
+    /// before `main` and before anything it resets can be cached.
+    ///
+    /// Not lazily, at the first lookup: glibc's `fork` holds the lock `pthread_atfork`
+    /// takes, so a registration racing a fork on another thread waits for it, and a child
+    /// forked then would inherit a once-guard left mid-run by a thread it does not have,
+    /// and stop for good at its own first lookup. A constructor runs before any thread of
+    /// this crate's making exists, and registers exactly once per process (a forked child
+    /// inherits the registration, and exec'd programs run their constructors anew).
+    ///
+    /// A failure (`ENOMEM`, at program start) is not reported: fork children would then
+    /// keep the parent's cached TID.
+    extern "C" fn register_atfork() {
+        // SAFETY: `pthread_atfork` has no preconditions beyond valid function pointers;
+        // `reset_in_child` is an `extern "C" fn()` that only touches a thread-local
+        // `Cell` and an atomic (async-signal-safe in practice: no allocation, no locks).
+        unsafe {
+            libc::pthread_atfork(None, None, Some(reset_in_child));
+        }
     }
+
+    // SAFETY: an `.init_array` entry is called once by the dynamic loader (or the static
+    // start-up code) with `argc, argv, envp`, which an `extern "C" fn()` ignores (the C
+    // calling convention lets a callee take fewer arguments than passed). It runs before
+    // `main`, when only libc is initialised: `register_atfork` calls only libc.
+    #[used]
+    #[unsafe(link_section = ".init_array")]
+    static REGISTER_ATFORK: extern "C" fn() = register_atfork;
 
     /// The calling thread's TID: one thread-local read after the first call.
     #[inline]
@@ -92,7 +109,6 @@ mod imp {
 
     #[cold]
     fn current_slow() -> u32 {
-        register_atfork();
         // A TID is a positive `pid_t`, so it fits in u32 and is never 0.
         let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
         TID.with(|t| t.set(tid));
@@ -251,8 +267,6 @@ mod imp {
 
     #[cold]
     fn proc_is_ours_slow() -> bool {
-        // Before caching anything a forked child must not inherit.
-        register_atfork();
         let pid = current_pid();
         let ours = std::fs::read_link("/proc/self").is_ok_and(|p| {
             p.to_str()

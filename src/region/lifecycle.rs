@@ -32,11 +32,14 @@
 //!   full, and every removal check. A process that was SIGKILLed keeps its word until then;
 //!   it only costs a table word.
 //! - **Fork.** A child inherits its parent's handles, but not their words: a word names the
-//!   parent. The crate registers `pthread_atfork` handlers (on the first attach): the
-//!   prepare handler claims, in the parent's name, one more word for every listed handle,
-//!   and the child handler swaps the child's own word into exactly that slot (one CAS, no
-//!   scan, no allocation). So the child counts as attached before `fork` returns in either
-//!   process (a parent that drops its last handle the moment `fork` returns finds the
+//!   parent. The crate registers `pthread_atfork` handlers as the program starts (an ELF
+//!   constructor, also run when `dlopen` loads a library that links the crate, such as the
+//!   Python extension; never lazily, where a registration racing a fork on another thread
+//!   could leave the child stuck at its first attach): the prepare handler claims, in the
+//!   parent's name, one more word for every listed handle, and the child handler swaps the
+//!   child's own word into exactly that slot (one CAS, no scan, no allocation). So the
+//!   child counts as attached before `fork` returns in either process (a parent that
+//!   drops its last handle the moment `fork` returns finds the
 //!   child's word, or the parent's claimed for it, and keeps the file), and dropping the inherited
 //!   handle releases the child's word, never the parent's (a handle only ever releases a
 //!   word whose pid is the caller's). A child that `exec`s stays listed until the new
@@ -45,7 +48,10 @@
 //!   handlers and claims nothing. If `fork` fails, the words claimed for the child stay,
 //!   naming the parent, until it exits (the parent handler cannot tell a failed fork from
 //!   a child that has not run yet): that too keeps the file longer, never removes it
-//!   early. A child that ends without dropping the handles it
+//!   early. So does a child killed before its child handler ran: the word claimed for it
+//!   still names the parent, alive, so the parent's own last drop finds a live word and
+//!   leaves the file, which then stays after the parent exits until the next opener or
+//!   `shmstate gc`. A child that ends without dropping the handles it
 //!   inherited (they live on its copy of the parent's stack; `_exit`, `exit` and a kill
 //!   all skip their destructors) leaves words that read dead once it is gone, like a
 //!   killed process: if it was the last process using a `remove_when_unused` region, the
@@ -124,7 +130,11 @@
 //! A program killed with its region open leaves it behind with a dead word; the next
 //! program that opens it finds it `LIVE`, simply uses it, and removes it when it too
 //! detaches (its own removal prunes the dead word). `shmstate gc DIR` removes such files
-//! when nobody comes back.
+//! when nobody comes back. The same holds for a process that exits without dropping its
+//! handles (`std::process::exit`, `_exit`, a `Region` leaked or kept in a `static`: no
+//! destructor runs), and for a fork child killed before its child handler ran (its word,
+//! claimed by the parent's prepare handler, still names the parent, so the parent's last
+//! drop finds it live and leaves the file; see Fork above).
 //!
 //! # Crash windows
 //!
@@ -142,7 +152,7 @@
 //! | remover step 3: `RETIRED(t)` set, not unlinked | a dead file at the path | the next opener waits for `t` on the life-cycle word in 10 ms slices, probes it dead (TID and recorded start time), takes the unlink over and opens afresh; `shmstate gc`/`rm` likewise; `rm --force` even if `t` reads alive (failpoint test `a_remover_killed_before_unlinking_is_finished_by_the_next_opener`; tests `a_retired_region_whose_unlinker_tid_was_reused_is_unlinked_by_the_next_opener`, `remove_forced_takes_over_a_retired_region_whose_unlinker_reads_alive`) |
 //! | remover step 4 done, step 5 not | `RETIRED(t)` in an unlinked file; the path is free | only handles that opened the file before the unlink see it: the path no longer names their file, so they are done at once and retry by path (failpoint test `an_unlinker_killed_after_unlinking_leaves_the_path_free`, unit test `an_unlinker_killed_after_its_unlink_is_finished_without_touching_a_new_file`) |
 //! | remover step 4 failed, step 5 not | `RETIRED(t)` with the file still at the path | as step 3: a taker-over unlinks it or, failing too, sets it `LIVE` (tests `a_refused_unlink_leaves_the_region_live_and_remove_unused_says_so`, `a_region_renamed_before_its_last_drop_stays_live_under_its_new_name`) |
-//! | fork prepare handler, a word claimed for the child | a word naming the parent | the child's: swapped by its handler; after a failed fork, pruned once the parent is dead (test `a_parent_dropping_its_handle_right_after_fork_keeps_the_file_for_its_child`) |
+//! | fork prepare handler, a word claimed for the child | a word naming the parent | the child's: swapped by its handler; after a failed fork, or a child killed before its handler ran, pruned once the parent is dead, so the parent's own last drop leaves a `remove_when_unused` file, to the next opener or `shmstate gc` (tests `a_parent_dropping_its_handle_right_after_fork_keeps_the_file_for_its_child`, `a_fork_child_ended_before_its_handler_makes_the_parents_last_drop_leave_the_file`) |
 //! | fork child handler, the child's word swapped in | a word naming the child | pruned once the child is dead, as above (failpoint test `a_fork_child_stopped_in_its_handler_is_listed_and_pruned_once_killed`) |
 //! | parent killed between its prepare handler and the child's swap | a dead word the child's swap replaces, unless a removal pruned it first: then the child claims a word as an opener does, and if the region was retired meanwhile it keeps an unlisted handle on a removed file | the parent is gone: nothing but the child can use the old file anyway |
 //!
@@ -185,6 +195,11 @@
 //!   zero other processes' words, and then a removal finds nobody attached and removes the
 //!   file under them (they keep their mapping; new openers get a new region). Removal
 //!   trusts the processes that can write the region, as every primitive in it does.
+//! - A `remove_when_unused` region is removed only by a handle's drop: a last process
+//!   that exits without dropping its handles (`exit`, `_exit`, a leaked or `static`
+//!   `Region`) leaves the file, as a killed one does, and so does a parent whose fork
+//!   child was killed before its child handler ran (the word claimed for the child names
+//!   the parent until the parent is gone). The next opener or `shmstate gc` removes it.
 //! - A process that forks while holding handles lists each child until the child exits,
 //!   `exec` or not. 128 children at once, each holding a word (a server forking
 //!   `exec`-ing helpers through `fork` rather than `posix_spawn`), fill the table: the
@@ -232,7 +247,7 @@
 use std::ffi::OsString;
 use std::os::fd::OwnedFd;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use rustix::fs::{AtFlags, Mode, OFlags};
@@ -669,7 +684,6 @@ fn join(a: &Attachment, word: u64, may_prune: bool) -> Joined {
 
 /// The attachments of this process's live handles, for the fork child handler.
 static REGISTRY: Mutex<Vec<Arc<Attachment>>> = Mutex::new(Vec::new());
-static ATFORK: Once = Once::new();
 
 thread_local! {
     /// The registry's lock, held by the forking thread from the fork's prepare handler to
@@ -760,30 +774,70 @@ extern "C" fn after_fork_child() {
     });
 }
 
-/// Whether registering the fork handlers failed (`pthread_atfork` out of memory): fork
-/// children would then use regions unlisted.
-static ATFORK_FAILED: crate::sync::AtomicBool = crate::sync::AtomicBool::new(false);
+/// [`ATFORK`]: the constructor has not run (the handlers are not registered).
+const ATFORK_NONE: u8 = 0;
+/// [`ATFORK`]: the fork handlers are registered.
+const ATFORK_REGISTERED: u8 = 1;
+/// [`ATFORK`]: registering them failed (`pthread_atfork` out of memory).
+const ATFORK_FAILED: u8 = 2;
+
+/// Whether this process has the fork handlers ([`ATFORK_NONE`], [`ATFORK_REGISTERED`] or
+/// [`ATFORK_FAILED`]), written once by [`register_fork_handlers`].
+static ATFORK: crate::sync::AtomicU8 = crate::sync::AtomicU8::new(ATFORK_NONE);
+
+/// Registers the fork handlers as the program starts (or as `dlopen` loads the library
+/// that links this crate, e.g. the Python extension): an ELF constructor, run before
+/// `main`.
+///
+/// Not lazily, at the first attach: glibc's `fork` holds the lock `pthread_atfork` takes
+/// from its prepare handlers to its parent and child handlers, so a registration racing a
+/// fork on another thread waits for it, and a child forked then would inherit a
+/// once-guard left mid-run by a thread it does not have, and stop for good at its own
+/// first attach. A constructor runs before any thread of this crate's making exists, and
+/// registers exactly once per process (a forked child inherits the registration; an
+/// `exec`'d program runs its constructors anew). A process that never attaches pays one
+/// lock and a few syscalls per `fork`. The owner module registers its child handler from
+/// a constructor of its own, in an order the linker picks: the handlers here use none of
+/// its caches (only `getpid` and `/proc/self/stat`).
+extern "C" fn register_fork_handlers() {
+    // SAFETY: `pthread_atfork` needs valid `extern "C" fn()` pointers. The handlers
+    // lock or unlock the registry's mutex and claim table words with atomics
+    // (prepare/parent), and in the child swap table words and read `/proc/self/stat`
+    // into a stack buffer (no allocation: the child of a multithreaded parent may only
+    // use what fork left consistent, and the registry lock is held across the fork, so
+    // its Vec is).
+    let failed = unsafe {
+        libc::pthread_atfork(
+            Some(before_fork),
+            Some(after_fork_parent),
+            Some(after_fork_child),
+        )
+    } != 0;
+    // Relaxed: written before `main` (or inside `dlopen`, before the library's code can
+    // be called): every later reader is ordered after it by the thread start or the
+    // loader's lock.
+    ATFORK.store(
+        if failed {
+            ATFORK_FAILED
+        } else {
+            ATFORK_REGISTERED
+        },
+        Ordering::Relaxed,
+    );
+}
+
+// SAFETY: an `.init_array` entry is called once by the dynamic loader (or the static
+// start-up code) with `argc, argv, envp`, which an `extern "C" fn()` ignores (the C
+// calling convention lets a callee take fewer arguments than passed). It runs before
+// `main`, when only libc is initialised: `register_fork_handlers` calls only libc and
+// stores an atomic.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static REGISTER_FORK_HANDLERS: extern "C" fn() = register_fork_handlers;
 
 fn register(a: &Arc<Attachment>) {
-    ATFORK.call_once(|| {
-        // SAFETY: `pthread_atfork` needs valid `extern "C" fn()` pointers. The handlers
-        // lock or unlock the registry's mutex and claim table words with atomics
-        // (prepare/parent), and in the child swap table words and read `/proc/self/stat`
-        // into a stack buffer (no allocation: the child of a multithreaded parent may only
-        // use what fork left consistent, and the registry lock is held across the fork, so
-        // its Vec is).
-        let failed = unsafe {
-            libc::pthread_atfork(
-                Some(before_fork),
-                Some(after_fork_parent),
-                Some(after_fork_child),
-            )
-        } != 0;
-        // Relaxed: read by this process's later attaches, ordered after `call_once`.
-        ATFORK_FAILED.store(failed, Ordering::Relaxed);
-    });
-    // Relaxed: see above.
-    if ATFORK_FAILED.load(Ordering::Relaxed)
+    // Relaxed: see `register_fork_handlers`.
+    if ATFORK.load(Ordering::Relaxed) != ATFORK_REGISTERED
         && let Some(h) = a.raw().header()
     {
         // Fork children would use the region without a word: never remove it unforced.
