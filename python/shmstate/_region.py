@@ -93,7 +93,11 @@ class Region:
         return self._core.attached_pids()
 
     def Value(self, name, typecode_or_type, *args, lock=True):
-        """Value(name, typecode_or_type, *args, lock=True): see :func:`shmstate.Value`."""
+        """Value(name, typecode_or_type, *args, lock=True): see :func:`shmstate.Value`.
+
+        ``lock=True`` guards the value with an ``RLock`` named ``NAME/lock``; ``lock=`` an
+        existing :class:`shmstate.Lock` or :class:`shmstate.RLock` guards it with that
+        one (another process that opens the value by name passes its own ``lock=``)."""
         code = typecode_of(typecode_or_type)
         if len(args) > 1:
             raise TypeError("Value() takes at most one initial value")
@@ -174,10 +178,10 @@ class Region:
 
 
 def _lock_flag(lock):
-    if lock is True or lock is False:
-        return lock
-    raise TypeError("lock must be True or False (an existing lock cannot be shared: each "
-                    "Value or Array has its own RLock)")
+    """multiprocessing's ``lock=``: ``True`` or ``None`` (a new ``RLock``), ``False``
+    (none), or an existing shmstate ``Lock`` or ``RLock`` (the native constructor refuses
+    any other object with ``TypeError``)."""
+    return True if lock is None else lock
 
 
 def _capacity(capacity):
