@@ -431,14 +431,21 @@ pub(crate) enum SideLock {
 }
 
 impl SideLock {
-    /// ``lock=`` an existing lock: a shmstate `Lock` or `RLock`; any other kind of lock
-    /// cannot be shared through a region (`TypeError`).
+    /// ``lock=`` an existing lock: a shmstate `Lock` or `RLock`. Any other kind of lock
+    /// cannot be shared through a region (`TypeError`); an object that is no lock at all
+    /// raises multiprocessing's `AttributeError`.
     pub(crate) fn given(lock: &Bound<'_, PyAny>) -> PyResult<Self> {
         if let Ok(l) = lock.downcast::<RLock>() {
             return Ok(SideLock::RLock(l.clone().unbind()));
         }
         if let Ok(l) = lock.downcast::<Lock>() {
             return Ok(SideLock::Lock(l.clone().unbind()));
+        }
+        if !lock.hasattr("acquire")? {
+            return Err(pyo3::exceptions::PyAttributeError::new_err(format!(
+                "{} has no method 'acquire'",
+                lock.repr()?
+            )));
         }
         let ty = lock
             .get_type()
