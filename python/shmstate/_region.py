@@ -106,7 +106,7 @@ class Region:
 
     def Array(self, name, typecode_or_type, size_or_initializer, *, lock=True):
         """Array(name, typecode_or_type, size_or_initializer, lock=True): see
-        :func:`shmstate.Array`."""
+        :func:`shmstate.Array` (``lock=`` as :meth:`Value`'s)."""
         code = typecode_of(typecode_or_type)
         if isinstance(size_or_initializer, int):
             n, init = size_or_initializer, None
@@ -271,6 +271,11 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+#: The bytes of one element of each typecode (as the crate stores it).
+_ITEMSIZE = {"b": 1, "B": 1, "h": 2, "H": 2, "i": 4, "I": 4, "l": 8, "L": 8, "q": 8, "Q": 8,
+             "f": 4, "d": 8, "?": 1, "c": 1, "u": 4}
+
+
 def new_object(kind, *args, **kwargs):
     """``shmstate.<kind>(*args, **kwargs)``: the object, placed in the default region (the
     native classes' constructors call this)."""
@@ -281,7 +286,11 @@ def new_object(kind, *args, **kwargs):
             size = list(size)
             args = (args[0], size) + tuple(args[2:])
             size = len(size)
-        nbytes = 8 * size
+        try:
+            itemsize = _ITEMSIZE.get(typecode_of(args[0]), 8)
+        except (TypeError, ValueError):
+            itemsize = 8  # the constructor reports the bad typecode
+        nbytes = itemsize * size
     elif kind in ("Queue", "JoinableQueue"):
         from ._queue import DEFAULT_CAPACITY
 

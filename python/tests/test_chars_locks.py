@@ -104,6 +104,7 @@ def _char_ops(code):
     one, other = (b"j", b"k") if code == "c" else ("j", "k")
     text = b"hello" if code == "c" else "hello"
     short = text[:2]
+    nul = b"\x00" if code == "c" else "\x00"
 
     def setitem(k, x):
         def op(a):
@@ -145,7 +146,7 @@ def _char_ops(code):
         ("value=short", setattr_("value", short)),
         ("value=text", setattr_("value", text)),
         ("value=long", setattr_("value", text + text[:1])),
-        ("value=nul", setattr_("value", text[:1] + (b"\x00" if code == "c" else "\x00") + text[1:2])),
+        ("value=nul", setattr_("value", text[:1] + nul + text[1:2])),
         ("value=other type", setattr_("value", "hi" if code == "c" else b"hi")),
         ("value=bytearray", setattr_("value", bytearray(b"hi"))),
         ("value=empty", setattr_("value", text[:0])),
@@ -445,3 +446,16 @@ def test_childs_get_lock_is_the_parents_lock(ctx, kind):
     with lock:
         assert run_all(ctx, _try_acquire_through, [(v, a)]) == [0]
     assert not lock.locked()
+
+
+def test_a_large_character_array_takes_its_bytes_in_the_region():
+    # An array too large for the shared default region gets a region of its own, sized
+    # by its element size (1 byte for 'c', 4 for 'u'), not by the widest element.
+    a = Array("c", 400_000)
+    w = Array("u", 100_000)
+    for arr, nbytes in ((a, 400_000), (w, 400_000)):
+        path = arr.__reduce__()[1][1]
+        assert nbytes <= os.path.getsize(path) < nbytes + (1 << 17)
+    a[-1] = b"z"
+    w[-1] = "z"
+    assert a.raw[-2:] == b"\x00z" and w[-2:] == "\x00z"
