@@ -23,10 +23,9 @@ cell_enum!(ValueCell, V);
 /// byte: ``.value`` is a ``bytes`` of length 1, as ``ctypes.c_char``), ``'u'`` (one wide
 /// character: a ``str`` of length 1, as ``ctypes.c_wchar``) or a ctypes type
 /// (``ctypes.c_int``, ``ctypes.c_char``); the optional argument is the initial value (0,
-/// ``b'\x00'`` or ``'\x00'`` by default). The
-/// value lives in the process's default region (``Region.Value`` names it in a region
-/// file of your own); it pickles as a reference to it, so it can be passed to processes
-/// under every start method. ``.value`` reads and writes it; every access is one atomic
+/// ``b'\x00'`` or ``'\x00'`` by default). The value lives in the process's default
+/// region (``Region.Value`` names it in a region file of your own); it pickles as a
+/// reference to it, so it can be passed to processes under every start method. ``.value`` reads and writes it; every access is one atomic
 /// instruction, so a read never sees half a write.
 ///
 /// ``v.value += 1`` is a read and a write: two processes doing it at once lose updates.
