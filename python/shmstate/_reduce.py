@@ -3,6 +3,11 @@
 The receiving process opens the region file once (a strong cache of open regions, so
 many objects of one region share one mapping and one attach-table entry) and looks the
 object up by name; the region's type records refuse a name reopened as another type.
+
+A ``Value``'s or ``Array``'s shape carries its lock as the lock object itself (``False``
+for none), which pickles as a reference of its own: objects that share a lock and travel
+in one pickle share one lock object in the receiver, and every receiver takes the same
+shared lock.
 """
 
 import threading

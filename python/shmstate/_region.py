@@ -93,7 +93,11 @@ class Region:
         return self._core.attached_pids()
 
     def Value(self, name, typecode_or_type, *args, lock=True):
-        """Value(name, typecode_or_type, *args, lock=True): see :func:`shmstate.Value`."""
+        """Value(name, typecode_or_type, *args, lock=True): see :func:`shmstate.Value`.
+
+        ``lock=True`` guards the value with an ``RLock`` named ``NAME/lock``; ``lock=`` an
+        existing :class:`shmstate.Lock` or :class:`shmstate.RLock` guards it with that
+        one (another process that opens the value by name passes its own ``lock=``)."""
         code = typecode_of(typecode_or_type)
         if len(args) > 1:
             raise TypeError("Value() takes at most one initial value")
@@ -102,7 +106,7 @@ class Region:
 
     def Array(self, name, typecode_or_type, size_or_initializer, *, lock=True):
         """Array(name, typecode_or_type, size_or_initializer, lock=True): see
-        :func:`shmstate.Array`."""
+        :func:`shmstate.Array` (``lock=`` as :meth:`Value`'s)."""
         code = typecode_of(typecode_or_type)
         if isinstance(size_or_initializer, int):
             n, init = size_or_initializer, None
@@ -174,10 +178,10 @@ class Region:
 
 
 def _lock_flag(lock):
-    if lock is True or lock is False:
-        return lock
-    raise TypeError("lock must be True or False (an existing lock cannot be shared: each "
-                    "Value or Array has its own RLock)")
+    """multiprocessing's ``lock=``: ``True`` or ``None`` (a new ``RLock``), ``False``
+    (none), or an existing shmstate ``Lock`` or ``RLock`` (the native constructor refuses
+    any other object with ``TypeError``)."""
+    return True if lock is None else lock
 
 
 def _capacity(capacity):
@@ -267,6 +271,11 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+#: The bytes of one element of each typecode (as the crate stores it).
+_ITEMSIZE = {"b": 1, "B": 1, "h": 2, "H": 2, "i": 4, "I": 4, "l": 8, "L": 8, "q": 8, "Q": 8,
+             "f": 4, "d": 8, "?": 1, "c": 1, "u": 4}
+
+
 def new_object(kind, *args, **kwargs):
     """``shmstate.<kind>(*args, **kwargs)``: the object, placed in the default region (the
     native classes' constructors call this)."""
@@ -277,7 +286,11 @@ def new_object(kind, *args, **kwargs):
             size = list(size)
             args = (args[0], size) + tuple(args[2:])
             size = len(size)
-        nbytes = 8 * size
+        try:
+            itemsize = _ITEMSIZE.get(typecode_of(args[0]), 8)
+        except (TypeError, ValueError):
+            itemsize = 8  # the constructor reports the bad typecode
+        nbytes = itemsize * size
     elif kind in ("Queue", "JoinableQueue"):
         from ._queue import DEFAULT_CAPACITY
 

@@ -422,3 +422,82 @@ impl RLock {
         format!("<shmstate.RLock {:?} {state}>", self.obj.name())
     }
 }
+
+/// The lock of a `Value` or an `Array`: its own `RLock` (``lock=True``) or the `Lock` or
+/// `RLock` given as ``lock=`` (which several objects may share).
+pub(crate) enum SideLock {
+    RLock(Py<RLock>),
+    Lock(Py<Lock>),
+}
+
+impl SideLock {
+    /// ``lock=`` an existing lock: a shmstate `Lock` or `RLock`. Any other kind of lock
+    /// cannot be shared through a region (`TypeError`); an object that is no lock at all
+    /// raises multiprocessing's `AttributeError`.
+    pub(crate) fn given(lock: &Bound<'_, PyAny>) -> PyResult<Self> {
+        if let Ok(l) = lock.downcast::<RLock>() {
+            return Ok(SideLock::RLock(l.clone().unbind()));
+        }
+        if let Ok(l) = lock.downcast::<Lock>() {
+            return Ok(SideLock::Lock(l.clone().unbind()));
+        }
+        if !lock.hasattr("acquire")? {
+            return Err(pyo3::exceptions::PyAttributeError::new_err(format!(
+                "{} has no method 'acquire'",
+                lock.repr()?
+            )));
+        }
+        let ty = lock
+            .get_type()
+            .fully_qualified_name()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|_| "?".into());
+        Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "lock must be True, False, None or a shmstate.Lock or shmstate.RLock, not {ty} \
+             (a lock of another kind cannot be shared through a region)"
+        )))
+    }
+
+    /// The lock object (``get_lock()``: the same object every time).
+    pub(crate) fn object(&self, py: Python<'_>) -> PyObject {
+        match self {
+            SideLock::RLock(l) => l.clone_ref(py).into_any(),
+            SideLock::Lock(l) => l.clone_ref(py).into_any(),
+        }
+    }
+
+    pub(crate) fn clone_ref(&self, py: Python<'_>) -> Self {
+        match self {
+            SideLock::RLock(l) => SideLock::RLock(l.clone_ref(py)),
+            SideLock::Lock(l) => SideLock::Lock(l.clone_ref(py)),
+        }
+    }
+
+    /// Runs `f` holding the lock, for an accessor of the object it guards. An `RLock` is
+    /// acquired (again, if the calling thread holds it) and released; a `Lock` the
+    /// calling thread holds already is left as it is (the caller's critical section
+    /// covers the access: ``with v.get_lock(): v.value += 1`` works on a `Lock` too,
+    /// where taking it again would deadlock). A dead holder raises `OwnerDiedError`
+    /// with the lock released.
+    pub(crate) fn with<R>(&self, py: Python<'_>, f: impl FnOnce() -> PyResult<R>) -> PyResult<R> {
+        match self {
+            SideLock::RLock(l) => {
+                let l = l.get();
+                l.lock_for_access(py)?;
+                let r = f();
+                l.release()?;
+                r
+            }
+            SideLock::Lock(l) => {
+                let l = l.get();
+                if l.obj.get().lock.raw().is_owned_by_current_thread() {
+                    return f();
+                }
+                l.enter(py)?;
+                let r = f();
+                l.release()?;
+                r
+            }
+        }
+    }
+}

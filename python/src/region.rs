@@ -10,7 +10,7 @@ use crate::array::Array;
 use crate::coord::{BoundedSemaphore, Event, Semaphore};
 use crate::counter::Counter;
 use crate::errors;
-use crate::lock::{Lock, RLock};
+use crate::lock::{Lock, RLock, SideLock};
 use crate::obj::RegionInner;
 use crate::value::Value;
 
@@ -130,20 +130,20 @@ impl Region {
             .collect()
     }
 
-    #[pyo3(signature = (name, typecode, init = None, lock = true))]
+    #[pyo3(signature = (name, typecode, init = None, lock = None))]
     fn value(
         &self,
         py: Python<'_>,
         name: &str,
         typecode: char,
         init: Option<&Bound<'_, PyAny>>,
-        lock: bool,
+        lock: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Value> {
         let lock = self.side_lock(py, name, lock)?;
         Value::open(&self.inner, name, typecode, init, lock)
     }
 
-    #[pyo3(signature = (name, typecode, len, init = None, lock = true))]
+    #[pyo3(signature = (name, typecode, len, init = None, lock = None))]
     fn array(
         &self,
         py: Python<'_>,
@@ -151,7 +151,7 @@ impl Region {
         typecode: char,
         len: usize,
         init: Option<&Bound<'_, PyAny>>,
-        lock: bool,
+        lock: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Array> {
         let lock = self.side_lock(py, name, lock)?;
         Array::open(&self.inner, name, typecode, len, init, lock)
@@ -234,14 +234,29 @@ impl Region {
 }
 
 impl Region {
-    /// The `RLock` of object `name` (`name/lock`), if it has one.
-    fn side_lock(&self, py: Python<'_>, name: &str, lock: bool) -> PyResult<Option<Py<RLock>>> {
-        if !lock {
+    /// The lock of object `name` as `lock` says (multiprocessing's `lock=`): `False`
+    /// none, `True` or `None` its own `RLock` (`name/lock`), or the `Lock` or `RLock`
+    /// given (`TypeError` for anything else).
+    fn side_lock(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        lock: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Option<SideLock>> {
+        let own = match lock {
+            None => true,
+            Some(l) if l.is_none() => true,
+            Some(l) => match l.downcast::<pyo3::types::PyBool>() {
+                Ok(b) => b.is_true(),
+                Err(_) => return SideLock::given(l).map(Some),
+            },
+        };
+        if !own {
             return Ok(None);
         }
-        Ok(Some(Py::new(
+        Ok(Some(SideLock::RLock(Py::new(
             py,
             RLock::open(&self.inner, &format!("{name}/lock"))?,
-        )?))
+        )?)))
     }
 }

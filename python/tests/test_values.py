@@ -64,8 +64,10 @@ def test_getobj_getlock():
     val2 = Value("i", 5, lock=False)
     with pytest.raises(AttributeError):
         val2.get_lock()
+    lock = shmstate.Lock()
+    assert Value("i", 5, lock=lock).get_lock() is lock
     with pytest.raises(TypeError):
-        Value("i", 5, lock=shmstate.Lock())
+        Value("i", 5, lock=__import__("threading").Lock())
 
 
 def test_atomic_methods():
