@@ -5,6 +5,7 @@ use core::cell::RefCell;
 use core::time::Duration;
 use std::time::Instant;
 
+use crate::failpoint::{self, Point};
 use crate::sync::Ordering;
 
 use super::error::{IncrError, InsertError, MapError, UpdateError};
@@ -576,14 +577,19 @@ impl ByteMap {
             self.words()[7].compare_exchange(recorded, here, Ordering::Release, Ordering::Relaxed);
     }
 
-    /// Evicts the least recently written entry of the first stripe after `mine` that holds
-    /// one and whose lock is free now; its key and value.
+    /// Evicts the least recently written entry of the first stripe after `l`'s that holds
+    /// one and whose lock is free now, handing its place to `l`'s stripe (pending there,
+    /// see [`Locked::write_held`]); its key and value.
     #[cold]
-    fn evict_elsewhere(&self, g: &Geometry, mine: usize) -> Option<(Vec<u8>, Vec<u8>)> {
+    fn evict_elsewhere(&self, l: &Locked<'_>) -> Option<(Vec<u8>, Vec<u8>)> {
+        let g = &l.g;
         (1..g.stripes).find_map(|k| {
-            let l = self.try_lock_stripe(g, (mine + k) & (g.stripes - 1))?;
-            let (v, m) = l.victim()?;
-            Some(l.evict(v, m))
+            let lk = self.try_lock_stripe(g, (l.s + k) & (g.stripes - 1), l.dl)?;
+            let (v, m) = lk.victim()?;
+            let e = lk.entry(v, m);
+            lk.evict_keeping_place(v);
+            lk.move_place_to(l);
+            Some(e)
         })
     }
 
@@ -805,9 +811,14 @@ impl Locked<'_> {
             match self.find(p, key, clock)? {
                 f @ Find::Found(..) => return Ok(Some(f)),
                 f @ Find::Vacant(_) if self.below_capacity() => return Ok(Some(f)),
-                _ => {
+                f => {
                     if self.purge(clock) == 0 {
-                        return Ok(None);
+                        // No expired entry to reclaim: room only if the map's count held
+                        // places a dead writer left.
+                        return Ok(match f {
+                            Find::Vacant(_) if self.heal_count() => Some(f),
+                            _ => None,
+                        });
                     }
                 }
             }
@@ -838,14 +849,11 @@ impl Locked<'_> {
         n
     }
 
-    /// Removes the entry of slot `v`, whose validated meta is `m`; its key and value.
-    fn evict(&self, v: usize, m: Meta) -> (Vec<u8>, Vec<u8>) {
-        let slot = self.slot(v);
+    /// The key and value of slot `v`, whose validated meta is `m`.
+    fn entry(&self, v: usize, m: Meta) -> (Vec<u8>, Vec<u8>) {
         let mut k = vec![0u8; m.key_len()];
-        copy_out(slot.key(), &mut k);
-        let value = self.value_vec(v, m);
-        self.remove_at(v);
-        (k, value)
+        copy_out(self.slot(v).key(), &mut k);
+        (k, self.value_vec(v, m))
     }
 
     /// The entry to evict from this stripe: the least recently written (its expired
@@ -1198,21 +1206,35 @@ impl<'a> ByteMapDeadline<'a> {
             }
             _ => {}
         }
+        // The victim's place goes straight to the new entry (pending in this stripe's
+        // count word, the map's count unchanged): no insert elsewhere can take it between
+        // the eviction and the write.
         let evicted = match l.victim() {
-            Some((v, m)) => l.evict(v, m),
+            Some((v, m)) => {
+                let e = l.entry(v, m);
+                l.evict_keeping_place(v);
+                e
+            }
             // The key's stripe holds no entry while the map holds `capacity`: evict from
             // another stripe, one that is free right now (never waiting while holding ours).
-            None => match self.map.evict_elsewhere(&l.g, p.stripe) {
+            None => match self.map.evict_elsewhere(&l) {
                 Some(e) => e,
                 None => return Err(full(key, value)),
             },
         };
-        match l.find(&p, key, &mut clock)? {
-            Find::Vacant(i) if l.write_new(i, &p, key, value, 0) => Ok(Evicted::Entry {
+        failpoint::hit(Point::MapEvicted);
+        match l.find(&p, key, &mut clock) {
+            Ok(Find::Vacant(i)) if l.write_held(i, &p, key, value, 0) => Ok(Evicted::Entry {
                 key: evicted.0,
                 value: evicted.1,
             }),
-            _ => Err(full(key, value)),
+            // Not reached unless a peer wrote garbage into the stripe: its repair gave the
+            // held place back, and the map filled again meanwhile.
+            r => {
+                l.release_held();
+                r?;
+                Err(full(key, value))
+            }
         }
     }
 }
