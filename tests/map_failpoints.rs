@@ -556,3 +556,58 @@ fn map_insert_evicting_killed_after_evicting_gives_the_place_back() {
         Err(shmstate::InsertError::Full { .. })
     ));
 }
+
+/// An `insert_evicting` into a full map whose key's stripe is empty, killed while it moves
+/// the victim's place from the victim's stripe to its own (`MapPlaceMoving`, both locks
+/// held): the victim is gone, the new key absent, every other key present; once each of
+/// the two stripes is repaired by its next writer, the count is exact and the map takes
+/// exactly `capacity` entries again.
+#[test]
+fn map_insert_evicting_killed_moving_a_place_between_stripes_loses_none() {
+    watchdog(Duration::from_secs(60));
+    let region: &'static Region = Box::leak(Box::new(Region::anonymous(1 << 20).unwrap()));
+    let cap = 512; // four stripes of 200 slots
+    let options = MapOptions::new(cap).key_max(16).value_max(16);
+    let m = region.map("m", options).unwrap();
+    assert_eq!(m.stripe_geometry().0, 4);
+    // The map's seed: header words 4 and 5.
+    let words = m.raw_words();
+    let mut seed = [0u8; 16];
+    seed[..8].copy_from_slice(&words[4].load(Ordering::Relaxed).to_le_bytes());
+    seed[8..].copy_from_slice(&words[5].load(Ordering::Relaxed).to_le_bytes());
+    let stripe = |k: &[u8]| ByteMap::place_of(options, seed, k).unwrap().0;
+    // Every place taken by keys of stripes 1 to 3; stripe 0 empty.
+    let kept: Vec<u32> = (0..).filter(|&i| stripe(&key(i)) != 0).take(cap).collect();
+    for &i in &kept {
+        m.insert(&key(i), &value(i)).unwrap();
+    }
+    assert_eq!(m.len(), cap);
+    let new = (0..)
+        .map(|i| format!("new-{i}").into_bytes())
+        .find(|k| stripe(k) == 0)
+        .unwrap();
+    let pid = common::child_stopped_at(Point::MapPlaceMoving, || {
+        let _ = m.insert_evicting(&new, b"v");
+    });
+    kill_and_reap(pid);
+    // The victim: stripe 1's least recently written entry, its first key.
+    let ones: Vec<u32> = kept
+        .iter()
+        .copied()
+        .filter(|&i| stripe(&key(i)) == 1)
+        .collect();
+    assert_eq!(get(m, &new), None);
+    for &i in &kept {
+        let want = (i != ones[0]).then(|| value(i));
+        assert_eq!(get(m, &key(i)), want, "key {i}");
+    }
+    // Stripe 1's next writer repairs it; then stripe 0's (the new key has room again).
+    m.insert(&key(ones[1]), &value(ones[1])).unwrap();
+    m.insert(&new, b"v").unwrap();
+    assert_eq!(m.snapshot().len(), cap);
+    assert_eq!(m.len(), cap);
+    assert!(matches!(
+        m.insert(&key(ones[0]), b"v"),
+        Err(shmstate::InsertError::Full { .. })
+    ));
+}

@@ -280,7 +280,8 @@ impl<'a> Locked<'a> {
         value: &[u8],
         expiry: u64,
     ) -> bool {
-        if !self.reserve() && !(self.heal_count() && self.reserve()) {
+        let reserved = self.reserve() || (self.heal_count() && self.reserve());
+        if !reserved {
             return false;
         }
         failpoint::hit(Point::MapCountsHalf);
