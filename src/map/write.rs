@@ -312,9 +312,11 @@ impl<'a> Locked<'a> {
     /// Writes a new entry into the empty slot `i`, its place reserved (pending in the
     /// stripe's count word): counts it in the stripe's count (taking it off the pending
     /// places), then writes the slot.
+    #[inline]
     fn write_reserved(&self, i: usize, p: &Place, key: &[u8], value: &[u8], expiry: u64) {
-        let (c, pending) = self.counts();
-        self.set_counts(c.wrapping_add(1), pending.saturating_sub(1));
+        // One more entry, one place less pending (the caller holds one).
+        let w = self.count_word();
+        self.store_count_word(w.wrapping_add(1).wrapping_sub(PENDING_ONE));
         let slot = self.slot(i);
         let odd = self.begin_write(&slot);
         failpoint::hit(Point::MapSlotWriting);
@@ -431,6 +433,7 @@ impl<'a> Locked<'a> {
 
     /// The backward shift of [`remove_at`](Self::remove_at), counts untouched; whether it
     /// met garbage (the stripe then needs a repair).
+    #[inline]
     fn shift_out(&self, hole: usize) -> bool {
         let sps = self.g.sps;
         let ss = self.begin_move();
@@ -470,10 +473,23 @@ impl<'a> Locked<'a> {
         (w & STRIPE_COUNT_MASK, w >> PENDING_SHIFT)
     }
 
-    /// Stores the stripe's count word.
+    /// Stores the stripe's count word, from its two fields.
     #[inline]
     pub(crate) fn set_counts(&self, count: u64, pending: u64) {
         let w = (count & STRIPE_COUNT_MASK) | (pending.min(STRIPE_COUNT_MASK) << PENDING_SHIFT);
+        self.store_count_word(w);
+    }
+
+    /// The stripe's count word, raw.
+    #[inline]
+    fn count_word(&self) -> u64 {
+        // Relaxed: written only under the lock, which we hold.
+        self.head.count.load(Ordering::Relaxed)
+    }
+
+    /// Stores the stripe's count word, raw.
+    #[inline]
+    fn store_count_word(&self, w: u64) {
         // Release: pairs with the Acquire loads of `resync_count`: a scan that reads this
         // store sees every change of the map's count that this writer, and the stripe's
         // writers before it (through the lock), made before it.
@@ -488,19 +504,21 @@ impl<'a> Locked<'a> {
     /// the map's count first, a subtraction the stripe's); the repair that follows drops
     /// the pending places and flags the map's count as possibly high.
     pub(crate) fn add_count(&self, d: i64) {
-        let (c, p) = self.counts();
+        // On the raw word: the count in the low bits, the pending places above (a count
+        // below `|d|` is garbage, and so is what the borrow leaves; reads clamp both).
+        let w = self.count_word();
         let n = d.unsigned_abs();
-        let after = c.wrapping_add(d as u64);
+        let after = w.wrapping_add(d as u64);
         if d > 0 {
-            self.set_counts(c, p.wrapping_add(n));
+            self.store_count_word(w.wrapping_add(n << PENDING_SHIFT));
             self.map.add_to_count(d);
             failpoint::hit(Point::MapCountsHalf);
         } else {
-            self.set_counts(after, p.wrapping_add(n));
+            self.store_count_word(after.wrapping_add(n << PENDING_SHIFT));
             failpoint::hit(Point::MapCountsHalf);
             self.map.add_to_count(d);
         }
-        self.set_counts(after, p);
+        self.store_count_word(after);
     }
 
     /// Reserves a place for a new entry in the map's count: `false` (nothing reserved) if
@@ -508,8 +526,8 @@ impl<'a> Locked<'a> {
     /// pending in the stripe's count word (see [`write_reserved`](Self::write_reserved)).
     #[inline]
     pub(crate) fn reserve(&self) -> bool {
-        let (c, p) = self.counts();
-        self.set_counts(c, p.wrapping_add(1));
+        let w = self.count_word();
+        self.store_count_word(w.wrapping_add(PENDING_ONE));
         // AcqRel: see `resync_count`, which pairs with it.
         let old = self
             .map
@@ -519,7 +537,7 @@ impl<'a> Locked<'a> {
             return true;
         }
         self.map.add_to_count(-1);
-        self.set_counts(c, p);
+        self.store_count_word(w);
         false
     }
 
@@ -540,14 +558,11 @@ impl<'a> Locked<'a> {
     pub(crate) fn heal_count(&self) -> bool {
         for _ in 0..HEAL_TRIES {
             // Relaxed: a hint; `resync_count` reads it again with Acquire.
-            if self.map.slack_word().load(Ordering::Relaxed) == 0 {
+            if self.map.slack_word().load(Ordering::Relaxed) == 0
+                || self.resync_count() == Resync::Done
+                || self.deadline_passed()
+            {
                 break;
-            }
-            if self.resync_count() == Resync::Unfinished && self.deadline_passed() {
-                break;
-            }
-            if self.below_capacity() {
-                return true;
             }
         }
         self.below_capacity()
@@ -561,7 +576,7 @@ impl<'a> Locked<'a> {
     /// over the stripes of their count plus their pending places. Heals the places a
     /// repair's dropped pending places left in the count (a writer killed between its two
     /// count updates, or holding an evicted entry's place); clears the slack flag once a
-    /// scan finds no pending place and the count equal to the sum. Runs under a stripe
+    /// scan finds the count at most the sum of the stripes' entries. Runs under a stripe
     /// lock; one scan of the stripe heads, abandoned at the operation's deadline (checked
     /// every 256 stripes).
     ///
@@ -586,7 +601,7 @@ impl<'a> Locked<'a> {
         let r = self.map.count_word().load(Ordering::Acquire);
         let sps = g.sps as u64;
         let mut bound: u64 = 0;
-        let mut pending = false;
+        let mut entries: u64 = 0;
         for k in 0..g.stripes {
             if k % 256 == 255 && self.deadline_passed() {
                 return Resync::Unfinished;
@@ -594,9 +609,9 @@ impl<'a> Locked<'a> {
             // Acquire: pairs with the Release stores of `set_counts`.
             let w = self.map.head(g, k).count.load(Ordering::Acquire);
             // Clamped: the word may be garbage.
-            let p = (w >> PENDING_SHIFT).min(sps);
-            bound += (w & STRIPE_COUNT_MASK).min(sps) + p;
-            pending |= p != 0;
+            let c = (w & STRIPE_COUNT_MASK).min(sps);
+            entries += c;
+            bound += c + (w >> PENDING_SHIFT).min(sps);
         }
         let now = if r & COUNT_MASK > bound {
             let healed = (r & !COUNT_MASK).wrapping_add(COUNT_VERSION) | bound.min(COUNT_MASK);
@@ -619,9 +634,11 @@ impl<'a> Locked<'a> {
             }
             r
         };
-        if flag != 0 && !pending && now & COUNT_MASK == bound {
-            // The count holds exactly the stripes' entries. AcqRel: as for the flag's
-            // load above; a failure means a repair flagged again since: it stays set.
+        if flag != 0 && now & COUNT_MASK <= entries {
+            // No place is held in vain: the map's count holds at least a stripe's entries
+            // for it (by the same argument, with the entries for the pending places), so
+            // a count at most their sum holds no slack. AcqRel: as for the flag's load
+            // above; a failure means a repair flagged again since: it stays set.
             let _ = self.map.slack_word().compare_exchange(
                 flag,
                 0,
@@ -650,6 +667,8 @@ const HEAL_TRIES: usize = 4;
 /// pending places.
 pub(crate) const STRIPE_COUNT_MASK: u64 = (1 << 32) - 1;
 const PENDING_SHIFT: u32 = 32;
+/// One pending place in a stripe's count word.
+const PENDING_ONE: u64 = 1 << PENDING_SHIFT;
 
 /// The map's count word: bits 0..40 the count, 40..64 a version bumped by every change
 /// (so that a compare-exchange against a value read earlier fails if anything changed
