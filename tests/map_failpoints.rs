@@ -611,3 +611,38 @@ fn map_insert_evicting_killed_moving_a_place_between_stripes_loses_none() {
         Err(shmstate::InsertError::Full { .. })
     ));
 }
+
+/// A repair run by a timed call whose deadline has passed (a `try_` form) stops its scan of
+/// the stripe heads at the deadline (the first check, after 256 of them): a place left by
+/// an insert killed at `MapCountsHalf` stays in the count, flagged, instead of making the
+/// call scan the whole map; the first insert that finds the map full gives it back.
+#[test]
+fn map_timed_repair_leaves_the_count_scan_to_a_full_insert() {
+    watchdog(Duration::from_secs(60));
+    let region: &'static Region = Box::leak(Box::new(Region::anonymous(32 << 20).unwrap()));
+    let cap = 1 << 16; // 512 stripes
+    let m = region
+        .map("m", MapOptions::new(cap).key_max(16).value_max(8))
+        .unwrap();
+    assert_eq!(m.stripe_geometry().0, 512);
+    let pid = common::child_stopped_at(Point::MapCountsHalf, || {
+        let _ = m.insert(b"x", b"v");
+    });
+    kill_and_reap(pid);
+    assert_eq!(m.len(), 1);
+    // Takes the dead lock over (its last chance at the deadline) and repairs the stripe.
+    let r = m.with_deadline(Instant::now()).insert(b"x", b"v");
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(m.snapshot().len(), 1);
+    assert_eq!(m.len(), 2, "the timed repair scanned past its deadline");
+    let mut n = 1;
+    while m.insert(format!("f{n}").as_bytes(), b"v").is_ok() {
+        n += 1;
+        assert!(n <= cap, "the map took more than its capacity");
+    }
+    assert_eq!(
+        n, cap,
+        "the place was lost: the map filled before its capacity"
+    );
+    assert_eq!(m.len(), cap);
+}
