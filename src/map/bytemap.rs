@@ -547,34 +547,38 @@ impl ByteMap {
     /// this boot's: its deadlines count on a `CLOCK_MONOTONIC` that restarted, so every
     /// entry with a deadline is removed, stripe by stripe under its lock; then the header
     /// records this boot. A process killed midway leaves the old boot recorded, and the
-    /// next process to open the map does it again. Each stripe is checked again under its
+    /// next process to open the map does it again; so does one that gives up at `dl`
+    /// (a stripe lock held past it: `Timeout`). Each stripe is checked again under its
     /// lock: once another process finished (the header says this boot), nothing more is
     /// removed, so no deadline set in this boot is taken for an old one. Run by
-    /// [`Region::map`](crate::Region::map) and the other region openers; one load when
-    /// the boots match.
+    /// [`Region::map`](crate::Region::map) and the other region openers, with the
+    /// region's timeout; one load when the boots match.
     #[cfg(not(loom))]
-    pub(crate) fn adopt_boot(&self) {
+    pub(crate) fn adopt_boot(&self, dl: Option<Instant>) -> Result<(), crate::wait::Timeout> {
         let here = super::layout::boot_hash();
         // Acquire: pairs with the Release compare-exchange below, by which another process
         // recorded this boot after its sweep.
         let boot = |m: &ByteMap| m.words()[7].load(Ordering::Acquire);
         let recorded = boot(self);
         if here == 0 || recorded == here {
-            return;
+            return Ok(());
         }
-        let Ok(g) = self.geometry() else { return };
+        let Ok(g) = self.geometry() else {
+            return Ok(());
+        };
         // Every deadline has passed (the clock says `u64::MAX`).
         let mut clock = Clock::at(u64::MAX);
         for s in 0..g.stripes {
-            let l = self.lock_stripe(&g, s);
+            let l = self.lock_stripe_until(&g, s, dl)?;
             if boot(self) == here {
-                return;
+                return Ok(());
             }
             l.purge(&mut clock);
         }
         // Release: pairs with the Acquire loads above (of the processes that open next).
         let _ =
             self.words()[7].compare_exchange(recorded, here, Ordering::Release, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Evicts the least recently written entry of the first stripe after `l`'s that holds

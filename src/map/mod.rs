@@ -202,6 +202,7 @@
 //! | new entry written into an evicted entry's place (`MapSlotWriting`, `MapSlotWritten`) | as for an insert | as for an insert |
 //! | remove or repair: an entry being copied into a slot, its sequence odd (`MapCopying`) | a torn copy beside the intact source | repair drops the torn slot, re-homes the source if needed: every key present |
 //! | repair: an entry copied to its new slot (`MapRepairMoved`) | two copies of one entry | the next repair (the lock still says `OwnerDied`) drops the later copy |
+//! | first open after a reboot: some stripes swept of their entries with a deadline, the old boot still recorded | some stripes swept, others not | the next opener sweeps again (taking a dead holder's lock over); a stripe lock held by a stopped process makes openers fail [`MapOpenError::Timeout`] at the region's timeout (test `the_first_open_after_a_reboot_gives_up_at_the_regions_timeout`) |
 //! | any step, SIGSTOP | a live holder | not repaired while it lives. Readers that meet its odd slot or structure sequence wait in slices, probing it: the untimed `get`, `get_with`, `contains` for as long as the stop lasts, the timed forms ([`ByteMap::try_get`], [`get_until`](ByteMap::get_until), [`with_deadline`](ByteMap::with_deadline)) until their deadline (`Timeout`). Readers of other slots of the stripe are not held up. Writers of the stripe wait on its lock: the untimed writes (`insert`, `add`, `replace`, `remove`, `compare_exchange`, `update`, `incr`, `insert_evicting`) as long as the stop lasts, their [`with_deadline`](ByteMap::with_deadline) forms until the deadline; `clear`, `purge_expired` and `for_each` (which may fall back to the lock) wait with no bound. A live unrelated thread whose TID a garbage lock word names beside an odd sequence holds them up the same way |
 //!
 //! # Waiting and deadlines
@@ -271,13 +272,14 @@
 //!   the count during every scan, or while a peer writes garbage into it. A timed call stops
 //!   the scan at its deadline ([`ByteMap::try_get`] and the other `try_` forms after at most
 //!   256 stripe heads).
-//! - The first opener after a reboot (see "TTL and eviction") locks every stripe in turn
-//!   with no deadline: a stripe lock held by a stopped process holds up
-//!   [`Region::map`](crate::Region::map), [`open_map`](crate::Region::open_map) and
-//!   [`typed_map`](crate::Region::typed_map) in every process that opens the map in that
-//!   window, for as long as the stop lasts (the region's timeout does not apply). A map
-//!   reached through [`Region::get`](crate::Region::get) instead is not swept: its
-//!   deadlines from the old boot are compared with the new clock until an opener above
+//! - The first opener after a reboot (see "TTL and eviction") locks every stripe in turn,
+//!   each within the region's [`timeout`](crate::RegionOptions::timeout): a stripe lock
+//!   held by a stopped process makes [`Region::map`](crate::Region::map),
+//!   [`open_map`](crate::Region::open_map) and [`typed_map`](crate::Region::typed_map) fail
+//!   with [`MapOpenError::Timeout`] in every process that opens the map in that window,
+//!   for as long as the stop lasts. A map reached through
+//!   [`Region::get`](crate::Region::get) instead is not swept: its deadlines from the old
+//!   boot are compared with the new clock until an opener above
 //!   sweeps them. If the boot id cannot be read (`/proc` not mounted), no sweep happens.
 
 mod bytemap;
