@@ -613,7 +613,9 @@ impl<'a> Locked<'a> {
             entries += c;
             bound += c + (w >> PENDING_SHIFT).min(sps);
         }
-        let now = if r & COUNT_MASK > bound {
+        // The count the scan vouches for: the healed one, or the one read if the count did
+        // not change since (read again; Acquire as the first read).
+        let settled = if r & COUNT_MASK > bound {
             let healed = (r & !COUNT_MASK).wrapping_add(COUNT_VERSION) | bound.min(COUNT_MASK);
             // AcqRel: as for `reserve`; a failure means a writer changed the count since
             // the read.
@@ -626,15 +628,11 @@ impl<'a> Locked<'a> {
             if cas.is_err() {
                 return Resync::Unfinished;
             }
-            healed
+            Some(healed)
         } else {
-            // Acquire: as for the first read; a change since makes the scan inconclusive.
-            if self.map.count_word().load(Ordering::Acquire) != r {
-                return Resync::Unfinished;
-            }
-            r
+            (self.map.count_word().load(Ordering::Acquire) == r).then_some(r)
         };
-        if flag != 0 && now & COUNT_MASK <= entries {
+        if flag != 0 && settled.is_some_and(|n| n & COUNT_MASK <= entries) {
             // No place is held in vain: the map's count holds at least a stripe's entries
             // for it (by the same argument, with the entries for the pending places), so
             // a count at most their sum holds no slack. AcqRel: as for the flag's load
@@ -653,7 +651,8 @@ impl<'a> Locked<'a> {
 /// How far a [`resync_count`](Locked::resync_count) got.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Resync {
-    /// The count is at most what the stripes account for.
+    /// The count is at most what the stripes accounted for during the scan (lowered to it
+    /// if it was above).
     Done,
     /// A writer changed the count during the scan, or the deadline passed: nothing done.
     Unfinished,
