@@ -527,17 +527,32 @@ fn map_places_left_by_killed_inserts_are_never_lost_under_traffic() {
 /// the new key absent, and the repair gives the place back to the map.
 #[test]
 fn map_insert_evicting_killed_after_evicting_gives_the_place_back() {
+    evicting_killed_at(Point::MapEvicted);
+}
+
+/// An `insert_evicting` into a full map killed writing the new entry into its victim's
+/// place (`MapSlotWriting`: the slot's sequence odd): as for an insert, the torn entry is
+/// dropped; the victim is gone, and the repair gives the place back to the map.
+#[test]
+fn map_insert_evicting_killed_writing_into_the_victims_place_gives_it_back() {
+    evicting_killed_at(Point::MapSlotWriting);
+}
+
+/// A full one-stripe map, an `insert_evicting` of a new key killed at `p` (after its
+/// eviction of key 0, the least recently written): the next writer's repair leaves the
+/// victim and the new key absent, every other key present, and the count exact.
+fn evicting_killed_at(p: Point) {
     let (m, _) = setup();
     let extra = |i: u32| format!("extra-{i}").into_bytes();
     for i in 0..100 - KEYS {
         m.insert(&extra(i), b"x").unwrap();
     }
     assert_eq!(m.len(), 100);
-    let pid = common::child_stopped_at(Point::MapEvicted, || {
+    let pid = common::child_stopped_at(p, || {
         let _ = m.insert_evicting(b"new", b"v");
     });
     kill_and_reap(pid);
-    // A write to the (only) stripe repairs it. Key 0 is the least recently written.
+    // A write to the (only) stripe repairs it.
     m.insert(&key(1), &value(1)).unwrap();
     assert_eq!(get(m, b"new"), None);
     for i in 0..KEYS {
