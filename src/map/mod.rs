@@ -119,13 +119,13 @@
 //! line per stripe) gives up if a writer changes the count meanwhile (every change bumps
 //! the count's version), and it stops at the calling operation's deadline. The flag keeps
 //! the lost place remembered: a writer that finds the map full while the flag is set runs
-//! the same scan (again, up to 4 times, while writers change the count during it; within its
-//! deadline) before it fails `Full`, and the flag clears only when a scan finds the count
-//! no higher than the stripes' entries. So a place a
-//! killed writer held is never lost for good: on an idle map the repair gives it back, on
-//! a busy one the first insert that needs it does, unless writers change the count during
-//! each of its 4 scans (the next full insert tries again). Until then `len` reads up to one
-//! high per such kill.
+//! the same scan (again, up to 4 times while writers change the count during it; within
+//! its deadline) before it fails `Full`, and the flag clears only when a scan finds the
+//! count no higher than the stripes' entries. So a place a killed writer held is never
+//! lost for good: on an idle map the repair gives it back, on a busy one the first insert
+//! that needs it does, unless writers change the count during each of its 4 scans (the
+//! next full insert tries again). Until then `len` reads high by the places such kills
+//! left (one per killed insert or removal).
 
 //! # Protocol
 //!
