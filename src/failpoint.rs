@@ -125,6 +125,12 @@ pub enum Point {
     MapCopying,
     /// Map clear: the first full slot of a stripe emptied, the structure sequence odd.
     MapClearing,
+    /// Map `insert_evicting`: the victim removed, its place kept for the new entry (the
+    /// map's count unchanged), the new entry not yet written.
+    MapEvicted,
+    /// Map `insert_evicting` evicting from another stripe: the victim removed there, its
+    /// place declared pending in the key's stripe, not yet taken off the victim's stripe.
+    MapPlaceMoving,
 }
 
 #[cfg(shmstate_test_hooks)]

@@ -424,3 +424,240 @@ fn stripe_of(m: &ByteMap, k: &[u8]) -> usize {
     m.remove(k).unwrap();
     s
 }
+
+/// A `clear` stopped between a stripe's count and the map's (`MapCountsHalf`, several
+/// entries cleared at once) while a repair of another stripe lowers the map's count to what
+/// the stripes account for: the repair counts the clear's stripe at what it still owes the
+/// map's count, so once the clear goes on, the count equals the entries (were it counted
+/// at its new count plus one, the count would end below zero: the empty map would read
+/// full and refuse every insert).
+#[test]
+fn map_repair_during_a_stopped_clear_keeps_the_count_exact() {
+    watchdog(Duration::from_secs(60));
+    let region: &'static Region = Box::leak(Box::new(Region::anonymous(1 << 20).unwrap()));
+    let m = region
+        .map("m", MapOptions::new(256).key_max(16).value_max(16))
+        .unwrap();
+    assert_eq!(m.stripe_geometry().0, 2);
+    let (s0, s1): (Vec<_>, Vec<_>) = (0..200).map(key).partition(|k| stripe_of(m, k) == 0);
+    for k in &s0[..3] {
+        m.insert(k, b"v").unwrap();
+    }
+    m.insert(&s1[0], b"v").unwrap();
+    assert_eq!(m.len(), 4);
+    // A clear stopped with stripe 0's count down from 3 to 0, the map's still 4.
+    let clearer = common::child_stopped_at(Point::MapCountsHalf, || m.clear());
+    // A writer of stripe 1 killed holding its lock: the next writer repairs stripe 1.
+    let dead = fork_children(1, |_| {
+        let _ = m.update(&s1[0], |_| {
+            // SAFETY: raising a signal has no preconditions.
+            unsafe { libc::raise(libc::SIGSTOP) };
+            Update::<(), Vec<u8>>::Keep(())
+        });
+    })[0];
+    common::wait_until_stopped(dead);
+    kill_and_reap(dead);
+    m.insert(&s1[1], b"v").unwrap();
+    assert!(m.len() >= 2, "the count fell below the entries");
+    // SAFETY: sending a signal to our own child has no preconditions.
+    assert_eq!(unsafe { libc::kill(clearer, libc::SIGCONT) }, 0);
+    reap(clearer);
+    assert_eq!(m.snapshot().len(), 0);
+    assert_eq!(m.len(), 0, "the count drifted from the entries");
+    m.insert(&s1[2], b"v").unwrap();
+    assert_eq!(m.len(), 1);
+}
+
+/// Writers killed at `MapCountsHalf` (an insert's place reserved, nothing written) while
+/// two threads keep changing the count on other stripes, so that a repair's attempt to give
+/// the place back may lose its race against them: no place is lost for good; once the
+/// traffic stops, the map still takes exactly `capacity` entries.
+#[test]
+fn map_places_left_by_killed_inserts_are_never_lost_under_traffic() {
+    watchdog(Duration::from_secs(120));
+    let region: &'static Region = Box::leak(Box::new(Region::anonymous(64 << 20).unwrap()));
+    let cap = 1 << 17; // 1024 stripes: a repair's scan of them is long enough to be raced
+    let m = region
+        .map("m", MapOptions::new(cap).key_max(16).value_max(8))
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic: Vec<_> = (0..2u32)
+        .map(|t| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut i = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let k = format!("t{t}-{}", i % 64).into_bytes();
+                    m.insert(&k, b"v").unwrap();
+                    m.remove(&k).unwrap();
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    for round in 0..20 {
+        let x = format!("victim-{round}").into_bytes();
+        let pid = common::child_stopped_at(Point::MapCountsHalf, || {
+            let _ = m.insert(&x, b"v");
+        });
+        kill_and_reap(pid);
+        // Takes the dead lock over and repairs the stripe.
+        m.insert(&x, b"v").unwrap();
+        m.remove(&x).unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in traffic {
+        t.join().unwrap();
+    }
+    assert_eq!(m.snapshot().len(), 0);
+    let mut n = 0;
+    while m.insert(format!("f{n}").as_bytes(), b"v").is_ok() {
+        n += 1;
+        assert!(n <= cap, "the map took more than its capacity");
+    }
+    assert_eq!(
+        n, cap,
+        "places were lost: the map filled before its capacity"
+    );
+    assert_eq!(m.len(), cap);
+}
+
+/// An `insert_evicting` into a full map killed after its eviction, before it wrote the new
+/// entry (`MapEvicted`: the victim's place kept for the new entry): the victim is gone,
+/// the new key absent, and the repair gives the place back to the map.
+#[test]
+fn map_insert_evicting_killed_after_evicting_gives_the_place_back() {
+    evicting_killed_at(Point::MapEvicted);
+}
+
+/// An `insert_evicting` into a full map killed writing the new entry into its victim's
+/// place (`MapSlotWriting`: the slot's sequence odd): as for an insert, the torn entry is
+/// dropped; the victim is gone, and the repair gives the place back to the map.
+#[test]
+fn map_insert_evicting_killed_writing_into_the_victims_place_gives_it_back() {
+    evicting_killed_at(Point::MapSlotWriting);
+}
+
+/// A full one-stripe map, an `insert_evicting` of a new key killed at `p` (after its
+/// eviction of key 0, the least recently written): the next writer's repair leaves the
+/// victim and the new key absent, every other key present, and the count exact.
+fn evicting_killed_at(p: Point) {
+    let (m, _) = setup();
+    let extra = |i: u32| format!("extra-{i}").into_bytes();
+    for i in 0..100 - KEYS {
+        m.insert(&extra(i), b"x").unwrap();
+    }
+    assert_eq!(m.len(), 100);
+    let pid = common::child_stopped_at(p, || {
+        let _ = m.insert_evicting(b"new", b"v");
+    });
+    kill_and_reap(pid);
+    // A write to the (only) stripe repairs it.
+    m.insert(&key(1), &value(1)).unwrap();
+    assert_eq!(get(m, b"new"), None);
+    for i in 0..KEYS {
+        let want = (i != 0).then(|| value(i));
+        assert_eq!(get(m, &key(i)), want, "key {i}");
+    }
+    for i in 0..100 - KEYS {
+        assert_eq!(get(m, &extra(i)), Some(b"x".to_vec()));
+    }
+    assert_eq!(m.snapshot().len(), 99);
+    assert_eq!(m.len(), 99);
+    m.insert(b"new", b"v").unwrap();
+    assert_eq!(m.len(), 100);
+    assert!(matches!(
+        m.insert(&key(0), b"v"),
+        Err(shmstate::InsertError::Full { .. })
+    ));
+}
+
+/// An `insert_evicting` into a full map whose key's stripe is empty, killed while it moves
+/// the victim's place from the victim's stripe to its own (`MapPlaceMoving`, both locks
+/// held): the victim is gone, the new key absent, every other key present; once each of
+/// the two stripes is repaired by its next writer, the count is exact and the map takes
+/// exactly `capacity` entries again.
+#[test]
+fn map_insert_evicting_killed_moving_a_place_between_stripes_loses_none() {
+    watchdog(Duration::from_secs(60));
+    let region: &'static Region = Box::leak(Box::new(Region::anonymous(1 << 20).unwrap()));
+    let cap = 512; // four stripes of 200 slots
+    let options = MapOptions::new(cap).key_max(16).value_max(16);
+    let m = region.map("m", options).unwrap();
+    assert_eq!(m.stripe_geometry().0, 4);
+    // The map's seed: header words 4 and 5.
+    let words = m.raw_words();
+    let mut seed = [0u8; 16];
+    seed[..8].copy_from_slice(&words[4].load(Ordering::Relaxed).to_le_bytes());
+    seed[8..].copy_from_slice(&words[5].load(Ordering::Relaxed).to_le_bytes());
+    let stripe = |k: &[u8]| ByteMap::place_of(options, seed, k).unwrap().0;
+    // Every place taken by keys of stripes 1 to 3; stripe 0 empty.
+    let kept: Vec<u32> = (0..).filter(|&i| stripe(&key(i)) != 0).take(cap).collect();
+    for &i in &kept {
+        m.insert(&key(i), &value(i)).unwrap();
+    }
+    assert_eq!(m.len(), cap);
+    let new = (0..)
+        .map(|i| format!("new-{i}").into_bytes())
+        .find(|k| stripe(k) == 0)
+        .unwrap();
+    let pid = common::child_stopped_at(Point::MapPlaceMoving, || {
+        let _ = m.insert_evicting(&new, b"v");
+    });
+    kill_and_reap(pid);
+    // The victim: stripe 1's least recently written entry, its first key.
+    let ones: Vec<u32> = kept
+        .iter()
+        .copied()
+        .filter(|&i| stripe(&key(i)) == 1)
+        .collect();
+    assert_eq!(get(m, &new), None);
+    for &i in &kept {
+        let want = (i != ones[0]).then(|| value(i));
+        assert_eq!(get(m, &key(i)), want, "key {i}");
+    }
+    // Stripe 1's next writer repairs it; then stripe 0's (the new key has room again).
+    m.insert(&key(ones[1]), &value(ones[1])).unwrap();
+    m.insert(&new, b"v").unwrap();
+    assert_eq!(m.snapshot().len(), cap);
+    assert_eq!(m.len(), cap);
+    assert!(matches!(
+        m.insert(&key(ones[0]), b"v"),
+        Err(shmstate::InsertError::Full { .. })
+    ));
+}
+
+/// A repair run by a timed call whose deadline has passed (a `try_` form) stops its scan of
+/// the stripe heads at the deadline (the first check, after 256 of them): a place left by
+/// an insert killed at `MapCountsHalf` stays in the count, flagged, instead of making the
+/// call scan the whole map; the first insert that finds the map full gives it back.
+#[test]
+fn map_timed_repair_leaves_the_count_scan_to_a_full_insert() {
+    watchdog(Duration::from_secs(60));
+    let region: &'static Region = Box::leak(Box::new(Region::anonymous(32 << 20).unwrap()));
+    let cap = 1 << 16; // 512 stripes
+    let m = region
+        .map("m", MapOptions::new(cap).key_max(16).value_max(8))
+        .unwrap();
+    assert_eq!(m.stripe_geometry().0, 512);
+    let pid = common::child_stopped_at(Point::MapCountsHalf, || {
+        let _ = m.insert(b"x", b"v");
+    });
+    kill_and_reap(pid);
+    assert_eq!(m.len(), 1);
+    // Takes the dead lock over (its last chance at the deadline) and repairs the stripe.
+    let r = m.with_deadline(Instant::now()).insert(b"x", b"v");
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(m.snapshot().len(), 1);
+    assert_eq!(m.len(), 2, "the timed repair scanned past its deadline");
+    let mut n = 1;
+    while m.insert(format!("f{n}").as_bytes(), b"v").is_ok() {
+        n += 1;
+        assert!(n <= cap, "the map took more than its capacity");
+    }
+    assert_eq!(
+        n, cap,
+        "the place was lost: the map filled before its capacity"
+    );
+    assert_eq!(m.len(), cap);
+}

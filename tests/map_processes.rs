@@ -557,3 +557,53 @@ fn maps_in_a_file_region_are_opened_by_path_with_their_options_and_types() {
         Err(MapOpenError::Region(GetError::TypeMismatch { .. }))
     ));
 }
+
+/// The first opener after a reboot sweeps every stripe under its lock; a stripe lock held
+/// by a stopped process makes the opener fail `MapOpenError::Timeout` at the region's
+/// timeout instead of waiting for as long as the stop lasts (and nothing is recorded, so
+/// the next opener sweeps again); once the holder is killed, the next opener takes its
+/// lock over and sweeps.
+#[test]
+fn the_first_open_after_a_reboot_gives_up_at_the_regions_timeout() {
+    watchdog(Duration::from_secs(60));
+    let region = shmstate::RegionOptions::new()
+        .timeout(Duration::from_millis(100))
+        .anonymous(1 << 20)
+        .unwrap();
+    let region: &'static Region = Box::leak(Box::new(region));
+    let m = region.map("m", MapOptions::new(100)).unwrap(); // one stripe
+    m.insert_ttl(b"ttl", b"v", Duration::from_secs(3600))
+        .unwrap();
+    m.insert(b"k", b"v").unwrap();
+    // A process stopped holding the stripe's lock.
+    let holder = fork_children(1, |_| {
+        let _ = m.update(b"k", |_| {
+            // SAFETY: raising a signal has no preconditions.
+            unsafe { libc::raise(libc::SIGSTOP) };
+            Update::<(), Vec<u8>>::Keep(())
+        });
+    })[0];
+    common::wait_until_stopped(holder);
+    // Another boot recorded: the next opener sweeps.
+    let boot = m.raw_words()[7];
+    let ours = boot.load(Relaxed);
+    boot.store(ours ^ 0x5555, Relaxed);
+    assert!(matches!(region.open_map("m"), Err(MapOpenError::Timeout)));
+    assert!(matches!(
+        region.map("m", MapOptions::new(100)),
+        Err(MapOpenError::Timeout)
+    ));
+    assert_eq!(boot.load(Relaxed), ours ^ 0x5555, "nothing recorded");
+    // SAFETY: killing and reaping our own child has no preconditions.
+    unsafe {
+        libc::kill(holder, libc::SIGKILL);
+        libc::waitpid(holder, std::ptr::null_mut(), 0);
+    }
+    let m = region.open_map("m").unwrap();
+    assert_eq!(boot.load(Relaxed), ours, "this boot recorded");
+    assert!(
+        !m.contains(b"ttl").unwrap(),
+        "the old boot's deadline was kept"
+    );
+    assert!(m.contains(b"k").unwrap());
+}

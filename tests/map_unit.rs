@@ -1131,3 +1131,58 @@ fn a_map_opened_in_another_boot_drops_its_deadlines() {
         .unwrap();
     assert!(m.contains(b"fresh").unwrap());
 }
+
+/// An `insert_evicting` into a full map hands its victim's place straight to the new
+/// entry: an insert into another stripe racing it never takes that place, so it never
+/// fails `Full` while its own stripe holds entries (which would lose the victim unreported),
+/// and the map stays at its capacity.
+#[test]
+fn insert_evicting_keeps_its_victims_place_against_racing_inserts() {
+    let o = MapOptions::new(256).key_max(16).value_max(16);
+    let m: &'static ByteMap = Box::leak(ByteMap::with_seed(o, SEED).unwrap());
+    assert_eq!(m.stripe_geometry().0, 2);
+    let stripe = move |k: &[u8]| ByteMap::place_of(o, SEED, k).unwrap().0;
+    let keys = move |p: &'static str, s: usize| {
+        (0u32..)
+            .map(move |i| format!("{p}-{i}").into_bytes())
+            .filter(move |k| stripe(k) == s)
+    };
+    for k in keys("a", 0).take(128).chain(keys("b", 1).take(128)) {
+        m.insert(&k, b"v").unwrap();
+    }
+    assert_eq!(m.len(), 256);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let racer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut taken = 0;
+            for k in keys("c", 1) {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                taken += usize::from(m.insert(&k, b"v").is_ok());
+            }
+            taken
+        })
+    };
+    let mut full = 0;
+    for k in keys("d", 0).take(if cfg!(debug_assertions) {
+        20_000
+    } else {
+        200_000
+    }) {
+        match m.insert_evicting(&k, b"v") {
+            Ok(Evicted::Entry { .. }) => {}
+            Err(InsertError::Full { .. }) => full += 1,
+            r => panic!("the full map did not evict: {r:?}"),
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(racer.join().unwrap(), 0, "an insert took an evicted place");
+    assert_eq!(
+        full, 0,
+        "insert_evicting failed Full with entries in its stripe"
+    );
+    assert_eq!(m.len(), 256);
+    assert_eq!(m.snapshot().len(), 256);
+}

@@ -5,6 +5,7 @@ use core::cell::RefCell;
 use core::time::Duration;
 use std::time::Instant;
 
+use crate::failpoint::{self, Point};
 use crate::sync::Ordering;
 
 use super::error::{IncrError, InsertError, MapError, UpdateError};
@@ -546,44 +547,53 @@ impl ByteMap {
     /// this boot's: its deadlines count on a `CLOCK_MONOTONIC` that restarted, so every
     /// entry with a deadline is removed, stripe by stripe under its lock; then the header
     /// records this boot. A process killed midway leaves the old boot recorded, and the
-    /// next process to open the map does it again. Each stripe is checked again under its
+    /// next process to open the map does it again; so does one that gives up at `dl`
+    /// (a stripe lock held past it: `Timeout`). Each stripe is checked again under its
     /// lock: once another process finished (the header says this boot), nothing more is
     /// removed, so no deadline set in this boot is taken for an old one. Run by
-    /// [`Region::map`](crate::Region::map) and the other region openers; one load when
-    /// the boots match.
+    /// [`Region::map`](crate::Region::map) and the other region openers, with the
+    /// region's timeout; one load when the boots match.
     #[cfg(not(loom))]
-    pub(crate) fn adopt_boot(&self) {
+    pub(crate) fn adopt_boot(&self, dl: Option<Instant>) -> Result<(), crate::wait::Timeout> {
         let here = super::layout::boot_hash();
         // Acquire: pairs with the Release compare-exchange below, by which another process
         // recorded this boot after its sweep.
         let boot = |m: &ByteMap| m.words()[7].load(Ordering::Acquire);
         let recorded = boot(self);
         if here == 0 || recorded == here {
-            return;
+            return Ok(());
         }
-        let Ok(g) = self.geometry() else { return };
+        let Ok(g) = self.geometry() else {
+            return Ok(());
+        };
         // Every deadline has passed (the clock says `u64::MAX`).
         let mut clock = Clock::at(u64::MAX);
         for s in 0..g.stripes {
-            let l = self.lock_stripe(&g, s);
+            let l = self.lock_stripe_until(&g, s, dl)?;
             if boot(self) == here {
-                return;
+                return Ok(());
             }
             l.purge(&mut clock);
         }
         // Release: pairs with the Acquire loads above (of the processes that open next).
         let _ =
             self.words()[7].compare_exchange(recorded, here, Ordering::Release, Ordering::Relaxed);
+        Ok(())
     }
 
-    /// Evicts the least recently written entry of the first stripe after `mine` that holds
-    /// one and whose lock is free now; its key and value.
+    /// Evicts the least recently written entry of the first stripe after `l`'s that holds
+    /// one and whose lock is free now, handing its place to `l`'s stripe (pending there,
+    /// see [`Locked::write_held`]); its key and value.
     #[cold]
-    fn evict_elsewhere(&self, g: &Geometry, mine: usize) -> Option<(Vec<u8>, Vec<u8>)> {
+    fn evict_elsewhere(&self, l: &Locked<'_>) -> Option<(Vec<u8>, Vec<u8>)> {
+        let g = &l.g;
         (1..g.stripes).find_map(|k| {
-            let l = self.try_lock_stripe(g, (mine + k) & (g.stripes - 1))?;
-            let (v, m) = l.victim()?;
-            Some(l.evict(v, m))
+            let lk = self.try_lock_stripe(g, (l.s + k) & (g.stripes - 1), l.dl)?;
+            let (v, m) = lk.victim()?;
+            let e = lk.entry(v, m);
+            lk.evict_keeping_place(v);
+            lk.move_place_to(l);
+            Some(e)
         })
     }
 
@@ -805,9 +815,14 @@ impl Locked<'_> {
             match self.find(p, key, clock)? {
                 f @ Find::Found(..) => return Ok(Some(f)),
                 f @ Find::Vacant(_) if self.below_capacity() => return Ok(Some(f)),
-                _ => {
+                f => {
                     if self.purge(clock) == 0 {
-                        return Ok(None);
+                        // No expired entry to reclaim: room only if the map's count held
+                        // places a dead writer left.
+                        return Ok(match f {
+                            Find::Vacant(_) if self.heal_count() => Some(f),
+                            _ => None,
+                        });
                     }
                 }
             }
@@ -838,14 +853,11 @@ impl Locked<'_> {
         n
     }
 
-    /// Removes the entry of slot `v`, whose validated meta is `m`; its key and value.
-    fn evict(&self, v: usize, m: Meta) -> (Vec<u8>, Vec<u8>) {
-        let slot = self.slot(v);
+    /// The key and value of slot `v`, whose validated meta is `m`.
+    fn entry(&self, v: usize, m: Meta) -> (Vec<u8>, Vec<u8>) {
         let mut k = vec![0u8; m.key_len()];
-        copy_out(slot.key(), &mut k);
-        let value = self.value_vec(v, m);
-        self.remove_at(v);
-        (k, value)
+        copy_out(self.slot(v).key(), &mut k);
+        (k, self.value_vec(v, m))
     }
 
     /// The entry to evict from this stripe: the least recently written (its expired
@@ -1198,21 +1210,35 @@ impl<'a> ByteMapDeadline<'a> {
             }
             _ => {}
         }
+        // The victim's place goes straight to the new entry (pending in this stripe's
+        // count word, the map's count unchanged): no insert elsewhere can take it between
+        // the eviction and the write.
         let evicted = match l.victim() {
-            Some((v, m)) => l.evict(v, m),
+            Some((v, m)) => {
+                let e = l.entry(v, m);
+                l.evict_keeping_place(v);
+                e
+            }
             // The key's stripe holds no entry while the map holds `capacity`: evict from
             // another stripe, one that is free right now (never waiting while holding ours).
-            None => match self.map.evict_elsewhere(&l.g, p.stripe) {
+            None => match self.map.evict_elsewhere(&l) {
                 Some(e) => e,
                 None => return Err(full(key, value)),
             },
         };
-        match l.find(&p, key, &mut clock)? {
-            Find::Vacant(i) if l.write_new(i, &p, key, value, 0) => Ok(Evicted::Entry {
+        failpoint::hit(Point::MapEvicted);
+        match l.find(&p, key, &mut clock) {
+            Ok(Find::Vacant(i)) if l.write_held(i, &p, key, value, 0) => Ok(Evicted::Entry {
                 key: evicted.0,
                 value: evicted.1,
             }),
-            _ => Err(full(key, value)),
+            // Not reached unless a peer wrote garbage into the stripe: its repair gave the
+            // held place back, and the map filled again meanwhile.
+            r => {
+                l.release_held();
+                r?;
+                Err(full(key, value))
+            }
         }
     }
 }

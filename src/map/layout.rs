@@ -88,7 +88,12 @@ pub(crate) struct StripeHead {
     /// (a remove's backward shift, `clear`, a repair); bumped by 2 around each such
     /// change, so a reader that raced one sees it changed and retries.
     pub(crate) seq: AtomicU64,
-    /// Entries in the stripe (written under the lock; exact once a repair has run).
+    /// The stripe's count word, written under the lock (Release stores):
+    ///
+    /// | bits | content |
+    /// |------|---------|
+    /// | 0..32 | entries in the stripe (exact once a repair has run) |
+    /// | 32..64 | pending places: what the map's count may hold for the stripe beyond its entries while its writer changes both counts, or holds an evicted entry's place for a new one; 0 otherwise |
     pub(crate) count: AtomicU64,
     /// Writes of the stripe's slots so far (under the lock): the source of the slots'
     /// write stamps, the eviction order.
@@ -403,6 +408,13 @@ impl ByteMap {
     #[inline]
     pub(crate) fn count_word(&self) -> &AtomicU64 {
         &self.words()[8]
+    }
+
+    /// The slack flag (line 1, word 1): nonzero while the map's count may hold places no
+    /// entry or writer uses (see [`Locked::heal_count`](super::write::Locked::heal_count)).
+    #[inline]
+    pub(crate) fn slack_word(&self) -> &AtomicU64 {
+        &self.words()[9]
     }
 
     /// Slot `i` of stripe `s` (in range for a geometry validated against this object).

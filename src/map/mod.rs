@@ -55,8 +55,8 @@
 //! | lines | content |
 //! |-------|---------|
 //! | 0 | header, written once at creation: magic `"shmmap\x01\0"`, capacity, key_max, value_max, seed (2 words), geometry (bits 0..6 log2 of the stripes, 8..17 slots per stripe), a hash of the creator's boot id (rewritten once by the first process to open the map in another boot) |
-//! | 1 | the map's entry count (bits 0..40; 40..64 a version bumped by each change; the rest of the line zero) |
-//! | 2 .. 2 + stripes | one stripe head per line: lock (a robust [`RawMutex`](crate::RawMutex)), 4 zero bytes, structure sequence, entry count, write counter, 4 zero words |
+//! | 1 | the map's entry count (bits 0..40; 40..64 a version bumped by each change), the slack flag (nonzero: the count may hold places no entry uses, see "Capacity"), the rest of the line zero |
+//! | 2 .. 2 + stripes | one stripe head per line: lock (a robust [`RawMutex`](crate::RawMutex)), 4 zero bytes, structure sequence, count word (bits 0..32 entries, 32..64 pending places), write counter, 4 zero words |
 //! | then | the slots, stripe after stripe, `slots_per_stripe` each, packed (not line-aligned) |
 //!
 //! A slot is `4 + ceil(key_max / 8) + ceil(value_max / 8)` words:
@@ -102,10 +102,30 @@
 //! The map's count (line 1) is a reservation count: a writer adds a new entry's place to
 //! it (an atomic add, undone if the count was already at `capacity`) before it writes the
 //! entry, so concurrent inserts into different stripes cannot overshoot. `len` reads it
-//! (one load). Every change of it runs under a stripe lock, and a kill can only leave it
-//! high, never low (see the crash table): the repair that follows such a kill (the next
-//! writer of that stripe) lowers it to the sum of the stripes' counts plus one per stripe
-//! locked at that moment, so a lost place comes back at the next repair.
+//! (one load). Every change of it runs under a stripe lock and is bracketed by two stores
+//! of that stripe's count word: before it, the change's size joins the stripe's *pending
+//! places* (and a subtraction lowers the stripe's entries); after it, it leaves them (and
+//! an addition raises the entries). So at every moment the map's count holds at most a
+//! stripe's entries plus its pending places for it, and a kill can only leave it high,
+//! never low (see the crash table). An `insert_evicting` keeps its victim's place pending
+//! in its stripe (moved there from the victim's stripe if it evicts elsewhere) and
+//! writes the new entry into it: the map's count does not change, and no other insert can
+//! take the place in between.
+//!
+//! The repair that follows a kill (the next writer of that stripe) recounts the stripe and
+//! drops the dead writer's pending places, which the map's count may or may not hold; it
+//! then sets the *slack flag* and lowers the map's count to the sum over the stripes of
+//! their entries and pending places, if it is above. That scan of the stripe heads (one
+//! line per stripe) gives up if a writer changes the count meanwhile (every change bumps
+//! the count's version), and it stops at the calling operation's deadline. The flag keeps
+//! the lost place remembered: a writer that finds the map full while the flag is set runs
+//! the same scan (again, up to 4 times while writers change the count during it; within
+//! its deadline) before it fails `Full`, and the flag clears only when a scan finds the
+//! count no higher than the stripes' entries. So a place a killed writer held is never
+//! lost for good: on an idle map the repair gives it back, on a busy one the first insert
+//! that needs it does, unless writers change the count during each of its 4 scans (the
+//! next full insert tries again). Until then `len` reads high by the places such kills
+//! left (one per killed insert or removal).
 
 //! # Protocol
 //!
@@ -132,12 +152,13 @@
 //! - *write a slot* (a new entry in the first empty slot of the probe run, or a new value
 //!   in place): sequence odd (store + Release fence), store key, value, expiry, stamp,
 //!   meta (Relaxed), sequence even (Release). A new entry first reserves its place in the
-//!   map's count (fails `Full` at `capacity`) and adds 1 to the stripe's count.
+//!   map's count (pending in the stripe's count word; fails `Full` at `capacity`, after
+//!   healing a flagged count, see "Capacity"), then counts it in the stripe's entries.
 //! - *remove* (backward-shift deletion, Knuth's Algorithm R): structure sequence odd;
 //!   each later entry of the probe run whose home is not cyclically between the hole and
 //!   itself is copied back into the hole (a slot write) and becomes the hole; the last
 //!   hole is emptied (a slot write); structure sequence even; counts minus 1 (the
-//!   stripe's, then the map's). No
+//!   stripe's with one pending place, then the map's, then the pending place off). No
 //!   tombstones: the table after a removal is the table as if the key had never been
 //!   inserted, so probe runs do not grow with churn.
 //!
@@ -147,8 +168,10 @@
 //! move copied but did not finish), empty the later; (3) re-home: move every entry that
 //! has an empty slot between its home and itself into the first such slot (copy, then
 //! empty the source), until none moves; (4) recount, and bring the map's count along by
-//! the difference; (5) lower the map's count to the stripes' counts plus one per other
-//! locked stripe, if it is above (see "Capacity"); then mark the lock consistent. Every step is itself a sequence of slot
+//! the difference; (5) if the dead writer left pending places, drop them and set the
+//! slack flag; if the flag is set, lower the map's count to the stripes' entries plus
+//! pending places, if it is above (one scan, see "Capacity"); then mark the lock
+//! consistent. Every step is itself a sequence of slot
 //! writes, so a repair killed midway leaves a state the next repair finishes.
 //!
 //! After a kill, every key is either fully present with a value some writer wrote, or
@@ -164,17 +187,22 @@
 //! | step | left behind | repaired by, how fast |
 //! |------|-------------|-----------------------|
 //! | lock taken, nothing written | a lock naming a dead thread | the next writer (or a reader that needs the lock) takes it over within a slice (≤ 1 ms) and repairs (finds nothing to fix) |
-//! | insert: its place reserved in the map's count, the stripe's count not updated (`MapCountsHalf`) | the map's count one high, no entry | the next writer of the stripe takes the lock over; its repair lowers the map's count (step 5) |
+//! | insert: its place reserved in the map's count (pending in the stripe's), the stripe's entries not updated (`MapCountsHalf`) | the map's count one high, no entry | the next writer of the stripe takes the lock over; its repair drops the pending place, flags the count and lowers it (step 5); if a concurrent count change defeats that, the first insert that finds the map full does (see "Capacity") |
 //! | slot write: sequence odd, entry partly written (`MapSlotWriting`) | a torn slot (a new entry: already counted) | readers of it see it busy, find the holder dead, lock, repair drops the slot and recounts: the key reads absent (≤ 1 ms + one stripe scan) |
 //! | new entry written (`MapSlotWritten`) | the entry, counted | the next writer takes the lock over; repair finds nothing to fix |
-//! | remove: the stripe's count updated, the map's not (`MapCountsHalf`) | the map's count one high | the repair by the next writer of the stripe lowers it (step 5) |
+//! | remove: the stripe's entries updated (one place pending), the map's count not (`MapCountsHalf`) | the map's count one high | as for the insert's `MapCountsHalf` |
 //! | remove: structure sequence odd, nothing moved (`MapShiftStarted`) | an odd structure sequence | readers find the holder dead and lock; repair finds the slots consistent, closes the sequence; the key stays present |
 //! | remove: an entry copied back into the hole (`MapShiftCopied`) | two identical copies of one entry | repair drops the later copy, re-homes; the removed key is gone (its slot was overwritten), every other key present |
 //! | remove: last hole emptied, sequence odd (`MapRemoveCleared`) | a finished removal, counts one high | repair recounts and closes the sequence |
 //! | clear: some slots of a stripe emptied, structure sequence odd (`MapClearing`) | a stripe partly cleared, counts high | repair recounts and closes the sequence; the stripes not reached keep their entries, the ones done stay empty (`clear` is one stripe at a time anyway) |
-//! | `insert_evicting`: evicting its victim, or the victim removed and the new entry not yet written | a removal or an insert cut short | as for the removal's or the insert's steps above: the victim present or gone, the new key absent (e.g. `MapShiftStarted`: both keys as before) |
+//! | clear (or a repair's recount): a stripe's entries lowered by `n` (`n` places pending), the map's count not yet (`MapCountsHalf`); killed, or stopped while another stripe's repair scans the counts | the map's count `n` high | killed: as for the insert's `MapCountsHalf`. Stopped: a repair elsewhere counts the stripe at its entries plus `n`, so it leaves the count alone and the clear's own update, when it continues, makes it exact |
+//! | `insert_evicting`: evicting its victim | a removal cut short | as for the removal's steps above: the victim present or gone, the new key absent (e.g. `MapShiftStarted`: both keys as before) |
+//! | `insert_evicting`: the victim removed, its place pending in the key's stripe, the new entry not yet written (`MapEvicted`) | the victim gone, the new key absent, the map's count one high | the next writer of the key's stripe repairs it: drops the pending place, flags and lowers the count (step 5) |
+//! | `insert_evicting` from another stripe: the victim removed there, its place pending in both stripes (`MapPlaceMoving`) | the victim gone, both locks naming a dead thread, the map's count one high | each stripe's next writer repairs it (step 5); the count comes back once both are repaired |
+//! | `insert_evicting`: the new entry being written into the victim's place (`MapSlotWriting`) | the victim gone, a torn slot (counted) | as for an insert's `MapSlotWriting`: the repair drops the slot and recounts; the new key absent |
 //! | remove or repair: an entry being copied into a slot, its sequence odd (`MapCopying`) | a torn copy beside the intact source | repair drops the torn slot, re-homes the source if needed: every key present |
 //! | repair: an entry copied to its new slot (`MapRepairMoved`) | two copies of one entry | the next repair (the lock still says `OwnerDied`) drops the later copy |
+//! | first open after a reboot: some stripes swept of their entries with a deadline, the old boot still recorded | some stripes swept, others not | the next opener sweeps again (taking a dead holder's lock over); a stripe lock held by a stopped process makes openers fail [`MapOpenError::Timeout`] at the region's timeout (test `the_first_open_after_a_reboot_gives_up_at_the_regions_timeout`) |
 //! | any step, SIGSTOP | a live holder | not repaired while it lives. Readers that meet its odd slot or structure sequence wait in slices, probing it: the untimed `get`, `get_with`, `contains` for as long as the stop lasts, the timed forms ([`ByteMap::try_get`], [`get_until`](ByteMap::get_until), [`with_deadline`](ByteMap::with_deadline)) until their deadline (`Timeout`). Readers of other slots of the stripe are not held up. Writers of the stripe wait on its lock: the untimed writes (`insert`, `add`, `replace`, `remove`, `compare_exchange`, `update`, `incr`, `insert_evicting`) as long as the stop lasts, their [`with_deadline`](ByteMap::with_deadline) forms until the deadline; `clear`, `purge_expired` and `for_each` (which may fall back to the lock) wait with no bound. A live unrelated thread whose TID a garbage lock word names beside an odd sequence holds them up the same way |
 //!
 //! # Waiting and deadlines
@@ -212,7 +240,8 @@
 //! `capacity`), it evicts from the next stripe that holds one and whose lock is free at
 //! that moment (`try_lock`: it never waits for a lock while holding one). It tells the
 //! caller what it evicted ([`Evicted`]); it fails with `Full` only if every other stripe
-//! is empty or locked at that moment.
+//! is empty or locked at that moment. The victim's place goes straight to the new entry
+//! (see "Capacity"): an insert elsewhere never takes it in between.
 //!
 //! # Hostile bytes
 //!
@@ -221,7 +250,7 @@
 //! against the object's length, which comes from the process's own mapping: a few integer
 //! checks) and uses only that local copy; a bad header is [`MapError::Corrupt`]. A
 //! garbage map count or stripe count makes inserts fail `Full` or `len` read wrong until
-//! the next repair recounts; a garbage boot word makes the next opener drop the entries
+//! the next repair recounts, or lets the map exceed `capacity` (see "Limits"); a garbage boot word makes the next opener drop the entries
 //! with a deadline. Every probe, shift and repair pass is
 //! bounded by `slots_per_stripe`; the lengths and home slot in a meta word are checked
 //! against the validated options before use, each time the word is read (another process
@@ -229,6 +258,29 @@
 //! (readers) or makes the writer repair the stripe (a second failure is `Corrupt`).
 //! Garbage in a lock word reads as a dead holder and is taken over. No byte pattern makes
 //! an operation panic, read out of bounds, or loop without bound.
+//!
+//! # Limits
+//!
+//! - Garbage counts can break `capacity`: the map's count is trusted (a peer that lowers
+//!   it lets inserts take more than `capacity` entries, up to the map's slots), and so are
+//!   the stripes' count words when a repair or a full insert lowers the map's count to
+//!   their sum (a peer that zeroes a stripe's count word makes that sum too small; that
+//!   stripe is recounted only by its own next repair). Never more than the slots, never
+//!   out of bounds.
+//! - A full insert on a map whose slack flag is set scans every stripe head (one line per
+//!   stripe, up to 4 times) before it fails `Full`; the flag stays set while writers change
+//!   the count during every scan, or while a peer writes garbage into it. A timed call stops
+//!   the scan at its deadline ([`ByteMap::try_get`] and the other `try_` forms after at most
+//!   256 stripe heads).
+//! - The first opener after a reboot (see "TTL and eviction") locks every stripe in turn,
+//!   each within the region's [`timeout`](crate::RegionOptions::timeout): a stripe lock
+//!   held by a stopped process makes [`Region::map`](crate::Region::map),
+//!   [`open_map`](crate::Region::open_map) and [`typed_map`](crate::Region::typed_map) fail
+//!   with [`MapOpenError::Timeout`] in every process that opens the map in that window,
+//!   for as long as the stop lasts. A map reached through
+//!   [`Region::get`](crate::Region::get) instead is not swept: its deadlines from the old
+//!   boot are compared with the new clock until an opener above
+//!   sweeps them. If the boot id cannot be read (`/proc` not mounted), no sweep happens.
 
 mod bytemap;
 mod error;

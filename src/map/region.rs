@@ -5,6 +5,7 @@ use bytemuck::Pod;
 
 use crate::region::{GetError, Region};
 use crate::shared::{Element, Shared};
+use crate::wait::Timeout;
 
 use super::bytemap::random_seed;
 use super::layout::ByteMap;
@@ -44,6 +45,19 @@ pub enum MapOpenError {
         /// What was found.
         reason: &'static str,
     },
+    /// The map was last opened in another boot, and its first opener in this one (this
+    /// call) had to remove the entries with a deadline, but a stripe's lock stayed held
+    /// (by a stopped process) past the region's [`timeout`](crate::RegionOptions::timeout)
+    /// (see "TTL and eviction" in the [map docs](crate::map)). Nothing was removed from
+    /// that stripe on; retry.
+    #[error("timed out sweeping a map last opened in another boot: a stripe lock stayed held")]
+    Timeout,
+}
+
+impl From<Timeout> for MapOpenError {
+    fn from(Timeout: Timeout) -> Self {
+        MapOpenError::Timeout
+    }
 }
 
 impl Region {
@@ -57,6 +71,10 @@ impl Region {
     /// - [`MapOpenError::Corrupt`]: the map's header is garbage.
     /// - [`MapOpenError::Region`]: as for [`Region::get_or_init_slice`] (a name of another
     ///   type, no room, ...).
+    /// - [`MapOpenError::Timeout`]: the map was last opened in another boot, and a stripe
+    ///   lock stayed held past the region's timeout while this call removed the entries
+    ///   with a deadline (the first opener after a reboot does; see "TTL and eviction" in
+    ///   the [map docs](crate::map)).
     ///
     /// # Examples
     ///
@@ -79,11 +97,12 @@ impl Region {
     ///
     /// # Errors
     ///
-    /// [`MapOpenError::Region`] (e.g. [`GetError::NotFound`]), [`MapOpenError::Corrupt`].
+    /// [`MapOpenError::Region`] (e.g. [`GetError::NotFound`]), [`MapOpenError::Corrupt`],
+    /// [`MapOpenError::Timeout`] (as for [`map`](Self::map)).
     pub fn open_map(&self, name: &str) -> Result<&ByteMap, MapOpenError> {
         let m = self.get::<ByteMap>(name)?;
         m.geometry().map_err(|e| corrupt(name, e))?;
-        m.adopt_boot();
+        m.adopt_boot(self.sweep_deadline())?;
         Ok(m)
     }
 
@@ -152,8 +171,13 @@ impl Region {
                 found: found.options,
             });
         }
-        m.bytes().adopt_boot();
+        m.bytes().adopt_boot(self.sweep_deadline())?;
         Ok(m)
+    }
+
+    /// The deadline of a first opener's sweep after a reboot: the region's timeout.
+    fn sweep_deadline(&self) -> Option<std::time::Instant> {
+        std::time::Instant::now().checked_add(self.timeout)
     }
 }
 

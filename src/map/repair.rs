@@ -117,13 +117,21 @@ impl Locked<'_> {
             // Relaxed: as above.
             .filter(|&i| self.slot(i).meta().load(Ordering::Relaxed) != 0)
             .count() as u64;
-        // Relaxed: as above.
-        let recorded = self.head.count.load(Ordering::Relaxed);
+        let (recorded, pending) = self.counts();
         if live != recorded {
             self.add_count(live.wrapping_sub(recorded) as i64);
         }
-        // 5. Heal a map count left high by a writer killed between its two count updates.
-        self.resync_count();
+        // 5. Drop the pending places a dead writer left (the map's count may or may not
+        //    hold them): flag the count as possibly high, and try once to lower it to what
+        //    the stripes account for (`heal_count` tries again when the map reads full).
+        if pending != 0 {
+            self.set_counts(live, 0);
+            self.map.flag_slack();
+        }
+        // Relaxed: a hint; `resync_count` reads it again with Acquire.
+        if self.map.slack_word().load(Ordering::Relaxed) != 0 {
+            let _ = self.resync_count();
+        }
         self.end_move(ss);
         self.head.lock.mark_consistent();
     }

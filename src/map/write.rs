@@ -19,6 +19,9 @@ pub(crate) struct Locked<'a> {
     pub(crate) g: Geometry,
     pub(crate) s: usize,
     pub(crate) head: &'a StripeHead,
+    /// The calling operation's deadline (`None`: untimed): bounds the scans of the map's
+    /// stripe heads ([`resync_count`](Self::resync_count)) it may run under this lock.
+    pub(crate) dl: Option<Instant>,
 }
 
 impl Drop for Locked<'_> {
@@ -59,7 +62,7 @@ impl ByteMap {
     #[inline(always)]
     pub(crate) fn lock_stripe(&self, g: &Geometry, s: usize) -> Locked<'_> {
         let a = self.head(g, s).lock.lock();
-        self.locked(g, s, a)
+        self.locked(g, s, a, None)
     }
 
     /// [`lock_stripe`](Self::lock_stripe) that gives up at `dl` (if any).
@@ -74,26 +77,34 @@ impl ByteMap {
             None => Ok(self.lock_stripe(g, s)),
             Some(d) => {
                 let a = self.head(g, s).lock.lock_until(d).ok_or(Timeout)?;
-                Ok(self.locked(g, s, a))
+                Ok(self.locked(g, s, a, dl))
             }
         }
     }
 
-    /// [`lock_stripe`](Self::lock_stripe) without waiting: `None` if the lock is held.
-    pub(crate) fn try_lock_stripe(&self, g: &Geometry, s: usize) -> Option<Locked<'_>> {
+    /// [`lock_stripe`](Self::lock_stripe) without waiting: `None` if the lock is held; `dl`
+    /// is the calling operation's deadline.
+    pub(crate) fn try_lock_stripe(
+        &self,
+        g: &Geometry,
+        s: usize,
+        dl: Option<Instant>,
+    ) -> Option<Locked<'_>> {
         let a = self.head(g, s).lock.try_lock()?;
-        Some(self.locked(g, s, a))
+        Some(self.locked(g, s, a, dl))
     }
 
-    /// The guard of stripe `s`'s lock, just acquired as `a`; repairs the stripe if needed.
+    /// The guard of stripe `s`'s lock, just acquired as `a` by an operation with deadline
+    /// `dl`; repairs the stripe if needed.
     #[inline(always)]
-    fn locked(&self, g: &Geometry, s: usize, a: Acquired) -> Locked<'_> {
+    fn locked(&self, g: &Geometry, s: usize, a: Acquired, dl: Option<Instant>) -> Locked<'_> {
         let head = self.head(g, s);
         let l = Locked {
             map: self,
             g: *g,
             s,
             head,
+            dl,
         };
         // Relaxed: we hold the lock; the last writer's stores are visible through it.
         if a == Acquired::OwnerDied || head.seq.load(Ordering::Relaxed) & 1 != 0 {
@@ -258,7 +269,8 @@ impl<'a> Locked<'a> {
 
     /// Writes a new entry into the empty slot `i` if the map has room for it: reserves
     /// its place in the map's count (`false`, nothing written, if the map holds
-    /// `capacity` entries), counts it in the stripe's, then writes the slot.
+    /// `capacity` entries even after [`heal_count`](Self::heal_count)), counts it in the
+    /// stripe's, then writes the slot.
     #[must_use]
     pub(crate) fn write_new(
         &self,
@@ -268,13 +280,43 @@ impl<'a> Locked<'a> {
         value: &[u8],
         expiry: u64,
     ) -> bool {
-        if !self.reserve() {
+        let reserved = self.reserve() || (self.heal_count() && self.reserve());
+        if !reserved {
             return false;
         }
         failpoint::hit(Point::MapCountsHalf);
-        // Relaxed: written under the lock.
-        let c = self.head.count.load(Ordering::Relaxed);
-        self.head.count.store(c.wrapping_add(1), Ordering::Relaxed);
+        self.write_reserved(i, p, key, value, expiry);
+        true
+    }
+
+    /// [`write_new`](Self::write_new) into a place the stripe holds already (pending in its
+    /// count word: an evicted entry's, see [`evict_keeping_place`](Self::evict_keeping_place));
+    /// reserves a place as `write_new` does if it holds none (a repair in between gave the
+    /// held place back).
+    #[must_use]
+    pub(crate) fn write_held(
+        &self,
+        i: usize,
+        p: &Place,
+        key: &[u8],
+        value: &[u8],
+        expiry: u64,
+    ) -> bool {
+        if self.counts().1 == 0 {
+            return self.write_new(i, p, key, value, expiry);
+        }
+        self.write_reserved(i, p, key, value, expiry);
+        true
+    }
+
+    /// Writes a new entry into the empty slot `i`, its place reserved (pending in the
+    /// stripe's count word): counts it in the stripe's count (taking it off the pending
+    /// places), then writes the slot.
+    #[inline]
+    fn write_reserved(&self, i: usize, p: &Place, key: &[u8], value: &[u8], expiry: u64) {
+        // One more entry, one place less pending (the caller holds one).
+        let w = self.count_word();
+        self.store_count_word(w.wrapping_add(1).wrapping_sub(PENDING_ONE));
         let slot = self.slot(i);
         let odd = self.begin_write(&slot);
         failpoint::hit(Point::MapSlotWriting);
@@ -289,7 +331,6 @@ impl<'a> Locked<'a> {
         );
         self.end_write(&slot, odd);
         failpoint::hit(Point::MapSlotWritten);
-        true
     }
 
     /// Overwrites the value of the full slot `i` (meta `m`); `expiry` replaces the
@@ -346,6 +387,54 @@ impl<'a> Locked<'a> {
     /// if the entry had never been inserted. A structure change: readers of the stripe
     /// retry around it.
     pub(crate) fn remove_at(&self, hole: usize) {
+        let garbage = self.shift_out(hole);
+        self.add_count(-1);
+        if garbage {
+            self.repair();
+        }
+    }
+
+    /// [`remove_at`](Self::remove_at) that keeps the removed entry's place for a new entry
+    /// of this stripe: the stripe's count goes one down and its pending places one up, the
+    /// map's count stays (see [`write_held`](Self::write_held)).
+    pub(crate) fn evict_keeping_place(&self, hole: usize) {
+        let garbage = self.shift_out(hole);
+        let (c, p) = self.counts();
+        self.set_counts(c.wrapping_sub(1), p.wrapping_add(1));
+        if garbage {
+            // The repair gives the held place back (see `write_held`).
+            self.repair();
+        }
+    }
+
+    /// Hands a place this stripe holds (pending, see
+    /// [`evict_keeping_place`](Self::evict_keeping_place)) to stripe `to`'s lock holder:
+    /// `to` declares it pending, then this stripe lets it go; the map's count stays.
+    pub(crate) fn move_place_to(&self, to: &Locked<'_>) {
+        let (c, p) = to.counts();
+        to.set_counts(c, p.wrapping_add(1));
+        // A version step between the two stores: a scan of the stripes' counts
+        // (`resync_count`) that read `to`'s count word before the first and this stripe's
+        // after the second sees the map's count changed, and gives up.
+        self.map.add_to_count(0);
+        failpoint::hit(Point::MapPlaceMoving);
+        let (c, p) = self.counts();
+        self.set_counts(c, p.saturating_sub(1));
+    }
+
+    /// Gives a place this stripe holds (pending) back to the map's count.
+    pub(crate) fn release_held(&self) {
+        let (c, p) = self.counts();
+        if p != 0 {
+            self.map.add_to_count(-1);
+            self.set_counts(c, p - 1);
+        }
+    }
+
+    /// The backward shift of [`remove_at`](Self::remove_at), counts untouched; whether it
+    /// met garbage (the stripe then needs a repair).
+    #[inline]
+    fn shift_out(&self, hole: usize) -> bool {
         let sps = self.g.sps;
         let ss = self.begin_move();
         failpoint::hit(Point::MapShiftStarted);
@@ -357,8 +446,8 @@ impl<'a> Locked<'a> {
             let m = Meta(self.slot(j).meta().load(Ordering::Relaxed));
             if !m.full_and_valid(&self.g) {
                 // Empty: the run ends. Garbage: the run may go on past it, with entries
-                // the emptied hole now cuts off from their home; the repair below drops
-                // the garbage and re-homes them.
+                // the emptied hole now cuts off from their home; the repair after the
+                // shift drops the garbage and re-homes them.
                 garbage = !m.is_empty();
                 break;
             }
@@ -372,37 +461,73 @@ impl<'a> Locked<'a> {
         self.clear_slot(i);
         failpoint::hit(Point::MapRemoveCleared);
         self.end_move(ss);
-        self.add_count(-1);
-        if garbage {
-            self.repair();
-        }
+        garbage
     }
 
-    /// Adds `d` to the stripe's count and the map's. The order makes a kill between the
-    /// two stores leave the map's count high, never low (an addition updates the map's
-    /// count first, a subtraction the stripe's): a repair brings the map's count along by
-    /// the stripe's recount, which leaves a high map count high, and then lowers the map's
-    /// count to what the stripes' counts allow ([`resync_count`](Self::resync_count)).
+    /// The stripe's count word, split: its entries and its pending places (see
+    /// [`StripeHead::count`]).
+    #[inline]
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        // Relaxed: written only under the lock, which we hold.
+        let w = self.head.count.load(Ordering::Relaxed);
+        (w & STRIPE_COUNT_MASK, w >> PENDING_SHIFT)
+    }
+
+    /// Stores the stripe's count word, from its two fields.
+    #[inline]
+    pub(crate) fn set_counts(&self, count: u64, pending: u64) {
+        let w = (count & STRIPE_COUNT_MASK) | (pending.min(STRIPE_COUNT_MASK) << PENDING_SHIFT);
+        self.store_count_word(w);
+    }
+
+    /// The stripe's count word, raw.
+    #[inline]
+    fn count_word(&self) -> u64 {
+        // Relaxed: written only under the lock, which we hold.
+        self.head.count.load(Ordering::Relaxed)
+    }
+
+    /// Stores the stripe's count word, raw.
+    #[inline]
+    fn store_count_word(&self, w: u64) {
+        // Release: pairs with the Acquire loads of `resync_count`: a scan that reads this
+        // store sees every change of the map's count that this writer, and the stripe's
+        // writers before it (through the lock), made before it.
+        self.head.count.store(w, Ordering::Release);
+    }
+
+    /// Adds `d` to the stripe's count and the map's. While the two differ, the stripe's
+    /// pending places cover the difference (`|d|` more, for the two stores): the map's
+    /// count never holds more for the stripe than its count plus its pending places, which
+    /// is what [`resync_count`](Self::resync_count) relies on. The order makes a kill
+    /// between the two stores leave the map's count high, never low (an addition updates
+    /// the map's count first, a subtraction the stripe's); the repair that follows drops
+    /// the pending places and flags the map's count as possibly high.
     pub(crate) fn add_count(&self, d: i64) {
+        // On the raw word: the count in the low bits, the pending places above (a count
+        // below `|d|` is garbage, and so is what the borrow leaves; reads clamp both).
+        let w = self.count_word();
+        let n = d.unsigned_abs();
+        let after = w.wrapping_add(d as u64);
         if d > 0 {
+            self.store_count_word(w.wrapping_add(n << PENDING_SHIFT));
             self.map.add_to_count(d);
             failpoint::hit(Point::MapCountsHalf);
-        }
-        // Relaxed: written under the lock.
-        let c = self.head.count.load(Ordering::Relaxed);
-        self.head
-            .count
-            .store(c.wrapping_add(d as u64), Ordering::Relaxed);
-        if d < 0 {
+        } else {
+            self.store_count_word(after.wrapping_add(n << PENDING_SHIFT));
             failpoint::hit(Point::MapCountsHalf);
             self.map.add_to_count(d);
         }
+        self.store_count_word(after);
     }
 
     /// Reserves a place for a new entry in the map's count: `false` (nothing reserved) if
-    /// the map holds `capacity` entries. Under the stripe's lock.
+    /// the map holds `capacity` entries. Under the stripe's lock; on success the place is
+    /// pending in the stripe's count word (see [`write_reserved`](Self::write_reserved)).
     #[inline]
     pub(crate) fn reserve(&self) -> bool {
+        let w = self.count_word();
+        self.store_count_word(w.wrapping_add(PENDING_ONE));
         // AcqRel: see `resync_count`, which pairs with it.
         let old = self
             .map
@@ -412,6 +537,7 @@ impl<'a> Locked<'a> {
             return true;
         }
         self.map.add_to_count(-1);
+        self.store_count_word(w);
         false
     }
 
@@ -423,47 +549,125 @@ impl<'a> Locked<'a> {
         n < self.g.options.capacity() as u64
     }
 
-    /// Lowers the map's count to the most entries the stripes can hold now, if it is
-    /// above: the sum of their counts, plus one for each stripe locked by another writer
-    /// (a writer holds at most one reservation, made and counted under its stripe's
-    /// lock). Heals a count a writer killed between its two count updates left high. Runs
-    /// in a repair, under this stripe's lock, whose count is exact.
+    /// The map reads full: if its count may hold places no entry uses (the slack flag,
+    /// set by a repair that dropped pending places), lowers it to what the stripes account
+    /// for ([`resync_count`](Self::resync_count)), up to `HEAL_TRIES` scans while
+    /// concurrent writers change the count, within the operation's deadline. Whether the
+    /// map has room now.
+    #[cold]
+    pub(crate) fn heal_count(&self) -> bool {
+        for _ in 0..HEAL_TRIES {
+            // Relaxed: a hint; `resync_count` reads it again with Acquire.
+            if self.map.slack_word().load(Ordering::Relaxed) == 0
+                || self.resync_count() == Resync::Done
+                || self.deadline_passed()
+            {
+                break;
+            }
+        }
+        self.below_capacity()
+    }
+
+    fn deadline_passed(&self) -> bool {
+        self.dl.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Lowers the map's count to what the stripes account for, if it is above: the sum
+    /// over the stripes of their count plus their pending places. Heals the places a
+    /// repair's dropped pending places left in the count (a writer killed between its two
+    /// count updates, or holding an evicted entry's place); clears the slack flag once a
+    /// scan finds the count at most the sum of the stripes' entries. Runs under a stripe
+    /// lock; one scan of the stripe heads, abandoned at the operation's deadline (checked
+    /// every 256 stripes).
     ///
-    /// Sound against concurrent writers: the map's count is read first (Acquire); every
-    /// change of it bumps its version, so the closing compare-exchange fails if any writer
-    /// changed it meanwhile. A writer whose change the first read saw locked its stripe
-    /// before (its lock's Acquire compare-exchange, then its AcqRel change of the count,
-    /// which the Acquire read synchronises with): the scan sees that stripe locked, or
-    /// unlocked after the writer's stripe count store (the unlock's Release store, read
-    /// through the Acquire fence below).
-    pub(crate) fn resync_count(&self) {
+    /// Sound against concurrent writers: the map's count is read first (Acquire) and
+    /// every change of it bumps its version, so the closing compare-exchange (or recheck)
+    /// fails if any writer changed it meanwhile. A writer brackets each change of the
+    /// map's count with Release stores of its stripe's count word: before, it adds the
+    /// change to the pending places (and, for a subtraction, lowers the count); after, it
+    /// takes it off. A scan that reads the closing store synchronises with it, so the
+    /// writer's change of the map's count happened before the compare-exchange, which then
+    /// fails unless the first read saw it; a first read that saw the change synchronises
+    /// with it, so the scan reads the opening store or later. Either way each stripe's
+    /// term is at least what the read count holds for it. Places moved between two
+    /// stripes ([`move_place_to`](Self::move_place_to)) bump the version between their
+    /// two stores.
+    pub(crate) fn resync_count(&self) -> Resync {
         let g = &self.g;
+        // Acquire: pairs with the AcqRel increment of `flag_slack`: a scan that reads a
+        // flag reads the count word stores the flagging repair made before it.
+        let flag = self.map.slack_word().load(Ordering::Acquire);
         // Acquire: pairs with the AcqRel changes (`reserve`, `add_to_count`).
         let r = self.map.count_word().load(Ordering::Acquire);
+        let sps = g.sps as u64;
         let mut bound: u64 = 0;
+        let mut entries: u64 = 0;
         for k in 0..g.stripes {
-            let h = self.map.head(g, k);
-            let locked = k != self.s && h.lock.is_locked();
-            // Acquire fence: pairs with the Release store of the unlock the load above read
-            // (if it read one): the count below is at least that writer's.
-            fence(Ordering::Acquire);
-            // Relaxed: ordered by the fence; clamped (it may be garbage).
-            let c = h.count.load(Ordering::Relaxed).min(g.sps as u64);
-            bound += c + u64::from(locked);
+            if k % 256 == 255 && self.deadline_passed() {
+                return Resync::Unfinished;
+            }
+            // Acquire: pairs with the Release stores of `set_counts`.
+            let w = self.map.head(g, k).count.load(Ordering::Acquire);
+            // Clamped: the word may be garbage.
+            let c = (w & STRIPE_COUNT_MASK).min(sps);
+            entries += c;
+            bound += c + (w >> PENDING_SHIFT).min(sps);
         }
-        if r & COUNT_MASK > bound {
+        // The count the scan vouches for: the healed one, or the one read if the count did
+        // not change since (read again; Acquire as the first read).
+        let settled = if r & COUNT_MASK > bound {
             let healed = (r & !COUNT_MASK).wrapping_add(COUNT_VERSION) | bound.min(COUNT_MASK);
             // AcqRel: as for `reserve`; a failure means a writer changed the count since
-            // the read (the next repair tries again).
-            let _ = self.map.count_word().compare_exchange(
+            // the read.
+            let cas = self.map.count_word().compare_exchange(
                 r,
                 healed,
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             );
+            if cas.is_err() {
+                return Resync::Unfinished;
+            }
+            Some(healed)
+        } else {
+            (self.map.count_word().load(Ordering::Acquire) == r).then_some(r)
+        };
+        if flag != 0 && settled.is_some_and(|n| n & COUNT_MASK <= entries) {
+            // No place is held in vain: the map's count holds at least a stripe's entries
+            // for it (by the same argument, with the entries for the pending places), so
+            // a count at most their sum holds no slack. AcqRel: as for the flag's load
+            // above; a failure means a repair flagged again since: it stays set.
+            let _ = self.map.slack_word().compare_exchange(
+                flag,
+                0,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
         }
+        Resync::Done
     }
 }
+
+/// How far a [`resync_count`](Locked::resync_count) got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Resync {
+    /// The count is at most what the stripes accounted for during the scan (lowered to it
+    /// if it was above).
+    Done,
+    /// A writer changed the count during the scan, or the deadline passed: nothing done.
+    Unfinished,
+}
+
+/// Scans of the stripe heads a writer that finds the map full makes at most, while
+/// concurrent writers keep changing the count ([`Locked::heal_count`]).
+const HEAL_TRIES: usize = 4;
+
+/// A stripe's count word ([`StripeHead::count`]): bits 0..32 its entries, 32..64 its
+/// pending places.
+pub(crate) const STRIPE_COUNT_MASK: u64 = (1 << 32) - 1;
+const PENDING_SHIFT: u32 = 32;
+/// One pending place in a stripe's count word.
+const PENDING_ONE: u64 = 1 << PENDING_SHIFT;
 
 /// The map's count word: bits 0..40 the count, 40..64 a version bumped by every change
 /// (so that a compare-exchange against a value read earlier fails if anything changed
@@ -473,6 +677,14 @@ pub(crate) const COUNT_MASK: u64 = (1 << 40) - 1;
 pub(crate) const COUNT_VERSION: u64 = 1 << 40;
 
 impl ByteMap {
+    /// Flags the map's count as possibly holding places no entry uses: a repair dropped a
+    /// dead writer's pending places (see [`Locked::heal_count`]).
+    pub(crate) fn flag_slack(&self) {
+        // AcqRel: pairs with the Acquire load of `resync_count` (the Release half orders
+        // the repair's count word stores before the flag).
+        self.slack_word().fetch_add(1, Ordering::AcqRel);
+    }
+
     /// Adds `d` to the map's count, bumping its version.
     #[inline]
     pub(crate) fn add_to_count(&self, d: i64) {

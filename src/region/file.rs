@@ -63,7 +63,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Region {
     pub(super) map: MmapRaw,
     pub(super) geo: Geometry,
-    pub(super) timeout: Duration,
+    pub(crate) timeout: Duration,
     fd: Option<OwnedFd>,
     /// Its table word and the path it may remove ([`lifecycle`](super::lifecycle)).
     pub(super) life: Life,
