@@ -21,7 +21,7 @@ import pytest
 import shmstate
 from shmstate import Dict, DictFullError
 
-from helpers import run_all
+from helpers import run_all, assert_ctrl_c_interrupts
 
 PYTHON = sys.executable
 
@@ -480,37 +480,16 @@ def test_a_stopped_writer_holds_up_only_bounded_calls_until_their_deadline(ctx):
 
 @pytest.mark.timeout(60)
 def test_ctrl_c_interrupts_a_write_waiting_for_the_lock(tmp_path):
-    code = textwrap.dedent(f"""
-        import sys, shmstate
-        d = shmstate.Region({str(tmp_path / 'r')!r}, 1 << 20).Dict("d", capacity=10)
-        try:
-            print("ready", flush=True)
-            d["k"] = 1
-        except KeyboardInterrupt:
-            print("interrupted", flush=True)
-            sys.exit(0)
-        sys.exit(3)
-    """)
+    setup = f"d = shmstate.Region({str(tmp_path / 'r')!r}, 1 << 20).Dict('d', capacity=10)"
     d = shmstate.Region(tmp_path / "r", 1 << 20).Dict("d", capacity=10)
     holder = mp.get_context("fork").Process(target=_hold, args=(d, "k", 30))
     holder.start()
-    p = None
     try:
         _wait_until_held(d)
-        p = subprocess.Popen([PYTHON, "-c", code], stdout=subprocess.PIPE, text=True)
-        assert p.stdout.readline().strip() == "ready"
-        time.sleep(0.3)  # let it block (no handshake is possible from inside the wait)
-        t = time.monotonic()
-        p.send_signal(signal.SIGINT)
-        assert p.wait(10) == 0
-        assert time.monotonic() - t < 2
-        assert p.stdout.read().strip() == "interrupted"
+        assert_ctrl_c_interrupts(setup, 'd["k"] = 1')
     finally:
         holder.kill()
         holder.join(30)
-        if p is not None:
-            p.kill()
-            p.wait()
 
 
 PROGRAM = textwrap.dedent("""

@@ -7,7 +7,6 @@ killed or interrupted process costs the others, and the queue's own additions
 import os
 import pickle
 import queue
-import signal
 import subprocess
 import sys
 import textwrap
@@ -17,6 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 import pytest
 
 import shmstate
+from helpers import assert_ctrl_c_interrupts
 
 PYTHON = sys.executable
 # Bounds on a timed call's lateness: generous (the machine is shared), never a speed claim.
@@ -506,29 +506,7 @@ WAIT = {"get": "q.get()", "put": "q.put(1)", "join": "q.join()"}
 
 @pytest.mark.parametrize("what", sorted(SETUP))
 def test_ctrl_c_interrupts_a_blocked_call(what):
-    code = textwrap.dedent(f"""
-        import sys, shmstate
-        {SETUP[what]}
-        try:
-            print("ready", flush=True)
-            {WAIT[what]}
-        except KeyboardInterrupt:
-            print("interrupted", flush=True)
-            sys.exit(0)
-        sys.exit(3)
-    """)
-    p = subprocess.Popen([PYTHON, "-c", code], stdout=subprocess.PIPE, text=True)
-    try:
-        assert p.stdout.readline().strip() == "ready"
-        time.sleep(0.3)  # let it block (no handshake is possible from inside the wait)
-        t = time.monotonic()
-        p.send_signal(signal.SIGINT)
-        assert p.wait(10) == 0
-        assert time.monotonic() - t < 2
-        assert p.stdout.read().strip() == "interrupted"
-    finally:
-        p.kill()
-        p.wait()
+    assert_ctrl_c_interrupts(SETUP[what], WAIT[what])
 
 
 def _get_until_shutdown(q, out):

@@ -12,6 +12,7 @@ import time
 import pytest
 
 import shmstate
+from helpers import assert_ctrl_c_interrupts
 
 PYTHON = sys.executable
 
@@ -93,29 +94,7 @@ WAIT = {
 
 @pytest.mark.parametrize("what", sorted(SETUP))
 def test_ctrl_c_interrupts_a_blocking_call(what):
-    code = textwrap.dedent(f"""
-        import sys, threading, time, shmstate
-        {SETUP[what]}
-        try:
-            print("ready", flush=True)
-            {WAIT[what]}
-        except KeyboardInterrupt:
-            print("interrupted", flush=True)
-            sys.exit(0)
-        sys.exit(3)
-    """)
-    p = subprocess.Popen([PYTHON, "-c", code], stdout=subprocess.PIPE, text=True)
-    try:
-        assert p.stdout.readline().strip() == "ready"
-        time.sleep(0.3)  # let it block (no handshake is possible from inside the wait)
-        t = time.monotonic()
-        p.send_signal(signal.SIGINT)
-        assert p.wait(10) == 0
-        assert time.monotonic() - t < 2
-        assert p.stdout.read().strip() == "interrupted"
-    finally:
-        p.kill()
-        p.wait()
+    assert_ctrl_c_interrupts(SETUP[what], WAIT[what])
 
 
 def test_blocking_acquire_releases_the_gil():
