@@ -191,102 +191,83 @@ where
     unsafe { slow_call(py, slow, this.as_any(), args, n, kwnames) }
 }
 
-unsafe extern "C" fn lock_acquire(
+/// What the lock methods below need of a lock class.
+trait FastLock: pyo3::PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + Sync {
+    /// The PyO3 `acquire` the fast one replaced.
+    const SLOW: &'static Slow;
+    /// `acquire(False)` without a probe: `None` if another thread holds the lock.
+    fn try_acquire(&self) -> Option<PyResult<bool>>;
+    fn release(&self) -> PyResult<()>;
+    fn enter(&self, py: Python<'_>) -> PyResult<bool>;
+}
+
+impl FastLock for Lock {
+    const SLOW: &'static Slow = &LOCK_ACQUIRE;
+    fn try_acquire(&self) -> Option<PyResult<bool>> {
+        Lock::try_acquire(self)
+    }
+    fn release(&self) -> PyResult<()> {
+        Lock::release(self)
+    }
+    fn enter(&self, py: Python<'_>) -> PyResult<bool> {
+        Lock::enter(self, py)
+    }
+}
+
+impl FastLock for RLock {
+    const SLOW: &'static Slow = &RLOCK_ACQUIRE;
+    fn try_acquire(&self) -> Option<PyResult<bool>> {
+        RLock::try_acquire(self)
+    }
+    fn release(&self) -> PyResult<()> {
+        RLock::release(self)
+    }
+    fn enter(&self, py: Python<'_>) -> PyResult<bool> {
+        RLock::enter(self, py)
+    }
+}
+
+unsafe extern "C" fn acquire<T: FastLock>(
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargsf: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    // SAFETY: called by the interpreter through `LOCK_ACQUIRE_DEF`, a method descriptor of
-    // `Lock`'s class, with the GIL held and a vectorcall's arguments.
+    // SAFETY: called by the interpreter through a `METH_FASTCALL | METH_KEYWORDS` method
+    // descriptor of `T`'s class (`install`), with the GIL held and a vectorcall's
+    // arguments.
     unsafe {
-        run::<Lock, _>(slf, |py, this| {
-            acquire_fast(
-                py,
-                this,
-                &LOCK_ACQUIRE,
-                args,
-                nargsf,
-                kwnames,
-                Lock::try_acquire,
-            )
+        run::<T, _>(slf, |py, this| {
+            acquire_fast(py, this, T::SLOW, args, nargsf, kwnames, T::try_acquire)
         })
     }
 }
 
-unsafe extern "C" fn rlock_acquire(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargsf: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: as in `lock_acquire`, for `RLock`.
-    unsafe {
-        run::<RLock, _>(slf, |py, this| {
-            acquire_fast(
-                py,
-                this,
-                &RLOCK_ACQUIRE,
-                args,
-                nargsf,
-                kwnames,
-                RLock::try_acquire,
-            )
-        })
-    }
-}
-
-unsafe extern "C" fn lock_release(
+unsafe extern "C" fn release<T: FastLock>(
     slf: *mut ffi::PyObject,
     _: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    // SAFETY: called through a `METH_NOARGS` method descriptor of `Lock`'s class.
-    unsafe { run::<Lock, _>(slf, |_, this| this.get().release().map(|()| none())) }
+    // SAFETY: called through a `METH_NOARGS` method descriptor of `T`'s class.
+    unsafe { run::<T, _>(slf, |_, this| this.get().release().map(|()| none())) }
 }
 
-unsafe extern "C" fn rlock_release(
+unsafe extern "C" fn enter<T: FastLock>(
     slf: *mut ffi::PyObject,
     _: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    // SAFETY: called through a `METH_NOARGS` method descriptor of `RLock`'s class.
-    unsafe { run::<RLock, _>(slf, |_, this| this.get().release().map(|()| none())) }
-}
-
-unsafe extern "C" fn lock_enter(
-    slf: *mut ffi::PyObject,
-    _: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: called through a `METH_NOARGS` method descriptor of `Lock`'s class.
-    unsafe { run::<Lock, _>(slf, |py, this| this.get().enter(py).map(boolean)) }
-}
-
-unsafe extern "C" fn rlock_enter(
-    slf: *mut ffi::PyObject,
-    _: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: called through a `METH_NOARGS` method descriptor of `RLock`'s class.
-    unsafe { run::<RLock, _>(slf, |py, this| this.get().enter(py).map(boolean)) }
+    // SAFETY: called through a `METH_NOARGS` method descriptor of `T`'s class.
+    unsafe { run::<T, _>(slf, |py, this| this.get().enter(py).map(boolean)) }
 }
 
 /// `__exit__(*exc_info)`: releases; its arguments are not looked at (as PyO3's method).
-unsafe extern "C" fn lock_exit(
+unsafe extern "C" fn exit<T: FastLock>(
     slf: *mut ffi::PyObject,
     _: *const *mut ffi::PyObject,
     _: ffi::Py_ssize_t,
     _: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    // SAFETY: called through a method descriptor of `Lock`'s class.
-    unsafe { run::<Lock, _>(slf, |_, this| this.get().release().map(|()| boolean(false))) }
-}
-
-unsafe extern "C" fn rlock_exit(
-    slf: *mut ffi::PyObject,
-    _: *const *mut ffi::PyObject,
-    _: ffi::Py_ssize_t,
-    _: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: called through a method descriptor of `RLock`'s class.
-    unsafe { run::<RLock, _>(slf, |_, this| this.get().release().map(|()| boolean(false))) }
+    // SAFETY: called through a method descriptor of `T`'s class.
+    unsafe { run::<T, _>(slf, |_, this| this.get().release().map(|()| boolean(false))) }
 }
 
 unsafe extern "C" fn value_add(
@@ -374,21 +355,21 @@ macro_rules! def {
 const FASTCALL: std::ffi::c_int = ffi::METH_FASTCALL | ffi::METH_KEYWORDS;
 
 static LOCK_DEFS: [Def; 4] = [
-    def!(c"acquire", PyCFunctionFastWithKeywords: lock_acquire, FASTCALL,
+    def!(c"acquire", PyCFunctionFastWithKeywords: acquire::<Lock>, FASTCALL,
         c"acquire($self, /, block=True, timeout=None)\n--\n\nAcquire the lock; see the class docs for ``block``, ``timeout`` and :class:`OwnerDiedError`."),
-    def!(c"release", PyCFunction: lock_release, ffi::METH_NOARGS,
+    def!(c"release", PyCFunction: release::<Lock>, ffi::METH_NOARGS,
         c"release($self, /)\n--\n\nRelease the lock (held by the calling thread)."),
-    def!(c"__enter__", PyCFunction: lock_enter, ffi::METH_NOARGS, c"__enter__($self, /)\n--\n\nAcquire (waiting); a dead holder raises OwnerDiedError."),
-    def!(c"__exit__", PyCFunctionFastWithKeywords: lock_exit, FASTCALL, c"__exit__($self, /, *exc_info)\n--\n\nRelease."),
+    def!(c"__enter__", PyCFunction: enter::<Lock>, ffi::METH_NOARGS, c"__enter__($self, /)\n--\n\nAcquire (waiting); a dead holder raises OwnerDiedError."),
+    def!(c"__exit__", PyCFunctionFastWithKeywords: exit::<Lock>, FASTCALL, c"__exit__($self, /, *exc_info)\n--\n\nRelease."),
 ];
 
 static RLOCK_DEFS: [Def; 4] = [
-    def!(c"acquire", PyCFunctionFastWithKeywords: rlock_acquire, FASTCALL,
+    def!(c"acquire", PyCFunctionFastWithKeywords: acquire::<RLock>, FASTCALL,
         c"acquire($self, /, block=True, timeout=None)\n--\n\nAcquire the lock (again, if this thread holds it); see the class docs."),
-    def!(c"release", PyCFunction: rlock_release, ffi::METH_NOARGS,
+    def!(c"release", PyCFunction: release::<RLock>, ffi::METH_NOARGS,
         c"release($self, /)\n--\n\nUndo one ``acquire`` of the calling thread; the last one releases the lock."),
-    def!(c"__enter__", PyCFunction: rlock_enter, ffi::METH_NOARGS, c"__enter__($self, /)\n--\n\nAcquire (waiting); a dead holder raises OwnerDiedError."),
-    def!(c"__exit__", PyCFunctionFastWithKeywords: rlock_exit, FASTCALL, c"__exit__($self, /, *exc_info)\n--\n\nRelease once."),
+    def!(c"__enter__", PyCFunction: enter::<RLock>, ffi::METH_NOARGS, c"__enter__($self, /)\n--\n\nAcquire (waiting); a dead holder raises OwnerDiedError."),
+    def!(c"__exit__", PyCFunctionFastWithKeywords: exit::<RLock>, FASTCALL, c"__exit__($self, /, *exc_info)\n--\n\nRelease once."),
 ];
 
 static VALUE_DEFS: [Def; 2] = [
