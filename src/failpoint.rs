@@ -125,6 +125,10 @@ pub enum Point {
     MapCopying,
     /// Map clear: the first full slot of a stripe emptied, the structure sequence odd.
     MapClearing,
+    /// Region growth: about to extend the file (nothing changed yet).
+    RegionGrowing,
+    /// Region growth: the file is extended, the size word not yet raised.
+    RegionGrown,
 }
 
 #[cfg(shmstate_test_hooks)]

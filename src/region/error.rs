@@ -215,9 +215,19 @@ pub enum CreateError {
         min: u64,
     },
 
+    /// The [`max_size`](crate::RegionOptions::max_size) asked for is below the size.
+    /// Give a maximum at least as large as the size (or none: the region does not grow).
+    #[error("maximum size {max_size} below the region size {size}")]
+    InvalidMaxSize {
+        /// The size given.
+        size: u64,
+        /// The maximum size given.
+        max_size: u64,
+    },
+
     /// The operating system refused an operation: the directory does not exist,
     /// permission is denied, there is no space for the size asked for (`ENOSPC`), memfds
-    /// are unavailable, ...
+    /// are unavailable, a region that may grow on a filesystem without `fallocate`, ...
     #[error(transparent)]
     Io(#[from] io::Error),
 }
@@ -368,13 +378,30 @@ pub enum GetError {
         requested_align: u64,
     },
 
-    /// No data space is left for a new object. Create a larger region.
+    /// No data space is left for a new object, and the region cannot grow enough for it
+    /// (it was created without a larger [`max_size`](crate::RegionOptions::max_size), or
+    /// the object does not fit below it). Create a larger region, or one with a larger
+    /// maximum size.
     #[error("region full: {needed} bytes needed, {available} available")]
     RegionFull {
         /// Bytes the new object needs (rounded up to the object alignment).
         needed: u64,
-        /// Bytes left in the region.
+        /// Bytes left in the region (up to its maximum size, for one that grows).
         available: u64,
+    },
+
+    /// The region had to grow for a new object, and its file could not be extended:
+    /// the filesystem is full (`ENOSPC`: a full tmpfs or disk), a file size limit
+    /// (`EFBIG`: `RLIMIT_FSIZE`), or a memfd sealed against growing (`EPERM`). Nothing
+    /// changed: the object was not created, every other object is intact, and no later
+    /// access faults. Free space (or raise the limit) and retry.
+    #[error("cannot grow the region to {size} bytes: {source}")]
+    GrowFailed {
+        /// The size the region was to grow to.
+        size: u64,
+        /// Why the operating system refused.
+        #[source]
+        source: io::Error,
     },
 
     /// Every directory entry is in use. Create a region with a larger

@@ -12,11 +12,36 @@
 //! theirs. A creator that dies mid-way leaves nothing behind (an `O_TMPFILE` vanishes
 //! with its descriptor; a named temporary file may be left in the fallback case).
 //!
+//! # Growth
+//!
+//! A region created with [`RegionOptions::max_size`] above its size grows on demand (the
+//! protocol is in [`format`](super::format)): the mapping covers the maximum from the
+//! start, and a handle touches nothing past the file length it has itself observed.
+//! The handle keeps a duplicate of the file's descriptor for that (`fstat` when it
+//! first meets an object beyond what it has verified; `fallocate` to grow).
+//!
+//! # Crash windows (growth)
+//!
+//! Growing takes no lock: extending a file is idempotent and never shrinks it, and the
+//! size word only rises (`fetch_max`), so concurrent growers need no order and nobody
+//! waits for a grower.
+//!
+//! | step | left behind | repaired by, how fast |
+//! |------|-------------|-----------------------|
+//! | file being extended (`fallocate` running) | a file extended in part, or not at all; the size word unchanged | nothing to repair: the next process that needs room extends it again, at its call (failpoint test `a_grower_killed_before_extending_leaves_nothing_to_repair`) |
+//! | file extended, size word not yet raised | a file longer than its size word | nothing waits: openers accept a file between the size and the maximum; the next grower's `fallocate` is a no-op over the reserved part and it raises the word, at its call (failpoint test `a_grower_killed_after_extending_is_finished_by_the_next`) |
+//! | size word raised | a grown region, its new space not yet allocated | — (allocation goes on as in a region that never grew) |
+//!
+//! A grower stopped (SIGSTOP) at any step holds nothing: the others grow the region
+//! themselves.
+//!
 //! # Limits
 //!
-//! A file-backed region's size is fixed at creation; if another process truncates the
-//! file while it is mapped, accesses beyond the new end raise `SIGBUS` (as for any
-//! mapped file). A memfd region is sealed against shrinking and growing, so it cannot.
+//! If another process truncates a region's file while it is mapped, accesses beyond the
+//! new end raise `SIGBUS` (as for any mapped file). A memfd region is sealed against
+//! shrinking (and, unless it may grow, against growing), so it cannot be truncated.
+//! A region grows only on a filesystem with `fallocate` (tmpfs, ext4, xfs, btrfs, ...):
+//! creating one with a maximum above its size elsewhere fails.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -27,13 +52,14 @@ use memmap2::{MmapOptions, MmapRaw};
 use rustix::fs::{AtFlags, CWD, FallocateFlags, FileType, MemfdFlags, Mode, OFlags, SealFlags};
 use rustix::io::Errno;
 
-use super::error::{CreateError, OpenError, OpenOrCreateError};
+use super::error::{CreateError, GetError, OpenError, OpenOrCreateError};
 use super::format::{
-    self, DEFAULT_CAPACITY, Geometry, HEADER_SIZE, MAX_CAPACITY, Raw, data_start_for, flags,
+    self, DEFAULT_CAPACITY, Geometry, HEADER_SIZE, MAX_CAPACITY, OBJECT_ALIGN, Raw, data_start_for,
+    flags,
 };
 use super::lifecycle::{Life, PathRef};
 use super::validate;
-use crate::sync::{AtomicU32, Ordering};
+use crate::sync::{AtomicU32, AtomicUsize, Ordering};
 
 /// How long the `get_or_*` calls and [`Region::get`] wait, by default, for another process
 /// to finish creating an object.
@@ -65,6 +91,13 @@ pub struct Region {
     pub(super) geo: Geometry,
     pub(super) timeout: Duration,
     fd: Option<OwnedFd>,
+    /// The file (or memfd) of a region that may grow, when `fd` does not hold it: to
+    /// read its length (`fstat`) and extend it (`fallocate`).
+    grow_fd: Option<OwnedFd>,
+    /// Bytes from the start that this process has seen the file cover (`fstat`, or its
+    /// own successful `fallocate`): the bound of every access. Only rises, from
+    /// `geo.total` up to `geo.max`.
+    verified: AtomicUsize,
     /// Its table word and the path it may remove ([`lifecycle`](super::lifecycle)).
     pub(super) life: Life,
 }
@@ -75,7 +108,8 @@ static_assertions::assert_impl_all!(Region: Send, Sync);
 impl std::fmt::Debug for Region {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Region")
-            .field("size", &self.geo.total)
+            .field("size", &self.size())
+            .field("max_size", &self.geo.max)
             .field("capacity", &self.geo.capacity)
             .field("fd", &self.fd)
             .field("life", &self.life)
@@ -105,6 +139,7 @@ pub struct RegionOptions {
     capacity: u32,
     timeout: Duration,
     remove_when_unused: bool,
+    max_size: Option<u64>,
 }
 
 impl Default for RegionOptions {
@@ -121,6 +156,7 @@ impl RegionOptions {
             capacity: DEFAULT_CAPACITY,
             timeout: DEFAULT_TIMEOUT,
             remove_when_unused: false,
+            max_size: None,
         }
     }
 
@@ -185,14 +221,54 @@ impl RegionOptions {
         self
     }
 
+    /// The largest size, in bytes, a region created with these options may grow to
+    /// (default: its size; it does not grow).
+    ///
+    /// When an object does not fit, the process creating it extends the file: the size
+    /// doubles (at least enough for the object), capped at `max_size`. Objects never
+    /// move, so references stay valid; every process maps the whole maximum from the
+    /// start (address space only) and starts using the new part when it first needs an
+    /// object there. The space is reserved with `fallocate`, so growth that the
+    /// filesystem cannot back (a full tmpfs, a file size limit) fails the call that
+    /// needed it ([`GetError::GrowFailed`]), never a later access with `SIGBUS`.
+    ///
+    /// Recorded in the region at creation: opening an existing region ignores it. A path
+    /// region grows on filesystems with `fallocate`; a memfd or anonymous region made
+    /// with a maximum is not sealed against growing (a memfd sealed with `F_SEAL_GROW`
+    /// and opened with [`Region::from_fd`] fails each growth with
+    /// [`GetError::GrowFailed`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{Counter, RegionOptions, ValueArray};
+    ///
+    /// let path = std::env::temp_dir().join(format!("shmstate-doc-grow-{}", std::process::id()));
+    /// let region = RegionOptions::new().max_size(1 << 24).create(&path, 1 << 16)?;
+    /// let hits = region.get_or_default::<Counter>("hits")?;
+    /// // 1 MiB does not fit in 64 KiB: the region grows to 2 MiB for it.
+    /// region.get_or_default_slice::<ValueArray<u64>>("samples", 1 << 17)?;
+    /// assert_eq!((region.size(), region.max_size()), (1 << 21, 1 << 24));
+    /// hits.add(1); // still valid
+    /// # drop(region); std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn max_size(mut self, bytes: u64) -> Self {
+        self.max_size = Some(bytes);
+        self
+    }
+
     /// Creates a new region file of `size` bytes at `path`; fails if anything exists
     /// there (including a symbolic link).
     ///
     /// # Errors
     ///
     /// [`CreateError::AlreadyExists`] if the path exists; [`CreateError::InvalidSize`] if
-    /// `size` cannot hold the directory; [`CreateError::Io`] if the directory does not
-    /// exist, permission is denied, or there is no space (`ENOSPC`) for `size` bytes.
+    /// `size` cannot hold the directory; [`CreateError::InvalidMaxSize`] if
+    /// [`max_size`](Self::max_size) is below it;
+    /// [`CreateError::Io`] if the directory does not exist, permission is denied, there
+    /// is no space (`ENOSPC`) for `size` bytes, or the region may grow and the
+    /// filesystem has no `fallocate`.
     pub fn create(&self, path: impl AsRef<Path>, size: u64) -> Result<Region, CreateError> {
         let path = path.as_ref();
         let geo = self.geometry(size)?;
@@ -202,11 +278,15 @@ impl RegionOptions {
         };
         let tmp = TempFile::new(dir, path, self.mode)?;
         rustix::fs::fchmod(&tmp.fd, Mode::from_raw_mode(self.mode))?;
-        reserve(&tmp.fd, size)?;
-        let map = map(&tmp.fd, geo.total)?;
-        format::write_header(raw_of(&map), &geo);
+        reserve(&tmp.fd, size, geo.max > geo.total)?;
+        let map = map(&tmp.fd, geo.max)?;
+        format::write_header(raw_of(&map, geo.total), &geo);
         let path_ref = PathRef::new(path, &tmp.fd)?;
+        let grow_fd = (geo.max > geo.total)
+            .then(|| tmp.fd.try_clone())
+            .transpose()?;
         let mut region = self.region(map, geo, None);
+        region.grow_fd = grow_fd;
         // Attached before the file has a name: nobody can see it unattached (a `gc` in
         // between would otherwise find a region with nobody in it). Nobody else can see
         // it at all yet, so it cannot be retired.
@@ -392,8 +472,10 @@ impl RegionOptions {
     ///
     /// As [`memfd`](Self::memfd).
     pub fn anonymous(&self, size: u64) -> Result<Region, CreateError> {
-        let (map, geo, _fd) = self.sealed_memfd("shmstate-anonymous", size)?;
+        let (map, geo, fd) = self.sealed_memfd("shmstate-anonymous", size)?;
         let mut region = self.region(map, geo, None);
+        // Kept (private to the handles, inherited by forked children) only to grow.
+        region.grow_fd = (geo.max > geo.total).then_some(fd);
         // As for `memfd`.
         let _ = region.attach(None);
         Ok(region)
@@ -424,9 +506,22 @@ impl RegionOptions {
     fn geometry(&self, size: u64) -> Result<Geometry, CreateError> {
         let data_start = data_start_for(self.capacity);
         let min = data_start as u64;
-        match usize::try_from(size) {
-            Ok(total) if size >= min && isize::try_from(size).is_ok() => Ok(Geometry {
+        let max = self.max_size.unwrap_or(size);
+        if max < size {
+            return Err(CreateError::InvalidMaxSize {
+                size,
+                max_size: max,
+            });
+        }
+        let fits = |n: u64| {
+            usize::try_from(n)
+                .ok()
+                .filter(|&n| isize::try_from(n).is_ok())
+        };
+        match (fits(size), fits(max)) {
+            (Some(total), Some(max)) if size >= min => Ok(Geometry {
                 total,
+                max,
                 capacity: self.capacity,
                 data_start,
                 flags: if self.remove_when_unused {
@@ -450,10 +545,16 @@ impl RegionOptions {
             ..self.geometry(size)?
         };
         let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
-        reserve(&fd, size)?;
-        rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
-        let map = map(&fd, geo.total)?;
-        format::write_header(raw_of(&map), &geo);
+        let grows = geo.max > geo.total;
+        reserve(&fd, size, grows)?;
+        let seals = if grows {
+            SealFlags::SHRINK | SealFlags::SEAL
+        } else {
+            SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL
+        };
+        rustix::fs::fcntl_add_seals(&fd, seals)?;
+        let map = map(&fd, geo.max)?;
+        format::write_header(raw_of(&map, geo.total), &geo);
         Ok((map, geo, fd))
     }
 
@@ -477,15 +578,52 @@ impl RegionOptions {
                 "file of {len} bytes cannot be mapped"
             )));
         };
-        let map = match access {
-            Access::ReadWrite => map(&fd, len_usize)?,
-            Access::ReadOnly => MmapOptions::new().len(len_usize).map_raw_read_only(&fd)?,
+        let map_len = |len: usize| match access {
+            Access::ReadWrite => map(&fd, len),
+            Access::ReadOnly => MmapOptions::new().len(len).map_raw_read_only(&fd),
         };
+        let mut map = map_len(len_usize)?;
         // Validation only loads, so it runs unchanged over a read-only mapping.
-        let raw = raw_of(&map);
-        let geo = validate::validate_header(raw)?;
-        validate::validate_directory(raw, &geo)?;
-        Ok(self.region(map, geo, keep.then_some(fd)))
+        let mut file = len;
+        let mut geo = None;
+        // A grower may extend the file and raise the size word between the `fstat` and
+        // the header's check: the check then finds the file short, and the length is
+        // read again (a few times: a hostile size word stays short forever).
+        for _ in 0..4 {
+            match validate::validate_header(raw_of(&map, HEADER_SIZE), file) {
+                Err(OpenError::Truncated { .. }) => {
+                    let now = u64::try_from(rustix::fs::fstat(&fd)?.st_size).unwrap_or(0);
+                    if now <= file {
+                        break;
+                    }
+                    file = now;
+                }
+                other => {
+                    geo = Some(other?);
+                    break;
+                }
+            }
+        }
+        let geo = match geo {
+            Some(geo) => geo,
+            None => validate::validate_header(raw_of(&map, HEADER_SIZE), file)?,
+        };
+        if geo.max != map.len() {
+            // Mapped again over the whole maximum: objects never move once handed out.
+            map = map_len(geo.max)?;
+        }
+        // Nothing at or past the length checked is touched: the file covers it.
+        validate::validate_directory(raw_of(&map, geo.total), &geo)?;
+        // A region that may still grow keeps its descriptor (to read the file's length
+        // and extend it), in `fd` if the caller hands it over anyway.
+        let (fd, grow_fd) = match (keep, geo.max > geo.total) {
+            (true, _) => (Some(fd), None),
+            (false, true) => (None, Some(fd)),
+            (false, false) => (None, None),
+        };
+        let mut region = self.region(map, geo, fd);
+        region.grow_fd = grow_fd;
+        Ok(region)
     }
 
     fn region(&self, map: MmapRaw, geo: Geometry, fd: Option<OwnedFd>) -> Region {
@@ -494,6 +632,8 @@ impl RegionOptions {
             geo,
             timeout: self.timeout,
             fd,
+            grow_fd: None,
+            verified: AtomicUsize::new(geo.total),
             life: Life::default(),
         }
     }
@@ -614,9 +754,33 @@ impl Region {
         RegionOptions::new().from_fd(fd)
     }
 
-    /// The region's size in bytes.
+    /// The region's size in bytes: where its objects end at most. A region created with a
+    /// [`max_size`](RegionOptions::max_size) above its size grows up to
+    /// [`max_size`](Self::max_size); this is its size now (as this process can see the
+    /// file cover it).
     pub fn size(&self) -> usize {
-        self.geo.total
+        let Some(h) = self.raw().header() else {
+            return self.geo.total;
+        };
+        // Acquire: pairs with the grower's release `fetch_max` (in `grow`), made after it
+        // extended the file, so that the `fstat` in `refresh` sees the extension.
+        let word = h.total_size.load(Ordering::Acquire);
+        let word = usize::try_from(word)
+            .unwrap_or(usize::MAX)
+            .min(self.geo.max);
+        if word <= self.verified() {
+            word
+        } else {
+            // A peer grew it (or wrote a larger word): report what the file covers.
+            word.min(self.refresh())
+        }
+    }
+
+    /// The largest size the region may grow to: [`size`](Self::size) for a region
+    /// created without a larger [`max_size`](RegionOptions::max_size). Every process maps
+    /// this many bytes of address space.
+    pub fn max_size(&self) -> usize {
+        self.geo.max
     }
 
     /// The number of directory entries (named objects it can hold).
@@ -635,12 +799,93 @@ impl Region {
     pub fn offset_of<T: ?Sized>(&self, object: &T) -> Option<usize> {
         let addr = (object as *const T).cast::<u8>() as usize;
         let base = self.map.as_mut_ptr() as usize;
-        addr.checked_sub(base).filter(|&o| o < self.geo.total)
+        addr.checked_sub(base).filter(|&o| o < self.verified())
     }
 
-    /// The checked view of the mapping.
+    /// The checked view of the mapping: the bytes this process has verified the file
+    /// covers (the mapping may be longer: a region that grows is mapped to its maximum).
     pub(super) fn raw(&self) -> Raw<'_> {
-        raw_of(&self.map)
+        raw_of(&self.map, self.verified())
+    }
+
+    /// How many bytes from the start this process has seen the file cover.
+    fn verified(&self) -> usize {
+        // Relaxed: the value only ever stands for a file length some thread of this
+        // process observed (or made), and a region's file never shrinks: any value read
+        // is a sound bound whatever the order.
+        self.verified.load(Ordering::Relaxed)
+    }
+
+    /// A view covering at least `end` bytes, if the file does: past what this process
+    /// has verified, the file's length is read again (the region grew since). `None` if
+    /// the file is shorter (an entry or size word beyond it is corrupt): nothing past
+    /// the end of the file is ever touched.
+    pub(super) fn raw_covering(&self, end: usize) -> Option<Raw<'_>> {
+        if end > self.verified() && end > self.refresh() {
+            return None;
+        }
+        Some(self.raw())
+    }
+
+    /// Reads the file's length (at most the mapping's) into the verified bound; returns
+    /// the bound. Without a descriptor (a region that cannot grow) the bound stays.
+    fn refresh(&self) -> usize {
+        let cur = self.verified();
+        let Some(fd) = self.backing_fd().filter(|_| cur < self.geo.max) else {
+            return cur;
+        };
+        let Ok(st) = rustix::fs::fstat(fd) else {
+            return cur;
+        };
+        let len = usize::try_from(st.st_size).unwrap_or(0).min(self.geo.max);
+        // Relaxed: see `verified`.
+        self.verified.fetch_max(len, Ordering::Relaxed).max(len)
+    }
+
+    /// The descriptor of the region's file or memfd, if the handle keeps one.
+    fn backing_fd(&self) -> Option<&OwnedFd> {
+        self.grow_fd.as_ref().or(self.fd.as_ref())
+    }
+
+    /// Grows the region so that `need` more bytes fit at the allocation pointer `cur`,
+    /// `total` being the size word the allocator found too small: extends the file to
+    /// the next size (doubling, at least `cur + need`, capped at the maximum) with
+    /// `fallocate`, then raises the size word. Concurrent growers need no order (see the
+    /// module's crash windows).
+    ///
+    /// # Errors
+    ///
+    /// [`GetError::RegionFull`] if the region cannot grow (no maximum above its size, or
+    /// `cur + need` beyond it); [`GetError::GrowFailed`] if the file cannot be extended.
+    pub(super) fn grow(&self, cur: u64, need: u64, total: u64) -> Result<(), GetError> {
+        let max = self.geo.max as u64;
+        let full = |limit: u64| GetError::RegionFull {
+            needed: need,
+            available: limit.saturating_sub(cur),
+        };
+        let Some(fd) = self.backing_fd().filter(|_| max > total) else {
+            return Err(full(total));
+        };
+        let end = match cur.checked_add(need) {
+            Some(end) if end <= max => end,
+            _ => return Err(full(max)),
+        };
+        let mut new = total.max(OBJECT_ALIGN as u64);
+        while new < end {
+            new = new.saturating_mul(2);
+        }
+        let new = new.min(max);
+        crate::failpoint::hit(crate::failpoint::Point::RegionGrowing);
+        extend(fd, new).map_err(|source| GetError::GrowFailed { size: new, source })?;
+        // Relaxed: see `verified`; our own `fallocate` made the file this long.
+        self.verified.fetch_max(new as usize, Ordering::Relaxed);
+        crate::failpoint::hit(crate::failpoint::Point::RegionGrown);
+        if let Some(h) = self.raw().header() {
+            // Release: pairs with the acquire loads of the size word (the allocator's,
+            // `size`, an opener's `validate_header`): the file was extended before.
+            h.total_size.fetch_max(new, Ordering::Release);
+        }
+        Ok(())
     }
 }
 
@@ -654,19 +899,25 @@ enum Access {
     ReadOnly,
 }
 
-/// The view of a whole mapping.
-fn raw_of(map: &MmapRaw) -> Raw<'_> {
+/// The view of the first `len` bytes of a mapping (at most all of it). The caller knows
+/// the file covers them: a mapping may extend past the end of its file (a region that
+/// grows is mapped to its maximum), where any access raises `SIGBUS`.
+fn raw_of(map: &MmapRaw, len: usize) -> Raw<'_> {
+    let len = len.min(map.len());
     // A mapping is never at address 0; a dangling pointer for an (impossible) empty one
     // is never dereferenced because the view's length is 0.
     let base = NonNull::new(map.as_mut_ptr()).unwrap_or(NonNull::dangling());
     // SAFETY: `base` comes from `MmapRaw::as_mut_ptr` (a mutable pointer), is page-aligned
-    // (≥ 64), and is valid for reads and writes of `map.len()` bytes while `map` lives,
-    // which the returned lifetime ties to. This crate accesses region memory only through
+    // (≥ 64), and is valid for reads and writes of `len <= map.len()` bytes while `map`
+    // lives, which the returned lifetime ties to: the callers pass a length the file
+    // covers (a length they read with `fstat`, created with `fallocate`, or checked
+    // against the header's size at open), and a region's file never shrinks (a truncation
+    // by another process is the documented `SIGBUS` limit of any mapped file). This crate accesses region memory only through
     // `Raw`, i.e. atomics and `Shared` types. A read-only mapping (`Access::ReadOnly`) is
     // valid for reads only: it is wrapped at once in a `ReadOnlyRegion`, whose every
     // access (the header and directory checks, `entries`, its loads) is a non-`SeqCst`
     // atomic load of at most 8 bytes, which std allows on read-only memory.
-    unsafe { Raw::new(base, map.len()) }
+    unsafe { Raw::new(base, len) }
 }
 
 /// Maps `len` bytes of `fd`, shared and writable.
@@ -676,16 +927,35 @@ fn map(fd: &OwnedFd, len: usize) -> std::io::Result<MmapRaw> {
 
 /// Sizes `fd` to `size` bytes with the space reserved, so that running out of memory or
 /// disk is an error now rather than a `SIGBUS` on first touch. Filesystems without
-/// `fallocate` get a plain (sparse) `ftruncate`.
-/// A signal can interrupt a large `fallocate` (`EINTR`); it is retried, a bounded number
-/// of times.
-fn reserve(fd: &OwnedFd, size: u64) -> Result<(), CreateError> {
+/// `fallocate` get a plain (sparse) `ftruncate`, unless the region `grows`: growth
+/// needs `fallocate` (an `ftruncate` could shrink a file another grower extended).
+fn reserve(fd: &OwnedFd, size: u64, grows: bool) -> Result<(), CreateError> {
+    match extend(fd, size) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::Unsupported && !grows => {
+            Ok(rustix::fs::ftruncate(fd, size)?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Makes the file of `fd` at least `size` bytes long, every byte below backed by
+/// reserved space (`fallocate` from 0: never shrinks, idempotent). A signal can
+/// interrupt a large `fallocate` (`EINTR`); it is retried, a bounded number of times.
+/// A file size limit (`RLIMIT_FSIZE`) fails with `EFBIG` (and raises `SIGXFSZ`, which
+/// ends the process unless it ignores it, as for any write past the limit).
+fn extend(fd: &OwnedFd, size: u64) -> std::io::Result<()> {
     let mut interrupted = 0;
     loop {
         match rustix::fs::fallocate(fd, FallocateFlags::empty(), 0, size) {
             Ok(()) => return Ok(()),
             Err(Errno::INTR) if interrupted < 100 => interrupted += 1,
-            Err(Errno::OPNOTSUPP) => return Ok(rustix::fs::ftruncate(fd, size)?),
+            Err(Errno::OPNOTSUPP) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::Unsupported,
+                    "the filesystem has no fallocate",
+                ));
+            }
             Err(e) => return Err(e.into()),
         }
     }
