@@ -104,6 +104,31 @@ pub enum OpenError {
     #[error("region{} was removed", at(.0))]
     Retired(PathBuf),
 
+    /// The region's format is older than this build's and
+    /// [`recreate_stale_format`](crate::RegionOptions::recreate_stale_format) was asked
+    /// for, but processes may still use the old file: those listed in `users` map it,
+    /// and those in `unreadable` have mappings this process may not read (another user's
+    /// processes; run as that user or as root to see them). Nothing was changed. Stop
+    /// them (they run a build of the old format) and open it again.
+    #[error(
+        "region format version {found} is older than this build's, but processes may use it: \
+         mapping it {users:?}, unreadable {unreadable:?}"
+    )]
+    StaleInUse {
+        /// Version recorded in the file.
+        found: u32,
+        /// Processes that map the file.
+        users: Vec<u32>,
+        /// Processes whose mappings cannot be read and that may have opened the file.
+        unreadable: Vec<u32>,
+    },
+
+    /// Another process kept recreating the stale region (see
+    /// [`recreate_stale_format`](crate::RegionOptions::recreate_stale_format)) for longer
+    /// than the [`timeout`](crate::RegionOptions::timeout): it is stopped. Retry later.
+    #[error("timed out waiting for another process recreating the region")]
+    Timeout,
+
     /// The operating system refused an operation (permission denied, too many open
     /// files, no memory for the mapping, ...).
     #[error(transparent)]
@@ -503,6 +528,12 @@ impl From<OpenError> for OpenOrCreateError {
 impl From<CreateError> for OpenOrCreateError {
     fn from(e: CreateError) -> Self {
         OpenOrCreateError::Create(e)
+    }
+}
+
+impl From<Timeout> for OpenError {
+    fn from(Timeout: Timeout) -> Self {
+        OpenError::Timeout
     }
 }
 

@@ -140,6 +140,7 @@ pub struct RegionOptions {
     timeout: Duration,
     remove_when_unused: bool,
     max_size: Option<u64>,
+    recreate_stale_format: bool,
 }
 
 impl Default for RegionOptions {
@@ -157,6 +158,7 @@ impl RegionOptions {
             timeout: DEFAULT_TIMEOUT,
             remove_when_unused: false,
             max_size: None,
+            recreate_stale_format: false,
         }
     }
 
@@ -258,6 +260,44 @@ impl RegionOptions {
         self
     }
 
+    /// Whether [`open`](Self::open) and [`open_or_create`](Self::open_or_create) replace
+    /// a region file of an older format than this build's, that no live process uses,
+    /// with a new, empty region (default `false`: such a file fails the open with
+    /// [`OpenError::VersionMismatch`], forever).
+    ///
+    /// The old file's objects are lost: use it for state that is rebuilt anyway (caches,
+    /// metrics) when a new build replaces an old one. Only a file with shmstate's magic
+    /// and an older version is replaced; a newer version (a newer build's region) or
+    /// anything else fails as without the option. "No live process uses it" is decided
+    /// by the kernel's list of every process's mappings (`/proc/<pid>/maps`), since an
+    /// old format's own records cannot be trusted: a process that maps the file, or whose
+    /// mappings cannot be read and that may have opened it, fails the open with
+    /// [`OpenError::StaleInUse`] naming it. Any number of processes may race on this:
+    /// one recreates the region, the others open the new one. The new region has the
+    /// size given to `open_or_create` (for `open`: the old file's length) and these
+    /// options. The protocol and its limits: `src/region/stale.rs`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{OpenError, Region, RegionOptions};
+    /// use std::os::unix::fs::FileExt;
+    ///
+    /// let path = std::env::temp_dir().join(format!("shmstate-doc-stale-{}", std::process::id()));
+    /// drop(Region::create(&path, 1 << 16)?);
+    /// // As if an older build had made it: format version 1 (the word at byte 8).
+    /// std::fs::OpenOptions::new().write(true).open(&path)?.write_all_at(&1u32.to_ne_bytes(), 8)?;
+    /// assert!(matches!(Region::open(&path), Err(OpenError::VersionMismatch { found: 1, .. })));
+    /// let region = RegionOptions::new().recreate_stale_format(true).open_or_create(&path, 1 << 16)?;
+    /// assert_eq!(region.entries().len(), 0); // a new, empty region
+    /// # drop(region); std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn recreate_stale_format(mut self, recreate: bool) -> Self {
+        self.recreate_stale_format = recreate;
+        self
+    }
+
     /// Creates a new region file of `size` bytes at `path`; fails if anything exists
     /// there (including a symbolic link).
     ///
@@ -312,13 +352,15 @@ impl RegionOptions {
     /// [`OpenError::LayoutMismatch`], [`OpenError::WrongSize`],
     /// [`OpenError::Corrupt`]); [`OpenError::Retired`] if the region was removed but its
     /// file is still in place after the timeout (the process removing it is stopped);
-    /// [`OpenError::Io`] otherwise.
+    /// with [`recreate_stale_format`](Self::recreate_stale_format),
+    /// [`OpenError::StaleInUse`] and [`OpenError::Timeout`]; [`OpenError::Io`]
+    /// otherwise.
     ///
     /// A region being removed at this moment (its last process detaching) is never
     /// returned: the open waits for the removal and then finds nothing
     /// ([`OpenError::NotFound`]) or the new file created at the path since.
     pub fn open(&self, path: impl AsRef<Path>) -> Result<Region, OpenError> {
-        self.open_path(path.as_ref())
+        self.open_path(path.as_ref(), None)
     }
 
     /// Opens the region at `path` for reading only: the file is opened `O_RDONLY`, mapped
@@ -345,14 +387,26 @@ impl RegionOptions {
     }
 
     /// [`open`](Self::open): opens, maps, validates and attaches; a region found retired
-    /// is left for the next file at the path.
-    fn open_path(&self, path: &Path) -> Result<Region, OpenError> {
+    /// is left for the next file at the path. A stale format is recreated (if asked) with
+    /// `size` bytes (the old file's length if `None`).
+    fn open_path(&self, path: &Path, size: Option<u64>) -> Result<Region, OpenError> {
         let deadline = super::protocol::deadline_after(self.timeout);
         // Each round that finds a retired region waits until it is unlinked, so the next
         // finds nothing or a new file; a few rounds bound a path that keeps being
         // recreated and retired under us.
         for _ in 0..16 {
-            let (mut region, path_ref) = self.open_path_unattached(path)?;
+            let (mut region, path_ref) = match self.open_path_unattached(path) {
+                Err(OpenError::VersionMismatch { found, expected })
+                    if self.recreate_stale_format && found < expected =>
+                {
+                    match self.recreate_stale(path, size, deadline)? {
+                        Some(region) => return Ok(region),
+                        // Another process replaced it: open what is there now.
+                        None => continue,
+                    }
+                }
+                other => other?,
+            };
             match region.attach(Some(path_ref)) {
                 Ok(()) => {
                     if !region.remove_when_unused() {
@@ -368,6 +422,42 @@ impl RegionOptions {
             }
         }
         Err(OpenError::Retired(path.to_owned()))
+    }
+
+    /// Replaces the stale region file at `path` with a new region of `size` bytes (the
+    /// old file's length if `None`), if no live process uses it (`stale.rs`). `None` if
+    /// another process replaced it first.
+    fn recreate_stale(
+        &self,
+        path: &Path,
+        size: Option<u64>,
+        deadline: std::time::Instant,
+    ) -> Result<Option<Region>, OpenError> {
+        // Read-only: an open for writing would keep the kernel from confirming that no
+        // process has it open for writing (`stale.rs`).
+        let fd = self.open_file(path, Access::ReadOnly)?;
+        let old_len = u64::try_from(rustix::fs::fstat(&fd)?.st_size).unwrap_or(0);
+        match super::stale::unlink_if_unused(path, fd, deadline)? {
+            super::stale::Stale::Replaced => Ok(None),
+            super::stale::Stale::Unlinked(lock) => {
+                let size = size.unwrap_or_else(|| {
+                    old_len
+                        .max(data_start_for(self.capacity) as u64)
+                        .min(self.max_size.unwrap_or(u64::MAX))
+                });
+                // Created while the old file's lock is held: the next recreator then
+                // finds the path naming the new file.
+                let created = self.create(path, size);
+                drop(lock);
+                match created {
+                    Ok(region) => Ok(Some(region)),
+                    // An `open_or_create` created one in the gap: open it.
+                    Err(CreateError::AlreadyExists(_)) => Ok(None),
+                    Err(CreateError::Io(e)) => Err(OpenError::Io(e)),
+                    Err(e) => Err(OpenError::Io(std::io::Error::other(e))),
+                }
+            }
+        }
     }
 
     /// Opens, maps and validates the region at `path` read-write, without attaching;
@@ -433,7 +523,7 @@ impl RegionOptions {
         // (someone deleting it in a loop); give up after a few rather than spin.
         let mut last = None;
         for _ in 0..16 {
-            match self.open(path) {
+            match self.open_path(path, Some(size)) {
                 Err(OpenError::NotFound(_)) => {}
                 other => return Ok(other?),
             }

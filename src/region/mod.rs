@@ -21,6 +21,7 @@ mod format;
 pub mod lifecycle;
 mod protocol;
 mod read_only;
+mod stale;
 mod validate;
 
 pub use directory::{EntryInfo, EntryState};

@@ -1,0 +1,189 @@
+//! Regions of an older format (`RegionOptions::recreate_stale_format`): replaced by a new
+//! region only when asked, only when older, and never while a live process maps the old
+//! file; racing recreators make exactly one new region.
+//!
+//! The format version is the `u32` at byte 8 of the file (`src/region/format.rs`); the
+//! tests write an older one there, as an older build's region would have.
+
+mod common;
+
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::Path;
+use std::time::Duration;
+
+use common::{SharedMem, TempDir, fork_children, wait_all, watchdog};
+use shmstate::sync::Ordering;
+use shmstate::{Counter, OpenError, OpenOrCreateError, Region, RegionOptions, Value};
+
+const SIZE: u64 = 1 << 16;
+
+fn write_version(path: &Path, version: u32) {
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(&version.to_ne_bytes(), 8).unwrap();
+}
+
+fn version(path: &Path) -> u32 {
+    let f = std::fs::File::open(path).unwrap();
+    let mut b = [0u8; 4];
+    f.read_exact_at(&mut b, 8).unwrap();
+    u32::from_ne_bytes(b)
+}
+
+fn inode(path: &Path) -> u64 {
+    std::fs::metadata(path).unwrap().ino()
+}
+
+/// A region at `path` with one counter at 7, then marked as made by format version 5.
+fn stale_region(path: &Path) {
+    let r = Region::create(path, SIZE).unwrap();
+    r.get_or_default::<Counter>("old").unwrap().add(7);
+    drop(r);
+    write_version(path, 5);
+}
+
+fn recreating() -> RegionOptions {
+    RegionOptions::new().recreate_stale_format(true)
+}
+
+#[test]
+fn an_older_format_fails_without_the_option_and_is_recreated_with_it() {
+    let dir = TempDir::new("stale-basic");
+    let path = dir.0.join("r");
+    stale_region(&path);
+    let current = version(&path) + 1;
+    let old_inode = inode(&path);
+    let err = Region::open(&path).unwrap_err();
+    assert!(
+        matches!(err, OpenError::VersionMismatch { found: 5, expected } if expected == current),
+        "{err:?}"
+    );
+    let err = Region::open_or_create(&path, SIZE).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            OpenOrCreateError::Open(OpenError::VersionMismatch { found: 5, .. })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(inode(&path), old_inode, "untouched without the option");
+    // `open` recreates it with the old file's length.
+    let r = recreating().open(&path).unwrap();
+    assert_ne!(inode(&path), old_inode);
+    assert_eq!(version(&path), current);
+    assert_eq!(r.size() as u64, SIZE);
+    assert!(
+        r.entries().is_empty(),
+        "a new region: the old objects are gone"
+    );
+    r.get_or_default::<Counter>("new").unwrap().add(1);
+    drop(r);
+    // A current region is opened as it is, option or not.
+    let again = recreating().open_or_create(&path, 4 * SIZE).unwrap();
+    assert_eq!(again.get::<Counter>("new").unwrap().get(), 1);
+}
+
+#[test]
+fn open_or_create_recreates_with_the_size_and_options_given() {
+    let dir = TempDir::new("stale-ooc");
+    let path = dir.0.join("r");
+    stale_region(&path);
+    let r = recreating()
+        .capacity(8)
+        .max_size(4 * SIZE)
+        .open_or_create(&path, 2 * SIZE)
+        .unwrap();
+    assert_eq!(
+        (r.size() as u64, r.max_size() as u64, r.capacity()),
+        (2 * SIZE, 4 * SIZE, 8)
+    );
+}
+
+#[test]
+fn a_newer_format_or_another_file_is_never_recreated() {
+    let dir = TempDir::new("stale-newer");
+    let path = dir.0.join("r");
+    drop(Region::create(&path, SIZE).unwrap());
+    let current = version(&path);
+    write_version(&path, current + 1);
+    let old_inode = inode(&path);
+    let err = recreating().open(&path).unwrap_err();
+    assert!(
+        matches!(err, OpenError::VersionMismatch { found, .. } if found == current + 1),
+        "{err:?}"
+    );
+    assert_eq!(inode(&path), old_inode);
+    // Not a region at all.
+    let other = dir.0.join("other");
+    std::fs::write(&other, vec![0xabu8; 4096]).unwrap();
+    let err = recreating().open(&other).unwrap_err();
+    assert!(matches!(err, OpenError::BadMagic { .. }), "{err:?}");
+    assert_eq!(std::fs::read(&other).unwrap(), vec![0xabu8; 4096]);
+}
+
+#[test]
+fn a_stale_region_mapped_by_a_live_process_is_not_recreated() {
+    watchdog(Duration::from_secs(30));
+    let dir = TempDir::new("stale-live");
+    let path = dir.0.join("r");
+    drop(Region::create(&path, SIZE).unwrap());
+    // 1: the child has the region mapped. 2: the parent is done with it.
+    let step = SharedMem::<Value<u32>>::new(1);
+    let pids = fork_children(1, |_| {
+        let r = Region::open(&path).unwrap();
+        r.get_or_default::<Counter>("old").unwrap().add(7);
+        step.get().store(1, Ordering::Release);
+        while step.get().load(Ordering::Acquire) != 2 {
+            std::thread::yield_now();
+        }
+        drop(r);
+    });
+    while step.get().load(Ordering::Acquire) != 1 {
+        std::thread::yield_now();
+    }
+    // The child (of the "old build") keeps the file mapped.
+    write_version(&path, 5);
+    let old_inode = inode(&path);
+    let err = recreating().open_or_create(&path, SIZE).unwrap_err();
+    match &err {
+        OpenOrCreateError::Open(OpenError::StaleInUse {
+            found: 5, users, ..
+        }) => {
+            assert_eq!(users, &vec![pids[0] as u32], "{err}");
+        }
+        other => panic!("expected StaleInUse, got {other:?}"),
+    }
+    assert_eq!(inode(&path), old_inode, "nothing changed");
+    step.get().store(2, Ordering::Release);
+    wait_all(&pids, Duration::from_secs(20));
+    // The child is gone: now it is recreated.
+    let r = recreating().open_or_create(&path, SIZE).unwrap();
+    assert_ne!(inode(&path), old_inode);
+    assert!(r.entries().is_empty());
+}
+
+#[test]
+fn racing_recreators_make_exactly_one_new_region() {
+    watchdog(Duration::from_secs(60));
+    let dir = TempDir::new("stale-race");
+    let path = dir.0.join("r");
+    stale_region(&path);
+    let old_inode = inode(&path);
+    let pids = fork_children(4, |_| {
+        let r = recreating().open_or_create(&path, SIZE).unwrap();
+        r.get_or_default::<Counter>("n").unwrap().add(1);
+    });
+    wait_all(&pids, Duration::from_secs(40));
+    assert_ne!(inode(&path), old_inode);
+    let r = Region::open(&path).unwrap();
+    assert_eq!(
+        r.get::<Counter>("n").unwrap().get(),
+        4,
+        "all four used the one new region"
+    );
+    // Nothing else was left in the directory.
+    let names: Vec<_> = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("r")]);
+}
