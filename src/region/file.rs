@@ -32,8 +32,14 @@
 //! | file extended, size word not yet raised | a file longer than its size word | nothing waits: openers accept a file between the size and the maximum; the next grower's `fallocate` is a no-op over the reserved part and it raises the word, at its call (failpoint test `a_grower_killed_after_extending_is_finished_by_the_next`) |
 //! | size word raised | a grown region, its new space not yet allocated | — (allocation goes on as in a region that never grew) |
 //!
-//! A grower stopped (SIGSTOP) at any step holds nothing: the others grow the region
-//! themselves.
+//! Growth runs while the growing process holds the directory entry it claimed for the
+//! new object (`CLAIMED`, name not yet published), as any creator holds it while it
+//! allocates: a grower killed at any step leaves that entry to be taken over by the next
+//! process that reaches it (within a 10 ms slice, the directory's crash windows in
+//! `protocol.rs`), and its extension of the file stays (harmless: see above). A grower
+//! stopped (SIGSTOP) holds no lock of growth, and other processes that need room grow
+//! the region themselves; those that reach its claimed entry wait for it as for any
+//! stopped creator (up to the region's timeout, then [`GetError::Timeout`]).
 //!
 //! # Limits
 //!
@@ -538,7 +544,8 @@ impl RegionOptions {
     }
 
     /// Creates a region of `size` bytes in a new memfd named `name` (the name is only a
-    /// label for `/proc/PID/fd`), sealed so that nobody can shrink or grow it. Share it
+    /// label for `/proc/PID/fd`), sealed so that nobody can shrink it, nor grow it
+    /// unless it was made with a larger [`max_size`](Self::max_size). Share it
     /// with another process by passing [`Region::as_fd`] (fork, `SCM_RIGHTS`, or
     /// `/proc/PID/fd/N`) and opening it there with [`Region::from_fd`].
     ///
@@ -556,7 +563,10 @@ impl RegionOptions {
 
     /// Creates a region of `size` bytes in anonymous shared memory (a sealed memfd whose
     /// descriptor is closed once mapped): shared with children forked afterwards, like a
-    /// `MAP_SHARED | MAP_ANONYMOUS` mapping, and with no one else.
+    /// `MAP_SHARED | MAP_ANONYMOUS` mapping, and with no one else. With a larger
+    /// [`max_size`](Self::max_size), the handle keeps the descriptor (private to it and
+    /// to forked children, which inherit it) to grow the memfd: a child's growth is seen
+    /// by its parent and siblings, whose mappings cover the maximum from the start.
     ///
     /// # Errors
     ///
