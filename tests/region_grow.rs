@@ -111,6 +111,58 @@ fn a_region_grows_from_64_kib_to_64_mib_while_four_processes_create_and_use_obje
 }
 
 #[test]
+fn openers_racing_a_growing_region_always_open_it() {
+    watchdog(Duration::from_secs(60));
+    let dir = TempDir::new("grow-race-open");
+    let path = dir.0.join("r");
+    let region = RegionOptions::new()
+        .capacity(256)
+        .max_size(64 * MIB)
+        .create(&path, 64 * KIB)
+        .unwrap();
+    drop(region);
+    // Set by the grower when it is done.
+    let done = common::SharedMem::<shmstate::Value<u32>>::new(1);
+    let pids = fork_children(3, |child| {
+        if child == 0 {
+            let r = Region::open(&path).unwrap();
+            // Objects of 64 KiB to 1 MiB: the region doubles from 64 KiB to 32 MiB
+            // while the others open it.
+            for k in 0..40 {
+                let len = 8 * 1024 * (1 + k % 16);
+                r.get_or_default_slice::<ValueArray<u64>>(&format!("o{k}"), len)
+                    .unwrap()
+                    .store(len - 1, k as u64 + 1, Ordering::Relaxed);
+            }
+            done.get().store(1, Ordering::Release);
+            return;
+        }
+        let mut opens = 0;
+        while done.get().load(Ordering::Acquire) == 0 || opens < 10 {
+            // An object published past the length an opener read first must not make
+            // the directory look corrupt.
+            if child == 1 {
+                let r = Region::open(&path).unwrap();
+                for e in r.entries() {
+                    if let Ok(a) = r.get::<ValueArray<u64>>(&e.name) {
+                        let v = a.load(a.len() - 1, Ordering::Relaxed);
+                        assert!(v == 0 || e.name == format!("o{}", v - 1), "{} {v}", e.name);
+                    }
+                }
+            } else {
+                let v = ReadOnlyRegion::open(&path).unwrap();
+                for e in v.entries() {
+                    let _ = v.load_u64(e.offset + e.size - 8);
+                }
+            }
+            opens += 1;
+        }
+    });
+    wait_all(&pids, Duration::from_secs(50));
+    assert_eq!(Region::open(&path).unwrap().size() as u64, 32 * MIB);
+}
+
+#[test]
 fn growth_doubles_capped_at_the_maximum() {
     watchdog(Duration::from_secs(30));
     let dir = TempDir::new("grow-double");

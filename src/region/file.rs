@@ -704,7 +704,7 @@ impl RegionOptions {
                 }
             }
         }
-        let geo = match geo {
+        let mut geo = match geo {
             Some(geo) => geo,
             None => validate::validate_header(raw_of(&map, HEADER_SIZE), file)?,
         };
@@ -712,8 +712,25 @@ impl RegionOptions {
             // Mapped again over the whole maximum: objects never move once handed out.
             map = map_len(geo.max)?;
         }
-        // Nothing at or past the length checked is touched: the file covers it.
-        validate::validate_directory(raw_of(&map, geo.total), &geo)?;
+        // Nothing at or past the length checked is touched: the file covers it. A region
+        // that grew since that length was read may hold objects (and an allocation
+        // pointer) past it: then the length is read again and the directory checked
+        // again, a bounded number of times (a region doubles at most 64 times).
+        let mut rounds = 0;
+        loop {
+            match validate::validate_directory(raw_of(&map, geo.total), &geo) {
+                Err(e @ OpenError::Corrupt(_)) if geo.max > geo.total && rounds < 64 => {
+                    let now = u64::try_from(rustix::fs::fstat(&fd)?.st_size).unwrap_or(0);
+                    let now = usize::try_from(now).unwrap_or(usize::MAX).min(geo.max);
+                    if now <= geo.total {
+                        return Err(e);
+                    }
+                    geo.total = now;
+                    rounds += 1;
+                }
+                other => break other?,
+            }
+        }
         // A region that may still grow keeps its descriptor (to read the file's length
         // and extend it), in `fd` if the caller hands it over anyway.
         let (fd, grow_fd) = match (keep, geo.max > geo.total) {
