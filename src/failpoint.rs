@@ -129,6 +129,10 @@ pub enum Point {
     RegionGrowing,
     /// Region growth: the file is extended, the size word not yet raised.
     RegionGrown,
+    /// Stale-format recreation: the old file's lock is taken, nothing changed yet.
+    RegionStaleLocked,
+    /// Stale-format recreation: the old file is unlinked, the new region not yet created.
+    RegionStaleUnlinked,
 }
 
 #[cfg(shmstate_test_hooks)]

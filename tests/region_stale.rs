@@ -187,3 +187,70 @@ fn racing_recreators_make_exactly_one_new_region() {
         .collect();
     assert_eq!(names, vec![std::ffi::OsString::from("r")]);
 }
+
+/// Crash windows of the recreation (a build with `--cfg shmstate_test_hooks`).
+#[cfg(shmstate_test_hooks)]
+mod crash {
+    use super::*;
+    use common::child_stopped_at;
+    use shmstate::failpoint::Point;
+
+    fn kill_and_reap(pid: libc::pid_t) {
+        // SAFETY: signalling and reaping a process this test forked.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+    }
+
+    #[test]
+    fn a_recreator_killed_holding_the_lock_leaves_it_to_the_next() {
+        watchdog(Duration::from_secs(60));
+        let dir = TempDir::new("stale-crash-locked");
+        let path = dir.0.join("r");
+        stale_region(&path);
+        let old_inode = inode(&path);
+        let pid = child_stopped_at(Point::RegionStaleLocked, || {
+            let _ = recreating().open_or_create(&path, SIZE);
+        });
+        // Stopped holding the lock: another recreator gives up at its timeout.
+        let err = recreating()
+            .timeout(Duration::from_millis(50))
+            .open_or_create(&path, SIZE)
+            .unwrap_err();
+        assert!(
+            matches!(err, OpenOrCreateError::Open(OpenError::Timeout)),
+            "{err:?}"
+        );
+        assert_eq!(inode(&path), old_inode, "nothing changed");
+        kill_and_reap(pid);
+        // The kernel released its lock with it.
+        let r = recreating().open_or_create(&path, SIZE).unwrap();
+        assert_ne!(inode(&path), old_inode);
+        assert!(r.entries().is_empty());
+    }
+
+    #[test]
+    fn a_recreator_killed_after_unlinking_leaves_the_path_free() {
+        watchdog(Duration::from_secs(60));
+        let dir = TempDir::new("stale-crash-unlinked");
+        let path = dir.0.join("r");
+        stale_region(&path);
+        let pid = child_stopped_at(Point::RegionStaleUnlinked, || {
+            let _ = recreating().open_or_create(&path, SIZE);
+        });
+        assert!(!path.exists(), "unlinked, not yet created");
+        kill_and_reap(pid);
+        assert!(matches!(Region::open(&path), Err(OpenError::NotFound(_))));
+        let r = Region::open_or_create(&path, SIZE).unwrap();
+        assert!(r.entries().is_empty());
+        assert_eq!(version(&path), version_of_this_build());
+    }
+
+    fn version_of_this_build() -> u32 {
+        let dir = TempDir::new("stale-crash-version");
+        let p = dir.0.join("v");
+        drop(Region::create(&p, SIZE).unwrap());
+        version(&p)
+    }
+}

@@ -31,6 +31,17 @@
 //! `link` that fails if a file appeared meanwhile; then that one is opened). The next
 //! recreator finds the path naming another file and opens it.
 //!
+//! # Crash windows
+//!
+//! | step | left behind | repaired by, how fast |
+//! |------|-------------|-----------------------|
+//! | lock taken, users being searched | the old file, locked | the kernel releases the lock with the dead process; the next recreator goes on at once (failpoint test `a_recreator_killed_holding_the_lock_leaves_it_to_the_next`) |
+//! | old file unlinked, new region not yet created | no file at the path | nothing to repair: the next `open_or_create` creates the region, an `open` finds none (`NotFound`) until then (failpoint test `a_recreator_killed_after_unlinking_leaves_the_path_free`) |
+//! | new region created (linked) | the new region, whole (it is built unnamed and linked at once) | — |
+//!
+//! A recreator stopped (SIGSTOP) holding the lock makes the others fail with
+//! [`OpenError::Timeout`] at their timeout; stopped after the unlink, it holds nothing.
+//!
 //! # Limits
 //!
 //! A process of an older build that opens the old file between the search and the
@@ -78,6 +89,7 @@ pub(super) fn unlink_if_unused(
     deadline: Instant,
 ) -> Result<Stale, OpenError> {
     lock(&fd, deadline)?;
+    crate::failpoint::hit(crate::failpoint::Point::RegionStaleLocked);
     let st = rustix::fs::fstat(&fd)?;
     match rustix::fs::statat(CWD, path, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(now) if now.st_dev == st.st_dev && now.st_ino == st.st_ino => {}
@@ -95,7 +107,10 @@ pub(super) fn unlink_if_unused(
         });
     }
     match rustix::fs::unlink(path) {
-        Ok(()) | Err(Errno::NOENT) => Ok(Stale::Unlinked(Lock(fd))),
+        Ok(()) | Err(Errno::NOENT) => {
+            crate::failpoint::hit(crate::failpoint::Point::RegionStaleUnlinked);
+            Ok(Stale::Unlinked(Lock(fd)))
+        }
         Err(e) => Err(e.into()),
     }
 }
