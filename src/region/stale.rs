@@ -219,7 +219,7 @@ fn users(key: &(String, String), file: (u32, u32)) -> (Vec<u32>, Vec<u32>) {
     let mut users = Vec::new();
     let mut unreadable = Vec::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        // No /proc: nothing can be known; refuse.
+        // No /proc: nobody's mappings can be read (listed as pid 0); the lease decides.
         return (users, vec![0]);
     };
     for entry in dir.flatten() {
