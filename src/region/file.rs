@@ -233,7 +233,9 @@ impl RegionOptions {
     /// (default: its size; it does not grow).
     ///
     /// When an object does not fit, the process creating it extends the file: the size
-    /// doubles (at least enough for the object), capped at `max_size`. Objects never
+    /// doubles (at least enough for the object), capped at `max_size`; if the filesystem
+    /// (or the file size limit) has no room for that, it grows by just what the object
+    /// needs. Objects never
     /// move, so references stay valid; every process maps the whole maximum from the
     /// start (address space only) and starts using the new part when it first needs an
     /// object there. The space is reserved with `fallocate`, so growth that the
@@ -966,7 +968,8 @@ impl Region {
 
     /// Grows the region so that `need` more bytes fit at the allocation pointer `cur`,
     /// `total` being the size word the allocator found too small: extends the file to
-    /// the next size (doubling, at least `cur + need`, capped at the maximum) with
+    /// the next size (doubling, at least `cur + need`, capped at the maximum; just
+    /// `cur + need` if the filesystem or the file size limit has no room for that) with
     /// `fallocate`, then raises the size word. Concurrent growers need no order (see the
     /// module's crash windows).
     ///
@@ -991,9 +994,18 @@ impl Region {
         while new < end {
             new = new.saturating_mul(2);
         }
-        let new = new.min(max);
+        let mut new = new.min(max);
         crate::failpoint::hit(crate::failpoint::Point::RegionGrowing);
-        extend(fd, new).map_err(|source| GetError::GrowFailed { size: new, source })?;
+        match extend(fd, new) {
+            // No room (or no file size) for the doubling: just what the object needs,
+            // if that fits.
+            Err(e) if new > end && matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EFBIG)) => {
+                new = end;
+                extend(fd, new)
+            }
+            other => other,
+        }
+        .map_err(|source| GetError::GrowFailed { size: new, source })?;
         // Relaxed: see `verified`; our own `fallocate` made the file this long.
         self.verified.fetch_max(new as usize, Ordering::Relaxed);
         crate::failpoint::hit(crate::failpoint::Point::RegionGrown);
