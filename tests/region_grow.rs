@@ -8,6 +8,7 @@
 
 mod common;
 
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::Duration;
@@ -347,8 +348,8 @@ fn a_file_size_limit_fails_growth_with_an_error_not_a_sigbus() {
             .err();
         match &err {
             Some(GetError::GrowFailed { size, source }) => {
-                // The doubling (4 MiB) failed, then the exact fit (2 MiB and the bytes
-                // before the object).
+                // The exact fit (2 MiB and the bytes before the object) is past the
+                // limit: no `fallocate` at all.
                 assert!(*size > 2 * MIB && *size < 2 * MIB + 64 * KIB, "{size}");
                 assert_eq!(source.raw_os_error(), Some(libc::EFBIG));
             }
@@ -370,7 +371,7 @@ fn a_file_size_limit_fails_growth_with_an_error_not_a_sigbus() {
 }
 
 #[test]
-fn growth_takes_just_what_the_object_needs_when_doubling_has_no_room() {
+fn growth_under_a_file_size_limit_stops_at_the_limit() {
     watchdog(Duration::from_secs(30));
     let dir = TempDir::new("grow-exact");
     let path = dir.0.join("r");
@@ -391,13 +392,13 @@ fn growth_takes_just_what_the_object_needs_when_doubling_has_no_room() {
         // SAFETY: `setrlimit` reads the struct passed; it lowers this child's limit only.
         assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &limit) }, 0);
         let r = Region::open(&path).unwrap();
-        // 1 MiB: doubling to 2 MiB passes the 1.5 MiB limit; the exact fit does not.
+        // 1 MiB: doubling to 2 MiB passes the 1.5 MiB limit; the region grows to the
+        // limit instead.
         let a = r
             .get_or_default_slice::<ValueArray<u64>>("big", 128 * 1024)
             .unwrap();
         a.store(128 * 1024 - 1, 3, Ordering::Relaxed);
-        let size = r.size() as u64;
-        assert!(size > MIB && size < MIB + 64 * KIB, "{size}");
+        assert_eq!(r.size() as u64, 3 * MIB / 2);
     });
     wait_all(&pids, Duration::from_secs(20));
     let r = Region::open(&path).unwrap();
@@ -497,6 +498,84 @@ fn a_full_tmpfs_fails_growth_with_an_error_not_a_sigbus() {
     assert!(region.size() as u64 <= MIB);
     drop(made);
     drop(region);
+}
+
+/// A grower killed after extending the file to the maximum, before raising the size
+/// word (the state made here by hand): a process that opens the region afterwards sees
+/// a file as long as the maximum, and still allocates in it (it raises the word).
+#[test]
+fn an_opener_after_an_extension_to_the_maximum_still_allocates() {
+    watchdog(Duration::from_secs(30));
+    let dir = TempDir::new("grow-to-max-unraised");
+    let path = dir.0.join("r");
+    drop(
+        RegionOptions::new()
+            .capacity(4)
+            .max_size(128 * KIB)
+            .create(&path, 64 * KIB)
+            .unwrap(),
+    );
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    // SAFETY: `fallocate` on a descriptor this test owns, as a grower extends the file.
+    let extended = unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, (128 * KIB) as libc::off_t) };
+    assert_eq!(extended, 0);
+    drop(f);
+    assert_eq!(size_word(&path), 64 * KIB);
+    let r = Region::open(&path).unwrap();
+    let big = r
+        .get_or_default_slice::<ValueArray<u64>>("big", 8 * 1024)
+        .unwrap();
+    big.store(8 * 1024 - 1, 3, Ordering::Relaxed);
+    assert_eq!(size_word(&path), 128 * KIB);
+    assert_eq!(r.size() as u64, 128 * KIB);
+    // Another process that opens it now finds the object.
+    let again = Region::open(&path).unwrap();
+    assert_eq!(
+        again
+            .get::<ValueArray<u64>>("big")
+            .unwrap()
+            .load(8 * 1024 - 1, Ordering::Relaxed),
+        3
+    );
+}
+
+/// A process with a file size limit that keeps `SIGXFSZ`'s default action (which ends
+/// it): growth past the limit fails with `GrowFailed` (`EFBIG`) without the signal, and
+/// growth capped at the limit succeeds.
+#[test]
+fn a_file_size_limit_never_raises_sigxfsz() {
+    watchdog(Duration::from_secs(30));
+    let dir = TempDir::new("grow-fsize-default");
+    let path = dir.0.join("r");
+    let _region = RegionOptions::new()
+        .capacity(4)
+        .max_size(64 * MIB)
+        .create(&path, 64 * KIB)
+        .unwrap();
+    let pids = fork_children(1, |_| {
+        // SAFETY: restores the default action (the test harness may not have it).
+        unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_DFL) };
+        let limit = libc::rlimit {
+            rlim_cur: 1536 * KIB,
+            rlim_max: 1536 * KIB,
+        };
+        // SAFETY: `setrlimit` reads the struct passed; it lowers this child's limit only.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &limit) }, 0);
+        let r = Region::open(&path).unwrap();
+        // 1 MiB: the doubling (2 MiB) is past the limit, the object is not.
+        r.get_or_default_slice::<ValueArray<u64>>("fits", 128 * 1024)
+            .unwrap();
+        assert!(r.size() as u64 <= 1536 * KIB, "{}", r.size());
+        // 1 MiB more is past the limit: an error, not the signal.
+        match r.get_or_default_slice::<ValueArray<u64>>("past", 128 * 1024) {
+            Err(GetError::GrowFailed { source, .. }) => {
+                assert_eq!(source.raw_os_error(), Some(libc::EFBIG));
+            }
+            other => panic!("expected GrowFailed, got {:?}", other.err()),
+        }
+        r.get_or_default::<Counter>("small").unwrap().add(1);
+    });
+    wait_all(&pids, Duration::from_secs(20));
 }
 
 /// Crash windows of growth (a build with `--cfg shmstate_test_hooks`).

@@ -29,7 +29,7 @@
 //! | step | left behind | repaired by, how fast |
 //! |------|-------------|-----------------------|
 //! | file being extended (`fallocate` running) | a file extended in part, or not at all; the size word unchanged | nothing to repair: the next process that needs room extends it again, at its call (failpoint test `a_grower_killed_before_extending_leaves_nothing_to_repair`) |
-//! | file extended, size word not yet raised | a file longer than its size word | nothing waits: openers accept a file between the size and the maximum; the next grower's `fallocate` is a no-op over the reserved part and it raises the word, at its call (failpoint test `a_grower_killed_after_extending_is_finished_by_the_next`) |
+//! | file extended, size word not yet raised | a file longer than its size word | nothing waits: openers accept a file between the size and the maximum; the next grower finds the file covering the room it needs and only raises the word (without `fallocate`, and without a descriptor: also a handle opened when the file had already reached the maximum), at its call (failpoint test `a_grower_killed_after_extending_is_finished_by_the_next`; the state made by hand at the maximum: `an_opener_after_an_extension_to_the_maximum_still_allocates`) |
 //! | size word raised | a grown region, its new space not yet allocated | — (allocation goes on as in a region that never grew) |
 //!
 //! Growth runs while the growing process holds the directory entry it claimed for the
@@ -44,7 +44,10 @@
 //! # Limits
 //!
 //! If another process truncates a region's file while it is mapped, accesses beyond the
-//! new end raise `SIGBUS` (as for any mapped file). A memfd region is sealed against
+//! new end raise `SIGBUS` (as for any mapped file); so can pages of a file that another
+//! process extended sparsely (`ftruncate`) or punched holes in, once the filesystem is
+//! full: these file operations, unlike writes into the region, are beyond the crate's
+//! checks. A memfd region is sealed against
 //! shrinking (and, unless it may grow, against growing), so it cannot be truncated.
 //! A region grows only on a filesystem with `fallocate` (tmpfs, ext4, xfs, btrfs, ...):
 //! creating one with a maximum above its size elsewhere fails.
@@ -233,14 +236,24 @@ impl RegionOptions {
     /// (default: its size; it does not grow).
     ///
     /// When an object does not fit, the process creating it extends the file: the size
-    /// doubles (at least enough for the object), capped at `max_size`; if the filesystem
-    /// (or the file size limit) has no room for that, it grows by just what the object
-    /// needs. Objects never
+    /// doubles (at least enough for the object), capped at `max_size` and at the
+    /// process's file size limit (`RLIMIT_FSIZE`); if the filesystem has no room for
+    /// that, it grows by just what the object needs. Objects never
     /// move, so references stay valid; every process maps the whole maximum from the
     /// start (address space only) and starts using the new part when it first needs an
     /// object there. The space is reserved with `fallocate`, so growth that the
-    /// filesystem cannot back (a full tmpfs, a file size limit) fails the call that
-    /// needed it ([`GetError::GrowFailed`]), never a later access with `SIGBUS`.
+    /// filesystem cannot back (a full tmpfs) fails the call that needed it
+    /// ([`GetError::GrowFailed`]), never a later access with `SIGBUS`. An object that
+    /// would end past the file size limit fails the same way (`EFBIG`) without
+    /// extending the file, so the process never gets `SIGXFSZ` (whose default action
+    /// ends it) from growth.
+    ///
+    /// Growth takes no lock and costs the growing call one `fallocate` of the new part
+    /// (not of the whole file), which this call does not bound by its
+    /// [`timeout`](Self::timeout). Another process that truncates, sparsely extends or
+    /// punches holes in the file (file operations, not writes into the region) is out
+    /// of the crate's reach: touching an unbacked page then raises `SIGBUS` (a full
+    /// filesystem) as for any mapped file.
     ///
     /// Recorded in the region at creation: opening an existing region ignores it. A path
     /// region grows on filesystems with `fallocate`; a memfd or anonymous region made
@@ -983,9 +996,9 @@ impl Region {
             needed: need,
             available: limit.saturating_sub(cur),
         };
-        let Some(fd) = self.backing_fd().filter(|_| max > total) else {
+        if max <= total {
             return Err(full(total));
-        };
+        }
         let end = match cur.checked_add(need) {
             Some(end) if end <= max => end,
             _ => return Err(full(max)),
@@ -995,20 +1008,39 @@ impl Region {
             new = new.saturating_mul(2);
         }
         let mut new = new.min(max);
-        crate::failpoint::hit(crate::failpoint::Point::RegionGrowing);
-        match extend(fd, new) {
-            // No room (or no file size) for the doubling: just what the object needs,
-            // if that fits.
-            Err(e) if new > end && matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EFBIG)) => {
-                new = end;
-                extend(fd, new)
+        // The file may cover the room already: a grower killed (or stopped) after
+        // extending it, before raising the size word, or one racing this call. Then only
+        // the word is left to raise, which needs no descriptor (a handle opened when the
+        // file already reached the maximum keeps none).
+        let seen = self.refresh() as u64;
+        if seen >= end {
+            new = new.min(seen);
+        } else {
+            let Some(fd) = self.backing_fd() else {
+                return Err(full(total));
+            };
+            // Past the file size limit, `fallocate` raises `SIGXFSZ` (which ends the
+            // process unless it ignores it): the doubling stops at the limit, and an
+            // object past it fails in `extend` without the call.
+            new = new.min(fsize_limit().max(end));
+            crate::failpoint::hit(crate::failpoint::Point::RegionGrowing);
+            match extend(fd, seen, new) {
+                // No room for the doubling (or past the filesystem's largest file):
+                // just what the object needs, if that fits.
+                Err(e)
+                    if new > end
+                        && matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EFBIG)) =>
+                {
+                    new = end;
+                    extend(fd, seen, new)
+                }
+                other => other,
             }
-            other => other,
+            .map_err(|source| GetError::GrowFailed { size: new, source })?;
+            // Relaxed: see `verified`; our own `fallocate` made the file this long.
+            self.verified.fetch_max(new as usize, Ordering::Relaxed);
+            crate::failpoint::hit(crate::failpoint::Point::RegionGrown);
         }
-        .map_err(|source| GetError::GrowFailed { size: new, source })?;
-        // Relaxed: see `verified`; our own `fallocate` made the file this long.
-        self.verified.fetch_max(new as usize, Ordering::Relaxed);
-        crate::failpoint::hit(crate::failpoint::Point::RegionGrown);
         if let Some(h) = self.raw().header() {
             // Release: pairs with the acquire loads of the size word (the allocator's,
             // `size`, an opener's `validate_header`): the file was extended before.
@@ -1059,7 +1091,7 @@ fn map(fd: &OwnedFd, len: usize) -> std::io::Result<MmapRaw> {
 /// `fallocate` get a plain (sparse) `ftruncate`, unless the region `grows`: growth
 /// needs `fallocate` (an `ftruncate` could shrink a file another grower extended).
 fn reserve(fd: &OwnedFd, size: u64, grows: bool) -> Result<(), CreateError> {
-    match extend(fd, size) {
+    match extend(fd, 0, size) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::Unsupported && !grows => {
             Ok(rustix::fs::ftruncate(fd, size)?)
@@ -1069,14 +1101,28 @@ fn reserve(fd: &OwnedFd, size: u64, grows: bool) -> Result<(), CreateError> {
 }
 
 /// Makes the file of `fd` at least `size` bytes long, every byte below backed by
-/// reserved space (`fallocate` from 0: never shrinks, idempotent). A signal can
-/// interrupt a large `fallocate` (`EINTR`); it is retried, a bounded number of times.
-/// A file size limit (`RLIMIT_FSIZE`) fails with `EFBIG` (and raises `SIGXFSZ`, which
-/// ends the process unless it ignores it, as for any write past the limit).
-fn extend(fd: &OwnedFd, size: u64) -> std::io::Result<()> {
+/// reserved space: `fallocate` of the bytes from `from` (below which the file is known
+/// to be reserved: a length this process saw, which only a mode-0 `fallocate` raises)
+/// up to `size`; it never shrinks the file and is idempotent. A signal can interrupt a
+/// large `fallocate` (`EINTR`); it is retried, a bounded number of times.
+///
+/// A file size limit (`RLIMIT_FSIZE`) is checked first: a `fallocate` past it would
+/// raise `SIGXFSZ`, which ends the process unless it ignores it. Past the limit (and
+/// past the file's length) this fails with `EFBIG` without the call.
+fn extend(fd: &OwnedFd, from: u64, size: u64) -> std::io::Result<()> {
+    if size > fsize_limit() {
+        let len = u64::try_from(rustix::fs::fstat(fd)?.st_size).unwrap_or(0);
+        if size > len {
+            return Err(std::io::Error::from_raw_os_error(libc::EFBIG));
+        }
+        return Ok(());
+    }
+    if from >= size {
+        return Ok(());
+    }
     let mut interrupted = 0;
     loop {
-        match rustix::fs::fallocate(fd, FallocateFlags::empty(), 0, size) {
+        match rustix::fs::fallocate(fd, FallocateFlags::empty(), from, size - from) {
             Ok(()) => return Ok(()),
             Err(Errno::INTR) if interrupted < 100 => interrupted += 1,
             Err(Errno::OPNOTSUPP) => {
@@ -1088,6 +1134,21 @@ fn extend(fd: &OwnedFd, size: u64) -> std::io::Result<()> {
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// This process's file size limit (the soft `RLIMIT_FSIZE`), `u64::MAX` if none.
+fn fsize_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: `getrlimit` writes the struct it is given, which lives on this stack.
+    if unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut limit) } != 0
+        || limit.rlim_cur == libc::RLIM_INFINITY
+    {
+        return u64::MAX;
+    }
+    limit.rlim_cur
 }
 
 /// A region file under construction: unnamed (`O_TMPFILE`) or under a temporary name
