@@ -131,6 +131,9 @@ pub enum Point {
     RegionGrown,
     /// Stale-format recreation: the old file's lock is taken, nothing changed yet.
     RegionStaleLocked,
+    /// Stale-format recreation: the read lease on the old file is held (opens of it for
+    /// writing wait), not yet released.
+    RegionStaleLeased,
     /// Stale-format recreation: the old file is unlinked, the new region not yet created.
     RegionStaleUnlinked,
 }

@@ -188,6 +188,183 @@ fn racing_recreators_make_exactly_one_new_region() {
     assert_eq!(names, vec![std::ffi::OsString::from("r")]);
 }
 
+/// `F_SETSIG` (10 on every Linux architecture).
+const F_SETSIG: libc::c_int = 10;
+
+/// Takes a read lease on `path` as a recreator does while it checks for writers.
+fn lease(path: &Path) -> std::fs::File {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(path).unwrap();
+    // SAFETY: `fcntl` with integer arguments on a descriptor this test owns.
+    unsafe {
+        assert_eq!(libc::fcntl(f.as_raw_fd(), F_SETSIG, libc::SIGURG), 0);
+        assert_eq!(
+            libc::fcntl(f.as_raw_fd(), libc::F_SETLEASE, libc::F_RDLCK),
+            0
+        );
+    }
+    f
+}
+
+#[test]
+fn an_open_racing_a_recreators_lease_waits_for_it_until_its_timeout() {
+    watchdog(Duration::from_secs(30));
+    let dir = TempDir::new("stale-lease");
+    let path = dir.0.join("r");
+    stale_region(&path);
+    let held = lease(&path);
+    // While the lease is held, opens for writing wait (never a raw `EWOULDBLOCK`).
+    for options in [RegionOptions::new(), recreating()] {
+        let err = options
+            .timeout(Duration::from_millis(50))
+            .open(&path)
+            .unwrap_err();
+        assert!(matches!(err, OpenError::Timeout), "{err:?}");
+    }
+    let err = recreating()
+        .timeout(Duration::from_millis(50))
+        .open_or_create(&path, SIZE)
+        .unwrap_err();
+    assert!(
+        matches!(err, OpenOrCreateError::Open(OpenError::Timeout)),
+        "{err:?}"
+    );
+    assert_eq!(version(&path), 5, "nothing changed");
+    drop(held);
+    assert!(matches!(
+        Region::open(&path),
+        Err(OpenError::VersionMismatch { found: 5, .. })
+    ));
+    let r = recreating().open(&path).unwrap();
+    assert!(r.entries().is_empty());
+}
+
+/// The stale file at `path` made owned by uid and gid 65534 (`nobody`), as its directory.
+fn stale_owned_by_nobody(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("r");
+    let _ = std::fs::remove_file(&path);
+    stale_region(&path);
+    std::os::unix::fs::chown(dir, Some(65534), Some(65534)).unwrap();
+    std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+    path
+}
+
+/// Maps one page of `path` shared and writable, and closes the descriptor (the mapping
+/// keeps the file open for writing); returns the address.
+fn map_writable(path: &Path) -> *mut libc::c_void {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    // SAFETY: a new shared mapping of one page of a file this test opened.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED);
+    p
+}
+
+/// In a forked child running as uid 65534 (after remounting `/proc` with `hidepid=2` in
+/// a private mount namespace if `hidepid`), recreates the stale region at `path`:
+/// 0 `StaleInUse`, 1 recreated, 2 another error, 3 the setup failed. The child first
+/// unmaps `inherited` (its copy of this process's mapping).
+fn recreate_as_nobody(path: &Path, hidepid: bool, inherited: *mut libc::c_void) -> i32 {
+    // SAFETY: fork in a test; the child makes plain syscalls and ends with `_exit`.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: plain syscalls with valid C strings, in the child only.
+        unsafe {
+            if !inherited.is_null() {
+                libc::munmap(inherited, 4096);
+            }
+            if hidepid
+                && (libc::unshare(libc::CLONE_NEWNS) != 0
+                    || libc::mount(
+                        std::ptr::null(),
+                        c"/".as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_REC | libc::MS_PRIVATE,
+                        std::ptr::null(),
+                    ) != 0
+                    || libc::mount(
+                        c"proc".as_ptr(),
+                        c"/proc".as_ptr(),
+                        c"proc".as_ptr(),
+                        0,
+                        c"hidepid=2".as_ptr().cast(),
+                    ) != 0)
+            {
+                libc::_exit(3);
+            }
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(65534) != 0
+                || libc::setuid(65534) != 0
+            {
+                libc::_exit(3);
+            }
+        }
+        let code = match recreating()
+            .timeout(Duration::from_secs(2))
+            .open_or_create(path, SIZE)
+        {
+            Err(OpenOrCreateError::Open(OpenError::StaleInUse { .. })) => 0,
+            Ok(_) => 1,
+            Err(e) => {
+                eprintln!("child: {e:?}");
+                2
+            }
+        };
+        // SAFETY: ends the child without running the parent's destructors.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: reaping the child forked above.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    }
+}
+
+/// The check's lease path: a recreator running as another user (uid 65534) cannot read
+/// this (root) process's mappings, and must not replace the file while this process
+/// maps it writable, also when `/proc` hides other users' processes (`hidepid=2`).
+/// Needs root (to switch users and mount `/proc`).
+#[test]
+fn a_writer_hidden_from_the_recreator_keeps_the_stale_file() {
+    watchdog(Duration::from_secs(60));
+    // SAFETY: `geteuid` has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to switch users and remount /proc");
+        return;
+    }
+    let dir = TempDir::new("stale-hidden-writer");
+    let path = stale_owned_by_nobody(&dir.0);
+    let old_inode = inode(&path);
+    let p = map_writable(&path);
+    assert_eq!(recreate_as_nobody(&path, false, p), 0, "unreadable writer");
+    match recreate_as_nobody(&path, true, p) {
+        3 => eprintln!("hidepid case skipped: cannot remount /proc here"),
+        verdict => assert_eq!(verdict, 0, "writer hidden by hidepid=2"),
+    }
+    assert_eq!(inode(&path), old_inode, "never replaced");
+    // SAFETY: unmapping this test's own mapping.
+    unsafe { libc::munmap(p, 4096) };
+    // Unmapped: the same user recreates it.
+    assert_eq!(recreate_as_nobody(&path, false, std::ptr::null_mut()), 1);
+    assert_ne!(inode(&path), old_inode);
+}
+
 /// Crash windows of the recreation (a build with `--cfg shmstate_test_hooks`).
 #[cfg(shmstate_test_hooks)]
 mod crash {
@@ -245,6 +422,35 @@ mod crash {
         let r = Region::open_or_create(&path, SIZE).unwrap();
         assert!(r.entries().is_empty());
         assert_eq!(version(&path), version_of_this_build());
+    }
+
+    #[test]
+    fn a_recreator_stopped_holding_its_lease_makes_openers_time_out_and_killed_releases_it() {
+        watchdog(Duration::from_secs(60));
+        let dir = TempDir::new("stale-crash-leased");
+        let path = dir.0.join("r");
+        stale_region(&path);
+        let old_inode = inode(&path);
+        let pid = child_stopped_at(Point::RegionStaleLeased, || {
+            let _ = recreating().open_or_create(&path, SIZE);
+        });
+        // Stopped holding the lease: opens for writing wait for it until their timeout.
+        for options in [RegionOptions::new(), recreating()] {
+            let err = options
+                .timeout(Duration::from_millis(50))
+                .open_or_create(&path, SIZE)
+                .unwrap_err();
+            assert!(
+                matches!(err, OpenOrCreateError::Open(OpenError::Timeout)),
+                "{err:?}"
+            );
+        }
+        assert_eq!(inode(&path), old_inode, "nothing changed");
+        kill_and_reap(pid);
+        // The kernel dropped its lease (and lock) with it.
+        let r = recreating().open_or_create(&path, SIZE).unwrap();
+        assert_ne!(inode(&path), old_inode);
+        assert!(r.entries().is_empty());
     }
 
     fn version_of_this_build() -> u32 {

@@ -108,8 +108,12 @@ pub enum OpenError {
     /// [`recreate_stale_format`](crate::RegionOptions::recreate_stale_format) was asked
     /// for, but processes may still use the old file: those listed in `users` map it,
     /// and those in `unreadable` have mappings this process may not read (another user's
-    /// processes; run as that user or as root to see them). Nothing was changed. Stop
-    /// them (they run a build of the old format) and open it again.
+    /// processes; run as that user or as root to see them). Both lists empty: the kernel
+    /// refused the read lease that confirms nobody has the file open for writing (a
+    /// process that `/proc` does not show has it open for writing, or this process may
+    /// not take a lease on the file: it is neither its owner nor has `CAP_LEASE`, or the
+    /// filesystem has no leases). Nothing was changed. Stop them (they run a build of
+    /// the old format) and open it again.
     #[error(
         "region format version {found} is older than this build's, but processes may use it: \
          mapping it {users:?}, unreadable {unreadable:?}"
@@ -125,7 +129,9 @@ pub enum OpenError {
 
     /// Another process kept recreating the stale region (see
     /// [`recreate_stale_format`](crate::RegionOptions::recreate_stale_format)) for longer
-    /// than the [`timeout`](crate::RegionOptions::timeout): it is stopped. Retry later.
+    /// than the [`timeout`](crate::RegionOptions::timeout), holding its lock or its
+    /// lease on the file (which keeps every open for writing waiting): it is stopped.
+    /// Retry later.
     #[error("timed out waiting for another process recreating the region")]
     Timeout,
 

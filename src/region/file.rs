@@ -187,6 +187,9 @@ impl RegionOptions {
 
     /// How long the `get_or_*` calls and [`Region::get`] wait for another live process to
     /// finish creating an object before returning [`GetError::Timeout`](crate::GetError::Timeout).
+    /// Opening waits as long at most (in all) for a process recreating a stale format
+    /// ([`recreate_stale_format`](Self::recreate_stale_format)) to release the file,
+    /// then returns [`OpenError::Timeout`](crate::OpenError::Timeout).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -293,10 +296,28 @@ impl RegionOptions {
     /// by the kernel's list of every process's mappings (`/proc/<pid>/maps`), since an
     /// old format's own records cannot be trusted: a process that maps the file, or whose
     /// mappings cannot be read and that may have opened it, fails the open with
-    /// [`OpenError::StaleInUse`] naming it. Any number of processes may race on this:
-    /// one recreates the region, the others open the new one. The new region has the
-    /// size given to `open_or_create` (for `open`: the old file's length) and these
-    /// options. The protocol and its limits: `src/region/stale.rs`.
+    /// [`OpenError::StaleInUse`] naming it. The kernel must also grant a read lease on
+    /// the file (`F_SETLEASE`), which it does only while no process has it open for
+    /// writing: this catches writers `/proc` does not show (`hidepid`, another PID
+    /// namespace), and needs the recreating process to own the file (or to have
+    /// `CAP_LEASE`) on a filesystem with leases. Any number of processes may race on
+    /// this: one recreates the region, the others open the new one. The new region has
+    /// the size given to `open_or_create` (for `open`: the old file's length) and these
+    /// options.
+    ///
+    /// While the lease is held (a few syscalls), opens of the file for writing wait:
+    /// every `open` of this crate retries until its [`timeout`](Self::timeout) (then
+    /// [`OpenError::Timeout`]), a blocking open by other software waits for the release
+    /// (up to `/proc/sys/fs/lease-break-time`, 45 s by default, if the recreating
+    /// process is stopped there), and the kernel sends `SIGURG` to the recreating
+    /// process (ignored by default; a program with its own `SIGURG` handler sees a
+    /// spurious one).
+    ///
+    /// Limits: a process that maps the old file only read-only and that this process
+    /// cannot see in `/proc` (another PID namespace, `hidepid`) is not detected, and
+    /// keeps reading the unlinked old file; so does a process of the older build that
+    /// opens the old file between the check and the replacement. Stop the older build's
+    /// processes before upgrading.
     ///
     /// # Examples
     ///
@@ -373,9 +394,10 @@ impl RegionOptions {
     /// [`OpenError::LayoutMismatch`], [`OpenError::WrongSize`],
     /// [`OpenError::Corrupt`]); [`OpenError::Retired`] if the region was removed but its
     /// file is still in place after the timeout (the process removing it is stopped);
-    /// with [`recreate_stale_format`](Self::recreate_stale_format),
-    /// [`OpenError::StaleInUse`] and [`OpenError::Timeout`]; [`OpenError::Io`]
-    /// otherwise.
+    /// [`OpenError::Timeout`] if a process recreating a stale format held its lease on
+    /// the file (or, with [`recreate_stale_format`](Self::recreate_stale_format), its
+    /// lock) past the timeout; with `recreate_stale_format`,
+    /// [`OpenError::StaleInUse`]; [`OpenError::Io`] otherwise.
     ///
     /// A region being removed at this moment (its last process detaching) is never
     /// returned: the open waits for the removal and then finds nothing
@@ -398,7 +420,8 @@ impl RegionOptions {
         &self,
         path: impl AsRef<Path>,
     ) -> Result<super::read_only::ReadOnlyRegion, OpenError> {
-        let fd = self.open_file(path.as_ref(), Access::ReadOnly)?;
+        let deadline = super::protocol::deadline_after(self.timeout);
+        let fd = self.open_file(path.as_ref(), Access::ReadOnly, deadline)?;
         let st = rustix::fs::fstat(&fd)?;
         let region = self.open_fd(fd, false, Access::ReadOnly)?;
         Ok(super::read_only::ReadOnlyRegion::new(
@@ -416,7 +439,7 @@ impl RegionOptions {
         // finds nothing or a new file; a few rounds bound a path that keeps being
         // recreated and retired under us.
         for _ in 0..16 {
-            let (mut region, path_ref) = match self.open_path_unattached(path) {
+            let (mut region, path_ref) = match self.open_path_unattached_by(path, deadline) {
                 Err(OpenError::VersionMismatch { found, expected })
                     if self.recreate_stale_format && found < expected =>
                 {
@@ -456,7 +479,7 @@ impl RegionOptions {
     ) -> Result<Option<Region>, OpenError> {
         // Read-only: an open for writing would keep the kernel from confirming that no
         // process has it open for writing (`stale.rs`).
-        let fd = self.open_file(path, Access::ReadOnly)?;
+        let fd = self.open_file(path, Access::ReadOnly, deadline)?;
         let old_len = u64::try_from(rustix::fs::fstat(&fd)?.st_size).unwrap_or(0);
         match super::stale::unlink_if_unused(path, fd, deadline)? {
             super::stale::Stale::Replaced => Ok(None),
@@ -484,13 +507,29 @@ impl RegionOptions {
     /// Opens, maps and validates the region at `path` read-write, without attaching;
     /// with the reference that lets it unlink that very file.
     pub(super) fn open_path_unattached(&self, path: &Path) -> Result<(Region, PathRef), OpenError> {
-        let fd = self.open_file(path, Access::ReadWrite)?;
+        self.open_path_unattached_by(path, super::protocol::deadline_after(self.timeout))
+    }
+
+    /// [`open_path_unattached`](Self::open_path_unattached), waiting for a lease on the
+    /// file until `deadline`.
+    fn open_path_unattached_by(
+        &self,
+        path: &Path,
+        deadline: std::time::Instant,
+    ) -> Result<(Region, PathRef), OpenError> {
+        let fd = self.open_file(path, Access::ReadWrite, deadline)?;
         let path_ref = PathRef::new(path, &fd)?;
         Ok((self.open_fd(fd, false, Access::ReadWrite)?, path_ref))
     }
 
-    /// Opens the file at `path` (a regular file, not a symbolic link).
-    fn open_file(&self, path: &Path, access: Access) -> Result<OwnedFd, OpenError> {
+    /// Opens the file at `path` (a regular file, not a symbolic link), waiting until
+    /// `deadline` for a lease on it to be released.
+    fn open_file(
+        &self,
+        path: &Path,
+        access: Access,
+        deadline: std::time::Instant,
+    ) -> Result<OwnedFd, OpenError> {
         // Look before opening: opening a device or FIFO read-write can have side effects
         // (a watchdog device arms itself), so anything but a regular file is refused by
         // `lstat` first. The `fstat` check after the open still catches a file swapped in
@@ -513,7 +552,19 @@ impl RegionOptions {
             Access::ReadOnly => OFlags::RDONLY,
         };
         let flags = mode | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK;
-        let fd = match rustix::fs::open(path, flags, Mode::empty()) {
+        let fd = loop {
+            match rustix::fs::open(path, flags, Mode::empty()) {
+                // A regular file opened `O_NONBLOCK` refuses only while a lease on it is
+                // held (a recreator of a stale format checking for writers, for a few
+                // syscalls, unless it is stopped): the kernel asks the holder to let go.
+                Err(Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(Errno::WOULDBLOCK) => return Err(OpenError::Timeout),
+                other => break other,
+            }
+        };
+        let fd = match fd {
             Ok(fd) => fd,
             Err(Errno::NOENT) => return Err(OpenError::NotFound(path.to_owned())),
             Err(Errno::LOOP) => return Err(OpenError::Refused("the path is a symbolic link")),

@@ -4,23 +4,37 @@
 //! # Who uses the old file
 //!
 //! An older format may have no attach table (and a newer build must not trust one whose
-//! layout it does not know), so the kernel decides: every process's `/proc/<pid>/maps`
-//! is searched for a mapping of the file. The file's identity is taken from this
-//! process's own `/proc/self/maps` line for a probe mapping of one page of it (the
-//! device and inode exactly as the kernel prints them, also on overlay filesystems,
-//! where `stat` and the mappings name different devices); the probe is unmapped before
-//! the search. A process whose mappings cannot be read (another user's, or one that is
-//! not dumpable, such as a container's init) counts as a user (the call fails and names
-//! it), unless it cannot have opened the file (its owner, the owner of `/proc/<pid>`, is
-//! neither root nor the file's owner, and the file grants nothing to group and others),
-//! or the kernel confirms that no process has the file open for writing: a read lease
-//! (`F_SETLEASE`, `F_RDLCK`) is granted only then, and a region's user maps it
-//! writable, which keeps it open for writing. (A region opener of this build holds the
-//! old file open for writing for the few syscalls it takes to find it stale, so the
-//! lease is tried a few times, for up to 100 ms.) The lease is released at once; an
-//! open for writing by another process in between is delayed by that long and raises
-//! `SIGURG` (ignored by default; not the default `SIGIO`, which would end this process)
-//! in this one.
+//! layout it does not know), so the kernel decides, twice:
+//!
+//! - Every process's `/proc/<pid>/maps` is searched for a mapping of the file. The
+//!   file's identity is taken from this process's own `/proc/self/maps` line for a probe
+//!   mapping of one page of it (the device and inode exactly as the kernel prints them,
+//!   also on overlay filesystems, where `stat` and the mappings name different
+//!   devices); the probe is unmapped before the search. This finds every mapper `/proc`
+//!   lets this process read, read-only ones included. A process whose mappings cannot be
+//!   read (another user's, or one that is not dumpable, such as a container's init)
+//!   counts as a user (the call fails and names it), unless it cannot have opened the
+//!   file (its owner, the owner of `/proc/<pid>`, is neither root nor the file's owner,
+//!   and the file grants nothing to group and others).
+//! - And, always, a read lease (`F_SETLEASE`, `F_RDLCK`) must be granted: the kernel
+//!   grants it only while no open file description of the file is open for writing, and
+//!   a region's user maps it writable, which keeps it open for writing (also after it
+//!   closed its descriptor). This finds the writers `/proc` does not show (`/proc`
+//!   mounted `hidepid=2` or `subset=pid`, another PID namespace). A region opener of
+//!   this build holds the old file open for writing for the few syscalls it takes to
+//!   find it stale, so the lease is tried a few times, for up to 100 ms. Only the file's
+//!   owner (or a process with `CAP_LEASE`) gets a lease, on a filesystem that has them
+//!   (tmpfs, ext4, xfs, btrfs, ...): anyone else fails with
+//!   [`OpenError::StaleInUse`] (both lists empty).
+//!
+//! The lease is released at once. An open of the file for writing meanwhile (by any
+//! process) waits for it: openers of this build (their descriptors are `O_NONBLOCK`)
+//! retry every millisecond until their timeout, then fail with
+//! [`OpenError::Timeout`]; a blocking open (another build, another tool) waits until
+//! the lease is released, at most `/proc/sys/fs/lease-break-time` (45 s by default) if
+//! the holder is stopped. Such an open makes the kernel send `SIGURG` to this process
+//! (ignored by default; not the default `SIGIO`, which would end it): a program with
+//! its own `SIGURG` handler sees a spurious one.
 //!
 //! # Races
 //!
@@ -36,18 +50,27 @@
 //! | step | left behind | repaired by, how fast |
 //! |------|-------------|-----------------------|
 //! | lock taken, users being searched | the old file, locked | the kernel releases the lock with the dead process; the next recreator goes on at once (failpoint test `a_recreator_killed_holding_the_lock_leaves_it_to_the_next`) |
+//! | lease held (between `F_SETLEASE` and its release) | the old file, locked and leased | the kernel drops both with the dead process; openers waiting for the lease (of this build, and blocking ones) go on at once (failpoint test `a_recreator_stopped_holding_its_lease_makes_openers_time_out_and_killed_releases_it`) |
 //! | old file unlinked, new region not yet created | no file at the path | nothing to repair: the next `open_or_create` creates the region, an `open` finds none (`NotFound`) until then (failpoint test `a_recreator_killed_after_unlinking_leaves_the_path_free`) |
 //! | new region created (linked) | the new region, whole (it is built unnamed and linked at once) | — |
 //!
-//! A recreator stopped (SIGSTOP) holding the lock makes the others fail with
-//! [`OpenError::Timeout`] at their timeout; stopped after the unlink, it holds nothing.
+//! A recreator stopped (SIGSTOP) holding the lock makes the other recreators fail with
+//! [`OpenError::Timeout`] at their timeout; stopped holding the lease, it makes every
+//! open of the file for writing wait: those of this build fail with
+//! [`OpenError::Timeout`] at their timeout, a blocking open waits up to the kernel's
+//! lease-break time (then the kernel breaks the lease). Stopped after the unlink, it
+//! holds nothing. A recreator waiting for the lock re-checks the path each round, so a
+//! lock that outlives its recreation (a child forked meanwhile inherited the
+//! descriptor) does not keep it from opening the new region.
 //!
 //! # Limits
 //!
 //! A process of an older build that opens the old file between the search and the
 //! unlink keeps using the unlinked file, unseen by the new region's users: stop the old
-//! build's processes before upgrading. Processes in another PID namespace are not
-//! seen.
+//! build's processes before upgrading. A process that maps the file only read-only (a
+//! reader such as an old build's inspection tool) and that the search cannot see (in
+//! another PID namespace, or hidden by `hidepid`) is not detected: the lease is granted
+//! despite readers; it keeps reading the unlinked old file.
 
 use std::io::{BufRead, BufReader};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -81,25 +104,29 @@ pub(super) struct Lock(#[allow(dead_code)] OwnedFd);
 ///
 /// [`OpenError::BadMagic`] or [`OpenError::VersionMismatch`] if the file is not a
 /// region of an older format; [`OpenError::StaleInUse`] if a process may use it;
-/// [`OpenError::Timeout`] if another recreator held the lock until `deadline`;
+/// [`OpenError::Timeout`] if another recreator held the lock until `deadline`, or the search
+/// of `/proc` did not finish by then;
 /// [`OpenError::Io`].
 pub(super) fn unlink_if_unused(
     path: &Path,
     fd: OwnedFd,
     deadline: Instant,
 ) -> Result<Stale, OpenError> {
-    lock(&fd, deadline)?;
-    crate::failpoint::hit(crate::failpoint::Point::RegionStaleLocked);
-    let st = rustix::fs::fstat(&fd)?;
-    match rustix::fs::statat(CWD, path, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(now) if now.st_dev == st.st_dev && now.st_ino == st.st_ino => {}
-        Ok(_) | Err(Errno::NOENT) => return Ok(Stale::Replaced),
-        Err(e) => return Err(e.into()),
+    if !lock(path, &fd, deadline)? {
+        return Ok(Stale::Replaced);
     }
+    crate::failpoint::hit(crate::failpoint::Point::RegionStaleLocked);
+    if !names(path, &fd)? {
+        return Ok(Stale::Replaced);
+    }
+    let st = rustix::fs::fstat(&fd)?;
     let found = stale_version(&fd)?;
     let key = mapping_key(&fd)?;
-    let (users, unreadable) = users(&key, (st.st_uid, st.st_mode));
-    if !users.is_empty() || (!unreadable.is_empty() && !no_writer(&fd, deadline)) {
+    let (users, unreadable) =
+        users(&key, (st.st_uid, st.st_mode), deadline).ok_or(OpenError::Timeout)?;
+    // Both: the search finds read-only mappers (a read lease is granted despite them),
+    // the lease finds writers `/proc` does not show (`hidepid`, another PID namespace).
+    if !users.is_empty() || !no_writer(&fd, deadline) {
         return Err(OpenError::StaleInUse {
             found,
             users,
@@ -135,6 +162,7 @@ fn no_writer(fd: &OwnedFd, deadline: Instant) -> bool {
     loop {
         // SAFETY: `fcntl(F_SETLEASE)` on a descriptor this process owns, integer argument.
         if unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_RDLCK) } == 0 {
+            crate::failpoint::hit(crate::failpoint::Point::RegionStaleLeased);
             // SAFETY: as above; releases the lease just taken.
             unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_UNLCK) };
             return true;
@@ -149,18 +177,34 @@ fn no_writer(fd: &OwnedFd, deadline: Instant) -> bool {
     }
 }
 
-/// Takes the recreators' exclusive `flock` on `fd`, polling until `deadline`.
-fn lock(fd: &OwnedFd, deadline: Instant) -> Result<(), OpenError> {
+/// Takes the recreators' exclusive `flock` on `fd` (the file at `path`), polling until
+/// `deadline`. `false` if the path names another file meanwhile: the lock's holder (or a
+/// child that inherited its descriptor, in which the lock outlives the recreation)
+/// replaced it.
+fn lock(path: &Path, fd: &OwnedFd, deadline: Instant) -> Result<bool, OpenError> {
     loop {
         match rustix::fs::flock(fd, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => return Ok(()),
+            Ok(()) => return Ok(true),
             Err(Errno::WOULDBLOCK | Errno::INTR) if Instant::now() < deadline => {
+                if !names(path, fd)? {
+                    return Ok(false);
+                }
                 // Another recreator holds it for a few syscalls (unless it is stopped).
                 std::thread::sleep(Duration::from_millis(1));
             }
             Err(Errno::WOULDBLOCK) => return Err(OpenError::Timeout),
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+/// Whether `path` still names the file of `fd`.
+fn names(path: &Path, fd: &OwnedFd) -> Result<bool, OpenError> {
+    let st = rustix::fs::fstat(fd)?;
+    match rustix::fs::statat(CWD, path, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(now) => Ok(now.st_dev == st.st_dev && now.st_ino == st.st_ino),
+        Err(Errno::NOENT) => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -214,13 +258,18 @@ fn mapping_key(fd: &OwnedFd) -> Result<(String, String), OpenError> {
 }
 
 /// The processes mapping the file `key`, and those whose mappings cannot be read and
-/// that may have opened the file (see the module docs).
-fn users(key: &(String, String), file: (u32, u32)) -> (Vec<u32>, Vec<u32>) {
+/// that may have opened the file (see the module docs). `None` if `deadline` passed
+/// before every process was searched.
+fn users(
+    key: &(String, String),
+    file: (u32, u32),
+    deadline: Instant,
+) -> Option<(Vec<u32>, Vec<u32>)> {
     let mut users = Vec::new();
     let mut unreadable = Vec::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        // No /proc: nobody's mappings can be read (listed as pid 0); the lease decides.
-        return (users, vec![0]);
+        // No /proc: nobody's mappings can be read (listed as pid 0).
+        return Some((users, vec![0]));
     };
     for entry in dir.flatten() {
         let Some(pid) = entry
@@ -230,6 +279,9 @@ fn users(key: &(String, String), file: (u32, u32)) -> (Vec<u32>, Vec<u32>) {
         else {
             continue;
         };
+        if Instant::now() >= deadline {
+            return None;
+        }
         match std::fs::File::open(entry.path().join("maps")) {
             Ok(f) => {
                 let maps = BufReader::new(f);
@@ -252,7 +304,7 @@ fn users(key: &(String, String), file: (u32, u32)) -> (Vec<u32>, Vec<u32>) {
     }
     users.sort_unstable();
     unreadable.sort_unstable();
-    (users, unreadable)
+    Some((users, unreadable))
 }
 
 /// Whether the process at `/proc/<pid>` may have opened the file of owner and mode
