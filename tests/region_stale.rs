@@ -188,6 +188,66 @@ fn racing_recreators_make_exactly_one_new_region() {
     assert_eq!(names, vec![std::ffi::OsString::from("r")]);
 }
 
+/// Whether another descriptor of this process than `except`, opened read-only, names
+/// the file at `path` (a recreator's descriptor of the old file).
+fn read_only_descriptor_of(path: &Path, except: i32) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return false;
+    };
+    dir.flatten().any(|e| {
+        let fd = e.file_name().to_string_lossy().parse::<i32>().unwrap_or(-1);
+        fd != except
+            && std::fs::read_link(e.path()).is_ok_and(|t| t == path)
+            && std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).is_ok_and(|info| {
+                info.lines()
+                    .find_map(|l| l.strip_prefix("flags:"))
+                    .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+                    .is_some_and(|f| f & 3 == 0)
+            })
+    })
+}
+
+/// The recreators' lock held by an open file description that outlives the recreation
+/// (a child forked by another thread while the lock was held keeps a copy): a recreator
+/// waiting for it opens the region that replaced the old file, instead of waiting for
+/// the lock until its timeout.
+#[test]
+fn a_recreator_waiting_for_a_lock_that_outlives_the_old_file_opens_the_new_region() {
+    use std::os::fd::AsRawFd;
+    watchdog(Duration::from_secs(60));
+    let dir = TempDir::new("stale-lock-outlives");
+    let path = dir.0.join("r");
+    stale_region(&path);
+    let held = std::fs::File::open(&path).unwrap();
+    // SAFETY: `flock` on a descriptor this test owns.
+    assert_eq!(unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let waiter = {
+        let path = path.clone();
+        std::thread::spawn(move || {
+            recreating()
+                .timeout(Duration::from_secs(10))
+                .open(&path)
+                .map(|r| r.get::<Counter>("new").map(|c| c.get()).ok())
+        })
+    };
+    // The waiter has opened the old file and polls its lock.
+    while !read_only_descriptor_of(&path, held.as_raw_fd()) {
+        std::thread::yield_now();
+    }
+    // The old file is replaced while the lock's copy lives on.
+    std::fs::remove_file(&path).unwrap();
+    let new = Region::create(&path, SIZE).unwrap();
+    new.get_or_default::<Counter>("new").unwrap().add(3);
+    let started = std::time::Instant::now();
+    let got = waiter.join().unwrap();
+    assert!(
+        matches!(got, Ok(Some(3))),
+        "{got:?} after {:?}",
+        started.elapsed()
+    );
+    drop(held);
+}
+
 /// `F_SETSIG` (10 on every Linux architecture).
 const F_SETSIG: libc::c_int = 10;
 
