@@ -426,9 +426,15 @@ impl Region {
                 available: 0,
             });
         };
-        // Relaxed (load and CAS): the bump word only hands out disjoint ranges; what is
-        // written into them is published through the entry's state word.
-        let mut cur = h.bump.load(Ordering::Relaxed);
+        // Acquire (loads, and the CAS's failure), Release (the CAS's success): the bump
+        // word only hands out disjoint ranges (what is written into them is published
+        // through the entry's state word), but a pointer past the old size is written
+        // only after its allocator saw the size word raised (a grower's release
+        // `fetch_max`, its own or a peer's): reading that pointer with acquire (through
+        // the release sequence of the CAS's on it) makes the size-word load below see
+        // the raised size, so an honest pointer is never found past the size and called
+        // corrupt.
+        let mut cur = h.bump.load(Ordering::Acquire);
         loop {
             // Acquire: pairs with a grower's release `fetch_max` (`Region::grow`), made
             // after it extended the file.
@@ -450,14 +456,17 @@ impl Region {
             if need > total - cur {
                 // `RegionFull` unless it may grow; on success the size word rose.
                 self.grow(cur, need, total)?;
-                // Relaxed: as above.
-                cur = h.bump.load(Ordering::Relaxed);
+                // Acquire: as above.
+                cur = h.bump.load(Ordering::Acquire);
             } else {
+                // Release on success: pairs with the acquire loads of the pointer (above,
+                // and the failure ordering here) in allocators that then read the size
+                // word, which this thread read (acquire) at `total` or above.
                 match h.bump.compare_exchange_weak(
                     cur,
                     cur + need,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
+                    Ordering::Release,
+                    Ordering::Acquire,
                 ) {
                     // `cur + need <= total <= max`, a `usize`. The file must cover the
                     // range before anything touches it: a size word raised by a peer
