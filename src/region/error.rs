@@ -81,8 +81,9 @@ pub enum OpenError {
         needed: u64,
     },
 
-    /// The file is longer than the size recorded in its header: it was resized. Recreate
-    /// it (a region's size is fixed at creation).
+    /// The file is longer than the region's maximum size recorded in its header (its
+    /// size, for a region that does not grow): it was resized. Recreate it (a region's
+    /// maximum size is fixed at creation).
     #[error("region size {header} in the header, but the file has {file} bytes")]
     WrongSize {
         /// Size recorded in the header.

@@ -74,8 +74,10 @@ use crate::sync::{AtomicU32, AtomicUsize, Ordering};
 /// to finish creating an object.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A mapped region: a fixed-size file (or memfd, or anonymous shared memory) holding
-/// named, typed objects that several processes use at once.
+/// A mapped region: a file (or memfd, or anonymous shared memory) of a size fixed at
+/// creation, or growing up to a maximum fixed at creation
+/// ([`RegionOptions::max_size`]), holding named, typed objects that several processes
+/// use at once.
 ///
 /// Objects are placed and found with [`get_or_default`](Region::get_or_default),
 /// [`get_or_init`](Region::get_or_init) (and their `_slice` forms for slice-shaped types)
@@ -630,9 +632,12 @@ impl RegionOptions {
     /// Creates a region of `size` bytes in anonymous shared memory (a sealed memfd whose
     /// descriptor is closed once mapped): shared with children forked afterwards, like a
     /// `MAP_SHARED | MAP_ANONYMOUS` mapping, and with no one else. With a larger
-    /// [`max_size`](Self::max_size), the handle keeps the descriptor (private to it and
-    /// to forked children, which inherit it) to grow the memfd: a child's growth is seen
-    /// by its parent and siblings, whose mappings cover the maximum from the start.
+    /// [`max_size`](Self::max_size), the handle keeps the descriptor (one per handle,
+    /// inherited by forked children) to grow the memfd: a child's growth is seen by its
+    /// parent and siblings, whose mappings cover the maximum from the start. Then, as
+    /// any open descriptor, it is reachable by processes of the same user through
+    /// `/proc/<pid>/fd` (a path region that may grow keeps one descriptor per handle
+    /// too).
     ///
     /// # Errors
     ///
