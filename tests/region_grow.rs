@@ -578,6 +578,31 @@ fn a_file_size_limit_never_raises_sigxfsz() {
     wait_all(&pids, Duration::from_secs(20));
 }
 
+/// Creating a region larger than the file size limit, with `SIGXFSZ`'s default action:
+/// `CreateError::Io(EFBIG)`, not the signal.
+#[test]
+fn creating_past_the_file_size_limit_fails_without_sigxfsz() {
+    watchdog(Duration::from_secs(30));
+    let dir = TempDir::new("grow-fsize-create");
+    let path = dir.0.join("r");
+    let pids = fork_children(1, |_| {
+        // SAFETY: restores the default action (the test harness may not have it).
+        unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_DFL) };
+        let limit = libc::rlimit {
+            rlim_cur: 256 * KIB,
+            rlim_max: 256 * KIB,
+        };
+        // SAFETY: `setrlimit` reads the struct passed; it lowers this child's limit only.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &limit) }, 0);
+        match RegionOptions::new().max_size(4 * MIB).create(&path, MIB) {
+            Err(CreateError::Io(e)) => assert_eq!(e.raw_os_error(), Some(libc::EFBIG)),
+            other => panic!("expected Io(EFBIG), got {:?}", other.err()),
+        }
+        assert!(!path.exists());
+    });
+    wait_all(&pids, Duration::from_secs(20));
+}
+
 /// Crash windows of growth (a build with `--cfg shmstate_test_hooks`).
 #[cfg(shmstate_test_hooks)]
 mod crash {

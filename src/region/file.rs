@@ -351,7 +351,8 @@ impl RegionOptions {
     /// `size` cannot hold the directory; [`CreateError::InvalidMaxSize`] if
     /// [`max_size`](Self::max_size) is below it;
     /// [`CreateError::Io`] if the directory does not exist, permission is denied, there
-    /// is no space (`ENOSPC`) for `size` bytes, or the region may grow and the
+    /// is no space (`ENOSPC`) for `size` bytes, `size` is past the process's file size
+    /// limit (`EFBIG`, without raising `SIGXFSZ`), or the region may grow and the
     /// filesystem has no `fallocate`.
     pub fn create(&self, path: impl AsRef<Path>, size: u64) -> Result<Region, CreateError> {
         let path = path.as_ref();
