@@ -131,6 +131,17 @@ pub enum Point {
     /// Map `insert_evicting` evicting from another stripe: the victim removed there, its
     /// place declared pending in the key's stripe, not yet taken off the victim's stripe.
     MapPlaceMoving,
+    /// Region growth: about to extend the file (nothing changed yet).
+    RegionGrowing,
+    /// Region growth: the file is extended, the size word not yet raised.
+    RegionGrown,
+    /// Stale-format recreation: the old file's lock is taken, nothing changed yet.
+    RegionStaleLocked,
+    /// Stale-format recreation: the read lease on the old file is held (opens of it for
+    /// writing wait), not yet released.
+    RegionStaleLeased,
+    /// Stale-format recreation: the old file is unlinked, the new region not yet created.
+    RegionStaleUnlinked,
 }
 
 #[cfg(shmstate_test_hooks)]

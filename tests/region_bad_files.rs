@@ -119,22 +119,25 @@ fn each_bad_header_field_gets_its_own_error() {
         open_bytes(&dir.0, &b),
         Err(OpenError::VersionMismatch {
             found: 2,
-            expected: 5
+            expected: 6
         })
     ));
     // Version 1 (its RwLocks count readers differently), version 3 (its SeqLockArrays hold a
     // full seqlock per element), version 4 (no attach table: its objects start where
-    // today's table is), and a later version.
-    for found in [1u32, 3, 4, 6] {
+    // today's table is), version 5 (no maximum size: that word is zero), and a later
+    // version.
+    for found in [1u32, 3, 4, 5, 7] {
         put(&mut b, 8, &found.to_ne_bytes());
         assert!(matches!(
             open_bytes(&dir.0, &b),
-            Err(OpenError::VersionMismatch { found: f, expected: 5 }) if f == found
+            Err(OpenError::VersionMismatch { found: f, expected: 6 }) if f == found
         ));
     }
 
     let mut b = valid.clone();
+    // Size and maximum size (a region that may grow) past the file.
     put(&mut b, 16, &(SIZE * 2).to_ne_bytes());
+    put(&mut b, 80, &(SIZE * 2).to_ne_bytes());
     assert!(matches!(
         open_bytes(&dir.0, &b),
         Err(OpenError::Truncated { found: SIZE, needed }) if needed == SIZE * 2
@@ -145,6 +148,14 @@ fn each_bad_header_field_gets_its_own_error() {
     assert!(matches!(
         open_bytes(&dir.0, &b),
         Err(OpenError::WrongSize { .. })
+    ));
+
+    let mut b = valid.clone();
+    // A size above the maximum size.
+    put(&mut b, 80, &(SIZE / 2).to_ne_bytes());
+    assert!(matches!(
+        open_bytes(&dir.0, &b),
+        Err(OpenError::Corrupt(m)) if m.contains("maximum size")
     ));
 
     let mut b = valid.clone();

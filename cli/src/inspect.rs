@@ -40,7 +40,8 @@ pub struct Args {
     /// interval).
     ///
     /// The document: {"schema_version": 1, "path",
-    /// "size", "capacity", "unhealthy", "attached": [{"pid", "start_time", "alive",
+    /// "size", "max_size" (what it may grow to; "size" if it does not grow), "capacity",
+    /// "unhealthy", "attached": [{"pid", "start_time", "alive",
     /// "handles", "comm"}], "remove_when_unused", "retired", "unlisted" (booleans),
     /// "objects": [{"name", "type", "len",
     /// "offset", "size", "state", "creator", "readable", "unhealthy", "summary", and
@@ -115,6 +116,8 @@ struct Document {
     schema_version: u32,
     path: String,
     size: usize,
+    /// The size the region may grow to (`size` for one that does not grow).
+    max_size: usize,
     capacity: usize,
     unhealthy: bool,
     /// The processes listed in the region's attach table.
@@ -325,6 +328,7 @@ fn document(
         schema_version: SCHEMA_VERSION,
         path: path.display().to_string(),
         size: region.size(),
+        max_size: region.max_size(),
         capacity: region.capacity(),
         unhealthy: objects.iter().any(|o| o.unhealthy),
         attached: life.attached,
@@ -396,11 +400,18 @@ fn table(
     use std::fmt::Write as _;
     let mut out = String::new();
     let used = region.entries().len();
+    let (size, max) = (region.size(), region.max_size());
     let _ = write!(
         out,
-        "{}: {} bytes, {used} of {} directory entries used",
-        printable(&path.display().to_string()),
-        region.size(),
+        "{}: {size} bytes",
+        printable(&path.display().to_string())
+    );
+    if max > size {
+        let _ = write!(out, " (grows up to {max})");
+    }
+    let _ = write!(
+        out,
+        ", {used} of {} directory entries used",
         region.capacity()
     );
     if filtered {

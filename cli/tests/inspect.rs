@@ -11,8 +11,8 @@ use serde_json::Value as Json;
 use shmstate::sync::Ordering::Relaxed;
 use shmstate::{
     Barrier, BoundedSemaphore, ChannelOptions, Counter, Event, MapOptions, Mutex, Queue,
-    ReentrantMutex, Region, RwLock, Semaphore, SeqLock, SeqLockArray, StripedCounter, Value,
-    ValueArray,
+    ReentrantMutex, Region, RegionOptions, RwLock, Semaphore, SeqLock, SeqLockArray,
+    StripedCounter, Value, ValueArray,
 };
 
 use common::{KillOnDrop, TempRegion, shmstate};
@@ -1013,7 +1013,7 @@ fn inspect_lists_attached_processes_live_then_dead() {
 #[test]
 fn inspect_shows_the_life_cycle_flags() {
     let tmp = TempRegion::new("life-flags");
-    let region = shmstate::RegionOptions::new()
+    let region = RegionOptions::new()
         .remove_when_unused(true)
         .create(&tmp.0, 1 << 16)
         .unwrap();
@@ -1058,4 +1058,39 @@ fn inspect_shows_the_life_cycle_flags() {
         "attached: none; retired; unlisted (table overflowed)",
         "{text}"
     );
+}
+
+#[test]
+fn inspect_shows_the_size_and_maximum_of_a_region_that_grew() {
+    let t = TempRegion::new("inspect-grown");
+    let region = RegionOptions::new()
+        .max_size(1 << 22)
+        .create(&t.0, 1 << 16)
+        .unwrap();
+    // 1 MiB does not fit in 64 KiB: the region grows to 2 MiB.
+    region
+        .get_or_default_slice::<ValueArray<u64>>("samples", 1 << 17)
+        .unwrap()
+        .store((1 << 17) - 1, 9, Relaxed);
+    let (code, doc) = inspect_json(&t.0);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(
+        (doc["size"].as_u64(), doc["max_size"].as_u64()),
+        (Some(1 << 21), Some(1 << 22)),
+        "{doc}"
+    );
+    assert_eq!(object(&doc, "samples")["len"], 1 << 17, "{doc}");
+    let out = shmstate(&["inspect", t.0.to_str().unwrap()]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains(": 2097152 bytes (grows up to 4194304), 1 of 64 directory entries used"),
+        "{table}"
+    );
+    // A region that does not grow: "max_size" is its size, and the table says nothing.
+    let fixed = TempRegion::new("inspect-fixed");
+    drop(Region::create(&fixed.0, 1 << 16).unwrap());
+    let (_, doc) = inspect_json(&fixed.0);
+    assert_eq!(doc["max_size"], doc["size"], "{doc}");
+    let out = shmstate(&["inspect", fixed.0.to_str().unwrap()]);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("grows"));
 }

@@ -266,6 +266,7 @@ class Region:
         create: bool = True,
         remove_when_unused: bool = False,
         capacity: Optional[int] = None,
+        recreate_stale_format: bool = False,
     ) -> None: ...
     @property
     def path(self) -> str: ...

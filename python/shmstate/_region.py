@@ -33,7 +33,8 @@ _PREFIX = "shmstate-py-"
 class Region:
     """A region: a file of named shared objects that unrelated processes open.
 
-    ``Region(path, size=1 MiB, *, create=True, remove_when_unused=False, capacity=None)``
+    ``Region(path, size=1 MiB, *, create=True, remove_when_unused=False, capacity=None,
+    recreate_stale_format=False)``
     opens the region file at ``path``, creating it (mode 0600, ``size`` bytes, room for
     ``capacity`` objects, 64 by default) if it does not exist and ``create`` is true.
     Exactly one of several processes opening the same path at once creates it.
@@ -49,6 +50,12 @@ class Region:
     removed when the last process that has it open closes it or exits; otherwise it stays
     until removed (``os.unlink`` or ``shmstate rm``), keeping its objects' state.
 
+    A file made by an older shmstate whose format this one does not read raises
+    ``RegionError``; with ``recreate_stale_format=True`` it is replaced by a new, empty
+    region instead (its objects are lost), once no live process uses it (else
+    ``RegionError`` names the processes). See the Rust ``RegionOptions::recreate_stale_format``
+    for how that is decided and its limits.
+
     Example::
 
         r = shmstate.Region("/dev/shm/jobs", 1 << 16)
@@ -57,9 +64,10 @@ class Region:
     """
 
     def __init__(self, path, size=DEFAULT_SIZE, *, create=True, remove_when_unused=False,
-                 capacity=None):
+                 capacity=None, recreate_stale_format=False):
         path = os.fspath(path)
-        core = _shmstate.RegionCore(path, size, create, remove_when_unused, capacity)
+        core = _shmstate.RegionCore(path, size, create, remove_when_unused, capacity,
+                                    recreate_stale_format)
         self._core = register_region(core)
 
     @classmethod

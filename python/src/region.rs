@@ -23,13 +23,23 @@ pub struct Region {
 
 #[pymethods]
 impl Region {
-    /// RegionCore(path, size, create=True, remove_when_unused=False, capacity=None)
+    /// RegionCore(path, size, create=True, remove_when_unused=False, capacity=None,
+    /// recreate_stale_format=False)
     ///
     /// Opens the region file at ``path``, creating it (``size`` bytes, mode 0600) if
     /// ``create`` and it does not exist. ``remove_when_unused`` (recorded at creation)
     /// removes the file when the last process that has it open closes it or exits.
+    /// ``recreate_stale_format`` replaces a file of an older format that no live process
+    /// uses with a new, empty region (`RegionOptions::recreate_stale_format`).
     #[new]
-    #[pyo3(signature = (path, size, create = true, remove_when_unused = false, capacity = None))]
+    #[pyo3(signature = (
+        path,
+        size,
+        create = true,
+        remove_when_unused = false,
+        capacity = None,
+        recreate_stale_format = false
+    ))]
     fn new(
         py: Python<'_>,
         path: String,
@@ -37,8 +47,11 @@ impl Region {
         create: bool,
         remove_when_unused: bool,
         capacity: Option<u32>,
+        recreate_stale_format: bool,
     ) -> PyResult<Self> {
-        let mut options = RegionOptions::new().remove_when_unused(remove_when_unused);
+        let mut options = RegionOptions::new()
+            .remove_when_unused(remove_when_unused)
+            .recreate_stale_format(recreate_stale_format);
         if let Some(c) = capacity {
             options = options.capacity(c);
         }

@@ -5,6 +5,8 @@ lesson, with real processes under every start method."""
 import concurrent.futures
 import ctypes
 import pickle
+import subprocess
+import sys
 
 import pytest
 
@@ -218,3 +220,18 @@ def test_counter_counts_every_add(ctx):
     assert c.value == 3000
     assert c.take() == 3000
     assert c.value == 0
+
+
+def test_a_region_of_an_older_format_is_recreated_only_when_asked(tmp_path):
+    path = tmp_path / "stale"
+    # Made by another process, which exits: nobody maps it any more.
+    code = f"import shmstate; shmstate.Region({str(path)!r}, 1 << 16).Counter('old').add(7)"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    # As an older build would have made it: format version 5 (the u32 at byte 8).
+    with open(path, "r+b") as f:
+        f.seek(8)
+        f.write((5).to_bytes(4, sys.byteorder))
+    with pytest.raises(shmstate.RegionError):
+        shmstate.Region(path, 1 << 16)
+    r = shmstate.Region(path, 1 << 16, recreate_stale_format=True)
+    assert r.Counter("old").value == 0

@@ -81,8 +81,9 @@ pub enum OpenError {
         needed: u64,
     },
 
-    /// The file is longer than the size recorded in its header: it was resized. Recreate
-    /// it (a region's size is fixed at creation).
+    /// The file is longer than the region's maximum size recorded in its header (its
+    /// size, for a region that does not grow): it was resized. Recreate it (a region's
+    /// maximum size is fixed at creation).
     #[error("region size {header} in the header, but the file has {file} bytes")]
     WrongSize {
         /// Size recorded in the header.
@@ -103,6 +104,37 @@ pub enum OpenError {
     /// (`shmstate rm --force`).
     #[error("region{} was removed", at(.0))]
     Retired(PathBuf),
+
+    /// The region's format is older than this build's and
+    /// [`recreate_stale_format`](crate::RegionOptions::recreate_stale_format) was asked
+    /// for, but processes may still use the old file: those listed in `users` map it,
+    /// and those in `unreadable` have mappings this process may not read (another user's
+    /// processes; run as that user or as root to see them). Both lists empty: the kernel
+    /// refused the read lease that confirms nobody has the file open for writing (a
+    /// process that `/proc` does not show has it open for writing, or this process may
+    /// not take a lease on the file: it is neither its owner nor has `CAP_LEASE`, or the
+    /// filesystem has no leases). Nothing was changed. Stop them (they run a build of
+    /// the old format) and open it again.
+    #[error(
+        "region format version {found} is older than this build's, but processes may use it: \
+         mapping it {users:?}, unreadable {unreadable:?}"
+    )]
+    StaleInUse {
+        /// Version recorded in the file.
+        found: u32,
+        /// Processes that map the file.
+        users: Vec<u32>,
+        /// Processes whose mappings cannot be read and that may have opened the file.
+        unreadable: Vec<u32>,
+    },
+
+    /// Another process kept recreating the stale region (see
+    /// [`recreate_stale_format`](crate::RegionOptions::recreate_stale_format)) for longer
+    /// than the [`timeout`](crate::RegionOptions::timeout), holding its lock or its
+    /// lease on the file (which keeps every open for writing waiting): it is stopped.
+    /// Retry later.
+    #[error("timed out waiting for another process recreating the region")]
+    Timeout,
 
     /// The operating system refused an operation (permission denied, too many open
     /// files, no memory for the mapping, ...).
@@ -215,9 +247,19 @@ pub enum CreateError {
         min: u64,
     },
 
+    /// The [`max_size`](crate::RegionOptions::max_size) asked for is below the size.
+    /// Give a maximum at least as large as the size (or none: the region does not grow).
+    #[error("maximum size {max_size} below the region size {size}")]
+    InvalidMaxSize {
+        /// The size given.
+        size: u64,
+        /// The maximum size given.
+        max_size: u64,
+    },
+
     /// The operating system refused an operation: the directory does not exist,
     /// permission is denied, there is no space for the size asked for (`ENOSPC`), memfds
-    /// are unavailable, ...
+    /// are unavailable, a region that may grow on a filesystem without `fallocate`, ...
     #[error(transparent)]
     Io(#[from] io::Error),
 }
@@ -368,13 +410,30 @@ pub enum GetError {
         requested_align: u64,
     },
 
-    /// No data space is left for a new object. Create a larger region.
+    /// No data space is left for a new object, and the region cannot grow enough for it
+    /// (it was created without a larger [`max_size`](crate::RegionOptions::max_size), or
+    /// the object does not fit below it). Create a larger region, or one with a larger
+    /// maximum size.
     #[error("region full: {needed} bytes needed, {available} available")]
     RegionFull {
         /// Bytes the new object needs (rounded up to the object alignment).
         needed: u64,
-        /// Bytes left in the region.
+        /// Bytes left in the region (up to its maximum size, for one that grows).
         available: u64,
+    },
+
+    /// The region had to grow for a new object, and its file could not be extended:
+    /// the filesystem is full (`ENOSPC`: a full tmpfs or disk), a file size limit
+    /// (`EFBIG`: `RLIMIT_FSIZE`), or a memfd sealed against growing (`EPERM`). Nothing
+    /// changed: the object was not created, every other object is intact, and no later
+    /// access faults. Free space (or raise the limit) and retry.
+    #[error("cannot grow the region to {size} bytes: {source}")]
+    GrowFailed {
+        /// The size the region was to grow to.
+        size: u64,
+        /// Why the operating system refused.
+        #[source]
+        source: io::Error,
     },
 
     /// Every directory entry is in use. Create a region with a larger
@@ -476,6 +535,12 @@ impl From<OpenError> for OpenOrCreateError {
 impl From<CreateError> for OpenOrCreateError {
     fn from(e: CreateError) -> Self {
         OpenOrCreateError::Create(e)
+    }
+}
+
+impl From<Timeout> for OpenError {
+    fn from(Timeout: Timeout) -> Self {
+        OpenError::Timeout
     }
 }
 

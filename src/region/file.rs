@@ -12,11 +12,45 @@
 //! theirs. A creator that dies mid-way leaves nothing behind (an `O_TMPFILE` vanishes
 //! with its descriptor; a named temporary file may be left in the fallback case).
 //!
+//! # Growth
+//!
+//! A region created with [`RegionOptions::max_size`] above its size grows on demand (the
+//! protocol is in [`format`](super::format)): the mapping covers the maximum from the
+//! start, and a handle touches nothing past the file length it has itself observed.
+//! The handle keeps a duplicate of the file's descriptor for that (`fstat` when it
+//! first meets an object beyond what it has verified; `fallocate` to grow).
+//!
+//! # Crash windows (growth)
+//!
+//! Growing takes no lock: extending a file is idempotent and never shrinks it, and the
+//! size word only rises (`fetch_max`), so concurrent growers need no order and nobody
+//! waits for a grower.
+//!
+//! | step | left behind | repaired by, how fast |
+//! |------|-------------|-----------------------|
+//! | file being extended (`fallocate` running) | a file extended in part, or not at all; the size word unchanged | nothing to repair: the next process that needs room extends it again, at its call (failpoint test `a_grower_killed_before_extending_leaves_nothing_to_repair`) |
+//! | file extended, size word not yet raised | a file longer than its size word | nothing waits: openers accept a file between the size and the maximum; the next grower finds the file covering the room it needs and only raises the word (without `fallocate`, and without a descriptor: also a handle opened when the file had already reached the maximum), at its call (failpoint test `a_grower_killed_after_extending_is_finished_by_the_next`; the state made by hand at the maximum: `an_opener_after_an_extension_to_the_maximum_still_allocates`) |
+//! | size word raised | a grown region, its new space not yet allocated | — (allocation goes on as in a region that never grew) |
+//!
+//! Growth runs while the growing process holds the directory entry it claimed for the
+//! new object (`CLAIMED`, name not yet published), as any creator holds it while it
+//! allocates: a grower killed at any step leaves that entry to be taken over by the next
+//! process that reaches it (within a 10 ms slice, the directory's crash windows in
+//! `protocol.rs`), and its extension of the file stays (harmless: see above). A grower
+//! stopped (SIGSTOP) holds no lock of growth, and other processes that need room grow
+//! the region themselves; those that reach its claimed entry wait for it as for any
+//! stopped creator (up to the region's timeout, then [`GetError::Timeout`]).
+//!
 //! # Limits
 //!
-//! A file-backed region's size is fixed at creation; if another process truncates the
-//! file while it is mapped, accesses beyond the new end raise `SIGBUS` (as for any
-//! mapped file). A memfd region is sealed against shrinking and growing, so it cannot.
+//! If another process truncates a region's file while it is mapped, accesses beyond the
+//! new end raise `SIGBUS` (as for any mapped file); so can pages of a file that another
+//! process extended sparsely (`ftruncate`) or punched holes in, once the filesystem is
+//! full: these file operations, unlike writes into the region, are beyond the crate's
+//! checks. A memfd region is sealed against
+//! shrinking (and, unless it may grow, against growing), so it cannot be truncated.
+//! A region grows only on a filesystem with `fallocate` (tmpfs, ext4, xfs, btrfs, ...):
+//! creating one with a maximum above its size elsewhere fails.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -27,20 +61,23 @@ use memmap2::{MmapOptions, MmapRaw};
 use rustix::fs::{AtFlags, CWD, FallocateFlags, FileType, MemfdFlags, Mode, OFlags, SealFlags};
 use rustix::io::Errno;
 
-use super::error::{CreateError, OpenError, OpenOrCreateError};
+use super::error::{CreateError, GetError, OpenError, OpenOrCreateError};
 use super::format::{
-    self, DEFAULT_CAPACITY, Geometry, HEADER_SIZE, MAX_CAPACITY, Raw, data_start_for, flags,
+    self, DEFAULT_CAPACITY, Geometry, HEADER_SIZE, MAX_CAPACITY, OBJECT_ALIGN, Raw, data_start_for,
+    flags,
 };
 use super::lifecycle::{Life, PathRef};
 use super::validate;
-use crate::sync::{AtomicU32, Ordering};
+use crate::sync::{AtomicU32, AtomicUsize, Ordering};
 
 /// How long the `get_or_*` calls and [`Region::get`] wait, by default, for another process
 /// to finish creating an object.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A mapped region: a fixed-size file (or memfd, or anonymous shared memory) holding
-/// named, typed objects that several processes use at once.
+/// A mapped region: a file (or memfd, or anonymous shared memory) of a size fixed at
+/// creation, or growing up to a maximum fixed at creation
+/// ([`RegionOptions::max_size`]), holding named, typed objects that several processes
+/// use at once.
 ///
 /// Objects are placed and found with [`get_or_default`](Region::get_or_default),
 /// [`get_or_init`](Region::get_or_init) (and their `_slice` forms for slice-shaped types)
@@ -65,6 +102,13 @@ pub struct Region {
     pub(super) geo: Geometry,
     pub(crate) timeout: Duration,
     fd: Option<OwnedFd>,
+    /// The file (or memfd) of a region that may grow, when `fd` does not hold it: to
+    /// read its length (`fstat`) and extend it (`fallocate`).
+    grow_fd: Option<OwnedFd>,
+    /// Bytes from the start that this process has seen the file cover (`fstat`, or its
+    /// own successful `fallocate`): the bound of every access. Only rises, from
+    /// `geo.total` up to `geo.max`.
+    verified: AtomicUsize,
     /// Its table word and the path it may remove ([`lifecycle`](super::lifecycle)).
     pub(super) life: Life,
 }
@@ -75,7 +119,8 @@ static_assertions::assert_impl_all!(Region: Send, Sync);
 impl std::fmt::Debug for Region {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Region")
-            .field("size", &self.geo.total)
+            .field("size", &self.size())
+            .field("max_size", &self.geo.max)
             .field("capacity", &self.geo.capacity)
             .field("fd", &self.fd)
             .field("life", &self.life)
@@ -105,6 +150,8 @@ pub struct RegionOptions {
     capacity: u32,
     timeout: Duration,
     remove_when_unused: bool,
+    max_size: Option<u64>,
+    recreate_stale_format: bool,
 }
 
 impl Default for RegionOptions {
@@ -121,6 +168,8 @@ impl RegionOptions {
             capacity: DEFAULT_CAPACITY,
             timeout: DEFAULT_TIMEOUT,
             remove_when_unused: false,
+            max_size: None,
+            recreate_stale_format: false,
         }
     }
 
@@ -140,6 +189,9 @@ impl RegionOptions {
 
     /// How long the `get_or_*` calls and [`Region::get`] wait for another live process to
     /// finish creating an object before returning [`GetError::Timeout`](crate::GetError::Timeout).
+    /// Opening waits as long at most (in all) for a process recreating a stale format
+    /// ([`recreate_stale_format`](Self::recreate_stale_format)) to release the file,
+    /// then returns [`OpenError::Timeout`](crate::OpenError::Timeout).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -185,14 +237,123 @@ impl RegionOptions {
         self
     }
 
+    /// The largest size, in bytes, a region created with these options may grow to
+    /// (default: its size; it does not grow).
+    ///
+    /// When an object does not fit, the process creating it extends the file: the size
+    /// doubles (at least enough for the object), capped at `max_size` and at the
+    /// process's file size limit (`RLIMIT_FSIZE`); if the filesystem has no room for
+    /// that, it grows by just what the object needs. Objects never
+    /// move, so references stay valid; every process maps the whole maximum from the
+    /// start (address space only) and starts using the new part when it first needs an
+    /// object there. The space is reserved with `fallocate`, so growth that the
+    /// filesystem cannot back (a full tmpfs) fails the call that needed it
+    /// ([`GetError::GrowFailed`]), never a later access with `SIGBUS`. An object that
+    /// would end past the file size limit fails the same way (`EFBIG`) without
+    /// extending the file, so the process never gets `SIGXFSZ` (whose default action
+    /// ends it) from growth.
+    ///
+    /// Growth takes no lock and costs the growing call one `fallocate` of the new part
+    /// (not of the whole file), which this call does not bound by its
+    /// [`timeout`](Self::timeout). Another process that truncates, sparsely extends or
+    /// punches holes in the file (file operations, not writes into the region) is out
+    /// of the crate's reach: touching an unbacked page then raises `SIGBUS` (a full
+    /// filesystem) as for any mapped file.
+    ///
+    /// Recorded in the region at creation: opening an existing region ignores it. A path
+    /// region grows on filesystems with `fallocate`; a memfd or anonymous region made
+    /// with a maximum is not sealed against growing (a memfd sealed with `F_SEAL_GROW`
+    /// and opened with [`Region::from_fd`] fails each growth with
+    /// [`GetError::GrowFailed`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{Counter, RegionOptions, ValueArray};
+    ///
+    /// let path = std::env::temp_dir().join(format!("shmstate-doc-grow-{}", std::process::id()));
+    /// let region = RegionOptions::new().max_size(1 << 24).create(&path, 1 << 16)?;
+    /// let hits = region.get_or_default::<Counter>("hits")?;
+    /// // 1 MiB does not fit in 64 KiB: the region grows to 2 MiB for it.
+    /// region.get_or_default_slice::<ValueArray<u64>>("samples", 1 << 17)?;
+    /// assert_eq!((region.size(), region.max_size()), (1 << 21, 1 << 24));
+    /// hits.add(1); // still valid
+    /// # drop(region); std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn max_size(mut self, bytes: u64) -> Self {
+        self.max_size = Some(bytes);
+        self
+    }
+
+    /// Whether [`open`](Self::open) and [`open_or_create`](Self::open_or_create) replace
+    /// a region file of an older format than this build's, that no live process uses,
+    /// with a new, empty region (default `false`: such a file fails the open with
+    /// [`OpenError::VersionMismatch`], forever).
+    ///
+    /// The old file's objects are lost: use it for state that is rebuilt anyway (caches,
+    /// metrics) when a new build replaces an old one. Only a file with shmstate's magic
+    /// and an older version is replaced; a newer version (a newer build's region) or
+    /// anything else fails as without the option. "No live process uses it" is decided
+    /// by the kernel's list of every process's mappings (`/proc/<pid>/maps`), since an
+    /// old format's own records cannot be trusted: a process that maps the file, or whose
+    /// mappings cannot be read and that may have opened it, fails the open with
+    /// [`OpenError::StaleInUse`] naming it. The kernel must also grant a read lease on
+    /// the file (`F_SETLEASE`), which it does only while no process has it open for
+    /// writing: this catches writers `/proc` does not show (`hidepid`, another PID
+    /// namespace), and needs the recreating process to own the file (or to have
+    /// `CAP_LEASE`) on a filesystem with leases. Any number of processes may race on
+    /// this: one recreates the region, the others open the new one. The new region has
+    /// the size given to `open_or_create` (for `open`: the old file's length) and these
+    /// options.
+    ///
+    /// While the lease is held (a few syscalls), opens of the file for writing wait:
+    /// every `open` of this crate retries until its [`timeout`](Self::timeout) (then
+    /// [`OpenError::Timeout`]), a blocking open by other software waits for the release
+    /// (up to `/proc/sys/fs/lease-break-time`, 45 s by default, if the recreating
+    /// process is stopped there), and the kernel sends `SIGURG` to the recreating
+    /// process (ignored by default; a program with its own `SIGURG` handler sees a
+    /// spurious one).
+    ///
+    /// Limits: a process that maps the old file only read-only and that this process
+    /// cannot see in `/proc` (another PID namespace, `hidepid`) is not detected, and
+    /// keeps reading the unlinked old file; so does a process of the older build that
+    /// opens the old file between the check and the replacement. Stop the older build's
+    /// processes before upgrading.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{OpenError, Region, RegionOptions};
+    /// use std::os::unix::fs::FileExt;
+    ///
+    /// let path = std::env::temp_dir().join(format!("shmstate-doc-stale-{}", std::process::id()));
+    /// drop(Region::create(&path, 1 << 16)?);
+    /// // As if an older build had made it: format version 1 (the word at byte 8).
+    /// std::fs::OpenOptions::new().write(true).open(&path)?.write_all_at(&1u32.to_ne_bytes(), 8)?;
+    /// assert!(matches!(Region::open(&path), Err(OpenError::VersionMismatch { found: 1, .. })));
+    /// let region = RegionOptions::new().recreate_stale_format(true).open_or_create(&path, 1 << 16)?;
+    /// assert_eq!(region.entries().len(), 0); // a new, empty region
+    /// # drop(region); std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn recreate_stale_format(mut self, recreate: bool) -> Self {
+        self.recreate_stale_format = recreate;
+        self
+    }
+
     /// Creates a new region file of `size` bytes at `path`; fails if anything exists
     /// there (including a symbolic link).
     ///
     /// # Errors
     ///
     /// [`CreateError::AlreadyExists`] if the path exists; [`CreateError::InvalidSize`] if
-    /// `size` cannot hold the directory; [`CreateError::Io`] if the directory does not
-    /// exist, permission is denied, or there is no space (`ENOSPC`) for `size` bytes.
+    /// `size` cannot hold the directory; [`CreateError::InvalidMaxSize`] if
+    /// [`max_size`](Self::max_size) is below it;
+    /// [`CreateError::Io`] if the directory does not exist, permission is denied, there
+    /// is no space (`ENOSPC`) for `size` bytes, `size` is past the process's file size
+    /// limit (`EFBIG`, without raising `SIGXFSZ`), or the region may grow and the
+    /// filesystem has no `fallocate`.
     pub fn create(&self, path: impl AsRef<Path>, size: u64) -> Result<Region, CreateError> {
         let path = path.as_ref();
         let geo = self.geometry(size)?;
@@ -202,11 +363,15 @@ impl RegionOptions {
         };
         let tmp = TempFile::new(dir, path, self.mode)?;
         rustix::fs::fchmod(&tmp.fd, Mode::from_raw_mode(self.mode))?;
-        reserve(&tmp.fd, size)?;
-        let map = map(&tmp.fd, geo.total)?;
-        format::write_header(raw_of(&map), &geo);
+        reserve(&tmp.fd, size, geo.max > geo.total)?;
+        let map = map(&tmp.fd, geo.max)?;
+        format::write_header(raw_of(&map, geo.total), &geo);
         let path_ref = PathRef::new(path, &tmp.fd)?;
+        let grow_fd = (geo.max > geo.total)
+            .then(|| tmp.fd.try_clone())
+            .transpose()?;
         let mut region = self.region(map, geo, None);
+        region.grow_fd = grow_fd;
         // Attached before the file has a name: nobody can see it unattached (a `gc` in
         // between would otherwise find a region with nobody in it). Nobody else can see
         // it at all yet, so it cannot be retired.
@@ -232,13 +397,16 @@ impl RegionOptions {
     /// [`OpenError::LayoutMismatch`], [`OpenError::WrongSize`],
     /// [`OpenError::Corrupt`]); [`OpenError::Retired`] if the region was removed but its
     /// file is still in place after the timeout (the process removing it is stopped);
-    /// [`OpenError::Io`] otherwise.
+    /// [`OpenError::Timeout`] if a process recreating a stale format held its lease on
+    /// the file (or, with [`recreate_stale_format`](Self::recreate_stale_format), its
+    /// lock) past the timeout; with `recreate_stale_format`,
+    /// [`OpenError::StaleInUse`]; [`OpenError::Io`] otherwise.
     ///
     /// A region being removed at this moment (its last process detaching) is never
     /// returned: the open waits for the removal and then finds nothing
     /// ([`OpenError::NotFound`]) or the new file created at the path since.
     pub fn open(&self, path: impl AsRef<Path>) -> Result<Region, OpenError> {
-        self.open_path(path.as_ref())
+        self.open_path(path.as_ref(), None)
     }
 
     /// Opens the region at `path` for reading only: the file is opened `O_RDONLY`, mapped
@@ -255,7 +423,8 @@ impl RegionOptions {
         &self,
         path: impl AsRef<Path>,
     ) -> Result<super::read_only::ReadOnlyRegion, OpenError> {
-        let fd = self.open_file(path.as_ref(), Access::ReadOnly)?;
+        let deadline = super::protocol::deadline_after(self.timeout);
+        let fd = self.open_file(path.as_ref(), Access::ReadOnly, deadline)?;
         let st = rustix::fs::fstat(&fd)?;
         let region = self.open_fd(fd, false, Access::ReadOnly)?;
         Ok(super::read_only::ReadOnlyRegion::new(
@@ -265,14 +434,26 @@ impl RegionOptions {
     }
 
     /// [`open`](Self::open): opens, maps, validates and attaches; a region found retired
-    /// is left for the next file at the path.
-    fn open_path(&self, path: &Path) -> Result<Region, OpenError> {
+    /// is left for the next file at the path. A stale format is recreated (if asked) with
+    /// `size` bytes (the old file's length if `None`).
+    fn open_path(&self, path: &Path, size: Option<u64>) -> Result<Region, OpenError> {
         let deadline = super::protocol::deadline_after(self.timeout);
         // Each round that finds a retired region waits until it is unlinked, so the next
         // finds nothing or a new file; a few rounds bound a path that keeps being
         // recreated and retired under us.
         for _ in 0..16 {
-            let (mut region, path_ref) = self.open_path_unattached(path)?;
+            let (mut region, path_ref) = match self.open_path_unattached_by(path, deadline) {
+                Err(OpenError::VersionMismatch { found, expected })
+                    if self.recreate_stale_format && found < expected =>
+                {
+                    match self.recreate_stale(path, size, deadline)? {
+                        Some(region) => return Ok(region),
+                        // Another process replaced it: open what is there now.
+                        None => continue,
+                    }
+                }
+                other => other?,
+            };
             match region.attach(Some(path_ref)) {
                 Ok(()) => {
                     if !region.remove_when_unused() {
@@ -290,16 +471,68 @@ impl RegionOptions {
         Err(OpenError::Retired(path.to_owned()))
     }
 
+    /// Replaces the stale region file at `path` with a new region of `size` bytes (the
+    /// old file's length if `None`), if no live process uses it (`stale.rs`). `None` if
+    /// another process replaced it first.
+    fn recreate_stale(
+        &self,
+        path: &Path,
+        size: Option<u64>,
+        deadline: std::time::Instant,
+    ) -> Result<Option<Region>, OpenError> {
+        // Read-only: an open for writing would keep the kernel from confirming that no
+        // process has it open for writing (`stale.rs`).
+        let fd = self.open_file(path, Access::ReadOnly, deadline)?;
+        let old_len = u64::try_from(rustix::fs::fstat(&fd)?.st_size).unwrap_or(0);
+        match super::stale::unlink_if_unused(path, fd, deadline)? {
+            super::stale::Stale::Replaced => Ok(None),
+            super::stale::Stale::Unlinked(lock) => {
+                let size = size.unwrap_or_else(|| {
+                    old_len
+                        .max(data_start_for(self.capacity) as u64)
+                        .min(self.max_size.unwrap_or(u64::MAX))
+                });
+                // Created while the old file's lock is held: the next recreator then
+                // finds the path naming the new file.
+                let created = self.create(path, size);
+                drop(lock);
+                match created {
+                    Ok(region) => Ok(Some(region)),
+                    // An `open_or_create` created one in the gap: open it.
+                    Err(CreateError::AlreadyExists(_)) => Ok(None),
+                    Err(CreateError::Io(e)) => Err(OpenError::Io(e)),
+                    Err(e) => Err(OpenError::Io(std::io::Error::other(e))),
+                }
+            }
+        }
+    }
+
     /// Opens, maps and validates the region at `path` read-write, without attaching;
     /// with the reference that lets it unlink that very file.
     pub(super) fn open_path_unattached(&self, path: &Path) -> Result<(Region, PathRef), OpenError> {
-        let fd = self.open_file(path, Access::ReadWrite)?;
+        self.open_path_unattached_by(path, super::protocol::deadline_after(self.timeout))
+    }
+
+    /// [`open_path_unattached`](Self::open_path_unattached), waiting for a lease on the
+    /// file until `deadline`.
+    fn open_path_unattached_by(
+        &self,
+        path: &Path,
+        deadline: std::time::Instant,
+    ) -> Result<(Region, PathRef), OpenError> {
+        let fd = self.open_file(path, Access::ReadWrite, deadline)?;
         let path_ref = PathRef::new(path, &fd)?;
         Ok((self.open_fd(fd, false, Access::ReadWrite)?, path_ref))
     }
 
-    /// Opens the file at `path` (a regular file, not a symbolic link).
-    fn open_file(&self, path: &Path, access: Access) -> Result<OwnedFd, OpenError> {
+    /// Opens the file at `path` (a regular file, not a symbolic link), waiting until
+    /// `deadline` for a lease on it to be released.
+    fn open_file(
+        &self,
+        path: &Path,
+        access: Access,
+        deadline: std::time::Instant,
+    ) -> Result<OwnedFd, OpenError> {
         // Look before opening: opening a device or FIFO read-write can have side effects
         // (a watchdog device arms itself), so anything but a regular file is refused by
         // `lstat` first. The `fstat` check after the open still catches a file swapped in
@@ -322,7 +555,19 @@ impl RegionOptions {
             Access::ReadOnly => OFlags::RDONLY,
         };
         let flags = mode | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK;
-        let fd = match rustix::fs::open(path, flags, Mode::empty()) {
+        let fd = loop {
+            match rustix::fs::open(path, flags, Mode::empty()) {
+                // A regular file opened `O_NONBLOCK` refuses only while a lease on it is
+                // held (a recreator of a stale format checking for writers, for a few
+                // syscalls, unless it is stopped): the kernel asks the holder to let go.
+                Err(Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(Errno::WOULDBLOCK) => return Err(OpenError::Timeout),
+                other => break other,
+            }
+        };
+        let fd = match fd {
             Ok(fd) => fd,
             Err(Errno::NOENT) => return Err(OpenError::NotFound(path.to_owned())),
             Err(Errno::LOOP) => return Err(OpenError::Refused("the path is a symbolic link")),
@@ -353,7 +598,7 @@ impl RegionOptions {
         // (someone deleting it in a loop); give up after a few rather than spin.
         let mut last = None;
         for _ in 0..16 {
-            match self.open(path) {
+            match self.open_path(path, Some(size)) {
                 Err(OpenError::NotFound(_)) => {}
                 other => return Ok(other?),
             }
@@ -368,7 +613,8 @@ impl RegionOptions {
     }
 
     /// Creates a region of `size` bytes in a new memfd named `name` (the name is only a
-    /// label for `/proc/PID/fd`), sealed so that nobody can shrink or grow it. Share it
+    /// label for `/proc/PID/fd`), sealed so that nobody can shrink it, nor grow it
+    /// unless it was made with a larger [`max_size`](Self::max_size). Share it
     /// with another process by passing [`Region::as_fd`] (fork, `SCM_RIGHTS`, or
     /// `/proc/PID/fd/N`) and opening it there with [`Region::from_fd`].
     ///
@@ -386,14 +632,22 @@ impl RegionOptions {
 
     /// Creates a region of `size` bytes in anonymous shared memory (a sealed memfd whose
     /// descriptor is closed once mapped): shared with children forked afterwards, like a
-    /// `MAP_SHARED | MAP_ANONYMOUS` mapping, and with no one else.
+    /// `MAP_SHARED | MAP_ANONYMOUS` mapping, and with no one else. With a larger
+    /// [`max_size`](Self::max_size), the handle keeps the descriptor (one per handle,
+    /// inherited by forked children) to grow the memfd: a child's growth is seen by its
+    /// parent and siblings, whose mappings cover the maximum from the start. Then, as
+    /// any open descriptor, it is reachable by processes of the same user through
+    /// `/proc/<pid>/fd` (a path region that may grow keeps one descriptor per handle
+    /// too).
     ///
     /// # Errors
     ///
     /// As [`memfd`](Self::memfd).
     pub fn anonymous(&self, size: u64) -> Result<Region, CreateError> {
-        let (map, geo, _fd) = self.sealed_memfd("shmstate-anonymous", size)?;
+        let (map, geo, fd) = self.sealed_memfd("shmstate-anonymous", size)?;
         let mut region = self.region(map, geo, None);
+        // Kept (private to the handles, inherited by forked children) only to grow.
+        region.grow_fd = (geo.max > geo.total).then_some(fd);
         // As for `memfd`.
         let _ = region.attach(None);
         Ok(region)
@@ -424,9 +678,22 @@ impl RegionOptions {
     fn geometry(&self, size: u64) -> Result<Geometry, CreateError> {
         let data_start = data_start_for(self.capacity);
         let min = data_start as u64;
-        match usize::try_from(size) {
-            Ok(total) if size >= min && isize::try_from(size).is_ok() => Ok(Geometry {
+        let max = self.max_size.unwrap_or(size);
+        if max < size {
+            return Err(CreateError::InvalidMaxSize {
+                size,
+                max_size: max,
+            });
+        }
+        let fits = |n: u64| {
+            usize::try_from(n)
+                .ok()
+                .filter(|&n| isize::try_from(n).is_ok())
+        };
+        match (fits(size), fits(max)) {
+            (Some(total), Some(max)) if size >= min => Ok(Geometry {
                 total,
+                max,
                 capacity: self.capacity,
                 data_start,
                 flags: if self.remove_when_unused {
@@ -450,10 +717,16 @@ impl RegionOptions {
             ..self.geometry(size)?
         };
         let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
-        reserve(&fd, size)?;
-        rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
-        let map = map(&fd, geo.total)?;
-        format::write_header(raw_of(&map), &geo);
+        let grows = geo.max > geo.total;
+        reserve(&fd, size, grows)?;
+        let seals = if grows {
+            SealFlags::SHRINK | SealFlags::SEAL
+        } else {
+            SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL
+        };
+        rustix::fs::fcntl_add_seals(&fd, seals)?;
+        let map = map(&fd, geo.max)?;
+        format::write_header(raw_of(&map, geo.total), &geo);
         Ok((map, geo, fd))
     }
 
@@ -477,15 +750,69 @@ impl RegionOptions {
                 "file of {len} bytes cannot be mapped"
             )));
         };
-        let map = match access {
-            Access::ReadWrite => map(&fd, len_usize)?,
-            Access::ReadOnly => MmapOptions::new().len(len_usize).map_raw_read_only(&fd)?,
+        let map_len = |len: usize| match access {
+            Access::ReadWrite => map(&fd, len),
+            Access::ReadOnly => MmapOptions::new().len(len).map_raw_read_only(&fd),
         };
+        let mut map = map_len(len_usize)?;
         // Validation only loads, so it runs unchanged over a read-only mapping.
-        let raw = raw_of(&map);
-        let geo = validate::validate_header(raw)?;
-        validate::validate_directory(raw, &geo)?;
-        Ok(self.region(map, geo, keep.then_some(fd)))
+        let mut file = len;
+        let mut geo = None;
+        // A grower may extend the file and raise the size word between the `fstat` and
+        // the header's check: the check then finds the file short, and the length is
+        // read again (a few times: a hostile size word stays short forever).
+        for _ in 0..4 {
+            match validate::validate_header(raw_of(&map, HEADER_SIZE), file) {
+                Err(OpenError::Truncated { .. }) => {
+                    let now = u64::try_from(rustix::fs::fstat(&fd)?.st_size).unwrap_or(0);
+                    if now <= file {
+                        break;
+                    }
+                    file = now;
+                }
+                other => {
+                    geo = Some(other?);
+                    break;
+                }
+            }
+        }
+        let mut geo = match geo {
+            Some(geo) => geo,
+            None => validate::validate_header(raw_of(&map, HEADER_SIZE), file)?,
+        };
+        if geo.max != map.len() {
+            // Mapped again over the whole maximum: objects never move once handed out.
+            map = map_len(geo.max)?;
+        }
+        // Nothing at or past the length checked is touched: the file covers it. A region
+        // that grew since that length was read may hold objects (and an allocation
+        // pointer) past it: then the length is read again and the directory checked
+        // again, a bounded number of times (a region doubles at most 64 times).
+        let mut rounds = 0;
+        loop {
+            match validate::validate_directory(raw_of(&map, geo.total), &geo) {
+                Err(e @ OpenError::Corrupt(_)) if geo.max > geo.total && rounds < 64 => {
+                    let now = u64::try_from(rustix::fs::fstat(&fd)?.st_size).unwrap_or(0);
+                    let now = usize::try_from(now).unwrap_or(usize::MAX).min(geo.max);
+                    if now <= geo.total {
+                        return Err(e);
+                    }
+                    geo.total = now;
+                    rounds += 1;
+                }
+                other => break other?,
+            }
+        }
+        // A region that may still grow keeps its descriptor (to read the file's length
+        // and extend it), in `fd` if the caller hands it over anyway.
+        let (fd, grow_fd) = match (keep, geo.max > geo.total) {
+            (true, _) => (Some(fd), None),
+            (false, true) => (None, Some(fd)),
+            (false, false) => (None, None),
+        };
+        let mut region = self.region(map, geo, fd);
+        region.grow_fd = grow_fd;
+        Ok(region)
     }
 
     fn region(&self, map: MmapRaw, geo: Geometry, fd: Option<OwnedFd>) -> Region {
@@ -494,6 +821,8 @@ impl RegionOptions {
             geo,
             timeout: self.timeout,
             fd,
+            grow_fd: None,
+            verified: AtomicUsize::new(geo.total),
             life: Life::default(),
         }
     }
@@ -614,9 +943,33 @@ impl Region {
         RegionOptions::new().from_fd(fd)
     }
 
-    /// The region's size in bytes.
+    /// The region's size in bytes: where its objects end at most. A region created with a
+    /// [`max_size`](RegionOptions::max_size) above its size grows up to
+    /// [`max_size`](Self::max_size); this is its size now (as this process can see the
+    /// file cover it).
     pub fn size(&self) -> usize {
-        self.geo.total
+        let Some(h) = self.raw().header() else {
+            return self.geo.total;
+        };
+        // Acquire: pairs with the grower's release `fetch_max` (in `grow`), made after it
+        // extended the file, so that the `fstat` in `refresh` sees the extension.
+        let word = h.total_size.load(Ordering::Acquire);
+        let word = usize::try_from(word)
+            .unwrap_or(usize::MAX)
+            .min(self.geo.max);
+        if word <= self.verified() {
+            word
+        } else {
+            // A peer grew it (or wrote a larger word): report what the file covers.
+            word.min(self.refresh())
+        }
+    }
+
+    /// The largest size the region may grow to: [`size`](Self::size) for a region
+    /// created without a larger [`max_size`](RegionOptions::max_size). Every process maps
+    /// this many bytes of address space.
+    pub fn max_size(&self) -> usize {
+        self.geo.max
     }
 
     /// The number of directory entries (named objects it can hold).
@@ -635,12 +988,122 @@ impl Region {
     pub fn offset_of<T: ?Sized>(&self, object: &T) -> Option<usize> {
         let addr = (object as *const T).cast::<u8>() as usize;
         let base = self.map.as_mut_ptr() as usize;
-        addr.checked_sub(base).filter(|&o| o < self.geo.total)
+        addr.checked_sub(base).filter(|&o| o < self.verified())
     }
 
-    /// The checked view of the mapping.
+    /// The checked view of the mapping: the bytes this process has verified the file
+    /// covers (the mapping may be longer: a region that grows is mapped to its maximum).
     pub(super) fn raw(&self) -> Raw<'_> {
-        raw_of(&self.map)
+        raw_of(&self.map, self.verified())
+    }
+
+    /// How many bytes from the start this process has seen the file cover.
+    fn verified(&self) -> usize {
+        // Relaxed: the value only ever stands for a file length some thread of this
+        // process observed (or made), and a region's file never shrinks: any value read
+        // is a sound bound whatever the order.
+        self.verified.load(Ordering::Relaxed)
+    }
+
+    /// A view covering at least `end` bytes, if the file does: past what this process
+    /// has verified, the file's length is read again (the region grew since). `None` if
+    /// the file is shorter (an entry or size word beyond it is corrupt): nothing past
+    /// the end of the file is ever touched.
+    pub(super) fn raw_covering(&self, end: usize) -> Option<Raw<'_>> {
+        if end > self.verified() && end > self.refresh() {
+            return None;
+        }
+        Some(self.raw())
+    }
+
+    /// Reads the file's length (at most the mapping's) into the verified bound; returns
+    /// the bound. Without a descriptor (a region that cannot grow) the bound stays.
+    fn refresh(&self) -> usize {
+        let cur = self.verified();
+        let Some(fd) = self.backing_fd().filter(|_| cur < self.geo.max) else {
+            return cur;
+        };
+        let Ok(st) = rustix::fs::fstat(fd) else {
+            return cur;
+        };
+        let len = usize::try_from(st.st_size).unwrap_or(0).min(self.geo.max);
+        // Relaxed: see `verified`.
+        self.verified.fetch_max(len, Ordering::Relaxed).max(len)
+    }
+
+    /// The descriptor of the region's file or memfd, if the handle keeps one.
+    fn backing_fd(&self) -> Option<&OwnedFd> {
+        self.grow_fd.as_ref().or(self.fd.as_ref())
+    }
+
+    /// Grows the region so that `need` more bytes fit at the allocation pointer `cur`,
+    /// `total` being the size word the allocator found too small: extends the file to
+    /// the next size (doubling, at least `cur + need`, capped at the maximum; just
+    /// `cur + need` if the filesystem or the file size limit has no room for that) with
+    /// `fallocate`, then raises the size word. Concurrent growers need no order (see the
+    /// module's crash windows).
+    ///
+    /// # Errors
+    ///
+    /// [`GetError::RegionFull`] if the region cannot grow (no maximum above its size, or
+    /// `cur + need` beyond it); [`GetError::GrowFailed`] if the file cannot be extended.
+    pub(super) fn grow(&self, cur: u64, need: u64, total: u64) -> Result<(), GetError> {
+        let max = self.geo.max as u64;
+        let full = |limit: u64| GetError::RegionFull {
+            needed: need,
+            available: limit.saturating_sub(cur),
+        };
+        if max <= total {
+            return Err(full(total));
+        }
+        let end = match cur.checked_add(need) {
+            Some(end) if end <= max => end,
+            _ => return Err(full(max)),
+        };
+        let mut new = total.max(OBJECT_ALIGN as u64);
+        while new < end {
+            new = new.saturating_mul(2);
+        }
+        let mut new = new.min(max);
+        // The file may cover the room already: a grower killed (or stopped) after
+        // extending it, before raising the size word, or one racing this call. Then only
+        // the word is left to raise, which needs no descriptor (a handle opened when the
+        // file already reached the maximum keeps none).
+        let seen = self.refresh() as u64;
+        if seen >= end {
+            new = new.min(seen);
+        } else {
+            let Some(fd) = self.backing_fd() else {
+                return Err(full(total));
+            };
+            // Past the file size limit, `fallocate` raises `SIGXFSZ` (which ends the
+            // process unless it ignores it): the doubling stops at the limit, and an
+            // object past it fails in `extend` without the call.
+            new = new.min(fsize_limit().max(end));
+            crate::failpoint::hit(crate::failpoint::Point::RegionGrowing);
+            match extend(fd, seen, new) {
+                // No room for the doubling (or past the filesystem's largest file):
+                // just what the object needs, if that fits.
+                Err(e)
+                    if new > end
+                        && matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EFBIG)) =>
+                {
+                    new = end;
+                    extend(fd, seen, new)
+                }
+                other => other,
+            }
+            .map_err(|source| GetError::GrowFailed { size: new, source })?;
+            // Relaxed: see `verified`; our own `fallocate` made the file this long.
+            self.verified.fetch_max(new as usize, Ordering::Relaxed);
+            crate::failpoint::hit(crate::failpoint::Point::RegionGrown);
+        }
+        if let Some(h) = self.raw().header() {
+            // Release: pairs with the acquire loads of the size word (the allocator's,
+            // `size`, an opener's `validate_header`): the file was extended before.
+            h.total_size.fetch_max(new, Ordering::Release);
+        }
+        Ok(())
     }
 }
 
@@ -654,19 +1117,25 @@ enum Access {
     ReadOnly,
 }
 
-/// The view of a whole mapping.
-fn raw_of(map: &MmapRaw) -> Raw<'_> {
+/// The view of the first `len` bytes of a mapping (at most all of it). The caller knows
+/// the file covers them: a mapping may extend past the end of its file (a region that
+/// grows is mapped to its maximum), where any access raises `SIGBUS`.
+fn raw_of(map: &MmapRaw, len: usize) -> Raw<'_> {
+    let len = len.min(map.len());
     // A mapping is never at address 0; a dangling pointer for an (impossible) empty one
     // is never dereferenced because the view's length is 0.
     let base = NonNull::new(map.as_mut_ptr()).unwrap_or(NonNull::dangling());
     // SAFETY: `base` comes from `MmapRaw::as_mut_ptr` (a mutable pointer), is page-aligned
-    // (≥ 64), and is valid for reads and writes of `map.len()` bytes while `map` lives,
-    // which the returned lifetime ties to. This crate accesses region memory only through
+    // (≥ 64), and is valid for reads and writes of `len <= map.len()` bytes while `map`
+    // lives, which the returned lifetime ties to: the callers pass a length the file
+    // covers (a length they read with `fstat`, created with `fallocate`, or checked
+    // against the header's size at open), and a region's file never shrinks (a truncation
+    // by another process is the documented `SIGBUS` limit of any mapped file). This crate accesses region memory only through
     // `Raw`, i.e. atomics and `Shared` types. A read-only mapping (`Access::ReadOnly`) is
     // valid for reads only: it is wrapped at once in a `ReadOnlyRegion`, whose every
     // access (the header and directory checks, `entries`, its loads) is a non-`SeqCst`
     // atomic load of at most 8 bytes, which std allows on read-only memory.
-    unsafe { Raw::new(base, map.len()) }
+    unsafe { Raw::new(base, len) }
 }
 
 /// Maps `len` bytes of `fd`, shared and writable.
@@ -676,19 +1145,67 @@ fn map(fd: &OwnedFd, len: usize) -> std::io::Result<MmapRaw> {
 
 /// Sizes `fd` to `size` bytes with the space reserved, so that running out of memory or
 /// disk is an error now rather than a `SIGBUS` on first touch. Filesystems without
-/// `fallocate` get a plain (sparse) `ftruncate`.
-/// A signal can interrupt a large `fallocate` (`EINTR`); it is retried, a bounded number
-/// of times.
-fn reserve(fd: &OwnedFd, size: u64) -> Result<(), CreateError> {
+/// `fallocate` get a plain (sparse) `ftruncate`, unless the region `grows`: growth
+/// needs `fallocate` (an `ftruncate` could shrink a file another grower extended).
+fn reserve(fd: &OwnedFd, size: u64, grows: bool) -> Result<(), CreateError> {
+    match extend(fd, 0, size) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::Unsupported && !grows => {
+            Ok(rustix::fs::ftruncate(fd, size)?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Makes the file of `fd` at least `size` bytes long, every byte below backed by
+/// reserved space: `fallocate` of the bytes from `from` (below which the file is known
+/// to be reserved: a length this process saw, which only a mode-0 `fallocate` raises)
+/// up to `size`; it never shrinks the file and is idempotent. A signal can interrupt a
+/// large `fallocate` (`EINTR`); it is retried, a bounded number of times.
+///
+/// A file size limit (`RLIMIT_FSIZE`) is checked first: a `fallocate` past it would
+/// raise `SIGXFSZ`, which ends the process unless it ignores it. Past the limit (and
+/// past the file's length) this fails with `EFBIG` without the call.
+fn extend(fd: &OwnedFd, from: u64, size: u64) -> std::io::Result<()> {
+    if size > fsize_limit() {
+        let len = u64::try_from(rustix::fs::fstat(fd)?.st_size).unwrap_or(0);
+        if size > len {
+            return Err(std::io::Error::from_raw_os_error(libc::EFBIG));
+        }
+        return Ok(());
+    }
+    if from >= size {
+        return Ok(());
+    }
     let mut interrupted = 0;
     loop {
-        match rustix::fs::fallocate(fd, FallocateFlags::empty(), 0, size) {
+        match rustix::fs::fallocate(fd, FallocateFlags::empty(), from, size - from) {
             Ok(()) => return Ok(()),
             Err(Errno::INTR) if interrupted < 100 => interrupted += 1,
-            Err(Errno::OPNOTSUPP) => return Ok(rustix::fs::ftruncate(fd, size)?),
+            Err(Errno::OPNOTSUPP) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::Unsupported,
+                    "the filesystem has no fallocate",
+                ));
+            }
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// This process's file size limit (the soft `RLIMIT_FSIZE`), `u64::MAX` if none.
+fn fsize_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: `getrlimit` writes the struct it is given, which lives on this stack.
+    if unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut limit) } != 0
+        || limit.rlim_cur == libc::RLIM_INFINITY
+    {
+        return u64::MAX;
+    }
+    limit.rlim_cur
 }
 
 /// A region file under construction: unnamed (`O_TMPFILE`) or under a temporary name

@@ -4,12 +4,26 @@
 //! ```text
 //! offset 0                 Header (128 bytes): magic, version, marker, sizes, fingerprint,
 //!                          init state, directory capacity, data start, bump pointer,
-//!                          creation flags, life-cycle word, attach-table size
+//!                          creation flags, life-cycle word, attach-table size, max size
 //! offset 128               Entry 0 .. Entry capacity-1 (128 bytes each)
 //! 128 + capacity * 128     the attach table: ATTACH_SLOTS (128) words of 8 bytes
 //! data_start (64-aligned)  objects, each at a 64-aligned offset, bump-allocated
-//! total_size               end of the file
+//! total_size               end of the file (and of what may be touched)
+//! max_size                 end of the mapping: a region grows up to it (see below)
 //! ```
+//!
+//! # Growth
+//!
+//! A region created with a [`max_size`](crate::RegionOptions::max_size) above its size
+//! grows when an object does not fit: a process extends the file (`fallocate`, so that
+//! a filesystem that cannot back the new part fails that call, never a later access),
+//! and only then raises `total_size` (one `fetch_max`: it never shrinks). Every process
+//! maps the file at `max_size` from the start (address space only; objects never move),
+//! and touches no byte at or past the file length it has itself observed (`fstat`): a
+//! handle re-reads the length when it first meets an object beyond what it has verified,
+//! so a `total_size` raised by a hostile peer never makes it touch pages past the end of
+//! the file. The file may be longer than `total_size` (a grower stopped between the two
+//! steps); never shorter.
 //!
 //! The attach table and the life-cycle word are the region's own protocol (who has it
 //! open, and removing it when nobody does): see [`lifecycle`](super::lifecycle).
@@ -42,7 +56,9 @@ pub(crate) const MAGIC: u64 = u64::from_ne_bytes(*b"SHMSTATE");
 /// - 5: the header records creation flags (`remove_when_unused`), a life-cycle word and
 ///   the size of an attach table of 128 process words placed after the directory (data
 ///   starts 1,024 bytes later than in version 4).
-pub(crate) const VERSION: u32 = 5;
+/// - 6: the header records a maximum size (`max_size`, the first of the reserved words);
+///   a region may grow up to it, and its file may be longer than `total_size`.
+pub(crate) const VERSION: u32 = 6;
 /// Byte-order and word-size marker: reads differently on the other byte order, and its
 /// low byte is `size_of::<usize>()`.
 pub(crate) const MARKER: u32 = 0x0102_0300 | size_of::<usize>() as u32;
@@ -76,7 +92,8 @@ pub(crate) struct Header {
     pub version: AtomicU32,
     /// [`MARKER`].
     pub marker: AtomicU32,
-    /// Size of the whole region in bytes; equals the file's length.
+    /// Size of the region in bytes: objects lie below it. The file is at least this long.
+    /// Only ever raised (by a grower, after extending the file).
     pub total_size: AtomicU64,
     /// [`FINGERPRINT`].
     pub fingerprint: AtomicU64,
@@ -101,8 +118,11 @@ pub(crate) struct Header {
     /// it puts its TID in the life-cycle word, so that a TID reused by a new thread is not
     /// mistaken for it.
     pub remover: AtomicU64,
+    /// The largest size the region may grow to (`total_size` at creation for a region
+    /// that does not grow); fixed for the region's life, the length every process maps.
+    pub max_size: AtomicU64,
     #[allow(dead_code)] // room for later fields; part of the fingerprinted layout
-    reserved: [AtomicU64; 6],
+    reserved: [AtomicU64; 5],
 }
 
 /// One directory entry.
@@ -144,6 +164,11 @@ static_assertions::const_assert!(ATTACH_SIZE.is_multiple_of(OBJECT_ALIGN));
 static_assertions::const_assert_eq!(offset_of!(Header, flags), 56);
 static_assertions::const_assert_eq!(offset_of!(Header, life), 60);
 static_assertions::const_assert_eq!(offset_of!(Header, remover), 72);
+static_assertions::const_assert_eq!(offset_of!(Header, max_size), 80);
+// Where every version of the format keeps its magic and version (what a stale-format
+// check reads from a region of an older build).
+static_assertions::const_assert_eq!(offset_of!(Header, magic), 0);
+static_assertions::const_assert_eq!(offset_of!(Header, version), 8);
 
 /// The header's creation flags (`Header::flags`), written once before the region is
 /// published.
@@ -321,7 +346,7 @@ const fn fnv1a(mut h: u64, v: u64) -> u64 {
 /// A hash of every constant and field offset of the format: two builds whose layouts
 /// differ in any of them refuse each other's regions.
 pub(crate) const FINGERPRINT: u64 = {
-    let parts: [u64; 36] = [
+    let parts: [u64; 37] = [
         VERSION as u64,
         MARKER as u64,
         HEADER_SIZE as u64,
@@ -358,6 +383,7 @@ pub(crate) const FINGERPRINT: u64 = {
         (life::TID_SHIFT as u64) << 32 | life::UNLISTED as u64,
         (life::RETIRING as u64) << 32 | life::RETIRED as u64,
         flags::KNOWN as u64,
+        offset_of!(Header, max_size) as u64,
     ];
     let mut h = 0xcbf2_9ce4_8422_2325;
     let mut i = 0;
@@ -389,8 +415,11 @@ pub(crate) const fn round_up(n: u64) -> Option<u64> {
 /// The checked local copy of a region's geometry, read once at open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Geometry {
-    /// Total size in bytes (= the mapping's length).
+    /// Size in bytes at open (the file's length then, at most `max`): the bound of what
+    /// the open checked and what the handle may touch at first.
     pub total: usize,
+    /// The maximum size (= the mapping's length); `total` for a region that does not grow.
+    pub max: usize,
     /// Directory entries.
     pub capacity: u32,
     /// Offset of the first object.
@@ -541,6 +570,7 @@ pub(crate) fn write_header(raw: Raw<'_>, geo: &Geometry) {
     h.version.store(VERSION, Ordering::Relaxed);
     h.marker.store(MARKER, Ordering::Relaxed);
     h.total_size.store(geo.total as u64, Ordering::Relaxed);
+    h.max_size.store(geo.max as u64, Ordering::Relaxed);
     h.fingerprint.store(FINGERPRINT, Ordering::Relaxed);
     h.capacity.store(geo.capacity, Ordering::Relaxed);
     h.data_start.store(geo.data_start as u64, Ordering::Relaxed);
@@ -677,6 +707,7 @@ pub(crate) mod testing {
         let buf = Buf::new(len);
         let geo = Geometry {
             total: len,
+            max: len,
             capacity,
             data_start: data_start_for(capacity),
             flags: 0,

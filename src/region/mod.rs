@@ -1,9 +1,11 @@
-//! The region: a fixed-size mapped file (or memfd, or anonymous shared memory) holding
+//! The region: a mapped file (or memfd, or anonymous shared memory) holding
 //! named, typed objects that many processes use at once.
 //!
 //! - layout of the header and directory (`format.rs`), and the checks every open runs on
 //!   them (`validate.rs`).
-//! - backings, creation and opening: [`Region`], [`RegionOptions`] (`file.rs`).
+//! - backings, creation and opening: [`Region`], [`RegionOptions`]; growth up to
+//!   [`RegionOptions::max_size`] and its crash windows (`file.rs`); replacing a file of an
+//!   older format ([`RegionOptions::recreate_stale_format`], `stale.rs`).
 //! - reading a region without writing to it, for tools: [`ReadOnlyRegion`] (`read_only.rs`).
 //! - named objects: [`Region::get_or_default`], [`Region::get_or_init`], [`Region::get`],
 //!   [`Region::entries`] (`directory.rs`); the entry protocol behind them: claiming,
@@ -21,6 +23,7 @@ mod format;
 pub mod lifecycle;
 mod protocol;
 mod read_only;
+mod stale;
 mod validate;
 
 pub use directory::{EntryInfo, EntryState};

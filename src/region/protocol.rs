@@ -231,9 +231,12 @@ impl Region {
         offset: usize,
         len: usize,
     ) -> Result<&T, GetError> {
-        self.raw().object::<T>(offset, len).ok_or_else(|| {
-            GetError::Corrupt(format!("object `{}` at {offset} out of bounds", want.name))
-        })
+        let end = T::size_for(len).and_then(|size| offset.checked_add(size));
+        let raw = end.and_then(|end| self.raw_covering(end));
+        raw.and_then(|raw| raw.object::<T>(offset, len))
+            .ok_or_else(|| {
+                GetError::Corrupt(format!("object `{}` at {offset} out of bounds", want.name))
+            })
     }
 
     /// Scans the directory for `want` (see the module docs). With `create`, claims the
@@ -295,7 +298,13 @@ impl Region {
                         continue;
                     }
                     let len = want.check(&snap)?;
-                    let (offset, _) = snap.placement(&geo).map_err(|w| corrupt(&w))?;
+                    // Against the maximum: an object beyond what this process has seen
+                    // the file cover is checked against the file when it is handed out.
+                    let mapped = super::format::Geometry {
+                        total: geo.max,
+                        ..geo
+                    };
+                    let (offset, _) = snap.placement(&mapped).map_err(|w| corrupt(&w))?;
                     if phase == state::READY {
                         return Ok(Step::Ready(offset, len));
                     }
@@ -381,9 +390,12 @@ impl Region {
         me: u32,
         init: impl FnOnce(&T),
     ) -> Result<&T, GetError> {
-        let raw = self.raw();
         let corrupt = || GetError::Corrupt(format!("object at {offset} out of bounds"));
         let size = T::size_for(len).ok_or_else(corrupt)?;
+        let raw = offset
+            .checked_add(size)
+            .and_then(|end| self.raw_covering(end))
+            .ok_or_else(corrupt)?;
         if !raw.zero(offset, size) {
             return Err(corrupt());
         }
@@ -400,23 +412,39 @@ impl Region {
     }
 
     /// Allocates `size` bytes (rounded up to 64) of data space; returns the offset.
+    /// When the space below the size word runs out, grows the region if it may
+    /// ([`Region::grow`]), and tries again.
     fn allocate(&self, size: usize, deadline: Instant) -> Result<usize, GetError> {
         let geo = self.geo;
         let raw = self.raw();
         let Some(h) = raw.header() else {
             return Err(GetError::Corrupt("no header".into()));
         };
-        let total = geo.total as u64;
         let Some(need) = round_up(size as u64) else {
             return Err(GetError::RegionFull {
                 needed: u64::MAX,
                 available: 0,
             });
         };
-        // Relaxed (load and CAS): the bump word only hands out disjoint ranges; what is
-        // written into them is published through the entry's state word.
-        let mut cur = h.bump.load(Ordering::Relaxed);
+        // Acquire (loads, and the CAS's failure), Release (the CAS's success): the bump
+        // word only hands out disjoint ranges (what is written into them is published
+        // through the entry's state word), but a pointer past the old size is written
+        // only after its allocator saw the size word raised (a grower's release
+        // `fetch_max`, its own or a peer's): reading that pointer with acquire (through
+        // the release sequence of the CAS's on it) makes the size-word load below see
+        // the raised size, so an honest pointer is never found past the size and called
+        // corrupt.
+        let mut cur = h.bump.load(Ordering::Acquire);
         loop {
+            // Acquire: pairs with a grower's release `fetch_max` (`Region::grow`), made
+            // after it extended the file.
+            let total = h.total_size.load(Ordering::Acquire);
+            if total > geo.max as u64 {
+                return Err(GetError::Corrupt(format!(
+                    "size {total} above the maximum size {}",
+                    geo.max
+                )));
+            }
             if cur < geo.data_start as u64
                 || !cur.is_multiple_of(OBJECT_ALIGN as u64)
                 || cur > total
@@ -425,22 +453,34 @@ impl Region {
                     "allocation pointer {cur} outside the data area"
                 )));
             }
-            let available = total - cur;
-            if need > available {
-                return Err(GetError::RegionFull {
-                    needed: need,
-                    available,
-                });
-            }
-            match h.bump.compare_exchange_weak(
-                cur,
-                cur + need,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                // `cur <= total`, a `usize`.
-                Ok(_) => return Ok(cur as usize),
-                Err(now) => cur = now,
+            if need > total - cur {
+                // `RegionFull` unless it may grow; on success the size word rose.
+                self.grow(cur, need, total)?;
+                // Acquire: as above.
+                cur = h.bump.load(Ordering::Acquire);
+            } else {
+                // Release on success: pairs with the acquire loads of the pointer (above,
+                // and the failure ordering here) in allocators that then read the size
+                // word, which this thread read (acquire) at `total` or above.
+                match h.bump.compare_exchange_weak(
+                    cur,
+                    cur + need,
+                    Ordering::Release,
+                    Ordering::Acquire,
+                ) {
+                    // `cur + need <= total <= max`, a `usize`. The file must cover the
+                    // range before anything touches it: a size word raised by a peer
+                    // without extending the file is corruption, never a `SIGBUS`.
+                    Ok(_) => {
+                        return match self.raw_covering((cur + need) as usize) {
+                            Some(_) => Ok(cur as usize),
+                            None => Err(GetError::Corrupt(format!(
+                                "size {total} beyond the end of the file"
+                            ))),
+                        };
+                    }
+                    Err(now) => cur = now,
+                }
             }
             if Instant::now() >= deadline {
                 return Err(GetError::Timeout);

@@ -67,9 +67,16 @@ impl ReadOnlyRegion {
         RegionOptions::new().open_read_only(path)
     }
 
-    /// The region's size in bytes.
+    /// The region's size in bytes, now: a region that grows ([`RegionOptions::max_size`])
+    /// may have grown since this view was opened, and the view follows it (its loads
+    /// reach objects created in the new part).
     pub fn size(&self) -> usize {
         self.region.size()
+    }
+
+    /// The largest size the region may grow to ([`Region::max_size`]).
+    pub fn max_size(&self) -> usize {
+        self.region.max_size()
     }
 
     /// The number of directory entries.
@@ -352,9 +359,12 @@ impl Region {
     /// the mapping's mutable pointer, as every atomic the region hands out is.
     fn word_ptr(&self, offset: u64, width: usize) -> Option<*mut u8> {
         let offset = usize::try_from(offset).ok()?;
-        if !offset.is_multiple_of(width) || offset.checked_add(width)? > self.size() {
+        if !offset.is_multiple_of(width) {
             return None;
         }
+        // Past what this process has seen the file cover, its length is read again (the
+        // region grew); past the end of the file, nothing is read.
+        self.raw_covering(offset.checked_add(width)?)?;
         // SAFETY: `offset + width <= size`, the mapping's length: in bounds.
         Some(unsafe { self.map.as_mut_ptr().add(offset) })
     }

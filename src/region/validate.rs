@@ -9,23 +9,24 @@ use super::format::{
     MAX_CAPACITY, OBJECT_ALIGN, Raw, VERSION, data_start_for, flags, life, state,
 };
 
-/// Checks the header of `raw` (whose length is the file's) and returns its geometry.
+/// Checks the header of `raw` (which must cover at least the header) against `file`, the
+/// file's length, and returns its geometry: `total` is `file` (what the open may touch),
+/// `max` the recorded maximum size.
 ///
 /// # Errors
 ///
 /// [`OpenError::Truncated`], [`OpenError::BadMagic`], [`OpenError::LayoutMismatch`],
 /// [`OpenError::VersionMismatch`], [`OpenError::WrongSize`], [`OpenError::Corrupt`].
-pub(crate) fn validate_header(raw: Raw<'_>) -> Result<Geometry, OpenError> {
-    let file = raw.len() as u64;
-    let Some(h) = raw.header() else {
+pub(crate) fn validate_header(raw: Raw<'_>, file: u64) -> Result<Geometry, OpenError> {
+    let Some(h) = raw.header().filter(|_| file >= HEADER_SIZE as u64) else {
         return Err(OpenError::Truncated {
             found: file,
             needed: HEADER_SIZE as u64,
         });
     };
-    // Relaxed (all but `init_state`): the header is written before the region is
-    // published by a syscall that orders it (see `write_header`); every value is checked
-    // before use, so a concurrent hostile write can only make this open fail.
+    // Relaxed (all but `init_state` and `total_size`): the header is written before the
+    // region is published by a syscall that orders it (see `write_header`); every value
+    // is checked before use, so a concurrent hostile write can only make this open fail.
     let magic = h.magic.load(Ordering::Relaxed);
     if magic != MAGIC {
         if magic.swap_bytes() == MAGIC {
@@ -64,18 +65,34 @@ pub(crate) fn validate_header(raw: Raw<'_>) -> Result<Geometry, OpenError> {
     if h.init_state.load(Ordering::Acquire) != INIT_READY {
         return Err(OpenError::Corrupt("header was never completed".into()));
     }
-    let total = h.total_size.load(Ordering::Relaxed);
+    // Acquire: pairs with the release `fetch_max` of a grower (`Region::grow`), which
+    // extended the file before it: a caller that finds `total` above the length it read
+    // before this load reads the length again.
+    let total = h.total_size.load(Ordering::Acquire);
+    let max = h.max_size.load(Ordering::Relaxed);
+    let Some(max_usize) = usize::try_from(max)
+        .ok()
+        .filter(|&m| isize::try_from(m).is_ok())
+    else {
+        return Err(OpenError::Corrupt(format!(
+            "maximum size {max} cannot be mapped"
+        )));
+    };
+    if max < total {
+        return Err(OpenError::Corrupt(format!(
+            "maximum size {max} below the size {total}"
+        )));
+    }
     if total > file {
         return Err(OpenError::Truncated {
             found: file,
             needed: total,
         });
     }
-    if total != file {
-        return Err(OpenError::WrongSize {
-            header: total,
-            file,
-        });
+    // A region that grows may have a file longer than its size word (a grower stopped
+    // between extending the file and raising the word), never longer than its maximum.
+    if file > max {
+        return Err(OpenError::WrongSize { header: max, file });
     }
     let capacity = h.capacity.load(Ordering::Relaxed);
     if capacity == 0 || capacity > MAX_CAPACITY {
@@ -116,8 +133,9 @@ pub(crate) fn validate_header(raw: Raw<'_>) -> Result<Geometry, OpenError> {
         )));
     }
     Ok(Geometry {
-        // `total == file == raw.len()`, a `usize`.
-        total: raw.len(),
+        // `file <= max`, a `usize`.
+        total: file as usize,
+        max: max_usize,
         capacity,
         data_start,
         flags: creation_flags,
@@ -223,11 +241,12 @@ mod tests {
     #[test]
     fn fresh_header_validates() {
         let buf = fresh(4096, 4);
-        let geo = validate_header(buf.raw()).unwrap();
+        let geo = validate_header(buf.raw(), 4096).unwrap();
         assert_eq!(
             geo,
             Geometry {
                 total: 4096,
+                max: 4096,
                 capacity: 4,
                 data_start: 128 + 4 * 128 + 1024,
                 flags: 0,
@@ -237,11 +256,22 @@ mod tests {
     }
 
     #[test]
+    fn a_file_between_its_size_and_its_maximum_is_a_grown_region() {
+        let buf = fresh(8192, 4);
+        let h = buf.raw().header().unwrap();
+        h.total_size.store(4096, Ordering::Relaxed);
+        h.max_size.store(16384, Ordering::Relaxed);
+        // The file (8192) was extended, the size word (4096) not yet raised.
+        let geo = validate_header(buf.raw(), 8192).unwrap();
+        assert_eq!((geo.total, geo.max), (8192, 16384));
+    }
+
+    #[test]
     fn short_view_is_truncated() {
         let buf = fresh(4096, 4);
         let short = buf.prefix(64);
         assert!(matches!(
-            validate_header(short),
+            validate_header(short, 64),
             Err(OpenError::Truncated { found: 64, .. })
         ));
     }
@@ -250,7 +280,7 @@ mod tests {
     fn each_header_field_is_checked() {
         type Poke = fn(&Header);
         type Expect = fn(&OpenError) -> bool;
-        let cases: [(Poke, Expect); 12] = [
+        let cases: [(Poke, Expect); 14] = [
             (
                 |h| h.magic.store(1, Ordering::Relaxed),
                 |e| matches!(e, OpenError::BadMagic { found: 1 }),
@@ -302,7 +332,10 @@ mod tests {
                 |e| matches!(e, OpenError::Corrupt(_)),
             ),
             (
-                |h| h.total_size.store(8192, Ordering::Relaxed),
+                |h| {
+                    h.total_size.store(8192, Ordering::Relaxed);
+                    h.max_size.store(8192, Ordering::Relaxed);
+                },
                 |e| {
                     matches!(
                         e,
@@ -314,7 +347,10 @@ mod tests {
                 },
             ),
             (
-                |h| h.total_size.store(1024, Ordering::Relaxed),
+                |h| {
+                    h.total_size.store(1024, Ordering::Relaxed);
+                    h.max_size.store(1024, Ordering::Relaxed);
+                },
                 |e| {
                     matches!(
                         e,
@@ -324,6 +360,26 @@ mod tests {
                         }
                     )
                 },
+            ),
+            (
+                // Grown file, larger maximum: the file may be up to `max_size` long.
+                |h| {
+                    h.max_size.store(2048, Ordering::Relaxed);
+                    h.total_size.store(1024, Ordering::Relaxed);
+                },
+                |e| {
+                    matches!(
+                        e,
+                        OpenError::WrongSize {
+                            header: 2048,
+                            file: 4096
+                        }
+                    )
+                },
+            ),
+            (
+                |h| h.max_size.store(2048, Ordering::Relaxed),
+                |e| matches!(e, OpenError::Corrupt(m) if m.contains("maximum size")),
             ),
             (
                 |h| h.capacity.store(MAX_CAPACITY + 1, Ordering::Relaxed),
@@ -345,7 +401,7 @@ mod tests {
         for (i, (poke, expected)) in cases.iter().enumerate() {
             let buf = fresh(4096, 4);
             poke(buf.raw().header().unwrap());
-            let err = validate_header(buf.raw()).unwrap_err();
+            let err = validate_header(buf.raw(), 4096).unwrap_err();
             assert!(expected(&err), "case {i}: {err:?}");
         }
     }
@@ -358,7 +414,7 @@ mod tests {
         h.data_start
             .store(data_start_for(40) as u64, Ordering::Relaxed);
         assert!(matches!(
-            validate_header(buf.raw()),
+            validate_header(buf.raw(), 4096),
             Err(OpenError::Corrupt(_))
         ));
     }
@@ -367,6 +423,7 @@ mod tests {
     fn entries_out_of_range_overlapping_or_unterminated_are_corrupt() {
         let geo = Geometry {
             total: 4096,
+            max: 4096,
             capacity: 4,
             data_start: 640,
             flags: 0,
@@ -418,6 +475,7 @@ mod tests {
     fn an_allocation_pointer_that_would_overlap_an_object_is_corrupt() {
         let geo = Geometry {
             total: 4096,
+            max: 4096,
             capacity: 4,
             data_start: 640,
             flags: 0,
