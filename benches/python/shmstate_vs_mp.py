@@ -1,6 +1,7 @@
 """shmstate's Python package against multiprocessing, in one run: ratios only.
 
-Cases (fork start method; each timed once, the machine may be loaded):
+Cases (fork start method; every case is timed RUNS times, interleaved, and reported as
+medians; the machine may be loaded):
   incr_locked_P   P processes each doing `with v.get_lock(): v.value += 1` N times
   incr_atomic_P   P processes each doing `v.add(1)` N times (shmstate; multiprocessing has
                   no atomic add, so its row is the locked one: the ratio is the speed-up a
@@ -12,23 +13,27 @@ Cases (fork start method; each timed once, the machine may be loaded):
   queue_pingpong  2 processes bounce a small object over two queues; one op is a round
                   trip (two put+get pairs)
   queue_1proc     one process, put then get of a small object
-  dict_{get,set}_{int,str}
+  dict_{int,str}_{get,set}
                   one process, `d[k]` / `d[k] = v` on a `Manager().dict()` against a
                   `shmstate.Dict`, 100 short str keys ("key17"), small int values (the key's
                   number) or short str values ("value17")
 
-Usage: python benches/python/shmstate_vs_mp.py [--quick]  (SHMSTATE_BENCH_QUICK=1 too)
-Prints one line per case: both rates and shmstate's speed-up.
+Usage: python benches/python/shmstate_vs_mp.py [--quick] [--runs K]  (SHMSTATE_BENCH_QUICK=1
+too; K = 5 by default, 1 quick). Prints one line per case: both median rates, the median of
+shmstate's per-run speed-ups and their range.
 """
 
 import multiprocessing as mp
 import os
+import statistics
 import sys
 import time
 
 import shmstate
 
 QUICK = "--quick" in sys.argv or os.environ.get("SHMSTATE_BENCH_QUICK") == "1"
+# Runs of every case (`--runs K`): a loaded machine swings a single timing by 2x or more.
+RUNS = int(sys.argv[sys.argv.index("--runs") + 1]) if "--runs" in sys.argv else (1 if QUICK else 5)
 N = 2_000 if QUICK else 50_000
 SINGLE = 20_000 if QUICK else 500_000
 ARRAY_READS = 2_000 if QUICK else 50_000
@@ -136,6 +141,8 @@ def queue_local(q):
         put((i, ITEM))
         get()
     return (SINGLE // 5) / (time.perf_counter() - t)
+
+
 def dict_rates(d, values, ops):
     """(gets/s, sets/s) on `d` with 100 str keys and `values` (one per key)."""
     keys = [f"key{i}" for i in range(100)]
@@ -154,38 +161,63 @@ def dict_rates(d, values, ops):
     return get_rate, set_rate
 
 
-def dict_rows(ctx):
+def dict_pair(d, values, ops):
+    """{"get": gets/s, "set": sets/s} of `dict_rates`."""
+    get, set_ = dict_rates(d, values, ops)
+    return {"get": get, "set": set_}
+
+
+def cases(ctx, manager):
+    """(row name, multiprocessing thunk, shmstate thunk); a thunk returns a rate, or a dict
+    of rates for rows named `row_KEY`."""
     ints = list(range(100))
     strs = [f"value{i}" for i in range(100)]
-    with ctx.Manager() as manager:
-        mp_int = dict_rates(manager.dict(), ints, MANAGER_OPS)
-        mp_str = dict_rates(manager.dict(), strs, MANAGER_OPS)
-    ss_int = dict_rates(shmstate.Dict(), ints, DICT_OPS)
-    ss_str = dict_rates(shmstate.Dict(), strs, DICT_OPS)
-    row("dict_get_int", mp_int[0], ss_int[0])
-    row("dict_set_int", mp_int[1], ss_int[1])
-    row("dict_get_str", mp_str[0], ss_str[0])
-    row("dict_set_str", mp_str[1], ss_str[1])
-
-
-def row(name, mp_rate, ss_rate):
-    print(f"{name:16} {mp_rate:>14,.0f} {ss_rate:>14,.0f} {ss_rate / mp_rate:>9.1f}x", flush=True)
+    out = []
+    for procs in (2, 4):
+        def base(procs=procs):
+            return processes(ctx, locked_worker, mp.Value("q", 0), procs, N)
+        out.append((f"incr_locked_{procs}", base,
+                    lambda procs=procs: processes(ctx, locked_worker, shmstate.Value("q", 0), procs, N)))
+        out.append((f"incr_atomic_{procs}", base,
+                    lambda procs=procs: processes(ctx, atomic_worker, shmstate.Value("q", 0), procs, N)))
+    out += [
+        ("lock", lambda: lock_rate(mp.Lock()), lambda: lock_rate(shmstate.Lock())),
+        ("array_read", lambda: array_rate(mp.Array("i", range(1000))),
+         lambda: array_rate(shmstate.Array("i", range(1000)))),
+        ("queue_2procs", lambda: queue_stream(ctx, ctx.Queue()),
+         lambda: queue_stream(ctx, shmstate.Queue())),
+        ("queue_pingpong", lambda: queue_pingpong(ctx, ctx.Queue(), ctx.Queue()),
+         lambda: queue_pingpong(ctx, shmstate.Queue(), shmstate.Queue())),
+        ("queue_1proc", lambda: queue_local(ctx.Queue()), lambda: queue_local(shmstate.Queue())),
+        ("dict_int", lambda: dict_pair(manager.dict(), ints, MANAGER_OPS),
+         lambda: dict_pair(shmstate.Dict(), ints, DICT_OPS)),
+        ("dict_str", lambda: dict_pair(manager.dict(), strs, MANAGER_OPS),
+         lambda: dict_pair(shmstate.Dict(), strs, DICT_OPS)),
+    ]
+    return out
 
 
 def main():
     ctx = mp.get_context("fork")
-    print(f"{'case':16} {'mp ops/s':>14} {'shmstate ops/s':>14} {'speed-up':>10}")
-    for procs in (2, 4):
-        base = processes(ctx, locked_worker, mp.Value("q", 0), procs, N)
-        row(f"incr_locked_{procs}", base, processes(ctx, locked_worker, shmstate.Value("q", 0), procs, N))
-        row(f"incr_atomic_{procs}", base, processes(ctx, atomic_worker, shmstate.Value("q", 0), procs, N))
-    row("lock", lock_rate(mp.Lock()), lock_rate(shmstate.Lock()))
-    row("array_read", array_rate(mp.Array("i", range(1000))), array_rate(shmstate.Array("i", range(1000))))
-    row("queue_2procs", queue_stream(ctx, ctx.Queue()), queue_stream(ctx, shmstate.Queue()))
-    row("queue_pingpong", queue_pingpong(ctx, ctx.Queue(), ctx.Queue()),
-        queue_pingpong(ctx, shmstate.Queue(), shmstate.Queue()))
-    row("queue_1proc", queue_local(ctx.Queue()), queue_local(shmstate.Queue()))
-    dict_rows(ctx)
+    print(f"{RUNS} run(s); each run times every case, multiprocessing then shmstate; the "
+          "rates are medians, the speed-up is the median of the runs' ratios (min-max)")
+    print(f"{'case':16} {'mp ops/s':>14} {'shmstate ops/s':>14} {'speed-up':>10}  runs")
+    rates = {}
+    with ctx.Manager() as manager:
+        table = cases(ctx, manager)
+        for _ in range(RUNS):
+            for name, mp_case, ss_case in table:
+                a, b = mp_case(), ss_case()
+                pairs = [(f"{name}_{k}", a[k], b[k]) for k in a] if isinstance(a, dict) else [(name, a, b)]
+                for row_name, x, y in pairs:
+                    rates.setdefault(row_name, []).append((x, y))
+    for name, runs in rates.items():
+        mp_med = statistics.median(x for x, _ in runs)
+        ss_med = statistics.median(y for _, y in runs)
+        ratios = [y / x for x, y in runs]
+        spread = f"{min(ratios):.1f}-{max(ratios):.1f}x" if len(ratios) > 1 else ""
+        print(f"{name:16} {mp_med:>14,.0f} {ss_med:>14,.0f} {statistics.median(ratios):>9.1f}x  {spread}",
+              flush=True)
 
 
 if __name__ == "__main__":
