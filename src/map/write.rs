@@ -396,21 +396,28 @@ impl<'a> Locked<'a> {
 
     /// [`remove_at`](Self::remove_at) that keeps the removed entry's place for a new entry
     /// of this stripe: the stripe's count goes one down and its pending places one up, the
-    /// map's count stays (see [`write_held`](Self::write_held)).
-    pub(crate) fn evict_keeping_place(&self, hole: usize) {
+    /// map's count stays (see [`write_held`](Self::write_held)). Whether the stripe still
+    /// holds the place: `false` if the shift met garbage, whose repair gave the place back
+    /// to the map's count (dropped the pending place and flagged the count).
+    #[must_use]
+    pub(crate) fn evict_keeping_place(&self, hole: usize) -> bool {
         let garbage = self.shift_out(hole);
         let (c, p) = self.counts();
         self.set_counts(c.wrapping_sub(1), p.wrapping_add(1));
         if garbage {
-            // The repair gives the held place back (see `write_held`).
             self.repair();
         }
+        !garbage
     }
 
     /// Hands a place this stripe holds (pending, see
     /// [`evict_keeping_place`](Self::evict_keeping_place)) to stripe `to`'s lock holder:
-    /// `to` declares it pending, then this stripe lets it go; the map's count stays.
+    /// `to` declares it pending, then this stripe lets it go; the map's count stays. Does
+    /// nothing if this stripe holds no pending place (none to hand on).
     pub(crate) fn move_place_to(&self, to: &Locked<'_>) {
+        if self.counts().1 == 0 {
+            return;
+        }
         let (c, p) = to.counts();
         to.set_counts(c, p.wrapping_add(1));
         // A version step between the two stores: a scan of the stripes' counts
@@ -418,6 +425,7 @@ impl<'a> Locked<'a> {
         // after the second sees the map's count changed, and gives up.
         self.map.add_to_count(0);
         failpoint::hit(Point::MapPlaceMoving);
+        // Saturating: a peer may have rewritten the word since the check above.
         let (c, p) = self.counts();
         self.set_counts(c, p.saturating_sub(1));
     }
