@@ -142,6 +142,9 @@ pub enum Point {
     RegionStaleLeased,
     /// Stale-format recreation: the old file is unlinked, the new region not yet created.
     RegionStaleUnlinked,
+    /// Map repair: the slack flag is set for a dead writer's pending places, the places
+    /// not yet dropped.
+    MapRepairFlagged,
 }
 
 #[cfg(shmstate_test_hooks)]

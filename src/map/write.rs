@@ -558,22 +558,63 @@ impl<'a> Locked<'a> {
     }
 
     /// The map reads full: if its count may hold places no entry uses (the slack flag,
-    /// set by a repair that dropped pending places), lowers it to what the stripes account
-    /// for ([`resync_count`](Self::resync_count)), up to `HEAL_TRIES` scans while
-    /// concurrent writers change the count, within the operation's deadline. Whether the
-    /// map has room now.
+    /// set by a repair that dropped pending places or recounted a stripe), lowers it to what
+    /// the stripes account for ([`resync_count`](Self::resync_count)), up to `HEAL_TRIES`
+    /// scans while concurrent writers change the count, within the operation's deadline.
+    /// If a scan finds nothing to lower while the flag stays set, the places other stripes
+    /// hold pending may be dead writers': it takes those stripes' locks over from dead
+    /// holders (never waiting: [`take_over_pending`](Self::take_over_pending)), whose
+    /// repairs give the places back, and scans again. Whether the map has room now.
     #[cold]
     pub(crate) fn heal_count(&self) -> bool {
+        let mut probed = false;
         for _ in 0..HEAL_TRIES {
             // Relaxed: a hint; `resync_count` reads it again with Acquire.
-            if self.map.slack_word().load(Ordering::Relaxed) == 0
-                || self.resync_count() == Resync::Done
-                || self.deadline_passed()
-            {
+            if self.map.slack_word().load(Ordering::Relaxed) == 0 || self.deadline_passed() {
                 break;
+            }
+            if self.resync_count() == Resync::Done {
+                // Relaxed: as above.
+                let flagged = self.map.slack_word().load(Ordering::Relaxed) != 0;
+                if probed || !flagged || self.below_capacity() || !self.take_over_pending() {
+                    break;
+                }
+                probed = true;
             }
         }
         self.below_capacity()
+    }
+
+    /// Takes over, and so repairs, every other stripe that holds pending places and whose
+    /// lock is free or held by a dead thread (a live holder's lock is probed once, never
+    /// waited for: we hold ours). Each repair drops the stripe's pending places (a live
+    /// writer's are never pending under a free lock). Whether any stripe was repaired.
+    /// Stops at the operation's deadline (checked every 256 stripes).
+    #[cold]
+    fn take_over_pending(&self) -> bool {
+        let g = &self.g;
+        let mut repaired = false;
+        for k in 0..g.stripes {
+            if k % 256 == 255 && self.deadline_passed() {
+                break;
+            }
+            let head = self.map.head(g, k);
+            // Relaxed: a hint; the lock orders what the repair reads.
+            if k == self.s || head.count.load(Ordering::Relaxed) >> PENDING_SHIFT == 0 {
+                continue;
+            }
+            // A deadline of now: takes a free lock, or one whose holder a probe finds dead
+            // (after a brief bounded spin); never sleeps.
+            if let Some(a) = head.lock.lock_until(Instant::now()) {
+                let l = self.map.locked(g, k, a, self.dl);
+                if a == Acquired::Consistent && l.counts().1 != 0 {
+                    // Pending places under a free lock: no writer's; garbage.
+                    l.repair();
+                }
+                repaired = true;
+            }
+        }
+        repaired
     }
 
     fn deadline_passed(&self) -> bool {
