@@ -145,6 +145,9 @@ pub enum Point {
     /// Map repair: the slack flag is set for a dead writer's pending places, the places
     /// not yet dropped.
     MapRepairFlagged,
+    /// Map repair: a dead writer's pending places dropped, the map's count's version not
+    /// yet bumped.
+    MapRepairDropped,
 }
 
 #[cfg(shmstate_test_hooks)]

@@ -128,11 +128,18 @@ impl Locked<'_> {
         //    hold them): flag the count as possibly high first (a kill between the two
         //    leaves the places pending for the next repair, the lock still naming a dead
         //    thread), then drop them, then bump the count's version (so that a scan that
-        //    found nothing to lower before the drop is not trusted after it).
+        //    found nothing to lower before the drop is not trusted after it; see
+        //    `heal_count`).
         if pending != 0 {
             self.map.flag_slack();
             failpoint::hit(Point::MapRepairFlagged);
             self.set_counts(live, 0);
+            failpoint::hit(Point::MapRepairDropped);
+        }
+        // Relaxed: a hint. While the flag is set, a version step invalidates a scan that
+        // found nothing to lower (`heal_count`), whether this repair dropped places or one
+        // killed after its drop (before this step) left them dropped.
+        if pending != 0 || self.map.slack_word().load(Ordering::Relaxed) != 0 {
             self.map.add_to_count(0);
         }
         self.end_move(ss);

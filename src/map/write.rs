@@ -565,21 +565,43 @@ impl<'a> Locked<'a> {
     /// hold pending may be dead writers': it takes those stripes' locks over from dead
     /// holders (never waiting: [`take_over_pending`](Self::take_over_pending)), whose
     /// repairs give the places back, and scans again. Whether the map has room now.
+    ///
+    /// A scan that finds nothing to lower and nothing to take over is remembered (the
+    /// count word it read, version included, in [`slack_seen_word`](ByteMap::slack_seen_word)):
+    /// later full writers skip the scans while the count word is unchanged. Every change
+    /// of the count, every repair that drops pending places (it bumps the version after
+    /// the drop) and every repair while the flag is set changes the word.
     #[cold]
     pub(crate) fn heal_count(&self) -> bool {
+        let seen = self.map.slack_seen_word();
+        // Relaxed: a hint; a stale value costs a scan or skips one that would find
+        // nothing (the count word equal: unchanged since that scan, see above).
+        if seen.load(Ordering::Relaxed) == self.map.count_word().load(Ordering::Relaxed) {
+            return self.below_capacity();
+        }
         let mut probed = false;
         for _ in 0..HEAL_TRIES {
             // Relaxed: a hint; `resync_count` reads it again with Acquire.
             if self.map.slack_word().load(Ordering::Relaxed) == 0 || self.deadline_passed() {
                 break;
             }
-            if self.resync_count() == Resync::Done {
-                // Relaxed: as above.
-                let flagged = self.map.slack_word().load(Ordering::Relaxed) != 0;
-                if probed || !flagged || self.below_capacity() || !self.take_over_pending() {
+            match self.resync_count() {
+                Resync::Unfinished => continue,
+                Resync::Done => break,
+                Resync::Kept(r) => {
+                    // Relaxed: as above.
+                    let flagged = self.map.slack_word().load(Ordering::Relaxed) != 0;
+                    if !flagged || self.below_capacity() {
+                        break;
+                    }
+                    if !probed && self.take_over_pending() {
+                        probed = true;
+                        continue;
+                    }
+                    // Relaxed: a hint (see above).
+                    seen.store(r, Ordering::Relaxed);
                     break;
                 }
-                probed = true;
             }
         }
         self.below_capacity()
@@ -664,7 +686,8 @@ impl<'a> Locked<'a> {
         }
         // The count the scan vouches for: the healed one, or the one read if the count did
         // not change since (read again; Acquire as the first read).
-        let settled = if r & COUNT_MASK > bound {
+        let lowered = r & COUNT_MASK > bound;
+        let settled = if lowered {
             let healed = (r & !COUNT_MASK).wrapping_add(COUNT_VERSION) | bound.min(COUNT_MASK);
             // AcqRel: as for `reserve`; a failure means a writer changed the count since
             // the read.
@@ -693,7 +716,10 @@ impl<'a> Locked<'a> {
                 Ordering::Relaxed,
             );
         }
-        Resync::Done
+        match settled {
+            Some(r) if !lowered => Resync::Kept(r),
+            _ => Resync::Done,
+        }
     }
 }
 
@@ -703,6 +729,9 @@ pub(crate) enum Resync {
     /// The count is at most what the stripes accounted for during the scan (lowered to it
     /// if it was above).
     Done,
+    /// [`Done`](Self::Done), nothing lowered, and the count word was this (read at the
+    /// start and again at the end, unchanged).
+    Kept(u64),
     /// A writer changed the count during the scan, or the deadline passed: nothing done.
     Unfinished,
 }
