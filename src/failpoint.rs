@@ -142,6 +142,12 @@ pub enum Point {
     RegionStaleLeased,
     /// Stale-format recreation: the old file is unlinked, the new region not yet created.
     RegionStaleUnlinked,
+    /// Map repair: the slack flag is set for a dead writer's pending places, the places
+    /// not yet dropped.
+    MapRepairFlagged,
+    /// Map repair: a dead writer's pending places dropped, the map's count's version not
+    /// yet bumped.
+    MapRepairDropped,
 }
 
 #[cfg(shmstate_test_hooks)]
