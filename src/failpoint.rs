@@ -125,6 +125,15 @@ pub enum Point {
     MapCopying,
     /// Map clear: the first full slot of a stripe emptied, the structure sequence odd.
     MapClearing,
+    /// Region object removal: the entry is `REMOVING`, its user bitmap not yet read.
+    RegionObjectRemoving,
+    /// Region object removal: the user bitmap is cleared, `FREE` not yet published.
+    RegionObjectUsersCleared,
+    /// Region object creation: the creation lock is taken, the directory not yet scanned.
+    RegionCreateLocked,
+    /// Region getter: this handle's bit is set in an entry's user bitmap, the entry's
+    /// state not yet checked.
+    RegionUserBitSet,
 }
 
 #[cfg(shmstate_test_hooks)]

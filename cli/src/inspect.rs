@@ -358,6 +358,7 @@ fn object(region: &ReadOnlyRegion, e: &EntryInfo, opts: Opts) -> Object {
             EntryState::Claimed => "claimed",
             EntryState::Initialising => "initialising",
             EntryState::Ready => "ready",
+            EntryState::Removing => "removing",
         },
         creator: e.owner,
         readable,

@@ -67,6 +67,8 @@ pub struct Region {
     fd: Option<OwnedFd>,
     /// Its table word and the path it may remove ([`lifecycle`](super::lifecycle)).
     pub(super) life: Life,
+    /// The entries this handle has marked itself a user of ([`remove`](super::remove)).
+    pub(super) pins: std::sync::Arc<super::remove::Pins>,
 }
 
 // `Region` must stay usable from any thread (the API contract).
@@ -495,6 +497,7 @@ impl RegionOptions {
             timeout: self.timeout,
             fd,
             life: Life::default(),
+            pins: std::sync::Arc::new(super::remove::Pins::new(geo.capacity)),
         }
     }
 }

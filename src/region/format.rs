@@ -42,7 +42,12 @@ pub(crate) const MAGIC: u64 = u64::from_ne_bytes(*b"SHMSTATE");
 /// - 5: the header records creation flags (`remove_when_unused`), a life-cycle word and
 ///   the size of an attach table of 128 process words placed after the directory (data
 ///   starts 1,024 bytes later than in version 4).
-pub(crate) const VERSION: u32 = 5;
+/// - 6: objects can be removed ([`Region::remove`](super::Region::remove)): the entry
+///   state word has three phase bits (`REMOVING` and `FREE` added; `WAITERS` is bit 3, the
+///   owner bits 31..4); each entry records the extent it owns (`extent`) and a user
+///   bitmap with one bit per attach-table word (`users`); the header holds the creation
+///   lock (`create_lock`).
+pub(crate) const VERSION: u32 = 6;
 /// Byte-order and word-size marker: reads differently on the other byte order, and its
 /// low byte is `size_of::<usize>()`.
 pub(crate) const MARKER: u32 = 0x0102_0300 | size_of::<usize>() as u32;
@@ -101,8 +106,13 @@ pub(crate) struct Header {
     /// it puts its TID in the life-cycle word, so that a TID reused by a new thread is not
     /// mistaken for it.
     pub remover: AtomicU64,
+    /// The creation lock: see [`create_lock`] for the layout. Every creation (claiming an
+    /// entry, allocating its space, publishing its name) holds it.
+    pub create_lock: AtomicU32,
+    #[allow(dead_code)] // padding; part of the fingerprinted layout
+    pad2: AtomicU32,
     #[allow(dead_code)] // room for later fields; part of the fingerprinted layout
-    reserved: [AtomicU64; 6],
+    reserved: [AtomicU64; 5],
 }
 
 /// One directory entry.
@@ -130,8 +140,13 @@ pub(crate) struct Entry {
     pub name: [AtomicU8; NAME_FIELD],
     /// `TypeTag::elem.id`.
     pub elem_id: AtomicU64,
-    #[allow(dead_code)] // room for later fields; part of the fingerprinted layout
-    reserved: [AtomicU64; 3],
+    /// The bytes the entry owns from `offset` (a multiple of 64, at least `size`): the
+    /// object and its slack while named, free space while `FREE` (0: none).
+    pub extent: AtomicU64,
+    /// The user bitmap: bit `k` (bit `k % 64` of word `k / 64`) set means the handle
+    /// holding attach-table word `k` may hold a reference to the object (see
+    /// [`remove`](super::remove)).
+    pub users: [AtomicU64; 2],
 }
 
 static_assertions::const_assert_eq!(size_of::<Header>(), HEADER_SIZE);
@@ -144,6 +159,11 @@ static_assertions::const_assert!(ATTACH_SIZE.is_multiple_of(OBJECT_ALIGN));
 static_assertions::const_assert_eq!(offset_of!(Header, flags), 56);
 static_assertions::const_assert_eq!(offset_of!(Header, life), 60);
 static_assertions::const_assert_eq!(offset_of!(Header, remover), 72);
+static_assertions::const_assert_eq!(offset_of!(Header, create_lock), 80);
+static_assertions::const_assert_eq!(offset_of!(Entry, extent), 104);
+static_assertions::const_assert_eq!(offset_of!(Entry, users), 112);
+// One user bit per attach-table word.
+static_assertions::const_assert_eq!(ATTACH_SLOTS, 128);
 
 /// The header's creation flags (`Header::flags`), written once before the region is
 /// published.
@@ -243,33 +263,37 @@ pub(crate) mod slot {
 /// The entry state word.
 ///
 /// ```text
-/// bits 31..3   owner: TID of the thread that claimed or is initialising the entry (the
-///              pid for a process's main thread; 0: abandoned by an `init` that
-///              panicked, never a live thread)
-/// bit  2       WAITERS: someone may be futex-waiting on this word
-/// bits 1..0    phase
+/// bits 31..4   owner: TID of the thread that claimed, is initialising or is removing
+///              the entry (the pid for a process's main thread; 0: abandoned by an
+///              `init` that panicked, never a live thread)
+/// bit  3       WAITERS: someone may be futex-waiting on this word
+/// bits 2..0    phase
 /// ```
 ///
 /// | phase          | meaning                                                        |
 /// |----------------|----------------------------------------------------------------|
-/// | `EMPTY`        | free; every later entry is free too                            |
-/// | `CLAIMED`      | taken by `owner`, which is writing name, type and offset       |
+/// | `EMPTY`        | never used; every later entry is `EMPTY` too                   |
+/// | `CLAIMED`      | taken by `owner` (holding the creation lock), which is writing name, type and offset |
 /// | `INITIALISING` | name, type and offset published; `owner` runs `init`           |
 /// | `READY`        | the object may be used                                         |
+/// | `REMOVING`     | `owner` is checking the user bitmap before freeing it          |
+/// | `FREE`         | removed: no name; its `extent` (maybe 0) is free space         |
 ///
-/// Transitions: `EMPTY -> CLAIMED` by CAS (the claimer); `CLAIMED -> INITIALISING ->
-/// READY` by the owner with release stores; `CLAIMED -> EMPTY` when the owner finds no
-/// space; `CLAIMED`/`INITIALISING` of a dead owner `->` the same phase with the new owner's
-/// TID, by CAS (takeover).
+/// Transitions: `EMPTY`/`FREE -> CLAIMED` by CAS (a creator holding the creation lock);
+/// `CLAIMED -> INITIALISING -> READY` by the owner with release stores; `CLAIMED -> EMPTY`
+/// / `FREE` (what it was) when the owner finds no space; `CLAIMED`/`INITIALISING` of a
+/// dead owner `->` the same phase with the new owner's TID, by CAS (takeover);
+/// `READY -> REMOVING -> FREE` by a remover (or `REMOVING -> READY`: the object is in use);
+/// `REMOVING` of a dead owner `-> READY` by CAS (anyone who finds it).
 ///
 /// The owner is a thread, not a process: a process whose main thread has exited lives on
 /// in its other threads while its pid reads as a zombie, so a pid would let a taker
-/// initialise an object its live creator is still initialising. Entries never return to `EMPTY` once named, so the used
-/// entries are always a prefix of the directory.
+/// initialise an object its live creator is still initialising. Entries never return to
+/// `EMPTY` once named, so the entries ever used are always a prefix of the directory.
 pub(crate) mod state {
     /// Mask of the phase bits.
-    pub const PHASE: u32 = 0b11;
-    /// Free.
+    pub const PHASE: u32 = 0b111;
+    /// Never used.
     pub const EMPTY: u32 = 0;
     /// Claimed; name not yet published.
     pub const CLAIMED: u32 = 1;
@@ -277,10 +301,14 @@ pub(crate) mod state {
     pub const INITIALISING: u32 = 2;
     /// Object ready.
     pub const READY: u32 = 3;
+    /// Object being removed.
+    pub const REMOVING: u32 = 4;
+    /// Removed; the entry and its extent are free.
+    pub const FREE: u32 = 5;
     /// Someone may be waiting on the word.
-    pub const WAITERS: u32 = 0b100;
+    pub const WAITERS: u32 = 0b1000;
     /// Position of the owner's TID.
-    pub const OWNER_SHIFT: u32 = 3;
+    pub const OWNER_SHIFT: u32 = 4;
 
     /// The phase of `s`.
     #[inline]
@@ -308,6 +336,34 @@ pub(crate) mod state {
     }
 }
 
+/// The creation lock (`Header::create_lock`).
+///
+/// ```text
+/// bits 31..1   TID of the holder; 0 with bit 0 clear: free
+/// bit  0       WAITERS: someone may be futex-waiting on this word
+/// ```
+///
+/// Taken by CAS `0 -> tid << 1`; released by swap to 0 (waking if `WAITERS` was set);
+/// taken over by CAS from a holder probed dead (by its TID, as an entry's owner is).
+pub(crate) mod create_lock {
+    /// Someone may be waiting.
+    pub const WAITERS: u32 = 1;
+    /// Position of the holder's TID.
+    pub const TID_SHIFT: u32 = 1;
+
+    /// The holder of `w`.
+    #[inline]
+    pub const fn holder(w: u32) -> u32 {
+        w >> TID_SHIFT
+    }
+
+    /// The word for holder `tid`, no waiters.
+    #[inline]
+    pub const fn make(tid: u32) -> u32 {
+        tid << TID_SHIFT
+    }
+}
+
 const fn fnv1a(mut h: u64, v: u64) -> u64 {
     let mut i = 0;
     while i < 8 {
@@ -321,7 +377,7 @@ const fn fnv1a(mut h: u64, v: u64) -> u64 {
 /// A hash of every constant and field offset of the format: two builds whose layouts
 /// differ in any of them refuse each other's regions.
 pub(crate) const FINGERPRINT: u64 = {
-    let parts: [u64; 36] = [
+    let parts: [u64; 41] = [
         VERSION as u64,
         MARKER as u64,
         HEADER_SIZE as u64,
@@ -358,6 +414,11 @@ pub(crate) const FINGERPRINT: u64 = {
         (life::TID_SHIFT as u64) << 32 | life::UNLISTED as u64,
         (life::RETIRING as u64) << 32 | life::RETIRED as u64,
         flags::KNOWN as u64,
+        offset_of!(Header, create_lock) as u64,
+        offset_of!(Entry, extent) as u64,
+        offset_of!(Entry, users) as u64,
+        (state::REMOVING as u64) << 32 | state::FREE as u64,
+        state::PHASE as u64,
     ];
     let mut h = 0xcbf2_9ce4_8422_2325;
     let mut i = 0;
@@ -549,6 +610,7 @@ pub(crate) fn write_header(raw: Raw<'_>, geo: &Geometry) {
     h.life.store(life::LIVE, Ordering::Relaxed);
     h.remover.store(0, Ordering::Relaxed);
     h.attach_slots.store(ATTACH_SLOTS, Ordering::Relaxed);
+    h.create_lock.store(0, Ordering::Relaxed);
     // Release: pairs with the acquire load of `init_state` in `validate_header`, for a
     // reader that could see the mapping before the publishing syscall (link, fork, fd
     // passing) — none can, but the header then does not depend on it.
@@ -564,6 +626,7 @@ pub(crate) struct EntrySnapshot {
     pub len: u64,
     pub size: u64,
     pub offset: u64,
+    pub extent: u64,
     pub name: [u8; NAME_FIELD],
 }
 
@@ -592,6 +655,7 @@ impl EntrySnapshot {
             len: r64(&e.len),
             size: r64(&e.size),
             offset: r64(&e.offset),
+            extent: r64(&e.extent),
             name,
         }
     }
@@ -623,7 +687,31 @@ impl EntrySnapshot {
         if !(self.align as usize).is_power_of_two() || self.align as usize > OBJECT_ALIGN {
             return Err(format!("alignment {}", self.align));
         }
+        let (_, extent) = self.span(geo)?;
+        if extent < size {
+            return Err(format!("extent {extent} smaller than the object's {size} bytes"));
+        }
         Ok((offset, size))
+    }
+
+    /// The entry's extent `(offset, extent)`, if it lies in the data area of `geo`, both
+    /// 64-aligned (an extent of 0 is none, whatever the offset).
+    pub(crate) fn span(&self, geo: &Geometry) -> Result<(usize, usize), String> {
+        let extent = usize::try_from(self.extent).map_err(|_| "extent overflows".to_owned())?;
+        if extent == 0 {
+            return Ok((0, 0));
+        }
+        let offset = usize::try_from(self.offset).map_err(|_| "offset overflows".to_owned())?;
+        if !offset.is_multiple_of(OBJECT_ALIGN) || !extent.is_multiple_of(OBJECT_ALIGN) {
+            return Err(format!("extent [{offset}, +{extent}) not {OBJECT_ALIGN}-aligned"));
+        }
+        if offset < geo.data_start {
+            return Err(format!("offset {offset} inside the header or directory"));
+        }
+        match offset.checked_add(extent) {
+            Some(end) if end <= geo.total => Ok((offset, extent)),
+            _ => Err(format!("extent [{offset}, +{extent}) beyond {}", geo.total)),
+        }
     }
 }
 

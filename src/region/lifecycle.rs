@@ -363,6 +363,9 @@ pub(super) struct Attachment {
     /// claims it in this process's name, the child handler swaps in the child's), or
     /// `NO_SLOT`. Only touched by the forking thread, under the registry lock.
     fork_slot: AtomicU32,
+    /// The handle's pin set ([`remove`](super::remove)): the fork child handler sets the
+    /// child's bits for the references it inherited.
+    pins: Arc<super::remove::Pins>,
 }
 
 // SAFETY: `base` points into a `MAP_SHARED` mapping that is only accessed through atomics
@@ -395,6 +398,10 @@ impl Attachment {
         }
         self.word.store(0, Ordering::Relaxed);
         self.slot.store(NO_SLOT, Ordering::Relaxed);
+        if i != NO_SLOT {
+            // The handle's references are gone with it: so are its uses of entries.
+            super::remove::clear_slot_bits(self.raw(), &self.geo, i);
+        }
         if let Some(s) = self.raw().attach_slot(&self.geo, i) {
             // SeqCst: in the one order of the protocol's SeqCst operations (module docs), a
             // removal's scan either sees the word or comes after this release. Failure:
@@ -615,6 +622,8 @@ fn join(a: &Attachment, word: u64, may_prune: bool) -> Joined {
     }
     match got {
         Some(i) => {
+            // Bits a dead previous holder of the word left (it never cleared them).
+            super::remove::clear_slot_bits(raw, &geo, i);
             // Relaxed: the handle's own fields (see `release`).
             a.slot.store(i, Ordering::Relaxed);
             a.word.store(word, Ordering::Relaxed);
@@ -695,6 +704,12 @@ extern "C" fn before_fork() {
         let word = a.word.load(Ordering::Relaxed);
         if word != 0 && slot::pid(word) == me {
             let i = claim(a.raw(), &a.geo, word).unwrap_or(NO_SLOT);
+            if i != NO_SLOT {
+                // The child inherits this handle's references: its word uses what this
+                // one does, from before `fork` returns (`remove`'s module docs).
+                let parent = a.slot.load(Ordering::Relaxed);
+                super::remove::copy_slot_bits(a.raw(), &a.geo, parent, i);
+            }
             a.fork_slot.store(i, Ordering::Relaxed);
         }
     }
@@ -754,6 +769,12 @@ extern "C" fn after_fork_child() {
                     // died during the fork): claim one as an opener does. A retired
                     // region: the handle stays, unlisted; nothing to remove.
                     let _ = join(a, word, false);
+                }
+                // The references the child inherited (some a parent thread may have taken
+                // after the prepare handler's copy): atomics only.
+                let i = a.slot.load(Ordering::Relaxed);
+                if i != NO_SLOT && slot::pid(a.word.load(Ordering::Relaxed)) == owner::current_pid() {
+                    super::remove::set_pinned_bits(a.raw(), &a.geo, i, &a.pins);
                 }
             }
         }
@@ -818,6 +839,15 @@ impl std::fmt::Debug for Life {
 }
 
 impl Life {
+    /// The attach-table word this handle holds in this process, if any.
+    pub(super) fn slot(&self) -> Option<u32> {
+        let a = self.attachment.as_ref()?;
+        // Relaxed: the handle's own fields (see `Attachment::release`).
+        let word = a.word.load(Ordering::Relaxed);
+        let i = a.slot.load(Ordering::Relaxed);
+        (i != NO_SLOT && word != 0 && slot::pid(word) == owner::current_pid()).then_some(i)
+    }
+
     /// Drops the path (a handle that never removes the file keeps no directory fd).
     pub(super) fn forget_path(&mut self) {
         self.path = None;
@@ -846,6 +876,7 @@ impl Region {
             slot: AtomicU32::new(NO_SLOT),
             word: AtomicU64::new(0),
             fork_slot: AtomicU32::new(NO_SLOT),
+            pins: Arc::clone(&self.pins),
         });
         // Registered before claiming: a fork in between gives the child its own word (or,
         // if the claim below has not happened yet, a word of its own anyway).

@@ -21,11 +21,15 @@ mod format;
 pub mod lifecycle;
 mod protocol;
 mod read_only;
+pub mod remove;
 mod validate;
 
 pub use directory::{EntryInfo, EntryState};
-pub use error::{CreateError, GetError, OpenError, OpenOrCreateError, RegionError, RemoveError};
+pub use error::{
+    CreateError, GetError, OpenError, OpenOrCreateError, RegionError, RemoveError, RemoveObjectError,
+};
 pub use file::{DEFAULT_TIMEOUT, Region, RegionOptions};
 pub use format::{ATTACH_SLOTS, MAX_CAPACITY, MAX_NAME_LEN};
 pub use lifecycle::Attached;
 pub use read_only::ReadOnlyRegion;
+pub use remove::SpaceInfo;

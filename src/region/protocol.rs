@@ -62,7 +62,7 @@ use crate::sync::{Ordering, spin_loop};
 use super::error::GetError;
 use super::file::Region;
 use super::format::{
-    Entry, EntrySnapshot, MAX_NAME_LEN, NAME_FIELD, OBJECT_ALIGN, round_up, state,
+    Entry, EntrySnapshot, MAX_NAME_LEN, NAME_FIELD, OBJECT_ALIGN, create_lock, round_up, state,
 };
 
 /// Loads of a state word before a waiter sleeps.
@@ -151,7 +151,7 @@ impl<'n> Want<'n> {
     }
 }
 
-fn check_name(name: &str) -> Result<(), GetError> {
+pub(super) fn check_name(name: &str) -> Result<(), GetError> {
     let reason = if name.is_empty() {
         "empty"
     } else if name.len() > MAX_NAME_LEN {
@@ -169,17 +169,34 @@ fn check_name(name: &str) -> Result<(), GetError> {
 
 /// Where a directory scan ended.
 enum Step<'r> {
-    /// A ready object of the wanted type, at `(offset, len)`.
-    Ready(usize, usize),
-    /// This process owns a `CLAIMED` entry (fresh or taken over) and must fill it.
-    Claimed(&'r Entry),
-    /// This process took over a dead owner's `INITIALISING` entry of the wanted type, at
-    /// `(offset, len)`.
-    TakenOver(&'r Entry, usize, usize),
+    /// A ready object of the wanted type: entry `index`, object at `(offset, len)`.
+    Ready(u32, usize, usize),
+    /// This process took over a dead owner's `INITIALISING` entry `index` of the wanted
+    /// type, at `(offset, len)`.
+    TakenOver(u32, &'r Entry, usize, usize),
+    /// No entry holds the name (the scan reached the first `EMPTY` entry or the end).
+    Absent,
+}
+
+/// What the creation lock holder's scan found.
+enum Claim<'r> {
+    /// The name is published (or being removed): look it up again outside the lock.
+    Exists,
+    /// A live thread holds a `CLAIMED` entry (it holds the lock no more: it was misjudged
+    /// dead, or the word was written by a peer): wait on it outside the lock.
+    Wait(&'r Entry, u32),
+    /// This process now owns the `CLAIMED` entry `index`, which was in phase `was`; with
+    /// `Some`, the object goes into the free extent `(offset, extent)` the entry owns.
+    Claimed {
+        index: u32,
+        entry: &'r Entry,
+        was: u32,
+        fit: Option<(usize, usize)>,
+    },
 }
 
 /// What a wait on a state word saw.
-enum Seen {
+pub(super) enum Seen {
     /// The word changed (or the wait slice ended): look again.
     Changed,
     /// The word still names its owner, and the owner is dead.
@@ -198,25 +215,66 @@ impl Region {
         let want = Want::new::<T>(name, Some(len))?;
         let deadline = self.deadline();
         let me = owner::current();
-        match self.lookup(&want, true, deadline)? {
-            Step::Ready(offset, len) => self.object(&want, offset, len),
-            Step::Claimed(e) => {
-                let offset = self.fill(e, &want, len, me, deadline)?;
-                self.initialise(e, offset, len, me, init)
+        loop {
+            match self.lookup(&want, true, deadline)? {
+                Step::Ready(index, offset, len) => {
+                    if let Some((offset, len)) = self.pin(index, &want, offset, len)? {
+                        return self.object(&want, offset, len);
+                    }
+                }
+                Step::TakenOver(index, e, offset, len) => {
+                    self.mark_user(index, e);
+                    return self.initialise(e, offset, len, me, init);
+                }
+                Step::Absent => {
+                    let lock = CreateLock::take(self, deadline)?;
+                    crate::failpoint::hit(crate::failpoint::Point::RegionCreateLocked);
+                    match self.claim(&want, len, me, deadline)? {
+                        Claim::Exists => {}
+                        Claim::Wait(e, s) => {
+                            drop(lock);
+                            wait_on(e, s, deadline, false)?;
+                        }
+                        Claim::Claimed {
+                            index,
+                            entry,
+                            was,
+                            fit,
+                        } => {
+                            let offset = self.fill(entry, index, &want, len, me, was, fit, deadline)?;
+                            drop(lock);
+                            return self.initialise(entry, offset, len, me, init);
+                        }
+                    }
+                }
             }
-            Step::TakenOver(e, offset, len) => self.initialise(e, offset, len, me, init),
+            if Instant::now() >= deadline {
+                return Err(GetError::Timeout);
+            }
         }
     }
 
     /// The body of [`Region::get`]: the existing object `name` of type `T`.
     pub(super) fn find<T: Shared + ?Sized>(&self, name: &str) -> Result<&T, GetError> {
         let want = Want::new::<T>(name, None)?;
-        match self.lookup(&want, false, self.deadline())? {
-            Step::Ready(offset, len) => self.object(&want, offset, len),
-            // `lookup` without `create` neither claims nor takes over.
-            Step::Claimed(_) | Step::TakenOver(..) => Err(GetError::NotFound {
-                name: name.to_owned(),
-            }),
+        let deadline = self.deadline();
+        loop {
+            match self.lookup(&want, false, deadline)? {
+                Step::Ready(index, offset, len) => {
+                    if let Some((offset, len)) = self.pin(index, &want, offset, len)? {
+                        return self.object(&want, offset, len);
+                    }
+                }
+                // `lookup` without `create` does not take over.
+                Step::TakenOver(..) | Step::Absent => {
+                    return Err(GetError::NotFound {
+                        name: name.to_owned(),
+                    });
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(GetError::Timeout);
+            }
         }
     }
 
@@ -236,8 +294,94 @@ impl Region {
         })
     }
 
-    /// Scans the directory for `want` (see the module docs). With `create`, claims the
-    /// first empty entry if the name is absent and takes over dead owners' entries.
+    /// Makes this handle a user of the `READY` entry `index` that a scan found holding
+    /// `want` at `(offset, len)`, before a reference to it is handed out: sets the
+    /// handle's bit in the entry's user bitmap, then checks that the entry is still
+    /// `READY` and still holds `want` (the Dekker pair with [`Region::remove`], see
+    /// [`remove`](super::remove)). Returns the object's place, or `None` if the entry
+    /// changed meanwhile (removed, or removed and reused): the caller looks again.
+    ///
+    /// Once per entry and handle: after that the handle's local pin set answers, with no
+    /// atomic read-modify-write.
+    #[inline]
+    fn pin(
+        &self,
+        index: u32,
+        want: &Want<'_>,
+        offset: usize,
+        len: usize,
+    ) -> Result<Option<(usize, usize)>, GetError> {
+        if self.pins.has(index) {
+            // Pinned: the entry cannot have been removed since, so what the scan read
+            // is the object.
+            return Ok(Some((offset, len)));
+        }
+        self.pin_slow(index, want)
+    }
+
+    #[cold]
+    fn pin_slow(&self, index: u32, want: &Want<'_>) -> Result<Option<(usize, usize)>, GetError> {
+        let geo = self.geo;
+        let Some(e) = self.raw().entry(&geo, index) else {
+            return Err(GetError::Corrupt(format!("entry {index} outside the region")));
+        };
+        let Some(slot) = self.life.slot() else {
+            // An unlisted handle (or none: a full attach table) has no bit: the region is
+            // marked `UNLISTED`, and no object of it is ever removed (`Region::remove`
+            // refuses). Read the entry as the scan did.
+            return self.recheck(index, e, want);
+        };
+        let (word, bit) = super::remove::user_bit(slot);
+        // SeqCst: the getter's half of the Dekker pair with `Region::remove` (module docs of
+        // `remove`): this write, then the load of the state below; the remover's
+        // READY -> REMOVING CAS, then its loads of the bitmap. One of the two sees the other.
+        e.users[word].fetch_or(bit, Ordering::SeqCst);
+        crate::failpoint::hit(crate::failpoint::Point::RegionUserBitSet);
+        let placed = self.recheck(index, e, want)?;
+        if placed.is_some() {
+            self.pins.set(index);
+        }
+        Ok(placed)
+    }
+
+    /// Loads the state of entry `index` (`SeqCst`: see `pin_slow`) and, if it is `READY`
+    /// and holds `want`, returns the object's place.
+    fn recheck(
+        &self,
+        index: u32,
+        e: &Entry,
+        want: &Want<'_>,
+    ) -> Result<Option<(usize, usize)>, GetError> {
+        // SeqCst: the getter's load of the Dekker pair (see `pin_slow`); it is also an
+        // acquire load pairing with the release transition that published the object.
+        let s = e.state.load(Ordering::SeqCst);
+        if state::phase(s) != state::READY {
+            return Ok(None);
+        }
+        let snap = EntrySnapshot::read(e);
+        if snap.name_bytes() != Some(want.name.as_bytes()) {
+            return Ok(None);
+        }
+        let len = want.check(&snap)?;
+        let (offset, _) = snap
+            .placement(&self.geo)
+            .map_err(|w| GetError::Corrupt(format!("entry {index}: {w}")))?;
+        Ok(Some((offset, len)))
+    }
+
+    /// Marks this handle a user of entry `index`, which this thread owns (`CLAIMED` or
+    /// `INITIALISING`): no removal can start before it is `READY`, which comes after.
+    fn mark_user(&self, index: u32, e: &Entry) {
+        if let Some(slot) = self.life.slot() {
+            let (word, bit) = super::remove::user_bit(slot);
+            // SeqCst: as in `pin_slow`; here ordered before the READY transition anyway.
+            e.users[word].fetch_or(bit, Ordering::SeqCst);
+            self.pins.set(index);
+        }
+    }
+
+    /// Scans the directory for `want` (see the module docs). With `create`, takes over
+    /// dead owners' `INITIALISING` entries of the name.
     fn lookup(
         &self,
         want: &Want<'_>,
@@ -256,35 +400,8 @@ impl Region {
             // published for INITIALISING, the initialised object for READY).
             let s = e.state.load(Ordering::Acquire);
             match state::phase(s) {
-                state::EMPTY => {
-                    if !create {
-                        return Err(GetError::NotFound {
-                            name: want.name.to_owned(),
-                        });
-                    }
-                    // Acquire on success: if a claimer gave this entry back (CLAIMED ->
-                    // EMPTY, release), its writes to the fields happen before ours.
-                    let claimed = state::make(me, state::CLAIMED);
-                    match e
-                        .state
-                        .compare_exchange(s, claimed, Ordering::Acquire, Ordering::Relaxed)
-                    {
-                        Ok(_) => return Ok(Step::Claimed(e)),
-                        Err(_) if Instant::now() >= deadline => return Err(GetError::Timeout),
-                        Err(_) => continue,
-                    }
-                }
-                state::CLAIMED => match wait_on(e, s, deadline, true)? {
-                    Seen::Changed => continue,
-                    // A dead claim names nothing: `get` looks further, a creator re-claims it.
-                    Seen::OwnerDead if !create => i += 1,
-                    Seen::OwnerDead => {
-                        if take_over(e, s, me) {
-                            return Ok(Step::Claimed(e));
-                        }
-                    }
-                },
-                phase => {
+                state::EMPTY => return Ok(Step::Absent),
+                phase @ (state::INITIALISING | state::READY | state::REMOVING) => {
                     let snap = EntrySnapshot::read(e);
                     let corrupt = |what: &str| GetError::Corrupt(format!("entry {i}: {what}"));
                     let name = snap
@@ -297,46 +414,187 @@ impl Region {
                     let len = want.check(&snap)?;
                     let (offset, _) = snap.placement(&geo).map_err(|w| corrupt(&w))?;
                     if phase == state::READY {
-                        return Ok(Step::Ready(offset, len));
+                        return Ok(Step::Ready(i, offset, len));
                     }
                     match wait_on(e, s, deadline, true)? {
                         Seen::Changed => {}
+                        // A dead remover: the object was never freed; it is READY again.
+                        Seen::OwnerDead if phase == state::REMOVING => {
+                            super::remove::cancel_dead_removal(e, s);
+                        }
                         // Without `create` nobody here finishes a dead owner's work, and no
                         // creator may ever come: the object does not exist (yet).
-                        Seen::OwnerDead if !create => {
-                            return Err(GetError::NotFound {
-                                name: want.name.to_owned(),
-                            });
-                        }
+                        Seen::OwnerDead if !create => return Ok(Step::Absent),
                         Seen::OwnerDead => {
                             if take_over(e, s, me) {
-                                return Ok(Step::TakenOver(e, offset, len));
+                                return Ok(Step::TakenOver(i, e, offset, len));
                             }
                         }
                     }
                 }
+                // CLAIMED: no name published yet (its creator holds the creation lock and
+                // publishes before releasing it: a creator looks again under the lock);
+                // FREE: no name; anything else: no state a build writes.
+                _ => i += 1,
             }
         }
-        if create {
-            Err(GetError::DirectoryFull {
-                capacity: geo.capacity,
-            })
-        } else {
-            Err(GetError::NotFound {
-                name: want.name.to_owned(),
-            })
-        }
+        Ok(Step::Absent)
     }
 
-    /// Fills the `CLAIMED` entry `e` this process owns with `want` and allocates its
-    /// space; publishes the name (`INITIALISING`). Returns the object's offset. On
-    /// failure the entry is given back (`EMPTY`).
-    fn fill(
+    /// The scan of a creator holding the creation lock: whether `want` exists, and if
+    /// not, the entry (and free extent) to create it in, claimed. All names are published
+    /// under the lock, so this scan sees every one (a removal may take one away
+    /// meanwhile, which only errs towards `Exists`).
+    ///
+    /// The entry: the first `FREE` one whose extent fits (first fit: the scan visits
+    /// entries in order anyway, and the same names re-created at the same sizes reuse
+    /// their old extents exactly), else the first `FREE` entry without an extent, else
+    /// the first `EMPTY` one, else the `FREE` entry with the smallest extent (whose extent
+    /// is then abandoned: counted as leaked by [`Region::space`]).
+    fn claim(
         &self,
-        e: &Entry,
         want: &Want<'_>,
         len: usize,
         me: u32,
+        deadline: Instant,
+    ) -> Result<Claim<'_>, GetError> {
+        let raw = self.raw();
+        let geo = self.geo;
+        let size = (want.size_for)(len).unwrap_or(0);
+        let need = round_up(size as u64).unwrap_or(u64::MAX);
+        'rescan: loop {
+            if Instant::now() >= deadline {
+                return Err(GetError::Timeout);
+            }
+            // Every extent an entry owns, to check a free one against before using it
+            // (a peer's garbage must not make this process place an object over another).
+            let mut spans: Vec<(usize, usize)> = Vec::new();
+            let mut fits: Vec<(u32, u32, usize, usize)> = Vec::new();
+            let mut bare: Option<(u32, u32)> = None;
+            let mut smallest: Option<(u32, u32, usize)> = None;
+            let mut empty: Option<(u32, u32)> = None;
+            for i in 0..geo.capacity {
+                let Some(e) = raw.entry(&geo, i) else {
+                    return Err(GetError::Corrupt(format!("entry {i} outside the region")));
+                };
+                // Acquire: as in `lookup`; and pairs with the release of the creation
+                // lock, after which the previous holder's entries are published.
+                let s = e.state.load(Ordering::Acquire);
+                let snap = EntrySnapshot::read(e);
+                let span = snap.span(&geo).ok();
+                match state::phase(s) {
+                    state::EMPTY => {
+                        empty = Some((i, s));
+                        break;
+                    }
+                    state::CLAIMED => {
+                        if !crate::wait::holder_is_dead(state::owner(s)) {
+                            return Ok(Claim::Wait(e, s));
+                        }
+                        // A dead creator's claim (it held the lock, which we took over):
+                        // free it with whatever extent it recorded (a span that is a
+                        // piece of its allocation or of its old extent, see the crash
+                        // windows), and look again.
+                        let free = state::make(0, state::FREE) | (s & state::WAITERS);
+                        // Acquire: the dead owner's writes to the fields happen before.
+                        let _ = e.state.compare_exchange(
+                            s,
+                            free,
+                            Ordering::Acquire,
+                            Ordering::Relaxed,
+                        );
+                        continue 'rescan;
+                    }
+                    state::FREE => match span {
+                        Some((_, 0)) => {
+                            if bare.is_none() {
+                                bare = Some((i, s));
+                            }
+                        }
+                        Some((off, ext)) => {
+                            spans.push((off, ext));
+                            if ext as u64 >= need {
+                                fits.push((i, s, off, ext));
+                            } else if smallest.is_none_or(|(_, _, x)| ext < x) {
+                                smallest = Some((i, s, ext));
+                            }
+                        }
+                        // A garbage extent: never used; the entry is reused bare.
+                        None => {
+                            if bare.is_none() {
+                                bare = Some((i, s));
+                            }
+                        }
+                    },
+                    state::INITIALISING | state::READY | state::REMOVING => {
+                        if snap.name_bytes() == Some(want.name.as_bytes()) {
+                            return Ok(Claim::Exists);
+                        }
+                        if let Some(sp) = span {
+                            spans.push(sp);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let bump = raw
+                .header()
+                // Relaxed: the bump word only moves under the creation lock, held.
+                .map_or(0, |h| h.bump.load(Ordering::Relaxed) as usize);
+            let fit = fits.into_iter().find(|&(_, _, off, ext)| {
+                off + ext <= bump
+                    && spans
+                        .iter()
+                        .filter(|&&(o, x)| x != 0 && (o, x) != (off, ext))
+                        .all(|&(o, x)| o + x <= off || off + ext <= o)
+                    && spans.iter().filter(|&&sp| sp == (off, ext)).count() == 1
+            });
+            let (index, s, fit) = match (fit, bare, empty, smallest) {
+                (Some((i, s, off, ext)), ..) => (i, s, Some((off, ext))),
+                (None, Some((i, s)), ..) | (None, None, Some((i, s)), _) => (i, s, None),
+                (None, None, None, Some((i, s, _))) => (i, s, None),
+                (None, None, None, None) => {
+                    return Err(GetError::DirectoryFull {
+                        capacity: geo.capacity,
+                    });
+                }
+            };
+            let Some(e) = raw.entry(&geo, index) else {
+                continue;
+            };
+            // Acquire on success: whoever last released this entry (a remover's FREE, a
+            // creator giving a claim back) wrote its fields before.
+            let claimed = state::make(me, state::CLAIMED);
+            if e
+                .state
+                .compare_exchange(s, claimed, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Ok(Claim::Claimed {
+                    index,
+                    entry: e,
+                    was: state::phase(s),
+                    fit,
+                });
+            }
+        }
+    }
+
+    /// Fills the `CLAIMED` entry `e` (index `index`, phase `was` before the claim) that
+    /// this process owns with `want`, places its object (in `fit`, the entry's own free
+    /// extent, or in new space from [`allocate`](Self::allocate)), and publishes the name
+    /// (`INITIALISING`). Returns the object's offset. On failure the entry is given back
+    /// as it was (`EMPTY`, or `FREE` with its extent).
+    #[allow(clippy::too_many_arguments)]
+    fn fill(
+        &self,
+        e: &Entry,
+        index: u32,
+        want: &Want<'_>,
+        len: usize,
+        me: u32,
+        was: u32,
+        fit: Option<(usize, usize)>,
         deadline: Instant,
     ) -> Result<usize, GetError> {
         // `Want::new` checked that `size_for(len)` exists.
@@ -354,16 +612,31 @@ impl Region {
         for (k, byte) in e.name.iter().enumerate().take(NAME_FIELD) {
             byte.store(name.get(k).copied().unwrap_or(0), Ordering::Relaxed);
         }
-        let offset = match self.allocate(size, deadline) {
-            Ok(offset) => offset,
-            Err(err) => {
-                // Give the entry back: nobody has passed a CLAIMED entry, so the used
-                // entries stay a prefix.
-                transition(e, me, state::CLAIMED, state::EMPTY);
-                return Err(err);
-            }
+        let offset = match fit {
+            Some((offset, _)) => offset,
+            None => match self.allocate(size, deadline) {
+                Ok((offset, extent)) => {
+                    // Offset first: a crash between the two stores leaves the new offset
+                    // with the old extent, which is 0 or (the smallest free extent, which
+                    // did not fit) shorter than the new allocation: a piece of it, never
+                    // of another object's space.
+                    e.offset.store(offset as u64, Ordering::Relaxed);
+                    e.extent.store(extent as u64, Ordering::Relaxed);
+                    offset
+                }
+                Err(err) => {
+                    // Give the entry back as it was (its extent untouched).
+                    transition(e, me, state::CLAIMED, state::make(0, was));
+                    return Err(err);
+                }
+            },
         };
-        e.offset.store(offset as u64, Ordering::Relaxed);
+        // Bits left by handles that asked for the old object name nobody now: clear them
+        // (Relaxed: published with the entry by the release transition below; a getter's
+        // bit set after this is its own, checked against the new state).
+        e.users[0].store(0, Ordering::Relaxed);
+        e.users[1].store(0, Ordering::Relaxed);
+        self.mark_user(index, e);
         crate::failpoint::hit(crate::failpoint::Point::RegionClaimed);
         if !transition(e, me, state::CLAIMED, state::make(me, state::INITIALISING)) {
             return Err(lost(want));
@@ -399,8 +672,10 @@ impl Region {
         Ok(object)
     }
 
-    /// Allocates `size` bytes (rounded up to 64) of data space; returns the offset.
-    fn allocate(&self, size: usize, deadline: Instant) -> Result<usize, GetError> {
+    /// Allocates new space for an object of `size` bytes from the bump word: returns its
+    /// offset and extent (`size` rounded up to 64). Called by the creation lock's holder
+    /// only, after no free extent fitted.
+    fn allocate(&self, size: usize, deadline: Instant) -> Result<(usize, usize), GetError> {
         let geo = self.geo;
         let raw = self.raw();
         let Some(h) = raw.header() else {
@@ -438,12 +713,109 @@ impl Region {
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {
-                // `cur <= total`, a `usize`.
-                Ok(_) => return Ok(cur as usize),
+                // `cur + need <= total`, a `usize`.
+                Ok(_) => return Ok((cur as usize, need as usize)),
                 Err(now) => cur = now,
             }
             if Instant::now() >= deadline {
                 return Err(GetError::Timeout);
+            }
+        }
+    }
+}
+
+/// The region's creation lock, held by this thread (see [`create_lock`]).
+struct CreateLock<'a> {
+    word: &'a crate::sync::AtomicU32,
+    me: u32,
+}
+
+impl<'a> CreateLock<'a> {
+    /// Takes the creation lock of `region`, taking it over from a dead holder, waiting at
+    /// most until `deadline`.
+    fn take(region: &'a Region, deadline: Instant) -> Result<Self, GetError> {
+        let Some(h) = region.raw().header() else {
+            return Err(GetError::Corrupt("no header".into()));
+        };
+        let word = &h.create_lock;
+        let me = owner::current();
+        let mine = create_lock::make(me);
+        loop {
+            // Relaxed: a hint; the CAS decides.
+            let mut w = word.load(Ordering::Relaxed);
+            if w == 0 {
+                // Acquire: pairs with the release in `drop`: the previous holder's
+                // entries and bump word happen before our scan.
+                if word
+                    .compare_exchange(0, mine, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return Ok(CreateLock { word, me });
+                }
+                continue;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(GetError::Timeout);
+            }
+            let mut changed = false;
+            for _ in 0..SPINS {
+                // Relaxed: a hint to look again.
+                if word.load(Ordering::Relaxed) != w {
+                    changed = true;
+                    break;
+                }
+                spin_loop();
+            }
+            if changed {
+                continue;
+            }
+            if crate::wait::holder_is_dead(create_lock::holder(w)) {
+                // Acquire: the dead holder's last release (if any) happens before ours.
+                if word
+                    .compare_exchange(
+                        w,
+                        mine | (w & create_lock::WAITERS),
+                        Ordering::Acquire,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok()
+                {
+                    return Ok(CreateLock { word, me });
+                }
+                continue;
+            }
+            if !crate::wait::flag_waiting(word, &mut w, create_lock::WAITERS) {
+                continue;
+            }
+            futex::wait(word, w, Some(SLICE.min(deadline - now)));
+        }
+    }
+}
+
+impl Drop for CreateLock<'_> {
+    fn drop(&mut self) {
+        // Relaxed: the CAS re-reads it.
+        let mut w = self.word.load(Ordering::Relaxed);
+        // Only WAITERS changes under a holder; bounded against a peer flipping it.
+        for _ in 0..1000 {
+            if create_lock::holder(w) != self.me {
+                // Taken over (we were misjudged dead) or overwritten: not ours to free.
+                return;
+            }
+            // Release: publishes this holder's entries and bump word to the next holder
+            // (its acquire CAS in `take`).
+            match self
+                .word
+                .compare_exchange_weak(w, 0, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    if w & create_lock::WAITERS != 0 {
+                        futex::wake_all(self.word);
+                    }
+                    return;
+                }
+                Err(now) => w = now,
             }
         }
     }
@@ -459,7 +831,7 @@ pub(super) fn deadline_after(timeout: Duration) -> Instant {
 /// Waits for the state word of `e` to change from `seen`: spins briefly, then (if
 /// `probe`) reports a dead owner, else futex-waits one slice.
 #[cold]
-fn wait_on(e: &Entry, seen: u32, deadline: Instant, probe: bool) -> Result<Seen, GetError> {
+pub(super) fn wait_on(e: &Entry, seen: u32, deadline: Instant, probe: bool) -> Result<Seen, GetError> {
     let now = Instant::now();
     if now >= deadline {
         return Err(GetError::Timeout);
@@ -503,7 +875,7 @@ fn take_over(e: &Entry, seen: u32, me: u32) -> bool {
 /// Moves the entry this process owns in phase `from` to the word `to`, waking waiters.
 /// Returns `false` if the entry is no longer ours in `from` (another process wrote the
 /// word: a taker that misjudged us dead, or a hostile one).
-fn transition(e: &Entry, me: u32, from: u32, to: u32) -> bool {
+pub(super) fn transition(e: &Entry, me: u32, from: u32, to: u32) -> bool {
     let mine = state::make(me, from);
     // Relaxed: the CAS below re-reads the word anyway.
     let mut s = e.state.load(Ordering::Relaxed);
@@ -650,7 +1022,12 @@ mod tests {
             r.get_or_default::<TestWord>("x"),
             Err(GetError::Timeout)
         ));
-        assert!(matches!(r.get::<TestWord>("x"), Err(GetError::Timeout)));
+        // A claim publishes no name: `get` does not wait for it (its creator publishes
+        // under the creation lock, which creators wait for instead).
+        assert!(matches!(
+            r.get::<TestWord>("x"),
+            Err(GetError::NotFound { .. })
+        ));
     }
 
     #[test]

@@ -1,0 +1,570 @@
+//! Removing named objects ([`Region::remove`]) and reusing their entries and space.
+//!
+//! # The rule
+//!
+//! **An object is removed only when no handle that may hold a reference to it is alive.**
+//! References (`&'r T`) are borrowed from a [`Region`] handle and cannot be revoked, so the
+//! region keeps, for every directory entry, a *user bitmap*: one bit per attach-table word
+//! ([`lifecycle`](super::lifecycle): one word per read-write handle). A handle sets its bit
+//! in an entry the first time any call hands it a reference to that entry's object
+//! ([`Region::get`], the `get_or_*` calls, and everything built on them: maps, channels,
+//! metrics), and keeps it until it is dropped. [`Region::remove`] takes `&mut self`, so the
+//! borrow checker proves the removing handle holds no reference: its own bit is ignored.
+//! The removal succeeds only if every other bit set names a word that is free or names a
+//! dead process ([`RemoveObjectError::InUse`] lists the live ones otherwise). A region
+//! that ever had a handle without a word (`UNLISTED`: the attach table was full) never
+//! has an object removed ([`RemoveObjectError::Unlisted`]): that handle cannot be tracked.
+//!
+//! So, in practice: a process removes an object through a fresh handle
+//! (`Region::open(path)?.remove(name)`, or [`Region::remove_object`]) once the handles
+//! that used it are dropped, and a handle that asked for a name (even one it then did not
+//! get, because the name was being removed) counts as a user of that entry until dropped.
+//!
+//! A fork child inherits its parent's references: the fork handlers that give the child
+//! its own attach-table word ([`lifecycle`](super::lifecycle)) also copy the parent
+//! handle's bits to the child's word (in the prepare handler, so the child is protected
+//! before `fork` returns), and the child handler adds the bits of every entry its
+//! inherited pin set lists.
+//!
+//! # Protocol
+//!
+//! The entry phases and their transitions are in [`state`](super::format::state)'s
+//! docs. A getter (after a scan found `name` `READY` in entry `i`, and only the first
+//! time this handle asks for entry `i`: a local pin set answers later calls with no
+//! atomic read-modify-write):
+//!
+//! 1. sets its bit in entry `i`'s bitmap (`fetch_or`, `SeqCst`);
+//! 2. loads the state (`SeqCst`): `READY` and still `name` with the type asked for: the
+//!    reference is handed out (the entry is pinned); anything else (being removed, or
+//!    removed and reused): scan again (and wait on a `REMOVING` entry of the name, whose
+//!    remover decides within one bitmap scan). The bit stays set until the handle is
+//!    dropped (a bit that pins nothing only makes removals of that entry refuse).
+//!
+//! A remover (thread `t`):
+//!
+//! 1. finds `name` `READY` and moves it `READY -> REMOVING(t)` by CAS (`SeqCst`);
+//! 2. loads the life-cycle word (`SeqCst`): `UNLISTED` cancels (`REMOVING -> READY`);
+//! 3. loads the bitmap (`SeqCst`): for every bit but its own handle's, probes the
+//!    attach-table word it names; a live word cancels (`REMOVING -> READY`, `InUse`);
+//! 4. clears the bitmap, then `REMOVING -> FREE` (release) and wakes waiters. The entry
+//!    keeps its extent (`offset`, `extent`) as free space.
+//!
+//! **Why no getter keeps a reference to a removed object.** Getter step 1 precedes its
+//! step 2; remover step 1 precedes its step 3; all four are `SeqCst`, so they lie in one
+//! total order. If the getter's load comes before the remover's CAS, it reads `READY` —
+//! and its bit, written earlier still, is seen by the remover's later bitmap load: it
+//! cancels. Otherwise the getter's load reads `REMOVING` or later, and it does not hand
+//! out the reference. An unlisted handle's `UNLISTED` write (before its first reference)
+//! and the remover's step 2 pair the same way.
+//!
+//! **Why names stay unique when entries are reused.** Every creation — claiming an
+//! entry, placing its object, publishing its name (`INITIALISING`) — happens under the
+//! region's creation lock (a robust lock word in the header: the holder's TID, taken over
+//! from a dead holder by probe). The holder scans the whole directory before claiming, so
+//! it sees every published name (all were published under the lock, before an earlier
+//! holder's release); it claims an entry only if the name is absent. Entries are claimed
+//! `FREE` or `EMPTY` (a `FREE` entry is never skipped towards a later `EMPTY` one by a
+//! creator that could miss a name: there is one creator at a time). Lookups outside the
+//! lock stop at the first `EMPTY` entry, which still proves the name absent: entries
+//! return to `FREE`, never to `EMPTY`, so the `EMPTY` ones remain a suffix.
+//!
+//! **Space.** A removed object's extent stays with its `FREE` entry. A creator uses the
+//! first `FREE` entry (in directory order) whose extent is at least the new object's size
+//! (first fit: the creator's scan visits every entry anyway, so it costs nothing more, and
+//! a workload that removes and re-creates names at the same sizes reuses each extent
+//! exactly), checked to lie below the bump word and to overlap no other entry's extent
+//! (a peer's garbage cannot make this process place an object over another). The slack of
+//! a larger extent stays with the entry (internal fragmentation, reported as `slack`). If
+//! nothing fits, the object gets new space from the bump word, in a `FREE` entry without
+//! an extent, else an `EMPTY` one, else the `FREE` entry with the smallest extent, whose
+//! extent is then abandoned (reported as `leaked`). Nothing is ever moved. Bounds: every
+//! free or slack byte belongs to one entry's extent, and each extent was made for one
+//! object; there are at most `capacity` extents; the bytes lost to fragmentation are at
+//! most the sum of the extents of `FREE` entries smaller than the objects asked for, plus
+//! the slack of reused ones. [`Region::space`] and
+//! [`ReadOnlyRegion::space`](super::ReadOnlyRegion::space) report it (and `shmstate
+//! inspect` shows it).
+//!
+//! # Crash windows
+//!
+//! What a SIGKILL at each step leaves (a SIGSTOP leaves the same until it continues:
+//! meanwhile getters of the name, and removers, return `Timeout` at the region's timeout;
+//! other names are unaffected):
+//!
+//! | step | left behind | repaired by, how fast |
+//! |------|-------------|-----------------------|
+//! | getter: bit set, state not yet loaded | a bit naming a handle of a dead process | the next removal of the entry probes the word dead and clears the bit (failpoint test `a_getter_killed_after_setting_its_bit_does_not_block_removal`) |
+//! | remover step 1–3: `REMOVING(t)`, bitmap not (fully) read | an entry that nobody can use or remove | the next getter, creator or remover of the name probes `t` between 10 ms slices and returns the entry to `READY` (the object was never freed) (failpoint test `a_remover_killed_while_removing_leaves_the_object_ready`) |
+//! | remover step 4: bitmap cleared, `FREE` not yet published | the same, with an empty bitmap | as above: `READY` again, users ask again (failpoint test `a_remover_killed_after_clearing_the_bitmap_leaves_the_object_ready`) |
+//! | `FREE` published, waiters not yet woken | sleepers on a free entry | each re-checks after its slice (10 ms) |
+//! | creator: creation lock taken, directory not scanned | a lock naming a dead thread | the next creator probes it dead within a slice (10 ms) and takes it over (failpoint test `a_creator_killed_holding_the_creation_lock_is_taken_over`) |
+//! | creator: entry `CLAIMED` (reused or new), extent chosen or allocated, name not published | a dead claim under a dead lock | the next creator takes the lock over, frees the claim (`FREE`, with the extent it recorded: a reused extent is kept whole; new space allocated but not yet recorded leaks) and goes on (failpoint test `a_creator_killed_after_claiming_a_free_entry_leaves_it_reusable`) |
+//! | creator: `INITIALISING` published, lock not released or `init` running | as for any creation (see [`protocol`](super::protocol)) | the lock as above; the entry by takeover |
+//!
+//! # Limits
+//!
+//! - As for every owner probe: the processes sharing a region must share a PID
+//!   namespace, and a dead remover's or creator's TID reused by a new thread reads as
+//!   alive (the entry or the creation lock then waits out the region's timeout).
+//! - A bit is per handle, not per reference: a long-lived handle that once asked for a
+//!   name keeps it unremovable until dropped, whether or not it still holds a reference.
+//! - The bitmap is region memory: a process writing the region can clear other
+//!   handles' bits and have an object removed under them (as it can zero their attach
+//!   words, see [`lifecycle`](super::lifecycle)). Removal trusts the processes that can
+//!   write the region.
+
+use std::path::Path;
+use std::time::Instant;
+
+use crate::owner;
+use crate::sync::{AtomicU64, Ordering};
+
+use super::error::RemoveObjectError;
+use super::file::{Region, RegionOptions};
+use super::format::{ATTACH_SLOTS, Entry, EntrySnapshot, Geometry, Raw, life, round_up, state};
+use super::protocol::{Seen, check_name, deadline_after, transition, wait_on};
+
+/// The bit of attach-table word `slot` in an entry's user bitmap: `(word, mask)`.
+#[inline]
+pub(super) fn user_bit(slot: u32) -> (usize, u64) {
+    (((slot / 64) & 1) as usize, 1u64 << (slot % 64))
+}
+
+/// The entries a handle is a user of (its bit is set in their bitmaps and they were
+/// `READY` after): one local bit per directory entry. Shared between the handle and its
+/// attachment (the fork handlers read it).
+#[derive(Debug)]
+pub(super) struct Pins(Box<[AtomicU64]>);
+
+impl Pins {
+    /// A set for `capacity` entries, empty.
+    pub(super) fn new(capacity: u32) -> Self {
+        Pins((0..capacity.div_ceil(64)).map(|_| AtomicU64::new(0)).collect())
+    }
+
+    /// Whether entry `i` is pinned.
+    #[inline]
+    pub(super) fn has(&self, i: u32) -> bool {
+        // Relaxed: a pin is set by a thread of this process after its `SeqCst` check of the
+        // entry; a thread that reads it set relies on that check having been made (the
+        // entry cannot have been freed since), not on any data it published.
+        self.0
+            .get((i / 64) as usize)
+            .is_some_and(|w| w.load(Ordering::Relaxed) & (1 << (i % 64)) != 0)
+    }
+
+    /// Pins entry `i`.
+    pub(super) fn set(&self, i: u32) {
+        if let Some(w) = self.0.get((i / 64) as usize) {
+            // Relaxed: see `has`.
+            w.fetch_or(1 << (i % 64), Ordering::Relaxed);
+        }
+    }
+
+    /// Unpins entry `i`.
+    pub(super) fn clear(&self, i: u32) {
+        if let Some(w) = self.0.get((i / 64) as usize) {
+            // Relaxed: only under `&mut Region` (removal), no reference to the entry lives.
+            w.fetch_and(!(1 << (i % 64)), Ordering::Relaxed);
+        }
+    }
+
+    /// The pinned entries, in order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.0.iter().enumerate().flat_map(|(k, w)| {
+            // Relaxed: see `has`.
+            let bits = w.load(Ordering::Relaxed);
+            (0..64u32).filter(move |b| bits & (1 << b) != 0).map(move |b| k as u32 * 64 + b)
+        })
+    }
+}
+
+/// Clears the bit of attach-table word `slot` in every entry: a handle that just claimed
+/// the word (bits a dead previous holder left) or is releasing it. Atomics only (the fork
+/// child handler calls it).
+pub(super) fn clear_slot_bits(raw: Raw<'_>, geo: &Geometry, slot: u32) {
+    let (word, bit) = user_bit(slot);
+    for i in 0..geo.capacity {
+        let Some(e) = raw.entry(geo, i) else { break };
+        // Relaxed load: a hint to skip the RMW. SeqCst RMW: a release of the handle's
+        // uses; ordered with the `SeqCst` claim or release of its attach-table word.
+        if e.users[word].load(Ordering::Relaxed) & bit != 0 {
+            e.users[word].fetch_and(!bit, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Sets the bit of word `to` in every entry where word `from`'s bit is set: the fork
+/// prepare handler's copy of a parent handle's uses to the word it claimed for the child.
+/// Atomics only, no allocation. Entries where `from`'s bit is clear get `to`'s cleared
+/// (left by a previous holder of `to`).
+pub(super) fn copy_slot_bits(raw: Raw<'_>, geo: &Geometry, from: u32, to: u32) {
+    let (fw, fb) = user_bit(from);
+    let (tw, tb) = user_bit(to);
+    for i in 0..geo.capacity {
+        let Some(e) = raw.entry(geo, i) else { break };
+        // SeqCst (all): as for a getter's bit (module docs): the child's word is set
+        // before the fork returns, in the one order a remover's bitmap loads are in.
+        if e.users[fw].load(Ordering::SeqCst) & fb != 0 {
+            e.users[tw].fetch_or(tb, Ordering::SeqCst);
+        } else if e.users[tw].load(Ordering::Relaxed) & tb != 0 {
+            e.users[tw].fetch_and(!tb, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Sets the bit of word `slot` in every entry `pins` lists: the fork child handler, for
+/// the references the child inherited. Atomics only.
+pub(super) fn set_pinned_bits(raw: Raw<'_>, geo: &Geometry, slot: u32, pins: &Pins) {
+    let (word, bit) = user_bit(slot);
+    for i in pins.iter() {
+        if let Some(e) = raw.entry(geo, i) {
+            // SeqCst: as for a getter's bit.
+            e.users[word].fetch_or(bit, Ordering::SeqCst);
+        }
+    }
+}
+
+/// A dead remover left `e` in `seen` (`REMOVING`): the object was never freed, so it is
+/// `READY` again (keeping the `WAITERS` bit; the owner field keeps the remover's TID).
+pub(super) fn cancel_dead_removal(e: &Entry, seen: u32) {
+    let ready = (seen & !state::PHASE) | state::READY;
+    // Acquire: the dead remover's writes (a cleared bitmap) happen before ours; the
+    // release half publishes nothing new (the object's fields are unchanged).
+    if e.state
+        .compare_exchange(seen, ready, Ordering::AcqRel, Ordering::Relaxed)
+        .is_ok()
+        && state::has_waiters(seen)
+    {
+        crate::futex::wake_all(&e.state);
+    }
+}
+
+/// How a region's data area is used, as [`Region::space`] and
+/// [`ReadOnlyRegion::space`](super::ReadOnlyRegion::space) report it: a snapshot, stale
+/// as soon as it is made, whose numbers come from shared memory (garbage extents are
+/// left out).
+///
+/// # Examples
+///
+/// ```
+/// use shmstate::{Counter, Region};
+///
+/// let mut region = Region::anonymous(1 << 16)?;
+/// let before = region.space();
+/// region.get_or_default::<Counter>("a")?;
+/// assert_eq!(region.space().used, 64);
+/// region.remove("a")?;
+/// let after = region.space();
+/// assert_eq!((after.used, after.free_extents, after.free), (0, 1, before.free));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SpaceInfo {
+    /// Bytes of the data area (the region's size less header, directory and attach table).
+    pub data: u64,
+    /// Bytes in the extents of named objects (including their slack).
+    pub used: u64,
+    /// Bytes that a new object can be placed in: the free extents of removed objects and
+    /// the unallocated end of the data area.
+    pub free: u64,
+    /// The largest of those pieces: the largest object that fits now.
+    pub largest_free: u64,
+    /// Number of free extents of removed objects.
+    pub free_extents: u32,
+    /// Bytes unallocated at the end of the data area.
+    pub tail: u64,
+    /// Bytes of named objects' extents beyond their objects (a reused extent larger than
+    /// the object placed in it).
+    pub slack: u64,
+    /// Bytes of the data area that no entry owns and that lie before the bump word:
+    /// abandoned by a creator that died, or by a reuse of an entry whose extent fitted
+    /// nothing (see the module docs).
+    pub leaked: u64,
+}
+
+impl SpaceInfo {
+    /// The external fragmentation of the free space, from 0 (all free bytes in one piece,
+    /// or none free) to 1: `1 - largest_free / free`.
+    pub fn fragmentation(&self) -> f64 {
+        if self.free == 0 {
+            0.0
+        } else {
+            1.0 - self.largest_free as f64 / self.free as f64
+        }
+    }
+}
+
+/// The space report of `raw` (loads only: runs over a read-only mapping).
+pub(super) fn space_of(raw: Raw<'_>, geo: &Geometry) -> SpaceInfo {
+    let mut s = SpaceInfo {
+        data: (geo.total - geo.data_start) as u64,
+        ..SpaceInfo::default()
+    };
+    // Acquire: a snapshot for tools (the only ordering a read-only mapping's loads use).
+    let bump = raw.header().map_or(geo.total as u64, |h| h.bump.load(Ordering::Acquire));
+    let bump = bump.clamp(geo.data_start as u64, geo.total as u64);
+    s.tail = geo.total as u64 - bump;
+    let mut owned = 0u64;
+    for i in 0..geo.capacity {
+        let Some(e) = raw.entry(geo, i) else { break };
+        // Acquire: pairs with the release transitions that published the fields.
+        let st = e.state.load(Ordering::Acquire);
+        let phase = state::phase(st);
+        if phase == state::EMPTY {
+            break;
+        }
+        let snap = EntrySnapshot::read(e);
+        let Ok((off, ext)) = snap.span(geo) else {
+            continue;
+        };
+        let ext = ext as u64;
+        if ext == 0 || off as u64 + ext > bump {
+            continue;
+        }
+        match phase {
+            state::FREE => {
+                s.free += ext;
+                s.free_extents += 1;
+                s.largest_free = s.largest_free.max(ext);
+                owned += ext;
+            }
+            state::INITIALISING | state::READY | state::REMOVING => {
+                s.used += ext;
+                let size = round_up(snap.size).unwrap_or(u64::MAX);
+                s.slack += ext.saturating_sub(size);
+                owned += ext;
+            }
+            // CLAIMED (its extent is being chosen) or garbage.
+            _ => {}
+        }
+    }
+    s.free += s.tail;
+    s.largest_free = s.largest_free.max(s.tail);
+    let allocated = bump - geo.data_start as u64;
+    s.leaked = allocated.saturating_sub(owned);
+    s
+}
+
+impl Region {
+    /// Removes the object `name`, freeing its directory entry and its space for later
+    /// objects, if no other live handle (of any process) has asked for it: see the
+    /// [rule](super::remove#the-rule). `&mut self` proves this handle holds no reference
+    /// to it; a fresh handle (`Region::open(path)?.remove(name)`, or
+    /// [`Region::remove_object`]) is the usual way.
+    ///
+    /// A few atomics and, for each other handle that used the object, a liveness probe of
+    /// its process (a syscall or two): not a hot path.
+    ///
+    /// # Errors
+    ///
+    /// - [`RemoveObjectError::NotFound`]: no ready object has this name.
+    /// - [`RemoveObjectError::InUse`]: handles of these live processes asked for it; drop
+    ///   them first. Nothing changed.
+    /// - [`RemoveObjectError::Unlisted`]: the region had a handle without an attach-table
+    ///   word: no object of it is ever removed.
+    /// - [`RemoveObjectError::InvalidName`], [`RemoveObjectError::Timeout`] (another live
+    ///   process kept the entry busy past the region's timeout),
+    ///   [`RemoveObjectError::Corrupt`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{Counter, Region, RemoveObjectError};
+    ///
+    /// let path = std::env::temp_dir().join(format!("shmstate-doc-rmobj-{}", std::process::id()));
+    /// let user = Region::create(&path, 1 << 16)?;
+    /// user.get_or_default::<Counter>("jobs")?.add(1);
+    ///
+    /// let mut admin = Region::open(&path)?; // as another process would
+    /// let err = admin.remove("jobs").unwrap_err();
+    /// assert!(matches!(err, RemoveObjectError::InUse { ref pids, .. } if pids == &[std::process::id()]));
+    /// drop(user); // its references are gone with it
+    /// admin.remove("jobs")?;
+    /// assert_eq!(admin.get_or_default::<Counter>("jobs")?.get(), 0, "a new object");
+    /// # drop(admin); std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn remove(&mut self, name: &str) -> Result<(), RemoveObjectError> {
+        check_name(name).map_err(|_| RemoveObjectError::InvalidName {
+            name: name.to_owned(),
+            reason: name_reason(name),
+        })?;
+        let deadline = deadline_after(self.timeout);
+        let me = owner::current();
+        loop {
+            let (index, e, s) = self.find_for_removal(name, deadline)?;
+            let removing = state::make(me, state::REMOVING) | (s & state::WAITERS);
+            // SeqCst: remover step 1, the remover's write of the Dekker pair (module docs).
+            if e.state
+                .compare_exchange(s, removing, Ordering::SeqCst, Ordering::Relaxed)
+                .is_err()
+            {
+                if Instant::now() >= deadline {
+                    return Err(RemoveObjectError::Timeout);
+                }
+                continue;
+            }
+            crate::failpoint::hit(crate::failpoint::Point::RegionObjectRemoving);
+            return self.finish_removal(name, index, e, me);
+        }
+    }
+
+    /// Removal steps 2 to 4 for entry `index`, which this thread moved to `REMOVING`.
+    fn finish_removal(
+        &self,
+        name: &str,
+        index: u32,
+        e: &Entry,
+        me: u32,
+    ) -> Result<(), RemoveObjectError> {
+        let raw = self.raw();
+        let geo = self.geo;
+        let cancel = || {
+            transition(e, me, state::REMOVING, state::make(me, state::READY));
+        };
+        // SeqCst: remover step 2, paired with an unlisted opener's `UNLISTED` write.
+        let unlisted = raw
+            .header()
+            .is_none_or(|h| h.life.load(Ordering::SeqCst) & life::UNLISTED != 0);
+        let my_slot = self.life.slot();
+        if unlisted || my_slot.is_none() {
+            cancel();
+            return Err(RemoveObjectError::Unlisted);
+        }
+        let mut pids: Vec<u32> = Vec::new();
+        let mut stale = [0u64; 2];
+        for k in 0..ATTACH_SLOTS {
+            let (word, bit) = user_bit(k);
+            // SeqCst: remover step 3, the remover's load of the Dekker pair.
+            if e.users[word].load(Ordering::SeqCst) & bit == 0 || Some(k) == my_slot {
+                continue;
+            }
+            // SeqCst: as every load of a table word by a removal (lifecycle).
+            let w = raw
+                .attach_slot(&geo, k)
+                .map_or(0, |s| s.load(Ordering::SeqCst));
+            if w != 0 && super::lifecycle::word_is_alive(w) {
+                let pid = super::format::slot::pid(w);
+                if !pids.contains(&pid) {
+                    pids.push(pid);
+                }
+            } else {
+                stale[word] |= bit;
+            }
+        }
+        if !pids.is_empty() {
+            // Bits of dead holders go anyway (Relaxed: a hint for the next removal).
+            for (w, st) in stale.iter().enumerate() {
+                if *st != 0 {
+                    e.users[w].fetch_and(!*st, Ordering::Relaxed);
+                }
+            }
+            cancel();
+            return Err(RemoveObjectError::InUse {
+                name: name.to_owned(),
+                pids,
+            });
+        }
+        // Relaxed: the bitmap is published with the entry by the release transition to
+        // FREE (and read again by whoever reuses it under the creation lock, which clears
+        // it anyway).
+        e.users[0].store(0, Ordering::Relaxed);
+        e.users[1].store(0, Ordering::Relaxed);
+        crate::failpoint::hit(crate::failpoint::Point::RegionObjectUsersCleared);
+        self.pins.clear(index);
+        if !transition(e, me, state::REMOVING, state::make(0, state::FREE)) {
+            return Err(RemoveObjectError::Corrupt(format!(
+                "entry {index} changed owner while `{name}` was being removed"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The entry holding `name`, `READY`, with the state word seen. Waits for an entry of
+    /// the name being created or removed (returning a dead remover's to `READY`).
+    fn find_for_removal(
+        &self,
+        name: &str,
+        deadline: Instant,
+    ) -> Result<(u32, &Entry, u32), RemoveObjectError> {
+        let raw = self.raw();
+        let geo = self.geo;
+        let mut i = 0;
+        while i < geo.capacity {
+            let Some(e) = raw.entry(&geo, i) else {
+                return Err(RemoveObjectError::Corrupt(format!(
+                    "entry {i} outside the region"
+                )));
+            };
+            // Acquire: as in a lookup (pairs with the release transitions).
+            let s = e.state.load(Ordering::Acquire);
+            let phase = state::phase(s);
+            match phase {
+                state::EMPTY => break,
+                state::INITIALISING | state::READY | state::REMOVING => {
+                    let snap = EntrySnapshot::read(e);
+                    if snap.name_bytes() != Some(name.as_bytes()) {
+                        i += 1;
+                        continue;
+                    }
+                    if phase == state::READY {
+                        return Ok((i, e, s));
+                    }
+                    match wait_on(e, s, deadline, true).map_err(|_| RemoveObjectError::Timeout)? {
+                        Seen::Changed => {}
+                        Seen::OwnerDead if phase == state::REMOVING => cancel_dead_removal(e, s),
+                        // A creator that died in `init`: nothing to remove yet.
+                        Seen::OwnerDead => break,
+                    }
+                }
+                _ => i += 1,
+            }
+        }
+        Err(RemoveObjectError::NotFound {
+            name: name.to_owned(),
+        })
+    }
+
+    /// Removes the object `name` of the region file at `path`, through a handle opened
+    /// for the purpose: [`Region::remove`] on `Region::open(path)`.
+    ///
+    /// # Errors
+    ///
+    /// [`RemoveObjectError::Open`] if the region cannot be opened; otherwise as
+    /// [`Region::remove`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{Counter, Region};
+    ///
+    /// let path = std::env::temp_dir().join(format!("shmstate-doc-rmpath-{}", std::process::id()));
+    /// drop(Region::create(&path, 1 << 16)?.get_or_default::<Counter>("old").map(|_| ())?);
+    /// Region::remove_object(&path, "old")?;
+    /// assert!(Region::open(&path)?.entries().is_empty());
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn remove_object(path: impl AsRef<Path>, name: &str) -> Result<(), RemoveObjectError> {
+        RegionOptions::new().open(path)?.remove(name)
+    }
+
+    /// How the data area is used: free space (removed objects' extents and the
+    /// unallocated end), the largest free piece, fragmentation. Loads only.
+    ///
+    /// # Examples
+    ///
+    /// See [`SpaceInfo`].
+    pub fn space(&self) -> SpaceInfo {
+        space_of(self.raw(), &self.geo)
+    }
+}
+
+fn name_reason(name: &str) -> &'static str {
+    match check_name(name) {
+        Err(super::error::GetError::InvalidName { reason, .. }) => reason,
+        _ => "invalid",
+    }
+}
