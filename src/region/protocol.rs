@@ -7,26 +7,35 @@
 //! Each entry has a state word (layout in [`state`](super::format::state)). To get or
 //! create `name`, a process scans the directory from entry 0:
 //!
-//! - a `READY` or `INITIALISING` entry has a published name: if it is `name`, the type is
-//!   checked and the object returned (once `READY`; until then the process waits);
+//! - a `READY`, `INITIALISING` or `REMOVING` entry has a published name: if it is `name`,
+//!   the type is checked and the object returned once `READY` (after the caller marks
+//!   itself a user of it: [`remove`](super::remove)); until then the process waits;
 //!   otherwise the scan moves on;
-//! - a `CLAIMED` entry's name is not published yet: the process waits until it is, since
-//!   it might be `name` (this is what keeps names unique when two processes create the
-//!   same name at once: whoever claims a later entry has seen every earlier name);
-//! - the first `EMPTY` entry proves `name` absent: the process claims it by CAS (`EMPTY ->
-//!   CLAIMED`), writes name and type, allocates the object's space by CAS on the header's
-//!   bump word, publishes the name (`INITIALISING`, release), zeroes the object, runs
-//!   `init`, and publishes the object (`READY`, release). A losing CAS re-examines the
-//!   entry.
+//! - `CLAIMED` and `FREE` entries publish no name: the scan moves on;
+//! - the first `EMPTY` entry (or the end of the directory) proves `name` absent. A
+//!   creator then takes the region's **creation lock** (a word in the header holding its
+//!   TID, taken by CAS), scans the directory again under it, and if `name` is still absent
+//!   claims the first `FREE` entry, else the first `EMPTY` one, by CAS (`-> CLAIMED`),
+//!   writes name and type, places the object in the first gap of free space that fits
+//!   ([`remove`](super::remove)'s Space), publishes the name (`INITIALISING`, release) and
+//!   releases the lock; then it zeroes the object, runs `init`, and publishes the object
+//!   (`READY`, release).
+//!
+//! Names stay unique because every name is published under the creation lock, whose
+//! holder has seen every name published before (the lock's release/acquire orders them),
+//! and entries reused after a removal are claimed only under it. The `EMPTY` entries
+//! stay a suffix of the directory (an entry becomes `FREE`, never `EMPTY`, once used), so
+//! a lookup without the lock may stop at the first one.
 //!
 //! Waiting spins briefly with loads, then sets the `WAITERS` bit and futex-waits in
 //! 10 ms slices; between slices it probes the owner, the thread recorded in the word
 //! (`wait::holder_is_dead`: `kill(tid, 0)` and `/proc/<tid>/stat`). An entry whose owner died in
-//! `CLAIMED` or `INITIALISING` is taken over by CAS on the state word (keeping the phase,
-//! replacing the owner): a dead claim is re-claimed for the taker's own
-//! name, a dead initialisation is restarted from zeroed bytes with the taker's `init`.
-//! The space a dead claimer had already allocated is leaked. An `init` that panics marks
-//! its entry abandoned (owner 0, which no thread has) so that the next caller takes over.
+//! `INITIALISING` is taken over by CAS on the state word (keeping the phase, replacing the
+//! owner) and restarted from zeroed bytes with the taker's `init`. A creator that dies
+//! holding the creation lock is probed dead by the next creator between slices, which
+//! takes the lock over by CAS and frees the dead one's `CLAIMED` entry (`FREE`; its extent
+//! is free space again). An `init` that panics marks its entry abandoned (owner 0, which
+//! no thread has) so that the next caller takes over.
 //!
 //! # Crash windows
 //!
@@ -37,7 +46,7 @@
 //! | step | left behind | repaired by, how fast |
 //! |------|-------------|-----------------------|
 //! | before the claim | nothing | — |
-//! | `CLAIMED`: name or type being written, space maybe allocated | an entry naming a dead owner | the next process that reaches it probes the owner between 10 ms slices and re-claims the entry for its own name (unit test `a_dead_claim_is_taken_over`); allocated space leaks; failpoint test |
+//! | creation lock taken, or `CLAIMED`: name, type or extent being written | the lock and an entry naming a dead owner (gets are unaffected: a claim publishes no name) | the next creator probes the lock's holder between 10 ms slices, takes the lock over and frees the claim (unit test `a_dead_claim_is_taken_over`; failpoint tests in `tests/region_remove_failpoints.rs`, `tests/failpoints.rs`) |
 //! | `INITIALISING`: object being zeroed or `init` running | the same, with the name published | a process waiting for that name takes it over and restarts from zeroed bytes with its own `init` within a slice (`tests/region_takeover.rs`) |
 //! | `READY` published, waiters not yet woken | sleepers on a ready entry | each re-checks after its slice (10 ms); failpoint test |
 //! | `init` panicked | an abandoned entry (owner 0) | the next caller takes it over at once |
@@ -50,7 +59,9 @@
 //! - TIDs are reused: an owner that died after its TID was handed to a new thread reads
 //!   as alive, and waiters return [`GetError::Timeout`] after the region's timeout
 //!   instead of taking over.
-//! - Space is never freed: objects live as long as the region.
+//! - A stopped (not killed) creator holding the creation lock makes every other creator
+//!   of a new name return [`GetError::Timeout`] at the region's timeout (existing objects
+//!   are still handed out).
 
 use std::time::{Duration, Instant};
 
@@ -185,13 +196,13 @@ enum Claim<'r> {
     /// A live thread holds a `CLAIMED` entry (it holds the lock no more: it was misjudged
     /// dead, or the word was written by a peer): wait on it outside the lock.
     Wait(&'r Entry, u32),
-    /// This process now owns the `CLAIMED` entry `index`, which was in phase `was`; with
-    /// `Some`, the object goes into the free extent `(offset, extent)` the entry owns.
+    /// This process now owns the `CLAIMED` entry `index`, which was in phase `was`;
+    /// `spans` are the extents the other entries own.
     Claimed {
         index: u32,
         entry: &'r Entry,
         was: u32,
-        fit: Option<(usize, usize)>,
+        spans: Vec<(usize, usize)>,
     },
 }
 
@@ -229,7 +240,7 @@ impl Region {
                 Step::Absent => {
                     let lock = CreateLock::take(self, deadline)?;
                     crate::failpoint::hit(crate::failpoint::Point::RegionCreateLocked);
-                    match self.claim(&want, len, me, deadline)? {
+                    match self.claim(&want, me, deadline)? {
                         Claim::Exists => {}
                         Claim::Wait(e, s) => {
                             drop(lock);
@@ -239,9 +250,9 @@ impl Region {
                             index,
                             entry,
                             was,
-                            fit,
+                            spans,
                         } => {
-                            let offset = self.fill(entry, index, &want, len, me, was, fit, deadline)?;
+                            let offset = self.fill(entry, index, &want, len, me, was, spans)?;
                             drop(lock);
                             return self.initialise(entry, offset, len, me, init);
                         }
@@ -442,37 +453,22 @@ impl Region {
     }
 
     /// The scan of a creator holding the creation lock: whether `want` exists, and if
-    /// not, the entry (and free extent) to create it in, claimed. All names are published
-    /// under the lock, so this scan sees every one (a removal may take one away
-    /// meanwhile, which only errs towards `Exists`).
+    /// not, the entry to create it in, claimed, and the extents every other entry owns.
+    /// All names are published under the lock, so this scan sees every one (a removal may
+    /// take one away meanwhile, which only errs towards `Exists`).
     ///
-    /// The entry: the first `FREE` one whose extent fits (first fit: the scan visits
-    /// entries in order anyway, and the same names re-created at the same sizes reuse
-    /// their old extents exactly), else the first `FREE` entry without an extent, else
-    /// the first `EMPTY` one, else the `FREE` entry with the smallest extent (whose extent
-    /// is then abandoned: counted as leaked by [`Region::space`]).
-    fn claim(
-        &self,
-        want: &Want<'_>,
-        len: usize,
-        me: u32,
-        deadline: Instant,
-    ) -> Result<Claim<'_>, GetError> {
+    /// The entry: the first `FREE` one, else the first `EMPTY` one (so that the `EMPTY`
+    /// entries stay a suffix as long as possible).
+    fn claim(&self, want: &Want<'_>, me: u32, deadline: Instant) -> Result<Claim<'_>, GetError> {
         let raw = self.raw();
         let geo = self.geo;
-        let size = (want.size_for)(len).unwrap_or(0);
-        let need = round_up(size as u64).unwrap_or(u64::MAX);
         'rescan: loop {
             if Instant::now() >= deadline {
                 return Err(GetError::Timeout);
             }
-            // Every extent an entry owns, to check a free one against before using it
-            // (a peer's garbage must not make this process place an object over another).
+            // Every extent an entry owns: the space a new object must not overlap.
             let mut spans: Vec<(usize, usize)> = Vec::new();
-            let mut fits: Vec<(u32, u32, usize, usize)> = Vec::new();
-            let mut bare: Option<(u32, u32)> = None;
-            let mut smallest: Option<(u32, u32, usize)> = None;
-            let mut empty: Option<(u32, u32)> = None;
+            let mut target: Option<(u32, u32)> = None;
             for i in 0..geo.capacity {
                 let Some(e) = raw.entry(&geo, i) else {
                     return Err(GetError::Corrupt(format!("entry {i} outside the region")));
@@ -480,11 +476,11 @@ impl Region {
                 // Acquire: as in `lookup`; and pairs with the release of the creation
                 // lock, after which the previous holder's entries are published.
                 let s = e.state.load(Ordering::Acquire);
-                let snap = EntrySnapshot::read(e);
-                let span = snap.span(&geo).ok();
                 match state::phase(s) {
                     state::EMPTY => {
-                        empty = Some((i, s));
+                        if target.is_none() {
+                            target = Some((i, s));
+                        }
                         break;
                     }
                     state::CLAIMED => {
@@ -492,9 +488,8 @@ impl Region {
                             return Ok(Claim::Wait(e, s));
                         }
                         // A dead creator's claim (it held the lock, which we took over):
-                        // free it with whatever extent it recorded (a span that is a
-                        // piece of its allocation or of its old extent, see the crash
-                        // windows), and look again.
+                        // free it (its space, recorded or not, is no entry's any more),
+                        // and look again.
                         let free = state::make(0, state::FREE) | (s & state::WAITERS);
                         // Acquire: the dead owner's writes to the fields happen before.
                         let _ = e.state.compare_exchange(
@@ -505,59 +500,31 @@ impl Region {
                         );
                         continue 'rescan;
                     }
-                    state::FREE => match span {
-                        Some((_, 0)) => {
-                            if bare.is_none() {
-                                bare = Some((i, s));
-                            }
+                    state::FREE => {
+                        if target.is_none() {
+                            target = Some((i, s));
                         }
-                        Some((off, ext)) => {
-                            spans.push((off, ext));
-                            if ext as u64 >= need {
-                                fits.push((i, s, off, ext));
-                            } else if smallest.is_none_or(|(_, _, x)| ext < x) {
-                                smallest = Some((i, s, ext));
-                            }
-                        }
-                        // A garbage extent: never used; the entry is reused bare.
-                        None => {
-                            if bare.is_none() {
-                                bare = Some((i, s));
-                            }
-                        }
-                    },
+                    }
                     state::INITIALISING | state::READY | state::REMOVING => {
+                        let snap = EntrySnapshot::read(e);
                         if snap.name_bytes() == Some(want.name.as_bytes()) {
                             return Ok(Claim::Exists);
                         }
-                        if let Some(sp) = span {
+                        // A garbage extent cannot be handed out (`placement` refuses it),
+                        // so it reserves nothing.
+                        if let Ok(sp) = snap.span(&geo)
+                            && sp.1 != 0
+                        {
                             spans.push(sp);
                         }
                     }
                     _ => {}
                 }
             }
-            let bump = raw
-                .header()
-                // Relaxed: the bump word only moves under the creation lock, held.
-                .map_or(0, |h| h.bump.load(Ordering::Relaxed) as usize);
-            let fit = fits.into_iter().find(|&(_, _, off, ext)| {
-                off + ext <= bump
-                    && spans
-                        .iter()
-                        .filter(|&&(o, x)| x != 0 && (o, x) != (off, ext))
-                        .all(|&(o, x)| o + x <= off || off + ext <= o)
-                    && spans.iter().filter(|&&sp| sp == (off, ext)).count() == 1
-            });
-            let (index, s, fit) = match (fit, bare, empty, smallest) {
-                (Some((i, s, off, ext)), ..) => (i, s, Some((off, ext))),
-                (None, Some((i, s)), ..) | (None, None, Some((i, s)), _) => (i, s, None),
-                (None, None, None, Some((i, s, _))) => (i, s, None),
-                (None, None, None, None) => {
-                    return Err(GetError::DirectoryFull {
-                        capacity: geo.capacity,
-                    });
-                }
+            let Some((index, s)) = target else {
+                return Err(GetError::DirectoryFull {
+                    capacity: geo.capacity,
+                });
             };
             let Some(e) = raw.entry(&geo, index) else {
                 continue;
@@ -574,17 +541,16 @@ impl Region {
                     index,
                     entry: e,
                     was: state::phase(s),
-                    fit,
+                    spans,
                 });
             }
         }
     }
 
     /// Fills the `CLAIMED` entry `e` (index `index`, phase `was` before the claim) that
-    /// this process owns with `want`, places its object (in `fit`, the entry's own free
-    /// extent, or in new space from [`allocate`](Self::allocate)), and publishes the name
-    /// (`INITIALISING`). Returns the object's offset. On failure the entry is given back
-    /// as it was (`EMPTY`, or `FREE` with its extent).
+    /// this process owns with `want`, places its object ([`allocate`](Self::allocate),
+    /// outside `spans`), and publishes the name (`INITIALISING`). Returns the object's
+    /// offset. On failure the entry is given back as it was (`EMPTY` or `FREE`).
     #[allow(clippy::too_many_arguments)]
     fn fill(
         &self,
@@ -594,8 +560,7 @@ impl Region {
         len: usize,
         me: u32,
         was: u32,
-        fit: Option<(usize, usize)>,
-        deadline: Instant,
+        spans: Vec<(usize, usize)>,
     ) -> Result<usize, GetError> {
         // `Want::new` checked that `size_for(len)` exists.
         let size = (want.size_for)(len).unwrap_or(0);
@@ -612,25 +577,16 @@ impl Region {
         for (k, byte) in e.name.iter().enumerate().take(NAME_FIELD) {
             byte.store(name.get(k).copied().unwrap_or(0), Ordering::Relaxed);
         }
-        let offset = match fit {
-            Some((offset, _)) => offset,
-            None => match self.allocate(size, deadline) {
-                Ok((offset, extent)) => {
-                    // Offset first: a crash between the two stores leaves the new offset
-                    // with the old extent, which is 0 or (the smallest free extent, which
-                    // did not fit) shorter than the new allocation: a piece of it, never
-                    // of another object's space.
-                    e.offset.store(offset as u64, Ordering::Relaxed);
-                    e.extent.store(extent as u64, Ordering::Relaxed);
-                    offset
-                }
-                Err(err) => {
-                    // Give the entry back as it was (its extent untouched).
-                    transition(e, me, state::CLAIMED, state::make(0, was));
-                    return Err(err);
-                }
-            },
+        let (offset, extent) = match self.allocate(size, spans) {
+            Ok(placed) => placed,
+            Err(err) => {
+                // Give the entry back as it was.
+                transition(e, me, state::CLAIMED, state::make(0, was));
+                return Err(err);
+            }
         };
+        e.offset.store(offset as u64, Ordering::Relaxed);
+        e.extent.store(extent as u64, Ordering::Relaxed);
         // Bits left by handles that asked for the old object name nobody now: clear them
         // (Relaxed: published with the entry by the release transition below; a getter's
         // bit set after this is its own, checked against the new state).
@@ -672,56 +628,62 @@ impl Region {
         Ok(object)
     }
 
-    /// Allocates new space for an object of `size` bytes from the bump word: returns its
-    /// offset and extent (`size` rounded up to 64). Called by the creation lock's holder
-    /// only, after no free extent fitted.
-    fn allocate(&self, size: usize, deadline: Instant) -> Result<(usize, usize), GetError> {
+    /// Places an object of `size` bytes in the data area, outside the extents `spans`
+    /// that other entries own: the first gap (by address) of at least `size` rounded up
+    /// to 64 (see [`first_fit`]). Returns its offset and extent. Called by the creation
+    /// lock's holder only, so nothing else is placed meanwhile (and `spans`, read under
+    /// the lock, can only have shrunk since).
+    fn allocate(&self, size: usize, spans: Vec<(usize, usize)>) -> Result<(usize, usize), GetError> {
         let geo = self.geo;
         let raw = self.raw();
         let Some(h) = raw.header() else {
             return Err(GetError::Corrupt("no header".into()));
         };
-        let total = geo.total as u64;
-        let Some(need) = round_up(size as u64) else {
+        let Some(need) = round_up(size as u64).and_then(|n| usize::try_from(n).ok()) else {
             return Err(GetError::RegionFull {
                 needed: u64::MAX,
                 available: 0,
             });
         };
-        // Relaxed (load and CAS): the bump word only hands out disjoint ranges; what is
-        // written into them is published through the entry's state word.
-        let mut cur = h.bump.load(Ordering::Relaxed);
-        loop {
-            if cur < geo.data_start as u64
-                || !cur.is_multiple_of(OBJECT_ALIGN as u64)
-                || cur > total
-            {
-                return Err(GetError::Corrupt(format!(
-                    "allocation pointer {cur} outside the data area"
-                )));
-            }
-            let available = total - cur;
-            if need > available {
-                return Err(GetError::RegionFull {
-                    needed: need,
-                    available,
-                });
-            }
-            match h.bump.compare_exchange_weak(
-                cur,
-                cur + need,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                // `cur + need <= total`, a `usize`.
-                Ok(_) => return Ok((cur as usize, need as usize)),
-                Err(now) => cur = now,
-            }
-            if Instant::now() >= deadline {
-                return Err(GetError::Timeout);
+        let (found, largest) = first_fit(spans, geo.data_start, geo.total, need);
+        let Some(offset) = found else {
+            return Err(GetError::RegionFull {
+                needed: need as u64,
+                available: largest as u64,
+            });
+        };
+        // Relaxed: the high-water mark only moves under the creation lock (held); it is
+        // published with the entry's extent by the release transition that follows.
+        h.bump.fetch_max((offset + need) as u64, Ordering::Relaxed);
+        Ok((offset, need))
+    }
+}
+
+/// The first gap of at least `need` bytes in `[start, end)` outside the extents `spans`
+/// (which may overlap each other: garbage from a peer), and the largest gap. Gaps are
+/// 64-aligned (every extent is).
+pub(super) fn first_fit(
+    mut spans: Vec<(usize, usize)>,
+    start: usize,
+    end: usize,
+    need: usize,
+) -> (Option<usize>, usize) {
+    spans.sort_unstable();
+    let mut found = None;
+    let mut largest = 0;
+    let mut cur = start;
+    for (off, ext) in spans.into_iter().chain(core::iter::once((end, 0))) {
+        let off = off.min(end);
+        if off > cur {
+            let gap = off - cur;
+            largest = largest.max(gap);
+            if found.is_none() && gap >= need {
+                found = Some(cur);
             }
         }
+        cur = cur.max(off.saturating_add(ext).min(end));
     }
+    (found, largest)
 }
 
 /// The region's creation lock, held by this thread (see [`create_lock`]).

@@ -68,22 +68,22 @@
 //! lock stop at the first `EMPTY` entry, which still proves the name absent: entries
 //! return to `FREE`, never to `EMPTY`, so the `EMPTY` ones remain a suffix.
 //!
-//! **Space.** A removed object's extent stays with its `FREE` entry. A creator uses the
-//! first `FREE` entry (in directory order) whose extent is at least the new object's size
-//! (first fit: the creator's scan visits every entry anyway, so it costs nothing more, and
-//! a workload that removes and re-creates names at the same sizes reuses each extent
-//! exactly), checked to lie below the bump word and to overlap no other entry's extent
-//! (a peer's garbage cannot make this process place an object over another). The slack of
-//! a larger extent stays with the entry (internal fragmentation, reported as `slack`). If
-//! nothing fits, the object gets new space from the bump word, in a `FREE` entry without
-//! an extent, else an `EMPTY` one, else the `FREE` entry with the smallest extent, whose
-//! extent is then abandoned (reported as `leaked`). Nothing is ever moved. Bounds: every
-//! free or slack byte belongs to one entry's extent, and each extent was made for one
-//! object; there are at most `capacity` extents; the bytes lost to fragmentation are at
-//! most the sum of the extents of `FREE` entries smaller than the objects asked for, plus
-//! the slack of reused ones. [`Region::space`] and
-//! [`ReadOnlyRegion::space`](super::ReadOnlyRegion::space) report it (and `shmstate
-//! inspect` shows it).
+//! **Space.** Free space is not recorded anywhere: it is every part of the data area
+//! that no entry's extent covers (the extents of `INITIALISING`, `READY` and `REMOVING`
+//! entries; a `FREE` entry owns nothing). The creation lock's holder, which has just
+//! scanned the whole directory, places a new object in the first gap (by address) of at
+//! least its size rounded up to 64 (first fit: the scan already visits every entry, so
+//! sorting the extents is all it costs; it keeps objects low and the tail whole, and with
+//! holes coalescing by themselves it fragments about as little as best fit does in
+//! practice). A removal frees its extent by marking the entry `FREE`: neighbouring holes
+//! merge at once, nothing is moved, and no crash can leak space (a creator that dies
+//! with a claim leaves an extent that the next lock holder frees with the claim). A peer's
+//! garbage extents are sorted in as they are (overlaps and all), so this process never
+//! places an object over space another entry claims. The bound: fragmentation is only
+//! external (holes between live objects smaller than the object asked for); no byte is
+//! lost for good, and every hole is reusable once its neighbours are removed.
+//! [`Region::space`] and [`ReadOnlyRegion::space`](super::ReadOnlyRegion::space) report
+//! free bytes, the largest piece and their count (and `shmstate inspect` shows them).
 //!
 //! # Crash windows
 //!
@@ -98,7 +98,7 @@
 //! | remover step 4: bitmap cleared, `FREE` not yet published | the same, with an empty bitmap | as above: `READY` again, users ask again (failpoint test `a_remover_killed_after_clearing_the_bitmap_leaves_the_object_ready`) |
 //! | `FREE` published, waiters not yet woken | sleepers on a free entry | each re-checks after its slice (10 ms) |
 //! | creator: creation lock taken, directory not scanned | a lock naming a dead thread | the next creator probes it dead within a slice (10 ms) and takes it over (failpoint test `a_creator_killed_holding_the_creation_lock_is_taken_over`) |
-//! | creator: entry `CLAIMED` (reused or new), extent chosen or allocated, name not published | a dead claim under a dead lock | the next creator takes the lock over, frees the claim (`FREE`, with the extent it recorded: a reused extent is kept whole; new space allocated but not yet recorded leaks) and goes on (failpoint test `a_creator_killed_after_claiming_a_free_entry_leaves_it_reusable`) |
+//! | creator: entry `CLAIMED` (a `FREE` or `EMPTY` one), extent placed, name not published | a dead claim under a dead lock | the next creator probes the lock's holder dead within a slice, takes the lock over and frees the claim (`FREE`: its extent is free space again), then goes on (failpoint test `a_creator_killed_after_claiming_an_entry_leaves_it_reusable`) |
 //! | creator: `INITIALISING` published, lock not released or `init` running | as for any creation (see [`protocol`](super::protocol)) | the lock as above; the entry by takeover |
 //!
 //! # Limits
@@ -121,7 +121,7 @@ use crate::sync::{AtomicU64, Ordering};
 
 use super::error::RemoveObjectError;
 use super::file::{Region, RegionOptions};
-use super::format::{ATTACH_SLOTS, Entry, EntrySnapshot, Geometry, Raw, life, round_up, state};
+use super::format::{ATTACH_SLOTS, Entry, EntrySnapshot, Geometry, Raw, life, state};
 use super::protocol::{Seen, check_name, deadline_after, transition, wait_on};
 
 /// The bit of attach-table word `slot` in an entry's user bitmap: `(word, mask)`.
@@ -253,10 +253,14 @@ pub(super) fn cancel_dead_removal(e: &Entry, seen: u32) {
 /// let mut region = Region::anonymous(1 << 16)?;
 /// let before = region.space();
 /// region.get_or_default::<Counter>("a")?;
-/// assert_eq!(region.space().used, 64);
+/// region.get_or_default::<Counter>("b")?;
+/// assert_eq!(region.space().used, 128);
 /// region.remove("a")?;
 /// let after = region.space();
-/// assert_eq!((after.used, after.free_extents, after.free), (0, 1, before.free));
+/// // A 64-byte hole before "b", and the rest after it.
+/// assert_eq!((after.used, after.free, after.free_extents), (64, before.free - 64, 2));
+/// assert_eq!(after.largest_free, before.free - 128);
+/// assert!(after.fragmentation() > 0.0);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -264,29 +268,21 @@ pub(super) fn cancel_dead_removal(e: &Entry, seen: u32) {
 pub struct SpaceInfo {
     /// Bytes of the data area (the region's size less header, directory and attach table).
     pub data: u64,
-    /// Bytes in the extents of named objects (including their slack).
+    /// Bytes in the extents of named objects (each object's size rounded up to 64).
     pub used: u64,
-    /// Bytes that a new object can be placed in: the free extents of removed objects and
-    /// the unallocated end of the data area.
+    /// Bytes that new objects can be placed in: `data - used`.
     pub free: u64,
-    /// The largest of those pieces: the largest object that fits now.
+    /// The largest free piece: the largest object that fits now.
     pub largest_free: u64,
-    /// Number of free extents of removed objects.
+    /// Number of free pieces (holes left by removed objects, and the end of the area).
     pub free_extents: u32,
-    /// Bytes unallocated at the end of the data area.
+    /// Bytes free after the last object.
     pub tail: u64,
-    /// Bytes of named objects' extents beyond their objects (a reused extent larger than
-    /// the object placed in it).
-    pub slack: u64,
-    /// Bytes of the data area that no entry owns and that lie before the bump word:
-    /// abandoned by a creator that died, or by a reuse of an entry whose extent fitted
-    /// nothing (see the module docs).
-    pub leaked: u64,
 }
 
 impl SpaceInfo {
     /// The external fragmentation of the free space, from 0 (all free bytes in one piece,
-    /// or none free) to 1: `1 - largest_free / free`.
+    /// or none free) towards 1: `1 - largest_free / free`.
     pub fn fragmentation(&self) -> f64 {
         if self.free == 0 {
             0.0
@@ -298,52 +294,39 @@ impl SpaceInfo {
 
 /// The space report of `raw` (loads only: runs over a read-only mapping).
 pub(super) fn space_of(raw: Raw<'_>, geo: &Geometry) -> SpaceInfo {
-    let mut s = SpaceInfo {
-        data: (geo.total - geo.data_start) as u64,
-        ..SpaceInfo::default()
-    };
-    // Acquire: a snapshot for tools (the only ordering a read-only mapping's loads use).
-    let bump = raw.header().map_or(geo.total as u64, |h| h.bump.load(Ordering::Acquire));
-    let bump = bump.clamp(geo.data_start as u64, geo.total as u64);
-    s.tail = geo.total as u64 - bump;
-    let mut owned = 0u64;
+    let mut spans: Vec<(usize, usize)> = Vec::new();
     for i in 0..geo.capacity {
         let Some(e) = raw.entry(geo, i) else { break };
         // Acquire: pairs with the release transitions that published the fields.
         let st = e.state.load(Ordering::Acquire);
-        let phase = state::phase(st);
-        if phase == state::EMPTY {
-            break;
-        }
-        let snap = EntrySnapshot::read(e);
-        let Ok((off, ext)) = snap.span(geo) else {
-            continue;
-        };
-        let ext = ext as u64;
-        if ext == 0 || off as u64 + ext > bump {
-            continue;
-        }
-        match phase {
-            state::FREE => {
-                s.free += ext;
-                s.free_extents += 1;
-                s.largest_free = s.largest_free.max(ext);
-                owned += ext;
-            }
-            state::INITIALISING | state::READY | state::REMOVING => {
-                s.used += ext;
-                let size = round_up(snap.size).unwrap_or(u64::MAX);
-                s.slack += ext.saturating_sub(size);
-                owned += ext;
-            }
-            // CLAIMED (its extent is being chosen) or garbage.
-            _ => {}
+        if matches!(
+            state::phase(st),
+            state::INITIALISING | state::READY | state::REMOVING
+        ) && let Ok(sp) = EntrySnapshot::read(e).span(geo)
+            && sp.1 != 0
+        {
+            spans.push(sp);
         }
     }
-    s.free += s.tail;
-    s.largest_free = s.largest_free.max(s.tail);
-    let allocated = bump - geo.data_start as u64;
-    s.leaked = allocated.saturating_sub(owned);
+    spans.sort_unstable();
+    let mut s = SpaceInfo {
+        data: (geo.total - geo.data_start) as u64,
+        ..SpaceInfo::default()
+    };
+    let mut cur = geo.data_start;
+    for (off, ext) in spans.into_iter().chain(core::iter::once((geo.total, 0))) {
+        if off > cur {
+            let gap = (off - cur) as u64;
+            s.free += gap;
+            s.free_extents += 1;
+            s.largest_free = s.largest_free.max(gap);
+            if off == geo.total {
+                s.tail = gap;
+            }
+        }
+        cur = cur.max(off.saturating_add(ext).min(geo.total));
+    }
+    s.used = s.data - s.free;
     s
 }
 
