@@ -422,8 +422,17 @@ impl Region {
                         i += 1;
                         continue;
                     }
-                    let len = want.check(&snap)?;
-                    let (offset, _) = snap.placement(&geo).map_err(|w| corrupt(&w))?;
+                    // The fields were read one by one: if the entry was removed and
+                    // reused meanwhile they may mix two objects. Only a copy taken while
+                    // the state word stayed the same is judged.
+                    // Acquire: as the load above.
+                    let checked = want
+                        .check(&snap)
+                        .and_then(|len| Ok((snap.placement(&geo).map_err(|w| corrupt(&w))?.0, len)));
+                    if checked.is_err() && e.state.load(Ordering::Acquire) != s {
+                        continue;
+                    }
+                    let (offset, len) = checked?;
                     if phase == state::READY {
                         return Ok(Step::Ready(i, offset, len));
                     }
@@ -587,11 +596,9 @@ impl Region {
         };
         e.offset.store(offset as u64, Ordering::Relaxed);
         e.extent.store(extent as u64, Ordering::Relaxed);
-        // Bits left by handles that asked for the old object name nobody now: clear them
-        // (Relaxed: published with the entry by the release transition below; a getter's
-        // bit set after this is its own, checked against the new state).
-        e.users[0].store(0, Ordering::Relaxed);
-        e.users[1].store(0, Ordering::Relaxed);
+        // Bits set since the entry's removal stay (they belong to live handles that asked
+        // for the entry meanwhile: clearing one could erase the bit of a getter about to
+        // find this very object READY). They count those handles as users.
         self.mark_user(index, e);
         crate::failpoint::hit(crate::failpoint::Point::RegionClaimed);
         if !transition(e, me, state::CLAIMED, state::make(me, state::INITIALISING)) {

@@ -46,8 +46,9 @@
 //! 2. loads the life-cycle word (`SeqCst`): `UNLISTED` cancels (`REMOVING -> READY`);
 //! 3. loads the bitmap (`SeqCst`): for every bit but its own handle's, probes the
 //!    attach-table word it names; a live word cancels (`REMOVING -> READY`, `InUse`);
-//! 4. clears the bitmap, then `REMOVING -> FREE` (release) and wakes waiters. The entry
-//!    keeps its extent (`offset`, `extent`) as free space.
+//! 4. clears the bits it read (never one set since: that getter checks the state after
+//!    setting it), then `REMOVING -> FREE` (release) and wakes waiters. The entry's
+//!    extent is free space from then on.
 //!
 //! **Why no getter keeps a reference to a removed object.** Getter step 1 precedes its
 //! step 2; remover step 1 precedes its step 3; all four are `SeqCst`, so they lie in one
@@ -389,6 +390,13 @@ impl Region {
                 }
                 continue;
             }
+            // The entry cannot change now (only a remover leaves REMOVING): check that it
+            // is still `name` (its fields were read before the CAS, and the entry may have
+            // been removed and re-created in between with the same state word).
+            if EntrySnapshot::read(e).name_bytes() != Some(name.as_bytes()) {
+                transition(e, me, state::REMOVING, state::make(me, state::READY));
+                continue;
+            }
             crate::failpoint::hit(crate::failpoint::Point::RegionObjectRemoving);
             return self.finish_removal(name, index, e, me);
         }
@@ -417,11 +425,19 @@ impl Region {
             return Err(RemoveObjectError::Unlisted);
         }
         let mut pids: Vec<u32> = Vec::new();
+        // SeqCst: remover step 3, the remover's loads of the Dekker pair.
+        let seen = [
+            e.users[0].load(Ordering::SeqCst),
+            e.users[1].load(Ordering::SeqCst),
+        ];
         let mut stale = [0u64; 2];
         for k in 0..ATTACH_SLOTS {
             let (word, bit) = user_bit(k);
-            // SeqCst: remover step 3, the remover's load of the Dekker pair.
-            if e.users[word].load(Ordering::SeqCst) & bit == 0 || Some(k) == my_slot {
+            if seen[word] & bit == 0 {
+                continue;
+            }
+            if Some(k) == my_slot {
+                stale[word] |= bit;
                 continue;
             }
             // SeqCst: as every load of a table word by a removal (lifecycle).
@@ -450,11 +466,13 @@ impl Region {
                 pids,
             });
         }
-        // Relaxed: the bitmap is published with the entry by the release transition to
-        // FREE (and read again by whoever reuses it under the creation lock, which clears
-        // it anyway).
-        e.users[0].store(0, Ordering::Relaxed);
-        e.users[1].store(0, Ordering::Relaxed);
+        // Only the bits read above, all of dead or free words (or this handle's): a bit
+        // set since belongs to a getter that reads the state after setting it (and finds
+        // the entry REMOVING, FREE or reused with its bit intact); erasing it could let
+        // that getter pin a later object of the entry without a bit.
+        // Relaxed: published with the entry by the release transition to FREE.
+        e.users[0].fetch_and(!stale[0], Ordering::Relaxed);
+        e.users[1].fetch_and(!stale[1], Ordering::Relaxed);
         crate::failpoint::hit(crate::failpoint::Point::RegionObjectUsersCleared);
         self.pins.clear(index);
         if !transition(e, me, state::REMOVING, state::make(0, state::FREE)) {
