@@ -44,9 +44,9 @@ pub(crate) const MAGIC: u64 = u64::from_ne_bytes(*b"SHMSTATE");
 ///   starts 1,024 bytes later than in version 4).
 /// - 6: objects can be removed ([`Region::remove`](super::Region::remove)): the entry
 ///   state word has three phase bits (`REMOVING` and `FREE` added; `WAITERS` is bit 3, the
-///   owner bits 31..4); each entry records the extent it owns (`extent`) and a user
-///   bitmap with one bit per attach-table word (`users`); the header holds the creation
-///   lock (`create_lock`).
+///   owner bits 31..4); each entry has a generation count over its fields
+///   (`generation`) and a user bitmap with one bit per attach-table word (`users`); the
+///   header holds the creation lock (`create_lock`).
 pub(crate) const VERSION: u32 = 6;
 /// Byte-order and word-size marker: reads differently on the other byte order, and its
 /// low byte is `size_of::<usize>()`.
@@ -140,9 +140,11 @@ pub(crate) struct Entry {
     pub name: [AtomicU8; NAME_FIELD],
     /// `TypeTag::elem.id`.
     pub elem_id: AtomicU64,
-    /// The bytes the entry owns from `offset` (a multiple of 64, at least `size`): the
-    /// object and its slack while named, free space while `FREE` (0: none).
-    pub extent: AtomicU64,
+    /// The entry's generation, a sequence count over its fields: odd while a creator
+    /// writes them (between its claim and the name's publication), even otherwise; it
+    /// grows by 2 with every object the entry holds. A reader's copy of the fields is
+    /// consistent if the count was the same even number before and after it.
+    pub generation: AtomicU64,
     /// The user bitmap: bit `k` (bit `k % 64` of word `k / 64`) set means the handle
     /// holding attach-table word `k` may hold a reference to the object (see
     /// [`remove`](super::remove)).
@@ -160,7 +162,7 @@ static_assertions::const_assert_eq!(offset_of!(Header, flags), 56);
 static_assertions::const_assert_eq!(offset_of!(Header, life), 60);
 static_assertions::const_assert_eq!(offset_of!(Header, remover), 72);
 static_assertions::const_assert_eq!(offset_of!(Header, create_lock), 80);
-static_assertions::const_assert_eq!(offset_of!(Entry, extent), 104);
+static_assertions::const_assert_eq!(offset_of!(Entry, generation), 104);
 static_assertions::const_assert_eq!(offset_of!(Entry, users), 112);
 // One user bit per attach-table word.
 static_assertions::const_assert_eq!(ATTACH_SLOTS, 128);
@@ -277,7 +279,7 @@ pub(crate) mod slot {
 /// | `INITIALISING` | name, type and offset published; `owner` runs `init`           |
 /// | `READY`        | the object may be used                                         |
 /// | `REMOVING`     | `owner` is checking the user bitmap before freeing it          |
-/// | `FREE`         | removed: no name; its `extent` (maybe 0) is free space         |
+/// | `FREE`         | removed: no name; its object's space is free                   |
 ///
 /// Transitions: `EMPTY`/`FREE -> CLAIMED` by CAS (a creator holding the creation lock);
 /// `CLAIMED -> INITIALISING -> READY` by the owner with release stores; `CLAIMED -> EMPTY`
@@ -415,7 +417,7 @@ pub(crate) const FINGERPRINT: u64 = {
         (life::RETIRING as u64) << 32 | life::RETIRED as u64,
         flags::KNOWN as u64,
         offset_of!(Header, create_lock) as u64,
-        offset_of!(Entry, extent) as u64,
+        offset_of!(Entry, generation) as u64,
         offset_of!(Entry, users) as u64,
         (state::REMOVING as u64) << 32 | state::FREE as u64,
         state::PHASE as u64,
@@ -626,11 +628,29 @@ pub(crate) struct EntrySnapshot {
     pub len: u64,
     pub size: u64,
     pub offset: u64,
-    pub extent: u64,
     pub name: [u8; NAME_FIELD],
 }
 
 impl EntrySnapshot {
+    /// Copies the fields of `e` if no creator rewrote them meanwhile (the entry's
+    /// generation was the same even number before and after); `None` otherwise (look
+    /// again). Only needed where entries may be reused under the reader: not under the
+    /// creation lock, and not for an entry the reader pinned or owns.
+    pub(crate) fn read_consistent(e: &Entry) -> Option<Self> {
+        // Acquire: pairs with the release store of the even count after a creator's
+        // writes (`publish_fields`): a count read even here means those writes are done.
+        let before = e.generation.load(Ordering::Acquire);
+        if before % 2 != 0 {
+            return None;
+        }
+        let snap = EntrySnapshot::read(e);
+        // Acquire fence: if any load above read a value a later creator wrote, its odd
+        // count (stored before a release fence, `claim_fields`) is seen by the load below.
+        crate::sync::fence(Ordering::Acquire);
+        // Relaxed: ordered by the fence.
+        (e.generation.load(Ordering::Relaxed) == before).then_some(snap)
+    }
+
     /// Copies the fields of `e`.
     pub(crate) fn read(e: &Entry) -> Self {
         // Relaxed (all): the caller's acquire load of `state` that saw the entry published
@@ -655,7 +675,6 @@ impl EntrySnapshot {
             len: r64(&e.len),
             size: r64(&e.size),
             offset: r64(&e.offset),
-            extent: r64(&e.extent),
             name,
         }
     }
@@ -687,23 +706,22 @@ impl EntrySnapshot {
         if !(self.align as usize).is_power_of_two() || self.align as usize > OBJECT_ALIGN {
             return Err(format!("alignment {}", self.align));
         }
-        let (_, extent) = self.span(geo)?;
-        if extent < size {
-            return Err(format!("extent {extent} smaller than the object's {size} bytes"));
-        }
+        self.span(geo)?;
         Ok((offset, size))
     }
 
-    /// The entry's extent `(offset, extent)`, if it lies in the data area of `geo`, both
-    /// 64-aligned (an extent of 0 is none, whatever the offset).
+    /// The entry's extent `(offset, extent)`: its object's bytes rounded up to 64, if
+    /// they lie in the data area of `geo` at a 64-aligned offset (an extent of 0: none).
     pub(crate) fn span(&self, geo: &Geometry) -> Result<(usize, usize), String> {
-        let extent = usize::try_from(self.extent).map_err(|_| "extent overflows".to_owned())?;
+        let extent = round_up(self.size)
+            .and_then(|x| usize::try_from(x).ok())
+            .ok_or_else(|| "size overflows".to_owned())?;
         if extent == 0 {
             return Ok((0, 0));
         }
         let offset = usize::try_from(self.offset).map_err(|_| "offset overflows".to_owned())?;
-        if !offset.is_multiple_of(OBJECT_ALIGN) || !extent.is_multiple_of(OBJECT_ALIGN) {
-            return Err(format!("extent [{offset}, +{extent}) not {OBJECT_ALIGN}-aligned"));
+        if !offset.is_multiple_of(OBJECT_ALIGN) {
+            return Err(format!("offset {offset} not {OBJECT_ALIGN}-aligned"));
         }
         if offset < geo.data_start {
             return Err(format!("offset {offset} inside the header or directory"));

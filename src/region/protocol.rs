@@ -413,7 +413,14 @@ impl Region {
             match state::phase(s) {
                 state::EMPTY => return Ok(Step::Absent),
                 phase @ (state::INITIALISING | state::READY | state::REMOVING) => {
-                    let snap = EntrySnapshot::read(e);
+                    let Some(snap) = EntrySnapshot::read_consistent(e) else {
+                        // Being reused right now: look again.
+                        if Instant::now() >= deadline {
+                            return Err(GetError::Timeout);
+                        }
+                        spin_loop();
+                        continue;
+                    };
                     let corrupt = |what: &str| GetError::Corrupt(format!("entry {i}: {what}"));
                     let name = snap
                         .name_bytes()
@@ -422,17 +429,8 @@ impl Region {
                         i += 1;
                         continue;
                     }
-                    // The fields were read one by one: if the entry was removed and
-                    // reused meanwhile they may mix two objects. Only a copy taken while
-                    // the state word stayed the same is judged.
-                    // Acquire: as the load above.
-                    let checked = want
-                        .check(&snap)
-                        .and_then(|len| Ok((snap.placement(&geo).map_err(|w| corrupt(&w))?.0, len)));
-                    if checked.is_err() && e.state.load(Ordering::Acquire) != s {
-                        continue;
-                    }
-                    let (offset, len) = checked?;
+                    let len = want.check(&snap)?;
+                    let (offset, _) = snap.placement(&geo).map_err(|w| corrupt(&w))?;
                     if phase == state::READY {
                         return Ok(Step::Ready(i, offset, len));
                     }
@@ -573,6 +571,19 @@ impl Region {
     ) -> Result<usize, GetError> {
         // `Want::new` checked that `size_for(len)` exists.
         let size = (want.size_for)(len).unwrap_or(0);
+        // The generation goes odd while the fields are rewritten (readers without the lock
+        // may be copying them: `EntrySnapshot::read_consistent`). Relaxed load: only the
+        // lock's holder writes it.
+        let g = e.generation.load(Ordering::Relaxed);
+        let odd = g.wrapping_add(if g % 2 == 0 { 1 } else { 2 });
+        // Relaxed store, then a release fence: pairs with the acquire fence in
+        // `read_consistent` (a reader that saw any field written below sees the odd count).
+        e.generation.store(odd, Ordering::Relaxed);
+        crate::sync::fence(Ordering::Release);
+        let publish = || {
+            // Release: pairs with the acquire load of the count in `read_consistent`.
+            e.generation.store(odd.wrapping_add(1), Ordering::Release);
+        };
         // Relaxed (all fields): published by the release transition to INITIALISING below.
         e.kind.store(want.tag.kind.0, Ordering::Relaxed);
         e.elem_code.store(want.tag.elem.code, Ordering::Relaxed);
@@ -586,16 +597,17 @@ impl Region {
         for (k, byte) in e.name.iter().enumerate().take(NAME_FIELD) {
             byte.store(name.get(k).copied().unwrap_or(0), Ordering::Relaxed);
         }
-        let (offset, extent) = match self.allocate(size, spans) {
-            Ok(placed) => placed,
+        let offset = match self.allocate(size, spans) {
+            Ok(offset) => offset,
             Err(err) => {
                 // Give the entry back as it was.
+                publish();
                 transition(e, me, state::CLAIMED, state::make(0, was));
                 return Err(err);
             }
         };
         e.offset.store(offset as u64, Ordering::Relaxed);
-        e.extent.store(extent as u64, Ordering::Relaxed);
+        publish();
         // Bits set since the entry's removal stay (they belong to live handles that asked
         // for the entry meanwhile: clearing one could erase the bit of a getter about to
         // find this very object READY). They count those handles as users.
@@ -637,10 +649,10 @@ impl Region {
 
     /// Places an object of `size` bytes in the data area, outside the extents `spans`
     /// that other entries own: the first gap (by address) of at least `size` rounded up
-    /// to 64 (see [`first_fit`]). Returns its offset and extent. Called by the creation
+    /// to 64 (see [`first_fit`]). Returns its offset. Called by the creation
     /// lock's holder only, so nothing else is placed meanwhile (and `spans`, read under
     /// the lock, can only have shrunk since).
-    fn allocate(&self, size: usize, spans: Vec<(usize, usize)>) -> Result<(usize, usize), GetError> {
+    fn allocate(&self, size: usize, spans: Vec<(usize, usize)>) -> Result<usize, GetError> {
         let geo = self.geo;
         let raw = self.raw();
         let Some(h) = raw.header() else {
@@ -662,7 +674,7 @@ impl Region {
         // Relaxed: the high-water mark only moves under the creation lock (held); it is
         // published with the entry's extent by the release transition that follows.
         h.bump.fetch_max((offset + need) as u64, Ordering::Relaxed);
-        Ok((offset, need))
+        Ok(offset)
     }
 }
 

@@ -303,7 +303,8 @@ pub(super) fn space_of(raw: Raw<'_>, geo: &Geometry) -> SpaceInfo {
         if matches!(
             state::phase(st),
             state::INITIALISING | state::READY | state::REMOVING
-        ) && let Ok(sp) = EntrySnapshot::read(e).span(geo)
+        ) && let Some(snap) = EntrySnapshot::read_consistent(e)
+            && let Ok(sp) = snap.span(geo)
             && sp.1 != 0
         {
             spans.push(sp);
@@ -505,7 +506,14 @@ impl Region {
             match phase {
                 state::EMPTY => break,
                 state::INITIALISING | state::READY | state::REMOVING => {
-                    let snap = EntrySnapshot::read(e);
+                    let Some(snap) = EntrySnapshot::read_consistent(e) else {
+                        // Being reused right now: look again.
+                        if Instant::now() >= deadline {
+                            return Err(RemoveObjectError::Timeout);
+                        }
+                        crate::sync::spin_loop();
+                        continue;
+                    };
                     if snap.name_bytes() != Some(name.as_bytes()) {
                         i += 1;
                         continue;

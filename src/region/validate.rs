@@ -137,7 +137,8 @@ pub(crate) fn validate_directory(raw: Raw<'_>, geo: &Geometry) -> Result<(), Ope
     // Entries change while this runs (objects are removed, and their space and entries
     // reused), so two entries read at different moments can look like an overlap or a
     // duplicate name that never existed at once. Such a finding counts only if the
-    // entries' state words are the same when read again; otherwise the check runs anew
+    // entries' state words and generations are the same when read again (a removal
+    // changes the state, a reuse the generation); otherwise the check runs anew
     // (a bounded number of times: a peer rewriting states forever gets its region
     // refused, never an endless loop).
     let mut last = Ok(());
@@ -148,8 +149,12 @@ pub(crate) fn validate_directory(raw: Raw<'_>, geo: &Geometry) -> Result<(), Ope
             Err((err, pair)) => {
                 let unchanged = pair.iter().all(|&i| {
                     raw.entry(geo, i).is_some_and(|e| {
-                        // Acquire: as the first load of the entry's state.
-                        e.state.load(Ordering::Acquire) == states.get(i as usize).copied().unwrap_or(0)
+                        // Acquire: as the first loads of the entry's words.
+                        let now = (
+                            e.state.load(Ordering::Acquire),
+                            e.generation.load(Ordering::Acquire),
+                        );
+                        states.get(i as usize) == Some(&now)
                     })
                 });
                 if unchanged {
@@ -167,7 +172,7 @@ pub(crate) fn validate_directory(raw: Raw<'_>, geo: &Geometry) -> Result<(), Ope
 fn check_directory(
     raw: Raw<'_>,
     geo: &Geometry,
-    states: &mut Vec<u32>,
+    states: &mut Vec<(u32, u64)>,
 ) -> Result<(), (OpenError, Vec<u32>)> {
     let mut spans: Vec<(usize, usize, u32)> = Vec::new();
     let mut names: Vec<(Vec<u8>, u32)> = Vec::new();
@@ -180,7 +185,8 @@ fn check_directory(
         };
         // Acquire: pairs with the owner's release store that published the entry's fields.
         let s = e.state.load(Ordering::Acquire);
-        states.push(s);
+        // Acquire: as `read_consistent`'s first load of it.
+        states.push((s, e.generation.load(Ordering::Acquire)));
         let phase = state::phase(s);
         let corrupt =
             |what: String| (OpenError::Corrupt(format!("entry {i}: {what}")), vec![i]);
@@ -191,7 +197,9 @@ fn check_directory(
         if !matches!(phase, state::INITIALISING | state::READY | state::REMOVING) {
             continue;
         }
-        let snap = EntrySnapshot::read(e);
+        let Some(snap) = EntrySnapshot::read_consistent(e) else {
+            return Err(corrupt("fields being rewritten".into()));
+        };
         let name = snap
             .name_bytes()
             .ok_or_else(|| corrupt("name not terminated".into()))?;
@@ -262,10 +270,6 @@ mod tests {
         }
         e.offset.store(offset, Ordering::Relaxed);
         e.size.store(size, Ordering::Relaxed);
-        // The extent a creation records (a huge size's rounding overflows: garbage, as the
-        // tests of such sizes want).
-        e.extent
-            .store(round_up(size).unwrap_or(size), Ordering::Relaxed);
         e.len.store(1, Ordering::Relaxed);
         e.align.store(8, Ordering::Relaxed);
         // As an allocation would have: past the object.
