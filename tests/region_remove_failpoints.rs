@@ -1,0 +1,157 @@
+//! The crash windows of object removal and of creation under the creation lock
+//! (`src/region/remove.rs`): a process is stopped at each step by a failpoint, killed
+//! there, and the repair the table documents is checked. Compiled only with
+//! `--cfg shmstate_test_hooks` (as `tests/failpoints.rs`):
+//!
+//! ```text
+//! RUSTFLAGS="--cfg shmstate_test_hooks" CARGO_TARGET_DIR=target/hooks \
+//!     cargo nextest run --test region_remove_failpoints
+//! ```
+#![cfg(shmstate_test_hooks)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{child_stopped_at, watchdog};
+use shmstate::failpoint::Point;
+use shmstate::{Counter, GetError, Region, RegionOptions, RemoveObjectError};
+
+/// How long a repair may take: a few 10 ms probe slices, with room for a loaded machine.
+const REPAIR: Duration = Duration::from_secs(5);
+
+fn memfd() -> Region {
+    RegionOptions::new()
+        .capacity(8)
+        .timeout(Duration::from_secs(20))
+        .memfd("remove-fp", 1 << 16)
+        .unwrap()
+}
+
+fn handle(r: &Region) -> Region {
+    Region::from_fd(r.as_fd().unwrap().try_clone_to_owned().unwrap()).unwrap()
+}
+
+fn kill_and_reap(pid: libc::pid_t) {
+    // SAFETY: killing and reaping our own child.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+        libc::waitpid(pid, std::ptr::null_mut(), 0);
+    }
+}
+
+#[test]
+fn a_getter_killed_after_setting_its_bit_does_not_block_removal() {
+    watchdog(Duration::from_secs(60));
+    let r = memfd();
+    handle(&r).get_or_default::<Counter>("c").unwrap().add(1);
+    let pid = child_stopped_at(Point::RegionUserBitSet, || {
+        let h = handle(&r);
+        let _ = h.get::<Counter>("c");
+    });
+    // Stopped: alive, its bit set: the object is in use.
+    let mut admin = handle(&r);
+    assert!(matches!(
+        admin.remove("c"),
+        Err(RemoveObjectError::InUse { ref pids, .. }) if pids == &[pid as u32]
+    ));
+    kill_and_reap(pid);
+    admin.remove("c").unwrap();
+    assert!(matches!(
+        admin.get::<Counter>("c"),
+        Err(GetError::NotFound { .. })
+    ));
+}
+
+/// A remover killed at `point`: the object is never freed, and the next caller that
+/// meets the name returns it to `READY` after probing the remover dead.
+fn a_remover_killed_at_leaves_the_object_ready(point: Point) {
+    watchdog(Duration::from_secs(60));
+    let r = memfd();
+    handle(&r).get_or_default::<Counter>("c").unwrap().add(7);
+    let pid = child_stopped_at(point, || {
+        let _ = handle(&r).remove("c");
+    });
+    let entry = |r: &Region| r.entries().into_iter().find(|e| e.name == "c").unwrap();
+    assert_eq!(entry(&r).state, shmstate::EntryState::Removing);
+    let t_kill = Instant::now();
+    kill_and_reap(pid);
+    let user = handle(&r);
+    assert_eq!(user.get::<Counter>("c").unwrap().get(), 7, "the object is intact");
+    assert!(t_kill.elapsed() < REPAIR);
+    assert_eq!(entry(&r).state, shmstate::EntryState::Ready);
+    drop(user);
+    // And it can be removed for good.
+    handle(&r).remove("c").unwrap();
+    assert!(handle(&r).entries().is_empty());
+}
+
+#[test]
+fn a_remover_killed_while_removing_leaves_the_object_ready() {
+    a_remover_killed_at_leaves_the_object_ready(Point::RegionObjectRemoving);
+}
+
+#[test]
+fn a_remover_killed_after_clearing_the_bitmap_leaves_the_object_ready() {
+    a_remover_killed_at_leaves_the_object_ready(Point::RegionObjectUsersCleared);
+}
+
+#[test]
+fn a_remover_killed_while_removing_is_repaired_by_the_next_remover() {
+    watchdog(Duration::from_secs(60));
+    let r = memfd();
+    handle(&r).get_or_default::<Counter>("c").unwrap();
+    let pid = child_stopped_at(Point::RegionObjectRemoving, || {
+        let _ = handle(&r).remove("c");
+    });
+    let t_kill = Instant::now();
+    kill_and_reap(pid);
+    handle(&r).remove("c").unwrap();
+    assert!(t_kill.elapsed() < REPAIR);
+}
+
+#[test]
+fn a_creator_killed_holding_the_creation_lock_is_taken_over() {
+    watchdog(Duration::from_secs(60));
+    let r = memfd();
+    let pid = child_stopped_at(Point::RegionCreateLocked, || {
+        let _ = handle(&r).get_or_default::<Counter>("a");
+    });
+    // Stopped with the lock: existing objects are still handed out, new ones wait.
+    let h = handle(&r);
+    let t_kill = Instant::now();
+    kill_and_reap(pid);
+    h.get_or_default::<Counter>("b").unwrap().add(1);
+    assert!(t_kill.elapsed() < REPAIR);
+    h.get_or_default::<Counter>("a").unwrap();
+    let names: Vec<_> = h.entries().into_iter().map(|e| e.name).collect();
+    assert_eq!(names, ["b", "a"]);
+}
+
+#[test]
+fn a_creator_killed_after_claiming_an_entry_leaves_it_reusable() {
+    watchdog(Duration::from_secs(60));
+    let r = memfd();
+    // Entry 0 held "old", removed: a FREE entry whose space is free.
+    handle(&r).get_or_default::<Counter>("old").unwrap();
+    handle(&r).remove("old").unwrap();
+    let free = r.space();
+    let pid = child_stopped_at(Point::RegionClaimed, || {
+        let _ = handle(&r).get_or_default::<Counter>("new");
+    });
+    let claimed = r.entries();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].state, shmstate::EntryState::Claimed);
+    assert_eq!(claimed[0].index, 0, "the free entry was claimed");
+    let t_kill = Instant::now();
+    kill_and_reap(pid);
+    let h = handle(&r);
+    h.get_or_default::<Counter>("new").unwrap().add(1);
+    assert!(t_kill.elapsed() < REPAIR);
+    let entries = h.entries();
+    assert_eq!(entries.len(), 1);
+    assert_eq!((entries[0].index, entries[0].name.as_str()), (0, "new"));
+    // Nothing leaked: the dead claim's space went back with it.
+    assert_eq!(h.space().used, 64);
+    assert_eq!(h.space().free, free.free - 64);
+}
