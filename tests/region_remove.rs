@@ -100,7 +100,10 @@ fn a_killed_user_does_not_block_removal() {
     });
     wait_for(ctl.get(), 0, 1);
     let mut admin = handle(&r);
-    assert_eq!(in_use_pids(admin.remove("c").unwrap_err()), [child[0] as u32]);
+    assert_eq!(
+        in_use_pids(admin.remove("c").unwrap_err()),
+        [child[0] as u32]
+    );
     // SAFETY: killing and reaping our own child.
     unsafe {
         libc::kill(child[0], libc::SIGKILL);
@@ -268,7 +271,10 @@ fn removing_and_recreating_names_from_several_processes_never_runs_out_or_reads_
         .sum();
     eprintln!("{CYCLES} cycles: {removed} removals, {created} creations");
     // Every creation but the live ones followed a removal of its name.
-    assert!(created <= removed + NAMES, "{created} created, {removed} removed");
+    assert!(
+        created <= removed + NAMES,
+        "{created} created, {removed} removed"
+    );
     // The removals reused the space many times over.
     assert!(
         created * 64 > 20 * data,

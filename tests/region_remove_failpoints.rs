@@ -77,7 +77,11 @@ fn a_remover_killed_at_leaves_the_object_ready(point: Point) {
     let t_kill = Instant::now();
     kill_and_reap(pid);
     let user = handle(&r);
-    assert_eq!(user.get::<Counter>("c").unwrap().get(), 7, "the object is intact");
+    assert_eq!(
+        user.get::<Counter>("c").unwrap().get(),
+        7,
+        "the object is intact"
+    );
     assert!(t_kill.elapsed() < REPAIR);
     assert_eq!(entry(&r).state, shmstate::EntryState::Ready);
     drop(user);

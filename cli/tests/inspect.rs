@@ -1085,7 +1085,10 @@ fn inspect_shows_the_free_space_of_removed_objects() {
     let text = String::from_utf8(out.stdout).unwrap();
     let line = text.lines().find(|l| l.starts_with("space: ")).unwrap();
     assert!(
-        line.starts_with(&format!("space: 256 of {data} data bytes used, {} free in 2 pieces", data - 256)),
+        line.starts_with(&format!(
+            "space: 256 of {data} data bytes used, {} free in 2 pieces",
+            data - 256
+        )),
         "{line}"
     );
 }

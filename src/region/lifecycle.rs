@@ -773,7 +773,8 @@ extern "C" fn after_fork_child() {
                 // The references the child inherited (some a parent thread may have taken
                 // after the prepare handler's copy): atomics only.
                 let i = a.slot.load(Ordering::Relaxed);
-                if i != NO_SLOT && slot::pid(a.word.load(Ordering::Relaxed)) == owner::current_pid() {
+                if i != NO_SLOT && slot::pid(a.word.load(Ordering::Relaxed)) == owner::current_pid()
+                {
                     super::remove::set_pinned_bits(a.raw(), &a.geo, i, &a.pins);
                 }
             }

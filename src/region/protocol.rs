@@ -334,7 +334,9 @@ impl Region {
     fn pin_slow(&self, index: u32, want: &Want<'_>) -> Result<Option<(usize, usize)>, GetError> {
         let geo = self.geo;
         let Some(e) = self.raw().entry(&geo, index) else {
-            return Err(GetError::Corrupt(format!("entry {index} outside the region")));
+            return Err(GetError::Corrupt(format!(
+                "entry {index} outside the region"
+            )));
         };
         let Some(slot) = self.life.slot() else {
             // An unlisted handle (or none: a full attach table) has no bit: the region is
@@ -499,12 +501,9 @@ impl Region {
                         // and look again.
                         let free = state::make(0, state::FREE) | (s & state::WAITERS);
                         // Acquire: the dead owner's writes to the fields happen before.
-                        let _ = e.state.compare_exchange(
-                            s,
-                            free,
-                            Ordering::Acquire,
-                            Ordering::Relaxed,
-                        );
+                        let _ =
+                            e.state
+                                .compare_exchange(s, free, Ordering::Acquire, Ordering::Relaxed);
                         continue 'rescan;
                     }
                     state::FREE => {
@@ -539,8 +538,7 @@ impl Region {
             // Acquire on success: whoever last released this entry (a remover's FREE, a
             // creator giving a claim back) wrote its fields before.
             let claimed = state::make(me, state::CLAIMED);
-            if e
-                .state
+            if e.state
                 .compare_exchange(s, claimed, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
             {
@@ -812,7 +810,12 @@ pub(super) fn deadline_after(timeout: Duration) -> Instant {
 /// Waits for the state word of `e` to change from `seen`: spins briefly, then (if
 /// `probe`) reports a dead owner, else futex-waits one slice.
 #[cold]
-pub(super) fn wait_on(e: &Entry, seen: u32, deadline: Instant, probe: bool) -> Result<Seen, GetError> {
+pub(super) fn wait_on(
+    e: &Entry,
+    seen: u32,
+    deadline: Instant,
+    probe: bool,
+) -> Result<Seen, GetError> {
     let now = Instant::now();
     if now >= deadline {
         return Err(GetError::Timeout);

@@ -140,7 +140,11 @@ pub(super) struct Pins(Box<[AtomicU64]>);
 impl Pins {
     /// A set for `capacity` entries, empty.
     pub(super) fn new(capacity: u32) -> Self {
-        Pins((0..capacity.div_ceil(64)).map(|_| AtomicU64::new(0)).collect())
+        Pins(
+            (0..capacity.div_ceil(64))
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        )
     }
 
     /// Whether entry `i` is pinned.
@@ -175,7 +179,9 @@ impl Pins {
         self.0.iter().enumerate().flat_map(|(k, w)| {
             // Relaxed: see `has`.
             let bits = w.load(Ordering::Relaxed);
-            (0..64u32).filter(move |b| bits & (1 << b) != 0).map(move |b| k as u32 * 64 + b)
+            (0..64u32)
+                .filter(move |b| bits & (1 << b) != 0)
+                .map(move |b| k as u32 * 64 + b)
         })
     }
 }

@@ -188,8 +188,7 @@ fn check_directory(
         // Acquire: as `read_consistent`'s first load of it.
         states.push((s, e.generation.load(Ordering::Acquire)));
         let phase = state::phase(s);
-        let corrupt =
-            |what: String| (OpenError::Corrupt(format!("entry {i}: {what}")), vec![i]);
+        let corrupt = |what: String| (OpenError::Corrupt(format!("entry {i}: {what}")), vec![i]);
         if phase > state::FREE {
             return Err(corrupt(format!("state {s:#x} has no valid phase")));
         }
