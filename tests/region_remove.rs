@@ -230,7 +230,7 @@ fn removing_and_recreating_names_from_several_processes_never_runs_out_or_reads_
     let ctl = SharedMem::<ValueArray<u64>>::new(2 * WORKERS);
     let pids = fork_children(WORKERS, |w| {
         let ctl = ctl.get();
-        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15 ^ (w as u64 + 1) * 0x1234_5678);
+        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15 ^ ((w as u64 + 1) * 0x1234_5678));
         let per = CYCLES / WORKERS as u64;
         for _ in 0..per {
             let h = handle(&r);
@@ -300,21 +300,21 @@ fn creators_racing_over_reused_entries_create_each_name_once() {
     let pids = fork_children(WORKERS, |w| {
         let ctl = ctl.get();
         let mut epoch = 0;
-        let mut rng = XorShift(0xdead_beef ^ (w as u64 + 7) * 0x9999);
+        let mut rng = XorShift(0xdead_beef ^ ((w as u64 + 7) * 0x9999));
         for round in 0..rounds {
             // Worker 0 shapes the directory: free entries before and after the name's.
             if w == 0 {
                 let h = handle(&r);
                 for k in 0..4 {
                     let f = format!("filler{k}");
-                    if rng.next() % 2 == 0 {
+                    if rng.next().is_multiple_of(2) {
                         h.get_or_default::<Counter>(&f).unwrap();
                     }
                 }
                 drop(h);
                 let mut h = handle(&r);
                 for k in 0..4 {
-                    if rng.next() % 2 == 0 {
+                    if rng.next().is_multiple_of(2) {
                         let _ = h.remove(&format!("filler{k}"));
                     }
                 }
@@ -405,4 +405,81 @@ fn inspect_sees_the_space_of_removed_objects() {
         .unwrap();
     assert_eq!(r.offset_of(big), Some(hole as usize));
     assert_eq!(r.space().free_extents, 1);
+}
+
+/// Bytes of entry `i`'s words (the documented layout, `src/region/format.rs`).
+mod layout {
+    pub const ENTRY0: u64 = 128;
+    pub const ENTRY: u64 = 128;
+    pub const STATE: u64 = 0;
+    pub const SIZE: u64 = 32;
+    pub const OFFSET: u64 = 40;
+    pub const GENERATION: u64 = 104;
+    pub const USERS: u64 = 112;
+    pub const CREATE_LOCK: u64 = 80;
+}
+
+#[test]
+fn garbage_in_bitmaps_generations_states_and_the_creation_lock_never_panics_or_overlaps_own_objects()
+ {
+    use std::os::unix::fs::FileExt;
+    watchdog(Duration::from_secs(120));
+    let dir = common::TempDir::new("remove-hostile");
+    let path = dir.0.join("r");
+    let options = RegionOptions::new()
+        .capacity(8)
+        .timeout(Duration::from_millis(30));
+    let mut rng = XorShift(0x0bad_f00d_1234_5678);
+    let rounds = if cfg!(debug_assertions) { 300 } else { 2000 };
+    let mut refused = 0;
+    for round in 0..rounds {
+        if round % 20 == 0 {
+            let _ = std::fs::remove_file(&path);
+            let r = options.create(&path, 1 << 16).unwrap();
+            for k in 0..4 {
+                r.get_or_default::<Counter>(&format!("seed{k}")).unwrap();
+            }
+        }
+        // A peer writes a word of garbage.
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let e = layout::ENTRY0 + layout::ENTRY * (rng.next() % 8);
+        let (at, bytes): (u64, Vec<u8>) = match rng.next() % 6 {
+            0 => (e + layout::USERS + 8 * (rng.next() % 2), rng.next().to_ne_bytes().to_vec()),
+            1 => (e + layout::GENERATION, rng.next().to_ne_bytes().to_vec()),
+            // Any phase (6 and 7 are none), any owner, any waiters bit.
+            2 => (e + layout::STATE, (rng.next() as u32).to_ne_bytes().to_vec()),
+            3 => (e + layout::SIZE, (rng.next() % 4096).to_ne_bytes().to_vec()),
+            4 => (e + layout::OFFSET, (rng.next() % (1 << 16)).to_ne_bytes().to_vec()),
+            // A creation lock naming nobody (a dead holder) or garbage bits.
+            _ => (layout::CREATE_LOCK, ((rng.next() as u32) | 1 << 31).to_ne_bytes().to_vec()),
+        };
+        file.write_all_at(&bytes, at).unwrap();
+        let Ok(mut h) = options.open(&path) else {
+            refused += 1;
+            continue;
+        };
+        let _ = h.space();
+        let _ = h.entries();
+        let _ = h.remove(&format!("seed{}", rng.next() % 4));
+        let _ = h.remove("new0");
+        // Objects this handle creates (its `init` ran) never overlap one another.
+        let mut mine: Vec<(usize, String)> = Vec::new();
+        for k in 0..3 {
+            let name = format!("new{k}");
+            let mut ran = false;
+            if let Ok(c) = h.get_or_init::<Counter>(&name, |_| ran = true)
+                && ran
+            {
+                mine.push((h.offset_of(c).unwrap(), name));
+            }
+        }
+        mine.sort();
+        for w in mine.windows(2) {
+            assert!(w[0].0 + 64 <= w[1].0, "round {round}: overlapping objects {mine:?}");
+        }
+    }
+    eprintln!("{rounds} rounds, {refused} opens refused");
 }

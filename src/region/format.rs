@@ -640,7 +640,7 @@ impl EntrySnapshot {
         // Acquire: pairs with the release store of the even count after a creator's
         // writes (`publish_fields`): a count read even here means those writes are done.
         let before = e.generation.load(Ordering::Acquire);
-        if before % 2 != 0 {
+        if !before.is_multiple_of(2) {
             return None;
         }
         let snap = EntrySnapshot::read(e);

@@ -506,11 +506,7 @@ impl Region {
                                 .compare_exchange(s, free, Ordering::Acquire, Ordering::Relaxed);
                         continue 'rescan;
                     }
-                    state::FREE => {
-                        if target.is_none() {
-                            target = Some((i, s));
-                        }
-                    }
+                    state::FREE if target.is_none() => target = Some((i, s)),
                     state::INITIALISING | state::READY | state::REMOVING => {
                         let snap = EntrySnapshot::read(e);
                         if snap.name_bytes() == Some(want.name.as_bytes()) {
@@ -573,7 +569,7 @@ impl Region {
         // may be copying them: `EntrySnapshot::read_consistent`). Relaxed load: only the
         // lock's holder writes it.
         let g = e.generation.load(Ordering::Relaxed);
-        let odd = g.wrapping_add(if g % 2 == 0 { 1 } else { 2 });
+        let odd = g.wrapping_add(if g.is_multiple_of(2) { 1 } else { 2 });
         // Relaxed store, then a release fence: pairs with the acquire fence in
         // `read_consistent` (a reader that saw any field written below sees the odd count).
         e.generation.store(odd, Ordering::Relaxed);

@@ -28,8 +28,9 @@
 //!
 //! # Protocol
 //!
-//! The entry phases and their transitions are in [`state`](super::format::state)'s
-//! docs. A getter (after a scan found `name` `READY` in entry `i`, and only the first
+//! A directory entry is `EMPTY` (never used), `CLAIMED` (a creator is filling it),
+//! `INITIALISING` (named; `init` runs), `READY`, `REMOVING` (a remover checks its users) or
+//! `FREE` (removed; reusable). A getter (after a scan found `name` `READY` in entry `i`, and only the first
 //! time this handle asks for entry `i`: a local pin set answers later calls with no
 //! atomic read-modify-write):
 //!
@@ -100,7 +101,7 @@
 //! | `FREE` published, waiters not yet woken | sleepers on a free entry | each re-checks after its slice (10 ms) |
 //! | creator: creation lock taken, directory not scanned | a lock naming a dead thread | the next creator probes it dead within a slice (10 ms) and takes it over (failpoint test `a_creator_killed_holding_the_creation_lock_is_taken_over`) |
 //! | creator: entry `CLAIMED` (a `FREE` or `EMPTY` one), extent placed, name not published | a dead claim under a dead lock | the next creator probes the lock's holder dead within a slice, takes the lock over and frees the claim (`FREE`: its extent is free space again), then goes on (failpoint test `a_creator_killed_after_claiming_an_entry_leaves_it_reusable`) |
-//! | creator: `INITIALISING` published, lock not released or `init` running | as for any creation (see [`protocol`](super::protocol)) | the lock as above; the entry by takeover |
+//! | creator: `INITIALISING` published, lock not released or `init` running | as for any creation (`Region::get_or_init`: a waiter takes an abandoned initialisation over) | the lock as above; the entry by takeover |
 //!
 //! # Limits
 //!
