@@ -339,10 +339,14 @@ impl Region {
             )));
         };
         let Some(slot) = self.life.slot() else {
-            // An unlisted handle (or none: a full attach table) has no bit: the region is
-            // marked `UNLISTED`, and no object of it is ever removed (`Region::remove`
-            // refuses). Read the entry as the scan did.
-            return self.recheck(index, e, want);
+            // An unlisted handle (a full attach table) has no bit: the region is marked
+            // `UNLISTED`, and no object of it is ever removed (`Region::remove` refuses),
+            // so the entry is as good as pinned once seen READY.
+            let placed = self.recheck(index, e, want)?;
+            if placed.is_some() {
+                self.pins.set(index);
+            }
+            return Ok(placed);
         };
         let (word, bit) = super::remove::user_bit(slot);
         // SeqCst: the getter's half of the Dekker pair with `Region::remove` (module docs of
@@ -389,8 +393,9 @@ impl Region {
             let (word, bit) = super::remove::user_bit(slot);
             // SeqCst: as in `pin_slow`; here ordered before the READY transition anyway.
             e.users[word].fetch_or(bit, Ordering::SeqCst);
-            self.pins.set(index);
         }
+        // (Unlisted: no bit, and no removal ever; see `pin_slow`.)
+        self.pins.set(index);
     }
 
     /// Scans the directory for `want` (see the module docs). With `create`, takes over

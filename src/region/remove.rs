@@ -584,3 +584,72 @@ fn name_reason(name: &str) -> &'static str {
         _ => "invalid",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::format::TestWord;
+    use super::super::protocol::first_fit;
+    use super::*;
+
+    #[test]
+    fn first_fit_takes_the_lowest_gap_that_fits_whatever_the_spans() {
+        // Gaps: [100, 200) 100 bytes, [300, 1000) 700 bytes.
+        let spans = vec![(200, 100), (0, 100)];
+        assert_eq!(first_fit(spans.clone(), 0, 1000, 64), (Some(100), 700));
+        assert_eq!(first_fit(spans.clone(), 0, 1000, 128), (Some(300), 700));
+        assert_eq!(first_fit(spans, 0, 1000, 701), (None, 700));
+        // Overlapping and out-of-range garbage: never placed over any of it.
+        let spans = vec![(64, 512), (128, 64), (960, usize::MAX), (2000, 64)];
+        assert_eq!(first_fit(spans, 0, 1024, 64), (Some(0), 384));
+        assert_eq!(first_fit(Vec::new(), 64, 64, 64), (None, 0));
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd")]
+    fn a_handle_marks_an_entry_once_and_answers_later_gets_from_its_pin_set() {
+        let r = Region::anonymous(1 << 16).unwrap();
+        r.get_or_default::<TestWord>("w").unwrap();
+        let e = r.raw().entry(&r.geo, 0).unwrap();
+        let (word, bit) = user_bit(r.life.slot().unwrap());
+        assert_ne!(e.users[word].load(Ordering::SeqCst) & bit, 0, "marked");
+        assert!(r.pins.has(0));
+        // Clear the bit behind the handle's back: a later get does not set it again, so
+        // it made no read-modify-write of the shared word.
+        e.users[word].store(0, Ordering::SeqCst);
+        r.get::<TestWord>("w").unwrap();
+        r.get_or_default::<TestWord>("w").unwrap();
+        assert_eq!(e.users[word].load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd")]
+    fn removal_ignores_its_own_handle_and_dead_words_and_frees_the_entry() {
+        let mut r = Region::anonymous(1 << 16).unwrap();
+        r.get_or_default::<TestWord>("w").unwrap();
+        {
+            let e = r.raw().entry(&r.geo, 0).unwrap();
+            // A bit of word 127, which no live handle holds (free): ignored and cleared.
+            let (word, bit) = user_bit(127);
+            e.users[word].fetch_or(bit, Ordering::SeqCst);
+        }
+        r.remove("w").unwrap();
+        let e = r.raw().entry(&r.geo, 0).unwrap();
+        assert_eq!(state::phase(e.state.load(Ordering::SeqCst)), state::FREE);
+        assert_eq!(e.users[0].load(Ordering::SeqCst), 0);
+        assert_eq!(e.users[1].load(Ordering::SeqCst), 0);
+        assert!(!r.pins.has(0));
+        assert!(r.entries().is_empty());
+        let mut r = r;
+        assert!(matches!(
+            r.remove("w"),
+            Err(RemoveObjectError::NotFound { .. })
+        ));
+        assert!(matches!(
+            r.remove(""),
+            Err(RemoveObjectError::InvalidName {
+                reason: "empty",
+                ..
+            })
+        ));
+    }
+}
