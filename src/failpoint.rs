@@ -134,6 +134,12 @@ pub enum Point {
     /// Region getter: this handle's bit is set in an entry's user bitmap, the entry's
     /// state not yet checked.
     RegionUserBitSet,
+    /// Region object removal: the entry is `FREE`, the processes waiting on it not yet
+    /// woken.
+    RegionFreeUnwoken,
+    /// Region object creation: the name is published (`INITIALISING`), the creation lock
+    /// not yet released.
+    RegionNamePublished,
 }
 
 #[cfg(shmstate_test_hooks)]

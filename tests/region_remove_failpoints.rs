@@ -159,3 +159,61 @@ fn a_creator_killed_after_claiming_an_entry_leaves_it_reusable() {
     assert_eq!(h.space().used, 64);
     assert_eq!(h.space().free, free.free - 64);
 }
+
+#[test]
+fn a_remover_killed_before_waking_leaves_waiters_to_their_slice() {
+    watchdog(Duration::from_secs(60));
+    let r = memfd();
+    handle(&r).get_or_default::<Counter>("c").unwrap();
+    let pid = child_stopped_at(Point::RegionObjectUsersCleared, || {
+        shmstate::failpoint::arm(Point::RegionFreeUnwoken);
+        let _ = handle(&r).remove("c");
+    });
+    // A getter waits on the REMOVING entry (asleep on its word).
+    let getter = common::fork_children(1, |_| {
+        let h = handle(&r);
+        assert!(matches!(
+            h.get::<Counter>("c"),
+            Err(GetError::NotFound { .. })
+        ));
+    });
+    common::wait_until_asleep_in_futex(getter[0]);
+    // The remover publishes FREE and stops before waking anyone; then dies.
+    // SAFETY: continuing our own stopped child.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    common::wait_until_stopped(pid);
+    let t_kill = Instant::now();
+    kill_and_reap(pid);
+    // It finds the name gone (exit 0) after its slice.
+    common::wait_all(&getter, REPAIR);
+    assert!(t_kill.elapsed() < REPAIR);
+    // The entry is free for the next object.
+    handle(&r).get_or_default::<Counter>("d").unwrap();
+    assert_eq!(handle(&r).entries()[0].name, "d");
+}
+
+#[test]
+fn a_creator_killed_after_publishing_the_name_is_taken_over() {
+    watchdog(Duration::from_secs(60));
+    let r = memfd();
+    let pid = child_stopped_at(Point::RegionNamePublished, || {
+        let _ = handle(&r).get_or_init::<Counter>("a", |c| {
+            c.add(1);
+        });
+    });
+    let t_kill = Instant::now();
+    kill_and_reap(pid);
+    let h = handle(&r);
+    // Another name: the lock is taken over from the dead creator.
+    h.get_or_default::<Counter>("b").unwrap();
+    // The name: its abandoned initialisation is taken over, from zero.
+    let a = h
+        .get_or_init::<Counter>("a", |c| {
+            c.add(5);
+        })
+        .unwrap();
+    assert_eq!(a.get(), 5);
+    assert!(t_kill.elapsed() < REPAIR);
+    let names: Vec<_> = h.entries().into_iter().map(|e| e.name).collect();
+    assert_eq!(names, ["a", "b"]);
+}

@@ -253,6 +253,7 @@ impl Region {
                             spans,
                         } => {
                             let offset = self.fill(entry, index, &want, len, me, was, spans)?;
+                            crate::failpoint::hit(crate::failpoint::Point::RegionNamePublished);
                             drop(lock);
                             return self.initialise(entry, offset, len, me, init);
                         }
@@ -879,6 +880,9 @@ pub(super) fn transition(e: &Entry, me: u32, from: u32, to: u32) -> bool {
             Ok(prev) => {
                 if state::phase(to) == state::READY {
                     crate::failpoint::hit(crate::failpoint::Point::RegionReadyUnwoken);
+                }
+                if state::phase(to) == state::FREE {
+                    crate::failpoint::hit(crate::failpoint::Point::RegionFreeUnwoken);
                 }
                 if state::has_waiters(prev) {
                     futex::wake_all(&e.state);

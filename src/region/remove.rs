@@ -98,10 +98,10 @@
 //! | getter: bit set, state not yet loaded | a bit naming a handle of a dead process | the next removal of the entry probes the word dead and clears the bit (failpoint test `a_getter_killed_after_setting_its_bit_does_not_block_removal`) |
 //! | remover step 1–3: `REMOVING(t)`, bitmap not (fully) read | an entry that nobody can use or remove | the next getter, creator or remover of the name probes `t` between 10 ms slices and returns the entry to `READY` (the object was never freed) (failpoint test `a_remover_killed_while_removing_leaves_the_object_ready`) |
 //! | remover step 4: bitmap cleared, `FREE` not yet published | the same, with an empty bitmap | as above: `READY` again, users ask again (failpoint test `a_remover_killed_after_clearing_the_bitmap_leaves_the_object_ready`) |
-//! | `FREE` published, waiters not yet woken | sleepers on a free entry | each re-checks after its slice (10 ms) |
+//! | `FREE` published, waiters not yet woken | sleepers on a free entry | each re-checks after its slice (10 ms) and finds the name gone (failpoint test `a_remover_killed_before_waking_leaves_waiters_to_their_slice`) |
 //! | creator: creation lock taken, directory not scanned | a lock naming a dead thread | the next creator probes it dead within a slice (10 ms) and takes it over (failpoint test `a_creator_killed_holding_the_creation_lock_is_taken_over`) |
 //! | creator: entry `CLAIMED` (a `FREE` or `EMPTY` one), extent placed, name not published | a dead claim under a dead lock | the next creator probes the lock's holder dead within a slice, takes the lock over and frees the claim (`FREE`: its extent is free space again), then goes on (failpoint test `a_creator_killed_after_claiming_an_entry_leaves_it_reusable`) |
-//! | creator: `INITIALISING` published, lock not released or `init` running | as for any creation (`Region::get_or_init`: a waiter takes an abandoned initialisation over) | the lock as above; the entry by takeover |
+//! | creator: `INITIALISING` published, lock not yet released (or released, `init` running) | the lock, and an abandoned initialisation | the lock as above; the entry by takeover: a creator of the name waiting on it probes the owner between slices and initialises it afresh (failpoint test `a_creator_killed_after_publishing_the_name_is_taken_over`) |
 //!
 //! # Limits
 //!
@@ -639,7 +639,6 @@ mod tests {
         assert_eq!(e.users[1].load(Ordering::SeqCst), 0);
         assert!(!r.pins.has(0));
         assert!(r.entries().is_empty());
-        let mut r = r;
         assert!(matches!(
             r.remove("w"),
             Err(RemoveObjectError::NotFound { .. })
