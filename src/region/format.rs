@@ -7,7 +7,8 @@
 //!                          creation flags, life-cycle word, attach-table size
 //! offset 128               Entry 0 .. Entry capacity-1 (128 bytes each)
 //! 128 + capacity * 128     the attach table: ATTACH_SLOTS (128) words of 8 bytes
-//! data_start (64-aligned)  objects, each at a 64-aligned offset, bump-allocated
+//! data_start (64-aligned)  objects, each at a 64-aligned offset, placed first fit in the
+//!                          space no live entry covers (see `remove`)
 //! total_size               end of the file
 //! ```
 //!
@@ -91,7 +92,8 @@ pub(crate) struct Header {
     pub capacity: AtomicU32,
     /// Offset of the first object: [`data_start_for`]`(capacity)`.
     pub data_start: AtomicU64,
-    /// Next free data offset (64-aligned); advanced by compare-and-swap.
+    /// High-water mark of the data area (64-aligned): every object lies below it. Raised
+    /// (`fetch_max`) by the creation lock's holder when it places an object beyond it.
     pub bump: AtomicU64,
     /// Creation options, fixed for the region's life: see [`flags`].
     pub flags: AtomicU32,

@@ -35,7 +35,11 @@
 //!   parent. The crate registers `pthread_atfork` handlers (on the first attach): the
 //!   prepare handler claims, in the parent's name, one more word for every listed handle,
 //!   and the child handler swaps the child's own word into exactly that slot (one CAS, no
-//!   scan, no allocation). So the child counts as attached before `fork` returns in either
+//!   scan, no allocation). The prepare handler also copies the parent handle's bits in
+//!   every entry's user bitmap to the child's word, and the child handler sets the bits of
+//!   every entry the inherited handle had pinned ([`remove`](super::remove)): the child's
+//!   inherited references keep their objects from removal like the parent's did. So the
+//!   child counts as attached before `fork` returns in either
 //!   process (a parent that drops its last handle the moment `fork` returns finds the
 //!   child's word, or the parent's claimed for it, and keeps the file), and dropping the inherited
 //!   handle releases the child's word, never the parent's (a handle only ever releases a
