@@ -499,3 +499,30 @@ fn garbage_in_bitmaps_generations_states_and_the_creation_lock_never_panics_or_o
     }
     eprintln!("{rounds} rounds, {refused} opens refused");
 }
+
+#[test]
+fn a_refused_removal_keeps_the_removers_own_use_of_the_object() {
+    watchdog(Duration::from_secs(60));
+    let r1 = memfd(8, 1 << 16);
+    let r2 = handle(&r1);
+    r2.get_or_default::<Counter>("c").unwrap();
+    let mut r3 = handle(&r1);
+    r3.get::<Counter>("c").unwrap();
+    // Refused: r2 uses it. r3 still counts as a user afterwards.
+    assert_eq!(
+        in_use_pids(r3.remove("c").unwrap_err()),
+        [std::process::id()]
+    );
+    let c3 = r3.get::<Counter>("c").unwrap();
+    c3.add(5);
+    drop(r2);
+    let mut r4 = handle(&r1);
+    assert_eq!(
+        in_use_pids(r4.remove("c").unwrap_err()),
+        [std::process::id()],
+        "removed while r3 holds a reference to it"
+    );
+    assert_eq!(c3.get(), 5);
+    drop(r3);
+    r4.remove("c").unwrap();
+}

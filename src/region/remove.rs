@@ -46,10 +46,14 @@
 //! 1. finds `name` `READY` and moves it `READY -> REMOVING(t)` by CAS (`SeqCst`);
 //! 2. loads the life-cycle word (`SeqCst`): `UNLISTED` cancels (`REMOVING -> READY`);
 //! 3. loads the bitmap (`SeqCst`): for every bit but its own handle's, probes the
-//!    attach-table word it names; a live word cancels (`REMOVING -> READY`, `InUse`);
-//! 4. clears the bits it read (never one set since: that getter checks the state after
-//!    setting it), then `REMOVING -> FREE` (release) and wakes waiters. The entry's
-//!    extent is free space from then on.
+//!    attach-table word it names; a live word cancels (`REMOVING -> READY`, `InUse`)
+//!    and clears no bit (see step 4);
+//! 4. no live word's bit was set: clears the bits it read (never one set since: that
+//!    getter checks the state after setting it, and a fork child's copy of a bit set
+//!    since pins nothing either), then `REMOVING -> FREE` (release) and wakes waiters.
+//!    The entry's extent is free space from then on. A refused removal (step 2 or 3)
+//!    clears nothing: a free word it read may be a fork child's by now, with a bit the
+//!    fork handlers copied, and its own handle stays a user.
 //!
 //! **Why no getter keeps a reference to a removed object.** Getter step 1 precedes its
 //! step 2; remover step 1 precedes its step 3; all four are `SeqCst`, so they lie in one
@@ -462,12 +466,11 @@ impl Region {
             }
         }
         if !pids.is_empty() {
-            // Bits of dead holders go anyway (Relaxed: a hint for the next removal).
-            for (w, st) in stale.iter().enumerate() {
-                if *st != 0 {
-                    e.users[w].fetch_and(!*st, Ordering::Relaxed);
-                }
-            }
+            // Nothing is cleared: this handle keeps its own bit (it keeps its pin, and may
+            // hold references through other threads' calls), and a word read free or dead
+            // above may have been claimed since by a fork child whose inherited bit the
+            // prepare handler just copied there. Stale bits of free and dead words go when
+            // the word's next holder claims it (`clear_slot_bits`, `copy_slot_bits`).
             cancel();
             return Err(RemoveObjectError::InUse {
                 name: name.to_owned(),
