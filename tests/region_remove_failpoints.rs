@@ -217,3 +217,28 @@ fn a_creator_killed_after_publishing_the_name_is_taken_over() {
     let names: Vec<_> = h.entries().into_iter().map(|e| e.name).collect();
     assert_eq!(names, ["a", "b"]);
 }
+
+/// A handle that already holds an object is not stalled by a stopped remover of it (whose
+/// removal that handle's bit refuses anyway): its next `get` answers at once.
+#[test]
+fn a_stopped_remover_does_not_stall_a_handle_that_holds_the_object() {
+    watchdog(Duration::from_secs(60));
+    let r = RegionOptions::new()
+        .capacity(8)
+        .timeout(Duration::from_secs(2))
+        .memfd("remove-fp-pinned", 1 << 16)
+        .unwrap();
+    let user = handle(&r);
+    let c = user.get_or_default::<Counter>("c").unwrap();
+    c.add(1);
+    let pid = child_stopped_at(Point::RegionObjectRemoving, || {
+        let _ = handle(&r).remove("c");
+    });
+    let again = user.get::<Counter>("c");
+    let again_or = user.get_or_default::<Counter>("c");
+    kill_and_reap(pid);
+    let again = again.expect("a handle holding the object waited for a stopped remover");
+    assert!(std::ptr::eq(again, c));
+    assert!(std::ptr::eq(again_or.unwrap(), c));
+    assert_eq!(again.get(), 1);
+}

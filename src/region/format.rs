@@ -631,6 +631,10 @@ pub(crate) struct EntrySnapshot {
     pub size: u64,
     pub offset: u64,
     pub name: [u8; NAME_FIELD],
+    /// The entry's generation when the fields were read (exact for
+    /// [`read_consistent`](Self::read_consistent): it names the object the fields
+    /// describe; a hint for [`read`](Self::read)).
+    pub generation: u64,
 }
 
 impl EntrySnapshot {
@@ -640,14 +644,15 @@ impl EntrySnapshot {
     /// creation lock, and not for an entry the reader pinned or owns.
     pub(crate) fn read_consistent(e: &Entry) -> Option<Self> {
         // Acquire: pairs with the release store of the even count after a creator's
-        // writes (`publish_fields`): a count read even here means those writes are done.
+        // writes (`publish` in `Region::fill`): a count read even here means those writes are done.
         let before = e.generation.load(Ordering::Acquire);
         if !before.is_multiple_of(2) {
             return None;
         }
-        let snap = EntrySnapshot::read(e);
+        let mut snap = EntrySnapshot::read(e);
+        snap.generation = before;
         // Acquire fence: if any load above read a value a later creator wrote, its odd
-        // count (stored before a release fence, `claim_fields`) is seen by the load below.
+        // count (stored before a release fence in `Region::fill`) is seen by the load below.
         crate::sync::fence(Ordering::Acquire);
         // Relaxed: ordered by the fence.
         (e.generation.load(Ordering::Relaxed) == before).then_some(snap)
@@ -678,6 +683,7 @@ impl EntrySnapshot {
             size: r64(&e.size),
             offset: r64(&e.offset),
             name,
+            generation: r64(&e.generation),
         }
     }
 

@@ -180,8 +180,14 @@ pub(super) fn check_name(name: &str) -> Result<(), GetError> {
 
 /// Where a directory scan ended.
 enum Step<'r> {
-    /// A ready object of the wanted type: entry `index`, object at `(offset, len)`.
-    Ready(u32, usize, usize),
+    /// A ready object of the wanted type: entry `index`, object at `(offset, len)`, read
+    /// at the entry's generation `generation`.
+    Ready {
+        index: u32,
+        offset: usize,
+        len: usize,
+        generation: u64,
+    },
     /// This process took over a dead owner's `INITIALISING` entry `index` of the wanted
     /// type, at `(offset, len)`.
     TakenOver(u32, &'r Entry, usize, usize),
@@ -228,8 +234,13 @@ impl Region {
         let me = owner::current();
         loop {
             match self.lookup(&want, true, deadline)? {
-                Step::Ready(index, offset, len) => {
-                    if let Some((offset, len)) = self.pin(index, &want, offset, len)? {
+                Step::Ready {
+                    index,
+                    offset,
+                    len,
+                    generation,
+                } => {
+                    if let Some((offset, len)) = self.pin(index, &want, offset, len, generation)? {
                         return self.object(&want, offset, len);
                     }
                 }
@@ -272,8 +283,13 @@ impl Region {
         let deadline = self.deadline();
         loop {
             match self.lookup(&want, false, deadline)? {
-                Step::Ready(index, offset, len) => {
-                    if let Some((offset, len)) = self.pin(index, &want, offset, len)? {
+                Step::Ready {
+                    index,
+                    offset,
+                    len,
+                    generation,
+                } => {
+                    if let Some((offset, len)) = self.pin(index, &want, offset, len, generation)? {
                         return self.object(&want, offset, len);
                     }
                 }
@@ -322,10 +338,13 @@ impl Region {
         want: &Want<'_>,
         offset: usize,
         len: usize,
+        generation: u64,
     ) -> Result<Option<(usize, usize)>, GetError> {
-        if self.pins.has(index) {
-            // Pinned: the entry cannot have been removed since, so what the scan read
-            // is the object.
+        if let Some(e) = self.raw().entry(&self.geo, index)
+            && self.pins.holds(index, e, generation)
+        {
+            // Pinned, and the scan's copy is of the pinned object (same generation): the
+            // entry cannot have been removed since, so what the scan read is the object.
             return Ok(Some((offset, len)));
         }
         self.pin_slow(index, want)
@@ -439,8 +458,18 @@ impl Region {
                     }
                     let len = want.check(&snap)?;
                     let (offset, _) = snap.placement(&geo).map_err(|w| corrupt(&w))?;
-                    if phase == state::READY {
-                        return Ok(Step::Ready(i, offset, len));
+                    // REMOVING an object this handle pinned: the removal will be refused
+                    // (this handle's bit is set), so the object is this handle's to hand
+                    // out now, without waiting for the remover.
+                    if phase == state::READY
+                        || (phase == state::REMOVING && self.pins.holds(i, e, snap.generation))
+                    {
+                        return Ok(Step::Ready {
+                            index: i,
+                            offset,
+                            len,
+                            generation: snap.generation,
+                        });
                     }
                     match wait_on(e, s, deadline, true)? {
                         Seen::Changed => {}
@@ -933,6 +962,51 @@ mod tests {
             .timeout(Duration::from_millis(200))
             .anonymous(4096)
             .unwrap()
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
+    fn a_pin_taken_after_a_scan_answers_for_its_own_object_only() {
+        // Two threads of one handle, interleaved by hand: thread B's scan copies entry 0
+        // (`x`); another handle removes `x` and creates `y` in entry 0; thread A gets `y`
+        // (pinning entry 0); then B pins. B must not get `x`'s stale place from A's pin.
+        let r = RegionOptions::new()
+            .capacity(4)
+            .timeout(Duration::from_millis(200))
+            .memfd("pin", 4096)
+            .unwrap();
+        let x = r.get_or_default::<TestWord>("x").map(|w| r.offset_of(w));
+        assert_eq!(x.unwrap(), Some(r.geo.data_start));
+        let mut other = Region::from_fd(r.as_fd().unwrap().try_clone_to_owned().unwrap()).unwrap();
+        // `r`'s handle has asked for `x`: drop its use so that the removal can go through,
+        // as for a thread whose scan ran before this handle's first `get` of `x`.
+        let e = r.raw().entry(&r.geo, 0).unwrap();
+        let (word, bit) = super::super::remove::user_bit(r.life.slot().unwrap());
+        e.users[word].fetch_and(!bit, Ordering::SeqCst);
+        r.pins.clear(0);
+
+        let want = Want::new::<TestWord>("x", None).unwrap();
+        let deadline = r.deadline();
+        let Step::Ready {
+            index,
+            offset,
+            len,
+            generation,
+        } = r.lookup(&want, false, deadline).unwrap()
+        else {
+            panic!("x not ready");
+        };
+        other.remove("x").unwrap();
+        // `y`, placed in entry 0 at the same offset.
+        other.get_or_default::<crate::Counter>("y").unwrap();
+        let y = r.get::<crate::Counter>("y").unwrap();
+        assert_eq!(r.offset_of(y), Some(offset));
+        assert!(r.pins.has(index));
+        assert_eq!(r.pin(index, &want, offset, len, generation).unwrap(), None);
+        assert!(matches!(
+            r.get::<TestWord>("x"),
+            Err(GetError::NotFound { .. })
+        ));
     }
 
     #[test]

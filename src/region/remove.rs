@@ -41,6 +41,14 @@
 //!    remover decides within one bitmap scan). The bit stays set until the handle is
 //!    dropped (a bit that pins nothing only makes removals of that entry refuse).
 //!
+//! A pin is per object, not per entry: the scan's copy of the entry's fields carries the
+//! entry's generation, and the pin set answers only if the entry is pinned *and* its
+//! generation is still the copy's (a thread whose scan copied an object that was removed
+//! and replaced before another thread of the handle pinned the entry takes the slow path
+//! and finds the new object's name). A handle that pinned the object of a `REMOVING`
+//! entry takes it at once, without waiting for the remover: its own bit refuses that
+//! removal.
+//!
 //! A remover (thread `t`):
 //!
 //! 1. finds `name` `READY` and moves it `READY -> REMOVING(t)` by CAS (`SeqCst`);
@@ -94,8 +102,8 @@
 //! # Crash windows
 //!
 //! What a SIGKILL at each step leaves (a SIGSTOP leaves the same until it continues:
-//! meanwhile getters of the name, and removers, return `Timeout` at the region's timeout;
-//! other names are unaffected):
+//! meanwhile getters of the name that do not already hold it, and removers, return
+//! `Timeout` at the region's timeout; other names are unaffected):
 //!
 //! | step | left behind | repaired by, how fast |
 //! |------|-------------|-----------------------|
@@ -152,22 +160,36 @@ impl Pins {
         )
     }
 
-    /// Whether entry `i` is pinned.
+    /// Whether entry `i` is pinned. A pin is per entry, not per object: it proves only
+    /// that the object the entry held when it was pinned is still there (this handle's
+    /// bit keeps it), so a caller holding a copy of the entry's fields must also check
+    /// that the entry's generation is still the copy's ([`Pins::holds`]).
     #[inline]
     pub(super) fn has(&self, i: u32) -> bool {
-        // Relaxed: a pin is set by a thread of this process after its `SeqCst` check of the
-        // entry; a thread that reads it set relies on that check having been made (the
-        // entry cannot have been freed since), not on any data it published.
+        // Acquire: pairs with the release in `set`: the pinning thread's `SeqCst` load of
+        // a `READY` state (which came after the creator's release of the entry's
+        // generation) happens before what the caller loads next, so a generation it
+        // loads is the pinned object's.
         self.0
             .get((i / 64) as usize)
-            .is_some_and(|w| w.load(Ordering::Relaxed) & (1 << (i % 64)) != 0)
+            .is_some_and(|w| w.load(Ordering::Acquire) & (1 << (i % 64)) != 0)
+    }
+
+    /// Whether entry `e` (index `i`) is pinned and still holds the object of generation
+    /// `generation` (a consistent copy's): then that object is this handle's to hand out.
+    #[inline]
+    pub(super) fn holds(&self, i: u32, e: &Entry, generation: u64) -> bool {
+        // Acquire (in `has`), then Acquire: see `has`. While pinned the entry is not
+        // reused (this handle's bit refuses every removal but its own, under `&mut`), so
+        // the generation stays the pinned object's.
+        self.has(i) && e.generation.load(Ordering::Acquire) == generation
     }
 
     /// Pins entry `i`.
     pub(super) fn set(&self, i: u32) {
         if let Some(w) = self.0.get((i / 64) as usize) {
-            // Relaxed: see `has`.
-            w.fetch_or(1 << (i % 64), Ordering::Relaxed);
+            // Release: pairs with the acquire load in `has` (see there).
+            w.fetch_or(1 << (i % 64), Ordering::Release);
         }
     }
 
