@@ -140,6 +140,9 @@ pub enum Point {
     /// Region object creation: the name is published (`INITIALISING`), the creation lock
     /// not yet released.
     RegionNamePublished,
+    /// Region object removal: the user bitmap is read and the words its bits name are
+    /// probed, the verdict (refuse, or clear and free) not yet acted on.
+    RegionObjectUsersProbed,
 }
 
 #[cfg(shmstate_test_hooks)]

@@ -13,9 +13,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{child_stopped_at, watchdog};
+use common::{SharedMem, child_stopped_at, fork_children, wait_all, wait_until_stopped, watchdog};
 use shmstate::failpoint::Point;
-use shmstate::{Counter, GetError, Region, RegionOptions, RemoveObjectError};
+use shmstate::sync::Ordering;
+use shmstate::{Counter, GetError, Region, RegionOptions, RemoveObjectError, ValueArray};
 
 /// How long a repair may take: a few 10 ms probe slices, with room for a loaded machine.
 const REPAIR: Duration = Duration::from_secs(5);
@@ -241,4 +242,62 @@ fn a_stopped_remover_does_not_stall_a_handle_that_holds_the_object() {
     assert!(std::ptr::eq(again, c));
     assert!(std::ptr::eq(again_or.unwrap(), c));
     assert_eq!(again.get(), 1);
+}
+
+/// Entry 0's user bitmap (the documented layout, `src/region/format.rs`).
+const ENTRY0_USERS: u64 = 128 + 112;
+
+/// A refused removal clears no bit: a word it probed free may have been claimed since by
+/// a fork child, whose inherited bit the fork handlers copied into the entry.
+#[test]
+fn a_refused_removal_keeps_the_bit_of_a_fork_child_that_took_a_word_it_probed_free() {
+    use std::os::unix::fs::FileExt;
+    watchdog(Duration::from_secs(60));
+    let r = memfd();
+    let user = handle(&r);
+    let c = user.get_or_default::<Counter>("c").unwrap();
+    c.add(1);
+    // Bits of every word in "c"'s entry: those of free words are stale (left by dead
+    // holders), whichever words the fork below claims.
+    let file = std::fs::File::from(r.as_fd().unwrap().try_clone_to_owned().unwrap());
+    file.write_all_at(&[0xff; 16], ENTRY0_USERS).unwrap();
+    let ctl = SharedMem::<ValueArray<u64>>::new(2);
+    let remover = fork_children(1, |_| {
+        shmstate::failpoint::arm(Point::RegionObjectUsersProbed);
+        let refused = matches!(handle(&r).remove("c"), Err(RemoveObjectError::InUse { .. }));
+        ctl.get()
+            .store(0, if refused { 1 } else { 2 }, Ordering::SeqCst);
+    })[0];
+    wait_until_stopped(remover);
+    // The remover has read the bitmap and probed the free words free. A fork now takes
+    // the lowest free words for its child, with the parent's uses copied to them.
+    let child = fork_children(1, |_| {
+        let ctl = ctl.get();
+        assert_eq!(c.get(), 1, "the inherited reference");
+        while ctl.load(1, Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        assert_eq!(c.get(), 1, "not another object");
+    })[0];
+    // SAFETY: resuming and reaping our own stopped child.
+    unsafe {
+        libc::kill(remover, libc::SIGCONT);
+    }
+    wait_all(&[remover], Duration::from_secs(30));
+    assert_eq!(
+        ctl.get().load(0, Ordering::SeqCst),
+        1,
+        "refused: `user` is live"
+    );
+    let mut admin = handle(&r);
+    // This process's other handles go (`r` has a bit too: the stale-bit garbage above).
+    drop(user);
+    drop(r);
+    match admin.remove("c") {
+        Err(RemoveObjectError::InUse { pids, .. }) => assert_eq!(pids, [child as u32]),
+        other => panic!("removed under the fork child's inherited reference: {other:?}"),
+    }
+    ctl.get().store(1, 1, Ordering::SeqCst);
+    wait_all(&[child], Duration::from_secs(30));
+    admin.remove("c").unwrap();
 }
