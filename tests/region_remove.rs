@@ -526,3 +526,25 @@ fn a_refused_removal_keeps_the_removers_own_use_of_the_object() {
     drop(r3);
     r4.remove("c").unwrap();
 }
+
+#[test]
+fn an_initialisation_that_panicked_can_be_removed_and_its_space_reused() {
+    watchdog(Duration::from_secs(60));
+    let r = memfd(8, 1 << 16);
+    let free = r.space().free;
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = r.get_or_init::<Counter>("half", |_| panic!("init fails"));
+    }));
+    assert!(res.is_err());
+    assert_eq!(r.space().free, free - 64);
+    let mut admin = handle(&r);
+    admin.remove("half").unwrap();
+    assert_eq!(admin.space().free, free);
+    assert!(admin.entries().is_empty());
+    assert!(matches!(
+        admin.remove("half"),
+        Err(RemoveObjectError::NotFound { .. })
+    ));
+    // The name can be created again, by the handle whose `init` panicked too.
+    assert_eq!(r.get_or_default::<Counter>("half").unwrap().get(), 0);
+}

@@ -301,3 +301,27 @@ fn a_refused_removal_keeps_the_bit_of_a_fork_child_that_took_a_word_it_probed_fr
     wait_all(&[child], Duration::from_secs(30));
     admin.remove("c").unwrap();
 }
+
+/// A creator killed after publishing the name (`INITIALISING`, dead owner): a removal of
+/// the name frees the entry and its space.
+#[test]
+fn a_creator_killed_after_publishing_the_name_leaves_an_entry_removal_frees() {
+    watchdog(Duration::from_secs(60));
+    let r = memfd();
+    let free = r.space().free;
+    let pid = child_stopped_at(Point::RegionNamePublished, || {
+        let _ = handle(&r).get_or_default::<Counter>("half");
+    });
+    kill_and_reap(pid);
+    assert_eq!(r.space().free, free - 64);
+    let mut admin = handle(&r);
+    let t = Instant::now();
+    admin.remove("half").unwrap();
+    assert!(t.elapsed() < REPAIR);
+    assert_eq!(admin.space().free, free);
+    assert!(admin.entries().is_empty());
+    assert!(matches!(
+        admin.get::<Counter>("half"),
+        Err(GetError::NotFound { .. })
+    ));
+}

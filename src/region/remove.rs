@@ -90,8 +90,13 @@
 //! sorting the extents is all it costs; it keeps objects low and the tail whole, and with
 //! holes coalescing by themselves it fragments about as little as best fit does in
 //! practice). A removal frees its extent by marking the entry `FREE`: neighbouring holes
-//! merge at once, nothing is moved, and no crash can leak space (a creator that dies
-//! with a claim leaves an extent that the next lock holder frees with the claim). A peer's
+//! merge at once, nothing is moved, and no crash leaks space for good: a creator that
+//! dies with a claim leaves an extent that the next lock holder frees with the claim; a
+//! creator that dies after publishing the name, or whose `init` panics, leaves an
+//! abandoned `INITIALISING` entry (listed by [`Region::entries`]) that the next
+//! `get_or_*` of the name takes over, or that [`Region::remove`] of the name frees at
+//! once (`INITIALISING -> FREE` by CAS, no bitmap check: no reference to an object is
+//! handed out before it is `READY` but to its initialiser, dead or unwound). A peer's
 //! garbage extents are sorted in as they are (overlaps and all), so this process never
 //! places an object over space another entry claims. The bound: fragmentation is only
 //! external (holes between live objects smaller than the object asked for); no byte is
@@ -113,7 +118,7 @@
 //! | `FREE` published, waiters not yet woken | sleepers on a free entry | each re-checks after its slice (10 ms) and finds the name gone (failpoint test `a_remover_killed_before_waking_leaves_waiters_to_their_slice`) |
 //! | creator: creation lock taken, directory not scanned | a lock naming a dead thread | the next creator probes it dead within a slice (10 ms) and takes it over (failpoint test `a_creator_killed_holding_the_creation_lock_is_taken_over`) |
 //! | creator: entry `CLAIMED` (a `FREE` or `EMPTY` one), extent placed, name not published | a dead claim under a dead lock | the next creator probes the lock's holder dead within a slice, takes the lock over and frees the claim (`FREE`: its extent is free space again), then goes on (failpoint test `a_creator_killed_after_claiming_an_entry_leaves_it_reusable`) |
-//! | creator: `INITIALISING` published, lock not yet released (or released, `init` running) | the lock, and an abandoned initialisation | the lock as above; the entry by takeover: a creator of the name waiting on it probes the owner between slices and initialises it afresh (failpoint test `a_creator_killed_after_publishing_the_name_is_taken_over`) |
+//! | creator: `INITIALISING` published, lock not yet released (or released, `init` running) | the lock, and an abandoned initialisation | the lock as above; the entry by takeover: a creator of the name waiting on it probes the owner between slices and initialises it afresh (failpoint test `a_creator_killed_after_publishing_the_name_is_taken_over`), or a remover of the name probes the owner dead and frees the entry and its extent (failpoint test `a_creator_killed_after_publishing_the_name_leaves_an_entry_removal_frees`; a panicking `init`: `an_initialisation_that_panicked_can_be_removed_and_its_space_reused`) |
 //!
 //! # Limits
 //!
@@ -274,6 +279,35 @@ pub(super) fn cancel_dead_removal(e: &Entry, seen: u32) {
     }
 }
 
+/// Frees the `INITIALISING` entry `e` whose owner is dead (or `0`: its `init` panicked),
+/// left in state `seen` at generation `generation`: `INITIALISING -> FREE` in one CAS.
+/// Returns whether this thread freed it (a creator of the name may take it over first).
+///
+/// No user bitmap check is needed: no reference to an object is handed out before it is
+/// `READY` but to its initialiser, which is dead (the kernel reports a thread dead only
+/// after its address space is gone), or whose `init` unwound (the `&T` it was given
+/// cannot outlive the closure, and `initialise` hands out nothing after a panic).
+fn free_abandoned(e: &Entry, seen: u32, generation: u64) -> bool {
+    // Acquire: the entry still holds the object the caller's consistent copy named (a
+    // reuse in between would have moved the generation; one that also cycled the state
+    // word back to `seen` in the few instructions to the CAS below could only be another
+    // abandoned initialisation, which is as free to go).
+    if e.generation.load(Ordering::Acquire) != generation {
+        return false;
+    }
+    let free = state::make(0, state::FREE) | (seen & state::WAITERS);
+    // AcqRel: acquire the dead owner's writes; release pairs with a later creator's
+    // acquire claim of the FREE entry.
+    let freed = e
+        .state
+        .compare_exchange(seen, free, Ordering::AcqRel, Ordering::Relaxed)
+        .is_ok();
+    if freed && state::has_waiters(seen) {
+        crate::futex::wake_all(&e.state);
+    }
+    freed
+}
+
 /// How a region's data area is used, as [`Region::space`] and
 /// [`ReadOnlyRegion::space`](super::ReadOnlyRegion::space) report it: a snapshot, stale
 /// as soon as it is made, whose numbers come from shared memory (garbage extents are
@@ -377,7 +411,9 @@ impl Region {
     ///
     /// # Errors
     ///
-    /// - [`RemoveObjectError::NotFound`]: no ready object has this name.
+    /// - [`RemoveObjectError::NotFound`]: no object has this name. (An abandoned
+    ///   initialisation of the name, whose creator died or whose `init` panicked, is
+    ///   freed: `Ok`.)
     /// - [`RemoveObjectError::InUse`]: handles of these live processes asked for it; drop
     ///   them first. Nothing changed.
     /// - [`RemoveObjectError::Unlisted`]: the region had a handle without an attach-table
@@ -412,7 +448,10 @@ impl Region {
         let deadline = deadline_after(self.timeout);
         let me = owner::current();
         loop {
-            let (index, e, s) = self.find_for_removal(name, deadline)?;
+            let Some((index, e, s)) = self.find_for_removal(name, deadline)? else {
+                // An abandoned initialisation of the name, freed.
+                return Ok(());
+            };
             let removing = state::make(me, state::REMOVING) | (s & state::WAITERS);
             // SeqCst: remover step 1, the remover's write of the Dekker pair (module docs).
             if e.state
@@ -518,12 +557,14 @@ impl Region {
     }
 
     /// The entry holding `name`, `READY`, with the state word seen. Waits for an entry of
-    /// the name being created or removed (returning a dead remover's to `READY`).
+    /// the name being created or removed (returning a dead remover's to `READY`). An
+    /// abandoned initialisation of the name (its creator died, or its `init` panicked) is
+    /// freed here: `None`.
     fn find_for_removal(
         &self,
         name: &str,
         deadline: Instant,
-    ) -> Result<(u32, &Entry, u32), RemoveObjectError> {
+    ) -> Result<Option<(u32, &Entry, u32)>, RemoveObjectError> {
         let raw = self.raw();
         let geo = self.geo;
         let mut i = 0;
@@ -552,13 +593,16 @@ impl Region {
                         continue;
                     }
                     if phase == state::READY {
-                        return Ok((i, e, s));
+                        return Ok(Some((i, e, s)));
                     }
                     match wait_on(e, s, deadline, true).map_err(|_| RemoveObjectError::Timeout)? {
                         Seen::Changed => {}
                         Seen::OwnerDead if phase == state::REMOVING => cancel_dead_removal(e, s),
-                        // A creator that died in `init`: nothing to remove yet.
-                        Seen::OwnerDead => break,
+                        Seen::OwnerDead => {
+                            if free_abandoned(e, s, snap.generation) {
+                                return Ok(None);
+                            }
+                        }
                     }
                 }
                 _ => i += 1,
