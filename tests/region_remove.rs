@@ -548,3 +548,35 @@ fn an_initialisation_that_panicked_can_be_removed_and_its_space_reused() {
     // The name can be created again, by the handle whose `init` panicked too.
     assert_eq!(r.get_or_default::<Counter>("half").unwrap().get(), 0);
 }
+
+#[test]
+fn an_odd_generation_written_into_a_ready_entry_does_not_stall_lookups_of_other_names() {
+    use std::os::unix::fs::FileExt;
+    watchdog(Duration::from_secs(60));
+    let dir = common::TempDir::new("remove-odd-generation");
+    let path = dir.0.join("r");
+    // A lookup that spun on the garbage entry would end in `Timeout` after 2 s.
+    let options = RegionOptions::new()
+        .capacity(8)
+        .timeout(Duration::from_secs(2));
+    let r = options.create(&path, 1 << 16).unwrap();
+    r.get_or_default::<Counter>("first").unwrap();
+    r.get_or_default::<Counter>("second").unwrap().add(2);
+    let mut h = options.open(&path).unwrap();
+    // A peer writes an odd generation into entry 0 (READY).
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_all_at(&1u64.to_ne_bytes(), layout::ENTRY0 + layout::GENERATION)
+        .unwrap();
+    assert_eq!(h.get::<Counter>("second").unwrap().get(), 2);
+    h.get_or_default::<Counter>("third").unwrap().add(3);
+    assert!(matches!(
+        h.get::<Counter>("absent"),
+        Err(GetError::NotFound { .. })
+    ));
+    drop(r);
+    h.remove("third").unwrap();
+    assert!(matches!(
+        h.remove("absent"),
+        Err(RemoveObjectError::NotFound { .. })
+    ));
+}

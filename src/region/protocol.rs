@@ -212,6 +212,42 @@ enum Claim<'r> {
     },
 }
 
+/// Failed consistent copies of one entry in a row whose state word held: past
+/// [`Torn::TRIES`] the entry's generation is garbage, not a creator at work.
+#[derive(Default)]
+pub(super) struct Torn {
+    index: u32,
+    count: u32,
+}
+
+impl Torn {
+    /// Consecutive failures on an unchanged state word that make an entry garbage. A
+    /// creator rewrites an entry's fields (its generation odd) only while it is `CLAIMED`,
+    /// so a copy that fails while the state word stays `INITIALISING`, `READY` or
+    /// `REMOVING` saw a whole reuse cycle back to the same word (rare; the next copy
+    /// holds), or a generation a peer wrote.
+    const TRIES: u32 = 64;
+
+    /// Counts a failed copy of entry `e` (index `i`), read in state `s`; whether the
+    /// entry is to be skipped as garbage (then the count restarts).
+    pub(super) fn garbage(&mut self, e: &Entry, i: u32, s: u32) -> bool {
+        if self.index != i {
+            *self = Torn { index: i, count: 0 };
+        }
+        // Acquire: as the scan's load of the state.
+        if e.state.load(Ordering::Acquire) != s {
+            self.count = 0;
+            return false;
+        }
+        self.count += 1;
+        if self.count < Self::TRIES {
+            return false;
+        }
+        self.count = 0;
+        true
+    }
+}
+
 /// What a wait on a state word saw.
 pub(super) enum Seen {
     /// The word changed (or the wait slice ended): look again.
@@ -429,6 +465,7 @@ impl Region {
         let raw = self.raw();
         let geo = self.geo;
         let me = owner::current();
+        let mut torn = Torn::default();
         let mut i = 0;
         while i < geo.capacity {
             let Some(e) = raw.entry(&geo, i) else {
@@ -441,8 +478,10 @@ impl Region {
                 state::EMPTY => return Ok(Step::Absent),
                 phase @ (state::INITIALISING | state::READY | state::REMOVING) => {
                     let Some(snap) = EntrySnapshot::read_consistent(e) else {
-                        // Being reused right now: look again.
-                        if Instant::now() >= deadline {
+                        // Being reused right now: look again; or garbage: skip it.
+                        if torn.garbage(e, i, s) {
+                            i += 1;
+                        } else if Instant::now() >= deadline {
                             return Err(GetError::Timeout);
                         }
                         spin_loop();

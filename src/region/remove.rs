@@ -127,6 +127,10 @@
 //!   alive (the entry or the creation lock then waits out the region's timeout).
 //! - A bit is per handle, not per reference: a long-lived handle that once asked for a
 //!   name keeps it unremovable until dropped, whether or not it still holds a reference.
+//! - An entry whose generation a peer left odd (or that keeps failing a consistent copy
+//!   while its state word holds) is skipped by lookups and removals after a bounded number
+//!   of tries: other names stay reachable; its own name is lost (a `get_or_*` of it finds
+//!   it under the creation lock and waits out the timeout).
 //! - The bitmap is region memory: a process writing the region can clear other
 //!   handles' bits and have an object removed under them (as it can zero their attach
 //!   words, see [`lifecycle`](super::lifecycle)). Removal trusts the processes that can
@@ -141,7 +145,7 @@ use crate::sync::{AtomicU64, Ordering};
 use super::error::RemoveObjectError;
 use super::file::{Region, RegionOptions};
 use super::format::{ATTACH_SLOTS, Entry, EntrySnapshot, Geometry, Raw, life, state};
-use super::protocol::{Seen, check_name, deadline_after, transition, wait_on};
+use super::protocol::{Seen, Torn, check_name, deadline_after, transition, wait_on};
 
 /// The bit of attach-table word `slot` in an entry's user bitmap: `(word, mask)`.
 #[inline]
@@ -567,6 +571,7 @@ impl Region {
     ) -> Result<Option<(u32, &Entry, u32)>, RemoveObjectError> {
         let raw = self.raw();
         let geo = self.geo;
+        let mut torn = Torn::default();
         let mut i = 0;
         while i < geo.capacity {
             let Some(e) = raw.entry(&geo, i) else {
@@ -581,8 +586,10 @@ impl Region {
                 state::EMPTY => break,
                 state::INITIALISING | state::READY | state::REMOVING => {
                     let Some(snap) = EntrySnapshot::read_consistent(e) else {
-                        // Being reused right now: look again.
-                        if Instant::now() >= deadline {
+                        // Being reused right now: look again; or garbage: skip it.
+                        if torn.garbage(e, i, s) {
+                            i += 1;
+                        } else if Instant::now() >= deadline {
                             return Err(RemoveObjectError::Timeout);
                         }
                         crate::sync::spin_loop();
