@@ -143,6 +143,9 @@ pub enum Point {
     /// Region object removal: the user bitmap is read and the words its bits name are
     /// probed, the verdict (refuse, or clear and free) not yet acted on.
     RegionObjectUsersProbed,
+    /// Region fork child handler: entered, the child's own word not yet swapped in (the
+    /// word claimed for it still names the parent).
+    RegionForkChildEntered,
 }
 
 #[cfg(shmstate_test_hooks)]

@@ -325,3 +325,26 @@ fn a_creator_killed_after_publishing_the_name_leaves_an_entry_removal_frees() {
         Err(GetError::NotFound { .. })
     ));
 }
+
+/// A fork child stopped in its handler before swapping its own word in: the word claimed
+/// for it (naming the live parent) carries the parent's uses, so removals refuse.
+#[test]
+fn a_fork_child_stopped_before_its_handler_keeps_its_inherited_objects() {
+    watchdog(Duration::from_secs(60));
+    let r = memfd();
+    let user = handle(&r);
+    let c = user.get_or_default::<Counter>("c").unwrap();
+    c.add(1);
+    // Only the fork child handler reaches this point: the child stops in it.
+    shmstate::failpoint::arm(Point::RegionForkChildEntered);
+    let child = fork_children(1, |_| std::process::exit(3))[0];
+    wait_until_stopped(child);
+    let mut admin = handle(&r);
+    drop(user);
+    drop(r);
+    assert!(matches!(
+        admin.remove("c"),
+        Err(RemoveObjectError::InUse { ref pids, .. }) if pids == &[std::process::id()]
+    ));
+    kill_and_reap(child);
+}

@@ -735,7 +735,15 @@ extern "C" fn after_fork_parent() {
             // exits; that keeps the file longer, never removes it early.)
             for a in handles.iter() {
                 // Relaxed: as in `before_fork`.
-                a.fork_slot.store(NO_SLOT, Ordering::Relaxed);
+                let i = a.fork_slot.swap(NO_SLOT, Ordering::Relaxed);
+                if i != NO_SLOT {
+                    // The entries another thread of this process pinned after the prepare
+                    // handler's copy but before `fork` (the child inherited those
+                    // references too): their bits go to the child's word now, while the
+                    // registry lock still keeps this handle (and its own bits) alive, not
+                    // only when the child's handler runs, which may be much later.
+                    super::remove::set_pinned_bits(a.raw(), &a.geo, i, &a.pins);
+                }
             }
         }
     });
@@ -747,6 +755,7 @@ extern "C" fn after_fork_child() {
             return;
         };
         if let Some(handles) = g.take() {
+            crate::failpoint::hit(crate::failpoint::Point::RegionForkChildEntered);
             // Syscalls only (getpid, open, read): no allocation, no lock.
             let word = my_word(true);
             for a in handles.iter() {

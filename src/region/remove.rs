@@ -115,6 +115,8 @@
 //! | getter: bit set, state not yet loaded | a bit naming a handle of a dead process | the next removal of the entry probes the word dead and clears the bit (failpoint test `a_getter_killed_after_setting_its_bit_does_not_block_removal`) |
 //! | remover step 1–3: `REMOVING(t)`, bitmap not (fully) read | an entry that nobody can use or remove | the next getter, creator or remover of the name probes `t` between 10 ms slices and returns the entry to `READY` (the object was never freed) (failpoint test `a_remover_killed_while_removing_leaves_the_object_ready`; a remover stopped after its probes and resumed refuses without clearing a bit a fork copied meanwhile: `a_refused_removal_keeps_the_bit_of_a_fork_child_that_took_a_word_it_probed_free`) |
 //! | remover step 4: bitmap cleared, `FREE` not yet published | the same, with an empty bitmap | as above: `READY` again, users ask again (failpoint test `a_remover_killed_after_clearing_the_bitmap_leaves_the_object_ready`) |
+//! | fork: prepare handler done (a word claimed for the child in the parent's name, the parent handle's bits copied to it), `fork` not yet returned | a word naming the parent, with its bits | nothing to repair while the parent lives: the word is live. Entries another parent thread pinned after the copy get the child word's bit from the parent handler, under the registry lock (so before any parent handle can be dropped), and again from the child handler. A parent that dies with the fork (no child) leaves a word naming a dead process: pruned by the next removal's or full table's scan |
+//! | fork: child running, its handler not yet swapped its own word in | the child's inherited uses on a word naming the parent | while the parent lives: nothing, a removal refuses (failpoint test `a_fork_child_stopped_before_its_handler_keeps_its_inherited_objects`). **Not repaired:** a parent SIGKILLed here leaves the word naming a dead process, and a removal meanwhile frees objects the child holds references to (Limits) |
 //! | `FREE` published, waiters not yet woken | sleepers on a free entry | each re-checks after its slice (10 ms) and finds the name gone (failpoint test `a_remover_killed_before_waking_leaves_waiters_to_their_slice`) |
 //! | creator: creation lock taken, directory not scanned | a lock naming a dead thread | the next creator probes it dead within a slice (10 ms) and takes it over (failpoint test `a_creator_killed_holding_the_creation_lock_is_taken_over`) |
 //! | creator: entry `CLAIMED` (a `FREE` or `EMPTY` one), extent placed, name not published | a dead claim under a dead lock | the next creator probes the lock's holder dead within a slice, takes the lock over and frees the claim (`FREE`: its extent is free space again), then goes on (failpoint test `a_creator_killed_after_claiming_an_entry_leaves_it_reusable`) |
@@ -123,8 +125,21 @@
 //! # Limits
 //!
 //! - As for every owner probe: the processes sharing a region must share a PID
-//!   namespace, and a dead remover's or creator's TID reused by a new thread reads as
-//!   alive (the entry or the creation lock then waits out the region's timeout).
+//!   namespace. A handle in another namespace has its attach-table word probed as dead
+//!   (or as another, live process): its bits do not protect it, an object it holds can be
+//!   removed under it, and the next object placed there is then aliased.
+//! - A dead remover's TID reused by a new thread reads as alive: its entry waits out the
+//!   region's timeout for every caller, for as long as that thread lives. The creation
+//!   lock holds only a TID too: a creator that died holding it, whose TID is reused, makes
+//!   every creation of a new name (region-wide) return `Timeout` for as long as the thread
+//!   with the reused TID lives, not just once.
+//! - Fork: a parent SIGKILLed between `fork` and its child's handler (which swaps the
+//!   child's own word into the word the prepare handler claimed in the parent's name)
+//!   leaves the child's inherited uses on a word naming a dead process: a removal in that
+//!   window frees objects the child holds references to (see the crash windows). A child
+//!   that `exec`s after a `fork` that ran the handlers (libc `fork`, std's `Command` when
+//!   it forks) keeps a live word with all its parent's bits: every object the parent used
+//!   stays unremovable (`InUse` lists the new program's pid) until that program exits.
 //! - A bit is per handle, not per reference: a long-lived handle that once asked for a
 //!   name keeps it unremovable until dropped, whether or not it still holds a reference.
 //! - An entry whose generation a peer left odd (or that keeps failing a consistent copy
