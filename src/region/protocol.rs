@@ -801,6 +801,10 @@ impl<'a> CreateLock<'a> {
                 {
                     return Ok(CreateLock { word, me });
                 }
+                // Taken meanwhile (or a peer flipping the word): bounded by the deadline.
+                if Instant::now() >= deadline {
+                    return Err(GetError::Timeout);
+                }
                 continue;
             }
             let now = Instant::now();
@@ -831,6 +835,10 @@ impl<'a> CreateLock<'a> {
                     .is_ok()
                 {
                     return Ok(CreateLock { word, me });
+                }
+                // Taken meanwhile (or a peer flipping the word): bounded by the deadline.
+                if Instant::now() >= deadline {
+                    return Err(GetError::Timeout);
                 }
                 continue;
             }

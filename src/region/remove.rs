@@ -487,6 +487,9 @@ impl Region {
             // been removed and re-created in between with the same state word).
             if EntrySnapshot::read(e).name_bytes() != Some(name.as_bytes()) {
                 transition(e, me, state::REMOVING, state::make(me, state::READY));
+                if Instant::now() >= deadline {
+                    return Err(RemoveObjectError::Timeout);
+                }
                 continue;
             }
             crate::failpoint::hit(crate::failpoint::Point::RegionObjectRemoving);
