@@ -580,3 +580,37 @@ fn an_odd_generation_written_into_a_ready_entry_does_not_stall_lookups_of_other_
         Err(RemoveObjectError::NotFound { .. })
     ));
 }
+
+#[test]
+fn a_handle_whose_word_was_pruned_and_reclaimed_leaves_the_new_holders_bits_at_drop() {
+    use std::os::unix::fs::FileExt;
+    watchdog(Duration::from_secs(60));
+    let r1 = memfd(8, 1 << 16);
+    let file = std::fs::File::from(r1.as_fd().unwrap().try_clone_to_owned().unwrap());
+    // r1's word (the first of the attach table, after the header and 8 entries) is
+    // pruned, as if its process were misjudged dead.
+    let table = layout::ENTRY0 + 8 * layout::ENTRY;
+    let mut word = [0u8; 8];
+    file.read_exact_at(&mut word, table).unwrap();
+    assert_ne!(word, [0; 8]);
+    file.write_all_at(&[0; 8], table).unwrap();
+    let ctl = SharedMem::<ValueArray<u64>>::new(2);
+    // The fork child's word goes into the freed word; it uses "w" through it.
+    let child = fork_children(1, |_| {
+        let ctl = ctl.get();
+        r1.get_or_default::<Counter>("w").unwrap().add(1);
+        ctl.store(0, 1, Ordering::SeqCst);
+        wait_for(ctl, 1, 1);
+    });
+    wait_for(ctl.get(), 0, 1);
+    let mut admin = handle(&r1);
+    // r1's drop must not clear the bits of a word that is no longer its own.
+    drop(r1);
+    assert_eq!(
+        in_use_pids(admin.remove("w").unwrap_err()),
+        [child[0] as u32]
+    );
+    ctl.get().store(1, 1, Ordering::SeqCst);
+    wait_all(&child, Duration::from_secs(30));
+    admin.remove("w").unwrap();
+}

@@ -402,7 +402,14 @@ impl Attachment {
         }
         self.word.store(0, Ordering::Relaxed);
         self.slot.store(NO_SLOT, Ordering::Relaxed);
-        if i != NO_SLOT {
+        // SeqCst: as every load of a table word by the protocol (module docs). A word
+        // pruned (misjudged dead) and claimed by another handle is that handle's, with
+        // its bits: leave them.
+        let still_ours = self
+            .raw()
+            .attach_slot(&self.geo, i)
+            .is_some_and(|s| s.load(Ordering::SeqCst) == word);
+        if i != NO_SLOT && still_ours {
             // The handle's references are gone with it: so are its uses of entries.
             super::remove::clear_slot_bits(self.raw(), &self.geo, i);
         }
