@@ -614,3 +614,43 @@ fn a_handle_whose_word_was_pruned_and_reclaimed_leaves_the_new_holders_bits_at_d
     wait_all(&child, Duration::from_secs(30));
     admin.remove("w").unwrap();
 }
+
+#[test]
+fn a_peer_writing_empty_into_a_middle_entry_does_not_hide_the_extents_after_it() {
+    use std::os::unix::fs::FileExt;
+    watchdog(Duration::from_secs(60));
+    let dir = common::TempDir::new("remove-empty-middle");
+    let path = dir.0.join("r");
+    let options = RegionOptions::new()
+        .capacity(8)
+        .timeout(Duration::from_secs(2));
+    let r = options.create(&path, 1 << 16).unwrap();
+    let seeds: Vec<usize> = (0..4)
+        .map(|k| {
+            let c = r.get_or_default::<Counter>(&format!("seed{k}")).unwrap();
+            r.offset_of(c).unwrap()
+        })
+        .collect();
+    // A peer marks entry 1 EMPTY (state word 0): the seeds in entries 2 and 3 are still
+    // held through `r`.
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_all_at(
+        &0u32.to_ne_bytes(),
+        layout::ENTRY0 + layout::ENTRY + layout::STATE,
+    )
+    .unwrap();
+    let h = options.open(&path).unwrap();
+    // Larger than the hole seed1 seems to leave: first fit looks past it.
+    for k in 0..3 {
+        let Ok(a) = h.get_or_default_slice::<ValueArray<u64>>(&format!("new{k}"), 32) else {
+            continue;
+        };
+        let at = h.offset_of(a).unwrap();
+        for (s, &seed) in seeds.iter().enumerate().skip(2) {
+            assert!(
+                at + 256 <= seed || seed + 64 <= at,
+                "new{k} at {at} placed over seed{s} at {seed}"
+            );
+        }
+    }
+}

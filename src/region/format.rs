@@ -718,6 +718,28 @@ impl EntrySnapshot {
         Ok((offset, size))
     }
 
+    /// The part of `[data_start, total)` of `geo` that a creator must keep clear of for
+    /// this entry: its extent, clipped at `total` (an extent past the end this handle
+    /// verified may belong to a larger mapping another handle sees, or be garbage:
+    /// either way nothing is placed over it); `None` if it reserves nothing here (no
+    /// extent, or one at a misaligned offset or outside the data area, which
+    /// [`placement`](Self::placement) refuses to hand out).
+    pub(crate) fn reserved(&self, geo: &Geometry) -> Option<(usize, usize)> {
+        let offset = usize::try_from(self.offset).ok()?;
+        if self.size == 0
+            || !offset.is_multiple_of(OBJECT_ALIGN)
+            || offset < geo.data_start
+            || offset >= geo.total
+        {
+            return None;
+        }
+        let room = geo.total - offset;
+        let extent = round_up(self.size)
+            .and_then(|x| usize::try_from(x).ok())
+            .map_or(room, |x| x.min(room));
+        Some((offset, extent))
+    }
+
     /// The entry's extent `(offset, extent)`: its object's bytes rounded up to 64, if
     /// they lie in the data area of `geo` at a 64-aligned offset (an extent of 0: none).
     pub(crate) fn span(&self, geo: &Geometry) -> Result<(usize, usize), String> {

@@ -552,6 +552,10 @@ impl Region {
             // Every extent an entry owns: the space a new object must not overlap.
             let mut spans: Vec<(usize, usize)> = Vec::new();
             let mut target: Option<(u32, u32)> = None;
+            // Past the first EMPTY entry only a peer's garbage can own space: its extents
+            // are still kept clear of (never place a new object over an extent another
+            // handle may hold), nothing else there is looked at.
+            let mut past_empty = false;
             for i in 0..geo.capacity {
                 let Some(e) = raw.entry(&geo, i) else {
                     return Err(GetError::Corrupt(format!("entry {i} outside the region")));
@@ -559,12 +563,22 @@ impl Region {
                 // Acquire: as in `lookup`; and pairs with the release of the creation
                 // lock, after which the previous holder's entries are published.
                 let s = e.state.load(Ordering::Acquire);
+                if past_empty {
+                    if matches!(
+                        state::phase(s),
+                        state::INITIALISING | state::READY | state::REMOVING
+                    ) && let Some(sp) = EntrySnapshot::read(e).reserved(&geo)
+                    {
+                        spans.push(sp);
+                    }
+                    continue;
+                }
                 match state::phase(s) {
                     state::EMPTY => {
                         if target.is_none() {
                             target = Some((i, s));
                         }
-                        break;
+                        past_empty = true;
                     }
                     state::CLAIMED => {
                         if !crate::wait::holder_is_dead(state::owner(s)) {
@@ -586,11 +600,7 @@ impl Region {
                         if snap.name_bytes() == Some(want.name.as_bytes()) {
                             return Ok(Claim::Exists);
                         }
-                        // A garbage extent cannot be handed out (`placement` refuses it),
-                        // so it reserves nothing.
-                        if let Ok(sp) = snap.span(&geo)
-                            && sp.1 != 0
-                        {
+                        if let Some(sp) = snap.reserved(&geo) {
                             spans.push(sp);
                         }
                     }

@@ -718,6 +718,27 @@ mod tests {
 
     #[test]
     #[cfg_attr(miri, ignore = "a region maps a memfd")]
+    fn an_extent_past_the_verified_end_reserves_up_to_it() {
+        let r = Region::anonymous(1 << 16).unwrap();
+        r.get_or_default::<TestWord>("w").unwrap();
+        let mut snap = EntrySnapshot::read(r.raw().entry(&r.geo, 0).unwrap());
+        let at = snap.offset as usize;
+        assert_eq!(snap.reserved(&r.geo), Some((at, 64)));
+        // Straddling the end this handle verified (a larger mapping's object, or garbage):
+        // reserved up to that end, never dropped.
+        snap.size = (r.geo.total - at + 4096) as u64;
+        assert_eq!(snap.reserved(&r.geo), Some((at, r.geo.total - at)));
+        snap.size = u64::MAX;
+        assert_eq!(snap.reserved(&r.geo), Some((at, r.geo.total - at)));
+        // Wholly past it: nothing here to keep clear of; inside the header: never handed out.
+        snap.offset = r.geo.total as u64;
+        assert_eq!(snap.reserved(&r.geo), None);
+        snap.offset = 64;
+        assert_eq!(snap.reserved(&r.geo), None);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd")]
     fn removal_ignores_its_own_handle_and_dead_words_and_frees_the_entry() {
         let mut r = Region::anonymous(1 << 16).unwrap();
         r.get_or_default::<TestWord>("w").unwrap();
