@@ -568,6 +568,9 @@ fn an_odd_generation_written_into_a_ready_entry_does_not_stall_lookups_of_other_
     file.write_all_at(&1u64.to_ne_bytes(), layout::ENTRY0 + layout::GENERATION)
         .unwrap();
     assert_eq!(h.get::<Counter>("second").unwrap().get(), 2);
+    // Tools list only entries whose copy held: not the one being (seemingly) rewritten.
+    let names: Vec<String> = h.entries().into_iter().map(|e| e.name).collect();
+    assert_eq!(names, ["second"]);
     h.get_or_default::<Counter>("third").unwrap().add(3);
     assert!(matches!(
         h.get::<Counter>("absent"),

@@ -331,7 +331,17 @@ impl Region {
                 // FREE: a removed object's entry; anything else: no state a build writes.
                 _ => continue,
             };
-            let snap = EntrySnapshot::read(e);
+            // A claim's fields are being written (no name yet): as they are. Otherwise a
+            // copy whose generation held (one object's name, tag and place, not a mix of
+            // two while the entry is reused).
+            let snap = if state == EntryState::Claimed {
+                EntrySnapshot::read(e)
+            } else {
+                match EntrySnapshot::read_settled(e) {
+                    Some(snap) => snap,
+                    None => continue,
+                }
+            };
             let name = match (state, snap.name_bytes()) {
                 (EntryState::Claimed, _) => String::new(),
                 (_, Some(n)) => String::from_utf8_lossy(n).into_owned(),

@@ -658,6 +658,19 @@ impl EntrySnapshot {
         (e.generation.load(Ordering::Relaxed) == before).then_some(snap)
     }
 
+    /// [`read_consistent`](Self::read_consistent), tried a bounded number of times (for
+    /// tools: an entry that keeps changing, or whose generation a peer left odd, is
+    /// skipped: `None`).
+    pub(crate) fn read_settled(e: &Entry) -> Option<Self> {
+        (0..64).find_map(|_| {
+            let snap = Self::read_consistent(e);
+            if snap.is_none() {
+                crate::sync::spin_loop();
+            }
+            snap
+        })
+    }
+
     /// Copies the fields of `e`.
     pub(crate) fn read(e: &Entry) -> Self {
         // Relaxed (all): the caller's acquire load of `state` that saw the entry published

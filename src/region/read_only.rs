@@ -354,7 +354,11 @@ impl Region {
             if state::phase(s) != state::READY {
                 continue;
             }
-            let snap = EntrySnapshot::read(e);
+            // A copy whose generation held: one object's fields, not a mix of two while
+            // the entry is reused (an entry that keeps changing is left out of this pass).
+            let Some(snap) = EntrySnapshot::read_settled(e) else {
+                continue;
+            };
             f(&ReadyEntry {
                 // A name without its terminator is the whole field, as `entries` has it.
                 name: snap.name_bytes().unwrap_or(&snap.name),
