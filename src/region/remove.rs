@@ -97,8 +97,10 @@
 //! `get_or_*` of the name takes over, or that [`Region::remove`] of the name frees at
 //! once (`INITIALISING -> FREE` by CAS, no bitmap check: no reference to an object is
 //! handed out before it is `READY` but to its initialiser, dead or unwound). A peer's
-//! garbage extents are sorted in as they are (overlaps and all), so this process never
-//! places an object over space another entry claims. The bound: fragmentation is only
+//! garbage extents are sorted in as they are (overlaps and all), an extent that straddles
+//! the end of the data area this handle verified is kept clear of up to that end (never
+//! dropped), and the extents of entries past a (peer-written) `EMPTY` one are kept clear
+//! of too: this process never places an object over space another entry claims. The bound: fragmentation is only
 //! external (holes between live objects smaller than the object asked for); no byte is
 //! lost for good, and every hole is reusable once its neighbours are removed.
 //! [`Region::space`] and [`ReadOnlyRegion::space`](super::ReadOnlyRegion::space) report
