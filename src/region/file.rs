@@ -111,6 +111,8 @@ pub struct Region {
     verified: AtomicUsize,
     /// Its table word and the path it may remove ([`lifecycle`](super::lifecycle)).
     pub(super) life: Life,
+    /// The entries this handle has marked itself a user of ([`remove`](super::remove)).
+    pub(super) pins: std::sync::Arc<super::remove::Pins>,
 }
 
 // `Region` must stay usable from any thread (the API contract).
@@ -824,6 +826,7 @@ impl RegionOptions {
             grow_fd: None,
             verified: AtomicUsize::new(geo.total),
             life: Life::default(),
+            pins: std::sync::Arc::new(super::remove::Pins::new(geo.capacity)),
         }
     }
 }
