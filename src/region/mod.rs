@@ -27,8 +27,8 @@ mod format;
 pub mod lifecycle;
 mod protocol;
 mod read_only;
-mod stale;
 pub mod remove;
+mod stale;
 mod validate;
 
 pub use directory::{EntryInfo, EntryState};

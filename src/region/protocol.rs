@@ -299,7 +299,8 @@ impl Region {
                             was,
                             spans,
                         } => {
-                            let offset = self.fill(entry, index, &want, len, me, was, spans)?;
+                            let offset =
+                                self.fill(entry, index, &want, len, me, was, spans, deadline)?;
                             crate::failpoint::hit(crate::failpoint::Point::RegionNamePublished);
                             drop(lock);
                             return self.initialise(entry, offset, len, me, init);
@@ -439,8 +440,14 @@ impl Region {
             return Ok(None);
         }
         let len = want.check(&snap)?;
+        // Against the maximum, as in `lookup`: the object is checked against the file
+        // when it is handed out.
+        let mapped = super::format::Geometry {
+            total: self.geo.max,
+            ..self.geo
+        };
         let (offset, _) = snap
-            .placement(&self.geo)
+            .placement(&mapped)
             .map_err(|w| GetError::Corrupt(format!("entry {index}: {w}")))?;
         Ok(Some((offset, len)))
     }
@@ -558,7 +565,14 @@ impl Region {
             if Instant::now() >= deadline {
                 return Err(GetError::Timeout);
             }
-            // Every extent an entry owns: the space a new object must not overlap.
+            // Every extent an entry owns: the space a new object must not overlap. Clipped
+            // at the maximum size, not at what this handle has seen the file cover: an
+            // extent past that may be a peer's object in a part of the region this
+            // handle has not looked at yet (the numbers are compared, nothing is touched).
+            let reach = super::format::Geometry {
+                total: geo.max,
+                ..geo
+            };
             let mut spans: Vec<(usize, usize)> = Vec::new();
             let mut target: Option<(u32, u32)> = None;
             // Past the first EMPTY entry only a peer's garbage can own space: its extents
@@ -576,7 +590,7 @@ impl Region {
                     if matches!(
                         state::phase(s),
                         state::INITIALISING | state::READY | state::REMOVING
-                    ) && let Some(sp) = EntrySnapshot::read(e).reserved(&geo)
+                    ) && let Some(sp) = EntrySnapshot::read(e).reserved(&reach)
                     {
                         spans.push(sp);
                     }
@@ -609,7 +623,7 @@ impl Region {
                         if snap.name_bytes() == Some(want.name.as_bytes()) {
                             return Ok(Claim::Exists);
                         }
-                        if let Some(sp) = snap.reserved(&geo) {
+                        if let Some(sp) = snap.reserved(&reach) {
                             spans.push(sp);
                         }
                     }
@@ -655,6 +669,7 @@ impl Region {
         me: u32,
         was: u32,
         spans: Vec<(usize, usize)>,
+        deadline: Instant,
     ) -> Result<usize, GetError> {
         // `Want::new` checked that `size_for(len)` exists.
         let size = (want.size_for)(len).unwrap_or(0);

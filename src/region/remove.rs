@@ -671,7 +671,16 @@ impl Region {
     ///
     /// See [`SpaceInfo`].
     pub fn space(&self) -> SpaceInfo {
-        space_of(self.raw(), &self.geo)
+        // The data area as far as the region has grown now (`size` may look at the file
+        // again, so it comes before the view).
+        let size = self.size();
+        space_of(
+            self.raw(),
+            &super::format::Geometry {
+                total: size,
+                ..self.geo
+            },
+        )
     }
 }
 
