@@ -163,6 +163,12 @@ pub enum Point {
     /// Region fork child handler: entered, the child's own word not yet swapped in (the
     /// word claimed for it still names the parent).
     RegionForkChildEntered,
+    /// Map repair: the slack flag is set for a dead writer's pending places, the places
+    /// not yet dropped.
+    MapRepairFlagged,
+    /// Map repair: a dead writer's pending places dropped, the map's count's version not
+    /// yet bumped.
+    MapRepairDropped,
 }
 
 #[cfg(shmstate_test_hooks)]

@@ -591,10 +591,16 @@ fn map_insert_evicting_killed_moving_a_place_between_stripes_loses_none() {
     seed[..8].copy_from_slice(&words[4].load(Ordering::Relaxed).to_le_bytes());
     seed[8..].copy_from_slice(&words[5].load(Ordering::Relaxed).to_le_bytes());
     let stripe = |k: &[u8]| ByteMap::place_of(options, seed, k).unwrap().0;
-    // Every place taken by keys of stripes 1 to 3; stripe 0 empty.
-    let kept: Vec<u32> = (0..).filter(|&i| stripe(&key(i)) != 0).take(cap).collect();
-    for &i in &kept {
-        m.insert(&key(i), &value(i)).unwrap();
+    // Every place taken by keys of stripes 1 to 3 (skipping a key whose stripe is full:
+    // the seed is random); stripe 0 empty.
+    let mut kept = Vec::new();
+    for i in (0..).filter(|&i| stripe(&key(i)) != 0) {
+        if kept.len() == cap {
+            break;
+        }
+        if m.insert(&key(i), &value(i)).is_ok() {
+            kept.push(i);
+        }
     }
     assert_eq!(m.len(), cap);
     let new = (0..)
@@ -659,5 +665,257 @@ fn map_timed_repair_leaves_the_count_scan_to_a_full_insert() {
         n, cap,
         "the place was lost: the map filled before its capacity"
     );
+    assert_eq!(m.len(), cap);
+}
+
+/// The map's hash seed: header words 4 and 5.
+fn seed_of(m: &ByteMap) -> [u8; 16] {
+    let words = m.raw_words();
+    let mut seed = [0u8; 16];
+    seed[..8].copy_from_slice(&words[4].load(Ordering::Relaxed).to_le_bytes());
+    seed[8..].copy_from_slice(&words[5].load(Ordering::Relaxed).to_le_bytes());
+    seed
+}
+
+/// Inserts new keys until the map refuses one; how many it took.
+fn fill(m: &ByteMap, cap: usize) -> usize {
+    let mut n = 0;
+    while m.insert(format!("f{n}").as_bytes(), b"v").is_ok() {
+        n += 1;
+        assert!(n <= cap, "the map took more than its capacity");
+    }
+    n
+}
+
+/// A repair killed after it set the slack flag for a dead insert's pending place, before
+/// it dropped the place (`MapRepairFlagged`): the next repair (the lock still names a dead
+/// thread) drops it, and the map takes exactly `capacity` entries.
+#[test]
+fn map_repair_killed_after_flagging_loses_no_place() {
+    watchdog(Duration::from_secs(60));
+    let region: &'static Region = Box::leak(Box::new(Region::anonymous(4 << 20).unwrap()));
+    let cap = 256;
+    let m = region
+        .map("m", MapOptions::new(cap).key_max(16).value_max(8))
+        .unwrap();
+    let pid = common::child_stopped_at(Point::MapCountsHalf, || {
+        let _ = m.insert(b"x", b"v");
+    });
+    kill_and_reap(pid);
+    // The next writer of the stripe repairs it; killed once it flagged the count.
+    let pid = common::child_stopped_at(Point::MapRepairFlagged, || {
+        let _ = m.insert(b"x", b"v");
+    });
+    kill_and_reap(pid);
+    assert_ne!(
+        m.raw_words()[9].load(Ordering::Relaxed),
+        0,
+        "the slack flag"
+    );
+    assert_eq!(get(m, b"x"), None);
+    assert_eq!(fill(m, cap), cap, "a place was lost");
+    assert_eq!(m.len(), cap);
+}
+
+/// An `insert_evicting` killed moving its victim's place between stripes
+/// (`MapPlaceMoving`), then only the victim's stripe written again (its repair flags the
+/// count): a full map's next insert takes the key's stripe over from the dead writer (its
+/// place pending there), gives the place back and clears the flag, without any write to
+/// that stripe.
+#[test]
+fn map_a_dead_writers_place_in_an_idle_stripe_is_given_back_by_a_full_insert() {
+    watchdog(Duration::from_secs(60));
+    let region: &'static Region = Box::leak(Box::new(Region::anonymous(1 << 20).unwrap()));
+    let cap = 512;
+    let options = MapOptions::new(cap).key_max(16).value_max(16);
+    let m = region.map("m", options).unwrap();
+    assert_eq!(m.stripe_geometry().0, 4);
+    let seed = seed_of(m);
+    let stripe = |k: &[u8]| ByteMap::place_of(options, seed, k).unwrap().0;
+    // Every place taken by keys of stripes 1 to 3 (skipping a key whose stripe is full:
+    // the seed is random); stripe 0 empty.
+    let mut kept = Vec::new();
+    for i in (0..).filter(|&i| stripe(&key(i)) != 0) {
+        if kept.len() == cap {
+            break;
+        }
+        if m.insert(&key(i), &value(i)).is_ok() {
+            kept.push(i);
+        }
+    }
+    let new = (0..)
+        .map(|i| format!("new-{i}").into_bytes())
+        .find(|k| stripe(k) == 0)
+        .unwrap();
+    let pid = common::child_stopped_at(Point::MapPlaceMoving, || {
+        let _ = m.insert_evicting(&new, b"v");
+    });
+    kill_and_reap(pid);
+    let ones: Vec<u32> = kept
+        .iter()
+        .copied()
+        .filter(|&i| stripe(&key(i)) == 1)
+        .collect();
+    // Stripe 1's next writer repairs it: drops its pending place, flags the count.
+    m.insert(&key(ones[1]), &value(ones[1])).unwrap();
+    let flag = m.raw_words()[9];
+    let heads = m.raw_stripe_words();
+    assert_eq!(
+        heads[0].2.load(Ordering::Relaxed) >> 32,
+        1,
+        "stripe 0's place"
+    );
+    // A full insert into stripe 2: stripe 0 is taken over and repaired, the place given
+    // back (the victim's), so this insert succeeds, and the flag clears.
+    let extra = (0..)
+        .map(|i| format!("extra-{i}").into_bytes())
+        .find(|k| stripe(k) == 2)
+        .unwrap();
+    m.insert(&extra, b"v").unwrap();
+    assert_eq!(heads[0].2.load(Ordering::Relaxed), 0, "stripe 0 repaired");
+    assert_eq!(flag.load(Ordering::Relaxed), 0, "the slack flag stayed set");
+    assert_eq!(m.snapshot().len(), cap);
+    assert_eq!(m.len(), cap);
+    assert!(matches!(
+        m.insert(&new, b"v"),
+        Err(shmstate::InsertError::Full { .. })
+    ));
+}
+
+/// A garbage-high map count (a peer wrote `capacity` into it) makes inserts fail `Full`
+/// only until the next repair of any stripe: a remove killed holding the lock before it
+/// changed anything (`MapShiftStarted`, nothing to recount, no pending place) is repaired
+/// by the next writer, whose scan lowers the count to the entries.
+#[test]
+fn map_a_garbage_high_count_is_lowered_by_the_next_repair() {
+    watchdog(Duration::from_secs(60));
+    let region: &'static Region = Box::leak(Box::new(Region::anonymous(4 << 20).unwrap()));
+    let cap = 256;
+    let m = region
+        .map("m", MapOptions::new(cap).key_max(16).value_max(8))
+        .unwrap();
+    m.insert(b"x", b"v").unwrap();
+    let count = m.raw_words()[8];
+    let w = count.load(Ordering::Relaxed);
+    count.store((w & !((1 << 40) - 1)) | cap as u64, Ordering::Relaxed);
+    assert!(matches!(
+        m.insert(b"y", b"v"),
+        Err(shmstate::InsertError::Full { .. })
+    ));
+    let pid = common::child_stopped_at(Point::MapShiftStarted, || {
+        let _ = m.remove(b"x");
+    });
+    kill_and_reap(pid);
+    // Repairs x's stripe (the lock names a dead thread).
+    assert_eq!(get(m, b"x"), Some(b"v".to_vec()));
+    m.insert(b"x", b"w").unwrap();
+    assert_eq!(m.len(), 1);
+    assert_eq!(fill(m, cap), cap - 1);
+    assert_eq!(m.len(), cap);
+}
+
+/// A repair killed after dropping a dead insert's pending place, before it bumped the
+/// count's version (`MapRepairDropped`): the flag is set and the count holds the place, so
+/// the first full insert's scan lowers it; the map takes exactly `capacity` entries.
+#[test]
+fn map_repair_killed_after_dropping_a_place_loses_none() {
+    watchdog(Duration::from_secs(60));
+    let region: &'static Region = Box::leak(Box::new(Region::anonymous(4 << 20).unwrap()));
+    let cap = 256;
+    let m = region
+        .map("m", MapOptions::new(cap).key_max(16).value_max(8))
+        .unwrap();
+    let pid = common::child_stopped_at(Point::MapCountsHalf, || {
+        let _ = m.insert(b"x", b"v");
+    });
+    kill_and_reap(pid);
+    let pid = common::child_stopped_at(Point::MapRepairDropped, || {
+        let _ = m.insert(b"x", b"v");
+    });
+    kill_and_reap(pid);
+    assert_ne!(
+        m.raw_words()[9].load(Ordering::Relaxed),
+        0,
+        "the slack flag"
+    );
+    assert_eq!(m.len(), 1, "the place is still counted");
+    assert_eq!(fill(m, cap), cap, "a place was lost");
+    assert_eq!(m.len(), cap);
+}
+
+/// A full map whose slack flag is set while a stopped (live) insert holds a pending place:
+/// the first full insert scans, finds nothing to lower and no dead holder to take over,
+/// and remembers the count word it scanned for (later full writers skip the scan while it
+/// is unchanged); once the stopped insert continues and writes its entry, the map holds
+/// exactly `capacity` entries and refuses another.
+#[test]
+fn map_a_fruitless_scan_is_remembered_until_the_count_changes() {
+    watchdog(Duration::from_secs(60));
+    let region: &'static Region = Box::leak(Box::new(Region::anonymous(4 << 20).unwrap()));
+    let cap = 1024; // 8 stripes
+    let options = MapOptions::new(cap).key_max(16).value_max(8);
+    let m = region.map("m", options).unwrap();
+    let seed = seed_of(m);
+    let stripe = |k: &[u8]| ByteMap::place_of(options, seed, k).unwrap().0;
+    let sa = stripe(b"xa");
+    let xb = (0..)
+        .map(|i| format!("xb-{i}").into_bytes())
+        .find(|k| stripe(k) != sa)
+        .unwrap();
+    // An insert stopped holding a place in stripe sa (alive).
+    let stopped = common::child_stopped_at(Point::MapCountsHalf, || {
+        let _ = m.insert(b"xa", b"v");
+    });
+    // An insert killed holding a place in xb's stripe, whose next writer repairs it: the
+    // flag is set, and stays set (the count holds the stopped insert's place, no entry).
+    let xb2 = xb.clone();
+    let pid = common::child_stopped_at(Point::MapCountsHalf, move || {
+        let _ = m.insert(&xb2, b"v");
+    });
+    kill_and_reap(pid);
+    m.insert(&xb, b"v").unwrap();
+    let (count, flag, seen) = (m.raw_words()[8], m.raw_words()[9], m.raw_words()[10]);
+    assert_ne!(flag.load(Ordering::Relaxed), 0);
+    // Fill, never touching stripe sa.
+    let mut n = 2;
+    let mut i = 0;
+    while n < cap {
+        let k = format!("f{i}").into_bytes();
+        i += 1;
+        if stripe(&k) != sa && m.insert(&k, b"v").is_ok() {
+            n += 1;
+        }
+    }
+    assert_eq!(m.len(), cap);
+    let k = (i..)
+        .map(|i| format!("f{i}").into_bytes())
+        .find(|k| stripe(k) != sa)
+        .unwrap();
+    assert!(matches!(
+        m.insert(&k, b"v"),
+        Err(shmstate::InsertError::Full { .. })
+    ));
+    assert_ne!(
+        flag.load(Ordering::Relaxed),
+        0,
+        "the place is held, not slack"
+    );
+    assert_eq!(
+        seen.load(Ordering::Relaxed),
+        count.load(Ordering::Relaxed),
+        "the fruitless scan is remembered"
+    );
+    // SAFETY: plain kill of our own child.
+    assert_eq!(unsafe { libc::kill(stopped, libc::SIGCONT) }, 0);
+    let mut status = 0;
+    // SAFETY: waitpid on our own child.
+    unsafe { libc::waitpid(stopped, &mut status, 0) };
+    assert!(libc::WIFEXITED(status));
+    assert_eq!(get(m, b"xa"), Some(b"v".to_vec()));
+    assert_eq!(m.snapshot().len(), cap);
+    assert!(matches!(
+        m.insert(&k, b"v"),
+        Err(shmstate::InsertError::Full { .. })
+    ));
     assert_eq!(m.len(), cap);
 }

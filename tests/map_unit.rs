@@ -948,6 +948,73 @@ fn a_removal_stopped_by_a_garbage_meta_repairs_the_stripe() {
     assert_eq!(m.raw_slots().iter().filter(|e| e.3 == keys[2]).count(), 1);
 }
 
+/// `insert_evicting` evicting from another stripe whose backward shift meets a garbage
+/// meta: the repair that follows gives the victim's place back to the map's count, so no
+/// place is handed on to the key's stripe, and the new entry reserves one. The count stays
+/// equal to the entries, and the map never holds more than `capacity`.
+#[test]
+fn an_eviction_elsewhere_that_repairs_hands_on_no_place() {
+    let cap = 512;
+    let options = MapOptions::new(cap).key_max(16).value_max(16);
+    let m = ByteMap::with_seed(options, SEED).unwrap();
+    let (stripes, sps) = m.stripe_geometry();
+    assert_eq!(stripes, 4);
+    let stripe = |k: &[u8]| ByteMap::place_of(options, SEED, k).unwrap().0;
+    let key = |i: u32| format!("key-{i}").into_bytes();
+    // Fill from stripes 1 to 3; stripe 0 stays empty.
+    let kept: Vec<u32> = (0..).filter(|&i| stripe(&key(i)) != 0).take(cap).collect();
+    for &i in &kept {
+        m.insert(&key(i), b"v").unwrap();
+    }
+    assert_eq!(m.len(), cap);
+    // The victim: stripe 1's first key (its least recently written).
+    let victim = key(*kept.iter().find(|&&i| stripe(&key(i)) == 1).unwrap());
+    let slots = m.raw_slots();
+    let vslot = slots.iter().find(|e| e.0 == 1 && e.3 == victim).unwrap().1;
+    // The first empty slot after the victim's probe run gets a garbage meta (state 2):
+    // the eviction's shift stops there and repairs the stripe.
+    let full: std::collections::HashSet<usize> =
+        slots.iter().filter(|e| e.0 == 1).map(|e| e.1).collect();
+    let mut j = (vslot + 1) % sps;
+    while full.contains(&j) {
+        j = (j + 1) % sps;
+    }
+    // A slot is 4 + 2 + 2 words; `raw_words` puts stripe 1's slot 0 at 16 + sps slots.
+    let meta = m.raw_words()[16 + (sps + j) * 8 + 1];
+    assert_eq!(meta.load(Ordering::Relaxed), 0);
+    meta.store(2, Ordering::Relaxed);
+    let new = (0..)
+        .map(|i| format!("new-{i}").into_bytes())
+        .find(|k| stripe(k) == 0)
+        .unwrap();
+    let r = m.insert_evicting(&new, b"v").unwrap();
+    assert_eq!(
+        r,
+        Evicted::Entry {
+            key: victim.clone(),
+            value: b"v".to_vec()
+        }
+    );
+    assert_eq!(get(&m, &new), Some(b"v".to_vec()));
+    assert_eq!(
+        m.len(),
+        m.snapshot().len(),
+        "the count drifted from the entries"
+    );
+    assert_eq!(m.len(), cap);
+    // The map is full: an insert of a new key fails.
+    let extra = (0..)
+        .map(|i| format!("extra-{i}").into_bytes())
+        .find(|k| stripe(k) == 2)
+        .unwrap();
+    assert!(matches!(
+        m.insert(&extra, b"v"),
+        Err(InsertError::Full { .. })
+    ));
+    assert_eq!(m.snapshot().len(), cap, "capacity exceeded");
+    assert_eq!(m.len(), cap);
+}
+
 /// A live thread holds a stripe's lock (inside `update`) and leaves a slot of it odd, as
 /// a writer stopped mid-write does: every timed call gives up at its deadline with
 /// `Timeout` and changes nothing; `try_get` gives up at once; untimed readers of other

@@ -126,7 +126,9 @@ const V_PICKLE: u8 = b'p';
 /// writer stopped with SIGSTOP holds such calls up while it is stopped. ``timeout``
 /// (seconds, or ``with_timeout``) bounds every per-key call, which then raises
 /// ``TimeoutError`` having changed nothing; the whole-dict calls (snapshots, ``clear``)
-/// wait for such a writer for as long as it is stopped.
+/// wait for such a writer for as long as it is stopped. The first opening of a dict last
+/// used in another boot removes its entries with a deadline, and raises ``TimeoutError``
+/// if such a writer holds part of the table past the region's timeout.
 ///
 /// Values that are not ``int``/``float``/``str``/``bytes``/``bool``/``None`` are pickled,
 /// and unpickled by every reader: share a dict only with processes you trust, as with
@@ -1031,6 +1033,9 @@ fn open_error(name: &str, e: shmstate::MapOpenError) -> PyErr {
         }
         e @ shmstate::MapOpenError::InvalidOptions { .. } => {
             PyValueError::new_err(format!("object {name:?}: {e}"))
+        }
+        e @ shmstate::MapOpenError::Timeout => {
+            PyTimeoutError::new_err(format!("object {name:?}: {e}"))
         }
         e => RegionError::new_err(format!("object {name:?}: {e}")),
     }

@@ -591,8 +591,11 @@ impl ByteMap {
             let lk = self.try_lock_stripe(g, (l.s + k) & (g.stripes - 1), l.dl)?;
             let (v, m) = lk.victim()?;
             let e = lk.entry(v, m);
-            lk.evict_keeping_place(v);
-            lk.move_place_to(l);
+            // A repair in the eviction (garbage met) gave the place back to the map's
+            // count: nothing to hand on, and `write_held` then reserves one.
+            if lk.evict_keeping_place(v) {
+                lk.move_place_to(l);
+            }
             Some(e)
         })
     }
@@ -1216,7 +1219,8 @@ impl<'a> ByteMapDeadline<'a> {
         let evicted = match l.victim() {
             Some((v, m)) => {
                 let e = l.entry(v, m);
-                l.evict_keeping_place(v);
+                // A repair in the eviction gave the place back: `write_held` reserves.
+                let _ = l.evict_keeping_place(v);
                 e
             }
             // The key's stripe holds no entry while the map holds `capacity`: evict from

@@ -417,6 +417,14 @@ impl ByteMap {
         &self.words()[9]
     }
 
+    /// The count word a scan of the stripe heads last found nothing to lower for, the slack
+    /// flag set (line 1, word 2): full writers skip the scan while the count word is
+    /// unchanged (see [`Locked::heal_count`](super::write::Locked::heal_count)).
+    #[inline]
+    pub(crate) fn slack_seen_word(&self) -> &AtomicU64 {
+        &self.words()[10]
+    }
+
     /// Slot `i` of stripe `s` (in range for a geometry validated against this object).
     #[inline]
     pub(crate) fn slot(&self, g: &Geometry, s: usize, i: usize) -> Slot<'_> {

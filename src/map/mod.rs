@@ -55,7 +55,7 @@
 //! | lines | content |
 //! |-------|---------|
 //! | 0 | header, written once at creation: magic `"shmmap\x01\0"`, capacity, key_max, value_max, seed (2 words), geometry (bits 0..6 log2 of the stripes, 8..17 slots per stripe), a hash of the creator's boot id (rewritten once by the first process to open the map in another boot) |
-//! | 1 | the map's entry count (bits 0..40; 40..64 a version bumped by each change), the slack flag (nonzero: the count may hold places no entry uses, see "Capacity"), the rest of the line zero |
+//! | 1 | the map's entry count (bits 0..40; 40..64 a version bumped by each change), the slack flag (nonzero: the count may hold places no entry uses, see "Capacity"), the count word for which a scan last found nothing to lower (a hint), the rest of the line zero |
 //! | 2 .. 2 + stripes | one stripe head per line: lock (a robust [`RawMutex`](crate::RawMutex)), 4 zero bytes, structure sequence, count word (bits 0..32 entries, 32..64 pending places), write counter, 4 zero words |
 //! | then | the slots, stripe after stripe, `slots_per_stripe` each, packed (not line-aligned) |
 //!
@@ -113,19 +113,33 @@
 //! take the place in between.
 //!
 //! The repair that follows a kill (the next writer of that stripe) recounts the stripe and
-//! drops the dead writer's pending places, which the map's count may or may not hold; it
-//! then sets the *slack flag* and lowers the map's count to the sum over the stripes of
-//! their entries and pending places, if it is above. That scan of the stripe heads (one
-//! line per stripe) gives up if a writer changes the count meanwhile (every change bumps
-//! the count's version), and it stops at the calling operation's deadline. The flag keeps
-//! the lost place remembered: a writer that finds the map full while the flag is set runs
-//! the same scan (again, up to 4 times while writers change the count during it; within
-//! its deadline) before it fails `Full`, and the flag clears only when a scan finds the
-//! count no higher than the stripes' entries. So a place a killed writer held is never
-//! lost for good: on an idle map the repair gives it back, on a busy one the first insert
-//! that needs it does, unless writers change the count during each of its 4 scans (the
-//! next full insert tries again). Until then `len` reads high by the places such kills
-//! left (one per killed insert or removal).
+//! drops the dead writer's pending places, which the map's count may or may not hold: it
+//! first sets the *slack flag* (also when its recount differs from the stripe's count),
+//! then drops them; after its structure change it lowers the map's count to the sum over
+//! the stripes of their entries and pending places, if it is above (if the flag is set or
+//! the map reads full). That scan of the stripe heads (one line per stripe) gives up if a
+//! writer changes the count meanwhile (every change bumps the count's version), and it
+//! stops at the calling operation's deadline. The flag keeps the lost place remembered: a
+//! writer that finds the map full while the flag is set (an `insert`, `add`, `update`,
+//! `incr` or `insert_evicting` of a new key) runs the same scan before it fails `Full` or
+//! evicts, up to 4 times while writers change the count during it, and up to 4 times more
+//! if a racing insert takes the healed place before it reserves it; within its deadline.
+//! If a scan finds nothing to lower while the flag stays set, the places other stripes
+//! hold pending may be dead writers' whose stripes nobody writes: it takes those stripes'
+//! locks over from dead holders (probing each holder once, never waiting: it holds its
+//! own lock), whose repairs give the places back, and scans once more. A scan that still
+//! finds nothing to lower (the pending places held by live writers, e.g. a stopped one)
+//! is remembered: line 1 keeps the count word it read, version included, and full writers
+//! skip the scans while the count word is unchanged; every change of the count changes
+//! it, and so does every repair that drops pending places (it bumps the version after the
+//! drop) or runs while the flag is set. (The version has 24 bits: a count word that comes
+//! back after exactly 2²⁴ changes, with the same count, reads unchanged; a skipped scan
+//! only delays a heal to the next change of the count.) The flag clears only when a scan
+//! finds the count no higher than the stripes' entries. So a place a
+//! killed writer held is never lost for good: on an idle map the repair gives it back, on
+//! a busy one the first insert that needs it does, unless writers change the count during
+//! each of its scans (the next full insert tries again). Until then `len` reads high by
+//! the places such kills left (one per killed insert or removal).
 
 //! # Protocol
 //!
@@ -168,10 +182,11 @@
 //! move copied but did not finish), empty the later; (3) re-home: move every entry that
 //! has an empty slot between its home and itself into the first such slot (copy, then
 //! empty the source), until none moves; (4) recount, and bring the map's count along by
-//! the difference; (5) if the dead writer left pending places, drop them and set the
-//! slack flag; if the flag is set, lower the map's count to the stripes' entries plus
-//! pending places, if it is above (one scan, see "Capacity"); then mark the lock
-//! consistent. Every step is itself a sequence of slot
+//! the difference (setting the slack flag first if they differ); (5) if the dead writer
+//! left pending places, set the slack flag, drop them, and bump the count's version; end
+//! the structure change; (6) if the flag is set or the map reads full, lower the map's
+//! count to the stripes' entries plus pending places, if it is above (one scan, see
+//! "Capacity"); then mark the lock consistent. Every step is itself a sequence of slot
 //! writes, so a repair killed midway leaves a state the next repair finishes.
 //!
 //! After a kill, every key is either fully present with a value some writer wrote, or
@@ -202,6 +217,8 @@
 //! | `insert_evicting`: the new entry being written into the victim's place (`MapSlotWriting`) | the victim gone, a torn slot (counted) | as for an insert's `MapSlotWriting`: the repair drops the slot and recounts; the new key absent |
 //! | remove or repair: an entry being copied into a slot, its sequence odd (`MapCopying`) | a torn copy beside the intact source | repair drops the torn slot, re-homes the source if needed: every key present |
 //! | repair: an entry copied to its new slot (`MapRepairMoved`) | two copies of one entry | the next repair (the lock still says `OwnerDied`) drops the later copy |
+//! | repair: the slack flag set for a dead writer's pending places, the places not yet dropped (`MapRepairFlagged`) | the places still pending, the lock naming a dead thread | the stripe's next writer repairs again: drops them; the flag is set, so a full insert heals the count (test `map_repair_killed_after_flagging_loses_no_place`) |
+//! | repair: a dead writer's pending places dropped, the count's version not yet bumped (`MapRepairDropped`) | the count holding the places, the flag set, the lock naming a dead thread | the first full insert's scan lowers the count (test `map_repair_killed_after_dropping_a_place_loses_none`); if a scan was remembered as fruitless just before the drop, full writers skip scanning until the count changes or the stripe's next writer repairs it again (a repair while the flag is set bumps the version) |
 //! | first open after a reboot: some stripes swept of their entries with a deadline, the old boot still recorded | some stripes swept, others not | the next opener sweeps again (taking a dead holder's lock over); a stripe lock held by a stopped process makes openers fail [`MapOpenError::Timeout`] at the region's timeout (test `the_first_open_after_a_reboot_gives_up_at_the_regions_timeout`) |
 //! | any step, SIGSTOP | a live holder | not repaired while it lives. Readers that meet its odd slot or structure sequence wait in slices, probing it: the untimed `get`, `get_with`, `contains` for as long as the stop lasts, the timed forms ([`ByteMap::try_get`], [`get_until`](ByteMap::get_until), [`with_deadline`](ByteMap::with_deadline)) until their deadline (`Timeout`). Readers of other slots of the stripe are not held up. Writers of the stripe wait on its lock: the untimed writes (`insert`, `add`, `replace`, `remove`, `compare_exchange`, `update`, `incr`, `insert_evicting`) as long as the stop lasts, their [`with_deadline`](ByteMap::with_deadline) forms until the deadline; `clear`, `purge_expired` and `for_each` (which may fall back to the lock) wait with no bound. A live unrelated thread whose TID a garbage lock word names beside an odd sequence holds them up the same way |
 //!
@@ -249,8 +266,10 @@
 //! validates it (magic, option ranges, and the size of the layout the header records
 //! against the object's length, which comes from the process's own mapping: a few integer
 //! checks) and uses only that local copy; a bad header is [`MapError::Corrupt`]. A
-//! garbage map count or stripe count makes inserts fail `Full` or `len` read wrong until
-//! the next repair recounts, or lets the map exceed `capacity` (see "Limits"); a garbage boot word makes the next opener drop the entries
+//! garbage map count or stripe count makes inserts fail `Full` or `len` read wrong, or
+//! lets the map exceed `capacity` (see "Limits"); a count raised by garbage stays raised
+//! until the next repair of any stripe lowers it (a repair scans when the map reads full;
+//! a recount that differs sets the slack flag); a garbage boot word makes the next opener drop the entries
 //! with a deadline. Every probe, shift and repair pass is
 //! bounded by `slots_per_stripe`; the lengths and home slot in a meta word are checked
 //! against the validated options before use, each time the word is read (another process
@@ -267,9 +286,12 @@
 //!   their sum (a peer that zeroes a stripe's count word makes that sum too small; that
 //!   stripe is recounted only by its own next repair). Never more than the slots, never
 //!   out of bounds.
-//! - A full insert on a map whose slack flag is set scans every stripe head (one line per
-//!   stripe, up to 4 times) before it fails `Full`; the flag stays set while writers change
-//!   the count during every scan, or while a peer writes garbage into it. A timed call stops
+//! - A write of a new key (`insert`, `add`, `update`, `incr`, `insert_evicting`) on a full
+//!   map whose slack flag is set scans every stripe head (one line per stripe, up to 8
+//!   times, plus one pass over the stripes holding pending places) before it fails `Full`
+//!   or evicts; the flag stays set while writers change the count during every scan, while
+//!   a stopped (live) writer holds a pending place (as long as the stop lasts), or while a
+//!   peer writes garbage into it. A timed call stops
 //!   the scan at its deadline ([`ByteMap::try_get`] and the other `try_` forms after at most
 //!   256 stripe heads).
 //! - The first opener after a reboot (see "TTL and eviction") locks every stripe in turn,

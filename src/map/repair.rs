@@ -112,27 +112,45 @@ impl Locked<'_> {
             }
         }
 
-        // 4. Recount; bring the map's count along by the difference.
+        // 4. Recount; bring the map's count along by the difference. A recorded count that
+        //    disagrees with the slots is a dead writer's half update or garbage (a garbage
+        //    count moves the map's by garbage): flag the map's count as possibly high first.
         let live = (0..sps)
             // Relaxed: as above.
             .filter(|&i| self.slot(i).meta().load(Ordering::Relaxed) != 0)
             .count() as u64;
         let (recorded, pending) = self.counts();
         if live != recorded {
+            self.map.flag_slack();
             self.add_count(live.wrapping_sub(recorded) as i64);
         }
         // 5. Drop the pending places a dead writer left (the map's count may or may not
-        //    hold them): flag the count as possibly high, and try once to lower it to what
-        //    the stripes account for (`heal_count` tries again when the map reads full).
+        //    hold them): flag the count as possibly high first (a kill between the two
+        //    leaves the places pending for the next repair, the lock still naming a dead
+        //    thread), then drop them, then bump the count's version (so that a scan that
+        //    found nothing to lower before the drop is not trusted after it; see
+        //    `heal_count`).
         if pending != 0 {
-            self.set_counts(live, 0);
             self.map.flag_slack();
+            failpoint::hit(Point::MapRepairFlagged);
+            self.set_counts(live, 0);
+            failpoint::hit(Point::MapRepairDropped);
         }
-        // Relaxed: a hint; `resync_count` reads it again with Acquire.
-        if self.map.slack_word().load(Ordering::Relaxed) != 0 {
-            let _ = self.resync_count();
+        // Relaxed: a hint. While the flag is set, a version step invalidates a scan that
+        // found nothing to lower (`heal_count`), whether this repair dropped places or one
+        // killed after its drop (before this step) left them dropped.
+        if pending != 0 || self.map.slack_word().load(Ordering::Relaxed) != 0 {
+            self.map.add_to_count(0);
         }
         self.end_move(ss);
+        // 6. Lower the map's count to what the stripes account for, if it may be high (the
+        //    flag) or reads full (a garbage-high count: see "Hostile bytes"); outside the
+        //    structure change, so readers of the stripe do not wait for the scan.
+        //    `heal_count` tries again when the map reads full.
+        // Relaxed: a hint; `resync_count` reads it again with Acquire.
+        if self.map.slack_word().load(Ordering::Relaxed) != 0 || !self.below_capacity() {
+            let _ = self.resync_count();
+        }
         self.head.lock.mark_consistent();
     }
 }

@@ -396,21 +396,28 @@ impl<'a> Locked<'a> {
 
     /// [`remove_at`](Self::remove_at) that keeps the removed entry's place for a new entry
     /// of this stripe: the stripe's count goes one down and its pending places one up, the
-    /// map's count stays (see [`write_held`](Self::write_held)).
-    pub(crate) fn evict_keeping_place(&self, hole: usize) {
+    /// map's count stays (see [`write_held`](Self::write_held)). Whether the stripe still
+    /// holds the place: `false` if the shift met garbage, whose repair gave the place back
+    /// to the map's count (dropped the pending place and flagged the count).
+    #[must_use]
+    pub(crate) fn evict_keeping_place(&self, hole: usize) -> bool {
         let garbage = self.shift_out(hole);
         let (c, p) = self.counts();
         self.set_counts(c.wrapping_sub(1), p.wrapping_add(1));
         if garbage {
-            // The repair gives the held place back (see `write_held`).
             self.repair();
         }
+        !garbage
     }
 
     /// Hands a place this stripe holds (pending, see
     /// [`evict_keeping_place`](Self::evict_keeping_place)) to stripe `to`'s lock holder:
-    /// `to` declares it pending, then this stripe lets it go; the map's count stays.
+    /// `to` declares it pending, then this stripe lets it go; the map's count stays. Does
+    /// nothing if this stripe holds no pending place (none to hand on).
     pub(crate) fn move_place_to(&self, to: &Locked<'_>) {
+        if self.counts().1 == 0 {
+            return;
+        }
         let (c, p) = to.counts();
         to.set_counts(c, p.wrapping_add(1));
         // A version step between the two stores: a scan of the stripes' counts
@@ -418,6 +425,7 @@ impl<'a> Locked<'a> {
         // after the second sees the map's count changed, and gives up.
         self.map.add_to_count(0);
         failpoint::hit(Point::MapPlaceMoving);
+        // Saturating: a peer may have rewritten the word since the check above.
         let (c, p) = self.counts();
         self.set_counts(c, p.saturating_sub(1));
     }
@@ -550,22 +558,85 @@ impl<'a> Locked<'a> {
     }
 
     /// The map reads full: if its count may hold places no entry uses (the slack flag,
-    /// set by a repair that dropped pending places), lowers it to what the stripes account
-    /// for ([`resync_count`](Self::resync_count)), up to `HEAL_TRIES` scans while
-    /// concurrent writers change the count, within the operation's deadline. Whether the
-    /// map has room now.
+    /// set by a repair that dropped pending places or recounted a stripe), lowers it to what
+    /// the stripes account for ([`resync_count`](Self::resync_count)), up to `HEAL_TRIES`
+    /// scans while concurrent writers change the count, within the operation's deadline.
+    /// If a scan finds nothing to lower while the flag stays set, the places other stripes
+    /// hold pending may be dead writers': it takes those stripes' locks over from dead
+    /// holders (never waiting: [`take_over_pending`](Self::take_over_pending)), whose
+    /// repairs give the places back, and scans again. Whether the map has room now.
+    ///
+    /// A scan that finds nothing to lower and nothing to take over is remembered (the
+    /// count word it read, version included, in [`slack_seen_word`](ByteMap::slack_seen_word)):
+    /// later full writers skip the scans while the count word is unchanged. Every change
+    /// of the count, every repair that drops pending places (it bumps the version after
+    /// the drop) and every repair while the flag is set changes the word.
     #[cold]
     pub(crate) fn heal_count(&self) -> bool {
+        let seen = self.map.slack_seen_word();
+        // Relaxed: a hint; a stale value costs a scan or skips one that would find
+        // nothing (the count word equal: unchanged since that scan, see above).
+        if seen.load(Ordering::Relaxed) == self.map.count_word().load(Ordering::Relaxed) {
+            return self.below_capacity();
+        }
+        let mut probed = false;
         for _ in 0..HEAL_TRIES {
             // Relaxed: a hint; `resync_count` reads it again with Acquire.
-            if self.map.slack_word().load(Ordering::Relaxed) == 0
-                || self.resync_count() == Resync::Done
-                || self.deadline_passed()
-            {
+            if self.map.slack_word().load(Ordering::Relaxed) == 0 || self.deadline_passed() {
                 break;
+            }
+            match self.resync_count() {
+                Resync::Unfinished => continue,
+                Resync::Done => break,
+                Resync::Kept(r) => {
+                    // Relaxed: as above.
+                    let flagged = self.map.slack_word().load(Ordering::Relaxed) != 0;
+                    if !flagged || self.below_capacity() {
+                        break;
+                    }
+                    if !probed && self.take_over_pending() {
+                        probed = true;
+                        continue;
+                    }
+                    // Relaxed: a hint (see above).
+                    seen.store(r, Ordering::Relaxed);
+                    break;
+                }
             }
         }
         self.below_capacity()
+    }
+
+    /// Takes over, and so repairs, every other stripe that holds pending places and whose
+    /// lock is free or held by a dead thread (a live holder's lock is probed once, never
+    /// waited for: we hold ours). Each repair drops the stripe's pending places (a live
+    /// writer's are never pending under a free lock). Whether any stripe was repaired.
+    /// Stops at the operation's deadline (checked every 256 stripes).
+    #[cold]
+    fn take_over_pending(&self) -> bool {
+        let g = &self.g;
+        let mut repaired = false;
+        for k in 0..g.stripes {
+            if k % 256 == 255 && self.deadline_passed() {
+                break;
+            }
+            let head = self.map.head(g, k);
+            // Relaxed: a hint; the lock orders what the repair reads.
+            if k == self.s || head.count.load(Ordering::Relaxed) >> PENDING_SHIFT == 0 {
+                continue;
+            }
+            // A deadline of now: takes a free lock, or one whose holder a probe finds dead
+            // (after a brief bounded spin); never sleeps.
+            if let Some(a) = head.lock.lock_until(Instant::now()) {
+                let l = self.map.locked(g, k, a, self.dl);
+                if a == Acquired::Consistent && l.counts().1 != 0 {
+                    // Pending places under a free lock: no writer's; garbage.
+                    l.repair();
+                }
+                repaired = true;
+            }
+        }
+        repaired
     }
 
     fn deadline_passed(&self) -> bool {
@@ -615,7 +686,8 @@ impl<'a> Locked<'a> {
         }
         // The count the scan vouches for: the healed one, or the one read if the count did
         // not change since (read again; Acquire as the first read).
-        let settled = if r & COUNT_MASK > bound {
+        let lowered = r & COUNT_MASK > bound;
+        let settled = if lowered {
             let healed = (r & !COUNT_MASK).wrapping_add(COUNT_VERSION) | bound.min(COUNT_MASK);
             // AcqRel: as for `reserve`; a failure means a writer changed the count since
             // the read.
@@ -644,7 +716,10 @@ impl<'a> Locked<'a> {
                 Ordering::Relaxed,
             );
         }
-        Resync::Done
+        match settled {
+            Some(r) if !lowered => Resync::Kept(r),
+            _ => Resync::Done,
+        }
     }
 }
 
@@ -654,6 +729,9 @@ pub(crate) enum Resync {
     /// The count is at most what the stripes accounted for during the scan (lowered to it
     /// if it was above).
     Done,
+    /// [`Done`](Self::Done), nothing lowered, and the count word was this (read at the
+    /// start and again at the end, unchanged).
+    Kept(u64),
     /// A writer changed the count during the scan, or the deadline passed: nothing done.
     Unfinished,
 }

@@ -81,15 +81,37 @@ mod imp {
     /// this crate's making exists, and registers exactly once per process (a forked child
     /// inherits the registration, and exec'd programs run their constructors anew).
     ///
-    /// A failure (`ENOMEM`, at program start) is not reported: fork children would then
-    /// keep the parent's cached TID.
+    /// If it fails (`ENOMEM`), or the constructor did not run in this process (a child
+    /// forked while `dlopen` ran it on another thread inherits neither the handler nor
+    /// a second run), [`REGISTERED`] stays 0 and the first lookup of each thread
+    /// registers again ([`register`]) before it caches its TID.
     extern "C" fn register_atfork() {
-        // SAFETY: `pthread_atfork` has no preconditions beyond valid function pointers;
-        // `reset_in_child` is an `extern "C" fn()` that only touches a thread-local
-        // `Cell` and an atomic (async-signal-safe in practice: no allocation, no locks).
-        unsafe {
-            libc::pthread_atfork(None, None, Some(reset_in_child));
+        register();
+    }
+
+    /// Whether [`reset_in_child`] is registered in this process: 1 once a registration
+    /// returned success (a child inherits both the handler and this value).
+    pub(super) static REGISTERED: AtomicU32 = AtomicU32::new(0);
+
+    /// Registers [`reset_in_child`]; whether it is registered now. No once-guard (see
+    /// [`register_atfork`]): a registration racing another, or racing a fork, at worst
+    /// registers the handler twice, which is harmless (it only resets).
+    fn register() -> bool {
+        #[cfg(not(miri))]
+        {
+            // SAFETY: `pthread_atfork` has no preconditions beyond valid function
+            // pointers; `reset_in_child` is an `extern "C" fn()` that only touches a
+            // thread-local `Cell` and an atomic (async-signal-safe in practice: no
+            // allocation, no locks).
+            if unsafe { libc::pthread_atfork(None, None, Some(reset_in_child)) } != 0 {
+                return false;
+            }
         }
+        // Release: pairs with the Acquire load in `current_slow`: a thread that caches
+        // its TID on seeing 1 is ordered after the registration, so its forks run the
+        // handler.
+        REGISTERED.store(1, Ordering::Release);
+        true
     }
 
     // SAFETY: an `.init_array` entry is called once by the dynamic loader (or the static
@@ -111,7 +133,12 @@ mod imp {
     fn current_slow() -> u32 {
         // A TID is a positive `pid_t`, so it fits in u32 and is never 0.
         let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
-        TID.with(|t| t.set(tid));
+        // Cached only with the child handler registered, so that a fork child never keeps
+        // this TID (else looked up each time). Acquire: pairs with the Release store of
+        // `register`.
+        if REGISTERED.load(Ordering::Acquire) != 0 || register() {
+            TID.with(|t| t.set(tid));
+        }
         #[cfg(miri)]
         miri_threads::register(tid);
         tid

@@ -305,3 +305,46 @@ fn probe_sees_an_unreaped_child_as_dead() {
     // SAFETY: reaping our own child.
     unsafe { libc::waitpid(pid as i32, &mut status, 0) };
 }
+
+/// With the registration flag reset (as in a process whose constructor's registration
+/// failed or did not run), a thread's first lookup registers the child handler before it
+/// caches its TID; a grandchild forked from a child then reads its own TID. (In this test
+/// process the constructor's handler is registered too, so the fork half checks the
+/// outcome, not which registration produced it.)
+#[test]
+#[cfg_attr(miri, ignore = "fork")]
+fn a_missing_child_handler_is_registered_by_the_first_lookup() {
+    imp::REGISTERED.store(0, crate::sync::Ordering::Relaxed);
+    let status = std::thread::spawn(|| {
+        let parent = current();
+        assert_eq!(imp::REGISTERED.load(crate::sync::Ordering::Relaxed), 1);
+        // SAFETY: the child calls only `current` (a thread-local and `gettid`), `fork`,
+        // `waitpid` and `_exit`.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let gettid = || rustix::thread::gettid().as_raw_nonzero().get() as u32;
+            let child_ok = current() == gettid() && current() != parent;
+            // SAFETY: as above.
+            let g = unsafe { libc::fork() };
+            if g == 0 {
+                // SAFETY: `_exit` ends the grandchild without running the parent's
+                // destructors.
+                unsafe { libc::_exit(if current() == gettid() { 0 } else { 1 }) };
+            }
+            let mut st = 0;
+            // SAFETY: waits for our own child.
+            unsafe { libc::waitpid(g, &mut st, 0) };
+            let ok = child_ok && g > 0 && libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0;
+            // SAFETY: as above.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let mut st = 0;
+        // SAFETY: waits for our own child.
+        unsafe { libc::waitpid(pid, &mut st, 0) };
+        st
+    })
+    .join()
+    .unwrap();
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+}

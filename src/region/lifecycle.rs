@@ -723,7 +723,12 @@ extern "C" fn before_fork() {
     // moment the child-to-be counts as attached, so a removal racing the fork (this
     // process dropping its last handle as soon as `fork` returns, before the child has
     // run a single instruction) sees it. The child swaps its own word in.
-    let me = owner::current_pid();
+    // No handle (a process that links the crate but attached no region): no work.
+    let me = if guard.is_empty() {
+        0
+    } else {
+        owner::current_pid()
+    };
     for a in guard.iter() {
         // Relaxed: the handle's own fields (see `release`).
         let word = a.word.load(Ordering::Relaxed);
@@ -775,7 +780,8 @@ extern "C" fn after_fork_child() {
         let Ok(mut g) = g.try_borrow_mut() else {
             return;
         };
-        if let Some(handles) = g.take() {
+        // No handle: no syscall either (the guard is dropped, unlocking the registry).
+        if let Some(handles) = g.take().filter(|h| !h.is_empty()) {
             crate::failpoint::hit(crate::failpoint::Point::RegionForkChildEntered);
             // Syscalls only (getpid, open, read): no allocation, no lock.
             let word = my_word(true);
