@@ -331,8 +331,8 @@ fn free_abandoned(e: &Entry, seen: u32, generation: u64) -> bool {
 
 /// How a region's data area is used, as [`Region::space`] and
 /// [`ReadOnlyRegion::space`](super::ReadOnlyRegion::space) report it: a snapshot, stale
-/// as soon as it is made, whose numbers come from shared memory (garbage extents are
-/// left out).
+/// as soon as it is made, whose numbers come from shared memory (the space counted used
+/// is what a creator keeps clear of: extents clipped at the end of the data area).
 ///
 /// # Examples
 ///
@@ -392,8 +392,7 @@ pub(super) fn space_of(raw: Raw<'_>, geo: &Geometry) -> SpaceInfo {
             state::phase(st),
             state::INITIALISING | state::READY | state::REMOVING
         ) && let Some(snap) = EntrySnapshot::read_consistent(e)
-            && let Ok(sp) = snap.span(geo)
-            && sp.1 != 0
+            && let Some(sp) = snap.reserved(geo)
         {
             spans.push(sp);
         }
