@@ -406,7 +406,7 @@ impl Region {
             // so the entry is as good as pinned once seen READY.
             let placed = self.recheck(index, e, want)?;
             if placed.is_some() {
-                self.pins.set(index);
+                self.pins.set(index, e);
             }
             return Ok(placed);
         };
@@ -418,7 +418,7 @@ impl Region {
         crate::failpoint::hit(crate::failpoint::Point::RegionUserBitSet);
         let placed = self.recheck(index, e, want)?;
         if placed.is_some() {
-            self.pins.set(index);
+            self.pins.set(index, e);
         }
         Ok(placed)
     }
@@ -457,7 +457,7 @@ impl Region {
             e.users[word].fetch_or(bit, Ordering::SeqCst);
         }
         // (Unlisted: no bit, and no removal ever; see `pin_slow`.)
-        self.pins.set(index);
+        self.pins.set(index, e);
     }
 
     /// Scans the directory for `want` (see the module docs). With `create`, takes over
