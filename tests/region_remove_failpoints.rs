@@ -348,3 +348,77 @@ fn a_fork_child_stopped_before_its_handler_keeps_its_inherited_objects() {
     ));
     kill_and_reap(child);
 }
+
+/// Polls until process `pid` (not necessarily our child) is stopped; bounded by the
+/// test's watchdog.
+fn wait_until_stopped_anywhere(pid: libc::pid_t) {
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        // The state follows the parenthesised command name.
+        if stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .trim_start()
+            .starts_with('T')
+        {
+            return;
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// A parent killed after `fork`, before its child's handler put the child's own word in:
+/// the word claimed for the child names a dead process, so a removal meanwhile frees an
+/// object the child inherited. The child's handler finds it so and aborts rather than
+/// run on with a reference to another object.
+#[test]
+fn a_fork_child_whose_parent_died_and_whose_inherited_object_was_removed_aborts() {
+    watchdog(Duration::from_secs(60));
+    // Orphans come to this process, so that it can reap the grandchild.
+    // SAFETY: prctl with integer arguments only.
+    let subreaper = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    assert_eq!(subreaper, 0);
+    let r = memfd();
+    let ctl = SharedMem::<ValueArray<u64>>::new(2);
+    let parent = fork_children(1, |_| {
+        let ctl = ctl.get();
+        let c = r.get_or_default::<Counter>("c").unwrap();
+        c.add(1);
+        // Only the fork child handler reaches this point: the grandchild stops in it.
+        shmstate::failpoint::arm(Point::RegionForkChildEntered);
+        let child = fork_children(1, |_| {
+            // Reached only if the handler let the child go on.
+            std::process::exit(if c.get() == 1 { 7 } else { 8 });
+        })[0];
+        ctl.store(0, child as u64, Ordering::SeqCst);
+        loop {
+            std::thread::park();
+        }
+    })[0];
+    let child = loop {
+        match ctl.get().load(0, Ordering::SeqCst) {
+            0 => std::thread::yield_now(),
+            pid => break pid as libc::pid_t,
+        }
+    };
+    wait_until_stopped_anywhere(child);
+    kill_and_reap(parent);
+    // The child's word still names the dead parent: the removal goes through, and a new
+    // object takes the space.
+    let mut admin = handle(&r);
+    drop(r);
+    admin.remove("c").unwrap();
+    admin.get_or_default::<Counter>("d").unwrap().add(5);
+    // SAFETY: the orphaned grandchild is ours now (subreaper): resume and reap it.
+    let status = unsafe {
+        libc::kill(child, libc::SIGCONT);
+        let mut status = 0;
+        assert_eq!(libc::waitpid(child, &mut status, 0), child);
+        status
+    };
+    assert!(
+        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGABRT,
+        "the child went on (status {status:#x}; exit 8: it read another object)"
+    );
+}

@@ -817,6 +817,23 @@ extern "C" fn after_fork_child() {
                 {
                     super::remove::set_pinned_bits(a.raw(), &a.geo, i, &a.pins);
                 }
+                // A parent alive now was alive from the fork to the bits just set: every
+                // removal meanwhile found the word it claimed for this child live. A parent
+                // that died in between may have had that word probed dead, and objects this
+                // child holds removed: if so, the child cannot go on (its references may
+                // read other objects' bytes), and nothing it could return would say so.
+                if parent != 0
+                    && std::os::unix::process::parent_id() != slot::pid(parent)
+                    && !super::remove::inherited_objects_held(a.raw(), &a.geo, &a.pins)
+                {
+                    const MSG: &[u8] = b"shmstate: the parent died during fork and an object this child inherited a reference to was removed meanwhile; aborting\n";
+                    // SAFETY: `write` of a static buffer to fd 2 (async-signal-safe, no
+                    // allocation); `abort` has no preconditions.
+                    unsafe {
+                        libc::write(2, MSG.as_ptr().cast(), MSG.len());
+                        libc::abort();
+                    }
+                }
             }
         }
     });

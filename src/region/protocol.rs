@@ -9,8 +9,12 @@
 //!
 //! - a `READY`, `INITIALISING` or `REMOVING` entry has a published name: if it is `name`,
 //!   the type is checked and the object returned once `READY` (after the caller marks
-//!   itself a user of it: [`remove`](super::remove)); until then the process waits;
-//!   otherwise the scan moves on;
+//!   itself a user of it: [`remove`](super::remove)); until then the process waits
+//!   (except on a `REMOVING` entry whose object this handle already holds: that removal
+//!   will be refused, and the object is returned at once); otherwise the scan moves on.
+//!   The entry's fields are copied only while its generation holds (even, and the same
+//!   before and after); an entry whose copy keeps failing while its state word holds
+//!   (a peer's odd generation) is skipped after a bounded number of tries;
 //! - `CLAIMED` and `FREE` entries publish no name: the scan moves on;
 //! - the first `EMPTY` entry (or the end of the directory) proves `name` absent. A
 //!   creator then takes the region's **creation lock** (a word in the header holding its
@@ -31,7 +35,8 @@
 //! 10 ms slices; between slices it probes the owner, the thread recorded in the word
 //! (`wait::holder_is_dead`: `kill(tid, 0)` and `/proc/<tid>/stat`). An entry whose owner died in
 //! `INITIALISING` is taken over by CAS on the state word (keeping the phase, replacing the
-//! owner) and restarted from zeroed bytes with the taker's `init`. A creator that dies
+//! owner) and restarted from zeroed bytes with the taker's `init`, or freed by a
+//! [`Region::remove`] of the name (`FREE`, by CAS). A creator that dies
 //! holding the creation lock is probed dead by the next creator between slices, which
 //! takes the lock over by CAS and frees the dead one's `CLAIMED` entry (`FREE`; its extent
 //! is free space again). An `init` that panics marks its entry abandoned (owner 0, which
@@ -369,8 +374,9 @@ impl Region {
     /// [`remove`](super::remove)). Returns the object's place, or `None` if the entry
     /// changed meanwhile (removed, or removed and reused): the caller looks again.
     ///
-    /// Once per entry and handle: after that the handle's local pin set answers, with no
-    /// atomic read-modify-write.
+    /// Once per object and handle: after that the handle's local pin set answers, with no
+    /// atomic read-modify-write, for a scan whose copy of the entry has the pinned
+    /// object's generation (`generation`; any other copy takes the slow path).
     #[inline]
     fn pin(
         &self,
@@ -404,7 +410,7 @@ impl Region {
             // so the entry is as good as pinned once seen READY.
             let placed = self.recheck(index, e, want)?;
             if placed.is_some() {
-                self.pins.set(index);
+                self.pins.set(index, e);
             }
             return Ok(placed);
         };
@@ -416,7 +422,7 @@ impl Region {
         crate::failpoint::hit(crate::failpoint::Point::RegionUserBitSet);
         let placed = self.recheck(index, e, want)?;
         if placed.is_some() {
-            self.pins.set(index);
+            self.pins.set(index, e);
         }
         Ok(placed)
     }
@@ -461,7 +467,7 @@ impl Region {
             e.users[word].fetch_or(bit, Ordering::SeqCst);
         }
         // (Unlisted: no bit, and no removal ever; see `pin_slow`.)
-        self.pins.set(index);
+        self.pins.set(index, e);
     }
 
     /// Scans the directory for `want` (see the module docs). With `create`, takes over

@@ -23,8 +23,10 @@
 //! A fork child inherits its parent's references: the fork handlers that give the child
 //! its own attach-table word ([`lifecycle`](super::lifecycle)) also copy the parent
 //! handle's bits to the child's word (in the prepare handler, so the child is protected
-//! before `fork` returns), and the child handler adds the bits of every entry its
-//! inherited pin set lists.
+//! before `fork` returns), the parent handler adds the bits of entries pinned since (under
+//! the registry lock, before any parent handle can be dropped), and the child handler adds
+//! the bits of every entry its inherited pin set lists, then, if its parent died during
+//! the fork, checks that it still holds them (or aborts).
 //!
 //! # Protocol
 //!
@@ -118,7 +120,7 @@
 //! | remover step 1–3: `REMOVING(t)`, bitmap not (fully) read | an entry that nobody can use or remove | the next getter, creator or remover of the name probes `t` between 10 ms slices and returns the entry to `READY` (the object was never freed) (failpoint test `a_remover_killed_while_removing_leaves_the_object_ready`; a remover stopped after its probes and resumed refuses without clearing a bit a fork copied meanwhile: `a_refused_removal_keeps_the_bit_of_a_fork_child_that_took_a_word_it_probed_free`) |
 //! | remover step 4: bitmap cleared, `FREE` not yet published | the same, with an empty bitmap | as above: `READY` again, users ask again (failpoint test `a_remover_killed_after_clearing_the_bitmap_leaves_the_object_ready`) |
 //! | fork: prepare handler done (a word claimed for the child in the parent's name, the parent handle's bits copied to it), `fork` not yet returned | a word naming the parent, with its bits | nothing to repair while the parent lives: the word is live. Entries another parent thread pinned after the copy get the child word's bit from the parent handler, under the registry lock (so before any parent handle can be dropped), and again from the child handler. A parent that dies with the fork (no child) leaves a word naming a dead process: pruned by the next removal's or full table's scan |
-//! | fork: child running, its handler not yet swapped its own word in | the child's inherited uses on a word naming the parent | while the parent lives: nothing, a removal refuses (failpoint test `a_fork_child_stopped_before_its_handler_keeps_its_inherited_objects`). **Not repaired:** a parent SIGKILLed here leaves the word naming a dead process, and a removal meanwhile frees objects the child holds references to (Limits) |
+//! | fork: child running, its handler not yet swapped its own word in | the child's inherited uses on a word naming the parent | while the parent lives: nothing, a removal refuses (failpoint test `a_fork_child_stopped_before_its_handler_keeps_its_inherited_objects`). A parent SIGKILLed here leaves the word naming a dead process, and a removal meanwhile may free objects the child holds references to: the child's handler, once its own bits are set, sees its parent gone and checks every pinned entry (still `READY` or `INITIALISING`, at the generation pinned); if one is not, the child **aborts** (failpoint test `a_fork_child_whose_parent_died_and_whose_inherited_object_was_removed_aborts`) |
 //! | `FREE` published, waiters not yet woken | sleepers on a free entry | each re-checks after its slice (10 ms) and finds the name gone (failpoint test `a_remover_killed_before_waking_leaves_waiters_to_their_slice`) |
 //! | creator: creation lock taken, directory not scanned | a lock naming a dead thread | the next creator probes it dead within a slice (10 ms) and takes it over (failpoint test `a_creator_killed_holding_the_creation_lock_is_taken_over`) |
 //! | creator: entry `CLAIMED` (a `FREE` or `EMPTY` one), extent placed, name not published | a dead claim under a dead lock | the next creator probes the lock's holder dead within a slice, takes the lock over and frees the claim (`FREE`: its extent is free space again), then goes on (failpoint test `a_creator_killed_after_claiming_an_entry_leaves_it_reusable`) |
@@ -138,7 +140,10 @@
 //! - Fork: a parent SIGKILLed between `fork` and its child's handler (which swaps the
 //!   child's own word into the word the prepare handler claimed in the parent's name)
 //!   leaves the child's inherited uses on a word naming a dead process: a removal in that
-//!   window frees objects the child holds references to (see the crash windows). A child
+//!   window may free objects the child holds references to. The child's handler then
+//!   aborts the child (see the crash windows): it cannot run on safely, and a `fork`
+//!   handler has no way to report an error (a removal still `REMOVING` at that moment
+//!   counts as done: the child aborts even if it would have been refused). A child
 //!   that `exec`s after a `fork` that ran the handlers (libc `fork`, std's `Command` when
 //!   it forks) keeps a live word with all its parent's bits: every object the parent used
 //!   stays unremovable (`InUse` lists the new program's pid) until that program exits.
@@ -174,7 +179,7 @@ pub(super) fn user_bit(slot: u32) -> (usize, u64) {
 /// `READY` after): one local bit per directory entry. Shared between the handle and its
 /// attachment (the fork handlers read it).
 #[derive(Debug)]
-pub(super) struct Pins(Box<[AtomicU64]>);
+pub(super) struct Pins(Box<[AtomicU64]>, Box<[AtomicU64]>);
 
 impl Pins {
     /// A set for `capacity` entries, empty.
@@ -183,7 +188,15 @@ impl Pins {
             (0..capacity.div_ceil(64))
                 .map(|_| AtomicU64::new(0))
                 .collect(),
+            (0..capacity).map(|_| AtomicU64::new(0)).collect(),
         )
+    }
+
+    /// The generation entry `i` had when it was pinned (meaningful while pinned).
+    pub(super) fn generation(&self, i: u32) -> Option<u64> {
+        // Relaxed: written before the release that set the pin, which the caller's
+        // acquire load (`has`, `iter`) of the pin read.
+        self.1.get(i as usize).map(|g| g.load(Ordering::Relaxed))
     }
 
     /// Whether entry `i` is pinned. A pin is per entry, not per object: it proves only
@@ -211,8 +224,15 @@ impl Pins {
         self.has(i) && e.generation.load(Ordering::Acquire) == generation
     }
 
-    /// Pins entry `i`.
-    pub(super) fn set(&self, i: u32) {
+    /// Pins entry `e` (index `i`), whose object this thread has just checked `READY` (or
+    /// owns): the entry cannot be reused while pinned, so its generation is the object's.
+    pub(super) fn set(&self, i: u32, e: &Entry) {
+        if let Some(g) = self.1.get(i as usize) {
+            // Relaxed (both): the entry is fixed (see above) and its generation was
+            // published before the state the caller checked; the store is published by
+            // the release below.
+            g.store(e.generation.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
         if let Some(w) = self.0.get((i / 64) as usize) {
             // Release: pairs with the acquire load in `has` (see there).
             w.fetch_or(1 << (i % 64), Ordering::Release);
@@ -230,8 +250,8 @@ impl Pins {
     /// The pinned entries, in order.
     pub(super) fn iter(&self) -> impl Iterator<Item = u32> + '_ {
         self.0.iter().enumerate().flat_map(|(k, w)| {
-            // Relaxed: see `has`.
-            let bits = w.load(Ordering::Relaxed);
+            // Acquire: see `has`.
+            let bits = w.load(Ordering::Acquire);
             (0..64u32)
                 .filter(move |b| bits & (1 << b) != 0)
                 .map(move |b| k as u32 * 64 + b)
@@ -285,6 +305,24 @@ pub(super) fn set_pinned_bits(raw: Raw<'_>, geo: &Geometry, slot: u32, pins: &Pi
     }
 }
 
+/// Whether every entry `pins` lists still holds the object pinned (the fork child
+/// handler, after setting its bits, when its parent died during the fork): its generation
+/// unchanged and `READY` (or `INITIALISING`: pinned by a parent thread that was creating it,
+/// whose reference this child never got). Atomics only.
+pub(super) fn inherited_objects_held(raw: Raw<'_>, geo: &Geometry, pins: &Pins) -> bool {
+    pins.iter().all(|i| {
+        let Some(e) = raw.entry(geo, i) else {
+            return false;
+        };
+        // SeqCst: as a getter's state load after setting its bit (module docs): a removal
+        // whose CAS comes later in the one order sees the bit this child set before.
+        let st = e.state.load(Ordering::SeqCst);
+        matches!(state::phase(st), state::READY | state::INITIALISING)
+            // Acquire: after the state load; the generation published with the object.
+            && Some(e.generation.load(Ordering::Acquire)) == pins.generation(i)
+    })
+}
+
 /// A dead remover left `e` in `seen` (`REMOVING`): the object was never freed, so it is
 /// `READY` again (keeping the `WAITERS` bit; the owner field keeps the remover's TID).
 pub(super) fn cancel_dead_removal(e: &Entry, seen: u32) {
@@ -331,8 +369,8 @@ fn free_abandoned(e: &Entry, seen: u32, generation: u64) -> bool {
 
 /// How a region's data area is used, as [`Region::space`] and
 /// [`ReadOnlyRegion::space`](super::ReadOnlyRegion::space) report it: a snapshot, stale
-/// as soon as it is made, whose numbers come from shared memory (garbage extents are
-/// left out).
+/// as soon as it is made, whose numbers come from shared memory (the space counted used
+/// is what a creator keeps clear of: extents clipped at the end of the data area).
 ///
 /// # Examples
 ///
@@ -392,8 +430,7 @@ pub(super) fn space_of(raw: Raw<'_>, geo: &Geometry) -> SpaceInfo {
             state::phase(st),
             state::INITIALISING | state::READY | state::REMOVING
         ) && let Some(snap) = EntrySnapshot::read_consistent(e)
-            && let Ok(sp) = snap.span(geo)
-            && sp.1 != 0
+            && let Some(sp) = snap.reserved(geo)
         {
             spans.push(sp);
         }
