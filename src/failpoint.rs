@@ -142,6 +142,27 @@ pub enum Point {
     RegionStaleLeased,
     /// Stale-format recreation: the old file is unlinked, the new region not yet created.
     RegionStaleUnlinked,
+    /// Region object removal: the entry is `REMOVING`, its user bitmap not yet read.
+    RegionObjectRemoving,
+    /// Region object removal: the user bitmap is cleared, `FREE` not yet published.
+    RegionObjectUsersCleared,
+    /// Region object creation: the creation lock is taken, the directory not yet scanned.
+    RegionCreateLocked,
+    /// Region getter: this handle's bit is set in an entry's user bitmap, the entry's
+    /// state not yet checked.
+    RegionUserBitSet,
+    /// Region object removal: the entry is `FREE`, the processes waiting on it not yet
+    /// woken.
+    RegionFreeUnwoken,
+    /// Region object creation: the name is published (`INITIALISING`), the creation lock
+    /// not yet released.
+    RegionNamePublished,
+    /// Region object removal: the user bitmap is read and the words its bits name are
+    /// probed, the verdict (refuse, or clear and free) not yet acted on.
+    RegionObjectUsersProbed,
+    /// Region fork child handler: entered, the child's own word not yet swapped in (the
+    /// word claimed for it still names the parent).
+    RegionForkChildEntered,
     /// Map repair: the slack flag is set for a dead writer's pending places, the places
     /// not yet dropped.
     MapRepairFlagged,

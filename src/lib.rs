@@ -117,7 +117,7 @@ pub mod region;
 #[cfg(not(loom))]
 pub use region::{
     Attached, CreateError, EntryInfo, EntryState, GetError, OpenError, OpenOrCreateError, Region,
-    RegionError, RegionOptions, RemoveError,
+    RegionError, RegionOptions, RemoveError, RemoveObjectError, SpaceInfo,
 };
 
 // Values and counters.

@@ -49,8 +49,12 @@ fn recreating() -> RegionOptions {
 fn an_older_format_fails_without_the_option_and_is_recreated_with_it() {
     let dir = TempDir::new("stale-basic");
     let path = dir.0.join("r");
+    let current = {
+        let fresh = dir.0.join("fresh");
+        drop(Region::create(&fresh, SIZE).unwrap());
+        version(&fresh)
+    };
     stale_region(&path);
-    let current = version(&path) + 1;
     let old_inode = inode(&path);
     let err = Region::open(&path).unwrap_err();
     assert!(

@@ -43,7 +43,8 @@ pub struct Args {
     /// "size", "max_size" (what it may grow to; "size" if it does not grow), "capacity",
     /// "unhealthy", "attached": [{"pid", "start_time", "alive",
     /// "handles", "comm"}], "remove_when_unused", "retired", "unlisted" (booleans),
-    /// "objects": [{"name", "type", "len",
+    /// "space": {"data", "used", "free", "largest_free", "free_extents", "tail" (bytes,
+    /// and a count), "fragmentation" (0 to 1)}, "objects": [{"name", "type", "len",
     /// "offset", "size", "state", "creator", "readable", "unhealthy", "summary", and
     /// the kind's fields: "value" (Value, Counter, StripedCounter, SeqLock), "values"
     /// and "truncated" (ValueArray; SeqLockArray, with null for an element of a stripe
@@ -129,6 +130,8 @@ struct Document {
     /// A process had the region open without being listed (the table was full), so
     /// `attached` may miss users.
     unlisted: bool,
+    /// How the data area is used (free space left by removed objects, fragmentation).
+    space: Space,
     /// `--watch`: when the objects were read (Unix seconds).
     #[serde(skip_serializing_if = "Option::is_none")]
     time: Option<f64>,
@@ -136,6 +139,47 @@ struct Document {
     #[serde(skip_serializing_if = "Option::is_none")]
     interval: Option<f64>,
     objects: Vec<Object>,
+}
+
+/// The `space` object of the document: [`shmstate::SpaceInfo`].
+#[derive(Serialize, Debug)]
+struct Space {
+    data: u64,
+    used: u64,
+    free: u64,
+    largest_free: u64,
+    free_extents: u32,
+    tail: u64,
+    fragmentation: f64,
+}
+
+impl From<shmstate::SpaceInfo> for Space {
+    fn from(s: shmstate::SpaceInfo) -> Self {
+        Space {
+            data: s.data,
+            used: s.used,
+            free: s.free,
+            largest_free: s.largest_free,
+            free_extents: s.free_extents,
+            tail: s.tail,
+            fragmentation: s.fragmentation(),
+        }
+    }
+}
+
+/// The table's `space:` line: `space: 1024 of 61440 data bytes used, 60416 free in 2
+/// pieces (largest 59392, fragmentation 1.7%)`.
+fn space_line(s: &shmstate::SpaceInfo) -> String {
+    format!(
+        "space: {} of {} data bytes used, {} free in {} piece{} (largest {}, fragmentation {:.1}%)",
+        s.used,
+        s.data,
+        s.free,
+        s.free_extents,
+        if s.free_extents == 1 { "" } else { "s" },
+        s.largest_free,
+        100.0 * s.fragmentation()
+    )
 }
 
 /// A process that has the region open, as its attach table lists it.
@@ -335,6 +379,7 @@ fn document(
         remove_when_unused: life.remove_when_unused,
         retired: life.retired,
         unlisted: life.unlisted,
+        space: region.space().into(),
         time: watch.map(|(t, _)| unix_secs(t)),
         interval: watch.map(|(_, i)| i.as_secs_f64()),
         objects,
@@ -362,6 +407,7 @@ fn object(region: &ReadOnlyRegion, e: &EntryInfo, opts: Opts) -> Object {
             EntryState::Claimed => "claimed",
             EntryState::Initialising => "initialising",
             EntryState::Ready => "ready",
+            EntryState::Removing => "removing",
         },
         creator: e.owner,
         readable,
@@ -419,6 +465,7 @@ fn table(
     }
     out.push('\n');
     let _ = writeln!(out, "{}", life_line(&life(region)));
+    let _ = writeln!(out, "{}", space_line(&region.space()));
     let _ = writeln!(
         out,
         "{:<24} {:<28} {:>8} {:>10} {:>10}  {:<12} {:>8}  value",
@@ -622,6 +669,15 @@ mod tests {
         assert!(parse_interval("0").is_err());
         assert!(parse_interval("nan").is_err());
         assert!(parse_interval("x").is_err());
+    }
+
+    #[test]
+    fn the_space_line_counts_pieces_and_fragmentation() {
+        let r = shmstate::Region::anonymous(1 << 16).unwrap();
+        let line = space_line(&r.space());
+        assert!(line.starts_with("space: 0 of "), "{line}");
+        assert!(line.contains(" free in 1 piece (largest "), "{line}");
+        assert!(line.ends_with("fragmentation 0.0%)"), "{line}");
     }
 
     #[test]

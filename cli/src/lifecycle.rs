@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use shmstate::region::ReadOnlyRegion;
-use shmstate::{Attached, OpenError, Region, RemoveError};
+use shmstate::{Attached, OpenError, Region, RemoveError, RemoveObjectError};
 
 use crate::Failure;
 
@@ -52,6 +52,36 @@ pub fn rm(path: &Path, force: bool) -> Result<u8, Failure> {
             Ok(IN_USE)
         }
         Err(RemoveError::Open(e)) => Err(open_failure(path, e)),
+        Err(e) => Err(Failure::runtime(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// `shmstate rm --object NAME FILE`: removes one object of the region (a handle of this
+/// process's own, which holds no reference to it).
+pub fn rm_object(path: &Path, name: &str) -> Result<u8, Failure> {
+    match Region::remove_object(path, name) {
+        Ok(()) => Ok(0),
+        Err(RemoveObjectError::InUse { pids, .. }) => {
+            let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+            eprintln!(
+                "shmstate: {}: object {name:?} is in use by process(es) {}; not removed",
+                path.display(),
+                pids.join(", ")
+            );
+            Ok(IN_USE)
+        }
+        Err(RemoveObjectError::Unlisted) => {
+            eprintln!(
+                "shmstate: {}: its attach table overflowed, so processes not listed may use \
+                 {name:?}; not removed",
+                path.display()
+            );
+            Ok(IN_USE)
+        }
+        Err(RemoveObjectError::Open(e)) => Err(open_failure(path, e)),
+        Err(e @ (RemoveObjectError::NotFound { .. } | RemoveObjectError::InvalidName { .. })) => {
+            Err(Failure::usage(format!("{}: {e}", path.display())))
+        }
         Err(e) => Err(Failure::runtime(format!("{}: {e}", path.display()))),
     }
 }

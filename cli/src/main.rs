@@ -85,13 +85,21 @@ enum Command {
     /// listed), processes not listed may have it (its attach table overflowed), or
     /// another process is removing it; 1 on errors; 2 on bad arguments or a missing
     /// file.
+    ///
+    /// With --object NAME, removes the named object from the region instead (its entry
+    /// and space are reused by later objects), unless a live process has asked for it:
+    /// exit status 3 then, with those processes listed. Not with --force: a reference
+    /// cannot be taken back from a live process.
     Rm {
         /// The region file.
         path: PathBuf,
         /// Remove it even if live processes have it open: they keep using their mapping,
         /// and new openers get a fresh region.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "object")]
         force: bool,
+        /// Remove this object of the region, not the file.
+        #[arg(long, value_name = "NAME")]
+        object: Option<String>,
     },
     /// Remove the region files in a directory that no live process has open.
     ///
@@ -125,7 +133,12 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(&args),
         Command::Metrics { paths } => metrics::run(&paths),
         Command::ServeMetrics { listen, paths } => serve::run(listen, &paths),
-        Command::Rm { path, force } => lifecycle::rm(&path, force),
+        Command::Rm {
+            path,
+            object: Some(name),
+            ..
+        } => lifecycle::rm_object(&path, &name),
+        Command::Rm { path, force, .. } => lifecycle::rm(&path, force),
         Command::Gc { dir, dry_run, all } => lifecycle::gc(&dir, dry_run, all),
         Command::DemoWorker(args) => demo::worker(&args).map(|()| 0),
     };

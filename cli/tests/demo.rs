@@ -214,8 +214,8 @@ fn inspect_escapes_control_characters_in_names() {
     assert!(!text.contains('\x1b'), "raw escape printed: {text:?}");
     assert_eq!(
         text.lines().count(),
-        4,
-        "summary, attached processes, header, one row: {text:?}"
+        5,
+        "summary, attached processes, space, header, one row: {text:?}"
     );
     assert!(text.contains(r"evil\n\u{1b}[2Jrow"), "{text}");
     std::fs::remove_dir_all(&dir).unwrap();

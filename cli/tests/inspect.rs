@@ -845,10 +845,10 @@ fn inspect_filter_selects_names_by_glob() {
             .ends_with("4 shown by the filter"),
         "{text}"
     );
-    // After the heading, the attached processes and the column names.
+    // After the heading, the attached processes, the space line and the column names.
     let rows: Vec<&str> = text
         .lines()
-        .skip(3)
+        .skip(4)
         .map(|l| l.split(' ').next().unwrap())
         .collect();
     assert_eq!(rows, ["small", "seq", "sem", "samples"], "{text}");
@@ -1093,4 +1093,37 @@ fn inspect_shows_the_size_and_maximum_of_a_region_that_grew() {
     assert_eq!(doc["max_size"], doc["size"], "{doc}");
     let out = shmstate(&["inspect", fixed.0.to_str().unwrap()]);
     assert!(!String::from_utf8_lossy(&out.stdout).contains("grows"));
+}
+
+#[test]
+fn inspect_shows_the_free_space_of_removed_objects() {
+    let tmp = TempRegion::new("space");
+    let region = Region::create(&tmp.0, 1 << 16).unwrap();
+    for name in ["a", "b", "c"] {
+        region
+            .get_or_default_slice::<ValueArray<u64>>(name, 16)
+            .unwrap();
+    }
+    drop(region);
+    Region::remove_object(&tmp.0, "b").unwrap();
+    let (code, doc) = inspect_json(&tmp.0);
+    assert_eq!(code, 0);
+    let space = &doc["space"];
+    assert_eq!(space["used"], 256);
+    assert_eq!(space["free_extents"], 2, "the hole of b, and the tail");
+    let data = space["data"].as_u64().unwrap();
+    assert_eq!(space["free"].as_u64().unwrap(), data - 256);
+    assert_eq!(space["largest_free"].as_u64().unwrap(), data - 384);
+    let frag = space["fragmentation"].as_f64().unwrap();
+    assert!((frag - 128.0 / (data - 256) as f64).abs() < 1e-9, "{frag}");
+    let out = shmstate(&["inspect", tmp.0.to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text.lines().find(|l| l.starts_with("space: ")).unwrap();
+    assert!(
+        line.starts_with(&format!(
+            "space: 256 of {data} data bytes used, {} free in 2 pieces",
+            data - 256
+        )),
+        "{line}"
+    );
 }

@@ -187,3 +187,34 @@ fn rm_and_gc_report_a_refused_unlink_and_leave_the_region_usable() {
     assert_eq!(code, 0, "{stderr}");
     assert!(!path.exists());
 }
+
+#[test]
+fn rm_object_removes_an_object_no_live_process_uses() {
+    let dir = TempDir::new("rm-object");
+    let path = dir.0.join("r");
+    let p = path.to_str().unwrap();
+    let region = RegionOptions::new().create(&path, 1 << 16).unwrap();
+    region.get_or_default::<Counter>("used").unwrap().add(1);
+    drop(region);
+    // This process's handle asked for it: refused, naming this process.
+    let region = RegionOptions::new().open(&path).unwrap();
+    region.get::<Counter>("used").unwrap();
+    let (code, _, stderr) = text(&shmstate(&["rm", "--object", "used", p]));
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains(&std::process::id().to_string()), "{stderr}");
+    drop(region);
+    // Nobody uses it now: removed, the file stays, the name is free again.
+    let (code, _, stderr) = text(&shmstate(&["rm", "--object", "used", p]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(path.exists());
+    let region = RegionOptions::new().open(&path).unwrap();
+    assert!(region.get::<Counter>("used").is_err());
+    assert_eq!(region.get_or_default::<Counter>("used").unwrap().get(), 0);
+    drop(region);
+    // A name that is not there is a usage error; --force does not go with --object.
+    assert_eq!(text(&shmstate(&["rm", "--object", "nope", p])).0, 2);
+    assert_eq!(
+        text(&shmstate(&["rm", "--force", "--object", "used", p])).0,
+        2
+    );
+}

@@ -32,6 +32,8 @@ pub enum EntryState {
     Initialising,
     /// Ready for use.
     Ready,
+    /// Being removed ([`Region::remove`]): ready again if the removal finds it in use.
+    Removing,
 }
 
 /// One directory entry, as listed by [`Region::entries`] for tools: a snapshot that may
@@ -304,7 +306,9 @@ impl Region {
         self.get_or_create(name, len, init)
     }
 
-    /// A snapshot of the directory for tools: every non-empty entry, in directory order.
+    /// A snapshot of the directory for tools: every entry that names an object or is
+    /// being claimed for one (not the free entries of removed objects), in directory
+    /// order.
     ///
     /// # Examples
     ///
@@ -322,9 +326,22 @@ impl Region {
                 state::EMPTY => continue,
                 state::CLAIMED => EntryState::Claimed,
                 state::INITIALISING => EntryState::Initialising,
-                _ => EntryState::Ready,
+                state::READY => EntryState::Ready,
+                state::REMOVING => EntryState::Removing,
+                // FREE: a removed object's entry; anything else: no state a build writes.
+                _ => continue,
             };
-            let snap = EntrySnapshot::read(e);
+            // A claim's fields are being written (no name yet): as they are. Otherwise a
+            // copy whose generation held (one object's name, tag and place, not a mix of
+            // two while the entry is reused).
+            let snap = if state == EntryState::Claimed {
+                EntrySnapshot::read(e)
+            } else {
+                match EntrySnapshot::read_settled(e) {
+                    Some(snap) => snap,
+                    None => continue,
+                }
+            };
             let name = match (state, snap.name_bytes()) {
                 (EntryState::Claimed, _) => String::new(),
                 (_, Some(n)) => String::from_utf8_lossy(n).into_owned(),

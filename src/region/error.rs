@@ -195,6 +195,83 @@ pub enum RemoveError {
     Open(#[from] OpenError),
 }
 
+/// Why [`Region::remove`](crate::Region::remove) did not remove an object.
+///
+/// # Examples
+///
+/// ```
+/// use shmstate::{Counter, Region, RemoveObjectError};
+///
+/// let mut region = Region::anonymous(1 << 16)?;
+/// assert!(matches!(region.remove("nothing"), Err(RemoveObjectError::NotFound { .. })));
+/// region.get_or_default::<Counter>("hits")?;
+/// region.remove("hits")?; // this handle's own references are gone: `&mut self`
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RemoveObjectError {
+    /// No object has this name (or it is still being created: remove it once it is
+    /// ready).
+    #[error("no object `{name}`")]
+    NotFound {
+        /// The name asked for.
+        name: String,
+    },
+
+    /// Handles of these live processes have asked for the object (and may hold
+    /// references to it). They must drop those handles first: a reference cannot be
+    /// revoked.
+    #[error("object `{name}` is in use by process(es) {}", pid_list(.pids))]
+    InUse {
+        /// The name asked for.
+        name: String,
+        /// The processes whose handles use it (each once).
+        pids: Vec<u32>,
+    },
+
+    /// A process had the region open without an attach-table word (the table was full):
+    /// nobody can tell what it uses, so no object of the region is ever removed.
+    #[error("the region had users without an attach-table word: no object may be removed")]
+    Unlisted,
+
+    /// The name is empty, longer than [`MAX_NAME_LEN`](crate::region::MAX_NAME_LEN) bytes
+    /// or contains a NUL byte.
+    #[error("invalid object name {name:?}: {reason}")]
+    InvalidName {
+        /// The name.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
+    /// Another live process kept the entry busy (creating the object, or removing it)
+    /// longer than the region's timeout.
+    #[error("timed out")]
+    Timeout,
+
+    /// The directory holds values no shmstate build writes.
+    #[error("corrupt region: {0}")]
+    Corrupt(String),
+
+    /// The region could not be opened ([`Region::remove_object`](crate::Region::remove_object)).
+    #[error(transparent)]
+    Open(#[from] OpenError),
+}
+
+impl From<Timeout> for RemoveObjectError {
+    fn from(_: Timeout) -> Self {
+        RemoveObjectError::Timeout
+    }
+}
+
+fn pid_list(pids: &[u32]) -> String {
+    pids.iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// " at PATH", or nothing for an empty path (a region opened from a descriptor).
 fn at(path: &std::path::Path) -> String {
     if path.as_os_str().is_empty() {
@@ -418,7 +495,9 @@ pub enum GetError {
     RegionFull {
         /// Bytes the new object needs (rounded up to the object alignment).
         needed: u64,
-        /// Bytes left in the region (up to its maximum size, for one that grows).
+        /// Bytes left unallocated at the end of the data area, up to the region's maximum
+        /// size for one that grows (free extents of removed objects that did not fit are not
+        /// counted: see [`Region::space`](crate::Region::space)).
         available: u64,
     },
 
@@ -515,6 +594,9 @@ pub enum RegionError {
     /// Removing a region file failed.
     #[error(transparent)]
     Remove(#[from] RemoveError),
+    /// Removing a named object failed.
+    #[error(transparent)]
+    RemoveObject(#[from] RemoveObjectError),
 }
 
 impl From<OpenOrCreateError> for RegionError {

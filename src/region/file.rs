@@ -22,9 +22,10 @@
 //!
 //! # Crash windows (growth)
 //!
-//! Growing takes no lock: extending a file is idempotent and never shrinks it, and the
-//! size word only rises (`fetch_max`), so concurrent growers need no order and nobody
-//! waits for a grower.
+//! Growth needs no lock of its own: extending a file is idempotent and never shrinks it,
+//! and the size word only rises (`fetch_max`), so a grower's steps need no order with
+//! anyone else's. It runs inside object creation, which holds the region's creation lock
+//! (see [`remove`](super::remove)): creators take turns, so one grower at a time.
 //!
 //! | step | left behind | repaired by, how fast |
 //! |------|-------------|-----------------------|
@@ -32,14 +33,14 @@
 //! | file extended, size word not yet raised | a file longer than its size word | nothing waits: openers accept a file between the size and the maximum; the next grower finds the file covering the room it needs and only raises the word (without `fallocate`, and without a descriptor: also a handle opened when the file had already reached the maximum), at its call (failpoint test `a_grower_killed_after_extending_is_finished_by_the_next`; the state made by hand at the maximum: `an_opener_after_an_extension_to_the_maximum_still_allocates`) |
 //! | size word raised | a grown region, its new space not yet allocated | — (allocation goes on as in a region that never grew) |
 //!
-//! Growth runs while the growing process holds the directory entry it claimed for the
-//! new object (`CLAIMED`, name not yet published), as any creator holds it while it
-//! allocates: a grower killed at any step leaves that entry to be taken over by the next
-//! process that reaches it (within a 10 ms slice, the directory's crash windows in
-//! `protocol.rs`), and its extension of the file stays (harmless: see above). A grower
-//! stopped (SIGSTOP) holds no lock of growth, and other processes that need room grow
-//! the region themselves; those that reach its claimed entry wait for it as for any
-//! stopped creator (up to the region's timeout, then [`GetError::Timeout`]).
+//! Growth runs while the growing process holds the creation lock and the directory entry
+//! it claimed for the new object (`CLAIMED`, name not yet published): a grower killed at
+//! any step leaves both to the next creator, which probes the lock's holder and takes it
+//! over within a slice (the creation crash windows in [`remove`](super::remove)), and its
+//! extension of the file stays (harmless: see above). A grower stopped (SIGSTOP) stalls
+//! other creators of new objects as any stopped creator does: they wait up to the
+//! region's timeout, then return [`GetError::Timeout`]; lookups of existing objects are
+//! not held up.
 //!
 //! # Limits
 //!
@@ -111,6 +112,8 @@ pub struct Region {
     verified: AtomicUsize,
     /// Its table word and the path it may remove ([`lifecycle`](super::lifecycle)).
     pub(super) life: Life,
+    /// The entries this handle has marked itself a user of ([`remove`](super::remove)).
+    pub(super) pins: std::sync::Arc<super::remove::Pins>,
 }
 
 // `Region` must stay usable from any thread (the API contract).
@@ -253,7 +256,8 @@ impl RegionOptions {
     /// extending the file, so the process never gets `SIGXFSZ` (whose default action
     /// ends it) from growth.
     ///
-    /// Growth takes no lock and costs the growing call one `fallocate` of the new part
+    /// Growth runs under the creation lock (as every creation does) and costs the growing
+    /// call one `fallocate` of the new part
     /// (not of the whole file), which this call does not bound by its
     /// [`timeout`](Self::timeout). Another process that truncates, sparsely extends or
     /// punches holes in the file (file operations, not writes into the region) is out
@@ -824,6 +828,7 @@ impl RegionOptions {
             grow_fd: None,
             verified: AtomicUsize::new(geo.total),
             life: Life::default(),
+            pins: std::sync::Arc::new(super::remove::Pins::new(geo.capacity)),
         }
     }
 }

@@ -7,7 +7,8 @@
 //!                          creation flags, life-cycle word, attach-table size, max size
 //! offset 128               Entry 0 .. Entry capacity-1 (128 bytes each)
 //! 128 + capacity * 128     the attach table: ATTACH_SLOTS (128) words of 8 bytes
-//! data_start (64-aligned)  objects, each at a 64-aligned offset, bump-allocated
+//! data_start (64-aligned)  objects, each at a 64-aligned offset, placed first fit in the
+//!                          space no live entry covers (see `remove`)
 //! total_size               end of the file (and of what may be touched)
 //! max_size                 end of the mapping: a region grows up to it (see below)
 //! ```
@@ -58,7 +59,12 @@ pub(crate) const MAGIC: u64 = u64::from_ne_bytes(*b"SHMSTATE");
 ///   starts 1,024 bytes later than in version 4).
 /// - 6: the header records a maximum size (`max_size`, the first of the reserved words);
 ///   a region may grow up to it, and its file may be longer than `total_size`.
-pub(crate) const VERSION: u32 = 6;
+/// - 7: objects can be removed ([`Region::remove`](super::Region::remove)): the entry
+///   state word has three phase bits (`REMOVING` and `FREE` added; `WAITERS` is bit 3, the
+///   owner bits 31..4); each entry has a generation count over its fields
+///   (`generation`) and a user bitmap with one bit per attach-table word (`users`); the
+///   header holds the creation lock (`create_lock`, after `max_size`).
+pub(crate) const VERSION: u32 = 7;
 /// Byte-order and word-size marker: reads differently on the other byte order, and its
 /// low byte is `size_of::<usize>()`.
 pub(crate) const MARKER: u32 = 0x0102_0300 | size_of::<usize>() as u32;
@@ -103,7 +109,8 @@ pub(crate) struct Header {
     pub capacity: AtomicU32,
     /// Offset of the first object: [`data_start_for`]`(capacity)`.
     pub data_start: AtomicU64,
-    /// Next free data offset (64-aligned); advanced by compare-and-swap.
+    /// High-water mark of the data area (64-aligned): every object lies below it. Raised
+    /// (`fetch_max`) by the creation lock's holder when it places an object beyond it.
     pub bump: AtomicU64,
     /// Creation options, fixed for the region's life: see [`flags`].
     pub flags: AtomicU32,
@@ -121,8 +128,13 @@ pub(crate) struct Header {
     /// The largest size the region may grow to (`total_size` at creation for a region
     /// that does not grow); fixed for the region's life, the length every process maps.
     pub max_size: AtomicU64,
+    /// The creation lock: see [`create_lock`] for the layout. Every creation (claiming an
+    /// entry, allocating its space, publishing its name) holds it.
+    pub create_lock: AtomicU32,
+    #[allow(dead_code)] // padding; part of the fingerprinted layout
+    pad2: AtomicU32,
     #[allow(dead_code)] // room for later fields; part of the fingerprinted layout
-    reserved: [AtomicU64; 5],
+    reserved: [AtomicU64; 4],
 }
 
 /// One directory entry.
@@ -150,8 +162,15 @@ pub(crate) struct Entry {
     pub name: [AtomicU8; NAME_FIELD],
     /// `TypeTag::elem.id`.
     pub elem_id: AtomicU64,
-    #[allow(dead_code)] // room for later fields; part of the fingerprinted layout
-    reserved: [AtomicU64; 3],
+    /// The entry's generation, a sequence count over its fields: odd while a creator
+    /// writes them (between its claim and the name's publication), even otherwise; it
+    /// grows by 2 with every object the entry holds. A reader's copy of the fields is
+    /// consistent if the count was the same even number before and after it.
+    pub generation: AtomicU64,
+    /// The user bitmap: bit `k` (bit `k % 64` of word `k / 64`) set means the handle
+    /// holding attach-table word `k` may hold a reference to the object (see
+    /// [`remove`](super::remove)).
+    pub users: [AtomicU64; 2],
 }
 
 static_assertions::const_assert_eq!(size_of::<Header>(), HEADER_SIZE);
@@ -169,6 +188,11 @@ static_assertions::const_assert_eq!(offset_of!(Header, max_size), 80);
 // check reads from a region of an older build).
 static_assertions::const_assert_eq!(offset_of!(Header, magic), 0);
 static_assertions::const_assert_eq!(offset_of!(Header, version), 8);
+static_assertions::const_assert_eq!(offset_of!(Header, create_lock), 88);
+static_assertions::const_assert_eq!(offset_of!(Entry, generation), 104);
+static_assertions::const_assert_eq!(offset_of!(Entry, users), 112);
+// One user bit per attach-table word.
+static_assertions::const_assert_eq!(ATTACH_SLOTS, 128);
 
 /// The header's creation flags (`Header::flags`), written once before the region is
 /// published.
@@ -268,33 +292,37 @@ pub(crate) mod slot {
 /// The entry state word.
 ///
 /// ```text
-/// bits 31..3   owner: TID of the thread that claimed or is initialising the entry (the
-///              pid for a process's main thread; 0: abandoned by an `init` that
-///              panicked, never a live thread)
-/// bit  2       WAITERS: someone may be futex-waiting on this word
-/// bits 1..0    phase
+/// bits 31..4   owner: TID of the thread that claimed, is initialising or is removing
+///              the entry (the pid for a process's main thread; 0: abandoned by an
+///              `init` that panicked, never a live thread)
+/// bit  3       WAITERS: someone may be futex-waiting on this word
+/// bits 2..0    phase
 /// ```
 ///
 /// | phase          | meaning                                                        |
 /// |----------------|----------------------------------------------------------------|
-/// | `EMPTY`        | free; every later entry is free too                            |
-/// | `CLAIMED`      | taken by `owner`, which is writing name, type and offset       |
+/// | `EMPTY`        | never used; every later entry is `EMPTY` too                   |
+/// | `CLAIMED`      | taken by `owner` (holding the creation lock), which is writing name, type and offset |
 /// | `INITIALISING` | name, type and offset published; `owner` runs `init`           |
 /// | `READY`        | the object may be used                                         |
+/// | `REMOVING`     | `owner` is checking the user bitmap before freeing it          |
+/// | `FREE`         | removed: no name; its object's space is free                   |
 ///
-/// Transitions: `EMPTY -> CLAIMED` by CAS (the claimer); `CLAIMED -> INITIALISING ->
-/// READY` by the owner with release stores; `CLAIMED -> EMPTY` when the owner finds no
-/// space; `CLAIMED`/`INITIALISING` of a dead owner `->` the same phase with the new owner's
-/// TID, by CAS (takeover).
+/// Transitions: `EMPTY`/`FREE -> CLAIMED` by CAS (a creator holding the creation lock);
+/// `CLAIMED -> INITIALISING -> READY` by the owner with release stores; `CLAIMED -> EMPTY`
+/// / `FREE` (what it was) when the owner finds no space; `CLAIMED`/`INITIALISING` of a
+/// dead owner `->` the same phase with the new owner's TID, by CAS (takeover);
+/// `READY -> REMOVING -> FREE` by a remover (or `REMOVING -> READY`: the object is in use);
+/// `REMOVING` of a dead owner `-> READY` by CAS (anyone who finds it).
 ///
 /// The owner is a thread, not a process: a process whose main thread has exited lives on
 /// in its other threads while its pid reads as a zombie, so a pid would let a taker
-/// initialise an object its live creator is still initialising. Entries never return to `EMPTY` once named, so the used
-/// entries are always a prefix of the directory.
+/// initialise an object its live creator is still initialising. Entries never return to
+/// `EMPTY` once named, so the entries ever used are always a prefix of the directory.
 pub(crate) mod state {
     /// Mask of the phase bits.
-    pub const PHASE: u32 = 0b11;
-    /// Free.
+    pub const PHASE: u32 = 0b111;
+    /// Never used.
     pub const EMPTY: u32 = 0;
     /// Claimed; name not yet published.
     pub const CLAIMED: u32 = 1;
@@ -302,10 +330,14 @@ pub(crate) mod state {
     pub const INITIALISING: u32 = 2;
     /// Object ready.
     pub const READY: u32 = 3;
+    /// Object being removed.
+    pub const REMOVING: u32 = 4;
+    /// Removed; the entry and its extent are free.
+    pub const FREE: u32 = 5;
     /// Someone may be waiting on the word.
-    pub const WAITERS: u32 = 0b100;
+    pub const WAITERS: u32 = 0b1000;
     /// Position of the owner's TID.
-    pub const OWNER_SHIFT: u32 = 3;
+    pub const OWNER_SHIFT: u32 = 4;
 
     /// The phase of `s`.
     #[inline]
@@ -333,6 +365,34 @@ pub(crate) mod state {
     }
 }
 
+/// The creation lock (`Header::create_lock`).
+///
+/// ```text
+/// bits 31..1   TID of the holder; 0 with bit 0 clear: free
+/// bit  0       WAITERS: someone may be futex-waiting on this word
+/// ```
+///
+/// Taken by CAS `0 -> tid << 1`; released by swap to 0 (waking if `WAITERS` was set);
+/// taken over by CAS from a holder probed dead (by its TID, as an entry's owner is).
+pub(crate) mod create_lock {
+    /// Someone may be waiting.
+    pub const WAITERS: u32 = 1;
+    /// Position of the holder's TID.
+    pub const TID_SHIFT: u32 = 1;
+
+    /// The holder of `w`.
+    #[inline]
+    pub const fn holder(w: u32) -> u32 {
+        w >> TID_SHIFT
+    }
+
+    /// The word for holder `tid`, no waiters.
+    #[inline]
+    pub const fn make(tid: u32) -> u32 {
+        tid << TID_SHIFT
+    }
+}
+
 const fn fnv1a(mut h: u64, v: u64) -> u64 {
     let mut i = 0;
     while i < 8 {
@@ -346,7 +406,7 @@ const fn fnv1a(mut h: u64, v: u64) -> u64 {
 /// A hash of every constant and field offset of the format: two builds whose layouts
 /// differ in any of them refuse each other's regions.
 pub(crate) const FINGERPRINT: u64 = {
-    let parts: [u64; 37] = [
+    let parts: [u64; 42] = [
         VERSION as u64,
         MARKER as u64,
         HEADER_SIZE as u64,
@@ -384,6 +444,11 @@ pub(crate) const FINGERPRINT: u64 = {
         (life::RETIRING as u64) << 32 | life::RETIRED as u64,
         flags::KNOWN as u64,
         offset_of!(Header, max_size) as u64,
+        offset_of!(Header, create_lock) as u64,
+        offset_of!(Entry, generation) as u64,
+        offset_of!(Entry, users) as u64,
+        (state::REMOVING as u64) << 32 | state::FREE as u64,
+        state::PHASE as u64,
     ];
     let mut h = 0xcbf2_9ce4_8422_2325;
     let mut i = 0;
@@ -579,6 +644,7 @@ pub(crate) fn write_header(raw: Raw<'_>, geo: &Geometry) {
     h.life.store(life::LIVE, Ordering::Relaxed);
     h.remover.store(0, Ordering::Relaxed);
     h.attach_slots.store(ATTACH_SLOTS, Ordering::Relaxed);
+    h.create_lock.store(0, Ordering::Relaxed);
     // Release: pairs with the acquire load of `init_state` in `validate_header`, for a
     // reader that could see the mapping before the publishing syscall (link, fork, fd
     // passing) — none can, but the header then does not depend on it.
@@ -595,9 +661,46 @@ pub(crate) struct EntrySnapshot {
     pub size: u64,
     pub offset: u64,
     pub name: [u8; NAME_FIELD],
+    /// The entry's generation when the fields were read (exact for
+    /// [`read_consistent`](Self::read_consistent): it names the object the fields
+    /// describe; a hint for [`read`](Self::read)).
+    pub generation: u64,
 }
 
 impl EntrySnapshot {
+    /// Copies the fields of `e` if no creator rewrote them meanwhile (the entry's
+    /// generation was the same even number before and after); `None` otherwise (look
+    /// again). Only needed where entries may be reused under the reader: not under the
+    /// creation lock, and not for an entry the reader pinned or owns.
+    pub(crate) fn read_consistent(e: &Entry) -> Option<Self> {
+        // Acquire: pairs with the release store of the even count after a creator's
+        // writes (`publish` in `Region::fill`): a count read even here means those writes are done.
+        let before = e.generation.load(Ordering::Acquire);
+        if !before.is_multiple_of(2) {
+            return None;
+        }
+        let mut snap = EntrySnapshot::read(e);
+        snap.generation = before;
+        // Acquire fence: if any load above read a value a later creator wrote, its odd
+        // count (stored before a release fence in `Region::fill`) is seen by the load below.
+        crate::sync::fence(Ordering::Acquire);
+        // Relaxed: ordered by the fence.
+        (e.generation.load(Ordering::Relaxed) == before).then_some(snap)
+    }
+
+    /// [`read_consistent`](Self::read_consistent), tried a bounded number of times (for
+    /// tools: an entry that keeps changing, or whose generation a peer left odd, is
+    /// skipped: `None`).
+    pub(crate) fn read_settled(e: &Entry) -> Option<Self> {
+        (0..64).find_map(|_| {
+            let snap = Self::read_consistent(e);
+            if snap.is_none() {
+                crate::sync::spin_loop();
+            }
+            snap
+        })
+    }
+
     /// Copies the fields of `e`.
     pub(crate) fn read(e: &Entry) -> Self {
         // Relaxed (all): the caller's acquire load of `state` that saw the entry published
@@ -623,6 +726,7 @@ impl EntrySnapshot {
             size: r64(&e.size),
             offset: r64(&e.offset),
             name,
+            generation: r64(&e.generation),
         }
     }
 
@@ -653,7 +757,52 @@ impl EntrySnapshot {
         if !(self.align as usize).is_power_of_two() || self.align as usize > OBJECT_ALIGN {
             return Err(format!("alignment {}", self.align));
         }
+        self.span(geo)?;
         Ok((offset, size))
+    }
+
+    /// The part of `[data_start, total)` of `geo` that a creator must keep clear of for
+    /// this entry: its extent, clipped at `total` (an extent past the end this handle
+    /// verified may belong to a larger mapping another handle sees, or be garbage:
+    /// either way nothing is placed over it); `None` if it reserves nothing here (no
+    /// extent, or one at a misaligned offset or outside the data area, which
+    /// [`placement`](Self::placement) refuses to hand out).
+    pub(crate) fn reserved(&self, geo: &Geometry) -> Option<(usize, usize)> {
+        let offset = usize::try_from(self.offset).ok()?;
+        if self.size == 0
+            || !offset.is_multiple_of(OBJECT_ALIGN)
+            || offset < geo.data_start
+            || offset >= geo.total
+        {
+            return None;
+        }
+        let room = geo.total - offset;
+        let extent = round_up(self.size)
+            .and_then(|x| usize::try_from(x).ok())
+            .map_or(room, |x| x.min(room));
+        Some((offset, extent))
+    }
+
+    /// The entry's extent `(offset, extent)`: its object's bytes rounded up to 64, if
+    /// they lie in the data area of `geo` at a 64-aligned offset (an extent of 0: none).
+    pub(crate) fn span(&self, geo: &Geometry) -> Result<(usize, usize), String> {
+        let extent = round_up(self.size)
+            .and_then(|x| usize::try_from(x).ok())
+            .ok_or_else(|| "size overflows".to_owned())?;
+        if extent == 0 {
+            return Ok((0, 0));
+        }
+        let offset = usize::try_from(self.offset).map_err(|_| "offset overflows".to_owned())?;
+        if !offset.is_multiple_of(OBJECT_ALIGN) {
+            return Err(format!("offset {offset} not {OBJECT_ALIGN}-aligned"));
+        }
+        if offset < geo.data_start {
+            return Err(format!("offset {offset} inside the header or directory"));
+        }
+        match offset.checked_add(extent) {
+            Some(end) if end <= geo.total => Ok((offset, extent)),
+            _ => Err(format!("extent [{offset}, +{extent}) beyond {}", geo.total)),
+        }
     }
 }
 

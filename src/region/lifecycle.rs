@@ -37,9 +37,13 @@
 //!   Python extension; never lazily, where a registration racing a fork on another thread
 //!   could leave the child stuck at its first attach): the prepare handler claims, in the
 //!   parent's name, one more word for every listed handle, and the child handler swaps the
-//!   child's own word into exactly that slot (one CAS, no scan, no allocation). So the
-//!   child counts as attached before `fork` returns in either process (a parent that
-//!   drops its last handle the moment `fork` returns finds the
+//!   child's own word into exactly that slot (one CAS, no scan, no allocation). The
+//!   prepare handler also copies the parent handle's bits in every entry's user bitmap to
+//!   the child's word, and the child handler sets the bits of every entry the inherited
+//!   handle had pinned ([`remove`](super::remove)): the child's inherited references keep
+//!   their objects from removal like the parent's did. So the child counts as attached
+//!   before `fork` returns in either process (a parent that drops its last handle the
+//!   moment `fork` returns finds the
 //!   child's word, or the parent's claimed for it, and keeps the file), and dropping the inherited
 //!   handle releases the child's word, never the parent's (a handle only ever releases a
 //!   word whose pid is the caller's). A child that `exec`s stays listed until the new
@@ -378,6 +382,9 @@ pub(super) struct Attachment {
     /// claims it in this process's name, the child handler swaps in the child's), or
     /// `NO_SLOT`. Only touched by the forking thread, under the registry lock.
     fork_slot: AtomicU32,
+    /// The handle's pin set ([`remove`](super::remove)): the fork child handler sets the
+    /// child's bits for the references it inherited.
+    pins: Arc<super::remove::Pins>,
 }
 
 // SAFETY: `base` points into a `MAP_SHARED` mapping that is only accessed through atomics
@@ -410,6 +417,17 @@ impl Attachment {
         }
         self.word.store(0, Ordering::Relaxed);
         self.slot.store(NO_SLOT, Ordering::Relaxed);
+        // SeqCst: as every load of a table word by the protocol (module docs). A word
+        // pruned (misjudged dead) and claimed by another handle is that handle's, with
+        // its bits: leave them.
+        let still_ours = self
+            .raw()
+            .attach_slot(&self.geo, i)
+            .is_some_and(|s| s.load(Ordering::SeqCst) == word);
+        if i != NO_SLOT && still_ours {
+            // The handle's references are gone with it: so are its uses of entries.
+            super::remove::clear_slot_bits(self.raw(), &self.geo, i);
+        }
         if let Some(s) = self.raw().attach_slot(&self.geo, i) {
             // SeqCst: in the one order of the protocol's SeqCst operations (module docs), a
             // removal's scan either sees the word or comes after this release. Failure:
@@ -630,6 +648,8 @@ fn join(a: &Attachment, word: u64, may_prune: bool) -> Joined {
     }
     match got {
         Some(i) => {
+            // Bits a dead previous holder of the word left (it never cleared them).
+            super::remove::clear_slot_bits(raw, &geo, i);
             // Relaxed: the handle's own fields (see `release`).
             a.slot.store(i, Ordering::Relaxed);
             a.word.store(word, Ordering::Relaxed);
@@ -714,6 +734,12 @@ extern "C" fn before_fork() {
         let word = a.word.load(Ordering::Relaxed);
         if word != 0 && slot::pid(word) == me {
             let i = claim(a.raw(), &a.geo, word).unwrap_or(NO_SLOT);
+            if i != NO_SLOT {
+                // The child inherits this handle's references: its word uses what this
+                // one does, from before `fork` returns (`remove`'s module docs).
+                let parent = a.slot.load(Ordering::Relaxed);
+                super::remove::copy_slot_bits(a.raw(), &a.geo, parent, i);
+            }
             a.fork_slot.store(i, Ordering::Relaxed);
         }
     }
@@ -735,7 +761,15 @@ extern "C" fn after_fork_parent() {
             // exits; that keeps the file longer, never removes it early.)
             for a in handles.iter() {
                 // Relaxed: as in `before_fork`.
-                a.fork_slot.store(NO_SLOT, Ordering::Relaxed);
+                let i = a.fork_slot.swap(NO_SLOT, Ordering::Relaxed);
+                if i != NO_SLOT {
+                    // The entries another thread of this process pinned after the prepare
+                    // handler's copy but before `fork` (the child inherited those
+                    // references too): their bits go to the child's word now, while the
+                    // registry lock still keeps this handle (and its own bits) alive, not
+                    // only when the child's handler runs, which may be much later.
+                    super::remove::set_pinned_bits(a.raw(), &a.geo, i, &a.pins);
+                }
             }
         }
     });
@@ -748,6 +782,7 @@ extern "C" fn after_fork_child() {
         };
         // No handle: no syscall either (the guard is dropped, unlocking the registry).
         if let Some(handles) = g.take().filter(|h| !h.is_empty()) {
+            crate::failpoint::hit(crate::failpoint::Point::RegionForkChildEntered);
             // Syscalls only (getpid, open, read): no allocation, no lock.
             let word = my_word(true);
             for a in handles.iter() {
@@ -774,6 +809,30 @@ extern "C" fn after_fork_child() {
                     // died during the fork): claim one as an opener does. A retired
                     // region: the handle stays, unlisted; nothing to remove.
                     let _ = join(a, word, false);
+                }
+                // The references the child inherited (some a parent thread may have taken
+                // after the prepare handler's copy): atomics only.
+                let i = a.slot.load(Ordering::Relaxed);
+                if i != NO_SLOT && slot::pid(a.word.load(Ordering::Relaxed)) == owner::current_pid()
+                {
+                    super::remove::set_pinned_bits(a.raw(), &a.geo, i, &a.pins);
+                }
+                // A parent alive now was alive from the fork to the bits just set: every
+                // removal meanwhile found the word it claimed for this child live. A parent
+                // that died in between may have had that word probed dead, and objects this
+                // child holds removed: if so, the child cannot go on (its references may
+                // read other objects' bytes), and nothing it could return would say so.
+                if parent != 0
+                    && std::os::unix::process::parent_id() != slot::pid(parent)
+                    && !super::remove::inherited_objects_held(a.raw(), &a.geo, &a.pins)
+                {
+                    const MSG: &[u8] = b"shmstate: the parent died during fork and an object this child inherited a reference to was removed meanwhile; aborting\n";
+                    // SAFETY: `write` of a static buffer to fd 2 (async-signal-safe, no
+                    // allocation); `abort` has no preconditions.
+                    unsafe {
+                        libc::write(2, MSG.as_ptr().cast(), MSG.len());
+                        libc::abort();
+                    }
                 }
             }
         }
@@ -878,6 +937,15 @@ impl std::fmt::Debug for Life {
 }
 
 impl Life {
+    /// The attach-table word this handle holds in this process, if any.
+    pub(super) fn slot(&self) -> Option<u32> {
+        let a = self.attachment.as_ref()?;
+        // Relaxed: the handle's own fields (see `Attachment::release`).
+        let word = a.word.load(Ordering::Relaxed);
+        let i = a.slot.load(Ordering::Relaxed);
+        (i != NO_SLOT && word != 0 && slot::pid(word) == owner::current_pid()).then_some(i)
+    }
+
     /// Drops the path (a handle that never removes the file keeps no directory fd).
     pub(super) fn forget_path(&mut self) {
         self.path = None;
@@ -906,6 +974,7 @@ impl Region {
             slot: AtomicU32::new(NO_SLOT),
             word: AtomicU64::new(0),
             fork_slot: AtomicU32::new(NO_SLOT),
+            pins: Arc::clone(&self.pins),
         });
         // Registered before claiming: a fork in between gives the child its own word (or,
         // if the claim below has not happened yet, a word of its own anyway).

@@ -13,8 +13,12 @@
 //! - who has it open, and removing the file when nobody does: [`Region::attached`],
 //!   [`RegionOptions::remove_when_unused`], [`Region::remove_unused`]; the attach table,
 //!   the removal protocol and its crash windows are in [`lifecycle`].
+//! - removing named objects and reusing their entries and space: [`Region::remove`],
+//!   [`Region::space`]; the rule (no live handle that asked for the object), the creation
+//!   lock that keeps names unique, first-fit placement and the crash windows are in
+//!   [`remove`].
 //! - errors: one type per operation ([`OpenError`], [`CreateError`],
-//!   [`OpenOrCreateError`], [`GetError`]) and the umbrella [`RegionError`] (`error.rs`).
+//!   [`OpenOrCreateError`], [`GetError`], [`RemoveError`], [`RemoveObjectError`]) and the umbrella [`RegionError`] (`error.rs`).
 
 mod directory;
 mod error;
@@ -23,12 +27,17 @@ mod format;
 pub mod lifecycle;
 mod protocol;
 mod read_only;
+pub mod remove;
 mod stale;
 mod validate;
 
 pub use directory::{EntryInfo, EntryState};
-pub use error::{CreateError, GetError, OpenError, OpenOrCreateError, RegionError, RemoveError};
+pub use error::{
+    CreateError, GetError, OpenError, OpenOrCreateError, RegionError, RemoveError,
+    RemoveObjectError,
+};
 pub use file::{DEFAULT_TIMEOUT, Region, RegionOptions};
 pub use format::{ATTACH_SLOTS, MAX_CAPACITY, MAX_NAME_LEN};
 pub use lifecycle::Attached;
 pub use read_only::ReadOnlyRegion;
+pub use remove::SpaceInfo;

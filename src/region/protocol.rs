@@ -7,26 +7,40 @@
 //! Each entry has a state word (layout in [`state`](super::format::state)). To get or
 //! create `name`, a process scans the directory from entry 0:
 //!
-//! - a `READY` or `INITIALISING` entry has a published name: if it is `name`, the type is
-//!   checked and the object returned (once `READY`; until then the process waits);
-//!   otherwise the scan moves on;
-//! - a `CLAIMED` entry's name is not published yet: the process waits until it is, since
-//!   it might be `name` (this is what keeps names unique when two processes create the
-//!   same name at once: whoever claims a later entry has seen every earlier name);
-//! - the first `EMPTY` entry proves `name` absent: the process claims it by CAS (`EMPTY ->
-//!   CLAIMED`), writes name and type, allocates the object's space by CAS on the header's
-//!   bump word, publishes the name (`INITIALISING`, release), zeroes the object, runs
-//!   `init`, and publishes the object (`READY`, release). A losing CAS re-examines the
-//!   entry.
+//! - a `READY`, `INITIALISING` or `REMOVING` entry has a published name: if it is `name`,
+//!   the type is checked and the object returned once `READY` (after the caller marks
+//!   itself a user of it: [`remove`](super::remove)); until then the process waits
+//!   (except on a `REMOVING` entry whose object this handle already holds: that removal
+//!   will be refused, and the object is returned at once); otherwise the scan moves on.
+//!   The entry's fields are copied only while its generation holds (even, and the same
+//!   before and after); an entry whose copy keeps failing while its state word holds
+//!   (a peer's odd generation) is skipped after a bounded number of tries;
+//! - `CLAIMED` and `FREE` entries publish no name: the scan moves on;
+//! - the first `EMPTY` entry (or the end of the directory) proves `name` absent. A
+//!   creator then takes the region's **creation lock** (a word in the header holding its
+//!   TID, taken by CAS), scans the directory again under it, and if `name` is still absent
+//!   claims the first `FREE` entry, else the first `EMPTY` one, by CAS (`-> CLAIMED`),
+//!   writes name and type, places the object in the first gap of free space that fits
+//!   ([`remove`](super::remove)'s Space), publishes the name (`INITIALISING`, release) and
+//!   releases the lock; then it zeroes the object, runs `init`, and publishes the object
+//!   (`READY`, release).
+//!
+//! Names stay unique because every name is published under the creation lock, whose
+//! holder has seen every name published before (the lock's release/acquire orders them),
+//! and entries reused after a removal are claimed only under it. The `EMPTY` entries
+//! stay a suffix of the directory (an entry becomes `FREE`, never `EMPTY`, once used), so
+//! a lookup without the lock may stop at the first one.
 //!
 //! Waiting spins briefly with loads, then sets the `WAITERS` bit and futex-waits in
 //! 10 ms slices; between slices it probes the owner, the thread recorded in the word
 //! (`wait::holder_is_dead`: `kill(tid, 0)` and `/proc/<tid>/stat`). An entry whose owner died in
-//! `CLAIMED` or `INITIALISING` is taken over by CAS on the state word (keeping the phase,
-//! replacing the owner): a dead claim is re-claimed for the taker's own
-//! name, a dead initialisation is restarted from zeroed bytes with the taker's `init`.
-//! The space a dead claimer had already allocated is leaked. An `init` that panics marks
-//! its entry abandoned (owner 0, which no thread has) so that the next caller takes over.
+//! `INITIALISING` is taken over by CAS on the state word (keeping the phase, replacing the
+//! owner) and restarted from zeroed bytes with the taker's `init`, or freed by a
+//! [`Region::remove`] of the name (`FREE`, by CAS). A creator that dies
+//! holding the creation lock is probed dead by the next creator between slices, which
+//! takes the lock over by CAS and frees the dead one's `CLAIMED` entry (`FREE`; its extent
+//! is free space again). An `init` that panics marks its entry abandoned (owner 0, which
+//! no thread has) so that the next caller takes over.
 //!
 //! # Crash windows
 //!
@@ -37,7 +51,7 @@
 //! | step | left behind | repaired by, how fast |
 //! |------|-------------|-----------------------|
 //! | before the claim | nothing | — |
-//! | `CLAIMED`: name or type being written, space maybe allocated | an entry naming a dead owner | the next process that reaches it probes the owner between 10 ms slices and re-claims the entry for its own name (unit test `a_dead_claim_is_taken_over`); allocated space leaks; failpoint test |
+//! | creation lock taken, or `CLAIMED`: name, type or extent being written | the lock and an entry naming a dead owner (gets are unaffected: a claim publishes no name) | the next creator probes the lock's holder between 10 ms slices, takes the lock over and frees the claim (unit test `a_dead_claim_is_taken_over`; failpoint tests in `tests/region_remove_failpoints.rs`, `tests/failpoints.rs`) |
 //! | `INITIALISING`: object being zeroed or `init` running | the same, with the name published | a process waiting for that name takes it over and restarts from zeroed bytes with its own `init` within a slice (`tests/region_takeover.rs`) |
 //! | `READY` published, waiters not yet woken | sleepers on a ready entry | each re-checks after its slice (10 ms); failpoint test |
 //! | `init` panicked | an abandoned entry (owner 0) | the next caller takes it over at once |
@@ -50,7 +64,9 @@
 //! - TIDs are reused: an owner that died after its TID was handed to a new thread reads
 //!   as alive, and waiters return [`GetError::Timeout`] after the region's timeout
 //!   instead of taking over.
-//! - Space is never freed: objects live as long as the region.
+//! - A stopped (not killed) creator holding the creation lock makes every other creator
+//!   of a new name return [`GetError::Timeout`] at the region's timeout (existing objects
+//!   are still handed out).
 
 use std::time::{Duration, Instant};
 
@@ -62,7 +78,7 @@ use crate::sync::{Ordering, spin_loop};
 use super::error::GetError;
 use super::file::Region;
 use super::format::{
-    Entry, EntrySnapshot, MAX_NAME_LEN, NAME_FIELD, OBJECT_ALIGN, round_up, state,
+    Entry, EntrySnapshot, MAX_NAME_LEN, NAME_FIELD, OBJECT_ALIGN, create_lock, round_up, state,
 };
 
 /// Loads of a state word before a waiter sleeps.
@@ -151,7 +167,7 @@ impl<'n> Want<'n> {
     }
 }
 
-fn check_name(name: &str) -> Result<(), GetError> {
+pub(super) fn check_name(name: &str) -> Result<(), GetError> {
     let reason = if name.is_empty() {
         "empty"
     } else if name.len() > MAX_NAME_LEN {
@@ -169,17 +185,76 @@ fn check_name(name: &str) -> Result<(), GetError> {
 
 /// Where a directory scan ended.
 enum Step<'r> {
-    /// A ready object of the wanted type, at `(offset, len)`.
-    Ready(usize, usize),
-    /// This process owns a `CLAIMED` entry (fresh or taken over) and must fill it.
-    Claimed(&'r Entry),
-    /// This process took over a dead owner's `INITIALISING` entry of the wanted type, at
-    /// `(offset, len)`.
-    TakenOver(&'r Entry, usize, usize),
+    /// A ready object of the wanted type: entry `index`, object at `(offset, len)`, read
+    /// at the entry's generation `generation`.
+    Ready {
+        index: u32,
+        offset: usize,
+        len: usize,
+        generation: u64,
+    },
+    /// This process took over a dead owner's `INITIALISING` entry `index` of the wanted
+    /// type, at `(offset, len)`.
+    TakenOver(u32, &'r Entry, usize, usize),
+    /// No entry holds the name (the scan reached the first `EMPTY` entry or the end).
+    Absent,
+}
+
+/// What the creation lock holder's scan found.
+enum Claim<'r> {
+    /// The name is published (or being removed): look it up again outside the lock.
+    Exists,
+    /// A live thread holds a `CLAIMED` entry (it holds the lock no more: it was misjudged
+    /// dead, or the word was written by a peer): wait on it outside the lock.
+    Wait(&'r Entry, u32),
+    /// This process now owns the `CLAIMED` entry `index`, which was in phase `was`;
+    /// `spans` are the extents the other entries own.
+    Claimed {
+        index: u32,
+        entry: &'r Entry,
+        was: u32,
+        spans: Vec<(usize, usize)>,
+    },
+}
+
+/// Failed consistent copies of one entry in a row whose state word held: past
+/// [`Torn::TRIES`] the entry's generation is garbage, not a creator at work.
+#[derive(Default)]
+pub(super) struct Torn {
+    index: u32,
+    count: u32,
+}
+
+impl Torn {
+    /// Consecutive failures on an unchanged state word that make an entry garbage. A
+    /// creator rewrites an entry's fields (its generation odd) only while it is `CLAIMED`,
+    /// so a copy that fails while the state word stays `INITIALISING`, `READY` or
+    /// `REMOVING` saw a whole reuse cycle back to the same word (rare; the next copy
+    /// holds), or a generation a peer wrote.
+    const TRIES: u32 = 64;
+
+    /// Counts a failed copy of entry `e` (index `i`), read in state `s`; whether the
+    /// entry is to be skipped as garbage (then the count restarts).
+    pub(super) fn garbage(&mut self, e: &Entry, i: u32, s: u32) -> bool {
+        if self.index != i {
+            *self = Torn { index: i, count: 0 };
+        }
+        // Acquire: as the scan's load of the state.
+        if e.state.load(Ordering::Acquire) != s {
+            self.count = 0;
+            return false;
+        }
+        self.count += 1;
+        if self.count < Self::TRIES {
+            return false;
+        }
+        self.count = 0;
+        true
+    }
 }
 
 /// What a wait on a state word saw.
-enum Seen {
+pub(super) enum Seen {
     /// The word changed (or the wait slice ended): look again.
     Changed,
     /// The word still names its owner, and the owner is dead.
@@ -198,25 +273,78 @@ impl Region {
         let want = Want::new::<T>(name, Some(len))?;
         let deadline = self.deadline();
         let me = owner::current();
-        match self.lookup(&want, true, deadline)? {
-            Step::Ready(offset, len) => self.object(&want, offset, len),
-            Step::Claimed(e) => {
-                let offset = self.fill(e, &want, len, me, deadline)?;
-                self.initialise(e, offset, len, me, init)
+        loop {
+            match self.lookup(&want, true, deadline)? {
+                Step::Ready {
+                    index,
+                    offset,
+                    len,
+                    generation,
+                } => {
+                    if let Some((offset, len)) = self.pin(index, &want, offset, len, generation)? {
+                        return self.object(&want, offset, len);
+                    }
+                }
+                Step::TakenOver(index, e, offset, len) => {
+                    self.mark_user(index, e);
+                    return self.initialise(e, offset, len, me, init);
+                }
+                Step::Absent => {
+                    let lock = CreateLock::take(self, deadline)?;
+                    crate::failpoint::hit(crate::failpoint::Point::RegionCreateLocked);
+                    match self.claim(&want, me, deadline)? {
+                        Claim::Exists => {}
+                        Claim::Wait(e, s) => {
+                            drop(lock);
+                            wait_on(e, s, deadline, false)?;
+                        }
+                        Claim::Claimed {
+                            index,
+                            entry,
+                            was,
+                            spans,
+                        } => {
+                            let offset =
+                                self.fill(entry, index, &want, len, me, was, spans, deadline)?;
+                            crate::failpoint::hit(crate::failpoint::Point::RegionNamePublished);
+                            drop(lock);
+                            return self.initialise(entry, offset, len, me, init);
+                        }
+                    }
+                }
             }
-            Step::TakenOver(e, offset, len) => self.initialise(e, offset, len, me, init),
+            if Instant::now() >= deadline {
+                return Err(GetError::Timeout);
+            }
         }
     }
 
     /// The body of [`Region::get`]: the existing object `name` of type `T`.
     pub(super) fn find<T: Shared + ?Sized>(&self, name: &str) -> Result<&T, GetError> {
         let want = Want::new::<T>(name, None)?;
-        match self.lookup(&want, false, self.deadline())? {
-            Step::Ready(offset, len) => self.object(&want, offset, len),
-            // `lookup` without `create` neither claims nor takes over.
-            Step::Claimed(_) | Step::TakenOver(..) => Err(GetError::NotFound {
-                name: name.to_owned(),
-            }),
+        let deadline = self.deadline();
+        loop {
+            match self.lookup(&want, false, deadline)? {
+                Step::Ready {
+                    index,
+                    offset,
+                    len,
+                    generation,
+                } => {
+                    if let Some((offset, len)) = self.pin(index, &want, offset, len, generation)? {
+                        return self.object(&want, offset, len);
+                    }
+                }
+                // `lookup` without `create` does not take over.
+                Step::TakenOver(..) | Step::Absent => {
+                    return Err(GetError::NotFound {
+                        name: name.to_owned(),
+                    });
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(GetError::Timeout);
+            }
         }
     }
 
@@ -239,8 +367,111 @@ impl Region {
             })
     }
 
-    /// Scans the directory for `want` (see the module docs). With `create`, claims the
-    /// first empty entry if the name is absent and takes over dead owners' entries.
+    /// Makes this handle a user of the `READY` entry `index` that a scan found holding
+    /// `want` at `(offset, len)`, before a reference to it is handed out: sets the
+    /// handle's bit in the entry's user bitmap, then checks that the entry is still
+    /// `READY` and still holds `want` (the Dekker pair with [`Region::remove`], see
+    /// [`remove`](super::remove)). Returns the object's place, or `None` if the entry
+    /// changed meanwhile (removed, or removed and reused): the caller looks again.
+    ///
+    /// Once per object and handle: after that the handle's local pin set answers, with no
+    /// atomic read-modify-write, for a scan whose copy of the entry has the pinned
+    /// object's generation (`generation`; any other copy takes the slow path).
+    #[inline]
+    fn pin(
+        &self,
+        index: u32,
+        want: &Want<'_>,
+        offset: usize,
+        len: usize,
+        generation: u64,
+    ) -> Result<Option<(usize, usize)>, GetError> {
+        if let Some(e) = self.raw().entry(&self.geo, index)
+            && self.pins.holds(index, e, generation)
+        {
+            // Pinned, and the scan's copy is of the pinned object (same generation): the
+            // entry cannot have been removed since, so what the scan read is the object.
+            return Ok(Some((offset, len)));
+        }
+        self.pin_slow(index, want)
+    }
+
+    #[cold]
+    fn pin_slow(&self, index: u32, want: &Want<'_>) -> Result<Option<(usize, usize)>, GetError> {
+        let geo = self.geo;
+        let Some(e) = self.raw().entry(&geo, index) else {
+            return Err(GetError::Corrupt(format!(
+                "entry {index} outside the region"
+            )));
+        };
+        let Some(slot) = self.life.slot() else {
+            // An unlisted handle (a full attach table) has no bit: the region is marked
+            // `UNLISTED`, and no object of it is ever removed (`Region::remove` refuses),
+            // so the entry is as good as pinned once seen READY.
+            let placed = self.recheck(index, e, want)?;
+            if placed.is_some() {
+                self.pins.set(index, e);
+            }
+            return Ok(placed);
+        };
+        let (word, bit) = super::remove::user_bit(slot);
+        // SeqCst: the getter's half of the Dekker pair with `Region::remove` (module docs of
+        // `remove`): this write, then the load of the state below; the remover's
+        // READY -> REMOVING CAS, then its loads of the bitmap. One of the two sees the other.
+        e.users[word].fetch_or(bit, Ordering::SeqCst);
+        crate::failpoint::hit(crate::failpoint::Point::RegionUserBitSet);
+        let placed = self.recheck(index, e, want)?;
+        if placed.is_some() {
+            self.pins.set(index, e);
+        }
+        Ok(placed)
+    }
+
+    /// Loads the state of entry `index` (`SeqCst`: see `pin_slow`) and, if it is `READY`
+    /// and holds `want`, returns the object's place.
+    fn recheck(
+        &self,
+        index: u32,
+        e: &Entry,
+        want: &Want<'_>,
+    ) -> Result<Option<(usize, usize)>, GetError> {
+        // SeqCst: the getter's load of the Dekker pair (see `pin_slow`); it is also an
+        // acquire load pairing with the release transition that published the object.
+        let s = e.state.load(Ordering::SeqCst);
+        if state::phase(s) != state::READY {
+            return Ok(None);
+        }
+        let snap = EntrySnapshot::read(e);
+        if snap.name_bytes() != Some(want.name.as_bytes()) {
+            return Ok(None);
+        }
+        let len = want.check(&snap)?;
+        // Against the maximum, as in `lookup`: the object is checked against the file
+        // when it is handed out.
+        let mapped = super::format::Geometry {
+            total: self.geo.max,
+            ..self.geo
+        };
+        let (offset, _) = snap
+            .placement(&mapped)
+            .map_err(|w| GetError::Corrupt(format!("entry {index}: {w}")))?;
+        Ok(Some((offset, len)))
+    }
+
+    /// Marks this handle a user of entry `index`, which this thread owns (`CLAIMED` or
+    /// `INITIALISING`): no removal can start before it is `READY`, which comes after.
+    fn mark_user(&self, index: u32, e: &Entry) {
+        if let Some(slot) = self.life.slot() {
+            let (word, bit) = super::remove::user_bit(slot);
+            // SeqCst: as in `pin_slow`; here ordered before the READY transition anyway.
+            e.users[word].fetch_or(bit, Ordering::SeqCst);
+        }
+        // (Unlisted: no bit, and no removal ever; see `pin_slow`.)
+        self.pins.set(index, e);
+    }
+
+    /// Scans the directory for `want` (see the module docs). With `create`, takes over
+    /// dead owners' `INITIALISING` entries of the name.
     fn lookup(
         &self,
         want: &Want<'_>,
@@ -250,6 +481,7 @@ impl Region {
         let raw = self.raw();
         let geo = self.geo;
         let me = owner::current();
+        let mut torn = Torn::default();
         let mut i = 0;
         while i < geo.capacity {
             let Some(e) = raw.entry(&geo, i) else {
@@ -259,36 +491,18 @@ impl Region {
             // published for INITIALISING, the initialised object for READY).
             let s = e.state.load(Ordering::Acquire);
             match state::phase(s) {
-                state::EMPTY => {
-                    if !create {
-                        return Err(GetError::NotFound {
-                            name: want.name.to_owned(),
-                        });
-                    }
-                    // Acquire on success: if a claimer gave this entry back (CLAIMED ->
-                    // EMPTY, release), its writes to the fields happen before ours.
-                    let claimed = state::make(me, state::CLAIMED);
-                    match e
-                        .state
-                        .compare_exchange(s, claimed, Ordering::Acquire, Ordering::Relaxed)
-                    {
-                        Ok(_) => return Ok(Step::Claimed(e)),
-                        Err(_) if Instant::now() >= deadline => return Err(GetError::Timeout),
-                        Err(_) => continue,
-                    }
-                }
-                state::CLAIMED => match wait_on(e, s, deadline, true)? {
-                    Seen::Changed => continue,
-                    // A dead claim names nothing: `get` looks further, a creator re-claims it.
-                    Seen::OwnerDead if !create => i += 1,
-                    Seen::OwnerDead => {
-                        if take_over(e, s, me) {
-                            return Ok(Step::Claimed(e));
+                state::EMPTY => return Ok(Step::Absent),
+                phase @ (state::INITIALISING | state::READY | state::REMOVING) => {
+                    let Some(snap) = EntrySnapshot::read_consistent(e) else {
+                        // Being reused right now: look again; or garbage: skip it.
+                        if torn.garbage(e, i, s) {
+                            i += 1;
+                        } else if Instant::now() >= deadline {
+                            return Err(GetError::Timeout);
                         }
-                    }
-                },
-                phase => {
-                    let snap = EntrySnapshot::read(e);
+                        spin_loop();
+                        continue;
+                    };
                     let corrupt = |what: &str| GetError::Corrupt(format!("entry {i}: {what}"));
                     let name = snap
                         .name_bytes()
@@ -305,51 +519,179 @@ impl Region {
                         ..geo
                     };
                     let (offset, _) = snap.placement(&mapped).map_err(|w| corrupt(&w))?;
-                    if phase == state::READY {
-                        return Ok(Step::Ready(offset, len));
+                    // REMOVING an object this handle pinned: the removal will be refused
+                    // (this handle's bit is set), so the object is this handle's to hand
+                    // out now, without waiting for the remover.
+                    if phase == state::READY
+                        || (phase == state::REMOVING && self.pins.holds(i, e, snap.generation))
+                    {
+                        return Ok(Step::Ready {
+                            index: i,
+                            offset,
+                            len,
+                            generation: snap.generation,
+                        });
                     }
                     match wait_on(e, s, deadline, true)? {
                         Seen::Changed => {}
+                        // A dead remover: the object was never freed; it is READY again.
+                        Seen::OwnerDead if phase == state::REMOVING => {
+                            super::remove::cancel_dead_removal(e, s);
+                        }
                         // Without `create` nobody here finishes a dead owner's work, and no
                         // creator may ever come: the object does not exist (yet).
-                        Seen::OwnerDead if !create => {
-                            return Err(GetError::NotFound {
-                                name: want.name.to_owned(),
-                            });
-                        }
+                        Seen::OwnerDead if !create => return Ok(Step::Absent),
                         Seen::OwnerDead => {
                             if take_over(e, s, me) {
-                                return Ok(Step::TakenOver(e, offset, len));
+                                return Ok(Step::TakenOver(i, e, offset, len));
                             }
                         }
                     }
                 }
+                // CLAIMED: no name published yet (its creator holds the creation lock and
+                // publishes before releasing it: a creator looks again under the lock);
+                // FREE: no name; anything else: no state a build writes.
+                _ => i += 1,
             }
         }
-        if create {
-            Err(GetError::DirectoryFull {
-                capacity: geo.capacity,
-            })
-        } else {
-            Err(GetError::NotFound {
-                name: want.name.to_owned(),
-            })
+        Ok(Step::Absent)
+    }
+
+    /// The scan of a creator holding the creation lock: whether `want` exists, and if
+    /// not, the entry to create it in, claimed, and the extents every other entry owns.
+    /// All names are published under the lock, so this scan sees every one (a removal may
+    /// take one away meanwhile, which only errs towards `Exists`).
+    ///
+    /// The entry: the first `FREE` one, else the first `EMPTY` one (so that the `EMPTY`
+    /// entries stay a suffix as long as possible).
+    fn claim(&self, want: &Want<'_>, me: u32, deadline: Instant) -> Result<Claim<'_>, GetError> {
+        let raw = self.raw();
+        let geo = self.geo;
+        'rescan: loop {
+            if Instant::now() >= deadline {
+                return Err(GetError::Timeout);
+            }
+            // Every extent an entry owns: the space a new object must not overlap. Clipped
+            // at the maximum size, not at what this handle has seen the file cover: an
+            // extent past that may be a peer's object in a part of the region this
+            // handle has not looked at yet (the numbers are compared, nothing is touched).
+            let reach = super::format::Geometry {
+                total: geo.max,
+                ..geo
+            };
+            let mut spans: Vec<(usize, usize)> = Vec::new();
+            let mut target: Option<(u32, u32)> = None;
+            // Past the first EMPTY entry only a peer's garbage can own space: its extents
+            // are still kept clear of (never place a new object over an extent another
+            // handle may hold), nothing else there is looked at.
+            let mut past_empty = false;
+            for i in 0..geo.capacity {
+                let Some(e) = raw.entry(&geo, i) else {
+                    return Err(GetError::Corrupt(format!("entry {i} outside the region")));
+                };
+                // Acquire: as in `lookup`; and pairs with the release of the creation
+                // lock, after which the previous holder's entries are published.
+                let s = e.state.load(Ordering::Acquire);
+                if past_empty {
+                    if matches!(
+                        state::phase(s),
+                        state::INITIALISING | state::READY | state::REMOVING
+                    ) && let Some(sp) = EntrySnapshot::read(e).reserved(&reach)
+                    {
+                        spans.push(sp);
+                    }
+                    continue;
+                }
+                match state::phase(s) {
+                    state::EMPTY => {
+                        if target.is_none() {
+                            target = Some((i, s));
+                        }
+                        past_empty = true;
+                    }
+                    state::CLAIMED => {
+                        if !crate::wait::holder_is_dead(state::owner(s)) {
+                            return Ok(Claim::Wait(e, s));
+                        }
+                        // A dead creator's claim (it held the lock, which we took over):
+                        // free it (its space, recorded or not, is no entry's any more),
+                        // and look again.
+                        let free = state::make(0, state::FREE) | (s & state::WAITERS);
+                        // Acquire: the dead owner's writes to the fields happen before.
+                        let _ =
+                            e.state
+                                .compare_exchange(s, free, Ordering::Acquire, Ordering::Relaxed);
+                        continue 'rescan;
+                    }
+                    state::FREE if target.is_none() => target = Some((i, s)),
+                    state::INITIALISING | state::READY | state::REMOVING => {
+                        let snap = EntrySnapshot::read(e);
+                        if snap.name_bytes() == Some(want.name.as_bytes()) {
+                            return Ok(Claim::Exists);
+                        }
+                        if let Some(sp) = snap.reserved(&reach) {
+                            spans.push(sp);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let Some((index, s)) = target else {
+                return Err(GetError::DirectoryFull {
+                    capacity: geo.capacity,
+                });
+            };
+            let Some(e) = raw.entry(&geo, index) else {
+                continue;
+            };
+            // Acquire on success: whoever last released this entry (a remover's FREE, a
+            // creator giving a claim back) wrote its fields before.
+            let claimed = state::make(me, state::CLAIMED);
+            if e.state
+                .compare_exchange(s, claimed, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Ok(Claim::Claimed {
+                    index,
+                    entry: e,
+                    was: state::phase(s),
+                    spans,
+                });
+            }
         }
     }
 
-    /// Fills the `CLAIMED` entry `e` this process owns with `want` and allocates its
-    /// space; publishes the name (`INITIALISING`). Returns the object's offset. On
-    /// failure the entry is given back (`EMPTY`).
+    /// Fills the `CLAIMED` entry `e` (index `index`, phase `was` before the claim) that
+    /// this process owns with `want`, places its object ([`allocate`](Self::allocate),
+    /// outside `spans`), and publishes the name (`INITIALISING`). Returns the object's
+    /// offset. On failure the entry is given back as it was (`EMPTY` or `FREE`).
+    #[allow(clippy::too_many_arguments)]
     fn fill(
         &self,
         e: &Entry,
+        index: u32,
         want: &Want<'_>,
         len: usize,
         me: u32,
+        was: u32,
+        spans: Vec<(usize, usize)>,
         deadline: Instant,
     ) -> Result<usize, GetError> {
         // `Want::new` checked that `size_for(len)` exists.
         let size = (want.size_for)(len).unwrap_or(0);
+        // The generation goes odd while the fields are rewritten (readers without the lock
+        // may be copying them: `EntrySnapshot::read_consistent`). Relaxed load: only the
+        // lock's holder writes it.
+        let g = e.generation.load(Ordering::Relaxed);
+        let odd = g.wrapping_add(if g.is_multiple_of(2) { 1 } else { 2 });
+        // Relaxed store, then a release fence: pairs with the acquire fence in
+        // `read_consistent` (a reader that saw any field written below sees the odd count).
+        e.generation.store(odd, Ordering::Relaxed);
+        crate::sync::fence(Ordering::Release);
+        let publish = || {
+            // Release: pairs with the acquire load of the count in `read_consistent`.
+            e.generation.store(odd.wrapping_add(1), Ordering::Release);
+        };
         // Relaxed (all fields): published by the release transition to INITIALISING below.
         e.kind.store(want.tag.kind.0, Ordering::Relaxed);
         e.elem_code.store(want.tag.elem.code, Ordering::Relaxed);
@@ -363,16 +705,21 @@ impl Region {
         for (k, byte) in e.name.iter().enumerate().take(NAME_FIELD) {
             byte.store(name.get(k).copied().unwrap_or(0), Ordering::Relaxed);
         }
-        let offset = match self.allocate(size, deadline) {
+        let offset = match self.allocate(size, spans, deadline) {
             Ok(offset) => offset,
             Err(err) => {
-                // Give the entry back: nobody has passed a CLAIMED entry, so the used
-                // entries stay a prefix.
-                transition(e, me, state::CLAIMED, state::EMPTY);
+                // Give the entry back as it was.
+                publish();
+                transition(e, me, state::CLAIMED, state::make(0, was));
                 return Err(err);
             }
         };
         e.offset.store(offset as u64, Ordering::Relaxed);
+        publish();
+        // Bits set since the entry's removal stay (they belong to live handles that asked
+        // for the entry meanwhile: clearing one could erase the bit of a getter about to
+        // find this very object READY). They count those handles as users.
+        self.mark_user(index, e);
         crate::failpoint::hit(crate::failpoint::Point::RegionClaimed);
         if !transition(e, me, state::CLAIMED, state::make(me, state::INITIALISING)) {
             return Err(lost(want));
@@ -411,79 +758,200 @@ impl Region {
         Ok(object)
     }
 
-    /// Allocates `size` bytes (rounded up to 64) of data space; returns the offset.
-    /// When the space below the size word runs out, grows the region if it may
-    /// ([`Region::grow`]), and tries again.
-    fn allocate(&self, size: usize, deadline: Instant) -> Result<usize, GetError> {
+    /// Places an object of `size` bytes in the data area, outside the extents `spans`
+    /// that other entries own: the first gap (by address) of at least `size` rounded up
+    /// to 64 (see [`first_fit`]) below the size word. Returns its offset. When no gap is
+    /// large enough, grows the region if it may ([`Region::grow`]: the tail after the last
+    /// extent is made long enough) and looks again. Called by the creation lock's holder
+    /// only, so nothing else is placed meanwhile (and `spans`, read under the lock, can
+    /// only have shrunk since).
+    fn allocate(
+        &self,
+        size: usize,
+        spans: Vec<(usize, usize)>,
+        deadline: Instant,
+    ) -> Result<usize, GetError> {
         let geo = self.geo;
         let raw = self.raw();
         let Some(h) = raw.header() else {
             return Err(GetError::Corrupt("no header".into()));
         };
-        let Some(need) = round_up(size as u64) else {
+        let Some(need) = round_up(size as u64).and_then(|n| usize::try_from(n).ok()) else {
             return Err(GetError::RegionFull {
                 needed: u64::MAX,
                 available: 0,
             });
         };
-        // Acquire (loads, and the CAS's failure), Release (the CAS's success): the bump
-        // word only hands out disjoint ranges (what is written into them is published
-        // through the entry's state word), but a pointer past the old size is written
-        // only after its allocator saw the size word raised (a grower's release
-        // `fetch_max`, its own or a peer's): reading that pointer with acquire (through
-        // the release sequence of the CAS's on it) makes the size-word load below see
-        // the raised size, so an honest pointer is never found past the size and called
-        // corrupt.
-        let mut cur = h.bump.load(Ordering::Acquire);
         loop {
             // Acquire: pairs with a grower's release `fetch_max` (`Region::grow`), made
             // after it extended the file.
             let total = h.total_size.load(Ordering::Acquire);
-            if total > geo.max as u64 {
+            if total > geo.max as u64 || total < geo.data_start as u64 {
                 return Err(GetError::Corrupt(format!(
-                    "size {total} above the maximum size {}",
+                    "size {total} outside the data area or above the maximum size {}",
                     geo.max
                 )));
             }
-            if cur < geo.data_start as u64
-                || !cur.is_multiple_of(OBJECT_ALIGN as u64)
-                || cur > total
-            {
-                return Err(GetError::Corrupt(format!(
-                    "allocation pointer {cur} outside the data area"
-                )));
-            }
-            if need > total - cur {
-                // `RegionFull` unless it may grow; on success the size word rose.
-                self.grow(cur, need, total)?;
-                // Acquire: as above.
-                cur = h.bump.load(Ordering::Acquire);
-            } else {
-                // Release on success: pairs with the acquire loads of the pointer (above,
-                // and the failure ordering here) in allocators that then read the size
-                // word, which this thread read (acquire) at `total` or above.
-                match h.bump.compare_exchange_weak(
-                    cur,
-                    cur + need,
-                    Ordering::Release,
-                    Ordering::Acquire,
-                ) {
-                    // `cur + need <= total <= max`, a `usize`. The file must cover the
-                    // range before anything touches it: a size word raised by a peer
-                    // without extending the file is corruption, never a `SIGBUS`.
-                    Ok(_) => {
-                        return match self.raw_covering((cur + need) as usize) {
-                            Some(_) => Ok(cur as usize),
-                            None => Err(GetError::Corrupt(format!(
-                                "size {total} beyond the end of the file"
-                            ))),
-                        };
-                    }
-                    Err(now) => cur = now,
+            // `total <= max`, a `usize`.
+            let end = total as usize;
+            let (found, _) = first_fit(spans.clone(), geo.data_start, end, need);
+            if let Some(offset) = found {
+                // The file must cover the range before anything touches it: a size word
+                // raised by a peer without extending the file is corruption, never a
+                // `SIGBUS`.
+                if self.raw_covering(offset + need).is_none() {
+                    return Err(GetError::Corrupt(format!(
+                        "size {total} beyond the end of the file"
+                    )));
                 }
+                // Relaxed: the high-water mark only moves under the creation lock (held);
+                // it is published with the entry's extent by the release transition that
+                // follows.
+                h.bump.fetch_max((offset + need) as u64, Ordering::Relaxed);
+                return Ok(offset);
             }
+            // No gap: the tail after the last extent (clipped to the size word) must
+            // grow to hold the object. `RegionFull` unless the region may grow; on
+            // success the size word rose.
+            let tail = spans
+                .iter()
+                .map(|&(off, ext)| off.saturating_add(ext).min(end))
+                .fold(geo.data_start, usize::max);
+            self.grow(tail as u64, need as u64, total)?;
             if Instant::now() >= deadline {
                 return Err(GetError::Timeout);
+            }
+        }
+    }
+}
+
+/// The first gap of at least `need` bytes in `[start, end)` outside the extents `spans`
+/// (which may overlap each other: garbage from a peer), and the largest gap. Gaps are
+/// 64-aligned (every extent is).
+pub(super) fn first_fit(
+    mut spans: Vec<(usize, usize)>,
+    start: usize,
+    end: usize,
+    need: usize,
+) -> (Option<usize>, usize) {
+    spans.sort_unstable();
+    let mut found = None;
+    let mut largest = 0;
+    let mut cur = start;
+    for (off, ext) in spans.into_iter().chain(core::iter::once((end, 0))) {
+        let off = off.min(end);
+        if off > cur {
+            let gap = off - cur;
+            largest = largest.max(gap);
+            if found.is_none() && gap >= need {
+                found = Some(cur);
+            }
+        }
+        cur = cur.max(off.saturating_add(ext).min(end));
+    }
+    (found, largest)
+}
+
+/// The region's creation lock, held by this thread (see [`create_lock`]).
+struct CreateLock<'a> {
+    word: &'a crate::sync::AtomicU32,
+    me: u32,
+}
+
+impl<'a> CreateLock<'a> {
+    /// Takes the creation lock of `region`, taking it over from a dead holder, waiting at
+    /// most until `deadline`.
+    fn take(region: &'a Region, deadline: Instant) -> Result<Self, GetError> {
+        let Some(h) = region.raw().header() else {
+            return Err(GetError::Corrupt("no header".into()));
+        };
+        let word = &h.create_lock;
+        let me = owner::current();
+        let mine = create_lock::make(me);
+        loop {
+            // Relaxed: a hint; the CAS decides.
+            let mut w = word.load(Ordering::Relaxed);
+            if w == 0 {
+                // Acquire: pairs with the release in `drop`: the previous holder's
+                // entries and bump word happen before our scan.
+                if word
+                    .compare_exchange(0, mine, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return Ok(CreateLock { word, me });
+                }
+                // Taken meanwhile (or a peer flipping the word): bounded by the deadline.
+                if Instant::now() >= deadline {
+                    return Err(GetError::Timeout);
+                }
+                continue;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(GetError::Timeout);
+            }
+            let mut changed = false;
+            for _ in 0..SPINS {
+                // Relaxed: a hint to look again.
+                if word.load(Ordering::Relaxed) != w {
+                    changed = true;
+                    break;
+                }
+                spin_loop();
+            }
+            if changed {
+                continue;
+            }
+            if crate::wait::holder_is_dead(create_lock::holder(w)) {
+                // Acquire: the dead holder's last release (if any) happens before ours.
+                if word
+                    .compare_exchange(
+                        w,
+                        mine | (w & create_lock::WAITERS),
+                        Ordering::Acquire,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok()
+                {
+                    return Ok(CreateLock { word, me });
+                }
+                // Taken meanwhile (or a peer flipping the word): bounded by the deadline.
+                if Instant::now() >= deadline {
+                    return Err(GetError::Timeout);
+                }
+                continue;
+            }
+            if !crate::wait::flag_waiting(word, &mut w, create_lock::WAITERS) {
+                continue;
+            }
+            futex::wait(word, w, Some(SLICE.min(deadline - now)));
+        }
+    }
+}
+
+impl Drop for CreateLock<'_> {
+    fn drop(&mut self) {
+        // Relaxed: the CAS re-reads it.
+        let mut w = self.word.load(Ordering::Relaxed);
+        // Only WAITERS changes under a holder; bounded against a peer flipping it.
+        for _ in 0..1000 {
+            if create_lock::holder(w) != self.me {
+                // Taken over (we were misjudged dead) or overwritten: not ours to free.
+                return;
+            }
+            // Release: publishes this holder's entries and bump word to the next holder
+            // (its acquire CAS in `take`).
+            match self
+                .word
+                .compare_exchange_weak(w, 0, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    if w & create_lock::WAITERS != 0 {
+                        futex::wake_all(self.word);
+                    }
+                    return;
+                }
+                Err(now) => w = now,
             }
         }
     }
@@ -499,7 +967,12 @@ pub(super) fn deadline_after(timeout: Duration) -> Instant {
 /// Waits for the state word of `e` to change from `seen`: spins briefly, then (if
 /// `probe`) reports a dead owner, else futex-waits one slice.
 #[cold]
-fn wait_on(e: &Entry, seen: u32, deadline: Instant, probe: bool) -> Result<Seen, GetError> {
+pub(super) fn wait_on(
+    e: &Entry,
+    seen: u32,
+    deadline: Instant,
+    probe: bool,
+) -> Result<Seen, GetError> {
     let now = Instant::now();
     if now >= deadline {
         return Err(GetError::Timeout);
@@ -543,7 +1016,7 @@ fn take_over(e: &Entry, seen: u32, me: u32) -> bool {
 /// Moves the entry this process owns in phase `from` to the word `to`, waking waiters.
 /// Returns `false` if the entry is no longer ours in `from` (another process wrote the
 /// word: a taker that misjudged us dead, or a hostile one).
-fn transition(e: &Entry, me: u32, from: u32, to: u32) -> bool {
+pub(super) fn transition(e: &Entry, me: u32, from: u32, to: u32) -> bool {
     let mine = state::make(me, from);
     // Relaxed: the CAS below re-reads the word anyway.
     let mut s = e.state.load(Ordering::Relaxed);
@@ -562,6 +1035,9 @@ fn transition(e: &Entry, me: u32, from: u32, to: u32) -> bool {
             Ok(prev) => {
                 if state::phase(to) == state::READY {
                     crate::failpoint::hit(crate::failpoint::Point::RegionReadyUnwoken);
+                }
+                if state::phase(to) == state::FREE {
+                    crate::failpoint::hit(crate::failpoint::Point::RegionFreeUnwoken);
                 }
                 if state::has_waiters(prev) {
                     futex::wake_all(&e.state);
@@ -612,6 +1088,51 @@ mod tests {
             .timeout(Duration::from_millis(200))
             .anonymous(4096)
             .unwrap()
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
+    fn a_pin_taken_after_a_scan_answers_for_its_own_object_only() {
+        // Two threads of one handle, interleaved by hand: thread B's scan copies entry 0
+        // (`x`); another handle removes `x` and creates `y` in entry 0; thread A gets `y`
+        // (pinning entry 0); then B pins. B must not get `x`'s stale place from A's pin.
+        let r = RegionOptions::new()
+            .capacity(4)
+            .timeout(Duration::from_millis(200))
+            .memfd("pin", 4096)
+            .unwrap();
+        let x = r.get_or_default::<TestWord>("x").map(|w| r.offset_of(w));
+        assert_eq!(x.unwrap(), Some(r.geo.data_start));
+        let mut other = Region::from_fd(r.as_fd().unwrap().try_clone_to_owned().unwrap()).unwrap();
+        // `r`'s handle has asked for `x`: drop its use so that the removal can go through,
+        // as for a thread whose scan ran before this handle's first `get` of `x`.
+        let e = r.raw().entry(&r.geo, 0).unwrap();
+        let (word, bit) = super::super::remove::user_bit(r.life.slot().unwrap());
+        e.users[word].fetch_and(!bit, Ordering::SeqCst);
+        r.pins.clear(0);
+
+        let want = Want::new::<TestWord>("x", None).unwrap();
+        let deadline = r.deadline();
+        let Step::Ready {
+            index,
+            offset,
+            len,
+            generation,
+        } = r.lookup(&want, false, deadline).unwrap()
+        else {
+            panic!("x not ready");
+        };
+        other.remove("x").unwrap();
+        // `y`, placed in entry 0 at the same offset.
+        other.get_or_default::<crate::Counter>("y").unwrap();
+        let y = r.get::<crate::Counter>("y").unwrap();
+        assert_eq!(r.offset_of(y), Some(offset));
+        assert!(r.pins.has(index));
+        assert_eq!(r.pin(index, &want, offset, len, generation).unwrap(), None);
+        assert!(matches!(
+            r.get::<TestWord>("x"),
+            Err(GetError::NotFound { .. })
+        ));
     }
 
     #[test]
@@ -690,7 +1211,12 @@ mod tests {
             r.get_or_default::<TestWord>("x"),
             Err(GetError::Timeout)
         ));
-        assert!(matches!(r.get::<TestWord>("x"), Err(GetError::Timeout)));
+        // A claim publishes no name: `get` does not wait for it (its creator publishes
+        // under the creation lock, which creators wait for instead).
+        assert!(matches!(
+            r.get::<TestWord>("x"),
+            Err(GetError::NotFound { .. })
+        ));
     }
 
     #[test]

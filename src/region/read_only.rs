@@ -89,6 +89,27 @@ impl ReadOnlyRegion {
         self.region.entries()
     }
 
+    /// How the data area is used, as [`Region::space`] reports it (loads only).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::region::ReadOnlyRegion;
+    /// use shmstate::{Counter, Region};
+    ///
+    /// let path = std::env::temp_dir().join(format!("shmstate-doc-ro-space-{}", std::process::id()));
+    /// let region = Region::create(&path, 1 << 16)?;
+    /// region.get_or_default::<Counter>("hits")?;
+    /// let view = ReadOnlyRegion::open(&path)?;
+    /// assert_eq!(view.space(), region.space());
+    /// assert_eq!(view.space().used, 64);
+    /// # drop(region); std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn space(&self) -> super::SpaceInfo {
+        self.region.space()
+    }
+
     /// The processes listed as having the region open, one entry per process, each
     /// probed for liveness, as [`Region::attached`] lists them, except that dead ones
     /// are listed too (with `alive: false`; a read-only handle cannot free their words).
@@ -337,13 +358,14 @@ impl Region {
             // Acquire: pairs with the owner's release transitions, which publish the
             // fields (as in `entries`).
             let s = e.state.load(Ordering::Acquire);
-            if matches!(
-                state::phase(s),
-                state::EMPTY | state::CLAIMED | state::INITIALISING
-            ) {
+            if state::phase(s) != state::READY {
                 continue;
             }
-            let snap = EntrySnapshot::read(e);
+            // A copy whose generation held: one object's fields, not a mix of two while
+            // the entry is reused (an entry that keeps changing is left out of this pass).
+            let Some(snap) = EntrySnapshot::read_settled(e) else {
+                continue;
+            };
             f(&ReadyEntry {
                 // A name without its terminator is the whole field, as `entries` has it.
                 name: snap.name_bytes().unwrap_or(&snap.name),

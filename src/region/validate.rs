@@ -143,7 +143,8 @@ pub(crate) fn validate_header(raw: Raw<'_>, file: u64) -> Result<Geometry, OpenE
 }
 
 /// Checks every published entry of the directory: names terminated and unique, objects
-/// in bounds, aligned, outside the header and directory, and not overlapping each other;
+/// within their extents, extents (of objects and of removed objects' free space) in
+/// bounds, aligned, outside the header and directory, and not overlapping each other;
 /// and the allocation pointer: inside the data area and past every object, so that the
 /// next object allocated cannot overlap one.
 ///
@@ -151,28 +152,80 @@ pub(crate) fn validate_header(raw: Raw<'_>, file: u64) -> Result<Geometry, OpenE
 ///
 /// [`OpenError::Corrupt`] naming the first bad entry.
 pub(crate) fn validate_directory(raw: Raw<'_>, geo: &Geometry) -> Result<(), OpenError> {
+    // Entries change while this runs (objects are removed, and their space and entries
+    // reused), so two entries read at different moments can look like an overlap or a
+    // duplicate name that never existed at once. Such a finding counts only if the
+    // entries' state words and generations are the same when read again (a removal
+    // changes the state, a reuse the generation); otherwise the check runs anew
+    // (a bounded number of times: a peer rewriting states forever gets its region
+    // refused, never an endless loop).
+    let mut last = Ok(());
+    for _ in 0..64 {
+        let mut states = Vec::new();
+        match check_directory(raw, geo, &mut states) {
+            Ok(()) => return Ok(()),
+            Err((err, pair)) => {
+                let unchanged = pair.iter().all(|&i| {
+                    raw.entry(geo, i).is_some_and(|e| {
+                        // Acquire: as the first loads of the entry's words.
+                        let now = (
+                            e.state.load(Ordering::Acquire),
+                            e.generation.load(Ordering::Acquire),
+                        );
+                        states.get(i as usize) == Some(&now)
+                    })
+                });
+                if unchanged {
+                    return Err(err);
+                }
+                last = Err(err);
+            }
+        }
+    }
+    last
+}
+
+/// One pass of [`validate_directory`]; records each entry's state word in `states`. An
+/// error comes with the entries it involves.
+fn check_directory(
+    raw: Raw<'_>,
+    geo: &Geometry,
+    states: &mut Vec<(u32, u64)>,
+) -> Result<(), (OpenError, Vec<u32>)> {
     let mut spans: Vec<(usize, usize, u32)> = Vec::new();
     let mut names: Vec<(Vec<u8>, u32)> = Vec::new();
     for i in 0..geo.capacity {
         let Some(e) = raw.entry(geo, i) else {
-            return Err(OpenError::Corrupt(format!("entry {i} outside the file")));
+            return Err((
+                OpenError::Corrupt(format!("entry {i} outside the file")),
+                Vec::new(),
+            ));
         };
         // Acquire: pairs with the owner's release store that published the entry's fields.
         let s = e.state.load(Ordering::Acquire);
+        // Acquire: as `read_consistent`'s first load of it.
+        states.push((s, e.generation.load(Ordering::Acquire)));
         let phase = state::phase(s);
-        if phase != state::INITIALISING && phase != state::READY {
+        let corrupt = |what: String| (OpenError::Corrupt(format!("entry {i}: {what}")), vec![i]);
+        if phase > state::FREE {
+            return Err(corrupt(format!("state {s:#x} has no valid phase")));
+        }
+        // A FREE entry owns nothing (its old extent is free space, maybe reused already).
+        if !matches!(phase, state::INITIALISING | state::READY | state::REMOVING) {
             continue;
         }
-        let snap = EntrySnapshot::read(e);
-        let corrupt = |what: String| OpenError::Corrupt(format!("entry {i}: {what}"));
+        let Some(snap) = EntrySnapshot::read_consistent(e) else {
+            return Err(corrupt("fields being rewritten".into()));
+        };
         let name = snap
             .name_bytes()
             .ok_or_else(|| corrupt("name not terminated".into()))?;
         if name.is_empty() {
             return Err(corrupt("empty name".into()));
         }
-        let (offset, size) = snap.placement(geo).map_err(corrupt)?;
-        spans.push((offset, size, i));
+        snap.placement(geo).map_err(corrupt)?;
+        let (offset, extent) = snap.span(geo).map_err(corrupt)?;
+        spans.push((offset, extent, i));
         names.push((name.to_vec(), i));
     }
     spans.sort_unstable();
@@ -187,28 +240,35 @@ pub(crate) fn validate_directory(raw: Raw<'_>, geo: &Geometry) -> Result<(), Ope
             || bump > geo.total as u64
             || !bump.is_multiple_of(OBJECT_ALIGN as u64)
         {
-            return Err(OpenError::Corrupt(format!(
-                "allocation pointer {bump} inside or before the object of entry {i}, or \
-                 outside the data area"
-            )));
+            return Err((
+                OpenError::Corrupt(format!(
+                    "allocation pointer {bump} inside or before the object of entry {i}, or \
+                     outside the data area"
+                )),
+                vec![i],
+            ));
         }
     }
     for w in spans.windows(2) {
         let ((a_off, a_size, a), (b_off, _, b)) = (w[0], w[1]);
         // `a_off + a_size <= total` was checked, no overflow.
         if a_off + a_size > b_off {
-            return Err(OpenError::Corrupt(format!(
-                "objects of entries {a} and {b} overlap"
-            )));
+            return Err((
+                OpenError::Corrupt(format!("objects of entries {a} and {b} overlap")),
+                vec![a, b],
+            ));
         }
     }
     names.sort_unstable();
     for w in names.windows(2) {
         if w[0].0 == w[1].0 {
-            return Err(OpenError::Corrupt(format!(
-                "entries {} and {} have the same name",
-                w[0].1, w[1].1
-            )));
+            return Err((
+                OpenError::Corrupt(format!(
+                    "entries {} and {} have the same name",
+                    w[0].1, w[1].1
+                )),
+                vec![w[0].1, w[1].1],
+            ));
         }
     }
     Ok(())

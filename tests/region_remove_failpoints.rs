@@ -1,0 +1,424 @@
+//! The crash windows of object removal and of creation under the creation lock
+//! (`src/region/remove.rs`): a process is stopped at each step by a failpoint, killed
+//! there, and the repair the table documents is checked. Compiled only with
+//! `--cfg shmstate_test_hooks` (as `tests/failpoints.rs`):
+//!
+//! ```text
+//! RUSTFLAGS="--cfg shmstate_test_hooks" CARGO_TARGET_DIR=target/hooks \
+//!     cargo nextest run --test region_remove_failpoints
+//! ```
+#![cfg(shmstate_test_hooks)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{SharedMem, child_stopped_at, fork_children, wait_all, wait_until_stopped, watchdog};
+use shmstate::failpoint::Point;
+use shmstate::sync::Ordering;
+use shmstate::{Counter, GetError, Region, RegionOptions, RemoveObjectError, ValueArray};
+
+/// How long a repair may take: a few 10 ms probe slices, with room for a loaded machine.
+const REPAIR: Duration = Duration::from_secs(5);
+
+fn memfd() -> Region {
+    RegionOptions::new()
+        .capacity(8)
+        .timeout(Duration::from_secs(20))
+        .memfd("remove-fp", 1 << 16)
+        .unwrap()
+}
+
+fn handle(r: &Region) -> Region {
+    Region::from_fd(r.as_fd().unwrap().try_clone_to_owned().unwrap()).unwrap()
+}
+
+fn kill_and_reap(pid: libc::pid_t) {
+    // SAFETY: killing and reaping our own child.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+        libc::waitpid(pid, std::ptr::null_mut(), 0);
+    }
+}
+
+#[test]
+fn a_getter_killed_after_setting_its_bit_does_not_block_removal() {
+    watchdog(Duration::from_secs(60));
+    let r = memfd();
+    handle(&r).get_or_default::<Counter>("c").unwrap().add(1);
+    let pid = child_stopped_at(Point::RegionUserBitSet, || {
+        let h = handle(&r);
+        let _ = h.get::<Counter>("c");
+    });
+    // Stopped: alive, its bit set: the object is in use.
+    let mut admin = handle(&r);
+    assert!(matches!(
+        admin.remove("c"),
+        Err(RemoveObjectError::InUse { ref pids, .. }) if pids == &[pid as u32]
+    ));
+    kill_and_reap(pid);
+    admin.remove("c").unwrap();
+    assert!(matches!(
+        admin.get::<Counter>("c"),
+        Err(GetError::NotFound { .. })
+    ));
+}
+
+/// A remover killed at `point`: the object is never freed, and the next caller that
+/// meets the name returns it to `READY` after probing the remover dead.
+fn a_remover_killed_at_leaves_the_object_ready(point: Point) {
+    watchdog(Duration::from_secs(60));
+    let r = memfd();
+    handle(&r).get_or_default::<Counter>("c").unwrap().add(7);
+    let pid = child_stopped_at(point, || {
+        let _ = handle(&r).remove("c");
+    });
+    let entry = |r: &Region| r.entries().into_iter().find(|e| e.name == "c").unwrap();
+    assert_eq!(entry(&r).state, shmstate::EntryState::Removing);
+    let t_kill = Instant::now();
+    kill_and_reap(pid);
+    let user = handle(&r);
+    assert_eq!(
+        user.get::<Counter>("c").unwrap().get(),
+        7,
+        "the object is intact"
+    );
+    assert!(t_kill.elapsed() < REPAIR);
+    assert_eq!(entry(&r).state, shmstate::EntryState::Ready);
+    drop(user);
+    // And it can be removed for good.
+    handle(&r).remove("c").unwrap();
+    assert!(handle(&r).entries().is_empty());
+}
+
+#[test]
+fn a_remover_killed_while_removing_leaves_the_object_ready() {
+    a_remover_killed_at_leaves_the_object_ready(Point::RegionObjectRemoving);
+}
+
+#[test]
+fn a_remover_killed_after_clearing_the_bitmap_leaves_the_object_ready() {
+    a_remover_killed_at_leaves_the_object_ready(Point::RegionObjectUsersCleared);
+}
+
+#[test]
+fn a_remover_killed_while_removing_is_repaired_by_the_next_remover() {
+    watchdog(Duration::from_secs(60));
+    let r = memfd();
+    handle(&r).get_or_default::<Counter>("c").unwrap();
+    let pid = child_stopped_at(Point::RegionObjectRemoving, || {
+        let _ = handle(&r).remove("c");
+    });
+    let t_kill = Instant::now();
+    kill_and_reap(pid);
+    handle(&r).remove("c").unwrap();
+    assert!(t_kill.elapsed() < REPAIR);
+}
+
+#[test]
+fn a_creator_killed_holding_the_creation_lock_is_taken_over() {
+    watchdog(Duration::from_secs(60));
+    let r = memfd();
+    let pid = child_stopped_at(Point::RegionCreateLocked, || {
+        let _ = handle(&r).get_or_default::<Counter>("a");
+    });
+    // Stopped with the lock: existing objects are still handed out, new ones wait.
+    let h = handle(&r);
+    let t_kill = Instant::now();
+    kill_and_reap(pid);
+    h.get_or_default::<Counter>("b").unwrap().add(1);
+    assert!(t_kill.elapsed() < REPAIR);
+    h.get_or_default::<Counter>("a").unwrap();
+    let names: Vec<_> = h.entries().into_iter().map(|e| e.name).collect();
+    assert_eq!(names, ["b", "a"]);
+}
+
+#[test]
+fn a_creator_killed_after_claiming_an_entry_leaves_it_reusable() {
+    watchdog(Duration::from_secs(60));
+    let r = memfd();
+    // Entry 0 held "old", removed: a FREE entry whose space is free.
+    handle(&r).get_or_default::<Counter>("old").unwrap();
+    handle(&r).remove("old").unwrap();
+    let free = r.space();
+    let pid = child_stopped_at(Point::RegionClaimed, || {
+        let _ = handle(&r).get_or_default::<Counter>("new");
+    });
+    let claimed = r.entries();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].state, shmstate::EntryState::Claimed);
+    assert_eq!(claimed[0].index, 0, "the free entry was claimed");
+    let t_kill = Instant::now();
+    kill_and_reap(pid);
+    let h = handle(&r);
+    h.get_or_default::<Counter>("new").unwrap().add(1);
+    assert!(t_kill.elapsed() < REPAIR);
+    let entries = h.entries();
+    assert_eq!(entries.len(), 1);
+    assert_eq!((entries[0].index, entries[0].name.as_str()), (0, "new"));
+    // Nothing leaked: the dead claim's space went back with it.
+    assert_eq!(h.space().used, 64);
+    assert_eq!(h.space().free, free.free - 64);
+}
+
+#[test]
+fn a_remover_killed_before_waking_leaves_waiters_to_their_slice() {
+    watchdog(Duration::from_secs(60));
+    let r = memfd();
+    handle(&r).get_or_default::<Counter>("c").unwrap();
+    let pid = child_stopped_at(Point::RegionObjectUsersCleared, || {
+        shmstate::failpoint::arm(Point::RegionFreeUnwoken);
+        let _ = handle(&r).remove("c");
+    });
+    // A getter waits on the REMOVING entry (asleep on its word).
+    let getter = common::fork_children(1, |_| {
+        let h = handle(&r);
+        assert!(matches!(
+            h.get::<Counter>("c"),
+            Err(GetError::NotFound { .. })
+        ));
+    });
+    common::wait_until_asleep_in_futex(getter[0]);
+    // The remover publishes FREE and stops before waking anyone; then dies.
+    // SAFETY: continuing our own stopped child.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    common::wait_until_stopped(pid);
+    let t_kill = Instant::now();
+    kill_and_reap(pid);
+    // It finds the name gone (exit 0) after its slice.
+    common::wait_all(&getter, REPAIR);
+    assert!(t_kill.elapsed() < REPAIR);
+    // The entry is free for the next object.
+    handle(&r).get_or_default::<Counter>("d").unwrap();
+    assert_eq!(handle(&r).entries()[0].name, "d");
+}
+
+#[test]
+fn a_creator_killed_after_publishing_the_name_is_taken_over() {
+    watchdog(Duration::from_secs(60));
+    let r = memfd();
+    let pid = child_stopped_at(Point::RegionNamePublished, || {
+        let _ = handle(&r).get_or_init::<Counter>("a", |c| {
+            c.add(1);
+        });
+    });
+    let t_kill = Instant::now();
+    kill_and_reap(pid);
+    let h = handle(&r);
+    // Another name: the lock is taken over from the dead creator.
+    h.get_or_default::<Counter>("b").unwrap();
+    // The name: its abandoned initialisation is taken over, from zero.
+    let a = h
+        .get_or_init::<Counter>("a", |c| {
+            c.add(5);
+        })
+        .unwrap();
+    assert_eq!(a.get(), 5);
+    assert!(t_kill.elapsed() < REPAIR);
+    let names: Vec<_> = h.entries().into_iter().map(|e| e.name).collect();
+    assert_eq!(names, ["a", "b"]);
+}
+
+/// A handle that already holds an object is not stalled by a stopped remover of it (whose
+/// removal that handle's bit refuses anyway): its next `get` answers at once.
+#[test]
+fn a_stopped_remover_does_not_stall_a_handle_that_holds_the_object() {
+    watchdog(Duration::from_secs(60));
+    let r = RegionOptions::new()
+        .capacity(8)
+        .timeout(Duration::from_secs(2))
+        .memfd("remove-fp-pinned", 1 << 16)
+        .unwrap();
+    let user = handle(&r);
+    let c = user.get_or_default::<Counter>("c").unwrap();
+    c.add(1);
+    let pid = child_stopped_at(Point::RegionObjectRemoving, || {
+        let _ = handle(&r).remove("c");
+    });
+    let again = user.get::<Counter>("c");
+    let again_or = user.get_or_default::<Counter>("c");
+    kill_and_reap(pid);
+    let again = again.expect("a handle holding the object waited for a stopped remover");
+    assert!(std::ptr::eq(again, c));
+    assert!(std::ptr::eq(again_or.unwrap(), c));
+    assert_eq!(again.get(), 1);
+}
+
+/// Entry 0's user bitmap (the documented layout, `src/region/format.rs`).
+const ENTRY0_USERS: u64 = 128 + 112;
+
+/// A refused removal clears no bit: a word it probed free may have been claimed since by
+/// a fork child, whose inherited bit the fork handlers copied into the entry.
+#[test]
+fn a_refused_removal_keeps_the_bit_of_a_fork_child_that_took_a_word_it_probed_free() {
+    use std::os::unix::fs::FileExt;
+    watchdog(Duration::from_secs(60));
+    let r = memfd();
+    let user = handle(&r);
+    let c = user.get_or_default::<Counter>("c").unwrap();
+    c.add(1);
+    // Bits of every word in "c"'s entry: those of free words are stale (left by dead
+    // holders), whichever words the fork below claims.
+    let file = std::fs::File::from(r.as_fd().unwrap().try_clone_to_owned().unwrap());
+    file.write_all_at(&[0xff; 16], ENTRY0_USERS).unwrap();
+    let ctl = SharedMem::<ValueArray<u64>>::new(2);
+    let remover = fork_children(1, |_| {
+        shmstate::failpoint::arm(Point::RegionObjectUsersProbed);
+        let refused = matches!(handle(&r).remove("c"), Err(RemoveObjectError::InUse { .. }));
+        ctl.get()
+            .store(0, if refused { 1 } else { 2 }, Ordering::SeqCst);
+    })[0];
+    wait_until_stopped(remover);
+    // The remover has read the bitmap and probed the free words free. A fork now takes
+    // the lowest free words for its child, with the parent's uses copied to them.
+    let child = fork_children(1, |_| {
+        let ctl = ctl.get();
+        assert_eq!(c.get(), 1, "the inherited reference");
+        while ctl.load(1, Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        assert_eq!(c.get(), 1, "not another object");
+    })[0];
+    // SAFETY: resuming and reaping our own stopped child.
+    unsafe {
+        libc::kill(remover, libc::SIGCONT);
+    }
+    wait_all(&[remover], Duration::from_secs(30));
+    assert_eq!(
+        ctl.get().load(0, Ordering::SeqCst),
+        1,
+        "refused: `user` is live"
+    );
+    let mut admin = handle(&r);
+    // This process's other handles go (`r` has a bit too: the stale-bit garbage above).
+    drop(user);
+    drop(r);
+    match admin.remove("c") {
+        Err(RemoveObjectError::InUse { pids, .. }) => assert_eq!(pids, [child as u32]),
+        other => panic!("removed under the fork child's inherited reference: {other:?}"),
+    }
+    ctl.get().store(1, 1, Ordering::SeqCst);
+    wait_all(&[child], Duration::from_secs(30));
+    admin.remove("c").unwrap();
+}
+
+/// A creator killed after publishing the name (`INITIALISING`, dead owner): a removal of
+/// the name frees the entry and its space.
+#[test]
+fn a_creator_killed_after_publishing_the_name_leaves_an_entry_removal_frees() {
+    watchdog(Duration::from_secs(60));
+    let r = memfd();
+    let free = r.space().free;
+    let pid = child_stopped_at(Point::RegionNamePublished, || {
+        let _ = handle(&r).get_or_default::<Counter>("half");
+    });
+    kill_and_reap(pid);
+    assert_eq!(r.space().free, free - 64);
+    let mut admin = handle(&r);
+    let t = Instant::now();
+    admin.remove("half").unwrap();
+    assert!(t.elapsed() < REPAIR);
+    assert_eq!(admin.space().free, free);
+    assert!(admin.entries().is_empty());
+    assert!(matches!(
+        admin.get::<Counter>("half"),
+        Err(GetError::NotFound { .. })
+    ));
+}
+
+/// A fork child stopped in its handler before swapping its own word in: the word claimed
+/// for it (naming the live parent) carries the parent's uses, so removals refuse.
+#[test]
+fn a_fork_child_stopped_before_its_handler_keeps_its_inherited_objects() {
+    watchdog(Duration::from_secs(60));
+    let r = memfd();
+    let user = handle(&r);
+    let c = user.get_or_default::<Counter>("c").unwrap();
+    c.add(1);
+    // Only the fork child handler reaches this point: the child stops in it.
+    shmstate::failpoint::arm(Point::RegionForkChildEntered);
+    let child = fork_children(1, |_| std::process::exit(3))[0];
+    wait_until_stopped(child);
+    let mut admin = handle(&r);
+    drop(user);
+    drop(r);
+    assert!(matches!(
+        admin.remove("c"),
+        Err(RemoveObjectError::InUse { ref pids, .. }) if pids == &[std::process::id()]
+    ));
+    kill_and_reap(child);
+}
+
+/// Polls until process `pid` (not necessarily our child) is stopped; bounded by the
+/// test's watchdog.
+fn wait_until_stopped_anywhere(pid: libc::pid_t) {
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        // The state follows the parenthesised command name.
+        if stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .trim_start()
+            .starts_with('T')
+        {
+            return;
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// A parent killed after `fork`, before its child's handler put the child's own word in:
+/// the word claimed for the child names a dead process, so a removal meanwhile frees an
+/// object the child inherited. The child's handler finds it so and aborts rather than
+/// run on with a reference to another object.
+#[test]
+fn a_fork_child_whose_parent_died_and_whose_inherited_object_was_removed_aborts() {
+    watchdog(Duration::from_secs(60));
+    // Orphans come to this process, so that it can reap the grandchild.
+    // SAFETY: prctl with integer arguments only.
+    let subreaper = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    assert_eq!(subreaper, 0);
+    let r = memfd();
+    let ctl = SharedMem::<ValueArray<u64>>::new(2);
+    let parent = fork_children(1, |_| {
+        let ctl = ctl.get();
+        let c = r.get_or_default::<Counter>("c").unwrap();
+        c.add(1);
+        // Only the fork child handler reaches this point: the grandchild stops in it.
+        shmstate::failpoint::arm(Point::RegionForkChildEntered);
+        let child = fork_children(1, |_| {
+            // Reached only if the handler let the child go on.
+            std::process::exit(if c.get() == 1 { 7 } else { 8 });
+        })[0];
+        ctl.store(0, child as u64, Ordering::SeqCst);
+        loop {
+            std::thread::park();
+        }
+    })[0];
+    let child = loop {
+        match ctl.get().load(0, Ordering::SeqCst) {
+            0 => std::thread::yield_now(),
+            pid => break pid as libc::pid_t,
+        }
+    };
+    wait_until_stopped_anywhere(child);
+    kill_and_reap(parent);
+    // The child's word still names the dead parent: the removal goes through, and a new
+    // object takes the space.
+    let mut admin = handle(&r);
+    drop(r);
+    admin.remove("c").unwrap();
+    admin.get_or_default::<Counter>("d").unwrap().add(5);
+    // SAFETY: the orphaned grandchild is ours now (subreaper): resume and reap it.
+    let status = unsafe {
+        libc::kill(child, libc::SIGCONT);
+        let mut status = 0;
+        assert_eq!(libc::waitpid(child, &mut status, 0), child);
+        status
+    };
+    assert!(
+        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGABRT,
+        "the child went on (status {status:#x}; exit 8: it read another object)"
+    );
+}
