@@ -238,10 +238,13 @@ fn a_recreator_waiting_for_a_lock_that_outlives_the_old_file_opens_the_new_regio
     while !read_only_descriptor_of(&path, held.as_raw_fd()) {
         std::thread::yield_now();
     }
-    // The old file is replaced while the lock's copy lives on.
-    std::fs::remove_file(&path).unwrap();
-    let new = Region::create(&path, SIZE).unwrap();
+    // The old file is replaced while the lock's copy lives on: by a rename, so that the
+    // path never names nothing (a waiter that looked in such a gap would rightly report
+    // `NotFound`: `open` does not create).
+    let next = dir.0.join("next");
+    let new = Region::create(&next, SIZE).unwrap();
     new.get_or_default::<Counter>("new").unwrap().add(3);
+    std::fs::rename(&next, &path).unwrap();
     let started = std::time::Instant::now();
     let got = waiter.join().unwrap();
     assert!(
