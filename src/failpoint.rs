@@ -169,6 +169,12 @@ pub enum Point {
     /// Map repair: a dead writer's pending places dropped, the map's count's version not
     /// yet bumped.
     MapRepairDropped,
+    /// Region getter: a dead (or abandoned) owner's `INITIALISING` entry is seen, the
+    /// takeover CAS not yet made.
+    RegionTakingOver,
+    /// Region fork prepare handler: no attach-table word was free for the child (after a
+    /// prune), the region not yet marked unlisted.
+    RegionForkTableFull,
 }
 
 #[cfg(shmstate_test_hooks)]

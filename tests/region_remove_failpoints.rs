@@ -422,3 +422,76 @@ fn a_fork_child_whose_parent_died_and_whose_inherited_object_was_removed_aborts(
         "the child went on (status {status:#x}; exit 8: it read another object)"
     );
 }
+
+/// Every abandoned initialisation leaves the same state word (owner 0): a getter stopped
+/// just before taking one over, while the entry is freed, reused by another object's
+/// creator whose `init` panics too, and the first object's space given to a new object,
+/// must not take over the new abandoned entry with its old copy's offset (and so
+/// initialise, and hand out, the new object's memory).
+#[test]
+fn a_stale_takeover_of_a_reused_abandoned_entry_leaves_the_new_objects_alone() {
+    watchdog(Duration::from_secs(60));
+    let r = memfd();
+    {
+        let setup = handle(&r);
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = setup.get_or_init::<Counter>("x", |_| panic!("init of x fails"));
+        }));
+        assert!(panicked.is_err());
+        setup.get_or_default::<Counter>("b").unwrap().add(1);
+    }
+    let x_offset = r
+        .entries()
+        .into_iter()
+        .find(|e| e.name == "x")
+        .unwrap()
+        .offset;
+    let ctl = SharedMem::<ValueArray<u64>>::new(2);
+    // G: about to take over the abandoned "x" (its copy names x's entry and offset).
+    let g = child_stopped_at(Point::RegionTakingOver, || {
+        let h = handle(&r);
+        let x = h.get_or_default::<Counter>("x").unwrap();
+        x.add(7);
+        let ctl = ctl.get();
+        ctl.store(0, h.offset_of(x).unwrap() as u64, Ordering::SeqCst);
+        ctl.store(1, 1, Ordering::SeqCst);
+    });
+    // Meanwhile: "x" is removed, "y" (larger, so placed past "b") reuses x's entry and
+    // its init panics too, and "w" takes x's old space.
+    let mut admin = handle(&r);
+    admin.remove("x").unwrap();
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = admin.get_or_init_slice::<ValueArray<u64>>("y", 16, |_| panic!("init of y fails"));
+    }));
+    assert!(panicked.is_err());
+    let entries = admin.entries();
+    let y = entries.iter().find(|e| e.name == "y").unwrap();
+    assert_eq!(y.index, 0, "y reuses x's entry");
+    let w = admin.get_or_default::<Counter>("w").unwrap();
+    w.add(42);
+    assert_eq!(
+        admin.offset_of(w),
+        Some(x_offset as usize),
+        "w in x's old space"
+    );
+    let mut status = 0;
+    // SAFETY: resuming and reaping our own stopped child.
+    unsafe {
+        libc::kill(g, libc::SIGCONT);
+        libc::waitpid(g, &mut status, 0);
+    }
+    // `child_stopped_at` exits 3 once its closure has returned.
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 3,
+        "G failed: {status:#x}"
+    );
+    assert_eq!(ctl.get().load(1, Ordering::SeqCst), 1);
+    assert_eq!(w.get(), 42, "w was zeroed or written by G");
+    assert_ne!(
+        ctl.get().load(0, Ordering::SeqCst),
+        x_offset,
+        "G was handed w's memory as x"
+    );
+    // "y" is still an abandoned init (nobody published it uninitialised).
+    assert!(admin.get::<ValueArray<u64>>("y").is_err());
+}

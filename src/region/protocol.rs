@@ -542,7 +542,7 @@ impl Region {
                         // creator may ever come: the object does not exist (yet).
                         Seen::OwnerDead if !create => return Ok(Step::Absent),
                         Seen::OwnerDead => {
-                            if take_over(e, s, me) {
+                            if take_over(e, s, me, snap.generation) {
                                 return Ok(Step::TakenOver(i, e, offset, len));
                             }
                         }
@@ -1002,15 +1002,36 @@ pub(super) fn wait_on(
 }
 
 /// Takes over the entry whose dead owner left it in state `seen`, keeping its phase and
-/// WAITERS bit. Returns whether this process won.
-fn take_over(e: &Entry, seen: u32, me: u32) -> bool {
+/// WAITERS bit, if it still holds the object of the caller's copy (made at `generation`).
+/// Returns whether this process won.
+///
+/// The state word alone does not name the object: every abandoned initialisation leaves
+/// the same word (owner 0), so between the caller's copy and the CAS the entry may have
+/// been freed, reused and abandoned again by another object's creator. After a won CAS
+/// the entry is this process's and its fields stable (only a `CLAIMED` entry's creator
+/// rewrites them), so its generation tells: another object's entry is given back as found.
+fn take_over(e: &Entry, seen: u32, me: u32, generation: u64) -> bool {
+    crate::failpoint::hit(crate::failpoint::Point::RegionTakingOver);
     let mine = state::make(me, state::phase(seen)) | (seen & state::WAITERS);
     // Acquire: the dead owner's last release transition (if any) happens before our
     // writes. Its later relaxed writes are complete: the kernel reports a thread dead only
     // after tearing down its address space.
-    e.state
+    if e.state
         .compare_exchange(seen, mine, Ordering::Acquire, Ordering::Relaxed)
-        .is_ok()
+        .is_err()
+    {
+        return false;
+    }
+    // Acquire: pairs with the release store of the even count in `Region::fill` (also
+    // ordered by the CAS above, which read the word its creator's release transition
+    // wrote after that store).
+    if e.generation.load(Ordering::Acquire) == generation {
+        return true;
+    }
+    // Another object's abandoned entry: restore the word we replaced (waking anyone who
+    // began waiting on ours); the caller looks at the entry again.
+    transition(e, me, state::phase(seen), seen);
+    false
 }
 
 /// Moves the entry this process owns in phase `from` to the word `to`, waking waiters.
