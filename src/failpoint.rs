@@ -172,9 +172,6 @@ pub enum Point {
     /// Region getter: a dead (or abandoned) owner's `INITIALISING` entry is seen, the
     /// takeover CAS not yet made.
     RegionTakingOver,
-    /// Region fork prepare handler: no attach-table word was free for the child (after a
-    /// prune), the region not yet marked unlisted.
-    RegionForkTableFull,
 }
 
 #[cfg(shmstate_test_hooks)]

@@ -495,3 +495,117 @@ fn a_stale_takeover_of_a_reused_abandoned_entry_leaves_the_new_objects_alone() {
     // "y" is still an abandoned init (nobody published it uninitialised).
     assert!(admin.get::<ValueArray<u64>>("y").is_err());
 }
+
+/// Forks `r`'s process into a child stopped in its fork handler (before its own word is
+/// swapped in) that, once continued, exits with what its inherited `c` reads; then drops
+/// `r`, removes "c" through another handle and, if that succeeded, places "d" (100) where
+/// "c" was. Returns the removal's result and the child's exit status.
+fn fork_drop_and_remove(r: Region) -> (Result<(), RemoveObjectError>, i32) {
+    let c = r.get::<Counter>("c").unwrap();
+    shmstate::failpoint::arm(Point::RegionForkChildEntered);
+    let child = fork_children(1, |_| {
+        // After the handler: what the inherited reference reads (1 if intact).
+        // SAFETY: `_exit` ends the child at once.
+        unsafe { libc::_exit(c.get() as i32) }
+    })[0];
+    wait_until_stopped(child);
+    // The parent hands the region over to the child and drops its handle.
+    let mut admin = handle(&r);
+    drop(r);
+    let removed = admin.remove("c");
+    if removed.is_ok() {
+        admin.get_or_default::<Counter>("d").unwrap().add(100);
+    }
+    let mut status = 0;
+    // SAFETY: resuming and reaping our own stopped child.
+    unsafe {
+        libc::kill(child, libc::SIGCONT);
+        libc::waitpid(child, &mut status, 0);
+    }
+    (removed, status)
+}
+
+fn small_timeout_memfd() -> Region {
+    RegionOptions::new()
+        .capacity(8)
+        .timeout(Duration::from_secs(5))
+        .memfd("full-table-fork", 1 << 16)
+        .unwrap()
+}
+
+/// A fork while the attach table is full of dead processes' words (forked workers that
+/// were killed, never pruned by a fork): the prepare handler frees them and claims a word
+/// for the child, so the child's inherited object cannot be removed under it.
+#[test]
+fn a_fork_with_a_table_full_of_dead_words_protects_the_child() {
+    watchdog(Duration::from_secs(60));
+    let r = small_timeout_memfd();
+    r.get_or_default::<Counter>("c").unwrap().add(1);
+    // 127 children that exit without dropping: each leaves the word claimed for it,
+    // naming a dead process. With `r`'s own word the table (128 words) is full.
+    let dead = fork_children(127, |_| ());
+    wait_all(&dead, Duration::from_secs(30));
+    let (removed, status) = fork_drop_and_remove(r);
+    assert!(
+        matches!(removed, Err(RemoveObjectError::InUse { .. })),
+        "an object a live fork child holds was removed: {removed:?}"
+    );
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 1,
+        "child: {status:#x}"
+    );
+}
+
+/// A fork while the attach table is full of live words: no word for the child, so the
+/// prepare handler marks the region unlisted before `fork`; the table's holders then die
+/// and the parent drops its handle, and still no removal frees the child's object.
+#[test]
+fn a_fork_with_a_table_full_of_live_words_leaves_the_region_unlisted() {
+    watchdog(Duration::from_secs(60));
+    let r = small_timeout_memfd();
+    let c = r.get_or_default::<Counter>("c").unwrap();
+    c.add(1);
+    // 127 live children (each holding the word claimed for it) fill the table with `r`.
+    let holders = fork_children(127, |_| {
+        loop {
+            // SAFETY: `pause` has no preconditions; the test SIGKILLs this child.
+            unsafe { libc::pause() };
+        }
+    });
+    // Wait until every holder has swapped its own word in (a word still naming this
+    // process would stay live when the holder dies).
+    let me = std::process::id();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while r.attached().iter().filter(|a| a.pid != me).count() < 127 {
+        assert!(Instant::now() < deadline, "the holders did not attach");
+        std::thread::yield_now();
+    }
+    shmstate::failpoint::arm(Point::RegionForkChildEntered);
+    let child = fork_children(1, |_| {
+        // SAFETY: `_exit` ends the child at once.
+        unsafe { libc::_exit(c.get() as i32) }
+    })[0];
+    wait_until_stopped(child);
+    // The table's holders die (their words are dead, pruned by the next opener) and the
+    // parent drops its handle: only the stopped child uses "c".
+    for &pid in &holders {
+        kill_and_reap(pid);
+    }
+    let mut admin = handle(&r);
+    drop(r);
+    let removed = admin.remove("c");
+    assert!(
+        matches!(removed, Err(RemoveObjectError::Unlisted)),
+        "an object a live fork child holds was removed: {removed:?}"
+    );
+    let mut status = 0;
+    // SAFETY: resuming and reaping our own stopped child.
+    unsafe {
+        libc::kill(child, libc::SIGCONT);
+        libc::waitpid(child, &mut status, 0);
+    }
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 1,
+        "child: {status:#x}"
+    );
+}

@@ -562,6 +562,14 @@ fn claim(raw: Raw<'_>, geo: &Geometry, word: u64) -> Option<u32> {
 /// Frees every table word that names a dead process. Returns the live words.
 fn prune(raw: Raw<'_>, geo: &Geometry) -> Vec<u64> {
     let mut live = Vec::new();
+    prune_each(raw, geo, |w| live.push(w));
+    live
+}
+
+/// Frees every table word that names a dead process, passing each live word to `live`.
+/// Allocates nothing itself (the fork prepare handler calls it): atomics, and the
+/// `kill`/`/proc` probes of each word.
+fn prune_each(raw: Raw<'_>, geo: &Geometry, mut live: impl FnMut(u64)) {
     for i in 0..ATTACH_SLOTS {
         let Some(s) = raw.attach_slot(geo, i) else {
             break;
@@ -572,19 +580,18 @@ fn prune(raw: Raw<'_>, geo: &Geometry) -> Vec<u64> {
             continue;
         }
         if word_is_alive(w) {
-            live.push(w);
+            live(w);
         } else {
             // SeqCst: as for a release. A failure means the word changed under us:
             // released or pruned (0), or a fork child swapped its own word into the slot
             // its parent claimed for it: that one counts as live (the child is starting).
             match s.compare_exchange(w, 0, Ordering::SeqCst, Ordering::SeqCst) {
                 Ok(_) => crate::failpoint::hit(crate::failpoint::Point::RegionScanPruned),
-                Err(now) if now != 0 => live.push(now),
+                Err(now) if now != 0 => live(now),
                 Err(_) => {}
             }
         }
     }
-    live
 }
 
 /// The processes listed in `raw`'s table (deduplicated), probing each; with `prune`,
@@ -733,12 +740,28 @@ extern "C" fn before_fork() {
         // Relaxed: the handle's own fields (see `release`).
         let word = a.word.load(Ordering::Relaxed);
         if word != 0 && slot::pid(word) == me {
-            let i = claim(a.raw(), &a.geo, word).unwrap_or(NO_SLOT);
+            let (raw, geo) = (a.raw(), &a.geo);
+            let mut got = claim(raw, geo, word);
+            if got.is_none() {
+                // A table full of dead words (e.g. forked workers that were killed): free
+                // them (probes only: no allocation, no lock) and try again.
+                prune_each(raw, geo, |_| {});
+                got = claim(raw, geo, word);
+            }
+            let i = got.unwrap_or(NO_SLOT);
             if i != NO_SLOT {
                 // The child inherits this handle's references: its word uses what this
                 // one does, from before `fork` returns (`remove`'s module docs).
                 let parent = a.slot.load(Ordering::Relaxed);
-                super::remove::copy_slot_bits(a.raw(), &a.geo, parent, i);
+                super::remove::copy_slot_bits(raw, geo, parent, i);
+            } else if let Some(h) = raw.header() {
+                // Still full: nothing would protect the child's inherited references
+                // between this process dropping its handle and the child's handler.
+                // Unlisted from now on, so no removal (of an object or of the region)
+                // succeeds again: the full-table rule an opener follows, applied before
+                // `fork` returns. SeqCst: the opener's step 1 for an unlisted handle
+                // (module docs), as in `join`.
+                h.life.fetch_or(life::UNLISTED, Ordering::SeqCst);
             }
             a.fork_slot.store(i, Ordering::Relaxed);
         }
@@ -822,11 +845,14 @@ extern "C" fn after_fork_child() {
                 // that died in between may have had that word probed dead, and objects this
                 // child holds removed: if so, the child cannot go on (its references may
                 // read other objects' bytes), and nothing it could return would say so.
+                // A child that did not swap into a word claimed for it (a full table, or
+                // a word pruned because the parent died) checks too: nothing it can see
+                // proves that a removal did not come in between.
                 if parent != 0
-                    && std::os::unix::process::parent_id() != slot::pid(parent)
+                    && (!swapped || std::os::unix::process::parent_id() != slot::pid(parent))
                     && !super::remove::inherited_objects_held(a.raw(), &a.geo, &a.pins)
                 {
-                    const MSG: &[u8] = b"shmstate: the parent died during fork and an object this child inherited a reference to was removed meanwhile; aborting\n";
+                    const MSG: &[u8] = b"shmstate: an object this fork child inherited a reference to was removed during the fork (its parent died, or the attach table was full); aborting\n";
                     // SAFETY: `write` of a static buffer to fd 2 (async-signal-safe, no
                     // allocation); `abort` has no preconditions.
                     unsafe {
