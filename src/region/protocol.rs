@@ -287,7 +287,7 @@ impl Region {
                 }
                 Step::TakenOver(index, e, offset, len) => {
                     self.mark_user(index, e);
-                    return self.initialise(e, offset, len, me, init);
+                    return self.initialise(index, e, offset, len, me, init);
                 }
                 Step::Absent => {
                     let lock = CreateLock::take(self, deadline)?;
@@ -308,7 +308,7 @@ impl Region {
                                 self.fill(entry, index, &want, len, me, was, spans, deadline)?;
                             crate::failpoint::hit(crate::failpoint::Point::RegionNamePublished);
                             drop(lock);
-                            return self.initialise(entry, offset, len, me, init);
+                            return self.initialise(index, entry, offset, len, me, init);
                         }
                     }
                 }
@@ -727,16 +727,26 @@ impl Region {
         Ok(offset)
     }
 
-    /// Zeroes the object of the `INITIALISING` entry `e` this process owns, runs `init`
-    /// on it, and publishes it (`READY`).
+    /// Zeroes the object of the `INITIALISING` entry `e` (index `index`) this process
+    /// owns, runs `init` on it, and publishes it (`READY`).
     fn initialise<T: Shared + ?Sized>(
         &self,
+        index: u32,
         e: &Entry,
         offset: usize,
         len: usize,
         me: u32,
         init: impl FnOnce(&T),
     ) -> Result<&T, GetError> {
+        // Armed before anything can fail: an error (a peer's garbage offset or size word)
+        // or a panic in `init` abandons the entry, so that the next caller takes it over
+        // or a removal frees it, instead of waiting on a live owner who never finishes.
+        let abandon = Abandon {
+            e,
+            me,
+            pins: &self.pins,
+            index,
+        };
         let corrupt = || GetError::Corrupt(format!("object at {offset} out of bounds"));
         let size = T::size_for(len).ok_or_else(corrupt)?;
         let raw = offset
@@ -747,7 +757,6 @@ impl Region {
             return Err(corrupt());
         }
         let object = raw.object::<T>(offset, len).ok_or_else(corrupt)?;
-        let abandon = Abandon { e, me };
         init(object);
         core::mem::forget(abandon);
         if !transition(e, me, state::INITIALISING, state::make(me, state::READY)) {
@@ -1078,15 +1087,24 @@ fn lost(want: &Want<'_>) -> GetError {
     ))
 }
 
-/// Marks an entry abandoned (owner 0, which probes dead) if `init` unwinds, so that the
-/// next caller takes it over instead of waiting for a timeout.
+/// Marks an entry abandoned (owner 0, which probes dead) if `init` unwinds (or the object
+/// cannot be initialised), so that the next caller takes it over instead of waiting for a
+/// timeout. Unpins the entry first: the handle never handed the object out, and the
+/// abandoned entry may be freed and reused (without a bitmap check) while the handle lives,
+/// so a pin left behind would name an object this handle does not hold (the fork child
+/// handler's check would then see it gone).
 struct Abandon<'a> {
     e: &'a Entry,
     me: u32,
+    pins: &'a super::remove::Pins,
+    index: u32,
 }
 
 impl Drop for Abandon<'_> {
     fn drop(&mut self) {
+        // Before the transition: another thread of this handle can take the entry over
+        // (and pin it again) only after it.
+        self.pins.clear(self.index);
         transition(
             self.e,
             self.me,
