@@ -567,8 +567,11 @@ fn prune(raw: Raw<'_>, geo: &Geometry) -> Vec<u64> {
 }
 
 /// Frees every table word that names a dead process, passing each live word to `live`.
-/// Allocates nothing itself (the fork prepare handler calls it): atomics, and the
-/// `kill`/`/proc` probes of each word.
+/// Takes no lock and allocates nothing itself (the fork prepare handler calls it, in the
+/// parent): atomics, and the `kill`/`/proc` probes of each word (whose first probe of
+/// another process caches, once per process, whether `/proc` is this namespace's: a
+/// `readlink` that allocates, harmless in a prepare handler, which runs before libc
+/// takes its allocator's locks for the fork).
 fn prune_each(raw: Raw<'_>, geo: &Geometry, mut live: impl FnMut(u64)) {
     for i in 0..ATTACH_SLOTS {
         let Some(s) = raw.attach_slot(geo, i) else {
