@@ -41,7 +41,11 @@
 //!   prepare handler also copies the parent handle's bits in every entry's user bitmap to
 //!   the child's word, and the child handler sets the bits of every entry the inherited
 //!   handle had pinned ([`remove`](super::remove)): the child's inherited references keep
-//!   their objects from removal like the parent's did. So the child counts as attached
+//!   their objects from removal like the parent's did. When the table is full the
+//!   prepare handler prunes dead words and claims again; if it is still full it sets
+//!   `UNLISTED` before `fork` (the full-table rule above, so no removal of the region or
+//!   of an object succeeds from then on) and the child claims a word of its own in its
+//!   handler, as an opener does. So the child counts as attached
 //!   before `fork` returns in either process (a parent that drops its last handle the
 //!   moment `fork` returns finds the
 //!   child's word, or the parent's claimed for it, and keeps the file), and dropping the inherited
@@ -157,6 +161,7 @@
 //! | remover step 4 done, step 5 not | `RETIRED(t)` in an unlinked file; the path is free | only handles that opened the file before the unlink see it: the path no longer names their file, so they are done at once and retry by path (failpoint test `an_unlinker_killed_after_unlinking_leaves_the_path_free`, unit test `an_unlinker_killed_after_its_unlink_is_finished_without_touching_a_new_file`) |
 //! | remover step 4 failed, step 5 not | `RETIRED(t)` with the file still at the path | as step 3: a taker-over unlinks it or, failing too, sets it `LIVE` (tests `a_refused_unlink_leaves_the_region_live_and_remove_unused_says_so`, `a_region_renamed_before_its_last_drop_stays_live_under_its_new_name`) |
 //! | fork prepare handler, a word claimed for the child | a word naming the parent | the child's: swapped by its handler; after a failed fork, or a child killed before its handler ran, pruned once the parent is dead, so the parent's own last drop leaves a `remove_when_unused` file, to the next opener or `shmstate gc` (tests `a_parent_dropping_its_handle_right_after_fork_keeps_the_file_for_its_child`, `a_fork_child_ended_before_its_handler_makes_the_parents_last_drop_leave_the_file`) |
+//! | fork prepare handler, the table full after pruning | `UNLISTED` set, no word for the child | nothing to repair: the region is never removed automatically again (the full-table rule); the child's handler claims a word if one is free by then (failpoint test `a_fork_with_a_table_full_of_live_words_leaves_the_region_unlisted`) |
 //! | fork child handler, the child's word swapped in | a word naming the child | pruned once the child is dead, as above (failpoint test `a_fork_child_stopped_in_its_handler_is_listed_and_pruned_once_killed`) |
 //! | parent killed between its prepare handler and the child's swap | a dead word the child's swap replaces, unless a removal pruned it first: then the child claims a word as an opener does, and if the region was retired meanwhile it keeps an unlisted handle on a removed file | the parent is gone: nothing but the child can use the old file anyway |
 //!
