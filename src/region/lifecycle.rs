@@ -853,14 +853,27 @@ extern "C" fn after_fork_child() {
                 // that died in between may have had that word probed dead, and objects this
                 // child holds removed: if so, the child cannot go on (its references may
                 // read other objects' bytes), and nothing it could return would say so.
-                // A child that did not swap into a word claimed for it (a full table, or
-                // a word pruned because the parent died) checks too: nothing it can see
-                // proves that a removal did not come in between.
+                // A child that did not swap into the word claimed for it (pruned: its
+                // parent was judged dead, or a peer rewrote it) checks too: nothing it can
+                // see proves that a removal did not come in between. So does a child for
+                // which no word was claimed (a full table), unless the region is unlisted:
+                // the prepare handler set `UNLISTED` before `fork`, so every removal since
+                // is refused (its step 2), and one before it found the parent's bits live.
+                // (Checking there anyway would abort a child that merely meets a refused
+                // removal's transient `REMOVING`.)
+                let unprotected = if i == NO_SLOT {
+                    // SeqCst: as the removal's step 2 load it pairs with.
+                    a.raw()
+                        .header()
+                        .is_none_or(|h| h.life.load(Ordering::SeqCst) & life::UNLISTED == 0)
+                } else {
+                    !swapped
+                };
                 if parent != 0
-                    && (!swapped || std::os::unix::process::parent_id() != slot::pid(parent))
+                    && (unprotected || std::os::unix::process::parent_id() != slot::pid(parent))
                     && !super::remove::inherited_objects_held(a.raw(), &a.geo, &a.pins)
                 {
-                    const MSG: &[u8] = b"shmstate: an object this fork child inherited a reference to was removed during the fork (its parent died, or the attach table was full); aborting\n";
+                    const MSG: &[u8] = b"shmstate: an object this fork child inherited a reference to was removed during the fork (its parent died, or its word was taken); aborting\n";
                     // SAFETY: `write` of a static buffer to fd 2 (async-signal-safe, no
                     // allocation); `abort` has no preconditions.
                     unsafe {
