@@ -169,6 +169,9 @@ pub enum Point {
     /// Map repair: a dead writer's pending places dropped, the map's count's version not
     /// yet bumped.
     MapRepairDropped,
+    /// Region getter: a dead (or abandoned) owner's `INITIALISING` entry is seen, the
+    /// takeover CAS not yet made.
+    RegionTakingOver,
 }
 
 #[cfg(shmstate_test_hooks)]

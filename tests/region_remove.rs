@@ -657,3 +657,36 @@ fn a_peer_writing_empty_into_a_middle_entry_does_not_hide_the_extents_after_it()
         }
     }
 }
+
+/// An abandoned initialisation whose offset a peer moved past the end of the file (below
+/// the maximum size): the getter that takes it over reports `Corrupt` and abandons the
+/// entry again, so the next getter gets the same answer at once instead of waiting out
+/// the region's timeout on an owner that is alive but never finishes.
+#[test]
+fn a_takeover_that_finds_a_garbage_offset_abandons_the_entry_again() {
+    use std::os::unix::fs::FileExt;
+    watchdog(Duration::from_secs(60));
+    let dir = common::TempDir::new("remove-garbage-takeover");
+    let path = dir.0.join("r");
+    let options = RegionOptions::new()
+        .capacity(8)
+        .max_size(1 << 20)
+        .timeout(Duration::from_secs(2));
+    let r = options.create(&path, 1 << 16).unwrap();
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = r.get_or_init::<Counter>("x", |_| panic!("init of x fails"));
+    }));
+    assert!(panicked.is_err());
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_all_at(&(1u64 << 19).to_ne_bytes(), layout::ENTRY0 + layout::OFFSET)
+        .unwrap();
+    for attempt in 0..2 {
+        let t = std::time::Instant::now();
+        let got = r.get_or_default::<Counter>("x").map(|c| r.offset_of(c));
+        assert!(
+            matches!(got, Err(GetError::Corrupt(_))),
+            "attempt {attempt}: {got:?} after {:?}",
+            t.elapsed()
+        );
+    }
+}

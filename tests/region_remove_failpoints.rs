@@ -422,3 +422,190 @@ fn a_fork_child_whose_parent_died_and_whose_inherited_object_was_removed_aborts(
         "the child went on (status {status:#x}; exit 8: it read another object)"
     );
 }
+
+/// Every abandoned initialisation leaves the same state word (owner 0): a getter stopped
+/// just before taking one over, while the entry is freed, reused by another object's
+/// creator whose `init` panics too, and the first object's space given to a new object,
+/// must not take over the new abandoned entry with its old copy's offset (and so
+/// initialise, and hand out, the new object's memory).
+#[test]
+fn a_stale_takeover_of_a_reused_abandoned_entry_leaves_the_new_objects_alone() {
+    watchdog(Duration::from_secs(60));
+    let r = memfd();
+    {
+        let setup = handle(&r);
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = setup.get_or_init::<Counter>("x", |_| panic!("init of x fails"));
+        }));
+        assert!(panicked.is_err());
+        setup.get_or_default::<Counter>("b").unwrap().add(1);
+    }
+    let x_offset = r
+        .entries()
+        .into_iter()
+        .find(|e| e.name == "x")
+        .unwrap()
+        .offset;
+    let ctl = SharedMem::<ValueArray<u64>>::new(2);
+    // G: about to take over the abandoned "x" (its copy names x's entry and offset).
+    let g = child_stopped_at(Point::RegionTakingOver, || {
+        let h = handle(&r);
+        let x = h.get_or_default::<Counter>("x").unwrap();
+        x.add(7);
+        let ctl = ctl.get();
+        ctl.store(0, h.offset_of(x).unwrap() as u64, Ordering::SeqCst);
+        ctl.store(1, 1, Ordering::SeqCst);
+    });
+    // Meanwhile: "x" is removed, "y" (larger, so placed past "b") reuses x's entry and
+    // its init panics too, and "w" takes x's old space.
+    let mut admin = handle(&r);
+    admin.remove("x").unwrap();
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = admin.get_or_init_slice::<ValueArray<u64>>("y", 16, |_| panic!("init of y fails"));
+    }));
+    assert!(panicked.is_err());
+    let entries = admin.entries();
+    let y = entries.iter().find(|e| e.name == "y").unwrap();
+    assert_eq!(y.index, 0, "y reuses x's entry");
+    let w = admin.get_or_default::<Counter>("w").unwrap();
+    w.add(42);
+    assert_eq!(
+        admin.offset_of(w),
+        Some(x_offset as usize),
+        "w in x's old space"
+    );
+    let mut status = 0;
+    // SAFETY: resuming and reaping our own stopped child.
+    unsafe {
+        libc::kill(g, libc::SIGCONT);
+        libc::waitpid(g, &mut status, 0);
+    }
+    // `child_stopped_at` exits 3 once its closure has returned.
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 3,
+        "G failed: {status:#x}"
+    );
+    assert_eq!(ctl.get().load(1, Ordering::SeqCst), 1);
+    assert_eq!(w.get(), 42, "w was zeroed or written by G");
+    assert_ne!(
+        ctl.get().load(0, Ordering::SeqCst),
+        x_offset,
+        "G was handed w's memory as x"
+    );
+    // "y" is still an abandoned init (nobody published it uninitialised).
+    assert!(admin.get::<ValueArray<u64>>("y").is_err());
+}
+
+/// Forks `r`'s process into a child stopped in its fork handler (before its own word is
+/// swapped in) that, once continued, exits with what its inherited `c` reads; then drops
+/// `r`, removes "c" through another handle and, if that succeeded, places "d" (100) where
+/// "c" was. Returns the removal's result and the child's exit status.
+fn fork_drop_and_remove(r: Region) -> (Result<(), RemoveObjectError>, i32) {
+    let c = r.get::<Counter>("c").unwrap();
+    shmstate::failpoint::arm(Point::RegionForkChildEntered);
+    let child = fork_children(1, |_| {
+        // After the handler: what the inherited reference reads (1 if intact).
+        // SAFETY: `_exit` ends the child at once.
+        unsafe { libc::_exit(c.get() as i32) }
+    })[0];
+    wait_until_stopped(child);
+    // The parent hands the region over to the child and drops its handle.
+    let mut admin = handle(&r);
+    drop(r);
+    let removed = admin.remove("c");
+    if removed.is_ok() {
+        admin.get_or_default::<Counter>("d").unwrap().add(100);
+    }
+    let mut status = 0;
+    // SAFETY: resuming and reaping our own stopped child.
+    unsafe {
+        libc::kill(child, libc::SIGCONT);
+        libc::waitpid(child, &mut status, 0);
+    }
+    (removed, status)
+}
+
+fn small_timeout_memfd() -> Region {
+    RegionOptions::new()
+        .capacity(8)
+        .timeout(Duration::from_secs(5))
+        .memfd("full-table-fork", 1 << 16)
+        .unwrap()
+}
+
+/// A fork while the attach table is full of dead processes' words (forked workers that
+/// were killed, never pruned by a fork): the prepare handler frees them and claims a word
+/// for the child, so the child's inherited object cannot be removed under it.
+#[test]
+fn a_fork_with_a_table_full_of_dead_words_protects_the_child() {
+    watchdog(Duration::from_secs(60));
+    let r = small_timeout_memfd();
+    r.get_or_default::<Counter>("c").unwrap().add(1);
+    // 127 children that exit without dropping: each leaves the word claimed for it,
+    // naming a dead process. With `r`'s own word the table (128 words) is full.
+    let dead = fork_children(127, |_| ());
+    wait_all(&dead, Duration::from_secs(30));
+    let (removed, status) = fork_drop_and_remove(r);
+    assert!(
+        matches!(removed, Err(RemoveObjectError::InUse { .. })),
+        "an object a live fork child holds was removed: {removed:?}"
+    );
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 1,
+        "child: {status:#x}"
+    );
+}
+
+/// A fork while the attach table is full of live words: no word for the child, so the
+/// prepare handler marks the region unlisted before `fork`; the table's holders then die
+/// and the parent drops its handle, and still no removal frees the child's object.
+#[test]
+fn a_fork_with_a_table_full_of_live_words_leaves_the_region_unlisted() {
+    watchdog(Duration::from_secs(60));
+    let r = small_timeout_memfd();
+    let c = r.get_or_default::<Counter>("c").unwrap();
+    c.add(1);
+    // 127 live children (each holding the word claimed for it) fill the table with `r`.
+    let holders = fork_children(127, |_| {
+        loop {
+            // SAFETY: `pause` has no preconditions; the test SIGKILLs this child.
+            unsafe { libc::pause() };
+        }
+    });
+    // Wait until every holder has swapped its own word in (a word still naming this
+    // process would stay live when the holder dies).
+    let me = std::process::id();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while r.attached().iter().filter(|a| a.pid != me).count() < 127 {
+        assert!(Instant::now() < deadline, "the holders did not attach");
+        std::thread::yield_now();
+    }
+    shmstate::failpoint::arm(Point::RegionForkChildEntered);
+    let child = fork_children(1, |_| {
+        // SAFETY: `_exit` ends the child at once.
+        unsafe { libc::_exit(c.get() as i32) }
+    })[0];
+    wait_until_stopped(child);
+    // The table's holders die (their words are dead, pruned by the next opener) and the
+    // parent drops its handle: only the stopped child uses "c".
+    for &pid in &holders {
+        kill_and_reap(pid);
+    }
+    let mut admin = handle(&r);
+    drop(r);
+    let removed = admin.remove("c");
+    assert!(
+        matches!(removed, Err(RemoveObjectError::Unlisted)),
+        "an object a live fork child holds was removed: {removed:?}"
+    );
+    let mut status = 0;
+    // SAFETY: resuming and reaping our own stopped child.
+    unsafe {
+        libc::kill(child, libc::SIGCONT);
+        libc::waitpid(child, &mut status, 0);
+    }
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 1,
+        "child: {status:#x}"
+    );
+}

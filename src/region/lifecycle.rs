@@ -41,7 +41,11 @@
 //!   prepare handler also copies the parent handle's bits in every entry's user bitmap to
 //!   the child's word, and the child handler sets the bits of every entry the inherited
 //!   handle had pinned ([`remove`](super::remove)): the child's inherited references keep
-//!   their objects from removal like the parent's did. So the child counts as attached
+//!   their objects from removal like the parent's did. When the table is full the
+//!   prepare handler prunes dead words and claims again; if it is still full it sets
+//!   `UNLISTED` before `fork` (the full-table rule above, so no removal of the region or
+//!   of an object succeeds from then on) and the child claims a word of its own in its
+//!   handler, as an opener does. So the child counts as attached
 //!   before `fork` returns in either process (a parent that drops its last handle the
 //!   moment `fork` returns finds the
 //!   child's word, or the parent's claimed for it, and keeps the file), and dropping the inherited
@@ -157,6 +161,7 @@
 //! | remover step 4 done, step 5 not | `RETIRED(t)` in an unlinked file; the path is free | only handles that opened the file before the unlink see it: the path no longer names their file, so they are done at once and retry by path (failpoint test `an_unlinker_killed_after_unlinking_leaves_the_path_free`, unit test `an_unlinker_killed_after_its_unlink_is_finished_without_touching_a_new_file`) |
 //! | remover step 4 failed, step 5 not | `RETIRED(t)` with the file still at the path | as step 3: a taker-over unlinks it or, failing too, sets it `LIVE` (tests `a_refused_unlink_leaves_the_region_live_and_remove_unused_says_so`, `a_region_renamed_before_its_last_drop_stays_live_under_its_new_name`) |
 //! | fork prepare handler, a word claimed for the child | a word naming the parent | the child's: swapped by its handler; after a failed fork, or a child killed before its handler ran, pruned once the parent is dead, so the parent's own last drop leaves a `remove_when_unused` file, to the next opener or `shmstate gc` (tests `a_parent_dropping_its_handle_right_after_fork_keeps_the_file_for_its_child`, `a_fork_child_ended_before_its_handler_makes_the_parents_last_drop_leave_the_file`) |
+//! | fork prepare handler, the table full after pruning | `UNLISTED` set, no word for the child | nothing to repair: the region is never removed automatically again (the full-table rule); the child's handler claims a word if one is free by then (failpoint test `a_fork_with_a_table_full_of_live_words_leaves_the_region_unlisted`) |
 //! | fork child handler, the child's word swapped in | a word naming the child | pruned once the child is dead, as above (failpoint test `a_fork_child_stopped_in_its_handler_is_listed_and_pruned_once_killed`) |
 //! | parent killed between its prepare handler and the child's swap | a dead word the child's swap replaces, unless a removal pruned it first: then the child claims a word as an opener does, and if the region was retired meanwhile it keeps an unlisted handle on a removed file | the parent is gone: nothing but the child can use the old file anyway |
 //!
@@ -562,6 +567,17 @@ fn claim(raw: Raw<'_>, geo: &Geometry, word: u64) -> Option<u32> {
 /// Frees every table word that names a dead process. Returns the live words.
 fn prune(raw: Raw<'_>, geo: &Geometry) -> Vec<u64> {
     let mut live = Vec::new();
+    prune_each(raw, geo, |w| live.push(w));
+    live
+}
+
+/// Frees every table word that names a dead process, passing each live word to `live`.
+/// Takes no lock and allocates nothing itself (the fork prepare handler calls it, in the
+/// parent): atomics, and the `kill`/`/proc` probes of each word (whose first probe of
+/// another process caches, once per process, whether `/proc` is this namespace's: a
+/// `readlink` that allocates, harmless in a prepare handler, which runs before libc
+/// takes its allocator's locks for the fork).
+fn prune_each(raw: Raw<'_>, geo: &Geometry, mut live: impl FnMut(u64)) {
     for i in 0..ATTACH_SLOTS {
         let Some(s) = raw.attach_slot(geo, i) else {
             break;
@@ -572,19 +588,18 @@ fn prune(raw: Raw<'_>, geo: &Geometry) -> Vec<u64> {
             continue;
         }
         if word_is_alive(w) {
-            live.push(w);
+            live(w);
         } else {
             // SeqCst: as for a release. A failure means the word changed under us:
             // released or pruned (0), or a fork child swapped its own word into the slot
             // its parent claimed for it: that one counts as live (the child is starting).
             match s.compare_exchange(w, 0, Ordering::SeqCst, Ordering::SeqCst) {
                 Ok(_) => crate::failpoint::hit(crate::failpoint::Point::RegionScanPruned),
-                Err(now) if now != 0 => live.push(now),
+                Err(now) if now != 0 => live(now),
                 Err(_) => {}
             }
         }
     }
-    live
 }
 
 /// The processes listed in `raw`'s table (deduplicated), probing each; with `prune`,
@@ -733,12 +748,28 @@ extern "C" fn before_fork() {
         // Relaxed: the handle's own fields (see `release`).
         let word = a.word.load(Ordering::Relaxed);
         if word != 0 && slot::pid(word) == me {
-            let i = claim(a.raw(), &a.geo, word).unwrap_or(NO_SLOT);
+            let (raw, geo) = (a.raw(), &a.geo);
+            let mut got = claim(raw, geo, word);
+            if got.is_none() {
+                // A table full of dead words (e.g. forked workers that were killed): free
+                // them (probes only: no allocation, no lock) and try again.
+                prune_each(raw, geo, |_| {});
+                got = claim(raw, geo, word);
+            }
+            let i = got.unwrap_or(NO_SLOT);
             if i != NO_SLOT {
                 // The child inherits this handle's references: its word uses what this
                 // one does, from before `fork` returns (`remove`'s module docs).
                 let parent = a.slot.load(Ordering::Relaxed);
-                super::remove::copy_slot_bits(a.raw(), &a.geo, parent, i);
+                super::remove::copy_slot_bits(raw, geo, parent, i);
+            } else if let Some(h) = raw.header() {
+                // Still full: nothing would protect the child's inherited references
+                // between this process dropping its handle and the child's handler.
+                // Unlisted from now on, so no removal (of an object or of the region)
+                // succeeds again: the full-table rule an opener follows, applied before
+                // `fork` returns. SeqCst: the opener's step 1 for an unlisted handle
+                // (module docs), as in `join`.
+                h.life.fetch_or(life::UNLISTED, Ordering::SeqCst);
             }
             a.fork_slot.store(i, Ordering::Relaxed);
         }
@@ -822,11 +853,27 @@ extern "C" fn after_fork_child() {
                 // that died in between may have had that word probed dead, and objects this
                 // child holds removed: if so, the child cannot go on (its references may
                 // read other objects' bytes), and nothing it could return would say so.
+                // A child that did not swap into the word claimed for it (pruned: its
+                // parent was judged dead, or a peer rewrote it) checks too: nothing it can
+                // see proves that a removal did not come in between. So does a child for
+                // which no word was claimed (a full table), unless the region is unlisted:
+                // the prepare handler set `UNLISTED` before `fork`, so every removal since
+                // is refused (its step 2), and one before it found the parent's bits live.
+                // (Checking there anyway would abort a child that merely meets a refused
+                // removal's transient `REMOVING`.)
+                let unprotected = if i == NO_SLOT {
+                    // SeqCst: as the removal's step 2 load it pairs with.
+                    a.raw()
+                        .header()
+                        .is_none_or(|h| h.life.load(Ordering::SeqCst) & life::UNLISTED == 0)
+                } else {
+                    !swapped
+                };
                 if parent != 0
-                    && std::os::unix::process::parent_id() != slot::pid(parent)
+                    && (unprotected || std::os::unix::process::parent_id() != slot::pid(parent))
                     && !super::remove::inherited_objects_held(a.raw(), &a.geo, &a.pins)
                 {
-                    const MSG: &[u8] = b"shmstate: the parent died during fork and an object this child inherited a reference to was removed meanwhile; aborting\n";
+                    const MSG: &[u8] = b"shmstate: an object this fork child inherited a reference to was removed during the fork (its parent died, or its word was taken); aborting\n";
                     // SAFETY: `write` of a static buffer to fd 2 (async-signal-safe, no
                     // allocation); `abort` has no preconditions.
                     unsafe {

@@ -287,7 +287,7 @@ impl Region {
                 }
                 Step::TakenOver(index, e, offset, len) => {
                     self.mark_user(index, e);
-                    return self.initialise(e, offset, len, me, init);
+                    return self.initialise(index, e, offset, len, me, init);
                 }
                 Step::Absent => {
                     let lock = CreateLock::take(self, deadline)?;
@@ -308,7 +308,7 @@ impl Region {
                                 self.fill(entry, index, &want, len, me, was, spans, deadline)?;
                             crate::failpoint::hit(crate::failpoint::Point::RegionNamePublished);
                             drop(lock);
-                            return self.initialise(entry, offset, len, me, init);
+                            return self.initialise(index, entry, offset, len, me, init);
                         }
                     }
                 }
@@ -542,7 +542,7 @@ impl Region {
                         // creator may ever come: the object does not exist (yet).
                         Seen::OwnerDead if !create => return Ok(Step::Absent),
                         Seen::OwnerDead => {
-                            if take_over(e, s, me) {
+                            if take_over(e, s, me, snap.generation) {
                                 return Ok(Step::TakenOver(i, e, offset, len));
                             }
                         }
@@ -727,16 +727,26 @@ impl Region {
         Ok(offset)
     }
 
-    /// Zeroes the object of the `INITIALISING` entry `e` this process owns, runs `init`
-    /// on it, and publishes it (`READY`).
+    /// Zeroes the object of the `INITIALISING` entry `e` (index `index`) this process
+    /// owns, runs `init` on it, and publishes it (`READY`).
     fn initialise<T: Shared + ?Sized>(
         &self,
+        index: u32,
         e: &Entry,
         offset: usize,
         len: usize,
         me: u32,
         init: impl FnOnce(&T),
     ) -> Result<&T, GetError> {
+        // Armed before anything can fail: an error (a peer's garbage offset or size word)
+        // or a panic in `init` abandons the entry, so that the next caller takes it over
+        // or a removal frees it, instead of waiting on a live owner who never finishes.
+        let abandon = Abandon {
+            e,
+            me,
+            pins: &self.pins,
+            index,
+        };
         let corrupt = || GetError::Corrupt(format!("object at {offset} out of bounds"));
         let size = T::size_for(len).ok_or_else(corrupt)?;
         let raw = offset
@@ -747,7 +757,6 @@ impl Region {
             return Err(corrupt());
         }
         let object = raw.object::<T>(offset, len).ok_or_else(corrupt)?;
-        let abandon = Abandon { e, me };
         init(object);
         core::mem::forget(abandon);
         if !transition(e, me, state::INITIALISING, state::make(me, state::READY)) {
@@ -1002,15 +1011,36 @@ pub(super) fn wait_on(
 }
 
 /// Takes over the entry whose dead owner left it in state `seen`, keeping its phase and
-/// WAITERS bit. Returns whether this process won.
-fn take_over(e: &Entry, seen: u32, me: u32) -> bool {
+/// WAITERS bit, if it still holds the object of the caller's copy (made at `generation`).
+/// Returns whether this process won.
+///
+/// The state word alone does not name the object: every abandoned initialisation leaves
+/// the same word (owner 0), so between the caller's copy and the CAS the entry may have
+/// been freed, reused and abandoned again by another object's creator. After a won CAS
+/// the entry is this process's and its fields stable (only a `CLAIMED` entry's creator
+/// rewrites them), so its generation tells: another object's entry is given back as found.
+fn take_over(e: &Entry, seen: u32, me: u32, generation: u64) -> bool {
+    crate::failpoint::hit(crate::failpoint::Point::RegionTakingOver);
     let mine = state::make(me, state::phase(seen)) | (seen & state::WAITERS);
     // Acquire: the dead owner's last release transition (if any) happens before our
     // writes. Its later relaxed writes are complete: the kernel reports a thread dead only
     // after tearing down its address space.
-    e.state
+    if e.state
         .compare_exchange(seen, mine, Ordering::Acquire, Ordering::Relaxed)
-        .is_ok()
+        .is_err()
+    {
+        return false;
+    }
+    // Acquire: pairs with the release store of the even count in `Region::fill` (also
+    // ordered by the CAS above, which read the word its creator's release transition
+    // wrote after that store).
+    if e.generation.load(Ordering::Acquire) == generation {
+        return true;
+    }
+    // Another object's abandoned entry: restore the word we replaced (waking anyone who
+    // began waiting on ours); the caller looks at the entry again.
+    transition(e, me, state::phase(seen), seen);
+    false
 }
 
 /// Moves the entry this process owns in phase `from` to the word `to`, waking waiters.
@@ -1057,15 +1087,24 @@ fn lost(want: &Want<'_>) -> GetError {
     ))
 }
 
-/// Marks an entry abandoned (owner 0, which probes dead) if `init` unwinds, so that the
-/// next caller takes it over instead of waiting for a timeout.
+/// Marks an entry abandoned (owner 0, which probes dead) if `init` unwinds (or the object
+/// cannot be initialised), so that the next caller takes it over instead of waiting for a
+/// timeout. Unpins the entry first: the handle never handed the object out, and the
+/// abandoned entry may be freed and reused (without a bitmap check) while the handle lives,
+/// so a pin left behind would name an object this handle does not hold (the fork child
+/// handler's check would then see it gone).
 struct Abandon<'a> {
     e: &'a Entry,
     me: u32,
+    pins: &'a super::remove::Pins,
+    index: u32,
 }
 
 impl Drop for Abandon<'_> {
     fn drop(&mut self) {
+        // Before the transition: another thread of this handle can take the entry over
+        // (and pin it again) only after it.
+        self.pins.clear(self.index);
         transition(
             self.e,
             self.me,

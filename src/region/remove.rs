@@ -121,10 +121,12 @@
 //! | remover step 4: bitmap cleared, `FREE` not yet published | the same, with an empty bitmap | as above: `READY` again, users ask again (failpoint test `a_remover_killed_after_clearing_the_bitmap_leaves_the_object_ready`) |
 //! | fork: prepare handler done (a word claimed for the child in the parent's name, the parent handle's bits copied to it), `fork` not yet returned | a word naming the parent, with its bits | nothing to repair while the parent lives: the word is live. Entries another parent thread pinned after the copy get the child word's bit from the parent handler, under the registry lock (so before any parent handle can be dropped), and again from the child handler. A parent that dies with the fork (no child) leaves a word naming a dead process: pruned by the next removal's or full table's scan |
 //! | fork: child running, its handler not yet swapped its own word in | the child's inherited uses on a word naming the parent | while the parent lives: nothing, a removal refuses (failpoint test `a_fork_child_stopped_before_its_handler_keeps_its_inherited_objects`). A parent SIGKILLed here leaves the word naming a dead process, and a removal meanwhile may free objects the child holds references to: the child's handler, once its own bits are set, sees its parent gone and checks every pinned entry (still `READY` or `INITIALISING`, at the generation pinned); if one is not, the child **aborts** (failpoint test `a_fork_child_whose_parent_died_and_whose_inherited_object_was_removed_aborts`) |
+//! | fork: prepare handler finds the attach table full (after freeing dead processes' words) | the sticky `UNLISTED` bit, set before `fork` (the child has no word to carry its inherited uses) | nothing to repair: from then on no removal of an object (or of the region) succeeds, the full-table rule (failpoint tests `a_fork_with_a_table_full_of_live_words_leaves_the_region_unlisted`; dead words freed and a word claimed instead: `a_fork_with_a_table_full_of_dead_words_protects_the_child`). (A child whose claimed word was pruned under a live parent, by a misjudged probe or a peer's write, checks its inherited objects in its handler and aborts if one is gone.) |
 //! | `FREE` published, waiters not yet woken | sleepers on a free entry | each re-checks after its slice (10 ms) and finds the name gone (failpoint test `a_remover_killed_before_waking_leaves_waiters_to_their_slice`) |
 //! | creator: creation lock taken, directory not scanned | a lock naming a dead thread | the next creator probes it dead within a slice (10 ms) and takes it over (failpoint test `a_creator_killed_holding_the_creation_lock_is_taken_over`) |
 //! | creator: entry `CLAIMED` (a `FREE` or `EMPTY` one), extent placed, name not published | a dead claim under a dead lock | the next creator probes the lock's holder dead within a slice, takes the lock over and frees the claim (`FREE`: its extent is free space again), then goes on (failpoint test `a_creator_killed_after_claiming_an_entry_leaves_it_reusable`) |
 //! | creator: `INITIALISING` published, lock not yet released (or released, `init` running) | the lock, and an abandoned initialisation | the lock as above; the entry by takeover: a creator of the name waiting on it probes the owner between slices and initialises it afresh (failpoint test `a_creator_killed_after_publishing_the_name_is_taken_over`), or a remover of the name probes the owner dead and frees the entry and its extent (failpoint test `a_creator_killed_after_publishing_the_name_leaves_an_entry_removal_frees`; a panicking `init`: `an_initialisation_that_panicked_can_be_removed_and_its_space_reused`) |
+//! | getter: a dead or abandoned `INITIALISING` entry of its name seen, takeover CAS not yet made | nothing (a copy of the entry, private) | nothing to repair; a getter SIGSTOPped here that resumes after the entry was freed, reused and abandoned by another object's creator (the same state word) wins the CAS but sees the entry's generation changed and gives the entry back as it found it, then looks again: it never initialises or hands out its stale copy's offset (failpoint test `a_stale_takeover_of_a_reused_abandoned_entry_leaves_the_new_objects_alone`) |
 //!
 //! # Limits
 //!
@@ -147,6 +149,10 @@
 //!   that `exec`s after a `fork` that ran the handlers (libc `fork`, std's `Command` when
 //!   it forks) keeps a live word with all its parent's bits: every object the parent used
 //!   stays unremovable (`InUse` lists the new program's pid) until that program exits.
+//! - `fork` inside an `init` closure is not supported: the child continues `init` on an
+//!   entry that names the parent's thread; once the parent is gone the entry counts as an
+//!   abandoned initialisation, which a removal frees (its bitmap unchecked) and a creator
+//!   may reuse while the child still writes to it.
 //! - A bit is per handle, not per reference: a long-lived handle that once asked for a
 //!   name keeps it unremovable until dropped, whether or not it still holds a reference.
 //! - An entry whose generation a peer left odd (or that keeps failing a consistent copy
@@ -219,8 +225,12 @@ impl Pins {
     #[inline]
     pub(super) fn holds(&self, i: u32, e: &Entry, generation: u64) -> bool {
         // Acquire (in `has`), then Acquire: see `has`. While pinned the entry is not
-        // reused (this handle's bit refuses every removal but its own, under `&mut`), so
-        // the generation stays the pinned object's.
+        // reused (this handle's bit refuses every removal but its own, under `&mut`; an
+        // abandoned initialisation, which a removal frees without looking at the bitmap,
+        // is unpinned before it is abandoned), so the generation stays the pinned
+        // object's. Memory safety rests on the bit, which is per entry and stays while
+        // the handle lives, so it also protects any later object of the entry; the
+        // generation check keeps a stale copy from naming such an object.
         self.has(i) && e.generation.load(Ordering::Acquire) == generation
     }
 
@@ -239,10 +249,13 @@ impl Pins {
         }
     }
 
-    /// Unpins entry `i`.
+    /// Unpins entry `i`: under `&mut Region` (removal), or by the thread that owns the
+    /// entry's abandoned initialisation (the object was never handed out).
     pub(super) fn clear(&self, i: u32) {
         if let Some(w) = self.0.get((i / 64) as usize) {
-            // Relaxed: only under `&mut Region` (removal), no reference to the entry lives.
+            // Relaxed: no reference to the entry's object lives (see above), and a pin set
+            // again later is set by a thread that took the entry over after the owner's
+            // release transition, which comes after this store.
             w.fetch_and(!(1 << (i % 64)), Ordering::Relaxed);
         }
     }
@@ -475,10 +488,25 @@ impl Region {
     /// - [`RemoveObjectError::InUse`]: handles of these live processes asked for it; drop
     ///   them first. Nothing changed.
     /// - [`RemoveObjectError::Unlisted`]: the region had a handle without an attach-table
-    ///   word: no object of it is ever removed.
+    ///   word (also a `fork` child for which the full table had no word): no object of it
+    ///   is ever removed.
     /// - [`RemoveObjectError::InvalidName`], [`RemoveObjectError::Timeout`] (another live
     ///   process kept the entry busy past the region's timeout),
     ///   [`RemoveObjectError::Corrupt`].
+    ///
+    /// # Fork children
+    ///
+    /// A child forked while this process holds handles inherits their references; the
+    /// fork handlers list the child before `fork` returns, so a removal refuses while the
+    /// child lives. If the parent is killed during the `fork` call (or the word claimed
+    /// for the child is taken from it), a removal may succeed in the window before the
+    /// child's handler runs; the handler then checks every object the child inherited and, if one is gone,
+    /// prints one line to stderr (`shmstate: an object this fork child inherited a
+    /// reference to was removed during the fork (...); aborting`) and aborts the child
+    /// (`SIGABRT`, before any of its own code runs after `fork`): its references could
+    /// read another object's bytes, and a fork handler cannot return an error. Do not
+    /// `fork` inside an `init` closure: the child would go on initialising an entry that
+    /// names the parent's thread, which a removal may free once the parent is gone.
     ///
     /// # Examples
     ///
