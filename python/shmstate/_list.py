@@ -5,12 +5,14 @@ the key ``"n"``; an :class:`shmstate.RLock` guards every operation, so each meth
 atomic across processes (a method's new values are checked against ``max_value_size``
 before anything is changed, so a failed call leaves the list as it was). A process
 killed inside a method leaves the lock to the next caller, who gets
-:class:`shmstate.OwnerDiedError`: the list may then be half-way through that method.
+:class:`shmstate.OwnerDiedError` (as does every later call) until one calls
+:meth:`List.mark_consistent`: the list may then be half-way through the killed method
+(an ``insert`` or ``pop`` that was moving items shows one of them twice).
 """
 
 import operator
 
-from ._shmstate import Dict, DictFullError, RLock
+from ._shmstate import Dict, DictFullError, OwnerDiedError, RLock
 
 __all__ = ["List", "ListFullError"]
 
@@ -65,6 +67,42 @@ class List:
     def capacity(self):
         """How many items the list holds at most."""
         return self._capacity
+
+    def mark_consistent(self):
+        """After :class:`OwnerDiedError` (a process was killed inside a method): drops the
+        slots the killed call left beyond the length, and lets later calls proceed.
+        Returns whether the list needed it. The items are as the killed call left them.
+
+        Example::
+
+            try:
+                l.append(x)
+            except shmstate.OwnerDiedError:
+                l.mark_consistent()
+                l.append(x)
+        """
+        lock = self._lock
+        died = False
+        try:
+            lock.acquire()
+        except OwnerDiedError:
+            died = True  # the caller holds the lock
+        try:
+            d = self._d
+            n = d.get(_LEN)
+            if not isinstance(n, int) or not 0 <= n <= self._capacity:
+                n = 0
+                while n < self._capacity and n in d:
+                    n += 1
+            for k in d.keys():
+                if k != _LEN and not (isinstance(k, int) and 0 <= k < n):
+                    d.pop(k, None)
+            d[_LEN] = n
+            if died:
+                lock.mark_consistent()
+            return died
+        finally:
+            lock.release()
 
     # -- helpers (called with the lock held) ------------------------------------------
 

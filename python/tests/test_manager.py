@@ -3,6 +3,7 @@ method, List against a plain list for a sequence of operations, atomic appends f
 processes, a full list and a too-large value change nothing, and pickling."""
 
 import collections.abc
+import os
 import pickle
 import random
 
@@ -217,3 +218,36 @@ def test_pickles_as_a_reference():
     assert l == [1, 2, 3] and l2.capacity == l.capacity
     l.reverse()
     assert l2 == [3, 2, 1]
+
+
+def _die_inside_extend(l):
+    # what a process killed inside extend leaves: the lock held, a new item written past
+    # the length, the length not yet updated
+    l._lock.acquire()
+    l._d[len(l)] = "stray"
+    l._d["x"] = "tried"
+    os._exit(0)
+
+
+def test_a_process_killed_inside_a_method(ctx):
+    l = List([1, 2], capacity=3)
+    assert run_all(ctx, _die_inside_extend, [(l,)]) == [0]
+    with pytest.raises(shmstate.OwnerDiedError):
+        l.append(3)
+    with pytest.raises(shmstate.OwnerDiedError):  # until repaired
+        len(l.copy())
+    assert l.mark_consistent() is True
+    assert l == [1, 2] and len(l._d) == 3  # the items and the length: no stray slot
+    l.append(3)
+    assert l == [1, 2, 3]
+    assert l.mark_consistent() is False
+
+
+def test_unpicklable_value_changes_nothing():
+    l = List([1, 2])
+    for add in (lambda: l.extend([3, lambda: 0]), lambda: l.insert(0, lambda: 0),
+                lambda: l.__setitem__(slice(0, 1), [3, lambda: 0])):
+        with pytest.raises(Exception):  # noqa: B017 - what pickle raises varies
+            add()
+        assert l == [1, 2]
+    assert len(l._d) == 3  # no slot left behind
