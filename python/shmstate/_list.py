@@ -47,6 +47,7 @@ class List:
             raise ValueError("capacity must be positive")
         items = list(iterable)
         self._capacity = capacity
+        self._room(len(items))  # before anything is made
         # the items, the length, and the slot a value is tried at
         self._d = Dict(capacity=capacity + 2, max_key_size=16, max_value_size=max_value_size)
         self._lock = RLock()
