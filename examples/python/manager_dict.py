@@ -1,8 +1,9 @@
-# Python's Manager example (the docs' shared dict and list), on shmstate: no server
-# process, no proxies. What changed: the import; `manager.dict()` is `Dict()`; shmstate has
-# no shared list, so the list of ten numbers is an `Array` (fixed length, which is all this
-# program needs), reversed in place under its lock. It prints what the Manager program
-# prints: a Dict keeps insertion order, as a dict does.
+# Python's Manager example (the docs' shared dict and list) written with shmstate's objects
+# directly: `manager.dict()` is `Dict()`, and the list of ten numbers an `Array` (fixed
+# length, which is all this program needs), reversed in place under its lock.
+# examples/python/manager.py runs the docs' program unchanged but for its import
+# (`shmstate.Manager`, whose `list()` is a shared `shmstate.List`). It prints what the
+# Manager program prints: a Dict keeps insertion order, as a dict does.
 from multiprocessing import Process
 from shmstate import Dict, Array
 

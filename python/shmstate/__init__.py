@@ -20,6 +20,8 @@ holder dies. What it adds:
   loses updates and ``with v.get_lock(): v.value += 1`` costs a lock round trip;
 - :class:`Counter`, a striped counter for many processes counting at once;
 - :class:`Dict`, ``Manager().dict()`` without the server process, with an atomic ``incr``;
+- :class:`List`, ``Manager().list()`` without the server process, and :class:`Manager`
+  making both (the docs' Manager program runs with only its import changed);
 - :class:`Region`, a file of *named* objects that unrelated programs open;
 - every blocking call releases the GIL and is interrupted by Ctrl-C.
 """
@@ -44,11 +46,14 @@ from ._shmstate import (
     Value,
 )
 from ._queue import ShutDown
+from ._list import List, ListFullError
+from ._manager import Manager
 from ._sync import Barrier, Condition
 
 import collections.abc as _abc
 
 _abc.MutableMapping.register(Dict)
+_abc.MutableSequence.register(List)
 
 __all__ = [
     "Array",
@@ -60,7 +65,10 @@ __all__ = [
     "DictFullError",
     "Event",
     "JoinableQueue",
+    "List",
+    "ListFullError",
     "Lock",
+    "Manager",
     "OwnerDiedError",
     "Queue",
     "RLock",

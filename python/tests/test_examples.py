@@ -28,6 +28,17 @@ def test_manager_dict_prints_what_the_manager_program_prints(method):
     assert out == "{1: '1', '2': 2, 0.25: None}\n[9, 8, 7, 6, 5, 4, 3, 2, 1, 0]\n"
 
 
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_manager_program_runs_with_only_its_import_changed(method):
+    with open(os.path.join(EXAMPLES, "manager.py")) as f:
+        source = f.read()
+    assert "from shmstate import Manager\n" in source
+    out = run("-c", "import multiprocessing as mp, runpy; "
+              f"mp.set_start_method({method!r}); "
+              "runpy.run_path('manager.py', run_name='__main__')")
+    assert out == "{1: '1', '2': 2, 0.25: None}\n[9, 8, 7, 6, 5, 4, 3, 2, 1, 0]\n"
+
+
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_plus_equals_lesson(method):
     out = run("plus_equals.py", "20000", "--start-method", method)
