@@ -172,6 +172,9 @@ pub enum Point {
     /// Region getter: a dead (or abandoned) owner's `INITIALISING` entry is seen, the
     /// takeover CAS not yet made.
     RegionTakingOver,
+    /// Region object removal: the life-cycle word is read (no `UNLISTED`), the user
+    /// bitmap not yet read.
+    RegionObjectLifeChecked,
 }
 
 #[cfg(shmstate_test_hooks)]

@@ -609,3 +609,92 @@ fn a_fork_with_a_table_full_of_live_words_leaves_the_region_unlisted() {
         "child: {status:#x}"
     );
 }
+
+/// A removal that read the life-cycle word before a fork that found the attach table
+/// full (the fork sets `UNLISTED`; its child gets no word and no bits), and scans the
+/// bitmap after the parent dropped its handle: it finds no live user, and must still not
+/// free the child's object (it looks at the life-cycle word again after the scan).
+#[test]
+fn a_removal_in_flight_across_a_full_table_fork_leaves_the_childs_object() {
+    watchdog(Duration::from_secs(60));
+    let r = small_timeout_memfd();
+    // Created through a handle that is dropped at once: `r` holds no bit for "c", so
+    // neither does the remover, which inherits `r`.
+    handle(&r).get_or_default::<Counter>("c").unwrap().add(1);
+    // The remover, forked before this process uses "c" (so it inherits no bit for it):
+    // once told, it removes "c" and stops after step 2 (no `UNLISTED` yet). Exit 0:
+    // `Unlisted`; 1: removed.
+    let go = SharedMem::<ValueArray<u64>>::new(1);
+    let remover = fork_children(1, |_| {
+        shmstate::failpoint::arm(Point::RegionObjectLifeChecked);
+        while go.get().load(0, Ordering::Acquire) == 0 {
+            std::thread::yield_now();
+        }
+        let code = match handle(&r).remove("c") {
+            Err(RemoveObjectError::Unlisted) => 0,
+            Ok(()) => 1,
+            _ => 2,
+        };
+        // SAFETY: `_exit` ends the child at once.
+        unsafe { libc::_exit(code) }
+    })[0];
+    // This process now uses "c" through a second handle; then the remover starts.
+    let user = handle(&r);
+    let c = user.get::<Counter>("c").unwrap();
+    go.get().store(0, 1, Ordering::Release);
+    wait_until_stopped(remover);
+    // Words so far: `r` and `user` here, the remover's inherited `r` and its own handle.
+    // 62 holders inherit `r` and `user` (two words each): the table's 128 words are full.
+    let holders = fork_children(62, |_| {
+        loop {
+            // SAFETY: `pause` has no preconditions; the test SIGKILLs this child.
+            unsafe { libc::pause() };
+        }
+    });
+    let me = std::process::id();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while r
+        .attached()
+        .iter()
+        .filter(|a| a.pid != me)
+        .map(|a| a.handles)
+        .sum::<u32>()
+        < 126
+    {
+        assert!(Instant::now() < deadline, "the holders did not attach");
+        std::thread::yield_now();
+    }
+    // A fork with the table full: `UNLISTED` before `fork`; the child stops in its
+    // handler, holding "c" with no word of its own.
+    shmstate::failpoint::arm(Point::RegionForkChildEntered);
+    let child = fork_children(1, |_| {
+        // SAFETY: `_exit` ends the child at once.
+        unsafe { libc::_exit(c.get() as i32) }
+    })[0];
+    wait_until_stopped(child);
+    // Every other user of "c" goes: the holders die, this process drops its handles.
+    for &pid in &holders {
+        kill_and_reap(pid);
+    }
+    drop(user);
+    drop(r);
+    let mut status = 0;
+    // SAFETY: resuming and reaping our own stopped children.
+    unsafe {
+        libc::kill(remover, libc::SIGCONT);
+        libc::waitpid(remover, &mut status, 0);
+    }
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the remover: {status:#x} (exit 1: it freed an object a live fork child holds)"
+    );
+    // SAFETY: as above.
+    unsafe {
+        libc::kill(child, libc::SIGCONT);
+        libc::waitpid(child, &mut status, 0);
+    }
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 1,
+        "child: {status:#x}"
+    );
+}

@@ -858,7 +858,9 @@ extern "C" fn after_fork_child() {
                 // see proves that a removal did not come in between. So does a child for
                 // which no word was claimed (a full table), unless the region is unlisted:
                 // the prepare handler set `UNLISTED` before `fork`, so every removal since
-                // is refused (its step 2), and one before it found the parent's bits live.
+                // is refused (its step 2, which a removal looks at again after its scan: one
+                // in flight across the fork either found the parent's bits live or, if the
+                // parent dropped its handle first, finds `UNLISTED` on that second look).
                 // (Checking there anyway would abort a child that merely meets a refused
                 // removal's transient `REMOVING`.)
                 let unprotected = if i == NO_SLOT {

@@ -121,7 +121,7 @@
 //! | remover step 4: bitmap cleared, `FREE` not yet published | the same, with an empty bitmap | as above: `READY` again, users ask again (failpoint test `a_remover_killed_after_clearing_the_bitmap_leaves_the_object_ready`) |
 //! | fork: prepare handler done (a word claimed for the child in the parent's name, the parent handle's bits copied to it), `fork` not yet returned | a word naming the parent, with its bits | nothing to repair while the parent lives: the word is live. Entries another parent thread pinned after the copy get the child word's bit from the parent handler, under the registry lock (so before any parent handle can be dropped), and again from the child handler. A parent that dies with the fork (no child) leaves a word naming a dead process: pruned by the next removal's or full table's scan |
 //! | fork: child running, its handler not yet swapped its own word in | the child's inherited uses on a word naming the parent | while the parent lives: nothing, a removal refuses (failpoint test `a_fork_child_stopped_before_its_handler_keeps_its_inherited_objects`). A parent SIGKILLed here leaves the word naming a dead process, and a removal meanwhile may free objects the child holds references to: the child's handler, once its own bits are set, sees its parent gone and checks every pinned entry (still `READY` or `INITIALISING`, at the generation pinned); if one is not, the child **aborts** (failpoint test `a_fork_child_whose_parent_died_and_whose_inherited_object_was_removed_aborts`) |
-//! | fork: prepare handler finds the attach table full (after freeing dead processes' words) | the sticky `UNLISTED` bit, set before `fork` (the child has no word to carry its inherited uses) | nothing to repair: from then on no removal of an object (or of the region) succeeds, the full-table rule (failpoint tests `a_fork_with_a_table_full_of_live_words_leaves_the_region_unlisted`; dead words freed and a word claimed instead: `a_fork_with_a_table_full_of_dead_words_protects_the_child`). (A child whose claimed word was pruned under a live parent, by a misjudged probe or a peer's write, checks its inherited objects in its handler and aborts if one is gone.) |
+//! | fork: prepare handler finds the attach table full (after freeing dead processes' words) | the sticky `UNLISTED` bit, set before `fork` (the child has no word to carry its inherited uses) | nothing to repair: from then on no removal of an object (or of the region) succeeds, the full-table rule (failpoint tests `a_fork_with_a_table_full_of_live_words_leaves_the_region_unlisted`; dead words freed and a word claimed instead: `a_fork_with_a_table_full_of_dead_words_protects_the_child`). A removal that read the life-cycle word before that `fork` reads it again after its scan of the bitmap, so it refuses too, even if the parent dropped its handle in between (failpoint test `a_removal_in_flight_across_a_full_table_fork_leaves_the_childs_object`). (A child whose claimed word was pruned under a live parent, by a misjudged probe or a peer's write, checks its inherited objects in its handler and aborts if one is gone.) |
 //! | `FREE` published, waiters not yet woken | sleepers on a free entry | each re-checks after its slice (10 ms) and finds the name gone (failpoint test `a_remover_killed_before_waking_leaves_waiters_to_their_slice`) |
 //! | creator: creation lock taken, directory not scanned | a lock naming a dead thread | the next creator probes it dead within a slice (10 ms) and takes it over (failpoint test `a_creator_killed_holding_the_creation_lock_is_taken_over`) |
 //! | creator: entry `CLAIMED` (a `FREE` or `EMPTY` one), extent placed, name not published | a dead claim under a dead lock | the next creator probes the lock's holder dead within a slice, takes the lock over and frees the claim (`FREE`: its extent is free space again), then goes on (failpoint test `a_creator_killed_after_claiming_an_entry_leaves_it_reusable`) |
@@ -586,6 +586,7 @@ impl Region {
             cancel();
             return Err(RemoveObjectError::Unlisted);
         }
+        crate::failpoint::hit(crate::failpoint::Point::RegionObjectLifeChecked);
         let mut pids: Vec<u32> = Vec::new();
         // SeqCst: remover step 3, the remover's loads of the Dekker pair.
         let seen = [
@@ -616,6 +617,20 @@ impl Region {
             }
         }
         crate::failpoint::hit(crate::failpoint::Point::RegionObjectUsersProbed);
+        // SeqCst: step 2 again, after the scan. A fork that found the attach table full
+        // sets `UNLISTED` before `fork` (the prepare handler), and its child then has no
+        // word and no bits: the parent's handle is its only stand-in. If the scan above
+        // found that handle gone, it was dropped after the `fork`, so after the `UNLISTED`
+        // store, which this load (later in the single order of `SeqCst` operations than
+        // the scan's load of the parent's word) then sees. Without this second look, a
+        // removal that passed step 2 before the fork would free the child's object.
+        let unlisted_now = raw
+            .header()
+            .is_none_or(|h| h.life.load(Ordering::SeqCst) & life::UNLISTED != 0);
+        if pids.is_empty() && unlisted_now {
+            cancel();
+            return Err(RemoveObjectError::Unlisted);
+        }
         if !pids.is_empty() {
             // Nothing is cleared: this handle keeps its own bit (it keeps its pin, and may
             // hold references through other threads' calls), and a word read free or dead
