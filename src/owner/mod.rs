@@ -295,11 +295,21 @@ mod imp {
     #[cold]
     fn proc_is_ours_slow() -> bool {
         let pid = current_pid();
-        let ours = std::fs::read_link("/proc/self").is_ok_and(|p| {
-            p.to_str()
-                .and_then(|s| s.parse::<u32>().ok())
-                .is_some_and(|n| n == pid)
-        });
+        // Into a stack buffer, not `std::fs::read_link`: no allocation, because the
+        // region's fork prepare handler can get here (probing attach-table words), and an
+        // allocator that registered its own fork handlers after this crate (jemalloc with
+        // some link orders) holds its locks by then.
+        let mut buf = [0u8; 16];
+        // SAFETY: a NUL-terminated path and a writable buffer of `buf.len()` bytes;
+        // `readlink` writes at most that many and returns how many (or -1).
+        let n =
+            unsafe { libc::readlink(c"/proc/self".as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        let ours = usize::try_from(n)
+            .ok()
+            .filter(|&n| n < buf.len())
+            .and_then(|n| core::str::from_utf8(&buf[..n]).ok())
+            .and_then(|s| s.parse::<u32>().ok())
+            .is_some_and(|n| n == pid);
         // A PID is positive and below 2²² (PID_MAX_LIMIT), so the entry is non-zero and
         // keeps every bit. Relaxed: as in `proc_is_ours`; racing threads store the same.
         PROC_IS_OURS.store(pid << 1 | u32::from(ours), Ordering::Relaxed);

@@ -572,11 +572,11 @@ fn prune(raw: Raw<'_>, geo: &Geometry) -> Vec<u64> {
 }
 
 /// Frees every table word that names a dead process, passing each live word to `live`.
-/// Takes no lock and allocates nothing itself (the fork prepare handler calls it, in the
-/// parent): atomics, and the `kill`/`/proc` probes of each word (whose first probe of
-/// another process caches, once per process, whether `/proc` is this namespace's: a
-/// `readlink` that allocates, harmless in a prepare handler, which runs before libc
-/// takes its allocator's locks for the fork).
+/// Takes no lock and allocates nothing (the fork prepare handler calls it, in the
+/// parent, where an allocator with fork handlers of its own may already hold its locks):
+/// atomics, and the `kill`/`/proc` probes of each word (whose first probe of another
+/// process caches, once per process, whether `/proc` is this namespace's: a `readlink`
+/// into a stack buffer).
 fn prune_each(raw: Raw<'_>, geo: &Geometry, mut live: impl FnMut(u64)) {
     for i in 0..ATTACH_SLOTS {
         let Some(s) = raw.attach_slot(geo, i) else {
