@@ -620,9 +620,11 @@ impl Region {
         // SeqCst: step 2 again, after the scan. A fork that found the attach table full
         // sets `UNLISTED` before `fork` (the prepare handler), and its child then has no
         // word and no bits: the parent's handle is its only stand-in. If the scan above
-        // found that handle gone, it was dropped after the `fork`, so after the `UNLISTED`
-        // store, which this load (later in the single order of `SeqCst` operations than
-        // the scan's load of the parent's word) then sees. Without this second look, a
+        // found that handle gone (its bit cleared, or its word released: both `SeqCst`,
+        // in `Attachment::release`), it was dropped after the `fork`, so after the
+        // `UNLISTED` store (`SeqCst`, in the same thread before `fork`); this load comes
+        // after the scan's load that saw the drop, so in the single order of `SeqCst`
+        // operations it comes after that store, and sees it. Without this second look, a
         // removal that passed step 2 before the fork would free the child's object.
         let unlisted_now = raw
             .header()
