@@ -958,7 +958,36 @@ fn register(a: &Arc<Attachment>) {
         // SeqCst: as the opener's step 1 for an unlisted handle (module docs).
         h.life.fetch_or(life::UNLISTED, Ordering::SeqCst);
     }
-    registry().push(Arc::clone(a));
+    push_unallocating(Arc::clone(a));
+}
+
+/// Appends `a` to the registry without allocating or freeing while its lock is held: the
+/// fork prepare handler takes that lock, and an allocator with fork handlers of its own
+/// (jemalloc's run before ours when registered after them) holds its locks by then, so
+/// a thread that allocated under the registry lock would wait for the allocator while
+/// the forking thread waited for the registry. A full vector is replaced by a larger one
+/// allocated outside the lock; the old buffer is freed after the lock is released.
+fn push_unallocating(a: Arc<Attachment>) {
+    let mut spare: Vec<Arc<Attachment>> = Vec::new();
+    loop {
+        let mut reg = registry();
+        if reg.len() < reg.capacity() {
+            reg.push(a);
+            return;
+        }
+        if spare.capacity() > reg.len() {
+            // Moves within capacity: `append` and `push` do not allocate.
+            spare.append(&mut reg);
+            spare.push(a);
+            let old = core::mem::replace(&mut *reg, spare);
+            drop(reg);
+            drop(old);
+            return;
+        }
+        let want = (reg.len() + 1).max(4) * 2;
+        drop(reg);
+        spare = Vec::with_capacity(want);
+    }
 }
 
 fn unregister(a: &Arc<Attachment>) {
