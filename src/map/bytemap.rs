@@ -1404,8 +1404,9 @@ impl ByteMap {
         out
     }
 
-    /// The stripe and home slot of `key` in a map made with `options` and `seed` (a pure
-    /// function: no map needed). Not part of the API.
+    /// The stripe and home slot of `key` in a map made by this version with `options` and
+    /// `seed` (layout version 2, SipHash-1-3; a pure function: no map needed). Not part of
+    /// the API.
     #[doc(hidden)]
     pub fn place_of(options: MapOptions, seed: [u8; 16], key: &[u8]) -> Option<(usize, usize)> {
         let mut g = options.geometry()?;

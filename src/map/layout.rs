@@ -482,7 +482,9 @@ impl ByteMap {
     /// The geometry is recorded in the header at creation (word 6), so this is a few
     /// loads and integer checks: the options in range, the recorded geometry consistent
     /// with them: its size equal to the object's (whose length is this process's own
-    /// pointer metadata), the stripes the capacity rule gives, room for the capacity.
+    /// pointer metadata) and room for the capacity. (Whether the stripes are the ones the
+    /// capacity rule gives is not checked: a header that breaks the rule is used as it
+    /// says, which stays inside the object.)
     /// Whatever the words hold, a geometry that passes indexes only
     /// inside the object.
     #[inline(always)]

@@ -270,10 +270,13 @@
 //!
 //! # Hostile bytes
 //!
-//! Any bytes may be found anywhere in the map. Every operation reads the header once and
+//! Any bytes may be found anywhere in the map. Every operation reads the header and
 //! validates it (magic, option ranges, and the size of the layout the header records
 //! against the object's length, which comes from the process's own mapping: a few integer
-//! checks) and uses only that local copy; a bad header is [`MapError::Corrupt`]. A
+//! checks) and works from that local copy; a bad header is [`MapError::Corrupt`]. (A
+//! lookup that raced a writer validates it once more before it retries, so a header
+//! rewritten in between makes the retry use the new copy, or fail `Corrupt`: never an
+//! access outside the object.) A
 //! garbage map count or stripe count makes inserts fail `Full` or `len` read wrong, or
 //! lets the map exceed `capacity` (see "Limits"); a count raised by garbage stays raised
 //! until the next repair of any stripe lowers it (a repair scans when the map reads full;
