@@ -2,18 +2,19 @@
 //! locked for one protocol step (writers).
 
 use core::cell::RefCell;
+use core::mem::MaybeUninit;
 use core::time::Duration;
 use std::time::Instant;
 
 use crate::failpoint::{self, Point};
-use crate::sync::Ordering;
+use crate::sync::{AtomicU64, Ordering};
 
 use super::error::{IncrError, InsertError, MapError, UpdateError};
 use super::hash::Place;
 use super::layout::{ByteMap, Meta, copy_out, now_ns};
 use super::options::{Geometry, MapOptions};
 use super::read::{Clock, Out, READ_RETRIES, next};
-use super::write::{Find, Locked};
+use super::write::{Find, Locked, vec_of};
 
 /// What an [`update`](ByteMap::update) closure decides: keep the entry as it is, set a
 /// value, or remove the entry; each with the result `R` that `update` returns.
@@ -586,7 +587,7 @@ impl ByteMap {
     /// see [`Locked::write_held`]); its key and value.
     #[cold]
     fn evict_elsewhere(&self, l: &Locked<'_>) -> Option<(Vec<u8>, Vec<u8>)> {
-        let g = &l.g;
+        let g = l.g;
         (1..g.stripes).find_map(|k| {
             let lk = self.try_lock_stripe(g, (l.s + k) & (g.stripes - 1), l.dl)?;
             let (v, m) = lk.victim()?;
@@ -783,15 +784,16 @@ impl ByteMap {
         head.seq.load(Ordering::Relaxed) == ss
     }
 
-    /// Checks the key and value lengths, and locks the key's stripe.
+    /// Checks the value's length against `g` (the key's was checked by `locate`), and
+    /// locks the stripe of place `p`.
     #[inline(always)]
-    fn lock_for(
-        &self,
-        key: &[u8],
+    fn lock_for<'a>(
+        &'a self,
+        g: &'a Geometry,
+        p: &Place,
         value: &[u8],
         dl: Option<Instant>,
-    ) -> Result<(Locked<'_>, Place), MapError> {
-        let (g, p) = self.locate(key)?;
+    ) -> Result<Locked<'a>, MapError> {
         let max = g.options.value_max_len();
         if value.len() > max {
             return Err(MapError::ValueTooLong {
@@ -799,7 +801,7 @@ impl ByteMap {
                 max,
             });
         }
-        Ok((self.lock_stripe_until(&g, p.stripe, dl)?, p))
+        Ok(self.lock_stripe_until(g, p.stripe, dl)?)
     }
 }
 
@@ -846,7 +848,7 @@ impl Locked<'_> {
             let slot = self.slot(i);
             // Relaxed: we hold the lock.
             let m = Meta(slot.meta().load(Ordering::Relaxed));
-            if m.full_and_valid(&self.g) && clock.expired(slot.expiry().load(Ordering::Relaxed)) {
+            if m.full_and_valid(self.g) && clock.expired(slot.expiry().load(Ordering::Relaxed)) {
                 self.remove_at(i);
                 n += 1;
             } else {
@@ -872,7 +874,7 @@ impl Locked<'_> {
             let slot = self.slot(i);
             // Relaxed: we hold the lock.
             let m = Meta(slot.meta().load(Ordering::Relaxed));
-            if m.full_and_valid(&self.g) {
+            if m.full_and_valid(self.g) {
                 let stamp = slot.stamp().load(Ordering::Relaxed);
                 if best.is_none_or(|(b, ..)| stamp < b) {
                     best = Some((stamp, i, m));
@@ -956,15 +958,20 @@ impl<'a> ByteMapDeadline<'a> {
     ) -> Result<Option<R>, MapError> {
         // A value up to `STACK_VALUE` bytes is copied to the stack; a longer one into the
         // thread's scratch buffer.
-        let mut stack = [0u8; STACK_VALUE];
+        let mut stack = [const { MaybeUninit::<u64>::uninit() }; STACK_VALUE / 8];
         let mut len = 0;
         if !self
             .map
-            .read(key, Out::Buf(&mut stack, &mut len), self.dl)?
+            .read(key, Out::Words(&mut stack, &mut len), self.dl)?
         {
             return Ok(None);
         }
-        if let Some(v) = stack.get(..len) {
+        if len <= STACK_VALUE {
+            // SAFETY: `read` returned `true` with `len <= 8 * stack.len()`, so it wrote the
+            // first `len.div_ceil(8)` words (see `Out::Words`); `len` bytes of them are
+            // initialised, inside `stack`, aligned for `u8`, and `stack` is not written
+            // while the slice lives.
+            let v = unsafe { core::slice::from_raw_parts(stack.as_ptr().cast::<u8>(), len) };
             return Ok(Some(f(v)));
         }
         SCRATCH.with(|s| match s.try_borrow_mut() {
@@ -1030,11 +1037,27 @@ impl<'a> ByteMapDeadline<'a> {
         value: &[u8],
         expiry: u64,
     ) -> Result<Option<Vec<u8>>, InsertError> {
-        let (l, p) = self.map.lock_for(key, value, self.dl)?;
+        self.insert_taking(key, value, expiry, vec_of)
+    }
+
+    /// The insert of `key` (with `expiry`) that hands the old value, if any, to `take`
+    /// (its words and its length in bytes, read under the stripe lock before the
+    /// overwrite) and returns what `take` made of it: the typed map reads its `V` out of
+    /// the words without a vector.
+    #[inline]
+    pub(crate) fn insert_taking<O>(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        expiry: u64,
+        take: impl FnOnce(&[AtomicU64], usize) -> O,
+    ) -> Result<Option<O>, InsertError> {
+        let (g, p) = self.map.locate(key)?;
+        let l = self.map.lock_for(&g, &p, value, self.dl)?;
         let mut clock = Clock::new();
         match l.find_room(&p, key, &mut clock)? {
             Some(Find::Found(i, m)) => {
-                let old = l.value_vec(i, m);
+                let old = take(l.slot(i).value(), m.value_len());
                 l.write_value(i, m, value, Some(expiry));
                 Ok(Some(old))
             }
@@ -1049,7 +1072,8 @@ impl<'a> ByteMapDeadline<'a> {
     ///
     /// As for [`insert`](Self::insert).
     pub fn add(&self, key: &[u8], value: &[u8]) -> Result<bool, InsertError> {
-        let (l, p) = self.map.lock_for(key, value, self.dl)?;
+        let (g, p) = self.map.locate(key)?;
+        let l = self.map.lock_for(&g, &p, value, self.dl)?;
         let mut clock = Clock::new();
         match l.find_room(&p, key, &mut clock)? {
             Some(Find::Found(..)) => Ok(false),
@@ -1065,7 +1089,8 @@ impl<'a> ByteMapDeadline<'a> {
     /// [`MapError::Timeout`] if the key's stripe lock is not acquired by the deadline
     /// (nothing changed); else as for [`ByteMap::replace`].
     pub fn replace(&self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, MapError> {
-        let (l, p) = self.map.lock_for(key, value, self.dl)?;
+        let (g, p) = self.map.locate(key)?;
+        let l = self.map.lock_for(&g, &p, value, self.dl)?;
         let mut clock = Clock::new();
         match l.find(&p, key, &mut clock)? {
             Find::Found(i, m) => {
@@ -1083,7 +1108,8 @@ impl<'a> ByteMapDeadline<'a> {
     ///
     /// As for [`replace`](Self::replace).
     pub fn remove(&self, key: &[u8]) -> Result<Option<Vec<u8>>, MapError> {
-        let (l, p) = self.map.lock_for(key, &[], self.dl)?;
+        let (g, p) = self.map.locate(key)?;
+        let l = self.map.lock_for(&g, &p, &[], self.dl)?;
         let mut clock = Clock::new();
         match l.find(&p, key, &mut clock)? {
             Find::Found(i, m) => {
@@ -1106,7 +1132,8 @@ impl<'a> ByteMapDeadline<'a> {
         current: &[u8],
         new: &[u8],
     ) -> Result<Result<(), Option<Vec<u8>>>, MapError> {
-        let (l, p) = self.map.lock_for(key, new, self.dl)?;
+        let (g, p) = self.map.locate(key)?;
+        let l = self.map.lock_for(&g, &p, new, self.dl)?;
         let mut clock = Clock::new();
         match l.find(&p, key, &mut clock)? {
             Find::Found(i, m) => {
@@ -1133,7 +1160,8 @@ impl<'a> ByteMapDeadline<'a> {
         key: &[u8],
         f: impl FnOnce(Option<&[u8]>) -> Update<R, V>,
     ) -> Result<R, UpdateError> {
-        let (l, p) = self.map.lock_for(key, &[], self.dl)?;
+        let (g, p) = self.map.locate(key)?;
+        let l = self.map.lock_for(&g, &p, &[], self.dl)?;
         let mut clock = Clock::new();
         let found = l.find_room(&p, key, &mut clock)?;
         let (slot, old) = match found {
@@ -1171,7 +1199,8 @@ impl<'a> ByteMapDeadline<'a> {
     /// [`IncrError::Timeout`] if the key's stripe lock is not acquired by the deadline;
     /// else as for [`ByteMap::incr`].
     pub fn incr(&self, key: &[u8], by: i64, init: i64) -> Result<i64, IncrError> {
-        let (l, p) = self.map.lock_for(key, &[0; 8], self.dl)?;
+        let (g, p) = self.map.locate(key)?;
+        let l = self.map.lock_for(&g, &p, &[0; 8], self.dl)?;
         let mut clock = Clock::new();
         match l.find_room(&p, key, &mut clock)? {
             Some(Find::Found(i, m)) => {
@@ -1200,7 +1229,8 @@ impl<'a> ByteMapDeadline<'a> {
     ///
     /// As for [`insert`](Self::insert).
     pub fn insert_evicting(&self, key: &[u8], value: &[u8]) -> Result<Evicted, InsertError> {
-        let (l, p) = self.map.lock_for(key, value, self.dl)?;
+        let (g, p) = self.map.locate(key)?;
+        let l = self.map.lock_for(&g, &p, value, self.dl)?;
         let mut clock = Clock::new();
         match l.find_room(&p, key, &mut clock)? {
             Some(Find::Found(i, m)) => {
@@ -1374,12 +1404,14 @@ impl ByteMap {
         out
     }
 
-    /// The stripe and home slot of `key` in a map made with `options` and `seed` (a pure
-    /// function: no map needed). Not part of the API.
+    /// The stripe and home slot of `key` in a map made by this version with `options` and
+    /// `seed` (layout version 2, SipHash-1-3; a pure function: no map needed). Not part of
+    /// the API.
     #[doc(hidden)]
     pub fn place_of(options: MapOptions, seed: [u8; 16], key: &[u8]) -> Option<(usize, usize)> {
-        let g = options.geometry()?;
-        let p = super::hash::place(&g, super::hash::sip(&seed, key));
+        let mut g = options.geometry()?;
+        g.seed = super::hash::seed_keys(&seed);
+        let p = super::hash::place(&g, super::hash::key_hash(&g, key));
         Some((p.stripe, p.home))
     }
 

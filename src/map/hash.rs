@@ -1,7 +1,7 @@
-//! The key hash: SipHash-2-4 keyed with the map's seed (see "Hashing" in the
-//! [module docs](super)).
+//! The key hash: SipHash-1-3 (maps of layout version 2) or SipHash-2-4 (version 1), keyed
+//! with the map's seed (see "Hashing" in the [module docs](super)).
 
-use super::options::Geometry;
+use super::options::{Geometry, KeyHash};
 
 /// SipHash-2-4 of `key`'s bytes (nothing else: no length prefix), keyed with `seed`
 /// (`k0` = `seed[0..8]`, `k1` = `seed[8..16]`, little-endian, as the reference
@@ -9,17 +9,36 @@ use super::options::Geometry;
 #[inline]
 #[cfg_attr(loom, allow(dead_code))] // the boot hash and test hooks: not under loom
 pub(crate) fn sip(seed: &[u8; 16], key: &[u8]) -> u64 {
-    let k0 = u64::from_le_bytes(core::array::from_fn(|i| seed[i]));
-    let k1 = u64::from_le_bytes(core::array::from_fn(|i| seed[8 + i]));
-    sip_keys([k0, k1], key)
+    sip_keys::<2, 4>(seed_keys(seed), key)
 }
 
-/// [`sip`] with the seed as its two little-endian words (`k0`, `k1`): SipHash-2-4 in one
+/// The seed's two little-endian words (`k0` = bytes 0..8, `k1` = 8..16), as SipHash reads
+/// its 16-byte key.
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) fn seed_keys(seed: &[u8; 16]) -> [u64; 2] {
+    [
+        u64::from_le_bytes(core::array::from_fn(|i| seed[i])),
+        u64::from_le_bytes(core::array::from_fn(|i| seed[8 + i])),
+    ]
+}
+
+/// The hash of `key` in a map of geometry `g`: SipHash-c-d with the rounds of the map's
+/// layout version, keyed with its seed.
+#[inline(always)]
+pub(crate) fn key_hash(g: &Geometry, key: &[u8]) -> u64 {
+    match g.hash {
+        KeyHash::Sip13 => sip_keys::<1, 3>(g.seed, key),
+        KeyHash::Sip24 => sip_keys::<2, 4>(g.seed, key),
+    }
+}
+
+/// SipHash-`C`-`D` (`C` rounds per message word, `D` finalization rounds) of `key`, keyed
+/// with the seed as its two little-endian words (`k0`, `k1`), in one
 /// pass over the whole key (the streaming `siphasher` computes the same, checked by the
 /// tests below, but buffers each write, which costs a lookup of a short key more than
 /// the rounds do).
 #[inline]
-pub(crate) fn sip_keys(keys: [u64; 2], key: &[u8]) -> u64 {
+pub(crate) fn sip_keys<const C: usize, const D: usize>(keys: [u64; 2], key: &[u8]) -> u64 {
     let [k0, k1] = keys;
     let mut v = [
         k0 ^ 0x736f_6d65_7073_6575,
@@ -31,8 +50,9 @@ pub(crate) fn sip_keys(keys: [u64; 2], key: &[u8]) -> u64 {
     for c in &mut chunks {
         let m = u64::from_le_bytes(core::array::from_fn(|i| c[i]));
         v[3] ^= m;
-        round(&mut v);
-        round(&mut v);
+        for _ in 0..C {
+            round(&mut v);
+        }
         v[0] ^= m;
     }
     let rest = chunks.remainder();
@@ -41,11 +61,12 @@ pub(crate) fn sip_keys(keys: [u64; 2], key: &[u8]) -> u64 {
         last |= u64::from(b) << (8 * i);
     }
     v[3] ^= last;
-    round(&mut v);
-    round(&mut v);
+    for _ in 0..C {
+        round(&mut v);
+    }
     v[0] ^= last;
     v[2] ^= 0xff;
-    for _ in 0..4 {
+    for _ in 0..D {
         round(&mut v);
     }
     v[0] ^ v[1] ^ v[2] ^ v[3]
@@ -119,18 +140,26 @@ mod tests {
         }
     }
 
-    /// The one-pass hash equals the streaming `siphasher` for every length up to 64 and
-    /// a few seeds.
+    /// The one-pass hashes equal the streaming `siphasher` ones (SipHash-2-4 and
+    /// SipHash-1-3) for every length up to 64 and a few seeds.
     #[test]
     fn one_pass_siphash_matches_siphasher() {
         use core::hash::Hasher;
         for s in 0..4u8 {
             let seed: [u8; 16] = core::array::from_fn(|i| (i as u8).wrapping_mul(37) ^ s);
+            let keys = seed_keys(&seed);
             for len in 0..=64 {
                 let msg: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(s + 3)).collect();
                 let mut h = siphasher::sip::SipHasher24::new_with_key(&seed);
                 h.write(&msg);
-                assert_eq!(sip(&seed, &msg), h.finish(), "seed {s}, length {len}");
+                assert_eq!(sip(&seed, &msg), h.finish(), "2-4: seed {s}, length {len}");
+                let mut h = siphasher::sip::SipHasher13::new_with_key(&seed);
+                h.write(&msg);
+                assert_eq!(
+                    sip_keys::<1, 3>(keys, &msg),
+                    h.finish(),
+                    "1-3: seed {s}, length {len}"
+                );
             }
         }
     }

@@ -9,12 +9,17 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 use super::error::MapError;
 use super::options::{
-    Geometry, HEADER_LINES, MAX_CAPACITY, MAX_KEY_LEN, MAX_STRIPE_SLOTS, MAX_VALUE_LEN, MapOptions,
-    SLOT_HEAD_WORDS, STRIPE_TARGET,
+    Geometry, HEADER_LINES, KeyHash, MAX_CAPACITY, MAX_KEY_LEN, MAX_STRIPE_SLOTS, MAX_VALUE_LEN,
+    MapOptions, SLOT_HEAD_WORDS,
 };
 
-/// Word 0 of the header: "shmmap" and the layout version 1.
-pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"shmmap\x01\x00");
+/// Word 0 of the header: "shmmap" and the layout version 2 (keys hashed with SipHash-1-3),
+/// written by every map this version creates.
+pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"shmmap\x02\x00");
+
+/// Word 0 of a map of layout version 1 (keys hashed with SipHash-2-4; otherwise the same
+/// layout): still opened and used, with its own hash.
+pub(crate) const MAGIC_V1: u64 = u64::from_le_bytes(*b"shmmap\x01\x00");
 
 /// The most stripes a map has is `2^MAX_LOG_STRIPES` (`MAX_CAPACITY / 128`).
 const MAX_LOG_STRIPES: u64 = 26;
@@ -290,6 +295,14 @@ impl Meta {
             && self.value_len() <= g.options.value_max_len()
             && self.home() < g.sps
     }
+    /// Whether this is a full slot's meta with this tag and key length (and zero reserved
+    /// bits): one mask and compare, the probe's test of every slot it passes. (The value
+    /// length and home are checked by [`full_and_valid`](Self::full_and_valid) on a match.)
+    #[inline(always)]
+    pub(crate) fn is_full_with(self, tag: u32, key_len: usize) -> bool {
+        const MASK: u64 = 3 | 0x7FF << 2 | 3 << 30 | 0xFF_FFFF << 40;
+        self.0 & MASK == FULL | ((key_len as u64) & 0x7FF) << 2 | u64::from(tag) << 40
+    }
     /// Whether this is a valid empty slot's meta (all zero).
     #[inline]
     pub(crate) fn is_empty(self) -> bool {
@@ -332,28 +345,56 @@ pub(crate) fn for_each_word(bytes: &[u8], mut f: impl FnMut(usize, u64)) {
 }
 
 /// Copies `out.len()` bytes out of `words` with relaxed loads (a racy copy is rejected by
-/// the caller's sequence check). `words` holds at least `out.len()` bytes.
+/// the caller's sequence check). `words` holds at least `out.len()` bytes (a shorter
+/// `words` leaves the rest of `out` as it was).
+///
+/// Whole words first, then the last partial word: no iterator adapters and no call to
+/// `memcpy` for a short value, which is what a lookup copies.
 #[inline]
 pub(crate) fn copy_out(words: &[AtomicU64], out: &mut [u8]) {
-    for (chunk, w) in out.chunks_mut(8).zip(words) {
+    let whole = out.len() / 8;
+    let (head, tail) = out.split_at_mut(whole * 8);
+    for (chunk, w) in head.chunks_exact_mut(8).zip(words) {
         // Relaxed: the caller's sequence recheck (or its lock) orders the copy.
+        chunk.copy_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
+    }
+    if !tail.is_empty()
+        && let Some(w) = words.get(whole)
+    {
+        // Relaxed: as above.
         let b = w.load(Ordering::Relaxed).to_le_bytes();
-        chunk.copy_from_slice(&b[..chunk.len()]);
+        for (o, b) in tail.iter_mut().zip(b) {
+            *o = b;
+        }
     }
 }
 
 /// Whether `words` hold `key` (zero-padded), compared word by word with relaxed loads.
 #[inline]
 pub(crate) fn key_equals(words: &[AtomicU64], key: &[u8]) -> bool {
-    let mut eq = true;
-    let mut it = words.iter();
-    for_each_word(key, |_, k| {
-        if eq {
-            // Relaxed: as in `copy_out`.
-            eq = it.next().is_some_and(|w| w.load(Ordering::Relaxed) == k);
+    let whole = key.len() / 8;
+    let (head, tail) = key.split_at(whole * 8);
+    if words.len() < whole + usize::from(!tail.is_empty()) {
+        return false;
+    }
+    for (c, w) in head.chunks_exact(8).zip(words) {
+        let k = u64::from_le_bytes(core::array::from_fn(|i| c[i]));
+        // Relaxed: as in `copy_out`.
+        if w.load(Ordering::Relaxed) != k {
+            return false;
         }
-    });
-    eq
+    }
+    if tail.is_empty() {
+        return true;
+    }
+    let mut k = 0u64;
+    for (i, &b) in tail.iter().enumerate() {
+        k |= u64::from(b) << (8 * i);
+    }
+    // Relaxed: as in `copy_out`.
+    words
+        .get(whole)
+        .is_some_and(|w| w.load(Ordering::Relaxed) == k)
 }
 
 impl ByteMap {
@@ -441,7 +482,9 @@ impl ByteMap {
     /// The geometry is recorded in the header at creation (word 6), so this is a few
     /// loads and integer checks: the options in range, the recorded geometry consistent
     /// with them: its size equal to the object's (whose length is this process's own
-    /// pointer metadata), the stripes the capacity rule gives, room for the capacity.
+    /// pointer metadata) and room for the capacity. (Whether the stripes are the ones the
+    /// capacity rule gives is not checked: a header that breaks the rule is used as it
+    /// says, which stays inside the object.)
     /// Whatever the words hold, a geometry that passes indexes only
     /// inside the object.
     #[inline(always)]
@@ -471,8 +514,12 @@ impl ByteMap {
         let (log_stripes, sps) = (packed.log_stripes(), packed.sps());
         // Ranges first: they keep every product below 2^64 (stripes ≤ 2^26, sps ≤ 256,
         // slot words ≤ 4 + 128 + 8192).
-        if h[0] != MAGIC
-            || capacity == 0
+        let hash = match h[0] {
+            MAGIC => KeyHash::Sip13,
+            MAGIC_V1 => KeyHash::Sip24,
+            _ => return None,
+        };
+        if capacity == 0
             || capacity > MAX_CAPACITY as u64
             || key_max == 0
             || key_max > MAX_KEY_LEN as u64
@@ -485,10 +532,10 @@ impl ByteMap {
             return None;
         }
         let stripes = 1u64 << log_stripes;
-        // The capacity rule's stripes, and room for the capacity.
-        if capacity.div_ceil(STRIPE_TARGET as u64).next_power_of_two() != stripes
-            || capacity > stripes * sps
-        {
+        // Room for the capacity. (Whether the stripes are the ones the capacity rule gives
+        // is not checked per operation: it is not needed to stay inside the object, and
+        // a map that breaks it still counts its entries against its capacity.)
+        if capacity > stripes * sps {
             return None;
         }
         let key_words = key_max.div_ceil(8);
@@ -510,6 +557,7 @@ impl ByteMap {
             slot_words: slot_words as usize,
             lines,
             seed: [h[4], h[5]],
+            hash,
         })
     }
 

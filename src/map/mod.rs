@@ -54,7 +54,7 @@
 //!
 //! | lines | content |
 //! |-------|---------|
-//! | 0 | header, written once at creation: magic `"shmmap\x01\0"`, capacity, key_max, value_max, seed (2 words), geometry (bits 0..6 log2 of the stripes, 8..17 slots per stripe), a hash of the creator's boot id (rewritten once by the first process to open the map in another boot) |
+//! | 0 | header, written once at creation: magic `"shmmap\x02\0"` (layout version 2; see "Hashing" for version 1), capacity, key_max, value_max, seed (2 words), geometry (bits 0..6 log2 of the stripes, 8..17 slots per stripe), a hash of the creator's boot id (rewritten once by the first process to open the map in another boot) |
 //! | 1 | the map's entry count (bits 0..40; 40..64 a version bumped by each change), the slack flag (nonzero: the count may hold places no entry uses, see "Capacity"), the count word for which a scan last found nothing to lower (a hint), the rest of the line zero |
 //! | 2 .. 2 + stripes | one stripe head per line: lock (a robust [`RawMutex`](crate::RawMutex)), 4 zero bytes, structure sequence, count word (bits 0..32 entries, 32..64 pending places), write counter, 4 zero words |
 //! | then | the slots, stripe after stripe, `slots_per_stripe` each, packed (not line-aligned) |
@@ -71,14 +71,22 @@
 //!
 //! # Hashing
 //!
-//! A key's hash is SipHash-2-4 (Aumasson and Bernstein's reference function, made to
-//! resist hash flooding) of the key's bytes alone, keyed by the map's 16-byte seed as the
+//! A key's hash is SipHash-1-3 (Aumasson and Bernstein's function with one compression
+//! and three finalization rounds, the variant Rust's standard `HashMap` uses against
+//! hash flooding) of the key's bytes alone, keyed by the map's 16-byte seed as the
 //! reference implementation reads its key (`k0` = seed bytes 0..8, `k1` = 8..16,
-//! little-endian), computed in one pass over the key (checked against the reference
-//! vector and the `siphasher` crate): the same in every process, build and Rust version. The seed is random (`getrandom`) per map, chosen at creation and stored in
-//! the header ([`ByteMap::with_seed`] fixes it for tests). From the 64-bit hash `h`: stripe
-//! = `h mod stripes` (a power of two), home slot = `(h >> 32) * slots_per_stripe >> 32`,
-//! tag = bits 26..50 (clear of the stripe bits, at most 26).
+//! little-endian), computed in one pass over the key (checked against the `siphasher`
+//! crate): the same in every process, build and Rust version. The seed is random
+//! (`getrandom`) per map, chosen at creation and stored in the header
+//! ([`ByteMap::with_seed`] fixes it for tests). From the 64-bit hash `h`: stripe = `h mod
+//! stripes` (a power of two), home slot = `(h >> 32) * slots_per_stripe >> 32`, tag = bits
+//! 26..50 (clear of the stripe bits, at most 26).
+//!
+//! The hash is part of the layout: maps of layout version 1 (magic `"shmmap\x01\0"`,
+//! made by earlier versions of the crate; otherwise the same layout) hash with
+//! SipHash-2-4, and are opened and used with it, so their entries stay where their
+//! creator put them. Every map this version creates is of version 2; a build older than
+//! version 2 reports a version 2 map as corrupt rather than misread it.
 //!
 //! # Capacity
 //!
@@ -262,10 +270,13 @@
 //!
 //! # Hostile bytes
 //!
-//! Any bytes may be found anywhere in the map. Every operation reads the header once and
+//! Any bytes may be found anywhere in the map. Every operation reads the header and
 //! validates it (magic, option ranges, and the size of the layout the header records
 //! against the object's length, which comes from the process's own mapping: a few integer
-//! checks) and uses only that local copy; a bad header is [`MapError::Corrupt`]. A
+//! checks) and works from that local copy; a bad header is [`MapError::Corrupt`]. (A
+//! lookup that raced a writer validates it once more before it retries, so a header
+//! rewritten in between makes the retry use the new copy, or fail `Corrupt`: never an
+//! access outside the object.) A
 //! garbage map count or stripe count makes inserts fail `Full` or `len` read wrong, or
 //! lets the map exceed `capacity` (see "Limits"); a count raised by garbage stays raised
 //! until the next repair of any stripe lowers it (a repair scans when the map reads full;

@@ -2,12 +2,13 @@
 //! "Readers" part of the protocol in the [module docs](super)).
 
 use crate::sync::{AtomicU64, Ordering, fence, spin_loop};
+use core::mem::MaybeUninit;
 use std::time::Instant;
 
 use crate::wait::{SPIN_LIMIT, Slices};
 
 use super::error::MapError;
-use super::hash::{Place, place, sip_keys};
+use super::hash::{Place, key_hash, place};
 use super::layout::{ByteMap, Meta, copy_out, expired, key_equals, now_ns};
 use super::options::Geometry;
 
@@ -46,6 +47,7 @@ impl Clock {
         *self.0.get_or_insert_with(now_ns)
     }
     /// Whether `expiry` has passed.
+    #[inline]
     pub(crate) fn expired(&mut self, expiry: u64) -> bool {
         expiry != 0 && expired(expiry, self.now())
     }
@@ -62,13 +64,17 @@ impl ByteMap {
                 max: g.options.key_max_len(),
             });
         }
-        let p = place(&g, sip_keys(g.seed, key));
+        let p = place(&g, key_hash(&g, key));
         Ok((g, p))
     }
 
     /// Looks `key` up; if found (and not expired), copies its value into `out` (see
     /// [`Out`]). Whether it was found. Gives up at `dl` (if any) while a writer holds up
     /// the lookup.
+    ///
+    /// The first optimistic attempt is inline; an attempt that raced a writer continues out
+    /// of line ([`read_raced`](Self::read_raced)), so that the uncontended lookup carries
+    /// none of the retry loop's state.
     #[inline]
     pub(crate) fn read(
         &self,
@@ -78,45 +84,73 @@ impl ByteMap {
     ) -> Result<bool, MapError> {
         let (g, p) = self.locate(key)?;
         let mut clock = Clock::new();
+        match self.try_read(&g, &p, key, &mut clock, out.reborrow()) {
+            Ok(found) => Ok(found),
+            Err(raced) => self.read_raced(key, clock, out, dl, raced),
+        }
+    }
+
+    /// The rest of [`read`](Self::read) after an attempt that raced a writer: retries,
+    /// a bounded spin, probes of a long writer, and the fallback under the stripe lock.
+    /// (It validates the header again rather than take the first attempt's geometry, so
+    /// that the inline attempt need not keep it in memory for this call.)
+    #[cold]
+    #[inline(never)]
+    fn read_raced(
+        &self,
+        key: &[u8],
+        mut clock: Clock,
+        mut out: Out<'_>,
+        dl: Option<Instant>,
+        first: Raced,
+    ) -> Result<bool, MapError> {
+        let (g, p) = self.locate(key)?;
+        let (g, p) = (&g, &p);
         let mut spins = 0;
         let mut changes = 0;
         let mut slices: Option<Slices> = None;
+        let mut raced = first;
         loop {
-            match self.try_read(&g, &p, key, &mut clock, out.reborrow()) {
-                Ok(found) => return Ok(found),
-                Err(Raced::Changed) => {
+            match raced {
+                Raced::Changed => {
                     changes += 1;
                     if changes > READ_RETRIES {
-                        return self.read_locked(&g, &p, key, &mut clock, out, dl);
+                        return self.read_locked(g, p, key, &mut clock, out, dl);
                     }
                 }
-                Err(Raced::Busy) => {
+                Raced::Busy => {
                     // (Under loom `SPIN_LIMIT` is 0: no spinning.)
                     #[allow(clippy::absurd_extreme_comparisons)]
                     if spins < SPIN_LIMIT {
                         spins += 1;
                         spin_loop();
-                        continue;
-                    }
-                    // A write is taking long: is its writer alive? Probed at once, then
-                    // once per slice (the crate's wait policy, `wait.rs`).
-                    let head = self.head(&g, p.stripe);
-                    let first = slices.is_none();
-                    let slices = slices.get_or_insert_with(Slices::for_holder);
-                    let mut forced = first;
-                    match head.lock.owner() {
-                        Some(tid)
-                            if !(slices.probe_now(&mut forced) && slices.holder_is_dead(tid)) =>
-                        {
-                            if !pause(slices, dl) {
-                                return Err(MapError::Timeout);
+                    } else {
+                        // A write is taking long: is its writer alive? Probed at once, then
+                        // once per slice (the crate's wait policy, `wait.rs`).
+                        let head = self.head(g, p.stripe);
+                        let first = slices.is_none();
+                        let slices = slices.get_or_insert_with(Slices::for_holder);
+                        let mut forced = first;
+                        match head.lock.owner() {
+                            Some(tid)
+                                if !(slices.probe_now(&mut forced)
+                                    && slices.holder_is_dead(tid)) =>
+                            {
+                                if !pause(slices, dl) {
+                                    return Err(MapError::Timeout);
+                                }
                             }
+                            // Dead, or no holder beside an odd sequence (a write that ended
+                            // just now, or garbage): the lock takes over and repairs if
+                            // needed.
+                            _ => return self.read_locked(g, p, key, &mut clock, out, dl),
                         }
-                        // Dead, or no holder beside an odd sequence (a write that ended
-                        // just now, or garbage): the lock takes over and repairs if needed.
-                        _ => return self.read_locked(&g, &p, key, &mut clock, out, dl),
                     }
                 }
+            }
+            match self.try_read(g, p, key, &mut clock, out.reborrow()) {
+                Ok(found) => return Ok(found),
+                Err(r) => raced = r,
             }
         }
     }
@@ -152,9 +186,8 @@ impl ByteMap {
             if m.is_empty() {
                 break;
             }
-            if m.full_and_valid(g)
-                && m.tag() == p.tag
-                && m.key_len() == key.len()
+            if m.is_full_with(p.tag, key.len())
+                && m.full_and_valid(g)
                 && key_equals(slot.key(), key)
             {
                 // Relaxed: validated by the recheck below.
@@ -213,9 +246,12 @@ pub(crate) enum Out<'a> {
     Nothing,
     /// Into this vector, resized to the value's length.
     Vec(&'a mut Vec<u8>),
-    /// Into the front of this buffer; the value's length is stored in the `usize` (a
-    /// value longer than the buffer is cut to it: the caller reads it again into a vector).
-    Buf(&'a mut [u8], &'a mut usize),
+    /// Into the front of these words (the value's bytes in little-endian order, its last
+    /// word as stored, with the slot's padding); the value's length is stored in the
+    /// `usize`. A value longer than the words is not copied at all (the caller reads it
+    /// again into a vector). The words need not be initialised: after a successful read
+    /// of `len` bytes with `len <= 8 * words.len()`, the first `len.div_ceil(8)` are.
+    Words(&'a mut [MaybeUninit<u64>], &'a mut usize),
 }
 
 impl Out<'_> {
@@ -225,13 +261,13 @@ impl Out<'_> {
         match self {
             Out::Nothing => Out::Nothing,
             Out::Vec(v) => Out::Vec(v),
-            Out::Buf(b, n) => Out::Buf(b, n),
+            Out::Words(b, n) => Out::Words(b, n),
         }
     }
 
     /// Copies a value of `len` bytes (at most the words' bytes: a validated meta's
     /// length) out of `words`.
-    #[inline]
+    #[inline(always)]
     fn fill(&mut self, words: &[AtomicU64], len: usize) {
         match self {
             Out::Nothing => {}
@@ -240,10 +276,21 @@ impl Out<'_> {
                 v.resize(len, 0);
                 copy_out(words, v);
             }
-            Out::Buf(b, n) => {
-                **n = len;
-                let fit = len.min(b.len());
-                copy_out(words, &mut b[..fit]);
+            Out::Words(b, n) => {
+                let need = len.div_ceil(8);
+                match (b.get_mut(..need), words.get(..need)) {
+                    (Some(dst), Some(src)) => {
+                        **n = len;
+                        for (d, w) in dst.iter_mut().zip(src) {
+                            // Relaxed: the caller's sequence recheck (or its lock) orders
+                            // the copy.
+                            d.write(w.load(Ordering::Relaxed));
+                        }
+                    }
+                    // Too long for the words (or, were the caller's length check ever
+                    // wrong, for the slot): nothing copied, and a length no buffer holds.
+                    _ => **n = usize::MAX,
+                }
             }
         }
     }

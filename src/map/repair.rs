@@ -6,7 +6,7 @@
 use crate::failpoint::{self, Point};
 use crate::sync::Ordering;
 
-use super::hash::{place, sip_keys};
+use super::hash::{key_hash, place};
 use super::layout::{Meta, copy_out};
 use super::read::next;
 use super::write::{Locked, dist};
@@ -33,10 +33,10 @@ impl Locked<'_> {
             let m = Meta(slot.meta().load(Ordering::Relaxed));
             let keep = q & 1 == 0
                 && (m.is_empty()
-                    || (m.full_and_valid(&self.g) && {
+                    || (m.full_and_valid(self.g) && {
                         let k = &mut key[..m.key_len()];
                         copy_out(slot.key(), k);
-                        let p = place(&self.g, sip_keys(self.g.seed, k));
+                        let p = place(self.g, key_hash(self.g, k));
                         p.stripe == self.s && p.home == m.home() && p.tag == m.tag()
                     }));
             if !keep {
@@ -59,7 +59,7 @@ impl Locked<'_> {
             // Relaxed: we hold the lock.
             let ma = Meta(a.meta().load(Ordering::Relaxed));
             // Validated again: another process may have rewritten it since step 1.
-            if !ma.full_and_valid(&self.g) {
+            if !ma.full_and_valid(self.g) {
                 continue;
             }
             let k = &mut key[..ma.key_len()];
@@ -87,7 +87,7 @@ impl Locked<'_> {
                 // Relaxed: as above.
                 let m = Meta(self.slot(i).meta().load(Ordering::Relaxed));
                 // Validated again (see step 2): `home` indexes the stripe.
-                if !m.full_and_valid(&self.g) {
+                if !m.full_and_valid(self.g) {
                     continue;
                 }
                 let mut e = m.home();

@@ -103,6 +103,18 @@ fn read<T: Pod>(b: &[u8]) -> Option<T> {
     bytemuck::try_pod_read_unaligned(b).ok()
 }
 
+/// A `T` read out of a value's words (`len` bytes), if the value is a `T`'s size (as
+/// [`read`], without a vector in between).
+#[inline]
+fn pod_of<T: Pod>(words: &[crate::sync::AtomicU64], len: usize) -> Option<T> {
+    if len != size_of::<T>() {
+        return None;
+    }
+    let mut t = T::zeroed();
+    super::layout::copy_out(words, bytemuck::bytes_of_mut(&mut t));
+    Some(t)
+}
+
 impl<K: Pod + Element, V: Pod + Element> Map<K, V> {
     /// The options of a map from `K` to `V` of `capacity` entries.
     pub fn options(capacity: usize) -> MapOptions {
@@ -441,8 +453,13 @@ impl<K: Pod + Element, V: Pod + Element> MapDeadline<'_, K, V> {
     /// (nothing changed); else as for [`Map::insert`].
     pub fn insert(&self, key: K, value: V) -> Result<Option<V>, InsertError<K, V>> {
         self.inner
-            .insert(bytemuck::bytes_of(&key), bytemuck::bytes_of(&value))
-            .map(|old| old.and_then(|o| read(&o)))
+            .insert_taking(
+                bytemuck::bytes_of(&key),
+                bytemuck::bytes_of(&value),
+                0,
+                pod_of::<V>,
+            )
+            .map(Option::flatten)
             .map_err(|e| Map::<K, V>::typed_err(e, key, value))
     }
 

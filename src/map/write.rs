@@ -9,14 +9,16 @@ use std::time::Instant;
 
 use super::error::MapError;
 use super::hash::Place;
-use super::layout::{ByteMap, Meta, StripeHead, copy_out, for_each_word, key_equals};
+use super::layout::{ByteMap, Meta, StripeHead, for_each_word, key_equals};
 use super::options::Geometry;
 use super::read::{Clock, next};
 
 /// A stripe's lock, held; unlocks on drop. All slot writes of the stripe go through it.
 pub(crate) struct Locked<'a> {
     pub(crate) map: &'a ByteMap,
-    pub(crate) g: Geometry,
+    /// The geometry the operation validated (borrowed: the guard is built and moved
+    /// without copying it).
+    pub(crate) g: &'a Geometry,
     pub(crate) s: usize,
     pub(crate) head: &'a StripeHead,
     /// The calling operation's deadline (`None`: untimed): bounds the scans of the map's
@@ -49,6 +51,22 @@ pub(crate) enum Find {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct NeedsRepair;
 
+/// The first `len` bytes of `words` as a fresh vector of exactly `len` bytes (zero-filled
+/// past the words' end, which a validated meta's length never reaches), built word by
+/// word: one allocation, no zero-fill first.
+#[inline]
+pub(crate) fn vec_of(words: &[AtomicU64], len: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len);
+    for w in words.iter().take(len.div_ceil(8)) {
+        // Relaxed: the caller holds the stripe lock (or rechecks a sequence).
+        let b = w.load(Ordering::Relaxed).to_le_bytes();
+        let n = (len - v.len()).min(8);
+        v.extend_from_slice(&b[..n]);
+    }
+    v.resize(len, 0);
+    v
+}
+
 /// Cyclic distance from slot `a` forward to slot `b` in a stripe of `sps` slots.
 #[inline]
 pub(crate) fn dist(a: usize, b: usize, sps: usize) -> usize {
@@ -60,19 +78,19 @@ impl ByteMap {
     /// structure sequence is odd without a writer). Waits for a live holder as long as it
     /// holds (a stopped one too).
     #[inline(always)]
-    pub(crate) fn lock_stripe(&self, g: &Geometry, s: usize) -> Locked<'_> {
+    pub(crate) fn lock_stripe<'a>(&'a self, g: &'a Geometry, s: usize) -> Locked<'a> {
         let a = self.head(g, s).lock.lock();
         self.locked(g, s, a, None)
     }
 
     /// [`lock_stripe`](Self::lock_stripe) that gives up at `dl` (if any).
     #[inline(always)]
-    pub(crate) fn lock_stripe_until(
-        &self,
-        g: &Geometry,
+    pub(crate) fn lock_stripe_until<'a>(
+        &'a self,
+        g: &'a Geometry,
         s: usize,
         dl: Option<Instant>,
-    ) -> Result<Locked<'_>, Timeout> {
+    ) -> Result<Locked<'a>, Timeout> {
         match dl {
             None => Ok(self.lock_stripe(g, s)),
             Some(d) => {
@@ -84,12 +102,12 @@ impl ByteMap {
 
     /// [`lock_stripe`](Self::lock_stripe) without waiting: `None` if the lock is held; `dl`
     /// is the calling operation's deadline.
-    pub(crate) fn try_lock_stripe(
-        &self,
-        g: &Geometry,
+    pub(crate) fn try_lock_stripe<'a>(
+        &'a self,
+        g: &'a Geometry,
         s: usize,
         dl: Option<Instant>,
-    ) -> Option<Locked<'_>> {
+    ) -> Option<Locked<'a>> {
         let a = self.head(g, s).lock.try_lock()?;
         Some(self.locked(g, s, a, dl))
     }
@@ -97,11 +115,17 @@ impl ByteMap {
     /// The guard of stripe `s`'s lock, just acquired as `a` by an operation with deadline
     /// `dl`; repairs the stripe if needed.
     #[inline(always)]
-    fn locked(&self, g: &Geometry, s: usize, a: Acquired, dl: Option<Instant>) -> Locked<'_> {
+    fn locked<'a>(
+        &'a self,
+        g: &'a Geometry,
+        s: usize,
+        a: Acquired,
+        dl: Option<Instant>,
+    ) -> Locked<'a> {
         let head = self.head(g, s);
         let l = Locked {
             map: self,
-            g: *g,
+            g,
             s,
             head,
             dl,
@@ -117,7 +141,7 @@ impl ByteMap {
 impl<'a> Locked<'a> {
     #[inline]
     pub(crate) fn slot(&self, i: usize) -> super::layout::Slot<'a> {
-        self.map.slot(&self.g, self.s, i)
+        self.map.slot(self.g, self.s, i)
     }
 
     /// Finds `key` (at `p`), reclaiming expired entries met on its probe run; repairs the
@@ -165,7 +189,7 @@ impl<'a> Locked<'a> {
     ) -> Result<Find, NeedsRepair> {
         let sps = self.g.sps;
         // Every reclaim removes one entry, so this restarts at most `sps` times.
-        'restart: for _ in 0..=sps {
+        'restart: for _ in 0..sps + 1 {
             let mut i = p.home;
             for _ in 0..sps {
                 let slot = self.slot(i);
@@ -178,13 +202,12 @@ impl<'a> Locked<'a> {
                 if m.is_empty() {
                     return Ok(Find::Vacant(i));
                 }
-                if !m.full_and_valid(&self.g) {
+                if !m.full_and_valid(self.g) {
                     return Err(NeedsRepair);
                 }
                 // Relaxed: as above.
                 let live = !clock.expired(slot.expiry().load(Ordering::Relaxed));
-                let ours =
-                    m.tag() == p.tag && m.key_len() == key.len() && key_equals(slot.key(), key);
+                let ours = m.is_full_with(p.tag, key.len()) && key_equals(slot.key(), key);
                 if !live && reclaim {
                     self.remove_at(i);
                     continue 'restart;
@@ -205,18 +228,10 @@ impl<'a> Locked<'a> {
         Ok(Find::StripeFull)
     }
 
-    /// Copies slot `i`'s value (meta `m`) into `out`.
-    pub(crate) fn copy_value(&self, i: usize, m: Meta, out: &mut Vec<u8>) {
-        out.clear();
-        out.resize(m.value_len(), 0);
-        copy_out(self.slot(i).value(), out);
-    }
-
     /// The value of slot `i` as a fresh vector.
+    #[inline]
     pub(crate) fn value_vec(&self, i: usize, m: Meta) -> Vec<u8> {
-        let mut v = Vec::with_capacity(m.value_len());
-        self.copy_value(i, m, &mut v);
-        v
+        vec_of(self.slot(i).value(), m.value_len())
     }
 
     /// The stripe's next write stamp: its write counter, advanced (the eviction order: a
@@ -452,7 +467,7 @@ impl<'a> Locked<'a> {
         for _ in 1..sps {
             // Relaxed: we hold the lock.
             let m = Meta(self.slot(j).meta().load(Ordering::Relaxed));
-            if !m.full_and_valid(&self.g) {
+            if !m.full_and_valid(self.g) {
                 // Empty: the run ends. Garbage: the run may go on past it, with entries
                 // the emptied hole now cuts off from their home; the repair after the
                 // shift drops the garbage and re-homes them.
@@ -614,7 +629,7 @@ impl<'a> Locked<'a> {
     /// Stops at the operation's deadline (checked every 256 stripes).
     #[cold]
     fn take_over_pending(&self) -> bool {
-        let g = &self.g;
+        let g = self.g;
         let mut repaired = false;
         for k in 0..g.stripes {
             if k % 256 == 255 && self.deadline_passed() {
@@ -664,7 +679,7 @@ impl<'a> Locked<'a> {
     /// stripes ([`move_place_to`](Self::move_place_to)) bump the version between their
     /// two stores.
     pub(crate) fn resync_count(&self) -> Resync {
-        let g = &self.g;
+        let g = self.g;
         // Acquire: pairs with the AcqRel increment of `flag_slack`: a scan that reads a
         // flag reads the count word stores the flagging repair made before it.
         let flag = self.map.slack_word().load(Ordering::Acquire);
