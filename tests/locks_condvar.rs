@@ -297,7 +297,8 @@ unsafe impl SharedSized for Held {
 /// wait for the holder to resume (`wait_timeout`'s untimed re-lock does that: 2 s here).
 ///
 /// The child must hold the mutex before the wait's deadline; if forking it took longer
-/// than the timeout (a loaded machine), the case is repeated with a longer timeout.
+/// than the timeout, or the wait ended before this thread saw it asleep (a loaded
+/// machine), the case is repeated with a longer timeout.
 #[test]
 #[cfg_attr(miri, ignore = "forks processes (Miri cannot fork)")]
 fn condvar_wait_for_ends_at_its_deadline_when_its_relock_meets_a_stopped_holder() {
@@ -325,6 +326,13 @@ fn condvar_wait_for_ends_at_its_deadline_when_its_relock_meets_a_stopped_holder(
             let path = format!("/proc/self/task/{}/syscall", tid.load(Ordering::Relaxed));
             let futex = format!("{} ", libc::SYS_futex);
             while !std::fs::read_to_string(&path).is_ok_and(|s| s.starts_with(&futex)) {
+                if waiter.is_finished() {
+                    // Its wait ended (and the thread with it) before this thread saw it
+                    // asleep (a loaded machine): not the case under test; retried with a
+                    // longer timeout.
+                    let _ = waiter.join();
+                    return (false, Duration::ZERO, false);
+                }
                 std::thread::yield_now();
             }
             let pids = fork_children(1, |_| {
@@ -359,7 +367,9 @@ fn condvar_wait_for_ends_at_its_deadline_when_its_relock_meets_a_stopped_holder(
             (timed_out, took, seen < t0 + timeout)
         });
         if !ordered {
-            eprintln!("the holder stopped after the {timeout:?} deadline; retrying");
+            eprintln!(
+                "the wait ended, or the holder stopped, after the {timeout:?} deadline; retrying"
+            );
             continue;
         }
         assert!(
