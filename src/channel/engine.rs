@@ -225,13 +225,6 @@ pub(crate) fn lock_if_free_or_dead(lock: &RawMutex, wait: Wait) -> Option<(SideG
     Some((SideGuard { lock }, a == Acquired::OwnerDied))
 }
 
-/// The runs of [`SPIN_LIMIT`] pauses a waiter spins after its first while the other side
-/// is visibly at work for it (`busy`, see [`spin`]): 16 runs in all, tens of microseconds
-/// (about 60 µs where a pause takes 36 ns). Longer than a sleep and a wake cost, so that a
-/// receiver copying out a 16 KiB message does not put the sender to sleep; short enough
-/// that a stopped peer costs little CPU before the waiter sleeps.
-const BUSY_RUNS: u32 = 15;
-
 /// Where a sleeper is in its wait (kept across the retries of one operation, so that
 /// its sleep slices keep growing).
 pub(crate) struct Sleep {
@@ -250,39 +243,9 @@ impl Sleep {
     }
 }
 
-/// The first wait of an operation: spins with loads only until `ready()`, looking after
-/// every pause: [`SPIN_LIMIT`] pauses, and more while `busy()` says the other side is at
-/// work towards `ready()` ([`BUSY_RUNS`] more runs at most, never past `deadline`).
-/// Whether it became ready.
-///
-/// A look after every pause (not after growing runs of them, as the mutex spins) keeps a
-/// waiter's latency to about one pause once the other side publishes: runs growing to 16
-/// pauses cost 60-80% more per round trip in a 2-process ping-pong, for no gain that
-/// stood out of the noise in a one-way stream. `busy()` is asked once per `SPIN_LIMIT`
-/// pauses only.
-fn spin(ready: &impl Fn() -> bool, busy: &impl Fn() -> bool, deadline: Option<Instant>) -> bool {
-    let mut runs = BUSY_RUNS;
-    loop {
-        for _ in 0..SPIN_LIMIT {
-            if ready() {
-                return true;
-            }
-            spin_loop();
-        }
-        // The other side is at work for us (a sender writing its message, a receiver
-        // copying one out): the result comes sooner than a sleep and a wake would bring
-        // it. Bounded: a stopped peer looks busy for good. (No spin at all under loom.)
-        if SPIN_LIMIT == 0 || runs == 0 || !busy() || past(deadline) {
-            return false;
-        }
-        runs -= 1;
-    }
-}
-
 /// Waits on the wake word `word` until `ready()` or one wake (or slice) has passed, as
-/// `wait` allows; `Ok` means "check again" (under the lock). Spins first (loads only, no
-/// syscall; longer while `busy()` says the other side is working towards `ready()`), then
-/// sets `WAITING` and futex-waits in slices.
+/// `wait` allows; `Ok` means "check again" (under the lock). Spins briefly first (loads
+/// only, no syscall), then sets `WAITING` and futex-waits in slices.
 ///
 /// The pairing that loses no wakeup: the sleeper sets `WAITING` (a read-modify-write),
 /// then a `SeqCst` fence, then checks `ready()` (loads of the cursors); the waker stores
@@ -295,7 +258,6 @@ pub(crate) fn wait_on(
     wait: Wait,
     sleep: &mut Sleep,
     ready: impl Fn() -> bool,
-    busy: impl Fn() -> bool,
 ) -> Result<(), Fail> {
     let deadline = match wait {
         Wait::No => return Err(Fail::WouldBlock),
@@ -305,10 +267,13 @@ pub(crate) fn wait_on(
     let slices = match &mut sleep.slices {
         Some(s) => s,
         None => {
-            // First wait of this operation: spin; the other side is usually busy for a
-            // moment only.
-            if spin(&ready, &busy, deadline) {
-                return Ok(());
+            // First wait of this operation: spin briefly; the other side is usually busy
+            // for a moment only.
+            for _ in 0..SPIN_LIMIT {
+                if ready() {
+                    return Ok(());
+                }
+                spin_loop();
             }
             sleep.slices.insert(Slices::new())
         }

@@ -105,13 +105,7 @@
 //! (Release, pairing with the senders' Acquire load: the reads happen before a sender
 //! overwrites the bytes); unlock; wake senders if one sleeps.
 //!
-//! **Waiting**: spin with loads only, looking at the cursors after every pause: 100
-//! pauses, or up to 16 times as many (tens of microseconds) while the other side is
-//! visibly at work for the waiter (a receiver waiting for a message: the send lock is
-//! held; a sender waiting for room: a receiver holds a claim, or claimed since the last
-//! look), never past the deadline: a receiver copying out a 16 KiB message then does not
-//! put the sender to sleep, nor the sender writing one the receiver. Then set `WAITING` in
-//! the side's wake word (a
+//! **Waiting**: spin briefly with loads, then set `WAITING` in the side's wake word (a
 //! `fetch_or`, always), a `SeqCst` fence, re-check the cursors, and futex-wait on the word in slices (50 µs
 //! doubling to 10 ms, the crate's [`wait`](crate::wait) policy). A waker stores its
 //! cursor, fences (`SeqCst`, also before a repair's or a close's wake) and reads the word: it makes a syscall only if `WAITING` is
@@ -160,14 +154,10 @@
 //! A process *stopped* (SIGSTOP) inside a send (between reserve and commit, or holding a
 //! slot) stalls the other senders only: receivers go on receiving what is published.
 //! `try_send` returns [`TrySendError::Busy`] after a brief spin, timed sends return
-//! `Timeout` at their deadline, untimed sends wait until it is continued or killed; a
-//! receiver waiting for a message meanwhile spins a little longer before it sleeps (the
-//! held send lock looks like a sender at work: at most the bounded spin above, about
-//! 60 µs). A
+//! `Timeout` at their deadline, untimed sends wait until it is continued or killed. A
 //! receiver stopped between its claim and its release stalls the other receivers
 //! (`Busy`/`Timeout`/wait, likewise) and keeps its message's space; senders go on while
-//! there is room (a sender that finds the ring full spins the bounded longer spin, then
-//! sleeps). One narrow exception: a sender stopped while it repairs a dead
+//! there is room. One narrow exception: a sender stopped while it repairs a dead
 //! receiver's claim (it then holds the receive lock for a few stores) stalls receivers
 //! too, as a stopped receiver would.
 //!

@@ -394,15 +394,9 @@ impl Channel {
                 // a claim of the last message would keep its space forever.
                 self.repair_dead_claim(wait)?;
             }
-            wait_on(
-                &h.wake.recv_wake,
-                wait,
-                &mut sleep,
-                || self.peek() != Peek::Empty,
-                // A sender holds the send lock: it is writing a message and publishes it
-                // next (or a dead one's lock awaits recovery: the spin is bounded).
-                || h.send.lock.is_locked(),
-            )?;
+            wait_on(&h.wake.recv_wake, wait, &mut sleep, || {
+                self.peek() != Peek::Empty
+            })?;
         }
     }
 

@@ -328,32 +328,16 @@ impl Channel {
                 repaired = true;
                 continue;
             }
-            // The `head` word at the previous look of `busy` below (none before the first:
-            // looked at only once the spin is long, never under loom).
-            let seen_head = core::cell::Cell::new(None);
-            wait_on(
-                &h.wake.send_wake,
-                wait,
-                &mut sleep,
-                || {
-                    if self.is_closed() {
-                        return true;
-                    }
-                    // Relaxed: a snapshot; the re-check under the lock decides.
-                    let t = pos(h.tail.tail.load(Ordering::Relaxed));
-                    // Relaxed: ordered after our `WAITING` flag by the fence in `wait_on`.
-                    let f = pos(h.free.free.load(Ordering::Relaxed));
-                    !matches!(plan(cap, t, f, len), Room::Full)
-                },
-                || {
-                    // Receivers are at work: one holds a claim (`head` past `free`: it is
-                    // copying a message out and releases its space next), or one claimed
-                    // since the last look. Relaxed: a hint for how long to spin.
-                    let head = h.head.head.load(Ordering::Relaxed);
-                    let moved = seen_head.replace(Some(head)).is_some_and(|s| s != head);
-                    moved || pos(head) != pos(h.free.free.load(Ordering::Relaxed))
-                },
-            )?;
+            wait_on(&h.wake.send_wake, wait, &mut sleep, || {
+                if self.is_closed() {
+                    return true;
+                }
+                // Relaxed: a snapshot; the re-check under the lock decides.
+                let t = pos(h.tail.tail.load(Ordering::Relaxed));
+                // Relaxed: ordered after our `WAITING` flag by the fence in `wait_on`.
+                let f = pos(h.free.free.load(Ordering::Relaxed));
+                !matches!(plan(cap, t, f, len), Room::Full)
+            })?;
         }
     }
 
