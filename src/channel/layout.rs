@@ -20,12 +20,18 @@ pub(crate) const TAG_MESSAGE: u32 = 0x4D53_4721;
 /// it starts at offset 0.
 pub(crate) const TAG_PAD: u32 = 0x5041_4421;
 
-/// The closed bit of the `tail` word (its top bit: the message count is 31 bits). Set by
+/// The closed bit of the `tail` word (its top bit: the message count is 30 bits). Set by
 /// `close`, once; a commit publishes only while it is clear.
 pub(crate) const CLOSED: u64 = 1 << 63;
 
-/// The message count of a `tail` word (31 bits, below [`CLOSED`]).
-pub(crate) const SENT_MASK: u32 = !(1 << 31);
+/// The sleeper bit of the `tail` word (below [`CLOSED`]): a receiver may sleep. Set by a
+/// receiver before it sleeps, with a read-modify-write of `tail`, so that a commit's
+/// compare-exchange of `tail` sees it without a fence; the commit clears it (its new word
+/// has neither bit) and then wakes the receivers.
+pub(crate) const SLEEPER: u64 = 1 << 62;
+
+/// The message count of a `tail` word (30 bits, below [`SLEEPER`] and [`CLOSED`]).
+pub(crate) const SENT_MASK: u32 = (1 << 30) - 1;
 
 /// The waiting flag of a wake word (see [`WakeLine`]).
 pub(crate) const WAITING: u32 = 1 << 31;
@@ -74,9 +80,10 @@ pub(crate) struct LockLine {
 /// Line 2, the senders' line (written under the send lock).
 #[repr(C, align(64))]
 pub(crate) struct TailLine {
-    /// `CLOSED | sent << 32 | tail`: `tail` is the position (bytes, wrapping at 2^32) up
-    /// to which records are published; `sent` counts published messages (31 bits,
-    /// wrapping); [`CLOSED`] is set by `close`.
+    /// `CLOSED | SLEEPER | sent << 32 | tail`: `tail` is the position (bytes, wrapping at
+    /// 2^32) up to which records are published; `sent` counts published messages (30
+    /// bits, wrapping); [`CLOSED`] is set by `close`; [`SLEEPER`] by a receiver about to
+    /// sleep, cleared by the next commit.
     pub(crate) tail: AtomicU64,
     /// The last `free` position a sender read: senders check room against it and read
     /// `free` (another line) only when it says the ring is full.
