@@ -59,7 +59,7 @@ impl Channel {
         // Relaxed: a snapshot of two counters.
         let taken = count(h.head.head.load(Ordering::Relaxed));
         let sent = count(h.tail.tail.load(Ordering::Relaxed));
-        // `sent` counts in 31 bits: compare modulo 2^31.
+        // `sent` counts in 30 bits: compare modulo 2^30.
         ((sent.wrapping_sub(taken) & SENT_MASK) as usize).min(self.cap() as usize / 8)
     }
 
