@@ -14,7 +14,7 @@ use std::time::Duration;
 use channel_support::{reap_ok, spawn, until};
 use common::{wait_until_asleep_in_futex, watchdog};
 use shmstate::sync::{AtomicU64, Ordering};
-use shmstate::{Channel, ChannelOptions, Region};
+use shmstate::{Channel, ChannelOpenError, ChannelOptions, Region, TryRecvError, TrySendError};
 
 /// Each test's limit (the watchdog aborts the whole test process after it).
 const LIMIT: Duration = Duration::from_secs(60);
@@ -108,4 +108,22 @@ fn a_commit_over_a_tail_rewritten_otherwise_reports_corrupt() {
     // sleeper's mark, so the commit refuses it rather than move `tail` back.
     tail(ch).fetch_add(8, Ordering::Relaxed);
     assert_eq!(slot.commit(), Err(shmstate::SendError::Corrupt));
+}
+
+#[test]
+fn a_channel_of_the_previous_format_version_is_refused_as_corrupt() {
+    watchdog(LIMIT);
+    let region = region();
+    let ch = channel(&region, "v1");
+    // The shape word as a build of format version 1 wrote it ("CHN", version 1, the same
+    // largest message): its senders would not see this build's sleeper bit.
+    let shape = ch.hostile_words().0[0];
+    let v1 = 0x4348_4E01u64 << 32 | (shape.load(Ordering::Relaxed) & 0xFFFF_FFFF);
+    shape.store(v1, Ordering::Relaxed);
+    assert_eq!(ch.try_send(b"x"), Err(TrySendError::Corrupt));
+    assert_eq!(ch.try_recv(&mut Vec::new()), Err(TryRecvError::Corrupt));
+    assert!(matches!(
+        region.open_channel("v1"),
+        Err(ChannelOpenError::Corrupt { .. })
+    ));
 }

@@ -10,9 +10,16 @@ use super::options::{ChannelOptions, RECORD_HEADER, largest_message};
 use crate::lock::RawMutex;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
-/// The high half of the config word `shape`: "CHN" and the format version 1. A word with
-/// another high half is not a channel header (never initialised, or overwritten).
-pub(crate) const MAGIC: u32 = 0x4348_4E01;
+/// The high half of the config word `shape`: "CHN" and the format version 2. A word with
+/// another high half is not a channel header of this format (never initialised,
+/// overwritten, or made by a build that speaks another version: every operation on it
+/// reports `Corrupt`).
+///
+/// - 1: receivers that sleep flag only their wake word; senders fence and load it after
+///   each commit.
+/// - 2: receivers that sleep also set `SLEEPER` (bit 62) in `tail`, which a commit's
+///   compare-exchange sees; the message count in `tail` is 30 bits.
+pub(crate) const MAGIC: u32 = 0x4348_4E02;
 
 /// A record's kind, in the high half of its header word: a message.
 pub(crate) const TAG_MESSAGE: u32 = 0x4D53_4721;

@@ -63,7 +63,7 @@
 //!
 //! | Line | Words | Written by | Read by |
 //! |---|---|---|---|
-//! | 0 config | `shape` = magic "CHN", version 1 (high half), largest message (low half); `capacity`; `closed` (for tools: the channel decides from `tail`) | the creator; `closed` by `close` | everyone, each operation (read-mostly: stays in every cache) |
+//! | 0 config | `shape` = magic "CHN", version 2 (high half; see `SLEEPER` below), largest message (low half); `capacity`; `closed` (for tools: the channel decides from `tail`) | the creator; `closed` by `close` | everyone, each operation (read-mostly: stays in every cache) |
 //! | 1 send lock | the senders' [`RawMutex`](crate::RawMutex) | senders | senders |
 //! | 2 tail | `tail` = `CLOSED` (bit 63), `SLEEPER` (bit 62), messages sent (30 bits), position (low half); `free_cache` | the send-lock holder; `CLOSED` by `close`; `SLEEPER` by a receiver about to sleep | receivers read `tail` when they catch up with their cached copy |
 //! | 3 receive lock | the receivers' [`RawMutex`](crate::RawMutex) | receivers | receivers |
