@@ -866,7 +866,7 @@ fn hostile_words_never_panic_or_hang() {
         1 << 31,
         0x4D53_4721 << 32 | 0xFFFF,
         0x5041_4421 << 32,
-        0x4348_4E01 << 32 | 0xFFFF_FFFF,
+        0x4348_4E02 << 32 | 0xFFFF_FFFF,
         0x4D53_4721_0000_0010,
     ];
     let mut rng = Rng(0xC0FFEE);

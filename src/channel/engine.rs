@@ -245,7 +245,17 @@ impl Sleep {
 
 /// Waits on the wake word `word` until `ready()` or one wake (or slice) has passed, as
 /// `wait` allows; `Ok` means "check again" (under the lock). Spins briefly first (loads
-/// only, no syscall), then sets `WAITING` and futex-waits in slices.
+/// only, no syscall), then sets `WAITING`, checks `settle()` (`ready()` again, or, for a
+/// receiver, its registration in `tail`, below) and futex-waits in slices.
+///
+/// A receiver's `settle()` sets `SLEEPER` in `tail` (a read-modify-write, `AcqRel`) and
+/// looks at the word it replaced: the senders' commit is a compare-exchange of `tail`,
+/// so by `tail`'s modification order either the commit comes first (the receiver sees its
+/// message and does not sleep) or the commit's compare-exchange sees `SLEEPER` (it
+/// clears it and wakes, bumping the generation after our `WAITING`: its `AcqRel`
+/// compare-exchange reads our `Release` one, which our `fetch_or` of `WAITING` is
+/// sequenced before). Senders thus need no fence on their path; the fences pair for the
+/// senders' sleep (`send_wake`) and for the `wake_all` of `close` and of a repair.
 ///
 /// The pairing that loses no wakeup: the sleeper sets `WAITING` (a read-modify-write),
 /// then a `SeqCst` fence, then checks `ready()` (loads of the cursors); the waker stores
@@ -258,6 +268,7 @@ pub(crate) fn wait_on(
     wait: Wait,
     sleep: &mut Sleep,
     ready: impl Fn() -> bool,
+    settle: impl Fn() -> bool,
 ) -> Result<(), Fail> {
     let deadline = match wait {
         Wait::No => return Err(Fail::WouldBlock),
@@ -286,7 +297,7 @@ pub(crate) fn wait_on(
     let w = word.fetch_or(WAITING, Ordering::Relaxed) | WAITING;
     // SeqCst: pairs with the fence in `wake` (see above).
     fence(Ordering::SeqCst);
-    if ready() {
+    if settle() {
         return Ok(());
     }
     let Some(slice) = slices.next(deadline) else {
@@ -444,7 +455,8 @@ pub(crate) const fn advance(w: u64, p: u32) -> u64 {
 }
 
 /// The next `tail` word after `w` (whose `CLOSED` bit is clear): position `p`, count one
-/// more (31 bits, so that the count never sets `CLOSED`).
+/// more (30 bits, so that the count never sets `SLEEPER` or `CLOSED`: the new word has
+/// neither).
 #[inline]
 pub(crate) const fn advance_tail(w: u64, p: u32) -> u64 {
     cursor(count(w).wrapping_add(1) & SENT_MASK, p)

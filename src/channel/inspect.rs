@@ -52,7 +52,7 @@ pub(crate) fn decode(
     let head = word(offset_of!(Header, head.head))?;
     let free = word(offset_of!(Header, free.free))?;
     let lost = word(offset_of!(Header, head.lost))?;
-    // As `Channel::len` and `Channel::bytes_used`: counts modulo 2^31, positions modulo
+    // As `Channel::len` and `Channel::bytes_used`: counts modulo 2^30, positions modulo
     // 2^32, clamped to what the ring can hold.
     let waiting = (count(tail).wrapping_sub(count(head)) & SENT_MASK).min(cap / 8);
     Some(ChannelSnapshot {

@@ -10,9 +10,16 @@ use super::options::{ChannelOptions, RECORD_HEADER, largest_message};
 use crate::lock::RawMutex;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
-/// The high half of the config word `shape`: "CHN" and the format version 1. A word with
-/// another high half is not a channel header (never initialised, or overwritten).
-pub(crate) const MAGIC: u32 = 0x4348_4E01;
+/// The high half of the config word `shape`: "CHN" and the format version 2. A word with
+/// another high half is not a channel header of this format (never initialised,
+/// overwritten, or made by a build that speaks another version: every operation on it
+/// reports `Corrupt`).
+///
+/// - 1: receivers that sleep flag only their wake word; senders fence and load it after
+///   each commit.
+/// - 2: receivers that sleep also set `SLEEPER` (bit 62) in `tail`, which a commit's
+///   compare-exchange sees; the message count in `tail` is 30 bits.
+pub(crate) const MAGIC: u32 = 0x4348_4E02;
 
 /// A record's kind, in the high half of its header word: a message.
 pub(crate) const TAG_MESSAGE: u32 = 0x4D53_4721;
@@ -20,12 +27,18 @@ pub(crate) const TAG_MESSAGE: u32 = 0x4D53_4721;
 /// it starts at offset 0.
 pub(crate) const TAG_PAD: u32 = 0x5041_4421;
 
-/// The closed bit of the `tail` word (its top bit: the message count is 31 bits). Set by
+/// The closed bit of the `tail` word (its top bit: the message count is 30 bits). Set by
 /// `close`, once; a commit publishes only while it is clear.
 pub(crate) const CLOSED: u64 = 1 << 63;
 
-/// The message count of a `tail` word (31 bits, below [`CLOSED`]).
-pub(crate) const SENT_MASK: u32 = !(1 << 31);
+/// The sleeper bit of the `tail` word (below [`CLOSED`]): a receiver may sleep. Set by a
+/// receiver before it sleeps, with a read-modify-write of `tail`, so that a commit's
+/// compare-exchange of `tail` sees it without a fence; the commit clears it (its new word
+/// has neither bit) and then wakes the receivers.
+pub(crate) const SLEEPER: u64 = 1 << 62;
+
+/// The message count of a `tail` word (30 bits, below [`SLEEPER`] and [`CLOSED`]).
+pub(crate) const SENT_MASK: u32 = (1 << 30) - 1;
 
 /// The waiting flag of a wake word (see [`WakeLine`]).
 pub(crate) const WAITING: u32 = 1 << 31;
@@ -74,9 +87,10 @@ pub(crate) struct LockLine {
 /// Line 2, the senders' line (written under the send lock).
 #[repr(C, align(64))]
 pub(crate) struct TailLine {
-    /// `CLOSED | sent << 32 | tail`: `tail` is the position (bytes, wrapping at 2^32) up
-    /// to which records are published; `sent` counts published messages (31 bits,
-    /// wrapping); [`CLOSED`] is set by `close`.
+    /// `CLOSED | SLEEPER | sent << 32 | tail`: `tail` is the position (bytes, wrapping at
+    /// 2^32) up to which records are published; `sent` counts published messages (30
+    /// bits, wrapping); [`CLOSED`] is set by `close`; [`SLEEPER`] by a receiver about to
+    /// sleep, cleared by the next commit.
     pub(crate) tail: AtomicU64,
     /// The last `free` position a sender read: senders check room against it and read
     /// `free` (another line) only when it says the ring is full.

@@ -63,9 +63,9 @@
 //!
 //! | Line | Words | Written by | Read by |
 //! |---|---|---|---|
-//! | 0 config | `shape` = magic "CHN", version 1 (high half), largest message (low half); `capacity`; `closed` (for tools: the channel decides from `tail`) | the creator; `closed` by `close` | everyone, each operation (read-mostly: stays in every cache) |
+//! | 0 config | `shape` = magic "CHN", version 2 (high half; see `SLEEPER` below), largest message (low half); `capacity`; `closed` (for tools: the channel decides from `tail`) | the creator; `closed` by `close` | everyone, each operation (read-mostly: stays in every cache) |
 //! | 1 send lock | the senders' [`RawMutex`](crate::RawMutex) | senders | senders |
-//! | 2 tail | `tail` = `CLOSED` (bit 63), messages sent (31 bits), position (low half); `free_cache` | the send-lock holder; `CLOSED` by `close` | receivers read `tail` when they catch up with their cached copy |
+//! | 2 tail | `tail` = `CLOSED` (bit 63), `SLEEPER` (bit 62), messages sent (30 bits), position (low half); `free_cache` | the send-lock holder; `CLOSED` by `close`; `SLEEPER` by a receiver about to sleep | receivers read `tail` when they catch up with their cached copy |
 //! | 3 receive lock | the receivers' [`RawMutex`](crate::RawMutex) | receivers | receivers |
 //! | 4 head | `head` = messages claimed (high), position (low); `tail_cache`; `lost` | the receive-lock holder | `len`, the repair |
 //! | 5 free | `free` (position) | the receive-lock holder, per message | senders, when their cached copy says the ring is full |
@@ -91,10 +91,13 @@
 //! `tail`, and check room against `free_cache` (refreshing it from `free`, Acquire, only
 //! when that says full); if there is no room, unlock and wait (below). Else write the
 //! payload in place (the slot is the caller's: no receiver reads past `tail`); at commit,
-//! write the record headers and publish them with one Release compare-exchange of `tail`
-//! from the word read at the reservation (it fails if `close` set `CLOSED` since); unlock;
-//! wake receivers if one sleeps. Nothing is visible before the `tail` store, so an abort
-//! (or a dropped [`SendSlot`]) is just the unlock.
+//! write the record headers and publish them with one compare-exchange of `tail` (AcqRel)
+//! from the word read at the reservation (it fails if `close` set `CLOSED` since; a
+//! `SLEEPER` bit set since is taken along: the compare-exchange is retried from the word
+//! with it, at most twice); unlock; if the word it replaced had `SLEEPER` (the new one
+//! never has), wake the receivers. No fence and no other load on this path. Nothing is
+//! visible before the `tail` store, so an abort (or a dropped [`SendSlot`]) is just the
+//! unlock.
 //!
 //! **Receive**: if `tail == head` at a glance (no lock, no write), wait. Else take the
 //! receive lock (repairing a dead receiver's claim, below); read `tail_cache`, refreshing
@@ -107,10 +110,17 @@
 //!
 //! **Waiting**: spin briefly with loads, then set `WAITING` in the side's wake word (a
 //! `fetch_or`, always), a `SeqCst` fence, re-check the cursors, and futex-wait on the word in slices (50 µs
-//! doubling to 10 ms, the crate's [`wait`](crate::wait) policy). A waker stores its
-//! cursor, fences (`SeqCst`, also before a repair's or a close's wake) and reads the word: it makes a syscall only if `WAITING` is
-//! set, so neither side makes one while the other is merely busy. `close` sets `closed`
-//! and wakes every sleeper on both words.
+//! doubling to 10 ms, the crate's [`wait`](crate::wait) policy). A receiver re-checks
+//! through a `fetch_or` of `SLEEPER` into `tail` (AcqRel): by `tail`'s modification
+//! order, either a commit came first (the receiver sees its message and does not sleep),
+//! or the commit's compare-exchange sees the bit, clears it and wakes (after the
+//! receiver's `WAITING`: it reads the receiver's Release `fetch_or`). A receiver that set
+//! the bit and then did not sleep costs the next commit one needless wake. A receiver
+//! that releases a message stores `free`, fences (`SeqCst`) and reads `send_wake`: it makes
+//! a syscall only if `WAITING` is set (a sender sleeps); so neither side makes one while
+//! the other is merely busy. A repair's or a close's wake fences first (`SeqCst`, pairing
+//! with the sleepers' fence; `close`'s `fetch_or` of `CLOSED` is AcqRel, like a commit).
+//! `close` sets `closed` and wakes every sleeper on both words.
 //!
 //! **Closing**: `close` sets the `CLOSED` bit of `tail` (a read-modify-write), so a
 //! `tail` with the bit is final. Senders check it under the send lock before they
@@ -139,7 +149,7 @@
 //! | Send: lock taken, nothing written | the send lock held by a dead thread; the ring unchanged; receivers unaffected | the next sender: blocking and timed ones after their first probe slice (≈ 50 µs–1 ms after the kernel tore the process down), `try_` ones after their spin (≤ 5 ms) |
 //! | Send: payload and headers written, `tail` not stored † | as above; the bytes lie past `tail`, never visible | as above: the next sender writes over them. Stopped there while the channel is closed, the sender's commit fails when it is continued (†: a receiver may have been told `Disconnected`) |
 //! | Send: `tail` stored, lock not released † | the message published (receivers get it: a sleeping one at the end of its slice, ≤ 10 ms, if no sender comes first); the send lock held | as the first line; the recovering sender also wakes every receiver |
-//! | Send: unlocked, receivers not woken † | a sleeping receiver not woken | it wakes at the end of its slice (≤ 10 ms) and sees the message |
+//! | Send: unlocked, receivers not woken † | a sleeping receiver not woken (the commit cleared its `SLEEPER` bit) | it wakes at the end of its slice (≤ 10 ms) and sees the message |
 //! | Receive: lock taken, nothing changed | the receive lock held by a dead thread; senders unaffected | the next receiver, as the first line |
 //! | Receive: `head` stored (claimed), `free` not † | the message claimed by the dead receiver; its space not released | the next receiver to take the lock for a message; or, if that was the last message, a sender that finds the ring full (`try_` ones at once, blocking and timed ones after their first wait) or a receiver after its first wait: it releases the space and counts the message in `lost()` (at most once: never redelivered), and wakes every sender |
 //! | Receive: `free` stored, lock not released † | nothing lost; the receive lock held | as the first receive line |
@@ -149,7 +159,7 @@
 //! | Repair: done, mark not cleared † | the receive lock held by a dead thread, still marked | the next receiver recovers it; the repair finds `head == free`: the loss counted once |
 //! | Drain: a message released, the next not claimed † | the receive lock held; nothing lost | as the first receive line: the rest is received in order |
 //! | Close: `CLOSED` set in `tail`, sleepers not woken † | sleepers not woken | each wakes at the end of its slice (≤ 10 ms) and sees the close |
-//! | Asleep (`WAITING` set) | the flag | the next wake: one needless syscall |
+//! | Asleep (`WAITING` set; a receiver also `SLEEPER` in `tail`) | the flags | the next wake (for `SLEEPER`: the next commit, which clears it): one needless syscall |
 //!
 //! A process *stopped* (SIGSTOP) inside a send (between reserve and commit, or holding a
 //! slot) stalls the other senders only: receivers go on receiving what is published.

@@ -9,7 +9,7 @@ use super::engine::{
     wake,
 };
 use super::error::{RecvError, RecvIntoError, RecvTimeoutError, TryRecvError};
-use super::layout::{CLOSED, Channel, pos};
+use super::layout::{CLOSED, Channel, SLEEPER, pos};
 use crate::failpoint::{self, Point};
 use crate::sync::Ordering;
 
@@ -311,6 +311,28 @@ impl Channel {
         }
     }
 
+    /// [`peek`](Self::peek) through a read-modify-write of `tail` that sets `SLEEPER`: for
+    /// a receiver about to sleep (after its `WAITING` flag), so that the next commit sees
+    /// the bit and wakes it, or this look sees the commit (see `wait_on`).
+    #[cold]
+    fn register_sleeper(&self) -> Peek {
+        let h = &self.header;
+        // AcqRel: Release pairs with the Acquire of the commit's compare-exchange that
+        // clears the bit (our `WAITING` flag comes before its wake); Acquire, as the loads
+        // of `tail` in `peek`.
+        let t = h.tail.tail.fetch_or(SLEEPER, Ordering::AcqRel);
+        // Relaxed: a snapshot on the receivers' own line; a stale (smaller) `head` only
+        // reads as a message, and the check under the lock decides.
+        let head = pos(h.head.head.load(Ordering::Relaxed));
+        if pos(t) != head {
+            Peek::Message
+        } else if t & CLOSED != 0 {
+            Peek::Closed
+        } else {
+            Peek::Empty
+        }
+    }
+
     /// Under the receive lock: the message at `head`, `Ok(None)` if none is published,
     /// `Err(Corrupt)` if the cursors or the record are invalid.
     fn next_message(&self, max: u32) -> Result<Option<(u64, Found)>, Fail> {
@@ -394,9 +416,13 @@ impl Channel {
                 // a claim of the last message would keep its space forever.
                 self.repair_dead_claim(wait)?;
             }
-            wait_on(&h.wake.recv_wake, wait, &mut sleep, || {
-                self.peek() != Peek::Empty
-            })?;
+            wait_on(
+                &h.wake.recv_wake,
+                wait,
+                &mut sleep,
+                || self.peek() != Peek::Empty,
+                || self.register_sleeper() != Peek::Empty,
+            )?;
         }
     }
 

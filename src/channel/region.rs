@@ -26,7 +26,8 @@ pub enum ChannelOpenError {
         requested: ChannelOptions,
     },
     /// The object's header is not a valid channel header (overwritten by another
-    /// process).
+    /// process, or written by a build that uses another version of the channel's
+    /// format).
     #[error("channel `{name}` has a corrupt header")]
     Corrupt {
         /// The object's name.

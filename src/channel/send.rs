@@ -8,10 +8,10 @@ use std::time::Instant;
 
 use super::engine::{
     Fail, PAD_HEADER, Plan, Room, SideGuard, Sleep, Wait, advance_tail, lock_side_unless,
-    message_header, plan, wait_on, wake,
+    message_header, plan, wait_on,
 };
 use super::error::{SendError, SendTimeoutError, TrySendError};
-use super::layout::{CLOSED, Channel, pos, record_size};
+use super::layout::{CLOSED, Channel, SLEEPER, pos, record_size};
 use crate::failpoint::{self, Point};
 use crate::sync::Ordering;
 
@@ -195,30 +195,44 @@ impl<'a> SendSlot<'a> {
             .store(message_header(len as u32), Ordering::Relaxed);
         failpoint::hit(Point::ChannelSendWritten);
         let pad = plan.pad_at.map_or(0, |p| ch.cap() - p);
+        // The new word has neither `CLOSED` nor `SLEEPER` (`advance_tail`).
         let new = advance_tail(tail, pos(tail).wrapping_add(pad + record_size(len) as u32));
-        // Publishes only if `tail` is still the word we reserved at: not closed since
-        // (`close` sets `CLOSED` in it), so a receiver never sees `Disconnected` before a
-        // send acknowledged `Ok`. Release: pairs with the receivers' Acquire loads of
-        // `tail`: the record (header and payload) happens before a receiver reads it.
-        // Relaxed on failure: nothing is read through the word.
-        if let Err(now) =
-            ch.header
-                .tail
-                .tail
-                .compare_exchange(tail, new, Ordering::Release, Ordering::Relaxed)
-        {
-            return Err(if now & CLOSED != 0 {
-                SendError::Disconnected
-            } else {
+        // Publishes only if `tail` is still the word we reserved at, give or take the
+        // `SLEEPER` bit: not closed since (`close` sets `CLOSED` in it), so a receiver never
+        // sees `Disconnected` before a send acknowledged `Ok`. Release: pairs with the
+        // receivers' Acquire loads of `tail`: the record (header and payload) happens
+        // before a receiver reads it. Acquire: pairs with the Release `fetch_or` of
+        // `SLEEPER` by a receiver about to sleep, so that our wake below comes after its
+        // `WAITING` flag (see `wait_on`). Relaxed on failure: the retry decides.
+        let mut seen = tail;
+        let mut tries = 0;
+        let sleepers = loop {
+            match ch.header.tail.tail.compare_exchange(
+                seen,
+                new,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(old) => break old & SLEEPER != 0,
+                Err(now) if now & CLOSED != 0 => return Err(SendError::Disconnected),
+                // A receiver set `SLEEPER` since the reservation: publish over it (and
+                // wake). Twice at most: only `SLEEPER` or `CLOSED` may change under the
+                // send lock, so a word that keeps changing is a peer's garbage.
+                Err(now) if now | SLEEPER == tail | SLEEPER && tries < 2 => {
+                    seen = now;
+                    tries += 1;
+                }
                 // Only the send-lock holder moves `tail`: another writer broke the
                 // protocol.
-                SendError::Corrupt
-            });
-        }
+                Err(_) => return Err(SendError::Corrupt),
+            }
+        };
         failpoint::hit(Point::ChannelSendPublished);
         drop(self.guard.take());
         failpoint::hit(Point::ChannelSendUnwoken);
-        wake(&ch.header.wake.recv_wake);
+        if sleepers {
+            super::engine::wake_all(&ch.header.wake.recv_wake);
+        }
         Ok(())
     }
 
@@ -328,7 +342,7 @@ impl Channel {
                 repaired = true;
                 continue;
             }
-            wait_on(&h.wake.send_wake, wait, &mut sleep, || {
+            let room = || {
                 if self.is_closed() {
                     return true;
                 }
@@ -337,7 +351,8 @@ impl Channel {
                 // Relaxed: ordered after our `WAITING` flag by the fence in `wait_on`.
                 let f = pos(h.free.free.load(Ordering::Relaxed));
                 !matches!(plan(cap, t, f, len), Room::Full)
-            })?;
+            };
+            wait_on(&h.wake.send_wake, wait, &mut sleep, room, room)?;
         }
     }
 

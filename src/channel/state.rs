@@ -31,8 +31,10 @@ impl Channel {
         // Release: pairs with the Acquire loads of `tail` that see the bit. A read-modify-
         // write on `tail` itself: a commit's compare-exchange from a `tail` without the bit
         // either comes before this in `tail`'s modification order (and its message is in
-        // every `tail` with the bit) or fails (`Disconnected`).
-        h.tail.tail.fetch_or(CLOSED, Ordering::Release);
+        // every `tail` with the bit) or fails (`Disconnected`). Acquire: pairs with the
+        // Release `fetch_or` of `SLEEPER` by a receiver about to sleep, whose `WAITING`
+        // flag then comes before our wake (a receiver registering after us sees the bit).
+        h.tail.tail.fetch_or(CLOSED, Ordering::AcqRel);
         // Relaxed: for tools that read the header; the channel decides from `tail`.
         h.config.closed.store(1, Ordering::Relaxed);
         // Every sleeper re-checks and sees the close (`wake_all` fences before its bump:
@@ -57,7 +59,7 @@ impl Channel {
         // Relaxed: a snapshot of two counters.
         let taken = count(h.head.head.load(Ordering::Relaxed));
         let sent = count(h.tail.tail.load(Ordering::Relaxed));
-        // `sent` counts in 31 bits: compare modulo 2^31.
+        // `sent` counts in 30 bits: compare modulo 2^30.
         ((sent.wrapping_sub(taken) & SENT_MASK) as usize).min(self.cap() as usize / 8)
     }
 
