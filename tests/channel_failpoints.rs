@@ -385,3 +385,56 @@ fn closer_killed_before_waking_costs_a_sleeping_receiver_one_slice() {
     wait_all(&receiver, REPAIR);
     assert!(ch.is_closed());
 }
+
+/// A send whose commit finds `tail` moved under its slot (a peer that ignores the
+/// protocol) reports `Corrupt`, not `Disconnected`: the channel is not closed.
+#[test]
+fn a_send_whose_commit_finds_tail_rewritten_reports_corrupt() {
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = shared_channel(&region);
+    let s = common::child_stopped_at(Point::ChannelSendWritten, || {
+        let r = ch.send(b"x");
+        std::process::exit(if r == Err(SendError::Corrupt) && !ch.is_closed() {
+            0
+        } else {
+            1
+        });
+    });
+    // The position moved past the stopped sender's reservation, against the protocol.
+    ch.hostile_words().0[3].fetch_add(8, shmstate::sync::Ordering::Relaxed);
+    // SAFETY: resuming our own stopped child.
+    unsafe { libc::kill(s, libc::SIGCONT) };
+    wait_all(&[s], REPAIR);
+}
+
+/// A sender stopped after its commit cleared the sleeper bit and before its wake: a later
+/// commit by another sender does not wake the sleeping receiver either (the bit is
+/// cleared), so the receiver gets both messages at the end of its sleep slice (the
+/// table's "Send: unlocked, receivers not woken" row): within the slice, not when the
+/// stopped sender resumes.
+#[test]
+fn a_stopped_waker_delays_a_sleeping_receiver_by_one_slice_at_most() {
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = shared_channel(&region);
+    let r = fork_children(1, |_| {
+        let mut out = Vec::new();
+        ch.recv(&mut out).unwrap();
+        assert_eq!(out, b"first");
+        ch.recv(&mut out).unwrap();
+        assert_eq!(out, b"second");
+    })[0];
+    wait_until_asleep_in_futex(r);
+    let s = common::child_stopped_at(Point::ChannelSendUnwoken, || {
+        ch.send(b"first").unwrap();
+    });
+    let t0 = Instant::now();
+    ch.send(b"second").unwrap();
+    // Both are received while the first sender stays stopped: by the end of the
+    // receiver's slice (10 ms at most; the margin is for a loaded machine).
+    wait_all(&[r], REPAIR);
+    assert!(t0.elapsed() < REPAIR);
+    kill(s);
+    reap(s);
+}

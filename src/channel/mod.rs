@@ -149,7 +149,7 @@
 //! | Send: lock taken, nothing written | the send lock held by a dead thread; the ring unchanged; receivers unaffected | the next sender: blocking and timed ones after their first probe slice (≈ 50 µs–1 ms after the kernel tore the process down), `try_` ones after their spin (≤ 5 ms) |
 //! | Send: payload and headers written, `tail` not stored † | as above; the bytes lie past `tail`, never visible | as above: the next sender writes over them. Stopped there while the channel is closed, the sender's commit fails when it is continued (†: a receiver may have been told `Disconnected`) |
 //! | Send: `tail` stored, lock not released † | the message published (receivers get it: a sleeping one at the end of its slice, ≤ 10 ms, if no sender comes first); the send lock held | as the first line; the recovering sender also wakes every receiver |
-//! | Send: unlocked, receivers not woken † | a sleeping receiver not woken (the commit cleared its `SLEEPER` bit) | it wakes at the end of its slice (≤ 10 ms) and sees the message |
+//! | Send: unlocked, receivers not woken † | a sleeping receiver not woken (the commit cleared its `SLEEPER` bit, so later commits by other senders do not wake it either) | it wakes at the end of its slice (≤ 10 ms) and sees the message, and any sent since (test `a_stopped_waker_delays_a_sleeping_receiver_by_one_slice_at_most`) |
 //! | Receive: lock taken, nothing changed | the receive lock held by a dead thread; senders unaffected | the next receiver, as the first line |
 //! | Receive: `head` stored (claimed), `free` not † | the message claimed by the dead receiver; its space not released | the next receiver to take the lock for a message; or, if that was the last message, a sender that finds the ring full (`try_` ones at once, blocking and timed ones after their first wait) or a receiver after its first wait: it releases the space and counts the message in `lost()` (at most once: never redelivered), and wakes every sender |
 //! | Receive: `free` stored, lock not released † | nothing lost; the receive lock held | as the first receive line |
@@ -162,7 +162,10 @@
 //! | Asleep (`WAITING` set; a receiver also `SLEEPER` in `tail`) | the flags | the next wake (for `SLEEPER`: the next commit, which clears it): one needless syscall |
 //!
 //! A process *stopped* (SIGSTOP) inside a send (between reserve and commit, or holding a
-//! slot) stalls the other senders only: receivers go on receiving what is published.
+//! slot) stalls the other senders only: receivers go on receiving what is published. (One
+//! step later, stopped after its commit and before its wake, it can delay a sleeping
+//! receiver by one sleep slice, at most 10 ms, even for messages other senders publish
+//! meanwhile: see the table.)
 //! `try_send` returns [`TrySendError::Busy`] after a brief spin, timed sends return
 //! `Timeout` at their deadline, untimed sends wait until it is continued or killed. A
 //! receiver stopped between its claim and its release stalls the other receivers

@@ -359,7 +359,12 @@ impl Channel {
     fn send_inner(&self, msg: &[u8], wait: Wait) -> Result<(), Fail> {
         let mut slot = self.reserve_inner(msg.len(), wait)?;
         slot.write_at(0, msg);
-        slot.commit().map_err(|_| Fail::Disconnected)
+        slot.commit().map_err(|e| match e {
+            SendError::Corrupt => Fail::Corrupt,
+            // `TooLarge` cannot come from a commit of a reserved slot; `Disconnected` is
+            // the close.
+            _ => Fail::Disconnected,
+        })
     }
 
     /// Sends `msg` as one message, waiting while the ring has no room for it.
