@@ -1,7 +1,7 @@
-//! The key hash: SipHash-1-3 (maps of layout version 2) or SipHash-2-4 (version 1), keyed
-//! with the map's seed (see "Hashing" in the [module docs](super)).
+//! The key hash: SipHash-1-3 keyed with the map's seed (see "Hashing" in the
+//! [module docs](super)).
 
-use super::options::{Geometry, KeyHash};
+use super::options::Geometry;
 
 /// SipHash-2-4 of `key`'s bytes (nothing else: no length prefix), keyed with `seed`
 /// (`k0` = `seed[0..8]`, `k1` = `seed[8..16]`, little-endian, as the reference
@@ -22,14 +22,10 @@ pub(crate) fn seed_keys(seed: &[u8; 16]) -> [u64; 2] {
     ]
 }
 
-/// The hash of `key` in a map of geometry `g`: SipHash-c-d with the rounds of the map's
-/// layout version, keyed with its seed.
+/// The hash of `key` in a map of geometry `g`: SipHash-1-3 keyed with its seed.
 #[inline(always)]
 pub(crate) fn key_hash(g: &Geometry, key: &[u8]) -> u64 {
-    match g.hash {
-        KeyHash::Sip13 => sip_keys::<1, 3>(g.seed, key),
-        KeyHash::Sip24 => sip_keys::<2, 4>(g.seed, key),
-    }
+    sip_keys::<1, 3>(g.seed, key)
 }
 
 /// SipHash-`C`-`D` (`C` rounds per message word, `D` finalization rounds) of `key`, keyed

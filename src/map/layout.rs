@@ -9,17 +9,13 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 use super::error::MapError;
 use super::options::{
-    Geometry, HEADER_LINES, KeyHash, MAX_CAPACITY, MAX_KEY_LEN, MAX_STRIPE_SLOTS, MAX_VALUE_LEN,
-    MapOptions, SLOT_HEAD_WORDS,
+    Geometry, HEADER_LINES, MAX_CAPACITY, MAX_KEY_LEN, MAX_STRIPE_SLOTS, MAX_VALUE_LEN, MapOptions,
+    SLOT_HEAD_WORDS,
 };
 
-/// Word 0 of the header: "shmmap" and the layout version 2 (keys hashed with SipHash-1-3),
-/// written by every map this version creates.
+/// Word 0 of the header: "shmmap" and the layout version 2 (keys hashed with SipHash-1-3;
+/// version 1 hashed them with SipHash-2-4, and reads as corrupt here).
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"shmmap\x02\x00");
-
-/// Word 0 of a map of layout version 1 (keys hashed with SipHash-2-4; otherwise the same
-/// layout): still opened and used, with its own hash.
-pub(crate) const MAGIC_V1: u64 = u64::from_le_bytes(*b"shmmap\x01\x00");
 
 /// The most stripes a map has is `2^MAX_LOG_STRIPES` (`MAX_CAPACITY / 128`).
 const MAX_LOG_STRIPES: u64 = 26;
@@ -514,12 +510,8 @@ impl ByteMap {
         let (log_stripes, sps) = (packed.log_stripes(), packed.sps());
         // Ranges first: they keep every product below 2^64 (stripes ≤ 2^26, sps ≤ 256,
         // slot words ≤ 4 + 128 + 8192).
-        let hash = match h[0] {
-            MAGIC => KeyHash::Sip13,
-            MAGIC_V1 => KeyHash::Sip24,
-            _ => return None,
-        };
-        if capacity == 0
+        if h[0] != MAGIC
+            || capacity == 0
             || capacity > MAX_CAPACITY as u64
             || key_max == 0
             || key_max > MAX_KEY_LEN as u64
@@ -557,7 +549,6 @@ impl ByteMap {
             slot_words: slot_words as usize,
             lines,
             seed: [h[4], h[5]],
-            hash,
         })
     }
 

@@ -54,7 +54,7 @@
 //!
 //! | lines | content |
 //! |-------|---------|
-//! | 0 | header, written once at creation: magic `"shmmap\x02\0"` (layout version 2; see "Hashing" for version 1), capacity, key_max, value_max, seed (2 words), geometry (bits 0..6 log2 of the stripes, 8..17 slots per stripe), a hash of the creator's boot id (rewritten once by the first process to open the map in another boot) |
+//! | 0 | header, written once at creation: magic `"shmmap\x02\0"` (layout version 2; see "Hashing"), capacity, key_max, value_max, seed (2 words), geometry (bits 0..6 log2 of the stripes, 8..17 slots per stripe), a hash of the creator's boot id (rewritten once by the first process to open the map in another boot) |
 //! | 1 | the map's entry count (bits 0..40; 40..64 a version bumped by each change), the slack flag (nonzero: the count may hold places no entry uses, see "Capacity"), the count word for which a scan last found nothing to lower (a hint), the rest of the line zero |
 //! | 2 .. 2 + stripes | one stripe head per line: lock (a robust [`RawMutex`](crate::RawMutex)), 4 zero bytes, structure sequence, count word (bits 0..32 entries, 32..64 pending places), write counter, 4 zero words |
 //! | then | the slots, stripe after stripe, `slots_per_stripe` each, packed (not line-aligned) |
@@ -83,10 +83,10 @@
 //! 26..50 (clear of the stripe bits, at most 26).
 //!
 //! The hash is part of the layout: maps of layout version 1 (magic `"shmmap\x01\0"`,
-//! made by earlier versions of the crate; otherwise the same layout) hash with
-//! SipHash-2-4, and are opened and used with it, so their entries stay where their
-//! creator put them. Every map this version creates is of version 2; a build older than
-//! version 2 reports a version 2 map as corrupt rather than misread it.
+//! made by earlier versions of the crate) hashed with SipHash-2-4. They live only in
+//! regions of format version 7 or older, which this version refuses as a whole
+//! (`OpenError::VersionMismatch`; `recreate_stale_format` replaces such a file); a map
+//! header with that magic reads as corrupt here, as a version 2 map does to an older build.
 //!
 //! # Capacity
 //!

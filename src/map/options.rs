@@ -131,7 +131,6 @@ impl MapOptions {
             slot_words,
             lines,
             seed: [0; 2],
-            hash: KeyHash::Sip13,
         })
     }
 }
@@ -165,18 +164,6 @@ pub(crate) struct Geometry {
     /// The hash seed, as SipHash's two key words (`k0`, `k1`: the seed's bytes 0..8 and
     /// 8..16, little-endian).
     pub(crate) seed: [u64; 2],
-    /// The key hash of the map's layout version.
-    pub(crate) hash: KeyHash,
-}
-
-/// The key hash a map's layout version specifies (see "Hashing" in the
-/// [module docs](super)).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum KeyHash {
-    /// SipHash-1-3: maps of layout version 2 (every map this version creates).
-    Sip13,
-    /// SipHash-2-4: maps of layout version 1.
-    Sip24,
 }
 
 impl Geometry {

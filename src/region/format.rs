@@ -64,7 +64,13 @@ pub(crate) const MAGIC: u64 = u64::from_ne_bytes(*b"SHMSTATE");
 ///   owner bits 31..4); each entry has a generation count over its fields
 ///   (`generation`) and a user bitmap with one bit per attach-table word (`users`); the
 ///   header holds the creation lock (`create_lock`, after `max_size`).
-pub(crate) const VERSION: u32 = 7;
+/// - 8: a shared map's keys hash with SipHash-1-3 (its layout version 2: header magic
+///   `"shmmap\x02\0"`; it was SipHash-2-4); a channel's `tail` word holds a `SLEEPER`
+///   bit (62) and a 30-bit message count (its format version 2). Each object's own magic
+///   tells the versions apart too, but only this version lets an older build refuse the
+///   file as a whole (`VersionMismatch`, and `recreate_stale_format`) instead of reading
+///   those objects as corrupt.
+pub(crate) const VERSION: u32 = 8;
 /// Byte-order and word-size marker: reads differently on the other byte order, and its
 /// low byte is `size_of::<usize>()`.
 pub(crate) const MARKER: u32 = 0x0102_0300 | size_of::<usize>() as u32;
