@@ -36,7 +36,7 @@ use core::time::Duration;
 use std::time::Instant;
 
 pub(crate) use crate::owner::{Tid, Watch};
-use crate::sync::{AtomicU32, Ordering};
+use crate::sync::{AtomicU32, Ordering, spin_loop};
 
 /// Sets the waiting flag `flag` in `word`, whose value the caller last read as `*seen`,
 /// unless `*seen` has it already: the step of a contended loop before it sleeps on a word
@@ -88,6 +88,30 @@ pub struct Timeout;
 /// loom's bounded search (it hid a lost wakeup in the broken-mutex model) without testing
 /// anything the loads around it do not.
 pub(crate) const SPIN_LIMIT: u32 = if cfg!(loom) { 0 } else { 100 };
+
+/// Spins `SPIN_LIMIT` pauses in all, calling `ready` after 1, 2, 4, 8, then every 16
+/// pauses (about 10 looks instead of 100: each look at a contended word pulls its cache
+/// line away from the process that is about to write it); `true` as soon as `ready` is.
+/// The mutex's own spin follows the same schedule.
+#[inline]
+pub(crate) fn spin_with_backoff(mut ready: impl FnMut() -> bool) -> bool {
+    let mut spins = SPIN_LIMIT;
+    let mut step = 1;
+    loop {
+        if ready() {
+            return true;
+        }
+        if spins == 0 {
+            return false;
+        }
+        let n = step.min(spins);
+        spins -= n;
+        step = (step * 2).min(16);
+        for _ in 0..n {
+            spin_loop();
+        }
+    }
+}
 
 /// Compare-exchange attempts of a `try_*` operation before it reports "would block": a
 /// word that keeps changing under us means others hold the lock in turn.

@@ -72,8 +72,8 @@ use std::time::Instant;
 use crate::futex;
 use crate::futex::sleepers;
 use crate::shared::{Elem, Kind, SharedSized, TypeTag};
-use crate::sync::{AtomicU32, Ordering, fence, spin_loop};
-use crate::wait::{SPIN_LIMIT, Slices, TRY_LIMIT, Timeout, deadline_passed};
+use crate::sync::{AtomicU32, Ordering, fence};
+use crate::wait::{Slices, TRY_LIMIT, Timeout, deadline_passed, spin_with_backoff};
 
 /// Why a release changed nothing.
 ///
@@ -325,13 +325,12 @@ impl Semaphore {
     /// The contended acquire: spin, register, sleep. `false` only if `deadline` passed.
     #[cold]
     fn acquire_slow(&self, deadline: Option<Instant>) -> bool {
-        for _ in 0..SPIN_LIMIT {
+        if spin_with_backoff(|| {
             // Relaxed: a hint; `take` orders.
             let c = self.count.load(Ordering::Relaxed);
-            if c != 0 && self.take(c).is_ok() {
-                return true;
-            }
-            spin_loop();
+            c != 0 && self.take(c).is_ok()
+        }) {
+            return true;
         }
         let mut slices = Slices::new();
         loop {

@@ -114,9 +114,9 @@ use std::time::Instant;
 use crate::failpoint::{self, Point};
 use crate::futex;
 use crate::owner;
-use crate::sync::{AtomicU32, Ordering, spin_loop};
+use crate::sync::{AtomicU32, Ordering};
 use crate::wait::{
-    SPIN_LIMIT, Slices, TRY_LIMIT, Tid, deadline_passed, flag_waiting, holder_is_dead, past,
+    Slices, TRY_LIMIT, Tid, deadline_passed, flag_waiting, holder_is_dead, past, spin_with_backoff,
 };
 
 /// Mask of the owner's TID in a lock word.
@@ -335,21 +335,13 @@ impl RawMutex {
         // owner run more critical sections per line transfer. Measured on 2 vCPUs
         // (criterion `mutex_contended_*`, 3 A/B runs): 2 processes 28-44 ns -> 21-23 ns
         // per lock+unlock, 2 threads 42-44 -> 21-23 ns; uncontended unchanged.
-        let mut spins = SPIN_LIMIT;
-        let mut step = 1;
-        loop {
+        let mut w = 0;
+        spin_with_backoff(|| {
             // Relaxed: only a hint; every acquisition is a compare-exchange.
-            let w = self.word.load(Ordering::Relaxed);
-            if takeable(w).is_some() || w & CONTENDED != 0 || spins == 0 {
-                return w;
-            }
-            let n = step.min(spins);
-            spins -= n;
-            step = (step * 2).min(16);
-            for _ in 0..n {
-                spin_loop();
-            }
-        }
+            w = self.word.load(Ordering::Relaxed);
+            takeable(w).is_some() || w & CONTENDED != 0
+        });
+        w
     }
 
     /// The contended path. `None` only if `deadline` passed.
