@@ -86,6 +86,20 @@ enum Peek {
     Empty,
 }
 
+impl Peek {
+    /// What a `tail` word `t` says to a receiver at position `head`.
+    #[inline]
+    fn of(t: u64, head: u32) -> Peek {
+        if pos(t) != head {
+            Peek::Message
+        } else if t & CLOSED != 0 {
+            Peek::Closed
+        } else {
+            Peek::Empty
+        }
+    }
+}
+
 /// Messages up to this long are copied to the stack for the closure forms.
 const SMALL: usize = 256;
 
@@ -302,13 +316,7 @@ impl Channel {
         // Acquire: pairs with the senders' Release compare-exchange of `tail` (for a
         // caller that then takes the lock, the lock orders anyway).
         let t = h.tail.tail.load(Ordering::Acquire);
-        if pos(t) != head {
-            Peek::Message
-        } else if t & CLOSED != 0 {
-            Peek::Closed
-        } else {
-            Peek::Empty
-        }
+        Peek::of(t, head)
     }
 
     /// [`peek`](Self::peek) through a read-modify-write of `tail` that sets `SLEEPER`: for
@@ -324,13 +332,7 @@ impl Channel {
         // Relaxed: a snapshot on the receivers' own line; a stale (smaller) `head` only
         // reads as a message, and the check under the lock decides.
         let head = pos(h.head.head.load(Ordering::Relaxed));
-        if pos(t) != head {
-            Peek::Message
-        } else if t & CLOSED != 0 {
-            Peek::Closed
-        } else {
-            Peek::Empty
-        }
+        Peek::of(t, head)
     }
 
     /// Under the receive lock: the message at `head`, `Ok(None)` if none is published,
