@@ -237,6 +237,49 @@ fn rwlock_read(c: &mut Criterion) {
     }
 }
 
+/// Write-lock, increment, unlock of one lock by 2 processes (writers only: the contended
+/// writer's spin), against glibc's process-shared `pthread_rwlock_t`.
+fn rwlock_write(c: &mut Criterion) {
+    let w = Workers::Processes(2);
+    let mut g = common::group(c, format!("rwlock_write_{}", w.label()));
+    tune(&mut g, Weight::Spawning);
+    g.throughput(Throughput::Elements(w.count() as u64));
+    let n = w.count() as u64;
+
+    let l = Shm::new(RwLock::new(0u64));
+    concurrent(
+        &mut g,
+        "shmstate_rwlock",
+        w,
+        n,
+        &*l,
+        |l| *l.write().unwrap() = 0,
+        |l, _, iters| {
+            for _ in 0..iters {
+                *l.write().unwrap() += 1;
+            }
+        },
+        |l| *l.read().unwrap(),
+    );
+
+    let l = PthreadRwLock::new_shared(0u64);
+    concurrent(
+        &mut g,
+        "pthread_rwlock_pshared",
+        w,
+        n,
+        &*l,
+        |l| l.write_with(|v| *v = 0),
+        |l, _, iters| {
+            for _ in 0..iters {
+                l.write_with(|v| *v += 1);
+            }
+        },
+        |l| l.read(),
+    );
+    g.finish();
+}
+
 /// Relaxed: the per-worker sums are read after the workers are joined.
 const RELAXED: std::sync::atomic::Ordering = std::sync::atomic::Ordering::Relaxed;
 
@@ -360,7 +403,7 @@ fn scaling_rwlock_read(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = common::criterion();
-    targets = mutex_uncontended, mutex_contended, rwlock_read, condvar_pingpong, scaling_mutex,
-        scaling_rwlock_read
+    targets = mutex_uncontended, mutex_contended, rwlock_read, rwlock_write, condvar_pingpong,
+        scaling_mutex, scaling_rwlock_read
 }
 criterion_main!(benches);

@@ -94,6 +94,7 @@ MEANING = {
     "mutex_contended_2procs": "lock + increment + unlock, 2 processes",
     "rwlock_read_1thread": "read-lock + read + unlock, one thread",
     "rwlock_read_2threads": "read-lock + read + unlock, 2 threads",
+    "rwlock_write_2procs": "write-lock + increment + unlock, 2 processes",
     "condvar_pingpong_2procs": "wait/notify round trip between 2 processes",
     "seqlock_read64_1reader": "consistent 64-byte read, 1 reader",
     "seqlock_read64_2readers": "consistent 64-byte read, 2 readers, no writer",

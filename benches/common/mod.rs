@@ -580,8 +580,8 @@ pub struct PthreadRwLock<T> {
     data: UnsafeCell<T>,
 }
 
-// SAFETY: `data` is read only under a read lock and written only at construction; the
-// lock itself is made for sharing.
+// SAFETY: `data` is read only under a read lock and written only under the write lock
+// (and at construction); the lock itself is made for sharing.
 unsafe impl<T: Send + Sync> Sync for PthreadRwLock<T> {}
 
 impl<T: Copy> PthreadRwLock<T> {
@@ -622,6 +622,21 @@ impl<T: Copy> PthreadRwLock<T> {
             libc::pthread_rwlock_unlock(self.lock.get())
         });
         v
+    }
+
+    /// Write-locks, runs `f` on the data, unlocks.
+    #[inline]
+    pub fn write_with(&self, f: impl FnOnce(&mut T)) {
+        // SAFETY: the lock was initialised in place by `new_shared` and never moves.
+        check("rwlock_wrlock", unsafe {
+            libc::pthread_rwlock_wrlock(self.lock.get())
+        });
+        // SAFETY: the write lock is held: nobody else reads or writes `data`.
+        f(unsafe { &mut *self.data.get() });
+        // SAFETY: we hold the write lock.
+        check("rwlock_unlock", unsafe {
+            libc::pthread_rwlock_unlock(self.lock.get())
+        });
     }
 }
 

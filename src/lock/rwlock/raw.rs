@@ -11,7 +11,9 @@ use crate::futex;
 use crate::lock::raw_mutex::{Acquired, MAX_TID, TID_MASK};
 use crate::owner;
 use crate::sync::{AtomicU32, Ordering, spin_loop};
-use crate::wait::{SPIN_LIMIT, Slices, TRY_LIMIT, flag_waiting, holder_is_dead, past};
+use crate::wait::{
+    SPIN_LIMIT, Slices, TRY_LIMIT, flag_waiting, holder_is_dead, past, spin_with_backoff,
+};
 
 // The writer side (lock, unlock, downgrade) is its own file; as a child module it sees
 // this file's private state-word helpers.
@@ -500,17 +502,16 @@ impl RawRwLock {
         }
     }
 
+    /// Spins until `stop` holds for the state word (the last one loaded is returned), with
+    /// the mutex's backoff: a look after 1, 2, 4, 8, then every 16 pauses.
     fn spin_until(&self, stop: impl Fn(u32) -> bool) -> u32 {
-        let mut spins = SPIN_LIMIT;
-        loop {
+        let mut s = 0;
+        spin_with_backoff(|| {
             // Relaxed: a hint; acquisitions compare-exchange.
-            let s = self.state.load(Ordering::Relaxed);
-            if stop(s) || spins == 0 {
-                return s;
-            }
-            spins -= 1;
-            spin_loop();
-        }
+            s = self.state.load(Ordering::Relaxed);
+            stop(s)
+        });
+        s
     }
 
     fn spin_read(&self) -> u32 {
