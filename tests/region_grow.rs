@@ -607,16 +607,8 @@ fn creating_past_the_file_size_limit_fails_without_sigxfsz() {
 #[cfg(shmstate_test_hooks)]
 mod crash {
     use super::*;
-    use common::child_stopped_at;
+    use common::{child_stopped_at, kill_and_reap};
     use shmstate::failpoint::Point;
-
-    fn kill_and_reap(pid: libc::pid_t) {
-        // SAFETY: signalling and reaping a process this test forked.
-        unsafe {
-            libc::kill(pid, libc::SIGKILL);
-            libc::waitpid(pid, std::ptr::null_mut(), 0);
-        }
-    }
 
     fn growable(path: &Path) -> Region {
         RegionOptions::new()

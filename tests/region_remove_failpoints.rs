@@ -13,7 +13,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{SharedMem, child_stopped_at, fork_children, wait_all, wait_until_stopped, watchdog};
+use common::{
+    SharedMem, child_stopped_at, fork_children, kill_and_reap, wait_all, wait_until_stopped,
+    watchdog,
+};
 use shmstate::failpoint::Point;
 use shmstate::sync::Ordering;
 use shmstate::{Counter, GetError, Region, RegionOptions, RemoveObjectError, ValueArray};
@@ -31,14 +34,6 @@ fn memfd() -> Region {
 
 fn handle(r: &Region) -> Region {
     Region::from_fd(r.as_fd().unwrap().try_clone_to_owned().unwrap()).unwrap()
-}
-
-fn kill_and_reap(pid: libc::pid_t) {
-    // SAFETY: killing and reaping our own child.
-    unsafe {
-        libc::kill(pid, libc::SIGKILL);
-        libc::waitpid(pid, std::ptr::null_mut(), 0);
-    }
 }
 
 #[test]

@@ -436,16 +436,8 @@ fn a_writer_hidden_from_the_recreator_keeps_the_stale_file() {
 #[cfg(shmstate_test_hooks)]
 mod crash {
     use super::*;
-    use common::child_stopped_at;
+    use common::{child_stopped_at, kill_and_reap};
     use shmstate::failpoint::Point;
-
-    fn kill_and_reap(pid: libc::pid_t) {
-        // SAFETY: signalling and reaping a process this test forked.
-        unsafe {
-            libc::kill(pid, libc::SIGKILL);
-            libc::waitpid(pid, std::ptr::null_mut(), 0);
-        }
-    }
 
     #[test]
     fn a_recreator_killed_holding_the_lock_leaves_it_to_the_next() {

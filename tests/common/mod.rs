@@ -248,3 +248,12 @@ pub fn child_stopped_at(p: shmstate::failpoint::Point, f: impl Fn()) -> libc::pi
     wait_until_stopped(pid);
     pid
 }
+
+/// Kills `pid` (SIGKILL) and reaps it: a child forked by the calling test.
+pub fn kill_and_reap(pid: libc::pid_t) {
+    // SAFETY: signalling and reaping a process the calling test forked.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+        libc::waitpid(pid, std::ptr::null_mut(), 0);
+    }
+}
