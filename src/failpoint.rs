@@ -57,7 +57,8 @@ pub enum Point {
     /// `RawRwLock` downgrade: a reader slot is claimed for the writer, `WRITE_LOCKED` not
     /// yet released.
     RwDowngradeClaimed,
-    /// `Histogram::observe`: the bucket count is added, the value not yet in the sum.
+    /// `Histogram::observe` (owned or shared stripe): the bucket's count is added, the
+    /// value not yet in its sum.
     HistogramCounted,
     /// Region removal: the life-cycle word is `RETIRING`, the attach table not yet scanned.
     RegionRetiring,
@@ -175,6 +176,11 @@ pub enum Point {
     /// Region object removal: the life-cycle word is read (no `UNLISTED`), the user
     /// bitmap not yet read.
     RegionObjectLifeChecked,
+    /// `Histogram::observe`: an unowned stripe is claimed, nothing yet counted in it.
+    HistogramClaimed,
+    /// `Histogram::observe`: a dead owner's stripe is taken over, nothing yet counted in
+    /// it.
+    HistogramTakenOver,
 }
 
 #[cfg(shmstate_test_hooks)]

@@ -711,9 +711,9 @@ fn region_creator_killed_after_publishing_before_the_wake() {
     assert!(t_kill.elapsed() < REPAIR);
 }
 
-/// An observer killed between counting its observation and adding it to the sum: the
-/// count has it, the sum lacks it, and nothing else is affected. While it is stopped
-/// there, another observer of the same (single) stripe goes on without waiting.
+/// An observer killed between counting its observation and adding it to the sum, in its
+/// own stripe: the count has it, the sum lacks it, and nothing else is affected. While it
+/// is stopped there (a live owner), this process observes into the shared stripe.
 #[test]
 fn histogram_observer_killed_after_counting_before_the_sum() {
     use shmstate::Region;
@@ -721,7 +721,7 @@ fn histogram_observer_killed_after_counting_before_the_sum() {
     let region = Region::anonymous(1 << 16).unwrap();
     let h = region.histogram_with_stripes("h", &[1.0, 4.0], 1).unwrap();
     let observer = common::child_stopped_at(Point::HistogramCounted, || h.observe(2.0));
-    // Stopped mid-observation: this process observes into the same stripe meanwhile.
+    // Stopped mid-observation: this process observes meanwhile.
     h.observe(0.5);
     let s = h.snapshot();
     assert_eq!(
@@ -738,4 +738,55 @@ fn histogram_observer_killed_after_counting_before_the_sum() {
         (3, 8.5),
         "the killed observer's 2.0 is not in the sum"
     );
+}
+
+/// The same on the shared stripe: this process owns the only stripe, so the observer
+/// adds to the shared one, and is killed between its `fetch_add` and its sum.
+#[test]
+fn histogram_shared_observer_killed_after_counting_before_the_sum() {
+    use shmstate::Region;
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 16).unwrap();
+    let h = region.histogram_with_stripes("h", &[1.0, 4.0], 1).unwrap();
+    h.observe(0.5); // this thread owns the stripe from here on
+    let observer = common::child_stopped_at(Point::HistogramCounted, || h.observe(2.0));
+    h.observe(0.25);
+    kill(observer);
+    reap(observer);
+    h.observe(8.0);
+    let s = h.snapshot();
+    assert_eq!(s.cumulative, [2, 3, 4]);
+    assert_eq!(
+        (s.count, s.sum),
+        (4, 8.75),
+        "the killed observer's 2.0 is not in the sum"
+    );
+}
+
+/// An observer killed right after claiming the only stripe, before counting: while it
+/// is stopped this process uses the shared stripe; once it is dead, the next process's
+/// first observation takes the stripe over (stopped there and killed too), and a new
+/// thread here takes it over from that one. Nothing is lost but the two killed
+/// observations, which never counted.
+#[test]
+fn histogram_stripe_of_a_killed_owner_is_taken_over() {
+    use shmstate::Region;
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 16).unwrap();
+    let h = region.histogram_with_stripes("h", &[1.0, 4.0], 1).unwrap();
+    let claimer = common::child_stopped_at(Point::HistogramClaimed, || h.observe(2.0));
+    h.observe(0.5);
+    kill(claimer);
+    reap(claimer);
+    // Returns only once the new process has taken the dead claimer's stripe over.
+    let taker = common::child_stopped_at(Point::HistogramTakenOver, || h.observe(3.0));
+    kill(taker);
+    reap(taker);
+    // A thread that has not observed yet probes at its first shared observation.
+    std::thread::scope(|s| {
+        s.spawn(|| h.observe(8.0));
+    });
+    let s = h.snapshot();
+    assert_eq!(s.cumulative, [1, 1, 2]);
+    assert_eq!((s.count, s.sum), (2, 8.5));
 }

@@ -73,11 +73,18 @@ fn a_histogram_without_bounds_has_only_the_inf_bucket() {
         (s.bounds.len(), s.cumulative, s.count, s.sum),
         (0, vec![2], 2, 1e300 - 1.0)
     );
-    // A histogram created zeroed by the generic call is the same: no bounds, one stripe.
+    // A histogram created zeroed by the generic call is the same: no bounds, one owned
+    // stripe (and the shared one: 3 lines with the header).
     let region = Region::anonymous(1 << 16).unwrap();
-    let z = region.get_or_default_slice::<Histogram>("z", 2).unwrap();
+    let z = region.get_or_default_slice::<Histogram>("z", 3).unwrap();
     z.observe(3.0);
     assert_eq!((z.count(), z.sum(), z.stripes()), (1, 3.0, 1));
+    // Two lines hold no shared stripe: not a histogram, read as empty whatever is done.
+    let short = region
+        .get_or_default_slice::<Histogram>("short", 2)
+        .unwrap();
+    short.observe(3.0);
+    assert_eq!((short.count(), short.sum()), (0, 0.0));
 }
 
 /// The value observation `i` of worker `w` makes: multiples of 0.25 from 0 to 15.75
@@ -86,12 +93,44 @@ fn sample(w: u64, i: u64) -> f64 {
     ((i * 7 + w * 13) % 64) as f64 * 0.25
 }
 
-#[test]
-fn four_processes_count_and_sum_exactly() {
+/// The cumulative counts and the sum of `workers` workers' `per_worker` samples each,
+/// counted here.
+fn expected(bounds: &[f64], workers: u64, per_worker: u64) -> (Vec<u64>, f64) {
+    let mut counts = vec![0u64; bounds.len() + 1];
+    let mut sum = 0.0f64;
+    for w in 0..workers {
+        for i in 0..per_worker {
+            let v = sample(w, i);
+            let b = bounds
+                .iter()
+                .position(|&le| v <= le)
+                .unwrap_or(bounds.len());
+            counts[b] += 1;
+            sum += v;
+        }
+    }
+    let cumulative = counts
+        .iter()
+        .scan(0, |acc, c| {
+            *acc += c;
+            Some(*acc)
+        })
+        .collect();
+    (cumulative, sum)
+}
+
+/// Four processes observe `PER_PROCESS` values each into a histogram of `stripes` owned
+/// stripes (`None`: the default): the count and sum are exact.
+fn four_processes_count_and_sum_exactly_with(stripes: Option<usize>) {
     watchdog(Duration::from_secs(120));
     let bounds = [0.5, 1.0, 2.5, 5.0, 10.0];
     let region = Region::anonymous(1 << 16).unwrap();
-    let h = region.histogram("latency", &bounds).unwrap();
+    let h = match stripes {
+        Some(n) => region
+            .histogram_with_stripes("latency", &bounds, n)
+            .unwrap(),
+        None => region.histogram("latency", &bounds).unwrap(),
+    };
     let pids = fork_children(4, |w| {
         let h = region.histogram("latency", &bounds).unwrap();
         for i in 0..PER_PROCESS {
@@ -100,33 +139,56 @@ fn four_processes_count_and_sum_exactly() {
     });
     wait_all(&pids, Duration::from_secs(100));
 
-    // What the observations were, counted here.
-    let mut expected = vec![0u64; bounds.len() + 1];
-    let mut sum = 0.0f64;
-    for w in 0..4 {
-        for i in 0..PER_PROCESS {
-            let v = sample(w, i);
-            let b = bounds
-                .iter()
-                .position(|&le| v <= le)
-                .unwrap_or(bounds.len());
-            expected[b] += 1;
-            sum += v;
-        }
-    }
-    let cumulative: Vec<u64> = expected
-        .iter()
-        .scan(0, |acc, c| {
-            *acc += c;
-            Some(*acc)
-        })
-        .collect();
+    let (cumulative, sum) = expected(&bounds, 4, PER_PROCESS);
     let s = h.snapshot();
     assert_eq!(s.count, 4 * PER_PROCESS);
     assert_eq!(s.cumulative, cumulative);
     // Every partial sum is a multiple of 0.25 below 2^30: exact in f64 in any order.
     assert_eq!(s.sum, sum);
     assert_eq!(h.count(), 4 * PER_PROCESS);
+}
+
+#[test]
+fn four_processes_count_and_sum_exactly() {
+    four_processes_count_and_sum_exactly_with(None);
+}
+
+/// One owned stripe: the first process to observe owns it, the three others add to the
+/// shared stripe at the same time, with atomic updates.
+#[test]
+fn four_processes_on_one_owned_stripe_count_and_sum_exactly() {
+    four_processes_count_and_sum_exactly_with(Some(1));
+}
+
+/// Threads that come and go on a histogram of one owned stripe: each round's threads
+/// find the stripe owned by a thread of the round before, gone by now, and one of them
+/// takes it over (the others use the shared stripe), while they all observe. Nothing is
+/// lost.
+#[test]
+fn threads_that_come_and_go_take_over_the_stripe_and_lose_nothing() {
+    watchdog(Duration::from_secs(60));
+    const ROUNDS: u64 = 8;
+    const THREADS: u64 = 3;
+    const PER_THREAD: u64 = 20_000;
+    let bounds = [0.5, 1.0, 2.5, 5.0, 10.0];
+    let h = Histogram::with_stripes(&bounds, 1).unwrap();
+    for round in 0..ROUNDS {
+        std::thread::scope(|s| {
+            for t in 0..THREADS {
+                let h = &h;
+                s.spawn(move || {
+                    for i in 0..PER_THREAD {
+                        h.observe(sample(round * THREADS + t, i));
+                    }
+                });
+            }
+        });
+    }
+    let (cumulative, sum) = expected(&bounds, ROUNDS * THREADS, PER_THREAD);
+    let s = h.snapshot();
+    assert_eq!(s.count, ROUNDS * THREADS * PER_THREAD);
+    assert_eq!(s.cumulative, cumulative);
+    assert_eq!(s.sum, sum);
 }
 
 #[test]

@@ -119,19 +119,20 @@ fn each_bad_header_field_gets_its_own_error() {
         open_bytes(&dir.0, &b),
         Err(OpenError::VersionMismatch {
             found: 2,
-            expected: 8
+            expected: 9
         })
     ));
     // Version 1 (its RwLocks count readers differently), version 3 (its SeqLockArrays hold a
     // full seqlock per element), version 4 (no attach table: its objects start where
     // today's table is), version 5 (no maximum size: that word is zero), version 6 (two
     // phase bits in an entry's state word, no user bitmaps), version 7 (maps hashed with
-    // SipHash-2-4, channels without the sleeper bit), and a later version.
-    for found in [1u32, 3, 4, 5, 6, 7, 9] {
+    // SipHash-2-4, channels without the sleeper bit), version 8 (histograms whose stripes
+    // every thread updates atomically, one sum per stripe), and a later version.
+    for found in [1u32, 3, 4, 5, 6, 7, 8, 10] {
         put(&mut b, 8, &found.to_ne_bytes());
         assert!(matches!(
             open_bytes(&dir.0, &b),
-            Err(OpenError::VersionMismatch { found: f, expected: 8 }) if f == found
+            Err(OpenError::VersionMismatch { found: f, expected: 9 }) if f == found
         ));
     }
 

@@ -1,10 +1,11 @@
-//! Model checks of `Counter` and `StripedCounter`: no add is lost, `take` conserves the
-//! total, and a striped sum is exact once the writers are joined.
+//! Model checks of `Counter`, `StripedCounter` and `Histogram`: no add is lost, `take`
+//! conserves the total, and a striped sum (or a histogram's totals) is exact once the
+//! writers are joined.
 #![cfg(loom)]
 
 use loom::sync::Arc;
 use loom::thread;
-use shmstate::{Counter, StripedCounter};
+use shmstate::{Counter, Histogram, StripedCounter};
 
 /// A `take` racing with adds: every add is either in what `take` returned or still in
 /// the counter.
@@ -75,5 +76,49 @@ fn striped_counter_shared_stripe_never_loses() {
         assert_eq!(c.sum(), 7);
         assert_eq!(c.take(), 7);
         assert_eq!(c.sum(), 0);
+    });
+}
+
+/// Three threads observe into a histogram of one owned stripe: one claims it and adds
+/// with plain loads and stores, the others find it owned and use the shared stripe's
+/// atomic updates. Nothing is lost, whoever wins the claim.
+#[test]
+fn histogram_owner_and_shared_observers_lose_nothing() {
+    loom::model(|| {
+        let h: std::sync::Arc<Histogram> = Histogram::with_stripes(&[1.0], 1).unwrap().into();
+        let handles: Vec<_> = [0.5f64, 2.0]
+            .into_iter()
+            .map(|v| {
+                let h = h.clone();
+                thread::spawn(move || h.observe(v))
+            })
+            .collect();
+        h.observe(4.0);
+        for t in handles {
+            t.join().unwrap();
+        }
+        let s = h.snapshot();
+        assert_eq!((s.cumulative.as_slice(), s.sum), (&[1, 3][..], 6.5));
+    });
+}
+
+/// Two threads find the stripe owned by a dead thread: whichever takes it over adds
+/// plainly, the other uses the shared stripe; nothing is lost, nothing counted twice.
+#[test]
+fn histogram_takeover_of_a_dead_owner_loses_nothing() {
+    loom::model(|| {
+        let h: std::sync::Arc<Histogram> = Histogram::with_stripes(&[1.0], 1).unwrap().into();
+        h.set_owner_for_test(0, shmstate::lock::rwlock::DEAD_UNDER_LOOM);
+        let other = {
+            let h = h.clone();
+            thread::spawn(move || {
+                h.observe(0.5);
+                h.observe(2.0);
+            })
+        };
+        h.observe(4.0);
+        other.join().unwrap();
+        let s = h.snapshot();
+        assert_eq!((s.cumulative.as_slice(), s.sum), (&[1, 3][..], 6.5));
     });
 }

@@ -70,7 +70,9 @@ pub(crate) const MAGIC: u64 = u64::from_ne_bytes(*b"SHMSTATE");
 ///   tells the versions apart too, but only this version lets an older build refuse the
 ///   file as a whole (`VersionMismatch`, and `recreate_stale_format`) instead of reading
 ///   those objects as corrupt.
-pub(crate) const VERSION: u32 = 8;
+/// - 9: a histogram's stripes are owned by a thread each (an owner word first), keep a
+///   sum per bucket beside each count, and a shared stripe follows the owned ones.
+pub(crate) const VERSION: u32 = 9;
 /// Byte-order and word-size marker: reads differently on the other byte order, and its
 /// low byte is `size_of::<usize>()`.
 pub(crate) const MARKER: u32 = 0x0102_0300 | size_of::<usize>() as u32;

@@ -9,33 +9,59 @@
 //! | words | holds |
 //! |-------|-------|
 //! | 0 | `B`, the number of finite bucket bounds |
-//! | 1 | the stripe mask `S - 1`: `S`, a power of two, is the number of stripes |
+//! | 1 | the stripe mask `S - 1`: `S`, a power of two, is the number of owned stripes |
 //! | 2..8 | zero (reserved) |
 //! | line 1 on, `B` words | the bounds, as `f64` bits, strictly increasing and finite |
-//! | then `S` stripes, each `ceil((B + 2) / 8)` lines | per stripe: `B + 1` bucket counts (the last is the `+Inf` bucket), then the sum as `f64` bits |
+//! | then `S + 1` stripes, each `ceil((2 + 2 * (B + 1)) / 8)` lines | per stripe: its owner's thread id (0: none), a reserved zero word, then `B + 1` pairs of a bucket count and the sum of that bucket's observations (`f64` bits); the last bucket is `+Inf` |
 //!
-//! All-zero bytes are a histogram with no finite bound (only the `+Inf` bucket) and one
-//! stripe. A thread observes into stripe `tid & (S - 1)`, so writers on different CPUs
-//! write different lines.
+//! All-zero bytes are a histogram with no finite bound (only the `+Inf` bucket), one
+//! owned stripe and no owner. Stripes `0..S` are *owned*: a thread observes into stripe
+//! `tid & (S - 1)` once it owns it; stripe `S` is *shared*, for the threads whose stripe
+//! another thread owns.
 //!
 //! # Counting and summing exactly
 //!
-//! An observation is two atomic updates of the observer's stripe: a `fetch_add` of 1 on
-//! the bucket count, and a compare-and-swap loop that adds the value to the stripe's sum
-//! (`f64` bits in an `AtomicU64`). The count is not a third word: it is the sum of the
-//! bucket counts, so `count()` equals the `+Inf` bucket in every snapshot by
-//! construction and an observation costs two atomic updates, not three.
+//! An observation adds 1 to its bucket's count and its value to that bucket's sum, in one
+//! stripe:
 //!
-//! The sum is an `f64` updated by compare-and-swap rather than a fixed-point integer:
-//! fixed point would need a unit and a range chosen at creation (nanoseconds overflow
-//! `u64` sums of seconds-long observations at 2⁶⁴ ns ≈ 584 years in total, but a unit of
-//! 1 loses sub-unit values), while `f64` keeps the full range of what users observe, as
-//! every Prometheus client does. No addition is lost: each compare-and-swap succeeds only
-//! on the value it read. The result is exactly the floating-point sum of each stripe's
-//! observations in that stripe's order, added up stripe by stripe; when every partial sum
-//! is representable (integers below 2⁵³, or multiples of a power of two such as 0.25 in
-//! range) it is the exact sum. The loop rarely retries: a stripe is contended only by
-//! threads whose ids agree modulo `S`.
+//! - **Owned stripe, no atomic read-modify-write.** A thread whose stripe's owner word
+//!   holds its own thread id is the only thread that writes that stripe, so it adds with
+//!   a plain load and store of each word (atomic loads and stores, no `lock` prefix): no
+//!   update can be lost, because no other thread updates those words. A stripe with no
+//!   owner (0) is claimed with one compare-and-swap of the owner word. A stripe stays
+//!   with its owner until that thread is gone (it exits, or its process dies): then the
+//!   next thread that needs the stripe takes it over (below).
+//! - **Shared stripe, two atomic updates.** A thread whose stripe another live thread
+//!   owns observes into the shared stripe: a `fetch_add` of 1 on the count and a
+//!   compare-and-swap loop that adds the value to the sum (`f64` bits in an `AtomicU64`;
+//!   each compare-and-swap succeeds only on the value it read, so no addition is lost).
+//!
+//! **Taking over a dead owner's stripe.** A thread on the shared path asks the kernel
+//! whether its stripe's owner is alive on its first shared observation and then on every
+//! [`TAKEOVER_PROBE_EVERY`]th (a thread-local count, which a forked child starts afresh;
+//! the probe is a syscall, so its cost is spread over that many observations), and takes the stripe over with a
+//! compare-and-swap of the owner word when the owner is gone. The owner's counts and sums
+//! stay: the new owner adds to them. A dead thread writes nothing more, so the new owner's
+//! plain updates are again the only ones. The limits are those of the robust locks'
+//! owner probes: all processes in one PID namespace (two live threads of two namespaces
+//! may carry the same id, and would both write one stripe plainly, losing counts); and a
+//! dead owner's id that the kernel hands to a new thread, which then owns the stripe (it
+//! carries the owner's id: correct, the dead thread writes nothing), unless that happens
+//! in the moment between another thread's probe and its compare-and-swap, which would let
+//! both write (the kernel reuses an id only after cycling through `pid_max` of them).
+//!
+//! The count is not a separate word: it is the sum of the bucket counts, so `count()`
+//! equals the `+Inf` bucket in every snapshot by construction. The sum is the sum of the
+//! buckets' sums.
+//!
+//! The sums are `f64`s rather than fixed-point integers: fixed point would need a unit
+//! and a range chosen at creation (nanoseconds overflow `u64` sums of seconds-long
+//! observations at 2⁶⁴ ns ≈ 584 years in total, but a unit of 1 loses sub-unit values),
+//! while `f64` keeps the full range of what users observe, as every Prometheus client
+//! does. The result is exactly the floating-point sum of each bucket's observations in
+//! each stripe, in the order they were made, added up stripe by stripe and bucket by
+//! bucket; when every partial sum is representable (integers below 2⁵³, or multiples of
+//! a power of two such as 0.25 in range) it is the exact sum.
 //!
 //! # `le` semantics, NaN and infinities
 //!
@@ -60,8 +86,10 @@
 //! | step | a SIGKILL (or SIGSTOP) there leaves | repaired by, how fast |
 //! |------|-------------------------------------|-----------------------|
 //! | creation in a region (header and bounds written by `init`) | the region's entry protocol: an unpublished object | the next opener re-creates it (the region's takeover; its failpoint tests) |
-//! | between the bucket `fetch_add` and the sum's compare-and-swap (failpoint `HistogramCounted`) | the observation counted, its value not yet in the sum | nothing to repair: the sum lacks that one value, for good |
-//! | inside the sum's compare-and-swap loop, before it succeeds (a SIGSTOP at `HistogramCounted`) | nothing more: only the successful compare-and-swap writes | nothing to repair: other observers of the same stripe go on without waiting |
+//! | an owned stripe claimed (failpoint `HistogramClaimed`), nothing yet counted | a stripe owned by a dead (or stopped) thread | a dead owner: the next thread of that stripe takes it over at its first shared observation, or within [`TAKEOVER_PROBE_EVERY`] of them; until then, and for a stopped owner, that thread observes into the shared stripe |
+//! | between a bucket's count and its sum, either path (failpoint `HistogramCounted`) | the observation counted, its value not yet in the sum | nothing to repair: the sum lacks that one value, for good; a stopped observer's stripe is owned by a live thread, so others use the shared stripe |
+//! | inside the shared sum's compare-and-swap loop, before it succeeds (a SIGSTOP at `HistogramCounted`) | nothing more: only the successful compare-and-swap writes | nothing to repair: other observers of the shared stripe go on without waiting |
+//! | a takeover of a dead owner's stripe (failpoint `HistogramTakenOver`: the owner word is ours, nothing counted in it yet) | as for a claim | as for a claim |
 //! | during `snapshot` / `count` / `sum` | nothing: they only read | nothing to repair |
 //!
 //! Whatever a peer writes into the object, no call panics, reads out of bounds or loops
@@ -73,7 +101,9 @@
 //! arithmetic small (at most [`MAX_BOUNDS`] bounds; the stripe index masked below
 //! [`MAX_STRIPES`]) and takes the bounds and its stripe as checked slices: under a
 //! header no histogram has, an observation lands in words of the object after the
-//! bounds, or nowhere; never in the header or the bounds.
+//! bounds, or nowhere; never in the header or the bounds. An owner word holding garbage
+//! (no thread's id, or another live thread's) sends observers to the shared stripe, and
+//! is taken over by a probe like a dead owner's.
 
 use core::fmt;
 #[cfg(not(loom))]
@@ -86,6 +116,14 @@ pub const MAX_BOUNDS: usize = 1024;
 
 /// The most stripes a histogram takes.
 pub const MAX_STRIPES: usize = 1024;
+
+/// A thread that observes into the shared stripe because another thread owns its stripe
+/// asks whether that owner is alive on its first such observation and then on every
+/// `TAKEOVER_PROBE_EVERY`th (see the [module docs](self)).
+pub const TAKEOVER_PROBE_EVERY: u32 = 4096;
+
+/// The most stripes [`Histogram::default_stripes`] gives.
+pub const MAX_DEFAULT_STRIPES: usize = 256;
 
 /// Words in a line.
 const LINE_WORDS: usize = 8;
@@ -109,12 +147,17 @@ impl Line {
     }
 }
 
-/// Where things are, for `B` bounds and `S` stripes (all in lines or words).
+/// Stripe word: the owner's thread id (0: none).
+const S_OWNER: usize = 0;
+/// Stripe word: the first bucket's count; its sum follows, then the next bucket's pair.
+const S_PAIRS: usize = 2;
+
+/// Where things are, for `B` bounds and `S` owned stripes (all in lines or words).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Geometry {
     /// `B`.
     pub(crate) bounds: usize,
-    /// `S`.
+    /// `S`, the owned stripes (the shared stripe comes after them).
     pub(crate) stripes: usize,
 }
 
@@ -124,9 +167,14 @@ impl Geometry {
         self.bounds.div_ceil(LINE_WORDS)
     }
 
-    /// Lines of one stripe: `B + 1` counts and the sum.
+    /// Words of one stripe: the owner, a reserved word, `B + 1` pairs of count and sum.
+    const fn stripe_words(self) -> usize {
+        S_PAIRS + 2 * (self.bounds + 1)
+    }
+
+    /// Lines of one stripe.
     const fn stripe_lines(self) -> usize {
-        (self.bounds + 2).div_ceil(LINE_WORDS)
+        self.stripe_words().div_ceil(LINE_WORDS)
     }
 
     /// The object's length in lines, or `None` if out of the supported range.
@@ -134,7 +182,7 @@ impl Geometry {
         if self.bounds > MAX_BOUNDS || self.stripes == 0 || self.stripes > MAX_STRIPES {
             return None;
         }
-        Some(1 + self.bound_lines() + self.stripes * self.stripe_lines())
+        Some(1 + self.bound_lines() + (self.stripes + 1) * self.stripe_lines())
     }
 
     /// Word index of bound `i`.
@@ -142,7 +190,7 @@ impl Geometry {
         LINE_WORDS + i
     }
 
-    /// Word index of the first word of stripe `s`.
+    /// Word index of the first word of stripe `s` (`s == S`: the shared stripe).
     const fn stripe_word(self, s: usize) -> usize {
         (1 + self.bound_lines() + s * self.stripe_lines()) * LINE_WORDS
     }
@@ -160,8 +208,8 @@ impl Geometry {
             bounds: bounds as usize,
             stripes: mask as usize + 1,
         };
-        // Within range, so no overflow: at most 1 + 128 + 1024 * 129 lines.
-        let lines = 1 + g.bound_lines() + g.stripes * g.stripe_lines();
+        // Within range, so no overflow: at most 1 + 128 + 1025 * 257 lines.
+        let lines = 1 + g.bound_lines() + (g.stripes + 1) * g.stripe_lines();
         (lines <= len).then_some(g)
     }
 }
@@ -320,9 +368,10 @@ pub struct Histogram {
 
 // SAFETY: `Shared` items 1-6, for every `len` that `size_for` accepts (len >= 1, size
 // within `isize`):
-// 1. all-zero bytes are a histogram with no bounds, one stripe, all counts 0 and sum
-//    +0.0 (the layout in the module docs), valid for `len >= 2`; for `len == 1` the
-//    header fits no stripe and every method does nothing or reads zeros (checked);
+// 1. all-zero bytes are a histogram with no bounds, one owned stripe with no owner and
+//    the shared stripe, all counts 0 and sums +0.0 (the layout in the module docs),
+//    valid for `len >= 3`; for `len <= 2` the header fits not both stripes, every method
+//    touches only words within the object (checked indices) and reads as empty;
 // 2. every bit pattern is valid: the object is `len` lines of eight `AtomicU64`s, and
 //    every header value is checked before use;
 // 3. no pointers, nothing to drop;
@@ -357,8 +406,7 @@ unsafe impl crate::shared::Shared for Histogram {
 
 impl Histogram {
     /// A histogram over `bounds` on the heap, with
-    /// [`StripedCounter::default_stripes`](crate::StripedCounter::default_stripes)
-    /// stripes.
+    /// [`default_stripes`](Self::default_stripes) owned stripes.
     ///
     /// # Errors
     ///
@@ -377,7 +425,7 @@ impl Histogram {
     /// # Ok::<(), shmstate::values::histogram::BoundsError>(())
     /// ```
     pub fn new(bounds: &[f64]) -> Result<Box<Histogram>, BoundsError> {
-        Self::with_stripes(bounds, crate::StripedCounter::default_stripes())
+        Self::with_stripes(bounds, Self::default_stripes())
     }
 
     /// A histogram over `bounds` on the heap with `stripes` stripes, rounded up to a
@@ -411,6 +459,31 @@ impl Histogram {
         let h = unsafe { Box::from_raw(raw) };
         h.init(bounds, g.stripes);
         Ok(h)
+    }
+
+    /// The owned stripes of a histogram made without a stripe count: four per CPU
+    /// (`std::thread::available_parallelism`), rounded up to a power of two, at most
+    /// [`MAX_DEFAULT_STRIPES`] (4 if the CPUs cannot be counted). A thread owns the
+    /// stripe its id selects unless another live thread took it first (then it observes
+    /// into the shared stripe); more stripes than CPUs make that rarer for a service's
+    /// worker threads, whose ids are usually consecutive.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::Histogram;
+    ///
+    /// let n = Histogram::default_stripes();
+    /// assert!(n.is_power_of_two() && n >= 4);
+    /// assert_eq!(Histogram::new(&[1.0])?.stripes(), n);
+    /// # Ok::<(), shmstate::values::histogram::BoundsError>(())
+    /// ```
+    pub fn default_stripes() -> usize {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .saturating_mul(4)
+            .min(MAX_DEFAULT_STRIPES)
+            .next_power_of_two()
     }
 
     /// `stripes` rounded up to a power of two within `1..=MAX_STRIPES`.
@@ -479,16 +552,17 @@ impl Histogram {
         self.word(w).map(|a| a.load(Ordering::Relaxed))
     }
 
-    /// Where the calling thread observes: the number of bounds (as `Geometry::bounds`)
-    /// and the first word of the thread's stripe, from the header with only the checks
-    /// that keep the arithmetic small (`B <= MAX_BOUNDS`; the stripe index is masked to
-    /// below `MAX_STRIPES`). The full check of `geometry` (a power-of-two stripe count,
-    /// every stripe within the object) is left to the caller's checked slices: a header no
-    /// histogram has makes an observation land in some words after the bounds that lie
-    /// within the object, or nowhere, and never in the header or the bounds, whose words
-    /// lie before every stripe. `snapshot` and `Region::histogram` refuse such a header.
+    /// Where the calling thread observes: the geometry (as `Geometry`, with `stripes`
+    /// the masked stripe count), the thread's id and its stripe's index, from the header
+    /// with only the checks that keep the arithmetic small (`B <= MAX_BOUNDS`; the mask
+    /// is masked to below `MAX_STRIPES`). The full check of `geometry` (a power-of-two
+    /// stripe count, every stripe within the object) is left to the caller's checked
+    /// slices: a header no histogram has makes an observation land in some words after
+    /// the bounds that lie within the object, or nowhere, and never in the header or the
+    /// bounds, whose words lie before every stripe. `snapshot` and `Region::histogram`
+    /// refuse such a header.
     #[inline]
-    fn observe_target(&self) -> Option<(Geometry, usize)> {
+    fn observe_target(&self) -> Option<(Geometry, u32, usize)> {
         let bounds = self.load(W_BOUNDS)?;
         if bounds > MAX_BOUNDS as u64 {
             return None;
@@ -498,9 +572,8 @@ impl Histogram {
             bounds: bounds as usize,
             stripes: mask + 1,
         };
-        let stripe = crate::owner::current() as usize & mask;
-        // Small numbers: at most 1 + 128 + 1023 * 129 lines.
-        Some((g, g.stripe_word(stripe)))
+        let me = crate::owner::current();
+        Some((g, me, me as usize & mask))
     }
 
     /// The geometry the header gives, if it is valid for this object's length.
@@ -510,12 +583,21 @@ impl Histogram {
     }
 
     /// Records one observation of `value`: one bucket count (the first bound `le` with
-    /// `value <= le`, else `+Inf`) and the sum, in the calling thread's stripe.
+    /// `value <= le`, else `+Inf`) and that bucket's sum, in the calling thread's stripe
+    /// (or the shared stripe, if another live thread owns that one).
     ///
-    /// No lock, no syscall, no allocation: a thread-local read, a search of the bounds,
-    /// one `fetch_add` and one compare-and-swap loop (which retries only while another
-    /// thread of the same stripe adds at the same moment). NaN is counted in the `+Inf`
+    /// No lock, no syscall, no allocation on its path: a thread-local read, a search of
+    /// the bounds, a load of the stripe's owner, then a plain load and store of the count
+    /// and the sum (no atomic read-modify-write: the stripe is this thread's alone). The
+    /// first observation of a thread claims its stripe with one compare-and-swap. A thread
+    /// whose stripe another live thread owns adds to the shared stripe with a `fetch_add`
+    /// and a compare-and-swap loop instead, and probes that owner (a syscall) on its first
+    /// such observation and every [`TAKEOVER_PROBE_EVERY`]th. NaN is counted in the `+Inf`
     /// bucket and makes the sum NaN (see the [module docs](self)).
+    ///
+    /// Not for signal handlers: an observation from a handler that interrupted an
+    /// observation of the same thread into its own stripe can overwrite it (each is a load
+    /// and a store).
     ///
     /// # Examples
     ///
@@ -529,10 +611,10 @@ impl Histogram {
     /// ```
     #[inline]
     pub fn observe(&self, value: f64) {
-        let Some((g, base)) = self.observe_target() else {
+        let Some((g, me, stripe)) = self.observe_target() else {
             return;
         };
-        // Each slice below is taken with a checked index, once: whatever the header says,
+        // Each word below is reached through a checked index: whatever the header says,
         // only words of this object are touched.
         #[cfg(not(loom))]
         {
@@ -541,18 +623,26 @@ impl Histogram {
             else {
                 return;
             };
-            let bucket = bucket_of(bounds, value);
-            // The stripe: `B + 1` counts, then the sum.
-            let Some(stripe) = words.get(base..base + g.bounds + 2) else {
+            // The bucket's count; its sum is the next word.
+            let at = S_PAIRS + 2 * bucket_of(bounds, value);
+            let base = g.stripe_word(stripe);
+            let Some(own) = words.get(base..base + g.stripe_words()) else {
                 return;
             };
-            if let Some(count) = stripe.get(bucket) {
-                // Relaxed: counting needs only the atomicity of the RMW (see the type docs).
-                count.fetch_add(1, Ordering::Relaxed);
+            let (Some(owner), Some(count), Some(sum)) =
+                (own.get(S_OWNER), own.get(at), own.get(at + 1))
+            else {
+                return;
+            };
+            // Relaxed: only this thread stores its own id there (`claim`), and a thread
+            // reads its own stores in order.
+            if owner.load(Ordering::Relaxed) == u64::from(me) || claim(owner, me) {
+                add_owned(count, sum, value);
+                return;
             }
-            crate::failpoint::hit(crate::failpoint::Point::HistogramCounted);
-            if let Some(sum) = stripe.last() {
-                add_f64(sum, value);
+            let shared = g.stripe_word(g.stripes) + at;
+            if let (Some(count), Some(sum)) = (words.get(shared), words.get(shared + 1)) {
+                add_shared(count, sum, value);
             }
         }
         #[cfg(loom)]
@@ -567,13 +657,23 @@ impl Histogram {
             {
                 bucket += 1;
             }
-            if let Some(count) = self.word(base + bucket) {
-                // Relaxed: as above.
-                count.fetch_add(1, Ordering::Relaxed);
+            let at = S_PAIRS + 2 * bucket;
+            let base = g.stripe_word(stripe);
+            let (Some(owner), Some(count), Some(sum)) = (
+                self.word(base + S_OWNER),
+                self.word(base + at),
+                self.word(base + at + 1),
+            ) else {
+                return;
+            };
+            // Relaxed: as above.
+            if owner.load(Ordering::Relaxed) == u64::from(me) || claim(owner, me) {
+                add_owned(count, sum, value);
+                return;
             }
-            crate::failpoint::hit(crate::failpoint::Point::HistogramCounted);
-            if let Some(sum) = self.word(base + g.bounds + 1) {
-                add_f64(sum, value);
+            let shared = g.stripe_word(g.stripes) + at;
+            if let (Some(count), Some(sum)) = (self.word(shared), self.word(shared + 1)) {
+                add_shared(count, sum, value);
             }
         }
     }
@@ -594,7 +694,8 @@ impl Histogram {
             .unwrap_or_default()
     }
 
-    /// The number of stripes (1 if the header is not valid for this object).
+    /// The number of owned stripes, `S` (1 if the header is not valid for this object);
+    /// the shared stripe comes on top.
     pub fn stripes(&self) -> usize {
         self.geometry().map_or(1, |g| g.stripes)
     }
@@ -648,16 +749,113 @@ impl Histogram {
         })
     }
 
+    /// Writes `id` into owned stripe `stripe`'s owner word: lets a model stand a dead
+    /// owner in front of its observers.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn set_owner_for_test(&self, stripe: usize, id: u32) {
+        if let Some(g) = self.geometry() {
+            self.set_word(g.stripe_word(stripe) + S_OWNER, u64::from(id));
+        }
+    }
+
     /// The snapshot, or `None` if header or bounds are not valid for this object.
     pub(crate) fn snapshot_checked(&self) -> Option<HistogramSnapshot> {
         decode(self.lines.len(), |w| self.load(w))
     }
 }
 
-/// Adds `value` to the `f64` whose bits `sum` holds: a compare-and-swap loop, so that
-/// no addition is lost.
+/// Makes the calling thread (`me`) the owner of the stripe whose owner word is `owner`,
+/// if the stripe has no owner, or (on a thread's first shared observation and every
+/// [`TAKEOVER_PROBE_EVERY`]th) if its owner is gone. `true` if it now owns it.
+#[cold]
+#[inline(never)]
+fn claim(owner: &AtomicU64, me: u32) -> bool {
+    // Relaxed: the compare-and-swaps below decide.
+    let seen = owner.load(Ordering::Relaxed);
+    if seen == 0 {
+        // Relaxed: the stripe has held only zeros until now (written before the object was
+        // published), so there is nothing to acquire.
+        let won = owner
+            .compare_exchange(0, u64::from(me), Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok();
+        if won {
+            crate::failpoint::hit(crate::failpoint::Point::HistogramClaimed);
+        }
+        return won;
+    }
+    if !takeover_probe_due(me) {
+        return false;
+    }
+    // Garbage (no thread's id) reads as gone.
+    let gone = u32::try_from(seen)
+        .ok()
+        .and_then(crate::owner::Tid::parse)
+        .is_none_or(|t| t.is_dead());
+    // Relaxed: the dead owner's last stores were made before it died, and the kernel's
+    // answer that it died (the probe above) comes after its death; no atomic of the dead
+    // thread can be paired with, and none is needed on top of that.
+    let won = gone
+        && owner
+            .compare_exchange(seen, u64::from(me), Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok();
+    if won {
+        crate::failpoint::hit(crate::failpoint::Point::HistogramTakenOver);
+    }
+    won
+}
+
+/// Whether this shared observation of the calling thread (`me`) is one that probes its
+/// stripe's owner: the first, then every [`TAKEOVER_PROBE_EVERY`]th (a thread-local
+/// count, kept with the thread's id so that a forked child, which inherits its parent
+/// thread's count, starts again from its first).
+#[cfg(not(loom))]
+fn takeover_probe_due(me: u32) -> bool {
+    use std::cell::Cell;
+    thread_local! {
+        /// The thread's id and its shared observations, modulo `TAKEOVER_PROBE_EVERY`.
+        static SHARED: Cell<(u32, u32)> = const { Cell::new((0, 0)) };
+    }
+    SHARED.with(|c| {
+        let (id, n) = c.get();
+        let n = if id == me { n } else { 0 };
+        c.set((me, (n + 1) % TAKEOVER_PROBE_EVERY));
+        n == 0
+    })
+}
+
+/// Under loom a probe is cheap (no syscall) and every shared observation probes.
+#[cfg(loom)]
+fn takeover_probe_due(_: u32) -> bool {
+    true
+}
+
+/// Adds one observation of `value` to a bucket of a stripe the calling thread owns: a
+/// load and a store of each word.
 #[inline]
-fn add_f64(sum: &AtomicU64, value: f64) {
+fn add_owned(count: &AtomicU64, sum: &AtomicU64, value: f64) {
+    // Relaxed loads and stores: the owner is the stripe's only writer (see the module
+    // docs), so nothing comes between its load and its store; a reader needs only each
+    // word's atomicity, as for the shared path.
+    count.store(
+        count.load(Ordering::Relaxed).wrapping_add(1),
+        Ordering::Relaxed,
+    );
+    crate::failpoint::hit(crate::failpoint::Point::HistogramCounted);
+    // Relaxed: as above.
+    let old = f64::from_bits(sum.load(Ordering::Relaxed));
+    // Relaxed: as above.
+    sum.store((old + value).to_bits(), Ordering::Relaxed);
+}
+
+/// Adds one observation of `value` to a bucket of the shared stripe: a `fetch_add` of 1
+/// on the count, then a compare-and-swap loop that adds `value` to the `f64` whose bits
+/// the sum holds, so that no addition is lost.
+#[inline]
+fn add_shared(count: &AtomicU64, sum: &AtomicU64, value: f64) {
+    // Relaxed: counting needs only the atomicity of the RMW (see the type docs).
+    count.fetch_add(1, Ordering::Relaxed);
+    crate::failpoint::hit(crate::failpoint::Point::HistogramCounted);
     // Relaxed: the loop needs only that the compare-and-swap succeeds on the bits it
     // read; the sum publishes nothing else.
     let mut old = sum.load(Ordering::Relaxed);
@@ -672,10 +870,11 @@ fn add_f64(sum: &AtomicU64, value: f64) {
 }
 
 /// The bucket of `value` among `bounds`: the first `i` with `value <= bounds[i]`, else
-/// `bounds.len()` (the `+Inf` bucket; NaN compares false everywhere and lands there). A
-/// linear scan up to 8 bounds (branch-predictable, one line of bounds); above, a binary
-/// search. Bounds a peer wrote out of order give some bucket `<= bounds.len()`, never
-/// one out of range.
+/// `bounds.len()` (the `+Inf` bucket; NaN compares false everywhere and lands there). Up
+/// to 16 bounds, the number of bounds below the value, counted without a branch (a
+/// search whose branches depend on the value mispredicts when observations vary); above,
+/// a binary search. Bounds a peer wrote out of order give some bucket `<= bounds.len()`,
+/// never one out of range.
 #[cfg(not(loom))]
 #[inline]
 fn bucket_of(bounds: &[AtomicU64], value: f64) -> usize {
@@ -687,11 +886,20 @@ fn bucket_of(bounds: &[AtomicU64], value: f64) -> usize {
             Some(core::cmp::Ordering::Greater) | None
         )
     };
-    if bounds.len() <= LINE_WORDS {
-        bounds
-            .iter()
-            .position(|b| !below(b))
-            .unwrap_or(bounds.len())
+    if bounds.len() <= 2 * LINE_WORDS {
+        // Four independent running counts, so that the compares do not wait on one
+        // another's additions.
+        let mut n = [0usize; 4];
+        let quads = bounds.chunks_exact(4);
+        for b in quads.remainder() {
+            n[0] += usize::from(below(b));
+        }
+        for q in quads {
+            for (n, b) in n.iter_mut().zip(q) {
+                *n += usize::from(below(b));
+            }
+        }
+        n.iter().sum()
     } else {
         bounds.partition_point(below)
     }
@@ -710,12 +918,13 @@ pub(crate) fn decode(len: usize, load: impl Fn(usize) -> Option<u64>) -> Option<
     validate_bounds(&bounds).ok()?;
     let mut counts = vec![0u64; g.bounds + 1];
     let mut sum = 0.0;
-    for s in 0..g.stripes {
-        let base = g.stripe_word(s);
+    // The owned stripes and the shared one.
+    for s in 0..=g.stripes {
+        let base = g.stripe_word(s) + S_PAIRS;
         for (i, c) in counts.iter_mut().enumerate() {
-            *c = c.wrapping_add(load(base + i)?);
+            *c = c.wrapping_add(load(base + 2 * i)?);
+            sum += f64::from_bits(load(base + 2 * i + 1)?);
         }
-        sum += f64::from_bits(load(base + g.bounds + 1)?);
     }
     let mut running = 0u64;
     let cumulative: Vec<u64> = counts
@@ -800,8 +1009,7 @@ impl From<crate::Timeout> for HistogramError {
 #[cfg(not(loom))]
 impl crate::Region {
     /// The histogram `name` over `bounds`, creating it with
-    /// [`StripedCounter::default_stripes`](crate::StripedCounter::default_stripes)
-    /// stripes if there is none. An existing histogram is opened whatever its stripe
+    /// [`Histogram::default_stripes`] owned stripes if there is none. An existing histogram is opened whatever its stripe
     /// count, if its stored bounds are `bounds`.
     ///
     /// # Errors
@@ -833,7 +1041,7 @@ impl crate::Region {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn histogram(&self, name: &str, bounds: &[f64]) -> Result<&Histogram, HistogramError> {
-        self.histogram_with_stripes(name, bounds, crate::StripedCounter::default_stripes())
+        self.histogram_with_stripes(name, bounds, Histogram::default_stripes())
     }
 
     /// As [`histogram`](Self::histogram), creating it with `stripes` stripes (rounded up
@@ -894,17 +1102,23 @@ mod tests {
             bounds: 7,
             stripes: 2,
         };
-        // header, 1 line of bounds, 2 stripes of 9 words = 2 lines each.
-        assert_eq!(g.lines(), Some(1 + 1 + 2 * 2));
+        // header, 1 line of bounds, 2 owned stripes and the shared one, each of
+        // 2 + 2 * 8 = 18 words = 3 lines.
+        assert_eq!(g.lines(), Some(1 + 1 + 3 * 3));
         assert_eq!(g.stripe_word(0), 16);
-        assert_eq!(g.stripe_word(1), 32);
+        assert_eq!(g.stripe_word(1), 40);
+        assert_eq!(g.stripe_word(2), 64, "the shared stripe");
         let zero = Geometry {
             bounds: 0,
             stripes: 1,
         };
-        assert_eq!(zero.lines(), Some(2));
-        assert_eq!(Geometry::from_header(0, 0, 2), Some(zero));
-        assert_eq!(Geometry::from_header(0, 0, 1), None, "no room for a stripe");
+        assert_eq!(zero.lines(), Some(3));
+        assert_eq!(Geometry::from_header(0, 0, 3), Some(zero));
+        assert_eq!(
+            Geometry::from_header(0, 0, 2),
+            None,
+            "no room for the shared stripe"
+        );
         assert_eq!(Geometry::from_header(0, 2, 100), None, "3 stripes");
         assert_eq!(Geometry::from_header(u64::MAX, 0, 100), None);
         assert_eq!(Geometry::from_header(0, u64::MAX, 100), None);
@@ -945,6 +1159,69 @@ mod tests {
         for &v in &probes {
             assert!(bucket_of(&words, v) <= words.len());
         }
+    }
+
+    /// The owner word of owned stripe 0.
+    fn owner0(h: &Histogram) -> u64 {
+        let g = h.geometry().unwrap();
+        h.load(g.stripe_word(0) + S_OWNER).unwrap()
+    }
+
+    #[test]
+    fn a_thread_owns_its_stripe_until_it_is_gone_then_another_takes_it_over() {
+        let h = Histogram::with_stripes(&[1.0], 1).unwrap();
+        assert_eq!(owner0(&h), 0);
+        // A thread claims the stripe at its first observation, and keeps it.
+        let first = std::thread::scope(|s| {
+            s.spawn(|| {
+                h.observe(0.5);
+                h.observe(2.0);
+                crate::owner::current()
+            })
+            .join()
+            .unwrap()
+        });
+        assert_eq!(owner0(&h), u64::from(first));
+        // `join` returns as the thread exits; the kernel may report its id for a moment
+        // longer.
+        while crate::owner::probe(first) == crate::owner::Liveness::Alive {
+            std::thread::yield_now();
+        }
+        // It has exited: a new thread's first observation finds it gone and takes the
+        // stripe over, keeping its counts.
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                h.observe(4.0);
+                assert_eq!(owner0(&h), u64::from(crate::owner::current()));
+                // While it lives, another thread observes into the shared stripe.
+                std::thread::scope(|s| {
+                    s.spawn(|| h.observe(0.25));
+                });
+                assert_eq!(owner0(&h), u64::from(crate::owner::current()));
+            });
+        });
+        let s = h.snapshot();
+        assert_eq!((s.cumulative.as_slice(), s.sum), (&[2, 4][..], 6.75));
+        let g = h.geometry().unwrap();
+        let shared = g.stripe_word(g.stripes) + S_PAIRS;
+        assert_eq!(h.load(shared), Some(1), "the 0.25 is in the shared stripe");
+    }
+
+    #[test]
+    fn garbage_in_an_owner_word_reads_as_a_gone_owner() {
+        let h = Histogram::with_stripes(&[1.0], 1).unwrap();
+        let g = h.geometry().unwrap();
+        // No thread has these ids; a probing thread takes the stripe over.
+        for garbage in [u64::MAX, 1 << 40, u64::from(crate::owner::Tid::MAX) + 1] {
+            h.set_word(g.stripe_word(0) + S_OWNER, garbage);
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    h.observe(0.5);
+                    assert_eq!(owner0(&h), u64::from(crate::owner::current()));
+                });
+            });
+        }
+        assert_eq!(h.count(), 3);
     }
 
     #[test]
