@@ -887,19 +887,7 @@ fn bucket_of(bounds: &[AtomicU64], value: f64) -> usize {
         )
     };
     if bounds.len() <= 2 * LINE_WORDS {
-        // Four independent running counts, so that the compares do not wait on one
-        // another's additions.
-        let mut n = [0usize; 4];
-        let quads = bounds.chunks_exact(4);
-        for b in quads.remainder() {
-            n[0] += usize::from(below(b));
-        }
-        for q in quads {
-            for (n, b) in n.iter_mut().zip(q) {
-                *n += usize::from(below(b));
-            }
-        }
-        n.iter().sum()
+        bounds.iter().map(|b| usize::from(below(b))).sum()
     } else {
         bounds.partition_point(below)
     }
