@@ -380,6 +380,32 @@ fn insert(c: &mut Criterion, redis: Option<&RedisCell>) {
         |m, _| assert_eq!(m.get(&key(0)), Some(0)),
     );
 
+    // `set` writes the same without reading the old value out: what Redis' SET and
+    // Python's `d[k] = v` do.
+    keyed(
+        &mut g,
+        "shmstate_bytemap_set",
+        bytes,
+        |_| {},
+        |m, i| {
+            let new = m.set(&key(i).to_le_bytes(), &(i as u64).to_le_bytes());
+            u64::from(!new.expect("ByteMap::set"))
+        },
+        |m, _| {
+            let mut out = Vec::new();
+            assert!(m.get(&key(0).to_le_bytes(), &mut out).unwrap());
+            assert_eq!(out, 0u64.to_le_bytes());
+        },
+    );
+    keyed(
+        &mut g,
+        "shmstate_map_u64_set",
+        typed,
+        |_| {},
+        |m, i| u64::from(!m.set(key(i), i as u64).expect("Map::set")),
+        |m, _| assert_eq!(m.get(&key(0)), Some(0)),
+    );
+
     let std = std_map(value);
     keyed(
         &mut g,

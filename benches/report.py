@@ -59,7 +59,9 @@ TARGETS = {
     ("map_get_1thread", "shmstate_map_u64", "std_rwlock_hashmap"):
         ("time ratio <= 1.5", 1 / 1.5),
     ("map_get_1thread", "shmstate_bytemap", "redis"): (">= 300x", 300.0),
-    ("map_insert_1thread", "shmstate_bytemap", "redis"): (">= 300x", 300.0),
+    # Redis' SET returns no old value: compared with `set`, which reads none out either
+    # (`insert` hands the old value back).
+    ("map_insert_1thread", "shmstate_bytemap_set", "redis"): (">= 300x", 300.0),
     ("map_incr_1thread", "shmstate_bytemap", "redis"): (">= 300x", 300.0),
 }
 
@@ -407,10 +409,14 @@ def map_section(est, md):
         lines.append("|---|---:|---:|---:|---|")
         pairs = [("get_ns", "map_get_1thread", "shmstate_bytemap", "d[k] vs ByteMap::get_with"),
                  ("get_ns", "map_get_1thread", "shmstate_map_u64", "d[k] vs Map<u64, u64>::get"),
+                 ("set_ns", "map_insert_1thread", "shmstate_bytemap_set",
+                  "d[k] = v vs ByteMap::set"),
+                 ("set_ns", "map_insert_1thread", "shmstate_map_u64_set",
+                  "d[k] = v vs Map<u64, u64>::set"),
                  ("set_ns", "map_insert_1thread", "shmstate_bytemap",
-                  "d[k] = v vs ByteMap::insert"),
+                  "d[k] = v vs ByteMap::insert (returns the old value)"),
                  ("set_ns", "map_insert_1thread", "shmstate_map_u64",
-                  "d[k] = v vs Map<u64, u64>::insert")]
+                  "d[k] = v vs Map<u64, u64>::insert (returns the old value)")]
         for key, g, f, meaning in pairs:
             if (g, f) in est and md.get(key):
                 shm = est[(g, f)]["median"]

@@ -41,7 +41,7 @@ fn allocations(f: impl FnOnce()) -> u64 {
 }
 
 #[test]
-fn map_reads_and_counters_do_not_allocate() {
+fn map_reads_counters_and_sets_do_not_allocate() {
     let m = ByteMap::new(MapOptions::new(100).key_max(16).value_max(32)).unwrap();
     m.insert(b"k", &[7; 32]).unwrap();
     m.insert(b"n", &5i64.to_le_bytes()).unwrap();
@@ -55,6 +55,7 @@ fn map_reads_and_counters_do_not_allocate() {
         assert!(m.contains(b"k").unwrap());
         assert_eq!(m.incr(b"n", 1, 0).unwrap(), 6);
         assert!(!m.add(b"k", b"x").unwrap());
+        assert!(!m.set(b"k", &[8; 32]).unwrap());
         assert_eq!(m.len(), 2);
     });
     assert_eq!(n, 0);
@@ -66,6 +67,8 @@ fn map_reads_and_counters_do_not_allocate() {
         assert_eq!(t.get(&1), Some([0.5; 4]));
         assert!(t.contains(&1));
         assert_eq!(t.get(&2), None);
+        assert!(!t.set(1, [1.5; 4]).unwrap());
+        assert_eq!(t.insert(1, [0.5; 4]), Ok(Some([1.5; 4])));
     });
     assert_eq!(n, 0);
 }

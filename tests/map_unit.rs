@@ -171,6 +171,53 @@ fn every_operation_does_what_it_says() {
     assert!(!m.contains(b"a").unwrap());
 }
 
+/// `set` writes what `insert` writes, says whether the key was new, and hands key and
+/// value back from a full map; the typed map's does the same with its types.
+#[test]
+fn set_is_insert_without_the_old_value() {
+    let m = map(2);
+    assert_eq!(m.set(b"a", b"1"), Ok(true));
+    assert_eq!(m.set(b"a", b"22"), Ok(false));
+    assert_eq!(get(&m, b"a"), Some(b"22".to_vec()));
+    assert_eq!(m.set(b"b", b""), Ok(true));
+    assert_eq!(m.len(), 2);
+    assert_eq!(
+        m.set(b"c", b"3"),
+        Err(InsertError::Full {
+            key: b"c".to_vec(),
+            value: b"3".to_vec()
+        })
+    );
+    // An expired entry is replaced as new.
+    m.insert_ttl(b"b", b"x", Duration::ZERO).unwrap();
+    assert_eq!(m.set(b"b", b"y"), Ok(true));
+    assert!(matches!(
+        m.set(&[0; 200], b"v"),
+        Err(InsertError::KeyTooLong { .. })
+    ));
+    assert!(matches!(
+        m.set(b"a", &[0; 5000]),
+        Err(InsertError::ValueTooLong { .. })
+    ));
+    assert_eq!(
+        get(&m, b"a"),
+        Some(b"22".to_vec()),
+        "a refused set changes nothing"
+    );
+
+    let t = Map::<u64, [f64; 2]>::new(1).unwrap();
+    assert_eq!(t.set(1, [0.5, 1.5]), Ok(true));
+    assert_eq!(t.set(1, [2.5, 3.5]), Ok(false));
+    assert_eq!(t.get(&1), Some([2.5, 3.5]));
+    assert_eq!(
+        t.set(2, [4.0; 2]),
+        Err(InsertError::Full {
+            key: 2,
+            value: [4.0; 2]
+        })
+    );
+}
+
 #[test]
 fn a_full_map_hands_key_and_value_back() {
     for cap in [1, 7, 128] {
@@ -1085,6 +1132,7 @@ fn timed_calls_give_up_behind_a_writer_that_does_not_finish() {
             Err(InsertError::Timeout)
         );
         assert_eq!(w.insert_evicting(b"new", b"x"), Err(InsertError::Timeout));
+        assert_eq!(w.set(b"other", b"x"), Err(InsertError::Timeout));
         assert_eq!(w.replace(b"other", b"x"), Err(MapError::Timeout));
         assert_eq!(w.remove(b"other"), Err(MapError::Timeout));
         assert_eq!(
@@ -1101,6 +1149,7 @@ fn timed_calls_give_up_behind_a_writer_that_does_not_finish() {
         // The typed map: its one stripe is locked by the same thread.
         let tw = typed.with_deadline(soon());
         assert_eq!(tw.insert(8, 1), Err(InsertError::Timeout));
+        assert_eq!(tw.set(7, 2), Err(InsertError::Timeout));
         assert_eq!(tw.incr(&7, 1, 0), Err(IncrError::Timeout));
         assert_eq!(tw.remove(&7), Err(MapError::Timeout));
         assert_eq!(typed.try_get(&7), Ok(Some(1)));

@@ -313,6 +313,31 @@ impl ByteMap {
         self.at(None).insert(key, value)
     }
 
+    /// Sets `key` to `value`, like [`insert`](Self::insert), without reading the old
+    /// value out: Python's `d[key] = value`, Redis' `SET`. Whether the key was new.
+    ///
+    /// # Errors
+    ///
+    /// As for [`insert`](Self::insert).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{ByteMap, InsertError, MapOptions};
+    ///
+    /// let m = ByteMap::new(MapOptions::new(1))?;
+    /// assert!(m.set(b"a", b"1")?, "new");
+    /// assert!(!m.set(b"a", b"2")?, "replaced");
+    /// let mut out = Vec::new();
+    /// assert!(m.get(b"a", &mut out)?);
+    /// assert_eq!(out, b"2");
+    /// assert!(matches!(m.set(b"b", b"3"), Err(InsertError::Full { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set(&self, key: &[u8], value: &[u8]) -> Result<bool, InsertError> {
+        self.at(None).set(key, value)
+    }
+
     /// Sets `key` to `value` for `ttl`: after `ttl` the entry reads as absent, and writers
     /// reclaim it (see "TTL and eviction" in the [module docs](super)). Returns the old
     /// value.
@@ -1015,6 +1040,16 @@ impl<'a> ByteMapDeadline<'a> {
     /// (nothing changed); else as for [`ByteMap::insert`].
     pub fn insert(&self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, InsertError> {
         self.insert_with_expiry(key, value, 0)
+    }
+
+    /// [`ByteMap::set`], giving up at the deadline.
+    ///
+    /// # Errors
+    ///
+    /// As for [`insert`](Self::insert).
+    pub fn set(&self, key: &[u8], value: &[u8]) -> Result<bool, InsertError> {
+        self.insert_taking(key, value, 0, |_, _| ())
+            .map(|old| old.is_none())
     }
 
     /// [`ByteMap::insert_ttl`], giving up at the deadline.

@@ -249,6 +249,29 @@ impl<K: Pod + Element, V: Pod + Element> Map<K, V> {
         self.at(None).insert(key, value)
     }
 
+    /// Sets `key` to `value` without reading the old value out; whether the key was new
+    /// (see [`ByteMap::set`]).
+    ///
+    /// # Errors
+    ///
+    /// As for [`insert`](Self::insert).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{Map, Region};
+    ///
+    /// let region = Region::anonymous(1 << 20)?;
+    /// let m = region.typed_map::<u64, f64>("prices", 100)?;
+    /// assert!(m.set(7, 1.5)?);
+    /// assert!(!m.set(7, 2.5)?);
+    /// assert_eq!(m.get(&7), Some(2.5));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set(&self, key: K, value: V) -> Result<bool, InsertError<K, V>> {
+        self.at(None).set(key, value)
+    }
+
     /// Sets `key` to `value` for `ttl` (see [`ByteMap::insert_ttl`]).
     ///
     /// # Errors
@@ -460,6 +483,23 @@ impl<K: Pod + Element, V: Pod + Element> MapDeadline<'_, K, V> {
                 pod_of::<V>,
             )
             .map(Option::flatten)
+            .map_err(|e| Map::<K, V>::typed_err(e, key, value))
+    }
+
+    /// [`Map::set`], giving up at the deadline.
+    ///
+    /// # Errors
+    ///
+    /// As for [`insert`](Self::insert).
+    pub fn set(&self, key: K, value: V) -> Result<bool, InsertError<K, V>> {
+        self.inner
+            .insert_taking(
+                bytemuck::bytes_of(&key),
+                bytemuck::bytes_of(&value),
+                0,
+                |_, _| (),
+            )
+            .map(|old| old.is_none())
             .map_err(|e| Map::<K, V>::typed_err(e, key, value))
     }
 
