@@ -181,6 +181,11 @@ pub enum Point {
     /// `Histogram::observe`: a dead owner's stripe is taken over, nothing yet counted in
     /// it.
     HistogramTakenOver,
+    /// `Histogram::observe`: the owner is found gone, the takeover's compare-and-swap not
+    /// yet made.
+    HistogramProbed,
+    /// `Histogram::observe`, owned stripe: the count is loaded, not yet stored.
+    HistogramOwnedRead,
 }
 
 #[cfg(shmstate_test_hooks)]

@@ -741,7 +741,8 @@ fn histogram_observer_killed_after_counting_before_the_sum() {
 }
 
 /// The same on the shared stripe: this process owns the only stripe, so the observer
-/// adds to the shared one, and is killed between its `fetch_add` and its sum.
+/// adds to the shared one, and is killed between its `fetch_add` and its sum. While it is
+/// stopped there, another observer of the shared stripe (a thread here) goes on.
 #[test]
 fn histogram_shared_observer_killed_after_counting_before_the_sum() {
     use shmstate::Region;
@@ -750,7 +751,9 @@ fn histogram_shared_observer_killed_after_counting_before_the_sum() {
     let h = region.histogram_with_stripes("h", &[1.0, 4.0], 1).unwrap();
     h.observe(0.5); // this thread owns the stripe from here on
     let observer = common::child_stopped_at(Point::HistogramCounted, || h.observe(2.0));
-    h.observe(0.25);
+    std::thread::scope(|s| {
+        s.spawn(|| h.observe(0.25));
+    });
     kill(observer);
     reap(observer);
     h.observe(8.0);
@@ -761,6 +764,58 @@ fn histogram_shared_observer_killed_after_counting_before_the_sum() {
         (4, 8.75),
         "the killed observer's 2.0 is not in the sum"
     );
+}
+
+/// An owner stopped between loading a count and storing it: meanwhile this process adds
+/// to the shared stripe; resumed, the owner stores its count, which nobody else wrote,
+/// and nothing is lost.
+#[test]
+fn histogram_owner_stopped_mid_update_resumes_without_loss() {
+    use shmstate::Region;
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 16).unwrap();
+    let h = region.histogram_with_stripes("h", &[1.0, 4.0], 1).unwrap();
+    let owner = common::fork_children(1, |_| {
+        h.observe(2.0); // claims the stripe
+        shmstate::failpoint::arm(Point::HistogramOwnedRead);
+        h.observe(2.0);
+    })[0];
+    common::wait_until_stopped(owner);
+    h.observe(2.0);
+    h.observe(0.5);
+    signal(owner, libc::SIGCONT);
+    wait_all(&[owner], Duration::from_secs(30));
+    let s = h.snapshot();
+    assert_eq!(s.cumulative, [1, 4, 4]);
+    assert_eq!((s.count, s.sum), (4, 6.5));
+}
+
+/// A taker stopped after finding the owner gone, before its compare-and-swap: another
+/// thread takes the stripe over first; resumed, the taker's compare-and-swap fails and
+/// it adds to the shared stripe. Every observation is counted once.
+#[test]
+fn histogram_taker_stopped_before_its_swap_loses_to_a_faster_one() {
+    use shmstate::Region;
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 16).unwrap();
+    let h = region.histogram_with_stripes("h", &[1.0, 4.0], 1).unwrap();
+    let claimer = common::child_stopped_at(Point::HistogramClaimed, || h.observe(2.0));
+    kill(claimer);
+    reap(claimer);
+    let taker = common::fork_children(1, |_| {
+        shmstate::failpoint::arm(Point::HistogramProbed);
+        h.observe(3.0);
+    })[0];
+    common::wait_until_stopped(taker);
+    // A new thread here probes at its first shared observation and takes over.
+    std::thread::scope(|s| {
+        s.spawn(|| h.observe(8.0));
+    });
+    signal(taker, libc::SIGCONT);
+    wait_all(&[taker], Duration::from_secs(30));
+    let s = h.snapshot();
+    assert_eq!(s.cumulative, [0, 1, 2]);
+    assert_eq!((s.count, s.sum), (2, 11.0));
 }
 
 /// An observer killed right after claiming the only stripe, before counting: while it

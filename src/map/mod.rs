@@ -315,7 +315,7 @@
 //!   boot are compared with the new clock until an opener above
 //!   sweeps them. If the boot id cannot be read (`/proc` not mounted), no sweep happens.
 
-mod bytemap;
+pub(crate) mod bytemap;
 mod error;
 mod fixed_str;
 mod hash;

@@ -9,59 +9,77 @@
 //! | words | holds |
 //! |-------|-------|
 //! | 0 | `B`, the number of finite bucket bounds |
-//! | 1 | the stripe mask `S - 1`: `S`, a power of two, is the number of owned stripes |
+//! | 1 | the stripe mask `S - 1`: `S`, a power of two, is the number of stripes of each kind |
 //! | 2..8 | zero (reserved) |
 //! | line 1 on, `B` words | the bounds, as `f64` bits, strictly increasing and finite |
-//! | then `S + 1` stripes, each `ceil((2 + 2 * (B + 1)) / 8)` lines | per stripe: its owner's thread id (0: none), a reserved zero word, then `B + 1` pairs of a bucket count and the sum of that bucket's observations (`f64` bits); the last bucket is `+Inf` |
+//! | then `2S` stripes, each `ceil((B + 3) / 8)` lines | per stripe: an owner word (0: none), `B + 1` bucket counts (the last is the `+Inf` bucket), then the sum as `f64` bits |
 //!
-//! All-zero bytes are a histogram with no finite bound (only the `+Inf` bucket), one
-//! owned stripe and no owner. Stripes `0..S` are *owned*: a thread observes into stripe
-//! `tid & (S - 1)` once it owns it; stripe `S` is *shared*, for the threads whose stripe
-//! another thread owns.
+//! Stripes `0..S` are *owned*, stripes `S..2S` *shared*. A thread's stripe index is
+//! `s = tid & (S - 1)`: it observes into owned stripe `s` if it owns it (or can claim
+//! it), else into shared stripe `S + s`. A shared stripe's owner word is unused (zero).
+//! All-zero bytes are a histogram with no finite bound (only the `+Inf` bucket) and one
+//! stripe of each kind, with no owner.
 //!
 //! # Counting and summing exactly
 //!
-//! An observation adds 1 to its bucket's count and its value to that bucket's sum, in one
-//! stripe:
+//! An observation adds 1 to its bucket's count and its value to the sum, in one stripe:
 //!
 //! - **Owned stripe, no atomic read-modify-write.** A thread whose stripe's owner word
-//!   holds its own thread id is the only thread that writes that stripe, so it adds with
-//!   a plain load and store of each word (atomic loads and stores, no `lock` prefix): no
-//!   update can be lost, because no other thread updates those words. A stripe with no
-//!   owner (0) is claimed with one compare-and-swap of the owner word. A stripe stays
-//!   with its owner until that thread is gone (it exits, or its process dies): then the
-//!   next thread that needs the stripe takes it over (below).
-//! - **Shared stripe, two atomic updates.** A thread whose stripe another live thread
-//!   owns observes into the shared stripe: a `fetch_add` of 1 on the count and a
-//!   compare-and-swap loop that adds the value to the sum (`f64` bits in an `AtomicU64`;
-//!   each compare-and-swap succeeds only on the value it read, so no addition is lost).
+//!   is its own is the only thread that writes that stripe, so it adds with a plain load
+//!   and store of each word (atomic loads and stores, no `lock` prefix): no update can be
+//!   lost, because no other thread writes those words. A stripe with no owner (0) is
+//!   claimed with one compare-and-swap of the owner word; it stays with its owner until
+//!   that thread is gone, and is then taken over (below).
+//! - **Shared stripe, two atomic updates.** A thread whose stripe another thread owns
+//!   adds to its shared stripe: a `fetch_add` of 1 on the count and a compare-and-swap
+//!   loop that adds the value to the sum (`f64` bits in an `AtomicU64`; each
+//!   compare-and-swap succeeds only on the value it read, so no addition is lost). Threads
+//!   on the shared path spread over the `S` shared stripes as they would over the owned
+//!   ones.
 //!
-//! **Taking over a dead owner's stripe.** A thread on the shared path asks the kernel
-//! whether its stripe's owner is alive on its first shared observation and then on every
-//! [`TAKEOVER_PROBE_EVERY`]th (a thread-local count, which a forked child starts afresh;
-//! the probe is a syscall, so its cost is spread over that many observations), and takes the stripe over with a
-//! compare-and-swap of the owner word when the owner is gone. The owner's counts and sums
-//! stay: the new owner adds to them. A dead thread writes nothing more, so the new owner's
-//! plain updates are again the only ones. The limits are those of the robust locks'
-//! owner probes: all processes in one PID namespace (two live threads of two namespaces
-//! may carry the same id, and would both write one stripe plainly, losing counts); and a
-//! dead owner's id that the kernel hands to a new thread, which then owns the stripe (it
-//! carries the owner's id: correct, the dead thread writes nothing), unless that happens
-//! in the moment between another thread's probe and its compare-and-swap, which would let
-//! both write (the kernel reuses an id only after cycling through `pid_max` of them).
+//! **Owner words.** A thread's owner word is its thread id (bits 0..23), 21 random bits
+//! drawn when the thread first observes (bits 23..44), and 20 bits of the inode of its
+//! PID namespace (`/proc/self/ns/pid`; 0 without `/proc`) (bits 44..64). Two live
+//! threads never have the same word: in one namespace their ids differ, across
+//! namespaces (containers sharing a region, where ids repeat) their namespace bits or
+//! their random bits differ (but for odds of 2⁻⁴¹). A new thread that the kernel gave a
+//! dead owner's id does not own that owner's stripe by accident: its random bits differ.
+//!
+//! **Taking over.** A thread on the shared path takes its owned stripe over, with a
+//! compare-and-swap of the exact owner word it saw, when the owner is surely gone:
+//! - the word is garbage: its id is 0, above any thread id, or does not select this
+//!   stripe (`id & (S - 1)` is another stripe: no owner of this stripe wrote it);
+//! - the word carries the thread's own id and namespace but other random bits: an
+//!   earlier thread with this id, gone, since this thread now has the id;
+//! - the word is of the thread's namespace and the kernel reports its id dead (a probe:
+//!   `kill(tid, 0)` and a read of `/proc`, made on a thread's first shared observation
+//!   and then on every [`TAKEOVER_PROBE_EVERY`]th, counted per thread across
+//!   histograms; a forked child counts afresh).
+//!
+//! A word of another namespace is never taken over (its ids mean nothing here): that
+//! stripe stays with its owner, and with it if it died, and its threads use the shared
+//! stripe. A compare-and-swap that finds the word changed (another thread took the
+//! stripe first) leaves the thread on the shared path. The owner's counts and sum stay:
+//! the new owner adds to them. The dead owner's last stores came before its death and
+//! the probe's answer (or, for the other two cases, there is no owner that wrote): this
+//! ordering is the kernel's, not an atomic's, as for every takeover of a dead thread's
+//! state in the crate.
 //!
 //! The count is not a separate word: it is the sum of the bucket counts, so `count()`
-//! equals the `+Inf` bucket in every snapshot by construction. The sum is the sum of the
-//! buckets' sums.
+//! equals the `+Inf` bucket in every snapshot by construction.
 //!
-//! The sums are `f64`s rather than fixed-point integers: fixed point would need a unit
+//! The sum is an `f64` rather than a fixed-point integer: fixed point would need a unit
 //! and a range chosen at creation (nanoseconds overflow `u64` sums of seconds-long
 //! observations at 2⁶⁴ ns ≈ 584 years in total, but a unit of 1 loses sub-unit values),
 //! while `f64` keeps the full range of what users observe, as every Prometheus client
-//! does. The result is exactly the floating-point sum of each bucket's observations in
-//! each stripe, in the order they were made, added up stripe by stripe and bucket by
-//! bucket; when every partial sum is representable (integers below 2⁵³, or multiples of
-//! a power of two such as 0.25 in range) it is the exact sum.
+//! does. The result is exactly the floating-point sum of each stripe's observations in
+//! that stripe's order, added up stripe by stripe; when every partial sum is
+//! representable (integers below 2⁵³, or multiples of a power of two such as 0.25 in
+//! range) it is the exact sum.
+//!
+//! **Signal handlers.** An observation from a signal handler that interrupted an
+//! observation of the same thread into its owned stripe can be overwritten by the
+//! interrupted one's store: do not observe from a signal handler.
 //!
 //! # `le` semantics, NaN and infinities
 //!
@@ -75,21 +93,24 @@
 //!
 //! [`snapshot`](Histogram::snapshot) reads the stripes one after another: like
 //! [`StripedCounter::sum`](crate::StripedCounter::sum) it is not one moment's state while
-//! observers run (the sum may include an observation whose bucket count was read before
-//! it), but its buckets are cumulative and its count is its `+Inf` bucket, always. Once
-//! the observers have stopped it is exact.
+//! observers run (the sum may include an observation that the counts do not, or the
+//! counts one that the sum does not), but its buckets are cumulative and its count is
+//! its `+Inf` bucket, always. Once the observers have stopped it is exact.
 //!
 //! # Crash windows
 //!
-//! No lock and no state that spans two words is ever left "in progress":
+//! No lock is ever held; the one word that lasts across observations is an owned
+//! stripe's owner word:
 //!
 //! | step | a SIGKILL (or SIGSTOP) there leaves | repaired by, how fast |
 //! |------|-------------------------------------|-----------------------|
 //! | creation in a region (header and bounds written by `init`) | the region's entry protocol: an unpublished object | the next opener re-creates it (the region's takeover; its failpoint tests) |
-//! | an owned stripe claimed (failpoint `HistogramClaimed`), nothing yet counted | a stripe owned by a dead (or stopped) thread | a dead owner: the next thread of that stripe takes it over at its first shared observation, or within [`TAKEOVER_PROBE_EVERY`] of them; until then, and for a stopped owner, that thread observes into the shared stripe |
-//! | between a bucket's count and its sum, either path (failpoint `HistogramCounted`) | the observation counted, its value not yet in the sum | nothing to repair: the sum lacks that one value, for good; a stopped observer's stripe is owned by a live thread, so others use the shared stripe |
+//! | an unowned stripe claimed (failpoint `HistogramClaimed`), nothing yet counted | a stripe owned by a dead (or stopped) thread | a dead owner: taken over at the next thread's first shared observation (`histogram_stripe_of_a_killed_owner_is_taken_over`), or within [`TAKEOVER_PROBE_EVERY`] of a thread's shared observations; a stopped one keeps it, and the threads of its stripe use the shared stripe |
+//! | an owner between loading a count and storing it (failpoint `HistogramOwnedRead`) | killed: the observation not counted; stopped: its stripe waits, unchanged, for its store | nothing to repair: a resumed owner stores its count, which no other thread wrote meanwhile (`histogram_owner_stopped_mid_update_resumes_without_loss`) |
+//! | between a bucket's count and the sum, either path (failpoint `HistogramCounted`) | the observation counted, its value not yet in the sum | nothing to repair: the sum lacks that one value, for good; other observers go on without waiting |
 //! | inside the shared sum's compare-and-swap loop, before it succeeds (a SIGSTOP at `HistogramCounted`) | nothing more: only the successful compare-and-swap writes | nothing to repair: other observers of the shared stripe go on without waiting |
-//! | a takeover of a dead owner's stripe (failpoint `HistogramTakenOver`: the owner word is ours, nothing counted in it yet) | as for a claim | as for a claim |
+//! | a taker between deciding the owner is gone and its compare-and-swap (failpoint `HistogramProbed`) | nothing written | nothing to repair: if another thread took the stripe meanwhile, the compare-and-swap fails and the taker adds to the shared stripe (`histogram_taker_stopped_before_its_swap_loses_to_a_faster_one`) |
+//! | a takeover done (failpoint `HistogramTakenOver`: the owner word is the taker's, nothing counted in it yet) | as for a claim | as for a claim |
 //! | during `snapshot` / `count` / `sum` | nothing: they only read | nothing to repair |
 //!
 //! Whatever a peer writes into the object, no call panics, reads out of bounds or loops
@@ -101,9 +122,9 @@
 //! arithmetic small (at most [`MAX_BOUNDS`] bounds; the stripe index masked below
 //! [`MAX_STRIPES`]) and takes the bounds and its stripe as checked slices: under a
 //! header no histogram has, an observation lands in words of the object after the
-//! bounds, or nowhere; never in the header or the bounds. An owner word holding garbage
-//! (no thread's id, or another live thread's) sends observers to the shared stripe, and
-//! is taken over by a probe like a dead owner's.
+//! bounds, or nowhere; never in the header or the bounds. A garbage owner word is taken
+//! over (above); one that looks like a live owner of another namespace sends its
+//! stripe's threads to the shared stripe for good, which costs speed, not counts.
 
 use core::fmt;
 #[cfg(not(loom))]
@@ -117,13 +138,11 @@ pub const MAX_BOUNDS: usize = 1024;
 /// The most stripes a histogram takes.
 pub const MAX_STRIPES: usize = 1024;
 
-/// A thread that observes into the shared stripe because another thread owns its stripe
-/// asks whether that owner is alive on its first such observation and then on every
-/// `TAKEOVER_PROBE_EVERY`th (see the [module docs](self)).
-pub const TAKEOVER_PROBE_EVERY: u32 = 4096;
-
-/// The most stripes [`Histogram::default_stripes`] gives.
-pub const MAX_DEFAULT_STRIPES: usize = 256;
+/// A thread that observes into a shared stripe because another thread owns its owned
+/// stripe asks the kernel whether that owner is alive on its first such observation and
+/// then on every `TAKEOVER_PROBE_EVERY`th (see the [module docs](self)): a probe costs
+/// microseconds, spread over that many observations.
+pub const TAKEOVER_PROBE_EVERY: u32 = 1 << 16;
 
 /// Words in a line.
 const LINE_WORDS: usize = 8;
@@ -147,10 +166,10 @@ impl Line {
     }
 }
 
-/// Stripe word: the owner's thread id (0: none).
+/// Stripe word: the owner word (0: none; unused in shared stripes).
 const S_OWNER: usize = 0;
-/// Stripe word: the first bucket's count; its sum follows, then the next bucket's pair.
-const S_PAIRS: usize = 2;
+/// Stripe word: the first bucket's count; the sum follows the last one.
+const S_COUNTS: usize = 1;
 
 /// Where things are, for `B` bounds and `S` owned stripes (all in lines or words).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,9 +186,9 @@ impl Geometry {
         self.bounds.div_ceil(LINE_WORDS)
     }
 
-    /// Words of one stripe: the owner, a reserved word, `B + 1` pairs of count and sum.
+    /// Words of one stripe: the owner word, `B + 1` counts, the sum.
     const fn stripe_words(self) -> usize {
-        S_PAIRS + 2 * (self.bounds + 1)
+        self.bounds + 3
     }
 
     /// Lines of one stripe.
@@ -182,7 +201,7 @@ impl Geometry {
         if self.bounds > MAX_BOUNDS || self.stripes == 0 || self.stripes > MAX_STRIPES {
             return None;
         }
-        Some(1 + self.bound_lines() + (self.stripes + 1) * self.stripe_lines())
+        Some(1 + self.bound_lines() + 2 * self.stripes * self.stripe_lines())
     }
 
     /// Word index of bound `i`.
@@ -190,7 +209,7 @@ impl Geometry {
         LINE_WORDS + i
     }
 
-    /// Word index of the first word of stripe `s` (`s == S`: the shared stripe).
+    /// Word index of the first word of stripe `s` (`S..2S`: the shared stripes).
     const fn stripe_word(self, s: usize) -> usize {
         (1 + self.bound_lines() + s * self.stripe_lines()) * LINE_WORDS
     }
@@ -208,8 +227,8 @@ impl Geometry {
             bounds: bounds as usize,
             stripes: mask as usize + 1,
         };
-        // Within range, so no overflow: at most 1 + 128 + 1025 * 257 lines.
-        let lines = 1 + g.bound_lines() + (g.stripes + 1) * g.stripe_lines();
+        // Within range, so no overflow: at most 1 + 128 + 2048 * 129 lines.
+        let lines = 1 + g.bound_lines() + 2 * g.stripes * g.stripe_lines();
         (lines <= len).then_some(g)
     }
 }
@@ -368,9 +387,9 @@ pub struct Histogram {
 
 // SAFETY: `Shared` items 1-6, for every `len` that `size_for` accepts (len >= 1, size
 // within `isize`):
-// 1. all-zero bytes are a histogram with no bounds, one owned stripe with no owner and
-//    the shared stripe, all counts 0 and sums +0.0 (the layout in the module docs),
-//    valid for `len >= 3`; for `len <= 2` the header fits not both stripes, every method
+// 1. all-zero bytes are a histogram with no bounds, one owned stripe (no owner) and one
+//    shared stripe, all counts 0 and sums +0.0 (the layout in the module docs), valid
+//    for `len >= 3`; for `len <= 2` the header fits not both stripes, every method
 //    touches only words within the object (checked indices) and reads as empty;
 // 2. every bit pattern is valid: the object is `len` lines of eight `AtomicU64`s, and
 //    every header value is checked before use;
@@ -406,7 +425,8 @@ unsafe impl crate::shared::Shared for Histogram {
 
 impl Histogram {
     /// A histogram over `bounds` on the heap, with
-    /// [`default_stripes`](Self::default_stripes) owned stripes.
+    /// [`StripedCounter::default_stripes`](crate::StripedCounter::default_stripes)
+    /// stripes of each kind.
     ///
     /// # Errors
     ///
@@ -425,11 +445,12 @@ impl Histogram {
     /// # Ok::<(), shmstate::values::histogram::BoundsError>(())
     /// ```
     pub fn new(bounds: &[f64]) -> Result<Box<Histogram>, BoundsError> {
-        Self::with_stripes(bounds, Self::default_stripes())
+        Self::with_stripes(bounds, crate::StripedCounter::default_stripes())
     }
 
-    /// A histogram over `bounds` on the heap with `stripes` stripes, rounded up to a
-    /// power of two and clamped to `1..=`[`MAX_STRIPES`].
+    /// A histogram over `bounds` on the heap with `stripes` stripes of each kind (owned
+    /// and shared: see the [module docs](self)), rounded up to a power of two and clamped
+    /// to `1..=`[`MAX_STRIPES`].
     ///
     /// # Errors
     ///
@@ -459,31 +480,6 @@ impl Histogram {
         let h = unsafe { Box::from_raw(raw) };
         h.init(bounds, g.stripes);
         Ok(h)
-    }
-
-    /// The owned stripes of a histogram made without a stripe count: four per CPU
-    /// (`std::thread::available_parallelism`), rounded up to a power of two, at most
-    /// [`MAX_DEFAULT_STRIPES`] (4 if the CPUs cannot be counted). A thread owns the
-    /// stripe its id selects unless another live thread took it first (then it observes
-    /// into the shared stripe); more stripes than CPUs make that rarer for a service's
-    /// worker threads, whose ids are usually consecutive.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use shmstate::Histogram;
-    ///
-    /// let n = Histogram::default_stripes();
-    /// assert!(n.is_power_of_two() && n >= 4);
-    /// assert_eq!(Histogram::new(&[1.0])?.stripes(), n);
-    /// # Ok::<(), shmstate::values::histogram::BoundsError>(())
-    /// ```
-    pub fn default_stripes() -> usize {
-        std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .saturating_mul(4)
-            .min(MAX_DEFAULT_STRIPES)
-            .next_power_of_two()
     }
 
     /// `stripes` rounded up to a power of two within `1..=MAX_STRIPES`.
@@ -583,21 +579,18 @@ impl Histogram {
     }
 
     /// Records one observation of `value`: one bucket count (the first bound `le` with
-    /// `value <= le`, else `+Inf`) and that bucket's sum, in the calling thread's stripe
-    /// (or the shared stripe, if another live thread owns that one).
+    /// `value <= le`, else `+Inf`) and the sum, in the calling thread's stripe.
     ///
-    /// No lock, no syscall, no allocation on its path: a thread-local read, a search of
-    /// the bounds, a load of the stripe's owner, then a plain load and store of the count
-    /// and the sum (no atomic read-modify-write: the stripe is this thread's alone). The
-    /// first observation of a thread claims its stripe with one compare-and-swap. A thread
-    /// whose stripe another live thread owns adds to the shared stripe with a `fetch_add`
-    /// and a compare-and-swap loop instead, and probes that owner (a syscall) on its first
-    /// such observation and every [`TAKEOVER_PROBE_EVERY`]th. NaN is counted in the `+Inf`
-    /// bucket and makes the sum NaN (see the [module docs](self)).
-    ///
-    /// Not for signal handlers: an observation from a handler that interrupted an
-    /// observation of the same thread into its own stripe can overwrite it (each is a load
-    /// and a store).
+    /// No lock, no syscall, no allocation once the thread owns its stripe: a thread-local
+    /// read, a search of the bounds, a load of the stripe's owner word, and a plain load
+    /// and store of the count and of the sum (no atomic read-modify-write: the stripe is
+    /// this thread's alone). A thread's first observation draws its owner word (random
+    /// bits and a `stat` of its PID namespace) and claims its stripe with a
+    /// compare-and-swap. A thread whose stripe another thread owns adds to its shared
+    /// stripe with a `fetch_add` and a compare-and-swap loop instead, and now and then
+    /// asks the kernel whether that owner is gone (see the [module docs](self)). NaN is
+    /// counted in the `+Inf` bucket and makes the sum NaN. Not for signal handlers (see
+    /// the module docs).
     ///
     /// # Examples
     ///
@@ -614,6 +607,7 @@ impl Histogram {
         let Some((g, me, stripe)) = self.observe_target() else {
             return;
         };
+        let word = owner_word(me);
         // Each word below is reached through a checked index: whatever the header says,
         // only words of this object are touched.
         #[cfg(not(loom))]
@@ -623,26 +617,27 @@ impl Histogram {
             else {
                 return;
             };
-            // The bucket's count; its sum is the next word.
-            let at = S_PAIRS + 2 * bucket_of(bounds, value);
+            let count = S_COUNTS + bucket_of(bounds, value);
             let base = g.stripe_word(stripe);
-            let Some(own) = words.get(base..base + g.stripe_words()) else {
-                return;
-            };
-            let (Some(owner), Some(count), Some(sum)) =
-                (own.get(S_OWNER), own.get(at), own.get(at + 1))
-            else {
-                return;
-            };
-            // Relaxed: only this thread stores its own id there (`claim`), and a thread
-            // reads its own stores in order.
-            if owner.load(Ordering::Relaxed) == u64::from(me) || claim(owner, me) {
-                add_owned(count, sum, value);
-                return;
+            if let Some(own) = words.get(base..base + g.stripe_words())
+                && let (Some(owner), Some(c), Some(sum)) =
+                    (own.get(S_OWNER), own.get(count), own.last())
+            {
+                // Relaxed: only this thread stores its own word there (`claim`), and a
+                // thread reads its own stores in order; any other value sends it to
+                // `claim`, whose compare-and-swap decides.
+                if owner.load(Ordering::Relaxed) == word
+                    || claim(owner, word, stripe, g.stripes - 1)
+                {
+                    add_owned(c, sum, value);
+                    return;
+                }
             }
-            let shared = g.stripe_word(g.stripes) + at;
-            if let (Some(count), Some(sum)) = (words.get(shared), words.get(shared + 1)) {
-                add_shared(count, sum, value);
+            let base = g.stripe_word(g.stripes + stripe);
+            if let Some(shared) = words.get(base..base + g.stripe_words())
+                && let (Some(c), Some(sum)) = (shared.get(count), shared.last())
+            {
+                add_shared(c, sum, value);
             }
         }
         #[cfg(loom)]
@@ -657,23 +652,26 @@ impl Histogram {
             {
                 bucket += 1;
             }
-            let at = S_PAIRS + 2 * bucket;
             let base = g.stripe_word(stripe);
-            let (Some(owner), Some(count), Some(sum)) = (
+            if let (Some(owner), Some(c), Some(sum)) = (
                 self.word(base + S_OWNER),
-                self.word(base + at),
-                self.word(base + at + 1),
-            ) else {
-                return;
-            };
-            // Relaxed: as above.
-            if owner.load(Ordering::Relaxed) == u64::from(me) || claim(owner, me) {
-                add_owned(count, sum, value);
-                return;
+                self.word(base + S_COUNTS + bucket),
+                self.word(base + S_COUNTS + g.bounds + 1),
+            ) {
+                // Relaxed: as above.
+                if owner.load(Ordering::Relaxed) == word
+                    || claim(owner, word, stripe, g.stripes - 1)
+                {
+                    add_owned(c, sum, value);
+                    return;
+                }
             }
-            let shared = g.stripe_word(g.stripes) + at;
-            if let (Some(count), Some(sum)) = (self.word(shared), self.word(shared + 1)) {
-                add_shared(count, sum, value);
+            let base = g.stripe_word(g.stripes + stripe);
+            if let (Some(c), Some(sum)) = (
+                self.word(base + S_COUNTS + bucket),
+                self.word(base + S_COUNTS + g.bounds + 1),
+            ) {
+                add_shared(c, sum, value);
             }
         }
     }
@@ -694,8 +692,8 @@ impl Histogram {
             .unwrap_or_default()
     }
 
-    /// The number of owned stripes, `S` (1 if the header is not valid for this object);
-    /// the shared stripe comes on top.
+    /// The number of stripes of each kind, `S` (owned and shared: see the
+    /// [module docs](self)); 1 if the header is not valid for this object.
     pub fn stripes(&self) -> usize {
         self.geometry().map_or(1, |g| g.stripes)
     }
@@ -749,8 +747,8 @@ impl Histogram {
         })
     }
 
-    /// Writes `id` into owned stripe `stripe`'s owner word: lets a model stand a dead
-    /// owner in front of its observers.
+    /// Writes `id` (a model's thread id, as an owner word) into owned stripe `stripe`'s
+    /// owner word: lets a model stand a dead owner in front of its observers.
     #[cfg(loom)]
     #[doc(hidden)]
     pub fn set_owner_for_test(&self, stripe: usize, id: u32) {
@@ -765,68 +763,140 @@ impl Histogram {
     }
 }
 
-/// Makes the calling thread (`me`) the owner of the stripe whose owner word is `owner`,
-/// if the stripe has no owner, or (on a thread's first shared observation and every
-/// [`TAKEOVER_PROBE_EVERY`]th) if its owner is gone. `true` if it now owns it.
+/// Owner word bits: the thread id.
+const OWNER_TID_BITS: u32 = 23;
+/// Owner word bits: the random bits, above the id.
+const OWNER_NONCE_BITS: u32 = 21;
+/// Where the namespace bits start (the top 20).
+const OWNER_NS_SHIFT: u32 = OWNER_TID_BITS + OWNER_NONCE_BITS;
+
+/// The calling thread's owner word (see the module docs), for thread id `me`: drawn at
+/// the thread's first observation and kept in a thread-local with the id it was drawn
+/// for, so that a forked child (a new id; it inherits the parent thread's thread-locals)
+/// draws its own.
+#[cfg(not(loom))]
+#[inline]
+fn owner_word(me: u32) -> u64 {
+    use std::cell::Cell;
+    thread_local! {
+        /// The id the word was drawn for, and the word.
+        static WORD: Cell<(u32, u64)> = const { Cell::new((0, 0)) };
+    }
+    WORD.with(|c| match c.get() {
+        (id, word) if id == me => word,
+        _ => {
+            let word = new_owner_word(me);
+            c.set((me, word));
+            word
+        }
+    })
+}
+
+/// Draws an owner word for thread id `me`: the id, random bits from the kernel (the
+/// clock if that fails) and the PID namespace's bits.
+#[cfg(not(loom))]
+#[cold]
+fn new_owner_word(me: u32) -> u64 {
+    let seed = crate::map::bytemap::random_seed();
+    let mut random = [0u8; 8];
+    random.copy_from_slice(&seed[..8]);
+    let random = u64::from_le_bytes(random);
+    // The namespace's inode, folded to 20 bits; 0 without `/proc`.
+    let ns = rustix::fs::stat("/proc/self/ns/pid").map_or(0, |st| {
+        let ino = st.st_ino;
+        (ino ^ (ino >> 20) ^ (ino >> 40)) & ((1 << (64 - OWNER_NS_SHIFT)) - 1)
+    });
+    (ns << OWNER_NS_SHIFT)
+        | ((random & ((1 << OWNER_NONCE_BITS) - 1)) << OWNER_TID_BITS)
+        | (u64::from(me) & ((1 << OWNER_TID_BITS) - 1))
+}
+
+/// Under loom a thread's owner word is its (model) id: loom threads are not reused.
+#[cfg(loom)]
+fn owner_word(me: u32) -> u64 {
+    u64::from(me)
+}
+
+/// Makes the calling thread (owner word `word`) the owner of stripe `stripe` (of mask
+/// `mask`) whose owner word is `owner`, if the stripe has no owner or its owner is surely
+/// gone (see "Taking over" in the module docs). `true` if it now owns it.
 #[cold]
 #[inline(never)]
-fn claim(owner: &AtomicU64, me: u32) -> bool {
+fn claim(owner: &AtomicU64, word: u64, stripe: usize, mask: usize) -> bool {
     // Relaxed: the compare-and-swaps below decide.
     let seen = owner.load(Ordering::Relaxed);
     if seen == 0 {
-        // Relaxed: the stripe has held only zeros until now (written before the object was
-        // published), so there is nothing to acquire.
+        // Relaxed: nobody writes a stripe without an owner plainly; whatever shared or
+        // garbage writes left in it is added to the same way, and publishes nothing.
         let won = owner
-            .compare_exchange(0, u64::from(me), Ordering::Relaxed, Ordering::Relaxed)
+            .compare_exchange(0, word, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok();
         if won {
             crate::failpoint::hit(crate::failpoint::Point::HistogramClaimed);
         }
         return won;
     }
-    if !takeover_probe_due(me) {
+    if !gone(seen, word, stripe, mask) {
         return false;
     }
-    // Garbage (no thread's id) reads as gone.
-    let gone = u32::try_from(seen)
-        .ok()
-        .and_then(crate::owner::Tid::parse)
-        .is_none_or(|t| t.is_dead());
-    // Relaxed: the dead owner's last stores were made before it died, and the kernel's
-    // answer that it died (the probe above) comes after its death; no atomic of the dead
-    // thread can be paired with, and none is needed on top of that.
-    let won = gone
-        && owner
-            .compare_exchange(seen, u64::from(me), Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok();
+    crate::failpoint::hit(crate::failpoint::Point::HistogramProbed);
+    // Relaxed: the owner is gone; its last stores came before its death, which the
+    // kernel reported (or there was no owner: garbage, or an earlier thread of this id).
+    // That order is the kernel's; no atomic of a dead thread can be paired with.
+    let won = owner
+        .compare_exchange(seen, word, Ordering::Relaxed, Ordering::Relaxed)
+        .is_ok();
     if won {
         crate::failpoint::hit(crate::failpoint::Point::HistogramTakenOver);
     }
     won
 }
 
-/// Whether this shared observation of the calling thread (`me`) is one that probes its
-/// stripe's owner: the first, then every [`TAKEOVER_PROBE_EVERY`]th (a thread-local
-/// count, kept with the thread's id so that a forked child, which inherits its parent
-/// thread's count, starts again from its first).
+/// Whether the owner of stripe `stripe` (of mask `mask`), whose word is `seen`, is
+/// surely gone, for the calling thread of word `word` (see "Taking over" in the module
+/// docs). May probe the kernel (a syscall).
+fn gone(seen: u64, word: u64, stripe: usize, mask: usize) -> bool {
+    let tid_mask = (1 << OWNER_TID_BITS) - 1;
+    let tid = seen & tid_mask;
+    // Garbage: no owner of this stripe writes an id that is 0, past any thread's, or
+    // that selects another stripe.
+    if tid == 0 || tid > u64::from(crate::owner::Tid::MAX) || tid as usize & mask != stripe {
+        return true;
+    }
+    if seen >> OWNER_NS_SHIFT != word >> OWNER_NS_SHIFT {
+        // Another namespace: its ids mean nothing here.
+        return false;
+    }
+    if tid == word & tid_mask {
+        // This thread's id with other random bits: an earlier thread of this id.
+        return true;
+    }
+    takeover_probe_due(word) && crate::owner::probe(tid as u32) == crate::owner::Liveness::Dead
+}
+
+/// Whether this shared observation of the calling thread (owner word `word`) is one that
+/// probes its stripe's owner: the first, then every [`TAKEOVER_PROBE_EVERY`]th (a
+/// thread-local count across histograms, kept with the word so that a forked child, which
+/// inherits its parent thread's count, starts again from its first).
 #[cfg(not(loom))]
-fn takeover_probe_due(me: u32) -> bool {
+fn takeover_probe_due(word: u64) -> bool {
     use std::cell::Cell;
     thread_local! {
-        /// The thread's id and its shared observations, modulo `TAKEOVER_PROBE_EVERY`.
-        static SHARED: Cell<(u32, u32)> = const { Cell::new((0, 0)) };
+        /// The word the count is for, and the thread's shared observations modulo
+        /// `TAKEOVER_PROBE_EVERY`.
+        static SHARED: Cell<(u64, u32)> = const { Cell::new((0, 0)) };
     }
     SHARED.with(|c| {
-        let (id, n) = c.get();
-        let n = if id == me { n } else { 0 };
-        c.set((me, (n + 1) % TAKEOVER_PROBE_EVERY));
+        let (w, n) = c.get();
+        let n = if w == word { n } else { 0 };
+        c.set((word, (n + 1) % TAKEOVER_PROBE_EVERY));
         n == 0
     })
 }
 
 /// Under loom a probe is cheap (no syscall) and every shared observation probes.
 #[cfg(loom)]
-fn takeover_probe_due(_: u32) -> bool {
+fn takeover_probe_due(_: u64) -> bool {
     true
 }
 
@@ -837,10 +907,10 @@ fn add_owned(count: &AtomicU64, sum: &AtomicU64, value: f64) {
     // Relaxed loads and stores: the owner is the stripe's only writer (see the module
     // docs), so nothing comes between its load and its store; a reader needs only each
     // word's atomicity, as for the shared path.
-    count.store(
-        count.load(Ordering::Relaxed).wrapping_add(1),
-        Ordering::Relaxed,
-    );
+    let n = count.load(Ordering::Relaxed);
+    crate::failpoint::hit(crate::failpoint::Point::HistogramOwnedRead);
+    // Relaxed: as above.
+    count.store(n.wrapping_add(1), Ordering::Relaxed);
     crate::failpoint::hit(crate::failpoint::Point::HistogramCounted);
     // Relaxed: as above.
     let old = f64::from_bits(sum.load(Ordering::Relaxed));
@@ -906,13 +976,13 @@ pub(crate) fn decode(len: usize, load: impl Fn(usize) -> Option<u64>) -> Option<
     validate_bounds(&bounds).ok()?;
     let mut counts = vec![0u64; g.bounds + 1];
     let mut sum = 0.0;
-    // The owned stripes and the shared one.
-    for s in 0..=g.stripes {
-        let base = g.stripe_word(s) + S_PAIRS;
+    // The owned stripes and the shared ones.
+    for s in 0..2 * g.stripes {
+        let base = g.stripe_word(s) + S_COUNTS;
         for (i, c) in counts.iter_mut().enumerate() {
-            *c = c.wrapping_add(load(base + 2 * i)?);
-            sum += f64::from_bits(load(base + 2 * i + 1)?);
+            *c = c.wrapping_add(load(base + i)?);
         }
+        sum += f64::from_bits(load(base + g.bounds + 1)?);
     }
     let mut running = 0u64;
     let cumulative: Vec<u64> = counts
@@ -997,7 +1067,8 @@ impl From<crate::Timeout> for HistogramError {
 #[cfg(not(loom))]
 impl crate::Region {
     /// The histogram `name` over `bounds`, creating it with
-    /// [`Histogram::default_stripes`] owned stripes if there is none. An existing histogram is opened whatever its stripe
+    /// [`StripedCounter::default_stripes`](crate::StripedCounter::default_stripes)
+    /// stripes of each kind if there is none. An existing histogram is opened whatever its stripe
     /// count, if its stored bounds are `bounds`.
     ///
     /// # Errors
@@ -1029,7 +1100,7 @@ impl crate::Region {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn histogram(&self, name: &str, bounds: &[f64]) -> Result<&Histogram, HistogramError> {
-        self.histogram_with_stripes(name, bounds, Histogram::default_stripes())
+        self.histogram_with_stripes(name, bounds, crate::StripedCounter::default_stripes())
     }
 
     /// As [`histogram`](Self::histogram), creating it with `stripes` stripes (rounded up
@@ -1090,12 +1161,12 @@ mod tests {
             bounds: 7,
             stripes: 2,
         };
-        // header, 1 line of bounds, 2 owned stripes and the shared one, each of
-        // 2 + 2 * 8 = 18 words = 3 lines.
-        assert_eq!(g.lines(), Some(1 + 1 + 3 * 3));
+        // header, 1 line of bounds, 2 owned and 2 shared stripes, each of 7 + 3 = 10
+        // words = 2 lines.
+        assert_eq!(g.lines(), Some(1 + 1 + 4 * 2));
         assert_eq!(g.stripe_word(0), 16);
-        assert_eq!(g.stripe_word(1), 40);
-        assert_eq!(g.stripe_word(2), 64, "the shared stripe");
+        assert_eq!(g.stripe_word(1), 32);
+        assert_eq!(g.stripe_word(2), 48, "the first shared stripe");
         let zero = Geometry {
             bounds: 0,
             stripes: 1,
@@ -1155,61 +1226,138 @@ mod tests {
         h.load(g.stripe_word(0) + S_OWNER).unwrap()
     }
 
+    /// The calling thread's owner word.
+    fn mine() -> u64 {
+        owner_word(crate::owner::current())
+    }
+
+    /// The count of shared stripe `s`'s first bucket.
+    fn shared_first_count(h: &Histogram, s: usize) -> u64 {
+        let g = h.geometry().unwrap();
+        h.load(g.stripe_word(g.stripes + s) + S_COUNTS).unwrap()
+    }
+
+    /// Waits until the kernel reports thread `tid` gone: `join` returns as a thread
+    /// exits, and its id may read alive a moment longer.
+    fn wait_gone(tid: u32) {
+        while crate::owner::probe(tid) == crate::owner::Liveness::Alive {
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn an_owner_word_is_the_id_random_bits_and_the_namespace() {
+        let me = crate::owner::current();
+        let w = mine();
+        assert_eq!(w & ((1 << OWNER_TID_BITS) - 1), u64::from(me));
+        assert_eq!(mine(), w, "drawn once per thread");
+        // Another thread of this process: another id and other random bits, the same
+        // namespace.
+        let other = std::thread::scope(|s| s.spawn(mine).join().unwrap());
+        assert_ne!(other & ((1 << OWNER_TID_BITS) - 1), u64::from(me));
+        assert_eq!(other >> OWNER_NS_SHIFT, w >> OWNER_NS_SHIFT);
+        // A word drawn afresh for the same id (as after a fork) differs in its random
+        // bits (but for odds of 2^-21).
+        assert_ne!(new_owner_word(me), w);
+    }
+
     #[test]
     fn a_thread_owns_its_stripe_until_it_is_gone_then_another_takes_it_over() {
         let h = Histogram::with_stripes(&[1.0], 1).unwrap();
         assert_eq!(owner0(&h), 0);
         // A thread claims the stripe at its first observation, and keeps it.
-        let first = std::thread::scope(|s| {
+        let (first, word) = std::thread::scope(|s| {
             s.spawn(|| {
                 h.observe(0.5);
                 h.observe(2.0);
-                crate::owner::current()
+                (crate::owner::current(), mine())
             })
             .join()
             .unwrap()
         });
-        assert_eq!(owner0(&h), u64::from(first));
-        // `join` returns as the thread exits; the kernel may report its id for a moment
-        // longer.
-        while crate::owner::probe(first) == crate::owner::Liveness::Alive {
-            std::thread::yield_now();
-        }
+        assert_eq!(owner0(&h), word);
+        wait_gone(first);
         // It has exited: a new thread's first observation finds it gone and takes the
         // stripe over, keeping its counts.
         std::thread::scope(|s| {
             s.spawn(|| {
                 h.observe(4.0);
-                assert_eq!(owner0(&h), u64::from(crate::owner::current()));
+                assert_eq!(owner0(&h), mine());
                 // While it lives, another thread observes into the shared stripe.
                 std::thread::scope(|s| {
                     s.spawn(|| h.observe(0.25));
                 });
-                assert_eq!(owner0(&h), u64::from(crate::owner::current()));
+                assert_eq!(owner0(&h), mine());
             });
         });
         let s = h.snapshot();
         assert_eq!((s.cumulative.as_slice(), s.sum), (&[2, 4][..], 6.75));
-        let g = h.geometry().unwrap();
-        let shared = g.stripe_word(g.stripes) + S_PAIRS;
-        assert_eq!(h.load(shared), Some(1), "the 0.25 is in the shared stripe");
+        assert_eq!(
+            shared_first_count(&h, 0),
+            1,
+            "the 0.25 is in the shared stripe"
+        );
     }
 
     #[test]
-    fn garbage_in_an_owner_word_reads_as_a_gone_owner() {
+    fn an_owner_that_dies_while_others_share_is_taken_over_within_the_probe_interval() {
         let h = Histogram::with_stripes(&[1.0], 1).unwrap();
-        let g = h.geometry().unwrap();
-        // No thread has these ids; a probing thread takes the stripe over.
-        for garbage in [u64::MAX, 1 << 40, u64::from(crate::owner::Tid::MAX) + 1] {
-            h.set_word(g.stripe_word(0) + S_OWNER, garbage);
-            std::thread::scope(|s| {
-                s.spawn(|| {
-                    h.observe(0.5);
-                    assert_eq!(owner0(&h), u64::from(crate::owner::current()));
-                });
+        let (owner_tx, owner_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        std::thread::scope(|s| {
+            let h = &*h;
+            let owner = s.spawn(move || {
+                h.observe(0.5);
+                owner_tx.send(crate::owner::current()).unwrap();
+                stop_rx.recv().unwrap();
             });
+            let owner_tid = owner_rx.recv().unwrap();
+            s.spawn(move || {
+                // The first shared observation probes: the owner is alive.
+                h.observe(0.5);
+                assert_ne!(owner0(h), mine());
+                stop_tx.send(()).unwrap();
+                owner.join().unwrap();
+                wait_gone(owner_tid);
+                let mut n = 0u64;
+                while owner0(h) != mine() {
+                    h.observe(0.5);
+                    n += 1;
+                    assert!(n <= u64::from(TAKEOVER_PROBE_EVERY), "not taken over");
+                }
+            });
+        });
+        assert_eq!(h.count(), h.snapshot().cumulative[0]);
+    }
+
+    #[test]
+    fn garbage_and_stale_owner_words_are_taken_over_and_foreign_ones_are_not() {
+        let h = Histogram::with_stripes(&[1.0], 2).unwrap();
+        let g = h.geometry().unwrap();
+        let me = crate::owner::current();
+        let stripe = me as usize & 1;
+        let owner = g.stripe_word(stripe) + S_OWNER;
+        let word = mine();
+        let ns = word >> OWNER_NS_SHIFT << OWNER_NS_SHIFT;
+        let other_stripe = u64::from(me ^ 1);
+        for garbage in [
+            u64::MAX,
+            1 << 40,
+            u64::from(crate::owner::Tid::MAX) + 1,
+            ns | other_stripe,            // an id of the other stripe
+            word ^ (1 << OWNER_TID_BITS), // this thread's id and namespace, other random bits
+        ] {
+            h.set_word(owner, garbage);
+            h.observe(0.5);
+            assert_eq!(h.load(owner), Some(word), "{garbage:#x} taken over");
         }
-        assert_eq!(h.count(), 3);
+        // Another namespace's owner of this stripe (the same id, even): never taken over.
+        let foreign = word ^ (1 << OWNER_NS_SHIFT);
+        h.set_word(owner, foreign);
+        h.observe(0.5);
+        assert_eq!(h.load(owner), Some(foreign));
+        assert_eq!(shared_first_count(&h, stripe), 1);
+        assert_eq!(h.count(), 6);
     }
 
     #[test]
