@@ -346,10 +346,13 @@ impl HistogramSnapshot {
 ///
 /// The bounds are chosen at creation and stored in the object (strictly increasing,
 /// finite; `+Inf` is always the last bucket). [`observe`](Self::observe) is a bucket
-/// search over the bounds and two atomic updates of the calling thread's stripe (one
-/// cache line per stripe, as in [`StripedCounter`](crate::StripedCounter)). See the
-/// [module docs](self) for the layout, the `le` semantics (NaN and infinities), how the
-/// sum stays exact, and the crash windows.
+/// search over the bounds and a plain load and store of a count and of the sum in a
+/// stripe that the calling thread owns (its own cache lines, as in
+/// [`StripedCounter`](crate::StripedCounter)), with no locked instruction; a thread
+/// whose stripe another thread owns makes two atomic updates of a shared stripe instead.
+/// See the [module docs](self) for the layout, who owns a stripe and when it is taken
+/// over, the `le` semantics (NaN and infinities), how the sum stays exact, and the crash
+/// windows.
 ///
 /// Create one on the heap with [`new`](Self::new), or in a region with
 /// [`Region::histogram`](crate::Region::histogram), which checks the bounds of an
@@ -357,11 +360,12 @@ impl HistogramSnapshot {
 ///
 /// # Orderings
 ///
-/// Every operation is `Relaxed`: an observation publishes no other data, and the exact
-/// totals need only the atomicity of each update (see
-/// [`Counter`](crate::Counter#orderings)). A snapshot includes every observation that
-/// happens-before it (after joining the observers' threads or waiting for their
-/// processes).
+/// Every operation is `Relaxed`: an observation publishes no other data; the exact
+/// totals need only that each word is written by one thread at a time (an owned stripe's
+/// owner) or by atomic read-modify-writes (a shared stripe), and that readers see each
+/// word whole (see [`Counter`](crate::Counter#orderings)). A snapshot includes every
+/// observation that happens-before it (after joining the observers' threads or waiting
+/// for their processes).
 ///
 /// # Examples
 ///
