@@ -122,3 +122,34 @@ fn histogram_takeover_of_a_dead_owner_loses_nothing() {
         assert_eq!((s.cumulative.as_slice(), s.sum), (&[1, 3][..], 6.5));
     });
 }
+
+/// An owner that wrote, then "died" (its word replaced by a dead id once it is joined):
+/// two threads race to take the stripe over while observing; its counts stay and nothing
+/// is lost. A snapshot taken meanwhile is cumulative and never counts more than was
+/// observed.
+#[test]
+fn histogram_takeover_after_an_owner_wrote_keeps_its_counts() {
+    loom::model(|| {
+        let h: std::sync::Arc<Histogram> = Histogram::with_stripes(&[1.0], 1).unwrap().into();
+        {
+            let h = h.clone();
+            thread::spawn(move || h.observe(0.5)).join().unwrap();
+        }
+        h.set_owner_for_test(0, shmstate::lock::rwlock::DEAD_UNDER_LOOM);
+        let takers: Vec<_> = [0.25f64, 2.0]
+            .into_iter()
+            .map(|v| {
+                let h = h.clone();
+                thread::spawn(move || h.observe(v))
+            })
+            .collect();
+        let during = h.snapshot();
+        assert!((1..=3).contains(&during.count), "{during:?}");
+        assert_eq!(during.count, *during.cumulative.last().unwrap());
+        for t in takers {
+            t.join().unwrap();
+        }
+        let s = h.snapshot();
+        assert_eq!((s.cumulative.as_slice(), s.sum), (&[2, 3][..], 2.75));
+    });
+}
