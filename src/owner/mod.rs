@@ -6,8 +6,9 @@
 //! thread-local; a `pthread_atfork` child handler clears the cache, so the child looks its
 //! TID up again. The handler is registered as the program starts (an ELF constructor, which
 //! also runs when `dlopen` loads a library linking the crate), never lazily: a registration
-//! racing a fork on another thread could leave the child stuck at its first lock. (A child made by a raw `clone` syscall that bypasses libc's `fork` does
-//! not run the handler and is not supported.)
+//! racing a fork on another thread could leave the child stuck at its first lock. (A child made by a raw `clone` syscall that bypasses libc's `fork`, or
+//! by glibc's `_Fork`, which skips the fork handlers by design, does not run the handler
+//! and is not supported: it would act under its parent thread's id.)
 //!
 //! [`probe`] asks the kernel whether a TID still names a live thread (`kill(tid, 0)`).
 //! Its limits, which every robust primitive inherits:
