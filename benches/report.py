@@ -101,6 +101,7 @@ MEANING = {
     "seqlock_read64_1reader": "consistent 64-byte read, 1 reader",
     "seqlock_read64_2readers": "consistent 64-byte read, 2 readers, no writer",
     "seqlock_read64_1reader_1writer": "consistent 64-byte read, 1 reader, a writer looping",
+    "seqlock_write64_2procs": "64-byte read-modify-write, 2 writer processes",
     "seqlock_array_snapshot_1000f64": "consistent copy of 1,000 f64, one thread",
     "semaphore_uncontended": "acquire + increment + release, one permit, one thread",
     "semaphore_contended_2procs": "acquire + increment + release, one permit, 2 processes",

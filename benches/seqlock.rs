@@ -1,7 +1,8 @@
 //! Seqlocks: shmstate's `SeqLock` and `SeqLockArray` next to `std::sync::RwLock` and
 //! `parking_lot::RwLock` guarding the same data, and (64-byte reads) the `seqlock` crate's
 //! `SeqLock`, in one run. Readers check every value they read (no torn reads, no zero
-//! blocks) and count their reads.
+//! blocks) and count their reads. Two writer processes (`seqlock_write64_2procs`) write
+//! against glibc's process-shared `pthread_rwlock_t`.
 //!
 //! Run: `cargo bench --bench seqlock` (smoke: `SHMSTATE_BENCH_QUICK=1 cargo bench --bench seqlock`).
 
@@ -267,6 +268,67 @@ fn process_read_case<L: Sync>(
     );
 }
 
+/// Two processes writing one 64-byte block in turn (writers only: the contended writer's
+/// spin and sleep), each write a read-modify-write that sets every word to the first plus
+/// one, so the final block counts the writes (a lost or overlapping write fails the run)
+/// and a torn block fails it too. One iteration is one write by each process, timed like
+/// `rwlock_write_2procs` in `locks.rs`.
+///
+/// The alternative is the same block under glibc's process-shared `pthread_rwlock_t`
+/// (`write_with`), not a pthread mutex: a seqlock is chosen for a value that many
+/// processes read and few write, and the lock a C program shares between processes for
+/// that job is the rwlock, whose readers do not exclude each other (the lock the read
+/// sweep above compares against). A mutex would make the readers take turns; it is the
+/// alternative to shmstate's `Mutex` (`mutex_contended_2procs` in `locks.rs`).
+fn write_64(c: &mut Criterion) {
+    let w = Workers::Processes(2);
+    let mut g = common::group(c, format!("seqlock_write64_{}", w.label()));
+    tune(&mut g, Weight::Spawning);
+    g.throughput(Throughput::Elements(w.count() as u64));
+    let n = w.count() as u64;
+
+    let l = Shm::new(SeqLock::new([0u64; 8]));
+    concurrent(
+        &mut g,
+        "shmstate_seqlock",
+        w,
+        n,
+        &*l,
+        |l| l.write([0; 8]),
+        |l, _, iters| {
+            for _ in 0..iters {
+                if l.update(|b| *b = [b[0] + 1; 8]).is_err() {
+                    panic!("a writer died mid-write");
+                }
+            }
+        },
+        |l| written(&l.read()),
+    );
+
+    let l = PthreadRwLock::new_shared([0u64; 8]);
+    concurrent(
+        &mut g,
+        "pthread_rwlock_pshared",
+        w,
+        n,
+        &*l,
+        |l| l.write_with(|b| *b = [0; 8]),
+        |l, _, iters| {
+            for _ in 0..iters {
+                l.write_with(|b| *b = [b[0] + 1; 8]);
+            }
+        },
+        |l| written(&l.read()),
+    );
+    g.finish();
+}
+
+/// The number of writes a block of [`write_64`] counts (any word: a torn block panics).
+fn written(b: &Block) -> u64 {
+    check_block(b);
+    b[0]
+}
+
 /// One element of a 1,000-`f64` array, one thread, no writer: `get` walks the array.
 fn array_get(c: &mut Criterion) {
     let mut g = common::group(c, "seqlock_array_get_1000f64");
@@ -307,7 +369,7 @@ fn get_case<L: ?Sized>(
 criterion_group! {
     name = benches;
     config = common::criterion();
-    targets = read_64, array_snapshot, array_get
+    targets = read_64, write_64, array_snapshot, array_get
 }
 // The sweep is its own criterion group, so that the rows above can change independently.
 criterion_group! {

@@ -12,14 +12,14 @@ use std::time::{Duration, Instant};
 use bytemuck::Pod;
 
 use super::{
-    SPINS, SeqLock, SeqLockWriteGuard, Slept, TID_MASK, WAITERS, is_writing, owner_of,
+    SeqLock, SeqLockWriteGuard, Slept, TID_MASK, WAITERS, is_writing, owner_of,
     unreachable_no_deadline, writer_is_gone, writer_is_gone_watched,
 };
 use crate::futex;
 use crate::lock::{LockResult, OwnerDied, TimedLockError};
 use crate::owner;
-use crate::sync::{Ordering, fence, spin_loop};
-use crate::wait::{Slices, Timeout, past};
+use crate::sync::{Ordering, fence};
+use crate::wait::{Slices, Timeout, past, spin_with_backoff};
 
 impl<T: Pod> SeqLock<T> {
     /// Takes the writer lock, waiting as long as it takes. Returns `true` if the previous
@@ -54,7 +54,9 @@ impl<T: Pod> SeqLock<T> {
 
     #[cold]
     fn lock_writer_contended(&self, me: u32, deadline: Option<Instant>) -> Result<bool, Timeout> {
-        let mut spins = 0;
+        if let Some(torn) = self.spin_for_writer(me) {
+            return Ok(torn);
+        }
         let mut slices = Slices::for_holder();
         let mut probe_due = false;
         loop {
@@ -70,11 +72,6 @@ impl<T: Pod> SeqLock<T> {
                     Ok(_) => return Ok(is_writing(self.seq.load(Ordering::Relaxed))),
                     Err(_) => continue,
                 }
-            }
-            if spins < SPINS {
-                spins += 1;
-                spin_loop();
-                continue;
             }
             // Probe only once a slice has passed (as `RawMutex` does): a live owner's
             // unlock wakes us first, so ordinary contention costs no probe. An
@@ -124,6 +121,40 @@ impl<T: Pod> SeqLock<T> {
                 }
             }
         }
+    }
+
+    /// Spins with loads while the writer lock is held, taking it as soon as it reads free:
+    /// `Some(torn)` (see [`lock_writer`](Self::lock_writer)) once taken, `None` when the
+    /// spin is over (the caller then probes and sleeps). No probe, no syscall: a dead
+    /// owner costs this spin once before the sleeping loop probes it.
+    ///
+    /// Backoff ([`spin_with_backoff`]): a look at the word after 1, 2, 4, 8, then every 16
+    /// pauses rather than after every pause, as the mutex does; every look pulls the
+    /// word's cache line away from the writer, whose unlock (and next lock) must then
+    /// fetch it back. Measured on 2 vCPUs (criterion `seqlock_write64_2procs`, 2
+    /// processes writing a 64-byte value in turn, 24 interleaved A/B runs): median 107 ->
+    /// 58 ns per iteration (a write by each), the runs where the writers took turns
+    /// 151 -> 76 ns. The seqlock's own longer spin (200 pauses) with the same schedule
+    /// measured level with this one.
+    #[inline]
+    fn spin_for_writer(&self, me: u32) -> Option<bool> {
+        let mut torn = None;
+        spin_with_backoff(|| {
+            // Relaxed: only a hint for the CAS, which carries the ordering.
+            self.writer.load(Ordering::Relaxed) == 0
+                // Acquire: as in `lock_writer_until`. A failed CAS (another writer took
+                // it first) spins on.
+                && self
+                    .writer
+                    .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                && {
+                    // Relaxed: as in `lock_writer_until`.
+                    torn = Some(is_writing(self.seq.load(Ordering::Relaxed)));
+                    true
+                }
+        });
+        torn
     }
 
     /// Takes the writer lock without waiting if it is free, or held by `*dead` (a TID the
