@@ -123,7 +123,8 @@ const WAITERS: u32 = 1 << 31;
 /// Bits 0..=30 of `writer`: the owner's TID (kernel TIDs are below 2²², so they fit).
 const TID_MASK: u32 = !WAITERS;
 
-/// Loads a waiter spins (loads only) before it futex-waits.
+/// Loads a reader spins (loads only) before it futex-waits for a writer (a writer waiting
+/// for the writer lock spins with `wait::spin_with_backoff` instead).
 const SPINS: u32 = if cfg!(loom) { 1 } else { 200 };
 
 /// Optimistic attempts [`SeqLock::try_read`] makes (with spinning between them) before
