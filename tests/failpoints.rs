@@ -791,8 +791,10 @@ fn histogram_owner_stopped_mid_update_resumes_without_loss() {
 }
 
 /// A taker stopped after finding the owner gone, before its compare-and-swap: another
-/// thread takes the stripe over first; resumed, the taker's compare-and-swap fails and
-/// it adds to the shared stripe. Every observation is counted once.
+/// process takes the stripe over first and is stopped in the middle of an update (its
+/// count loaded, not stored). Resumed, the slow taker's compare-and-swap fails and it
+/// adds to the shared stripe; had it taken the stripe too, the fast one's store would
+/// erase its count. Every observation is counted once.
 #[test]
 fn histogram_taker_stopped_before_its_swap_loses_to_a_faster_one() {
     use shmstate::Region;
@@ -802,27 +804,34 @@ fn histogram_taker_stopped_before_its_swap_loses_to_a_faster_one() {
     let claimer = common::child_stopped_at(Point::HistogramClaimed, || h.observe(2.0));
     kill(claimer);
     reap(claimer);
-    let taker = common::fork_children(1, |_| {
+    let slow = common::fork_children(1, |_| {
         shmstate::failpoint::arm(Point::HistogramProbed);
         h.observe(3.0);
     })[0];
-    common::wait_until_stopped(taker);
-    // A new thread here probes at its first shared observation and takes over.
-    std::thread::scope(|s| {
-        s.spawn(|| h.observe(8.0));
-    });
-    signal(taker, libc::SIGCONT);
-    wait_all(&[taker], Duration::from_secs(30));
+    common::wait_until_stopped(slow);
+    let fast = common::fork_children(1, |_| {
+        shmstate::failpoint::arm(Point::HistogramTakenOver);
+        shmstate::failpoint::arm(Point::HistogramOwnedRead);
+        h.observe(2.0);
+    })[0];
+    // Stopped once with the stripe taken over, then again with its count loaded.
+    common::wait_until_stopped(fast);
+    signal(fast, libc::SIGCONT);
+    common::wait_until_stopped(fast);
+    signal(slow, libc::SIGCONT);
+    wait_all(&[slow], Duration::from_secs(30));
+    signal(fast, libc::SIGCONT);
+    wait_all(&[fast], Duration::from_secs(30));
     let s = h.snapshot();
-    assert_eq!(s.cumulative, [0, 1, 2]);
-    assert_eq!((s.count, s.sum), (2, 11.0));
+    assert_eq!(s.cumulative, [0, 2, 2]);
+    assert_eq!((s.count, s.sum), (2, 5.0));
 }
 
 /// An observer killed right after claiming the only stripe, before counting: while it
 /// is stopped this process uses the shared stripe; once it is dead, the next process's
-/// first observation takes the stripe over (stopped there and killed too), and a new
-/// thread here takes it over from that one. Nothing is lost but the two killed
-/// observations, which never counted.
+/// first observation takes the stripe over (stopped there and killed too), and a third
+/// process takes it over from that one and counts in it. Nothing is lost but the two
+/// killed observations, which never counted.
 #[test]
 fn histogram_stripe_of_a_killed_owner_is_taken_over() {
     use shmstate::Region;
@@ -837,10 +846,14 @@ fn histogram_stripe_of_a_killed_owner_is_taken_over() {
     let taker = common::child_stopped_at(Point::HistogramTakenOver, || h.observe(3.0));
     kill(taker);
     reap(taker);
-    // A thread that has not observed yet probes at its first shared observation.
-    std::thread::scope(|s| {
-        s.spawn(|| h.observe(8.0));
-    });
+    // The third stops once it has taken the stripe over from the second, then counts.
+    let third = common::fork_children(1, |_| {
+        shmstate::failpoint::arm(Point::HistogramTakenOver);
+        h.observe(8.0);
+    })[0];
+    common::wait_until_stopped(third);
+    signal(third, libc::SIGCONT);
+    wait_all(&[third], Duration::from_secs(30));
     let s = h.snapshot();
     assert_eq!(s.cumulative, [1, 1, 2]);
     assert_eq!((s.count, s.sum), (2, 8.5));

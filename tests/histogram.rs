@@ -160,6 +160,32 @@ fn four_processes_on_one_owned_stripe_count_and_sum_exactly() {
     four_processes_count_and_sum_exactly_with(Some(1));
 }
 
+/// A child forked by a process that owns a stripe draws its own owner word (it inherits
+/// the parent thread's thread-locals): parent and child observe at the same time into a
+/// histogram of one owned stripe, the child on the shared path, and nothing is lost.
+#[test]
+fn a_forked_child_does_not_write_its_parents_stripe_as_its_own() {
+    watchdog(Duration::from_secs(60));
+    const N: u64 = 300_000;
+    let bounds = [0.5, 1.0, 2.5, 5.0, 10.0];
+    let region = Region::anonymous(1 << 16).unwrap();
+    let h = region.histogram_with_stripes("h", &bounds, 1).unwrap();
+    h.observe(sample(0, 0)); // this thread owns the stripe
+    let child = fork_children(1, |_| {
+        for i in 0..N {
+            h.observe(sample(1, i));
+        }
+    });
+    for i in 1..N {
+        h.observe(sample(0, i));
+    }
+    wait_all(&child, Duration::from_secs(50));
+    let (cumulative, sum) = expected(&bounds, 2, N);
+    let s = h.snapshot();
+    assert_eq!(s.cumulative, cumulative);
+    assert_eq!(s.sum, sum);
+}
+
 /// Threads that come and go on a histogram of one owned stripe: each round's threads
 /// find the stripe owned by a thread of the round before, gone by now, and one of them
 /// takes it over (the others use the shared stripe), while they all observe. Nothing is

@@ -69,6 +69,22 @@ mod imp {
         // Relaxed: the child has a single thread; the atomic is only for other threads
         // the child may start later, which a thread spawn orders after this store.
         PROC_IS_OURS.store(0, Ordering::Relaxed);
+        // Relaxed: as for `PROC_IS_OURS`.
+        FORKS.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Forks this process's line of ancestors has made: bumped in every forked child, so
+    /// that a thread-local keyed by a thread's id can tell a forked child (which may have
+    /// the same id as its parent thread, in a new PID namespace) from the thread it was
+    /// copied from.
+    static FORKS: AtomicU32 = AtomicU32::new(0);
+
+    /// The count of forks that made this process (see [`FORKS`]): changes in every
+    /// forked child, never within one process.
+    #[inline]
+    pub(crate) fn fork_generation() -> u32 {
+        // Relaxed: see `reset_in_child`.
+        FORKS.load(Ordering::Relaxed)
     }
 
     /// Registers [`reset_in_child`] as the program starts (or as `dlopen` loads the
@@ -485,6 +501,9 @@ mod imp {
 #[cfg(loom)]
 pub const DEAD_UNDER_LOOM: u32 = 1 << 20;
 
+/// Histograms key their owner words by it (not built under loom, whose models do not fork).
+#[cfg(not(loom))]
+pub(crate) use imp::fork_generation;
 pub(crate) use imp::{current, probe};
 /// The region (not built under loom) names its temporary files after the PID, and
 /// records the PID and start time of the processes that have it open.

@@ -38,12 +38,17 @@
 //!   ones.
 //!
 //! **Owner words.** A thread's owner word is its thread id (bits 0..23), 21 random bits
-//! drawn when the thread first observes (bits 23..44), and 20 bits of the inode of its
-//! PID namespace (`/proc/self/ns/pid`; 0 without `/proc`) (bits 44..64). Two live
+//! drawn when the thread first observes (bits 23..44; drawn again in a forked child,
+//! whose id may even equal its parent thread's as the first process of a new PID
+//! namespace), and 20 bits of the inode of its PID namespace (`/proc/self/ns/pid`;
+//! without `/proc`, 20 random bits drawn once per process) (bits 44..64). Two live
 //! threads never have the same word: in one namespace their ids differ, across
 //! namespaces (containers sharing a region, where ids repeat) their namespace bits or
 //! their random bits differ (but for odds of 2⁻⁴¹). A new thread that the kernel gave a
 //! dead owner's id does not own that owner's stripe by accident: its random bits differ.
+//! A process made without the fork handlers (glibc's `_Fork`, a raw `clone`) keeps its
+//! parent thread's id and word, and both would write one stripe plainly, losing counts:
+//! the crate does not support such children (see the robust locks).
 //!
 //! **Taking over.** A thread on the shared path takes its owned stripe over, with a
 //! compare-and-swap of the exact owner word it saw, when the owner is surely gone:
@@ -58,7 +63,10 @@
 //!
 //! A word of another namespace is never taken over (its ids mean nothing here): that
 //! stripe stays with its owner, and with it if it died, and its threads use the shared
-//! stripe. A compare-and-swap that finds the word changed (another thread took the
+//! stripe. (Containers that share a region and restart, each time in a new namespace,
+//! leave such stripes behind: their threads then all take the shared path, which costs
+//! speed, not counts. So does a process without `/proc`, whose namespace bits are its
+//! own.) A compare-and-swap that finds the word changed (another thread took the
 //! stripe first) leaves the thread on the shared path. The owner's counts and sum stay:
 //! the new owner adds to them. The dead owner's last stores came before its death and
 //! the probe's answer (or, for the other two cases, there is no owner that wrote): this
@@ -105,10 +113,10 @@
 //! | step | a SIGKILL (or SIGSTOP) there leaves | repaired by, how fast |
 //! |------|-------------------------------------|-----------------------|
 //! | creation in a region (header and bounds written by `init`) | the region's entry protocol: an unpublished object | the next opener re-creates it (the region's takeover; its failpoint tests) |
-//! | an unowned stripe claimed (failpoint `HistogramClaimed`), nothing yet counted | a stripe owned by a dead (or stopped) thread | a dead owner: taken over at the next thread's first shared observation (`histogram_stripe_of_a_killed_owner_is_taken_over`), or within [`TAKEOVER_PROBE_EVERY`] of a thread's shared observations; a stopped one keeps it, and the threads of its stripe use the shared stripe |
+//! | an unowned stripe claimed (failpoint `HistogramClaimed`), nothing yet counted | a stripe owned by a dead (or stopped) thread | a dead owner of this namespace: taken over by the next thread of that stripe whose shared observation probes (its first, then every [`TAKEOVER_PROBE_EVERY`]th, counted per thread across histograms: `histogram_stripe_of_a_killed_owner_is_taken_over`); a stopped one keeps it; one of another namespace keeps it for good (speed, not counts); meanwhile the stripe's threads use the shared stripe |
 //! | an owner between loading a count and storing it (failpoint `HistogramOwnedRead`) | killed: the observation not counted; stopped: its stripe waits, unchanged, for its store | nothing to repair: a resumed owner stores its count, which no other thread wrote meanwhile (`histogram_owner_stopped_mid_update_resumes_without_loss`) |
 //! | between a bucket's count and the sum, either path (failpoint `HistogramCounted`) | the observation counted, its value not yet in the sum | nothing to repair: the sum lacks that one value, for good; other observers go on without waiting |
-//! | inside the shared sum's compare-and-swap loop, before it succeeds (a SIGSTOP at `HistogramCounted`) | nothing more: only the successful compare-and-swap writes | nothing to repair: other observers of the shared stripe go on without waiting |
+//! | inside the shared sum's compare-and-swap loop, before it succeeds (failpoint `HistogramCounted` stops just before the loop, which writes only with its one successful compare-and-swap) | nothing more than just before the loop | nothing to repair: other observers of the shared stripe go on without waiting |
 //! | a taker between deciding the owner is gone and its compare-and-swap (failpoint `HistogramProbed`) | nothing written | nothing to repair: if another thread took the stripe meanwhile, the compare-and-swap fails and the taker adds to the shared stripe (`histogram_taker_stopped_before_its_swap_loses_to_a_faster_one`) |
 //! | a takeover done (failpoint `HistogramTakenOver`: the owner word is the taker's, nothing counted in it yet) | as for a claim | as for a claim |
 //! | during `snapshot` / `count` / `sum` | nothing: they only read | nothing to repair |
@@ -775,22 +783,24 @@ const OWNER_NONCE_BITS: u32 = 21;
 const OWNER_NS_SHIFT: u32 = OWNER_TID_BITS + OWNER_NONCE_BITS;
 
 /// The calling thread's owner word (see the module docs), for thread id `me`: drawn at
-/// the thread's first observation and kept in a thread-local with the id it was drawn
-/// for, so that a forked child (a new id; it inherits the parent thread's thread-locals)
-/// draws its own.
+/// the thread's first observation and kept in a thread-local with the id and the fork
+/// generation it was drawn for, so that a forked child, which inherits its parent
+/// thread's thread-locals (and may even have its id, as the first process of a new PID
+/// namespace), draws its own.
 #[cfg(not(loom))]
 #[inline]
 fn owner_word(me: u32) -> u64 {
     use std::cell::Cell;
     thread_local! {
-        /// The id the word was drawn for, and the word.
-        static WORD: Cell<(u32, u64)> = const { Cell::new((0, 0)) };
+        /// The id and fork generation the word was drawn for, and the word.
+        static WORD: Cell<(u32, u32, u64)> = const { Cell::new((0, 0, 0)) };
     }
+    let forks = crate::owner::fork_generation();
     WORD.with(|c| match c.get() {
-        (id, word) if id == me => word,
+        (id, f, word) if id == me && f == forks => word,
         _ => {
             let word = new_owner_word(me);
-            c.set((me, word));
+            c.set((me, forks, word));
             word
         }
     })
@@ -801,18 +811,53 @@ fn owner_word(me: u32) -> u64 {
 #[cfg(not(loom))]
 #[cold]
 fn new_owner_word(me: u32) -> u64 {
+    (namespace_bits() << OWNER_NS_SHIFT)
+        | ((random_u64() & ((1 << OWNER_NONCE_BITS) - 1)) << OWNER_TID_BITS)
+        | (u64::from(me) & ((1 << OWNER_TID_BITS) - 1))
+}
+
+/// 64 random bits from the kernel (the clock and thread id if that fails).
+#[cfg(not(loom))]
+fn random_u64() -> u64 {
     let seed = crate::map::bytemap::random_seed();
     let mut random = [0u8; 8];
     random.copy_from_slice(&seed[..8]);
-    let random = u64::from_le_bytes(random);
-    // The namespace's inode, folded to 20 bits; 0 without `/proc`.
-    let ns = rustix::fs::stat("/proc/self/ns/pid").map_or(0, |st| {
+    u64::from_le_bytes(random)
+}
+
+/// The owner word's namespace bits: the inode of the calling process's PID namespace
+/// (`/proc/self/ns/pid`), folded to 20 bits. Without `/proc` the namespace cannot be
+/// named, so the bits are random, drawn once per process (again in a forked child): the
+/// process's threads share them, and no other process matches them (but for odds of
+/// 2⁻²⁰), so that a stripe of another process is never taken over on the strength of an
+/// id that may belong to another namespace.
+#[cfg(not(loom))]
+fn namespace_bits() -> u64 {
+    use crate::sync::{AtomicU64, Ordering};
+    const BITS: u64 = (1 << (64 - OWNER_NS_SHIFT)) - 1;
+    /// The random bits of a process without `/proc`: `generation << 32 | 1 << 31 | bits`
+    /// (0: none drawn yet), for the fork generation they were drawn in.
+    static NO_PROC: AtomicU64 = AtomicU64::new(0);
+    if let Ok(st) = rustix::fs::stat("/proc/self/ns/pid") {
         let ino = st.st_ino;
-        (ino ^ (ino >> 20) ^ (ino >> 40)) & ((1 << (64 - OWNER_NS_SHIFT)) - 1)
-    });
-    (ns << OWNER_NS_SHIFT)
-        | ((random & ((1 << OWNER_NONCE_BITS) - 1)) << OWNER_TID_BITS)
-        | (u64::from(me) & ((1 << OWNER_TID_BITS) - 1))
+        return (ino ^ (ino >> 20) ^ (ino >> 40)) & BITS;
+    }
+    let forks = u64::from(crate::owner::fork_generation());
+    // Relaxed: threads that race here both draw and one value wins; each uses the value
+    // its compare-and-swap read or wrote, so all of the process's threads agree.
+    let drawn = NO_PROC.load(Ordering::Relaxed);
+    if drawn != 0 && drawn >> 32 == forks {
+        return drawn & BITS;
+    }
+    let new = forks << 32 | 1 << 31 | (random_u64() & BITS);
+    // Relaxed: as above.
+    match NO_PROC.compare_exchange(drawn, new, Ordering::Relaxed, Ordering::Relaxed) {
+        Ok(_) => new & BITS,
+        Err(now) if now != 0 && now >> 32 == forks => now & BITS,
+        // Drawn for another generation meanwhile: not possible within one process (the
+        // generation changes only in a forked child, before it has other threads).
+        Err(_) => new & BITS,
+    }
 }
 
 /// Under loom a thread's owner word is its (model) id: loom threads are not reused.
@@ -858,7 +903,7 @@ fn claim(owner: &AtomicU64, word: u64, stripe: usize, mask: usize) -> bool {
 
 /// Whether the owner of stripe `stripe` (of mask `mask`), whose word is `seen`, is
 /// surely gone, for the calling thread of word `word` (see "Taking over" in the module
-/// docs). May probe the kernel (a syscall).
+/// docs). May probe the kernel (`kill(tid, 0)` and a read of `/proc`, which allocates).
 fn gone(seen: u64, word: u64, stripe: usize, mask: usize) -> bool {
     let tid_mask = (1 << OWNER_TID_BITS) - 1;
     let tid = seen & tid_mask;
@@ -1244,7 +1289,12 @@ mod tests {
     /// Waits until the kernel reports thread `tid` gone: `join` returns as a thread
     /// exits, and its id may read alive a moment longer.
     fn wait_gone(tid: u32) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while crate::owner::probe(tid) == crate::owner::Liveness::Alive {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "thread {tid} still reads alive 10 s after it was joined"
+            );
             std::thread::yield_now();
         }
     }
@@ -1325,13 +1375,17 @@ mod tests {
                 wait_gone(owner_tid);
                 let mut n = 0u64;
                 while owner0(h) != mine() {
-                    h.observe(0.5);
+                    h.observe(2.0);
                     n += 1;
                     assert!(n <= u64::from(TAKEOVER_PROBE_EVERY), "not taken over");
                 }
+                // The owner's 0.5 and this thread's first one, then `n` of 2.0: the last
+                // of them in the stripe it took over.
+                let s = h.snapshot();
+                assert_eq!(s.cumulative, [2, 2 + n]);
+                assert_eq!(s.sum, 1.0 + 2.0 * n as f64);
             });
         });
-        assert_eq!(h.count(), h.snapshot().cumulative[0]);
     }
 
     #[test]
