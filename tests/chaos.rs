@@ -27,9 +27,9 @@ use hostile::{Exclusive, Failures, Rng};
 use locks_support::{park_forever, percentiles, raise, wait_for};
 use shmstate::sync::{AtomicU32, AtomicU64, Ordering};
 use shmstate::{
-    Barrier, BoundedSemaphore, Condvar, Counter, Elem, Event, Kind, Mutex, Queue, ReentrantMutex,
-    RwLock, Semaphore, SeqLock, SeqLockArray, SharedSized, TimedLockError, Timeout, TryLockError,
-    TypeTag, Value,
+    Barrier, BoundedSemaphore, Condvar, Counter, Elem, Event, Histogram, Kind, Mutex, Queue,
+    ReentrantMutex, RwLock, Semaphore, SeqLock, SeqLockArray, SharedSized, TimedLockError, Timeout,
+    TryLockError, TypeTag, Value,
 };
 
 const WORKERS: usize = 5;
@@ -51,6 +51,9 @@ const ARRAY_LEN: usize = 4;
 const POP_LOG: usize = 1 << 17;
 const INCARNATIONS: usize = 4096;
 const MAX_VIOLATIONS: usize = 256;
+/// Observations (of 1.0) in one histogram operation: a burst, so that workers observe at
+/// the same time often enough for two writers of one stripe to show as lost counts.
+const BURST: u64 = 2000;
 
 // ----- operations -----
 
@@ -131,6 +134,7 @@ ops! {
     ArrBatchTimeout: Timed,
     CounterInc: Try,
     ValueAdd: Try,
+    HistogramObserve: Try,
 }
 
 impl Op {
@@ -173,6 +177,8 @@ struct Slot {
     counted: AtomicU64,
     /// `Value` additions likewise.
     valued: AtomicU64,
+    /// `Histogram` observations (of 1.0) likewise, recorded a burst at a time.
+    observed: AtomicU64,
     /// Bumped by the supervisor before a SIGSTOP and after the SIGCONT: a worker whose
     /// call spans a change was stopped during it and does not judge its duration.
     stop_gen: AtomicU64,
@@ -269,6 +275,9 @@ impl Arena {
 struct Worker<'a> {
     a: &'a Arena,
     arr: &'a SeqLockArray<u64>,
+    /// Zeroed: no bounds, one owned stripe (and one shared), so that the workers contend
+    /// for the one stripe: one owns it, the others share, a killed owner's is taken over.
+    hist: &'a Histogram,
     slot: usize,
     inc: u32,
     seq: u32,
@@ -330,15 +339,26 @@ impl Worker<'_> {
             52..=65 => self.queue_op(),
             66..=77 => self.seq_op(),
             78..=85 => self.array_op(),
-            86..=92 => {
+            86..=90 => {
                 self.run(Op::CounterInc, |_| a.counter.inc());
                 // Recorded after the increment: a kill in between makes the counter one
                 // ahead of the records, never behind.
                 self.s().counted.fetch_add(1, Ordering::Relaxed);
             }
-            _ => {
+            91..=95 => {
                 self.run(Op::ValueAdd, |_| a.value.fetch_add(1, Ordering::Relaxed));
                 self.s().valued.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {
+                let hist = self.hist;
+                self.run(Op::HistogramObserve, |_| {
+                    for _ in 0..BURST {
+                        hist.observe(1.0);
+                    }
+                });
+                // As for the counter: a kill during the burst leaves up to a burst
+                // counted and not recorded.
+                self.s().observed.fetch_add(BURST, Ordering::Relaxed);
             }
         }
     }
@@ -772,11 +792,12 @@ impl Worker<'_> {
     }
 }
 
-fn worker_main(a: &Arena, arr: &SeqLockArray<u64>, slot: usize, seed: u64) {
+fn worker_main(a: &Arena, arr: &SeqLockArray<u64>, hist: &Histogram, slot: usize, seed: u64) {
     let inc = a.next_incarnation.fetch_add(1, Ordering::Relaxed) + 1;
     let mut w = Worker {
         a,
         arr,
+        hist,
         slot,
         inc,
         seq: 0,
@@ -799,6 +820,7 @@ fn worker_main(a: &Arena, arr: &SeqLockArray<u64>, slot: usize, seed: u64) {
 struct Sup<'a> {
     a: &'a Arena,
     arr: &'a SeqLockArray<u64>,
+    hist: &'a Histogram,
     seed: u64,
     pids: Vec<libc::pid_t>,
     /// When each stopped worker is to be continued.
@@ -817,10 +839,10 @@ struct Sup<'a> {
 
 impl<'a> Sup<'a> {
     fn spawn(&mut self, slot: usize) -> libc::pid_t {
-        let (a, arr, seed) = (self.a, self.arr, self.seed);
+        let (a, arr, hist, seed) = (self.a, self.arr, self.hist, self.seed);
         self.a.slots[slot].self_killed.store(0, Ordering::Relaxed);
         self.a.slots[slot].op.store(0, Ordering::Relaxed);
-        fork_children(1, |_| worker_main(a, arr, slot, seed))[0]
+        fork_children(1, |_| worker_main(a, arr, hist, slot, seed))[0]
     }
 
     fn continue_worker(&mut self, i: usize) {
@@ -1133,7 +1155,9 @@ fn chaos(test: &'static str, run: Duration, hostile: bool) {
     let seed = hostile::seed(test);
     let mem = SharedMem::<Arena>::new(1);
     let arr_mem = SharedMem::<SeqLockArray<u64>>::new(ARRAY_LEN);
-    let (a, arr) = (mem.get(), arr_mem.get());
+    // Three lines of zeros: the header, one owned stripe, one shared stripe.
+    let hist_mem = SharedMem::<Histogram>::new(3);
+    let (a, arr, hist) = (mem.get(), arr_mem.get(), hist_mem.get());
     a.sem.release_n(2).unwrap();
     a.bsem.init(2);
     a.barrier.init(2);
@@ -1143,6 +1167,7 @@ fn chaos(test: &'static str, run: Duration, hostile: bool) {
     let mut sup = Sup {
         a,
         arr,
+        hist,
         seed,
         pids: Vec::new(),
         stopped: vec![None; WORKERS],
@@ -1418,8 +1443,28 @@ fn chaos(test: &'static str, run: Duration, hostile: bool) {
                 "Value is {v}; recorded additions {valued}, kills {kills}"
             ));
         }
+        // The histogram likewise, for its count and its sum (every value 1.0), but a burst
+        // per kill: a stopped or killed owner, the shared stripe and the takeovers lose no
+        // recorded observation, and two writers of one stripe would.
+        let observed: u64 = a
+            .slots
+            .iter()
+            .map(|s| s.observed.load(Ordering::Relaxed))
+            .sum();
+        let hs = hist.snapshot();
+        if hs.count < observed
+            || hs.count > observed + BURST * kills
+            || hs.sum < observed as f64
+            || hs.sum > (observed + BURST * kills) as f64
+        {
+            f.add(format!(
+                "Histogram count {} and sum {}; recorded observations {observed}, kills {kills}",
+                hs.count, hs.sum
+            ));
+        }
         eprintln!(
-            "{test}: {popped} queue items popped, counter {c} (recorded {counted}), value {v} (recorded {valued})"
+            "{test}: {popped} queue items popped, counter {c} (recorded {counted}), value {v} (recorded {valued}), histogram {} (recorded {observed})",
+            hs.count
         );
     }
     eprintln!(
