@@ -279,19 +279,15 @@ mod imp {
         // A `/proc` of another PID namespace (e.g. after `unshare --pid --fork` without
         // `--mount-proc`) would describe some other task under this number, and a false
         // "zombie" would let a waiter take a lock its live owner still holds.
-        if !proc_is_ours() {
-            return false;
-        }
-        let Ok(stat) = std::fs::read(format!("/proc/{id}/stat")) else {
-            return false;
-        };
-        // "pid (comm) S ...": comm may hold any bytes, including ')' and spaces, so the
-        // state is the first non-space byte after the *last* ')'.
-        let Some(close) = stat.iter().rposition(|&b| b == b')') else {
-            return false;
-        };
-        let state = stat[close + 1..].iter().find(|&&b| b != b' ');
-        matches!(state, Some(b'Z' | b'X'))
+        // `stat` answers `Unknown` for such a `/proc` (and reads without allocating: a
+        // probe runs on the slow paths of every robust primitive).
+        matches!(
+            stat(Some(id)),
+            super::ProcStat::Known {
+                state: b'Z' | b'X',
+                ..
+            }
+        )
     }
 
     /// Whether `/proc` is mounted for the calling process's PID namespace: `/proc/self`
