@@ -903,7 +903,7 @@ fn claim(owner: &AtomicU64, word: u64, stripe: usize, mask: usize) -> bool {
 
 /// Whether the owner of stripe `stripe` (of mask `mask`), whose word is `seen`, is
 /// surely gone, for the calling thread of word `word` (see "Taking over" in the module
-/// docs). May probe the kernel (`kill(tid, 0)` and a read of `/proc`, which allocates).
+/// docs). May probe the kernel (`kill(tid, 0)` and a read of `/proc`).
 fn gone(seen: u64, word: u64, stripe: usize, mask: usize) -> bool {
     let tid_mask = (1 << OWNER_TID_BITS) - 1;
     let tid = seen & tid_mask;
