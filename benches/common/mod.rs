@@ -77,25 +77,31 @@ pub fn tune(group: &mut BenchmarkGroup<'_, WallTime>, weight: Weight) {
     if quick() {
         return;
     }
+    // Sized so that `benches/run_all.sh` (about 200 benches, then the Python comparisons)
+    // stays within 15 minutes on 2 cores: criterion's medians of 30 (or 20, 10) samples
+    // are as stable with these times as with the earlier 1 s + 3-4 s (the published
+    // runs' single-thread rows repeat within a few percent either way), and every bench
+    // is an operation of nanoseconds to tens of microseconds, so even 1.5 s holds tens
+    // of thousands of iterations or more.
     match weight {
         Weight::Single => {
             group
                 .sample_size(30)
-                .warm_up_time(Duration::from_secs(1))
-                .measurement_time(Duration::from_secs(3));
+                .warm_up_time(Duration::from_millis(500))
+                .measurement_time(Duration::from_millis(1500));
         }
         Weight::Spawning => {
             group
                 .sample_size(20)
-                .warm_up_time(Duration::from_secs(1))
-                .measurement_time(Duration::from_secs(4));
+                .warm_up_time(Duration::from_millis(500))
+                .measurement_time(Duration::from_millis(2500));
         }
         Weight::Sweep => {
-            // Criterion's minimum sample size; about 2.6 s per bench with its warm-up.
+            // Criterion's minimum sample size; about 1.8 s per bench with its warm-up.
             group
                 .sample_size(10)
-                .warm_up_time(Duration::from_millis(500))
-                .measurement_time(Duration::from_secs(2));
+                .warm_up_time(Duration::from_millis(300))
+                .measurement_time(Duration::from_millis(1500));
         }
     }
 }
