@@ -711,15 +711,20 @@ fn region_creator_killed_after_publishing_before_the_wake() {
     assert!(t_kill.elapsed() < REPAIR);
 }
 
+/// A histogram of bounds 1 and 4 with one owned stripe (and one shared), so that every
+/// thread of every process selects the same stripe: one owns it, the others share.
+fn one_stripe_histogram(region: &shmstate::Region) -> &shmstate::Histogram {
+    region.histogram_with_stripes("h", &[1.0, 4.0], 1).unwrap()
+}
+
 /// An observer killed between counting its observation and adding it to the sum, in its
 /// own stripe: the count has it, the sum lacks it, and nothing else is affected. While it
 /// is stopped there (a live owner), this process observes into the shared stripe.
 #[test]
 fn histogram_observer_killed_after_counting_before_the_sum() {
-    use shmstate::Region;
     watchdog(Duration::from_secs(60));
-    let region = Region::anonymous(1 << 16).unwrap();
-    let h = region.histogram_with_stripes("h", &[1.0, 4.0], 1).unwrap();
+    let region = shmstate::Region::anonymous(1 << 16).unwrap();
+    let h = one_stripe_histogram(&region);
     let observer = common::child_stopped_at(Point::HistogramCounted, || h.observe(2.0));
     // Stopped mid-observation: this process observes meanwhile.
     h.observe(0.5);
@@ -745,10 +750,9 @@ fn histogram_observer_killed_after_counting_before_the_sum() {
 /// stopped there, another observer of the shared stripe (a thread here) goes on.
 #[test]
 fn histogram_shared_observer_killed_after_counting_before_the_sum() {
-    use shmstate::Region;
     watchdog(Duration::from_secs(60));
-    let region = Region::anonymous(1 << 16).unwrap();
-    let h = region.histogram_with_stripes("h", &[1.0, 4.0], 1).unwrap();
+    let region = shmstate::Region::anonymous(1 << 16).unwrap();
+    let h = one_stripe_histogram(&region);
     h.observe(0.5); // this thread owns the stripe from here on
     let observer = common::child_stopped_at(Point::HistogramCounted, || h.observe(2.0));
     std::thread::scope(|s| {
@@ -771,10 +775,9 @@ fn histogram_shared_observer_killed_after_counting_before_the_sum() {
 /// and nothing is lost.
 #[test]
 fn histogram_owner_stopped_mid_update_resumes_without_loss() {
-    use shmstate::Region;
     watchdog(Duration::from_secs(60));
-    let region = Region::anonymous(1 << 16).unwrap();
-    let h = region.histogram_with_stripes("h", &[1.0, 4.0], 1).unwrap();
+    let region = shmstate::Region::anonymous(1 << 16).unwrap();
+    let h = one_stripe_histogram(&region);
     let owner = common::fork_children(1, |_| {
         h.observe(2.0); // claims the stripe
         shmstate::failpoint::arm(Point::HistogramOwnedRead);
@@ -797,10 +800,9 @@ fn histogram_owner_stopped_mid_update_resumes_without_loss() {
 /// erase its count. Every observation is counted once.
 #[test]
 fn histogram_taker_stopped_before_its_swap_loses_to_a_faster_one() {
-    use shmstate::Region;
     watchdog(Duration::from_secs(60));
-    let region = Region::anonymous(1 << 16).unwrap();
-    let h = region.histogram_with_stripes("h", &[1.0, 4.0], 1).unwrap();
+    let region = shmstate::Region::anonymous(1 << 16).unwrap();
+    let h = one_stripe_histogram(&region);
     let claimer = common::child_stopped_at(Point::HistogramClaimed, || h.observe(2.0));
     kill(claimer);
     reap(claimer);
@@ -834,10 +836,9 @@ fn histogram_taker_stopped_before_its_swap_loses_to_a_faster_one() {
 /// killed observations, which never counted.
 #[test]
 fn histogram_stripe_of_a_killed_owner_is_taken_over() {
-    use shmstate::Region;
     watchdog(Duration::from_secs(60));
-    let region = Region::anonymous(1 << 16).unwrap();
-    let h = region.histogram_with_stripes("h", &[1.0, 4.0], 1).unwrap();
+    let region = shmstate::Region::anonymous(1 << 16).unwrap();
+    let h = one_stripe_histogram(&region);
     let claimer = common::child_stopped_at(Point::HistogramClaimed, || h.observe(2.0));
     h.observe(0.5);
     kill(claimer);
