@@ -407,7 +407,19 @@ impl Workers {
 
     /// Runs `work(i)` once on each worker; the wall time and overlap as for
     /// [`run_threads`] / [`run_processes`].
+    ///
+    /// With `SHMSTATE_BENCH_PIN` set in the environment, worker `i` first pins itself to
+    /// CPU `i` modulo the CPUs this process may use (`sched_setaffinity`), so that the
+    /// scheduler cannot move two communicating workers onto one core or between cores
+    /// mid-sample: the pinned rows show the hardware's cost without the scheduler's.
     pub fn run(self, work: impl Fn(usize) + Sync) -> (Duration, f64) {
+        let pin = std::env::var_os("SHMSTATE_BENCH_PIN").is_some();
+        let work = |i: usize| {
+            if pin {
+                pin_to_cpu(i);
+            }
+            work(i)
+        };
         match self {
             Workers::Threads(n) => run_threads(n, work),
             Workers::Processes(n) => run_processes(n, work),
@@ -422,6 +434,29 @@ impl Workers {
             Workers::Processes(1) => "1proc".to_string(),
             Workers::Processes(n) => format!("{n}procs"),
         }
+    }
+}
+
+/// Pins the calling thread to the `i`-th CPU (modulo the count) of those it may run on.
+fn pin_to_cpu(i: usize) {
+    // SAFETY: `cpu_set_t` is plain data, valid zeroed; `sched_getaffinity` and
+    // `sched_setaffinity` read and write exactly one set of its size, for the calling
+    // thread (pid 0).
+    unsafe {
+        let mut allowed: libc::cpu_set_t = std::mem::zeroed();
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        if libc::sched_getaffinity(0, size, &mut allowed) != 0 {
+            return;
+        }
+        let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &allowed))
+            .collect();
+        let Some(&cpu) = cpus.get(i % cpus.len().max(1)) else {
+            return;
+        };
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut one);
+        libc::sched_setaffinity(0, size, &one);
     }
 }
 
