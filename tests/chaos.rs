@@ -3,9 +3,10 @@
 //! random. At the end every lock can still be taken, no counted update is lost beyond the
 //! kills' windows, no queue item is popped twice or made up, and no call ran past its
 //! bound. A second run adds a hostile process that writes garbage into the primitives'
-//! state words: no worker may panic or crash, and still no `try_` or timed call may run
-//! past its bound (an untimed call may wait for good behind bytes that name a live holder
-//! or a read count no one holds: those are recycled and counted, as the docs allow).
+//! state words (the histogram's too: header, owner words, counts): no worker may panic or
+//! crash, and still no `try_` or timed call may run past its bound (an untimed call may
+//! wait for good behind bytes that name a live holder or a read count no one holds: those
+//! are recycled and counted, as the docs allow).
 //! A third test measures how long after a holder's SIGKILL another process gets the lock.
 //!
 //! Seeds are printed; `SHMSTATE_CHAOS_SEED` replays one. `SHMSTATE_CHAOS_SECS` changes the
@@ -1088,7 +1089,11 @@ fn hostile_main(a: &Arena, words: &[&AtomicU32], seed: u64, dead: u32) {
 
 /// Every state word of the arena's primitives and of the array, by their documented
 /// `#[repr(C)]` layouts.
-fn state_words<'a>(a: &'a Arena, arr: &'a SeqLockArray<u64>) -> Vec<&'a AtomicU32> {
+fn state_words<'a>(
+    a: &'a Arena,
+    arr: &'a SeqLockArray<u64>,
+    hist: &'a Histogram,
+) -> Vec<&'a AtomicU32> {
     /// # Safety
     /// `obj` is `#[repr(C)]` with an `AtomicU32` at `offset`.
     unsafe fn at<T: ?Sized>(obj: &T, offset: usize) -> &AtomicU32 {
@@ -1118,7 +1123,8 @@ fn state_words<'a>(a: &'a Arena, arr: &'a SeqLockArray<u64>) -> Vec<&'a AtomicU3
     // SAFETY: the layouts their docs give: RawRwLock's writer-notify counter at 4; the
     // ReentrantMutex's lock word at 0 and depth at 4; the Queue's lock word, head and tail
     // at 0, 4, 8 and its condvars' words at 12 and 20; a SeqLock's sequence and writer
-    // words at 0 and 4.
+    // words at 0 and 4; a Histogram of 3 lines is 24 8-byte atomic words (`hist_mem`),
+    // whose 4-byte halves are aligned.
     unsafe {
         w.push(at(a.rw.raw(), 4));
         w.push(at(&a.rm, 0));
@@ -1131,6 +1137,12 @@ fn state_words<'a>(a: &'a Arena, arr: &'a SeqLockArray<u64>) -> Vec<&'a AtomicU3
         for k in 0..arr.len().div_ceil(SeqLockArray::<u64>::STRIPE_LEN) {
             let [seq, writer, dirty] = arr.stripe_words_for_test(k);
             w.extend([seq, writer, dirty]);
+        }
+        // The histogram's header (bound count and stripe mask) and its stripes' owner
+        // words, counts and sums: each 8-byte word as its two halves (its 3 lines are the
+        // header and one stripe of each kind).
+        for o in (0..3 * 64).step_by(4) {
+            w.push(at(hist, o));
         }
     }
     w
@@ -1184,7 +1196,7 @@ fn chaos(test: &'static str, run: Duration, hostile: bool) {
         sup.pids.push(pid);
     }
     let hostile_pid = hostile.then(|| {
-        let words = state_words(a, arr);
+        let words = state_words(a, arr, hist);
         let dead = hostile::dead_pid();
         fork_children(1, |_| hostile_main(a, &words, seed, dead))[0]
     });
