@@ -184,7 +184,7 @@ const S_COUNTS: usize = 1;
 pub(crate) struct Geometry {
     /// `B`.
     pub(crate) bounds: usize,
-    /// `S`, the owned stripes (the shared stripe comes after them).
+    /// `S`, the owned stripes (as many shared ones come after them).
     pub(crate) stripes: usize,
 }
 
@@ -875,8 +875,9 @@ fn claim(owner: &AtomicU64, word: u64, stripe: usize, mask: usize) -> bool {
     // Relaxed: the compare-and-swaps below decide.
     let seen = owner.load(Ordering::Relaxed);
     if seen == 0 {
-        // Relaxed: nobody writes a stripe without an owner plainly; whatever shared or
-        // garbage writes left in it is added to the same way, and publishes nothing.
+        // Relaxed: nobody writes a stripe without an owner plainly, and shared
+        // observations go to the shared stripes; whatever garbage writes left in it is
+        // added to the same way, and publishes nothing.
         let won = owner
             .compare_exchange(0, word, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok();
