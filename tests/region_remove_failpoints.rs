@@ -256,7 +256,8 @@ fn a_refused_removal_keeps_the_bit_of_a_fork_child_that_took_a_word_it_probed_fr
     // holders), whichever words the fork below claims.
     let file = std::fs::File::from(r.as_fd().unwrap().try_clone_to_owned().unwrap());
     file.write_all_at(&[0xff; 16], ENTRY0_USERS).unwrap();
-    let ctl = SharedMem::<ValueArray<u64>>::new(2);
+    // 0: the remover's result; 1: the child may end; 2: the child runs.
+    let ctl = SharedMem::<ValueArray<u64>>::new(3);
     let remover = fork_children(1, |_| {
         shmstate::failpoint::arm(Point::RegionObjectUsersProbed);
         let refused = matches!(handle(&r).remove("c"), Err(RemoveObjectError::InUse { .. }));
@@ -268,6 +269,8 @@ fn a_refused_removal_keeps_the_bit_of_a_fork_child_that_took_a_word_it_probed_fr
     // the lowest free words for its child, with the parent's uses copied to them.
     let child = fork_children(1, |_| {
         let ctl = ctl.get();
+        // Its fork handler has run: the word claimed for it names it, not the parent.
+        ctl.store(2, 1, Ordering::SeqCst);
         assert_eq!(c.get(), 1, "the inherited reference");
         while ctl.load(1, Ordering::SeqCst) == 0 {
             std::thread::yield_now();
@@ -284,6 +287,11 @@ fn a_refused_removal_keeps_the_bit_of_a_fork_child_that_took_a_word_it_probed_fr
         1,
         "refused: `user` is live"
     );
+    // Until the child's fork handler swaps it, the word claimed for it names this
+    // process (lifecycle's crash table): wait for the swap, so the pid below is the child's.
+    while ctl.get().load(2, Ordering::SeqCst) == 0 {
+        std::thread::yield_now();
+    }
     let mut admin = handle(&r);
     // This process's other handles go (`r` has a bit too: the stale-bit garbage above).
     drop(user);
