@@ -176,10 +176,10 @@ fn seqlock_reports_types_and_sizes_to_regions() {
         "SeqLockArray<f64>"
     );
     // 16 bytes, then 9 per `f64` (8 of data, 1 toward the stripe headers), rounded to 8.
-    assert_eq!(<SeqLockArray<f64> as Shared>::size_for(4), Some(56));
-    assert_eq!(<SeqLockArray<f64> as Shared>::size_for(1000), Some(9016));
-    assert_eq!(<SeqLockArray<u8> as Shared>::size_for(3), Some(24));
-    assert_eq!(<SeqLockArray<A16> as Shared>::size_for(2), Some(56));
+    assert_eq!(<SeqLockArray<f64> as Shared>::size_for(4), Some(64));
+    assert_eq!(<SeqLockArray<f64> as Shared>::size_for(1000), Some(9024));
+    assert_eq!(<SeqLockArray<u8> as Shared>::size_for(3), Some(32));
+    assert_eq!(<SeqLockArray<A16> as Shared>::size_for(2), Some(64));
     assert_eq!(<SeqLockArray<A16> as Shared>::ALIGN, 8);
     assert_eq!(<SeqLockArray<f64> as Shared>::size_for(0), None);
     assert_eq!(
@@ -660,21 +660,23 @@ fn a_dead_batch_writer_leaves_whole_stripes_torn_until_the_next_batch() {
 #[test]
 fn a_garbage_dirty_word_makes_the_whole_stripe_suspect() {
     watchdog();
-    let m = SharedMem::<SeqLockArray<u32>>::new(40);
+    let s = SeqLockArray::<u32>::STRIPE_LEN;
+    let m = SharedMem::<SeqLockArray<u32>>::new(s + 8);
     let a = m.get();
-    for dirty in [0, 33, 1000, u32::MAX] {
+    let s32 = s as u32;
+    for dirty in [0, 9, s32, s32 + 1, 1000, u32::MAX] {
         let [seq, writer, d] = a.stripe_words_for_test(1);
         // A torn stripe without owner, whose `dirty` names no element of it (stripe 1
-        // holds elements 32..40: relative 0..8, so valid values are 1..=8).
+        // holds elements s..s + 8: relative 0..8, so valid values are 1..=8).
         d.store(dirty, Ordering::Relaxed);
         writer.store(0, Ordering::Relaxed);
         seq.store(1, Ordering::Relaxed);
-        assert_eq!(a.try_get(35), Err(SeqLockError::WriterDied));
-        assert!(a.lock(39).is_err(), "dirty={dirty}");
-        assert!(a.lock(32).is_err(), "dirty={dirty}");
+        assert_eq!(a.try_get(s + 3), Err(SeqLockError::WriterDied));
+        assert!(a.lock(s + 7).is_err(), "dirty={dirty}");
+        assert!(a.lock(s).is_err(), "dirty={dirty}");
         assert_eq!(a.try_get(0), Ok(0));
-        a.set_all(&[0; 40]);
-        assert_eq!(a.try_get(35), Ok(0));
+        a.set_all(&vec![0; s + 8]);
+        assert_eq!(a.try_get(s + 3), Ok(0));
     }
 }
 
@@ -931,16 +933,16 @@ fn snapshot_timeout_gives_up_while_new_writes_keep_overlapping_the_copy() {
 #[test]
 fn write_batch_timeout_gives_up_on_a_held_element_and_releases_the_locks_it_took() {
     watchdog();
-    // Two stripes: element 40 is in the second.
+    // Two stripes: element `e` is in the second.
     let s = SeqLockArray::<u32>::STRIPE_LEN;
-    assert!(s <= 40 && 40 < 2 * s);
-    let a = SeqLockArray::from_slice(&[1u32; 64]);
+    let e = s + 8;
+    let a = SeqLockArray::from_slice(&vec![1u32; 2 * s]);
     let (held_tx, held_rx) = std::sync::mpsc::channel();
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     std::thread::scope(|sc| {
         let a = &a;
         sc.spawn(move || {
-            let g = a.lock(40);
+            let g = a.lock(e);
             held_tx.send(()).unwrap();
             done_rx.recv().unwrap();
             drop(g);
@@ -954,11 +956,11 @@ fn write_batch_timeout_gives_up_on_a_held_element_and_releases_the_locks_it_took
         done_tx.send(()).unwrap();
     });
     assert!(
-        a.write_batch_timeout(Duration::from_secs(5), |v| v[40] = 30)
+        a.write_batch_timeout(Duration::from_secs(5), |v| v[e] = 30)
             .is_ok()
     );
-    let mut want = [1; 64];
-    want[40] = 30;
+    let mut want = vec![1; 2 * s];
+    want[e] = 30;
     assert_eq!(a.to_vec(), want);
 }
 

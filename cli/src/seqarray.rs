@@ -3,7 +3,8 @@
 //!
 //! The layout is the one documented in the crate's `seqlock::array` module: the elements'
 //! bytes, packed, in `⌈len · size / 8⌉` whole 8-byte words, then one 16-byte header per
-//! stripe of `STRIPE_LEN` elements (`seq: u32 | writer: u32 | dirty: u32 | reserved`).
+//! stripe of `STRIPE_LEN` elements (`seq: u32 | writer: u32 | dirty: u32 | reserved`),
+//! `STRIPE_LEN` bytes apart.
 //! A stripe's values are copied as a reader copies them: an even `seq`, the stripe's
 //! words, the same `seq` again, a bounded number of tries; a stripe with no stable copy
 //! shows `?` for its elements, never a mix of two writes.
@@ -22,11 +23,13 @@ const ATTEMPTS: u32 = 8;
 const SPINS: u32 = 64;
 
 /// Elements per stripe for elements of `size` bytes, as `SeqLockArray::<T>::STRIPE_LEN`:
-/// 16 × ⌊8 / size⌋ below 8 bytes, 16 from 8 bytes on, 128 for zero-sized elements.
+/// 32 × ⌊8 / size⌋ below 8 bytes, 32 from 8 to 15 bytes, 16 from 16 bytes on, 128 for
+/// zero-sized elements.
 pub fn stripe_len(size: u64) -> u64 {
     match size {
         0 => 128,
-        1..8 => 16 * (8 / size),
+        1..8 => 32 * (8 / size),
+        8..16 => 32,
         _ => 16,
     }
 }
@@ -53,9 +56,11 @@ impl Layout {
         let data_words = e.len.checked_mul(size)?.div_ceil(8);
         let stripe_len = stripe_len(size);
         let stripes = e.len.div_ceil(stripe_len);
+        // The last header's end: headers are `stripe_len` bytes apart.
         let end = data_words
             .checked_mul(8)?
-            .checked_add(stripes.checked_mul(16)?)?;
+            .checked_add(stripes.checked_sub(1)?.checked_mul(stripe_len)?)?
+            .checked_add(16)?;
         if e.len == 0 || end > e.size {
             return None;
         }
@@ -93,7 +98,7 @@ struct Stripe {
 /// fence) makes that writer's odd `seq` visible to the second load, as the crate's
 /// reader's `Acquire` fence does.
 fn read_stripe(view: &ReadOnlyRegion, l: &Layout, k: u64, copy: bool) -> Option<Stripe> {
-    let header = l.headers_at.checked_add(k.checked_mul(16)?)?;
+    let header = l.headers_at.checked_add(k.checked_mul(l.stripe_len)?)?;
     let mut seq = view.load_u32(header)?;
     let mut words = None;
     if copy {
@@ -278,6 +283,10 @@ mod tests {
         assert_eq!(
             super::stripe_len(16),
             SeqLockArray::<u128>::STRIPE_LEN as u64
+        );
+        assert_eq!(
+            super::stripe_len(12),
+            SeqLockArray::<[u32; 3]>::STRIPE_LEN as u64
         );
         assert_eq!(
             super::stripe_len(3),

@@ -93,14 +93,15 @@ fn populate(region: &Region) {
     let q = region.get_or_default::<Queue<u32, 5>>("queue").unwrap();
     q.push(1);
     q.push(2);
-    // 40 `u32`s: stripes of 32 elements, so two stripes, the second one short.
-    let samples: Vec<u32> = (0..40).map(|i| i * 2).collect();
+    // 40 `u64`s: stripes of 32 elements, so two stripes, the second one short.
+    let samples: Vec<u64> = (0..40).map(|i| i * 2).collect();
     region
-        .get_or_init_slice("samples", 40, |a: &SeqLockArray<u32>| a.set_all(&samples))
+        .get_or_init_slice("samples", 40, |a: &SeqLockArray<u64>| a.set_all(&samples))
         .unwrap();
-    let temps: Vec<f64> = (0..20).map(|i| f64::from(i) + 0.5).collect();
+    // 40 `f64`s: two stripes, as `samples`.
+    let temps: Vec<f64> = (0..40).map(|i| f64::from(i) + 0.5).collect();
     region
-        .get_or_init_slice("temps", 20, |a: &SeqLockArray<f64>| a.set_all(&temps))
+        .get_or_init_slice("temps", 40, |a: &SeqLockArray<f64>| a.set_all(&temps))
         .unwrap();
     let h = region.histogram("latency", &HIST_BOUNDS).unwrap();
     for v in HIST_VALUES {
@@ -604,10 +605,10 @@ fn inspect_shows_seqlock_array_values() {
     let tmp = TempRegion::new("seqarray");
     let region = Region::create(&tmp.0, 1 << 16).unwrap();
     populate(&region);
-    // Narrow elements: 128 `u8`s or 64 `i16`s to a stripe, several to a data word.
-    let bytes: Vec<u8> = (0..200).map(|i| (i * 7) as u8).collect();
+    // Narrow elements: 256 `u8`s or 128 `i16`s to a stripe, several to a data word.
+    let bytes: Vec<u8> = (0..300).map(|i| (i * 7) as u8).collect();
     region
-        .get_or_init_slice("bytes", 200, |a: &SeqLockArray<u8>| a.set_all(&bytes))
+        .get_or_init_slice("bytes", 300, |a: &SeqLockArray<u8>| a.set_all(&bytes))
         .unwrap();
     let shorts: Vec<i16> = (0..70).map(|i| -300 * i).collect();
     region
@@ -621,7 +622,7 @@ fn inspect_shows_seqlock_array_values() {
             b["stripe_len"].clone(),
             b["stripe_states"].as_array().unwrap().len()
         ),
-        (128.into(), 2)
+        (256.into(), 2)
     );
     let got: Vec<u8> = b["values"]
         .as_array()
@@ -631,7 +632,7 @@ fn inspect_shows_seqlock_array_values() {
         .collect();
     assert_eq!(got, bytes);
     let sh = object(&doc, "shorts");
-    assert_eq!(sh["stripe_len"], 64);
+    assert_eq!(sh["stripe_len"], 128);
     let got: Vec<i16> = sh["values"]
         .as_array()
         .unwrap()
@@ -663,7 +664,7 @@ fn inspect_shows_seqlock_array_values() {
         );
     }
     let t = object(&doc, "temps");
-    assert_eq!(t["stripe_len"], 16);
+    assert_eq!(t["stripe_len"], 32);
     assert_eq!(t["values"][19], 19.5, "{t}");
     assert_eq!(t["stripe_states"].as_array().unwrap().len(), 2);
 
@@ -688,11 +689,11 @@ fn array_writer_child() {
         return;
     };
     let region = Region::open(&path).unwrap();
-    let a = region.get::<SeqLockArray<u32>>("samples").unwrap();
+    let a = region.get::<SeqLockArray<u64>>("samples").unwrap();
     a.begin_write_for_test(35, 999);
     // And a whole-array write of `temps`, stopped after its data stores.
     let t = region.get::<SeqLockArray<f64>>("temps").unwrap();
-    t.begin_batch_for_test(&[-1.0; 20]);
+    t.begin_batch_for_test(&[-1.0; 40]);
     let link = std::fs::read_link("/proc/thread-self").unwrap();
     println!("writing {}", link.file_name().unwrap().to_str().unwrap());
     let mut line = String::new();

@@ -72,7 +72,12 @@ pub(crate) const MAGIC: u64 = u64::from_ne_bytes(*b"SHMSTATE");
 ///   those objects as corrupt.
 /// - 9: a histogram's stripes are owned by a thread each (an owner word first), keep a
 ///   sum per bucket beside each count, and a shared stripe follows the owned ones.
-pub(crate) const VERSION: u32 = 9;
+/// - 10: a `SeqLockArray`'s stripes of elements under 16 bytes are twice as long (32
+///   elements of 8 to 15 bytes, 32 × ⌊8 / size⌋ smaller ones), its header `k` is at
+///   `8·W + STRIPE_LEN·k` (was `8·W + 16·k`: the same only for elements of 16 bytes or
+///   more), and the object is 8 bytes longer (`24 + len · (size + 1)`, rounded up to 8),
+///   so that every header is inside its `UnsafeCell`s.
+pub(crate) const VERSION: u32 = 10;
 /// Byte-order and word-size marker: reads differently on the other byte order, and its
 /// low byte is `size_of::<usize>()`.
 pub(crate) const MARKER: u32 = 0x0102_0300 | size_of::<usize>() as u32;

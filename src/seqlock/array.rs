@@ -6,19 +6,29 @@
 //!
 //! The elements' bytes are contiguous, as in a `[T]`, and are followed by one 16-byte
 //! header per **stripe** of [`STRIPE_LEN`](SeqLockArray::STRIPE_LEN) consecutive elements
-//! (16 elements of 8 bytes or more, so 128 bytes of `f64`s: two cache lines; 16 × ⌊8 /
-//! size⌋ smaller ones; 128 for a zero-sized `T`). A header is a seqlock without data of
+//! (32 elements of 8 to 15 bytes, so 256 bytes of `f64`s: four cache lines, and up to 480
+//! bytes of larger elements; 32 × ⌊8 / size⌋ smaller ones, 160 to 256 bytes; 16 elements
+//! of 16 bytes or more; 128 for a zero-sized `T`). A header is a seqlock without data of
 //! its own (the `seq` and `writer` words of [`SeqLock`], with the same meaning) and a
 //! `dirty` word that says which element of the stripe the last write was writing:
 //!
 //! ```text
-//! offset 0                                  8·W                    8·W + 16·S   size_for(len)
-//! ├── data: len × size_of::<T>() bytes ──┬──┼── S stripe headers ──┼── unused ──┤
-//! │ stripe 0 (STRIPE_LEN elements) │ stripe 1 │ ... │pad│ h0 │ h1 │ ... │ ≤ 23 bytes │
-//! └────────────────────────────────┴──────────┴─────┴───┴────┴────┴─────┴────────────┘
-//! W = ⌈len · size / 8⌉ data words, S = ⌈len / STRIPE_LEN⌉ stripes
-//! header k (16 bytes): seq: u32 | writer: u32 | dirty: u32 | reserved: u32
+//! offset 0                                  8·W          8·W + L·(S−1) + 16    size_for(len)
+//! ├── data: len × size_of::<T>() bytes ──┬──┼── S stripe headers, L apart ─┼── unused ─┤
+//! │ stripe 0 (L elements) │ stripe 1 │ ... │pad│ h0 ··· │ h1 ··· │ ... │ h(S−1) │          │
+//! └───────────────────────┴──────────┴─────┴───┴────────┴────────┴─────┴────────┴──────────┘
+//! W = ⌈len · size / 8⌉ data words, L = STRIPE_LEN, S = ⌈len / L⌉ stripes
+//! header k (16 bytes, at 8·W + L·k): seq: u32 | writer: u32 | dirty: u32 | reserved: u32
 //! ```
+//!
+//! Header `k` starts `L·k` bytes after the data (one byte per element of the stripe
+//! before it; `L` is a power of two and at least 16, so the headers do not overlap, and
+//! the bytes between them are unused). So the header of element `i` is
+//! `8·W + (i & !(L − 1))` bytes into the object, one mask from the index: a
+//! [`get`](SeqLockArray::get) costs no shift to find it. It fits inside the object's
+//! `UnsafeCell`s, which cover its first `24 + len · (size + 1)` bytes (the rest, at most
+//! 7, is the padding that rounds the size to 8): `8·W ≤ len · size + 7` and
+//! `L·(S−1) ≤ len − 1`, so the headers end at most `len · (size + 1) + 22` bytes in.
 //!
 //! The data is accessed only as whole 8-byte words (`AtomicU64`, relaxed: the atomic
 //! memcpy of `SeqLock`), never by a narrower access. One exception, on x86-64 only: a
@@ -33,13 +43,12 @@
 //! stripe, and are stored back unchanged). No reference to a `T` in the array is ever
 //! made, so `T`'s alignment (even above 8) puts no constraint on the layout.
 //!
-//! **Memory**: `size_of::<T>() + 1` bytes per element, plus at most 23 bytes per array:
-//! `size_for(len)` is `16 + len · (size_of::<T>() + 1)` rounded up to 8 (the object is
+//! **Memory**: `size_of::<T>() + 1` bytes per element, plus at most 31 bytes per array:
+//! `size_for(len)` is `24 + len · (size_of::<T>() + 1)` rounded up to 8 (the object is
 //! `len` units of an element and one byte, so that its size is a function of `len` that
-//! `size_of_val` computes). The headers need only `16 / STRIPE_LEN` bytes per element
-//! (one for 8-byte elements and more, an eighth of a byte for `u8`s); the rest of that
-//! byte is unused. A `SeqLockArray<f64>` costs 9 bytes per element (a `SeqLock<f64>`
-//! costs 16), a `SeqLockArray<u8>` 2.
+//! `size_of_val` computes): the byte per element is what places the headers `STRIPE_LEN`
+//! bytes apart. A `SeqLockArray<f64>` costs 9 bytes per element (a `SeqLock<f64>` costs
+//! 16), a `SeqLockArray<u8>` 2.
 //!
 //! All zero bytes are `len` elements of `T::zeroed()` with every stripe stable and
 //! unlocked; every bit pattern is valid (hostile words cost retries, a takeover or a
@@ -104,8 +113,9 @@
 //!
 //! A write to one element makes readers of the *other elements of its stripe* retry (they
 //! share the sequence word), never readers of another stripe. Elements of different
-//! stripes never share a data word; a stripe's header shares a cache line with a few
-//! other headers (false sharing: a cache miss for their readers, never a retry).
+//! stripes never share a data word; a stripe's header shares a cache line with the
+//! headers of the stripes next to it when stripes are shorter than 64 elements (false
+//! sharing: a cache miss for their readers, never a retry).
 //!
 //! # Owner death
 //!
@@ -197,10 +207,19 @@ const TRY_ATTEMPTS: u32 = if cfg!(loom) { 2 } else { 64 };
 /// Spins between two attempts.
 const SPINS: u32 = if cfg!(loom) { 1 } else { 200 };
 
-/// Elements per stripe for elements of `size` bytes: 16 × ⌊8 / size⌋ (a power of two
-/// for every size below 8), 16 for 8 bytes or more, 128 for zero-sized elements. Always a multiple of 16 (so a stripe's data is a whole number
+/// Elements per stripe for elements of `size` bytes: 32 × ⌊8 / size⌋ (a power of two
+/// for every size below 8), 32 for 8 to 15 bytes, 16 for 16 bytes or more, 128 for
+/// zero-sized elements. Always a multiple of 16 (so a stripe's data is a whole number
 /// of 8-byte words, and its 16-byte header costs at most one byte per element) and a
 /// power of two (so `i / STRIPE_LEN` is a shift).
+///
+/// Why about 256 bytes of data per stripe for small elements: a snapshot loads every
+/// stripe's sequence word twice, and on x86-64 its copy and those loads share the load
+/// ports; 128-byte stripes made the sequence words of a 1,000-`f64` snapshot a fifth of
+/// its time (BENCHMARKS.md). Larger stripes cost a write's neighbours: a reader of any
+/// element in the stripe being written waits or retries, and element writers of one
+/// stripe take turns; at 256 bytes that is four cache lines, which writers of
+/// neighbouring elements already share with each other's lines and with the readers'.
 ///
 /// Under loom, stripes are 2 elements of 8 bytes or more (8 of smaller ones), so that
 /// models span several stripes with few atomics; the protocol is the same.
@@ -209,10 +228,12 @@ const fn stripe_len(size: usize) -> usize {
         if size.is_multiple_of(8) { 2 } else { 8 }
     } else if size == 0 {
         128
-    } else if size >= 8 {
+    } else if size >= 16 {
         16
+    } else if size >= 8 {
+        32
     } else {
-        16 * (8 / size)
+        32 * (8 / size)
     }
 }
 
@@ -264,13 +285,13 @@ impl Stripe {
 /// # Layout
 ///
 /// The elements' bytes contiguous, then a 16-byte header per stripe; 8-aligned;
-/// `size_of::<T>() + 1` bytes per element (9 for `f64`, 2 for `u8`), plus at most 23
+/// `size_of::<T>() + 1` bytes per element (9 for `f64`, 2 for `u8`), plus at most 31
 /// per array. All zeroes is an array of `T::zeroed()`.
 ///
 /// ```
 /// use shmstate::{SeqLockArray, Shared};
-/// assert_eq!(<SeqLockArray<f64> as Shared>::size_for(1000), Some(16 + 9 * 1000));
-/// assert_eq!(<SeqLockArray<u8> as Shared>::size_for(1000), Some(16 + 2 * 1000));
+/// assert_eq!(<SeqLockArray<f64> as Shared>::size_for(1000), Some(24 + 9 * 1000));
+/// assert_eq!(<SeqLockArray<u8> as Shared>::size_for(1000), Some(24 + 2 * 1000));
 /// ```
 ///
 /// # Examples
@@ -291,10 +312,11 @@ impl Stripe {
 #[cfg(not(loom))]
 #[repr(C)]
 pub struct SeqLockArray<T> {
-    /// 16 bytes that, with one byte per element of `units`, make room for the headers
-    /// (`Self::bytes_for`). Never accessed as such: every byte of the object is addressed
-    /// from its base, as data words or stripe headers.
-    _head: [crate::sync::UnsafeCell<u64>; 2],
+    /// 24 bytes that, with one byte per element of `units`, make room for the headers
+    /// inside the `UnsafeCell`s (`Self::bytes_for`; module docs, "Layout"). Never
+    /// accessed as such: the object is addressed from its base, as data words and stripe
+    /// headers, and the bytes between and after them are unused.
+    _head: [crate::sync::UnsafeCell<u64>; 3],
     /// `len` units of `size_of::<T>() + 1` bytes: the metadata of `&Self` is `len`, and
     /// `size_of_val` is `size_for(len)`.
     units: [crate::sync::UnsafeCell<Unit<T>>],
@@ -332,7 +354,7 @@ unsafe impl<T: Pod> Sync for SeqLockArray<T> {}
 //    (`T: Pod` and a `u8`), accessed only as `AtomicU64`/`AtomicU32` words; hostile
 //    words are handled (module docs);
 // 3. no pointers (this impl exists only under `cfg(not(loom))`);
-// 4. `#[repr(C)]`: 16 bytes, then `len` packed units of `size_of::<T>() + 1` bytes,
+// 4. `#[repr(C)]`: 24 bytes, then `len` packed units of `size_of::<T>() + 1` bytes,
 //    align 8 (of `u64`); `size_for` is `bytes_for`, checked against `size_of_val` in the
 //    tests;
 // 5. `Sync` (impl above); all `&self` methods are made for concurrent use;
@@ -369,26 +391,33 @@ impl<T> SeqLockArray<T> {
 
     /// Elements per stripe: they share a sequence word and a writer lock, so a write
     /// makes readers of its own stripe retry, and a thread holding an element's guard
-    /// must not lock another element of the same stripe. 16 for elements of 8 bytes or
-    /// more (128 bytes of `f64`s), 16 × ⌊8 / size⌋ for smaller ones (at most 128 bytes of
-    /// data), 128 for zero-sized ones. Stripe `k` holds elements `k * STRIPE_LEN ..
-    /// (k + 1) * STRIPE_LEN`.
+    /// must not lock another element of the same stripe. 32 for elements of 8 to 15 bytes
+    /// (256 bytes of `f64`s), 32 × ⌊8 / size⌋ for smaller ones (at most 256 bytes of
+    /// data), 16 for elements of 16 bytes or more, 128 for zero-sized ones. Stripe `k`
+    /// holds elements `k * STRIPE_LEN .. (k + 1) * STRIPE_LEN`.
     ///
     /// # Examples
     ///
     /// ```
     /// use shmstate::SeqLockArray;
-    /// assert_eq!(SeqLockArray::<f64>::STRIPE_LEN, 16);
-    /// assert_eq!(SeqLockArray::<u8>::STRIPE_LEN, 128);
+    /// assert_eq!(SeqLockArray::<f64>::STRIPE_LEN, 32);
+    /// assert_eq!(SeqLockArray::<u8>::STRIPE_LEN, 256);
+    /// assert_eq!(SeqLockArray::<[f64; 4]>::STRIPE_LEN, 16);
     /// ```
-    pub const STRIPE_LEN: usize = stripe_len(size_of::<T>());
+    pub const STRIPE_LEN: usize = {
+        let l = stripe_len(size_of::<T>());
+        // `stripe_at`'s mask and the layout's fit need a power of two of at least 16
+        // (at least 2 under loom, where the stripes are in a vector of their own).
+        assert!(l.is_power_of_two() && (cfg!(loom) || l >= 16));
+        l
+    };
 
-    /// Bytes of an object of `len` elements: `16 + len · (size + 1)`, rounded up to 8
+    /// Bytes of an object of `len` elements: `24 + len · (size + 1)`, rounded up to 8
     /// (`size_of_val` of the `#[repr(C)]` struct); `None` if that overflows `isize`.
     #[cfg(not(loom))]
     fn bytes_for(len: usize) -> Option<usize> {
         let units = len.checked_mul(Self::SIZE.checked_add(1)?)?;
-        let size = units.checked_add(16)?.checked_next_multiple_of(8)?;
+        let size = units.checked_add(24)?.checked_next_multiple_of(8)?;
         (size <= isize::MAX as usize).then_some(size)
     }
 
@@ -442,7 +471,7 @@ impl<T> SeqLockArray<T> {
             // SAFETY: `AtomicU64::from_ptr` needs (1) an 8-aligned pointer: the object is
             // 8-aligned (`ALIGN`, `align_of::<Self>()`) and the offset `8w` a multiple of
             // 8; (2) validity for the borrow: bytes `[8w, 8w + 8)` lie within the object
-            // (`w < data_words()`, and `8 · data_words() + 16 · stripes() <= size_of_val`:
+            // (`w < data_words()`, and the data words and headers fit in `size_of_val`:
             // module docs, "Layout"), inside its `UnsafeCell`s, for as long as `&self`;
             // (3) no non-atomic or other-sized access to these bytes: they are only ever
             // this `AtomicU64` (module docs).
@@ -452,46 +481,33 @@ impl<T> SeqLockArray<T> {
         return &self.words[w];
     }
 
-    /// Every stripe header, in order (the headers are contiguous: see the layout).
-    #[inline]
-    fn stripe_headers(&self) -> &[Stripe] {
-        #[cfg(not(loom))]
-        {
-            let base = (self as *const Self).cast::<u8>();
-            // SAFETY: `from_raw_parts` needs the `stripes()` headers at `8 · data_words()`
-            // to be valid `Stripe`s for as long as `&self`, aligned, within one object,
-            // and never mutated except through the `UnsafeCell`s inside: they are what
-            // `stripe(k)` borrows for each `k < stripes()` (see its SAFETY comment: within
-            // the object, 8-aligned, atomics only), back to back (a `Stripe` is 16 bytes,
-            // asserted), and `16 · stripes()` bytes cannot overflow `isize` as they lie
-            // in the object.
-            unsafe {
-                core::slice::from_raw_parts(
-                    base.add(8 * self.data_words()).cast::<Stripe>(),
-                    self.stripes(),
-                )
-            }
-        }
-        #[cfg(loom)]
-        return &self.stripes;
-    }
-
     /// Stripe header `k < stripes()`.
     #[inline]
     fn stripe(&self, k: usize) -> &Stripe {
+        self.stripe_at(k * Self::STRIPE_LEN)
+    }
+
+    /// The header of the stripe of element `i < len()` (also `i = k · STRIPE_LEN` for
+    /// stripe `k`): `STRIPE_LEN · ⌊i / STRIPE_LEN⌋ = i & !(STRIPE_LEN − 1)` bytes after
+    /// the data (module docs, "Layout").
+    #[inline]
+    fn stripe_at(&self, i: usize) -> &Stripe {
         #[cfg(not(loom))]
         {
-            debug_assert!(k < self.stripes());
+            debug_assert!(i < self.len());
             let base = (self as *const Self).cast::<u8>();
-            // SAFETY: the header is the 16 bytes at `8 · data_words() + 16k`: 8-aligned
-            // (`Stripe`'s alignment, asserted) in an 8-aligned object, within the object
-            // (`k < stripes()`, same bound as in `word`), inside its `UnsafeCell`s; a
-            // `Stripe` is atomics only (interior mutability), valid for every bit
-            // pattern, and these bytes are only ever accessed as this `Stripe`.
-            unsafe { &*base.add(8 * self.data_words() + 16 * k).cast::<Stripe>() }
+            let off = 8 * self.data_words() + (i & !(Self::STRIPE_LEN - 1));
+            // SAFETY: the header is the 16 bytes at `8 · data_words() + L·k` for stripe
+            // `k = ⌊i / L⌋ < stripes()` (`L = STRIPE_LEN`, a power of two: the mask is
+            // `L·k`): 8-aligned (`Stripe`'s alignment, asserted; `L` is a multiple of 16)
+            // in an 8-aligned object, within the object (the headers fit: module docs,
+            // "Layout"), inside its `UnsafeCell`s; a `Stripe` is atomics only (interior
+            // mutability), valid for every bit pattern, and these bytes are only ever
+            // accessed as this `Stripe`.
+            unsafe { &*base.add(off).cast::<Stripe>() }
         }
         #[cfg(loom)]
-        return &self.stripes[k];
+        return &self.stripes[Self::stripe_of(i)];
     }
 }
 
@@ -513,7 +529,7 @@ impl<T: Pod> SeqLockArray<T> {
         let size = Self::bytes_for(len).unwrap_or_else(|| too_large(len));
         let layout =
             std::alloc::Layout::from_size_align(size, 8).unwrap_or_else(|_| too_large(len));
-        // SAFETY: `layout` has a non-zero size (at least 16).
+        // SAFETY: `layout` has a non-zero size (at least 24).
         let p = unsafe { std::alloc::alloc_zeroed(layout) };
         if p.is_null() {
             std::alloc::handle_alloc_error(layout);

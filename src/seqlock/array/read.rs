@@ -12,7 +12,7 @@ impl<T: Pod> SeqLockArray<T> {
     /// its stripe was being written, or `Err(None)` if a write overlapped the copy.
     #[inline]
     pub(super) fn read_once(&self, i: usize) -> Result<T, Option<u32>> {
-        let seq = self.stripe(Self::stripe_of(i)).lock.seq_word();
+        let seq = self.stripe_at(i).lock.seq_word();
         // Acquire: pairs with the writer's Release even store (c): if `s1` is that value,
         // all of that write's data stores are visible to the loads below.
         let s1 = seq.load(Ordering::Acquire);
@@ -126,7 +126,7 @@ impl<T: Pod> SeqLockArray<T> {
         }
         // Say whether the stripe's writer is dead (one probe, no more attempts). A run
         // of completed writes overlapping every copy lands here too: "a writer is active".
-        let lock = &self.stripe(Self::stripe_of(i)).lock;
+        let lock = &self.stripe_at(i).lock;
         match last_odd {
             Some(odd) if lock.writer_is_dead(odd) => Err(SeqLockError::WriterDied),
             _ => Err(SeqLockError::WriterActive),
@@ -142,7 +142,7 @@ impl<T: Pod> SeqLockArray<T> {
         deadline: Option<Instant>,
         repair_wait: bool,
     ) -> Result<T, SeqLockError> {
-        let lock = &self.stripe(Self::stripe_of(i)).lock;
+        let lock = &self.stripe_at(i).lock;
         loop {
             match self.read_once(i) {
                 Ok(v) => return Ok(v),
@@ -206,19 +206,21 @@ impl<T: Pod> SeqLockArray<T> {
     /// before the copy, and every load of the recheck after the fence).
     #[inline(always)]
     fn seq_sum(&self, order: Ordering) -> (u64, u32) {
-        let headers = self.stripe_headers();
-        let seq = |h: &Stripe| h.lock.seq_word().load(order);
+        let seq = |k: usize| self.stripe(k).lock.seq_word().load(order);
+        let n = self.stripes();
         let (mut sum, mut any) = (0u64, 0u32);
-        let mut quads = headers.chunks_exact(4);
-        for q in &mut quads {
-            let (a, b, c, d) = (seq(&q[0]), seq(&q[1]), seq(&q[2]), seq(&q[3]));
+        let mut k = 0;
+        while k + 4 <= n {
+            let (a, b, c, d) = (seq(k), seq(k + 1), seq(k + 2), seq(k + 3));
             sum = sum.wrapping_add(u64::from(a) + u64::from(b) + u64::from(c) + u64::from(d));
             any |= a | b | c | d;
+            k += 4;
         }
-        for h in quads.remainder() {
-            let a = seq(h);
+        while k < n {
+            let a = seq(k);
             sum = sum.wrapping_add(u64::from(a));
             any |= a;
+            k += 1;
         }
         (sum, any)
     }

@@ -10,8 +10,18 @@ fn shape<T: Pod>() {
         let size = SeqLockArray::<T>::bytes_for(len).unwrap();
         assert_eq!(size_of_val(&*a), size, "len {len}");
         assert_eq!(align_of_val(&*a), 8);
-        let used = 8 * a.data_words() + 16 * a.stripes();
-        assert!(used <= size, "len {len}: {used} > {size}");
+        // The last header's end (module docs, "Layout"): headers are `STRIPE_LEN` apart,
+        // and they end inside the `UnsafeCell`s, before the padding that rounds the size.
+        let used = 8 * a.data_words()
+            + (a.stripes().max(1) - 1) * SeqLockArray::<T>::STRIPE_LEN
+            + 16 * usize::from(a.stripes() > 0);
+        let cells = 24 + len * (size_of::<T>() + 1);
+        assert!(used <= cells, "len {len}: {used} > {cells}");
+        assert!(cells <= size && size - cells < 8);
+        for k in 0..a.stripes() {
+            let at = (a.stripe(k) as *const Stripe).addr() - (&raw const *a).addr();
+            assert_eq!(at, 8 * a.data_words() + k * SeqLockArray::<T>::STRIPE_LEN);
+        }
         assert_eq!((SeqLockArray::<T>::STRIPE_LEN * size_of::<T>()) % 8, 0);
         assert!(SeqLockArray::<T>::STRIPE_LEN.is_power_of_two());
         assert!(SeqLockArray::<T>::STRIPE_LEN >= 16);
@@ -102,5 +112,29 @@ fn a_dead_batch_writer_is_probed_once_not_per_stripe() {
 #[test]
 fn an_f64_costs_nine_bytes() {
     let size = SeqLockArray::<f64>::bytes_for(1000).unwrap();
-    assert_eq!(size, 16 + 9 * 1000);
+    assert_eq!(size, 24 + 9 * 1000);
+}
+
+/// Batch writes store to every stripe header, the last one included: under Miri, a header
+/// that reached the padding after the object's `UnsafeCell`s would be a write through a
+/// shared reference to bytes it may only read (lengths where the last header ends closest
+/// to the end of the object).
+#[test]
+fn a_batch_write_stores_every_header_inside_the_cells() {
+    fn check<T: Pod + PartialEq + core::fmt::Debug>(len: usize, v: T) {
+        let a = SeqLockArray::<T>::new(len);
+        a.set_all(&vec![v; len]);
+        assert_eq!(a.to_vec(), vec![v; len], "len {len}");
+    }
+    for len in [1, 2, 3, 255, 256, 257, 263] {
+        check(len, 7u8);
+    }
+    for len in [1, 65, 129] {
+        check(len, 7u32);
+        check(len, 7u16);
+    }
+    for len in [1, 33] {
+        check(len, [7u8; 5]);
+        check(len, [7u8; 12]);
+    }
 }

@@ -128,7 +128,7 @@ impl<T: Pod> SeqLockArray<T> {
     /// torn.
     #[inline]
     fn publish_elem_and_unlock(&self, i: usize, value: &T, torn: Torn) {
-        let stripe = self.stripe(Self::stripe_of(i));
+        let stripe = self.stripe_at(i);
         let odd = self.begin_elem_write(i, torn);
         self.store_elem(i, value);
         if let Torn::One(j) = torn
