@@ -17,6 +17,9 @@ medians; the machine may be loaded):
                   one process, `d[k]` / `d[k] = v` on a `Manager().dict()` against a
                   `shmstate.Dict`, 100 short str keys ("key17"), small int values (the key's
                   number) or short str values ("value17")
+  list_{get,set,append_pop}
+                  one process, `l[i]`, `l[i] = v` and `l.append(v)` then `l.pop()` on a
+                  `Manager().list()` against a `shmstate.List`, 100 small int items
 
 Usage: python benches/python/shmstate_vs_mp.py [--quick] [--runs K]  (SHMSTATE_BENCH_QUICK=1
 too; K = 5 by default, 1 quick). Prints one line per case: both median rates, the median of
@@ -167,6 +170,32 @@ def dict_pair(d, values, ops):
     return {"get": get, "set": set_}
 
 
+def list_rates(lst, ops):
+    """{"get": l[i]/s, "set": l[i] = v/s, "append_pop": append+pop pairs/s} on `lst`,
+    filled with the ints 0..99 (`ops` operations of each kind, `ops // 2` pairs)."""
+    lst.extend(range(100))
+    idx = list(range(100)) * (ops // 100)
+    t = time.perf_counter()
+    for i in idx:
+        lst[i] = i
+    set_rate = len(idx) / (time.perf_counter() - t)
+    t = time.perf_counter()
+    s = 0
+    for i in idx:
+        s += lst[i]
+    get_rate = len(idx) / (time.perf_counter() - t)
+    assert s == sum(idx)
+    pairs = ops // 2
+    append, pop = lst.append, lst.pop
+    t = time.perf_counter()
+    for i in range(pairs):
+        append(i)
+        pop()
+    pair_rate = pairs / (time.perf_counter() - t)
+    assert len(lst) == 100
+    return {"get": get_rate, "set": set_rate, "append_pop": pair_rate}
+
+
 def cases(ctx, manager):
     """(row name, multiprocessing thunk, shmstate thunk); a thunk returns a rate, or a dict
     of rates for rows named `row_KEY`."""
@@ -193,6 +222,8 @@ def cases(ctx, manager):
          lambda: dict_pair(shmstate.Dict(), ints, DICT_OPS)),
         ("dict_str", lambda: dict_pair(manager.dict(), strs, MANAGER_OPS),
          lambda: dict_pair(shmstate.Dict(), strs, DICT_OPS)),
+        ("list", lambda: list_rates(manager.list(), MANAGER_OPS),
+         lambda: list_rates(shmstate.List(), DICT_OPS)),
     ]
     return out
 
