@@ -700,10 +700,11 @@ pub fn locks(data: &[u8]) {
 type Triple = [u64; 3];
 type Pair = [u32; 2];
 
-/// Slots of the seqlock array.
-const ARRAY_LEN: usize = 3;
+/// Slots of the seqlock array: two stripes of `[u32; 2]` (32 and 8 elements), so that
+/// hostile bytes reach a header after the first.
+const ARRAY_LEN: usize = 40;
 
-/// The seqlock family: a `SeqLock<[u64; 3]>` and a `SeqLockArray<[u32; 2]>` of 3.
+/// The seqlock family: a `SeqLock<[u64; 3]>` and a `SeqLockArray<[u32; 2]>` of 40.
 pub fn seqlocks(data: &[u8]) {
     let single = Obj::<SeqLock<Triple>>::new(1);
     let array = Obj::<SeqLockArray<Pair>>::new(ARRAY_LEN);
