@@ -571,6 +571,34 @@ fn typed_maps_round_trip_their_types() {
     );
 }
 
+/// A typed `get` reads the value's words straight onto the stack: a value whose length is
+/// not `V`'s (written through the byte map), an expired one and an absent key read as
+/// `None`; a value as long as the stack buffer and one longer still read.
+#[test]
+fn a_typed_get_returns_only_a_live_value_of_its_size() {
+    let m = Map::<u64, u64>::with_seed(10, SEED).unwrap();
+    m.insert(1, 11).unwrap();
+    assert_eq!(m.get(&1), Some(11));
+    assert_eq!(m.get(&2), None);
+    m.as_bytes()
+        .insert(&3u64.to_ne_bytes(), &[1, 2, 3, 4])
+        .unwrap();
+    assert_eq!(m.get(&3), None, "a 4-byte value is not a u64");
+    m.as_bytes()
+        .insert_ttl(&4u64.to_ne_bytes(), &5u64.to_ne_bytes(), Duration::ZERO)
+        .unwrap();
+    assert_eq!(m.get(&4), None, "expired");
+
+    // 128 bytes: the longest value copied to the stack; 136: read through `get_with`.
+    let wide = Map::<u8, [u64; 16]>::with_seed(4, SEED).unwrap();
+    wide.insert(1, [7; 16]).unwrap();
+    assert_eq!(wide.get(&1), Some([7; 16]));
+    let wider = Map::<u8, [u64; 17]>::with_seed(4, SEED).unwrap();
+    wider.insert(1, [9; 17]).unwrap();
+    assert_eq!(wider.get(&1), Some([9; 17]));
+    assert_eq!(wider.get(&2), None);
+}
+
 #[test]
 fn fixed_str_is_a_string_and_a_key() {
     let a = FixedStr::<23>::new("héllo").unwrap();
