@@ -53,6 +53,54 @@ pub enum Evicted<K = Vec<u8>, V = Vec<u8>> {
 /// The longest value [`ByteMap::get_with`] copies to the stack.
 const STACK_VALUE: usize = 128;
 
+/// Words on the stack for a value of up to `STACK_VALUE` bytes
+/// ([`ByteMap::read_to_stack`]).
+pub(crate) struct StackValue([MaybeUninit<u64>; STACK_VALUE / 8]);
+
+impl StackValue {
+    #[inline(always)]
+    pub(crate) fn new() -> Self {
+        Self([const { MaybeUninit::uninit() }; STACK_VALUE / 8])
+    }
+}
+
+/// What [`ByteMap::read_to_stack`] found.
+pub(crate) enum Stacked<'a> {
+    /// No such key (or it expired).
+    Absent,
+    /// The value, copied to the stack.
+    Value(&'a [u8]),
+    /// A value longer than `STACK_VALUE` bytes: not copied.
+    Long,
+}
+
+impl ByteMap {
+    /// Looks `key` up and copies its value into `stack` (see [`Stacked`]); gives up at
+    /// `dl` as [`read`](Self::read) does. Inlined, so that a caller with a key of fixed
+    /// size gets a lookup specialised for it.
+    #[inline(always)]
+    pub(crate) fn read_to_stack<'a>(
+        &self,
+        key: &[u8],
+        stack: &'a mut StackValue,
+        dl: Option<Instant>,
+    ) -> Result<Stacked<'a>, MapError> {
+        let mut len = 0;
+        if !self.read(key, Out::Words(&mut stack.0, &mut len), dl)? {
+            return Ok(Stacked::Absent);
+        }
+        if len > STACK_VALUE {
+            return Ok(Stacked::Long);
+        }
+        // SAFETY: `read` returned `true` with `len <= 8 * stack.0.len()`, so it wrote the
+        // first `len.div_ceil(8)` words (see `Out::Words`); `len` bytes of them are
+        // initialised, inside `stack`, aligned for `u8`, and `stack` is borrowed for as
+        // long as the slice lives.
+        let v = unsafe { core::slice::from_raw_parts(stack.0.as_ptr().cast::<u8>(), len) };
+        Ok(Stacked::Value(v))
+    }
+}
+
 std::thread_local! {
     /// The copy a [`ByteMap::get_with`] closure sees for a value longer than
     /// `STACK_VALUE` bytes (grown once per thread).
@@ -983,21 +1031,11 @@ impl<'a> ByteMapDeadline<'a> {
     ) -> Result<Option<R>, MapError> {
         // A value up to `STACK_VALUE` bytes is copied to the stack; a longer one into the
         // thread's scratch buffer.
-        let mut stack = [const { MaybeUninit::<u64>::uninit() }; STACK_VALUE / 8];
-        let mut len = 0;
-        if !self
-            .map
-            .read(key, Out::Words(&mut stack, &mut len), self.dl)?
-        {
-            return Ok(None);
-        }
-        if len <= STACK_VALUE {
-            // SAFETY: `read` returned `true` with `len <= 8 * stack.len()`, so it wrote the
-            // first `len.div_ceil(8)` words (see `Out::Words`); `len` bytes of them are
-            // initialised, inside `stack`, aligned for `u8`, and `stack` is not written
-            // while the slice lives.
-            let v = unsafe { core::slice::from_raw_parts(stack.as_ptr().cast::<u8>(), len) };
-            return Ok(Some(f(v)));
+        let mut stack = StackValue::new();
+        match self.map.read_to_stack(key, &mut stack, self.dl)? {
+            Stacked::Absent => return Ok(None),
+            Stacked::Value(v) => return Ok(Some(f(v))),
+            Stacked::Long => {}
         }
         SCRATCH.with(|s| match s.try_borrow_mut() {
             Ok(mut buf) => {

@@ -2,18 +2,16 @@
 //! types.
 
 use core::marker::PhantomData;
-use core::mem::MaybeUninit;
 use core::time::Duration;
 
 use bytemuck::Pod;
 
 use crate::shared::Element;
 
-use super::bytemap::{ByteMapDeadline, Evicted, Update};
+use super::bytemap::{ByteMapDeadline, Evicted, StackValue, Stacked, Update};
 use super::error::{IncrError, InsertError, MapError, UpdateError};
 use super::layout::ByteMap;
 use super::options::MapOptions;
-use super::read::Out;
 use crate::wait::Timeout;
 use std::time::Instant;
 
@@ -100,10 +98,6 @@ impl<V: Pod> AsRef<[u8]> for Bytes<V> {
         bytemuck::bytes_of(&self.0)
     }
 }
-
-/// Words of a value [`Map::get`] copies to the stack (a longer `V` goes through
-/// `get_with`).
-const TYPED_WORDS: usize = 16;
 
 fn read<T: Pod>(b: &[u8]) -> Option<T> {
     bytemuck::try_pod_read_unaligned(b).ok()
@@ -228,30 +222,21 @@ impl<K: Pod + Element, V: Pod + Element> Map<K, V> {
 
     /// The value of `key`, if present (and not expired). Lock-free (see [`ByteMap::get`]).
     pub fn get(&self, key: &K) -> Option<V> {
-        if size_of::<V>() > 8 * TYPED_WORDS {
-            return self
+        // The value straight onto the stack, as `get_with` reads it, without its closure
+        // and nested options: one lookup call, specialised for `K`'s size.
+        let mut stack = StackValue::new();
+        match self
+            .inner
+            .read_to_stack(bytemuck::bytes_of(key), &mut stack, None)
+        {
+            Ok(Stacked::Value(v)) => read::<V>(v),
+            Ok(Stacked::Long) => self
                 .inner
                 .get_with(bytemuck::bytes_of(key), read::<V>)
                 .ok()
                 .flatten()
-                .flatten();
-        }
-        // The value straight into words on the stack, as `get_with` does, without its
-        // closure and nested options.
-        let mut words = [const { MaybeUninit::<u64>::uninit() }; TYPED_WORDS];
-        let mut len = 0;
-        let out = Out::Words(&mut words, &mut len);
-        match self.inner.read(bytemuck::bytes_of(key), out, None) {
-            Ok(true) if len == size_of::<V>() => {
-                // SAFETY: `read` returned `true` with `len <= 8 * words.len()` (checked
-                // above: `len` is `V`'s size), so it initialised the first
-                // `len.div_ceil(8)` words (see `Out::Words`): `len` bytes inside `words`,
-                // aligned for `u8`, not written while the slice lives.
-                let bytes =
-                    unsafe { core::slice::from_raw_parts(words.as_ptr().cast::<u8>(), len) };
-                Some(bytemuck::pod_read_unaligned(bytes))
-            }
-            _ => None,
+                .flatten(),
+            Ok(Stacked::Absent) | Err(_) => None,
         }
     }
 
