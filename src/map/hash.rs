@@ -1,6 +1,7 @@
 //! The key hash: SipHash-1-3 keyed with the map's seed (see "Hashing" in the
 //! [module docs](super)).
 
+use super::layout::tail_word;
 use super::options::Geometry;
 
 /// SipHash-2-4 of `key`'s bytes (nothing else: no length prefix), keyed with `seed`
@@ -42,20 +43,17 @@ pub(crate) fn sip_keys<const C: usize, const D: usize>(keys: [u64; 2], key: &[u8
         k0 ^ 0x6c79_6765_6e65_7261,
         k1 ^ 0x7465_6462_7974_6573,
     ];
-    let mut chunks = key.chunks_exact(8);
-    for c in &mut chunks {
-        let m = u64::from_le_bytes(core::array::from_fn(|i| c[i]));
+    let mut rest = key;
+    while let Some((c, r)) = rest.split_first_chunk::<8>() {
+        let m = u64::from_le_bytes(*c);
         v[3] ^= m;
         for _ in 0..C {
             round(&mut v);
         }
         v[0] ^= m;
+        rest = r;
     }
-    let rest = chunks.remainder();
-    let mut last = (key.len() as u64) << 56;
-    for (i, &b) in rest.iter().enumerate() {
-        last |= u64::from(b) << (8 * i);
-    }
+    let last = (key.len() as u64) << 56 | tail_word(rest);
     v[3] ^= last;
     for _ in 0..C {
         round(&mut v);

@@ -324,19 +324,36 @@ pub(crate) fn expired(expiry: u64, now: u64) -> bool {
 /// Packs `bytes` into little-endian words (zero-padded), calling `f(i, word)` for each.
 #[inline]
 pub(crate) fn for_each_word(bytes: &[u8], mut f: impl FnMut(usize, u64)) {
-    let mut chunks = bytes.chunks_exact(8);
+    let mut rest = bytes;
     let mut i = 0;
-    for c in &mut chunks {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(c);
-        f(i, u64::from_le_bytes(b));
+    while let Some((c, r)) = rest.split_first_chunk::<8>() {
+        f(i, u64::from_le_bytes(*c));
+        rest = r;
         i += 1;
     }
-    let rest = chunks.remainder();
     if !rest.is_empty() {
-        let mut b = [0u8; 8];
-        b[..rest.len()].copy_from_slice(rest);
-        f(i, u64::from_le_bytes(b));
+        f(i, tail_word(rest));
+    }
+}
+
+/// The little-endian word of the last `rest.len() < 8` bytes of a key or value,
+/// zero-padded, read with at most three loads whatever the length (no byte loop): two
+/// overlapping 4-byte loads from 4 bytes up, three single bytes below.
+#[inline(always)]
+pub(crate) fn tail_word(rest: &[u8]) -> u64 {
+    let n = rest.len();
+    match (rest.first_chunk::<4>(), rest.last_chunk::<4>()) {
+        (Some(lo), Some(hi)) => {
+            // `hi` holds bytes `n - 4..n`; the bytes it shares with `lo` are equal, so
+            // or-ing them is harmless.
+            u64::from(u32::from_le_bytes(*lo)) | u64::from(u32::from_le_bytes(*hi)) << (8 * (n - 4))
+        }
+        _ => match (rest.first(), rest.get(n / 2), rest.last()) {
+            (Some(&a), Some(&b), Some(&c)) => {
+                u64::from(a) | u64::from(b) << (8 * (n / 2)) | u64::from(c) << (8 * (n - 1))
+            }
+            _ => 0,
+        },
     }
 }
 
@@ -368,29 +385,20 @@ pub(crate) fn copy_out(words: &[AtomicU64], out: &mut [u8]) {
 /// Whether `words` hold `key` (zero-padded), compared word by word with relaxed loads.
 #[inline]
 pub(crate) fn key_equals(words: &[AtomicU64], key: &[u8]) -> bool {
-    let whole = key.len() / 8;
-    let (head, tail) = key.split_at(whole * 8);
-    if words.len() < whole + usize::from(!tail.is_empty()) {
-        return false;
-    }
-    for (c, w) in head.chunks_exact(8).zip(words) {
-        let k = u64::from_le_bytes(core::array::from_fn(|i| c[i]));
-        // Relaxed: as in `copy_out`.
-        if w.load(Ordering::Relaxed) != k {
-            return false;
+    let mut rest = key;
+    let mut words = words.iter();
+    while let Some((c, r)) = rest.split_first_chunk::<8>() {
+        match words.next() {
+            // Relaxed: as in `copy_out`.
+            Some(w) if w.load(Ordering::Relaxed) == u64::from_le_bytes(*c) => rest = r,
+            _ => return false,
         }
     }
-    if tail.is_empty() {
-        return true;
-    }
-    let mut k = 0u64;
-    for (i, &b) in tail.iter().enumerate() {
-        k |= u64::from(b) << (8 * i);
-    }
     // Relaxed: as in `copy_out`.
-    words
-        .get(whole)
-        .is_some_and(|w| w.load(Ordering::Relaxed) == k)
+    rest.is_empty()
+        || words
+            .next()
+            .is_some_and(|w| w.load(Ordering::Relaxed) == tail_word(rest))
 }
 
 impl ByteMap {
@@ -591,5 +599,53 @@ impl ByteMap {
             words: (0..g.lines * 8).map(|_| AtomicU64::new(0)).collect(),
             heads: (0..g.stripes).map(|_| StripeHead::new()).collect(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tail word of every length below 8 is the bytes in little-endian order,
+    /// zero-padded: what a byte-by-byte packing gives.
+    #[test]
+    fn a_tail_word_packs_every_length_as_the_bytes_do() {
+        let bytes: [u8; 7] = [0x81, 0x12, 0xa3, 0x34, 0xc5, 0x56, 0xe7];
+        for n in 0..8 {
+            let rest = &bytes[..n];
+            let mut expected = [0u8; 8];
+            expected[..n].copy_from_slice(rest);
+            assert_eq!(tail_word(rest), u64::from_le_bytes(expected), "length {n}");
+        }
+    }
+
+    /// A key compares equal to the words that hold it and to nothing that differs in one
+    /// byte, its length's padding included, for every length up to three words.
+    #[test]
+    fn key_equals_tells_apart_every_byte() {
+        for len in 0..=24usize {
+            let key: Vec<u8> = (0..len)
+                .map(|i| (i as u8).wrapping_mul(29) ^ 0x5a)
+                .collect();
+            let mut packed = Vec::new();
+            for_each_word(&key, |_, w| packed.push(w));
+            let words: Vec<AtomicU64> = packed.iter().map(|&w| AtomicU64::new(w)).collect();
+            assert!(key_equals(&words, &key), "length {len}");
+            for (i, w) in words.iter().enumerate() {
+                for bit in [0, 7, 31, 63] {
+                    let old = w.load(Ordering::Relaxed);
+                    w.store(old ^ (1 << bit), Ordering::Relaxed);
+                    assert!(
+                        !key_equals(&words, &key),
+                        "length {len}, word {i}, bit {bit}"
+                    );
+                    w.store(old, Ordering::Relaxed);
+                }
+            }
+            if len % 8 != 0 {
+                // Too few words for the key.
+                assert!(!key_equals(&words[..words.len() - 1], &key), "length {len}");
+            }
+        }
     }
 }
