@@ -107,6 +107,8 @@ pub(crate) struct StripeHead {
 static_assertions::assert_eq_size!(StripeHead, [u8; 64]);
 #[cfg(not(loom))]
 static_assertions::const_assert_eq!(align_of::<StripeHead>(), 64);
+// A meta's key length field (11 bits) holds every key length a map allows.
+static_assertions::const_assert!(super::options::MAX_KEY_LEN <= 0x7FF);
 
 impl StripeHead {
     #[cfg(loom)]
@@ -294,6 +296,8 @@ impl Meta {
     /// Whether this is a full slot's meta with this tag and key length (and zero reserved
     /// bits): one mask and compare, the probe's test of every slot it passes. (The value
     /// length and home are checked by [`full_and_valid`](Self::full_and_valid) on a match.)
+    /// For a key no longer than the map's key maximum, a match also proves the meta's key
+    /// length within that maximum: the 11-bit field holds every allowed length exactly.
     #[inline(always)]
     pub(crate) fn is_full_with(self, tag: u32, key_len: usize) -> bool {
         const MASK: u64 = 3 | 0x7FF << 2 | 3 << 30 | 0xFF_FFFF << 40;

@@ -186,8 +186,11 @@ impl ByteMap {
             if m.is_empty() {
                 break;
             }
+            // (Of `full_and_valid`, a meta of this key's tag and length needs only the
+            // value length checked: its state, reserved bits and key length are the ones
+            // `is_full_with` compared, and a reader has no use for its home.)
             if m.is_full_with(p.tag, key.len())
-                && m.full_and_valid(g)
+                && m.value_len() <= g.options.value_max_len()
                 && key_equals(slot.key(), key)
             {
                 // Relaxed: validated by the recheck below.
