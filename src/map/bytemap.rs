@@ -882,15 +882,38 @@ impl Locked<'_> {
     /// [`find`](Self::find) for a key that may be added: `Found`, `Vacant` if the map has
     /// room for it (reclaiming the stripe's expired entries if that makes room), or `None`
     /// (no room).
-    #[inline]
+    #[inline(always)]
     fn find_room(
         &self,
         p: &Place,
         key: &[u8],
         clock: &mut Clock,
     ) -> Result<Option<Find>, MapError> {
+        match self.find(p, key, clock)? {
+            f @ Find::Found(..) => Ok(Some(f)),
+            f @ Find::Vacant(_) if self.below_capacity() => Ok(Some(f)),
+            f => self.make_room(p, key, clock, f),
+        }
+    }
+
+    /// The rest of [`find_room`](Self::find_room) when the first look found no room:
+    /// reclaims the stripe's expired entries and looks again.
+    #[cold]
+    #[inline(never)]
+    fn make_room(
+        &self,
+        p: &Place,
+        key: &[u8],
+        clock: &mut Clock,
+        first: Find,
+    ) -> Result<Option<Find>, MapError> {
+        let mut found = Some(first);
         for _ in 0..2 {
-            match self.find(p, key, clock)? {
+            let f = match found.take() {
+                Some(f) => f,
+                None => self.find(p, key, clock)?,
+            };
+            match f {
                 f @ Find::Found(..) => return Ok(Some(f)),
                 f @ Find::Vacant(_) if self.below_capacity() => return Ok(Some(f)),
                 f => {
