@@ -20,13 +20,14 @@ use crate::Failure;
 use crate::state::{self, Num, Opts};
 
 /// The exit code when an object needs attention: a lock held by a dead thread (or with a
-/// garbage lock word), or a seqlock (or a stripe of a seqlock array) torn by a writer
-/// that died mid-write.
+/// garbage lock word), a seqlock (or a stripe of a seqlock array) torn by a writer that
+/// died mid-write, or a broken barrier.
 pub const UNHEALTHY: u8 = 3;
 
 /// The `--json` document's schema version. Fields added since version 1 (`rate`,
 /// `time`, `interval`, the `--verbose` details, the seqlock array's, `attached`,
-/// `remove_when_unused`, `retired`, `unlisted`, the histogram's) are additions that
+/// `remove_when_unused`, `retired`, `unlisted`, the histogram's, a lock's `value`) are
+/// additions that
 /// a reader of version 1 may ignore, so the version stays 1; it changes only when an
 /// existing field changes meaning or type.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -46,7 +47,9 @@ pub struct Args {
     /// "space": {"data", "used", "free", "largest_free", "free_extents", "tail" (bytes,
     /// and a count), "fragmentation" (0 to 1)}, "objects": [{"name", "type", "len",
     /// "offset", "size", "state", "creator", "readable", "unhealthy", "summary", and
-    /// the kind's fields: "value" (Value, Counter, StripedCounter, SeqLock), "values"
+    /// the kind's fields: "value" (Value, Counter, StripedCounter, SeqLock; and the data
+    /// of a Mutex, RwLock or ReentrantMutex holding a primitive, read without taking
+    /// the lock, so a value its holder is updating may be shown mid-update), "values"
     /// and "truncated" (ValueArray; SeqLockArray, with null for an element of a stripe
     /// that had no stable copy), "stripe_values" (StripedCounter), "stripe_len" and
     /// "stripe_states" [{"index", "seqlock", "sequence", "writer_word", "dirty",
@@ -299,7 +302,7 @@ struct Object {
     summary: String,
     #[serde(flatten)]
     fields: Map<String, Json>,
-    /// Highlighted in the table (unhealthy, or a broken barrier).
+    /// Highlighted in the table (unhealthy, or a corrupt histogram, map or channel).
     #[serde(skip)]
     alert: bool,
     /// `--verbose` lines under the row.

@@ -32,7 +32,8 @@ enum Command {
     /// Per kind: the value of a Value, Counter, StripedCounter (sum), ValueArray (first
     /// elements) and SeqLock of a primitive type; free or held, the holder's TID, whether
     /// it is alive and its name, and the owner-died mark, for Mutex, ReentrantMutex and
-    /// RwLock; idle, being written or torn for a SeqLock; for a SeqLockArray, each
+    /// RwLock, with the value they protect when it is a primitive (a ReentrantMutex's: a
+    /// Value or Counter), read without taking the lock (a holder may be mid-update); idle, being written or torn for a SeqLock; for a SeqLockArray, each
     /// stripe's state (idle, being written, torn by a dead writer) and the first values
     /// of a primitive type, each stripe copied consistently (`?` where no stable copy
     /// could be made); permits of a Semaphore or BoundedSemaphore; set or clear for an
@@ -47,8 +48,9 @@ enum Command {
     /// check or a writable handle's attached() prunes it); then "remove when unused", "retired" and "unlisted (table overflowed)" when
     /// they apply.
     ///
-    /// Exit status: 0; 3 if a lock is held by a dead thread (or holds a garbage word) or
-    /// a seqlock (or a SeqLockArray stripe) was torn by a writer that died mid-write; 1
+    /// Exit status: 0; 3 if a lock is held by a dead thread (or holds a garbage word), a
+    /// seqlock (or a SeqLockArray stripe) was torn by a writer that died mid-write, or a
+    /// barrier is broken; 1
     /// on errors; 2 on bad arguments or a missing file. A dead attached process does not
     /// change it. With --watch: the status of the
     /// last frame when the file is removed.

@@ -71,17 +71,18 @@ const BARRIER_BROKEN: u32 = 1 << 31;
 pub(crate) const MAX_TID: u32 = 1 << 22;
 
 /// One object's state: a line for people, fields for `--json`, and whether it needs a
-/// person's attention (a dead holder, a torn seqlock).
+/// person's attention (a dead holder, a torn seqlock, a broken barrier).
 #[derive(Debug, Default)]
 pub struct Reading {
     /// The human-readable summary.
     pub text: String,
     /// The JSON fields (`value`, `holder`, ...).
     pub fields: Map<String, Json>,
-    /// A lock held by a dead thread, or a seqlock whose writer died mid-write.
+    /// A lock held by a dead thread, a seqlock whose writer died mid-write, or a broken
+    /// barrier: exit code 3.
     pub unhealthy: bool,
-    /// Worth highlighting: unhealthy, or a broken barrier (which is not a reason for
-    /// exit code 3: breaking is a barrier's documented way to fail).
+    /// Worth highlighting: unhealthy, or a histogram, map or channel whose header does not
+    /// decode (not a reason for exit code 3: nothing waits on them).
     pub alert: bool,
     /// `--verbose` detail lines, shown under the object's row.
     pub details: Vec<String>,
@@ -144,18 +145,27 @@ fn read_kind(view: &ReadOnlyRegion, e: &EntryInfo, opts: Opts) -> Option<Reading
         Kind::STRIPED_COUNTER => striped_sum(view, e, opts),
         Kind::VALUE_ARRAY => value_array(view, e, opts),
         Kind::SEQLOCK_ARRAY => crate::seqarray::read(view, e, opts),
-        Kind::MUTEX => view.load_u32(at).map(|w| mutex(w, None, opts)),
+        // A lock's data follows its lock words: the lock word (`Mutex`), the lock word
+        // and the depth (`ReentrantMutex`), the two state words and the 14 reader slots
+        // (`RwLock`), each padded to the data's alignment.
+        Kind::MUTEX => {
+            let r = mutex(view.load_u32(at)?, None, opts);
+            Some(locked_value(view, e, r, 4, tag.elem, opts))
+        }
         Kind::REENTRANT_MUTEX => {
             let w = view.load_u32(at)?;
             // The word records the guards beyond the first.
             let raw_depth = view.load_u32(at.checked_add(4)?)?;
             let depth = raw_depth.saturating_add(1);
-            Some(
-                mutex(w, Some(depth), opts)
-                    .detail(opts, || format!("depth word {raw_depth:#010x}")),
-            )
+            let r = mutex(w, Some(depth), opts)
+                .detail(opts, || format!("depth word {raw_depth:#010x}"));
+            let (data, at) = reentrant_data(tag.elem).unwrap_or((Elem::NONE, 0));
+            Some(locked_value(view, e, r, at, data, opts))
         }
-        Kind::RWLOCK => rwlock(view, at, opts),
+        Kind::RWLOCK => {
+            let r = rwlock(view, at, opts)?;
+            Some(locked_value(view, e, r, 64, tag.elem, opts))
+        }
         Kind::SEQLOCK => {
             // The sequence and the writer word as one pair (see `seqarray::read_stripe`).
             let mut seq = view.load_u32(at)?;
@@ -245,7 +255,9 @@ fn read_kind(view: &ReadOnlyRegion, e: &EntryInfo, opts: Opts) -> Option<Reading
                         yes_no(sleepers)
                     )
                 });
-            r.alert = broken;
+            // Every waiter and every later arrival fails until someone resets it: the
+            // parties cannot meet again on their own.
+            r.unhealthy = broken;
             Some(r)
         }
         Kind::QUEUE => queue(view, e, opts),
@@ -254,6 +266,51 @@ fn read_kind(view: &ReadOnlyRegion, e: &EntryInfo, opts: Opts) -> Option<Reading
         Kind::MAP => Some(map(view, e, opts)),
         _ => None,
     }
+}
+
+/// `r` with the data of the lock it read, when that data is one primitive of type `elem`
+/// at the first multiple of its alignment from `header` bytes into the object: the value
+/// before the lock's state in the summary (`10000; free`), as `value` in the JSON, and as
+/// the number `--watch` shows a rate of. `r` as it is for any other data (a struct, an
+/// array) or data that does not fit in the object.
+///
+/// Read by one atomic load of its aligned word, like a `Value`'s, **without taking the
+/// lock** (inspecting never waits or writes): a holder may be in the middle of an
+/// update, so the value shown may be an intermediate one its critical section is about
+/// to replace.
+fn locked_value(
+    view: &ReadOnlyRegion,
+    e: &EntryInfo,
+    mut r: Reading,
+    header: u64,
+    elem: Elem,
+    opts: Opts,
+) -> Reading {
+    if !known(elem) {
+        return r;
+    }
+    let size = u64::from(elem.size);
+    let Some(offset) = header.checked_next_multiple_of(u64::from(elem.align.max(1))) else {
+        return r;
+    };
+    if offset.checked_add(size).is_none_or(|end| end > e.size) {
+        return r;
+    }
+    let Some(bits) = e
+        .offset
+        .checked_add(offset)
+        .and_then(|at| elem_bits(view, elem, at))
+    else {
+        return r;
+    };
+    let Some((t, j, num)) = decode(elem, bits) else {
+        return r;
+    };
+    r.text = format!("{t}; {}", r.text);
+    r.num = num;
+    r.field("value", j).detail(opts, || {
+        format!("data bits {bits:#0w$x}", w = 2 + 2 * elem.size as usize)
+    })
 }
 
 fn yes_no(b: bool) -> &'static str {
@@ -323,6 +380,35 @@ fn queue(view: &ReadOnlyRegion, e: &EntryInfo, opts: Opts) -> Option<Reading> {
     };
     r = r.field("length", json!(len)).field("capacity", json!(n));
     Some(r)
+}
+
+/// The primitive a `ReentrantMutex<Value<T>>` (or `ReentrantMutex<Counter>`, a `u64`)
+/// holds (there is no `Value<usize>` or `Value<isize>`), and its offset in the object,
+/// from the mutex's element: a fingerprint of its data's whole tag and offset (see
+/// `ReentrantMutex`'s `SharedSized` impl), compared with the fingerprint of each `Value`
+/// of a primitive this tool decodes, and of `Counter`. `None` for any other data.
+fn reentrant_data(elem: Elem) -> Option<(Elem, u64)> {
+    use shmstate::{Counter, ReentrantMutex, SharedSized, Value};
+    // The data follows the lock word and the depth (8 bytes), at the first multiple of
+    // its alignment (64 for a cache-padded `Counter`).
+    macro_rules! holding {
+        ($($data:ty => $inner:ident),* $(,)?) => {
+            [$((
+                <ReentrantMutex<$data> as SharedSized>::TAG.elem,
+                Elem::$inner,
+                8u64.next_multiple_of(align_of::<$data>() as u64),
+            )),*]
+        };
+    }
+    let candidates = holding! {
+        Value<u8> => U8, Value<i8> => I8, Value<bool> => BOOL, Value<u16> => U16,
+        Value<i16> => I16, Value<u32> => U32, Value<i32> => I32, Value<f32> => F32,
+        Value<u64> => U64, Value<i64> => I64, Value<f64> => F64, Counter => U64,
+    };
+    candidates
+        .iter()
+        .find(|(outer, ..)| *outer == elem)
+        .map(|&(_, inner, offset)| (inner, offset))
 }
 
 /// The primitive element types this tool decodes.

@@ -179,6 +179,52 @@ fn demo_uses_and_keeps_a_region_file_given_by_path() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// What the demo's workers wrote is what `inspect --json` reads: each path's object
+/// (a `Value<u64>`, a `Mutex<u64>`'s protected value, a `StripedCounter`'s sum) equals
+/// that path's final count in the demo's own JSON, and nothing is unhealthy.
+#[test]
+fn inspect_json_shows_the_counts_the_demo_reported() {
+    let dir = std::env::temp_dir().join(format!("shmstate-cli-roundtrip-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("demo.region");
+    let p = path.to_str().unwrap();
+    let out = shmstate(&["demo", "-p", "2", "-n", "5000", "--json", "--path", p]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = results(&String::from_utf8(out.stdout).unwrap());
+    let listing = shmstate(&["inspect", "--json", p]);
+    assert_eq!(
+        listing.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&listing.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&listing.stdout).unwrap();
+    let objects = doc["objects"].as_array().unwrap();
+    let mut checked = Vec::new();
+    for (which, _, final_, _, _) in &rows {
+        let name = format!("demo.{which}");
+        let o = objects
+            .iter()
+            .find(|o| o["name"] == name.as_str())
+            .unwrap_or_else(|| panic!("no object {name} in {doc}"));
+        assert_eq!(o["value"], *final_, "{name}: {o}");
+        assert_eq!(o["unhealthy"], false, "{name}: {o}");
+        checked.push(o["type"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        checked,
+        ["Value<u64>", "Mutex<u64>", "Value<u64>", "StripedCounter"],
+        "naive, locked, atomic, striped"
+    );
+    assert_eq!(doc["unhealthy"], false);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn bad_arguments_exit_with_code_2_and_a_message() {
     for args in [

@@ -10,9 +10,9 @@ use std::process::{Command, Stdio};
 use serde_json::Value as Json;
 use shmstate::sync::Ordering::Relaxed;
 use shmstate::{
-    Barrier, BoundedSemaphore, ChannelOptions, Counter, Event, MapOptions, Mutex, Queue,
-    ReentrantMutex, Region, RegionOptions, RwLock, Semaphore, SeqLock, SeqLockArray,
-    StripedCounter, Value, ValueArray,
+    Barrier, BoundedSemaphore, ChannelOptions, Counter, Event, Kind, MapOptions, Mutex, Queue,
+    ReentrantMutex, Region, RegionOptions, RwLock, Semaphore, SeqLock, SeqLockArray, Shared,
+    SharedSized, StripedCounter, Value, ValueArray,
 };
 
 use common::{KillOnDrop, TempRegion, shmstate};
@@ -75,11 +75,22 @@ fn populate(region: &Region) {
     for (i, v) in a.iter().enumerate() {
         v.store(i as u32 * 3, Relaxed);
     }
-    region.get_or_default::<Mutex<u64>>("mutex").unwrap();
-    region.get_or_default::<RwLock<u64>>("rwlock").unwrap();
+    *region
+        .get_or_default::<Mutex<u64>>("mutex")
+        .unwrap()
+        .lock()
+        .unwrap() = 11;
+    *region
+        .get_or_default::<RwLock<u64>>("rwlock")
+        .unwrap()
+        .write()
+        .unwrap() = 12;
     region
         .get_or_default::<ReentrantMutex<Value<u64>>>("rmutex")
-        .unwrap();
+        .unwrap()
+        .lock()
+        .unwrap()
+        .store(13, Relaxed);
     region
         .get_or_default::<SeqLock<u64>>("seq")
         .unwrap()
@@ -176,8 +187,11 @@ fn inspect_json_shows_the_values_a_program_wrote() {
         .collect();
     assert_eq!(shown, [0, 3, 6, 9, 12, 15, 18, 21]);
     assert_eq!(object(&doc, "mutex")["lock"], "free");
+    assert_eq!(object(&doc, "mutex")["value"], 11);
     assert_eq!(object(&doc, "rwlock")["lock"], "free");
+    assert_eq!(object(&doc, "rwlock")["value"], 12);
     assert_eq!(object(&doc, "rmutex")["lock"], "free");
+    assert_eq!(object(&doc, "rmutex")["value"], 13);
     assert_eq!(object(&doc, "seq")["seqlock"], "idle");
     assert_eq!(object(&doc, "seq")["value"], 7);
     assert_eq!(object(&doc, "sem")["permits"], 3);
@@ -223,7 +237,7 @@ fn inspect_json_shows_the_values_a_program_wrote() {
     let line = |name: &str| line(&text, name);
     assert!(line("hits").ends_with(" 42"), "{text}");
     assert!(line("requests").contains("15 (sum of 4 stripes)"), "{text}");
-    assert!(line("mutex").ends_with("free"), "{text}");
+    assert!(line("mutex").ends_with("  11; free"), "{text}");
     assert!(
         line("jobs").ends_with("2 waiting, 48 of 1024 bytes used"),
         "{text}"
@@ -232,6 +246,189 @@ fn inspect_json_shows_the_values_a_program_wrote() {
     assert!(line("kv").ends_with("4 of 16 entries (25% load)"), "{text}");
     // Inspecting wrote nothing: the region opens and reads as before.
     assert_eq!(region.get::<Counter>("hits").unwrap().get(), 42);
+}
+
+#[test]
+fn inspect_shows_the_value_a_lock_protects() {
+    let tmp = TempRegion::new("lockvalues");
+    let region = Region::create(&tmp.0, 1 << 16).unwrap();
+    // Data at offset 4 (narrow, in the lock word's neighbour), 8 (a `u64`-aligned one),
+    // 64 (after an `RwLock`'s slots) and 8 (after a `ReentrantMutex`'s depth).
+    *region
+        .get_or_default::<Mutex<u8>>("m8")
+        .unwrap()
+        .lock()
+        .unwrap() = 200;
+    let m32 = region.get_or_default::<Mutex<i32>>("m32").unwrap();
+    *m32.lock().unwrap() = -5;
+    *region
+        .get_or_default::<Mutex<f64>>("mf")
+        .unwrap()
+        .lock()
+        .unwrap() = 2.5;
+    *region
+        .get_or_default::<RwLock<i16>>("r16")
+        .unwrap()
+        .write()
+        .unwrap() = -7;
+    *region
+        .get_or_default::<RwLock<u64>>("r64")
+        .unwrap()
+        .write()
+        .unwrap() = u64::MAX;
+    region
+        .get_or_default::<ReentrantMutex<Value<f32>>>("rf")
+        .unwrap()
+        .lock()
+        .unwrap()
+        .store(1.25, Relaxed);
+    region
+        .get_or_default::<ReentrantMutex<Value<bool>>>("rb")
+        .unwrap()
+        .lock()
+        .unwrap()
+        .store(true, Relaxed);
+    region
+        .get_or_default::<ReentrantMutex<Counter>>("rc")
+        .unwrap()
+        .lock()
+        .unwrap()
+        .add(9);
+    // Data that is not one primitive: the lock alone.
+    *region
+        .get_or_default::<Mutex<[u64; 2]>>("pair")
+        .unwrap()
+        .lock()
+        .unwrap() = [1, 2];
+    *region
+        .get_or_default::<Mutex<[u32; 3]>>("triple")
+        .unwrap()
+        .lock()
+        .unwrap() = [1, 2, 3];
+    region
+        .get_or_default::<ReentrantMutex<Stats>>("rpair")
+        .unwrap();
+
+    // One held by this (live) thread: its value is read all the same, without waiting.
+    let guard = m32.lock().unwrap();
+    let (code, doc) = inspect_json(&tmp.0);
+    assert_eq!(code, 0, "{doc}");
+    let m = object(&doc, "m32");
+    assert_eq!(
+        (m["lock"].clone(), m["value"].clone()),
+        ("held".into(), (-5).into()),
+        "{m}"
+    );
+    drop(guard);
+    for (name, value) in [
+        ("m8", serde_json::json!(200)),
+        ("mf", serde_json::json!(2.5)),
+        ("r16", serde_json::json!(-7)),
+        ("r64", serde_json::json!(u64::MAX)),
+        ("rf", serde_json::json!(1.25)),
+        ("rb", serde_json::json!(true)),
+        ("rc", serde_json::json!(9)),
+    ] {
+        let o = object(&doc, name);
+        assert_eq!(o["value"], value, "{o}");
+        assert_eq!(o["lock"], "free", "{o}");
+    }
+    for name in ["pair", "triple", "rpair"] {
+        let o = object(&doc, name);
+        assert_eq!(
+            (o["readable"].clone(), o["lock"].clone()),
+            (true.into(), "free".into()),
+            "{o}"
+        );
+        assert!(o.get("value").is_none(), "{o}");
+    }
+    let out = shmstate(&["inspect", tmp.0.to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(line(&text, "m8").ends_with("  200; free"), "{text}");
+    assert!(line(&text, "r16").ends_with("  -7; free"), "{text}");
+    assert!(line(&text, "pair").ends_with("  free"), "{text}");
+    let out = shmstate(&["inspect", "--verbose", tmp.0.to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        details(&text, "m8")
+            .iter()
+            .any(|d| d.trim() == "data bits 0xc8"),
+        "{text}"
+    );
+}
+
+/// A `BoundedSemaphore` shows its bound beside its permits.
+#[test]
+fn inspect_shows_a_bounded_semaphore_s_bound() {
+    let tmp = TempRegion::new("bsem");
+    let region = Region::create(&tmp.0, 1 << 16).unwrap();
+    let s = region
+        .get_or_init("pool", |s: &BoundedSemaphore| s.init(7))
+        .unwrap();
+    assert!(s.try_acquire() && s.try_acquire());
+    let (code, doc) = inspect_json(&tmp.0);
+    assert_eq!(code, 0, "{doc}");
+    let o = object(&doc, "pool");
+    assert_eq!(
+        (o["permits"].clone(), o["bound"].clone()),
+        (5.into(), 7.into()),
+        "{o}"
+    );
+    let out = shmstate(&["inspect", tmp.0.to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(line(&text, "pool").ends_with("  5 of 7 permits"), "{text}");
+}
+
+/// A user's shared struct, made with `#[derive(Shared)]`.
+#[derive(Shared)]
+#[repr(C)]
+struct Stats {
+    requests: Counter,
+    errors: Counter,
+    ratio: Value<f64>,
+}
+
+/// An object of a user's type is listed with its type tag and size, and shown as not
+/// readable (`-`): `inspect` knows only the crate's own layouts.
+#[test]
+fn inspect_lists_a_user_struct_as_unreadable() {
+    let tmp = TempRegion::new("record");
+    let region = Region::create(&tmp.0, 1 << 16).unwrap();
+    let stats = region.get_or_default::<Stats>("stats").unwrap();
+    stats.requests.add(3);
+    region.get_or_default::<Counter>("hits").unwrap().add(1);
+    let (code, doc) = inspect_json(&tmp.0);
+    assert_eq!(code, 0, "{doc}");
+    let o = object(&doc, "stats");
+    let tag = <Stats as SharedSized>::TAG;
+    assert_eq!(tag.kind, Kind::RECORD);
+    assert_eq!(o["type"], tag.to_string(), "{o}");
+    let size = size_of::<Stats>();
+    let prefix = format!(
+        "struct<record(code 101, size {size}, align {}, id 0x",
+        align_of::<Stats>()
+    );
+    assert!(o["type"].as_str().unwrap().starts_with(&prefix), "{o}");
+    assert_eq!(o["size"], size_of::<Stats>(), "{o}");
+    assert_eq!(o["len"], 1, "{o}");
+    assert_eq!(o["state"], "ready", "{o}");
+    assert_eq!(
+        (
+            o["readable"].clone(),
+            o["unhealthy"].clone(),
+            o["summary"].clone()
+        ),
+        (false.into(), false.into(), "".into()),
+        "{o}"
+    );
+    assert_eq!(object(&doc, "hits")["readable"], true);
+    let out = shmstate(&["inspect", tmp.0.to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let row = line(&text, "stats");
+    assert!(
+        row.contains(&tag.to_string()) && row.ends_with("  -"),
+        "{text}"
+    );
 }
 
 /// The child half of `inspect_reports_live_then_dead_lock_holders`: locks the mutex,
@@ -251,6 +448,8 @@ fn holder_child() {
     let rm = region.get::<ReentrantMutex<Value<u64>>>("rmutex").unwrap();
     std::mem::forget(rm.lock().unwrap());
     std::mem::forget(rm.lock().unwrap());
+    let rr = region.get::<RwLock<u64>>("rwread").unwrap();
+    std::mem::forget(rr.read().unwrap());
     // The lock word names this thread (the test harness runs tests on their own threads),
     // whose TID `/proc/thread-self` links to as `PID/task/TID`.
     let link = std::fs::read_link("/proc/thread-self").unwrap();
@@ -266,6 +465,12 @@ fn inspect_reports_live_then_dead_lock_holders() {
     let tmp = TempRegion::new("holder");
     let region = Region::create(&tmp.0, 1 << 16).unwrap();
     populate(&region);
+    // Read-locked by the child (the others are write-locked).
+    *region
+        .get_or_default::<RwLock<u64>>("rwread")
+        .unwrap()
+        .write()
+        .unwrap() = 21;
     let mut child = KillOnDrop(
         Command::new(std::env::current_exe().unwrap())
             .args(["holder_child", "--exact", "--nocapture"])
@@ -311,6 +516,32 @@ fn inspect_reports_live_then_dead_lock_holders() {
         "{rm}"
     );
     assert_eq!(rm["holder"]["tid"], tid);
+    // A live reader of another process: listed with its TID, alive; the data readable.
+    let rr = object(&doc, "rwread");
+    assert_eq!(rr["lock"], "read", "{rr}");
+    let readers = rr["readers"].as_array().unwrap();
+    assert_eq!(readers.len(), 1, "{rr}");
+    assert_eq!(
+        (readers[0]["tid"].clone(), readers[0]["alive"].clone()),
+        (tid.into(), true.into()),
+        "{rr}"
+    );
+    assert!(readers[0]["comm"].is_string(), "{rr}");
+    let slots = rr["reader_slots"].as_array().unwrap();
+    assert_eq!(
+        slots.iter().filter(|&t| *t == tid).count(),
+        1,
+        "one slot names the reader: {rr}"
+    );
+    assert_eq!(
+        (rr["value"].clone(), rr["unhealthy"].clone()),
+        (21.into(), false.into()),
+        "{rr}"
+    );
+    // The locks' data while they are held (read without taking them).
+    assert_eq!(m["value"], 11, "{m}");
+    assert_eq!(rw["value"], 12, "{rw}");
+    assert_eq!(rm["value"], 13, "{rm}");
 
     child.0.kill().unwrap();
     child.0.wait().unwrap();
@@ -337,6 +568,17 @@ fn inspect_reports_live_then_dead_lock_holders() {
         ("torn".into(), true.into())
     );
     assert_eq!(object(&doc, "hits")["unhealthy"], false);
+    // A dead reader: listed as dead, and a reason for exit code 3.
+    let rr = object(&doc, "rwread");
+    assert_eq!(
+        (
+            rr["readers"][0]["tid"].clone(),
+            rr["readers"][0]["alive"].clone(),
+            rr["unhealthy"].clone()
+        ),
+        (tid.into(), false.into(), true.into()),
+        "{rr}"
+    );
     let out = shmstate(&["inspect", tmp.0.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(3));
     let text = String::from_utf8(out.stdout).unwrap();
@@ -562,19 +804,31 @@ fn inspect_verbose_shows_stripes_slots_and_raw_words() {
         "{text}"
     );
 
-    // A broken barrier is highlighted (stdout is not a terminal: "!!"), but is not a
-    // reason for exit code 3.
+    // A broken barrier is highlighted (stdout is not a terminal: "!!") and is a reason
+    // for exit code 3, in the table and in the JSON; repaired, it is neither.
     let gate = region.get_or_default::<Barrier>("gate").unwrap();
     gate.init(2);
     gate.abort();
     let out = shmstate(&["inspect", p]);
-    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(out.status.code(), Some(3));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
         line(&text, "gate").ends_with("  !! 0 of 2 arrived, broken"),
         "{text}"
     );
     assert!(!line(&text, "barrier").contains("!!"), "{text}");
+    let (code, doc) = inspect_json(&tmp.0);
+    assert_eq!(code, 3, "{doc}");
+    assert_eq!(doc["unhealthy"], true);
+    let g = object(&doc, "gate");
+    assert_eq!(
+        (g["broken"].clone(), g["unhealthy"].clone()),
+        (true.into(), true.into()),
+        "{g}"
+    );
+    assert_eq!(object(&doc, "barrier")["unhealthy"], false);
+    gate.reset();
+    assert_eq!(shmstate(&["inspect", p]).status.code(), Some(0));
 
     // The JSON document has the stripes whatever the flags.
     let (_, doc) = inspect_json(&tmp.0);

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value as Json;
 use shmstate::{Barrier, Counter, Region, SeqLockArray};
 
-use common::{KillOnDrop, TempRegion};
+use common::{KillOnDrop, TempRegion, tool};
 
 /// How long any one wait of these tests may take before it fails (generous: a loaded
 /// 2-core machine).
@@ -248,8 +248,7 @@ fn hits_row(screen: &str) -> Option<(u64, Option<f64>)> {
 
 #[test]
 fn watch_redraws_in_tmux_while_another_process_counts() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        eprintln!("skipped: tmux is not installed");
+    if !tool("tmux", "tmux") {
         return;
     }
     let tmp = TempRegion::new("tmux");
@@ -324,6 +323,106 @@ fn watch_redraws_in_tmux_while_another_process_counts() {
         "{screen}"
     );
     assert!(screen.lines().any(|l| l.starts_with("other ")), "{screen}");
+}
+
+/// The graphic renditions (SGR parameters: 1 bold, 31 red, ...) in force at the start of
+/// `text` in `row`, a line of `tmux capture-pane -e` (which writes the attributes as
+/// tmux keeps them, e.g. `ESC[1m ESC[31m` for the program's `ESC[1;31m`); a 0 (or an
+/// empty list) resets them.
+fn rendition_at(row: &str, text: &str) -> Vec<u32> {
+    let before = &row[..row
+        .find(text)
+        .unwrap_or_else(|| panic!("no {text:?} in {row:?}"))];
+    let mut on = Vec::new();
+    for seq in before.split('\x1b').skip(1) {
+        let Some(params) = seq.strip_prefix('[').and_then(|p| p.split_once('m')) else {
+            continue;
+        };
+        for p in params.0.split(';') {
+            match p.parse::<u32>().unwrap_or(0) {
+                0 => on.clear(),
+                n => on.push(n),
+            }
+        }
+    }
+    on
+}
+
+/// `line` without its escape sequences (`ESC [ params letter`).
+fn plain(line: &str) -> String {
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(at) = rest.find('\x1b') {
+        out.push_str(&rest[..at]);
+        let seq = &rest[at + 1..];
+        let end = seq
+            .strip_prefix('[')
+            .and_then(|p| p.find(|c: char| c.is_ascii_alphabetic()).map(|i| i + 2))
+            .unwrap_or(0);
+        rest = &seq[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// On a terminal, an unhealthy object's value is bold red, and `inspect` exits with
+/// code 3; a healthy one is plain.
+#[test]
+fn inspect_highlights_an_unhealthy_row_in_bold_red_on_a_terminal() {
+    if !tool("tmux", "tmux") {
+        return;
+    }
+    let tmp = TempRegion::new("tmux-color");
+    let region = Region::create(&tmp.0, 1 << 16).unwrap();
+    region.get_or_default::<Counter>("hits").unwrap().add(7);
+    let gate = region.get_or_default::<Barrier>("gate").unwrap();
+    gate.init(2);
+    gate.abort();
+    let tmux = Tmux(format!("shmstate-color-{}", std::process::id()));
+    // One `inspect` in a 160x24 terminal, then its exit code; `cat` keeps the pane open
+    // (reading the terminal) until the server is killed.
+    let out = tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "color",
+        "-x",
+        "160",
+        "-y",
+        "24",
+        "sh",
+        "-c",
+        r#""$0" inspect "$1"; echo "exit $?"; exec cat"#,
+        env!("CARGO_BIN_EXE_shmstate"),
+        tmp.0.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "tmux: {out:?}");
+    let start = Instant::now();
+    let mut screen = String::new();
+    while start.elapsed() < DEADLINE {
+        let cap = tmux.run(&["capture-pane", "-e", "-p", "-t", "color"]);
+        screen = String::from_utf8_lossy(&cap.stdout).into_owned();
+        if screen.lines().any(|l| plain(l).starts_with("exit ")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(screen.lines().any(|l| plain(l) == "exit 3"), "{screen:?}");
+    let row = |name: &str| {
+        screen
+            .lines()
+            .find(|l| plain(l).starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no row {name}: {screen:?}"))
+    };
+    let gate = rendition_at(row("gate"), "0 of 2 arrived, broken");
+    assert!(
+        gate.contains(&1) && gate.contains(&31),
+        "gate is not bold red ({gate:?}): {:?}",
+        row("gate")
+    );
+    assert!(!row("gate").contains("!!"), "{screen:?}");
+    let hits = row("hits");
+    assert!(!hits.contains('\x1b'), "hits is highlighted: {hits:?}");
 }
 
 /// The attached process of `watch_redraws_the_attached_processes`: opens the region, says

@@ -1,7 +1,8 @@
 //! `shmstate metrics` and `shmstate serve-metrics`, run as users run them: the exact
 //! exposition of a region with counters, gauges, histograms and labels, checked by
 //! `promtool` and scraped by a real Prometheus server when those are installed (Debian
-//! package `prometheus`; the tests say so and skip that part when they are not).
+//! package `prometheus`; the tests say so and skip that part when they are not, unless
+//! `SHMSTATE_REQUIRE_TOOLS=1`, when they fail).
 
 mod common;
 
@@ -15,16 +16,7 @@ use serde_json::Value as Json;
 use shmstate::sync::Ordering::Relaxed;
 use shmstate::{Counter, Mutex, Region, Value, ValueArray, metrics};
 
-use common::{KillOnDrop, TempDir, run, shmstate};
-
-/// Whether `program` is on the PATH.
-fn installed(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
+use common::{KillOnDrop, TempDir, run, shmstate, tool};
 
 /// Counters, gauges, a histogram and labels, with objects the exposition must leave out
 /// or sanitise.
@@ -158,7 +150,7 @@ fn metrics_prints_the_exact_exposition_and_leaves_the_file_untouched() {
     metrics::render_prometheus(&view, &mut ro).unwrap();
     assert_eq!(String::from_utf8_lossy(&ro), EXPECTED);
 
-    if installed("promtool") {
+    if tool("promtool", "prometheus") {
         let check = run("promtool", &["check", "metrics"], Some(&out.stdout));
         assert!(
             check.status.success(),
@@ -166,8 +158,6 @@ fn metrics_prints_the_exact_exposition_and_leaves_the_file_untouched() {
             String::from_utf8_lossy(&check.stdout),
             String::from_utf8_lossy(&check.stderr)
         );
-    } else {
-        println!("skipped: promtool not installed (Debian package `prometheus`)");
     }
 }
 
@@ -317,8 +307,7 @@ fn sample_value(result: &[Json], label: &str, value: &str) -> Option<String> {
 
 #[test]
 fn a_real_prometheus_scrapes_serve_metrics() {
-    if !installed("prometheus") {
-        println!("skipped: prometheus not installed (Debian package `prometheus`)");
+    if !tool("prometheus", "prometheus") {
         return;
     }
     // The watchdog: the whole test, Prometheus' start-up included, within 90 s.

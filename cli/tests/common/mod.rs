@@ -1,5 +1,6 @@
 //! What the CLI's test files share: running a program under a watchdog, killing
-//! processes, and temporary files and directories that remove themselves.
+//! processes, temporary files and directories that remove themselves, and the check for
+//! the outside tools some tests drive.
 #![allow(dead_code)] // each test file uses its own part of this
 
 use std::io::Write as _;
@@ -119,4 +120,29 @@ impl Drop for TempRegion {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }
+}
+
+/// Whether `program` (from the Debian package `package`) is on the PATH, for a test that
+/// drives it. When it is not, the test prints that it skips the part that needs it,
+/// unless `SHMSTATE_REQUIRE_TOOLS=1`, which `.ci/run` sets once it has installed the
+/// tools: then a missing tool fails the test instead, so that a skip cannot pass for a
+/// pass.
+#[track_caller]
+pub fn tool(program: &str, package: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", r#"command -v "$1""#, "sh", program])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var_os("SHMSTATE_REQUIRE_TOOLS").is_none_or(|v| v != "1"),
+            "{program} is not on the PATH, and SHMSTATE_REQUIRE_TOOLS=1 requires it \
+             (install the Debian package `{package}`, or unset SHMSTATE_REQUIRE_TOOLS to skip)"
+        );
+        println!("skipped: {program} is not installed (Debian package `{package}`)");
+    }
+    found
 }
