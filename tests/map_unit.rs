@@ -1023,6 +1023,51 @@ fn a_removal_stopped_by_a_garbage_meta_repairs_the_stripe() {
     assert_eq!(m.raw_slots().iter().filter(|e| e.3 == keys[2]).count(), 1);
 }
 
+/// A meta that matches a reader's probe (the key's tag and length) but breaks another
+/// rule of a full slot (a home past the stripe, a value longer than the map's maximum, a
+/// state that is not "full", a reserved bit set) makes the key absent to every reader,
+/// and the writers agree: `add` inserts it anew, after which it reads as written.
+#[test]
+fn a_matching_meta_that_breaks_a_rule_reads_as_absent_to_readers_and_writers() {
+    type Corrupt = fn(u64) -> u64;
+    let corruptions: [(&str, Corrupt); 6] = [
+        ("a home past the stripe", |w| w & !(0xFF << 32) | 255 << 32),
+        ("a value one byte too long", |w| {
+            w & !(0x1_FFFF << 13) | 6 << 13
+        }),
+        ("the longest value length", |w| w | 0x1_FFFF << 13),
+        ("state 2", |w| w & !3 | 2),
+        ("state 3", |w| w | 3),
+        ("reserved bit 30", |w| w | 1 << 30),
+    ];
+    for (what, corrupt) in corruptions {
+        // Keys of 3 bytes and values of 5: a slot is 4 + 1 + 1 words.
+        let typed = Map::<[u8; 3], [u8; 5]>::with_seed(100, SEED).unwrap();
+        let m = typed.as_bytes();
+        let (stripes, sps) = m.stripe_geometry();
+        assert_eq!(stripes, 1);
+        assert!(sps < 255, "a home of 255 is past the stripe");
+        m.insert(b"abc", b"value").unwrap();
+        assert_eq!(typed.get(b"abc"), Some(*b"value"));
+        let slot = m.raw_slots().iter().find(|e| e.3 == b"abc").unwrap().1;
+        // `raw_words` puts slot 0 at 16; the meta is a slot's word 1.
+        let meta = m.raw_words()[16 + slot * 6 + 1];
+        let w = meta.load(Ordering::Relaxed);
+        assert_eq!((w & 3, (w >> 2) & 0x7FF, (w >> 13) & 0x1_FFFF), (1, 3, 5));
+        meta.store(corrupt(w), Ordering::Relaxed);
+        assert_eq!(get(m, b"abc"), None, "{what}: get");
+        assert_eq!(m.get_with(b"abc", |v| v.to_vec()).unwrap(), None, "{what}");
+        assert!(!m.contains(b"abc").unwrap(), "{what}: contains");
+        assert_eq!(typed.get(b"abc"), None, "{what}: typed get");
+        assert!(
+            m.add(b"abc", b"fresh").unwrap(),
+            "{what}: add found it present"
+        );
+        assert_eq!(get(m, b"abc"), Some(b"fresh".to_vec()), "{what}: after add");
+        assert_eq!(m.len(), 1, "{what}: the repair dropped the corrupt slot");
+    }
+}
+
 /// `insert_evicting` evicting from another stripe whose backward shift meets a garbage
 /// meta: the repair that follows gives the victim's place back to the map's count, so no
 /// place is handed on to the key's stripe, and the new entry reserves one. The count stays

@@ -346,6 +346,7 @@ pub(crate) fn for_each_word(bytes: &[u8], mut f: impl FnMut(usize, u64)) {
 #[inline(always)]
 pub(crate) fn tail_word(rest: &[u8]) -> u64 {
     let n = rest.len();
+    debug_assert!(n < 8, "a tail is shorter than a word");
     match (rest.first_chunk::<4>(), rest.last_chunk::<4>()) {
         (Some(lo), Some(hi)) => {
             // `hi` holds bytes `n - 4..n`; the bytes it shares with `lo` are equal, so

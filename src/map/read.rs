@@ -165,6 +165,8 @@ impl ByteMap {
         clock: &mut Clock,
         mut out: Out<'_>,
     ) -> Result<bool, Raced> {
+        // `locate` bounded the key: `is_full_with` below relies on it.
+        debug_assert!(key.len() <= g.options.key_max_len());
         let head = self.head(g, p.stripe);
         // Acquire pairs with the Release store that ends a structure change (`end_move`):
         // the slots we read next are at least as new as that change.
@@ -186,11 +188,13 @@ impl ByteMap {
             if m.is_empty() {
                 break;
             }
-            // (Of `full_and_valid`, a meta of this key's tag and length needs only the
-            // value length checked: its state, reserved bits and key length are the ones
-            // `is_full_with` compared, and a reader has no use for its home.)
+            // (Of `full_and_valid`, a meta of this key's tag and length needs only its
+            // value length and home checked: its state, reserved bits and key length are
+            // the ones `is_full_with` compared. The home is checked, though a reader does
+            // not use it, so that readers and writers agree on a corrupt slot: absent.)
             if m.is_full_with(p.tag, key.len())
                 && m.value_len() <= g.options.value_max_len()
+                && m.home() < g.sps
                 && key_equals(slot.key(), key)
             {
                 // Relaxed: validated by the recheck below.
