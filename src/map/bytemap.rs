@@ -882,7 +882,7 @@ impl Locked<'_> {
     /// [`find`](Self::find) for a key that may be added: `Found`, `Vacant` if the map has
     /// room for it (reclaiming the stripe's expired entries if that makes room), or `None`
     /// (no room).
-    #[inline(always)]
+    #[inline]
     fn find_room(
         &self,
         p: &Place,
