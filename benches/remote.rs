@@ -424,10 +424,10 @@ struct Etcd {
 
 impl Etcd {
     fn start() -> Option<Etcd> {
-        let (client, peer) = (free_port()?, free_port()?);
-        if client == peer {
-            return None;
-        }
+        let client = free_port()?;
+        // Another free port for the member's peer traffic (the kernel may hand out the
+        // same one again once it is released).
+        let peer = (0..8).filter_map(|_| free_port()).find(|&p| p != client)?;
         let dir = temp_dir("etcd");
         let c = format!("http://127.0.0.1:{client}");
         let p = format!("http://127.0.0.1:{peer}");
