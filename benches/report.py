@@ -113,6 +113,11 @@ MEANING = {
     "map_insert_1thread": "insert over a present 8-byte key (8-byte value), one thread",
     "map_incr_1thread": "increment a present counter, one thread",
 }
+# Networked engines on loopback beside shmstate (benches/remote.rs).
+MEANING["remote_lock_1thread"] = "acquire + release of an uncontended lock, one thread"
+MEANING["remote_stream_64B_1thread"] = "one 64 B message in and back out, one thread"
+MEANING["remote_kv_put_1thread"] = "put of an 8-byte value over a present 8-byte key, one thread"
+MEANING["remote_kv_get_1thread"] = "get of a present 8-byte key, one thread"
 # The message channel (benches/channel.rs): one group per shape and size.
 CHANNEL_SIZES = ["8B", "64B", "1KiB", "16KiB"]
 for _size in CHANNEL_SIZES:
@@ -133,7 +138,7 @@ BENCH_FILE = {
     "mutex": "locks", "rwlock": "locks", "condvar": "locks", "seqlock": "seqlock",
     "semaphore": "coord", "event": "coord", "barrier": "coord", "queue": "coord",
     "channel": "channel",
-    "map": "map", "histogram": "metrics", "metrics": "metrics", "render": "metrics",
+    "map": "map", "remote": "remote", "histogram": "metrics", "metrics": "metrics", "render": "metrics",
 }
 
 

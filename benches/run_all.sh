@@ -6,8 +6,9 @@
 #                                 # its report goes to target/bench-results/, not BENCHMARKS.md
 #
 # Steps: cargo bench (criterion: counters, locks, seqlock, coord, metrics, channel, map,
-# with the scaling sweeps over 1, 2, 4 and 8 processes: ~60 benches of ~2.7 s, about 3
-# minutes; the channel's ~44 rows of ~5 s, about 4 minutes), the Python multiprocessing
+# remote, with the scaling sweeps over 1, 2, 4 and 8 processes: ~60 benches of ~2.7 s, about 3
+# minutes; the channel's ~44 rows of ~5 s, about 4 minutes; the remote bench's 14 rows and
+# engine start-ups, about a minute), the Python multiprocessing
 # comparisons (benches/python/compare.py, which runs `shmstate demo`;
 # benches/python/channel_queue.py, multiprocessing.Queue; benches/python/manager_dict.py,
 # Manager().dict()), then benches/report.py.
@@ -15,6 +16,9 @@
 # The map bench's Redis rows need `redis-server` (the bench starts its own on a free
 # loopback port) or SHMSTATE_REDIS_URL=redis://127.0.0.1:PORT; without either they are
 # skipped. Installing it is not this script's job: `apt-get install -y redis-server`.
+# The remote bench (Redis, etcd and NATS on loopback beside shmstate) likewise starts
+# `redis-server`, `etcd` and `nats-server` itself and skips the rows of any not installed:
+# `apt-get install -y redis-server etcd-server nats-server`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,7 +48,7 @@ if [[ -z "${SHMSTATE_REDIS_URL:-}" ]] && ! command -v redis-server >/dev/null 2>
 fi
 
 cargo bench --bench counters --bench locks --bench seqlock --bench coord --bench metrics \
-    --bench channel --bench map 2>&1 | tee "$results/criterion.log"
+    --bench channel --bench map --bench remote 2>&1 | tee "$results/criterion.log"
 
 cargo build --release -p shmstate-cli
 python3 benches/python/compare.py --processes 2 --increments "$increments" \
