@@ -304,11 +304,33 @@ impl Drop for RegionFiles {
 }
 
 /// `target/<profile>/shmstate`, the CLI built next to this bench (`cargo build --release
-/// -p shmstate-cli`), if it is there.
+/// -p shmstate-cli`), if it is there; with a warning if it is older than its sources.
 fn cli_binary() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let bin = exe.parent()?.parent()?.join("shmstate");
-    bin.is_file().then_some(bin)
+    let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok()?;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    if newest_mtime(&root.join("src")).max(newest_mtime(&root.join("cli/src"))) > built {
+        eprintln!(
+            "warning: {} is older than its sources; rebuild it with \
+             `cargo build --release -p shmstate-cli`",
+            bin.display()
+        );
+    }
+    Some(bin)
+}
+
+/// The latest modification time of `path` or, for a directory, of anything under it.
+fn newest_mtime(path: &std::path::Path) -> std::time::SystemTime {
+    let mut newest = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .unwrap_or(std::time::UNIX_EPOCH);
+    if let Ok(entries) = std::fs::read_dir(path) {
+        for entry in entries.flatten() {
+            newest = newest.max(newest_mtime(&entry.path()));
+        }
+    }
+    newest
 }
 
 /// A `shmstate serve-metrics` process, killed and reaped when dropped.
