@@ -1,18 +1,25 @@
 //! Metrics: `Histogram::observe` in shared memory next to the in-process histograms of the
 //! `prometheus-client` and `prometheus` crates, on one thread and on two workers; and a
-//! render of 10,000 metrics (`metrics::Exposition` over three regions) next to
-//! `prometheus-client`'s text encoder over a registry of as many series. Every observe
-//! bench checks its final count.
+//! scrape of 10,000 metrics over three regions (an in-process `metrics::Exposition`, the
+//! region files opened read-only and rendered, and an HTTP GET from `shmstate
+//! serve-metrics`) next to `prometheus-client`'s text encoder over a registry of as many
+//! series. Every observe bench checks its final count; every scrape row checks its
+//! exposition once against the in-process render.
 //!
 //! Targets (reported against, never asserted): an uncontended observation in at most
 //! 10 ns; two processes no slower per observation than one; a scrape of 10,000 metrics in
 //! at most 10 ms.
 //!
-//! Run: `cargo bench --bench metrics` (smoke: `SHMSTATE_BENCH_QUICK=1 cargo bench --bench metrics`).
+//! Run: `cargo bench --bench metrics` (smoke: `SHMSTATE_BENCH_QUICK=1 cargo bench --bench metrics`);
+//! the HTTP row needs the CLI built first: `cargo build --release -p shmstate-cli`.
 
 mod common;
 
 use std::cell::Cell;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use common::{Weight, Workers, concurrent, single, tune};
@@ -23,6 +30,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram as PcHistogram;
 use prometheus_client::registry::Registry;
 use shmstate::metrics::{self, Exposition};
+use shmstate::region::ReadOnlyRegion;
 use shmstate::{Histogram, Region, RegionOptions};
 
 /// Prometheus' default buckets (the Go client's `DefBuckets`), as a service would use.
@@ -214,10 +222,232 @@ fn metric_count() -> usize {
     common::size(10_000, 1_000)
 }
 
-/// A scrape: every metric of three regions (a region's directory holds at most 4,096
-/// objects) rendered into one exposition, vs prometheus-client encoding a registry of as
-/// many labelled counters. Labelled counters, as a service with many routes has; a few
-/// histograms among them.
+/// Fills `regions` with `n` metrics, round-robin: labelled counters, as a service with
+/// many routes has, and a histogram every 1,000 metrics.
+fn populate(regions: &[Region], n: usize) {
+    for i in 0..n {
+        let region = &regions[i % regions.len()];
+        if i % 1000 == 999 {
+            let h = metrics::histogram(region, &format!("db_seconds{{shard=\"{i}\"}}"), &BOUNDS)
+                .expect("histogram");
+            h.observe(0.02);
+        } else {
+            metrics::counter(region, &format!("http_requests_total{{route=\"/r{i}\"}}"))
+                .expect("counter")
+                .add(i as u64);
+        }
+    }
+}
+
+/// The exposition of `sources` into `out`, as one scrape writes it.
+fn render_into<S: metrics::MetricSource>(sources: &[S], out: &mut Vec<u8>) -> usize {
+    out.clear();
+    let mut e = Exposition::new();
+    for s in sources {
+        e.add(s);
+    }
+    e.write(out).expect("write to a Vec");
+    assert!(e.skipped().is_empty());
+    out.len()
+}
+
+/// What `shmstate metrics` and `serve-metrics` do at each scrape: open every region file
+/// read-only (`ReadOnlyRegion::open`: map, validate the header) and render them into one
+/// exposition.
+fn scrape_files(paths: &[PathBuf], out: &mut Vec<u8>) -> usize {
+    let views: Vec<ReadOnlyRegion> = paths
+        .iter()
+        .map(|p| ReadOnlyRegion::open(p).expect("region file opens read-only"))
+        .collect();
+    render_into(&views, out)
+}
+
+/// Region files for the scrape rows: in /dev/shm (where a service keeps them), or the
+/// temporary directory; removed when dropped.
+struct RegionFiles {
+    paths: Vec<PathBuf>,
+    regions: Vec<Region>,
+}
+
+impl RegionFiles {
+    fn create(count: usize) -> Self {
+        let shm = std::path::Path::new("/dev/shm");
+        let dir = if shm.is_dir() {
+            shm.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
+        let paths: Vec<PathBuf> = (0..count)
+            .map(|k| dir.join(format!("shmstate-bench-metrics-{}-{k}", std::process::id())))
+            .collect();
+        let regions = paths
+            .iter()
+            .map(|p| {
+                let _ = std::fs::remove_file(p);
+                RegionOptions::new()
+                    .capacity(4096)
+                    .create(p, 8 << 20)
+                    .expect("region file")
+            })
+            .collect();
+        RegionFiles { paths, regions }
+    }
+}
+
+impl Drop for RegionFiles {
+    fn drop(&mut self) {
+        self.regions.clear();
+        for p in &self.paths {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// `target/<profile>/shmstate`, the CLI built next to this bench (`cargo build --release
+/// -p shmstate-cli`), if it is there; with a warning if it is older than its sources.
+fn cli_binary() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe.parent()?.parent()?.join("shmstate");
+    let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok()?;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    if newest_mtime(&root.join("src")).max(newest_mtime(&root.join("cli/src"))) > built {
+        eprintln!(
+            "warning: {} is older than its sources; rebuild it with \
+             `cargo build --release -p shmstate-cli`",
+            bin.display()
+        );
+    }
+    Some(bin)
+}
+
+/// The latest modification time of `path` or, for a directory, of anything under it.
+fn newest_mtime(path: &std::path::Path) -> std::time::SystemTime {
+    let mut newest = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .unwrap_or(std::time::UNIX_EPOCH);
+    if let Ok(entries) = std::fs::read_dir(path) {
+        for entry in entries.flatten() {
+            newest = newest.max(newest_mtime(&entry.path()));
+        }
+    }
+    newest
+}
+
+/// A `shmstate serve-metrics` process, killed and reaped when dropped.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(bin: &std::path::Path, paths: &[PathBuf]) -> Server {
+        let mut child = Command::new(bin)
+            .args(["serve-metrics", "--listen", "127.0.0.1:0"])
+            .args(paths)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start shmstate serve-metrics");
+        // The first line: `listening on http://ADDR/metrics` (a server that fails to start
+        // closes stdout, which ends the read).
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped stdout"))
+            .read_line(&mut line)
+            .expect("read the server's first line");
+        let addr = line
+            .trim_end()
+            .strip_prefix("listening on http://")
+            .and_then(|a| a.strip_suffix("/metrics"))
+            .unwrap_or_else(|| panic!("serve-metrics printed {line:?}"))
+            .to_owned();
+        Server { child, addr }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP/1.1 client on one kept-alive connection, as Prometheus scrapes a target.
+struct Client {
+    reader: BufReader<TcpStream>,
+    request: Vec<u8>,
+}
+
+impl Client {
+    fn connect(addr: &str) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect to serve-metrics");
+        stream.set_nodelay(true).expect("TCP_NODELAY");
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .expect("read timeout");
+        Client {
+            reader: BufReader::new(stream),
+            request: format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").into_bytes(),
+        }
+    }
+
+    /// One GET of /metrics: the body into `body` (de-chunked); its length.
+    fn get(&mut self, body: &mut Vec<u8>) -> usize {
+        self.reader
+            .get_mut()
+            .write_all(&self.request)
+            .expect("send the request");
+        body.clear();
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("status line");
+        assert!(line.starts_with("HTTP/1.1 200"), "status {line:?}");
+        let mut length = None;
+        let mut chunked = false;
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line).expect("header line");
+            let h = line.trim_end().to_ascii_lowercase();
+            if h.is_empty() {
+                break;
+            }
+            if let Some(v) = h.strip_prefix("content-length:") {
+                length = Some(v.trim().parse::<usize>().expect("a length"));
+            } else if h.starts_with("transfer-encoding:") && h.contains("chunked") {
+                chunked = true;
+            }
+        }
+        if chunked {
+            loop {
+                line.clear();
+                self.reader.read_line(&mut line).expect("chunk size");
+                let size = usize::from_str_radix(line.trim_end(), 16).expect("hex chunk size");
+                let at = body.len();
+                body.resize(at + size + 2, 0);
+                self.reader.read_exact(&mut body[at..]).expect("chunk");
+                body.truncate(at + size); // the chunk's CRLF
+                if size == 0 {
+                    break;
+                }
+            }
+        } else {
+            let n = length.expect("a Content-Length or chunks");
+            body.resize(n, 0);
+            self.reader.read_exact(body).expect("body");
+        }
+        body.len()
+    }
+}
+
+/// A scrape of 10,000 metrics: every metric of three regions (a region's directory holds
+/// at most 4,096 objects) in one exposition, three ways, vs prometheus-client encoding a
+/// registry of as many labelled counters:
+///
+/// - `shmstate_exposition`: an in-process render of three anonymous regions the bench
+///   holds open (a `/metrics` handler inside the service);
+/// - `shmstate_files_read_only`: the same metrics in three region files, opened read-only
+///   and rendered at each scrape, as `shmstate metrics` and `serve-metrics` do;
+/// - `shmstate_serve_metrics_http`: one `GET /metrics` over a kept-alive HTTP/1.1
+///   connection to a `shmstate serve-metrics` process serving those files (the CLI binary
+///   next to this bench; the row is skipped, with a message, when it is not built).
 fn render(c: &mut Criterion) {
     let n = metric_count();
     let mut g = common::group(c, format!("render_{n}_metrics"));
@@ -232,31 +462,43 @@ fn render(c: &mut Criterion) {
                 .expect("anonymous region")
         })
         .collect();
-    for i in 0..n {
-        let region = &regions[i % 3];
-        if i % 1000 == 999 {
-            let h = metrics::histogram(region, &format!("db_seconds{{shard=\"{i}\"}}"), &BOUNDS)
-                .expect("histogram");
-            h.observe(0.02);
-        } else {
-            metrics::counter(region, &format!("http_requests_total{{route=\"/r{i}\"}}"))
-                .expect("counter")
-                .add(i as u64);
+    populate(&regions, n);
+    let mut out = Vec::with_capacity(1 << 20);
+    let expected = {
+        render_into(&regions, &mut out);
+        out.clone()
+    };
+    g.bench_function("shmstate_exposition", |b| {
+        b.iter(|| render_into(&regions, &mut out))
+    });
+
+    let files = RegionFiles::create(3);
+    populate(&files.regions, n);
+    // The files hold the same metrics in the same order: the same exposition.
+    scrape_files(&files.paths, &mut out);
+    assert!(
+        out == expected,
+        "the files render as the anonymous regions do"
+    );
+    g.bench_function("shmstate_files_read_only", |b| {
+        b.iter(|| scrape_files(&files.paths, &mut out))
+    });
+
+    match cli_binary() {
+        None => eprintln!(
+            "skipping shmstate_serve_metrics_http: no shmstate binary next to this bench \
+             (build it with `cargo build --release -p shmstate-cli`)"
+        ),
+        Some(bin) => {
+            let server = Server::start(&bin, &files.paths);
+            let mut client = Client::connect(&server.addr);
+            client.get(&mut out);
+            assert!(out == expected, "serve-metrics sends the files' exposition");
+            g.bench_function("shmstate_serve_metrics_http", |b| {
+                b.iter(|| client.get(&mut out))
+            });
         }
     }
-    let mut out = Vec::with_capacity(1 << 20);
-    g.bench_function("shmstate_exposition", |b| {
-        b.iter(|| {
-            out.clear();
-            let mut e = Exposition::new();
-            for r in &regions {
-                e.add(r);
-            }
-            e.write(&mut out).expect("write to a Vec");
-            assert!(e.skipped().is_empty());
-            out.len()
-        })
-    });
 
     let mut registry = Registry::default();
     let family = Family::<Vec<(String, String)>, PcCounter>::default();
