@@ -47,10 +47,13 @@ if [[ -z "${SHMSTATE_REDIS_URL:-}" ]] && ! command -v redis-server >/dev/null 2>
         "(install it with: apt-get install -y redis-server)"
 fi
 
+# The CLI first: the metrics bench scrapes a `serve-metrics` it starts from
+# target/release/shmstate, and the Python comparisons run its `demo`.
+cargo build --release -p shmstate-cli
+
 cargo bench --bench counters --bench locks --bench seqlock --bench coord --bench metrics \
     --bench channel --bench map --bench remote 2>&1 | tee "$results/criterion.log"
 
-cargo build --release -p shmstate-cli
 python3 benches/python/compare.py --processes 2 --increments "$increments" \
     --shmstate-bin "$target/release/shmstate" --json "$results/python.json" \
     | tee "$results/python.log"
