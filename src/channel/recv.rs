@@ -317,7 +317,9 @@ impl Channel {
         // will be written to, so that while this receiver waits it keeps the line, and
         // the look that finds a message moved it here together with `tail` (two misses
         // at once) rather than after it.
-        let _ = self.word_at(head & (self.cap() - 1)).load(Ordering::Relaxed);
+        let _ = self
+            .word_at(head & (self.cap() - 1))
+            .load(Ordering::Relaxed);
         // Acquire: pairs with the senders' Release compare-exchange of `tail` (for a
         // caller that then takes the lock, the lock orders anyway).
         let t = h.tail.tail.load(Ordering::Acquire);
