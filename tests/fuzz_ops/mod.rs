@@ -1889,11 +1889,16 @@ pub fn channel(data: &[u8]) {
             9 => {
                 let (at, n, fill) = (usize::from(inp.u8()), usize::from(inp.u8()), inp.u8());
                 if let Some(s) = slots.last_mut() {
-                    timed("SendSlot::write_at", || {
+                    timed("SendSlot::write_at / io::Write", || {
                         let len = s.len();
-                        let at = at % (len + 1);
-                        let n = n % (len - at + 1);
-                        s.write_at(at, &vec![fill; n]);
+                        if fill & 1 == 0 {
+                            let at = at % (len + 1);
+                            let n = n % (len - at + 1);
+                            s.write_at(at, &vec![fill; n]);
+                        } else {
+                            // Writes at most what is left of the slot.
+                            let _ = std::io::Write::write(s, &vec![fill; n]);
+                        }
                         s.written()
                     });
                 }
