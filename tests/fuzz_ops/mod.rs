@@ -5,12 +5,16 @@
 //!
 //! Only bounded operations run: `try_*`, and timed waits with deadlines of at most 2 ms (or
 //! already past). An untimed wait may legitimately block for good on a word that names a
-//! live thread, so it is never called. Each operation must return within [`OP_BOUND`] and
-//! must not panic; a guard held across raw writes must drop without panicking or blocking.
+//! live thread, so it is never called. (The one exception: the map's untimed operations
+//! wait only for stripe locks, so they run right after every stripe lock word is cleared or
+//! made to name a dead thread.) Each operation must return within [`OP_BOUND`] and must not
+//! panic; a guard held across raw writes must drop without panicking or blocking.
 //!
 //! Input layout: one byte `n`, then `n` bytes copied over the family's objects laid end to
-//! end (the rest stays zero, a valid fresh state), then up to [`MAX_OPS`] operations, each
-//! an opcode byte and its arguments. Missing argument bytes read as zero.
+//! end (the rest stays as the object's constructor left it: a valid fresh state), then up
+//! to [`MAX_OPS`] operations, each an opcode byte and its arguments. Missing argument bytes
+//! read as zero. Objects larger than 256 bytes (the map and the channel) are offered to the
+//! image and to raw writes as windows of at most 256 bytes.
 //!
 //! Set `SHMSTATE_FUZZ_TRACE=1` to print each operation as it runs.
 #![allow(dead_code)]
@@ -1289,6 +1293,7 @@ impl MapShape {
         self.stripes * self.sps
     }
 
+    /// Byte offset of the first stripe head.
     fn heads_at(self) -> usize {
         MAP_HEADER_LINES * 64
     }
@@ -1391,9 +1396,9 @@ fn map_raw(inp: &mut Input<'_>, o: &dyn Bytes, shape: MapShape) {
             // A stripe head's sequence, count or write counter, or the map's count line.
             let s = usize::from(inp.u8()) % shape.stripes;
             let word = match inp.u8() % 6 {
-                0 => MAP_HEADER_LINES * 64 + s * 64 + 8,
-                1 => MAP_HEADER_LINES * 64 + s * 64 + 16,
-                2 => MAP_HEADER_LINES * 64 + s * 64 + 24,
+                0 => shape.heads_at() + s * 64 + 8,
+                1 => shape.heads_at() + s * 64 + 16,
+                2 => shape.heads_at() + s * 64 + 24,
                 w => 64 + 8 * usize::from(w - 3),
             };
             let delta = i64::from(inp.u8() as i8);
