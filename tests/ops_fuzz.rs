@@ -137,3 +137,13 @@ fn hostile_bytes_never_wedge_or_panic_the_coordination_primitives() {
 fn hostile_bytes_never_wedge_or_panic_the_values() {
     run("values", fuzz_ops::values);
 }
+
+#[test]
+fn hostile_bytes_never_wedge_or_panic_the_map() {
+    run("map", fuzz_ops::map);
+}
+
+#[test]
+fn hostile_bytes_never_wedge_or_panic_the_channel() {
+    run("channel", fuzz_ops::channel);
+}

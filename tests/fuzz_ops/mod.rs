@@ -5,12 +5,16 @@
 //!
 //! Only bounded operations run: `try_*`, and timed waits with deadlines of at most 2 ms (or
 //! already past). An untimed wait may legitimately block for good on a word that names a
-//! live thread, so it is never called. Each operation must return within [`OP_BOUND`] and
-//! must not panic; a guard held across raw writes must drop without panicking or blocking.
+//! live thread, so it is never called. (The one exception: the map's untimed operations
+//! wait only for stripe locks, so they run right after every stripe lock word is cleared or
+//! made to name a dead thread.) Each operation must return within [`OP_BOUND`] and must not
+//! panic; a guard held across raw writes must drop without panicking or blocking.
 //!
 //! Input layout: one byte `n`, then `n` bytes copied over the family's objects laid end to
-//! end (the rest stays zero, a valid fresh state), then up to [`MAX_OPS`] operations, each
-//! an opcode byte and its arguments. Missing argument bytes read as zero.
+//! end (the rest stays as the object's constructor left it: a valid fresh state), then up
+//! to [`MAX_OPS`] operations, each an opcode byte and its arguments. Missing argument bytes
+//! read as zero. Objects larger than 256 bytes (the map and the channel) are offered to the
+//! image and to raw writes as windows of at most 256 bytes.
 //!
 //! Set `SHMSTATE_FUZZ_TRACE=1` to print each operation as it runs.
 #![allow(dead_code)]
@@ -23,10 +27,11 @@ use std::time::{Duration, Instant};
 use shmstate::seqlock::SeqLockArrayWriteGuard;
 use shmstate::sync::Ordering;
 use shmstate::{
-    Barrier, BoundedSemaphore, Condvar, Counter, Event, Mutex, MutexGuard, OwnerDied, Queue,
-    RawMutex, RawRwLock, ReentrantMutex, ReentrantMutexGuard, RwLock, RwLockReadGuard,
-    RwLockWriteGuard, Semaphore, SeqLock, SeqLockArray, SeqLockWriteGuard, Shared, SharedSized,
-    StripedCounter, TimedLockError, TryLockError, Value,
+    Barrier, BoundedSemaphore, ByteMap, Channel, ChannelOptions, Condvar, Counter, Event, Map,
+    MapOptions, Mutex, MutexGuard, OwnerDied, Queue, RawMutex, RawRwLock, ReentrantMutex,
+    ReentrantMutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, Semaphore, SendSlot, SeqLock,
+    SeqLockArray, SeqLockWriteGuard, Shared, SharedSized, StripedCounter, TimedLockError,
+    TryLockError, Update, Value,
 };
 use shmstate::{Elem, Kind, TypeTag};
 
@@ -194,6 +199,9 @@ pub trait Bytes {
     fn size(&self) -> usize;
     /// Writes `bytes` at `offset` (clipped to the object).
     fn poke(&self, offset: usize, bytes: &[u8]);
+    /// Reads bytes at `offset` into `out` (clipped to the object; the rest of `out` is
+    /// left as it was).
+    fn peek(&self, offset: usize, out: &mut [u8]);
 }
 
 impl<T: ?Sized + Shared> Bytes for Obj<T> {
@@ -215,6 +223,82 @@ impl<T: ?Sized + Shared> Bytes for Obj<T> {
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.base.as_ptr().add(offset), n);
         }
     }
+
+    fn peek(&self, offset: usize, out: &mut [u8]) {
+        let size = self.size();
+        let offset = offset.min(size);
+        let n = out.len().min(size - offset);
+        // SAFETY: `[offset, offset + n)` lies inside the allocation, which is initialised
+        // (zero-filled, then written only by the object's operations and `poke`); no
+        // operation is running, so nothing writes these bytes concurrently.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.base.as_ptr().add(offset), out.as_mut_ptr(), n);
+        }
+    }
+}
+
+/// A byte range of another object: raw writes pick an offset with one byte, so a large
+/// object is offered to them in windows of at most 256 bytes.
+pub struct Window<'a> {
+    obj: &'a dyn Bytes,
+    start: usize,
+    len: usize,
+}
+
+impl Bytes for Window<'_> {
+    fn size(&self) -> usize {
+        self.len
+    }
+
+    fn poke(&self, offset: usize, bytes: &[u8]) {
+        let offset = offset.min(self.len);
+        let n = bytes.len().min(self.len - offset);
+        self.obj.poke(self.start + offset, &bytes[..n]);
+    }
+
+    fn peek(&self, offset: usize, out: &mut [u8]) {
+        let offset = offset.min(self.len);
+        let n = out.len().min(self.len - offset);
+        self.obj.peek(self.start + offset, &mut out[..n]);
+    }
+}
+
+/// Windows of at most `chunk` bytes over `[start, end)` of `obj`.
+fn windows(obj: &dyn Bytes, start: usize, end: usize, chunk: usize) -> Vec<Window<'_>> {
+    let end = end.min(obj.size());
+    (start..end)
+        .step_by(chunk)
+        .map(|at| Window {
+            obj,
+            start: at,
+            len: chunk.min(end - at),
+        })
+        .collect()
+}
+
+/// The little-endian `u64` at byte `offset` of `o`.
+fn peek_u64(o: &dyn Bytes, offset: usize) -> u64 {
+    let mut b = [0u8; 8];
+    o.peek(offset, &mut b);
+    u64::from_le_bytes(b)
+}
+
+/// Writes `v` little-endian at byte `offset` of `o`.
+fn poke_u64(o: &dyn Bytes, offset: usize, v: u64) {
+    o.poke(offset, &v.to_le_bytes());
+}
+
+/// The bytes of an object the crate built on the heap (a map or a channel with its header
+/// written by its constructor), to copy into an [`Obj`] of the same shape.
+fn bytes_of_fresh<T: ?Sized>(t: &T) -> Vec<u8> {
+    let n = size_of_val(t);
+    let mut v = vec![0u8; n];
+    // SAFETY: `t` is a live, initialised object of `n` bytes, borrowed for the copy; the
+    // types copied here are atomics only, without padding (their `Shared` impls say so),
+    // and no other thread can reach this private heap object, so a plain read of its
+    // bytes races with nothing.
+    unsafe { std::ptr::copy_nonoverlapping((t as *const T).cast::<u8>(), v.as_mut_ptr(), n) };
+    v
 }
 
 /// Copies the input's initial image over `objs` laid end to end.
@@ -1182,4 +1266,699 @@ pub fn values(data: &[u8]) {
             _ => {}
         }
     }
+}
+
+// ----- map: ByteMap, Map<K, V> -----
+
+/// The seed of the maps' hash: fixed, so that an input means the same layout every run.
+const MAP_SEED: [u8; 16] = *b"shmstate-fuzzing";
+
+/// Words of a map's header line; word 6 packs the geometry (bits 0..6 log2 of the
+/// stripes, 8..17 slots per stripe; see the map's module docs, "Layout").
+const MAP_GEOMETRY_WORD: usize = 6;
+
+/// Lines before the stripe heads: the header and the count line.
+const MAP_HEADER_LINES: usize = 2;
+
+/// Where a map's parts lie in its raw bytes.
+#[derive(Clone, Copy)]
+struct MapShape {
+    stripes: usize,
+    sps: usize,
+    slot_words: usize,
+}
+
+impl MapShape {
+    fn slots(self) -> usize {
+        self.stripes * self.sps
+    }
+
+    /// Byte offset of the first stripe head.
+    fn heads_at(self) -> usize {
+        MAP_HEADER_LINES * 64
+    }
+
+    /// Byte offset of slot `i` (counted over every stripe).
+    fn slot_at(self, i: usize) -> usize {
+        (MAP_HEADER_LINES + self.stripes) * 64 + i * self.slot_words * 8
+    }
+}
+
+/// A header word 6 for `stripes` (a power of two) stripes of `sps` slots.
+fn packed_geometry(stripes: usize, sps: usize) -> u64 {
+    u64::from(stripes.trailing_zeros()) | (sps as u64) << 8
+}
+
+/// The byte map's options: one stripe of 58 slots.
+fn byte_map_options() -> MapOptions {
+    MapOptions::new(24).key_max(16).value_max(24)
+}
+
+/// The typed map: `Map<u64, [u8; 8]>` of capacity 24, its header rewritten to four
+/// stripes of 8 slots (the capacity rule would give one stripe of 58; a header that breaks
+/// the rule is used as it says, see the map's module docs, "Hostile bytes"), so that the
+/// paths across stripes (eviction from another stripe, the count's heal scan) run in a
+/// small object.
+type TypedMap = Map<u64, [u8; 8]>;
+const TYPED_STRIPES: usize = 4;
+const TYPED_SPS: usize = 8;
+const TYPED_SLOT_WORDS: usize = 4 + 1 + 1;
+const TYPED_LINES: usize =
+    MAP_HEADER_LINES + TYPED_STRIPES + (TYPED_STRIPES * TYPED_SPS * TYPED_SLOT_WORDS).div_ceil(8);
+
+/// The fresh maps' bytes (made by the crate's constructors), built once.
+fn map_templates() -> &'static (Vec<u8>, Vec<u8>) {
+    static T: OnceLock<(Vec<u8>, Vec<u8>)> = OnceLock::new();
+    T.get_or_init(|| {
+        let bm = ByteMap::with_seed(byte_map_options(), MAP_SEED).expect("valid options");
+        let bytes = bytes_of_fresh(&*bm);
+        let tm = TypedMap::with_seed(24, MAP_SEED).expect("valid options");
+        let mut header = bytes_of_fresh(tm.as_bytes());
+        header.truncate(64);
+        let g = packed_geometry(TYPED_STRIPES, TYPED_SPS).to_le_bytes();
+        header[MAP_GEOMETRY_WORD * 8..][..8].copy_from_slice(&g);
+        (bytes, header)
+    })
+}
+
+/// Clears each stripe lock word of the map `o` (per its header as it is now), or makes it
+/// name a dead thread: an untimed operation may then lock any stripe within a slice. (It
+/// waits for a live holder for as long as it holds on, by design: a lock word a raw write
+/// left may name this thread, a live sibling, or init.)
+fn free_stripes(o: &dyn Bytes, dead: bool) {
+    let log = peek_u64(o, MAP_GEOMETRY_WORD * 8) & 0x3f;
+    let lines = o.size() / 64;
+    let stripes = if log < 24 { 1usize << log } else { 0 };
+    let w = if dead { dead_tid() } else { 0 };
+    for s in 0..stripes.min(lines.saturating_sub(MAP_HEADER_LINES)) {
+        o.poke((MAP_HEADER_LINES + s) * 64, &w.to_le_bytes());
+    }
+}
+
+/// Raw writes shaped by the map's layout: an entry copied or swapped to another slot (two
+/// copies of a key, an entry away from its home), a slot's sequence made odd (a torn
+/// write), meta bits flipped, an entry expired, a count or sequence off by a little.
+fn map_raw(inp: &mut Input<'_>, o: &dyn Bytes, shape: MapShape) {
+    let sub = inp.u8();
+    let pick = |inp: &mut Input<'_>| -> usize {
+        let b = usize::from(inp.u8());
+        // Mostly a full slot (state bits 1 in its meta word), the `b`-th one found.
+        let full: Vec<usize> = (0..shape.slots())
+            .filter(|&i| peek_u64(o, shape.slot_at(i) + 8) & 3 == 1)
+            .collect();
+        if b & 0x80 != 0 && !full.is_empty() {
+            full[b % full.len()]
+        } else {
+            b % shape.slots()
+        }
+    };
+    let (a, b) = (pick(inp), pick(inp));
+    let bytes = shape.slot_words * 8;
+    let (at, bt) = (shape.slot_at(a), shape.slot_at(b));
+    let mut sa = vec![0u8; bytes];
+    o.peek(at, &mut sa);
+    trace(&format!("  map raw {} on slots {a}, {b}", sub % 7));
+    match sub % 7 {
+        0 => o.poke(bt, &sa),
+        1 => {
+            let mut sb = vec![0u8; bytes];
+            o.peek(bt, &mut sb);
+            o.poke(at, &sb);
+            o.poke(bt, &sa);
+        }
+        2 => poke_u64(o, at, peek_u64(o, at).wrapping_add(1)),
+        3 => {
+            let bit = u32::from(inp.u8() % 64);
+            poke_u64(o, at + 8, peek_u64(o, at + 8) ^ (1 << bit));
+        }
+        4 => poke_u64(o, at + 16, 1),
+        5 => {
+            // A stripe head's sequence, count or write counter, or the map's count line.
+            let s = usize::from(inp.u8()) % shape.stripes;
+            let word = match inp.u8() % 6 {
+                0 => shape.heads_at() + s * 64 + 8,
+                1 => shape.heads_at() + s * 64 + 16,
+                2 => shape.heads_at() + s * 64 + 24,
+                w => 64 + 8 * usize::from(w - 3),
+            };
+            let delta = i64::from(inp.u8() as i8);
+            let delta = if inp.u8() & 1 == 0 {
+                delta
+            } else {
+                delta << 32
+            };
+            poke_u64(o, word, peek_u64(o, word).wrapping_add_signed(delta));
+        }
+        _ => {
+            // The stamp (eviction order) or the home slot of the entry.
+            if inp.u8() & 1 == 0 {
+                poke_u64(o, at + 24, inp.u64());
+            } else {
+                let home = u64::from(inp.u8());
+                poke_u64(o, at + 8, peek_u64(o, at + 8) & !(0xff << 32) | home << 32);
+            }
+        }
+    }
+}
+
+/// Keys of the byte map: 36 of them (more than its capacity), of lengths around word
+/// boundaries and its limit (16), and one too long.
+fn map_key(inp: &mut Input<'_>) -> Vec<u8> {
+    const LENS: [usize; 9] = [0, 1, 7, 8, 9, 15, 16, 3, 17];
+    let b = inp.u8();
+    vec![b'a' + (b >> 4) % 4; LENS[usize::from(b) % LENS.len()]]
+}
+
+/// Values of the byte map: 0 to 26 bytes (its limit is 24).
+fn map_value(inp: &mut Input<'_>) -> Vec<u8> {
+    let b = inp.u8();
+    vec![b; usize::from(b) % 27]
+}
+
+/// A time to live: none left, or too short to outlive the input, or long.
+fn map_ttl(inp: &mut Input<'_>) -> Duration {
+    match inp.u8() % 5 {
+        0 => Duration::ZERO,
+        1 => Duration::from_micros(1),
+        2 => Duration::from_micros(50),
+        3 => Duration::from_millis(1),
+        _ => Duration::from_secs(3600),
+    }
+}
+
+/// What an `update` closure decides, from one input byte.
+fn map_update<V: Clone>(sub: u8, new: V, old: Option<V>) -> Update<u8, V> {
+    match sub % 4 {
+        0 => Update::Keep(0),
+        1 => Update::Remove(1),
+        2 => Update::Set(new, 2),
+        _ => Update::Set(old.unwrap_or(new), 3),
+    }
+}
+
+/// The map family: a `ByteMap` (capacity 24, keys up to 16 bytes, values up to 24) and a
+/// `Map<u64, [u8; 8]>` of four stripes. Operations run through `with_deadline` (a deadline
+/// at most 2 ms away) or the `try_`/timed reads; the untimed ones (`clear`,
+/// `purge_expired`, `for_each`, `snapshot`, and untimed reads and writes) run only after
+/// [`free_stripes`].
+pub fn map(data: &[u8]) {
+    let (bm_bytes, tm_header) = map_templates();
+    let bm_obj = Obj::<ByteMap>::new(bm_bytes.len() / 64);
+    bm_obj.poke(0, bm_bytes);
+    let tm_obj = Obj::<TypedMap>::new(TYPED_LINES);
+    tm_obj.poke(0, tm_header);
+    let (bm, tm) = (bm_obj.get(), tm_obj.get());
+
+    let bm_geometry = peek_u64(&bm_obj, MAP_GEOMETRY_WORD * 8);
+    let bm_shape = MapShape {
+        stripes: 1 << (bm_geometry & 0x3f),
+        sps: (bm_geometry >> 8 & 0x1ff) as usize,
+        slot_words: 4 + 2 + 3,
+    };
+    let tm_shape = MapShape {
+        stripes: TYPED_STRIPES,
+        sps: TYPED_SPS,
+        slot_words: TYPED_SLOT_WORDS,
+    };
+    debug_assert_eq!(bm.capacity(), 24, "the byte map's header is valid");
+    debug_assert_eq!(tm.capacity(), 24, "the typed map's crafted header is valid");
+
+    // Raw writes reach every byte: the slots, the count line and stripe heads, then the
+    // header lines (the initial image covers them in this order: a short one leaves the
+    // counts and headers as they are).
+    let bm_slots = bm_shape.slot_at(0);
+    let tm_slots = tm_shape.slot_at(0);
+    let mut views: Vec<Window<'_>> = Vec::new();
+    views.extend(windows(&bm_obj, bm_slots, bm_obj.size(), 256));
+    views.extend(windows(&tm_obj, tm_slots, tm_obj.size(), 256));
+    views.extend(windows(&bm_obj, 64, bm_slots, 256));
+    views.extend(windows(&tm_obj, 64, tm_slots, 256));
+    views.extend(windows(&bm_obj, 0, 64, 64));
+    views.extend(windows(&tm_obj, 0, 64, 64));
+    let objs: Vec<&dyn Bytes> = views.iter().map(|w| w as &dyn Bytes).collect();
+
+    let mut inp = Input::new(data);
+    image(&mut inp, &objs);
+
+    let mut out = Vec::new();
+    for _ in 0..MAX_OPS {
+        let Some(op) = inp.next() else { break };
+        let Some(op) = raw_write(op, 40, &mut inp, &objs) else {
+            continue;
+        };
+        let d = inp.deadline();
+        let (b, t) = (bm.with_deadline(d), tm.with_deadline(d));
+        match op {
+            // ByteMap, reads.
+            2 => {
+                let k = map_key(&mut inp);
+                let _ = timed("ByteMap::with_deadline.get", || b.get(&k, &mut out));
+            }
+            3 => {
+                let k = map_key(&mut inp);
+                let _ = timed("ByteMap::with_deadline.get_with", || {
+                    b.get_with(&k, |v| v.len())
+                });
+            }
+            4 => {
+                let k = map_key(&mut inp);
+                let _ = timed("ByteMap::with_deadline.contains", || b.contains(&k));
+            }
+            5 => {
+                let k = map_key(&mut inp);
+                let _ = timed("ByteMap::try_get", || bm.try_get(&k, &mut out));
+            }
+            6 => {
+                let (k, t) = (map_key(&mut inp), inp.timeout());
+                let _ = timed("ByteMap::get_timeout", || bm.get_timeout(&k, &mut out, t));
+            }
+            7 => {
+                let (k, d) = (map_key(&mut inp), inp.deadline());
+                let _ = timed("ByteMap::get_with_until", || {
+                    bm.get_with_until(&k, |v| v.first().copied(), d)
+                });
+            }
+            // ByteMap, writes.
+            8 => {
+                let (k, v) = (map_key(&mut inp), map_value(&mut inp));
+                let _ = timed("ByteMap::with_deadline.insert", || b.insert(&k, &v));
+            }
+            9 => {
+                let (k, v) = (map_key(&mut inp), map_value(&mut inp));
+                let _ = timed("ByteMap::with_deadline.set", || b.set(&k, &v));
+            }
+            10 => {
+                let (k, v) = (map_key(&mut inp), map_value(&mut inp));
+                let _ = timed("ByteMap::with_deadline.add", || b.add(&k, &v));
+            }
+            11 => {
+                let (k, v) = (map_key(&mut inp), map_value(&mut inp));
+                let _ = timed("ByteMap::with_deadline.replace", || b.replace(&k, &v));
+            }
+            12 => {
+                let k = map_key(&mut inp);
+                let _ = timed("ByteMap::with_deadline.remove", || b.remove(&k));
+            }
+            13 => {
+                // The current value: the last one read, or any.
+                let (k, v) = (map_key(&mut inp), map_value(&mut inp));
+                let cur = if inp.u8() & 1 == 0 {
+                    out.clone()
+                } else {
+                    map_value(&mut inp)
+                };
+                let _ = timed("ByteMap::with_deadline.compare_exchange", || {
+                    b.compare_exchange(&k, &cur, &v)
+                });
+            }
+            14 => {
+                let (k, v, sub) = (map_key(&mut inp), map_value(&mut inp), inp.u8());
+                let _ = timed("ByteMap::with_deadline.update", || {
+                    b.update(&k, |old| map_update(sub, v, old.map(<[u8]>::to_vec)))
+                });
+            }
+            15 => {
+                let (k, by, init) = (map_key(&mut inp), inp.u64() as i64, i64::from(inp.u8()));
+                let _ = timed("ByteMap::with_deadline.incr", || b.incr(&k, by, init));
+            }
+            16 => {
+                let (k, v, ttl) = (map_key(&mut inp), map_value(&mut inp), map_ttl(&mut inp));
+                let _ = timed("ByteMap::with_deadline.insert_ttl", || {
+                    b.insert_ttl(&k, &v, ttl)
+                });
+            }
+            17 => {
+                let (k, v) = (map_key(&mut inp), map_value(&mut inp));
+                let _ = timed("ByteMap::with_deadline.insert_evicting", || {
+                    b.insert_evicting(&k, &v)
+                });
+            }
+            18 => {
+                let _ = timed("ByteMap::len", || {
+                    (bm.len(), bm.is_empty(), bm.capacity(), bm.options())
+                });
+            }
+            // ByteMap, untimed, with every stripe lock free or a dead thread's.
+            19 => {
+                let (sub, dead) = (inp.u8(), inp.u8() & 1 == 1);
+                let (k, v) = (map_key(&mut inp), map_value(&mut inp));
+                free_stripes(&bm_obj, dead);
+                match sub % 8 {
+                    0 => timed("ByteMap::clear", || bm.clear()),
+                    1 => {
+                        let _ = timed("ByteMap::purge_expired", || bm.purge_expired());
+                    }
+                    2 => {
+                        let _ = timed("ByteMap::snapshot", || bm.snapshot());
+                    }
+                    3 => {
+                        let mut n = 0;
+                        timed("ByteMap::for_each", || {
+                            bm.for_each(|k, v| n += k.len() + v.len())
+                        });
+                    }
+                    4 => {
+                        let _ = timed("ByteMap::get", || bm.get(&k, &mut out));
+                    }
+                    5 => {
+                        let _ = timed("ByteMap::insert", || bm.insert(&k, &v));
+                    }
+                    6 => {
+                        let _ = timed("ByteMap::remove", || bm.remove(&k));
+                    }
+                    _ => {
+                        let _ = timed("ByteMap::insert_evicting", || bm.insert_evicting(&k, &v));
+                    }
+                }
+            }
+            // Map<u64, [u8; 8]>.
+            20..=34 => {
+                let k = u64::from(inp.u8() % 40);
+                let v = inp.u64().to_le_bytes();
+                match op {
+                    20 => {
+                        let _ = timed("Map::with_deadline.get", || t.get(&k));
+                    }
+                    21 => {
+                        let _ = timed("Map::with_deadline.contains", || t.contains(&k));
+                    }
+                    22 => {
+                        let t = inp.timeout();
+                        let _ = timed("Map::try_get/get_timeout", || {
+                            (tm.try_get(&k), tm.get_timeout(&k, t))
+                        });
+                    }
+                    23 => {
+                        let _ = timed("Map::with_deadline.insert", || t.insert(k, v));
+                    }
+                    24 => {
+                        let _ = timed("Map::with_deadline.set", || t.set(k, v));
+                    }
+                    25 => {
+                        let _ = timed("Map::with_deadline.add", || t.add(k, v));
+                    }
+                    26 => {
+                        let _ = timed("Map::with_deadline.replace", || t.replace(&k, v));
+                    }
+                    27 => {
+                        let _ = timed("Map::with_deadline.remove", || t.remove(&k));
+                    }
+                    28 => {
+                        let cur = inp.u64().to_le_bytes();
+                        let _ = timed("Map::with_deadline.compare_exchange", || {
+                            t.compare_exchange(&k, cur, v)
+                        });
+                    }
+                    29 => {
+                        let sub = inp.u8();
+                        let _ = timed("Map::with_deadline.update", || {
+                            t.update(&k, |old| map_update(sub, v, old))
+                        });
+                    }
+                    30 => {
+                        let (by, init) = (inp.u64() as i64, i64::from(inp.u8()));
+                        // `Map::incr` is for `i64` values: through the bytes, as a peer
+                        // with a `Map<u64, i64>` view would.
+                        let b = tm.as_bytes().with_deadline(d);
+                        let _ = timed("Map::as_bytes.incr", || b.incr(&k.to_le_bytes(), by, init));
+                    }
+                    31 => {
+                        let ttl = map_ttl(&mut inp);
+                        let _ = timed("Map::with_deadline.insert_ttl", || t.insert_ttl(k, v, ttl));
+                    }
+                    32 => {
+                        let _ = timed("Map::with_deadline.insert_evicting", || {
+                            t.insert_evicting(k, v)
+                        });
+                    }
+                    33 => {
+                        let _ = timed("Map::len", || (tm.len(), tm.is_empty(), tm.capacity()));
+                    }
+                    _ => {
+                        let (sub, dead) = (inp.u8(), inp.u8() & 1 == 1);
+                        free_stripes(&tm_obj, dead);
+                        match sub % 6 {
+                            0 => timed("Map::clear", || tm.clear()),
+                            1 => {
+                                let _ = timed("Map::purge_expired", || tm.purge_expired());
+                            }
+                            2 => {
+                                let _ = timed("Map::snapshot", || tm.snapshot());
+                            }
+                            3 => {
+                                let mut n = 0u64;
+                                timed("Map::for_each", || tm.for_each(|k, _| n ^= k));
+                            }
+                            4 => {
+                                let _ = timed("Map::get", || (tm.get(&k), tm.contains(&k)));
+                            }
+                            _ => {
+                                let _ = timed("Map::insert_evicting", || tm.insert_evicting(k, v));
+                            }
+                        }
+                    }
+                }
+            }
+            // Raw writes shaped by the layout.
+            35..=37 => map_raw(&mut inp, &bm_obj, bm_shape),
+            _ => map_raw(&mut inp, &tm_obj, tm_shape),
+        }
+    }
+}
+
+// ----- channel -----
+
+/// The channel's ring, in bytes, and its largest message.
+const RING: usize = 512;
+const MAX_MESSAGE: usize = 100;
+
+/// Byte offsets of the channel's cursor words (see its module docs, "Layout"): `tail`,
+/// `free_cache`, `head`, `tail_cache`, `free`; then `lost`, and the wake words' line.
+const CURSORS: [usize; 5] = [128, 136, 256, 264, 320];
+const LOST: usize = 272;
+const WAKE: usize = 384;
+/// The ring's first byte.
+const RING_AT: usize = 448;
+/// Record header tags (high half of a record's header word).
+const TAG_MESSAGE: u64 = 0x4D53_4721;
+const TAG_PAD: u64 = 0x5041_4421;
+
+/// The fresh channel's bytes (made by the crate's constructor), built once.
+fn channel_template() -> &'static [u8] {
+    static T: OnceLock<Vec<u8>> = OnceLock::new();
+    T.get_or_init(|| {
+        let ch = Channel::new(ChannelOptions::new(RING).max_message(MAX_MESSAGE))
+            .expect("valid options");
+        bytes_of_fresh(&*ch)
+    })
+}
+
+/// Raw writes shaped by the channel's layout: a cursor moved by a few words or set to
+/// another cursor's position (a claimed message, a ring fuller or emptier than it is), the
+/// flag bits of `tail`, a record header with a valid tag and a lying length, the wake
+/// words' flags.
+fn channel_raw(inp: &mut Input<'_>, o: &dyn Bytes) {
+    let sub = inp.u8();
+    let c = CURSORS[usize::from(inp.u8()) % CURSORS.len()];
+    let w = peek_u64(o, c);
+    trace(&format!("  channel raw {} at {c}", sub % 6));
+    let set_pos = |p: u32| poke_u64(o, c, w & !0xffff_ffff | u64::from(p));
+    match sub % 6 {
+        0 => {
+            let words = i32::from(inp.u8() as i8 % 9);
+            set_pos((w as u32).wrapping_add_signed(words * 8));
+        }
+        1 => {
+            let from = CURSORS[usize::from(inp.u8()) % CURSORS.len()];
+            set_pos(peek_u64(o, from) as u32);
+        }
+        2 => {
+            // `tail`'s flags and sent count, or the head's claimed count.
+            let bit = [63, 62, 32, 33, 61][usize::from(inp.u8()) % 5];
+            poke_u64(o, CURSORS[usize::from(inp.u8() & 1) * 2], w ^ 1 << bit);
+        }
+        3 => {
+            let at = RING_AT + usize::from(inp.u8()) % (RING / 8) * 8;
+            let tag = match inp.u8() % 4 {
+                0 | 1 => TAG_MESSAGE,
+                2 => TAG_PAD,
+                _ => u64::from(inp.u32()),
+            };
+            let len = match inp.u8() % 4 {
+                0 => u64::from(inp.u8()),
+                1 => MAX_MESSAGE as u64 + u64::from(inp.u8() % 4),
+                2 => u64::from(inp.u32()),
+                _ => u64::from(inp.u8() % 16),
+            };
+            poke_u64(o, at, tag << 32 | len);
+        }
+        4 => {
+            let v = [1u32 << 31, (1 << 31) | inp.u32(), inp.u32(), 0][usize::from(inp.u8() % 4)];
+            o.poke(WAKE + usize::from(inp.u8() & 1) * 4, &v.to_le_bytes());
+        }
+        _ => poke_u64(o, LOST, u64::MAX - u64::from(inp.u8())),
+    }
+}
+
+/// A message of 0 to 109 bytes (the largest is 100).
+fn message(inp: &mut Input<'_>) -> Vec<u8> {
+    let b = inp.u8();
+    vec![b; usize::from(b) % (MAX_MESSAGE + 10)]
+}
+
+/// The channel family: a `Channel` of a 512-byte ring and 100-byte messages. Only `try_`
+/// and timed operations run (an untimed send or receive waits for room or a message for
+/// as long as none comes, by design); reserved slots are held across raw writes.
+pub fn channel(data: &[u8]) {
+    let template = channel_template();
+    let obj = Obj::<Channel>::new(RING / 8);
+    obj.poke(0, template);
+    let ch = obj.get();
+    debug_assert_eq!(
+        ch.options().max_message_len(),
+        MAX_MESSAGE,
+        "the header is valid"
+    );
+
+    // Raw writes reach every line: the ring, the lock, cursor and wake lines, then the
+    // config line (the initial image covers them in this order: a short one leaves the
+    // cursors and the config as they are).
+    let mut views: Vec<Window<'_>> = Vec::new();
+    views.extend(windows(&obj, RING_AT, obj.size(), 256));
+    views.extend(windows(&obj, 64, RING_AT, 64));
+    views.extend(windows(&obj, 0, 64, 64));
+    let objs: Vec<&dyn Bytes> = views.iter().map(|w| w as &dyn Bytes).collect();
+
+    let mut inp = Input::new(data);
+    image(&mut inp, &objs);
+
+    let mut slots: Vec<SendSlot<'_>> = Vec::new();
+    let mut out = Vec::new();
+    for _ in 0..MAX_OPS {
+        let Some(op) = inp.next() else { break };
+        let Some(op) = raw_write(op, 20, &mut inp, &objs) else {
+            continue;
+        };
+        match op {
+            2 => {
+                let m = message(&mut inp);
+                let _ = timed("Channel::try_send", || ch.try_send(&m));
+            }
+            3 => {
+                let (m, t) = (message(&mut inp), inp.timeout());
+                let _ = timed("Channel::send_timeout", || ch.send_timeout(&m, t));
+            }
+            4 => {
+                let (m, d) = (message(&mut inp), inp.deadline());
+                let _ = timed("Channel::send_until", || ch.send_until(&m, d));
+            }
+            5 | 6 => {
+                let (len, t, fill) = (
+                    usize::from(inp.u8()) % (MAX_MESSAGE + 10),
+                    inp.timeout(),
+                    inp.u8(),
+                );
+                let r = if op == 5 {
+                    timed("Channel::try_reserve", || ch.try_reserve(len).ok())
+                } else {
+                    timed("Channel::reserve_timeout", || {
+                        ch.reserve_timeout(len, t).ok()
+                    })
+                };
+                if let Some(mut s) = r {
+                    timed("SendSlot::write_at", || {
+                        let n = s.len();
+                        s.write_at(0, &vec![fill; n / 2]);
+                    });
+                    keep(&mut slots, s, "drop SendSlot");
+                }
+            }
+            7 => {
+                let (sub, k) = (inp.u8(), usize::from(inp.u8()));
+                if let Some(s) = slots.pop() {
+                    let _ = timed("SendSlot::commit", || {
+                        if sub & 1 == 0 {
+                            s.commit()
+                        } else {
+                            let n = k % (s.len() + 1);
+                            s.commit_len(n)
+                        }
+                    });
+                }
+            }
+            8 => {
+                if let Some(s) = slots.pop() {
+                    timed("SendSlot::abort", || s.abort());
+                }
+            }
+            9 => {
+                let (at, n, fill) = (usize::from(inp.u8()), usize::from(inp.u8()), inp.u8());
+                if let Some(s) = slots.last_mut() {
+                    timed("SendSlot::write_at / io::Write", || {
+                        let len = s.len();
+                        if fill & 1 == 0 {
+                            let at = at % (len + 1);
+                            let n = n % (len - at + 1);
+                            s.write_at(at, &vec![fill; n]);
+                        } else {
+                            // Writes at most what is left of the slot.
+                            let _ = std::io::Write::write(s, &vec![fill; n]);
+                        }
+                        s.written()
+                    });
+                }
+            }
+            10 => {
+                let _ = timed("Channel::try_recv", || ch.try_recv(&mut out));
+            }
+            11 => {
+                let _ = timed("Channel::try_recv_with", || ch.try_recv_with(|m| m.len()));
+            }
+            12 => {
+                let t = inp.timeout();
+                let _ = timed("Channel::recv_timeout", || ch.recv_timeout(&mut out, t));
+            }
+            13 => {
+                let (t, d) = (inp.timeout(), inp.deadline());
+                let _ = timed("Channel::recv_timeout_with/recv_until", || {
+                    (
+                        ch.recv_timeout_with(t, |m| m.first().copied()),
+                        ch.recv_until(&mut out, d),
+                    )
+                });
+            }
+            14 => {
+                let d = inp.deadline();
+                let _ = timed("Channel::recv_until_with", || {
+                    ch.recv_until_with(d, |m| m.last().copied())
+                });
+            }
+            15 => {
+                let max = usize::from(inp.u8() % 8);
+                let mut n = 0;
+                let _ = timed("Channel::drain", || ch.drain(max, |m| n += m.len()));
+            }
+            16 => {
+                let _ = timed("Channel::len", || {
+                    (
+                        ch.len(),
+                        ch.is_empty(),
+                        ch.bytes_used(),
+                        ch.lost(),
+                        ch.is_closed(),
+                        ch.options(),
+                    )
+                });
+            }
+            17 => {
+                // Rarely: a closed channel only reports `Disconnected`.
+                if inp.u8().is_multiple_of(16) {
+                    timed("Channel::close", || ch.close());
+                }
+            }
+            _ => channel_raw(&mut inp, &obj),
+        }
+    }
+
+    release_all(&mut slots, "drop SendSlot");
 }
