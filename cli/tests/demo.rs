@@ -148,13 +148,19 @@ fn demo_table_has_a_row_per_path_and_a_conclusion() {
     assert!(text.contains("were exact"), "{text}");
 }
 
-#[test]
-fn demo_uses_and_keeps_a_region_file_given_by_path() {
-    let dir = std::env::temp_dir().join(format!("shmstate-cli-test-{}", std::process::id()));
-    // A failed earlier run with the same pid (pids are reused) may have left a region
-    // here, possibly a broken one: start empty, as the first run below assumes.
+/// A fresh, empty directory for one test's region files. A failed earlier run with the
+/// same pid (pids are reused) may have left a region there, possibly a broken one: it is
+/// removed first, as the tests assume they start empty.
+fn empty_dir(test: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("shmstate-cli-{test}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn demo_uses_and_keeps_a_region_file_given_by_path() {
+    let dir = empty_dir("test");
     let path = dir.join("demo.region");
     let p = path.to_str().unwrap();
     for _ in 0..2 {
@@ -184,9 +190,7 @@ fn demo_uses_and_keeps_a_region_file_given_by_path() {
 /// that path's final count in the demo's own JSON, and nothing is unhealthy.
 #[test]
 fn inspect_json_shows_the_counts_the_demo_reported() {
-    let dir = std::env::temp_dir().join(format!("shmstate-cli-roundtrip-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = empty_dir("roundtrip");
     let path = dir.join("demo.region");
     let p = path.to_str().unwrap();
     let out = shmstate(&["demo", "-p", "2", "-n", "5000", "--json", "--path", p]);
@@ -246,9 +250,7 @@ fn bad_arguments_exit_with_code_2_and_a_message() {
 /// printed escaped, on its own row, without the raw control bytes.
 #[test]
 fn inspect_escapes_control_characters_in_names() {
-    let dir = std::env::temp_dir().join(format!("shmstate-cli-inspect-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = empty_dir("inspect");
     let path = dir.join("names.region");
     let region = shmstate::Region::create(&path, 1 << 16).unwrap();
     region
