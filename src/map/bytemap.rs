@@ -882,14 +882,31 @@ impl Locked<'_> {
     /// [`find`](Self::find) for a key that may be added: `Found`, `Vacant` if the map has
     /// room for it (reclaiming the stripe's expired entries if that makes room), or `None`
     /// (no room).
-    #[inline]
+    ///
+    /// A key found at its home slot (the common case) is found inline; everything else
+    /// goes on out of line.
+    #[inline(always)]
     fn find_room(
         &self,
         p: &Place,
         key: &[u8],
         clock: &mut Clock,
     ) -> Result<Option<Find>, MapError> {
-        match self.find(p, key, clock)? {
+        match self.find_at_home(p, key, clock) {
+            Some(f) => Ok(Some(f)),
+            None => self.find_room_probing(p, key, clock),
+        }
+    }
+
+    /// [`find_room`](Self::find_room) past the home slot.
+    #[inline(never)]
+    fn find_room_probing(
+        &self,
+        p: &Place,
+        key: &[u8],
+        clock: &mut Clock,
+    ) -> Result<Option<Find>, MapError> {
+        match self.find_probing(p, key, clock)? {
             f @ Find::Found(..) => Ok(Some(f)),
             f @ Find::Vacant(_) if self.below_capacity() => Ok(Some(f)),
             f => self.make_room(p, key, clock, f),

@@ -476,7 +476,7 @@ impl ByteMap {
     }
 
     /// Slot `i` of stripe `s` (in range for a geometry validated against this object).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn slot(&self, g: &Geometry, s: usize, i: usize) -> Slot<'_> {
         let start = (HEADER_LINES + g.stripes) * 8 + g.slot_base(s, i);
         Slot {

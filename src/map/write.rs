@@ -146,8 +146,25 @@ impl<'a> Locked<'a> {
 
     /// Finds `key` (at `p`), reclaiming expired entries met on its probe run; repairs the
     /// stripe once if it meets bytes no writer leaves.
-    #[inline]
+    ///
+    /// A key found at its home slot (the common case) is found inline; everything else
+    /// goes to the probe loop, out of line ([`find_probing`](Self::find_probing)).
+    #[inline(always)]
     pub(crate) fn find(&self, p: &Place, key: &[u8], clock: &mut Clock) -> Result<Find, MapError> {
+        match self.find_at_home(p, key, clock) {
+            Some(f) => Ok(f),
+            None => self.find_probing(p, key, clock),
+        }
+    }
+
+    /// [`find`](Self::find) past its look at the home slot.
+    #[inline(never)]
+    pub(crate) fn find_probing(
+        &self,
+        p: &Place,
+        key: &[u8],
+        clock: &mut Clock,
+    ) -> Result<Find, MapError> {
         for _ in 0..2 {
             match self.find_once(p, key, clock, true) {
                 Ok(f) => return Ok(f),
@@ -157,6 +174,25 @@ impl<'a> Locked<'a> {
         Err(MapError::Corrupt {
             reason: "a stripe stayed unreadable after a repair",
         })
+    }
+
+    /// The key at its home slot, live: what [`find`](Self::find) returns when its first
+    /// look finds the key (`None`: anything else, for `find` to decide), without the
+    /// probe loop. The checks are `find`'s on that slot: an even sequence, a full meta
+    /// with the key's tag and length that `g` allows, the key's words, a deadline not
+    /// passed.
+    #[inline(always)]
+    pub(crate) fn find_at_home(&self, p: &Place, key: &[u8], clock: &mut Clock) -> Option<Find> {
+        let slot = self.slot(p.home);
+        // Relaxed: we hold the lock; no other writer stores to the stripe.
+        let m = Meta(slot.meta().load(Ordering::Relaxed));
+        // Relaxed: as above.
+        let found = m.is_full_with(p.tag, key.len())
+            && slot.seq().load(Ordering::Relaxed) & 1 == 0
+            && m.full_and_valid(self.g)
+            && key_equals(slot.key(), key)
+            && !clock.expired(slot.expiry().load(Ordering::Relaxed));
+        found.then_some(Find::Found(p.home, m))
     }
 
     /// [`find`](Self::find) for a reader under the lock: reclaims nothing. The found slot
