@@ -157,7 +157,9 @@ impl<'a> Locked<'a> {
         }
     }
 
-    /// [`find`](Self::find) past its look at the home slot.
+    /// [`find`](Self::find) when its look at the home slot found nothing: the whole probe
+    /// loop, from the home slot again (a home slot that is torn, garbage or expired is
+    /// repaired or reclaimed here, so the loop must not skip it).
     #[inline(never)]
     pub(crate) fn find_probing(
         &self,
@@ -178,9 +180,11 @@ impl<'a> Locked<'a> {
 
     /// The key at its home slot, live: what [`find`](Self::find) returns when its first
     /// look finds the key (`None`: anything else, for `find` to decide), without the
-    /// probe loop. The checks are `find`'s on that slot: an even sequence, a full meta
-    /// with the key's tag and length that `g` allows, the key's words, a deadline not
-    /// passed.
+    /// probe loop. The checks are `find`'s on that slot (in another order, all under the
+    /// lock): an even sequence, a full meta with the key's tag and length that `g`
+    /// allows, the key's words, a deadline not passed. Stores nothing. The test
+    /// `find_at_home_agrees_with_the_probe_loop` holds the two copies of the checks
+    /// together.
     #[inline(always)]
     pub(crate) fn find_at_home(&self, p: &Place, key: &[u8], clock: &mut Clock) -> Option<Find> {
         let slot = self.slot(p.home);
@@ -848,5 +852,127 @@ fn copy_words(from: &[AtomicU64], to: &[AtomicU64]) {
     for (a, b) in from.iter().zip(to) {
         // Relaxed: as in `store_words`.
         b.store(a.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::map::MapOptions;
+    use crate::map::hash::{key_hash, place};
+    use crate::map::layout::for_each_word;
+    use crate::map::read::Clock;
+
+    /// Every word of the map, for comparing side effects.
+    fn words(m: &ByteMap) -> Vec<u64> {
+        m.words()
+            .iter()
+            .map(|w| w.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// A copy of `src` (same geometry).
+    fn copy_of(src: &ByteMap, g: &Geometry) -> Box<ByteMap> {
+        let dst = ByteMap::alloc(g);
+        for (a, b) in src.words().iter().zip(dst.words()) {
+            b.store(a.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        dst
+    }
+
+    /// Writes an entry into slot `i` of stripe 0, whatever the slot held.
+    fn put(m: &ByteMap, g: &Geometry, i: usize, key: &[u8], meta: Meta, expiry: u64, seq: u64) {
+        let slot = m.slot(g, 0, i);
+        slot.seq().store(seq, Ordering::Relaxed);
+        slot.meta().store(meta.0, Ordering::Relaxed);
+        slot.expiry().store(expiry, Ordering::Relaxed);
+        for w in slot.key() {
+            w.store(0, Ordering::Relaxed);
+        }
+        for_each_word(key, |j, w| slot.key()[j].store(w, Ordering::Relaxed));
+    }
+
+    /// The writers' inline look at the home slot (`find_at_home`, in `find` and
+    /// `find_room`) repeats the probe loop's checks: on stripes of live, expired, torn and
+    /// garbage slots, with a home slot crafted to fail each check in turn, `find` and
+    /// `find_room` return what the probe loop alone returns and leave the same words.
+    #[test]
+    fn find_at_home_agrees_with_the_probe_loop() {
+        let base = ByteMap::with_seed(MapOptions::new(12).key_max(16).value_max(16), [7; 16])
+            .expect("map");
+        let g = base.geometry().expect("geometry");
+        assert_eq!(g.stripes, 1);
+        let keys: Vec<Vec<u8>> = (0..40u32).map(|k| format!("key{k}").into_bytes()).collect();
+        let now = 1_000_000u64;
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rng = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut at_home = 0;
+        for _ in 0..20_000 {
+            let m = copy_of(&base, &g);
+            m.count_word().store(rng(14), Ordering::Relaxed);
+            for i in 0..g.sps {
+                match rng(6) {
+                    0 | 1 => {}
+                    2..=4 => {
+                        let k = &keys[rng(keys.len() as u64) as usize];
+                        let p = place(&g, key_hash(&g, k));
+                        let meta = Meta::full(k.len(), rng(17) as usize, p.home, p.tag);
+                        let expiry = [0, now - 1, now, now + 1][rng(4) as usize];
+                        put(&m, &g, i, k, meta, expiry, 2 * rng(3));
+                    }
+                    _ => {
+                        let s = m.slot(&g, 0, i);
+                        for w in [s.seq(), s.meta(), s.expiry()] {
+                            w.store(rng(u64::MAX), Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+            let k = &keys[rng(keys.len() as u64) as usize];
+            let p = place(&g, key_hash(&g, k));
+            if rng(4) != 0 {
+                let home = if rng(8) == 0 {
+                    rng(256) as usize
+                } else {
+                    p.home
+                };
+                let mut meta = Meta::full(k.len(), rng(20) as usize, home, p.tag);
+                if rng(4) == 0 {
+                    meta.0 ^= 1 << rng(64);
+                }
+                let expiry = [0, now - 1, now, now + 1, rng(u64::MAX)][rng(5) as usize];
+                let seq = [0, 1, 2, 3, rng(u64::MAX)][rng(5) as usize];
+                put(&m, &g, p.home, k, meta, expiry, seq);
+                if rng(8) == 0 {
+                    let s = m.slot(&g, 0, p.home);
+                    let j = rng(s.key().len() as u64) as usize;
+                    s.key()[j].fetch_xor(1 << rng(64), Ordering::Relaxed);
+                }
+            }
+            let probe = copy_of(&m, &g);
+            let expected = {
+                let l = probe.lock_stripe(&g, 0);
+                let f = l.find_probing(&p, k, &mut Clock::at(now));
+                let hit = l.find_at_home(&p, k, &mut Clock::at(now));
+                if let Some(h) = hit {
+                    at_home += 1;
+                    assert_eq!(f, Ok(h), "a home hit the probe loop does not return");
+                }
+                f
+            };
+            let inline = copy_of(&m, &g);
+            let got = inline.lock_stripe(&g, 0).find(&p, k, &mut Clock::at(now));
+            assert_eq!(got, expected);
+            assert_eq!(words(&inline), words(&probe), "find's side effects differ");
+        }
+        assert!(
+            at_home > 1_000,
+            "too few home hits to test anything: {at_home}"
+        );
     }
 }
