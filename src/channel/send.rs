@@ -185,16 +185,69 @@ impl<'a> SendSlot<'a> {
             // `tail` back over the parent's message.
             return Err(SendError::Disconnected);
         }
-        let tail = self.tail;
-        let plan = self.plan;
+        let sleepers = ch.publish(self.tail, self.plan, len)?;
+        drop(self.guard.take());
+        failpoint::hit(Point::ChannelSendUnwoken);
+        if sleepers {
+            super::engine::wake_all(&ch.header.wake.recv_wake);
+        }
+        Ok(())
+    }
+
+    /// Gives the slot back unsent (as dropping it does).
+    pub fn abort(self) {}
+}
+
+/// A sender's waiting for room, across the looks of one call.
+struct RoomWait {
+    sleep: Sleep,
+    /// `free` at our previous look that found the ring full.
+    stuck: Option<u32>,
+    /// Whether this call repaired a dead receiver's claim already.
+    repaired: bool,
+}
+
+impl RoomWait {
+    fn new() -> Self {
+        RoomWait {
+            sleep: Sleep::new(),
+            stuck: None,
+            repaired: false,
+        }
+    }
+}
+
+impl io::Write for SendSlot<'_> {
+    /// Writes at [`written`](SendSlot::written) as much of `buf` as still fits; `Ok(0)`
+    /// when the slot is full (so `write_all` reports `WriteZero`).
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = buf.len().min(self.len - self.written);
+        let at = self.written;
+        self.write_at(at, &buf[..n]);
+        self.written += n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Channel {
+    /// Under the send lock: writes the record headers of `plan` (the payload of `len`
+    /// bytes is written) and publishes them with the compare-exchange of `tail` from
+    /// `tail`, the word read when the room was planned. Whether a receiver sleeps (the
+    /// replaced word had `SLEEPER`): the caller wakes the receivers, after unlocking if
+    /// it unlocks.
+    fn publish(&self, tail: u64, plan: Plan, len: usize) -> Result<bool, SendError> {
         // Relaxed: the record headers are published by the Release compare-exchange of `tail`.
         if let Some(p) = plan.pad_at {
-            ch.word_at(p).store(PAD_HEADER, Ordering::Relaxed);
+            self.word_at(p).store(PAD_HEADER, Ordering::Relaxed);
         }
-        ch.word_at(plan.rec_at)
+        self.word_at(plan.rec_at)
             .store(message_header(len as u32), Ordering::Relaxed);
         failpoint::hit(Point::ChannelSendWritten);
-        let pad = plan.pad_at.map_or(0, |p| ch.cap() - p);
+        let pad = plan.pad_at.map_or(0, |p| self.cap() - p);
         // The new word has neither `CLOSED` nor `SLEEPER` (`advance_tail`).
         let new = advance_tail(tail, pos(tail).wrapping_add(pad + record_size(len) as u32));
         // Publishes only if `tail` is still the word we reserved at, give or take the
@@ -202,12 +255,12 @@ impl<'a> SendSlot<'a> {
         // sees `Disconnected` before a send acknowledged `Ok`. Release: pairs with the
         // receivers' Acquire loads of `tail`: the record (header and payload) happens
         // before a receiver reads it. Acquire: pairs with the Release `fetch_or` of
-        // `SLEEPER` by a receiver about to sleep, so that our wake below comes after its
+        // `SLEEPER` by a receiver about to sleep, so that our wake comes after its
         // `WAITING` flag (see `wait_on`). Relaxed on failure: the retry decides.
         let mut seen = tail;
         let mut tries = 0;
         let sleepers = loop {
-            match ch.header.tail.tail.compare_exchange(
+            match self.header.tail.tail.compare_exchange(
                 seen,
                 new,
                 Ordering::AcqRel,
@@ -228,132 +281,130 @@ impl<'a> SendSlot<'a> {
             }
         };
         failpoint::hit(Point::ChannelSendPublished);
-        drop(self.guard.take());
-        failpoint::hit(Point::ChannelSendUnwoken);
-        if sleepers {
-            super::engine::wake_all(&ch.header.wake.recv_wake);
-        }
-        Ok(())
+        Ok(sleepers)
     }
 
-    /// Gives the slot back unsent (as dropping it does).
-    pub fn abort(self) {}
-}
-
-impl io::Write for SendSlot<'_> {
-    /// Writes at [`written`](SendSlot::written) as much of `buf` as still fits; `Ok(0)`
-    /// when the slot is full (so `write_all` reports `WriteZero`).
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = buf.len().min(self.len - self.written);
-        let at = self.written;
-        self.write_at(at, &buf[..n]);
-        self.written += n;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Channel {
     /// Reserves room for a message of `len` bytes as `wait` allows, holding the send
     /// lock in the returned slot.
     pub(crate) fn reserve_inner(&self, len: usize, wait: Wait) -> Result<SendSlot<'_>, Fail> {
+        self.check_len(len)?;
+        let mut room = RoomWait::new();
+        loop {
+            let guard = self.lock_send(wait)?;
+            if let Some((tail, plan)) = self.room(len)? {
+                return Ok(SendSlot {
+                    ch: self,
+                    guard: Some(guard),
+                    tail,
+                    plan,
+                    len,
+                    written: 0,
+                    _not_send: PhantomData,
+                });
+            }
+            drop(guard);
+            self.wait_for_room(len, wait, &mut room)?;
+        }
+    }
+
+    /// `TooLarge` if a message of `len` bytes can never fit (or `Corrupt` for a corrupt
+    /// config word).
+    fn check_len(&self, len: usize) -> Result<(), Fail> {
         let max = self.max_message().ok_or(Fail::Corrupt)? as usize;
         if len > max {
             return Err(Fail::TooLarge { len, max });
         }
-        let cap = self.cap();
+        Ok(())
+    }
+
+    /// Takes the send lock as `wait` allows (`Disconnected` once the channel is closed,
+    /// also while queued behind another sender), repairing what a dead holder left.
+    fn lock_send(&self, wait: Wait) -> Result<SideGuard<'_>, Fail> {
+        if self.is_closed() {
+            return Err(Fail::Disconnected);
+        }
         let h = &self.header;
-        let mut sleep = Sleep::new();
-        // `free` at our previous look that found the ring full.
-        let mut stuck = None;
+        let (guard, died) = lock_side_unless(&h.send.lock, wait, || self.is_closed())?;
+        if died {
+            // A sender died holding the lock: whatever it wrote is past `tail`,
+            // unpublished, and is overwritten now. If it had published without
+            // waking, wake the receivers in its place.
+            super::engine::wake_all(&h.wake.recv_wake);
+            // Its `free_cache` came from a load we are not ordered after (it never
+            // unlocked): refresh it. Acquire: as in `room`.
+            let free = h.free.free.load(Ordering::Acquire);
+            // Relaxed: read under this lock.
+            h.tail.free_cache.store(free, Ordering::Relaxed);
+            guard.repaired();
+        }
+        Ok(guard)
+    }
+
+    /// Under the send lock: the `tail` word and where a message of `len` bytes goes, or
+    /// `None` if the ring has no room for it now.
+    fn room(&self, len: usize) -> Result<Option<(u64, Plan)>, Fail> {
+        let h = &self.header;
+        let cap = self.cap();
+        // Acquire: pairs with the Release compare-exchange of `tail` by the previous
+        // holder (whose unlock orders it too, unless it died).
+        let tail = h.tail.tail.load(Ordering::Acquire);
+        if tail & CLOSED != 0 {
+            return Err(Fail::Disconnected);
+        }
+        // Relaxed: written under this lock; a stale value is only conservative.
+        let cached = pos(h.tail.free_cache.load(Ordering::Relaxed));
+        let room = match plan(cap, pos(tail), cached, len) {
+            Room::Full | Room::Corrupt => {
+                // Acquire: pairs with the receivers' Release stores of `free`: their
+                // reads of the bytes we may now overwrite happen before our writes.
+                let free = h.free.free.load(Ordering::Acquire);
+                // Relaxed: read under this lock by the next sender.
+                h.tail.free_cache.store(free, Ordering::Relaxed);
+                plan(cap, pos(tail), pos(free), len)
+            }
+            fits => fits,
+        };
+        match room {
+            Room::Fits(plan) => Ok(Some((tail, plan))),
+            Room::Corrupt => Err(Fail::Corrupt),
+            Room::Full => Ok(None),
+        }
+    }
+
+    /// The ring had no room for `len` bytes: waits for room as `wait` allows (holding the
+    /// send lock or not). If a receiver died holding a claim (`head != free` with the
+    /// receive lock free or held by a dead thread), nobody else may ever release its
+    /// space (receivers take the lock only for a message): releases it instead, and
+    /// returns at once. A blocking or timed send looks only once `free` has not moved
+    /// through a whole wait (a live receiver releases within it), so that a stream that
+    /// keeps the ring full pays nothing for this.
+    fn wait_for_room(&self, len: usize, wait: Wait, w: &mut RoomWait) -> Result<(), Fail> {
+        let h = &self.header;
+        let cap = self.cap();
+        // Relaxed: compared with our previous look only.
+        let f = pos(h.free.free.load(Ordering::Relaxed));
+        let stalled = w.stuck == Some(f);
+        w.stuck = Some(f);
         // One repair per call: a peer that keeps rewriting `free` cannot keep a `try_`
         // or timed send looping in repairs.
-        let mut repaired = false;
-        loop {
-            if self.is_closed() {
-                return Err(Fail::Disconnected);
-            }
-            // Queued behind another sender (or a slot holder), give up on a close.
-            let (guard, died) = lock_side_unless(&h.send.lock, wait, || self.is_closed())?;
-            if died {
-                // A sender died holding the lock: whatever it wrote is past `tail`,
-                // unpublished, and is overwritten now. If it had published without
-                // waking, wake the receivers in its place.
-                super::engine::wake_all(&h.wake.recv_wake);
-                // Its `free_cache` came from a load we are not ordered after (it never
-                // unlocked): refresh it. Acquire: as below.
-                let free = h.free.free.load(Ordering::Acquire);
-                // Relaxed: read under this lock.
-                h.tail.free_cache.store(free, Ordering::Relaxed);
-                guard.repaired();
-            }
-            // Acquire: pairs with the Release compare-exchange of `tail` by the previous
-            // holder (whose unlock orders it too, unless it died).
-            let tail = h.tail.tail.load(Ordering::Acquire);
-            if tail & CLOSED != 0 {
-                return Err(Fail::Disconnected);
-            }
-            // Relaxed: written under this lock; a stale value is only conservative.
-            let cached = pos(h.tail.free_cache.load(Ordering::Relaxed));
-            let room = match plan(cap, pos(tail), cached, len) {
-                Room::Full | Room::Corrupt => {
-                    // Acquire: pairs with the receivers' Release stores of `free`: their
-                    // reads of the bytes we may now overwrite happen before our writes.
-                    let free = h.free.free.load(Ordering::Acquire);
-                    // Relaxed: read under this lock by the next sender.
-                    h.tail.free_cache.store(free, Ordering::Relaxed);
-                    plan(cap, pos(tail), pos(free), len)
-                }
-                fits => fits,
-            };
-            match room {
-                Room::Fits(plan) => {
-                    return Ok(SendSlot {
-                        ch: self,
-                        guard: Some(guard),
-                        tail,
-                        plan,
-                        len,
-                        written: 0,
-                        _not_send: PhantomData,
-                    });
-                }
-                Room::Corrupt => return Err(Fail::Corrupt),
-                Room::Full => {}
-            }
-            drop(guard);
-            // Full. If a receiver died holding a claim (`head != free` with the receive
-            // lock free or held by a dead thread), nobody else may ever release its space
-            // (receivers take the lock only for a message): release it and look again.
-            // A blocking or timed send looks only once `free` has not moved through a
-            // whole wait (a live receiver releases within it), so that a stream that
-            // keeps the ring full pays nothing for this. Relaxed: compared with our
-            // previous look only.
-            let f = pos(h.free.free.load(Ordering::Relaxed));
-            let stalled = stuck == Some(f);
-            stuck = Some(f);
-            if !repaired
-                && (matches!(wait, Wait::No) || (sleep.started() && stalled))
-                && self.repair_dead_claim(wait)?
-            {
-                repaired = true;
-                continue;
-            }
-            let room = || {
-                if self.is_closed() {
-                    return true;
-                }
-                // Relaxed: a snapshot; the re-check under the lock decides.
-                let t = pos(h.tail.tail.load(Ordering::Relaxed));
-                // Relaxed: ordered after our `WAITING` flag by the fence in `wait_on`.
-                let f = pos(h.free.free.load(Ordering::Relaxed));
-                !matches!(plan(cap, t, f, len), Room::Full)
-            };
-            wait_on(&h.wake.send_wake, wait, &mut sleep, room, room)?;
+        if !w.repaired
+            && (matches!(wait, Wait::No) || (w.sleep.started() && stalled))
+            && self.repair_dead_claim(wait)?
+        {
+            w.repaired = true;
+            return Ok(());
         }
+        let room = || {
+            if self.is_closed() {
+                return true;
+            }
+            // Relaxed: a snapshot; the re-check under the lock decides.
+            let t = pos(h.tail.tail.load(Ordering::Relaxed));
+            // Relaxed: ordered after our `WAITING` flag by the fence in `wait_on`.
+            let f = pos(h.free.free.load(Ordering::Relaxed));
+            !matches!(plan(cap, t, f, len), Room::Full)
+        };
+        wait_on(&h.wake.send_wake, wait, &mut w.sleep, room, room)
     }
 
     fn send_inner(&self, msg: &[u8], wait: Wait) -> Result<(), Fail> {
