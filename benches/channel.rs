@@ -21,7 +21,10 @@
 //!
 //! - `channel_oneway_<size>_2procs`: worker 0 sends `1..=iters`, worker 1 receives each
 //!   into a buffer of its own (`recv_into`; the socket and pipe: `read_exact`), checks it
-//!   and counts them. One iteration is one message.
+//!   and counts them. One iteration is one message. `shmstate_channel_send_side`: the
+//!   sender holds the send side for the whole sample (`Channel::send_side`), the receiver
+//!   as before; `shmstate_channel_send_side_drain`: the receiver takes batches (`drain`),
+//!   spinning while none is waiting.
 //! - `channel_pingpong_<size>_2procs`: worker 0 sends `k` and waits for it to come back;
 //!   worker 1 receives each message and sends it back. One iteration is one round trip.
 //!   `shmstate_channel` blocks in `recv`; `shmstate_channel_spin` polls `try_recv` (both
@@ -526,6 +529,63 @@ mod channel_rows {
             oneway_copy(g, name, ch, len, got);
         }
         oneway_zerocopy(g, ch, len, got);
+        oneway_send_side(g, ch, len, got);
+    }
+
+    /// The sender holds the send side for the whole sample ([`Channel::send_side`]);
+    /// `shmstate_channel_send_side`: the receiver as in `shmstate_channel` (`recv_into`);
+    /// `shmstate_channel_send_side_drain`: the receiver takes what is waiting in batches
+    /// (`drain`), spinning while there is none.
+    fn oneway_send_side(
+        g: &mut BenchmarkGroup<'_, WallTime>,
+        ch: &Channel,
+        len: usize,
+        got: &AtomicU64,
+    ) {
+        for (name, batches) in [
+            ("shmstate_channel_send_side", false),
+            ("shmstate_channel_send_side_drain", true),
+        ] {
+            concurrent(
+                g,
+                name,
+                PROCS,
+                1,
+                &(ch, got),
+                |s| s.1.store(0, Ordering::Relaxed),
+                |s, i, iters| {
+                    let mut msg = message(len);
+                    if i == 0 {
+                        let mut side = s.0.send_side().unwrap();
+                        for k in 1..=iters {
+                            stamp(&mut msg, k);
+                            side.send(&msg).unwrap();
+                        }
+                    } else if batches {
+                        let mut k = 1;
+                        while k <= iters {
+                            let n =
+                                s.0.drain(usize::MAX, |m| {
+                                    check(m, k, len);
+                                    k += 1;
+                                })
+                                .unwrap();
+                            if n == 0 {
+                                core::hint::spin_loop();
+                            }
+                        }
+                        s.1.store(iters, Ordering::Relaxed);
+                    } else {
+                        for k in 1..=iters {
+                            let n = s.0.recv_into(&mut msg).unwrap();
+                            check(&msg[..n], k, len);
+                        }
+                        s.1.store(iters, Ordering::Relaxed);
+                    }
+                },
+                |s| s.1.load(Ordering::Relaxed),
+            );
+        }
     }
 
     /// `send` from a buffer, `recv_into` the receiver's.

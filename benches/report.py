@@ -548,6 +548,11 @@ def channel_section(est, chpy):
                           ("crossbeam_channel", None), ("crate_queue", None)):
             add(f"one-way {size}: speed-up over `{alt}`", med(g, "shmstate_channel"),
                 med(g, alt), speedup, ">= 20x", need)
+        # A streaming producer that holds the send side (`Channel::send_side`).
+        for fn in ("shmstate_channel_send_side", "shmstate_channel_send_side_drain"):
+            add(f"one-way {size} (`{fn[len('shmstate_channel_'):]}`): speed-up over "
+                "`unix_socket`", med(g, fn), med(g, "unix_socket"), speedup, ">= 20x",
+                20.0 if size == "64B" else None)
     pyr = {r["path"]: r for r in (chpy or {}).get("results", [])}
     for shape in ("oneway", "pingpong"):
         for size in CHANNEL_SIZES:
@@ -556,6 +561,11 @@ def channel_section(est, chpy):
             add(f"{shape} {size}: speed-up over Python `multiprocessing.Queue`",
                 med(f"channel_{shape}_{size}_2procs", "shmstate_channel"),
                 p["ns_per_op"] if p else None, speedup, ">= 100x", need)
+            if shape == "oneway":
+                add(f"{shape} {size} (`send_side`): speed-up over Python "
+                    "`multiprocessing.Queue`",
+                    med(f"channel_{shape}_{size}_2procs", "shmstate_channel_send_side"),
+                    p["ns_per_op"] if p else None, speedup, ">= 100x", need)
     floor = med("channel_floor_2procs", "cacheline_pingpong")
     # Two atomics bounced between two running cores take well under a microsecond; a floor
     # of more than 5 µs means the two spinning processes did not have two cores (a busy

@@ -166,7 +166,7 @@ pub mod channel;
 pub use channel::ChannelOpenError;
 pub use channel::{
     Channel, ChannelError, ChannelOptions, RecvError, RecvIntoError, RecvTimeoutError, SendError,
-    SendSlot, SendTimeoutError, TryRecvError, TrySendError,
+    SendSide, SendSlot, SendTimeoutError, TryRecvError, TrySendError,
 };
 #[cfg(all(feature = "serde", not(loom)))]
 pub use channel::{RecvValueError, SendValueError};

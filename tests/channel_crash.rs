@@ -1,5 +1,5 @@
 //! `Channel` with producers and consumers SIGKILLed: at random moments while many
-//! processes send and receive, and at two known points (a receiver inside its `recv_with`
+//! processes send (half of their messages through a held [`SendSide`]) and receive, and at two known points (a receiver inside its `recv_with`
 //! closure, a sender holding a reservation). Survivors keep going; no message is
 //! delivered twice or corrupt; a message is lost only with a receiver killed while it held
 //! it (counted by `lost()`), or as the one message a killed sender was sending; and the
@@ -20,8 +20,8 @@ use channel_support::{Ident, Rng, fill, kill, len_for, reap, reap_ok, seed, spaw
 use common::{SharedMem, wait_all, watchdog};
 use shmstate::sync::Ordering;
 use shmstate::{
-    Channel, ChannelOptions, RecvError, RecvTimeoutError, Region, SendError, SendTimeoutError,
-    TryRecvError, TrySendError, ValueArray,
+    Channel, ChannelOptions, RecvError, RecvTimeoutError, Region, SendError, SendSide,
+    SendTimeoutError, TryRecvError, TrySendError, ValueArray,
 };
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -83,12 +83,47 @@ impl Books {
 fn produce(ch: &Channel, books: &Books, p: u32, max: usize) {
     let (sent, ctl) = (books.sent.get(), books.ctl.get());
     let mut msg = Vec::with_capacity(max);
+    // Messages 4..8 of every 8 go through one held send side, with each of its calls.
+    let mut side: Option<SendSide<'_>> = None;
     for s in 0..PER_PRODUCER {
         // Relaxed: the stop flag only ends the loop; nothing is read through it.
         if ctl.load(0, Ordering::Relaxed) != 0 {
             return;
         }
         fill(&mut msg, p, s, len_for(p, s, max));
+        if s % 8 >= 4 {
+            let held = match &mut side {
+                Some(held) => held,
+                None => side.insert(
+                    ch.send_side()
+                        .unwrap_or_else(|e| panic!("producer {p}: send_side: {e:?}")),
+                ),
+            };
+            let r = match s % 8 {
+                4 | 7 => held.send(&msg),
+                5 => loop {
+                    match held.try_send(&msg) {
+                        Err(TrySendError::Full) => std::thread::yield_now(),
+                        Err(e) => panic!("side try_send: {e:?}"),
+                        Ok(()) => break Ok(()),
+                    }
+                },
+                _ => loop {
+                    match held.send_timeout(&msg, Duration::from_millis(2)) {
+                        Err(SendTimeoutError::Timeout) => {}
+                        Err(e) => panic!("side send_timeout: {e:?}"),
+                        Ok(()) => break Ok(()),
+                    }
+                },
+            };
+            r.unwrap_or_else(|e| panic!("producer {p}: side send of seq {s}: {e:?}"));
+            if s % 8 == 7 {
+                side = None;
+            }
+            // Relaxed: as below.
+            sent.store(p as usize, s + 1, Ordering::Relaxed);
+            continue;
+        }
         let r = match s % 4 {
             0 => ch.send(&msg),
             1 => loop {

@@ -438,3 +438,93 @@ fn a_stopped_waker_delays_a_sleeping_receiver_by_one_slice_at_most() {
     kill(s);
     reap(s);
 }
+
+/// A child that takes the send side, sends `first` through it, then runs `then` with the
+/// side still held; stopped (at a failpoint `then` arms, or by itself), not exited.
+fn side_holder_stopped(ch: &Channel, then: impl Fn(&mut shmstate::SendSide<'_>)) -> libc::pid_t {
+    let pid = fork_children(1, |_| {
+        let mut side = ch.send_side().unwrap();
+        side.send(b"first").unwrap();
+        then(&mut side);
+        std::process::exit(3);
+    })[0];
+    common::wait_until_stopped(pid);
+    pid
+}
+
+/// The send side held between two sends (`SendSide`), the holder killed there: what a
+/// sender killed with the lock taken and nothing written leaves. While it is stopped,
+/// receivers get what it sent and other senders wait within their bounds; after the
+/// kill, the next sender recovers the side.
+#[test]
+fn side_holder_killed_between_sends_leaves_the_lock_to_the_next_sender() {
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = shared_channel(&region);
+    let pid = side_holder_stopped(ch, |_| {
+        // SAFETY: stops the calling process; the parent kills it.
+        unsafe { libc::raise(libc::SIGSTOP) };
+    });
+    assert_eq!(recv_now(ch), b"first");
+    assert_eq!(ch.try_send(b"x"), Err(TrySendError::Busy));
+    assert_eq!(ch.send_timeout(b"x", SHORT), Err(SendTimeoutError::Timeout));
+    kill(pid);
+    reap(pid);
+    let t0 = Instant::now();
+    let mut side = ch
+        .send_side_timeout(REPAIR)
+        .expect("the send side recovers");
+    assert!(t0.elapsed() < REPAIR);
+    side.send(b"after").unwrap();
+    drop(side);
+    assert_eq!(recv_now(ch), b"after");
+    assert!(ch.is_empty());
+    assert_eq!(ch.lost(), 0);
+}
+
+/// A send under a held side, killed with its record written past `tail`, `tail` not
+/// stored (as `sender_killed_between_claim_and_commit_stalls_no_receiver`, through a
+/// side): the earlier message of the side is received, the unpublished one never is.
+#[test]
+fn side_holder_killed_between_claim_and_commit_publishes_nothing_more() {
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = shared_channel(&region);
+    let pid = side_holder_stopped(ch, |side| {
+        shmstate::failpoint::arm(Point::ChannelSendWritten);
+        side.send(b"never published").unwrap();
+    });
+    assert_eq!(recv_now(ch), b"first");
+    let mut out = Vec::new();
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Empty));
+    assert_eq!(ch.try_send(b"x"), Err(TrySendError::Busy));
+    kill(pid);
+    reap(pid);
+    ch.send_timeout(b"after", REPAIR)
+        .expect("the send side recovers");
+    assert_eq!(recv_now(ch), b"after");
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Empty));
+    assert_eq!(ch.bytes_used(), 0);
+}
+
+/// A send under a held side, killed after publishing, before waking (the side still
+/// held): its message is delivered, to a receiver asleep meanwhile too (the recovering
+/// sender wakes the receivers).
+#[test]
+fn side_holder_killed_after_publishing_delivers_its_message() {
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = shared_channel(&region);
+    let pid = side_holder_stopped(ch, |side| {
+        shmstate::failpoint::arm(Point::ChannelSendUnwoken);
+        side.send(b"published").unwrap();
+    });
+    assert_eq!(recv_now(ch), b"first");
+    assert_eq!(recv_now(ch), b"published");
+    kill(pid);
+    reap(pid);
+    ch.send_timeout(b"next", REPAIR)
+        .expect("the send side recovers");
+    assert_eq!(recv_now(ch), b"next");
+    assert!(ch.is_empty());
+}

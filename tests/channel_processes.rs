@@ -52,12 +52,41 @@ const TOTAL: u64 = if cfg!(debug_assertions) {
 };
 
 /// Producer `p` sends its messages `0..per`, cycling through every sending call (blocking,
-/// try-and-retry, timed, and a zero-copy reservation).
+/// try-and-retry, timed, and a zero-copy reservation), and half of them in runs through a
+/// held send side (its blocking, try-and-retry and timed sends).
 fn produce(ch: &Channel, p: u32, per: u64, max: usize) {
     let mut msg = Vec::with_capacity(max);
-    for s in 0..per {
+    let mut s = 0;
+    while s < per {
+        if s % 12 >= 6 {
+            // A run of six messages through one held send side, with each of its calls.
+            let mut side = ch.send_side().expect("send_side");
+            while s < per && s % 12 >= 6 {
+                fill(&mut msg, p, s, len_for(p, s, max));
+                match s % 3 {
+                    0 => side.send(&msg).expect("side send"),
+                    1 => loop {
+                        match side.try_send(&msg) {
+                            Ok(()) => break,
+                            Err(TrySendError::Full) => std::thread::yield_now(),
+                            Err(e) => panic!("side try_send: {e:?}"),
+                        }
+                    },
+                    _ => loop {
+                        match side.send_timeout(&msg, Duration::from_millis(1)) {
+                            Ok(()) => break,
+                            Err(SendTimeoutError::Timeout) => {}
+                            Err(e) => panic!("side send_timeout: {e:?}"),
+                        }
+                    },
+                }
+                s += 1;
+            }
+            continue;
+        }
         fill(&mut msg, p, s, len_for(p, s, max));
-        match s % 5 {
+        s += 1;
+        match (s - 1) % 5 {
             0 => ch.send(&msg).expect("send"),
             1 => loop {
                 match ch.try_send(&msg) {

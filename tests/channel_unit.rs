@@ -734,6 +734,38 @@ fn a_slot_inherited_by_a_forked_child_is_not_committed_there() {
     assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Empty));
 }
 
+/// A send side inherited by a forked child is its parent's: the child's sends are
+/// refused (they would move the shared `tail`), dropping it there leaves the parent's
+/// lock held, and the parent's side goes on sending.
+#[test]
+#[cfg_attr(miri, ignore = "fork")]
+fn a_send_side_inherited_by_a_forked_child_sends_nothing_there() {
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = region.channel("ch", ChannelOptions::new(1024)).unwrap();
+    let mut side = ch.send_side().unwrap();
+    side.send(b"one").unwrap();
+    let side = std::cell::RefCell::new(Some(side));
+    let pids = common::fork_children(1, |_| {
+        let mut s = side.borrow_mut().take().unwrap();
+        assert_eq!(s.send(b"child"), Err(SendError::Disconnected));
+        assert_eq!(s.try_send(b"child"), Err(TrySendError::Disconnected));
+        drop(s);
+    });
+    common::wait_all(&pids, Duration::from_secs(30));
+    // Still the parent's: other senders are kept out, the side sends.
+    assert_eq!(ch.try_send(b"x"), Err(TrySendError::Busy));
+    let mut side = side.into_inner().unwrap();
+    side.send(b"two").unwrap();
+    drop(side);
+    let mut out = Vec::new();
+    for want in [&b"one"[..], b"two"] {
+        assert_eq!(ch.try_recv(&mut out), Ok(want.len()));
+        assert_eq!(out, want);
+    }
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Empty));
+}
+
 /// `close` fails senders queued on the send side behind a slot holder too (within a
 /// few milliseconds), not only when the slot is given back: here the join happens while
 /// the slot is still held (a sender that waited for it would hang until the watchdog).
@@ -1116,4 +1148,132 @@ fn a_child_forked_inside_recv_with_leaves_the_parents_channel_working() {
     assert_eq!(ch.lost(), 0);
     ch.try_send(&[0xE; 8]).unwrap();
     assert_eq!(ch.try_recv(&mut out), Ok(8));
+}
+
+// ---------------------------------------------------------------------------------------
+// A held send side.
+
+#[test]
+fn a_held_send_side_sends_in_order_and_keeps_other_senders_out() {
+    watchdog(LIMIT);
+    let ch = channel(1024);
+    let mut side = ch.send_side().unwrap();
+    for i in 0..5u8 {
+        side.send(&[i; 3]).unwrap();
+    }
+    assert_eq!(ch.try_send(b"x"), Err(TrySendError::Busy));
+    assert_eq!(ch.send_timeout(b"x", SHORT), Err(SendTimeoutError::Timeout));
+    assert!(matches!(ch.try_send_side(), Err(TrySendError::Busy)));
+    assert!(matches!(
+        ch.send_side_timeout(SHORT),
+        Err(SendTimeoutError::Timeout)
+    ));
+    assert!(matches!(ch.try_reserve(1), Err(TrySendError::Busy)));
+    // Receivers go on while the side is held.
+    let mut out = Vec::new();
+    ch.recv(&mut out).unwrap();
+    assert_eq!(out, [0; 3]);
+    drop(side);
+    ch.try_send(b"after").unwrap();
+    for i in 1..5u8 {
+        ch.recv(&mut out).unwrap();
+        assert_eq!(out, [i; 3]);
+    }
+    ch.recv(&mut out).unwrap();
+    assert_eq!(out, b"after");
+}
+
+#[test]
+fn a_held_send_side_reports_full_and_waits_for_room() {
+    watchdog(LIMIT);
+    let ch = channel(256);
+    let mut side = ch.send_side().unwrap();
+    let msg = [7u8; 40];
+    let mut sent = 0;
+    while side.try_send(&msg).is_ok() {
+        sent += 1;
+    }
+    assert!(sent > 0);
+    assert_eq!(side.try_send(&msg), Err(TrySendError::Full));
+    let t = Instant::now();
+    assert_eq!(
+        side.send_timeout(&msg, SHORT),
+        Err(SendTimeoutError::Timeout)
+    );
+    assert!(t.elapsed() >= SHORT);
+    assert_eq!(
+        side.send_until(&msg, Instant::now()),
+        Err(SendTimeoutError::Timeout)
+    );
+    // A blocking send under the side waits for a receiver (another thread) to make room.
+    let received = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut out = Vec::new();
+            while received.load(Ordering::Relaxed) < sent + 3 {
+                ch.recv(&mut out).unwrap();
+                assert_eq!(out, msg);
+                received.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        for _ in 0..3 {
+            side.send(&msg).unwrap();
+        }
+    });
+    assert_eq!(received.load(Ordering::Relaxed), sent + 3);
+    assert!(ch.is_empty());
+}
+
+#[test]
+fn a_held_send_side_refuses_oversized_messages_and_a_closed_channel() {
+    watchdog(LIMIT);
+    let ch = Channel::new(ChannelOptions::new(1024).max_message(100)).unwrap();
+    let mut side = ch.send_side().unwrap();
+    assert_eq!(
+        side.send(&[0; 101]),
+        Err(SendError::TooLarge { len: 101, max: 100 })
+    );
+    assert_eq!(
+        side.try_send(&[0; 101]),
+        Err(TrySendError::TooLarge { len: 101, max: 100 })
+    );
+    side.send(b"before the close").unwrap();
+    ch.close();
+    assert_eq!(side.send(b"late"), Err(SendError::Disconnected));
+    assert_eq!(side.try_send(b"late"), Err(TrySendError::Disconnected));
+    assert_eq!(
+        side.send_timeout(b"late", SHORT),
+        Err(SendTimeoutError::Disconnected)
+    );
+    drop(side);
+    assert!(matches!(ch.send_side(), Err(SendError::Disconnected)));
+    let mut out = Vec::new();
+    ch.recv(&mut out).unwrap();
+    assert_eq!(out, b"before the close");
+    assert_eq!(ch.recv(&mut out), Err(RecvError::Disconnected));
+}
+
+#[test]
+fn a_held_send_side_wraps_around_the_ring_in_order() {
+    watchdog(LIMIT);
+    let ch = channel(512);
+    let mut rng = Rng(0x5eed);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut side = ch.send_side().unwrap();
+            for i in 0..ROUNDS as u32 {
+                let len = 4 + (rng.next() % 120) as usize;
+                let mut msg = vec![(i % 251) as u8; len];
+                msg[..4].copy_from_slice(&i.to_le_bytes());
+                side.send(&msg).unwrap();
+            }
+        });
+        let mut out = Vec::new();
+        for i in 0..ROUNDS as u32 {
+            ch.recv(&mut out).unwrap();
+            assert_eq!(out[..4], i.to_le_bytes());
+            assert!(out[4..].iter().all(|&b| b == (i % 251) as u8));
+        }
+    });
+    assert!(ch.is_empty());
 }

@@ -2,8 +2,9 @@
 //! (the receiver sees exactly the committed messages, whole and in order), a sender and
 //! a receiver each sleeping for the other (no lost wakeup), `close` racing a blocked
 //! receiver or sender (each wakes and ends; a receiver gets what was sent first), a send
-//! racing `close` (a send acknowledged `Ok` is never behind a `Disconnected`), and two
-//! receivers racing for two messages (one each, never the same one).
+//! racing `close` (a send acknowledged `Ok` is never behind a `Disconnected`), two
+//! receivers racing for two messages (one each, never the same one), and a held send side
+//! streaming into a full ring past a sleeping receiver.
 #![cfg(loom)]
 
 use loom::sync::Arc;
@@ -143,5 +144,31 @@ fn a_send_acked_ok_is_never_behind_a_disconnected() {
                 assert_eq!(r, Err(RecvError::Disconnected));
             }
         }
+    });
+}
+
+/// A held send side sends three messages into a ring with room for two, so that it
+/// waits for room holding the side while the receiver waits for messages: no lost
+/// wakeup either way, every message whole and in order, and another sender kept out
+/// until the side is dropped.
+#[test]
+fn a_held_send_side_and_a_sleeping_receiver_wake_each_other() {
+    loom::model(|| {
+        let ch = small();
+        let tx = ch.clone();
+        let h = thread::spawn(move || {
+            let mut side = tx.send_side().unwrap();
+            for i in 0..3u8 {
+                side.send(&[i; 16]).unwrap();
+            }
+        });
+        let mut out = Vec::new();
+        for i in 0..3u8 {
+            assert_eq!(ch.recv(&mut out), Ok(16));
+            assert_eq!(out, [i; 16]);
+        }
+        h.join().unwrap();
+        assert!(ch.is_empty());
+        ch.try_send(&[3; 16]).unwrap();
     });
 }

@@ -198,6 +198,132 @@ impl<'a> SendSlot<'a> {
     pub fn abort(self) {}
 }
 
+/// The send side of a channel, held by one sender across many sends
+/// ([`Channel::send_side`]): each [`send`](Self::send) writes and publishes its message
+/// as [`Channel::send`] does, without taking and releasing the send lock around it.
+/// Other senders wait (their `try_` calls return [`TrySendError::Busy`]) until the side
+/// is dropped. For a producer that streams: the lock's two atomic read-modify-writes per
+/// message are what a streaming sender pays most for after the publication itself
+/// (BENCHMARKS.md, "Holding the send side").
+///
+/// A sender killed while it holds the side leaves what a sender killed holding the send
+/// lock leaves (module docs, "Crash windows"): the next sender takes the lock over.
+/// A sender *stopped* while it holds the side stalls the other senders, not the
+/// receivers. A send that waits for room waits holding the side.
+///
+/// Like a [`SendSlot`], a side is not `Send`: drop it on the thread that took it. A
+/// child forked while a thread holds a side inherits a copy that is not its own: its
+/// sends return [`SendError::Disconnected`].
+///
+/// ```compile_fail
+/// fn send<T: Send>(_: T) {}
+/// let ch = shmstate::Channel::new(shmstate::ChannelOptions::new(1024)).unwrap();
+/// send(ch.send_side().unwrap());
+/// ```
+///
+/// # Examples
+///
+/// ```
+/// use shmstate::{Channel, ChannelOptions, TrySendError};
+///
+/// let ch = Channel::new(ChannelOptions::new(4096))?;
+/// let mut side = ch.send_side()?;
+/// for i in 0..10u32 {
+///     side.send(&i.to_le_bytes())?;
+/// }
+/// // Another sender waits while the side is held.
+/// assert_eq!(ch.try_send(b"x"), Err(TrySendError::Busy));
+/// drop(side);
+/// ch.try_send(b"x")?;
+/// assert_eq!(ch.len(), 11);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use = "a send side that is dropped at once sends nothing"]
+pub struct SendSide<'a> {
+    ch: &'a Channel,
+    guard: SideGuard<'a>,
+    /// Not `Send`: the send lock names the thread that took it (as for [`SendSlot`]).
+    _not_send: PhantomData<*const ()>,
+}
+
+impl core::fmt::Debug for SendSide<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SendSide").finish_non_exhaustive()
+    }
+}
+
+impl SendSide<'_> {
+    /// Sends `msg` as one message, waiting (holding the side) while the ring has no room
+    /// for it.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Channel::send`].
+    pub fn send(&mut self, msg: &[u8]) -> Result<(), SendError> {
+        self.send_held(msg, Wait::Forever).map_err(Fail::send)
+    }
+
+    /// Sends `msg` if the ring has room for it now.
+    ///
+    /// # Errors
+    ///
+    /// [`TrySendError::Full`] if the ring has no room for it; otherwise as for
+    /// [`Channel::try_send`] (never `Busy`: the side is held).
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<(), TrySendError> {
+        self.send_held(msg, Wait::No).map_err(Fail::try_send)
+    }
+
+    /// [`send`](Self::send), giving up after `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Channel::send_timeout`].
+    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), SendTimeoutError> {
+        self.send_held(msg, Wait::timeout(timeout))
+            .map_err(Fail::send_timeout)
+    }
+
+    /// [`send`](Self::send), giving up at `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Channel::send_timeout`].
+    pub fn send_until(&mut self, msg: &[u8], deadline: Instant) -> Result<(), SendTimeoutError> {
+        self.send_held(msg, Wait::Until(deadline))
+            .map_err(Fail::send_timeout)
+    }
+
+    /// One send under the held side: the steps of [`Channel::send`] between its lock and
+    /// its unlock (module docs, "Protocol"), then the wake.
+    fn send_held(&mut self, msg: &[u8], wait: Wait) -> Result<(), Fail> {
+        let ch = self.ch;
+        ch.check_len(msg.len())?;
+        if !self.guard.is_held_here() {
+            // A side inherited by a forked child: the lock and the side are its parent's
+            // thread's. Publishing here could move `tail` back over the parent's message.
+            return Err(Fail::Disconnected);
+        }
+        let mut room = RoomWait::new();
+        loop {
+            if let Some((tail, plan)) = ch.room(msg.len())? {
+                // `plan` placed the record inside the ring, past `tail` and before
+                // `free + cap`: this thread owns those bytes while it holds the lock.
+                ch.write_bytes(plan.rec_at as usize + 8, msg);
+                let sleepers = ch.publish(tail, plan, msg.len()).map_err(|e| match e {
+                    SendError::Corrupt => Fail::Corrupt,
+                    _ => Fail::Disconnected,
+                })?;
+                failpoint::hit(Point::ChannelSendUnwoken);
+                if sleepers {
+                    super::engine::wake_all(&ch.header.wake.recv_wake);
+                }
+                return Ok(());
+            }
+            ch.wait_for_room(msg.len(), wait, &mut room)?;
+        }
+    }
+}
+
 /// A sender's waiting for room, across the looks of one call.
 struct RoomWait {
     sleep: Sleep,
@@ -282,6 +408,47 @@ impl Channel {
         };
         failpoint::hit(Point::ChannelSendPublished);
         Ok(sleepers)
+    }
+
+    /// Takes the send side for a run of sends ([`SendSide`]), waiting while another
+    /// sender holds it.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Disconnected`] once the channel is closed; [`SendError::Corrupt`] if
+    /// its config word is invalid.
+    pub fn send_side(&self) -> Result<SendSide<'_>, SendError> {
+        self.take_send_side(Wait::Forever).map_err(Fail::send)
+    }
+
+    /// [`send_side`](Self::send_side) without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`TrySendError::Busy`] if another sender held the send side through a brief
+    /// spin; otherwise as for [`send_side`](Self::send_side).
+    pub fn try_send_side(&self) -> Result<SendSide<'_>, TrySendError> {
+        self.take_send_side(Wait::No).map_err(Fail::try_send)
+    }
+
+    /// [`send_side`](Self::send_side), giving up after `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`SendTimeoutError::Timeout`] if another sender held the side throughout;
+    /// otherwise as for [`send_side`](Self::send_side).
+    pub fn send_side_timeout(&self, timeout: Duration) -> Result<SendSide<'_>, SendTimeoutError> {
+        self.take_send_side(Wait::timeout(timeout))
+            .map_err(Fail::send_timeout)
+    }
+
+    fn take_send_side(&self, wait: Wait) -> Result<SendSide<'_>, Fail> {
+        self.max_message().ok_or(Fail::Corrupt)?;
+        Ok(SendSide {
+            ch: self,
+            guard: self.lock_send(wait)?,
+            _not_send: PhantomData,
+        })
     }
 
     /// Reserves room for a message of `len` bytes as `wait` allows, holding the send
