@@ -507,24 +507,85 @@ fn side_holder_killed_between_claim_and_commit_publishes_nothing_more() {
     assert_eq!(ch.bytes_used(), 0);
 }
 
+/// The generation of the receivers' wake word (`WAITING` masked off): bumped by every
+/// wake of sleeping receivers.
+fn recv_wake_generation(ch: &Channel) -> u32 {
+    ch.hostile_words().1[2].load(std::sync::atomic::Ordering::SeqCst) & !(1 << 31)
+}
+
 /// A send under a held side, killed after publishing, before waking (the side still
-/// held): its message is delivered, to a receiver asleep meanwhile too (the recovering
-/// sender wakes the receivers).
+/// held: the row "`tail` stored, lock not released"), with a receiver (another process)
+/// asleep: the message is published, and the sender that recovers the side wakes the
+/// receivers (the wake word's generation moves on recovery, before any send), which get it.
 #[test]
-fn side_holder_killed_after_publishing_delivers_its_message() {
+fn side_holder_killed_after_publishing_is_woken_for_by_the_recovering_sender() {
     watchdog(Duration::from_secs(60));
     let region = Region::anonymous(1 << 20).unwrap();
     let ch = shared_channel(&region);
-    let pid = side_holder_stopped(ch, |side| {
+    let holder = fork_children(1, |_| {
+        let mut side = ch.send_side().unwrap();
+        // SAFETY: stops the calling process; the parent continues or kills it.
+        unsafe { libc::raise(libc::SIGSTOP) };
         shmstate::failpoint::arm(Point::ChannelSendUnwoken);
         side.send(b"published").unwrap();
-    });
-    assert_eq!(recv_now(ch), b"first");
-    assert_eq!(recv_now(ch), b"published");
-    kill(pid);
-    reap(pid);
-    ch.send_timeout(b"next", REPAIR)
+        std::process::exit(3);
+    })[0];
+    common::wait_until_stopped(holder);
+    let receiver = fork_children(1, |_| {
+        assert_eq!(recv_now(ch), b"published");
+    })[0];
+    wait_until_asleep_in_futex(receiver);
+    let before = recv_wake_generation(ch);
+    // SAFETY: continues a process this test forked.
+    unsafe { libc::kill(holder, libc::SIGCONT) };
+    // Published, stopped before its wake (a `SIGSTOP` pending from the failpoint).
+    common::wait_until_stopped(holder);
+    assert_eq!(recv_wake_generation(ch), before, "the stopped holder woke");
+    kill(holder);
+    reap(holder);
+    let side = ch
+        .send_side_timeout(REPAIR)
         .expect("the send side recovers");
-    assert_eq!(recv_now(ch), b"next");
+    assert_ne!(
+        recv_wake_generation(ch),
+        before,
+        "recovering the side woke no receiver"
+    );
+    drop(side);
+    wait_all(&[receiver], REPAIR);
+    assert!(ch.is_empty());
+}
+
+/// A held side that found no room, killed asleep waiting for it (the lock held, `WAITING`
+/// set): the next sender recovers the side once a receiver made room, and the channel
+/// goes on.
+#[test]
+fn side_holder_killed_waiting_for_room_leaves_the_lock_to_the_next_sender() {
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = shared_channel(&region);
+    let holder = fork_children(1, |_| {
+        let mut side = ch.send_side().unwrap();
+        while side.try_send(&[5; 100]).is_ok() {}
+        side.send(&[6; 100]).unwrap();
+        std::process::exit(3);
+    })[0];
+    wait_until_asleep_in_futex(holder);
+    assert_eq!(ch.try_send(b"x"), Err(TrySendError::Busy));
+    kill(holder);
+    reap(holder);
+    let mut n = 0;
+    let mut out = Vec::new();
+    while ch.try_recv(&mut out).is_ok() {
+        assert_eq!(out, [5; 100]);
+        n += 1;
+    }
+    assert!(n > 0);
+    let mut side = ch
+        .send_side_timeout(REPAIR)
+        .expect("the send side recovers");
+    side.send(b"after").unwrap();
+    drop(side);
+    assert_eq!(recv_now(ch), b"after");
     assert!(ch.is_empty());
 }

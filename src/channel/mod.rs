@@ -102,11 +102,13 @@
 //! **A held send side** ([`Channel::send_side`], [`SendSide`]): the send lock is taken
 //! once and kept across sends. Each send is the steps of a send between its lock and its
 //! unlock (the closed check, room against `free_cache`, the payload, the headers, the
-//! compare-exchange of `tail`), then the wake of sleeping receivers; dropping the side
-//! unlocks. A send that finds no room waits holding the lock (after the same repair of a
-//! dead receiver's claim as any sender), so other senders wait for the side as they wait
-//! for a [`SendSlot`]. The per-message protocol is the same, so are its crash windows
-//! (below); what the side saves is the lock's two read-modify-writes per message.
+//! compare-exchange of `tail`), then the wake of sleeping receivers, the lock still held;
+//! dropping the side unlocks. A send that finds no room waits holding the lock, and
+//! repairs a dead receiver's claim as any sender does (a `try_` send at once, a blocking
+//! or timed one once `free` has not moved through a wait), so other senders wait for the
+//! side as they wait for a [`SendSlot`]. The per-message protocol is the same, so are its
+//! crash windows (below); what the side saves is the lock's two read-modify-writes per
+//! message.
 //!
 //! **Receive**: if `tail == head` at a glance (no lock, no write), wait. Else take the
 //! receive lock (repairing a dead receiver's claim, below); read `tail_cache`, refreshing
@@ -163,7 +165,8 @@
 //! | Receive: `head` stored (claimed), `free` not † | the message claimed by the dead receiver; its space not released | the next receiver to take the lock for a message; or, if that was the last message, a sender that finds the ring full (`try_` ones at once, blocking and timed ones after their first wait) or a receiver after its first wait: it releases the space and counts the message in `lost()` (at most once: never redelivered), and wakes every sender |
 //! | Receive: `free` stored, lock not released † | nothing lost; the receive lock held | as the first receive line |
 //! | Receive: unlocked, senders not woken † | a sleeping sender not woken | it wakes at the end of its slice (≤ 10 ms) |
-//! | Send side held ([`SendSide`]), between sends † | the send lock held by a dead thread; what the side published before is received as usual | as the first line (tests `side_holder_killed_*`: between sends, and inside a send under the side at the two steps above) |
+//! | Send side held ([`SendSide`]), between sends † | the send lock held by a dead thread; what the side published before is received as usual | as the first line. Inside a send under the side, a kill leaves what the rows "payload and headers written, `tail` not stored" and "`tail` stored, lock not released" say (the latter also after the side's publish and before its wake: the side still holds the lock), tested as `side_holder_killed_*` |
+//! | Send side held, asleep waiting for room † (`WAITING` set in `send_wake`) | the send lock held by a dead thread; the flag | as the first line; the flag costs the next receiver's release one needless wake |
 //! | Send: lock recovered from a dead holder, repaired (receivers woken, `free_cache` refreshed), mark not cleared † | the send lock held by a dead thread, still marked | the next sender recovers it and repeats the repair (idempotent) |
 //! | Repair of a dead receiver's claim: `free` stored, `lost` not counted † | the space released; the lost message not counted | the next receiver recovers the lock and finds nothing to repair: the message stays uncounted (counted at most once, never redelivered) |
 //! | Repair: done, mark not cleared † | the receive lock held by a dead thread, still marked | the next receiver recovers it; the repair finds `head == free`: the loss counted once |

@@ -584,7 +584,9 @@ impl Channel {
     /// `f` runs while this receiver holds the receive side and the message (a receiver
     /// killed in `f` loses it; the next receiver counts it in [`lost`](Self::lost)):
     /// other receivers wait for it (keep it short), and it must not receive from this
-    /// channel (that deadlocks) nor wait for room on it (only receivers make room). If
+    /// channel (that deadlocks) nor wait for room on it (only receivers make room); a
+    /// send from `f` should be a `try_` one, since another thread may hold the send side
+    /// ([`SendSide`](crate::SendSide), [`SendSlot`](crate::SendSlot)) and wait to receive. If
     /// `f` panics, the message counts as received.
     ///
     /// # Errors
@@ -647,7 +649,9 @@ impl Channel {
     /// process-local copy of each (as [`recv_with`](Self::recv_with)), under one
     /// acquisition of the receive side. `f` runs while this receiver holds the receive
     /// side and the message (as for `recv_with`): other receivers wait for the batch, and
-    /// `f` must not receive from this channel nor wait for room on it. Returns how many it received: 0 if the channel is empty.
+    /// `f` must not receive from this channel nor wait for room on it, and should send on it
+    /// only with `try_` calls (as for `recv_with`). Returns how many it received: 0 if the
+    /// channel is empty.
     ///
     /// # Errors
     ///

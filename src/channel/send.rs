@@ -201,15 +201,24 @@ impl<'a> SendSlot<'a> {
 /// The send side of a channel, held by one sender across many sends
 /// ([`Channel::send_side`]): each [`send`](Self::send) writes and publishes its message
 /// as [`Channel::send`] does, without taking and releasing the send lock around it.
-/// Other senders wait (their `try_` calls return [`TrySendError::Busy`]) until the side
-/// is dropped. For a producer that streams: the lock's two atomic read-modify-writes per
-/// message are what a streaming sender pays most for after the publication itself
-/// (BENCHMARKS.md, "Holding the send side").
+/// Other senders wait (their `try_` calls return [`TrySendError::Busy`], a `close`
+/// ends their wait) until the side is dropped. For a producer that streams: the lock's
+/// two atomic read-modify-writes per message are what a streaming sender pays most for
+/// after the publication itself (BENCHMARKS.md, "Holding the send side"). Hold a side
+/// for a stream or a burst: a sender queued behind it re-checks the lock every few
+/// milliseconds while it waits.
 ///
 /// A sender killed while it holds the side leaves what a sender killed holding the send
 /// lock leaves (module docs, "Crash windows"): the next sender takes the lock over.
 /// A sender *stopped* while it holds the side stalls the other senders, not the
 /// receivers. A send that waits for room waits holding the side.
+///
+/// While a thread holds a side, it must not call this channel's other sending calls (a
+/// blocking one waits for the side itself: a deadlock; a `try_` one returns `Busy`),
+/// nor wait to receive from it while another thread may send from inside a
+/// [`recv_with`](Channel::recv_with) or [`drain`](Channel::drain) closure (that
+/// receiver holds the receive side and waits for the send side: a deadlock until
+/// `close`).
 ///
 /// Like a [`SendSlot`], a side is not `Send`: drop it on the thread that took it. A
 /// child forked while a thread holds a side inherits a copy that is not its own: its
