@@ -47,7 +47,7 @@ impl Packed {
 /// process; 0 if it cannot be read. Header word 7 records the creator's: deadlines on
 /// `CLOCK_MONOTONIC` mean nothing in another boot (see "TTL and eviction" in the
 /// [module docs](super)).
-#[cfg(not(loom))]
+#[cfg(not(any(loom, miri)))]
 pub(crate) fn boot_hash() -> u64 {
     static BOOT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     *BOOT.get_or_init(|| {
@@ -56,8 +56,9 @@ pub(crate) fn boot_hash() -> u64 {
     })
 }
 
-/// The loom build: no boot.
-#[cfg(loom)]
+/// The loom build, and Miri (whose isolation refuses to open `/proc`): no boot, as when
+/// `/proc` is not mounted.
+#[cfg(any(loom, miri))]
 pub(crate) fn boot_hash() -> u64 {
     0
 }
