@@ -526,75 +526,59 @@ mod channel_rows {
             ("shmstate_channel_1MiB_ring", big),
         ] {
             let Some(ch) = ch else { continue };
-            oneway_copy(g, name, ch, len, got);
+            oneway_copy(g, name, ch, len, got, Tx::Send, Rx::Each);
         }
         oneway_zerocopy(g, ch, len, got);
-        oneway_send_side(g, ch, len, got);
+        // The sender holds the send side for the whole sample (`Channel::send_side`); the
+        // receiver takes each message (`recv_into`) or what is waiting in batches
+        // (`drain`, spinning while there is none).
+        oneway_copy(
+            g,
+            "shmstate_channel_send_side",
+            ch,
+            len,
+            got,
+            Tx::Side,
+            Rx::Each,
+        );
+        oneway_copy(
+            g,
+            "shmstate_channel_send_side_drain",
+            ch,
+            len,
+            got,
+            Tx::Side,
+            Rx::Batches,
+        );
     }
 
-    /// The sender holds the send side for the whole sample ([`Channel::send_side`]);
-    /// `shmstate_channel_send_side`: the receiver as in `shmstate_channel` (`recv_into`);
-    /// `shmstate_channel_send_side_drain`: the receiver takes what is waiting in batches
-    /// (`drain`), spinning while there is none.
-    fn oneway_send_side(
-        g: &mut BenchmarkGroup<'_, WallTime>,
-        ch: &Channel,
-        len: usize,
-        got: &AtomicU64,
-    ) {
-        for (name, batches) in [
-            ("shmstate_channel_send_side", false),
-            ("shmstate_channel_send_side_drain", true),
-        ] {
-            concurrent(
-                g,
-                name,
-                PROCS,
-                1,
-                &(ch, got),
-                |s| s.1.store(0, Ordering::Relaxed),
-                |s, i, iters| {
-                    let mut msg = message(len);
-                    if i == 0 {
-                        let mut side = s.0.send_side().unwrap();
-                        for k in 1..=iters {
-                            stamp(&mut msg, k);
-                            side.send(&msg).unwrap();
-                        }
-                    } else if batches {
-                        let mut k = 1;
-                        while k <= iters {
-                            let n =
-                                s.0.drain(usize::MAX, |m| {
-                                    check(m, k, len);
-                                    k += 1;
-                                })
-                                .unwrap();
-                            if n == 0 {
-                                core::hint::spin_loop();
-                            }
-                        }
-                        s.1.store(iters, Ordering::Relaxed);
-                    } else {
-                        for k in 1..=iters {
-                            let n = s.0.recv_into(&mut msg).unwrap();
-                            check(&msg[..n], k, len);
-                        }
-                        s.1.store(iters, Ordering::Relaxed);
-                    }
-                },
-                |s| s.1.load(Ordering::Relaxed),
-            );
-        }
+    /// How worker 0 of a one-way row sends.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Tx {
+        /// `Channel::send`, one message at a time.
+        Send,
+        /// Through a send side held for the whole sample.
+        Side,
     }
 
-    /// `send` from a buffer, `recv_into` the receiver's.
+    /// How worker 1 of a one-way row receives.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Rx {
+        /// `recv_into`, one message at a time.
+        Each,
+        /// `drain` of what is waiting, spinning while there is none.
+        Batches,
+    }
+
+    /// `send` from a buffer (or a held side's), `recv_into` the receiver's (or `drain`).
     fn oneway_copy(
         g: &mut BenchmarkGroup<'_, WallTime>,
         name: &str,
         ch: &Channel,
         len: usize,
         got: &AtomicU64,
+        tx: Tx,
+        rx: Rx,
     ) {
         concurrent(
             g,
@@ -606,17 +590,35 @@ mod channel_rows {
             |s, i, iters| {
                 let mut msg = message(len);
                 if i == 0 {
+                    let mut side = (tx == Tx::Side).then(|| s.0.send_side().unwrap());
                     for k in 1..=iters {
                         stamp(&mut msg, k);
-                        s.0.send(&msg).unwrap();
+                        match &mut side {
+                            Some(side) => side.send(&msg).unwrap(),
+                            None => s.0.send(&msg).unwrap(),
+                        }
                     }
-                } else {
-                    for k in 1..=iters {
+                    return;
+                }
+                let mut k = 1;
+                while k <= iters {
+                    if rx == Rx::Batches {
+                        let n =
+                            s.0.drain(usize::MAX, |m| {
+                                check(m, k, len);
+                                k += 1;
+                            })
+                            .unwrap();
+                        if n == 0 {
+                            core::hint::spin_loop();
+                        }
+                    } else {
                         let n = s.0.recv_into(&mut msg).unwrap();
                         check(&msg[..n], k, len);
+                        k += 1;
                     }
-                    s.1.store(iters, Ordering::Relaxed);
                 }
+                s.1.store(iters, Ordering::Relaxed);
             },
             |s| s.1.load(Ordering::Relaxed),
         );
