@@ -29,8 +29,8 @@ use shmstate::sync::Ordering;
 use shmstate::{
     Barrier, BoundedSemaphore, ByteMap, Channel, ChannelOptions, Condvar, Counter, Event, Map,
     MapOptions, Mutex, MutexGuard, OwnerDied, Queue, RawMutex, RawRwLock, ReentrantMutex,
-    ReentrantMutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, Semaphore, SendSlot, SeqLock,
-    SeqLockArray, SeqLockWriteGuard, Shared, SharedSized, StripedCounter, TimedLockError,
+    ReentrantMutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, Semaphore, SendSide, SendSlot,
+    SeqLock, SeqLockArray, SeqLockWriteGuard, Shared, SharedSized, StripedCounter, TimedLockError,
     TryLockError, Update, Value,
 };
 use shmstate::{Elem, Kind, TypeTag};
@@ -1808,7 +1808,8 @@ fn message(inp: &mut Input<'_>) -> Vec<u8> {
 
 /// The channel family: a `Channel` of a 512-byte ring and 100-byte messages. Only `try_`
 /// and timed operations run (an untimed send or receive waits for room or a message for
-/// as long as none comes, by design); reserved slots are held across raw writes.
+/// as long as none comes, by design); reserved slots and a held send side are held
+/// across raw writes.
 pub fn channel(data: &[u8]) {
     let template = channel_template();
     let obj = Obj::<Channel>::new(RING / 8);
@@ -1833,10 +1834,11 @@ pub fn channel(data: &[u8]) {
     image(&mut inp, &objs);
 
     let mut slots: Vec<SendSlot<'_>> = Vec::new();
+    let mut side: Option<SendSide<'_>> = None;
     let mut out = Vec::new();
     for _ in 0..MAX_OPS {
         let Some(op) = inp.next() else { break };
-        let Some(op) = raw_write(op, 20, &mut inp, &objs) else {
+        let Some(op) = raw_write(op, 22, &mut inp, &objs) else {
             continue;
         };
         match op {
@@ -1956,9 +1958,40 @@ pub fn channel(data: &[u8]) {
                     timed("Channel::close", || ch.close());
                 }
             }
+            18 => {
+                // Take the send side (held across ops, as slots are), or give it back.
+                let (sub, t) = (inp.u8(), inp.timeout());
+                match side.take() {
+                    None if sub & 1 == 0 => {
+                        side = timed("Channel::try_send_side", || ch.try_send_side().ok());
+                    }
+                    None => {
+                        side = timed("Channel::send_side_timeout", || {
+                            ch.send_side_timeout(t).ok()
+                        });
+                    }
+                    Some(held) if sub % 4 == 3 => timed("drop SendSide", || drop(held)),
+                    held => side = held,
+                }
+            }
+            19 => {
+                let (sub, m, t, d) = (inp.u8(), message(&mut inp), inp.timeout(), inp.deadline());
+                if let Some(held) = side.as_mut() {
+                    let _ = match sub % 3 {
+                        0 => timed("SendSide::try_send", || held.try_send(&m).is_ok()),
+                        1 => timed("SendSide::send_timeout", || {
+                            held.send_timeout(&m, t).is_ok()
+                        }),
+                        _ => timed("SendSide::send_until", || held.send_until(&m, d).is_ok()),
+                    };
+                }
+            }
             _ => channel_raw(&mut inp, &obj),
         }
     }
 
+    if let Some(held) = side.take() {
+        timed("drop SendSide", || drop(held));
+    }
     release_all(&mut slots, "drop SendSlot");
 }
