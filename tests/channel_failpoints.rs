@@ -173,6 +173,38 @@ fn receiver_killed_claiming_the_last_message_is_repaired_by_a_full_sender() {
     assert_eq!(recv_now(ch), [2; 56]);
 }
 
+/// As `receiver_killed_claiming_the_last_message_is_repaired_by_a_full_sender`, with
+/// only timed sends whose deadline is far shorter than a first wait, and `try_`
+/// receives (neither waits): the timed send looks for the dead claim when its deadline
+/// passes, so the channel does not stay full.
+#[test]
+fn receiver_killed_claiming_the_last_message_is_repaired_by_a_short_timed_send() {
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = region
+        .channel("ch", ChannelOptions::new(128).max_message(56))
+        .unwrap();
+    ch.send(&[0; 8]).unwrap();
+    assert_eq!(recv_now(ch), [0; 8]);
+    ch.send(&[1; 56]).unwrap();
+    let pid = common::child_stopped_at(Point::ChannelRecvClaimed, || {
+        let mut out = Vec::new();
+        ch.recv(&mut out).unwrap();
+    });
+    kill(pid);
+    reap(pid);
+    let mut out = Vec::new();
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Empty));
+    assert_eq!(
+        ch.send_timeout(&[2; 56], Duration::from_micros(1)),
+        Ok(()),
+        "the timed send repairs the dead receiver's claim at its deadline"
+    );
+    assert_eq!(ch.lost(), 1);
+    assert_eq!(ch.try_recv(&mut out), Ok(56));
+    assert_eq!(out, [2; 56]);
+}
+
 /// Send: stopped with its record written, `tail` not stored, while the channel is
 /// closed and a receiver is told `Disconnected`. Continued, the commit is refused: a send
 /// acknowledged `Ok` is never behind a `Disconnected`.

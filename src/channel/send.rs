@@ -553,7 +553,10 @@ impl Channel {
     /// space (receivers take the lock only for a message): releases it instead, and
     /// returns at once. A blocking or timed send looks only once `free` has not moved
     /// through a whole wait (a live receiver releases within it), so that a stream that
-    /// keeps the ring full pays nothing for this.
+    /// keeps the ring full pays nothing for this; a timed send whose deadline passes
+    /// first looks once then, before it reports `Timeout` (a deadline shorter than the
+    /// first wait would otherwise never look, and a channel used only through such sends
+    /// and `try_` receives would stay full).
     fn wait_for_room(&self, len: usize, wait: Wait, w: &mut RoomWait) -> Result<(), Fail> {
         let h = &self.header;
         let cap = self.cap();
@@ -580,7 +583,14 @@ impl Channel {
             let f = pos(h.free.free.load(Ordering::Relaxed));
             !matches!(plan(cap, t, f, len), Room::Full)
         };
-        wait_on(&h.wake.send_wake, wait, &mut w.sleep, room, room)
+        let waited = wait_on(&h.wake.send_wake, wait, &mut w.sleep, room, room);
+        // The look is bounded by the passed deadline: it takes the receive lock only if
+        // it is free, or after one probe finds its holder dead.
+        if matches!(waited, Err(Fail::Timeout)) && !w.repaired && self.repair_dead_claim(wait)? {
+            w.repaired = true;
+            return Ok(());
+        }
+        waited
     }
 
     fn send_inner(&self, msg: &[u8], wait: Wait) -> Result<(), Fail> {
