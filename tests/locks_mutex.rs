@@ -328,3 +328,36 @@ fn hostile_reentrant_words_are_recovered_not_hung() {
         }
     }
 }
+
+/// A peer that keeps rewriting the lock word (between values that name a live holder,
+/// with and without the waiters flag, and a free word it takes back at once) cannot keep
+/// a timed lock past its bound: every retry after a changed word checks the deadline.
+#[test]
+fn a_lock_word_rewritten_without_pause_keeps_timed_locks_bounded() {
+    watchdog(Duration::from_secs(60));
+    let m = RawMutex::new();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let me = gettid();
+            let words = [me, me | 1 << 31, 0, me];
+            let mut i = 0;
+            while !stop.load(Relaxed) {
+                m.word().store(words[i % words.len()], Relaxed);
+                i += 1;
+            }
+        });
+        for _ in 0..20 {
+            let timeout = Duration::from_millis(5);
+            let start = Instant::now();
+            let got = m.lock_timeout(timeout);
+            let took = start.elapsed();
+            // Generous: the bound is the timeout plus a last look and a probe; the margin
+            // is for a loaded machine.
+            assert!(took < Duration::from_secs(2), "a timed lock took {took:?}");
+            // Acquired or not, the word is the writer's again at once: nothing to release.
+            let _ = got;
+        }
+        stop.store(true, Relaxed);
+    });
+}

@@ -363,12 +363,22 @@ impl RawMutex {
                 match self.take(w, me | flags | CONTENDED) {
                     Ok(a) => return Some(a),
                     Err(now) => {
+                        // The word changed first. Past the deadline, one last look: a word
+                        // another process keeps rewriting must not keep a timed lock
+                        // looping here past its bound.
+                        if past(deadline) {
+                            return self.last_chance(me);
+                        }
                         w = now;
                         continue;
                     }
                 }
             }
             if !flag_waiting(&self.word, &mut w, CONTENDED) {
+                // The word changed first: as above.
+                if past(deadline) {
+                    return self.last_chance(me);
+                }
                 continue;
             }
             // Probe only once a whole slice has passed, woken or not (`Slices::probe_now`):
