@@ -145,14 +145,10 @@ fn receiver_killed_after_its_claim_loses_the_message_once() {
     }
 }
 
-/// Receive: killed after claiming the *last* message. No receiver takes the receive
-/// lock again for a message, so the repair falls to a sender that finds the ring full
-/// (here a 56-byte message needs padding: more room than the claim leaves) and to a
-/// waiting receiver.
-#[test]
-fn receiver_killed_claiming_the_last_message_is_repaired_by_a_full_sender() {
-    watchdog(Duration::from_secs(60));
-    let region = Region::anonymous(1 << 20).unwrap();
+/// A 128-byte channel whose last message (56 bytes, after an 8-byte one that moved the
+/// cursors off 0) a child claimed and is stopped holding: the ring has no room for
+/// another 56-byte message until the claim is released. The child's pid.
+fn last_message_claimed_by_a_stopped_receiver(region: &Region) -> (&Channel, libc::pid_t) {
     let ch = region
         .channel("ch", ChannelOptions::new(128).max_message(56))
         .unwrap();
@@ -163,6 +159,18 @@ fn receiver_killed_claiming_the_last_message_is_repaired_by_a_full_sender() {
         let mut out = Vec::new();
         ch.recv(&mut out).unwrap();
     });
+    (ch, pid)
+}
+
+/// Receive: killed after claiming the *last* message. No receiver takes the receive
+/// lock again for a message, so the repair falls to a sender that finds the ring full
+/// (here a 56-byte message needs padding: more room than the claim leaves) and to a
+/// waiting receiver.
+#[test]
+fn receiver_killed_claiming_the_last_message_is_repaired_by_a_full_sender() {
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 20).unwrap();
+    let (ch, pid) = last_message_claimed_by_a_stopped_receiver(&region);
     // While the claimer lives (stopped), its claim stands.
     assert_eq!(ch.try_send(&[2; 56]), Err(TrySendError::Full));
     kill(pid);
@@ -181,16 +189,7 @@ fn receiver_killed_claiming_the_last_message_is_repaired_by_a_full_sender() {
 fn receiver_killed_claiming_the_last_message_is_repaired_by_a_short_timed_send() {
     watchdog(Duration::from_secs(60));
     let region = Region::anonymous(1 << 20).unwrap();
-    let ch = region
-        .channel("ch", ChannelOptions::new(128).max_message(56))
-        .unwrap();
-    ch.send(&[0; 8]).unwrap();
-    assert_eq!(recv_now(ch), [0; 8]);
-    ch.send(&[1; 56]).unwrap();
-    let pid = common::child_stopped_at(Point::ChannelRecvClaimed, || {
-        let mut out = Vec::new();
-        ch.recv(&mut out).unwrap();
-    });
+    let (ch, pid) = last_message_claimed_by_a_stopped_receiver(&region);
     kill(pid);
     reap(pid);
     let mut out = Vec::new();
