@@ -149,8 +149,8 @@ pub mod map;
 #[cfg(not(loom))]
 pub use map::MapOpenError;
 pub use map::{
-    ByteMap, ByteMapDeadline, Evicted, FixedStr, IncrError, InsertError, Map, MapDeadline,
-    MapError, MapOptions, Update, UpdateError,
+    ByteMap, ByteMapDeadline, ByteMapHandle, Evicted, FixedStr, IncrError, InsertError, Map,
+    MapDeadline, MapError, MapHandle, MapOptions, Update, UpdateError,
 };
 
 // Coordination: semaphores, events, barriers, queues.

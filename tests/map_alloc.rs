@@ -59,6 +59,16 @@ fn map_reads_counters_and_sets_do_not_allocate() {
         assert_eq!(m.len(), 2);
     });
     assert_eq!(n, 0);
+    // A handle's operations: no allocation either (making the handle neither).
+    let n = allocations(|| {
+        let h = m.handle().unwrap();
+        assert!(h.get(b"k", &mut out).unwrap());
+        assert_eq!(h.get_with(b"k", |v| v[0]).unwrap(), Some(8));
+        assert!(h.contains(b"k").unwrap());
+        assert_eq!(h.incr(b"n", 1, 0).unwrap(), 7);
+        assert!(!h.set(b"k", &[9; 32]).unwrap());
+    });
+    assert_eq!(n, 0);
 
     let t = Map::<u64, [f64; 4]>::new(10).unwrap();
     t.insert(1, [0.5; 4]).unwrap();
@@ -69,6 +79,10 @@ fn map_reads_counters_and_sets_do_not_allocate() {
         assert_eq!(t.get(&2), None);
         assert!(!t.set(1, [1.5; 4]).unwrap());
         assert_eq!(t.insert(1, [0.5; 4]), Ok(Some([1.5; 4])));
+        let h = t.handle().unwrap();
+        assert_eq!(h.get(&1), Some([0.5; 4]));
+        assert!(h.contains(&1));
+        assert!(!h.set(1, [2.5; 4]).unwrap());
     });
     assert_eq!(n, 0);
 }

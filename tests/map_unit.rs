@@ -449,6 +449,7 @@ fn hostile_bytes_never_panic_or_hang() {
             m.insert(&i.to_le_bytes(), &[i as u8; 5]).unwrap();
         }
         m.insert_ttl(b"ttl", b"x", Duration::from_secs(60)).unwrap();
+        let handle = m.handle().unwrap();
         let words = m.raw_words();
         // Some rounds spare the header (so the ops reach the slots), others do not.
         let from = if round % 4 == 0 { 0 } else { 16 };
@@ -467,19 +468,27 @@ fn hostile_bytes_never_panic_or_hang() {
             }
         }
         let deadline = Instant::now() + Duration::from_secs(20);
+        // The map's operations, and a handle's (its layout validated before the garbage).
+        macro_rules! every_keyed_operation {
+            ($m:expr, $k:expr) => {{
+                let (m, k) = ($m, $k);
+                let _ = m.get(k, &mut Vec::new());
+                let _ = m.get_with(k, |v| v.len());
+                let _ = m.contains(k);
+                let _ = m.insert(k, b"new");
+                let _ = m.add(b"added", b"1");
+                let _ = m.replace(k, b"r");
+                let _ = m.compare_exchange(k, b"r", b"s");
+                let _ = m.update(k, |v| Update::Set(v.unwrap_or_default().to_vec(), ()));
+                let _ = m.incr(b"n", 1, 0);
+                let _ = m.insert_evicting(k, b"e");
+                let _ = m.remove(k);
+            }};
+        }
         for i in 0..260u32 {
             let k = i.to_le_bytes();
-            let _ = m.get(&k, &mut Vec::new());
-            let _ = m.get_with(&k, |v| v.len());
-            let _ = m.contains(&k);
-            let _ = m.insert(&k, b"new");
-            let _ = m.add(b"added", b"1");
-            let _ = m.replace(&k, b"r");
-            let _ = m.compare_exchange(&k, b"r", b"s");
-            let _ = m.update(&k, |v| Update::Set(v.unwrap_or_default().to_vec(), ()));
-            let _ = m.incr(b"n", 1, 0);
-            let _ = m.insert_evicting(&k, b"e");
-            let _ = m.remove(&k);
+            every_keyed_operation!(&*m, &k);
+            every_keyed_operation!(&handle, &k);
         }
         let _ = m.len();
         let _ = m.snapshot();
@@ -511,10 +520,201 @@ fn a_garbage_header_is_corrupt() {
     ));
     assert_eq!(m.len(), 0);
     assert_eq!(m.capacity(), 0);
+    assert!(matches!(m.handle(), Err(MapError::Corrupt { .. })));
     // Options that do not match the object's size.
     let m = map(10);
     m.raw_words()[1].store(1_000_000, Ordering::Relaxed);
     assert!(matches!(m.contains(b"a"), Err(MapError::Corrupt { .. })));
+    assert!(matches!(m.handle(), Err(MapError::Corrupt { .. })));
+}
+
+/// Every keyed operation through a handle returns what the same operation returns on the
+/// map itself: two maps of one seed take the same random operations, one through its
+/// handle, and agree on every result (errors included) and on their entries at the end.
+#[test]
+fn a_handle_does_what_the_map_does() {
+    let (a, b) = (map(40), map(40));
+    let h = b.handle().unwrap();
+    let mut rng = Rng(0xfeed_beef);
+    let ops = if cfg!(miri) { 300 } else { 20_000 };
+    for _ in 0..ops {
+        // Keys of 0 to 17 bytes (one too long), more of them than the capacity.
+        let k = vec![b'a' + rng.below(6) as u8; rng.below(18) as usize];
+        let v = vec![rng.below(256) as u8; rng.below(26) as usize];
+        let ((mut oa, mut ob), long) = ((Vec::new(), Vec::new()), Duration::from_secs(3600));
+        match rng.below(14) {
+            0 => assert_eq!(a.insert(&k, &v), h.insert(&k, &v)),
+            1 => assert_eq!(a.set(&k, &v), h.set(&k, &v)),
+            2 => assert_eq!(a.add(&k, &v), h.add(&k, &v)),
+            3 => assert_eq!(a.replace(&k, &v), h.replace(&k, &v)),
+            4 => assert_eq!(a.remove(&k), h.remove(&k)),
+            5 => assert_eq!(
+                a.compare_exchange(&k, &v[..v.len().min(1)], &v),
+                h.compare_exchange(&k, &v[..v.len().min(1)], &v)
+            ),
+            6 => {
+                let f = |old: Option<&[u8]>| match old {
+                    Some(o) if o.len() % 2 == 0 => Update::Remove(o.len()),
+                    Some(o) => Update::Set([o, &v[..]].concat(), o.len()),
+                    None => Update::Set(v.clone(), 0),
+                };
+                assert_eq!(a.update(&k, f), h.update(&k, f));
+            }
+            7 => {
+                let by = rng.below(5) as i64;
+                assert_eq!(a.incr(&k, by, 1), h.incr(&k, by, 1));
+            }
+            8 => assert_eq!(a.insert_ttl(&k, &v, long), h.insert_ttl(&k, &v, long)),
+            9 => assert_eq!(a.insert_evicting(&k, &v), h.insert_evicting(&k, &v)),
+            10 => assert_eq!(
+                a.get_with(&k, |x| x.to_vec()),
+                h.get_with(&k, |x| x.to_vec())
+            ),
+            11 => assert_eq!(a.contains(&k), h.contains(&k)),
+            12 => {
+                let far = Instant::now() + Duration::from_secs(60);
+                assert_eq!(
+                    a.with_deadline(far).insert(&k, &v),
+                    h.with_deadline(far).insert(&k, &v)
+                );
+            }
+            _ => {
+                assert_eq!(a.get(&k, &mut oa), h.get(&k, &mut ob));
+                assert_eq!(oa, ob);
+            }
+        }
+    }
+    assert_eq!(a.len(), b.len());
+    let (mut sa, mut sb) = (a.snapshot(), b.snapshot());
+    sa.sort();
+    sb.sort();
+    assert_eq!(sa, sb);
+    assert!(!sa.is_empty());
+    assert_eq!(h.map().len(), b.len());
+}
+
+/// A handle keeps the layout it validated: a header rewritten afterwards (here garbage)
+/// makes the map itself report `Corrupt`, while the handle goes on reading and writing
+/// the entries, inside the map; the typed map's handle likewise.
+#[test]
+fn a_handle_keeps_its_layout_when_the_header_is_rewritten() {
+    let m = map(50);
+    for i in 0..40u32 {
+        m.insert(&i.to_le_bytes(), &[i as u8; 3]).unwrap();
+    }
+    let h = m.handle().unwrap();
+    let words = m.raw_words();
+    let header: Vec<u64> = (0..8).map(|i| words[i].load(Ordering::Relaxed)).collect();
+    let mut rng = Rng(5);
+    for w in &words[..8] {
+        w.store(rng.next(), Ordering::Relaxed);
+    }
+    assert!(matches!(m.contains(b"x"), Err(MapError::Corrupt { .. })));
+    assert!(matches!(m.handle(), Err(MapError::Corrupt { .. })));
+    for i in 0..40u32 {
+        assert_eq!(
+            h.get_with(&i.to_le_bytes(), |v| v.to_vec()),
+            Ok(Some(vec![i as u8; 3]))
+        );
+    }
+    assert_eq!(h.insert(b"new", b"v"), Ok(None));
+    assert_eq!(h.remove(&0u32.to_le_bytes()), Ok(Some(vec![0; 3])));
+    for (w, v) in words.iter().zip(header) {
+        w.store(v, Ordering::Relaxed);
+    }
+    assert_eq!(get(&m, b"new"), Some(b"v".to_vec()));
+    assert_eq!(get(&m, &0u32.to_le_bytes()), None);
+    assert_eq!(m.len(), 40);
+
+    let t = Map::<u64, i64>::with_seed(20, SEED).unwrap();
+    t.insert(1, 10).unwrap();
+    let th = t.handle().unwrap();
+    let tw = t.as_bytes().raw_words();
+    tw[3].store(u64::MAX, Ordering::Relaxed);
+    assert_eq!(t.get(&1), None, "a corrupt map reads as absent");
+    assert!(t.handle().is_err());
+    assert_eq!(th.get(&1), Some(10));
+    assert!(th.contains(&1));
+    assert_eq!(th.incr(&2, 5, 0), Ok(5));
+    assert_eq!(th.set(1, 11), Ok(false));
+    assert_eq!(th.get(&1), Some(11));
+    assert_eq!(
+        th.map().len(),
+        0,
+        "the map-wide calls read the header: corrupt"
+    );
+}
+
+/// A header rewritten to another one that validates (a new seed): the map's calls use the
+/// new layout and the handle the old one, so they disagree on where keys live, as the
+/// docs say; neither panics, and the handle still finds what it wrote.
+#[test]
+fn a_handle_and_the_map_disagree_after_a_valid_rewrite_and_stay_inside_it() {
+    let m = map(64);
+    let h = m.handle().unwrap();
+    for i in 0..40u32 {
+        h.insert(&i.to_le_bytes(), &[i as u8; 2]).unwrap();
+    }
+    let words = m.raw_words();
+    // Words 4 and 5: the hash seed.
+    words[4].fetch_xor(0x5555, Ordering::Relaxed);
+    assert!(m.handle().is_ok(), "the rewritten header validates");
+    let missing = (0..40u32)
+        .filter(|i| !m.contains(&i.to_le_bytes()).unwrap())
+        .count();
+    assert!(missing > 0, "the map hashes with the new seed");
+    for i in 0..40u32 {
+        let _ = m.insert(&(100 + i).to_le_bytes(), b"m");
+        let _ = h.update(&i.to_le_bytes(), |v| {
+            Update::Set(v.map_or(b"h".to_vec(), <[u8]>::to_vec), ())
+        });
+    }
+    for i in 0..40u32 {
+        assert_eq!(
+            h.get_with(&i.to_le_bytes(), |v| v.to_vec()).unwrap(),
+            Some(vec![i as u8; 2])
+        );
+    }
+    let _ = m.snapshot();
+    assert!(m.len() <= m.capacity());
+}
+
+/// The typed handle returns what the typed map returns, for every keyed operation.
+#[test]
+fn a_typed_handle_does_what_the_typed_map_does() {
+    let (a, b) = (
+        Map::<u32, i64>::with_seed(30, SEED).unwrap(),
+        Map::<u32, i64>::with_seed(30, SEED).unwrap(),
+    );
+    let h = b.handle().unwrap();
+    let mut rng = Rng(77);
+    for _ in 0..if cfg!(miri) { 200 } else { 10_000 } {
+        let (k, v) = (rng.below(50) as u32, rng.below(9) as i64);
+        match rng.below(10) {
+            0 => assert_eq!(a.insert(k, v), h.insert(k, v)),
+            1 => assert_eq!(a.set(k, v), h.set(k, v)),
+            2 => assert_eq!(a.add(k, v), h.add(k, v)),
+            3 => assert_eq!(a.replace(&k, v), h.replace(&k, v)),
+            4 => assert_eq!(a.remove(&k), h.remove(&k)),
+            5 => assert_eq!(a.incr(&k, v, 1), h.incr(&k, v, 1)),
+            6 => assert_eq!(a.insert_evicting(k, v), h.insert_evicting(k, v)),
+            7 => {
+                let f = |old: Option<i64>| match old {
+                    Some(o) if o > 20 => Update::Remove(o),
+                    Some(o) => Update::Set(o + v, o),
+                    None => Update::Keep(-1),
+                };
+                assert_eq!(a.update(&k, f), h.update(&k, f));
+            }
+            8 => assert_eq!(a.contains(&k), h.contains(&k)),
+            _ => assert_eq!(a.get(&k), h.get(&k)),
+        }
+    }
+    let (mut sa, mut sb) = (a.snapshot(), b.snapshot());
+    sa.sort();
+    sb.sort();
+    assert_eq!(sa, sb);
+    assert_eq!(h.map().len(), b.len());
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable, shmstate::Element)]
@@ -1227,6 +1427,18 @@ fn timed_calls_give_up_behind_a_writer_that_does_not_finish() {
         assert_eq!(tw.remove(&7), Err(MapError::Timeout));
         assert_eq!(typed.try_get(&7), Ok(Some(1)));
         assert_eq!(typed.get_until(&7, soon()), Ok(Some(1)));
+        // Handles' timed views give up alike; a handle's typed read is lock-free.
+        let (h, th) = (m.handle().unwrap(), typed.handle().unwrap());
+        assert_eq!(
+            h.with_deadline(soon()).contains(b"busy"),
+            Err(MapError::Timeout)
+        );
+        let hw = h.with_deadline(Instant::now());
+        assert_eq!(hw.insert(b"new", b"x"), Err(InsertError::Timeout));
+        assert_eq!(hw.incr(b"n", 1, 0), Err(IncrError::Timeout));
+        let thw = th.with_deadline(Instant::now());
+        assert_eq!(thw.set(7, 2), Err(InsertError::Timeout));
+        assert_eq!(th.get(&7), Some(1));
         // Nothing changed.
         seq.store(q, Ordering::Relaxed);
         go_tx.send(()).unwrap();

@@ -13,7 +13,7 @@ use super::error::{IncrError, InsertError, MapError, UpdateError};
 use super::hash::Place;
 use super::layout::{ByteMap, Meta, copy_out, now_ns};
 use super::options::{Geometry, MapOptions};
-use super::read::{Clock, Out, READ_RETRIES, next};
+use super::read::{Clock, Out, READ_RETRIES, next, place_in};
 use super::write::{Find, Locked, vec_of};
 
 /// What an [`update`](ByteMap::update) closure decides: keep the entry as it is, set a
@@ -81,12 +81,13 @@ impl ByteMap {
     #[inline(always)]
     pub(crate) fn read_to_stack<'a>(
         &self,
+        geo: Option<&Geometry>,
         key: &[u8],
         stack: &'a mut StackValue,
         dl: Option<Instant>,
     ) -> Result<Stacked<'a>, MapError> {
         let mut len = 0;
-        if !self.read(key, Out::Words(&mut stack.0, &mut len), dl)? {
+        if !self.read(geo, key, Out::Words(&mut stack.0, &mut len), dl)? {
             return Ok(Stacked::Absent);
         }
         if len > STACK_VALUE {
@@ -169,7 +170,42 @@ impl ByteMap {
     /// The untimed (`None`) or timed view the operations run through.
     #[inline]
     fn at(&self, dl: Option<Instant>) -> ByteMapDeadline<'_> {
-        ByteMapDeadline { map: self, dl }
+        ByteMapDeadline {
+            map: self,
+            dl,
+            geo: None,
+        }
+    }
+
+    /// A handle to this map that validates the map's header once, now, instead of at
+    /// every operation (see [`ByteMapHandle`]): for a process that keeps using one map.
+    ///
+    /// # Errors
+    ///
+    /// [`MapError::Corrupt`] if the header is not one a map of this size has.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{ByteMap, MapOptions};
+    ///
+    /// let m = ByteMap::new(MapOptions::new(100).key_max(16).value_max(8))?;
+    /// let h = m.handle()?;
+    /// for _ in 0..3 {
+    ///     h.incr(b"hits", 1, 0)?;
+    /// }
+    /// assert_eq!(h.get_with(b"hits", |v| v.to_vec())?, Some(3i64.to_le_bytes().to_vec()));
+    /// assert_eq!(m.incr(b"hits", 1, 0)?, 4, "the map and its handles are one map");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn handle(&self) -> Result<ByteMapHandle<'_>, MapError> {
+        Ok(ByteMapHandle {
+            view: ByteMapDeadline {
+                map: self,
+                dl: None,
+                geo: Some(self.geometry()?),
+            },
+        })
     }
 
     /// This map, with operations that give up at `deadline` (see [`ByteMapDeadline`]).
@@ -1026,8 +1062,12 @@ impl Locked<'_> {
 #[derive(Clone, Copy)]
 pub struct ByteMapDeadline<'a> {
     pub(crate) map: &'a ByteMap,
-    /// `None` only for the untimed calls of [`ByteMap`], which go through this type.
+    /// `None` only for the untimed calls of [`ByteMap`] and of a [`ByteMapHandle`], which
+    /// go through this type.
     pub(crate) dl: Option<Instant>,
+    /// A handle's geometry, validated when the handle was made; `None`: validate the
+    /// header at each operation.
+    pub(crate) geo: Option<Geometry>,
 }
 
 impl core::fmt::Debug for ByteMapDeadline<'_> {
@@ -1044,6 +1084,17 @@ impl<'a> ByteMapDeadline<'a> {
         self.map
     }
 
+    /// The map's geometry (the handle's, or validated now into `tmp`) and `key`'s place.
+    #[inline(always)]
+    fn locate<'s>(
+        &'s self,
+        tmp: &'s mut Option<Geometry>,
+        key: &[u8],
+    ) -> Result<(&'s Geometry, Place), MapError> {
+        let g = self.map.geometry_in(self.geo.as_ref(), tmp)?;
+        Ok((g, place_in(g, key)?))
+    }
+
     /// [`ByteMap::get`], giving up at the deadline.
     ///
     /// # Errors
@@ -1052,7 +1103,9 @@ impl<'a> ByteMapDeadline<'a> {
     /// (alive, or stopped) is in the middle of a write; else as for [`ByteMap::get`].
     pub fn get(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool, MapError> {
         out.clear();
-        let found = self.map.read(key, Out::Vec(out), self.dl)?;
+        let found = self
+            .map
+            .read(self.geo.as_ref(), key, Out::Vec(out), self.dl)?;
         if !found {
             out.clear();
         }
@@ -1064,6 +1117,7 @@ impl<'a> ByteMapDeadline<'a> {
     /// # Errors
     ///
     /// As for [`get`](Self::get).
+    #[inline]
     pub fn get_with<R>(
         &self,
         key: &[u8],
@@ -1072,14 +1126,32 @@ impl<'a> ByteMapDeadline<'a> {
         // A value up to `STACK_VALUE` bytes is copied to the stack; a longer one into the
         // thread's scratch buffer.
         let mut stack = StackValue::new();
-        match self.map.read_to_stack(key, &mut stack, self.dl)? {
-            Stacked::Absent => return Ok(None),
-            Stacked::Value(v) => return Ok(Some(f(v))),
-            Stacked::Long => {}
+        match self
+            .map
+            .read_to_stack(self.geo.as_ref(), key, &mut stack, self.dl)?
+        {
+            Stacked::Absent => Ok(None),
+            Stacked::Value(v) => Ok(Some(f(v))),
+            Stacked::Long => self.get_long_with(key, f),
         }
+    }
+
+    /// [`get_with`](Self::get_with) of a value longer than `STACK_VALUE` bytes: a copy
+    /// into the thread's scratch buffer (out of line, so that the common short value's
+    /// lookup stays small enough to inline).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn get_long_with<R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<Option<R>, MapError> {
         SCRATCH.with(|s| match s.try_borrow_mut() {
             Ok(mut buf) => {
-                if self.map.read(key, Out::Vec(&mut buf), self.dl)? {
+                if self
+                    .map
+                    .read(self.geo.as_ref(), key, Out::Vec(&mut buf), self.dl)?
+                {
                     // The closure runs with the buffer released, so that it may call
                     // `get_with` again.
                     let v = core::mem::take(&mut *buf);
@@ -1095,7 +1167,7 @@ impl<'a> ByteMapDeadline<'a> {
                 let mut buf = Vec::new();
                 Ok(self
                     .map
-                    .read(key, Out::Vec(&mut buf), self.dl)?
+                    .read(self.geo.as_ref(), key, Out::Vec(&mut buf), self.dl)?
                     .then(|| f(&buf)))
             }
         })
@@ -1106,8 +1178,9 @@ impl<'a> ByteMapDeadline<'a> {
     /// # Errors
     ///
     /// As for [`get`](Self::get).
+    #[inline]
     pub fn contains(&self, key: &[u8]) -> Result<bool, MapError> {
-        self.map.read(key, Out::Nothing, self.dl)
+        self.map.read(self.geo.as_ref(), key, Out::Nothing, self.dl)
     }
 
     /// [`ByteMap::insert`], giving up at the deadline.
@@ -1125,6 +1198,7 @@ impl<'a> ByteMapDeadline<'a> {
     /// # Errors
     ///
     /// As for [`insert`](Self::insert).
+    #[inline]
     pub fn set(&self, key: &[u8], value: &[u8]) -> Result<bool, InsertError> {
         self.insert_taking(key, value, 0, |_, _| ())
             .map(|old| old.is_none())
@@ -1165,8 +1239,9 @@ impl<'a> ByteMapDeadline<'a> {
         expiry: u64,
         take: impl FnOnce(&[AtomicU64], usize) -> O,
     ) -> Result<Option<O>, InsertError> {
-        let (g, p) = self.map.locate(key)?;
-        let l = self.map.lock_for(&g, &p, value, self.dl)?;
+        let mut tmp = None;
+        let (g, p) = self.locate(&mut tmp, key)?;
+        let l = self.map.lock_for(g, &p, value, self.dl)?;
         let mut clock = Clock::new();
         match l.find_room(&p, key, &mut clock)? {
             Some(Find::Found(i, m)) => {
@@ -1185,8 +1260,9 @@ impl<'a> ByteMapDeadline<'a> {
     ///
     /// As for [`insert`](Self::insert).
     pub fn add(&self, key: &[u8], value: &[u8]) -> Result<bool, InsertError> {
-        let (g, p) = self.map.locate(key)?;
-        let l = self.map.lock_for(&g, &p, value, self.dl)?;
+        let mut tmp = None;
+        let (g, p) = self.locate(&mut tmp, key)?;
+        let l = self.map.lock_for(g, &p, value, self.dl)?;
         let mut clock = Clock::new();
         match l.find_room(&p, key, &mut clock)? {
             Some(Find::Found(..)) => Ok(false),
@@ -1202,8 +1278,9 @@ impl<'a> ByteMapDeadline<'a> {
     /// [`MapError::Timeout`] if the key's stripe lock is not acquired by the deadline
     /// (nothing changed); else as for [`ByteMap::replace`].
     pub fn replace(&self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, MapError> {
-        let (g, p) = self.map.locate(key)?;
-        let l = self.map.lock_for(&g, &p, value, self.dl)?;
+        let mut tmp = None;
+        let (g, p) = self.locate(&mut tmp, key)?;
+        let l = self.map.lock_for(g, &p, value, self.dl)?;
         let mut clock = Clock::new();
         match l.find(&p, key, &mut clock)? {
             Find::Found(i, m) => {
@@ -1221,8 +1298,9 @@ impl<'a> ByteMapDeadline<'a> {
     ///
     /// As for [`replace`](Self::replace).
     pub fn remove(&self, key: &[u8]) -> Result<Option<Vec<u8>>, MapError> {
-        let (g, p) = self.map.locate(key)?;
-        let l = self.map.lock_for(&g, &p, &[], self.dl)?;
+        let mut tmp = None;
+        let (g, p) = self.locate(&mut tmp, key)?;
+        let l = self.map.lock_for(g, &p, &[], self.dl)?;
         let mut clock = Clock::new();
         match l.find(&p, key, &mut clock)? {
             Find::Found(i, m) => {
@@ -1245,8 +1323,9 @@ impl<'a> ByteMapDeadline<'a> {
         current: &[u8],
         new: &[u8],
     ) -> Result<Result<(), Option<Vec<u8>>>, MapError> {
-        let (g, p) = self.map.locate(key)?;
-        let l = self.map.lock_for(&g, &p, new, self.dl)?;
+        let mut tmp = None;
+        let (g, p) = self.locate(&mut tmp, key)?;
+        let l = self.map.lock_for(g, &p, new, self.dl)?;
         let mut clock = Clock::new();
         match l.find(&p, key, &mut clock)? {
             Find::Found(i, m) => {
@@ -1273,8 +1352,9 @@ impl<'a> ByteMapDeadline<'a> {
         key: &[u8],
         f: impl FnOnce(Option<&[u8]>) -> Update<R, V>,
     ) -> Result<R, UpdateError> {
-        let (g, p) = self.map.locate(key)?;
-        let l = self.map.lock_for(&g, &p, &[], self.dl)?;
+        let mut tmp = None;
+        let (g, p) = self.locate(&mut tmp, key)?;
+        let l = self.map.lock_for(g, &p, &[], self.dl)?;
         let mut clock = Clock::new();
         let found = l.find_room(&p, key, &mut clock)?;
         let (slot, old) = match found {
@@ -1311,9 +1391,11 @@ impl<'a> ByteMapDeadline<'a> {
     ///
     /// [`IncrError::Timeout`] if the key's stripe lock is not acquired by the deadline;
     /// else as for [`ByteMap::incr`].
+    #[inline]
     pub fn incr(&self, key: &[u8], by: i64, init: i64) -> Result<i64, IncrError> {
-        let (g, p) = self.map.locate(key)?;
-        let l = self.map.lock_for(&g, &p, &[0; 8], self.dl)?;
+        let mut tmp = None;
+        let (g, p) = self.locate(&mut tmp, key)?;
+        let l = self.map.lock_for(g, &p, &[0; 8], self.dl)?;
         let mut clock = Clock::new();
         match l.find_room(&p, key, &mut clock)? {
             Some(Find::Found(i, m)) => {
@@ -1342,8 +1424,9 @@ impl<'a> ByteMapDeadline<'a> {
     ///
     /// As for [`insert`](Self::insert).
     pub fn insert_evicting(&self, key: &[u8], value: &[u8]) -> Result<Evicted, InsertError> {
-        let (g, p) = self.map.locate(key)?;
-        let l = self.map.lock_for(&g, &p, value, self.dl)?;
+        let mut tmp = None;
+        let (g, p) = self.locate(&mut tmp, key)?;
+        let l = self.map.lock_for(g, &p, value, self.dl)?;
         let mut clock = Clock::new();
         match l.find_room(&p, key, &mut clock)? {
             Some(Find::Found(i, m)) => {
@@ -1386,6 +1469,88 @@ impl<'a> ByteMapDeadline<'a> {
                 r?;
                 Err(full(key, value))
             }
+        }
+    }
+}
+
+/// A [`ByteMap`] whose header was validated once, when the handle was made
+/// ([`ByteMap::handle`]), instead of at every operation: its keyed operations are
+/// [`ByteMap`]'s (through [`ByteMapDeadline`], with no deadline), each without the load
+/// and check of the seven header words, and [`with_deadline`](Self::with_deadline) makes
+/// timed views that skip the check too.
+///
+/// The handle keeps its own copy of the map's layout and hash seed. A map's header is
+/// written once, before the map is shared, so the copy stays right; if another process
+/// rewrites the header later (a bug or an attack), the handle keeps using the layout it
+/// validated, which fits the map's memory, and goes on treating every slot's bytes as
+/// untrusted, as every operation does: a hostile header cannot make a handle read or
+/// write outside the map. The map's own calls see the rewritten header: garbage makes
+/// them fail [`MapError::Corrupt`]; another header that validates (a new seed, say) makes
+/// them use the new layout while the handle keeps the old, so the two disagree on where
+/// keys live (see "Hostile bytes" in the [module docs](super)).
+///
+/// The handle's operations are [`ByteMapDeadline`]'s with no deadline: they wait as the
+/// map's untimed calls do and never return `Timeout`. Bounded forms come from
+/// [`with_deadline`](Self::with_deadline); the map-wide calls (`len`, `clear`,
+/// `for_each`, `snapshot`, ...) from [`map`](ByteMapDeadline::map), which validates the
+/// header as the map's calls do.
+///
+/// Handles are cheap to copy; make one per thread or share one.
+///
+/// # Examples
+///
+/// ```
+/// use shmstate::{MapOptions, Region};
+///
+/// let region = Region::anonymous(1 << 20)?;
+/// let limits = region.map("limits", MapOptions::new(1000).key_max(32).value_max(8))?;
+/// let h = limits.handle()?;
+/// assert_eq!(h.incr(b"client:7", 1, 0)?, 1);
+/// assert!(h.contains(b"client:7")?);
+/// assert_eq!(h.map().len(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy)]
+pub struct ByteMapHandle<'a> {
+    view: ByteMapDeadline<'a>,
+}
+
+impl core::fmt::Debug for ByteMapHandle<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ByteMapHandle").finish_non_exhaustive()
+    }
+}
+
+impl<'a> core::ops::Deref for ByteMapHandle<'a> {
+    type Target = ByteMapDeadline<'a>;
+
+    /// The handle's operations: a view with no deadline that uses the handle's layout.
+    #[inline]
+    fn deref(&self) -> &ByteMapDeadline<'a> {
+        &self.view
+    }
+}
+
+impl<'a> ByteMapHandle<'a> {
+    /// The map's operations with the handle's layout, giving up at `deadline` (see
+    /// [`ByteMapDeadline`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use shmstate::{ByteMap, MapOptions};
+    ///
+    /// let m = ByteMap::new(MapOptions::new(10))?;
+    /// let h = m.handle()?;
+    /// h.with_deadline(Instant::now() + Duration::from_millis(5)).insert(b"k", b"v")?;
+    /// assert!(h.contains(b"k")?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_deadline(&self, deadline: Instant) -> ByteMapDeadline<'a> {
+        ByteMapDeadline {
+            dl: Some(deadline),
+            ..self.view
         }
     }
 }

@@ -54,20 +54,36 @@ impl Clock {
 }
 
 impl ByteMap {
-    /// The validated geometry and the place of `key`.
+    /// The map's geometry: `geo` if given (a [`ByteMapHandle`](super::ByteMapHandle)'s
+    /// copy, validated when the handle was made), else validated from the header now and
+    /// kept in `tmp`.
     #[inline(always)]
-    pub(crate) fn locate(&self, key: &[u8]) -> Result<(Geometry, Place), MapError> {
-        let g = self.geometry()?;
-        if key.len() > g.options.key_max_len() {
-            return Err(MapError::KeyTooLong {
-                len: key.len(),
-                max: g.options.key_max_len(),
-            });
+    pub(crate) fn geometry_in<'s>(
+        &self,
+        geo: Option<&'s Geometry>,
+        tmp: &'s mut Option<Geometry>,
+    ) -> Result<&'s Geometry, MapError> {
+        match geo {
+            Some(g) => Ok(g),
+            None => Ok(tmp.insert(self.geometry()?)),
         }
-        let p = place(&g, key_hash(&g, key));
-        Ok((g, p))
     }
+}
 
+/// The place of `key` in a map of geometry `g`; an error for a key longer than the map
+/// takes.
+#[inline(always)]
+pub(crate) fn place_in(g: &Geometry, key: &[u8]) -> Result<Place, MapError> {
+    if key.len() > g.options.key_max_len() {
+        return Err(MapError::KeyTooLong {
+            len: key.len(),
+            max: g.options.key_max_len(),
+        });
+    }
+    Ok(place(g, key_hash(g, key)))
+}
+
+impl ByteMap {
     /// Looks `key` up; if found (and not expired), copies its value into `out` (see
     /// [`Out`]). Whether it was found. Gives up at `dl` (if any) while a writer holds up
     /// the lookup.
@@ -75,37 +91,43 @@ impl ByteMap {
     /// The first optimistic attempt is inline; an attempt that raced a writer continues out
     /// of line ([`read_raced`](Self::read_raced)), so that the uncontended lookup carries
     /// none of the retry loop's state.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn read(
         &self,
+        geo: Option<&Geometry>,
         key: &[u8],
         mut out: Out<'_>,
         dl: Option<Instant>,
     ) -> Result<bool, MapError> {
-        let (g, p) = self.locate(key)?;
+        let mut tmp = None;
+        let g = self.geometry_in(geo, &mut tmp)?;
+        let p = place_in(g, key)?;
         let mut clock = Clock::new();
-        match self.try_read(&g, &p, key, &mut clock, out.reborrow()) {
+        match self.try_read(g, &p, key, &mut clock, out.reborrow()) {
             Ok(found) => Ok(found),
-            Err(raced) => self.read_raced(key, clock, out, dl, raced),
+            Err(raced) => self.read_raced(geo, key, clock, out, dl, raced),
         }
     }
 
     /// The rest of [`read`](Self::read) after an attempt that raced a writer: retries,
     /// a bounded spin, probes of a long writer, and the fallback under the stripe lock.
-    /// (It validates the header again rather than take the first attempt's geometry, so
-    /// that the inline attempt need not keep it in memory for this call.)
+    /// (Without a handle's geometry `geo` it validates the header again rather than take
+    /// the first attempt's, so that the inline attempt need not keep it in memory for
+    /// this call.)
     #[cold]
     #[inline(never)]
     fn read_raced(
         &self,
+        geo: Option<&Geometry>,
         key: &[u8],
         mut clock: Clock,
         mut out: Out<'_>,
         dl: Option<Instant>,
         first: Raced,
     ) -> Result<bool, MapError> {
-        let (g, p) = self.locate(key)?;
-        let (g, p) = (&g, &p);
+        let mut tmp = None;
+        let g = self.geometry_in(geo, &mut tmp)?;
+        let p = &place_in(g, key)?;
         let mut spins = 0;
         let mut changes = 0;
         let mut slices: Option<Slices> = None;
@@ -156,7 +178,7 @@ impl ByteMap {
     }
 
     /// One optimistic attempt (see the protocol in the [module docs](super)).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn try_read(
         &self,
         g: &Geometry,
@@ -165,7 +187,7 @@ impl ByteMap {
         clock: &mut Clock,
         mut out: Out<'_>,
     ) -> Result<bool, Raced> {
-        // `locate` bounded the key: `is_full_with` below relies on it.
+        // `place_in` bounded the key: `is_full_with` below relies on it.
         debug_assert!(key.len() <= g.options.key_max_len());
         let head = self.head(g, p.stripe);
         // Acquire pairs with the Release store that ends a structure change (`end_move`):

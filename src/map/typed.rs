@@ -11,7 +11,7 @@ use crate::shared::Element;
 use super::bytemap::{ByteMapDeadline, Evicted, StackValue, Stacked, Update};
 use super::error::{IncrError, InsertError, MapError, UpdateError};
 use super::layout::ByteMap;
-use super::options::MapOptions;
+use super::options::{Geometry, MapOptions};
 use crate::wait::Timeout;
 use std::time::Instant;
 
@@ -115,6 +115,27 @@ fn pod_of<T: Pod>(words: &[crate::sync::AtomicU64], len: usize) -> Option<T> {
     Some(t)
 }
 
+/// [`Map::get`] with the geometry `geo` of a handle, if any: the value straight onto the
+/// stack, as `get_with` reads it, without its closure and nested options (one lookup
+/// call, specialised for `K`'s size).
+#[inline(always)]
+fn get_in<K: Pod, V: Pod>(map: &ByteMap, geo: Option<&Geometry>, key: &K) -> Option<V> {
+    let mut stack = StackValue::new();
+    match map.read_to_stack(geo, bytemuck::bytes_of(key), &mut stack, None) {
+        Ok(Stacked::Value(v)) => read::<V>(v),
+        Ok(Stacked::Long) => ByteMapDeadline {
+            map,
+            dl: None,
+            geo: geo.copied(),
+        }
+        .get_long_with(bytemuck::bytes_of(key), read::<V>)
+        .ok()
+        .flatten()
+        .flatten(),
+        Ok(Stacked::Absent) | Err(_) => None,
+    }
+}
+
 impl<K: Pod + Element, V: Pod + Element> Map<K, V> {
     /// The options of a map from `K` to `V` of `capacity` entries.
     pub fn options(capacity: usize) -> MapOptions {
@@ -180,8 +201,42 @@ impl<K: Pod + Element, V: Pod + Element> Map<K, V> {
             inner: ByteMapDeadline {
                 map: &self.inner,
                 dl,
+                geo: None,
             },
         }
+    }
+
+    /// A handle to this map that validates the map's header once, now, instead of at
+    /// every operation (see [`MapHandle`]).
+    ///
+    /// # Errors
+    ///
+    /// [`MapError::Corrupt`] if the header is not one a map of this size has.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::Map;
+    ///
+    /// let m = Map::<u64, i64>::new(100)?;
+    /// let h = m.handle()?;
+    /// assert_eq!(h.incr(&7, 1, 0)?, 1);
+    /// assert_eq!(h.get(&7), Some(1));
+    /// assert_eq!(m.get(&7), Some(1), "the map and its handles are one map");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn handle(&self) -> Result<MapHandle<'_, K, V>, MapError> {
+        Ok(MapHandle {
+            map: self,
+            view: MapDeadline {
+                _types: PhantomData,
+                inner: ByteMapDeadline {
+                    map: &self.inner,
+                    dl: None,
+                    geo: Some(self.inner.geometry()?),
+                },
+            },
+        })
     }
 
     /// This map, with operations that give up at `deadline` (see [`MapDeadline`]).
@@ -222,22 +277,7 @@ impl<K: Pod + Element, V: Pod + Element> Map<K, V> {
 
     /// The value of `key`, if present (and not expired). Lock-free (see [`ByteMap::get`]).
     pub fn get(&self, key: &K) -> Option<V> {
-        // The value straight onto the stack, as `get_with` reads it, without its closure
-        // and nested options: one lookup call, specialised for `K`'s size.
-        let mut stack = StackValue::new();
-        match self
-            .inner
-            .read_to_stack(bytemuck::bytes_of(key), &mut stack, None)
-        {
-            Ok(Stacked::Value(v)) => read::<V>(v),
-            Ok(Stacked::Long) => self
-                .inner
-                .get_with(bytemuck::bytes_of(key), read::<V>)
-                .ok()
-                .flatten()
-                .flatten(),
-            Ok(Stacked::Absent) | Err(_) => None,
-        }
+        get_in(&self.inner, None, key)
     }
 
     /// Whether `key` is present (and not expired).
@@ -447,6 +487,92 @@ impl<K, V> Copy for MapDeadline<'_, K, V> {}
 impl<K, V> core::fmt::Debug for MapDeadline<'_, K, V> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_tuple("MapDeadline").field(&self.inner).finish()
+    }
+}
+
+/// A [`Map`] whose header was validated once, when the handle was made ([`Map::handle`]),
+/// instead of at every operation: the typed form of [`ByteMapHandle`] (see there for what
+/// the handle keeps and why a rewritten header cannot lead it outside the map).
+///
+/// [`get`](Self::get) and [`contains`](Self::contains) are [`Map`]'s; every other keyed
+/// operation is [`MapDeadline`]'s with no deadline (through `Deref`), with the signature
+/// of [`Map`]'s: it waits as [`Map`]'s untimed calls do and never returns `Timeout`.
+/// Bounded forms come from [`with_deadline`](Self::with_deadline), the map-wide calls
+/// (`len`, `clear`, `snapshot`, ...) from [`map`](Self::map).
+///
+/// [`ByteMapHandle`]: crate::ByteMapHandle
+///
+/// # Examples
+///
+/// ```
+/// use shmstate::{Map, Region};
+///
+/// let region = Region::anonymous(1 << 20)?;
+/// let prices = region.typed_map::<u64, f64>("prices", 1000)?;
+/// let h = prices.handle()?;
+/// h.insert(42, 9.5)?;
+/// assert_eq!(h.get(&42), Some(9.5));
+/// assert!(!h.contains(&43));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct MapHandle<'a, K, V> {
+    map: &'a Map<K, V>,
+    view: MapDeadline<'a, K, V>,
+}
+
+impl<K, V> Clone for MapHandle<'_, K, V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<K, V> Copy for MapHandle<'_, K, V> {}
+
+impl<K, V> core::fmt::Debug for MapHandle<'_, K, V> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("MapHandle").finish_non_exhaustive()
+    }
+}
+
+impl<'a, K, V> core::ops::Deref for MapHandle<'a, K, V> {
+    type Target = MapDeadline<'a, K, V>;
+
+    /// The handle's operations: a view with no deadline that uses the handle's layout.
+    #[inline]
+    fn deref(&self) -> &MapDeadline<'a, K, V> {
+        &self.view
+    }
+}
+
+impl<'a, K: Pod + Element, V: Pod + Element> MapHandle<'a, K, V> {
+    /// The map (its map-wide calls validate the header as usual).
+    pub fn map(&self) -> &'a Map<K, V> {
+        self.map
+    }
+
+    /// The value of `key`, if present (and not expired): [`Map::get`].
+    pub fn get(&self, key: &K) -> Option<V> {
+        get_in(self.view.inner.map, self.view.inner.geo.as_ref(), key)
+    }
+
+    /// Whether `key` is present (and not expired): [`Map::contains`].
+    pub fn contains(&self, key: &K) -> bool {
+        self.view
+            .inner
+            .contains(bytemuck::bytes_of(key))
+            .unwrap_or(false)
+    }
+
+    /// The map's operations with the handle's layout, giving up at `deadline` (see
+    /// [`MapDeadline`]).
+    pub fn with_deadline(&self, deadline: Instant) -> MapDeadline<'a, K, V> {
+        MapDeadline {
+            _types: PhantomData,
+            inner: ByteMapDeadline {
+                dl: Some(deadline),
+                ..self.view.inner
+            },
+        }
     }
 }
 

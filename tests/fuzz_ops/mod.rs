@@ -1458,7 +1458,8 @@ fn map_update<V: Clone>(sub: u8, new: V, old: Option<V>) -> Update<u8, V> {
 
 /// The map family: a `ByteMap` (capacity 24, keys up to 16 bytes, values up to 24) and a
 /// `Map<u64, [u8; 8]>` of four stripes. Operations run through `with_deadline` (a deadline
-/// at most 2 ms away) or the `try_`/timed reads; the untimed ones (`clear`,
+/// at most 2 ms away; every other step through a handle made before the first raw write)
+/// or the `try_`/timed reads; the untimed ones (`clear`,
 /// `purge_expired`, `for_each`, `snapshot`, and untimed reads and writes) run only after
 /// [`free_stripes`].
 pub fn map(data: &[u8]) {
@@ -1497,17 +1498,29 @@ pub fn map(data: &[u8]) {
     views.extend(windows(&tm_obj, 0, 64, 64));
     let objs: Vec<&dyn Bytes> = views.iter().map(|w| w as &dyn Bytes).collect();
 
+    // Handles made while the headers are valid: every other operation runs through them,
+    // with the layout they validated, whatever the raw writes do to the headers later.
+    let (bh, th) = (
+        bm.handle().expect("the byte map's header is valid"),
+        tm.handle()
+            .expect("the typed map's crafted header is valid"),
+    );
+
     let mut inp = Input::new(data);
     image(&mut inp, &objs);
 
     let mut out = Vec::new();
-    for _ in 0..MAX_OPS {
+    for step in 0..MAX_OPS {
         let Some(op) = inp.next() else { break };
         let Some(op) = raw_write(op, 40, &mut inp, &objs) else {
             continue;
         };
         let d = inp.deadline();
-        let (b, t) = (bm.with_deadline(d), tm.with_deadline(d));
+        let (b, t) = if step % 2 == 0 {
+            (bm.with_deadline(d), tm.with_deadline(d))
+        } else {
+            (bh.with_deadline(d), th.with_deadline(d))
+        };
         match op {
             // ByteMap, reads.
             2 => {
