@@ -302,6 +302,26 @@ fn get(c: &mut Criterion, redis: Option<&RedisCell>) {
         |m, i| u64::from(m.get(&key(i)) == Some(value(i))),
         no_check,
     );
+    // The same two gets through handles (the header validated once, not per get).
+    keyed(
+        &mut g,
+        "shmstate_bytemap_handle",
+        &bytes.handle().expect("ByteMap handle"),
+        |_| {},
+        |h, i| {
+            let v = h.get_with(&key(i).to_le_bytes(), |v| v.len() as u64);
+            u64::from(v.expect("ByteMapHandle::get_with") == Some(8))
+        },
+        no_check,
+    );
+    keyed(
+        &mut g,
+        "shmstate_map_u64_handle",
+        &typed.handle().expect("Map handle"),
+        |_| {},
+        |h, i| u64::from(h.get(&key(i)) == Some(value(i))),
+        no_check,
+    );
 
     let std = std_map(value);
     keyed(
@@ -405,6 +425,25 @@ fn insert(c: &mut Criterion, redis: Option<&RedisCell>) {
         |m, i| u64::from(!m.set(key(i), i as u64).expect("Map::set")),
         |m, _| assert_eq!(m.get(&key(0)), Some(0)),
     );
+    keyed(
+        &mut g,
+        "shmstate_bytemap_handle_set",
+        &bytes.handle().expect("ByteMap handle"),
+        |_| {},
+        |h, i| {
+            let new = h.set(&key(i).to_le_bytes(), &(i as u64).to_le_bytes());
+            u64::from(!new.expect("ByteMapHandle::set"))
+        },
+        |h, n| key0_is_zero(h.map(), n),
+    );
+    keyed(
+        &mut g,
+        "shmstate_map_u64_handle_set",
+        &typed.handle().expect("Map handle"),
+        |_| {},
+        |h, i| u64::from(!h.set(key(i), i as u64).expect("MapHandle::set")),
+        |h, _| assert_eq!(h.get(&key(0)), Some(0)),
+    );
 
     let std = std_map(value);
     keyed(
@@ -488,6 +527,30 @@ fn incr(c: &mut Criterion, redis: Option<&RedisCell>) {
         |m, iters| {
             let sum: i64 = m.snapshot().iter().map(|(_, v)| v).sum();
             assert_eq!(sum as u64, iters, "Map counters");
+        },
+    );
+    keyed(
+        &mut g,
+        "shmstate_bytemap_handle",
+        &bytes.handle().expect("ByteMap handle"),
+        |h| {
+            for i in 0..KEYS {
+                h.insert(&key(i).to_le_bytes(), &0i64.to_le_bytes())
+                    .expect("reset the ByteMap");
+            }
+        },
+        |h, i| {
+            u64::from(
+                h.incr(&key(i).to_le_bytes(), 1, 0)
+                    .expect("ByteMapHandle::incr")
+                    > 0,
+            )
+        },
+        |h, iters| {
+            let mut sum = 0i64;
+            h.map()
+                .for_each(|_, v| sum += i64::from_le_bytes(v.try_into().unwrap()));
+            assert_eq!(sum as u64, iters, "ByteMap counters");
         },
     );
 

@@ -58,11 +58,17 @@ TARGETS = {
         ("time ratio <= 1.5", 1 / 1.5),
     ("map_get_1thread", "shmstate_map_u64", "std_rwlock_hashmap"):
         ("time ratio <= 1.5", 1 / 1.5),
+    ("map_get_1thread", "shmstate_bytemap_handle", "std_rwlock_hashmap"):
+        ("time ratio <= 1.5", 1 / 1.5),
+    ("map_get_1thread", "shmstate_map_u64_handle", "std_rwlock_hashmap"):
+        ("time ratio <= 1.5", 1 / 1.5),
     ("map_get_1thread", "shmstate_bytemap", "redis"): (">= 300x", 300.0),
     # Redis' SET returns no old value: compared with `set`, which reads none out either
     # (`insert` hands the old value back).
     ("map_insert_1thread", "shmstate_bytemap_set", "redis"): (">= 300x", 300.0),
     ("map_incr_1thread", "shmstate_bytemap", "redis"): (">= 300x", 300.0),
+    ("map_insert_1thread", "shmstate_bytemap_handle_set", "redis"): (">= 300x", 300.0),
+    ("map_incr_1thread", "shmstate_bytemap_handle", "redis"): (">= 300x", 300.0),
 }
 
 # Absolute targets of the shared map, (group, shmstate function) -> (text, maximum median
@@ -419,6 +425,14 @@ def map_section(est, md):
                   "d[k] = v vs ByteMap::set"),
                  ("set_ns", "map_insert_1thread", "shmstate_map_u64_set",
                   "d[k] = v vs Map<u64, u64>::set"),
+                 ("get_ns", "map_get_1thread", "shmstate_bytemap_handle",
+                  "d[k] vs ByteMapHandle::get_with"),
+                 ("get_ns", "map_get_1thread", "shmstate_map_u64_handle",
+                  "d[k] vs MapHandle<u64, u64>::get"),
+                 ("set_ns", "map_insert_1thread", "shmstate_bytemap_handle_set",
+                  "d[k] = v vs ByteMapHandle::set"),
+                 ("set_ns", "map_insert_1thread", "shmstate_map_u64_handle_set",
+                  "d[k] = v vs MapHandle<u64, u64>::set"),
                  ("set_ns", "map_insert_1thread", "shmstate_bytemap",
                   "d[k] = v vs ByteMap::insert (returns the old value)"),
                  ("set_ns", "map_insert_1thread", "shmstate_map_u64",
