@@ -9,7 +9,11 @@
 //! Two physical floors, in groups of their own: `channel_floor_2procs/cacheline_pingpong`
 //! (two atomics on separate cache lines bounced between the 2 processes, both spinning:
 //! the least a round trip between two cores can cost) and `channel_memcpy/memcpy_16KiB` (one 16 KiB copy in
-//! one thread, buffers in cache: the bandwidth a 16 KiB message is compared with).
+//! one thread, buffers in cache: the bandwidth a 16 KiB message is compared with). Beside
+//! them, `channel_floor_2procs/spsc_ring_{64B,16KiB}`: the least a one-way stream costs
+//! between the 2 processes (a bare single-producer single-consumer ring of fixed slots, no
+//! lock, no crash safety), and `spsc_ring_cas_64B`, the same ring publishing each message
+//! with a compare-exchange of its index instead of a store (what a locked publish costs).
 //!
 //! Message sizes: 8 B, 64 B, 1 KiB and 16 KiB. Every message carries its sequence number
 //! in its first 8 bytes, and every receiver checks it (in order, none lost) and counts
@@ -448,7 +452,114 @@ fn floor(c: &mut Criterion) {
         },
         |s| s.1.load(Ordering::Relaxed),
     );
+    spsc_ring::<64, { BUFFER / 64 }, false>(&mut g, "spsc_ring_64B");
+    spsc_ring::<16384, { BUFFER / 16384 }, false>(&mut g, "spsc_ring_16KiB");
+    spsc_ring::<64, { BUFFER / 64 }, true>(&mut g, "spsc_ring_cas_64B");
     g.finish();
+}
+
+/// The least a one-way stream of `S`-byte messages can cost between the two processes:
+/// a ring of `N` fixed slots (`N * S` = the channel's 64 KiB) for one producer and one
+/// consumer, each keeping a cached copy of the other's index (Lamport's ring, as the
+/// fast single-producer single-consumer queues build it), with no framing, no lock, no
+/// crash safety and no sleeping. Moving the slots' and the indices' lines between the
+/// cores is all it does: the floor of the channel's one-way rows of the same size.
+#[repr(C)]
+struct SpscRing<const S: usize, const N: usize> {
+    /// Messages taken (the consumer's).
+    head: CachePadded<AtomicU64>,
+    /// Messages put (the producer's).
+    tail: CachePadded<AtomicU64>,
+    /// Messages checked by the consumer, for the sample's count.
+    got: CachePadded<AtomicU64>,
+    slots: [Slot<S>; N],
+}
+
+/// One slot of [`SpscRing`], on lines of its own.
+#[repr(C, align(64))]
+struct Slot<const S: usize>(UnsafeCell<[u8; S]>);
+
+// SAFETY: a slot is written only by the producer while the consumer cannot read it, and
+// read only by the consumer while the producer cannot write it (the index protocol in
+// `spsc_ring`); the indices are atomics.
+unsafe impl<const S: usize, const N: usize> Sync for SpscRing<S, N> {}
+
+fn spsc_ring<const S: usize, const N: usize, const CAS: bool>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    id: &str,
+) {
+    let ring: Shm<SpscRing<S, N>> = Shm::new(SpscRing {
+        head: CachePadded::new(AtomicU64::new(0)),
+        tail: CachePadded::new(AtomicU64::new(0)),
+        got: CachePadded::new(AtomicU64::new(0)),
+        slots: [const { Slot(UnsafeCell::new([0; S])) }; N],
+    });
+    concurrent(
+        g,
+        id,
+        PROCS,
+        1,
+        &*ring,
+        |r| {
+            r.head.store(0, Ordering::Relaxed);
+            r.tail.store(0, Ordering::Relaxed);
+            r.got.store(0, Ordering::Relaxed);
+        },
+        |r, i, iters| {
+            let n = N as u64;
+            if i == 0 {
+                let mut src = message(S);
+                // Acquire pairs with the consumer's Release store of `head`: its reads of
+                // a slot happen before our next write of it.
+                let mut head = r.head.load(Ordering::Acquire);
+                for k in 1..=iters {
+                    let mut spin = Spin::default();
+                    while k - 1 - head >= n {
+                        spin.wait();
+                        // Acquire: as above.
+                        head = r.head.load(Ordering::Acquire);
+                    }
+                    stamp(&mut src, k);
+                    let slot = r.slots[((k - 1) % n) as usize].0.get();
+                    // SAFETY: slot `k - 1` is free: the consumer took message `k - 1 - N`
+                    // (`head` > that) and reads no slot beyond `tail` (= `k - 1`, ours).
+                    unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), slot.cast(), S) };
+                    // Release pairs with the consumer's Acquire load: the slot's bytes
+                    // happen before it sees the message.
+                    if CAS {
+                        // The only writer: the compare-exchange always succeeds; it is
+                        // here for its cost (a locked instruction), as the channel's.
+                        let cas =
+                            r.tail
+                                .compare_exchange(k - 1, k, Ordering::Release, Ordering::Relaxed);
+                        debug_assert!(cas.is_ok());
+                    } else {
+                        r.tail.store(k, Ordering::Release);
+                    }
+                }
+            } else {
+                let mut dst = vec![0u8; S];
+                let mut tail = 0;
+                for k in 1..=iters {
+                    let mut spin = Spin::default();
+                    while tail < k {
+                        spin.wait();
+                        // Acquire: pairs with the producer's Release store of `tail`.
+                        tail = r.tail.load(Ordering::Acquire);
+                    }
+                    let slot = r.slots[((k - 1) % n) as usize].0.get();
+                    // SAFETY: message `k` is published (`tail` >= k) and the producer
+                    // does not write its slot again until `head` passes it (below).
+                    unsafe { core::ptr::copy_nonoverlapping(slot.cast(), dst.as_mut_ptr(), S) };
+                    check(&dst, k, S);
+                    // Release pairs with the producer's Acquire load of `head`.
+                    r.head.store(k, Ordering::Release);
+                }
+                r.got.store(iters, Ordering::Relaxed);
+            }
+        },
+        |r| r.got.load(Ordering::Relaxed),
+    );
 }
 
 /// Two 16 KiB buffers for the memcpy row (one thread; cells so a shared reference copies).

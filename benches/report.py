@@ -603,6 +603,21 @@ def channel_section(est, chpy):
     add("one-way 16 KiB: channel bandwidth / memcpy bandwidth",
         med("channel_oneway_16KiB_2procs", "shmstate_channel"), mc, lambda s, o: o / s,
         ">= 0.5", 0.5)
+    # The least a one-way stream costs between the two processes here (a bare ring of
+    # fixed slots, `channel_floor_2procs/spsc_ring_*`): how far each target is from what
+    # this machine allows.
+    for size, ring in (("64B", "spsc_ring_64B"), ("16KiB", "spsc_ring_16KiB")):
+        floor_ns = med("channel_floor_2procs", ring)
+        for fn in ("shmstate_channel", "shmstate_channel_send_side"):
+            add(f"one-way {size} (`{fn[len('shmstate_'):]}`): bare-ring floor / channel",
+                med(f"channel_oneway_{size}_2procs", fn), floor_ns, lambda s, o: o / s,
+                "", None)
+        add(f"one-way {size}: the bare-ring floor's speed-up over `unix_socket` "
+            "(the most any channel reaches here)",
+            floor_ns, med(f"channel_oneway_{size}_2procs", "unix_socket"), speedup, "", None)
+    add("one-way 16 KiB: bare-ring floor bandwidth / memcpy bandwidth (the most any "
+        "channel reaches here)", med("channel_floor_2procs", "spsc_ring_16KiB"), mc,
+        lambda s, o: o / s, "", None)
     if not rows:
         return lines
     lines.append("### Message channel (`benches/channel.rs`, "
