@@ -389,7 +389,9 @@ impl<'a> Locked<'a> {
     }
 
     /// Overwrites the value of the full slot `i` (meta `m`); `expiry` replaces the
-    /// deadline if given.
+    /// deadline if given. Inlined: a caller with a value of fixed size (a typed map, an
+    /// `incr`) gets the copy specialised for it.
+    #[inline(always)]
     pub(crate) fn write_value(&self, i: usize, m: Meta, value: &[u8], expiry: Option<u64>) {
         let slot = self.slot(i);
         let odd = self.begin_write(&slot);
