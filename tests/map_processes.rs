@@ -328,10 +328,20 @@ fn incr_totals_exact(n: usize) {
             MapOptions::new(2 * INCR_KEYS).key_max(8).value_max(8),
         )
         .unwrap();
+    // Process 0 increments through the map, process 1 through a handle made before the
+    // fork (inherited), processes 2 and 3 through handles of their own.
+    let inherited = map.handle().unwrap();
     let pids = fork_children(4, |p| {
+        let own = map.handle().unwrap();
         for step in 0..n {
             let k = (step * 7 + 251 * p) % INCR_KEYS;
-            map.incr(&(k as u64).to_le_bytes(), 1, 0).expect("incr");
+            let key = (k as u64).to_le_bytes();
+            match p {
+                0 => map.incr(&key, 1, 0),
+                1 => inherited.incr(&key, 1, 0),
+                _ => own.incr(&key, 1, 0),
+            }
+            .expect("incr");
         }
     });
     wait_all(&pids, Duration::from_secs(590));

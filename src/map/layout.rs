@@ -510,9 +510,18 @@ impl ByteMap {
         // before it is shared); a process that rewrites it later is hostile, and every
         // value is validated below.
         let h: [u64; 7] = core::array::from_fn(|i| h[i].load(Ordering::Relaxed));
-        Self::validate_header(h, self.line_count()).ok_or(MapError::Corrupt {
+        let g = Self::validate_header(h, self.line_count()).ok_or(MapError::Corrupt {
             reason: "the map header is not one a map of this size has",
-        })
+        })?;
+        // The loom build keeps the stripe heads apart, one per stripe it was made with: a
+        // header of another stripe count (the same size) would index past them.
+        #[cfg(loom)]
+        if g.stripes != self.heads.len() {
+            return Err(MapError::Corrupt {
+                reason: "the map header is not one a map of this size has",
+            });
+        }
+        Ok(g)
     }
 
     /// Validates header words `h` against an object of `lines` lines: a pure function of
