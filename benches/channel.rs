@@ -8,8 +8,10 @@
 //!
 //! Two physical floors, in groups of their own: `channel_floor_2procs/cacheline_pingpong`
 //! (two atomics on separate cache lines bounced between the 2 processes, both spinning:
-//! the least a round trip between two cores can cost) and `channel_memcpy/memcpy_16KiB` (one 16 KiB copy in
-//! one thread, buffers in cache: the bandwidth a 16 KiB message is compared with). Beside
+//! the least a round trip between two cores can cost) and `channel_memcpy`: one 16 KiB copy
+//! in one thread, buffers in cache (`memcpy_16KiB`), and 16 KiB at a time of a copy too
+//! large for any cache (`memcpy_16KiB_of_256MiB`, memory bandwidth): the two readings of
+//! the bandwidth a 16 KiB message is compared with. Beside
 //! them, `channel_floor_2procs/spsc_ring_{64B,16KiB}`: the least a one-way stream costs
 //! between the 2 processes (a bare single-producer single-consumer ring of fixed slots, no
 //! lock, no crash safety), and `spsc_ring_cas_64B`, the same ring publishing each message
@@ -599,6 +601,44 @@ fn memcpy(c: &mut Criterion) {
     g.finish();
 }
 
+/// The other reading of "memcpy bandwidth": a copy too large for any cache (256 MiB, far
+/// past this machine's 32 MiB L3), timed 16 KiB at a time: each iteration copies the next
+/// 16 KiB of the source to the same place in the destination, so every copy reads and
+/// writes memory (the sustained bandwidth `mbw` or STREAM's copy report). The 16 KiB
+/// message rows are compared with both this and the in-cache row.
+fn memcpy_memory(c: &mut Criterion) {
+    const LEN: usize = 16384;
+    const BIG: usize = 256 << 20;
+    let mut g = common::group(c, "channel_memcpy");
+    tune(&mut g, Weight::Single);
+    g.throughput(Throughput::Bytes(LEN as u64));
+    let bufs = CopyBufs {
+        src: UnsafeCell::new(message(BIG)),
+        dst: UnsafeCell::new(vec![1; BIG]),
+    };
+    let chunks = BIG / LEN;
+    g.bench_function("memcpy_16KiB_of_256MiB", |b| {
+        b.iter_custom(|iters| {
+            // SAFETY: `bufs` is used by this thread only; no other reference to either
+            // buffer exists while these do.
+            let (src, dst) = unsafe { (&mut *bufs.src.get(), &mut *bufs.dst.get()) };
+            let t0 = Instant::now();
+            for k in 0..iters {
+                let at = (k as usize % chunks) * LEN;
+                std::hint::black_box(&mut dst[at..at + LEN])
+                    .copy_from_slice(std::hint::black_box(&src[at..at + LEN]));
+            }
+            let elapsed = t0.elapsed();
+            if iters > 0 {
+                let at = ((iters - 1) as usize % chunks) * LEN;
+                assert_eq!(dst[at..at + LEN], src[at..at + LEN], "a chunk copied wrong");
+            }
+            elapsed
+        })
+    });
+    g.finish();
+}
+
 /// The shmstate rows: one `Channel` (64 KiB ring, messages up to 16 KiB) in a region of
 /// anonymous shared memory that the forked workers inherit; for 16 KiB one-way, also one
 /// with a 1 MiB ring (`shmstate_channel_1MiB_ring`).
@@ -824,6 +864,6 @@ mod channel_rows {
 criterion_group! {
     name = benches;
     config = common::criterion();
-    targets = oneway, pingpong, floor, memcpy
+    targets = oneway, pingpong, floor, memcpy, memcpy_memory
 }
 criterion_main!(benches);

@@ -133,7 +133,8 @@ for _size in CHANNEL_SIZES:
     MEANING[f"channel_pingpong_{_size}_2procs"] = \
         f"one {_size} message there and back between 2 processes"
 MEANING["channel_floor_2procs"] = "two atomics bounced between 2 processes (the floor)"
-MEANING["channel_memcpy"] = "one 16 KiB memcpy, one thread, in cache (the floor)"
+MEANING["channel_memcpy"] = ("one 16 KiB memcpy, one thread: in cache, and 16 KiB at a time "
+                             "of a 256 MiB copy (memory bandwidth)")
 # Groups of physical floors: measured without a shmstate side on purpose.
 FLOOR_GROUPS = {"channel_floor_2procs", "channel_memcpy"}
 
@@ -599,10 +600,16 @@ def channel_section(est, chpy):
                 "channel round trip", med(g, fn), floor, lambda s, o: o / s, text, need)
             if rows_note and rows:
                 rows[-1] = rows[-1][:-2] + rows_note + " (busy machine) |"
+    # "memcpy bandwidth" read two ways: a 16 KiB copy in cache (L1/L2 bandwidth, which no
+    # copy between two cores reaches), and a copy too large for any cache (the sustained
+    # bandwidth that `mbw` and STREAM report). The target is judged against both.
     mc = med("channel_memcpy", "memcpy_16KiB")
-    add("one-way 16 KiB: channel bandwidth / memcpy bandwidth",
-        med("channel_oneway_16KiB_2procs", "shmstate_channel"), mc, lambda s, o: o / s,
-        ">= 0.5", 0.5)
+    mm = med("channel_memcpy", "memcpy_16KiB_of_256MiB")
+    for fn in ("shmstate_channel", "shmstate_channel_send_side"):
+        for what, floor_ns in (("in-cache", mc), ("memory", mm)):
+            add(f"one-way 16 KiB (`{fn[len('shmstate_'):]}`): channel bandwidth / "
+                f"{what} memcpy bandwidth", med("channel_oneway_16KiB_2procs", fn),
+                floor_ns, lambda s, o: o / s, ">= 0.5", 0.5)
     # The least a one-way stream costs between the two processes here (a bare ring of
     # fixed slots, `channel_floor_2procs/spsc_ring_*`): how far each target is from what
     # this machine allows.
@@ -615,17 +622,18 @@ def channel_section(est, chpy):
         add(f"one-way {size}: the bare-ring floor's speed-up over `unix_socket` "
             "(the most any channel reaches here)",
             floor_ns, med(f"channel_oneway_{size}_2procs", "unix_socket"), speedup, "", None)
-    add("one-way 16 KiB: bare-ring floor bandwidth / memcpy bandwidth (the most any "
-        "channel reaches here)", med("channel_floor_2procs", "spsc_ring_16KiB"), mc,
-        lambda s, o: o / s, "", None)
+    for what, floor_ns in (("in-cache", mc), ("memory", mm)):
+        add(f"one-way 16 KiB: bare-ring floor bandwidth / {what} memcpy bandwidth (the "
+            "most any channel reaches here)", med("channel_floor_2procs", "spsc_ring_16KiB"),
+            floor_ns, lambda s, o: o / s, "", None)
     if not rows:
         return lines
     lines.append("### Message channel (`benches/channel.rs`, "
                  "`benches/python/channel_queue.py`)")
     lines.append("")
     lines.append("Ratios across groups of this run; > 1 is better for the channel. The "
-                 "cache-line row bounces two atomics between the 2 processes; the memcpy row "
-                 "copies 16 KiB in one thread, in cache.")
+                 "cache-line row bounces two atomics between the 2 processes; the memcpy rows "
+                 "copy 16 KiB in one thread, in cache and out of a 256 MiB copy.")
     lines.append("")
     lines.append("| comparison | channel | other | ratio | target |")
     lines.append("|---|---:|---:|---:|---|")
