@@ -1,5 +1,6 @@
 //! `Channel` across real forked processes, placed in a region: many producers and
-//! consumers, close, and the blocking and timed paths woken (or not) by another process.
+//! consumers, close, the blocking and timed paths woken (or not) by another process, and
+//! sends racing a close from another process (received exactly when acknowledged `Ok`).
 //!
 //! Run under nextest (one process per test) or with `--test-threads=1`: the tests fork.
 //!
@@ -15,7 +16,7 @@ mod common;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use channel_support::{HEADER, Ident, fill, len_for, reap_ok, spawn, until, verify};
+use channel_support::{HEADER, Ident, fill, len_for, reap, reap_ok, spawn, until, verify};
 use common::{SharedMem, fork_children, wait_all, wait_until_asleep_in_futex, watchdog};
 use shmstate::sync::Ordering;
 use shmstate::{
@@ -831,4 +832,79 @@ fn a_close_during_traffic_delivers_exactly_the_sends_that_returned_ok() {
         }
     }
     assert_eq!(ch.lost(), 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Sends racing a close from another process.
+
+/// Rounds of a sender process streaming numbered messages while another process closes
+/// the channel at a varying moment. The sender records how many sends returned `Ok`
+/// (they are a prefix: one sender, in order). After the close, every message received
+/// must be exactly that prefix: none acknowledged `Ok` missing, none refused received.
+fn sends_racing_a_close(rounds: u32, side: bool) {
+    watchdog(LIMIT);
+    for round in 0..rounds {
+        let region = region();
+        let ch = region
+            .channel("race", ChannelOptions::new(4096).max_message(1024))
+            .expect("channel");
+        let acked: &shmstate::Value<u64> = region.get_or_default("acked").expect("counter");
+        let sender = spawn(|| {
+            let mut held = side.then(|| ch.send_side().unwrap());
+            for k in 1u64.. {
+                let r = match &mut held {
+                    Some(s) => s.send(&k.to_le_bytes()),
+                    None => ch.send(&k.to_le_bytes()),
+                };
+                match r {
+                    Ok(()) => {}
+                    Err(SendError::Disconnected) => break,
+                    Err(e) => panic!("send {k}: {e:?}"),
+                }
+                // Relaxed: read after this process is reaped.
+                acked.store(k, Ordering::Relaxed);
+            }
+        });
+        // The closer closes once the sender has been told `Ok` a varying number of
+        // times, while the sender streams and this process drains: the close lands in
+        // the middle of sends (the ring seldom fills).
+        let want = 50 + u64::from(round) * 37 % 400;
+        let closer = spawn(|| {
+            // Relaxed: polled.
+            while acked.load(Ordering::Relaxed) < want {
+                std::hint::spin_loop();
+            }
+            ch.close();
+        });
+        let mut got = 0u64;
+        let mut out = Vec::new();
+        loop {
+            match ch.recv(&mut out) {
+                Ok(_) => {
+                    got += 1;
+                    assert_eq!(out, got.to_le_bytes(), "round {round}: out of order");
+                }
+                Err(RecvError::Disconnected) => break,
+                Err(e) => panic!("round {round}: {e:?}"),
+            }
+        }
+        reap_ok(closer, "closer");
+        assert_eq!(reap(sender), 0, "round {round}: sender failed");
+        // Relaxed: the sender is reaped.
+        let acked = acked.load(Ordering::Relaxed);
+        assert_eq!(
+            got, acked,
+            "round {round}: received {got} messages, the sender was told Ok for {acked}"
+        );
+    }
+}
+
+#[test]
+fn a_send_racing_a_close_is_received_if_and_only_if_it_returned_ok() {
+    sends_racing_a_close(60, false);
+}
+
+#[test]
+fn a_held_side_racing_a_close_is_received_if_and_only_if_it_returned_ok() {
+    sends_racing_a_close(60, true);
 }

@@ -4,7 +4,8 @@
 //! receiver or sender (each wakes and ends; a receiver gets what was sent first), a send
 //! racing `close` (a send acknowledged `Ok` is never behind a `Disconnected`), two
 //! receivers racing for two messages (one each, never the same one), and a held send side
-//! streaming into a full ring past a sleeping receiver.
+//! streaming into a full ring past a sleeping receiver, and sends racing a close from a
+//! third thread (received exactly when acknowledged `Ok`).
 #![cfg(loom)]
 
 use loom::sync::Arc;
@@ -170,5 +171,36 @@ fn a_held_send_side_and_a_sleeping_receiver_wake_each_other() {
         h.join().unwrap();
         assert!(ch.is_empty());
         ch.try_send(&[3; 16]).unwrap();
+    });
+}
+
+/// Two sends racing a `close` from a third thread while the receiver drains: the
+/// messages received are exactly the sends acknowledged `Ok` (a prefix, one sender), and
+/// none that was refused.
+#[test]
+fn sends_racing_a_close_are_received_exactly_when_acknowledged() {
+    loom::model(|| {
+        let ch = small();
+        let tx = ch.clone();
+        let closer = ch.clone();
+        let h = thread::spawn(move || {
+            let mut acked = 0u8;
+            for i in 1..=2u8 {
+                if tx.send(&[i]).is_err() {
+                    break;
+                }
+                acked = i;
+            }
+            acked
+        });
+        let c = thread::spawn(move || closer.close());
+        let mut out = Vec::new();
+        let mut got = 0u8;
+        while ch.recv(&mut out).is_ok() {
+            got += 1;
+            assert_eq!(out, [got]);
+        }
+        c.join().unwrap();
+        assert_eq!(h.join().unwrap(), got);
     });
 }
