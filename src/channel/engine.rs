@@ -244,9 +244,10 @@ impl Sleep {
 }
 
 /// Waits on the wake word `word` until `ready()` or one wake (or slice) has passed, as
-/// `wait` allows; `Ok` means "check again" (under the lock). Spins briefly first (loads
-/// only, no syscall), then sets `WAITING`, checks `settle()` (`ready()` again, or, for a
-/// receiver, its registration in `tail`, below) and futex-waits in slices.
+/// `wait` allows; `Ok` means "check again" (under the lock). Spins `spins` looks first
+/// (loads only, no syscall; receivers spin longer than senders), then sets `WAITING`,
+/// checks `settle()` (`ready()` again, or, for a receiver, its registration in `tail`,
+/// below) and futex-waits in slices.
 ///
 /// A receiver's `settle()` sets `SLEEPER` in `tail` (a read-modify-write, `AcqRel`) and
 /// looks at the word it replaced: the senders' commit is a compare-exchange of `tail`,
@@ -267,6 +268,7 @@ pub(crate) fn wait_on(
     word: &AtomicU32,
     wait: Wait,
     sleep: &mut Sleep,
+    spins: u32,
     ready: impl Fn() -> bool,
     settle: impl Fn() -> bool,
 ) -> Result<(), Fail> {
@@ -279,10 +281,14 @@ pub(crate) fn wait_on(
         Some(s) => s,
         None => {
             // First wait of this operation: spin briefly; the other side is usually busy
-            // for a moment only.
-            for _ in 0..SPIN_LIMIT {
+            // for a moment only. A timed wait looks at its deadline every 32 looks (about
+            // a microsecond), so that a deadline shorter than the spin is kept.
+            for i in 0..spins {
                 if ready() {
                     return Ok(());
+                }
+                if i % 32 == 31 && past(deadline) {
+                    break;
                 }
                 spin_loop();
             }

@@ -583,7 +583,14 @@ impl Channel {
             let f = pos(h.free.free.load(Ordering::Relaxed));
             !matches!(plan(cap, t, f, len), Room::Full)
         };
-        let waited = wait_on(&h.wake.send_wake, wait, &mut w.sleep, room, room);
+        let waited = wait_on(
+            &h.wake.send_wake,
+            wait,
+            &mut w.sleep,
+            crate::wait::SPIN_LIMIT,
+            room,
+            room,
+        );
         // The look is bounded by the passed deadline: it takes the receive lock only if
         // it is free, or after one probe finds its holder dead.
         if matches!(waited, Err(Fail::Timeout)) && !w.repaired && self.repair_dead_claim(wait)? {
