@@ -150,6 +150,19 @@ pub(crate) struct Header {
     reserved: [AtomicU64; 4],
 }
 
+impl Header {
+    /// Who holds the creation lock: the holder's TID and start time, laid out as an
+    /// attach-table word ([`slot`]), written by the holder right after it takes the lock,
+    /// so that a dead holder whose TID a new thread reused is told apart from it (probed
+    /// by its TID alone if the word names another TID: a holder killed between the two
+    /// writes). The first reserved word: the layout (and its fingerprint) is unchanged,
+    /// and a build that does not write it leaves a word that names another TID.
+    #[inline]
+    pub(crate) fn create_holder(&self) -> &AtomicU64 {
+        &self.reserved[0]
+    }
+}
+
 /// One directory entry.
 #[repr(C)]
 pub(crate) struct Entry {

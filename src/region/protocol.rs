@@ -18,7 +18,8 @@
 //! - `CLAIMED` and `FREE` entries publish no name: the scan moves on;
 //! - the first `EMPTY` entry (or the end of the directory) proves `name` absent. A
 //!   creator then takes the region's **creation lock** (a word in the header holding its
-//!   TID, taken by CAS), scans the directory again under it, and if `name` is still absent
+//!   TID, taken by CAS; the header's holder word then records its TID and start time),
+//!   scans the directory again under it, and if `name` is still absent
 //!   claims the first `FREE` entry, else the first `EMPTY` one, by CAS (`-> CLAIMED`),
 //!   writes name and type, places the object in the first gap of free space that fits
 //!   ([`remove`](super::remove)'s Space), publishes the name (`INITIALISING`, release) and
@@ -61,9 +62,12 @@
 //! - Every process sharing a region must be in the same PID namespace: a TID from another
 //!   namespace reads as dead (an entry could be taken over from a live owner) or as
 //!   another thread.
-//! - TIDs are reused: an owner that died after its TID was handed to a new thread reads
-//!   as alive, and waiters return [`GetError::Timeout`] after the region's timeout
-//!   instead of taking over.
+//! - TIDs are reused: an entry's owner that died after its TID was handed to a new
+//!   thread reads as alive, and waiters return [`GetError::Timeout`] after the region's
+//!   timeout instead of taking over. Not so for the creation lock: its holder records its
+//!   start time beside its TID (the header's holder word, written right after it takes
+//!   the lock), and a thread with that TID and another start time reads dead (only a
+//!   holder killed between the two writes is probed by its TID alone).
 //! - A stopped (not killed) creator holding the creation lock makes every other creator
 //!   of a new name return [`GetError::Timeout`] at the region's timeout (existing objects
 //!   are still handed out).
@@ -877,6 +881,15 @@ impl<'a> CreateLock<'a> {
         let word = &h.create_lock;
         let me = owner::current();
         let mine = create_lock::make(me);
+        // Names this thread by TID and start time in the holder word, right after a
+        // successful CAS (a `/proc` read: creation is a slow path).
+        let held = || {
+            // Relaxed: read by a prober after it loads the lock word; a stale value names
+            // another TID and the prober falls back to the TID alone.
+            h.create_holder()
+                .store(super::lifecycle::remover_word(), Ordering::Relaxed);
+            Ok(CreateLock { word, me })
+        };
         loop {
             // Relaxed: a hint; the CAS decides.
             let mut w = word.load(Ordering::Relaxed);
@@ -887,7 +900,7 @@ impl<'a> CreateLock<'a> {
                     .compare_exchange(0, mine, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
                 {
-                    return Ok(CreateLock { word, me });
+                    return held();
                 }
                 // Taken meanwhile (or a peer flipping the word): bounded by the deadline.
                 if Instant::now() >= deadline {
@@ -911,7 +924,12 @@ impl<'a> CreateLock<'a> {
             if changed {
                 continue;
             }
-            if crate::wait::holder_is_dead(create_lock::holder(w)) {
+            // By TID and, if the holder word names that TID, start time: a dead holder
+            // whose TID a new thread reused reads dead. Relaxed: see `held`.
+            let holder = create_lock::holder(w);
+            if !super::lifecycle::named_thread_is_alive(holder, || {
+                h.create_holder().load(Ordering::Relaxed)
+            }) {
                 // Acquire: the dead holder's last release (if any) happens before ours.
                 if word
                     .compare_exchange(
@@ -922,7 +940,7 @@ impl<'a> CreateLock<'a> {
                     )
                     .is_ok()
                 {
-                    return Ok(CreateLock { word, me });
+                    return held();
                 }
                 // Taken meanwhile (or a peer flipping the word): bounded by the deadline.
                 if Instant::now() >= deadline {
@@ -1188,6 +1206,71 @@ mod tests {
         assert_eq!(w.0.load(Ordering::Relaxed), 1);
         assert_eq!(r.entries()[0].name, "x");
         assert_eq!(r.entries()[0].owner, owner::current());
+    }
+
+    /// The creation lock as a holder that is thread `tid` (the lock word) recorded itself
+    /// (the holder word), with start time `start`.
+    fn hold_creation_lock(r: &Region, tid: u32, start: u32) {
+        let h = r.raw().header().unwrap();
+        h.create_lock
+            .store(create_lock::make(tid), Ordering::SeqCst);
+        h.create_holder().store(
+            super::super::format::slot::make(tid, start),
+            Ordering::SeqCst,
+        );
+    }
+
+    /// The low 32 bits of the start time of process 1 (always alive).
+    fn start_of_init() -> u32 {
+        match owner::stat(Some(1)) {
+            owner::ProcStat::Known { start, .. } => start as u32,
+            other => panic!("/proc/1/stat: {other:?}"),
+        }
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
+    fn a_dead_creation_lock_holder_whose_tid_was_reused_is_taken_over() {
+        let r = region();
+        // Held by a thread that died, whose TID (1) now names a live thread: the start
+        // time it recorded tells them apart, so creation takes the lock over instead of
+        // timing out.
+        hold_creation_lock(&r, 1, start_of_init() ^ 1);
+        r.get_or_default::<TestWord>("x").unwrap();
+        let h = r.raw().header().unwrap();
+        assert_eq!(h.create_lock.load(Ordering::SeqCst), 0, "released after");
+        assert_eq!(
+            super::super::format::slot::pid(h.create_holder().load(Ordering::SeqCst)),
+            owner::current(),
+            "the new holder recorded itself"
+        );
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
+    fn a_live_creation_lock_holder_is_waited_for_not_taken_over() {
+        let r = region();
+        // The same TID with its own start time: alive, so creation waits out the region's
+        // timeout (200 ms) and leaves the lock to its holder.
+        hold_creation_lock(&r, 1, start_of_init());
+        assert!(matches!(
+            r.get_or_default::<TestWord>("x"),
+            Err(GetError::Timeout)
+        ));
+        let h = r.raw().header().unwrap();
+        assert_eq!(
+            create_lock::holder(h.create_lock.load(Ordering::SeqCst)),
+            1,
+            "still the live holder's"
+        );
+        // A holder word that names another TID (a holder killed before it recorded
+        // itself) falls back to the TID alone: alive too.
+        h.create_holder()
+            .store(super::super::format::slot::make(7, 0), Ordering::SeqCst);
+        assert!(matches!(
+            r.get_or_default::<TestWord>("x"),
+            Err(GetError::Timeout)
+        ));
     }
 
     #[test]
