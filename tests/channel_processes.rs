@@ -865,13 +865,18 @@ fn sends_racing_a_close(rounds: u32, side: bool) {
                 acked.store(k, Ordering::Relaxed);
             }
         });
-        // The closer closes once the sender has been told `Ok` a varying number of
-        // times, while the sender streams and this process drains: the close lands in
-        // the middle of sends (the ring seldom fills).
+        // The closer closes once the sender has been told `Ok` at least a varying number
+        // of times, while the sender streams and this process drains: the close lands
+        // somewhere in the stream (in practice thousands of sends later, the closer
+        // being a new process), between a send's checks and its publication in some
+        // rounds (a mutation that acknowledges a refused commit fails every run).
         let want = 50 + u64::from(round) * 37 % 400;
         let closer = spawn(|| {
-            // Relaxed: polled.
-            while acked.load(Ordering::Relaxed) < want {
+            // Closes after 10 s in any case, so that a sender that failed early fails the
+            // test (its exit status, below) instead of leaving this process's `recv`
+            // waiting. Relaxed: polled.
+            let give_up = Instant::now() + Duration::from_secs(10);
+            while acked.load(Ordering::Relaxed) < want && Instant::now() < give_up {
                 std::hint::spin_loop();
             }
             ch.close();

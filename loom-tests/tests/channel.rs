@@ -196,9 +196,17 @@ fn sends_racing_a_close_are_received_exactly_when_acknowledged() {
         let c = thread::spawn(move || closer.close());
         let mut out = Vec::new();
         let mut got = 0u8;
-        while ch.recv(&mut out).is_ok() {
-            got += 1;
-            assert_eq!(out, [got]);
+        loop {
+            match ch.recv(&mut out) {
+                Ok(_) => {
+                    got += 1;
+                    assert_eq!(out, [got]);
+                }
+                Err(e) => {
+                    assert_eq!(e, RecvError::Disconnected);
+                    break;
+                }
+            }
         }
         c.join().unwrap();
         assert_eq!(h.join().unwrap(), got);

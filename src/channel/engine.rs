@@ -236,16 +236,18 @@ impl Sleep {
         Sleep { slices: None }
     }
 
-    /// Whether this operation has waited once already (spun, and slept a slice unless
-    /// woken): the point from which it also looks for a dead peer's leftovers.
+    /// Whether this operation has waited once already (spun, then slept a slice unless
+    /// woken or out of time): the point from which it also looks for a dead peer's
+    /// leftovers.
     pub(crate) fn started(&self) -> bool {
         self.slices.is_some()
     }
 }
 
 /// Waits on the wake word `word` until `ready()` or one wake (or slice) has passed, as
-/// `wait` allows; `Ok` means "check again" (under the lock). Spins `spins` looks first
-/// (loads only, no syscall; receivers spin longer than senders), then sets `WAITING`,
+/// `wait` allows; `Ok` means "check again" (under the lock). Spins up to `spins` looks
+/// first (loads only, no syscall; receivers spin longer than senders; a timed wait stops
+/// at its deadline), then sets `WAITING`,
 /// checks `settle()` (`ready()` again, or, for a receiver, its registration in `tail`,
 /// below) and futex-waits in slices.
 ///
@@ -282,17 +284,19 @@ pub(crate) fn wait_on(
         None => {
             // First wait of this operation: spin briefly; the other side is usually busy
             // for a moment only. A timed wait looks at its deadline every 32 looks (about
-            // a microsecond), so that a deadline shorter than the spin is kept.
+            // a microsecond on the machine BENCHMARKS.md reports), so that a deadline
+            // shorter than the spin is kept; past it, it returns without setting any flag.
+            let slices = sleep.slices.insert(Slices::new());
             for i in 0..spins {
                 if ready() {
                     return Ok(());
                 }
                 if i % 32 == 31 && past(deadline) {
-                    break;
+                    return Err(Fail::Timeout);
                 }
                 spin_loop();
             }
-            sleep.slices.insert(Slices::new())
+            slices
         }
     };
     // Always a read-modify-write (even if the flag looks set already), so that every

@@ -119,9 +119,10 @@
 //! (Release, pairing with the senders' Acquire load: the reads happen before a sender
 //! overwrites the bytes); unlock; wake senders if one sleeps.
 //!
-//! **Waiting**: spin briefly with loads (a receiver about 5 µs, twice as long as a sender
-//! waiting for room: long enough to outlast a peer's wake-up, so that a request and its
-//! reply do not go through the kernel), then set `WAITING` in the side's wake word (a
+//! **Waiting**: spin briefly with loads (a receiver twice as long as a sender waiting for
+//! room, about 5 µs on the machine BENCHMARKS.md reports: there it outlasts a peer's
+//! wake-up, so that a request and its reply do not go through the kernel; a timed wait
+//! stops spinning at its deadline), then set `WAITING` in the side's wake word (a
 //! `fetch_or`, always), a `SeqCst` fence, re-check the cursors, and futex-wait on the word in slices (50 µs
 //! doubling to 10 ms, the crate's [`wait`](crate::wait) policy). A receiver re-checks
 //! through a `fetch_or` of `SLEEPER` into `tail` (AcqRel): by `tail`'s modification

@@ -102,17 +102,15 @@ impl Peek {
 
 /// How many looks (each a pause, about 25 ns on the machine BENCHMARKS.md reports, and
 /// a few loads) a waiting receiver spins before it registers and sleeps: twice the
-/// crate's [`SPIN_LIMIT`](crate::wait::SPIN_LIMIT), about 5 µs. Long enough to outlast a
-/// peer's futex wake-up, so that two processes that answer each other (request and
-/// reply) stop sleeping after one exchange instead of waking each other through the
-/// kernel at every message (BENCHMARKS.md, "A longer spin before sleeping": the 8 B
-/// blocking round trip 18-23 µs -> 0.3-0.4 µs). A receiver that does sleep has spent
-/// about 5 µs of CPU first, instead of 2.5 µs.
-const RECV_SPINS: u32 = if cfg!(loom) {
-    0
-} else {
-    2 * crate::wait::SPIN_LIMIT
-};
+/// crate's [`SPIN_LIMIT`](crate::wait::SPIN_LIMIT) (0 under loom), about 5 µs there.
+/// There it outlasts a peer's futex wake-up, so that two processes that answer each
+/// other (request and reply) stop sleeping after one exchange instead of waking each
+/// other through the kernel at every message (BENCHMARKS.md, "Publication by a store
+/// measured, and a longer receiver spin": the 8 B blocking round trip 17.7-22.9 µs ->
+/// 0.32-0.37 µs on a quiet machine; with another process hogging one of the two cores,
+/// some runs stay slow and lose 10-15%). A receiver that does sleep has spent about 5 µs
+/// of CPU first, instead of 2.5 µs.
+const RECV_SPINS: u32 = 2 * crate::wait::SPIN_LIMIT;
 
 /// Messages up to this long are copied to the stack for the closure forms.
 const SMALL: usize = 256;
