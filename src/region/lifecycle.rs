@@ -540,9 +540,9 @@ fn holder_is_alive(h: &super::format::Header, tid: u32) -> bool {
 }
 
 /// Whether thread `tid` is alive: by its TID, and by the start time that the word
-/// `recorded()` gives for it if that word names `tid` (a word written by the thread a
-/// moment after it put its TID where the caller found it: a thread killed in between is
-/// probed by its TID alone). A zombie thread is dead. The creation lock's holder word
+/// `recorded()` gives for it if that word names `tid` (a word the thread writes beside
+/// its TID; one naming another TID is ignored, and the thread is probed by its TID
+/// alone). A zombie thread is dead. The creation lock's holder word
 /// ([`Header::create_holder`](super::format::Header::create_holder)) is read this way too.
 pub(super) fn named_thread_is_alive(tid: u32, recorded: impl FnOnce() -> u64) -> bool {
     let Some(t) = Tid::parse(tid) else {
