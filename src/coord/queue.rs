@@ -10,7 +10,11 @@
 //! `i % N` and the length is `(tail - head) mod 2N`, so a full ring (`N` items) and an
 //! empty one (0) are told apart without a separate count. A notify makes no syscall when
 //! nobody waits, so an uncontended `push` or `pop` is a lock, a copy, an unlock: no
-//! syscall.
+//! syscall. A blocking or timed `pop` that finds the queue empty unlocks and watches
+//! `tail` for a push (loads only, about 5 µs on the machine BENCHMARKS.md reports, never
+//! past its deadline) before it sleeps on `not_empty`: two processes that answer each
+//! other through queues then hand items over without the kernel. Spinning, it holds
+//! nothing (a process killed there leaves nothing to repair).
 //!
 //! # Owner death
 //!
@@ -367,6 +371,7 @@ impl<T: Pod, const N: usize> Queue<T, N> {
 
     fn pop_inner(&self, wait: Wait) -> Option<T> {
         let mut g = wait.lock(self)?;
+        let mut spun = matches!(wait, Wait::No) || POP_SPINS == 0;
         loop {
             let (head, tail) = self.indices(&g);
             if Self::len_of(head, tail).unwrap_or(0) > 0 {
@@ -376,7 +381,33 @@ impl<T: Pod, const N: usize> Queue<T, N> {
                 drop(g);
                 return Some(item);
             }
+            if !spun {
+                // Empty: before sleeping on the condvar, once per call, watch `tail`
+                // without the lock for a push (see `POP_SPINS`), then look again under it.
+                spun = true;
+                drop(g);
+                self.spin_for_push(tail, wait);
+                g = wait.lock(self)?;
+                continue;
+            }
             g = wait.wait(self, &self.not_empty, g)?;
+        }
+    }
+
+    /// Spins (loads only, no lock) until `tail` is no longer `seen` (a push committed),
+    /// for at most [`POP_SPINS`] looks, or until `wait`'s deadline (looked at every 32
+    /// looks).
+    #[cold]
+    fn spin_for_push(&self, seen: u32, wait: Wait) {
+        for i in 0..POP_SPINS {
+            // Relaxed: only a hint to look again under the lock, which orders the rest.
+            if self.tail.load(Ordering::Relaxed) != seen {
+                return;
+            }
+            if i % 32 == 31 && matches!(wait, Wait::Until(d) if Instant::now() >= d) {
+                return;
+            }
+            spin_loop();
         }
     }
 
@@ -521,6 +552,14 @@ impl<T: Pod, const N: usize> Queue<T, N> {
 /// The queue's lock guard (the mutex protects the slots and the index writes; it holds
 /// no data itself).
 type Guard<'a> = MutexGuard<'a, ()>;
+
+/// How many looks (each a pause, about 25 ns on the machine BENCHMARKS.md reports, and a
+/// load) a blocking or timed `pop` that finds the queue empty spins on `tail`, without
+/// the lock, before it sleeps on the condvar: twice the crate's [`SPIN_LIMIT`], as a
+/// channel's receiver does (0 under loom). A condvar wait sleeps at once, so two
+/// processes that answer each other through queues otherwise wake each other through the
+/// kernel at every item.
+const POP_SPINS: u32 = 2 * SPIN_LIMIT;
 
 /// Reads of the indices [`Queue::len`] makes before it settles for a length counted from
 /// indices read while pops went on.
