@@ -77,11 +77,7 @@ pub(crate) const MAGIC: u64 = u64::from_ne_bytes(*b"SHMSTATE");
 ///   `8·W + STRIPE_LEN·k` (was `8·W + 16·k`: the same only for elements of 16 bytes or
 ///   more), and the object is 8 bytes longer (`24 + len · (size + 1)`, rounded up to 8),
 ///   so that every header is inside its `UnsafeCell`s.
-/// - 11: the creation lock's holder word (the first reserved header word,
-///   [`Header::create_holder`]) names the holder by TID and start time, and a prober
-///   trusts it: a build that does not write it could leave a stale word that makes its
-///   live holder read dead, so the two builds must not share a region.
-pub(crate) const VERSION: u32 = 11;
+pub(crate) const VERSION: u32 = 10;
 /// Byte-order and word-size marker: reads differently on the other byte order, and its
 /// low byte is `size_of::<usize>()`.
 pub(crate) const MARKER: u32 = 0x0102_0300 | size_of::<usize>() as u32;
@@ -152,20 +148,6 @@ pub(crate) struct Header {
     pad2: AtomicU32,
     #[allow(dead_code)] // room for later fields; part of the fingerprinted layout
     reserved: [AtomicU64; 4],
-}
-
-impl Header {
-    /// Who holds the creation lock: the holder's TID and start time, laid out as an
-    /// attach-table word ([`slot`]), written by each thread just before its CAS that may
-    /// take the lock (that CAS releases it), so that a dead holder whose TID a new thread
-    /// reused is told apart from it. A prober that finds the word naming another TID (a
-    /// waiter's, written later) probes the holder by its TID alone. The first reserved
-    /// word: the layout is unchanged, and format version 11 keeps builds that do not
-    /// write it out.
-    #[inline]
-    pub(crate) fn create_holder(&self) -> &AtomicU64 {
-        &self.reserved[0]
-    }
 }
 
 /// One directory entry.
@@ -404,9 +386,7 @@ pub(crate) mod state {
 /// ```
 ///
 /// Taken by CAS `0 -> tid << 1`; released by swap to 0 (waking if `WAITERS` was set);
-/// taken over by CAS from a holder probed dead (by its TID and the start time the
-/// holder word, [`Header::create_holder`], records for it). A taker-over whose TID is
-/// the dead holder's frees the word (`-> 0`) first, so that every takeover changes it.
+/// taken over by CAS from a holder probed dead (by its TID, as an entry's owner is).
 pub(crate) mod create_lock {
     /// Someone may be waiting.
     pub const WAITERS: u32 = 1;

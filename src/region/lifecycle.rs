@@ -511,10 +511,9 @@ fn judge(kill: Liveness, stat: ProcStat, recorded: u32, process: bool) -> bool {
     }
 }
 
-/// The calling thread as the header's remover word (and the creation lock's holder word)
-/// names it: its TID and the low 32 bits of its start time (field 22 of
-/// `/proc/<tid>/stat`; 0 if unknown).
-pub(super) fn remover_word() -> u64 {
+/// The calling thread as the header's remover word names it: its TID and the low 32 bits
+/// of its start time (field 22 of `/proc/<tid>/stat`; 0 if unknown).
+fn remover_word() -> u64 {
     let me = owner::current();
     let start = match owner::stat(Some(me)) {
         ProcStat::Known { start, .. } => start as u32,
@@ -535,16 +534,6 @@ fn record_remover(h: &super::format::Header, remover: u64) {
 /// moment after the life-cycle word, so a thread killed in between is probed by its TID
 /// alone). A zombie thread is dead.
 fn holder_is_alive(h: &super::format::Header, tid: u32) -> bool {
-    // SeqCst: see `record_remover`.
-    named_thread_is_alive(tid, || h.remover.load(Ordering::SeqCst))
-}
-
-/// Whether thread `tid` is alive: by its TID, and by the start time that the word
-/// `recorded()` gives for it if that word names `tid` (a word the thread writes beside
-/// its TID; one naming another TID is ignored, and the thread is probed by its TID
-/// alone). A zombie thread is dead. The creation lock's holder word
-/// ([`Header::create_holder`](super::format::Header::create_holder)) is read this way too.
-pub(super) fn named_thread_is_alive(tid: u32, recorded: impl FnOnce() -> u64) -> bool {
     let Some(t) = Tid::parse(tid) else {
         return false;
     };
@@ -552,7 +541,8 @@ pub(super) fn named_thread_is_alive(tid: u32, recorded: impl FnOnce() -> u64) ->
     if kill == Liveness::Dead {
         return false;
     }
-    let r = recorded();
+    // SeqCst: see `record_remover`.
+    let r = h.remover.load(Ordering::SeqCst);
     let recorded = if slot::pid(r) == tid {
         slot::start(r)
     } else {

@@ -18,8 +18,7 @@
 //! - `CLAIMED` and `FREE` entries publish no name: the scan moves on;
 //! - the first `EMPTY` entry (or the end of the directory) proves `name` absent. A
 //!   creator then takes the region's **creation lock** (a word in the header holding its
-//!   TID, taken by CAS; the header's holder word, written just before, records its TID
-//!   and start time), scans the directory again under it, and if `name` is still absent
+//!   TID, taken by CAS), scans the directory again under it, and if `name` is still absent
 //!   claims the first `FREE` entry, else the first `EMPTY` one, by CAS (`-> CLAIMED`),
 //!   writes name and type, places the object in the first gap of free space that fits
 //!   ([`remove`](super::remove)'s Space), publishes the name (`INITIALISING`, release) and
@@ -62,17 +61,9 @@
 //! - Every process sharing a region must be in the same PID namespace: a TID from another
 //!   namespace reads as dead (an entry could be taken over from a live owner) or as
 //!   another thread.
-//! - TIDs are reused: an entry's owner that died after its TID was handed to a new
-//!   thread reads as alive, and waiters return [`GetError::Timeout`] after the region's
-//!   timeout instead of taking over. Not so for the creation lock: its holder records its
-//!   start time beside its TID (the header's holder word, written just before the CAS
-//!   that takes the lock), and a thread with that TID and another start time reads dead.
-//!   It still reads alive where the start time cannot be read (`/proc` hidden or
-//!   unreadable) or the word was overwritten since by a waiter (it then names another
-//!   TID), and the start time is compared in its low 32 bits.
-//! - Start times are compared as `/proc` shows them, which depends on the reader's time
-//!   namespace: processes sharing a region must also share one, and a holder restored
-//!   from a checkpoint (CRIU) reads dead.
+//! - TIDs are reused: an owner that died after its TID was handed to a new thread reads
+//!   as alive, and waiters return [`GetError::Timeout`] after the region's timeout
+//!   instead of taking over.
 //! - A stopped (not killed) creator holding the creation lock makes every other creator
 //!   of a new name return [`GetError::Timeout`] at the region's timeout (existing objects
 //!   are still handed out).
@@ -886,25 +877,14 @@ impl<'a> CreateLock<'a> {
         let word = &h.create_lock;
         let me = owner::current();
         let mine = create_lock::make(me);
-        // This thread by TID and start time (a `/proc` read: creation is a slow path),
-        // written to the holder word before each CAS that may take the lock. Relaxed: the
-        // CAS (Release) orders it before the lock word a prober loads (Acquire), so a
-        // prober that sees us hold the lock reads this word or a later one; a later one
-        // was written by a thread waiting for the lock, which is alive and so has another
-        // TID (the prober then falls back to our TID alone). A dead thread that had our
-        // TID wrote before it died, so before this.
-        let me_word = super::lifecycle::remover_word();
-        let publish = || h.create_holder().store(me_word, Ordering::Relaxed);
         loop {
-            // Acquire: pairs with the Release CAS of the holder we may probe, so that our
-            // load of its holder word below reads what it wrote before its CAS (or later).
-            let mut w = word.load(Ordering::Acquire);
+            // Relaxed: a hint; the CAS decides.
+            let mut w = word.load(Ordering::Relaxed);
             if w == 0 {
-                publish();
                 // Acquire: pairs with the release in `drop`: the previous holder's
-                // entries and bump word happen before our scan. Release: see `me_word`.
+                // entries and bump word happen before our scan.
                 if word
-                    .compare_exchange(0, mine, Ordering::AcqRel, Ordering::Relaxed)
+                    .compare_exchange(0, mine, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
                 {
                     return Ok(CreateLock { word, me });
@@ -931,34 +911,20 @@ impl<'a> CreateLock<'a> {
             if changed {
                 continue;
             }
-            // By TID and, if the holder word names that TID, start time: a dead holder
-            // whose TID a new thread reused reads dead. Relaxed: ordered after our
-            // Acquire load of `w` (see `me_word`).
-            let holder = create_lock::holder(w);
-            if !super::lifecycle::named_thread_is_alive(holder, || {
-                h.create_holder().load(Ordering::Relaxed)
-            }) {
-                // The takeover must change the word: if we reused the dead holder's TID,
-                // `mine` is `w` (less the waiters bit), and another prober's CAS from `w`
-                // would succeed after ours. So we free the lock instead (`w -> 0`) and take
-                // it as a free one; a sleeper then waits out its slice (≤ 10 ms).
-                let to = if w & !create_lock::WAITERS == mine {
-                    0
-                } else {
-                    publish();
-                    mine | (w & create_lock::WAITERS)
-                };
+            if crate::wait::holder_is_dead(create_lock::holder(w)) {
                 // Acquire: the dead holder's last release (if any) happens before ours.
-                // Release: see `me_word`.
                 if word
-                    .compare_exchange(w, to, Ordering::AcqRel, Ordering::Relaxed)
+                    .compare_exchange(
+                        w,
+                        mine | (w & create_lock::WAITERS),
+                        Ordering::Acquire,
+                        Ordering::Relaxed,
+                    )
                     .is_ok()
-                    && to != 0
                 {
                     return Ok(CreateLock { word, me });
                 }
-                // Freed, or taken meanwhile (or a peer flipping the word): bounded by the
-                // deadline.
+                // Taken meanwhile (or a peer flipping the word): bounded by the deadline.
                 if Instant::now() >= deadline {
                     return Err(GetError::Timeout);
                 }
@@ -1222,101 +1188,6 @@ mod tests {
         assert_eq!(w.0.load(Ordering::Relaxed), 1);
         assert_eq!(r.entries()[0].name, "x");
         assert_eq!(r.entries()[0].owner, owner::current());
-    }
-
-    /// The creation lock as a holder that is thread `tid` (the lock word) recorded itself
-    /// (the holder word), with start time `start`.
-    fn hold_creation_lock(r: &Region, tid: u32, start: u32) {
-        let h = r.raw().header().unwrap();
-        h.create_lock
-            .store(create_lock::make(tid), Ordering::SeqCst);
-        h.create_holder().store(
-            super::super::format::slot::make(tid, start),
-            Ordering::SeqCst,
-        );
-    }
-
-    /// The low 32 bits of the start time of process 1 (always alive), or `None` where
-    /// `/proc` does not show it (the caller skips: the start time cannot be checked).
-    fn start_of_init() -> Option<u32> {
-        match owner::stat(Some(1)) {
-            owner::ProcStat::Known { start, .. } if start as u32 > 1 => Some(start as u32),
-            _ => None,
-        }
-    }
-
-    #[test]
-    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
-    fn a_dead_creation_lock_holder_whose_tid_was_reused_is_taken_over() {
-        let Some(start) = start_of_init() else {
-            eprintln!("skipped: /proc/1/stat shows no start time here");
-            return;
-        };
-        let r = region();
-        // Held by a thread that died, whose TID (1) now names a live thread: the start
-        // time it recorded tells them apart, so creation takes the lock over instead of
-        // timing out.
-        hold_creation_lock(&r, 1, start ^ 1);
-        r.get_or_default::<TestWord>("x").unwrap();
-        let h = r.raw().header().unwrap();
-        assert_eq!(h.create_lock.load(Ordering::SeqCst), 0, "released after");
-        assert_eq!(
-            super::super::format::slot::pid(h.create_holder().load(Ordering::SeqCst)),
-            owner::current(),
-            "the new holder recorded itself"
-        );
-    }
-
-    #[test]
-    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
-    fn a_dead_holder_whose_tid_the_taker_reused_is_taken_over_through_a_free_lock() {
-        let r = region();
-        // The dead holder had this thread's TID (the taker reused it): the takeover frees
-        // the lock and takes it afresh, so that it changes the lock word.
-        let me = owner::current();
-        let mine_start = match owner::stat(Some(me)) {
-            owner::ProcStat::Known { start, .. } => start as u32,
-            _ => 7,
-        };
-        hold_creation_lock(&r, me, mine_start ^ 1);
-        r.get_or_default::<TestWord>("x").unwrap();
-        let h = r.raw().header().unwrap();
-        assert_eq!(h.create_lock.load(Ordering::SeqCst), 0, "released after");
-        assert_eq!(r.entries()[0].name, "x");
-    }
-
-    #[test]
-    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
-    fn a_live_creation_lock_holder_is_waited_for_not_taken_over() {
-        let Some(start) = start_of_init() else {
-            eprintln!("skipped: /proc/1/stat shows no start time here");
-            return;
-        };
-        let r = region();
-        // The same TID with its own start time: alive, so creation waits out the region's
-        // timeout (200 ms) and leaves the lock to its holder.
-        hold_creation_lock(&r, 1, start);
-        assert!(matches!(
-            r.get_or_default::<TestWord>("x"),
-            Err(GetError::Timeout)
-        ));
-        let h = r.raw().header().unwrap();
-        assert_eq!(
-            create_lock::holder(h.create_lock.load(Ordering::SeqCst)),
-            1,
-            "still the live holder's"
-        );
-        // A holder word that names another TID (a waiter's, written after the holder's)
-        // is not the holder's start time: the holder is probed by its TID alone, and is
-        // alive. (Read as the holder's, this start time would make it read dead.)
-        h.create_holder().store(
-            super::super::format::slot::make(7, start ^ 1),
-            Ordering::SeqCst,
-        );
-        assert!(matches!(
-            r.get_or_default::<TestWord>("x"),
-            Err(GetError::Timeout)
-        ));
     }
 
     #[test]
