@@ -247,9 +247,8 @@ impl Sleep {
 /// Waits on the wake word `word` until `ready()` or one wake (or slice) has passed, as
 /// `wait` allows; `Ok` means "check again" (under the lock). Spins up to `spins` looks
 /// first (loads only, no syscall; receivers spin longer than senders; a timed wait stops
-/// at its deadline), then sets `WAITING`,
-/// checks `settle()` (`ready()` again, or, for a receiver, its registration in `tail`,
-/// below) and futex-waits in slices.
+/// at its deadline), then sets `WAITING`, checks `settle()` (`ready()` again, or, for a
+/// receiver, its registration in `tail`, below) and futex-waits in slices.
 ///
 /// A receiver's `settle()` sets `SLEEPER` in `tail` (a read-modify-write, `AcqRel`) and
 /// looks at the word it replaced: the senders' commit is a compare-exchange of `tail`,

@@ -555,10 +555,9 @@ type Guard<'a> = MutexGuard<'a, ()>;
 /// How many looks (each a pause, about 25 ns on the machine BENCHMARKS.md reports, and a
 /// load) a blocking or timed `pop` that finds the queue empty spins on `tail`, without
 /// the lock, before it sleeps on the condvar: twice the crate's [`SPIN_LIMIT`], as a
-/// channel's receiver does. A condvar wait sleeps at once, so two
-/// processes that answer each other through queues otherwise wake each other through the
-/// kernel at every item. One look under loom, so that the models check the unlocked
-/// spin and the re-lock too.
+/// channel's receiver does. A condvar wait sleeps at once, so two processes that answer
+/// each other through queues otherwise wake each other through the kernel at every item.
+/// One look under loom, so that the models check the unlocked spin and the re-lock too.
 const POP_SPINS: u32 = if cfg!(loom) { 1 } else { 2 * SPIN_LIMIT };
 
 /// Reads of the indices [`Queue::len`] makes before it settles for a length counted from
