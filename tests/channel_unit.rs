@@ -816,8 +816,9 @@ fn drain_reports_closed_for_zero_and_counts_before_corruption() {
 }
 
 /// Every length from 0 to a few lines of words, at every alignment of the ring,
-/// through each copy path (`recv`, `recv_into`, `recv_with` on both sides of its stack
-/// buffer, `drain`, and unaligned `write_at` pieces).
+/// through each copy path (`send` and a held side's `send`; `recv`, `recv_into`,
+/// `recv_with` on both sides of its stack buffer, `drain`, and unaligned `write_at`
+/// pieces).
 #[test]
 fn every_length_survives_every_copy_path() {
     watchdog(Duration::from_secs(60));
@@ -844,6 +845,9 @@ fn every_length_survives_every_copy_path() {
         );
         ch.send(&msg).unwrap();
         assert_eq!(ch.drain(1, |m| assert_eq!(m, msg)), Ok(1));
+        ch.send_side().unwrap().send(&msg).unwrap();
+        assert_eq!(ch.recv(&mut out), Ok(len));
+        assert_eq!(out, msg, "a held side's send, length {len}");
     }
 }
 
@@ -1148,6 +1152,68 @@ fn a_child_forked_inside_recv_with_leaves_the_parents_channel_working() {
     assert_eq!(ch.lost(), 0);
     ch.try_send(&[0xE; 8]).unwrap();
     assert_eq!(ch.try_recv(&mut out), Ok(8));
+}
+
+/// A child forked inside a `drain` closure returns from it after its parent went on
+/// draining and more messages came: the child ends the batch there (the receive side is
+/// its parent's thread's), claiming nothing more, so the parent loses nothing.
+#[test]
+fn a_child_forked_inside_drain_claims_nothing_more() {
+    common::watchdog(Duration::from_secs(60));
+    let region = shmstate::Region::anonymous(1 << 20).unwrap();
+    let ch = region.channel("ch", ChannelOptions::new(256)).unwrap();
+    for i in 0..3u8 {
+        ch.try_send(&[i; 8]).unwrap();
+    }
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is two ints for pipe(2) to fill.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let mut child = -1;
+    let mut got = Vec::new();
+    let n = ch
+        .drain(usize::MAX, |m| {
+            got.push(m[0]);
+            if child != -1 {
+                return;
+            }
+            // SAFETY: the child only reads a pipe, returns from the closure and `_exit`s.
+            child = unsafe { libc::fork() };
+            if child == 0 {
+                // Wait for the parent to have drained the rest and sent more (a byte, or
+                // EOF if it died).
+                let mut b = 0u8;
+                // SAFETY: reading one byte into `b` from our end of the pipe.
+                unsafe { libc::read(fds[0], (&raw mut b).cast(), 1) };
+            }
+        })
+        .unwrap();
+    if child == 0 {
+        // The child's batch ended at its first message: report how many it took.
+        // SAFETY: ends the child without running the parent's destructors.
+        unsafe { libc::_exit(n as i32) };
+    }
+    assert_eq!((n, got.as_slice()), (3, &[0, 1, 2][..]));
+    for i in 3..7u8 {
+        ch.try_send(&[i; 8]).unwrap();
+    }
+    // SAFETY: writing one byte from a local to our end of the pipe.
+    assert_eq!(unsafe { libc::write(fds[1], [1u8].as_ptr().cast(), 1) }, 1);
+    let mut status = 0;
+    // SAFETY: reaping our own child.
+    assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+    assert!(libc::WIFEXITED(status));
+    assert_eq!(
+        libc::WEXITSTATUS(status),
+        1,
+        "the child's drain took one message"
+    );
+    let mut out = Vec::new();
+    for i in 3..7u8 {
+        assert_eq!(ch.try_recv(&mut out), Ok(8));
+        assert_eq!(out, [i; 8]);
+    }
+    assert_eq!(ch.lost(), 0);
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Empty));
 }
 
 // ---------------------------------------------------------------------------------------

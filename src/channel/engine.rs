@@ -105,6 +105,23 @@ impl Drop for SideGuard<'_> {
 /// [`SideGuard::repaired`].
 #[inline]
 pub(crate) fn lock_side(lock: &RawMutex, wait: Wait) -> Result<(SideGuard<'_>, bool), Fail> {
+    match try_lock_side(lock) {
+        Some(g) => Ok(g),
+        None => lock_side_contended(lock, wait),
+    }
+}
+
+/// The uncontended path of [`lock_side`], inlined: one compare-exchange (`try_lock`);
+/// `None` if the lock is held.
+#[inline]
+pub(crate) fn try_lock_side(lock: &RawMutex) -> Option<(SideGuard<'_>, bool)> {
+    lock.try_lock()
+        .map(|a| (SideGuard { lock }, a == Acquired::OwnerDied))
+}
+
+/// [`lock_side`] once its first `try_lock` failed.
+#[cold]
+fn lock_side_contended(lock: &RawMutex, wait: Wait) -> Result<(SideGuard<'_>, bool), Fail> {
     let a = match wait {
         Wait::No => match lock.try_lock() {
             Some(a) => a,
@@ -133,8 +150,8 @@ pub(crate) fn lock_side_unless(
         Wait::Until(d) => Some(d),
         Wait::Forever => None,
     };
-    if let Some(a) = lock.try_lock() {
-        return Ok((SideGuard { lock }, a == Acquired::OwnerDied));
+    if let Some(g) = try_lock_side(lock) {
+        return Ok(g);
     }
     lock_queued(lock, deadline, &closed)
 }

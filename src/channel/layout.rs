@@ -468,6 +468,48 @@ impl Channel {
         }
     }
 
+    /// Copies a whole message `src` into the ring at `off` (a multiple of 8: a payload),
+    /// as [`write_bytes`](Self::write_bytes) does, but with no load: the bytes of the last
+    /// word past the message are zeroed (a record is padded to a word, and the caller
+    /// owns all of it). For the send paths, which write a message in one piece.
+    #[inline]
+    pub(crate) fn write_payload(&self, off: usize, src: &[u8]) {
+        debug_assert!(off.is_multiple_of(8));
+        let i = off / 8;
+        let words = src.len().div_ceil(8);
+        let Some(ring) = self.ring.get(i..i.saturating_add(words)) else {
+            return;
+        };
+        // By lines of 8 words, as in `write_bytes`.
+        let full = src.len() / 64;
+        let mut lines = src.chunks_exact(64);
+        for (c, ws) in (&mut lines).zip(ring.chunks_exact(8)) {
+            let mut b = [0u64; 8];
+            bytemuck::bytes_of_mut(&mut b).copy_from_slice(c);
+            for (w, v) in ws.iter().zip(b) {
+                // Relaxed: as in `write_bytes`.
+                w.store(v, Ordering::Relaxed);
+            }
+        }
+        let mut chunks = lines.remainder().chunks_exact(8);
+        // The words after the full lines (`ring` has `full * 8` words and more); the
+        // source's chunks first in the zip, so that its end consumes no word.
+        let mut ws = ring.get(full * 8..).unwrap_or_default().iter();
+        for (c, w) in (&mut chunks).zip(&mut ws) {
+            let mut b = [0; 8];
+            b.copy_from_slice(c);
+            // Relaxed: as above.
+            w.store(u64::from_ne_bytes(b), Ordering::Relaxed);
+        }
+        let rest = chunks.remainder();
+        if let Some(w) = ws.next() {
+            let mut b = [0; 8];
+            b[..rest.len()].copy_from_slice(rest);
+            // Relaxed: as above.
+            w.store(u64::from_ne_bytes(b), Ordering::Relaxed);
+        }
+    }
+
     /// Copies ring bytes at `off` (a multiple of 8: a payload) into `dst`, with relaxed
     /// atomic word loads. No reference to ring bytes is ever made: bytes a peer writes
     /// meanwhile (against the protocol) only come out garbled. A range past the ring's

@@ -54,12 +54,17 @@ struct Claim<'a> {
     ch: &'a Channel,
     guard: Option<SideGuard<'a>>,
     end: u32,
+    /// Whether caller code ran under the claim (a closure form), which may have forked:
+    /// then the drop checks that the lock is this thread's. Without caller code it is:
+    /// this thread took it in this call, and a fork elsewhere copies another thread.
+    foreign: bool,
 }
 
 impl Drop for Claim<'_> {
+    #[inline]
     fn drop(&mut self) {
         let h = &self.ch.header;
-        if !self.guard.as_ref().is_some_and(SideGuard::is_held_here) {
+        if self.foreign && !self.guard.as_ref().is_some_and(SideGuard::is_held_here) {
             // A child forked inside the caller's closure: the claim is its parent's
             // thread's, which releases it. Storing the parent's old `end` here could move
             // `free` back behind the parent's later releases.
@@ -73,6 +78,16 @@ impl Drop for Claim<'_> {
         failpoint::hit(Point::ChannelRecvUnwoken);
         wake(&h.wake.send_wake);
     }
+}
+
+/// The receivers' cursors as the receive-lock holder last read or wrote them: it is
+/// their only writer, so it need not load them again.
+#[derive(Clone, Copy, Debug)]
+struct Cursors {
+    /// The `head` word.
+    head: u64,
+    /// The position of `free`.
+    free: u32,
 }
 
 /// What [`Channel::peek`] saw.
@@ -195,11 +210,13 @@ struct Release<'a> {
     end: u32,
 }
 
-impl Drop for Release<'_> {
-    fn drop(&mut self) {
+impl Release<'_> {
+    /// Releases the message; false (releasing nothing) in a child forked inside the
+    /// caller's closure, as in `Claim::drop`.
+    #[inline]
+    fn release(&self) -> bool {
         if !self.ch.header.recv.lock.is_owned_by_current_thread() {
-            // A child forked inside the caller's closure: as in `Claim::drop`.
-            return;
+            return false;
         }
         // Release: as in `Claim::drop`.
         self.ch
@@ -207,6 +224,24 @@ impl Drop for Release<'_> {
             .free
             .free
             .store(u64::from(self.end), Ordering::Release);
+        true
+    }
+
+    /// Releases the message after the closure returned: whether the batch may go on
+    /// (false in a forked child, which must claim nothing more: the lock is its parent's
+    /// thread's).
+    #[inline]
+    fn done(self) -> bool {
+        let mine = self.release();
+        core::mem::forget(self);
+        mine
+    }
+}
+
+impl Drop for Release<'_> {
+    /// The release when the closure unwinds.
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -231,17 +266,21 @@ impl Channel {
     /// Takes the receive lock as `wait` allows and repairs what a receiver killed in its
     /// claim left: `head != free` means it claimed a message and died before releasing
     /// it. The message is lost (counted in [`lost`](Self::lost)); its space is released.
-    fn lock_recv(&self, wait: Wait) -> Result<SideGuard<'_>, Fail> {
+    /// Returns the lock and the receivers' cursors as it left them ([`Cursors`]).
+    #[inline]
+    fn lock_recv(&self, wait: Wait) -> Result<(SideGuard<'_>, Cursors), Fail> {
         let (guard, died) = lock_side(&self.header.recv.lock, wait)?;
-        self.recv_locked(died)?;
+        let (_, cursors) = self.recv_locked(died)?;
         if died {
             guard.repaired();
         }
-        Ok(guard)
+        Ok((guard, cursors))
     }
 
     /// Under the receive lock, just taken (`died`: from a dead holder): the repair.
-    fn recv_locked(&self, died: bool) -> Result<bool, Fail> {
+    /// Whether it repaired a claim, and the cursors after it.
+    #[inline]
+    fn recv_locked(&self, died: bool) -> Result<(bool, Cursors), Fail> {
         let h = &self.header;
         // Acquire: pairs with the Release stores of `head` and `free` by earlier holders,
         // a dead one included (it never unlocked).
@@ -255,9 +294,22 @@ impl Channel {
         }
         if pos(head) != pos(free) {
             self.repair_claim(head, free)?;
-            return Ok(true);
+            // The repair released the claim: `free` is `head` now.
+            return Ok((
+                true,
+                Cursors {
+                    head,
+                    free: pos(head),
+                },
+            ));
         }
-        Ok(false)
+        Ok((
+            false,
+            Cursors {
+                head,
+                free: pos(free),
+            },
+        ))
     }
 
     /// Repairs a dead receiver's claim from outside the receive path: for a sender that
@@ -278,7 +330,7 @@ impl Channel {
         let Some((guard, died)) = lock_if_free_or_dead(&h.recv.lock, wait) else {
             return Ok(false);
         };
-        let repaired = self.recv_locked(died)?;
+        let (repaired, _) = self.recv_locked(died)?;
         if died {
             guard.repaired();
         }
@@ -354,13 +406,13 @@ impl Channel {
         Peek::of(t, head)
     }
 
-    /// Under the receive lock: the message at `head`, `Ok(None)` if none is published,
-    /// `Err(Corrupt)` if the cursors or the record are invalid.
-    fn next_message(&self, max: u32) -> Result<Option<(u64, Found)>, Fail> {
+    /// Under the receive lock, with the cursors as this holder left them (`c`): the
+    /// message at `head`, `Ok(None)` if none is published, `Err(Corrupt)` if the cursors
+    /// or the record are invalid.
+    #[inline]
+    fn next_message(&self, c: Cursors, max: u32) -> Result<Option<(u64, Found)>, Fail> {
         let h = &self.header;
-        // Relaxed: written under this lock (its acquire orders the last holder's store).
-        let head = h.head.head.load(Ordering::Relaxed);
-        let free = pos(h.free.free.load(Ordering::Relaxed));
+        let Cursors { head, free } = c;
         // Relaxed: written under this lock; a stale value is only conservative.
         let mut tail = pos(h.head.tail_cache.load(Ordering::Relaxed));
         let fits = |tail: u32| {
@@ -389,10 +441,13 @@ impl Channel {
     /// Receives one message as `wait` allows: claims it, then runs `take` on its ring
     /// offset and length (the caller owns those bytes until `take` returns), then releases
     /// it. `limit`: a message longer than this is left in the channel (`TooSmall`).
+    /// `foreign`: whether `take` runs caller code (see [`Claim`]).
+    #[inline]
     pub(crate) fn recv_inner<R>(
         &self,
         wait: Wait,
         limit: Option<usize>,
+        foreign: bool,
         take: impl FnOnce(&Channel, usize, usize) -> R,
     ) -> Result<R, Fail> {
         let max = self.max_message().ok_or(Fail::Corrupt)?;
@@ -402,8 +457,8 @@ impl Channel {
             // Empty at a glance: no lock, no write to a shared line.
             let mut look = self.peek();
             if look == Peek::Message {
-                let guard = self.lock_recv(wait)?;
-                if let Some((head, found)) = self.next_message(max)? {
+                let (guard, cursors) = self.lock_recv(wait)?;
+                if let Some((head, found)) = self.next_message(cursors, max)? {
                     if let Some(l) = limit
                         && found.len as usize > l
                     {
@@ -421,6 +476,7 @@ impl Channel {
                         ch: self,
                         guard: Some(guard),
                         end: found.end,
+                        foreign,
                     };
                     let r = take(self, found.at as usize, found.len as usize);
                     drop(claim);
@@ -483,7 +539,7 @@ impl Channel {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn recv(&self, out: &mut Vec<u8>) -> Result<usize, RecvError> {
-        self.recv_inner(Wait::Forever, None, |ch, at, len| {
+        self.recv_inner(Wait::Forever, None, false, |ch, at, len| {
             ch.copy_out(at, len, out);
             len
         })
@@ -500,7 +556,7 @@ impl Channel {
     /// process recovers it, which can take up to 5 ms (the lock's recovery, or another
     /// thread's recovery that got there first).
     pub fn try_recv(&self, out: &mut Vec<u8>) -> Result<usize, TryRecvError> {
-        self.recv_inner(Wait::No, None, |ch, at, len| {
+        self.recv_inner(Wait::No, None, false, |ch, at, len| {
             ch.copy_out(at, len, out);
             len
         })
@@ -535,7 +591,7 @@ impl Channel {
     }
 
     fn recv_until_inner(&self, out: &mut Vec<u8>, wait: Wait) -> Result<usize, RecvTimeoutError> {
-        self.recv_inner(wait, None, |ch, at, len| {
+        self.recv_inner(wait, None, false, |ch, at, len| {
             ch.copy_out(at, len, out);
             len
         })
@@ -567,7 +623,7 @@ impl Channel {
     /// ```
     pub fn recv_into(&self, buf: &mut [u8]) -> Result<usize, RecvIntoError> {
         let limit = buf.len();
-        self.recv_inner(Wait::Forever, Some(limit), |ch, at, len| {
+        self.recv_inner(Wait::Forever, Some(limit), false, |ch, at, len| {
             // As in `copy_out`; `len <= limit = buf.len()` (`recv_inner` checked).
             ch.read_bytes(at, &mut buf[..len]);
             len
@@ -580,7 +636,7 @@ impl Channel {
     /// message and the next receiver counts it in [`lost`](Self::lost)).
     pub(crate) fn recv_copy<R>(&self, wait: Wait, f: impl FnOnce(&[u8]) -> R) -> Result<R, Fail> {
         let mut copy = Scratch::new();
-        self.recv_inner(wait, None, |ch, at, len| {
+        self.recv_inner(wait, None, true, |ch, at, len| {
             copy.fill(ch, at, len);
             f(copy.bytes())
         })
@@ -702,7 +758,7 @@ impl Channel {
             Peek::Message => {}
         }
         let h = &self.header;
-        let guard = self.lock_recv(Wait::No).map_err(Fail::try_recv)?;
+        let (guard, mut cursors) = self.lock_recv(Wait::No).map_err(Fail::try_recv)?;
         // Unlocks, and wakes senders if anything was released, on return or unwind.
         let mut batch = DrainBatch {
             ch: self,
@@ -713,7 +769,7 @@ impl Channel {
         let mut n = 0;
         let mut result = Ok(());
         while n < max {
-            let (head, found) = match self.next_message(max_len) {
+            let (head, found) = match self.next_message(cursors, max_len) {
                 Ok(Some(m)) => m,
                 Ok(None) => break,
                 Err(e) => {
@@ -736,8 +792,17 @@ impl Channel {
             batch.released = true;
             copy.fill(self, found.at as usize, found.len as usize);
             f(copy.bytes());
-            drop(release);
+            if !release.done() {
+                // A child forked inside `f`: the batch is its parent's thread's.
+                n += 1;
+                break;
+            }
             failpoint::hit(Point::ChannelDrainReleased);
+            // As this holder left them: `head` past the message, `free` at its end.
+            cursors = Cursors {
+                head: advance(head, found.end),
+                free: found.end,
+            };
             n += 1;
         }
         drop(batch);

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::engine::{
     Fail, PAD_HEADER, Plan, Room, SideGuard, Sleep, Wait, advance_tail, lock_side_unless,
-    message_header, plan, wait_on,
+    message_header, plan, try_lock_side, wait_on,
 };
 use super::error::{SendError, SendTimeoutError, TrySendError};
 use super::layout::{CLOSED, Channel, SLEEPER, pos, record_size};
@@ -187,10 +187,7 @@ impl<'a> SendSlot<'a> {
         }
         let sleepers = ch.publish(self.tail, self.plan, len)?;
         drop(self.guard.take());
-        failpoint::hit(Point::ChannelSendUnwoken);
-        if sleepers {
-            super::engine::wake_all(&ch.header.wake.recv_wake);
-        }
+        ch.woken(sleepers);
         Ok(())
     }
 
@@ -312,23 +309,14 @@ impl SendSide<'_> {
             // thread's. Publishing here could move `tail` back over the parent's message.
             return Err(Fail::Disconnected);
         }
-        let mut room = RoomWait::new();
+        let mut room = None;
         loop {
             if let Some((tail, plan)) = ch.room(msg.len())? {
-                // `plan` placed the record inside the ring, past `tail` and before
-                // `free + cap`: this thread owns those bytes while it holds the lock.
-                ch.write_bytes(plan.rec_at as usize + 8, msg);
-                let sleepers = ch.publish(tail, plan, msg.len()).map_err(|e| match e {
-                    SendError::Corrupt => Fail::Corrupt,
-                    _ => Fail::Disconnected,
-                })?;
-                failpoint::hit(Point::ChannelSendUnwoken);
-                if sleepers {
-                    super::engine::wake_all(&ch.header.wake.recv_wake);
-                }
+                let sleepers = ch.write_and_publish(tail, plan, msg)?;
+                ch.woken(sleepers);
                 return Ok(());
             }
-            ch.wait_for_room(msg.len(), wait, &mut room)?;
+            ch.wait_for_room(msg.len(), wait, room.get_or_insert_with(RoomWait::new))?;
         }
     }
 }
@@ -369,6 +357,30 @@ impl io::Write for SendSlot<'_> {
 }
 
 impl Channel {
+    /// Under the send lock: writes `msg` where `plan` (from [`room`](Self::room), with
+    /// `tail` the word it read) placed its record, and publishes it ([`publish`](Self::publish)).
+    #[inline]
+    fn write_and_publish(&self, tail: u64, plan: Plan, msg: &[u8]) -> Result<bool, Fail> {
+        // `plan` placed the record inside the ring, past `tail` and before `free + cap`:
+        // this thread owns those bytes while it holds the lock.
+        self.write_payload(plan.rec_at as usize + 8, msg);
+        self.publish(tail, plan, msg.len()).map_err(|e| match e {
+            SendError::Corrupt => Fail::Corrupt,
+            // `TooLarge` cannot come from a publish; `Disconnected` is the close.
+            _ => Fail::Disconnected,
+        })
+    }
+
+    /// After a publish (and the unlock, if the caller unlocks): wakes the receivers if
+    /// it found one registered asleep (`sleepers`).
+    #[inline]
+    fn woken(&self, sleepers: bool) {
+        failpoint::hit(Point::ChannelSendUnwoken);
+        if sleepers {
+            super::engine::wake_all(&self.header.wake.recv_wake);
+        }
+    }
+
     /// Under the send lock: writes the record headers of `plan` (the payload of `len`
     /// bytes is written) and publishes them with the compare-exchange of `tail` from
     /// `tail`, the word read when the room was planned. Whether a receiver sleeps (the
@@ -453,9 +465,13 @@ impl Channel {
 
     fn take_send_side(&self, wait: Wait) -> Result<SendSide<'_>, Fail> {
         self.max_message().ok_or(Fail::Corrupt)?;
+        let guard = self.lock_send(wait)?;
+        if self.is_closed() {
+            return Err(Fail::Disconnected);
+        }
         Ok(SendSide {
             ch: self,
-            guard: self.lock_send(wait)?,
+            guard,
             _not_send: PhantomData,
         })
     }
@@ -464,7 +480,7 @@ impl Channel {
     /// lock in the returned slot.
     pub(crate) fn reserve_inner(&self, len: usize, wait: Wait) -> Result<SendSlot<'_>, Fail> {
         self.check_len(len)?;
-        let mut room = RoomWait::new();
+        let mut room = None;
         loop {
             let guard = self.lock_send(wait)?;
             if let Some((tail, plan)) = self.room(len)? {
@@ -479,12 +495,13 @@ impl Channel {
                 });
             }
             drop(guard);
-            self.wait_for_room(len, wait, &mut room)?;
+            self.wait_for_room(len, wait, room.get_or_insert_with(RoomWait::new))?;
         }
     }
 
     /// `TooLarge` if a message of `len` bytes can never fit (or `Corrupt` for a corrupt
     /// config word).
+    #[inline]
     fn check_len(&self, len: usize) -> Result<(), Fail> {
         let max = self.max_message().ok_or(Fail::Corrupt)? as usize;
         if len > max {
@@ -493,15 +510,37 @@ impl Channel {
         Ok(())
     }
 
-    /// Takes the send lock as `wait` allows (`Disconnected` once the channel is closed,
-    /// also while queued behind another sender), repairing what a dead holder left.
+    /// Takes the send lock as `wait` allows, repairing what a dead holder left. A
+    /// closed channel: `Disconnected` if the lock is held by another (also while queued
+    /// behind it); a caller that gets the lock finds the close in `tail` itself.
+    #[inline]
     fn lock_send(&self, wait: Wait) -> Result<SideGuard<'_>, Fail> {
+        let h = &self.header;
+        // The uncontended path: one compare-exchange, and no look at `tail` before it.
+        let (guard, died) = match try_lock_side(&h.send.lock) {
+            Some(g) => g,
+            None => self.lock_send_contended(wait)?,
+        };
+        if died {
+            self.repair_send(&guard);
+        }
+        Ok(guard)
+    }
+
+    /// [`lock_send`](Self::lock_send) once its first `try_lock` failed.
+    #[cold]
+    fn lock_send_contended(&self, wait: Wait) -> Result<(SideGuard<'_>, bool), Fail> {
         if self.is_closed() {
             return Err(Fail::Disconnected);
         }
+        lock_side_unless(&self.header.send.lock, wait, || self.is_closed())
+    }
+
+    /// Under the send lock, taken from a dead holder: the repair.
+    #[cold]
+    fn repair_send(&self, guard: &SideGuard<'_>) {
         let h = &self.header;
-        let (guard, died) = lock_side_unless(&h.send.lock, wait, || self.is_closed())?;
-        if died {
+        {
             // A sender died holding the lock: whatever it wrote is past `tail`,
             // unpublished, and is overwritten now. If it had published without
             // waking, wake the receivers in its place.
@@ -513,11 +552,11 @@ impl Channel {
             h.tail.free_cache.store(free, Ordering::Relaxed);
             guard.repaired();
         }
-        Ok(guard)
     }
 
     /// Under the send lock: the `tail` word and where a message of `len` bytes goes, or
     /// `None` if the ring has no room for it now.
+    #[inline]
     fn room(&self, len: usize) -> Result<Option<(u64, Plan)>, Fail> {
         let h = &self.header;
         let cap = self.cap();
@@ -600,15 +639,23 @@ impl Channel {
         waited
     }
 
+    /// [`reserve_inner`](Self::reserve_inner), the copy and the commit, without the
+    /// slot: no caller code runs under the lock, so no ownership check.
+    #[inline]
     fn send_inner(&self, msg: &[u8], wait: Wait) -> Result<(), Fail> {
-        let mut slot = self.reserve_inner(msg.len(), wait)?;
-        slot.write_at(0, msg);
-        slot.commit().map_err(|e| match e {
-            SendError::Corrupt => Fail::Corrupt,
-            // `TooLarge` cannot come from a commit of a reserved slot; `Disconnected` is
-            // the close.
-            _ => Fail::Disconnected,
-        })
+        self.check_len(msg.len())?;
+        let mut room = None;
+        loop {
+            let guard = self.lock_send(wait)?;
+            if let Some((tail, plan)) = self.room(msg.len())? {
+                let sleepers = self.write_and_publish(tail, plan, msg)?;
+                drop(guard);
+                self.woken(sleepers);
+                return Ok(());
+            }
+            drop(guard);
+            self.wait_for_room(msg.len(), wait, room.get_or_insert_with(RoomWait::new))?;
+        }
     }
 
     /// Sends `msg` as one message, waiting while the ring has no room for it.

@@ -532,7 +532,10 @@ impl RawMutex {
     pub fn is_owned_by_current_thread(&self) -> bool {
         // Relaxed: only the calling thread can make this true or false for itself.
         let w = self.word.load(Ordering::Relaxed);
-        !is_garbage(w) && owner_of(w) == owner::current()
+        // `!is_garbage(w) && owner_of(w) == me` in one comparison: a TID is nonzero and at
+        // most `MAX_TID`, so the word without its flags equals it only if no unknown bit
+        // is set and its TID part is ours.
+        w & !(OWNER_DIED | CONTENDED) == owner::current()
     }
 
     /// The TID of the holder, if any (a snapshot, for diagnostics).
