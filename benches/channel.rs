@@ -30,11 +30,14 @@
 //!   and counts them. One iteration is one message. `shmstate_channel_send_side`: the
 //!   sender holds the send side for the whole sample (`Channel::send_side`), the receiver
 //!   as before; `shmstate_channel_send_side_drain`: the receiver takes batches (`drain`),
-//!   spinning while none is waiting.
+//!   spinning while none is waiting; `shmstate_channel_held_sides`: the receiver also
+//!   holds the receive side (`Channel::recv_side`, `recv_into` under it).
 //! - `channel_pingpong_<size>_2procs`: worker 0 sends `k` and waits for it to come back;
 //!   worker 1 receives each message and sends it back. One iteration is one round trip.
 //!   `shmstate_channel` blocks in `recv`; `shmstate_channel_spin` polls `try_recv` (both
-//!   sides spinning, as the cache-line floor does).
+//!   sides spinning, as the cache-line floor does); `shmstate_channel_held_sides_spin`
+//!   does so with each process holding the send side it sends on and the receive side it
+//!   receives from.
 //!
 //! Run: `cargo bench --bench channel` (smoke: `SHMSTATE_BENCH_QUICK=1 cargo bench --bench
 //! channel`).
@@ -701,6 +704,17 @@ mod channel_rows {
             Tx::Side,
             Rx::Batches,
         );
+        // Both sides held: the sender's send side, the receiver's receive side
+        // (`Channel::recv_side`, `recv_into` under it).
+        oneway_copy(
+            g,
+            "shmstate_channel_held_sides",
+            ch,
+            len,
+            got,
+            Tx::Side,
+            Rx::Side,
+        );
     }
 
     /// How worker 0 of a one-way row sends.
@@ -719,6 +733,8 @@ mod channel_rows {
         Each,
         /// `drain` of what is waiting, spinning while there is none.
         Batches,
+        /// `recv_into` under a receive side held for the whole sample.
+        Side,
     }
 
     /// `send` from a buffer (or a held side's), `recv_into` the receiver's (or `drain`).
@@ -752,8 +768,13 @@ mod channel_rows {
                     return;
                 }
                 let mut k = 1;
+                let mut side = (rx == Rx::Side).then(|| s.0.recv_side().unwrap());
                 while k <= iters {
-                    if rx == Rx::Batches {
+                    if let Some(side) = &mut side {
+                        let n = side.recv_into(&mut msg).unwrap();
+                        check(&msg[..n], k, len);
+                        k += 1;
+                    } else if rx == Rx::Batches {
                         let n =
                             s.0.drain(usize::MAX, |m| {
                                 check(m, k, len);
@@ -810,7 +831,9 @@ mod channel_rows {
     }
 
     /// Ping-pong: one channel each way. `shmstate_channel` blocks in `recv_into`;
-    /// `shmstate_channel_spin` polls `try_recv_with` (copying into the same buffer).
+    /// `shmstate_channel_spin` polls `try_recv_with` (copying into the same buffer);
+    /// `shmstate_channel_held_sides_spin` does so with each process holding the send side
+    /// of the channel it sends on and the receive side of the one it receives from.
     pub fn pingpong(g: &mut BenchmarkGroup<'_, WallTime>, len: usize, rounds: &AtomicU64) {
         let r = region();
         let there: &Channel = r.channel("there", options()).expect("channel");
@@ -858,6 +881,47 @@ mod channel_rows {
                 |s| s.2.load(Ordering::Relaxed),
             );
         }
+        concurrent(
+            g,
+            "shmstate_channel_held_sides_spin",
+            PROCS,
+            1,
+            &(there, back, rounds),
+            |s| s.2.store(0, Ordering::Relaxed),
+            |s, i, iters| {
+                let mut msg = message(len);
+                let (out, inn) = if i == 0 { (s.0, s.1) } else { (s.1, s.0) };
+                let mut tx = out.send_side().unwrap();
+                let mut rx = inn.recv_side().unwrap();
+                let mut take = |buf: &mut [u8]| -> usize {
+                    let mut spin = Spin::default();
+                    loop {
+                        let r = rx.try_recv_with(|m| {
+                            buf[..m.len()].copy_from_slice(m);
+                            m.len()
+                        });
+                        match r {
+                            Ok(n) => return n,
+                            Err(TryRecvError::Empty) => spin.wait(),
+                            Err(e) => panic!("try_recv_with: {e:?}"),
+                        }
+                    }
+                };
+                for k in 1..=iters {
+                    if i == 0 {
+                        stamp(&mut msg, k);
+                        tx.send(&msg).unwrap();
+                        let n = take(&mut msg);
+                        check(&msg[..n], k, len);
+                        s.2.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        let n = take(&mut msg);
+                        tx.send(&msg[..n]).unwrap();
+                    }
+                }
+            },
+            |s| s.2.load(Ordering::Relaxed),
+        );
     }
 }
 

@@ -165,8 +165,8 @@ pub mod channel;
 #[cfg(not(loom))]
 pub use channel::ChannelOpenError;
 pub use channel::{
-    Channel, ChannelError, ChannelOptions, RecvError, RecvIntoError, RecvTimeoutError, SendError,
-    SendSide, SendSlot, SendTimeoutError, TryRecvError, TrySendError,
+    Channel, ChannelError, ChannelOptions, RecvError, RecvIntoError, RecvSide, RecvTimeoutError,
+    SendError, SendSide, SendSlot, SendTimeoutError, TryRecvError, TrySendError,
 };
 #[cfg(all(feature = "serde", not(loom)))]
 pub use channel::{RecvValueError, SendValueError};

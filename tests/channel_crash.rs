@@ -1,5 +1,6 @@
 //! `Channel` with producers and consumers SIGKILLed: at random moments while many
-//! processes send (half of their messages through a held [`SendSide`]) and receive, and at two known points (a receiver inside its `recv_with`
+//! processes send (half of their messages through a held [`SendSide`]) and receive (a
+//! fifth of their calls through a held [`RecvSide`](shmstate::RecvSide)), and at two known points (a receiver inside its `recv_with`
 //! closure, a sender holding a reservation). Survivors keep going; no message is
 //! delivered twice or corrupt; a message is lost only with a receiver killed while it held
 //! it (counted by `lost()`), or as the one message a killed sender was sending; and the
@@ -193,7 +194,44 @@ fn consume(ch: &Channel, books: &Books, c: usize, max: usize) {
     let mut k = c;
     loop {
         k += 1;
-        let done = match k % 4 {
+        let done = match k % 5 {
+            4 => {
+                // A run under a held receive side, with each of its closure calls.
+                let mut side = match ch.recv_side_timeout(Duration::from_millis(2)) {
+                    Ok(side) => side,
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(e) => panic!("recv_side_timeout: {e:?}"),
+                };
+                let mut done = false;
+                for i in 0..4 {
+                    done = match i {
+                        0 => match side.recv_with(&mut record) {
+                            Ok(()) => false,
+                            Err(RecvError::Disconnected) => true,
+                            Err(e) => panic!("side recv_with: {e:?}"),
+                        },
+                        1 => match side.recv_timeout_with(Duration::from_millis(2), &mut record) {
+                            Ok(()) | Err(RecvTimeoutError::Timeout) => false,
+                            Err(RecvTimeoutError::Disconnected) => true,
+                            Err(e) => panic!("side recv_timeout_with: {e:?}"),
+                        },
+                        2 => match side.try_recv_with(&mut record) {
+                            Ok(()) | Err(TryRecvError::Empty) => false,
+                            Err(TryRecvError::Disconnected) => true,
+                            Err(e) => panic!("side try_recv_with: {e:?}"),
+                        },
+                        _ => match side.drain(8, &mut record) {
+                            Ok(_) => false,
+                            Err(TryRecvError::Disconnected) => true,
+                            Err(e) => panic!("side drain: {e:?}"),
+                        },
+                    };
+                    if done {
+                        break;
+                    }
+                }
+                done
+            }
             0 => match ch.recv_with(&mut record) {
                 Ok(()) => false,
                 Err(RecvError::Disconnected) => true,

@@ -620,3 +620,113 @@ fn side_holder_killed_waiting_for_room_leaves_the_lock_to_the_next_sender() {
     assert_eq!(recv_now(ch), b"after");
     assert!(ch.is_empty());
 }
+
+/// A child that takes the receive side (`RecvSide`), receives the first message (which
+/// must be "first"), then runs `then` with the side held (which must stop the process);
+/// returns its pid once it is stopped.
+fn recv_side_holder_stopped(
+    ch: &Channel,
+    then: impl Fn(&mut shmstate::RecvSide<'_>),
+) -> libc::pid_t {
+    let pid = fork_children(1, |_| {
+        let mut side = ch.recv_side().unwrap();
+        let mut out = Vec::new();
+        side.recv(&mut out).unwrap();
+        assert_eq!(out, b"first");
+        then(&mut side);
+        std::process::exit(3);
+    })[0];
+    common::wait_until_stopped(pid);
+    pid
+}
+
+/// The receive side held between two receives, the holder killed there: what a receiver
+/// killed with the lock taken and nothing changed leaves. While it is stopped, senders go
+/// on and other receivers wait within their bounds; after the kill, the next receiver
+/// recovers the side, and nothing is lost.
+#[test]
+fn recv_side_holder_killed_between_receives_leaves_the_lock_to_the_next_receiver() {
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = shared_channel(&region);
+    ch.send(b"first").unwrap();
+    let pid = recv_side_holder_stopped(ch, |_| {
+        // SAFETY: stops the calling process; the parent kills it.
+        unsafe { libc::raise(libc::SIGSTOP) };
+    });
+    ch.try_send(b"second").unwrap();
+    let mut out = Vec::new();
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Busy));
+    assert_eq!(
+        ch.recv_timeout(&mut out, SHORT),
+        Err(shmstate::RecvTimeoutError::Timeout)
+    );
+    assert!(matches!(ch.try_recv_side(), Err(TryRecvError::Busy)));
+    kill(pid);
+    reap(pid);
+    let t0 = Instant::now();
+    let mut side = ch
+        .recv_side_timeout(REPAIR)
+        .expect("the receive side recovers");
+    assert!(t0.elapsed() < REPAIR);
+    assert_eq!(side.try_recv(&mut out), Ok(6));
+    assert_eq!(out, b"second");
+    drop(side);
+    assert!(ch.is_empty());
+    assert_eq!(ch.bytes_used(), 0);
+    assert_eq!(ch.lost(), 0);
+}
+
+/// A receive under a held side, killed between its claim and its release (the row
+/// "`head` stored (claimed), `free` not"): that message is lost and counted once, the
+/// next receiver recovers the side and gets the one after it; nothing is delivered twice.
+#[test]
+fn recv_side_holder_killed_between_claim_and_release_loses_that_message_only() {
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = shared_channel(&region);
+    for m in [&b"first"[..], b"claimed", b"next"] {
+        ch.send(m).unwrap();
+    }
+    let pid = recv_side_holder_stopped(ch, |side| {
+        shmstate::failpoint::arm(Point::ChannelRecvClaimed);
+        let mut out = Vec::new();
+        side.recv(&mut out).unwrap();
+    });
+    // Stopped holding the claim: senders go on while there is room.
+    ch.try_send(b"later").unwrap();
+    let mut out = Vec::new();
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Busy));
+    kill(pid);
+    reap(pid);
+    assert_eq!(recv_now(ch), b"next");
+    assert_eq!(recv_now(ch), b"later");
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Empty));
+    assert_eq!(ch.lost(), 1);
+    assert_eq!(ch.bytes_used(), 0);
+}
+
+/// A receive under a held side, killed after its release and before waking senders
+/// (the row "`free` stored, lock not released": the side still holds the lock): nothing
+/// is lost, and the next receiver recovers the side.
+#[test]
+fn recv_side_holder_killed_after_its_release_loses_nothing() {
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = shared_channel(&region);
+    ch.send(b"first").unwrap();
+    ch.send(b"taken").unwrap();
+    let pid = recv_side_holder_stopped(ch, |side| {
+        shmstate::failpoint::arm(Point::ChannelRecvFreed);
+        let mut out = Vec::new();
+        side.recv(&mut out).unwrap();
+    });
+    ch.try_send(b"after").unwrap();
+    kill(pid);
+    reap(pid);
+    assert_eq!(recv_now(ch), b"after");
+    let mut out = Vec::new();
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Empty));
+    assert_eq!(ch.lost(), 0);
+    assert_eq!(ch.bytes_used(), 0);
+}

@@ -160,7 +160,7 @@ impl Record<'_> {
 }
 
 /// Consumer `c` receives until the channel is closed and empty, cycling through every
-/// receiving call.
+/// receiving call, and through runs under a held receive side.
 fn consume(ch: &Channel, c: usize, rec: &mut Record<'_>) {
     let max = rec.max;
     let mut out = Vec::new();
@@ -169,7 +169,8 @@ fn consume(ch: &Channel, c: usize, rec: &mut Record<'_>) {
     let mut k = c;
     loop {
         k += 1;
-        let done = match k % 6 {
+        let done = match k % 7 {
+            6 => consume_held(ch, rec, &mut out, &mut buf),
             0 => match ch.recv(&mut out) {
                 Ok(n) => {
                     assert_eq!(n, out.len());
@@ -244,6 +245,71 @@ fn consume(ch: &Channel, c: usize, rec: &mut Record<'_>) {
             return;
         }
     }
+}
+
+/// A run of up to six receives through one held receive side, with each of its calls;
+/// whether the channel is closed and empty.
+fn consume_held(ch: &Channel, rec: &mut Record<'_>, out: &mut Vec<u8>, buf: &mut [u8]) -> bool {
+    let mut side = match ch.recv_side_timeout(Duration::from_millis(1)) {
+        Ok(side) => side,
+        Err(RecvTimeoutError::Timeout) => return false,
+        Err(e) => panic!("recv_side_timeout: {e:?}"),
+    };
+    for i in 0..6 {
+        let done = match i {
+            0 => match side.recv(out) {
+                Ok(_) => {
+                    rec.got(out);
+                    false
+                }
+                Err(RecvError::Disconnected) => true,
+                Err(e) => panic!("side recv: {e:?}"),
+            },
+            1 => match side.recv_into(buf) {
+                Ok(n) => {
+                    rec.got(&buf[..n]);
+                    false
+                }
+                Err(RecvIntoError::Disconnected) => true,
+                Err(e) => panic!("side recv_into: {e:?}"),
+            },
+            2 => match side.recv_with(|m| rec.got(m)) {
+                Ok(()) => false,
+                Err(RecvError::Disconnected) => true,
+                Err(e) => panic!("side recv_with: {e:?}"),
+            },
+            3 => match side.recv_timeout(out, Duration::from_millis(1)) {
+                Ok(_) => {
+                    rec.got(out);
+                    false
+                }
+                Err(RecvTimeoutError::Timeout) => false,
+                Err(RecvTimeoutError::Disconnected) => true,
+                Err(e) => panic!("side recv_timeout: {e:?}"),
+            },
+            4 => match side.try_recv(out) {
+                Ok(_) => {
+                    rec.got(out);
+                    false
+                }
+                Err(TryRecvError::Empty) => false,
+                Err(TryRecvError::Disconnected) => true,
+                Err(e) => panic!("side try_recv: {e:?}"),
+            },
+            _ => match side.drain(4, |m| rec.got(m)) {
+                Ok(n) => {
+                    assert!(n <= 4);
+                    false
+                }
+                Err(TryRecvError::Disconnected) => true,
+                Err(e) => panic!("side drain: {e:?}"),
+            },
+        };
+        if done {
+            return true;
+        }
+    }
+    false
 }
 
 /// `PRODUCERS` producer processes send `total` messages (random lengths from 1 byte to the

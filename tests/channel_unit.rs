@@ -1343,3 +1343,224 @@ fn a_held_send_side_wraps_around_the_ring_in_order() {
     });
     assert!(ch.is_empty());
 }
+
+// ---------------------------------------------------------------------------------------
+// A held receive side.
+
+#[test]
+fn a_held_recv_side_receives_in_order_and_keeps_other_receivers_out() {
+    watchdog(LIMIT);
+    let ch = channel(1024);
+    for i in 0..6u8 {
+        ch.send(&[i; 3]).unwrap();
+    }
+    let mut side = ch.recv_side().unwrap();
+    let mut out = Vec::new();
+    assert_eq!(side.recv(&mut out), Ok(3));
+    assert_eq!(out, [0; 3]);
+    let mut buf = [0; 8];
+    assert_eq!(side.recv_into(&mut buf), Ok(3));
+    assert_eq!(buf[..3], [1; 3]);
+    assert_eq!(side.try_recv(&mut out), Ok(3));
+    assert_eq!(out, [2; 3]);
+    assert_eq!(side.recv_with(|m| m.to_vec()), Ok(vec![3; 3]));
+    assert_eq!(side.try_recv_with(|m| m[0]), Ok(4));
+    // Other receivers wait, within their bounds.
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Busy));
+    assert_eq!(
+        ch.recv_timeout(&mut out, SHORT),
+        Err(RecvTimeoutError::Timeout)
+    );
+    assert!(matches!(ch.try_recv_side(), Err(TryRecvError::Busy)));
+    assert!(matches!(
+        ch.recv_side_timeout(SHORT),
+        Err(RecvTimeoutError::Timeout)
+    ));
+    assert_eq!(ch.drain(10, |_| {}), Err(TryRecvError::Busy));
+    // Senders go on.
+    ch.try_send(b"more").unwrap();
+    assert_eq!(side.recv_timeout(&mut out, SHORT), Ok(3));
+    assert_eq!(out, [5; 3]);
+    drop(side);
+    assert_eq!(ch.try_recv(&mut out), Ok(4));
+    assert_eq!(out, b"more");
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Empty));
+    assert_eq!(ch.bytes_used(), 0);
+    assert_eq!(ch.lost(), 0);
+}
+
+#[test]
+fn a_held_recv_side_reports_empty_and_times_out_and_is_woken_by_a_send() {
+    watchdog(LIMIT);
+    let ch = channel(1024);
+    let mut side = ch.recv_side().unwrap();
+    let mut out = Vec::new();
+    assert_eq!(side.try_recv(&mut out), Err(TryRecvError::Empty));
+    assert_eq!(side.try_recv_with(|_| ()), Err(TryRecvError::Empty));
+    assert_eq!(side.drain(10, |_| {}), Ok(0));
+    let t0 = Instant::now();
+    assert_eq!(
+        side.recv_timeout(&mut out, SHORT),
+        Err(RecvTimeoutError::Timeout)
+    );
+    assert!(t0.elapsed() >= SHORT);
+    assert_eq!(
+        side.recv_until(&mut out, Instant::now()),
+        Err(RecvTimeoutError::Timeout)
+    );
+    assert_eq!(
+        side.recv_timeout_with(SHORT, |_| ()),
+        Err(RecvTimeoutError::Timeout)
+    );
+    // A blocking receive under the side is woken by a sender on another thread, through
+    // the spin or a sleep: every message arrives, in order.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0..200u32 {
+                ch.send(&i.to_le_bytes()).unwrap();
+                if i % 50 == 0 {
+                    // Long enough for the receiver to go to sleep now and then.
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        });
+        for i in 0..200u32 {
+            assert_eq!(side.recv(&mut out), Ok(4));
+            assert_eq!(out, i.to_le_bytes());
+        }
+    });
+}
+
+#[test]
+fn a_held_recv_side_takes_what_is_left_of_a_closed_channel_then_reports_disconnected() {
+    watchdog(LIMIT);
+    let ch = channel(1024);
+    ch.send(b"a").unwrap();
+    ch.send(b"b").unwrap();
+    ch.close();
+    // A closed channel still gives the side.
+    let mut side = ch.recv_side().unwrap();
+    let mut out = Vec::new();
+    assert_eq!(side.recv(&mut out), Ok(1));
+    assert_eq!(side.drain(10, |m| assert_eq!(m, b"b")), Ok(1));
+    assert_eq!(side.recv(&mut out), Err(RecvError::Disconnected));
+    assert_eq!(side.try_recv(&mut out), Err(TryRecvError::Disconnected));
+    assert_eq!(side.drain(10, |_| {}), Err(TryRecvError::Disconnected));
+    assert_eq!(
+        side.recv_timeout(&mut out, LIMIT),
+        Err(RecvTimeoutError::Disconnected)
+    );
+    // A close wakes a receive waiting under the side.
+    let ch = channel(1024);
+    std::thread::scope(|s| {
+        let mut side = ch.recv_side().unwrap();
+        let mut out = Vec::new();
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(20));
+            ch.close();
+        });
+        assert_eq!(side.recv(&mut out), Err(RecvError::Disconnected));
+    });
+}
+
+#[test]
+fn a_held_recv_side_leaves_a_message_too_long_for_the_buffer() {
+    watchdog(LIMIT);
+    let ch = channel(1024);
+    ch.send(b"hello").unwrap();
+    let mut side = ch.recv_side().unwrap();
+    let mut small = [0; 2];
+    assert_eq!(
+        side.recv_into(&mut small),
+        Err(RecvIntoError::TooSmall { needed: 5 })
+    );
+    let mut buf = [0; 16];
+    assert_eq!(side.recv_into(&mut buf), Ok(5));
+    assert_eq!(&buf[..5], b"hello");
+    assert_eq!(ch.lost(), 0);
+}
+
+/// A closure that panics under a held side: its message counts as received (released,
+/// never delivered again), and the side goes on with the next.
+#[test]
+fn a_panic_in_a_held_recv_side_closure_releases_its_message_once() {
+    watchdog(LIMIT);
+    let ch = channel(1024);
+    for i in 0..4u8 {
+        ch.send(&[i; 4]).unwrap();
+    }
+    let mut side = ch.recv_side().unwrap();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        side.recv_with(|_| panic!("in the closure")).unwrap();
+    }));
+    assert!(r.is_err());
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        side.drain(10, |_| panic!("in the drain")).unwrap();
+    }));
+    assert!(r.is_err());
+    let mut out = Vec::new();
+    assert_eq!(side.recv(&mut out), Ok(4));
+    assert_eq!(out, [2; 4]);
+    assert_eq!(side.drain(10, |m| assert_eq!(m, [3; 4])), Ok(1));
+    assert_eq!(side.try_recv(&mut out), Err(TryRecvError::Empty));
+    drop(side);
+    assert_eq!(ch.bytes_used(), 0);
+    assert_eq!(ch.lost(), 0);
+}
+
+/// Every length and ring alignment through a held receive side (the copy paths of
+/// `recv`, `recv_into`, `recv_with` and `drain`), with the ring wrapping many times.
+#[test]
+fn every_length_survives_a_held_recv_side() {
+    watchdog(Duration::from_secs(60));
+    let ch = Channel::new(ChannelOptions::new(4096).max_message(600)).unwrap();
+    let mut side = ch.recv_side().unwrap();
+    let mut out = Vec::new();
+    let mut buf = vec![0; 600];
+    for len in 0..600usize {
+        let msg: Vec<u8> = (0..len).map(|i| (i * 5 + len) as u8).collect();
+        for _ in 0..4 {
+            ch.send(&msg).unwrap();
+        }
+        assert_eq!(side.recv(&mut out), Ok(len));
+        assert_eq!(out, msg, "recv, length {len}");
+        assert_eq!(side.recv_into(&mut buf), Ok(len));
+        assert_eq!(buf[..len], msg, "recv_into, length {len}");
+        assert_eq!(side.recv_with(|m| m == msg), Ok(true), "recv_with {len}");
+        assert_eq!(side.drain(1, |m| assert_eq!(m, msg)), Ok(1));
+    }
+    assert_eq!(ch.bytes_used(), 0);
+}
+
+/// A child forked while its parent holds a receive side: the child's copy receives
+/// nothing (`Disconnected`), and the parent's side goes on.
+#[test]
+fn a_recv_side_inherited_by_a_forked_child_receives_nothing_there() {
+    watchdog(LIMIT);
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = region.channel("ch", ChannelOptions::new(256)).unwrap();
+    ch.try_send(b"one").unwrap();
+    ch.try_send(b"two").unwrap();
+    let mut side = ch.recv_side().unwrap();
+    // SAFETY: the child only calls the side, then `_exit`s.
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        let mut out = Vec::new();
+        let code = match (side.try_recv(&mut out), side.drain(10, |_| {})) {
+            (Err(TryRecvError::Disconnected), Err(TryRecvError::Disconnected)) => 0,
+            _ => 1,
+        };
+        // SAFETY: ends the child without running the parent's destructors.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: reaping our own child.
+    assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    let mut out = Vec::new();
+    assert_eq!(side.recv(&mut out), Ok(3));
+    assert_eq!(out, b"one");
+    assert_eq!(side.recv(&mut out), Ok(3));
+    assert_eq!(out, b"two");
+    assert_eq!(ch.lost(), 0);
+}

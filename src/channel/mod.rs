@@ -119,6 +119,14 @@
 //! (Release, pairing with the senders' Acquire load: the reads happen before a sender
 //! overwrites the bytes); unlock; wake senders if one sleeps.
 //!
+//! **A held receive side** ([`Channel::recv_side`], [`RecvSide`]): the receive lock is
+//! taken once (with the repair, below) and kept across receives; the side keeps the
+//! cursors it writes (`head`, `free`) instead of loading them. Each receive is the steps
+//! of a receive between its lock and its unlock (the record at `head`, the claim, the
+//! copy, the release), then the wake of sleeping senders, the lock still held; dropping
+//! the side unlocks. A receive that finds no message waits holding the lock. The
+//! per-message protocol is the same, so are its crash windows (below).
+//!
 //! **Waiting**: spin briefly with loads (a receiver twice as long as a sender waiting for
 //! room, about 5 µs on the machine BENCHMARKS.md reports: there it outlasts a peer's
 //! wake-up, so that a request and its reply do not go through the kernel; a timed wait
@@ -169,6 +177,7 @@
 //! | Receive: `free` stored, lock not released † | nothing lost; the receive lock held | as the first receive line |
 //! | Receive: unlocked, senders not woken † | a sleeping sender not woken | it wakes at the end of its slice (≤ 10 ms) |
 //! | Send side held ([`SendSide`]), between sends † | the send lock held by a dead thread; what the side published before is received as usual | as the first line. Inside a send under the side, a kill leaves what the rows "payload and headers written, `tail` not stored" and "`tail` stored, lock not released" say (the latter also after the side's publish and before its wake: the side still holds the lock), tested as `side_holder_killed_*` |
+//! | Receive side held ([`RecvSide`]), between receives † | the receive lock held by a dead thread; `head == free`: nothing lost | as the first receive line. Inside a receive under the side, a kill leaves what the rows "`head` stored (claimed), `free` not" and "`free` stored, lock not released" say, tested as `recv_side_holder_killed_*` |
 //! | Send side held, asleep waiting for room † (`WAITING` set in `send_wake`) | the send lock held by a dead thread; the flag | as the first line; the flag costs the next receiver's release one needless wake |
 //! | Send: lock recovered from a dead holder, repaired (receivers woken, `free_cache` refreshed), mark not cleared † | the send lock held by a dead thread, still marked | the next sender recovers it and repeats the repair (idempotent) |
 //! | Repair of a dead receiver's claim: `free` stored, `lost` not counted † | the space released; the lost message not counted | the next receiver recovers the lock and finds nothing to repair: the message stays uncounted (counted at most once, never redelivered) |
@@ -186,7 +195,7 @@
 //! `Timeout` at their deadline, untimed sends wait until it is continued or killed. A
 //! receiver stopped between its claim and its release stalls the other receivers
 //! (`Busy`/`Timeout`/wait, likewise) and keeps its message's space; senders go on while
-//! there is room. One narrow exception: a sender stopped while it repairs a dead
+//! there is room. So does a receiver stopped holding a receive side ([`RecvSide`]). One narrow exception: a sender stopped while it repairs a dead
 //! receiver's claim (it then holds the receive lock for a few stores) stalls receivers
 //! too, as a stopped receiver would.
 //!
@@ -221,6 +230,7 @@ mod inspect;
 mod layout;
 mod options;
 mod recv;
+mod recv_side;
 #[cfg(not(loom))]
 mod region;
 mod send;
@@ -238,6 +248,7 @@ pub use inspect::ChannelSnapshot;
 pub(crate) use inspect::decode;
 pub use layout::Channel;
 pub use options::{ChannelOptions, MAX_CAPACITY, MIN_CAPACITY};
+pub use recv_side::RecvSide;
 #[cfg(not(loom))]
 pub use region::ChannelOpenError;
 pub use send::{SendSide, SendSlot};

@@ -14,14 +14,14 @@ use crate::failpoint::{self, Point};
 use crate::sync::Ordering;
 
 impl Fail {
-    fn recv(self) -> RecvError {
+    pub(super) fn recv(self) -> RecvError {
         match self {
             Fail::Disconnected => RecvError::Disconnected,
             _ => RecvError::Corrupt,
         }
     }
 
-    fn try_recv(self) -> TryRecvError {
+    pub(super) fn try_recv(self) -> TryRecvError {
         match self {
             Fail::WouldBlock => TryRecvError::Empty,
             Fail::Busy | Fail::Timeout => TryRecvError::Busy,
@@ -30,7 +30,7 @@ impl Fail {
         }
     }
 
-    fn recv_timeout(self) -> RecvTimeoutError {
+    pub(super) fn recv_timeout(self) -> RecvTimeoutError {
         match self {
             Fail::Timeout | Fail::WouldBlock | Fail::Busy => RecvTimeoutError::Timeout,
             Fail::Disconnected => RecvTimeoutError::Disconnected,
@@ -38,7 +38,7 @@ impl Fail {
         }
     }
 
-    fn recv_into(self) -> RecvIntoError {
+    pub(super) fn recv_into(self) -> RecvIntoError {
         match self {
             Fail::TooSmall { needed } => RecvIntoError::TooSmall { needed },
             Fail::Disconnected => RecvIntoError::Disconnected,
@@ -70,10 +70,7 @@ impl Drop for Claim<'_> {
             // `free` back behind the parent's later releases.
             return;
         }
-        // Release: pairs with the senders' Acquire load of `free`: our reads of the
-        // message happen before a sender overwrites its bytes.
-        h.free.free.store(u64::from(self.end), Ordering::Release);
-        failpoint::hit(Point::ChannelRecvFreed);
+        self.ch.release_claim(self.end);
         drop(self.guard.take());
         failpoint::hit(Point::ChannelRecvUnwoken);
         wake(&h.wake.send_wake);
@@ -83,16 +80,16 @@ impl Drop for Claim<'_> {
 /// The receivers' cursors as the receive-lock holder last read or wrote them: it is
 /// their only writer, so it need not load them again.
 #[derive(Clone, Copy, Debug)]
-struct Cursors {
+pub(super) struct Cursors {
     /// The `head` word.
-    head: u64,
+    pub(super) head: u64,
     /// The position of `free`.
-    free: u32,
+    pub(super) free: u32,
 }
 
 /// What [`Channel::peek`] saw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Peek {
+pub(super) enum Peek {
     /// A message looks published past `head`.
     Message,
     /// None is, and none will be: the channel is closed and empty.
@@ -125,7 +122,7 @@ impl Peek {
 /// 0.32-0.37 µs on a quiet machine; with another process hogging one of the two cores,
 /// some runs stay slow and lose 10-15%). A receiver that does sleep has spent about 5 µs
 /// of CPU first, instead of 2.5 µs.
-const RECV_SPINS: u32 = 2 * crate::wait::SPIN_LIMIT;
+pub(super) const RECV_SPINS: u32 = 2 * crate::wait::SPIN_LIMIT;
 
 /// Messages up to this long are copied to the stack for the closure forms.
 const SMALL: usize = 256;
@@ -263,12 +260,24 @@ impl Drop for DrainBatch<'_> {
 }
 
 impl Channel {
+    /// Under the receive lock, a message claimed up to `end`: releases its space.
+    #[inline]
+    pub(super) fn release_claim(&self, end: u32) {
+        // Release: pairs with the senders' Acquire load of `free`: our reads of the
+        // message happen before a sender overwrites its bytes.
+        self.header
+            .free
+            .free
+            .store(u64::from(end), Ordering::Release);
+        failpoint::hit(Point::ChannelRecvFreed);
+    }
+
     /// Takes the receive lock as `wait` allows and repairs what a receiver killed in its
     /// claim left: `head != free` means it claimed a message and died before releasing
     /// it. The message is lost (counted in [`lost`](Self::lost)); its space is released.
     /// Returns the lock and the receivers' cursors as it left them ([`Cursors`]).
     #[inline]
-    fn lock_recv(&self, wait: Wait) -> Result<(SideGuard<'_>, Cursors), Fail> {
+    pub(super) fn lock_recv(&self, wait: Wait) -> Result<(SideGuard<'_>, Cursors), Fail> {
         let (guard, died) = lock_side(&self.header.recv.lock, wait)?;
         let (_, cursors) = self.recv_locked(died)?;
         if died {
@@ -369,7 +378,7 @@ impl Channel {
     /// `tail` with the bit is final: every send acknowledged `Ok` is before it, and all
     /// of them are claimed when `head` has reached it.
     #[inline]
-    fn peek(&self) -> Peek {
+    pub(super) fn peek(&self) -> Peek {
         let h = &self.header;
         // Relaxed: snapshots on the receivers' own line; the check under the lock decides.
         let head = pos(h.head.head.load(Ordering::Relaxed));
@@ -394,7 +403,7 @@ impl Channel {
     /// a receiver about to sleep (after its `WAITING` flag), so that the next commit sees
     /// the bit and wakes it, or this look sees the commit (see `wait_on`).
     #[cold]
-    fn register_sleeper(&self) -> Peek {
+    pub(super) fn register_sleeper(&self) -> Peek {
         let h = &self.header;
         // AcqRel: Release pairs with the Acquire of the commit's compare-exchange that
         // clears the bit (our `WAITING` flag comes before its wake); Acquire, as the loads
@@ -410,7 +419,7 @@ impl Channel {
     /// message at `head`, `Ok(None)` if none is published, `Err(Corrupt)` if the cursors
     /// or the record are invalid.
     #[inline]
-    fn next_message(&self, c: Cursors, max: u32) -> Result<Option<(u64, Found)>, Fail> {
+    pub(super) fn next_message(&self, c: Cursors, max: u32) -> Result<Option<(u64, Found)>, Fail> {
         let h = &self.header;
         let Cursors { head, free } = c;
         // Relaxed: written under this lock; a stale value is only conservative.
@@ -506,7 +515,7 @@ impl Channel {
 
     /// Copies the claimed message at `at` (`len` bytes) into `out`, replacing its
     /// contents.
-    fn copy_out(&self, at: usize, len: usize, out: &mut Vec<u8>) {
+    pub(super) fn copy_out(&self, at: usize, len: usize, out: &mut Vec<u8>) {
         out.clear();
         out.resize(len, 0);
         // `at + len <= cap` (`parse` checked the record lies in the ring), and this thread
@@ -749,7 +758,7 @@ impl Channel {
     /// assert_eq!(ch.len(), 2);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn drain(&self, max: usize, mut f: impl FnMut(&[u8])) -> Result<usize, TryRecvError> {
+    pub fn drain(&self, max: usize, f: impl FnMut(&[u8])) -> Result<usize, TryRecvError> {
         let max_len = self.max_message().ok_or(TryRecvError::Corrupt)?;
         match self.peek() {
             Peek::Closed => return Err(TryRecvError::Disconnected),
@@ -757,19 +766,34 @@ impl Channel {
             Peek::Message if max == 0 => return Ok(0),
             Peek::Message => {}
         }
-        let h = &self.header;
         let (guard, mut cursors) = self.lock_recv(Wait::No).map_err(Fail::try_recv)?;
-        // Unlocks, and wakes senders if anything was released, on return or unwind.
+        self.drain_locked(Some(guard), &mut cursors, max_len, max, f)
+    }
+
+    /// Under the receive lock (held in `guard`, or by a held side: `None`), with the
+    /// cursors as its holder left them (`cursors`, kept up to date): the batch of
+    /// [`drain`](Self::drain) after its first look.
+    pub(super) fn drain_locked(
+        &self,
+        guard: Option<SideGuard<'_>>,
+        cursors: &mut Cursors,
+        max_len: u32,
+        max: usize,
+        mut f: impl FnMut(&[u8]),
+    ) -> Result<usize, TryRecvError> {
+        let h = &self.header;
+        // Unlocks (unless a side holds the lock), and wakes senders if anything was
+        // released, on return or unwind.
         let mut batch = DrainBatch {
             ch: self,
-            guard: Some(guard),
+            guard,
             released: false,
         };
         let mut copy = Scratch::new();
         let mut n = 0;
         let mut result = Ok(());
         while n < max {
-            let (head, found) = match self.next_message(cursors, max_len) {
+            let (head, found) = match self.next_message(*cursors, max_len) {
                 Ok(Some(m)) => m,
                 Ok(None) => break,
                 Err(e) => {
@@ -782,6 +806,12 @@ impl Channel {
                 .head
                 .store(advance(head, found.end), Ordering::Release);
             failpoint::hit(Point::ChannelRecvClaimed);
+            // As this holder leaves them once the message is released (below, or by the
+            // guard if `f` unwinds): `head` past the message, `free` at its end.
+            *cursors = Cursors {
+                head: advance(head, found.end),
+                free: found.end,
+            };
             // Releases the message (`free = end`) when `f` returns or unwinds: per
             // message, so that a receiver killed mid-drain loses only the message it had
             // claimed, and a panic in `f` leaves no claim behind.
@@ -792,18 +822,12 @@ impl Channel {
             batch.released = true;
             copy.fill(self, found.at as usize, found.len as usize);
             f(copy.bytes());
+            n += 1;
             if !release.done() {
                 // A child forked inside `f`: the batch is its parent's thread's.
-                n += 1;
                 break;
             }
             failpoint::hit(Point::ChannelDrainReleased);
-            // As this holder left them: `head` past the message, `free` at its end.
-            cursors = Cursors {
-                head: advance(head, found.end),
-                free: found.end,
-            };
-            n += 1;
         }
         drop(batch);
         match result {

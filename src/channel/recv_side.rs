@@ -1,0 +1,379 @@
+//! A held receive side: [`Channel::recv_side`] and [`RecvSide`].
+
+use core::marker::PhantomData;
+use core::time::Duration;
+use std::time::Instant;
+
+use super::engine::{Fail, SideGuard, Sleep, Wait, advance, wait_on, wake};
+use super::error::{RecvError, RecvIntoError, RecvTimeoutError, TryRecvError};
+use super::layout::Channel;
+use super::recv::{Cursors, Peek, RECV_SPINS, Scratch};
+use crate::failpoint::{self, Point};
+use crate::sync::Ordering;
+
+/// The receive side of a channel, held by one receiver across many receives
+/// ([`Channel::recv_side`]): each receive claims, copies and releases its message as
+/// [`Channel::recv`] does, without taking and releasing the receive lock around it, and
+/// without loading the receivers' cursors (the side keeps them). For a consumer that
+/// takes a stream, or one end of a request-reply pair: the lock's two atomic
+/// read-modify-writes per message are most of what a receive costs besides the copy
+/// (BENCHMARKS.md, "Held sides").
+///
+/// Other receivers wait until the side is dropped (their `try_` calls return
+/// [`TryRecvError::Busy`], timed ones `Timeout` at their deadline, blocking ones wait).
+/// A receive that waits for a message waits holding the side.
+///
+/// A receiver killed while it holds the side leaves what a receiver killed holding the
+/// receive lock leaves (module docs, "Crash windows"): the next receiver takes the lock
+/// over, and a message the side had claimed and not released is counted in
+/// [`lost`](Channel::lost), never delivered twice. A receiver *stopped* while it holds
+/// the side stalls the other receivers, not the senders (until the ring is full).
+///
+/// While a thread holds a side, it must not call this channel's other receiving calls (a
+/// blocking one waits for the side itself: a deadlock; a `try_` one returns `Busy`).
+///
+/// A side is not `Send`: drop it on the thread that took it. A child forked while a
+/// thread holds a side inherits a copy that is not its own: its receives return
+/// `Disconnected` and take nothing.
+///
+/// ```compile_fail
+/// fn send<T: Send>(_: T) {}
+/// let ch = shmstate::Channel::new(shmstate::ChannelOptions::new(1024)).unwrap();
+/// send(ch.recv_side().unwrap());
+/// ```
+///
+/// # Examples
+///
+/// ```
+/// use shmstate::{Channel, ChannelOptions, TryRecvError};
+///
+/// let ch = Channel::new(ChannelOptions::new(4096))?;
+/// for i in 0..3u32 {
+///     ch.send(&i.to_le_bytes())?;
+/// }
+/// let mut side = ch.recv_side()?;
+/// let mut buf = [0; 4];
+/// for i in 0..3u32 {
+///     let n = side.recv_into(&mut buf)?;
+///     assert_eq!(buf[..n], i.to_le_bytes());
+/// }
+/// // Another receiver waits while the side is held.
+/// ch.send(b"x")?;
+/// let mut out = Vec::new();
+/// assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Busy));
+/// drop(side);
+/// assert_eq!(ch.try_recv(&mut out), Ok(1));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use = "a receive side that is dropped at once receives nothing"]
+pub struct RecvSide<'a> {
+    ch: &'a Channel,
+    guard: SideGuard<'a>,
+    /// The receivers' cursors as this side left them: it is their only writer while it
+    /// holds the lock.
+    cursors: Cursors,
+    /// Not `Send`: the receive lock names the thread that took it (as for
+    /// [`SendSide`](crate::SendSide)).
+    _not_send: PhantomData<*const ()>,
+}
+
+impl core::fmt::Debug for RecvSide<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RecvSide").finish_non_exhaustive()
+    }
+}
+
+/// A message claimed under a held side: dropping it (after the copy, or while a closure
+/// unwinds) releases its space and wakes senders; the lock stays held.
+struct HeldClaim<'a> {
+    ch: &'a Channel,
+    end: u32,
+    /// Whether caller code runs under the claim (as for the claim of `recv`): then a
+    /// forked child's copy must release nothing.
+    foreign: bool,
+}
+
+impl HeldClaim<'_> {
+    /// Releases the message and wakes senders; false (doing nothing) in a child forked
+    /// inside the caller's closure.
+    #[inline]
+    fn release(&self) -> bool {
+        let h = &self.ch.header;
+        if self.foreign && !h.recv.lock.is_owned_by_current_thread() {
+            // A child forked inside the caller's closure: the claim is its parent's
+            // thread's (as in `Claim::drop`).
+            return false;
+        }
+        self.ch.release_claim(self.end);
+        failpoint::hit(Point::ChannelRecvUnwoken);
+        wake(&h.wake.send_wake);
+        true
+    }
+}
+
+impl Drop for HeldClaim<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+impl RecvSide<'_> {
+    /// One receive under the held side: the steps of [`Channel::recv`] between its lock
+    /// and its unlock (module docs, "Protocol"), waiting as `wait` allows.
+    #[inline]
+    fn recv_held<R>(
+        &mut self,
+        wait: Wait,
+        limit: Option<usize>,
+        foreign: bool,
+        take: impl FnOnce(&Channel, usize, usize) -> R,
+    ) -> Result<R, Fail> {
+        let ch = self.ch;
+        let max = ch.max_message().ok_or(Fail::Corrupt)?;
+        if !self.guard.is_held_here() {
+            // A side inherited by a forked child: the lock, the cursors and the side are
+            // its parent's thread's.
+            return Err(Fail::Disconnected);
+        }
+        let mut sleep = None;
+        loop {
+            if let Some((head, found)) = ch.next_message(self.cursors, max)? {
+                if let Some(l) = limit
+                    && found.len as usize > l
+                {
+                    return Err(Fail::TooSmall {
+                        needed: found.len as usize,
+                    });
+                }
+                // The claim. Release: as in `recv_inner`.
+                ch.header
+                    .head
+                    .head
+                    .store(advance(head, found.end), Ordering::Release);
+                failpoint::hit(Point::ChannelRecvClaimed);
+                // As the side leaves them once the claim below is released (on return or
+                // unwind).
+                self.cursors = Cursors {
+                    head: advance(head, found.end),
+                    free: found.end,
+                };
+                let claim = HeldClaim {
+                    ch,
+                    end: found.end,
+                    foreign,
+                };
+                let r = take(ch, found.at as usize, found.len as usize);
+                drop(claim);
+                return Ok(r);
+            }
+            if ch.peek() == Peek::Closed {
+                return Err(Fail::Disconnected);
+            }
+            // No dead receiver's claim to look for: this side holds the lock.
+            wait_on(
+                &ch.header.wake.recv_wake,
+                wait,
+                sleep.get_or_insert_with(Sleep::new),
+                RECV_SPINS,
+                || ch.peek() != Peek::Empty,
+                || ch.register_sleeper() != Peek::Empty,
+            )?;
+        }
+    }
+
+    /// Receives the next message into `out` (cleared first), waiting (holding the side)
+    /// while the channel is empty. Returns its length.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Channel::recv`]; also `Disconnected` in a forked child (the side is its
+    /// parent's).
+    pub fn recv(&mut self, out: &mut Vec<u8>) -> Result<usize, RecvError> {
+        self.recv_held(Wait::Forever, None, false, |ch, at, len| {
+            ch.copy_out(at, len, out);
+            len
+        })
+        .map_err(Fail::recv)
+    }
+
+    /// [`recv`](Self::recv) without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`TryRecvError::Empty`] if no message is waiting; otherwise as for
+    /// [`recv`](Self::recv) (never `Busy`: the side is held).
+    pub fn try_recv(&mut self, out: &mut Vec<u8>) -> Result<usize, TryRecvError> {
+        self.recv_held(Wait::No, None, false, |ch, at, len| {
+            ch.copy_out(at, len, out);
+            len
+        })
+        .map_err(Fail::try_recv)
+    }
+
+    /// [`recv`](Self::recv), giving up after `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvTimeoutError::Timeout`] if no message came until then; otherwise as for
+    /// [`recv`](Self::recv).
+    pub fn recv_timeout(
+        &mut self,
+        out: &mut Vec<u8>,
+        timeout: Duration,
+    ) -> Result<usize, RecvTimeoutError> {
+        self.recv_until_inner(out, Wait::timeout(timeout))
+    }
+
+    /// [`recv`](Self::recv), giving up at `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`recv_timeout`](Self::recv_timeout).
+    pub fn recv_until(
+        &mut self,
+        out: &mut Vec<u8>,
+        deadline: Instant,
+    ) -> Result<usize, RecvTimeoutError> {
+        self.recv_until_inner(out, Wait::Until(deadline))
+    }
+
+    fn recv_until_inner(
+        &mut self,
+        out: &mut Vec<u8>,
+        wait: Wait,
+    ) -> Result<usize, RecvTimeoutError> {
+        self.recv_held(wait, None, false, |ch, at, len| {
+            ch.copy_out(at, len, out);
+            len
+        })
+        .map_err(Fail::recv_timeout)
+    }
+
+    /// Receives the next message into `buf`, waiting while the channel is empty, as
+    /// [`Channel::recv_into`] does. Returns its length.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Channel::recv_into`].
+    pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize, RecvIntoError> {
+        let limit = buf.len();
+        self.recv_held(Wait::Forever, Some(limit), false, |ch, at, len| {
+            // As in `Channel::recv_into`.
+            ch.read_bytes(at, &mut buf[..len]);
+            len
+        })
+        .map_err(Fail::recv_into)
+    }
+
+    /// Receives the next message and runs `f` on a process-local copy of it, as
+    /// [`Channel::recv_with`] does (with the same rules for `f`).
+    ///
+    /// # Errors
+    ///
+    /// As for [`recv`](Self::recv).
+    pub fn recv_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R, RecvError> {
+        self.recv_copy(Wait::Forever, f).map_err(Fail::recv)
+    }
+
+    /// [`recv_with`](Self::recv_with) without waiting.
+    ///
+    /// # Errors
+    ///
+    /// As for [`try_recv`](Self::try_recv).
+    pub fn try_recv_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R, TryRecvError> {
+        self.recv_copy(Wait::No, f).map_err(Fail::try_recv)
+    }
+
+    /// [`recv_with`](Self::recv_with), giving up after `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`recv_timeout`](Self::recv_timeout).
+    pub fn recv_timeout_with<R>(
+        &mut self,
+        timeout: Duration,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, RecvTimeoutError> {
+        self.recv_copy(Wait::timeout(timeout), f)
+            .map_err(Fail::recv_timeout)
+    }
+
+    fn recv_copy<R>(&mut self, wait: Wait, f: impl FnOnce(&[u8]) -> R) -> Result<R, Fail> {
+        let mut copy = Scratch::new();
+        self.recv_held(wait, None, true, |ch, at, len| {
+            copy.fill(ch, at, len);
+            f(copy.bytes())
+        })
+    }
+
+    /// Receives up to `max` waiting messages without waiting for more, running `f` on a
+    /// process-local copy of each, as [`Channel::drain`] does (with the same rules for
+    /// `f`). Returns how many it received: 0 if the channel is empty.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Channel::drain`] (never `Busy`: the side is held); also `Disconnected`
+    /// in a forked child.
+    pub fn drain(&mut self, max: usize, f: impl FnMut(&[u8])) -> Result<usize, TryRecvError> {
+        let ch = self.ch;
+        let max_len = ch.max_message().ok_or(TryRecvError::Corrupt)?;
+        if !self.guard.is_held_here() {
+            // As in `recv_held`.
+            return Err(TryRecvError::Disconnected);
+        }
+        match ch.peek() {
+            Peek::Closed => return Err(TryRecvError::Disconnected),
+            Peek::Empty => return Ok(0),
+            Peek::Message if max == 0 => return Ok(0),
+            Peek::Message => {}
+        }
+        ch.drain_locked(None, &mut self.cursors, max_len, max, f)
+    }
+}
+
+impl Channel {
+    /// Takes the receive side for a run of receives ([`RecvSide`]), waiting while another
+    /// receiver holds it. A closed channel still gives the side: its receives take what
+    /// is left, then report `Disconnected`.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError::Corrupt`] if the shared state is invalid (the config word, or the
+    /// cursors a dead receiver left).
+    pub fn recv_side(&self) -> Result<RecvSide<'_>, RecvError> {
+        self.take_recv_side(Wait::Forever).map_err(Fail::recv)
+    }
+
+    /// [`recv_side`](Self::recv_side) without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`TryRecvError::Busy`] if another receiver held the receive side through a brief
+    /// spin; otherwise as for [`recv_side`](Self::recv_side).
+    pub fn try_recv_side(&self) -> Result<RecvSide<'_>, TryRecvError> {
+        self.take_recv_side(Wait::No).map_err(Fail::try_recv)
+    }
+
+    /// [`recv_side`](Self::recv_side), giving up after `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvTimeoutError::Timeout`] if another receiver held the side throughout;
+    /// otherwise as for [`recv_side`](Self::recv_side).
+    pub fn recv_side_timeout(&self, timeout: Duration) -> Result<RecvSide<'_>, RecvTimeoutError> {
+        self.take_recv_side(Wait::timeout(timeout))
+            .map_err(Fail::recv_timeout)
+    }
+
+    fn take_recv_side(&self, wait: Wait) -> Result<RecvSide<'_>, Fail> {
+        self.max_message().ok_or(Fail::Corrupt)?;
+        let (guard, cursors) = self.lock_recv(wait)?;
+        Ok(RecvSide {
+            ch: self,
+            guard,
+            cursors,
+            _not_send: PhantomData,
+        })
+    }
+}
