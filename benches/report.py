@@ -563,8 +563,10 @@ def channel_section(est, chpy):
                           ("crossbeam_channel", None), ("crate_queue", None)):
             add(f"one-way {size}: speed-up over `{alt}`", med(g, "shmstate_channel"),
                 med(g, alt), speedup, ">= 20x", need)
-        # A streaming producer that holds the send side (`Channel::send_side`).
-        for fn in ("shmstate_channel_send_side", "shmstate_channel_send_side_drain"):
+        # A streaming producer that holds the send side (`Channel::send_side`), and a
+        # consumer that also holds the receive side (`Channel::recv_side`).
+        for fn in ("shmstate_channel_send_side", "shmstate_channel_send_side_drain",
+                   "shmstate_channel_held_sides"):
             add(f"one-way {size} (`{fn[len('shmstate_channel_'):]}`): speed-up over "
                 "`unix_socket`", med(g, fn), med(g, "unix_socket"), speedup, ">= 20x",
                 20.0 if size == "64B" else None)
@@ -577,10 +579,11 @@ def channel_section(est, chpy):
                 med(f"channel_{shape}_{size}_2procs", "shmstate_channel"),
                 p["ns_per_op"] if p else None, speedup, ">= 100x", need)
             if shape == "oneway":
-                add(f"{shape} {size} (`send_side`): speed-up over Python "
-                    "`multiprocessing.Queue`",
-                    med(f"channel_{shape}_{size}_2procs", "shmstate_channel_send_side"),
-                    p["ns_per_op"] if p else None, speedup, ">= 100x", need)
+                for fn in ("shmstate_channel_send_side", "shmstate_channel_held_sides"):
+                    add(f"{shape} {size} (`{fn[len('shmstate_channel_'):]}`): speed-up over "
+                        "Python `multiprocessing.Queue`",
+                        med(f"channel_{shape}_{size}_2procs", fn),
+                        p["ns_per_op"] if p else None, speedup, ">= 100x", need)
     floor = med("channel_floor_2procs", "cacheline_pingpong")
     # Two atomics bounced between two running cores take well under a microsecond; a floor
     # of more than 5 µs means the two spinning processes did not have two cores (a busy
@@ -588,8 +591,9 @@ def channel_section(est, chpy):
     floor_ok = floor is not None and floor < 5000
     for size in CHANNEL_SIZES:
         g = f"channel_pingpong_{size}_2procs"
-        for fn in ("shmstate_channel_spin", "shmstate_channel"):
-            need = 0.5 if fn == "shmstate_channel_spin" and size in ("8B", "64B") else None
+        for fn in ("shmstate_channel_spin", "shmstate_channel_held_sides_spin",
+                   "shmstate_channel"):
+            need = 0.5 if fn.endswith("_spin") and size in ("8B", "64B") else None
             text = "within 2x (>= 0.5)"
             if need is not None and not floor_ok:
                 need = None
@@ -605,7 +609,7 @@ def channel_section(est, chpy):
     # bandwidth that `mbw` and STREAM report). The target is judged against both.
     mc = med("channel_memcpy", "memcpy_16KiB")
     mm = med("channel_memcpy", "memcpy_16KiB_of_256MiB")
-    for fn in ("shmstate_channel", "shmstate_channel_send_side"):
+    for fn in ("shmstate_channel", "shmstate_channel_send_side", "shmstate_channel_held_sides"):
         for what, floor_ns in (("in-cache", mc), ("memory", mm)):
             add(f"one-way 16 KiB (`{fn[len('shmstate_'):]}`): channel bandwidth / "
                 f"{what} memcpy bandwidth", med("channel_oneway_16KiB_2procs", fn),
@@ -615,7 +619,8 @@ def channel_section(est, chpy):
     # this machine allows.
     for size, ring in (("64B", "spsc_ring_64B"), ("16KiB", "spsc_ring_16KiB")):
         floor_ns = med("channel_floor_2procs", ring)
-        for fn in ("shmstate_channel", "shmstate_channel_send_side"):
+        for fn in ("shmstate_channel", "shmstate_channel_send_side",
+                   "shmstate_channel_held_sides"):
             add(f"one-way {size} (`{fn[len('shmstate_'):]}`): bare-ring floor / channel",
                 med(f"channel_oneway_{size}_2procs", fn), floor_ns, lambda s, o: o / s,
                 "", None)

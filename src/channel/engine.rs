@@ -94,8 +94,12 @@ impl SideGuard<'_> {
 impl Drop for SideGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        // SAFETY: a `SideGuard` exists only after this thread acquired `lock` (`lock_side`)
-        // and is dropped once; nothing the lock protects is touched after the drop.
+        // SAFETY: a `SideGuard` exists only after this thread acquired `lock` (it is made
+        // only where a `try_lock`, `lock` or `lock_until` of `lock` succeeded: here and in
+        // `lock_side`, `try_lock_side`, `lock_queued`, `lock_if_free_or_dead`) and is
+        // dropped once; nothing the lock protects is touched after the drop. A forked
+        // child's copy (dropped when a child ends a batch or a side) does not hold the lock:
+        // `unlock` then leaves a word that names another thread as it is (its docs).
         unsafe { self.lock.unlock() };
     }
 }
@@ -123,10 +127,9 @@ pub(crate) fn try_lock_side(lock: &RawMutex) -> Option<(SideGuard<'_>, bool)> {
 #[cold]
 fn lock_side_contended(lock: &RawMutex, wait: Wait) -> Result<(SideGuard<'_>, bool), Fail> {
     let a = match wait {
-        Wait::No => match lock.try_lock() {
-            Some(a) => a,
-            None => try_lock_contended(lock)?,
-        },
+        // Loads before the next compare-exchange: a failed one takes the line from the
+        // holder.
+        Wait::No => try_lock_contended(lock)?,
         Wait::Until(d) => lock.lock_until(d).ok_or(Fail::Timeout)?,
         Wait::Forever => lock.lock(),
     };
@@ -136,23 +139,21 @@ fn lock_side_contended(lock: &RawMutex, wait: Wait) -> Result<(SideGuard<'_>, bo
 /// How often a sender queued on the send lock looks whether the channel was closed.
 pub(crate) const CLOSE_CHECK: core::time::Duration = core::time::Duration::from_millis(5);
 
-/// [`lock_side`] for a waiting call that also gives up with `Disconnected` when `closed()`
-/// becomes true while the lock is held by another (checked every [`CLOSE_CHECK`]): a
-/// sender queued behind a slot holder (perhaps stopped) learns of a `close` promptly.
-#[inline]
-pub(crate) fn lock_side_unless(
+/// [`lock_side`] after its first `try_lock` ([`try_lock_side`]) failed, for a waiting call
+/// that also gives up with `Disconnected` when `closed()` becomes true while the lock is
+/// held by another (checked every [`CLOSE_CHECK`]): a sender queued behind a slot holder
+/// (perhaps stopped) learns of a `close` promptly.
+#[cold]
+pub(crate) fn lock_side_contended_unless(
     lock: &RawMutex,
     wait: Wait,
     closed: impl Fn() -> bool,
 ) -> Result<(SideGuard<'_>, bool), Fail> {
     let deadline = match wait {
-        Wait::No => return lock_side(lock, wait),
+        Wait::No => return lock_side_contended(lock, wait),
         Wait::Until(d) => Some(d),
         Wait::Forever => None,
     };
-    if let Some(g) = try_lock_side(lock) {
-        return Ok(g);
-    }
     lock_queued(lock, deadline, &closed)
 }
 

@@ -54,20 +54,17 @@ struct Claim<'a> {
     ch: &'a Channel,
     guard: Option<SideGuard<'a>>,
     end: u32,
-    /// Whether caller code ran under the claim (a closure form), which may have forked:
-    /// then the drop checks that the lock is this thread's. Without caller code it is:
-    /// this thread took it in this call, and a fork elsewhere copies another thread.
-    foreign: bool,
 }
 
 impl Drop for Claim<'_> {
     #[inline]
     fn drop(&mut self) {
         let h = &self.ch.header;
-        if self.foreign && !self.guard.as_ref().is_some_and(SideGuard::is_held_here) {
-            // A child forked inside the caller's closure: the claim is its parent's
-            // thread's, which releases it. Storing the parent's old `end` here could move
-            // `free` back behind the parent's later releases.
+        if !self.guard.as_ref().is_some_and(SideGuard::is_held_here) {
+            // A child forked under the claim: inside the caller's closure, its allocator
+            // (a copy into a `Vec` allocates), or a signal handler. The claim is its
+            // parent's thread's, which releases it. Storing the parent's old `end` here
+            // could move `free` back behind the parent's later releases.
             return;
         }
         self.ch.release_claim(self.end);
@@ -450,13 +447,11 @@ impl Channel {
     /// Receives one message as `wait` allows: claims it, then runs `take` on its ring
     /// offset and length (the caller owns those bytes until `take` returns), then releases
     /// it. `limit`: a message longer than this is left in the channel (`TooSmall`).
-    /// `foreign`: whether `take` runs caller code (see [`Claim`]).
     #[inline]
     pub(crate) fn recv_inner<R>(
         &self,
         wait: Wait,
         limit: Option<usize>,
-        foreign: bool,
         take: impl FnOnce(&Channel, usize, usize) -> R,
     ) -> Result<R, Fail> {
         let max = self.max_message().ok_or(Fail::Corrupt)?;
@@ -485,7 +480,6 @@ impl Channel {
                         ch: self,
                         guard: Some(guard),
                         end: found.end,
-                        foreign,
                     };
                     let r = take(self, found.at as usize, found.len as usize);
                     drop(claim);
@@ -548,7 +542,7 @@ impl Channel {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn recv(&self, out: &mut Vec<u8>) -> Result<usize, RecvError> {
-        self.recv_inner(Wait::Forever, None, false, |ch, at, len| {
+        self.recv_inner(Wait::Forever, None, |ch, at, len| {
             ch.copy_out(at, len, out);
             len
         })
@@ -565,7 +559,7 @@ impl Channel {
     /// process recovers it, which can take up to 5 ms (the lock's recovery, or another
     /// thread's recovery that got there first).
     pub fn try_recv(&self, out: &mut Vec<u8>) -> Result<usize, TryRecvError> {
-        self.recv_inner(Wait::No, None, false, |ch, at, len| {
+        self.recv_inner(Wait::No, None, |ch, at, len| {
             ch.copy_out(at, len, out);
             len
         })
@@ -600,7 +594,7 @@ impl Channel {
     }
 
     fn recv_until_inner(&self, out: &mut Vec<u8>, wait: Wait) -> Result<usize, RecvTimeoutError> {
-        self.recv_inner(wait, None, false, |ch, at, len| {
+        self.recv_inner(wait, None, |ch, at, len| {
             ch.copy_out(at, len, out);
             len
         })
@@ -632,7 +626,7 @@ impl Channel {
     /// ```
     pub fn recv_into(&self, buf: &mut [u8]) -> Result<usize, RecvIntoError> {
         let limit = buf.len();
-        self.recv_inner(Wait::Forever, Some(limit), false, |ch, at, len| {
+        self.recv_inner(Wait::Forever, Some(limit), |ch, at, len| {
             // As in `copy_out`; `len <= limit = buf.len()` (`recv_inner` checked).
             ch.read_bytes(at, &mut buf[..len]);
             len
@@ -645,7 +639,7 @@ impl Channel {
     /// message and the next receiver counts it in [`lost`](Self::lost)).
     pub(crate) fn recv_copy<R>(&self, wait: Wait, f: impl FnOnce(&[u8]) -> R) -> Result<R, Fail> {
         let mut copy = Scratch::new();
-        self.recv_inner(wait, None, true, |ch, at, len| {
+        self.recv_inner(wait, None, |ch, at, len| {
             copy.fill(ch, at, len);
             f(copy.bytes())
         })

@@ -88,9 +88,6 @@ impl core::fmt::Debug for RecvSide<'_> {
 struct HeldClaim<'a> {
     ch: &'a Channel,
     end: u32,
-    /// Whether caller code runs under the claim (as for the claim of `recv`): then a
-    /// forked child's copy must release nothing.
-    foreign: bool,
 }
 
 impl HeldClaim<'_> {
@@ -99,9 +96,9 @@ impl HeldClaim<'_> {
     #[inline]
     fn release(&self) -> bool {
         let h = &self.ch.header;
-        if self.foreign && !h.recv.lock.is_owned_by_current_thread() {
-            // A child forked inside the caller's closure: the claim is its parent's
-            // thread's (as in `Claim::drop`).
+        if !h.recv.lock.is_owned_by_current_thread() {
+            // A child forked under the claim: the claim is its parent's thread's (as in
+            // `Claim::drop`).
             return false;
         }
         self.ch.release_claim(self.end);
@@ -126,7 +123,6 @@ impl RecvSide<'_> {
         &mut self,
         wait: Wait,
         limit: Option<usize>,
-        foreign: bool,
         take: impl FnOnce(&Channel, usize, usize) -> R,
     ) -> Result<R, Fail> {
         let ch = self.ch;
@@ -158,11 +154,7 @@ impl RecvSide<'_> {
                     head: advance(head, found.end),
                     free: found.end,
                 };
-                let claim = HeldClaim {
-                    ch,
-                    end: found.end,
-                    foreign,
-                };
+                let claim = HeldClaim { ch, end: found.end };
                 let r = take(ch, found.at as usize, found.len as usize);
                 drop(claim);
                 return Ok(r);
@@ -190,7 +182,7 @@ impl RecvSide<'_> {
     /// As for [`Channel::recv`]; also `Disconnected` in a forked child (the side is its
     /// parent's).
     pub fn recv(&mut self, out: &mut Vec<u8>) -> Result<usize, RecvError> {
-        self.recv_held(Wait::Forever, None, false, |ch, at, len| {
+        self.recv_held(Wait::Forever, None, |ch, at, len| {
             ch.copy_out(at, len, out);
             len
         })
@@ -204,7 +196,7 @@ impl RecvSide<'_> {
     /// [`TryRecvError::Empty`] if no message is waiting; otherwise as for
     /// [`recv`](Self::recv) (never `Busy`: the side is held).
     pub fn try_recv(&mut self, out: &mut Vec<u8>) -> Result<usize, TryRecvError> {
-        self.recv_held(Wait::No, None, false, |ch, at, len| {
+        self.recv_held(Wait::No, None, |ch, at, len| {
             ch.copy_out(at, len, out);
             len
         })
@@ -243,7 +235,7 @@ impl RecvSide<'_> {
         out: &mut Vec<u8>,
         wait: Wait,
     ) -> Result<usize, RecvTimeoutError> {
-        self.recv_held(wait, None, false, |ch, at, len| {
+        self.recv_held(wait, None, |ch, at, len| {
             ch.copy_out(at, len, out);
             len
         })
@@ -258,7 +250,7 @@ impl RecvSide<'_> {
     /// As for [`Channel::recv_into`].
     pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize, RecvIntoError> {
         let limit = buf.len();
-        self.recv_held(Wait::Forever, Some(limit), false, |ch, at, len| {
+        self.recv_held(Wait::Forever, Some(limit), |ch, at, len| {
             // As in `Channel::recv_into`.
             ch.read_bytes(at, &mut buf[..len]);
             len
@@ -301,7 +293,7 @@ impl RecvSide<'_> {
 
     fn recv_copy<R>(&mut self, wait: Wait, f: impl FnOnce(&[u8]) -> R) -> Result<R, Fail> {
         let mut copy = Scratch::new();
-        self.recv_held(wait, None, true, |ch, at, len| {
+        self.recv_held(wait, None, |ch, at, len| {
             copy.fill(ch, at, len);
             f(copy.bytes())
         })

@@ -7,7 +7,7 @@ use std::io;
 use std::time::Instant;
 
 use super::engine::{
-    Fail, PAD_HEADER, Plan, Room, SideGuard, Sleep, Wait, advance_tail, lock_side_unless,
+    Fail, PAD_HEADER, Plan, Room, SideGuard, Sleep, Wait, advance_tail, lock_side_contended_unless,
     message_header, plan, try_lock_side, wait_on,
 };
 use super::error::{SendError, SendTimeoutError, TrySendError};
@@ -533,7 +533,7 @@ impl Channel {
         if self.is_closed() {
             return Err(Fail::Disconnected);
         }
-        lock_side_unless(&self.header.send.lock, wait, || self.is_closed())
+        lock_side_contended_unless(&self.header.send.lock, wait, || self.is_closed())
     }
 
     /// Under the send lock, taken from a dead holder: the repair.
@@ -640,7 +640,7 @@ impl Channel {
     }
 
     /// [`reserve_inner`](Self::reserve_inner), the copy and the commit, without the
-    /// slot: no caller code runs under the lock, so no ownership check.
+    /// slot.
     #[inline]
     fn send_inner(&self, msg: &[u8], wait: Wait) -> Result<(), Fail> {
         self.check_len(msg.len())?;
@@ -648,6 +648,12 @@ impl Channel {
         loop {
             let guard = self.lock_send(wait)?;
             if let Some((tail, plan)) = self.room(msg.len())? {
+                if !guard.is_held_here() {
+                    // A child forked by a signal handler since the lock was taken (no
+                    // caller code runs here): the send is its parent's thread's, as for
+                    // a slot's commit.
+                    return Err(Fail::Disconnected);
+                }
                 let sleepers = self.write_and_publish(tail, plan, msg)?;
                 drop(guard);
                 self.woken(sleepers);
