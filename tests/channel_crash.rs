@@ -1,6 +1,7 @@
 //! `Channel` with producers and consumers SIGKILLed: at random moments while many
-//! processes send (half of their messages through a held [`SendSide`]) and receive (a
-//! fifth of their calls through a held [`RecvSide`](shmstate::RecvSide)), and at two known points (a receiver inside its `recv_with`
+//! processes send (half of their messages through a held [`SendSide`]) and receive (one
+//! turn in five of their loop through a held [`RecvSide`](shmstate::RecvSide), up to four
+//! receives under it), and at two known points (a receiver inside its `recv_with`
 //! closure, a sender holding a reservation). Survivors keep going; no message is
 //! delivered twice or corrupt; a message is lost only with a receiver killed while it held
 //! it (counted by `lost()`), or as the one message a killed sender was sending; and the

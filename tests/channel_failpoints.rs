@@ -699,10 +699,49 @@ fn recv_side_holder_killed_between_claim_and_release_loses_that_message_only() {
     assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Busy));
     kill(pid);
     reap(pid);
-    assert_eq!(recv_now(ch), b"next");
-    assert_eq!(recv_now(ch), b"later");
-    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Empty));
+    // Recovered by taking the side: its repair releases the claim and counts it.
+    let mut side = ch
+        .recv_side_timeout(REPAIR)
+        .expect("the receive side recovers");
     assert_eq!(ch.lost(), 1);
+    assert_eq!(side.try_recv(&mut out), Ok(4));
+    assert_eq!(out, b"next");
+    assert_eq!(side.try_recv(&mut out), Ok(5));
+    assert_eq!(out, b"later");
+    assert_eq!(side.try_recv(&mut out), Err(TryRecvError::Empty));
+    drop(side);
+    assert_eq!(ch.lost(), 1);
+    assert_eq!(ch.bytes_used(), 0);
+}
+
+/// The receive side's holder killed while asleep waiting for a message (`WAITING` and
+/// `SLEEPER` set): the next receiver recovers the side, a later send reaches it, nothing
+/// is lost.
+#[test]
+fn recv_side_holder_killed_asleep_waiting_for_a_message_leaves_the_lock_to_the_next_receiver() {
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = shared_channel(&region);
+    let holder = fork_children(1, |_| {
+        let mut side = ch.recv_side().unwrap();
+        let mut out = Vec::new();
+        let _ = side.recv(&mut out);
+        panic!("the sleeping side holder got a message it should never see");
+    })[0];
+    wait_until_asleep_in_futex(holder);
+    kill(holder);
+    reap(holder);
+    let t0 = Instant::now();
+    let mut side = ch
+        .recv_side_timeout(REPAIR)
+        .expect("the receive side recovers");
+    assert!(t0.elapsed() < REPAIR);
+    ch.try_send(b"after").unwrap();
+    let mut out = Vec::new();
+    assert_eq!(side.recv_timeout(&mut out, REPAIR), Ok(5));
+    assert_eq!(out, b"after");
+    drop(side);
+    assert_eq!(ch.lost(), 0);
     assert_eq!(ch.bytes_used(), 0);
 }
 

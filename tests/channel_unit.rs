@@ -1564,3 +1564,96 @@ fn a_recv_side_inherited_by_a_forked_child_receives_nothing_there() {
     assert_eq!(out, b"two");
     assert_eq!(ch.lost(), 0);
 }
+
+/// A child forked inside a `recv_with` closure under a held receive side returns from it
+/// after its parent went on: the child's copy of the claim releases nothing, so the
+/// parent's channel stays consistent.
+#[test]
+fn a_child_forked_inside_a_held_recv_sides_closure_releases_nothing() {
+    watchdog(LIMIT);
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = region.channel("ch", ChannelOptions::new(128)).unwrap();
+    ch.try_send(&[0xA; 16]).unwrap();
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is two ints for pipe(2) to fill.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let mut side = ch.recv_side().unwrap();
+    let mut child = 0;
+    side.recv_with(|_| {
+        // SAFETY: the child only reads a pipe, returns from the closure and `_exit`s.
+        child = unsafe { libc::fork() };
+        if child == 0 {
+            // Wait for the parent to have moved on (a byte, or EOF if it died).
+            let mut b = 0u8;
+            // SAFETY: reading one byte into `b` from our end of the pipe.
+            unsafe { libc::read(fds[0], (&raw mut b).cast(), 1) };
+        }
+    })
+    .unwrap();
+    if child == 0 {
+        // SAFETY: ends the child without running the parent's destructors.
+        unsafe { libc::_exit(0) };
+    }
+    let mut out = Vec::new();
+    for _ in 0..4 {
+        ch.try_send(&[0xB; 16]).unwrap();
+    }
+    assert_eq!(side.try_recv(&mut out), Ok(16));
+    ch.try_send(&[0xC; 16]).unwrap();
+    let used = ch.bytes_used();
+    // SAFETY: writing one byte from a local to our end of the pipe.
+    assert_eq!(unsafe { libc::write(fds[1], [1u8].as_ptr().cast(), 1) }, 1);
+    let mut status = 0;
+    // SAFETY: reaping our own child.
+    assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+    assert_eq!(ch.bytes_used(), used, "the child moved `free`");
+    for expected in [[0xB; 16], [0xB; 16], [0xB; 16], [0xC; 16]] {
+        assert_eq!(side.try_recv(&mut out), Ok(16));
+        assert_eq!(out, expected);
+    }
+    drop(side);
+    assert_eq!(ch.lost(), 0);
+    assert_eq!(ch.bytes_used(), 0);
+}
+
+/// A peer that writes the shared `head` word while a side is held: the side goes by its
+/// own copy, so it still sees a close (at once, not spinning) and receives in order.
+#[test]
+fn a_held_recv_side_goes_by_its_own_head_not_a_peers_write_of_it() {
+    watchdog(LIMIT);
+    let ch = channel(1024);
+    ch.send(b"one").unwrap();
+    let mut side = ch.recv_side().unwrap();
+    let (w64, _) = ch.hostile_words();
+    // Word 5 is `head` (`hostile_words`' docs): a position 8 bytes on, mid-record.
+    w64[5].store(8, Ordering::Relaxed);
+    let mut out = Vec::new();
+    assert_eq!(side.recv(&mut out), Ok(3));
+    assert_eq!(out, b"one");
+    w64[5].store(8, Ordering::Relaxed);
+    ch.close();
+    let t0 = Instant::now();
+    assert_eq!(side.recv(&mut out), Err(RecvError::Disconnected));
+    assert_eq!(
+        side.recv_timeout(&mut out, LIMIT),
+        Err(RecvTimeoutError::Disconnected)
+    );
+    assert_eq!(side.drain(4, |_| {}), Err(TryRecvError::Disconnected));
+    assert!(t0.elapsed() < Duration::from_secs(5));
+}
+
+/// A peer that writes the receive lock's word while a side is held: the side's calls
+/// report `Corrupt`, not `Disconnected` (the channel was never closed).
+#[test]
+fn a_held_recv_side_reports_a_garbage_lock_word_as_corrupt() {
+    watchdog(LIMIT);
+    let ch = channel(1024);
+    ch.send(b"one").unwrap();
+    let mut side = ch.recv_side().unwrap();
+    let (_, w32) = ch.hostile_words();
+    // Word 1 is the receive lock (`hostile_words`' docs); a word with unknown bits.
+    w32[1].store(0x3F00_0000, Ordering::Relaxed);
+    let mut out = Vec::new();
+    assert_eq!(side.recv(&mut out), Err(RecvError::Corrupt));
+    assert_eq!(side.drain(4, |_| {}), Err(TryRecvError::Corrupt));
+}

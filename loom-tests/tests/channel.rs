@@ -212,3 +212,79 @@ fn sends_racing_a_close_are_received_exactly_when_acknowledged() {
         assert_eq!(h.join().unwrap(), got);
     });
 }
+
+/// A receiver holding the receive side (`RecvSide`) takes three messages from a sender
+/// that must sleep for room: the side's releases wake the sender, and its commits wake
+/// the side (a lost wakeup is a deadlock that loom reports).
+#[test]
+fn a_held_recv_side_and_a_sleeping_sender_wake_each_other() {
+    loom::model(|| {
+        let ch = small();
+        let tx = ch.clone();
+        let h = thread::spawn(move || {
+            for i in 0..3u8 {
+                tx.send(&[i; 16]).unwrap();
+            }
+        });
+        let mut side = ch.recv_side().unwrap();
+        let mut out = Vec::new();
+        for i in 0..3u8 {
+            assert_eq!(side.recv(&mut out), Ok(16));
+            assert_eq!(out, [i; 16]);
+        }
+        drop(side);
+        h.join().unwrap();
+        assert!(ch.is_empty());
+        assert_eq!(ch.bytes_used(), 0);
+    });
+}
+
+/// A close racing a receive waiting under a held side: the side gets the message sent
+/// before the close, then `Disconnected` (the close wakes it).
+#[test]
+fn a_close_wakes_a_receive_waiting_under_a_held_side() {
+    loom::model(|| {
+        let ch = small();
+        let rx = ch.clone();
+        let h = thread::spawn(move || {
+            let mut side = rx.recv_side().unwrap();
+            let mut out = Vec::new();
+            assert_eq!(side.recv(&mut out), Ok(1));
+            assert_eq!(out, [7]);
+            assert_eq!(side.recv(&mut out), Err(RecvError::Disconnected));
+        });
+        ch.send(&[7]).unwrap();
+        ch.close();
+        h.join().unwrap();
+    });
+}
+
+/// A held side's `drain` releases wake a sender asleep for room.
+#[test]
+fn a_held_recv_side_drain_wakes_a_sleeping_sender() {
+    loom::model(|| {
+        let ch = small();
+        let tx = ch.clone();
+        let h = thread::spawn(move || {
+            for i in 0..3u8 {
+                tx.send(&[i; 16]).unwrap();
+            }
+        });
+        let mut side = ch.recv_side().unwrap();
+        let mut next = 0u8;
+        while next < 3 {
+            let mut out = Vec::new();
+            // One blocking receive, then whatever else is waiting.
+            assert_eq!(side.recv(&mut out), Ok(16));
+            assert_eq!(out, [next; 16]);
+            next += 1;
+            side.drain(8, |m| {
+                assert_eq!(m, [next; 16]);
+                next += 1;
+            })
+            .unwrap();
+        }
+        drop(side);
+        h.join().unwrap();
+    });
+}

@@ -376,9 +376,18 @@ impl Channel {
     /// of them are claimed when `head` has reached it.
     #[inline]
     pub(super) fn peek(&self) -> Peek {
+        // Relaxed: a snapshot on the receivers' own line; the check under the lock decides.
+        let head = pos(self.header.head.head.load(Ordering::Relaxed));
+        self.peek_at(head)
+    }
+
+    /// [`peek`](Self::peek) for a receiver at position `head`: a held receive side's own
+    /// (it trusts no other copy, so that a peer's write of `head` cannot keep it looking
+    /// at a position it is not at).
+    #[inline]
+    pub(super) fn peek_at(&self, head: u32) -> Peek {
         let h = &self.header;
-        // Relaxed: snapshots on the receivers' own line; the check under the lock decides.
-        let head = pos(h.head.head.load(Ordering::Relaxed));
+        // Relaxed: a snapshot on the receivers' own line; the check under the lock decides.
         if pos(h.head.tail_cache.load(Ordering::Relaxed)) != head {
             // Messages known to be published already: no read of the senders' line.
             return Peek::Message;
@@ -401,15 +410,26 @@ impl Channel {
     /// the bit and wakes it, or this look sees the commit (see `wait_on`).
     #[cold]
     pub(super) fn register_sleeper(&self) -> Peek {
-        let h = &self.header;
+        let t = self.set_sleeper();
+        // Relaxed: a snapshot on the receivers' own line; a stale (smaller) `head` only
+        // reads as a message, and the check under the lock decides.
+        let head = pos(self.header.head.head.load(Ordering::Relaxed));
+        Peek::of(t, head)
+    }
+
+    /// [`register_sleeper`](Self::register_sleeper) for a receiver at position `head` (a
+    /// held receive side's own, as for [`peek_at`](Self::peek_at)).
+    #[cold]
+    pub(super) fn register_sleeper_at(&self, head: u32) -> Peek {
+        Peek::of(self.set_sleeper(), head)
+    }
+
+    /// Sets `SLEEPER` in `tail`; the word it replaced.
+    fn set_sleeper(&self) -> u64 {
         // AcqRel: Release pairs with the Acquire of the commit's compare-exchange that
         // clears the bit (our `WAITING` flag comes before its wake); Acquire, as the loads
         // of `tail` in `peek`.
-        let t = h.tail.tail.fetch_or(SLEEPER, Ordering::AcqRel);
-        // Relaxed: a snapshot on the receivers' own line; a stale (smaller) `head` only
-        // reads as a message, and the check under the lock decides.
-        let head = pos(h.head.head.load(Ordering::Relaxed));
-        Peek::of(t, head)
+        self.header.tail.tail.fetch_or(SLEEPER, Ordering::AcqRel)
     }
 
     /// Under the receive lock, with the cursors as this holder left them (`c`): the

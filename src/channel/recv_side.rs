@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::engine::{Fail, SideGuard, Sleep, Wait, advance, wait_on, wake};
 use super::error::{RecvError, RecvIntoError, RecvTimeoutError, TryRecvError};
-use super::layout::Channel;
+use super::layout::{Channel, pos};
 use super::recv::{Cursors, Peek, RECV_SPINS, Scratch};
 use crate::failpoint::{self, Point};
 use crate::sync::Ordering;
@@ -19,9 +19,14 @@ use crate::sync::Ordering;
 /// read-modify-writes per message are most of what a receive costs besides the copy
 /// (BENCHMARKS.md, "Held sides").
 ///
-/// Other receivers wait until the side is dropped (their `try_` calls return
-/// [`TryRecvError::Busy`], timed ones `Timeout` at their deadline, blocking ones wait).
-/// A receive that waits for a message waits holding the side.
+/// Other receivers wait until the side is dropped: while a message is waiting, their
+/// `try_` calls return [`TryRecvError::Busy`] (`Empty` while none is: they look without
+/// the lock), timed ones `Timeout` at their deadline, blocking ones wait. A receive that
+/// waits for a message waits holding the side.
+///
+/// The side trusts only its own copy of the receivers' cursors: a peer that writes the
+/// shared `head` word meanwhile is overwritten by the side's next receive, and a peer
+/// that writes the lock word makes its calls return `Corrupt`.
 ///
 /// A receiver killed while it holds the side leaves what a receiver killed holding the
 /// receive lock leaves (module docs, "Crash windows"): the next receiver takes the lock
@@ -34,7 +39,8 @@ use crate::sync::Ordering;
 ///
 /// A side is not `Send`: drop it on the thread that took it. A child forked while a
 /// thread holds a side inherits a copy that is not its own: its receives return
-/// `Disconnected` and take nothing.
+/// `Disconnected` and take nothing; a child forked inside a receive (in a closure, the
+/// allocator or a signal handler) releases nothing.
 ///
 /// ```compile_fail
 /// fn send<T: Send>(_: T) {}
@@ -116,6 +122,18 @@ impl Drop for HeldClaim<'_> {
 }
 
 impl RecvSide<'_> {
+    /// Why the receive lock is not this thread's although the side holds it: a side
+    /// inherited by a forked child (the lock names a thread, its parent's: the lock, the
+    /// cursors and the side are that thread's), else a peer's garbage in the lock word.
+    #[cold]
+    fn not_held(&self) -> Fail {
+        if self.ch.header.recv.lock.owner().is_some() {
+            Fail::Disconnected
+        } else {
+            Fail::Corrupt
+        }
+    }
+
     /// One receive under the held side: the steps of [`Channel::recv`] between its lock
     /// and its unlock (module docs, "Protocol"), waiting as `wait` allows.
     #[inline]
@@ -128,9 +146,7 @@ impl RecvSide<'_> {
         let ch = self.ch;
         let max = ch.max_message().ok_or(Fail::Corrupt)?;
         if !self.guard.is_held_here() {
-            // A side inherited by a forked child: the lock, the cursors and the side are
-            // its parent's thread's.
-            return Err(Fail::Disconnected);
+            return Err(self.not_held());
         }
         let mut sleep = None;
         loop {
@@ -159,7 +175,9 @@ impl RecvSide<'_> {
                 drop(claim);
                 return Ok(r);
             }
-            if ch.peek() == Peek::Closed {
+            // The side's own `head`, not the shared word's (a peer may write that).
+            let head = pos(self.cursors.head);
+            if ch.peek_at(head) == Peek::Closed {
                 return Err(Fail::Disconnected);
             }
             // No dead receiver's claim to look for: this side holds the lock.
@@ -168,8 +186,8 @@ impl RecvSide<'_> {
                 wait,
                 sleep.get_or_insert_with(Sleep::new),
                 RECV_SPINS,
-                || ch.peek() != Peek::Empty,
-                || ch.register_sleeper() != Peek::Empty,
+                || ch.peek_at(head) != Peek::Empty,
+                || ch.register_sleeper_at(head) != Peek::Empty,
             )?;
         }
     }
@@ -291,6 +309,20 @@ impl RecvSide<'_> {
             .map_err(Fail::recv_timeout)
     }
 
+    /// [`recv_with`](Self::recv_with), giving up at `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`recv_timeout`](Self::recv_timeout).
+    pub fn recv_until_with<R>(
+        &mut self,
+        deadline: Instant,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, RecvTimeoutError> {
+        self.recv_copy(Wait::Until(deadline), f)
+            .map_err(Fail::recv_timeout)
+    }
+
     fn recv_copy<R>(&mut self, wait: Wait, f: impl FnOnce(&[u8]) -> R) -> Result<R, Fail> {
         let mut copy = Scratch::new();
         self.recv_held(wait, None, |ch, at, len| {
@@ -312,9 +344,10 @@ impl RecvSide<'_> {
         let max_len = ch.max_message().ok_or(TryRecvError::Corrupt)?;
         if !self.guard.is_held_here() {
             // As in `recv_held`.
-            return Err(TryRecvError::Disconnected);
+            return Err(self.not_held().try_recv());
         }
-        match ch.peek() {
+        // As in `recv_held`: the side's own `head`.
+        match ch.peek_at(pos(self.cursors.head)) {
             Peek::Closed => return Err(TryRecvError::Disconnected),
             Peek::Empty => return Ok(0),
             Peek::Message if max == 0 => return Ok(0),
