@@ -15,9 +15,11 @@ use crate::sync::Ordering;
 /// ([`Channel::recv_side`]): each receive claims, copies and releases its message as
 /// [`Channel::recv`] does, without taking and releasing the receive lock around it, and
 /// without loading the receivers' cursors (the side keeps them). For a consumer that
-/// takes a stream, or one end of a request-reply pair: the lock's two atomic
-/// read-modify-writes per message are most of what a receive costs besides the copy
-/// (BENCHMARKS.md, "Held sides").
+/// takes a stream, or one end of a request-reply pair: it saves the lock's two atomic
+/// read-modify-writes per message (365 -> 282 instructions per 64-byte `recv_into` on
+/// the machine BENCHMARKS.md reports), though between two processes the moves of the
+/// record's and `tail`'s cache lines dominate a small message, so a round trip gains
+/// little (BENCHMARKS.md, "Held sides, and fewer instructions per message").
 ///
 /// Other receivers wait until the side is dropped: while a message is waiting, their
 /// `try_` calls return [`TryRecvError::Busy`] (`Empty` while none is: they look without
