@@ -847,36 +847,21 @@ mod channel_rows {
                 &(there, back, rounds),
                 |s| s.2.store(0, Ordering::Relaxed),
                 |s, i, iters| {
-                    let mut msg = message(len);
-                    let take = |ch: &Channel, buf: &mut [u8]| -> usize {
-                        if !spin {
-                            return ch.recv_into(buf).unwrap();
-                        }
-                        let mut spin = Spin::default();
-                        loop {
-                            let r = ch.try_recv_with(|m| {
-                                buf[..m.len()].copy_from_slice(m);
-                                m.len()
-                            });
-                            match r {
-                                Ok(n) => return n,
-                                Err(TryRecvError::Empty) => spin.wait(),
-                                Err(e) => panic!("try_recv_with: {e:?}"),
+                    let (out, inn) = if i == 0 { (s.0, s.1) } else { (s.1, s.0) };
+                    round_trips(
+                        i,
+                        iters,
+                        len,
+                        s.2,
+                        |m| out.send(m).unwrap(),
+                        |buf| {
+                            if spin {
+                                spin_until(|| ch_copy(inn.try_recv_with(copy_into(buf))))
+                            } else {
+                                inn.recv_into(buf).unwrap()
                             }
-                        }
-                    };
-                    for k in 1..=iters {
-                        if i == 0 {
-                            stamp(&mut msg, k);
-                            s.0.send(&msg).unwrap();
-                            let n = take(s.1, &mut msg);
-                            check(&msg[..n], k, len);
-                            s.2.fetch_add(1, Ordering::Relaxed);
-                        } else {
-                            let n = take(s.0, &mut msg);
-                            s.1.send(&msg[..n]).unwrap();
-                        }
-                    }
+                        },
+                    );
                 },
                 |s| s.2.load(Ordering::Relaxed),
             );
@@ -889,39 +874,73 @@ mod channel_rows {
             &(there, back, rounds),
             |s| s.2.store(0, Ordering::Relaxed),
             |s, i, iters| {
-                let mut msg = message(len);
                 let (out, inn) = if i == 0 { (s.0, s.1) } else { (s.1, s.0) };
                 let mut tx = out.send_side().unwrap();
                 let mut rx = inn.recv_side().unwrap();
-                let mut take = |buf: &mut [u8]| -> usize {
-                    let mut spin = Spin::default();
-                    loop {
-                        let r = rx.try_recv_with(|m| {
-                            buf[..m.len()].copy_from_slice(m);
-                            m.len()
-                        });
-                        match r {
-                            Ok(n) => return n,
-                            Err(TryRecvError::Empty) => spin.wait(),
-                            Err(e) => panic!("try_recv_with: {e:?}"),
-                        }
-                    }
-                };
-                for k in 1..=iters {
-                    if i == 0 {
-                        stamp(&mut msg, k);
-                        tx.send(&msg).unwrap();
-                        let n = take(&mut msg);
-                        check(&msg[..n], k, len);
-                        s.2.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        let n = take(&mut msg);
-                        tx.send(&msg[..n]).unwrap();
-                    }
-                }
+                round_trips(
+                    i,
+                    iters,
+                    len,
+                    s.2,
+                    |m| tx.send(m).unwrap(),
+                    |buf| spin_until(|| ch_copy(rx.try_recv_with(copy_into(buf)))),
+                );
             },
             |s| s.2.load(Ordering::Relaxed),
         );
+    }
+
+    /// A closure for `try_recv_with` that copies the message into `buf` (returns its length).
+    fn copy_into(buf: &mut [u8]) -> impl FnOnce(&[u8]) -> usize + '_ {
+        |m| {
+            buf[..m.len()].copy_from_slice(m);
+            m.len()
+        }
+    }
+
+    /// A `try_recv_with` result, `None` while the channel is empty.
+    fn ch_copy(r: Result<usize, TryRecvError>) -> Option<usize> {
+        match r {
+            Ok(n) => Some(n),
+            Err(TryRecvError::Empty) => None,
+            Err(e) => panic!("try_recv_with: {e:?}"),
+        }
+    }
+
+    /// Calls `attempt` until it returns a value, spinning between calls.
+    fn spin_until<T>(mut attempt: impl FnMut() -> Option<T>) -> T {
+        let mut spin = Spin::default();
+        loop {
+            if let Some(v) = attempt() {
+                return v;
+            }
+            spin.wait();
+        }
+    }
+
+    /// Worker `i`'s side of `iters` round trips of `len`-byte messages: worker 0 sends
+    /// `k` with `put`, takes the echo with `take` and checks it; worker 1 echoes.
+    fn round_trips(
+        i: usize,
+        iters: u64,
+        len: usize,
+        count: &AtomicU64,
+        mut put: impl FnMut(&[u8]),
+        mut take: impl FnMut(&mut [u8]) -> usize,
+    ) {
+        let mut msg = message(len);
+        for k in 1..=iters {
+            if i == 0 {
+                stamp(&mut msg, k);
+                put(&msg);
+                let n = take(&mut msg);
+                check(&msg[..n], k, len);
+                count.fetch_add(1, Ordering::Relaxed);
+            } else {
+                let n = take(&mut msg);
+                put(&msg[..n]);
+            }
+        }
     }
 }
 

@@ -96,6 +96,19 @@ pub(super) enum Peek {
 }
 
 impl Peek {
+    /// What a `drain` of up to `max` messages returns at once after this look, if it
+    /// takes nothing: `Disconnected` for a closed, empty channel, `0` if none is waiting
+    /// or `max` is 0.
+    #[inline]
+    pub(super) fn ends_drain(self, max: usize) -> Option<Result<usize, TryRecvError>> {
+        match self {
+            Peek::Closed => Some(Err(TryRecvError::Disconnected)),
+            Peek::Empty => Some(Ok(0)),
+            Peek::Message if max == 0 => Some(Ok(0)),
+            Peek::Message => None,
+        }
+    }
+
     /// What a `tail` word `t` says to a receiver at position `head`.
     #[inline]
     fn of(t: u64, head: u32) -> Peek {
@@ -774,11 +787,8 @@ impl Channel {
     /// ```
     pub fn drain(&self, max: usize, f: impl FnMut(&[u8])) -> Result<usize, TryRecvError> {
         let max_len = self.max_message().ok_or(TryRecvError::Corrupt)?;
-        match self.peek() {
-            Peek::Closed => return Err(TryRecvError::Disconnected),
-            Peek::Empty => return Ok(0),
-            Peek::Message if max == 0 => return Ok(0),
-            Peek::Message => {}
+        if let Some(done) = self.peek().ends_drain(max) {
+            return done;
         }
         let (guard, mut cursors) = self.lock_recv(Wait::No).map_err(Fail::try_recv)?;
         self.drain_locked(Some(guard), &mut cursors, max_len, max, f)

@@ -349,11 +349,8 @@ impl RecvSide<'_> {
             return Err(self.not_held().try_recv());
         }
         // As in `recv_held`: the side's own `head`.
-        match ch.peek_at(pos(self.cursors.head)) {
-            Peek::Closed => return Err(TryRecvError::Disconnected),
-            Peek::Empty => return Ok(0),
-            Peek::Message if max == 0 => return Ok(0),
-            Peek::Message => {}
+        if let Some(done) = ch.peek_at(pos(self.cursors.head)).ends_drain(max) {
+            return done;
         }
         ch.drain_locked(None, &mut self.cursors, max_len, max, f)
     }
