@@ -50,7 +50,16 @@ use std::time::Instant;
 use crate::futex;
 use crate::shared::{Elem, Kind, SharedSized, TypeTag};
 use crate::sync::{AtomicU32, Ordering, spin_loop};
-use crate::wait::{SPIN_LIMIT, Slices, Timeout, deadline_passed};
+use crate::wait::{SPIN_LIMIT, Slices, Timeout, deadline_passed, past};
+
+/// How many looks (each a pause, about 25 ns on the machine BENCHMARKS.md reports, and a
+/// load) a waiter spins before it announces itself and sleeps: twice the crate's
+/// [`SPIN_LIMIT`] (0 under loom), about 5 µs there, as a channel receiver's. There it
+/// outlasts a peer's futex wake-up, so that two processes that signal each other in turn
+/// stop sleeping after one exchange instead of waking each other through the kernel at
+/// every signal (BENCHMARKS.md, "Event and queue waits"). A waiter that does sleep has
+/// spent about 5 µs of CPU first, instead of 2.5 µs.
+const WAIT_SPINS: u32 = 2 * SPIN_LIMIT;
 
 /// The flag is set.
 const SET: u32 = 1;
@@ -263,9 +272,14 @@ impl Event {
         let mut w = self.state.load(Ordering::Acquire);
         let start = generation(w);
         let done = |w: u32| is_set(w) || generation(w) != start;
-        for _ in 0..SPIN_LIMIT {
+        for i in 0..WAIT_SPINS {
             if done(w) {
                 return true;
+            }
+            // A timed wait keeps a deadline shorter than the spin (a look at the clock
+            // every 32 looks, about a microsecond).
+            if i % 32 == 31 && past(deadline) {
+                return done(self.state.load(Ordering::Acquire));
             }
             spin_loop();
             w = self.state.load(Ordering::Acquire);
