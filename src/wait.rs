@@ -6,8 +6,9 @@
 //! The rules:
 //!
 //! - **Spin, then sleep.** A contended wait first spins (at most `SPIN_LIMIT` pauses,
-//!   with loads only; a channel's receiver and a queue's `pop` twice that, to outlast a
-//!   peer's wake-up where that takes a few microseconds), then futex-waits.
+//!   with loads only; a channel's receiver, a queue's `pop` and an event's waiter twice
+//!   that, to outlast a peer's wake-up where that takes a few microseconds), then
+//!   futex-waits.
 //! - **Sleep in slices.** No wait sleeps unboundedly: it sleeps in slices of [`FIRST_SLICE`]
 //!   (50 µs) doubling to a cap, re-checking its condition after each, so a waker that died
 //!   between its state change and its wake costs a waiter at most one slice. A wait for a

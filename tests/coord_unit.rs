@@ -214,6 +214,19 @@ fn barrier_reset_breaks_the_current_round() {
     });
 }
 
+/// A timed wait whose deadline passes during its spin returns `Timeout` without
+/// announcing itself (bit 1, "may sleep", stays clear: the next `set` owes it no wake).
+#[test]
+fn an_event_wait_past_its_deadline_in_the_spin_sets_no_flag() {
+    watchdog(LIMIT);
+    let e = Event::new();
+    assert_eq!(e.wait_timeout(Duration::ZERO), Err(Timeout));
+    assert_eq!(e.wait_until(Instant::now()), Err(Timeout));
+    assert_eq!(e.word().load(Ordering::Relaxed) & 2, 0);
+    e.set();
+    assert_eq!(e.wait_timeout(Duration::ZERO), Ok(()));
+}
+
 #[test]
 fn event_set_then_clear_still_releases_the_waiters_of_that_set() {
     watchdog(LIMIT);

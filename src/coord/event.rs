@@ -18,8 +18,9 @@
 //! Sleeps are bounded: a waiter sleeps in slices (50 µs, doubling up to 10 ms) and re-checks
 //! the word after each, so a setter that died between its read-modify-write and its wake
 //! costs the sleepers at most one slice (the price: a long wait wakes once per 10 ms to
-//! look). A timed wait checks its deadline after every return of the futex, so a peer
-//! that floods the word with wakes cannot stretch it.
+//! look). A timed wait checks its deadline every 32 looks of its spin (returning without
+//! setting `WAITERS`) and after every return of the futex, so neither its spin nor a
+//! peer that floods the word with wakes stretches it.
 //!
 //! The generation makes `set(); clear()` in quick succession still release the waiters
 //! that were waiting at the time (as `threading.Event` does): a waiter that wakes to a
@@ -214,8 +215,10 @@ impl Event {
     /// Waits until the flag is set (returns at once if it is).
     #[inline]
     pub fn wait(&self) {
-        if !self.is_set() {
-            self.wait_slow(None);
+        // Acquire: pairs with the Release in `set`.
+        let w = self.state.load(Ordering::Acquire);
+        if !is_set(w) {
+            self.wait_slow(w, None);
         }
     }
 
@@ -239,7 +242,7 @@ impl Event {
     /// assert_eq!(e.wait_timeout(Duration::from_millis(1)), Ok(()));
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> Result<(), Timeout> {
-        done_or_timeout(self.is_set() || self.wait_slow(Instant::now().checked_add(timeout)))
+        self.wait_deadline(Instant::now().checked_add(timeout))
     }
 
     /// [`wait`](Self::wait), until `deadline` at most; `Ok` as for
@@ -261,15 +264,24 @@ impl Event {
     /// assert!(Instant::now() >= deadline);
     /// ```
     pub fn wait_until(&self, deadline: Instant) -> Result<(), Timeout> {
-        done_or_timeout(self.is_set() || self.wait_slow(Some(deadline)))
+        self.wait_deadline(Some(deadline))
+    }
+
+    /// A timed wait (`None`: a deadline too far to represent, as long as it takes).
+    #[inline]
+    fn wait_deadline(&self, deadline: Option<Instant>) -> Result<(), Timeout> {
+        // Acquire: pairs with the Release in `set`.
+        let w = self.state.load(Ordering::Acquire);
+        done_or_timeout(is_set(w) || self.wait_slow(w, deadline))
     }
 
     /// The contended wait: spin, announce `WAITERS`, then sleep in slices. Returns whether
     /// the flag was set (or the generation moved on); `false` only once `deadline` passed.
+    /// `w`: the word the caller found the flag clear in (Acquire, pairing with the
+    /// Release in `set`, as every load below), whose generation the wait starts from, so
+    /// that a `set(); clear()` since that look releases it.
     #[cold]
-    fn wait_slow(&self, deadline: Option<Instant>) -> bool {
-        // Acquire: pairs with the Release in `set` (here and below).
-        let mut w = self.state.load(Ordering::Acquire);
+    fn wait_slow(&self, mut w: u32, deadline: Option<Instant>) -> bool {
         let start = generation(w);
         let done = |w: u32| is_set(w) || generation(w) != start;
         for i in 0..WAIT_SPINS {
