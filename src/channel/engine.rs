@@ -66,6 +66,13 @@ pub(crate) enum Fail {
 const DEAD_HOLDER_RECOVERY: core::time::Duration = core::time::Duration::from_millis(5);
 
 /// Holds a side's lock; unlocks on drop.
+///
+/// Invariant: made only where a `try_lock`, `lock` or `lock_until` of `lock` by this
+/// thread succeeded (`lock_side_contended`, `try_lock_side`, `lock_queued`,
+/// `lock_if_free_or_dead`). A child forked while a thread holds a guard inherits a copy
+/// that does not hold the lock (it names the parent's thread); the child drops it when it
+/// ends a batch or a side, and `RawMutex::unlock` then leaves the word as it is (its
+/// docs: a word that names another thread is not the caller's to clear).
 pub(crate) struct SideGuard<'a> {
     lock: &'a RawMutex,
 }
@@ -94,12 +101,9 @@ impl SideGuard<'_> {
 impl Drop for SideGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        // SAFETY: a `SideGuard` exists only after this thread acquired `lock` (it is made
-        // only where a `try_lock`, `lock` or `lock_until` of `lock` succeeded: here and in
-        // `lock_side`, `try_lock_side`, `lock_queued`, `lock_if_free_or_dead`) and is
-        // dropped once; nothing the lock protects is touched after the drop. A forked
-        // child's copy (dropped when a child ends a batch or a side) does not hold the lock:
-        // `unlock` then leaves a word that names another thread as it is (its docs).
+        // SAFETY: this thread acquired `lock` (the guard's invariant) and drops the guard
+        // once; nothing the lock protects is touched after it. A forked child's copy:
+        // `unlock` leaves a word naming another thread as it is (the guard's docs).
         unsafe { self.lock.unlock() };
     }
 }
