@@ -1105,6 +1105,46 @@ mod values {
     }
 }
 
+/// A child forked where a test wants one (inside a closure under a claim): it waits
+/// until the parent has moved on, then returns to the code it was forked in.
+struct ParkedFork {
+    fds: [libc::c_int; 2],
+}
+
+impl ParkedFork {
+    fn new() -> Self {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` is two ints for pipe(2) to fill.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        ParkedFork { fds }
+    }
+
+    /// Forks: in the child, waits for [`release`](Self::release) (a byte, or EOF if the
+    /// parent died) and returns 0; in the parent, returns the child's pid at once.
+    fn fork(&self) -> libc::pid_t {
+        // SAFETY: the child only reads a pipe before it returns to the caller, which
+        // `_exit`s it.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let mut b = 0u8;
+            // SAFETY: reading one byte into `b` from our end of the pipe.
+            unsafe { libc::read(self.fds[0], (&raw mut b).cast(), 1) };
+        }
+        pid
+    }
+
+    /// Lets `child` go on, and reaps it: its wait status.
+    fn release(&self, child: libc::pid_t) -> libc::c_int {
+        // SAFETY: writing one byte from a local to our end of the pipe.
+        let wrote = unsafe { libc::write(self.fds[1], [1u8].as_ptr().cast(), 1) };
+        assert_eq!(wrote, 1);
+        let mut status = 0;
+        // SAFETY: reaping our own child.
+        assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+        status
+    }
+}
+
 /// A child forked inside a `recv_with` closure returns from it after its parent went on
 /// using the channel: the child's copy of the claim releases nothing (the claim is the
 /// parent's), so the parent's channel stays consistent.
@@ -1114,21 +1154,9 @@ fn a_child_forked_inside_recv_with_leaves_the_parents_channel_working() {
     let region = shmstate::Region::anonymous(1 << 20).unwrap();
     let ch = region.channel("ch", ChannelOptions::new(128)).unwrap();
     ch.try_send(&[0xA; 16]).unwrap();
-    let mut fds = [0; 2];
-    // SAFETY: `fds` is two ints for pipe(2) to fill.
-    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let parked = ParkedFork::new();
     let mut child = 0;
-    ch.recv_with(|_| {
-        // SAFETY: the child only reads a pipe, returns from the closure and `_exit`s.
-        child = unsafe { libc::fork() };
-        if child == 0 {
-            // Wait for the parent to have moved on (a byte, or EOF if it died).
-            let mut b = 0u8;
-            // SAFETY: reading one byte into `b` from our end of the pipe.
-            unsafe { libc::read(fds[0], (&raw mut b).cast(), 1) };
-        }
-    })
-    .unwrap();
+    ch.recv_with(|_| child = parked.fork()).unwrap();
     if child == 0 {
         // SAFETY: ends the child without running the parent's destructors.
         unsafe { libc::_exit(0) };
@@ -1139,11 +1167,7 @@ fn a_child_forked_inside_recv_with_leaves_the_parents_channel_working() {
     }
     ch.try_recv(&mut out).unwrap();
     ch.try_send(&[0xC; 16]).unwrap();
-    // SAFETY: writing one byte from a local to our end of the pipe.
-    assert_eq!(unsafe { libc::write(fds[1], [1u8].as_ptr().cast(), 1) }, 1);
-    let mut status = 0;
-    // SAFETY: reaping our own child.
-    assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+    parked.release(child);
     // The child's claim released nothing: the 4 messages left are all received.
     for expected in [[0xB; 16], [0xB; 16], [0xB; 16], [0xC; 16]] {
         assert_eq!(ch.try_recv(&mut out), Ok(16));
@@ -1165,25 +1189,15 @@ fn a_child_forked_inside_drain_claims_nothing_more() {
     for i in 0..3u8 {
         ch.try_send(&[i; 8]).unwrap();
     }
-    let mut fds = [0; 2];
-    // SAFETY: `fds` is two ints for pipe(2) to fill.
-    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let parked = ParkedFork::new();
     let mut child = -1;
     let mut got = Vec::new();
     let n = ch
         .drain(usize::MAX, |m| {
             got.push(m[0]);
-            if child != -1 {
-                return;
-            }
-            // SAFETY: the child only reads a pipe, returns from the closure and `_exit`s.
-            child = unsafe { libc::fork() };
-            if child == 0 {
-                // Wait for the parent to have drained the rest and sent more (a byte, or
-                // EOF if it died).
-                let mut b = 0u8;
-                // SAFETY: reading one byte into `b` from our end of the pipe.
-                unsafe { libc::read(fds[0], (&raw mut b).cast(), 1) };
+            if child == -1 {
+                // The child goes on once the parent drained the rest and sent more.
+                child = parked.fork();
             }
         })
         .unwrap();
@@ -1196,11 +1210,7 @@ fn a_child_forked_inside_drain_claims_nothing_more() {
     for i in 3..7u8 {
         ch.try_send(&[i; 8]).unwrap();
     }
-    // SAFETY: writing one byte from a local to our end of the pipe.
-    assert_eq!(unsafe { libc::write(fds[1], [1u8].as_ptr().cast(), 1) }, 1);
-    let mut status = 0;
-    // SAFETY: reaping our own child.
-    assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+    let status = parked.release(child);
     assert!(libc::WIFEXITED(status));
     assert_eq!(
         libc::WEXITSTATUS(status),
@@ -1574,22 +1584,10 @@ fn a_child_forked_inside_a_held_recv_sides_closure_releases_nothing() {
     let region = Region::anonymous(1 << 20).unwrap();
     let ch = region.channel("ch", ChannelOptions::new(128)).unwrap();
     ch.try_send(&[0xA; 16]).unwrap();
-    let mut fds = [0; 2];
-    // SAFETY: `fds` is two ints for pipe(2) to fill.
-    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let parked = ParkedFork::new();
     let mut side = ch.recv_side().unwrap();
     let mut child = 0;
-    side.recv_with(|_| {
-        // SAFETY: the child only reads a pipe, returns from the closure and `_exit`s.
-        child = unsafe { libc::fork() };
-        if child == 0 {
-            // Wait for the parent to have moved on (a byte, or EOF if it died).
-            let mut b = 0u8;
-            // SAFETY: reading one byte into `b` from our end of the pipe.
-            unsafe { libc::read(fds[0], (&raw mut b).cast(), 1) };
-        }
-    })
-    .unwrap();
+    side.recv_with(|_| child = parked.fork()).unwrap();
     if child == 0 {
         // SAFETY: ends the child without running the parent's destructors.
         unsafe { libc::_exit(0) };
@@ -1601,11 +1599,7 @@ fn a_child_forked_inside_a_held_recv_sides_closure_releases_nothing() {
     assert_eq!(side.try_recv(&mut out), Ok(16));
     ch.try_send(&[0xC; 16]).unwrap();
     let used = ch.bytes_used();
-    // SAFETY: writing one byte from a local to our end of the pipe.
-    assert_eq!(unsafe { libc::write(fds[1], [1u8].as_ptr().cast(), 1) }, 1);
-    let mut status = 0;
-    // SAFETY: reaping our own child.
-    assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+    parked.release(child);
     assert_eq!(ch.bytes_used(), used, "the child moved `free`");
     for expected in [[0xB; 16], [0xB; 16], [0xB; 16], [0xC; 16]] {
         assert_eq!(side.try_recv(&mut out), Ok(16));
