@@ -16,6 +16,13 @@
 //! between the 2 processes (a bare single-producer single-consumer ring of fixed slots, no
 //! lock, no crash safety), and `spsc_ring_cas_64B`, the same ring publishing each message
 //! with a compare-exchange of its index instead of a store (what a locked publish costs).
+//! And the same for the channel's packing (a header word, then the payload, records
+//! packed back to back): `packed_ring_64B` (published by a store of `tail`) and
+//! `stamped_ring_64B` (published by a store of the record's header, carrying its
+//! position, which the consumer waits on instead of `tail`), one-way; and their round
+//! trips, both sides spinning, through one such ring each way:
+//! `packed_ring_pingpong_8B`, `packed_ring_cas_pingpong_8B` (`tail` published by a
+//! compare-exchange, as the channel's commit) and `stamped_ring_pingpong_8B`.
 //!
 //! Message sizes: 8 B, 64 B, 1 KiB and 16 KiB. Every message carries its sequence number
 //! in its first 8 bytes, and every receiver checks it (in order, none lost) and counts
@@ -37,7 +44,9 @@
 //!   `shmstate_channel` blocks in `recv`; `shmstate_channel_spin` polls `try_recv` (both
 //!   sides spinning, as the cache-line floor does); `shmstate_channel_held_sides_spin`
 //!   does so with each process holding the send side it sends on and the receive side it
-//!   receives from.
+//!   receives from; `shmstate_channel_held_sides` holds them too, and blocks in
+//!   `RecvSide::recv_into` (which spins about 5 µs before it sleeps, far longer than a
+//!   round trip: in this row, too, both sides spin).
 //!
 //! Run: `cargo bench --bench channel` (smoke: `SHMSTATE_BENCH_QUICK=1 cargo bench --bench
 //! channel`).
@@ -460,6 +469,11 @@ fn floor(c: &mut Criterion) {
     spsc_ring::<64, { BUFFER / 64 }, false>(&mut g, "spsc_ring_64B");
     spsc_ring::<16384, { BUFFER / 16384 }, false>(&mut g, "spsc_ring_16KiB");
     spsc_ring::<64, { BUFFER / 64 }, true>(&mut g, "spsc_ring_cas_64B");
+    packed_oneway::<TAIL_STORE>(&mut g, "packed_ring_64B", 64);
+    packed_oneway::<HEADER_STORE>(&mut g, "stamped_ring_64B", 64);
+    packed_pingpong::<TAIL_STORE>(&mut g, "packed_ring_pingpong_8B", 8);
+    packed_pingpong::<TAIL_CAS>(&mut g, "packed_ring_cas_pingpong_8B", 8);
+    packed_pingpong::<HEADER_STORE>(&mut g, "stamped_ring_pingpong_8B", 8);
     g.finish();
 }
 
@@ -564,6 +578,235 @@ fn spsc_ring<const S: usize, const N: usize, const CAS: bool>(
             }
         },
         |r| r.got.load(Ordering::Relaxed),
+    );
+}
+
+/// Words in a [`PackedRing`]: the channel's 64 KiB.
+const PACKED_WORDS: usize = BUFFER / 8;
+
+/// A header's bit marking a padding record (the rest of the ring is skipped).
+const PACKED_PAD: u64 = 1 << 62;
+
+/// How a [`PackedRing`] publishes a record: a Release store of `tail`, the channel's
+/// compare-exchange of `tail`, or a Release store of the record's header.
+const TAIL_STORE: u8 = 0;
+const TAIL_CAS: u8 = 1;
+const HEADER_STORE: u8 = 2;
+
+/// A bare single-producer single-consumer ring packed as the channel packs its ring: each
+/// record a header word (the payload's length) and the payload in whole words, a padding
+/// record where a record does not fit before the end. `PUBLISH` is [`TAIL_STORE`] (a
+/// Release store of `tail`: the channel's way without its lock and its compare-exchange),
+/// [`TAIL_CAS`] (a compare-exchange of `tail`, as the channel's commit), or
+/// [`HEADER_STORE`] (a Release store of the record's header, which then carries its
+/// position: the consumer waits on the header at its position and never reads `tail`, the
+/// way of rings that publish per slot). No lock, no crash safety, no sleeping.
+#[repr(C)]
+struct PackedRing<const PUBLISH: u8> {
+    /// Words consumed (the consumer's, stored after each message).
+    head: CachePadded<AtomicU64>,
+    /// Words published (the producer's; unused with [`HEADER_STORE`]).
+    tail: CachePadded<AtomicU64>,
+    /// Messages checked by the consumer, for the sample's count.
+    got: CachePadded<AtomicU64>,
+    words: [AtomicU64; PACKED_WORDS],
+}
+
+/// The producer's or the consumer's position in a [`PackedRing`] and its cached copy of
+/// the other's.
+#[derive(Default)]
+struct PackedEnd {
+    pos: u64,
+    other: u64,
+}
+
+impl<const PUBLISH: u8> PackedRing<PUBLISH> {
+    const STAMPED: bool = PUBLISH == HEADER_STORE;
+
+    fn new() -> Self {
+        Self {
+            head: CachePadded::new(AtomicU64::new(0)),
+            tail: CachePadded::new(AtomicU64::new(0)),
+            got: CachePadded::new(AtomicU64::new(0)),
+            words: [const { AtomicU64::new(0) }; PACKED_WORDS],
+        }
+    }
+
+    fn reset(&self) {
+        self.head.store(0, Ordering::Relaxed);
+        self.tail.store(0, Ordering::Relaxed);
+        self.got.store(0, Ordering::Relaxed);
+        for w in &self.words {
+            w.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// The header of a record at `pos` (words) with `len` bytes. Published by its own
+    /// store, it carries the position (bit 63 set, so no zeroed word matches); else only
+    /// the length.
+    fn header(pos: u64, len: u64) -> u64 {
+        if Self::STAMPED {
+            1 << 63 | pos << 20 | len
+        } else {
+            len
+        }
+    }
+
+    /// Sends `msg` (a multiple of 8 bytes) as the producer.
+    fn put(&self, end: &mut PackedEnd, msg: &[u8]) {
+        let n = PACKED_WORDS as u64;
+        let rec = 1 + msg.len() as u64 / 8;
+        let off = end.pos % n;
+        let pad = if off + rec > n { n - off } else { 0 };
+        let mut spin = Spin::default();
+        while end.pos + pad + rec - end.other > n {
+            spin.wait();
+            // Acquire pairs with the consumer's Release store of `head`: its reads of the
+            // words happen before our writes over them.
+            end.other = self.head.load(Ordering::Acquire);
+        }
+        let at = ((end.pos + pad) % n) as usize;
+        for (w, b) in self.words[at + 1..].iter().zip(msg.chunks_exact(8)) {
+            w.store(u64::from_ne_bytes(b.try_into().unwrap()), Ordering::Relaxed);
+        }
+        // Release (every publishing store below): the payload happens before the consumer
+        // sees the record (its Acquire load of the header or of `tail`).
+        let header = Self::header(end.pos + pad, msg.len() as u64);
+        if Self::STAMPED {
+            self.words[at].store(header, Ordering::Release);
+            if pad > 0 {
+                // After the record: a consumer that passes the padding finds it.
+                self.words[off as usize]
+                    .store(Self::header(end.pos, 0) | PACKED_PAD, Ordering::Release);
+            }
+        } else {
+            self.words[at].store(header, Ordering::Relaxed);
+            if pad > 0 {
+                self.words[off as usize].store(PACKED_PAD, Ordering::Relaxed);
+            }
+        }
+        let from = end.pos;
+        end.pos += pad + rec;
+        if PUBLISH == TAIL_CAS {
+            // The only writer: the compare-exchange always succeeds; it is here for its
+            // cost (a locked instruction), as the channel's.
+            let cas =
+                self.tail
+                    .compare_exchange(from, end.pos, Ordering::Release, Ordering::Relaxed);
+            debug_assert!(cas.is_ok());
+        } else if PUBLISH == TAIL_STORE {
+            self.tail.store(end.pos, Ordering::Release);
+        }
+    }
+
+    /// Receives the next message into `buf` as the consumer; returns its length.
+    fn take(&self, end: &mut PackedEnd, buf: &mut [u8]) -> usize {
+        let n = PACKED_WORDS as u64;
+        let mut spin = Spin::default();
+        let header = loop {
+            let off = (end.pos % n) as usize;
+            let h = if Self::STAMPED {
+                // Acquire pairs with the producer's Release store of the header.
+                let h = self.words[off].load(Ordering::Acquire);
+                if h & !(PACKED_PAD | 0xf_ffff) != Self::header(end.pos, 0) {
+                    spin.wait();
+                    continue;
+                }
+                h
+            } else {
+                if end.other == end.pos {
+                    // Acquire pairs with the producer's Release store of `tail`.
+                    end.other = self.tail.load(Ordering::Acquire);
+                    if end.other == end.pos {
+                        spin.wait();
+                        continue;
+                    }
+                }
+                self.words[off].load(Ordering::Relaxed)
+            };
+            if h & PACKED_PAD != 0 {
+                end.pos += n - off as u64;
+                continue;
+            }
+            break h;
+        };
+        let len = (header & 0xf_ffff) as usize;
+        let at = (end.pos % n) as usize + 1;
+        for (w, b) in self.words[at..].iter().zip(buf[..len].chunks_exact_mut(8)) {
+            b.copy_from_slice(&w.load(Ordering::Relaxed).to_ne_bytes());
+        }
+        end.pos += 1 + len as u64 / 8;
+        // Release pairs with the producer's Acquire load of `head`.
+        self.head.store(end.pos, Ordering::Release);
+        len
+    }
+}
+
+/// One-way through a [`PackedRing`]: worker 0 sends `1..=iters` (`len` bytes each), worker
+/// 1 receives and checks them.
+fn packed_oneway<const PUBLISH: u8>(g: &mut BenchmarkGroup<'_, WallTime>, id: &str, len: usize) {
+    let ring = Shm::new(PackedRing::<PUBLISH>::new());
+    concurrent(
+        g,
+        id,
+        PROCS,
+        1,
+        &*ring,
+        |r| r.reset(),
+        |r, i, iters| {
+            let mut end = PackedEnd::default();
+            let mut msg = message(len);
+            for k in 1..=iters {
+                if i == 0 {
+                    stamp(&mut msg, k);
+                    r.put(&mut end, &msg);
+                } else {
+                    let n = r.take(&mut end, &mut msg);
+                    check(&msg[..n], k, len);
+                }
+            }
+            if i == 1 {
+                r.got.store(iters, Ordering::Relaxed);
+            }
+        },
+        |r| r.got.load(Ordering::Relaxed),
+    );
+}
+
+/// Ping-pong through two [`PackedRing`]s, both sides spinning, as the cache-line floor.
+fn packed_pingpong<const PUBLISH: u8>(g: &mut BenchmarkGroup<'_, WallTime>, id: &str, len: usize) {
+    let rings = Shm::new([PackedRing::<PUBLISH>::new(), PackedRing::<PUBLISH>::new()]);
+    concurrent(
+        g,
+        id,
+        PROCS,
+        1,
+        &*rings,
+        |r| r.iter().for_each(PackedRing::reset),
+        |r, i, iters| {
+            let (out, inn) = if i == 0 {
+                (&r[0], &r[1])
+            } else {
+                (&r[1], &r[0])
+            };
+            let (mut tx, mut rx) = (PackedEnd::default(), PackedEnd::default());
+            let mut msg = message(len);
+            for k in 1..=iters {
+                if i == 0 {
+                    stamp(&mut msg, k);
+                    out.put(&mut tx, &msg);
+                    let n = inn.take(&mut rx, &mut msg);
+                    check(&msg[..n], k, len);
+                } else {
+                    let n = inn.take(&mut rx, &mut msg);
+                    out.put(&mut tx, &msg[..n]);
+                }
+            }
+            if i == 0 {
+                r[0].got.store(iters, Ordering::Relaxed);
+            }
+        },
+        |r| r[0].got.load(Ordering::Relaxed),
     );
 }
 
@@ -833,7 +1076,8 @@ mod channel_rows {
     /// Ping-pong: one channel each way. `shmstate_channel` blocks in `recv_into`;
     /// `shmstate_channel_spin` polls `try_recv_with` (copying into the same buffer);
     /// `shmstate_channel_held_sides_spin` does so with each process holding the send side
-    /// of the channel it sends on and the receive side of the one it receives from.
+    /// of the channel it sends on and the receive side of the one it receives from;
+    /// `shmstate_channel_held_sides` holds both and blocks in `RecvSide::recv_into`.
     pub fn pingpong(g: &mut BenchmarkGroup<'_, WallTime>, len: usize, rounds: &AtomicU64) {
         let r = region();
         let there: &Channel = r.channel("there", options()).expect("channel");
@@ -866,6 +1110,28 @@ mod channel_rows {
                 |s| s.2.load(Ordering::Relaxed),
             );
         }
+        concurrent(
+            g,
+            "shmstate_channel_held_sides",
+            PROCS,
+            1,
+            &(there, back, rounds),
+            |s| s.2.store(0, Ordering::Relaxed),
+            |s, i, iters| {
+                let (out, inn) = if i == 0 { (s.0, s.1) } else { (s.1, s.0) };
+                let mut tx = out.send_side().unwrap();
+                let mut rx = inn.recv_side().unwrap();
+                round_trips(
+                    i,
+                    iters,
+                    len,
+                    s.2,
+                    |m| tx.send(m).unwrap(),
+                    |buf| rx.recv_into(buf).unwrap(),
+                );
+            },
+            |s| s.2.load(Ordering::Relaxed),
+        );
         concurrent(
             g,
             "shmstate_channel_held_sides_spin",

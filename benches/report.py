@@ -591,9 +591,12 @@ def channel_section(est, chpy):
     floor_ok = floor is not None and floor < 5000
     for size in CHANNEL_SIZES:
         g = f"channel_pingpong_{size}_2procs"
+        # `held_sides` blocks in `RecvSide::recv_into`, which spins for about 5 µs first:
+        # far longer than a round trip, so its receiver spins too and the row is judged.
         for fn in ("shmstate_channel_spin", "shmstate_channel_held_sides_spin",
-                   "shmstate_channel"):
-            need = 0.5 if fn.endswith("_spin") and size in ("8B", "64B") else None
+                   "shmstate_channel_held_sides", "shmstate_channel"):
+            judged = fn.endswith("_spin") or fn == "shmstate_channel_held_sides"
+            need = 0.5 if judged and size in ("8B", "64B") else None
             text = "within 2x (>= 0.5)"
             if need is not None and not floor_ok:
                 need = None
@@ -637,6 +640,20 @@ def channel_section(est, chpy):
         add(f"one-way {size}: the bare-ring floor's speed-up over `unix_socket` "
             "(the most any channel reaches here)",
             floor_ns, med(f"channel_oneway_{size}_2procs", "unix_socket"), speedup, "", None)
+    # The same bare ring packed as the channel packs its ring, published by a store of
+    # `tail`, by a compare-exchange of it, or by a store of each record's header: the least
+    # a round trip through each kind of publication costs here.
+    for ring, how in (("packed_ring_pingpong_8B", "a store of `tail`"),
+                      ("packed_ring_cas_pingpong_8B", "a compare-exchange of `tail`"),
+                      ("stamped_ring_pingpong_8B", "a store of the record's header")):
+        add(f"ping-pong 8B: cache-line round trip / bare packed ring's, published by {how} "
+            "(the least a channel so published reaches)", med("channel_floor_2procs", ring),
+            floor, lambda s, o: o / s, "", None)
+    for ring, how in (("packed_ring_64B", "a store of `tail`"),
+                      ("stamped_ring_64B", "a store of the record's header")):
+        add(f"one-way 64B: bare packed ring's speed-up over `unix_socket`, published by "
+            f"{how}", med("channel_floor_2procs", ring),
+            med("channel_oneway_64B_2procs", "unix_socket"), speedup, "", None)
     for what, floor_ns in (("in-cache", mc), ("memory", mm)):
         add(f"one-way 16 KiB: bare-ring floor bandwidth / {what} memcpy bandwidth (the "
             "most any channel reaches here)", med("channel_floor_2procs", "spsc_ring_16KiB"),
