@@ -166,7 +166,8 @@ pub mod channel;
 pub use channel::ChannelOpenError;
 pub use channel::{
     Channel, ChannelError, ChannelOptions, RecvError, RecvIntoError, RecvSide, RecvTimeoutError,
-    SendError, SendSide, SendSlot, SendTimeoutError, TryRecvError, TrySendError,
+    RecvTimeoutIntoError, SendError, SendSide, SendSlot, SendTimeoutError, TryRecvError,
+    TryRecvIntoError, TrySendError,
 };
 #[cfg(all(feature = "serde", not(loom)))]
 pub use channel::{RecvValueError, SendValueError};

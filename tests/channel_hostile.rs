@@ -135,7 +135,7 @@ fn consume_once(ch: &Channel, rng: &mut Rng, max: usize, out: &mut Vec<u8>) -> b
     let t = Duration::from_millis(5);
     let mut buf = [0u8; 64];
     {
-        let ok = match rng.next() % 6 {
+        let ok = match rng.next() % 8 {
             0 => bounded("recv_timeout", || ch.recv_timeout(out, t))
                 .inspect(|&n| assert_eq!(n, out.len())),
             1 => bounded("try_recv", || ch.try_recv(out)).map_err(|_| RecvTimeoutError::Timeout),
@@ -149,6 +149,11 @@ fn consume_once(ch: &Channel, rng: &mut Rng, max: usize, out: &mut Vec<u8>) -> b
             3 => bounded("try_recv_with", || ch.try_recv_with(|m| m.len()))
                 .map_err(|_| RecvTimeoutError::Timeout),
             4 => bounded("drain", || ch.drain(4, |m| assert!(m.len() <= max)))
+                .map_err(|_| RecvTimeoutError::Timeout),
+            // Into a buffer (a longer message stays: `TooSmall`, counted as an error).
+            5 => bounded("try_recv_into", || ch.try_recv_into(&mut buf))
+                .map_err(|_| RecvTimeoutError::Timeout),
+            6 => bounded("recv_timeout_into", || ch.recv_timeout_into(&mut buf, t))
                 .map_err(|_| RecvTimeoutError::Timeout),
             _ => bounded("recv_until", || ch.recv_until(out, Instant::now() + t)),
         };

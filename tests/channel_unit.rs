@@ -12,8 +12,8 @@ use common::watchdog_unless_miri as watchdog;
 use shmstate::sync::Ordering;
 use shmstate::{
     Channel, ChannelError, ChannelOpenError, ChannelOptions, GetError, Kind, RecvError,
-    RecvIntoError, RecvTimeoutError, Region, SendError, SendTimeoutError, TryRecvError,
-    TrySendError,
+    RecvIntoError, RecvTimeoutError, RecvTimeoutIntoError, Region, SendError, SendTimeoutError,
+    TryRecvError, TryRecvIntoError, TrySendError,
 };
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -131,6 +131,18 @@ fn every_send_and_receive_form_delivers_the_bytes() {
     let mut buf = [0u8; 16];
     assert_eq!(ch.recv_into(&mut buf), Ok(4));
     assert_eq!(&buf[..4], b"into");
+
+    ch.send(b"try_into").unwrap();
+    assert_eq!(ch.try_recv_into(&mut buf), Ok(8));
+    assert_eq!(&buf[..8], b"try_into");
+
+    ch.send(b"timeout_into").unwrap();
+    assert_eq!(ch.recv_timeout_into(&mut buf, LIMIT), Ok(12));
+    assert_eq!(&buf[..12], b"timeout_into");
+
+    ch.send(b"until_into").unwrap();
+    assert_eq!(ch.recv_until_into(&mut buf, far), Ok(10));
+    assert_eq!(&buf[..10], b"until_into");
 
     for (i, m) in [&b"with"[..], b"try_with", b"timeout_with", b"until_with"]
         .iter()
@@ -558,6 +570,109 @@ fn recv_into_leaves_a_message_too_long_for_the_buffer() {
     let mut buf = [0; 10];
     assert_eq!(ch.recv_into(&mut buf), Ok(10));
     assert_eq!(&buf, b"0123456789");
+}
+
+#[test]
+fn try_and_timed_receives_into_a_buffer_keep_their_bounds_and_their_errors() {
+    watchdog(LIMIT);
+    let ch = channel(1024);
+    let mut buf = [0; 8];
+    // Empty: at once, or at the deadline.
+    assert_eq!(ch.try_recv_into(&mut buf), Err(TryRecvIntoError::Empty));
+    assert_eq!(
+        times_out_after(SHORT, |d| ch.recv_timeout_into(&mut buf, d)),
+        Err(RecvTimeoutIntoError::Timeout)
+    );
+    assert_eq!(
+        times_out_after(SHORT, |d| ch.recv_until_into(&mut buf, Instant::now() + d)),
+        Err(RecvTimeoutIntoError::Timeout)
+    );
+    assert_eq!(
+        ch.recv_until_into(&mut buf, Instant::now()),
+        Err(RecvTimeoutIntoError::Timeout)
+    );
+    // Too long for the buffer: refused with its length, left in the channel.
+    ch.send(b"0123456789").unwrap();
+    assert_eq!(
+        ch.try_recv_into(&mut buf),
+        Err(TryRecvIntoError::TooSmall { needed: 10 })
+    );
+    assert_eq!(
+        ch.recv_timeout_into(&mut buf, LIMIT),
+        Err(RecvTimeoutIntoError::TooSmall { needed: 10 })
+    );
+    assert_eq!(
+        ch.recv_until_into(&mut buf, Instant::now() + LIMIT),
+        Err(RecvTimeoutIntoError::TooSmall { needed: 10 })
+    );
+    assert_eq!(ch.len(), 1);
+    let mut big = [0; 10];
+    assert_eq!(ch.try_recv_into(&mut big), Ok(10));
+    assert_eq!(&big, b"0123456789");
+    // A timed receive is woken by a send from another thread.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(20));
+            ch.send(b"late").unwrap();
+        });
+        assert_eq!(ch.recv_timeout_into(&mut buf, LIMIT), Ok(4));
+        assert_eq!(&buf[..4], b"late");
+    });
+    // The receive side held by another thread, a message waiting: Busy, or the deadline.
+    ch.send(b"held").unwrap();
+    let inside = AtomicBool::new(false);
+    let release = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let _side = ch.recv_side().unwrap();
+            inside.store(true, Ordering::Release);
+            while !release.load(Ordering::Acquire) {
+                std::thread::yield_now();
+            }
+        });
+        while !inside.load(Ordering::Acquire) {
+            std::thread::yield_now();
+        }
+        assert_eq!(ch.try_recv_into(&mut buf), Err(TryRecvIntoError::Busy));
+        assert_eq!(
+            times_out_after(SHORT, |d| ch.recv_timeout_into(&mut buf, d)),
+            Err(RecvTimeoutIntoError::Timeout)
+        );
+        release.store(true, Ordering::Release);
+    });
+    // Closed: what was sent first, then Disconnected from every form.
+    ch.close();
+    assert_eq!(ch.recv_until_into(&mut buf, Instant::now() + LIMIT), Ok(4));
+    assert_eq!(&buf[..4], b"held");
+    assert_eq!(
+        ch.try_recv_into(&mut buf),
+        Err(TryRecvIntoError::Disconnected)
+    );
+    assert_eq!(
+        ch.recv_timeout_into(&mut buf, LIMIT),
+        Err(RecvTimeoutIntoError::Disconnected)
+    );
+    assert_eq!(
+        ch.recv_until_into(&mut buf, Instant::now() + LIMIT),
+        Err(RecvTimeoutIntoError::Disconnected)
+    );
+    assert_eq!(ch.lost(), 0);
+}
+
+#[test]
+fn receives_into_a_buffer_report_a_garbage_config_word_as_corrupt() {
+    let ch = channel(1024);
+    ch.send(b"one").unwrap();
+    let (w64, _) = ch.hostile_words();
+    // Word 0 is `shape` (`hostile_words`' docs): no channel's magic.
+    w64[0].store(u64::MAX, Ordering::Relaxed);
+    let mut buf = [0; 8];
+    assert_eq!(ch.try_recv_into(&mut buf), Err(TryRecvIntoError::Corrupt));
+    assert_eq!(
+        ch.recv_timeout_into(&mut buf, SHORT),
+        Err(RecvTimeoutIntoError::Corrupt)
+    );
+    assert_eq!(ch.recv_into(&mut buf), Err(RecvIntoError::Corrupt));
 }
 
 #[test]
@@ -1492,6 +1607,57 @@ fn a_held_recv_side_leaves_a_message_too_long_for_the_buffer() {
 
 /// A closure that panics under a held side: its message counts as received (released,
 /// never delivered again), and the side goes on with the next.
+#[test]
+fn a_held_recv_side_receives_into_a_buffer_without_waiting_or_until_a_deadline() {
+    watchdog(LIMIT);
+    let ch = channel(1024);
+    let mut side = ch.recv_side().unwrap();
+    let mut buf = [0; 4];
+    assert_eq!(side.try_recv_into(&mut buf), Err(TryRecvIntoError::Empty));
+    let t0 = Instant::now();
+    assert_eq!(
+        side.recv_timeout_into(&mut buf, SHORT),
+        Err(RecvTimeoutIntoError::Timeout)
+    );
+    assert!(t0.elapsed() >= SHORT);
+    assert_eq!(
+        side.recv_until_into(&mut buf, Instant::now()),
+        Err(RecvTimeoutIntoError::Timeout)
+    );
+    ch.send(b"hello").unwrap();
+    ch.send(b"one").unwrap();
+    ch.send(b"two").unwrap();
+    assert_eq!(
+        side.try_recv_into(&mut buf),
+        Err(TryRecvIntoError::TooSmall { needed: 5 })
+    );
+    assert_eq!(
+        side.recv_timeout_into(&mut buf, LIMIT),
+        Err(RecvTimeoutIntoError::TooSmall { needed: 5 })
+    );
+    let mut big = [0; 5];
+    assert_eq!(side.try_recv_into(&mut big), Ok(5));
+    assert_eq!(&big, b"hello");
+    assert_eq!(side.recv_timeout_into(&mut buf, LIMIT), Ok(3));
+    assert_eq!(&buf[..3], b"one");
+    ch.close();
+    assert_eq!(
+        side.recv_until_into(&mut buf, Instant::now() + LIMIT),
+        Ok(3)
+    );
+    assert_eq!(&buf[..3], b"two");
+    assert_eq!(
+        side.try_recv_into(&mut buf),
+        Err(TryRecvIntoError::Disconnected)
+    );
+    assert_eq!(
+        side.recv_timeout_into(&mut buf, LIMIT),
+        Err(RecvTimeoutIntoError::Disconnected)
+    );
+    drop(side);
+    assert_eq!(ch.lost(), 0);
+}
+
 #[test]
 fn a_panic_in_a_held_recv_side_closure_releases_its_message_once() {
     watchdog(LIMIT);

@@ -246,3 +246,48 @@ impl From<RecvError> for RecvIntoError {
         }
     }
 }
+
+/// A [`try_recv_into`](super::Channel::try_recv_into) could not receive without waiting,
+/// or its buffer is too small for the next message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TryRecvIntoError {
+    /// As [`TryRecvError::Empty`].
+    #[error("the channel is empty")]
+    Empty,
+    /// As [`TryRecvError::Busy`].
+    #[error("another receiver holds the channel's receive side")]
+    Busy,
+    /// As [`RecvIntoError::TooSmall`]: the message stays in the channel.
+    #[error("the next message needs a buffer of {needed} bytes")]
+    TooSmall {
+        /// The message's length.
+        needed: usize,
+    },
+    /// As [`RecvError::Disconnected`].
+    #[error("the channel is closed and empty")]
+    Disconnected,
+    /// As [`SendError::Corrupt`].
+    #[error("the channel's shared state is corrupt")]
+    Corrupt,
+}
+
+/// A timed receive into a buffer ([`recv_timeout_into`](super::Channel::recv_timeout_into),
+/// [`recv_until_into`](super::Channel::recv_until_into)) failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RecvTimeoutIntoError {
+    /// As [`RecvTimeoutError::Timeout`].
+    #[error("timed out")]
+    Timeout,
+    /// As [`RecvIntoError::TooSmall`]: the message stays in the channel.
+    #[error("the next message needs a buffer of {needed} bytes")]
+    TooSmall {
+        /// The message's length.
+        needed: usize,
+    },
+    /// As [`RecvError::Disconnected`].
+    #[error("the channel is closed and empty")]
+    Disconnected,
+    /// As [`SendError::Corrupt`].
+    #[error("the channel's shared state is corrupt")]
+    Corrupt,
+}

@@ -239,8 +239,8 @@ mod state;
 mod value;
 
 pub use error::{
-    ChannelError, RecvError, RecvIntoError, RecvTimeoutError, SendError, SendTimeoutError,
-    TryRecvError, TrySendError,
+    ChannelError, RecvError, RecvIntoError, RecvTimeoutError, RecvTimeoutIntoError, SendError,
+    SendTimeoutError, TryRecvError, TryRecvIntoError, TrySendError,
 };
 #[cfg(not(loom))]
 pub use inspect::ChannelSnapshot;

@@ -8,7 +8,10 @@ use super::engine::{
     Fail, Found, SideGuard, Sleep, Wait, advance, lock_if_free_or_dead, lock_side, parse, wait_on,
     wake,
 };
-use super::error::{RecvError, RecvIntoError, RecvTimeoutError, TryRecvError};
+use super::error::{
+    RecvError, RecvIntoError, RecvTimeoutError, RecvTimeoutIntoError, TryRecvError,
+    TryRecvIntoError,
+};
 use super::layout::{CLOSED, Channel, SLEEPER, pos};
 use crate::failpoint::{self, Point};
 use crate::sync::Ordering;
@@ -43,6 +46,25 @@ impl Fail {
             Fail::TooSmall { needed } => RecvIntoError::TooSmall { needed },
             Fail::Disconnected => RecvIntoError::Disconnected,
             _ => RecvIntoError::Corrupt,
+        }
+    }
+
+    pub(super) fn try_recv_into(self) -> TryRecvIntoError {
+        match self {
+            Fail::TooSmall { needed } => TryRecvIntoError::TooSmall { needed },
+            Fail::WouldBlock => TryRecvIntoError::Empty,
+            Fail::Busy | Fail::Timeout => TryRecvIntoError::Busy,
+            Fail::Disconnected => TryRecvIntoError::Disconnected,
+            _ => TryRecvIntoError::Corrupt,
+        }
+    }
+
+    pub(super) fn recv_timeout_into(self) -> RecvTimeoutIntoError {
+        match self {
+            Fail::TooSmall { needed } => RecvTimeoutIntoError::TooSmall { needed },
+            Fail::Timeout | Fail::WouldBlock | Fail::Busy => RecvTimeoutIntoError::Timeout,
+            Fail::Disconnected => RecvTimeoutIntoError::Disconnected,
+            _ => RecvTimeoutIntoError::Corrupt,
         }
     }
 }
@@ -658,13 +680,73 @@ impl Channel {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn recv_into(&self, buf: &mut [u8]) -> Result<usize, RecvIntoError> {
+        self.recv_into_inner(buf, Wait::Forever)
+            .map_err(Fail::recv_into)
+    }
+
+    /// [`recv_into`](Self::recv_into) without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`TryRecvIntoError::TooSmall`] as for [`recv_into`](Self::recv_into); otherwise as
+    /// for [`try_recv`](Self::try_recv).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{Channel, ChannelOptions, TryRecvIntoError};
+    ///
+    /// let ch = Channel::new(ChannelOptions::new(1024))?;
+    /// let mut buf = [0; 16];
+    /// assert_eq!(ch.try_recv_into(&mut buf), Err(TryRecvIntoError::Empty));
+    /// ch.send(b"hello")?;
+    /// let n = ch.try_recv_into(&mut buf)?;
+    /// assert_eq!(&buf[..n], b"hello");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_recv_into(&self, buf: &mut [u8]) -> Result<usize, TryRecvIntoError> {
+        self.recv_into_inner(buf, Wait::No)
+            .map_err(Fail::try_recv_into)
+    }
+
+    /// [`recv_into`](Self::recv_into) that gives up after `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvTimeoutIntoError::TooSmall`] as for [`recv_into`](Self::recv_into); otherwise
+    /// as for [`recv_timeout`](Self::recv_timeout).
+    pub fn recv_timeout_into(
+        &self,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> Result<usize, RecvTimeoutIntoError> {
+        self.recv_into_inner(buf, Wait::timeout(timeout))
+            .map_err(Fail::recv_timeout_into)
+    }
+
+    /// [`recv_into`](Self::recv_into) that gives up at `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`recv_timeout_into`](Self::recv_timeout_into).
+    pub fn recv_until_into(
+        &self,
+        buf: &mut [u8],
+        deadline: Instant,
+    ) -> Result<usize, RecvTimeoutIntoError> {
+        self.recv_into_inner(buf, Wait::Until(deadline))
+            .map_err(Fail::recv_timeout_into)
+    }
+
+    /// The receives into a buffer, as `wait` allows.
+    #[inline]
+    fn recv_into_inner(&self, buf: &mut [u8], wait: Wait) -> Result<usize, Fail> {
         let limit = buf.len();
-        self.recv_inner(Wait::Forever, Some(limit), |ch, at, len| {
+        self.recv_inner(wait, Some(limit), |ch, at, len| {
             // As in `copy_out`; `len <= limit = buf.len()` (`recv_inner` checked).
             ch.read_bytes(at, &mut buf[..len]);
             len
         })
-        .map_err(Fail::recv_into)
     }
 
     /// Receives one message as `wait` allows into a process-local copy and runs `f` on

@@ -5,7 +5,10 @@ use core::time::Duration;
 use std::time::Instant;
 
 use super::engine::{Fail, SideGuard, Sleep, Wait, advance, wait_on, wake};
-use super::error::{RecvError, RecvIntoError, RecvTimeoutError, TryRecvError};
+use super::error::{
+    RecvError, RecvIntoError, RecvTimeoutError, RecvTimeoutIntoError, TryRecvError,
+    TryRecvIntoError,
+};
 use super::layout::{Channel, pos};
 use super::recv::{Cursors, Peek, RECV_SPINS, Scratch};
 use crate::failpoint::{self, Point};
@@ -269,13 +272,60 @@ impl RecvSide<'_> {
     ///
     /// As for [`Channel::recv_into`].
     pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize, RecvIntoError> {
+        self.recv_into_inner(buf, Wait::Forever)
+            .map_err(Fail::recv_into)
+    }
+
+    /// [`recv_into`](Self::recv_into) without waiting, as [`Channel::try_recv_into`].
+    ///
+    /// # Errors
+    ///
+    /// As for [`Channel::try_recv_into`] (never [`TryRecvIntoError::Busy`]: the side
+    /// holds the receive lock).
+    pub fn try_recv_into(&mut self, buf: &mut [u8]) -> Result<usize, TryRecvIntoError> {
+        self.recv_into_inner(buf, Wait::No)
+            .map_err(Fail::try_recv_into)
+    }
+
+    /// [`recv_into`](Self::recv_into) that gives up after `timeout`, as
+    /// [`Channel::recv_timeout_into`].
+    ///
+    /// # Errors
+    ///
+    /// As for [`Channel::recv_timeout_into`].
+    pub fn recv_timeout_into(
+        &mut self,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> Result<usize, RecvTimeoutIntoError> {
+        self.recv_into_inner(buf, Wait::timeout(timeout))
+            .map_err(Fail::recv_timeout_into)
+    }
+
+    /// [`recv_into`](Self::recv_into) that gives up at `deadline`, as
+    /// [`Channel::recv_until_into`].
+    ///
+    /// # Errors
+    ///
+    /// As for [`Channel::recv_timeout_into`].
+    pub fn recv_until_into(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Instant,
+    ) -> Result<usize, RecvTimeoutIntoError> {
+        self.recv_into_inner(buf, Wait::Until(deadline))
+            .map_err(Fail::recv_timeout_into)
+    }
+
+    /// The receives into a buffer under the side, as `wait` allows.
+    #[inline]
+    fn recv_into_inner(&mut self, buf: &mut [u8], wait: Wait) -> Result<usize, Fail> {
         let limit = buf.len();
-        self.recv_held(Wait::Forever, Some(limit), |ch, at, len| {
+        self.recv_held(wait, Some(limit), |ch, at, len| {
             // As in `Channel::recv_into`.
             ch.read_bytes(at, &mut buf[..len]);
             len
         })
-        .map_err(Fail::recv_into)
     }
 
     /// Receives the next message and runs `f` on a process-local copy of it, as
