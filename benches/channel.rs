@@ -41,8 +41,8 @@
 //!   holds the receive side (`Channel::recv_side`, `recv_into` under it).
 //! - `channel_pingpong_<size>_2procs`: worker 0 sends `k` and waits for it to come back;
 //!   worker 1 receives each message and sends it back. One iteration is one round trip.
-//!   `shmstate_channel` blocks in `recv`; `shmstate_channel_spin` polls `try_recv` (both
-//!   sides spinning, as the cache-line floor does); `shmstate_channel_held_sides_spin`
+//!   `shmstate_channel` blocks in `recv_into`; `shmstate_channel_spin` polls
+//!   `try_recv_into` (both sides spinning, as the cache-line floor does); `shmstate_channel_held_sides_spin`
 //!   does so with each process holding the send side it sends on and the receive side it
 //!   receives from; `shmstate_channel_held_sides` holds them too, and blocks in
 //!   `RecvSide::recv_into` (which spins about 5 µs before it sleeps, far longer than a
@@ -890,7 +890,7 @@ fn memcpy_memory(c: &mut Criterion) {
 /// with a 1 MiB ring (`shmstate_channel_1MiB_ring`).
 mod channel_rows {
     use super::*;
-    use shmstate::{Channel, ChannelOptions, Region, TryRecvError};
+    use shmstate::{Channel, ChannelOptions, Region, TryRecvIntoError};
 
     /// A region for the benched channels.
     fn region() -> Region {
@@ -1074,7 +1074,7 @@ mod channel_rows {
     }
 
     /// Ping-pong: one channel each way. `shmstate_channel` blocks in `recv_into`;
-    /// `shmstate_channel_spin` polls `try_recv_with` (copying into the same buffer);
+    /// `shmstate_channel_spin` polls `try_recv_into` (into the same buffer);
     /// `shmstate_channel_held_sides_spin` does so with each process holding the send side
     /// of the channel it sends on and the receive side of the one it receives from;
     /// `shmstate_channel_held_sides` holds both and blocks in `RecvSide::recv_into`.
@@ -1100,7 +1100,7 @@ mod channel_rows {
                         |m| out.send(m).unwrap(),
                         |buf| {
                             if spin {
-                                spin_until(|| ch_copy(inn.try_recv_with(copy_into(buf))))
+                                spin_until(|| received(inn.try_recv_into(buf)))
                             } else {
                                 inn.recv_into(buf).unwrap()
                             }
@@ -1149,27 +1149,19 @@ mod channel_rows {
                     len,
                     s.2,
                     |m| tx.send(m).unwrap(),
-                    |buf| spin_until(|| ch_copy(rx.try_recv_with(copy_into(buf)))),
+                    |buf| spin_until(|| received(rx.try_recv_into(buf))),
                 );
             },
             |s| s.2.load(Ordering::Relaxed),
         );
     }
 
-    /// A closure for `try_recv_with` that copies the message into `buf` (returns its length).
-    fn copy_into(buf: &mut [u8]) -> impl FnOnce(&[u8]) -> usize + '_ {
-        |m| {
-            buf[..m.len()].copy_from_slice(m);
-            m.len()
-        }
-    }
-
-    /// A `try_recv_with` result, `None` while the channel is empty.
-    fn ch_copy(r: Result<usize, TryRecvError>) -> Option<usize> {
+    /// A `try_recv_into` result, `None` while the channel is empty.
+    fn received(r: Result<usize, TryRecvIntoError>) -> Option<usize> {
         match r {
             Ok(n) => Some(n),
-            Err(TryRecvError::Empty) => None,
-            Err(e) => panic!("try_recv_with: {e:?}"),
+            Err(TryRecvIntoError::Empty) => None,
+            Err(e) => panic!("try_recv_into: {e:?}"),
         }
     }
 
