@@ -19,7 +19,11 @@
 //! And the same for the channel's packing (a header word, then the payload, records
 //! packed back to back): `packed_ring_64B` (published by a store of `tail`) and
 //! `stamped_ring_64B` (published by a store of the record's header, carrying its
-//! position, which the consumer waits on instead of `tail`), one-way; and their round
+//! position, which the consumer waits on instead of `tail`), one-way, with
+//! `packed_ring_cas_64B` (`tail` published by a compare-exchange, as the channel's
+//! commit), `packed_ring_fenced_64B` (the consumer fences after each release and loads a
+//! wake flag, as the channel's receiver does for sleeping senders) and
+//! `packed_ring_cas_fenced_64B` (both); and their round
 //! trips, both sides spinning, through one such ring each way:
 //! `packed_ring_pingpong_8B`, `packed_ring_cas_pingpong_8B` (`tail` published by a
 //! compare-exchange, as the channel's commit) and `stamped_ring_pingpong_8B`.
@@ -471,6 +475,9 @@ fn floor(c: &mut Criterion) {
     spsc_ring::<64, { BUFFER / 64 }, true>(&mut g, "spsc_ring_cas_64B");
     packed_oneway::<TAIL_STORE>(&mut g, "packed_ring_64B", 64);
     packed_oneway::<HEADER_STORE>(&mut g, "stamped_ring_64B", 64);
+    packed_oneway::<TAIL_CAS>(&mut g, "packed_ring_cas_64B", 64);
+    packed_oneway::<{ TAIL_STORE | RELEASE_FENCE }>(&mut g, "packed_ring_fenced_64B", 64);
+    packed_oneway::<{ TAIL_CAS | RELEASE_FENCE }>(&mut g, "packed_ring_cas_fenced_64B", 64);
     packed_pingpong::<TAIL_STORE>(&mut g, "packed_ring_pingpong_8B", 8);
     packed_pingpong::<TAIL_CAS>(&mut g, "packed_ring_cas_pingpong_8B", 8);
     packed_pingpong::<HEADER_STORE>(&mut g, "stamped_ring_pingpong_8B", 8);
@@ -592,6 +599,10 @@ const PACKED_PAD: u64 = 1 << 62;
 const TAIL_STORE: u8 = 0;
 const TAIL_CAS: u8 = 1;
 const HEADER_STORE: u8 = 2;
+/// Added to a [`PackedRing`]'s `PUBLISH`: the consumer's release of each message is
+/// followed by a `SeqCst` fence and a load of a word the producer would flag if it slept
+/// (the channel's receiver wakes sleeping senders so).
+const RELEASE_FENCE: u8 = 4;
 
 /// A bare single-producer single-consumer ring packed as the channel packs its ring: each
 /// record a header word (the payload's length) and the payload in whole words, a padding
@@ -621,7 +632,7 @@ struct PackedEnd {
 }
 
 impl<const PUBLISH: u8> PackedRing<PUBLISH> {
-    const STAMPED: bool = PUBLISH == HEADER_STORE;
+    const STAMPED: bool = PUBLISH & 3 == HEADER_STORE;
 
     fn new() -> Self {
         Self {
@@ -687,14 +698,14 @@ impl<const PUBLISH: u8> PackedRing<PUBLISH> {
         }
         let from = end.pos;
         end.pos += pad + rec;
-        if PUBLISH == TAIL_CAS {
+        if PUBLISH & 3 == TAIL_CAS {
             // The only writer: the compare-exchange always succeeds; it is here for its
             // cost (a locked instruction), as the channel's.
             let cas =
                 self.tail
                     .compare_exchange(from, end.pos, Ordering::Release, Ordering::Relaxed);
             debug_assert!(cas.is_ok());
-        } else if PUBLISH == TAIL_STORE {
+        } else if PUBLISH & 3 == TAIL_STORE {
             self.tail.store(end.pos, Ordering::Release);
         }
     }
@@ -738,6 +749,11 @@ impl<const PUBLISH: u8> PackedRing<PUBLISH> {
         end.pos += 1 + len as u64 / 8;
         // Release pairs with the producer's Acquire load of `head`.
         self.head.store(end.pos, Ordering::Release);
+        if PUBLISH & RELEASE_FENCE != 0 {
+            std::sync::atomic::fence(Ordering::SeqCst);
+            // The flag a sleeping producer would set (`got`: never written meanwhile).
+            std::hint::black_box(self.got.load(Ordering::Relaxed));
+        }
         len
     }
 }

@@ -650,6 +650,10 @@ def channel_section(est, chpy):
             "(the least a channel so published reaches)", med("channel_floor_2procs", ring),
             floor, lambda s, o: o / s, "", None)
     for ring, how in (("packed_ring_64B", "a store of `tail`"),
+                      ("packed_ring_fenced_64B", "a store of `tail`, the receiver fencing"),
+                      ("packed_ring_cas_64B", "a compare-exchange of `tail`"),
+                      ("packed_ring_cas_fenced_64B",
+                       "a compare-exchange of `tail`, the receiver fencing"),
                       ("stamped_ring_64B", "a store of the record's header")):
         add(f"one-way 64B: bare packed ring's speed-up over `unix_socket`, published by "
             f"{how}", med("channel_floor_2procs", ring),
