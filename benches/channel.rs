@@ -1126,50 +1126,39 @@ mod channel_rows {
                 |s| s.2.load(Ordering::Relaxed),
             );
         }
-        concurrent(
-            g,
-            "shmstate_channel_held_sides",
-            PROCS,
-            1,
-            &(there, back, rounds),
-            |s| s.2.store(0, Ordering::Relaxed),
-            |s, i, iters| {
-                let (out, inn) = if i == 0 { (s.0, s.1) } else { (s.1, s.0) };
-                let mut tx = out.send_side().unwrap();
-                let mut rx = inn.recv_side().unwrap();
-                round_trips(
-                    i,
-                    iters,
-                    len,
-                    s.2,
-                    |m| tx.send(m).unwrap(),
-                    |buf| rx.recv_into(buf).unwrap(),
-                );
-            },
-            |s| s.2.load(Ordering::Relaxed),
-        );
-        concurrent(
-            g,
-            "shmstate_channel_held_sides_spin",
-            PROCS,
-            1,
-            &(there, back, rounds),
-            |s| s.2.store(0, Ordering::Relaxed),
-            |s, i, iters| {
-                let (out, inn) = if i == 0 { (s.0, s.1) } else { (s.1, s.0) };
-                let mut tx = out.send_side().unwrap();
-                let mut rx = inn.recv_side().unwrap();
-                round_trips(
-                    i,
-                    iters,
-                    len,
-                    s.2,
-                    |m| tx.send(m).unwrap(),
-                    |buf| spin_until(|| received(rx.try_recv_into(buf))),
-                );
-            },
-            |s| s.2.load(Ordering::Relaxed),
-        );
+        for (name, spin) in [
+            ("shmstate_channel_held_sides", false),
+            ("shmstate_channel_held_sides_spin", true),
+        ] {
+            concurrent(
+                g,
+                name,
+                PROCS,
+                1,
+                &(there, back, rounds),
+                |s| s.2.store(0, Ordering::Relaxed),
+                |s, i, iters| {
+                    let (out, inn) = if i == 0 { (s.0, s.1) } else { (s.1, s.0) };
+                    let mut tx = out.send_side().unwrap();
+                    let mut rx = inn.recv_side().unwrap();
+                    round_trips(
+                        i,
+                        iters,
+                        len,
+                        s.2,
+                        |m| tx.send(m).unwrap(),
+                        |buf| {
+                            if spin {
+                                spin_until(|| received(rx.try_recv_into(buf)))
+                            } else {
+                                rx.recv_into(buf).unwrap()
+                            }
+                        },
+                    );
+                },
+                |s| s.2.load(Ordering::Relaxed),
+            );
+        }
     }
 
     /// A `try_recv_into` result, `None` while the channel is empty.
