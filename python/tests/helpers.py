@@ -30,7 +30,11 @@ def assert_ctrl_c_interrupts(setup, wait):
     import time
 
     code = "\n".join([
-        "import sys, threading, time, shmstate",
+        "import signal, sys, threading, time, shmstate",
+        # Python installs its Ctrl-C handler only if SIGINT was not ignored when it
+        # started, and a test run started in the background of a non-interactive shell
+        # inherits SIGINT ignored: install it regardless.
+        "signal.signal(signal.SIGINT, signal.default_int_handler)",
         setup,
         "try:",
         '    print("ready", flush=True)',
