@@ -750,6 +750,48 @@ fn a_full_sender_repairs_an_unreleased_claim_of_the_last_message() {
     assert_eq!(out, [2; 56]);
 }
 
+/// Two receivers die holding claims while one send waits for room, the second after the
+/// send repaired the first's: a waiting send repairs each (the first repair alone does
+/// not make room), blocking or timed.
+#[test]
+fn a_waiting_sender_repairs_every_claim_left_by_receivers_that_die_while_it_waits() {
+    watchdog(LIMIT);
+    for timed in [true, false] {
+        let ch = tight();
+        // Three 24-byte messages: records of 32 bytes at [0, 96); 32 bytes free.
+        for i in 0..3u8 {
+            ch.send(&[i; 24]).unwrap();
+        }
+        let (words, _) = ch.hostile_words();
+        std::thread::scope(|s| {
+            // A 56-byte record (64 bytes) needs 32 bytes of padding at 96: room for it
+            // comes only once both of the first two records are released.
+            let sender = s.spawn(|| {
+                if timed {
+                    ch.send_timeout(&[9; 56], Duration::from_secs(10))
+                } else {
+                    ch.send(&[9; 56]).map_err(|_| SendTimeoutError::Corrupt)
+                }
+            });
+            // words[5] is `head`: as a receiver killed after claiming the first record
+            // leaves it (the receive lock free, as after a dead holder's recovery).
+            words[5].store(1 << 32 | 32, Ordering::Relaxed);
+            while ch.lost() < 1 {
+                std::thread::yield_now();
+            }
+            // Another receiver claims the second record and dies too.
+            words[5].store(2 << 32 | 64, Ordering::Relaxed);
+            assert_eq!(sender.join().unwrap(), Ok(()));
+        });
+        assert_eq!(ch.lost(), 2);
+        let mut out = Vec::new();
+        assert_eq!(ch.try_recv(&mut out), Ok(24));
+        assert_eq!(out, [2; 24]);
+        assert_eq!(ch.try_recv(&mut out), Ok(56));
+        assert_eq!(out, [9; 56]);
+    }
+}
+
 /// Likewise, a receiver that waits for a message and finds such a claim repairs it.
 #[test]
 fn a_waiting_receiver_repairs_an_unreleased_claim_of_the_last_message() {

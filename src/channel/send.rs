@@ -328,6 +328,8 @@ struct RoomWait {
     stuck: Option<u32>,
     /// Whether this call repaired a dead receiver's claim already.
     repaired: bool,
+    /// Whether this call waited since its last repair (or since it began).
+    waited: bool,
 }
 
 impl RoomWait {
@@ -336,6 +338,7 @@ impl RoomWait {
             sleep: Sleep::new(),
             stuck: None,
             repaired: false,
+            waited: false,
         }
     }
 }
@@ -611,13 +614,17 @@ impl Channel {
         let f = pos(h.free.free.load(Ordering::Relaxed));
         let stalled = w.stuck == Some(f);
         w.stuck = Some(f);
-        // One repair per call: a peer that keeps rewriting `free` cannot keep a `try_`
-        // or timed send looping in repairs.
-        if !w.repaired
+        // A `try_` send repairs once; a waiting one again after each wait since its last
+        // repair (a second receiver may have died holding a claim while it waited). Each
+        // repair of a waiting send follows a wait, which keeps its deadline, so a peer
+        // that keeps rewriting `free` cannot keep any send looping in repairs.
+        let may_repair = !w.repaired || (w.waited && !matches!(wait, Wait::No));
+        if may_repair
             && (matches!(wait, Wait::No) || (w.sleep.started() && stalled))
             && self.repair_dead_claim(wait)?
         {
             w.repaired = true;
+            w.waited = false;
             return Ok(());
         }
         let room = || {
@@ -638,6 +645,7 @@ impl Channel {
             room,
             room,
         );
+        w.waited = true;
         // The look is bounded by the passed deadline: it takes the receive lock only if
         // it is free, or after one probe finds its holder dead.
         if matches!(waited, Err(Fail::Timeout)) && !w.repaired && self.repair_dead_claim(wait)? {
