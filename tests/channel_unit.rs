@@ -792,6 +792,70 @@ fn a_waiting_sender_repairs_every_claim_left_by_receivers_that_die_while_it_wait
     }
 }
 
+/// A peer that keeps writing a claim into the shared words (as if receivers kept dying
+/// holding one) cannot keep a send repairing: a timed send returns by its deadline, a
+/// `try_` send at once, having released at most one claim.
+#[test]
+fn a_peer_rewriting_claims_cannot_keep_a_send_repairing() {
+    watchdog(LIMIT);
+    let filled = || {
+        let ch = tight();
+        for i in 0..3u8 {
+            ch.send(&[i; 24]).unwrap();
+        }
+        ch
+    };
+    let hostile = |ch: &Channel, f: &mut dyn FnMut()| {
+        let stop = AtomicBool::new(false);
+        let started = AtomicBool::new(false);
+        let (words, _) = ch.hostile_words();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut k: u64 = 1;
+                // Relaxed: hostile stores; the flags order nothing.
+                while !stop.load(Ordering::Relaxed) {
+                    // words[8] is `free`, words[5] `head`: a claim of [0, 32), again.
+                    words[8].store(0, Ordering::Relaxed);
+                    words[5].store(k << 32 | 32, Ordering::Relaxed);
+                    started.store(true, Ordering::Relaxed);
+                    k += 1;
+                    std::hint::spin_loop();
+                }
+            });
+            while !started.load(Ordering::Relaxed) {
+                std::thread::yield_now();
+            }
+            f();
+            stop.store(true, Ordering::Relaxed);
+        });
+    };
+    for ms in [0, 5, 50] {
+        let ch = filled();
+        let d = Duration::from_millis(ms);
+        hostile(&ch, &mut || {
+            let t0 = Instant::now();
+            let r = ch.send_timeout(&[9; 56], d);
+            assert!(
+                matches!(r, Ok(()) | Err(SendTimeoutError::Timeout)),
+                "{r:?}"
+            );
+            // Bounded: the deadline, plus a margin for a loaded machine.
+            assert!(
+                t0.elapsed() < d + Duration::from_secs(1),
+                "took {:?}",
+                t0.elapsed()
+            );
+        });
+        let ch = filled();
+        hostile(&ch, &mut || {
+            let before = ch.lost();
+            let r = ch.try_send(&[9; 56]);
+            assert!(matches!(r, Ok(()) | Err(TrySendError::Full)), "{r:?}");
+            assert!(ch.lost() - before <= 1);
+        });
+    }
+}
+
 /// Likewise, a receiver that waits for a message and finds such a claim repairs it.
 #[test]
 fn a_waiting_receiver_repairs_an_unreleased_claim_of_the_last_message() {

@@ -330,6 +330,8 @@ struct RoomWait {
     repaired: bool,
     /// Whether this call waited since its last repair (or since it began).
     waited: bool,
+    /// Whether this call looked for a dead claim at its deadline.
+    deadline_looked: bool,
 }
 
 impl RoomWait {
@@ -339,6 +341,7 @@ impl RoomWait {
             stuck: None,
             repaired: false,
             waited: false,
+            deadline_looked: false,
         }
     }
 }
@@ -646,11 +649,17 @@ impl Channel {
             room,
         );
         w.waited = true;
-        // The look is bounded by the passed deadline: it takes the receive lock only if
-        // it is free, or after one probe finds its holder dead.
-        if matches!(waited, Err(Fail::Timeout)) && !w.repaired && self.repair_dead_claim(wait)? {
-            w.repaired = true;
-            return Ok(());
+        // One look at the deadline per call, whatever was repaired before (a claim left
+        // since the last repair is released). The look is bounded by the passed deadline:
+        // it takes the receive lock only if it is free, or after one probe finds its
+        // holder dead.
+        if matches!(waited, Err(Fail::Timeout)) && !w.deadline_looked {
+            w.deadline_looked = true;
+            if self.repair_dead_claim(wait)? {
+                w.repaired = true;
+                w.waited = false;
+                return Ok(());
+            }
         }
         waited
     }
