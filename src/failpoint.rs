@@ -79,11 +79,21 @@ pub enum Point {
     RegionScanPruned,
     /// Region handle drop: its table word is released, the removal not yet begun.
     RegionReleased,
-    /// `Channel` send: the record (payload and headers) is written past `tail`, `tail`
-    /// not yet stored (nothing published).
+    /// `Channel` send: the payload is written past `tail`, the word after the record
+    /// zeroed and `pending` stored; `tail` not yet moved (nothing committed).
     ChannelSendWritten,
-    /// `Channel` send: `tail` is stored (published), the send lock not yet released.
+    /// `Channel` send: `tail` is moved past the record (committed), its header not yet
+    /// stored (not yet published).
+    ChannelSendCommitted,
+    /// `Channel` send: the record's header is stored (published), the send lock not yet
+    /// released.
     ChannelSendPublished,
+    /// `Channel` repair of a record whose sender died before its header: on a wrap, the
+    /// `SKIP` record at offset 0 is stored, the padding before it not yet.
+    ChannelSkipWritten,
+    /// `Channel` repair of a record whose sender died before its header: the `SKIP` is
+    /// published, the message not yet counted in `lost`.
+    ChannelSkipPublished,
     /// `Channel` receive: `head` is stored past the message (claimed), the message not
     /// yet read and `free` not yet stored.
     ChannelRecvClaimed,

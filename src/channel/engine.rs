@@ -6,7 +6,8 @@
 use std::time::Instant;
 
 use super::layout::{
-    Channel, SENT_MASK, TAG_MESSAGE, TAG_PAD, WAITING, count, cursor, pos, record, record_size,
+    Channel, SENT_MASK, TAG_MESSAGE, TAG_PAD, TAG_SKIP, WAITING, count, cursor, pos, record,
+    record_size,
 };
 use crate::futex;
 use crate::lock::{Acquired, RawMutex};
@@ -393,7 +394,8 @@ pub(crate) enum Room {
 }
 
 /// Whether a record of a `len`-byte message (reserved length) fits between `tail` and
-/// `free + cap`, and where it goes.
+/// `free + cap` with the 8 bytes of slack after it (the word the sender zeroes for the
+/// next record's header, which must be free space too), and where it goes.
 #[inline]
 pub(crate) fn plan(cap: u32, tail: u32, free: u32, len: usize) -> Room {
     let used = tail.wrapping_sub(free);
@@ -404,7 +406,7 @@ pub(crate) fn plan(cap: u32, tail: u32, free: u32, len: usize) -> Room {
     let rec = record_size(len) as u32;
     let off = tail & (cap - 1);
     let pad = if off + rec > cap { cap - off } else { 0 };
-    if pad + rec > cap - used {
+    if pad + rec + 8 > cap - used {
         return Room::Full;
     }
     Room::Fits(if pad > 0 {
@@ -420,7 +422,7 @@ pub(crate) fn plan(cap: u32, tail: u32, free: u32, len: usize) -> Room {
     })
 }
 
-/// A published message found at `head` ([`parse`]).
+/// A published record found at `head` ([`parse`]).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Found {
     /// Ring offset of the payload.
@@ -429,36 +431,43 @@ pub(crate) struct Found {
     pub(crate) len: u32,
     /// The position after the record (and any padding before it): the new `head`.
     pub(crate) end: u32,
+    /// A `SKIP` record (the repair of a dead sender's record): no message, step over it.
+    pub(crate) skip: bool,
 }
 
-/// Reads and validates the record at `head`, with `tail` published past it and `max` the
-/// largest message. `None` if the bytes are not a valid record (a corrupt channel).
+/// Reads and validates the record at `head`, whose header word `first` the caller loaded
+/// (Acquire: nonzero, so published), with `bound` the position records may not reach
+/// past (`free + cap`) and `max` the largest message. `None` if the bytes are not a valid
+/// record (a corrupt channel).
 #[inline]
-pub(crate) fn parse(ch: &Channel, head: u32, tail: u32, max: u32) -> Option<Found> {
+pub(crate) fn parse(ch: &Channel, head: u32, first: u64, bound: u32, max: u32) -> Option<Found> {
     let cap = ch.cap();
-    let avail = tail.wrapping_sub(head);
+    let avail = bound.wrapping_sub(head);
     let mut off = head & (cap - 1);
-    // Relaxed: the Acquire load of `tail` that published this record ordered the
-    // sender's stores of it before this load.
-    let mut w = ch.word_at(off).load(Ordering::Relaxed);
+    let mut w = first;
     let mut skipped = 0;
     if count(w) == TAG_PAD {
         if pos(w) != 0 {
             return None;
         }
         skipped = cap - off;
-        // A padding record is always followed by a message in the same publish.
+        // A padding record is always followed by a record in the same commit.
         if skipped >= avail {
             return None;
         }
         off = 0;
-        // Relaxed: as above.
+        // Relaxed: the sender stored this header before the padding's (Release), whose
+        // Acquire load by the caller orders it before this load.
         w = ch.word_at(0).load(Ordering::Relaxed);
     }
     let len = pos(w);
-    if count(w) != TAG_MESSAGE || len > max {
-        return None;
-    }
+    let skip = match count(w) {
+        TAG_MESSAGE if len <= max => false,
+        // A `SKIP` covers a message's whole record: its length is a record's less the
+        // header, so a multiple of 8, at most the largest message's rounded up.
+        TAG_SKIP if len.is_multiple_of(8) && len as usize <= record_size(max as usize) - 8 => true,
+        _ => return None,
+    };
     let rec = record_size(len as usize) as u32;
     if off + rec > cap || skipped + rec > avail {
         return None;
@@ -467,6 +476,7 @@ pub(crate) fn parse(ch: &Channel, head: u32, tail: u32, max: u32) -> Option<Foun
         at: off + 8,
         len,
         end: head.wrapping_add(skipped + rec),
+        skip,
     })
 }
 
@@ -478,6 +488,12 @@ pub(crate) const fn message_header(len: u32) -> u64 {
 
 /// The header word of a padding record.
 pub(crate) const PAD_HEADER: u64 = record(TAG_PAD, 0);
+
+/// The header word of a `SKIP` record of `rec` bytes (its header included).
+#[inline]
+pub(crate) const fn skip_header(rec: u32) -> u64 {
+    record(TAG_SKIP, rec - 8)
+}
 
 /// The next `head` word after `w`: position `p`, count one more.
 #[inline]

@@ -10,7 +10,7 @@ use super::options::{ChannelOptions, RECORD_HEADER, largest_message};
 use crate::lock::RawMutex;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
-/// The high half of the config word `shape`: "CHN" and the format version 2. A word with
+/// The high half of the config word `shape`: "CHN" and the format version 3. A word with
 /// another high half is not a channel header of this format (never initialised,
 /// overwritten, or made by a build that speaks another version: every operation on it
 /// reports `Corrupt`).
@@ -19,13 +19,22 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 ///   each commit.
 /// - 2: receivers that sleep also set `SLEEPER` (bit 62) in `tail`, which a commit's
 ///   compare-exchange sees; the message count in `tail` is 30 bits.
-pub(crate) const MAGIC: u32 = 0x4348_4E02;
+/// - 3: each record is published by the Release store of its own header word, after the
+///   compare-exchange of `tail` (receivers poll the header at `head`, not `tail`); the
+///   word at `tail` is 0 until then (senders keep 8 bytes of slack for it); a sender
+///   stores `pending` before its commit, and a `SKIP` record replaces a record whose
+///   sender died between its commit and its header.
+pub(crate) const MAGIC: u32 = 0x4348_4E03;
 
 /// A record's kind, in the high half of its header word: a message.
 pub(crate) const TAG_MESSAGE: u32 = 0x4D53_4721;
 /// A record's kind: padding up to the ring's end (its length half is 0). The record after
 /// it starts at offset 0.
 pub(crate) const TAG_PAD: u32 = 0x5041_4421;
+/// A record's kind: bytes to step over (its length half is their length, less the
+/// header), written by the repair in place of a record whose sender died between its
+/// commit and the store of its header. Receivers deliver nothing for it.
+pub(crate) const TAG_SKIP: u32 = 0x534B_4921;
 
 /// The closed bit of the `tail` word (its top bit: the message count is 30 bits). Set by
 /// `close`, once; a commit publishes only while it is clear.
@@ -95,7 +104,12 @@ pub(crate) struct TailLine {
     /// The last `free` position a sender read: senders check room against it and read
     /// `free` (another line) only when it says the ring is full.
     pub(crate) free_cache: AtomicU64,
-    _fill: Fill<6>,
+    /// `from << 32 | to`: the positions of the record (with any padding before it) the
+    /// send-lock holder is committing, stored before its compare-exchange of `tail`, so
+    /// that whoever takes the lock from it if it dies before the record's header is
+    /// stored can find the record and replace it with a `SKIP` record.
+    pub(crate) pending: AtomicU64,
+    _fill: Fill<5>,
 }
 
 /// Line 4, the receivers' line (written under the receive lock).
@@ -104,12 +118,10 @@ pub(crate) struct HeadLine {
     /// `taken << 32 | head`: `head` is the position up to which messages are claimed by
     /// receivers; `taken` counts claimed messages (wrapping).
     pub(crate) head: AtomicU64,
-    /// The last `tail` a receiver read: receivers read `tail` (the senders' line) only
-    /// when they have caught up with it.
-    pub(crate) tail_cache: AtomicU64,
-    /// Messages lost with receivers killed between claim and release.
+    /// Messages lost: claimed by receivers killed before they released them, or committed
+    /// by senders killed before they stored the record's header (replaced by a `SKIP`).
     pub(crate) lost: AtomicU64,
-    _fill: Fill<5>,
+    _fill: Fill<6>,
 }
 
 /// Line 5: `free`, written by receivers after each message, read by senders only when
@@ -176,12 +188,12 @@ impl Header {
             tail: TailLine {
                 tail: AtomicU64::new(0),
                 free_cache: AtomicU64::new(0),
+                pending: AtomicU64::new(0),
                 _fill: Fill::new(),
             },
             recv: lock(),
             head: HeadLine {
                 head: AtomicU64::new(0),
-                tail_cache: AtomicU64::new(0),
                 lost: AtomicU64::new(0),
                 _fill: Fill::new(),
             },
@@ -558,7 +570,7 @@ impl Channel {
     /// header and the ring, and the `u32` lock and wake words. Not part of the API.
     ///
     /// The `u64` words, in order: 0 `shape`, 1 `capacity`, 2 `closed`, 3 `tail`,
-    /// 4 `free_cache`, 5 `head`, 6 `tail_cache`, 7 `lost`, 8 `free`, then the ring's
+    /// 4 `free_cache`, 5 `head`, 6 `pending`, 7 `lost`, 8 `free`, then the ring's
     /// words from offset 0. The `u32` words: the send lock, the receive lock,
     /// `recv_wake`, `send_wake`.
     #[cfg(any(test, feature = "test-hooks"))]
@@ -572,7 +584,7 @@ impl Channel {
             &h.tail.tail,
             &h.tail.free_cache,
             &h.head.head,
-            &h.head.tail_cache,
+            &h.tail.pending,
             &h.head.lost,
             &h.free.free,
         ];

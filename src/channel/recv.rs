@@ -8,6 +8,7 @@ use super::engine::{
     Fail, Found, SideGuard, Sleep, Wait, advance, lock_if_free_or_dead, lock_side, parse, wait_on,
     wake,
 };
+use crate::sync::spin_loop;
 use super::error::{
     RecvError, RecvIntoError, RecvTimeoutError, RecvTimeoutIntoError, TryRecvError,
     TryRecvIntoError,
@@ -109,12 +110,15 @@ pub(super) struct Cursors {
 /// What [`Channel::peek`] saw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Peek {
-    /// A message looks published past `head`.
+    /// A record looks published at `head` (its header word is not 0).
     Message,
     /// None is, and none will be: the channel is closed and empty.
     Closed,
     /// None is, yet.
     Empty,
+    /// None is, but `tail` is past `head`: a sender committed a record and has not stored
+    /// its header yet (it is about to, or it was stopped or killed in between).
+    InFlight,
 }
 
 impl Peek {
@@ -125,17 +129,18 @@ impl Peek {
     pub(super) fn ends_drain(self, max: usize) -> Option<Result<usize, TryRecvError>> {
         match self {
             Peek::Closed => Some(Err(TryRecvError::Disconnected)),
-            Peek::Empty => Some(Ok(0)),
+            Peek::Empty | Peek::InFlight => Some(Ok(0)),
             Peek::Message if max == 0 => Some(Ok(0)),
             Peek::Message => None,
         }
     }
 
-    /// What a `tail` word `t` says to a receiver at position `head`.
+    /// What a `tail` word `t` says to a receiver at position `head` that found no header
+    /// there.
     #[inline]
     fn of(t: u64, head: u32) -> Peek {
         if pos(t) != head {
-            Peek::Message
+            Peek::InFlight
         } else if t & CLOSED != 0 {
             Peek::Closed
         } else {
@@ -155,6 +160,12 @@ impl Peek {
 /// some runs stay slow and lose 10-15%). A receiver that does sleep has spent about 5 µs
 /// of CPU first, instead of 2.5 µs.
 pub(super) const RECV_SPINS: u32 = 2 * crate::wait::SPIN_LIMIT;
+
+/// How many looks (each a pause and a load) a receiver that found a record committed
+/// without its header gives its sender to store it, before it probes the sender (or
+/// sleeps): the header is one store after the commit, so this is only for a sender
+/// preempted there.
+const HEADER_SPINS: u32 = crate::wait::SPIN_LIMIT / 4;
 
 /// Messages up to this long are copied to the stack for the closure forms.
 const SMALL: usize = 256;
@@ -311,28 +322,22 @@ impl Channel {
     #[inline]
     pub(super) fn lock_recv(&self, wait: Wait) -> Result<(SideGuard<'_>, Cursors), Fail> {
         let (guard, died) = lock_side(&self.header.recv.lock, wait)?;
-        let (_, cursors) = self.recv_locked(died)?;
+        let (_, cursors) = self.recv_locked()?;
         if died {
             guard.repaired();
         }
         Ok((guard, cursors))
     }
 
-    /// Under the receive lock, just taken (`died`: from a dead holder): the repair.
-    /// Whether it repaired a claim, and the cursors after it.
+    /// Under the receive lock, just taken: the repair of a dead receiver's claim. Whether
+    /// it repaired one, and the cursors after it.
     #[inline]
-    fn recv_locked(&self, died: bool) -> Result<(bool, Cursors), Fail> {
+    fn recv_locked(&self) -> Result<(bool, Cursors), Fail> {
         let h = &self.header;
         // Acquire: pairs with the Release stores of `head` and `free` by earlier holders,
         // a dead one included (it never unlocked).
         let head = h.head.head.load(Ordering::Acquire);
         let free = h.free.free.load(Ordering::Acquire);
-        if died {
-            // Its `tail_cache` came from a load we are not ordered after (it never
-            // unlocked): make the next look read `tail` itself. Relaxed: read under
-            // this lock.
-            h.head.tail_cache.store(head, Ordering::Relaxed);
-        }
         if pos(head) != pos(free) {
             self.repair_claim(head, free)?;
             // The repair released the claim: `free` is `head` now.
@@ -371,7 +376,7 @@ impl Channel {
         let Some((guard, died)) = lock_if_free_or_dead(&h.recv.lock, wait) else {
             return Ok(false);
         };
-        let (repaired, _) = self.recv_locked(died)?;
+        let (repaired, _) = self.recv_locked()?;
         if died {
             guard.repaired();
         }
@@ -391,18 +396,38 @@ impl Channel {
         {
             return Err(Fail::Corrupt);
         }
+        // A receiver killed while it stepped over a `SKIP` record (between its stores of
+        // `head` and `free`) lost no message: the repair that wrote the `SKIP` counted it.
+        let skipped = self.is_skip(head, free);
         // Release the space first, then count: a repairer killed between leaves the
         // message uncounted, never counted twice (the next holder finds `head == free`).
         // Release: as in `Claim::drop`.
         h.free.free.store(u64::from(head), Ordering::Release);
         failpoint::hit(Point::ChannelRepairFreed);
-        // Relaxed: a statistic, read as a snapshot.
-        h.head.lost.fetch_add(1, Ordering::Relaxed);
+        if !skipped {
+            // Relaxed: a statistic, read as a snapshot.
+            h.head.lost.fetch_add(1, Ordering::Relaxed);
+        }
         super::engine::wake_all(&h.wake.send_wake);
         Ok(())
     }
 
-    /// Whether a message looks published past `head`, or the channel is closed and
+    /// Under the receive lock, at a claim left by a dead receiver (`free != head`):
+    /// whether the claimed bytes `[free, head)` are one `SKIP` record (with any padding
+    /// before it), which the dead receiver was stepping over.
+    #[cold]
+    fn is_skip(&self, head: u32, free: u32) -> bool {
+        let cap = self.cap();
+        // Relaxed: the claim's record was published before the dead receiver's Acquire
+        // load of its header, which is ordered before its Release store of `head`, which
+        // our Acquire load of `head` read; nobody writes claimed bytes.
+        let first = self.word_at(free & (cap - 1)).load(Ordering::Relaxed);
+        // `max` as large as a record can be: only a `SKIP` record's span matters here.
+        let max = super::options::largest_message(cap as usize) as u32;
+        parse(self, free, first, head, max).is_some_and(|f| f.skip && f.end == head)
+    }
+
+    /// Whether a message looks published at `head`, or the channel is closed and
     /// empty (snapshots, for waits and the lock-free emptiness check).
     ///
     /// `Closed` comes from one load of `tail`: its `CLOSED` bit set and its position at
@@ -421,42 +446,82 @@ impl Channel {
     /// at a position it is not at).
     #[inline]
     pub(super) fn peek_at(&self, head: u32) -> Peek {
-        let h = &self.header;
-        // Relaxed: a snapshot on the receivers' own line; the check under the lock decides.
-        if pos(h.head.tail_cache.load(Ordering::Relaxed)) != head {
-            // Messages known to be published already: no read of the senders' line.
+        if self.has_header(head) {
             return Peek::Message;
         }
-        // Relaxed, and the value unused: a touch of the line the next record's header
-        // will be written to, so that while this receiver waits it keeps the line, and
-        // the look that finds a message moved it here together with `tail` (two misses
-        // at once) rather than after it.
-        let _ = self
-            .word_at(head & (self.cap() - 1))
-            .load(Ordering::Relaxed);
-        // Acquire: pairs with the senders' Release compare-exchange of `tail` (for a
-        // caller that then takes the lock, the lock orders anyway).
-        let t = h.tail.tail.load(Ordering::Acquire);
+        // Acquire: pairs with the senders' Release compare-exchange of `tail` (and with
+        // `close`'s read-modify-write).
+        let t = self.header.tail.tail.load(Ordering::Acquire);
         Peek::of(t, head)
     }
 
-    /// [`peek`](Self::peek) through a read-modify-write of `tail` that sets `SLEEPER`: for
-    /// a receiver about to sleep (after its `WAITING` flag), so that the next commit sees
-    /// the bit and wakes it, or this look sees the commit (see `wait_on`).
+    /// Whether the record at `head` is published: its header word is not 0. The only
+    /// load a waiting receiver makes: it reads no line a sender writes per message other
+    /// than the one the sender's next record goes to.
+    #[inline]
+    pub(super) fn has_header(&self, head: u32) -> bool {
+        // Acquire: pairs with the sender's Release store of the header: the record's
+        // payload (and the zeroed word after it) happen before the receiver's reads.
+        self.word_at(head & (self.cap() - 1))
+            .load(Ordering::Acquire)
+            != 0
+    }
+
+    /// A receiver at `head` found a record committed without its header
+    /// ([`Peek::InFlight`]): gives its sender a brief spin to store it (it is one store
+    /// away), then, if it is still missing, repairs it if the sender died
+    /// ([`repair_dead_sender`](Self::repair_dead_sender)). Whether the header is there
+    /// now.
     #[cold]
-    pub(super) fn register_sleeper(&self) -> Peek {
+    pub(super) fn await_header(&self, head: u32, wait: Wait) -> bool {
+        for _ in 0..HEADER_SPINS {
+            if self.has_header(head) {
+                return true;
+            }
+            spin_loop();
+        }
+        self.repair_dead_sender(wait);
+        self.has_header(head)
+    }
+
+    /// For a receiver about to sleep (after its `WAITING` flag): a read-modify-write of
+    /// `tail` that sets `SLEEPER`, so that the next commit sees the bit and wakes it, or
+    /// this look sees the commit (see `wait_on`). Whether to look again instead of
+    /// sleeping: a record is published, or the channel closed and empty. A record
+    /// committed before the bit but without its header yet gets a brief spin; if its
+    /// header does not come, the receiver sleeps one slice (its sender will not wake it:
+    /// it saw no `SLEEPER`), and then looks for a dead sender.
+    #[cold]
+    pub(super) fn register_sleeper(&self) -> bool {
         let t = self.set_sleeper();
         // Relaxed: a snapshot on the receivers' own line; a stale (smaller) `head` only
-        // reads as a message, and the check under the lock decides.
+        // reads as a record, and the check under the lock decides.
         let head = pos(self.header.head.head.load(Ordering::Relaxed));
-        Peek::of(t, head)
+        self.settle(t, head)
     }
 
     /// [`register_sleeper`](Self::register_sleeper) for a receiver at position `head` (a
     /// held receive side's own, as for [`peek_at`](Self::peek_at)).
     #[cold]
-    pub(super) fn register_sleeper_at(&self, head: u32) -> Peek {
-        Peek::of(self.set_sleeper(), head)
+    pub(super) fn register_sleeper_at(&self, head: u32) -> bool {
+        let t = self.set_sleeper();
+        self.settle(t, head)
+    }
+
+    /// What a registered sleeper at `head` does, given the `tail` word `t` its
+    /// registration replaced ([`register_sleeper`](Self::register_sleeper)).
+    fn settle(&self, t: u64, head: u32) -> bool {
+        if self.has_header(head) {
+            return true;
+        }
+        match Peek::of(t, head) {
+            Peek::Closed | Peek::Message => true,
+            Peek::Empty => false,
+            Peek::InFlight => (0..HEADER_SPINS).any(|_| {
+                spin_loop();
+                self.has_header(head)
+            }),
+        }
     }
 
     /// Sets `SLEEPER` in `tail`; the word it replaced.
@@ -467,36 +532,57 @@ impl Channel {
         self.header.tail.tail.fetch_or(SLEEPER, Ordering::AcqRel)
     }
 
-    /// Under the receive lock, with the cursors as this holder left them (`c`): the
-    /// message at `head`, `Ok(None)` if none is published, `Err(Corrupt)` if the cursors
-    /// or the record are invalid.
+    /// Under the receive lock, with the cursors as this holder left them (`c`, kept up to
+    /// date): the message at `head`, `Ok(None)` if none is published, `Err(Corrupt)` if
+    /// the cursors or the record are invalid. Steps over `SKIP` records (each claimed and
+    /// released at once, and senders woken), at most a ring's worth per call.
     #[inline]
-    pub(super) fn next_message(&self, c: Cursors, max: u32) -> Result<Option<(u64, Found)>, Fail> {
+    pub(super) fn next_message(
+        &self,
+        c: &mut Cursors,
+        max: u32,
+    ) -> Result<Option<(u64, Found)>, Fail> {
+        let cap = self.cap();
+        let mut budget = cap;
+        loop {
+            let Cursors { head, free } = *c;
+            if !pos(head).is_multiple_of(8) || pos(head).wrapping_sub(free) > cap {
+                return Err(Fail::Corrupt);
+            }
+            // Acquire: as in `has_header`.
+            let first = self
+                .word_at(pos(head) & (cap - 1))
+                .load(Ordering::Acquire);
+            if first == 0 {
+                return Ok(None);
+            }
+            // Records lie below `free + cap` (a sender's room).
+            let found = parse(self, pos(head), first, free.wrapping_add(cap), max)
+                .ok_or(Fail::Corrupt)?;
+            if !found.skip {
+                return Ok(Some((head, found)));
+            }
+            budget = budget
+                .checked_sub(found.end.wrapping_sub(pos(head)))
+                .ok_or(Fail::Corrupt)?;
+            self.step_over(c, head, found.end);
+        }
+    }
+
+    /// Under the receive lock: claims and releases at once the `SKIP` record at `head`
+    /// that ends at `end`, and wakes senders (its space is free).
+    #[cold]
+    fn step_over(&self, c: &mut Cursors, head: u64, end: u32) {
         let h = &self.header;
-        let Cursors { head, free } = c;
-        // Relaxed: written under this lock; a stale value is only conservative.
-        let mut tail = pos(h.head.tail_cache.load(Ordering::Relaxed));
-        let fits = |tail: u32| {
-            let used = tail.wrapping_sub(free);
-            used <= self.cap() && pos(head).wrapping_sub(free) <= used
+        // Release: as a claim in `recv_inner`.
+        h.head.head.store(advance(head, end), Ordering::Release);
+        failpoint::hit(Point::ChannelRecvClaimed);
+        self.release_claim(end);
+        *c = Cursors {
+            head: advance(head, end),
+            free: end,
         };
-        if tail == pos(head) || !fits(tail) {
-            // Acquire: pairs with the senders' Release compare-exchange of `tail`.
-            let t = h.tail.tail.load(Ordering::Acquire);
-            // Relaxed: read under this lock by the next receiver.
-            h.head.tail_cache.store(t, Ordering::Relaxed);
-            tail = pos(t);
-        }
-        if !fits(tail) || !pos(head).is_multiple_of(8) || !tail.is_multiple_of(8) {
-            return Err(Fail::Corrupt);
-        }
-        if tail == pos(head) {
-            return Ok(None);
-        }
-        match parse(self, pos(head), tail, max) {
-            Some(found) => Ok(Some((head, found))),
-            None => Err(Fail::Corrupt),
-        }
+        wake(&h.wake.send_wake);
     }
 
     /// Receives one message as `wait` allows: claims it, then runs `take` on its ring
@@ -512,12 +598,13 @@ impl Channel {
         let max = self.max_message().ok_or(Fail::Corrupt)?;
         let h = &self.header;
         let mut sleep = Sleep::new();
+        let mut awaited = false;
         loop {
             // Empty at a glance: no lock, no write to a shared line.
             let mut look = self.peek();
             if look == Peek::Message {
-                let (guard, cursors) = self.lock_recv(wait)?;
-                if let Some((head, found)) = self.next_message(cursors, max)? {
+                let (guard, mut cursors) = self.lock_recv(wait)?;
+                if let Some((head, found)) = self.next_message(&mut cursors, max)? {
                     if let Some(l) = limit
                         && found.len as usize > l
                     {
@@ -543,21 +630,39 @@ impl Channel {
                 drop(guard);
                 look = self.peek();
             }
-            if look == Peek::Closed {
-                return Err(Fail::Disconnected);
+            match look {
+                Peek::Closed => return Err(Fail::Disconnected),
+                // A `try_` call gives a record committed without its header one chance
+                // (a brief spin, then the repair if its sender died), then reports
+                // `Empty`: once per call, so that a peer flipping the header cannot keep
+                // it looping.
+                Peek::InFlight if matches!(wait, Wait::No) && !awaited => {
+                    awaited = true;
+                    // Relaxed: as in `peek`.
+                    if self.await_header(pos(h.head.head.load(Ordering::Relaxed)), wait) {
+                        continue;
+                    }
+                }
+                _ => {}
             }
             if sleep.started() {
                 // Waited once already and still no message: a receiver that died holding
                 // a claim of the last message would keep its space forever.
                 self.repair_dead_claim(wait)?;
+                // And a sender that died between its commit and its header would keep
+                // every receiver waiting for the header.
+                if look == Peek::InFlight {
+                    self.repair_dead_sender(wait);
+                }
             }
             wait_on(
                 &h.wake.recv_wake,
                 wait,
                 &mut sleep,
                 RECV_SPINS,
-                || self.peek() != Peek::Empty,
-                || self.register_sleeper() != Peek::Empty,
+                // Relaxed: as in `peek`.
+                || self.has_header(pos(h.head.head.load(Ordering::Relaxed))),
+                || self.register_sleeper(),
             )?;
         }
     }
@@ -869,7 +974,14 @@ impl Channel {
     /// ```
     pub fn drain(&self, max: usize, f: impl FnMut(&[u8])) -> Result<usize, TryRecvError> {
         let max_len = self.max_message().ok_or(TryRecvError::Corrupt)?;
-        if let Some(done) = self.peek().ends_drain(max) {
+        let mut look = self.peek();
+        if look == Peek::InFlight {
+            // As a `try_recv`: one chance for a record committed without its header.
+            // Relaxed: as in `peek`.
+            self.await_header(pos(self.header.head.head.load(Ordering::Relaxed)), Wait::No);
+            look = self.peek();
+        }
+        if let Some(done) = look.ends_drain(max) {
             return done;
         }
         let (guard, mut cursors) = self.lock_recv(Wait::No).map_err(Fail::try_recv)?;
@@ -899,7 +1011,7 @@ impl Channel {
         let mut n = 0;
         let mut result = Ok(());
         while n < max {
-            let (head, found) = match self.next_message(*cursors, max_len) {
+            let (head, found) = match self.next_message(cursors, max_len) {
                 Ok(Some(m)) => m,
                 Ok(None) => break,
                 Err(e) => {

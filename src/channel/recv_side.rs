@@ -153,9 +153,10 @@ impl RecvSide<'_> {
         if !self.guard.is_held_here() {
             return Err(self.not_held());
         }
-        let mut sleep = None;
+        let mut sleep: Option<Sleep> = None;
+        let mut awaited = false;
         loop {
-            if let Some((head, found)) = ch.next_message(self.cursors, max)? {
+            if let Some((head, found)) = ch.next_message(&mut self.cursors, max)? {
                 if let Some(l) = limit
                     && found.len as usize > l
                 {
@@ -182,8 +183,27 @@ impl RecvSide<'_> {
             }
             // The side's own `head`, not the shared word's (a peer may write that).
             let head = pos(self.cursors.head);
-            if ch.peek_at(head) == Peek::Closed {
-                return Err(Fail::Disconnected);
+            let waited = sleep.as_ref().is_some_and(Sleep::started);
+            // `tail` (for the close, or a record committed without its header) only
+            // after a first wait, or in a `try_` call: a receiver that loads it while it
+            // waits keeps the senders' line moving between the two cores at every
+            // message (BENCHMARKS.md, "A prototype of publication per record").
+            if waited || matches!(wait, Wait::No) {
+                match ch.peek_at(head) {
+                    Peek::Closed => return Err(Fail::Disconnected),
+                    // As in `recv_inner`: once per `try_` call.
+                    Peek::InFlight if matches!(wait, Wait::No) && !awaited => {
+                        awaited = true;
+                        if ch.await_header(head, wait) {
+                            continue;
+                        }
+                    }
+                    // As in `recv_inner`, after each wait.
+                    Peek::InFlight if waited => {
+                        ch.repair_dead_sender(wait);
+                    }
+                    _ => {}
+                }
             }
             // No dead receiver's claim to look for: this side holds the lock.
             wait_on(
@@ -191,8 +211,8 @@ impl RecvSide<'_> {
                 wait,
                 sleep.get_or_insert_with(Sleep::new),
                 RECV_SPINS,
-                || ch.peek_at(head) != Peek::Empty,
-                || ch.register_sleeper_at(head) != Peek::Empty,
+                || ch.has_header(head),
+                || ch.register_sleeper_at(head),
             )?;
         }
     }
@@ -399,7 +419,14 @@ impl RecvSide<'_> {
             return Err(self.not_held().try_recv());
         }
         // As in `recv_held`: the side's own `head`.
-        if let Some(done) = ch.peek_at(pos(self.cursors.head)).ends_drain(max) {
+        let head = pos(self.cursors.head);
+        let mut look = ch.peek_at(head);
+        if look == Peek::InFlight {
+            // As in `Channel::drain`.
+            ch.await_header(head, Wait::No);
+            look = ch.peek_at(head);
+        }
+        if let Some(done) = look.ends_drain(max) {
             return done;
         }
         ch.drain_locked(None, &mut self.cursors, max_len, max, f)

@@ -7,11 +7,11 @@ use std::io;
 use std::time::Instant;
 
 use super::engine::{
-    Fail, PAD_HEADER, Plan, Room, SideGuard, Sleep, Wait, advance_tail, lock_side_contended_unless,
-    message_header, plan, try_lock_side, wait_on,
+    Fail, PAD_HEADER, Plan, Room, SideGuard, Sleep, Wait, advance_tail, lock_if_free_or_dead,
+    lock_side_contended_unless, message_header, plan, skip_header, try_lock_side, wait_on,
 };
 use super::error::{SendError, SendTimeoutError, TrySendError};
-use super::layout::{CLOSED, Channel, SLEEPER, pos, record_size};
+use super::layout::{CLOSED, Channel, SLEEPER, count, pos, record_size};
 use crate::failpoint::{self, Point};
 use crate::sync::Ordering;
 
@@ -387,38 +387,49 @@ impl Channel {
         }
     }
 
-    /// Under the send lock: writes the record headers of `plan` (the payload of `len`
-    /// bytes is written) and publishes them with the compare-exchange of `tail` from
-    /// `tail`, the word read when the room was planned. Whether a receiver sleeps (the
-    /// replaced word had `SLEEPER`): the caller wakes the receivers, after unlocking if
-    /// it unlocks.
+    /// Under the send lock, the payload of `len` bytes written where `plan` placed it:
+    /// commits the record with the compare-exchange of `tail` from `tail` (the word read
+    /// when the room was planned), then publishes it with the store of its header (module
+    /// docs, "Protocol"). Whether a receiver sleeps (the replaced word had `SLEEPER`): the
+    /// caller wakes the receivers, after unlocking if it unlocks.
     fn publish(&self, tail: u64, plan: Plan, len: usize) -> Result<bool, SendError> {
-        // Relaxed: the record headers are published by the Release compare-exchange of `tail`.
-        if let Some(p) = plan.pad_at {
-            self.word_at(p).store(PAD_HEADER, Ordering::Relaxed);
-        }
-        self.word_at(plan.rec_at)
-            .store(message_header(len as u32), Ordering::Relaxed);
+        let h = &self.header;
+        let cap = self.cap();
+        let pad = plan.pad_at.map_or(0, |p| cap - p);
+        let from = pos(tail);
+        let to = from.wrapping_add(pad + record_size(len) as u32);
+        // The word after the record, where the next record's header goes: 0 until that
+        // header is stored, so that a receiver reaching it waits (it may hold an old
+        // record's bytes). Free space: `plan` kept 8 bytes of slack after the record.
+        // Relaxed: published with the record, by the Release store of its header (and,
+        // for the next sender, by the send lock).
+        self.word_at(to & (cap - 1)).store(0, Ordering::Relaxed);
+        // Where the record lies, for the repair if we die between the commit and the
+        // header. Relaxed: ordered before the commit (Release) that makes it matter, and
+        // read by the next holder of the send lock.
+        h.tail
+            .pending
+            .store(u64::from(from) << 32 | u64::from(to), Ordering::Relaxed);
         failpoint::hit(Point::ChannelSendWritten);
-        let pad = plan.pad_at.map_or(0, |p| self.cap() - p);
         // The new word has neither `CLOSED` nor `SLEEPER` (`advance_tail`).
-        let new = advance_tail(tail, pos(tail).wrapping_add(pad + record_size(len) as u32));
-        // Publishes only if `tail` is still the word we reserved at, give or take the
+        let new = advance_tail(tail, to);
+        // The commit: only if `tail` is still the word we reserved at, give or take the
         // `SLEEPER` bit: not closed since (`close` sets `CLOSED` in it), so a receiver never
         // sees `Disconnected` before a send acknowledged `Ok`. Release: pairs with the
-        // receivers' Acquire loads of `tail`: the record (header and payload) happens
-        // before a receiver reads it. Acquire: pairs with the Release `fetch_or` of
-        // `SLEEPER` by a receiver about to sleep, so that our wake comes after its
-        // `WAITING` flag (see `wait_on`). Relaxed on failure: the retry decides.
+        // Acquire loads of `tail` by a receiver that finds no header at `head` (then the
+        // zeroed word after the record is ordered before its reads past this `tail`) and
+        // by the next send-lock holder's repair (`pending`). Acquire: pairs with the
+        // Release `fetch_or` of `SLEEPER` by a receiver about to sleep, so that our wake
+        // comes after its `WAITING` flag (see `wait_on`). Relaxed on failure: the retry
+        // decides.
         let mut seen = tail;
         let mut tries = 0;
         let sleepers = loop {
-            match self.header.tail.tail.compare_exchange(
-                seen,
-                new,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
+            match h
+                .tail
+                .tail
+                .compare_exchange(seen, new, Ordering::AcqRel, Ordering::Relaxed)
+            {
                 Ok(old) => break old & SLEEPER != 0,
                 Err(now) if now & CLOSED != 0 => return Err(SendError::Disconnected),
                 // A receiver set `SLEEPER` since the reservation: publish over it (and
@@ -433,6 +444,16 @@ impl Channel {
                 Err(_) => return Err(SendError::Corrupt),
             }
         };
+        failpoint::hit(Point::ChannelSendCommitted);
+        // The publication. Release: pairs with the receivers' Acquire load of the header
+        // at `head`: the payload and the zeroed word after the record happen before
+        // their reads. On a wrap, the record at 0 first, then the padding at `from`,
+        // which receivers reach first.
+        self.word_at(plan.rec_at)
+            .store(message_header(len as u32), Ordering::Release);
+        if let Some(p) = plan.pad_at {
+            self.word_at(p).store(PAD_HEADER, Ordering::Release);
+        }
         failpoint::hit(Point::ChannelSendPublished);
         Ok(sleepers)
     }
@@ -554,11 +575,14 @@ impl Channel {
 
     /// Under the send lock, taken from a dead holder: the repair.
     #[cold]
-    fn repair_send(&self, guard: &SideGuard<'_>) {
+    pub(super) fn repair_send(&self, guard: &SideGuard<'_>) {
         let h = &self.header;
-        // A sender died holding the lock: whatever it wrote is past `tail`, unpublished,
-        // and is overwritten now. If it had published without waking, wake the receivers
-        // in its place.
+        // A sender died holding the lock. Whatever it wrote past `tail` is unpublished,
+        // and is overwritten now. If it committed a record and died before storing its
+        // header, step receivers over it.
+        self.skip_dead_record();
+        // If it had published without waking, wake the receivers in its place (also
+        // those waiting for the record just replaced).
         super::engine::wake_all(&h.wake.recv_wake);
         // Its `free_cache` came from a load we are not ordered after (it never unlocked):
         // refresh it. Acquire: as in `room`.
@@ -566,6 +590,84 @@ impl Channel {
         // Relaxed: read under this lock.
         h.tail.free_cache.store(free, Ordering::Relaxed);
         guard.repaired();
+    }
+
+    /// Under the send lock, taken from a dead holder: if that holder committed a record
+    /// (`tail` is at the end `pending` names) and died before storing its header (the
+    /// word at the record's start is still 0, and no receiver went past it), writes a
+    /// `SKIP` record over it, counts the message in [`lost`](Self::lost), and returns
+    /// true. Idempotent: a repairer killed here leaves the mark on the lock, and the
+    /// next holder finds the header stored (nothing to do) or still 0 (writes the same
+    /// records again).
+    #[cold]
+    fn skip_dead_record(&self) -> bool {
+        let h = &self.header;
+        let cap = self.cap();
+        // Acquire: pairs with the Release compare-exchange of the dead holder (it never
+        // unlocked): its `pending` and its zeroed word are ordered before our reads.
+        let tail = pos(h.tail.tail.load(Ordering::Acquire));
+        // Relaxed: ordered by the Acquire load above.
+        let p = h.tail.pending.load(Ordering::Relaxed);
+        let (from, to) = (count(p), pos(p));
+        let span = to.wrapping_sub(from);
+        // Not committed (`tail` is not at its end: it died before the commit, or
+        // `pending` is a peer's garbage); or not a record's span.
+        if tail != to || span == 0 || !span.is_multiple_of(8) || span > cap - 8 {
+            return false;
+        }
+        let off = from & (cap - 1);
+        // Relaxed: the header is written only under this lock (we hold it); a receiver's
+        // reads do not change it.
+        if self.word_at(off).load(Ordering::Relaxed) != 0 {
+            // Published (the dead holder stored the header, or a repair did).
+            return false;
+        }
+        // Still 0, and no receiver can have passed a record without a header: unless
+        // `head` is past `from` (read after the header: `head` only moves forward), in
+        // which case that record was published, received and its space released, and the
+        // 0 is the dead holder's write into the space after `to` (a sender that died
+        // before its own commit, with `pending` still its predecessor's).
+        // Acquire: pairs with the receivers' Release stores of `head`.
+        let head = pos(h.head.head.load(Ordering::Acquire));
+        if to.wrapping_sub(head) < span {
+            return false;
+        }
+        if off + span <= cap {
+            // Release: pairs with the receivers' Acquire load of the header at `head`.
+            self.word_at(off)
+                .store(skip_header(span), Ordering::Release);
+        } else {
+            // Padding to the end, then the record at 0: the `SKIP` at 0 first, then the
+            // padding (Release, as above), which receivers reach first.
+            let rec = span - (cap - off);
+            self.word_at(0).store(skip_header(rec), Ordering::Release);
+            failpoint::hit(Point::ChannelSkipWritten);
+            self.word_at(off).store(PAD_HEADER, Ordering::Release);
+        }
+        failpoint::hit(Point::ChannelSkipPublished);
+        // Relaxed: a statistic. Counted after the `SKIP` is stored: a repairer killed
+        // between leaves the message uncounted (the next one finds the header stored),
+        // never counted twice.
+        h.head.lost.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Repairs a record whose sender died between its commit and its header, from
+    /// outside the send path: for a receiver that found no header at `head` while `tail`
+    /// is past it, through a wait (or at once, for a `try_` receive). Takes the send lock
+    /// only if it is free or its holder is dead (a live holder stores the header
+    /// itself), never waiting for a live one: so a receiver that holds the receive lock
+    /// cannot deadlock with a sender that repairs a dead receiver's claim. Returns
+    /// whether it took the lock from a dead holder (and so repaired).
+    #[cold]
+    pub(crate) fn repair_dead_sender(&self, wait: Wait) -> bool {
+        let Some((guard, died)) = lock_if_free_or_dead(&self.header.send.lock, wait) else {
+            return false;
+        };
+        if died {
+            self.repair_send(&guard);
+        }
+        died
     }
 
     /// Under the send lock: the `tail` word and where a message of `len` bytes goes, or
