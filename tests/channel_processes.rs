@@ -433,11 +433,12 @@ fn close_in_another_process_fails_senders_at_once_and_lets_receivers_drain() {
     // Full, so that a sender that did not see the close would block (and the watchdog
     // would fire) rather than succeed.
     let n = fill_up(ch);
-    assert_eq!(n, 8, "8 records of 2 KiB fill the 16 KiB ring");
+    // 8 records of 2 KiB would fill the 16 KiB ring; senders keep 8 bytes of slack.
+    assert_eq!(n, 7, "7 records of 2 KiB fill the 16 KiB ring");
     // What another process sees of it: every message, every byte of the ring.
     let observer = spawn(|| {
-        assert_eq!(ch.len(), 8);
-        assert_eq!(ch.bytes_used(), 16 * 1024);
+        assert_eq!(ch.len(), 7);
+        assert_eq!(ch.bytes_used(), 14 * 1024);
         assert!(!ch.is_empty());
         assert!(!ch.is_closed());
     });

@@ -320,8 +320,10 @@ fn full_and_empty() {
     assert_eq!(ch.bytes_used(), 48);
     assert_eq!(ch.try_send(&[3; 16]), Err(TrySendError::Full));
     assert!(matches!(ch.try_reserve(16), Err(TrySendError::Full)));
-    // A smaller message still fits the 16 bytes left.
-    ch.try_send(&[4; 8]).unwrap();
+    // 16 bytes are left, less the 8 bytes of slack a sender keeps after its record (for
+    // the next record's header): an empty message still fits, nothing more.
+    assert_eq!(ch.try_send(&[4; 1]), Err(TrySendError::Full));
+    ch.try_send(b"").unwrap();
     assert_eq!(ch.try_send(b""), Err(TrySendError::Full));
     ch.try_recv(&mut out).unwrap();
     assert_eq!(out, [1; 16]);
@@ -764,13 +766,14 @@ fn a_waiting_sender_repairs_every_claim_left_by_receivers_that_die_while_it_wait
         }
         let (words, _) = ch.hostile_words();
         std::thread::scope(|s| {
-            // A 56-byte record (64 bytes) needs 32 bytes of padding at 96: room for it
-            // comes only once both of the first two records are released.
+            // A 48-byte message (a 56-byte record, and the 8 bytes of slack after it)
+            // needs 32 bytes of padding at 96: room for it comes only once both of the
+            // first two records are released.
             let sender = s.spawn(|| {
                 if timed {
-                    ch.send_timeout(&[9; 56], Duration::from_secs(10))
+                    ch.send_timeout(&[9; 48], Duration::from_secs(10))
                 } else {
-                    ch.send(&[9; 56]).map_err(|_| SendTimeoutError::Corrupt)
+                    ch.send(&[9; 48]).map_err(|_| SendTimeoutError::Corrupt)
                 }
             });
             // words[5] is `head`: as a receiver killed after claiming the first record
@@ -787,8 +790,8 @@ fn a_waiting_sender_repairs_every_claim_left_by_receivers_that_die_while_it_wait
         let mut out = Vec::new();
         assert_eq!(ch.try_recv(&mut out), Ok(24));
         assert_eq!(out, [2; 24]);
-        assert_eq!(ch.try_recv(&mut out), Ok(56));
-        assert_eq!(out, [9; 56]);
+        assert_eq!(ch.try_recv(&mut out), Ok(48));
+        assert_eq!(out, [9; 48]);
     }
 }
 
@@ -901,7 +904,8 @@ fn closures_get_a_copy_that_a_peer_cannot_change() {
     for len in [24usize, 300] {
         let cap = 4 * (len + 8).next_power_of_two();
         let ch = Channel::new(ChannelOptions::new(cap).max_message(len)).unwrap();
-        let fill = cap / (8 + len.div_ceil(8) * 8);
+        // As many as fit, with the 8 bytes of slack a sender keeps after its record.
+        let fill = (cap - 8) / (8 + len.div_ceil(8) * 8);
         for _ in 0..fill {
             ch.send(&vec![0xAA; len]).unwrap();
         }
@@ -1093,8 +1097,27 @@ fn corrupt_state_is_reported_not_trusted() {
         ch.send(b"abcd").unwrap();
         let (words, _) = ch.hostile_words();
         words[i].store(v, Ordering::Relaxed);
+        if i == 3 {
+            // Receivers read `tail` only when they find no header at `head`: the message
+            // published before is received, and the next look reports the garbage.
+            assert_eq!(ch.try_recv(&mut out), Ok(4), "{what}");
+            assert_eq!(ch.try_send(b"x"), Err(TrySendError::Corrupt), "{what}");
+        }
         assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Corrupt), "{what}");
         assert_eq!(ch.recv(&mut out), Err(RecvError::Corrupt), "{what}");
+        // A held side too (for a destroyed magic, taking it fails already).
+        match ch.recv_side() {
+            Ok(mut side) => {
+                assert_eq!(side.try_recv(&mut out), Err(TryRecvError::Corrupt), "{what}");
+                assert_eq!(
+                    side.recv_timeout(&mut out, Duration::from_secs(10)),
+                    Err(RecvTimeoutError::Corrupt),
+                    "{what}"
+                );
+            }
+            Err(e) => assert_eq!(e, RecvError::Corrupt, "{what}"),
+        }
+        assert_eq!(ch.drain(4, |_| {}), Err(TryRecvError::Corrupt), "{what}");
     }
     let ch = channel(1024);
     ch.hostile_words().0[0].store(0, Ordering::Relaxed);

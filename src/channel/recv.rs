@@ -119,6 +119,11 @@ pub(super) enum Peek {
     /// None is, but `tail` is past `head`: a sender committed a record and has not stored
     /// its header yet (it is about to, or it was stopped or killed in between).
     InFlight,
+    /// None is, and `tail` is not a valid position past `head` (more than a ring ahead,
+    /// or not 8-aligned). From a held side's own `head`, the channel is corrupt; from a
+    /// snapshot of the shared `head`, the receive lock confirms it
+    /// ([`Channel::confirm_corrupt`]).
+    Corrupt,
 }
 
 impl Peek {
@@ -129,6 +134,7 @@ impl Peek {
     pub(super) fn ends_drain(self, max: usize) -> Option<Result<usize, TryRecvError>> {
         match self {
             Peek::Closed => Some(Err(TryRecvError::Disconnected)),
+            Peek::Corrupt => Some(Err(TryRecvError::Corrupt)),
             Peek::Empty | Peek::InFlight => Some(Ok(0)),
             Peek::Message if max == 0 => Some(Ok(0)),
             Peek::Message => None,
@@ -136,10 +142,13 @@ impl Peek {
     }
 
     /// What a `tail` word `t` says to a receiver at position `head` that found no header
-    /// there.
+    /// there, in a ring of `cap` bytes.
     #[inline]
-    fn of(t: u64, head: u32) -> Peek {
-        if pos(t) != head {
+    fn of(t: u64, head: u32, cap: u32) -> Peek {
+        let ahead = pos(t).wrapping_sub(head);
+        if ahead > cap || !ahead.is_multiple_of(8) {
+            Peek::Corrupt
+        } else if ahead != 0 {
             Peek::InFlight
         } else if t & CLOSED != 0 {
             Peek::Closed
@@ -452,7 +461,24 @@ impl Channel {
         // Acquire: pairs with the senders' Release compare-exchange of `tail` (and with
         // `close`'s read-modify-write).
         let t = self.header.tail.tail.load(Ordering::Acquire);
-        Peek::of(t, head)
+        Peek::of(t, head, self.cap())
+    }
+
+    /// A look from a snapshot of the shared `head` said [`Peek::Corrupt`]: confirms it
+    /// under the receive lock, with the cursors as their last writer left them and a
+    /// fresh `tail`. `Err(Corrupt)` if `tail` is not within a ring of `free`, at or past
+    /// `head`.
+    #[cold]
+    pub(super) fn confirm_corrupt(&self, wait: Wait) -> Result<(), Fail> {
+        let (_guard, c) = self.lock_recv(wait)?;
+        // Acquire: as in `peek_at`.
+        let tail = pos(self.header.tail.tail.load(Ordering::Acquire));
+        let used = tail.wrapping_sub(c.free);
+        if used > self.cap() || !tail.is_multiple_of(8) || pos(c.head).wrapping_sub(c.free) > used
+        {
+            return Err(Fail::Corrupt);
+        }
+        Ok(())
     }
 
     /// Whether the record at `head` is published: its header word is not 0. The only
@@ -473,15 +499,15 @@ impl Channel {
     /// ([`repair_dead_sender`](Self::repair_dead_sender)). Whether the header is there
     /// now.
     #[cold]
-    pub(super) fn await_header(&self, head: u32, wait: Wait) -> bool {
+    pub(super) fn await_header(&self, head: u32, wait: Wait) -> Result<bool, Fail> {
         for _ in 0..HEADER_SPINS {
             if self.has_header(head) {
-                return true;
+                return Ok(true);
             }
             spin_loop();
         }
-        self.repair_dead_sender(wait);
-        self.has_header(head)
+        self.repair_dead_sender(wait)?;
+        Ok(self.has_header(head))
     }
 
     /// For a receiver about to sleep (after its `WAITING` flag): a read-modify-write of
@@ -514,9 +540,11 @@ impl Channel {
         if self.has_header(head) {
             return true;
         }
-        match Peek::of(t, head) {
+        match Peek::of(t, head, self.cap()) {
             Peek::Closed | Peek::Message => true,
-            Peek::Empty => false,
+            // Sleep a slice, then look again (and confirm it): never a loop without a
+            // sleep, whatever a peer writes.
+            Peek::Empty | Peek::Corrupt => false,
             Peek::InFlight => (0..HEADER_SPINS).any(|_| {
                 spin_loop();
                 self.has_header(head)
@@ -632,6 +660,7 @@ impl Channel {
             }
             match look {
                 Peek::Closed => return Err(Fail::Disconnected),
+                Peek::Corrupt => self.confirm_corrupt(wait)?,
                 // A `try_` call gives a record committed without its header one chance
                 // (a brief spin, then the repair if its sender died), then reports
                 // `Empty`: once per call, so that a peer flipping the header cannot keep
@@ -639,7 +668,7 @@ impl Channel {
                 Peek::InFlight if matches!(wait, Wait::No) && !awaited => {
                     awaited = true;
                     // Relaxed: as in `peek`.
-                    if self.await_header(pos(h.head.head.load(Ordering::Relaxed)), wait) {
+                    if self.await_header(pos(h.head.head.load(Ordering::Relaxed)), wait)? {
                         continue;
                     }
                 }
@@ -652,7 +681,7 @@ impl Channel {
                 // And a sender that died between its commit and its header would keep
                 // every receiver waiting for the header.
                 if look == Peek::InFlight {
-                    self.repair_dead_sender(wait);
+                    self.repair_dead_sender(wait)?;
                 }
             }
             wait_on(
@@ -978,8 +1007,13 @@ impl Channel {
         if look == Peek::InFlight {
             // As a `try_recv`: one chance for a record committed without its header.
             // Relaxed: as in `peek`.
-            self.await_header(pos(self.header.head.head.load(Ordering::Relaxed)), Wait::No);
+            self.await_header(pos(self.header.head.head.load(Ordering::Relaxed)), Wait::No)
+                .map_err(Fail::try_recv)?;
             look = self.peek();
+        }
+        if look == Peek::Corrupt {
+            self.confirm_corrupt(Wait::No).map_err(Fail::try_recv)?;
+            look = Peek::Empty;
         }
         if let Some(done) = look.ends_drain(max) {
             return done;

@@ -191,17 +191,17 @@ impl RecvSide<'_> {
             if waited || matches!(wait, Wait::No) {
                 match ch.peek_at(head) {
                     Peek::Closed => return Err(Fail::Disconnected),
+                    // From the side's own `head`: `tail` is garbage.
+                    Peek::Corrupt => return Err(Fail::Corrupt),
                     // As in `recv_inner`: once per `try_` call.
                     Peek::InFlight if matches!(wait, Wait::No) && !awaited => {
                         awaited = true;
-                        if ch.await_header(head, wait) {
+                        if ch.await_header(head, wait)? {
                             continue;
                         }
                     }
                     // As in `recv_inner`, after each wait.
-                    Peek::InFlight if waited => {
-                        ch.repair_dead_sender(wait);
-                    }
+                    Peek::InFlight if waited => ch.repair_dead_sender(wait)?,
                     _ => {}
                 }
             }
@@ -423,7 +423,7 @@ impl RecvSide<'_> {
         let mut look = ch.peek_at(head);
         if look == Peek::InFlight {
             // As in `Channel::drain`.
-            ch.await_header(head, Wait::No);
+            ch.await_header(head, Wait::No).map_err(Fail::try_recv)?;
             look = ch.peek_at(head);
         }
         if let Some(done) = look.ends_drain(max) {

@@ -657,17 +657,39 @@ impl Channel {
     /// is past it, through a wait (or at once, for a `try_` receive). Takes the send lock
     /// only if it is free or its holder is dead (a live holder stores the header
     /// itself), never waiting for a live one: so a receiver that holds the receive lock
-    /// cannot deadlock with a sender that repairs a dead receiver's claim. Returns
-    /// whether it took the lock from a dead holder (and so repaired).
+    /// cannot deadlock with a sender that repairs a dead receiver's claim.
+    ///
+    /// `Err(Corrupt)` if it took the lock free and found a record committed without its
+    /// header anyway: a live sender stores the header before it unlocks, and a dead one
+    /// leaves the lock held, so that is a peer's garbage (in the header, `tail` or
+    /// `head`), which no sender will ever repair.
     #[cold]
-    pub(crate) fn repair_dead_sender(&self, wait: Wait) -> bool {
-        let Some((guard, died)) = lock_if_free_or_dead(&self.header.send.lock, wait) else {
-            return false;
+    pub(crate) fn repair_dead_sender(&self, wait: Wait) -> Result<(), Fail> {
+        let h = &self.header;
+        let Some((guard, died)) = lock_if_free_or_dead(&h.send.lock, wait) else {
+            return Ok(());
         };
         if died {
             self.repair_send(&guard);
+            return Ok(());
         }
-        died
+        // Under the send lock, taken free: every record in `[head, tail)` has its header.
+        // Acquire: pairs with the Release compare-exchange by the last holder (its
+        // unlock orders it too).
+        let tail = pos(h.tail.tail.load(Ordering::Acquire));
+        // Acquire: pairs with the receivers' Release stores of `head`. Read after `tail`:
+        // a receiver never passes it.
+        let head = pos(h.head.head.load(Ordering::Acquire));
+        // Acquire: pairs with the Release store of the header (ordered before the last
+        // holder's unlock anyway).
+        let published = self
+            .word_at(head & (self.cap() - 1))
+            .load(Ordering::Acquire)
+            != 0;
+        if tail != head && !published {
+            return Err(Fail::Corrupt);
+        }
+        Ok(())
     }
 
     /// Under the send lock: the `tail` word and where a message of `len` bytes goes, or
