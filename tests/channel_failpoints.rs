@@ -384,7 +384,9 @@ fn receiver_killed_before_waking_costs_a_sleeping_sender_one_slice() {
     let ch = tiny_channel(&region);
     ch.send(&[1; 16]).unwrap();
     ch.send(&[2; 16]).unwrap();
-    let sender = fork_children(1, |_| ch.send(&[3; 16]).unwrap());
+    // An 8-byte message: its record (16 bytes, after 16 of padding, with 8 of slack)
+    // fits once the first record is released.
+    let sender = fork_children(1, |_| ch.send(&[3; 8]).unwrap());
     wait_until_asleep_in_futex(sender[0]);
     let pid = common::child_stopped_at(Point::ChannelRecvUnwoken, || {
         let mut out = Vec::new();
@@ -394,7 +396,7 @@ fn receiver_killed_before_waking_costs_a_sleeping_sender_one_slice() {
     reap(pid);
     wait_all(&sender, REPAIR);
     assert_eq!(recv_now(ch), [2; 16]);
-    assert_eq!(recv_now(ch), [3; 16]);
+    assert_eq!(recv_now(ch), [3; 8]);
     assert_eq!(ch.lost(), 0);
 }
 
@@ -767,5 +769,203 @@ fn recv_side_holder_killed_after_its_release_loses_nothing() {
     let mut out = Vec::new();
     assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Empty));
     assert_eq!(ch.lost(), 0);
+    assert_eq!(ch.bytes_used(), 0);
+}
+
+/// Leaves `ch` (64 bytes, from `tiny_channel`) empty with `tail` at 48, so that the next
+/// 16-byte message wraps: 16 bytes of padding at 48, its record at 0.
+fn tail_at_48(ch: &Channel) {
+    ch.send(&[1; 16]).unwrap();
+    assert_eq!(recv_now(ch), [1; 16]);
+    ch.send(&[2; 16]).unwrap();
+    assert_eq!(recv_now(ch), [2; 16]);
+}
+
+/// Send: killed between its commit (`tail` moved past the record) and the store of the
+/// record's header. While it is stopped, receivers wait for the header within their
+/// bounds (`Empty`, `Timeout`) and senders for the lock; after the kill, a `try_`
+/// receive recovers the send lock, replaces the record with a `SKIP` record, counts it
+/// lost and steps over it; the channel goes on. With and without a wrap (padding
+/// before the record).
+#[test]
+fn sender_killed_between_commit_and_header_is_skipped_by_a_receiver() {
+    watchdog(Duration::from_secs(60));
+    for wrap in [false, true] {
+        let region = Region::anonymous(1 << 20).unwrap();
+        let ch = tiny_channel(&region);
+        if wrap {
+            tail_at_48(ch);
+        } else {
+            ch.send(b"before").unwrap();
+        }
+        let pid = common::child_stopped_at(Point::ChannelSendCommitted, || {
+            ch.send(&[7; 16]).unwrap();
+        });
+        if !wrap {
+            assert_eq!(recv_now(ch), b"before");
+        }
+        // Stopped there: the record is committed, not published.
+        let mut out = Vec::new();
+        assert_eq!(ch.len(), 1);
+        assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Empty));
+        assert_eq!(
+            ch.recv_timeout(&mut out, SHORT),
+            Err(shmstate::RecvTimeoutError::Timeout)
+        );
+        assert_eq!(ch.drain(4, |_| {}), Ok(0));
+        assert_eq!(ch.try_send(b"x"), Err(TrySendError::Busy));
+        assert_eq!(ch.lost(), 0);
+        kill(pid);
+        reap(pid);
+        // A `try_` receive repairs (the send lock's recovery is bounded), and finds
+        // nothing else.
+        let t0 = Instant::now();
+        assert_eq!(
+            ch.try_recv(&mut out),
+            Err(TryRecvError::Empty),
+            "wrap {wrap}"
+        );
+        assert!(t0.elapsed() < REPAIR);
+        assert_eq!(ch.lost(), 1, "wrap {wrap}");
+        assert!(ch.is_empty());
+        assert_eq!(ch.len(), 0);
+        assert_eq!(ch.bytes_used(), 0);
+        ch.send(b"after").unwrap();
+        assert_eq!(recv_now(ch), b"after");
+        assert_eq!(ch.lost(), 1);
+    }
+}
+
+/// As above, with a receiver asleep in another process when the sender dies, and no
+/// sender coming after: the receiver repairs the record itself after a sleep slice (it
+/// probes the send lock's holder), and gets the next message; then, after a close,
+/// `Disconnected`. Also a held receive side.
+#[test]
+fn a_sleeping_receiver_repairs_a_record_left_without_header() {
+    watchdog(Duration::from_secs(60));
+    for held in [false, true] {
+        let region = Region::anonymous(1 << 20).unwrap();
+        let ch = shared_channel(&region);
+        let receiver = fork_children(1, |_| {
+            let mut out = Vec::new();
+            if held {
+                let mut side = ch.recv_side().unwrap();
+                assert_eq!(side.recv(&mut out), Ok(5));
+                assert_eq!(out, b"after");
+                assert_eq!(side.recv(&mut out), Err(shmstate::RecvError::Disconnected));
+            } else {
+                assert_eq!(ch.recv(&mut out), Ok(5));
+                assert_eq!(out, b"after");
+                assert_eq!(ch.recv(&mut out), Err(shmstate::RecvError::Disconnected));
+            }
+        });
+        wait_until_asleep_in_futex(receiver[0]);
+        let pid = common::child_stopped_at(Point::ChannelSendCommitted, || {
+            ch.send(b"never published").unwrap();
+        });
+        kill(pid);
+        reap(pid);
+        // The receiver repairs it: no sender takes the lock meanwhile.
+        let t0 = Instant::now();
+        while ch.lost() == 0 {
+            assert!(
+                t0.elapsed() < REPAIR,
+                "the receiver did not repair (held {held})"
+            );
+            std::thread::yield_now();
+        }
+        ch.send(b"after").unwrap();
+        ch.close();
+        wait_all(&receiver, REPAIR);
+        assert_eq!(ch.lost(), 1);
+    }
+}
+
+/// A sender killed between its commit and its header, then `close`: receivers still
+/// end with `Disconnected` (blocking, timed and `try_`), once the record is repaired.
+#[test]
+fn a_close_after_a_sender_died_before_its_header_still_disconnects_receivers() {
+    watchdog(Duration::from_secs(60));
+    for how in 0..3 {
+        let region = Region::anonymous(1 << 20).unwrap();
+        let ch = shared_channel(&region);
+        let pid = common::child_stopped_at(Point::ChannelSendCommitted, || {
+            ch.send(b"never published").unwrap();
+        });
+        kill(pid);
+        reap(pid);
+        ch.close();
+        let mut out = Vec::new();
+        match how {
+            0 => assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Disconnected)),
+            1 => assert_eq!(
+                ch.recv_timeout(&mut out, REPAIR),
+                Err(shmstate::RecvTimeoutError::Disconnected)
+            ),
+            _ => assert_eq!(ch.recv(&mut out), Err(shmstate::RecvError::Disconnected)),
+        }
+        assert_eq!(ch.lost(), 1);
+    }
+}
+
+/// The repair itself, killed: after the `SKIP` record at 0 and before the padding (a
+/// wrap), or after the `SKIP` is published and before the loss is counted. The lock
+/// stays marked; the next taker (here a receiver) repairs again, idempotently: the
+/// record is skipped once, counted at most once (uncounted if the first repairer had
+/// published the `SKIP`), and the channel goes on.
+#[test]
+fn a_repairer_killed_inside_the_skip_repair_leaves_it_to_the_next() {
+    watchdog(Duration::from_secs(60));
+    for (point, lost) in [
+        (Point::ChannelSkipWritten, 1),
+        (Point::ChannelSkipPublished, 0),
+    ] {
+        let region = Region::anonymous(1 << 20).unwrap();
+        let ch = tiny_channel(&region);
+        tail_at_48(ch);
+        let pid = common::child_stopped_at(Point::ChannelSendCommitted, || {
+            ch.send(&[7; 16]).unwrap();
+        });
+        kill(pid);
+        reap(pid);
+        // A sender takes the lock over and dies inside the repair.
+        let repairer = common::child_stopped_at(point, || {
+            let _ = ch.try_send(b"x");
+        });
+        kill(repairer);
+        reap(repairer);
+        let mut out = Vec::new();
+        assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Empty), "{point:?}");
+        assert_eq!(ch.lost(), lost, "{point:?}");
+        assert_eq!(ch.bytes_used(), 0, "{point:?}");
+        ch.send(b"after").unwrap();
+        assert_eq!(recv_now(ch), b"after");
+    }
+}
+
+/// Receive: killed while stepping over a `SKIP` record (its `head` stored past it,
+/// `free` not). The next receiver releases the space without counting a second loss
+/// (the repair that wrote the `SKIP` counted it), and gets the next message.
+#[test]
+fn a_receiver_killed_stepping_over_a_skip_loses_nothing_more() {
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = shared_channel(&region);
+    let pid = common::child_stopped_at(Point::ChannelSendCommitted, || {
+        ch.send(b"never published").unwrap();
+    });
+    kill(pid);
+    reap(pid);
+    // The next sender repairs (a `SKIP`, counted) and sends.
+    ch.send_timeout(b"next", REPAIR).unwrap();
+    assert_eq!(ch.lost(), 1);
+    let receiver = common::child_stopped_at(Point::ChannelRecvClaimed, || {
+        let mut out = Vec::new();
+        let _ = ch.recv(&mut out);
+    });
+    kill(receiver);
+    reap(receiver);
+    assert_eq!(recv_now(ch), b"next");
+    assert_eq!(ch.lost(), 1);
     assert_eq!(ch.bytes_used(), 0);
 }

@@ -1108,7 +1108,11 @@ fn corrupt_state_is_reported_not_trusted() {
         // A held side too (for a destroyed magic, taking it fails already).
         match ch.recv_side() {
             Ok(mut side) => {
-                assert_eq!(side.try_recv(&mut out), Err(TryRecvError::Corrupt), "{what}");
+                assert_eq!(
+                    side.try_recv(&mut out),
+                    Err(TryRecvError::Corrupt),
+                    "{what}"
+                );
                 assert_eq!(
                     side.recv_timeout(&mut out, Duration::from_secs(10)),
                     Err(RecvTimeoutError::Corrupt),

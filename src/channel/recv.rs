@@ -8,7 +8,6 @@ use super::engine::{
     Fail, Found, SideGuard, Sleep, Wait, advance, lock_if_free_or_dead, lock_side, parse, wait_on,
     wake,
 };
-use crate::sync::spin_loop;
 use super::error::{
     RecvError, RecvIntoError, RecvTimeoutError, RecvTimeoutIntoError, TryRecvError,
     TryRecvIntoError,
@@ -16,6 +15,7 @@ use super::error::{
 use super::layout::{CLOSED, Channel, SLEEPER, pos};
 use crate::failpoint::{self, Point};
 use crate::sync::Ordering;
+use crate::sync::spin_loop;
 
 impl Fail {
     pub(super) fn recv(self) -> RecvError {
@@ -474,8 +474,7 @@ impl Channel {
         // Acquire: as in `peek_at`.
         let tail = pos(self.header.tail.tail.load(Ordering::Acquire));
         let used = tail.wrapping_sub(c.free);
-        if used > self.cap() || !tail.is_multiple_of(8) || pos(c.head).wrapping_sub(c.free) > used
-        {
+        if used > self.cap() || !tail.is_multiple_of(8) || pos(c.head).wrapping_sub(c.free) > used {
             return Err(Fail::Corrupt);
         }
         Ok(())
@@ -578,15 +577,13 @@ impl Channel {
                 return Err(Fail::Corrupt);
             }
             // Acquire: as in `has_header`.
-            let first = self
-                .word_at(pos(head) & (cap - 1))
-                .load(Ordering::Acquire);
+            let first = self.word_at(pos(head) & (cap - 1)).load(Ordering::Acquire);
             if first == 0 {
                 return Ok(None);
             }
             // Records lie below `free + cap` (a sender's room).
-            let found = parse(self, pos(head), first, free.wrapping_add(cap), max)
-                .ok_or(Fail::Corrupt)?;
+            let found =
+                parse(self, pos(head), first, free.wrapping_add(cap), max).ok_or(Fail::Corrupt)?;
             if !found.skip {
                 return Ok(Some((head, found)));
             }
