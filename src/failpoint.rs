@@ -91,9 +91,6 @@ pub enum Point {
     /// `Channel` repair of a record whose sender died before its header: on a wrap, the
     /// `SKIP` record at offset 0 is stored, the padding before it not yet.
     ChannelSkipWritten,
-    /// `Channel` repair of a record whose sender died before its header: the `SKIP` is
-    /// published, the message not yet counted in `lost`.
-    ChannelSkipPublished,
     /// `Channel` receive: `head` is stored past the message (claimed), the message not
     /// yet read and `free` not yet stored.
     ChannelRecvClaimed,

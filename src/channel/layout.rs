@@ -118,8 +118,7 @@ pub(crate) struct HeadLine {
     /// `taken << 32 | head`: `head` is the position up to which messages are claimed by
     /// receivers; `taken` counts claimed messages (wrapping).
     pub(crate) head: AtomicU64,
-    /// Messages lost: claimed by receivers killed before they released them, or committed
-    /// by senders killed before they stored the record's header (replaced by a `SKIP`).
+    /// Messages lost with receivers killed between claim and release.
     pub(crate) lost: AtomicU64,
     _fill: Fill<6>,
 }

@@ -406,7 +406,7 @@ impl Channel {
             return Err(Fail::Corrupt);
         }
         // A receiver killed while it stepped over a `SKIP` record (between its stores of
-        // `head` and `free`) lost no message: the repair that wrote the `SKIP` counted it.
+        // `head` and `free`) lost no message.
         let skipped = self.is_skip(head, free);
         // Release the space first, then count: a repairer killed between leaves the
         // message uncounted, never counted twice (the next holder finds `head == free`).

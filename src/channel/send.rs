@@ -595,10 +595,11 @@ impl Channel {
     /// Under the send lock, taken from a dead holder: if that holder committed a record
     /// (`tail` is at the end `pending` names) and died before storing its header (the
     /// word at the record's start is still 0, and no receiver went past it), writes a
-    /// `SKIP` record over it, counts the message in [`lost`](Self::lost), and returns
-    /// true. Idempotent: a repairer killed here leaves the mark on the lock, and the
-    /// next holder finds the header stored (nothing to do) or still 0 (writes the same
-    /// records again).
+    /// `SKIP` record over it and returns true. The message is not counted in
+    /// [`lost`](Self::lost): its send was never acknowledged, as for a sender killed
+    /// before its commit. Idempotent: a repairer killed here leaves the mark on the lock,
+    /// and the next holder finds the header stored (nothing to do) or still 0 (writes
+    /// the same records again).
     #[cold]
     fn skip_dead_record(&self) -> bool {
         let h = &self.header;
@@ -644,11 +645,6 @@ impl Channel {
             failpoint::hit(Point::ChannelSkipWritten);
             self.word_at(off).store(PAD_HEADER, Ordering::Release);
         }
-        failpoint::hit(Point::ChannelSkipPublished);
-        // Relaxed: a statistic. Counted after the `SKIP` is stored: a repairer killed
-        // between leaves the message uncounted (the next one finds the header stored),
-        // never counted twice.
-        h.head.lost.fetch_add(1, Ordering::Relaxed);
         true
     }
 
