@@ -426,7 +426,7 @@ impl Channel {
     /// mistake) writes nothing there.
     ///
     /// The caller owns the bytes (they lie between `tail` and `free + cap` and it holds
-    /// the send lock); the Release compare-exchange of `tail` publishes them.
+    /// the send lock); the Release store of the record's header publishes them.
     #[inline]
     pub(crate) fn write_bytes(&self, off: usize, mut src: &[u8]) {
         let mut i = off / 8;
@@ -434,7 +434,7 @@ impl Channel {
         if skip != 0 && !src.is_empty() {
             let n = (8 - skip).min(src.len());
             let Some(w) = self.ring.get(i) else { return };
-            // Relaxed: this thread owns the word (above); `tail`'s Release store
+            // Relaxed: this thread owns the word (above); the header's Release store
             // publishes it.
             let mut b = w.load(Ordering::Relaxed).to_ne_bytes();
             b[skip..skip + n].copy_from_slice(&src[..n]);
@@ -543,7 +543,7 @@ impl Channel {
         for (c, ws) in (&mut lines).zip(ring.chunks_exact(8)) {
             let mut b = [0u64; 8];
             for (v, w) in b.iter_mut().zip(ws) {
-                // Relaxed: the Acquire load of `tail` that made the message visible
+                // Relaxed: the Acquire load of the record's header that made the message visible
                 // ordered the sender's stores before this.
                 *v = w.load(Ordering::Relaxed);
             }
@@ -553,7 +553,7 @@ impl Channel {
         // The words after the full lines (`ring` has `full * 8` words and more).
         let mut ws = ring.get(full * 8..).unwrap_or_default().iter();
         for (c, w) in (&mut chunks).zip(&mut ws) {
-            // Relaxed: the Acquire load of `tail` that made the message visible ordered
+            // Relaxed: the Acquire load of the record's header that made the message visible ordered
             // the sender's stores before this.
             c.copy_from_slice(&w.load(Ordering::Relaxed).to_ne_bytes());
         }

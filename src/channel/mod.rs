@@ -63,11 +63,11 @@
 //!
 //! | Line | Words | Written by | Read by |
 //! |---|---|---|---|
-//! | 0 config | `shape` = magic "CHN", version 2 (high half; see `SLEEPER` below), largest message (low half); `capacity`; `closed` (for tools: the channel decides from `tail`) | the creator; `closed` by `close` | everyone, each operation (read-mostly: stays in every cache) |
+//! | 0 config | `shape` = magic "CHN", version 3 (high half; see `SLEEPER` and the record headers below), largest message (low half); `capacity`; `closed` (for tools: the channel decides from `tail`) | the creator; `closed` by `close` | everyone, each operation (read-mostly: stays in every cache) |
 //! | 1 send lock | the senders' [`RawMutex`](crate::RawMutex) | senders | senders |
-//! | 2 tail | `tail` = `CLOSED` (bit 63), `SLEEPER` (bit 62), messages sent (30 bits), position (low half); `free_cache` | the send-lock holder; `CLOSED` by `close`; `SLEEPER` by a receiver about to sleep | receivers read `tail` when they catch up with their cached copy |
+//! | 2 tail | `tail` = `CLOSED` (bit 63), `SLEEPER` (bit 62), messages committed (30 bits), position (low half); `free_cache`; `pending` = the span of the record being committed | the send-lock holder; `CLOSED` by `close`; `SLEEPER` by a receiver about to sleep | receivers read `tail` only when they find no record at `head` (for the close, a record committed without its header, or before sleeping) |
 //! | 3 receive lock | the receivers' [`RawMutex`](crate::RawMutex) | receivers | receivers |
-//! | 4 head | `head` = messages claimed (high), position (low); `tail_cache`; `lost` | the receive-lock holder | `len`, the repair |
+//! | 4 head | `head` = messages claimed (high), position (low); `lost` | the receive-lock holder | `len`, the repairs |
 //! | 5 free | `free` (position) | the receive-lock holder, per message | senders, when their cached copy says the ring is full |
 //! | 6 wake | `recv_wake`, `send_wake`: `WAITING` (bit 31) and a generation | sleepers, and wakers when someone sleeps | after each send / receive |
 //!
@@ -75,56 +75,78 @@
 //! capacity (a power of two, at most 2³¹, so the wrap is seamless and the cursors are
 //! never more than a ring apart). Always `free ≤ head ≤ tail ≤ free + capacity`: the
 //! bytes `[free, head)` belong to the receiver that claimed them, `[head, tail)` are
-//! published messages, `[tail, free + capacity)` are free for the send-lock holder.
+//! committed records, `[tail, free + capacity)` are free for the send-lock holder.
 //!
-//! A record is a header word — kind in the high half (`MESSAGE` or `PAD`), length in the
-//! low half — then the payload, padded to 8 bytes. A record never wraps: a sender whose
-//! record does not fit before the ring's end writes a `PAD` record up to the end and its
-//! record at offset 0, both published by one compare-exchange of `tail`. The largest message is at
-//! most `capacity / 2 - 8`, so a record takes at most half the ring: if it does not fit
-//! before the end, the offset is past the middle, and an empty ring has room for the
-//! padding and the record (a sender never waits for room that cannot come).
+//! A record is a header word — kind in the high half (`MESSAGE`, `PAD` or `SKIP`), length
+//! in the low half — then the payload, padded to 8 bytes. **The header publishes the
+//! record**: the word at `tail` is 0 until the next record's header is stored there
+//! (a sender zeroes the word after its record before it commits; it keeps 8 bytes of
+//! slack for it, so a ring holds 8 bytes less than its capacity), and receivers wait on
+//! the header word at `head`, not on `tail`. A record never wraps: a sender whose record
+//! does not fit before the ring's end writes a `PAD` record up to the end and its record
+//! at offset 0 (the header at 0 first, then the `PAD`, which receivers reach first). A
+//! `SKIP` record is the repair of a record whose sender died between its commit and its
+//! header (below): receivers step over it. The largest message is at most `capacity / 2
+//! - 8`, so a record takes at most half the ring: if it does not fit before the end, the
+//! offset is past the middle, and an empty ring has room for the padding, the record and
+//! the slack (a sender never waits for room that cannot come).
 //!
 //! # Protocol
 //!
 //! **Send** (`send`, `reserve` … `commit`): take the send lock; check `closed`; read
-//! `tail`, and check room against `free_cache` (refreshing it from `free`, Acquire, only
-//! when that says full); if there is no room, unlock and wait (below). Else write the
-//! payload in place (the slot is the caller's: no receiver reads past `tail`); at commit,
-//! write the record headers and publish them with one compare-exchange of `tail` (AcqRel)
-//! from the word read at the reservation (it fails if `close` set `CLOSED` since; a
-//! `SLEEPER` bit set since is taken along: the compare-exchange is retried from the word
-//! with it, at most twice); unlock; if the word it replaced had `SLEEPER` (the new one
-//! never has), wake the receivers. No fence and no other load on this path. Nothing is
-//! visible before the `tail` store, so an abort (or a dropped [`SendSlot`]) is just the
-//! unlock.
+//! `tail`, and check room (the record and 8 bytes of slack) against `free_cache`
+//! (refreshing it from `free`, Acquire, only when that says full); if there is no room,
+//! unlock and wait (below). Else write the payload in place (the slot is the caller's:
+//! no receiver reads past a zero header). At commit: zero the word after the record,
+//! store `pending` (the record's span, for the repair below), then *commit* with one
+//! compare-exchange of `tail` (AcqRel) from the word read at the reservation (it fails
+//! if `close` set `CLOSED` since; a `SLEEPER` bit set since is taken along: the
+//! compare-exchange is retried from the word with it, at most twice); then *publish*:
+//! store the record's header (Release; on a wrap, the record's at 0, then the `PAD`);
+//! unlock; if the word the commit replaced had `SLEEPER` (the new one never has), wake
+//! the receivers. No fence on this path. Nothing is visible before the header, and
+//! nothing is committed before the compare-exchange, so an abort (or a dropped
+//! [`SendSlot`]) is just the unlock.
 //!
 //! **A held send side** ([`Channel::send_side`], [`SendSide`]): the send lock is taken
 //! once and kept across sends. Each send is the steps of a send between its lock and its
-//! unlock (the closed check, room against `free_cache`, the payload, the headers, the
-//! compare-exchange of `tail`), then the wake of sleeping receivers, the lock still held;
-//! dropping the side unlocks. A send that finds no room waits holding the lock, and
+//! unlock (the closed check, room against `free_cache`, the payload, the zeroed word and
+//! `pending`, the compare-exchange of `tail`, the header), then the wake of sleeping
+//! receivers, the lock still held; dropping the side unlocks. A send that finds no room waits holding the lock, and
 //! repairs a dead receiver's claim as any sender does (a `try_` send at once, a blocking
 //! or timed one once `free` has not moved through a wait), so other senders wait for the
 //! side as they wait for a [`SendSlot`]. The per-message protocol is the same, so are its
 //! crash windows (below); what the side saves is the lock's two read-modify-writes per
 //! message.
 //!
-//! **Receive**: if `tail == head` at a glance (no lock, no write), wait. Else take the
-//! receive lock (repairing a dead receiver's claim, below); read `tail_cache`, refreshing
-//! it from `tail` (Acquire) only when caught up; validate the record at `head`; *claim*
-//! it: store `head` past it (Release) — from here the message is this receiver's; copy it
-//! out (the closure forms: into a process-local buffer, then run the closure on it);
-//! then *release* it: store `free = head`
-//! (Release, pairing with the senders' Acquire load: the reads happen before a sender
-//! overwrites the bytes); unlock; wake senders if one sleeps.
+//! **Receive**: if the header word at `head` is 0 at a glance (no lock, no write), look
+//! at `tail` (closed and empty: `Disconnected`) and wait. Else take the receive lock
+//! (repairing a dead receiver's claim, below); load the header at `head` (Acquire,
+//! pairing with the sender's Release store: the payload is ordered before our reads);
+//! validate the record against `free + capacity`; step over `SKIP` records (each claimed
+//! and released at once); *claim* the message: store `head` past it (Release) — from
+//! here the message is this receiver's; copy it out (the closure forms: into a
+//! process-local buffer, then run the closure on it); then *release* it: store `free =
+//! head` (Release, pairing with the senders' Acquire load: the reads happen before a
+//! sender overwrites the bytes); unlock; wake senders if one sleeps.
+//!
+//! **A record committed without its header** (`tail` past `head`, the header at `head`
+//! still 0): its sender is one store from publishing it, or was stopped or killed
+//! there. A receiver that finds one gives it a brief spin, then (a `try_` call at once,
+//! once per call; a waiting one after each wait) takes the send lock *if it is free or
+//! its holder is dead* (never waiting for a live holder, so a receiver holding the
+//! receive lock cannot deadlock with a sender repairing a dead receiver's claim): from a
+//! dead holder it repairs (below); found free, every committed record has its header,
+//! so a missing one is a peer's garbage: `Corrupt`.
 //!
 //! **A held receive side** ([`Channel::recv_side`], [`RecvSide`]): the receive lock is
 //! taken once (with the repair, below) and kept across receives; the side keeps the
 //! cursors it writes (`head`, `free`) instead of loading them. Each receive is the steps
 //! of a receive between its lock and its unlock (the record at `head`, the claim, the
 //! copy, the release), then the wake of sleeping senders, the lock still held; dropping
-//! the side unlocks. A receive that finds no message waits holding the lock. The
+//! the side unlocks. A receive that finds no message waits holding the lock; it reads
+//! `tail` only after its first wait (or in a `try_` call), so that while a stream flows
+//! the only shared line it reads is the one the next record's header goes to. The
 //! per-message protocol is the same, so are its crash windows (below).
 //!
 //! **Waiting**: spin briefly with loads (a receiver twice as long as a sender waiting for
@@ -134,10 +156,15 @@
 //! `fetch_or`, always), a `SeqCst` fence, re-check the cursors, and futex-wait on the word in slices (50 µs
 //! doubling to 10 ms, the crate's [`wait`](crate::wait) policy). A receiver re-checks
 //! through a `fetch_or` of `SLEEPER` into `tail` (AcqRel): by `tail`'s modification
-//! order, either a commit came first (the receiver sees its message and does not sleep),
-//! or the commit's compare-exchange sees the bit, clears it and wakes (after the
-//! receiver's `WAITING`: it reads the receiver's Release `fetch_or`). A receiver that set
-//! the bit and then did not sleep costs the next commit one needless wake. A receiver
+//! order, either a commit came first (the receiver sees `tail` past `head` and does not
+//! sleep while the header comes: it spins briefly for it, and if it does not come — a
+//! sender stopped or killed between commit and header — it sleeps one slice, since that
+//! sender saw no `SLEEPER` and will not wake it), or the commit's compare-exchange sees
+//! the bit, clears it and wakes after storing the header (the wake comes after the
+//! receiver's `WAITING`: the compare-exchange reads the receiver's Release `fetch_or`;
+//! the header is before the wake's fence, which pairs with the receiver's fence). A
+//! receiver that set the bit and then did not sleep costs the next commit one needless
+//! wake. A receiver
 //! that releases a message stores `free`, fences (`SeqCst`) and reads `send_wake`: it makes
 //! a syscall only if `WAITING` is set (a sender sleeps); so neither side makes one while
 //! the other is merely busy. A repair's or a close's wake fences first (`SeqCst`, pairing
@@ -147,18 +174,23 @@
 //! **Closing**: `close` sets the `CLOSED` bit of `tail` (a read-modify-write), so a
 //! `tail` with the bit is final. Senders check it under the send lock before they
 //! reserve, and their commit's compare-exchange fails if it was set since (the send
-//! returns `Disconnected`); receivers get `Disconnected` from one load of `tail` with the
-//! bit set and its position at `head`. A send acknowledged `Ok` is therefore always
-//! received before any receiver is told `Disconnected`.
+//! returns `Disconnected`); receivers that find no header at `head` get `Disconnected`
+//! from one load of `tail` with the bit set and its position at `head` (a record
+//! committed before the close, its header not yet stored, is waited for, or skipped if
+//! its sender died). A send acknowledged `Ok` is therefore always received before any
+//! receiver is told `Disconnected`.
 //!
 //! # The loss rule
 //!
 //! Delivery is **at most once**. A receiver killed between its claim and its release
 //! takes the message with it: the next receiver to take the lock finds `head ≠ free`,
 //! releases the space (`free = head`) and counts the message in [`Channel::lost`]. It is
-//! never delivered twice. A sender killed before its commit sends nothing (its space is
-//! reused by the next sender). Messages are FIFO per sender, and in one total order
-//! (the order of the `tail` stores) across senders.
+//! never delivered twice. A sender killed before its header is stored sends nothing:
+//! before its commit, its space is reused by the next sender; between its commit and
+//! its header, the next party to take the send lock replaces its record with a `SKIP`
+//! record. Neither is counted in `lost()` (the send was never acknowledged). Messages
+//! are FIFO per sender, and in one total order (the order of the commits) across
+//! senders.
 //!
 //! # Crash windows
 //!
@@ -169,14 +201,16 @@
 //! | Step (process killed there) | What it leaves | Who repairs it, how fast |
 //! |---|---|---|
 //! | Send: lock taken, nothing written | the send lock held by a dead thread; the ring unchanged; receivers unaffected | the next sender: blocking and timed ones after their first probe slice (≈ 50 µs–1 ms after the kernel tore the process down), `try_` ones after their spin (≤ 5 ms) |
-//! | Send: payload and headers written, `tail` not stored † | as above; the bytes lie past `tail`, never visible | as above: the next sender writes over them. Stopped there while the channel is closed, the sender's commit fails when it is continued (†: a receiver may have been told `Disconnected`) |
-//! | Send: `tail` stored, lock not released † | the message published (receivers get it: a sleeping one at the end of its slice, ≤ 10 ms, if no sender comes first); the send lock held | as the first line; the recovering sender also wakes every receiver |
+//! | Send: payload written, the word after it zeroed, `pending` stored; `tail` not moved † | as above; the bytes lie past `tail`, never visible (the zeroed word is free space; `pending` names a span `tail` is not at) | as above: the next sender writes over them. Stopped there while the channel is closed, the sender's commit fails when it is continued (†: a receiver may have been told `Disconnected`) |
+//! | Send: `tail` moved past the record (committed), its header not stored † | the record committed but not published: receivers wait at it (they get `Empty`/`Timeout` within their bounds; `len()` counts it); the send lock held. **A *stopped* sender here stalls receivers too**, for as long as it is stopped: the one window where it does (one store wide) | the next party to take the send lock from the dead holder: a sender (as the first line), or a receiver that found the record without its header (a `try_` one at once after a brief spin, a waiting one after its first sleep slice, ≤ 10 ms; tested with a receiver asleep when the sender dies, and a held receive side). It writes a `SKIP` record over the span `pending` names (checked: `tail` is at its end, its header is still 0, `head` not past it), wakes every receiver; receivers step over it. Tests `sender_killed_between_commit_and_header_*`, `a_sleeping_receiver_repairs_*`, `a_close_after_a_sender_died_*` |
+//! | Repair of a record without header, on a wrap: `SKIP` at offset 0 stored, the `PAD` before it not † | the send lock held by a dead thread, still marked; the record still unpublished | the next taker of the lock repeats the repair (idempotent: the same two stores) |
+//! | Send: header stored (published), lock not released † | the message published (receivers get it: a sleeping one at the end of its slice, ≤ 10 ms, if no sender comes first); the send lock held | as the first line; the recovering sender also wakes every receiver |
 //! | Send: unlocked, receivers not woken † | a sleeping receiver not woken (the commit cleared its `SLEEPER` bit, so later commits by other senders do not wake it either) | it wakes at the end of its slice (≤ 10 ms) and sees the message, and any sent since (test `a_stopped_waker_delays_a_sleeping_receiver_by_one_slice_at_most`) |
 //! | Receive: lock taken, nothing changed | the receive lock held by a dead thread; senders unaffected | the next receiver, as the first line |
-//! | Receive: `head` stored (claimed), `free` not † | the message claimed by the dead receiver; its space not released | the next receiver to take the lock for a message; or, if that was the last message, a sender that finds the ring full (`try_` ones at once, blocking and timed ones after their first wait and again after each later wait that finds `free` unmoved, timed ones also at their deadline if it comes first) or a receiver after its first wait: it releases the space and counts the message in `lost()` (at most once: never redelivered), and wakes every sender |
+//! | Receive: `head` stored (claimed), `free` not † (also while stepping over a `SKIP` record: then nothing is lost, and the repair counts nothing) | the message claimed by the dead receiver; its space not released | the next receiver to take the lock for a message; or, if that was the last message, a sender that finds the ring full (`try_` ones at once, blocking and timed ones after their first wait and again after each later wait that finds `free` unmoved, timed ones also at their deadline if it comes first) or a receiver after its first wait: it releases the space and counts the message in `lost()` (at most once: never redelivered), and wakes every sender |
 //! | Receive: `free` stored, lock not released † | nothing lost; the receive lock held | as the first receive line |
 //! | Receive: unlocked, senders not woken † | a sleeping sender not woken | it wakes at the end of its slice (≤ 10 ms) |
-//! | Send side held ([`SendSide`]), between sends † | the send lock held by a dead thread; what the side published before is received as usual | as the first line. Inside a send under the side, a kill leaves what the rows "payload and headers written, `tail` not stored" and "`tail` stored, lock not released" say (the latter also after the side's publish and before its wake: the side still holds the lock), tested as `side_holder_killed_*` |
+//! | Send side held ([`SendSide`]), between sends † | the send lock held by a dead thread; what the side published before is received as usual | as the first line. Inside a send under the side, a kill leaves what the rows "payload written … `tail` not moved", "`tail` moved past the record (committed), its header not stored" and "header stored (published), lock not released" say (the latter also after the side's publish and before its wake: the side still holds the lock), tested as `side_holder_killed_*` |
 //! | Receive side held ([`RecvSide`]), between receives †, or asleep waiting for a message † (`WAITING` set in `recv_wake`, `SLEEPER` in `tail`) | the receive lock held by a dead thread; `head == free`: nothing lost; the flags | as the first receive line; the flags cost the next commit one needless wake. Inside a receive under the side, a kill leaves what the rows "`head` stored (claimed), `free` not", "`free` stored, lock not released" and (between its release and its wake) "unlocked, senders not woken" say: a sender asleep for room wakes at the end of its slice (≤ 10 ms); tested as `recv_side_holder_killed_*` |
 //! | Send side held, asleep waiting for room † (`WAITING` set in `send_wake`) | the send lock held by a dead thread; the flag | as the first line; the flag costs the next receiver's release one needless wake |
 //! | Send: lock recovered from a dead holder, repaired (receivers woken, `free_cache` refreshed), mark not cleared † | the send lock held by a dead thread, still marked | the next sender recovers it and repeats the repair (idempotent) |
@@ -187,10 +221,13 @@
 //! | Asleep (`WAITING` set; a receiver also `SLEEPER` in `tail`) | the flags | the next wake (for `SLEEPER`: the next commit, which clears it): one needless syscall |
 //!
 //! A process *stopped* (SIGSTOP) inside a send (between reserve and commit, or holding a
-//! slot or a send side) stalls the other senders only: receivers go on receiving what is published. (One
-//! step later, stopped after its commit and before its wake, it can delay a sleeping
-//! receiver by one sleep slice, at most 10 ms, even for messages other senders publish
-//! meanwhile: see the table.)
+//! slot or a send side) stalls the other senders only: receivers go on receiving what
+//! is published. Stopped between its commit and its header (one store), it stalls
+//! receivers too once they reach its record: `try_` receives report `Empty`, timed ones
+//! `Timeout`, blocking ones sleep in slices until it is continued or killed. (Stopped
+//! after its header and before its wake, it can delay a sleeping receiver by one sleep
+//! slice, at most 10 ms, even for messages other senders publish meanwhile: see the
+//! table.)
 //! `try_send` returns [`TrySendError::Busy`] after a brief spin, timed sends return
 //! `Timeout` at their deadline, untimed sends wait until it is continued or killed. A
 //! receiver stopped between its claim and its release stalls the other receivers
@@ -204,11 +241,17 @@
 //! Every operation reads the config word and validates it (magic, largest message at most
 //! `capacity / 2 - 8`); the capacity comes from the process-local length of the object,
 //! never from shared memory. Cursors are validated on every use (8-aligned, `free ≤ head ≤
-//! tail ≤ free + capacity`), record headers against the largest message, the ring's end
-//! and the bytes between the cursors. Anything else — a lying length, a cursor out of
-//! range, a `PAD` record in the wrong place, a torn header — makes the operation return
-//! `Corrupt` (no panic, no out-of-bounds access, no endless loop); the channel is not
-//! reset, and every later operation that meets the same bytes reports `Corrupt` too.
+//! tail ≤ free + capacity`; receivers check `tail` when they read it, that is when they
+//! find no record at `head`), record headers against the largest message, the ring's
+//! end and `free + capacity`; a receive steps over at most a ring's worth of `SKIP`
+//! records. Anything else — a lying length, a cursor out of range, a `PAD` record in the
+//! wrong place, a torn header, a record committed without its header while the send
+//! lock is free — makes the operation return `Corrupt` (no panic, no out-of-bounds
+//! access, no endless loop); the channel is not reset, and every later operation that
+//! meets the same bytes reports `Corrupt` too. A lying length inside that range (or a
+//! garbage `tail` behind a record receivers have not reached) can hand receivers garbage
+//! messages before the `Corrupt`; as any message, they must treat its bytes as
+//! untrusted.
 //! Waits stay bounded by their deadlines whatever a peer writes into the wake words.
 //! No reference (`&[u8]` / `&mut [u8]`) is ever made over ring bytes: payloads are
 //! copied in and out with relaxed atomic word loads and stores, and the closure forms
