@@ -1950,3 +1950,69 @@ fn a_held_recv_side_reports_a_garbage_lock_word_as_corrupt() {
     assert_eq!(side.recv(&mut out), Err(RecvError::Corrupt));
     assert_eq!(side.drain(4, |_| {}), Err(TryRecvError::Corrupt));
 }
+
+/// A sender "killed" between its commit and its header (`tail` moved past a record whose
+/// header is still 0, the send lock naming a thread that does not exist), with `pending`
+/// right or garbage: the repair (by a receiver, or a sender) never panics, writes only
+/// inside the ring, and every `try_` and timed call returns within its bound. With the
+/// right `pending`, the record is skipped and the channel goes on.
+#[test]
+fn garbage_in_pending_under_a_dead_sender_never_panics_or_hangs() {
+    watchdog(LIMIT);
+    // The record the dead sender committed: 24 bytes at [16, 40).
+    let right = 16 << 32 | 40;
+    let mut values = vec![
+        right,
+        0,
+        1,
+        40,
+        u64::MAX,
+        17 << 32 | 40,
+        16 << 32 | 41,
+        (u64::from(u32::MAX) - 7) << 32 | 40,
+        (40 + 256) << 32 | 40,
+        8 << 32 | 40,
+        32 << 32 | 40,
+    ];
+    let mut rng = Rng(0x5EED);
+    values.extend((0..16).map(|_| rng.next()));
+    let t = Duration::from_millis(1);
+    let mut out = Vec::new();
+    for v in values {
+        for by_receiver in [true, false] {
+            let ch = channel(256);
+            ch.send(b"first").unwrap();
+            let (w64, w32) = ch.hostile_words();
+            // words[3] is `tail`: 2 committed, at 40; words[6] is `pending`.
+            w64[3].store(2 << 32 | 40, Ordering::Relaxed);
+            w64[6].store(v, Ordering::Relaxed);
+            // The send lock: held by a thread that does not exist.
+            w32[0].store(u32::MAX, Ordering::Relaxed);
+            assert_eq!(ch.try_recv(&mut out), Ok(5));
+            if by_receiver {
+                let r = ch.try_recv(&mut out);
+                if v == right {
+                    assert_eq!(r, Err(TryRecvError::Empty));
+                }
+                let _ = ch.recv_timeout(&mut out, t);
+            } else {
+                let r = ch.try_send(b"x");
+                if v == right {
+                    assert_eq!(r, Ok(()));
+                    assert_eq!(ch.try_recv(&mut out), Ok(1));
+                }
+                let _ = ch.send_timeout(b"y", t);
+            }
+            let _ = ch.drain(4, |_| {});
+            if v == right {
+                assert_eq!(ch.lost(), 0);
+                ch.send(b"after").unwrap();
+                assert_eq!(ch.try_recv(&mut out), Ok(5));
+                assert_eq!(out, b"after");
+                assert!(ch.is_empty());
+            }
+            ch.close();
+            let _ = ch.recv_timeout(&mut out, t);
+        }
+    }
+}

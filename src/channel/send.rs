@@ -613,7 +613,12 @@ impl Channel {
         let span = to.wrapping_sub(from);
         // Not committed (`tail` is not at its end: it died before the commit, or
         // `pending` is a peer's garbage); or not a record's span.
-        if tail != to || span == 0 || !span.is_multiple_of(8) || span > cap - 8 {
+        if tail != to
+            || span == 0
+            || !span.is_multiple_of(8)
+            || !from.is_multiple_of(8)
+            || span > cap - 8
+        {
             return false;
         }
         let off = from & (cap - 1);
