@@ -86,10 +86,10 @@
 //! does not fit before the ring's end writes a `PAD` record up to the end and its record
 //! at offset 0 (the header at 0 first, then the `PAD`, which receivers reach first). A
 //! `SKIP` record is the repair of a record whose sender died between its commit and its
-//! header (below): receivers step over it. The largest message is at most `capacity / 2
-//! - 8`, so a record takes at most half the ring: if it does not fit before the end, the
-//! offset is past the middle, and an empty ring has room for the padding, the record and
-//! the slack (a sender never waits for room that cannot come).
+//! header (below): receivers step over it. The largest message is at most
+//! `capacity / 2 - 8`, so a record takes at most half the ring: if it does not fit
+//! before the end, the offset is past the middle, and an empty ring has room for the
+//! padding, the record and the slack (a sender never waits for room that cannot come).
 //!
 //! # Protocol
 //!
