@@ -1,20 +1,84 @@
-//! Model checks of the byte channel: a reservation's commit and abort racing a receiver
-//! (the receiver sees exactly the committed messages, whole and in order), a sender and
-//! a receiver each sleeping for the other (no lost wakeup), `close` racing a blocked
-//! receiver or sender (each wakes and ends; a receiver gets what was sent first), a send
-//! racing `close` (a send acknowledged `Ok` is never behind a `Disconnected`), two
-//! receivers racing for two messages (one each, never the same one), and a held send side
-//! streaming into a full ring past a sleeping receiver, and sends racing a close from a
-//! third thread (received exactly when acknowledged `Ok`).
+//! Model checks of the byte channel (format 3: a record is committed by the
+//! compare-exchange of `tail`, then published by the Release store of its header, which
+//! receivers poll at `head`):
+//!
+//! - a reservation's commit and abort racing a receiver: it sees exactly the committed
+//!   messages, whole and in order;
+//! - a sender and a receiver each sleeping for the other (no lost wakeup), also with a
+//!   held send side (`SendSide`) streaming into a full ring, and with a held receive side
+//!   (`RecvSide`) receiving, or draining, from a sender asleep for room;
+//! - `close` racing a blocked receiver or sender, also under a held receive side: each
+//!   wakes and ends, and a receiver gets what was sent first;
+//! - a send racing `close`, and two sends racing a close from a third thread: a send
+//!   acknowledged `Ok` is received, never behind a `Disconnected`, and a refused one never;
+//! - two receivers racing for two messages: one each, never the same one;
+//! - records committed before their headers are stored, racing a receiver that polls and
+//!   sleeps, across a wrap (padding, then the record at 0 over a stale header, after an
+//!   aborted reservation and a shorter `commit_len`): every message whole and in order,
+//!   none slept through;
+//! - the dead-producer skip: a sender killed between its commit and its header store,
+//!   holding the send lock, repaired with a `SKIP` record (on a wrap, `SKIP` at 0 and
+//!   padding) by whoever takes the lock from it: a polling receiver or a polling later
+//!   sender racing for it, a later blocking sender waking a receiver asleep at the dead
+//!   record, or two receivers racing in `try_recv`. The receiver never gets the dead
+//!   message, gets the later one, and `lost()` stays 0 (that send was never acknowledged).
 #![cfg(loom)]
 
 use loom::sync::Arc;
 use loom::thread;
-use shmstate::{Channel, ChannelOptions, RecvError, SendError};
+use shmstate::lock::rwlock::DEAD_UNDER_LOOM;
+use shmstate::sync::Ordering;
+use shmstate::{Channel, ChannelOptions, RecvError, SendError, TryRecvError, TrySendError};
 
-/// A 64-byte ring: room for two 16-byte messages (24 bytes each with their headers).
+/// A 64-byte ring: room for two 16-byte messages (24 bytes each with their headers, and
+/// the 8 bytes of slack a sender keeps after its record).
 fn small() -> Arc<Box<Channel>> {
     Arc::new(Channel::new(ChannelOptions::new(64)).unwrap())
+}
+
+/// Index of `tail` among the `u64` words of [`Channel::hostile_words`].
+const TAIL: usize = 3;
+/// Index of the ring's first word among the `u64` words of [`Channel::hostile_words`].
+const RING: usize = 9;
+
+/// Sends and receives messages of these lengths (the payload bytes `0xA0 + i`, nonzero),
+/// moving the cursors on by their records and leaving their bytes in the ring: stale
+/// headers and payload, which a receiver must never take for a record.
+fn advance(ch: &Channel, lens: &[usize]) {
+    let mut out = Vec::new();
+    for (i, &n) in lens.iter().enumerate() {
+        ch.send(&vec![0xA0 + i as u8; n]).unwrap();
+        ch.recv(&mut out).unwrap();
+    }
+}
+
+/// [`advance`] to ring offset 40 on the second lap (records of 24, 24, 16, then 24 and
+/// 16 bytes): the word at 0 holds a stale 16-byte message's header, the word at 56 stale
+/// payload.
+const TO_40: &[usize] = &[16, 16, 8, 16, 8];
+
+/// [`advance`] to ring offset 48 on the second lap (records of 24, 24, 16, then three of
+/// 16 bytes): the word at 0 holds a stale 8-byte message's header.
+const TO_48: &[usize] = &[16, 16, 8, 8, 8, 8];
+
+/// Sends `msg`, then puts back what its header stores replaced and leaves the send lock
+/// held by a thread that the lock's probe reports dead: the state a sender killed
+/// between its commit (the compare-exchange of `tail`, after its `pending` and the
+/// zeroed word after the record) and its header store leaves. On a wrap neither header
+/// was stored: the padding's word is 0, the record's word at 0 keeps its stale header.
+fn send_and_die_before_the_header(ch: &Channel, msg: &[u8]) {
+    let (words, locks) = ch.hostile_words();
+    let ring = &words[RING..];
+    let cap = ring.len() * 8;
+    let from = words[TAIL].load(Ordering::Relaxed) as u32 as usize % cap;
+    let rec = 8 + msg.len().div_ceil(8) * 8;
+    let rec_at = if from + rec > cap { 0 } else { from };
+    let headers = [from, rec_at].map(|at| (at / 8, ring[at / 8].load(Ordering::Relaxed)));
+    ch.send(msg).unwrap();
+    for (i, w) in headers {
+        ring[i].store(w, Ordering::Relaxed);
+    }
+    locks[0].store(DEAD_UNDER_LOOM, Ordering::Relaxed);
 }
 
 #[test]
@@ -286,5 +350,164 @@ fn a_held_recv_side_drain_wakes_a_sleeping_sender() {
         }
         drop(side);
         h.join().unwrap();
+    });
+}
+
+/// A sender whose records are committed (`tail`) before their headers are stored races a
+/// receiver that polls the header at `head` and sleeps when there is none. From offset
+/// 40, with stale bytes in the ring ([`TO_40`]): the first message at 40; a
+/// reservation that would wrap, written and aborted; the same reservation committed
+/// shorter (`commit_len`), which wraps: padding at 56, the record at 0 over a stale
+/// header; the third message waits for the room the first one's release makes. The
+/// receiver gets every message whole and in order, never a stale header or payload, and
+/// never sleeps through one (a lost wakeup is a deadlock that loom reports).
+#[test]
+fn a_wrapping_record_published_after_its_commit_reaches_a_sleeping_receiver() {
+    loom::model(|| {
+        let ch = small();
+        advance(&ch, TO_40);
+        let tx = ch.clone();
+        let h = thread::spawn(move || {
+            tx.send(&[1; 8]).unwrap();
+            let mut slot = tx.reserve(16).unwrap();
+            slot.write_at(0, &[9; 16]);
+            slot.abort();
+            let mut slot = tx.reserve(16).unwrap();
+            slot.write_at(0, &[2; 8]);
+            slot.commit_len(8).unwrap();
+            tx.send(&[3; 16]).unwrap();
+        });
+        let mut out = Vec::new();
+        for m in [&[1; 8][..], &[2; 8], &[3; 16]] {
+            assert_eq!(ch.recv(&mut out), Ok(m.len()));
+            assert_eq!(out, m);
+        }
+        h.join().unwrap();
+        assert!(ch.is_empty());
+        assert_eq!(ch.bytes_used(), 0);
+    });
+}
+
+/// A sender died holding the send lock between its commit and its header store
+/// ([`send_and_die_before_the_header`], a 16-byte message: at 0, or with `wrap` from 48
+/// ([`TO_48`]), padding there and the record at 0). A receiver polling with `try_recv` and
+/// a later sender polling with `try_send` race to take the lock from the dead holder:
+/// whichever does writes a `SKIP` record over the dead one's (on a wrap, `SKIP` at 0 and
+/// padding at 48). The receiver steps over it and gets the later message, never the dead
+/// one's, nor `Corrupt`; `lost()` stays 0 (the dead send was never acknowledged). On a
+/// wrap the later message fits only once the receiver has stepped over the `SKIP`.
+fn dead_sender_polled_model(wrap: bool) {
+    loom::model(move || {
+        let ch = small();
+        if wrap {
+            advance(&ch, TO_48);
+        }
+        send_and_die_before_the_header(&ch, &[0xDD; 16]);
+        let tx = ch.clone();
+        let h = thread::spawn(move || {
+            loop {
+                match tx.try_send(&[2; 16]) {
+                    Ok(()) => break,
+                    Err(TrySendError::Busy | TrySendError::Full) => thread::yield_now(),
+                    Err(e) => panic!("try_send: {e:?}"),
+                }
+            }
+        });
+        let mut out = Vec::new();
+        loop {
+            match ch.try_recv(&mut out) {
+                Ok(n) => {
+                    assert_eq!(n, 16);
+                    assert_eq!(out, [2; 16]);
+                    break;
+                }
+                Err(TryRecvError::Empty | TryRecvError::Busy) => thread::yield_now(),
+                Err(e) => panic!("try_recv: {e:?}"),
+            }
+        }
+        h.join().unwrap();
+        assert_eq!(ch.lost(), 0);
+        assert!(ch.is_empty());
+        assert_eq!(ch.bytes_used(), 0);
+    });
+}
+
+#[test]
+fn a_polling_receiver_and_sender_skip_a_dead_senders_record() {
+    dead_sender_polled_model(false);
+}
+
+#[test]
+fn a_polling_receiver_and_sender_skip_a_dead_senders_wrapped_record() {
+    dead_sender_polled_model(true);
+}
+
+/// A sender died between its commit and its header store, as in
+/// [`dead_sender_polled_model`]; the receiver waits in `recv` (asleep: the record has no
+/// header). A later sender takes the lock from the dead holder, writes the `SKIP`, wakes
+/// the receiver and sends its message (on a wrap, after waiting for the room the
+/// receiver's step over the `SKIP` releases). The receiver gets that message, never the
+/// dead one's, and never sleeps through it; `lost()` stays 0.
+fn dead_sender_sleeping_receiver_model(wrap: bool) {
+    loom::model(move || {
+        let ch = small();
+        if wrap {
+            advance(&ch, TO_48);
+        }
+        send_and_die_before_the_header(&ch, &[0xDD; 16]);
+        let tx = ch.clone();
+        let h = thread::spawn(move || tx.send(&[2; 16]).unwrap());
+        let mut out = Vec::new();
+        assert_eq!(ch.recv(&mut out), Ok(16));
+        assert_eq!(out, [2; 16]);
+        h.join().unwrap();
+        assert_eq!(ch.lost(), 0);
+        assert!(ch.is_empty());
+        assert_eq!(ch.bytes_used(), 0);
+    });
+}
+
+#[test]
+fn a_later_sender_skips_a_dead_senders_record_and_wakes_the_receiver() {
+    dead_sender_sleeping_receiver_model(false);
+}
+
+#[test]
+fn a_later_sender_skips_a_dead_senders_wrapped_record_and_wakes_the_receiver() {
+    dead_sender_sleeping_receiver_model(true);
+}
+
+/// Two receivers find a record whose sender died between its commit and its header
+/// store (wrapped, as in [`dead_sender_polled_model`]) and race to repair it in
+/// `try_recv`: the one that takes the send lock from the dead holder writes the `SKIP`,
+/// the other finds the lock held (live) or free and repaired (never `Corrupt`). They get
+/// nothing (`Empty`, or `Busy` while the other holds the receive side), the `SKIP` is
+/// stepped over, `lost()` stays 0, and a message sent afterwards is received.
+#[test]
+fn two_receivers_racing_in_try_recv_skip_a_dead_senders_record() {
+    loom::model(|| {
+        let ch = small();
+        advance(&ch, TO_48);
+        send_and_die_before_the_header(&ch, &[0xDD; 16]);
+        let rxs: Vec<_> = (0..2)
+            .map(|_| {
+                let rx = ch.clone();
+                thread::spawn(move || rx.try_recv(&mut Vec::new()))
+            })
+            .collect();
+        for h in rxs {
+            let r = h.join().unwrap();
+            assert!(
+                matches!(r, Err(TryRecvError::Empty | TryRecvError::Busy)),
+                "{r:?}"
+            );
+        }
+        assert_eq!(ch.lost(), 0);
+        assert!(ch.is_empty());
+        assert_eq!(ch.bytes_used(), 0);
+        ch.send(&[2; 16]).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(ch.recv(&mut out), Ok(16));
+        assert_eq!(out, [2; 16]);
     });
 }

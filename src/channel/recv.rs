@@ -15,7 +15,7 @@ use super::error::{
 use super::layout::{CLOSED, Channel, SLEEPER, pos};
 use crate::failpoint::{self, Point};
 use crate::sync::Ordering;
-use crate::sync::spin_loop;
+use crate::sync::{fence, spin_loop};
 
 impl Fail {
     pub(super) fn recv(self) -> RecvError {
@@ -510,12 +510,10 @@ impl Channel {
     }
 
     /// For a receiver about to sleep (after its `WAITING` flag): a read-modify-write of
-    /// `tail` that sets `SLEEPER`, so that the next commit sees the bit and wakes it, or
-    /// this look sees the commit (see `wait_on`). Whether to look again instead of
-    /// sleeping: a record is published, or the channel closed and empty. A record
-    /// committed before the bit but without its header yet gets a brief spin; if its
-    /// header does not come, the receiver sleeps one slice (its sender will not wake it:
-    /// it saw no `SLEEPER`), and then looks for a dead sender.
+    /// `tail` that sets `SLEEPER`, then a `SeqCst` fence and a look at the header at
+    /// `head`, so that either the sender of the next record sees the bit and wakes it, or
+    /// this look sees the record (see `settle`). Whether to look again instead of
+    /// sleeping: a record is published, or the channel is closed and empty.
     #[cold]
     pub(super) fn register_sleeper(&self) -> bool {
         let t = self.set_sleeper();
@@ -534,7 +532,14 @@ impl Channel {
     }
 
     /// What a registered sleeper at `head` does, given the `tail` word `t` its
-    /// registration replaced ([`register_sleeper`](Self::register_sleeper)).
+    /// registration replaced ([`register_sleeper`](Self::register_sleeper)): whether to
+    /// look again instead of sleeping.
+    ///
+    /// The record at `head` may be committed before the registration and published after
+    /// it: then its sender's compare-exchange saw no `SLEEPER`, but its look at `tail`
+    /// after the header store does (it fences first), unless our look here, after our
+    /// fence, sees the header. A record committed without its header gets a brief spin
+    /// first (its sender is one store away): a sleep costs two syscalls.
     fn settle(&self, t: u64, head: u32) -> bool {
         if self.has_header(head) {
             return true;
@@ -551,12 +556,17 @@ impl Channel {
         }
     }
 
-    /// Sets `SLEEPER` in `tail`; the word it replaced.
+    /// Sets `SLEEPER` in `tail`, then fences; the word it replaced.
     fn set_sleeper(&self) -> u64 {
         // AcqRel: Release pairs with the Acquire of the commit's compare-exchange that
         // clears the bit (our `WAITING` flag comes before its wake); Acquire, as the loads
         // of `tail` in `peek`.
-        self.header.tail.tail.fetch_or(SLEEPER, Ordering::AcqRel)
+        let t = self.header.tail.tail.fetch_or(SLEEPER, Ordering::AcqRel);
+        // SeqCst: pairs with the fence in `publish` between the header store and its look
+        // at `tail`: either that look sees our bit, or our look at the header (after
+        // this fence) sees the header.
+        fence(Ordering::SeqCst);
+        t
     }
 
     /// Under the receive lock, with the cursors as this holder left them (`c`, kept up to
@@ -624,6 +634,7 @@ impl Channel {
         let h = &self.header;
         let mut sleep = Sleep::new();
         let mut awaited = false;
+        let mut deadline_looked = false;
         loop {
             // Empty at a glance: no lock, no write to a shared line.
             let mut look = self.peek();
@@ -681,7 +692,7 @@ impl Channel {
                     self.repair_dead_sender(wait)?;
                 }
             }
-            wait_on(
+            let waited = wait_on(
                 &h.wake.recv_wake,
                 wait,
                 &mut sleep,
@@ -689,7 +700,21 @@ impl Channel {
                 // Relaxed: as in `peek`.
                 || self.has_header(pos(h.head.head.load(Ordering::Relaxed))),
                 || self.register_sleeper(),
-            )?;
+            );
+            if waited == Err(Fail::Timeout) && !deadline_looked {
+                // One look at the deadline: a record committed without its header whose
+                // sender died is repaired (a deadline shorter than the first wait would
+                // otherwise never look for it, and a channel used only through such
+                // receives would never get past it), and a message published meanwhile
+                // is taken. Bounded by the passed deadline: the send lock is taken only
+                // if it is free, or after one probe finds its holder dead.
+                deadline_looked = true;
+                if self.peek() == Peek::InFlight {
+                    self.repair_dead_sender(wait)?;
+                }
+                continue;
+            }
+            waited?;
         }
     }
 

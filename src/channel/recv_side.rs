@@ -155,6 +155,7 @@ impl RecvSide<'_> {
         }
         let mut sleep: Option<Sleep> = None;
         let mut awaited = false;
+        let mut deadline_looked = false;
         loop {
             if let Some((head, found)) = ch.next_message(&mut self.cursors, max)? {
                 if let Some(l) = limit
@@ -206,14 +207,27 @@ impl RecvSide<'_> {
                 }
             }
             // No dead receiver's claim to look for: this side holds the lock.
-            wait_on(
+            let waited = wait_on(
                 &ch.header.wake.recv_wake,
                 wait,
                 sleep.get_or_insert_with(Sleep::new),
                 RECV_SPINS,
                 || ch.has_header(head),
                 || ch.register_sleeper_at(head),
-            )?;
+            );
+            if waited == Err(Fail::Timeout) && !deadline_looked {
+                // One look at the deadline, as in `recv_inner`: also for the close, which
+                // a deadline shorter than the first wait would otherwise never see.
+                deadline_looked = true;
+                match ch.peek_at(head) {
+                    Peek::Closed => return Err(Fail::Disconnected),
+                    Peek::Corrupt => return Err(Fail::Corrupt),
+                    Peek::InFlight => ch.repair_dead_sender(wait)?,
+                    Peek::Message | Peek::Empty => {}
+                }
+                continue;
+            }
+            waited?;
         }
     }
 

@@ -13,7 +13,7 @@ use super::engine::{
 use super::error::{SendError, SendTimeoutError, TrySendError};
 use super::layout::{CLOSED, Channel, SLEEPER, count, pos, record_size};
 use crate::failpoint::{self, Point};
-use crate::sync::Ordering;
+use crate::sync::{Ordering, fence};
 
 impl Fail {
     fn send(self) -> SendError {
@@ -454,6 +454,15 @@ impl Channel {
         if let Some(p) = plan.pad_at {
             self.word_at(p).store(PAD_HEADER, Ordering::Release);
         }
+        // A receiver may have registered to sleep between our commit and our header
+        // store: our compare-exchange did not see its `SLEEPER`, and its look at the
+        // header may have come before the store. SeqCst: pairs with the fence in a
+        // sleeping receiver's registration (`set_sleeper`), after its `fetch_or`: either
+        // our load below sees its bit (we wake it), or its look after that fence sees our
+        // header. Relaxed: ordered by the fence. The bit stays set (the next commit
+        // clears it: one needless wake at most).
+        fence(Ordering::SeqCst);
+        let sleepers = sleepers || h.tail.tail.load(Ordering::Relaxed) & SLEEPER != 0;
         failpoint::hit(Point::ChannelSendPublished);
         Ok(sleepers)
     }
