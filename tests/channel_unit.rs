@@ -935,24 +935,29 @@ fn closures_get_a_copy_that_a_peer_cannot_change() {
     }
 }
 
-/// A slot inherited by a forked child is its parent's: the child's commit is refused
-/// (it would move the shared `tail`), and the parent's commit is the one received.
+/// A slot inherited by a forked child is its parent's: the child's writes do nothing and
+/// its commit is refused (it would move the shared `tail`), and the parent's commit is
+/// the one received.
 #[test]
 #[cfg_attr(miri, ignore = "fork")]
 fn a_slot_inherited_by_a_forked_child_is_not_committed_there() {
     watchdog(Duration::from_secs(60));
     let region = Region::anonymous(1 << 20).unwrap();
     let ch = region.channel("ch", ChannelOptions::new(1024)).unwrap();
-    let mut slot = ch.reserve(6).unwrap();
+    let mut slot = ch.reserve(64).unwrap();
     slot.write_at(0, b"parent");
     let slot = std::cell::RefCell::new(Some(slot));
     let pids = common::fork_children(1, |_| {
-        let s = slot.borrow_mut().take().unwrap();
+        let mut s = slot.borrow_mut().take().unwrap();
+        // Its writes do nothing: the bytes are the parent's (past a shorter commit of the
+        // parent's, they would hold the word the next header goes to).
+        s.write_at(0, &[b'c'; 64]);
+        s.write_all(b"child").unwrap();
         assert_eq!(s.commit(), Err(SendError::Disconnected));
     });
     common::wait_all(&pids, Duration::from_secs(30));
     assert!(ch.is_empty());
-    slot.into_inner().unwrap().commit().unwrap();
+    slot.into_inner().unwrap().commit_len(6).unwrap();
     let mut out = Vec::new();
     assert_eq!(ch.try_recv(&mut out), Ok(6));
     assert_eq!(out, b"parent");
@@ -1150,7 +1155,8 @@ fn hostile_words_never_panic_or_hang() {
         1 << 31,
         0x4D53_4721 << 32 | 0xFFFF,
         0x5041_4421 << 32,
-        0x4348_4E02 << 32 | 0xFFFF_FFFF,
+        0x4348_4E03 << 32 | 0xFFFF_FFFF,
+        0x534B_4921 << 32 | 0x10,
         0x4D53_4721_0000_0010,
     ];
     let mut rng = Rng(0xC0FFEE);

@@ -103,10 +103,11 @@
 //! if `close` set `CLOSED` since; a `SLEEPER` bit set since is taken along: the
 //! compare-exchange is retried from the word with it, at most twice); then *publish*:
 //! store the record's header (Release; on a wrap, the record's at 0, then the `PAD`);
-//! unlock; if the word the commit replaced had `SLEEPER` (the new one never has), wake
-//! the receivers. No fence on this path. Nothing is visible before the header, and
-//! nothing is committed before the compare-exchange, so an abort (or a dropped
-//! [`SendSlot`]) is just the unlock.
+//! fence (`SeqCst`) and load `tail` (its own line) for a `SLEEPER` set since the commit
+//! (below, "Waiting"); unlock; if the word the commit replaced or the one just loaded
+//! had `SLEEPER`, wake the receivers. Nothing is visible before the header, and nothing
+//! is committed before the compare-exchange, so an abort (or a dropped [`SendSlot`]) is
+//! just the unlock.
 //!
 //! **A held send side** ([`Channel::send_side`], [`SendSide`]): the send lock is taken
 //! once and kept across sends. Each send is the steps of a send between its lock and its
@@ -153,16 +154,18 @@
 //! room, about 5 µs on the machine BENCHMARKS.md reports: there it outlasts a peer's
 //! wake-up, so that a request and its reply do not go through the kernel; a timed wait
 //! stops spinning at its deadline), then set `WAITING` in the side's wake word (a
-//! `fetch_or`, always), a `SeqCst` fence, re-check the cursors, and futex-wait on the word in slices (50 µs
-//! doubling to 10 ms, the crate's [`wait`](crate::wait) policy). A receiver re-checks
-//! through a `fetch_or` of `SLEEPER` into `tail` (AcqRel): by `tail`'s modification
-//! order, either a commit came first (the receiver sees `tail` past `head` and does not
-//! sleep while the header comes: it spins briefly for it, and if it does not come — a
-//! sender stopped or killed between commit and header — it sleeps one slice, since that
-//! sender saw no `SLEEPER` and will not wake it), or the commit's compare-exchange sees
-//! the bit, clears it and wakes after storing the header (the wake comes after the
-//! receiver's `WAITING`: the compare-exchange reads the receiver's Release `fetch_or`;
-//! the header is before the wake's fence, which pairs with the receiver's fence). A
+//! `fetch_or`, always), a `SeqCst` fence, re-check the cursors, and futex-wait on the
+//! word in slices (50 µs doubling to 10 ms, the crate's [`wait`](crate::wait) policy). A
+//! receiver re-checks through a `fetch_or` of `SLEEPER` into `tail` (AcqRel), a `SeqCst`
+//! fence, and a look at the header at `head`. By `tail`'s modification order, either the
+//! next commit's compare-exchange sees the bit (it clears it, and wakes after storing
+//! the header), or the commit came first; then the sender's look at `tail` after its
+//! header store and its fence sees the bit and wakes, or the receiver's look after its
+//! fence sees the header (the two `SeqCst` fences: one of the two looks sees the other's
+//! write). Either way the wake comes after the receiver's `WAITING` (the sender read the
+//! receiver's `SLEEPER`, which follows its `WAITING` and its fence) and after the
+//! header (the wake fences first). A receiver that finds a record committed without its
+//! header spins briefly for it before it sleeps (its sender is one store away). A
 //! receiver that set the bit and then did not sleep costs the next commit one needless
 //! wake. A receiver
 //! that releases a message stores `free`, fences (`SeqCst`) and reads `send_wake`: it makes
@@ -202,7 +205,7 @@
 //! |---|---|---|
 //! | Send: lock taken, nothing written | the send lock held by a dead thread; the ring unchanged; receivers unaffected | the next sender: blocking and timed ones after their first probe slice (≈ 50 µs–1 ms after the kernel tore the process down), `try_` ones after their spin (≤ 5 ms) |
 //! | Send: payload written, the word after it zeroed, `pending` stored; `tail` not moved † | as above; the bytes lie past `tail`, never visible (the zeroed word is free space; `pending` names a span `tail` is not at) | as above: the next sender writes over them. Stopped there while the channel is closed, the sender's commit fails when it is continued (†: a receiver may have been told `Disconnected`) |
-//! | Send: `tail` moved past the record (committed), its header not stored † | the record committed but not published: receivers wait at it (they get `Empty`/`Timeout` within their bounds; `len()` counts it); the send lock held. **A *stopped* sender here stalls receivers too**, for as long as it is stopped: the one window where it does (one store wide) | the next party to take the send lock from the dead holder: a sender (as the first line), or a receiver that found the record without its header (a `try_` one at once after a brief spin, a waiting one after its first sleep slice, ≤ 10 ms; tested with a receiver asleep when the sender dies, and a held receive side). It writes a `SKIP` record over the span `pending` names (checked: `tail` is at its end, its header is still 0, `head` not past it), wakes every receiver; receivers step over it. Tests `sender_killed_between_commit_and_header_*`, `a_sleeping_receiver_repairs_*`, `a_close_after_a_sender_died_*` |
+//! | Send: `tail` moved past the record (committed), its header not stored † | the record committed but not published: receivers wait at it (they get `Empty`/`Timeout` within their bounds; `len()` counts it); the send lock held. **A *stopped* sender here stalls receivers too**, for as long as it is stopped: the one window where it does (one store wide) | the next party to take the send lock from the dead holder: a sender (as the first line), or a receiver that found the record without its header (a `try_` one at once after a brief spin, a waiting one after its first sleep slice, ≤ 10 ms, a timed one also at its deadline if that comes first; tested with a receiver asleep when the sender dies, and a held receive side). It writes a `SKIP` record over the span `pending` names (checked: `tail` is at its end, its header is still 0, `head` not past it), wakes every receiver; receivers step over it. Tests `sender_killed_between_commit_and_header_*`, `a_sleeping_receiver_repairs_*`, `a_close_after_a_sender_died_*` |
 //! | Repair of a record without header, on a wrap: `SKIP` at offset 0 stored, the `PAD` before it not † | the send lock held by a dead thread, still marked; the record still unpublished | the next taker of the lock repeats the repair (idempotent: the same two stores) |
 //! | Send: header stored (published), lock not released † | the message published (receivers get it: a sleeping one at the end of its slice, ≤ 10 ms, if no sender comes first); the send lock held | as the first line; the recovering sender also wakes every receiver |
 //! | Send: unlocked, receivers not woken † | a sleeping receiver not woken (the commit cleared its `SLEEPER` bit, so later commits by other senders do not wake it either) | it wakes at the end of its slice (≤ 10 ms) and sees the message, and any sent since (test `a_stopped_waker_delays_a_sleeping_receiver_by_one_slice_at_most`) |
@@ -232,9 +235,12 @@
 //! `Timeout` at their deadline, untimed sends wait until it is continued or killed. A
 //! receiver stopped between its claim and its release stalls the other receivers
 //! (`Busy`/`Timeout`/wait, likewise) and keeps its message's space; senders go on while
-//! there is room. So does a receiver stopped holding a receive side ([`RecvSide`]). One narrow exception: a sender stopped while it repairs a dead
-//! receiver's claim (it then holds the receive lock for a few stores) stalls receivers
-//! too, as a stopped receiver would.
+//! there is room. So does a receiver stopped holding a receive side ([`RecvSide`]). Two
+//! narrow exceptions: a sender stopped while it repairs a dead receiver's claim (it then
+//! holds the receive lock for a few stores) stalls receivers too, as a stopped receiver
+//! would; and a receiver stopped while it looks for a dead sender (it then holds the
+//! send lock for a few loads, or for the `SKIP` repair) stalls senders, as a stopped
+//! sender would.
 //!
 //! # Untrusted memory
 //!

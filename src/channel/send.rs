@@ -56,9 +56,8 @@ impl Fail {
 /// leaves nothing for them to skip (module docs, "Crash windows").
 ///
 /// A slot is not `Send`: commit or abort it on the thread that reserved it. A child
-/// forked while a thread holds a slot inherits a copy that is not its own: its commit
-/// returns [`SendError::Disconnected`] (its writes land in the parent's slot, which the
-/// parent overwrites or aborts).
+/// forked while a thread holds a slot inherits a copy that is not its own: its writes do
+/// nothing, and its commit returns [`SendError::Disconnected`].
 ///
 /// ```compile_fail
 /// fn send<T: Send>(_: T) {}
@@ -142,6 +141,12 @@ impl<'a> SendSlot<'a> {
             data.len(),
             self.len
         );
+        if !self.guard.as_ref().is_some_and(SideGuard::is_held_here) {
+            // A slot inherited by a forked child: the bytes are its parent's, which may
+            // have committed since; past a shorter commit they hold the word the next
+            // record's header goes to, which must stay 0.
+            return;
+        }
         let at = self.plan.rec_at as usize + 8 + offset;
         // `at + data.len() <= rec_at + 8 + len <= cap` (`plan` placed the record inside
         // the ring), and the bytes lie between `tail` and `free + cap` while this slot

@@ -53,7 +53,9 @@ impl Channel {
 
     /// Messages waiting to be received: a snapshot, approximate while others send or
     /// receive (and meaningless if the shared state is corrupt; never more than
-    /// `capacity / 8`).
+    /// `capacity / 8`). It counts a message as soon as it is committed, a moment before
+    /// receivers can take it (and a record whose sender died in that moment until it is
+    /// skipped: module docs, "Crash windows").
     pub fn len(&self) -> usize {
         let h = &self.header;
         // Relaxed: a snapshot of two counters.

@@ -77,7 +77,11 @@ pub(crate) const MAGIC: u64 = u64::from_ne_bytes(*b"SHMSTATE");
 ///   `8·W + STRIPE_LEN·k` (was `8·W + 16·k`: the same only for elements of 16 bytes or
 ///   more), and the object is 8 bytes longer (`24 + len · (size + 1)`, rounded up to 8),
 ///   so that every header is inside its `UnsafeCell`s.
-pub(crate) const VERSION: u32 = 10;
+/// - 11: a channel publishes each record by the store of its header word (its format
+///   version 3): the word at `tail` is 0 until then, a `pending` word follows
+///   `free_cache` on the senders' line, `tail_cache` is gone from the receivers' line, and
+///   a `SKIP` record kind replaces a record whose sender died before its header.
+pub(crate) const VERSION: u32 = 11;
 /// Byte-order and word-size marker: reads differently on the other byte order, and its
 /// low byte is `size_of::<usize>()`.
 pub(crate) const MARKER: u32 = 0x0102_0300 | size_of::<usize>() as u32;

@@ -1746,15 +1746,17 @@ const RING: usize = 512;
 const MAX_MESSAGE: usize = 100;
 
 /// Byte offsets of the channel's cursor words (see its module docs, "Layout"): `tail`,
-/// `free_cache`, `head`, `tail_cache`, `free`; then `lost`, and the wake words' line.
-const CURSORS: [usize; 5] = [128, 136, 256, 264, 320];
-const LOST: usize = 272;
+/// `free_cache`, `head`, `pending` (the span of a record being committed: `to` in its
+/// low half), `free`; then `lost`, and the wake words' line.
+const CURSORS: [usize; 5] = [128, 136, 256, 144, 320];
+const LOST: usize = 264;
 const WAKE: usize = 384;
 /// The ring's first byte.
 const RING_AT: usize = 448;
 /// Record header tags (high half of a record's header word).
 const TAG_MESSAGE: u64 = 0x4D53_4721;
 const TAG_PAD: u64 = 0x5041_4421;
+const TAG_SKIP: u64 = 0x534B_4921;
 
 /// The fresh channel's bytes (made by the crate's constructor), built once.
 fn channel_template() -> &'static [u8] {
@@ -1767,9 +1769,9 @@ fn channel_template() -> &'static [u8] {
 }
 
 /// Raw writes shaped by the channel's layout: a cursor moved by a few words or set to
-/// another cursor's position (a claimed message, a ring fuller or emptier than it is), the
-/// flag bits of `tail`, a record header with a valid tag and a lying length, the wake
-/// words' flags.
+/// another cursor's position (a claimed message, a ring fuller or emptier than it is, a
+/// record committed without its header), the flag bits of `tail`, a record header with a
+/// valid tag and a lying length, the wake words' flags.
 fn channel_raw(inp: &mut Input<'_>, o: &dyn Bytes) {
     let sub = inp.u8();
     let c = CURSORS[usize::from(inp.u8()) % CURSORS.len()];
@@ -1792,9 +1794,10 @@ fn channel_raw(inp: &mut Input<'_>, o: &dyn Bytes) {
         }
         3 => {
             let at = RING_AT + usize::from(inp.u8()) % (RING / 8) * 8;
-            let tag = match inp.u8() % 4 {
+            let tag = match inp.u8() % 5 {
                 0 | 1 => TAG_MESSAGE,
                 2 => TAG_PAD,
+                3 => TAG_SKIP,
                 _ => u64::from(inp.u32()),
             };
             let len = match inp.u8() % 4 {
