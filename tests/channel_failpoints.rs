@@ -966,3 +966,31 @@ fn a_receiver_killed_stepping_over_a_skip_loses_nothing_more() {
     assert_eq!(ch.lost(), 0);
     assert_eq!(ch.bytes_used(), 0);
 }
+
+/// A held receive side that polls with `try_` receives repairs a record left without its
+/// header too: such a poll reads `tail` only once in 64 calls (unless the channel is
+/// closed), so within that many.
+#[test]
+fn a_polling_held_receive_side_repairs_a_record_left_without_header() {
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = shared_channel(&region);
+    let mut side = ch.recv_side().unwrap();
+    let mut out = Vec::new();
+    assert_eq!(side.try_recv(&mut out), Err(TryRecvError::Empty));
+    let pid = common::child_stopped_at(Point::ChannelSendCommitted, || {
+        ch.send(b"never published").unwrap();
+    });
+    kill(pid);
+    reap(pid);
+    let mut polls = 0;
+    while ch.bytes_used() != 0 {
+        assert_eq!(side.try_recv(&mut out), Err(TryRecvError::Empty));
+        polls += 1;
+        assert!(polls <= 64, "not repaired within 64 polls");
+    }
+    drop(side);
+    ch.send(b"after").unwrap();
+    assert_eq!(recv_now(ch), b"after");
+    assert_eq!(ch.lost(), 0);
+}

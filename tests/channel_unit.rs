@@ -1714,6 +1714,20 @@ fn a_held_recv_side_takes_what_is_left_of_a_closed_channel_then_reports_disconne
         side.recv_timeout(&mut out, LIMIT),
         Err(RecvTimeoutError::Disconnected)
     );
+    // Polls that found nothing before the close (they read `tail` only now and then)
+    // see it at once after; so does a timed receive too short to wait.
+    let ch = channel(1024);
+    let mut side = ch.recv_side().unwrap();
+    for _ in 0..10 {
+        assert_eq!(side.try_recv(&mut out), Err(TryRecvError::Empty));
+    }
+    ch.close();
+    assert_eq!(side.try_recv(&mut out), Err(TryRecvError::Disconnected));
+    assert_eq!(
+        side.recv_timeout(&mut out, Duration::ZERO),
+        Err(RecvTimeoutError::Disconnected)
+    );
+    drop(side);
     // A close wakes a receive waiting under the side.
     let ch = channel(1024);
     std::thread::scope(|s| {

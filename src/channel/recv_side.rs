@@ -83,10 +83,18 @@ pub struct RecvSide<'a> {
     /// The receivers' cursors as this side left them: it is their only writer while it
     /// holds the lock.
     cursors: Cursors,
+    /// `try_` receives that found nothing since the last that read `tail`.
+    empty_polls: u32,
     /// Not `Send`: the receive lock names the thread that took it (as for
     /// [`SendSide`](crate::SendSide)).
     _not_send: PhantomData<*const ()>,
 }
+
+/// A held side's `try_` receive that finds nothing reads `tail` (the senders' line, which
+/// every commit writes) only if the channel's config line says it is closed, or once in
+/// this many calls (for a record committed without its header, or garbage in `tail`): a
+/// receiver that polls `tail` keeps it moving between the two cores at every message.
+const TAIL_POLLS: u32 = 64;
 
 impl core::fmt::Debug for RecvSide<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -186,10 +194,15 @@ impl RecvSide<'_> {
             let head = pos(self.cursors.head);
             let waited = sleep.as_ref().is_some_and(Sleep::started);
             // `tail` (for the close, or a record committed without its header) only
-            // after a first wait, or in a `try_` call: a receiver that loads it while it
-            // waits keeps the senders' line moving between the two cores at every
-            // message (BENCHMARKS.md, "A prototype of publication per record").
-            if waited || matches!(wait, Wait::No) {
+            // after a first wait, or in a `try_` call (`TAIL_POLLS`): a receiver that
+            // loads it while it waits keeps the senders' line moving between the two
+            // cores at every message (BENCHMARKS.md, "A prototype of publication per
+            // record").
+            let polled = matches!(wait, Wait::No) && {
+                self.empty_polls = self.empty_polls.wrapping_add(1);
+                ch.closed_hint() || self.empty_polls.is_multiple_of(TAIL_POLLS)
+            };
+            if waited || polled {
                 match ch.peek_at(head) {
                     Peek::Closed => return Err(Fail::Disconnected),
                     // From the side's own `head`: `tail` is garbage.
@@ -488,6 +501,8 @@ impl Channel {
             ch: self,
             guard,
             cursors,
+            // The first `try_` receive that finds nothing reads `tail`.
+            empty_polls: u32::MAX,
             _not_send: PhantomData,
         })
     }

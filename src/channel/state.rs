@@ -44,6 +44,15 @@ impl Channel {
         super::engine::wake_all(&h.wake.send_wake);
     }
 
+    /// Whether the config line says the channel is closed: a hint on a line no operation
+    /// writes per message (`close` sets it after the `CLOSED` bit of `tail`, which
+    /// decides).
+    #[inline]
+    pub(super) fn closed_hint(&self) -> bool {
+        // Relaxed: a hint; a caller that sees it reads `tail` (Acquire) to decide.
+        self.header.config.closed.load(Ordering::Relaxed) != 0
+    }
+
     /// Whether the channel is closed.
     #[inline]
     pub fn is_closed(&self) -> bool {
