@@ -642,11 +642,17 @@ impl Channel {
             // Published (the dead holder stored the header, or a repair did).
             return false;
         }
-        // Still 0, and no receiver can have passed a record without a header: unless
-        // `head` is past `from` (read after the header: `head` only moves forward), in
-        // which case that record was published, received and its space released, and the
-        // 0 is the dead holder's write into the space after `to` (a sender that died
-        // before its own commit, with `pending` still its predecessor's).
+        // Still 0. Either the record was never published (the dead holder committed it),
+        // or `pending` is still a predecessor's (the dead holder died before storing its
+        // own) and that predecessor's record was published, received and its space
+        // released, and the 0 is the dead holder's write into that space (its zeroed
+        // word or its payload, one ring later). No receiver passes a record without a
+        // header, so `head` past `from` means the second. `head` not past `from` now
+        // means the record's space was never released while the dead holder lived
+        // (`head` only moves forward, and senders write only below `free + cap`, `free
+        // ≤ head`), so it never wrote there: the 0 is the record's own. (The dead
+        // holder's writes are all visible to us: its process is gone, and we took the
+        // lock after it.)
         // Acquire: pairs with the receivers' Release stores of `head`.
         let head = pos(h.head.head.load(Ordering::Acquire));
         if to.wrapping_sub(head) < span {
