@@ -82,6 +82,9 @@ pub enum Point {
     /// `Channel` send: the payload is written past `tail`, the word after the record
     /// zeroed and `pending` stored; `tail` not yet moved (nothing committed).
     ChannelSendWritten,
+    /// `Channel` send: the payload is written past `tail` and the word after the record
+    /// zeroed; `pending` not yet stored (still the previous record's).
+    ChannelSendZeroed,
     /// `Channel` send: `tail` is moved past the record (committed), its header not yet
     /// stored (not yet published).
     ChannelSendCommitted,

@@ -994,3 +994,73 @@ fn a_polling_held_receive_side_repairs_a_record_left_without_header() {
     assert_eq!(recv_now(ch), b"after");
     assert_eq!(ch.lost(), 0);
 }
+
+/// Send: killed with the word after its record zeroed and `pending` not stored, where
+/// that word is the header of the previous record, received already (the new record ends
+/// one ring after the previous one began). `pending` still names the previous record,
+/// which `tail` is at, with a 0 header now: the repair must see that `head` is past it
+/// and write nothing (no `SKIP` over free space), and the channel goes on.
+#[test]
+fn a_sender_killed_before_pending_leaves_the_previous_record_alone() {
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 20).unwrap();
+    // 4096 bytes: a 2040-byte message takes 2048, half the ring.
+    let ch = region
+        .channel("half", ChannelOptions::new(4096).max_message(2040))
+        .unwrap();
+    ch.send(&[1; 2040]).unwrap();
+    assert_eq!(recv_now(ch), [1; 2040]);
+    // The next record, [2048, 4096), ends one ring after the first began: the word it
+    // zeroes is the first record's header, at offset 0.
+    let pid = common::child_stopped_at(Point::ChannelSendZeroed, || {
+        ch.send(&[2; 2040]).unwrap();
+    });
+    kill(pid);
+    reap(pid);
+    ch.send_timeout(b"after", REPAIR)
+        .expect("the send side recovers");
+    // Offset 0 is free space, and still the 0 the dead sender wrote: no `SKIP` there.
+    let (words, _) = ch.hostile_words();
+    assert_eq!(words[9].load(shmstate::sync::Ordering::Relaxed), 0);
+    assert_eq!(recv_now(ch), b"after");
+    let mut out = Vec::new();
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Empty));
+    assert_eq!(ch.lost(), 0);
+    assert_eq!(ch.bytes_used(), 0);
+}
+
+/// A timed receive whose deadline is shorter than its first wait still repairs a record
+/// whose sender died between its commit and its header (it looks once at its deadline),
+/// so that a channel read only through such calls is not stuck behind it. Also under a
+/// held receive side.
+#[test]
+fn a_short_timed_receive_repairs_a_record_left_without_header() {
+    watchdog(Duration::from_secs(60));
+    for held in [false, true] {
+        for timeout in [
+            Duration::ZERO,
+            Duration::from_micros(1),
+            Duration::from_micros(20),
+        ] {
+            let region = Region::anonymous(1 << 20).unwrap();
+            let ch = shared_channel(&region);
+            let pid = common::child_stopped_at(Point::ChannelSendCommitted, || {
+                ch.send(b"never published").unwrap();
+            });
+            kill(pid);
+            reap(pid);
+            let mut out = Vec::new();
+            let r = if held {
+                ch.recv_side().unwrap().recv_timeout(&mut out, timeout)
+            } else {
+                ch.recv_timeout(&mut out, timeout)
+            };
+            assert_eq!(
+                r,
+                Err(shmstate::RecvTimeoutError::Timeout),
+                "held {held}, {timeout:?}"
+            );
+            assert_eq!(ch.bytes_used(), 0, "held {held}, {timeout:?}: not repaired");
+        }
+    }
+}

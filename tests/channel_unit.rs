@@ -2036,3 +2036,41 @@ fn garbage_in_pending_under_a_dead_sender_never_panics_or_hangs() {
         }
     }
 }
+
+/// A run of `SKIP` records (what the repair of senders killed between commit and header
+/// leaves; here written by hand, as many as a ring holds) is stepped over in one go: one
+/// claim and release for the whole run, then the message after it; a run that reaches
+/// the end of what senders may have written ends in `Corrupt`, not a loop.
+#[test]
+fn a_run_of_skip_records_is_stepped_over_at_once() {
+    watchdog(LIMIT);
+    let ch = channel(1 << 16);
+    let (w64, _) = ch.hostile_words();
+    let skip = 0x534B_4921u64 << 32;
+    // 1,000 empty `SKIP` records (8 bytes each), then a message of 3 bytes.
+    for w in &w64[9..9 + 1000] {
+        w.store(skip, Ordering::Relaxed);
+    }
+    w64[9 + 1000].store(0x4D53_4721 << 32 | 3, Ordering::Relaxed);
+    w64[9 + 1001].store(u64::from_ne_bytes(*b"abc\0\0\0\0\0"), Ordering::Relaxed);
+    // `tail`: 1,001 records committed, at 8,016.
+    w64[3].store(1001 << 32 | 8016, Ordering::Relaxed);
+    let mut out = Vec::new();
+    assert_eq!(ch.try_recv(&mut out), Ok(3));
+    assert_eq!(out, b"abc");
+    assert_eq!(ch.lost(), 0);
+    assert!(ch.is_empty());
+    assert_eq!(ch.len(), 0);
+    assert_eq!(ch.bytes_used(), 0);
+    // A whole ring of `SKIP`s and `tail` far ahead: one call walks it once and reports
+    // the garbage.
+    let ch = channel(1 << 16);
+    let (w64, _) = ch.hostile_words();
+    for w in &w64[9..] {
+        w.store(skip, Ordering::Relaxed);
+    }
+    w64[3].store(1 << 20, Ordering::Relaxed);
+    let t0 = std::time::Instant::now();
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Corrupt));
+    assert!(t0.elapsed() < LIMIT);
+}

@@ -273,14 +273,16 @@ impl Sleep {
 /// at its deadline), then sets `WAITING`, checks `settle()` (`ready()` again, or, for a
 /// receiver, its registration in `tail`, below) and futex-waits in slices.
 ///
-/// A receiver's `settle()` sets `SLEEPER` in `tail` (a read-modify-write, `AcqRel`) and
-/// looks at the word it replaced: the senders' commit is a compare-exchange of `tail`,
-/// so by `tail`'s modification order either the commit comes first (the receiver sees its
-/// message and does not sleep) or the commit's compare-exchange sees `SLEEPER` (it
-/// clears it and wakes, bumping the generation after our `WAITING`: its `AcqRel`
-/// compare-exchange reads our `Release` one, which our `fetch_or` of `WAITING` is
-/// sequenced before). Senders thus need no fence on their path; the fences pair for the
-/// senders' sleep (`send_wake`) and for the `wake_all` of `close` and of a repair.
+/// A receiver's `settle()` sets `SLEEPER` in `tail` (a read-modify-write, `AcqRel`),
+/// fences (`SeqCst`) and looks at the header at `head`: the senders' commit is a
+/// compare-exchange of `tail`, so by `tail`'s modification order either the commit's
+/// compare-exchange sees `SLEEPER` (it clears it and wakes, bumping the generation after
+/// our `WAITING`: its `AcqRel` compare-exchange reads our `Release` one, which our
+/// `fetch_or` of `WAITING` is sequenced before), or the commit comes first; then its
+/// sender's look at `tail` after its header store and its fence sees `SLEEPER` (and
+/// wakes), or our look after our fence sees the header (`Channel::settle` and
+/// `Channel::publish`). The other fences pair for the senders' sleep (`send_wake`) and
+/// for the `wake_all` of `close` and of a repair.
 ///
 /// The pairing that loses no wakeup: the sleeper sets `WAITING` (a read-modify-write),
 /// then a `SeqCst` fence, then checks `ready()` (loads of the cursors); the waker stores

@@ -146,8 +146,9 @@
 //! of a receive between its lock and its unlock (the record at `head`, the claim, the
 //! copy, the release), then the wake of sleeping senders, the lock still held; dropping
 //! the side unlocks. A receive that finds no message waits holding the lock; it reads
-//! `tail` only after its first wait (or in a `try_` call), so that while a stream flows
-//! the only shared line it reads is the one the next record's header goes to. The
+//! `tail` only after its first wait, at its deadline, and in a `try_` call only if the
+//! config line says the channel is closed or once in 64 calls, so that while a stream
+//! flows the only shared line it reads is the one the next record's header goes to. The
 //! per-message protocol is the same, so are its crash windows (below).
 //!
 //! **Waiting**: spin briefly with loads (a receiver twice as long as a sender waiting for
@@ -166,8 +167,8 @@
 //! receiver's `SLEEPER`, which follows its `WAITING` and its fence) and after the
 //! header (the wake fences first). A receiver that finds a record committed without its
 //! header spins briefly for it before it sleeps (its sender is one store away). A
-//! receiver that set the bit and then did not sleep costs the next commit one needless
-//! wake. A receiver
+//! receiver that set the bit and then did not sleep costs the next commit a needless
+//! wake (two, if it set it between a commit and its sender's look). A receiver
 //! that releases a message stores `free`, fences (`SeqCst`) and reads `send_wake`: it makes
 //! a syscall only if `WAITING` is set (a sender sleeps); so neither side makes one while
 //! the other is merely busy. A repair's or a close's wake fences first (`SeqCst`, pairing
@@ -204,6 +205,7 @@
 //! | Step (process killed there) | What it leaves | Who repairs it, how fast |
 //! |---|---|---|
 //! | Send: lock taken, nothing written | the send lock held by a dead thread; the ring unchanged; receivers unaffected | the next sender: blocking and timed ones after their first probe slice (≈ 50 µs–1 ms after the kernel tore the process down), `try_` ones after their spin (≤ 5 ms) |
+//! | Send: payload written, the word after it zeroed, `pending` not stored † | as the next line; `pending` still names the previous record, which `tail` is at: the repair finds its header stored, or (if that record was received and its space reused, so that this sender's payload or zeroed word overwrote its header) `head` past it, and writes nothing | as the next line (test `a_sender_killed_before_pending_leaves_the_previous_record_alone`) |
 //! | Send: payload written, the word after it zeroed, `pending` stored; `tail` not moved † | as above; the bytes lie past `tail`, never visible (the zeroed word is free space; `pending` names a span `tail` is not at) | as above: the next sender writes over them. Stopped there while the channel is closed, the sender's commit fails when it is continued (†: a receiver may have been told `Disconnected`) |
 //! | Send: `tail` moved past the record (committed), its header not stored † | the record committed but not published: receivers wait at it (they get `Empty`/`Timeout` within their bounds; `len()` counts it); the send lock held. **A *stopped* sender here stalls receivers too**, for as long as it is stopped: the one window where it does (one store wide) | the next party to take the send lock from the dead holder: a sender (as the first line), or a receiver that found the record without its header (a `try_` one at once after a brief spin, a waiting one after its first sleep slice, ≤ 10 ms, a timed one also at its deadline if that comes first; tested with a receiver asleep when the sender dies, and a held receive side). It writes a `SKIP` record over the span `pending` names (checked: `tail` is at its end, its header is still 0, `head` not past it), wakes every receiver; receivers step over it. Tests `sender_killed_between_commit_and_header_*`, `a_sleeping_receiver_repairs_*`, `a_close_after_a_sender_died_*` |
 //! | Repair of a record without header, on a wrap: `SKIP` at offset 0 stored, the `PAD` before it not † | the send lock held by a dead thread, still marked; the record still unpublished | the next taker of the lock repeats the repair (idempotent: the same two stores) |
@@ -240,7 +242,7 @@
 //! holds the receive lock for a few stores) stalls receivers too, as a stopped receiver
 //! would; and a receiver stopped while it looks for a dead sender (it then holds the
 //! send lock for a few loads, or for the `SKIP` repair) stalls senders, as a stopped
-//! sender would.
+//! sender would (and, if stopped inside the repair, receivers at that record too).
 //!
 //! # Untrusted memory
 //!

@@ -22,7 +22,8 @@ pub const RECORD_HEADER: usize = 8;
 ///   rounded value.
 /// - Each message takes 8 bytes of header plus its length rounded up to a multiple of 8
 ///   in the ring (and a message that does not fit before the ring's end wastes the bytes
-///   up to it).
+///   up to it). The ring holds at most `capacity - 8` bytes of records: senders keep the
+///   word after the last record free for the next record's header.
 /// - The largest message defaults to a quarter of the capacity, and may be set up to
 ///   `capacity / 2 - 8` ([`max_message`](Self::max_message)). That bound is what makes a
 ///   message of any accepted length fit into an empty ring wherever the cursors stand

@@ -12,7 +12,7 @@ use super::error::{
     RecvError, RecvIntoError, RecvTimeoutError, RecvTimeoutIntoError, TryRecvError,
     TryRecvIntoError,
 };
-use super::layout::{CLOSED, Channel, SLEEPER, pos};
+use super::layout::{CLOSED, Channel, SLEEPER, count, cursor, pos};
 use crate::failpoint::{self, Point};
 use crate::sync::Ordering;
 use crate::sync::{fence, spin_loop};
@@ -422,18 +422,28 @@ impl Channel {
     }
 
     /// Under the receive lock, at a claim left by a dead receiver (`free != head`):
-    /// whether the claimed bytes `[free, head)` are one `SKIP` record (with any padding
-    /// before it), which the dead receiver was stepping over.
+    /// whether the claimed bytes `[free, head)` are a run of `SKIP` records (with any
+    /// padding), which the dead receiver was stepping over.
     #[cold]
     fn is_skip(&self, head: u32, free: u32) -> bool {
         let cap = self.cap();
-        // Relaxed: the claim's record was published before the dead receiver's Acquire
-        // load of its header, which is ordered before its Release store of `head`, which
-        // our Acquire load of `head` read; nobody writes claimed bytes.
-        let first = self.word_at(free & (cap - 1)).load(Ordering::Relaxed);
         // `max` as large as a record can be: only a `SKIP` record's span matters here.
         let max = super::options::largest_message(cap as usize) as u32;
-        parse(self, free, first, head, max).is_some_and(|f| f.skip && f.end == head)
+        let mut at = free;
+        // Each step moves `at` forward by a record, never past `head` (`parse` checks
+        // it against `head`): at most a ring's worth of steps.
+        while at != head {
+            // Relaxed: the claim's records were published before the dead receiver's
+            // Acquire loads of their headers, which are ordered before its Release store
+            // of `head`, which our Acquire load of `head` read; nobody writes claimed
+            // bytes.
+            let first = self.word_at(at & (cap - 1)).load(Ordering::Relaxed);
+            match parse(self, at, first, head, max) {
+                Some(f) if f.skip => at = f.end,
+                _ => return false,
+            }
+        }
+        true
     }
 
     /// Whether a message looks published at `head`, or the channel is closed and
@@ -505,6 +515,11 @@ impl Channel {
             }
             spin_loop();
         }
+        // Still committed without its header? (Another receiver may have taken it
+        // meanwhile, and `head` moved on: no lock to take, no process to probe.)
+        if self.peek_at(head) != Peek::InFlight {
+            return Ok(self.has_header(head));
+        }
         self.repair_dead_sender(wait)?;
         Ok(self.has_header(head))
     }
@@ -571,8 +586,9 @@ impl Channel {
 
     /// Under the receive lock, with the cursors as this holder left them (`c`, kept up to
     /// date): the message at `head`, `Ok(None)` if none is published, `Err(Corrupt)` if
-    /// the cursors or the record are invalid. Steps over `SKIP` records (each claimed and
-    /// released at once, and senders woken), at most a ring's worth per call.
+    /// the cursors or the record are invalid. Steps over `SKIP` records first: a run of
+    /// them is claimed and released at once (one store of each cursor, and senders
+    /// woken). The walk ends within a ring: every record must end below `free + cap`.
     #[inline]
     pub(super) fn next_message(
         &self,
@@ -580,43 +596,53 @@ impl Channel {
         max: u32,
     ) -> Result<Option<(u64, Found)>, Fail> {
         let cap = self.cap();
-        let mut budget = cap;
-        loop {
-            let Cursors { head, free } = *c;
-            if !pos(head).is_multiple_of(8) || pos(head).wrapping_sub(free) > cap {
-                return Err(Fail::Corrupt);
-            }
-            // Acquire: as in `has_header`.
-            let first = self.word_at(pos(head) & (cap - 1)).load(Ordering::Acquire);
-            if first == 0 {
-                return Ok(None);
-            }
-            // Records lie below `free + cap` (a sender's room).
-            let found =
-                parse(self, pos(head), first, free.wrapping_add(cap), max).ok_or(Fail::Corrupt)?;
-            if !found.skip {
-                return Ok(Some((head, found)));
-            }
-            budget = budget
-                .checked_sub(found.end.wrapping_sub(pos(head)))
-                .ok_or(Fail::Corrupt)?;
-            self.step_over(c, head, found.end);
+        let Cursors { head, free } = *c;
+        if !pos(head).is_multiple_of(8) || pos(head).wrapping_sub(free) > cap {
+            return Err(Fail::Corrupt);
         }
+        // Records lie below `free + cap` (a sender's room).
+        let bound = free.wrapping_add(cap);
+        // The run of `SKIP` records at `head`: where it ends, and how many.
+        let mut at = pos(head);
+        let mut skips = 0u32;
+        let found = loop {
+            // Acquire: as in `has_header`.
+            let first = self.word_at(at & (cap - 1)).load(Ordering::Acquire);
+            if first == 0 {
+                break None;
+            }
+            match parse(self, at, first, bound, max) {
+                // Senders keep the word after their record free, so no record ends at
+                // `free + cap`: garbage (a run of `SKIP`s as long as the ring, say).
+                Some(f) if f.end == bound => return Err(Fail::Corrupt),
+                Some(f) if f.skip => {
+                    at = f.end;
+                    skips = skips.wrapping_add(1);
+                }
+                Some(f) => break Some(f),
+                // After a run of `SKIP`s, step over them first: the next look meets the
+                // same bytes and reports them.
+                None if skips > 0 => break None,
+                None => return Err(Fail::Corrupt),
+            }
+        };
+        if skips > 0 {
+            self.step_over(c, head, at, skips);
+        }
+        Ok(found.map(|f| (c.head, f)))
     }
 
-    /// Under the receive lock: claims and releases at once the `SKIP` record at `head`
-    /// that ends at `end`, and wakes senders (its space is free).
+    /// Under the receive lock: claims and releases at once the run of `n` `SKIP` records
+    /// at `head` that ends at `end`, and wakes senders (their space is free).
     #[cold]
-    fn step_over(&self, c: &mut Cursors, head: u64, end: u32) {
+    fn step_over(&self, c: &mut Cursors, head: u64, end: u32, n: u32) {
         let h = &self.header;
+        let head = cursor(count(head).wrapping_add(n), end);
         // Release: as a claim in `recv_inner`.
-        h.head.head.store(advance(head, end), Ordering::Release);
+        h.head.head.store(head, Ordering::Release);
         failpoint::hit(Point::ChannelRecvClaimed);
         self.release_claim(end);
-        *c = Cursors {
-            head: advance(head, end),
-            free: end,
-        };
+        *c = Cursors { head, free: end };
         wake(&h.wake.send_wake);
     }
 
@@ -768,7 +794,9 @@ impl Channel {
     /// receiver held the receive side through a brief spin; otherwise as for
     /// [`recv`](Self::recv). A `try_` call that finds the receive side held by a dead
     /// process recovers it, which can take up to 5 ms (the lock's recovery, or another
-    /// thread's recovery that got there first).
+    /// thread's recovery that got there first); so does one that finds a record whose
+    /// sender died between its commit and its header, for the send side: up to 5 ms per
+    /// side.
     pub fn try_recv(&self, out: &mut Vec<u8>) -> Result<usize, TryRecvError> {
         self.recv_inner(Wait::No, None, |ch, at, len| {
             ch.copy_out(at, len, out);
@@ -1035,7 +1063,12 @@ impl Channel {
         }
         if look == Peek::Corrupt {
             self.confirm_corrupt(Wait::No).map_err(Fail::try_recv)?;
-            look = Peek::Empty;
+            // Healthy under the lock: the snapshot of `head` was stale. Look again (a
+            // second stale look reads as empty).
+            look = match self.peek() {
+                Peek::Corrupt => Peek::Empty,
+                l => l,
+            };
         }
         if let Some(done) = look.ends_drain(max) {
             return done;

@@ -37,7 +37,8 @@ use crate::sync::Ordering;
 /// receive lock leaves (module docs, "Crash windows"): the next receiver takes the lock
 /// over, and a message the side had claimed and not released is counted in
 /// [`lost`](Channel::lost), never delivered twice. A receiver *stopped* while it holds
-/// the side stalls the other receivers, not the senders (until the ring is full).
+/// the side stalls the other receivers, not the senders (until the ring is full; or,
+/// briefly, while it looks for a dead sender: it then holds the send side).
 ///
 /// While a thread holds a side, it must not call this channel's other receiving calls (a
 /// blocking one waits for the side itself: a deadlock; a `try_` one returns `Busy`).

@@ -53,7 +53,9 @@ impl Fail {
 /// A slot holds the channel's send side: other senders wait (their `try_` calls return
 /// [`TrySendError::Busy`]) until it is committed or aborted, so fill it promptly. Until
 /// then nothing of it is visible to receivers; a process killed while it holds a slot
-/// leaves nothing for them to skip (module docs, "Crash windows").
+/// leaves nothing for them to skip, unless it is killed inside the commit, between the
+/// commit and the store of the record's header: then the next party to take the send
+/// side replaces the record with one receivers skip (module docs, "Crash windows").
 ///
 /// A slot is not `Send`: commit or abort it on the thread that reserved it. A child
 /// forked while a thread holds a slot inherits a copy that is not its own: its writes do
@@ -212,8 +214,10 @@ impl<'a> SendSlot<'a> {
 ///
 /// A sender killed while it holds the side leaves what a sender killed holding the send
 /// lock leaves (module docs, "Crash windows"): the next sender takes the lock over.
-/// A sender *stopped* while it holds the side stalls the other senders, not the
-/// receivers. A send that waits for room waits holding the side.
+/// A sender *stopped* while it holds the side stalls the other senders, and receivers
+/// only if it stopped in the one store between a send's commit and its header (they
+/// wait at that record until it is continued, or killed and the record skipped). A send
+/// that waits for room waits holding the side.
 ///
 /// While a thread holds a side, it must not call this channel's other sending calls (a
 /// blocking one waits for the side itself: a deadlock; a `try_` one returns `Busy`),
@@ -409,6 +413,7 @@ impl Channel {
         // Relaxed: published with the record, by the Release store of its header (and,
         // for the next sender, by the send lock).
         self.word_at(to & (cap - 1)).store(0, Ordering::Relaxed);
+        failpoint::hit(Point::ChannelSendZeroed);
         // Where the record lies, for the repair if we die between the commit and the
         // header. Relaxed: ordered before the commit (Release) that makes it matter, and
         // read by the next holder of the send lock.
@@ -421,9 +426,9 @@ impl Channel {
         // The commit: only if `tail` is still the word we reserved at, give or take the
         // `SLEEPER` bit: not closed since (`close` sets `CLOSED` in it), so a receiver never
         // sees `Disconnected` before a send acknowledged `Ok`. Release: pairs with the
-        // Acquire loads of `tail` by a receiver that finds no header at `head` (then the
-        // zeroed word after the record is ordered before its reads past this `tail`) and
-        // by the next send-lock holder's repair (`pending`). Acquire: pairs with the
+        // Acquire load of `tail` by whoever takes the send lock from us if we die before
+        // the header (`skip_dead_record`: `pending` and the zeroed word are ordered before
+        // its reads), and by receivers that read `tail` (a snapshot). Acquire: pairs with the
         // Release `fetch_or` of `SLEEPER` by a receiver about to sleep, so that our wake
         // comes after its `WAITING` flag (see `wait_on`). Relaxed on failure: the retry
         // decides.
@@ -465,7 +470,7 @@ impl Channel {
         // sleeping receiver's registration (`set_sleeper`), after its `fetch_or`: either
         // our load below sees its bit (we wake it), or its look after that fence sees our
         // header. Relaxed: ordered by the fence. The bit stays set (the next commit
-        // clears it: one needless wake at most).
+        // clears it and wakes again: a needless wake).
         fence(Ordering::SeqCst);
         let sleepers = sleepers || h.tail.tail.load(Ordering::Relaxed) & SLEEPER != 0;
         failpoint::hit(Point::ChannelSendPublished);
@@ -865,7 +870,8 @@ impl Channel {
     /// sender held the send side through a brief spin; otherwise as for
     /// [`send`](Self::send). A `try_` call that finds the send side (or, with the ring
     /// full, the receive side) held by a dead process recovers it, which can take up to
-    /// 5 ms (the lock's recovery, or another thread's recovery that got there first).
+    /// 5 ms per side (the lock's recovery, or another thread's recovery that got there
+    /// first).
     ///
     /// # Examples
     ///

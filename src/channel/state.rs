@@ -74,7 +74,8 @@ impl Channel {
         ((sent.wrapping_sub(taken) & SENT_MASK) as usize).min(self.cap() as usize / 8)
     }
 
-    /// Whether no message is waiting (a snapshot).
+    /// Whether no message is waiting (a snapshot; a committed record counts as waiting,
+    /// as for [`len`](Self::len)).
     pub fn is_empty(&self) -> bool {
         let h = &self.header;
         // Relaxed: a snapshot.
@@ -93,7 +94,9 @@ impl Channel {
     }
 
     /// Messages lost with receivers killed after claiming a message and before finishing
-    /// with it (module docs, "The loss rule"), counted by the receiver that repaired it.
+    /// with it (module docs, "The loss rule"), counted by whoever repaired the claim (the
+    /// next receiver, or a sender that found the ring full). A message whose sender died
+    /// before publishing it is not counted: its send was never acknowledged.
     pub fn lost(&self) -> u64 {
         // Relaxed: a statistic.
         self.header.head.lost.load(Ordering::Relaxed)
