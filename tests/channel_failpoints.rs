@@ -772,6 +772,24 @@ fn recv_side_holder_killed_after_its_release_loses_nothing() {
     assert_eq!(ch.bytes_used(), 0);
 }
 
+/// A sender in another process, killed between its commit of `msg` and the store of its
+/// header (the failpoint `ChannelSendCommitted`): the record is committed, never
+/// published, and the send lock is held by a dead thread.
+fn sender_killed_before_its_header(ch: &Channel, msg: &[u8]) {
+    let pid = common::child_stopped_at(Point::ChannelSendCommitted, || {
+        ch.send(msg).unwrap();
+    });
+    kill(pid);
+    reap(pid);
+}
+
+/// The channel goes on after a repair: a message sent is received, nothing counted lost.
+fn goes_on(ch: &Channel) {
+    ch.send(b"after").unwrap();
+    assert_eq!(recv_now(ch), b"after");
+    assert_eq!(ch.lost(), 0);
+}
+
 /// Leaves `ch` (64 bytes, from `tiny_channel`) empty with `tail` at 48, so that the next
 /// 16-byte message wraps: 16 bytes of padding at 48, its record at 0.
 fn tail_at_48(ch: &Channel) {
@@ -831,9 +849,7 @@ fn sender_killed_between_commit_and_header_is_skipped_by_a_receiver() {
         assert!(ch.is_empty());
         assert_eq!(ch.len(), 0);
         assert_eq!(ch.bytes_used(), 0);
-        ch.send(b"after").unwrap();
-        assert_eq!(recv_now(ch), b"after");
-        assert_eq!(ch.lost(), 0);
+        goes_on(ch);
     }
 }
 
@@ -861,11 +877,7 @@ fn a_sleeping_receiver_repairs_a_record_left_without_header() {
             }
         });
         wait_until_asleep_in_futex(receiver[0]);
-        let pid = common::child_stopped_at(Point::ChannelSendCommitted, || {
-            ch.send(b"never published").unwrap();
-        });
-        kill(pid);
-        reap(pid);
+        sender_killed_before_its_header(ch, b"never published");
         // The receiver repairs it and steps over it (the space is released): no sender
         // takes the lock meanwhile.
         let t0 = Instant::now();
@@ -891,11 +903,7 @@ fn a_close_after_a_sender_died_before_its_header_still_disconnects_receivers() {
     for how in 0..3 {
         let region = Region::anonymous(1 << 20).unwrap();
         let ch = shared_channel(&region);
-        let pid = common::child_stopped_at(Point::ChannelSendCommitted, || {
-            ch.send(b"never published").unwrap();
-        });
-        kill(pid);
-        reap(pid);
+        sender_killed_before_its_header(ch, b"never published");
         ch.close();
         let mut out = Vec::new();
         match how {
@@ -921,11 +929,7 @@ fn a_repairer_killed_inside_the_skip_repair_leaves_it_to_the_next() {
         let region = Region::anonymous(1 << 20).unwrap();
         let ch = tiny_channel(&region);
         tail_at_48(ch);
-        let pid = common::child_stopped_at(Point::ChannelSendCommitted, || {
-            ch.send(&[7; 16]).unwrap();
-        });
-        kill(pid);
-        reap(pid);
+        sender_killed_before_its_header(ch, &[7; 16]);
         // A sender takes the lock over and dies inside the repair.
         let repairer = common::child_stopped_at(point, || {
             let _ = ch.try_send(b"x");
@@ -949,11 +953,7 @@ fn a_receiver_killed_stepping_over_a_skip_loses_nothing_more() {
     watchdog(Duration::from_secs(60));
     let region = Region::anonymous(1 << 20).unwrap();
     let ch = shared_channel(&region);
-    let pid = common::child_stopped_at(Point::ChannelSendCommitted, || {
-        ch.send(b"never published").unwrap();
-    });
-    kill(pid);
-    reap(pid);
+    sender_killed_before_its_header(ch, b"never published");
     // The next sender repairs (a `SKIP`) and sends.
     ch.send_timeout(b"next", REPAIR).unwrap();
     let receiver = common::child_stopped_at(Point::ChannelRecvClaimed, || {
@@ -978,11 +978,7 @@ fn a_polling_held_receive_side_repairs_a_record_left_without_header() {
     let mut side = ch.recv_side().unwrap();
     let mut out = Vec::new();
     assert_eq!(side.try_recv(&mut out), Err(TryRecvError::Empty));
-    let pid = common::child_stopped_at(Point::ChannelSendCommitted, || {
-        ch.send(b"never published").unwrap();
-    });
-    kill(pid);
-    reap(pid);
+    sender_killed_before_its_header(ch, b"never published");
     let mut polls = 0;
     while ch.bytes_used() != 0 {
         assert_eq!(side.try_recv(&mut out), Err(TryRecvError::Empty));
@@ -990,9 +986,7 @@ fn a_polling_held_receive_side_repairs_a_record_left_without_header() {
         assert!(polls <= 64, "not repaired within 64 polls");
     }
     drop(side);
-    ch.send(b"after").unwrap();
-    assert_eq!(recv_now(ch), b"after");
-    assert_eq!(ch.lost(), 0);
+    goes_on(ch);
 }
 
 /// Send: killed with the word after its record zeroed and `pending` not stored, where
@@ -1044,11 +1038,7 @@ fn a_short_timed_receive_repairs_a_record_left_without_header() {
         ] {
             let region = Region::anonymous(1 << 20).unwrap();
             let ch = shared_channel(&region);
-            let pid = common::child_stopped_at(Point::ChannelSendCommitted, || {
-                ch.send(b"never published").unwrap();
-            });
-            kill(pid);
-            reap(pid);
+            sender_killed_before_its_header(ch, b"never published");
             let mut out = Vec::new();
             let r = if held {
                 ch.recv_side().unwrap().recv_timeout(&mut out, timeout)
