@@ -395,6 +395,17 @@ fn a_wrapping_record_published_after_its_commit_reaches_a_sleeping_receiver() {
     });
 }
 
+/// [`small`], with a sender dead between its commit of a 16-byte message and its header
+/// store ([`send_and_die_before_the_header`]): at 0, or with `wrap` from 48 ([`TO_48`]).
+fn small_with_a_dead_sender(wrap: bool) -> Arc<Box<Channel>> {
+    let ch = small();
+    if wrap {
+        advance(&ch, TO_48);
+    }
+    send_and_die_before_the_header(&ch, &[0xDD; 16]);
+    ch
+}
+
 /// A sender died holding the send lock between its commit and its header store
 /// ([`send_and_die_before_the_header`], a 16-byte message: at 0, or with `wrap` from 48
 /// ([`TO_48`]), padding there and the record at 0). A receiver polling with `try_recv` and
@@ -405,11 +416,7 @@ fn a_wrapping_record_published_after_its_commit_reaches_a_sleeping_receiver() {
 /// wrap the later message fits only once the receiver has stepped over the `SKIP`.
 fn dead_sender_polled_model(wrap: bool) {
     loom::model(move || {
-        let ch = small();
-        if wrap {
-            advance(&ch, TO_48);
-        }
-        send_and_die_before_the_header(&ch, &[0xDD; 16]);
+        let ch = small_with_a_dead_sender(wrap);
         let tx = ch.clone();
         let h = thread::spawn(move || {
             loop {
@@ -455,11 +462,7 @@ fn a_polling_receiver_and_sender_skip_a_dead_senders_wrapped_record() {
 /// dead one's, and never sleeps through it; `lost()` stays 0.
 fn dead_sender_sleeping_receiver_model(wrap: bool) {
     loom::model(move || {
-        let ch = small();
-        if wrap {
-            advance(&ch, TO_48);
-        }
-        send_and_die_before_the_header(&ch, &[0xDD; 16]);
+        let ch = small_with_a_dead_sender(wrap);
         let tx = ch.clone();
         let h = thread::spawn(move || tx.send(&[2; 16]).unwrap());
         let mut out = Vec::new();
