@@ -828,8 +828,16 @@ fn a_peer_rewriting_claims_cannot_keep_a_send_repairing() {
             while !started.load(Ordering::Relaxed) {
                 std::thread::yield_now();
             }
+            // Stops the hostile thread however `f` ends: a failed assertion in it then
+            // fails the test by its own panic, not by the watchdog.
+            struct Stop<'a>(&'a AtomicBool);
+            impl Drop for Stop<'_> {
+                fn drop(&mut self) {
+                    self.0.store(true, Ordering::Relaxed);
+                }
+            }
+            let _stop = Stop(&stop);
             f();
-            stop.store(true, Ordering::Relaxed);
         });
     };
     for ms in [0, 5, 50] {
