@@ -594,7 +594,7 @@ impl Channel {
 
     /// Under the send lock, taken from a dead holder: the repair.
     #[cold]
-    pub(super) fn repair_send(&self, guard: &SideGuard<'_>) {
+    fn repair_send(&self, guard: &SideGuard<'_>) {
         let h = &self.header;
         // A sender died holding the lock. Whatever it wrote past `tail` is unpublished,
         // and is overwritten now. If it committed a record and died before storing its
@@ -614,13 +614,13 @@ impl Channel {
     /// Under the send lock, taken from a dead holder: if that holder committed a record
     /// (`tail` is at the end `pending` names) and died before storing its header (the
     /// word at the record's start is still 0, and no receiver went past it), writes a
-    /// `SKIP` record over it and returns true. The message is not counted in
+    /// `SKIP` record over it. The message is not counted in
     /// [`lost`](Self::lost): its send was never acknowledged, as for a sender killed
     /// before its commit. Idempotent: a repairer killed here leaves the mark on the lock,
     /// and the next holder finds the header stored (nothing to do) or still 0 (writes
     /// the same records again).
     #[cold]
-    fn skip_dead_record(&self) -> bool {
+    fn skip_dead_record(&self) {
         let h = &self.header;
         let cap = self.cap();
         // Acquire: pairs with the Release compare-exchange of the dead holder (it never
@@ -638,14 +638,14 @@ impl Channel {
             || !from.is_multiple_of(8)
             || span > cap - 8
         {
-            return false;
+            return;
         }
         let off = from & (cap - 1);
         // Relaxed: the header is written only under this lock (we hold it); a receiver's
         // reads do not change it.
         if self.word_at(off).load(Ordering::Relaxed) != 0 {
             // Published (the dead holder stored the header, or a repair did).
-            return false;
+            return;
         }
         // Still 0. Either the record was never published (the dead holder committed it),
         // or `pending` is still a predecessor's (the dead holder died before storing its
@@ -661,7 +661,7 @@ impl Channel {
         // Acquire: pairs with the receivers' Release stores of `head`.
         let head = pos(h.head.head.load(Ordering::Acquire));
         if to.wrapping_sub(head) < span {
-            return false;
+            return;
         }
         if off + span <= cap {
             // Release: pairs with the receivers' Acquire load of the header at `head`.
@@ -675,7 +675,6 @@ impl Channel {
             failpoint::hit(Point::ChannelSkipWritten);
             self.word_at(off).store(PAD_HEADER, Ordering::Release);
         }
-        true
     }
 
     /// Repairs a record whose sender died between its commit and its header, from
