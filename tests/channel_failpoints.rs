@@ -837,13 +837,19 @@ fn sender_killed_between_commit_and_header_is_skipped_by_a_receiver() {
         kill(pid);
         reap(pid);
         // A `try_` receive repairs (the send lock's recovery is bounded), and finds
-        // nothing else.
+        // nothing else: one of the next 64 of this thread's (they read `tail`, which
+        // shows the record committed, once in 64 looks that find no header).
         let t0 = Instant::now();
-        assert_eq!(
-            ch.try_recv(&mut out),
-            Err(TryRecvError::Empty),
-            "wrap {wrap}"
-        );
+        let mut calls = 0;
+        while ch.len() != 0 {
+            calls += 1;
+            assert!(calls <= 64, "wrap {wrap}: not repaired within 64 calls");
+            assert_eq!(
+                ch.try_recv(&mut out),
+                Err(TryRecvError::Empty),
+                "wrap {wrap}"
+            );
+        }
         assert!(t0.elapsed() < REPAIR);
         assert_eq!(ch.lost(), 0, "wrap {wrap}");
         assert!(ch.is_empty());

@@ -176,6 +176,37 @@ pub(super) const RECV_SPINS: u32 = 2 * crate::wait::SPIN_LIMIT;
 /// preempted there.
 const HEADER_SPINS: u32 = crate::wait::SPIN_LIMIT / 4;
 
+/// A `try_` receive that finds no header reads `tail` (for a record committed without
+/// its header, or garbage in `tail`) only if the channel's config line says it is
+/// closed, or once in this many such looks: once in 64 of a held side's calls, or of a
+/// thread's calls that hold no side ([`Channel::try_peek`]).
+pub(super) const TAIL_POLLS: u32 = 64;
+
+/// Whether this thread's look that found no header is one in [`TAIL_POLLS`] (its first
+/// one included). Always under loom, whose replays must not depend on a count kept
+/// across them.
+#[inline]
+fn tail_poll_due() -> bool {
+    #[cfg(not(loom))]
+    {
+        std::thread_local! {
+            /// Looks that found no header, of this thread's `try_` receives without a
+            /// side (wrapping; the first is due).
+            static EMPTY_POLLS: core::cell::Cell<u32> = const { core::cell::Cell::new(u32::MAX) };
+        }
+        // A thread being torn down looks every time.
+        EMPTY_POLLS
+            .try_with(|c| {
+                let n = c.get().wrapping_add(1);
+                c.set(n);
+                n.is_multiple_of(TAIL_POLLS)
+            })
+            .unwrap_or(true)
+    }
+    #[cfg(loom)]
+    true
+}
+
 /// Messages up to this long are copied to the stack for the closure forms.
 const SMALL: usize = 256;
 
@@ -446,6 +477,26 @@ impl Channel {
         true
     }
 
+    /// [`peek`](Self::peek) for a `try_` receive that holds no side: it reads `tail` (the
+    /// senders' line, which every commit writes) only if the config line says the
+    /// channel is closed, or once in [`TAIL_POLLS`] of this thread's looks that find no
+    /// header; otherwise no header reads as [`Peek::Empty`]. A receiver that polls `tail`
+    /// keeps its line moving between the two cores at every message, as the held side
+    /// avoids the same way (its count is its own, this one the thread's).
+    #[inline]
+    pub(super) fn try_peek(&self) -> Peek {
+        // Relaxed: as in `peek`.
+        let head = pos(self.header.head.head.load(Ordering::Relaxed));
+        if self.has_header(head) {
+            return Peek::Message;
+        }
+        if self.closed_hint() || tail_poll_due() {
+            self.peek_at(head)
+        } else {
+            Peek::Empty
+        }
+    }
+
     /// Whether a message looks published at `head`, or the channel is closed and
     /// empty (snapshots, for waits and the lock-free emptiness check).
     ///
@@ -662,8 +713,13 @@ impl Channel {
         let mut awaited = false;
         let mut deadline_looked = false;
         loop {
-            // Empty at a glance: no lock, no write to a shared line.
-            let mut look = self.peek();
+            // Empty at a glance: no lock, no write to a shared line (and for a `try_`
+            // call, `tail` read only now and then).
+            let mut look = if matches!(wait, Wait::No) {
+                self.try_peek()
+            } else {
+                self.peek()
+            };
             if look == Peek::Message {
                 let (guard, mut cursors) = self.lock_recv(wait)?;
                 if let Some((head, found)) = self.next_message(&mut cursors, max)? {
@@ -796,7 +852,11 @@ impl Channel {
     /// process recovers it, which can take up to 5 ms (the lock's recovery, or another
     /// thread's recovery that got there first); so does one that finds a record whose
     /// sender died between its commit and its header, for the send side: up to 5 ms per
-    /// side.
+    /// side. Such a record, and garbage in the senders' `tail` word, show only to a
+    /// `try_` receive that reads `tail`: one in 64 of the thread's receives that find no
+    /// message, or any once the channel is closed (a polling receiver that read `tail`
+    /// every time would move its cache line between the cores at every message); the
+    /// others report `Empty`.
     pub fn try_recv(&self, out: &mut Vec<u8>) -> Result<usize, TryRecvError> {
         self.recv_inner(Wait::No, None, |ch, at, len| {
             ch.copy_out(at, len, out);
@@ -1053,7 +1113,7 @@ impl Channel {
     /// ```
     pub fn drain(&self, max: usize, f: impl FnMut(&[u8])) -> Result<usize, TryRecvError> {
         let max_len = self.max_message().ok_or(TryRecvError::Corrupt)?;
-        let mut look = self.peek();
+        let mut look = self.try_peek();
         if look == Peek::InFlight {
             // As a `try_recv`: one chance for a record committed without its header.
             // Relaxed: as in `peek`.

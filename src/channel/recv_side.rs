@@ -10,7 +10,7 @@ use super::error::{
     TryRecvIntoError,
 };
 use super::layout::{Channel, pos};
-use super::recv::{Cursors, Peek, RECV_SPINS, Scratch};
+use super::recv::{Cursors, Peek, RECV_SPINS, Scratch, TAIL_POLLS};
 use crate::failpoint::{self, Point};
 use crate::sync::Ordering;
 
@@ -90,12 +90,6 @@ pub struct RecvSide<'a> {
     /// [`SendSide`](crate::SendSide)).
     _not_send: PhantomData<*const ()>,
 }
-
-/// A held side's `try_` receive that finds nothing reads `tail` (the senders' line, which
-/// every commit writes) only if the channel's config line says it is closed, or once in
-/// this many calls (for a record committed without its header, or garbage in `tail`): a
-/// receiver that polls `tail` keeps it moving between the two cores at every message.
-const TAIL_POLLS: u32 = 64;
 
 impl core::fmt::Debug for RecvSide<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
