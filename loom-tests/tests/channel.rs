@@ -194,6 +194,30 @@ fn two_receivers_racing_for_two_messages_get_one_each() {
     });
 }
 
+/// A `try_` receive without a side that comes after another thread saw the channel closed
+/// (`is_closed`) reports `Disconnected`, never `Empty`, even at a look that does not read
+/// `tail` (under loom the first one does not): `close` sets the config line's hint before
+/// the `CLOSED` bit, so whoever sees the bit sees the hint.
+#[test]
+fn a_try_recv_after_the_close_is_seen_reports_disconnected() {
+    loom::model(|| {
+        let ch = small();
+        let closer = ch.clone();
+        let h = thread::spawn(move || closer.close());
+        if ch.is_closed() {
+            assert_eq!(
+                ch.try_recv(&mut Vec::new()),
+                Err(TryRecvError::Disconnected)
+            );
+        }
+        h.join().unwrap();
+        assert_eq!(
+            ch.try_recv(&mut Vec::new()),
+            Err(TryRecvError::Disconnected)
+        );
+    });
+}
+
 /// A send racing `close`: the receiver gets `Disconnected` only if the send was refused;
 /// a send acknowledged `Ok` is always received first.
 #[test]
@@ -486,7 +510,8 @@ fn a_later_sender_skips_a_dead_senders_wrapped_record_and_wakes_the_receiver() {
 /// Two receivers find a record whose sender died between its commit and its header
 /// store (wrapped, as in [`dead_sender_polled_model`]) and race to repair it in
 /// `try_recv`: the one that takes the send lock from the dead holder writes the `SKIP`,
-/// the other finds the lock held (live) or free and repaired (never `Corrupt`). They get
+/// the other finds the lock held (live) or free and repaired (never `Corrupt`). Each
+/// calls it twice (the second look reads `tail`, as one in 64 does outside loom). They get
 /// nothing (`Empty`, or `Busy` while the other holds the receive side), the `SKIP` is
 /// stepped over, `lost()` stays 0, and a message sent afterwards is received.
 #[test]
@@ -498,15 +523,21 @@ fn two_receivers_racing_in_try_recv_skip_a_dead_senders_record() {
         let rxs: Vec<_> = (0..2)
             .map(|_| {
                 let rx = ch.clone();
-                thread::spawn(move || rx.try_recv(&mut Vec::new()))
+                // Two looks each: under loom a `try_` receive reads `tail` (and finds
+                // the record committed without its header) at every second look.
+                thread::spawn(move || {
+                    let mut out = Vec::new();
+                    [rx.try_recv(&mut out), rx.try_recv(&mut out)]
+                })
             })
             .collect();
         for h in rxs {
-            let r = h.join().unwrap();
-            assert!(
-                matches!(r, Err(TryRecvError::Empty | TryRecvError::Busy)),
-                "{r:?}"
-            );
+            for r in h.join().unwrap() {
+                assert!(
+                    matches!(r, Err(TryRecvError::Empty | TryRecvError::Busy)),
+                    "{r:?}"
+                );
+            }
         }
         assert_drained(&ch);
         ch.send(&[2; 16]).unwrap();

@@ -63,8 +63,12 @@ pub(crate) enum Fail {
 
 /// The longest a `try_` call waits to recover a lock whose holder it found dead: the
 /// mutex recovers it after its first probe slice (50 µs), so this is that slice with a
-/// margin for a loaded machine.
-const DEAD_HOLDER_RECOVERY: core::time::Duration = core::time::Duration::from_millis(5);
+/// margin for a loaded machine. An hour under loom, whose models must not depend on the
+/// real clock (a replay that found this deadline passed would take another path: "Reached
+/// unexpected exploration state"); a timed wait there stands for a passed deadline
+/// anyway (`wait::deadline_passed`).
+const DEAD_HOLDER_RECOVERY: core::time::Duration =
+    core::time::Duration::from_millis(if cfg!(loom) { 3_600_000 } else { 5 });
 
 /// Holds a side's lock; unlocks on drop.
 ///
@@ -141,8 +145,10 @@ fn lock_side_contended(lock: &RawMutex, wait: Wait) -> Result<(SideGuard<'_>, bo
     Ok((SideGuard { lock }, a == Acquired::OwnerDied))
 }
 
-/// How often a sender queued on the send lock looks whether the channel was closed.
-pub(crate) const CLOSE_CHECK: core::time::Duration = core::time::Duration::from_millis(5);
+/// How often a sender queued on the send lock looks whether the channel was closed. An
+/// hour under loom, as [`DEAD_HOLDER_RECOVERY`].
+pub(crate) const CLOSE_CHECK: core::time::Duration =
+    core::time::Duration::from_millis(if cfg!(loom) { 3_600_000 } else { 5 });
 
 /// [`lock_side`] after its first `try_lock` ([`try_lock_side`]) failed, for a waiting call
 /// that also gives up with `Disconnected` when `closed()` becomes true while the lock is

@@ -63,9 +63,9 @@
 //!
 //! | Line | Words | Written by | Read by |
 //! |---|---|---|---|
-//! | 0 config | `shape` = magic "CHN", version 3 (high half; see `SLEEPER` and the record headers below), largest message (low half); `capacity`; `closed` (for tools: the channel decides from `tail`) | the creator; `closed` by `close` | everyone, each operation (read-mostly: stays in every cache) |
+//! | 0 config | `shape` = magic "CHN", version 3 (high half; see `SLEEPER` and the record headers below), largest message (low half); `capacity`; `closed` (a hint, set by `close` before the `CLOSED` bit: `try_` receives that find no header read `tail` at every look once it is set; the channel decides from `tail`) | the creator; `closed` by `close` | everyone, each operation (read-mostly: stays in every cache) |
 //! | 1 send lock | the senders' [`RawMutex`](crate::RawMutex) | senders | senders |
-//! | 2 tail | `tail` = `CLOSED` (bit 63), `SLEEPER` (bit 62), messages committed (30 bits), position (low half); `free_cache`; `pending` = the span of the record being committed | the send-lock holder; `CLOSED` by `close`; `SLEEPER` by a receiver about to sleep | receivers read `tail` only when they find no record at `head` (for the close, a record committed without its header, or before sleeping) |
+//! | 2 tail | `tail` = `CLOSED` (bit 63), `SLEEPER` (bit 62), messages committed (30 bits), position (low half); `free_cache`; `pending` = the span of the record being committed | the send-lock holder; `CLOSED` by `close`; `SLEEPER` by a receiver about to sleep | receivers read `tail` only when they find no record at `head` (for the close, a record committed without its header, or before sleeping); a `try_` receive only if `closed` is set, or once in 64 looks at the channel |
 //! | 3 receive lock | the receivers' [`RawMutex`](crate::RawMutex) | receivers | receivers |
 //! | 4 head | `head` = messages claimed (high), position (low); `lost` | the receive-lock holder | `len`, the repairs |
 //! | 5 free | `free` (position) | the receive-lock holder, per message | senders, when their cached copy says the ring is full |
@@ -137,8 +137,8 @@
 //! **A record committed without its header** (`tail` past `head`, the header at `head`
 //! still 0): its sender is one store from publishing it, or was stopped or killed
 //! there. A receiver that finds one gives it a brief spin, then (a `try_` call at once,
-//! once per call, when it looks at `tail`: within 64 polls; a waiting one after each
-//! wait) takes the send lock *if it is free or
+//! once per call, when it looks at `tail`: within 64 of its thread's looks at the
+//! channel; a waiting one after each wait) takes the send lock *if it is free or
 //! its holder is dead* (never waiting for a live holder, so a receiver holding the
 //! receive lock cannot deadlock with a sender repairing a dead receiver's claim): from a
 //! dead holder it repairs (below); found free, every committed record has its header,
@@ -179,11 +179,13 @@
 //! with the sleepers' fence; `close`'s `fetch_or` of `CLOSED` is AcqRel, like a commit).
 //! `close` sets `closed` and wakes every sleeper on both words.
 //!
-//! **Closing**: `close` sets the `CLOSED` bit of `tail` (a read-modify-write), so a
+//! **Closing**: `close` sets the config line's `closed` hint, then the `CLOSED` bit of
+//! `tail` (a read-modify-write, Release: whoever sees the bit sees the hint), so a
 //! `tail` with the bit is final. Senders check it under the send lock before they
 //! reserve, and their commit's compare-exchange fails if it was set since (the send
 //! returns `Disconnected`); receivers that find no header at `head` get `Disconnected`
-//! from one load of `tail` with the bit set and its position at `head` (a record
+//! from one load of `tail` with the bit set and its position at `head` (a `try_`
+//! receive loads it at once when the hint is set; a record
 //! committed before the close, its header not yet stored, is waited for, or skipped if
 //! its sender died). A send acknowledged `Ok` is therefore always received before any
 //! receiver is told `Disconnected`.
@@ -211,7 +213,7 @@
 //! | Send: lock taken, nothing written | the send lock held by a dead thread; the ring unchanged; receivers unaffected | the next sender: blocking and timed ones after their first probe slice (≈ 50 µs–1 ms after the kernel tore the process down), `try_` ones after their spin (≤ 5 ms) |
 //! | Send: payload written, the word after it zeroed, `pending` not stored † | as the next line; `pending` still names the previous record, which `tail` is at: the repair finds its header stored, or (if that record was received and its space reused, so that this sender's payload or zeroed word overwrote its header) `head` past it, and writes nothing | as the next line (test `a_sender_killed_before_pending_leaves_the_previous_record_alone`) |
 //! | Send: payload written, the word after it zeroed, `pending` stored; `tail` not moved † | as above; the bytes lie past `tail`, never visible (the zeroed word is free space; `pending` names a span `tail` is not at) | as above: the next sender writes over them. Stopped there while the channel is closed, the sender's commit fails when it is continued (†: a receiver may have been told `Disconnected`) |
-//! | Send: `tail` moved past the record (committed), its header not stored † | the record committed but not published: receivers wait at it (they get `Empty`/`Timeout` within their bounds; `len()` counts it); the send lock held. **A *stopped* sender here stalls receivers too**, for as long as it is stopped: the one window where it does (one store wide) | the next party to take the send lock from the dead holder: a sender (as the first line), or a receiver that found the record without its header (a `try_` one at once after a brief spin, within 64 of its thread's or its held side's empty polls, a waiting one after its first sleep slice, ≤ 10 ms, a timed one also at its deadline if that comes first; tested with a receiver asleep when the sender dies, and a held receive side). It writes a `SKIP` record over the span `pending` names (checked: `tail` is at its end, its header is still 0, `head` not past it), wakes every receiver; receivers step over it. Tests `sender_killed_between_commit_and_header_*`, `a_sleeping_receiver_repairs_*`, `a_close_after_a_sender_died_*` |
+//! | Send: `tail` moved past the record (committed), its header not stored † | the record committed but not published: receivers wait at it (they get `Empty`/`Timeout` within their bounds; `len()` counts it); the send lock held. **A *stopped* sender here stalls receivers too**, for as long as it is stopped: the one window where it does (one store wide) | the next party to take the send lock from the dead holder: a sender (as the first line), or a receiver that found the record without its header (a `try_` one at once after a brief spin, within 64 of its thread's looks at the channel or its held side's empty polls, a waiting one after its first sleep slice, ≤ 10 ms, a timed one also at its deadline if that comes first; tested with a receiver asleep when the sender dies, and a held receive side). It writes a `SKIP` record over the span `pending` names (checked: `tail` is at its end, its header is still 0, `head` not past it), wakes every receiver; receivers step over it. Tests `sender_killed_between_commit_and_header_*`, `a_sleeping_receiver_repairs_*`, `a_close_after_a_sender_died_*` |
 //! | Repair of a record without header, on a wrap: `SKIP` at offset 0 stored, the `PAD` before it not † | the send lock held by a dead thread, still marked; the record still unpublished | the next taker of the lock repeats the repair (idempotent: the same two stores) |
 //! | Send: header stored (published), lock not released † | the message published (receivers get it: a sleeping one at the end of its slice, ≤ 10 ms, if no sender comes first); the send lock held | as the first line; the recovering sender also wakes every receiver |
 //! | Send: unlocked, receivers not woken † | a sleeping receiver not woken (the commit cleared its `SLEEPER` bit, so later commits by other senders do not wake it either) | it wakes at the end of its slice (≤ 10 ms) and sees the message, and any sent since (test `a_stopped_waker_delays_a_sleeping_receiver_by_one_slice_at_most`) |
@@ -226,6 +228,7 @@
 //! | Repair of a dead receiver's claim: `free` stored, `lost` not counted † | the space released; the lost message not counted | the next receiver recovers the lock and finds nothing to repair: the message stays uncounted (counted at most once, never redelivered) |
 //! | Repair: done, mark not cleared † | the receive lock held by a dead thread, still marked | the next receiver recovers it; the repair finds `head == free`: the loss counted once |
 //! | Drain: a message released, the next not claimed † | the receive lock held; nothing lost | as the first receive line: the rest is received in order |
+//! | Close: the `closed` hint set, `CLOSED` not yet in `tail` | the channel not closed: sends and receives go on; `try_` receives that find no header read `tail` at every look (the hint says closed) | nobody needs to: a later `close` completes it |
 //! | Close: `CLOSED` set in `tail`, sleepers not woken † | sleepers not woken | each wakes at the end of its slice (≤ 10 ms) and sees the close |
 //! | Asleep (`WAITING` set; a receiver also `SLEEPER` in `tail`) | the flags | the next wake (for `SLEEPER`: the next commit, which clears it): one needless syscall |
 //!

@@ -178,33 +178,61 @@ const HEADER_SPINS: u32 = crate::wait::SPIN_LIMIT / 4;
 
 /// A `try_` receive that finds no header reads `tail` (for a record committed without
 /// its header, or garbage in `tail`) only if the channel's config line says it is
-/// closed, or once in this many such looks: once in 64 of a held side's calls, or of a
-/// thread's calls that hold no side ([`Channel::try_peek`]).
+/// closed, or once in this many such looks at the channel: a held side counts its own
+/// calls, a thread without a side its looks at each channel ([`tail_poll_due`]).
 pub(super) const TAIL_POLLS: u32 = 64;
 
-/// Whether this thread's look that found no header is one in [`TAIL_POLLS`] (its first
-/// one included). Always under loom, whose replays must not depend on a count kept
-/// across them.
+/// How many channels a thread keeps a count of looks for ([`tail_poll_due`]).
+#[cfg(not(loom))]
+const POLLED_CHANNELS: usize = 8;
+
+/// Whether this thread's look at `ch` that found no header should read `tail`: one in
+/// [`TAIL_POLLS`] of the thread's looks at `ch`. The counts are kept per channel (by
+/// address) in a small table: a channel that is not in it (the first look, or its slot
+/// taken by another channel since) is due, and takes the slot. So whatever other
+/// channels the thread polls in between, at least one in every [`TAIL_POLLS`] of its
+/// looks at `ch` reads `tail`. (A channel mapped where another was inherits its count:
+/// still within the bound.)
+///
+/// Under loom one look in 2, counted per thread and per execution (a model's replays
+/// must not depend on counts kept across them), the first one not due, so that the
+/// models reach both answers.
 #[inline]
-fn tail_poll_due() -> bool {
+fn tail_poll_due(ch: &Channel) -> bool {
     #[cfg(not(loom))]
     {
+        use core::cell::Cell;
         std::thread_local! {
-            /// Looks that found no header, of this thread's `try_` receives without a
-            /// side (wrapping; the first is due).
-            static EMPTY_POLLS: core::cell::Cell<u32> = const { core::cell::Cell::new(u32::MAX) };
+            /// `(channel address, looks since its last due look)` per slot.
+            static LOOKS: [Cell<(usize, u32)>; POLLED_CHANNELS] =
+                const { [const { Cell::new((0, 0)) }; POLLED_CHANNELS] };
         }
-        // A thread being torn down looks every time.
-        EMPTY_POLLS
-            .try_with(|c| {
-                let n = c.get().wrapping_add(1);
-                c.set(n);
-                n.is_multiple_of(TAIL_POLLS)
-            })
-            .unwrap_or(true)
+        let key = core::ptr::from_ref(ch).cast::<u8>().addr();
+        // The top bits of a multiplicative hash of the address (Fibonacci hashing).
+        let slot = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 61) % POLLED_CHANNELS;
+        LOOKS.with(|t| {
+            let (k, n) = t[slot].get();
+            if k != key {
+                t[slot].set((key, 0));
+                return true;
+            }
+            let n = (n + 1) % TAIL_POLLS;
+            t[slot].set((key, n));
+            n == 0
+        })
     }
     #[cfg(loom)]
-    true
+    {
+        let _ = ch;
+        loom::thread_local! {
+            static LOOKS: core::cell::Cell<u32> = core::cell::Cell::new(0);
+        }
+        LOOKS.with(|c| {
+            let n = c.get() + 1;
+            c.set(n);
+            n.is_multiple_of(2)
+        })
+    }
 }
 
 /// Messages up to this long are copied to the stack for the closure forms.
@@ -490,7 +518,7 @@ impl Channel {
         if self.has_header(head) {
             return Peek::Message;
         }
-        if self.closed_hint() || tail_poll_due() {
+        if self.closed_hint() || tail_poll_due(self) {
             self.peek_at(head)
         } else {
             Peek::Empty
@@ -853,10 +881,10 @@ impl Channel {
     /// thread's recovery that got there first); so does one that finds a record whose
     /// sender died between its commit and its header, for the send side: up to 5 ms per
     /// side. Such a record, and garbage in the senders' `tail` word, show only to a
-    /// `try_` receive that reads `tail`: one in 64 of the thread's receives that find no
-    /// message, or any once the channel is closed (a polling receiver that read `tail`
-    /// every time would move its cache line between the cores at every message); the
-    /// others report `Empty`.
+    /// `try_` receive that reads `tail`: one in 64 of the thread's looks at this channel
+    /// that find no message, or every one once `close` has begun (a polling receiver that
+    /// read `tail` every time would move its cache line between the cores at every
+    /// message); the others report `Empty`. A close is reported at once.
     pub fn try_recv(&self, out: &mut Vec<u8>) -> Result<usize, TryRecvError> {
         self.recv_inner(Wait::No, None, |ch, at, len| {
             ch.copy_out(at, len, out);
@@ -1092,6 +1120,9 @@ impl Channel {
     /// the corruption is found after some messages of the batch, it returns their count
     /// (they are received) and the next call reports `Corrupt`. With `max == 0` it
     /// receives nothing, yet still reports `Disconnected` for a closed, empty channel.
+    /// Garbage in the senders' `tail` word, and a record whose sender died before its
+    /// header, show only to a call that reads `tail` (0 until then), as for
+    /// [`try_recv`](Self::try_recv).
     ///
     /// If `f` panics, the message it was given counts as received (as for
     /// [`recv_with`](Self::recv_with)) and the batch ends.

@@ -430,15 +430,16 @@ impl Channel {
         // the header (`skip_dead_record`: `pending` and the zeroed word are ordered before
         // its reads), and by receivers that read `tail` (a snapshot). Acquire: pairs with the
         // Release `fetch_or` of `SLEEPER` by a receiver about to sleep, so that our wake
-        // comes after its `WAITING` flag (see `wait_on`). Relaxed on failure: the retry
-        // decides.
+        // comes after its `WAITING` flag (see `wait_on`). Acquire on failure too: a send
+        // refused for the close synchronizes with `close`, so that its thread's later
+        // `try_` receives see the config line's hint (`closed_hint`).
         let mut seen = tail;
         let mut tries = 0;
         let sleepers = loop {
             match h
                 .tail
                 .tail
-                .compare_exchange(seen, new, Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange(seen, new, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(old) => break old & SLEEPER != 0,
                 Err(now) if now & CLOSED != 0 => return Err(SendError::Disconnected),

@@ -28,15 +28,20 @@ impl Channel {
     /// ```
     pub fn close(&self) {
         let h = &self.header;
-        // Release: pairs with the Acquire loads of `tail` that see the bit. A read-modify-
-        // write on `tail` itself: a commit's compare-exchange from a `tail` without the bit
-        // either comes before this in `tail`'s modification order (and its message is in
-        // every `tail` with the bit) or fails (`Disconnected`). Acquire: pairs with the
-        // Release `fetch_or` of `SLEEPER` by a receiver about to sleep, whose `WAITING`
-        // flag then comes before our wake (a receiver registering after us sees the bit).
-        h.tail.tail.fetch_or(CLOSED, Ordering::AcqRel);
-        // Relaxed: for tools that read the header; the channel decides from `tail`.
+        // The hint first (`closed_hint`): `try_` receives that find no message read
+        // `tail` only now and then unless it is set, so whoever sees the bit below must
+        // see it too. Relaxed: ordered before the bit by the bit's Release. A closer killed
+        // between the two leaves a channel that is not closed with the hint set: `try_`
+        // receives then read `tail` at every look, as if it were closed.
         h.config.closed.store(1, Ordering::Relaxed);
+        // Release: pairs with the Acquire loads of `tail` that see the bit (the hint above
+        // and the sends before happen before their reads). A read-modify-write on `tail`
+        // itself: a commit's compare-exchange from a `tail` without the bit either comes
+        // before this in `tail`'s modification order (and its message is in every `tail`
+        // with the bit) or fails (`Disconnected`). Acquire: pairs with the Release
+        // `fetch_or` of `SLEEPER` by a receiver about to sleep, whose `WAITING` flag then
+        // comes before our wake (a receiver registering after us sees the bit).
+        h.tail.tail.fetch_or(CLOSED, Ordering::AcqRel);
         // Every sleeper re-checks and sees the close (`wake_all` fences before its bump:
         // a sleeper that set `WAITING` after it checks `tail` after its SeqCst fence).
         crate::failpoint::hit(crate::failpoint::Point::ChannelCloseUnwoken);
@@ -45,11 +50,13 @@ impl Channel {
     }
 
     /// Whether the config line says the channel is closed: a hint on a line no operation
-    /// writes per message (`close` sets it after the `CLOSED` bit of `tail`, which
-    /// decides).
+    /// writes per message (`close` sets it before the `CLOSED` bit of `tail`, which
+    /// decides), for `try_` receives that read `tail` only now and then otherwise.
     #[inline]
     pub(super) fn closed_hint(&self) -> bool {
-        // Relaxed: a hint; a caller that sees it reads `tail` (Acquire) to decide.
+        // Relaxed: a caller that sees it reads `tail` (Acquire) to decide. One that reads
+        // 0 answers as if it looked before the close: `close` stores the hint before the
+        // bit (Release), so a thread that saw the bit, or anything after it, reads 1.
         self.header.config.closed.load(Ordering::Relaxed) != 0
     }
 
