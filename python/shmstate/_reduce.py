@@ -1,8 +1,10 @@
 """Pickling: an object travels as ``(kind, region path, name, shape)`` and is reopened.
 
-The receiving process opens the region file once (a strong cache of open regions, so
-many objects of one region share one mapping and one attach-table entry) and looks the
-object up by name; the region's type records refuse a name reopened as another type.
+The receiving process looks the object up by name in the region file, opened once for
+as long as anything of it lives (the native module keeps one handle per path while a
+``Region`` or object of it lives, so many objects of one region share one mapping and one
+attach-table entry, and the handle closes once none is left: its objects can then be
+removed); the region's type records refuse a name reopened as another type.
 
 A ``Value``'s or ``Array``'s shape carries its lock as the lock object itself (``False``
 for none), which pickles as a reference of its own: objects that share a lock and travel
@@ -10,12 +12,7 @@ in one pickle share one lock object in the receiver, and every receiver takes th
 shared lock.
 """
 
-import threading
-
 from . import _shmstate
-
-_regions = {}
-_regions_lock = threading.Lock()
 
 #: ctypes type codes -> array-module typecodes understood by the native module.
 _ALIASES = {"l": "l", "L": "L", "q": "q", "Q": "Q"}
@@ -34,19 +31,10 @@ def typecode_of(typecode_or_type):
     return code
 
 
-def register_region(core):
-    """Remembers an open region so that unpickling its objects reuses the mapping."""
-    with _regions_lock:
-        return _regions.setdefault(core.path, core)
-
-
 def open_region(path):
-    with _regions_lock:
-        core = _regions.get(path)
-        if core is None:
-            core = _shmstate.RegionCore(path, 0, False)
-            _regions[path] = core
-        return core
+    """The region file at ``path``: this process's open handle on it if anything uses
+    one, else opened now."""
+    return _shmstate.RegionCore.open_shared(path)
 
 
 def rebuild(kind, path, name, *shape):

@@ -20,7 +20,7 @@ import secrets
 import threading
 
 from . import _shmstate
-from ._reduce import register_region, typecode_of
+from ._reduce import typecode_of
 
 __all__ = ["Region"]
 
@@ -48,7 +48,9 @@ class Region:
 
     With ``remove_when_unused=True`` (recorded in the file when it is created) the file is
     removed when the last process that has it open closes it or exits; otherwise it stays
-    until removed (``os.unlink`` or ``shmstate rm``), keeping its objects' state.
+    until removed (``os.unlink`` or ``shmstate rm``), keeping its objects' state. A
+    process has one handle on a path: every ``Region`` of the path and every object made
+    from one share it, and it closes when the last of them is collected.
 
     A file made by an older shmstate whose format this one does not read raises
     ``RegionError``; with ``recreate_stale_format=True`` it is replaced by a new, empty
@@ -66,9 +68,10 @@ class Region:
     def __init__(self, path, size=DEFAULT_SIZE, *, create=True, remove_when_unused=False,
                  capacity=None, recreate_stale_format=False):
         path = os.fspath(path)
-        core = _shmstate.RegionCore(path, size, create, remove_when_unused, capacity,
-                                    recreate_stale_format)
-        self._core = register_region(core)
+        # One handle per path in a process: a Region of a path another Region or object
+        # of this process still uses shares that one's handle.
+        self._core = _shmstate.RegionCore(path, size, create, remove_when_unused, capacity,
+                                          recreate_stale_format)
 
     @classmethod
     def _from_core(cls, core):
@@ -213,6 +216,7 @@ def _permits(value):
 
 _lock = threading.Lock()
 _current = None  # the default Region objects are placed in
+_default_regions = []  # every default region this process made (kept open)
 _serial = 0
 _swept = False
 
@@ -243,7 +247,12 @@ def _new_region(size, capacity=DEFAULT_CAPACITY):
         _swept = True
         _sweep(directory)
     path = os.path.join(directory, f"{_PREFIX}{os.getpid()}-{secrets.token_hex(6)}")
-    return Region(path, size, remove_when_unused=True, capacity=capacity)
+    region = Region(path, size, remove_when_unused=True, capacity=capacity)
+    # Kept open until the process exits, as a default region always was: an object whose
+    # last reference is gone may still travel in a pickle (a queue item) that another
+    # process opens later, and the last close would remove the file.
+    _default_regions.append(region)
+    return region
 
 
 def place(make, nbytes=0):

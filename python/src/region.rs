@@ -1,6 +1,7 @@
 //! `Region`: a region file (or anonymous region) and the constructors of its objects.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, Weak};
 
 use pyo3::prelude::*;
 use pyo3::types::PyList;
@@ -67,10 +68,27 @@ impl Region {
             }
         })?;
         Ok(Region {
-            inner: Arc::new(RegionInner {
-                region,
-                path: Some(path),
-            }),
+            inner: shared(path, region),
+        })
+    }
+
+    /// open_shared(path) -> RegionCore
+    ///
+    /// The region file at ``path`` as this process has it open (the handle a live
+    /// ``RegionCore`` or object of that path uses), or opened now if nothing uses one:
+    /// how unpickled objects find their region.
+    #[staticmethod]
+    fn open_shared(py: Python<'_>, path: String) -> PyResult<Self> {
+        if let Some(inner) = open_handle(&path) {
+            return Ok(Region { inner });
+        }
+        let region = py.allow_threads(|| {
+            RegionOptions::new()
+                .open(&path)
+                .map_err(|e| errors::open_error(&path, e))
+        })?;
+        Ok(Region {
+            inner: shared(path, region),
         })
     }
 
@@ -244,6 +262,39 @@ impl Region {
             None => format!("<shmstate.RegionCore anonymous size={}>", self.size()),
         }
     }
+}
+
+/// The file-backed regions this process has open, by path: one handle per path for as
+/// long as a `RegionCore` or an object of it lives (each holds the `Arc`), so that objects
+/// of one region share one mapping and one attach-table word, and the handle is closed
+/// (its uses of objects released, so that they can be removed) once nothing uses it.
+///
+/// Locked only with the GIL held and no Python code run under it: a `fork` (taken with
+/// the GIL held) never finds it locked by another thread.
+static OPEN: Mutex<BTreeMap<String, Weak<RegionInner>>> = Mutex::new(BTreeMap::new());
+
+/// The handle on `path` this process has open, if anything still uses one.
+fn open_handle(path: &str) -> Option<Arc<RegionInner>> {
+    let open = OPEN.lock().unwrap_or_else(|p| p.into_inner());
+    open.get(path).and_then(Weak::upgrade)
+}
+
+/// `region`, just opened on `path`, as the process's handle on `path`; or, if another
+/// thread or an earlier call has one that is still in use, that one (`region` is closed).
+fn shared(path: String, region: shmstate::Region) -> Arc<RegionInner> {
+    let mut open = OPEN.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(inner) = open.get(&path).and_then(Weak::upgrade) {
+        drop(open);
+        drop(region);
+        return inner;
+    }
+    open.retain(|_, w| w.strong_count() > 0);
+    let inner = Arc::new(RegionInner {
+        region,
+        path: Some(path.clone()),
+    });
+    open.insert(path, Arc::downgrade(&inner));
+    inner
 }
 
 impl Region {
