@@ -27,6 +27,11 @@ class RegionError(OSError):
 class RegionFullError(RegionError):
     """The region has no room left for another object."""
 
+class ObjectInUseError(RegionError):
+    """An object could not be removed: live processes (``pids``) may use it."""
+    pids: List_[int]
+    name: str
+
 class DictFullError(Exception):
     """A :class:`Dict` has no room for another key (nothing was stored)."""
 
@@ -276,6 +281,15 @@ class Region:
     def capacity(self) -> int: ...
     def names(self) -> List_[str]: ...
     def attached_pids(self) -> List_[int]: ...
+    @staticmethod
+    def remove_object(path: Union[str, "os.PathLike[str]"], name: str) -> None:
+        """Removes object ``name`` of the region file at ``path`` if no live process
+        uses it (``KeyError``, ``ObjectInUseError``, ``ValueError``, ``TimeoutError``,
+        ``RegionError``)."""
+    def remove(self, name: str) -> None:
+        """``remove_object(self.path, name)``: this process's own handle counts as a user
+        (``ObjectInUseError`` naming this pid) until every Region of the path and object
+        made from one is gone; ``ValueError`` for an anonymous region."""
     def Value(
         self,
         name: str,

@@ -52,6 +52,9 @@ class Region:
     process has one handle on a path: every ``Region`` of the path and every object made
     from one share it, and it closes when the last of them is collected.
 
+    :meth:`remove` and :meth:`remove_object` remove one object, freeing its entry and
+    space, once no live process uses it (this one included: see :meth:`remove`).
+
     A file made by an older shmstate whose format this one does not read raises
     ``RegionError``; with ``recreate_stale_format=True`` it is replaced by a new, empty
     region instead (its objects are lost), once no live process uses it (else
@@ -102,6 +105,74 @@ class Region:
     def attached_pids(self):
         """The pids of the live processes that have the region open."""
         return self._core.attached_pids()
+
+    @staticmethod
+    def remove_object(path, name):
+        """Removes object ``name`` from the region file at ``path``, freeing its directory
+        entry and its space for later objects, through a handle opened for the purpose.
+
+        The object is removed only if no live handle of any process has asked for it: a
+        handle counts as a user of every object it was ever handed (and of every name it
+        asked for) until it is closed, since it may still hold references to it. In
+        Python a process's handle on a path is the one every :class:`Region` of that
+        path and every object made from one (or unpickled) shares: it closes when the
+        last of them is collected, or when the process exits; a killed process does not
+        count.
+
+        An object made with a lock of its own (``lock=True``, the default of ``Value``
+        and ``Array``) also has an ``RLock`` named ``NAME/lock``: remove it too if you
+        want its entry back. Another process that opens ``name`` afterwards gets a new
+        object, initialised afresh.
+
+        Raises ``KeyError(name)`` if the region has no object ``name``;
+        :class:`ObjectInUseError` if live processes use it (its ``pids`` lists them,
+        this process's own pid included while it keeps a handle that used it);
+        ``ValueError`` for an invalid name (empty, too long, or with a NUL);
+        ``TimeoutError`` if another process kept the object busy (being created or
+        removed) past the region's timeout; :class:`RegionError` if the region cannot
+        be opened, is corrupt, or ever had a process without a slot in its full table of
+        handles (nobody can tell what that one uses: no object of such a region is ever
+        removed). Nothing is changed when it raises.
+
+        Example (a cleanup program, after the workers that used ``batch-17`` exited)::
+
+            shmstate.Region.remove_object("/dev/shm/jobs", "batch-17")
+        """
+        _shmstate.RegionCore.remove_object(os.fspath(path), name)
+
+    def remove(self, name):
+        """Removes object ``name`` from this region's file:
+        ``Region.remove_object(self.path, name)`` (see there for the rule and the
+        errors).
+
+        The removal goes through a fresh handle, not through this ``Region``'s: this
+        process's handle on the file (shared by every ``Region`` of that path in the
+        process and by every object made from one) counts as a user of every object it
+        ever asked for, because nothing can prove that no Python object still refers to
+        it (the Rust ``Region::remove`` takes ``&mut self`` for that proof). So if this
+        process used ``name`` through any of them, ``remove`` raises
+        :class:`ObjectInUseError` with this process's own pid in ``pids`` until it drops
+        them all and they are collected::
+
+            r = shmstate.Region("/dev/shm/jobs", 1 << 16)
+            v = r.Value("batch-17", "q", lock=False)
+            v.add(1)
+            try:
+                r.remove("batch-17")
+            except shmstate.ObjectInUseError as e:
+                assert e.pids == [os.getpid()]      # our own handle uses it
+            del r, v                                # the handle closes with the last one
+            shmstate.Region.remove_object("/dev/shm/jobs", "batch-17")   # removed
+
+        A ``Region`` that used other objects but not ``name`` removes it in place:
+        ``r.remove("old-batch")``.
+
+        An anonymous region (``path`` is ``None``, shared with fork children only) raises
+        ``ValueError``: there is no file to open a fresh handle on, and its one handle is
+        shared by this process and its children, any of which may still hold a
+        reference to the object.
+        """
+        self._core.remove(name)
 
     def Value(self, name, typecode_or_type, *args, lock=True):
         """Value(name, typecode_or_type, *args, lock=True): see :func:`shmstate.Value`.

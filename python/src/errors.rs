@@ -1,8 +1,10 @@
 //! The package's exceptions, and the crate's errors as Python exceptions.
 
-use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{
+    PyKeyError, PyOSError, PyRuntimeError, PyTimeoutError, PyTypeError, PyValueError,
+};
 use pyo3::prelude::*;
-use shmstate::{CreateError, GetError, OpenError, OpenOrCreateError};
+use shmstate::{CreateError, GetError, OpenError, OpenOrCreateError, RemoveObjectError};
 
 pyo3::create_exception!(
     _shmstate,
@@ -31,11 +33,24 @@ pyo3::create_exception!(
     "The region has no room (or no directory entry) left for another object."
 );
 
+pyo3::create_exception!(
+    _shmstate,
+    ObjectInUseError,
+    RegionError,
+    "An object could not be removed: live processes may hold references to it.\n\n\
+     Raised by ``Region.remove()`` and ``Region.remove_object()``. ``pids`` lists the \
+     live processes (each once) with a handle on the region that asked for the object, \
+     ``name`` is the object's name. Each must drop its ``Region`` and every object made \
+     from it (or exit) first; this process's own pid is listed while it keeps one. \
+     Nothing was changed."
+);
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add("OwnerDiedError", py.get_type::<OwnerDiedError>())?;
     m.add("RegionError", py.get_type::<RegionError>())?;
     m.add("RegionFullError", py.get_type::<RegionFullError>())?;
+    m.add("ObjectInUseError", py.get_type::<ObjectInUseError>())?;
     Ok(())
 }
 
@@ -65,4 +80,39 @@ pub(crate) fn create_error(path: &str, e: CreateError) -> PyErr {
 
 pub(crate) fn open_or_create_error(path: &str, e: OpenOrCreateError) -> PyErr {
     RegionError::new_err(format!("{path}: {e}"))
+}
+
+/// A failed removal of object `name` of the region at `path`: `KeyError(name)` if there
+/// is none (as `del d[key]`), `ObjectInUseError` with `pids` and `name`, `ValueError` for
+/// a bad name, `TimeoutError`, and `RegionError` for the rest (a region that cannot be
+/// opened, one that had unlisted users, a corrupt directory).
+pub(crate) fn remove_object_error(
+    py: Python<'_>,
+    path: &str,
+    name: &str,
+    e: RemoveObjectError,
+) -> PyErr {
+    match e {
+        RemoveObjectError::NotFound { .. } => PyKeyError::new_err(name.to_owned()),
+        RemoveObjectError::InUse { ref pids, .. } => {
+            let err = ObjectInUseError::new_err(format!("{path}: {e}"));
+            let value = err.value(py);
+            if let Err(set) = value
+                .setattr("pids", pids.clone())
+                .and_then(|()| value.setattr("name", name))
+            {
+                return set;
+            }
+            err
+        }
+        RemoveObjectError::InvalidName { .. } => {
+            PyValueError::new_err(format!("object {name:?}: {e}"))
+        }
+        RemoveObjectError::Timeout => PyTimeoutError::new_err(format!(
+            "{path}: object {name:?}: timed out waiting for another process creating or \
+             removing it"
+        )),
+        RemoveObjectError::Open(e) => open_error(path, e),
+        e => RegionError::new_err(format!("{path}: object {name:?}: {e}")),
+    }
 }

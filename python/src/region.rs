@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, Weak};
 
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 use shmstate::RegionOptions;
@@ -118,6 +119,35 @@ impl Region {
     #[staticmethod]
     fn remove_unused(py: Python<'_>, path: String) -> bool {
         py.allow_threads(|| shmstate::Region::remove_unused(&path).is_ok())
+    }
+
+    /// remove_object(path, name)
+    ///
+    /// Removes object ``name`` of the region file at ``path`` through a handle opened
+    /// for the purpose (the crate's ``Region::remove_object``), if no live handle of any
+    /// process (this one's included) has asked for it. ``KeyError`` if there is none,
+    /// ``ObjectInUseError`` (``pids``) if one has, ``ValueError`` for a bad name,
+    /// ``TimeoutError`` if another process kept it busy past the region's timeout,
+    /// ``RegionError`` otherwise (see ``shmstate.Region.remove_object``).
+    #[staticmethod]
+    fn remove_object(py: Python<'_>, path: String, name: String) -> PyResult<()> {
+        py.allow_threads(|| shmstate::Region::remove_object(&path, &name))
+            .map_err(|e| errors::remove_object_error(py, &path, &name, e))
+    }
+
+    /// remove(name)
+    ///
+    /// ``remove_object(self.path, name)``: this handle is not the remover (it counts as a
+    /// user of every object it asked for). ``ValueError`` for an anonymous region.
+    fn remove(&self, py: Python<'_>, name: String) -> PyResult<()> {
+        let Some(path) = self.inner.path.clone() else {
+            return Err(PyValueError::new_err(
+                "an object of an anonymous region cannot be removed: there is no file to \
+                 open a fresh handle on, and this handle (shared with fork children) may \
+                 still hold references to it",
+            ));
+        };
+        Self::remove_object(py, path, name)
     }
 
     /// The file, or ``None`` for an anonymous region.
