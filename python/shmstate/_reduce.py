@@ -12,6 +12,8 @@ in one pickle share one lock object in the receiver, and every receiver takes th
 shared lock.
 """
 
+import threading
+
 from . import _shmstate
 
 #: ctypes type codes -> array-module typecodes understood by the native module.
@@ -31,10 +33,27 @@ def typecode_of(typecode_or_type):
     return code
 
 
+#: Handles on files made with ``remove_when_unused``, by path, kept open until the
+#: interpreter exits (and tears this module down, closing them): the last close of such a
+#: file removes it, and an object of it may still be on its way to another process in a
+#: pickle (a queue item) after its last reference here is gone. This process never
+#: removes objects from such a file; other processes do.
+_kept = {}
+_kept_lock = threading.Lock()
+
+
+def keep_if_removed_when_unused(core):
+    """Keeps ``core`` open until exit if its file is removed when unused; returns it."""
+    if core.path is not None and core.remove_when_unused:
+        with _kept_lock:
+            _kept.setdefault(core.path, core)
+    return core
+
+
 def open_region(path):
     """The region file at ``path``: this process's open handle on it if anything uses
     one, else opened now."""
-    return _shmstate.RegionCore.open_shared(path)
+    return keep_if_removed_when_unused(_shmstate.RegionCore.open_shared(path))
 
 
 def rebuild(kind, path, name, *shape):

@@ -20,7 +20,7 @@ import secrets
 import threading
 
 from . import _shmstate
-from ._reduce import typecode_of
+from ._reduce import keep_if_removed_when_unused, typecode_of
 
 __all__ = ["Region"]
 
@@ -50,7 +50,10 @@ class Region:
     removed when the last process that has it open closes it or exits; otherwise it stays
     until removed (``os.unlink`` or ``shmstate rm``), keeping its objects' state. A
     process has one handle on a path: every ``Region`` of the path and every object made
-    from one share it, and it closes when the last of them is collected.
+    from one share it, and it closes when the last of them is collected, except on a
+    file made with ``remove_when_unused=True``, which stays open until the process exits
+    (an object of it may still be on its way to another process in a pickle, and the
+    last close removes the file).
 
     :meth:`remove` and :meth:`remove_object` remove one object, freeing its entry and
     space, once no live process uses it (this one included: see :meth:`remove`).
@@ -73,8 +76,9 @@ class Region:
         path = os.fspath(path)
         # One handle per path in a process: a Region of a path another Region or object
         # of this process still uses shares that one's handle.
-        self._core = _shmstate.RegionCore(path, size, create, remove_when_unused, capacity,
-                                          recreate_stale_format)
+        self._core = keep_if_removed_when_unused(
+            _shmstate.RegionCore(path, size, create, remove_when_unused, capacity,
+                                 recreate_stale_format))
 
     @classmethod
     def _from_core(cls, core):
@@ -287,7 +291,6 @@ def _permits(value):
 
 _lock = threading.Lock()
 _current = None  # the default Region objects are placed in
-_default_regions = []  # every default region this process made (kept open)
 _serial = 0
 _swept = False
 
@@ -318,12 +321,11 @@ def _new_region(size, capacity=DEFAULT_CAPACITY):
         _swept = True
         _sweep(directory)
     path = os.path.join(directory, f"{_PREFIX}{os.getpid()}-{secrets.token_hex(6)}")
-    region = Region(path, size, remove_when_unused=True, capacity=capacity)
-    # Kept open until the process exits, as a default region always was: an object whose
-    # last reference is gone may still travel in a pickle (a queue item) that another
-    # process opens later, and the last close would remove the file.
-    _default_regions.append(region)
-    return region
+    # Kept open until the process exits, as every file made with remove_when_unused
+    # (`_reduce.keep_if_removed_when_unused`): an object whose last reference is gone may
+    # still travel in a pickle (a queue item) that another process opens later, and the
+    # last close would remove the file.
+    return Region(path, size, remove_when_unused=True, capacity=capacity)
 
 
 def place(make, nbytes=0):

@@ -156,6 +156,13 @@ impl Region {
         self.inner.path.as_deref()
     }
 
+    /// Whether the file is removed when the last process that has it open closes it
+    /// (``remove_when_unused``, recorded in the file when it was created).
+    #[getter]
+    fn remove_when_unused(&self) -> bool {
+        self.inner.region.remove_when_unused()
+    }
+
     /// The size in bytes.
     #[getter]
     fn size(&self) -> usize {

@@ -164,3 +164,19 @@ def test_the_readme_example_runs(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0, out.stderr
+
+
+def test_a_remove_when_unused_file_keeps_its_handle_until_exit(path):
+    """A handle on a file made with remove_when_unused=True stays open after its Region
+    and objects are collected (a pickle of an object may still be in flight), so this
+    process's own use keeps refusing the removal; the file is still there."""
+    r = shmstate.Region(path, 1 << 16, remove_when_unused=True)
+    v = r.Value("kept", "q", lock=False)
+    v.value = 5
+    del r, v
+    gc.collect()
+    assert os.path.exists(path)
+    with pytest.raises(shmstate.ObjectInUseError) as e:
+        shmstate.Region.remove_object(path, "kept")
+    assert e.value.pids == [os.getpid()]
+    assert shmstate.Region(path, create=False).Value("kept", "q", lock=False).value == 5
