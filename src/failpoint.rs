@@ -103,7 +103,8 @@ pub enum Point {
     ChannelSendUnwoken,
     /// `Channel` receive: released and unlocked, sleeping senders not yet woken.
     ChannelRecvUnwoken,
-    /// `Channel` close: `closed` is stored, the sleepers not yet woken.
+    /// `Channel` close: the `closed` hint and the `CLOSED` bit are stored, the sleepers
+    /// not yet woken.
     ChannelCloseUnwoken,
     /// `Channel` repair of a dead receiver's claim: `free` is stored, the message not yet
     /// counted in `lost`.

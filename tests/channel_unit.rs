@@ -1741,20 +1741,47 @@ fn polls_without_a_side_see_a_close_at_once() {
             });
         });
     }
-    // Closed by another thread while this one polls: once it sees the close
-    // (`is_closed`), its next `try_` receive says so.
+    // Closed by another thread while this one polls: once it has seen the close
+    // (`is_closed`), its next `try_` receive says so; before, either answer is right (the
+    // close may finish in between). The loom model
+    // `a_try_recv_after_the_close_is_seen_reports_disconnected` checks the order.
     let ch = channel(1024);
     let mut out = Vec::new();
     std::thread::scope(|s| {
         s.spawn(|| ch.close());
         loop {
-            if ch.is_closed() {
-                assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Disconnected));
-                break;
+            let seen = ch.is_closed();
+            match ch.try_recv(&mut out) {
+                Err(TryRecvError::Disconnected) => break,
+                r => {
+                    assert!(!seen, "Empty after the close was seen");
+                    assert_eq!(r, Err(TryRecvError::Empty));
+                }
             }
-            assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Empty));
         }
     });
+}
+
+/// A closer killed between the config line's hint and the `CLOSED` bit (the hint set,
+/// the bit not): the channel is not closed; sends and receives go on, `try_` receives
+/// report `Empty`, not `Disconnected`; a later `close` completes it.
+#[test]
+fn a_close_hint_without_the_closed_bit_leaves_the_channel_open() {
+    watchdog(LIMIT);
+    let ch = channel(1024);
+    // The config line's third word: `closed`.
+    ch.hostile_words().0[2].store(1, Ordering::Relaxed);
+    assert!(!ch.is_closed());
+    let mut out = Vec::new();
+    for _ in 0..100 {
+        assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Empty));
+    }
+    ch.send(b"still open").unwrap();
+    assert_eq!(ch.try_recv(&mut out), Ok(10));
+    assert_eq!(ch.drain(4, |_| {}), Ok(0));
+    ch.close();
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Disconnected));
+    assert_eq!(ch.send(b"x"), Err(SendError::Disconnected));
 }
 
 /// A thread that polls several channels in turn with `try_` receives still reads each
@@ -1770,8 +1797,13 @@ fn polls_of_several_channels_read_each_tail_within_64_looks() {
                 s.spawn(|| {
                     let quiet: Vec<Box<Channel>> = (0..others).map(|_| channel(1024)).collect();
                     let bad = channel(1024);
-                    bad.hostile_words().0[3].store(2048, Ordering::Relaxed);
                     let mut out = Vec::new();
+                    // Looks at `bad` before the garbage, so that its count is under way
+                    // (a channel's first look always reads `tail`).
+                    for _ in 0..5 {
+                        assert_eq!(bad.try_recv(&mut out), Err(TryRecvError::Empty));
+                    }
+                    bad.hostile_words().0[3].store(2048, Ordering::Relaxed);
                     // Looks at the others before the first at `bad`: 0 or 1 rounds.
                     for q in quiet.iter().take(lead) {
                         assert_eq!(q.try_recv(&mut out), Err(TryRecvError::Empty));

@@ -218,6 +218,27 @@ fn a_try_recv_after_the_close_is_seen_reports_disconnected() {
     });
 }
 
+/// A thread whose send was refused for the close then polls without a side: it gets
+/// `Disconnected`, never `Empty` (the refused compare-exchange acquires the close, so the
+/// thread sees the config line's hint even at a look that does not read `tail`).
+#[test]
+fn a_try_recv_after_a_refused_send_reports_disconnected() {
+    loom::model(|| {
+        let ch = small();
+        let closer = ch.clone();
+        let h = thread::spawn(move || closer.close());
+        if ch.send(&[1; 16]) == Err(SendError::Disconnected) {
+            assert_eq!(
+                ch.try_recv(&mut Vec::new()),
+                Err(TryRecvError::Disconnected)
+            );
+        } else {
+            assert_eq!(ch.try_recv(&mut Vec::new()), Ok(16));
+        }
+        h.join().unwrap();
+    });
+}
+
 /// A send racing `close`: the receiver gets `Disconnected` only if the send was refused;
 /// a send acknowledged `Ok` is always received first.
 #[test]

@@ -78,8 +78,9 @@ pub(crate) struct ConfigLine {
     /// The ring's size in bytes, as created (operations use the process-local length of
     /// the ring instead; this is for opening and tools).
     pub(crate) capacity: AtomicU64,
-    /// Nonzero once the channel is closed: written by `close` for tools that read the
-    /// header. The channel itself decides from the `CLOSED` bit of `tail`.
+    /// Nonzero once `close` has begun: written by `close` before the `CLOSED` bit of
+    /// `tail` (which decides), so that `try_` receives, which read `tail` only now and
+    /// then, read it at every look from then on (`closed_hint`).
     pub(crate) closed: AtomicU64,
     _fill: Fill<5>,
 }

@@ -123,8 +123,8 @@
 //! **Receive**: if the header word at `head` is 0 at a glance (no lock, no write), look
 //! at `tail` (closed and empty: `Disconnected`) and wait. (A `try_` receive looks at
 //! `tail` only if the config line says the channel is closed, or once in 64 of its
-//! thread's looks that find no header: a receiver that polls `tail` keeps its line moving
-//! between the cores at every message.) Else take the receive lock
+//! thread's looks at this channel that find no header, counted per channel: a receiver
+//! that polls `tail` keeps its line moving between the cores at every message.) Else take the receive lock
 //! (repairing a dead receiver's claim, below); load the header at `head` (Acquire,
 //! pairing with the sender's Release store: the payload is ordered before our reads);
 //! validate the record against `free + capacity`; step over `SKIP` records (each claimed
@@ -180,7 +180,8 @@
 //! `close` sets `closed` and wakes every sleeper on both words.
 //!
 //! **Closing**: `close` sets the config line's `closed` hint, then the `CLOSED` bit of
-//! `tail` (a read-modify-write, Release: whoever sees the bit sees the hint), so a
+//! `tail` (a read-modify-write, Release: whoever acquires the bit, by a load of `tail` or a
+//! refused commit, sees the hint), so a
 //! `tail` with the bit is final. Senders check it under the send lock before they
 //! reserve, and their commit's compare-exchange fails if it was set since (the send
 //! returns `Disconnected`); receivers that find no header at `head` get `Disconnected`

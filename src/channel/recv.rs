@@ -507,10 +507,11 @@ impl Channel {
 
     /// [`peek`](Self::peek) for a `try_` receive that holds no side: it reads `tail` (the
     /// senders' line, which every commit writes) only if the config line says the
-    /// channel is closed, or once in [`TAIL_POLLS`] of this thread's looks that find no
-    /// header; otherwise no header reads as [`Peek::Empty`]. A receiver that polls `tail`
-    /// keeps its line moving between the two cores at every message, as the held side
-    /// avoids the same way (its count is its own, this one the thread's).
+    /// channel is closed, or once in [`TAIL_POLLS`] of this thread's looks at this
+    /// channel that find no header ([`tail_poll_due`]); otherwise no header reads as
+    /// [`Peek::Empty`]. A receiver that polls `tail` keeps its line moving between the two
+    /// cores at every message, as the held side avoids the same way (its count is its
+    /// own, this one the thread's for the channel).
     #[inline]
     pub(super) fn try_peek(&self) -> Peek {
         // Relaxed: as in `peek`.
@@ -884,7 +885,9 @@ impl Channel {
     /// `try_` receive that reads `tail`: one in 64 of the thread's looks at this channel
     /// that find no message, or every one once `close` has begun (a polling receiver that
     /// read `tail` every time would move its cache line between the cores at every
-    /// message); the others report `Empty`. A close is reported at once.
+    /// message); the others report `Empty`. A close is reported to every call that begins
+    /// after `close` returned, or after its thread saw the channel closed (`is_closed`,
+    /// a refused send).
     pub fn try_recv(&self, out: &mut Vec<u8>) -> Result<usize, TryRecvError> {
         self.recv_inner(Wait::No, None, |ch, at, len| {
             ch.copy_out(at, len, out);
