@@ -194,22 +194,14 @@ fn two_receivers_racing_for_two_messages_get_one_each() {
     });
 }
 
-/// A `try_` receive without a side that comes after another thread saw the channel closed
-/// (`is_closed`) reports `Disconnected`, never `Empty`, even at a look that does not read
-/// `tail` (under loom the first one does not): `close` sets the config line's hint before
-/// the `CLOSED` bit, so whoever sees the bit sees the hint.
-#[test]
-fn a_try_recv_after_the_close_is_seen_reports_disconnected() {
-    loom::model(|| {
+/// Runs `look` on a small channel while another thread closes it; then the channel is
+/// closed for every `try_` receive.
+fn while_another_thread_closes(look: fn(&Channel)) {
+    loom::model(move || {
         let ch = small();
         let closer = ch.clone();
         let h = thread::spawn(move || closer.close());
-        if ch.is_closed() {
-            assert_eq!(
-                ch.try_recv(&mut Vec::new()),
-                Err(TryRecvError::Disconnected)
-            );
-        }
+        look(&ch);
         h.join().unwrap();
         assert_eq!(
             ch.try_recv(&mut Vec::new()),
@@ -218,24 +210,34 @@ fn a_try_recv_after_the_close_is_seen_reports_disconnected() {
     });
 }
 
+/// A `try_` receive without a side that comes after its thread saw the channel closed
+/// (`is_closed`) reports `Disconnected`, never `Empty`, even at a look that does not read
+/// `tail` (under loom the first one does not): `close` sets the config line's hint before
+/// the `CLOSED` bit, so whoever acquires the bit sees the hint.
+#[test]
+fn a_try_recv_after_the_close_is_seen_reports_disconnected() {
+    while_another_thread_closes(|ch| {
+        if ch.is_closed() {
+            assert_eq!(
+                ch.try_recv(&mut Vec::new()),
+                Err(TryRecvError::Disconnected)
+            );
+        }
+    });
+}
+
 /// A thread whose send was refused for the close then polls without a side: it gets
 /// `Disconnected`, never `Empty` (the refused compare-exchange acquires the close, so the
 /// thread sees the config line's hint even at a look that does not read `tail`).
 #[test]
 fn a_try_recv_after_a_refused_send_reports_disconnected() {
-    loom::model(|| {
-        let ch = small();
-        let closer = ch.clone();
-        let h = thread::spawn(move || closer.close());
+    while_another_thread_closes(|ch| {
+        let mut out = Vec::new();
         if ch.send(&[1; 16]) == Err(SendError::Disconnected) {
-            assert_eq!(
-                ch.try_recv(&mut Vec::new()),
-                Err(TryRecvError::Disconnected)
-            );
+            assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Disconnected));
         } else {
-            assert_eq!(ch.try_recv(&mut Vec::new()), Ok(16));
+            assert_eq!(ch.try_recv(&mut out), Ok(16));
         }
-        h.join().unwrap();
     });
 }
 
