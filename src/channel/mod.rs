@@ -124,25 +124,25 @@
 //! at `tail` (closed and empty: `Disconnected`) and wait. (A `try_` receive looks at
 //! `tail` only if the config line says the channel is closed, or once in 64 of its
 //! thread's looks at this channel that find no header, counted per channel: a receiver
-//! that polls `tail` keeps its line moving between the cores at every message.) Else take the receive lock
-//! (repairing a dead receiver's claim, below); load the header at `head` (Acquire,
-//! pairing with the sender's Release store: the payload is ordered before our reads);
-//! validate the record against `free + capacity`; step over `SKIP` records (each claimed
-//! and released at once); *claim* the message: store `head` past it (Release) — from
-//! here the message is this receiver's; copy it out (the closure forms: into a
+//! that polls `tail` keeps its line moving between the cores at every message.) Else take
+//! the receive lock (repairing a dead receiver's claim, below); load the header at `head`
+//! (Acquire, pairing with the sender's Release store: the payload is ordered before our
+//! reads); validate the record against `free + capacity`; step over `SKIP` records (each
+//! claimed and released at once); *claim* the message: store `head` past it (Release) —
+//! from here the message is this receiver's; copy it out (the closure forms: into a
 //! process-local buffer, then run the closure on it); then *release* it: store `free =
 //! head` (Release, pairing with the senders' Acquire load: the reads happen before a
 //! sender overwrites the bytes); unlock; wake senders if one sleeps.
 //!
 //! **A record committed without its header** (`tail` past `head`, the header at `head`
-//! still 0): its sender is one store from publishing it, or was stopped or killed
-//! there. A receiver that finds one gives it a brief spin, then (a `try_` call at once,
-//! once per call, when it looks at `tail`: within 64 of its thread's looks at the
-//! channel; a waiting one after each wait) takes the send lock *if it is free or
-//! its holder is dead* (never waiting for a live holder, so a receiver holding the
-//! receive lock cannot deadlock with a sender repairing a dead receiver's claim): from a
-//! dead holder it repairs (below); found free, every committed record has its header,
-//! so a missing one is a peer's garbage: `Corrupt`.
+//! still 0): its sender is one store from publishing it, or was stopped or killed there.
+//! A receiver that finds one gives it a brief spin, then (a `try_` call at once, once per
+//! call, when it looks at `tail`: within 64 of its thread's looks at the channel; a
+//! waiting one after each wait) takes the send lock *if it is free or its holder is dead*
+//! (never waiting for a live holder, so a receiver holding the receive lock cannot
+//! deadlock with a sender repairing a dead receiver's claim): from a dead holder it
+//! repairs (below); found free, every committed record has its header, so a missing one
+//! is a peer's garbage: `Corrupt`.
 //!
 //! **A held receive side** ([`Channel::recv_side`], [`RecvSide`]): the receive lock is
 //! taken once (with the repair, below) and kept across receives; the side keeps the
@@ -180,16 +180,15 @@
 //! `close` sets `closed` and wakes every sleeper on both words.
 //!
 //! **Closing**: `close` sets the config line's `closed` hint, then the `CLOSED` bit of
-//! `tail` (a read-modify-write, Release: whoever acquires the bit, by a load of `tail` or a
-//! refused commit, sees the hint), so a
-//! `tail` with the bit is final. Senders check it under the send lock before they
-//! reserve, and their commit's compare-exchange fails if it was set since (the send
-//! returns `Disconnected`); receivers that find no header at `head` get `Disconnected`
-//! from one load of `tail` with the bit set and its position at `head` (a `try_`
-//! receive loads it at once when the hint is set; a record
-//! committed before the close, its header not yet stored, is waited for, or skipped if
-//! its sender died). A send acknowledged `Ok` is therefore always received before any
-//! receiver is told `Disconnected`.
+//! `tail` (a read-modify-write, Release: whoever acquires the bit, by a load of `tail` or
+//! a refused commit, sees the hint), so a `tail` with the bit is final. Senders check it
+//! under the send lock before they reserve, and their commit's compare-exchange fails if
+//! it was set since (the send returns `Disconnected`); receivers that find no header at
+//! `head` get `Disconnected` from one load of `tail` with the bit set and its position at
+//! `head` (a `try_` receive loads it at once when the hint is set; a record committed
+//! before the close, its header not yet stored, is waited for, or skipped if its sender
+//! died). A send acknowledged `Ok` is therefore always received before any receiver is
+//! told `Disconnected`.
 //!
 //! # The loss rule
 //!
