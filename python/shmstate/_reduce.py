@@ -3,8 +3,9 @@
 The receiving process looks the object up by name in the region file, opened once for
 as long as anything of it lives (the native module keeps one handle per path while a
 ``Region`` or object of it lives, so many objects of one region share one mapping and one
-attach-table entry, and the handle closes once none is left: its objects can then be
-removed); the region's type records refuse a name reopened as another type.
+attach-table entry, and the handle closes once none is left, so that its objects can
+then be removed; a handle on a file made with ``remove_when_unused`` stays open until
+exit, see ``_kept``); the region's type records refuse a name reopened as another type.
 
 A ``Value``'s or ``Array``'s shape carries its lock as the lock object itself (``False``
 for none), which pickles as a reference of its own: objects that share a lock and travel
