@@ -261,13 +261,22 @@ fn repairer_killed_at(p: Point) -> u64 {
     ch.lost()
 }
 
-/// Repair: killed with the dead receiver's space released (`free` stored), the message
-/// not yet counted. The next receiver finds nothing to repair: the message stays
-/// uncounted (never counted twice) and nothing is redelivered.
+/// Repair: killed with the dead receiver's message counted, its space not yet released.
+/// The next receiver repeats the repair, finds the claim's mark in the `lost` word and only
+/// releases: the loss is counted once, nothing is redelivered.
 #[test]
-fn repairer_killed_after_releasing_leaves_the_loss_uncounted_not_doubled() {
+fn repairer_killed_after_counting_counts_the_loss_once() {
     watchdog(Duration::from_secs(60));
-    assert_eq!(repairer_killed_at(Point::ChannelRepairFreed), 0);
+    assert_eq!(repairer_killed_at(Point::ChannelRepairCounted), 1);
+}
+
+/// Repair: killed with the dead receiver's message counted and its space released
+/// (`free` stored), senders not woken. The next receiver finds nothing to repair: the loss
+/// is counted once, nothing is redelivered.
+#[test]
+fn repairer_killed_after_releasing_counts_the_loss_once() {
+    watchdog(Duration::from_secs(60));
+    assert_eq!(repairer_killed_at(Point::ChannelRepairFreed), 1);
 }
 
 /// Repair: killed after the repair, the lock's owner-died mark not cleared. The next

@@ -1173,7 +1173,7 @@ fn hostile_words_never_panic_or_hang() {
         1 << 31,
         0x4D53_4721 << 32 | 0xFFFF,
         0x5041_4421 << 32,
-        0x4348_4E03 << 32 | 0xFFFF_FFFF,
+        0x4348_4E04 << 32 | 0xFFFF_FFFF,
         0x534B_4921 << 32 | 0x10,
         0x4D53_4721_0000_0010,
     ];

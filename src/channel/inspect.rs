@@ -3,7 +3,7 @@
 
 use core::mem::offset_of;
 
-use super::layout::{CLOSED, Header, MAGIC, SENT_MASK, count, pos};
+use super::layout::{CLOSED, Header, MAGIC, SENT_MASK, count, lost_count, pos};
 use super::options::largest_message;
 
 /// A channel's state as a tool sees it: each field a snapshot of one word (or two), so
@@ -61,7 +61,7 @@ pub(crate) fn decode(
         waiting,
         bytes_used: pos(tail).wrapping_sub(pos(free)).min(cap),
         closed: tail & CLOSED != 0,
-        lost,
+        lost: u64::from(lost_count(lost)),
     })
 }
 

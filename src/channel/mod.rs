@@ -63,11 +63,11 @@
 //!
 //! | Line | Words | Written by | Read by |
 //! |---|---|---|---|
-//! | 0 config | `shape` = magic "CHN", version 3 (high half; see `SLEEPER` and the record headers below), largest message (low half); `capacity`; `closed` (a hint, set by `close` before the `CLOSED` bit: `try_` receives that find no header read `tail` at every look once it is set; the channel decides from `tail`) | the creator; `closed` by `close` | everyone, each operation (read-mostly: stays in every cache) |
+//! | 0 config | `shape` = magic "CHN", version 4 (high half; see `SLEEPER` and the record headers below), largest message (low half); `capacity`; `closed` (a hint, set by `close` before the `CLOSED` bit: `try_` receives that find no header read `tail` at every look once it is set; the channel decides from `tail`) | the creator; `closed` by `close` | everyone, each operation (read-mostly: stays in every cache) |
 //! | 1 send lock | the senders' [`RawMutex`](crate::RawMutex) | senders | senders |
 //! | 2 tail | `tail` = `CLOSED` (bit 63), `SLEEPER` (bit 62), messages committed (30 bits), position (low half); `free_cache`; `pending` = the span of the record being committed | the send-lock holder; `CLOSED` by `close`; `SLEEPER` by a receiver about to sleep | receivers read `tail` only when they find no record at `head` (for the close, a record committed without its header, or before sleeping); a `try_` receive only if `closed` is set, or once in 64 looks at the channel |
 //! | 3 receive lock | the receivers' [`RawMutex`](crate::RawMutex) | receivers | receivers |
-//! | 4 head | `head` = messages claimed (high), position (low); `lost` | the receive-lock holder | `len`, the repairs |
+//! | 4 head | `head` = messages claimed (high), position (low); `lost` = the mark of the last claim counted (high), messages lost (low) | the receive-lock holder | `len`, the repairs |
 //! | 5 free | `free` (position) | the receive-lock holder, per message | senders, when their cached copy says the ring is full |
 //! | 6 wake | `recv_wake`, `send_wake`: `WAITING` (bit 31) and a generation | sleepers, and wakers when someone sleeps | after each send / receive |
 //!
@@ -194,8 +194,9 @@
 //!
 //! Delivery is **at most once**. A receiver killed between its claim and its release
 //! takes the message with it: the next receiver to take the lock finds `head ≠ free`,
-//! releases the space (`free = head`) and counts the message in [`Channel::lost`]. It is
-//! never delivered twice. A sender killed before its header is stored sends nothing:
+//! counts the message in [`Channel::lost`] and releases the space (`free = head`). It is
+//! never delivered twice, and counted exactly once: the `lost` word names the last claim
+//! it counted, so a repair repeated after its repairer died counts nothing. A sender killed before its header is stored sends nothing:
 //! before its commit, its space is reused by the next sender; between its commit and
 //! its header, the next party to take the send lock replaces its record with a `SKIP`
 //! record. Neither is counted in `lost()` (the send was never acknowledged). Messages
@@ -218,14 +219,15 @@
 //! | Send: header stored (published), lock not released † | the message published (receivers get it: a sleeping one at the end of its slice, ≤ 10 ms, if no sender comes first); the send lock held | as the first line; the recovering sender also wakes every receiver |
 //! | Send: unlocked, receivers not woken † | a sleeping receiver not woken (the commit cleared its `SLEEPER` bit, so later commits by other senders do not wake it either) | it wakes at the end of its slice (≤ 10 ms) and sees the message, and any sent since (test `a_stopped_waker_delays_a_sleeping_receiver_by_one_slice_at_most`) |
 //! | Receive: lock taken, nothing changed | the receive lock held by a dead thread; senders unaffected | the next receiver, as the first line |
-//! | Receive: `head` stored (claimed), `free` not † (also while stepping over a `SKIP` record: then nothing is lost, and the repair counts nothing) | the message claimed by the dead receiver; its space not released | the next receiver to take the lock for a message; or, if that was the last message, a sender that finds the ring full (`try_` ones at once, blocking and timed ones after their first wait and again after each later wait that finds `free` unmoved, timed ones also at their deadline if it comes first) or a receiver after its first wait: it releases the space and counts the message in `lost()` (at most once: never redelivered), and wakes every sender |
+//! | Receive: `head` stored (claimed), `free` not † (also while stepping over a `SKIP` record: then nothing is lost, and the repair counts nothing) | the message claimed by the dead receiver; its space not released | the next receiver to take the lock for a message; or, if that was the last message, a sender that finds the ring full (`try_` ones at once, blocking and timed ones after their first wait and again after each later wait that finds `free` unmoved, timed ones also at their deadline if it comes first) or a receiver after its first wait: it counts the message in `lost()` (exactly once, even if a repairer dies mid-repair) and releases its space (never redelivered), and wakes every sender |
 //! | Receive: `free` stored, lock not released † | nothing lost; the receive lock held | as the first receive line |
 //! | Receive: unlocked, senders not woken † | a sleeping sender not woken | it wakes at the end of its slice (≤ 10 ms) |
 //! | Send side held ([`SendSide`]), between sends † | the send lock held by a dead thread; what the side published before is received as usual | as the first line. Inside a send under the side, a kill leaves what the rows "payload written … `tail` not moved", "`tail` moved past the record (committed), its header not stored" and "header stored (published), lock not released" say (the latter also after the side's publish and before its wake: the side still holds the lock), tested as `side_holder_killed_*` |
 //! | Receive side held ([`RecvSide`]), between receives †, or asleep waiting for a message † (`WAITING` set in `recv_wake`, `SLEEPER` in `tail`) | the receive lock held by a dead thread; `head == free`: nothing lost; the flags | as the first receive line; the flags cost the next commit one needless wake. Inside a receive under the side, a kill leaves what the rows "`head` stored (claimed), `free` not", "`free` stored, lock not released" and (between its release and its wake) "unlocked, senders not woken" say: a sender asleep for room wakes at the end of its slice (≤ 10 ms); tested as `recv_side_holder_killed_*` |
 //! | Send side held, asleep waiting for room † (`WAITING` set in `send_wake`) | the send lock held by a dead thread; the flag | as the first line; the flag costs the next receiver's release one needless wake |
 //! | Send: lock recovered from a dead holder, repaired (receivers woken, `free_cache` refreshed), mark not cleared † | the send lock held by a dead thread, still marked | the next sender recovers it and repeats the repair (idempotent) |
-//! | Repair of a dead receiver's claim: `free` stored, `lost` not counted † | the space released; the lost message not counted | the next receiver recovers the lock and finds nothing to repair: the message stays uncounted (counted at most once, never redelivered) |
+//! | Repair of a dead receiver's claim: the message counted in `lost` (with its claim's mark), `free` not stored † | the claim not released; the loss counted | the next receiver recovers the lock and repeats the repair: the `lost` word already carries the claim's mark, so it only releases the space (the loss counted once, never redelivered) |
+//! | Repair: `free` stored, senders not woken † | the space released, the loss counted; the receive lock held by a dead thread; a sender asleep for room not woken | the next receiver recovers the lock and finds nothing to repair; the sender wakes at the end of its slice (≤ 10 ms) |
 //! | Repair: done, mark not cleared † | the receive lock held by a dead thread, still marked | the next receiver recovers it; the repair finds `head == free`: the loss counted once |
 //! | Drain: a message released, the next not claimed † | the receive lock held; nothing lost | as the first receive line: the rest is received in order |
 //! | Close: the `closed` hint set, `CLOSED` not yet in `tail` | the channel not closed: sends and receives go on; `try_` receives that find no header read `tail` at every look (the hint says closed) | nobody needs to: a later `close` completes it |

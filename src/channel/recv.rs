@@ -12,9 +12,11 @@ use super::error::{
     RecvError, RecvIntoError, RecvTimeoutError, RecvTimeoutIntoError, TryRecvError,
     TryRecvIntoError,
 };
-use super::layout::{CLOSED, Channel, SLEEPER, count, cursor, pos};
+use super::layout::{
+    CLOSED, Channel, SLEEPER, count, cursor, lost_count, lost_mark, lost_mark_of, lost_word, pos,
+};
 use crate::failpoint::{self, Point};
-use crate::sync::Ordering;
+use crate::sync::{AtomicU64, Ordering};
 use crate::sync::{fence, spin_loop};
 
 impl Fail {
@@ -466,16 +468,14 @@ impl Channel {
         }
         // A receiver killed while it stepped over a `SKIP` record (between its stores of
         // `head` and `free`) lost no message.
-        let skipped = self.is_skip(head, free);
-        // Release the space first, then count: a repairer killed between leaves the
-        // message uncounted, never counted twice (the next holder finds `head == free`).
-        // Release: as in `Claim::drop`.
+        if !self.is_skip(head, free) {
+            count_loss(&h.head.lost, head);
+            failpoint::hit(Point::ChannelRepairCounted);
+        }
+        // Count first, then release: a repairer killed between leaves the claim to the
+        // next holder, whose `count_loss` finds it counted. Release: as in `Claim::drop`.
         h.free.free.store(u64::from(head), Ordering::Release);
         failpoint::hit(Point::ChannelRepairFreed);
-        if !skipped {
-            // Relaxed: a statistic, read as a snapshot.
-            h.head.lost.fetch_add(1, Ordering::Relaxed);
-        }
         super::engine::wake_all(&h.wake.send_wake);
         Ok(())
     }
@@ -1238,4 +1238,21 @@ impl Channel {
             _ => Ok(n),
         }
     }
+}
+
+/// Counts the loss of the message claimed up to `head` in the `lost` word (the claim's
+/// mark and a count, [`lost_word`]), unless the word already carries this claim's mark: a
+/// repairer killed after counting and before releasing the claim leaves it to the next
+/// holder, which must not count it again. So every loss is counted exactly once. Under the
+/// receive lock (the word's only writer).
+#[cold]
+fn count_loss(lost: &AtomicU64, head: u32) {
+    let mark = lost_mark(head);
+    // Relaxed: the receive lock orders the writers, and the word is a statistic for its
+    // readers. A read-modify-write reads the last value of the word, so a repairer after
+    // a dead one sees its count even without a Release by the dead one (which never
+    // unlocked).
+    let _ = lost.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+        (lost_mark_of(w) != mark).then(|| lost_word(mark, lost_count(w).wrapping_add(1)))
+    });
 }

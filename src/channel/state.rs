@@ -1,6 +1,6 @@
 //! Closing and the channel's observable state: [`Channel::close`], lengths, counters.
 
-use super::layout::{CLOSED, Channel, SENT_MASK, count, pos};
+use super::layout::{CLOSED, Channel, SENT_MASK, count, lost_count, pos};
 use super::options::ChannelOptions;
 use crate::sync::Ordering;
 
@@ -101,12 +101,13 @@ impl Channel {
     }
 
     /// Messages lost with receivers killed after claiming a message and before finishing
-    /// with it (module docs, "The loss rule"), counted by whoever repaired the claim (the
-    /// next receiver, or a sender that found the ring full). A message whose sender died
-    /// before publishing it is not counted: its send was never acknowledged.
+    /// with it (module docs, "The loss rule"), counted once each by whoever repaired the
+    /// claim (the next receiver, or a sender that found the ring full), wrapping at 2^32.
+    /// A message whose sender died before publishing it is not counted: its send was
+    /// never acknowledged.
     pub fn lost(&self) -> u64 {
         // Relaxed: a statistic.
-        self.header.head.lost.load(Ordering::Relaxed)
+        u64::from(lost_count(self.header.head.lost.load(Ordering::Relaxed)))
     }
 
     /// The channel's capacity (the ring's size in bytes) and largest message. The

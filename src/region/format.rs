@@ -81,7 +81,10 @@ pub(crate) const MAGIC: u64 = u64::from_ne_bytes(*b"SHMSTATE");
 ///   version 3): the word at `tail` is 0 until then, a `pending` word follows
 ///   `free_cache` on the senders' line, `tail_cache` is gone from the receivers' line, and
 ///   a `SKIP` record kind replaces a record whose sender died before its header.
-pub(crate) const VERSION: u32 = 11;
+/// - 12: a channel's `lost` word carries the mark of the last claim it counted beside
+///   its count (its format version 4), so that a repair repeated after its repairer died
+///   counts nothing.
+pub(crate) const VERSION: u32 = 12;
 /// Byte-order and word-size marker: reads differently on the other byte order, and its
 /// low byte is `size_of::<usize>()`.
 pub(crate) const MARKER: u32 = 0x0102_0300 | size_of::<usize>() as u32;
