@@ -124,9 +124,14 @@ class Region:
         count.
 
         An object made with a lock of its own (``lock=True``, the default of ``Value``
-        and ``Array``) also has an ``RLock`` named ``NAME/lock``: remove it too if you
-        want its entry back. Another process that opens ``name`` afterwards gets a new
-        object, initialised afresh.
+        and ``Array``) also has an ``RLock`` named ``NAME/lock``: if ``name`` exists and
+        ``NAME/lock`` is an ``RLock``, that lock is removed first, under the same rule
+        (so a process that uses the value with its lock makes the removal raise
+        :class:`ObjectInUseError` with ``name`` set to ``"NAME/lock"``, nothing
+        removed). If the lock was removed and ``name`` then cannot be, the lock stays
+        removed: no process used it, and the next ``Value(name, ..., lock=True)`` makes
+        a fresh one. Another process that opens ``name`` afterwards gets a new object,
+        initialised afresh.
 
         Raises ``KeyError(name)`` if the region has no object ``name``;
         :class:`ObjectInUseError` if live processes use it (its ``pids`` lists them,

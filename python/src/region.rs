@@ -12,7 +12,7 @@ use crate::array::Array;
 use crate::coord::{BoundedSemaphore, Event, Semaphore};
 use crate::counter::Counter;
 use crate::errors;
-use crate::lock::{Lock, RLock, SideLock};
+use crate::lock::{Lock, RLock, RLockCell, SideLock};
 use crate::obj::RegionInner;
 use crate::value::Value;
 
@@ -129,10 +129,13 @@ impl Region {
     /// ``ObjectInUseError`` (``pids``) if one has, ``ValueError`` for a bad name,
     /// ``TimeoutError`` if another process kept it busy past the region's timeout,
     /// ``RegionError`` otherwise (see ``shmstate.Region.remove_object``).
+    ///
+    /// An ``RLock`` named ``NAME/lock`` (the lock ``Value`` and ``Array`` make with
+    /// ``lock=True``) is removed first, under the same rule, if ``name`` exists.
     #[staticmethod]
     fn remove_object(py: Python<'_>, path: String, name: String) -> PyResult<()> {
-        py.allow_threads(|| shmstate::Region::remove_object(&path, &name))
-            .map_err(|e| errors::remove_object_error(py, &path, &name, e))
+        py.allow_threads(|| remove_with_own_lock(&path, &name))
+            .map_err(|(which, e)| errors::remove_object_error(py, &path, &which, e))
     }
 
     /// remove(name)
@@ -357,7 +360,39 @@ impl Region {
         }
         Ok(Some(SideLock::RLock(Py::new(
             py,
-            RLock::open(&self.inner, &format!("{name}/lock"))?,
+            RLock::open(&self.inner, &own_lock_name(name))?,
         )?)))
     }
+}
+
+/// Removes object `name` of the region file at `path` through a fresh handle, and first
+/// its own lock: an `RLock` named `NAME/lock`, as `Value` and `Array` make with
+/// `lock=True`, if `name` exists. The lock goes first so that a failure leaves no lock
+/// behind a removed value; a value whose lock was removed and which some process still
+/// uses is safe, since every process that opened it with its own lock uses the lock too
+/// (so the lock's removal was refused). On failure, the name whose removal failed.
+fn remove_with_own_lock(
+    path: &str,
+    name: &str,
+) -> Result<(), (String, shmstate::RemoveObjectError)> {
+    let mut region = RegionOptions::new()
+        .open(path)
+        .map_err(|e| (name.to_owned(), e.into()))?;
+    let lock = own_lock_name(name);
+    let entries = region.entries();
+    let has = |n: &str, tag: Option<shmstate::TypeTag>| {
+        entries
+            .iter()
+            .any(|e| e.name == n && tag.is_none_or(|t| e.tag == t))
+    };
+    if has(name, None) && has(&lock, Some(<RLockCell as shmstate::Shared>::TAG)) {
+        region.remove(&lock).map_err(|e| (lock.clone(), e))?;
+    }
+    region.remove(name).map_err(|e| (name.to_owned(), e))
+}
+
+/// The name of the `RLock` that `Value` and `Array` make for object `name` with
+/// `lock=True`.
+pub(crate) fn own_lock_name(name: &str) -> String {
+    format!("{name}/lock")
 }

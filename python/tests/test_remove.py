@@ -28,18 +28,19 @@ def _make_value(path, name, value):
     gc.collect()
 
 
-def _hold(path, name, conn):
-    """Uses ``name`` through a Region, reports its value, and keeps it until told to go
-    (or for 60 s: a parent that failed never leaves it running for good)."""
+def _hold(path, name, conn, lock=False):
+    """Uses ``name`` through a Region (with its own lock if ``lock``), reports its value,
+    and keeps it until told to go (or for 60 s: a parent that failed never leaves it
+    running for good)."""
     r = shmstate.Region(path, create=False)
-    v = r.Value(name, "q", lock=False)
+    v = r.Value(name, "q", lock=lock)
     conn.send(v.value)
     conn.poll(60)
 
 
-def _start_holder(ctx, path, name):
+def _start_holder(ctx, path, name, lock=False):
     parent, child = ctx.Pipe()
-    p = ctx.Process(target=_hold, args=(path, name, child))
+    p = ctx.Process(target=_hold, args=(path, name, child, lock))
     p.start()
     child.close()
     assert parent.poll(60), "the holder did not report"
@@ -112,16 +113,81 @@ def test_own_handle_counts_as_a_user_until_its_region_and_objects_are_collected(
     assert shmstate.Region(path).names() == []
 
 
-def test_an_object_with_its_own_lock_leaves_the_lock_entry_to_remove(path):
+def test_an_object_with_its_own_lock_is_removed_with_its_lock(path):
     r = shmstate.Region(path, 1 << 16)
     r.Value("n", "q", 1)  # lock=True: an RLock named n/lock
+    r.Array("a", "i", 3)
     del r
     gc.collect()
     shmstate.Region.remove_object(path, "n")
-    assert shmstate.Region(path).names() == ["n/lock"]
+    assert sorted(shmstate.Region(path).names()) == ["a", "a/lock"]
     gc.collect()
-    shmstate.Region.remove_object(path, "n/lock")
+    shmstate.Region.remove_object(path, "a")
     assert shmstate.Region(path).names() == []
+
+
+def _made_with_its_lock(path):
+    r = shmstate.Region(path, 1 << 16)
+    r.Value("n", "q", 1)
+    del r
+    gc.collect()
+
+
+def _release(p, conn):
+    conn.send("go")
+    p.join(60)
+    assert p.exitcode == 0
+    gc.collect()
+
+
+def test_a_value_used_with_its_lock_keeps_both(path, ctx):
+    _made_with_its_lock(path)
+    p, conn = _start_holder(ctx, path, "n", lock=True)
+    try:
+        assert conn.recv() == 1
+        with pytest.raises(shmstate.ObjectInUseError) as e:
+            shmstate.Region.remove_object(path, "n")
+        assert (e.value.name, e.value.pids) == ("n/lock", [p.pid])
+        assert sorted(shmstate.Region(path).names()) == ["n", "n/lock"]  # nothing removed
+    finally:
+        _release(p, conn)
+    shmstate.Region.remove_object(path, "n")
+    assert shmstate.Region(path).names() == []
+
+
+def test_a_value_used_without_its_lock_loses_only_the_lock(path, ctx):
+    _made_with_its_lock(path)
+    p, conn = _start_holder(ctx, path, "n", lock=False)
+    try:
+        assert conn.recv() == 1
+        with pytest.raises(shmstate.ObjectInUseError) as e:
+            shmstate.Region.remove_object(path, "n")
+        assert (e.value.name, e.value.pids) == ("n", [p.pid])
+        # Nobody used the lock: it is gone, and the next `lock=True` makes a fresh one.
+        assert shmstate.Region(path).names() == ["n"]
+    finally:
+        _release(p, conn)
+    r = shmstate.Region(path, 1 << 16)
+    v = r.Value("n", "q")
+    with v.get_lock():
+        v.value += 1
+    assert v.value == 2
+    assert sorted(r.names()) == ["n", "n/lock"]
+
+
+def test_only_an_rlock_named_after_an_existing_object_goes_with_it(path):
+    r = shmstate.Region(path, 1 << 16)
+    r.Lock("x/lock")  # a Lock, not the RLock a Value makes
+    r.RLock("y/lock")  # no object "y"
+    r.Value("x", "q", lock=False)
+    del r
+    gc.collect()
+    shmstate.Region.remove_object(path, "x")
+    assert sorted(shmstate.Region(path).names()) == ["x/lock", "y/lock"]
+    gc.collect()
+    with pytest.raises(KeyError):
+        shmstate.Region.remove_object(path, "y")
+    assert sorted(shmstate.Region(path).names()) == ["x/lock", "y/lock"]
 
 
 def test_removing_a_missing_object_raises_key_error(path):
