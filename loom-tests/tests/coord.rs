@@ -127,8 +127,10 @@ fn semaphore_clearing_a_dead_waiters_bit_never_loses_a_live_waiter() {
         let s = Arc::new(Semaphore::new(0));
         let s1 = s.clone();
         let gone = thread::spawn(move || {
+            // An hour: under loom the timed wait times out at once whatever its length,
+            // and a deadline the clock could reach mid-model would make runs differ.
             if s1
-                .acquire_timeout(std::time::Duration::from_secs(1))
+                .acquire_timeout(std::time::Duration::from_secs(3600))
                 .is_ok()
             {
                 s1.release().unwrap();
