@@ -83,7 +83,10 @@ pub(crate) const MAGIC: u64 = u64::from_ne_bytes(*b"SHMSTATE");
 ///   a `SKIP` record kind replaces a record whose sender died before its header.
 /// - 12: a channel's `lost` word carries the mark of the last claim it counted beside
 ///   its count (its format version 4), so that a repair repeated after its repairer died
-///   counts nothing.
+///   counts nothing. The creation lock's word holds a generation beside its holder's TID
+///   ([`create_lock`]), and the first reserved word records the holder's start time
+///   ([`create_holder`]), so that a holder that died and whose TID a new thread reused is
+///   taken over.
 pub(crate) const VERSION: u32 = 12;
 /// Byte-order and word-size marker: reads differently on the other byte order, and its
 /// low byte is `size_of::<usize>()`.
@@ -155,6 +158,15 @@ pub(crate) struct Header {
     pad2: AtomicU32,
     #[allow(dead_code)] // room for later fields; part of the fingerprinted layout
     reserved: [AtomicU64; 4],
+}
+
+impl Header {
+    /// The creation lock's holder word (see [`create_holder`]): the first reserved word,
+    /// so the layout and its fingerprint are unchanged.
+    #[inline]
+    pub(crate) fn create_holder(&self) -> &AtomicU64 {
+        &self.reserved[0]
+    }
 }
 
 /// One directory entry.
@@ -388,28 +400,92 @@ pub(crate) mod state {
 /// The creation lock (`Header::create_lock`).
 ///
 /// ```text
-/// bits 31..1   TID of the holder; 0 with bit 0 clear: free
+/// bits 31..23  GEN: the acquisition count (wrapping at 2^9): every acquisition, takeovers
+///              included, bumps it; a release keeps it
+/// bits 22..1   TID of the holder (Linux TIDs are below 2^22); 0: free
 /// bit  0       WAITERS: someone may be futex-waiting on this word
 /// ```
 ///
-/// Taken by CAS `0 -> tid << 1`; released by swap to 0 (waking if `WAITERS` was set);
-/// taken over by CAS from a holder probed dead (by its TID, as an entry's owner is).
+/// Taken by CAS from a free word, or from one whose holder is probed dead (by its TID,
+/// and by the start time that the header's holder word records for it: see
+/// [`create_holder`]), to [`next`](create_lock::next) (the next generation, the taker's
+/// TID): the word changes with every acquisition, so no second prober's CAS from the
+/// word it judged can succeed once someone took the lock from it, even a taker that
+/// reused the dead holder's TID. Released by CAS to [`released`](create_lock::released)
+/// (waking if `WAITERS` was set).
 pub(crate) mod create_lock {
     /// Someone may be waiting.
     pub const WAITERS: u32 = 1;
     /// Position of the holder's TID.
     pub const TID_SHIFT: u32 = 1;
+    /// The TID bits.
+    pub const TID_MASK: u32 = ((1 << 22) - 1) << TID_SHIFT;
+    /// Position of the generation.
+    pub const GEN_SHIFT: u32 = 23;
 
-    /// The holder of `w`.
+    /// The holder of `w` (0: free).
     #[inline]
     pub const fn holder(w: u32) -> u32 {
-        w >> TID_SHIFT
+        (w & TID_MASK) >> TID_SHIFT
     }
 
-    /// The word for holder `tid`, no waiters.
+    /// The word that takes `w` (free, or held by a dead thread) for `tid`: the next
+    /// generation, `tid`, and `w`'s `WAITERS` bit (sleepers of a dead holder still sleep).
     #[inline]
-    pub const fn make(tid: u32) -> u32 {
-        tid << TID_SHIFT
+    pub const fn next(w: u32, tid: u32) -> u32 {
+        ((w >> GEN_SHIFT).wrapping_add(1) << GEN_SHIFT)
+            | ((tid << TID_SHIFT) & TID_MASK)
+            | (w & WAITERS)
+    }
+
+    /// The word that releases `w`: its generation only.
+    #[inline]
+    pub const fn released(w: u32) -> u32 {
+        w & !(TID_MASK | WAITERS)
+    }
+
+    /// `w` without its `WAITERS` bit: the holder and generation, what the holder word
+    /// records.
+    #[inline]
+    pub const fn held(w: u32) -> u32 {
+        w & !WAITERS
+    }
+}
+
+/// The creation lock's holder word (the header's first reserved word).
+///
+/// ```text
+/// bits 63..32  the lock word its writer holds or is about to take by CAS, without
+///              WAITERS (generation and TID)
+/// bits 31..0   the writer's start time (low 32 bits of field 22 of /proc/<tid>/stat;
+///              0: unknown)
+/// ```
+///
+/// Written by a taker before its CAS and again after it succeeds. A prober that finds the
+/// holder's TID alive reads it after its (Acquire) load of the lock word: if its high half
+/// is the lock word it probed (less `WAITERS`), it was written by that holder (only a
+/// thread with the holder's TID, predicting that generation, writes it, and while the
+/// holder lives no other thread has its TID), so a thread with that TID and another start
+/// time is a new thread that reused a dead holder's TID. Any other value (a waiter's
+/// prediction written after the holder's store, a holder killed before its first store)
+/// leaves the holder to be probed by its TID alone.
+pub(crate) mod create_holder {
+    /// The word for lock word `held` (without `WAITERS`) and start time `start`.
+    #[inline]
+    pub const fn make(held: u32, start: u32) -> u64 {
+        (held as u64) << 32 | start as u64
+    }
+
+    /// The lock word (without `WAITERS`) that `w` records.
+    #[inline]
+    pub const fn held(w: u64) -> u32 {
+        (w >> 32) as u32
+    }
+
+    /// The start time that `w` records.
+    #[inline]
+    pub const fn start(w: u64) -> u32 {
+        w as u32
     }
 }
 

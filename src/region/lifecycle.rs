@@ -515,11 +515,16 @@ fn judge(kill: Liveness, stat: ProcStat, recorded: u32, process: bool) -> bool {
 /// of its start time (field 22 of `/proc/<tid>/stat`; 0 if unknown).
 fn remover_word() -> u64 {
     let me = owner::current();
-    let start = match owner::stat(Some(me)) {
+    slot::make(me, start_of(me))
+}
+
+/// The low 32 bits of thread `tid`'s start time (field 22 of `/proc/<tid>/stat`), as the
+/// remover word and the creation lock's holder word record it; 0 if unknown.
+pub(super) fn start_of(tid: u32) -> u32 {
+    match owner::stat(Some(tid)) {
         ProcStat::Known { start, .. } => start as u32,
         _ => 0,
-    };
-    slot::make(me, start)
+    }
 }
 
 /// Records this thread as the one whose TID it just put in the life-cycle word.
@@ -534,6 +539,22 @@ fn record_remover(h: &super::format::Header, remover: u64) {
 /// moment after the life-cycle word, so a thread killed in between is probed by its TID
 /// alone). A zombie thread is dead.
 fn holder_is_alive(h: &super::format::Header, tid: u32) -> bool {
+    thread_is_alive(tid, || {
+        // SeqCst: see `record_remover`.
+        let r = h.remover.load(Ordering::SeqCst);
+        if slot::pid(r) == tid {
+            slot::start(r)
+        } else {
+            0
+        }
+    })
+}
+
+/// Whether thread `tid` is alive: by its TID and, if `recorded()` gives its start time
+/// (0: unknown, checked by the TID alone), by that too, so that a new thread that reused
+/// a dead one's TID reads dead. `recorded` is called only if the TID answers. A zombie
+/// thread is dead. The creation lock's holder is probed this way as well.
+pub(super) fn thread_is_alive(tid: u32, recorded: impl FnOnce() -> u32) -> bool {
     let Some(t) = Tid::parse(tid) else {
         return false;
     };
@@ -541,14 +562,7 @@ fn holder_is_alive(h: &super::format::Header, tid: u32) -> bool {
     if kill == Liveness::Dead {
         return false;
     }
-    // SeqCst: see `record_remover`.
-    let r = h.remover.load(Ordering::SeqCst);
-    let recorded = if slot::pid(r) == tid {
-        slot::start(r)
-    } else {
-        0
-    };
-    judge(kill, owner::stat(Some(tid)), recorded, false)
+    judge(kill, owner::stat(Some(tid)), recorded(), false)
 }
 
 /// Claims a free word of the table for `word`; returns its index.

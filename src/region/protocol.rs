@@ -18,7 +18,9 @@
 //! - `CLAIMED` and `FREE` entries publish no name: the scan moves on;
 //! - the first `EMPTY` entry (or the end of the directory) proves `name` absent. A
 //!   creator then takes the region's **creation lock** (a word in the header holding its
-//!   TID, taken by CAS), scans the directory again under it, and if `name` is still absent
+//!   TID and a generation that every acquisition bumps, taken by CAS; the header's holder
+//!   word records its start time), scans the directory again under it, and if `name` is
+//!   still absent
 //!   claims the first `FREE` entry, else the first `EMPTY` one, by CAS (`-> CLAIMED`),
 //!   writes name and type, places the object in the first gap of free space that fits
 //!   ([`remove`](super::remove)'s Space), publishes the name (`INITIALISING`, release) and
@@ -61,9 +63,21 @@
 //! - Every process sharing a region must be in the same PID namespace: a TID from another
 //!   namespace reads as dead (an entry could be taken over from a live owner) or as
 //!   another thread.
-//! - TIDs are reused: an owner that died after its TID was handed to a new thread reads
-//!   as alive, and waiters return [`GetError::Timeout`] after the region's timeout
-//!   instead of taking over.
+//! - TIDs are reused: an entry's owner that died after its TID was handed to a new
+//!   thread reads as alive, and waiters return [`GetError::Timeout`] after the region's
+//!   timeout instead of taking over. The creation lock's holder is told apart from a new
+//!   thread with its TID by the start time it records (the holder word, written before
+//!   and again after the CAS that takes the lock): a thread with that TID and another
+//!   start time reads dead. It still reads alive, and creation times out while the new
+//!   thread lives, where the start time cannot be read (`/proc` hidden or unreadable),
+//!   where the holder word no longer records the holder (a waiter that found the lock
+//!   free stored its own attempt there after the holder's second store, and its CAS
+//!   failed: a race of a few instructions, or a waiter stopped between the two), or where
+//!   the two start times agree in their low 32 bits. Start times are compared as `/proc` shows them, which depends on the reader's
+//!   time namespace: processes sharing a region must share one (a holder restored from a
+//!   checkpoint reads dead). The generation wraps at 2^9: a prober stopped between its
+//!   judgment and its CAS while 512 acquisitions pass, the last by a thread with the
+//!   judged holder's TID, could take the lock from that live thread.
 //! - A stopped (not killed) creator holding the creation lock makes every other creator
 //!   of a new name return [`GetError::Timeout`] at the region's timeout (existing objects
 //!   are still handed out).
@@ -78,7 +92,8 @@ use crate::sync::{Ordering, spin_loop};
 use super::error::GetError;
 use super::file::Region;
 use super::format::{
-    Entry, EntrySnapshot, MAX_NAME_LEN, NAME_FIELD, OBJECT_ALIGN, create_lock, round_up, state,
+    Entry, EntrySnapshot, MAX_NAME_LEN, NAME_FIELD, OBJECT_ALIGN, create_holder, create_lock,
+    round_up, state,
 };
 
 /// Loads of a state word before a waiter sleeps.
@@ -864,7 +879,8 @@ pub(super) fn first_fit(
 /// The region's creation lock, held by this thread (see [`create_lock`]).
 struct CreateLock<'a> {
     word: &'a crate::sync::AtomicU32,
-    me: u32,
+    /// The lock word this thread took, without `WAITERS` (its generation and TID).
+    held: u32,
 }
 
 impl<'a> CreateLock<'a> {
@@ -875,19 +891,43 @@ impl<'a> CreateLock<'a> {
             return Err(GetError::Corrupt("no header".into()));
         };
         let word = &h.create_lock;
+        let record = h.create_holder();
         let me = owner::current();
-        let mine = create_lock::make(me);
+        // A `/proc` read: creation is a slow path.
+        let start = super::lifecycle::start_of(me);
+        // Takes the lock from `w` (free, or held by a thread probed dead): the CAS to the
+        // next generation changes the word whoever takes it, so a second prober that
+        // judged the same `w` fails its CAS.
+        let take_from = |w: u32| {
+            let to = create_lock::next(w, me);
+            let mine = create_holder::make(create_lock::held(to), start);
+            // Relaxed: the CAS (Release) orders it before `to`, which a prober loads with
+            // Acquire before it reads this word (see `create_holder`).
+            record.store(mine, Ordering::Relaxed);
+            // Acquire: pairs with the Release of the previous holder's release (or of a
+            // dead holder's CAS): its entries and bump word happen before our scan.
+            // Release: our holder word above happens before a prober's read of it.
+            if word
+                .compare_exchange(w, to, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+            {
+                return None;
+            }
+            // Again: another taker's store for its own CAS may have come between ours and
+            // our CAS. Relaxed: a prober that reads the store before it finds the same.
+            record.store(mine, Ordering::Relaxed);
+            Some(CreateLock {
+                word,
+                held: create_lock::held(to),
+            })
+        };
         loop {
-            // Relaxed: a hint; the CAS decides.
-            let mut w = word.load(Ordering::Relaxed);
-            if w == 0 {
-                // Acquire: pairs with the release in `drop`: the previous holder's
-                // entries and bump word happen before our scan.
-                if word
-                    .compare_exchange(0, mine, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    return Ok(CreateLock { word, me });
+            // Acquire: pairs with the Release CAS of the holder we may probe, so that our
+            // read of its holder word below finds its store or a later one.
+            let mut w = word.load(Ordering::Acquire);
+            if create_lock::holder(w) == 0 {
+                if let Some(lock) = take_from(w) {
+                    return Ok(lock);
                 }
                 // Taken meanwhile (or a peer flipping the word): bounded by the deadline.
                 if Instant::now() >= deadline {
@@ -911,18 +951,9 @@ impl<'a> CreateLock<'a> {
             if changed {
                 continue;
             }
-            if crate::wait::holder_is_dead(create_lock::holder(w)) {
-                // Acquire: the dead holder's last release (if any) happens before ours.
-                if word
-                    .compare_exchange(
-                        w,
-                        mine | (w & create_lock::WAITERS),
-                        Ordering::Acquire,
-                        Ordering::Relaxed,
-                    )
-                    .is_ok()
-                {
-                    return Ok(CreateLock { word, me });
+            if !holder_is_alive(record, w) {
+                if let Some(lock) = take_from(w) {
+                    return Ok(lock);
                 }
                 // Taken meanwhile (or a peer flipping the word): bounded by the deadline.
                 if Instant::now() >= deadline {
@@ -938,22 +969,39 @@ impl<'a> CreateLock<'a> {
     }
 }
 
+/// Whether the holder of lock word `w` is alive: by its TID, and by the start time the
+/// holder word `record` gives if it records `w` (see [`create_holder`]), so that a new
+/// thread that reused a dead holder's TID reads dead. Call after an Acquire load of `w`.
+fn holder_is_alive(record: &crate::sync::AtomicU64, w: u32) -> bool {
+    super::lifecycle::thread_is_alive(create_lock::holder(w), || {
+        // Relaxed: ordered after the caller's Acquire load of `w` (see `take`).
+        let r = record.load(Ordering::Relaxed);
+        if create_holder::held(r) == create_lock::held(w) {
+            create_holder::start(r)
+        } else {
+            0
+        }
+    })
+}
+
 impl Drop for CreateLock<'_> {
     fn drop(&mut self) {
         // Relaxed: the CAS re-reads it.
         let mut w = self.word.load(Ordering::Relaxed);
         // Only WAITERS changes under a holder; bounded against a peer flipping it.
         for _ in 0..1000 {
-            if create_lock::holder(w) != self.me {
+            if create_lock::held(w) != self.held {
                 // Taken over (we were misjudged dead) or overwritten: not ours to free.
                 return;
             }
             // Release: publishes this holder's entries and bump word to the next holder
             // (its acquire CAS in `take`).
-            match self
-                .word
-                .compare_exchange_weak(w, 0, Ordering::Release, Ordering::Relaxed)
-            {
+            match self.word.compare_exchange_weak(
+                w,
+                create_lock::released(w),
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => {
                     if w & create_lock::WAITERS != 0 {
                         futex::wake_all(self.word);
@@ -1284,5 +1332,156 @@ mod tests {
         });
         assert_eq!(inits.load(Ordering::Relaxed), 1);
         assert_eq!(r.get::<TestWord>("t").unwrap().0.load(Ordering::Relaxed), 4);
+    }
+
+    /// Makes the creation lock of `r` read as held by thread `tid` at generation 1, with
+    /// the holder word recording `start` for it.
+    fn hold_creation_lock(r: &Region, tid: u32, start: u32) -> u32 {
+        let h = r.raw().header().unwrap();
+        let w = create_lock::next(0, tid);
+        h.create_holder().store(
+            create_holder::make(create_lock::held(w), start),
+            Ordering::SeqCst,
+        );
+        h.create_lock.store(w, Ordering::SeqCst);
+        w
+    }
+
+    /// The start time of thread `tid`, or `None` where `/proc` does not show it (the
+    /// caller skips: start times cannot be checked here).
+    fn start_time(tid: u32) -> Option<u32> {
+        Some(super::super::lifecycle::start_of(tid)).filter(|&s| s > 1)
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
+    fn a_dead_creation_lock_holder_whose_tid_was_reused_is_taken_over() {
+        let Some(start) = start_time(1) else {
+            eprintln!("skipped: /proc/1/stat shows no start time here");
+            return;
+        };
+        let r = region();
+        // Held by a thread that died, whose TID (1) now names a live thread (init): the
+        // start time it recorded tells them apart, so creation takes the lock over instead
+        // of timing out.
+        let w = hold_creation_lock(&r, 1, start ^ 1);
+        r.get_or_default::<TestWord>("x").unwrap();
+        let h = r.raw().header().unwrap();
+        let after = h.create_lock.load(Ordering::SeqCst);
+        assert_eq!(create_lock::holder(after), 0, "released after");
+        assert_eq!(
+            after >> create_lock::GEN_SHIFT,
+            (w >> create_lock::GEN_SHIFT) + 1
+        );
+        assert_eq!(r.entries()[0].name, "x");
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
+    fn a_live_creation_lock_holder_is_waited_for_not_taken_over() {
+        let Some(start) = start_time(1) else {
+            eprintln!("skipped: /proc/1/stat shows no start time here");
+            return;
+        };
+        let r = region();
+        let h = r.raw().header().unwrap();
+        // The same TID with its own start time: alive, so creation waits out the region's
+        // timeout (200 ms) and leaves the lock to its holder.
+        let w = hold_creation_lock(&r, 1, start);
+        assert!(matches!(
+            r.get_or_default::<TestWord>("x"),
+            Err(GetError::Timeout)
+        ));
+        assert_eq!(create_lock::held(h.create_lock.load(Ordering::SeqCst)), w);
+        // A holder word that records another lock word (another generation: a waiter's
+        // prediction, written after the holder's) is not the holder's: the holder is
+        // probed by its TID alone, and is alive. (Read as the holder's, this start time
+        // would make it read dead.)
+        let other = create_lock::next(w, 1);
+        h.create_holder()
+            .store(create_holder::make(other, start ^ 1), Ordering::SeqCst);
+        assert!(matches!(
+            r.get_or_default::<TestWord>("x"),
+            Err(GetError::Timeout)
+        ));
+        assert_eq!(create_lock::held(h.create_lock.load(Ordering::SeqCst)), w);
+        assert!(r.entries().is_empty());
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
+    fn a_dead_holder_whose_tid_the_taker_reused_is_taken_over_with_a_new_word() {
+        let me = owner::current();
+        let Some(start) = start_time(me) else {
+            eprintln!("skipped: /proc shows no start time here");
+            return;
+        };
+        let r = region();
+        // The dead holder had this thread's TID (this thread reused it): the takeover
+        // still changes the lock word (its generation), and the release frees it.
+        let w = hold_creation_lock(&r, me, start ^ 1);
+        let taken = CreateLock::take(&r, r.deadline()).unwrap();
+        let h = r.raw().header().unwrap();
+        let now = h.create_lock.load(Ordering::SeqCst);
+        assert_ne!(now, w, "the takeover changed the word");
+        assert_eq!(create_lock::holder(now), me);
+        assert_eq!(
+            h.create_holder().load(Ordering::SeqCst),
+            create_holder::make(create_lock::held(now), start),
+            "the holder word records the taker"
+        );
+        drop(taken);
+        assert_eq!(
+            h.create_lock.load(Ordering::SeqCst),
+            create_lock::released(now)
+        );
+    }
+
+    /// Threads that all judge the same holder dead (one of them had reused its TID) race
+    /// to take the lock over: one wins, the others' CASes from the word they judged fail
+    /// (the winner's changed it), so the lock never has two holders.
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
+    fn probers_racing_for_a_dead_holders_lock_never_both_take_it() {
+        const THREADS: usize = 3;
+        if start_time(owner::current()).is_none() {
+            eprintln!("skipped: /proc shows no start time here");
+            return;
+        }
+        let r = RegionOptions::new()
+            .capacity(4)
+            .timeout(Duration::from_secs(60))
+            .anonymous(4096)
+            .unwrap();
+        let inside = AtomicU32::new(0);
+        for _ in 0..300 {
+            let go = std::sync::Barrier::new(THREADS + 1);
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::scope(|s| {
+                for _ in 0..THREADS {
+                    let tx = tx.clone();
+                    let (r, go, inside) = (&r, &go, &inside);
+                    s.spawn(move || {
+                        let me = owner::current();
+                        tx.send((me, start_time(me).unwrap_or(0))).unwrap();
+                        go.wait();
+                        let deadline = Instant::now() + Duration::from_secs(30);
+                        let lock = CreateLock::take(r, deadline).unwrap();
+                        assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two holders");
+                        for _ in 0..200 {
+                            spin_loop();
+                        }
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                        drop(lock);
+                    });
+                }
+                // Held by a dead thread whose TID the first racer reused.
+                let (tid, start) = rx.recv().unwrap();
+                hold_creation_lock(&r, tid, start ^ 1);
+                go.wait();
+            });
+            let h = r.raw().header().unwrap();
+            assert_eq!(create_lock::holder(h.create_lock.load(Ordering::SeqCst)), 0);
+        }
     }
 }

@@ -135,10 +135,11 @@
 //!   (or as another, live process): its bits do not protect it, an object it holds can be
 //!   removed under it, and the next object placed there is then aliased.
 //! - A dead remover's TID reused by a new thread reads as alive: its entry waits out the
-//!   region's timeout for every caller, for as long as that thread lives. The creation
-//!   lock holds only a TID too: a creator that died holding it, whose TID is reused, makes
-//!   every creation of a new name (region-wide) return `Timeout` for as long as the thread
-//!   with the reused TID lives, not just once.
+//!   region's timeout for every caller, for as long as that thread lives. (The creation
+//!   lock's holder also records its start time, so a creator that died holding the lock
+//!   and whose TID was reused is taken over, unless the start times cannot tell the
+//!   two threads apart: an unreadable `/proc`, or a holder word overwritten by a waiter's
+//!   attempt that raced the holder's and failed.)
 //! - Fork: a parent SIGKILLed between `fork` and its child's handler (which swaps the
 //!   child's own word into the word the prepare handler claimed in the parent's name)
 //!   leaves the child's inherited uses on a word naming a dead process: a removal in that
