@@ -518,6 +518,22 @@ fn remover_word() -> u64 {
     slot::make(me, start_of(me))
 }
 
+/// The calling thread's TID and [`start_of`] it, read from `/proc` once per thread (and
+/// again in a fork child, whose thread has another TID).
+pub(super) fn own_start() -> (u32, u32) {
+    thread_local! {
+        static OWN: core::cell::Cell<(u32, u32)> = const { core::cell::Cell::new((0, 0)) };
+    }
+    let me = owner::current();
+    let (tid, start) = OWN.with(core::cell::Cell::get);
+    if tid == me {
+        return (me, start);
+    }
+    let start = start_of(me);
+    OWN.with(|c| c.set((me, start)));
+    (me, start)
+}
+
 /// The low 32 bits of thread `tid`'s start time (field 22 of `/proc/<tid>/stat`), as the
 /// remover word and the creation lock's holder word record it; 0 if unknown.
 pub(super) fn start_of(tid: u32) -> u32 {
@@ -1525,6 +1541,19 @@ mod tests {
         // yet `kill` answers (`EPERM`): alive, start time unknown.
         assert!(judge(alive, ProcStat::Gone, 7, true));
         assert!(judge(alive, ProcStat::Gone, 7, false));
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "reads /proc")]
+    fn own_start_is_each_threads_own() {
+        let me = owner::current();
+        assert_eq!(own_start(), (me, start_of(me)));
+        assert_eq!(own_start(), (me, start_of(me)), "cached");
+        let other = std::thread::spawn(|| (owner::current(), own_start()))
+            .join()
+            .unwrap();
+        assert_ne!(other.0, me);
+        assert_eq!(other.1.0, other.0, "a new thread reads its own");
     }
 
     #[test]

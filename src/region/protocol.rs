@@ -892,9 +892,7 @@ impl<'a> CreateLock<'a> {
         };
         let word = &h.create_lock;
         let record = h.create_holder();
-        let me = owner::current();
-        // A `/proc` read: creation is a slow path.
-        let start = super::lifecycle::start_of(me);
+        let (me, start) = super::lifecycle::own_start();
         // Takes the lock from `w` (free, or held by a thread probed dead): the CAS to the
         // next generation changes the word whoever takes it, so a second prober that
         // judged the same `w` fails its CAS.
