@@ -106,11 +106,11 @@ pub enum Point {
     /// `Channel` close: the `closed` hint and the `CLOSED` bit are stored, the sleepers
     /// not yet woken.
     ChannelCloseUnwoken,
-    /// `Channel` repair of a dead receiver's claim: the message is counted in `lost`, its
-    /// space not yet released (`free` not stored).
+    /// `Channel` repair of a dead receiver's claim: the message is counted in `lost` (its
+    /// pending bit set), its space not yet released (`free` not stored).
     ChannelRepairCounted,
-    /// `Channel` repair of a dead receiver's claim: counted and released (`free` stored),
-    /// sleeping senders not yet woken.
+    /// `Channel` repair of a dead receiver's claim: released (`free` stored), the pending
+    /// bit of `lost` not yet cleared (a claim of a `SKIP` record is released uncounted).
     ChannelRepairFreed,
     /// `Channel` repair (either side's lock taken from a dead holder): repaired, the
     /// lock's owner-died mark not yet cleared.

@@ -258,11 +258,24 @@ fn repairer_killed_at(p: Point) -> u64 {
     assert_eq!(recv_now(ch), b"second");
     assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Empty));
     assert_eq!(ch.bytes_used(), 0);
-    ch.lost()
+    let lost = ch.lost();
+    // A later receiver killed holding another message: that loss is counted too (the
+    // repair left nothing behind that would take it for the one already counted).
+    ch.send(b"third").unwrap();
+    ch.send(b"fourth").unwrap();
+    let claimer = common::child_stopped_at(Point::ChannelRecvClaimed, || {
+        let mut out = Vec::new();
+        ch.recv(&mut out).unwrap();
+    });
+    kill(claimer);
+    reap(claimer);
+    assert_eq!(recv_now(ch), b"fourth");
+    assert_eq!(ch.lost(), lost + 1, "the next loss is counted");
+    lost
 }
 
 /// Repair: killed with the dead receiver's message counted, its space not yet released.
-/// The next receiver repeats the repair, finds the claim's mark in the `lost` word and only
+/// The next receiver repeats the repair, finds the pending bit in the `lost` word and only
 /// releases: the loss is counted once, nothing is redelivered.
 #[test]
 fn repairer_killed_after_counting_counts_the_loss_once() {
@@ -271,8 +284,9 @@ fn repairer_killed_after_counting_counts_the_loss_once() {
 }
 
 /// Repair: killed with the dead receiver's message counted and its space released
-/// (`free` stored), senders not woken. The next receiver finds nothing to repair: the loss
-/// is counted once, nothing is redelivered.
+/// (`free` stored), the pending bit not cleared. The next receiver finds nothing to repair
+/// and clears the bit: the loss is counted once, nothing is redelivered, and the next
+/// loss is counted.
 #[test]
 fn repairer_killed_after_releasing_counts_the_loss_once() {
     watchdog(Duration::from_secs(60));

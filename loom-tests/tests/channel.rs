@@ -1,4 +1,4 @@
-//! Model checks of the byte channel (format 3: a record is committed by the
+//! Model checks of the byte channel (format 4: a record is committed by the
 //! compare-exchange of `tail`, then published by the Release store of its header, which
 //! receivers poll at `head`):
 //!
@@ -21,7 +21,10 @@
 //!   padding) by whoever takes the lock from it: a polling receiver or a polling later
 //!   sender racing for it, a later blocking sender waking a receiver asleep at the dead
 //!   record, or two receivers racing in `try_recv`. The receiver never gets the dead
-//!   message, gets the later one, and `lost()` stays 0 (that send was never acknowledged).
+//!   message, gets the later one, and `lost()` stays 0 (that send was never acknowledged);
+//! - the repair of a dead receiver's claim: a receiver and a sender that finds the ring
+//!   full race to take the receive lock from the dead holder; the loss is counted once,
+//!   the rest received once and in order.
 #![cfg(loom)]
 
 use loom::sync::Arc;
@@ -567,5 +570,62 @@ fn two_receivers_racing_in_try_recv_skip_a_dead_senders_record() {
         let mut out = Vec::new();
         assert_eq!(ch.recv(&mut out), Ok(16));
         assert_eq!(out, [2; 16]);
+    });
+}
+
+/// Index of `free` among the `u64` words of [`Channel::hostile_words`].
+const FREE: usize = 8;
+
+/// Receives the next message, then puts `free` back and leaves the receive lock held by
+/// a thread that the lock's probe reports dead: the state a receiver killed between its
+/// claim (`head` stored) and its release leaves.
+fn receive_and_die_holding_the_claim(ch: &Channel) {
+    let (words, locks) = ch.hostile_words();
+    let free = words[FREE].load(Ordering::Relaxed);
+    ch.recv(&mut Vec::new()).unwrap();
+    words[FREE].store(free, Ordering::Relaxed);
+    locks[1].store(DEAD_UNDER_LOOM, Ordering::Relaxed);
+}
+
+/// A receiver died holding its claim of the first of two 16-byte messages, so the ring is
+/// full. A receiver polling with `try_recv` and a sender polling with `try_send` (which
+/// repairs when it finds the ring full) race to take the receive lock from the dead
+/// holder: whichever does counts the loss and releases the space. The loss is counted
+/// once; the receiver gets the second message, then the sender's, each once.
+#[test]
+fn a_receiver_and_a_sender_repair_a_dead_receivers_claim_once() {
+    loom::model(|| {
+        let ch = small();
+        ch.send(&[1; 16]).unwrap();
+        ch.send(&[2; 16]).unwrap();
+        receive_and_die_holding_the_claim(&ch);
+        let tx = ch.clone();
+        let h = thread::spawn(move || {
+            loop {
+                match tx.try_send(&[3; 16]) {
+                    Ok(()) => break,
+                    Err(TrySendError::Busy | TrySendError::Full) => thread::yield_now(),
+                    Err(e) => panic!("try_send: {e:?}"),
+                }
+            }
+        });
+        let mut out = Vec::new();
+        for want in [2, 3] {
+            loop {
+                match ch.try_recv(&mut out) {
+                    Ok(n) => {
+                        assert_eq!(n, 16);
+                        assert_eq!(out, [want; 16]);
+                        break;
+                    }
+                    Err(TryRecvError::Empty | TryRecvError::Busy) => thread::yield_now(),
+                    Err(e) => panic!("try_recv: {e:?}"),
+                }
+            }
+        }
+        h.join().unwrap();
+        assert_eq!(ch.lost(), 1);
+        assert!(ch.is_empty());
+        assert_eq!(ch.bytes_used(), 0);
     });
 }

@@ -61,7 +61,7 @@ pub(crate) fn decode(
         waiting,
         bytes_used: pos(tail).wrapping_sub(pos(free)).min(cap),
         closed: tail & CLOSED != 0,
-        lost: u64::from(lost_count(lost)),
+        lost: lost_count(lost),
     })
 }
 

@@ -24,9 +24,10 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 ///   word at `tail` is 0 until then (senders keep 8 bytes of slack for it); a sender
 ///   stores `pending` before its commit, and a `SKIP` record replaces a record whose
 ///   sender died between its commit and its header.
-/// - 4: the `lost` word carries the mark of the last claim it counted beside its count
-///   (`mark << 32 | count`, [`lost_word`]); the repair of a dead receiver's claim counts
-///   before it releases, so a repair repeated after its repairer died counts nothing.
+/// - 4: the `lost` word's top bit ([`LOSS_PENDING`]) says a repair counted its claim and
+///   has not finished; the repair of a dead receiver's claim counts (setting it) before
+///   it releases, and clears it after, so a repair repeated after its repairer died
+///   counts nothing.
 pub(crate) const MAGIC: u32 = 0x4348_4E04;
 
 /// A record's kind, in the high half of its header word: a message.
@@ -122,9 +123,9 @@ pub(crate) struct HeadLine {
     /// `taken << 32 | head`: `head` is the position up to which messages are claimed by
     /// receivers; `taken` counts claimed messages (wrapping).
     pub(crate) head: AtomicU64,
-    /// `mark << 32 | count`: `count` messages lost with receivers killed between claim
-    /// and release (wrapping at 2^32); `mark` names the last claim counted
-    /// ([`lost_mark`]), so that a repair repeated after its repairer died counts nothing.
+    /// [`LOSS_PENDING`] `| count`: `count` messages lost with receivers killed between
+    /// claim and release; the bit is set while a repair that counted a claim has not
+    /// released it, so that a repair repeated after its repairer died counts nothing.
     pub(crate) lost: AtomicU64,
     _fill: Fill<6>,
 }
@@ -286,31 +287,17 @@ pub(crate) const fn cursor(c: u32, p: u32) -> u64 {
     (c as u64) << 32 | p as u64
 }
 
-/// The mark of a dead receiver's claim ending at `head` in the `lost` word: the position
-/// with its low bit set. Positions at a claim are multiples of 8 (the repair checks), so a
-/// mark is never 0, the word's value before any loss.
-#[inline]
-pub(crate) const fn lost_mark(head: u32) -> u32 {
-    head | 1
-}
+/// The `lost` word's top bit: set, with the count, by the repair of a dead receiver's
+/// claim, and cleared once the claim's space is released. A receive-lock holder that took
+/// the lock from a dead holder and finds it set knows that the dead holder was a repairer
+/// that counted the claim: it releases the claim (if still claimed) without counting it
+/// again, and clears the bit.
+pub(crate) const LOSS_PENDING: u64 = 1 << 63;
 
-/// The `lost` word: `mark << 32 | count`, the mark of the last claim counted
-/// ([`lost_mark`]) and the messages lost (wrapping at 2^32).
+/// The count half of the `lost` word: messages lost (63 bits).
 #[inline]
-pub(crate) const fn lost_word(mark: u32, count: u32) -> u64 {
-    (mark as u64) << 32 | count as u64
-}
-
-/// The mark half of the `lost` word.
-#[inline]
-pub(crate) const fn lost_mark_of(w: u64) -> u32 {
-    (w >> 32) as u32
-}
-
-/// The count half of the `lost` word.
-#[inline]
-pub(crate) const fn lost_count(w: u64) -> u32 {
-    w as u32
+pub(crate) const fn lost_count(w: u64) -> u64 {
+    w & !LOSS_PENDING
 }
 
 /// A record header word.

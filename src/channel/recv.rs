@@ -12,9 +12,7 @@ use super::error::{
     RecvError, RecvIntoError, RecvTimeoutError, RecvTimeoutIntoError, TryRecvError,
     TryRecvIntoError,
 };
-use super::layout::{
-    CLOSED, Channel, SLEEPER, count, cursor, lost_count, lost_mark, lost_mark_of, lost_word, pos,
-};
+use super::layout::{CLOSED, Channel, LOSS_PENDING, SLEEPER, count, cursor, pos};
 use crate::failpoint::{self, Point};
 use crate::sync::{AtomicU64, Ordering};
 use crate::sync::{fence, spin_loop};
@@ -392,17 +390,18 @@ impl Channel {
     #[inline]
     pub(super) fn lock_recv(&self, wait: Wait) -> Result<(SideGuard<'_>, Cursors), Fail> {
         let (guard, died) = lock_side(&self.header.recv.lock, wait)?;
-        let (_, cursors) = self.recv_locked()?;
+        let (_, cursors) = self.recv_locked(died)?;
         if died {
             guard.repaired();
         }
         Ok((guard, cursors))
     }
 
-    /// Under the receive lock, just taken: the repair of a dead receiver's claim. Whether
-    /// it repaired one, and the cursors after it.
+    /// Under the receive lock, just taken (from a dead holder if `died`): the repair of a
+    /// dead receiver's claim, or the end of a repair whose repairer died. Whether it
+    /// repaired a claim, and the cursors after it.
     #[inline]
-    fn recv_locked(&self) -> Result<(bool, Cursors), Fail> {
+    fn recv_locked(&self, died: bool) -> Result<(bool, Cursors), Fail> {
         let h = &self.header;
         // Acquire: pairs with the Release stores of `head` and `free` by earlier holders,
         // a dead one included (it never unlocked).
@@ -418,6 +417,9 @@ impl Channel {
                     free: pos(head),
                 },
             ));
+        }
+        if died {
+            finish_repair(&h.head.lost);
         }
         Ok((
             false,
@@ -446,7 +448,7 @@ impl Channel {
         let Some((guard, died)) = lock_if_free_or_dead(&h.recv.lock, wait) else {
             return Ok(false);
         };
-        let (repaired, _) = self.recv_locked()?;
+        let (repaired, _) = self.recv_locked(died)?;
         if died {
             guard.repaired();
         }
@@ -469,13 +471,16 @@ impl Channel {
         // A receiver killed while it stepped over a `SKIP` record (between its stores of
         // `head` and `free`) lost no message.
         if !self.is_skip(head, free) {
-            count_loss(&h.head.lost, head);
+            count_loss(&h.head.lost);
             failpoint::hit(Point::ChannelRepairCounted);
         }
-        // Count first, then release: a repairer killed between leaves the claim to the
-        // next holder, whose `count_loss` finds it counted. Release: as in `Claim::drop`.
+        // Count first, then release, then clear the bit: a repairer killed after counting
+        // leaves the bit to the next holder (which takes the lock from it), whose
+        // `count_loss` then counts nothing, or (after the release) whose `recv_locked`
+        // clears it. Release: as in `Claim::drop`.
         h.free.free.store(u64::from(head), Ordering::Release);
         failpoint::hit(Point::ChannelRepairFreed);
+        finish_repair(&h.head.lost);
         super::engine::wake_all(&h.wake.send_wake);
         Ok(())
     }
@@ -1240,19 +1245,32 @@ impl Channel {
     }
 }
 
-/// Counts the loss of the message claimed up to `head` in the `lost` word (the claim's
-/// mark and a count, [`lost_word`]), unless the word already carries this claim's mark: a
-/// repairer killed after counting and before releasing the claim leaves it to the next
-/// holder, which must not count it again. So every loss is counted exactly once. Under the
-/// receive lock (the word's only writer).
+/// Counts the loss of the claim being repaired in the `lost` word and sets its
+/// [`LOSS_PENDING`] bit, unless the bit is set already: then the dead holder the lock was
+/// taken from was a repairer of this same claim (nobody claims while a claim is
+/// outstanding) that counted it and died before releasing it. So every loss is counted
+/// exactly once. Under the receive lock (the word's only writer).
 #[cold]
-fn count_loss(lost: &AtomicU64, head: u32) {
-    let mark = lost_mark(head);
-    // Relaxed: the receive lock orders the writers, and the word is a statistic for its
-    // readers. A read-modify-write reads the last value of the word, so a repairer after
-    // a dead one sees its count even without a Release by the dead one (which never
-    // unlocked).
-    let _ = lost.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
-        (lost_mark_of(w) != mark).then(|| lost_word(mark, lost_count(w).wrapping_add(1)))
-    });
+fn count_loss(lost: &AtomicU64) {
+    // Relaxed: the receive lock orders the word's writers (a dead holder's writes come
+    // before its death, which the taker of its lock observed), and the count is a
+    // statistic for its readers. A load and a store, not a read-modify-write loop: the
+    // lock holder is the only writer, and a peer rewriting the word must not keep us
+    // looping. (A count of 2^63 - 1 wraps to 0.)
+    let w = lost.load(Ordering::Relaxed);
+    if w & LOSS_PENDING == 0 {
+        lost.store((w + 1) | LOSS_PENDING, Ordering::Relaxed);
+    }
+}
+
+/// Clears the [`LOSS_PENDING`] bit: the repair's claim is released. Under the receive
+/// lock: by the repairer, or by the next holder after a repairer killed between its
+/// release and this.
+#[cold]
+fn finish_repair(lost: &AtomicU64) {
+    // Relaxed: as in `count_loss`; a store only if the bit is set (it almost never is).
+    let w = lost.load(Ordering::Relaxed);
+    if w & LOSS_PENDING != 0 {
+        lost.store(w & !LOSS_PENDING, Ordering::Relaxed);
+    }
 }

@@ -102,12 +102,12 @@ impl Channel {
 
     /// Messages lost with receivers killed after claiming a message and before finishing
     /// with it (module docs, "The loss rule"), counted once each by whoever repaired the
-    /// claim (the next receiver, or a sender that found the ring full), wrapping at 2^32.
+    /// claim (the next receiver, or a sender that found the ring full).
     /// A message whose sender died before publishing it is not counted: its send was
     /// never acknowledged.
     pub fn lost(&self) -> u64 {
         // Relaxed: a statistic.
-        u64::from(lost_count(self.header.head.lost.load(Ordering::Relaxed)))
+        lost_count(self.header.head.lost.load(Ordering::Relaxed))
     }
 
     /// The channel's capacity (the ring's size in bytes) and largest message. The
