@@ -274,6 +274,63 @@ fn repairer_killed_at(p: Point) -> u64 {
     lost
 }
 
+/// A receiver killed after claiming a message of a 128-byte ring, which is then full; a
+/// sender that finds it full repairs the claim, stopped at `p` in its repair (holding the
+/// receive lock) and killed there. Returns `lost()` once the next sender has found room
+/// (repairing what the dead repairer left) and its message has been received; then checks
+/// that a later loss is counted too.
+fn sender_repairer_killed_at(p: Point) -> u64 {
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = region
+        .channel("ch", ChannelOptions::new(128).max_message(56))
+        .expect("channel");
+    // From offset 16: the 64-byte record of a 56-byte message, then no room for another.
+    ch.send(&[0; 8]).unwrap();
+    assert_eq!(recv_now(ch), [0; 8]);
+    ch.send(&[1; 56]).unwrap();
+    let claimer = common::child_stopped_at(Point::ChannelRecvClaimed, || {
+        ch.recv(&mut Vec::new()).unwrap();
+    });
+    kill(claimer);
+    reap(claimer);
+    let repairer = common::child_stopped_at(p, || {
+        let _ = ch.send(&[2; 56]);
+    });
+    kill(repairer);
+    reap(repairer);
+    ch.send_timeout(&[3; 56], REPAIR)
+        .expect("room once the claim is repaired");
+    assert_eq!(recv_now(ch), [3; 56]);
+    let mut out = Vec::new();
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Empty));
+    let lost = ch.lost();
+    ch.send(&[4; 8]).unwrap();
+    ch.send(&[5; 8]).unwrap();
+    let claimer = common::child_stopped_at(Point::ChannelRecvClaimed, || {
+        ch.recv(&mut Vec::new()).unwrap();
+    });
+    kill(claimer);
+    reap(claimer);
+    assert_eq!(recv_now(ch), [5; 8]);
+    assert_eq!(ch.lost(), lost + 1, "the next loss is counted");
+    lost
+}
+
+/// A sender's repair of a dead receiver's claim, killed after counting, after releasing,
+/// or before clearing the lock's mark: each time the loss is counted once, the ring has
+/// room again, and the next loss is counted.
+#[test]
+fn a_sender_repairer_killed_at_each_step_counts_the_loss_once() {
+    watchdog(Duration::from_secs(60));
+    for p in [
+        Point::ChannelRepairCounted,
+        Point::ChannelRepairFreed,
+        Point::ChannelRepaired,
+    ] {
+        assert_eq!(sender_repairer_killed_at(p), 1, "killed at {p:?}");
+    }
+}
+
 /// Repair: killed with the dead receiver's message counted, its space not yet released.
 /// The next receiver repeats the repair, finds the pending bit in the `lost` word and only
 /// releases: the loss is counted once, nothing is redelivered.

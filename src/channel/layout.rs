@@ -125,7 +125,7 @@ pub(crate) struct HeadLine {
     pub(crate) head: AtomicU64,
     /// [`LOSS_PENDING`] `| count`: `count` messages lost with receivers killed between
     /// claim and release; the bit is set while a repair that counted a claim has not
-    /// released it, so that a repair repeated after its repairer died counts nothing.
+    /// finished, so that a repair repeated after its repairer died counts nothing.
     pub(crate) lost: AtomicU64,
     _fill: Fill<6>,
 }
@@ -288,10 +288,9 @@ pub(crate) const fn cursor(c: u32, p: u32) -> u64 {
 }
 
 /// The `lost` word's top bit: set, with the count, by the repair of a dead receiver's
-/// claim, and cleared once the claim's space is released. A receive-lock holder that took
-/// the lock from a dead holder and finds it set knows that the dead holder was a repairer
-/// that counted the claim: it releases the claim (if still claimed) without counting it
-/// again, and clears the bit.
+/// claim, and cleared after the claim's space is released. A receive-lock holder that
+/// finds it set knows that a repairer counted the claim and died before clearing it: it
+/// releases the claim (if still claimed) without counting it again, and clears the bit.
 pub(crate) const LOSS_PENDING: u64 = 1 << 63;
 
 /// The count half of the `lost` word: messages lost (63 bits).

@@ -67,7 +67,7 @@
 //! | 1 send lock | the senders' [`RawMutex`](crate::RawMutex) | senders | senders |
 //! | 2 tail | `tail` = `CLOSED` (bit 63), `SLEEPER` (bit 62), messages committed (30 bits), position (low half); `free_cache`; `pending` = the span of the record being committed | the send-lock holder; `CLOSED` by `close`; `SLEEPER` by a receiver about to sleep | receivers read `tail` only when they find no record at `head` (for the close, a record committed without its header, or before sleeping); a `try_` receive only if `closed` is set, or once in 64 looks at the channel |
 //! | 3 receive lock | the receivers' [`RawMutex`](crate::RawMutex) | receivers | receivers |
-//! | 4 head | `head` = messages claimed (high), position (low); `lost` = messages lost, and a top bit (`LOSS_PENDING`) while a repair has counted a claim and not released it | the receive-lock holder | `len`, the repairs |
+//! | 4 head | `head` = messages claimed (high), position (low); `lost` = messages lost, and a top bit (`LOSS_PENDING`) while a repair that counted a claim has not finished | the receive-lock holder | `len`, the repairs |
 //! | 5 free | `free` (position) | the receive-lock holder, per message | senders, when their cached copy says the ring is full |
 //! | 6 wake | `recv_wake`, `send_wake`: `WAITING` (bit 31) and a generation | sleepers, and wakers when someone sleeps | after each send / receive |
 //!
@@ -196,8 +196,9 @@
 //! takes the message with it: the next receiver to take the lock finds `head ≠ free`,
 //! counts the message in [`Channel::lost`] and releases the space (`free = head`). It is
 //! never delivered twice, and counted exactly once: the count sets a bit in the `lost`
-//! word that the release clears, so a repair repeated after its repairer died counts
-//! nothing. A sender killed before its header is stored sends nothing: before its
+//! word that the repairer clears after its release (or the next holder of the lock, if
+//! the repairer died first), so a repair repeated after its repairer died counts
+//! nothing. (A peer writing garbage into that word can hide or double one count.) A sender killed before its header is stored sends nothing: before its
 //! commit, its space is reused by the next sender; between its commit and its header,
 //! the next party to take the send lock replaces its record with a `SKIP` record.
 //! Neither is counted in `lost()` (the send was never acknowledged). Messages are FIFO
@@ -227,8 +228,9 @@
 //! | Send side held, asleep waiting for room † (`WAITING` set in `send_wake`) | the send lock held by a dead thread; the flag | as the first line; the flag costs the next receiver's release one needless wake |
 //! | Send: lock recovered from a dead holder, repaired (receivers woken, `free_cache` refreshed), mark not cleared † | the send lock held by a dead thread, still marked | the next sender recovers it and repeats the repair (idempotent) |
 //! | Repair of a dead receiver's claim: the message counted in `lost` with the `LOSS_PENDING` bit set, `free` not stored † | the claim not released; the loss counted | the next party to take the receive lock from the dead repairer (a receiver, or a sender that finds the ring full) repeats the repair: the bit says the claim is counted, so it only releases the space and clears the bit (the loss counted once, never redelivered) |
-//! | Repair: `free` stored, `LOSS_PENDING` not cleared † | the space released, the loss counted; the receive lock held by a dead thread; a sender asleep for room not woken | the next party to take the receive lock from the dead repairer finds nothing to repair and clears the bit, so that the next loss is counted; the sender wakes at the end of its slice (≤ 10 ms) |
-//! | Repair: done, mark not cleared † | the receive lock held by a dead thread, still marked | the next receiver recovers it; the repair finds `head == free`: the loss counted once |
+//! | Repair: `free` stored, `LOSS_PENDING` not cleared † | the space released (the loss counted, unless the claim was of `SKIP` records); the receive lock held by a dead thread; a sender asleep for room not woken | the next party to take the receive lock finds nothing to repair and clears the bit, so that the next loss is counted; the sender wakes at the end of its slice (≤ 10 ms) |
+//! | Repair: the bit cleared, senders not woken | the receive lock held by a dead thread; a sender asleep for room not woken | the next party to take the receive lock finds nothing to repair; the sender wakes at the end of its slice (≤ 10 ms) |
+//! | Repair: done, mark not cleared † | the receive lock held by a dead thread, still marked | the next party to take the receive lock (a receiver, or a sender that finds the ring full) recovers it; the repair finds `head == free`: the loss counted once |
 //! | Drain: a message released, the next not claimed † | the receive lock held; nothing lost | as the first receive line: the rest is received in order |
 //! | Close: the `closed` hint set, `CLOSED` not yet in `tail` | the channel not closed: sends and receives go on; `try_` receives that find no header read `tail` at every look (the hint says closed) | nobody needs to: a later `close` completes it |
 //! | Close: `CLOSED` set in `tail`, sleepers not woken † | sleepers not woken | each wakes at the end of its slice (≤ 10 ms) and sees the close |

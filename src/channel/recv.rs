@@ -390,18 +390,18 @@ impl Channel {
     #[inline]
     pub(super) fn lock_recv(&self, wait: Wait) -> Result<(SideGuard<'_>, Cursors), Fail> {
         let (guard, died) = lock_side(&self.header.recv.lock, wait)?;
-        let (_, cursors) = self.recv_locked(died)?;
+        let (_, cursors) = self.recv_locked()?;
         if died {
             guard.repaired();
         }
         Ok((guard, cursors))
     }
 
-    /// Under the receive lock, just taken (from a dead holder if `died`): the repair of a
-    /// dead receiver's claim, or the end of a repair whose repairer died. Whether it
-    /// repaired a claim, and the cursors after it.
+    /// Under the receive lock, just taken: the repair of a dead receiver's claim, or the
+    /// end of a repair whose repairer died. Whether it repaired a claim, and the cursors
+    /// after it.
     #[inline]
-    fn recv_locked(&self, died: bool) -> Result<(bool, Cursors), Fail> {
+    fn recv_locked(&self) -> Result<(bool, Cursors), Fail> {
         let h = &self.header;
         // Acquire: pairs with the Release stores of `head` and `free` by earlier holders,
         // a dead one included (it never unlocked).
@@ -418,9 +418,9 @@ impl Channel {
                 },
             ));
         }
-        if died {
-            finish_repair(&h.head.lost);
-        }
+        // Nothing claimed: a bit left set is a finished repair's (its repairer died between
+        // its release and its clear), or a peer's garbage. Cleared before any new claim.
+        finish_repair(&h.head.lost);
         Ok((
             false,
             Cursors {
@@ -448,7 +448,7 @@ impl Channel {
         let Some((guard, died)) = lock_if_free_or_dead(&h.recv.lock, wait) else {
             return Ok(false);
         };
-        let (repaired, _) = self.recv_locked(died)?;
+        let (repaired, _) = self.recv_locked()?;
         if died {
             guard.repaired();
         }
@@ -1246,10 +1246,12 @@ impl Channel {
 }
 
 /// Counts the loss of the claim being repaired in the `lost` word and sets its
-/// [`LOSS_PENDING`] bit, unless the bit is set already: then the dead holder the lock was
-/// taken from was a repairer of this same claim (nobody claims while a claim is
-/// outstanding) that counted it and died before releasing it. So every loss is counted
-/// exactly once. Under the receive lock (the word's only writer).
+/// [`LOSS_PENDING`] bit, unless the bit is set already: then an earlier holder of the lock
+/// (the last of a run of holders that died, each having taken it from the one before) was
+/// a repairer of this same claim (nobody claims while a claim is outstanding) that
+/// counted it and died before clearing the bit. So every loss is counted exactly once.
+/// Under the receive lock (the word's only writer). A peer's garbage in the word can
+/// hide or double one count.
 #[cold]
 fn count_loss(lost: &AtomicU64) {
     // Relaxed: the receive lock orders the word's writers (a dead holder's writes come
@@ -1263,12 +1265,13 @@ fn count_loss(lost: &AtomicU64) {
     }
 }
 
-/// Clears the [`LOSS_PENDING`] bit: the repair's claim is released. Under the receive
-/// lock: by the repairer, or by the next holder after a repairer killed between its
-/// release and this.
-#[cold]
+/// Clears the [`LOSS_PENDING`] bit. Under the receive lock, with nothing claimed: by the
+/// repairer after its release, or by any later holder that finds the bit set (a repairer
+/// killed between its release and its clear).
+#[inline]
 fn finish_repair(lost: &AtomicU64) {
-    // Relaxed: as in `count_loss`; a store only if the bit is set (it almost never is).
+    // Relaxed: as in `count_loss`. A load of the line `head` is on, and a store only if
+    // the bit is set (it almost never is): no cost on the receive path worth the name.
     let w = lost.load(Ordering::Relaxed);
     if w & LOSS_PENDING != 0 {
         lost.store(w & !LOSS_PENDING, Ordering::Relaxed);

@@ -81,9 +81,9 @@ pub(crate) const MAGIC: u64 = u64::from_ne_bytes(*b"SHMSTATE");
 ///   version 3): the word at `tail` is 0 until then, a `pending` word follows
 ///   `free_cache` on the senders' line, `tail_cache` is gone from the receivers' line, and
 ///   a `SKIP` record kind replaces a record whose sender died before its header.
-/// - 12: a channel's `lost` word has a top bit saying a repair counted its claim and has
-///   not finished (its format version 4), so that a repair repeated after its repairer
-///   died counts nothing. The creation lock's word holds a generation beside its holder's TID
+/// - 12: a channel's `lost` word has a top bit saying a repair counted its claim and
+///   has not finished (its format version 4), so that a repair repeated after its
+///   repairer died counts nothing. The creation lock's word holds a generation beside its holder's TID
 ///   ([`create_lock`]), and the first reserved word records the holder's start time
 ///   ([`create_holder`]), so that a holder that died and whose TID a new thread reused is
 ///   taken over.
