@@ -455,20 +455,18 @@ pub(crate) mod create_lock {
 /// The creation lock's holder word (the header's first reserved word).
 ///
 /// ```text
-/// bits 63..32  the lock word its writer holds or is about to take by CAS, without
-///              WAITERS (generation and TID)
-/// bits 31..0   the writer's start time (low 32 bits of field 22 of /proc/<tid>/stat;
+/// bits 63..32  the lock word its holder took by CAS, without WAITERS (generation and TID)
+/// bits 31..0   the holder's start time (low 32 bits of field 22 of /proc/<tid>/stat;
 ///              0: unknown)
 /// ```
 ///
-/// Written by a taker before its CAS and again after it succeeds. A prober that finds the
-/// holder's TID alive reads it after its (Acquire) load of the lock word: if its high half
-/// is the lock word it probed (less `WAITERS`), it was written by that holder (only a
-/// thread with the holder's TID, predicting that generation, writes it, and while the
-/// holder lives no other thread has its TID), so a thread with that TID and another start
-/// time is a new thread that reused a dead holder's TID. Any other value (a waiter's
-/// prediction written after the holder's store, a holder killed before its first store)
-/// leaves the holder to be probed by its TID alone.
+/// Written by a taker just after its CAS succeeds, and by nobody else. A prober that finds
+/// the holder's TID alive reads it: if its high half is the lock word it probed (less
+/// `WAITERS`), the holder wrote it (only a thread with that TID that took that generation
+/// does, and while the holder lives no other thread has its TID), so a thread with that
+/// TID and another start time is a new thread that reused a dead holder's TID. Any other
+/// value (an earlier holder's record: the holder was killed before its store, or the read
+/// was stale) leaves the holder to be probed by its TID alone.
 pub(crate) mod create_holder {
     /// The word for lock word `held` (without `WAITERS`) and start time `start`.
     #[inline]

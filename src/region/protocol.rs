@@ -53,7 +53,8 @@
 //! | step | left behind | repaired by, how fast |
 //! |------|-------------|-----------------------|
 //! | before the claim | nothing | — |
-//! | creation lock taken, or `CLAIMED`: name, type or extent being written | the lock and an entry naming a dead owner (gets are unaffected: a claim publishes no name) | the next creator probes the lock's holder between 10 ms slices, takes the lock over and frees the claim (unit test `a_dead_claim_is_taken_over`; failpoint tests in `tests/region_remove_failpoints.rs`, `tests/failpoints.rs`) |
+//! | creation lock taken by CAS, holder word not yet stored | the lock naming a dead thread; the holder word recording an earlier holder | as the next line, the holder probed by its TID alone (a new thread that reused its TID reads alive: see Limits) |
+//! | creation lock taken, or `CLAIMED`: name, type or extent being written | the lock and an entry naming a dead owner (gets are unaffected: a claim publishes no name) | the next creator probes the lock's holder between 10 ms slices (by its TID and the start time the holder word records), takes the lock over and frees the claim (unit tests `a_dead_claim_is_taken_over`, `a_dead_creation_lock_holder_whose_tid_was_reused_is_taken_over`; failpoint tests in `tests/region_remove_failpoints.rs`, `tests/failpoints.rs`) |
 //! | `INITIALISING`: object being zeroed or `init` running | the same, with the name published | a process waiting for that name takes it over and restarts from zeroed bytes with its own `init` within a slice (`tests/region_takeover.rs`) |
 //! | `READY` published, waiters not yet woken | sleepers on a ready entry | each re-checks after its slice (10 ms); failpoint test |
 //! | `init` panicked | an abandoned entry (owner 0) | the next caller takes it over at once |
@@ -66,18 +67,23 @@
 //! - TIDs are reused: an entry's owner that died after its TID was handed to a new
 //!   thread reads as alive, and waiters return [`GetError::Timeout`] after the region's
 //!   timeout instead of taking over. The creation lock's holder is told apart from a new
-//!   thread with its TID by the start time it records (the holder word, written before
-//!   and again after the CAS that takes the lock): a thread with that TID and another
-//!   start time reads dead. It still reads alive, and creation times out while the new
-//!   thread lives, where the start time cannot be read (`/proc` hidden or unreadable),
-//!   where the holder word no longer records the holder (a waiter that found the lock
-//!   free stored its own attempt there after the holder's second store, and its CAS
-//!   failed: a race of a few instructions, or a waiter stopped between the two), or where
-//!   the two start times agree in their low 32 bits. Start times are compared as `/proc` shows them, which depends on the reader's
-//!   time namespace: processes sharing a region must share one (a holder restored from a
-//!   checkpoint reads dead). The generation wraps at 2^9: a prober stopped between its
-//!   judgment and its CAS while 512 acquisitions pass, the last by a thread with the
-//!   judged holder's TID, could take the lock from that live thread.
+//!   thread with its TID by the start time it records in the holder word, just after
+//!   the CAS that takes the lock: a thread with that TID and another start time reads
+//!   dead, and a creator whose own TID the lock names takes it over at once. The holder
+//!   still reads alive (and creation times out while the new thread lives) where its
+//!   start time cannot be read (`/proc` hidden or unreadable), where it was killed
+//!   between its CAS and its store of the holder word (the word then records an earlier
+//!   holder, so the TID alone is probed), or where the two threads' start times agree in
+//!   their low 32 bits (threads started in the same clock tick, 10 ms at 100 Hz; a thread
+//!   that became its process's main thread by `execve`). Start times are compared as
+//!   `/proc` shows them, which depends on the reader's time namespace: processes sharing
+//!   a region must share one (a holder restored from a checkpoint reads dead).
+//! - The creation lock's generation wraps at 2^9, and 512 acquisitions take a few
+//!   milliseconds: a prober descheduled between its judgment of a dead holder and its
+//!   CAS while the lock changes hands 512 times, the last time to a thread that reused
+//!   the judged holder's TID, could take the lock from that live thread. It re-reads the
+//!   holder word just before its CAS and looks again if it changed, which leaves only the
+//!   moment between the last holder's CAS and its store of the holder word.
 //! - A stopped (not killed) creator holding the creation lock makes every other creator
 //!   of a new name return [`GetError::Timeout`] at the region's timeout (existing objects
 //!   are still handed out).
@@ -893,36 +899,31 @@ impl<'a> CreateLock<'a> {
         let word = &h.create_lock;
         let record = h.create_holder();
         let (me, start) = super::lifecycle::own_start();
-        // Takes the lock from `w` (free, or held by a thread probed dead): the CAS to the
+        // Takes the lock from `w` (free, or held by a thread judged dead): the CAS to the
         // next generation changes the word whoever takes it, so a second prober that
-        // judged the same `w` fails its CAS.
+        // judged the same `w` fails its CAS. Then records this thread in the holder word.
         let take_from = |w: u32| {
             let to = create_lock::next(w, me);
-            let mine = create_holder::make(create_lock::held(to), start);
-            // Relaxed: the CAS (Release) orders it before `to`, which a prober loads with
-            // Acquire before it reads this word (see `create_holder`).
-            record.store(mine, Ordering::Relaxed);
-            // Acquire: pairs with the Release of the previous holder's release (or of a
-            // dead holder's CAS): its entries and bump word happen before our scan.
-            // Release: our holder word above happens before a prober's read of it.
-            if word
-                .compare_exchange(w, to, Ordering::AcqRel, Ordering::Relaxed)
-                .is_err()
-            {
-                return None;
-            }
-            // Again: another taker's store for its own CAS may have come between ours and
-            // our CAS. Relaxed: a prober that reads the store before it finds the same.
-            record.store(mine, Ordering::Relaxed);
+            // Acquire: pairs with the Release of the previous holder's release: its
+            // entries and bump word happen before our scan.
+            word.compare_exchange(w, to, Ordering::Acquire, Ordering::Relaxed)
+                .ok()?;
+            // Only after the CAS, so that the word only ever records a holder. Relaxed: a
+            // prober that reads an older value finds it records another lock word (an
+            // earlier generation), and probes us by our TID alone.
+            record.store(
+                create_holder::make(create_lock::held(to), start),
+                Ordering::Relaxed,
+            );
             Some(CreateLock {
                 word,
                 held: create_lock::held(to),
             })
         };
         loop {
-            // Acquire: pairs with the Release CAS of the holder we may probe, so that our
-            // read of its holder word below finds its store or a later one.
-            let mut w = word.load(Ordering::Acquire);
+            // Relaxed: the CAS decides, and the holder word is read as a hint (see
+            // `holder_is_alive`).
+            let mut w = word.load(Ordering::Relaxed);
             if create_lock::holder(w) == 0 {
                 if let Some(lock) = take_from(w) {
                     return Ok(lock);
@@ -933,8 +934,7 @@ impl<'a> CreateLock<'a> {
                 }
                 continue;
             }
-            let now = Instant::now();
-            if now >= deadline {
+            if Instant::now() >= deadline {
                 return Err(GetError::Timeout);
             }
             let mut changed = false;
@@ -949,7 +949,17 @@ impl<'a> CreateLock<'a> {
             if changed {
                 continue;
             }
-            if !holder_is_alive(record, w) {
+            // Relaxed: see `holder_is_alive`.
+            let r = record.load(Ordering::Relaxed);
+            // A holder with our own TID died, and this thread reused its TID: this thread
+            // never asks for the lock while it holds it (nothing under it runs caller code).
+            if create_lock::holder(w) == me || !holder_is_alive(r, w) {
+                // A holder word changed since we read it means the lock changed hands
+                // meanwhile (perhaps 2^9 times, back to `w`): look again. Relaxed: as
+                // above.
+                if record.load(Ordering::Relaxed) != r {
+                    continue;
+                }
                 if let Some(lock) = take_from(w) {
                     return Ok(lock);
                 }
@@ -962,18 +972,23 @@ impl<'a> CreateLock<'a> {
             if !crate::wait::flag_waiting(word, &mut w, create_lock::WAITERS) {
                 continue;
             }
+            // After the probe, which takes time: the sleep ends by the deadline.
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(GetError::Timeout);
+            }
             futex::wait(word, w, Some(SLICE.min(deadline - now)));
         }
     }
 }
 
-/// Whether the holder of lock word `w` is alive: by its TID, and by the start time the
-/// holder word `record` gives if it records `w` (see [`create_holder`]), so that a new
-/// thread that reused a dead holder's TID reads dead. Call after an Acquire load of `w`.
-fn holder_is_alive(record: &crate::sync::AtomicU64, w: u32) -> bool {
+/// Whether the holder of lock word `w` is alive: by its TID, and by the start time that
+/// `r`, the holder word, gives if it records `w` (see [`create_holder`]), so that a new
+/// thread that reused a dead holder's TID reads dead. A holder word that records another
+/// lock word (an earlier holder's: the holder stores it just after its CAS, and a stale
+/// read shows the one before) leaves the holder to be probed by its TID alone.
+fn holder_is_alive(r: u64, w: u32) -> bool {
     super::lifecycle::thread_is_alive(create_lock::holder(w), || {
-        // Relaxed: ordered after the caller's Acquire load of `w` (see `take`).
-        let r = record.load(Ordering::Relaxed);
         if create_holder::held(r) == create_lock::held(w) {
             create_holder::start(r)
         } else {
@@ -1372,6 +1387,64 @@ mod tests {
             (w >> create_lock::GEN_SHIFT) + 1
         );
         assert_eq!(r.entries()[0].name, "x");
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
+    fn a_dead_holder_with_sleepers_whose_tid_was_reused_is_taken_over() {
+        let Some(start) = start_time(1) else {
+            eprintln!("skipped: /proc/1/stat shows no start time here");
+            return;
+        };
+        let r = region();
+        let h = r.raw().header().unwrap();
+        // As above, with `WAITERS` set since the holder recorded itself (a prober that
+        // probed by TID alone, or a failed takeover, went to sleep): the record still
+        // names the holder, and the takeover keeps the bit.
+        let w = hold_creation_lock(&r, 1, start ^ 1);
+        h.create_lock
+            .store(w | create_lock::WAITERS, Ordering::SeqCst);
+        let taken = CreateLock::take(&r, r.deadline()).unwrap();
+        let now = h.create_lock.load(Ordering::SeqCst);
+        assert_eq!(create_lock::holder(now), owner::current());
+        assert_eq!(now & create_lock::WAITERS, create_lock::WAITERS);
+        drop(taken);
+        assert_eq!(create_lock::holder(h.create_lock.load(Ordering::SeqCst)), 0);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
+    fn a_free_lock_taken_records_its_holder() {
+        let r = region();
+        let h = r.raw().header().unwrap();
+        let taken = CreateLock::take(&r, r.deadline()).unwrap();
+        let now = h.create_lock.load(Ordering::SeqCst);
+        assert_eq!(create_lock::holder(now), owner::current());
+        assert_eq!(
+            h.create_holder().load(Ordering::SeqCst),
+            create_holder::make(
+                create_lock::held(now),
+                super::super::lifecycle::start_of(owner::current())
+            )
+        );
+        drop(taken);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
+    fn a_dead_holder_with_the_takers_tid_is_taken_over_without_a_record() {
+        let r = region();
+        let h = r.raw().header().unwrap();
+        // The lock names this thread, which does not hold it: the holder died and this
+        // thread reused its TID. Taken over at once, whatever the holder word says (here a
+        // record of another lock word).
+        let w = hold_creation_lock(&r, owner::current(), 0);
+        h.create_holder().store(
+            create_holder::make(create_lock::next(w, 12345), 777),
+            Ordering::SeqCst,
+        );
+        r.get_or_default::<TestWord>("x").unwrap();
+        assert_eq!(create_lock::holder(h.create_lock.load(Ordering::SeqCst)), 0);
     }
 
     #[test]

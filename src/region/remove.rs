@@ -137,9 +137,9 @@
 //! - A dead remover's TID reused by a new thread reads as alive: its entry waits out the
 //!   region's timeout for every caller, for as long as that thread lives. (The creation
 //!   lock's holder also records its start time, so a creator that died holding the lock
-//!   and whose TID was reused is taken over, unless the start times cannot tell the
-//!   two threads apart: an unreadable `/proc`, or a holder word overwritten by a waiter's
-//!   attempt that raced the holder's and failed.)
+//!   and whose TID was reused is taken over, unless the start times cannot tell the two
+//!   threads apart: an unreadable `/proc`, a holder killed between its CAS and its
+//!   record, or two start times within one clock tick.)
 //! - Fork: a parent SIGKILLed between `fork` and its child's handler (which swaps the
 //!   child's own word into the word the prepare handler claimed in the parent's name)
 //!   leaves the child's inherited uses on a word naming a dead process: a removal in that
