@@ -519,7 +519,7 @@ fn remover_word() -> u64 {
 }
 
 /// The calling thread's TID and [`start_of`] it, read from `/proc` once per thread (and
-/// again in a fork child, whose thread has another TID).
+/// again in a fork child, whose thread has another TID, or after a read that failed).
 pub(super) fn own_start() -> (u32, u32) {
     thread_local! {
         static OWN: core::cell::Cell<(u32, u32)> = const { core::cell::Cell::new((0, 0)) };
@@ -530,7 +530,10 @@ pub(super) fn own_start() -> (u32, u32) {
         return (me, start);
     }
     let start = start_of(me);
-    OWN.with(|c| c.set((me, start)));
+    // An unknown start (a `/proc` read that failed) is read again next time.
+    if start != 0 {
+        OWN.with(|c| c.set((me, start)));
+    }
     (me, start)
 }
 

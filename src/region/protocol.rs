@@ -54,7 +54,7 @@
 //! |------|-------------|-----------------------|
 //! | before the claim | nothing | — |
 //! | creation lock taken by CAS, holder word not yet stored | the lock naming a dead thread; the holder word recording an earlier holder | as the next line, the holder probed by its TID alone (a new thread that reused its TID reads alive: see Limits) |
-//! | creation lock taken, or `CLAIMED`: name, type or extent being written | the lock and an entry naming a dead owner (gets are unaffected: a claim publishes no name) | the next creator probes the lock's holder between 10 ms slices (by its TID and the start time the holder word records), takes the lock over and frees the claim (unit tests `a_dead_claim_is_taken_over`, `a_dead_creation_lock_holder_whose_tid_was_reused_is_taken_over`; failpoint tests in `tests/region_remove_failpoints.rs`, `tests/failpoints.rs`) |
+//! | creation lock taken, or `CLAIMED`: name, type or extent being written | the lock and an entry naming a dead owner (gets are unaffected: a claim publishes no name) | the next creator probes the lock's holder between 10 ms slices (by its TID and the start time the holder word records), takes the lock over and frees the claim, whatever the claim's TID reads now (unit tests `a_dead_claim_is_taken_over`, `a_dead_creation_lock_holder_whose_tid_was_reused_is_taken_over`, `a_dead_claimer_whose_tid_was_reused_leaves_its_claim_to_the_taker`; failpoint tests in `tests/region_remove_failpoints.rs`, `tests/failpoints.rs`) |
 //! | `INITIALISING`: object being zeroed or `init` running | the same, with the name published | a process waiting for that name takes it over and restarts from zeroed bytes with its own `init` within a slice (`tests/region_takeover.rs`) |
 //! | `READY` published, waiters not yet woken | sleepers on a ready entry | each re-checks after its slice (10 ms); failpoint test |
 //! | `init` panicked | an abandoned entry (owner 0) | the next caller takes it over at once |
@@ -79,11 +79,20 @@
 //!   `/proc` shows them, which depends on the reader's time namespace: processes sharing
 //!   a region must share one (a holder restored from a checkpoint reads dead).
 //! - The creation lock's generation wraps at 2^9, and 512 acquisitions take a few
-//!   milliseconds: a prober descheduled between its judgment of a dead holder and its
-//!   CAS while the lock changes hands 512 times, the last time to a thread that reused
-//!   the judged holder's TID, could take the lock from that live thread. It re-reads the
-//!   holder word just before its CAS and looks again if it changed, which leaves only the
-//!   moment between the last holder's CAS and its store of the holder word.
+//!   milliseconds: a prober descheduled (or stopped) between its judgment of a dead
+//!   holder and its CAS while the lock changes hands 512 times, the last time to a thread
+//!   that reused the judged holder's TID, could take the lock from that live thread. It
+//!   re-reads the holder word just before its CAS and looks again if it changed, which
+//!   narrows the window to the few instructions between that re-read and the CAS.
+//! - A creator that took the lock over from a dead holder frees that holder's claim
+//!   whatever its TID reads now; if it dies itself before it gets there, the next taker
+//!   probes that older claim's owner by its TID alone (a reused TID reads alive: the
+//!   claim waits out the region's timeout while that thread lives).
+//! - `get_or_*` must not be called from a signal handler, or from a global allocator,
+//!   that may interrupt a creation of the same thread: the inner call finds the lock
+//!   naming its own thread, which holds it, and waits out the region's timeout. A child
+//!   forked there (or inside `init`) must not continue the creation: its copy of the
+//!   lock's guard releases nothing, but it would write the entry its parent is writing.
 //! - A stopped (not killed) creator holding the creation lock makes every other creator
 //!   of a new name return [`GetError::Timeout`] at the region's timeout (existing objects
 //!   are still handed out).
@@ -313,7 +322,7 @@ impl Region {
                 Step::Absent => {
                     let lock = CreateLock::take(self, deadline)?;
                     crate::failpoint::hit(crate::failpoint::Point::RegionCreateLocked);
-                    match self.claim(&want, me, deadline)? {
+                    match self.claim(&want, me, lock.took_over, deadline)? {
                         Claim::Exists => {}
                         Claim::Wait(e, s) => {
                             drop(lock);
@@ -585,7 +594,13 @@ impl Region {
     ///
     /// The entry: the first `FREE` one, else the first `EMPTY` one (so that the `EMPTY`
     /// entries stay a suffix as long as possible).
-    fn claim(&self, want: &Want<'_>, me: u32, deadline: Instant) -> Result<Claim<'_>, GetError> {
+    fn claim(
+        &self,
+        want: &Want<'_>,
+        me: u32,
+        took_over: Option<u32>,
+        deadline: Instant,
+    ) -> Result<Claim<'_>, GetError> {
         let raw = self.raw();
         let geo = self.geo;
         'rescan: loop {
@@ -631,7 +646,10 @@ impl Region {
                         past_empty = true;
                     }
                     state::CLAIMED => {
-                        if !crate::wait::holder_is_dead(state::owner(s)) {
+                        // The claim of the holder we took the lock over from is abandoned
+                        // whatever its TID reads now (a new thread may have reused it).
+                        let owner = state::owner(s);
+                        if Some(owner) != took_over && !crate::wait::holder_is_dead(owner) {
                             return Ok(Claim::Wait(e, s));
                         }
                         // A dead creator's claim (it held the lock, which we took over):
@@ -887,6 +905,18 @@ struct CreateLock<'a> {
     word: &'a crate::sync::AtomicU32,
     /// The lock word this thread took, without `WAITERS` (its generation and TID).
     held: u32,
+    /// The TID of the dead holder this thread took the lock over from, if it did: a
+    /// `CLAIMED` entry naming it is that holder's abandoned claim (claims are made and
+    /// given up or published under the lock), which `claim` frees without probing its
+    /// TID (a new thread may have reused it).
+    took_over: Option<u32>,
+}
+
+thread_local! {
+    /// How many creation locks (of any region) this thread holds: while it holds one, a
+    /// lock word naming its TID may be its own (a signal handler or an allocator calling
+    /// into a region under the lock), so [`CreateLock::take`] does not take it over.
+    static HOLDING: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
 }
 
 impl<'a> CreateLock<'a> {
@@ -904,6 +934,7 @@ impl<'a> CreateLock<'a> {
         // judged the same `w` fails its CAS. Then records this thread in the holder word.
         let take_from = |w: u32| {
             let to = create_lock::next(w, me);
+            let took_over = Some(create_lock::holder(w)).filter(|&t| t != 0);
             // Acquire: pairs with the Release of the previous holder's release: its
             // entries and bump word happen before our scan.
             word.compare_exchange(w, to, Ordering::Acquire, Ordering::Relaxed)
@@ -915,9 +946,11 @@ impl<'a> CreateLock<'a> {
                 create_holder::make(create_lock::held(to), start),
                 Ordering::Relaxed,
             );
+            HOLDING.with(|n| n.set(n.get() + 1));
             Some(CreateLock {
                 word,
                 held: create_lock::held(to),
+                took_over,
             })
         };
         loop {
@@ -951,9 +984,10 @@ impl<'a> CreateLock<'a> {
             }
             // Relaxed: see `holder_is_alive`.
             let r = record.load(Ordering::Relaxed);
-            // A holder with our own TID died, and this thread reused its TID: this thread
-            // never asks for the lock while it holds it (nothing under it runs caller code).
-            if create_lock::holder(w) == me || !holder_is_alive(r, w) {
+            // A holder with our own TID, while this thread holds no creation lock: it died,
+            // and this thread reused its TID.
+            let reused = create_lock::holder(w) == me && HOLDING.with(|n| n.get()) == 0;
+            if reused || !holder_is_alive(r, w) {
                 // A holder word changed since we read it means the lock changed hands
                 // meanwhile (perhaps 2^9 times, back to `w`): look again. Relaxed: as
                 // above.
@@ -999,6 +1033,13 @@ fn holder_is_alive(r: u64, w: u32) -> bool {
 
 impl Drop for CreateLock<'_> {
     fn drop(&mut self) {
+        if owner::current() != create_lock::holder(self.held) {
+            // A child forked while its parent's thread held the lock: not the child's to
+            // release (nor to count as held: its `HOLDING` is the parent thread's copy,
+            // and the child's thread has another TID).
+            return;
+        }
+        HOLDING.with(|n| n.set(n.get().saturating_sub(1)));
         // Relaxed: the CAS re-reads it.
         let mut w = self.word.load(Ordering::Relaxed);
         // Only WAITERS changes under a holder; bounded against a peer flipping it.
@@ -1445,6 +1486,140 @@ mod tests {
         );
         r.get_or_default::<TestWord>("x").unwrap();
         assert_eq!(create_lock::holder(h.create_lock.load(Ordering::SeqCst)), 0);
+    }
+
+    /// Entry 0 claimed by `owner`, as a creator that died in its claim leaves it.
+    fn claimed_by(r: &Region, owner: u32) {
+        let e = r.raw().entry(&r.geo, 0).unwrap();
+        e.state
+            .store(state::make(owner, state::CLAIMED), Ordering::Release);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
+    fn a_dead_claimer_whose_tid_was_reused_leaves_its_claim_to_the_taker() {
+        let Some(start) = start_time(1) else {
+            eprintln!("skipped: /proc/1/stat shows no start time here");
+            return;
+        };
+        let r = region();
+        // A creator (TID 1, now a live thread's) died holding the lock and a claim: the
+        // taker of the lock frees the claim though its TID reads alive.
+        hold_creation_lock(&r, 1, start ^ 1);
+        claimed_by(&r, 1);
+        r.get_or_default::<TestWord>("x").unwrap();
+        assert_eq!(r.entries().len(), 1);
+        assert_eq!(r.entries()[0].name, "x");
+        assert_eq!(r.entries()[0].state, EntryState::Ready);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
+    fn a_dead_claimer_with_the_takers_tid_leaves_its_claim_to_it() {
+        let r = region();
+        let me = owner::current();
+        hold_creation_lock(&r, me, 0);
+        claimed_by(&r, me);
+        r.get_or_default::<TestWord>("x").unwrap();
+        assert_eq!(r.entries()[0].name, "x");
+        assert_eq!(r.entries()[0].state, EntryState::Ready);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
+    fn a_holder_asking_again_is_not_given_its_own_lock() {
+        let r = region();
+        // As a signal handler or an allocator calling into the region under the lock:
+        // the lock names this thread, which holds it, so it is not taken over; the inner
+        // call waits out the region's timeout.
+        let outer = CreateLock::take(&r, r.deadline()).unwrap();
+        assert!(matches!(
+            CreateLock::take(&r, r.deadline()),
+            Err(GetError::Timeout)
+        ));
+        drop(outer);
+        drop(CreateLock::take(&r, r.deadline()).unwrap());
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
+    fn a_guard_whose_lock_was_taken_over_releases_nothing() {
+        let r = region();
+        let h = r.raw().header().unwrap();
+        let stale = CreateLock::take(&r, r.deadline()).unwrap();
+        // Taken over meanwhile (this thread misjudged dead), by a thread with its TID.
+        let w = h.create_lock.load(Ordering::SeqCst);
+        let next = create_lock::next(w, owner::current());
+        h.create_lock.store(next, Ordering::SeqCst);
+        drop(stale);
+        assert_eq!(h.create_lock.load(Ordering::SeqCst), next, "still held");
+        h.create_lock
+            .store(create_lock::released(next), Ordering::SeqCst);
+    }
+
+    /// A child forked while its parent's thread holds the lock: its copy of the guard
+    /// releases nothing, and it reads its own start time.
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd; fork")]
+    fn a_fork_child_of_a_holder_leaves_the_lock_to_its_parent() {
+        let r = region();
+        let h = r.raw().header().unwrap();
+        let lock = CreateLock::take(&r, r.deadline()).unwrap();
+        let held = h.create_lock.load(Ordering::SeqCst);
+        // SAFETY: the child only drops the guard, reads /proc and exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            drop(lock);
+            let me = owner::current();
+            let ok = h.create_lock.load(Ordering::SeqCst) == held
+                && super::super::lifecycle::own_start()
+                    == (me, super::super::lifecycle::start_of(me));
+            // SAFETY: ends the forked child at once.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: reaping our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        assert_eq!(
+            h.create_lock.load(Ordering::SeqCst),
+            held,
+            "still the parent's"
+        );
+        drop(lock);
+        assert_eq!(create_lock::holder(h.create_lock.load(Ordering::SeqCst)), 0);
+    }
+
+    /// Threads taking a free lock in turn: while each holds it, the holder word records
+    /// it (no other taker writes the word: only a holder, after its CAS).
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
+    fn while_a_thread_holds_the_lock_the_holder_word_records_it() {
+        let r = RegionOptions::new()
+            .capacity(4)
+            .timeout(Duration::from_secs(60))
+            .anonymous(4096)
+            .unwrap();
+        let h = r.raw().header().unwrap();
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    let (me, start) = super::super::lifecycle::own_start();
+                    for _ in 0..2000 {
+                        let deadline = Instant::now() + Duration::from_secs(30);
+                        let lock = CreateLock::take(&r, deadline).unwrap();
+                        for _ in 0..20 {
+                            spin_loop();
+                        }
+                        let record = h.create_holder().load(Ordering::SeqCst);
+                        assert_eq!(record, create_holder::make(lock.held, start));
+                        assert_eq!(create_lock::holder(lock.held), me);
+                        drop(lock);
+                    }
+                });
+            }
+        });
     }
 
     #[test]
