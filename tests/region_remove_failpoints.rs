@@ -128,6 +128,70 @@ fn a_creator_killed_holding_the_creation_lock_is_taken_over() {
     assert_eq!(names, ["b", "a"]);
 }
 
+/// Reads the `u32` at `offset` of the region's file.
+fn read_u32(r: &Region, offset: u64) -> u32 {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::from(r.as_fd().unwrap().try_clone_to_owned().unwrap());
+    let mut b = [0; 4];
+    file.read_exact_at(&mut b, offset).unwrap();
+    u32::from_ne_bytes(b)
+}
+
+/// Writes `v` at `offset` of the region's file.
+fn write_u32(r: &Region, offset: u64, v: u32) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::from(r.as_fd().unwrap().try_clone_to_owned().unwrap());
+    file.write_all_at(&v.to_ne_bytes(), offset).unwrap();
+}
+
+/// A creator killed holding the creation lock and a claim, whose TID a live thread then
+/// reused: forged by rewriting the TID in the lock word, the holder word and the claimed
+/// entry's state word to 1 (init, always alive), keeping the start time the dead creator
+/// recorded. The next creator takes the lock over (init's start time is not the
+/// recorded one) and frees the claim though TID 1 reads alive, instead of timing out.
+#[test]
+fn a_creator_killed_after_claiming_whose_tid_was_reused_is_taken_over() {
+    watchdog(Duration::from_secs(60));
+    if std::fs::read_to_string("/proc/1/stat").is_err() {
+        eprintln!("skipped: /proc/1/stat is not readable here");
+        return;
+    }
+    // Offsets (src/region/format.rs): the lock word at 88 (bits 22..1 the TID), the
+    // holder word at 96 (its high half at 100 the lock word less bit 0, low half the
+    // start time), entry 0 at 128 (its state word first, owner in bits 31..4).
+    const LOCK: u64 = 88;
+    const HOLDER_LOCK: u64 = 100;
+    const ENTRY0: u64 = 128;
+    const TID_MASK: u32 = ((1 << 22) - 1) << 1;
+    let r = memfd();
+    let pid = child_stopped_at(Point::RegionClaimed, || {
+        let _ = handle(&r).get_or_default::<Counter>("a");
+    });
+    kill_and_reap(pid);
+    let lock = read_u32(&r, LOCK);
+    assert_eq!(
+        (lock & TID_MASK) >> 1,
+        pid as u32,
+        "held by the dead creator"
+    );
+    assert_eq!(
+        read_u32(&r, HOLDER_LOCK),
+        lock & !1,
+        "which recorded itself"
+    );
+    let forged = (lock & !TID_MASK) | (1 << 1);
+    write_u32(&r, HOLDER_LOCK, forged & !1);
+    write_u32(&r, LOCK, forged);
+    let state = read_u32(&r, ENTRY0);
+    assert_eq!(state >> 4, pid as u32, "claimed by the dead creator");
+    write_u32(&r, ENTRY0, (state & 0xF) | (1 << 4));
+    let t = Instant::now();
+    handle(&r).get_or_default::<Counter>("b").unwrap().add(1);
+    assert!(t.elapsed() < REPAIR);
+    let names: Vec<_> = handle(&r).entries().into_iter().map(|e| e.name).collect();
+    assert_eq!(names, ["b"]);
+}
+
 #[test]
 fn a_creator_killed_after_claiming_an_entry_leaves_it_reusable() {
     watchdog(Duration::from_secs(60));
