@@ -139,9 +139,23 @@ fn read_u32(r: &Region, offset: u64) -> u32 {
 
 /// Writes `v` at `offset` of the region's file.
 fn write_u32(r: &Region, offset: u64, v: u32) {
+    write_bytes(r, offset, &v.to_ne_bytes());
+}
+
+/// Reads the `u64` at `offset` of the region's file.
+fn read_u64(r: &Region, offset: u64) -> u64 {
     use std::os::unix::fs::FileExt;
     let file = std::fs::File::from(r.as_fd().unwrap().try_clone_to_owned().unwrap());
-    file.write_all_at(&v.to_ne_bytes(), offset).unwrap();
+    let mut b = [0; 8];
+    file.read_exact_at(&mut b, offset).unwrap();
+    u64::from_ne_bytes(b)
+}
+
+/// Writes `bytes` at `offset` of the region's file.
+fn write_bytes(r: &Region, offset: u64, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::from(r.as_fd().unwrap().try_clone_to_owned().unwrap());
+    file.write_all_at(bytes, offset).unwrap();
 }
 
 /// A creator killed holding the creation lock and a claim, whose TID a live thread then
@@ -157,10 +171,10 @@ fn a_creator_killed_after_claiming_whose_tid_was_reused_is_taken_over() {
         return;
     }
     // Offsets (src/region/format.rs): the lock word at 88 (bits 22..1 the TID), the
-    // holder word at 96 (its high half at 100 the lock word less bit 0, low half the
-    // start time), entry 0 at 128 (its state word first, owner in bits 31..4).
+    // holder word at 96 (its high half the lock word less bit 0, its low half the start
+    // time), entry 0 at 128 (its state word first, owner in bits 31..4).
     const LOCK: u64 = 88;
-    const HOLDER_LOCK: u64 = 100;
+    const HOLDER: u64 = 96;
     const ENTRY0: u64 = 128;
     const TID_MASK: u32 = ((1 << 22) - 1) << 1;
     let r = memfd();
@@ -174,13 +188,11 @@ fn a_creator_killed_after_claiming_whose_tid_was_reused_is_taken_over() {
         pid as u32,
         "held by the dead creator"
     );
-    assert_eq!(
-        read_u32(&r, HOLDER_LOCK),
-        lock & !1,
-        "which recorded itself"
-    );
+    let holder = read_u64(&r, HOLDER);
+    assert_eq!((holder >> 32) as u32, lock & !1, "which recorded itself");
     let forged = (lock & !TID_MASK) | (1 << 1);
-    write_u32(&r, HOLDER_LOCK, forged & !1);
+    let forged_holder = u64::from(forged & !1) << 32 | (holder & 0xFFFF_FFFF);
+    write_bytes(&r, HOLDER, &forged_holder.to_ne_bytes());
     write_u32(&r, LOCK, forged);
     let state = read_u32(&r, ENTRY0);
     assert_eq!(state >> 4, pid as u32, "claimed by the dead creator");

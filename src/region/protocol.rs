@@ -85,9 +85,12 @@
 //!   re-reads the holder word just before its CAS and looks again if it changed, which
 //!   narrows the window to the few instructions between that re-read and the CAS.
 //! - A creator that took the lock over from a dead holder frees that holder's claim
-//!   whatever its TID reads now; if it dies itself before it gets there, the next taker
-//!   probes that older claim's owner by its TID alone (a reused TID reads alive: the
-//!   claim waits out the region's timeout while that thread lives).
+//!   (first thing under the lock, whatever the claim's TID reads now); if it dies itself
+//!   before it gets there, the next taker probes that older claim's owner by its TID
+//!   alone (a reused TID reads alive: the claim waits out the region's timeout while that
+//!   thread lives, unless the thread is the creator itself, which frees claims naming
+//!   its own TID). Where the limits above let a live holder be taken over (another PID
+//!   or time namespace, the generation's wrap), its claim is freed too.
 //! - `get_or_*` must not be called from a signal handler, or from a global allocator,
 //!   that may interrupt a creation of the same thread: the inner call finds the lock
 //!   naming its own thread, which holds it, and waits out the region's timeout. A child
@@ -587,6 +590,40 @@ impl Region {
         Ok(Step::Absent)
     }
 
+    /// Under the creation lock, before anything in `claim` can return: frees every
+    /// `CLAIMED` entry that names the dead holder the lock was taken over from
+    /// (`took_over`), or this thread while it holds no other creation lock. Claims are
+    /// made, and published or given up, under the lock, so such a claim is that dead
+    /// holder's (or a dead thread's whose TID this thread reused, or one this thread left
+    /// when its `fill` panicked), whatever its TID reads now: a new thread may have reused
+    /// it. Done in one pass here, not only when the scan below reaches the entry, since
+    /// the scan may stop before it (the name exists, the deadline) and no later holder
+    /// would know the claim's TID is stale.
+    fn free_dead_claims(&self, me: u32, took_over: Option<u32>) {
+        let own = holding() == 1;
+        let raw = self.raw();
+        for i in 0..self.geo.capacity {
+            let Some(e) = raw.entry(&self.geo, i) else {
+                return;
+            };
+            // Acquire: as in the scan of `claim`.
+            let s = e.state.load(Ordering::Acquire);
+            if state::phase(s) == state::EMPTY {
+                return;
+            }
+            let owner = state::owner(s);
+            if state::phase(s) == state::CLAIMED
+                && (Some(owner) == took_over || (own && owner == me))
+            {
+                let free = state::make(0, state::FREE) | (s & state::WAITERS);
+                // Acquire: the dead owner's writes to the fields happen before.
+                let _ = e
+                    .state
+                    .compare_exchange(s, free, Ordering::Acquire, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// The scan of a creator holding the creation lock: whether `want` exists, and if
     /// not, the entry to create it in, claimed, and the extents every other entry owns.
     /// All names are published under the lock, so this scan sees every one (a removal may
@@ -603,6 +640,7 @@ impl Region {
     ) -> Result<Claim<'_>, GetError> {
         let raw = self.raw();
         let geo = self.geo;
+        self.free_dead_claims(me, took_over);
         'rescan: loop {
             if Instant::now() >= deadline {
                 return Err(GetError::Timeout);
@@ -913,10 +951,24 @@ struct CreateLock<'a> {
 }
 
 thread_local! {
-    /// How many creation locks (of any region) this thread holds: while it holds one, a
-    /// lock word naming its TID may be its own (a signal handler or an allocator calling
-    /// into a region under the lock), so [`CreateLock::take`] does not take it over.
-    static HOLDING: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
+    /// This thread's TID and how many creation locks (of any region) it holds or is
+    /// taking: while it holds one, a lock word naming its TID may be its own (a signal
+    /// handler or an allocator calling into a region under the lock), so
+    /// [`CreateLock::take`] does not take it over. Keyed by TID: a fork child's copy is
+    /// its parent thread's, and counts nothing for the child.
+    static HOLDING: core::cell::Cell<(u32, u32)> = const { core::cell::Cell::new((0, 0)) };
+}
+
+/// How many creation locks this thread holds or is taking (see [`HOLDING`]).
+fn holding() -> u32 {
+    let (tid, n) = HOLDING.with(core::cell::Cell::get);
+    if tid == owner::current() { n } else { 0 }
+}
+
+/// Adds `delta` (1 or -1) to this thread's count of creation locks.
+fn add_holding(delta: i32) {
+    let n = holding().saturating_add_signed(delta);
+    HOLDING.with(|c| c.set((owner::current(), n)));
 }
 
 impl<'a> CreateLock<'a> {
@@ -935,10 +987,19 @@ impl<'a> CreateLock<'a> {
         let take_from = |w: u32| {
             let to = create_lock::next(w, me);
             let took_over = Some(create_lock::holder(w)).filter(|&t| t != 0);
+            // Counted before the CAS (and uncounted after the release): a signal handler
+            // of this thread that runs in between finds the lock naming its thread while
+            // the count says it may be its own.
+            add_holding(1);
             // Acquire: pairs with the Release of the previous holder's release: its
             // entries and bump word happen before our scan.
-            word.compare_exchange(w, to, Ordering::Acquire, Ordering::Relaxed)
-                .ok()?;
+            if word
+                .compare_exchange(w, to, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                add_holding(-1);
+                return None;
+            }
             // Only after the CAS, so that the word only ever records a holder. Relaxed: a
             // prober that reads an older value finds it records another lock word (an
             // earlier generation), and probes us by our TID alone.
@@ -946,7 +1007,6 @@ impl<'a> CreateLock<'a> {
                 create_holder::make(create_lock::held(to), start),
                 Ordering::Relaxed,
             );
-            HOLDING.with(|n| n.set(n.get() + 1));
             Some(CreateLock {
                 word,
                 held: create_lock::held(to),
@@ -986,7 +1046,7 @@ impl<'a> CreateLock<'a> {
             let r = record.load(Ordering::Relaxed);
             // A holder with our own TID, while this thread holds no creation lock: it died,
             // and this thread reused its TID.
-            let reused = create_lock::holder(w) == me && HOLDING.with(|n| n.get()) == 0;
+            let reused = create_lock::holder(w) == me && holding() == 0;
             if reused || !holder_is_alive(r, w) {
                 // A holder word changed since we read it means the lock changed hands
                 // meanwhile (perhaps 2^9 times, back to `w`): look again. Relaxed: as
@@ -1035,11 +1095,17 @@ impl Drop for CreateLock<'_> {
     fn drop(&mut self) {
         if owner::current() != create_lock::holder(self.held) {
             // A child forked while its parent's thread held the lock: not the child's to
-            // release (nor to count as held: its `HOLDING` is the parent thread's copy,
-            // and the child's thread has another TID).
+            // release (its `HOLDING` copy is keyed by the parent thread's TID).
             return;
         }
-        HOLDING.with(|n| n.set(n.get().saturating_sub(1)));
+        self.release();
+        add_holding(-1);
+    }
+}
+
+impl CreateLock<'_> {
+    /// Releases the lock if this guard still holds it.
+    fn release(&self) {
         // Relaxed: the CAS re-reads it.
         let mut w = self.word.load(Ordering::Relaxed);
         // Only WAITERS changes under a holder; bounded against a peer flipping it.
@@ -1344,10 +1410,10 @@ mod tests {
     fn a_live_owner_that_never_finishes_times_out() {
         let r = region();
         let e = r.raw().entry(&r.geo, 0).unwrap();
-        e.state.store(
-            state::make(owner::current(), state::CLAIMED),
-            Ordering::Release,
-        );
+        // Claimed by a live thread (init) that never publishes: not this thread, whose own
+        // claims, found while it holds no other creation lock, are dead ones'.
+        e.state
+            .store(state::make(1, state::CLAIMED), Ordering::Release);
         assert!(matches!(
             r.get_or_default::<TestWord>("x"),
             Err(GetError::Timeout)
@@ -1525,6 +1591,81 @@ mod tests {
         assert_eq!(r.entries()[0].state, EntryState::Ready);
     }
 
+    /// Entry `i` claimed by `owner`.
+    fn claimed_at(r: &Region, i: u32, owner: u32) {
+        let e = r.raw().entry(&r.geo, i).unwrap();
+        e.state
+            .store(state::make(owner, state::CLAIMED), Ordering::Release);
+    }
+
+    /// The taker of a dead creator's lock whose scan stops before the dead claim (its own
+    /// name is published at a lower index: `Exists`) still frees the claim, whose TID a
+    /// live thread (init) reused: no later creator, which would probe it by TID alone,
+    /// finds it.
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
+    fn a_takeover_that_finds_its_name_still_frees_the_dead_claim() {
+        let Some(start) = start_time(1) else {
+            eprintln!("skipped: /proc/1/stat shows no start time here");
+            return;
+        };
+        let r = region();
+        r.get_or_default::<TestWord>("a").unwrap();
+        claimed_at(&r, 1, 1);
+        hold_creation_lock(&r, 1, start ^ 1);
+        // A creator of "a" whose lookup ran before "a" was published.
+        let want = Want::new::<TestWord>("a", Some(1)).unwrap();
+        let lock = CreateLock::take(&r, r.deadline()).unwrap();
+        assert_eq!(lock.took_over, Some(1));
+        let c = r.claim(&want, owner::current(), lock.took_over, r.deadline());
+        assert!(matches!(c, Ok(Claim::Exists)));
+        drop(lock);
+        let e1 = r
+            .raw()
+            .entry(&r.geo, 1)
+            .unwrap()
+            .state
+            .load(Ordering::SeqCst);
+        assert_eq!(state::phase(e1), state::FREE, "the dead claim freed");
+        r.get_or_default::<TestWord>("b").unwrap();
+    }
+
+    /// As above, with the taker's deadline passing between its takeover and its scan.
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
+    fn a_takeover_out_of_time_still_frees_the_dead_claim() {
+        let Some(start) = start_time(1) else {
+            eprintln!("skipped: /proc/1/stat shows no start time here");
+            return;
+        };
+        let r = region();
+        claimed_at(&r, 0, 1);
+        hold_creation_lock(&r, 1, start ^ 1);
+        let want = Want::new::<TestWord>("a", Some(1)).unwrap();
+        let lock = CreateLock::take(&r, r.deadline()).unwrap();
+        let passed = Instant::now();
+        assert!(matches!(
+            r.claim(&want, owner::current(), lock.took_over, passed),
+            Err(GetError::Timeout)
+        ));
+        drop(lock);
+        r.get_or_default::<TestWord>("b").unwrap();
+    }
+
+    /// A claim naming this thread, found while it holds no other creation lock, is a dead
+    /// thread's whose TID this thread reused, even under a lock taken from another dead
+    /// holder (a chain): freed, not waited for.
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
+    fn a_claim_naming_the_creator_itself_is_freed() {
+        let r = region();
+        let dead = std::thread::spawn(owner::current).join().unwrap();
+        claimed_at(&r, 0, owner::current());
+        hold_creation_lock(&r, dead, 0);
+        r.get_or_default::<TestWord>("b").unwrap();
+        assert_eq!(r.entries()[0].name, "b");
+    }
+
     #[test]
     #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
     fn a_holder_asking_again_is_not_given_its_own_lock() {
@@ -1566,15 +1707,26 @@ mod tests {
         let h = r.raw().header().unwrap();
         let lock = CreateLock::take(&r, r.deadline()).unwrap();
         let held = h.create_lock.load(Ordering::SeqCst);
-        // SAFETY: the child only drops the guard, reads /proc and exits.
+        // Not synchronisation: start times are in clock ticks (10 ms at 100 Hz), and a
+        // child started in this thread's tick would read this thread's start time, so a
+        // child that kept the cached one would go unnoticed.
+        std::thread::sleep(Duration::from_millis(30));
+        // SAFETY: the child only drops the guard, reads /proc, takes and releases a lock
+        // on a region of its own, and exits.
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0);
         if pid == 0 {
             drop(lock);
             let me = owner::current();
+            // A lock naming the child's TID, on another region: the child holds no
+            // creation lock (its copy of the count is its parent thread's), so it takes
+            // it at once.
+            let r2 = region();
+            hold_creation_lock(&r2, me, 0);
             let ok = h.create_lock.load(Ordering::SeqCst) == held
                 && super::super::lifecycle::own_start()
-                    == (me, super::super::lifecycle::start_of(me));
+                    == (me, super::super::lifecycle::start_of(me))
+                && CreateLock::take(&r2, r2.deadline()).is_ok();
             // SAFETY: ends the forked child at once.
             unsafe { libc::_exit(if ok { 0 } else { 1 }) };
         }
