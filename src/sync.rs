@@ -21,6 +21,17 @@ pub use loom::sync::atomic::{
     AtomicU64, AtomicUsize, Ordering, fence,
 };
 
+/// A compiler-only fence: keeps the compiler from moving this thread's memory accesses
+/// across it (for state a signal handler of the same thread may read); under loom a
+/// no-op.
+#[inline]
+pub fn compiler_fence(order: Ordering) {
+    #[cfg(not(loom))]
+    core::sync::atomic::compiler_fence(order);
+    #[cfg(loom)]
+    let _ = order;
+}
+
 /// Spin-loop hint; under loom a yield, so that spinning code lets other threads run.
 #[inline]
 pub fn spin_loop() {

@@ -342,7 +342,9 @@ pub(crate) mod slot {
 ///
 /// Transitions: `EMPTY`/`FREE -> CLAIMED` by CAS (a creator holding the creation lock);
 /// `CLAIMED -> INITIALISING -> READY` by the owner with release stores; `CLAIMED -> EMPTY`
-/// / `FREE` (what it was) when the owner finds no space; `CLAIMED`/`INITIALISING` of a
+/// / `FREE` (what it was) when the owner finds no space; `CLAIMED` of a dead owner `->
+/// FREE` by CAS (the creation lock's holder, for the claim of the holder it took the lock
+/// from, a claim naming itself, or one whose owner probes dead); `INITIALISING` of a
 /// dead owner `->` the same phase with the new owner's TID, by CAS (takeover);
 /// `READY -> REMOVING -> FREE` by a remover (or `REMOVING -> READY`: the object is in use);
 /// `REMOVING` of a dead owner `-> READY` by CAS (anyone who finds it).
@@ -408,8 +410,9 @@ pub(crate) mod state {
 ///
 /// Taken by CAS from a free word, or from one whose holder is probed dead (by its TID,
 /// and by the start time that the header's holder word records for it: see
-/// [`create_holder`]), to [`next`](create_lock::next) (the next generation, the taker's
-/// TID): the word changes with every acquisition, so no second prober's CAS from the
+/// [`create_holder`]) or names the taker's own TID while the taker holds no creation lock
+/// (a dead holder whose TID it reused), to [`next`](create_lock::next) (the next
+/// generation, the taker's TID): the word changes with every acquisition, so no second prober's CAS from the
 /// word it judged can succeed once someone took the lock from it, even a taker that
 /// reused the dead holder's TID. Released by CAS to [`released`](create_lock::released)
 /// (waking if `WAITERS` was set).

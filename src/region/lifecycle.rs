@@ -518,21 +518,33 @@ fn remover_word() -> u64 {
     slot::make(me, start_of(me))
 }
 
+thread_local! {
+    /// [`own_start`]'s cache: TID, fork generation, start time.
+    static OWN: core::cell::Cell<(u32, u32, u32)> = const { core::cell::Cell::new((0, 0, 0)) };
+}
+
+/// Sets [`own_start`]'s cache, as a thread that had this TID in an ancestor process left
+/// it (tests).
+#[cfg(test)]
+pub(super) fn seed_own_start(tid: u32, forks: u32, start: u32) {
+    OWN.with(|c| c.set((tid, forks, start)));
+}
+
 /// The calling thread's TID and [`start_of`] it, read from `/proc` once per thread (and
-/// again in a fork child, whose thread has another TID, or after a read that failed).
+/// again in a forked process, or after a read that failed).
 pub(super) fn own_start() -> (u32, u32) {
-    thread_local! {
-        static OWN: core::cell::Cell<(u32, u32)> = const { core::cell::Cell::new((0, 0)) };
-    }
     let me = owner::current();
-    let (tid, start) = OWN.with(core::cell::Cell::get);
-    if tid == me {
+    // Keyed by the fork generation too: a forked child's thread inherits this copy, and a
+    // descendant's thread may get the very TID it was filled for (after that thread died).
+    let forks = owner::fork_generation();
+    let (tid, generation, start) = OWN.with(core::cell::Cell::get);
+    if tid == me && generation == forks {
         return (me, start);
     }
     let start = start_of(me);
     // An unknown start (a `/proc` read that failed) is read again next time.
     if start != 0 {
-        OWN.with(|c| c.set((me, start)));
+        OWN.with(|c| c.set((me, forks, start)));
     }
     (me, start)
 }
@@ -1557,6 +1569,30 @@ mod tests {
             .unwrap();
         assert_ne!(other.0, me);
         assert_eq!(other.1.0, other.0, "a new thread reads its own");
+    }
+
+    /// A forked process whose thread got the TID that an inherited cache was filled for
+    /// (by a thread of an ancestor, since dead) reads its own start time, not the cached
+    /// one: the cache is keyed by the fork generation too.
+    #[test]
+    #[cfg_attr(miri, ignore = "fork")]
+    fn own_start_is_read_again_in_a_forked_process() {
+        let before = owner::fork_generation();
+        // SAFETY: the child only reads /proc and exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let me = owner::current();
+            let real = start_of(me);
+            seed_own_start(me, before, real ^ 1);
+            let ok = real != 0 && own_start() == (me, real);
+            // SAFETY: ends the forked child at once.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: reaping our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
     }
 
     #[test]

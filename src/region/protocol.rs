@@ -87,10 +87,12 @@
 //! - A creator that took the lock over from a dead holder frees that holder's claim
 //!   (first thing under the lock, whatever the claim's TID reads now); if it dies itself
 //!   before it gets there, the next taker probes that older claim's owner by its TID
-//!   alone (a reused TID reads alive: the claim waits out the region's timeout while that
-//!   thread lives, unless the thread is the creator itself, which frees claims naming
-//!   its own TID). Where the limits above let a live holder be taken over (another PID
-//!   or time namespace, the generation's wrap), its claim is freed too.
+//!   alone: a reused TID reads alive, and every creation of a new name in the region
+//!   returns `Timeout` while that thread lives (unless the thread is the creator itself,
+//!   which frees claims naming its own TID). Where the limits above let a live holder be
+//!   taken over (another PID or time namespace, the generation's wrap), its claim is
+//!   freed while it still writes it: the entry may end up with both creators' fields,
+//!   and their objects may alias.
 //! - `get_or_*` must not be called from a signal handler, or from a global allocator,
 //!   that may interrupt a creation of the same thread: the inner call finds the lock
 //!   naming its own thread, which holds it, and waits out the region's timeout. A child
@@ -237,8 +239,11 @@ enum Step<'r> {
 enum Claim<'r> {
     /// The name is published (or being removed): look it up again outside the lock.
     Exists,
-    /// A live thread holds a `CLAIMED` entry (it holds the lock no more: it was misjudged
-    /// dead, or the word was written by a peer): wait on it outside the lock.
+    /// A `CLAIMED` entry whose owner reads alive and is neither the holder the lock was
+    /// taken over from nor this thread: a live creator whose lock was taken (misjudged
+    /// dead, or the word written by a peer), or a dead one whose TID a new thread reused
+    /// and whose lock was taken over by another creator that died before freeing it (see
+    /// Limits): wait on it outside the lock.
     Wait(&'r Entry, u32),
     /// This process now owns the `CLAIMED` entry `index`, which was in phase `was`;
     /// `spans` are the extents the other entries own.
@@ -600,26 +605,33 @@ impl Region {
     /// the scan may stop before it (the name exists, the deadline) and no later holder
     /// would know the claim's TID is stale.
     fn free_dead_claims(&self, me: u32, took_over: Option<u32>) {
-        let own = holding() == 1;
         let raw = self.raw();
         for i in 0..self.geo.capacity {
             let Some(e) = raw.entry(&self.geo, i) else {
                 return;
             };
             // Acquire: as in the scan of `claim`.
-            let s = e.state.load(Ordering::Acquire);
+            let mut s = e.state.load(Ordering::Acquire);
             if state::phase(s) == state::EMPTY {
                 return;
             }
-            let owner = state::owner(s);
-            if state::phase(s) == state::CLAIMED
-                && (Some(owner) == took_over || (own && owner == me))
-            {
+            // A waiter flipping `WAITERS` may fail the CAS: retried while only that bit
+            // changes (bounded: the scan of `claim` applies the same rule anyway).
+            for _ in 0..SPINS {
+                if state::phase(s) != state::CLAIMED
+                    || !is_dead_claim(state::owner(s), me, took_over)
+                {
+                    break;
+                }
                 let free = state::make(0, state::FREE) | (s & state::WAITERS);
                 // Acquire: the dead owner's writes to the fields happen before.
-                let _ = e
+                match e
                     .state
-                    .compare_exchange(s, free, Ordering::Acquire, Ordering::Relaxed);
+                    .compare_exchange(s, free, Ordering::Acquire, Ordering::Relaxed)
+                {
+                    Ok(_) => break,
+                    Err(now) => s = now,
+                }
             }
         }
     }
@@ -684,10 +696,13 @@ impl Region {
                         past_empty = true;
                     }
                     state::CLAIMED => {
-                        // The claim of the holder we took the lock over from is abandoned
-                        // whatever its TID reads now (a new thread may have reused it).
+                        // The claim of the holder we took the lock over from (or one naming
+                        // this thread) is abandoned whatever its TID reads now (a new
+                        // thread may have reused it).
                         let owner = state::owner(s);
-                        if Some(owner) != took_over && !crate::wait::holder_is_dead(owner) {
+                        if !is_dead_claim(owner, me, took_over)
+                            && !crate::wait::holder_is_dead(owner)
+                        {
                             return Ok(Claim::Wait(e, s));
                         }
                         // A dead creator's claim (it held the lock, which we took over):
@@ -938,6 +953,15 @@ pub(super) fn first_fit(
     (found, largest)
 }
 
+/// Whether a `CLAIMED` entry of `owner`, found under the creation lock taken by thread
+/// `me` (over from the dead holder `took_over`, if it was), is abandoned whatever
+/// `owner`'s TID reads now: it names that dead holder, or `me` while `me` holds no other
+/// creation lock (claims are made, and published or given up, under the lock, so such a
+/// claim is a dead thread's whose TID was reused, or one `me` left in a panic).
+fn is_dead_claim(owner: u32, me: u32, took_over: Option<u32>) -> bool {
+    Some(owner) == took_over || (owner == me && holding() == 1)
+}
+
 /// The region's creation lock, held by this thread (see [`create_lock`]).
 struct CreateLock<'a> {
     word: &'a crate::sync::AtomicU32,
@@ -954,21 +978,30 @@ thread_local! {
     /// This thread's TID and how many creation locks (of any region) it holds or is
     /// taking: while it holds one, a lock word naming its TID may be its own (a signal
     /// handler or an allocator calling into a region under the lock), so
-    /// [`CreateLock::take`] does not take it over. Keyed by TID: a fork child's copy is
-    /// its parent thread's, and counts nothing for the child.
-    static HOLDING: core::cell::Cell<(u32, u32)> = const { core::cell::Cell::new((0, 0)) };
+    /// [`CreateLock::take`] does not take it over. Keyed by TID and fork generation: a
+    /// forked process's copy is its parent thread's, and counts nothing for it.
+    static HOLDING: core::cell::Cell<(u32, u32, u32)> =
+        const { core::cell::Cell::new((0, 0, 0)) };
 }
 
 /// How many creation locks this thread holds or is taking (see [`HOLDING`]).
 fn holding() -> u32 {
-    let (tid, n) = HOLDING.with(core::cell::Cell::get);
-    if tid == owner::current() { n } else { 0 }
+    let (tid, forks, n) = HOLDING.with(core::cell::Cell::get);
+    if tid == owner::current() && forks == owner::fork_generation() {
+        n
+    } else {
+        0
+    }
 }
 
-/// Adds `delta` (1 or -1) to this thread's count of creation locks.
+/// Adds `delta` (1 or -1) to this thread's count of creation locks. Compiler fences on
+/// both sides: the count must not move across the CAS that takes the lock or the one
+/// that releases it, for a signal handler of this thread reads it.
 fn add_holding(delta: i32) {
+    crate::sync::compiler_fence(Ordering::SeqCst);
     let n = holding().saturating_add_signed(delta);
-    HOLDING.with(|c| c.set((owner::current(), n)));
+    HOLDING.with(|c| c.set((owner::current(), owner::fork_generation(), n)));
+    crate::sync::compiler_fence(Ordering::SeqCst);
 }
 
 impl<'a> CreateLock<'a> {
@@ -1150,8 +1183,7 @@ pub(super) fn wait_on(
     deadline: Instant,
     probe: bool,
 ) -> Result<Seen, GetError> {
-    let now = Instant::now();
-    if now >= deadline {
+    if Instant::now() >= deadline {
         return Err(GetError::Timeout);
     }
     for _ in 0..SPINS {
@@ -1174,7 +1206,11 @@ pub(super) fn wait_on(
     {
         return Ok(Seen::Changed);
     }
-    futex::wait(&e.state, waiting, Some(SLICE.min(deadline - now)));
+    // After the spin and the probe, which take time: the sleep ends by the deadline.
+    let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+        return Err(GetError::Timeout);
+    };
+    futex::wait(&e.state, waiting, Some(SLICE.min(left)));
     Ok(Seen::Changed)
 }
 
@@ -1664,6 +1700,64 @@ mod tests {
         hold_creation_lock(&r, dead, 0);
         r.get_or_default::<TestWord>("b").unwrap();
         assert_eq!(r.entries()[0].name, "b");
+    }
+
+    /// A claim naming this thread while it holds another region's creation lock may be
+    /// its own (an outer creation it interrupted): not freed; the inner creation waits
+    /// out its timeout. Once the other lock is released, the claim is a dead one's and is
+    /// freed.
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
+    fn a_claim_naming_the_creator_is_kept_while_it_holds_another_lock() {
+        let a = region();
+        let b = region();
+        claimed_at(&a, 0, owner::current());
+        let outer = CreateLock::take(&b, b.deadline()).unwrap();
+        assert_eq!(holding(), 1);
+        assert!(matches!(
+            a.get_or_default::<TestWord>("x"),
+            Err(GetError::Timeout)
+        ));
+        assert_eq!(holding(), 1);
+        drop(outer);
+        assert_eq!(holding(), 0);
+        a.get_or_default::<TestWord>("x").unwrap();
+        assert_eq!(a.entries()[0].name, "x");
+    }
+
+    /// The count of creation locks held returns to 0 after a release, after dropping a
+    /// guard whose lock was taken over, and after takes whose CAS failed (a peer flipping
+    /// `WAITERS` on the free word); then a lock naming this thread is taken at once.
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
+    fn the_count_of_locks_held_returns_to_zero() {
+        let r = region();
+        let h = r.raw().header().unwrap();
+        drop(CreateLock::take(&r, r.deadline()).unwrap());
+        assert_eq!(holding(), 0, "after a release");
+        let stale = CreateLock::take(&r, r.deadline()).unwrap();
+        let w = h.create_lock.load(Ordering::SeqCst);
+        h.create_lock
+            .store(create_lock::next(w, 1), Ordering::SeqCst);
+        drop(stale);
+        assert_eq!(holding(), 0, "after a guard whose lock was taken over");
+        h.create_lock.store(0, Ordering::SeqCst);
+        let stop = crate::sync::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    h.create_lock
+                        .fetch_xor(create_lock::WAITERS, Ordering::SeqCst);
+                }
+            });
+            for _ in 0..20_000 {
+                drop(CreateLock::take(&r, r.deadline()).unwrap());
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        assert_eq!(holding(), 0, "after takes whose CAS failed");
+        hold_creation_lock(&r, owner::current(), 0);
+        drop(CreateLock::take(&r, r.deadline()).unwrap());
     }
 
     #[test]

@@ -75,8 +75,8 @@
 //!
 //! **Why names stay unique when entries are reused.** Every creation — claiming an
 //! entry, placing its object, publishing its name (`INITIALISING`) — happens under the
-//! region's creation lock (a robust lock word in the header: the holder's TID, taken over
-//! from a dead holder by probe). The holder scans the whole directory before claiming, so
+//! region's creation lock (a robust lock word in the header: the holder's TID and a
+//! generation, taken over from a dead holder by probe). The holder scans the whole directory before claiming, so
 //! it sees every published name (all were published under the lock, before an earlier
 //! holder's release); it claims an entry only if the name is absent. Entries are claimed
 //! `FREE` or `EMPTY` (a `FREE` entry is never skipped towards a later `EMPTY` one by a
@@ -137,9 +137,11 @@
 //! - A dead remover's TID reused by a new thread reads as alive: its entry waits out the
 //!   region's timeout for every caller, for as long as that thread lives. (The creation
 //!   lock's holder also records its start time, so a creator that died holding the lock
-//!   and whose TID was reused is taken over, unless the start times cannot tell the two
-//!   threads apart: an unreadable `/proc`, a holder killed between its CAS and its
-//!   record, or two start times within one clock tick.)
+//!   and whose TID was reused is taken over, and its claim freed, except in the cases
+//!   [`Region`]'s creation protocol lists: start times that cannot tell the two threads
+//!   apart (an unreadable `/proc`, a holder killed between its CAS and its record, two
+//!   start times in one clock tick, an `execve` from a non-main thread, another time
+//!   namespace), a chain of two dead holders, or the generation's wrap.)
 //! - Fork: a parent SIGKILLed between `fork` and its child's handler (which swaps the
 //!   child's own word into the word the prepare handler claimed in the parent's name)
 //!   leaves the child's inherited uses on a word naming a dead process: a removal in that
