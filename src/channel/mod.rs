@@ -192,17 +192,18 @@
 //!
 //! # The loss rule
 //!
-//! Delivery is **at most once**. A receiver killed between its claim and its release
-//! takes the message with it: the next receiver to take the lock finds `head ≠ free`,
-//! counts the message in [`Channel::lost`] and releases the space (`free = head`). It is
-//! never delivered twice, and counted exactly once: the count sets a bit in the `lost`
-//! word that the repairer clears after its release (or the next holder of the lock, if
-//! the repairer died first), so a repair repeated after its repairer died counts
-//! nothing. (A peer writing garbage into that word can hide or double one count.) A sender killed before its header is stored sends nothing: before its
-//! commit, its space is reused by the next sender; between its commit and its header,
-//! the next party to take the send lock replaces its record with a `SKIP` record.
-//! Neither is counted in `lost()` (the send was never acknowledged). Messages are FIFO
-//! per sender, and in one total order (the order of the commits) across senders.
+//! Delivery is **at most once**. A receiver killed between its claim and its release takes
+//! the message with it: the next receiver to take the lock finds `head ≠ free`, counts the
+//! message in [`Channel::lost`] and releases the space (`free = head`). It is never
+//! delivered twice, and counted exactly once: the count sets a bit in the `lost` word that
+//! the repairer clears after its release (or the next holder of the lock, if the repairer
+//! died first), so a repair repeated after its repairer died counts nothing. (A peer
+//! writing garbage into that word can hide or double one count.) A sender killed before its
+//! header is stored sends nothing: before its commit, its space is reused by the next
+//! sender; between its commit and its header, the next party to take the send lock replaces
+//! its record with a `SKIP` record. Neither is counted in `lost()` (the send was never
+//! acknowledged). Messages are FIFO per sender, and in one total order (the order of the
+//! commits) across senders.
 //!
 //! # Crash windows
 //!

@@ -80,11 +80,20 @@ mod imp {
     static FORKS: AtomicU32 = AtomicU32::new(0);
 
     /// The count of forks that made this process (see [`FORKS`]): changes in every
-    /// forked child, never within one process.
+    /// forked child, never within one process, as long as [`fork_counted`] says so.
     #[inline]
     pub(crate) fn fork_generation() -> u32 {
         // Relaxed: see `reset_in_child`.
         FORKS.load(Ordering::Relaxed)
+    }
+
+    /// Whether forks of this process run [`reset_in_child`], so that
+    /// [`fork_generation`] changes in every forked child: a thread-local keyed by it is
+    /// cached only then (registering now if it was not, as [`current`] does).
+    #[inline]
+    pub(crate) fn fork_counted() -> bool {
+        // Acquire: as in `current_slow`.
+        REGISTERED.load(Ordering::Acquire) != 0 || register()
     }
 
     /// Registers [`reset_in_child`] as the program starts (or as `dlopen` loads the
@@ -497,14 +506,14 @@ mod imp {
 #[cfg(loom)]
 pub const DEAD_UNDER_LOOM: u32 = 1 << 20;
 
-/// Histograms key their owner words by it (not built under loom, whose models do not fork).
-#[cfg(not(loom))]
-pub(crate) use imp::fork_generation;
 pub(crate) use imp::{current, probe};
 /// The region (not built under loom) names its temporary files after the PID, and
 /// records the PID and start time of the processes that have it open.
 #[cfg(not(loom))]
 pub(crate) use imp::{current_pid, kill_probe, start_time, stat};
+/// Histograms key their owner words by it (not built under loom, whose models do not fork).
+#[cfg(not(loom))]
+pub(crate) use imp::{fork_counted, fork_generation};
 #[cfg(all(test, not(loom)))]
 use imp::{proc_is_ours, proc_is_ours_cached};
 

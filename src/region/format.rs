@@ -81,9 +81,9 @@ pub(crate) const MAGIC: u64 = u64::from_ne_bytes(*b"SHMSTATE");
 ///   version 3): the word at `tail` is 0 until then, a `pending` word follows
 ///   `free_cache` on the senders' line, `tail_cache` is gone from the receivers' line, and
 ///   a `SKIP` record kind replaces a record whose sender died before its header.
-/// - 12: a channel's `lost` word has a top bit saying a repair counted its claim and
-///   has not finished (its format version 4), so that a repair repeated after its
-///   repairer died counts nothing. The creation lock's word holds a generation beside its holder's TID
+/// - 12: a channel's `lost` word has a top bit saying a repair counted its claim and has
+///   not finished (its format version 4), so that a repair repeated after its repairer died
+///   counts nothing. The creation lock's word holds a generation beside its holder's TID
 ///   ([`create_lock`]), and the first reserved word records the holder's start time
 ///   ([`create_holder`]), so that a holder that died and whose TID a new thread reused is
 ///   taken over.
@@ -344,7 +344,8 @@ pub(crate) mod slot {
 /// `CLAIMED -> INITIALISING -> READY` by the owner with release stores; `CLAIMED -> EMPTY`
 /// / `FREE` (what it was) when the owner finds no space; `CLAIMED` of a dead owner `->
 /// FREE` by CAS (the creation lock's holder, for the claim of the holder it took the lock
-/// from, a claim naming itself, or one whose owner probes dead); `INITIALISING` of a
+/// from, a claim naming itself while it holds no other region's creation lock, or one
+/// whose owner probes dead); `INITIALISING` of a
 /// dead owner `->` the same phase with the new owner's TID, by CAS (takeover);
 /// `READY -> REMOVING -> FREE` by a remover (or `REMOVING -> READY`: the object is in use);
 /// `REMOVING` of a dead owner `-> READY` by CAS (anyone who finds it).
@@ -408,14 +409,14 @@ pub(crate) mod state {
 /// bit  0       WAITERS: someone may be futex-waiting on this word
 /// ```
 ///
-/// Taken by CAS from a free word, or from one whose holder is probed dead (by its TID,
-/// and by the start time that the header's holder word records for it: see
-/// [`create_holder`]) or names the taker's own TID while the taker holds no creation lock
-/// (a dead holder whose TID it reused), to [`next`](create_lock::next) (the next
-/// generation, the taker's TID): the word changes with every acquisition, so no second prober's CAS from the
-/// word it judged can succeed once someone took the lock from it, even a taker that
-/// reused the dead holder's TID. Released by CAS to [`released`](create_lock::released)
-/// (waking if `WAITERS` was set).
+/// Taken by CAS from a free word, or from one whose holder is probed dead (by its TID, and
+/// by the start time that the header's holder word records for it: see [`create_holder`])
+/// or names the taker's own TID while the taker holds no creation lock (a dead holder whose
+/// TID it reused), to [`next`](create_lock::next) (the next generation, the taker's TID):
+/// the word changes with every acquisition, so no second prober's CAS from the word it
+/// judged can succeed once someone took the lock from it, even a taker that reused the dead
+/// holder's TID. Released by CAS to [`released`](create_lock::released) (waking if
+/// `WAITERS` was set).
 pub(crate) mod create_lock {
     /// Someone may be waiting.
     pub const WAITERS: u32 = 1;

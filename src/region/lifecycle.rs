@@ -542,8 +542,9 @@ pub(super) fn own_start() -> (u32, u32) {
         return (me, start);
     }
     let start = start_of(me);
-    // An unknown start (a `/proc` read that failed) is read again next time.
-    if start != 0 {
+    // An unknown start (a `/proc` read that failed) is read again next time, and nothing
+    // is cached where forks do not count (the generation would not tell a descendant).
+    if start != 0 && owner::fork_counted() {
         OWN.with(|c| c.set((me, forks, start)));
     }
     (me, start)
@@ -1585,14 +1586,25 @@ mod tests {
             let me = owner::current();
             let real = start_of(me);
             seed_own_start(me, before, real ^ 1);
-            let ok = real != 0 && own_start() == (me, real);
+            let code = if real == 0 {
+                2
+            } else if own_start() == (me, real) {
+                0
+            } else {
+                1
+            };
             // SAFETY: ends the forked child at once.
-            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+            unsafe { libc::_exit(code) };
         }
         let mut status = 0;
         // SAFETY: reaping our own child.
         unsafe { libc::waitpid(pid, &mut status, 0) };
-        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        assert!(libc::WIFEXITED(status));
+        match libc::WEXITSTATUS(status) {
+            0 => {}
+            2 => eprintln!("skipped: /proc shows no start time here"),
+            c => panic!("the child read the inherited start time (exit {c})"),
+        }
     }
 
     #[test]

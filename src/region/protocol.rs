@@ -84,14 +84,16 @@
 //!   that reused the judged holder's TID, could take the lock from that live thread. It
 //!   re-reads the holder word just before its CAS and looks again if it changed, which
 //!   narrows the window to the few instructions between that re-read and the CAS.
-//! - A creator that took the lock over from a dead holder frees that holder's claim
-//!   (first thing under the lock, whatever the claim's TID reads now); if it dies itself
-//!   before it gets there, the next taker probes that older claim's owner by its TID
-//!   alone: a reused TID reads alive, and every creation of a new name in the region
-//!   returns `Timeout` while that thread lives (unless the thread is the creator itself,
-//!   which frees claims naming its own TID). Where the limits above let a live holder be
-//!   taken over (another PID or time namespace, the generation's wrap), its claim is
-//!   freed while it still writes it: the entry may end up with both creators' fields,
+//! - A creator that took the lock over from a dead holder frees that holder's claim (first
+//!   thing under the lock, whatever the claim's TID reads now); if it dies itself before it
+//!   gets there, the next taker probes that older claim's owner by its TID alone: a reused
+//!   TID reads alive, and every creation of a new name in the region returns `Timeout`
+//!   while that thread lives (unless the thread is the creator itself, which frees claims
+//!   naming its own TID while it holds no other region's creation lock). A claim left by a
+//!   panic inside the creation (none is known to be reachable) blocks other creators the
+//!   same way until its thread's next creation frees it. Where the limits above let a live
+//!   holder be taken over (another PID or time namespace, the generation's wrap), its claim
+//!   is freed while it still writes it: the entry may end up with both creators' fields,
 //!   and their objects may alias.
 //! - `get_or_*` must not be called from a signal handler, or from a global allocator,
 //!   that may interrupt a creation of the same thread: the inner call finds the lock
@@ -967,6 +969,9 @@ struct CreateLock<'a> {
     word: &'a crate::sync::AtomicU32,
     /// The lock word this thread took, without `WAITERS` (its generation and TID).
     held: u32,
+    /// The fork generation this guard was made in: a guard copied into a forked child
+    /// releases nothing.
+    forks: u32,
     /// The TID of the dead holder this thread took the lock over from, if it did: a
     /// `CLAIMED` entry naming it is that holder's abandoned claim (claims are made and
     /// given up or published under the lock), which `claim` frees without probing its
@@ -1000,6 +1005,9 @@ fn holding() -> u32 {
 fn add_holding(delta: i32) {
     crate::sync::compiler_fence(Ordering::SeqCst);
     let n = holding().saturating_add_signed(delta);
+    // Where forks are not counted (`owner::fork_counted`), a descendant's thread that got
+    // this TID reads this count: above 0, it only turns the own-TID rules off (a matter
+    // of liveness, not of safety).
     HOLDING.with(|c| c.set((owner::current(), owner::fork_generation(), n)));
     crate::sync::compiler_fence(Ordering::SeqCst);
 }
@@ -1043,6 +1051,7 @@ impl<'a> CreateLock<'a> {
             Some(CreateLock {
                 word,
                 held: create_lock::held(to),
+                forks: owner::fork_generation(),
                 took_over,
             })
         };
@@ -1126,7 +1135,9 @@ fn holder_is_alive(r: u64, w: u32) -> bool {
 
 impl Drop for CreateLock<'_> {
     fn drop(&mut self) {
-        if owner::current() != create_lock::holder(self.held) {
+        if owner::current() != create_lock::holder(self.held)
+            || owner::fork_generation() != self.forks
+        {
             // A child forked while its parent's thread held the lock: not the child's to
             // release (its `HOLDING` copy is keyed by the parent thread's TID).
             return;
@@ -1664,6 +1675,59 @@ mod tests {
             .load(Ordering::SeqCst);
         assert_eq!(state::phase(e1), state::FREE, "the dead claim freed");
         r.get_or_default::<TestWord>("b").unwrap();
+    }
+
+    /// A forked process whose thread got the TID that an inherited count was kept for
+    /// (an ancestor's thread, since dead) counts no lock held.
+    #[test]
+    #[cfg_attr(miri, ignore = "fork")]
+    fn the_count_reads_zero_in_a_forked_process_with_the_same_tid() {
+        let before = owner::fork_generation();
+        // SAFETY: the child only touches thread-locals and exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            HOLDING.with(|c| c.set((owner::current(), before, 1)));
+            let ok = holding() == 0;
+            // SAFETY: ends the forked child at once.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: reaping our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    }
+
+    /// The pass frees a dead claim while a waiter keeps flipping its `WAITERS` bit (a
+    /// single CAS would fail and, when the scan then stops before the claim, leave it).
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
+    fn the_pass_frees_a_dead_claim_whose_waiters_bit_flips() {
+        let r = region();
+        let e0 = r.raw().entry(&r.geo, 0).unwrap();
+        let e1 = r.raw().entry(&r.geo, 1).unwrap();
+        let stop = crate::sync::AtomicBool::new(false);
+        let mut left = 0;
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    e1.state.fetch_xor(state::WAITERS, Ordering::SeqCst);
+                }
+            });
+            for _ in 0..20_000 {
+                e0.state
+                    .store(state::make(1, state::CLAIMED), Ordering::SeqCst);
+                e1.state.fetch_and(state::WAITERS, Ordering::SeqCst);
+                e1.state
+                    .fetch_or(state::make(7, state::CLAIMED), Ordering::SeqCst);
+                r.free_dead_claims(owner::current(), Some(7));
+                if state::phase(e1.state.load(Ordering::SeqCst)) != state::FREE {
+                    left += 1;
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        assert_eq!(left, 0, "dead claims the pass left");
     }
 
     /// As above, with the taker's deadline passing between its takeover and its scan.

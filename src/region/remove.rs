@@ -73,15 +73,15 @@
 //! out the reference. An unlisted handle's `UNLISTED` write (before its first reference)
 //! and the remover's step 2 pair the same way.
 //!
-//! **Why names stay unique when entries are reused.** Every creation — claiming an
-//! entry, placing its object, publishing its name (`INITIALISING`) — happens under the
-//! region's creation lock (a robust lock word in the header: the holder's TID and a
-//! generation, taken over from a dead holder by probe). The holder scans the whole directory before claiming, so
-//! it sees every published name (all were published under the lock, before an earlier
-//! holder's release); it claims an entry only if the name is absent. Entries are claimed
-//! `FREE` or `EMPTY` (a `FREE` entry is never skipped towards a later `EMPTY` one by a
-//! creator that could miss a name: there is one creator at a time). Lookups outside the
-//! lock stop at the first `EMPTY` entry, which still proves the name absent: entries
+//! **Why names stay unique when entries are reused.** Every creation — claiming an entry,
+//! placing its object, publishing its name (`INITIALISING`) — happens under the region's
+//! creation lock (a robust lock word in the header: the holder's TID and a generation,
+//! taken over from a dead holder by probe). The holder scans the whole directory before
+//! claiming, so it sees every published name (all were published under the lock, before an
+//! earlier holder's release); it claims an entry only if the name is absent. Entries are
+//! claimed `FREE` or `EMPTY` (a `FREE` entry is never skipped towards a later `EMPTY` one
+//! by a creator that could miss a name: there is one creator at a time). Lookups outside
+//! the lock stop at the first `EMPTY` entry, which still proves the name absent: entries
 //! return to `FREE`, never to `EMPTY`, so the `EMPTY` ones remain a suffix.
 //!
 //! **Space.** Free space is not recorded anywhere: it is every part of the data area
