@@ -1520,11 +1520,20 @@ mod tests {
         Some(super::super::lifecycle::start_of(tid)).filter(|&s| s > 1)
     }
 
+    /// The start time of init (PID 1, always alive: the live thread that "reused" a dead
+    /// holder's TID), or `None`, saying the test is skipped, where `/proc` does not show it.
+    fn init_start() -> Option<u32> {
+        let start = start_time(1);
+        if start.is_none() {
+            eprintln!("skipped: /proc/1/stat shows no start time here");
+        }
+        start
+    }
+
     #[test]
     #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
     fn a_dead_creation_lock_holder_whose_tid_was_reused_is_taken_over() {
-        let Some(start) = start_time(1) else {
-            eprintln!("skipped: /proc/1/stat shows no start time here");
+        let Some(start) = init_start() else {
             return;
         };
         let r = region();
@@ -1546,8 +1555,7 @@ mod tests {
     #[test]
     #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
     fn a_dead_holder_with_sleepers_whose_tid_was_reused_is_taken_over() {
-        let Some(start) = start_time(1) else {
-            eprintln!("skipped: /proc/1/stat shows no start time here");
+        let Some(start) = init_start() else {
             return;
         };
         let r = region();
@@ -1601,25 +1609,17 @@ mod tests {
         assert_eq!(create_lock::holder(h.create_lock.load(Ordering::SeqCst)), 0);
     }
 
-    /// Entry 0 claimed by `owner`, as a creator that died in its claim leaves it.
-    fn claimed_by(r: &Region, owner: u32) {
-        let e = r.raw().entry(&r.geo, 0).unwrap();
-        e.state
-            .store(state::make(owner, state::CLAIMED), Ordering::Release);
-    }
-
     #[test]
     #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
     fn a_dead_claimer_whose_tid_was_reused_leaves_its_claim_to_the_taker() {
-        let Some(start) = start_time(1) else {
-            eprintln!("skipped: /proc/1/stat shows no start time here");
+        let Some(start) = init_start() else {
             return;
         };
         let r = region();
         // A creator (TID 1, now a live thread's) died holding the lock and a claim: the
         // taker of the lock frees the claim though its TID reads alive.
         hold_creation_lock(&r, 1, start ^ 1);
-        claimed_by(&r, 1);
+        claimed_at(&r, 0, 1);
         r.get_or_default::<TestWord>("x").unwrap();
         assert_eq!(r.entries().len(), 1);
         assert_eq!(r.entries()[0].name, "x");
@@ -1632,13 +1632,13 @@ mod tests {
         let r = region();
         let me = owner::current();
         hold_creation_lock(&r, me, 0);
-        claimed_by(&r, me);
+        claimed_at(&r, 0, me);
         r.get_or_default::<TestWord>("x").unwrap();
         assert_eq!(r.entries()[0].name, "x");
         assert_eq!(r.entries()[0].state, EntryState::Ready);
     }
 
-    /// Entry `i` claimed by `owner`.
+    /// Entry `i` claimed by `owner`, as a creator that died in its claim leaves it.
     fn claimed_at(r: &Region, i: u32, owner: u32) {
         let e = r.raw().entry(&r.geo, i).unwrap();
         e.state
@@ -1652,8 +1652,7 @@ mod tests {
     #[test]
     #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
     fn a_takeover_that_finds_its_name_still_frees_the_dead_claim() {
-        let Some(start) = start_time(1) else {
-            eprintln!("skipped: /proc/1/stat shows no start time here");
+        let Some(start) = init_start() else {
             return;
         };
         let r = region();
@@ -1734,8 +1733,7 @@ mod tests {
     #[test]
     #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
     fn a_takeover_out_of_time_still_frees_the_dead_claim() {
-        let Some(start) = start_time(1) else {
-            eprintln!("skipped: /proc/1/stat shows no start time here");
+        let Some(start) = init_start() else {
             return;
         };
         let r = region();
@@ -1935,8 +1933,7 @@ mod tests {
     #[test]
     #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
     fn a_live_creation_lock_holder_is_waited_for_not_taken_over() {
-        let Some(start) = start_time(1) else {
-            eprintln!("skipped: /proc/1/stat shows no start time here");
+        let Some(start) = init_start() else {
             return;
         };
         let r = region();
