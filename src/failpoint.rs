@@ -200,6 +200,9 @@ pub enum Point {
     HistogramProbed,
     /// `Histogram::observe`, owned stripe: the count is loaded, not yet stored.
     HistogramOwnedRead,
+    /// Region getter: a dead (or abandoned) owner's `INITIALISING` entry is taken over (the
+    /// CAS made, naming this thread), its object not yet zeroed.
+    RegionTakenOver,
 }
 
 #[cfg(shmstate_test_hooks)]

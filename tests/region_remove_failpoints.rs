@@ -204,6 +204,145 @@ fn a_creator_killed_after_claiming_whose_tid_was_reused_is_taken_over() {
     assert_eq!(names, ["b"]);
 }
 
+/// Entry 0's state word (offset 128; owner in bits 31..4), rewritten to name init (PID 1,
+/// a live thread in a process that never opened the region), as if a new thread had
+/// reused the dead owner's TID. `None` where init's `/proc` entry cannot be read (its
+/// process could not be told, and the TID alone would decide).
+fn forge_entry0_owner_as_init(r: &Region, dead: libc::pid_t) -> Option<u32> {
+    const ENTRY0: u64 = 128;
+    if std::fs::read_to_string("/proc/1/status").is_err() {
+        eprintln!("skipped: /proc/1/status is not readable here");
+        return None;
+    }
+    let state = read_u32(r, ENTRY0);
+    assert_eq!(state >> 4, dead as u32, "owned by the dead process");
+    let forged = (state & 0xF) | (1 << 4);
+    write_u32(r, ENTRY0, forged);
+    Some(forged)
+}
+
+#[test]
+fn a_creator_killed_in_init_whose_tid_was_reused_is_taken_over() {
+    watchdog(Duration::from_secs(60));
+    let r = memfd();
+    let pid = child_stopped_at(Point::RegionNamePublished, || {
+        let _ = handle(&r).get_or_init::<Counter>("a", |c| {
+            c.add(7);
+        });
+    });
+    kill_and_reap(pid);
+    assert_eq!(r.entries()[0].state, shmstate::EntryState::Initialising);
+    if forge_entry0_owner_as_init(&r, pid).is_none() {
+        return;
+    }
+    // The owner reads alive by its TID (init), but its process holds no table word: a
+    // new thread. Without that rule this waits out the 20 s timeout.
+    let t = Instant::now();
+    let h = handle(&r);
+    assert!(matches!(
+        h.get::<Counter>("a"),
+        Err(GetError::NotFound { .. })
+    ));
+    let a = h
+        .get_or_init::<Counter>("a", |c| {
+            c.add(1);
+        })
+        .unwrap();
+    assert_eq!(a.get(), 1, "initialised again from zero");
+    assert!(t.elapsed() < REPAIR);
+    assert_eq!(h.entries()[0].state, shmstate::EntryState::Ready);
+}
+
+#[test]
+fn a_remover_killed_while_removing_whose_tid_was_reused_leaves_the_object_ready() {
+    watchdog(Duration::from_secs(60));
+    let r = memfd();
+    handle(&r).get_or_default::<Counter>("c").unwrap().add(3);
+    let pid = child_stopped_at(Point::RegionObjectRemoving, || {
+        let _ = handle(&r).remove("c");
+    });
+    kill_and_reap(pid);
+    assert_eq!(r.entries()[0].state, shmstate::EntryState::Removing);
+    if forge_entry0_owner_as_init(&r, pid).is_none() {
+        return;
+    }
+    // The remover reads alive by its TID (init), but its process holds no table word.
+    let t = Instant::now();
+    assert_eq!(handle(&r).get::<Counter>("c").unwrap().get(), 3);
+    assert!(t.elapsed() < REPAIR);
+    assert_eq!(r.entries()[0].state, shmstate::EntryState::Ready);
+    handle(&r).remove("c").unwrap();
+    assert!(r.entries().is_empty());
+}
+
+#[test]
+fn a_creator_killed_in_init_whose_tid_was_reused_is_freed_by_a_removal() {
+    watchdog(Duration::from_secs(60));
+    let r = memfd();
+    let pid = child_stopped_at(Point::RegionNamePublished, || {
+        let _ = handle(&r).get_or_default::<Counter>("a");
+    });
+    kill_and_reap(pid);
+    if forge_entry0_owner_as_init(&r, pid).is_none() {
+        return;
+    }
+    let t = Instant::now();
+    handle(&r).remove("a").unwrap();
+    assert!(t.elapsed() < REPAIR);
+    assert!(r.entries().is_empty());
+}
+
+#[test]
+fn a_taker_stopped_right_after_its_takeover_is_alive_to_other_creators() {
+    watchdog(Duration::from_secs(60));
+    let r = memfd();
+    {
+        let setup = handle(&r);
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = setup.get_or_init::<Counter>("x", |_| panic!("init of x fails"));
+        }));
+        assert!(panicked.is_err());
+    }
+    // G takes the abandoned "x" over and stops right after the CAS that names it the
+    // owner. Its user bit, which probers require of a live owner's process, must be set
+    // by then.
+    let g = child_stopped_at(Point::RegionTakenOver, || {
+        let g = handle(&r);
+        let x = g
+            .get_or_init::<Counter>("x", |c| {
+                c.add(1);
+            })
+            .unwrap();
+        assert_eq!(x.get(), 1);
+    });
+    assert_eq!(r.entries()[0].owner, g as u32);
+    let h = RegionOptions::new()
+        .timeout(Duration::from_millis(300))
+        .from_fd(r.as_fd().unwrap().try_clone_to_owned().unwrap())
+        .unwrap();
+    let stolen = h.get_or_init::<Counter>("x", |c| {
+        c.add(100);
+    });
+    assert!(
+        matches!(stolen, Err(GetError::Timeout)),
+        "the stopped taker's object was taken over: {:?}",
+        stolen.map(|c| c.get())
+    );
+    assert_eq!(r.entries()[0].owner, g as u32);
+    let mut status = 0;
+    // SAFETY: resuming and reaping our own stopped child.
+    unsafe {
+        libc::kill(g, libc::SIGCONT);
+        libc::waitpid(g, &mut status, 0);
+    }
+    // `child_stopped_at` exits 3 once its closure has returned.
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 3,
+        "G failed: {status:#x}"
+    );
+    assert_eq!(handle(&r).get::<Counter>("x").unwrap().get(), 1);
+}
+
 #[test]
 fn a_creator_killed_after_claiming_an_entry_leaves_it_reusable() {
     watchdog(Duration::from_secs(60));

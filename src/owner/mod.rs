@@ -365,49 +365,11 @@ mod imp {
         #[cfg(not(miri))]
         {
             use super::ProcStat;
-            use rustix::fs::{Mode, OFlags};
             let me = current_pid();
-            // "/proc/" + up to 10 digits + "/stat" + NUL fits in 32 bytes.
-            let mut path = [0u8; 32];
-            let mut len = 0;
-            let mut push = |bytes: &[u8]| {
-                for &b in bytes {
-                    if len < path.len() - 1 {
-                        path[len] = b;
-                        len += 1;
-                    }
-                }
-            };
-            push(b"/proc/");
-            match pid {
-                None => push(b"self"),
-                Some(p) => {
-                    if !proc_is_ours() {
-                        return ProcStat::Unknown;
-                    }
-                    let mut digits = [0u8; 10];
-                    let mut n = p;
-                    let mut k = digits.len();
-                    loop {
-                        k -= 1;
-                        digits[k] = b'0' + (n % 10) as u8;
-                        n /= 10;
-                        if n == 0 {
-                            break;
-                        }
-                    }
-                    push(&digits[k..]);
-                }
-            }
-            push(b"/stat");
-            let Ok(cpath) = core::ffi::CStr::from_bytes_until_nul(&path) else {
-                return ProcStat::Unknown;
-            };
-            let fd = match rustix::fs::open(cpath, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-            {
-                Ok(fd) => fd,
-                Err(rustix::io::Errno::NOENT | rustix::io::Errno::SRCH) => return ProcStat::Gone,
-                Err(_) => return ProcStat::Unknown,
+            let fd = match open_proc(pid, b"/stat") {
+                ProcFile::Open(fd) => fd,
+                ProcFile::Gone => return ProcStat::Gone,
+                ProcFile::Unknown => return ProcStat::Unknown,
             };
             // Fields 1 to 22 take well under 1 KiB (the command name is at most 16 bytes,
             // every other field a number).
@@ -464,6 +426,93 @@ mod imp {
         Some(n)
     }
 
+    /// What [`open_proc`] found.
+    #[cfg(not(miri))]
+    enum ProcFile {
+        Open(rustix::fd::OwnedFd),
+        /// No such file: no such thread (or, under `hidepid=2`, another user's).
+        Gone,
+        /// Cannot be told here (no `/proc` of this PID namespace, another error).
+        Unknown,
+    }
+
+    /// Opens `/proc/<pid>/<file>` (`None`: `/proc/self/<file>`; `file` starts with `/`)
+    /// for reading. Makes no allocation. A `/proc` of another PID namespace is refused for
+    /// another process's file ([`proc_is_ours`]).
+    #[cfg(not(miri))]
+    fn open_proc(pid: Option<u32>, file: &[u8]) -> ProcFile {
+        use rustix::fs::{Mode, OFlags};
+        // "/proc/" + up to 10 digits + "/status" + NUL fits in 32 bytes.
+        let mut path = [0u8; 32];
+        let mut len = 0;
+        let mut push = |bytes: &[u8]| {
+            for &b in bytes {
+                if len < path.len() - 1 {
+                    path[len] = b;
+                    len += 1;
+                }
+            }
+        };
+        push(b"/proc/");
+        match pid {
+            None => push(b"self"),
+            Some(p) => {
+                if !proc_is_ours() {
+                    return ProcFile::Unknown;
+                }
+                let mut digits = [0u8; 10];
+                let mut n = p;
+                let mut k = digits.len();
+                loop {
+                    k -= 1;
+                    digits[k] = b'0' + (n % 10) as u8;
+                    n /= 10;
+                    if n == 0 {
+                        break;
+                    }
+                }
+                push(&digits[k..]);
+            }
+        }
+        push(file);
+        let Ok(cpath) = core::ffi::CStr::from_bytes_until_nul(&path) else {
+            return ProcFile::Unknown;
+        };
+        match rustix::fs::open(cpath, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()) {
+            Ok(fd) => ProcFile::Open(fd),
+            Err(rustix::io::Errno::NOENT | rustix::io::Errno::SRCH) => ProcFile::Gone,
+            Err(_) => ProcFile::Unknown,
+        }
+    }
+
+    /// The process (thread-group id) that thread `tid` belongs to: the `Tgid:` line of
+    /// `/proc/<tid>/status`. `None` where it cannot be told: no `/proc` of this PID
+    /// namespace, no such thread (gone, or another user's under `hidepid=2`), an
+    /// unreadable or unparsable file. Slow paths only (an open and a read).
+    pub(crate) fn thread_group(tid: u32) -> Option<u32> {
+        #[cfg(miri)]
+        {
+            let _ = tid;
+            None
+        }
+        #[cfg(not(miri))]
+        {
+            let ProcFile::Open(fd) = open_proc(Some(tid), b"/status") else {
+                return None;
+            };
+            // `Tgid:` is the fourth line, after `Name:` (at most 64 bytes escaped),
+            // `Umask:` and `State:`: well within 512 bytes.
+            let mut buf = [0u8; 512];
+            let n = rustix::io::read(&fd, &mut buf).ok()?;
+            let line = buf[..n]
+                .split(|&b| b == b'\n')
+                .find_map(|l| l.strip_prefix(b"Tgid:"))?;
+            let digits = line.trim_ascii();
+            let tgid = u32::try_from(parse_u64(digits)?).ok()?;
+            (tgid != 0).then_some(tgid)
+        }
+    }
+
     /// The cached answer of [`proc_is_ours`]: `Some((pid it was worked out for, answer))`.
     #[cfg(test)]
     pub(crate) fn proc_is_ours_cached() -> Option<(u32, bool)> {
@@ -510,7 +559,7 @@ pub(crate) use imp::{current, probe};
 /// The region (not built under loom) names its temporary files after the PID, and
 /// records the PID and start time of the processes that have it open.
 #[cfg(not(loom))]
-pub(crate) use imp::{current_pid, kill_probe, start_time, stat};
+pub(crate) use imp::{current_pid, kill_probe, start_time, stat, thread_group};
 /// Histograms key their owner words by it (not built under loom, whose models do not fork).
 #[cfg(not(loom))]
 pub(crate) use imp::{fork_counted, fork_generation};

@@ -25,6 +25,27 @@ fn tid_parse_refuses_words_that_name_no_thread() {
     assert!(!crate::wait::holder_is_dead(current()));
 }
 
+/// A thread's process is read from `/proc/<tid>/status`: a spawned thread's is this
+/// process, and a number that names no thread has none.
+#[test]
+#[cfg(not(miri))]
+fn thread_group_names_the_process_of_a_thread() {
+    let me = current_pid();
+    if thread_group(current()).is_none() {
+        eprintln!("skipped: /proc/<tid>/status is not readable here");
+        return;
+    }
+    assert_eq!(thread_group(current()), Some(me));
+    assert_eq!(thread_group(me), Some(me));
+    let other = std::thread::spawn(|| (current(), thread_group(current())))
+        .join()
+        .unwrap();
+    assert_ne!(other.0, me);
+    assert_eq!(other.1, Some(me));
+    assert_eq!(thread_group(Tid::MAX + 1), None);
+    assert_eq!(thread_group(0), None);
+}
+
 /// A watched holder that is killed reads dead at the next probe (through its pidfd,
 /// before it is reaped), and a watch keeps one pidfd for the holder it watches.
 #[test]

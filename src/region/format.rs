@@ -87,7 +87,13 @@ pub(crate) const MAGIC: u64 = u64::from_ne_bytes(*b"SHMSTATE");
 ///   ([`create_lock`]), and the first reserved word records the holder's start time
 ///   ([`create_holder`]), so that a holder that died and whose TID a new thread reused is
 ///   taken over.
-pub(crate) const VERSION: u32 = 12;
+/// - 13: no layout change. A process that takes over a dead owner's `INITIALISING` entry
+///   sets its user bit before the CAS that names it the owner (was: after), and probers
+///   count an owner alive only if its process holds a live attach-table word (with its
+///   bit set in the entry, for an `INITIALISING` owner), so that an owner that died and
+///   whose TID a new thread reused is taken over. An older build's taker would read dead
+///   to this one between its CAS and its bit.
+pub(crate) const VERSION: u32 = 13;
 /// Byte-order and word-size marker: reads differently on the other byte order, and its
 /// low byte is `size_of::<usize>()`.
 pub(crate) const MARKER: u32 = 0x0102_0300 | size_of::<usize>() as u32;

@@ -597,6 +597,44 @@ pub(super) fn thread_is_alive(tid: u32, recorded: impl FnOnce() -> u32) -> bool 
     judge(kill, owner::stat(Some(tid)), recorded(), false)
 }
 
+/// Whether thread `tid` (alive by its TID) may still be the thread that wrote it into an
+/// entry's state word: its process holds a live word of the table among those `counts`
+/// accepts (by index). A thread whose process holds none is a new thread that reused a
+/// dead owner's TID (the owner's handle held such a word from before it wrote its TID
+/// until it was gone: see [`protocol`](super::protocol)'s Limits).
+///
+/// Answers `true` (alive: the TID alone decides) where this cannot be told: the region is
+/// `UNLISTED` (a handle without a word may have written the TID), or the thread's
+/// process cannot be read (no `/proc` of this PID namespace, another user's thread under
+/// `hidepid`). A syscall per word probed: slow paths only.
+pub(super) fn owner_is_attached(
+    raw: Raw<'_>,
+    geo: &Geometry,
+    tid: u32,
+    counts: impl Fn(u32) -> bool,
+) -> bool {
+    let Some(h) = raw.header() else {
+        return true;
+    };
+    // SeqCst: as every access to the life-cycle word. An unlisted handle set the bit
+    // before it took part in any entry (its creation's or removal's transition, which the
+    // caller's acquire load of the state word read, comes after).
+    if h.life.load(Ordering::SeqCst) & life::UNLISTED != 0 {
+        return true;
+    }
+    let Some(pid) = owner::thread_group(tid) else {
+        return true;
+    };
+    (0..ATTACH_SLOTS).filter(|&i| counts(i)).any(|i| {
+        // SeqCst: as every load of a table word by the protocol (module docs). The owner's
+        // word was claimed before it wrote its TID (the caller's acquire load of that
+        // write orders the claim before this load), and stays while its handle lives.
+        raw.attach_slot(geo, i)
+            .map(|s| s.load(Ordering::SeqCst))
+            .is_some_and(|w| slot::pid(w) == pid && word_is_alive(w))
+    })
+}
+
 /// Claims a free word of the table for `word`; returns its index.
 fn claim(raw: Raw<'_>, geo: &Geometry, word: u64) -> Option<u32> {
     (0..ATTACH_SLOTS).find(|&i| {

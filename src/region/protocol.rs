@@ -35,7 +35,13 @@
 //!
 //! Waiting spins briefly with loads, then sets the `WAITERS` bit and futex-waits in
 //! 10 ms slices; between slices it probes the owner, the thread recorded in the word
-//! (`wait::holder_is_dead`: `kill(tid, 0)` and `/proc/<tid>/stat`). An entry whose owner died in
+//! ([`Region::owner_is_dead`]): by its TID (`kill(tid, 0)` and `/proc/<tid>/stat`), then
+//! by its process (the `Tgid` of `/proc/<tid>/status`), which must hold a live word of
+//! the region's attach table ([`lifecycle`](super::lifecycle)) with, for an
+//! `INITIALISING` owner, its bit set in the entry's user bitmap. A creator sets that bit
+//! before it publishes the name, and a taker before its takeover CAS, and both keep it
+//! (and their word) while they live; so a thread that reused a dead owner's TID, in a
+//! process that holds no such word, reads dead. An entry whose owner died in
 //! `INITIALISING` is taken over by CAS on the state word (keeping the phase, replacing the
 //! owner) and restarted from zeroed bytes with the taker's `init`, or freed by a
 //! [`Region::remove`] of the name (`FREE`, by CAS). A creator that dies
@@ -55,7 +61,8 @@
 //! | before the claim | nothing | — |
 //! | creation lock taken by CAS, holder word not yet stored | the lock naming a dead thread; the holder word recording an earlier holder | as the next line, the holder probed by its TID alone (a new thread that reused its TID reads alive: see Limits) |
 //! | creation lock taken, or `CLAIMED`: name, type or extent being written | the lock and an entry naming a dead owner (gets are unaffected: a claim publishes no name) | the next creator probes the lock's holder between 10 ms slices (by its TID and the start time the holder word records), takes the lock over and frees the claim, whatever the claim's TID reads now (unit tests `a_dead_claim_is_taken_over`, `a_dead_creation_lock_holder_whose_tid_was_reused_is_taken_over`, `a_dead_claimer_whose_tid_was_reused_leaves_its_claim_to_the_taker`; failpoint tests in `tests/region_remove_failpoints.rs`, `tests/failpoints.rs`) |
-//! | `INITIALISING`: object being zeroed or `init` running | the same, with the name published | a process waiting for that name takes it over and restarts from zeroed bytes with its own `init` within a slice (`tests/region_takeover.rs`) |
+//! | `INITIALISING`: object being zeroed or `init` running | the same, with the name published | a process waiting for that name takes it over and restarts from zeroed bytes with its own `init` within a slice (`tests/region_takeover.rs`), also where a new thread reused the owner's TID, unless that thread's process holds a live table word with its bit set in the entry (failpoint tests `a_creator_killed_in_init_whose_tid_was_reused_is_taken_over`, `..._is_freed_by_a_removal`) |
+//! | taker: takeover CAS made, object not yet zeroed | as the line above, the taker the owner | as the line above; the taker's bit was set before its CAS, so a stopped taker reads alive (failpoint test `a_taker_stopped_right_after_its_takeover_is_alive_to_other_creators`) |
 //! | `READY` published, waiters not yet woken | sleepers on a ready entry | each re-checks after its slice (10 ms); failpoint test |
 //! | `init` panicked | an abandoned entry (owner 0) | the next caller takes it over at once |
 //!
@@ -64,9 +71,16 @@
 //! - Every process sharing a region must be in the same PID namespace: a TID from another
 //!   namespace reads as dead (an entry could be taken over from a live owner) or as
 //!   another thread.
-//! - TIDs are reused: an entry's owner that died after its TID was handed to a new
-//!   thread reads as alive, and waiters return [`GetError::Timeout`] after the region's
-//!   timeout instead of taking over. The creation lock's holder is told apart from a new
+//! - TIDs are reused. An entry's owner that died after its TID was handed to a new thread
+//!   reads as alive (and waiters return [`GetError::Timeout`] after the region's timeout
+//!   instead of taking over) only where that thread's process holds a live table word
+//!   with its bit set in the entry (for a `REMOVING` entry's remover: any live word): a
+//!   process that had asked for the object (or was forked with its parent's uses); or where
+//!   the process cannot be told (`/proc` hidden, `hidepid`, a region marked `UNLISTED`,
+//!   where the TID alone decides). The word's liveness is judged by its start time, so
+//!   the time-namespace limit below applies to entry owners too: a live owner whose
+//!   process's start time reads differently here reads dead and is taken over.
+//!   The creation lock's holder is told apart from a new
 //!   thread with its TID by the start time it records in the holder word, just after
 //!   the CAS that takes the lock: a thread with that TID and another start time reads
 //!   dead, and a creator whose own TID the lock names takes it over at once. The holder
@@ -336,7 +350,7 @@ impl Region {
                         Claim::Exists => {}
                         Claim::Wait(e, s) => {
                             drop(lock);
-                            wait_on(e, s, deadline, false)?;
+                            wait_on(e, s, deadline, None)?;
                         }
                         Claim::Claimed {
                             index,
@@ -501,13 +515,62 @@ impl Region {
     /// Marks this handle a user of entry `index`, which this thread owns (`CLAIMED` or
     /// `INITIALISING`): no removal can start before it is `READY`, which comes after.
     fn mark_user(&self, index: u32, e: &Entry) {
+        self.set_user_bit(e);
+        self.pins.set(index, e);
+    }
+
+    /// Sets this handle's bit in the user bitmap of entry `e`, which this thread owns or
+    /// is about to take over (`CLAIMED` or `INITIALISING`). Always before the transition
+    /// or takeover that writes this thread's TID as the `INITIALISING` owner: probers
+    /// count that owner alive only if its process holds a live word with its bit set
+    /// ([`Region::owner_is_dead`]), and the release half of that write publishes the bit.
+    fn set_user_bit(&self, e: &Entry) {
         if let Some(slot) = self.life.slot() {
             let (word, bit) = super::remove::user_bit(slot);
             // SeqCst: as in `pin_slow`; here ordered before the READY transition anyway.
             e.users[word].fetch_or(bit, Ordering::SeqCst);
         }
-        // (Unlisted: no bit, and no removal ever; see `pin_slow`.)
-        self.pins.set(index, e);
+        // (Unlisted: no bit, and no removal ever; see `pin_slow`. The region's `UNLISTED`
+        // bit makes probers judge owners by their TIDs alone.)
+    }
+
+    /// Whether the owner of entry `e`, found in state `seen` (read by an acquire load),
+    /// is gone: its TID names no live thread ([`crate::wait::holder_is_dead`]) or, for an
+    /// `INITIALISING` entry, a thread whose process holds no live table word whose bit is
+    /// set in the entry's bitmap, or, for a `REMOVING` entry, a thread whose process holds
+    /// no live table word at all. Such a thread is a new one that reused a dead owner's
+    /// TID: the owner's handle held its word, and (for a creator or taker) had set its bit,
+    /// before the transition that wrote its TID, and keeps both while the owner lives
+    /// (Limits). Where the process cannot be told, the TID alone decides
+    /// ([`owner_is_attached`](super::lifecycle::owner_is_attached)).
+    pub(super) fn owner_is_dead(&self, e: &Entry, seen: u32) -> bool {
+        let tid = state::owner(seen);
+        if crate::wait::holder_is_dead(tid) {
+            return true;
+        }
+        let (raw, geo) = (self.raw(), &self.geo);
+        match state::phase(seen) {
+            state::INITIALISING => {
+                // Relaxed: the caller's acquire load of `seen` read the owner's release
+                // transition (or AcqRel takeover), which its `fetch_or` of the bit
+                // preceded; coherence gives this load that bit or a later value, and the
+                // bit is cleared only once the owner's object is READY or gone (removal),
+                // its handle dropped, or its process dead (its word reclaimed). After any
+                // of those, `seen` is stale and the caller's CAS from it fails (or the
+                // entry's generation differs).
+                let users = [
+                    e.users[0].load(Ordering::Relaxed),
+                    e.users[1].load(Ordering::Relaxed),
+                ];
+                let set = |k: u32| {
+                    let (word, bit) = super::remove::user_bit(k);
+                    users[word] & bit != 0
+                };
+                !super::lifecycle::owner_is_attached(raw, geo, tid, set)
+            }
+            state::REMOVING => !super::lifecycle::owner_is_attached(raw, geo, tid, |_| true),
+            _ => false,
+        }
     }
 
     /// Scans the directory for `want` (see the module docs). With `create`, takes over
@@ -572,7 +635,7 @@ impl Region {
                             generation: snap.generation,
                         });
                     }
-                    match wait_on(e, s, deadline, true)? {
+                    match wait_on(e, s, deadline, Some(self))? {
                         Seen::Changed => {}
                         // A dead remover: the object was never freed; it is READY again.
                         Seen::OwnerDead if phase == state::REMOVING => {
@@ -582,6 +645,9 @@ impl Region {
                         // creator may ever come: the object does not exist (yet).
                         Seen::OwnerDead if !create => return Ok(Step::Absent),
                         Seen::OwnerDead => {
+                            // Before the CAS that names this thread the owner: a prober
+                            // judges an `INITIALISING` owner by its bit (`owner_is_dead`).
+                            self.set_user_bit(e);
                             if take_over(e, s, me, snap.generation) {
                                 return Ok(Step::TakenOver(i, e, offset, len));
                             }
@@ -1185,14 +1251,15 @@ pub(super) fn deadline_after(timeout: Duration) -> Instant {
         .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
 }
 
-/// Waits for the state word of `e` to change from `seen`: spins briefly, then (if
-/// `probe`) reports a dead owner, else futex-waits one slice.
+/// Waits for the state word of `e` to change from `seen`: spins briefly, then (with
+/// `probe`, the region of `e`) reports a dead owner ([`Region::owner_is_dead`]), else
+/// futex-waits one slice.
 #[cold]
 pub(super) fn wait_on(
     e: &Entry,
     seen: u32,
     deadline: Instant,
-    probe: bool,
+    probe: Option<&Region>,
 ) -> Result<Seen, GetError> {
     if Instant::now() >= deadline {
         return Err(GetError::Timeout);
@@ -1204,7 +1271,7 @@ pub(super) fn wait_on(
         }
         spin_loop();
     }
-    if probe && crate::wait::holder_is_dead(state::owner(seen)) {
+    if probe.is_some_and(|r| r.owner_is_dead(e, seen)) {
         return Ok(Seen::OwnerDead);
     }
     let waiting = seen | state::WAITERS;
@@ -1239,9 +1306,11 @@ fn take_over(e: &Entry, seen: u32, me: u32, generation: u64) -> bool {
     let mine = state::make(me, state::phase(seen)) | (seen & state::WAITERS);
     // Acquire: the dead owner's last release transition (if any) happens before our
     // writes. Its later relaxed writes are complete: the kernel reports a thread dead only
-    // after tearing down its address space.
+    // after tearing down its address space. Release: publishes the user bit the caller
+    // set before (`Region::set_user_bit`) to probers that read this word by an acquire
+    // load (`Region::owner_is_dead`).
     if e.state
-        .compare_exchange(seen, mine, Ordering::Acquire, Ordering::Relaxed)
+        .compare_exchange(seen, mine, Ordering::AcqRel, Ordering::Relaxed)
         .is_err()
     {
         return false;
@@ -1250,6 +1319,7 @@ fn take_over(e: &Entry, seen: u32, me: u32, generation: u64) -> bool {
     // ordered by the CAS above, which read the word its creator's release transition
     // wrote after that store).
     if e.generation.load(Ordering::Acquire) == generation {
+        crate::failpoint::hit(crate::failpoint::Point::RegionTakenOver);
         return true;
     }
     // Another object's abandoned entry: restore the word we replaced (waking anyone who
@@ -2036,5 +2106,132 @@ mod tests {
             let h = r.raw().header().unwrap();
             assert_eq!(create_lock::holder(h.create_lock.load(Ordering::SeqCst)), 0);
         }
+    }
+
+    /// Runs `f` with the TID of a live thread of this process, parked until `f` returns:
+    /// a live owner, or a new thread that reused a dead owner's TID, as the test makes it.
+    fn with_live_thread<R>(f: impl FnOnce(u32) -> R) -> R {
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                tid_tx.send(owner::current()).unwrap();
+                let _ = done_rx.recv();
+            });
+            let out = f(tid_rx.recv().unwrap());
+            drop(done_tx);
+            out
+        })
+    }
+
+    /// Leaves entry 0 holding `x`, abandoned in `INITIALISING` by a panicking `init` (with
+    /// this handle's bit set), then names `owner` its owner.
+    fn initialising_x_owned_by(r: &Region, owner: u32) -> &Entry {
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            r.get_or_init::<TestWord>("x", |_| panic!("init failed"))
+        }));
+        assert!(caught.is_err());
+        let e = r.raw().entry(&r.geo, 0).unwrap();
+        e.state
+            .store(state::make(owner, state::INITIALISING), Ordering::SeqCst);
+        e
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
+    fn an_initialising_owner_whose_process_holds_a_word_with_its_bit_is_waited_for() {
+        let r = region();
+        with_live_thread(|t| {
+            let e = initialising_x_owned_by(&r, t);
+            let (word, bit) = super::super::remove::user_bit(r.life.slot().unwrap());
+            assert_ne!(e.users[word].load(Ordering::SeqCst) & bit, 0);
+            assert!(matches!(
+                r.get_or_default::<TestWord>("x"),
+                Err(GetError::Timeout)
+            ));
+            assert!(matches!(r.get::<TestWord>("x"), Err(GetError::Timeout)));
+            assert!(!r.owner_is_dead(e, e.state.load(Ordering::SeqCst)));
+        });
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
+    fn an_initialising_owner_whose_process_holds_no_word_with_its_bit_is_taken_over() {
+        let r = region();
+        if owner::thread_group(owner::current()).is_none() {
+            eprintln!("skipped: /proc/<tid>/status is not readable here");
+            return;
+        }
+        with_live_thread(|t| {
+            // A live thread of an attached process (this one), but no bit of its process
+            // in the entry: a new thread that reused the TID of a dead owner elsewhere.
+            let e = initialising_x_owned_by(&r, t);
+            e.users[0].store(0, Ordering::SeqCst);
+            e.users[1].store(0, Ordering::SeqCst);
+            assert!(r.owner_is_dead(e, e.state.load(Ordering::SeqCst)));
+            assert!(matches!(
+                r.get::<TestWord>("x"),
+                Err(GetError::NotFound { .. })
+            ));
+            let w = r
+                .get_or_init::<TestWord>("x", |w| w.0.store(5, Ordering::Relaxed))
+                .unwrap();
+            assert_eq!(w.0.load(Ordering::Relaxed), 5);
+            assert_eq!(r.entries()[0].state, EntryState::Ready);
+            assert_eq!(r.entries()[0].owner, owner::current(), "taken over");
+        });
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
+    fn in_an_unlisted_region_an_initialising_owner_is_judged_by_its_tid_alone() {
+        let r = region();
+        with_live_thread(|t| {
+            let e = initialising_x_owned_by(&r, t);
+            e.users[0].store(0, Ordering::SeqCst);
+            e.users[1].store(0, Ordering::SeqCst);
+            // A handle without a word may have written the TID, and set no bit.
+            let h = r.raw().header().unwrap();
+            h.life
+                .fetch_or(super::super::format::life::UNLISTED, Ordering::SeqCst);
+            assert!(!r.owner_is_dead(e, e.state.load(Ordering::SeqCst)));
+            assert!(matches!(
+                r.get_or_default::<TestWord>("x"),
+                Err(GetError::Timeout)
+            ));
+        });
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
+    fn a_removing_owner_is_alive_while_its_process_holds_a_word() {
+        let r = RegionOptions::new()
+            .capacity(4)
+            .timeout(Duration::from_millis(200))
+            .memfd("remover", 4096)
+            .unwrap();
+        let other = Region::from_fd(r.as_fd().unwrap().try_clone_to_owned().unwrap()).unwrap();
+        other.get_or_default::<TestWord>("x").unwrap();
+        let e = r.raw().entry(&r.geo, 0).unwrap();
+        let ready = e.state.load(Ordering::SeqCst);
+        with_live_thread(|t| {
+            // A live thread of this process, which holds words (no bit needed: removers
+            // set none).
+            let removing = state::make(t, state::REMOVING);
+            e.state.store(removing, Ordering::SeqCst);
+            assert!(!r.owner_is_dead(e, removing));
+            assert!(matches!(r.get::<TestWord>("x"), Err(GetError::Timeout)));
+        });
+        if owner::thread_group(1).is_none() {
+            eprintln!("skipped: /proc/1/status is not readable here");
+            return;
+        }
+        // Init: alive, in a process holding no word of this region.
+        let removing = state::make(1, state::REMOVING);
+        e.state.store(removing, Ordering::SeqCst);
+        assert!(r.owner_is_dead(e, removing));
+        r.get::<TestWord>("x").unwrap();
+        assert_eq!(state::phase(e.state.load(Ordering::SeqCst)), state::READY);
+        assert_eq!(state::phase(ready), state::READY);
     }
 }

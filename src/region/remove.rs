@@ -117,7 +117,7 @@
 //! | step | left behind | repaired by, how fast |
 //! |------|-------------|-----------------------|
 //! | getter: bit set, state not yet loaded | a bit naming a handle of a dead process | the next removal of the entry probes the word dead and clears the bit (failpoint test `a_getter_killed_after_setting_its_bit_does_not_block_removal`) |
-//! | remover step 1–3: `REMOVING(t)`, bitmap not (fully) read | an entry that nobody can use or remove | the next getter, creator or remover of the name probes `t` between 10 ms slices and returns the entry to `READY` (the object was never freed) (failpoint test `a_remover_killed_while_removing_leaves_the_object_ready`; a remover stopped after its probes and resumed refuses without clearing a bit a fork copied meanwhile: `a_refused_removal_keeps_the_bit_of_a_fork_child_that_took_a_word_it_probed_free`) |
+//! | remover step 1–3: `REMOVING(t)`, bitmap not (fully) read | an entry that nobody can use or remove | the next getter, creator or remover of the name probes `t` between 10 ms slices (by its TID, and by its process, which must hold a live attach-table word: a new thread that reused `t` in another process reads dead) and returns the entry to `READY` (the object was never freed) (failpoint tests `a_remover_killed_while_removing_leaves_the_object_ready`, `a_remover_killed_while_removing_whose_tid_was_reused_leaves_the_object_ready`; a remover stopped after its probes and resumed refuses without clearing a bit a fork copied meanwhile: `a_refused_removal_keeps_the_bit_of_a_fork_child_that_took_a_word_it_probed_free`) |
 //! | remover step 4: bitmap cleared, `FREE` not yet published | the same, with an empty bitmap | as above: `READY` again, users ask again (failpoint test `a_remover_killed_after_clearing_the_bitmap_leaves_the_object_ready`) |
 //! | fork: prepare handler done (a word claimed for the child in the parent's name, the parent handle's bits copied to it), `fork` not yet returned | a word naming the parent, with its bits | nothing to repair while the parent lives: the word is live. Entries another parent thread pinned after the copy get the child word's bit from the parent handler, under the registry lock (so before any parent handle can be dropped), and again from the child handler. A parent that dies with the fork (no child) leaves a word naming a dead process: pruned by the next removal's or full table's scan |
 //! | fork: child running, its handler not yet swapped its own word in | the child's inherited uses on a word naming the parent | while the parent lives: nothing, a removal refuses (failpoint test `a_fork_child_stopped_before_its_handler_keeps_its_inherited_objects`). A parent SIGKILLed here leaves the word naming a dead process, and a removal meanwhile may free objects the child holds references to: the child's handler, once its own bits are set, sees its parent gone and checks every pinned entry (still `READY` or `INITIALISING`, at the generation pinned); if one is not, the child **aborts** (failpoint test `a_fork_child_whose_parent_died_and_whose_inherited_object_was_removed_aborts`) |
@@ -707,7 +707,9 @@ impl Region {
                     if phase == state::READY {
                         return Ok(Some((i, e, s)));
                     }
-                    match wait_on(e, s, deadline, true).map_err(|_| RemoveObjectError::Timeout)? {
+                    match wait_on(e, s, deadline, Some(self))
+                        .map_err(|_| RemoveObjectError::Timeout)?
+                    {
                         Seen::Changed => {}
                         Seen::OwnerDead if phase == state::REMOVING => cancel_dead_removal(e, s),
                         Seen::OwnerDead => {
