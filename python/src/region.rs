@@ -393,6 +393,6 @@ fn remove_with_own_lock(
 
 /// The name of the `RLock` that `Value` and `Array` make for object `name` with
 /// `lock=True`.
-pub(crate) fn own_lock_name(name: &str) -> String {
+fn own_lock_name(name: &str) -> String {
     format!("{name}/lock")
 }

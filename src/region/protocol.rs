@@ -114,6 +114,9 @@
 //!   naming its own thread, which holds it, and waits out the region's timeout. A child
 //!   forked there (or inside `init`) must not continue the creation: its copy of the
 //!   lock's guard releases nothing, but it would write the entry its parent is writing.
+//!   (A child made by glibc's `_Fork` or a raw `clone` runs no fork handlers, so its
+//!   guard would not even know it is a copy: such children are not supported by the
+//!   crate at all, see [`owner`](crate::owner).)
 //! - A stopped (not killed) creator holding the creation lock makes every other creator
 //!   of a new name return [`GetError::Timeout`] at the region's timeout (existing objects
 //!   are still handed out).
