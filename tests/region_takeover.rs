@@ -76,6 +76,11 @@ fn creator_killed_inside_init_is_taken_over_by_a_waiter() {
                 assert_eq!(o.value.load(Ordering::Relaxed), 0, "taken over from zero");
                 o.value.store(42, Ordering::Relaxed);
                 ctl.inits.fetch_add(1, Ordering::Relaxed);
+                // A long `init` (not a synchronisation: the scenario's length): the other
+                // survivors probe this live taker between their 10 ms slices meanwhile,
+                // by its TID and by its process's table word and user bit, and must
+                // never read it dead (a second `init` would count).
+                std::thread::sleep(Duration::from_millis(200));
             })
             .unwrap();
         assert_eq!(o.value.load(Ordering::Relaxed), 42);
