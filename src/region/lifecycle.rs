@@ -179,7 +179,10 @@
 //! - Start times are compared as each process sees them: processes in different time
 //!   namespaces (whose boot-time offsets differ) see each other's start times shifted,
 //!   and a process restored by CRIU has a new one, so either reads as dead to the others,
-//!   with the consequence above.
+//!   with the consequence above. A word that reads dead (so, or pruned by a misjudgment,
+//!   below) also makes its process's threads read dead as owners of directory entries
+//!   (the creation protocol's Limits, `src/region/protocol.rs`): an object it is
+//!   initialising can be taken over or freed, and its removal in progress cancelled.
 //! - With `/proc` mounted `hidepid=2` (or `hidepid=invisible`), another user's processes
 //!   have no `/proc/<pid>`: their words are probed by pid alone (`kill` answers `EPERM`:
 //!   alive), so a dead one's pid reused by a new process reads as alive, and the file is
@@ -1108,6 +1111,27 @@ impl Life {
         (i != NO_SLOT && word != 0 && slot::pid(word) == owner::current_pid()).then_some(i)
     }
 
+    /// [`slot`](Self::slot), or, for a handle without a word, `None` once the region is
+    /// marked `UNLISTED`. Called before a handle takes part in an entry (as a user or an
+    /// owner): the protocols count on every such handle without a word having set
+    /// `UNLISTED` first. A full table sets it when the handle is made; this covers a
+    /// handle that lost its word otherwise (a fork child whose region was retired during
+    /// the fork, a fork whose handlers could not run).
+    pub(super) fn slot_or_unlist(&self, raw: Raw<'_>) -> Option<u32> {
+        let slot = self.slot();
+        if slot.is_none()
+            && let Some(h) = raw.header()
+        {
+            // SeqCst: the opener's step 1 for an unlisted handle (module docs), as in
+            // `join`: before this handle's use of an entry, so that a removal's SeqCst load
+            // of this word either sees the bit or comes before the use in the one order
+            // (a read-modify-write even if the bit is set already: a plain load of it
+            // would not place this handle's use in that order).
+            h.life.fetch_or(life::UNLISTED, Ordering::SeqCst);
+        }
+        slot
+    }
+
     /// Drops the path (a handle that never removes the file keeps no directory fd).
     pub(super) fn forget_path(&mut self) {
         self.path = None;
@@ -1669,6 +1693,26 @@ mod tests {
         assert!(matches!(
             retire(raw, &r.geo, true, Instant::now()),
             Retire::Retired
+        ));
+    }
+
+    /// A handle that lost its word (released here by hand, as a fork child's handler
+    /// does on a region retired during the fork) marks the region `UNLISTED` before it
+    /// uses or creates an object: without a bit, only that keeps removals off its object,
+    /// and makes probers judge its creations by the TID alone.
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd")]
+    fn a_handle_without_a_word_marks_the_region_unlisted_before_any_use() {
+        let mut r = Region::memfd("wordless", 1 << 16).unwrap();
+        let h = r.raw().header().unwrap();
+        assert!(r.life.attachment.as_ref().unwrap().release());
+        assert_eq!(r.life.slot(), None);
+        assert_eq!(h.life.load(Ordering::SeqCst) & life::UNLISTED, 0);
+        r.get_or_default::<crate::Counter>("x").unwrap().add(1);
+        assert_ne!(h.life.load(Ordering::SeqCst) & life::UNLISTED, 0);
+        assert!(matches!(
+            r.remove("x"),
+            Err(super::super::RemoveObjectError::Unlisted)
         ));
     }
 

@@ -75,7 +75,9 @@
 //!   reads as alive (and waiters return [`GetError::Timeout`] after the region's timeout
 //!   instead of taking over) only where that thread's process holds a live table word
 //!   with its bit set in the entry (for a `REMOVING` entry's remover: any live word): a
-//!   process that had asked for the object (or was forked with its parent's uses); or where
+//!   process that had asked for the object, or for an earlier object of the entry while
+//!   it was being removed, or tried to take it over and lost (bits stay on the entry:
+//!   [`remove`](super::remove)'s Limits), or was forked with its parent's uses; or where
 //!   the process cannot be told (`/proc` hidden, `hidepid`, a region marked `UNLISTED`,
 //!   where the TID alone decides). The word's liveness is judged by its start time, so
 //!   the time-namespace limit below applies to entry owners too: a live owner whose
@@ -461,10 +463,11 @@ impl Region {
                 "entry {index} outside the region"
             )));
         };
-        let Some(slot) = self.life.slot() else {
+        let Some(slot) = self.life.slot_or_unlist(self.raw()) else {
             // An unlisted handle (a full attach table) has no bit: the region is marked
-            // `UNLISTED`, and no object of it is ever removed (`Region::remove` refuses),
-            // so the entry is as good as pinned once seen READY.
+            // `UNLISTED` (by now, whatever made the handle lose its word), and no object of
+            // it is ever removed (`Region::remove` refuses), so the entry is as good as
+            // pinned once seen READY.
             let placed = self.recheck(index, e, want)?;
             if placed.is_some() {
                 self.pins.set(index, e);
@@ -527,14 +530,19 @@ impl Region {
     /// or takeover that writes this thread's TID as the `INITIALISING` owner: probers
     /// count that owner alive only if its process holds a live word with its bit set
     /// ([`Region::owner_is_dead`]), and the release half of that write publishes the bit.
+    ///
+    /// A takeover that does not happen (its CAS lost, or the entry held another object by
+    /// then) leaves the bit: the handle counts as a user of whatever the entry holds next,
+    /// as a getter whose pin failed does (`remove`'s Limits). Clearing it could strip the
+    /// bit of another thread of the handle that pinned the entry meanwhile.
     fn set_user_bit(&self, e: &Entry) {
-        if let Some(slot) = self.life.slot() {
+        if let Some(slot) = self.life.slot_or_unlist(self.raw()) {
             let (word, bit) = super::remove::user_bit(slot);
             // SeqCst: as in `pin_slow`; here ordered before the READY transition anyway.
             e.users[word].fetch_or(bit, Ordering::SeqCst);
         }
         // (Unlisted: no bit, and no removal ever; see `pin_slow`. The region's `UNLISTED`
-        // bit makes probers judge owners by their TIDs alone.)
+        // bit, set by now, makes probers judge owners by their TIDs alone.)
     }
 
     /// Whether the owner of entry `e`, found in state `seen` (read by an acquire load),
@@ -1268,8 +1276,12 @@ pub(super) fn wait_on(
         return Err(GetError::Timeout);
     }
     for _ in 0..SPINS {
-        // Relaxed: only a hint to look again; `lookup` reloads with acquire.
-        if e.state.load(Ordering::Relaxed) != seen {
+        // Acquire: a changed word is only a hint (`lookup` reloads). But the probe below
+        // judges the owner by more than the word (its bit, its process's table word, and
+        // `free_abandoned` the generation): the write this load read, which may be a later
+        // write of the same value (the entry removed and re-made by the same thread), must
+        // happen before those loads, as `lookup`'s acquire load of `seen` did.
+        if e.state.load(Ordering::Acquire) != seen {
             return Ok(Seen::Changed);
         }
         spin_loop();
@@ -2161,8 +2173,8 @@ mod tests {
     #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
     fn an_initialising_owner_whose_process_holds_no_word_with_its_bit_is_taken_over() {
         let r = region();
-        if owner::thread_group(owner::current()).is_none() {
-            eprintln!("skipped: /proc/<tid>/status is not readable here");
+        if std::fs::read("/proc/self/status").is_err() {
+            eprintln!("skipped: /proc/self/status is not readable here");
             return;
         }
         with_live_thread(|t| {
@@ -2215,17 +2227,20 @@ mod tests {
             .unwrap();
         let other = Region::from_fd(r.as_fd().unwrap().try_clone_to_owned().unwrap()).unwrap();
         other.get_or_default::<TestWord>("x").unwrap();
+        drop(other);
         let e = r.raw().entry(&r.geo, 0).unwrap();
         let ready = e.state.load(Ordering::SeqCst);
+        // No bit of any process in the entry: removers set none.
+        assert_eq!(e.users[0].load(Ordering::SeqCst), 0);
+        assert_eq!(e.users[1].load(Ordering::SeqCst), 0);
         with_live_thread(|t| {
-            // A live thread of this process, which holds words (no bit needed: removers
-            // set none).
+            // A live thread of this process, which holds a word.
             let removing = state::make(t, state::REMOVING);
             e.state.store(removing, Ordering::SeqCst);
             assert!(!r.owner_is_dead(e, removing));
             assert!(matches!(r.get::<TestWord>("x"), Err(GetError::Timeout)));
         });
-        if owner::thread_group(1).is_none() {
+        if std::fs::read("/proc/1/status").is_err() {
             eprintln!("skipped: /proc/1/status is not readable here");
             return;
         }

@@ -126,7 +126,7 @@
 //! | creator: creation lock taken, directory not scanned | a lock naming a dead thread | the next creator probes it dead within a slice (10 ms) and takes it over (failpoint test `a_creator_killed_holding_the_creation_lock_is_taken_over`) |
 //! | creator: entry `CLAIMED` (a `FREE` or `EMPTY` one), extent placed, name not published | a dead claim under a dead lock | the next creator probes the lock's holder dead within a slice (by its TID and recorded start time), takes the lock over and frees the claim (`FREE`: its extent is free space again) even if a new thread reused the dead creator's TID, then goes on (failpoint tests `a_creator_killed_after_claiming_an_entry_leaves_it_reusable`, `a_creator_killed_after_claiming_whose_tid_was_reused_is_taken_over`) |
 //! | creator: `INITIALISING` published, lock not yet released (or released, `init` running) | the lock, and an abandoned initialisation | the lock as above; the entry by takeover: a creator of the name waiting on it probes the owner between slices and initialises it afresh (failpoint test `a_creator_killed_after_publishing_the_name_is_taken_over`), or a remover of the name probes the owner dead and frees the entry and its extent (failpoint test `a_creator_killed_after_publishing_the_name_leaves_an_entry_removal_frees`; a panicking `init`: `an_initialisation_that_panicked_can_be_removed_and_its_space_reused`) |
-//! | getter: a dead or abandoned `INITIALISING` entry of its name seen, takeover CAS not yet made | nothing (a copy of the entry, private) | nothing to repair; a getter SIGSTOPped here that resumes after the entry was freed, reused and abandoned by another object's creator (the same state word) wins the CAS but sees the entry's generation changed and gives the entry back as it found it, then looks again: it never initialises or hands out its stale copy's offset (failpoint test `a_stale_takeover_of_a_reused_abandoned_entry_leaves_the_new_objects_alone`) |
+//! | getter: a dead or abandoned `INITIALISING` entry of its name seen, its user bit set in the entry, takeover CAS not yet made | the bit (set before the CAS so that probers find the taker's process a user: the creation protocol, `src/region/protocol.rs`) | the bit is cleared like any bit of a dead handle, by the next removal of the entry or the next claim of the handle's word; a taker that lives on but loses (its CAS, or the generation check) keeps it: its handle counts as a user of whatever the entry holds next (Limits); a getter SIGSTOPped here that resumes after the entry was freed, reused and abandoned by another object's creator (the same state word) wins the CAS but sees the entry's generation changed and gives the entry back as it found it, then looks again: it never initialises or hands out its stale copy's offset (failpoint test `a_stale_takeover_of_a_reused_abandoned_entry_leaves_the_new_objects_alone`) |
 //!
 //! # Limits
 //!
@@ -134,8 +134,10 @@
 //!   namespace. A handle in another namespace has its attach-table word probed as dead
 //!   (or as another, live process): its bits do not protect it, an object it holds can be
 //!   removed under it, and the next object placed there is then aliased.
-//! - A dead remover's TID reused by a new thread reads as alive: its entry waits out the
-//!   region's timeout for every caller, for as long as that thread lives. (The creation
+//! - A dead remover's TID reused by a new thread reads as alive if that thread's process
+//!   holds a live attach-table word of the region (or where its process cannot be told:
+//!   see the creation protocol's Limits, `src/region/protocol.rs`): its entry then waits out the region's
+//!   timeout for every caller, for as long as that thread lives. (The creation
 //!   lock's holder also records its start time, so a creator that died holding the lock
 //!   and whose TID was reused is taken over, and its claim freed, except in the cases
 //!   [`Region`]'s creation protocol lists: start times that cannot tell the two threads
@@ -158,6 +160,12 @@
 //!   may reuse while the child still writes to it.
 //! - A bit is per handle, not per reference: a long-lived handle that once asked for a
 //!   name keeps it unremovable until dropped, whether or not it still holds a reference.
+//!   The bit stays on the entry, not the object: a getter whose pin failed (the name was
+//!   being removed) and a taker whose takeover did not happen (another process won, or
+//!   the entry was freed and reused meanwhile) count as users of whatever object the entry
+//!   holds next, which then cannot be removed (`InUse` names them) until they drop their
+//!   handles. (Clearing such a bit could strip the one another thread of the same handle
+//!   set to pin that very entry.)
 //! - An entry whose generation a peer left odd (or that keeps failing a consistent copy
 //!   while its state word holds) is skipped by lookups and removals after a bounded number
 //!   of tries: other names stay reachable; its own name is lost (a `get_or_*` of it finds
