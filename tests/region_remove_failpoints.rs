@@ -166,8 +166,7 @@ fn write_bytes(r: &Region, offset: u64, bytes: &[u8]) {
 #[test]
 fn a_creator_killed_after_claiming_whose_tid_was_reused_is_taken_over() {
     watchdog(Duration::from_secs(60));
-    if std::fs::read_to_string("/proc/1/stat").is_err() {
-        eprintln!("skipped: /proc/1/stat is not readable here");
+    if !process_of_thread_readable(1) {
         return;
     }
     // Offsets (src/region/format.rs): the lock word at 88 (bits 22..1 the TID), the
@@ -700,6 +699,75 @@ fn a_fork_child_whose_parent_died_and_whose_inherited_object_was_removed_aborts(
         libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGABRT,
         "the child went on (status {status:#x}; exit 8: it read another object)"
     );
+}
+
+/// The parent killed during `fork` and the region retired before the child's handler
+/// swapped its word in: the handler finds the region retired and keeps a handle without a
+/// word, so it marks the region `UNLISTED` (should the unlink fail and the region go live
+/// again, no removal may free what the child inherited), and the child runs on.
+#[test]
+fn a_fork_child_left_without_a_word_by_a_retirement_marks_the_region_unlisted() {
+    watchdog(Duration::from_secs(60));
+    // SAFETY: prctl with integer arguments only (orphans come to this process).
+    let subreaper = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    assert_eq!(subreaper, 0);
+    let path = std::env::temp_dir().join(format!("shmstate-fp-retired-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let r = RegionOptions::new().create(&path, 1 << 16).unwrap();
+    r.get_or_default::<Counter>("c").unwrap().add(1);
+    let ctl = SharedMem::<ValueArray<u64>>::new(1);
+    let parent = fork_children(1, |_| {
+        let c = r.get_or_default::<Counter>("c").unwrap();
+        // Only the fork child handler reaches this point: the grandchild stops in it.
+        shmstate::failpoint::arm(Point::RegionForkChildEntered);
+        // Not `fork_children`: its child exits once its parent is gone, and this one must
+        // outlive its parent.
+        // SAFETY: the child only reads the object and `_exit`s.
+        let child = unsafe { libc::fork() };
+        assert!(child >= 0);
+        if child == 0 {
+            // SAFETY: ends the child without unwinding into the harness.
+            unsafe { libc::_exit(if c.get() == 1 { 7 } else { 8 }) };
+        }
+        ctl.get().store(0, child as u64, Ordering::SeqCst);
+        loop {
+            std::thread::park();
+        }
+    })[0];
+    drop(r);
+    let child = loop {
+        match ctl.get().load(0, Ordering::SeqCst) {
+            0 => std::thread::yield_now(),
+            pid => break pid as libc::pid_t,
+        }
+    };
+    wait_until_stopped_anywhere(child);
+    kill_and_reap(parent);
+    // The file itself, to read its life-cycle word (offset 60) after the unlink.
+    let file = std::fs::File::open(&path).unwrap();
+    // The word claimed for the child names the dead parent: pruned, and the region goes.
+    Region::remove_unused(&path).unwrap();
+    assert!(!path.exists());
+    let life = || {
+        use std::os::unix::fs::FileExt;
+        let mut b = [0u8; 4];
+        file.read_exact_at(&mut b, 60).unwrap();
+        u32::from_ne_bytes(b)
+    };
+    const UNLISTED: u32 = 0b100;
+    assert_eq!(life() & UNLISTED, 0);
+    // SAFETY: the orphaned grandchild is ours now (subreaper): resume and reap it.
+    let status = unsafe {
+        libc::kill(child, libc::SIGCONT);
+        let mut status = 0;
+        assert_eq!(libc::waitpid(child, &mut status, 0), child);
+        status
+    };
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 7,
+        "the child did not run on with its object (status {status:#x})"
+    );
+    assert_ne!(life() & UNLISTED, 0, "the child left the region listed");
 }
 
 /// Every abandoned initialisation leaves the same state word (owner 0): a getter stopped

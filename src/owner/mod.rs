@@ -555,6 +555,11 @@ mod imp {
 #[cfg(loom)]
 pub const DEAD_UNDER_LOOM: u32 = 1 << 20;
 
+/// For tests that need `/proc` to show other threads' processes.
+#[cfg(all(test, not(loom)))]
+pub(crate) use imp::proc_is_ours;
+#[cfg(all(test, not(loom)))]
+use imp::proc_is_ours_cached;
 pub(crate) use imp::{current, probe};
 /// The region (not built under loom) names its temporary files after the PID, and
 /// records the PID and start time of the processes that have it open.
@@ -563,8 +568,6 @@ pub(crate) use imp::{current_pid, kill_probe, start_time, stat, thread_group};
 /// Histograms key their owner words by it (not built under loom, whose models do not fork).
 #[cfg(not(loom))]
 pub(crate) use imp::{fork_counted, fork_generation};
-#[cfg(all(test, not(loom)))]
-use imp::{proc_is_ours, proc_is_ours_cached};
 
 /// A kernel thread id (TID) as lock words record it: never 0, never above the kernel's
 /// `PID_MAX_LIMIT` (2^22). Parsing a word's bits is how every primitive reads "which thread

@@ -166,7 +166,8 @@ pub enum RemoveError {
         attached: Vec<crate::region::Attached>,
     },
 
-    /// A process had the region open without being listed (its attach table was full),
+    /// A process had the region open without being listed (its attach table was full, or,
+    /// on a failure path, a fork child was left without a table word),
     /// so nobody can tell whether it is in use. Remove it with
     /// [`Region::remove_forced`](crate::Region::remove_forced) if you know it is not.
     #[error("may be in use by processes not listed in its full attach table")]
@@ -230,7 +231,8 @@ pub enum RemoveObjectError {
         pids: Vec<u32>,
     },
 
-    /// A process had the region open without an attach-table word (the table was full):
+    /// A process had the region open without an attach-table word (the table was full, or,
+    /// on a failure path, a fork child was left without one):
     /// nobody can tell what it uses, so no object of the region is ever removed.
     #[error("the region had users without an attach-table word: no object may be removed")]
     Unlisted,

@@ -163,7 +163,7 @@
 //! | fork prepare handler, a word claimed for the child | a word naming the parent | the child's: swapped by its handler; after a failed fork, or a child killed before its handler ran, pruned once the parent is dead, so the parent's own last drop leaves a `remove_when_unused` file, to the next opener or `shmstate gc` (tests `a_parent_dropping_its_handle_right_after_fork_keeps_the_file_for_its_child`, `a_fork_child_ended_before_its_handler_makes_the_parents_last_drop_leave_the_file`) |
 //! | fork prepare handler, the table full after pruning | `UNLISTED` set, no word for the child | nothing to repair: the region is never removed automatically again (the full-table rule); the child's handler claims a word if one is free by then (failpoint test `a_fork_with_a_table_full_of_live_words_leaves_the_region_unlisted`) |
 //! | fork child handler, the child's word swapped in | a word naming the child | pruned once the child is dead, as above (failpoint test `a_fork_child_stopped_in_its_handler_is_listed_and_pruned_once_killed`) |
-//! | parent killed between its prepare handler and the child's swap | a dead word the child's swap replaces, unless a removal pruned it first: then the child claims a word as an opener does, and if the region was retired meanwhile it keeps an unlisted handle on a removed file | the parent is gone: nothing but the child can use the old file anyway |
+//! | parent killed between its prepare handler and the child's swap | a dead word the child's swap replaces, unless a removal pruned it first: then the child claims a word as an opener does, and if the region was retired meanwhile it keeps a handle without a word and marks the region `UNLISTED` (the file is unlinked, or, if the unlink fails and the region goes live again, never removed unforced; failpoint test `a_fork_child_left_without_a_word_by_a_retirement_marks_the_region_unlisted`) | the parent is gone: nothing but the child can use the old file anyway |
 //!
 //! # Limits
 //!
@@ -182,7 +182,10 @@
 //!   with the consequence above. A word that reads dead (so, or pruned by a misjudgment,
 //!   below) also makes its process's threads read dead as owners of directory entries
 //!   (the creation protocol's Limits, `src/region/protocol.rs`): an object it is
-//!   initialising can be taken over or freed, and its removal in progress cancelled.
+//!   initialising can be taken over or freed, and its removal in progress cancelled under
+//!   it (the remover then goes on: it may clear the bit of a getter that pinned the object
+//!   after the cancel, and fails with `RemoveObjectError::Corrupt`, leaving an object
+//!   that a later removal can free under that getter).
 //! - With `/proc` mounted `hidepid=2` (or `hidepid=invisible`), another user's processes
 //!   have no `/proc/<pid>`: their words are probed by pid alone (`kill` answers `EPERM`:
 //!   alive), so a dead one's pid reused by a new process reads as alive, and the file is
@@ -619,9 +622,11 @@ pub(super) fn owner_is_attached(
     let Some(h) = raw.header() else {
         return true;
     };
-    // SeqCst: as every access to the life-cycle word. An unlisted handle set the bit
-    // before it took part in any entry (its creation's or removal's transition, which the
-    // caller's acquire load of the state word read, comes after).
+    // SeqCst: as every access to the life-cycle word. A handle without a word set the bit
+    // before it created or took over an entry (`Life::slot_or_unlist`: the transition the
+    // caller's acquire load of the state word read comes after). A remover without a word
+    // sets none, and may read dead here: harmless, as it refuses at its step 2 anyway,
+    // before it touches a bit, and a cancelled `REMOVING` only makes its own cancel fail.
     if h.life.load(Ordering::SeqCst) & life::UNLISTED != 0 {
         return true;
     }
@@ -925,7 +930,7 @@ extern "C" fn after_fork_child() {
                 } else {
                     // No word was claimed (a full table), or it was pruned (the parent
                     // died during the fork): claim one as an opener does. A retired
-                    // region: the handle stays, unlisted; nothing to remove.
+                    // region: the handle stays, unlisted (below).
                     let _ = join(a, word, false);
                 }
                 // The references the child inherited (some a parent thread may have taken
@@ -958,6 +963,17 @@ extern "C" fn after_fork_child() {
                 } else {
                     !swapped
                 };
+                if i == NO_SLOT
+                    && let Some(h) = a.raw().header()
+                {
+                    // Without a word (a full table, or `join` found the region retired)
+                    // the child's inherited references have no bits: from here on only
+                    // `UNLISTED` keeps removals off them (a retired region's unlink can
+                    // still fail and leave it live). Set before the check below, which
+                    // then catches any removal that came earlier. SeqCst: the opener's
+                    // step 1 for an unlisted handle (module docs), as in `join`.
+                    h.life.fetch_or(life::UNLISTED, Ordering::SeqCst);
+                }
                 if parent != 0
                     && (unprotected || std::os::unix::process::parent_id() != slot::pid(parent))
                     && !super::remove::inherited_objects_held(a.raw(), &a.geo, &a.pins)
@@ -1114,9 +1130,9 @@ impl Life {
     /// [`slot`](Self::slot), or, for a handle without a word, `None` once the region is
     /// marked `UNLISTED`. Called before a handle takes part in an entry (as a user or an
     /// owner): the protocols count on every such handle without a word having set
-    /// `UNLISTED` first. A full table sets it when the handle is made; this covers a
-    /// handle that lost its word otherwise (a fork child whose region was retired during
-    /// the fork, a fork whose handlers could not run).
+    /// `UNLISTED` first. A full table sets it when the handle is made, and the fork
+    /// child handler for a child left without a word; this covers a handle that lost its
+    /// word otherwise (a fork whose handlers did not run).
     pub(super) fn slot_or_unlist(&self, raw: Raw<'_>) -> Option<u32> {
         let slot = self.slot();
         if slot.is_none()
@@ -1125,7 +1141,7 @@ impl Life {
             // SeqCst: the opener's step 1 for an unlisted handle (module docs), as in
             // `join`: before this handle's use of an entry, so that a removal's SeqCst load
             // of this word either sees the bit or comes before the use in the one order
-            // (a read-modify-write even if the bit is set already: a plain load of it
+            // (a read-modify-write even if the bit is set already: a Relaxed load of it
             // would not place this handle's use in that order).
             h.life.fetch_or(life::UNLISTED, Ordering::SeqCst);
         }
@@ -1696,24 +1712,49 @@ mod tests {
         ));
     }
 
-    /// A handle that lost its word (released here by hand, as a fork child's handler
-    /// does on a region retired during the fork) marks the region `UNLISTED` before it
-    /// uses or creates an object: without a bit, only that keeps removals off its object,
-    /// and makes probers judge its creations by the TID alone.
+    /// A handle that lost its word (released here by hand, as when a fork's handlers did
+    /// not run) marks the region `UNLISTED` before it creates an object: without a bit,
+    /// only that keeps other handles' removals off its object, and makes probers judge its
+    /// creation by the TID alone.
     #[test]
     #[cfg_attr(miri, ignore = "a region maps a memfd")]
-    fn a_handle_without_a_word_marks_the_region_unlisted_before_any_use() {
-        let mut r = Region::memfd("wordless", 1 << 16).unwrap();
+    fn a_handle_without_a_word_marks_the_region_unlisted_before_it_creates() {
+        let r = Region::memfd("wordless", 1 << 16).unwrap();
         let h = r.raw().header().unwrap();
         assert!(r.life.attachment.as_ref().unwrap().release());
         assert_eq!(r.life.slot(), None);
         assert_eq!(h.life.load(Ordering::SeqCst) & life::UNLISTED, 0);
-        r.get_or_default::<crate::Counter>("x").unwrap().add(1);
+        let x = r.get_or_default::<crate::Counter>("x").unwrap();
         assert_ne!(h.life.load(Ordering::SeqCst) & life::UNLISTED, 0);
+        // A listed handle's removal refuses: `x` has no bit of its creator's.
+        let mut admin = Region::from_fd(r.as_fd().unwrap().try_clone_to_owned().unwrap()).unwrap();
         assert!(matches!(
-            r.remove("x"),
+            admin.remove("x"),
             Err(super::super::RemoveObjectError::Unlisted)
         ));
+        x.add(1);
+    }
+
+    /// The same for a word-less handle that only gets an object another handle made.
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd")]
+    fn a_handle_without_a_word_marks_the_region_unlisted_before_it_gets() {
+        let r = Region::memfd("wordless-get", 1 << 16).unwrap();
+        let fd = || r.as_fd().unwrap().try_clone_to_owned().unwrap();
+        let maker = Region::from_fd(fd()).unwrap();
+        maker.get_or_default::<crate::Counter>("x").unwrap();
+        drop(maker);
+        let h = r.raw().header().unwrap();
+        assert!(r.life.attachment.as_ref().unwrap().release());
+        assert_eq!(h.life.load(Ordering::SeqCst) & life::UNLISTED, 0);
+        let x = r.get::<crate::Counter>("x").unwrap();
+        assert_ne!(h.life.load(Ordering::SeqCst) & life::UNLISTED, 0);
+        let mut admin = Region::from_fd(fd()).unwrap();
+        assert!(matches!(
+            admin.remove("x"),
+            Err(super::super::RemoveObjectError::Unlisted)
+        ));
+        x.add(1);
     }
 
     #[test]

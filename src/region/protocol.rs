@@ -464,10 +464,10 @@ impl Region {
             )));
         };
         let Some(slot) = self.life.slot_or_unlist(self.raw()) else {
-            // An unlisted handle (a full attach table) has no bit: the region is marked
-            // `UNLISTED` (by now, whatever made the handle lose its word), and no object of
-            // it is ever removed (`Region::remove` refuses), so the entry is as good as
-            // pinned once seen READY.
+            // An unlisted handle (a full attach table, or a lost word) has no bit: the
+            // region is marked `UNLISTED` (by now, whatever made the handle lose its word),
+            // and no object of it is ever removed (`Region::remove` refuses), so the entry
+            // is as good as pinned once seen READY.
             let placed = self.recheck(index, e, want)?;
             if placed.is_some() {
                 self.pins.set(index, e);
@@ -2123,6 +2123,16 @@ mod tests {
         }
     }
 
+    /// Whether a thread's process can be told here (`/proc` of this PID namespace, thread
+    /// `tid`'s status readable); if not, says the test is skipped (the TID alone decides).
+    fn proc_shows_processes(tid: u32) -> bool {
+        let shows = owner::proc_is_ours() && std::fs::read(format!("/proc/{tid}/status")).is_ok();
+        if !shows {
+            eprintln!("skipped: /proc does not show thread {tid}'s process here");
+        }
+        shows
+    }
+
     /// Runs `f` with the TID of a live thread of this process, parked until `f` returns:
     /// a live owner, or a new thread that reused a dead owner's TID, as the test makes it.
     fn with_live_thread<R>(f: impl FnOnce(u32) -> R) -> R {
@@ -2173,8 +2183,7 @@ mod tests {
     #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
     fn an_initialising_owner_whose_process_holds_no_word_with_its_bit_is_taken_over() {
         let r = region();
-        if std::fs::read("/proc/self/status").is_err() {
-            eprintln!("skipped: /proc/self/status is not readable here");
+        if !proc_shows_processes(owner::current()) {
             return;
         }
         with_live_thread(|t| {
@@ -2240,8 +2249,7 @@ mod tests {
             assert!(!r.owner_is_dead(e, removing));
             assert!(matches!(r.get::<TestWord>("x"), Err(GetError::Timeout)));
         });
-        if std::fs::read("/proc/1/status").is_err() {
-            eprintln!("skipped: /proc/1/status is not readable here");
+        if !proc_shows_processes(1) {
             return;
         }
         // Init: alive, in a process holding no word of this region.

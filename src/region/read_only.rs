@@ -178,7 +178,7 @@ impl ReadOnlyRegion {
     }
 
     /// Whether a process had the region open without being listed (its attach table was
-    /// full): then [`attached`](Self::attached) may miss users, and the region is never
+    /// full, or, on a failure path, a fork child was left without a table word): then [`attached`](Self::attached) may miss users, and the region is never
     /// removed unless forced.
     pub fn has_unlisted(&self) -> bool {
         self.life_word() & super::format::life::UNLISTED != 0

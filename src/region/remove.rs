@@ -12,8 +12,8 @@
 //! borrow checker proves the removing handle holds no reference: its own bit is ignored.
 //! The removal succeeds only if every other bit set names a word that is free or names a
 //! dead process ([`RemoveObjectError::InUse`] lists the live ones otherwise). A region
-//! that ever had a handle without a word (`UNLISTED`: the attach table was full) never
-//! has an object removed ([`RemoveObjectError::Unlisted`]): that handle cannot be tracked.
+//! that ever had a handle without a word (`UNLISTED`: the attach table was full, or a
+//! handle lost its word: see [`lifecycle`](super::lifecycle)) never has an object removed ([`RemoveObjectError::Unlisted`]): that handle cannot be tracked.
 //!
 //! So, in practice: a process removes an object through a fresh handle
 //! (`Region::open(path)?.remove(name)`, or [`Region::remove_object`]) once the handles
