@@ -252,16 +252,23 @@ fn with_live_thread(f: impl FnOnce(u32)) {
     });
 }
 
-#[test]
-fn a_creator_killed_in_init_whose_tid_was_reused_is_taken_over() {
-    watchdog(Duration::from_secs(60));
-    let r = memfd();
+/// Kills a process that has just published "a" in entry 0 (`INITIALISING`, its bit set),
+/// before its `init` ran; returns its pid.
+fn creator_killed_in_init(r: &Region) -> libc::pid_t {
     let pid = child_stopped_at(Point::RegionNamePublished, || {
-        let _ = handle(&r).get_or_init::<Counter>("a", |c| {
+        let _ = handle(r).get_or_init::<Counter>("a", |c| {
             c.add(7);
         });
     });
     kill_and_reap(pid);
+    pid
+}
+
+#[test]
+fn a_creator_killed_in_init_whose_tid_was_reused_is_taken_over() {
+    watchdog(Duration::from_secs(60));
+    let r = memfd();
+    let pid = creator_killed_in_init(&r);
     assert_eq!(r.entries()[0].state, shmstate::EntryState::Initialising);
     if !forge_entry0_owner_as_init(&r, pid) {
         return;
@@ -290,12 +297,7 @@ fn a_creator_killed_in_init_whose_tid_was_reused_is_taken_over() {
 fn a_creator_killed_in_init_whose_tid_an_attached_process_reused_is_taken_over() {
     watchdog(Duration::from_secs(60));
     let r = memfd();
-    let pid = child_stopped_at(Point::RegionNamePublished, || {
-        let _ = handle(&r).get_or_init::<Counter>("a", |c| {
-            c.add(7);
-        });
-    });
-    kill_and_reap(pid);
+    let pid = creator_killed_in_init(&r);
     if !process_of_thread_readable(std::process::id()) {
         return;
     }
@@ -339,10 +341,7 @@ fn a_remover_killed_while_removing_whose_tid_was_reused_leaves_the_object_ready(
 fn a_creator_killed_in_init_whose_tid_was_reused_is_freed_by_a_removal() {
     watchdog(Duration::from_secs(60));
     let r = memfd();
-    let pid = child_stopped_at(Point::RegionNamePublished, || {
-        let _ = handle(&r).get_or_default::<Counter>("a");
-    });
-    kill_and_reap(pid);
+    let pid = creator_killed_in_init(&r);
     if !forge_entry0_owner_as_init(&r, pid) {
         return;
     }

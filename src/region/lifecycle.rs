@@ -1713,21 +1713,32 @@ mod tests {
     }
 
     /// A handle that lost its word (released here by hand, as when a fork's handlers did
-    /// not run) marks the region `UNLISTED` before it creates an object: without a bit,
-    /// only that keeps other handles' removals off its object, and makes probers judge its
-    /// creation by the TID alone.
-    #[test]
-    #[cfg_attr(miri, ignore = "a region maps a memfd")]
-    fn a_handle_without_a_word_marks_the_region_unlisted_before_it_creates() {
+    /// not run) marks the region `UNLISTED` before it creates an object (`get` false) or
+    /// gets one another handle made (`get` true): without a bit, only that keeps other
+    /// handles' removals off the object, and makes probers judge its creation by the TID
+    /// alone.
+    fn a_handle_without_a_word_marks_the_region_unlisted(get: bool) {
         let r = Region::memfd("wordless", 1 << 16).unwrap();
+        let fd = || r.as_fd().unwrap().try_clone_to_owned().unwrap();
+        if get {
+            // Made, and dropped: no bit of a live handle in `x` but `r`'s (if it set one).
+            let maker = Region::from_fd(fd()).unwrap();
+            maker.get_or_default::<crate::Counter>("x").unwrap();
+            drop(maker);
+        }
         let h = r.raw().header().unwrap();
         assert!(r.life.attachment.as_ref().unwrap().release());
         assert_eq!(r.life.slot(), None);
         assert_eq!(h.life.load(Ordering::SeqCst) & life::UNLISTED, 0);
-        let x = r.get_or_default::<crate::Counter>("x").unwrap();
+        let x = if get {
+            r.get::<crate::Counter>("x")
+        } else {
+            r.get_or_default::<crate::Counter>("x")
+        }
+        .unwrap();
         assert_ne!(h.life.load(Ordering::SeqCst) & life::UNLISTED, 0);
-        // A listed handle's removal refuses: `x` has no bit of its creator's.
-        let mut admin = Region::from_fd(r.as_fd().unwrap().try_clone_to_owned().unwrap()).unwrap();
+        // A listed handle's removal refuses: `x` has no bit of `r`'s.
+        let mut admin = Region::from_fd(fd()).unwrap();
         assert!(matches!(
             admin.remove("x"),
             Err(super::super::RemoveObjectError::Unlisted)
@@ -1735,26 +1746,16 @@ mod tests {
         x.add(1);
     }
 
-    /// The same for a word-less handle that only gets an object another handle made.
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd")]
+    fn a_handle_without_a_word_marks_the_region_unlisted_before_it_creates() {
+        a_handle_without_a_word_marks_the_region_unlisted(false);
+    }
+
     #[test]
     #[cfg_attr(miri, ignore = "a region maps a memfd")]
     fn a_handle_without_a_word_marks_the_region_unlisted_before_it_gets() {
-        let r = Region::memfd("wordless-get", 1 << 16).unwrap();
-        let fd = || r.as_fd().unwrap().try_clone_to_owned().unwrap();
-        let maker = Region::from_fd(fd()).unwrap();
-        maker.get_or_default::<crate::Counter>("x").unwrap();
-        drop(maker);
-        let h = r.raw().header().unwrap();
-        assert!(r.life.attachment.as_ref().unwrap().release());
-        assert_eq!(h.life.load(Ordering::SeqCst) & life::UNLISTED, 0);
-        let x = r.get::<crate::Counter>("x").unwrap();
-        assert_ne!(h.life.load(Ordering::SeqCst) & life::UNLISTED, 0);
-        let mut admin = Region::from_fd(fd()).unwrap();
-        assert!(matches!(
-            admin.remove("x"),
-            Err(super::super::RemoveObjectError::Unlisted)
-        ));
-        x.add(1);
+        a_handle_without_a_word_marks_the_region_unlisted(true);
     }
 
     #[test]
