@@ -710,8 +710,8 @@ fn a_fork_child_left_without_a_word_by_a_retirement_marks_the_region_unlisted() 
     // SAFETY: prctl with integer arguments only (orphans come to this process).
     let subreaper = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     assert_eq!(subreaper, 0);
-    let path = std::env::temp_dir().join(format!("shmstate-fp-retired-{}", std::process::id()));
-    let _ = std::fs::remove_file(&path);
+    let dir = common::TempDir::new("fp-retired");
+    let path = dir.0.join("r");
     let r = RegionOptions::new().create(&path, 1 << 16).unwrap();
     r.get_or_default::<Counter>("c").unwrap().add(1);
     let ctl = SharedMem::<ValueArray<u64>>::new(1);
@@ -740,6 +740,18 @@ fn a_fork_child_left_without_a_word_by_a_retirement_marks_the_region_unlisted() 
             pid => break pid as libc::pid_t,
         }
     };
+    // Killed if the test fails before it resumes it (an orphan, stopped: nothing else
+    // would end it).
+    struct KillOnPanic(libc::pid_t);
+    impl Drop for KillOnPanic {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                // SAFETY: signalling our own (adopted) child.
+                unsafe { libc::kill(self.0, libc::SIGKILL) };
+            }
+        }
+    }
+    let _guard = KillOnPanic(child);
     wait_until_stopped_anywhere(child);
     kill_and_reap(parent);
     // The file itself, to read its life-cycle word (offset 60) after the unlink.
@@ -899,6 +911,79 @@ fn a_fork_with_a_table_full_of_dead_words_protects_the_child() {
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 1,
         "child: {status:#x}"
+    );
+}
+
+/// The word claimed for a fork child is taken from it before its handler swaps in (here
+/// zeroed, as a prune that misjudged the parent dead would), the object it inherited is
+/// removed meanwhile, and its handler then finds the table full: its own `join` marks the
+/// region `UNLISTED`, which protects only from then on, so the child must still check its
+/// inherited objects, and abort.
+#[test]
+fn a_fork_child_whose_word_was_taken_and_that_finds_the_table_full_checks_its_objects() {
+    watchdog(Duration::from_secs(60));
+    // Capacity 8: the attach table's 128 words at 128 + 8 * 128.
+    const TABLE: u64 = 128 + 8 * 128;
+    let r = small_timeout_memfd();
+    let words = |r: &Region| -> Vec<u64> { (0..128).map(|i| read_u64(r, TABLE + 8 * i)).collect() };
+    // A live process whose word fills the table later (not this process's word: that is
+    // the value the child's swap looks for), forked before "c" exists (not its user).
+    let holder = fork_children(1, |_| {
+        loop {
+            // SAFETY: `pause` has no preconditions; the test SIGKILLs this child.
+            unsafe { libc::pause() };
+        }
+    })[0];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !r.attached().iter().any(|a| a.pid == holder as u32) {
+        assert!(Instant::now() < deadline, "the holder did not attach");
+        std::thread::yield_now();
+    }
+    let filler = words(&r)
+        .into_iter()
+        .find(|w| w >> 32 == holder as u64)
+        .unwrap();
+    let c = r.get_or_default::<Counter>("c").unwrap();
+    c.add(1);
+    let before = words(&r);
+    shmstate::failpoint::arm(Point::RegionForkChildEntered);
+    let child = fork_children(1, |_| {
+        // Reached only if the handler let the child go on.
+        // SAFETY: `_exit` ends the child at once.
+        unsafe { libc::_exit(c.get() as i32) }
+    })[0];
+    wait_until_stopped(child);
+    let after = words(&r);
+    let claimed: Vec<usize> = (0..128).filter(|&i| after[i] != before[i]).collect();
+    assert_eq!(claimed.len(), 1, "one word claimed for the child");
+    // Before the word goes: it would take that very slot, with the value the child's
+    // swap looks for.
+    let mut admin = handle(&r);
+    write_bytes(&r, TABLE + 8 * claimed[0] as u64, &0u64.to_ne_bytes());
+    drop(r);
+    admin.remove("c").unwrap();
+    // Every free word taken by a live one (the holder's).
+    for (i, w) in words(&admin).into_iter().enumerate() {
+        if w == 0 {
+            write_bytes(&admin, TABLE + 8 * i as u64, &filler.to_ne_bytes());
+        }
+    }
+    let mut status = 0;
+    // SAFETY: resuming and reaping our own stopped child.
+    unsafe {
+        libc::kill(child, libc::SIGCONT);
+        libc::waitpid(child, &mut status, 0);
+    }
+    kill_and_reap(holder);
+    assert!(
+        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGABRT,
+        "the child went on with a removed object (status {status:#x})"
+    );
+    // The life-cycle word (offset 60): `UNLISTED` (bit 2), set by the child's `join`.
+    assert_ne!(
+        read_u32(&admin, 60) & 0b100,
+        0,
+        "its join found the table full"
     );
 }
 

@@ -271,7 +271,7 @@ fn life_line(life: &Life) -> String {
     for (set, what) in [
         (life.remove_when_unused, "remove when unused"),
         (life.retired, "retired"),
-        (life.unlisted, "unlisted (table overflowed)"),
+        (life.unlisted, "unlisted (a handle had no table word)"),
     ] {
         if set {
             line.push_str("; ");
@@ -705,7 +705,7 @@ mod tests {
         assert_eq!(
             life_line(&life),
             "attached: 1234 shmstate-worker (2 handles), 5678 (dead), 9 a\\u{1b}[2Jb; \
-             remove when unused; unlisted (table overflowed)"
+             remove when unused; unlisted (a handle had no table word)"
         );
     }
 

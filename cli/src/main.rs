@@ -45,7 +45,7 @@ enum Command {
     /// A line under the heading lists the processes that have the region open, from its
     /// attach table: pid, name and handle count, or "(dead)" for one that died without
     /// closing it (not a reason for exit status 3: nothing waits on it, and a removal
-    /// check or a writable handle's attached() prunes it); then "remove when unused", "retired" and "unlisted (table overflowed)" when
+    /// check or a writable handle's attached() prunes it); then "remove when unused", "retired" and "unlisted (a handle had no table word)" when
     /// they apply.
     ///
     /// Exit status: 0; 3 if a lock is held by a dead thread (or holds a garbage word), a
@@ -84,7 +84,8 @@ enum Command {
     /// an error, never the removed file). Does not attach to the region.
     ///
     /// Exit status: 0 removed; 3 not removed: live processes have it open (they are
-    /// listed), processes not listed may have it (its attach table overflowed), or
+    /// listed), processes not listed may have it (one had it open without a table word: the
+    /// table overflowed), or
     /// another process is removing it; 1 on errors; 2 on bad arguments or a missing
     /// file.
     ///
@@ -109,8 +110,8 @@ enum Command {
     /// (the last one could not remove it), and regions a killed remover left
     /// half-removed; with --all, also regions created without remove_when_unused
     /// (persistent state that nobody has open now). Prints "removed PATH" per file.
-    /// Leaves alone files that are not regions of this format, regions whose attach
-    /// table overflowed, and subdirectories.
+    /// Leaves alone files that are not regions of this format, regions a process had open
+    /// unlisted (the attach table overflowed), and subdirectories.
     ///
     /// Exit status: 0; 1 on errors; 2 on bad arguments or a missing directory.
     Gc {

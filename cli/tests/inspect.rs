@@ -1310,7 +1310,7 @@ fn inspect_shows_the_life_cycle_flags() {
     let text = String::from_utf8(shmstate(&["inspect", path]).stdout).unwrap();
     assert_eq!(
         text.lines().nth(1).unwrap(),
-        "attached: none; retired; unlisted (table overflowed)",
+        "attached: none; retired; unlisted (a handle had no table word)",
         "{text}"
     );
 }

@@ -170,7 +170,7 @@ pub enum RemoveError {
     /// on a failure path, a fork child was left without a table word),
     /// so nobody can tell whether it is in use. Remove it with
     /// [`Region::remove_forced`](crate::Region::remove_forced) if you know it is not.
-    #[error("may be in use by processes not listed in its full attach table")]
+    #[error("may be in use by processes not listed in its attach table")]
     Unlisted,
 
     /// Another live thread is removing the region at this moment.

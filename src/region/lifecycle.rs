@@ -163,7 +163,7 @@
 //! | fork prepare handler, a word claimed for the child | a word naming the parent | the child's: swapped by its handler; after a failed fork, or a child killed before its handler ran, pruned once the parent is dead, so the parent's own last drop leaves a `remove_when_unused` file, to the next opener or `shmstate gc` (tests `a_parent_dropping_its_handle_right_after_fork_keeps_the_file_for_its_child`, `a_fork_child_ended_before_its_handler_makes_the_parents_last_drop_leave_the_file`) |
 //! | fork prepare handler, the table full after pruning | `UNLISTED` set, no word for the child | nothing to repair: the region is never removed automatically again (the full-table rule); the child's handler claims a word if one is free by then (failpoint test `a_fork_with_a_table_full_of_live_words_leaves_the_region_unlisted`) |
 //! | fork child handler, the child's word swapped in | a word naming the child | pruned once the child is dead, as above (failpoint test `a_fork_child_stopped_in_its_handler_is_listed_and_pruned_once_killed`) |
-//! | parent killed between its prepare handler and the child's swap | a dead word the child's swap replaces, unless a removal pruned it first: then the child claims a word as an opener does, and if the region was retired meanwhile it keeps a handle without a word and marks the region `UNLISTED` (the file is unlinked, or, if the unlink fails and the region goes live again, never removed unforced; failpoint test `a_fork_child_left_without_a_word_by_a_retirement_marks_the_region_unlisted`) | the parent is gone: nothing but the child can use the old file anyway |
+//! | parent killed between its prepare handler and the child's swap | a dead word the child's swap replaces, unless a removal pruned it first: then the child claims a word as an opener does, and if the region was retired meanwhile it keeps a handle without a word and marks the region `UNLISTED` (failpoint test `a_fork_child_left_without_a_word_by_a_retirement_marks_the_region_unlisted`); a child whose word was taken and that finds the table full marks it too, and checks its inherited objects (failpoint test `a_fork_child_whose_word_was_taken_and_that_finds_the_table_full_checks_its_objects`) | the parent is gone: nothing but the child can use the old file anyway, unless the unlink fails and the region goes live again, which is then never removed unforced (`UNLISTED`) |
 //!
 //! # Limits
 //!
@@ -923,6 +923,14 @@ extern "C" fn after_fork_child() {
                         s.compare_exchange(parent, word, Ordering::SeqCst, Ordering::Relaxed)
                             .is_ok()
                     });
+                // Whether the prepare handler found the table full and set `UNLISTED`
+                // before `fork` (read before `join` below, which sets it too if it finds
+                // the table full: that protects from then on only). SeqCst: as the
+                // removal's step 2 load it pairs with.
+                let unlisted_before_fork = i == NO_SLOT
+                    && a.raw().header().is_some_and(|h| {
+                        h.life.load(Ordering::SeqCst) & life::UNLISTED != 0
+                    });
                 if swapped {
                     a.slot.store(i, Ordering::Relaxed);
                     a.word.store(word, Ordering::Relaxed);
@@ -955,23 +963,20 @@ extern "C" fn after_fork_child() {
                 // parent dropped its handle first, finds `UNLISTED` on that second look).
                 // (Checking there anyway would abort a child that merely meets a refused
                 // removal's transient `REMOVING`.)
-                let unprotected = if i == NO_SLOT {
-                    // SeqCst: as the removal's step 2 load it pairs with.
-                    a.raw()
-                        .header()
-                        .is_none_or(|h| h.life.load(Ordering::SeqCst) & life::UNLISTED == 0)
-                } else {
-                    !swapped
-                };
+                let unprotected = !swapped && !unlisted_before_fork;
                 if i == NO_SLOT
+                    && parent != 0
                     && let Some(h) = a.raw().header()
                 {
                     // Without a word (a full table, or `join` found the region retired)
                     // the child's inherited references have no bits: from here on only
                     // `UNLISTED` keeps removals off them (a retired region's unlink can
                     // still fail and leave it live). Set before the check below, which
-                    // then catches any removal that came earlier. SeqCst: the opener's
-                    // step 1 for an unlisted handle (module docs), as in `join`.
+                    // then catches any removal that came earlier. Only for a handle that
+                    // had a word in the parent: one without had set `UNLISTED` itself, or
+                    // is an opener of a retired region waiting for its unlink, with
+                    // nothing to protect. SeqCst: the opener's step 1 for an unlisted
+                    // handle (module docs), as in `join`.
                     h.life.fetch_or(life::UNLISTED, Ordering::SeqCst);
                 }
                 if parent != 0
@@ -1492,16 +1497,25 @@ fn finish_unlink(raw: Raw<'_>, path: &PathRef) -> std::io::Result<()> {
     let me = owner::current();
     // SeqCst: as every access to the word; this one publishes "unlinked" (or "live
     // again") to the openers waiting in `wait_unlinked` (their loads pair with it).
-    let s = h.life.load(Ordering::SeqCst);
-    if life::phase(s) == life::RETIRED && life::tid(s) == me {
+    let mut s = h.life.load(Ordering::SeqCst);
+    // Only `UNLISTED` may change under a live unlinker (a handle without a word marking
+    // the region): retried then, a bounded number of times (a peer could flip it forever).
+    for _ in 0..1000 {
+        if life::phase(s) != life::RETIRED || life::tid(s) != me {
+            break;
+        }
         let next = if gone {
             life::make(s, 0, life::RETIRED)
         } else {
             life::make(s, 0, life::LIVE)
         };
-        let _ = h
+        match h
             .life
-            .compare_exchange(s, next, Ordering::SeqCst, Ordering::SeqCst);
+            .compare_exchange(s, next, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => break,
+            Err(now) => s = now,
+        }
     }
     futex::wake_all(&h.life);
     unlinked
@@ -1683,6 +1697,35 @@ mod tests {
             2 => eprintln!("skipped: /proc shows no start time here"),
             c => panic!("the child read the inherited start time (exit {c})"),
         }
+    }
+
+    /// An opener that found its region retired keeps a registered handle without a word
+    /// while it waits for the unlink. A fork then must not mark the region `UNLISTED`: the
+    /// handle protects nothing, and a file that outlives its unlink (a second name, a
+    /// refused unlink) would stay unlisted, never removed unforced, for good.
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd; fork")]
+    fn a_fork_while_a_handle_waits_on_a_retired_region_leaves_it_listed() {
+        let r = Region::memfd("retired-fork", 1 << 16).unwrap();
+        let h = r.raw().header().unwrap();
+        assert!(r.life.attachment.as_ref().unwrap().release());
+        // As a remover left it (unlinked, or about to be).
+        h.life
+            .store(life::make(0, 0, life::RETIRED), Ordering::SeqCst);
+        // SAFETY: the child only returns from `fork` (running the fork handlers) and exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            // SAFETY: ends the forked child at once.
+            unsafe { libc::_exit(0) };
+        }
+        let mut status = 0;
+        // SAFETY: reaping our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        let w = h.life.load(Ordering::SeqCst);
+        assert_eq!(life::phase(w), life::RETIRED);
+        assert_eq!(w & life::UNLISTED, 0, "marked by the fork child: {w:#x}");
     }
 
     #[test]
