@@ -130,7 +130,8 @@ struct Document {
     remove_when_unused: bool,
     /// The region has been removed or is being removed.
     retired: bool,
-    /// A process had the region open without being listed (the table was full), so
+    /// A process had the region open without being listed (the table was full, or a
+    /// handle lost its word), so
     /// `attached` may miss users.
     unlisted: bool,
     /// How the data area is used (free space left by removed objects, fragmentation).

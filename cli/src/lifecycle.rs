@@ -38,8 +38,8 @@ pub fn rm(path: &Path, force: bool) -> Result<u8, Failure> {
         }
         Err(RemoveError::Unlisted) => {
             eprintln!(
-                "shmstate: {}: a process had it open without an attach-table word (the table \
-                 overflowed), so processes not listed may have it open; not removed (--force \
+                "shmstate: {}: a process had it open without an attach-table word (usually: the \
+                 table overflowed), so processes not listed may have it open; not removed (--force \
                  removes it anyway)",
                 path.display()
             );
@@ -73,8 +73,8 @@ pub fn rm_object(path: &Path, name: &str) -> Result<u8, Failure> {
         }
         Err(RemoveObjectError::Unlisted) => {
             eprintln!(
-                "shmstate: {}: a process had it open without an attach-table word (the table \
-                 overflowed), so processes not listed may use {name:?}; not removed",
+                "shmstate: {}: a process had it open without an attach-table word (usually: the \
+                 table overflowed), so processes not listed may use {name:?}; not removed",
                 path.display()
             );
             Ok(IN_USE)
@@ -93,9 +93,9 @@ pub fn rm_object(path: &Path, name: &str) -> Result<u8, Failure> {
 /// half-removed; with `all`, also regions created without `remove_when_unused`
 /// (persistent state nobody has open now). Prints one line per file removed (or, with
 /// `dry_run`, that would be). Files that are not regions of this format, and regions
-/// that a process had open unlisted (its attach table overflowed), are left alone. A
-/// removal that fails (the file cannot be unlinked) is reported, the others go on, and
-/// the exit code is 1.
+/// that a process had open unlisted (usually: its attach table overflowed), are left
+/// alone. A removal that fails (the file cannot be unlinked) is reported, the others go
+/// on, and the exit code is 1.
 pub fn gc(dir: &Path, dry_run: bool, all: bool) -> Result<u8, Failure> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
         let msg = format!("{}: {e}", dir.display());

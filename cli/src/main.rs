@@ -84,8 +84,8 @@ enum Command {
     /// an error, never the removed file). Does not attach to the region.
     ///
     /// Exit status: 0 removed; 3 not removed: live processes have it open (they are
-    /// listed), processes not listed may have it (one had it open without a table word: the
-    /// table overflowed), or
+    /// listed), processes not listed may have it (one had it open without a table word, usually
+    /// because the table overflowed), or
     /// another process is removing it; 1 on errors; 2 on bad arguments or a missing
     /// file.
     ///
@@ -111,7 +111,7 @@ enum Command {
     /// half-removed; with --all, also regions created without remove_when_unused
     /// (persistent state that nobody has open now). Prints "removed PATH" per file.
     /// Leaves alone files that are not regions of this format, regions a process had open
-    /// unlisted (the attach table overflowed), and subdirectories.
+    /// unlisted (usually: the attach table overflowed), and subdirectories.
     ///
     /// Exit status: 0; 1 on errors; 2 on bad arguments or a missing directory.
     Gc {

@@ -247,7 +247,8 @@ pub(crate) mod flags {
 /// bits 31..3   TID of the thread retiring the region (RETIRING), or of the one that
 ///              unlinks it (RETIRED; 0 once unlinked); 0 while LIVE
 /// bit  2       UNLISTED: some process had the region open without an attach-table word
-///              (the table was full); sticky, and the region is never removed unless forced
+///              (the table was full, or a handle lost its word: see `lifecycle`); sticky,
+///              and the region is never removed unless forced
 /// bits 1..0    phase
 /// ```
 ///

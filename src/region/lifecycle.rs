@@ -966,6 +966,7 @@ extern "C" fn after_fork_child() {
                 let unprotected = !swapped && !unlisted_before_fork;
                 if i == NO_SLOT
                     && parent != 0
+                    && a.pins.iter().next().is_some()
                     && let Some(h) = a.raw().header()
                 {
                     // Without a word (a full table, or `join` found the region retired)
@@ -973,10 +974,12 @@ extern "C" fn after_fork_child() {
                     // `UNLISTED` keeps removals off them (a retired region's unlink can
                     // still fail and leave it live). Set before the check below, which
                     // then catches any removal that came earlier. Only for a handle that
-                    // had a word in the parent: one without had set `UNLISTED` itself, or
-                    // is an opener of a retired region waiting for its unlink, with
-                    // nothing to protect. SeqCst: the opener's step 1 for an unlisted
-                    // handle (module docs), as in `join`.
+                    // had a word in the parent and references to protect: one without a
+                    // word had set `UNLISTED` itself, and one without pins (an opener of
+                    // a retired region, waiting for its unlink, perhaps copied by the
+                    // fork between its claim and its release) protects nothing; a later
+                    // use marks the region itself (`Life::slot_or_unlist`). SeqCst: the
+                    // opener's step 1 for an unlisted handle (module docs), as in `join`.
                     h.life.fetch_or(life::UNLISTED, Ordering::SeqCst);
                 }
                 if parent != 0
@@ -1726,6 +1729,66 @@ mod tests {
         let w = h.life.load(Ordering::SeqCst);
         assert_eq!(life::phase(w), life::RETIRED);
         assert_eq!(w & life::UNLISTED, 0, "marked by the fork child: {w:#x}");
+    }
+
+    /// An opener's handle is registered before its `join` claims a word: a fork whose
+    /// prepare handler runs between the two (no word claimed for the child) and whose copy
+    /// of memory is taken after `join` stored the word but before it released it (the
+    /// region found `RETIRED`) gives the child a handle with a parent word, no word of its
+    /// own, and no pins. It protects nothing: its handler must not mark the region.
+    /// Simulated by running the handlers around that store, in a forked process (they
+    /// touch every handle registered in the process).
+    #[test]
+    #[cfg_attr(miri, ignore = "a region maps a memfd; fork")]
+    fn a_fork_copying_an_openers_join_of_a_retired_region_leaves_it_listed() {
+        // SAFETY: the child runs the simulation below and `_exit`s.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let r = Region::memfd("retired-join", 1 << 16).unwrap();
+            let h = r.raw().header().unwrap();
+            let a = r.life.attachment.as_ref().unwrap();
+            let (w, i) = (
+                a.word.load(Ordering::Relaxed),
+                a.slot.load(Ordering::Relaxed),
+            );
+            // The opener's handle, registered, its word not claimed yet.
+            let released = a.release();
+            h.life
+                .store(life::make(0, 0, life::RETIRED), Ordering::SeqCst);
+            // The prepare handler: the handle has no word, nothing is claimed for it.
+            before_fork();
+            let none_claimed = a.fork_slot.load(Ordering::Relaxed) == NO_SLOT;
+            // `join` claims and stores its word (not yet released): the copy is taken.
+            r.raw()
+                .attach_slot(&r.geo, i)
+                .unwrap()
+                .store(w, Ordering::SeqCst);
+            a.slot.store(i, Ordering::Relaxed);
+            a.word.store(w, Ordering::Relaxed);
+            let no_pins = r.pins.iter().next().is_none();
+            // The child's handler on that copy.
+            after_fork_child();
+            let now = h.life.load(Ordering::SeqCst);
+            let code = if !(released && none_claimed && no_pins) {
+                2
+            } else if life::phase(now) == life::RETIRED && now & life::UNLISTED == 0 {
+                0
+            } else {
+                1
+            };
+            // SAFETY: ends the forked process at once.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: reaping our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(libc::WIFEXITED(status), "{status:#x}");
+        match libc::WEXITSTATUS(status) {
+            0 => {}
+            2 => panic!("the simulation's set-up did not hold"),
+            c => panic!("the fork child's handler marked the retired region (exit {c})"),
+        }
     }
 
     #[test]
