@@ -914,6 +914,35 @@ fn a_fork_with_a_table_full_of_dead_words_protects_the_child() {
     );
 }
 
+/// The 128 attach-table words of `r`, whose table is at `table`.
+fn table_words(r: &Region, table: u64) -> Vec<u64> {
+    (0..128).map(|i| read_u64(r, table + 8 * i)).collect()
+}
+
+/// A forked process that holds its own word of `r`'s table (and no bit of any object
+/// made later) until killed: its pid and that word, a live word to fill the table with.
+fn live_holder(r: &Region) -> (libc::pid_t, u64) {
+    let holder = fork_children(1, |_| {
+        loop {
+            // SAFETY: `pause` has no preconditions; the test SIGKILLs this child.
+            unsafe { libc::pause() };
+        }
+    })[0];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = r.attached().iter().any(|a| a.pid == holder as u32);
+        // Its own word, swapped in by its fork handler (capacity 8: table at 1152).
+        let word = table_words(r, 128 + 8 * 128)
+            .into_iter()
+            .find(|w| w >> 32 == holder as u64);
+        if let (true, Some(word)) = (listed, word) {
+            return (holder, word);
+        }
+        assert!(Instant::now() < deadline, "the holder did not attach");
+        std::thread::yield_now();
+    }
+}
+
 /// The word claimed for a fork child is taken from it before its handler swaps in (here
 /// zeroed, as a prune that misjudged the parent dead would), the object it inherited is
 /// removed meanwhile, and its handler then finds the table full: its own `join` marks the
@@ -925,24 +954,10 @@ fn a_fork_child_whose_word_was_taken_and_that_finds_the_table_full_checks_its_ob
     // Capacity 8: the attach table's 128 words at 128 + 8 * 128.
     const TABLE: u64 = 128 + 8 * 128;
     let r = small_timeout_memfd();
-    let words = |r: &Region| -> Vec<u64> { (0..128).map(|i| read_u64(r, TABLE + 8 * i)).collect() };
+    let words = |r: &Region| table_words(r, TABLE);
     // A live process whose word fills the table later (not this process's word: that is
     // the value the child's swap looks for), forked before "c" exists (not its user).
-    let holder = fork_children(1, |_| {
-        loop {
-            // SAFETY: `pause` has no preconditions; the test SIGKILLs this child.
-            unsafe { libc::pause() };
-        }
-    })[0];
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !r.attached().iter().any(|a| a.pid == holder as u32) {
-        assert!(Instant::now() < deadline, "the holder did not attach");
-        std::thread::yield_now();
-    }
-    let filler = words(&r)
-        .into_iter()
-        .find(|w| w >> 32 == holder as u64)
-        .unwrap();
+    let (holder, filler) = live_holder(&r);
     let c = r.get_or_default::<Counter>("c").unwrap();
     c.add(1);
     let before = words(&r);
@@ -985,6 +1000,59 @@ fn a_fork_child_whose_word_was_taken_and_that_finds_the_table_full_checks_its_ob
         0,
         "its join found the table full"
     );
+}
+
+/// A fork while the attach table is full: the prepare handler marks the region
+/// `UNLISTED` before `fork`, so every removal since is refused, and the child has no
+/// need to check its inherited objects. It must not abort on a refused removal's
+/// transient `REMOVING` (forged here), even when its own `join` finds a word free by then.
+#[test]
+fn a_full_table_fork_child_does_not_abort_on_a_refused_removal_in_flight() {
+    watchdog(Duration::from_secs(60));
+    // Capacity 8: the attach table's 128 words at 128 + 8 * 128; entry 0's state at 128.
+    const TABLE: u64 = 128 + 8 * 128;
+    const ENTRY0: u64 = 128;
+    let r = small_timeout_memfd();
+    let words = |r: &Region| table_words(r, TABLE);
+    let (holder, filler) = live_holder(&r);
+    let c = r.get_or_default::<Counter>("c").unwrap();
+    c.add(1);
+    // Every free word taken by a live one (the holder's): the table is full.
+    for (i, w) in words(&r).into_iter().enumerate() {
+        if w == 0 {
+            write_bytes(&r, TABLE + 8 * i as u64, &filler.to_ne_bytes());
+        }
+    }
+    shmstate::failpoint::arm(Point::RegionForkChildEntered);
+    let child = fork_children(1, |_| {
+        // Reached only if the handler let the child go on.
+        // SAFETY: `_exit` ends the child at once.
+        unsafe { libc::_exit(c.get() as i32) }
+    })[0];
+    wait_until_stopped(child);
+    // The life-cycle word (offset 60): `UNLISTED` (bit 2), set by the prepare handler.
+    assert_ne!(read_u32(&r, 60) & 0b100, 0);
+    // A word frees up (the child's `join` claims it), and a removal of "c" is in flight:
+    // `READY -> REMOVING` (phase 4), as a remover's step 1 leaves it before its step 2
+    // finds `UNLISTED` and cancels.
+    let free = words(&r).into_iter().position(|w| w == filler).unwrap();
+    write_bytes(&r, TABLE + 8 * free as u64, &0u64.to_ne_bytes());
+    let ready = read_u32(&r, ENTRY0);
+    assert_eq!(ready & 0b111, 3, "READY");
+    write_u32(&r, ENTRY0, (ready & !0b111) | 4);
+    let mut status = 0;
+    // SAFETY: resuming and reaping our own stopped child.
+    unsafe {
+        libc::kill(child, libc::SIGCONT);
+        libc::waitpid(child, &mut status, 0);
+    }
+    write_u32(&r, ENTRY0, ready);
+    kill_and_reap(holder);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 1,
+        "the child aborted on a refused removal (status {status:#x})"
+    );
+    assert_eq!(c.get(), 1);
 }
 
 /// A fork while the attach table is full of live words: no word for the child, so the
