@@ -147,6 +147,11 @@ const SLICE: Duration = match crate::wait::PROBE_SLICE {
     None => Duration::from_millis(10),
 };
 
+/// Tries of a compare-and-swap that only a `WAITERS` flip can fail (a waiter setting it,
+/// or a peer flipping it forever: the bound). Many more than a spin: each failure is one
+/// flip, and a fast flipper on another core can fail a hundred tries in a row.
+const FLIP_RETRIES: u32 = 1000;
+
 /// What a caller asks for: a checked name and the type's identity.
 struct Want<'n> {
     name: &'n str,
@@ -696,7 +701,7 @@ impl Region {
             }
             // A waiter flipping `WAITERS` may fail the CAS: retried while only that bit
             // changes (bounded: the scan of `claim` applies the same rule anyway).
-            for _ in 0..SPINS {
+            for _ in 0..FLIP_RETRIES {
                 if state::phase(s) != state::CLAIMED
                     || !is_dead_claim(state::owner(s), me, took_over)
                 {
@@ -1230,7 +1235,7 @@ impl CreateLock<'_> {
         // Relaxed: the CAS re-reads it.
         let mut w = self.word.load(Ordering::Relaxed);
         // Only WAITERS changes under a holder; bounded against a peer flipping it.
-        for _ in 0..1000 {
+        for _ in 0..FLIP_RETRIES {
             if create_lock::held(w) != self.held {
                 // Taken over (we were misjudged dead) or overwritten: not ours to free.
                 return;
@@ -1352,7 +1357,7 @@ pub(super) fn transition(e: &Entry, me: u32, from: u32, to: u32) -> bool {
     let mut s = e.state.load(Ordering::Relaxed);
     // Only the WAITERS bit changes under a legitimate owner; bound the retries in case
     // someone flips it forever.
-    for _ in 0..1000 {
+    for _ in 0..FLIP_RETRIES {
         if s & !state::WAITERS != mine {
             return false;
         }
