@@ -128,6 +128,17 @@ fn a_creator_killed_holding_the_creation_lock_is_taken_over() {
     assert_eq!(names, ["b", "a"]);
 }
 
+/// Resumes (`SIGCONT`) and reaps the stopped child `pid` of this test; its wait status.
+fn resume_and_reap(pid: libc::pid_t) -> i32 {
+    let mut status = 0;
+    // SAFETY: resuming and reaping our own stopped child.
+    unsafe {
+        libc::kill(pid, libc::SIGCONT);
+        libc::waitpid(pid, &mut status, 0);
+    }
+    status
+}
+
 /// Reads the `u32` at `offset` of the region's file.
 fn read_u32(r: &Region, offset: u64) -> u32 {
     use std::os::unix::fs::FileExt;
@@ -392,12 +403,7 @@ fn a_taker_stopped_right_after_its_takeover_is_alive_to_other_creators() {
         stolen.map(|c| c.get())
     );
     assert_eq!(r.entries()[0].owner, g as u32);
-    let mut status = 0;
-    // SAFETY: resuming and reaping our own stopped child.
-    unsafe {
-        libc::kill(g, libc::SIGCONT);
-        libc::waitpid(g, &mut status, 0);
-    }
+    let status = resume_and_reap(g);
     // `child_stopped_at` exits 3 once its closure has returned.
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 3,
@@ -830,12 +836,7 @@ fn a_stale_takeover_of_a_reused_abandoned_entry_leaves_the_new_objects_alone() {
         Some(x_offset as usize),
         "w in x's old space"
     );
-    let mut status = 0;
-    // SAFETY: resuming and reaping our own stopped child.
-    unsafe {
-        libc::kill(g, libc::SIGCONT);
-        libc::waitpid(g, &mut status, 0);
-    }
+    let status = resume_and_reap(g);
     // `child_stopped_at` exits 3 once its closure has returned.
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 3,
@@ -872,12 +873,7 @@ fn fork_drop_and_remove(r: Region) -> (Result<(), RemoveObjectError>, i32) {
     if removed.is_ok() {
         admin.get_or_default::<Counter>("d").unwrap().add(100);
     }
-    let mut status = 0;
-    // SAFETY: resuming and reaping our own stopped child.
-    unsafe {
-        libc::kill(child, libc::SIGCONT);
-        libc::waitpid(child, &mut status, 0);
-    }
+    let status = resume_and_reap(child);
     (removed, status)
 }
 
@@ -981,12 +977,7 @@ fn a_fork_child_whose_word_was_taken_and_that_finds_the_table_full_checks_its_ob
             write_bytes(&admin, TABLE + 8 * i as u64, &filler.to_ne_bytes());
         }
     }
-    let mut status = 0;
-    // SAFETY: resuming and reaping our own stopped child.
-    unsafe {
-        libc::kill(child, libc::SIGCONT);
-        libc::waitpid(child, &mut status, 0);
-    }
+    let status = resume_and_reap(child);
     kill_and_reap(holder);
     assert!(
         libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGABRT,
@@ -1038,12 +1029,7 @@ fn a_full_table_fork_child_does_not_abort_on_a_refused_removal_in_flight() {
     let ready = read_u32(&r, ENTRY0);
     assert_eq!(ready & 0b111, 3, "READY");
     write_u32(&r, ENTRY0, (ready & !0b111) | 4);
-    let mut status = 0;
-    // SAFETY: resuming and reaping our own stopped child.
-    unsafe {
-        libc::kill(child, libc::SIGCONT);
-        libc::waitpid(child, &mut status, 0);
-    }
+    let status = resume_and_reap(child);
     write_u32(&r, ENTRY0, ready);
     kill_and_reap(holder);
     assert!(
@@ -1095,12 +1081,7 @@ fn a_fork_with_a_table_full_of_live_words_leaves_the_region_unlisted() {
         matches!(removed, Err(RemoveObjectError::Unlisted)),
         "an object a live fork child holds was removed: {removed:?}"
     );
-    let mut status = 0;
-    // SAFETY: resuming and reaping our own stopped child.
-    unsafe {
-        libc::kill(child, libc::SIGCONT);
-        libc::waitpid(child, &mut status, 0);
-    }
+    let status = resume_and_reap(child);
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 1,
         "child: {status:#x}"
