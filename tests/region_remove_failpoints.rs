@@ -214,6 +214,34 @@ fn a_creator_killed_after_claiming_whose_tid_was_reused_is_taken_over() {
     assert_eq!(names, ["b"]);
 }
 
+/// A chain of two dead creators: one killed after its claim, then the one that took its
+/// creation lock over killed before freeing that claim; then a live thread (init) reused
+/// the first one's TID. Claims live only under the lock, so the next creator frees the
+/// claim without probing the TID it names, instead of waiting for init.
+#[test]
+fn a_claim_left_by_a_chain_of_dead_creators_whose_tid_was_reused_is_freed() {
+    watchdog(Duration::from_secs(60));
+    let r = memfd();
+    let first = child_stopped_at(Point::RegionClaimed, || {
+        let _ = handle(&r).get_or_default::<Counter>("a");
+    });
+    kill_and_reap(first);
+    let second = child_stopped_at(Point::RegionCreateLocked, || {
+        let _ = handle(&r).get_or_default::<Counter>("b");
+    });
+    kill_and_reap(second);
+    let claimed = r.entries();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].state, shmstate::EntryState::Claimed);
+    assert_eq!(claimed[0].owner, first as u32, "still the first creator's");
+    forge_entry0_owner(&r, first, 1);
+    let t = Instant::now();
+    handle(&r).get_or_default::<Counter>("c").unwrap().add(1);
+    assert!(t.elapsed() < REPAIR);
+    let names: Vec<_> = handle(&r).entries().into_iter().map(|e| e.name).collect();
+    assert_eq!(names, ["c"]);
+}
+
 /// Whether `/proc` is this PID namespace's and shows thread `tid`'s process: else an
 /// owner's process cannot be told, the TID alone decides, and the tests below skip.
 fn process_of_thread_readable(tid: u32) -> bool {

@@ -349,10 +349,10 @@ pub(crate) mod slot {
 ///
 /// Transitions: `EMPTY`/`FREE -> CLAIMED` by CAS (a creator holding the creation lock);
 /// `CLAIMED -> INITIALISING -> READY` by the owner with release stores; `CLAIMED -> EMPTY`
-/// / `FREE` (what it was) when the owner finds no space; `CLAIMED` of a dead owner `->
-/// FREE` by CAS (the creation lock's holder, for the claim of the holder it took the lock
-/// from, a claim naming itself while it holds no other region's creation lock, or one
-/// whose owner probes dead); `INITIALISING` of a
+/// / `FREE` (what it was) when the owner finds no space; `CLAIMED` of another owner `->
+/// FREE` by CAS (the creation lock's holder, whatever that owner's TID reads: a claim it
+/// finds is a dead or misjudged earlier holder's, or garbage; but for one naming itself
+/// while it holds another region's creation lock); `INITIALISING` of a
 /// dead owner `->` the same phase with the new owner's TID, by CAS (takeover);
 /// `READY -> REMOVING -> FREE` by a remover (or `REMOVING -> READY`: the object is in use);
 /// `REMOVING` of a dead owner `-> READY` by CAS (anyone who finds it).

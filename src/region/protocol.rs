@@ -47,7 +47,9 @@
 //! [`Region::remove`] of the name (`FREE`, by CAS). A creator that dies
 //! holding the creation lock is probed dead by the next creator between slices, which
 //! takes the lock over by CAS and frees the dead one's `CLAIMED` entry (`FREE`; its extent
-//! is free space again). An `init` that panics marks its entry abandoned (owner 0, which
+//! is free space again). Every holder frees every claim it finds, whatever TID the claim
+//! names: claims live only under the lock, so a claim its holder finds is an earlier
+//! holder's that died (or was misjudged dead), or a peer's garbage. An `init` that panics marks its entry abandoned (owner 0, which
 //! no thread has) so that the next caller takes over.
 //!
 //! # Crash windows
@@ -60,7 +62,7 @@
 //! |------|-------------|-----------------------|
 //! | before the claim | nothing | — |
 //! | creation lock taken by CAS, holder word not yet stored | the lock naming a dead thread; the holder word recording an earlier holder | as the next line, the holder probed by its TID alone (a new thread that reused its TID reads alive: see Limits) |
-//! | creation lock taken, or `CLAIMED`: name, type or extent being written | the lock and an entry naming a dead owner (gets are unaffected: a claim publishes no name) | the next creator probes the lock's holder between 10 ms slices (by its TID and the start time the holder word records), takes the lock over and frees the claim, whatever the claim's TID reads now (unit tests `a_dead_claim_is_taken_over`, `a_dead_creation_lock_holder_whose_tid_was_reused_is_taken_over`, `a_dead_claimer_whose_tid_was_reused_leaves_its_claim_to_the_taker`; failpoint tests in `tests/region_remove_failpoints.rs`, `tests/failpoints.rs`) |
+//! | creation lock taken, or `CLAIMED`: name, type or extent being written | the lock and an entry naming a dead owner (gets are unaffected: a claim publishes no name) | the next creator probes the lock's holder between 10 ms slices (by its TID and the start time the holder word records), takes the lock over and frees the claim, whatever the claim's TID reads now, also where the taker died before freeing it and the claim is left to the next holder (unit tests `a_dead_claim_is_taken_over`, `a_dead_creation_lock_holder_whose_tid_was_reused_is_taken_over`, `a_dead_claimer_whose_tid_was_reused_leaves_its_claim_to_the_taker`, `a_claim_naming_a_live_thread_is_freed_by_the_next_creator`; failpoint tests in `tests/region_remove_failpoints.rs`, among them `a_claim_left_by_a_chain_of_dead_creators_whose_tid_was_reused_is_freed`, and `tests/failpoints.rs`) |
 //! | `INITIALISING`: object being zeroed or `init` running | the same, with the name published | a process waiting for that name takes it over and restarts from zeroed bytes with its own `init` within a slice (`tests/region_takeover.rs`), also where a new thread reused the owner's TID, unless that thread's process holds a live table word with its bit set in the entry (failpoint tests `a_creator_killed_in_init_whose_tid_was_reused_is_taken_over`, `..._is_freed_by_a_removal`) |
 //! | taker: takeover CAS made, object not yet zeroed | as the line above, the taker the owner | as the line above; the taker's bit was set before its CAS, so a stopped taker reads alive (failpoint test `a_taker_stopped_right_after_its_takeover_is_alive_to_other_creators`) |
 //! | `READY` published, waiters not yet woken | sleepers on a ready entry | each re-checks after its slice (10 ms); failpoint test |
@@ -100,17 +102,14 @@
 //!   that reused the judged holder's TID, could take the lock from that live thread. It
 //!   re-reads the holder word just before its CAS and looks again if it changed, which
 //!   narrows the window to the few instructions between that re-read and the CAS.
-//! - A creator that took the lock over from a dead holder frees that holder's claim (first
-//!   thing under the lock, whatever the claim's TID reads now); if it dies itself before it
-//!   gets there, the next taker probes that older claim's owner by its TID alone: a reused
-//!   TID reads alive, and every creation of a new name in the region returns `Timeout`
-//!   while that thread lives (unless the thread is the creator itself, which frees claims
-//!   naming its own TID while it holds no other region's creation lock). A claim left by a
-//!   panic inside the creation (none is known to be reachable) blocks other creators the
-//!   same way until its thread's next creation frees it. Where the limits above let a live
-//!   holder be taken over (another PID or time namespace, the generation's wrap), its claim
-//!   is freed while it still writes it: the entry may end up with both creators' fields,
-//!   and their objects may alias.
+//! - The creation lock's holder frees every claim it finds (first thing under the lock,
+//!   whatever the claim's TID reads now): claims are made, and published or given up,
+//!   under the lock, so any claim its holder finds is abandoned. The one it keeps, and
+//!   waits for, names its own thread while that thread holds another region's creation
+//!   lock (an outer creation it interrupted may own it). So where the limits above let a
+//!   live holder be taken over (another PID or time namespace, the generation's wrap),
+//!   its claim is freed while it still writes it: the entry may end up with both
+//!   creators' fields, and their objects may alias.
 //! - `get_or_*` must not be called from a signal handler, or from a global allocator,
 //!   that may interrupt a creation of the same thread: the inner call finds the lock
 //!   naming its own thread, which holds it, and waits out the region's timeout. A child
@@ -265,11 +264,8 @@ enum Step<'r> {
 enum Claim<'r> {
     /// The name is published (or being removed): look it up again outside the lock.
     Exists,
-    /// A `CLAIMED` entry whose owner reads alive and is neither the holder the lock was
-    /// taken over from nor this thread: a live creator whose lock was taken (misjudged
-    /// dead, or the word written by a peer), or a dead one whose TID a new thread reused
-    /// and whose lock was taken over by another creator that died before freeing it (see
-    /// Limits): wait on it outside the lock.
+    /// A `CLAIMED` entry naming this thread while it holds another region's creation
+    /// lock: possibly its own (see [`is_dead_claim`]): wait on it outside the lock.
     Wait(&'r Entry, u32),
     /// This process now owns the `CLAIMED` entry `index`, which was in phase `was`;
     /// `spans` are the extents the other entries own.
@@ -356,7 +352,7 @@ impl Region {
                 Step::Absent => {
                     let lock = CreateLock::take(self, deadline)?;
                     crate::failpoint::hit(crate::failpoint::Point::RegionCreateLocked);
-                    match self.claim(&want, me, lock.took_over, deadline)? {
+                    match self.claim(&want, me, deadline)? {
                         Claim::Exists => {}
                         Claim::Wait(e, s) => {
                             drop(lock);
@@ -680,15 +676,12 @@ impl Region {
     }
 
     /// Under the creation lock, before anything in `claim` can return: frees every
-    /// `CLAIMED` entry that names the dead holder the lock was taken over from
-    /// (`took_over`), or this thread while it holds no other creation lock. Claims are
-    /// made, and published or given up, under the lock, so such a claim is that dead
-    /// holder's (or a dead thread's whose TID this thread reused, or one this thread left
-    /// when its `fill` panicked), whatever its TID reads now: a new thread may have reused
-    /// it. Done in one pass here, not only when the scan below reaches the entry, since
-    /// the scan may stop before it (the name exists, the deadline) and no later holder
-    /// would know the claim's TID is stale.
-    fn free_dead_claims(&self, me: u32, took_over: Option<u32>) {
+    /// `CLAIMED` entry that [`is_dead_claim`] calls abandoned (all of them, but for one
+    /// naming this thread while it holds another region's creation lock), whatever its
+    /// owner's TID reads now. Done in one pass here, not only when the scan below reaches
+    /// the entry, so that a scan that stops before it (the name exists, the deadline)
+    /// leaves no dead claim behind.
+    fn free_dead_claims(&self, me: u32) {
         let raw = self.raw();
         for i in 0..self.geo.capacity {
             let Some(e) = raw.entry(&self.geo, i) else {
@@ -702,9 +695,7 @@ impl Region {
             // A waiter flipping `WAITERS` may fail the CAS: retried while only that bit
             // changes (bounded: the scan of `claim` applies the same rule anyway).
             for _ in 0..FLIP_RETRIES {
-                if state::phase(s) != state::CLAIMED
-                    || !is_dead_claim(state::owner(s), me, took_over)
-                {
+                if state::phase(s) != state::CLAIMED || !is_dead_claim(state::owner(s), me) {
                     break;
                 }
                 let free = state::make(0, state::FREE) | (s & state::WAITERS);
@@ -727,16 +718,10 @@ impl Region {
     ///
     /// The entry: the first `FREE` one, else the first `EMPTY` one (so that the `EMPTY`
     /// entries stay a suffix as long as possible).
-    fn claim(
-        &self,
-        want: &Want<'_>,
-        me: u32,
-        took_over: Option<u32>,
-        deadline: Instant,
-    ) -> Result<Claim<'_>, GetError> {
+    fn claim(&self, want: &Want<'_>, me: u32, deadline: Instant) -> Result<Claim<'_>, GetError> {
         let raw = self.raw();
         let geo = self.geo;
-        self.free_dead_claims(me, took_over);
+        self.free_dead_claims(me);
         'rescan: loop {
             if Instant::now() >= deadline {
                 return Err(GetError::Timeout);
@@ -780,18 +765,13 @@ impl Region {
                         past_empty = true;
                     }
                     state::CLAIMED => {
-                        // The claim of the holder we took the lock over from (or one naming
-                        // this thread) is abandoned whatever its TID reads now (a new
-                        // thread may have reused it).
-                        let owner = state::owner(s);
-                        if !is_dead_claim(owner, me, took_over)
-                            && !crate::wait::holder_is_dead(owner)
-                        {
+                        // Made since the pass above (only a peer writing garbage does
+                        // that while we hold the lock), or kept by it.
+                        if !is_dead_claim(state::owner(s), me) {
                             return Ok(Claim::Wait(e, s));
                         }
-                        // A dead creator's claim (it held the lock, which we took over):
-                        // free it (its space, recorded or not, is no entry's any more),
-                        // and look again.
+                        // An abandoned claim: free it (its space, recorded or not, is no
+                        // entry's any more), and look again.
                         let free = state::make(0, state::FREE) | (s & state::WAITERS);
                         // Acquire: the dead owner's writes to the fields happen before.
                         let _ =
@@ -1037,13 +1017,17 @@ pub(super) fn first_fit(
     (found, largest)
 }
 
-/// Whether a `CLAIMED` entry of `owner`, found under the creation lock taken by thread
-/// `me` (over from the dead holder `took_over`, if it was), is abandoned whatever
-/// `owner`'s TID reads now: it names that dead holder, or `me` while `me` holds no other
-/// creation lock (claims are made, and published or given up, under the lock, so such a
-/// claim is a dead thread's whose TID was reused, or one `me` left in a panic).
-fn is_dead_claim(owner: u32, me: u32, took_over: Option<u32>) -> bool {
-    Some(owner) == took_over || (owner == me && holding() == 1)
+/// Whether a `CLAIMED` entry of `owner`, found under the creation lock held by thread
+/// `me`, is abandoned, whatever `owner`'s TID reads now. Claims are made, and published
+/// or given up, under the lock: so any claim its holder finds is a dead (or misjudged)
+/// earlier holder's, left when it died between its claim and its publication; or one a
+/// `fill` left when it panicked; or a peer's garbage. A new thread may have reused the
+/// TID it names, so the TID is not probed. The one exception is a claim naming `me`
+/// while `me` holds another region's creation lock: an interrupted outer creation of
+/// `me` may own it (a signal handler or an allocator calling into a region), so it is
+/// kept, and waited for.
+fn is_dead_claim(owner: u32, me: u32) -> bool {
+    owner != me || holding() == 1
 }
 
 /// The region's creation lock, held by this thread (see [`create_lock`]).
@@ -1054,11 +1038,6 @@ struct CreateLock<'a> {
     /// The fork generation this guard was made in: a guard copied into a forked child
     /// releases nothing.
     forks: u32,
-    /// The TID of the dead holder this thread took the lock over from, if it did: a
-    /// `CLAIMED` entry naming it is that holder's abandoned claim (claims are made and
-    /// given up or published under the lock), which `claim` frees without probing its
-    /// TID (a new thread may have reused it).
-    took_over: Option<u32>,
 }
 
 thread_local! {
@@ -1109,7 +1088,6 @@ impl<'a> CreateLock<'a> {
         // judged the same `w` fails its CAS. Then records this thread in the holder word.
         let take_from = |w: u32| {
             let to = create_lock::next(w, me);
-            let took_over = Some(create_lock::holder(w)).filter(|&t| t != 0);
             // Counted before the CAS (and uncounted after the release): a signal handler
             // of this thread that runs in between finds the lock naming its thread while
             // the count says it may be its own.
@@ -1134,7 +1112,6 @@ impl<'a> CreateLock<'a> {
                 word,
                 held: create_lock::held(to),
                 forks: owner::fork_generation(),
-                took_over,
             })
         };
         loop {
@@ -1544,23 +1521,22 @@ mod tests {
 
     #[test]
     #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
-    fn a_live_owner_that_never_finishes_times_out() {
+    fn a_claim_naming_a_live_thread_is_freed_by_the_next_creator() {
         let r = region();
-        let e = r.raw().entry(&r.geo, 0).unwrap();
-        // Claimed by a live thread (init) that never publishes: not this thread, whose own
-        // claims, found while it holds no other creation lock, are dead ones'.
-        e.state
-            .store(state::make(1, state::CLAIMED), Ordering::Release);
-        assert!(matches!(
-            r.get_or_default::<TestWord>("x"),
-            Err(GetError::Timeout)
-        ));
-        // A claim publishes no name: `get` does not wait for it (its creator publishes
-        // under the creation lock, which creators wait for instead).
+        // Claimed in the name of a live thread (init), with the creation lock free: a
+        // dead creator's claim whose TID was reused after a chain of takeovers, or a
+        // peer's garbage. Claims live only under the lock, so the lock's next holder
+        // frees it without probing the TID.
+        claimed_at(&r, 0, 1);
+        // A claim publishes no name: `get` does not wait for it.
         assert!(matches!(
             r.get::<TestWord>("x"),
             Err(GetError::NotFound { .. })
         ));
+        // Freed, not waited for (that would end in `Timeout`).
+        r.get_or_default::<TestWord>("x").unwrap();
+        assert_eq!(r.entries()[0].name, "x");
+        assert_eq!(r.entries()[0].state, EntryState::Ready);
     }
 
     #[test]
@@ -1737,8 +1713,7 @@ mod tests {
 
     /// The taker of a dead creator's lock whose scan stops before the dead claim (its own
     /// name is published at a lower index: `Exists`) still frees the claim, whose TID a
-    /// live thread (init) reused: no later creator, which would probe it by TID alone,
-    /// finds it.
+    /// live thread (init) reused.
     #[test]
     #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
     fn a_takeover_that_finds_its_name_still_frees_the_dead_claim() {
@@ -1752,8 +1727,7 @@ mod tests {
         // A creator of "a" whose lookup ran before "a" was published.
         let want = Want::new::<TestWord>("a", Some(1)).unwrap();
         let lock = CreateLock::take(&r, r.deadline()).unwrap();
-        assert_eq!(lock.took_over, Some(1));
-        let c = r.claim(&want, owner::current(), lock.took_over, r.deadline());
+        let c = r.claim(&want, owner::current(), r.deadline());
         assert!(matches!(c, Ok(Claim::Exists)));
         drop(lock);
         let e1 = r
@@ -1809,7 +1783,7 @@ mod tests {
                 e1.state.fetch_and(state::WAITERS, Ordering::SeqCst);
                 e1.state
                     .fetch_or(state::make(7, state::CLAIMED), Ordering::SeqCst);
-                r.free_dead_claims(owner::current(), Some(7));
+                r.free_dead_claims(owner::current());
                 if state::phase(e1.state.load(Ordering::SeqCst)) != state::FREE {
                     left += 1;
                 }
@@ -1833,7 +1807,7 @@ mod tests {
         let lock = CreateLock::take(&r, r.deadline()).unwrap();
         let passed = Instant::now();
         assert!(matches!(
-            r.claim(&want, owner::current(), lock.took_over, passed),
+            r.claim(&want, owner::current(), passed),
             Err(GetError::Timeout)
         ));
         drop(lock);

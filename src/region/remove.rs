@@ -143,7 +143,7 @@
 //!   [`Region`]'s creation protocol lists: start times that cannot tell the two threads
 //!   apart (an unreadable `/proc`, a holder killed between its CAS and its record, two
 //!   start times in one clock tick, an `execve` from a non-main thread, another time
-//!   namespace), a chain of two dead holders, or the generation's wrap.)
+//!   namespace), or the generation's wrap.)
 //! - Fork: a parent SIGKILLed between `fork` and its child's handler (which swaps the
 //!   child's own word into the word the prepare handler claimed in the parent's name)
 //!   leaves the child's inherited uses on a word naming a dead process: a removal in that
