@@ -539,6 +539,11 @@ pub(super) fn seed_own_start(tid: u32, forks: u32, start: u32) {
 /// The calling thread's TID and [`start_of`] it, read from `/proc` once per thread (and
 /// again in a forked process, or after a read that failed).
 pub(super) fn own_start() -> (u32, u32) {
+    own_start_read(start_of)
+}
+
+/// [`own_start`], reading a start time with `read` (tests pass a reader that fails).
+fn own_start_read(read: impl FnOnce(u32) -> u32) -> (u32, u32) {
     let me = owner::current();
     // Keyed by the fork generation too: a forked child's thread inherits this copy, and a
     // descendant's thread may get the very TID it was filled for (after that thread died).
@@ -547,7 +552,7 @@ pub(super) fn own_start() -> (u32, u32) {
     if tid == me && generation == forks {
         return (me, start);
     }
-    let start = start_of(me);
+    let start = read(me);
     // An unknown start (a `/proc` read that failed) is read again next time, and nothing
     // is cached where forks do not count (the generation would not tell a descendant).
     if start != 0 && owner::fork_counted() {
@@ -1665,6 +1670,22 @@ mod tests {
             .unwrap();
         assert_ne!(other.0, me);
         assert_eq!(other.1.0, other.0, "a new thread reads its own");
+    }
+
+    /// A failed read of the own start time (0) is not cached: the next call reads again,
+    /// and only then is the start time kept.
+    #[test]
+    fn own_start_reads_again_after_a_failed_read() {
+        std::thread::spawn(|| {
+            let me = owner::current();
+            assert_eq!(own_start_read(|_| 0), (me, 0), "the read failed");
+            assert_eq!(own_start_read(|_| 42), (me, 42), "read again, not cached");
+            if owner::fork_counted() {
+                assert_eq!(own_start_read(|_| 7), (me, 42), "cached once known");
+            }
+        })
+        .join()
+        .unwrap();
     }
 
     /// A forked process whose thread got the TID that an inherited cache was filled for
