@@ -649,6 +649,45 @@ mod crash {
         assert_eq!(file_len(&path), 2 * MIB);
     }
 
+    /// A live grower stopped mid-growth keeps its claim: another creator times out on
+    /// the creation lock without freeing it, and the grower, continued, publishes.
+    #[test]
+    fn a_stopped_growers_claim_is_left_alone_and_published_when_it_continues() {
+        watchdog(Duration::from_secs(60));
+        let dir = TempDir::new("grow-stopped");
+        let path = dir.0.join("r");
+        let region = growable(&path);
+        let pid = child_stopped_at(Point::RegionGrowing, || {
+            let r = Region::open(&path).unwrap();
+            let a = r
+                .get_or_default_slice::<ValueArray<u64>>("big", 128 * 1024)
+                .unwrap();
+            a.store(128 * 1024 - 1, 7, Ordering::Relaxed);
+            std::process::exit(0);
+        });
+        let impatient = RegionOptions::new()
+            .timeout(Duration::from_millis(100))
+            .open(&path)
+            .unwrap();
+        assert!(matches!(
+            impatient.get_or_default::<Counter>("other"),
+            Err(GetError::Timeout)
+        ));
+        let claimed = region.entries();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].state, shmstate::EntryState::Claimed);
+        assert_eq!(claimed[0].owner, pid as u32, "still the stopped grower's");
+        let mut status = 0;
+        // SAFETY: resuming and reaping our own stopped child.
+        unsafe {
+            libc::kill(pid, libc::SIGCONT);
+            libc::waitpid(pid, &mut status, 0);
+        }
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        let big = region.get::<ValueArray<u64>>("big").unwrap();
+        assert_eq!(big.load(128 * 1024 - 1, Ordering::Relaxed), 7);
+    }
+
     #[test]
     fn a_grower_killed_after_extending_is_finished_by_the_next() {
         watchdog(Duration::from_secs(60));

@@ -242,6 +242,40 @@ fn a_claim_left_by_a_chain_of_dead_creators_whose_tid_was_reused_is_freed() {
     assert_eq!(names, ["c"]);
 }
 
+/// A live creator stopped right after its claim keeps it: the next creator, which waits
+/// for the creation lock the stopped one holds, times out without touching the claim
+/// (holders free every claim they find, so this is what keeps a live claim safe); once
+/// continued, the creator publishes its object.
+#[test]
+fn a_stopped_creators_claim_is_left_alone_and_published_when_it_continues() {
+    watchdog(Duration::from_secs(60));
+    let r = memfd();
+    let pid = child_stopped_at(Point::RegionClaimed, || {
+        let h = handle(&r);
+        let c = h
+            .get_or_init::<Counter>("a", |c| {
+                c.add(5);
+            })
+            .unwrap();
+        std::process::exit(if c.get() == 5 { 0 } else { 1 });
+    });
+    let impatient = RegionOptions::new()
+        .timeout(Duration::from_millis(100))
+        .from_fd(r.as_fd().unwrap().try_clone_to_owned().unwrap())
+        .unwrap();
+    assert!(matches!(
+        impatient.get_or_default::<Counter>("b"),
+        Err(GetError::Timeout)
+    ));
+    let claimed = r.entries();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].state, shmstate::EntryState::Claimed);
+    assert_eq!(claimed[0].owner, pid as u32, "still the stopped creator's");
+    let status = resume_and_reap(pid);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    assert_eq!(handle(&r).get::<Counter>("a").unwrap().get(), 5);
+}
+
 /// Whether `/proc` is this PID namespace's and shows thread `tid`'s process: else an
 /// owner's process cannot be told, the TID alone decides, and the tests below skip.
 fn process_of_thread_readable(tid: u32) -> bool {

@@ -349,10 +349,10 @@ pub(crate) mod slot {
 ///
 /// Transitions: `EMPTY`/`FREE -> CLAIMED` by CAS (a creator holding the creation lock);
 /// `CLAIMED -> INITIALISING -> READY` by the owner with release stores; `CLAIMED -> EMPTY`
-/// / `FREE` (what it was) when the owner finds no space; `CLAIMED` of another owner `->
-/// FREE` by CAS (the creation lock's holder, whatever that owner's TID reads: a claim it
-/// finds is a dead or misjudged earlier holder's, or garbage; but for one naming itself
-/// while it holds another region's creation lock); `INITIALISING` of a
+/// / `FREE` (what it was) when the owner finds no space; any `CLAIMED` entry `-> FREE` by
+/// CAS, by the creation lock's holder, whatever TID it names (claims live only under the
+/// lock, so one its holder finds is abandoned: a dead or misjudged earlier holder's, one
+/// a failed give-back left, or garbage); `INITIALISING` of a
 /// dead owner `->` the same phase with the new owner's TID, by CAS (takeover);
 /// `READY -> REMOVING -> FREE` by a remover (or `REMOVING -> READY`: the object is in use);
 /// `REMOVING` of a dead owner `-> READY` by CAS (anyone who finds it).

@@ -48,9 +48,10 @@
 //! holding the creation lock is probed dead by the next creator between slices, which
 //! takes the lock over by CAS and frees the dead one's `CLAIMED` entry (`FREE`; its extent
 //! is free space again). Every holder frees every claim it finds, whatever TID the claim
-//! names: claims live only under the lock, so a claim its holder finds is an earlier
-//! holder's that died (or was misjudged dead), or a peer's garbage. An `init` that panics marks its entry abandoned (owner 0, which
-//! no thread has) so that the next caller takes over.
+//! names: claims live only under the lock, so a claim its holder finds is abandoned (an
+//! earlier holder's that died or was misjudged dead, one a failed `fill` could not give
+//! back, or a peer's garbage). An `init` that panics marks its entry abandoned (owner 0,
+//! which no thread has) so that the next caller takes over.
 //!
 //! # Crash windows
 //!
@@ -104,12 +105,11 @@
 //!   narrows the window to the few instructions between that re-read and the CAS.
 //! - The creation lock's holder frees every claim it finds (first thing under the lock,
 //!   whatever the claim's TID reads now): claims are made, and published or given up,
-//!   under the lock, so any claim its holder finds is abandoned. The one it keeps, and
-//!   waits for, names its own thread while that thread holds another region's creation
-//!   lock (an outer creation it interrupted may own it). So where the limits above let a
-//!   live holder be taken over (another PID or time namespace, the generation's wrap),
-//!   its claim is freed while it still writes it: the entry may end up with both
-//!   creators' fields, and their objects may alias.
+//!   under the lock, so any claim its holder finds is abandoned. So where the limits
+//!   above let a live holder be taken over (another PID or time namespace, the
+//!   generation's wrap), the two holders run at once, and either may free the other's
+//!   claim while it is being written (and then claim that entry itself): the entry may
+//!   end up with both creators' fields, and their objects may alias.
 //! - `get_or_*` must not be called from a signal handler, or from a global allocator,
 //!   that may interrupt a creation of the same thread: the inner call finds the lock
 //!   naming its own thread, which holds it, and waits out the region's timeout. A child
@@ -264,9 +264,6 @@ enum Step<'r> {
 enum Claim<'r> {
     /// The name is published (or being removed): look it up again outside the lock.
     Exists,
-    /// A `CLAIMED` entry naming this thread while it holds another region's creation
-    /// lock: possibly its own (see [`is_dead_claim`]): wait on it outside the lock.
-    Wait(&'r Entry, u32),
     /// This process now owns the `CLAIMED` entry `index`, which was in phase `was`;
     /// `spans` are the extents the other entries own.
     Claimed {
@@ -354,10 +351,6 @@ impl Region {
                     crate::failpoint::hit(crate::failpoint::Point::RegionCreateLocked);
                     match self.claim(&want, me, deadline)? {
                         Claim::Exists => {}
-                        Claim::Wait(e, s) => {
-                            drop(lock);
-                            wait_on(e, s, deadline, None)?;
-                        }
                         Claim::Claimed {
                             index,
                             entry,
@@ -676,12 +669,17 @@ impl Region {
     }
 
     /// Under the creation lock, before anything in `claim` can return: frees every
-    /// `CLAIMED` entry that [`is_dead_claim`] calls abandoned (all of them, but for one
-    /// naming this thread while it holds another region's creation lock), whatever its
-    /// owner's TID reads now. Done in one pass here, not only when the scan below reaches
-    /// the entry, so that a scan that stops before it (the name exists, the deadline)
-    /// leaves no dead claim behind.
-    fn free_dead_claims(&self, me: u32) {
+    /// `CLAIMED` entry, whatever its owner's TID reads now. Claims are made, and published
+    /// or given back, under the lock: so any claim its holder finds is abandoned, left by
+    /// an earlier holder that died (or was misjudged dead) between its claim and its
+    /// publication, or by a `fill` that panicked or could not give the entry back (a peer
+    /// flipping `WAITERS`), or written by a peer. A new thread may have reused the TID it
+    /// names, so the TID is not probed. (A creation of this thread that a signal handler
+    /// or an allocator interrupted, and that owns a live claim, holds this lock: the inner
+    /// call never gets here, it waits for the lock.) Done in one pass here, not only when
+    /// the scan below reaches the entry, so that a scan that stops before it (the name
+    /// exists, the deadline) leaves no abandoned claim behind.
+    fn free_dead_claims(&self) {
         let raw = self.raw();
         for i in 0..self.geo.capacity {
             let Some(e) = raw.entry(&self.geo, i) else {
@@ -695,7 +693,7 @@ impl Region {
             // A waiter flipping `WAITERS` may fail the CAS: retried while only that bit
             // changes (bounded: the scan of `claim` applies the same rule anyway).
             for _ in 0..FLIP_RETRIES {
-                if state::phase(s) != state::CLAIMED || !is_dead_claim(state::owner(s), me) {
+                if state::phase(s) != state::CLAIMED {
                     break;
                 }
                 let free = state::make(0, state::FREE) | (s & state::WAITERS);
@@ -721,7 +719,7 @@ impl Region {
     fn claim(&self, want: &Want<'_>, me: u32, deadline: Instant) -> Result<Claim<'_>, GetError> {
         let raw = self.raw();
         let geo = self.geo;
-        self.free_dead_claims(me);
+        self.free_dead_claims();
         'rescan: loop {
             if Instant::now() >= deadline {
                 return Err(GetError::Timeout);
@@ -765,13 +763,9 @@ impl Region {
                         past_empty = true;
                     }
                     state::CLAIMED => {
-                        // Made since the pass above (only a peer writing garbage does
-                        // that while we hold the lock), or kept by it.
-                        if !is_dead_claim(state::owner(s), me) {
-                            return Ok(Claim::Wait(e, s));
-                        }
-                        // An abandoned claim: free it (its space, recorded or not, is no
-                        // entry's any more), and look again.
+                        // Made since the pass above: only a peer writing garbage does that
+                        // while we hold the lock. Free it (its space, recorded or not, is
+                        // no entry's), and look again (bounded by the deadline).
                         let free = state::make(0, state::FREE) | (s & state::WAITERS);
                         // Acquire: the dead owner's writes to the fields happen before.
                         let _ =
@@ -1015,19 +1009,6 @@ pub(super) fn first_fit(
         cur = cur.max(off.saturating_add(ext).min(end));
     }
     (found, largest)
-}
-
-/// Whether a `CLAIMED` entry of `owner`, found under the creation lock held by thread
-/// `me`, is abandoned, whatever `owner`'s TID reads now. Claims are made, and published
-/// or given up, under the lock: so any claim its holder finds is a dead (or misjudged)
-/// earlier holder's, left when it died between its claim and its publication; or one a
-/// `fill` left when it panicked; or a peer's garbage. A new thread may have reused the
-/// TID it names, so the TID is not probed. The one exception is a claim naming `me`
-/// while `me` holds another region's creation lock: an interrupted outer creation of
-/// `me` may own it (a signal handler or an allocator calling into a region), so it is
-/// kept, and waited for.
-fn is_dead_claim(owner: u32, me: u32) -> bool {
-    owner != me || holding() == 1
 }
 
 /// The region's creation lock, held by this thread (see [`create_lock`]).
@@ -1783,7 +1764,7 @@ mod tests {
                 e1.state.fetch_and(state::WAITERS, Ordering::SeqCst);
                 e1.state
                     .fetch_or(state::make(7, state::CLAIMED), Ordering::SeqCst);
-                r.free_dead_claims(owner::current());
+                r.free_dead_claims();
                 if state::phase(e1.state.load(Ordering::SeqCst)) != state::FREE {
                     left += 1;
                 }
@@ -1828,27 +1809,34 @@ mod tests {
         assert_eq!(r.entries()[0].name, "b");
     }
 
-    /// A claim naming this thread while it holds another region's creation lock may be
-    /// its own (an outer creation it interrupted): not freed; the inner creation waits
-    /// out its timeout. Once the other lock is released, the claim is a dead one's and is
-    /// freed.
+    /// A live claim of this thread's lies under the lock of its region, which a nested
+    /// creation there (a signal handler, an allocator) never takes: it times out on the
+    /// lock and leaves the claim alone. So a claim naming this thread that a holder does
+    /// find is abandoned, and freed, even while the thread holds another region's lock.
     #[test]
     #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
-    fn a_claim_naming_the_creator_is_kept_while_it_holds_another_lock() {
+    fn a_claim_naming_the_creator_is_freed_even_while_it_holds_another_lock() {
         let a = region();
         let b = region();
-        claimed_at(&a, 0, owner::current());
-        let outer = CreateLock::take(&b, b.deadline()).unwrap();
-        assert_eq!(holding(), 1);
+        let me = owner::current();
+        // An outer creation in `a`: its lock held, its claim made.
+        let outer = CreateLock::take(&a, a.deadline()).unwrap();
+        claimed_at(&a, 0, me);
         assert!(matches!(
             a.get_or_default::<TestWord>("x"),
             Err(GetError::Timeout)
         ));
+        assert_eq!(a.entries()[0].state, EntryState::Claimed, "left alone");
         assert_eq!(holding(), 1);
         drop(outer);
-        assert_eq!(holding(), 0);
+        // The outer creation gone, its claim is abandoned: freed by a creation in `a`
+        // under `b`'s lock too.
+        let other = CreateLock::take(&b, b.deadline()).unwrap();
         a.get_or_default::<TestWord>("x").unwrap();
+        assert_eq!(holding(), 1);
+        drop(other);
         assert_eq!(a.entries()[0].name, "x");
+        assert_eq!(holding(), 0);
     }
 
     /// The count of creation locks held returns to 0 after a release, after dropping a
