@@ -94,7 +94,12 @@
 //! - **TID reuse.** If the owner dies and the kernel hands its TID to a new thread before
 //!   any waiter probes, the lock reads as held by a live thread until that thread exits.
 //!   Linux allocates PIDs cyclically, so this needs the PID space to wrap between the death
-//!   and the next probe (at most one slice). It is why every wait has a timed variant.
+//!   and the next probe: at most one slice while a waiter waits, but a lock whose owner died
+//!   while nobody waited is first probed at the next contended lock, which may come after a
+//!   wrap (`pid_max` is 32768 by default on small machines: a host that starts ten threads or
+//!   processes a second wraps in under an hour). Such a lock then reads as held until that
+//!   thread exits: blocking calls wait that long, and timed and `try_` calls return at their
+//!   bound. It is why every wait has a timed variant.
 //! - **Zombies.** Without a readable `/proc`, a killed process reads as alive until its
 //!   parent reaps it.
 //! - **Fork with a guard held.** A forked child inherits copies of its parent's guards but
