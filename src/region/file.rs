@@ -40,7 +40,9 @@
 //! extension of the file stays (harmless: see above). A grower stopped (SIGSTOP) stalls
 //! other creators of new objects as any stopped creator does: they wait up to the
 //! region's timeout, then return [`GetError::Timeout`]; lookups of existing objects are
-//! not held up.
+//! not held up. Its claim is left alone, and published once it continues (failpoint test
+//! `a_stopped_growers_claim_is_left_alone_and_published_when_it_continues` in
+//! `tests/region_grow.rs`).
 //!
 //! # Limits
 //!

@@ -352,7 +352,8 @@ pub(crate) mod slot {
 /// / `FREE` (what it was) when the owner finds no space; any `CLAIMED` entry `-> FREE` by
 /// CAS, by the creation lock's holder, whatever TID it names (claims live only under the
 /// lock, so one its holder finds is abandoned: a dead or misjudged earlier holder's, one
-/// a failed give-back left, or garbage); `INITIALISING` of a
+/// left by a creation that panicked or whose give-back or publication lost to a peer
+/// flipping `WAITERS`, or garbage); `INITIALISING` of a
 /// dead owner `->` the same phase with the new owner's TID, by CAS (takeover);
 /// `READY -> REMOVING -> FREE` by a remover (or `REMOVING -> READY`: the object is in use);
 /// `REMOVING` of a dead owner `-> READY` by CAS (anyone who finds it).

@@ -49,8 +49,9 @@
 //! takes the lock over by CAS and frees the dead one's `CLAIMED` entry (`FREE`; its extent
 //! is free space again). Every holder frees every claim it finds, whatever TID the claim
 //! names: claims live only under the lock, so a claim its holder finds is abandoned (an
-//! earlier holder's that died or was misjudged dead, one a failed `fill` could not give
-//! back, or a peer's garbage). An `init` that panics marks its entry abandoned (owner 0,
+//! earlier holder's that died or was misjudged dead, one left by a `fill` that panicked
+//! or whose give-back or publication lost to a peer flipping `WAITERS`, or a peer's
+//! garbage). An `init` that panics marks its entry abandoned (owner 0,
 //! which no thread has) so that the next caller takes over.
 //!
 //! # Crash windows
@@ -120,7 +121,8 @@
 //!   crate at all, see [`owner`](crate::owner).)
 //! - A stopped (not killed) creator holding the creation lock makes every other creator
 //!   of a new name return [`GetError::Timeout`] at the region's timeout (existing objects
-//!   are still handed out).
+//!   are still handed out); its claim is left alone, and published once it continues
+//!   (failpoint test `a_stopped_creators_claim_is_left_alone_and_published_when_it_continues`).
 
 use std::time::{Duration, Instant};
 
@@ -672,8 +674,8 @@ impl Region {
     /// `CLAIMED` entry, whatever its owner's TID reads now. Claims are made, and published
     /// or given back, under the lock: so any claim its holder finds is abandoned, left by
     /// an earlier holder that died (or was misjudged dead) between its claim and its
-    /// publication, or by a `fill` that panicked or could not give the entry back (a peer
-    /// flipping `WAITERS`), or written by a peer. A new thread may have reused the TID it
+    /// publication, or by a `fill` that panicked or whose give-back or publication lost to
+    /// a peer flipping `WAITERS`, or written by a peer. A new thread may have reused the TID it
     /// names, so the TID is not probed. (A creation of this thread that a signal handler
     /// or an allocator interrupted, and that owns a live claim, holds this lock: the inner
     /// call never gets here, it waits for the lock.) Done in one pass here, not only when
@@ -1345,7 +1347,8 @@ pub(super) fn transition(e: &Entry, me: u32, from: u32, to: u32) -> bool {
 
 fn lost(want: &Want<'_>) -> GetError {
     GetError::Corrupt(format!(
-        "the directory entry claimed for `{}` was taken by another process",
+        "the directory entry claimed for `{}` was taken by another process (or a peer keeps \
+         flipping its waiters bit)",
         want.name
     ))
 }
@@ -1795,9 +1798,8 @@ mod tests {
         r.get_or_default::<TestWord>("b").unwrap();
     }
 
-    /// A claim naming this thread, found while it holds no other creation lock, is a dead
-    /// thread's whose TID this thread reused, even under a lock taken from another dead
-    /// holder (a chain): freed, not waited for.
+    /// A claim naming this thread that a holder finds is a dead thread's whose TID this
+    /// thread reused, even under a lock taken from another dead holder (a chain): freed.
     #[test]
     #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
     fn a_claim_naming_the_creator_itself_is_freed() {
