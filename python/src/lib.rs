@@ -54,5 +54,13 @@ fn _shmstate(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     fast::install(m)?;
     dict::register(m)?;
+    // A forked child's thread holds none of the `RLock`s its parent's thread held.
+    let reset = wrap_pyfunction!(lock::after_fork_in_child, m)?;
+    let kwargs = pyo3::types::PyDict::new(m.py());
+    kwargs.set_item("after_in_child", reset)?;
+    m.py()
+        .import("os")?
+        .getattr("register_at_fork")?
+        .call((), Some(&kwargs))?;
     Ok(())
 }

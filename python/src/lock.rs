@@ -254,6 +254,34 @@ impl Lock {
     }
 }
 
+thread_local! {
+    /// How many `RLock`s this thread holds (fresh acquisitions not yet released). A lock
+    /// word naming this thread while it holds none is a dead thread's whose TID the kernel
+    /// gave to this one: it is taken over (`OwnerDiedError`), not entered as a nested
+    /// acquisition at the dead holder's depth. Reset in a forked child
+    /// ([`after_fork_in_child`]), whose thread holds none of its parent's.
+    static HELD_RLOCKS: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
+}
+
+/// How many `RLock`s this thread holds.
+#[inline]
+fn held_rlocks() -> u32 {
+    HELD_RLOCKS.with(core::cell::Cell::get)
+}
+
+/// Adds `delta` (1 or -1) to [`held_rlocks`].
+#[inline]
+fn add_held_rlocks(delta: i32) {
+    HELD_RLOCKS.with(|c| c.set(c.get().saturating_add_signed(delta)));
+}
+
+/// Registered with `os.register_at_fork(after_in_child=...)`: the child's thread holds
+/// none of the `RLock`s its parent's thread held.
+#[pyfunction]
+pub(crate) fn after_fork_in_child() {
+    HELD_RLOCKS.with(|c| c.set(0));
+}
+
 /// A recursive lock shared between processes: ``multiprocessing.RLock``.
 ///
 /// The holding thread may acquire it again; it is released when ``release`` has been
@@ -279,34 +307,68 @@ impl RLock {
         timeout: Option<f64>,
     ) -> PyResult<Option<Got>> {
         let cell = self.obj.get();
-        if cell.lock.raw().is_owned_by_current_thread() {
-            // Relaxed: only the holder (this thread) reads or writes `depth`.
-            let d = cell.depth.load(Ordering::Relaxed);
-            cell.depth.store(d.saturating_add(1), Ordering::Relaxed);
-            return Ok(Some(Got::Clean));
+        if let Some(got) = self.relock() {
+            return Ok(Some(got));
         }
         let got = acquire_mutex(py, &cell.lock, block, timeout)?;
         if got.is_some() {
-            // Relaxed: as above; the acquisition ordered us after the previous holder.
-            cell.depth.store(1, Ordering::Relaxed);
+            self.fresh();
         }
         Ok(got)
+    }
+
+    /// If the calling thread holds the lock: one more level. If the word names it but it
+    /// holds no `RLock`: the lock taken over from the dead thread whose TID it got
+    /// ([`HELD_RLOCKS`]), as `OwnerDied`.
+    #[inline]
+    fn relock(&self) -> Option<Got> {
+        let cell = self.obj.get();
+        if !cell.lock.raw().is_owned_by_current_thread() {
+            return None;
+        }
+        if held_rlocks() == 0 {
+            // `None` if the word changed meanwhile: acquire the usual way.
+            cell.lock
+                .raw()
+                .recover_from_reused_tid()
+                .is_some()
+                .then_some(())?;
+            self.fresh();
+            return Some(Got::OwnerDied);
+        }
+        // Relaxed: only the holder (this thread) reads or writes `depth`.
+        let d = cell.depth.load(Ordering::Relaxed);
+        cell.depth.store(d.saturating_add(1), Ordering::Relaxed);
+        Some(Got::Clean)
+    }
+
+    /// After a fresh acquisition by this thread.
+    #[inline]
+    fn fresh(&self) {
+        // Relaxed: only the holder (this thread) reads or writes `depth`; the acquisition
+        // ordered us after the previous holder.
+        self.obj.get().depth.store(1, Ordering::Relaxed);
+        add_held_rlocks(1);
+    }
+
+    /// Whether the calling thread holds the lock (see [`relock`](Self::relock)).
+    #[inline]
+    fn is_mine(&self) -> bool {
+        self.obj.get().lock.raw().is_owned_by_current_thread() && held_rlocks() > 0
     }
 
     /// `acquire(False)` for the fast methods (`fast.rs`): `None` if another thread holds it.
     #[inline]
     pub(crate) fn try_acquire(&self) -> Option<PyResult<bool>> {
-        let cell = self.obj.get();
-        if cell.lock.raw().is_owned_by_current_thread() {
-            // Relaxed: only the holder (this thread) reads or writes `depth`.
-            let d = cell.depth.load(Ordering::Relaxed);
-            cell.depth.store(d.saturating_add(1), Ordering::Relaxed);
-            return Some(Ok(true));
+        match self.relock() {
+            Some(Got::Clean) => return Some(Ok(true)),
+            Some(Got::OwnerDied) => return Some(Err(owner_died("RLock"))),
+            None => {}
         }
-        let got = try_acquire_mutex(&cell.lock, "RLock")?;
-        // Relaxed: as in `acquire_inner`. Set on a dead holder's lock too: the caller
-        // holds it (and learns so from the error).
-        cell.depth.store(1, Ordering::Relaxed);
+        let got = try_acquire_mutex(&self.obj.get().lock, "RLock")?;
+        // Set on a dead holder's lock too: the caller holds it (and learns so from the
+        // error).
+        self.fresh();
         Some(got)
     }
 
@@ -360,7 +422,7 @@ impl RLock {
     /// Undo one ``acquire`` of the calling thread; the last one releases the lock.
     pub(crate) fn release(&self) -> PyResult<()> {
         let cell = self.obj.get();
-        if !cell.lock.raw().is_owned_by_current_thread() {
+        if !self.is_mine() {
             return Err(PyRuntimeError::new_err(
                 "cannot release an un-acquired RLock (or one another thread holds)",
             ));
@@ -372,7 +434,9 @@ impl RLock {
             return Ok(());
         }
         cell.depth.store(0, Ordering::Relaxed);
-        release_mutex(&cell.lock, "RLock")
+        release_mutex(&cell.lock, "RLock")?;
+        add_held_rlocks(-1);
+        Ok(())
     }
 
     /// Whether some thread holds the lock now (a snapshot).
@@ -386,7 +450,7 @@ impl RLock {
     }
 
     fn _is_mine(&self) -> bool {
-        self.obj.get().lock.raw().is_owned_by_current_thread()
+        self.is_mine()
     }
 
     /// How many times the calling thread holds the lock (0 if it does not).

@@ -187,3 +187,57 @@ def test_a_thread_that_exits_holding_a_lock_counts_as_dead():
         lock.acquire(timeout=30)
     lock.mark_consistent()
     lock.release()
+
+
+def test_an_rlock_is_not_entered_by_a_process_that_reused_the_dead_holders_pid():
+    # A holder killed inside a nested acquisition; the kernel then hands its PID to a new
+    # process (forced through ns_last_pid: root only). The lock word names that process's
+    # thread, which must not read as the holder re-entering at the dead one's depth: it
+    # gets OwnerDiedError, holds the lock once, and one release frees it.
+    rlock = shmstate.RLock()
+    for _ in range(20):
+        r, w = os.pipe()
+        dead = os.fork()
+        if dead == 0:
+            rlock.acquire()
+            rlock.acquire()
+            os.write(w, b"x")
+            time.sleep(60)
+            os._exit(1)
+        assert os.read(r, 1) == b"x"
+        os.close(r)
+        os.close(w)
+        os.kill(dead, signal.SIGKILL)
+        os.waitpid(dead, 0)
+        try:
+            with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+                f.write(str(dead - 1))
+        except OSError:
+            pytest.skip("cannot set ns_last_pid (not root)")
+        new = os.fork()
+        if new == 0:
+            code = 3
+            try:
+                try:
+                    rlock.acquire(timeout=5)
+                    code = 1  # entered as a nested acquisition of the dead holder's
+                except shmstate.OwnerDiedError:
+                    code = 0 if rlock._is_mine() and rlock._count() == 1 else 2
+                    rlock.mark_consistent()
+                    rlock.release()
+                    if rlock.locked():
+                        code = 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(new, 0)
+        if new != dead:
+            # Another process took the PID: recover the lock as any waiter would.
+            try:
+                rlock.acquire(timeout=5)
+            except shmstate.OwnerDiedError:
+                rlock.mark_consistent()
+            rlock.release()
+            continue
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+        return
+    pytest.skip("another process took the reused PID every time")

@@ -93,13 +93,16 @@
 //!   The zombie check additionally needs `/proc` of that namespace.
 //! - **TID reuse.** If the owner dies and the kernel hands its TID to a new thread before
 //!   any waiter probes, the lock reads as held by a live thread until that thread exits.
-//!   Linux allocates PIDs cyclically, so this needs the PID space to wrap between the death
-//!   and the next probe: at most one slice while a waiter waits, but a lock whose owner died
-//!   while nobody waited is first probed at the next contended lock, which may come after a
-//!   wrap (`pid_max` is 32768 by default on small machines: a host that starts ten threads or
-//!   processes a second wraps in under an hour). Such a lock then reads as held until that
-//!   thread exits: blocking calls wait that long, and timed and `try_` calls return at their
-//!   bound. It is why every wait has a timed variant.
+//!   Linux allocates PIDs cyclically, so this needs the PID space to wrap between the
+//!   death and the next probe: at most one slice while a waiter waits, but a lock whose
+//!   owner died while nobody waited is first probed at the next contended lock, which may
+//!   come after a wrap (`pid_max` is 32768 unless raised: the kernel's default below 32
+//!   CPUs; systemd raises it to 2^22, where a wrap takes days). Other threads' blocking
+//!   calls then wait until that thread exits, their timed calls return at their deadline,
+//!   and `try_lock` returns `None` at once (it never probes). The thread that got the TID
+//!   reads as the holder to itself: its blocking `lock` waits on itself, as a relock does
+//!   (a [`ReentrantMutex`](crate::ReentrantMutex) tells the two apart: see its docs). It
+//!   is why every wait has a timed variant.
 //! - **Zombies.** Without a readable `/proc`, a killed process reads as alive until its
 //!   parent reaps it.
 //! - **Fork with a guard held.** A forked child inherits copies of its parent's guards but
@@ -517,6 +520,49 @@ impl RawMutex {
                 (!is_garbage(w) && owner_of(w) == me).then_some(w & !OWNER_DIED)
             });
         r.is_ok()
+    }
+
+    /// Takes the lock over from a dead thread whose TID the calling thread got: if the
+    /// word names the calling thread, which knows that it does not hold the lock (a lock
+    /// built on this one that keeps its own count of what each thread holds, as
+    /// [`ReentrantMutex`](crate::ReentrantMutex) does), the lock is a dead owner's, and
+    /// the caller now holds it with `OWNER_DIED` set: `Some(Acquired::OwnerDied)`. `None`
+    /// if the word names another thread or none (take the lock the usual way). No
+    /// syscall.
+    ///
+    /// A caller that did hold the lock only marks it `OWNER_DIED`, and keeps it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstate::{Acquired, RawMutex};
+    ///
+    /// let m = RawMutex::new();
+    /// // Free: nothing to take over.
+    /// assert_eq!(m.recover_from_reused_tid(), None);
+    /// assert_eq!(m.lock(), Acquired::Consistent);
+    /// // The word names this thread: as a thread that reused a dead owner's TID finds it.
+    /// assert_eq!(m.recover_from_reused_tid(), Some(Acquired::OwnerDied));
+    /// assert!(m.is_owned_by_current_thread() && m.mark_is_set());
+    /// // SAFETY: this thread holds the lock.
+    /// unsafe { m.unlock() };
+    /// ```
+    pub fn recover_from_reused_tid(&self) -> Option<Acquired> {
+        let me = owner::current();
+        // Relaxed: the compare-exchange in `take` orders.
+        let mut w = self.word.load(Ordering::Relaxed);
+        // Bounded: only a flag flipped by a sleeper (or a peer) fails the exchange.
+        for _ in 0..TRY_LIMIT {
+            if is_garbage(w) || owner_of(w) != me {
+                return None;
+            }
+            // Keeps `CONTENDED`: threads may sleep on the word.
+            match self.take(w, me | OWNER_DIED | (w & CONTENDED)) {
+                Ok(a) => return Some(a),
+                Err(now) => w = now,
+            }
+        }
+        None
     }
 
     /// Whether the `OWNER_DIED` mark is set (a snapshot, exact for the holder).

@@ -11,6 +11,19 @@
 //! | first lock: word taken, depth not yet reset | the word names a dead thread; a stale depth | the next acquirer takes the word over (as for `RawMutex`, with `OwnerDied`) and resets the depth to 0: a dead owner's depth is never trusted |
 //! | nested lock or guard drop: depth changed | the same | the same |
 //! | last guard drop: depth 0, word not yet cleared | the same | the same |
+//!
+//! # A dead owner's TID reused by the caller
+//!
+//! "The word names the calling thread" is how a nested lock is told from a fresh one. A
+//! thread that got the TID of an owner that died holding the lock (the kernel reuses
+//! TIDs: [`RawMutex`](super::RawMutex)'s Limits) would read as that owner, enter at the
+//! dead owner's depth, see its half-written data as consistent, and never release the
+//! lock. So each thread also counts the reentrant mutexes it holds (a thread-local,
+//! keyed by its TID and fork generation, so a forked child's copy counts nothing): a word
+//! naming a thread that holds none is a dead thread's, and the lock is taken over from
+//! it as from any dead owner (`OwnerDied`, depth reset). A thread that holds another
+//! reentrant mutex cannot tell, and still enters (a limit: it needs a TID reused while
+//! the thread holds a reentrant mutex).
 
 use core::fmt;
 use core::ptr::NonNull;
@@ -204,9 +217,11 @@ impl<T> ReentrantMutex<T> {
         self.raw.raw.is_locked()
     }
 
-    /// Whether the calling thread holds the lock.
+    /// Whether the calling thread holds the lock. (Not if the word names it but the
+    /// thread holds no reentrant mutex: then it names a dead thread whose TID the calling
+    /// one reused, see the module docs.)
     pub fn is_owned_by_current_thread(&self) -> bool {
-        self.raw.raw.is_owned_by_current_thread()
+        self.raw.is_mine()
     }
 
     /// The data, through exclusive access to the mutex (no locking needed).
@@ -239,12 +254,74 @@ impl<T> fmt::Debug for ReentrantMutex<T> {
     }
 }
 
+#[cfg(not(loom))]
+mod held {
+    use core::cell::Cell;
+
+    use crate::owner;
+
+    thread_local! {
+        /// This thread's TID, fork generation, and how many reentrant mutexes it holds
+        /// (fresh acquisitions not yet released). Keyed like the creation lock's count: a
+        /// forked child's copy is its parent thread's, and counts nothing for it.
+        static HELD: Cell<(u32, u32, u32)> = const { Cell::new((0, 0, 0)) };
+    }
+
+    /// How many reentrant mutexes this thread holds.
+    #[inline]
+    pub(super) fn count() -> u32 {
+        let (tid, forks, n) = HELD.with(Cell::get);
+        if tid == owner::current() && forks == owner::fork_generation() {
+            n
+        } else {
+            0
+        }
+    }
+
+    /// Adds `delta` (1 or -1) to this thread's count.
+    #[inline]
+    pub(super) fn add(delta: i32) {
+        let n = count().saturating_add_signed(delta);
+        HELD.with(|c| c.set((owner::current(), owner::fork_generation(), n)));
+    }
+}
+
+#[cfg(loom)]
+mod held {
+    use core::cell::Cell;
+
+    loom::thread_local! {
+        static HELD: Cell<u32> = Cell::new(0);
+    }
+
+    pub(super) fn count() -> u32 {
+        HELD.with(Cell::get)
+    }
+
+    pub(super) fn add(delta: i32) {
+        HELD.with(|c| c.set(c.get().saturating_add_signed(delta)));
+    }
+}
+
 impl RawReentrantMutex {
-    /// If the calling thread holds the lock: one more level.
+    /// Whether the calling thread holds the lock: the word names it, and it holds some
+    /// reentrant mutex (else the word is a dead thread's whose TID it reused).
+    #[inline]
+    fn is_mine(&self) -> bool {
+        self.raw.is_owned_by_current_thread() && held::count() > 0
+    }
+
+    /// If the calling thread holds the lock: one more level. If the word names it but
+    /// it holds no reentrant mutex: the lock taken over from the dead thread whose TID it
+    /// reused (see the module docs).
     #[inline]
     fn relock(&self) -> Option<Acquired> {
         if !self.raw.is_owned_by_current_thread() {
             return None;
+        }
+        if held::count() == 0 {
+            // `None` if the word changed meanwhile: take the lock the usual way.
+            return self.raw.recover_from_reused_tid().map(|a| self.fresh(a));
         }
         // Relaxed: only this thread writes `depth` while it holds the lock. Saturating, and
         // a saturated count is never decremented again (see `unlock_shared`): after an
@@ -264,6 +341,7 @@ impl RawReentrantMutex {
     fn fresh(&self, a: Acquired) -> Acquired {
         // Relaxed: written only by the owner, which we now are.
         self.depth.store(0, Ordering::Relaxed);
+        held::add(1);
         a
     }
 }
@@ -311,7 +389,7 @@ unsafe impl RawLockShared for RawReentrantMutex {
         // A copy of a guard in a forked child (or a word another process overwrote) does
         // not name the calling thread: dropping it must not count the owner's depth down,
         // or the owner's next drop would release the lock under its outer guard.
-        if !self.raw.is_owned_by_current_thread() {
+        if !self.is_mine() {
             return;
         }
         // Relaxed: only the owning thread writes `depth` while it holds the lock.
@@ -325,6 +403,7 @@ unsafe impl RawLockShared for RawReentrantMutex {
             // SAFETY: this is the outermost guard of the owning thread (guards are not
             // Send), and no access to the data follows.
             unsafe { self.raw.unlock() };
+            held::add(-1);
         }
     }
 
@@ -371,7 +450,46 @@ pub type MappedReentrantMutexGuard<'a, T> = SharedGuard<'a, RawReentrantMutex, T
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::Value;
+    use crate::{Value, owner};
+
+    /// The word names this thread, at a depth, while the thread holds no reentrant mutex:
+    /// as a thread that got a dead owner's TID finds it. Each way of locking takes it
+    /// over (`OwnerDied`, depth reset), and the last guard releases it.
+    #[test]
+    fn a_word_naming_a_thread_that_holds_none_is_a_dead_owners() {
+        let m = ReentrantMutex::new(Value::new(0u8));
+        let stale = || {
+            m.raw.raw.word().store(owner::current(), Ordering::Relaxed);
+            m.raw.depth.store(3, Ordering::Relaxed);
+            assert!(!m.is_owned_by_current_thread());
+        };
+        let check = |g: ReentrantMutexGuard<'_, Value<u8>>| {
+            assert!(m.is_owned_by_current_thread());
+            assert_eq!(m.raw.depth.load(Ordering::Relaxed), 0);
+            g.mark_consistent();
+            drop(g);
+            assert!(!m.is_locked(), "released by the last guard");
+        };
+        stale();
+        check(m.lock().expect_err("a dead owner's").into_inner());
+        stale();
+        match m.try_lock() {
+            Err(TryLockError::OwnerDied(od)) => check(od.into_inner()),
+            _ => panic!("try_lock entered a dead owner's lock"),
+        }
+        stale();
+        match m.lock_timeout(Duration::from_secs(1)) {
+            Err(TimedLockError::OwnerDied(od)) => check(od.into_inner()),
+            _ => panic!("lock_timeout entered a dead owner's lock"),
+        }
+        // A real nested lock still nests.
+        let outer = m.lock().unwrap();
+        let inner = m.lock().unwrap();
+        assert_eq!(m.raw.depth.load(Ordering::Relaxed), 1);
+        drop(inner);
+        drop(outer);
+        assert!(!m.is_locked());
+    }
 
     #[test]
     fn a_saturated_depth_keeps_the_lock_held() {
