@@ -109,6 +109,55 @@ fn owner_died(what: &str) -> PyErr {
     ))
 }
 
+thread_local! {
+    /// How many acquisitions of `Lock`s and `RLock`s this thread holds (an `RLock`'s
+    /// nested ones too). A lock word naming this thread while it holds none is a dead
+    /// thread's whose TID the kernel gave to this one: the lock is taken over
+    /// (`OwnerDiedError`), not taken for this thread's own (an `RLock` entered at the dead
+    /// holder's depth, a `Lock` waited on forever, or a `Value`'s access that skips a lock
+    /// it thinks the caller holds). Reset in a forked child ([`after_fork_in_child`]),
+    /// whose thread holds none of its parent's. One count for both kinds: it only errs
+    /// towards "this thread holds something", which is how the locks behaved without it.
+    static HELD: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
+}
+
+/// How many lock acquisitions this thread holds.
+#[inline]
+fn held() -> u32 {
+    HELD.with(core::cell::Cell::get)
+}
+
+/// Adds `delta` (1 or -1) to [`held`].
+#[inline]
+fn add_held(delta: i32) {
+    HELD.with(|c| c.set(c.get().saturating_add_signed(delta)));
+}
+
+/// Registered with `os.register_at_fork(after_in_child=...)`: the child's thread holds
+/// none of the locks its parent's thread held.
+#[pyfunction]
+pub(crate) fn after_fork_in_child() {
+    HELD.with(|c| c.set(0));
+}
+
+/// Whether the calling thread holds `m`: its word names the thread, and the thread holds
+/// some lock acquisition ([`HELD`]).
+#[inline]
+fn is_mine(m: &Mutex<u32>) -> bool {
+    m.raw().is_owned_by_current_thread() && held() > 0
+}
+
+/// If `m`'s word names the calling thread while it holds no lock acquisition: the lock
+/// taken over from the dead thread whose TID it got, counted, `Some(OwnerDied)`.
+#[inline]
+fn recover_reused_tid(m: &Mutex<u32>) -> Option<Got> {
+    if held() == 0 && m.raw().recover_from_reused_tid().is_some() {
+        add_held(1);
+        return Some(Got::OwnerDied);
+    }
+    None
+}
+
 /// A non-recursive lock shared between processes: ``multiprocessing.Lock``.
 ///
 /// ``acquire(block=True, timeout=None)`` returns ``True`` once acquired, ``False`` if
@@ -119,7 +168,10 @@ fn owner_died(what: &str) -> PyErr {
 ///
 /// If the holder dies (its process is killed, or its thread ends without releasing it),
 /// the next ``acquire`` takes the lock and raises :class:`OwnerDiedError` (see there);
-/// waiting never hangs on a dead holder.
+/// waiting never hangs on a dead holder. That holds for a thread that got the dead
+/// holder's thread id too (the kernel reuses ids), as long as it holds no other ``Lock``
+/// or ``RLock`` acquisition: one that does waits on the lock as on its own (its timed
+/// ``acquire`` returns ``False``).
 /// Blocking waits release the GIL and are interrupted by Ctrl-C (``KeyboardInterrupt``).
 #[pyclass(module = "shmstate._shmstate", frozen, weakref)]
 pub struct Lock {
@@ -147,14 +199,39 @@ impl Lock {
     /// `acquire(False)`: see [`try_acquire_mutex`].
     #[inline]
     pub(crate) fn try_acquire(&self) -> Option<PyResult<bool>> {
-        try_acquire_mutex(&self.obj.get().lock, "Lock")
+        let m = &self.obj.get().lock;
+        if recover_reused_tid(m).is_some() {
+            return Some(Err(owner_died("Lock")));
+        }
+        let got = try_acquire_mutex(m, "Lock")?;
+        // Held on a dead holder's lock too (the error says so).
+        add_held(1);
+        Some(got)
+    }
+
+    /// Acquires as `acquire(block, timeout)` does, counted ([`HELD`]).
+    fn acquire_counted(
+        &self,
+        py: Python<'_>,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<Option<Got>> {
+        let m = &self.obj.get().lock;
+        if let Some(got) = recover_reused_tid(m) {
+            return Ok(Some(got));
+        }
+        let got = acquire_mutex(py, m, block, timeout)?;
+        if got.is_some() {
+            add_held(1);
+        }
+        Ok(got)
     }
 
     /// `__enter__`: acquire, waiting; a dead holder is reported with the lock released.
     pub(crate) fn enter(&self, py: Python<'_>) -> PyResult<bool> {
-        match acquire_mutex(py, &self.obj.get().lock, true, None)? {
+        match self.acquire_counted(py, true, None)? {
             Some(Got::OwnerDied) => {
-                release_mutex(&self.obj.get().lock, "Lock")?;
+                self.release()?;
                 Err(owner_died("Lock"))
             }
             _ => Ok(true),
@@ -164,7 +241,22 @@ impl Lock {
     /// `release()`.
     #[inline]
     pub(crate) fn release(&self) -> PyResult<()> {
-        release_mutex(&self.obj.get().lock, "Lock")
+        let m = &self.obj.get().lock;
+        if held() == 0 {
+            // The word may name this thread, for a dead holder whose TID it got.
+            return Err(PyRuntimeError::new_err(
+                "cannot release an un-acquired Lock (or one another thread holds)",
+            ));
+        }
+        release_mutex(m, "Lock")?;
+        add_held(-1);
+        Ok(())
+    }
+
+    /// Whether the calling thread holds the lock.
+    #[inline]
+    pub(crate) fn is_mine(&self) -> bool {
+        is_mine(&self.obj.get().lock)
     }
 
     pub(crate) fn open(region: &std::sync::Arc<RegionInner>, name: &str) -> PyResult<Self> {
@@ -196,7 +288,7 @@ impl Lock {
     #[pyo3(signature = (block = Block(true), timeout = None))]
     fn acquire(&self, py: Python<'_>, block: Block, timeout: Option<f64>) -> PyResult<bool> {
         let Block(block) = block;
-        match acquire_mutex(py, &self.obj.get().lock, block, timeout)? {
+        match self.acquire_counted(py, block, timeout)? {
             None => Ok(false),
             Some(Got::Clean) => Ok(true),
             Some(Got::OwnerDied) => Err(owner_died("Lock")),
@@ -219,11 +311,11 @@ impl Lock {
     /// Mark the lock consistent after an :class:`OwnerDiedError` (the caller holds it and
     /// has repaired what it protects): later acquisitions no longer raise.
     fn mark_consistent(&self) -> bool {
-        self.obj.get().lock.raw().mark_consistent()
+        self.is_mine() && self.obj.get().lock.raw().mark_consistent()
     }
 
     fn _is_mine(&self) -> bool {
-        self.obj.get().lock.raw().is_owned_by_current_thread()
+        self.is_mine()
     }
 
     fn _count(&self) -> u32 {
@@ -254,40 +346,18 @@ impl Lock {
     }
 }
 
-thread_local! {
-    /// How many `RLock`s this thread holds (fresh acquisitions not yet released). A lock
-    /// word naming this thread while it holds none is a dead thread's whose TID the kernel
-    /// gave to this one: it is taken over (`OwnerDiedError`), not entered as a nested
-    /// acquisition at the dead holder's depth. Reset in a forked child
-    /// ([`after_fork_in_child`]), whose thread holds none of its parent's.
-    static HELD_RLOCKS: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
-}
-
-/// How many `RLock`s this thread holds.
-#[inline]
-fn held_rlocks() -> u32 {
-    HELD_RLOCKS.with(core::cell::Cell::get)
-}
-
-/// Adds `delta` (1 or -1) to [`held_rlocks`].
-#[inline]
-fn add_held_rlocks(delta: i32) {
-    HELD_RLOCKS.with(|c| c.set(c.get().saturating_add_signed(delta)));
-}
-
-/// Registered with `os.register_at_fork(after_in_child=...)`: the child's thread holds
-/// none of the `RLock`s its parent's thread held.
-#[pyfunction]
-pub(crate) fn after_fork_in_child() {
-    HELD_RLOCKS.with(|c| c.set(0));
-}
-
 /// A recursive lock shared between processes: ``multiprocessing.RLock``.
 ///
 /// The holding thread may acquire it again; it is released when ``release`` has been
 /// called as many times as ``acquire``. Otherwise as :class:`Lock`: ``acquire(block=True,
 /// timeout=None)``, only the holder releases (``RuntimeError`` otherwise), a dead holder
 /// raises :class:`OwnerDiedError` in the next acquirer, waits are interruptible.
+///
+/// A thread that got the thread id of a holder that died (the kernel reuses ids) is not
+/// taken for that holder re-entering: its ``acquire`` raises :class:`OwnerDiedError` as
+/// any other thread's would, as long as it holds no other ``RLock`` acquisition (one
+/// that does enters, as it would without this check). A ``release`` without a matching
+/// ``acquire`` on such a lock is the one call that can confuse the count this relies on.
 #[pyclass(module = "shmstate._shmstate", frozen, weakref)]
 pub struct RLock {
     obj: Obj<RLockCell>,
@@ -326,19 +396,17 @@ impl RLock {
         if !cell.lock.raw().is_owned_by_current_thread() {
             return None;
         }
-        if held_rlocks() == 0 {
+        if held() == 0 {
             // `None` if the word changed meanwhile: acquire the usual way.
-            cell.lock
-                .raw()
-                .recover_from_reused_tid()
-                .is_some()
-                .then_some(())?;
-            self.fresh();
+            recover_reused_tid(&cell.lock)?;
+            // Relaxed: only the holder (this thread) reads or writes `depth`.
+            cell.depth.store(1, Ordering::Relaxed);
             return Some(Got::OwnerDied);
         }
         // Relaxed: only the holder (this thread) reads or writes `depth`.
         let d = cell.depth.load(Ordering::Relaxed);
         cell.depth.store(d.saturating_add(1), Ordering::Relaxed);
+        add_held(1);
         Some(Got::Clean)
     }
 
@@ -348,13 +416,13 @@ impl RLock {
         // Relaxed: only the holder (this thread) reads or writes `depth`; the acquisition
         // ordered us after the previous holder.
         self.obj.get().depth.store(1, Ordering::Relaxed);
-        add_held_rlocks(1);
+        add_held(1);
     }
 
     /// Whether the calling thread holds the lock (see [`relock`](Self::relock)).
     #[inline]
     fn is_mine(&self) -> bool {
-        self.obj.get().lock.raw().is_owned_by_current_thread() && held_rlocks() > 0
+        is_mine(&self.obj.get().lock)
     }
 
     /// `acquire(False)` for the fast methods (`fast.rs`): `None` if another thread holds it.
@@ -431,11 +499,11 @@ impl RLock {
         let d = cell.depth.load(Ordering::Relaxed);
         if d > 1 {
             cell.depth.store(d - 1, Ordering::Relaxed);
-            return Ok(());
+        } else {
+            cell.depth.store(0, Ordering::Relaxed);
+            release_mutex(&cell.lock, "RLock")?;
         }
-        cell.depth.store(0, Ordering::Relaxed);
-        release_mutex(&cell.lock, "RLock")?;
-        add_held_rlocks(-1);
+        add_held(-1);
         Ok(())
     }
 
@@ -446,7 +514,8 @@ impl RLock {
 
     /// As :meth:`Lock.mark_consistent`.
     fn mark_consistent(&self) -> bool {
-        self.obj.get().lock.raw().mark_consistent()
+        // Not a dead holder's lock whose word names this thread (see the class docs).
+        self.is_mine() && self.obj.get().lock.raw().mark_consistent()
     }
 
     fn _is_mine(&self) -> bool {
@@ -554,7 +623,7 @@ impl SideLock {
             }
             SideLock::Lock(l) => {
                 let l = l.get();
-                if l.obj.get().lock.raw().is_owned_by_current_thread() {
+                if l.is_mine() {
                     return f();
                 }
                 l.enter(py)?;

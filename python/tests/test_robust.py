@@ -189,55 +189,79 @@ def test_a_thread_that_exits_holding_a_lock_counts_as_dead():
     lock.release()
 
 
-def test_an_rlock_is_not_entered_by_a_process_that_reused_the_dead_holders_pid():
-    # A holder killed inside a nested acquisition; the kernel then hands its PID to a new
-    # process (forced through ns_last_pid: root only). The lock word names that process's
-    # thread, which must not read as the holder re-entering at the dead one's depth: it
-    # gets OwnerDiedError, holds the lock once, and one release frees it.
-    rlock = shmstate.RLock()
-    for _ in range(20):
-        r, w = os.pipe()
-        dead = os.fork()
-        if dead == 0:
-            rlock.acquire()
-            rlock.acquire()
-            os.write(w, b"x")
-            time.sleep(60)
-            os._exit(1)
-        assert os.read(r, 1) == b"x"
-        os.close(r)
-        os.close(w)
-        os.kill(dead, signal.SIGKILL)
-        os.waitpid(dead, 0)
+def _hold(kind, obj):
+    if kind == "RLock":
+        obj.acquire()
+        obj.acquire()  # a nested holder: the depth a reuser must not inherit
+    elif kind == "Lock":
+        obj.acquire()
+    else:
+        obj.get_lock().acquire()
+
+
+def _use(kind, obj):
+    """In the process that reused the dead holder's PID: 0 if the lock is taken over and
+    reported, 1 if it was taken for this thread's own, 2 if it stays held after."""
+    try:
+        if kind == "Value":
+            obj.value = 7  # the access must not skip a lock it takes for its own
+            return 1
+        if not obj.acquire(timeout=5):
+            return 1  # waited on itself
+        return 1  # entered as a nested acquisition of the dead holder's
+    except shmstate.OwnerDiedError:
+        lock = obj.get_lock() if kind == "Value" else obj
+        if kind != "Value":
+            if not (lock._is_mine() and lock._count() == 1):
+                return 2
+            lock.mark_consistent()
+            lock.release()
+        return 2 if lock.locked() else 0
+
+
+@pytest.mark.parametrize("kind", ["RLock", "Lock", "Value"])
+def test_a_process_that_reused_the_dead_holders_pid_gets_owner_died(kind):
+    # A holder killed holding the lock; the kernel then hands its PID to a new process
+    # (forced through ns_last_pid: root only). The lock word names that process's thread,
+    # which must not take the lock for its own (enter an RLock at the dead holder's depth,
+    # wait on a Lock forever, or skip a Value's lock): it gets OwnerDiedError.
+    if kind == "Value":
+        obj = shmstate.Value("i", 0, lock=shmstate.Lock())
+    else:
+        obj = getattr(shmstate, kind)()
+    r, w = os.pipe()
+    dead = os.fork()
+    if dead == 0:
+        _hold(kind, obj)
+        os.write(w, b"x")
+        time.sleep(60)
+        os._exit(1)
+    assert os.read(r, 1) == b"x"
+    os.close(r)
+    os.close(w)
+    os.kill(dead, signal.SIGKILL)
+    os.waitpid(dead, 0)
+    try:
+        with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+            f.write(str(dead - 1))
+    except OSError:
+        pytest.skip("cannot set ns_last_pid (not root)")
+    new = os.fork()
+    if new == 0:
+        code = 3
         try:
-            with open("/proc/sys/kernel/ns_last_pid", "w") as f:
-                f.write(str(dead - 1))
-        except OSError:
-            pytest.skip("cannot set ns_last_pid (not root)")
-        new = os.fork()
-        if new == 0:
-            code = 3
-            try:
-                try:
-                    rlock.acquire(timeout=5)
-                    code = 1  # entered as a nested acquisition of the dead holder's
-                except shmstate.OwnerDiedError:
-                    code = 0 if rlock._is_mine() and rlock._count() == 1 else 2
-                    rlock.mark_consistent()
-                    rlock.release()
-                    if rlock.locked():
-                        code = 2
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(new, 0)
-        if new != dead:
-            # Another process took the PID: recover the lock as any waiter would.
-            try:
-                rlock.acquire(timeout=5)
-            except shmstate.OwnerDiedError:
-                rlock.mark_consistent()
-            rlock.release()
-            continue
-        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
-        return
-    pytest.skip("another process took the reused PID every time")
+            # A watchdog: a child that waits on a lock it takes for its own must not
+            # outlive the test.
+            signal.alarm(20)
+            if os.getpid() == dead:
+                code = _use(kind, obj)
+            else:
+                code = 4
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(new, 0)
+    if new != dead:
+        # Another process took the PID between the write and the fork: the lock now
+        # names that live process, and cannot be recovered here.
+        pytest.skip("another process took the reused PID")
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status

@@ -93,16 +93,16 @@
 //!   The zombie check additionally needs `/proc` of that namespace.
 //! - **TID reuse.** If the owner dies and the kernel hands its TID to a new thread before
 //!   any waiter probes, the lock reads as held by a live thread until that thread exits.
-//!   Linux allocates PIDs cyclically, so this needs the PID space to wrap between the
-//!   death and the next probe: at most one slice while a waiter waits, but a lock whose
-//!   owner died while nobody waited is first probed at the next contended lock, which may
-//!   come after a wrap (`pid_max` is 32768 unless raised: the kernel's default below 32
-//!   CPUs; systemd raises it to 2^22, where a wrap takes days). Other threads' blocking
-//!   calls then wait until that thread exits, their timed calls return at their deadline,
-//!   and `try_lock` returns `None` at once (it never probes). The thread that got the TID
-//!   reads as the holder to itself: its blocking `lock` waits on itself, as a relock does
-//!   (a [`ReentrantMutex`](crate::ReentrantMutex) tells the two apart: see its docs). It
-//!   is why every wait has a timed variant.
+//!   Linux allocates PIDs cyclically, so this needs the PID space to wrap between the death
+//!   and the next probe: at most one slice while a waiter waits, but a lock whose owner
+//!   died while nobody waited is first probed at the next contended lock, which may come
+//!   after a wrap (`pid_max` is the kernel's default, the larger of 32768 and 1024 per
+//!   possible CPU, unless raised; systemd raises it to 2^22, where a wrap takes days).
+//!   Other threads' blocking calls then wait until that thread exits, their timed calls
+//!   return at their deadline, and `try_lock` returns `None` at once (it never probes). The
+//!   thread that got the TID reads as the holder to itself: its blocking `lock` waits on
+//!   itself, as a relock does (a [`ReentrantMutex`](crate::ReentrantMutex) tells the two
+//!   apart: see its docs). It is why every wait has a timed variant.
 //! - **Zombies.** Without a readable `/proc`, a killed process reads as alive until its
 //!   parent reaps it.
 //! - **Fork with a guard held.** A forked child inherits copies of its parent's guards but
@@ -527,8 +527,10 @@ impl RawMutex {
     /// built on this one that keeps its own count of what each thread holds, as
     /// [`ReentrantMutex`](crate::ReentrantMutex) does), the lock is a dead owner's, and
     /// the caller now holds it with `OWNER_DIED` set: `Some(Acquired::OwnerDied)`. `None`
-    /// if the word names another thread or none (take the lock the usual way). No
-    /// syscall.
+    /// if the word names another thread or none (take the lock the usual way), or if the
+    /// word kept changing under a bounded number of tries (a peer rewriting it: then it
+    /// may still name the caller, and a blocking lock waits on it as on a live holder).
+    /// No syscall.
     ///
     /// A caller that did hold the lock only marks it `OWNER_DIED`, and keeps it.
     ///

@@ -18,12 +18,20 @@
 //! thread that got the TID of an owner that died holding the lock (the kernel reuses
 //! TIDs: [`RawMutex`](super::RawMutex)'s Limits) would read as that owner, enter at the
 //! dead owner's depth, see its half-written data as consistent, and never release the
-//! lock. So each thread also counts the reentrant mutexes it holds (a thread-local,
-//! keyed by its TID and fork generation, so a forked child's copy counts nothing): a word
-//! naming a thread that holds none is a dead thread's, and the lock is taken over from
-//! it as from any dead owner (`OwnerDied`, depth reset). A thread that holds another
-//! reentrant mutex cannot tell, and still enters (a limit: it needs a TID reused while
-//! the thread holds a reentrant mutex).
+//! lock. So each thread also counts the reentrant-mutex guards it holds, nested ones too
+//! (a thread-local, keyed by the fork generation, so a forked child's copy counts
+//! nothing; a guard is counted before the compare-exchange that takes its lock, so a
+//! signal handler that locks the same mutex in between nests). A word naming a thread
+//! that holds no guard is a dead thread's, and the lock is taken over from it as from
+//! any dead owner (`OwnerDied`, depth reset).
+//!
+//! Limits: a thread that holds any other reentrant-mutex guard cannot tell, and still
+//! enters a dead owner's lock that names it (as without the count; it then keeps that
+//! lock until it exits). The count only errs high (a leaked guard, a guard whose lock
+//! another thread took over, a process whose fork handler is not registered), which
+//! brings that behaviour back, never a takeover of a lock the thread holds. Two copies of
+//! the crate linked into one process keep two counts: a thread must not nest locks of
+//! one mutex through both.
 
 use core::fmt;
 use core::ptr::NonNull;
@@ -261,28 +269,53 @@ mod held {
     use crate::owner;
 
     thread_local! {
-        /// This thread's TID, fork generation, and how many reentrant mutexes it holds
-        /// (fresh acquisitions not yet released). Keyed like the creation lock's count: a
-        /// forked child's copy is its parent thread's, and counts nothing for it.
-        static HELD: Cell<(u32, u32, u32)> = const { Cell::new((0, 0, 0)) };
+        /// How many reentrant-mutex guards this thread holds (nested ones too, and one
+        /// being acquired: counted before the compare-exchange), in the low 32 bits; the
+        /// fork generation it was counted in, in the high 32. A forked child's copy
+        /// counts nothing for it (the guards it copied are its parent's).
+        static HELD: Cell<u64> = const { Cell::new(0) };
     }
 
-    /// How many reentrant mutexes this thread holds.
+    /// The count, if it was kept in this process.
     #[inline]
-    pub(super) fn count() -> u32 {
-        let (tid, forks, n) = HELD.with(Cell::get);
-        if tid == owner::current() && forks == owner::fork_generation() {
-            n
+    fn get(forks: u32) -> u32 {
+        let v = HELD.with(Cell::get);
+        if (v >> 32) as u32 == forks {
+            v as u32
         } else {
             0
         }
     }
 
-    /// Adds `delta` (1 or -1) to this thread's count.
     #[inline]
-    pub(super) fn add(delta: i32) {
-        let n = count().saturating_add_signed(delta);
-        HELD.with(|c| c.set((owner::current(), owner::fork_generation(), n)));
+    fn set(forks: u32, n: u32) {
+        HELD.with(|c| c.set(u64::from(forks) << 32 | u64::from(n)));
+    }
+
+    /// How many guards this thread holds.
+    #[inline]
+    pub(super) fn count() -> u32 {
+        get(owner::fork_generation())
+    }
+
+    /// Counts one more guard (before its acquisition); returns how many this thread held
+    /// before. Compiler fences: a signal handler of this thread that locks the same mutex
+    /// must find the count raised before the compare-exchange that takes the lock.
+    #[inline]
+    pub(super) fn enter() -> u32 {
+        let forks = owner::fork_generation();
+        let n = get(forks);
+        set(forks, n.saturating_add(1));
+        crate::sync::compiler_fence(crate::sync::Ordering::SeqCst);
+        n
+    }
+
+    /// Counts one guard less (a failed acquisition, or a guard released).
+    #[inline]
+    pub(super) fn leave() {
+        crate::sync::compiler_fence(crate::sync::Ordering::SeqCst);
+        let forks = owner::fork_generation();
+        set(forks, get(forks).saturating_sub(1));
     }
 }
 
@@ -298,28 +331,32 @@ mod held {
         HELD.with(Cell::get)
     }
 
-    pub(super) fn add(delta: i32) {
-        HELD.with(|c| c.set(c.get().saturating_add_signed(delta)));
+    pub(super) fn enter() -> u32 {
+        HELD.with(|c| c.replace(c.get().saturating_add(1)))
+    }
+
+    pub(super) fn leave() {
+        HELD.with(|c| c.set(c.get().saturating_sub(1)));
     }
 }
 
 impl RawReentrantMutex {
     /// Whether the calling thread holds the lock: the word names it, and it holds some
-    /// reentrant mutex (else the word is a dead thread's whose TID it reused).
+    /// reentrant-mutex guard (else the word is a dead thread's whose TID it reused).
     #[inline]
     fn is_mine(&self) -> bool {
         self.raw.is_owned_by_current_thread() && held::count() > 0
     }
 
     /// If the calling thread holds the lock: one more level. If the word names it but
-    /// it holds no reentrant mutex: the lock taken over from the dead thread whose TID it
-    /// reused (see the module docs).
+    /// it held no reentrant-mutex guard before this acquisition (`before`): the lock
+    /// taken over from the dead thread whose TID it reused (see the module docs).
     #[inline]
-    fn relock(&self) -> Option<Acquired> {
+    fn relock(&self, before: u32) -> Option<Acquired> {
         if !self.raw.is_owned_by_current_thread() {
             return None;
         }
-        if held::count() == 0 {
+        if before == 0 {
             // `None` if the word changed meanwhile: take the lock the usual way.
             return self.raw.recover_from_reused_tid().map(|a| self.fresh(a));
         }
@@ -341,7 +378,6 @@ impl RawReentrantMutex {
     fn fresh(&self, a: Acquired) -> Acquired {
         // Relaxed: written only by the owner, which we now are.
         self.depth.store(0, Ordering::Relaxed);
-        held::add(1);
         a
     }
 }
@@ -356,7 +392,8 @@ unsafe impl RawLockShared for RawReentrantMutex {
 
     #[inline]
     fn lock_shared(&self) -> Acquired {
-        if let Some(a) = self.relock() {
+        let before = held::enter();
+        if let Some(a) = self.relock(before) {
             return a;
         }
         let a = self.raw.lock();
@@ -365,20 +402,27 @@ unsafe impl RawLockShared for RawReentrantMutex {
 
     #[inline]
     fn try_lock_shared(&self) -> Option<Acquired> {
-        if let Some(a) = self.relock() {
+        let before = held::enter();
+        if let Some(a) = self.relock(before) {
             return Some(a);
         }
-        self.raw.try_lock().map(|a| self.fresh(a))
+        let a = self.raw.try_lock().map(|a| self.fresh(a));
+        if a.is_none() {
+            held::leave();
+        }
+        a
     }
 
     fn lock_shared_until(&self, deadline: Instant) -> Result<Acquired, Timeout> {
-        if let Some(a) = self.relock() {
+        let before = held::enter();
+        if let Some(a) = self.relock(before) {
             return Ok(a);
         }
-        self.raw
-            .lock_until(deadline)
-            .map(|a| self.fresh(a))
-            .ok_or(Timeout)
+        let a = self.raw.lock_until(deadline).map(|a| self.fresh(a));
+        if a.is_none() {
+            held::leave();
+        }
+        a.ok_or(Timeout)
     }
 
     #[inline]
@@ -388,8 +432,10 @@ unsafe impl RawLockShared for RawReentrantMutex {
     unsafe fn unlock_shared(&self, (): ()) {
         // A copy of a guard in a forked child (or a word another process overwrote) does
         // not name the calling thread: dropping it must not count the owner's depth down,
-        // or the owner's next drop would release the lock under its outer guard.
-        if !self.is_mine() {
+        // or the owner's next drop would release the lock under its outer guard. Nor this
+        // thread's count of guards: a forked child's count never had it (and one kept too
+        // high only makes a reused TID read as this thread's own, as without the count).
+        if !self.raw.is_owned_by_current_thread() {
             return;
         }
         // Relaxed: only the owning thread writes `depth` while it holds the lock.
@@ -403,8 +449,8 @@ unsafe impl RawLockShared for RawReentrantMutex {
             // SAFETY: this is the outermost guard of the owning thread (guards are not
             // Send), and no access to the data follows.
             unsafe { self.raw.unlock() };
-            held::add(-1);
         }
+        held::leave();
     }
 
     fn mark_consistent_shared(&self, (): ()) {
@@ -491,11 +537,35 @@ mod tests {
         assert!(!m.is_locked());
     }
 
+    /// A thread that holds any guard never takes over a lock whose word names it: here a
+    /// dead owner's word that it entered (the documented limit) while it held another
+    /// mutex. Once that other guard is gone, its guard of the entered lock still counts,
+    /// so locking again nests instead of resetting the depth under that guard.
+    #[test]
+    fn a_thread_holding_a_guard_never_takes_over_a_lock_naming_it() {
+        let a = ReentrantMutex::new(Value::new(0u8));
+        let x = ReentrantMutex::new(Value::new(0u8));
+        let ga = a.lock().unwrap();
+        x.raw.raw.word().store(owner::current(), Ordering::Relaxed);
+        let g1 = x.lock().expect("entered, as a nested lock (the limit)");
+        drop(ga);
+        let g2 = x.lock().expect("nested again, not taken over under g1");
+        assert_eq!(x.raw.depth.load(Ordering::Relaxed), 2);
+        drop(g2);
+        assert!(x.is_owned_by_current_thread(), "g1 still holds it");
+        std::thread::scope(|s| {
+            s.spawn(|| assert!(x.try_lock().is_err()));
+        });
+        drop(g1);
+    }
+
     #[test]
     fn a_saturated_depth_keeps_the_lock_held() {
         let m = ReentrantMutex::new(Value::new(0u8));
         let outer = m.lock().unwrap();
-        // As if 2^32 - 1 nested guards had been leaked (e.g. with `mem::forget`).
+        // As if 2^32 - 1 nested guards had been leaked (e.g. with `mem::forget`): one
+        // leaked for real (this thread's count of guards keeps it), the rest in the depth.
+        core::mem::forget(m.lock().unwrap());
         m.raw.depth.store(u32::MAX, Ordering::Relaxed);
         let inner = m.lock().unwrap(); // overflows: the count is lost
         drop(inner);
