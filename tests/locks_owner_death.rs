@@ -745,3 +745,64 @@ fn reentrant_mutex_is_not_entered_by_a_process_that_reused_the_dead_owners_pid()
         "the process with the dead owner's PID (1: entered as a nested lock; 2: kept it)"
     );
 }
+
+/// Locks with `lock`, forks, drops the guard in the parent; the child locks again, drops
+/// its copy of the parent's guard, and exits 0 if `held` (its own lock) still holds.
+fn child_keeps_its_lock_after_dropping_a_copy<G>(
+    a: &Arena,
+    lock: impl Fn() -> G,
+    held: impl Fn() -> bool,
+) -> i32 {
+    a.locked.store(0, Ordering::SeqCst);
+    let parents = lock();
+    // SAFETY: the child only locks, reads atomics and exits.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        wait_for(&a.locked, 1, SIGNAL_LIMIT);
+        let own = lock();
+        drop(parents);
+        let code = if held() { 0 } else { 1 };
+        drop(own);
+        // SAFETY: ends the forked child at once.
+        unsafe { libc::_exit(code) };
+    }
+    drop(parents);
+    raise(&a.locked, 1);
+    let mut status = 0;
+    // SAFETY: reaping our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(libc::WIFEXITED(status), "status {status:#x}");
+    libc::WEXITSTATUS(status)
+}
+
+/// A forked child's copy of a guard must release nothing, even once the child holds the
+/// lock itself: the parent drops its guard, the child locks, then drops its copy of the
+/// parent's guard; the child must still hold the lock (else another process could enter
+/// under the child's guard). `Mutex`, `ReentrantMutex` and an `RwLock`'s write guard.
+#[test]
+fn a_forked_copy_of_a_guard_does_not_release_the_childs_own_lock() {
+    watchdog(Duration::from_secs(60));
+    let mem = SharedMem::<Arena>::new(1);
+    let a = mem.get();
+    let mutex = child_keeps_its_lock_after_dropping_a_copy(
+        a,
+        || a.m.lock().unwrap(),
+        || a.m.raw().is_owned_by_current_thread(),
+    );
+    let reentrant = child_keeps_its_lock_after_dropping_a_copy(
+        a,
+        || a.r.lock().unwrap(),
+        || a.r.is_owned_by_current_thread(),
+    );
+    let write = child_keeps_its_lock_after_dropping_a_copy(
+        a,
+        || a.rw.write().unwrap(),
+        || a.rw.is_locked(),
+    );
+    assert_eq!(
+        (mutex, reentrant, write),
+        (0, 0, 0),
+        "1: the copy released the child's own lock"
+    );
+}

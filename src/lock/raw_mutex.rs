@@ -107,8 +107,12 @@
 //!   parent reaps it.
 //! - **Fork with a guard held.** A forked child inherits copies of its parent's guards but
 //!   not the locks: the word still names the parent's thread. The child's copy must not be
-//!   used (dropping it does nothing, since the word does not name the child's thread; a
-//!   `ReentrantMutex` guard's copy leaves the nesting count alone too).
+//!   used. Dropping it does nothing, also once the child has taken the lock itself: a
+//!   guard records the thread that made it (test
+//!   `a_forked_copy_of_a_guard_does_not_release_the_childs_own_lock`); a `ReentrantMutex`
+//!   guard's copy leaves the nesting count alone too. A [`RawMutex::unlock`] of the child
+//!   releases a lock whose word names the child, whoever took it: its callers must not
+//!   call it for a parent's acquisition.
 //! - **Relocking on one thread** deadlocks like `std::sync::Mutex` (or times out): the word
 //!   names the caller, who is alive. Use a `ReentrantMutex` for that.
 //!

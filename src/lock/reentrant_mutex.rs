@@ -26,8 +26,11 @@
 //! any dead owner (`OwnerDied`, depth reset).
 //!
 //! Limits: a thread that holds any other reentrant-mutex guard cannot tell, and still
-//! enters a dead owner's lock that names it (as without the count; it then keeps that
-//! lock until it exits). The count only errs high (a leaked guard, a guard whose lock
+//! enters a dead owner's lock that names it, at the dead owner's depth (as without the
+//! count). The lock then stays held until the thread exits, or until it locks it again
+//! while it holds no other guard (then it is taken over as above). A signal handler that
+//! returns still holding a guard it took (leaking it) may lose one count of the code it
+//! interrupted. Otherwise the count only errs high (a leaked guard, a guard whose lock
 //! another thread took over, a process whose fork handler is not registered), which
 //! brings that behaviour back, never a takeover of a lock the thread holds. Two copies of
 //! the crate linked into one process keep two counts: a thread must not nest locks of
@@ -59,8 +62,9 @@ use crate::wait::Timeout;
 /// its acquisition synchronises with the previous owner's release.
 ///
 /// Guards are not `Send`, so only the owning thread can unlock; there is no raw unlock.
-/// A guard copied into a forked child does nothing when dropped there (the lock word names
-/// the parent's thread), so the parent keeps the lock at its full depth.
+/// A guard copied into a forked child does nothing when dropped there (a guard records the
+/// thread that made it), so the parent keeps the lock at its full depth, and a child that
+/// took the lock itself keeps it too.
 /// The nesting depth is a `u32`: a thread that holds 2^32 − 1 nested guards at once (only
 /// leaking guards gets there) keeps the lock until it exits, since its count is lost.
 ///
@@ -226,8 +230,8 @@ impl<T> ReentrantMutex<T> {
     }
 
     /// Whether the calling thread holds the lock. (Not if the word names it but the
-    /// thread holds no reentrant mutex: then it names a dead thread whose TID the calling
-    /// one reused, see the module docs.)
+    /// thread holds no guard of any reentrant mutex: then it names a dead thread whose TID
+    /// the calling one reused, see the module docs.)
     pub fn is_owned_by_current_thread(&self) -> bool {
         self.raw.is_mine()
     }
@@ -388,7 +392,9 @@ impl RawReentrantMutex {
 // several guards never give `&mut T`. A fresh acquisition synchronises with the previous
 // owner's release (`RawMutex`).
 unsafe impl RawLockShared for RawReentrantMutex {
-    type Token = ();
+    /// The TID of the thread that made the acquisition (a forked child's copy of a guard
+    /// releases nothing, see `unlock_shared`).
+    type Token = u32;
 
     #[inline]
     fn lock_shared(&self) -> Acquired {
@@ -426,10 +432,18 @@ unsafe impl RawLockShared for RawReentrantMutex {
     }
 
     #[inline]
-    fn token(&self) {}
+    fn token(&self) -> u32 {
+        crate::owner::current()
+    }
 
     #[inline]
-    unsafe fn unlock_shared(&self, (): ()) {
+    unsafe fn unlock_shared(&self, made_by: u32) {
+        if crate::owner::current() != made_by {
+            // A copy in a forked child: the acquisition is its parent's. The lock word may
+            // name the child by now (it took the lock itself, under guards of its own that
+            // this must not count down or release).
+            return;
+        }
         // A copy of a guard in a forked child (or a word another process overwrote) does
         // not name the calling thread: dropping it must not count the owner's depth down,
         // or the owner's next drop would release the lock under its outer guard. Nor this
@@ -453,7 +467,10 @@ unsafe impl RawLockShared for RawReentrantMutex {
         held::leave();
     }
 
-    fn mark_consistent_shared(&self, (): ()) {
+    fn mark_consistent_shared(&self, made_by: u32) {
+        if crate::owner::current() != made_by {
+            return;
+        }
         // Applies only if the calling thread owns the lock: `RawMutex::mark_consistent`
         // checks the word names it (a guard shared with another thread, or copied into a
         // forked child, changes nothing).
@@ -498,7 +515,7 @@ mod tests {
     use super::*;
     use crate::{Value, owner};
 
-    /// The word names this thread, at a depth, while the thread holds no reentrant mutex:
+    /// The word names this thread, at a depth, while the thread holds no guard:
     /// as a thread that got a dead owner's TID finds it. Each way of locking takes it
     /// over (`OwnerDied`, depth reset), and the last guard releases it.
     #[test]

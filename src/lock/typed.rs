@@ -36,6 +36,8 @@ use core::mem;
 use core::ops::{Deref, DerefMut};
 use core::ptr::NonNull;
 
+use crate::owner;
+
 // The raw-lock traits, the acquisition forms written once over them, and the mapping of an
 // acquisition's outcome to the typed results: a child module, so that it builds guards
 // through their private constructors.
@@ -81,6 +83,10 @@ pub use acquire::{RawLock, RawLockShared};
 pub struct ExclusiveGuard<'a, R: RawLock, T: ?Sized, const MAPPED: bool = false> {
     raw: &'a R,
     data: NonNull<T>,
+    /// The thread that made the acquisition: a copy of the guard in a forked child (whose
+    /// thread has another TID) releases nothing, even once the child holds the lock
+    /// itself.
+    owner: u32,
     /// `&'a mut T`: the guard lends out `&mut T` (invariant in `T`) for at most `'a`.
     /// `*const ()`: neither `Send` (see the type's docs) nor `Sync` (restored below).
     _marker: PhantomData<(&'a mut T, *const ())>,
@@ -114,6 +120,7 @@ impl<'a, R: RawLock, T: ?Sized, const M: bool> ExclusiveGuard<'a, R, T, M> {
         ExclusiveGuard {
             raw,
             data,
+            owner: owner::current(),
             _marker: PhantomData,
         }
     }
@@ -140,7 +147,10 @@ impl<'a, R: RawLock, T: ?Sized, const M: bool> ExclusiveGuard<'a, R, T, M> {
     /// assert_eq!(*g, 0);
     /// ```
     pub fn mark_consistent(&mut self) {
-        self.raw.mark_consistent();
+        // A forked child's copy marks nothing (see `Drop`).
+        if owner::current() == self.owner {
+            self.raw.mark_consistent();
+        }
     }
 
     /// Narrows the guard to a part of the data, such as a field or an element. The lock
@@ -241,8 +251,15 @@ impl<R: RawLock, T: ?Sized, const M: bool> DerefMut for ExclusiveGuard<'_, R, T,
 impl<R: RawLock, T: ?Sized, const M: bool> Drop for ExclusiveGuard<'_, R, T, M> {
     #[inline]
     fn drop(&mut self) {
+        if owner::current() != self.owner {
+            // A copy in a forked child: the acquisition is its parent's. The lock word
+            // may name the child by now (it took the lock itself, under a guard of its
+            // own that this must not release).
+            return;
+        }
         // SAFETY: the guard exists only while this thread holds the lock (it is not Send,
-        // and a guard passed on by `map` was forgotten), and the data is not touched after.
+        // a guard passed on by `map` was forgotten, and a forked copy returned above), and
+        // the data is not touched after.
         unsafe { self.raw.unlock() };
     }
 }

@@ -126,8 +126,9 @@
 //! `tests/locks_typed.rs` shows both.
 //!
 //! Limits: as for [`RawMutex`](super::raw_mutex#limits). On fork with a guard held: a
-//! write guard's copy in the child does nothing when dropped (the state names the parent's
-//! thread), and neither does a read guard's (it remembers the thread that took it).
+//! write guard's copy in the child does nothing when dropped, also once the child has
+//! taken the write lock itself, and neither does a read guard's (each guard remembers the
+//! thread that took it).
 //! [`RawRwLock::read_unlock`] in a forked child would find no slot of its own and count an
 //! overflow reader out: its callers must not do that.
 
