@@ -54,13 +54,12 @@ fn _shmstate(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     fast::install(m)?;
     dict::register(m)?;
-    // A forked child's thread holds none of the `RLock`s its parent's thread held.
-    let reset = wrap_pyfunction!(lock::after_fork_in_child, m)?;
-    let kwargs = pyo3::types::PyDict::new(m.py());
-    kwargs.set_item("after_in_child", reset)?;
-    m.py()
-        .import("os")?
-        .getattr("register_at_fork")?
-        .call((), Some(&kwargs))?;
+    // A forked child's thread holds none of the locks its parent's thread held: reset
+    // inside `fork` itself, before any Python `after_in_child` hook (which may take a
+    // lock) and for a fork from C too. (Registered once per import: a second
+    // registration, from another interpreter, resets the same count again.)
+    // SAFETY: `pthread_atfork` with a valid `extern "C"` handler that lives as long as
+    // the process (extension modules are never unloaded).
+    unsafe { libc::pthread_atfork(None, None, Some(lock::reset_held_in_child)) };
     Ok(())
 }

@@ -115,7 +115,7 @@ thread_local! {
     /// thread's whose TID the kernel gave to this one: the lock is taken over
     /// (`OwnerDiedError`), not taken for this thread's own (an `RLock` entered at the dead
     /// holder's depth, a `Lock` waited on forever, or a `Value`'s access that skips a lock
-    /// it thinks the caller holds). Reset in a forked child ([`after_fork_in_child`]),
+    /// it thinks the caller holds). Reset in a forked child ([`reset_held_in_child`]),
     /// whose thread holds none of its parent's. One count for both kinds: it only errs
     /// towards "this thread holds something", which is how the locks behaved without it.
     static HELD: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
@@ -133,11 +133,13 @@ fn add_held(delta: i32) {
     HELD.with(|c| c.set(c.get().saturating_add_signed(delta)));
 }
 
-/// Registered with `os.register_at_fork(after_in_child=...)`: the child's thread holds
-/// none of the locks its parent's thread held.
-#[pyfunction]
-pub(crate) fn after_fork_in_child() {
-    HELD.with(|c| c.set(0));
+/// The `pthread_atfork` child handler (registered as the module is imported): the
+/// child's thread holds none of the locks its parent's thread held. (A fork that races
+/// the registration may not run it: the count the child inherits then only errs high.)
+pub(crate) extern "C" fn reset_held_in_child() {
+    // `try_with`: cannot fail in the thread that called `fork`, and a failure would only
+    // leave the count high.
+    let _ = HELD.try_with(|c| c.set(0));
 }
 
 /// Whether the calling thread holds `m`: its word names the thread, and the thread holds
@@ -200,10 +202,10 @@ impl Lock {
     #[inline]
     pub(crate) fn try_acquire(&self) -> Option<PyResult<bool>> {
         let m = &self.obj.get().lock;
-        if recover_reused_tid(m).is_some() {
-            return Some(Err(owner_died("Lock")));
-        }
-        let got = try_acquire_mutex(m, "Lock")?;
+        // The compare-exchange first: the reused-TID check costs only when it fails.
+        let Some(got) = try_acquire_mutex(m, "Lock") else {
+            return recover_reused_tid(m).map(|_| Err(owner_died("Lock")));
+        };
         // Held on a dead holder's lock too (the error says so).
         add_held(1);
         Some(got)
@@ -217,10 +219,18 @@ impl Lock {
         timeout: Option<f64>,
     ) -> PyResult<Option<Got>> {
         let m = &self.obj.get().lock;
-        if let Some(got) = recover_reused_tid(m) {
-            return Ok(Some(got));
-        }
-        let got = acquire_mutex(py, m, block, timeout)?;
+        // The compare-exchange first (`try_acquire_mutex`): the reused-TID check costs
+        // only when it fails.
+        let got = match try_acquire_mutex(m, "Lock") {
+            Some(Ok(_)) => Some(Got::Clean),
+            Some(Err(_)) => Some(Got::OwnerDied),
+            None => {
+                if let Some(got) = recover_reused_tid(m) {
+                    return Ok(Some(got));
+                }
+                acquire_mutex(py, m, block, timeout)?
+            }
+        };
         if got.is_some() {
             add_held(1);
         }
@@ -355,9 +365,12 @@ impl Lock {
 ///
 /// A thread that got the thread id of a holder that died (the kernel reuses ids) is not
 /// taken for that holder re-entering: its ``acquire`` raises :class:`OwnerDiedError` as
-/// any other thread's would, as long as it holds no other ``RLock`` acquisition (one
-/// that does enters, as it would without this check). A ``release`` without a matching
-/// ``acquire`` on such a lock is the one call that can confuse the count this relies on.
+/// any other thread's would, as long as it holds no other ``Lock`` or ``RLock``
+/// acquisition (one that does enters, at the dead holder's depth, as it would without
+/// this check). The check relies on a per-thread count of acquisitions: a ``release``
+/// without a matching ``acquire`` (of an ``RLock`` or a ``Lock``) on a lock whose word
+/// names the thread so confuses it, and a later ``acquire`` of a lock the thread does
+/// hold may then take it over (``OwnerDiedError``) and its ``release`` free it early.
 #[pyclass(module = "shmstate._shmstate", frozen, weakref)]
 pub struct RLock {
     obj: Obj<RLockCell>,
@@ -389,7 +402,7 @@ impl RLock {
 
     /// If the calling thread holds the lock: one more level. If the word names it but it
     /// holds no `RLock`: the lock taken over from the dead thread whose TID it got
-    /// ([`HELD_RLOCKS`]), as `OwnerDied`.
+    /// ([`HELD`]), as `OwnerDied`.
     #[inline]
     fn relock(&self) -> Option<Got> {
         let cell = self.obj.get();

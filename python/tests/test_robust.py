@@ -265,3 +265,30 @@ def test_a_process_that_reused_the_dead_holders_pid_gets_owner_died(kind):
         # names that live process, and cannot be recovered here.
         pytest.skip("another process took the reused PID")
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+
+
+def test_a_lock_taken_in_an_early_fork_hook_is_released_in_the_child():
+    # The count of a thread's lock acquisitions is reset in a forked child inside fork()
+    # itself, before any Python after_in_child hook runs: a hook registered before
+    # shmstate was imported, which takes a lock, must leave the child able to release it.
+    program = textwrap.dedent(
+        """
+        import os
+        state = {}
+        os.register_at_fork(after_in_child=lambda: state["lock"].acquire())
+        import shmstate
+        state["lock"] = shmstate.Lock()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                state["lock"].release()
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        raise SystemExit(os.waitstatus_to_exitcode(status))
+        """
+    )
+    out = subprocess.run([PYTHON, "-c", program], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
