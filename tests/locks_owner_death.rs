@@ -746,11 +746,13 @@ fn reentrant_mutex_is_not_entered_by_a_process_that_reused_the_dead_owners_pid()
     );
 }
 
-/// Locks with `lock`, forks, drops the guard in the parent; the child locks again, drops
-/// its copy of the parent's guard, and exits 0 if `held` (its own lock) still holds.
-fn child_keeps_its_lock_after_dropping_a_copy<G>(
+/// Locks with `lock`, forks, drops the guard in the parent; the child locks again, gives
+/// its copy of the parent's guard to `dispose` (drops it, maps it, downgrades it), and
+/// exits 0 if `held` (its own lock) still holds.
+fn child_keeps_its_lock_after_disposing_of_a_copy<G>(
     a: &Arena,
     lock: impl Fn() -> G,
+    dispose: impl FnOnce(G),
     held: impl Fn() -> bool,
 ) -> i32 {
     a.locked.store(0, Ordering::SeqCst);
@@ -761,7 +763,7 @@ fn child_keeps_its_lock_after_dropping_a_copy<G>(
     if pid == 0 {
         wait_for(&a.locked, 1, SIGNAL_LIMIT);
         let own = lock();
-        drop(parents);
+        dispose(parents);
         let code = if held() { 0 } else { 1 };
         drop(own);
         // SAFETY: ends the forked child at once.
@@ -776,33 +778,49 @@ fn child_keeps_its_lock_after_dropping_a_copy<G>(
     libc::WEXITSTATUS(status)
 }
 
-/// A forked child's copy of a guard must release nothing, even once the child holds the
-/// lock itself: the parent drops its guard, the child locks, then drops its copy of the
-/// parent's guard; the child must still hold the lock (else another process could enter
-/// under the child's guard). `Mutex`, `ReentrantMutex` and an `RwLock`'s write guard.
+/// A forked child's copy of a guard must act on nothing, even once the child holds the
+/// lock itself: the parent drops its guard, the child locks, then drops (or maps, or
+/// downgrades) its copy of the parent's guard; the child must still hold the lock (else
+/// another process could enter under the child's guard). `Mutex`, `ReentrantMutex` and
+/// an `RwLock`'s write guard.
 #[test]
 fn a_forked_copy_of_a_guard_does_not_release_the_childs_own_lock() {
+    use shmstate::{MutexGuard, RwLockWriteGuard};
     watchdog(Duration::from_secs(60));
     let mem = SharedMem::<Arena>::new(1);
     let a = mem.get();
-    let mutex = child_keeps_its_lock_after_dropping_a_copy(
-        a,
-        || a.m.lock().unwrap(),
-        || a.m.raw().is_owned_by_current_thread(),
-    );
-    let reentrant = child_keeps_its_lock_after_dropping_a_copy(
-        a,
-        || a.r.lock().unwrap(),
-        || a.r.is_owned_by_current_thread(),
-    );
-    let write = child_keeps_its_lock_after_dropping_a_copy(
-        a,
-        || a.rw.write().unwrap(),
-        || a.rw.is_locked(),
-    );
+    let mutex_held = || a.m.raw().is_owned_by_current_thread();
+    let write_held = || a.rw.try_read().is_err();
+    let results = [
+        child_keeps_its_lock_after_disposing_of_a_copy(a, || a.m.lock().unwrap(), drop, mutex_held),
+        child_keeps_its_lock_after_disposing_of_a_copy(
+            a,
+            || a.m.lock().unwrap(),
+            |g| drop(MutexGuard::map(g, |x| x)),
+            mutex_held,
+        ),
+        child_keeps_its_lock_after_disposing_of_a_copy(
+            a,
+            || a.r.lock().unwrap(),
+            drop,
+            || a.r.is_owned_by_current_thread(),
+        ),
+        child_keeps_its_lock_after_disposing_of_a_copy(
+            a,
+            || a.rw.write().unwrap(),
+            drop,
+            write_held,
+        ),
+        child_keeps_its_lock_after_disposing_of_a_copy(
+            a,
+            || a.rw.write().unwrap(),
+            |g| drop(RwLockWriteGuard::downgrade(g)),
+            write_held,
+        ),
+    ];
     assert_eq!(
-        (mutex, reentrant, write),
-        (0, 0, 0),
-        "1: the copy released the child's own lock"
+        results, [0; 5],
+        "1: the copy released (or downgraded) the child's own lock: mutex, mapped mutex, \
+         reentrant, write, downgraded write"
     );
 }

@@ -56,10 +56,19 @@ fn _shmstate(m: &Bound<'_, PyModule>) -> PyResult<()> {
     dict::register(m)?;
     // A forked child's thread holds none of the locks its parent's thread held: reset
     // inside `fork` itself, before any Python `after_in_child` hook (which may take a
-    // lock) and for a fork from C too. (Registered once per import: a second
-    // registration, from another interpreter, resets the same count again.)
+    // lock) and for a fork from C too. (Module init runs once per process.)
     // SAFETY: `pthread_atfork` with a valid `extern "C"` handler that lives as long as
     // the process (extension modules are never unloaded).
-    unsafe { libc::pthread_atfork(None, None, Some(lock::reset_held_in_child)) };
+    if unsafe { libc::pthread_atfork(None, None, Some(lock::reset_held_in_child)) } != 0 {
+        // No memory for the handler: Python's hook instead (it runs after hooks
+        // registered earlier, and not for a fork from C).
+        let reset = wrap_pyfunction!(lock::reset_held_in_python_child, m)?;
+        let kwargs = pyo3::types::PyDict::new(m.py());
+        kwargs.set_item("after_in_child", reset)?;
+        m.py()
+            .import("os")?
+            .getattr("register_at_fork")?
+            .call((), Some(&kwargs))?;
+    }
     Ok(())
 }

@@ -142,6 +142,13 @@ pub(crate) extern "C" fn reset_held_in_child() {
     let _ = HELD.try_with(|c| c.set(0));
 }
 
+/// [`reset_held_in_child`] as an `os.register_at_fork` hook, where `pthread_atfork` had
+/// no memory for it.
+#[pyfunction]
+pub(crate) fn reset_held_in_python_child() {
+    reset_held_in_child();
+}
+
 /// Whether the calling thread holds `m`: its word names the thread, and the thread holds
 /// some lock acquisition ([`HELD`]).
 #[inline]

@@ -117,10 +117,22 @@ impl<'a, R: RawLock, T: ?Sized, const M: bool> ExclusiveGuard<'a, R, T, M> {
     /// by nothing else), and `data` points to a `T` that `raw` protects, valid for `'a`.
     #[inline]
     unsafe fn new(raw: &'a R, data: NonNull<T>) -> Self {
+        // SAFETY: forwarded; the calling thread made the acquisition.
+        unsafe { Self::with_owner(raw, data, owner::current()) }
+    }
+
+    /// A guard for an acquisition of `raw` that thread `owner` made (this guard is a
+    /// forked copy if that is not the calling thread).
+    ///
+    /// # Safety
+    ///
+    /// As for [`new`](Self::new), for the acquisition `owner` made.
+    #[inline]
+    unsafe fn with_owner(raw: &'a R, data: NonNull<T>, owner: u32) -> Self {
         ExclusiveGuard {
             raw,
             data,
-            owner: owner::current(),
+            owner,
             _marker: PhantomData,
         }
     }
@@ -191,12 +203,13 @@ impl<'a, R: RawLock, T: ?Sized, const M: bool> ExclusiveGuard<'a, R, T, M> {
         // so the `&mut T` lent to `f` is the only reference (if `f` panics, `this` is
         // dropped as it unwinds and unlocks).
         let part = NonNull::from(f(unsafe { &mut *this.data.as_ptr() }));
-        let raw = this.raw;
+        let (raw, owner) = (this.raw, this.owner);
         // The lock passes to the new guard: do not unlock it here.
         mem::forget(this);
-        // SAFETY: we hold `raw` (passed on from `this`); `part` lies in the data it
-        // protects, valid for `'a`.
-        unsafe { ExclusiveGuard::new(raw, part) }
+        // SAFETY: we hold `raw` (passed on from `this`, with the thread that made the
+        // acquisition: a forked copy stays one); `part` lies in the data it protects,
+        // valid for `'a`.
+        unsafe { ExclusiveGuard::with_owner(raw, part, owner) }
     }
 
     /// [`map`](Self::map) where `f` may find no part: then the original guard comes back.
@@ -212,18 +225,19 @@ impl<'a, R: RawLock, T: ?Sized, const M: bool> ExclusiveGuard<'a, R, T, M> {
         let Some(part) = f(unsafe { &mut *this.data.as_ptr() }).map(NonNull::from) else {
             return Err(this);
         };
-        let raw = this.raw;
+        let (raw, owner) = (this.raw, this.owner);
         mem::forget(this);
         // SAFETY: as in `map`.
-        Ok(unsafe { ExclusiveGuard::new(raw, part) })
+        Ok(unsafe { ExclusiveGuard::with_owner(raw, part, owner) })
     }
 
     /// Gives up the guard without unlocking: for turning it into another kind of guard
     /// over the same acquisition (`RwLockWriteGuard::downgrade`). The caller takes over
-    /// the release.
+    /// the release. The flag: whether the calling thread made the acquisition (`false`
+    /// for a forked copy, which must act on nothing).
     #[inline]
-    pub(crate) fn into_parts(this: Self) -> (&'a R, NonNull<T>) {
-        let parts = (this.raw, this.data);
+    pub(crate) fn into_parts(this: Self) -> (&'a R, NonNull<T>, bool) {
+        let parts = (this.raw, this.data, owner::current() == this.owner);
         mem::forget(this);
         parts
     }

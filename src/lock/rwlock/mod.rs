@@ -483,10 +483,12 @@ impl<'a, T: ?Sized, const M: bool> ExclusiveGuard<'a, RawRwLock, T, M> {
     /// assert_eq!(*r, 42);
     /// ```
     pub fn downgrade(this: Self) -> SharedGuard<'a, RawRwLock, T, M> {
-        let (raw, data) = ExclusiveGuard::into_parts(this);
-        // SAFETY: the calling thread held the write lock (the guard, now given up, proved
-        // it; it is not Send), or this is a copy of the guard in a forked child.
-        let token = if unsafe { raw.downgrade() } {
+        let (raw, data, made_here) = ExclusiveGuard::into_parts(this);
+        // A forked copy (made by another thread: the parent's) downgrades nothing, even
+        // where the state names the child by now (it took the write lock itself).
+        // SAFETY: the calling thread made the acquisition and holds the write lock (the
+        // guard, now given up, proved it; it is not Send).
+        let token = if made_here && unsafe { raw.downgrade() } {
             owner::current()
         } else {
             // A forked copy (the state names the parent's thread): the guard holds
