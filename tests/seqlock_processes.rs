@@ -432,3 +432,85 @@ fn write_guard_dropped_without_acknowledging_a_torn_value_publishes_nothing() {
     wait_all(&repairer, Duration::from_secs(20));
     assert_eq!(lock.get().read(), [8; 4]);
 }
+
+/// Forks while holding `hold`'s write access; the child drops (or returns past) its copy
+/// and then tries `probe` (a short timed lock): 0 if the lock was still held (the copy
+/// released nothing), 1 if the child got it. The parent keeps its access until the child
+/// has answered.
+fn child_sees_the_parents_lock_kept(
+    hold: impl FnOnce(&dyn Fn() -> i32),
+    probe: impl Fn() -> bool,
+) -> i32 {
+    let status = std::cell::Cell::new(-1);
+    hold(&|| {
+        // SAFETY: the child only drops its copy, tries a timed lock and exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            // The copy is dropped by the caller's closure returning in the child: the
+            // child runs on past `hold` below.
+            return -2;
+        }
+        let mut st = 0;
+        // SAFETY: reaping our own child.
+        unsafe { libc::waitpid(pid, &mut st, 0) };
+        assert!(libc::WIFEXITED(st), "status {st:#x}");
+        status.set(libc::WEXITSTATUS(st));
+        0
+    });
+    if status.get() == -1 {
+        // The child, past its copy's drop.
+        let code = if probe() { 1 } else { 0 };
+        // SAFETY: ends the forked child at once.
+        unsafe { libc::_exit(code) };
+    }
+    status.get()
+}
+
+/// A forked child's copy of a seqlock write guard (single, array element, batch: forked
+/// inside the batch closure) must store and release nothing: the parent still holds the
+/// lock, so the child's timed lock times out.
+#[test]
+fn a_forked_copy_of_a_seqlock_write_guard_releases_nothing() {
+    watchdog(Duration::from_secs(60));
+    let single = SharedMem::<SeqLock<[u64; 2]>>::new(1);
+    let array = SharedMem::<SeqLockArray<u64>>::new(4);
+    let (s, a) = (single.get(), array.get());
+    let short = Duration::from_millis(50);
+    let results = [
+        child_sees_the_parents_lock_kept(
+            |fork| {
+                let g = s.lock().unwrap();
+                if fork() == -2 {
+                    drop(g);
+                    return;
+                }
+                drop(g);
+            },
+            || s.lock_timeout(short).is_ok(),
+        ),
+        child_sees_the_parents_lock_kept(
+            |fork| {
+                let g = a.lock(1).unwrap();
+                if fork() == -2 {
+                    drop(g);
+                    return;
+                }
+                drop(g);
+            },
+            || a.lock_timeout(1, short).is_ok(),
+        ),
+        child_sees_the_parents_lock_kept(
+            |fork| {
+                let _ = a.write_batch(|_| {
+                    fork();
+                });
+            },
+            || a.lock_timeout(2, short).is_ok(),
+        ),
+    ];
+    assert_eq!(
+        results, [0; 3],
+        "1: the child's copy released the parent's lock (single, array element, batch)"
+    );
+}

@@ -65,6 +65,11 @@
 //! store or after its even store) leaves consistent data; the next writer takes over and
 //! gets a plain guard.
 //!
+//! **Fork with a guard held** (or from an [`update`](SeqLock::update) closure): the child's
+//! copy of the guard records the parent's thread, and stores and releases nothing when
+//! dropped (test `a_forked_copy_of_a_seqlock_write_guard_releases_nothing`). The same holds
+//! for [`SeqLockArray`](crate::SeqLockArray)'s element and batch guards.
+//!
 //! # Crash windows
 //!
 //! What a writer killed (SIGKILL) or stopped (SIGSTOP) at each step leaves, and who repairs

@@ -381,6 +381,9 @@ pub struct SeqLockArrayWriteGuard<'a, T: Pod> {
     /// Dropping the guard publishes `value`: `false` only for a recovered guard that has
     /// not been marked consistent.
     publish: bool,
+    /// The thread that took the lock: a copy of the guard in a forked child (whose
+    /// thread has another TID) stores and releases nothing.
+    owner: u32,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -396,6 +399,7 @@ impl<'a, T: Pod> SeqLockArrayWriteGuard<'a, T> {
             value: array.load_elem(index),
             torn,
             publish: !recovered,
+            owner: crate::owner::current(),
             _not_send: PhantomData,
         };
         if recovered {
@@ -443,6 +447,11 @@ impl<T: Pod> DerefMut for SeqLockArrayWriteGuard<'_, T> {
 
 impl<T: Pod> Drop for SeqLockArrayWriteGuard<'_, T> {
     fn drop(&mut self) {
+        if crate::owner::current() != self.owner {
+            // A copy in a forked child: the lock is its parent's (or, by now, the child's
+            // own, under a guard of its own): store nothing, release nothing.
+            return;
+        }
         if !self.publish || std::thread::panicking() {
             // Store nothing, just release the lock (a torn stripe stays torn: `seq` odd
             // with no owner, which the next writer and the readers recognise).

@@ -40,6 +40,9 @@ pub struct SeqLockWriteGuard<'a, T: Pod> {
     /// Dropping the guard publishes `value`: `false` only for a recovered guard that has
     /// not been marked consistent.
     publish: bool,
+    /// The thread that took the lock: a copy of the guard in a forked child (whose
+    /// thread has another TID) stores and releases nothing.
+    owner: u32,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -51,6 +54,7 @@ impl<'a, T: Pod> SeqLockWriteGuard<'a, T> {
             value: lock.load_locked(),
             recovered: torn,
             publish: !torn,
+            owner: crate::owner::current(),
             _not_send: PhantomData,
         };
         if torn {
@@ -92,6 +96,11 @@ impl<T: Pod> DerefMut for SeqLockWriteGuard<'_, T> {
 
 impl<T: Pod> Drop for SeqLockWriteGuard<'_, T> {
     fn drop(&mut self) {
+        if crate::owner::current() != self.owner {
+            // A copy in a forked child: the lock is its parent's (or, by now, the child's
+            // own, under a guard of its own): store nothing, release nothing.
+            return;
+        }
         if !self.publish || std::thread::panicking() {
             // A recovered guard nobody marked consistent, or a closure panicked mid-update:
             // store nothing, just release the lock. (If the value was torn, `seq` stays odd

@@ -225,6 +225,9 @@ pub struct SeqLockArrayBatchGuard<'a, T: Pod> {
     /// Dropping the guard publishes `values`: `false` only for a recovered guard that has
     /// not been marked consistent.
     publish: bool,
+    /// The thread that took the lock: a copy of the guard in a forked child (whose
+    /// thread has another TID) stores and releases nothing.
+    owner: u32,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -241,6 +244,7 @@ impl<'a, T: Pod> SeqLockArrayBatchGuard<'a, T> {
             values,
             torn,
             publish: !torn,
+            owner: crate::owner::current(),
             _not_send: PhantomData,
         };
         if torn {
@@ -283,6 +287,12 @@ impl<T: Pod> Drop for SeqLockArrayBatchGuard<'_, T> {
         let Some(locked) = self.locked.take() else {
             return;
         };
+        if crate::owner::current() != self.owner {
+            // A copy in a forked child: the locks are its parent's (or, by now, some the
+            // child's own): store nothing, release nothing.
+            core::mem::forget(locked);
+            return;
+        }
         if self.publish && !std::thread::panicking() {
             locked.0.publish_all(locked, &self.values);
         }
