@@ -75,19 +75,30 @@ const DEAD_HOLDER_RECOVERY: core::time::Duration =
 /// Invariant: made only where a `try_lock`, `lock` or `lock_until` of `lock` by this
 /// thread succeeded (`lock_side_contended`, `try_lock_side`, `lock_queued`,
 /// `lock_if_free_or_dead`). A child forked while a thread holds a guard inherits a copy
-/// that does not hold the lock (it names the parent's thread); the child drops it when it
-/// ends a batch or a side, and `RawMutex::unlock` then leaves the word as it is (its
-/// docs: a word that names another thread is not the caller's to clear).
+/// that does not hold the lock: the guard records the thread that took the lock, and a
+/// copy (used by another thread: the child's) neither holds nor releases it, even once
+/// the child has taken the lock itself.
 pub(crate) struct SideGuard<'a> {
     lock: &'a RawMutex,
+    /// The thread that took the lock.
+    owner: u32,
 }
 
-impl SideGuard<'_> {
-    /// Whether the calling thread holds the lock: false in a child forked while its
-    /// parent held it (the lock names the parent's thread).
+impl<'a> SideGuard<'a> {
+    /// The guard of the calling thread's acquisition of `lock`.
+    #[inline]
+    fn new(lock: &'a RawMutex) -> Self {
+        SideGuard {
+            lock,
+            owner: crate::owner::current(),
+        }
+    }
+
+    /// Whether the calling thread holds the lock: false for a copy in a child forked
+    /// while its parent held it.
     #[inline]
     pub(crate) fn is_held_here(&self) -> bool {
-        self.lock.is_owned_by_current_thread()
+        crate::owner::current() == self.owner && self.lock.is_owned_by_current_thread()
     }
 }
 
@@ -99,16 +110,23 @@ impl SideGuard<'_> {
     #[inline]
     pub(crate) fn repaired(&self) {
         crate::failpoint::hit(crate::failpoint::Point::ChannelRepaired);
-        self.lock.mark_consistent();
+        if crate::owner::current() == self.owner {
+            self.lock.mark_consistent();
+        }
     }
 }
 
 impl Drop for SideGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        // SAFETY: this thread acquired `lock` (the guard's invariant) and drops the guard
-        // once; nothing the lock protects is touched after it. A forked child's copy:
-        // `unlock` leaves a word naming another thread as it is (the guard's docs).
+        if crate::owner::current() != self.owner {
+            // A copy in a forked child: the lock is its parent's (or, by now, the child's
+            // own, under a guard of its own).
+            return;
+        }
+        // SAFETY: this thread acquired `lock` (the guard's invariant; a forked copy
+        // returned above) and drops the guard once; nothing the lock protects is touched
+        // after it.
         unsafe { self.lock.unlock() };
     }
 }
@@ -129,7 +147,7 @@ pub(crate) fn lock_side(lock: &RawMutex, wait: Wait) -> Result<(SideGuard<'_>, b
 #[inline]
 pub(crate) fn try_lock_side(lock: &RawMutex) -> Option<(SideGuard<'_>, bool)> {
     lock.try_lock()
-        .map(|a| (SideGuard { lock }, a == Acquired::OwnerDied))
+        .map(|a| (SideGuard::new(lock), a == Acquired::OwnerDied))
 }
 
 /// [`lock_side`] once its first `try_lock` failed.
@@ -142,7 +160,7 @@ fn lock_side_contended(lock: &RawMutex, wait: Wait) -> Result<(SideGuard<'_>, bo
         Wait::Until(d) => lock.lock_until(d).ok_or(Fail::Timeout)?,
         Wait::Forever => lock.lock(),
     };
-    Ok((SideGuard { lock }, a == Acquired::OwnerDied))
+    Ok((SideGuard::new(lock), a == Acquired::OwnerDied))
 }
 
 /// How often a sender queued on the send lock looks whether the channel was closed. An
@@ -186,7 +204,7 @@ fn lock_queued<'l>(
             (None, None) => return lock_side(lock, Wait::Forever),
         };
         if let Some(a) = lock.lock_until(until) {
-            return Ok((SideGuard { lock }, a == Acquired::OwnerDied));
+            return Ok((SideGuard::new(lock), a == Acquired::OwnerDied));
         }
         if past(deadline) {
             return Err(Fail::Timeout);
@@ -251,7 +269,7 @@ pub(crate) fn lock_if_free_or_dead(lock: &RawMutex, wait: Wait) -> Option<(SideG
             lock.lock_until(deadline)?
         }
     };
-    Some((SideGuard { lock }, a == Acquired::OwnerDied))
+    Some((SideGuard::new(lock), a == Acquired::OwnerDied))
 }
 
 /// Where a sleeper is in its wait (kept across the retries of one operation, so that

@@ -45,8 +45,9 @@ use crate::sync::Ordering;
 ///
 /// A side is not `Send`: drop it on the thread that took it. A child forked while a
 /// thread holds a side inherits a copy that is not its own: its receives return
-/// `Disconnected` and take nothing; a child forked inside a receive (in a closure, the
-/// allocator or a signal handler) releases nothing.
+/// `Disconnected` and take nothing, and dropping it releases nothing, even once the child
+/// holds a side of its own; a child forked inside a receive (in a closure, the allocator
+/// or a signal handler) releases nothing.
 ///
 /// ```compile_fail
 /// fn send<T: Send>(_: T) {}

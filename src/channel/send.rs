@@ -228,7 +228,8 @@ impl<'a> SendSlot<'a> {
 ///
 /// Like a [`SendSlot`], a side is not `Send`: drop it on the thread that took it. A
 /// child forked while a thread holds a side inherits a copy that is not its own: its
-/// sends return [`SendError::Disconnected`].
+/// sends return [`SendError::Disconnected`], and dropping it releases nothing, even once
+/// the child holds a side of its own.
 ///
 /// ```compile_fail
 /// fn send<T: Send>(_: T) {}
