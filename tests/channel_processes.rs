@@ -994,7 +994,7 @@ fn a_forked_copy_of_a_side_does_not_release_the_childs_own_side() {
         .unwrap();
     ch.try_send(b"x").unwrap();
     let go = region.get_or_default::<shmstate::Value<u32>>("go").unwrap();
-    let send = (|| {
+    let send = {
         go.store(0, Ordering::SeqCst);
         let parents = ch.send_side().unwrap();
         // SAFETY: the child only takes a side, drops the copy, tries a send and exits.
@@ -1021,8 +1021,8 @@ fn a_forked_copy_of_a_side_does_not_release_the_childs_own_side() {
         unsafe { libc::waitpid(pid, &mut status, 0) };
         assert!(libc::WIFEXITED(status), "status {status:#x}");
         libc::WEXITSTATUS(status)
-    })();
-    let recv = (|| {
+    };
+    let recv = {
         go.store(0, Ordering::SeqCst);
         let parents = ch.recv_side().unwrap();
         // SAFETY: as above.
@@ -1050,7 +1050,7 @@ fn a_forked_copy_of_a_side_does_not_release_the_childs_own_side() {
         unsafe { libc::waitpid(pid, &mut status, 0) };
         assert!(libc::WIFEXITED(status), "status {status:#x}");
         libc::WEXITSTATUS(status)
-    })();
+    };
     assert_eq!(
         (send, recv),
         (0, 0),
