@@ -1057,3 +1057,102 @@ fn a_forked_copy_of_a_side_does_not_release_the_childs_own_side() {
         "1: the copy released the child's own side (send, receive)"
     );
 }
+
+/// Reaps `pid` and returns its exit code.
+fn exit_code(pid: libc::pid_t) -> i32 {
+    let mut status = 0;
+    // SAFETY: reaping our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(libc::WIFEXITED(status), "status {status:#x}");
+    libc::WEXITSTATUS(status)
+}
+
+/// A child forked inside `Channel::drain`'s closure that, once the parent's batch is
+/// over, takes the receive side itself must not go on with the parent's batch (its copy
+/// of the claim releases nothing and claims nothing more): no message is received twice.
+#[test]
+fn a_child_forked_inside_a_drain_does_not_go_on_with_the_batch_under_its_own_side() {
+    watchdog(Duration::from_secs(60));
+    let region = shmstate::Region::anonymous(1 << 20).unwrap();
+    let ch = region
+        .channel("c", shmstate::ChannelOptions::new(4096))
+        .unwrap();
+    let go = region.get_or_default::<shmstate::Value<u32>>("go").unwrap();
+    for m in [b"1", b"2", b"3"] {
+        ch.try_send(m).unwrap();
+    }
+    let (mut pid, mut child, mut stash, mut again) = (-1, false, None, 0);
+    let n = ch.drain(10, |_msg| {
+        if pid == -1 {
+            // SAFETY: the child waits, takes a side, returns into the drain, exits.
+            pid = unsafe { libc::fork() };
+            assert!(pid >= 0);
+            if pid == 0 {
+                child = true;
+                while go.load(Ordering::SeqCst) == 0 {
+                    std::hint::spin_loop();
+                }
+                stash = Some(ch.recv_side().unwrap());
+            }
+        } else if child {
+            again += 1;
+        }
+    });
+    if child {
+        drop(stash);
+        // SAFETY: ends the forked child at once.
+        unsafe { libc::_exit(again) };
+    }
+    assert_eq!(n.unwrap(), 3);
+    go.store(1, Ordering::SeqCst);
+    assert_eq!(
+        exit_code(pid),
+        0,
+        "the child's copy received messages again"
+    );
+    assert_eq!(ch.lost(), 0);
+}
+
+/// A child forked inside `RecvSide::recv_with`'s closure that then takes a side itself
+/// must not release the parent's claim: `free` moved back would count a message lost.
+#[test]
+fn a_child_forked_inside_a_held_receive_does_not_move_free_back() {
+    watchdog(Duration::from_secs(60));
+    let region = shmstate::Region::anonymous(1 << 20).unwrap();
+    let ch = region
+        .channel("c", shmstate::ChannelOptions::new(4096))
+        .unwrap();
+    let go = region.get_or_default::<shmstate::Value<u32>>("go").unwrap();
+    for m in [b"1", b"2"] {
+        ch.try_send(m).unwrap();
+    }
+    let mut side = ch.recv_side().unwrap();
+    let pid = side
+        .recv_with(|_| {
+            // SAFETY: the child waits, takes a side, returns into the receive, exits.
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0);
+            if pid == 0 {
+                while go.load(Ordering::SeqCst) == 0 {
+                    std::hint::spin_loop();
+                }
+                // Kept past the copy's release (the child's exit frees it: a dead owner).
+                std::mem::forget(ch.recv_side().unwrap());
+            }
+            pid
+        })
+        .unwrap();
+    if pid == 0 {
+        // SAFETY: ends the forked child at once.
+        unsafe { libc::_exit(0) };
+    }
+    let mut out = Vec::new();
+    side.recv(&mut out).unwrap();
+    drop(side);
+    go.store(1, Ordering::SeqCst);
+    assert_eq!(exit_code(pid), 0);
+    ch.try_send(b"3").unwrap();
+    assert_eq!(ch.try_recv(&mut out), Ok(1));
+    assert_eq!(out, b"3");
+    assert_eq!(ch.lost(), 0, "the child's copy moved `free` back");
+}

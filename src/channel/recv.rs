@@ -316,6 +316,9 @@ impl Drop for Scratch {
 struct Release<'a> {
     ch: &'a Channel,
     end: u32,
+    /// The thread that claimed it: a child forked inside the caller's closure (whose
+    /// thread has another TID) releases nothing, even once it holds a side itself.
+    owner: u32,
 }
 
 impl Release<'_> {
@@ -323,7 +326,9 @@ impl Release<'_> {
     /// caller's closure, as in `Claim::drop`.
     #[inline]
     fn release(&self) -> bool {
-        if !self.ch.header.recv.lock.is_owned_by_current_thread() {
+        if crate::owner::current() != self.owner
+            || !self.ch.header.recv.lock.is_owned_by_current_thread()
+        {
             return false;
         }
         // Release: as in `Claim::drop`.
@@ -1224,6 +1229,7 @@ impl Channel {
             let release = Release {
                 ch: self,
                 end: found.end,
+                owner: crate::owner::current(),
             };
             batch.released = true;
             copy.fill(self, found.at as usize, found.len as usize);

@@ -103,6 +103,9 @@ impl core::fmt::Debug for RecvSide<'_> {
 struct HeldClaim<'a> {
     ch: &'a Channel,
     end: u32,
+    /// The thread that claimed it: a child forked inside the caller's closure (whose
+    /// thread has another TID) releases nothing, even once it holds a side itself.
+    owner: u32,
 }
 
 impl HeldClaim<'_> {
@@ -111,9 +114,9 @@ impl HeldClaim<'_> {
     #[inline]
     fn release(&self) -> bool {
         let h = &self.ch.header;
-        if !h.recv.lock.is_owned_by_current_thread() {
+        if crate::owner::current() != self.owner || !h.recv.lock.is_owned_by_current_thread() {
             // A child forked under the claim: the claim is its parent's thread's (as in
-            // `Claim::drop`).
+            // `Claim::drop`), also once the child has taken a side of its own.
             return false;
         }
         self.ch.release_claim(self.end);
@@ -181,7 +184,11 @@ impl RecvSide<'_> {
                     head: advance(head, found.end),
                     free: found.end,
                 };
-                let claim = HeldClaim { ch, end: found.end };
+                let claim = HeldClaim {
+                    ch,
+                    end: found.end,
+                    owner: crate::owner::current(),
+                };
                 let r = take(ch, found.at as usize, found.len as usize);
                 drop(claim);
                 return Ok(r);

@@ -128,7 +128,8 @@
 //! Limits: as for [`RawMutex`](super::raw_mutex#limits). On fork with a guard held: a
 //! write guard's copy in the child does nothing when dropped, also once the child has
 //! taken the write lock itself, and neither does a read guard's (each guard remembers the
-//! thread that took it).
+//! thread that took it). A copy mapped stays a copy, and a copy downgraded gives a read
+//! guard that holds nothing.
 //! [`RawRwLock::read_unlock`] in a forked child would find no slot of its own and count an
 //! overflow reader out: its callers must not do that.
 
