@@ -617,3 +617,52 @@ fn the_first_open_after_a_reboot_gives_up_at_the_regions_timeout() {
     );
     assert!(m.contains(b"k").unwrap());
 }
+
+/// A child forked inside `update`'s closure, returning `Set` there, must write nothing:
+/// the stripe and its lock are its parent's, which still holds it (the parent reads the
+/// key under that lock after the child has exited). The child's update returns
+/// `ForkedInside`.
+#[test]
+fn a_child_forked_inside_an_update_writes_nothing() {
+    watchdog(Duration::from_secs(60));
+    let region = shmstate::Region::anonymous(1 << 20).unwrap();
+    let m = region
+        .map("m", shmstate::MapOptions::new(64).key_max(16).value_max(16))
+        .unwrap();
+    m.insert(b"k", b"parent").unwrap();
+    let mut seen = Vec::new();
+    let r = m.update(b"k", |_old| {
+        // SAFETY: the child only returns from the closure and exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            return shmstate::map::Update::Set(b"child".to_vec(), 0);
+        }
+        let mut status = 0;
+        // SAFETY: reaping our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(libc::WIFEXITED(status), "status {status:#x}");
+        m.get(b"k", &mut seen).unwrap();
+        shmstate::map::Update::Keep(libc::WEXITSTATUS(status) + 1)
+    });
+    match r {
+        // The child: its update wrote nothing.
+        Err(shmstate::map::UpdateError::ForkedInside) => {
+            // SAFETY: ends the forked child at once.
+            unsafe { libc::_exit(0) }
+        }
+        Ok(0) => {
+            // SAFETY: as above (the child's update claimed success).
+            unsafe { libc::_exit(1) }
+        }
+        Ok(code) => assert_eq!(code - 1, 0, "the child's update did not say ForkedInside"),
+        Err(e) => panic!("{e}"),
+    }
+    assert_eq!(
+        seen, b"parent",
+        "the child wrote the stripe under its parent's lock"
+    );
+    let mut now = Vec::new();
+    m.get(b"k", &mut now).unwrap();
+    assert_eq!(now, b"parent");
+}

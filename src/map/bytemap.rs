@@ -564,6 +564,8 @@ impl ByteMap {
     ///
     /// [`UpdateError::Full`] if `f` sets an absent key and there is no room;
     /// [`UpdateError::ValueTooLong`] if `f`'s value is too long (nothing changes);
+    /// [`UpdateError::ForkedInside`] in a child process forked inside `f` (the stripe
+    /// and its lock are the parent's: nothing changes);
     /// [`UpdateError::KeyTooLong`], [`UpdateError::Corrupt`].
     ///
     /// # Examples
@@ -1361,7 +1363,13 @@ impl<'a> ByteMapDeadline<'a> {
             Some(Find::Found(i, m)) => (Some((i, m)), Some(l.value_vec(i, m))),
             _ => (None, None),
         };
-        match f(old.as_deref()) {
+        let update = f(old.as_deref());
+        if !l.held_here() {
+            // The closure returned in a child forked inside it: the stripe is its
+            // parent's, which holds its lock; write nothing.
+            return Err(UpdateError::ForkedInside);
+        }
+        match update {
             Update::Keep(r) => Ok(r),
             Update::Remove(r) => {
                 if let Some((i, _)) = slot {

@@ -115,6 +115,10 @@ pub enum UpdateError {
     /// The deadline of a timed call passed (nothing changed).
     #[error("timed out")]
     Timeout,
+    /// The closure returned in a child process forked inside it: the key's stripe and
+    /// its lock are the parent's, so nothing was written.
+    #[error("the update's closure returned in a child forked inside it: nothing written")]
+    ForkedInside,
 }
 
 /// Why an [`incr`](super::ByteMap::incr) failed.

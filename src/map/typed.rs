@@ -383,7 +383,8 @@ impl<K: Pod + Element, V: Pod + Element> Map<K, V> {
     ///
     /// # Errors
     ///
-    /// [`UpdateError::Full`], [`UpdateError::Corrupt`].
+    /// [`UpdateError::Full`], [`UpdateError::Corrupt`]; [`UpdateError::ForkedInside`] in a
+    /// child process forked inside `f` (nothing changes).
     ///
     /// # Examples
     ///

@@ -24,10 +24,27 @@ pub(crate) struct Locked<'a> {
     /// The calling operation's deadline (`None`: untimed): bounds the scans of the map's
     /// stripe heads ([`resync_count`](Self::resync_count)) it may run under this lock.
     pub(crate) dl: Option<Instant>,
+    /// The thread that took the lock: a copy in a child forked inside a caller's closure
+    /// (an update's) writes and releases nothing.
+    owner: u32,
+}
+
+impl Locked<'_> {
+    /// Whether the calling thread took the lock: false in a child forked inside the
+    /// caller's closure, whose copy of this guard must write nothing.
+    #[inline]
+    pub(crate) fn held_here(&self) -> bool {
+        crate::owner::current() == self.owner
+    }
 }
 
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
+        if !self.held_here() {
+            // A copy in a forked child: the lock is its parent's (or, by now, the
+            // child's own, under another guard).
+            return;
+        }
         // SAFETY: `unlock` needs the calling thread to hold the lock: a `Locked` is made
         // only by `lock_stripe`, on the calling thread, after `lock` returned; it lives
         // within that one map call (never returned to a caller, never sent to another
@@ -129,6 +146,7 @@ impl ByteMap {
             s,
             head,
             dl,
+            owner: crate::owner::current(),
         };
         // Relaxed: we hold the lock; the last writer's stores are visible through it.
         if a == Acquired::OwnerDied || head.seq.load(Ordering::Relaxed) & 1 != 0 {
