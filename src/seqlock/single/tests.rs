@@ -107,3 +107,22 @@ fn writer_woken_by_live_unlocks_does_not_probe_per_sleep() {
         "{probes} probes for {sleeps} sleeps"
     );
 }
+
+/// `unlock_writer` releases only a lock that names the calling thread: a child forked
+/// (by a signal handler or an allocator) between its parent's lock and release must not
+/// free the parent's lock. Here the word names another thread (init).
+#[test]
+fn unlock_writer_leaves_a_lock_that_names_another_thread() {
+    let s = SeqLock::new(0u64);
+    s.writer.store(1 | WAITERS, Ordering::Relaxed);
+    s.unlock_writer();
+    assert_eq!(s.writer.load(Ordering::Relaxed), 1 | WAITERS);
+    s.writer.store(0, Ordering::Relaxed);
+    s.lock_writer();
+    s.unlock_writer();
+    assert_eq!(
+        s.writer.load(Ordering::Relaxed),
+        0,
+        "its own lock is released"
+    );
+}

@@ -234,14 +234,34 @@ impl<T: Pod> SeqLock<T> {
         self.seq.store(odd.wrapping_add(1), Ordering::Release);
     }
 
-    /// Releases the writer lock, waking waiters if any announced themselves.
+    /// Releases the writer lock, waking waiters if any announced themselves. Does nothing
+    /// if the lock does not name the calling thread (a child forked by a signal handler or
+    /// an allocator between a lock and its release: the lock is its parent's).
     #[inline]
     pub(crate) fn unlock_writer(&self) {
-        // Release: pairs with the next writer's Acquire CAS in `lock_writer_until` and with
-        // the waiters' Acquire loads of `writer` (they then see our even `seq`).
-        let prev = self.writer.swap(0, Ordering::Release);
-        if prev & WAITERS != 0 {
-            self.wake_waiters();
+        let me = owner::current() & TID_MASK;
+        // Relaxed: the compare-exchange below orders.
+        let mut w = self.writer.load(Ordering::Relaxed);
+        // Bounded: only a waiter setting `WAITERS` (once each) or a peer rewriting the
+        // word fails the exchange; past the bound, the lock is left as it is.
+        for _ in 0..crate::wait::TRY_LIMIT {
+            if owner_of(w) != me {
+                return;
+            }
+            // Release: pairs with the next writer's Acquire CAS in `lock_writer_until` and
+            // with the waiters' Acquire loads of `writer` (they then see our even `seq`).
+            match self
+                .writer
+                .compare_exchange(w, 0, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    if w & WAITERS != 0 {
+                        self.wake_waiters();
+                    }
+                    return;
+                }
+                Err(now) => w = now,
+            }
         }
     }
 

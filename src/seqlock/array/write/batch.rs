@@ -235,6 +235,9 @@ impl<'a, T: Pod> SeqLockArrayBatchGuard<'a, T> {
     /// The guard of a batch writer that holds every lock (`torn`: some stripe was torn);
     /// copies the array. `Err` if some stripe was torn.
     fn new(locked: AllLocked<'a, T>, torn: bool) -> LockResult<Self> {
+        // Before the allocation below, which an allocator may fork in: the child's guard
+        // must record the parent's thread.
+        let owner = crate::owner::current();
         let array = locked.0;
         let mut values = vec![T::zeroed(); array.len()];
         // We hold every lock: no store races these loads.
@@ -244,7 +247,7 @@ impl<'a, T: Pod> SeqLockArrayBatchGuard<'a, T> {
             values,
             torn,
             publish: !torn,
-            owner: crate::owner::current(),
+            owner,
             _not_send: PhantomData,
         };
         if torn {
