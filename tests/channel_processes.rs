@@ -981,6 +981,35 @@ fn a_held_side_racing_a_close_is_received_if_and_only_if_it_returned_ok() {
     sends_racing_a_close(60, true);
 }
 
+/// Takes a side with `side`, forks, drops it in the parent; the child (once told) takes
+/// its own side, drops its copy of the parent's, and exits 0 if `kept_out` (another
+/// caller is still kept out by the child's own side).
+fn child_keeps_its_side_after_dropping_a_copy<S>(
+    go: &shmstate::Value<u32>,
+    side: impl Fn() -> S,
+    kept_out: impl Fn() -> bool,
+) -> i32 {
+    go.store(0, Ordering::SeqCst);
+    let parents = side();
+    // SAFETY: the child only takes a side, drops the copy, tries a call and exits.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        while go.load(Ordering::SeqCst) == 0 {
+            std::hint::spin_loop();
+        }
+        let own = side();
+        drop(parents);
+        let code = if kept_out() { 0 } else { 1 };
+        drop(own);
+        // SAFETY: ends the forked child at once.
+        unsafe { libc::_exit(code) };
+    }
+    drop(parents);
+    go.store(1, Ordering::SeqCst);
+    exit_code(pid)
+}
+
 /// A forked child's copy of a held send or receive side must release nothing, even once
 /// the child holds that side itself: the parent drops its side, the child takes its own,
 /// then drops its copy of the parent's; the child's own side must still keep other
@@ -994,63 +1023,22 @@ fn a_forked_copy_of_a_side_does_not_release_the_childs_own_side() {
         .unwrap();
     ch.try_send(b"x").unwrap();
     let go = region.get_or_default::<shmstate::Value<u32>>("go").unwrap();
-    let send = {
-        go.store(0, Ordering::SeqCst);
-        let parents = ch.send_side().unwrap();
-        // SAFETY: the child only takes a side, drops the copy, tries a send and exits.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0);
-        if pid == 0 {
-            while go.load(Ordering::SeqCst) == 0 {
-                std::hint::spin_loop();
-            }
-            let own = ch.send_side().unwrap();
-            drop(parents);
-            let code = match ch.try_send(b"y") {
-                Err(shmstate::TrySendError::Busy) => 0,
-                _ => 1,
-            };
-            drop(own);
-            // SAFETY: ends the forked child at once.
-            unsafe { libc::_exit(code) };
-        }
-        drop(parents);
-        go.store(1, Ordering::SeqCst);
-        let mut status = 0;
-        // SAFETY: reaping our own child.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
-        assert!(libc::WIFEXITED(status), "status {status:#x}");
-        libc::WEXITSTATUS(status)
-    };
-    let recv = {
-        go.store(0, Ordering::SeqCst);
-        let parents = ch.recv_side().unwrap();
-        // SAFETY: as above.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0);
-        if pid == 0 {
-            while go.load(Ordering::SeqCst) == 0 {
-                std::hint::spin_loop();
-            }
-            let own = ch.recv_side().unwrap();
-            drop(parents);
+    let send = child_keeps_its_side_after_dropping_a_copy(
+        go,
+        || ch.send_side().unwrap(),
+        || matches!(ch.try_send(b"y"), Err(shmstate::TrySendError::Busy)),
+    );
+    let recv = child_keeps_its_side_after_dropping_a_copy(
+        go,
+        || ch.recv_side().unwrap(),
+        || {
             let mut buf = [0u8; 16];
-            let code = match ch.try_recv_into(&mut buf) {
-                Err(shmstate::TryRecvIntoError::Busy) => 0,
-                _ => 1,
-            };
-            drop(own);
-            // SAFETY: ends the forked child at once.
-            unsafe { libc::_exit(code) };
-        }
-        drop(parents);
-        go.store(1, Ordering::SeqCst);
-        let mut status = 0;
-        // SAFETY: reaping our own child.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
-        assert!(libc::WIFEXITED(status), "status {status:#x}");
-        libc::WEXITSTATUS(status)
-    };
+            matches!(
+                ch.try_recv_into(&mut buf),
+                Err(shmstate::TryRecvIntoError::Busy)
+            )
+        },
+    );
     assert_eq!(
         (send, recv),
         (0, 0),
