@@ -981,6 +981,16 @@ fn a_held_side_racing_a_close_is_received_if_and_only_if_it_returned_ok() {
     sends_racing_a_close(60, true);
 }
 
+/// The fork tests' channel in `region` (shared with forked children) and a flag the
+/// parent raises to let its child go on.
+fn channel_and_flag(region: &shmstate::Region) -> (&shmstate::Channel, &shmstate::Value<u32>) {
+    let ch = region
+        .channel("c", shmstate::ChannelOptions::new(4096))
+        .unwrap();
+    let go = region.get_or_default::<shmstate::Value<u32>>("go").unwrap();
+    (ch, go)
+}
+
 /// Takes a side with `side`, forks, drops it in the parent; the child (once told) takes
 /// its own side, drops its copy of the parent's, and exits 0 if `kept_out` (another
 /// caller is still kept out by the child's own side).
@@ -1018,11 +1028,8 @@ fn child_keeps_its_side_after_dropping_a_copy<S>(
 fn a_forked_copy_of_a_side_does_not_release_the_childs_own_side() {
     watchdog(Duration::from_secs(60));
     let region = shmstate::Region::anonymous(1 << 20).unwrap();
-    let ch = region
-        .channel("sides", shmstate::ChannelOptions::new(4096))
-        .unwrap();
+    let (ch, go) = channel_and_flag(&region);
     ch.try_send(b"x").unwrap();
-    let go = region.get_or_default::<shmstate::Value<u32>>("go").unwrap();
     let send = child_keeps_its_side_after_dropping_a_copy(
         go,
         || ch.send_side().unwrap(),
@@ -1062,10 +1069,7 @@ fn exit_code(pid: libc::pid_t) -> i32 {
 fn a_child_forked_inside_a_drain_does_not_go_on_with_the_batch_under_its_own_side() {
     watchdog(Duration::from_secs(60));
     let region = shmstate::Region::anonymous(1 << 20).unwrap();
-    let ch = region
-        .channel("c", shmstate::ChannelOptions::new(4096))
-        .unwrap();
-    let go = region.get_or_default::<shmstate::Value<u32>>("go").unwrap();
+    let (ch, go) = channel_and_flag(&region);
     for m in [b"1", b"2", b"3"] {
         ch.try_send(m).unwrap();
     }
@@ -1107,10 +1111,7 @@ fn a_child_forked_inside_a_drain_does_not_go_on_with_the_batch_under_its_own_sid
 fn a_child_forked_inside_a_held_receive_does_not_move_free_back() {
     watchdog(Duration::from_secs(60));
     let region = shmstate::Region::anonymous(1 << 20).unwrap();
-    let ch = region
-        .channel("c", shmstate::ChannelOptions::new(4096))
-        .unwrap();
-    let go = region.get_or_default::<shmstate::Value<u32>>("go").unwrap();
+    let (ch, go) = channel_and_flag(&region);
     for m in [b"1", b"2"] {
         ch.try_send(m).unwrap();
     }
