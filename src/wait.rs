@@ -187,10 +187,24 @@ impl Slices {
     /// are one `poll`.
     pub(crate) fn holder_is_dead(&mut self, bits: u32) -> bool {
         let dead = Tid::parse(bits).is_none_or(|tid| self.watch.is_dead(tid));
+        self.probed();
+        dead
+    }
+
+    /// After a probe: where every probe is a full one, probe no more often than a word
+    /// wait.
+    fn probed(&mut self) {
         if !Watch::cheap_probes() {
-            // Every probe is a full one here: probe no more often than a word wait.
             self.max = self.max.max(PROBE_SLICE);
         }
+    }
+
+    /// [`holder_is_dead`](Self::holder_is_dead) for the bits of a stamped word (TID and
+    /// stamp, see [`stamped_holder_is_dead`]).
+    pub(crate) fn stamped_holder_is_dead(&mut self, bits: u32) -> bool {
+        let dead = Tid::parse(bits & crate::owner::STAMPED_TID_MASK)
+            .is_none_or(|tid| self.watch.stamped_is_dead(tid, bits));
+        self.probed();
         dead
     }
 
@@ -262,4 +276,15 @@ pub(crate) fn past(deadline: Option<Instant>) -> bool {
 #[inline]
 pub(crate) fn holder_is_dead(bits: u32) -> bool {
     Tid::parse(bits).is_none_or(Tid::is_dead)
+}
+
+/// Whether the holder a stamped word's holder bits `bits` name (a TID in
+/// [`STAMPED_TID_MASK`](crate::owner::STAMPED_TID_MASK), and the stamp of its start time
+/// above it) is gone: a TID of 0 at once; else probed, and a live TID whose start time
+/// gives another stamp (a new thread that reused a dead holder's TID) reads dead. A
+/// syscall: slow paths only.
+#[inline]
+pub(crate) fn stamped_holder_is_dead(bits: u32) -> bool {
+    bits & crate::owner::STAMPED_TID_MASK == 0
+        || crate::owner::probe_stamped(bits) == crate::owner::Liveness::Dead
 }

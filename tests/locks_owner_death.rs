@@ -746,6 +746,86 @@ fn reentrant_mutex_is_not_entered_by_a_process_that_reused_the_dead_owners_pid()
     );
 }
 
+/// The start time of process `pid` in clock ticks since boot (field 22 of
+/// `/proc/<pid>/stat`), or `None` where `/proc` does not show it.
+fn start_ticks(pid: libc::pid_t) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_ascii_whitespace()
+        .nth(22 - 3)
+        .and_then(|f| f.parse().ok())
+}
+
+/// The clock `/proc/<pid>/stat` counts start times on, in the same ticks.
+fn boot_ticks() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock id and a valid pointer to a `timespec`.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    assert_eq!(r, 0);
+    // SAFETY: `sysconf` has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    ts.tv_sec as u64 * hz + ts.tv_nsec as u64 * hz / 1_000_000_000
+}
+
+/// A `Mutex` whose holder was killed, and whose PID a live process got before anyone
+/// probed the lock (the kernel reuses PIDs): a waiter takes it over with `OwnerDied`
+/// instead of waiting for the new process, because the lock word records the stamp of
+/// its holder's start time beside its TID. Forces the reuse through `ns_last_pid` (root
+/// only; skipped elsewhere, if another process takes the PID first, or if the two start
+/// times give the same stamp: 1 in 255, the limit the docs give).
+#[test]
+fn mutex_is_recovered_from_a_dead_holder_whose_pid_a_live_process_reused() {
+    watchdog(Duration::from_secs(60));
+    let mem = SharedMem::<Arena>::new(1);
+    let a = mem.get();
+    let dead = child_holding(a, 1, |a| std::mem::forget(a.m.lock().unwrap()));
+    let Some(dead_start) = start_ticks(dead) else {
+        eprintln!("skipped: /proc does not show start times here");
+        kill(dead);
+        reap(dead);
+        return;
+    };
+    kill(dead);
+    reap(dead);
+    // The new process must start in a later clock tick than the dead holder (a real
+    // reuse comes a whole PID wrap later): wait for the clock, not for another process.
+    while boot_ticks() <= dead_start {
+        std::thread::yield_now();
+    }
+    // The next PID the kernel hands out is `dead` again.
+    if std::fs::write("/proc/sys/kernel/ns_last_pid", format!("{}", dead - 1)).is_err() {
+        eprintln!("skipped: cannot set ns_last_pid (not root)");
+        return;
+    }
+    let new = fork_children(1, |_| park_forever())[0];
+    let skip = if new != dead {
+        Some("another process took the reused PID")
+    } else if start_ticks(new).is_none_or(|s| s % 255 == dead_start % 255) {
+        Some("the two start times give the same stamp (1 in 255)")
+    } else {
+        None
+    };
+    if let Some(why) = skip {
+        eprintln!("skipped: {why}");
+        kill(new);
+        reap(new);
+        return;
+    }
+    // The lock names a live process. Before stamps, this waited until it exited.
+    let r = a.m.lock_timeout(Duration::from_secs(20));
+    let taken = matches!(r, Err(shmstate::TimedLockError::OwnerDied(_)));
+    drop(r);
+    kill(new);
+    reap(new);
+    assert!(
+        taken,
+        "the lock of a dead holder whose PID was reused was not taken over"
+    );
+}
+
 /// Locks with `lock`, forks, drops the guard in the parent; the child locks again, gives
 /// its copy of the parent's guard to `dispose` (drops it, maps it, downgrades it), and
 /// exits 0 if `held` (its own lock) still holds.

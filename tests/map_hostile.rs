@@ -38,12 +38,13 @@ const WRITES: usize = 3; // hostile words written
 const CORRUPT: usize = 4; // of the Errs: those that report corruption
 const BOOK: usize = 5;
 
-/// Whether `tid` names a live thread that a lock word could claim as its holder (the
-/// lock's thread-id part is at most the kernel's `PID_MAX_LIMIT`, 2^22).
+/// Whether `tid` names a live thread that a lock word could claim as its holder (a
+/// stripe lock is a `RawMutex`: a thread id in bits 0..22, its stamp above, which a
+/// hostile word may match by chance).
 fn live_tid(tid: u32) -> bool {
-    let tid = tid & 0x3FFF_FFFF;
+    let tid = tid & 0x3F_FFFF;
     // SAFETY: `kill(pid, 0)` only checks for existence and permission.
-    tid != 0 && tid <= 1 << 22 && unsafe { libc::kill(tid as libc::pid_t, 0) } == 0
+    tid != 0 && unsafe { libc::kill(tid as libc::pid_t, 0) } == 0
 }
 
 /// A hostile word: random, all-ones, zero, a flipped bit of the word there now, a small

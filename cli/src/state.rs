@@ -52,7 +52,10 @@ impl Num {
 }
 
 // The word layouts, as documented on the fields of `RawMutex`, `RawRwLock` and `SeqLock`.
-const TID_MASK_MUTEX: u32 = 0x00FF_FFFF;
+const TID_MASK_MUTEX: u32 = (1 << 22) - 1;
+/// A `RawMutex` holder's stamp (from its start time; 0: unknown) above its TID.
+const MUTEX_STAMP_SHIFT: u32 = 22;
+const MUTEX_STAMP_MASK: u32 = 0xFF << MUTEX_STAMP_SHIFT;
 const MUTEX_OWNER_DIED: u32 = 1 << 30;
 const MUTEX_CONTENDED: u32 = 1 << 31;
 const RW_COUNT_MASK: u32 = 0x00FF_FFFF;
@@ -717,15 +720,24 @@ impl Holder {
     /// Looks thread `tid` up in `/proc` (the same check the crate's liveness probe makes
     /// after `kill(tid, 0)`: a missing entry or a zombie is dead).
     pub fn probe(tid: u32) -> Holder {
+        Holder::probe_stamped(tid, 0)
+    }
+
+    /// [`probe`](Self::probe) of a holder a `RawMutex` word names with a stamp (1 to 255,
+    /// from its start time; 0: unknown): a live thread whose start time gives another
+    /// stamp got the TID of the dead holder, which is dead (as the crate's probe reads it).
+    pub fn probe_stamped(tid: u32, stamp: u32) -> Holder {
         let stat = std::fs::read_to_string(format!("/proc/{tid}/stat")).ok();
         // The state is the first field after the parenthesised command name, which may
-        // itself hold spaces and parentheses: look after the last `)`.
+        // itself hold spaces and parentheses: look after the last `)`. The start time is
+        // field 22, the 20th after it.
         let alive = stat.as_deref().is_some_and(|s| {
-            let state = s.rsplit_once(')').map(|(_, r)| r.trim_start());
-            !matches!(
-                state.and_then(|r| r.chars().next()),
-                Some('Z' | 'X' | 'x') | None
-            )
+            let rest = s.rsplit_once(')').map(|(_, r)| r.trim_start());
+            let mut fields = rest.unwrap_or("").split_ascii_whitespace();
+            let state = fields.next().and_then(|f| f.chars().next());
+            let start = fields.nth(22 - 4).and_then(|f| f.parse::<u64>().ok());
+            let reused = stamp != 0 && start.is_some_and(|t| (t % 255) as u32 + 1 != stamp);
+            !matches!(state, Some('Z' | 'X' | 'x') | None) && !reused
         });
         let comm = std::fs::read_to_string(format!("/proc/{tid}/comm"))
             .ok()
@@ -765,8 +777,10 @@ impl Probes {
 /// A `RawMutex` word (of a `Mutex`, or of a `ReentrantMutex` with its `depth`).
 fn mutex(w: u32, depth: Option<u32>, opts: Opts) -> Reading {
     let tid = w & TID_MASK_MUTEX;
+    let stamp = (w & MUTEX_STAMP_MASK) >> MUTEX_STAMP_SHIFT;
     let owner_died = w & MUTEX_OWNER_DIED != 0;
-    let garbage = w & !(TID_MASK_MUTEX | MUTEX_OWNER_DIED | MUTEX_CONTENDED) != 0 || tid > MAX_TID;
+    // A stamp without a TID: no sequence of operations writes that.
+    let garbage = tid == 0 && stamp != 0;
     let mut r = Reading::default()
         .field("word", json!(w))
         .field("owner_died", json!(owner_died));
@@ -779,7 +793,7 @@ fn mutex(w: u32, depth: Option<u32>, opts: Opts) -> Reading {
         r = r.field("lock", json!("free"));
         "free".to_owned()
     } else {
-        let h = Holder::probe(tid);
+        let h = Holder::probe_stamped(tid, stamp);
         r.unhealthy = !h.alive;
         r = r.field("lock", json!("held")).field("holder", h.json());
         if let Some(d) = depth {

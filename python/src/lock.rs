@@ -177,10 +177,12 @@ fn recover_reused_tid(m: &Mutex<u32>) -> Option<Got> {
 ///
 /// If the holder dies (its process is killed, or its thread ends without releasing it),
 /// the next ``acquire`` takes the lock and raises :class:`OwnerDiedError` (see there);
-/// waiting never hangs on a dead holder. That holds for a thread that got the dead
-/// holder's thread id too (the kernel reuses ids), as long as it holds no other ``Lock``
-/// or ``RLock`` acquisition: one that does waits on the lock as on its own (its timed
-/// ``acquire`` returns ``False``).
+/// waiting never hangs on a dead holder, nor on a new thread that got its thread id (the
+/// kernel reuses ids): the lock word records 8 bits of its holder's start time beside its
+/// id. In the 1 case in 255 where those match too, other threads wait for the new thread
+/// (their timed ``acquire`` returns ``False``), and the new thread itself takes the lock
+/// over as long as it holds no other ``Lock`` or ``RLock`` acquisition (one that does
+/// waits on the lock as on its own).
 /// Blocking waits release the GIL and are interrupted by Ctrl-C (``KeyboardInterrupt``).
 #[pyclass(module = "shmstate._shmstate", frozen, weakref)]
 pub struct Lock {
@@ -372,9 +374,10 @@ impl Lock {
 ///
 /// A thread that got the thread id of a holder that died (the kernel reuses ids) is not
 /// taken for that holder re-entering: its ``acquire`` raises :class:`OwnerDiedError` as
-/// any other thread's would, as long as it holds no other ``Lock`` or ``RLock``
-/// acquisition (one that does enters, at the dead holder's depth, as it would without
-/// this check). The check relies on a per-thread count of acquisitions: a ``release``
+/// any other thread's would. The lock word records the holder's start time (8 bits of
+/// it) beside its id; in the 1 case in 255 where those bits match too, this still holds
+/// as long as the thread holds no other ``Lock`` or ``RLock`` acquisition (one that does
+/// enters, at the dead holder's depth). The check relies on a per-thread count of acquisitions: a ``release``
 /// without a matching ``acquire`` (of an ``RLock`` or a ``Lock``) on a lock whose word
 /// names the thread so confuses it, and a later ``acquire`` of a lock the thread does
 /// hold may then take it over (``OwnerDiedError``) and its ``release`` free it early.

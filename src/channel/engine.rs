@@ -12,7 +12,7 @@ use super::layout::{
 use crate::futex;
 use crate::lock::{Acquired, RawMutex};
 use crate::sync::{AtomicU32, Ordering, fence, spin_loop};
-use crate::wait::{SPIN_LIMIT, Slices, deadline_passed, holder_is_dead, past};
+use crate::wait::{SPIN_LIMIT, Slices, deadline_passed, past, stamped_holder_is_dead};
 
 /// How long an operation waits: for room or a message, and for the side's lock.
 #[derive(Clone, Copy, Debug)]
@@ -237,8 +237,8 @@ fn try_lock_contended(lock: &RawMutex) -> Result<Acquired, Fail> {
     // Held throughout. By a dead thread? Then recover it as the blocking calls would, or
     // a channel used only through `try_` calls would stay locked for good. The probe is
     // a syscall: only here, never on the uncontended path.
-    let owner = lock.owner().ok_or(Fail::Busy)?;
-    if !holder_is_dead(owner) {
+    let owner = lock.holder().ok_or(Fail::Busy)?;
+    if !stamped_holder_is_dead(owner) {
         return Err(Fail::Busy);
     }
     let deadline = Instant::now()
@@ -257,8 +257,8 @@ pub(crate) fn lock_if_free_or_dead(lock: &RawMutex, wait: Wait) -> Option<(SideG
         None => {
             // The probe is a syscall: callers come here only on a slow path (a full ring
             // or a wait).
-            let owner = lock.owner()?;
-            if !holder_is_dead(owner) {
+            let owner = lock.holder()?;
+            if !stamped_holder_is_dead(owner) {
                 return None;
             }
             // The recovery is brief, and never past the caller's own deadline.

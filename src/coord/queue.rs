@@ -77,7 +77,7 @@ use bytemuck::Pod;
 use crate::lock::{Condvar, Mutex, MutexGuard, TimedLockError, TryLockError};
 use crate::shared::{Elem, Element, Kind, SharedSized, TypeTag};
 use crate::sync::{AtomicU32, Ordering, UnsafeCell, spin_loop};
-use crate::wait::{PROBE_SLICE, SPIN_LIMIT, Timeout, holder_is_dead};
+use crate::wait::{PROBE_SLICE, SPIN_LIMIT, Timeout, stamped_holder_is_dead};
 
 // The errors of the `try_` and timed pushes, and the failpoint hooks of the crash-window
 // tests (built only for tests), live in submodules.
@@ -526,8 +526,8 @@ impl<T: Pod, const N: usize> Queue<T, N> {
         // Held throughout. By a dead thread? Then recover it as the blocking operations
         // would, or a queue used only through `try_` calls would stay locked for good.
         // The probe is a syscall: only here, never on the uncontended path.
-        let owner = raw.owner()?;
-        if !holder_is_dead(owner) {
+        let owner = raw.holder()?;
+        if !stamped_holder_is_dead(owner) {
             return None;
         }
         // The mutex probes a holder only once a slice has passed, so this takes

@@ -2,14 +2,15 @@
 //!
 //! # The algorithm
 //!
-//! The word is `0` when unlocked, and the owner's kernel thread id (TID) when locked, plus
-//! two flags (see [`RawMutex`]'s field for the bit layout). It is the classic three-state
+//! The word is `0` when unlocked, and the owner's kernel thread id (TID) and the *stamp*
+//! of its start time when locked, plus two flags (see [`RawMutex`]'s field for the bit
+//! layout). It is the classic three-state
 //! futex mutex (Drepper, "Futexes Are Tricky"; std's `sys/sync/mutex/futex.rs`) with the
 //! "locked" state spelled as the owner's TID:
 //!
-//! - lock: one compare-exchange `0 -> tid` (the TID is a cached thread-local read, see
+//! - lock: one compare-exchange `0 -> tid|stamp` (both a cached thread-local read, see
 //!   `owner`). No syscall.
-//! - unlock: one compare-exchange `tid -> 0`. It fails only if a flag is set; then the
+//! - unlock: one compare-exchange `tid|stamp -> 0`. It fails only if a flag is set; then the
 //!   slow path clears the word and calls `FUTEX_WAKE` only if `CONTENDED` was set.
 //! - contended lock: spin briefly with loads, backing off (growing pauses between loads),
 //!   then set `CONTENDED` and futex-wait.
@@ -19,16 +20,18 @@
 //! Waiters do not sleep unboundedly: they wait in slices (50 µs, doubling up to
 //! [`HOLDER_SLICE`](crate::wait::HOLDER_SLICE) = 800 µs; see [`wait`](crate::wait), the
 //! crate's one blocking policy) and, once a whole slice has passed, ask the kernel whether
-//! the TID in the word is still alive (`kill(tid, 0)`, plus a `/proc/<tid>/stat` zombie check: see
-//! `owner::probe`). If it is dead, the waiter compare-exchanges the *observed* word to its
-//! own TID with `OWNER_DIED` set and returns [`Acquired::OwnerDied`]. A timed lock also
+//! the TID in the word is still alive (`kill(tid, 0)`, plus a read of `/proc/<tid>/stat`
+//! for a zombie and for the stamp: see `owner::probe_stamped`). If it is dead, or alive
+//! with a start time that gives another stamp (a new thread that got the dead owner's
+//! TID, below), the waiter compare-exchanges the *observed* word to its own TID and stamp
+//! with `OWNER_DIED` set and returns [`Acquired::OwnerDied`]. A timed lock also
 //! probes once when its deadline passes, so a deadline shorter than the first slice still
 //! takes over from a dead owner instead of timing out. This covers a process
 //! killed while holding the lock (its TIDs vanish, or its main thread becomes a zombie), a
 //! thread that exits holding the lock while its process runs on (a non-main thread's TID
 //! vanishes at once; a main thread that called `pthread_exit` shows as a zombie), and
-//! garbage: a word whose TID part is above the kernel's `PID_MAX_LIMIT` (2^22) or that has
-//! unknown bits set names no thread and is taken over at once.
+//! garbage: a word with a stamp but no TID names no thread and is taken over at once (any
+//! other word names a possible thread and is probed).
 //!
 //! Detection latency is one slice at most after the kernel has torn the owner down, and
 //! a slice is never longer than the time the waiter has already waited (slices double from
@@ -91,18 +94,31 @@
 //! - **One PID namespace.** All processes that share a lock must see the same TIDs: a TID
 //!   written by a process in another PID namespace names someone else (or no one) here.
 //!   The zombie check additionally needs `/proc` of that namespace.
-//! - **TID reuse.** If the owner dies and the kernel hands its TID to a new thread before
-//!   any waiter probes, the lock reads as held by a live thread until that thread exits.
-//!   Linux allocates PIDs cyclically, so this needs the PID space to wrap between the death
-//!   and the next probe: at most one slice while a waiter waits, but a lock whose owner
+//! - **TID reuse, and the stamp.** The kernel hands a dead thread's TID to a new thread
+//!   once the PID space wraps (`pid_max` is the kernel's default, the larger of 32768 and
+//!   1024 per possible CPU, unless raised; systemd raises it to 2^22). A lock whose owner
 //!   died while nobody waited is first probed at the next contended lock, which may come
-//!   after a wrap (`pid_max` is the kernel's default, the larger of 32768 and 1024 per
-//!   possible CPU, unless raised; systemd raises it to 2^22, where a wrap takes days).
-//!   Other threads' blocking calls then wait until that thread exits, their timed calls
-//!   return at their deadline, and `try_lock` returns `None` at once (it never probes). The
-//!   thread that got the TID reads as the holder to itself: its blocking `lock` waits on
-//!   itself, as a relock does (a [`ReentrantMutex`](crate::ReentrantMutex) tells the two
-//!   apart: see its docs). It is why every wait has a timed variant.
+//!   after a wrap (a region file kept across a reboot: at once). So a lock word also
+//!   records its holder's *stamp*: its start time (field 22 of `/proc/<tid>/stat`, in
+//!   clock ticks since boot) modulo 255, plus 1, read once per thread and cached with its
+//!   TID. A probe reads the start time of the live thread with that TID anyway (its zombie
+//!   check), and a thread whose start time gives another stamp is not the holder: the
+//!   lock is taken over (test
+//!   `mutex_is_recovered_from_a_dead_holder_whose_pid_a_live_process_reused`). The thread
+//!   that got the TID needs no probe: a word with its TID and another stamp is not its own
+//!   (every word it writes carries its own stamp), and its lock takes it over at once.
+//!   What is left:
+//!   - a new thread whose stamp equals the dead holder's (a chance of 1 in 255 per reuse)
+//!     reads as the holder, as before stamps: other threads' blocking calls wait until it
+//!     exits, their timed calls return at their deadline, `try_lock` returns `None` at
+//!     once (it never probes), and the thread itself waits on the lock as on a relock (a
+//!     [`ReentrantMutex`](crate::ReentrantMutex) tells the two apart: see its docs). It
+//!     is why every wait has a timed variant;
+//!   - where `/proc` cannot tell (not mounted for this PID namespace, a failed read: the
+//!     stamp is 0, "unknown"), the word is judged by its TID alone, as before;
+//!   - start times are shown shifted by the reader's time namespace, so processes that
+//!     share a lock must share one (as they must share a PID namespace): a prober in
+//!     another would read a live holder's stamp as another and take its lock.
 //! - **Zombies.** Without a readable `/proc`, a killed process reads as alive until its
 //!   parent reaps it.
 //! - **Fork with a guard held.** A forked child inherits copies of its parent's guards but
@@ -128,31 +144,45 @@ use crate::futex;
 use crate::owner;
 use crate::sync::{AtomicU32, Ordering};
 use crate::wait::{
-    Slices, TRY_LIMIT, Tid, deadline_passed, flag_waiting, holder_is_dead, past, spin_with_backoff,
+    Slices, TRY_LIMIT, deadline_passed, flag_waiting, past, spin_with_backoff,
+    stamped_holder_is_dead,
 };
 
-/// Mask of the owner's TID in a lock word.
-pub(crate) const TID_MASK: u32 = 0x00FF_FFFF;
-/// The kernel's `PID_MAX_LIMIT`: no TID is larger. A larger TID part is garbage.
-pub(crate) const MAX_TID: u32 = Tid::MAX;
+/// Mask of the owner's TID in a lock word (a TID is below the kernel's `PID_MAX_LIMIT`,
+/// 2^22).
+const TID_MASK: u32 = owner::STAMPED_TID_MASK;
+/// Mask of the owner's stamp (see `owner::stamp_of`): 0 where its start time was unknown.
+const STAMP_MASK: u32 = owner::STAMP_MASK;
+/// The holder part of a word: its TID and its stamp, as `owner::current_stamped` gives
+/// them.
+const HOLDER_MASK: u32 = TID_MASK | STAMP_MASK;
 /// The last owner died holding the lock and no owner has marked the data consistent since.
 const OWNER_DIED: u32 = 1 << 30;
 /// Some thread may be sleeping on the word: unlock must wake.
 const CONTENDED: u32 = 1 << 31;
-/// Every bit that a valid word may have.
-const KNOWN_BITS: u32 = TID_MASK | OWNER_DIED | CONTENDED;
+static_assertions::const_assert_eq!(HOLDER_MASK & (OWNER_DIED | CONTENDED), 0);
+static_assertions::const_assert_eq!(HOLDER_MASK | OWNER_DIED | CONTENDED, u32::MAX);
 
-/// The TID part of a word.
+/// The holder part of a word (TID and stamp): 0 when unlocked.
 #[inline]
 const fn owner_of(w: u32) -> u32 {
-    w & TID_MASK
+    w & HOLDER_MASK
 }
 
-/// A word no valid sequence of operations produces: unknown bits, or a TID above
-/// `PID_MAX_LIMIT`. It names no live thread.
+/// A word no valid sequence of operations produces: a stamp without a TID. It names no
+/// live thread. (Every other bit pattern names a possible holder: the TID part cannot
+/// exceed `PID_MAX_LIMIT`.)
 #[inline]
 const fn is_garbage(w: u32) -> bool {
-    w & !KNOWN_BITS != 0 || owner_of(w) > MAX_TID
+    w & TID_MASK == 0 && w & STAMP_MASK != 0
+}
+
+/// Whether word `w` names the TID of the caller (`me`, its stamped id) with another
+/// stamp: the holder is a dead thread whose TID the caller got (every word the caller
+/// writes carries its own stamp, which does not change while it lives). No syscall.
+#[inline]
+const fn names_my_tid_elsewhere(w: u32, me: u32) -> bool {
+    w & TID_MASK == me & TID_MASK && owner_of(w) != me
 }
 
 /// If a waiter may take the lock from word `w` (unlocked, or garbage), the flags its new
@@ -235,8 +265,8 @@ pub struct RawMutex {
     ///
     /// | bits   | meaning                                                         |
     /// |--------|-----------------------------------------------------------------|
-    /// | 0..24  | owner's TID (`TID_MASK`); 0 = unlocked; > 2^22 = garbage       |
-    /// | 24..30 | unused: must be 0 (else garbage)                                |
+    /// | 0..22  | owner's TID (`TID_MASK`); 0 = unlocked                          |
+    /// | 22..30 | owner's stamp (`STAMP_MASK`): 1-255 from its start time, 0 if unknown; a stamp without a TID is garbage |
     /// | 30     | `OWNER_DIED`: an owner died; data not marked consistent since   |
     /// | 31     | `CONTENDED`: a thread may sleep on the word; unlock must wake   |
     ///
@@ -263,7 +293,7 @@ impl RawMutex {
     /// Locking a mutex the calling thread already holds deadlocks.
     #[inline]
     pub fn lock(&self) -> Acquired {
-        let me = owner::current();
+        let me = owner::current_stamped();
         // Acquire pairs with the Release compare-exchange in `unlock`, so the previous
         // owner's writes happen before ours.
         if self
@@ -286,7 +316,7 @@ impl RawMutex {
     /// [`lock_until`](Self::lock_until) do.
     #[inline]
     pub fn try_lock(&self) -> Option<Acquired> {
-        let me = owner::current();
+        let me = owner::current_stamped();
         // Acquire: as in `lock`.
         match self
             .word
@@ -324,7 +354,7 @@ impl RawMutex {
         if let Some(a) = self.try_lock() {
             return Some(a);
         }
-        self.lock_contended(owner::current(), Some(deadline))
+        self.lock_contended(owner::current_stamped(), Some(deadline))
     }
 
     /// Compare-exchanges the observed word `w` to `new` (`new` names the caller).
@@ -398,7 +428,9 @@ impl RawMutex {
             // probe's syscalls stay off the contended path, and a peer that keeps waking
             // us cannot put the probe off. A lock whose owner is already dead costs one
             // first slice (50 µs) before it is recovered.
-            if slices.probe_now(&mut probe_due) && slices.holder_is_dead(owner_of(w)) {
+            if names_my_tid_elsewhere(w, me)
+                || slices.probe_now(&mut probe_due) && slices.stamped_holder_is_dead(owner_of(w))
+            {
                 match self.take(w, me | OWNER_DIED | CONTENDED) {
                     Ok(a) => return Some(a),
                     Err(now) => {
@@ -438,7 +470,9 @@ impl RawMutex {
         let w = self.word.load(Ordering::Relaxed);
         let new = match takeable(w) {
             Some(flags) => me | flags | CONTENDED,
-            None if holder_is_dead(owner_of(w)) => me | OWNER_DIED | CONTENDED,
+            None if names_my_tid_elsewhere(w, me) || stamped_holder_is_dead(owner_of(w)) => {
+                me | OWNER_DIED | CONTENDED
+            }
             None => return None,
         };
         self.take(w, new).ok()
@@ -456,7 +490,7 @@ impl RawMutex {
     /// after this call until it locks again.
     #[inline]
     pub unsafe fn unlock(&self) {
-        let me = owner::current();
+        let me = owner::current_stamped();
         // Release pairs with the Acquire compare-exchange of the next owner (`take`,
         // `lock`, `try_lock`), publishing our writes to the protected data.
         if let Err(w) = self
@@ -476,7 +510,7 @@ impl RawMutex {
     #[cfg(loom)]
     #[doc(hidden)]
     pub unsafe fn unlock_without_wake(&self) {
-        let me = owner::current();
+        let me = owner::current_stamped();
         // Release: as in `unlock`.
         if let Err(w) = self
             .word
@@ -515,7 +549,7 @@ impl RawMutex {
     /// consistent again, later acquirers get [`Acquired::Consistent`]. Returns whether the
     /// calling thread holds the lock (if not, nothing changes).
     pub fn mark_consistent(&self) -> bool {
-        let me = owner::current();
+        let me = owner::current_stamped();
         // Relaxed: the mark is read by the next owner's Acquire compare-exchange, which
         // our later Release unlock (same word, after this in modification order) orders.
         let r = self
@@ -553,13 +587,16 @@ impl RawMutex {
     /// // SAFETY: this thread holds the lock.
     /// unsafe { m.unlock() };
     /// ```
+    #[inline]
     pub fn recover_from_reused_tid(&self) -> Option<Acquired> {
-        let me = owner::current();
+        let me = owner::current_stamped();
         // Relaxed: the compare-exchange in `take` orders.
         let mut w = self.word.load(Ordering::Relaxed);
         // Bounded: only a flag flipped by a sleeper (or a peer) fails the exchange.
         for _ in 0..TRY_LIMIT {
-            if is_garbage(w) || owner_of(w) != me {
+            // By the TID alone: whatever the stamp, a word naming a thread that knows it
+            // holds nothing is a dead owner's (a stamp like its own is a 1-in-255 chance).
+            if is_garbage(w) || w & TID_MASK != me & TID_MASK {
                 return None;
             }
             // Keeps `CONTENDED`: threads may sleep on the word.
@@ -589,15 +626,20 @@ impl RawMutex {
     pub fn is_owned_by_current_thread(&self) -> bool {
         // Relaxed: only the calling thread can make this true or false for itself.
         let w = self.word.load(Ordering::Relaxed);
-        // `!is_garbage(w) && owner_of(w) == me` in one comparison: a TID is nonzero and at
-        // most `MAX_TID`, so the word without its flags equals it only if no unknown bit
-        // is set and its TID part is ours.
-        w & !(OWNER_DIED | CONTENDED) == owner::current()
+        // `!is_garbage(w) && owner_of(w) == me` in one comparison: our TID part is
+        // nonzero, so a word whose holder part equals ours is not garbage.
+        owner_of(w) == owner::current_stamped()
     }
 
     /// The TID of the holder, if any (a snapshot, for diagnostics).
     pub fn owner(&self) -> Option<u32> {
-        // Relaxed: a snapshot for diagnostics.
+        self.holder().map(|h| h & TID_MASK)
+    }
+
+    /// The holder part of the word (TID and stamp), if any: what
+    /// [`stamped_holder_is_dead`] probes (a snapshot).
+    pub(crate) fn holder(&self) -> Option<u32> {
+        // Relaxed: a snapshot; a caller that acts on it compare-exchanges the word.
         let w = self.word.load(Ordering::Relaxed);
         (!is_garbage(w) && owner_of(w) != 0).then_some(owner_of(w))
     }
@@ -607,5 +649,104 @@ impl RawMutex {
     #[doc(hidden)]
     pub fn word(&self) -> &AtomicU32 {
         &self.word
+    }
+}
+
+#[cfg(all(test, not(loom), not(miri)))]
+mod tests {
+    use super::*;
+
+    /// The stamp of stamped id `id`.
+    fn stamp(id: u32) -> u32 {
+        (id & STAMP_MASK) >> owner::STAMP_SHIFT
+    }
+
+    /// `id` with another nonzero stamp.
+    fn restamped(id: u32) -> u32 {
+        id & TID_MASK | (stamp(id) % 255 + 1) << owner::STAMP_SHIFT
+    }
+
+    /// A word naming a live thread with its own stamp is a live holder's; with another
+    /// stamp it is a dead one's whose TID that thread got: taken over with `OwnerDied` by
+    /// a blocking and by a timed lock, after their first probe.
+    #[test]
+    fn a_live_tid_with_another_stamp_is_a_dead_holders() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            tx.send(owner::current_stamped()).unwrap();
+            let _ = done_rx.recv();
+        });
+        let live = rx.recv().unwrap();
+        if stamp(live) == 0 {
+            eprintln!("skipped: /proc shows no start time here");
+            drop(done_tx);
+            t.join().unwrap();
+            return;
+        }
+        let m = RawMutex::new();
+        m.word.store(live, Ordering::Relaxed);
+        assert_eq!(m.lock_timeout(Duration::from_millis(20)), None, "live");
+        assert_eq!(m.try_lock(), None);
+        for timed in [true, false] {
+            m.word.store(restamped(live) | CONTENDED, Ordering::Relaxed);
+            let a = if timed {
+                m.lock_timeout(Duration::from_secs(10))
+            } else {
+                Some(m.lock())
+            };
+            assert_eq!(a, Some(Acquired::OwnerDied), "timed: {timed}");
+            assert!(m.is_owned_by_current_thread());
+            assert!(m.mark_consistent());
+            // SAFETY: this thread holds the lock.
+            unsafe { m.unlock() };
+        }
+        drop(done_tx);
+        t.join().unwrap();
+    }
+
+    /// A word naming the calling thread's TID with another stamp (or none) is a dead
+    /// thread's whose TID the caller got: taken over without waiting for a probe. With the
+    /// caller's own stamp it is the caller's own lock (a relock, which waits).
+    #[test]
+    fn the_callers_tid_with_another_stamp_is_a_dead_holders() {
+        let me = owner::current_stamped();
+        let m = RawMutex::new();
+        for word in [me & TID_MASK, restamped(me)] {
+            if word == me {
+                continue;
+            }
+            m.word.store(word, Ordering::Relaxed);
+            assert_eq!(m.lock(), Acquired::OwnerDied, "{word:#x}");
+            assert!(m.is_owned_by_current_thread());
+            // SAFETY: this thread holds the lock.
+            unsafe { m.unlock() };
+            assert!(!m.is_locked());
+        }
+        m.word.store(me, Ordering::Relaxed);
+        assert_eq!(
+            m.lock_timeout(Duration::from_millis(20)),
+            None,
+            "a relock waits"
+        );
+        assert_eq!(m.recover_from_reused_tid(), Some(Acquired::OwnerDied));
+        // SAFETY: this thread holds the lock.
+        unsafe { m.unlock() };
+    }
+
+    /// The stamp a thread records is the one a prober works out from its start time.
+    #[test]
+    fn a_threads_stamp_is_its_start_times() {
+        let me = owner::current_stamped();
+        assert_eq!(me & TID_MASK, owner::current());
+        match owner::stat(Some(owner::current())) {
+            owner::ProcStat::Known { start, .. } => {
+                assert_eq!(stamp(me), owner::stamp_of(start));
+                assert_eq!(owner::probe_stamped(me), owner::Liveness::Alive);
+                assert_eq!(owner::probe_stamped(restamped(me)), owner::Liveness::Dead);
+                assert_eq!(owner::probe_stamped(me & TID_MASK), owner::Liveness::Alive);
+            }
+            _ => assert_eq!(stamp(me), 0),
+        }
     }
 }

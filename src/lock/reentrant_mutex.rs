@@ -18,16 +18,18 @@
 //! thread that got the TID of an owner that died holding the lock (the kernel reuses
 //! TIDs: [`RawMutex`](super::RawMutex)'s Limits) would read as that owner, enter at the
 //! dead owner's depth, see its half-written data as consistent, and never release the
-//! lock. So each thread also counts the reentrant-mutex guards it holds, nested ones too
+//! lock. The word's stamp tells the two apart in all but 1 case in 255 (a word with the
+//! thread's TID and another stamp is a dead thread's, taken over by `RawMutex::lock`).
+//! For that case too, each thread counts the reentrant-mutex guards it holds, nested ones too
 //! (a thread-local, keyed by the fork generation, so a forked child's copy counts
 //! nothing; a guard is counted before the compare-exchange that takes its lock, so a
 //! signal handler that locks the same mutex in between nests). A word naming a thread
 //! that holds no guard is a dead thread's, and the lock is taken over from it as from
 //! any dead owner (`OwnerDied`, depth reset).
 //!
-//! Limits: a thread that holds any other reentrant-mutex guard cannot tell, and still
-//! enters a dead owner's lock that names it, at the dead owner's depth (as without the
-//! count). The lock then stays held until the thread exits, or until it locks it again
+//! Limits: a thread that holds any other reentrant-mutex guard cannot tell by the count,
+//! and when the dead owner's stamp is also its own (1 in 255) still enters a dead owner's
+//! lock that names it, at the dead owner's depth (as without the count). The lock then stays held until the thread exits, or until it locks it again
 //! while it holds no other guard (then it is taken over as above). A signal handler that
 //! returns still holding a guard it took (leaking it) may lose one count of the code it
 //! interrupted. Otherwise the count only errs high (a leaked guard, a guard whose lock
@@ -357,12 +359,16 @@ impl RawReentrantMutex {
     /// taken over from the dead thread whose TID it reused (see the module docs).
     #[inline]
     fn relock(&self, before: u32) -> Option<Acquired> {
+        if before == 0 {
+            // A word naming its TID, whatever its stamp, is a dead owner's. `None` if the
+            // word names another thread or none, or changed meanwhile: take the lock the
+            // usual way.
+            return self.raw.recover_from_reused_tid().map(|a| self.fresh(a));
+        }
+        // Named with its own stamp: nested. (With another stamp, a dead thread's whose TID
+        // it got: `RawMutex::lock` takes that over.)
         if !self.raw.is_owned_by_current_thread() {
             return None;
-        }
-        if before == 0 {
-            // `None` if the word changed meanwhile: take the lock the usual way.
-            return self.raw.recover_from_reused_tid().map(|a| self.fresh(a));
         }
         // Relaxed: only this thread writes `depth` while it holds the lock. Saturating, and
         // a saturated count is never decremented again (see `unlock_shared`): after an
@@ -520,9 +526,22 @@ mod tests {
     /// over (`OwnerDied`, depth reset), and the last guard releases it.
     #[test]
     fn a_word_naming_a_thread_that_holds_none_is_a_dead_owners() {
+        // The dead owner's stamp is this thread's own (1 in 255), or another.
+        for word in [owner::current_stamped(), other_stamp()] {
+            a_word_naming_a_thread_that_holds_none_is_a_dead_owners_with(word);
+        }
+    }
+
+    /// This thread's TID with a stamp other than its own: a dead thread's word whose TID
+    /// this thread got.
+    fn other_stamp() -> u32 {
+        owner::current_stamped() ^ 1 << owner::STAMP_SHIFT
+    }
+
+    fn a_word_naming_a_thread_that_holds_none_is_a_dead_owners_with(word: u32) {
         let m = ReentrantMutex::new(Value::new(0u8));
         let stale = || {
-            m.raw.raw.word().store(owner::current(), Ordering::Relaxed);
+            m.raw.raw.word().store(word, Ordering::Relaxed);
             m.raw.depth.store(3, Ordering::Relaxed);
             assert!(!m.is_owned_by_current_thread());
         };
@@ -554,6 +573,23 @@ mod tests {
         assert!(!m.is_locked());
     }
 
+    /// A thread that holds a guard takes over a lock whose word names its TID with another
+    /// stamp (a dead thread's): its own words carry its own stamp. No probe is needed.
+    #[test]
+    fn a_thread_holding_a_guard_takes_over_a_dead_owners_word_with_another_stamp() {
+        let a = ReentrantMutex::new(Value::new(0u8));
+        let x = ReentrantMutex::new(Value::new(0u8));
+        let ga = a.lock().unwrap();
+        x.raw.raw.word().store(other_stamp(), Ordering::Relaxed);
+        x.raw.depth.store(3, Ordering::Relaxed);
+        let g = x.lock().expect_err("a dead owner's").into_inner();
+        assert!(x.is_owned_by_current_thread());
+        assert_eq!(x.raw.depth.load(Ordering::Relaxed), 0);
+        drop(g);
+        assert!(!x.is_locked(), "released by its guard");
+        drop(ga);
+    }
+
     /// A thread that holds any guard never takes over a lock whose word names it: here a
     /// dead owner's word that it entered (the documented limit) while it held another
     /// mutex. Once that other guard is gone, its guard of the entered lock still counts,
@@ -563,7 +599,12 @@ mod tests {
         let a = ReentrantMutex::new(Value::new(0u8));
         let x = ReentrantMutex::new(Value::new(0u8));
         let ga = a.lock().unwrap();
-        x.raw.raw.word().store(owner::current(), Ordering::Relaxed);
+        // The dead owner's stamp is this thread's own (a 1-in-255 chance): only then
+        // does it look like a nested lock.
+        x.raw
+            .raw
+            .word()
+            .store(owner::current_stamped(), Ordering::Relaxed);
         let g1 = x.lock().expect("entered, as a nested lock (the limit)");
         drop(ga);
         let g2 = x.lock().expect("nested again, not taken over under g1");

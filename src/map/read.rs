@@ -153,10 +153,10 @@ impl ByteMap {
                         let first = slices.is_none();
                         let slices = slices.get_or_insert_with(Slices::for_holder);
                         let mut forced = first;
-                        match head.lock.owner() {
-                            Some(tid)
+                        match head.lock.holder() {
+                            Some(holder)
                                 if !(slices.probe_now(&mut forced)
-                                    && slices.holder_is_dead(tid)) =>
+                                    && slices.stamped_holder_is_dead(holder)) =>
                             {
                                 if !pause(slices, dl) {
                                     return Err(MapError::Timeout);

@@ -16,7 +16,11 @@
 //!   namespace is meaningless here and reads as dead or as someone else);
 //! - TIDs are reused: if the owner died and the kernel has handed its TID to a new thread
 //!   before anyone probed, the owner reads as alive until that thread exits too. Every
-//!   wait therefore has a timed variant.
+//!   wait therefore has a timed variant. A lock word that also records its holder's
+//!   *stamp* ([`current_stamped`], [`stamp_of`]: 8 bits of the holder thread's start
+//!   time) is probed with [`probe_stamped`], which reads a live thread with another stamp
+//!   as dead, and so leaves 1 reuse in 255 undetected. `RawMutex` words (and everything
+//!   built on them) are stamped; the other primitives' words are not yet.
 //!
 //! A process that was killed but not yet reaped by its parent is a zombie: `kill(pid, 0)`
 //! still succeeds for it. The same holds for a main thread that called `pthread_exit`
@@ -52,6 +56,9 @@ mod imp {
     thread_local! {
         /// This thread's TID, or 0 if not looked up yet (or reset in a forked child).
         static TID: Cell<u32> = const { Cell::new(0) };
+        /// This thread's stamped id ([`current_stamped`]), or 0 if not worked out yet (or
+        /// reset in a forked child).
+        static STAMPED: Cell<u32> = const { Cell::new(0) };
     }
 
     /// [`proc_is_ours`]'s answer for this process: `pid << 1 | ours` for the PID it was
@@ -64,6 +71,8 @@ mod imp {
         // parent's. `try_with` cannot fail here (the thread is alive), and ignoring a
         // failure only means we keep looking up lazily.
         let _ = TID.try_with(|t| t.set(0));
+        // The child's thread started now: its stamp is not its parent thread's.
+        let _ = STAMPED.try_with(|t| t.set(0));
         // The parent's answer was for the parent's PID (and the child may be in another
         // PID namespace, e.g. after `unshare(CLONE_NEWPID)` in the parent): ask again.
         // Relaxed: the child has a single thread; the atomic is only for other threads
@@ -170,6 +179,34 @@ mod imp {
         tid
     }
 
+    /// The calling thread's TID with its start stamp (see [`super::stamp_of`]) in the
+    /// bits [`super::STAMP_MASK`]: what a stamped lock word records for its holder. One
+    /// thread-local read after the first call, which reads `/proc/<tid>/stat` once (stamp
+    /// 0, "unknown", where `/proc` cannot tell: then the word is probed by its TID alone).
+    #[inline]
+    pub(crate) fn current_stamped() -> u32 {
+        let s = STAMPED.with(Cell::get);
+        if s != 0 { s } else { current_stamped_slow() }
+    }
+
+    #[cold]
+    fn current_stamped_slow() -> u32 {
+        let tid = current();
+        let stamp = match stat(Some(tid)) {
+            super::ProcStat::Known { start, .. } => super::stamp_of(start),
+            _ => 0,
+        };
+        let stamped = tid | stamp << super::STAMP_SHIFT;
+        // Cached only where a fork child resets it (as the TID in `current_slow`). A
+        // failed read is cached too (stamp 0): reading again at every lock would put a
+        // syscall on the fast path of a thread whose `/proc` read fails.
+        // Acquire: as in `current_slow`.
+        if REGISTERED.load(Ordering::Acquire) != 0 || register() {
+            STAMPED.with(|t| t.set(stamped));
+        }
+        stamped
+    }
+
     /// Which threads are alive, for [`probe`] under Miri, which can neither send signals
     /// nor read `/proc`: every thread that looked its TID up (only those TIDs reach a lock
     /// word) holds a slot until its thread-local destructors run at exit, so a thread that
@@ -258,6 +295,42 @@ mod imp {
             Ok(()) | Err(Errno::PERM) => super::Liveness::Alive,
             Err(Errno::SRCH) => super::Liveness::Dead,
             Err(_) => super::Liveness::Alive,
+        }
+    }
+
+    /// Whether the thread a stamped word names (TID in [`super::STAMPED_TID_MASK`], stamp
+    /// in [`super::STAMP_MASK`]) is alive: as [`probe`], and a live TID whose start time
+    /// does not give the word's stamp (a nonzero one) is a new thread that reused a dead
+    /// one's TID: dead. The start time comes from the `/proc/<tid>/stat` read that the
+    /// zombie check makes anyway, so it costs nothing more.
+    pub(crate) fn probe_stamped(bits: u32) -> super::Liveness {
+        let id = bits & super::STAMPED_TID_MASK;
+        let stamp = (bits & super::STAMP_MASK) >> super::STAMP_SHIFT;
+        #[cfg(miri)]
+        {
+            let _ = stamp;
+            return probe(id);
+        }
+        #[cfg(not(miri))]
+        {
+            let Some(pid) = i32::try_from(id).ok().and_then(Pid::from_raw) else {
+                return super::Liveness::Dead;
+            };
+            match test_kill_process(pid) {
+                Ok(()) | Err(Errno::PERM) => match stat(Some(id)) {
+                    super::ProcStat::Known {
+                        state: b'Z' | b'X', ..
+                    } => super::Liveness::Dead,
+                    super::ProcStat::Known { start, .. }
+                        if stamp != 0 && super::stamp_of(start) != stamp =>
+                    {
+                        super::Liveness::Dead
+                    }
+                    _ => super::Liveness::Alive,
+                },
+                Err(Errno::SRCH) => super::Liveness::Dead,
+                Err(_) => super::Liveness::Alive,
+            }
         }
     }
 
@@ -538,6 +611,16 @@ mod imp {
         TID.with(|t| *t)
     }
 
+    /// As [`current`]: loom threads have no start time (stamp 0, "unknown").
+    pub(crate) fn current_stamped() -> u32 {
+        current()
+    }
+
+    /// As [`probe`] for the TID bits (stamp 0 is all a loom model writes).
+    pub(crate) fn probe_stamped(bits: u32) -> super::Liveness {
+        probe(bits & super::STAMPED_TID_MASK)
+    }
+
     /// Loom threads of a model never die: every id reads alive, except
     /// [`DEAD_UNDER_LOOM`](super::DEAD_UNDER_LOOM) and above, which models write into lock
     /// state to stand for a thread that died holding a lock.
@@ -560,7 +643,25 @@ pub const DEAD_UNDER_LOOM: u32 = 1 << 20;
 pub(crate) use imp::proc_is_ours;
 #[cfg(all(test, not(loom)))]
 use imp::proc_is_ours_cached;
-pub(crate) use imp::{current, probe};
+pub(crate) use imp::{current, current_stamped, probe, probe_stamped};
+
+/// Where a stamped lock word keeps its holder's stamp: 8 bits above a 22-bit TID.
+pub(crate) const STAMP_SHIFT: u32 = 22;
+/// The TID bits of a stamped word: a TID is below the kernel's `PID_MAX_LIMIT` (2^22).
+pub(crate) const STAMPED_TID_MASK: u32 = (1 << STAMP_SHIFT) - 1;
+/// The stamp bits of a stamped word.
+pub(crate) const STAMP_MASK: u32 = 0xFF << STAMP_SHIFT;
+
+/// The stamp of a thread that started `start` clock ticks after boot (field 22 of
+/// `/proc/<tid>/stat`): 1 to 255, never 0 (which a word carries when its holder's start
+/// time was unknown). Threads that started in consecutive ticks get different stamps, and
+/// a new thread that got a dead one's TID (which takes a wrap of the PID space, seconds to
+/// days) gets the same stamp with a chance of 1 in 255.
+#[cfg(not(loom))]
+#[inline]
+pub(crate) const fn stamp_of(start: u64) -> u32 {
+    (start % 255) as u32 + 1
+}
 /// The region (not built under loom) names its temporary files after the PID, and
 /// records the PID and start time of the processes that have it open.
 #[cfg(not(loom))]

@@ -18,11 +18,13 @@ use super::Tid;
 /// which the process then remembers, no fds left, Miri, loom), every probe is a full one.
 #[derive(Default)]
 pub(crate) struct Watch {
-    /// The watched TID and its pidfd (`pub(super)` for the unit tests).
+    /// The watched holder (its TID, or a stamped word's bits) and its pidfd (`pub(super)`
+    /// for the unit tests).
     #[cfg(not(any(loom, miri)))]
     pub(super) fd: Option<(u32, rustix::fd::OwnedFd)>,
-    /// A TID a full probe found alive: the next alive probe of it opens its pidfd (a
-    /// holder seen once only, under ordinary contention, costs no `pidfd_open`).
+    /// A holder (as `fd` keys it) a full probe found alive: the next alive probe of it
+    /// opens its pidfd (a holder seen once only, under ordinary contention, costs no
+    /// `pidfd_open`).
     #[cfg(not(any(loom, miri)))]
     seen: u32,
     /// No fds left for this wait (`EMFILE`, `ENFILE`): probe in full from now on.
@@ -55,10 +57,26 @@ impl Watch {
 
     /// Whether `tid` no longer names a live thread.
     pub(crate) fn is_dead(&mut self, tid: Tid) -> bool {
+        self.judge(tid, tid.get(), || tid.is_dead())
+    }
+
+    /// Whether the holder a stamped word's bits `bits` name (its TID `tid`, and a stamp:
+    /// see [`probe_stamped`](super::probe_stamped)) is gone. Watched as [`is_dead`]
+    /// watches a TID, keyed by TID and stamp; a readable pidfd, and every tenth probe, is
+    /// a full stamped probe.
+    pub(crate) fn stamped_is_dead(&mut self, tid: Tid, bits: u32) -> bool {
+        self.judge(tid, bits, || {
+            super::probe_stamped(bits) == super::Liveness::Dead
+        })
+    }
+
+    /// [`is_dead`](Self::is_dead) of the holder `key` names (its TID `tid`), with `full`
+    /// as the full probe.
+    fn judge(&mut self, tid: Tid, key: u32, full: impl FnOnce() -> bool) -> bool {
         self.probes = self.probes.wrapping_add(1);
         #[cfg(not(any(loom, miri)))]
         if let Some((watched, fd)) = &self.fd
-            && *watched == tid.get()
+            && *watched == key
         {
             let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
             let zero = rustix::time::Timespec {
@@ -74,15 +92,17 @@ impl Watch {
                 _ => {}
             }
         }
-        let dead = tid.is_dead();
+        let dead = full();
         #[cfg(not(any(loom, miri)))]
-        if !dead && self.fd.as_ref().is_none_or(|(w, _)| *w != tid.get()) {
+        if !dead && self.fd.as_ref().is_none_or(|(w, _)| *w != key) {
             self.fd = None;
-            if self.seen == tid.get() && !self.no_fd && Self::cheap_probes() {
-                self.fd = self.open(tid).map(|fd| (tid.get(), fd));
+            if self.seen == key && !self.no_fd && Self::cheap_probes() {
+                self.fd = self.open(tid).map(|fd| (key, fd));
             }
-            self.seen = tid.get();
+            self.seen = key;
         }
+        #[cfg(any(loom, miri))]
+        let _ = (tid, key);
         dead
     }
 

@@ -93,7 +93,13 @@ pub(crate) const MAGIC: u64 = u64::from_ne_bytes(*b"SHMSTATE");
 ///   bit set in the entry, for an `INITIALISING` owner), so that an owner that died and
 ///   whose TID a new thread reused is taken over. An older build's taker would read dead
 ///   to this one between its CAS and its bit.
-pub(crate) const VERSION: u32 = 13;
+/// - 14: a `RawMutex` word (of a `Mutex`, a `ReentrantMutex`, a `Queue`, a
+///   channel's send and receive locks, a map's stripe locks) holds its
+///   holder's TID in bits 0..22 and the stamp of its start time in bits 22..30 (was: a
+///   24-bit TID, bits 24..30 unknown), so that a dead holder whose TID a new thread
+///   reused is taken over. An older build reads a stamped word as garbage and would take
+///   a live holder's lock.
+pub(crate) const VERSION: u32 = 14;
 /// Byte-order and word-size marker: reads differently on the other byte order, and its
 /// low byte is `size_of::<usize>()`.
 pub(crate) const MARKER: u32 = 0x0102_0300 | size_of::<usize>() as u32;

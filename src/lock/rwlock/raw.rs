@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::slots::{FREE, READER_SLOTS};
 use crate::failpoint::{self, Point};
 use crate::futex;
-use crate::lock::raw_mutex::{Acquired, MAX_TID, TID_MASK};
+use crate::lock::raw_mutex::Acquired;
 use crate::owner;
 use crate::sync::{AtomicU32, Ordering, spin_loop};
 use crate::wait::{
@@ -20,7 +20,9 @@ use crate::wait::{
 mod write;
 
 /// Overflow reader count, or the writer's TID when `WRITE_LOCKED`.
-const COUNT_MASK: u32 = TID_MASK;
+const COUNT_MASK: u32 = 0x00FF_FFFF;
+/// The kernel's `PID_MAX_LIMIT`: no TID is larger. A larger writer part is garbage.
+const MAX_TID: u32 = owner::Tid::MAX;
 /// Most overflow readers at once; one more waits.
 const MAX_READERS: u32 = COUNT_MASK;
 /// Write-locked; `COUNT_MASK` bits are the writer's TID.
