@@ -61,7 +61,9 @@ enum Base {
     Dead,
     /// The thread that makes the call.
     Own,
-    /// Above the kernel's `PID_MAX_LIMIT` (2^22): names no thread.
+    /// 2^23: above the kernel's `PID_MAX_LIMIT` (2^22), and, where a word keeps its
+    /// holder's stamp above a 22-bit TID (mutex, seqlock), a stamp without a TID: names
+    /// no thread either way.
     AboveMax,
     /// All 24 low bits.
     LowOnes,
@@ -86,7 +88,7 @@ impl Val {
                     Base::Stopped => ids.stopped,
                     Base::Dead => ids.dead,
                     Base::Own => hostile::gettid(),
-                    Base::AboveMax => (1 << 22) + 1,
+                    Base::AboveMax => 1 << 23,
                     Base::LowOnes => 0x00FF_FFFF,
                 };
                 id | flags

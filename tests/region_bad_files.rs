@@ -119,7 +119,7 @@ fn each_bad_header_field_gets_its_own_error() {
         open_bytes(&dir.0, &b),
         Err(OpenError::VersionMismatch {
             found: 2,
-            expected: 13
+            expected: 14
         })
     ));
     // Version 1 (its RwLocks count readers differently), version 3 (its SeqLockArrays hold a
@@ -130,13 +130,13 @@ fn each_bad_header_field_gets_its_own_error() {
     // every thread updates atomically, one sum per stripe), version 9 (`SeqLockArray`
     // headers 16 bytes apart, in shorter stripes), version 10 (channels published by
     // `tail`, not by each record's header), version 11 (channels whose `lost` word is a
-    // plain count), version 12 (takers that set their user bit after the takeover), and a
-    // later version.
-    for found in [1u32, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14] {
+    // plain count), version 12 (takers that set their user bit after the takeover),
+    // version 13 (lock words without their holder's stamp), and a later version.
+    for found in [1u32, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 15] {
         put(&mut b, 8, &found.to_ne_bytes());
         assert!(matches!(
             open_bytes(&dir.0, &b),
-            Err(OpenError::VersionMismatch { found: f, expected: 13 }) if f == found
+            Err(OpenError::VersionMismatch { found: f, expected: 14 }) if f == found
         ));
     }
 

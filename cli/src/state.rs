@@ -718,14 +718,10 @@ pub struct Holder {
 
 impl Holder {
     /// Looks thread `tid` up in `/proc` (the same check the crate's liveness probe makes
-    /// after `kill(tid, 0)`: a missing entry or a zombie is dead).
-    pub fn probe(tid: u32) -> Holder {
-        Holder::probe_stamped(tid, 0)
-    }
-
-    /// [`probe`](Self::probe) of a holder a `RawMutex` word names with a stamp (1 to 255,
-    /// from its start time; 0: unknown): a live thread whose start time gives another
-    /// stamp got the TID of the dead holder, which is dead (as the crate's probe reads it).
+    /// after `kill(tid, 0)`: a missing entry or a zombie is dead). `stamp`: the stamp a
+    /// lock word records beside the TID (1 to 255, from its start time; 0: unknown, or a
+    /// word without one): a live thread whose start time gives another stamp got the TID
+    /// of the dead holder, which is dead (as the crate's probe reads it).
     pub fn probe_stamped(tid: u32, stamp: u32) -> Holder {
         let stat = std::fs::read_to_string(format!("/proc/{tid}/stat")).ok();
         // The state is the first field after the parenthesised command name, which may
@@ -763,13 +759,18 @@ impl Holder {
 /// The threads probed while reading one object, by TID: a batch writer that died holds
 /// every stripe of a `SeqLockArray`, which is then one probe, not one per stripe.
 #[derive(Default)]
-pub(crate) struct Probes(HashMap<u32, Holder>);
+pub(crate) struct Probes(HashMap<(u32, u32), Holder>);
 
 impl Probes {
     pub(crate) fn probe(&mut self, tid: u32) -> Holder {
+        self.probe_stamped(tid, 0)
+    }
+
+    /// [`Holder::probe_stamped`], once per TID and stamp.
+    pub(crate) fn probe_stamped(&mut self, tid: u32, stamp: u32) -> Holder {
         self.0
-            .entry(tid)
-            .or_insert_with(|| Holder::probe(tid))
+            .entry((tid, stamp))
+            .or_insert_with(|| Holder::probe_stamped(tid, stamp))
             .clone()
     }
 }
@@ -905,13 +906,17 @@ fn rwlock(view: &ReadOnlyRegion, at: u64, opts: Opts) -> Option<Reading> {
 /// A `SeqLock` (or a stripe of a `SeqLockArray`): idle, being written, or torn (a writer
 /// died mid-write).
 pub(crate) fn seqlock(seq: u32, writer: u32, probes: &mut Probes, opts: Opts) -> Option<Reading> {
-    let tid = writer & !SEQ_WAITERS;
+    // The owner bits: a TID, its stamp above it (as in a `RawMutex` word), bit 30 never.
+    let owner = writer & !SEQ_WAITERS;
+    let tid = owner & TID_MASK_MUTEX;
+    let stamp = (owner & MUTEX_STAMP_MASK) >> MUTEX_STAMP_SHIFT;
+    let garbage = owner & 1 << 30 != 0 || (tid == 0 && stamp != 0);
     let mut r = Reading::default()
         .field("sequence", json!(seq))
         .field("writer_word", json!(writer));
-    let holder = (tid != 0 && tid <= MAX_TID).then(|| probes.probe(tid));
+    let holder = (tid != 0 && !garbage).then(|| probes.probe_stamped(tid, stamp));
     let (status, text) = match (&holder, seq & 1 != 0) {
-        (_, _) if tid > MAX_TID => {
+        (_, _) if garbage => {
             r.unhealthy = true;
             ("garbage", format!("garbage writer word {writer:#010x}"))
         }
@@ -968,6 +973,26 @@ mod tests {
         assert!(!held.unhealthy);
         let g = mutex(1 << 29, None, o);
         assert!(g.unhealthy && g.text.starts_with("garbage"));
+        // A live TID with a stamp other than its start time's: a dead holder's.
+        let start: u64 = std::fs::read_to_string(format!("/proc/{me}/stat"))
+            .unwrap()
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_ascii_whitespace()
+            .nth(19)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let own = (start % 255) as u32 + 1;
+        let stamped = |stamp: u32| mutex(me | stamp << MUTEX_STAMP_SHIFT, None, o);
+        assert!(!stamped(own).unhealthy, "{}", stamped(own).text);
+        let other = stamped(own % 255 + 1);
+        assert!(
+            other.unhealthy && other.text.contains("(dead"),
+            "{}",
+            other.text
+        );
         assert!(
             mutex(MUTEX_OWNER_DIED, None, o)
                 .text

@@ -90,8 +90,12 @@
 //! module docs carry its own table (element and batch writes).
 //!
 //! Limits (those of the liveness probe): all processes must share a PID
-//! namespace, and a dead writer whose TID the kernel has already reused reads as alive, so
-//! waits on it last until that thread exits: use the timed variants where that matters.
+//! namespace (and a time namespace: see below). The `writer` word records the stamp of
+//! its owner's start time beside its TID, as a [`RawMutex`](crate::RawMutex) word does
+//! (its "TID reuse, and the stamp"), so a dead writer whose TID the kernel has already
+//! reused by a live thread is taken over, except in 1 case in 255 (the new thread's stamp
+//! is the dead writer's) or where `/proc` cannot tell: then it reads as alive, and waits
+//! on it last until that thread exits: use the timed variants where that matters.
 //! TID reuse also has an ABA window: if, between a waiter's probe ("dead") and its
 //! takeover CAS, the lock is taken over, released and taken again by a new thread that
 //! got the dead writer's TID, the CAS succeeds and two writers race: both end on the same
@@ -110,8 +114,9 @@ use bytemuck::Pod;
 
 use super::atomic_copy::AtomicCell;
 use crate::futex;
+use crate::owner;
 use crate::sync::AtomicU32;
-use crate::wait::{Slices, Timeout, deadline_passed, holder_is_dead};
+use crate::wait::{Slices, Timeout, deadline_passed, stamped_holder_is_dead};
 
 // The reader side (`read`: the optimistic copy, its retries, the waits for a write to end),
 // the writer side (`write`: the robust writer lock, its takeover, the sequence stores, the
@@ -125,7 +130,9 @@ pub use guard::SeqLockWriteGuard;
 
 /// Bit 31 of `writer`: some thread is (or may be) futex-waiting on `writer`.
 const WAITERS: u32 = 1 << 31;
-/// Bits 0..=30 of `writer`: the owner's TID (kernel TIDs are below 2²², so they fit).
+/// Bits 0..=30 of `writer`: the owner: its TID in bits 0..22 (kernel TIDs are below
+/// 2²²), the stamp of its start time in bits 22..30 (see `RawMutex`'s "TID reuse, and the
+/// stamp"; 0: unknown), bit 30 always 0 (else garbage).
 const TID_MASK: u32 = !WAITERS;
 
 /// Loads a reader spins (loads only) before it futex-waits for a writer (a writer waiting
@@ -330,21 +337,30 @@ enum Slept {
     Deadline,
 }
 
-/// Whether the writer `tid` (bits read from the writer word) is gone: garbage at once,
-/// else a probe (a syscall: slow paths only). See [`holder_is_dead`].
+/// Whether owner bits `tid` (read from the writer word) name no possible writer: bit 30,
+/// or a stamp without a TID.
+#[inline]
+const fn is_garbage_owner(tid: u32) -> bool {
+    tid & !(owner::STAMPED_TID_MASK | owner::STAMP_MASK) != 0 || tid & owner::STAMPED_TID_MASK == 0
+}
+
+/// Whether the writer `tid` (owner bits read from the writer word, nonzero) is gone:
+/// garbage at once, else a probe of its TID and stamp (a syscall: slow paths only). See
+/// [`stamped_holder_is_dead`].
 #[cold]
 fn writer_is_gone(tid: u32) -> bool {
     #[cfg(all(test, not(loom)))]
     tests::PROBES.with(|n| n.set(n.get() + 1));
-    holder_is_dead(tid)
+    is_garbage_owner(tid) || stamped_holder_is_dead(tid)
 }
 
-/// [`writer_is_gone`] through a wait's watch of the writer (see `Slices::holder_is_dead`).
+/// [`writer_is_gone`] through a wait's watch of the writer (see
+/// `Slices::stamped_holder_is_dead`).
 #[cold]
 fn writer_is_gone_watched(slices: &mut Slices, tid: u32) -> bool {
     #[cfg(all(test, not(loom)))]
     tests::PROBES.with(|n| n.set(n.get() + 1));
-    slices.holder_is_dead(tid)
+    is_garbage_owner(tid) || slices.stamped_holder_is_dead(tid)
 }
 
 /// A `None` deadline never times out.

@@ -126,3 +126,41 @@ fn unlock_writer_leaves_a_lock_that_names_another_thread() {
         "its own lock is released"
     );
 }
+
+/// A writer word naming a live thread with its own stamp is a live writer's (a timed lock
+/// times out); with another stamp it is a dead writer's whose TID that thread got: taken
+/// over within the deadline. Garbage owner bits (bit 30, a stamp without a TID) are
+/// taken over too.
+#[test]
+#[cfg(not(miri))]
+fn a_live_tid_with_another_stamp_is_a_dead_writers() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let t = std::thread::spawn(move || {
+        tx.send(owner::current_stamped()).unwrap();
+        let _ = done_rx.recv();
+    });
+    let live = rx.recv().unwrap();
+    let stamp = (live & owner::STAMP_MASK) >> owner::STAMP_SHIFT;
+    let s = SeqLock::new(0u64);
+    let soon = || Some(Instant::now() + Duration::from_millis(20));
+    let later = || Some(Instant::now() + Duration::from_secs(10));
+    for garbage in [1 << 30 | live, owner::STAMP_MASK] {
+        s.writer.store(garbage, Ordering::Relaxed);
+        assert_eq!(s.lock_writer_until(soon()), Ok(false), "{garbage:#x}");
+        s.unlock_writer();
+    }
+    if stamp != 0 {
+        s.writer.store(live, Ordering::Relaxed);
+        assert_eq!(s.lock_writer_until(soon()), Err(Timeout), "live");
+        let other = live & owner::STAMPED_TID_MASK | (stamp % 255 + 1) << owner::STAMP_SHIFT;
+        s.writer.store(other | WAITERS, Ordering::Relaxed);
+        assert_eq!(s.lock_writer_until(later()), Ok(false), "another stamp");
+        s.unlock_writer();
+        assert_eq!(s.writer.load(Ordering::Relaxed), 0);
+    } else {
+        eprintln!("skipped the stamp half: /proc shows no start time here");
+    }
+    drop(done_tx);
+    t.join().unwrap();
+}

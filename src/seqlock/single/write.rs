@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use bytemuck::Pod;
 
 use super::{
-    SeqLock, SeqLockWriteGuard, Slept, TID_MASK, WAITERS, is_writing, owner_of,
-    unreachable_no_deadline, writer_is_gone, writer_is_gone_watched,
+    SeqLock, SeqLockWriteGuard, Slept, WAITERS, is_writing, owner_of, unreachable_no_deadline,
+    writer_is_gone, writer_is_gone_watched,
 };
 use crate::futex;
 use crate::lock::{LockResult, OwnerDied, TimedLockError};
@@ -35,7 +35,7 @@ impl<T: Pod> SeqLock<T> {
     /// Takes the writer lock before `deadline`. `Ok(torn)`: see [`lock_writer`](Self::lock_writer).
     #[inline]
     pub(crate) fn lock_writer_until(&self, deadline: Option<Instant>) -> Result<bool, Timeout> {
-        let me = owner::current() & TID_MASK;
+        let me = owner::current_stamped();
         // Acquire: pairs with the previous owner's Release swap in `unlock_writer`, so its
         // data and `seq` stores are visible to us (`update` reads the old value, and we
         // continue its sequence).
@@ -164,7 +164,7 @@ impl<T: Pod> SeqLock<T> {
     /// live writer holds it. No futex wait; at most one probe.
     #[cold]
     pub(crate) fn try_lock_writer_probed(&self, dead: &mut u32) -> Option<bool> {
-        let me = owner::current() & TID_MASK;
+        let me = owner::current_stamped();
         let mut probed = false;
         // Bounded: each failed CAS means the word changed under us; give up after a few.
         for _ in 0..4 {
@@ -239,7 +239,7 @@ impl<T: Pod> SeqLock<T> {
     /// an allocator between a lock and its release: the lock is its parent's).
     #[inline]
     pub(crate) fn unlock_writer(&self) {
-        let me = owner::current() & TID_MASK;
+        let me = owner::current_stamped();
         // Relaxed: the compare-exchange below orders.
         let mut w = self.writer.load(Ordering::Relaxed);
         // Bounded: only a waiter setting `WAITERS` (once each) or a peer rewriting the
