@@ -816,6 +816,14 @@ fn mutex(w: u32, depth: Option<u32>, opts: Opts) -> Reading {
     })
 }
 
+/// The reader a `RawRwLock` reader slot names: its TID and the stamp of its start time,
+/// as a `RawMutex` word keeps them; `None` for a free slot or garbage (bits 30 or 31, a
+/// stamp without a TID).
+fn slot_reader(v: u32) -> Option<(u32, u32)> {
+    let tid = v & TID_MASK_MUTEX;
+    (v >> 30 == 0 && tid != 0).then_some((tid, (v & MUTEX_STAMP_MASK) >> MUTEX_STAMP_SHIFT))
+}
+
 /// A `RawRwLock`: the state word and the reader slots.
 fn rwlock(view: &ReadOnlyRegion, at: u64, opts: Opts) -> Option<Reading> {
     let w = view.load_u32(at)?;
@@ -828,10 +836,10 @@ fn rwlock(view: &ReadOnlyRegion, at: u64, opts: Opts) -> Option<Reading> {
         .field("owner_died", json!(owner_died));
     let mut readers = Vec::new();
     for slot in 0..RW_READER_SLOTS {
-        let tid = view.load_u32(at.checked_add(8 + 4 * slot)?)?;
-        slots.push(tid);
-        if tid != 0 && tid <= MAX_TID {
-            readers.push(probes.probe(tid));
+        let v = view.load_u32(at.checked_add(8 + 4 * slot)?)?;
+        slots.push(v);
+        if let Some((tid, stamp)) = slot_reader(v) {
+            readers.push(probes.probe_stamped(tid, stamp));
         }
     }
     let overflow = w & RW_COUNT_MASK;
@@ -892,10 +900,12 @@ fn rwlock(view: &ReadOnlyRegion, at: u64, opts: Opts) -> Option<Reading> {
         let list: Vec<String> = slots
             .iter()
             .enumerate()
-            .map(|(i, &tid)| match tid {
-                0 => format!("{i}: free"),
-                t if t > MAX_TID => format!("{i}: garbage {t:#010x}"),
-                t => format!("{i}: {}", probes.probe(t).text()),
+            .map(|(i, &v)| match (v, slot_reader(v)) {
+                (0, _) => format!("{i}: free"),
+                (_, None) => format!("{i}: garbage {v:#010x}"),
+                (_, Some((tid, stamp))) => {
+                    format!("{i}: {}", probes.probe_stamped(tid, stamp).text())
+                }
             })
             .collect();
         r.details.push(format!("reader slots: {}", list.join("; ")));

@@ -20,9 +20,9 @@
 //!   *stamp* ([`current_stamped`], [`stamp_of`]: 8 bits of the holder thread's start
 //!   time) is probed with [`probe_stamped`], which reads a live thread with another stamp
 //!   as dead, and so leaves 1 reuse in 255 undetected. `RawMutex` words (and everything
-//!   built on them) and seqlock writer words are stamped; the `RwLock`'s words (a writer
-//!   in 24 bits beside 5 flags, reader slots) and the histogram's owner words (which
-//!   carry a nonce of their own) are not.
+//!   built on them), seqlock writer words and `RwLock` reader slots are stamped; the
+//!   `RwLock`'s state word (a writer in 24 bits beside 5 flags) and the histogram's owner
+//!   words (which carry a nonce of their own) are not.
 //!
 //! A process that was killed but not yet reaped by its parent is a zombie: `kill(pid, 0)`
 //! still succeeds for it. The same holds for a main thread that called `pthread_exit`

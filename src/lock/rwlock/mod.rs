@@ -96,11 +96,17 @@
 //!   *unregistered* (counted in the state), and their deaths are not recovered (use
 //!   [`RwLock::write_timeout`] where that can happen). Slots are claimed per lock, so a
 //!   reader freeing one lets the next reader register.
-//! - **TID reuse and PID namespaces**, as for a writer: a dead reader whose TID the kernel
-//!   has handed to a new thread reads as alive (its lock leaks until that thread exits).
+//! - **TID reuse and PID namespaces**: a slot records its reader's TID and the stamp of its
+//!   start time, as a [`RawMutex`](crate::RawMutex) word records its holder (see "TID
+//!   reuse, and the stamp" there), so a dead reader whose TID the kernel has handed to a
+//!   new thread reads dead unless the new thread's stamp is its own (1 in 255): then its
+//!   lock leaks until that thread exits. The state word names a writer by its TID alone
+//!   (its 24-bit field has no room for a stamp): a dead writer whose TID was reused reads
+//!   as alive until that thread exits, and waits on it last as long (timed calls return).
 //! - **Hostile bytes** in slots: any value is safe (no panic, no UB, bounded loops). A value
-//!   above 2^22 names no thread and is freed; a dead TID is freed; a live TID holds writers
-//!   out as a live reader would (timed calls return). A peer that writes arbitrary bytes
+//!   with bit 30 or 31 set, or a stamp without a TID, names no thread and is freed; a dead
+//!   TID, or a live one with another stamp, is freed; a live TID with its own stamp (or
+//!   none) holds writers out as a live reader would (timed calls return). A peer that writes arbitrary bytes
 //!   into a lock can always break its exclusion, e.g. by freeing a live reader's slot.
 //! - **Cost**: a read lock is one compare-exchange (the slot) and one load (the state); a
 //!   read unlock one swap and one load. No syscall. The slots share the state's cache line
@@ -125,7 +131,9 @@
 //!
 //! `tests/locks_typed.rs` shows both.
 //!
-//! Limits: as for [`RawMutex`](super::raw_mutex#limits). On fork with a guard held: a
+//! Limits: as for [`RawMutex`](super::raw_mutex#limits), except that a writer is named by
+//! its TID alone, without a stamp (see the reader recovery's limits above): a dead writer
+//! whose TID the kernel handed to a live thread reads as alive. On fork with a guard held: a
 //! write guard's copy in the child does nothing when dropped, also once the child has
 //! taken the write lock itself, and neither does a read guard's (each guard remembers the
 //! thread that took it). A copy mapped stays a copy, and a copy downgraded gives a read

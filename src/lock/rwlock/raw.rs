@@ -186,7 +186,7 @@ impl RawRwLock {
     /// Release it with [`read_unlock`](Self::read_unlock) on the same thread.
     #[inline]
     pub fn read(&self) -> Acquired {
-        let me = owner::current();
+        let me = owner::current_stamped();
         match self.read_registered(me) {
             Ok(a) => a,
             Err(_) => loop {
@@ -200,10 +200,11 @@ impl RawRwLock {
     /// Takes a read lock if no writer holds it, without waiting. Does not probe a holding
     /// writer (see [`RawMutex::try_lock`](crate::lock::RawMutex::try_lock)).
     pub fn try_read(&self) -> Option<Acquired> {
-        self.try_read_as(owner::current())
+        self.try_read_as(owner::current_stamped())
     }
 
-    /// [`try_read`](Self::try_read) for `me`, the calling thread's TID.
+    /// [`try_read`](Self::try_read) for `me`, the calling thread's stamped id (what its
+    /// reader slot records).
     fn try_read_as(&self, me: u32) -> Option<Acquired> {
         for _ in 0..TRY_LIMIT {
             match self.read_registered(me) {
@@ -230,7 +231,7 @@ impl RawRwLock {
 
     /// [`read`](Self::read) giving up at `deadline`; `None` means it passed.
     pub fn read_until(&self, deadline: Instant) -> Option<Acquired> {
-        let me = owner::current();
+        let me = owner::current_stamped();
         match self.read_registered(me) {
             Ok(a) => Some(a),
             Err(_) => self.read_contended(me, Some(deadline)),
@@ -382,7 +383,7 @@ impl RawRwLock {
     /// call until it locks again.
     #[inline]
     pub unsafe fn read_unlock(&self) {
-        match self.own_slot(owner::current()) {
+        match self.own_slot(owner::current_stamped()) {
             Some(slot) => self.free_slot(slot),
             None => self.read_unlock_overflow(),
         }

@@ -4,8 +4,10 @@
 //!
 //! # Invariant
 //!
-//! A slot is [`FREE`] or holds a TID (or, from a hostile peer, garbage naming no thread).
-//! A slot holding `tid` stands for one read lock of thread `tid`, held or about to be
+//! A slot is [`FREE`] or holds a reader's stamped id: its TID in bits 0..22 and the stamp
+//! of its start time in bits 22..30, as a `RawMutex` word records its holder (or, from a
+//! hostile peer, garbage naming no thread: bits 30 or 31, or a stamp without a TID). A
+//! slot holding `tid` stands for one read lock of thread `tid`, held or about to be
 //! checked against the state. Only thread `tid` writes `tid` into a slot (compare-exchange
 //! `FREE -> tid`) and frees it again (a store of `FREE`); anyone else frees it only by a
 //! compare-exchange `tid -> FREE` after probing `tid` dead (or finding that it names no
@@ -25,8 +27,9 @@ use super::raw::{
 use crate::failpoint::{self, Point};
 use crate::futex;
 use crate::lock::raw_mutex::Acquired;
+use crate::owner;
 use crate::sync::{AtomicU32, Ordering, spin_loop};
-use crate::wait::{SPIN_LIMIT, Slices, Tid, Watch, holder_is_dead};
+use crate::wait::{SPIN_LIMIT, Slices, Tid, Watch, stamped_holder_is_dead};
 
 /// How many read locks can be registered for recovery at once (the slot table's length).
 /// 14 slots and the two state words fill one 64-byte cache line. Under loom, 2, so that
@@ -235,12 +238,18 @@ impl RawRwLock {
         for (i, slot) in self.readers.iter().enumerate() {
             // Relaxed: a snapshot; the compare-exchange below frees the slot.
             let tid = slot.load(Ordering::Relaxed);
+            // A live TID whose start time gives another stamp is a new thread that reused
+            // a dead reader's TID: dead (see `owner::probe_stamped`).
             let dead = tid != FREE
-                && match watches.as_deref_mut() {
+                && match Tid::parse(tid & owner::STAMPED_TID_MASK) {
+                    _ if tid & !(owner::STAMPED_TID_MASK | owner::STAMP_MASK) != 0 => true,
+                    None => true,
                     // A draining writer watches each slot's reader: after the first
                     // probes, a `poll` each (see `owner::Watch`).
-                    Some(w) => Tid::parse(tid).is_none_or(|t| w[i].is_dead(t)),
-                    None => holder_is_dead(tid),
+                    Some(t) => match watches.as_deref_mut() {
+                        Some(w) => w[i].stamped_is_dead(t, tid),
+                        None => stamped_holder_is_dead(tid),
+                    },
                 };
             if !dead {
                 continue;
@@ -272,5 +281,42 @@ impl RawRwLock {
     #[doc(hidden)]
     pub fn reader_slots(&self) -> &[AtomicU32] {
         &self.readers
+    }
+}
+
+#[cfg(all(test, not(loom), not(miri)))]
+mod tests {
+    use super::*;
+
+    /// A reader slot naming a live thread with its own stamp is a live reader's: a timed
+    /// write lock waits for it and times out. With another stamp it is a dead reader's
+    /// whose TID that thread got: the writer frees the slot and takes the lock in time.
+    #[test]
+    fn a_slot_naming_a_live_tid_with_another_stamp_is_a_dead_readers() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            tx.send(owner::current_stamped()).unwrap();
+            let _ = done_rx.recv();
+        });
+        let live = rx.recv().unwrap();
+        let stamp = (live & owner::STAMP_MASK) >> owner::STAMP_SHIFT;
+        if stamp != 0 {
+            let l = RawRwLock::new();
+            let soon = Instant::now() + std::time::Duration::from_millis(20);
+            l.readers[5].store(live, Ordering::Relaxed);
+            assert!(l.write_until(soon).is_none(), "a live reader");
+            let other = live & owner::STAMPED_TID_MASK | (stamp % 255 + 1) << owner::STAMP_SHIFT;
+            l.readers[5].store(other, Ordering::Relaxed);
+            let later = Instant::now() + std::time::Duration::from_secs(10);
+            assert!(l.write_until(later).is_some(), "a dead reader's slot");
+            assert_eq!(l.readers[5].load(Ordering::Relaxed), FREE);
+            // SAFETY: this thread holds the write lock.
+            unsafe { l.write_unlock() };
+        } else {
+            eprintln!("skipped: /proc shows no start time here");
+        }
+        drop(done_tx);
+        t.join().unwrap();
     }
 }

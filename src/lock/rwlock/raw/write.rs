@@ -331,8 +331,10 @@ impl RawRwLock {
         if !ours(self.state.load(Ordering::Relaxed)) {
             return false;
         }
+        // The slot records the reader's stamped id, the state the writer's TID alone.
+        let reader = owner::current_stamped();
         for round in 0..=SPIN_LIMIT {
-            if self.claim_slot(me).is_some() {
+            if self.claim_slot(reader).is_some() {
                 failpoint::hit(Point::RwDowngradeClaimed);
                 // SAFETY: the caller holds the write lock (checked above: the state names
                 // this thread); our read lock (the slot) goes on protecting the data.
