@@ -608,6 +608,17 @@ impl RawMutex {
         None
     }
 
+    /// Whether the word names the calling thread's TID, whatever its stamp (a snapshot;
+    /// garbage never does): the cheap check before
+    /// [`recover_from_reused_tid`](Self::recover_from_reused_tid).
+    #[inline]
+    pub(crate) fn names_my_tid(&self) -> bool {
+        // Relaxed: only the calling thread writes its TID into the word.
+        let w = self.word.load(Ordering::Relaxed);
+        // A TID is nonzero, so a word whose TID part is ours is not garbage.
+        w & TID_MASK == owner::current_stamped() & TID_MASK
+    }
+
     /// Whether the `OWNER_DIED` mark is set (a snapshot, exact for the holder).
     pub fn mark_is_set(&self) -> bool {
         // Relaxed: the holder reads its own word; for others it is a snapshot.

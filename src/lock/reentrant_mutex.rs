@@ -363,6 +363,9 @@ impl RawReentrantMutex {
             // A word naming its TID, whatever its stamp, is a dead owner's. `None` if the
             // word names another thread or none, or changed meanwhile: take the lock the
             // usual way.
+            if !self.raw.names_my_tid() {
+                return None;
+            }
             return self.raw.recover_from_reused_tid().map(|a| self.fresh(a));
         }
         // Named with its own stamp: nested. (With another stamp, a dead thread's whose TID
@@ -398,7 +401,7 @@ impl RawReentrantMutex {
 // several guards never give `&mut T`. A fresh acquisition synchronises with the previous
 // owner's release (`RawMutex`).
 unsafe impl RawLockShared for RawReentrantMutex {
-    /// The TID of the thread that made the acquisition (a forked child's copy of a guard
+    /// The stamped id of the thread that made the acquisition (a forked child's copy of a guard
     /// releases nothing, see `unlock_shared`).
     type Token = u32;
 
@@ -437,14 +440,15 @@ unsafe impl RawLockShared for RawReentrantMutex {
         a.ok_or(Timeout)
     }
 
+    /// The stamped id (as the lock word records it: one thread-local for both).
     #[inline]
     fn token(&self) -> u32 {
-        crate::owner::current()
+        crate::owner::current_stamped()
     }
 
     #[inline]
     unsafe fn unlock_shared(&self, made_by: u32) {
-        if crate::owner::current() != made_by {
+        if crate::owner::current_stamped() != made_by {
             // A copy in a forked child: the acquisition is its parent's. The lock word may
             // name the child by now (it took the lock itself, under guards of its own that
             // this must not count down or release).
@@ -474,7 +478,7 @@ unsafe impl RawLockShared for RawReentrantMutex {
     }
 
     fn mark_consistent_shared(&self, made_by: u32) {
-        if crate::owner::current() != made_by {
+        if crate::owner::current_stamped() != made_by {
             return;
         }
         // Applies only if the calling thread owns the lock: `RawMutex::mark_consistent`
