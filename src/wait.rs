@@ -182,15 +182,6 @@ impl Slices {
         }
     }
 
-    /// Whether the holder named by the TID bits `bits` is gone ([`holder_is_dead`]), asked
-    /// through this wait's watch: after the first probe of a holder, further probes of it
-    /// are one `poll`.
-    pub(crate) fn holder_is_dead(&mut self, bits: u32) -> bool {
-        let dead = Tid::parse(bits).is_none_or(|tid| self.watch.is_dead(tid));
-        self.probed();
-        dead
-    }
-
     /// After a probe: where every probe is a full one, probe no more often than a word
     /// wait.
     fn probed(&mut self) {
@@ -199,11 +190,26 @@ impl Slices {
         }
     }
 
-    /// [`holder_is_dead`](Self::holder_is_dead) for the bits of a stamped word (TID and
-    /// stamp, see [`stamped_holder_is_dead`]).
+    /// Whether the holder that the bits of a stamped word (TID and stamp, see
+    /// [`stamped_holder_is_dead`]) name is gone, asked through this wait's watch: after the
+    /// first probes of a holder, further probes of it are one `poll`.
     pub(crate) fn stamped_holder_is_dead(&mut self, bits: u32) -> bool {
         let dead = Tid::parse(bits & crate::owner::STAMPED_TID_MASK)
             .is_none_or(|tid| self.watch.stamped_is_dead(tid, bits));
+        self.probed();
+        dead
+    }
+
+    /// Whether the holder `key` names (its TID in `tid_bits`) is gone, with `full` as its
+    /// full probe: for words that record a holder in their own way (see
+    /// [`Watch::judge`]).
+    pub(crate) fn holder_is_dead_by(
+        &mut self,
+        tid_bits: u32,
+        key: u32,
+        full: impl FnOnce() -> bool,
+    ) -> bool {
+        let dead = Tid::parse(tid_bits).is_none_or(|tid| self.watch.judge(tid, key, full));
         self.probed();
         dead
     }
@@ -273,6 +279,7 @@ pub(crate) fn past(deadline: Option<Instant>) -> bool {
 /// Whether the holder named by the TID bits `bits` of a word (read from shared memory) is
 /// gone: bits that name no possible thread ([`Tid::parse`] refuses them) answer at once,
 /// others are probed (a syscall: slow paths only).
+#[cfg(not(loom))]
 #[inline]
 pub(crate) fn holder_is_dead(bits: u32) -> bool {
     Tid::parse(bits).is_none_or(Tid::is_dead)

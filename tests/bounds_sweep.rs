@@ -115,7 +115,8 @@ impl std::fmt::Display for Val {
 /// The flag bits combined with each base: every primitive's flags live in these (mutex
 /// `CONTENDED`/`OWNER_DIED` 31/30, rwlock `WRITE_LOCKED`/`OWNER_DIED`/waiting bits
 /// 27/28/30/31, seqlock `WAITERS` 31, barrier `SLEEPERS`/`BROKEN` 30/31), and bits 27/28
-/// are unknown bits to the mutex.
+/// are stamp bits to the mutex and the seqlock (a live base with them names a dead holder,
+/// unless the stamp is by chance the live thread's own).
 const FLAGS: [u32; 6] = [
     0,
     1 << 31,
@@ -1027,7 +1028,8 @@ fn queue_calls_return_within_their_bounds_whatever_the_words() {
     let mut s = Sweep::new("queue");
     let ids = s.ids;
     // The lock word, with the queue empty and full. A live holder only with the flags a
-    // real lock word has: unknown bits make the word garbage, which is taken over at once.
+    // real lock word has: other bits are its stamp, which may match the live thread's own
+    // by chance (a live holder) or not (a dead one's), left to the mutex sweep.
     // (Raw 1..=3 name pid 1 and kernel threads: live holders too, left to the mutex sweep.)
     let lock_values = values().into_iter().filter(|v| match v {
         Val::Id(_, f) if v.names_live() => *f == 0 || *f == 1 << 31,

@@ -2099,7 +2099,7 @@ fn a_held_recv_side_reports_a_garbage_lock_word_as_corrupt() {
     ch.send(b"one").unwrap();
     let mut side = ch.recv_side().unwrap();
     let (_, w32) = ch.hostile_words();
-    // Word 1 is the receive lock (`hostile_words`' docs); a word with unknown bits.
+    // Word 1 is the receive lock (`hostile_words`' docs); a stamp without a TID.
     w32[1].store(0x3F00_0000, Ordering::Relaxed);
     let mut out = Vec::new();
     assert_eq!(side.recv(&mut out), Err(RecvError::Corrupt));

@@ -826,6 +826,59 @@ fn mutex_is_recovered_from_a_dead_holder_whose_pid_a_live_process_reused() {
     );
 }
 
+/// A prober in another time namespace (whose `/proc` shows every start time shifted by
+/// its boot-time offset) must not read a live holder as dead for its stamp: it judges the
+/// holder by its TID alone, and its timed lock times out. Needs `CAP_SYS_ADMIN` and Linux
+/// 5.6 (skipped elsewhere).
+#[test]
+fn a_prober_in_another_time_namespace_does_not_take_a_live_holders_lock() {
+    watchdog(Duration::from_secs(60));
+    let mem = SharedMem::<Arena>::new(1);
+    let a = mem.get();
+    let g = a.m.lock().unwrap();
+    // Exit codes: 0 timed out (right), 1 took the live holder's lock, 2 acquired it
+    // cleanly, 4 no time namespace here.
+    let child = fork_children(1, |_| {
+        // SAFETY: `unshare` changes only this process's namespaces; the offsets file is
+        // written before any process enters the new namespace, as the kernel requires.
+        let code = if unsafe { libc::unshare(libc::CLONE_NEWTIME) } != 0
+            || std::fs::write("/proc/self/timens_offsets", "boottime 7 0").is_err()
+        {
+            4
+        } else {
+            // The new time namespace is for children: fork one to probe from it.
+            let pid = fork_children(1, |_| {
+                let code = match a.m.lock_timeout(Duration::from_millis(300)) {
+                    Err(shmstate::TimedLockError::Timeout) => 0,
+                    Err(shmstate::TimedLockError::OwnerDied(_)) => 1,
+                    Ok(_) => 2,
+                };
+                // SAFETY: ends the forked child at once.
+                unsafe { libc::_exit(code) };
+            })[0];
+            let mut status = 0;
+            // SAFETY: reaping our own child.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                3
+            }
+        };
+        // SAFETY: ends the forked child at once.
+        unsafe { libc::_exit(code) };
+    })[0];
+    let mut status = 0;
+    // SAFETY: reaping our own child.
+    unsafe { libc::waitpid(child, &mut status, 0) };
+    drop(g);
+    assert!(libc::WIFEXITED(status), "status {status:#x}");
+    match libc::WEXITSTATUS(status) {
+        4 => eprintln!("skipped: cannot make a time namespace here"),
+        code => assert_eq!(code, 0, "1: a live holder's lock was taken; 2: acquired"),
+    }
+}
+
 /// Locks with `lock`, forks, drops the guard in the parent; the child locks again, gives
 /// its copy of the parent's guard to `dispose` (drops it, maps it, downgrades it), and
 /// exits 0 if `held` (its own lock) still holds.

@@ -260,7 +260,8 @@ fn hostile_reader_slots_never_hang_or_let_a_writer_beside_a_live_reader() {
         pids[0] as u32
     };
     let me = locks_support::gettid();
-    for v in [u32::MAX, 1 << 31, (1 << 22) + 1, dead, me, 1] {
+    // (A slot is a TID in bits 0..22 and a stamp above: 1 << 23 is a stamp without a TID.)
+    for v in [u32::MAX, 1 << 31, 1 << 23, dead, me, 1] {
         let l = RwLock::new(0u8);
         let fill = || {
             for s in l.raw().reader_slots() {

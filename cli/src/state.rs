@@ -70,8 +70,6 @@ pub(crate) const SEQ_WAITERS: u32 = 1 << 31;
 const EVENT_WAITERS: u32 = 1 << 1;
 const BARRIER_SLEEPERS: u32 = 1 << 30;
 const BARRIER_BROKEN: u32 = 1 << 31;
-/// The kernel's `PID_MAX_LIMIT`: no TID is larger.
-pub(crate) const MAX_TID: u32 = 1 << 22;
 
 /// One object's state: a line for people, fields for `--json`, and whether it needs a
 /// person's attention (a dead holder, a torn seqlock, a broken barrier).
@@ -732,7 +730,7 @@ impl Holder {
             let mut fields = rest.unwrap_or("").split_ascii_whitespace();
             let state = fields.next().and_then(|f| f.chars().next());
             let start = fields.nth(22 - 4).and_then(|f| f.parse::<u64>().ok());
-            let reused = stamp != 0 && start.is_some_and(|t| (t % 255) as u32 + 1 != stamp);
+            let reused = start.is_some_and(|t| !stamp_matches(stamp, t));
             !matches!(state, Some('Z' | 'X' | 'x') | None) && !reused
         });
         let comm = std::fs::read_to_string(format!("/proc/{tid}/comm"))
@@ -756,16 +754,28 @@ impl Holder {
     }
 }
 
+/// A lock word's record of its holder's start time, against a live thread's start time
+/// `start` (clock ticks since boot): 0 matches any; 1 to 255 is the 8-bit stamp of a
+/// `RawMutex` word, seqlock writer or reader slot, `(start % 255) + 1`; with
+/// [`STAMP5`] set, the 5-bit stamp of an `RwLock` writer, `(start % 255) % 31 + 1`.
+fn stamp_matches(stamp: u32, start: u64) -> bool {
+    let eight = (start % 255) as u32 + 1;
+    match stamp {
+        0 => true,
+        s if s & STAMP5 != 0 => s & !STAMP5 == (eight - 1) % 31 + 1,
+        s => s == eight,
+    }
+}
+
+/// Marks a stamp passed to [`Holder::probe_stamped`] as an `RwLock` writer's 5-bit one.
+const STAMP5: u32 = 1 << 8;
+
 /// The threads probed while reading one object, by TID: a batch writer that died holds
 /// every stripe of a `SeqLockArray`, which is then one probe, not one per stripe.
 #[derive(Default)]
 pub(crate) struct Probes(HashMap<(u32, u32), Holder>);
 
 impl Probes {
-    pub(crate) fn probe(&mut self, tid: u32) -> Holder {
-        self.probe_stamped(tid, 0)
-    }
-
     /// [`Holder::probe_stamped`], once per TID and stamp.
     pub(crate) fn probe_stamped(&mut self, tid: u32, stamp: u32) -> Holder {
         self.0
@@ -843,18 +853,25 @@ fn rwlock(view: &ReadOnlyRegion, at: u64, opts: Opts) -> Option<Reading> {
         }
     }
     let overflow = w & RW_COUNT_MASK;
-    let mut text = if w & !RW_KNOWN != 0 {
+    // Beside `WRITE_LOCKED`, bits 22..27 are the writer's 5-bit stamp.
+    let known = if w & RW_WRITE_LOCKED != 0 {
+        RW_KNOWN | 0x7 << 24
+    } else {
+        RW_KNOWN
+    };
+    let mut text = if w & !known != 0 {
         r.unhealthy = true;
         r = r.field("lock", json!("garbage"));
         format!("garbage lock word {w:#010x}")
     } else if w & RW_WRITE_LOCKED != 0 {
-        let tid = w & RW_COUNT_MASK;
-        if tid == 0 || tid > MAX_TID {
+        let tid = w & TID_MASK_MUTEX;
+        if tid == 0 {
             r.unhealthy = true;
             r = r.field("lock", json!("garbage"));
             format!("write-locked by no thread ({w:#010x})")
         } else {
-            let h = probes.probe(tid);
+            let stamp = (w >> MUTEX_STAMP_SHIFT) & 0x1F;
+            let h = probes.probe_stamped(tid, if stamp == 0 { 0 } else { stamp | STAMP5 });
             r.unhealthy = !h.alive;
             let t = format!("write-locked by {}", h.text());
             r = r.field("lock", json!("write")).field("holder", h.json());

@@ -116,9 +116,19 @@
 //!     is why every wait has a timed variant;
 //!   - where `/proc` cannot tell (not mounted for this PID namespace, a failed read: the
 //!     stamp is 0, "unknown"), the word is judged by its TID alone, as before;
-//!   - start times are shown shifted by the reader's time namespace, so processes that
-//!     share a lock must share one (as they must share a PID namespace): a prober in
-//!     another would read a live holder's stamp as another and take its lock.
+//!   - `/proc` shows start times shifted by the *reader's* time namespace, so a stamp
+//!     that does not match counts only if the holder is in the prober's time namespace
+//!     (`/proc/<tid>/ns/time`, two `readlink`s on that path only); else, and where that
+//!     link cannot be read (it needs ptrace read access: another user's thread, or a
+//!     process that made itself non-dumpable), the holder is judged by its TID alone, as
+//!     before (test
+//!     `a_prober_in_another_time_namespace_does_not_take_a_live_holders_lock`);
+//!   - a process restored by CRIU keeps its threads' cached stamps, but not their start
+//!     times: others would read its live lock holders as dead. Checkpointing a process
+//!     that shares locks is not supported;
+//!   - a thread's first stamped lock reads its start time: a `gettid`, and an `open`,
+//!     `read` and `close` of `/proc/<tid>/stat` (plus, once per process, a `readlink` of
+//!     `/proc/self`); later locks read the cached value.
 //! - **Zombies.** Without a readable `/proc`, a killed process reads as alive until its
 //!   parent reaps it.
 //! - **Fork with a guard held.** A forked child inherits copies of its parent's guards but
@@ -310,9 +320,10 @@ impl RawMutex {
         }
     }
 
-    /// Takes the lock if it is free (or its word is garbage), without waiting and without
-    /// a syscall. Returns `None` if it is held, even if its holder is dead: recovering a
-    /// dead owner needs a probe, which [`lock`](Self::lock) and
+    /// Takes the lock if it is free (or its word is garbage, or names a dead thread whose
+    /// TID the caller got: the caller's TID with another stamp), without waiting and
+    /// without a syscall. Returns `None` if it is held, even if its holder is dead:
+    /// recovering a dead owner needs a probe, which [`lock`](Self::lock) and
     /// [`lock_until`](Self::lock_until) do.
     #[inline]
     pub fn try_lock(&self) -> Option<Acquired> {
@@ -330,7 +341,12 @@ impl RawMutex {
     #[cold]
     fn try_lock_slow(&self, me: u32, mut w: u32) -> Option<Acquired> {
         for _ in 0..TRY_LIMIT {
-            let flags = takeable(w)?;
+            // A dead thread's word with the caller's TID needs no probe: taken too.
+            let flags = match takeable(w) {
+                Some(flags) => flags,
+                None if names_my_tid_elsewhere(w, me) => OWNER_DIED | (w & CONTENDED),
+                None => return None,
+            };
             match self.take(w, me | flags) {
                 Ok(a) => return Some(a),
                 Err(now) => w = now,
@@ -728,12 +744,39 @@ mod tests {
                 continue;
             }
             m.word.store(word, Ordering::Relaxed);
-            assert_eq!(m.lock(), Acquired::OwnerDied, "{word:#x}");
+            assert_eq!(
+                m.try_lock(),
+                Some(Acquired::OwnerDied),
+                "try_lock {word:#x}"
+            );
+            // SAFETY: this thread holds the lock.
+            unsafe { m.unlock() };
+            m.word.store(word | CONTENDED, Ordering::Relaxed);
+            // Timed, so that a regression fails instead of waiting on itself for good.
+            let a = m.lock_timeout(Duration::from_secs(10));
+            assert_eq!(a, Some(Acquired::OwnerDied), "{word:#x}");
             assert!(m.is_owned_by_current_thread());
             // SAFETY: this thread holds the lock.
             unsafe { m.unlock() };
             assert!(!m.is_locked());
         }
+        // The blocking lock's own path (not through `try_lock`), on a thread of its own so
+        // that a regression, which would wait on itself for good, fails the test.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let m2 = std::sync::Arc::new(RawMutex::new());
+        let m3 = m2.clone();
+        std::thread::spawn(move || {
+            // Stamp 0 (unknown): the probe would read the caller alive; only the rule
+            // that the caller's TID with another stamp is not its own takes it.
+            let word = owner::current_stamped() & TID_MASK;
+            m3.word.store(word, Ordering::Relaxed);
+            let a = m3.lock();
+            // SAFETY: this thread holds the lock.
+            unsafe { m3.unlock() };
+            let _ = tx.send(a);
+        });
+        let a = rx.recv_timeout(Duration::from_secs(30));
+        assert_eq!(a, Ok(Acquired::OwnerDied), "lock() waited on itself");
         m.word.store(me, Ordering::Relaxed);
         assert_eq!(
             m.lock_timeout(Duration::from_millis(20)),

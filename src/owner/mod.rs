@@ -20,9 +20,10 @@
 //!   *stamp* ([`current_stamped`], [`stamp_of`]: 8 bits of the holder thread's start
 //!   time) is probed with [`probe_stamped`], which reads a live thread with another stamp
 //!   as dead, and so leaves 1 reuse in 255 undetected. `RawMutex` words (and everything
-//!   built on them), seqlock writer words and `RwLock` reader slots are stamped; the
-//!   `RwLock`'s state word (a writer in 24 bits beside 5 flags) and the histogram's owner
-//!   words (which carry a nonce of their own) are not.
+//!   built on them), seqlock writer words and `RwLock` reader slots are stamped; an
+//!   `RwLock` writer carries 5 bits of the stamp (its state word has no room for more:
+//!   [`probe_started`] takes any test of the start time); the histogram's owner words
+//!   (which carry a nonce of their own) are not.
 //!
 //! A process that was killed but not yet reaped by its parent is a zombie: `kill(pid, 0)`
 //! still succeeds for it. The same holds for a main thread that called `pthread_exit`
@@ -168,14 +169,26 @@ mod imp {
 
     #[cold]
     fn current_slow() -> u32 {
-        // A TID is a positive `pid_t`, so it fits in u32 and is never 0.
-        let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
         // Cached only with the child handler registered, so that a fork child never keeps
         // this TID (else looked up each time). Acquire: pairs with the Release store of
         // `register`.
-        if REGISTERED.load(Ordering::Acquire) != 0 || register() {
+        let cache = REGISTERED.load(Ordering::Acquire) != 0 || register();
+        let tid = loop {
+            let forks = fork_generation();
+            // A TID is a positive `pid_t`, so it fits in u32 and is never 0.
+            let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
+            if !cache {
+                break tid;
+            }
             TID.with(|t| t.set(tid));
-        }
+            // Stored, then checked: a fork (by a signal handler) anywhere before the check
+            // left its child with its parent's TID stored after its own reset; it looks
+            // again. A fork after it resets the child's copy itself.
+            if fork_generation() == forks {
+                break tid;
+            }
+            TID.with(|t| t.set(0));
+        };
         #[cfg(miri)]
         miri_threads::register(tid);
         tid
@@ -193,20 +206,31 @@ mod imp {
 
     #[cold]
     fn current_stamped_slow() -> u32 {
-        let tid = current();
-        let stamp = match stat(Some(tid)) {
-            super::ProcStat::Known { start, .. } => super::stamp_of(start),
-            _ => 0,
-        };
-        let stamped = tid | stamp << super::STAMP_SHIFT;
-        // Cached only where a fork child resets it (as the TID in `current_slow`). A
-        // failed read is cached too (stamp 0): reading again at every lock would put a
-        // syscall on the fast path of a thread whose `/proc` read fails.
+        // Cached only where a fork child resets it (as the TID in `current_slow`). Without
+        // that, stamp 0 ("unknown": probed by the TID alone): a `/proc` read at every
+        // lock would be a syscall on the fast path, and one that failed now and then
+        // would change the thread's id between a lock and its unlock.
         // Acquire: as in `current_slow`.
-        if REGISTERED.load(Ordering::Acquire) != 0 || register() {
-            STAMPED.with(|t| t.set(stamped));
+        if REGISTERED.load(Ordering::Acquire) == 0 && !register() {
+            return current();
         }
-        stamped
+        loop {
+            let forks = fork_generation();
+            let tid = current();
+            // A failed read is cached too (stamp 0), for the same reasons.
+            let stamp = match stat(Some(tid)) {
+                super::ProcStat::Known { start, .. } => super::stamp_of(start),
+                _ => 0,
+            };
+            let stamped = tid | stamp << super::STAMP_SHIFT;
+            STAMPED.with(|t| t.set(stamped));
+            // As in `current_slow`: a fork before this check (by a signal handler) left
+            // its child with its parent's ids stored after its own reset; it looks again.
+            if fork_generation() == forks {
+                return stamped;
+            }
+            STAMPED.with(|t| t.set(0));
+        }
     }
 
     /// Which threads are alive, for [`probe`] under Miri, which can neither send signals
@@ -304,13 +328,24 @@ mod imp {
     /// in [`super::STAMP_MASK`]) is alive: as [`probe`], and a live TID whose start time
     /// does not give the word's stamp (a nonzero one) is a new thread that reused a dead
     /// one's TID: dead. The start time comes from the `/proc/<tid>/stat` read that the
-    /// zombie check makes anyway, so it costs nothing more.
+    /// zombie check makes anyway, so a match costs nothing more; a mismatch counts only if
+    /// the thread is in this process's time namespace (see [`probe_started`]).
     pub(crate) fn probe_stamped(bits: u32) -> super::Liveness {
-        let id = bits & super::STAMPED_TID_MASK;
         let stamp = (bits & super::STAMP_MASK) >> super::STAMP_SHIFT;
+        probe_started(bits & super::STAMPED_TID_MASK, |start| {
+            stamp == 0 || super::stamp_of(start) == stamp
+        })
+    }
+
+    /// Whether thread `id` is alive, as [`probe`], and `started(start)` says that its
+    /// start time (clock ticks since boot) is the holder's: a live thread for which it
+    /// says no reused a dead holder's TID, and reads dead, if it is in this process's
+    /// time namespace (else its start time is shown shifted, and a live holder would read
+    /// dead). Where `/proc` cannot tell, the TID alone answers.
+    pub(crate) fn probe_started(id: u32, started: impl FnOnce(u64) -> bool) -> super::Liveness {
         #[cfg(miri)]
         {
-            let _ = stamp;
+            let _ = started;
             return probe(id);
         }
         #[cfg(not(miri))]
@@ -324,7 +359,7 @@ mod imp {
                         state: b'Z' | b'X', ..
                     } => super::Liveness::Dead,
                     super::ProcStat::Known { start, .. }
-                        if stamp != 0 && super::stamp_of(start) != stamp =>
+                        if !started(start) && same_time_namespace(id) =>
                     {
                         super::Liveness::Dead
                     }
@@ -517,8 +552,27 @@ mod imp {
     #[cfg(not(miri))]
     fn open_proc(pid: Option<u32>, file: &[u8]) -> ProcFile {
         use rustix::fs::{Mode, OFlags};
-        // "/proc/" + up to 10 digits + "/status" + NUL fits in 32 bytes.
         let mut path = [0u8; 32];
+        let Some(cpath) = proc_path(pid, file, &mut path) else {
+            return ProcFile::Unknown;
+        };
+        match rustix::fs::open(cpath, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()) {
+            Ok(fd) => ProcFile::Open(fd),
+            Err(rustix::io::Errno::NOENT | rustix::io::Errno::SRCH) => ProcFile::Gone,
+            Err(_) => ProcFile::Unknown,
+        }
+    }
+
+    /// `/proc/<pid>/<file>` (`None`: `/proc/self/<file>`; `file` starts with `/`) in
+    /// `path`, without allocating; `None` for another process's file where `/proc` is
+    /// another PID namespace's ([`proc_is_ours`]).
+    #[cfg(not(miri))]
+    fn proc_path<'a>(
+        pid: Option<u32>,
+        file: &[u8],
+        path: &'a mut [u8; 32],
+    ) -> Option<&'a core::ffi::CStr> {
+        // "/proc/" + up to 10 digits + "/status" + NUL fits in 32 bytes.
         let mut len = 0;
         let mut push = |bytes: &[u8]| {
             for &b in bytes {
@@ -533,7 +587,7 @@ mod imp {
             None => push(b"self"),
             Some(p) => {
                 if !proc_is_ours() {
-                    return ProcFile::Unknown;
+                    return None;
                 }
                 let mut digits = [0u8; 10];
                 let mut n = p;
@@ -550,13 +604,39 @@ mod imp {
             }
         }
         push(file);
-        let Ok(cpath) = core::ffi::CStr::from_bytes_until_nul(&path) else {
-            return ProcFile::Unknown;
-        };
-        match rustix::fs::open(cpath, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()) {
-            Ok(fd) => ProcFile::Open(fd),
-            Err(rustix::io::Errno::NOENT | rustix::io::Errno::SRCH) => ProcFile::Gone,
-            Err(_) => ProcFile::Unknown,
+        core::ffi::CStr::from_bytes_until_nul(path).ok()
+    }
+
+    /// Whether thread `id` sees start times as the calling process does, so that a stamp
+    /// it worked out for itself can be checked against the start time `/proc` shows here:
+    /// `/proc` shifts start times by the *reader's* time namespace, so two processes in
+    /// different ones see different start times for one thread. True if both are in one
+    /// time namespace (`/proc/<pid>/ns/time`), or if the kernel has no time namespaces;
+    /// false where it cannot be told (another user's thread, no `/proc`). No allocation;
+    /// two `readlink`s, on the probe path only where a stamp does not match.
+    #[cfg(not(miri))]
+    fn same_time_namespace(id: u32) -> bool {
+        fn link(pid: Option<u32>, out: &mut [u8; 64]) -> Result<usize, rustix::io::Errno> {
+            let mut path = [0u8; 32];
+            let cpath = proc_path(pid, b"/ns/time", &mut path).ok_or(rustix::io::Errno::INVAL)?;
+            // SAFETY: a NUL-terminated path and a writable buffer of `out.len()` bytes;
+            // `readlink` writes at most that many and returns how many (or -1).
+            let n = unsafe { libc::readlink(cpath.as_ptr(), out.as_mut_ptr().cast(), out.len()) };
+            match usize::try_from(n) {
+                Ok(n) if n < out.len() => Ok(n),
+                Ok(_) => Err(rustix::io::Errno::NAMETOOLONG),
+                // `last_os_error` reads `errno`; it does not allocate.
+                Err(_) => Err(rustix::io::Errno::from_raw_os_error(
+                    std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+                )),
+            }
+        }
+        let (mut own, mut its) = ([0u8; 64], [0u8; 64]);
+        match link(None, &mut own) {
+            Ok(n) => link(Some(id), &mut its).is_ok_and(|m| own[..n] == its[..m]),
+            // No time namespaces on this kernel (before Linux 5.6): one clock for all.
+            Err(rustix::io::Errno::NOENT) => true,
+            Err(_) => false,
         }
     }
 
@@ -623,6 +703,11 @@ mod imp {
         probe(bits & super::STAMPED_TID_MASK)
     }
 
+    /// As [`probe`] (loom threads have no start time).
+    pub(crate) fn probe_started(id: u32, _started: impl FnOnce(u64) -> bool) -> super::Liveness {
+        probe(id)
+    }
+
     /// Loom threads of a model never die: every id reads alive, except
     /// [`DEAD_UNDER_LOOM`](super::DEAD_UNDER_LOOM) and above, which models write into lock
     /// state to stand for a thread that died holding a lock.
@@ -645,7 +730,7 @@ pub const DEAD_UNDER_LOOM: u32 = 1 << 20;
 pub(crate) use imp::proc_is_ours;
 #[cfg(all(test, not(loom)))]
 use imp::proc_is_ours_cached;
-pub(crate) use imp::{current, current_stamped, probe, probe_stamped};
+pub(crate) use imp::{current, current_stamped, probe, probe_stamped, probe_started};
 
 /// Where a stamped lock word keeps its holder's stamp: 8 bits above a 22-bit TID.
 pub(crate) const STAMP_SHIFT: u32 = 22;
@@ -693,6 +778,7 @@ impl Tid {
     }
 
     /// The raw value, for a lock word.
+    #[cfg_attr(loom, allow(dead_code))]
     #[inline]
     pub(crate) fn get(self) -> u32 {
         self.0.get()
@@ -700,6 +786,7 @@ impl Tid {
 
     /// Whether no live thread has this TID now (a syscall: slow paths only). See
     /// [`probe`] for the limits (TID reuse, PID namespaces, zombies).
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn is_dead(self) -> bool {
         probe(self.get()) == Liveness::Dead
     }

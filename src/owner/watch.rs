@@ -55,7 +55,8 @@ impl Watch {
         false
     }
 
-    /// Whether `tid` no longer names a live thread.
+    /// Whether `tid` no longer names a live thread (unstamped: the unit tests' probe).
+    #[cfg(test)]
     pub(crate) fn is_dead(&mut self, tid: Tid) -> bool {
         self.judge(tid, tid.get(), || tid.is_dead())
     }
@@ -70,9 +71,9 @@ impl Watch {
         })
     }
 
-    /// [`is_dead`](Self::is_dead) of the holder `key` names (its TID `tid`), with `full`
-    /// as the full probe.
-    fn judge(&mut self, tid: Tid, key: u32, full: impl FnOnce() -> bool) -> bool {
+    /// [`is_dead`](Self::is_dead) of the holder `key` names (its TID `tid`, and whatever
+    /// else a word records of it), with `full` as the full probe.
+    pub(crate) fn judge(&mut self, tid: Tid, key: u32, full: impl FnOnce() -> bool) -> bool {
         self.probes = self.probes.wrapping_add(1);
         #[cfg(not(any(loom, miri)))]
         if let Some((watched, fd)) = &self.fd

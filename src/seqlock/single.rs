@@ -90,7 +90,7 @@
 //! module docs carry its own table (element and batch writes).
 //!
 //! Limits (those of the liveness probe): all processes must share a PID
-//! namespace (and a time namespace: see below). The `writer` word records the stamp of
+//! namespace. The `writer` word records the stamp of
 //! its owner's start time beside its TID, as a [`RawMutex`](crate::RawMutex) word does
 //! (its "TID reuse, and the stamp"), so a dead writer whose TID the kernel has already
 //! reused by a live thread is taken over, except in 1 case in 255 (the new thread's stamp

@@ -100,9 +100,10 @@
 //!   start time, as a [`RawMutex`](crate::RawMutex) word records its holder (see "TID
 //!   reuse, and the stamp" there), so a dead reader whose TID the kernel has handed to a
 //!   new thread reads dead unless the new thread's stamp is its own (1 in 255): then its
-//!   lock leaks until that thread exits. The state word names a writer by its TID alone
-//!   (its 24-bit field has no room for a stamp): a dead writer whose TID was reused reads
-//!   as alive until that thread exits, and waits on it last as long (timed calls return).
+//!   lock leaks until that thread exits. The state word has room for 5 bits of a writer's
+//!   stamp beside its TID only: a dead writer whose TID a new thread got reads alive if
+//!   their 5-bit stamps match (1 in 31), and waits on it last until that thread exits
+//!   (timed calls return).
 //! - **Hostile bytes** in slots: any value is safe (no panic, no UB, bounded loops). A value
 //!   with bit 30 or 31 set, or a stamp without a TID, names no thread and is freed; a dead
 //!   TID, or a live one with another stamp, is freed; a live TID with its own stamp (or
@@ -131,9 +132,9 @@
 //!
 //! `tests/locks_typed.rs` shows both.
 //!
-//! Limits: as for [`RawMutex`](super::raw_mutex#limits), except that a writer is named by
-//! its TID alone, without a stamp (see the reader recovery's limits above): a dead writer
-//! whose TID the kernel handed to a live thread reads as alive. On fork with a guard held: a
+//! Limits: as for [`RawMutex`](super::raw_mutex#limits), except that a writer's stamp has
+//! 5 bits, not 8 (see the reader recovery's limits above): a dead writer whose TID the
+//! kernel handed to a live thread reads as alive in 1 case in 31. On fork with a guard held: a
 //! write guard's copy in the child does nothing when dropped, also once the child has
 //! taken the write lock itself, and neither does a read guard's (each guard remembers the
 //! thread that took it). A copy mapped stays a copy, and a copy downgraded gives a read

@@ -11,21 +11,25 @@ use crate::futex;
 use crate::lock::raw_mutex::Acquired;
 use crate::owner;
 use crate::sync::{AtomicU32, Ordering, spin_loop};
-use crate::wait::{
-    SPIN_LIMIT, Slices, TRY_LIMIT, flag_waiting, holder_is_dead, past, spin_with_backoff,
-};
+use crate::wait::{SPIN_LIMIT, Slices, TRY_LIMIT, flag_waiting, past, spin_with_backoff};
 
 // The writer side (lock, unlock, downgrade) is its own file; as a child module it sees
 // this file's private state-word helpers.
 mod write;
 
-/// Overflow reader count, or the writer's TID when `WRITE_LOCKED`.
+/// Overflow reader count (without `WRITE_LOCKED`).
 const COUNT_MASK: u32 = 0x00FF_FFFF;
-/// The kernel's `PID_MAX_LIMIT`: no TID is larger. A larger writer part is garbage.
-const MAX_TID: u32 = owner::Tid::MAX;
+/// With `WRITE_LOCKED`: the writer's TID (a TID is below the kernel's `PID_MAX_LIMIT`,
+/// 2^22) ...
+const WRITER_TID_MASK: u32 = owner::STAMPED_TID_MASK;
+/// ... and its 5-bit stamp ([`writer_id`]; 0: unknown).
+const WRITER_STAMP_SHIFT: u32 = 22;
+const WRITER_STAMP_MASK: u32 = 0x1F << WRITER_STAMP_SHIFT;
+/// The writer part of a write-locked state.
+const WRITER_MASK: u32 = WRITER_TID_MASK | WRITER_STAMP_MASK;
 /// Most overflow readers at once; one more waits.
 const MAX_READERS: u32 = COUNT_MASK;
-/// Write-locked; `COUNT_MASK` bits are the writer's TID.
+/// Write-locked; `WRITER_MASK` bits name the writer.
 pub(super) const WRITE_LOCKED: u32 = 1 << 27;
 /// A writer died holding the lock; no writer has marked the data consistent since.
 const OWNER_DIED: u32 = 1 << 28;
@@ -39,6 +43,61 @@ pub(super) const READERS_WAITING: u32 = 1 << 30;
 const WRITERS_WAITING: u32 = 1 << 31;
 const WAITING: u32 = READERS_WAITING | WRITERS_WAITING;
 const KNOWN_BITS: u32 = COUNT_MASK | WRITE_LOCKED | OWNER_DIED | DRAINING | WAITING;
+static_assertions::const_assert_eq!(WRITER_MASK & !(COUNT_MASK | 0x7 << 24), 0);
+static_assertions::const_assert_eq!(WRITER_MASK & WRITE_LOCKED, 0);
+static_assertions::const_assert_eq!(KNOWN_BITS | WRITER_MASK, u32::MAX);
+
+/// The calling thread as a write-locked state names it: its TID, and a 5-bit stamp of
+/// its start time (the state has no room for the 8 bits of a `RawMutex` word):
+/// [`stamp5_of`] of the stamp the thread caches.
+#[inline]
+pub(super) fn writer_id() -> u32 {
+    let me = owner::current_stamped();
+    let stamp = (me & owner::STAMP_MASK) >> owner::STAMP_SHIFT;
+    me & WRITER_TID_MASK | stamp5_of(stamp) << WRITER_STAMP_SHIFT
+}
+
+/// The 5-bit writer stamp for an 8-bit stamp (`owner::stamp_of`): 1 to 31, or 0 for 0
+/// (unknown). A new thread that got a dead writer's TID gets the same one with a chance
+/// of about 1 in 31.
+#[inline]
+const fn stamp5_of(stamp: u32) -> u32 {
+    if stamp == 0 { 0 } else { (stamp - 1) % 31 + 1 }
+}
+
+/// Whether the writer that writer bits `w` (from a write-locked state) name is gone: no
+/// TID at once; else probed, and a live TID whose start time gives another 5-bit stamp
+/// reads dead. A syscall: slow paths only.
+#[cold]
+fn writer_is_gone(w: u32) -> bool {
+    w & WRITER_TID_MASK == 0
+        || owner::probe_started(w & WRITER_TID_MASK, writer_started(w)) == owner::Liveness::Dead
+}
+
+/// [`writer_is_gone`] through a wait's watch of the writer.
+#[cold]
+pub(super) fn writer_is_gone_watched(slices: &mut Slices, w: u32) -> bool {
+    slices.holder_is_dead_by(w & WRITER_TID_MASK, w, || {
+        owner::probe_started(w & WRITER_TID_MASK, writer_started(w)) == owner::Liveness::Dead
+    })
+}
+
+/// Whether a thread that started at `start` (clock ticks since boot) may be the writer
+/// that writer bits `w` name: its 5-bit stamp is theirs, or theirs is unknown.
+fn writer_started(w: u32) -> impl FnOnce(u64) -> bool {
+    let stamp = (w & WRITER_STAMP_MASK) >> WRITER_STAMP_SHIFT;
+    move |_start| {
+        #[cfg(not(loom))]
+        {
+            stamp == 0 || stamp5_of(owner::stamp_of(_start)) == stamp
+        }
+        #[cfg(loom)]
+        {
+            let _ = stamp;
+            true
+        }
+    }
+}
 
 /// How long an overflow reader waits behind `WRITERS_WAITING` before it clears the bit as
 /// possibly stray (no live writer behind it): long against a slice, so that a live writer
@@ -50,9 +109,10 @@ pub(super) const fn is_write_locked(s: u32) -> bool {
     s & WRITE_LOCKED != 0
 }
 
+/// The writer part (TID and stamp) of a write-locked state.
 #[inline]
 pub(super) const fn writer_of(s: u32) -> u32 {
-    s & COUNT_MASK
+    s & WRITER_MASK
 }
 
 /// No writer and no overflow reader (waiting bits and `OWNER_DIED` may be set; registered
@@ -62,12 +122,16 @@ const fn is_unlocked(s: u32) -> bool {
     s & (COUNT_MASK | WRITE_LOCKED) == 0
 }
 
-/// Unknown bits, a write lock naming no possible thread, or `DRAINING` without a writer.
+/// Unknown bits (bits 24..27 are known only beside `WRITE_LOCKED`, as the writer's
+/// stamp), a write lock naming no thread, or `DRAINING` without a writer.
 #[inline]
 pub(super) const fn is_garbage(s: u32) -> bool {
-    s & !KNOWN_BITS != 0
-        || (is_write_locked(s) && (writer_of(s) == 0 || writer_of(s) > MAX_TID))
-        || (s & DRAINING != 0 && !is_write_locked(s))
+    if is_write_locked(s) {
+        // Every other bit is known beside `WRITE_LOCKED`.
+        s & WRITER_TID_MASK == 0
+    } else {
+        s & !KNOWN_BITS != 0 || s & DRAINING != 0
+    }
 }
 
 /// A registered reader that has claimed its slot may keep it: no writer holds the lock.
@@ -139,8 +203,9 @@ pub struct RawRwLock {
     ///
     /// | bits   | meaning                                                                    |
     /// |--------|----------------------------------------------------------------------------|
-    /// | 0..24  | overflow reader count; or, if `WRITE_LOCKED`, the writer's TID (≤ 2^22)     |
-    /// | 24..27 | unused: must be 0 (else garbage)                                           |
+    /// | 0..24  | overflow reader count (without `WRITE_LOCKED`)                             |
+    /// | 0..22  | with `WRITE_LOCKED`: the writer's TID (0: garbage)                         |
+    /// | 22..27 | with `WRITE_LOCKED`: the writer's 5-bit stamp (`writer_id`; 0: unknown); without it, bits 24..27 must be 0 (else garbage) |
     /// | 27     | `WRITE_LOCKED`                                                             |
     /// | 28     | `OWNER_DIED`: a writer died; not marked consistent since                   |
     /// | 29     | `DRAINING`: the writer waits for registered readers (needs `WRITE_LOCKED`) |
@@ -154,8 +219,8 @@ pub struct RawRwLock {
     /// | value            | meaning                                                          |
     /// |------------------|------------------------------------------------------------------|
     /// | `FREE` (0)       | free                                                             |
-    /// | 1..=2^22         | the TID of a thread holding one read lock, or about to (it checks the state next, and frees the slot if a writer holds it) |
-    /// | above 2^22       | garbage (names no thread): freed by a draining writer            |
+    /// | TID, stamp above | a thread holding one read lock, or about to (it checks the state next, and frees the slot if a writer holds it): its TID in bits 0..22, its stamp in 22..30 (as a `RawMutex` word) |
+    /// | bit 30 or 31 set, or a stamp without a TID | garbage (names no thread): freed by a draining writer |
     pub(super) readers: [AtomicU32; READER_SLOTS],
 }
 
@@ -251,7 +316,7 @@ impl RawRwLock {
     fn recover_dead_writer(&self) {
         // Relaxed: `recover` compare-exchanges from exactly this value.
         let s = self.state.load(Ordering::Relaxed);
-        if is_garbage(s) || (is_write_locked(s) && holder_is_dead(writer_of(s))) {
+        if is_garbage(s) || (is_write_locked(s) && writer_is_gone(writer_of(s))) {
             self.recover(s);
         }
     }
@@ -349,7 +414,7 @@ impl RawRwLock {
             } else if slices.probe_now(&mut probe_due) {
                 // Probe only once a slice has passed (see `RawMutex`). If the state changed
                 // before the recovery could apply, probe the new one.
-                if slices.holder_is_dead(writer_of(s)) {
+                if writer_is_gone_watched(&mut slices, writer_of(s)) {
                     probe_due = !self.recover(s);
                     if probe_due && past(deadline) {
                         return self.read_last_chance(me);

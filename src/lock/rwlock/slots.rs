@@ -319,4 +319,49 @@ mod tests {
         drop(done_tx);
         t.join().unwrap();
     }
+
+    /// A write-locked state naming a live thread with its own 5-bit stamp is a live
+    /// writer's: timed reads and writes time out. With another stamp it is a dead
+    /// writer's whose TID that thread got: both take the lock over in time.
+    #[test]
+    fn a_writer_naming_a_live_tid_with_another_stamp_is_a_dead_writers() {
+        use super::super::raw::writer_id;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            tx.send(writer_id()).unwrap();
+            let _ = done_rx.recv();
+        });
+        let live = rx.recv().unwrap();
+        let stamp = live >> owner::STAMP_SHIFT;
+        if stamp != 0 {
+            let other = live & owner::STAMPED_TID_MASK | (stamp % 31 + 1) << owner::STAMP_SHIFT;
+            let soon = || Instant::now() + std::time::Duration::from_millis(20);
+            let later = || Instant::now() + std::time::Duration::from_secs(10);
+            for write in [false, true] {
+                let l = RawRwLock::new();
+                l.state.store(WRITE_LOCKED | live, Ordering::Relaxed);
+                let timed_out = if write {
+                    l.write_until(soon()).is_none()
+                } else {
+                    l.read_until(soon()).is_none()
+                };
+                assert!(timed_out, "a live writer (write: {write})");
+                l.state.store(WRITE_LOCKED | other, Ordering::Relaxed);
+                if write {
+                    assert_eq!(l.write_until(later()), Some(Acquired::OwnerDied));
+                    // SAFETY: this thread holds the write lock.
+                    unsafe { l.write_unlock() };
+                } else {
+                    assert_eq!(l.read_until(later()), Some(Acquired::OwnerDied));
+                    // SAFETY: this thread holds a read lock.
+                    unsafe { l.read_unlock() };
+                }
+            }
+        } else {
+            eprintln!("skipped: /proc shows no start time here");
+        }
+        drop(done_tx);
+        t.join().unwrap();
+    }
 }

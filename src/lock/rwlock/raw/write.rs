@@ -15,7 +15,7 @@ impl RawRwLock {
     /// the [module docs](crate::lock::rwlock#owner-death)).
     #[inline]
     pub fn write(&self) -> Acquired {
-        let me = owner::current();
+        let me = writer_id();
         if self.lock_state_for_write(me) {
             if self.slots_free() {
                 return Acquired::Consistent;
@@ -33,10 +33,10 @@ impl RawRwLock {
 
     /// Takes the write lock if the lock is free, without waiting (and without probing).
     pub fn try_write(&self) -> Option<Acquired> {
-        self.try_write_as(owner::current(), false)
+        self.try_write_as(writer_id(), false)
     }
 
-    /// [`try_write`](Self::try_write) for `me`, the calling thread's TID; with `probe`,
+    /// [`try_write`](Self::try_write) for `me`, the calling thread's [`writer_id`]; with `probe`,
     /// frees the slots of dead readers (a probe each) before giving up on them.
     pub(super) fn try_write_as(&self, me: u32, probe: bool) -> Option<Acquired> {
         // Relaxed: the compare-exchange orders.
@@ -78,7 +78,7 @@ impl RawRwLock {
 
     /// [`write`](Self::write) giving up at `deadline`; `None` means it passed.
     pub fn write_until(&self, deadline: Instant) -> Option<Acquired> {
-        let me = owner::current();
+        let me = writer_id();
         if self.lock_state_for_write(me) {
             if self.slots_free() {
                 return Some(Acquired::Consistent);
@@ -167,7 +167,7 @@ impl RawRwLock {
             // readers name no one: only a dead writer can be recovered here.
             if slices.probe_now(&mut probe_due) {
                 // As in `read_contended`.
-                if is_write_locked(s) && slices.holder_is_dead(writer_of(s)) {
+                if is_write_locked(s) && writer_is_gone_watched(&mut slices, writer_of(s)) {
                     probe_due = !self.recover(s);
                     if probe_due && past(deadline) {
                         self.clear_writers_waiting();
@@ -232,7 +232,7 @@ impl RawRwLock {
     /// this call until it locks again.
     #[inline]
     pub unsafe fn write_unlock(&self) {
-        let me = owner::current();
+        let me = writer_id();
         // Release pairs with the Acquire of the next reader or writer.
         if self
             .state
@@ -271,7 +271,7 @@ impl RawRwLock {
     /// Clears `OWNER_DIED` if the calling thread holds the write lock. Returns whether it
     /// does.
     pub fn mark_consistent(&self) -> bool {
-        let me = owner::current();
+        let me = writer_id();
         // Relaxed: ordered before our Release unlock of the same word.
         self.state
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| {
@@ -324,7 +324,7 @@ impl RawRwLock {
     /// Afterwards, if `true`, it holds a read lock instead, to be released with
     /// [`read_unlock`](Self::read_unlock) on this thread.
     pub(crate) unsafe fn downgrade(&self) -> bool {
-        let me = owner::current();
+        let me = writer_id();
         let ours = |s: u32| !is_garbage(s) && is_write_locked(s) && writer_of(s) == me;
         // Relaxed: only this thread changes a state that names it as the writer (others
         // only set waiting bits), so the check stays true until our release below.
