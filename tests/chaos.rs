@@ -72,6 +72,16 @@ enum Class {
     Untimed,
 }
 
+impl Class {
+    /// Whether a call of this class may wait for good behind hostile bytes: an untimed
+    /// call, or a `TimedThenRelock` one, whose untimed re-lock waits for whatever live
+    /// process a hostile lock word names (the peer writes pids that the kernel may have
+    /// handed to any process by then).
+    fn unbounded_behind_hostile_bytes(self) -> bool {
+        matches!(self, Class::Untimed | Class::TimedThenRelock)
+    }
+}
+
 macro_rules! ops {
     ($($name:ident: $class:ident,)*) => {
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -305,7 +315,9 @@ impl Worker<'_> {
         s.op.store(0, Ordering::Relaxed);
         let stopped = s.stop_gen.load(Ordering::Relaxed) != gen0 || gen0 % 2 == 1;
         let took = Duration::from_nanos(end.saturating_sub(start));
-        if op.class() != Class::Untimed && took > op.bound() && !stopped {
+        let unbounded = op.class() == Class::Untimed
+            || self.a.is_hostile() && op.class().unbounded_behind_hostile_bytes();
+        if !unbounded && took > op.bound() && !stopped {
             self.a
                 .violation(What::Overrun, op, self.slot, start, took.as_micros() as u64);
         }
@@ -924,9 +936,10 @@ impl<'a> Sup<'a> {
                 && self.hang_seen.insert((self.pids[i], start))
             {
                 // With a hostile peer, an untimed call may wait for good on a word that
-                // peer made name a live holder (its own pid) or a read count no one holds:
-                // only timed calls are bounded then (the lock module docs). Recycle it.
-                if self.a.is_hostile() && op.class() == Class::Untimed {
+                // peer made name a live holder (its own pid, or any live process: a pid it
+                // writes may be reused) or a read count no one holds: only timed calls are
+                // bounded then (the lock module docs). Recycle it.
+                if self.a.is_hostile() && op.class().unbounded_behind_hostile_bytes() {
                     self.untimed_blocked += 1;
                 } else {
                     self.a
@@ -1220,7 +1233,7 @@ fn chaos(test: &'static str, run: Duration, hostile: bool) {
             op_name(*op)
         );
         // As in `check_hangs`: with a hostile peer, untimed calls are not bounded.
-        if hostile && op.class() == Class::Untimed {
+        if hostile && op.class().unbounded_behind_hostile_bytes() {
             eprintln!(
                 "{test}: {what} (untimed, behind hostile bytes: allowed; rwlock state {:#x}, slots {:?})",
                 a.rw.raw().state().load(Ordering::Relaxed),
