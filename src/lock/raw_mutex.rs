@@ -698,17 +698,11 @@ mod tests {
     /// a blocking and by a timed lock, after their first probe.
     #[test]
     fn a_live_tid_with_another_stamp_is_a_dead_holders() {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-        let t = std::thread::spawn(move || {
-            tx.send(owner::current_stamped()).unwrap();
-            let _ = done_rx.recv();
-        });
-        let live = rx.recv().unwrap();
+        let thread = owner::LiveThread::start(owner::current_stamped);
+        let live = thread.id();
         if stamp(live) == 0 {
             eprintln!("skipped: /proc shows no start time here");
-            drop(done_tx);
-            t.join().unwrap();
+            drop(thread);
             return;
         }
         let m = RawMutex::new();
@@ -728,8 +722,7 @@ mod tests {
             // SAFETY: this thread holds the lock.
             unsafe { m.unlock() };
         }
-        drop(done_tx);
-        t.join().unwrap();
+        drop(thread);
     }
 
     /// A word naming the calling thread's TID with another stamp (or none) is a dead

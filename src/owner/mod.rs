@@ -725,6 +725,48 @@ mod imp {
 #[cfg(loom)]
 pub const DEAD_UNDER_LOOM: u32 = 1 << 20;
 
+/// A thread of this process that stays alive until dropped (then it ends and is joined):
+/// a live holder for unit tests, with the id it worked out for itself.
+#[cfg(all(test, not(loom)))]
+pub(crate) struct LiveThread {
+    id: u32,
+    done: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[cfg(all(test, not(loom)))]
+impl LiveThread {
+    /// Starts the thread; `id` runs on it (`current_stamped`, say).
+    pub(crate) fn start(id: fn() -> u32) -> LiveThread {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done, done_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            tx.send(id()).unwrap();
+            let _ = done_rx.recv();
+        });
+        LiveThread {
+            id: rx.recv().unwrap(),
+            done: Some(done),
+            thread: Some(thread),
+        }
+    }
+
+    /// What `id` gave on the thread.
+    pub(crate) fn id(&self) -> u32 {
+        self.id
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+impl Drop for LiveThread {
+    fn drop(&mut self) {
+        drop(self.done.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// For tests that need `/proc` to show other threads' processes.
 #[cfg(all(test, not(loom)))]
 pub(crate) use imp::proc_is_ours;

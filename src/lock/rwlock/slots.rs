@@ -293,13 +293,8 @@ mod tests {
     /// whose TID that thread got: the writer frees the slot and takes the lock in time.
     #[test]
     fn a_slot_naming_a_live_tid_with_another_stamp_is_a_dead_readers() {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-        let t = std::thread::spawn(move || {
-            tx.send(owner::current_stamped()).unwrap();
-            let _ = done_rx.recv();
-        });
-        let live = rx.recv().unwrap();
+        let thread = owner::LiveThread::start(owner::current_stamped);
+        let live = thread.id();
         let stamp = (live & owner::STAMP_MASK) >> owner::STAMP_SHIFT;
         if stamp != 0 {
             let l = RawRwLock::new();
@@ -316,8 +311,7 @@ mod tests {
         } else {
             eprintln!("skipped: /proc shows no start time here");
         }
-        drop(done_tx);
-        t.join().unwrap();
+        drop(thread);
     }
 
     /// A write-locked state naming a live thread with its own 5-bit stamp is a live
@@ -326,13 +320,8 @@ mod tests {
     #[test]
     fn a_writer_naming_a_live_tid_with_another_stamp_is_a_dead_writers() {
         use super::super::raw::writer_id;
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-        let t = std::thread::spawn(move || {
-            tx.send(writer_id()).unwrap();
-            let _ = done_rx.recv();
-        });
-        let live = rx.recv().unwrap();
+        let thread = owner::LiveThread::start(writer_id);
+        let live = thread.id();
         let stamp = live >> owner::STAMP_SHIFT;
         if stamp != 0 {
             let other = live & owner::STAMPED_TID_MASK | (stamp % 31 + 1) << owner::STAMP_SHIFT;
@@ -361,7 +350,6 @@ mod tests {
         } else {
             eprintln!("skipped: /proc shows no start time here");
         }
-        drop(done_tx);
-        t.join().unwrap();
+        drop(thread);
     }
 }

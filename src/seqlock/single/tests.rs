@@ -134,13 +134,8 @@ fn unlock_writer_leaves_a_lock_that_names_another_thread() {
 #[test]
 #[cfg(not(miri))]
 fn a_live_tid_with_another_stamp_is_a_dead_writers() {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    let t = std::thread::spawn(move || {
-        tx.send(owner::current_stamped()).unwrap();
-        let _ = done_rx.recv();
-    });
-    let live = rx.recv().unwrap();
+    let thread = owner::LiveThread::start(owner::current_stamped);
+    let live = thread.id();
     let stamp = (live & owner::STAMP_MASK) >> owner::STAMP_SHIFT;
     let s = SeqLock::new(0u64);
     let soon = || Some(Instant::now() + Duration::from_millis(20));
@@ -161,6 +156,5 @@ fn a_live_tid_with_another_stamp_is_a_dead_writers() {
     } else {
         eprintln!("skipped the stamp half: /proc shows no start time here");
     }
-    drop(done_tx);
-    t.join().unwrap();
+    drop(thread);
 }
