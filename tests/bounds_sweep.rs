@@ -61,9 +61,9 @@ enum Base {
     Dead,
     /// The thread that makes the call.
     Own,
-    /// 2^23: above the kernel's `PID_MAX_LIMIT` (2^22), and, where a word keeps its
-    /// holder's stamp above a 22-bit TID (mutex, seqlock), a stamp without a TID: names
-    /// no thread either way.
+    /// 2^23: where a word keeps its holder's stamp above a 22-bit TID (mutex, seqlock,
+    /// reader slot, write-locked `RwLock` state), a stamp without a TID, which names no
+    /// thread (as a bare `RwLock` state, an overflow count of 2^23 readers).
     AboveMax,
     /// All 24 low bits.
     LowOnes,

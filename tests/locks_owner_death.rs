@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use common::{SharedMem, fork_children, watchdog};
 use locks_support::{kill, park_forever, percentiles, raise, reap, wait_for};
 use shmstate::sync::{AtomicU32, Ordering};
-use shmstate::{Elem, Kind, Mutex, ReentrantMutex, RwLock, SharedSized, TypeTag, Value};
+use shmstate::{
+    Elem, Kind, Mutex, ReentrantMutex, RwLock, SeqLock, SharedSized, TimedLockError, TypeTag, Value,
+};
 
 const SIGNAL_LIMIT: Duration = Duration::from_secs(20);
 
@@ -770,66 +772,142 @@ fn boot_ticks() -> u64 {
     ts.tv_sec as u64 * hz + ts.tv_nsec as u64 * hz / 1_000_000_000
 }
 
-/// A `Mutex` whose holder was killed, and whose PID a live process got before anyone
-/// probed the lock (the kernel reuses PIDs): a waiter takes it over with `OwnerDied`
-/// instead of waiting for the new process, because the lock word records the stamp of
-/// its holder's start time beside its TID. Forces the reuse through `ns_last_pid` (root
-/// only; skipped elsewhere, if another process takes the PID first, or if the two start
-/// times give the same stamp: 1 in 255, the limit the docs give).
-#[test]
-fn mutex_is_recovered_from_a_dead_holder_whose_pid_a_live_process_reused() {
-    watchdog(Duration::from_secs(60));
-    let mem = SharedMem::<Arena>::new(1);
-    let a = mem.get();
-    let dead = child_holding(a, 1, |a| std::mem::forget(a.m.lock().unwrap()));
-    let Some(dead_start) = start_ticks(dead) else {
-        eprintln!("skipped: /proc does not show start times here");
-        kill(dead);
-        reap(dead);
-        return;
+/// Every stamped lock word at once, for the PID-reuse test.
+#[repr(C)]
+struct Stamped {
+    m: Mutex<u64>,
+    w: RwLock<u64>,
+    r: RwLock<u64>,
+    s: SeqLock<u64>,
+    locked: AtomicU32,
+}
+
+// SAFETY: a `#[repr(C)]` composition of `SharedSized` types and an atomic: all-zero valid,
+// any bytes valid, no pointers, Sync.
+unsafe impl SharedSized for Stamped {
+    const TAG: TypeTag = TypeTag::new(Kind::USER, Elem::NONE);
+}
+
+/// `clone3`'s arguments up to `set_tid` (`struct clone_args`, 88 bytes).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// Starts a process with PID `pid` (`clone3` with `set_tid`: root, Linux 5.5; `None` if
+/// refused, or if the PID is taken) that does nothing until killed (and is killed with
+/// the thread that made it). A PID reused on purpose, without moving the kernel's next
+/// PID for every other process as `ns_last_pid` would.
+fn process_with_pid(pid: libc::pid_t) -> Option<libc::pid_t> {
+    let tids = [pid];
+    let args = CloneArgs {
+        exit_signal: libc::SIGCHLD as u64,
+        set_tid: tids.as_ptr() as u64,
+        set_tid_size: 1,
+        ..CloneArgs::default()
     };
+    // SAFETY: a fork-like `clone3` (no `CLONE_VM`: the child has its own copy of memory);
+    // the child makes only async-signal-safe calls (`prctl`, `pause`) until it is killed.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if r == 0 {
+        // SAFETY: as above.
+        unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            loop {
+                libc::pause();
+            }
+        }
+    }
+    (r > 0).then_some(r as libc::pid_t)
+}
+
+/// Every stamped lock whose holder was killed, and whose PID a live process got before
+/// anyone probed the lock (the kernel reuses PIDs), is taken over instead of waited on:
+/// a `Mutex` (`OwnerDied`), an `RwLock` writer (`OwnerDied`; its stamp has 5 bits), an
+/// `RwLock` reader's slot (the writer gets in) and a `SeqLock` writer. Each lock word
+/// records the stamp of its holder's start time beside its TID. Skipped without root, if
+/// another process holds the PID, or if the two start times give the same stamp (1 in 255;
+/// the writer's check alone when only their 5-bit stamps match, 1 in 31).
+#[test]
+fn every_stamped_lock_is_recovered_from_a_dead_holder_whose_pid_a_live_process_reused() {
+    watchdog(Duration::from_secs(60));
+    let mem = SharedMem::<Stamped>::new(1);
+    let a = mem.get();
+    let dead = fork_children(1, |_| {
+        std::mem::forget(a.m.lock().unwrap());
+        std::mem::forget(a.w.write().unwrap());
+        std::mem::forget(a.r.read().unwrap());
+        std::mem::forget(a.s.lock());
+        raise(&a.locked, 1);
+        park_forever();
+    })[0];
+    wait_for(&a.locked, 1, SIGNAL_LIMIT);
+    let dead_start = start_ticks(dead);
     kill(dead);
     reap(dead);
+    let Some(dead_start) = dead_start else {
+        eprintln!("skipped: /proc does not show start times here");
+        return;
+    };
     // The new process must start in a later clock tick than the dead holder (a real
     // reuse comes a whole PID wrap later): wait for the clock, not for another process.
     while boot_ticks() <= dead_start {
         std::thread::yield_now();
     }
-    // The next PID the kernel hands out is `dead` again.
-    if std::fs::write("/proc/sys/kernel/ns_last_pid", format!("{}", dead - 1)).is_err() {
-        eprintln!("skipped: cannot set ns_last_pid (not root)");
+    let Some(new) = process_with_pid(dead) else {
+        eprintln!("skipped: clone3 with set_tid refused (not root, or the PID is taken)");
         return;
-    }
-    let new = fork_children(1, |_| park_forever())[0];
-    let skip = if new != dead {
-        Some("another process took the reused PID")
-    } else if start_ticks(new).is_none_or(|s| s % 255 == dead_start % 255) {
-        Some("the two start times give the same stamp (1 in 255)")
-    } else {
-        None
     };
-    if let Some(why) = skip {
-        eprintln!("skipped: {why}");
-        kill(new);
-        reap(new);
-        return;
+    let new_start = start_ticks(new).unwrap_or(dead_start);
+    let t = Duration::from_secs(5);
+    let mut failed = Vec::new();
+    if new_start % 255 == dead_start % 255 {
+        eprintln!("skipped: the two start times give the same stamp (1 in 255)");
+    } else {
+        if !matches!(a.m.lock_timeout(t), Err(TimedLockError::OwnerDied(_))) {
+            failed.push("mutex");
+        }
+        if a.r.write_timeout(t).is_err() {
+            failed.push("rwlock reader slot");
+        }
+        if a.s.lock_timeout(t).is_err() {
+            failed.push("seqlock writer");
+        }
+        if (new_start % 255) % 31 == (dead_start % 255) % 31 {
+            eprintln!("skipped the rwlock writer: the 5-bit stamps are the same (1 in 31)");
+        } else if !matches!(a.w.write_timeout(t), Err(TimedLockError::OwnerDied(_))) {
+            failed.push("rwlock writer");
+        }
     }
-    // The lock names a live process. Before stamps, this waited until it exited.
-    let r = a.m.lock_timeout(Duration::from_secs(20));
-    let taken = matches!(r, Err(shmstate::TimedLockError::OwnerDied(_)));
-    drop(r);
     kill(new);
     reap(new);
     assert!(
-        taken,
-        "the lock of a dead holder whose PID was reused was not taken over"
+        failed.is_empty(),
+        "not taken over from a dead holder whose PID a live process reused: {failed:?}"
     );
 }
 
 /// A prober in another time namespace (whose `/proc` shows every start time shifted by
 /// its boot-time offset) must not read a live holder as dead for its stamp: it judges the
-/// holder by its TID alone, and its timed lock times out. Needs `CAP_SYS_ADMIN` and Linux
-/// 5.6 (skipped elsewhere).
+/// holder by its TID alone, and its timed lock times out; also from a thread whose main
+/// thread has exited. Needs `CAP_SYS_ADMIN` and Linux 5.6 (skipped elsewhere).
 #[test]
 fn a_prober_in_another_time_namespace_does_not_take_a_live_holders_lock() {
     watchdog(Duration::from_secs(60));
@@ -846,24 +924,59 @@ fn a_prober_in_another_time_namespace_does_not_take_a_live_holders_lock() {
         {
             4
         } else {
-            // The new time namespace is for children: fork one to probe from it.
-            let pid = fork_children(1, |_| {
-                let code = match a.m.lock_timeout(Duration::from_millis(300)) {
-                    Err(shmstate::TimedLockError::Timeout) => 0,
-                    Err(shmstate::TimedLockError::OwnerDied(_)) => 1,
-                    Ok(_) => 2,
+            // The new time namespace is for children: fork ones to probe from it, the
+            // second from a thread whose main thread has exited (its `/proc/self` entries
+            // are gone: the prober must look at its own thread's).
+            let mut worst = 0;
+            for main_exited in [false, true] {
+                let pid = fork_children(1, |_| {
+                    // SAFETY: the mapping stays in this child until it ends, by `_exit`
+                    // (nothing here unmaps it), so the reference lives as long as any
+                    // thread of the child.
+                    let a: &'static Arena = unsafe { &*(a as *const Arena) };
+                    let probe = move || {
+                        let code = match a.m.lock_timeout(Duration::from_millis(300)) {
+                            Err(TimedLockError::Timeout) => 0,
+                            Err(TimedLockError::OwnerDied(_)) => 1,
+                            Ok(_) => 2,
+                        };
+                        // SAFETY: ends the forked child at once.
+                        unsafe { libc::_exit(code) };
+                    };
+                    if !main_exited {
+                        probe();
+                    }
+                    // SAFETY: `getpid` has no preconditions.
+                    let me = unsafe { libc::getpid() };
+                    std::thread::spawn(move || {
+                        // Until the main thread is a zombie (the watchdog bounds it).
+                        while start_ticks(me).is_some()
+                            && std::fs::read_to_string(format!("/proc/{me}/stat")).is_ok_and(|s| {
+                                !s.rsplit_once(')')
+                                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+                            })
+                        {
+                            std::thread::yield_now();
+                        }
+                        probe();
+                    });
+                    // SAFETY: the raw `exit` system call ends the calling (main) thread
+                    // only, without unwinding or running any destructor; the spawned
+                    // thread goes on and ends the process with `_exit`.
+                    unsafe { libc::syscall(libc::SYS_exit, 0) };
+                    unreachable!("the main thread exited");
+                })[0];
+                let mut status = 0;
+                // SAFETY: reaping our own child.
+                unsafe { libc::waitpid(pid, &mut status, 0) };
+                let code = if libc::WIFEXITED(status) {
+                    libc::WEXITSTATUS(status)
+                } else {
+                    3
                 };
-                // SAFETY: ends the forked child at once.
-                unsafe { libc::_exit(code) };
-            })[0];
-            let mut status = 0;
-            // SAFETY: reaping our own child.
-            unsafe { libc::waitpid(pid, &mut status, 0) };
-            if libc::WIFEXITED(status) {
-                libc::WEXITSTATUS(status)
-            } else {
-                3
+                worst = worst.max(code);
             }
+            worst
         };
         // SAFETY: ends the forked child at once.
         unsafe { libc::_exit(code) };

@@ -151,7 +151,7 @@ fn hostile_rwlock_states_are_recovered_not_hung() {
     for state in [
         u32::MAX,
         write_locked,             // write-locked by TID 0
-        write_locked | (1 << 23), // TID above PID_MAX_LIMIT
+        write_locked | (1 << 23), // TID 0 with a stamp
         write_locked | dead,      // a dead writer
         write_locked | dead | 3 << 30,
         1 << 25,                       // an unknown bit

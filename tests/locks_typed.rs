@@ -29,7 +29,8 @@ const WRITE_LOCKED: u32 = 1 << 27;
 const DRAINING: u32 = 1 << 29;
 /// Bit 31: writers may sleep on the notification word.
 const WRITERS_WAITING: u32 = 1 << 31;
-/// Bits 0..24: the overflow reader count (or the writer's TID).
+/// Bits 0..24: the overflow reader count (with `WRITE_LOCKED`, bits 0..27 are the writer's
+/// TID and 5-bit stamp).
 const COUNT_MASK: u32 = 0x00FF_FFFF;
 /// The TID bits of a reader slot (the stamp of the reader's start time is above them).
 const SLOT_TID_MASK: u32 = (1 << 22) - 1;

@@ -988,7 +988,8 @@ fn stray_odd_sequences_and_garbage_lock_words_are_repaired() {
         0,
         "the sequence was closed"
     );
-    // A garbage lock word (above PID_MAX_LIMIT): the next writer takes it over.
+    // A lock word naming TID 2^22 - 1, stamped (no such thread here): the next writer
+    // takes it over.
     lock.store(u32::MAX >> 2, Ordering::Relaxed);
     m.insert(b"w", b"x").unwrap();
     assert_eq!(

@@ -177,9 +177,11 @@ fn recover_reused_tid(m: &Mutex<u32>) -> Option<Got> {
 ///
 /// If the holder dies (its process is killed, or its thread ends without releasing it),
 /// the next ``acquire`` takes the lock and raises :class:`OwnerDiedError` (see there);
-/// waiting never hangs on a dead holder, nor on a new thread that got its thread id (the
-/// kernel reuses ids): the lock word records 8 bits of its holder's start time beside its
-/// id. In the 1 case in 255 where those match too, other threads wait for the new thread
+/// waiting never hangs on a dead holder, nor, as a rule, on a new thread that got its
+/// thread id (the kernel reuses ids): the lock word records 8 bits of its holder's start
+/// time beside its id. That check needs ``/proc`` to show the new thread's start time to
+/// the waiter (the same user's process, in the same time namespace); where it does not,
+/// or in the 1 case in 255 where those bits match too, other threads wait for the new thread
 /// (their timed ``acquire`` returns ``False``), and the new thread itself takes the lock
 /// over as long as it holds no other ``Lock`` or ``RLock`` acquisition (one that does
 /// waits on the lock as on its own).

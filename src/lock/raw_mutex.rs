@@ -104,16 +104,18 @@
 //!   TID. A probe reads the start time of the live thread with that TID anyway (its zombie
 //!   check), and a thread whose start time gives another stamp is not the holder: the
 //!   lock is taken over (test
-//!   `mutex_is_recovered_from_a_dead_holder_whose_pid_a_live_process_reused`). The thread
+//!   `every_stamped_lock_is_recovered_from_a_dead_holder_whose_pid_a_live_process_reused`). The thread
 //!   that got the TID needs no probe: a word with its TID and another stamp is not its own
 //!   (every word it writes carries its own stamp), and its lock takes it over at once.
 //!   What is left:
-//!   - a new thread whose stamp equals the dead holder's (a chance of 1 in 255 per reuse)
-//!     reads as the holder, as before stamps: other threads' blocking calls wait until it
-//!     exits, their timed calls return at their deadline, `try_lock` returns `None` at
-//!     once (it never probes), and the thread itself waits on the lock as on a relock (a
-//!     [`ReentrantMutex`](crate::ReentrantMutex) tells the two apart: see its docs). It
-//!     is why every wait has a timed variant;
+//!   - a new thread whose stamp equals the dead holder's reads as the holder, as before
+//!     stamps. A reuse that comes with a wrap of the PID space does so by a chance of 1 in
+//!     255; one forced within one clock tick of the death (`clone3` with `set_tid`,
+//!     `ns_last_pid`, a checkpoint restore) always does. Then other threads' blocking
+//!     calls wait until it exits, their timed calls return at their deadline, `try_lock`
+//!     returns `None` at once (it never probes), and the thread itself waits on the lock
+//!     as on a relock (a [`ReentrantMutex`](crate::ReentrantMutex) tells the two apart:
+//!     see its docs). It is why every wait has a timed variant;
 //!   - where `/proc` cannot tell (not mounted for this PID namespace, a failed read: the
 //!     stamp is 0, "unknown"), the word is judged by its TID alone, as before;
 //!   - `/proc` shows start times shifted by the *reader's* time namespace, so a stamp
@@ -125,7 +127,8 @@
 //!     `a_prober_in_another_time_namespace_does_not_take_a_live_holders_lock`);
 //!   - a process restored by CRIU keeps its threads' cached stamps, but not their start
 //!     times: others would read its live lock holders as dead. Checkpointing a process
-//!     that shares locks is not supported;
+//!     that shares locks is not supported. Nor is a thread that joins another time
+//!     namespace (`setns`) after its first lock: its cached stamp is its old namespace's;
 //!   - a thread's first stamped lock reads its start time: a `gettid`, and an `open`,
 //!     `read` and `close` of `/proc/<tid>/stat` (plus, once per process, a `readlink` of
 //!     `/proc/self`); later locks read the cached value.

@@ -194,6 +194,10 @@ mod imp {
         tid
     }
 
+    /// 1 once [`current_stamped`] found the fork handler unregistered: every id is
+    /// unstamped from then on (a forked child inherits it).
+    static NO_STAMPS: AtomicU32 = AtomicU32::new(0);
+
     /// The calling thread's TID with its start stamp (see [`super::stamp_of`]) in the
     /// bits [`super::STAMP_MASK`]: what a stamped lock word records for its holder. One
     /// thread-local read after the first call, which reads `/proc/<tid>/stat` once (stamp
@@ -210,8 +214,13 @@ mod imp {
         // that, stamp 0 ("unknown": probed by the TID alone): a `/proc` read at every
         // lock would be a syscall on the fast path, and one that failed now and then
         // would change the thread's id between a lock and its unlock.
-        // Acquire: as in `current_slow`.
-        if REGISTERED.load(Ordering::Acquire) == 0 && !register() {
+        // Acquire: as in `current_slow`. Once a registration failed, stamps stay off for
+        // the process (Relaxed: a flag alone), so that a thread whose unstamped id is in a
+        // lock word never unlocks it under a stamped one after a later registration.
+        if NO_STAMPS.load(Ordering::Relaxed) != 0
+            || REGISTERED.load(Ordering::Acquire) == 0 && !register()
+        {
+            NO_STAMPS.store(1, Ordering::Relaxed);
             return current();
         }
         loop {
@@ -616,12 +625,10 @@ mod imp {
     /// two `readlink`s, on the probe path only where a stamp does not match.
     #[cfg(not(miri))]
     fn same_time_namespace(id: u32) -> bool {
-        fn link(pid: Option<u32>, out: &mut [u8; 64]) -> Result<usize, rustix::io::Errno> {
-            let mut path = [0u8; 32];
-            let cpath = proc_path(pid, b"/ns/time", &mut path).ok_or(rustix::io::Errno::INVAL)?;
+        fn link(path: &core::ffi::CStr, out: &mut [u8; 64]) -> Result<usize, rustix::io::Errno> {
             // SAFETY: a NUL-terminated path and a writable buffer of `out.len()` bytes;
             // `readlink` writes at most that many and returns how many (or -1).
-            let n = unsafe { libc::readlink(cpath.as_ptr(), out.as_mut_ptr().cast(), out.len()) };
+            let n = unsafe { libc::readlink(path.as_ptr(), out.as_mut_ptr().cast(), out.len()) };
             match usize::try_from(n) {
                 Ok(n) if n < out.len() => Ok(n),
                 Ok(_) => Err(rustix::io::Errno::NAMETOOLONG),
@@ -632,8 +639,15 @@ mod imp {
             }
         }
         let (mut own, mut its) = ([0u8; 64], [0u8; 64]);
-        match link(None, &mut own) {
-            Ok(n) => link(Some(id), &mut its).is_ok_and(|m| own[..n] == its[..m]),
+        // The calling thread's own: `/proc/self` is the main thread, whose entry is gone
+        // once it has exited while other threads run on (`ENOENT`, which must not read as
+        // "no time namespaces").
+        match link(c"/proc/thread-self/ns/time", &mut own) {
+            Ok(n) => {
+                let mut path = [0u8; 32];
+                proc_path(Some(id), b"/ns/time", &mut path)
+                    .is_some_and(|p| link(p, &mut its).is_ok_and(|m| own[..n] == its[..m]))
+            }
             // No time namespaces on this kernel (before Linux 5.6): one clock for all.
             Err(rustix::io::Errno::NOENT) => true,
             Err(_) => false,

@@ -97,7 +97,7 @@ pub(crate) const MAGIC: u64 = u64::from_ne_bytes(*b"SHMSTATE");
 ///   channel's send and receive locks, a map's stripe locks) holds its
 ///   holder's TID in bits 0..22 and the stamp of its start time in bits 22..30 (was: a
 ///   24-bit TID, bits 24..30 unknown); so do the `writer` word of a `SeqLock` and of
-///   each stripe of a `SeqLockArray` (was: a TID in bits 0..31) and an `RwLock`'s reader
+///   each stripe of a `SeqLockArray` (was: a TID in bits 0..=30) and an `RwLock`'s reader
 ///   slots (was: a TID); a write-locked `RwLock` state holds the writer's TID in bits
 ///   0..22 and a 5-bit stamp in bits 22..27 (was: a TID in bits 0..24), so that a dead holder
 ///   whose TID a new thread reused is taken over. An older build reads a stamped word as

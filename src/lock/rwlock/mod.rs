@@ -4,10 +4,11 @@
 //!
 //! A lock is one 64-byte line of sixteen 32-bit words: the state word, a writer
 //! notification counter, and [`READER_SLOTS`] (14) *reader slots*. A reader holds the lock
-//! through a slot: it writes its thread id (TID) into a free slot, so every registered read
-//! lock names the thread that holds it, and a reader that dies holding one leaves a dead
-//! TID that a writer can probe and free. The state word counts no registered reader; it
-//! holds the writer's TID while write-locked, the waiting bits, and a count only of the
+//! through a slot: it writes its thread id (TID), with the stamp of its start time, into
+//! a free slot, so every registered read lock names the thread that holds it, and a
+//! reader that dies holding one leaves a dead TID that a writer can probe and free. The
+//! state word counts no registered reader; it holds the writer's TID (with 5 bits of its
+//! stamp) while write-locked, the waiting bits, and a count only of the
 //! *overflow* readers that found every slot taken (see the field docs of [`RawRwLock`]).
 //!
 //! A reader and a writer meet as in Dekker's algorithm:
@@ -40,7 +41,8 @@
 //! # Owner death
 //!
 //! - **A writer dies holding the write lock**: a waiter (reader or writer) whose wait slice
-//!   runs out probes the writer's TID; if it is dead, the waiter releases the lock on the
+//!   runs out probes the writer's TID and stamp; if it is dead (or the TID is a new
+//!   thread's, by its stamp), the waiter releases the lock on the
 //!   dead writer's behalf, sets `OWNER_DIED` and wakes everyone. The next acquirer, reader
 //!   or writer, gets [`OwnerDied`](crate::OwnerDied). The mark persists (readers keep
 //!   getting `OwnerDied`) until a writer that repaired the data, or a reader that checked
@@ -102,8 +104,9 @@
 //!   new thread reads dead unless the new thread's stamp is its own (1 in 255): then its
 //!   lock leaks until that thread exits. The state word has room for 5 bits of a writer's
 //!   stamp beside its TID only: a dead writer whose TID a new thread got reads alive if
-//!   their 5-bit stamps match (1 in 31), and waits on it last until that thread exits
-//!   (timed calls return).
+//!   their 5-bit stamps match (about 1 in 31), and waits on it last until that thread
+//!   exits (timed calls return); that thread's own untimed `write` and `read` wait on
+//!   themselves for good, as a relock of a `RawMutex` does.
 //! - **Hostile bytes** in slots: any value is safe (no panic, no UB, bounded loops). A value
 //!   with bit 30 or 31 set, or a stamp without a TID, names no thread and is freed; a dead
 //!   TID, or a live one with another stamp, is freed; a live TID with its own stamp (or

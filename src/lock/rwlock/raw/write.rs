@@ -331,7 +331,8 @@ impl RawRwLock {
         if !ours(self.state.load(Ordering::Relaxed)) {
             return false;
         }
-        // The slot records the reader's stamped id, the state the writer's TID alone.
+        // The slot records the reader's stamped id (8-bit stamp), the state the writer's
+        // `writer_id` (5-bit stamp).
         let reader = owner::current_stamped();
         for round in 0..=SPIN_LIMIT {
             if self.claim_slot(reader).is_some() {
