@@ -2209,3 +2209,67 @@ fn a_run_of_skip_records_is_stepped_over_at_once() {
     assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Corrupt));
     assert!(t0.elapsed() < LIMIT);
 }
+
+/// A send or receive lock word naming a live thread with the stamp of its own start time
+/// is a live holder's: `try_send` / `try_recv` report `Busy`. With another stamp it is a
+/// dead holder's whose TID that thread got (the kernel reuses TIDs): the `try_` calls
+/// take the lock over (a probe) and go on. A lock word is the holder's TID in bits 0..22
+/// and its stamp, `(start time % 255) + 1`, in bits 22..30.
+#[test]
+#[cfg_attr(miri, ignore = "reads /proc")]
+fn a_lock_word_naming_a_live_thread_with_another_stamp_is_a_dead_holders() {
+    watchdog(LIMIT);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // SAFETY: `gettid` has no preconditions.
+        tx.send(unsafe { libc::gettid() } as u32).unwrap();
+        loop {
+            std::thread::park();
+        }
+    });
+    let tid = rx.recv().unwrap();
+    let Some(start) = std::fs::read_to_string(format!("/proc/{tid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let (_, rest) = s.rsplit_once(')')?;
+            rest.split_ascii_whitespace().nth(19)?.parse::<u64>().ok()
+        })
+    else {
+        eprintln!("skipped: /proc shows no start time here");
+        return;
+    };
+    let own = (start % 255) as u32 + 1;
+    let other = own % 255 + 1;
+    let mut out = Vec::new();
+    for (lock, stamp, live) in [
+        (0, own, true),
+        (0, other, false),
+        (1, own, true),
+        (1, other, false),
+    ] {
+        let ch = channel(256);
+        ch.send(b"waiting").unwrap();
+        let (_, w32) = ch.hostile_words();
+        w32[lock].store(tid | stamp << 22, Ordering::Relaxed);
+        let what = format!("lock {lock}, stamp {stamp} (own {own})");
+        if lock == 0 {
+            let r = ch.try_send(b"x");
+            assert_eq!(
+                r,
+                if live {
+                    Err(TrySendError::Busy)
+                } else {
+                    Ok(())
+                },
+                "{what}"
+            );
+        } else {
+            let r = ch.try_recv(&mut out);
+            assert_eq!(
+                r,
+                if live { Err(TryRecvError::Busy) } else { Ok(7) },
+                "{what}"
+            );
+        }
+    }
+}
