@@ -2219,26 +2219,10 @@ fn a_run_of_skip_records_is_stepped_over_at_once() {
 #[cfg_attr(miri, ignore = "reads /proc")]
 fn a_lock_word_naming_a_live_thread_with_another_stamp_is_a_dead_holders() {
     watchdog(LIMIT);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        // SAFETY: `gettid` has no preconditions.
-        tx.send(unsafe { libc::gettid() } as u32).unwrap();
-        loop {
-            std::thread::park();
-        }
-    });
-    let tid = rx.recv().unwrap();
-    let Some(start) = std::fs::read_to_string(format!("/proc/{tid}/stat"))
-        .ok()
-        .and_then(|s| {
-            let (_, rest) = s.rsplit_once(')')?;
-            rest.split_ascii_whitespace().nth(19)?.parse::<u64>().ok()
-        })
-    else {
+    let Some((tid, own)) = common::live_thread_with_stamp() else {
         eprintln!("skipped: /proc shows no start time here");
         return;
     };
-    let own = (start % 255) as u32 + 1;
     let other = own % 255 + 1;
     let mut out = Vec::new();
     for (lock, stamp, live) in [

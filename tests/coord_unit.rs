@@ -360,3 +360,32 @@ fn barrier_abort_breaks_the_current_round_and_later_waits_until_reset() {
         assert!(mine ^ h.join().unwrap(), "one leader");
     });
 }
+
+/// A `Queue` lock word naming a live thread with the stamp of its own start time is a
+/// live holder's: `try_push` / `try_pop` give up (`Full`, `None`). With another stamp it
+/// is a dead holder's whose TID that thread got (the kernel reuses TIDs): they take the
+/// lock over (a probe) and go on. A lock word is the holder's TID in bits 0..22 and its
+/// stamp, `(start time % 255) + 1`, in bits 22..30.
+#[test]
+#[cfg_attr(miri, ignore = "reads /proc")]
+fn a_queue_lock_naming_a_live_thread_with_another_stamp_is_a_dead_holders() {
+    watchdog(Duration::from_secs(60));
+    let Some((tid, own)) = common::live_thread_with_stamp() else {
+        eprintln!("skipped: /proc shows no start time here");
+        return;
+    };
+    let other = own % 255 + 1;
+    for (stamp, live) in [(own, true), (other, false)] {
+        let q = Queue::<u64, 4>::new();
+        q.push(7);
+        q.raw_lock()
+            .word()
+            .store(tid | stamp << 22, Ordering::Relaxed);
+        let what = format!("stamp {stamp} (own {own})");
+        assert_eq!(q.try_pop(), if live { None } else { Some(7) }, "{what}");
+        q.raw_lock()
+            .word()
+            .store(tid | stamp << 22, Ordering::Relaxed);
+        assert_eq!(q.try_push(8).is_ok(), !live, "{what}");
+    }
+}

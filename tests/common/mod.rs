@@ -257,3 +257,23 @@ pub fn kill_and_reap(pid: libc::pid_t) {
         libc::waitpid(pid, std::ptr::null_mut(), 0);
     }
 }
+
+/// Starts a thread of this process that parks for good; returns its TID and the stamp of
+/// its start time as lock words record it beside the TID (bits 22..30): `(start % 255) +
+/// 1`, where the start time is field 22 of `/proc/<tid>/stat`. `None` where `/proc` does
+/// not show it (the caller skips).
+pub fn live_thread_with_stamp() -> Option<(u32, u32)> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // SAFETY: `gettid` has no preconditions.
+        tx.send(unsafe { libc::gettid() } as u32).unwrap();
+        loop {
+            std::thread::park();
+        }
+    });
+    let tid = rx.recv().unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{tid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    let start: u64 = rest.split_ascii_whitespace().nth(19)?.parse().ok()?;
+    Some((tid, (start % 255) as u32 + 1))
+}
