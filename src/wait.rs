@@ -194,10 +194,9 @@ impl Slices {
     /// [`stamped_holder_is_dead`]) name is gone, asked through this wait's watch: after the
     /// first probes of a holder, further probes of it are one `poll`.
     pub(crate) fn stamped_holder_is_dead(&mut self, bits: u32) -> bool {
-        let dead = Tid::parse(bits & crate::owner::STAMPED_TID_MASK)
-            .is_none_or(|tid| self.watch.stamped_is_dead(tid, bits));
-        self.probed();
-        dead
+        self.holder_is_dead_by(bits & crate::owner::STAMPED_TID_MASK, bits, || {
+            crate::owner::probe_stamped(bits) == crate::owner::Liveness::Dead
+        })
     }
 
     /// Whether the holder `key` names (its TID in `tid_bits`) is gone, with `full` as its

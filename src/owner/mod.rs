@@ -172,22 +172,12 @@ mod imp {
         // Cached only with the child handler registered, so that a fork child never keeps
         // this TID (else looked up each time). Acquire: pairs with the Release store of
         // `register`.
-        let cache = REGISTERED.load(Ordering::Acquire) != 0 || register();
-        let tid = loop {
-            let forks = fork_generation();
-            // A TID is a positive `pid_t`, so it fits in u32 and is never 0.
-            let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
-            if !cache {
-                break tid;
-            }
-            TID.with(|t| t.set(tid));
-            // Stored, then checked: a fork (by a signal handler) anywhere before the check
-            // left its child with its parent's TID stored after its own reset; it looks
-            // again. A fork after it resets the child's copy itself.
-            if fork_generation() == forks {
-                break tid;
-            }
-            TID.with(|t| t.set(0));
+        // A TID is a positive `pid_t`, so it fits in u32 and is never 0.
+        let gettid = || rustix::thread::gettid().as_raw_nonzero().get() as u32;
+        let tid = if REGISTERED.load(Ordering::Acquire) != 0 || register() {
+            cache_checked(&TID, gettid)
+        } else {
+            gettid()
         };
         #[cfg(miri)]
         miri_threads::register(tid);
@@ -223,22 +213,33 @@ mod imp {
             NO_STAMPS.store(1, Ordering::Relaxed);
             return current();
         }
-        loop {
-            let forks = fork_generation();
+        cache_checked(&STAMPED, || {
             let tid = current();
             // A failed read is cached too (stamp 0), for the same reasons.
             let stamp = match stat(Some(tid)) {
                 super::ProcStat::Known { start, .. } => super::stamp_of(start),
                 _ => 0,
             };
-            let stamped = tid | stamp << super::STAMP_SHIFT;
-            STAMPED.with(|t| t.set(stamped));
-            // As in `current_slow`: a fork before this check (by a signal handler) left
-            // its child with its parent's ids stored after its own reset; it looks again.
+            tid | stamp << super::STAMP_SHIFT
+        })
+    }
+
+    /// Works the calling thread's id out with `look_up` and caches it in `cell`: stored,
+    /// then the fork generation checked. A fork (by a signal handler) anywhere before the
+    /// check left its child with its parent's id stored after its own reset: the child
+    /// looks again. A fork after the check resets the child's copy itself.
+    fn cache_checked(
+        cell: &'static std::thread::LocalKey<Cell<u32>>,
+        look_up: impl Fn() -> u32,
+    ) -> u32 {
+        loop {
+            let forks = fork_generation();
+            let id = look_up();
+            cell.with(|c| c.set(id));
             if fork_generation() == forks {
-                return stamped;
+                return id;
             }
-            STAMPED.with(|t| t.set(0));
+            cell.with(|c| c.set(0));
         }
     }
 
