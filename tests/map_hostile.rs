@@ -5,8 +5,9 @@
 //! nextest (one process per test).
 //!
 //! The one thing the hostile writer never forges is a live thread's id in a lock word: a
-//! lock word naming a live thread is indistinguishable from a real holder, which untimed
-//! calls wait for by design. Every other bit pattern is fair game.
+//! lock word naming a live thread with its own stamp is indistinguishable from a real
+//! holder, which untimed calls wait for by design. Every other bit pattern is fair game
+//! (the last test pins that a live thread's id with another stamp is a dead writer's).
 #![cfg(not(loom))]
 
 mod common;
@@ -323,5 +324,50 @@ fn a_map_made_entirely_of_garbage_answers_every_call() {
             }
         });
         wait_all(&caller, Duration::from_secs(20));
+    }
+}
+
+/// A reader that finds a stripe mid-change (an odd structure sequence) probes the stripe
+/// lock's holder. A lock word naming a live thread with that thread's own stamp is a real
+/// writer: a timed read gives up at its deadline. The same thread's id with another stamp
+/// is a dead writer's whose TID was reused: the read takes the lock over, repairs the
+/// stripe and answers at once.
+#[test]
+fn a_reader_takes_over_a_stripe_lock_naming_a_live_thread_with_another_stamp() {
+    watchdog(Duration::from_secs(60));
+    let Some((tid, own)) = common::live_thread_with_stamp() else {
+        eprintln!("skipped: /proc shows no start time here");
+        return;
+    };
+    let other = own % 255 + 1;
+    let seed = *b"stamped-writer!!";
+    let options = MapOptions::new(8).key_max(KEY_MAX).value_max(VALUE_MAX);
+    let map = ByteMap::with_seed(options, seed).unwrap();
+    map.insert(b"key", b"value").unwrap();
+    let (stripe, _) = ByteMap::place_of(options, seed, b"key").unwrap();
+    let (lock, seq, _) = map.raw_stripe_words()[stripe];
+    for (stamp, live) in [(own, true), (other, false)] {
+        let what = format!("stamp {stamp} (own {own})");
+        // Relaxed: one thread writes the words it then reads through the map.
+        lock.store(tid | stamp << 22, Relaxed);
+        seq.fetch_or(1, Relaxed);
+        let mut out = Vec::new();
+        let r = map.get_timeout(b"key", &mut out, Duration::from_millis(200));
+        if live {
+            assert!(
+                matches!(r, Err(shmstate::MapError::Timeout)),
+                "{what}: {r:?}"
+            );
+            assert_eq!(lock.load(Relaxed), tid | stamp << 22, "{what}: left alone");
+        } else {
+            assert_eq!(r, Ok(true), "{what}");
+            assert_eq!(out, b"value", "{what}");
+            assert_eq!(
+                lock.load(Relaxed),
+                0,
+                "{what}: taken over, repaired, released"
+            );
+            assert_eq!(seq.load(Relaxed) & 1, 0, "{what}: the sequence was closed");
+        }
     }
 }
