@@ -6,9 +6,12 @@
 //! The rules:
 //!
 //! - **Spin, then sleep.** A contended wait first spins (at most `SPIN_LIMIT` pauses,
-//!   with loads only; a channel's receiver, a queue's `pop` and an event's waiter twice
-//!   that, to outlast a peer's wake-up where that takes a few microseconds), then
-//!   futex-waits.
+//!   with loads only), then futex-waits. A wait for a peer's next step rather than for a
+//!   lock (a channel's receiver, a queue's `pop`, an event's waiter, a barrier's party)
+//!   spins for a time instead, `PEER_SPIN_NS` (10 µs), to outlast a peer's wake-up, and a
+//!   channel sender waiting for room `ROOM_SPIN_NS` (5 µs): counted in pauses measured
+//!   once per process (`spins_for`), since a pause lasts 12 ns on one machine and 26 on
+//!   another.
 //! - **Sleep in slices.** No wait sleeps unboundedly: it sleeps in slices of [`FIRST_SLICE`]
 //!   (50 µs) doubling to a cap, re-checking its condition after each, so a waker that died
 //!   between its state change and its wake costs a waiter at most one slice. A wait for a
@@ -113,6 +116,84 @@ pub(crate) fn spin_with_backoff(mut ready: impl FnMut() -> bool) -> bool {
             spin_loop();
         }
     }
+}
+
+/// How long a wait for a peer's next step spins before it sleeps, in nanoseconds: a
+/// channel's receiver, a queue's `pop`, an event's waiter, a barrier's party. Long
+/// enough to outlast a peer's futex wake-up, so that two processes that answer each other
+/// stop sleeping after one exchange instead of waking each other through the kernel at
+/// every message (BENCHMARKS.md, "Spins measured in time"). A wait that does sleep has
+/// spent this much CPU first.
+pub(crate) const PEER_SPIN_NS: u32 = 10_000;
+
+/// How long a channel sender that finds the ring full spins before it sleeps, in
+/// nanoseconds: half a receiver's. Long enough for a receiver to copy a 16 KiB message
+/// out and free its room, so that a stream of large messages through a small ring does
+/// not put the two sides to sleep in turn (BENCHMARKS.md, "Spins measured in time").
+pub(crate) const ROOM_SPIN_NS: u32 = 5_000;
+
+/// `spin_loop` pauses that last about `ns` nanoseconds on this machine, so that a spin
+/// lasts as long wherever it runs: a pause costs 12 ns on one machine BENCHMARKS.md
+/// reports and 26 ns on another, and more than 100 on some. At least [`SPIN_LIMIT`] and
+/// at most 64 times that ([`spins_in`]; each look's loads add to its pause, so the spin
+/// lasts at least about `ns`). The first call in a process times 4 runs of 32 pauses (the
+/// fastest run counts: a run cut by preemption only reads slower) and caches the result;
+/// every later call is a load and a division. 0 under loom, as [`SPIN_LIMIT`]; under
+/// Miri, whose clock is virtual, as if a pause took 25 ns.
+pub(crate) fn spins_for(ns: u32) -> u32 {
+    if cfg!(loom) {
+        return 0;
+    }
+    spins_in(ns, if cfg!(miri) { 25_000 } else { pause_ps() })
+}
+
+/// Pauses of `ps` picoseconds each that last `ns` nanoseconds, within [`SPIN_LIMIT`]..=64
+/// times that.
+fn spins_in(ns: u32, ps: u32) -> u32 {
+    let spins = u64::from(ns) * 1000 / u64::from(ps.max(1));
+    spins.clamp(u64::from(SPIN_LIMIT), u64::from(64 * SPIN_LIMIT)) as u32
+}
+
+/// Picoseconds per `spin_loop` pause on this machine, measured once per process
+/// ([`spins_for`]), within 1 ns..1 µs.
+#[cfg(not(loom))]
+fn pause_ps() -> u32 {
+    /// 0 until measured. Any thread may measure it first; they store the same kind of
+    /// value, so a race costs a second measurement only.
+    static PAUSE_PS: AtomicU32 = AtomicU32::new(0);
+    // Relaxed: a number alone; no other memory depends on it.
+    let ps = PAUSE_PS.load(Ordering::Relaxed);
+    if ps != 0 {
+        return ps;
+    }
+    let ps = measure_pause_ps();
+    PAUSE_PS.store(ps, Ordering::Relaxed);
+    ps
+}
+
+/// Under loom no spin is timed.
+#[cfg(loom)]
+fn pause_ps() -> u32 {
+    1_000
+}
+
+/// Times 4 runs of 32 pauses; the fastest, in picoseconds per pause, within 1 ns..1 µs.
+#[cold]
+#[cfg(not(loom))]
+fn measure_pause_ps() -> u32 {
+    const RUN: u32 = 32;
+    let fastest = (0..4)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..RUN {
+                spin_loop();
+            }
+            t.elapsed()
+        })
+        .min()
+        .unwrap_or_default();
+    let ps = fastest.as_nanos().saturating_mul(1000) / u128::from(RUN);
+    ps.clamp(1_000, 1_000_000) as u32
 }
 
 /// Compare-exchange attempts of a `try_*` operation before it reports "would block": a
@@ -293,4 +374,48 @@ pub(crate) fn holder_is_dead(bits: u32) -> bool {
 pub(crate) fn stamped_holder_is_dead(bits: u32) -> bool {
     bits & crate::owner::STAMPED_TID_MASK == 0
         || crate::owner::probe_stamped(bits) == crate::owner::Liveness::Dead
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spins_are_a_time_divided_by_a_pause_within_bounds() {
+        // 10 µs of pauses of 12.4 ns and of 26.3 ns (the two machines BENCHMARKS.md
+        // reports), and the bounds.
+        assert_eq!(spins_in(10_000, 12_400), 806);
+        assert_eq!(spins_in(10_000, 26_300), 380);
+        assert_eq!(spins_in(5_000, 26_300), 190);
+        assert_eq!(spins_in(10_000, 1_000), 64 * SPIN_LIMIT);
+        assert_eq!(spins_in(10_000, 1_000_000), SPIN_LIMIT);
+        assert_eq!(spins_in(0, 12_400), SPIN_LIMIT);
+        assert_eq!(spins_in(u32::MAX, 0), 64 * SPIN_LIMIT);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "Miri's clock is virtual; spins_for does not measure there")]
+    fn the_pause_is_measured_once_and_a_spin_lasts_about_its_time() {
+        let peer = spins_for(PEER_SPIN_NS);
+        let ps = pause_ps();
+        assert!((1_000..=1_000_000).contains(&ps), "{ps} ps per pause");
+        // Cached: the same answer from the stored measurement.
+        assert_eq!(spins_for(PEER_SPIN_NS), peer);
+        assert_eq!(peer, spins_in(PEER_SPIN_NS, ps));
+        assert!(spins_for(ROOM_SPIN_NS) <= peer);
+        // The spin lasts at least a quarter of its time unless the top bound cut it
+        // (preemption only makes it longer; a measurement too slow in all 4 runs would
+        // make it shorter).
+        if peer < 64 * SPIN_LIMIT {
+            let t = Instant::now();
+            for _ in 0..peer {
+                spin_loop();
+            }
+            let took = t.elapsed();
+            assert!(
+                took >= Duration::from_nanos(u64::from(PEER_SPIN_NS / 4)),
+                "{peer} pauses of {ps} ps took {took:?}"
+            );
+        }
+    }
 }

@@ -155,10 +155,11 @@
 //! flows the only shared line it reads is the one the next record's header goes to. The
 //! per-message protocol is the same, so are its crash windows (below).
 //!
-//! **Waiting**: spin briefly with loads (a receiver twice as long as a sender waiting for
-//! room, about 5 µs on the machine BENCHMARKS.md reports: there it outlasts a peer's
-//! wake-up, so that a request and its reply do not go through the kernel; a timed wait
-//! stops spinning at its deadline), then set `WAITING` in the side's wake word (a
+//! **Waiting**: spin briefly with loads (a receiver about 10 µs, which outlasts a peer's
+//! wake-up, so that a request and its reply do not go through the kernel; a sender
+//! waiting for room about 5 µs, a receiver's copy of a large message; counted in pauses
+//! measured once per process, so the same on any machine; a timed wait stops spinning at
+//! its deadline), then set `WAITING` in the side's wake word (a
 //! `fetch_or`, always), a `SeqCst` fence, re-check the cursors, and futex-wait on the
 //! word in slices (50 µs doubling to 10 ms, the crate's [`wait`](crate::wait) policy). A
 //! receiver re-checks through a `fetch_or` of `SLEEPER` into `tail` (AcqRel), a `SeqCst`

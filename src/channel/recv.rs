@@ -158,17 +158,19 @@ impl Peek {
     }
 }
 
-/// How many looks (each a pause, about 25 ns on the machine BENCHMARKS.md reports, and
-/// a few loads) a waiting receiver spins before it registers and sleeps: twice the
-/// crate's [`SPIN_LIMIT`](crate::wait::SPIN_LIMIT) (0 under loom), about 5 µs there.
-/// There it outlasts a peer's futex wake-up, so that two processes that answer each
-/// other (request and reply) stop sleeping after one exchange instead of waking each
-/// other through the kernel at every message (BENCHMARKS.md, "Publication by a store
-/// measured, and a longer receiver spin": the 8 B blocking round trip 17.7-22.9 µs ->
-/// 0.32-0.37 µs on a quiet machine; with another process hogging one of the two cores,
-/// some runs stay slow and lose 10-15%). A receiver that does sleep has spent about 5 µs
-/// of CPU first, instead of 2.5 µs.
-pub(super) const RECV_SPINS: u32 = 2 * crate::wait::SPIN_LIMIT;
+/// How many looks (each a pause and a few loads) a waiting receiver spins before it
+/// registers and sleeps: about [`PEER_SPIN_NS`](crate::wait::PEER_SPIN_NS) (10 µs) on
+/// any machine ([`spins_for`](crate::wait::spins_for); 0 under loom). That outlasts a
+/// peer's futex wake-up, so that two processes that answer each other (request and reply)
+/// stop sleeping after one exchange instead of waking each other through the kernel at
+/// every message (BENCHMARKS.md, "Publication by a store measured, and a longer receiver
+/// spin", and "Spins measured in time": a count of pauses that lasted 5 µs on one machine
+/// lasted 2.5 µs on another, where every blocking round trip slept). A receiver that does
+/// sleep has spent about 10 µs of CPU first.
+#[inline]
+pub(super) fn recv_spins() -> u32 {
+    crate::wait::spins_for(crate::wait::PEER_SPIN_NS)
+}
 
 /// How many looks (each a pause and a load) a receiver that found a record committed
 /// without its header gives its sender to store it, before it probes the sender (or
@@ -817,7 +819,7 @@ impl Channel {
                 &h.wake.recv_wake,
                 wait,
                 &mut sleep,
-                RECV_SPINS,
+                recv_spins(),
                 // Relaxed: as in `peek`.
                 || self.has_header(pos(h.head.head.load(Ordering::Relaxed))),
                 || self.register_sleeper(),

@@ -10,7 +10,7 @@ use super::error::{
     TryRecvIntoError,
 };
 use super::layout::{Channel, pos};
-use super::recv::{Cursors, Peek, RECV_SPINS, Scratch, TAIL_POLLS};
+use super::recv::{Cursors, Peek, Scratch, TAIL_POLLS, recv_spins};
 use crate::failpoint::{self, Point};
 use crate::sync::Ordering;
 
@@ -227,7 +227,7 @@ impl RecvSide<'_> {
                 &ch.header.wake.recv_wake,
                 wait,
                 sleep.get_or_insert_with(Sleep::new),
-                RECV_SPINS,
+                recv_spins(),
                 || ch.has_header(head),
                 || ch.register_sleeper_at(head),
             );

@@ -795,7 +795,8 @@ impl Channel {
             &h.wake.send_wake,
             wait,
             &mut w.sleep,
-            crate::wait::SPIN_LIMIT,
+            // About 5 µs, a receiver's copy of a large message (see `ROOM_SPIN_NS`).
+            crate::wait::spins_for(crate::wait::ROOM_SPIN_NS),
             room,
             room,
         );

@@ -66,7 +66,7 @@ use std::time::Instant;
 use crate::futex;
 use crate::shared::{Elem, Kind, SharedSized, TypeTag};
 use crate::sync::{AtomicU32, Ordering, spin_loop};
-use crate::wait::{SPIN_LIMIT, Slices, Timeout, deadline_passed};
+use crate::wait::{Slices, Timeout, deadline_passed};
 
 /// Parties arrived in the current round.
 const ARRIVED_MASK: u32 = 0xFFFF;
@@ -422,7 +422,9 @@ impl Barrier {
         round: u32,
         deadline: Option<Instant>,
     ) -> Result<BarrierWaitResult, BarrierError> {
-        for _ in 0..SPIN_LIMIT {
+        // About `PEER_SPIN_NS` (10 µs): the other parties' arrivals are a peer's next
+        // step, as a channel receiver waits for (`wait.rs`).
+        for _ in 0..crate::wait::spins_for(crate::wait::PEER_SPIN_NS) {
             // Acquire: pairs with the leader's (or `reset`'s, or a breaker's) Release.
             if let Some(r) = outcome(self.state.load(Ordering::Acquire), round) {
                 return r;

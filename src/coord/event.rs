@@ -51,16 +51,18 @@ use std::time::Instant;
 use crate::futex;
 use crate::shared::{Elem, Kind, SharedSized, TypeTag};
 use crate::sync::{AtomicU32, Ordering, spin_loop};
-use crate::wait::{SPIN_LIMIT, Slices, Timeout, deadline_passed, past};
+use crate::wait::{Slices, Timeout, deadline_passed, past};
 
-/// How many looks (each a pause, about 25 ns on the machine BENCHMARKS.md reports, and a
-/// load) a waiter spins before it announces itself and sleeps: twice the crate's
-/// [`SPIN_LIMIT`] (0 under loom), about 5 µs there, as a channel receiver's. There it
-/// outlasts a peer's futex wake-up, so that two processes that signal each other in turn
-/// stop sleeping after one exchange instead of waking each other through the kernel at
-/// every signal (BENCHMARKS.md, "Event and queue waits"). A waiter that does sleep has
-/// spent about 5 µs of CPU first, instead of 2.5 µs.
-const WAIT_SPINS: u32 = 2 * SPIN_LIMIT;
+/// How many looks (each a pause and a load) a waiter spins before it announces itself and
+/// sleeps: about [`PEER_SPIN_NS`](crate::wait::PEER_SPIN_NS) (10 µs) on any machine (0
+/// under loom), as a channel receiver's. That outlasts a peer's futex wake-up, so that two
+/// processes that signal each other in turn stop sleeping after one exchange instead of
+/// waking each other through the kernel at every signal (BENCHMARKS.md, "Event and queue
+/// waits", and "Spins measured in time"). A waiter that does sleep has spent about 10 µs
+/// of CPU first.
+fn wait_spins() -> u32 {
+    crate::wait::spins_for(crate::wait::PEER_SPIN_NS)
+}
 
 /// The flag is set.
 const SET: u32 = 1;
@@ -284,7 +286,7 @@ impl Event {
     fn wait_slow(&self, mut w: u32, deadline: Option<Instant>) -> bool {
         let start = generation(w);
         let done = |w: u32| is_set(w) || generation(w) != start;
-        for i in 0..WAIT_SPINS {
+        for i in 0..wait_spins() {
             if done(w) {
                 return true;
             }

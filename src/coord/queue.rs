@@ -11,8 +11,7 @@
 //! empty one (0) are told apart without a separate count. A notify makes no syscall when
 //! nobody waits, so an uncontended `push` or `pop` is a lock, a copy, an unlock: no
 //! syscall. A blocking or timed `pop` that finds the queue empty unlocks and watches
-//! `tail` for a push (loads only, about 5 µs on the machine BENCHMARKS.md reports, never
-//! past its deadline) before it sleeps on `not_empty`: two processes that answer each
+//! `tail` for a push (loads only, about 10 µs on any machine, never past its deadline) before it sleeps on `not_empty`: two processes that answer each
 //! other through queues then hand items over without the kernel. Spinning, it holds
 //! nothing (a process killed there leaves nothing to repair).
 //!
@@ -371,7 +370,7 @@ impl<T: Pod, const N: usize> Queue<T, N> {
 
     fn pop_inner(&self, wait: Wait) -> Option<T> {
         let mut g = wait.lock(self)?;
-        let mut spun = matches!(wait, Wait::No) || POP_SPINS == 0;
+        let mut spun = matches!(wait, Wait::No);
         loop {
             let (head, tail) = self.indices(&g);
             if Self::len_of(head, tail).unwrap_or(0) > 0 {
@@ -383,7 +382,7 @@ impl<T: Pod, const N: usize> Queue<T, N> {
             }
             if !spun {
                 // Empty: before sleeping on the condvar, once per call, watch `tail`
-                // without the lock for a push (see `POP_SPINS`), then look again under it.
+                // without the lock for a push (see `pop_spins`), then look again under it.
                 spun = true;
                 drop(g);
                 self.spin_for_push(tail, wait);
@@ -395,10 +394,10 @@ impl<T: Pod, const N: usize> Queue<T, N> {
     }
 
     /// Spins (loads only, no lock) until `tail` is no longer `seen` (a push committed),
-    /// for at most [`POP_SPINS`] looks, or until `wait`'s deadline (looked at every 32
+    /// for at most [`pop_spins`] looks, or until `wait`'s deadline (looked at every 32
     /// looks).
     fn spin_for_push(&self, seen: u32, wait: Wait) {
-        for i in 0..POP_SPINS {
+        for i in 0..pop_spins() {
             // Relaxed: only a hint to look again under the lock, which orders the rest.
             if self.tail.load(Ordering::Relaxed) != seen {
                 return;
@@ -552,13 +551,19 @@ impl<T: Pod, const N: usize> Queue<T, N> {
 /// no data itself).
 type Guard<'a> = MutexGuard<'a, ()>;
 
-/// How many looks (each a pause, about 25 ns on the machine BENCHMARKS.md reports, and a
-/// load) a blocking or timed `pop` that finds the queue empty spins on `tail`, without
-/// the lock, before it sleeps on the condvar: twice the crate's [`SPIN_LIMIT`], as a
-/// channel's receiver does. A condvar wait sleeps at once, so two processes that answer
-/// each other through queues otherwise wake each other through the kernel at every item.
-/// One look under loom, so that the models check the unlocked spin and the re-lock too.
-const POP_SPINS: u32 = if cfg!(loom) { 1 } else { 2 * SPIN_LIMIT };
+/// How many looks (each a pause and a load) a blocking or timed `pop` that finds the
+/// queue empty spins on `tail`, without the lock, before it sleeps on the condvar: about
+/// [`PEER_SPIN_NS`](crate::wait::PEER_SPIN_NS) (10 µs) on any machine, as a channel's
+/// receiver does. A condvar wait sleeps at once, so two processes that answer each other
+/// through queues otherwise wake each other through the kernel at every item. One look
+/// under loom, so that the models check the unlocked spin and the re-lock too.
+fn pop_spins() -> u32 {
+    if cfg!(loom) {
+        1
+    } else {
+        crate::wait::spins_for(crate::wait::PEER_SPIN_NS)
+    }
+}
 
 /// Reads of the indices [`Queue::len`] makes before it settles for a length counted from
 /// indices read while pops went on.
