@@ -138,13 +138,15 @@ pub(crate) const ROOM_SPIN_NS: u32 = 5_000;
 /// at most 64 times that ([`spins_in`]; each look's loads add to its pause, so the spin
 /// lasts at least about `ns`). The first call in a process times 4 runs of 32 pauses (the
 /// fastest run counts: a run cut by preemption only reads slower) and caches the result;
-/// every later call is a load and a division. 0 under loom, as [`SPIN_LIMIT`]; under
-/// Miri, whose clock is virtual, as if a pause took 25 ns.
+/// every later call is a load and a division. Called only where a wait is about to spin,
+/// never on a `try_` call's path. 0 under loom, as [`SPIN_LIMIT`]; under Miri, whose
+/// clock is virtual, as if a pause took 50 ns (the counts of before: 200 pauses for 10
+/// µs).
 pub(crate) fn spins_for(ns: u32) -> u32 {
     if cfg!(loom) {
         return 0;
     }
-    spins_in(ns, if cfg!(miri) { 25_000 } else { pause_ps() })
+    spins_in(ns, if cfg!(miri) { 50_000 } else { pause_ps() })
 }
 
 /// Pauses of `ps` picoseconds each that last `ns` nanoseconds, within [`SPIN_LIMIT`]..=64
@@ -158,17 +160,20 @@ fn spins_in(ns: u32, ps: u32) -> u32 {
 /// ([`spins_for`]), within 1 ns..1 µs.
 #[cfg(not(loom))]
 fn pause_ps() -> u32 {
-    /// 0 until measured. Any thread may measure it first; they store the same kind of
-    /// value, so a race costs a second measurement only.
+    /// 0 until measured. Threads that find it 0 at once each measure; the first to
+    /// store wins and every thread uses its value, so the count never changes after the
+    /// first use.
     static PAUSE_PS: AtomicU32 = AtomicU32::new(0);
-    // Relaxed: a number alone; no other memory depends on it.
+    // Relaxed (here and below): a number alone; no other memory depends on it.
     let ps = PAUSE_PS.load(Ordering::Relaxed);
     if ps != 0 {
         return ps;
     }
     let ps = measure_pause_ps();
-    PAUSE_PS.store(ps, Ordering::Relaxed);
-    ps
+    match PAUSE_PS.compare_exchange(0, ps, Ordering::Relaxed, Ordering::Relaxed) {
+        Ok(_) => ps,
+        Err(first) => first,
+    }
 }
 
 /// Under loom no spin is timed.
@@ -394,7 +399,10 @@ mod tests {
     }
 
     #[test]
-    #[cfg_attr(miri, ignore = "Miri's clock is virtual; spins_for does not measure there")]
+    #[cfg_attr(
+        miri,
+        ignore = "Miri's clock is virtual; spins_for does not measure there"
+    )]
     fn the_pause_is_measured_once_and_a_spin_lasts_about_its_time() {
         let peer = spins_for(PEER_SPIN_NS);
         let ps = pause_ps();

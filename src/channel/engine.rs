@@ -292,8 +292,9 @@ impl Sleep {
 }
 
 /// Waits on the wake word `word` until `ready()` or one wake (or slice) has passed, as
-/// `wait` allows; `Ok` means "check again" (under the lock). Spins up to `spins` looks
-/// first (loads only, no syscall; receivers spin longer than senders; a timed wait stops
+/// `wait` allows; `Ok` means "check again" (under the lock). Spins for about `spin_ns`
+/// nanoseconds first ([`spins_for`](crate::wait::spins_for); loads only, no syscall;
+/// receivers spin longer than senders; a `try_` call never spins; a timed wait stops
 /// at its deadline), then sets `WAITING`, checks `settle()` (`ready()` again, or, for a
 /// receiver, its registration in `tail`, below) and futex-waits in slices.
 ///
@@ -318,7 +319,7 @@ pub(crate) fn wait_on(
     word: &AtomicU32,
     wait: Wait,
     sleep: &mut Sleep,
-    spins: u32,
+    spin_ns: u32,
     ready: impl Fn() -> bool,
     settle: impl Fn() -> bool,
 ) -> Result<(), Fail> {
@@ -331,11 +332,11 @@ pub(crate) fn wait_on(
         Some(s) => s,
         None => {
             // First wait of this operation: spin briefly; the other side is usually busy
-            // for a moment only. A timed wait looks at its deadline every 32 looks (about
-            // a microsecond on the machine BENCHMARKS.md reports), so that a deadline
-            // shorter than the spin is kept; past it, it returns without setting any flag.
+            // for a moment only. A timed wait looks at its deadline every 32 looks (0.4 to
+            // 1 µs on the machines BENCHMARKS.md reports), so that a deadline shorter than
+            // the spin is kept; past it, it returns without setting any flag.
             let slices = sleep.slices.insert(Slices::new());
-            for i in 0..spins {
+            for i in 0..crate::wait::spins_for(spin_ns) {
                 if ready() {
                     return Ok(());
                 }

@@ -158,12 +158,12 @@
 //! **Waiting**: spin briefly with loads (a receiver about 10 µs, which outlasts a peer's
 //! wake-up, so that a request and its reply do not go through the kernel; a sender
 //! waiting for room about 5 µs, a receiver's copy of a large message; counted in pauses
-//! measured once per process, so the same on any machine; a timed wait stops spinning at
-//! its deadline), then set `WAITING` in the side's wake word (a
-//! `fetch_or`, always), a `SeqCst` fence, re-check the cursors, and futex-wait on the
-//! word in slices (50 µs doubling to 10 ms, the crate's [`wait`](crate::wait) policy). A
-//! receiver re-checks through a `fetch_or` of `SLEEPER` into `tail` (AcqRel), a `SeqCst`
-//! fence, and a look at the header at `head`. By `tail`'s modification order, either the
+//! measured once per process, whatever a pause costs on the machine; a timed wait stops
+//! spinning at its deadline), then set `WAITING` in the side's wake word (a `fetch_or`,
+//! always), a `SeqCst` fence, re-check the cursors, and futex-wait on the word in slices
+//! (50 µs doubling to 10 ms, the crate's [`wait`](crate::wait) policy). A receiver
+//! re-checks through a `fetch_or` of `SLEEPER` into `tail` (AcqRel), a `SeqCst` fence, and
+//! a look at the header at `head`. By `tail`'s modification order, either the
 //! next commit's compare-exchange sees the bit (it clears it, and wakes after storing
 //! the header), or the commit came first; then the sender's look at `tail` after its
 //! header store and its fence sees the bit and wakes, or the receiver's look after its

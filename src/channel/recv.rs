@@ -158,19 +158,16 @@ impl Peek {
     }
 }
 
-/// How many looks (each a pause and a few loads) a waiting receiver spins before it
-/// registers and sleeps: about [`PEER_SPIN_NS`](crate::wait::PEER_SPIN_NS) (10 µs) on
-/// any machine ([`spins_for`](crate::wait::spins_for); 0 under loom). That outlasts a
-/// peer's futex wake-up, so that two processes that answer each other (request and reply)
-/// stop sleeping after one exchange instead of waking each other through the kernel at
-/// every message (BENCHMARKS.md, "Publication by a store measured, and a longer receiver
-/// spin", and "Spins measured in time": a count of pauses that lasted 5 µs on one machine
-/// lasted 2.5 µs on another, where every blocking round trip slept). A receiver that does
-/// sleep has spent about 10 µs of CPU first.
-#[inline]
-pub(super) fn recv_spins() -> u32 {
-    crate::wait::spins_for(crate::wait::PEER_SPIN_NS)
-}
+/// How long a waiting receiver spins (looks, each a pause and a few loads) before it
+/// registers and sleeps: [`PEER_SPIN_NS`](crate::wait::PEER_SPIN_NS), 10 µs, on any
+/// machine (counted in pauses measured once per process, `wait::spins_for`; no spin under
+/// loom). That outlasts a peer's futex wake-up, so that two processes that answer each
+/// other (request and reply) stop sleeping after one exchange instead of waking each
+/// other through the kernel at every message (BENCHMARKS.md, "Publication by a store
+/// measured, and a longer receiver spin", and "Spins measured in time": a count of pauses
+/// that lasted 5 µs on one machine lasted 2.5 µs on another, where every blocking round
+/// trip slept). A receiver that does sleep has spent about 10 µs of CPU first.
+pub(super) const RECV_SPIN_NS: u32 = crate::wait::PEER_SPIN_NS;
 
 /// How many looks (each a pause and a load) a receiver that found a record committed
 /// without its header gives its sender to store it, before it probes the sender (or
@@ -819,7 +816,7 @@ impl Channel {
                 &h.wake.recv_wake,
                 wait,
                 &mut sleep,
-                recv_spins(),
+                RECV_SPIN_NS,
                 // Relaxed: as in `peek`.
                 || self.has_header(pos(h.head.head.load(Ordering::Relaxed))),
                 || self.register_sleeper(),

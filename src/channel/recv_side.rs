@@ -10,7 +10,7 @@ use super::error::{
     TryRecvIntoError,
 };
 use super::layout::{Channel, pos};
-use super::recv::{Cursors, Peek, Scratch, TAIL_POLLS, recv_spins};
+use super::recv::{Cursors, Peek, RECV_SPIN_NS, Scratch, TAIL_POLLS};
 use crate::failpoint::{self, Point};
 use crate::sync::Ordering;
 
@@ -227,7 +227,7 @@ impl RecvSide<'_> {
                 &ch.header.wake.recv_wake,
                 wait,
                 sleep.get_or_insert_with(Sleep::new),
-                recv_spins(),
+                RECV_SPIN_NS,
                 || ch.has_header(head),
                 || ch.register_sleeper_at(head),
             );

@@ -796,7 +796,7 @@ impl Channel {
             wait,
             &mut w.sleep,
             // About 5 µs, a receiver's copy of a large message (see `ROOM_SPIN_NS`).
-            crate::wait::spins_for(crate::wait::ROOM_SPIN_NS),
+            crate::wait::ROOM_SPIN_NS,
             room,
             room,
         );

@@ -66,7 +66,7 @@ use std::time::Instant;
 use crate::futex;
 use crate::shared::{Elem, Kind, SharedSized, TypeTag};
 use crate::sync::{AtomicU32, Ordering, spin_loop};
-use crate::wait::{Slices, Timeout, deadline_passed};
+use crate::wait::{Slices, Timeout, deadline_passed, past};
 
 /// Parties arrived in the current round.
 const ARRIVED_MASK: u32 = 0xFFFF;
@@ -423,11 +423,15 @@ impl Barrier {
         deadline: Option<Instant>,
     ) -> Result<BarrierWaitResult, BarrierError> {
         // About `PEER_SPIN_NS` (10 µs): the other parties' arrivals are a peer's next
-        // step, as a channel receiver waits for (`wait.rs`).
-        for _ in 0..crate::wait::spins_for(crate::wait::PEER_SPIN_NS) {
+        // step, as a channel receiver waits for (`wait.rs`). A timed wait looks at its
+        // deadline every 32 looks, so that a deadline shorter than the spin is kept.
+        for i in 0..crate::wait::spins_for(crate::wait::PEER_SPIN_NS) {
             // Acquire: pairs with the leader's (or `reset`'s, or a breaker's) Release.
             if let Some(r) = outcome(self.state.load(Ordering::Acquire), round) {
                 return r;
+            }
+            if i % 32 == 31 && past(deadline) {
+                return self.break_round(round);
             }
             spin_loop();
         }

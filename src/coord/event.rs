@@ -291,7 +291,7 @@ impl Event {
                 return true;
             }
             // A timed wait keeps a deadline shorter than the spin (a look at the clock
-            // every 32 looks, about a microsecond).
+            // every 32 looks, 0.4 to 1 µs on the machines BENCHMARKS.md reports).
             if i % 32 == 31 && past(deadline) {
                 return done(self.state.load(Ordering::Acquire));
             }

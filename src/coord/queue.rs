@@ -11,7 +11,8 @@
 //! empty one (0) are told apart without a separate count. A notify makes no syscall when
 //! nobody waits, so an uncontended `push` or `pop` is a lock, a copy, an unlock: no
 //! syscall. A blocking or timed `pop` that finds the queue empty unlocks and watches
-//! `tail` for a push (loads only, about 10 µs on any machine, never past its deadline) before it sleeps on `not_empty`: two processes that answer each
+//! `tail` for a push (loads only, about 10 µs whatever a pause costs on the machine, never
+//! past its deadline) before it sleeps on `not_empty`: two processes that answer each
 //! other through queues then hand items over without the kernel. Spinning, it holds
 //! nothing (a process killed there leaves nothing to repair).
 //!
