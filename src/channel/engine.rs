@@ -275,19 +275,27 @@ pub(crate) fn lock_if_free_or_dead(lock: &RawMutex, wait: Wait) -> Option<(SideG
 /// Where a sleeper is in its wait (kept across the retries of one operation, so that
 /// its sleep slices keep growing).
 pub(crate) struct Sleep {
+    /// Whether the operation has spun (its first wait).
+    spun: bool,
+    /// Its sleep slices, from its first sleep: made only then, so that a wait that ends
+    /// within its spin reads no clock (a clock read is a syscall where the clock source
+    /// has no vDSO).
     slices: Option<Slices>,
 }
 
 impl Sleep {
     pub(crate) fn new() -> Self {
-        Sleep { slices: None }
+        Sleep {
+            spun: false,
+            slices: None,
+        }
     }
 
     /// Whether this operation has waited once already (spun, then slept a slice unless
     /// woken or out of time): the point from which it also looks for a dead peer's
     /// leftovers.
     pub(crate) fn started(&self) -> bool {
-        self.slices.is_some()
+        self.spun
     }
 }
 
@@ -328,26 +336,23 @@ pub(crate) fn wait_on(
         Wait::Until(d) if past(Some(d)) => return Err(Fail::Timeout),
         w => w.deadline(),
     };
-    let slices = match &mut sleep.slices {
-        Some(s) => s,
-        None => {
-            // First wait of this operation: spin briefly; the other side is usually busy
-            // for a moment only. A timed wait looks at its deadline every 32 looks (0.4 to
-            // 1 µs on the machines BENCHMARKS.md reports), so that a deadline shorter than
-            // the spin is kept; past it, it returns without setting any flag.
-            let slices = sleep.slices.insert(Slices::new());
-            for i in 0..crate::wait::spins_for(spin_ns) {
-                if ready() {
-                    return Ok(());
-                }
-                if i % 32 == 31 && past(deadline) {
-                    return Err(Fail::Timeout);
-                }
-                spin_loop();
+    if !sleep.spun {
+        // First wait of this operation: spin briefly; the other side is usually busy for
+        // a moment only. A timed wait looks at its deadline every 32 looks (0.4 to 1 µs
+        // on the machines BENCHMARKS.md reports), so that a deadline shorter than the
+        // spin is kept; past it, it returns without setting any flag. No clock is read
+        // otherwise: the slices are made at the first sleep.
+        sleep.spun = true;
+        for i in 0..crate::wait::spins_for(spin_ns) {
+            if ready() {
+                return Ok(());
             }
-            slices
+            if i % 32 == 31 && past(deadline) {
+                return Err(Fail::Timeout);
+            }
+            spin_loop();
         }
-    };
+    }
     // Always a read-modify-write (even if the flag looks set already), so that every
     // sleeper's flag is in the word's modification order before its fence: a waker's
     // load after its own fence sees it (the pairing above). One `fetch_or`, no loop: a
@@ -359,7 +364,7 @@ pub(crate) fn wait_on(
     if settle() {
         return Ok(());
     }
-    let Some(slice) = slices.next(deadline) else {
+    let Some(slice) = sleep.slices.get_or_insert_with(Slices::new).next(deadline) else {
         return Err(Fail::Timeout);
     };
     if !futex::wait(word, w, slice) && deadline_passed(deadline) {
