@@ -1118,3 +1118,73 @@ mod crash {
         assert!(!path.exists(), "the opener, last, removed it");
     }
 }
+
+/// A process in another time namespace (whose `/proc` shows every start time shifted by
+/// its boot-time offset) judges the processes attached to a region by their pids alone:
+/// it lists a live process of this namespace alive, keeps its word, and its drop of a
+/// `remove_when_unused` region leaves the file to it. Needs `CAP_SYS_ADMIN` and Linux 5.6
+/// (skipped elsewhere).
+#[test]
+fn a_process_in_another_time_namespace_leaves_a_region_to_a_live_process() {
+    watchdog(Duration::from_secs(30));
+    let dir = TempDir::new("life-timens");
+    let path = dir.0.join("r");
+    let shared = SharedMem::<Steps>::new(1);
+    let ctl = shared.get();
+    // Forked before the region exists, so that it inherits no handle. Exit codes: 0 right,
+    // 1 listed this process dead, 3 could not open, 4 no time namespace here.
+    let child = fork_children(1, |_| {
+        // SAFETY: `unshare` changes only this process's namespaces; the offsets file is
+        // written before any process enters the new namespace, as the kernel requires.
+        let code = if unsafe { libc::unshare(libc::CLONE_NEWTIME) } != 0
+            || std::fs::write("/proc/self/timens_offsets", "boottime 7 0").is_err()
+        {
+            4
+        } else {
+            // The new time namespace is for children.
+            let pid = fork_children(1, |_| {
+                wait_for(&ctl.release, 1);
+                let code = match Region::open(&path) {
+                    Err(_) => 3,
+                    Ok(r) => {
+                        let parent = ctl.a.load(Ordering::Acquire) as u32;
+                        let alive = r.attached().iter().any(|a| a.pid == parent && a.alive);
+                        drop(r);
+                        if alive { 0 } else { 1 }
+                    }
+                };
+                // SAFETY: ends the forked child at once.
+                unsafe { libc::_exit(code) };
+            })[0];
+            let mut status = 0;
+            // SAFETY: reaping our own child.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                5
+            }
+        };
+        // SAFETY: ends the forked child at once.
+        unsafe { libc::_exit(code) };
+    })[0];
+    let region = removing().create(&path, SIZE).unwrap();
+    let mine = table_words(&path);
+    ctl.a
+        .store(u64::from(std::process::id()), Ordering::Release);
+    bump(&ctl.release);
+    let mut status = 0;
+    // SAFETY: reaping our own child (the watchdog bounds the wait).
+    unsafe { libc::waitpid(child, &mut status, 0) };
+    assert!(libc::WIFEXITED(status), "status {status:#x}");
+    match libc::WEXITSTATUS(status) {
+        4 => eprintln!("skipped: cannot make a time namespace here"),
+        code => {
+            assert!(path.exists(), "removed under a live process");
+            assert_eq!(table_words(&path), mine, "this process's word was pruned");
+            assert_eq!(code, 0, "listed this process dead (1), or failed ({code})");
+        }
+    }
+    drop(region);
+    assert!(!path.exists());
+}

@@ -719,7 +719,9 @@ impl Holder {
     /// after `kill(tid, 0)`: a missing entry or a zombie is dead). `stamp`: the stamp a
     /// lock word records beside the TID (1 to 255, from its start time; 0: unknown, or a
     /// word without one): a live thread whose start time gives another stamp got the TID
-    /// of the dead holder, which is dead (as the crate's probe reads it).
+    /// of the dead holder, which is dead (as the crate's probe reads it). Only if the
+    /// thread is in this process's time namespace, as for the crate's probe: `/proc`
+    /// shows start times shifted by the reader's namespace.
     pub fn probe_stamped(tid: u32, stamp: u32) -> Holder {
         let stat = std::fs::read_to_string(format!("/proc/{tid}/stat")).ok();
         // The state is the first field after the parenthesised command name, which may
@@ -730,7 +732,8 @@ impl Holder {
             let mut fields = rest.unwrap_or("").split_ascii_whitespace();
             let state = fields.next().and_then(|f| f.chars().next());
             let start = fields.nth(22 - 4).and_then(|f| f.parse::<u64>().ok());
-            let reused = start.is_some_and(|t| !stamp_matches(stamp, t));
+            let reused =
+                start.is_some_and(|t| !stamp_matches(stamp, t)) && same_time_namespace(tid);
             !matches!(state, Some('Z' | 'X' | 'x') | None) && !reused
         });
         let comm = std::fs::read_to_string(format!("/proc/{tid}/comm"))
@@ -751,6 +754,18 @@ impl Holder {
             if self.alive { "alive" } else { "dead" },
             comm.map(|c| format!(", {c}")).unwrap_or_default()
         )
+    }
+}
+
+/// Whether thread `tid` is in this thread's time namespace, so that its start time in
+/// `/proc` is comparable with the one its lock word recorded: the two `ns/time` links
+/// name the same namespace. A kernel without time namespaces (no link of our own) has
+/// one; a holder whose link cannot be read (another user's or a non-dumpable process)
+/// counts as another, so its TID alone decides, as the crate's probe does.
+fn same_time_namespace(tid: u32) -> bool {
+    match std::fs::read_link("/proc/thread-self/ns/time") {
+        Ok(own) => std::fs::read_link(format!("/proc/{tid}/ns/time")).is_ok_and(|t| t == own),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
     }
 }
 

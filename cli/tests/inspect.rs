@@ -1388,3 +1388,61 @@ fn inspect_shows_the_free_space_of_removed_objects() {
         "{line}"
     );
 }
+
+/// `inspect` run in another time namespace (whose `/proc` shows every start time shifted
+/// by its boot-time offset) reads a live holder, and a live attached process, as alive:
+/// it compares their start times with what their words record only within one time
+/// namespace, as the crate does, and judges one of another by its id alone. Needs `CAP_SYS_ADMIN`, Linux
+/// 5.6 and util-linux's `unshare --time` (skipped elsewhere).
+#[test]
+fn inspect_in_another_time_namespace_reads_a_live_holder_alive() {
+    let tmp = TempRegion::new("timens");
+    let region = Region::create(&tmp.0, 1 << 16).unwrap();
+    let m = region.get_or_default::<Mutex<u64>>("mutex").unwrap();
+    let (held_tx, held) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            let _g = m.lock().unwrap();
+            held_tx.send(()).unwrap();
+            // Until the test has looked (or failed: the sender is dropped then).
+            let _ = release_rx.recv();
+        });
+        held.recv().unwrap();
+        // In this namespace first: alive.
+        let (_, doc) = inspect_json(&tmp.0);
+        assert_eq!(object(&doc, "mutex")["holder"]["alive"], true, "{doc}");
+        let out = common::run(
+            "unshare",
+            &[
+                "--fork",
+                "--time",
+                "--boottime",
+                "7",
+                env!("CARGO_BIN_EXE_shmstate"),
+                "inspect",
+                "--json",
+                tmp.0.to_str().unwrap(),
+            ],
+            None,
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.stdout.is_empty() {
+            eprintln!("skipped: no time namespace here ({stderr})");
+            return;
+        }
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        let doc: Json = serde_json::from_slice(&out.stdout).unwrap();
+        let holder = &object(&doc, "mutex")["holder"];
+        assert_eq!(holder["alive"], true, "{doc}");
+        // And this process's attach-table word (a full start time: the crate's judgement).
+        let me = doc["attached"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["pid"] == std::process::id())
+            .unwrap_or_else(|| panic!("this process is not attached: {doc}"));
+        assert_eq!(me["alive"], true, "{doc}");
+        drop(release);
+    });
+}

@@ -623,9 +623,10 @@ mod imp {
     /// different ones see different start times for one thread. True if both are in one
     /// time namespace (`/proc/<pid>/ns/time`), or if the kernel has no time namespaces;
     /// false where it cannot be told (another user's thread, no `/proc`). No allocation;
-    /// two `readlink`s, on the probe path only where a stamp does not match.
+    /// two `readlink`s, on the probe path only where a stamp does not match. Also for the
+    /// region's own words, which record full start times (`region::lifecycle`).
     #[cfg(not(miri))]
-    fn same_time_namespace(id: u32) -> bool {
+    pub(crate) fn same_time_namespace(id: u32) -> bool {
         fn link(path: &core::ffi::CStr, out: &mut [u8; 64]) -> Result<usize, rustix::io::Errno> {
             // SAFETY: a NUL-terminated path and a writable buffer of `out.len()` bytes;
             // `readlink` writes at most that many and returns how many (or -1).
@@ -653,6 +654,12 @@ mod imp {
             Err(rustix::io::Errno::NOENT) => true,
             Err(_) => false,
         }
+    }
+
+    /// Under Miri there is one clock (and no `/proc` to compare).
+    #[cfg(miri)]
+    pub(crate) fn same_time_namespace(_id: u32) -> bool {
+        true
     }
 
     /// The process (thread-group id) that thread `tid` belongs to: the `Tgid:` line of
@@ -809,7 +816,9 @@ pub(crate) const fn stamp_of(start: u64) -> u32 {
 /// The region (not built under loom) names its temporary files after the PID, and
 /// records the PID and start time of the processes that have it open.
 #[cfg(not(loom))]
-pub(crate) use imp::{current_pid, kill_probe, start_time, stat, thread_group};
+pub(crate) use imp::{
+    current_pid, kill_probe, same_time_namespace, start_time, stat, thread_group,
+};
 /// Histograms key their owner words by it (not built under loom, whose models do not fork).
 #[cfg(not(loom))]
 pub(crate) use imp::{fork_counted, fork_generation};

@@ -176,11 +176,13 @@
 //!   names nobody here, or someone else, so a live user can read dead and a
 //!   `remove_when_unused` region, or one `shmstate rm` is run on, can be removed under it.
 //!   Do not share removable regions across PID namespaces.
-//! - Start times are compared as each process sees them: processes in different time
-//!   namespaces (whose boot-time offsets differ) see each other's start times shifted,
-//!   and a process restored by CRIU has a new one, so either reads as dead to the others,
-//!   with the consequence above. A word that reads dead (so, or pruned by a misjudgment,
-//!   below) also makes its process's threads read dead as owners of directory entries
+//! - Start times are compared only within one time namespace: `/proc` shows them shifted
+//!   by the reader's boot-time offset, so a process of another time namespace is judged
+//!   by its pid alone (a dead one's pid reused by a new process then reads as alive, and
+//!   the file is kept), as is a process whose `ns/time` link cannot be read (another
+//!   user's, or a non-dumpable one: `owner::same_time_namespace`). A process restored by
+//!   CRIU has a new start time, so it reads as dead to the others, with the consequence
+//!   above. A word that reads dead (so, or pruned by a misjudgment, below) also makes its process's threads read dead as owners of directory entries
 //!   (the creation protocol's Limits, `src/region/protocol.rs`): an object it is
 //!   initialising can be taken over or freed, and its removal in progress cancelled under
 //!   it (the remover then goes on: it may clear the bit of a getter that pinned the object
@@ -478,7 +480,13 @@ pub(super) fn word_is_alive(w: u64) -> bool {
     if kill == Liveness::Dead {
         return false;
     }
-    judge(kill, owner::stat(Some(tid.get())), slot::start(w), true)
+    judge(
+        kill,
+        owner::stat(Some(tid.get())),
+        slot::start(w),
+        true,
+        || owner::same_time_namespace(tid.get()),
+    )
 }
 
 /// The liveness of the process (with `process`) or thread that `kill(id, 0)` answered
@@ -486,13 +494,23 @@ pub(super) fn word_is_alive(w: u64) -> bool {
 /// 32 bits; 0: unknown).
 ///
 /// - `kill` says dead: dead.
-/// - The start time differs from the recorded one: dead (a new process has the pid).
+/// - The start time differs from the recorded one: dead (a new process has the pid), if
+///   `same_namespace()` (called only then) says the task is in the caller's time
+///   namespace. `/proc` shows start times shifted by the reader's time namespace, so
+///   across two a start time cannot be compared: the pid alone decides, as for a lock
+///   word's stamp (`owner::probe_started`).
 /// - A zombie (`Z`) or dead (`X`) task: dead, except that a process whose main thread
 ///   exited (which leaves the thread-group leader a zombie) while other threads run on is
 ///   alive, for a `process`: its thread count (field 20) is above 1.
 /// - Otherwise, or when `/proc` cannot tell (no such file, as for another user's process
 ///   under `hidepid=2`, where `kill` answers `EPERM`): alive.
-fn judge(kill: Liveness, stat: ProcStat, recorded: u32, process: bool) -> bool {
+fn judge(
+    kill: Liveness,
+    stat: ProcStat,
+    recorded: u32,
+    process: bool,
+    same_namespace: impl FnOnce() -> bool,
+) -> bool {
     if kill == Liveness::Dead {
         return false;
     }
@@ -502,7 +520,7 @@ fn judge(kill: Liveness, stat: ProcStat, recorded: u32, process: bool) -> bool {
             threads,
             start,
         } => {
-            if recorded != 0 && start as u32 != recorded {
+            if recorded != 0 && start as u32 != recorded && same_namespace() {
                 return false;
             }
             if matches!(state, b'Z' | b'X') {
@@ -605,7 +623,9 @@ pub(super) fn thread_is_alive(tid: u32, recorded: impl FnOnce() -> u32) -> bool 
     if kill == Liveness::Dead {
         return false;
     }
-    judge(kill, owner::stat(Some(tid)), recorded(), false)
+    judge(kill, owner::stat(Some(tid)), recorded(), false, || {
+        owner::same_time_namespace(tid)
+    })
 }
 
 /// Whether thread `tid` (alive by its TID) may still be the thread that wrote it into an
@@ -1637,26 +1657,45 @@ mod tests {
             start,
         };
         let alive = Liveness::Alive;
-        assert!(!judge(Liveness::Dead, stat(b'S', 1, 7), 7, true));
-        assert!(judge(alive, stat(b'S', 1, 7), 7, true));
-        assert!(judge(alive, stat(b'S', 1, 7), 0, true), "start unknown");
-        assert!(!judge(alive, stat(b'S', 1, 8), 7, true), "pid reused");
-        assert!(!judge(alive, stat(b'S', 1, 7 + (1 << 32) + 1), 7, true));
+        let same = || true;
+        assert!(!judge(Liveness::Dead, stat(b'S', 1, 7), 7, true, same));
+        assert!(judge(alive, stat(b'S', 1, 7), 7, true, same));
         assert!(
-            judge(alive, stat(b'S', 1, 7 + (1 << 32)), 7, true),
+            judge(alive, stat(b'S', 1, 7), 0, true, same),
+            "start unknown"
+        );
+        assert!(!judge(alive, stat(b'S', 1, 8), 7, true, same), "pid reused");
+        assert!(!judge(
+            alive,
+            stat(b'S', 1, 7 + (1 << 32) + 1),
+            7,
+            true,
+            same
+        ));
+        assert!(
+            judge(alive, stat(b'S', 1, 7 + (1 << 32)), 7, true, same),
             "low 32 bits"
         );
         // A zombie process is dead; a zombie leader whose threads run on is not.
-        assert!(!judge(alive, stat(b'Z', 1, 7), 7, true));
-        assert!(!judge(alive, stat(b'X', 1, 7), 7, true));
-        assert!(judge(alive, stat(b'Z', 3, 7), 7, true));
+        assert!(!judge(alive, stat(b'Z', 1, 7), 7, true, same));
+        assert!(!judge(alive, stat(b'X', 1, 7), 7, true, same));
+        assert!(judge(alive, stat(b'Z', 3, 7), 7, true, same));
         // A thread probe: a zombie leader thread is dead whatever its process does.
-        assert!(!judge(alive, stat(b'Z', 3, 7), 7, false));
-        assert!(judge(alive, ProcStat::Unknown, 7, true));
+        assert!(!judge(alive, stat(b'Z', 3, 7), 7, false, same));
+        assert!(judge(alive, ProcStat::Unknown, 7, true, same));
         // `/proc` mounted `hidepid=2`: another user's live process has no `/proc/<pid>`,
         // yet `kill` answers (`EPERM`): alive, start time unknown.
-        assert!(judge(alive, ProcStat::Gone, 7, true));
-        assert!(judge(alive, ProcStat::Gone, 7, false));
+        assert!(judge(alive, ProcStat::Gone, 7, true, same));
+        assert!(judge(alive, ProcStat::Gone, 7, false, same));
+        // Another time namespace (its `/proc` shows start times shifted): the pid alone
+        // decides, so another start time reads alive; a zombie still reads dead.
+        let other = || false;
+        assert!(
+            judge(alive, stat(b'S', 1, 8), 7, true, other),
+            "other namespace"
+        );
+        assert!(!judge(alive, stat(b'Z', 1, 8), 7, true, other));
+        assert!(!judge(Liveness::Dead, stat(b'S', 1, 8), 7, true, other));
     }
 
     #[test]

@@ -95,9 +95,10 @@
 //!   between its CAS and its store of the holder word (the word then records an earlier
 //!   holder, so the TID alone is probed), or where the two threads' start times agree in
 //!   their low 32 bits (threads started in the same clock tick, 10 ms at 100 Hz; a thread
-//!   that became its process's main thread by `execve`). Start times are compared as
-//!   `/proc` shows them, which depends on the reader's time namespace: processes sharing
-//!   a region must share one (a holder restored from a checkpoint reads dead).
+//!   that became its process's main thread by `execve`), or where it is in another time
+//!   namespace than the prober (`/proc` shows start times shifted by the reader's time
+//!   namespace, so they are compared only within one). A holder restored from a
+//!   checkpoint reads dead.
 //! - The creation lock's generation wraps at 2^9, and 512 acquisitions take a few
 //!   milliseconds: a prober descheduled (or stopped) between its judgment of a dead
 //!   holder and its CAS while the lock changes hands 512 times, the last time to a thread
@@ -107,8 +108,8 @@
 //! - The creation lock's holder frees every claim it finds (first thing under the lock,
 //!   whatever the claim's TID reads now): claims are made, and published or given up,
 //!   under the lock, so any claim its holder finds is abandoned. So where the limits
-//!   above let a live holder be taken over (another PID or time namespace, the
-//!   generation's wrap), the two holders run at once, and either may free the other's
+//!   above let a live holder be taken over (another PID namespace, a checkpoint restore,
+//!   the generation's wrap), the two holders run at once, and either may free the other's
 //!   claim while it is being written (and then claim that entry itself): the entry may
 //!   end up with both creators' fields, and their objects may alias.
 //! - `get_or_*` must not be called from a signal handler, or from a global allocator,
