@@ -609,12 +609,17 @@ fn a_retired_region_whose_unlinker_tid_was_reused_is_unlinked_by_the_next_opener
     let dir = TempDir::new("life-tid-reused");
     let path = dir.0.join("r");
     drop(options().create(&path, SIZE).unwrap());
-    // Retired by a thread that died before unlinking, whose TID (1) now names a live
-    // thread: its recorded start time tells them apart.
+    // Retired by a thread that died before unlinking, whose TID now names a live thread
+    // (of this process: init's `ns/time` link may be unreadable, and then only the TID
+    // counts): its recorded start time tells them apart.
+    let Some((tid, start)) = common::live_thread_with_start() else {
+        eprintln!("skipped: /proc shows no start time here");
+        return;
+    };
     write_life(
         &path,
-        retired_by(1),
-        1 << 32 | u64::from(start_of_init() ^ 1),
+        retired_by(tid),
+        u64::from(tid) << 32 | u64::from(start as u32 ^ 1),
     );
     let e = options()
         .timeout(Duration::from_secs(10))

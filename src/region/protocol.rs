@@ -96,9 +96,10 @@
 //!   holder, so the TID alone is probed), or where the two threads' start times agree in
 //!   their low 32 bits (threads started in the same clock tick, 10 ms at 100 Hz; a thread
 //!   that became its process's main thread by `execve`), or where it is in another time
-//!   namespace than the prober (`/proc` shows start times shifted by the reader's time
-//!   namespace, so they are compared only within one). A holder restored from a
-//!   checkpoint reads dead.
+//!   namespace than the prober or its `ns/time` link cannot be read (another user's or a
+//!   non-dumpable process): `/proc` shows start times shifted by the reader's time
+//!   namespace, so they are compared only within one known to be shared. A holder
+//!   restored from a checkpoint reads dead.
 //! - The creation lock's generation wraps at 2^9, and 512 acquisitions take a few
 //!   milliseconds: a prober descheduled (or stopped) between its judgment of a dead
 //!   holder and its CAS while the lock changes hands 512 times, the last time to a thread
@@ -1571,8 +1572,22 @@ mod tests {
         Some(super::super::lifecycle::start_of(tid)).filter(|&s| s > 1)
     }
 
-    /// The start time of init (PID 1, always alive: the live thread that "reused" a dead
-    /// holder's TID), or `None`, saying the test is skipped, where `/proc` does not show it.
+    /// A live thread of this process (until the guard drops: the live thread that
+    /// "reused" a dead holder's TID) and the low 32 bits of its start time, or `None`,
+    /// saying the test is skipped, where `/proc` does not show it. (Not init: its
+    /// `ns/time` link is unreadable where the tests do not run as its user, and then a
+    /// start time that differs counts for nothing: `lifecycle::judge`.)
+    fn live_thread() -> Option<(owner::LiveThread, u32)> {
+        let t = owner::LiveThread::start(owner::current);
+        let start = start_time(t.id());
+        if start.is_none() {
+            eprintln!("skipped: /proc shows no start time here");
+        }
+        start.map(|s| (t, s))
+    }
+
+    /// The start time of init (PID 1, always alive), or `None`, saying the test is
+    /// skipped, where `/proc` does not show it.
     fn init_start() -> Option<u32> {
         let start = start_time(1);
         if start.is_none() {
@@ -1584,14 +1599,15 @@ mod tests {
     #[test]
     #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
     fn a_dead_creation_lock_holder_whose_tid_was_reused_is_taken_over() {
-        let Some(start) = init_start() else {
+        let Some((t, start)) = live_thread() else {
             return;
         };
+        let tid = t.id();
         let r = region();
-        // Held by a thread that died, whose TID (1) now names a live thread (init): the
+        // Held by a thread that died, whose TID now names a live thread: the
         // start time it recorded tells them apart, so creation takes the lock over instead
         // of timing out.
-        let w = hold_creation_lock(&r, 1, start ^ 1);
+        let w = hold_creation_lock(&r, tid, start ^ 1);
         r.get_or_default::<TestWord>("x").unwrap();
         let h = r.raw().header().unwrap();
         let after = h.create_lock.load(Ordering::SeqCst);
@@ -1606,15 +1622,16 @@ mod tests {
     #[test]
     #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
     fn a_dead_holder_with_sleepers_whose_tid_was_reused_is_taken_over() {
-        let Some(start) = init_start() else {
+        let Some((t, start)) = live_thread() else {
             return;
         };
+        let tid = t.id();
         let r = region();
         let h = r.raw().header().unwrap();
         // As above, with `WAITERS` set since the holder recorded itself (a prober that
         // probed by TID alone, or a failed takeover, went to sleep): the record still
         // names the holder, and the takeover keeps the bit.
-        let w = hold_creation_lock(&r, 1, start ^ 1);
+        let w = hold_creation_lock(&r, tid, start ^ 1);
         h.create_lock
             .store(w | create_lock::WAITERS, Ordering::SeqCst);
         let taken = CreateLock::take(&r, r.deadline()).unwrap();
@@ -1663,14 +1680,15 @@ mod tests {
     #[test]
     #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
     fn a_dead_claimer_whose_tid_was_reused_leaves_its_claim_to_the_taker() {
-        let Some(start) = init_start() else {
+        let Some((t, start)) = live_thread() else {
             return;
         };
+        let tid = t.id();
         let r = region();
-        // A creator (TID 1, now a live thread's) died holding the lock and a claim: the
+        // A creator (its TID now a live thread's) died holding the lock and a claim: the
         // taker of the lock frees the claim though its TID reads alive.
-        hold_creation_lock(&r, 1, start ^ 1);
-        claimed_at(&r, 0, 1);
+        hold_creation_lock(&r, tid, start ^ 1);
+        claimed_at(&r, 0, tid);
         r.get_or_default::<TestWord>("x").unwrap();
         assert_eq!(r.entries().len(), 1);
         assert_eq!(r.entries()[0].name, "x");
@@ -1698,17 +1716,18 @@ mod tests {
 
     /// The taker of a dead creator's lock whose scan stops before the dead claim (its own
     /// name is published at a lower index: `Exists`) still frees the claim, whose TID a
-    /// live thread (init) reused.
+    /// live thread reused.
     #[test]
     #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
     fn a_takeover_that_finds_its_name_still_frees_the_dead_claim() {
-        let Some(start) = init_start() else {
+        let Some((t, start)) = live_thread() else {
             return;
         };
+        let tid = t.id();
         let r = region();
         r.get_or_default::<TestWord>("a").unwrap();
-        claimed_at(&r, 1, 1);
-        hold_creation_lock(&r, 1, start ^ 1);
+        claimed_at(&r, 1, tid);
+        hold_creation_lock(&r, tid, start ^ 1);
         // A creator of "a" whose lookup ran before "a" was published.
         let want = Want::new::<TestWord>("a", Some(1)).unwrap();
         let lock = CreateLock::take(&r, r.deadline()).unwrap();
@@ -1782,12 +1801,13 @@ mod tests {
     #[test]
     #[cfg_attr(miri, ignore = "a region maps a memfd (memfd_create, MAP_SHARED)")]
     fn a_takeover_out_of_time_still_frees_the_dead_claim() {
-        let Some(start) = init_start() else {
+        let Some((t, start)) = live_thread() else {
             return;
         };
+        let tid = t.id();
         let r = region();
-        claimed_at(&r, 0, 1);
-        hold_creation_lock(&r, 1, start ^ 1);
+        claimed_at(&r, 0, tid);
+        hold_creation_lock(&r, tid, start ^ 1);
         let want = Want::new::<TestWord>("a", Some(1)).unwrap();
         let lock = CreateLock::take(&r, r.deadline()).unwrap();
         let passed = Instant::now();

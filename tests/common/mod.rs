@@ -263,6 +263,13 @@ pub fn kill_and_reap(pid: libc::pid_t) {
 /// 1`, where the start time is field 22 of `/proc/<tid>/stat`. `None` where `/proc` does
 /// not show it (the caller skips).
 pub fn live_thread_with_stamp() -> Option<(u32, u32)> {
+    live_thread_with_start().map(|(tid, start)| (tid, (start % 255) as u32 + 1))
+}
+
+/// Starts a thread of this process that parks for good; returns its TID and its start
+/// time (field 22 of `/proc/<tid>/stat`, clock ticks since boot). `None` where `/proc`
+/// does not show it (the caller skips).
+pub fn live_thread_with_start() -> Option<(u32, u64)> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         // SAFETY: `gettid` has no preconditions.
@@ -275,5 +282,5 @@ pub fn live_thread_with_stamp() -> Option<(u32, u32)> {
     let stat = std::fs::read_to_string(format!("/proc/{tid}/stat")).ok()?;
     let (_, rest) = stat.rsplit_once(')')?;
     let start: u64 = rest.split_ascii_whitespace().nth(19)?.parse().ok()?;
-    Some((tid, (start % 255) as u32 + 1))
+    Some((tid, start))
 }
