@@ -610,8 +610,7 @@ fn a_retired_region_whose_unlinker_tid_was_reused_is_unlinked_by_the_next_opener
     let path = dir.0.join("r");
     drop(options().create(&path, SIZE).unwrap());
     // Retired by a thread that died before unlinking, whose TID now names a live thread
-    // (of this process: init's `ns/time` link may be unreadable, and then only the TID
-    // counts): its recorded start time tells them apart.
+    // (of this process): its recorded start time tells them apart.
     let Some((tid, start)) = common::live_thread_with_start() else {
         eprintln!("skipped: /proc shows no start time here");
         return;
@@ -1127,8 +1126,8 @@ mod crash {
 /// A process in another time namespace (whose `/proc` shows every start time shifted by
 /// its boot-time offset) judges the processes attached to a region by their pids alone:
 /// it lists a live process of this namespace alive, keeps its word, and its drop of a
-/// `remove_when_unused` region leaves the file to it. Needs `CAP_SYS_ADMIN` and Linux 5.6
-/// (skipped elsewhere).
+/// `remove_when_unused` region leaves the file to it. Needs `CAP_SYS_ADMIN`,
+/// `CAP_SYS_TIME` (for the offset) and Linux 5.6 (skipped elsewhere).
 #[test]
 fn a_process_in_another_time_namespace_leaves_a_region_to_a_live_process() {
     watchdog(Duration::from_secs(30));

@@ -621,12 +621,21 @@ mod imp {
     /// it worked out for itself can be checked against the start time `/proc` shows here:
     /// `/proc` shifts start times by the *reader's* time namespace, so two processes in
     /// different ones see different start times for one thread. True if both are in one
-    /// time namespace (`/proc/<pid>/ns/time`), or if the kernel has no time namespaces;
-    /// false where it cannot be told (another user's thread, no `/proc`). No allocation;
-    /// two `readlink`s, on the probe path only where a stamp does not match. Also for the
-    /// region's own words, which record full start times (`region::lifecycle`).
+    /// time namespace, or if the kernel has no time namespaces; false where it cannot be
+    /// told ([`shares_time_namespace`] says `None`).
     #[cfg(not(miri))]
-    pub(crate) fn same_time_namespace(id: u32) -> bool {
+    fn same_time_namespace(id: u32) -> bool {
+        shares_time_namespace(id) == Some(true)
+    }
+
+    /// Whether thread `id` is in the calling thread's time namespace
+    /// (`/proc/<id>/ns/time` against `/proc/thread-self/ns/time`): `Some(true)` if so, or
+    /// if the kernel has no time namespaces; `Some(false)` if it is in another; `None`
+    /// where it cannot be told (another user's or a non-dumpable thread, whose link needs
+    /// ptrace access; no `/proc`). No allocation; two `readlink`s, for probe paths only
+    /// where a start time does not match.
+    #[cfg(not(miri))]
+    pub(crate) fn shares_time_namespace(id: u32) -> Option<bool> {
         fn link(path: &core::ffi::CStr, out: &mut [u8; 64]) -> Result<usize, rustix::io::Errno> {
             // SAFETY: a NUL-terminated path and a writable buffer of `out.len()` bytes;
             // `readlink` writes at most that many and returns how many (or -1).
@@ -647,19 +656,20 @@ mod imp {
         match link(c"/proc/thread-self/ns/time", &mut own) {
             Ok(n) => {
                 let mut path = [0u8; 32];
-                proc_path(Some(id), b"/ns/time", &mut path)
-                    .is_some_and(|p| link(p, &mut its).is_ok_and(|m| own[..n] == its[..m]))
+                let p = proc_path(Some(id), b"/ns/time", &mut path)?;
+                let m = link(p, &mut its).ok()?;
+                Some(own[..n] == its[..m])
             }
             // No time namespaces on this kernel (before Linux 5.6): one clock for all.
-            Err(rustix::io::Errno::NOENT) => true,
-            Err(_) => false,
+            Err(rustix::io::Errno::NOENT) => Some(true),
+            Err(_) => None,
         }
     }
 
     /// Under Miri there is one clock (and no `/proc` to compare).
     #[cfg(miri)]
-    pub(crate) fn same_time_namespace(_id: u32) -> bool {
-        true
+    pub(crate) fn shares_time_namespace(_id: u32) -> Option<bool> {
+        Some(true)
     }
 
     /// The process (thread-group id) that thread `tid` belongs to: the `Tgid:` line of
@@ -817,7 +827,7 @@ pub(crate) const fn stamp_of(start: u64) -> u32 {
 /// records the PID and start time of the processes that have it open.
 #[cfg(not(loom))]
 pub(crate) use imp::{
-    current_pid, kill_probe, same_time_namespace, start_time, stat, thread_group,
+    current_pid, kill_probe, shares_time_namespace, start_time, stat, thread_group,
 };
 /// Histograms key their owner words by it (not built under loom, whose models do not fork).
 #[cfg(not(loom))]

@@ -85,7 +85,8 @@
 //!   the process cannot be told (`/proc` hidden, `hidepid`, a region marked `UNLISTED`,
 //!   where the TID alone decides). The word's liveness is judged by its start time, so
 //!   the time-namespace limit below applies to entry owners too: a live owner whose
-//!   process's start time reads differently here reads dead and is taken over.
+//!   process is in another time namespace that cannot be told reads dead and is taken
+//!   over.
 //!   The creation lock's holder is told apart from a new
 //!   thread with its TID by the start time it records in the holder word, just after
 //!   the CAS that takes the lock: a thread with that TID and another start time reads
@@ -95,11 +96,12 @@
 //!   between its CAS and its store of the holder word (the word then records an earlier
 //!   holder, so the TID alone is probed), or where the two threads' start times agree in
 //!   their low 32 bits (threads started in the same clock tick, 10 ms at 100 Hz; a thread
-//!   that became its process's main thread by `execve`), or where it is in another time
-//!   namespace than the prober or its `ns/time` link cannot be read (another user's or a
-//!   non-dumpable process): `/proc` shows start times shifted by the reader's time
-//!   namespace, so they are compared only within one known to be shared. A holder
-//!   restored from a checkpoint reads dead.
+//!   that became its process's main thread by `execve`), or where it is known to be in
+//!   another time namespace than the prober (`/proc` shows start times shifted by the
+//!   reader's time namespace, so they are not compared across two). Where that cannot be
+//!   told (the holder's `ns/time` link is another user's, or a non-dumpable process's),
+//!   they are compared: such a live holder in another time namespace reads dead, as does
+//!   a holder restored from a checkpoint.
 //! - The creation lock's generation wraps at 2^9, and 512 acquisitions take a few
 //!   milliseconds: a prober descheduled (or stopped) between its judgment of a dead
 //!   holder and its CAS while the lock changes hands 512 times, the last time to a thread
@@ -109,8 +111,8 @@
 //! - The creation lock's holder frees every claim it finds (first thing under the lock,
 //!   whatever the claim's TID reads now): claims are made, and published or given up,
 //!   under the lock, so any claim its holder finds is abandoned. So where the limits
-//!   above let a live holder be taken over (another PID namespace, a checkpoint restore,
-//!   the generation's wrap), the two holders run at once, and either may free the other's
+//!   above let a live holder be taken over (another PID namespace, another time namespace
+//!   that cannot be told, a checkpoint restore, the generation's wrap), the two holders run at once, and either may free the other's
 //!   claim while it is being written (and then claim that entry itself): the entry may
 //!   end up with both creators' fields, and their objects may alias.
 //! - `get_or_*` must not be called from a signal handler, or from a global allocator,
@@ -1574,9 +1576,7 @@ mod tests {
 
     /// A live thread of this process (until the guard drops: the live thread that
     /// "reused" a dead holder's TID) and the low 32 bits of its start time, or `None`,
-    /// saying the test is skipped, where `/proc` does not show it. (Not init: its
-    /// `ns/time` link is unreadable where the tests do not run as its user, and then a
-    /// start time that differs counts for nothing: `lifecycle::judge`.)
+    /// saying the test is skipped, where `/proc` does not show it.
     fn live_thread() -> Option<(owner::LiveThread, u32)> {
         let t = owner::LiveThread::start(owner::current);
         let start = start_time(t.id());
