@@ -1192,3 +1192,88 @@ fn a_process_in_another_time_namespace_leaves_a_region_to_a_live_process() {
     drop(region);
     assert!(!path.exists());
 }
+
+/// A process in another time namespace waits for a live process of this namespace that
+/// is initialising an object, instead of taking the initialisation over: its
+/// `get_or_init` of the same name times out, and the object is initialised once. Needs
+/// `CAP_SYS_ADMIN`, `CAP_SYS_TIME` and Linux 5.6 (skipped elsewhere).
+#[test]
+fn a_process_in_another_time_namespace_waits_for_a_live_initialiser() {
+    watchdog(Duration::from_secs(30));
+    let dir = TempDir::new("life-timens-init");
+    let path = dir.0.join("r");
+    let shared = SharedMem::<Steps>::new(1);
+    let ctl = shared.get();
+    // Forked before the region exists, so that it inherits no handle. Exit codes: 0 timed
+    // out (right), 1 took the initialisation over, 3 another error, 4 no time namespace.
+    let child = fork_children(1, |_| {
+        // SAFETY: as in `a_process_in_another_time_namespace_leaves_a_region_to_a_live_process`.
+        let code = if unsafe { libc::unshare(libc::CLONE_NEWTIME) } != 0
+            || std::fs::write("/proc/self/timens_offsets", "boottime 7 0").is_err()
+        {
+            4
+        } else {
+            let pid = fork_children(1, |_| {
+                wait_for(&ctl.release, 1);
+                let code = match options().timeout(Duration::from_millis(300)).open(&path) {
+                    Err(_) => 3,
+                    Ok(r) => match r.get_or_init::<Counter>("x", |c| {
+                        c.add(100);
+                    }) {
+                        Err(shmstate::GetError::Timeout) => 0,
+                        Ok(_) => 1,
+                        Err(_) => 3,
+                    },
+                };
+                // SAFETY: ends the forked child at once.
+                unsafe { libc::_exit(code) };
+            })[0];
+            let mut status = 0;
+            // SAFETY: reaping our own child.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                5
+            }
+        };
+        // SAFETY: ends the forked child at once.
+        unsafe { libc::_exit(code) };
+    })[0];
+    let region = options().create(&path, SIZE).unwrap();
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let (finish, finish_rx) = std::sync::mpsc::channel::<()>();
+    let (code, init) = std::thread::scope(|s| {
+        let region = &region;
+        let init = s.spawn(move || {
+            region
+                .get_or_init::<Counter>("x", |c| {
+                    started_tx.send(()).unwrap();
+                    // Until the other process has tried (or the test failed).
+                    let _ = finish_rx.recv();
+                    c.add(1);
+                })
+                .map(|c| c.get())
+        });
+        started.recv().unwrap();
+        bump(&ctl.release);
+        let mut status = 0;
+        // SAFETY: reaping our own child (the watchdog bounds the wait).
+        unsafe { libc::waitpid(child, &mut status, 0) };
+        drop(finish);
+        assert!(libc::WIFEXITED(status), "status {status:#x}");
+        (libc::WEXITSTATUS(status), init.join().unwrap())
+    });
+    match code {
+        4 => eprintln!("skipped: cannot make a time namespace here"),
+        code => assert_eq!(
+            code, 0,
+            "took the initialisation over (1), or failed ({code})"
+        ),
+    }
+    assert!(
+        matches!(init, Ok(1)),
+        "initialised once, by its creator: {init:?}"
+    );
+    assert_eq!(region.get::<Counter>("x").unwrap().get(), 1);
+}
