@@ -1123,6 +1123,39 @@ mod crash {
     }
 }
 
+/// Forks a child that makes a new time namespace (boot time 7 s ahead: its `/proc`
+/// shows every start time shifted) and runs `f` in a grandchild there, which exits with
+/// `f`'s code; the child exits with that code, 4 where no time namespace can be made
+/// (`CAP_SYS_ADMIN`, `CAP_SYS_TIME`, Linux 5.6), 5 if the grandchild did not exit. Fork
+/// it before the region exists, so that it inherits no handle. Reap it with [`code_of`].
+fn in_new_time_namespace(f: impl Fn() -> i32) -> libc::pid_t {
+    fork_children(1, |_| {
+        // SAFETY: `unshare` changes only this process's namespaces; the offsets file is
+        // written before any process enters the new namespace, as the kernel requires.
+        let code = if unsafe { libc::unshare(libc::CLONE_NEWTIME) } != 0
+            || std::fs::write("/proc/self/timens_offsets", "boottime 7 0").is_err()
+        {
+            4
+        } else {
+            // The new time namespace is for children.
+            code_of(
+                fork_children(1, |_| {
+                    let code = f();
+                    // SAFETY: ends the forked child at once.
+                    unsafe { libc::_exit(code) };
+                })[0],
+            )
+        };
+        // SAFETY: ends the forked child at once.
+        unsafe { libc::_exit(code) };
+    })[0]
+}
+
+/// Reaps child `pid` (the watchdog bounds the wait): its exit code, 5 if it did not exit.
+fn code_of(pid: libc::pid_t) -> i32 {
+    common::exit_code(pid).unwrap_or(5)
+}
+
 /// A process in another time namespace (whose `/proc` shows every start time shifted by
 /// its boot-time offset) judges the processes attached to a region by their pids alone:
 /// it lists a live process of this namespace alive, keeps its word, and its drop of a
@@ -1135,53 +1168,25 @@ fn a_process_in_another_time_namespace_leaves_a_region_to_a_live_process() {
     let path = dir.0.join("r");
     let shared = SharedMem::<Steps>::new(1);
     let ctl = shared.get();
-    // Forked before the region exists, so that it inherits no handle. Exit codes: 0 right,
-    // 1 listed this process dead, 3 could not open, 4 no time namespace here.
-    let child = fork_children(1, |_| {
-        // SAFETY: `unshare` changes only this process's namespaces; the offsets file is
-        // written before any process enters the new namespace, as the kernel requires.
-        let code = if unsafe { libc::unshare(libc::CLONE_NEWTIME) } != 0
-            || std::fs::write("/proc/self/timens_offsets", "boottime 7 0").is_err()
-        {
-            4
-        } else {
-            // The new time namespace is for children.
-            let pid = fork_children(1, |_| {
-                wait_for(&ctl.release, 1);
-                let code = match Region::open(&path) {
-                    Err(_) => 3,
-                    Ok(r) => {
-                        let parent = ctl.a.load(Ordering::Acquire) as u32;
-                        let alive = r.attached().iter().any(|a| a.pid == parent && a.alive);
-                        drop(r);
-                        if alive { 0 } else { 1 }
-                    }
-                };
-                // SAFETY: ends the forked child at once.
-                unsafe { libc::_exit(code) };
-            })[0];
-            let mut status = 0;
-            // SAFETY: reaping our own child.
-            unsafe { libc::waitpid(pid, &mut status, 0) };
-            if libc::WIFEXITED(status) {
-                libc::WEXITSTATUS(status)
-            } else {
-                5
+    // Exit codes: 0 right, 1 listed this process dead, 3 could not open.
+    let child = in_new_time_namespace(|| {
+        wait_for(&ctl.release, 1);
+        match Region::open(&path) {
+            Err(_) => 3,
+            Ok(r) => {
+                let parent = ctl.a.load(Ordering::Acquire) as u32;
+                let alive = r.attached().iter().any(|a| a.pid == parent && a.alive);
+                drop(r);
+                if alive { 0 } else { 1 }
             }
-        };
-        // SAFETY: ends the forked child at once.
-        unsafe { libc::_exit(code) };
-    })[0];
+        }
+    });
     let region = removing().create(&path, SIZE).unwrap();
     let mine = table_words(&path);
     ctl.a
         .store(u64::from(std::process::id()), Ordering::Release);
     bump(&ctl.release);
-    let mut status = 0;
-    // SAFETY: reaping our own child (the watchdog bounds the wait).
-    unsafe { libc::waitpid(child, &mut status, 0) };
-    assert!(libc::WIFEXITED(status), "status {status:#x}");
-    match libc::WEXITSTATUS(status) {
+    match code_of(child) {
         4 => eprintln!("skipped: cannot make a time namespace here"),
         code => {
             assert!(path.exists(), "removed under a live process");
@@ -1204,42 +1209,20 @@ fn a_process_in_another_time_namespace_waits_for_a_live_initialiser() {
     let path = dir.0.join("r");
     let shared = SharedMem::<Steps>::new(1);
     let ctl = shared.get();
-    // Forked before the region exists, so that it inherits no handle. Exit codes: 0 timed
-    // out (right), 1 took the initialisation over, 3 another error, 4 no time namespace.
-    let child = fork_children(1, |_| {
-        // SAFETY: as in `a_process_in_another_time_namespace_leaves_a_region_to_a_live_process`.
-        let code = if unsafe { libc::unshare(libc::CLONE_NEWTIME) } != 0
-            || std::fs::write("/proc/self/timens_offsets", "boottime 7 0").is_err()
-        {
-            4
-        } else {
-            let pid = fork_children(1, |_| {
-                wait_for(&ctl.release, 1);
-                let code = match options().timeout(Duration::from_millis(300)).open(&path) {
-                    Err(_) => 3,
-                    Ok(r) => match r.get_or_init::<Counter>("x", |c| {
-                        c.add(100);
-                    }) {
-                        Err(shmstate::GetError::Timeout) => 0,
-                        Ok(_) => 1,
-                        Err(_) => 3,
-                    },
-                };
-                // SAFETY: ends the forked child at once.
-                unsafe { libc::_exit(code) };
-            })[0];
-            let mut status = 0;
-            // SAFETY: reaping our own child.
-            unsafe { libc::waitpid(pid, &mut status, 0) };
-            if libc::WIFEXITED(status) {
-                libc::WEXITSTATUS(status)
-            } else {
-                5
-            }
-        };
-        // SAFETY: ends the forked child at once.
-        unsafe { libc::_exit(code) };
-    })[0];
+    // Exit codes: 0 timed out (right), 1 took the initialisation over, 3 another error.
+    let child = in_new_time_namespace(|| {
+        wait_for(&ctl.release, 1);
+        match options().timeout(Duration::from_millis(300)).open(&path) {
+            Err(_) => 3,
+            Ok(r) => match r.get_or_init::<Counter>("x", |c| {
+                c.add(100);
+            }) {
+                Err(shmstate::GetError::Timeout) => 0,
+                Ok(_) => 1,
+                Err(_) => 3,
+            },
+        }
+    });
     let region = options().create(&path, SIZE).unwrap();
     let (started_tx, started) = std::sync::mpsc::channel();
     let (finish, finish_rx) = std::sync::mpsc::channel::<()>();
@@ -1257,12 +1240,9 @@ fn a_process_in_another_time_namespace_waits_for_a_live_initialiser() {
         });
         started.recv().unwrap();
         bump(&ctl.release);
-        let mut status = 0;
-        // SAFETY: reaping our own child (the watchdog bounds the wait).
-        unsafe { libc::waitpid(child, &mut status, 0) };
+        let code = code_of(child);
         drop(finish);
-        assert!(libc::WIFEXITED(status), "status {status:#x}");
-        (libc::WEXITSTATUS(status), init.join().unwrap())
+        (code, init.join().unwrap())
     });
     match code {
         4 => eprintln!("skipped: cannot make a time namespace here"),

@@ -393,14 +393,7 @@ fn recreate_as_nobody(path: &Path, hidepid: bool, inherited: *mut libc::c_void) 
         // SAFETY: ends the child without running the parent's destructors.
         unsafe { libc::_exit(code) };
     }
-    let mut status = 0;
-    // SAFETY: reaping the child forked above.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    }
+    common::exit_code(pid).unwrap_or(-1)
 }
 
 /// The check's lease path: a recreator running as another user (uid 65534) cannot read

@@ -84,6 +84,15 @@ pub fn fork_children(n: usize, f: impl Fn(usize)) -> Vec<libc::pid_t> {
     pids
 }
 
+/// Reaps child `pid` (a watchdog bounds the wait): its exit code, `None` if it did not
+/// exit (a signal).
+pub fn exit_code(pid: libc::pid_t) -> Option<i32> {
+    let mut status = 0;
+    // SAFETY: reaping our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status))
+}
+
 /// Waits for `pids`; panics if any did not exit 0, or if they are not all done within
 /// `limit` (then kills the stragglers first).
 pub fn wait_all(pids: &[libc::pid_t], limit: Duration) {
