@@ -185,7 +185,8 @@
 //!   to the others, with the consequence above; so does a process restored by CRIU,
 //!   which has a new start time, and one that joins another time namespace (`setns`)
 //!   after it attached (its words record the start time its old namespace showed): not
-//!   supported. A word that reads dead (so, or pruned by a misjudgment, below) also makes its process's threads read dead as owners of directory entries
+//!   supported. A word that reads dead (so, or pruned by a misjudgment, below) also
+//!   makes its process's threads read dead as owners of directory entries
 //!   (the creation protocol's Limits, `src/region/protocol.rs`): an object it is
 //!   initialising can be taken over or freed, and its removal in progress cancelled under
 //!   it (the remover then goes on: it may clear the bit of a getter that pinned the object
@@ -498,7 +499,7 @@ pub(super) fn word_is_alive(w: u64) -> bool {
 ///
 /// - `kill` says dead: dead.
 /// - The start time differs from the recorded one: dead (a new process has the pid),
-///   unless `same_namespace()` (called only then) says the task is known to be in
+///   unless `comparable()` (called only then) says no: the task is known to be in
 ///   another time namespace than the caller. `/proc` shows start times shifted by the
 ///   reader's time namespace, so across two a start time cannot be compared: the pid
 ///   alone decides. Where that cannot be told (the task's `ns/time` link is another
@@ -515,7 +516,7 @@ fn judge(
     stat: ProcStat,
     recorded: u32,
     process: bool,
-    same_namespace: impl FnOnce() -> bool,
+    comparable: impl FnOnce() -> bool,
 ) -> bool {
     if kill == Liveness::Dead {
         return false;
@@ -526,7 +527,7 @@ fn judge(
             threads,
             start,
         } => {
-            if recorded != 0 && start as u32 != recorded && same_namespace() {
+            if recorded != 0 && start as u32 != recorded && comparable() {
                 return false;
             }
             if matches!(state, b'Z' | b'X') {
