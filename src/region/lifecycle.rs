@@ -1712,6 +1712,11 @@ mod tests {
         assert!(judge(alive, ProcStat::Gone, 7, false, same));
         // Another time namespace (its `/proc` shows start times shifted): the pid alone
         // decides, so another start time reads alive; a zombie still reads dead.
+        // The namespace is asked only on a mismatch (two `readlink`s: not on every probe).
+        let never = || -> bool { panic!("the namespace was asked on a matching start time") };
+        assert!(judge(alive, stat(b'S', 1, 7), 7, true, never));
+        assert!(judge(alive, stat(b'S', 1, 7), 0, true, never));
+        assert!(!judge(alive, stat(b'Z', 1, 7), 7, true, never));
         let other = || false;
         assert!(
             judge(alive, stat(b'S', 1, 8), 7, true, other),
