@@ -722,8 +722,8 @@ impl ByteMap {
     /// use shmstate::{ByteMap, MapOptions};
     ///
     /// let m = ByteMap::new(MapOptions::new(10))?;
-    /// m.insert_ttl(b"a", b"1", Duration::ZERO)?;
     /// m.insert(b"b", b"2")?;
+    /// m.insert_ttl(b"a", b"1", Duration::ZERO)?;
     /// assert_eq!(m.len(), 2); // the expired entry still takes room
     /// assert_eq!(m.purge_expired(), 1);
     /// assert_eq!(m.len(), 1);
