@@ -423,6 +423,82 @@ fn a_ttl_set_by_one_process_expires_for_all() {
     assert_eq!(keys, [b"forever".to_vec(), b"long".to_vec()]);
 }
 
+/// A process in a time namespace whose `CLOCK_MONOTONIC` runs a day ahead reads the
+/// deadlines other processes wrote as they meant them (an entry an hour from its deadline
+/// is live to it, and its `purge_expired` leaves it), and the deadlines it writes mean the
+/// same to them (due now is expired here, an hour ahead is not). Needs `CAP_SYS_ADMIN`,
+/// `CAP_SYS_TIME` and Linux 5.6 (skipped elsewhere).
+#[test]
+fn deadlines_mean_the_same_in_another_time_namespace() {
+    watchdog(Duration::from_secs(30));
+    let region = Region::anonymous(1 << 20).unwrap();
+    let map = region.map("ttl", MapOptions::new(64)).unwrap();
+    let hour = Duration::from_secs(3600);
+    map.insert_ttl(b"parent", b"1", hour).unwrap();
+    // Exit codes: 0 right, 1 the parent's entry read expired, 2 purged.
+    let child = common::in_new_time_namespace("monotonic 86400 0", || {
+        if !map.contains(b"parent").unwrap() {
+            return 1;
+        }
+        if map.purge_expired() != 0 {
+            return 2;
+        }
+        map.insert_ttl(b"due", b"2", Duration::ZERO).unwrap();
+        map.insert_ttl(b"later", b"3", hour).unwrap();
+        0
+    });
+    match common::exit_code(child) {
+        Some(4) => eprintln!("skipped: cannot make a time namespace here"),
+        code => {
+            assert_eq!(
+                code,
+                Some(0),
+                "1: read expired, 2: purged the parent's entry"
+            );
+            assert!(map.contains(b"parent").unwrap());
+            assert!(
+                map.contains(b"later").unwrap(),
+                "an hour ahead there is ahead here"
+            );
+            assert!(!map.contains(b"due").unwrap(), "due there is due here");
+            assert_eq!(map.purge_expired(), 1);
+        }
+    }
+}
+
+/// A process that has made a time namespace for its children (whose offsets its
+/// `/proc/self/timens_offsets` then shows) writes deadlines on its own clock, not theirs.
+/// Needs what [`deadlines_mean_the_same_in_another_time_namespace`] needs.
+#[test]
+fn a_process_that_made_a_time_namespace_for_its_children_keeps_its_own_clock() {
+    watchdog(Duration::from_secs(30));
+    let region = Region::anonymous(1 << 20).unwrap();
+    let map = region.map("ttl", MapOptions::new(64)).unwrap();
+    let child = fork_children(1, |_| {
+        // SAFETY: `unshare` changes only this process's namespaces (for its children).
+        if unsafe { libc::unshare(libc::CLONE_NEWTIME) } != 0
+            || std::fs::write("/proc/self/timens_offsets", "monotonic 86400 0").is_err()
+        {
+            // SAFETY: ends the forked child at once.
+            unsafe { libc::_exit(4) };
+        }
+        map.insert_ttl(b"due", b"1", Duration::ZERO).unwrap();
+        map.insert_ttl(b"later", b"2", Duration::from_secs(3600))
+            .unwrap();
+    });
+    match common::exit_code(child[0]) {
+        Some(4) => eprintln!("skipped: cannot make a time namespace here"),
+        code => {
+            assert_eq!(code, Some(0));
+            assert!(
+                !map.contains(b"due").unwrap(),
+                "written on its children's clock"
+            );
+            assert!(map.contains(b"later").unwrap());
+        }
+    }
+}
+
 /// A full map refuses an insert and hands back its key and value; `insert_evicting` from
 /// another process makes room by evicting the least recently written entry, which then
 /// reads as absent everywhere, while the new entry is present and the size stays the same.

@@ -13,7 +13,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{SharedMem, TempDir, fork_children, wait_all, watchdog};
+use common::{SharedMem, TempDir, fork_children, in_new_time_namespace, wait_all, watchdog};
 use shmstate::region::{ATTACH_SLOTS, ReadOnlyRegion};
 use shmstate::sync::{AtomicU32, AtomicU64, Ordering};
 use shmstate::{
@@ -1123,33 +1123,9 @@ mod crash {
     }
 }
 
-/// Forks a child that makes a new time namespace (boot time 7 s ahead: its `/proc`
-/// shows every start time shifted) and runs `f` in a grandchild there, which exits with
-/// `f`'s code; the child exits with that code, 4 where no time namespace can be made
-/// (`CAP_SYS_ADMIN`, `CAP_SYS_TIME`, Linux 5.6), 5 if the grandchild did not exit. Fork
-/// it before the region exists, so that it inherits no handle. Reap it with [`code_of`].
-fn in_new_time_namespace(f: impl Fn() -> i32) -> libc::pid_t {
-    fork_children(1, |_| {
-        // SAFETY: `unshare` changes only this process's namespaces; the offsets file is
-        // written before any process enters the new namespace, as the kernel requires.
-        let code = if unsafe { libc::unshare(libc::CLONE_NEWTIME) } != 0
-            || std::fs::write("/proc/self/timens_offsets", "boottime 7 0").is_err()
-        {
-            4
-        } else {
-            // The new time namespace is for children.
-            code_of(
-                fork_children(1, |_| {
-                    let code = f();
-                    // SAFETY: ends the forked child at once.
-                    unsafe { libc::_exit(code) };
-                })[0],
-            )
-        };
-        // SAFETY: ends the forked child at once.
-        unsafe { libc::_exit(code) };
-    })[0]
-}
+/// The offsets of [`in_new_time_namespace`]: boot time 7 s ahead, so that its `/proc`
+/// shows every start time shifted.
+const BOOT_AHEAD: &str = "boottime 7 0";
 
 /// Reaps child `pid` (the watchdog bounds the wait): its exit code, 5 if it did not exit.
 fn code_of(pid: libc::pid_t) -> i32 {
@@ -1169,7 +1145,7 @@ fn a_process_in_another_time_namespace_leaves_a_region_to_a_live_process() {
     let shared = SharedMem::<Steps>::new(1);
     let ctl = shared.get();
     // Exit codes: 0 right, 1 listed this process dead, 3 could not open.
-    let child = in_new_time_namespace(|| {
+    let child = in_new_time_namespace(BOOT_AHEAD, || {
         wait_for(&ctl.release, 1);
         match Region::open(&path) {
             Err(_) => 3,
@@ -1210,7 +1186,7 @@ fn a_process_in_another_time_namespace_waits_for_a_live_initialiser() {
     let shared = SharedMem::<Steps>::new(1);
     let ctl = shared.get();
     // Exit codes: 0 timed out (right), 1 took the initialisation over, 3 another error.
-    let child = in_new_time_namespace(|| {
+    let child = in_new_time_namespace(BOOT_AHEAD, || {
         wait_for(&ctl.release, 1);
         match options().timeout(Duration::from_millis(300)).open(&path) {
             Err(_) => 3,

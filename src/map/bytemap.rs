@@ -9,9 +9,10 @@ use std::time::Instant;
 use crate::failpoint::{self, Point};
 use crate::sync::{AtomicU64, Ordering};
 
+use super::clock::now_ns;
 use super::error::{IncrError, InsertError, MapError, UpdateError};
 use super::hash::Place;
-use super::layout::{ByteMap, Meta, copy_out, now_ns};
+use super::layout::{ByteMap, Meta, copy_out};
 use super::options::{Geometry, MapOptions};
 use super::read::{Clock, Out, READ_RETRIES, next, place_in};
 use super::write::{Find, Locked, vec_of};
@@ -1563,8 +1564,8 @@ impl<'a> ByteMapHandle<'a> {
     }
 }
 
-/// The deadline `ttl` from now, in `CLOCK_MONOTONIC` nanoseconds (never 0, which means
-/// "no deadline").
+/// The deadline `ttl` from now, in `CLOCK_MONOTONIC` nanoseconds of the initial time
+/// namespace ([`now_ns`]; never 0, which means "no deadline").
 fn deadline(ttl: Duration) -> u64 {
     let ns = u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX);
     now_ns().saturating_add(ns).max(1)

@@ -3,7 +3,8 @@
 
 use core::mem::offset_of;
 
-use super::layout::{ByteMap, Meta, StripeHead, boot_hash, expired, now_ns};
+use super::clock::now_ns;
+use super::layout::{ByteMap, Meta, StripeHead, boot_hash, expired};
 use super::options::{Geometry, HEADER_LINES, SLOT_HEAD_WORDS};
 use super::write::COUNT_MASK;
 

@@ -212,7 +212,8 @@ impl<'a> Slot<'a> {
     pub(crate) fn meta(&self) -> &'a AtomicU64 {
         &self.w[1]
     }
-    /// The expiry: `CLOCK_MONOTONIC` nanoseconds, 0 = never.
+    /// The expiry: `CLOCK_MONOTONIC` nanoseconds of the initial time namespace
+    /// ([`now_ns`](super::clock::now_ns)), 0 = never.
     #[inline]
     pub(crate) fn expiry(&self) -> &'a AtomicU64 {
         &self.w[2]
@@ -309,15 +310,6 @@ impl Meta {
     pub(crate) fn is_empty(self) -> bool {
         self.0 == EMPTY
     }
-}
-
-/// `CLOCK_MONOTONIC` now, in nanoseconds (the same clock in every process of one boot).
-#[inline]
-pub(crate) fn now_ns() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    (t.tv_sec as u64)
-        .wrapping_mul(1_000_000_000)
-        .wrapping_add(t.tv_nsec as u64)
 }
 
 /// Whether an entry with `expiry` has expired at `now` (0 never expires).

@@ -65,7 +65,7 @@
 //! |------|---------|
 //! | 0 | sequence: odd while a writer writes the slot |
 //! | 1 | meta: bits 0..2 state (0 empty, 1 full; 2 and 3 are garbage), 2..13 key length, 13..30 value length, 30..32 zero, 32..40 home slot in the stripe, 40..64 tag (bits 26..50 of the key's hash); an empty slot's meta is 0 |
-//! | 2 | expiry: `CLOCK_MONOTONIC` nanoseconds, 0 = never |
+//! | 2 | expiry: `CLOCK_MONOTONIC` nanoseconds of the initial time namespace (see "TTL and eviction"), 0 = never |
 //! | 3 | stamp: the stripe's write counter at the slot's last write (eviction order within the stripe) |
 //! | 4 .. | key, little-endian words, zero-padded; then the value, likewise |
 //!
@@ -244,8 +244,13 @@
 //!
 //! # TTL and eviction
 //!
-//! [`insert_ttl`](ByteMap::insert_ttl) gives an entry a deadline on `CLOCK_MONOTONIC`,
-//! which is one clock for all processes of one boot. A map in a file outlives the boot:
+//! [`insert_ttl`](ByteMap::insert_ttl) gives an entry a deadline on `CLOCK_MONOTONIC` of
+//! the initial time namespace, which is one clock for all processes of one boot: a process
+//! in a time namespace (a container's, say) takes its namespace's offset off the clock it
+//! reads, so that its deadlines mean the same to every process (worked out once per
+//! process from `/proc/self/timens_offsets`; where that cannot be told, as in a process
+//! that has called `unshare(CLONE_NEWTIME)` itself, its own clock counts as the initial
+//! namespace's). A map in a file outlives the boot:
 //! the header records the creator's boot (a hash of `/proc/sys/kernel/random/boot_id`),
 //! and the first process to open the map in another boot (through [`Region::map`](crate::Region::map),
 //! [`Region::open_map`](crate::Region::open_map) or
@@ -325,6 +330,7 @@
 //!   sweeps them. If the boot id cannot be read (`/proc` not mounted), no sweep happens.
 
 pub(crate) mod bytemap;
+mod clock;
 mod error;
 mod fixed_str;
 mod hash;

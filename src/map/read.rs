@@ -7,9 +7,10 @@ use std::time::Instant;
 
 use crate::wait::{SPIN_LIMIT, Slices};
 
+use super::clock::now_ns;
 use super::error::MapError;
 use super::hash::{Place, key_hash, place};
-use super::layout::{ByteMap, Meta, copy_out, expired, key_equals, now_ns};
+use super::layout::{ByteMap, Meta, copy_out, expired, key_equals};
 use super::options::Geometry;
 
 /// Optimistic attempts that raced a writer (a sequence that changed under the copy) before

@@ -93,6 +93,35 @@ pub fn exit_code(pid: libc::pid_t) -> Option<i32> {
     libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status))
 }
 
+/// Forks a child that makes a new time namespace with `offsets` (written to
+/// `/proc/self/timens_offsets`: `"boottime 7 0"` puts boot time 7 s ahead, so that its
+/// `/proc` shows every start time shifted; `"monotonic 86400 0"` puts `CLOCK_MONOTONIC` a
+/// day ahead) and runs `f` in a grandchild there, which exits with `f`'s code; the child
+/// exits with that code, 4 where no time namespace can be made (`CAP_SYS_ADMIN`,
+/// `CAP_SYS_TIME`, Linux 5.6), 5 if the grandchild did not exit. Fork it before the test's
+/// region exists, so that it inherits no handle; reap it with [`exit_code`].
+pub fn in_new_time_namespace(offsets: &str, f: impl Fn() -> i32) -> libc::pid_t {
+    fork_children(1, |_| {
+        // SAFETY: `unshare` changes only this process's namespaces; the offsets file is
+        // written before any process enters the new namespace, as the kernel requires.
+        let code = if unsafe { libc::unshare(libc::CLONE_NEWTIME) } != 0
+            || std::fs::write("/proc/self/timens_offsets", offsets).is_err()
+        {
+            4
+        } else {
+            // The new time namespace is for children.
+            let grandchild = fork_children(1, |_| {
+                let code = f();
+                // SAFETY: ends the forked child at once.
+                unsafe { libc::_exit(code) };
+            })[0];
+            exit_code(grandchild).unwrap_or(5)
+        };
+        // SAFETY: ends the forked child at once.
+        unsafe { libc::_exit(code) };
+    })[0]
+}
+
 /// Waits for `pids`; panics if any did not exit 0, or if they are not all done within
 /// `limit` (then kills the stragglers first).
 pub fn wait_all(pids: &[libc::pid_t], limit: Duration) {
