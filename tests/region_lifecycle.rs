@@ -1174,6 +1174,48 @@ fn a_process_in_another_time_namespace_leaves_a_region_to_a_live_process() {
     assert!(!path.exists());
 }
 
+/// A process in another time namespace does not remove an object a live process of this
+/// namespace holds: its `remove` fails `InUse`, naming that process, and the object keeps
+/// its value. Needs `CAP_SYS_ADMIN`, `CAP_SYS_TIME` and Linux 5.6 (skipped elsewhere).
+#[test]
+fn a_process_in_another_time_namespace_leaves_an_object_to_a_live_holder() {
+    watchdog(Duration::from_secs(30));
+    let dir = TempDir::new("life-timens-rm");
+    let path = dir.0.join("r");
+    let shared = SharedMem::<Steps>::new(1);
+    let ctl = shared.get();
+    // Exit codes: 0 `InUse` naming this process (right), 1 removed, 2 `InUse` naming
+    // others, 3 another error.
+    let child = in_new_time_namespace(BOOT_AHEAD, || {
+        wait_for(&ctl.release, 1);
+        let Ok(mut r) = Region::open(&path) else {
+            return 3;
+        };
+        let parent = ctl.a.load(Ordering::Acquire) as u32;
+        match r.remove("jobs") {
+            Ok(()) => 1,
+            Err(shmstate::RemoveObjectError::InUse { pids, .. }) if pids == [parent] => 0,
+            Err(shmstate::RemoveObjectError::InUse { .. }) => 2,
+            Err(_) => 3,
+        }
+    });
+    let region = options().create(&path, SIZE).unwrap();
+    let jobs = region.get_or_default::<Counter>("jobs").unwrap();
+    jobs.add(7);
+    ctl.a
+        .store(u64::from(std::process::id()), Ordering::Release);
+    bump(&ctl.release);
+    match code_of(child) {
+        4 => eprintln!("skipped: cannot make a time namespace here"),
+        code => assert_eq!(
+            code, 0,
+            "removed under a live holder (1), or failed ({code})"
+        ),
+    }
+    assert_eq!(jobs.get(), 7);
+    assert_eq!(region.get::<Counter>("jobs").unwrap().get(), 7);
+}
+
 /// A process in another time namespace waits for a live process of this namespace that
 /// is initialising an object, instead of taking the initialisation over: its
 /// `get_or_init` of the same name times out, and the object is initialised once. Needs
