@@ -384,8 +384,9 @@ pub fn worker(args: &WorkerArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `CLOCK_MONOTONIC` in ns: one clock for all processes (unlike `Instant`, whose values
-/// cannot be passed between processes). A vDSO call, no syscall.
+/// `CLOCK_MONOTONIC` in ns: one clock for the demo's processes, which are all its own
+/// children in its time namespace (unlike `Instant`, whose values cannot be passed
+/// between processes). A vDSO call, no syscall.
 fn monotonic_ns() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
     (t.tv_sec as u64).saturating_mul(1_000_000_000) + t.tv_nsec as u64

@@ -1389,6 +1389,45 @@ fn inspect_shows_the_free_space_of_removed_objects() {
     );
 }
 
+/// `inspect` in a time namespace whose `CLOCK_MONOTONIC` runs a day ahead reads a map's
+/// deadlines as the crate does, on the initial namespace's clock: a key an hour from its
+/// deadline is listed, one due now is not. Needs `CAP_SYS_ADMIN`, `CAP_SYS_TIME`,
+/// Linux 5.6 and util-linux's `unshare --time` (skipped elsewhere).
+#[test]
+fn inspect_in_another_time_namespace_lists_keys_by_their_deadlines() {
+    let tmp = TempRegion::new("timens-ttl");
+    let region = Region::create(&tmp.0, 1 << 16).unwrap();
+    let m = region.map("kv", MapOptions::new(16)).unwrap();
+    m.insert_ttl(b"later", b"1", std::time::Duration::from_secs(3600))
+        .unwrap();
+    m.insert_ttl(b"due", b"2", std::time::Duration::ZERO)
+        .unwrap();
+    let unshare = ["--fork", "--time", "--monotonic", "86400"];
+    let can = Command::new("unshare")
+        .args(unshare)
+        .arg("true")
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !can {
+        eprintln!("skipped: no `unshare --time` here (util-linux, CAP_SYS_ADMIN, Linux 5.6)");
+        return;
+    }
+    let mut args = unshare.to_vec();
+    args.extend([
+        env!("CARGO_BIN_EXE_shmstate"),
+        "inspect",
+        "--json",
+        tmp.0.to_str().unwrap(),
+    ]);
+    let out = common::run("unshare", &args, None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let doc: Json = serde_json::from_slice(&out.stdout).unwrap();
+    let kv = object(&doc, "kv");
+    assert_eq!(kv["keys"], serde_json::json!(["later"]), "{kv}");
+}
+
 /// `inspect` run in another time namespace (whose `/proc` shows every start time shifted
 /// by its boot-time offset) reads a live holder, and a live attached process, as alive:
 /// it does not compare their start times with what their words record across time

@@ -7,14 +7,20 @@
 //! write) or as days away. Every process therefore takes its own offset off what it reads
 //! ([`now_ns`]), and deadlines in the map are on the initial namespace's clock.
 //!
-//! The offset is worked out once per process (two `readlink`s and a read of
-//! `/proc/self/timens_offsets`), then costs two atomic loads per clock read. Where it
-//! cannot be told, it counts as 0 (the initial namespace's), as where the kernel has no
-//! time namespaces:
-//! - without `/proc`;
-//! - in a process that has called `unshare(CLONE_NEWTIME)` (the file then shows the
-//!   offsets of the namespace its children get, not its own);
-//! - in a process whose main thread has exited.
+//! The offset is worked out once per process, at its first clock read (two `readlink`s
+//! and a read of `/proc/self/timens_offsets`, into stack buffers: no allocation), then
+//! costs three atomic loads per clock read. A failure that may pass (out of file
+//! descriptors or memory) counts as 0 for that read only, and the next read asks again.
+//! Where the offset cannot be told, it counts as 0 (the initial namespace's), as where the
+//! kernel has no time namespaces:
+//! - without a `/proc` that shows the process;
+//! - in a process whose main thread has called `unshare(CLONE_NEWTIME)` (the file then
+//!   shows the offsets of the namespace its children get, not its own);
+//! - in a process whose main thread has exited (its `/proc/self` entries are gone).
+//!
+//! A process that changes its time namespace without a fork (`setns`, which the kernel
+//! allows only a single-threaded process, or a checkpoint restored elsewhere) keeps the
+//! offset it worked out before.
 
 #[cfg(not(loom))]
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
@@ -66,7 +72,11 @@ pub(crate) fn monotonic_offset() -> i64 {
 #[cfg(not(loom))]
 #[cold]
 fn monotonic_offset_slow(generation: u32) -> i64 {
-    let offset = read_offset().unwrap_or(0);
+    let Some(offset) = read_offset() else {
+        // A failure that may pass (out of file descriptors or memory): 0 for this read,
+        // and the next one asks again.
+        return 0;
+    };
     // Cached only where forks bump the generation, so that a child never reuses its
     // parent's answer (generation 0 after a wrap is never cached: `KNOWN` reads 0 as none).
     if generation != 0 && crate::owner::fork_counted() {
@@ -79,23 +89,19 @@ fn monotonic_offset_slow(generation: u32) -> i64 {
     offset
 }
 
-/// The `monotonic` line of `/proc/self/timens_offsets`, if that file shows this process's
-/// own namespace: `Some(0)` where the kernel has no time namespaces; `None` where it cannot
-/// be told.
+/// The calling thread's offset for good (0 where it cannot be told, see the
+/// [module docs](self)), or `None` after a failure that may pass.
 #[cfg(not(any(miri, loom)))]
 fn read_offset() -> Option<i64> {
-    // The file shows the namespace the process's children get, which is its own unless it
-    // has unshared a new one for them.
-    let own = match std::fs::read_link("/proc/self/ns/time") {
-        Ok(own) => own,
-        // No time namespaces on this kernel (before Linux 5.6): one clock for all.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(0),
-        Err(_) => return None,
-    };
-    if std::fs::read_link("/proc/self/ns/time_for_children").ok()? != own {
-        return None;
+    use crate::owner::TimensOffsets;
+    use rustix::io::Errno;
+    let mut buf = [0u8; 256];
+    match crate::owner::timens_offsets(&mut buf) {
+        Ok(TimensOffsets::Text(len)) => Some(parse_offset(&buf[..len]).unwrap_or(0)),
+        Ok(TimensOffsets::NoNamespaces | TimensOffsets::Unknowable) => Some(0),
+        Err(Errno::MFILE | Errno::NFILE | Errno::NOMEM | Errno::INTR | Errno::AGAIN) => None,
+        Err(_) => Some(0),
     }
-    parse_offset(&std::fs::read("/proc/self/timens_offsets").ok()?)
 }
 
 /// Miri's isolation refuses `/proc`: one clock.
@@ -105,9 +111,10 @@ fn read_offset() -> Option<i64> {
 }
 
 /// The `CLOCK_MONOTONIC` offset in `timens_offsets` text (`<clock> <seconds>
-/// <nanoseconds>` per line; the clock by name, or by number before Linux 5.8), in
+/// <nanoseconds>` per line; the clock by name, or by number), in
 /// nanoseconds; `None` if there is no such line or it does not parse.
 #[cfg(not(loom))]
+#[cfg_attr(miri, allow(dead_code))]
 fn parse_offset(text: &[u8]) -> Option<i64> {
     let text = core::str::from_utf8(text).ok()?;
     text.lines().find_map(|line| {

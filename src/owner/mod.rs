@@ -617,6 +617,61 @@ mod imp {
         core::ffi::CStr::from_bytes_until_nul(path).ok()
     }
 
+    /// The target of symbolic link `path` in `out` (its length), without allocating.
+    #[cfg(not(miri))]
+    fn link(path: &core::ffi::CStr, out: &mut [u8; 64]) -> Result<usize, rustix::io::Errno> {
+        // SAFETY: a NUL-terminated path and a writable buffer of `out.len()` bytes;
+        // `readlink` writes at most that many and returns how many (or -1).
+        let n = unsafe { libc::readlink(path.as_ptr(), out.as_mut_ptr().cast(), out.len()) };
+        match usize::try_from(n) {
+            Ok(n) if n < out.len() => Ok(n),
+            Ok(_) => Err(rustix::io::Errno::NAMETOOLONG),
+            // `last_os_error` reads `errno`; it does not allocate.
+            Err(_) => Err(rustix::io::Errno::from_raw_os_error(
+                std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+            )),
+        }
+    }
+
+    /// The text of `/proc/self/timens_offsets` in `buf`, where it shows the calling
+    /// thread's own time namespace: the file shows the namespace the main thread's
+    /// children get (its `ns/time_for_children`), which may be another than the calling
+    /// thread's (`/proc/thread-self/ns/time`) after an `unshare(CLONE_NEWTIME)`. No
+    /// allocation.
+    ///
+    /// `Err` if a call failed (the caller tells a failure that may pass from one that
+    /// will not; a main thread that has exited fails with `ENOENT`, as does a `/proc` of
+    /// another PID namespace that does not show this process);
+    /// [`TimensOffsets::Unknowable`](super::TimensOffsets::Unknowable) where the file
+    /// shows another namespace than the thread's own.
+    #[cfg(not(miri))]
+    pub(crate) fn timens_offsets(
+        buf: &mut [u8; 256],
+    ) -> Result<super::TimensOffsets, rustix::io::Errno> {
+        use super::TimensOffsets;
+        use rustix::fs::{Mode, OFlags};
+        let (mut own, mut shown) = ([0u8; 64], [0u8; 64]);
+        let n = match link(c"/proc/thread-self/ns/time", &mut own) {
+            Ok(n) => n,
+            // No time namespaces on this kernel (before Linux 5.6): one clock for all.
+            // (Without a `/proc`, the offset cannot be told either way.)
+            Err(rustix::io::Errno::NOENT) => return Ok(TimensOffsets::NoNamespaces),
+            Err(e) => return Err(e),
+        };
+        let m = link(c"/proc/self/ns/time_for_children", &mut shown)?;
+        if own[..n] != shown[..m] {
+            return Ok(TimensOffsets::Unknowable);
+        }
+        let fd = rustix::fs::open(
+            c"/proc/self/timens_offsets",
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        // Two lines of at most 40 bytes each: one read takes them all.
+        let len = rustix::io::read(&fd, &mut buf[..])?;
+        Ok(TimensOffsets::Text(len))
+    }
+
     /// Whether thread `id` sees start times as the calling process does, so that a stamp
     /// it worked out for itself can be checked against the start time `/proc` shows here:
     /// `/proc` shifts start times by the *reader's* time namespace, so two processes in
@@ -636,19 +691,6 @@ mod imp {
     /// where a start time does not match.
     #[cfg(not(miri))]
     pub(crate) fn shares_time_namespace(id: u32) -> Option<bool> {
-        fn link(path: &core::ffi::CStr, out: &mut [u8; 64]) -> Result<usize, rustix::io::Errno> {
-            // SAFETY: a NUL-terminated path and a writable buffer of `out.len()` bytes;
-            // `readlink` writes at most that many and returns how many (or -1).
-            let n = unsafe { libc::readlink(path.as_ptr(), out.as_mut_ptr().cast(), out.len()) };
-            match usize::try_from(n) {
-                Ok(n) if n < out.len() => Ok(n),
-                Ok(_) => Err(rustix::io::Errno::NAMETOOLONG),
-                // `last_os_error` reads `errno`; it does not allocate.
-                Err(_) => Err(rustix::io::Errno::from_raw_os_error(
-                    std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
-                )),
-            }
-        }
         let (mut own, mut its) = ([0u8; 64], [0u8; 64]);
         // The calling thread's own: `/proc/self` is the main thread, whose entry is gone
         // once it has exited while other threads run on (`ENOENT`, which must not read as
@@ -823,6 +865,9 @@ pub(crate) const STAMP_MASK: u32 = 0xFF << STAMP_SHIFT;
 pub(crate) const fn stamp_of(start: u64) -> u32 {
     (start % 255) as u32 + 1
 }
+/// The map's clock reads its time namespace's offset (not under Miri, which has no `/proc`).
+#[cfg(not(any(loom, miri)))]
+pub(crate) use imp::timens_offsets;
 /// The region (not built under loom) names its temporary files after the PID, and
 /// records the PID and start time of the processes that have it open.
 #[cfg(not(loom))]
@@ -832,6 +877,17 @@ pub(crate) use imp::{
 /// Histograms key their owner words by it (not built under loom, whose models do not fork).
 #[cfg(not(loom))]
 pub(crate) use imp::{fork_counted, fork_generation};
+
+/// What [`timens_offsets`] found.
+#[cfg(not(any(loom, miri)))]
+pub(crate) enum TimensOffsets {
+    /// The kernel has no time namespaces: one clock for all.
+    NoNamespaces,
+    /// The file's text, this long, in the caller's buffer.
+    Text(usize),
+    /// Cannot be told, for good: the file shows another namespace than the thread's own.
+    Unknowable,
+}
 
 /// A kernel thread id (TID) as lock words record it: never 0, never above the kernel's
 /// `PID_MAX_LIMIT` (2^22). Parsing a word's bits is how every primitive reads "which thread

@@ -98,8 +98,9 @@ pub fn exit_code(pid: libc::pid_t) -> Option<i32> {
 /// `/proc` shows every start time shifted; `"monotonic 86400 0"` puts `CLOCK_MONOTONIC` a
 /// day ahead) and runs `f` in a grandchild there, which exits with `f`'s code; the child
 /// exits with that code, 4 where no time namespace can be made (`CAP_SYS_ADMIN`,
-/// `CAP_SYS_TIME`, Linux 5.6), 5 if the grandchild did not exit. Fork it before the test's
-/// region exists, so that it inherits no handle; reap it with [`exit_code`].
+/// `CAP_SYS_TIME`, Linux 5.6), 5 if the grandchild did not exit. A test that counts a
+/// region's handles forks it before the region exists, so that it inherits none; reap it
+/// with [`exit_code`].
 pub fn in_new_time_namespace(offsets: &str, f: impl Fn() -> i32) -> libc::pid_t {
     fork_children(1, |_| {
         // SAFETY: `unshare` changes only this process's namespaces; the offsets file is
