@@ -9,8 +9,10 @@
 //!
 //! The offset is worked out once per process, at its first clock read (two `readlink`s
 //! and a read of `/proc/self/timens_offsets`, into stack buffers: no allocation), then
-//! costs three atomic loads per clock read. A failure that may pass (out of file
-//! descriptors or memory) counts as 0 for that read only, and the next read asks again.
+//! costs three atomic loads per clock read. After a failure that may pass (out of file
+//! descriptors or memory) the next read asks again; meanwhile no deadline counts as
+//! passed ([`expiry_now_ns`]: no live entry reads expired, none is reclaimed), and a
+//! deadline written counts the offset as 0.
 //! Where the offset cannot be told, it counts as 0 (the initial namespace's), as where the
 //! kernel has no time namespaces:
 //! - without a `/proc` that shows the process;
@@ -26,14 +28,32 @@
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// `CLOCK_MONOTONIC` of the initial time namespace now, in nanoseconds: this process's
-/// `CLOCK_MONOTONIC` less its time namespace's offset (see the [module docs](self)).
+/// `CLOCK_MONOTONIC` less its time namespace's offset (see the [module docs](self)). For
+/// a deadline to write; while the offset cannot be read (a failure that may pass), the
+/// offset counts as 0.
 #[inline]
 pub(crate) fn now_ns() -> u64 {
+    own_clock_ns().wrapping_sub(monotonic_offset().unwrap_or(0) as u64)
+}
+
+/// [`now_ns`] to judge deadlines by: 0 (before every deadline: none has passed) while
+/// this process's offset cannot be read, so that a failure that may pass makes no
+/// reader see a live entry as expired and no writer reclaim it.
+#[inline]
+pub(crate) fn expiry_now_ns() -> u64 {
+    match monotonic_offset() {
+        Some(offset) => own_clock_ns().wrapping_sub(offset as u64),
+        None => 0,
+    }
+}
+
+/// This process's `CLOCK_MONOTONIC` now, in nanoseconds.
+#[inline]
+fn own_clock_ns() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
     (t.tv_sec as u64)
         .wrapping_mul(1_000_000_000)
         .wrapping_add(t.tv_nsec as u64)
-        .wrapping_sub(monotonic_offset() as u64)
 }
 
 /// The offset last worked out, in nanoseconds (as `i64` bits); valid while [`KNOWN`] holds
@@ -49,34 +69,33 @@ static OFFSET: AtomicU64 = AtomicU64::new(0);
 static KNOWN: AtomicU32 = AtomicU32::new(0);
 
 /// This process's time namespace's `CLOCK_MONOTONIC` offset from the initial namespace's,
-/// in nanoseconds (0 where it cannot be told; see the [module docs](self)).
+/// in nanoseconds (0 where it cannot be told; see the [module docs](self)); `None` after
+/// a failure that may pass (the next call asks again).
 #[cfg(not(loom))]
 #[inline]
-pub(crate) fn monotonic_offset() -> i64 {
+pub(crate) fn monotonic_offset() -> Option<i64> {
     let generation = crate::owner::fork_generation().wrapping_add(1);
     // Acquire: pairs with the Release store in `monotonic_offset_slow`, so `OFFSET` holds
     // the offset stored before it.
     if KNOWN.load(Ordering::Acquire) == generation {
         // Relaxed: ordered by the Acquire load above.
-        return OFFSET.load(Ordering::Relaxed) as i64;
+        return Some(OFFSET.load(Ordering::Relaxed) as i64);
     }
     monotonic_offset_slow(generation)
 }
 
 /// Loom models do not fork or change namespaces: one clock.
 #[cfg(loom)]
-pub(crate) fn monotonic_offset() -> i64 {
-    0
+pub(crate) fn monotonic_offset() -> Option<i64> {
+    Some(0)
 }
 
 #[cfg(not(loom))]
 #[cold]
-fn monotonic_offset_slow(generation: u32) -> i64 {
-    let Some(offset) = read_offset() else {
-        // A failure that may pass (out of file descriptors or memory): 0 for this read,
-        // and the next one asks again.
-        return 0;
-    };
+fn monotonic_offset_slow(generation: u32) -> Option<i64> {
+    // `None`: a failure that may pass (out of file descriptors or memory); the next call
+    // asks again.
+    let offset = read_offset()?;
     // Cached only where forks bump the generation, so that a child never reuses its
     // parent's answer (generation 0 after a wrap is never cached: `KNOWN` reads 0 as none).
     if generation != 0 && crate::owner::fork_counted() {
@@ -86,7 +105,7 @@ fn monotonic_offset_slow(generation: u32) -> i64 {
         // Release: pairs with the Acquire load in `monotonic_offset`.
         KNOWN.store(generation, Ordering::Release);
     }
-    offset
+    Some(offset)
 }
 
 /// The calling thread's offset for good (0 where it cannot be told, see the
@@ -172,8 +191,8 @@ mod tests {
             .ok()
             .and_then(|t| parse_offset(&t))
             .unwrap_or(0);
-        assert_eq!(monotonic_offset(), expected);
-        assert_eq!(monotonic_offset(), expected);
+        assert_eq!(monotonic_offset(), Some(expected));
+        assert_eq!(monotonic_offset(), Some(expected));
         if crate::owner::fork_counted() {
             assert_eq!(
                 KNOWN.load(Ordering::Relaxed),

@@ -3,7 +3,7 @@
 
 use core::mem::offset_of;
 
-use super::clock::now_ns;
+use super::clock::expiry_now_ns;
 use super::layout::{ByteMap, Meta, StripeHead, boot_hash, expired};
 use super::options::{Geometry, HEADER_LINES, SLOT_HEAD_WORDS};
 use super::write::COUNT_MASK;
@@ -75,7 +75,7 @@ pub(crate) fn decode(
         // Deadlines count on this boot's `CLOCK_MONOTONIC`: a map last opened in another
         // boot has every deadline passed (as its next opener will find).
         let now = if h[7] == boot_hash() {
-            now_ns()
+            expiry_now_ns()
         } else {
             u64::MAX
         };

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use crate::wait::{SPIN_LIMIT, Slices};
 
-use super::clock::now_ns;
+use super::clock::expiry_now_ns;
 use super::error::MapError;
 use super::hash::{Place, key_hash, place};
 use super::layout::{ByteMap, Meta, copy_out, expired, key_equals};
@@ -45,7 +45,7 @@ impl Clock {
         Clock(Some(now))
     }
     pub(crate) fn now(&mut self) -> u64 {
-        *self.0.get_or_insert_with(now_ns)
+        *self.0.get_or_insert_with(expiry_now_ns)
     }
     /// Whether `expiry` has passed.
     #[inline]

@@ -640,8 +640,7 @@ mod imp {
     /// allocation.
     ///
     /// `Err` if a call failed (the caller tells a failure that may pass from one that
-    /// will not; a main thread that has exited fails with `ENOENT`, as does a `/proc` of
-    /// another PID namespace that does not show this process);
+    /// will not; a main thread that has exited fails with `ENOENT`);
     /// [`TimensOffsets::Unknowable`](super::TimensOffsets::Unknowable) where the file
     /// shows another namespace than the thread's own.
     #[cfg(not(miri))]
@@ -654,7 +653,8 @@ mod imp {
         let n = match link(c"/proc/thread-self/ns/time", &mut own) {
             Ok(n) => n,
             // No time namespaces on this kernel (before Linux 5.6): one clock for all.
-            // (Without a `/proc`, the offset cannot be told either way.)
+            // (So reads a thread without a `/proc` that shows it: the offset cannot be
+            // told then either way.)
             Err(rustix::io::Errno::NOENT) => return Ok(TimensOffsets::NoNamespaces),
             Err(e) => return Err(e),
         };
@@ -669,6 +669,12 @@ mod imp {
         )?;
         // Two lines of at most 40 bytes each: one read takes them all.
         let len = rustix::io::read(&fd, &mut buf[..])?;
+        // The main thread may have unshared a namespace for its children meanwhile: the
+        // text is ours only if the file still shows ours.
+        let again = link(c"/proc/self/ns/time_for_children", &mut shown)?;
+        if own[..n] != shown[..again] {
+            return Ok(TimensOffsets::Unknowable);
+        }
         Ok(TimensOffsets::Text(len))
     }
 
