@@ -1308,6 +1308,106 @@ fn a_held_receive_side_makes_try_calls_busy_and_leaves_senders_free() {
     });
 }
 
+/// Read syscalls this process has made so far (`syscr` of `/proc/self/io`), less the
+/// reads this look itself makes; `None` without I/O accounting.
+fn reads() -> Option<u64> {
+    let look = || -> Option<u64> {
+        let io = std::fs::read_to_string("/proc/self/io").ok()?;
+        io.lines()
+            .find_map(|l| l.strip_prefix("syscr:"))?
+            .trim()
+            .parse()
+            .ok()
+    };
+    let (a, b) = (look()?, look()?);
+    // `b - a` is one look's reads; `b` counts two looks.
+    Some(b - 2 * (b - a))
+}
+
+/// How many of a thread's `try_` calls that find a lock held by a live party it takes
+/// for one to probe the holder (the crate's `PROBE_LOOKS`; the probe reads
+/// `/proc/<tid>/stat`).
+const PROBE_LOOKS: u64 = 64;
+
+/// `try_` calls that find a lock of the channel held by a live party probe the holder
+/// (a `kill` and a read of `/proc`) in one of 64 calls, not at each, so that polling a
+/// busy channel costs loads: a `try_send` on a full ring while a receiver holds a claim
+/// (it is copying a message out), a `try_recv` while that receiver holds the receive
+/// lock, a `try_send` while a send side is held elsewhere.
+#[cfg_attr(miri, ignore = "reads /proc")]
+#[test]
+fn try_calls_that_find_a_live_holder_probe_it_once_in_64_calls() {
+    watchdog(LIMIT);
+    if reads().is_none() {
+        eprintln!("skipped: no I/O accounting (/proc/self/io)");
+        return;
+    }
+    const CALLS: u64 = 10 * PROBE_LOOKS;
+    // At most one probe per `PROBE_LOOKS` calls, and one for the first look at a lock;
+    // a probe reads at most twice (the holder's `stat`, its `status`).
+    let bound = 2 * (CALLS / PROBE_LOOKS + 1);
+    let probes_of = |mut call: Box<dyn FnMut() + '_>| {
+        let before = reads().unwrap();
+        for _ in 0..CALLS {
+            call();
+        }
+        reads().unwrap() - before
+    };
+    let ch = Channel::new(ChannelOptions::new(4096).max_message(256)).unwrap();
+    let msg = [1u8; 200];
+    while ch.try_send(&msg).is_ok() {}
+    let (claimed_tx, claimed) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        let ch = &ch;
+        s.spawn(move || {
+            ch.recv_with(|_| {
+                claimed_tx.send(()).unwrap();
+                // Until the test has polled (or failed: the sender is dropped then).
+                let _ = release_rx.recv();
+            })
+            .unwrap();
+        });
+        claimed.recv().unwrap();
+        let n = probes_of(Box::new(|| {
+            assert_eq!(ch.try_send(&msg), Err(TrySendError::Full));
+        }));
+        assert!(
+            n <= bound,
+            "{n} probes in {CALLS} try_send calls on a full ring"
+        );
+        let mut out = Vec::new();
+        let n = probes_of(Box::new(|| {
+            assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Busy));
+        }));
+        assert!(
+            n <= bound,
+            "{n} probes in {CALLS} try_recv calls, receive lock held"
+        );
+        drop(release);
+    });
+    let ch = Channel::new(ChannelOptions::new(4096)).unwrap();
+    let (held_tx, held) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        let ch = &ch;
+        s.spawn(move || {
+            let _side = ch.send_side().unwrap();
+            held_tx.send(()).unwrap();
+            let _ = release_rx.recv();
+        });
+        held.recv().unwrap();
+        let n = probes_of(Box::new(|| {
+            assert_eq!(ch.try_send(b"x"), Err(TrySendError::Busy));
+        }));
+        assert!(
+            n <= bound,
+            "{n} probes in {CALLS} try_send calls, send side held"
+        );
+        drop(release);
+    });
+}
+
 #[cfg(feature = "serde")]
 mod values {
     use super::*;

@@ -236,7 +236,12 @@ fn try_lock_contended(lock: &RawMutex) -> Result<Acquired, Fail> {
     }
     // Held throughout. By a dead thread? Then recover it as the blocking calls would, or
     // a channel used only through `try_` calls would stay locked for good. The probe is
-    // a syscall: only here, never on the uncontended path.
+    // syscalls (`kill`, a read of `/proc`: microseconds): never on the uncontended path,
+    // and in one of `PROBE_LOOKS` of this thread's `try_` calls that find the lock held,
+    // so that polling a lock a live side holds costs loads, not syscalls.
+    if !probe_due(lock) {
+        return Err(Fail::Busy);
+    }
     let owner = lock.holder().ok_or(Fail::Busy)?;
     if !stamped_holder_is_dead(owner) {
         return Err(Fail::Busy);
@@ -245,6 +250,71 @@ fn try_lock_contended(lock: &RawMutex) -> Result<Acquired, Fail> {
         .checked_add(DEAD_HOLDER_RECOVERY)
         .ok_or(Fail::Busy)?;
     lock.lock_until(deadline).ok_or(Fail::Busy)
+}
+
+/// How many of a thread's `try_` calls that find a lock of a channel held (through their
+/// spin) it takes for one to probe the holder ([`probe_due`]).
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) const PROBE_LOOKS: u32 = 64;
+
+/// The channels a thread's look counts are kept for at once ([`due`]).
+#[cfg(not(loom))]
+const COUNTED: usize = 8;
+
+/// Per-thread look counts, `(key, looks since the key's last due look)` per slot.
+#[cfg(not(loom))]
+pub(crate) type Looks = [core::cell::Cell<(usize, u32)>; COUNTED];
+
+/// An empty [`Looks`] table, for a `thread_local!`.
+#[cfg(not(loom))]
+pub(crate) const fn no_looks() -> Looks {
+    [const { core::cell::Cell::new((0, 0)) }; COUNTED]
+}
+
+/// Whether this look at `key` (an address) is due: one in `every` of the thread's looks
+/// at `key`, counted in `table`, a small table of this thread's: a key that is not in it
+/// (its first look, or its slot taken by another key since) is due, and takes the slot.
+/// So whatever other keys the thread looks at in between, at least one in every `every`
+/// of its looks at `key` is due. (An object mapped where another was inherits its count:
+/// still within the bound.)
+#[cfg(not(loom))]
+#[inline]
+pub(crate) fn due(table: &'static std::thread::LocalKey<Looks>, key: usize, every: u32) -> bool {
+    // The top bits of a multiplicative hash of the address (Fibonacci hashing).
+    let slot = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 61) % COUNTED;
+    table.with(|t| {
+        let (k, n) = t[slot].get();
+        if k != key {
+            t[slot].set((key, 0));
+            return true;
+        }
+        let n = (n + 1) % every;
+        t[slot].set((key, n));
+        n == 0
+    })
+}
+
+/// Whether a `try_` call that found `lock` held through its spin probes the holder now:
+/// one in [`PROBE_LOOKS`] of this thread's such looks at `lock` ([`due`]). The others
+/// report the lock busy at once: a holder that died is still recovered within
+/// [`PROBE_LOOKS`] of the thread's `try_` calls, and polling a lock that a live party
+/// holds (a held side, a receiver copying a long message out) costs loads, not a
+/// probe's syscalls each time. Under loom every look is due (the models' dead holders
+/// are recovered at the first).
+#[inline]
+pub(crate) fn probe_due(lock: &RawMutex) -> bool {
+    #[cfg(not(loom))]
+    {
+        std::thread_local! {
+            static PROBES: Looks = const { no_looks() };
+        }
+        due(&PROBES, core::ptr::from_ref(lock).addr(), PROBE_LOOKS)
+    }
+    #[cfg(loom)]
+    {
+        let _ = lock;
+        true
+    }
 }
 
 /// Takes `lock` only if it is free or its holder is dead (for a repair by a party that

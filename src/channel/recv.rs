@@ -181,17 +181,9 @@ const HEADER_SPINS: u32 = crate::wait::SPIN_LIMIT / 4;
 /// calls, a thread without a side its looks at each channel ([`tail_poll_due`]).
 pub(super) const TAIL_POLLS: u32 = 64;
 
-/// How many channels a thread keeps a count of looks for ([`tail_poll_due`]).
-#[cfg(not(loom))]
-const POLLED_CHANNELS: usize = 8;
-
 /// Whether this thread's look at `ch` that found no header should read `tail`: one in
-/// [`TAIL_POLLS`] of the thread's looks at `ch`. The counts are kept per channel (by
-/// address) in a small table: a channel that is not in it (the first look, or its slot
-/// taken by another channel since) is due, and takes the slot. So whatever other
-/// channels the thread polls in between, at least one in every [`TAIL_POLLS`] of its
-/// looks at `ch` reads `tail`. (A channel mapped where another was inherits its count:
-/// still within the bound.)
+/// [`TAIL_POLLS`] of the thread's looks at `ch`, counted per channel (by address) as
+/// [`engine::due`](super::engine::due) counts.
 ///
 /// Under loom one look in 2, counted per thread and per execution (a model's replays
 /// must not depend on counts kept across them), the first one not due, so that the
@@ -200,25 +192,11 @@ const POLLED_CHANNELS: usize = 8;
 fn tail_poll_due(ch: &Channel) -> bool {
     #[cfg(not(loom))]
     {
-        use core::cell::Cell;
+        use super::engine::{Looks, due, no_looks};
         std::thread_local! {
-            /// `(channel address, looks since its last due look)` per slot.
-            static LOOKS: [Cell<(usize, u32)>; POLLED_CHANNELS] =
-                const { [const { Cell::new((0, 0)) }; POLLED_CHANNELS] };
+            static LOOKS: Looks = const { no_looks() };
         }
-        let key = core::ptr::from_ref(ch).cast::<u8>().addr();
-        // The top bits of a multiplicative hash of the address (Fibonacci hashing).
-        let slot = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 61) % POLLED_CHANNELS;
-        LOOKS.with(|t| {
-            let (k, n) = t[slot].get();
-            if k != key {
-                t[slot].set((key, 0));
-                return true;
-            }
-            let n = (n + 1) % TAIL_POLLS;
-            t[slot].set((key, n));
-            n == 0
-        })
+        due(&LOOKS, core::ptr::from_ref(ch).addr(), TAIL_POLLS)
     }
     #[cfg(loom)]
     {
@@ -443,10 +421,7 @@ impl Channel {
     #[cold]
     pub(crate) fn repair_dead_claim(&self, wait: Wait) -> Result<bool, Fail> {
         let h = &self.header;
-        // Relaxed: a snapshot that only decides whether to look; the check under the
-        // lock decides.
-        let head = pos(h.head.head.load(Ordering::Relaxed));
-        if head == pos(h.free.free.load(Ordering::Relaxed)) {
+        if !self.claim_outstanding() {
             return Ok(false);
         }
         let Some((guard, died)) = lock_if_free_or_dead(&h.recv.lock, wait) else {
@@ -457,6 +432,15 @@ impl Channel {
             guard.repaired();
         }
         Ok(repaired)
+    }
+
+    /// Whether a receiver holds a claim (`head != free`) at a glance: a snapshot that
+    /// only decides whether to look for a dead one; the check under the lock decides.
+    #[inline]
+    pub(crate) fn claim_outstanding(&self) -> bool {
+        let h = &self.header;
+        // Relaxed: a snapshot (above).
+        pos(h.head.head.load(Ordering::Relaxed)) != pos(h.free.free.load(Ordering::Relaxed))
     }
 
     #[cold]
@@ -888,7 +872,8 @@ impl Channel {
     /// receiver held the receive side through a brief spin; otherwise as for
     /// [`recv`](Self::recv). A `try_` call that finds the receive side held by a dead
     /// process recovers it, which can take up to 5 ms (the lock's recovery, or another
-    /// thread's recovery that got there first); so does one that finds a record whose
+    /// thread's recovery that got there first), within 64 of this thread's `try_` calls
+    /// that find it held (module docs, "Probes of a `try_` call"); so does one that finds a record whose
     /// sender died between its commit and its header, for the send side: up to 5 ms per
     /// side. Such a record, and garbage in the senders' `tail` word, show only to a
     /// `try_` receive that reads `tail`: one in 64 of the thread's looks at this channel

@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use super::engine::{
     Fail, PAD_HEADER, Plan, Room, SideGuard, Sleep, Wait, advance_tail, lock_if_free_or_dead,
-    lock_side_contended_unless, message_header, plan, skip_header, try_lock_side, wait_on,
+    lock_side_contended_unless, message_header, plan, probe_due, skip_header, try_lock_side,
+    wait_on,
 };
 use super::error::{SendError, SendTimeoutError, TrySendError};
 use super::layout::{CLOSED, Channel, SLEEPER, count, pos, record_size};
@@ -773,10 +774,14 @@ impl Channel {
         // repair of a waiting send follows a wait, which keeps its deadline, so a peer
         // that keeps rewriting `free` cannot keep any send looping in repairs.
         let may_repair = !w.repaired || (w.waited && !matches!(wait, Wait::No));
-        if may_repair
-            && (matches!(wait, Wait::No) || (w.sleep.started() && stalled))
-            && self.repair_dead_claim(wait)?
-        {
+        // A `try_` send looks at a claim in one of `PROBE_LOOKS` of its thread's such looks
+        // (the probe of the receive lock's holder is syscalls; `probe_due`), and only
+        // while a claim is outstanding, so that only those looks count.
+        let look = match wait {
+            Wait::No => self.claim_outstanding() && probe_due(&h.recv.lock),
+            _ => w.sleep.started() && stalled,
+        };
+        if may_repair && look && self.repair_dead_claim(wait)? {
             w.repaired = true;
             w.waited = false;
             return Ok(());
@@ -873,7 +878,9 @@ impl Channel {
     /// [`send`](Self::send). A `try_` call that finds the send side (or, with the ring
     /// full, the receive side) held by a dead process recovers it, which can take up to
     /// 5 ms per side (the lock's recovery, or another thread's recovery that got there
-    /// first).
+    /// first); it asks whether the holder is dead in one of 64 of this thread's `try_`
+    /// calls that find it held (module docs, "Probes of a `try_` call"), so a polling
+    /// thread recovers it within 64 calls.
     ///
     /// # Examples
     ///
