@@ -1308,50 +1308,45 @@ fn a_held_receive_side_makes_try_calls_busy_and_leaves_senders_free() {
     });
 }
 
-/// Read syscalls this process has made so far (`syscr` of `/proc/self/io`), less the
-/// reads this look itself makes; `None` without I/O accounting.
+/// Read syscalls the calling thread has made so far (`syscr` of
+/// `/proc/thread-self/io`; this look's own reads included); `None` without I/O
+/// accounting.
 fn reads() -> Option<u64> {
-    let look = || -> Option<u64> {
-        let io = std::fs::read_to_string("/proc/self/io").ok()?;
-        io.lines()
-            .find_map(|l| l.strip_prefix("syscr:"))?
-            .trim()
-            .parse()
-            .ok()
-    };
-    let (a, b) = (look()?, look()?);
-    // `b - a` is one look's reads; `b` counts two looks.
-    Some(b - 2 * (b - a))
+    let io = std::fs::read_to_string("/proc/thread-self/io").ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("syscr:"))?
+        .trim()
+        .parse()
+        .ok()
 }
 
-/// How many of a thread's `try_` calls that find a lock held by a live party it takes
-/// for one to probe the holder (the crate's `PROBE_LOOKS`; the probe reads
-/// `/proc/<tid>/stat`).
-const PROBE_LOOKS: u64 = 64;
-
 /// `try_` calls that find a lock of the channel held by a live party probe the holder
-/// (a `kill` and a read of `/proc`) in one of 64 calls, not at each, so that polling a
-/// busy channel costs loads: a `try_send` on a full ring while a receiver holds a claim
-/// (it is copying a message out), a `try_recv` while that receiver holds the receive
-/// lock, a `try_send` while a send side is held elsewhere.
+/// (a `kill` and a read of `/proc`) once per millisecond of a thread's calls, not at
+/// each, so that polling a busy channel costs no syscall per call: a `try_send` on a full
+/// ring while a receiver holds a claim (it is copying a message out), a `try_recv` while
+/// that receiver holds the receive lock, a `try_send` while a send side is held elsewhere.
 #[cfg_attr(miri, ignore = "reads /proc")]
 #[test]
-fn try_calls_that_find_a_live_holder_probe_it_once_in_64_calls() {
+fn try_calls_that_find_a_live_holder_probe_it_once_a_millisecond() {
     watchdog(LIMIT);
-    if reads().is_none() {
-        eprintln!("skipped: no I/O accounting (/proc/self/io)");
+    let Some(a) = reads() else {
+        eprintln!("skipped: no I/O accounting (/proc/thread-self/io)");
         return;
-    }
-    const CALLS: u64 = 10 * PROBE_LOOKS;
-    // At most one probe per `PROBE_LOOKS` calls, and one for the first look at a lock;
-    // a probe reads at most twice (the holder's `stat`, its `status`).
-    let bound = 2 * (CALLS / PROBE_LOOKS + 1);
+    };
+    // What one look at the counts reads.
+    let look = reads().unwrap() - a;
+    const CALLS: u32 = 640;
+    // The probes of `CALLS` calls, against what once a millisecond allows: one at the
+    // first look, one per millisecond since, each reading at most twice (the holder's
+    // `stat`, and its `status`). A probe at every call makes at least `CALLS` reads.
     let probes_of = |mut call: Box<dyn FnMut() + '_>| {
         let before = reads().unwrap();
+        let t = Instant::now();
         for _ in 0..CALLS {
             call();
         }
-        reads().unwrap() - before
+        let ms = t.elapsed().as_millis() as u64;
+        (reads().unwrap() - before - look, 2 * (ms + 2))
     };
     let ch = Channel::new(ChannelOptions::new(4096).max_message(256)).unwrap();
     let msg = [1u8; 200];
@@ -1369,20 +1364,20 @@ fn try_calls_that_find_a_live_holder_probe_it_once_in_64_calls() {
             .unwrap();
         });
         claimed.recv().unwrap();
-        let n = probes_of(Box::new(|| {
+        let (n, bound) = probes_of(Box::new(|| {
             assert_eq!(ch.try_send(&msg), Err(TrySendError::Full));
         }));
         assert!(
             n <= bound,
-            "{n} probes in {CALLS} try_send calls on a full ring"
+            "{n} reads in {CALLS} try_send calls on a full ring"
         );
         let mut out = Vec::new();
-        let n = probes_of(Box::new(|| {
+        let (n, bound) = probes_of(Box::new(|| {
             assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Busy));
         }));
         assert!(
             n <= bound,
-            "{n} probes in {CALLS} try_recv calls, receive lock held"
+            "{n} reads in {CALLS} try_recv calls, receive lock held"
         );
         drop(release);
     });
@@ -1397,12 +1392,12 @@ fn try_calls_that_find_a_live_holder_probe_it_once_in_64_calls() {
             let _ = release_rx.recv();
         });
         held.recv().unwrap();
-        let n = probes_of(Box::new(|| {
+        let (n, bound) = probes_of(Box::new(|| {
             assert_eq!(ch.try_send(b"x"), Err(TrySendError::Busy));
         }));
         assert!(
             n <= bound,
-            "{n} probes in {CALLS} try_send calls, send side held"
+            "{n} reads in {CALLS} try_send calls, send side held"
         );
         drop(release);
     });
@@ -2325,13 +2320,18 @@ fn a_lock_word_naming_a_live_thread_with_another_stamp_is_a_dead_holders() {
     };
     let other = own % 255 + 1;
     let mut out = Vec::new();
+    // Each case's channel lives to the end, so that no case's lock has the address of an
+    // earlier one's: a `try_` call probes a lock its thread probed less than a millisecond
+    // ago only after that millisecond.
+    let mut channels = Vec::new();
     for (lock, stamp, live) in [
         (0, own, true),
         (0, other, false),
         (1, own, true),
         (1, other, false),
     ] {
-        let ch = channel(256);
+        channels.push(channel(256));
+        let ch = channels.last().unwrap();
         ch.send(b"waiting").unwrap();
         let (_, w32) = ch.hostile_words();
         w32[lock].store(tid | stamp << 22, Ordering::Relaxed);

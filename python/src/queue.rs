@@ -28,7 +28,8 @@
 //!
 //! The channel's own table covers its steps (a producer killed before its commit sends
 //! nothing; a getter killed between its claim and its release loses that one item, counted
-//! in `lost()`; a dead lock holder is recovered by the next producer or getter). What
+//! in `lost()`; a dead lock holder is recovered by the next producer or getter, a
+//! non-blocking one at once or a millisecond after its thread's previous probe). What
 //! this module adds:
 //!
 //! | Step (process killed there) | What it leaves | Who repairs it, how fast |

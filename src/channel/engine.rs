@@ -237,8 +237,8 @@ fn try_lock_contended(lock: &RawMutex) -> Result<Acquired, Fail> {
     // Held throughout. By a dead thread? Then recover it as the blocking calls would, or
     // a channel used only through `try_` calls would stay locked for good. The probe is
     // syscalls (`kill`, a read of `/proc`: microseconds): never on the uncontended path,
-    // and in one of `PROBE_LOOKS` of this thread's `try_` calls that find the lock held,
-    // so that polling a lock a live side holds costs loads, not syscalls.
+    // and once per `PROBE_INTERVAL` of this thread's `try_` calls that find the lock
+    // held, so that polling a lock a live side holds costs no syscall per call.
     if !probe_due(lock) {
         return Err(Fail::Busy);
     }
@@ -252,10 +252,14 @@ fn try_lock_contended(lock: &RawMutex) -> Result<Acquired, Fail> {
     lock.lock_until(deadline).ok_or(Fail::Busy)
 }
 
-/// How many of a thread's `try_` calls that find a lock of a channel held (through their
-/// spin) it takes for one to probe the holder ([`probe_due`]).
+/// How long a thread's `try_` calls that find a lock of a channel held (through their
+/// spin) go between probes of its holder ([`probe_due`]).
 #[cfg_attr(loom, allow(dead_code))]
-pub(crate) const PROBE_LOOKS: u32 = 64;
+pub(crate) const PROBE_INTERVAL: core::time::Duration = core::time::Duration::from_millis(1);
+
+/// The locks a thread remembers its last probe of ([`probe_due`]).
+#[cfg(not(loom))]
+const PROBED: usize = 16;
 
 /// The channels a thread's look counts are kept for at once ([`due`]).
 #[cfg(not(loom))]
@@ -295,20 +299,49 @@ pub(crate) fn due(table: &'static std::thread::LocalKey<Looks>, key: usize, ever
 }
 
 /// Whether a `try_` call that found `lock` held through its spin probes the holder now:
-/// one in [`PROBE_LOOKS`] of this thread's such looks at `lock` ([`due`]). The others
-/// report the lock busy at once: a holder that died is still recovered within
-/// [`PROBE_LOOKS`] of the thread's `try_` calls, and polling a lock that a live party
-/// holds (a held side, a receiver copying a long message out) costs loads, not a
-/// probe's syscalls each time. Under loom every look is due (the models' dead holders
-/// are recovered at the first).
+/// if this thread has not probed it for [`PROBE_INTERVAL`], or does not remember doing
+/// so. The others report the lock busy at once: a holder that died is recovered by the
+/// first of a polling thread's calls that comes [`PROBE_INTERVAL`] after its previous
+/// probe (the next call, for a thread polling more slowly than that), and polling a lock
+/// that a live party holds (a held side, a receiver copying a long message out) costs a
+/// clock read, not a probe's syscalls, each time.
+///
+/// A thread remembers its last probe of [`PROBED`] locks, in a table it owns: each lock
+/// has two slots by a hash of its address (so that a channel's two locks can stay in the
+/// table together); a lock found in neither takes the one probed longer ago, and is due.
+/// Under loom every look is due (the models' dead holders are recovered at the first).
 #[inline]
 pub(crate) fn probe_due(lock: &RawMutex) -> bool {
     #[cfg(not(loom))]
     {
+        use core::cell::Cell;
+        type Entry = Cell<(usize, Option<Instant>)>;
         std::thread_local! {
-            static PROBES: Looks = const { no_looks() };
+            /// `(lock address, when this thread last probed its holder)` per slot.
+            static PROBES: [Entry; PROBED] = const { [const { Cell::new((0, None)) }; PROBED] };
         }
-        due(&PROBES, core::ptr::from_ref(lock).addr(), PROBE_LOOKS)
+        let key = core::ptr::from_ref(lock).addr();
+        // The top bits of a multiplicative hash of the address (Fibonacci hashing).
+        let i = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60) % PROBED;
+        let slots = [i, (i + 1) % PROBED];
+        PROBES.with(|t| {
+            let now = Instant::now();
+            for s in slots {
+                let (k, last) = t[s].get();
+                if k == key {
+                    let due =
+                        last.is_none_or(|l| now.saturating_duration_since(l) >= PROBE_INTERVAL);
+                    if due {
+                        t[s].set((key, Some(now)));
+                    }
+                    return due;
+                }
+            }
+            // `None` (never probed) sorts first: an empty slot is taken before either.
+            let s = slots.into_iter().min_by_key(|&s| t[s].get().1).unwrap_or(i);
+            t[s].set((key, Some(now)));
+            true
+        })
     }
     #[cfg(loom)]
     {

@@ -114,8 +114,8 @@
 //! unlock (the closed check, room against `free_cache`, the payload, the zeroed word and
 //! `pending`, the compare-exchange of `tail`, the header), then the wake of sleeping
 //! receivers, the lock still held; dropping the side unlocks. A send that finds no room waits holding the lock, and
-//! repairs a dead receiver's claim as any sender does (a `try_` send within 64 of its
-//! thread's `try_` calls that find a claim outstanding, a blocking
+//! repairs a dead receiver's claim as any sender does (a `try_` send at once, or a
+//! millisecond after its thread's previous probe: "Probes of a `try_` call"; a blocking
 //! or timed one once `free` has not moved through a wait), so other senders wait for the
 //! side as they wait for a [`SendSlot`]. The per-message protocol is the same, so are its
 //! crash windows (below); what the side saves is the lock's two read-modify-writes per
@@ -196,13 +196,13 @@
 //! through its brief spin (the send lock, or the receive lock: a held side, a receiver
 //! copying a message out), or a `try_` send that finds the ring full while a receiver
 //! holds a claim, asks whether the holder is dead (a `kill` and a read of `/proc`:
-//! microseconds) in one of 64 of its thread's such calls at that lock, counted per lock
-//! (by address) in a small per-thread table where a lock it has not looked at lately
-//! is due at once; the others report `Busy` or `Full` at once. A dead holder is still
-//! recovered within 64 of a polling thread's calls, and polling a channel a live party
-//! keeps busy costs loads, not syscalls (a `try_send` on a full ring while a receiver
-//! copies a message out took 3.4-4.3 µs a call, with a probe each time, and 90 ns with
-//! one in 64).
+//! microseconds) only if its thread has not asked about that lock for a millisecond (or
+//! does not remember: a small table per thread, two slots per lock by its address); the
+//! others report `Busy` or `Full` at once, after a clock read. A dead holder is still
+//! recovered by the first call of a polling thread a millisecond after its previous
+//! probe (the next call, for a thread that polls more slowly), and polling a channel a
+//! live party keeps busy costs no syscall per call (a `try_send` on a full ring while a
+//! receiver copies a message out took 3.4-4.3 µs a call with a probe each time).
 //!
 //! # The loss rule
 //!
@@ -227,7 +227,7 @@
 //!
 //! | Step (process killed there) | What it leaves | Who repairs it, how fast |
 //! |---|---|---|
-//! | Send: lock taken, nothing written | the send lock held by a dead thread; the ring unchanged; receivers unaffected | the next sender: blocking and timed ones after their first probe slice (≈ 50 µs–1 ms after the kernel tore the process down), `try_` ones after their spin (≤ 5 ms), within 64 of their thread's `try_` calls that find the lock held (see "Probes of a `try_` call") |
+//! | Send: lock taken, nothing written | the send lock held by a dead thread; the ring unchanged; receivers unaffected | the next sender: blocking and timed ones after their first probe slice (≈ 50 µs–1 ms after the kernel tore the process down), `try_` ones after their spin (≤ 5 ms), at once or a millisecond after their thread's previous probe of the lock (see "Probes of a `try_` call") |
 //! | Send: payload written, the word after it zeroed, `pending` not stored † | as the next line; `pending` still names the previous record, which `tail` is at: the repair finds its header stored, or (if that record was received and its space reused, so that this sender's payload or zeroed word overwrote its header) `head` past it, and writes nothing | as the next line (test `a_sender_killed_before_pending_leaves_the_previous_record_alone`) |
 //! | Send: payload written, the word after it zeroed, `pending` stored; `tail` not moved † | as above; the bytes lie past `tail`, never visible (the zeroed word is free space; `pending` names a span `tail` is not at) | as above: the next sender writes over them. Stopped there while the channel is closed, the sender's commit fails when it is continued (†: a receiver may have been told `Disconnected`) |
 //! | Send: `tail` moved past the record (committed), its header not stored † | the record committed but not published: receivers wait at it (they get `Empty`/`Timeout` within their bounds; `len()` counts it); the send lock held. **A *stopped* sender here stalls receivers too**, for as long as it is stopped: the one window where it does (one store wide) | the next party to take the send lock from the dead holder: a sender (as the first line), or a receiver that found the record without its header (a `try_` one at once after a brief spin, within 64 of its thread's looks at the channel or its held side's empty polls, a waiting one after its first sleep slice, ≤ 10 ms, a timed one also at its deadline if that comes first; tested with a receiver asleep when the sender dies, and a held receive side). It writes a `SKIP` record over the span `pending` names (checked: `tail` is at its end, its header is still 0, `head` not past it), wakes every receiver; receivers step over it. Tests `sender_killed_between_commit_and_header_*`, `a_sleeping_receiver_repairs_*`, `a_close_after_a_sender_died_*` |
@@ -235,7 +235,7 @@
 //! | Send: header stored (published), lock not released † | the message published (receivers get it: a sleeping one at the end of its slice, ≤ 10 ms, if no sender comes first); the send lock held | as the first line; the recovering sender also wakes every receiver |
 //! | Send: unlocked, receivers not woken † | a sleeping receiver not woken (the commit cleared its `SLEEPER` bit, so later commits by other senders do not wake it either) | it wakes at the end of its slice (≤ 10 ms) and sees the message, and any sent since (test `a_stopped_waker_delays_a_sleeping_receiver_by_one_slice_at_most`) |
 //! | Receive: lock taken, nothing changed | the receive lock held by a dead thread; senders unaffected | the next receiver, as the first line |
-//! | Receive: `head` stored (claimed), `free` not † (also while stepping over a `SKIP` record: then nothing is lost, and the repair counts nothing) | the message claimed by the dead receiver; its space not released | the next receiver to take the lock for a message; or, if that was the last message, a sender that finds the ring full (`try_` ones within 64 of their thread's `try_` calls that find a claim outstanding, blocking and timed ones after their first wait and again after each later wait that finds `free` unmoved, timed ones also at their deadline if it comes first) or a receiver after its first wait: it counts the message in `lost()` (exactly once, even if a repairer dies mid-repair) and releases its space (never redelivered), and wakes every sender |
+//! | Receive: `head` stored (claimed), `free` not † (also while stepping over a `SKIP` record: then nothing is lost, and the repair counts nothing) | the message claimed by the dead receiver; its space not released | the next receiver to take the lock for a message; or, if that was the last message, a sender that finds the ring full (`try_` ones at once, or a millisecond after their thread's previous probe, blocking and timed ones after their first wait and again after each later wait that finds `free` unmoved, timed ones also at their deadline if it comes first) or a receiver after its first wait: it counts the message in `lost()` (exactly once, even if a repairer dies mid-repair) and releases its space (never redelivered), and wakes every sender |
 //! | Receive: `free` stored, lock not released † | nothing lost; the receive lock held | as the first receive line |
 //! | Receive: unlocked, senders not woken † | a sleeping sender not woken | it wakes at the end of its slice (≤ 10 ms) |
 //! | Send side held ([`SendSide`]), between sends † | the send lock held by a dead thread; what the side published before is received as usual | as the first line. Inside a send under the side, a kill leaves what the rows "payload written … `tail` not moved", "`tail` moved past the record (committed), its header not stored" and "header stored (published), lock not released" say (the latter also after the side's publish and before its wake: the side still holds the lock), tested as `side_holder_killed_*` |

@@ -872,8 +872,9 @@ impl Channel {
     /// receiver held the receive side through a brief spin; otherwise as for
     /// [`recv`](Self::recv). A `try_` call that finds the receive side held by a dead
     /// process recovers it, which can take up to 5 ms (the lock's recovery, or another
-    /// thread's recovery that got there first), within 64 of this thread's `try_` calls
-    /// that find it held (module docs, "Probes of a `try_` call"); so does one that finds a record whose
+    /// thread's recovery that got there first); it asks whether the holder is dead once
+    /// per millisecond of this thread's `try_` calls that find it held (module docs,
+    /// "Probes of a `try_` call"): until then, a dead holder reads as `Busy`. So does one that finds a record whose
     /// sender died between its commit and its header, for the send side: up to 5 ms per
     /// side. Such a record, and garbage in the senders' `tail` word, show only to a
     /// `try_` receive that reads `tail`: one in 64 of the thread's looks at this channel

@@ -774,9 +774,9 @@ impl Channel {
         // repair of a waiting send follows a wait, which keeps its deadline, so a peer
         // that keeps rewriting `free` cannot keep any send looping in repairs.
         let may_repair = !w.repaired || (w.waited && !matches!(wait, Wait::No));
-        // A `try_` send looks at a claim in one of `PROBE_LOOKS` of its thread's such looks
-        // (the probe of the receive lock's holder is syscalls; `probe_due`), and only
-        // while a claim is outstanding, so that only those looks count.
+        // A `try_` send looks at a claim once per `PROBE_INTERVAL` of its thread's such
+        // looks (the probe of the receive lock's holder is syscalls; `probe_due`), and
+        // only while a claim is outstanding.
         let look = match wait {
             Wait::No => self.claim_outstanding() && probe_due(&h.recv.lock),
             _ => w.sleep.started() && stalled,
@@ -878,9 +878,9 @@ impl Channel {
     /// [`send`](Self::send). A `try_` call that finds the send side (or, with the ring
     /// full, the receive side) held by a dead process recovers it, which can take up to
     /// 5 ms per side (the lock's recovery, or another thread's recovery that got there
-    /// first); it asks whether the holder is dead in one of 64 of this thread's `try_`
-    /// calls that find it held (module docs, "Probes of a `try_` call"), so a polling
-    /// thread recovers it within 64 calls.
+    /// first); it asks whether the holder is dead once per millisecond of this thread's
+    /// `try_` calls that find it held (module docs, "Probes of a `try_` call"): until
+    /// then, a dead holder reads as `Busy` (or the ring as `Full`).
     ///
     /// # Examples
     ///
