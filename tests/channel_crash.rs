@@ -427,6 +427,7 @@ fn random_kills_of_producers_and_consumers_lose_only_what_the_rule_allows() {
 // ---------------------------------------------------------------------------------------
 // Kills at known points.
 
+/// A flag the children raise: a test step, never a sleep.
 fn flag() -> SharedMem<ValueArray<u32>> {
     SharedMem::new(2)
 }

@@ -257,9 +257,13 @@ fn try_lock_contended(lock: &RawMutex) -> Result<Acquired, Fail> {
 #[cfg_attr(loom, allow(dead_code))]
 pub(crate) const PROBE_INTERVAL: core::time::Duration = core::time::Duration::from_millis(1);
 
-/// The locks a thread remembers its last probe of ([`probe_due`]).
+/// The locks a thread remembers its last probe of ([`probe_due`]): a power of two.
 #[cfg(not(loom))]
 const PROBED: usize = 16;
+
+/// The slots of [`probe_due`]'s table a lock may take: four in a row from its hash's.
+#[cfg(not(loom))]
+const WAYS: usize = 4;
 
 /// The channels a thread's look counts are kept for at once ([`due`]).
 #[cfg(not(loom))]
@@ -306,9 +310,14 @@ pub(crate) fn due(table: &'static std::thread::LocalKey<Looks>, key: usize, ever
 /// that a live party holds (a held side, a receiver copying a long message out) costs a
 /// clock read, not a probe's syscalls, each time.
 ///
-/// A thread remembers its last probe of [`PROBED`] locks, in a table it owns: each lock
-/// has two slots by a hash of its address (so that a channel's two locks can stay in the
-/// table together); a lock found in neither takes the one probed longer ago, and is due.
+/// A thread remembers its last probe of up to [`PROBED`] locks, in a table it owns: each
+/// lock may take one of [`WAYS`] slots in a row from a hash of its address (so that the
+/// locks of the few channels a thread polls stay in the table together); a lock found in
+/// none takes an empty one or the one probed longest ago, and is due (a lock pushed out
+/// is probed again at its next look: never later than the interval). A lock's time
+/// outlives it: a new lock at its address, or the lock as a forked child inherits the
+/// table, waits out the rest of that millisecond. Polling costs a clock read per call
+/// (a vDSO call where the clock source has one).
 /// Under loom every look is due (the models' dead holders are recovered at the first).
 #[inline]
 pub(crate) fn probe_due(lock: &RawMutex) -> bool {
@@ -322,8 +331,9 @@ pub(crate) fn probe_due(lock: &RawMutex) -> bool {
         }
         let key = core::ptr::from_ref(lock).addr();
         // The top bits of a multiplicative hash of the address (Fibonacci hashing).
-        let i = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60) % PROBED;
-        let slots = [i, (i + 1) % PROBED];
+        let i =
+            (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - PROBED.ilog2())) % PROBED;
+        let slots = core::array::from_fn::<_, WAYS, _>(|k| (i + k) % PROBED);
         PROBES.with(|t| {
             let now = Instant::now();
             for s in slots {

@@ -71,9 +71,9 @@ pub enum TrySendError {
     #[error("the channel is full")]
     Full,
     /// Another sender held the send side throughout a brief spin (a live sender in the
-    /// middle of a long reservation, or a stopped process; or a dead one this thread has
-    /// probed less than a millisecond ago: see "Probes of a `try_` call" in the
-    /// [module docs](super)).
+    /// middle of a long reservation, or a stopped process; or a dead one, until a
+    /// millisecond after this thread's previous probe of that lock: see "Probes of a
+    /// `try_` call" in the [module docs](super)).
     #[error("another sender holds the channel's send side")]
     Busy,
     /// As [`SendError::Disconnected`].
@@ -173,9 +173,9 @@ pub enum TryRecvError {
     #[error("the channel is empty")]
     Empty,
     /// Another receiver held the receive side throughout a brief spin (a live receiver in
-    /// the middle of a long closure, or a stopped process; or a dead one this thread has
-    /// probed less than a millisecond ago: see "Probes of a `try_` call" in the
-    /// [module docs](super)).
+    /// the middle of a long closure, or a stopped process; or a dead one, until a
+    /// millisecond after this thread's previous probe of that lock: see "Probes of a
+    /// `try_` call" in the [module docs](super)).
     #[error("another receiver holds the channel's receive side")]
     Busy,
     /// As [`RecvError::Disconnected`].

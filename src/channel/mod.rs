@@ -197,12 +197,13 @@
 //! copying a message out), or a `try_` send that finds the ring full while a receiver
 //! holds a claim, asks whether the holder is dead (a `kill` and a read of `/proc`:
 //! microseconds) only if its thread has not asked about that lock for a millisecond (or
-//! does not remember: a small table per thread, two slots per lock by its address); the
-//! others report `Busy` or `Full` at once, after a clock read. A dead holder is still
-//! recovered by the first call of a polling thread a millisecond after its previous
-//! probe (the next call, for a thread that polls more slowly), and polling a channel a
-//! live party keeps busy costs no syscall per call (a `try_send` on a full ring while a
-//! receiver copies a message out took 3.4-4.3 µs a call with a probe each time).
+//! does not remember: a small table per thread, of 16 locks); the others report `Busy`
+//! or `Full` at once, after a clock read. A dead holder is still recovered by the first
+//! call of a polling thread a millisecond after its previous probe (the next call, for a
+//! thread that polls more slowly), and polling a channel a live party keeps busy costs a
+//! clock read per call, not a probe's syscalls (a `try_send` on a full ring while a
+//! receiver copies a message out took 3.4-4.3 µs a call with a probe each time, 63 ns
+//! with one a millisecond, on an Intel Xeon VM whose clock read is a vDSO call).
 //!
 //! # The loss rule
 //!
