@@ -1389,6 +1389,34 @@ fn inspect_shows_the_free_space_of_removed_objects() {
     );
 }
 
+/// `shmstate inspect --json PATH` run in a new time namespace with `offsets` (`unshare
+/// --fork --time` and these options): the parsed document, or `None` (a skip printed)
+/// where no time namespace can be made (util-linux, `CAP_SYS_ADMIN`, Linux 5.6).
+fn inspect_json_in_time_namespace(offsets: &[&str], path: &Path) -> Option<Json> {
+    let mut args = vec!["--fork", "--time"];
+    args.extend_from_slice(offsets);
+    let can = Command::new("unshare")
+        .args(&args)
+        .arg("true")
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !can {
+        eprintln!("skipped: no `unshare --time` here (util-linux, CAP_SYS_ADMIN, Linux 5.6)");
+        return None;
+    }
+    args.extend([
+        env!("CARGO_BIN_EXE_shmstate"),
+        "inspect",
+        "--json",
+        path.to_str().unwrap(),
+    ]);
+    let out = common::run("unshare", &args, None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    Some(serde_json::from_slice(&out.stdout).unwrap())
+}
+
 /// `inspect` in a time namespace whose `CLOCK_MONOTONIC` runs a day ahead reads a map's
 /// deadlines as the crate does, on the initial namespace's clock: a key an hour from its
 /// deadline is listed, one due now is not. Needs `CAP_SYS_ADMIN`, `CAP_SYS_TIME`,
@@ -1402,28 +1430,9 @@ fn inspect_in_another_time_namespace_lists_keys_by_their_deadlines() {
         .unwrap();
     m.insert_ttl(b"due", b"2", std::time::Duration::ZERO)
         .unwrap();
-    let unshare = ["--fork", "--time", "--monotonic", "86400"];
-    let can = Command::new("unshare")
-        .args(unshare)
-        .arg("true")
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !can {
-        eprintln!("skipped: no `unshare --time` here (util-linux, CAP_SYS_ADMIN, Linux 5.6)");
+    let Some(doc) = inspect_json_in_time_namespace(&["--monotonic", "86400"], &tmp.0) else {
         return;
-    }
-    let mut args = unshare.to_vec();
-    args.extend([
-        env!("CARGO_BIN_EXE_shmstate"),
-        "inspect",
-        "--json",
-        tmp.0.to_str().unwrap(),
-    ]);
-    let out = common::run("unshare", &args, None);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    let doc: Json = serde_json::from_slice(&out.stdout).unwrap();
+    };
     let kv = object(&doc, "kv");
     assert_eq!(kv["keys"], serde_json::json!(["later"]), "{kv}");
 }
@@ -1452,28 +1461,9 @@ fn inspect_in_another_time_namespace_reads_a_live_holder_alive() {
         // In this namespace first: alive.
         let (_, doc) = inspect_json(&tmp.0);
         assert_eq!(object(&doc, "mutex")["holder"]["alive"], true, "{doc}");
-        let unshare = ["--fork", "--time", "--boottime", "7"];
-        let can = Command::new("unshare")
-            .args(unshare)
-            .arg("true")
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !can {
-            eprintln!("skipped: no `unshare --time` here (util-linux, CAP_SYS_ADMIN, Linux 5.6)");
+        let Some(doc) = inspect_json_in_time_namespace(&["--boottime", "7"], &tmp.0) else {
             return;
-        }
-        let mut args = unshare.to_vec();
-        args.extend([
-            env!("CARGO_BIN_EXE_shmstate"),
-            "inspect",
-            "--json",
-            tmp.0.to_str().unwrap(),
-        ]);
-        let out = common::run("unshare", &args, None);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!stderr.contains("panicked"), "{stderr}");
-        let doc: Json = serde_json::from_slice(&out.stdout).unwrap();
+        };
         let holder = &object(&doc, "mutex")["holder"];
         assert_eq!(holder["alive"], true, "{doc}");
         // And this process's attach-table word (a full start time: the crate's judgement).
