@@ -318,6 +318,7 @@ pub(crate) fn due(table: &'static std::thread::LocalKey<Looks>, key: usize, ever
 /// outlives it: a new lock at its address, or the lock as a forked child inherits the
 /// table, waits out the rest of that millisecond. Polling costs a clock read per call
 /// (a vDSO call where the clock source has one).
+///
 /// Under loom every look is due (the models' dead holders are recovered at the first).
 #[inline]
 pub(crate) fn probe_due(lock: &RawMutex) -> bool {
@@ -347,7 +348,7 @@ pub(crate) fn probe_due(lock: &RawMutex) -> bool {
                     return due;
                 }
             }
-            // `None` (never probed) sorts first: an empty slot is taken before either.
+            // `None` (an empty slot: never probed) sorts first, then the oldest probe.
             let s = slots.into_iter().min_by_key(|&s| t[s].get().1).unwrap_or(i);
             t[s].set((key, Some(now)));
             true
