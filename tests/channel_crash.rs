@@ -492,6 +492,66 @@ fn a_receiver_killed_inside_recv_with_loses_exactly_that_message_and_the_channel
     assert_eq!(ch.lost(), 1);
 }
 
+/// A `try_send` that polls a full ring, and whose probe found the claim's holder alive,
+/// recovers the claim once the holder is killed, at its first call a millisecond after
+/// that probe (a `try_` call probes a holder once a millisecond; the message the dead
+/// receiver held is lost, counted, and the space is released).
+#[test]
+fn a_polling_try_send_recovers_a_claim_whose_holder_dies_after_its_probe() {
+    watchdog(LIMIT);
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = region.channel("poll-claim", options()).unwrap();
+    let msg = [7u8; 1000];
+    let mut sent = 0;
+    while ch.try_send(&msg).is_ok() {
+        sent += 1;
+    }
+    let f = flag();
+    let child = spawn(|| {
+        ch.recv_with(|_| {
+            // Release pairs with the parent's Acquire in `wait_flag`.
+            f.get().store(0, 1, Ordering::Release);
+            loop {
+                // SAFETY: `pause` has no preconditions.
+                unsafe { libc::pause() };
+            }
+        })
+        .unwrap();
+    });
+    wait_flag(f.get(), 1);
+    // Full, with a live receiver's claim: this call probes it (the thread's first look
+    // at the receive lock), finds it alive, and reports the ring full.
+    assert_eq!(ch.try_send(&msg), Err(TrySendError::Full));
+    let probed = std::time::Instant::now();
+    kill(child);
+    reap(child);
+    // The repair counts the lost message; until a call comes a millisecond after the
+    // probe, calls may report the ring full without one. (A due call whose recovery of
+    // the lock is preempted past its 5 ms leaves it to the next one: the bound below is
+    // 50 ms, well past the first due call, and never reached without a probe.)
+    loop {
+        let started = std::time::Instant::now();
+        match ch.try_send(&msg) {
+            Ok(()) => sent += 1,
+            Err(TrySendError::Full) => {}
+            other => panic!("try_send after the receiver's kill: {other:?}"),
+        }
+        if ch.lost() == 1 {
+            break;
+        }
+        assert!(
+            started.duration_since(probed) < Duration::from_millis(50),
+            "calls for 50 ms after the probe did not repair the dead receiver's claim"
+        );
+    }
+    // Its space was released: every other message arrives.
+    let mut out = Vec::new();
+    for _ in 1..sent {
+        assert_eq!(ch.try_recv(&mut out), Ok(1000));
+    }
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Empty));
+}
+
 #[test]
 fn a_sender_killed_holding_a_reservation_does_not_wedge_the_channel() {
     watchdog(LIMIT);
