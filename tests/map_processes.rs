@@ -532,6 +532,45 @@ fn a_process_that_made_a_time_namespace_for_its_children_keeps_its_own_clock() {
     }
 }
 
+/// A process whose first read of the boot id fails for a moment (no file descriptor free)
+/// does not keep "unknown" as its boot: a map it creates afterwards records this boot, so
+/// the next process to open it keeps its deadlines (a map recording no boot has them
+/// removed by its next opener, as one from another boot).
+#[test]
+fn a_boot_id_that_could_not_be_read_for_a_moment_is_read_again() {
+    watchdog(Duration::from_secs(30));
+    // Forked before this process reads the boot id (a map's creation or opening does),
+    // so that the child's first read is the failing one.
+    let region = Region::anonymous(1 << 20).unwrap();
+    let opts = MapOptions::new(16);
+    let child = fork_children(1, |_| {
+        let mut saved = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `getrlimit` and `setrlimit` read and write only the struct passed.
+        unsafe {
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut saved);
+            let none = libc::rlimit {
+                rlim_cur: 0,
+                ..saved
+            };
+            libc::setrlimit(libc::RLIMIT_NOFILE, &none);
+        }
+        region.map("while-failing", opts).unwrap();
+        // SAFETY: as above.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &saved) };
+        let m = region.map("after", opts).unwrap();
+        m.insert_ttl(b"k", b"v", Duration::from_secs(3600)).unwrap();
+    });
+    wait_all(&child, Duration::from_secs(10));
+    let m = region.map("after", opts).unwrap();
+    assert!(
+        m.contains(b"k").unwrap(),
+        "the map recorded no boot, and opening it removed its deadlines"
+    );
+}
+
 /// A full map refuses an insert and hands back its key and value; `insert_evicting` from
 /// another process makes room by evicting the least recently written entry, which then
 /// reads as absent everywhere, while the new entry is present and the size stays the same.

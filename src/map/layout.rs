@@ -47,13 +47,29 @@ impl Packed {
 /// process; 0 if it cannot be read. Header word 7 records the creator's: deadlines on
 /// `CLOCK_MONOTONIC` mean nothing in another boot (see "TTL and eviction" in the
 /// [module docs](super)).
+///
+/// A failure that may pass (out of file descriptors or memory) gives 0 for this call only:
+/// the next call reads the file again, so that a process does not record "unknown" in
+/// every map it creates for the rest of its life.
 #[cfg(not(any(loom, miri)))]
 pub(crate) fn boot_hash() -> u64 {
     static BOOT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *BOOT.get_or_init(|| {
-        std::fs::read("/proc/sys/kernel/random/boot_id")
-            .map_or(0, |id| super::hash::sip(&[0; 16], id.trim_ascii()) | 1)
-    })
+    if let Some(&b) = BOOT.get() {
+        return b;
+    }
+    let b = match std::fs::read("/proc/sys/kernel/random/boot_id") {
+        Ok(id) => super::hash::sip(&[0; 16], id.trim_ascii()) | 1,
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM)
+            ) =>
+        {
+            return 0;
+        }
+        Err(_) => 0,
+    };
+    *BOOT.get_or_init(|| b)
 }
 
 /// The loom build, and Miri (whose isolation refuses to open `/proc`): no boot, as when

@@ -328,6 +328,10 @@
 //!   [`Region::get`](crate::Region::get) instead is not swept: its deadlines from the old
 //!   boot are compared with the new clock until an opener above
 //!   sweeps them. If the boot id cannot be read (`/proc` not mounted), no sweep happens.
+//!   A map created while it could not be read records no boot, so its next opener that
+//!   can read it removes its deadlines, as for a map of another boot; a failure that may
+//!   pass (out of file descriptors or memory) is not kept, so the creator's later maps
+//!   record the boot.
 
 pub(crate) mod bytemap;
 mod clock;
