@@ -423,6 +423,28 @@ fn a_ttl_set_by_one_process_expires_for_all() {
     assert_eq!(keys, [b"forever".to_vec(), b"long".to_vec()]);
 }
 
+/// Runs `f` with no file descriptor free to open (`RLIMIT_NOFILE` 0), then restores the
+/// limit: what the crate does when a read of `/proc` fails for a moment.
+fn without_file_descriptors<T>(f: impl FnOnce() -> T) -> T {
+    let mut saved = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `getrlimit` and `setrlimit` read and write only the struct passed.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut saved);
+        let none = libc::rlimit {
+            rlim_cur: 0,
+            ..saved
+        };
+        libc::setrlimit(libc::RLIMIT_NOFILE, &none);
+    }
+    let r = f();
+    // SAFETY: as above.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &saved) };
+    r
+}
+
 /// A process in a time namespace whose `CLOCK_MONOTONIC` runs a day ahead reads the
 /// deadlines other processes wrote as they meant them (an entry an hour from its deadline
 /// is live to it, and its `purge_expired` leaves it), and the deadlines it writes mean the
@@ -441,23 +463,8 @@ fn deadlines_mean_the_same_in_another_time_namespace() {
     let child = common::in_new_time_namespace("monotonic 86400 0", || {
         // A first clock read that finds no file descriptor free (the offset cannot be
         // read then) is not kept as the answer, and judges no deadline passed.
-        let mut saved = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: `getrlimit` and `setrlimit` read and write only the struct passed.
-        unsafe {
-            libc::getrlimit(libc::RLIMIT_NOFILE, &mut saved);
-            let none = libc::rlimit {
-                rlim_cur: 0,
-                ..saved
-            };
-            libc::setrlimit(libc::RLIMIT_NOFILE, &none);
-        }
         // Meanwhile no deadline counts as passed: the entry reads live, none is purged.
-        let meanwhile = (map.contains(b"parent"), map.purge_expired());
-        // SAFETY: as above.
-        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &saved) };
+        let meanwhile = without_file_descriptors(|| (map.contains(b"parent"), map.purge_expired()));
         if meanwhile != (Ok(true), 0) {
             return 6;
         }
@@ -544,22 +551,7 @@ fn a_boot_id_that_could_not_be_read_for_a_moment_is_read_again() {
     let region = Region::anonymous(1 << 20).unwrap();
     let opts = MapOptions::new(16);
     let child = fork_children(1, |_| {
-        let mut saved = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: `getrlimit` and `setrlimit` read and write only the struct passed.
-        unsafe {
-            libc::getrlimit(libc::RLIMIT_NOFILE, &mut saved);
-            let none = libc::rlimit {
-                rlim_cur: 0,
-                ..saved
-            };
-            libc::setrlimit(libc::RLIMIT_NOFILE, &none);
-        }
-        region.map("while-failing", opts).unwrap();
-        // SAFETY: as above.
-        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &saved) };
+        without_file_descriptors(|| region.map("while-failing", opts).unwrap());
         let m = region.map("after", opts).unwrap();
         m.insert_ttl(b"k", b"v", Duration::from_secs(3600)).unwrap();
     });
