@@ -874,9 +874,9 @@ impl Channel {
     /// process recovers it, which can take up to 5 ms (the lock's recovery, or another
     /// thread's recovery that got there first); it asks whether the holder is dead once
     /// per millisecond of this thread's `try_` calls that find it held (module docs,
-    /// "Probes of a `try_` call"): until then, a dead holder reads as `Busy`. So does one that finds a record whose
-    /// sender died between its commit and its header, for the send side: up to 5 ms per
-    /// side. Such a record, and garbage in the senders' `tail` word, show only to a
+    /// "Probes of a `try_` call"): until then, a dead holder reads as `Busy`. So does one
+    /// that finds a record whose sender died between its commit and its header, for the
+    /// send side: up to 5 ms per side. Such a record, and garbage in the senders' `tail` word, show only to a
     /// `try_` receive that reads `tail`: one in 64 of the thread's looks at this channel
     /// that find no message, or every one once `close` has begun (a polling receiver that
     /// read `tail` every time would move its cache line between the cores at every

@@ -777,11 +777,13 @@ impl Channel {
         // A `try_` send looks at a claim once per `PROBE_INTERVAL` of its thread's such
         // looks (the probe of the receive lock's holder is syscalls; `probe_due`), and
         // only while a claim is outstanding.
-        let look = match wait {
-            Wait::No => self.claim_outstanding() && probe_due(&h.recv.lock),
-            _ => w.sleep.started() && stalled,
-        };
-        if may_repair && look && self.repair_dead_claim(wait)? {
+        // Not looked at unless it may repair: `probe_due` records a probe it allows.
+        let look = may_repair
+            && match wait {
+                Wait::No => self.claim_outstanding() && probe_due(&h.recv.lock),
+                _ => w.sleep.started() && stalled,
+            };
+        if look && self.repair_dead_claim(wait)? {
             w.repaired = true;
             w.waited = false;
             return Ok(());

@@ -13,6 +13,7 @@
 //! descriptors or memory) the next read asks again; meanwhile no deadline counts as
 //! passed ([`expiry_now_ns`]: no live entry reads expired, none is reclaimed), and a
 //! deadline written counts the offset as 0.
+//!
 //! Where the offset cannot be told, it counts as 0 (the initial namespace's), as where the
 //! kernel has no time namespaces:
 //! - without a `/proc` that shows the process;
