@@ -935,6 +935,49 @@ fn sender_killed_between_commit_and_header_is_skipped_by_a_receiver() {
     }
 }
 
+/// Returns once the coarse monotonic clock (which paces a `try_` receive's reads of
+/// `tail` beside its count of looks) has ticked: a scheduler tick, 1-10 ms.
+fn next_coarse_tick() {
+    use rustix::time::{ClockId, clock_gettime};
+    let t0 = clock_gettime(ClockId::MonotonicCoarse);
+    while clock_gettime(ClockId::MonotonicCoarse) == t0 {
+        std::thread::yield_now();
+    }
+}
+
+/// As above, found by a slow `try_` poller (far fewer looks than 64): its first look
+/// after a tick of the coarse clock reads `tail` and repairs the record, where a count
+/// of looks alone would have left it `Empty` for up to 63 more of them (a minute, at a
+/// look a second). Without a side and with a held receive side.
+#[test]
+fn a_slow_try_poller_repairs_a_record_left_without_header_at_its_first_look_after_a_tick() {
+    watchdog(Duration::from_secs(60));
+    for held in [false, true] {
+        let region = Region::anonymous(1 << 20).unwrap();
+        let ch = shared_channel(&region);
+        let mut side = held.then(|| ch.recv_side().unwrap());
+        let mut try_recv = |out: &mut Vec<u8>| match side.as_mut() {
+            Some(side) => side.try_recv(out),
+            None => ch.try_recv(out),
+        };
+        let mut out = Vec::new();
+        // The poller's first look reads `tail`; its count of looks starts there.
+        assert_eq!(try_recv(&mut out), Err(TryRecvError::Empty));
+        sender_killed_before_its_header(ch, b"never published");
+        assert_eq!(ch.len(), 1);
+        next_coarse_tick();
+        assert_eq!(try_recv(&mut out), Err(TryRecvError::Empty), "held {held}");
+        assert_eq!(
+            ch.bytes_used(),
+            0,
+            "held {held}: not repaired at the first look"
+        );
+        assert_eq!(ch.lost(), 0);
+        drop(side);
+        goes_on(ch);
+    }
+}
+
 /// As above, with a receiver asleep in another process when the sender dies, and no
 /// sender coming after: the receiver repairs the record itself after a sleep slice (it
 /// probes the send lock's holder), and gets the next message; then, after a close,

@@ -269,36 +269,84 @@ const WAYS: usize = 4;
 #[cfg(not(loom))]
 const COUNTED: usize = 8;
 
-/// Per-thread look counts, `(key, looks since the key's last due look)` per slot.
+/// A reading of the coarse monotonic clock (`CLOCK_MONOTONIC_COARSE`: the kernel's time
+/// at its last scheduler tick, so it moves once every 1-10 ms; a vDSO read, a few ns,
+/// where the plain clock costs about 20 ns here), in ns. Only ever compared for a change.
+/// Under loom always 0: a model's replays must not depend on time.
+#[inline]
+fn coarse_tick() -> i64 {
+    #[cfg(not(loom))]
+    {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+        t.tv_sec.wrapping_mul(1_000_000_000).wrapping_add(t.tv_nsec)
+    }
+    #[cfg(loom)]
+    0
+}
+
+/// Which of a receiver's looks that find no message are due to read `tail`
+/// ([`due`](Self::due)): a look is due if `every` looks have passed since the last due
+/// one, or the coarse clock has ticked since (1-10 ms): a fast poller reads `tail` once
+/// in `every` looks, a slow one (a look a second) at every look, so neither waits long
+/// for what only `tail` shows (a record whose sender died before its header).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Polls {
+    /// Looks since the last due one.
+    looks: u32,
+    /// The coarse clock at the last due look.
+    tick: i64,
+}
+
+impl Polls {
+    /// No look yet: the first is due (no reading of the clock is `i64::MIN`, under loom
+    /// neither).
+    pub(crate) const FIRST: Self = Self {
+        looks: 0,
+        tick: i64::MIN,
+    };
+
+    /// Whether this look is due (see [`Polls`]); a due look restarts the count.
+    #[inline]
+    pub(crate) fn due(&mut self, every: u32) -> bool {
+        self.looks = self.looks.saturating_add(1);
+        let tick = coarse_tick();
+        if self.looks < every && tick == self.tick {
+            return false;
+        }
+        *self = Self { looks: 0, tick };
+        true
+    }
+}
+
+/// Per-thread look counts, `(key, its looks)` per slot.
 #[cfg(not(loom))]
-pub(crate) type Looks = [core::cell::Cell<(usize, u32)>; COUNTED];
+pub(crate) type Looks = [core::cell::Cell<(usize, Polls)>; COUNTED];
 
 /// An empty [`Looks`] table, for a `thread_local!`.
 #[cfg(not(loom))]
 pub(crate) const fn no_looks() -> Looks {
-    [const { core::cell::Cell::new((0, 0)) }; COUNTED]
+    [const { core::cell::Cell::new((0, Polls::FIRST)) }; COUNTED]
 }
 
-/// Whether this look at `key` (an address) is due: one in `every` of the thread's looks
-/// at `key`, counted in `table`, a small table of this thread's: a key that is not in it
+/// Whether this look at `key` (an address) is due, as [`Polls::due`] rules, with the
+/// looks counted in `table`, a small table of this thread's: a key that is not in it
 /// (its first look, or its slot taken by another key since) is due, and takes the slot.
 /// So whatever other keys the thread looks at in between, at least one in every `every`
-/// of its looks at `key` is due. (An object mapped where another was inherits its count:
-/// still within the bound.)
+/// of its looks at `key` is due, and its first after a tick of the coarse clock. (An
+/// object mapped where another was inherits its count: still within the bound.)
 #[cfg(not(loom))]
 #[inline]
 pub(crate) fn due(table: &'static std::thread::LocalKey<Looks>, key: usize, every: u32) -> bool {
     // The top bits of a multiplicative hash of the address (Fibonacci hashing).
     let slot = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 61) % COUNTED;
     table.with(|t| {
-        let (k, n) = t[slot].get();
+        let (k, mut polls) = t[slot].get();
         if k != key {
-            t[slot].set((key, 0));
-            return true;
+            polls = Polls::FIRST;
         }
-        let n = (n + 1) % every;
-        t[slot].set((key, n));
-        n == 0
+        let due = polls.due(every);
+        t[slot].set((key, polls));
+        due
     })
 }
 

@@ -65,7 +65,7 @@
 //! |---|---|---|---|
 //! | 0 config | `shape` = magic "CHN", version 4 (high half; see `SLEEPER` and the record headers below), largest message (low half); `capacity`; `closed` (a hint, set by `close` before the `CLOSED` bit: `try_` receives that find no header read `tail` at every look once it is set; the channel decides from `tail`) | the creator; `closed` by `close` | everyone, each operation (read-mostly: stays in every cache) |
 //! | 1 send lock | the senders' [`RawMutex`](crate::RawMutex) | senders | senders |
-//! | 2 tail | `tail` = `CLOSED` (bit 63), `SLEEPER` (bit 62), messages committed (30 bits), position (low half); `free_cache`; `pending` = the span of the record being committed | the send-lock holder; `CLOSED` by `close`; `SLEEPER` by a receiver about to sleep | receivers read `tail` only when they find no record at `head` (for the close, a record committed without its header, or before sleeping); a `try_` receive only if `closed` is set, or once in 64 looks at the channel |
+//! | 2 tail | `tail` = `CLOSED` (bit 63), `SLEEPER` (bit 62), messages committed (30 bits), position (low half); `free_cache`; `pending` = the span of the record being committed | the send-lock holder; `CLOSED` by `close`; `SLEEPER` by a receiver about to sleep | receivers read `tail` only when they find no record at `head` (for the close, a record committed without its header, or before sleeping); a `try_` receive only if `closed` is set, or once in 64 looks at the channel and at its first look after a tick of the coarse clock (1-10 ms) |
 //! | 3 receive lock | the receivers' [`RawMutex`](crate::RawMutex) | receivers | receivers |
 //! | 4 head | `head` = messages claimed (high), position (low); `lost` = messages lost, and a top bit (`LOSS_PENDING`) while a repair that counted a claim has not finished | the receive-lock holder | `len`, the repairs |
 //! | 5 free | `free` (position) | the receive-lock holder, per message | senders, when their cached copy says the ring is full |
@@ -124,8 +124,10 @@
 //! **Receive**: if the header word at `head` is 0 at a glance (no lock, no write), look
 //! at `tail` (closed and empty: `Disconnected`) and wait. (A `try_` receive looks at
 //! `tail` only if the config line says the channel is closed, or once in 64 of its
-//! thread's looks at this channel that find no header, counted per channel: a receiver
-//! that polls `tail` keeps its line moving between the cores at every message.) Else take
+//! thread's looks at this channel that find no header, counted per channel, and at its
+//! first such look after a tick of the coarse clock (1-10 ms), so that a slow poller
+//! reads it every time: a receiver that polls `tail` at every look keeps its line moving
+//! between the cores at every message.) Else take
 //! the receive lock (repairing a dead receiver's claim, below); load the header at `head`
 //! (Acquire, pairing with the sender's Release store: the payload is ordered before our
 //! reads); validate the record against `free + capacity`; step over `SKIP` records (each
@@ -138,7 +140,8 @@
 //! **A record committed without its header** (`tail` past `head`, the header at `head`
 //! still 0): its sender is one store from publishing it, or was stopped or killed there.
 //! A receiver that finds one gives it a brief spin, then (a `try_` call at once, once per
-//! call, when it looks at `tail`: within 64 of its thread's looks at the channel; a
+//! call, when it looks at `tail`: within 64 of its thread's looks at the channel or at
+//! its first after a tick of the coarse clock, 1-10 ms; a
 //! waiting one after each wait) takes the send lock *if it is free or its holder is dead*
 //! (never waiting for a live holder, so a receiver holding the receive lock cannot
 //! deadlock with a sender repairing a dead receiver's claim): from a dead holder it
@@ -152,7 +155,8 @@
 //! copy, the release), then the wake of sleeping senders, the lock still held; dropping
 //! the side unlocks. A receive that finds no message waits holding the lock; it reads
 //! `tail` only after its first wait, at its deadline, and in a `try_` call only if the
-//! config line says the channel is closed or once in 64 calls, so that while a stream
+//! config line says the channel is closed, or once in 64 calls and at its first call
+//! after a tick of the coarse clock, so that while a stream
 //! flows the only shared line it reads is the one the next record's header goes to. The
 //! per-message protocol is the same, so are its crash windows (below).
 //!
@@ -231,7 +235,7 @@
 //! | Send: lock taken, nothing written | the send lock held by a dead thread; the ring unchanged; receivers unaffected | the next sender: blocking and timed ones after their first probe slice (≈ 50 µs–1 ms after the kernel tore the process down), `try_` ones after their spin (≤ 5 ms), at once or a millisecond after their thread's previous probe of the lock (see "Probes of a `try_` call") |
 //! | Send: payload written, the word after it zeroed, `pending` not stored † | as the next line; `pending` still names the previous record, which `tail` is at: the repair finds its header stored, or (if that record was received and its space reused, so that this sender's payload or zeroed word overwrote its header) `head` past it, and writes nothing | as the next line (test `a_sender_killed_before_pending_leaves_the_previous_record_alone`) |
 //! | Send: payload written, the word after it zeroed, `pending` stored; `tail` not moved † | as above; the bytes lie past `tail`, never visible (the zeroed word is free space; `pending` names a span `tail` is not at) | as above: the next sender writes over them. Stopped there while the channel is closed, the sender's commit fails when it is continued (†: a receiver may have been told `Disconnected`) |
-//! | Send: `tail` moved past the record (committed), its header not stored † | the record committed but not published: receivers wait at it (they get `Empty`/`Timeout` within their bounds; `len()` counts it); the send lock held. **A *stopped* sender here stalls receivers too**, for as long as it is stopped: the one window where it does (one store wide) | the next party to take the send lock from the dead holder: a sender (as the first line), or a receiver that found the record without its header (a `try_` one at once after a brief spin, within 64 of its thread's looks at the channel or its held side's empty polls, a waiting one after its first sleep slice, ≤ 10 ms, a timed one also at its deadline if that comes first; tested with a receiver asleep when the sender dies, and a held receive side). It writes a `SKIP` record over the span `pending` names (checked: `tail` is at its end, its header is still 0, `head` not past it), wakes every receiver; receivers step over it. Tests `sender_killed_between_commit_and_header_*`, `a_sleeping_receiver_repairs_*`, `a_close_after_a_sender_died_*` |
+//! | Send: `tail` moved past the record (committed), its header not stored † | the record committed but not published: receivers wait at it (they get `Empty`/`Timeout` within their bounds; `len()` counts it); the send lock held. **A *stopped* sender here stalls receivers too**, for as long as it is stopped: the one window where it does (one store wide) | the next party to take the send lock from the dead holder: a sender (as the first line), or a receiver that found the record without its header (a `try_` one at once after a brief spin, within 64 of its thread's looks at the channel or its held side's empty polls or at its first after a tick of the coarse clock (1-10 ms), a waiting one after its first sleep slice, ≤ 10 ms, a timed one also at its deadline if that comes first; tested with a receiver asleep when the sender dies, and a held receive side). It writes a `SKIP` record over the span `pending` names (checked: `tail` is at its end, its header is still 0, `head` not past it), wakes every receiver; receivers step over it. Tests `sender_killed_between_commit_and_header_*`, `a_sleeping_receiver_repairs_*`, `a_close_after_a_sender_died_*` |
 //! | Repair of a record without header, on a wrap: `SKIP` at offset 0 stored, the `PAD` before it not † | the send lock held by a dead thread, still marked; the record still unpublished | the next taker of the lock repeats the repair (idempotent: the same two stores) |
 //! | Send: header stored (published), lock not released † | the message published (receivers get it: a sleeping one at the end of its slice, ≤ 10 ms, if no sender comes first); the send lock held | as the first line; the recovering sender also wakes every receiver |
 //! | Send: unlocked, receivers not woken † | a sleeping receiver not woken (the commit cleared its `SLEEPER` bit, so later commits by other senders do not wake it either) | it wakes at the end of its slice (≤ 10 ms) and sees the message, and any sent since (test `a_stopped_waker_delays_a_sleeping_receiver_by_one_slice_at_most`) |

@@ -177,13 +177,15 @@ const HEADER_SPINS: u32 = crate::wait::SPIN_LIMIT / 4;
 
 /// A `try_` receive that finds no header reads `tail` (for a record committed without
 /// its header, or garbage in `tail`) only if the channel's config line says it is
-/// closed, or once in this many such looks at the channel: a held side counts its own
-/// calls, a thread without a side its looks at each channel ([`tail_poll_due`]).
+/// closed, or once in this many such looks at the channel, or at the first such look
+/// after a tick of the coarse clock ([`Polls`](super::engine::Polls)): a held side counts
+/// its own calls, a thread without a side its looks at each channel ([`tail_poll_due`]).
 pub(super) const TAIL_POLLS: u32 = 64;
 
 /// Whether this thread's look at `ch` that found no header should read `tail`: one in
-/// [`TAIL_POLLS`] of the thread's looks at `ch`, counted per channel (by address) as
-/// [`engine::due`](super::engine::due) counts.
+/// [`TAIL_POLLS`] of the thread's looks at `ch`, and the first after a tick of the
+/// coarse clock, counted per channel (by address) as [`engine::due`](super::engine::due)
+/// counts.
 ///
 /// Under loom one look in 2, counted per thread and per execution (a model's replays
 /// must not depend on counts kept across them), the first one not due, so that the
@@ -501,7 +503,8 @@ impl Channel {
     /// [`peek`](Self::peek) for a `try_` receive that holds no side: it reads `tail` (the
     /// senders' line, which every commit writes) only if the config line says the
     /// channel is closed, or once in [`TAIL_POLLS`] of this thread's looks at this
-    /// channel that find no header ([`tail_poll_due`]); otherwise no header reads as
+    /// channel that find no header and at its first such look after a tick of the coarse
+    /// clock ([`tail_poll_due`]); otherwise no header reads as
     /// [`Peek::Empty`]. A receiver that polls `tail` keeps its line moving between the two
     /// cores at every message, as the held side avoids the same way (its count is its
     /// own, this one the thread's for the channel).
@@ -878,7 +881,8 @@ impl Channel {
     /// that finds a record whose sender died between its commit and its header, for the
     /// send side: up to 5 ms per side. Such a record, and garbage in the senders' `tail` word, show only to a
     /// `try_` receive that reads `tail`: one in 64 of the thread's looks at this channel
-    /// that find no message, or every one once `close` has begun (a polling receiver that
+    /// that find no message and its first such look after a tick of the coarse clock
+    /// (1-10 ms), or every one once `close` has begun (a polling receiver that
     /// read `tail` every time would move its cache line between the cores at every
     /// message); the others report `Empty`. A close is reported to every call that begins
     /// after `close` returned, or after its thread saw the channel closed (`is_closed`,

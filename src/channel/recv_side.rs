@@ -4,7 +4,7 @@ use core::marker::PhantomData;
 use core::time::Duration;
 use std::time::Instant;
 
-use super::engine::{Fail, SideGuard, Sleep, Wait, advance, wait_on, wake};
+use super::engine::{Fail, Polls, SideGuard, Sleep, Wait, advance, wait_on, wake};
 use super::error::{
     RecvError, RecvIntoError, RecvTimeoutError, RecvTimeoutIntoError, TryRecvError,
     TryRecvIntoError,
@@ -85,8 +85,8 @@ pub struct RecvSide<'a> {
     /// The receivers' cursors as this side left them: it is their only writer while it
     /// holds the lock.
     cursors: Cursors,
-    /// `try_` receives that found nothing since the last that read `tail`.
-    empty_polls: u32,
+    /// Which `try_` receives that find nothing read `tail`.
+    polls: Polls,
     /// Not `Send`: the receive lock names the thread that took it (as for
     /// [`SendSide`](crate::SendSide)).
     _not_send: PhantomData<*const ()>,
@@ -197,14 +197,12 @@ impl RecvSide<'_> {
             let head = pos(self.cursors.head);
             let waited = sleep.as_ref().is_some_and(Sleep::started);
             // `tail` (for the close, or a record committed without its header) only
-            // after a first wait, or in a `try_` call (`TAIL_POLLS`): a receiver that
+            // after a first wait, or in a `try_` call ([`Polls`]): a receiver that
             // loads it while it waits keeps the senders' line moving between the two
             // cores at every message (BENCHMARKS.md, "A prototype of publication per
             // record").
-            let polled = matches!(wait, Wait::No) && {
-                self.empty_polls = self.empty_polls.wrapping_add(1);
-                ch.closed_hint() || self.empty_polls.is_multiple_of(TAIL_POLLS)
-            };
+            let polled =
+                matches!(wait, Wait::No) && (ch.closed_hint() || self.polls.due(TAIL_POLLS));
             if waited || polled {
                 match ch.peek_at(head) {
                     Peek::Closed => return Err(Fail::Disconnected),
@@ -505,7 +503,7 @@ impl Channel {
             guard,
             cursors,
             // The first `try_` receive that finds nothing reads `tail`.
-            empty_polls: u32::MAX,
+            polls: Polls::FIRST,
             _not_send: PhantomData,
         })
     }
