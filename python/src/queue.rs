@@ -65,6 +65,10 @@ use crate::errors;
 use crate::obj::{Obj, RegionInner, reduce};
 use crate::wait::{deadline, interruptible};
 
+/// How long `shutdown(immediate=True)` goes on discarding items while the receive side is
+/// busy: 4x a dead holder's recovery (up to 5 ms) plus a probe interval (1 ms).
+const IMMEDIATE_SHUTDOWN_DRAIN: Duration = Duration::from_millis(25);
+
 /// Why a put step did not send.
 enum PutFail {
     /// No room (items or bytes) before the step's deadline, or the send side busy.
@@ -576,9 +580,14 @@ impl Queue {
         if immediate {
             let tasks = self.core.tasks.clone();
             py.allow_threads(|| {
-                // Bounded: a getter that keeps the receive side (a stopped process) keeps
-                // its items; the others are discarded.
-                for _ in 0..1000 {
+                // Bounded in time, not in calls: a `try_` call probes a holder of the
+                // receive side at most once a millisecond (of this thread's calls), and
+                // recovers it from a dead one within 5 ms, so a dead getter's side is
+                // taken back within the bound however recently this thread last probed
+                // it. A getter that keeps the side (a stopped process) keeps its items;
+                // the others are discarded.
+                let deadline = Instant::now() + IMMEDIATE_SHUTDOWN_DRAIN;
+                loop {
                     match ch.drain(usize::MAX, |_| {
                         if let Some(t) = &tasks {
                             let _ = task_done_inner(t);
@@ -587,6 +596,9 @@ impl Queue {
                         Ok(0) | Err(TryRecvError::Disconnected | TryRecvError::Corrupt) => break,
                         Ok(_) | Err(TryRecvError::Empty) => {}
                         Err(TryRecvError::Busy) => std::thread::yield_now(),
+                    }
+                    if Instant::now() >= deadline {
+                        break;
                     }
                 }
             });
