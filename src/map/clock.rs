@@ -7,8 +7,9 @@
 //! write) or as days away. Every process therefore takes its own offset off what it reads
 //! ([`now_ns`]), and deadlines in the map are on the initial namespace's clock.
 //!
-//! The offset is worked out once per process, at its first clock read (two `readlink`s
-//! and a read of `/proc/self/timens_offsets`, into stack buffers: no allocation), then
+//! The offset is worked out once per process (every thread of a process is in one time
+//! namespace), by its first thread to read the clock: four `readlink`s and a read of the
+//! thread's `/proc/<tid>/timens_offsets`, into stack buffers (no allocation). Then it
 //! costs three atomic loads per clock read. After a failure that may pass (out of file
 //! descriptors or memory) the next read asks again; meanwhile no deadline counts as
 //! passed ([`expiry_now_ns`]: no live entry reads expired, none is reclaimed), and a
@@ -17,9 +18,11 @@
 //! Where the offset cannot be told, it counts as 0 (the initial namespace's), as where the
 //! kernel has no time namespaces:
 //! - without a `/proc` that shows the process;
-//! - in a process whose main thread has called `unshare(CLONE_NEWTIME)` (the file then
-//!   shows the offsets of the namespace its children get, not its own);
-//! - in a process whose main thread has exited (its `/proc/self` entries are gone).
+//! - when the thread that works it out has called `unshare(CLONE_NEWTIME)`, or was made
+//!   by a thread that had (it then shares that thread's namespaces, the one for children
+//!   included): its file shows the offsets of the namespace its children get, not its
+//!   own. Another thread's `unshare` (the main thread's, say) changes nothing for the
+//!   threads made before it, nor does the main thread's exit.
 //!
 //! A process that changes its time namespace without a fork (`setns`, which the kernel
 //! allows only a single-threaded process, or a checkpoint restored elsewhere) keeps the

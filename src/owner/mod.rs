@@ -633,16 +633,51 @@ mod imp {
         }
     }
 
-    /// The text of `/proc/self/timens_offsets` in `buf`, where it shows the calling
-    /// thread's own time namespace: the file shows the namespace the main thread's
-    /// children get (its `ns/time_for_children`), which may be another than the calling
-    /// thread's (`/proc/thread-self/ns/time`) after an `unshare(CLONE_NEWTIME)`. No
+    /// The calling thread's id as the mounted `/proc` numbers it: the last part of the
+    /// target of `/proc/thread-self` (`<tgid>/task/<tid>`), read into `target`. A
+    /// thread's entry directly under `/proc` (not the one under `task/`, which has no
+    /// `timens_offsets`) shows that thread's own `ns/time_for_children` and
+    /// `timens_offsets`, whichever thread of its process it is, and outlives the main
+    /// thread's exit. `None` if the link does not end in a thread id; no allocation.
+    #[cfg(not(miri))]
+    fn own_proc_tid(target: &mut [u8; 64]) -> Result<Option<&[u8]>, rustix::io::Errno> {
+        let n = link(c"/proc/thread-self", target)?;
+        let tid = target[..n]
+            .rsplit(|&b| b == b'/')
+            .next()
+            .unwrap_or_default();
+        let digits = (1..=10).contains(&tid.len()) && tid.iter().all(u8::is_ascii_digit);
+        Ok(digits.then_some(tid))
+    }
+
+    /// `/proc/<tid><file>` in `path`, NUL-terminated; `None` if it does not fit.
+    #[cfg(not(miri))]
+    fn thread_path<'a>(
+        tid: &[u8],
+        file: &[u8],
+        path: &'a mut [u8; 64],
+    ) -> Option<&'a core::ffi::CStr> {
+        let mut at = 0;
+        for part in [&b"/proc/"[..], tid, file] {
+            path.get_mut(at..at + part.len())?.copy_from_slice(part);
+            at += part.len();
+        }
+        *path.get_mut(at)? = 0;
+        core::ffi::CStr::from_bytes_until_nul(&path[..=at]).ok()
+    }
+
+    /// The text of the calling thread's `timens_offsets` in `buf`, where it shows the
+    /// thread's own time namespace: the file shows the namespace the thread's children
+    /// get (its `ns/time_for_children`), which is another than its own
+    /// (`/proc/thread-self/ns/time`) after the thread's own `unshare(CLONE_NEWTIME)`.
+    /// Read through the thread's own `/proc/<tid>` entry ([`own_proc_tid`]), so that
+    /// another thread's `unshare` (the main thread's, say) or exit changes nothing. No
     /// allocation.
     ///
     /// `Err` if a call failed (the caller tells a failure that may pass from one that
-    /// will not; a main thread that has exited fails with `ENOENT`);
-    /// [`TimensOffsets::Unknowable`](super::TimensOffsets::Unknowable) where the file
-    /// shows another namespace than the thread's own.
+    /// will not); [`TimensOffsets::Unknowable`](super::TimensOffsets::Unknowable) where
+    /// the file shows another namespace than the thread's own, or the thread's entry
+    /// cannot be named.
     #[cfg(not(miri))]
     pub(crate) fn timens_offsets(
         buf: &mut [u8; 256],
@@ -658,20 +693,26 @@ mod imp {
             Err(rustix::io::Errno::NOENT) => return Ok(TimensOffsets::NoNamespaces),
             Err(e) => return Err(e),
         };
-        let m = link(c"/proc/self/ns/time_for_children", &mut shown)?;
+        let (mut target, mut children, mut offsets) = ([0u8; 64], [0u8; 64], [0u8; 64]);
+        let Some(tid) = own_proc_tid(&mut target)? else {
+            return Ok(TimensOffsets::Unknowable);
+        };
+        let (Some(children), Some(offsets)) = (
+            thread_path(tid, b"/ns/time_for_children", &mut children),
+            thread_path(tid, b"/timens_offsets", &mut offsets),
+        ) else {
+            return Ok(TimensOffsets::Unknowable);
+        };
+        let m = link(children, &mut shown)?;
         if own[..n] != shown[..m] {
             return Ok(TimensOffsets::Unknowable);
         }
-        let fd = rustix::fs::open(
-            c"/proc/self/timens_offsets",
-            OFlags::RDONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
+        let fd = rustix::fs::open(offsets, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
         // Two lines of at most 40 bytes each: one read takes them all.
         let len = rustix::io::read(&fd, &mut buf[..])?;
-        // The main thread may have unshared a namespace for its children meanwhile: the
-        // text is ours only if the file still shows ours.
-        let again = link(c"/proc/self/ns/time_for_children", &mut shown)?;
+        // The thread may have unshared a namespace for its children meanwhile (a signal
+        // handler's `unshare`): the text is ours only if the file still shows ours.
+        let again = link(children, &mut shown)?;
         if own[..n] != shown[..again] {
             return Ok(TimensOffsets::Unknowable);
         }
