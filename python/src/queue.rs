@@ -66,7 +66,9 @@ use crate::obj::{Obj, RegionInner, reduce};
 use crate::wait::{deadline, interruptible};
 
 /// How long `shutdown(immediate=True)` goes on discarding items while the receive side is
-/// busy: 4x a dead holder's recovery (up to 5 ms) plus a probe interval (1 ms).
+/// busy: a probe of its holder comes due within a millisecond of this thread's calls (the
+/// crate's `PROBE_INTERVAL`) and a dead holder's recovery takes up to 5 ms; 25 ms leaves
+/// room for a loaded machine.
 const IMMEDIATE_SHUTDOWN_DRAIN: Duration = Duration::from_millis(25);
 
 /// Why a put step did not send.
@@ -571,8 +573,10 @@ impl Queue {
     /// Shut the queue down for every process (Python 3.13's ``queue.Queue.shutdown``):
     /// ``put`` raises :class:`shmstate.ShutDown` from now on (waiting ones too); ``get``
     /// returns the items already put, then raises it. With ``immediate``, the waiting
-    /// items are discarded first (for a ``JoinableQueue``, each counts as done).
-    /// Shutting down is final.
+    /// items are discarded first (for a ``JoinableQueue``, each counts as done); if
+    /// another process holds the queue's receive side meanwhile (a getter stopped while
+    /// taking an item), the call tries for up to about 25 ms, then returns and leaves the
+    /// items to the next getter. Shutting down is final.
     #[pyo3(signature = (immediate = false))]
     fn shutdown(&self, py: Python<'_>, immediate: bool) -> PyResult<()> {
         let ch = self.core.ch.get();
@@ -586,7 +590,7 @@ impl Queue {
                 // taken back within the bound however recently this thread last probed
                 // it. A getter that keeps the side (a stopped process) keeps its items;
                 // the others are discarded.
-                let deadline = Instant::now() + IMMEDIATE_SHUTDOWN_DRAIN;
+                let until = Instant::now() + IMMEDIATE_SHUTDOWN_DRAIN;
                 loop {
                     match ch.drain(usize::MAX, |_| {
                         if let Some(t) = &tasks {
@@ -597,7 +601,7 @@ impl Queue {
                         Ok(_) | Err(TryRecvError::Empty) => {}
                         Err(TryRecvError::Busy) => std::thread::yield_now(),
                     }
-                    if Instant::now() >= deadline {
+                    if Instant::now() >= until {
                         break;
                     }
                 }

@@ -286,9 +286,13 @@ fn coarse_tick() -> i64 {
 
 /// Which of a receiver's looks that find no message are due to read `tail`
 /// ([`due`](Self::due)): a look is due if `every` looks have passed since the last due
-/// one, or the coarse clock has ticked since (1-10 ms): a fast poller reads `tail` once
-/// in `every` looks, a slow one (a look a second) at every look, so neither waits long
-/// for what only `tail` shows (a record whose sender died before its header).
+/// one, or if it reads the coarse clock and finds it ticked since (1-10 ms). The clock is
+/// read at the 1st, 2nd, 4th, 8th, ... look after a due one: a slow poller (a look a
+/// second) reads it, and `tail`, at every look; a fast one reads the clock at a few of
+/// every `every` looks (6 of 64), and `tail` once in `every` looks and at most once a
+/// tick besides. So
+/// neither waits long for what only `tail` shows (a record whose sender died before its
+/// header), and a spinning poller pays for no clock read at most of its looks.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Polls {
     /// Looks since the last due one.
@@ -308,12 +312,24 @@ impl Polls {
     /// Whether this look is due (see [`Polls`]); a due look restarts the count.
     #[inline]
     pub(crate) fn due(&mut self, every: u32) -> bool {
+        self.due_at(every, coarse_tick)
+    }
+
+    /// [`due`](Self::due) with the clock `tick` reads.
+    #[inline]
+    fn due_at(&mut self, every: u32, tick: impl FnOnce() -> i64) -> bool {
         self.looks = self.looks.saturating_add(1);
-        let tick = coarse_tick();
-        if self.looks < every && tick == self.tick {
+        if self.looks < every && !self.looks.is_power_of_two() {
             return false;
         }
-        *self = Self { looks: 0, tick };
+        let now = tick();
+        if self.looks < every && now == self.tick {
+            return false;
+        }
+        *self = Self {
+            looks: 0,
+            tick: now,
+        };
         true
     }
 }
@@ -701,4 +717,67 @@ pub(crate) const fn advance(w: u64, p: u32) -> u64 {
 #[inline]
 pub(crate) const fn advance_tail(w: u64, p: u32) -> u64 {
     cursor(count(w).wrapping_add(1) & SENT_MASK, p)
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::Polls;
+
+    /// `(due, read the clock)` for each of `ticks.len()` looks, the clock reading
+    /// `ticks[i]` if look `i` reads it.
+    fn looks(polls: &mut Polls, every: u32, ticks: &[i64]) -> Vec<(bool, bool)> {
+        ticks
+            .iter()
+            .map(|&t| {
+                let mut read = false;
+                let due = polls.due_at(every, || {
+                    read = true;
+                    t
+                });
+                (due, read)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_first_look_is_due_then_one_in_every() {
+        let mut p = Polls::FIRST;
+        let seen = looks(&mut p, 64, &[5; 129]);
+        let due: Vec<usize> = (0..seen.len()).filter(|&i| seen[i].0).collect();
+        assert_eq!(due, [0, 64, 128]);
+    }
+
+    #[test]
+    fn a_spinning_poller_reads_the_clock_at_powers_of_two_only() {
+        let mut p = Polls::FIRST;
+        let seen = looks(&mut p, 64, &[5; 65]);
+        let read: Vec<usize> = (1..seen.len()).filter(|&i| seen[i].1).collect();
+        // Looks 1, 2, 4, ..., 32 after the due look at 0, and the due 64th.
+        assert_eq!(read, [1, 2, 4, 8, 16, 32, 64]);
+    }
+
+    #[test]
+    fn a_tick_makes_the_next_clock_read_due_and_restarts_the_count() {
+        let mut p = Polls::FIRST;
+        // The clock ticks before look 5: look 8 (its next read) is due, and the count
+        // starts again there: the next due look by count is 8 + 64.
+        let mut ticks = vec![5; 5];
+        ticks.extend([6; 80]);
+        let seen = looks(&mut p, 64, &ticks);
+        let due: Vec<usize> = (0..seen.len()).filter(|&i| seen[i].0).collect();
+        assert_eq!(due, [0, 8, 72]);
+    }
+
+    #[test]
+    fn a_slow_poller_is_due_at_every_look_after_a_tick() {
+        let mut p = Polls::FIRST;
+        let seen = looks(&mut p, 64, &[1, 2, 3, 4, 5]);
+        assert!(seen.iter().all(|&(due, read)| due && read), "{seen:?}");
+    }
+
+    #[test]
+    fn every_one_is_always_due() {
+        let mut p = Polls::FIRST;
+        assert!(looks(&mut p, 1, &[7; 10]).iter().all(|&(due, _)| due));
+    }
 }

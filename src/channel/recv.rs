@@ -877,13 +877,14 @@ impl Channel {
     /// process recovers it, which can take up to 5 ms (the lock's recovery, or another
     /// thread's recovery that got there first); it asks whether the holder is dead once
     /// per millisecond of this thread's `try_` calls that find it held (module docs,
-    /// "Probes of a `try_` call"): until then, a dead holder reads as `Busy`. So does one
-    /// that finds a record whose sender died between its commit and its header, for the
-    /// send side: up to 5 ms per side. Such a record, and garbage in the senders' `tail` word, show only to a
-    /// `try_` receive that reads `tail`: one in 64 of the thread's looks at this channel
-    /// that find no message and its first such look after a tick of the coarse clock
-    /// (1-10 ms), or every one once `close` has begun (a polling receiver that
-    /// read `tail` every time would move its cache line between the cores at every
+    /// "Probes of a `try_` call"): until then, a dead holder reads as `Busy`. A call that
+    /// finds a record whose sender died between its commit and its header recovers the
+    /// send side the same way (up to 5 ms), except that it probes the sender at every look
+    /// that finds such a record. Such a record, and garbage in the senders' `tail` word,
+    /// show only to a `try_` receive that reads `tail`: one in 64 of the thread's looks at
+    /// this channel that find no message, and its first such look after a tick of the
+    /// coarse clock (1-10 ms), or every one once `close` has begun (a polling receiver
+    /// that read `tail` every time would move its cache line between the cores at every
     /// message); the others report `Empty`. A close is reported to every call that begins
     /// after `close` returned, or after its thread saw the channel closed (`is_closed`,
     /// a refused send).
