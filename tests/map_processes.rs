@@ -539,20 +539,37 @@ fn a_process_that_made_a_time_namespace_for_its_children_keeps_its_own_clock() {
     }
 }
 
+/// How [`a_thread_keeps_its_process_clock_after_another_unshares_or_the_main_thread_exits`]
+/// hides the process's namespace from the thread that first reads the clock.
+#[derive(Clone, Copy, Debug)]
+enum Hidden {
+    /// The main thread unshares; a thread made before writes.
+    MainUnshares,
+    /// The main thread exits; another thread writes.
+    MainExits,
+    /// A thread unshares, then writes itself.
+    WriterUnshares,
+}
+
 /// In a process whose clock runs a day ahead (its own time namespace), a thread writes
-/// deadlines on the initial clock after the main thread has made a time namespace for
-/// its children (`unshare(CLONE_NEWTIME)`, after which the main thread's
-/// `timens_offsets` shows the children's namespace), or has exited (its `/proc/self`
-/// entries gone): each thread reads its own `/proc/<tid>` entry. (A thread made after
-/// the `unshare` shares the main thread's view, and counts its offset as 0.) Needs what
+/// deadlines on the initial clock although a thread's `timens_offsets` does not show the
+/// process's namespace: after the main thread has made a time namespace for its children
+/// (`unshare(CLONE_NEWTIME)`), or has exited (its `/proc/self` entries gone), the
+/// writer's own `/proc/<tid>` entry shows it; after the writer's own `unshare`, the main
+/// thread's. (A thread made after the main thread's `unshare` shares its view: where both
+/// are hidden, the offset counts as 0.) Needs what
 /// [`deadlines_mean_the_same_in_another_time_namespace`] needs.
 #[test]
-fn a_thread_keeps_its_process_clock_after_the_main_thread_unshares_or_exits() {
+fn a_thread_keeps_its_process_clock_after_another_unshares_or_the_main_thread_exits() {
     watchdog(Duration::from_secs(30));
-    for exits in [false, true] {
+    for how in [
+        Hidden::MainUnshares,
+        Hidden::MainExits,
+        Hidden::WriterUnshares,
+    ] {
         let region = Region::anonymous(1 << 20).unwrap();
         let map = region.map("ttl", MapOptions::new(64)).unwrap();
-        // Exit codes: 0 written, 7 the writing thread panicked.
+        // Exit codes: 0 written, 4 no time namespace here, 7 the writer failed.
         let child = common::in_new_time_namespace("monotonic 86400 0", || {
             // SAFETY: the region outlives every thread of this process: it ends by
             // `_exit` or the last thread's exit, neither of which drops it.
@@ -562,43 +579,61 @@ fn a_thread_keeps_its_process_clock_after_the_main_thread_unshares_or_exits() {
                 map.insert_ttl(b"later", b"2", Duration::from_secs(3600))
                     .unwrap();
             };
-            if !exits {
-                // A thread made before the `unshare` (one made after shares the main
-                // thread's namespaces, the one for children included).
-                let (unshared, go) = std::sync::mpsc::channel();
-                let writer = std::thread::spawn(move || go.recv().map(|()| write()));
-                // SAFETY: `unshare` changes only the namespace this thread's children get.
-                if unsafe { libc::unshare(libc::CLONE_NEWTIME) } != 0 {
-                    return 4;
+            // SAFETY: `unshare` changes only the namespace the calling thread's children
+            // get.
+            let unshare = || unsafe { libc::unshare(libc::CLONE_NEWTIME) } == 0;
+            match how {
+                Hidden::MainUnshares => {
+                    let (unshared, go) = std::sync::mpsc::channel();
+                    let writer = std::thread::spawn(move || go.recv().map(|()| write()));
+                    if !unshare() {
+                        return 4;
+                    }
+                    unshared.send(()).unwrap();
+                    writer.join().map_or(7, |r| if r.is_ok() { 0 } else { 7 })
                 }
-                unshared.send(()).unwrap();
-                return writer.join().map_or(7, |_| 0);
+                Hidden::WriterUnshares => std::thread::spawn(move || {
+                    if !unshare() {
+                        return 4;
+                    }
+                    write();
+                    0
+                })
+                .join()
+                .unwrap_or(7),
+                Hidden::MainExits => {
+                    std::thread::spawn(move || {
+                        // The main thread's exit shows as its state, `Z`, after the
+                        // command's closing parenthesis.
+                        let exited = || {
+                            std::fs::read_to_string("/proc/self/stat").is_ok_and(|s| {
+                                s.rsplit_once(')').is_some_and(|(_, r)| r.starts_with(" Z"))
+                            })
+                        };
+                        while !exited() {
+                            std::thread::yield_now();
+                        }
+                        let written = std::panic::catch_unwind(write).is_ok();
+                        // SAFETY: ends the process at once.
+                        unsafe { libc::_exit(if written { 0 } else { 7 }) };
+                    });
+                    // The main thread alone exits (`exit`, not `exit_group`), running
+                    // nothing.
+                    // SAFETY: the other thread holds no reference to this thread's state.
+                    unsafe { libc::syscall(libc::SYS_exit, 0) };
+                    unreachable!()
+                }
             }
-            let main = std::process::id();
-            std::thread::spawn(move || {
-                // The main thread's exit shows as its task's state, `Z`.
-                let stat = format!("/proc/{main}/task/{main}/stat");
-                while !std::fs::read_to_string(&stat).is_ok_and(|s| s.contains(") Z ")) {
-                    std::thread::yield_now();
-                }
-                let written = std::panic::catch_unwind(write).is_ok();
-                // SAFETY: ends the process at once.
-                unsafe { libc::_exit(if written { 0 } else { 7 }) };
-            });
-            // The main thread alone exits (`exit`, not `exit_group`), running nothing.
-            // SAFETY: the other thread holds no reference to this thread's state.
-            unsafe { libc::syscall(libc::SYS_exit, 0) };
-            unreachable!()
         });
         match common::exit_code(child) {
             Some(4) => eprintln!("skipped: cannot make a time namespace here"),
             code => {
-                assert_eq!(code, Some(0), "exits {exits}");
+                assert_eq!(code, Some(0), "{how:?}");
                 assert!(
                     !map.contains(b"due").unwrap(),
-                    "exits {exits}: written on a clock a day ahead"
+                    "{how:?}: written on a clock a day ahead"
                 );
-                assert!(map.contains(b"later").unwrap(), "exits {exits}");
+                assert!(map.contains(b"later").unwrap(), "{how:?}");
             }
         }
     }

@@ -18,11 +18,14 @@
 //! Where the offset cannot be told, it counts as 0 (the initial namespace's), as where the
 //! kernel has no time namespaces:
 //! - without a `/proc` that shows the process;
-//! - when the thread that works it out has called `unshare(CLONE_NEWTIME)`, or was made
-//!   by a thread that had (it then shares that thread's namespaces, the one for children
-//!   included): its file shows the offsets of the namespace its children get, not its
-//!   own. Another thread's `unshare` (the main thread's, say) changes nothing for the
-//!   threads made before it, nor does the main thread's exit.
+//! - when neither the thread that works it out nor the main thread shows the process's
+//!   own namespace as the one for their children: a thread's `timens_offsets` file shows
+//!   the offsets of that one, which is another after an `unshare(CLONE_NEWTIME)` by the
+//!   thread or by the thread that made it (threads share their maker's namespaces, the
+//!   one for children included). So it counts as 0 where the calling thread was made by,
+//!   or is, a thread that unshared, and the main thread has unshared too, or has exited.
+//!   The first thread of a process to read the clock decides for the process: another
+//!   thread may have told it.
 //!
 //! A process that changes its time namespace without a fork (`setns`, which the kernel
 //! allows only a single-threaded process, or a checkpoint restored elsewhere) keeps the
@@ -104,7 +107,8 @@ fn monotonic_offset_slow(generation: u32) -> Option<i64> {
     // parent's answer (generation 0 after a wrap is never cached: `KNOWN` reads 0 as none).
     if generation != 0 && crate::owner::fork_counted() {
         // Relaxed: published by the Release store below. Racing threads of one process
-        // store the same offset.
+        // store the same offset, unless one of them could not tell it (then 0, see the
+        // module docs): the first store published is the process's.
         OFFSET.store(offset as u64, Ordering::Relaxed);
         // Release: pairs with the Acquire load in `monotonic_offset`.
         KNOWN.store(generation, Ordering::Release);

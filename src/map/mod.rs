@@ -248,10 +248,10 @@
 //! the initial time namespace, which is one clock for all processes of one boot: a process
 //! in a time namespace (a container's, say) takes its namespace's offset off the clock it
 //! reads, so that its deadlines mean the same to every process (worked out once per
-//! process from the `timens_offsets` file of its first thread to read the clock; where
-//! that cannot be told, as in a thread that has called `unshare(CLONE_NEWTIME)` itself,
-//! its own clock counts as the initial namespace's). A map in a file outlives the boot:
-//! the header records the creator's boot (a hash of `/proc/sys/kernel/random/boot_id`),
+//! process by its first thread to read the clock, from its own or the main thread's
+//! `timens_offsets`; where neither shows it, as after an `unshare(CLONE_NEWTIME)` by
+//! both, its own clock counts as the initial namespace's). A map in a file outlives the
+//! boot: the header records the creator's boot (a hash of `/proc/sys/kernel/random/boot_id`),
 //! and the first process to open the map in another boot (through [`Region::map`](crate::Region::map),
 //! [`Region::open_map`](crate::Region::open_map) or
 //! [`Region::typed_map`](crate::Region::typed_map)) removes every entry with a deadline

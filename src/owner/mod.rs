@@ -666,25 +666,25 @@ mod imp {
         core::ffi::CStr::from_bytes_until_nul(&path[..=at]).ok()
     }
 
-    /// The text of the calling thread's `timens_offsets` in `buf`, where it shows the
-    /// thread's own time namespace: the file shows the namespace the thread's children
-    /// get (its `ns/time_for_children`), which is another than its own
-    /// (`/proc/thread-self/ns/time`) after the thread's own `unshare(CLONE_NEWTIME)`.
-    /// Read through the thread's own `/proc/<tid>` entry ([`own_proc_tid`]), so that
-    /// another thread's `unshare` (the main thread's, say) or exit changes nothing. No
-    /// allocation.
+    /// The text of a `timens_offsets` file that shows the calling thread's own time
+    /// namespace, in `buf`. A thread's file shows the namespace its children get (its
+    /// `ns/time_for_children`), which is another than its own (`/proc/thread-self/ns/time`)
+    /// after an `unshare(CLONE_NEWTIME)` by the thread, or by the thread that made it.
+    /// Every thread of a process is in one time namespace, so any thread's file that shows
+    /// it will do: the calling thread's own first (through its `/proc/<tid>` entry,
+    /// [`own_proc_tid`], which another thread's `unshare` or exit does not change), then
+    /// the main thread's (`/proc/self`, for a thread that unshared while the main thread
+    /// did not). No allocation.
     ///
     /// `Err` if a call failed (the caller tells a failure that may pass from one that
     /// will not); [`TimensOffsets::Unknowable`](super::TimensOffsets::Unknowable) where
-    /// the file shows another namespace than the thread's own, or the thread's entry
-    /// cannot be named.
+    /// neither file shows the thread's own namespace.
     #[cfg(not(miri))]
     pub(crate) fn timens_offsets(
         buf: &mut [u8; 256],
     ) -> Result<super::TimensOffsets, rustix::io::Errno> {
         use super::TimensOffsets;
-        use rustix::fs::{Mode, OFlags};
-        let (mut own, mut shown) = ([0u8; 64], [0u8; 64]);
+        let mut own = [0u8; 64];
         let n = match link(c"/proc/thread-self/ns/time", &mut own) {
             Ok(n) => n,
             // No time namespaces on this kernel (before Linux 5.6): one clock for all.
@@ -693,30 +693,52 @@ mod imp {
             Err(rustix::io::Errno::NOENT) => return Ok(TimensOffsets::NoNamespaces),
             Err(e) => return Err(e),
         };
+        let own = &own[..n];
         let (mut target, mut children, mut offsets) = ([0u8; 64], [0u8; 64], [0u8; 64]);
-        let Some(tid) = own_proc_tid(&mut target)? else {
-            return Ok(TimensOffsets::Unknowable);
-        };
-        let (Some(children), Some(offsets)) = (
-            thread_path(tid, b"/ns/time_for_children", &mut children),
-            thread_path(tid, b"/timens_offsets", &mut offsets),
-        ) else {
-            return Ok(TimensOffsets::Unknowable);
-        };
+        if let Some(tid) = own_proc_tid(&mut target)?
+            && let (Some(children), Some(offsets)) = (
+                thread_path(tid, b"/ns/time_for_children", &mut children),
+                thread_path(tid, b"/timens_offsets", &mut offsets),
+            )
+            && let Some(len) = offsets_if_own(children, offsets, own, buf)?
+        {
+            return Ok(TimensOffsets::Text(len));
+        }
+        let main = offsets_if_own(
+            c"/proc/self/ns/time_for_children",
+            c"/proc/self/timens_offsets",
+            own,
+            buf,
+        );
+        match main {
+            Ok(Some(len)) => Ok(TimensOffsets::Text(len)),
+            // The main thread's entry shows another namespace, or is gone (it exited).
+            Ok(None) | Err(rustix::io::Errno::NOENT) => Ok(TimensOffsets::Unknowable),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The text of the `timens_offsets` file at `offsets` in `buf` (its length), if the
+    /// `ns/time_for_children` link at `children` (the same thread's) names `own` before
+    /// and after the read (a thread may `unshare` meanwhile); `None` if not.
+    #[cfg(not(miri))]
+    fn offsets_if_own(
+        children: &core::ffi::CStr,
+        offsets: &core::ffi::CStr,
+        own: &[u8],
+        buf: &mut [u8; 256],
+    ) -> Result<Option<usize>, rustix::io::Errno> {
+        use rustix::fs::{Mode, OFlags};
+        let mut shown = [0u8; 64];
         let m = link(children, &mut shown)?;
-        if own[..n] != shown[..m] {
-            return Ok(TimensOffsets::Unknowable);
+        if own != &shown[..m] {
+            return Ok(None);
         }
         let fd = rustix::fs::open(offsets, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
         // Two lines of at most 40 bytes each: one read takes them all.
         let len = rustix::io::read(&fd, &mut buf[..])?;
-        // The thread may have unshared a namespace for its children meanwhile (a signal
-        // handler's `unshare`): the text is ours only if the file still shows ours.
         let again = link(children, &mut shown)?;
-        if own[..n] != shown[..again] {
-            return Ok(TimensOffsets::Unknowable);
-        }
-        Ok(TimensOffsets::Text(len))
+        Ok((own == &shown[..again]).then_some(len))
     }
 
     /// Whether thread `id` sees start times as the calling process does, so that a stamp
