@@ -290,9 +290,9 @@ fn coarse_tick() -> i64 {
 /// read at the 1st, 2nd, 4th, 8th, ... look after a due one: a slow poller (a look a
 /// second) reads it, and `tail`, at every look; a fast one reads the clock at a few of
 /// every `every` looks (6 of 64), and `tail` once in `every` looks and at most once a
-/// tick besides. So
-/// neither waits long for what only `tail` shows (a record whose sender died before its
-/// header), and a spinning poller pays for no clock read at most of its looks.
+/// tick besides. So neither waits long for what only `tail` shows (a record whose sender
+/// died before its header), and a spinning poller pays for no clock read at most of its
+/// looks.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Polls {
     /// Looks since the last due one.
@@ -348,8 +348,9 @@ pub(crate) const fn no_looks() -> Looks {
 /// looks counted in `table`, a small table of this thread's: a key that is not in it
 /// (its first look, or its slot taken by another key since) is due, and takes the slot.
 /// So whatever other keys the thread looks at in between, at least one in every `every`
-/// of its looks at `key` is due, and its first after a tick of the coarse clock. (An
-/// object mapped where another was inherits its count: still within the bound.)
+/// of its looks at `key` is due, and after a tick of the coarse clock its next look that
+/// reads the clock. (An object mapped where another was inherits its count: still within
+/// the bound.)
 #[cfg(not(loom))]
 #[inline]
 pub(crate) fn due(table: &'static std::thread::LocalKey<Looks>, key: usize, every: u32) -> bool {

@@ -125,9 +125,11 @@
 //! at `tail` (closed and empty: `Disconnected`) and wait. (A `try_` receive looks at
 //! `tail` only if the config line says the channel is closed, or once in 64 of its
 //! thread's looks at this channel that find no header, counted per channel, and at its
-//! first such look after a tick of the coarse clock (1-10 ms), so that a slow poller
-//! reads it every time: a receiver that polls `tail` at every look keeps its line moving
-//! between the cores at every message.) Else take
+//! first such look after a tick of the coarse clock (1-10 ms) that reads that clock: a
+//! slow poller's next look, a spinning one's within twice its looks since it last read
+//! `tail` (it reads the clock at the 1st, 2nd, 4th, ... look). So a slow poller reads
+//! `tail` every time, and a spinning one rarely: a receiver that polls `tail` at every
+//! look keeps its line moving between the cores at every message.) Else take
 //! the receive lock (repairing a dead receiver's claim, below); load the header at `head`
 //! (Acquire, pairing with the sender's Release store: the payload is ordered before our
 //! reads); validate the record against `free + capacity`; step over `SKIP` records (each

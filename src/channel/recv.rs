@@ -183,7 +183,7 @@ const HEADER_SPINS: u32 = crate::wait::SPIN_LIMIT / 4;
 pub(super) const TAIL_POLLS: u32 = 64;
 
 /// Whether this thread's look at `ch` that found no header should read `tail`: one in
-/// [`TAIL_POLLS`] of the thread's looks at `ch`, and the first after a tick of the
+/// [`TAIL_POLLS`] of the thread's looks at `ch`, and one soon after a tick of the
 /// coarse clock, counted per channel (by address) as [`engine::due`](super::engine::due)
 /// counts.
 ///
