@@ -583,23 +583,13 @@ mod imp {
         path: &'a mut [u8; 32],
     ) -> Option<&'a core::ffi::CStr> {
         // "/proc/" + up to 10 digits + "/status" + NUL fits in 32 bytes.
-        let mut len = 0;
-        let mut push = |bytes: &[u8]| {
-            for &b in bytes {
-                if len < path.len() - 1 {
-                    path[len] = b;
-                    len += 1;
-                }
-            }
-        };
-        push(b"/proc/");
-        match pid {
-            None => push(b"self"),
+        let mut digits = [0u8; 10];
+        let name: &[u8] = match pid {
+            None => b"self",
             Some(p) => {
                 if !proc_is_ours() {
                     return None;
                 }
-                let mut digits = [0u8; 10];
                 let mut n = p;
                 let mut k = digits.len();
                 loop {
@@ -610,11 +600,26 @@ mod imp {
                         break;
                     }
                 }
-                push(&digits[k..]);
+                &digits[k..]
             }
+        };
+        joined(&[b"/proc/", name, file], path)
+    }
+
+    /// `parts` one after another in `path`, NUL-terminated, without allocating; `None` if
+    /// they do not fit or hold a NUL.
+    #[cfg(not(miri))]
+    fn joined<'a, const N: usize>(
+        parts: &[&[u8]],
+        path: &'a mut [u8; N],
+    ) -> Option<&'a core::ffi::CStr> {
+        let mut at = 0;
+        for part in parts {
+            path.get_mut(at..at + part.len())?.copy_from_slice(part);
+            at += part.len();
         }
-        push(file);
-        core::ffi::CStr::from_bytes_until_nul(path).ok()
+        *path.get_mut(at)? = 0;
+        core::ffi::CStr::from_bytes_with_nul(&path[..=at]).ok()
     }
 
     /// The target of symbolic link `path` in `out` (its length), without allocating.
@@ -650,22 +655,6 @@ mod imp {
         Ok(digits.then_some(tid))
     }
 
-    /// `/proc/<tid><file>` in `path`, NUL-terminated; `None` if it does not fit.
-    #[cfg(not(miri))]
-    fn thread_path<'a>(
-        tid: &[u8],
-        file: &[u8],
-        path: &'a mut [u8; 64],
-    ) -> Option<&'a core::ffi::CStr> {
-        let mut at = 0;
-        for part in [&b"/proc/"[..], tid, file] {
-            path.get_mut(at..at + part.len())?.copy_from_slice(part);
-            at += part.len();
-        }
-        *path.get_mut(at)? = 0;
-        core::ffi::CStr::from_bytes_until_nul(&path[..=at]).ok()
-    }
-
     /// The text of a `timens_offsets` file that shows the calling thread's own time
     /// namespace, in `buf`. A thread's file shows the namespace its children get (its
     /// `ns/time_for_children`), which is another than its own (`/proc/thread-self/ns/time`)
@@ -697,8 +686,8 @@ mod imp {
         let (mut target, mut children, mut offsets) = ([0u8; 64], [0u8; 64], [0u8; 64]);
         if let Some(tid) = own_proc_tid(&mut target)?
             && let (Some(children), Some(offsets)) = (
-                thread_path(tid, b"/ns/time_for_children", &mut children),
-                thread_path(tid, b"/timens_offsets", &mut offsets),
+                joined(&[b"/proc/", tid, b"/ns/time_for_children"], &mut children),
+                joined(&[b"/proc/", tid, b"/timens_offsets"], &mut offsets),
             )
             && let Some(len) = offsets_if_own(children, offsets, own, buf)?
         {
