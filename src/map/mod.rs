@@ -329,9 +329,11 @@
 //!   boot are compared with the new clock until an opener above
 //!   sweeps them. If the boot id cannot be read (`/proc` not mounted), no sweep happens.
 //!   A map created while it could not be read records no boot, so its next opener that
-//!   can read it removes its deadlines, as for a map of another boot; a failure that may
-//!   pass (out of file descriptors or memory) is not kept, so the creator's later maps
-//!   record the boot.
+//!   can read it removes its deadlines, as for a map of another boot: it cannot tell the
+//!   two apart, and an entry removed early reads as a miss, where one kept with a
+//!   deadline from another boot's clock could outlive its deadline by that boot's uptime.
+//!   A failure that may pass (out of file descriptors or memory) is not kept, so the
+//!   creator's later maps record the boot.
 
 pub(crate) mod bytemap;
 mod clock;
