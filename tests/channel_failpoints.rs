@@ -1183,15 +1183,57 @@ fn a_short_timed_receive_repairs_a_record_left_without_header() {
 }
 
 /// `try_recv` until a record left without its header (whose sender died) is repaired:
-/// each call reports `Empty`, and one of the first 64 does it (a `try_` receive reads
-/// `tail`, and so finds the record, once in 64 of its thread's looks at the channel).
+/// each call reports `Empty`, and one within [`REPAIR`] does it (a `try_` receive reads
+/// `tail`, and so finds the record, once in 64 of its thread's looks at the channel and
+/// soon after a tick of the coarse clock, and probes the send lock's holder once a
+/// millisecond: a probe of the live sender before it died delays the next).
 fn repaired_by_try_recv(ch: &Channel, what: &str) {
     let mut out = Vec::new();
-    for _ in 0..64 {
+    let t0 = Instant::now();
+    loop {
         assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Empty), "{what}");
         if ch.bytes_used() == 0 {
             return;
         }
+        assert!(
+            t0.elapsed() < REPAIR,
+            "{what}: not repaired within {REPAIR:?}"
+        );
     }
-    panic!("{what}: not repaired within 64 calls");
+}
+
+/// A `try_` receive that finds a record committed without its header while its sender
+/// is alive (stopped there) probes the sender (a `kill` and a read of `/proc`) once per
+/// millisecond of its thread's calls, not at each look that reads `tail`: 640 such
+/// looks (one in 64 calls) make at most two reads a millisecond.
+#[cfg_attr(miri, ignore = "reads /proc")]
+#[test]
+fn a_try_receive_probes_a_live_sender_stopped_before_its_header_once_a_millisecond() {
+    watchdog(Duration::from_secs(60));
+    let Some(a) = common::reads() else {
+        eprintln!("skipped: no I/O accounting (/proc/thread-self/io)");
+        return;
+    };
+    let look = common::reads().unwrap() - a;
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = shared_channel(&region);
+    let pid = common::child_stopped_at(Point::ChannelSendCommitted, || {
+        ch.send(b"stopped before its header").unwrap();
+    });
+    let mut out = Vec::new();
+    let before = common::reads().unwrap();
+    let t = Instant::now();
+    for _ in 0..640 * 64 {
+        assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Empty));
+    }
+    let ms = t.elapsed().as_millis() as u64;
+    let n = common::reads().unwrap() - before - look;
+    kill(pid);
+    reap(pid);
+    assert!(
+        n <= 2 * (ms + 2),
+        "{n} reads in {ms} ms of polling a record whose sender is stopped"
+    );
+    repaired_by_try_recv(ch, "after the kill");
+    goes_on(ch);
 }

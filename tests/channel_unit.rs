@@ -8,6 +8,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::{Duration, Instant};
 
+use common::reads;
 use common::watchdog_unless_miri as watchdog;
 use shmstate::sync::Ordering;
 use shmstate::{
@@ -1306,18 +1307,6 @@ fn a_held_receive_side_makes_try_calls_busy_and_leaves_senders_free() {
         ch.try_send(b"c").unwrap();
         release.store(true, Ordering::Release);
     });
-}
-
-/// Read syscalls the calling thread has made so far (`syscr` of
-/// `/proc/thread-self/io`; this look's own reads included); `None` without I/O
-/// accounting.
-fn reads() -> Option<u64> {
-    let io = std::fs::read_to_string("/proc/thread-self/io").ok()?;
-    io.lines()
-        .find_map(|l| l.strip_prefix("syscr:"))?
-        .trim()
-        .parse()
-        .ok()
 }
 
 /// `try_` calls that find a lock of the channel held by a live party probe the holder

@@ -428,14 +428,20 @@ pub(crate) fn probe_due(lock: &RawMutex) -> bool {
 
 /// Takes `lock` only if it is free or its holder is dead (for a repair by a party that
 /// does not otherwise use the lock): `None` if a live thread holds it. The second value
-/// says whether the previous holder died.
+/// says whether the previous holder died. For a `try_` call ([`Wait::No`]) the holder is
+/// probed only if [`probe_due`]: a thread polling a lock that a live (stopped,
+/// preempted) holder keeps pays a probe's syscalls once per [`PROBE_INTERVAL`], not at
+/// every call.
 #[cold]
 pub(crate) fn lock_if_free_or_dead(lock: &RawMutex, wait: Wait) -> Option<(SideGuard<'_>, bool)> {
     let a = match lock.try_lock() {
         Some(a) => a,
         None => {
-            // The probe is a syscall: callers come here only on a slow path (a full ring
-            // or a wait).
+            if matches!(wait, Wait::No) && !probe_due(lock) {
+                return None;
+            }
+            // The probe is syscalls: callers come here only on a slow path (a full ring,
+            // a record without its header, a wait).
             let owner = lock.holder()?;
             if !stamped_holder_is_dead(owner) {
                 return None;

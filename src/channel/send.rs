@@ -8,8 +8,7 @@ use std::time::Instant;
 
 use super::engine::{
     Fail, PAD_HEADER, Plan, Room, SideGuard, Sleep, Wait, advance_tail, lock_if_free_or_dead,
-    lock_side_contended_unless, message_header, plan, probe_due, skip_header, try_lock_side,
-    wait_on,
+    lock_side_contended_unless, message_header, plan, skip_header, try_lock_side, wait_on,
 };
 use super::error::{SendError, SendTimeoutError, TrySendError};
 use super::layout::{CLOSED, Channel, SLEEPER, count, pos, record_size};
@@ -774,13 +773,12 @@ impl Channel {
         // repair of a waiting send follows a wait, which keeps its deadline, so a peer
         // that keeps rewriting `free` cannot keep any send looping in repairs.
         let may_repair = !w.repaired || (w.waited && !matches!(wait, Wait::No));
-        // A `try_` send looks at a claim once per `PROBE_INTERVAL` of its thread's such
-        // looks (the probe of the receive lock's holder is syscalls; `probe_due`), and
-        // only while a claim is outstanding.
-        // Not looked at unless it may repair: `probe_due` records a probe it allows.
+        // A `try_` send looks at a claim only while one is outstanding, and probes the
+        // receive lock's holder (syscalls) once per `PROBE_INTERVAL` of its thread's such
+        // probes (`lock_if_free_or_dead`).
         let look = may_repair
             && match wait {
-                Wait::No => self.claim_outstanding() && probe_due(&h.recv.lock),
+                Wait::No => self.claim_outstanding(),
                 _ => w.sleep.started() && stalled,
             };
         if look && self.repair_dead_claim(wait)? {

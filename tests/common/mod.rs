@@ -323,3 +323,15 @@ pub fn live_thread_with_start() -> Option<(u32, u64)> {
     let start: u64 = rest.split_ascii_whitespace().nth(19)?.parse().ok()?;
     Some((tid, start))
 }
+
+/// Read syscalls the calling thread has made so far (`syscr` of
+/// `/proc/thread-self/io`; this look's own reads included); `None` without I/O
+/// accounting.
+pub fn reads() -> Option<u64> {
+    let io = std::fs::read_to_string("/proc/thread-self/io").ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("syscr:"))?
+        .trim()
+        .parse()
+        .ok()
+}
