@@ -220,9 +220,9 @@ fn life(region: &ReadOnlyRegion) -> Life {
             start_time: a.start_time,
             alive: a.alive,
             handles: a.handles,
-            // Only for a live process: a dead one's pid may name another process now.
-            comm: a
-                .alive
+            // Only for a live process (a dead one's pid may name another process now),
+            // from a `/proc` of this PID namespace.
+            comm: (a.alive && crate::state::proc_is_ours())
                 .then(|| std::fs::read_to_string(format!("/proc/{}/comm", a.pid)).ok())
                 .flatten()
                 .map(|c| c.trim_end_matches('\n').to_owned()),

@@ -722,7 +722,24 @@ impl Holder {
     /// of the dead holder, which is dead (as the crate's probe reads it). Only if the
     /// thread is in this process's time namespace, as for the crate's probe: `/proc`
     /// shows start times shifted by the reader's namespace.
+    ///
+    /// Where `/proc` is another PID namespace's ([`proc_is_ours`]), its entries describe
+    /// other tasks: `kill(tid, 0)` alone answers (a zombie reads alive, as in the crate's
+    /// probe there), and no command name is shown.
     pub fn probe_stamped(tid: u32, stamp: u32) -> Holder {
+        if !proc_is_ours() {
+            let exists = i32::try_from(tid)
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+                .is_some_and(|pid| {
+                    rustix::process::test_kill_process(pid) != Err(rustix::io::Errno::SRCH)
+                });
+            return Holder {
+                tid,
+                alive: exists,
+                comm: None,
+            };
+        }
         let stat = std::fs::read_to_string(format!("/proc/{tid}/stat")).ok();
         // The state is the first field after the parenthesised command name, which may
         // itself hold spaces and parentheses: look after the last `)`. The start time is
@@ -755,6 +772,18 @@ impl Holder {
             comm.map(|c| format!(", {c}")).unwrap_or_default()
         )
     }
+}
+
+/// Whether `/proc` is this process's PID namespace's: `/proc/self` names this process by
+/// the PID it knows itself by. In a `/proc` of another namespace (after `unshare --pid
+/// --fork` without `--mount-proc`) `/proc/<tid>` describes some other task, or none.
+/// Worked out once.
+pub(crate) fn proc_is_ours() -> bool {
+    static OURS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OURS.get_or_init(|| {
+        let named = std::fs::read_link("/proc/self").ok();
+        named.and_then(|p| p.to_str()?.parse::<u32>().ok()) == Some(std::process::id())
+    })
 }
 
 /// Whether thread `tid` is in this thread's time namespace, so that its start time in

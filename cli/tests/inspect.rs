@@ -1477,3 +1477,77 @@ fn inspect_in_another_time_namespace_reads_a_live_holder_alive() {
         drop(release);
     });
 }
+
+/// Run by [`inspect_in_a_pid_namespace_without_its_own_proc_reads_a_live_holder_alive`]
+/// as PID 1 of a new PID namespace (whose `/proc` is still the parent namespace's): takes
+/// the mutex of the region `SHMSTATE_PIDNS_REGION` names, runs `inspect --json` on it
+/// meanwhile, and prints the document on a line of its own after `INSPECT:`.
+#[test]
+#[ignore = "a helper, run in a new PID namespace by the test after it"]
+fn pid_namespace_helper() {
+    let Ok(path) = std::env::var("SHMSTATE_PIDNS_REGION") else {
+        return;
+    };
+    let region = Region::open(&path).unwrap();
+    let m = region.get::<Mutex<u64>>("mutex").unwrap();
+    let _g = m.lock().unwrap();
+    let out = shmstate(&["inspect", "--json", &path]);
+    let doc = String::from_utf8(out.stdout).unwrap();
+    let tid = rustix::thread::gettid().as_raw_nonzero();
+    println!("\nTID:{tid}\nINSPECT:{}", doc.replace('\n', " "));
+}
+
+/// `inspect` run in a PID namespace whose `/proc` is another namespace's (`unshare --pid
+/// --fork` without `--mount-proc`), where `/proc/<tid>` names some other task: it reads
+/// a live holder of this namespace alive (by `kill`, as the crate does there) and shows
+/// no command name (the entry's would be another task's). Needs `CAP_SYS_ADMIN` and
+/// util-linux's `unshare` (skipped elsewhere).
+#[test]
+fn inspect_in_a_pid_namespace_without_its_own_proc_reads_a_live_holder_alive() {
+    let tmp = TempRegion::new("pidns");
+    let region = Region::create(&tmp.0, 1 << 16).unwrap();
+    region.get_or_default::<Mutex<u64>>("mutex").unwrap();
+    drop(region);
+    let can = Command::new("unshare")
+        .args(["--fork", "--pid", "true"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !can {
+        eprintln!("skipped: no `unshare --pid` here (util-linux, CAP_SYS_ADMIN)");
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--fork", "--pid"])
+        .arg(exe)
+        .args([
+            "--ignored",
+            "--exact",
+            "pid_namespace_helper",
+            "--nocapture",
+        ])
+        .env("SHMSTATE_PIDNS_REGION", &tmp.0);
+    let out = common::run_command(cmd, None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("INSPECT:"))
+        .unwrap_or_else(|| panic!("the helper printed no document: {stdout}"));
+    let doc: Json = serde_json::from_str(line).unwrap();
+    let tid: u32 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("TID:"))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("the helper printed no TID: {stdout}"));
+    let holder = &object(&doc, "mutex")["holder"];
+    assert_eq!(holder["tid"], tid, "{doc}");
+    assert_eq!(holder["alive"], true, "{doc}");
+    assert_eq!(holder["comm"], Json::Null, "another task's name: {doc}");
+    // The helper's process, PID 1 of the namespace, attached: no name either.
+    let attached = doc["attached"].as_array().unwrap();
+    assert!(
+        attached.iter().all(|a| a["comm"].is_null()),
+        "another task's name: {doc}"
+    );
+}
