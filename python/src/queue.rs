@@ -597,9 +597,14 @@ impl Queue {
                             let _ = task_done_inner(t);
                         }
                     }) {
-                        Ok(0) | Err(TryRecvError::Disconnected | TryRecvError::Corrupt) => break,
+                        Err(TryRecvError::Disconnected | TryRecvError::Corrupt) => break,
+                        // Nothing more, unless a record committed before the close is
+                        // still without its header: a dead putter's is skipped once this
+                        // thread's probe of the send side is due (within a millisecond);
+                        // a stopped one's holds the rest until the deadline.
+                        Ok(0) if ch.is_empty() => break,
+                        Ok(0) | Err(TryRecvError::Busy) => std::thread::yield_now(),
                         Ok(_) | Err(TryRecvError::Empty) => {}
-                        Err(TryRecvError::Busy) => std::thread::yield_now(),
                     }
                     if Instant::now() >= until {
                         break;

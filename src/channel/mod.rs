@@ -141,8 +141,8 @@
 //!
 //! **A record committed without its header** (`tail` past `head`, the header at `head`
 //! still 0): its sender is one store from publishing it, or was stopped or killed there.
-//! A receiver that finds one gives it a brief spin, then (a `try_` call at once, once per
-//! call, when it looks at `tail`: within 64 of its thread's looks at the channel or at
+//! A receiver that finds one gives it a brief spin, then (a `try_` call after that spin,
+//! at most once per call, at a look that reads `tail`: within 64 of its thread's looks at the channel or at
 //! its first after a tick of the coarse clock, 1-10 ms, and probing a holder once a
 //! millisecond, "Probes of a `try_` call"; a waiting one after each wait) takes the send
 //! lock *if it is free or its holder is dead*
@@ -203,12 +203,14 @@
 //! through its brief spin (the send lock, or the receive lock: a held side, a receiver
 //! copying a message out), a `try_` send that finds the ring full while a receiver
 //! holds a claim, or a `try_` receive that finds a record committed without its header
-//! (its sender holds the send lock), asks whether the holder is dead (a `kill` and a read of `/proc`:
-//! microseconds) only if its thread has not asked about that lock for a millisecond (or
-//! does not remember: a small table per thread, of 16 locks); the others report `Busy`
-//! or `Full` at once, after a clock read. A dead holder is still recovered by the first
-//! call of a polling thread a millisecond after its previous probe (the next call, for a
-//! thread that polls more slowly), and polling a channel a live party keeps busy costs a
+//! (its sender holds the send lock), asks whether the holder is dead (a `kill` and a
+//! read of `/proc`: microseconds) only if its thread has not asked about that lock for a
+//! millisecond (or does not remember: a small table per thread, of 16 locks); the others
+//! report `Busy`, `Full` or (a receive) `Empty` at once, after a clock read. A dead
+//! holder is still recovered by the first call of a polling thread a millisecond after
+//! its previous probe (the next call, for a thread that polls more slowly; for a record
+//! without its header, its first call after that which reads `tail`: see **Receive**),
+//! and polling a channel a live party keeps busy costs a
 //! clock read per call, not a probe's syscalls (a `try_send` on a full ring while a
 //! receiver copies a message out took 3.4-4.3 µs a call with a probe each time, 63 ns
 //! with one a millisecond, on an Intel Xeon VM whose clock read is a vDSO call).
@@ -239,7 +241,7 @@
 //! | Send: lock taken, nothing written | the send lock held by a dead thread; the ring unchanged; receivers unaffected | the next sender: blocking and timed ones after their first probe slice (≈ 50 µs–1 ms after the kernel tore the process down), `try_` ones after their spin (≤ 5 ms), at once or a millisecond after their thread's previous probe of the lock (see "Probes of a `try_` call") |
 //! | Send: payload written, the word after it zeroed, `pending` not stored † | as the next line; `pending` still names the previous record, which `tail` is at: the repair finds its header stored, or (if that record was received and its space reused, so that this sender's payload or zeroed word overwrote its header) `head` past it, and writes nothing | as the next line (test `a_sender_killed_before_pending_leaves_the_previous_record_alone`) |
 //! | Send: payload written, the word after it zeroed, `pending` stored; `tail` not moved † | as above; the bytes lie past `tail`, never visible (the zeroed word is free space; `pending` names a span `tail` is not at) | as above: the next sender writes over them. Stopped there while the channel is closed, the sender's commit fails when it is continued (†: a receiver may have been told `Disconnected`) |
-//! | Send: `tail` moved past the record (committed), its header not stored † | the record committed but not published: receivers wait at it (they get `Empty`/`Timeout` within their bounds; `len()` counts it); the send lock held. **A *stopped* sender here stalls receivers too**, for as long as it is stopped: the one window where it does (one store wide) | the next party to take the send lock from the dead holder: a sender (as the first line), or a receiver that found the record without its header (a `try_` one at once after a brief spin, within 64 of its thread's looks at the channel or its held side's empty polls or at its first after a tick of the coarse clock (1-10 ms), once a millisecond has passed since its thread's last probe of the send lock ("Probes of a `try_` call"), a waiting one after its first sleep slice, ≤ 10 ms, a timed one also at its deadline if that comes first; tested with a receiver asleep when the sender dies, and a held receive side). It writes a `SKIP` record over the span `pending` names (checked: `tail` is at its end, its header is still 0, `head` not past it), wakes every receiver; receivers step over it. Tests `sender_killed_between_commit_and_header_*`, `a_sleeping_receiver_repairs_*`, `a_close_after_a_sender_died_*` |
+//! | Send: `tail` moved past the record (committed), its header not stored † | the record committed but not published: receivers wait at it (they get `Empty`/`Timeout` within their bounds; `len()` counts it); the send lock held. **A *stopped* sender here stalls receivers too**, for as long as it is stopped: the one window where it does (one store wide) | the next party to take the send lock from the dead holder: a sender (as the first line), or a receiver that found the record without its header (a `try_` one after a brief spin, at a look that reads `tail`: within 64 of its thread's looks at the channel or its held side's empty polls or at its first after a tick of the coarse clock (1-10 ms), once a millisecond has passed since its thread's last probe of the send lock ("Probes of a `try_` call"), a waiting one after its first sleep slice, ≤ 10 ms, a timed one also at its deadline if that comes first; tested with a receiver asleep when the sender dies, and a held receive side). It writes a `SKIP` record over the span `pending` names (checked: `tail` is at its end, its header is still 0, `head` not past it), wakes every receiver; receivers step over it. Tests `sender_killed_between_commit_and_header_*`, `a_sleeping_receiver_repairs_*`, `a_close_after_a_sender_died_*`, `a_slow_try_poller_repairs_*`, `a_try_receive_probes_a_live_sender_stopped_before_its_header_once_a_millisecond` |
 //! | Repair of a record without header, on a wrap: `SKIP` at offset 0 stored, the `PAD` before it not † | the send lock held by a dead thread, still marked; the record still unpublished | the next taker of the lock repeats the repair (idempotent: the same two stores) |
 //! | Send: header stored (published), lock not released † | the message published (receivers get it: a sleeping one at the end of its slice, ≤ 10 ms, if no sender comes first); the send lock held | as the first line; the recovering sender also wakes every receiver |
 //! | Send: unlocked, receivers not woken † | a sleeping receiver not woken (the commit cleared its `SLEEPER` bit, so later commits by other senders do not wake it either) | it wakes at the end of its slice (≤ 10 ms) and sees the message, and any sent since (test `a_stopped_waker_delays_a_sleeping_receiver_by_one_slice_at_most`) |

@@ -888,7 +888,9 @@ impl Channel {
     /// that read `tail` every time would move its cache line between the cores at every
     /// message); the others report `Empty`. A close is reported to every call that begins
     /// after `close` returned, or after its thread saw the channel closed (`is_closed`,
-    /// a refused send).
+    /// a refused send), once no record committed before the close is without its header
+    /// (a dead sender's is repaired as above: within a millisecond of the thread's last
+    /// probe of the send lock; until then such a call reports `Empty`).
     pub fn try_recv(&self, out: &mut Vec<u8>) -> Result<usize, TryRecvError> {
         self.recv_inner(Wait::No, None, |ch, at, len| {
             ch.copy_out(at, len, out);

@@ -681,7 +681,8 @@ impl Channel {
 
     /// Repairs a record whose sender died between its commit and its header, from
     /// outside the send path: for a receiver that found no header at `head` while `tail`
-    /// is past it, through a wait (or at once, for a `try_` receive). Takes the send lock
+    /// is past it, through a wait (or, for a `try_` receive, after a brief spin, if its
+    /// thread's probe of the send lock is due: `lock_if_free_or_dead`). Takes the send lock
     /// only if it is free or its holder is dead (a live holder stores the header
     /// itself), never waiting for a live one: so a receiver that holds the receive lock
     /// cannot deadlock with a sender that repairs a dead receiver's claim.
