@@ -966,7 +966,9 @@ fn a_slow_try_poller_repairs_a_record_left_without_header_at_its_first_look_afte
         sender_killed_before_its_header(ch, b"never published");
         assert_eq!(ch.len(), 1);
         // Its next look, the clock ticked, repairs. (Up to 3 such looks, for a repair
-        // that a loaded machine made miss its 5 ms: a count alone makes none due.)
+        // that a loaded machine made miss its 5 ms, or a send lock at the address of the
+        // previous round's, probed by this thread under a millisecond ago: each tick is
+        // more. A count alone makes none due.)
         for look in 1..=3 {
             next_coarse_tick();
             assert_eq!(try_recv(&mut out), Err(TryRecvError::Empty), "held {held}");

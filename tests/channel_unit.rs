@@ -2215,6 +2215,9 @@ fn garbage_in_pending_under_a_dead_sender_never_panics_or_hangs() {
     ];
     let mut rng = Rng(0x5EED);
     values.extend((0..16).map(|_| rng.next()));
+    // At least a `try_` call's probe interval (1 ms): a channel at the address of the
+    // previous case's inherits this thread's last probe of its locks, whose time each
+    // case's timed receive waits out.
     let t = Duration::from_millis(1);
     let mut out = Vec::new();
     for v in values {

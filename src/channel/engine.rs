@@ -253,7 +253,8 @@ fn try_lock_contended(lock: &RawMutex) -> Result<Acquired, Fail> {
 }
 
 /// How long a thread's `try_` calls that find a lock of a channel held (through their
-/// spin) go between probes of its holder ([`probe_due`]).
+/// spin, or at the one `try_lock` of [`lock_if_free_or_dead`]) go between probes of its
+/// holder ([`probe_due`]).
 #[cfg_attr(loom, allow(dead_code))]
 pub(crate) const PROBE_INTERVAL: core::time::Duration = core::time::Duration::from_millis(1);
 
@@ -367,7 +368,8 @@ pub(crate) fn due(table: &'static std::thread::LocalKey<Looks>, key: usize, ever
     due
 }
 
-/// Whether a `try_` call that found `lock` held through its spin probes the holder now:
+/// Whether a `try_` call that found `lock` held (through its spin, or at the one
+/// `try_lock` of [`lock_if_free_or_dead`]) probes the holder now:
 /// if this thread has not probed it for [`PROBE_INTERVAL`], or does not remember doing
 /// so. The others report the lock busy at once: a holder that died is recovered by the
 /// first of a polling thread's calls that comes [`PROBE_INTERVAL`] after its previous

@@ -880,9 +880,8 @@ impl Channel {
     /// "Probes of a `try_` call"): until then, a dead holder reads as `Busy`. A call that
     /// finds a record whose sender died between its commit and its header recovers the
     /// send side the same way (up to 5 ms, probing its holder once per millisecond of the
-    /// thread's such calls; until then it reports `Empty`). Such a record, and garbage in
-    /// the senders' `tail` word,
-    /// show only to a `try_` receive that reads `tail`: one in 64 of the thread's looks at
+    /// thread's probes of that lock; until then it reports `Empty`). Such a record, and
+    /// garbage in the senders' `tail` word, show only to a `try_` receive that reads `tail`: one in 64 of the thread's looks at
     /// this channel that find no message, and its first such look after a tick of the
     /// coarse clock (1-10 ms), or every one once `close` has begun (a polling receiver
     /// that read `tail` every time would move its cache line between the cores at every

@@ -775,8 +775,8 @@ impl Channel {
         // that keeps rewriting `free` cannot keep any send looping in repairs.
         let may_repair = !w.repaired || (w.waited && !matches!(wait, Wait::No));
         // A `try_` send looks at a claim only while one is outstanding, and probes the
-        // receive lock's holder (syscalls) once per `PROBE_INTERVAL` of its thread's such
-        // probes (`lock_if_free_or_dead`).
+        // receive lock's holder (syscalls) once per `PROBE_INTERVAL` of its thread's probes
+        // of that lock (`lock_if_free_or_dead`).
         let look = may_repair
             && match wait {
                 Wait::No => self.claim_outstanding(),
