@@ -881,11 +881,11 @@ impl Channel {
     /// finds a record whose sender died between its commit and its header recovers the
     /// send side the same way (up to 5 ms, probing its holder once per millisecond of the
     /// thread's probes of that lock; until then it reports `Empty`). Such a record, and
-    /// garbage in the senders' `tail` word, show only to a `try_` receive that reads `tail`: one in 64 of the thread's looks at
-    /// this channel that find no message, and its first such look after a tick of the
-    /// coarse clock (1-10 ms), or every one once `close` has begun (a polling receiver
-    /// that read `tail` every time would move its cache line between the cores at every
-    /// message); the others report `Empty`. A close is reported to every call that begins
+    /// garbage in the senders' `tail` word, show only to a `try_` receive that reads
+    /// `tail`: one in 64 of the thread's looks at this channel that find no message, and
+    /// its first such look after a tick of the coarse clock (1-10 ms), or every one once
+    /// `close` has begun (a polling receiver that read `tail` every time would move its
+    /// cache line between the cores at every message); the others report `Empty`. A close is reported to every call that begins
     /// after `close` returned, or after its thread saw the channel closed (`is_closed`,
     /// a refused send), once no record committed before the close is without its header
     /// (a dead sender's is repaired as above: within a millisecond of the thread's last
