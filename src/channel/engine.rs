@@ -436,12 +436,16 @@ pub(crate) fn probe_due(lock: &RawMutex) -> bool {
 /// every call.
 #[cold]
 pub(crate) fn lock_if_free_or_dead(lock: &RawMutex, wait: Wait) -> Option<(SideGuard<'_>, bool)> {
+    // Before the compare-exchange, from a load: polling a lock a live party holds then
+    // writes nothing to its line (the holder's unlock would have to fetch it back). A lock
+    // taken between the load and the compare-exchange is probed once more than the rule
+    // says: never later.
+    if matches!(wait, Wait::No) && lock.holder().is_some() && !probe_due(lock) {
+        return None;
+    }
     let a = match lock.try_lock() {
         Some(a) => a,
         None => {
-            if matches!(wait, Wait::No) && !probe_due(lock) {
-                return None;
-            }
             // The probe is syscalls: callers come here only on a slow path (a full ring,
             // a record without its header, a wait).
             let owner = lock.holder()?;
