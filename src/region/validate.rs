@@ -235,15 +235,24 @@ fn check_directory(
         // those publications: a bump word read after them lies past every object.
         // Relaxed: the acquire loads above order it (coherence with the allocating CAS).
         let bump = raw.header().map_or(0, |h| h.bump.load(Ordering::Relaxed));
+        // And below the size word: a placement lies below the size word it read, which
+        // only rises, so an allocation pointer past the word is a peer's garbage (in one
+        // or the other; objects past the size would lie outside the region's size).
+        // Acquire: as in `validate_header`; read after `bump`, and after the entries'
+        // publications, which a grower's raise of the word happens before.
+        let size_word = raw
+            .header()
+            .map_or(0, |h| h.total_size.load(Ordering::Acquire));
         // `off + size <= total` was checked, no overflow.
         if bump < (off + size) as u64
             || bump > geo.total as u64
+            || bump > size_word
             || !bump.is_multiple_of(OBJECT_ALIGN as u64)
         {
             return Err((
                 OpenError::Corrupt(format!(
                     "allocation pointer {bump} inside or before the object of entry {i}, or \
-                     outside the data area"
+                     outside the data area (size {size_word})"
                 )),
                 vec![i],
             ));
@@ -556,6 +565,40 @@ mod tests {
             assert!(
                 matches!(check(bad), Err(OpenError::Corrupt(m)) if m.contains("allocation")),
                 "bump {bad}"
+            );
+        }
+    }
+
+    /// A size word below the allocation pointer (a peer's garbage: placements lie below
+    /// the word, which only rises) is corrupt, even where the file covers the objects (a
+    /// region that grows, its file longer than its size word): otherwise objects would be
+    /// handed out past [`Region::size`](crate::Region::size). Found by the `open_region`
+    /// fuzz target.
+    #[test]
+    fn a_size_word_below_the_allocation_pointer_is_corrupt() {
+        let geo = Geometry {
+            total: 4096,
+            max: 4096,
+            capacity: 4,
+            data_start: 640,
+            flags: 0,
+        };
+        let check = |size_word: u64| {
+            let buf = fresh(4096, 4);
+            publish(buf.raw(), &geo, 0, "a", 640, 8);
+            publish(buf.raw(), &geo, 1, "b", 704, 128);
+            let h = buf.raw().header().unwrap();
+            h.bump.store(832, Ordering::Relaxed);
+            h.total_size.store(size_word, Ordering::Relaxed);
+            validate_directory(buf.raw(), &geo)
+        };
+        for ok in [832, 896, 4096] {
+            assert!(check(ok).is_ok(), "size word {ok}");
+        }
+        for bad in [768, 704, 0] {
+            assert!(
+                matches!(check(bad), Err(OpenError::Corrupt(m)) if m.contains("size")),
+                "size word {bad}"
             );
         }
     }
