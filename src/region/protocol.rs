@@ -969,10 +969,12 @@ impl Region {
                         "size {total} beyond the end of the file"
                     )));
                 }
-                // Relaxed: the high-water mark only moves under the creation lock (held);
-                // it is published with the entry's extent by the release transition that
-                // follows.
-                h.bump.fetch_max((offset + need) as u64, Ordering::Relaxed);
+                // The high-water mark only moves under the creation lock (held); it is
+                // published with the entry's extent by the release transition that
+                // follows. Release: pairs with the Acquire load of an opener that checks
+                // it against the size word (`check_directory`), which then reads a word
+                // at least the `total` we read above (a grower's raise happens before it).
+                h.bump.fetch_max((offset + need) as u64, Ordering::Release);
                 return Ok(offset);
             }
             // No gap: the tail after the last extent (clipped to the size word) must

@@ -233,13 +233,15 @@ fn check_directory(
         // Every published object's space was allocated (the bump word advanced past it)
         // before its entry was published, and the acquire loads of the states above saw
         // those publications: a bump word read after them lies past every object.
-        // Relaxed: the acquire loads above order it (coherence with the allocating CAS).
-        let bump = raw.header().map_or(0, |h| h.bump.load(Ordering::Relaxed));
+        // Acquire: pairs with the Release `fetch_max` of the placement that raised it
+        // (also of one whose entry is not published yet), for the size word below; the
+        // acquire loads of the states above order it after the published ones.
+        let bump = raw.header().map_or(0, |h| h.bump.load(Ordering::Acquire));
         // And below the size word: a placement lies below the size word it read, which
         // only rises, so an allocation pointer past the word is a peer's garbage (in one
         // or the other; objects past the size would lie outside the region's size).
-        // Acquire: as in `validate_header`; read after `bump`, and after the entries'
-        // publications, which a grower's raise of the word happens before.
+        // Acquire: as in `validate_header`. Read after `bump`: the placement that raised
+        // `bump` read a word at least as large before its Release.
         let size_word = raw
             .header()
             .map_or(0, |h| h.total_size.load(Ordering::Acquire));
