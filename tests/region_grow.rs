@@ -329,6 +329,36 @@ fn a_size_word_raised_by_a_peer_never_makes_a_process_touch_past_the_file() {
     assert_eq!(region.get::<Counter>("c").unwrap().get(), 1);
 }
 
+/// A size word lowered by a peer, below where the objects end and below the start of
+/// the data area: the open region reports no size below the data area and its space
+/// report does not underflow (it panicked in debug builds), its objects still work, and
+/// an opener refuses the header (the word below the allocation pointer).
+#[test]
+fn a_size_word_lowered_by_a_peer_breaks_no_report_and_fails_an_open() {
+    let dir = TempDir::new("shrink-hostile");
+    let path = dir.0.join("r");
+    let region = RegionOptions::new()
+        .capacity(4)
+        .max_size(4 * MIB)
+        .create(&path, 64 * KIB)
+        .unwrap();
+    region.get_or_default::<Counter>("c").unwrap().add(1);
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    for word in [128, 0] {
+        f.write_all_at(&u64::to_ne_bytes(word), SIZE_WORD).unwrap();
+        let size = region.size() as u64;
+        assert!(
+            size > word && size <= 64 * KIB,
+            "size {size} for a word of {word}"
+        );
+        let space = region.space();
+        assert!(space.data <= 64 * KIB, "{space:?}");
+        assert_eq!(region.get::<Counter>("c").unwrap().get(), 1);
+        let err = Region::open(&path).unwrap_err();
+        assert!(matches!(err, OpenError::Corrupt(_)), "word {word}: {err:?}");
+    }
+}
+
 #[test]
 fn a_file_size_limit_fails_growth_with_an_error_not_a_sigbus() {
     watchdog(Duration::from_secs(30));

@@ -954,6 +954,11 @@ impl Region {
     /// [`max_size`](RegionOptions::max_size) above its size grows up to
     /// [`max_size`](Self::max_size); this is its size now (as this process can see the
     /// file cover it).
+    ///
+    /// The header's size word, which a process that writes the region can lower: opening
+    /// checks it against where the objects end, but a lowered word read later can make
+    /// this smaller than that (never below the start of the data area). Every access to
+    /// an object stays within the file whatever the word says.
     pub fn size(&self) -> usize {
         let Some(h) = self.raw().header() else {
             return self.geo.total;
@@ -961,9 +966,11 @@ impl Region {
         // Acquire: pairs with the grower's release `fetch_max` (in `grow`), made after it
         // extended the file, so that the `fstat` in `refresh` sees the extension.
         let word = h.total_size.load(Ordering::Acquire);
+        // Not below the data area's start either, which opening checked the word against:
+        // a lowered word (a peer's garbage) must not make `space` subtract past it.
         let word = usize::try_from(word)
             .unwrap_or(usize::MAX)
-            .min(self.geo.max);
+            .clamp(self.geo.data_start, self.geo.max);
         if word <= self.verified() {
             word
         } else {

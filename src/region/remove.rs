@@ -461,7 +461,7 @@ pub(super) fn space_of(raw: Raw<'_>, geo: &Geometry) -> SpaceInfo {
     }
     spans.sort_unstable();
     let mut s = SpaceInfo {
-        data: (geo.total - geo.data_start) as u64,
+        data: geo.total.saturating_sub(geo.data_start) as u64,
         ..SpaceInfo::default()
     };
     let mut cur = geo.data_start;

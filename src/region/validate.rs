@@ -241,20 +241,30 @@ fn check_directory(
         // only rises, so an allocation pointer past the word is a peer's garbage (in one
         // or the other; objects past the size would lie outside the region's size).
         // Acquire: as in `validate_header`. Read after `bump`: the placement that raised
-        // `bump` read a word at least as large before its Release.
+        // `bump` read a word at least as large before its Release. (Argued, not tested:
+        // no test can show the window on x86.)
         let size_word = raw
             .header()
             .map_or(0, |h| h.total_size.load(Ordering::Acquire));
         // `off + size <= total` was checked, no overflow.
         if bump < (off + size) as u64
             || bump > geo.total as u64
-            || bump > size_word
             || !bump.is_multiple_of(OBJECT_ALIGN as u64)
         {
             return Err((
                 OpenError::Corrupt(format!(
                     "allocation pointer {bump} inside or before the object of entry {i}, or \
-                     outside the data area (size {size_word})"
+                     outside the data area"
+                )),
+                vec![i],
+            ));
+        }
+        if bump > size_word {
+            return Err((
+                OpenError::Corrupt(format!(
+                    "size word {size_word} below the allocation pointer {bump} (entry {i}'s \
+                     object ends at {})",
+                    off + size
                 )),
                 vec![i],
             ));
@@ -599,7 +609,7 @@ mod tests {
         }
         for bad in [768, 704, 0] {
             assert!(
-                matches!(check(bad), Err(OpenError::Corrupt(m)) if m.contains("size")),
+                matches!(check(bad), Err(OpenError::Corrupt(m)) if m.contains("size word")),
                 "size word {bad}"
             );
         }
