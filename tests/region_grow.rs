@@ -42,6 +42,15 @@ fn size_word(path: &Path) -> u64 {
     u64::from_ne_bytes(b)
 }
 
+/// A region of 64 KiB at `path` that may grow to 4 MiB, with 4 directory entries.
+fn small_growing(path: &Path) -> Region {
+    RegionOptions::new()
+        .capacity(4)
+        .max_size(4 * MIB)
+        .create(path, 64 * KIB)
+        .unwrap()
+}
+
 fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).unwrap().len()
 }
@@ -269,11 +278,7 @@ fn memfd_and_anonymous_regions_grow_for_forked_children() {
 fn a_read_only_view_follows_a_region_that_grew_after_it_mapped() {
     let dir = TempDir::new("grow-ro");
     let path = dir.0.join("r");
-    let region = RegionOptions::new()
-        .capacity(4)
-        .max_size(4 * MIB)
-        .create(&path, 64 * KIB)
-        .unwrap();
+    let region = small_growing(&path);
     let view = ReadOnlyRegion::open(&path).unwrap();
     assert_eq!(
         (view.size() as u64, view.max_size() as u64),
@@ -301,11 +306,7 @@ fn a_read_only_view_follows_a_region_that_grew_after_it_mapped() {
 fn a_size_word_raised_by_a_peer_never_makes_a_process_touch_past_the_file() {
     let dir = TempDir::new("grow-hostile");
     let path = dir.0.join("r");
-    let region = RegionOptions::new()
-        .capacity(4)
-        .max_size(4 * MIB)
-        .create(&path, 64 * KIB)
-        .unwrap();
+    let region = small_growing(&path);
     region.get_or_default::<Counter>("c").unwrap().add(1);
     // A hostile peer claims the region is 4 MiB; the file stays 64 KiB.
     let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
@@ -337,11 +338,7 @@ fn a_size_word_raised_by_a_peer_never_makes_a_process_touch_past_the_file() {
 fn a_size_word_lowered_by_a_peer_breaks_no_report_and_fails_an_open() {
     let dir = TempDir::new("shrink-hostile");
     let path = dir.0.join("r");
-    let region = RegionOptions::new()
-        .capacity(4)
-        .max_size(4 * MIB)
-        .create(&path, 64 * KIB)
-        .unwrap();
+    let region = small_growing(&path);
     region.get_or_default::<Counter>("c").unwrap().add(1);
     let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     for word in [128, 0] {

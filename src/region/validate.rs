@@ -552,8 +552,10 @@ mod tests {
         assert!(matches!(unterminated, Err(OpenError::Corrupt(m)) if m.contains("terminated")));
     }
 
-    #[test]
-    fn an_allocation_pointer_that_would_overlap_an_object_is_corrupt() {
+    /// The directory of a 4 KiB region with objects `a` at 640 (8 bytes) and `b` at 704
+    /// (128 bytes, ending at 832), its allocation pointer and size word set to `bump` and
+    /// `size_word`, checked.
+    fn two_objects(bump: u64, size_word: u64) -> Result<(), OpenError> {
         let geo = Geometry {
             total: 4096,
             max: 4096,
@@ -561,14 +563,18 @@ mod tests {
             data_start: 640,
             flags: 0,
         };
-        let check = |bump: u64| {
-            let buf = fresh(4096, 4);
-            publish(buf.raw(), &geo, 0, "a", 640, 8);
-            publish(buf.raw(), &geo, 1, "b", 704, 128);
-            let h = buf.raw().header().unwrap();
-            h.bump.store(bump, Ordering::Relaxed);
-            validate_directory(buf.raw(), &geo)
-        };
+        let buf = fresh(4096, 4);
+        publish(buf.raw(), &geo, 0, "a", 640, 8);
+        publish(buf.raw(), &geo, 1, "b", 704, 128);
+        let h = buf.raw().header().unwrap();
+        h.bump.store(bump, Ordering::Relaxed);
+        h.total_size.store(size_word, Ordering::Relaxed);
+        validate_directory(buf.raw(), &geo)
+    }
+
+    #[test]
+    fn an_allocation_pointer_that_would_overlap_an_object_is_corrupt() {
+        let check = |bump: u64| two_objects(bump, 4096);
         for ok in [832, 896, 4096] {
             assert!(check(ok).is_ok(), "bump {ok}");
         }
@@ -588,22 +594,7 @@ mod tests {
     /// fuzz target.
     #[test]
     fn a_size_word_below_the_allocation_pointer_is_corrupt() {
-        let geo = Geometry {
-            total: 4096,
-            max: 4096,
-            capacity: 4,
-            data_start: 640,
-            flags: 0,
-        };
-        let check = |size_word: u64| {
-            let buf = fresh(4096, 4);
-            publish(buf.raw(), &geo, 0, "a", 640, 8);
-            publish(buf.raw(), &geo, 1, "b", 704, 128);
-            let h = buf.raw().header().unwrap();
-            h.bump.store(832, Ordering::Relaxed);
-            h.total_size.store(size_word, Ordering::Relaxed);
-            validate_directory(buf.raw(), &geo)
-        };
+        let check = |size_word: u64| two_objects(832, size_word);
         for ok in [832, 896, 4096] {
             assert!(check(ok).is_ok(), "size word {ok}");
         }
