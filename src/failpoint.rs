@@ -103,8 +103,8 @@ pub enum Point {
     ChannelSendUnwoken,
     /// `Channel` receive: released and unlocked, sleeping senders not yet woken.
     ChannelRecvUnwoken,
-    /// `Channel` close: the `closed` hint and the `CLOSED` bit are stored, the sleepers
-    /// not yet woken.
+    /// `Channel` close: `closed` is stored and the close made final if it could be, the
+    /// sleepers not yet woken.
     ChannelCloseUnwoken,
     /// `Channel` repair of a dead receiver's claim: the message is counted in `lost` (its
     /// pending bit set), its space not yet released (`free` not stored).
@@ -203,6 +203,11 @@ pub enum Point {
     /// Region getter: a dead (or abandoned) owner's `INITIALISING` entry is taken over (the
     /// CAS made, naming this thread), its object not yet zeroed.
     RegionTakenOver,
+    /// `Channel` send: `busy` is set, `closed` not yet checked (nothing committed).
+    ChannelSendBusy,
+    /// `Channel` close: `closed` is stored, the close not yet made final (`end` not
+    /// recorded).
+    ChannelCloseStored,
 }
 
 #[cfg(shmstate_test_hooks)]

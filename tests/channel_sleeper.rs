@@ -1,8 +1,10 @@
-//! The receivers' sleeper bit in `tail`: a receiver about to sleep sets it with a
-//! read-modify-write of `tail`, and the next commit (a compare-exchange of `tail`) sees it,
-//! clears it and wakes the receiver, with no fence on the sender's path. Across real
-//! forked processes, plus the bit set by a receiver that then did not sleep (or by a
-//! peer): it costs the next commit one wake, never a message or an error.
+//! Sleeping without a fence on the busy side: a receiver about to sleep sets `WAITING` in
+//! `recv_wake`, fences and issues the process-wide barrier (`membarrier`); a sender looks
+//! at the word after its header store with a compiler barrier only, and wakes only if the
+//! flag is set. Across real forked processes, plus the flag set by a receiver that then
+//! did not sleep (or by a peer): it costs the next send one wake, never a message or an
+//! error. And the fallback: a process that cannot use the barrier fences on its busy side,
+//! and its sleepers set the channel's `fenced` word, so that every waker fences too.
 //!
 //! Run under nextest (one process per test) or with `--test-threads=1`: the tests fork.
 
@@ -13,17 +15,14 @@ use std::time::Duration;
 
 use channel_support::{reap_ok, spawn, until};
 use common::{wait_until_asleep_in_futex, watchdog};
-use shmstate::sync::{AtomicU64, Ordering};
+use shmstate::sync::{AtomicU32, Ordering};
 use shmstate::{Channel, ChannelOpenError, ChannelOptions, Region, TryRecvError, TrySendError};
 
 /// Each test's limit (the watchdog aborts the whole test process after it).
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// The sleeper bit of `tail` (bit 62).
-const SLEEPER: u64 = 1 << 62;
-
-/// The closed bit of `tail` (bit 63).
-const CLOSED: u64 = 1 << 63;
+/// The waiting flag of a wake word (bit 31).
+const WAITING: u32 = 1 << 31;
 
 fn region() -> Region {
     Region::anonymous(1 << 20).expect("anonymous region")
@@ -35,13 +34,13 @@ fn channel<'r>(region: &'r Region, name: &str) -> &'r Channel {
         .expect("channel")
 }
 
-/// The `tail` word.
-fn tail(ch: &Channel) -> &AtomicU64 {
-    ch.hostile_words().0[3]
+/// The receivers' wake word.
+fn recv_wake(ch: &Channel) -> &AtomicU32 {
+    ch.hostile_words().1[2]
 }
 
 #[test]
-fn a_sleeping_receiver_marks_tail_and_the_commit_clears_the_mark_and_wakes_it() {
+fn a_sleeping_receiver_flags_its_wake_word_and_a_send_wakes_it() {
     watchdog(LIMIT);
     let region = region();
     let ch = channel(&region, "sleeper");
@@ -50,80 +49,111 @@ fn a_sleeping_receiver_marks_tail_and_the_commit_clears_the_mark_and_wakes_it() 
         assert_eq!(ch.recv(&mut out), Ok(5));
         assert_eq!(out, b"hello");
     });
-    // The receiver registers in `tail` before it sleeps (a receiver that never did would
-    // hang here: watchdog). Relaxed: polled.
-    until(LIMIT, "the receiver to set SLEEPER", || {
-        tail(ch).load(Ordering::Relaxed) & SLEEPER != 0
+    // The receiver flags the word before it sleeps (a receiver that never did would hang
+    // here: watchdog). Relaxed: polled.
+    until(LIMIT, "the receiver to set WAITING", || {
+        recv_wake(ch).load(Ordering::Relaxed) & WAITING != 0
     });
     wait_until_asleep_in_futex(child);
+    let before = recv_wake(ch).load(Ordering::Relaxed);
     ch.send(b"hello").unwrap();
-    // The commit cleared the bit and woke it: without the wake, it would still wake at
-    // the end of its sleep slice, but the bit shows the commit saw it.
-    assert_eq!(tail(ch).load(Ordering::Relaxed) & SLEEPER, 0);
-    reap_ok(child, "receiver woken by the commit");
+    // The send saw the flag and woke it: the wake bumps the generation and clears the
+    // flag (without the wake the receiver would still wake at the end of its slice, but
+    // the word would be unchanged).
+    let after = recv_wake(ch).load(Ordering::Relaxed);
+    assert_ne!(after, before);
+    assert_eq!(after & WAITING, 0);
+    reap_ok(child, "receiver woken by the send");
     assert!(ch.is_empty());
+    // Registered processes issue the barrier: nobody asked wakers to fence.
+    assert!(!ch.fenced_for_tests());
 }
 
 #[test]
-fn a_stale_sleeper_bit_costs_a_wake_and_nothing_else() {
+fn a_stale_waiting_flag_costs_a_wake_and_nothing_else() {
     watchdog(LIMIT);
     let region = region();
     let ch = channel(&region, "stale");
     let mut out = Vec::new();
-    // Set before a send (a receiver that registered, then found a message): the send goes
-    // through and clears it; counts and emptiness ignore it.
-    tail(ch).fetch_or(SLEEPER, Ordering::Relaxed);
+    // Set before a send (a receiver that flagged, then found a message): the send goes
+    // through and wakes nobody, clearing it; counts and emptiness ignore it.
+    recv_wake(ch).fetch_or(WAITING, Ordering::Relaxed);
     assert!(ch.is_empty());
-    assert_eq!(ch.len(), 0);
     ch.send(b"one").unwrap();
-    assert_eq!(tail(ch).load(Ordering::Relaxed) & (SLEEPER | CLOSED), 0);
+    assert_eq!(recv_wake(ch).load(Ordering::Relaxed) & WAITING, 0);
     assert_eq!(ch.len(), 1);
-    // Set between a reservation and its commit (a receiver registering meanwhile): the
-    // commit publishes over it.
+    // Set between a reservation and its commit (a receiver flagging meanwhile): the
+    // commit sees it.
     let mut slot = ch.reserve(3).unwrap();
     slot.write_at(0, b"two");
-    tail(ch).fetch_or(SLEEPER, Ordering::Relaxed);
+    recv_wake(ch).fetch_or(WAITING, Ordering::Relaxed);
     slot.commit().unwrap();
-    assert_eq!(tail(ch).load(Ordering::Relaxed) & SLEEPER, 0);
+    assert_eq!(recv_wake(ch).load(Ordering::Relaxed) & WAITING, 0);
     assert_eq!(ch.len(), 2);
     for want in [&b"one"[..], b"two"] {
         assert_eq!(ch.try_recv(&mut out), Ok(want.len()));
         assert_eq!(out, want);
     }
-    // With the bit set, an empty channel reads empty, and a close still closes.
-    tail(ch).fetch_or(SLEEPER, Ordering::Relaxed);
+    // With the flag set, an empty channel reads empty, and a close still closes.
+    recv_wake(ch).fetch_or(WAITING, Ordering::Relaxed);
     assert!(ch.is_empty());
     ch.close();
     assert_eq!(ch.send(b"x"), Err(shmstate::SendError::Disconnected));
     assert_eq!(ch.recv(&mut out), Err(shmstate::RecvError::Disconnected));
 }
 
+/// A process that cannot use the barrier (here: told to act so) sleeping on a channel
+/// sets `fenced`; messages then go both ways between it and a registered process, each
+/// side sleeping for the other in turn, none lost or repeated, and the close seen.
 #[test]
-fn a_commit_over_a_tail_rewritten_otherwise_reports_corrupt() {
+fn a_process_without_the_barrier_sets_fenced_and_exchanges_with_a_registered_one() {
     watchdog(LIMIT);
     let region = region();
-    let ch = channel(&region, "rewritten");
-    let slot = ch.reserve(3).unwrap();
-    // A peer moves the position under the send lock (against the protocol): not a
-    // sleeper's mark, so the commit refuses it rather than move `tail` back.
-    tail(ch).fetch_add(8, Ordering::Relaxed);
-    assert_eq!(slot.commit(), Err(shmstate::SendError::Corrupt));
+    let ping = channel(&region, "ping");
+    let pong = channel(&region, "pong");
+    const ROUNDS: u32 = 2000;
+    let child = spawn(|| {
+        Channel::act_unregistered_for_tests();
+        let mut out = Vec::new();
+        for i in 0..ROUNDS {
+            assert_eq!(ping.recv(&mut out), Ok(4));
+            assert_eq!(out, i.to_le_bytes());
+            pong.send(&i.to_le_bytes()).unwrap();
+        }
+        assert_eq!(ping.recv(&mut out), Err(shmstate::RecvError::Disconnected));
+    });
+    // The child sleeps for the first message; before it does, it sets `fenced`, having
+    // found it cannot issue the barrier.
+    wait_until_asleep_in_futex(child);
+    until(LIMIT, "the child to set fenced", || ping.fenced_for_tests());
+    // Not `pong`: nobody slept on it yet.
+    assert!(!pong.fenced_for_tests());
+    let mut out = Vec::new();
+    for i in 0..ROUNDS {
+        ping.send(&i.to_le_bytes()).unwrap();
+        assert_eq!(pong.recv(&mut out), Ok(4));
+        assert_eq!(out, i.to_le_bytes());
+    }
+    ping.close();
+    reap_ok(child, "the unregistered side");
+    assert!(ping.fenced_for_tests());
 }
 
 #[test]
 fn a_channel_of_the_previous_format_version_is_refused_as_corrupt() {
     watchdog(LIMIT);
     let region = region();
-    let ch = channel(&region, "v1");
-    // The shape word as a build of format version 1 wrote it ("CHN", version 1, the same
-    // largest message): its senders would not see this build's sleeper bit.
+    let ch = channel(&region, "v4");
+    // The shape word as a build of format version 4 wrote it ("CHN", version 4, the same
+    // largest message): its senders commit with a compare-exchange and look for a sleeper
+    // bit in `tail`, which this build's receivers never set.
     let shape = ch.hostile_words().0[0];
-    let v1 = 0x4348_4E01u64 << 32 | (shape.load(Ordering::Relaxed) & 0xFFFF_FFFF);
-    shape.store(v1, Ordering::Relaxed);
+    let v4 = 0x4348_4E04u64 << 32 | (shape.load(Ordering::Relaxed) & 0xFFFF_FFFF);
+    shape.store(v4, Ordering::Relaxed);
     assert_eq!(ch.try_send(b"x"), Err(TrySendError::Corrupt));
     assert_eq!(ch.try_recv(&mut Vec::new()), Err(TryRecvError::Corrupt));
     assert!(matches!(
-        region.open_channel("v1"),
+        region.open_channel("v4"),
         Err(ChannelOpenError::Corrupt { .. })
     ));
 }

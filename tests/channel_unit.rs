@@ -1846,26 +1846,108 @@ fn polls_without_a_side_see_a_close_at_once() {
     });
 }
 
-/// A closer killed between the config line's hint and the `CLOSED` bit (the hint set,
-/// the bit not): the channel is not closed; sends and receives go on, `try_` receives
-/// report `Empty`, not `Disconnected`; a later `close` completes it.
-#[test]
-fn a_close_hint_without_the_closed_bit_leaves_the_channel_open() {
-    watchdog(LIMIT);
-    let ch = channel(1024);
+/// Marks the channel closed as a closer killed after its first step (`closed` stored,
+/// the close not yet final: `end` not recorded) leaves it.
+fn close_not_final(ch: &Channel) {
     // The config line's third word: `closed`.
     ch.hostile_words().0[2].store(1, Ordering::Relaxed);
-    assert!(!ch.is_closed());
+}
+
+/// Whether `end` is recorded (its top bit; the word after the ring in `hostile_words`).
+fn end_recorded(ch: &Channel) -> bool {
+    let (w64, _) = ch.hostile_words();
+    w64[w64.len() - 3].load(Ordering::Relaxed) >> 63 == 1
+}
+
+/// A closer killed after it stored `closed`, before the close was final: sends are
+/// refused, the channel does not yet say closed, and the next receive that finds no
+/// message makes it final (the send lock is free) and reports `Disconnected`, after what
+/// was sent before.
+#[test]
+fn a_close_left_not_final_is_made_final_by_the_next_receive() {
+    watchdog(LIMIT);
     let mut out = Vec::new();
-    for _ in 0..100 {
-        assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Empty));
+    // A `try_` receive, a blocking one, and a drain.
+    for how in 0..3 {
+        let ch = channel(1024);
+        ch.send(b"before").unwrap();
+        close_not_final(&ch);
+        assert!(!ch.is_closed());
+        assert!(!end_recorded(&ch));
+        assert_eq!(ch.try_recv(&mut out), Ok(6));
+        match how {
+            0 => assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Disconnected)),
+            1 => assert_eq!(ch.recv(&mut out), Err(RecvError::Disconnected)),
+            _ => assert_eq!(ch.drain(4, |_| {}), Err(TryRecvError::Disconnected)),
+        }
+        assert!(end_recorded(&ch));
+        assert!(ch.is_closed());
+        assert_eq!(ch.try_send(b"x"), Err(TrySendError::Disconnected));
     }
-    ch.send(b"still open").unwrap();
-    assert_eq!(ch.try_recv(&mut out), Ok(10));
-    assert_eq!(ch.drain(4, |_| {}), Ok(0));
-    ch.close();
-    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Disconnected));
+}
+
+/// The same, made final by a send: a sender that takes the lock and finds `closed` set
+/// records `end` itself before it reports `Disconnected`.
+#[test]
+fn a_close_left_not_final_is_made_final_by_the_next_send() {
+    watchdog(LIMIT);
+    let ch = channel(1024);
+    ch.send(b"before").unwrap();
+    close_not_final(&ch);
     assert_eq!(ch.send(b"x"), Err(SendError::Disconnected));
+    assert!(ch.is_closed());
+    let mut out = Vec::new();
+    assert_eq!(ch.try_recv(&mut out), Ok(6));
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Disconnected));
+}
+
+/// With the send side held by a live thread between its sends: a `try_` receive cannot
+/// make the close final (it issues no barrier and cannot take the lock), so it reports
+/// `Empty`; a waiting receive can (the barrier, then `busy` read 0), and reports
+/// `Disconnected`; so can the holder, at its next send.
+#[test]
+fn a_close_left_not_final_under_a_held_send_side() {
+    watchdog(LIMIT);
+    for by_holder in [false, true] {
+        let ch = channel(1024);
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        std::thread::scope(|s| {
+            let ch = &ch;
+            s.spawn(move || {
+                let mut side = ch.send_side().unwrap();
+                side.send(b"before").unwrap();
+                held_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+                if by_holder {
+                    assert_eq!(side.send(b"x"), Err(SendError::Disconnected));
+                }
+            });
+            held_rx.recv().unwrap();
+            close_not_final(ch);
+            let mut out = Vec::new();
+            assert_eq!(ch.try_recv(&mut out), Ok(6));
+            for _ in 0..100 {
+                assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Empty));
+            }
+            assert!(!end_recorded(ch));
+            if by_holder {
+                go_tx.send(()).unwrap();
+                // The holder's refused send recorded `end` (under the lock) before it
+                // returned; the thread ends and the side is dropped.
+            } else {
+                assert_eq!(
+                    ch.recv_timeout(&mut out, LIMIT),
+                    Err(RecvTimeoutError::Disconnected)
+                );
+                assert!(end_recorded(ch));
+                go_tx.send(()).unwrap();
+            }
+        });
+        assert!(ch.is_closed());
+        let mut out = Vec::new();
+        assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Disconnected));
+    }
 }
 
 /// A thread that polls several channels in turn with `try_` receives still reads each

@@ -11,7 +11,7 @@ use super::layout::{
 };
 use crate::futex;
 use crate::lock::{Acquired, RawMutex};
-use crate::sync::{AtomicU32, Ordering, fence, spin_loop};
+use crate::sync::{AtomicU32, AtomicU64, Ordering, fence, spin_loop};
 use crate::wait::{SPIN_LIMIT, Slices, deadline_passed, past, stamped_holder_is_dead};
 
 /// How long an operation waits: for room or a message, and for the side's lock.
@@ -472,6 +472,10 @@ pub(crate) struct Sleep {
     /// within its spin reads no clock (a clock read is a syscall where the clock source
     /// has no vDSO).
     slices: Option<Slices>,
+    /// The wake word as this operation's last barrier left it (its `WAITING` flag set):
+    /// while the word is unchanged, a later slice issues no barrier (no waker bumped the
+    /// word since, so every waker that loaded it after that barrier saw the flag).
+    barriered: Option<u32>,
 }
 
 impl Sleep {
@@ -479,6 +483,7 @@ impl Sleep {
         Sleep {
             spun: false,
             slices: None,
+            barriered: None,
         }
     }
 
@@ -494,28 +499,27 @@ impl Sleep {
 /// `wait` allows; `Ok` means "check again" (under the lock). Spins for about `spin_ns`
 /// nanoseconds first ([`spins_for`](crate::wait::spins_for); loads only, no syscall;
 /// receivers spin longer than senders; a `try_` call never spins; a timed wait stops
-/// at its deadline), then sets `WAITING`, checks `settle()` (`ready()` again, or, for a
-/// receiver, its registration in `tail`, below) and futex-waits in slices.
-///
-/// A receiver's `settle()` sets `SLEEPER` in `tail` (a read-modify-write, `AcqRel`),
-/// fences (`SeqCst`) and looks at the header at `head`: the senders' commit is a
-/// compare-exchange of `tail`, so by `tail`'s modification order either the commit's
-/// compare-exchange sees `SLEEPER` (it clears it and wakes, bumping the generation after
-/// our `WAITING`: its `AcqRel` compare-exchange reads our `Release` one, which our
-/// `fetch_or` of `WAITING` is sequenced before), or the commit comes first; then its
-/// sender's look at `tail` after its header store and its fence sees `SLEEPER` (and
-/// wakes), or our look after our fence sees the header (`Channel::settle` and
-/// `Channel::publish`). The other fences pair for the senders' sleep (`send_wake`) and
-/// for the `wake_all` of `close` and of a repair.
+/// at its deadline), then sets `WAITING`, fences, issues the process-wide barrier
+/// ([`barrier`](super::barrier)) unless this wait issued it since the word last changed,
+/// checks `settle()` (`ready()` again, or for a receiver also the close) and futex-waits
+/// in slices.
 ///
 /// The pairing that loses no wakeup: the sleeper sets `WAITING` (a read-modify-write),
-/// then a `SeqCst` fence, then checks `ready()` (loads of the cursors); the waker stores
-/// its cursor, then a `SeqCst` fence, then loads the word ([`wake`]). By the fences'
-/// total order, either the waker sees `WAITING` (and wakes, bumping the generation, so
-/// that the futex wait returns at once if it comes later), or the sleeper's check sees
-/// the new cursor.
+/// then a `SeqCst` fence and the barrier, then checks `settle()` (loads of the cursors);
+/// the waker stores its cursor (a header, `free`), then only a compiler barrier
+/// ([`barrier::busy_side`](super::barrier::busy_side)), then loads the word ([`wake`],
+/// and the sender's publication). Either the waker's load comes after the barrier's point
+/// on its CPU, and sees `WAITING` (it wakes, bumping the generation, so that the futex
+/// wait returns at once if it comes later), or its store came before it, and the
+/// sleeper's check sees the new cursor. In a process that cannot issue the barrier the
+/// sleeper sets the channel's `fenced` word (`fenced`) first: wakers that have read it
+/// fence (`SeqCst`), pairing with the sleeper's fence; a waker that read it just before
+/// can miss this sleeper's flag once, which costs the sleeper one slice (≤ 10 ms), as a
+/// stopped waker does. The `wake_all` of `close` and of a repair fence (`SeqCst`) before
+/// their bump, pairing with the sleeper's fence.
 pub(crate) fn wait_on(
     word: &AtomicU32,
+    fenced: &AtomicU64,
     wait: Wait,
     sleep: &mut Sleep,
     spin_ns: u32,
@@ -550,8 +554,22 @@ pub(crate) fn wait_on(
     // peer rewriting the word cannot keep us spinning here. Relaxed: the fence below
     // orders it.
     let w = word.fetch_or(WAITING, Ordering::Relaxed) | WAITING;
-    // SeqCst: pairs with the fence in `wake` (see above).
+    // SeqCst: pairs with the fence of a waker that fences (`wake_all`, and `wake` in a
+    // process that cannot use the barrier or once `fenced` is set); and orders our flag
+    // before the barrier's point on our own CPU.
     fence(Ordering::SeqCst);
+    if sleep.barriered != Some(w) {
+        sleep.barriered = Some(w);
+        if !super::barrier::issue() {
+            // Wakers must fence from now on. SeqCst: a waker whose load of `fenced` comes
+            // after this store in the total order fences, and its fence pairs with ours.
+            // Relaxed load first: the line is read by every operation; store only once.
+            if fenced.load(Ordering::Relaxed) == 0 {
+                fenced.store(1, Ordering::SeqCst);
+            }
+            fence(Ordering::SeqCst);
+        }
+    }
     if settle() {
         return Ok(());
     }
@@ -565,13 +583,17 @@ pub(crate) fn wait_on(
 }
 
 /// Wakes the sleepers on `word`, if any may sleep: after a store of a cursor (see
-/// [`wait_on`] for the pairing). No syscall unless `WAITING` is set.
+/// [`wait_on`] for the pairing). No syscall unless `WAITING` is set, and no fence in a
+/// registered process while the channel's `fenced` word is 0.
 #[inline]
-pub(crate) fn wake(word: &AtomicU32) {
-    // SeqCst: pairs with the fence in `wait_on`: the cursor store before it, the load of
-    // the word after it.
-    fence(Ordering::SeqCst);
-    // Relaxed: ordered by the fence.
+pub(crate) fn wake(word: &AtomicU32, fenced: &AtomicU64) {
+    // Relaxed: a hint, set once by a sleeper that cannot issue the barrier (see
+    // `wait_on`).
+    let strong = fenced.load(Ordering::Relaxed) != 0;
+    // The busy side of the barrier pattern (`wait_on`): the cursor store before it, the
+    // load of the word after it.
+    super::barrier::busy_side(strong);
+    // Relaxed: ordered by the barrier (or the fence).
     if word.load(Ordering::Relaxed) & WAITING != 0 {
         bump_and_wake(word);
     }

@@ -3,7 +3,7 @@
 
 use core::mem::offset_of;
 
-use super::layout::{CLOSED, Header, MAGIC, SENT_MASK, count, lost_count, pos};
+use super::layout::{Header, MAGIC, SENT_MASK, count, lost_count, pos};
 use super::options::largest_message;
 
 /// A channel's state as a tool sees it: each field a snapshot of one word (or two), so
@@ -52,6 +52,7 @@ pub(crate) fn decode(
     let head = word(offset_of!(Header, head.head))?;
     let free = word(offset_of!(Header, free.free))?;
     let lost = word(offset_of!(Header, head.lost))?;
+    let closed = word(offset_of!(Header, config.closed))?;
     // As `Channel::len` and `Channel::bytes_used`: counts modulo 2^30, positions modulo
     // 2^32, clamped to what the ring can hold.
     let waiting = (count(tail).wrapping_sub(count(head)) & SENT_MASK).min(cap / 8);
@@ -60,7 +61,7 @@ pub(crate) fn decode(
         max_message,
         waiting,
         bytes_used: pos(tail).wrapping_sub(pos(free)).min(cap),
-        closed: tail & CLOSED != 0,
+        closed: closed != 0,
         lost: lost_count(lost),
     })
 }

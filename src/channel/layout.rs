@@ -10,7 +10,7 @@ use super::options::{ChannelOptions, RECORD_HEADER, largest_message};
 use crate::lock::RawMutex;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
-/// The high half of the config word `shape`: "CHN" and the format version 4. A word with
+/// The high half of the config word `shape`: "CHN" and the format version 5. A word with
 /// another high half is not a channel header of this format (never initialised,
 /// overwritten, or made by a build that speaks another version: every operation on it
 /// reports `Corrupt`).
@@ -28,7 +28,12 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 ///   has not finished; the repair of a dead receiver's claim counts (setting it) before
 ///   it releases, and clears it after, so a repair repeated after its repairer died
 ///   counts nothing.
-pub(crate) const MAGIC: u32 = 0x4348_4E04;
+/// - 5: no flag bits in `tail`, and no read-modify-write or fence per message: a commit is
+///   a plain store of `tail`, bracketed by the `busy` word; the close is the config
+///   line's `closed` word, made final by the `end` word (the last `tail`), which a
+///   finaliser records once no sender can commit; sleepers and finalisers issue the
+///   process-wide barrier (`barrier`), and the `fenced` word says a sleeper could not.
+pub(crate) const MAGIC: u32 = 0x4348_4E05;
 
 /// A record's kind, in the high half of its header word: a message.
 pub(crate) const TAG_MESSAGE: u32 = 0x4D53_4721;
@@ -40,17 +45,12 @@ pub(crate) const TAG_PAD: u32 = 0x5041_4421;
 /// commit and the store of its header. Receivers deliver nothing for it.
 pub(crate) const TAG_SKIP: u32 = 0x534B_4921;
 
-/// The closed bit of the `tail` word (its top bit: the message count is 30 bits). Set by
-/// `close`, once; a commit publishes only while it is clear.
-pub(crate) const CLOSED: u64 = 1 << 63;
+/// The top bit of the `end` word: the close is final, and the rest of the word is the
+/// last `tail` (whose count has 30 bits, so never this bit). 0 (the zeroed state) until
+/// then.
+pub(crate) const FINAL: u64 = 1 << 63;
 
-/// The sleeper bit of the `tail` word (below [`CLOSED`]): a receiver may sleep. Set by a
-/// receiver before it sleeps, with a read-modify-write of `tail`, so that a commit's
-/// compare-exchange of `tail` sees it without a fence; the commit clears it (its new word
-/// has neither bit) and then wakes the receivers.
-pub(crate) const SLEEPER: u64 = 1 << 62;
-
-/// The message count of a `tail` word (30 bits, below [`SLEEPER`] and [`CLOSED`]).
+/// The message count of a `tail` word (30 bits; the top two bits of `tail` are 0).
 pub(crate) const SENT_MASK: u32 = (1 << 30) - 1;
 
 /// The waiting flag of a wake word (see [`WakeLine`]).
@@ -74,7 +74,7 @@ impl<const N: usize> Fill<N> {
     }
 }
 
-/// Line 0, read-mostly: written at creation (and `closed` once, by `close`).
+/// Line 0, read-mostly: written at creation (and `closed`, `end` and `fenced` once each).
 #[repr(C, align(64))]
 pub(crate) struct ConfigLine {
     /// `MAGIC << 32 | max_message`: read (and validated) by every operation.
@@ -82,11 +82,18 @@ pub(crate) struct ConfigLine {
     /// The ring's size in bytes, as created (operations use the process-local length of
     /// the ring instead; this is for opening and tools).
     pub(crate) capacity: AtomicU64,
-    /// Nonzero once `close` has begun: written by `close` before the `CLOSED` bit of
-    /// `tail` (which decides), so that `try_` receives, which read `tail` only now and
-    /// then, read it at every look from then on (`closed_hint`).
+    /// Nonzero once the channel is closed: stored by `close` (SeqCst), never cleared. A
+    /// sender checks it under the send lock before it reserves and again after it sets
+    /// `busy`, before its commit.
     pub(crate) closed: AtomicU64,
-    _fill: Fill<5>,
+    /// [`FINAL`] `|` the last `tail`, once the close is final (no send can commit any
+    /// more); 0 until then. Recorded once, by a compare-exchange from a value without
+    /// [`FINAL`] (module docs, "Closing"). Receivers report `Disconnected` at `head == end`.
+    pub(crate) end: AtomicU64,
+    /// Nonzero once a process that cannot issue the barrier (`barrier`) went to sleep on
+    /// the channel: every waker fences from then on. Never cleared.
+    pub(crate) fenced: AtomicU64,
+    _fill: Fill<3>,
 }
 
 /// Lines 1 and 3: a side's robust lock, alone on its line (contending senders or
@@ -101,10 +108,9 @@ pub(crate) struct LockLine {
 /// Line 2, the senders' line (written under the send lock).
 #[repr(C, align(64))]
 pub(crate) struct TailLine {
-    /// `CLOSED | SLEEPER | sent << 32 | tail`: `tail` is the position (bytes, wrapping at
-    /// 2^32) up to which records are published; `sent` counts published messages (30
-    /// bits, wrapping); [`CLOSED`] is set by `close`; [`SLEEPER`] by a receiver about to
-    /// sleep, cleared by the next commit.
+    /// `sent << 32 | tail`: `tail` is the position (bytes, wrapping at 2^32) up to which
+    /// records are committed; `sent` counts committed messages (30 bits, wrapping).
+    /// Written by the send-lock holder only, with a Release store.
     pub(crate) tail: AtomicU64,
     /// The last `free` position a sender read: senders check room against it and read
     /// `free` (another line) only when it says the ring is full.
@@ -114,7 +120,13 @@ pub(crate) struct TailLine {
     /// that whoever takes the lock from it if it dies before the record's header is
     /// stored can find the record and replace it with a `SKIP` record.
     pub(crate) pending: AtomicU64,
-    _fill: Fill<5>,
+    /// 1 while the send-lock holder is between its store of it and its header store:
+    /// after its last check of `closed`, through its commit and publication (a few
+    /// stores); else 0. Written by the send-lock holder (or the party that recovered the
+    /// lock from a dead one) only; a finaliser that reads 0 after the barrier knows `tail`
+    /// is final (module docs, "Closing").
+    pub(crate) busy: AtomicU64,
+    _fill: Fill<4>,
 }
 
 /// Line 4, the receivers' line (written under the receive lock).
@@ -188,6 +200,8 @@ impl Header {
                 shape: AtomicU64::new(0),
                 capacity: AtomicU64::new(0),
                 closed: AtomicU64::new(0),
+                end: AtomicU64::new(0),
+                fenced: AtomicU64::new(0),
                 _fill: Fill::new(),
             },
             send: lock(),
@@ -195,6 +209,7 @@ impl Header {
                 tail: AtomicU64::new(0),
                 free_cache: AtomicU64::new(0),
                 pending: AtomicU64::new(0),
+                busy: AtomicU64::new(0),
                 _fill: Fill::new(),
             },
             recv: lock(),
@@ -346,6 +361,7 @@ impl Channel {
                     max_message: options.max_message_len(),
                     reason,
                 })?;
+        super::barrier::register();
         let words = cap / 8;
         let (layout, ring_at) = Layout::new::<Header>()
             .extend(Layout::array::<AtomicU64>(words).expect("at most 2 GiB"))
@@ -612,13 +628,31 @@ impl Channel {
         }
     }
 
+    /// Makes this process act as one that cannot use the process-wide barrier (a kernel
+    /// before 4.16, a seccomp filter), from now on: for tests of the fallback. Not part
+    /// of the API.
+    #[cfg(all(not(loom), any(test, feature = "test-hooks")))]
+    #[doc(hidden)]
+    pub fn act_unregistered_for_tests() {
+        super::barrier::act_unregistered();
+    }
+
+    /// Whether the channel's `fenced` word is set (a sleeper could not issue the
+    /// barrier). Not part of the API.
+    #[cfg(any(test, feature = "test-hooks"))]
+    #[doc(hidden)]
+    pub fn fenced_for_tests(&self) -> bool {
+        self.header.config.fenced.load(Ordering::Relaxed) != 0
+    }
+
     /// The words a test may overwrite with hostile values: every `u64` word of the
     /// header and the ring, and the `u32` lock and wake words. Not part of the API.
     ///
     /// The `u64` words, in order: 0 `shape`, 1 `capacity`, 2 `closed`, 3 `tail`,
-    /// 4 `free_cache`, 5 `head`, 6 `pending`, 7 `lost`, 8 `free`, then the ring's
-    /// words from offset 0. The `u32` words: the send lock, the receive lock,
-    /// `recv_wake`, `send_wake`.
+    /// 4 `free_cache`, 5 `head`, 6 `pending`, 7 `lost`, 8 `free`, then the ring's words
+    /// from offset 0 (`9 + i` is ring word `i`), then the header's `end`, `busy` and
+    /// `fenced` (the last three: format 5's words, after the ring so that ring indices stay
+    /// put). The `u32` words: the send lock, the receive lock, `recv_wake`, `send_wake`.
     #[cfg(any(test, feature = "test-hooks"))]
     #[doc(hidden)]
     pub fn hostile_words(&self) -> (Vec<&AtomicU64>, Vec<&AtomicU32>) {
@@ -635,6 +669,7 @@ impl Channel {
             &h.free.free,
         ];
         w64.extend(self.ring.iter());
+        w64.extend([&h.config.end, &h.tail.busy, &h.config.fenced]);
         let w32 = vec![
             h.send.lock.word(),
             h.recv.lock.word(),

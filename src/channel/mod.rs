@@ -311,6 +311,7 @@
 //! their `try_`/timed forms) send any `serde` type, encoded with `postcard` straight into
 //! the reserved slot.
 
+mod barrier;
 mod engine;
 mod error;
 #[cfg(not(loom))]

@@ -12,10 +12,10 @@ use super::error::{
     RecvError, RecvIntoError, RecvTimeoutError, RecvTimeoutIntoError, TryRecvError,
     TryRecvIntoError,
 };
-use super::layout::{CLOSED, Channel, LOSS_PENDING, SLEEPER, count, cursor, pos};
+use super::layout::{Channel, LOSS_PENDING, count, cursor, pos};
 use crate::failpoint::{self, Point};
+use crate::sync::spin_loop;
 use crate::sync::{AtomicU64, Ordering};
-use crate::sync::{fence, spin_loop};
 
 impl Fail {
     pub(super) fn recv(self) -> RecvError {
@@ -93,7 +93,7 @@ impl Drop for Claim<'_> {
         self.ch.release_claim(self.end);
         drop(self.guard.take());
         failpoint::hit(Point::ChannelRecvUnwoken);
-        wake(&h.wake.send_wake);
+        wake(&h.wake.send_wake, &h.config.fenced);
     }
 }
 
@@ -112,8 +112,12 @@ pub(super) struct Cursors {
 pub(super) enum Peek {
     /// A record looks published at `head` (its header word is not 0).
     Message,
-    /// None is, and none will be: the channel is closed and empty.
+    /// None is, and none will be: the channel is closed and empty (the close is final:
+    /// `end` is recorded, and `head` is at it).
     Closed,
+    /// None is, and `tail` is at `head`; the channel is closed, but the close is not
+    /// final yet (`end` not recorded: a finaliser may record it, [`Channel::finalise`]).
+    Closing,
     /// None is, yet.
     Empty,
     /// None is, but `tail` is past `head`: a sender committed a record and has not stored
@@ -135,25 +139,29 @@ impl Peek {
         match self {
             Peek::Closed => Some(Err(TryRecvError::Disconnected)),
             Peek::Corrupt => Some(Err(TryRecvError::Corrupt)),
-            Peek::Empty | Peek::InFlight => Some(Ok(0)),
+            Peek::Empty | Peek::InFlight | Peek::Closing => Some(Ok(0)),
             Peek::Message if max == 0 => Some(Ok(0)),
             Peek::Message => None,
         }
     }
 
     /// What a `tail` word `t` says to a receiver at position `head` that found no header
-    /// there, in a ring of `cap` bytes.
+    /// there, in a ring of `cap` bytes, with `closed` the config line's word and `end` the
+    /// recorded `end` (both read before `t`).
     #[inline]
-    fn of(t: u64, head: u32, cap: u32) -> Peek {
+    fn of(t: u64, head: u32, cap: u32, closed: bool, end: Option<u64>) -> Peek {
         let ahead = pos(t).wrapping_sub(head);
         if ahead > cap || !ahead.is_multiple_of(8) {
-            Peek::Corrupt
-        } else if ahead != 0 {
-            Peek::InFlight
-        } else if t & CLOSED != 0 {
-            Peek::Closed
-        } else {
-            Peek::Empty
+            return Peek::Corrupt;
+        }
+        match end {
+            // Once `end` is recorded no send commits: a `tail` read after it that differs
+            // is a peer's garbage (in either word).
+            Some(e) if e != t => Peek::Corrupt,
+            _ if ahead != 0 => Peek::InFlight,
+            Some(_) => Peek::Closed,
+            None if closed => Peek::Closing,
+            None => Peek::Empty,
         }
     }
 }
@@ -349,7 +357,7 @@ impl Drop for DrainBatch<'_> {
     fn drop(&mut self) {
         drop(self.guard.take());
         if self.released {
-            wake(&self.ch.header.wake.send_wake);
+            wake(&self.ch.header.wake.send_wake, &self.ch.header.config.fenced);
         }
     }
 }
@@ -525,10 +533,10 @@ impl Channel {
     /// Whether a message looks published at `head`, or the channel is closed and
     /// empty (snapshots, for waits and the lock-free emptiness check).
     ///
-    /// `Closed` comes from one load of `tail`: its `CLOSED` bit set and its position at
-    /// `head`. A commit publishes only while the bit is clear (a compare-exchange), so a
-    /// `tail` with the bit is final: every send acknowledged `Ok` is before it, and all
-    /// of them are claimed when `head` has reached it.
+    /// `Closed` comes from the recorded `end` and a load of `tail` at it and at `head`:
+    /// `end` is recorded only once no send can commit (module docs, "Closing"), so every
+    /// send acknowledged `Ok` is before it, and all of them are claimed when `head` has
+    /// reached it.
     #[inline]
     pub(super) fn peek(&self) -> Peek {
         // Relaxed: a snapshot on the receivers' own line; the check under the lock decides.
@@ -544,10 +552,12 @@ impl Channel {
         if self.has_header(head) {
             return Peek::Message;
         }
-        // Acquire: pairs with the senders' Release compare-exchange of `tail` (and with
-        // `close`'s read-modify-write).
+        let closed = self.closed_hint();
+        let end = if closed { self.end() } else { None };
+        // Acquire: pairs with the senders' Release store of `tail`. After `end`: once it
+        // is recorded, `tail` is final.
         let t = self.header.tail.tail.load(Ordering::Acquire);
-        Peek::of(t, head, self.cap())
+        Peek::of(t, head, self.cap(), closed, end)
     }
 
     /// A look from a snapshot of the shared `head` said [`Peek::Corrupt`]: confirms it
@@ -600,64 +610,25 @@ impl Channel {
         Ok(self.has_header(head))
     }
 
-    /// For a receiver about to sleep (after its `WAITING` flag): a read-modify-write of
-    /// `tail` that sets `SLEEPER`, then a `SeqCst` fence and a look at the header at
-    /// `head`, so that either the sender of the next record sees the bit and wakes it, or
-    /// this look sees the record (see `settle`). Whether to look again instead of
-    /// sleeping: a record is published, or the channel is closed and empty.
-    #[cold]
-    pub(super) fn register_sleeper(&self) -> bool {
-        let t = self.set_sleeper();
-        // Relaxed: a snapshot on the receivers' own line; a stale (smaller) `head` only
-        // reads as a record, and the check under the lock decides.
-        let head = pos(self.header.head.head.load(Ordering::Relaxed));
-        self.settle(t, head)
-    }
-
-    /// [`register_sleeper`](Self::register_sleeper) for a receiver at position `head` (a
-    /// held receive side's own, as for [`peek_at`](Self::peek_at)).
-    #[cold]
-    pub(super) fn register_sleeper_at(&self, head: u32) -> bool {
-        let t = self.set_sleeper();
-        self.settle(t, head)
-    }
-
-    /// What a registered sleeper at `head` does, given the `tail` word `t` its
-    /// registration replaced ([`register_sleeper`](Self::register_sleeper)): whether to
-    /// look again instead of sleeping.
+    /// What a receiver at `head` about to sleep (after its `WAITING` flag, its fence and
+    /// its barrier: `wait_on`) does: whether to look again instead of sleeping (a record
+    /// is published, or the channel is closed and empty).
     ///
-    /// The record at `head` may be committed before the registration and published after
-    /// it: then its sender's compare-exchange saw no `SLEEPER`, but its look at `tail`
-    /// after the header store does (it fences first), unless our look here, after our
-    /// fence, sees the header. A record committed without its header gets a brief spin
-    /// first (its sender is one store away): a sleep costs two syscalls.
-    fn settle(&self, t: u64, head: u32) -> bool {
-        if self.has_header(head) {
-            return true;
-        }
-        match Peek::of(t, head, self.cap()) {
+    /// A record committed without its header gets a brief spin first (its sender is one
+    /// store away): a sleep costs two syscalls. A close not yet final sleeps a slice:
+    /// whoever makes it final wakes every receiver.
+    #[cold]
+    pub(super) fn settle(&self, head: u32) -> bool {
+        match self.peek_at(head) {
             Peek::Closed | Peek::Message => true,
             // Sleep a slice, then look again (and confirm it): never a loop without a
             // sleep, whatever a peer writes.
-            Peek::Empty | Peek::Corrupt => false,
+            Peek::Empty | Peek::Corrupt | Peek::Closing => false,
             Peek::InFlight => (0..HEADER_SPINS).any(|_| {
                 spin_loop();
                 self.has_header(head)
             }),
         }
-    }
-
-    /// Sets `SLEEPER` in `tail`, then fences; the word it replaced.
-    fn set_sleeper(&self) -> u64 {
-        // AcqRel: Release pairs with the Acquire of the commit's compare-exchange that
-        // clears the bit (our `WAITING` flag comes before its wake); Acquire, as the loads
-        // of `tail` in `peek`.
-        let t = self.header.tail.tail.fetch_or(SLEEPER, Ordering::AcqRel);
-        // SeqCst: pairs with the fence in `publish` between the header store and its look
-        // at `tail`: either that look sees our bit, or our look at the header (after
-        // this fence) sees the header.
-        fence(Ordering::SeqCst);
-        t
     }
 
     /// Under the receive lock, with the cursors as this holder left them (`c`, kept up to
@@ -719,7 +690,7 @@ impl Channel {
         failpoint::hit(Point::ChannelRecvClaimed);
         self.release_claim(end);
         *c = Cursors { head, free: end };
-        wake(&h.wake.send_wake);
+        wake(&h.wake.send_wake, &h.config.fenced);
     }
 
     /// Receives one message as `wait` allows: claims it, then runs `take` on its ring
@@ -737,6 +708,9 @@ impl Channel {
         let mut sleep = Sleep::new();
         let mut awaited = false;
         let mut deadline_looked = false;
+        // Whether this call may try to make a close final: once, then again after each
+        // wait (so that a peer clearing `end` cannot keep it looping).
+        let mut may_finalise = true;
         loop {
             // Empty at a glance: no lock, no write to a shared line (and for a `try_`
             // call, `tail` read only now and then).
@@ -776,6 +750,12 @@ impl Channel {
             match look {
                 Peek::Closed => return Err(Fail::Disconnected),
                 Peek::Corrupt => self.confirm_corrupt(wait)?,
+                Peek::Closing if may_finalise => {
+                    may_finalise = false;
+                    if self.finalise(wait) {
+                        continue;
+                    }
+                }
                 // A `try_` call gives a record committed without its header one chance
                 // (a brief spin, then the repair if its sender died), then reports
                 // `Empty`: once per call, so that a peer flipping the header cannot keep
@@ -801,13 +781,17 @@ impl Channel {
             }
             let waited = wait_on(
                 &h.wake.recv_wake,
+                &h.config.fenced,
                 wait,
                 &mut sleep,
                 RECV_SPIN_NS,
                 // Relaxed: as in `peek`.
                 || self.has_header(pos(h.head.head.load(Ordering::Relaxed))),
-                || self.register_sleeper(),
+                // Relaxed: a snapshot on the receivers' own line; a stale (smaller) `head`
+                // only reads as a record, and the check under the lock decides.
+                || self.settle(pos(h.head.head.load(Ordering::Relaxed))),
             );
+            may_finalise = true;
             if waited == Err(Fail::Timeout) && !deadline_looked {
                 // One look at the deadline: a record committed without its header whose
                 // sender died is repaired (a deadline shorter than the first wait would
@@ -816,8 +800,14 @@ impl Channel {
                 // is taken. Bounded by the passed deadline: the send lock is taken only
                 // if it is free, or after one probe finds its holder dead.
                 deadline_looked = true;
-                if self.peek() == Peek::InFlight {
-                    self.repair_dead_sender(wait)?;
+                match self.peek() {
+                    Peek::InFlight => self.repair_dead_sender(wait)?,
+                    // And a close not yet final (its closer died, or a sender was
+                    // inside its commit), as after each wait.
+                    Peek::Closing => {
+                        self.finalise(wait);
+                    }
+                    _ => {}
                 }
                 continue;
             }
@@ -1165,6 +1155,10 @@ impl Channel {
                 Peek::Corrupt => Peek::Empty,
                 l => l,
             };
+        }
+        if look == Peek::Closing && self.finalise(Wait::No) {
+            // As a `try_recv`: one chance to make the close final.
+            look = self.peek();
         }
         if let Some(done) = look.ends_drain(max) {
             return done;

@@ -121,7 +121,7 @@ impl HeldClaim<'_> {
         }
         self.ch.release_claim(self.end);
         failpoint::hit(Point::ChannelRecvUnwoken);
-        wake(&h.wake.send_wake);
+        wake(&h.wake.send_wake, &h.config.fenced);
         true
     }
 }
@@ -163,6 +163,8 @@ impl RecvSide<'_> {
         let mut sleep: Option<Sleep> = None;
         let mut awaited = false;
         let mut deadline_looked = false;
+        // As in `recv_inner`: one try to make a close final, and one after each wait.
+        let mut may_finalise = true;
         loop {
             if let Some((head, found)) = ch.next_message(&mut self.cursors, max)? {
                 if let Some(l) = limit
@@ -208,6 +210,12 @@ impl RecvSide<'_> {
                     Peek::Closed => return Err(Fail::Disconnected),
                     // From the side's own `head`: `tail` is garbage.
                     Peek::Corrupt => return Err(Fail::Corrupt),
+                    Peek::Closing if may_finalise => {
+                        may_finalise = false;
+                        if ch.finalise(wait) {
+                            continue;
+                        }
+                    }
                     // As in `recv_inner`: once per `try_` call.
                     Peek::InFlight if matches!(wait, Wait::No) && !awaited => {
                         awaited = true;
@@ -223,12 +231,14 @@ impl RecvSide<'_> {
             // No dead receiver's claim to look for: this side holds the lock.
             let waited = wait_on(
                 &ch.header.wake.recv_wake,
+                &ch.header.config.fenced,
                 wait,
                 sleep.get_or_insert_with(Sleep::new),
                 RECV_SPIN_NS,
                 || ch.has_header(head),
-                || ch.register_sleeper_at(head),
+                || ch.settle(head),
             );
+            may_finalise = true;
             if waited == Err(Fail::Timeout) && !deadline_looked {
                 // One look at the deadline, as in `recv_inner`: also for the close, which
                 // a deadline shorter than the first wait would otherwise never see.
@@ -237,6 +247,9 @@ impl RecvSide<'_> {
                     Peek::Closed => return Err(Fail::Disconnected),
                     Peek::Corrupt => return Err(Fail::Corrupt),
                     Peek::InFlight => ch.repair_dead_sender(wait)?,
+                    Peek::Closing => {
+                        ch.finalise(wait);
+                    }
                     Peek::Message | Peek::Empty => {}
                 }
                 continue;
@@ -452,6 +465,10 @@ impl RecvSide<'_> {
         if look == Peek::InFlight {
             // As in `Channel::drain`.
             ch.await_header(head, Wait::No).map_err(Fail::try_recv)?;
+            look = ch.peek_at(head);
+        }
+        if look == Peek::Closing && ch.finalise(Wait::No) {
+            // As in `Channel::drain`.
             look = ch.peek_at(head);
         }
         if let Some(done) = look.ends_drain(max) {

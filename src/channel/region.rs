@@ -76,6 +76,7 @@ impl Region {
                 reason,
             })?;
         let requested = ChannelOptions::exact(cap, max);
+        super::barrier::register();
         let ch = self.get_or_init_slice::<Channel>(name, cap / 8, |c| c.init(cap, max));
         let ch = match ch {
             Ok(ch) => ch,
@@ -115,6 +116,7 @@ impl Region {
     /// [`ChannelOpenError::Get`] (e.g. [`GetError::NotFound`]) as for
     /// [`Region::get`]; [`ChannelOpenError::Corrupt`] if its header was overwritten.
     pub fn open_channel(&self, name: &str) -> Result<&Channel, ChannelOpenError> {
+        super::barrier::register();
         let ch = self.get::<Channel>(name)?;
         ch.stored_options()
             .ok_or_else(|| ChannelOpenError::Corrupt {

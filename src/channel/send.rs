@@ -11,9 +11,10 @@ use super::engine::{
     lock_side_contended_unless, message_header, plan, skip_header, try_lock_side, wait_on,
 };
 use super::error::{SendError, SendTimeoutError, TrySendError};
-use super::layout::{CLOSED, Channel, SLEEPER, count, pos, record_size};
+use super::barrier;
+use super::layout::{Channel, WAITING, count, pos, record_size};
 use crate::failpoint::{self, Point};
-use crate::sync::{Ordering, fence};
+use crate::sync::Ordering;
 
 impl Fail {
     fn send(self) -> SendError {
@@ -398,10 +399,15 @@ impl Channel {
     }
 
     /// Under the send lock, the payload of `len` bytes written where `plan` placed it:
-    /// commits the record with the compare-exchange of `tail` from `tail` (the word read
-    /// when the room was planned), then publishes it with the store of its header (module
-    /// docs, "Protocol"). Whether a receiver sleeps (the replaced word had `SLEEPER`): the
-    /// caller wakes the receivers, after unlocking if it unlocks.
+    /// commits the record with a store of `tail` (the word read when the room was
+    /// planned, advanced past the record) between the two stores of `busy`, then
+    /// publishes it with the store of its header (module docs, "Protocol"). Whether a
+    /// receiver may sleep (`WAITING` in `recv_wake`): the caller wakes the receivers,
+    /// after unlocking if it unlocks.
+    ///
+    /// No read-modify-write and, in a registered process while the channel's `fenced`
+    /// word is 0, no fence: the two barriers are compiler barriers, which the barrier of a
+    /// sleeper or a finaliser pairs with ([`barrier`](super::barrier)).
     fn publish(&self, tail: u64, plan: Plan, len: usize) -> Result<bool, SendError> {
         let h = &self.header;
         let cap = self.cap();
@@ -422,40 +428,27 @@ impl Channel {
             .pending
             .store(u64::from(from) << 32 | u64::from(to), Ordering::Relaxed);
         failpoint::hit(Point::ChannelSendWritten);
-        // The new word has neither `CLOSED` nor `SLEEPER` (`advance_tail`).
         let new = advance_tail(tail, to);
-        // The commit: only if `tail` is still the word we reserved at, give or take the
-        // `SLEEPER` bit: not closed since (`close` sets `CLOSED` in it), so a receiver never
-        // sees `Disconnected` before a send acknowledged `Ok`. Release: pairs with the
-        // Acquire load of `tail` by whoever takes the send lock from us if we die before
-        // the header (`skip_dead_record`: `pending` and the zeroed word are ordered before
-        // its reads), and by receivers that read `tail` (a snapshot). Acquire: pairs with the
-        // Release `fetch_or` of `SLEEPER` by a receiver about to sleep, so that our wake
-        // comes after its `WAITING` flag (see `wait_on`). Acquire on failure too: a send
-        // refused for the close synchronizes with `close`, so that its thread's later
-        // `try_` receives see the config line's hint (`closed_hint`).
-        let mut seen = tail;
-        let mut tries = 0;
-        let sleepers = loop {
-            match h
-                .tail
-                .tail
-                .compare_exchange(seen, new, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(old) => break old & SLEEPER != 0,
-                Err(now) if now & CLOSED != 0 => return Err(SendError::Disconnected),
-                // A receiver set `SLEEPER` since the reservation: publish over it (and
-                // wake). Twice at most: only `SLEEPER` or `CLOSED` may change under the
-                // send lock, so a word that keeps changing is a peer's garbage.
-                Err(now) if now | SLEEPER == tail | SLEEPER && tries < 2 => {
-                    seen = now;
-                    tries += 1;
-                }
-                // Only the send-lock holder moves `tail`: another writer broke the
-                // protocol.
-                Err(_) => return Err(SendError::Corrupt),
-            }
-        };
+        // Busy from here to the header: a finaliser that reads 0 after its barrier knows
+        // we either saw `closed` below (and commit nothing) or are done. Relaxed: the
+        // barrier pattern orders it before our load of `closed` (the busy side: a compiler
+        // barrier where the finaliser's barrier reaches us, else a fence).
+        h.tail.busy.store(1, Ordering::Relaxed);
+        barrier::busy_side(false);
+        failpoint::hit(Point::ChannelSendBusy);
+        if self.closed_hint() {
+            // Closed since our check before the reservation: nothing committed (the
+            // slot's bytes lie past `tail`, as an abort's). Release: as below. The close
+            // is final now that we, the holder, saw it: record it.
+            h.tail.busy.store(0, Ordering::Release);
+            self.finalise_locked();
+            return Err(SendError::Disconnected);
+        }
+        // The commit. Release: pairs with the Acquire load of `tail` by whoever takes the
+        // send lock from us if we die before the header (`skip_dead_record`: `pending`
+        // and the zeroed word are ordered before its reads), and by receivers that read
+        // `tail` (a snapshot). Only the send-lock holder writes `tail`: a plain store.
+        h.tail.tail.store(new, Ordering::Release);
         failpoint::hit(Point::ChannelSendCommitted);
         // The publication. Release: pairs with the receivers' Acquire load of the header
         // at `head`: the payload and the zeroed word after the record happen before
@@ -466,16 +459,22 @@ impl Channel {
         if let Some(p) = plan.pad_at {
             self.word_at(p).store(PAD_HEADER, Ordering::Release);
         }
-        // A receiver may have registered to sleep between our commit and our header
-        // store: our compare-exchange did not see its `SLEEPER`, and its look at the
-        // header may have come before the store. SeqCst: pairs with the fence in a
-        // sleeping receiver's registration (`set_sleeper`), after its `fetch_or`: either
-        // our load below sees its bit (we wake it), or its look after that fence sees our
-        // header. Relaxed: ordered by the fence. The bit stays set (the next commit
-        // clears it and wakes again: a needless wake).
-        fence(Ordering::SeqCst);
-        let sleepers = sleepers || h.tail.tail.load(Ordering::Relaxed) & SLEEPER != 0;
         failpoint::hit(Point::ChannelSendPublished);
+        // Release: pairs with a finaliser's Acquire load that reads 0: our `tail` (and
+        // header) happen before its read of `tail`.
+        h.tail.busy.store(0, Ordering::Release);
+        // The busy side of the sleepers' barrier (`wait_on`): our header store before it,
+        // our loads of `closed` and `recv_wake` after it. A fence if some sleeper could
+        // not issue the barrier. Relaxed: a hint (see `wait_on`).
+        let strong = h.config.fenced.load(Ordering::Relaxed) != 0;
+        barrier::busy_side(strong);
+        // A close that found us busy left its finalisation to us (module docs,
+        // "Closing"): by the barrier, this load sees its `closed`.
+        if self.closed_hint() {
+            self.finalise_locked();
+        }
+        // Relaxed: ordered by the barrier above.
+        let sleepers = h.wake.recv_wake.load(Ordering::Relaxed) & WAITING != 0;
         Ok(sleepers)
     }
 
@@ -514,7 +513,9 @@ impl Channel {
     fn take_send_side(&self, wait: Wait) -> Result<SendSide<'_>, Fail> {
         self.max_message().ok_or(Fail::Corrupt)?;
         let guard = self.lock_send(wait)?;
-        if self.is_closed() {
+        if self.closed_hint() {
+            // The holder saw the close: it is final.
+            self.finalise_locked();
             return Err(Fail::Disconnected);
         }
         Ok(SendSide {
@@ -588,20 +589,23 @@ impl Channel {
     /// [`lock_send`](Self::lock_send) once its first `try_lock` failed.
     #[cold]
     fn lock_send_contended(&self, wait: Wait) -> Result<(SideGuard<'_>, bool), Fail> {
-        if self.is_closed() {
+        if self.closed_hint() {
             return Err(Fail::Disconnected);
         }
-        lock_side_contended_unless(&self.header.send.lock, wait, || self.is_closed())
+        lock_side_contended_unless(&self.header.send.lock, wait, || self.closed_hint())
     }
 
     /// Under the send lock, taken from a dead holder: the repair.
     #[cold]
-    fn repair_send(&self, guard: &SideGuard<'_>) {
+    pub(super) fn repair_send(&self, guard: &SideGuard<'_>) {
         let h = &self.header;
         // A sender died holding the lock. Whatever it wrote past `tail` is unpublished,
         // and is overwritten now. If it committed a record and died before storing its
         // header, step receivers over it.
         self.skip_dead_record();
+        // It may have died between its two stores of `busy`: nobody is between them now
+        // (we hold the lock). Release: as the holder's own clear.
+        h.tail.busy.store(0, Ordering::Release);
         // If it had published without waking, wake the receivers in its place (also
         // those waiting for the record just replaced).
         super::engine::wake_all(&h.wake.recv_wake);
@@ -625,7 +629,7 @@ impl Channel {
     fn skip_dead_record(&self) {
         let h = &self.header;
         let cap = self.cap();
-        // Acquire: pairs with the Release compare-exchange of the dead holder (it never
+        // Acquire: pairs with the Release store of `tail` by the dead holder (it never
         // unlocked): its `pending` and its zeroed word are ordered before our reads.
         let tail = pos(h.tail.tail.load(Ordering::Acquire));
         // Relaxed: ordered by the Acquire load above.
@@ -702,8 +706,8 @@ impl Channel {
             return Ok(());
         }
         // Under the send lock, taken free: every record in `[head, tail)` has its header.
-        // Acquire: pairs with the Release compare-exchange by the last holder (its
-        // unlock orders it too).
+        // Acquire: pairs with the Release store by the last holder (its unlock orders it
+        // too).
         let tail = pos(h.tail.tail.load(Ordering::Acquire));
         // Acquire: pairs with the receivers' Release stores of `head`. Read after `tail`:
         // a receiver never passes it.
@@ -726,12 +730,14 @@ impl Channel {
     fn room(&self, len: usize) -> Result<Option<(u64, Plan)>, Fail> {
         let h = &self.header;
         let cap = self.cap();
-        // Acquire: pairs with the Release compare-exchange of `tail` by the previous
-        // holder (whose unlock orders it too, unless it died).
-        let tail = h.tail.tail.load(Ordering::Acquire);
-        if tail & CLOSED != 0 {
+        if self.closed_hint() {
+            // Closed: nothing more commits. We hold the lock, so the close is final.
+            self.finalise_locked();
             return Err(Fail::Disconnected);
         }
+        // Acquire: pairs with the Release store of `tail` by the previous holder (whose
+        // unlock orders it too, unless it died).
+        let tail = h.tail.tail.load(Ordering::Acquire);
         // Relaxed: written under this lock; a stale value is only conservative.
         let cached = pos(h.tail.free_cache.load(Ordering::Relaxed));
         let room = match plan(cap, pos(tail), cached, len) {
@@ -788,7 +794,7 @@ impl Channel {
             return Ok(());
         }
         let room = || {
-            if self.is_closed() {
+            if self.closed_hint() {
                 return true;
             }
             // Relaxed: a snapshot; the re-check under the lock decides.
@@ -799,6 +805,7 @@ impl Channel {
         };
         let waited = wait_on(
             &h.wake.send_wake,
+            &h.config.fenced,
             wait,
             &mut w.sleep,
             // About 5 µs, a receiver's copy of a large message (see `ROOM_SPIN_NS`).

@@ -1,8 +1,15 @@
 //! Closing and the channel's observable state: [`Channel::close`], lengths, counters.
 
-use super::layout::{CLOSED, Channel, SENT_MASK, count, lost_count, pos};
+use super::barrier;
+use super::engine::{Wait, lock_if_free_or_dead};
+use super::layout::{Channel, FINAL, SENT_MASK, count, lost_count, pos};
 use super::options::ChannelOptions;
-use crate::sync::Ordering;
+use crate::sync::{Ordering, fence, spin_loop};
+
+/// How many looks (each a pause and a load) a finaliser gives a live send-lock holder to
+/// clear `busy` (a few stores from its set): about 1-4 µs.
+/// One under loom (no spin there).
+const BUSY_SPINS: u32 = if cfg!(loom) { 1 } else { crate::wait::SPIN_LIMIT };
 
 impl Channel {
     /// Closes the channel, from either side: senders fail with `Disconnected` at once
@@ -28,43 +35,142 @@ impl Channel {
     /// ```
     pub fn close(&self) {
         let h = &self.header;
-        // The hint first (`closed_hint`): `try_` receives that find no message read
-        // `tail` only now and then unless it is set, so whoever sees the bit below must
-        // see it too. Relaxed: ordered before the bit by the bit's Release. A closer killed
-        // between the two leaves a channel that is not closed with the hint set: `try_`
-        // receives then read `tail` at every look, as if it were closed.
-        h.config.closed.store(1, Ordering::Relaxed);
-        // Release: pairs with the Acquire loads of `tail` that see the bit (the hint above
-        // and the sends before happen before their reads). A read-modify-write on `tail`
-        // itself: a commit's compare-exchange from a `tail` without the bit either comes
-        // before this in `tail`'s modification order (and its message is in every `tail`
-        // with the bit) or fails (`Disconnected`). Acquire: pairs with the Release
-        // `fetch_or` of `SLEEPER` by a receiver about to sleep, whose `WAITING` flag then
-        // comes before our wake (a receiver registering after us sees the bit).
-        h.tail.tail.fetch_or(CLOSED, Ordering::AcqRel);
+        // SeqCst: the slow side of the barrier pattern with each sender's `busy`
+        // (`finalise`), and ordered before the wakes below.
+        h.config.closed.store(1, Ordering::SeqCst);
+        crate::failpoint::hit(crate::failpoint::Point::ChannelCloseStored);
+        // Make it final now if we can (a sender inside its commit makes it final itself,
+        // at the end of its publication; a receiver that finds it not final tries again).
+        self.finalise(Wait::Forever);
         // Every sleeper re-checks and sees the close (`wake_all` fences before its bump:
-        // a sleeper that set `WAITING` after it checks `tail` after its SeqCst fence).
+        // a sleeper that set `WAITING` after it sees `closed` after its own fence).
         crate::failpoint::hit(crate::failpoint::Point::ChannelCloseUnwoken);
         super::engine::wake_all(&h.wake.recv_wake);
         super::engine::wake_all(&h.wake.send_wake);
     }
 
-    /// Whether the config line says the channel is closed: a hint on a line no operation
-    /// writes per message (`close` sets it before the `CLOSED` bit of `tail`, which
-    /// decides), for `try_` receives that read `tail` only now and then otherwise.
+    /// Makes the close final if it can ([`closed`](super::layout::ConfigLine::closed)
+    /// set): records `end`, the last `tail`, once no sender can commit any more (module
+    /// docs, "Closing"). Whether `end` is recorded (now or before). For the closer, and
+    /// for a receiver that finds the channel closed and not final; bounded:
+    ///
+    /// 1. If the send lock is free or its holder is dead (`lock_if_free_or_dead`, which
+    ///    for a `try_` call probes a holder at most once a millisecond), take it (the
+    ///    repair of a dead holder clears its `busy`), record `tail`, unlock.
+    /// 2. Else (a live holder), unless `wait` is `No`: store `closed` again (SeqCst),
+    ///    fence, issue the barrier, and spin briefly while `busy` is 1 (its holder is
+    ///    inside its commit: a few stores). Once `busy` reads 0, `tail` is final: the
+    ///    holder either committed before (its Release clear of `busy`, which we read,
+    ///    orders its `tail`) or sees `closed` at its check after setting `busy` and
+    ///    commits nothing (the barrier pattern: our store, barrier and load against its
+    ///    store, compiler barrier and load). If `busy` stays 1, the holder makes it final
+    ///    itself when it clears it (its load of `closed` after that sees ours, by the
+    ///    same argument), or, if it dies there, whoever recovers the lock does.
+    #[cold]
+    pub(super) fn finalise(&self, wait: Wait) -> bool {
+        let h = &self.header;
+        // Acquire: pairs with the Release compare-exchange that recorded it.
+        if h.config.end.load(Ordering::Acquire) & FINAL != 0 {
+            return true;
+        }
+        if let Some((guard, died)) = lock_if_free_or_dead(&h.send.lock, wait) {
+            if died {
+                self.repair_send(&guard);
+            }
+            self.finalise_locked();
+            return true;
+        }
+        if matches!(wait, Wait::No) {
+            // A `try_` call issues no barrier (a syscall per call while a holder stays
+            // busy); the closer, a waiting receiver or the holder itself makes it final.
+            return false;
+        }
+        // SeqCst store and fence: the slow side's store (ours, whoever stored it first)
+        // and its ordering before the barrier and the loads below.
+        h.config.closed.store(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if !barrier::issue() {
+            // Without the barrier a registered holder's compiler barrier does not pair
+            // with our fence: only the lock (step 1) or the holder can make it final.
+            return false;
+        }
+        for _ in 0..BUSY_SPINS {
+            // Acquire: pairs with the holder's Release clear of `busy`: its `tail` is
+            // ordered before our load.
+            if h.tail.busy.load(Ordering::Acquire) == 0 {
+                // Acquire: as the load of a send-lock taker.
+                let tail = h.tail.tail.load(Ordering::Acquire);
+                self.record_end(tail);
+                return true;
+            }
+            spin_loop();
+        }
+        false
+    }
+
+    /// Under the send lock, the channel seen closed by its holder (no send commits any
+    /// more: every later holder sees `closed` too): records `end` unless it is recorded.
+    #[cold]
+    pub(super) fn finalise_locked(&self) {
+        // Acquire: pairs with the Release store of `tail` by the last sender (its unlock
+        // orders it too, unless it died).
+        let tail = self.header.tail.tail.load(Ordering::Acquire);
+        self.record_end(tail);
+    }
+
+    /// Records `end = FINAL | tail` if no `end` is recorded, and then wakes every
+    /// receiver (one asleep while the close was not final sees it).
+    #[cold]
+    fn record_end(&self, tail: u64) {
+        let h = &self.header;
+        // Acquire: as in `finalise`.
+        let e = h.config.end.load(Ordering::Acquire);
+        if e & FINAL != 0 {
+            return;
+        }
+        // One compare-exchange, no loop: if another finaliser got there first, it
+        // recorded the same `tail` (no send commits once a finaliser may record it).
+        // Release: pairs with the receivers' Acquire loads of `end`: the records before
+        // `end` (their headers) happen before their reads. Relaxed on failure: nothing to
+        // read.
+        if h.config
+            .end
+            .compare_exchange(e, tail | FINAL, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            super::engine::wake_all(&h.wake.recv_wake);
+        }
+    }
+
+    /// Whether the channel is closed, from the config line (a line no operation writes
+    /// per message), Relaxed: for `try_` receives, which read `tail` only now and then
+    /// unless it is set, and for senders, whose lock or barrier orders it.
     #[inline]
     pub(super) fn closed_hint(&self) -> bool {
-        // Relaxed: a caller that sees it reads `tail` (Acquire) to decide. One that reads
-        // 0 answers as if it looked before the close: `close` stores the hint before the
-        // bit (Release), so a thread that saw the bit, or anything after it, reads 1.
+        // Relaxed: see above.
         self.header.config.closed.load(Ordering::Relaxed) != 0
     }
 
-    /// Whether the channel is closed.
+    /// The `end` word if the close is final ([`FINAL`] set), else `None`.
+    #[inline]
+    pub(super) fn end(&self) -> Option<u64> {
+        // Acquire: as in `finalise`.
+        let e = self.header.config.end.load(Ordering::Acquire);
+        (e & FINAL != 0).then_some(e & !FINAL)
+    }
+
+    /// Whether the channel is closed, and the close final: no send can succeed any more,
+    /// and receivers get `Disconnected` once they have received every message sent
+    /// before it (a `try_` receive that begins after this returned `true` too).
+    ///
+    /// The close is final when [`close`](Self::close) returns, unless a sender was
+    /// stopped (SIGSTOP) inside its commit then: it becomes final when that sender
+    /// finishes its commit (or is killed and its send lock recovered). From the start of
+    /// `close`, sends are refused; so a send may be refused a moment before this says
+    /// `true`.
     #[inline]
     pub fn is_closed(&self) -> bool {
-        // Acquire: pairs with the Release read-modify-write in `close`.
-        self.header.tail.tail.load(Ordering::Acquire) & CLOSED != 0
+        self.closed_hint() && self.end().is_some()
     }
 
     /// Messages waiting to be received: a snapshot, approximate while others send or

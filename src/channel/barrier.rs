@@ -1,0 +1,126 @@
+//! The process-wide memory barrier that lets the busy side of the channel go without a
+//! fence (module docs of [`channel`](super), "Waiting" and "Closing").
+//!
+//! The pattern is the asymmetric Dekker of userspace RCU. Two parties each store a word
+//! and then load the other's: a *busy* side (a sender publishing a record, a receiver
+//! releasing one) that runs per message, and a *slow* side (a party about to sleep, a
+//! closer) that runs rarely. Either must see the other's store. The busy side keeps its
+//! store and its load in program order with a compiler barrier only; the slow side stores,
+//! fences, then calls `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`, which executes a full
+//! memory barrier on every CPU running a thread of a process registered for it (a thread
+//! not running is ordered by the scheduler's own barriers), and then loads. Either the busy
+//! side's load comes after that barrier on its CPU (it sees the slow side's store), or its
+//! store came before it (the slow side's load sees it): the store-buffering litmus test
+//! with a full barrier on both sides.
+//!
+//! This rests on the kernel's contract for `membarrier(2)`, outside Rust's memory model.
+//! Under loom the barrier is a `SeqCst` fence on the slow side and each compiler barrier
+//! on the busy side a `SeqCst` fence too: what the barrier guarantees at its point.
+//!
+//! Every process registers when it first makes or opens a channel
+//! ([`MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED`]); a forked child inherits the
+//! registration with its parent's memory (the kernel copies it with the address space;
+//! exec drops it, and the new image registers again when it opens a channel). A process
+//! that cannot register (a kernel before 4.16, or a seccomp filter that refuses the call)
+//! fences on its busy side itself, and when it sleeps it sets the channel's `fenced` word,
+//! so that registered processes fence too from then on: correct everywhere, only slower.
+//!
+//! [`MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED`]: rustix::thread::MembarrierCommand::RegisterGlobalExpedited
+
+use crate::sync::{Ordering, fence};
+
+/// The registration: not tried yet.
+#[cfg(not(loom))]
+const UNKNOWN: u8 = 0;
+/// Registered: the barrier reaches this process's threads.
+#[cfg(not(loom))]
+const REGISTERED: u8 = 1;
+/// The kernel refused the registration: this process fences on its busy side.
+#[cfg(not(loom))]
+const UNAVAILABLE: u8 = 2;
+
+/// This process's registration. Not a loom atomic (a static): the state is process-wide
+/// and only ever moves from `UNKNOWN` once.
+#[cfg(not(loom))]
+static STATE: crate::sync::AtomicU8 = crate::sync::AtomicU8::new(UNKNOWN);
+
+/// Registers this process for the barrier, once; whether it is registered. Called when a
+/// channel is made or opened, so that a process is registered before its first send or
+/// receive. Idempotent, and cheap after the first call (a load).
+#[inline]
+pub(crate) fn register() -> bool {
+    #[cfg(not(loom))]
+    {
+        // Relaxed: the state only says which fence the busy side uses; the kernel orders
+        // the registration itself.
+        match STATE.load(Ordering::Relaxed) {
+            REGISTERED => true,
+            UNAVAILABLE => false,
+            _ => register_now(),
+        }
+    }
+    #[cfg(loom)]
+    true
+}
+
+/// The first [`register`] of this process.
+#[cfg(not(loom))]
+#[cold]
+fn register_now() -> bool {
+    use rustix::thread::{MembarrierCommand, membarrier};
+    let ok = membarrier(MembarrierCommand::RegisterGlobalExpedited).is_ok();
+    // Relaxed: as in `register`. Two threads that register at once both call the kernel
+    // (idempotent) and store the same answer.
+    STATE.store(if ok { REGISTERED } else { UNAVAILABLE }, Ordering::Relaxed);
+    ok
+}
+
+/// Makes this process act as one whose kernel refuses the barrier, from now on (for
+/// tests of the fallback: its busy side fences, its sleepers set `fenced`). The kernel's
+/// own registration, if any, stays: it only makes barriers reach this process too.
+#[cfg(all(not(loom), any(test, feature = "test-hooks")))]
+pub(crate) fn act_unregistered() {
+    // Relaxed: as in `register`.
+    STATE.store(UNAVAILABLE, Ordering::Relaxed);
+}
+
+/// Whether this process is registered: its busy side may go with a compiler barrier.
+#[cfg(not(loom))]
+#[inline(always)]
+fn registered() -> bool {
+    // Relaxed: as in `register`.
+    STATE.load(Ordering::Relaxed) == REGISTERED
+}
+
+/// The busy side's barrier between its store and its load: a compiler barrier only in a
+/// registered process when `strong` is false, else a `SeqCst` fence (an unregistered
+/// process, or a channel whose `fenced` word says some sleeper cannot issue the barrier).
+/// Under loom a `SeqCst` fence always (the barrier's effect, modelled).
+#[inline(always)]
+pub(crate) fn busy_side(strong: bool) {
+    #[cfg(not(loom))]
+    if !strong && registered() {
+        crate::sync::compiler_fence(Ordering::SeqCst);
+        return;
+    }
+    let _ = strong;
+    fence(Ordering::SeqCst);
+}
+
+/// The slow side's barrier, after its store and its own `SeqCst` fence: whether it was
+/// issued. `false` in a process that cannot issue it (the caller then relies on its
+/// fence alone, and says so in the channel's `fenced` word where a lost wake matters).
+/// A syscall: microseconds, an interrupt to every CPU running a registered process.
+#[cold]
+pub(crate) fn issue() -> bool {
+    #[cfg(not(loom))]
+    {
+        use rustix::thread::{MembarrierCommand, membarrier};
+        register() && membarrier(MembarrierCommand::GlobalExpedited).is_ok()
+    }
+    #[cfg(loom)]
+    {
+        fence(Ordering::SeqCst);
+        true
+    }
+}
