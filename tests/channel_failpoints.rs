@@ -499,26 +499,139 @@ fn closer_killed_before_waking_costs_a_sleeping_receiver_one_slice() {
     assert!(ch.is_closed());
 }
 
-/// A send whose commit finds `tail` moved under its slot (a peer that ignores the
-/// protocol) reports `Corrupt`, not `Disconnected`: the channel is not closed.
+/// Resumes a child of ours stopped at a failpoint.
+fn resume(pid: libc::pid_t) {
+    // SAFETY: signalling our own stopped child.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+}
+
+/// Send: stopped with `busy` set, before its check of `closed` (nothing committed), while
+/// the channel is closed. The close cannot be made final (the sender may still commit):
+/// receivers get what was sent, then wait (`Empty`, `Timeout`), not `Disconnected`.
+/// Continued, the sender sees `closed`, commits nothing, reports `Disconnected` and makes
+/// the close final; killed instead, the receiver that recovers its send lock makes it
+/// final (the repair clears `busy`). Either way the stopped sender's message is never
+/// received.
 #[test]
-fn a_send_whose_commit_finds_tail_rewritten_reports_corrupt() {
+fn a_close_while_a_sender_is_busy_before_its_closed_check() {
+    watchdog(Duration::from_secs(60));
+    for killed in [false, true] {
+        let region = Region::anonymous(1 << 20).unwrap();
+        let ch = shared_channel(&region);
+        ch.send(b"before").unwrap();
+        let pid = common::child_stopped_at(Point::ChannelSendBusy, || {
+            let r = ch.send(b"never");
+            std::process::exit(if r == Err(SendError::Disconnected) {
+                0
+            } else {
+                1
+            });
+        });
+        ch.close();
+        assert!(!ch.is_closed(), "final while a sender may still commit");
+        assert_eq!(ch.send(b"x"), Err(SendError::Disconnected));
+        assert_eq!(recv_now(ch), b"before");
+        let mut out = Vec::new();
+        assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Empty));
+        assert_eq!(
+            ch.recv_timeout(&mut out, SHORT),
+            Err(shmstate::RecvTimeoutError::Timeout)
+        );
+        if killed {
+            kill(pid);
+            reap(pid);
+        } else {
+            resume(pid);
+            wait_all(&[pid], REPAIR);
+        }
+        assert_eq!(
+            ch.recv_timeout(&mut out, REPAIR),
+            Err(shmstate::RecvTimeoutError::Disconnected),
+            "killed: {killed}"
+        );
+        assert!(ch.is_closed());
+        assert_eq!(ch.lost(), 0);
+    }
+}
+
+/// Send: stopped after its header (published), `busy` not yet cleared, while the channel
+/// is closed. The message was sent before the close: receivers get it, then wait. Continued,
+/// the sender returns `Ok` and makes the close final (its look at `closed` after clearing
+/// `busy`); killed, the receiver that recovers its send lock does.
+#[test]
+fn a_close_while_a_sender_is_busy_after_its_header() {
+    watchdog(Duration::from_secs(60));
+    for killed in [false, true] {
+        let region = Region::anonymous(1 << 20).unwrap();
+        let ch = shared_channel(&region);
+        let pid = common::child_stopped_at(Point::ChannelSendPublished, || {
+            let r = ch.send(b"sent");
+            std::process::exit(if r.is_ok() { 0 } else { 1 });
+        });
+        ch.close();
+        assert!(!ch.is_closed());
+        assert_eq!(recv_now(ch), b"sent");
+        let mut out = Vec::new();
+        assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Empty));
+        if killed {
+            kill(pid);
+            reap(pid);
+        } else {
+            resume(pid);
+            wait_all(&[pid], REPAIR);
+            // The sender made it final before it returned.
+            assert!(ch.is_closed());
+        }
+        assert_eq!(
+            ch.recv_timeout(&mut out, REPAIR),
+            Err(shmstate::RecvTimeoutError::Disconnected),
+            "killed: {killed}"
+        );
+        assert!(ch.is_closed());
+    }
+}
+
+/// Close: killed after storing `closed`, before the close was final. Sends are refused;
+/// receivers get what was sent, then the first that finds no message makes the close
+/// final (here with the send side held by a live process between its sends: through the
+/// barrier) and reports `Disconnected`.
+#[test]
+fn a_closer_killed_before_the_close_was_final() {
     watchdog(Duration::from_secs(60));
     let region = Region::anonymous(1 << 20).unwrap();
     let ch = shared_channel(&region);
-    let s = common::child_stopped_at(Point::ChannelSendWritten, || {
-        let r = ch.send(b"x");
-        std::process::exit(if r == Err(SendError::Corrupt) && !ch.is_closed() {
+    let event = |name| {
+        region
+            .get_or_init::<shmstate::Event>(name, |_| {})
+            .expect("event")
+    };
+    let (held, release) = (event("held"), event("release"));
+    let holder = fork_children(1, |_| {
+        let mut side = ch.send_side().unwrap();
+        side.send(b"before").unwrap();
+        held.set();
+        release.wait();
+        // Its next send is refused: the close came while it held the side.
+        std::process::exit(if side.send(b"x") == Err(SendError::Disconnected) {
             0
         } else {
             1
         });
     });
-    // The position moved past the stopped sender's reservation, against the protocol.
-    ch.hostile_words().0[3].fetch_add(8, shmstate::sync::Ordering::Relaxed);
-    // SAFETY: resuming our own stopped child.
-    unsafe { libc::kill(s, libc::SIGCONT) };
-    wait_all(&[s], REPAIR);
+    held.wait();
+    let pid = common::child_stopped_at(Point::ChannelCloseStored, || ch.close());
+    kill(pid);
+    reap(pid);
+    assert!(!ch.is_closed());
+    assert_eq!(recv_now(ch), b"before");
+    let mut out = Vec::new();
+    assert_eq!(
+        ch.recv_timeout(&mut out, REPAIR),
+        Err(shmstate::RecvTimeoutError::Disconnected)
+    );
+    assert!(ch.is_closed());
+    release.set();
+    wait_all(&holder, REPAIR);
 }
 
 /// A sender stopped after its commit cleared the sleeper bit and before its wake: a later

@@ -1,6 +1,12 @@
-//! Model checks of the byte channel (format 4: a record is committed by the
-//! compare-exchange of `tail`, then published by the Release store of its header, which
-//! receivers poll at `head`):
+//! Model checks of the byte channel (format 5: a record is committed by a plain store of
+//! `tail` between the sender's two stores of `busy`, then published by the Release store
+//! of its header, which receivers poll at `head`; the close is made final by recording
+//! `end`). The process-wide barrier (`membarrier`) that sleepers and finalisers issue is
+//! modelled as what it guarantees at its point: a `SeqCst` fence on their side, and each
+//! compiler barrier of the busy side a `SeqCst` fence too (the crate does so under loom).
+//! The fallback (a process that cannot issue the barrier) fences on both sides, which these
+//! models therefore cover; that a registered waker fences once `fenced` is set is a
+//! process test (`tests/channel_sleeper.rs`).
 //!
 //! - a reservation's commit and abort racing a receiver: it sees exactly the committed
 //!   messages, whole and in order;
@@ -9,8 +15,10 @@
 //!   (`RecvSide`) receiving, or draining, from a sender asleep for room;
 //! - `close` racing a blocked receiver or sender, also under a held receive side: each
 //!   wakes and ends, and a receiver gets what was sent first;
-//! - a send racing `close`, and two sends racing a close from a third thread: a send
-//!   acknowledged `Ok` is received, never behind a `Disconnected`, and a refused one never;
+//! - a send racing `close`, two sends racing a close from a third thread, and a held send
+//!   side streaming while another thread closes (the close made final through `busy` and
+//!   the barrier, or by the side itself): a send acknowledged `Ok` is received, never
+//!   behind a `Disconnected`, and a refused one never;
 //! - two receivers racing for two messages: one each, never the same one;
 //! - records committed before their headers are stored, racing a receiver that polls and
 //!   sleeps, across a wrap (padding, then the record at 0 over a stale header, after an
@@ -43,6 +51,9 @@ fn small() -> Arc<Box<Channel>> {
 const TAIL: usize = 3;
 /// Index of the ring's first word among the `u64` words of [`Channel::hostile_words`].
 const RING: usize = 9;
+/// The header words [`Channel::hostile_words`] lists after the ring (`end`, `busy`,
+/// `fenced`).
+const AFTER_RING: usize = 3;
 
 /// Sends and receives messages of these lengths (the payload bytes `0xA0 + i`, nonzero),
 /// moving the cursors on by their records and leaving their bytes in the ring: stale
@@ -71,7 +82,7 @@ const TO_48: &[usize] = &[16, 16, 8, 8, 8, 8];
 /// was stored: the padding's word is 0, the record's word at 0 keeps its stale header.
 fn send_and_die_before_the_header(ch: &Channel, msg: &[u8]) {
     let (words, locks) = ch.hostile_words();
-    let ring = &words[RING..];
+    let ring = &words[RING..words.len() - AFTER_RING];
     let cap = ring.len() * 8;
     let from = words[TAIL].load(Ordering::Relaxed) as u32 as usize % cap;
     let rec = 8 + msg.len().div_ceil(8) * 8;
@@ -81,6 +92,9 @@ fn send_and_die_before_the_header(ch: &Channel, msg: &[u8]) {
     for (i, w) in headers {
         ring[i].store(w, Ordering::Relaxed);
     }
+    // `busy` (the second word after the ring): set from before the commit to after the
+    // header.
+    words[words.len() - 2].store(1, Ordering::Relaxed);
     locks[0].store(DEAD_UNDER_LOOM, Ordering::Relaxed);
 }
 
@@ -331,6 +345,50 @@ fn sends_racing_a_close_are_received_exactly_when_acknowledged() {
         }
         c.join().unwrap();
         assert_eq!(h.join().unwrap(), got);
+    });
+}
+
+/// A held send side streaming while another thread closes: the closer cannot take the
+/// send lock, so it makes the close final through the barrier and `busy` (or leaves it to
+/// the side, which makes it final when it sees `closed` after clearing `busy`, or at its
+/// next send). The receiver gets exactly the sends acknowledged `Ok` (a prefix), then
+/// `Disconnected`; `is_closed` once the side and the closer are done.
+#[test]
+fn a_held_send_side_racing_a_close_is_received_exactly_when_acknowledged() {
+    loom::model(|| {
+        let ch = small();
+        let tx = ch.clone();
+        let closer = ch.clone();
+        let h = thread::spawn(move || {
+            let mut side = tx.send_side().map_err(|_| 0u8)?;
+            let mut acked = 0u8;
+            for i in 1..=2u8 {
+                if side.send(&[i]).is_err() {
+                    break;
+                }
+                acked = i;
+            }
+            Ok::<u8, u8>(acked)
+        });
+        let c = thread::spawn(move || closer.close());
+        let mut out = Vec::new();
+        let mut got = 0u8;
+        loop {
+            match ch.recv(&mut out) {
+                Ok(_) => {
+                    got += 1;
+                    assert_eq!(out, [got]);
+                }
+                Err(e) => {
+                    assert_eq!(e, RecvError::Disconnected);
+                    break;
+                }
+            }
+        }
+        c.join().unwrap();
+        let acked = h.join().unwrap().unwrap_or_else(|refused| refused);
+        assert_eq!(acked, got);
+        assert!(ch.is_closed());
     });
 }
 

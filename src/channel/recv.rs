@@ -357,7 +357,10 @@ impl Drop for DrainBatch<'_> {
     fn drop(&mut self) {
         drop(self.guard.take());
         if self.released {
-            wake(&self.ch.header.wake.send_wake, &self.ch.header.config.fenced);
+            wake(
+                &self.ch.header.wake.send_wake,
+                &self.ch.header.config.fenced,
+            );
         }
     }
 }
@@ -563,14 +566,21 @@ impl Channel {
     /// A look from a snapshot of the shared `head` said [`Peek::Corrupt`]: confirms it
     /// under the receive lock, with the cursors as their last writer left them and a
     /// fresh `tail`. `Err(Corrupt)` if `tail` is not within a ring of `free`, at or past
-    /// `head`.
+    /// `head`, or differs from a recorded `end`.
     #[cold]
     pub(super) fn confirm_corrupt(&self, wait: Wait) -> Result<(), Fail> {
         let (_guard, c) = self.lock_recv(wait)?;
+        // As in `peek_at`: `end` first, then `tail`, which must be at it once recorded.
+        let end = if self.closed_hint() { self.end() } else { None };
         // Acquire: as in `peek_at`.
-        let tail = pos(self.header.tail.tail.load(Ordering::Acquire));
+        let t = self.header.tail.tail.load(Ordering::Acquire);
+        let tail = pos(t);
         let used = tail.wrapping_sub(c.free);
-        if used > self.cap() || !tail.is_multiple_of(8) || pos(c.head).wrapping_sub(c.free) > used {
+        if used > self.cap()
+            || !tail.is_multiple_of(8)
+            || pos(c.head).wrapping_sub(c.free) > used
+            || end.is_some_and(|e| e != t)
+        {
             return Err(Fail::Corrupt);
         }
         Ok(())

@@ -6,12 +6,12 @@ use core::time::Duration;
 use std::io;
 use std::time::Instant;
 
+use super::barrier;
 use super::engine::{
     Fail, PAD_HEADER, Plan, Room, SideGuard, Sleep, Wait, advance_tail, lock_if_free_or_dead,
     lock_side_contended_unless, message_header, plan, skip_header, try_lock_side, wait_on,
 };
 use super::error::{SendError, SendTimeoutError, TrySendError};
-use super::barrier;
 use super::layout::{Channel, WAITING, count, pos, record_size};
 use crate::failpoint::{self, Point};
 use crate::sync::Ordering;
@@ -589,10 +589,19 @@ impl Channel {
     /// [`lock_send`](Self::lock_send) once its first `try_lock` failed.
     #[cold]
     fn lock_send_contended(&self, wait: Wait) -> Result<(SideGuard<'_>, bool), Fail> {
-        if self.closed_hint() {
-            return Err(Fail::Disconnected);
+        let r = if self.closed_hint() {
+            Err(Fail::Disconnected)
+        } else {
+            lock_side_contended_unless(&self.header.send.lock, wait, || self.closed_hint())
+        };
+        if r.as_ref().is_err_and(|e| *e == Fail::Disconnected) {
+            // Refused for the close without the lock: make the close final before we say
+            // so (as a holder that sees it does), so that this thread's receives from
+            // now on report `Disconnected` too. A `try_` call only if the lock is free
+            // or its holder dead (`finalise`).
+            self.finalise(wait);
         }
-        lock_side_contended_unless(&self.header.send.lock, wait, || self.closed_hint())
+        r
     }
 
     /// Under the send lock, taken from a dead holder: the repair.

@@ -9,7 +9,11 @@ use crate::sync::{Ordering, fence, spin_loop};
 /// How many looks (each a pause and a load) a finaliser gives a live send-lock holder to
 /// clear `busy` (a few stores from its set): about 1-4 µs.
 /// One under loom (no spin there).
-const BUSY_SPINS: u32 = if cfg!(loom) { 1 } else { crate::wait::SPIN_LIMIT };
+const BUSY_SPINS: u32 = if cfg!(loom) {
+    1
+} else {
+    crate::wait::SPIN_LIMIT
+};
 
 impl Channel {
     /// Closes the channel, from either side: senders fail with `Disconnected` at once
