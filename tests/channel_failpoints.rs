@@ -634,11 +634,11 @@ fn a_closer_killed_before_the_close_was_final() {
     wait_all(&holder, REPAIR);
 }
 
-/// A sender stopped after its commit cleared the sleeper bit and before its wake: a later
-/// commit by another sender does not wake the sleeping receiver either (the bit is
-/// cleared), so the receiver gets both messages at the end of its sleep slice (the
-/// table's "Send: unlocked, receivers not woken" row): within the slice, not when the
-/// stopped sender resumes.
+/// A sender stopped after its publication and before its wake: the sleeping receiver's
+/// `WAITING` flag is still set (only a wake clears it), so the next send by another sender
+/// wakes it (without one, it would wake at the end of its slice: the table's "Send:
+/// unlocked, receivers not woken" row): it gets both messages while the first sender
+/// stays stopped.
 #[test]
 fn a_stopped_waker_delays_a_sleeping_receiver_by_one_slice_at_most() {
     watchdog(Duration::from_secs(60));

@@ -755,9 +755,8 @@ pub(crate) const fn advance(w: u64, p: u32) -> u64 {
     cursor(count(w).wrapping_add(1), p)
 }
 
-/// The next `tail` word after `w` (whose `CLOSED` bit is clear): position `p`, count one
-/// more (30 bits, so that the count never sets `SLEEPER` or `CLOSED`: the new word has
-/// neither).
+/// The next `tail` word after `w`: position `p`, count one more (30 bits: the top two
+/// bits of `tail` stay 0, so that `end`'s top bit is never a `tail`'s).
 #[inline]
 pub(crate) const fn advance_tail(w: u64, p: u32) -> u64 {
     cursor(count(w).wrapping_add(1) & SENT_MASK, p)

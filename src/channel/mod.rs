@@ -63,9 +63,9 @@
 //!
 //! | Line | Words | Written by | Read by |
 //! |---|---|---|---|
-//! | 0 config | `shape` = magic "CHN", version 4 (high half; see `SLEEPER` and the record headers below), largest message (low half); `capacity`; `closed` (a hint, set by `close` before the `CLOSED` bit: `try_` receives that find no header read `tail` at every look once it is set; the channel decides from `tail`) | the creator; `closed` by `close` | everyone, each operation (read-mostly: stays in every cache) |
+//! | 0 config | `shape` = magic "CHN", version 5 (high half; see the record headers below), largest message (low half); `capacity`; `closed` (set by `close`, never cleared: sends are refused from then on); `end` (a top bit and the last `tail`, once the close is final, below); `fenced` (set once a process that cannot issue the process-wide barrier sleeps on the channel: every waker fences from then on) | the creator; `closed` by `close`; `end` by whoever makes the close final; `fenced` by such a sleeper | everyone, each operation (read-mostly: stays in every cache) |
 //! | 1 send lock | the senders' [`RawMutex`](crate::RawMutex) | senders | senders |
-//! | 2 tail | `tail` = `CLOSED` (bit 63), `SLEEPER` (bit 62), messages committed (30 bits), position (low half); `free_cache`; `pending` = the span of the record being committed | the send-lock holder; `CLOSED` by `close`; `SLEEPER` by a receiver about to sleep | receivers read `tail` only when they find no record at `head` (for the close, a record committed without its header, or before sleeping); a `try_` receive only if `closed` is set, or once in 64 looks at the channel and at its first look after a tick of the coarse clock (1-10 ms) |
+//! | 2 tail | `tail` = messages committed (30 bits, high half), position (low half); `free_cache`; `pending` = the span of the record being committed; `busy` = 1 while the send-lock holder is between its last check of `closed` and its header store (a few stores), else 0 | the send-lock holder (`busy` also whoever recovers the lock from a dead one) | receivers read `tail` only when they find no record at `head` (for the close, a record committed without its header, or before sleeping); a `try_` receive only if `closed` is set, or once in 64 looks at the channel and at its first look after a tick of the coarse clock (1-10 ms); `busy` only a party making the close final |
 //! | 3 receive lock | the receivers' [`RawMutex`](crate::RawMutex) | receivers | receivers |
 //! | 4 head | `head` = messages claimed (high), position (low); `lost` = messages lost, and a top bit (`LOSS_PENDING`) while a repair that counted a claim has not finished | the receive-lock holder | `len`, the repairs |
 //! | 5 free | `free` (position) | the receive-lock holder, per message | senders, when their cached copy says the ring is full |
@@ -98,21 +98,23 @@
 //! (refreshing it from `free`, Acquire, only when that says full); if there is no room,
 //! unlock and wait (below). Else write the payload in place (the slot is the caller's:
 //! no receiver reads past a zero header). At commit: zero the word after the record,
-//! store `pending` (the record's span, for the repair below), then *commit* with one
-//! compare-exchange of `tail` (AcqRel) from the word read at the reservation (it fails
-//! if `close` set `CLOSED` since; a `SLEEPER` bit set since is taken along: the
-//! compare-exchange is retried from the word with it, at most twice); then *publish*:
-//! store the record's header (Release; on a wrap, the record's at 0, then the `PAD`);
-//! fence (`SeqCst`) and load `tail` (its own line) for a `SLEEPER` set since the commit
-//! (below, "Waiting"); unlock; if the word the commit replaced or the one just loaded
-//! had `SLEEPER`, wake the receivers. Nothing is visible before the header, and nothing
-//! is committed before the compare-exchange, so an abort (or a dropped [`SendSlot`]) is
-//! just the unlock.
+//! store `pending` (the record's span, for the repair below); store `busy = 1`, then a
+//! compiler barrier, then check `closed` again (set: `busy = 0`, `Disconnected`, nothing
+//! committed); *commit* with a plain store of `tail` (Release: only the send-lock holder
+//! writes it); *publish*: store the record's header (Release; on a wrap, the record's at
+//! 0, then the `PAD`); store `busy = 0` (Release); a compiler barrier; if `closed` is set
+//! now, make the close final (below, "Closing"); load `recv_wake`; unlock; if it had
+//! `WAITING`, wake the receivers. No read-modify-write and no fence per message: the two
+//! compiler barriers pair with the barrier a sleeper or a closer issues (below,
+//! "Waiting"); a process that cannot use it fences there instead. Nothing is visible
+//! before the header, and nothing is committed before the store of `tail`, so an abort
+//! (or a dropped [`SendSlot`]) is just the unlock.
 //!
 //! **A held send side** ([`Channel::send_side`], [`SendSide`]): the send lock is taken
 //! once and kept across sends. Each send is the steps of a send between its lock and its
 //! unlock (the closed check, room against `free_cache`, the payload, the zeroed word and
-//! `pending`, the compare-exchange of `tail`, the header), then the wake of sleeping
+//! `pending`, `busy`, the second closed check, the store of `tail`, the header, `busy`
+//! again), then the wake of sleeping
 //! receivers, the lock still held; dropping the side unlocks. A send that finds no room waits holding the lock, and
 //! repairs a dead receiver's claim as any sender does (a `try_` send at once, or a
 //! millisecond after its thread's previous probe: "Probes of a `try_` call"; a blocking
@@ -122,7 +124,8 @@
 //! message.
 //!
 //! **Receive**: if the header word at `head` is 0 at a glance (no lock, no write), look
-//! at `tail` (closed and empty: `Disconnected`) and wait. (A `try_` receive looks at
+//! at `closed`, `end` and `tail` (closed, final, and `head` at `end`: `Disconnected`;
+//! closed and not final: make it final, below) and wait. (A `try_` receive looks at
 //! `tail` only if the config line says the channel is closed, or once in 64 of its
 //! thread's looks at this channel that find no header, counted per channel, and at its
 //! first such look after a tick of the coarse clock (1-10 ms) that reads that clock: a
@@ -137,7 +140,8 @@
 //! from here the message is this receiver's; copy it out (the closure forms: into a
 //! process-local buffer, then run the closure on it); then *release* it: store `free =
 //! head` (Release, pairing with the senders' Acquire load: the reads happen before a
-//! sender overwrites the bytes); unlock; wake senders if one sleeps.
+//! sender overwrites the bytes); unlock; a compiler barrier and a load of `send_wake`:
+//! wake senders if one sleeps.
 //!
 //! **A record committed without its header** (`tail` past `head`, the header at `head`
 //! still 0): its sender is one store from publishing it, or was stopped or killed there.
@@ -168,36 +172,68 @@
 //! waiting for room about 5 µs, a receiver's copy of a large message; counted in pauses
 //! measured once per process, whatever a pause costs on the machine; a timed wait stops
 //! spinning at its deadline), then set `WAITING` in the side's wake word (a `fetch_or`,
-//! always), a `SeqCst` fence, re-check the cursors, and futex-wait on the word in slices
-//! (50 µs doubling to 10 ms, the crate's [`wait`](crate::wait) policy). A receiver
-//! re-checks through a `fetch_or` of `SLEEPER` into `tail` (AcqRel), a `SeqCst` fence, and
-//! a look at the header at `head`. By `tail`'s modification order, either the
-//! next commit's compare-exchange sees the bit (it clears it, and wakes after storing
-//! the header), or the commit came first; then the sender's look at `tail` after its
-//! header store and its fence sees the bit and wakes, or the receiver's look after its
-//! fence sees the header (the two `SeqCst` fences: one of the two looks sees the other's
-//! write). Either way the wake comes after the receiver's `WAITING` (the sender read the
-//! receiver's `SLEEPER`, which follows its `WAITING` and its fence) and after the
-//! header (the wake fences first). A receiver that finds a record committed without its
+//! always), a `SeqCst` fence, and the process-wide barrier
+//! `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` (once per wait while the word is
+//! unchanged: a later slice of the same wait needs none), re-check (the header at
+//! `head`, the close; for a sender `free`), and futex-wait on the word in slices (50 µs
+//! doubling to 10 ms, the crate's [`wait`](crate::wait) policy). The waker (a sender
+//! after its header store, a receiver after its release) has only a compiler barrier
+//! between its store and its load of the wake word. The barrier executes a full memory
+//! barrier on every CPU running a thread of a registered process (a thread not running is
+//! ordered by the scheduler's own barriers), so either the waker's load comes after it on
+//! its CPU, and sees `WAITING` (it wakes, bumping the generation, so that a futex wait
+//! that comes later returns at once), or its store came before it, and the re-check sees
+//! it: the asymmetric Dekker pattern of userspace RCU. **This rests on the kernel's
+//! contract for `membarrier(2)`**, outside Rust's memory model; the loom models stand the
+//! barrier in by `SeqCst` fences on both sides. Every process registers
+//! (`MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED`) when it makes or opens a channel; a forked
+//! child inherits the registration (the kernel copies it with the address space). A
+//! process that cannot use the barrier (a kernel before 4.16, a seccomp filter that
+//! refuses it) fences (`SeqCst`) on its busy side instead, and when it sleeps it sets the
+//! channel's `fenced` word first, so that every waker fences from then on (pairing with
+//! the sleeper's fence); a waker that read `fenced` just before can miss that sleeper's
+//! flag once, which costs the sleeper one slice (≤ 10 ms), as a stopped waker does. The
+//! barrier costs microseconds (an interrupt to each CPU running a registered process)
+//! per sleep, never per message; a receiver that sleeps for every message (a slow
+//! producer) pays it per message. A receiver that finds a record committed without its
 //! header spins briefly for it before it sleeps (its sender is one store away). A
-//! receiver that set the bit and then did not sleep costs the next commit a needless
-//! wake (two, if it set it between a commit and its sender's look). A receiver
-//! that releases a message stores `free`, fences (`SeqCst`) and reads `send_wake`: it makes
-//! a syscall only if `WAITING` is set (a sender sleeps); so neither side makes one while
-//! the other is merely busy. A repair's or a close's wake fences first (`SeqCst`, pairing
-//! with the sleepers' fence; `close`'s `fetch_or` of `CLOSED` is AcqRel, like a commit).
-//! `close` sets `closed` and wakes every sleeper on both words.
+//! flag left set by a party that then did not sleep costs the next waker a needless
+//! wake. A repair's or a close's wake fences (`SeqCst`) before its bump, pairing with the
+//! sleepers' fence. So neither side makes a syscall while the other is merely busy.
 //!
-//! **Closing**: `close` sets the config line's `closed` hint, then the `CLOSED` bit of
-//! `tail` (a read-modify-write, Release: whoever acquires the bit, by a load of `tail` or
-//! a refused commit, sees the hint), so a `tail` with the bit is final. Senders check it
-//! under the send lock before they reserve, and their commit's compare-exchange fails if
-//! it was set since (the send returns `Disconnected`); receivers that find no header at
-//! `head` get `Disconnected` from one load of `tail` with the bit set and its position at
-//! `head` (a `try_` receive loads it at once when the hint is set; a record committed
-//! before the close, its header not yet stored, is waited for, or skipped if its sender
-//! died). A send acknowledged `Ok` is therefore always received before any receiver is
-//! told `Disconnected`.
+//! **Closing**: `close` stores `closed` (`SeqCst`): senders refuse from then on (at their
+//! check before the reservation, or at their check after setting `busy`). Then it makes
+//! the close *final*: it records `end`, the last `tail` (with a top bit that no `tail`
+//! has), once no send can commit any more, and wakes every sleeper. Receivers report
+//! `Disconnected` when `end` is recorded and `head` has reached it (a `tail` that then
+//! differs from `end` is a peer's garbage: `Corrupt`). No send commits after `end` is
+//! recorded, and every send that returned `Ok` committed before it: so a send
+//! acknowledged `Ok` is always received before any receiver is told `Disconnected`, and
+//! a send told `Disconnected` is never received. `end` is recorded once (a
+//! compare-exchange from a value without the top bit), by:
+//!
+//! - a send-lock holder that sees `closed` (at either check of a send, at its look after
+//!   its publication, or taking a send side): it holds the lock, and every later holder
+//!   sees `closed` too, so `tail` is final;
+//! - `close`, and a receiver that finds the channel closed and not final (once per call,
+//!   and again after each wait): if the send lock is free or its holder is dead, under
+//!   the lock (recovering it, with the repairs below). Otherwise (a live holder: a held
+//!   send side, a sender inside a send) it stores `closed` again, fences, issues the
+//!   barrier and looks at `busy` for a few microseconds: at 0, `tail` is final (the holder
+//!   committed before, and its Release store of `busy = 0` orders its `tail`; or it has
+//!   yet to set `busy`, and its check after that sees `closed`, by the barrier pattern
+//!   with its `busy = 1`, compiler barrier and load of `closed`). If `busy` stays 1 (a
+//!   holder stopped inside its commit), the holder makes the close final itself when it
+//!   continues (its look at `closed` after clearing `busy` sees it, by the same
+//!   pattern), or whoever recovers its lock if it dies. A `try_` call issues no barrier:
+//!   it makes the close final only through the lock. So does a process that cannot
+//!   issue the barrier. A send refused for the close while queued behind another holder
+//!   tries to make it final too before it returns.
+//!
+//! [`Channel::is_closed`] says the close is final. It is when `close` returns, unless a
+//! sender is stopped (SIGSTOP) inside its commit then (a few stores): receivers get
+//! every message, then wait (`Empty`, `Timeout`, sleep) instead of `Disconnected` until
+//! it is continued or killed.
 //!
 //! **Probes of a `try_` call**: a `try_` call that finds a lock of the channel held
 //! through its brief spin (the send lock, or the receive lock: a held side, a receiver
@@ -240,17 +276,18 @@
 //! |---|---|---|
 //! | Send: lock taken, nothing written | the send lock held by a dead thread; the ring unchanged; receivers unaffected | the next sender: blocking and timed ones after their first probe slice (≈ 50 µs–1 ms after the kernel tore the process down), `try_` ones after their spin (≤ 5 ms), at once or a millisecond after their thread's previous probe of the lock (see "Probes of a `try_` call") |
 //! | Send: payload written, the word after it zeroed, `pending` not stored † | as the next line; `pending` still names the previous record, which `tail` is at: the repair finds its header stored, or (if that record was received and its space reused, so that this sender's payload or zeroed word overwrote its header) `head` past it, and writes nothing | as the next line (test `a_sender_killed_before_pending_leaves_the_previous_record_alone`) |
-//! | Send: payload written, the word after it zeroed, `pending` stored; `tail` not moved † | as above; the bytes lie past `tail`, never visible (the zeroed word is free space; `pending` names a span `tail` is not at) | as above: the next sender writes over them. Stopped there while the channel is closed, the sender's commit fails when it is continued (†: a receiver may have been told `Disconnected`) |
+//! | Send: payload written, the word after it zeroed, `pending` stored; `busy` not set † | as above; the bytes lie past `tail`, never visible (the zeroed word is free space; `pending` names a span `tail` is not at) | as above: the next sender writes over them. Stopped there while the channel is closed, the close is made final at once (`busy` is 0) and the sender's check after setting `busy` refuses its send when it is continued |
+//! | Send: `busy` set, `closed` not checked again † | as above, and `busy == 1` | as above; the party that recovers the lock clears `busy`. **Stopped there while the channel is closed, it keeps the close from being final** (it may still commit): receivers get every message, then wait (`Empty`, `Timeout`), until it is continued (its check sees `closed`: `Disconnected`, and it makes the close final) or killed (whoever recovers its lock makes it final: a waiting receiver after its first wait). Test `a_close_while_a_sender_is_busy_before_its_closed_check` |
 //! | Send: `tail` moved past the record (committed), its header not stored † | the record committed but not published: receivers wait at it (they get `Empty`/`Timeout` within their bounds; `len()` counts it); the send lock held. **A *stopped* sender here stalls receivers too**, for as long as it is stopped: the one window where it does (one store wide) | the next party to take the send lock from the dead holder: a sender (as the first line), or a receiver that found the record without its header (a `try_` one after a brief spin, at a look that reads `tail`: within 64 of its thread's looks at the channel or its held side's empty polls or at its first after a tick of the coarse clock (1-10 ms), once a millisecond has passed since its thread's last probe of the send lock ("Probes of a `try_` call"), a waiting one after its first sleep slice, ≤ 10 ms, a timed one also at its deadline if that comes first; tested with a receiver asleep when the sender dies, and a held receive side). It writes a `SKIP` record over the span `pending` names (checked: `tail` is at its end, its header is still 0, `head` not past it), wakes every receiver; receivers step over it. Tests `sender_killed_between_commit_and_header_*`, `a_sleeping_receiver_repairs_*`, `a_close_after_a_sender_died_*`, `a_slow_try_poller_repairs_*`, `a_try_receive_probes_a_live_sender_stopped_before_its_header_once_a_millisecond` |
 //! | Repair of a record without header, on a wrap: `SKIP` at offset 0 stored, the `PAD` before it not † | the send lock held by a dead thread, still marked; the record still unpublished | the next taker of the lock repeats the repair (idempotent: the same two stores) |
-//! | Send: header stored (published), lock not released † | the message published (receivers get it: a sleeping one at the end of its slice, ≤ 10 ms, if no sender comes first); the send lock held | as the first line; the recovering sender also wakes every receiver |
-//! | Send: unlocked, receivers not woken † | a sleeping receiver not woken (the commit cleared its `SLEEPER` bit, so later commits by other senders do not wake it either) | it wakes at the end of its slice (≤ 10 ms) and sees the message, and any sent since (test `a_stopped_waker_delays_a_sleeping_receiver_by_one_slice_at_most`) |
+//! | Send: header stored (published), `busy` not cleared, lock not released † | the message published (receivers get it: a sleeping one at the end of its slice, ≤ 10 ms, if no sender comes first); `busy == 1`; the send lock held | as the first line; the recovering party also clears `busy` and wakes every receiver. Stopped there while the channel is closed, it keeps the close from being final (as above) until it is continued (its look at `closed` after clearing `busy` makes it final; the send returns `Ok`) or killed. Test `a_close_while_a_sender_is_busy_after_its_header` |
+//! | Send: unlocked, receivers not woken † | a sleeping receiver not woken; its `WAITING` flag still set | the next send by another sender sees the flag and wakes it; without one, it wakes at the end of its slice (≤ 10 ms) and sees the message (test `a_stopped_waker_delays_a_sleeping_receiver_by_one_slice_at_most`) |
 //! | Receive: lock taken, nothing changed | the receive lock held by a dead thread; senders unaffected | the next receiver, as the first line |
 //! | Receive: `head` stored (claimed), `free` not † (also while stepping over a `SKIP` record: then nothing is lost, and the repair counts nothing) | the message claimed by the dead receiver; its space not released | the next receiver to take the lock for a message; or, if that was the last message, a sender that finds the ring full (`try_` ones at once, or a millisecond after their thread's previous probe, blocking and timed ones after their first wait and again after each later wait that finds `free` unmoved, timed ones also at their deadline if it comes first) or a receiver after its first wait: it counts the message in `lost()` (exactly once, even if a repairer dies mid-repair) and releases its space (never redelivered), and wakes every sender |
 //! | Receive: `free` stored, lock not released † | nothing lost; the receive lock held | as the first receive line |
 //! | Receive: unlocked, senders not woken † | a sleeping sender not woken | it wakes at the end of its slice (≤ 10 ms) |
 //! | Send side held ([`SendSide`]), between sends † | the send lock held by a dead thread; what the side published before is received as usual | as the first line. Inside a send under the side, a kill leaves what the rows "payload written … `tail` not moved", "`tail` moved past the record (committed), its header not stored" and "header stored (published), lock not released" say (the latter also after the side's publish and before its wake: the side still holds the lock), tested as `side_holder_killed_*` |
-//! | Receive side held ([`RecvSide`]), between receives †, or asleep waiting for a message † (`WAITING` set in `recv_wake`, `SLEEPER` in `tail`) | the receive lock held by a dead thread; `head == free`: nothing lost; the flags | as the first receive line; the flags cost the next commit one needless wake. Inside a receive under the side, a kill leaves what the rows "`head` stored (claimed), `free` not", "`free` stored, lock not released" and (between its release and its wake) "unlocked, senders not woken" say: a sender asleep for room wakes at the end of its slice (≤ 10 ms); tested as `recv_side_holder_killed_*` |
+//! | Receive side held ([`RecvSide`]), between receives †, or asleep waiting for a message † (`WAITING` set in `recv_wake`) | the receive lock held by a dead thread; `head == free`: nothing lost; the flag | as the first receive line; the flag costs the next send one needless wake. Inside a receive under the side, a kill leaves what the rows "`head` stored (claimed), `free` not", "`free` stored, lock not released" and (between its release and its wake) "unlocked, senders not woken" say: a sender asleep for room wakes at the end of its slice (≤ 10 ms); tested as `recv_side_holder_killed_*` |
 //! | Send side held, asleep waiting for room † (`WAITING` set in `send_wake`) | the send lock held by a dead thread; the flag | as the first line; the flag costs the next receiver's release one needless wake |
 //! | Send: lock recovered from a dead holder, repaired (receivers woken, `free_cache` refreshed), mark not cleared † | the send lock held by a dead thread, still marked | the next sender recovers it and repeats the repair (idempotent) |
 //! | Repair of a dead receiver's claim: the message counted in `lost` with the `LOSS_PENDING` bit set, `free` not stored † | the claim not released; the loss counted | the next party to take the receive lock from the dead repairer (a receiver, or a sender that finds the ring full) repeats the repair: the bit says the claim is counted, so it only releases the space and clears the bit (the loss counted once, never redelivered) |
@@ -258,9 +295,10 @@
 //! | Repair: the bit cleared, senders not woken | the receive lock held by a dead thread; a sender asleep for room not woken | the next party to take the receive lock finds nothing to repair; the sender wakes at the end of its slice (≤ 10 ms) |
 //! | Repair: done, mark not cleared † | the receive lock held by a dead thread, still marked | the next party to take the receive lock (a receiver, or a sender that finds the ring full) recovers it; the repair finds `head == free`: the loss counted once |
 //! | Drain: a message released, the next not claimed † | the receive lock held; nothing lost | as the first receive line: the rest is received in order |
-//! | Close: the `closed` hint set, `CLOSED` not yet in `tail` | the channel not closed: sends and receives go on; `try_` receives that find no header read `tail` at every look (the hint says closed) | nobody needs to: a later `close` completes it |
-//! | Close: `CLOSED` set in `tail`, sleepers not woken † | sleepers not woken | each wakes at the end of its slice (≤ 10 ms) and sees the close |
-//! | Asleep (`WAITING` set; a receiver also `SLEEPER` in `tail`) | the flags | the next wake (for `SLEEPER`: the next commit, which clears it): one needless syscall |
+//! | Close: `closed` stored, the close not yet final (`end` not recorded) † | sends refused; `is_closed()` false; receivers get what was sent, then find the close not final | the next receiver that finds no message makes it final: through the send lock if it is free or its holder dead, else (a waiting receiver, after its first wait; a timed one also at its deadline) through the barrier and `busy`; a `try_` receive only through the lock. Or a sender, which holds the lock when it sees `closed`, or a later `close`. Test `a_closer_killed_before_the_close_was_final` (the send side held by a live process: made final through the barrier) |
+//! | Close or receive: made the close final under the send lock, lock not released | the send lock held by a dead thread; the close final | as the first line |
+//! | Close: made final (or left to a busy sender), sleepers not woken † | sleepers not woken | each wakes at the end of its slice (≤ 10 ms) and sees the close |
+//! | Asleep (`WAITING` set) | the flag | the next wake: one needless syscall |
 //!
 //! A process *stopped* (SIGSTOP) inside a send (between reserve and commit, or holding a
 //! slot or a send side) stalls the other senders only: receivers go on receiving what
@@ -268,8 +306,10 @@
 //! receivers too once they reach its record: `try_` receives report `Empty`, timed ones
 //! `Timeout`, blocking ones sleep in slices until it is continued or killed. (Stopped
 //! after its header and before its wake, it can delay a sleeping receiver by one sleep
-//! slice, at most 10 ms, even for messages other senders publish meanwhile: see the
-//! table.)
+//! slice, at most 10 ms, if no other sender publishes meanwhile: see the table.) Stopped
+//! inside its commit (between its two stores of `busy`: a few stores) while the channel
+//! is closed, it keeps the close from being final: receivers get every message, then wait
+//! instead of reporting `Disconnected`, until it is continued or killed.
 //! `try_send` returns [`TrySendError::Busy`] after a brief spin, timed sends return
 //! `Timeout` at their deadline, untimed sends wait until it is continued or killed. A
 //! receiver stopped between its claim and its release stalls the other receivers
@@ -296,7 +336,12 @@
 //! meets the same bytes reports `Corrupt` too. A lying length inside that range (or a
 //! garbage `tail` behind a record receivers have not reached) can hand receivers garbage
 //! messages before the `Corrupt`; as any message, they must treat its bytes as
-//! untrusted.
+//! untrusted. A recorded `end` that differs from `tail` is `Corrupt` (no send moves `tail`
+//! once `end` is recorded). A `closed` word set by a peer closes the channel; garbage in
+//! `fenced` only makes wakers fence; garbage in `busy` can keep a party from making the
+//! close final through the barrier (receivers then wait at the close, as behind a
+//! stopped sender, until the send lock is free, its holder's next send, or a recovery),
+//! never a send or a receive.
 //! Waits stay bounded by their deadlines whatever a peer writes into the wake words.
 //! No reference (`&[u8]` / `&mut [u8]`) is ever made over ring bytes: payloads are
 //! copied in and out with relaxed atomic word loads and stores, and the closure forms

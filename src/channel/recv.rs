@@ -526,7 +526,7 @@ impl Channel {
         if self.has_header(head) {
             return Peek::Message;
         }
-        if self.closed_hint() || tail_poll_due(self) {
+        if self.close_begun() || tail_poll_due(self) {
             self.peek_at(head)
         } else {
             Peek::Empty
@@ -555,7 +555,7 @@ impl Channel {
         if self.has_header(head) {
             return Peek::Message;
         }
-        let closed = self.closed_hint();
+        let closed = self.close_begun();
         let end = if closed { self.end() } else { None };
         // Acquire: pairs with the senders' Release store of `tail`. After `end`: once it
         // is recorded, `tail` is final.
@@ -571,7 +571,7 @@ impl Channel {
     pub(super) fn confirm_corrupt(&self, wait: Wait) -> Result<(), Fail> {
         let (_guard, c) = self.lock_recv(wait)?;
         // As in `peek_at`: `end` first, then `tail`, which must be at it once recorded.
-        let end = if self.closed_hint() { self.end() } else { None };
+        let end = if self.close_begun() { self.end() } else { None };
         // Acquire: as in `peek_at`.
         let t = self.header.tail.tail.load(Ordering::Acquire);
         let tail = pos(t);
@@ -885,11 +885,15 @@ impl Channel {
     /// `tail`: one in 64 of the thread's looks at this channel that find no message, and
     /// its first such look after a tick of the coarse clock (1-10 ms), or every one once
     /// `close` has begun (a polling receiver that read `tail` every time would move its
-    /// cache line between the cores at every message); the others report `Empty`. A close is reported to every call that begins
-    /// after `close` returned, or after its thread saw the channel closed (`is_closed`,
-    /// a refused send), once no record committed before the close is without its header
-    /// (a dead sender's is repaired as above: within a millisecond of the thread's last
-    /// probe of the send lock; until then such a call reports `Empty`).
+    /// cache line between the cores at every message); the others report `Empty`. A
+    /// close is reported to every call that begins after `close` returned, or after its
+    /// thread saw [`is_closed`](Self::is_closed) return `true` or a send refused for the
+    /// close (a `try_send` refused while another party held the send side excepted),
+    /// once no record committed before the close is without its header (a dead sender's
+    /// is repaired as above: within a millisecond of the thread's last probe of the send
+    /// lock; until then such a call reports `Empty`), and unless a sender was stopped
+    /// inside its commit when the channel was closed (module docs, "Closing": until it
+    /// is continued or killed, such a call reports `Empty`).
     pub fn try_recv(&self, out: &mut Vec<u8>) -> Result<usize, TryRecvError> {
         self.recv_inner(Wait::No, None, |ch, at, len| {
             ch.copy_out(at, len, out);

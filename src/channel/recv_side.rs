@@ -204,7 +204,7 @@ impl RecvSide<'_> {
             // cores at every message (BENCHMARKS.md, "A prototype of publication per
             // record").
             let polled =
-                matches!(wait, Wait::No) && (ch.closed_hint() || self.polls.due(TAIL_POLLS));
+                matches!(wait, Wait::No) && (ch.close_begun() || self.polls.due(TAIL_POLLS));
             if waited || polled {
                 match ch.peek_at(head) {
                     Peek::Closed => return Err(Fail::Disconnected),

@@ -436,7 +436,7 @@ impl Channel {
         h.tail.busy.store(1, Ordering::Relaxed);
         barrier::busy_side(false);
         failpoint::hit(Point::ChannelSendBusy);
-        if self.closed_hint() {
+        if self.close_begun() {
             // Closed since our check before the reservation: nothing committed (the
             // slot's bytes lie past `tail`, as an abort's). Release: as below. The close
             // is final now that we, the holder, saw it: record it.
@@ -470,7 +470,7 @@ impl Channel {
         barrier::busy_side(strong);
         // A close that found us busy left its finalisation to us (module docs,
         // "Closing"): by the barrier, this load sees its `closed`.
-        if self.closed_hint() {
+        if self.close_begun() {
             self.finalise_locked();
         }
         // Relaxed: ordered by the barrier above.
@@ -513,7 +513,7 @@ impl Channel {
     fn take_send_side(&self, wait: Wait) -> Result<SendSide<'_>, Fail> {
         self.max_message().ok_or(Fail::Corrupt)?;
         let guard = self.lock_send(wait)?;
-        if self.closed_hint() {
+        if self.close_begun() {
             // The holder saw the close: it is final.
             self.finalise_locked();
             return Err(Fail::Disconnected);
@@ -589,10 +589,10 @@ impl Channel {
     /// [`lock_send`](Self::lock_send) once its first `try_lock` failed.
     #[cold]
     fn lock_send_contended(&self, wait: Wait) -> Result<(SideGuard<'_>, bool), Fail> {
-        let r = if self.closed_hint() {
+        let r = if self.close_begun() {
             Err(Fail::Disconnected)
         } else {
-            lock_side_contended_unless(&self.header.send.lock, wait, || self.closed_hint())
+            lock_side_contended_unless(&self.header.send.lock, wait, || self.close_begun())
         };
         if r.as_ref().is_err_and(|e| *e == Fail::Disconnected) {
             // Refused for the close without the lock: make the close final before we say
@@ -739,7 +739,7 @@ impl Channel {
     fn room(&self, len: usize) -> Result<Option<(u64, Plan)>, Fail> {
         let h = &self.header;
         let cap = self.cap();
-        if self.closed_hint() {
+        if self.close_begun() {
             // Closed: nothing more commits. We hold the lock, so the close is final.
             self.finalise_locked();
             return Err(Fail::Disconnected);
@@ -803,7 +803,7 @@ impl Channel {
             return Ok(());
         }
         let room = || {
-            if self.closed_hint() {
+            if self.close_begun() {
                 return true;
             }
             // Relaxed: a snapshot; the re-check under the lock decides.

@@ -22,6 +22,14 @@ impl Channel {
     /// get every message already sent, then `Disconnected`. Wakes every sleeper.
     /// Closing is final (a closed channel stays closed) and idempotent.
     ///
+    /// It returns with the close final ([`is_closed`](Self::is_closed) says `true`),
+    /// unless a sender is stopped (SIGSTOP) inside its commit meanwhile: then that sender
+    /// makes it final when it is continued, or whoever recovers its send side if it is
+    /// killed (module docs, "Closing"). A closer in a process that cannot use the
+    /// process-wide barrier (module docs, "Waiting") makes it final only if the send side
+    /// is free (or its holder dead); otherwise the holder does, at its next send, or a
+    /// receiver that waits.
+    ///
     /// # Examples
     ///
     /// ```
@@ -146,11 +154,12 @@ impl Channel {
         }
     }
 
-    /// Whether the channel is closed, from the config line (a line no operation writes
-    /// per message), Relaxed: for `try_` receives, which read `tail` only now and then
-    /// unless it is set, and for senders, whose lock or barrier orders it.
+    /// Whether `close` has begun (`closed` is set: sends are refused; the close may not
+    /// be final yet), from the config line (a line no operation writes per message).
+    /// Relaxed: senders read it under the send lock or as the busy side of the barrier
+    /// pattern, which order it; receivers read `end` (Acquire) to decide.
     #[inline]
-    pub(super) fn closed_hint(&self) -> bool {
+    pub(super) fn close_begun(&self) -> bool {
         // Relaxed: see above.
         self.header.config.closed.load(Ordering::Relaxed) != 0
     }
@@ -174,7 +183,7 @@ impl Channel {
     /// `true`.
     #[inline]
     pub fn is_closed(&self) -> bool {
-        self.closed_hint() && self.end().is_some()
+        self.close_begun() && self.end().is_some()
     }
 
     /// Messages waiting to be received: a snapshot, approximate while others send or
