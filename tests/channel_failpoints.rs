@@ -591,6 +591,45 @@ fn a_close_while_a_sender_is_busy_after_its_header() {
     }
 }
 
+/// Send: killed with `busy` set (no close). The next holder recovers the send side and
+/// clears `busy`; so a close while that holder keeps the side idle is final at once
+/// (through the barrier: `busy` reads 0), not left waiting for a commit that never comes.
+#[test]
+fn a_sender_killed_busy_leaves_no_busy_behind_for_a_later_close() {
+    watchdog(Duration::from_secs(60));
+    let region = Region::anonymous(1 << 20).unwrap();
+    let ch = shared_channel(&region);
+    let pid = common::child_stopped_at(Point::ChannelSendBusy, || {
+        let _ = ch.send(b"never");
+    });
+    kill(pid);
+    reap(pid);
+    let event = |name| {
+        region
+            .get_or_init::<shmstate::Event>(name, |_| {})
+            .expect("event")
+    };
+    let (held, release) = (event("held"), event("release"));
+    let holder = fork_children(1, |_| {
+        // Taken, and kept without a send (a send would set and clear `busy` itself).
+        let _side = ch
+            .send_side_timeout(REPAIR)
+            .expect("the side recovered from the dead sender");
+        held.set();
+        release.wait();
+    });
+    held.wait();
+    ch.close();
+    assert!(
+        ch.is_closed(),
+        "a dead sender's busy kept the close from being final"
+    );
+    let mut out = Vec::new();
+    assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Disconnected));
+    release.set();
+    wait_all(&holder, REPAIR);
+}
+
 /// Close: killed after storing `closed`, before the close was final. Sends are refused;
 /// receivers get what was sent, then the first that finds no message makes the close
 /// final (here with the send side held by a live process between its sends: through the

@@ -139,6 +139,37 @@ fn a_process_without_the_barrier_sets_fenced_and_exchanges_with_a_registered_one
     assert!(ping.fenced_for_tests());
 }
 
+/// What the busy side's compiler barrier rests on in a forked child (which registers
+/// nothing itself): the kernel's record that the process is registered for the
+/// process-wide barrier is copied into the child. `MEMBARRIER_CMD_GET_REGISTRATIONS`
+/// (Linux 6.3) reads it; an older kernel skips the check.
+#[test]
+#[cfg_attr(miri, ignore = "a syscall")]
+fn a_forked_child_inherits_the_barrier_registration() {
+    watchdog(LIMIT);
+    /// `MEMBARRIER_CMD_GET_REGISTRATIONS` and `MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED`.
+    const GET_REGISTRATIONS: libc::c_long = 1 << 9;
+    const REGISTERED_GLOBAL_EXPEDITED: libc::c_long = 1 << 2;
+    let registrations = || {
+        // SAFETY: `membarrier` with a command and two zero arguments reads no memory of
+        // ours.
+        unsafe { libc::syscall(libc::SYS_membarrier, GET_REGISTRATIONS, 0, 0) }
+    };
+    let region = region();
+    let _ch = channel(&region, "registered");
+    let mine = registrations();
+    if mine < 0 {
+        eprintln!("skipped: this kernel cannot report membarrier registrations");
+        return;
+    }
+    assert_ne!(mine & REGISTERED_GLOBAL_EXPEDITED, 0, "{mine:#x}");
+    let child = spawn(|| {
+        let theirs = registrations();
+        assert_ne!(theirs & REGISTERED_GLOBAL_EXPEDITED, 0, "{theirs:#x}");
+    });
+    reap_ok(child, "the child's registration");
+}
+
 #[test]
 fn a_channel_of_the_previous_format_version_is_refused_as_corrupt() {
     watchdog(LIMIT);
