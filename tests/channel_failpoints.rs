@@ -591,6 +591,37 @@ fn a_close_while_a_sender_is_busy_after_its_header() {
     }
 }
 
+/// A child that takes the send side (recovering it from a dead holder if need be), sends
+/// `first` through it if given, then keeps it idle until the returned event is set; then
+/// it sends once more, and exits 0 if that send is refused for the close (only a close
+/// ends its wait), 1 if not. Returns once the side is held.
+fn idle_side_holder<'r>(
+    region: &'r Region,
+    ch: &Channel,
+    first: Option<&[u8]>,
+) -> (Vec<libc::pid_t>, &'r shmstate::Event) {
+    let event = |name| {
+        region
+            .get_or_init::<shmstate::Event>(name, |_| {})
+            .expect("event")
+    };
+    let (held, release) = (event("held"), event("release"));
+    let pid = fork_children(1, |_| {
+        let mut side = ch
+            .send_side_timeout(REPAIR)
+            .expect("the send side, recovered if its holder died");
+        if let Some(m) = first {
+            side.send(m).unwrap();
+        }
+        held.set();
+        release.wait();
+        let refused = side.send(b"x") == Err(SendError::Disconnected);
+        std::process::exit(if refused { 0 } else { 1 });
+    });
+    held.wait();
+    (pid, release)
+}
+
 /// Send: killed with `busy` set (no close). The next holder recovers the send side and
 /// clears `busy`; so a close while that holder keeps the side idle is final at once
 /// (through the barrier: `busy` reads 0), not left waiting for a commit that never comes.
@@ -604,21 +635,8 @@ fn a_sender_killed_busy_leaves_no_busy_behind_for_a_later_close() {
     });
     kill(pid);
     reap(pid);
-    let event = |name| {
-        region
-            .get_or_init::<shmstate::Event>(name, |_| {})
-            .expect("event")
-    };
-    let (held, release) = (event("held"), event("release"));
-    let holder = fork_children(1, |_| {
-        // Taken, and kept without a send (a send would set and clear `busy` itself).
-        let _side = ch
-            .send_side_timeout(REPAIR)
-            .expect("the side recovered from the dead sender");
-        held.set();
-        release.wait();
-    });
-    held.wait();
+    // Taken, and kept without a send (a send would set and clear `busy` itself).
+    let (holder, release) = idle_side_holder(&region, ch, None);
     ch.close();
     assert!(
         ch.is_closed(),
@@ -639,25 +657,7 @@ fn a_closer_killed_before_the_close_was_final() {
     watchdog(Duration::from_secs(60));
     let region = Region::anonymous(1 << 20).unwrap();
     let ch = shared_channel(&region);
-    let event = |name| {
-        region
-            .get_or_init::<shmstate::Event>(name, |_| {})
-            .expect("event")
-    };
-    let (held, release) = (event("held"), event("release"));
-    let holder = fork_children(1, |_| {
-        let mut side = ch.send_side().unwrap();
-        side.send(b"before").unwrap();
-        held.set();
-        release.wait();
-        // Its next send is refused: the close came while it held the side.
-        std::process::exit(if side.send(b"x") == Err(SendError::Disconnected) {
-            0
-        } else {
-            1
-        });
-    });
-    held.wait();
+    let (holder, release) = idle_side_holder(&region, ch, Some(b"before"));
     let pid = common::child_stopped_at(Point::ChannelCloseStored, || ch.close());
     kill(pid);
     reap(pid);

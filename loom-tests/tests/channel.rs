@@ -309,25 +309,17 @@ fn a_held_send_side_and_a_sleeping_receiver_wake_each_other() {
     });
 }
 
-/// Two sends racing a `close` from a third thread while the receiver drains: the
-/// messages received are exactly the sends acknowledged `Ok` (a prefix, one sender), and
-/// none that was refused.
-#[test]
-fn sends_racing_a_close_are_received_exactly_when_acknowledged() {
-    loom::model(|| {
+/// Runs `send` (which sends `[1]`, then `[2]`, stopping at the first refusal, and returns
+/// how many were acknowledged `Ok`) racing a `close` from a third thread while the
+/// receiver drains: the messages received are exactly the sends acknowledged `Ok` (a
+/// prefix, one sender), and none that was refused; then `Disconnected`, and the close is
+/// final once the closer and the sender are done.
+fn sends_racing_a_close(send: fn(&Channel) -> u8) {
+    loom::model(move || {
         let ch = small();
         let tx = ch.clone();
         let closer = ch.clone();
-        let h = thread::spawn(move || {
-            let mut acked = 0u8;
-            for i in 1..=2u8 {
-                if tx.send(&[i]).is_err() {
-                    break;
-                }
-                acked = i;
-            }
-            acked
-        });
+        let h = thread::spawn(move || send(&tx));
         let c = thread::spawn(move || closer.close());
         let mut out = Vec::new();
         let mut got = 0u8;
@@ -345,50 +337,38 @@ fn sends_racing_a_close_are_received_exactly_when_acknowledged() {
         }
         c.join().unwrap();
         assert_eq!(h.join().unwrap(), got);
+        assert!(ch.is_closed());
     });
+}
+
+/// Sends `[1]`, then `[2]` through `send` (whether it was acknowledged), stopping at the
+/// first refusal: how many were acknowledged.
+fn send_two(mut send: impl FnMut(&[u8]) -> bool) -> u8 {
+    let mut acked = 0u8;
+    for i in 1..=2u8 {
+        if !send(&[i]) {
+            break;
+        }
+        acked = i;
+    }
+    acked
+}
+
+/// Two sends racing a `close` from a third thread (each taking the send lock).
+#[test]
+fn sends_racing_a_close_are_received_exactly_when_acknowledged() {
+    sends_racing_a_close(|tx| send_two(|m| tx.send(m).is_ok()));
 }
 
 /// A held send side streaming while another thread closes: the closer cannot take the
 /// send lock, so it makes the close final through the barrier and `busy` (or leaves it to
 /// the side, which makes it final when it sees `closed` after clearing `busy`, or at its
-/// next send). The receiver gets exactly the sends acknowledged `Ok` (a prefix), then
-/// `Disconnected`; `is_closed` once the side and the closer are done.
+/// next send).
 #[test]
 fn a_held_send_side_racing_a_close_is_received_exactly_when_acknowledged() {
-    loom::model(|| {
-        let ch = small();
-        let tx = ch.clone();
-        let closer = ch.clone();
-        let h = thread::spawn(move || {
-            let mut side = tx.send_side().map_err(|_| 0u8)?;
-            let mut acked = 0u8;
-            for i in 1..=2u8 {
-                if side.send(&[i]).is_err() {
-                    break;
-                }
-                acked = i;
-            }
-            Ok::<u8, u8>(acked)
-        });
-        let c = thread::spawn(move || closer.close());
-        let mut out = Vec::new();
-        let mut got = 0u8;
-        loop {
-            match ch.recv(&mut out) {
-                Ok(_) => {
-                    got += 1;
-                    assert_eq!(out, [got]);
-                }
-                Err(e) => {
-                    assert_eq!(e, RecvError::Disconnected);
-                    break;
-                }
-            }
-        }
-        c.join().unwrap();
-        let acked = h.join().unwrap().unwrap_or_else(|refused| refused);
-        assert_eq!(acked, got);
-        assert!(ch.is_closed());
+    sends_racing_a_close(|tx| match tx.send_side() {
+        Ok(mut side) => send_two(|m| side.send(m).is_ok()),
+        Err(_) => 0,
     });
 }
 
