@@ -139,6 +139,40 @@ fn a_process_without_the_barrier_sets_fenced_and_exchanges_with_a_registered_one
     assert!(ping.fenced_for_tests());
 }
 
+/// In a process that cannot use the barrier (here: told to act so), a close is still made
+/// final at once while another of its threads holds the send side between sends: that
+/// holder fences before its check of `closed` and says so in `busy`, so the closer's fence
+/// suffices. Receivers get what was sent, then `Disconnected`; the holder's next send is
+/// refused.
+#[test]
+fn without_the_barrier_a_close_is_final_while_a_side_is_held_idle() {
+    watchdog(LIMIT);
+    let region = region();
+    let ch = channel(&region, "fallback");
+    let child = spawn(|| {
+        Channel::act_unregistered_for_tests();
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                let mut side = ch.send_side().unwrap();
+                side.send(b"before").unwrap();
+                held_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+                assert_eq!(side.send(b"x"), Err(shmstate::SendError::Disconnected));
+            });
+            held_rx.recv().unwrap();
+            ch.close();
+            assert!(ch.is_closed(), "not final without the barrier");
+            let mut out = Vec::new();
+            assert_eq!(ch.recv(&mut out), Ok(6));
+            assert_eq!(ch.recv(&mut out), Err(shmstate::RecvError::Disconnected));
+            go_tx.send(()).unwrap();
+        });
+    });
+    reap_ok(child, "the close without the barrier");
+}
+
 /// What the busy side's compiler barrier rests on in a forked child (which registers
 /// nothing itself): the kernel's record that the process is registered for the
 /// process-wide barrier is copied into the child. `MEMBARRIER_CMD_GET_REGISTRATIONS`

@@ -18,16 +18,44 @@
 //! on the busy side a `SeqCst` fence too: what the barrier guarantees at its point.
 //!
 //! Every process registers when it first makes or opens a channel
-//! ([`MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED`]); a forked child inherits the
-//! registration with its parent's memory (the kernel copies it with the address space;
-//! exec drops it, and the new image registers again when it opens a channel). A process
-//! that cannot register (a kernel before 4.16, or a seccomp filter that refuses the call)
-//! fences on its busy side itself, and when it sleeps it sets the channel's `fenced` word,
-//! so that registered processes fence too from then on: correct everywhere, only slower.
+//! ([`MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED`]), or at its first busy side if it reached
+//! a channel otherwise (`Region::get`); a forked child inherits the registration with its
+//! parent's memory (the kernel copies it with the address space; exec drops it, and the
+//! new image registers again). A process that cannot register (a kernel before 4.16, or a
+//! seccomp filter that refuses the call) fences on its busy side itself; when it sleeps it
+//! sets the channel's `fenced` word, so that registered processes fence too from then on;
+//! and as a send-lock holder it says so in `busy` ([`IDLE_FENCING`]), so that a party that
+//! cannot issue the barrier either may still make a close final (the pattern with fences
+//! on both sides). What it cannot do is make a close final while a registered process
+//! holds the send side between its sends: then the holder does, at its next send or when
+//! it lets the side go, or a registered receiver does.
 //!
 //! [`MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED`]: rustix::thread::MembarrierCommand::RegisterGlobalExpedited
 
 use crate::sync::{Ordering, fence};
+
+/// The `busy` word of a send-lock holder between its commits (outside its steps from
+/// setting `busy` to its header) in a registered process: its busy side has only compiler
+/// barriers, so only the process-wide barrier pairs with it.
+pub(crate) const IDLE: u64 = 0;
+
+/// The `busy` word of a send-lock holder between its commits in a process that fences on
+/// its busy side (it cannot use the barrier): a party that stores `closed` and fences may
+/// rely on that holder's fence instead of the barrier.
+pub(crate) const IDLE_FENCING: u64 = 2;
+
+/// The `busy` word while the holder is inside its commit.
+pub(crate) const BUSY: u64 = 1;
+
+/// The `busy` value this process's send-lock holders store between their commits.
+#[inline(always)]
+pub(crate) fn idle() -> u64 {
+    #[cfg(not(loom))]
+    if !registered() {
+        return IDLE_FENCING;
+    }
+    IDLE
+}
 
 /// The registration: not tried yet.
 #[cfg(not(loom))]
@@ -38,6 +66,11 @@ const REGISTERED: u8 = 1;
 /// The kernel refused the registration: this process fences on its busy side.
 #[cfg(not(loom))]
 const UNAVAILABLE: u8 = 2;
+/// The registration failed for a while (no memory, interrupted): this process fences on
+/// its busy side, and its next sleep or finalisation tries again (not its sends: no
+/// syscall per message).
+#[cfg(not(loom))]
+const RETRY: u8 = 3;
 
 /// This process's registration. Not a loom atomic (a static): the state is process-wide
 /// and only ever moves from `UNKNOWN` once.
@@ -68,11 +101,18 @@ pub(crate) fn register() -> bool {
 #[cold]
 fn register_now() -> bool {
     use rustix::thread::{MembarrierCommand, membarrier};
-    let ok = membarrier(MembarrierCommand::RegisterGlobalExpedited).is_ok();
+    let state = match membarrier(MembarrierCommand::RegisterGlobalExpedited) {
+        Ok(()) => REGISTERED,
+        // Not for a while (no memory now, interrupted): stay unknown, try again later
+        // (meanwhile this process fences, as an unregistered one).
+        Err(e) if e == rustix::io::Errno::NOMEM || e == rustix::io::Errno::INTR => RETRY,
+        // Not on this kernel (ENOSYS, EINVAL) or not allowed (EPERM: seccomp).
+        Err(_) => UNAVAILABLE,
+    };
     // Relaxed: as in `register`. Two threads that register at once both call the kernel
     // (idempotent) and store the same answer.
-    STATE.store(if ok { REGISTERED } else { UNAVAILABLE }, Ordering::Relaxed);
-    ok
+    STATE.store(state, Ordering::Relaxed);
+    state == REGISTERED
 }
 
 /// Makes this process act as one whose kernel refuses the barrier, from now on (for
@@ -105,6 +145,18 @@ pub(crate) fn busy_side(strong: bool) {
     }
     let _ = strong;
     fence(Ordering::SeqCst);
+}
+
+/// For a send-lock holder before its commit: registers this process if it never tried (a
+/// channel reached without `Channel::new` or a region's channel calls), so that it does
+/// not fence for good. A load after the first call.
+#[inline(always)]
+pub(crate) fn ensure_registered() {
+    #[cfg(not(loom))]
+    // Relaxed: as in `register`.
+    if STATE.load(Ordering::Relaxed) == UNKNOWN {
+        register_now();
+    }
 }
 
 /// The slow side's barrier, after its store and its own `SeqCst` fence: whether it was

@@ -94,6 +94,13 @@ impl<'a> SideGuard<'a> {
         }
     }
 
+    /// Whether the calling thread took the lock (one thread-local load): false for a
+    /// copy in a child forked while its parent held it.
+    #[inline]
+    pub(crate) fn is_mine(&self) -> bool {
+        crate::owner::current() == self.owner
+    }
+
     /// Whether the calling thread holds the lock: false for a copy in a child forked
     /// while its parent held it.
     #[inline]
@@ -481,10 +488,37 @@ pub(crate) struct Sleep {
     /// within its spin reads no clock (a clock read is a syscall where the clock source
     /// has no vDSO).
     slices: Option<Slices>,
-    /// The wake word as this operation's last barrier left it (its `WAITING` flag set):
-    /// while the word is unchanged, a later slice issues no barrier (no waker bumped the
-    /// word since, so every waker that loaded it after that barrier saw the flag).
+    /// Under loom, the wake word as this operation's last barrier left it (see
+    /// [`barriered_since`]; outside loom the thread remembers it).
+    #[cfg(loom)]
     barriered: Option<u32>,
+}
+
+/// Whether a barrier was issued since `word` last changed, if its value is `w` now (its
+/// `WAITING` flag set); if not, records that the caller issues one now. Then a sleeper
+/// needs none: no waker bumped the word since that barrier, so every waker whose load of
+/// the word came after the barrier's point saw the flag (a waker that sees it bumps), and
+/// every other waker's store came before that point, which every later re-check sees. So
+/// a party that sleeps again and again on a quiet channel (a slice after a slice, or a
+/// timed receive after a timed receive, as Python's `get` loops) issues one barrier, not
+/// one per sleep. The thread remembers one word (by address: one mapped where another was
+/// inherits its value, which then differs at once but for a 1 in 2^31 generation match,
+/// costing one wake a slice); under loom the operation remembers it.
+fn barriered_since(word: &AtomicU32, w: u32, sleep: &mut Sleep) -> bool {
+    #[cfg(not(loom))]
+    {
+        let _ = sleep;
+        std::thread_local! {
+            static LAST: core::cell::Cell<(usize, u32)> = const { core::cell::Cell::new((0, 0)) };
+        }
+        let key = (core::ptr::from_ref(word).addr(), w);
+        LAST.try_with(|l| l.replace(key) == key).unwrap_or(false)
+    }
+    #[cfg(loom)]
+    {
+        let _ = word;
+        sleep.barriered.replace(w) == Some(w)
+    }
 }
 
 impl Sleep {
@@ -492,6 +526,7 @@ impl Sleep {
         Sleep {
             spun: false,
             slices: None,
+            #[cfg(loom)]
             barriered: None,
         }
     }
@@ -567,17 +602,14 @@ pub(crate) fn wait_on(
     // process that cannot use the barrier or once `fenced` is set); and orders our flag
     // before the barrier's point on our own CPU.
     fence(Ordering::SeqCst);
-    if sleep.barriered != Some(w) {
-        sleep.barriered = Some(w);
-        if !super::barrier::issue() {
-            // Wakers must fence from now on. SeqCst: a waker whose load of `fenced` comes
-            // after this store in the total order fences, and its fence pairs with ours.
-            // Relaxed load first: the line is read by every operation; store only once.
-            if fenced.load(Ordering::Relaxed) == 0 {
-                fenced.store(1, Ordering::SeqCst);
-            }
-            fence(Ordering::SeqCst);
+    if !barriered_since(word, w, sleep) && !super::barrier::issue() {
+        // Wakers must fence from now on. SeqCst: a waker whose load of `fenced` comes
+        // after this store in the total order fences, and its fence pairs with ours.
+        // Relaxed load first: the line is read by every operation; store only once.
+        if fenced.load(Ordering::Relaxed) == 0 {
+            fenced.store(1, Ordering::SeqCst);
         }
+        fence(Ordering::SeqCst);
     }
     if settle() {
         return Ok(());

@@ -801,7 +801,9 @@ impl Channel {
                 // only reads as a record, and the check under the lock decides.
                 || self.settle(pos(h.head.head.load(Ordering::Relaxed))),
             );
-            may_finalise = true;
+            // Again after a wait; not after the deadline (its one look below makes no
+            // barrier: the call keeps its bound).
+            may_finalise = waited.is_ok();
             if waited == Err(Fail::Timeout) && !deadline_looked {
                 // One look at the deadline: a record committed without its header whose
                 // sender died is repaired (a deadline shorter than the first wait would
@@ -813,9 +815,10 @@ impl Channel {
                 match self.peek() {
                     Peek::InFlight => self.repair_dead_sender(wait)?,
                     // And a close not yet final (its closer died, or a sender was
-                    // inside its commit), as after each wait.
+                    // inside its commit), through the send lock only: no barrier past
+                    // the deadline.
                     Peek::Closing => {
-                        self.finalise(wait);
+                        self.finalise(Wait::No);
                     }
                     _ => {}
                 }

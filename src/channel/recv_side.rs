@@ -238,7 +238,9 @@ impl RecvSide<'_> {
                 || ch.has_header(head),
                 || ch.settle(head),
             );
-            may_finalise = true;
+            // Again after a wait; not after the deadline (its one look below makes no
+            // barrier: the call keeps its bound).
+            may_finalise = waited.is_ok();
             if waited == Err(Fail::Timeout) && !deadline_looked {
                 // One look at the deadline, as in `recv_inner`: also for the close, which
                 // a deadline shorter than the first wait would otherwise never see.
@@ -248,7 +250,7 @@ impl RecvSide<'_> {
                     Peek::Corrupt => return Err(Fail::Corrupt),
                     Peek::InFlight => ch.repair_dead_sender(wait)?,
                     Peek::Closing => {
-                        ch.finalise(wait);
+                        ch.finalise(Wait::No);
                     }
                     Peek::Message | Peek::Empty => {}
                 }

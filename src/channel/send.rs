@@ -14,7 +14,7 @@ use super::engine::{
 use super::error::{SendError, SendTimeoutError, TrySendError};
 use super::layout::{Channel, WAITING, count, pos, record_size};
 use crate::failpoint::{self, Point};
-use crate::sync::Ordering;
+use crate::sync::{Ordering, fence};
 
 impl Fail {
     fn send(self) -> SendError {
@@ -193,7 +193,10 @@ impl<'a> SendSlot<'a> {
             // `tail` back over the parent's message.
             return Err(SendError::Disconnected);
         }
-        let sleepers = ch.publish(self.tail, self.plan, len)?;
+        let Some(guard) = self.guard.as_ref() else {
+            return Err(SendError::Disconnected);
+        };
+        let sleepers = ch.publish(guard, self.tail, self.plan, len)?;
         drop(self.guard.take());
         ch.woken(sleepers);
         Ok(())
@@ -323,7 +326,7 @@ impl SendSide<'_> {
         let mut room = None;
         loop {
             if let Some((tail, plan)) = ch.room(msg.len())? {
-                let sleepers = ch.write_and_publish(tail, plan, msg)?;
+                let sleepers = ch.write_and_publish(&self.guard, tail, plan, msg)?;
                 ch.woken(sleepers);
                 return Ok(());
             }
@@ -377,15 +380,22 @@ impl Channel {
     /// Under the send lock: writes `msg` where `plan` (from [`room`](Self::room), with
     /// `tail` the word it read) placed its record, and publishes it ([`publish`](Self::publish)).
     #[inline]
-    fn write_and_publish(&self, tail: u64, plan: Plan, msg: &[u8]) -> Result<bool, Fail> {
+    fn write_and_publish(
+        &self,
+        guard: &SideGuard<'_>,
+        tail: u64,
+        plan: Plan,
+        msg: &[u8],
+    ) -> Result<bool, Fail> {
         // `plan` placed the record inside the ring, past `tail` and before `free + cap`:
         // this thread owns those bytes while it holds the lock.
         self.write_payload(plan.rec_at as usize + 8, msg);
-        self.publish(tail, plan, msg.len()).map_err(|e| match e {
-            SendError::Corrupt => Fail::Corrupt,
-            // `TooLarge` cannot come from a publish; `Disconnected` is the close.
-            _ => Fail::Disconnected,
-        })
+        self.publish(guard, tail, plan, msg.len())
+            .map_err(|e| match e {
+                SendError::Corrupt => Fail::Corrupt,
+                // `TooLarge` cannot come from a publish; `Disconnected` is the close.
+                _ => Fail::Disconnected,
+            })
     }
 
     /// After a publish (and the unlock, if the caller unlocks): wakes the receivers if
@@ -408,7 +418,13 @@ impl Channel {
     /// No read-modify-write and, in a registered process while the channel's `fenced`
     /// word is 0, no fence: the two barriers are compiler barriers, which the barrier of a
     /// sleeper or a finaliser pairs with ([`barrier`](super::barrier)).
-    fn publish(&self, tail: u64, plan: Plan, len: usize) -> Result<bool, SendError> {
+    fn publish(
+        &self,
+        guard: &SideGuard<'_>,
+        tail: u64,
+        plan: Plan,
+        len: usize,
+    ) -> Result<bool, SendError> {
         let h = &self.header;
         let cap = self.cap();
         let pad = plan.pad_at.map_or(0, |p| cap - p);
@@ -429,19 +445,36 @@ impl Channel {
             .store(u64::from(from) << 32 | u64::from(to), Ordering::Relaxed);
         failpoint::hit(Point::ChannelSendWritten);
         let new = advance_tail(tail, to);
-        // Busy from here to the header: a finaliser that reads 0 after its barrier knows
-        // we either saw `closed` below (and commit nothing) or are done. Relaxed: the
-        // barrier pattern orders it before our load of `closed` (the busy side: a compiler
-        // barrier where the finaliser's barrier reaches us, else a fence).
-        h.tail.busy.store(1, Ordering::Relaxed);
-        barrier::busy_side(false);
+        if !guard.is_mine() {
+            // A child forked by a signal handler since the caller's check: the send is its
+            // parent's thread's (which holds the lock), and a late store of `busy` or
+            // `tail` from here would land in the middle of the parent's later sends. (A
+            // fork between this check and a store below can still do that: the window is
+            // a few instructions, where format 4's compare-exchange of `tail` made a late
+            // commit fail; its zeroed word and `pending` had the same window.)
+            return Err(SendError::Disconnected);
+        }
+        // Busy from here to the header: a finaliser that reads an idle value after its
+        // barrier (or, for `IDLE_FENCING`, its fence) knows we either saw `closed` below
+        // (and commit nothing) or are done. Relaxed: the barrier pattern orders it before
+        // our load of `closed` (the busy side: a compiler barrier where the finaliser's
+        // barrier reaches us, else a fence).
+        // Relaxed: our own last store (or `claim_busy`'s). If it promised a fence
+        // (`IDLE_FENCING`), we fence, even if this process registered since.
+        let promised = h.tail.busy.load(Ordering::Relaxed) == barrier::IDLE_FENCING;
+        h.tail.busy.store(barrier::BUSY, Ordering::Relaxed);
+        barrier::busy_side(promised);
         failpoint::hit(Point::ChannelSendBusy);
         if self.close_begun() {
             // Closed since our check before the reservation: nothing committed (the
             // slot's bytes lie past `tail`, as an abort's). Release: as below. The close
             // is final now that we, the holder, saw it: record it.
-            h.tail.busy.store(0, Ordering::Release);
+            h.tail.busy.store(barrier::idle(), Ordering::Release);
             self.finalise_locked();
+            return Err(SendError::Disconnected);
+        }
+        if !guard.is_mine() {
+            // As above, for a fork since that check.
             return Err(SendError::Disconnected);
         }
         // The commit. Release: pairs with the Acquire load of `tail` by whoever takes the
@@ -460,9 +493,9 @@ impl Channel {
             self.word_at(p).store(PAD_HEADER, Ordering::Release);
         }
         failpoint::hit(Point::ChannelSendPublished);
-        // Release: pairs with a finaliser's Acquire load that reads 0: our `tail` (and
-        // header) happen before its read of `tail`.
-        h.tail.busy.store(0, Ordering::Release);
+        // Release: pairs with a finaliser's Acquire load that reads an idle value: our
+        // `tail` (and header) happen before its read of `tail`.
+        h.tail.busy.store(barrier::idle(), Ordering::Release);
         // The busy side of the sleepers' barrier (`wait_on`): our header store before it,
         // our loads of `closed` and `recv_wake` after it. A fence if some sleeper could
         // not issue the barrier. Relaxed: a hint (see `wait_on`).
@@ -583,7 +616,35 @@ impl Channel {
         if died {
             self.repair_send(&guard);
         }
+        self.claim_busy();
         Ok(guard)
+    }
+
+    /// Under the send lock, just taken: makes `busy` this process's idle value
+    /// (`barrier::idle`) if it is not (a predecessor of the other kind, a dead holder's 1,
+    /// a peer's garbage), then fences. A registered holder must not leave a predecessor's
+    /// `IDLE_FENCING` standing: a finaliser that cannot issue the barrier would take it
+    /// for this holder's promise to fence, which its compiler barrier does not keep. The
+    /// fence pairs with such a finaliser's (store of `closed`, fence, load of `busy`):
+    /// either it reads our value, or our later checks of `closed` see the close. A load
+    /// per acquisition otherwise, on the senders' own line.
+    #[inline(always)]
+    fn claim_busy(&self) {
+        barrier::ensure_registered();
+        let mine = barrier::idle();
+        // Relaxed: written under this lock (our acquisition orders the last holder's
+        // store); a peer's write only makes us store again.
+        if self.header.tail.busy.load(Ordering::Relaxed) != mine {
+            self.claim_busy_slow(mine);
+        }
+    }
+
+    #[cold]
+    fn claim_busy_slow(&self, mine: u64) {
+        // Release: as the holder's stores of its idle value.
+        self.header.tail.busy.store(mine, Ordering::Release);
+        // SeqCst: see `claim_busy`.
+        fence(Ordering::SeqCst);
     }
 
     /// [`lock_send`](Self::lock_send) once its first `try_lock` failed.
@@ -613,8 +674,9 @@ impl Channel {
         // header, step receivers over it.
         self.skip_dead_record();
         // It may have died between its two stores of `busy`: nobody is between them now
-        // (we hold the lock). Release: as the holder's own clear.
-        h.tail.busy.store(0, Ordering::Release);
+        // (we hold the lock). Release: as the holder's own clear. (`lock_send` then makes
+        // the value this process's own: `claim_busy`.)
+        h.tail.busy.store(barrier::idle(), Ordering::Release);
         // If it had published without waking, wake the receivers in its place (also
         // those waiting for the record just replaced).
         super::engine::wake_all(&h.wake.recv_wake);
@@ -848,7 +910,7 @@ impl Channel {
             // runs here): the send is its parent's thread's, as for a slot's commit.
             return Err(Fail::Disconnected);
         }
-        let sleepers = self.write_and_publish(tail, plan, msg)?;
+        let sleepers = self.write_and_publish(&guard, tail, plan, msg)?;
         drop(guard);
         self.woken(sleepers);
         Ok(())

@@ -6,6 +6,37 @@ use super::layout::{Channel, FINAL, SENT_MASK, count, lost_count, pos};
 use super::options::ChannelOptions;
 use crate::sync::{Ordering, fence, spin_loop};
 
+/// Issues the barrier for a finalisation of `ch`, unless this thread issued one for `ch`
+/// before (after it saw `ch` closed: `closed` is never cleared): whether a barrier after
+/// `closed` was issued. One barrier serves every later look at `busy` by this thread:
+/// a holder's `busy = 1` after its point on the holder's CPU is followed there by a load
+/// of `closed` that sees it. So a receiver that waits at a close a stopped holder keeps
+/// from being final issues one barrier, not one a slice. The thread remembers one
+/// channel (by address: one mapped where it was inherits it, harmless); under loom it
+/// issues the barrier (a fence) every time.
+fn barrier_after_close(ch: &Channel) -> bool {
+    #[cfg(not(loom))]
+    {
+        std::thread_local! {
+            static DONE: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
+        }
+        let key = core::ptr::from_ref(ch).addr();
+        if DONE.try_with(core::cell::Cell::get) == Ok(key) {
+            return true;
+        }
+        let issued = barrier::issue();
+        if issued {
+            let _ = DONE.try_with(|d| d.set(key));
+        }
+        issued
+    }
+    #[cfg(loom)]
+    {
+        let _ = ch;
+        barrier::issue()
+    }
+}
+
 /// How many looks (each a pause and a load) a finaliser gives a live send-lock holder to
 /// clear `busy` (a few stores from its set): about 1-4 µs.
 /// One under loom (no spin there).
@@ -69,15 +100,18 @@ impl Channel {
     /// 1. If the send lock is free or its holder is dead (`lock_if_free_or_dead`, which
     ///    for a `try_` call probes a holder at most once a millisecond), take it (the
     ///    repair of a dead holder clears its `busy`), record `tail`, unlock.
-    /// 2. Else (a live holder), unless `wait` is `No`: store `closed` again (SeqCst),
-    ///    fence, issue the barrier, and spin briefly while `busy` is 1 (its holder is
-    ///    inside its commit: a few stores). Once `busy` reads 0, `tail` is final: the
-    ///    holder either committed before (its Release clear of `busy`, which we read,
-    ///    orders its `tail`) or sees `closed` at its check after setting `busy` and
-    ///    commits nothing (the barrier pattern: our store, barrier and load against its
-    ///    store, compiler barrier and load). If `busy` stays 1, the holder makes it final
-    ///    itself when it clears it (its load of `closed` after that sees ours, by the
-    ///    same argument), or, if it dies there, whoever recovers the lock does.
+    /// 2. Else (a live holder), unless `wait` is `No`: fence, issue the barrier (once per
+    ///    thread and channel: [`barrier_after_close`]), and spin briefly while `busy` is
+    ///    1 (its holder is inside its commit: a few stores). Once `busy` reads an idle
+    ///    value, `tail` is final: the holder either committed before (its Release store
+    ///    of the idle value, which we read, orders its `tail`) or sees `closed` at its
+    ///    check after setting `busy` and commits nothing (the barrier pattern: `closed`,
+    ///    our fence and barrier and our load, against its store, compiler barrier and
+    ///    load). Without the barrier (this process cannot issue it) only a holder whose
+    ///    idle value is `IDLE_FENCING` qualifies: it fences at that check, which pairs
+    ///    with our fence. If `busy` stays 1, the holder makes it final itself when it
+    ///    clears it (its load of `closed` after that sees ours, by the same argument),
+    ///    or, if it dies there, whoever recovers the lock does.
     #[cold]
     pub(super) fn finalise(&self, wait: Wait) -> bool {
         let h = &self.header;
@@ -97,19 +131,19 @@ impl Channel {
             // busy); the closer, a waiting receiver or the holder itself makes it final.
             return false;
         }
-        // SeqCst store and fence: the slow side's store (ours, whoever stored it first)
-        // and its ordering before the barrier and the loads below.
-        h.config.closed.store(1, Ordering::SeqCst);
+        // The slow side of the pattern with the holder's `busy`: `closed` (which we saw
+        // set, or stored), a fence, the barrier, then `busy`. Reading `closed` set before
+        // the fence serves as storing it: a holder's load of `closed` after its own fence
+        // (or after the barrier's point on its CPU) cannot read an older value than ours.
         fence(Ordering::SeqCst);
-        if !barrier::issue() {
-            // Without the barrier a registered holder's compiler barrier does not pair
-            // with our fence: only the lock (step 1) or the holder can make it final.
-            return false;
-        }
+        let barrier = barrier_after_close(self);
         for _ in 0..BUSY_SPINS {
-            // Acquire: pairs with the holder's Release clear of `busy`: its `tail` is
-            // ordered before our load.
-            if h.tail.busy.load(Ordering::Acquire) == 0 {
+            // Acquire: pairs with the holder's Release store of its idle value: its
+            // `tail` is ordered before our load.
+            let b = h.tail.busy.load(Ordering::Acquire);
+            // `IDLE_FENCING`: the holder fences before its check of `closed` (our fence
+            // pairs with it); `IDLE`: only the barrier pairs with its compiler barrier.
+            if b == barrier::IDLE_FENCING || (b == barrier::IDLE && barrier) {
                 // Acquire: as the load of a send-lock taker.
                 let tail = h.tail.tail.load(Ordering::Acquire);
                 self.record_end(tail);
