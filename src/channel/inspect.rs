@@ -21,7 +21,9 @@ pub struct ChannelSnapshot {
     /// Bytes of the ring in use (waiting messages with their headers and padding, and a
     /// message a receiver is reading).
     pub bytes_used: u32,
-    /// Whether the channel is closed.
+    /// Whether `close` has begun: sends are refused. (The close may not be final yet, as
+    /// [`Channel::is_closed`](crate::Channel::is_closed) says: a sender stopped inside
+    /// its commit keeps receivers from `Disconnected` until it goes on.)
     pub closed: bool,
     /// Messages lost with receivers killed mid-receive.
     pub lost: u64,

@@ -120,11 +120,13 @@ pub(crate) struct TailLine {
     /// that whoever takes the lock from it if it dies before the record's header is
     /// stored can find the record and replace it with a `SKIP` record.
     pub(crate) pending: AtomicU64,
-    /// 1 while the send-lock holder is between its store of it and its header store:
-    /// after its last check of `closed`, through its commit and publication (a few
-    /// stores); else 0. Written by the send-lock holder (or the party that recovered the
-    /// lock from a dead one) only; a finaliser that reads 0 after the barrier knows `tail`
-    /// is final (module docs, "Closing").
+    /// 1 (`barrier::BUSY`) while the send-lock holder is between its store of it and its
+    /// header store: before its last check of `closed`, through its commit and
+    /// publication (a few stores); else the holder's idle value: 0 in a process
+    /// registered for the barrier, 2 (`barrier::IDLE_FENCING`) in one that fences
+    /// instead. Written by the send-lock holder (or the party that recovered the lock
+    /// from a dead one) only; a finaliser that reads an idle value after its barrier (or,
+    /// for 2, after its fence) knows `tail` is final (module docs, "Closing").
     pub(crate) busy: AtomicU64,
     _fill: Fill<4>,
 }

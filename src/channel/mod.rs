@@ -65,7 +65,7 @@
 //! |---|---|---|---|
 //! | 0 config | `shape` = magic "CHN", version 5 (high half; see the record headers below), largest message (low half); `capacity`; `closed` (set by `close`, never cleared: sends are refused from then on); `end` (a top bit and the last `tail`, once the close is final, below); `fenced` (set once a process that cannot issue the process-wide barrier sleeps on the channel: every waker fences from then on) | the creator; `closed` by `close`; `end` by whoever makes the close final; `fenced` by such a sleeper | everyone, each operation (read-mostly: stays in every cache) |
 //! | 1 send lock | the senders' [`RawMutex`](crate::RawMutex) | senders | senders |
-//! | 2 tail | `tail` = messages committed (30 bits, high half), position (low half); `free_cache`; `pending` = the span of the record being committed; `busy` = 1 while the send-lock holder is between its last check of `closed` and its header store (a few stores), else 0 | the send-lock holder (`busy` also whoever recovers the lock from a dead one) | receivers read `tail` only when they find no record at `head` (for the close, a record committed without its header, or before sleeping); a `try_` receive only if `closed` is set, or once in 64 looks at the channel and at its first look after a tick of the coarse clock (1-10 ms); `busy` only a party making the close final |
+//! | 2 tail | `tail` = messages committed (30 bits, high half), position (low half); `free_cache`; `pending` = the span of the record being committed; `busy` = 1 while the send-lock holder is inside its commit (from before its last check of `closed` to its header store: a few stores), else its idle value: 0, or 2 in a process that cannot use the barrier (it fences instead, which lets a finaliser without the barrier rely on its fence) | the send-lock holder (`busy` also whoever recovers the lock from a dead one) | receivers read `tail` only when they find no record at `head` (for the close, a record committed without its header, or before sleeping); a `try_` receive only if `closed` is set, or once in 64 looks at the channel and at its first look after a tick of the coarse clock (1-10 ms); `busy` only a party making the close final |
 //! | 3 receive lock | the receivers' [`RawMutex`](crate::RawMutex) | receivers | receivers |
 //! | 4 head | `head` = messages claimed (high), position (low); `lost` = messages lost, and a top bit (`LOSS_PENDING`) while a repair that counted a claim has not finished | the receive-lock holder | `len`, the repairs |
 //! | 5 free | `free` (position) | the receive-lock holder, per message | senders, when their cached copy says the ring is full |
@@ -173,8 +173,9 @@
 //! measured once per process, whatever a pause costs on the machine; a timed wait stops
 //! spinning at its deadline), then set `WAITING` in the side's wake word (a `fetch_or`,
 //! always), a `SeqCst` fence, and the process-wide barrier
-//! `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` (once per wait while the word is
-//! unchanged: a later slice of the same wait needs none), re-check (the header at
+//! `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` (unless this thread issued one since the
+//! word last changed: a later slice, or the next wait on a quiet channel, needs none),
+//! re-check (the header at
 //! `head`, the close; for a sender `free`), and futex-wait on the word in slices (50 µs
 //! doubling to 10 ms, the crate's [`wait`](crate::wait) policy). The waker (a sender
 //! after its header store, a receiver after its release) has only a compiler barrier
@@ -193,9 +194,11 @@
 //! channel's `fenced` word first, so that every waker fences from then on (pairing with
 //! the sleeper's fence); a waker that read `fenced` just before can miss that sleeper's
 //! flag once, which costs the sleeper one slice (≤ 10 ms), as a stopped waker does. The
-//! barrier costs microseconds (an interrupt to each CPU running a registered process)
-//! per sleep, never per message; a receiver that sleeps for every message (a slow
-//! producer) pays it per message. A receiver that finds a record committed without its
+//! barrier costs microseconds (an interrupt to each CPU running a thread of any
+//! registered process on the machine; from Linux 6.8 the kernel runs one such barrier at
+//! a time) per sleep after the word changed, never per message while both sides are
+//! busy; a receiver that sleeps for every message (a slow producer) pays it per message,
+//! and so does each of N receivers asleep on one channel. A receiver that finds a record committed without its
 //! header spins briefly for it before it sleeps (its sender is one store away). A
 //! flag left set by a party that then did not sleep costs the next waker a needless
 //! wake. A repair's or a close's wake fences (`SeqCst`) before its bump, pairing with the
@@ -218,17 +221,24 @@
 //! - `close`, and a receiver that finds the channel closed and not final (once per call,
 //!   and again after each wait): if the send lock is free or its holder is dead, under
 //!   the lock (recovering it, with the repairs below). Otherwise (a live holder: a held
-//!   send side, a sender inside a send) it stores `closed` again, fences, issues the
-//!   barrier and looks at `busy` for a few microseconds: at 0, `tail` is final (the holder
-//!   committed before, and its Release store of `busy = 0` orders its `tail`; or it has
-//!   yet to set `busy`, and its check after that sees `closed`, by the barrier pattern
-//!   with its `busy = 1`, compiler barrier and load of `closed`). If `busy` stays 1 (a
-//!   holder stopped inside its commit), the holder makes the close final itself when it
+//!   send side, a sender inside a send) it fences, issues the barrier (once per thread
+//!   and channel: a barrier after `closed` serves every later look) and looks at `busy`
+//!   for a few microseconds: at an idle value, `tail` is final (the holder committed
+//!   before, and its Release store of the idle value orders its `tail`; or it has yet to
+//!   set `busy`, and its check after that sees `closed`, by the barrier pattern with its
+//!   `busy = 1`, compiler barrier and load of `closed`). If `busy` stays 1 (a holder
+//!   stopped inside its commit), the holder makes the close final itself when it
 //!   continues (its look at `closed` after clearing `busy` sees it, by the same
 //!   pattern), or whoever recovers its lock if it dies. A `try_` call issues no barrier:
-//!   it makes the close final only through the lock. So does a process that cannot
-//!   issue the barrier. A send refused for the close while queued behind another holder
-//!   tries to make it final too before it returns.
+//!   it makes the close final only through the lock. A process that cannot issue the
+//!   barrier relies on the holder's fence instead, which the holder promises by its idle
+//!   value 2 (a process that cannot use the barrier fences before its check of
+//!   `closed`; a holder that takes the lock and finds the other kind's idle value stores
+//!   its own, then fences); so it cannot make the close final only while a registered
+//!   process holds the send side between sends (that holder then does, at its next send
+//!   or when it lets the side go, or a registered receiver that waits). A send refused
+//!   for the close while queued behind another holder tries to make it final too before
+//!   it returns.
 //!
 //! [`Channel::is_closed`] says the close is final. It is when `close` returns, unless a
 //! sender is stopped (SIGSTOP) inside its commit then (a few stores): receivers get

@@ -220,8 +220,11 @@ impl<'a> SendSlot<'a> {
 /// lock leaves (module docs, "Crash windows"): the next sender takes the lock over.
 /// A sender *stopped* while it holds the side stalls the other senders, and receivers
 /// only if it stopped in the one store between a send's commit and its header (they
-/// wait at that record until it is continued, or killed and the record skipped). A send
-/// that waits for room waits holding the side.
+/// wait at that record until it is continued, or killed and the record skipped), or, if
+/// the channel is closed meanwhile, anywhere inside a send's commit (from its store of
+/// `busy` to its header: a few stores; receivers then get every message and wait at the
+/// close until it is continued or killed: module docs, "Closing"). A send that waits for
+/// room waits holding the side.
 ///
 /// While a thread holds a side, it must not call this channel's other sending calls (a
 /// blocking one waits for the side itself: a deadlock; a `try_` one returns `Busy`),

@@ -57,9 +57,10 @@ impl Channel {
     /// unless a sender is stopped (SIGSTOP) inside its commit meanwhile: then that sender
     /// makes it final when it is continued, or whoever recovers its send side if it is
     /// killed (module docs, "Closing"). A closer in a process that cannot use the
-    /// process-wide barrier (module docs, "Waiting") makes it final only if the send side
-    /// is free (or its holder dead); otherwise the holder does, at its next send, or a
-    /// receiver that waits.
+    /// process-wide barrier (module docs, "Waiting") cannot make it final while a
+    /// process that can holds the send side between its sends: that holder does, at its
+    /// next send or when it lets the side go, or a waiting receiver in a process that
+    /// can use the barrier.
     ///
     /// # Examples
     ///
@@ -212,7 +213,9 @@ impl Channel {
     ///
     /// The close is final when [`close`](Self::close) returns, unless a sender was
     /// stopped (SIGSTOP) inside its commit then: it becomes final when that sender
-    /// finishes its commit (or is killed and its send lock recovered). From the start of
+    /// finishes its commit (or is killed and its send lock recovered); or unless the
+    /// closer's process cannot use the process-wide barrier while a process that can
+    /// holds the send side between its sends (module docs, "Closing"). From the start of
     /// `close`, sends are refused; so a send may be refused a moment before this says
     /// `true`.
     #[inline]
