@@ -116,7 +116,7 @@ pub(crate) struct TailLine {
     /// `free` (another line) only when it says the ring is full.
     pub(crate) free_cache: AtomicU64,
     /// `from << 32 | to`: the positions of the record (with any padding before it) the
-    /// send-lock holder is committing, stored before its compare-exchange of `tail`, so
+    /// send-lock holder is committing, stored before its store of `tail` (the commit), so
     /// that whoever takes the lock from it if it dies before the record's header is
     /// stored can find the record and replace it with a `SKIP` record.
     pub(crate) pending: AtomicU64,
