@@ -624,7 +624,8 @@ fn histogram(view: &ReadOnlyRegion, e: &EntryInfo, opts: Opts) -> Reading {
     r
 }
 
-/// A channel: messages waiting, bytes used of the capacity, closed, lost; a header that
+/// A channel: messages waiting, bytes used of the capacity, closed (or closing: not final
+/// yet), lost; a header that
 /// is not a channel's is highlighted (the channel's own calls report `Corrupt`).
 fn channel(view: &ReadOnlyRegion, e: &EntryInfo) -> Reading {
     let Some(s) = view.channel(e) else {
@@ -636,8 +637,12 @@ fn channel(view: &ReadOnlyRegion, e: &EntryInfo) -> Reading {
         "{} waiting, {} of {} bytes used",
         s.waiting, s.bytes_used, s.capacity
     );
-    if s.closed {
+    if s.close_final {
         text.push_str(", closed");
+    } else if s.closed {
+        // Sends are refused, but receivers wait at the close: a close in progress, or one
+        // a sender stopped inside its commit holds up.
+        text.push_str(", closing (not final yet)");
     }
     if s.lost > 0 {
         text.push_str(&format!(", {} lost", s.lost));
@@ -652,6 +657,7 @@ fn channel(view: &ReadOnlyRegion, e: &EntryInfo) -> Reading {
         .field("capacity", json!(s.capacity))
         .field("max_message", json!(s.max_message))
         .field("closed", json!(s.closed))
+        .field("close_final", json!(s.close_final))
         .field("lost", json!(s.lost))
 }
 

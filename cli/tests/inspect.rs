@@ -125,6 +125,10 @@ fn populate(region: &Region) {
     jobs.send(b"resize 2.png").unwrap();
     let done = region.channel("done", ChannelOptions::new(256)).unwrap();
     done.close();
+    // A close begun and not yet final (its closer stopped after storing `closed`: the
+    // config line's third word).
+    let closing = region.channel("closing", ChannelOptions::new(256)).unwrap();
+    closing.hostile_words().0[2].store(1, shmstate::sync::Ordering::Relaxed);
     let sessions = region
         .map("kv", MapOptions::new(16).key_max(16).value_max(8))
         .unwrap();
@@ -211,7 +215,11 @@ fn inspect_json_shows_the_values_a_program_wrote() {
     assert_eq!(jobs["capacity"], 1024, "{jobs}");
     assert_eq!(jobs["max_message"], 100, "{jobs}");
     assert_eq!(jobs["closed"], false, "{jobs}");
+    assert_eq!(jobs["close_final"], false, "{jobs}");
     assert_eq!(object(&doc, "done")["closed"], true);
+    assert_eq!(object(&doc, "done")["close_final"], true);
+    assert_eq!(object(&doc, "closing")["closed"], true);
+    assert_eq!(object(&doc, "closing")["close_final"], false);
     let kv = object(&doc, "kv");
     assert_eq!(kv["len"], 4, "{kv}");
     assert_eq!(kv["capacity"], 16, "{kv}");
@@ -243,6 +251,10 @@ fn inspect_json_shows_the_values_a_program_wrote() {
         "{text}"
     );
     assert!(line("done").ends_with(", closed"), "{text}");
+    assert!(
+        line("closing").ends_with(", closing (not final yet)"),
+        "{text}"
+    );
     assert!(line("kv").ends_with("4 of 16 entries (25% load)"), "{text}");
     // Inspecting wrote nothing: the region opens and reads as before.
     assert_eq!(region.get::<Counter>("hits").unwrap().get(), 42);

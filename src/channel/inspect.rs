@@ -3,7 +3,7 @@
 
 use core::mem::offset_of;
 
-use super::layout::{Header, MAGIC, SENT_MASK, count, lost_count, pos};
+use super::layout::{FINAL, Header, MAGIC, SENT_MASK, count, lost_count, pos};
 use super::options::largest_message;
 
 /// A channel's state as a tool sees it: each field a snapshot of one word (or two), so
@@ -25,6 +25,11 @@ pub struct ChannelSnapshot {
     /// [`Channel::is_closed`](crate::Channel::is_closed) says: a sender stopped inside
     /// its commit keeps receivers from `Disconnected` until it goes on.)
     pub closed: bool,
+    /// Whether the close is final (`closed`, and its end recorded: what
+    /// [`Channel::is_closed`](crate::Channel::is_closed) says). `closed` without it is a
+    /// close in progress, or one a sender stopped inside its commit holds up: receivers
+    /// wait at it instead of reporting `Disconnected`.
+    pub close_final: bool,
     /// Messages lost with receivers killed mid-receive.
     pub lost: u64,
 }
@@ -55,6 +60,7 @@ pub(crate) fn decode(
     let free = word(offset_of!(Header, free.free))?;
     let lost = word(offset_of!(Header, head.lost))?;
     let closed = word(offset_of!(Header, config.closed))?;
+    let end = word(offset_of!(Header, config.end))?;
     // As `Channel::len` and `Channel::bytes_used`: counts modulo 2^30, positions modulo
     // 2^32, clamped to what the ring can hold.
     let waiting = (count(tail).wrapping_sub(count(head)) & SENT_MASK).min(cap / 8);
@@ -64,6 +70,7 @@ pub(crate) fn decode(
         waiting,
         bytes_used: pos(tail).wrapping_sub(pos(free)).min(cap),
         closed: closed != 0,
+        close_final: closed != 0 && end & FINAL != 0,
         lost: lost_count(lost),
     })
 }
@@ -99,8 +106,16 @@ mod tests {
         assert_eq!(s.waiting, 2);
         assert_eq!(s.bytes_used as usize, ch.bytes_used());
         assert!(!s.closed);
+        assert!(!s.close_final);
+        // A close begun and not final (its closer stopped after its first step).
+        ch.hostile_words().0[2].store(1, crate::sync::Ordering::Relaxed);
+        let s = decode(ring, |i| word(&ch, i)).unwrap();
+        assert!(s.closed);
+        assert!(!s.close_final);
         ch.close();
-        assert!(decode(ring, |i| word(&ch, i)).unwrap().closed);
+        let s = decode(ring, |i| word(&ch, i)).unwrap();
+        assert!(s.closed);
+        assert!(s.close_final);
         assert_eq!(decode(3, |_| Some(0)), None);
         let s = decode(ring, |_| Some(u64::MAX)).unwrap();
         assert_eq!(s.max_message, None);
