@@ -544,7 +544,8 @@ impl Sleep {
 /// nanoseconds first ([`spins_for`](crate::wait::spins_for); loads only, no syscall;
 /// receivers spin longer than senders; a `try_` call never spins; a timed wait stops
 /// at its deadline), then sets `WAITING`, fences, issues the process-wide barrier
-/// ([`barrier`](super::barrier)) unless this wait issued it since the word last changed,
+/// ([`barrier`](super::barrier)) unless this thread issued it since the word last changed
+/// ([`barriered_since`]),
 /// checks `settle()` (`ready()` again, or for a receiver also the close) and futex-waits
 /// in slices.
 ///

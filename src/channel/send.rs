@@ -457,14 +457,14 @@ impl Channel {
             // commit fail; its zeroed word and `pending` had the same window.)
             return Err(SendError::Disconnected);
         }
+        // Relaxed: our own last store (or `claim_busy`'s). If it promised a fence
+        // (`IDLE_FENCING`), we fence, even if this process registered since.
+        let promised = h.tail.busy.load(Ordering::Relaxed) == barrier::IDLE_FENCING;
         // Busy from here to the header: a finaliser that reads an idle value after its
         // barrier (or, for `IDLE_FENCING`, its fence) knows we either saw `closed` below
         // (and commit nothing) or are done. Relaxed: the barrier pattern orders it before
         // our load of `closed` (the busy side: a compiler barrier where the finaliser's
         // barrier reaches us, else a fence).
-        // Relaxed: our own last store (or `claim_busy`'s). If it promised a fence
-        // (`IDLE_FENCING`), we fence, even if this process registered since.
-        let promised = h.tail.busy.load(Ordering::Relaxed) == barrier::IDLE_FENCING;
         h.tail.busy.store(barrier::BUSY, Ordering::Relaxed);
         barrier::busy_side(promised);
         failpoint::hit(Point::ChannelSendBusy);
