@@ -2,6 +2,7 @@
 //! forked workers.
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::ptr::NonNull;
 use std::time::Duration;
 
@@ -13,7 +14,12 @@ use shmstate::Shared;
 pub fn watchdog(limit: Duration) {
     std::thread::spawn(move || {
         std::thread::sleep(limit);
-        eprintln!("watchdog: test exceeded {limit:?}, aborting");
+        // Not `eprintln!`: it panics if stderr is a pipe whose reader is gone (a child
+        // whose test process died), which would end this thread instead of the process.
+        let _ = writeln!(
+            std::io::stderr(),
+            "watchdog: test exceeded {limit:?}, aborting"
+        );
         std::process::abort();
     });
 }
