@@ -30,6 +30,9 @@ const LIMIT: Duration = Duration::from_secs(60);
 /// Set in a re-executed child: the path of the region file its test made.
 const CHILD: &str = "SHMSTATE_TEST_NO_BARRIER_CHILD";
 
+/// Set in a re-executed child: its parent's process id (the child dies with it).
+const PARENT: &str = "SHMSTATE_TEST_NO_BARRIER_PARENT";
+
 /// If this process is the re-executed child of a test: installs the filter, opens the
 /// test's region, runs `f` on it and exits 0 (a panic fails the child, and so the test).
 /// Otherwise returns.
@@ -37,6 +40,9 @@ fn child_role(f: impl FnOnce(&Region)) {
     let Some(path) = std::env::var_os(CHILD) else {
         return;
     };
+    // A failed test's child must not outlive it (asleep on a channel nobody closes).
+    let parent = std::env::var(PARENT).expect("the parent's pid");
+    common::die_with_parent(parent.parse().expect("a pid"));
     watchdog(LIMIT);
     refuse_the_barrier();
     let region = Region::open(&path).expect("the test's region");
@@ -72,6 +78,7 @@ fn spawn_filtered(test: &str, region: &Path) -> Child {
     Command::new(std::env::current_exe().unwrap())
         .args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD, region)
+        .env(PARENT, std::process::id().to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -197,7 +204,46 @@ fn refused_the_barrier_a_close_is_final_while_its_own_side_is_held_idle() {
 /// what was sent, then wait (a `try_` receive says `Empty`); the holder's next send is
 /// refused and makes the close final, which wakes them with `Disconnected`.
 #[test]
-fn a_close_by_a_refused_process_is_made_final_by_the_registered_holder() {
+fn a_close_by_a_refused_process_is_made_final_by_the_registered_holders_next_send() {
+    close_by_a_refused_process_behind_a_registered_holder(
+        "a_close_by_a_refused_process_is_made_final_by_the_registered_holders_next_send",
+        Holder::SideSendsAgain,
+    );
+}
+
+/// The same, the holder letting the side go without another send: after its unlock it
+/// fences and looks at `closed`, so its drop makes the close final.
+#[test]
+fn a_close_by_a_refused_process_is_made_final_when_the_registered_holder_lets_go() {
+    close_by_a_refused_process_behind_a_registered_holder(
+        "a_close_by_a_refused_process_is_made_final_when_the_registered_holder_lets_go",
+        Holder::SideLetGo,
+    );
+}
+
+/// The same with a reservation held instead of a side, given back unsent.
+#[test]
+fn a_close_by_a_refused_process_is_made_final_when_the_registered_holder_gives_its_slot_back() {
+    close_by_a_refused_process_behind_a_registered_holder(
+        "a_close_by_a_refused_process_is_made_final_when_the_registered_holder_gives_its_slot_back",
+        Holder::SlotGivenBack,
+    );
+}
+
+/// What the registered holder of the send lock holds, and does once the refused process
+/// has closed.
+#[derive(Clone, Copy)]
+enum Holder {
+    /// A send side, which sends again (refused).
+    SideSendsAgain,
+    /// A send side, dropped.
+    SideLetGo,
+    /// A reservation, given back.
+    SlotGivenBack,
+}
+
+/// The body of the three tests above: `test` is the caller's name (its child runs it).
+fn close_by_a_refused_process_behind_a_registered_holder(test: &str, holder: Holder) {
     child_role(|region| {
         let ch = region.open_channel("held").unwrap();
         let signal = region.open_channel("signal").unwrap();
@@ -207,14 +253,14 @@ fn a_close_by_a_refused_process_is_made_final_by_the_registered_holder() {
             "final without the barrier or a fencing holder"
         );
         assert_eq!(ch.send(b"x"), Err(SendError::Disconnected));
-        // Tells the holder that the close has begun (the send's publication orders the
-        // store of `closed` before the holder's receive of it).
-        signal.send(b"closed").unwrap();
         let mut out = Vec::new();
         assert_eq!(ch.recv(&mut out), Ok(6));
         assert_eq!(out, b"before");
         assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Empty));
-        // Woken by the holder's refused send, which makes the close final.
+        // Tells the holder that the close has begun (the send's publication orders the
+        // store of `closed` before the holder's receive of it).
+        signal.send(b"closed").unwrap();
+        // Woken by the holder, which makes the close final (or finding it final).
         assert_eq!(ch.recv(&mut out), Err(RecvError::Disconnected));
         assert!(ch.is_closed());
     });
@@ -222,12 +268,12 @@ fn a_close_by_a_refused_process_is_made_final_by_the_registered_holder() {
     let (_dir, path, region) = region_file("no-barrier-registered-holder");
     let ch = region.channel("held", options()).unwrap();
     let signal = region.channel("signal", options()).unwrap();
-    let mut side = ch.send_side().unwrap();
-    side.send(b"before").unwrap();
-    let child = spawn_filtered(
-        "a_close_by_a_refused_process_is_made_final_by_the_registered_holder",
-        &path,
-    );
+    ch.send(b"before").unwrap();
+    let (mut side, slot) = match holder {
+        Holder::SlotGivenBack => (None, Some(ch.reserve(8).unwrap())),
+        _ => (Some(ch.send_side().unwrap()), None),
+    };
+    let child = spawn_filtered(test, &path);
     let mut out = Vec::new();
     if signal.recv_timeout(&mut out, LIMIT / 2) != Ok(6) {
         // It failed before its signal: its own message says why.
@@ -235,9 +281,17 @@ fn a_close_by_a_refused_process_is_made_final_by_the_registered_holder() {
         panic!("no signal from the refused closer");
     }
     assert!(!ch.is_closed(), "the refused process made its close final");
-    assert_eq!(side.send(b"late"), Err(SendError::Disconnected));
-    assert!(ch.is_closed());
-    drop(side);
+    match holder {
+        Holder::SideSendsAgain => {
+            let refused = side.as_mut().unwrap().send(b"late");
+            assert_eq!(refused, Err(SendError::Disconnected));
+            assert!(ch.is_closed(), "not final after the holder's refused send");
+            drop(side);
+        }
+        Holder::SideLetGo => drop(side),
+        Holder::SlotGivenBack => slot.unwrap().abort(),
+    }
+    assert!(ch.is_closed(), "not final once the holder is done");
     reap_filtered(child, "the refused closer");
 }
 

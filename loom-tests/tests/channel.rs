@@ -4,9 +4,13 @@
 //! `end`). The process-wide barrier (`membarrier`) that sleepers and finalisers issue is
 //! modelled as what it guarantees at its point: a `SeqCst` fence on their side, and each
 //! compiler barrier of the busy side a `SeqCst` fence too (the crate does so under loom).
-//! The fallback (a process that cannot issue the barrier) fences on both sides, which these
-//! models therefore cover; that a registered waker fences once `fenced` is set is a
-//! process test (`tests/channel_sleeper.rs`).
+//! The fallback models make each thread stand for a process of its own kind
+//! (`Channel::act_unregistered_for_tests`: a process that cannot issue the barrier, which
+//! fences on its busy side and keeps `busy` at `IDLE_FENCING`;
+//! `Channel::act_unpaired_for_tests`: a registered process whose compiler barriers
+//! nothing pairs with, since no party issues the barrier, so they are no fence). That a
+//! waker fences once `fenced` is set, and the kernel's refusal itself, are process tests
+//! (`tests/channel_sleeper.rs`, `tests/channel_no_barrier.rs`).
 //!
 //! - a reservation's commit and abort racing a receiver: it sees exactly the committed
 //!   messages, whole and in order;
@@ -19,6 +23,11 @@
 //!   side streaming while another thread closes (the close made final through `busy` and
 //!   the barrier, or by the side itself): a send acknowledged `Ok` is received, never
 //!   behind a `Disconnected`, and a refused one never;
+//! - the fallback: a held send side racing a close, every party without the barrier (the
+//!   closer relies on the holder's `IDLE_FENCING`), or the side held by a registered
+//!   process (the close is made final by the side: at its next send, or when it lets the
+//!   side go, even with no receiver to help; likewise a reservation given back); a
+//!   registered sender taking over from one without the barrier (`claim_busy` fences);
 //! - two receivers racing for two messages: one each, never the same one;
 //! - records committed before their headers are stored, racing a receiver that polls and
 //!   sleeps, across a wrap (padding, then the record at 0 over a stale header, after an
@@ -315,12 +324,29 @@ fn a_held_send_side_and_a_sleeping_receiver_wake_each_other() {
 /// prefix, one sender), and none that was refused; then `Disconnected`, and the close is
 /// final once the closer and the sender are done.
 fn sends_racing_a_close(send: fn(&Channel) -> u8) {
+    sends_racing_a_close_as(send, [registered, registered, registered]);
+}
+
+/// The calling thread stands for a registered process, in a model where every party
+/// issues the barrier (the default).
+fn registered() {}
+
+/// [`sends_racing_a_close`], with each party (the sender, the closer, the receiver)
+/// first calling its function of `modes`: what its thread stands for.
+fn sends_racing_a_close_as(send: fn(&Channel) -> u8, modes: [fn(); 3]) {
     loom::model(move || {
         let ch = small();
         let tx = ch.clone();
         let closer = ch.clone();
-        let h = thread::spawn(move || send(&tx));
-        let c = thread::spawn(move || closer.close());
+        let h = thread::spawn(move || {
+            modes[0]();
+            send(&tx)
+        });
+        let c = thread::spawn(move || {
+            modes[1]();
+            closer.close()
+        });
+        modes[2]();
         let mut out = Vec::new();
         let mut got = 0u8;
         loop {
@@ -366,10 +392,145 @@ fn sends_racing_a_close_are_received_exactly_when_acknowledged() {
 /// next send).
 #[test]
 fn a_held_send_side_racing_a_close_is_received_exactly_when_acknowledged() {
-    sends_racing_a_close(|tx| match tx.send_side() {
+    sends_racing_a_close(held_side_sends_two);
+}
+
+/// A held send side streaming while another thread closes, every party in a process
+/// that cannot issue the barrier: the closer makes the close final through the holder's
+/// `IDLE_FENCING` (its fence before each check of `closed` pairs with the closer's), or
+/// leaves it to the side.
+#[test]
+fn without_the_barrier_a_close_racing_a_fencing_held_side_is_received_exactly_when_acknowledged() {
+    sends_racing_a_close_as(held_side_sends_two, [refused, refused, refused]);
+}
+
+/// The same with the side held by a registered process whose compiler barriers nothing
+/// pairs with (the closer and the receiver cannot issue the barrier): its idle value
+/// `IDLE` promises nothing to them, so the close is made final by the side (at its next
+/// send, or when it lets the side go), never by them through `busy`.
+#[test]
+fn without_the_barrier_a_close_racing_a_registered_held_side_waits_for_the_side() {
+    sends_racing_a_close_as(held_side_sends_two, [unpaired, refused, refused]);
+}
+
+/// A registered process lets its send side go while a process without the barrier
+/// closes: once both are done the close is final, with no receiver to help. The holder
+/// looks at `closed` after its unlock and a fence (`let_go`), the closer at the lock again
+/// after its fence (`finalise`): one of them takes the lock and records `end`.
+#[test]
+fn without_the_barrier_a_close_racing_a_registered_side_let_go_is_final_once_both_are_done() {
+    let_go_racing_a_close(held_side_sends_two);
+}
+
+/// The same with a reservation given back unsent.
+#[test]
+fn without_the_barrier_a_close_racing_a_registered_slot_given_back_is_final_once_both_are_done() {
+    let_go_racing_a_close(|tx| {
+        if let Ok(mut slot) = tx.reserve(1) {
+            slot.write_at(0, &[9]);
+            slot.abort();
+        }
+        0
+    });
+}
+
+/// Runs `hold` (which takes the send lock, may send, lets it go without a send, and
+/// returns how many sends were acknowledged `Ok`) in a thread standing for a registered
+/// process, racing a close from a process without the barrier; then the close is final,
+/// and the channel holds exactly the acknowledged messages. Two threads: searched with
+/// up to three preemptions whatever `LOOM_MAX_PREEMPTIONS` says (a fraction of a second;
+/// the closer's second look at the lock is needed only in schedules with three).
+fn let_go_racing_a_close(hold: fn(&Channel) -> u8) {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(builder.preemption_bound.map_or(3, |b| b.max(3)));
+    builder.check(move || {
+        let ch = small();
+        let tx = ch.clone();
+        let h = thread::spawn(move || {
+            unpaired();
+            hold(&tx)
+        });
+        refused();
+        ch.close();
+        let acked = h.join().unwrap();
+        assert!(
+            ch.is_closed(),
+            "not final once the closer and the holder are done"
+        );
+        let mut out = Vec::new();
+        for i in 1..=acked {
+            assert_eq!(ch.try_recv(&mut out), Ok(1));
+            assert_eq!(out, [i]);
+        }
+        assert_eq!(ch.try_recv(&mut out), Err(TryRecvError::Disconnected));
+    });
+}
+
+/// Two senders, one in a process without the barrier and one in a registered process
+/// (which holds the side for its send), racing a close from a process without the
+/// barrier: the registered sender takes over the first's `IDLE_FENCING` and must not
+/// leave it standing unfenced (`claim_busy`), or the closer would record `end` behind
+/// its send. Once all are done, the channel holds exactly the sends acknowledged `Ok`,
+/// then reports `Disconnected`. (The receiver drains afterwards: the race is between
+/// the senders and the close's `end`, and a fourth thread makes the model too large.)
+#[test]
+fn without_the_barrier_a_registered_sender_after_a_fencing_one_racing_a_close() {
+    loom::model(|| {
+        let ch = small();
+        let (a, b) = (ch.clone(), ch.clone());
+        let ha = thread::spawn(move || {
+            refused();
+            a.send(&[1]).is_ok()
+        });
+        let hb = thread::spawn(move || {
+            unpaired();
+            match b.send_side() {
+                Ok(mut side) => side.send(&[2]).is_ok(),
+                Err(_) => false,
+            }
+        });
+        refused();
+        ch.close();
+        let acked = [ha.join().unwrap(), hb.join().unwrap()];
+        let mut got = [false; 2];
+        let mut out = Vec::new();
+        loop {
+            match ch.try_recv(&mut out) {
+                Ok(1) => {
+                    let i = usize::from(out[0]) - 1;
+                    assert!(!got[i], "message {} received twice", out[0]);
+                    got[i] = true;
+                }
+                Ok(n) => panic!("a message of {n} bytes"),
+                Err(e) => {
+                    assert_eq!(e, TryRecvError::Disconnected);
+                    break;
+                }
+            }
+        }
+        assert_eq!(got, acked);
+        assert!(ch.is_closed());
+    });
+}
+
+/// The calling thread stands for a process that cannot issue the barrier.
+fn refused() {
+    Channel::act_unregistered_for_tests();
+}
+
+/// The calling thread stands for a registered process in a model where nobody issues
+/// the barrier.
+fn unpaired() {
+    Channel::act_unpaired_for_tests();
+}
+
+/// Takes the send side and sends `[1]`, then `[2]`, through it: how many were
+/// acknowledged.
+fn held_side_sends_two(tx: &Channel) -> u8 {
+    match tx.send_side() {
         Ok(mut side) => send_two(|m| side.send(m).is_ok()),
         Err(_) => 0,
-    });
+    }
 }
 
 /// A receiver holding the receive side (`RecvSide`) takes three messages from a sender

@@ -15,7 +15,12 @@
 //!
 //! This rests on the kernel's contract for `membarrier(2)`, outside Rust's memory model.
 //! Under loom the barrier is a `SeqCst` fence on the slow side and each compiler barrier
-//! on the busy side a `SeqCst` fence too: what the barrier guarantees at its point.
+//! on the busy side a `SeqCst` fence too: what the barrier guarantees at its point. A
+//! loom model may make a thread stand for a process without the barrier
+//! (`Channel::act_unregistered_for_tests`: it fences on its busy side, issues no barrier
+//! and keeps `IDLE_FENCING`), or for a registered process in a model where no party can
+//! issue the barrier (`Channel::act_unpaired_for_tests`: its compiler barrier is then no
+//! fence at all, as nothing pairs with it).
 //!
 //! Every process registers when it first makes or opens a channel
 //! ([`MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED`]), or at its first busy side if it reached
@@ -27,8 +32,10 @@
 //! and as a send-lock holder it says so in `busy` ([`IDLE_FENCING`]), so that a party that
 //! cannot issue the barrier either may still make a close final (the pattern with fences
 //! on both sides). What it cannot do is make a close final while a registered process
-//! holds the send side between its sends: then the holder does, at its next send or when
-//! it lets the side go, or a registered receiver does.
+//! holds the send lock idle (a held send side between sends, a reservation not yet
+//! committed): then the holder does when it lets the lock go without a send (it fences
+//! and looks at `closed`), or at a later send that sees `closed`, or a registered
+//! receiver does (module docs, "Closing").
 //!
 //! [`MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED`]: rustix::thread::MembarrierCommand::RegisterGlobalExpedited
 
@@ -54,7 +61,56 @@ pub(crate) fn idle() -> u64 {
     if !registered() {
         return IDLE_FENCING;
     }
+    #[cfg(loom)]
+    if modelled() == Modelled::Refused {
+        return IDLE_FENCING;
+    }
     IDLE
+}
+
+/// Under loom, what the calling thread stands for (a model sets it per thread; a thread
+/// stands for a process of its own).
+#[cfg(loom)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Modelled {
+    /// A registered process, where every party issues the barrier: its point is a
+    /// `SeqCst` fence on both sides (the default).
+    Registered,
+    /// A process the kernel refuses the barrier: it fences on its busy side, issues no
+    /// barrier, and keeps `IDLE_FENCING` between its commits.
+    Refused,
+    /// A registered process in a model where no party issues the barrier: its busy
+    /// side's compiler barrier pairs with nothing, so it is no fence (unless `strong`).
+    /// Its own barrier is not modelled either (`issue` says it failed, for a close),
+    /// and it must not sleep (`assert_may_sleep`).
+    Unpaired,
+}
+
+#[cfg(loom)]
+loom::thread_local! {
+    static MODELLED: core::cell::Cell<Modelled> = core::cell::Cell::new(Modelled::Registered);
+}
+
+/// Under loom: what the calling thread stands for.
+#[cfg(loom)]
+fn modelled() -> Modelled {
+    MODELLED.with(core::cell::Cell::get)
+}
+
+/// Under loom: panics in a thread that stands for an unpaired process (it must not sleep
+/// in a model: `wait_on`).
+#[cfg(loom)]
+pub(crate) fn assert_may_sleep() {
+    assert!(
+        modelled() != Modelled::Unpaired,
+        "a thread standing for an unpaired process slept: the model cannot say what its barrier orders"
+    );
+}
+
+/// Under loom: makes the calling thread stand for `m` from now on.
+#[cfg(loom)]
+pub(crate) fn model(m: Modelled) {
+    MODELLED.with(|c| c.set(m));
 }
 
 /// The registration: not tried yet.
@@ -135,7 +191,8 @@ fn registered() -> bool {
 /// The busy side's barrier between its store and its load: a compiler barrier only in a
 /// registered process when `strong` is false, else a `SeqCst` fence (an unregistered
 /// process, or a channel whose `fenced` word says some sleeper cannot issue the barrier).
-/// Under loom a `SeqCst` fence always (the barrier's effect, modelled).
+/// Under loom a `SeqCst` fence (the barrier's effect, modelled), except in a thread that
+/// stands for an unpaired process (`Modelled::Unpaired`) when `strong` is false.
 #[inline(always)]
 pub(crate) fn busy_side(strong: bool) {
     #[cfg(not(loom))]
@@ -143,7 +200,10 @@ pub(crate) fn busy_side(strong: bool) {
         crate::sync::compiler_fence(Ordering::SeqCst);
         return;
     }
-    let _ = strong;
+    #[cfg(loom)]
+    if !strong && modelled() == Modelled::Unpaired {
+        return;
+    }
     fence(Ordering::SeqCst);
 }
 
@@ -171,8 +231,14 @@ pub(crate) fn issue() -> bool {
         register() && membarrier(MembarrierCommand::GlobalExpedited).is_ok()
     }
     #[cfg(loom)]
-    {
-        fence(Ordering::SeqCst);
-        true
+    match modelled() {
+        Modelled::Registered => {
+            fence(Ordering::SeqCst);
+            true
+        }
+        // An unpaired thread (making a close final: it never sleeps, `wait_on`): loom
+        // cannot model its barrier reaching threads whose compiler barrier is no fence,
+        // so it goes without, as a refused one (weaker than it is: conservative).
+        Modelled::Refused | Modelled::Unpaired => false,
     }
 }

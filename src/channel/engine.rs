@@ -603,6 +603,12 @@ pub(crate) fn wait_on(
     // process that cannot use the barrier or once `fenced` is set); and orders our flag
     // before the barrier's point on our own CPU.
     fence(Ordering::SeqCst);
+    // Under loom, a thread standing for a registered process in a model without the
+    // barrier must not sleep: its barrier would reach registered wakers, which loom
+    // cannot model, and the `fenced` it would set instead makes the model stronger
+    // than such a process is.
+    #[cfg(loom)]
+    super::barrier::assert_may_sleep();
     if !barriered_since(word, w, sleep) && !super::barrier::issue() {
         // Wakers must fence from now on. SeqCst: a waker whose load of `fenced` comes
         // after this store in the total order fences, and its fence pairs with ours.

@@ -639,6 +639,26 @@ impl Channel {
         super::barrier::act_unregistered();
     }
 
+    /// Under loom: makes the calling thread stand for a process that cannot use the
+    /// process-wide barrier, from now on (it fences on its busy side, issues no barrier,
+    /// and keeps `busy` at its fencing idle value). Not part of the API.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn act_unregistered_for_tests() {
+        super::barrier::model(super::barrier::Modelled::Refused);
+    }
+
+    /// Under loom: makes the calling thread stand for a registered process in a model
+    /// where no party can issue the barrier, from now on: its busy side's compiler
+    /// barrier is no fence (unless the channel's `fenced` word is set), and its own
+    /// barrier is not modelled (it goes without, as a process that cannot issue it). Not
+    /// part of the API.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn act_unpaired_for_tests() {
+        super::barrier::model(super::barrier::Modelled::Unpaired);
+    }
+
     /// Whether the channel's `fenced` word is set (a sleeper could not issue the
     /// barrier). Not part of the API.
     #[cfg(any(test, feature = "test-hooks"))]

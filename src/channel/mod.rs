@@ -235,8 +235,16 @@
 //!   value 2 (a process that cannot use the barrier fences before its check of
 //!   `closed`; a holder that takes the lock and finds the other kind's idle value stores
 //!   its own, then fences); so it cannot make the close final only while a registered
-//!   process holds the send side between sends (that holder then does, at its next send
-//!   or when it lets the side go, or a registered receiver that waits). A send refused
+//!   process holds the send lock idle (a held send side between sends, a reservation
+//!   not yet committed). That holder then does when it lets the lock go without a send
+//!   (a [`SendSide`] dropped, a [`SendSlot`] given back): after its unlock it fences
+//!   and looks at `closed`, and the finaliser looks at the lock once more after its own
+//!   fence, so either the holder makes it final or the finaliser finds the lock free
+//!   (or held by a later sender). Or a later send that sees `closed`, or a registered
+//!   receiver that waits. A registered process's single send or slot commit, racing
+//!   such a close, looks at `closed` only behind compiler barriers and may leave the
+//!   close not final until the next receive, send or `close` (a receiver asleep
+//!   without the barrier sees it at the end of its sleep slice, ≤ 10 ms). A send refused
 //!   for the close while queued behind another holder tries to make it final too before
 //!   it returns.
 //!
@@ -306,7 +314,8 @@
 //! | Repair: done, mark not cleared † | the receive lock held by a dead thread, still marked | the next party to take the receive lock (a receiver, or a sender that finds the ring full) recovers it; the repair finds `head == free`: the loss counted once |
 //! | Drain: a message released, the next not claimed † | the receive lock held; nothing lost | as the first receive line: the rest is received in order |
 //! | Close: `closed` stored, the close not yet final (`end` not recorded) † | sends refused; `is_closed()` false; receivers get what was sent, then find the close not final | the next receiver that finds no message makes it final: through the send lock if it is free or its holder dead, else (a waiting receiver, after its first wait; a timed one also at its deadline) through the barrier and `busy`; a `try_` receive only through the lock. Or a sender, which holds the lock when it sees `closed`, or a later `close`. Test `a_closer_killed_before_the_close_was_final` (the send side held by a live process: made final through the barrier) |
-//! | Close or receive: made the close final under the send lock, lock not released | the send lock held by a dead thread; the close final | as the first line |
+//! | Send side let go, or a slot given back: unlocked, `closed` not looked at again | the send lock free; a close whose finaliser could not make it final (it cannot issue the barrier, and the lock was held by a registered process) still not final | as the line above: the next receiver that finds no message makes it final through the free lock, or a sender (tests `a_close_left_not_final_*`; the look itself: `a_close_by_a_refused_process_is_made_final_when_the_registered_holder_lets_go` and `..._gives_its_slot_back`) |
+//! | Close, receive, or a send side let go: taking the send lock to make the close final, `end` recorded or not, lock not released | the send lock held by a dead thread; the close final, or not yet | as the first line; a close not yet final is then made final as the line "Close: `closed` stored" says, by whoever recovers the lock |
 //! | Close: made final (or left to a busy sender), sleepers not woken † | sleepers not woken | each wakes at the end of its slice (≤ 10 ms) and sees the close |
 //! | Asleep (`WAITING` set) | the flag | the next wake: one needless syscall |
 //!
@@ -329,7 +338,11 @@
 //! holds the receive lock for a few stores) stalls receivers too, as a stopped receiver
 //! would; and a receiver stopped while it looks for a dead sender (it then holds the
 //! send lock for a few loads, or for the `SKIP` repair) stalls senders, as a stopped
-//! sender would (and, if stopped inside the repair, receivers at that record too).
+//! sender would (and, if stopped inside the repair, receivers at that record too). So
+//! does a party stopped while it holds the send lock to make a close final (a closer, a
+//! receiver, a send side or slot let go: a few loads and a store): senders are refused
+//! anyway; a registered receiver that waits makes the close final through `busy`, and
+//! others wait, until it is continued or killed.
 //!
 //! # Untrusted memory
 //!

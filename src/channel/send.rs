@@ -206,6 +206,43 @@ impl<'a> SendSlot<'a> {
     pub fn abort(self) {}
 }
 
+impl Drop for SendSlot<'_> {
+    /// Gives the slot back unless it was committed (`Channel::let_go`).
+    fn drop(&mut self) {
+        if let Some(guard) = self.guard.take() {
+            self.ch.let_go(guard);
+        }
+    }
+}
+
+impl Channel {
+    /// Lets the send lock go when a holder ends without a send (a [`SendSide`] dropped, a
+    /// [`SendSlot`] given back): unlocks, then makes a close final if it has begun and is
+    /// not final. A finaliser that cannot issue the process-wide barrier cannot make it
+    /// final while a registered process holds the lock idle (its `busy` promises no
+    /// fence); so the holder fences after its unlock and looks at `closed`, and such a
+    /// finaliser looks at the lock once more after its own fence (`finalise`): either we
+    /// see `closed`, or it sees the lock free (or taken by a later holder, which sees
+    /// `closed` when it lets go in turn, or at its sends). One fence per side or slot let
+    /// go, not per message; a slot committed lets the lock go in `commit_len`.
+    fn let_go(&self, guard: SideGuard<'_>) {
+        let mine = guard.is_mine();
+        drop(guard);
+        if !mine {
+            // A copy in a forked child: the lock is its parent's thread's.
+            return;
+        }
+        // SeqCst: our unlock before it, our load of `closed` after it; pairs with the
+        // fence of a finaliser that stored or read `closed` and then looks at the lock
+        // again.
+        fence(Ordering::SeqCst);
+        if self.close_begun() && self.end().is_none() {
+            // Through the lock if it is free (or its holder dead): no wait.
+            self.finalise(Wait::No);
+        }
+    }
+}
+
 /// The send side of a channel, held by one sender across many sends
 /// ([`Channel::send_side`]): each [`send`](Self::send) writes and publishes its message
 /// as [`Channel::send`] does, without taking and releasing the send lock around it.
@@ -225,6 +262,12 @@ impl<'a> SendSlot<'a> {
 /// `busy` to its header: a few stores; receivers then get every message and wait at the
 /// close until it is continued or killed: module docs, "Closing"). A send that waits for
 /// room waits holding the side.
+///
+/// Dropping the side releases the lock, then fences and, if a close has begun and is
+/// not final (its closer could not make it final while the side was held), makes it
+/// final: it takes the lock again if it is free, or recovers it from a dead holder
+/// (a probe, then at most a few milliseconds), never waiting for a live one. Giving a
+/// [`SendSlot`] back does the same.
 ///
 /// While a thread holds a side, it must not call this channel's other sending calls (a
 /// blocking one waits for the side itself: a deadlock; a `try_` one returns `Busy`),
@@ -264,7 +307,8 @@ impl<'a> SendSlot<'a> {
 #[must_use = "a send side that is dropped at once sends nothing"]
 pub struct SendSide<'a> {
     ch: &'a Channel,
-    guard: SideGuard<'a>,
+    /// Dropped by our `Drop`, which then looks at the close.
+    guard: core::mem::ManuallyDrop<SideGuard<'a>>,
     /// Not `Send`: the send lock names the thread that took it (as for [`SendSlot`]).
     _not_send: PhantomData<*const ()>,
 }
@@ -272,6 +316,16 @@ pub struct SendSide<'a> {
 impl core::fmt::Debug for SendSide<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("SendSide").finish_non_exhaustive()
+    }
+}
+
+impl Drop for SendSide<'_> {
+    /// Lets the side go (`Channel::let_go`).
+    fn drop(&mut self) {
+        // SAFETY: the guard is taken here once and never used again (`self` is being
+        // dropped).
+        let guard = unsafe { core::mem::ManuallyDrop::take(&mut self.guard) };
+        self.ch.let_go(guard);
     }
 }
 
@@ -556,7 +610,7 @@ impl Channel {
         }
         Ok(SendSide {
             ch: self,
-            guard,
+            guard: core::mem::ManuallyDrop::new(guard),
             _not_send: PhantomData,
         })
     }

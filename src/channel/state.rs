@@ -58,9 +58,10 @@ impl Channel {
     /// makes it final when it is continued, or whoever recovers its send side if it is
     /// killed (module docs, "Closing"). A closer in a process that cannot use the
     /// process-wide barrier (module docs, "Waiting") cannot make it final while a
-    /// process that can holds the send side between its sends: that holder does, at its
-    /// next send or when it lets the side go, or a waiting receiver in a process that
-    /// can use the barrier.
+    /// process that can holds the send lock idle (a send side between its sends, a
+    /// reservation not yet committed): that holder does when it lets the lock go without
+    /// a send, or at a later send that sees the close, or a waiting receiver does (at
+    /// once in a process that can use the barrier, else once the lock is free).
     ///
     /// # Examples
     ///
@@ -113,6 +114,9 @@ impl Channel {
     ///    with our fence. If `busy` stays 1, the holder makes it final itself when it
     ///    clears it (its load of `closed` after that sees ours, by the same argument),
     ///    or, if it dies there, whoever recovers the lock does.
+    /// 3. If no idle value qualified, look at the lock once more, as in 1 (after our
+    ///    fence: it pairs with the fence a holder that lets the lock go without a send
+    ///    makes after its unlock, `let_go`).
     #[cold]
     pub(super) fn finalise(&self, wait: Wait) -> bool {
         let h = &self.header;
@@ -120,11 +124,7 @@ impl Channel {
         if h.config.end.load(Ordering::Acquire) & FINAL != 0 {
             return true;
         }
-        if let Some((guard, died)) = lock_if_free_or_dead(&h.send.lock, wait) {
-            if died {
-                self.repair_send(&guard);
-            }
-            self.finalise_locked();
+        if self.finalise_if_free(wait) {
             return true;
         }
         if matches!(wait, Wait::No) {
@@ -152,7 +152,26 @@ impl Channel {
             }
             spin_loop();
         }
-        false
+        // The holder may have let the lock go since our first look without seeing
+        // `closed` (a registered one, idle, to whom our fence alone promises nothing):
+        // it fences after its unlock and then looks at `closed` (`let_go`), pairing with
+        // our fence above; either it sees our `closed`, or we see the lock free now. As
+        // `wait` allows: a dead holder's recovery keeps a timed caller's deadline.
+        self.finalise_if_free(wait)
+    }
+
+    /// [`finalise`](Self::finalise) through the send lock: if it is free or its holder
+    /// is dead (as `wait` allows: `lock_if_free_or_dead`), takes it, repairs what a dead
+    /// holder left, and records `end`. Whether it did.
+    fn finalise_if_free(&self, wait: Wait) -> bool {
+        let Some((guard, died)) = lock_if_free_or_dead(&self.header.send.lock, wait) else {
+            return false;
+        };
+        if died {
+            self.repair_send(&guard);
+        }
+        self.finalise_locked();
+        true
     }
 
     /// Under the send lock, the channel seen closed by its holder (no send commits any
