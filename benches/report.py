@@ -625,16 +625,19 @@ def channel_section(est, chpy):
                 "channel round trip", shm, floor, lambda s, o: o / s, text, need)
             if rows_note and rows:
                 rows[-1] = rows[-1][:-2] + rows_note + suffix
-    # "memcpy bandwidth" read two ways: a 16 KiB copy in cache (L1/L2 bandwidth, which no
-    # copy between two cores reaches), and a copy too large for any cache (the sustained
-    # bandwidth that `mbw` and STREAM report). The target is judged against both.
+    # "memcpy bandwidth" as a machine's bandwidth is measured: a copy too large for any
+    # cache (the sustained bandwidth that STREAM's copy and `mbw` report; STREAM's rules
+    # ask for arrays well beyond the last-level cache). The target is judged against it.
+    # A 16 KiB copy in cache (L1/L2 bandwidth inside one core) is printed beside it for
+    # reference, not judged: no copy between two cores reaches it (the bare ring's row
+    # below), so no channel can (BENCHMARKS.md, "The 16 KiB target: which memcpy").
     mc = med("channel_memcpy", "memcpy_16KiB")
     mm = med("channel_memcpy", "memcpy_16KiB_of_256MiB")
     for fn in ("shmstate_channel", "shmstate_channel_send_side", "shmstate_channel_held_sides"):
-        for what, floor_ns in (("in-cache", mc), ("memory", mm)):
+        for what, floor_ns, need in (("memory", mm, 0.5), ("in-cache", mc, None)):
             add(f"one-way 16 KiB (`{fn[len('shmstate_'):]}`): channel bandwidth / "
                 f"{what} memcpy bandwidth", med("channel_oneway_16KiB_2procs", fn),
-                floor_ns, lambda s, o: o / s, ">= 0.5", 0.5)
+                floor_ns, lambda s, o: o / s, ">= 0.5", need)
     # The least a one-way stream costs between the two processes here (a bare ring of
     # fixed slots, `channel_floor_2procs/spsc_ring_*`): how far each target is from what
     # this machine allows.
