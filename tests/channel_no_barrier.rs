@@ -158,29 +158,7 @@ fn a_process_refused_the_barrier_sets_fenced_and_exchanges_with_a_registered_one
 fn refused_the_barrier_a_close_is_final_while_its_own_side_is_held_idle() {
     child_role(|region| {
         let ch = region.open_channel("held").unwrap();
-        let (held_tx, held_rx) = std::sync::mpsc::channel();
-        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
-        std::thread::scope(|s| {
-            s.spawn(move || {
-                let mut side = ch.send_side().unwrap();
-                side.send(b"before").unwrap();
-                held_tx.send(()).unwrap();
-                go_rx.recv().unwrap();
-                assert_eq!(side.send(b"x"), Err(SendError::Disconnected));
-            });
-            held_rx.recv().unwrap();
-            ch.close();
-            let final_at_once = ch.is_closed();
-            let mut out = Vec::new();
-            let first = ch.try_recv(&mut out);
-            let second = ch.try_recv(&mut out);
-            // Lets the holder go before asserting (its refused send would make the close
-            // final itself; a failed assertion must not leave it waiting).
-            go_tx.send(()).unwrap();
-            assert!(final_at_once, "not final without the barrier");
-            assert_eq!(first, Ok(6));
-            assert_eq!(second, Err(TryRecvError::Disconnected));
-        });
+        channel_support::close_while_a_side_is_held_idle_without_the_barrier(ch);
     });
     watchdog(LIMIT);
     let (_dir, path, region) = region_file("no-barrier-held");

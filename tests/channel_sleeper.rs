@@ -151,24 +151,7 @@ fn without_the_barrier_a_close_is_final_while_a_side_is_held_idle() {
     let ch = channel(&region, "fallback");
     let child = spawn(|| {
         Channel::act_unregistered_for_tests();
-        let (held_tx, held_rx) = std::sync::mpsc::channel();
-        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
-        std::thread::scope(|s| {
-            s.spawn(move || {
-                let mut side = ch.send_side().unwrap();
-                side.send(b"before").unwrap();
-                held_tx.send(()).unwrap();
-                go_rx.recv().unwrap();
-                assert_eq!(side.send(b"x"), Err(shmstate::SendError::Disconnected));
-            });
-            held_rx.recv().unwrap();
-            ch.close();
-            assert!(ch.is_closed(), "not final without the barrier");
-            let mut out = Vec::new();
-            assert_eq!(ch.recv(&mut out), Ok(6));
-            assert_eq!(ch.recv(&mut out), Err(shmstate::RecvError::Disconnected));
-            go_tx.send(()).unwrap();
-        });
+        channel_support::close_while_a_side_is_held_idle_without_the_barrier(ch);
     });
     reap_ok(child, "the close without the barrier");
 }

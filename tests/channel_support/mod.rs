@@ -223,3 +223,35 @@ pub fn until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
         std::thread::yield_now();
     }
 }
+
+/// In a process that cannot use the process-wide barrier (a real refusal or one a test
+/// hook acts out): one thread holds `ch`'s send side between sends while this one closes
+/// it. The close must be final at once (the holder keeps `busy` at its fencing idle
+/// value, so the closer's fence suffices); a receive gets what was sent, then
+/// `Disconnected`; the holder's next send is refused. The holder is let go before the
+/// assertions, so that a failed one cannot leave it waiting.
+pub fn close_while_a_side_is_held_idle_without_the_barrier(ch: &shmstate::Channel) {
+    use shmstate::{SendError, TryRecvError};
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            let mut side = ch.send_side().unwrap();
+            side.send(b"before").unwrap();
+            held_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            assert_eq!(side.send(b"x"), Err(SendError::Disconnected));
+        });
+        held_rx.recv().unwrap();
+        ch.close();
+        let final_at_once = ch.is_closed();
+        let mut out = Vec::new();
+        let first = ch.try_recv(&mut out);
+        let second = ch.try_recv(&mut out);
+        go_tx.send(()).unwrap();
+        assert!(final_at_once, "not final without the barrier");
+        assert_eq!(first, Ok(6));
+        assert_eq!(out, b"before");
+        assert_eq!(second, Err(TryRecvError::Disconnected));
+    });
+}
