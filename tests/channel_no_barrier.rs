@@ -243,7 +243,8 @@ fn close_by_a_refused_process_behind_a_registered_holder(test: &str, holder: Hol
         assert!(ch.is_closed());
     });
     watchdog(LIMIT);
-    let (_dir, path, region) = region_file("no-barrier-registered-holder");
+    // A directory of its own per test (`cargo test` runs the three in one process).
+    let (_dir, path, region) = region_file(test);
     let ch = region.channel("held", options()).unwrap();
     let signal = region.channel("signal", options()).unwrap();
     ch.send(b"before").unwrap();

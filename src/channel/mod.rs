@@ -108,14 +108,16 @@
 //! compiler barriers pair with the barrier a sleeper or a closer issues (below,
 //! "Waiting"); a process that cannot use it fences there instead. Nothing is visible
 //! before the header, and nothing is committed before the store of `tail`, so an abort
-//! (or a dropped [`SendSlot`]) is just the unlock.
+//! (or a dropped [`SendSlot`]) is the unlock, then a fence and a look at `closed` (a close
+//! left not final behind the slot is made final then: below, "Closing").
 //!
 //! **A held send side** ([`Channel::send_side`], [`SendSide`]): the send lock is taken
 //! once and kept across sends. Each send is the steps of a send between its lock and its
 //! unlock (the closed check, room against `free_cache`, the payload, the zeroed word and
 //! `pending`, `busy`, the second closed check, the store of `tail`, the header, `busy`
 //! again), then the wake of sleeping
-//! receivers, the lock still held; dropping the side unlocks. A send that finds no room waits holding the lock, and
+//! receivers, the lock still held; dropping the side unlocks, then fences and looks at
+//! `closed`, as a slot given back does. A send that finds no room waits holding the lock, and
 //! repairs a dead receiver's claim as any sender does (a `try_` send at once, or a
 //! millisecond after its thread's previous probe: "Probes of a `try_` call"; a blocking
 //! or timed one once `free` has not moved through a wait), so other senders wait for the
@@ -241,9 +243,10 @@
 //!   and looks at `closed`, and the finaliser looks at the lock once more after its own
 //!   fence, so either the holder makes it final or the finaliser finds the lock free
 //!   (or held by a later sender). Or a later send that sees `closed`, or a registered
-//!   receiver that waits. A registered process's single send or slot commit, racing
-//!   such a close, looks at `closed` only behind compiler barriers and may leave the
-//!   close not final until the next receive, send or `close` (a receiver asleep
+//!   receiver that waits. A registered process's single send or slot commit (or a
+//!   `try_` send that finds the ring full), racing such a close, looks at `closed` only
+//!   behind compiler barriers and may leave the close not final until the next receive,
+//!   send or `close` (a receiver asleep
 //!   without the barrier sees it at the end of its sleep slice, ≤ 10 ms). A send refused
 //!   for the close while queued behind another holder tries to make it final too before
 //!   it returns.
@@ -314,8 +317,8 @@
 //! | Repair: done, mark not cleared † | the receive lock held by a dead thread, still marked | the next party to take the receive lock (a receiver, or a sender that finds the ring full) recovers it; the repair finds `head == free`: the loss counted once |
 //! | Drain: a message released, the next not claimed † | the receive lock held; nothing lost | as the first receive line: the rest is received in order |
 //! | Close: `closed` stored, the close not yet final (`end` not recorded) † | sends refused; `is_closed()` false; receivers get what was sent, then find the close not final | the next receiver that finds no message makes it final: through the send lock if it is free or its holder dead, else (a waiting receiver, after its first wait; a timed one also at its deadline) through the barrier and `busy`; a `try_` receive only through the lock. Or a sender, which holds the lock when it sees `closed`, or a later `close`. Test `a_closer_killed_before_the_close_was_final` (the send side held by a live process: made final through the barrier) |
-//! | Send side let go, or a slot given back: unlocked, `closed` not looked at again | the send lock free; a close whose finaliser could not make it final (it cannot issue the barrier, and the lock was held by a registered process) still not final | as the line above: the next receiver that finds no message makes it final through the free lock, or a sender (tests `a_close_left_not_final_*`; the look itself: `a_close_by_a_refused_process_is_made_final_when_the_registered_holder_lets_go` and `..._gives_its_slot_back`) |
-//! | Close, receive, or a send side let go: taking the send lock to make the close final, `end` recorded or not, lock not released | the send lock held by a dead thread; the close final, or not yet | as the first line; a close not yet final is then made final as the line "Close: `closed` stored" says, by whoever recovers the lock |
+//! | Send side let go, or a slot given back: unlocked, `closed` not looked at again (no failpoint: it leaves the line above's state, with the lock free) | the send lock free; a close whose finaliser could not make it final (it cannot issue the barrier, and the lock was held by a registered process) still not final | as the line above: the next receiver that finds no message makes it final through the free lock, or a sender (tests `a_close_left_not_final_*`; the look itself: `a_close_by_a_refused_process_is_made_final_when_the_registered_holder_lets_go` and `..._gives_its_slot_back`) |
+//! | Close, receive, a send side let go or a slot given back: taking the send lock to make the close final, `end` recorded or not, lock not released | the send lock held by a dead thread; the close final, or not yet | as the first line; a close not yet final is then made final as the line "Close: `closed` stored" says, by whoever recovers the lock |
 //! | Close: made final (or left to a busy sender), sleepers not woken † | sleepers not woken | each wakes at the end of its slice (≤ 10 ms) and sees the close |
 //! | Asleep (`WAITING` set) | the flag | the next wake: one needless syscall |
 //!

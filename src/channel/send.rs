@@ -202,7 +202,9 @@ impl<'a> SendSlot<'a> {
         Ok(())
     }
 
-    /// Gives the slot back unsent (as dropping it does).
+    /// Gives the slot back unsent (as dropping it does): unlocks, then fences and, if a
+    /// close has begun and is not final, makes it final if the lock is free (as dropping
+    /// a [`SendSide`] does).
     pub fn abort(self) {}
 }
 
@@ -222,9 +224,10 @@ impl Channel {
     /// final while a registered process holds the lock idle (its `busy` promises no
     /// fence); so the holder fences after its unlock and looks at `closed`, and such a
     /// finaliser looks at the lock once more after its own fence (`finalise`): either we
-    /// see `closed`, or it sees the lock free (or taken by a later holder, which sees
-    /// `closed` when it lets go in turn, or at its sends). One fence per side or slot let
-    /// go, not per message; a slot committed lets the lock go in `commit_len`.
+    /// see `closed`, or it sees the lock free (or taken by a later holder: a side or a
+    /// slot makes the close final when it lets go in turn; a registered single send may
+    /// not, module docs, "Closing"). One fence per side or slot let go, not per message; a
+    /// slot committed lets the lock go in `commit_len`, without this.
     fn let_go(&self, guard: SideGuard<'_>) {
         let mine = guard.is_mine();
         drop(guard);

@@ -61,7 +61,9 @@ impl Channel {
     /// process that can holds the send lock idle (a send side between its sends, a
     /// reservation not yet committed): that holder does when it lets the lock go without
     /// a send, or at a later send that sees the close, or a waiting receiver does (at
-    /// once in a process that can use the barrier, else once the lock is free).
+    /// once in a process that can use the barrier, else once the lock is free). A
+    /// registered process's single send racing such a close may leave it not final until
+    /// the next receive, send or close (module docs, "Closing").
     ///
     /// # Examples
     ///
