@@ -117,13 +117,7 @@ fn a_process_refused_the_barrier_sets_fenced_and_exchanges_with_a_registered_one
     child_role(|region| {
         let ping = region.open_channel("ping").unwrap();
         let pong = region.open_channel("pong").unwrap();
-        let mut out = Vec::new();
-        for i in 0..ROUNDS {
-            assert_eq!(ping.recv(&mut out), Ok(4));
-            assert_eq!(out, i.to_le_bytes());
-            pong.send(&i.to_le_bytes()).unwrap();
-        }
-        assert_eq!(ping.recv(&mut out), Err(RecvError::Disconnected));
+        channel_support::echo_rounds(ping, pong, ROUNDS);
     });
     watchdog(LIMIT);
     let (_dir, path, region) = region_file("no-barrier-exchange");
@@ -138,13 +132,7 @@ fn a_process_refused_the_barrier_sets_fenced_and_exchanges_with_a_registered_one
         ping.fenced_for_tests()
     });
     assert!(!pong.fenced_for_tests(), "nobody slept on pong yet");
-    let mut out = Vec::new();
-    for i in 0..ROUNDS {
-        ping.send(&i.to_le_bytes()).unwrap();
-        assert_eq!(pong.recv(&mut out), Ok(4));
-        assert_eq!(out, i.to_le_bytes());
-    }
-    ping.close();
+    channel_support::ping_rounds(ping, pong, ROUNDS);
     assert!(ping.is_closed());
     reap_filtered(child, "the refused side");
     assert!(ping.is_empty() && pong.is_empty());

@@ -114,13 +114,7 @@ fn a_process_without_the_barrier_sets_fenced_and_exchanges_with_a_registered_one
     const ROUNDS: u32 = 2000;
     let child = spawn(|| {
         Channel::act_unregistered_for_tests();
-        let mut out = Vec::new();
-        for i in 0..ROUNDS {
-            assert_eq!(ping.recv(&mut out), Ok(4));
-            assert_eq!(out, i.to_le_bytes());
-            pong.send(&i.to_le_bytes()).unwrap();
-        }
-        assert_eq!(ping.recv(&mut out), Err(shmstate::RecvError::Disconnected));
+        channel_support::echo_rounds(ping, pong, ROUNDS);
     });
     // The child sleeps for the first message; before it does, it sets `fenced`, having
     // found it cannot issue the barrier.
@@ -128,13 +122,7 @@ fn a_process_without_the_barrier_sets_fenced_and_exchanges_with_a_registered_one
     until(LIMIT, "the child to set fenced", || ping.fenced_for_tests());
     // Not `pong`: nobody slept on it yet.
     assert!(!pong.fenced_for_tests());
-    let mut out = Vec::new();
-    for i in 0..ROUNDS {
-        ping.send(&i.to_le_bytes()).unwrap();
-        assert_eq!(pong.recv(&mut out), Ok(4));
-        assert_eq!(out, i.to_le_bytes());
-    }
-    ping.close();
+    channel_support::ping_rounds(ping, pong, ROUNDS);
     reap_ok(child, "the unregistered side");
     assert!(ping.fenced_for_tests());
 }

@@ -255,3 +255,27 @@ pub fn close_while_a_side_is_held_idle_without_the_barrier(ch: &shmstate::Channe
         assert_eq!(second, Err(TryRecvError::Disconnected));
     });
 }
+
+/// One side of a ping-pong of `rounds` 4-byte messages: sends `i` on `ping` and
+/// receives it back on `pong`, in order; then closes `ping`.
+pub fn ping_rounds(ping: &shmstate::Channel, pong: &shmstate::Channel, rounds: u32) {
+    let mut out = Vec::new();
+    for i in 0..rounds {
+        ping.send(&i.to_le_bytes()).unwrap();
+        assert_eq!(pong.recv(&mut out), Ok(4));
+        assert_eq!(out, i.to_le_bytes());
+    }
+    ping.close();
+}
+
+/// The other side of [`ping_rounds`]: receives each message on `ping` and sends it back
+/// on `pong`; then receives the close.
+pub fn echo_rounds(ping: &shmstate::Channel, pong: &shmstate::Channel, rounds: u32) {
+    let mut out = Vec::new();
+    for i in 0..rounds {
+        assert_eq!(ping.recv(&mut out), Ok(4));
+        assert_eq!(out, i.to_le_bytes());
+        pong.send(&out).unwrap();
+    }
+    assert_eq!(ping.recv(&mut out), Err(shmstate::RecvError::Disconnected));
+}
