@@ -336,40 +336,37 @@ mod tests {
     }
 
     /// Installs a seccomp filter on the calling thread that fails every
-    /// `FUTEX_WAIT_BITSET` with `ENOSYS`, as a sandbox might.
+    /// `FUTEX_WAIT_BITSET` with `ENOSYS`, as a sandbox might (compiled by `seccompiler`).
     /// Returns `false` if this kernel or sandbox does not let us install one.
     fn fail_futex_waits_with_seccomp() -> bool {
-        const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
-        const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
-        const AND_K: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
-        const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
-        let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
-        // `struct seccomp_data`: `nr` at offset 0, `args[1]` (the futex op) at 24 (its
-        // low half on little-endian x86_64).
-        let filter = [
-            op(LD_W_ABS, 0, 0, 0),
-            op(JEQ_K, 0, 4, libc::SYS_futex as u32),
-            op(LD_W_ABS, 0, 0, 24),
-            op(AND_K, 0, 0, 0x7f), // without FUTEX_PRIVATE_FLAG / FUTEX_CLOCK_REALTIME
-            op(JEQ_K, 0, 1, libc::FUTEX_WAIT_BITSET as u32),
-            op(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
-            op(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
-        ];
-        let prog = libc::sock_fprog {
-            len: filter.len() as u16,
-            filter: filter.as_ptr().cast_mut(),
+        use seccompiler::{
+            BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition,
+            SeccompFilter, SeccompRule,
         };
-        // SAFETY: PR_SET_NO_NEW_PRIVS takes integer arguments only; PR_SET_SECCOMP reads
-        // `prog`, which points to `filter`, both alive across the call (the kernel copies
-        // the program).
-        unsafe {
-            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
-                && libc::prctl(
-                    libc::PR_SET_SECCOMP,
-                    libc::SECCOMP_MODE_FILTER,
-                    &raw const prog,
-                ) == 0
-        }
+        // The futex op is the call's second argument; without FUTEX_PRIVATE_FLAG and
+        // FUTEX_CLOCK_REALTIME (the low 7 bits).
+        let wait_bitset = SeccompCondition::new(
+            1,
+            SeccompCmpArgLen::Dword,
+            SeccompCmpOp::MaskedEq(0x7f),
+            libc::FUTEX_WAIT_BITSET as u64,
+        )
+        .expect("condition");
+        let rules = [(
+            libc::SYS_futex,
+            vec![SeccompRule::new(vec![wait_bitset]).expect("rule")],
+        )];
+        let filter = SeccompFilter::new(
+            rules.into_iter().collect(),
+            SeccompAction::Allow,
+            SeccompAction::Errno(libc::ENOSYS as u32),
+            std::env::consts::ARCH
+                .try_into()
+                .expect("an architecture seccompiler knows"),
+        )
+        .expect("filter");
+        let program: BpfProgram = filter.try_into().expect("BPF program");
+        seccompiler::apply_filter(&program).is_ok()
     }
 
     /// CPU time this thread has used.
