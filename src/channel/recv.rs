@@ -646,7 +646,7 @@ impl Channel {
     /// the cursors or the record are invalid. Steps over `SKIP` records first: a run of
     /// them is claimed and released at once (one store of each cursor, and senders
     /// woken). The walk ends within a ring: every record must end below `free + cap`.
-    #[inline]
+    #[inline(always)]
     pub(super) fn next_message(
         &self,
         c: &mut Cursors,

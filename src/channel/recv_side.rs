@@ -4,7 +4,7 @@ use core::marker::PhantomData;
 use core::time::Duration;
 use std::time::Instant;
 
-use super::engine::{Fail, Polls, SideGuard, Sleep, Wait, advance, wait_on, wake};
+use super::engine::{Fail, Found, Polls, SideGuard, Sleep, Wait, advance, wait_on, wake};
 use super::error::{
     RecvError, RecvIntoError, RecvTimeoutError, RecvTimeoutIntoError, TryRecvError,
     TryRecvIntoError,
@@ -147,7 +147,10 @@ impl RecvSide<'_> {
     }
 
     /// One receive under the held side: the steps of [`Channel::recv`] between its lock
-    /// and its unlock (module docs, "Protocol"), waiting as `wait` allows.
+    /// and its unlock (module docs, "Protocol"), waiting as `wait` allows. The message
+    /// found at the first look is taken here; the looks after it, and the waits between
+    /// them, are [`await_message`](Self::await_message)'s (out of line: a stream that
+    /// keeps the channel busy never runs them).
     #[inline]
     fn recv_held<R>(
         &mut self,
@@ -160,41 +163,56 @@ impl RecvSide<'_> {
         if !self.guard.is_held_here() {
             return Err(self.not_held());
         }
+        let (head, found) = match ch.next_message(&mut self.cursors, max)? {
+            Some(next) => next,
+            None => self.await_message(wait, max)?,
+        };
+        if let Some(l) = limit
+            && found.len as usize > l
+        {
+            return Err(Fail::TooSmall {
+                needed: found.len as usize,
+            });
+        }
+        // The claim. Release: as in `recv_inner`.
+        ch.header
+            .head
+            .head
+            .store(advance(head, found.end), Ordering::Release);
+        failpoint::hit(Point::ChannelRecvClaimed);
+        // As the side leaves them once the claim below is released (on return or unwind).
+        self.cursors = Cursors {
+            head: advance(head, found.end),
+            free: found.end,
+        };
+        let claim = HeldClaim {
+            ch,
+            end: found.end,
+            owner: crate::owner::current(),
+        };
+        let r = take(ch, found.at as usize, found.len as usize);
+        drop(claim);
+        Ok(r)
+    }
+
+    /// The first look of [`recv_held`](Self::recv_held) found no message: looks again,
+    /// waiting between the looks as `wait` allows, until one is published (returned with
+    /// `head`, unclaimed), the channel is closed and drained, or the wait ends.
+    #[inline(never)]
+    fn await_message(&mut self, wait: Wait, max: u32) -> Result<(u64, Found), Fail> {
+        let ch = self.ch;
         let mut sleep: Option<Sleep> = None;
         let mut awaited = false;
         let mut deadline_looked = false;
         // As in `recv_inner`: one try to make a close final, and one after each wait.
         let mut may_finalise = true;
+        // The caller looked once already.
+        let mut look = false;
         loop {
-            if let Some((head, found)) = ch.next_message(&mut self.cursors, max)? {
-                if let Some(l) = limit
-                    && found.len as usize > l
-                {
-                    return Err(Fail::TooSmall {
-                        needed: found.len as usize,
-                    });
-                }
-                // The claim. Release: as in `recv_inner`.
-                ch.header
-                    .head
-                    .head
-                    .store(advance(head, found.end), Ordering::Release);
-                failpoint::hit(Point::ChannelRecvClaimed);
-                // As the side leaves them once the claim below is released (on return or
-                // unwind).
-                self.cursors = Cursors {
-                    head: advance(head, found.end),
-                    free: found.end,
-                };
-                let claim = HeldClaim {
-                    ch,
-                    end: found.end,
-                    owner: crate::owner::current(),
-                };
-                let r = take(ch, found.at as usize, found.len as usize);
-                drop(claim);
-                return Ok(r);
+            if look && let Some(next) = ch.next_message(&mut self.cursors, max)? {
+                return Ok(next);
             }
+            look = true;
             // The side's own `head`, not the shared word's (a peer may write that).
             let head = pos(self.cursors.head);
             let waited = sleep.as_ref().is_some_and(Sleep::started);

@@ -478,6 +478,7 @@ impl Channel {
     /// No read-modify-write and, in a registered process while the channel's `fenced`
     /// word is 0, no fence: the two barriers are compiler barriers, which the barrier of a
     /// sleeper or a finaliser pairs with ([`barrier`](super::barrier)).
+    #[inline(always)]
     fn publish(
         &self,
         guard: &SideGuard<'_>,
