@@ -51,6 +51,10 @@
 //!   receives from; `shmstate_channel_held_sides` holds them too, and blocks in
 //!   `RecvSide::recv_into` (which spins about 5 µs before it sleeps, far longer than a
 //!   round trip: in this row, too, both sides spin).
+//! - `channel_oneway_64B_1thread`: one thread sends a 64 B message and receives it back,
+//!   over and over: the CPU's part of a message, with no line moving between cores
+//!   (held sides, `send` + `recv_into`, the bare ring published per record, and
+//!   `crossbeam-channel`).
 //!
 //! Run: `cargo bench --bench channel` (smoke: `SHMSTATE_BENCH_QUICK=1 cargo bench --bench
 //! channel`).
@@ -1207,9 +1211,88 @@ mod channel_rows {
     }
 }
 
+/// `channel_oneway_64B_1thread`: one thread sends a 64 B message and receives it back,
+/// over and over: what a message costs the CPU, with no line moving between cores (the
+/// part of a one-way row that code can change; BENCHMARKS.md, "Fewer instructions per
+/// held-side message"). `shmstate_channel_held_sides`: through a held send side and a
+/// held receive side; `shmstate_channel`: `send` + `recv_into`. Beside them, the bare
+/// ring published per record (`stamped_ring`, as `channel_floor_2procs/stamped_ring_64B`:
+/// no lock, no crash safety, no sleeping) and `crossbeam_channel` of `Vec<u8>` (one
+/// allocation per message, as in its two-thread rows).
+fn one_thread(c: &mut Criterion) {
+    const LEN: usize = 64;
+    let mut g = common::group(c, "channel_oneway_64B_1thread");
+    tune(&mut g, Weight::Single);
+    g.throughput(Throughput::Elements(1));
+    let r = shmstate::Region::anonymous(1 << 20).expect("anonymous region");
+    let ch = r
+        .channel(
+            "one-thread",
+            shmstate::ChannelOptions::new(BUFFER).max_message(16384),
+        )
+        .expect("channel");
+    let mut msg = message(LEN);
+    let mut buf = message(LEN);
+    g.bench_function("shmstate_channel_held_sides", |b| {
+        let mut tx = ch.send_side().unwrap();
+        let mut rx = ch.recv_side().unwrap();
+        b.iter_custom(|iters| {
+            let t0 = Instant::now();
+            for k in 1..=iters {
+                stamp(&mut msg, k);
+                tx.send(&msg).unwrap();
+                let n = rx.recv_into(&mut buf).unwrap();
+                check(&buf[..n], k, LEN);
+            }
+            t0.elapsed()
+        })
+    });
+    g.bench_function("shmstate_channel", |b| {
+        b.iter_custom(|iters| {
+            let t0 = Instant::now();
+            for k in 1..=iters {
+                stamp(&mut msg, k);
+                ch.send(&msg).unwrap();
+                let n = ch.recv_into(&mut buf).unwrap();
+                check(&buf[..n], k, LEN);
+            }
+            t0.elapsed()
+        })
+    });
+    let ring = Box::new(PackedRing::<HEADER_STORE>::new());
+    g.bench_function("stamped_ring", |b| {
+        ring.reset();
+        let (mut tx, mut rx) = (PackedEnd::default(), PackedEnd::default());
+        b.iter_custom(|iters| {
+            let t0 = Instant::now();
+            for k in 1..=iters {
+                stamp(&mut msg, k);
+                ring.put(&mut tx, &msg);
+                let n = ring.take(&mut rx, &mut buf);
+                check(&buf[..n], k, LEN);
+            }
+            t0.elapsed()
+        })
+    });
+    let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(BUFFER / LEN);
+    g.bench_function("crossbeam_channel", |b| {
+        b.iter_custom(|iters| {
+            let t0 = Instant::now();
+            for k in 1..=iters {
+                let mut m = msg.clone();
+                stamp(&mut m, k);
+                tx.send(m).unwrap();
+                check(&rx.recv().unwrap(), k, LEN);
+            }
+            t0.elapsed()
+        })
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = common::criterion();
-    targets = oneway, pingpong, floor, memcpy, memcpy_memory
+    targets = oneway, pingpong, floor, memcpy, memcpy_memory, one_thread
 }
 criterion_main!(benches);

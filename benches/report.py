@@ -133,6 +133,8 @@ for _size in CHANNEL_SIZES:
     MEANING[f"channel_pingpong_{_size}_2procs"] = \
         f"one {_size} message there and back between 2 processes"
 MEANING["channel_floor_2procs"] = "two atomics bounced between 2 processes (the floor)"
+MEANING["channel_oneway_64B_1thread"] = ("one 64 B message sent and received back by one "
+                                         "thread: the CPU's part, no cross-core traffic")
 MEANING["channel_memcpy"] = ("one 16 KiB memcpy, one thread: in cache, and 16 KiB at a time "
                              "of a 256 MiB copy (memory bandwidth)")
 # Groups of physical floors: measured without a shmstate side on purpose.
