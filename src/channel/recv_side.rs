@@ -479,7 +479,7 @@ impl RecvSide<'_> {
             // As in `recv_held`.
             return Err(self.not_held().try_recv());
         }
-        // As in `recv_held`: the side's own `head`.
+        // As in `await_message`: the side's own `head`.
         let head = pos(self.cursors.head);
         let mut look = ch.peek_at(head);
         if look == Peek::InFlight {
