@@ -450,6 +450,33 @@ def test_a_consumer_killed_mid_get_loses_at_most_the_item_it_was_taking(ctx):
     assert q.lost() <= first - seen - 1
 
 
+def test_immediate_shutdown_discards_what_a_killed_getter_left(ctx):
+    # A getter SIGKILLed while taking items may die holding the queue's receive side (the
+    # kill lands inside a get's claim only now and then: most of a get is unpickling).
+    # Either way `shutdown(immediate=True)` returns within its bound (about 25 ms of
+    # tries), discards every item left and ends gets: a stopped holder would keep the
+    # items (the docs), a dead one must not.
+    n = 30_000
+    q = shmstate.Queue()
+    for i in range(n):
+        q.put(i)
+    last = shmstate.Value("q", -1)
+    p = ctx.Process(target=_get_forever, args=(q, last))
+    p.start()
+    _wait_for(lambda: last.value >= 500)
+    p.kill()
+    p.join(30)
+    assert last.value < n - 1  # it died with items left
+    t = time.monotonic()
+    q.shutdown(immediate=True)
+    assert time.monotonic() - t < LATE
+    assert q.qsize() == 0 and q.empty()
+    with pytest.raises(shmstate.ShutDown):
+        q.get(timeout=0.1)
+    with pytest.raises(shmstate.ShutDown):
+        q.put(1)
+
+
 def _take_one_task(q, taken):
     q.get()
     taken.set()
