@@ -421,13 +421,9 @@ def _get_forever(q, last):
         last.value = q.get()
 
 
-def test_a_consumer_killed_mid_get_loses_at_most_the_item_it_was_taking(ctx):
-    # Enough items that the consumer is still taking them when it is killed (5,000 were
-    # sometimes all taken between the poll that saw 500 and the kill), and a few put
-    # after the kill, so that what is left is never empty even if it had caught up. (Each
-    # item takes a 24-byte record: 30,010 fit in the default 1 MiB ring.)
-    n, after = 30_000, 10
-    q = shmstate.Queue()
+def _kill_a_getter_mid_stream(ctx, q, n):
+    """Puts `0..n` into `q`, lets a getter process take 500 or more of them, SIGKILLs it
+    and waits for it to end: the last item it recorded."""
     for i in range(n):
         q.put(i)
     last = shmstate.Value("q", -1)
@@ -436,7 +432,17 @@ def test_a_consumer_killed_mid_get_loses_at_most_the_item_it_was_taking(ctx):
     _wait_for(lambda: last.value >= 500)
     p.kill()
     p.join(30)
-    seen = last.value
+    return last.value
+
+
+def test_a_consumer_killed_mid_get_loses_at_most_the_item_it_was_taking(ctx):
+    # Enough items that the consumer is still taking them when it is killed (5,000 were
+    # sometimes all taken between the poll that saw 500 and the kill), and a few put
+    # after the kill, so that what is left is never empty even if it had caught up. (Each
+    # item takes a 24-byte record: 30,010 fit in the default 1 MiB ring.)
+    n, after = 30_000, 10
+    q = shmstate.Queue()
+    seen = _kill_a_getter_mid_stream(ctx, q, n)
     for i in range(n, n + after):
         q.put(i)
     t = time.monotonic()
@@ -458,15 +464,7 @@ def test_immediate_shutdown_discards_what_a_killed_getter_left(ctx):
     # items (the docs), a dead one must not.
     n = 30_000
     q = shmstate.Queue()
-    for i in range(n):
-        q.put(i)
-    last = shmstate.Value("q", -1)
-    p = ctx.Process(target=_get_forever, args=(q, last))
-    p.start()
-    _wait_for(lambda: last.value >= 500)
-    p.kill()
-    p.join(30)
-    assert last.value < n - 1  # it died with items left
+    assert _kill_a_getter_mid_stream(ctx, q, n) < n - 1  # it died with items left
     t = time.monotonic()
     q.shutdown(immediate=True)
     assert time.monotonic() - t < LATE
